@@ -1,0 +1,61 @@
+"""phosjax.core: tags, knobs, path weights, selectors and the functional transforms."""
+
+from phosjax.core._apply import tag_shapes
+from phosjax.core._collections import (
+    AUX_LOSS,
+    BLURB,
+    INJECTIONS,
+    INTERMEDIATES,
+    KNOBS,
+    PATH_WEIGHTS,
+    PERTURBATIONS,
+    TRANSIENT,
+    scan_axes,
+)
+from phosjax.core._grad import grad_of, perturbations
+from phosjax.core._inject import inject, injections
+from phosjax.core._knobs import Knob, knob, knobs, set_knobs, with_knobs
+from phosjax.core._losses import aux_total, regularize
+from phosjax.core._path_weights import current_path_weight, path_weight
+from phosjax.core._paths import flatten, unflatten
+from phosjax.core._probe import probe
+from phosjax.core._selectors import SelectorError, compile_selector, matches, select
+from phosjax.core._tags import aux_loss, note, tag
+from phosjax.core._tweak import tweak
+
+__all__ = [
+    "AUX_LOSS",
+    "BLURB",
+    "INJECTIONS",
+    "INTERMEDIATES",
+    "KNOBS",
+    "PATH_WEIGHTS",
+    "PERTURBATIONS",
+    "TRANSIENT",
+    "Knob",
+    "SelectorError",
+    "aux_loss",
+    "aux_total",
+    "compile_selector",
+    "current_path_weight",
+    "flatten",
+    "grad_of",
+    "inject",
+    "injections",
+    "knob",
+    "knobs",
+    "matches",
+    "note",
+    "path_weight",
+    "perturbations",
+    "probe",
+    "regularize",
+    "scan_axes",
+    "select",
+    "set_knobs",
+    "tag",
+    "tag_shapes",
+    "tweak",
+    "unflatten",
+    "with_knobs",
+]

@@ -1,0 +1,53 @@
+"""``model.apply`` with extra collections made mutable and handed back separately."""
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+
+from phosjax.core._collections import INTERMEDIATES
+from phosjax.core._paths import flatten
+
+Mutable = bool | str | Sequence[str]
+
+
+def apply_collecting(
+    model: nn.Module,
+    variables: Mapping[str, Any],
+    *args: Any,
+    collect: Sequence[str],
+    mutable: Mutable = False,
+    **kwargs: Any,
+) -> tuple[Any, dict[str, Any]]:
+    """Runs ``model.apply`` and also returns the ``collect`` collections it wrote.
+
+    Returns:
+      ``(output, collected)``: ``output`` is exactly what ``model.apply(variables, *args,
+      mutable=mutable, **kwargs)`` returns (a pair with the updated state when
+      ``mutable`` asks for any), ``collected`` maps each name in ``collect`` to its tree.
+    """
+    if mutable is True:
+        asked: Any = True
+    else:
+        user = [] if mutable is False else [mutable] if isinstance(mutable, str) else list(mutable)
+        asked = [*user, *(c for c in collect if c not in user)]
+    out, state = model.apply(variables, *args, mutable=asked, **kwargs)
+    state = dict(state)
+    collected = {name: state.pop(name, {}) for name in collect}
+    return (out if mutable is False else (out, state)), collected
+
+
+def tag_shapes(
+    model: nn.Module, variables: Mapping[str, Any], *args: Any, **kwargs: Any
+) -> dict[str, Any]:
+    """``{path: jax.ShapeDtypeStruct}`` of every value ``model`` tags on ``args``.
+
+    Traced abstractly with `jax.eval_shape`, so it costs no computation. A value tagged
+    by several calls of one module maps to a tuple of shapes.
+    """
+
+    def run(variables: Mapping[str, Any]) -> Any:
+        return apply_collecting(model, variables, *args, collect=[INTERMEDIATES], **kwargs)[1]
+
+    return flatten(jax.eval_shape(run, variables)[INTERMEDIATES])

@@ -1,0 +1,48 @@
+"""Names of the Flax variable collections that phosjax reads and writes.
+
+Every piece of phosjax that touches a collection imports its name from here, so the
+convention lives in one place.
+"""
+
+INTERMEDIATES = "intermediates"
+"""Tagged values (`tag`), one tuple of values per tag and call."""
+
+AUX_LOSS = "aux_loss"
+"""Auxiliary losses (`aux_loss`), already multiplied by their path weight."""
+
+PATH_WEIGHTS = "path_weights"
+"""The weight a choice or skip layer gave each of its branches (`path_weight`)."""
+
+PERTURBATIONS = "perturbations"
+"""Zeros added to tagged values so that gradients can be taken to them (`grad_of`)."""
+
+INJECTIONS = "injections"
+"""Values that replace tagged values during a forward pass (`inject`)."""
+
+KNOBS = "knobs"
+"""Values declared where they are used (`knob`); persistent, may be tweaked or trained."""
+
+BLURB = "blurb"
+"""Custom summary information that modules record for `blurb` (`note`)."""
+
+TRANSIENT = (INTERMEDIATES, AUX_LOSS, PATH_WEIGHTS, PERTURBATIONS, INJECTIONS, BLURB)
+"""Collections that only live during one call; `init` never returns them as state."""
+
+SCANNED = (INTERMEDIATES, AUX_LOSS, PATH_WEIGHTS, PERTURBATIONS, INJECTIONS, BLURB)
+"""Collections that carry one entry per iteration under `nn.scan` (see `scan_axes`)."""
+
+
+def scan_axes(**extra: int | bool) -> dict[str, int | bool]:
+    """The ``variable_axes`` for `flax.linen.scan` so phosjax collections work inside a scan.
+
+    Each phosjax collection gets one entry per scan iteration (axis 0), so probing a
+    scanned block returns values stacked on a leading layer axis.
+
+    Args:
+      **extra: more collections and their axes, e.g. ``params=0``.
+
+    Examples:
+      >>> sorted(scan_axes(params=0))[:3]
+      ['aux_loss', 'blurb', 'injections']
+    """
+    return {**{name: 0 for name in SCANNED}, **extra}

@@ -1,0 +1,122 @@
+"""Knobs: values declared where they are used (Ptera's idea), kept in the variables tree.
+
+``T = knob(self, "T", 1.0, doc="softmax temperature")`` inside a module. ``model.init``
+stores every knob in the ``knobs`` collection, so changing one is a tree edit
+(`set_knobs`, `tweak`), a grid can vmap over it, and a train step can learn it.
+Variables without a ``knobs`` collection (say, params alone) run with the defaults.
+"""
+
+import contextlib
+import contextvars
+import dataclasses
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from phosjax.core._collections import KNOBS
+from phosjax.core._paths import flatten, module_path, unflatten
+from phosjax.core._selectors import select
+
+
+@dataclasses.dataclass(frozen=True)
+class Knob:
+    """One declared knob: where it lives, its default and what it does."""
+
+    path: str
+    default: Any
+    doc: str
+
+
+_DECLARED: contextvars.ContextVar[dict[str, Knob] | None] = contextvars.ContextVar(
+    "phosjax_knobs", default=None
+)
+
+
+def knob(module: nn.Module, name: str, default: Any, *, doc: str = "") -> jax.Array:
+    """Declares a knob in ``module`` and returns its current value.
+
+    Args:
+      module: the bound module that uses the value (``self``).
+      name: the knob's name, the last segment of its path.
+      default: its value until tweaked; sets shape and dtype.
+      doc: one line saying what it does (listed by `knobs`).
+
+    Examples:
+      >>> import flax.linen as nn, jax, jax.numpy as jnp, phosjax as px
+      >>> class Softmax(nn.Module):
+      ...     @nn.compact
+      ...     def __call__(self, x):
+      ...         return nn.softmax(x / px.knob(self, "T", 1.0, doc="temperature"))
+      >>> variables = Softmax().init(jax.random.key(0), jnp.zeros(3))
+      >>> variables["knobs"]["T"].item()
+      1.0
+    """
+    declared = _DECLARED.get()
+    if declared is not None:
+        path = module_path(module, name)
+        declared.setdefault(path, Knob(path, default, doc))
+    if module.has_variable(KNOBS, name) or module.is_mutable_collection(KNOBS):
+        return module.variable(KNOBS, name, jnp.asarray, default).value
+    return jnp.asarray(default)
+
+
+@contextlib.contextmanager
+def _declarations() -> Iterator[dict[str, Knob]]:
+    found: dict[str, Knob] = {}
+    token = _DECLARED.set(found)
+    try:
+        yield found
+    finally:
+        _DECLARED.reset(token)
+
+
+def knobs(model: nn.Module, *args: Any, **kwargs: Any) -> dict[str, Knob]:
+    """Every knob ``model`` declares when called on ``args``, by path.
+
+    Traces ``model.init`` abstractly (nothing is computed).
+
+    Examples:
+      >>> import flax.linen as nn, jax.numpy as jnp, phosjax as px
+      >>> class Scaled(nn.Module):
+      ...     @nn.compact
+      ...     def __call__(self, x):
+      ...         return x * px.knob(self, "gain", 2.0, doc="output gain")
+      >>> px.knobs(Scaled(), jnp.ones(3))
+      {'gain': Knob(path='gain', default=2.0, doc='output gain')}
+    """
+    with _declarations() as found:
+        jax.eval_shape(lambda: model.init(jax.random.key(0), *args, **kwargs))
+    return dict(found)
+
+
+def set_knobs(variables: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """Returns ``variables`` with the knobs that each selector matches set to its value.
+
+    A value is cast to the knob's dtype and broadcast to its shape (so a knob stacked
+    on a grid axis takes one value for every cell).
+
+    Raises:
+      SelectorError: a selector matches no knob (the message lists the nearest).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> v = {"params": {}, "knobs": {"blocks_1": {"T": jnp.array(1.0)}}}
+      >>> set_knobs(v, {"**/T": 3})["knobs"]["blocks_1"]["T"].item()
+      3.0
+    """
+    flat = flatten(variables.get(KNOBS, {}))
+    for selector, value in values.items():
+        for path in select(flat, selector, what="knob"):
+            old = jnp.asarray(flat[path])
+            flat[path] = jnp.broadcast_to(jnp.asarray(value, old.dtype), old.shape)
+    return {**variables, KNOBS: unflatten(flat)}
+
+
+def with_knobs(model: nn.Module, variables: Mapping[str, Any], *args: Any, **kwargs: Any):
+    """``variables`` with every knob the model declares, missing ones at their default."""
+    flat = {p: jnp.asarray(k.default) for p, k in knobs(model, *args, **kwargs).items()}
+    flat.update(flatten(variables.get(KNOBS, {})))
+    return {**variables, KNOBS: unflatten(flat)}

@@ -1,0 +1,66 @@
+"""Loss terms gathered over a model: `regularize` and `aux_total`."""
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from phosjax.core._paths import SEP, flatten
+from phosjax.core._selectors import select
+
+
+def regularize(
+    values: Mapping[str, Any],
+    selector: str | Iterable[str],
+    fn: Callable[[jax.Array], jax.Array],
+) -> jax.Array:
+    """The sum of ``fn(value)`` over every value a selector matches.
+
+    ``values`` is a nested tree (``variables["params"]``, a collection) or the flat
+    ``{path: value}`` that `probe` returns. A value recorded by several calls adds
+    ``fn`` of each.
+
+    Raises:
+      SelectorError: a selector matches nothing.
+
+    Examples:
+      >>> import jax.numpy as jnp, phosjax as px
+      >>> found = {"a/pre_act": jnp.array([1.0, -3.0]), "b/pre_act": jnp.array([2.0])}
+      >>> float(px.regularize(found, "**/pre_act", lambda h: jnp.abs(h).mean()))
+      4.0
+    """
+    flat = flatten(values)
+    total = jnp.zeros(())
+    for selector_ in [selector] if isinstance(selector, str) else selector:
+        for path in select(flat, selector_):
+            entry = flat[path]
+            for value in entry if isinstance(entry, tuple) else (entry,):
+                total = total + fn(value)
+    return total
+
+
+def aux_total(aux: Mapping[str, Any]) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """The total of the auxiliary losses one forward pass recorded, and the total per name.
+
+    Each recorded loss (already scaled by its path weight) counts with its mean over
+    examples; losses of one name from several modules add up.
+
+    Args:
+      aux: the ``aux_loss`` collection that ``model.apply(..., mutable=["aux_loss"])``
+        returned.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> total, by_name = aux_total({"moe_0": {"balance": (jnp.array(0.5),)},
+      ...                             "moe_1": {"balance": (jnp.array([1.0, 2.0]),)}})
+      >>> float(total), {k: float(v) for k, v in by_name.items()}
+      (2.0, {'balance': 2.0})
+    """
+    by_name: dict[str, jax.Array] = {}
+    for path, record in flatten(aux, unwrap=False).items():
+        name = path.rsplit(SEP, 1)[-1]
+        for value in record if isinstance(record, tuple) else (record,):
+            by_name[name] = by_name.get(name, jnp.zeros(())) + jnp.mean(value)
+    total = sum(by_name.values(), jnp.zeros(()))
+    return total, by_name

@@ -1,0 +1,64 @@
+"""Flat ``{"a/b/name": value}`` views of nested variable trees.
+
+A Flax collection is a nested dict keyed by module names. phosjax names each entry by
+its module path joined with ``/``, the variable (or tag) name last. Values recorded
+with ``sow`` are tuples (one item per call); `flatten` unwraps single-call tuples.
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+SEP = "/"
+
+
+def _is_record(value: Any) -> bool:
+    return isinstance(value, tuple)
+
+
+def flatten(tree: Mapping[str, Any], *, unwrap: bool = True) -> dict[str, Any]:
+    """Flattens a nested collection to ``{path: value}``.
+
+    Args:
+      tree: a nested mapping, as Flax returns a collection.
+      unwrap: a ``sow`` record of one call (a 1-tuple) becomes its value; a record of
+        several calls stays a tuple.
+
+    Examples:
+      >>> flatten({"blocks_0": {"pre_act": (1.0,)}, "w": 2.0})
+      {'blocks_0/pre_act': 1.0, 'w': 2.0}
+    """
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, Mapping):
+            for key, child in node.items():
+                walk(f"{prefix}{SEP}{key}" if prefix else str(key), child)
+        elif unwrap and _is_record(node) and len(node) == 1:
+            flat[prefix] = node[0]
+        else:
+            flat[prefix] = node
+
+    walk("", tree)
+    return flat
+
+
+def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """Builds a nested dict from ``{path: value}``; the inverse of `flatten` for plain trees.
+
+    Examples:
+      >>> unflatten({"a/b": 1, "a/c": 2})
+      {'a': {'b': 1, 'c': 2}}
+    """
+    tree: dict[str, Any] = {}
+    for path, value in flat.items():
+        *parents, leaf = path.split(SEP)
+        node = tree
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return tree
+
+
+def module_path(module: Any, name: str) -> str:
+    """The phosjax path of variable ``name`` in a bound Flax module."""
+    return SEP.join((*module.path, name))

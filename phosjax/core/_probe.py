@@ -1,0 +1,56 @@
+"""`probe`: run a model and return the tagged values a selector picks."""
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import flax.linen as nn
+
+from phosjax.core._apply import Mutable, apply_collecting
+from phosjax.core._collections import INTERMEDIATES
+from phosjax.core._paths import flatten
+from phosjax.core._selectors import select_items
+
+
+def probe(
+    model: nn.Module,
+    variables: Mapping[str, Any],
+    x: Any,
+    selector: str | Iterable[str] = "**",
+    *,
+    mutable: Mutable = False,
+    **kwargs: Any,
+) -> tuple[Any, dict[str, Any]]:
+    """Runs ``model`` on ``x`` and returns the tagged values that ``selector`` matches.
+
+    Args:
+      model: a Flax module.
+      variables: its variables.
+      x: the input.
+      selector: a selector, or several (each must match something).
+      mutable: passed to ``model.apply``; the output then holds the updated state.
+      **kwargs: passed to ``model.apply`` (``rngs=``, ``method=``, ``train=``...).
+
+    Returns:
+      ``(output, {path: value})``: the model's output and exactly the values the forward
+      pass computed at the matching paths (a tuple where a module was called repeatedly).
+
+    Raises:
+      SelectorError: a selector matched no tagged value.
+
+    Examples:
+      >>> import flax.linen as nn, jax, jax.numpy as jnp, phosjax as px
+      >>> class Net(nn.Module):
+      ...     @nn.compact
+      ...     def __call__(self, x):
+      ...         for i in range(2):
+      ...             x = px.tag(self, f"h{i}", nn.Dense(2, name=f"dense_{i}")(x))
+      ...         return x
+      >>> x = jnp.ones((1, 3)); variables = Net().init(jax.random.key(0), x)
+      >>> sorted(px.probe(Net(), variables, x, "h*")[1])
+      ['h0', 'h1']
+    """
+    output, collected = apply_collecting(
+        model, variables, x, collect=[INTERMEDIATES], mutable=mutable, **kwargs
+    )
+    found = select_items(flatten(collected[INTERMEDIATES]), selector, what="tagged value")
+    return output, found

@@ -1,0 +1,130 @@
+"""Selectors: patterns that pick paths such as ``"blocks_1/choice/pre_act"``.
+
+Syntax, matched against the whole path:
+
+* ``*`` one path segment (or part of one: ``blocks_*``),
+* ``**`` any number of segments, none included,
+* ``[1-3]``, ``?`` character classes and single characters within a segment,
+* ``re:<regex>`` a Python regular expression (full match).
+"""
+
+import difflib
+import functools
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from phosjax.core._paths import SEP
+
+
+class SelectorError(KeyError):
+    """A selector matched no path; the message lists the closest existing paths."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+
+def _segment_regex(segment: str) -> str:
+    out = []
+    i = 0
+    while i < len(segment):
+        char = segment[i]
+        if char == "*":
+            out.append("[^/]*")
+        elif char == "?":
+            out.append("[^/]")
+        elif char == "[":
+            end = segment.find("]", i + 1)
+            if end < 0:
+                raise ValueError(f"Selector segment {segment!r} has an unclosed '['.")
+            body = segment[i + 1 : end]
+            if body.startswith("!"):
+                body = "^" + body[1:]
+            out.append(f"[{body}]")
+            i = end
+        else:
+            out.append(re.escape(char))
+        i += 1
+    return "".join(out)
+
+
+@functools.lru_cache(maxsize=1024)
+def compile_selector(selector: str) -> re.Pattern[str]:
+    """Compiles a selector to a regular expression over whole paths.
+
+    Examples:
+      >>> bool(compile_selector("blocks_[1-3]/**/T").fullmatch("blocks_2/choice/T"))
+      True
+      >>> bool(compile_selector("**/T").fullmatch("T"))
+      True
+    """
+    if not isinstance(selector, str) or not selector:
+        raise ValueError(f"A selector must be a non-empty string, got {selector!r}.")
+    if selector.startswith("re:"):
+        return re.compile(selector[3:])
+    pattern, need_sep = "", False
+    segments = selector.split(SEP)
+    for i, segment in enumerate(segments):
+        sep = SEP if need_sep else ""
+        if segment != "**":
+            pattern, need_sep = pattern + sep + _segment_regex(segment), True
+        elif i < len(segments) - 1:  # "**/" : zero or more whole segments
+            pattern, need_sep = pattern + sep + "(?:[^/]+/)*", False
+        else:  # trailing "**": anything below, or nothing
+            pattern += "(?:/[^/]+)*" if need_sep else "(?:[^/]+(?:/[^/]+)*)?"
+    return re.compile(pattern)
+
+
+def matches(selector: str, path: str) -> bool:
+    """Whether ``selector`` matches the whole of ``path``."""
+    return compile_selector(selector).fullmatch(path) is not None
+
+
+def _nearest(selector: str, paths: list[str], n: int = 5) -> list[str]:
+    literal = selector[3:] if selector.startswith("re:") else selector
+    close = difflib.get_close_matches(literal, paths, n=n, cutoff=0.0)
+    return close or paths[:n]
+
+
+def select(
+    paths: Iterable[str], selector: str, *, what: str = "path", allow_empty: bool = False
+) -> list[str]:
+    """The paths that ``selector`` matches, in their original order.
+
+    Args:
+      paths: candidate paths.
+      selector: see the module docstring.
+      what: what the paths are (``"tagged value"``, ``"knob"``...), for the error.
+      allow_empty: return ``[]`` instead of raising when nothing matches.
+
+    Raises:
+      SelectorError: nothing matched; the message lists the nearest paths.
+
+    Examples:
+      >>> select(["a/pre_act", "b/pre_act", "b/out"], "*/pre_act")
+      ['a/pre_act', 'b/pre_act']
+    """
+    paths = list(paths)
+    regex = compile_selector(selector)
+    found = [p for p in paths if regex.fullmatch(p)]
+    if not found and not allow_empty:
+        if not paths:
+            raise SelectorError(f"Selector {selector!r} matched no {what}: there are none.")
+        nearest = ", ".join(repr(p) for p in _nearest(selector, paths))
+        raise SelectorError(
+            f"Selector {selector!r} matched no {what} among {len(paths)}; "
+            f"nearest: {nearest}."
+        )
+    return found
+
+
+def select_items(
+    flat: Mapping[str, Any], selectors: str | Iterable[str], *, what: str = "path"
+) -> dict[str, Any]:
+    """``{path: value}`` for the paths any of ``selectors`` match (each must match)."""
+    if isinstance(selectors, str):
+        selectors = [selectors]
+    chosen: set[str] = set()
+    for selector in selectors:
+        chosen.update(select(flat, selector, what=what))
+    return {p: v for p, v in flat.items() if p in chosen}

@@ -1,0 +1,98 @@
+"""Recording values from inside Flax modules: `tag`, `aux_loss`, `note`.
+
+All three cost nothing unless the caller asks for their collection (makes it
+mutable), and none of them stores anything while a model is initialized, so
+``model.init`` hands back no transient collections.
+"""
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from phosjax.core._collections import AUX_LOSS, BLURB, INJECTIONS, INTERMEDIATES, PERTURBATIONS
+from phosjax.core._path_weights import current_path_weight, scale_by_path_weight
+from phosjax.core._record import record
+
+
+def tag(module: nn.Module, name: str, value: Any) -> Any:
+    """Names a value computed inside ``module`` so it can be probed, injected or differentiated.
+
+    The tagged value is stored in the ``intermediates`` collection (when that collection
+    is mutable), replaced by an injected value when `inject` provides one, and shifted by
+    a zero perturbation when `grad_of` asks for its gradient. Returns the value to use.
+
+    Args:
+      module: the bound module the value belongs to (``self`` inside ``__call__``).
+      name: the last segment of the value's path, e.g. ``"pre_act"``.
+      value: an array (or pytree of arrays).
+
+    Examples:
+      >>> import flax.linen as nn, jax, jax.numpy as jnp, phosjax as px
+      >>> class Net(nn.Module):
+      ...     @nn.compact
+      ...     def __call__(self, x):
+      ...         h = px.tag(self, "pre_act", nn.Dense(3)(x))
+      ...         return nn.relu(h)
+      >>> net = Net(); x = jnp.ones((2, 4))
+      >>> variables = net.init(jax.random.key(0), x)
+      >>> out, found = px.probe(net, variables, x, "pre_act")
+      >>> found["pre_act"].shape
+      (2, 3)
+    """
+    if module.has_variable(INJECTIONS, name):
+        value = module.get_variable(INJECTIONS, name)
+    if module.has_variable(PERTURBATIONS, name):
+        value = jax.tree.map(jnp.add, value, module.get_variable(PERTURBATIONS, name))
+    record(module, INTERMEDIATES, name, value)
+    return value
+
+
+def aux_loss(module: nn.Module, name: str, value: jax.Array) -> jax.Array:
+    """Records an auxiliary loss, multiplied by the path weight of the enclosing branches.
+
+    Inside ``with path_weight(...)`` scopes the loss is scaled by the product of their
+    weights, so a loss raised in a branch that carries a quarter of the signal counts a
+    quarter. A per-example loss (leading batch axis) is scaled per example. `aux_total`
+    averages each recorded loss and sums them.
+
+    Args:
+      module: the bound module raising the loss.
+      name: the loss's name, e.g. ``"balance"``; per-name totals group on it.
+      value: a scalar, or an array with a leading batch axis.
+
+    Returns:
+      The scaled loss (what is recorded).
+
+    Examples:
+      >>> import flax.linen as nn, jax, jax.numpy as jnp, phosjax as px
+      >>> class Sparse(nn.Module):
+      ...     @nn.compact
+      ...     def __call__(self, x):
+      ...         px.aux_loss(self, "l1", jnp.abs(x).mean())
+      ...         return x
+      >>> _, state = Sparse().apply({}, -2 * jnp.ones(3), mutable=["aux_loss"])
+      >>> float(px.aux_total(state["aux_loss"])[0])
+      2.0
+    """
+    scaled = scale_by_path_weight(jnp.asarray(value), current_path_weight())
+    record(module, AUX_LOSS, name, scaled)
+    return scaled
+
+
+def note(module: nn.Module, name: str, value: Any) -> None:
+    """Records custom summary information for `blurb` (the ``blurb`` collection).
+
+    Examples:
+      >>> import flax.linen as nn, jax.numpy as jnp, phosjax as px
+      >>> class Gate(nn.Module):
+      ...     @nn.compact
+      ...     def __call__(self, x):
+      ...         px.note(self, "open_fraction", (x > 0).mean())
+      ...         return x
+      >>> _, state = Gate().apply({}, jnp.array([1.0, -1.0]), mutable=["blurb"])
+      >>> float(state["blurb"]["open_fraction"][0])
+      0.5
+    """
+    record(module, BLURB, name, value)

@@ -1,0 +1,21 @@
+"""Shared test set-up: four fake CPU devices, a key fixture, a shared data dir."""
+
+import os
+
+# Must be set before jax initializes its backends: tests of sharding see 4 CPU devices.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def key() -> jax.Array:
+    return jax.random.key(0)
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One TFDS data dir for the whole session (data sets are prepared once per worker)."""
+    return os.environ.get("PHOSJAX_TEST_DATA_DIR") or str(tmp_path_factory.mktemp("tfds"))
