@@ -1,0 +1,18 @@
+"""phosjax.data: small TFDS data sets as whole arrays, and on-device batching.
+
+Importing this package does not import `tensorflow_datasets`; `load` does, on first use.
+"""
+
+from phosjax.data._batching import batch_indices, take_batch
+from phosjax.data._dataset import ArrayDataset
+from phosjax.data._load import BUILTIN_NAMES, default_data_dir, load, prepared_names
+
+__all__ = [
+    "BUILTIN_NAMES",
+    "ArrayDataset",
+    "batch_indices",
+    "default_data_dir",
+    "load",
+    "prepared_names",
+    "take_batch",
+]

@@ -1,0 +1,99 @@
+"""On-device batching: a fresh permutation per epoch, drawn from the key and the step."""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+PyTree = Any
+
+
+def batch_indices(
+    key: jax.Array, step: jax.Array | int, num_examples: int, batch_size: int
+) -> jax.Array:
+    """The example indices of batch number `step`.
+
+    Each epoch is a permutation of ``range(num_examples)`` drawn from
+    ``jax.random.fold_in(key, epoch)``; its first ``num_examples // batch_size`` slices of
+    `batch_size` are the epoch's batches (the remainder ``num_examples % batch_size`` examples
+    of each permutation are skipped, a different few each epoch). Pure and jittable (`step` may be
+    traced; `num_examples` and `batch_size` are static), and vmappable over `key`, so each
+    cell of a grid gets its own order.
+
+    Args:
+        key: a PRNG key (typed or raw uint32).
+        step: the global step, counted from 0 across epochs.
+        num_examples: size of the split to draw from.
+        batch_size: examples per batch, at most `num_examples`.
+
+    Returns:
+        int32 indices, shape ``(batch_size,)``.
+
+    Examples:
+        >>> key = jax.random.key(0)
+        >>> first_epoch = jnp.concatenate([batch_indices(key, s, 6, 2) for s in range(3)])
+        >>> sorted(first_epoch.tolist())
+        [0, 1, 2, 3, 4, 5]
+        >>> batch_indices(key, 3, 6, 2).dtype
+        dtype('int32')
+    """
+    num_examples = _positive_int("num_examples", num_examples)
+    batch_size = _positive_int("batch_size", batch_size)
+    if batch_size > num_examples:
+        raise ValueError(
+            f"batch_size={batch_size} is larger than num_examples={num_examples}; "
+            f"use a batch_size of at most {num_examples}"
+        )
+    steps_per_epoch = num_examples // batch_size
+    step = jnp.asarray(step, jnp.int32)
+    epoch, position = jnp.divmod(step, steps_per_epoch)
+    order = jax.random.permutation(jax.random.fold_in(key, epoch), num_examples)
+    return lax.dynamic_slice_in_dim(order, position * batch_size, batch_size).astype(jnp.int32)
+
+
+def take_batch(key: jax.Array, step: jax.Array | int, arrays: PyTree, batch_size: int) -> PyTree:
+    """Gather batch number `step` from every leaf of `arrays` (rows on axis 0).
+
+    The leaves share their leading size, e.g. ``(x_train, y_train)`` already on device; the
+    batch is ``leaf[batch_indices(key, step, num_examples, batch_size)]`` for each leaf.
+
+    Args:
+        key: a PRNG key.
+        step: the global step.
+        arrays: a pytree of arrays with the same leading dimension.
+        batch_size: examples per batch.
+
+    Returns:
+        The same pytree, each leaf of leading size `batch_size`.
+
+    Examples:
+        >>> x, y = jnp.arange(12.0).reshape(6, 2), jnp.arange(6)
+        >>> xb, yb = take_batch(jax.random.key(0), 0, (x, y), 4)
+        >>> bool(jnp.all(xb[:, 0] == 2 * yb)), xb.shape
+        (True, (4, 2))
+    """
+    leaves = jax.tree_util.tree_leaves(arrays)
+    if not leaves:
+        raise ValueError("take_batch: `arrays` has no leaves; pass e.g. (x_train, y_train)")
+    sizes = {int(leaf.shape[0]) for leaf in leaves}
+    if len(sizes) != 1:
+        raise ValueError(
+            f"take_batch: the leaves of `arrays` have different leading sizes {sorted(sizes)}; "
+            "all must have one row per example"
+        )
+    indices = batch_indices(key, step, sizes.pop(), batch_size)
+    return jax.tree_util.tree_map(lambda leaf: jnp.take(leaf, indices, axis=0), arrays)
+
+
+def _positive_int(name: str, value: int) -> int:
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be a static positive int, got {value!r}") from None
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value}")
+    return value

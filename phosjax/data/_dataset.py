@@ -1,0 +1,79 @@
+"""`ArrayDataset`: a small supervised data set held whole in memory."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+
+Array = np.ndarray | jax.Array
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ArrayDataset:
+    """A supervised data set with a train and a test split, held as whole arrays.
+
+    `load` returns numpy arrays. The class is a pytree whose leaves are the four arrays
+    (`name`, `num_classes` and `input_shape` are static), so `jax.device_put(dataset)` puts
+    every split on a device (or sharding) at once and the result can enter `jax.jit`.
+
+    Attributes:
+        name: the data set's name, e.g. ``"mnist1d"``.
+        x_train: float32 inputs, shape ``(num_train, *input_shape)``.
+        y_train: int32 labels in ``[0, num_classes)``, shape ``(num_train,)``.
+        x_test: float32 inputs, shape ``(num_test, *input_shape)``.
+        y_test: int32 labels, shape ``(num_test,)``.
+        num_classes: number of classes.
+        input_shape: the shape of ONE example, e.g. ``(40,)`` or ``(8, 8, 1)``.
+
+    Examples:
+        >>> import numpy as np
+        >>> ds = ArrayDataset("toy", np.zeros((4, 3), np.float32), np.arange(4, dtype=np.int32),
+        ...                   np.zeros((2, 3), np.float32), np.zeros(2, np.int32), 4, (3,))
+        >>> ds.num_train, ds.num_test
+        (4, 2)
+        >>> jax.device_put(ds).x_train.shape
+        (4, 3)
+    """
+
+    name: str
+    x_train: Array
+    y_train: Array
+    x_test: Array
+    y_test: Array
+    num_classes: int
+    input_shape: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        for split, x, y in (
+            ("train", self.x_train, self.y_train),
+            ("test", self.x_test, self.y_test),
+        ):
+            if tuple(x.shape[1:]) != tuple(self.input_shape):
+                raise ValueError(
+                    f"ArrayDataset {self.name!r}: x_{split} has shape {tuple(x.shape)}, expected "
+                    f"(num_examples, *input_shape) with input_shape={tuple(self.input_shape)}"
+                )
+            if y.shape != x.shape[:1]:
+                raise ValueError(
+                    f"ArrayDataset {self.name!r}: y_{split} has shape {tuple(y.shape)}, expected "
+                    f"({x.shape[0]},), one label per row of x_{split}"
+                )
+
+    @property
+    def num_train(self) -> int:
+        """Number of training examples."""
+        return int(self.x_train.shape[0])
+
+    @property
+    def num_test(self) -> int:
+        """Number of test examples."""
+        return int(self.x_test.shape[0])
+
+
+jax.tree_util.register_dataclass(
+    ArrayDataset,
+    data_fields=["x_train", "y_train", "x_test", "y_test"],
+    meta_fields=["name", "num_classes", "input_shape"],
+)
