@@ -1,0 +1,37 @@
+"""phosjax.layers: interesting Flax linen layers that report what they do.
+
+Every layer tags its notable values (`phosjax.core.tag`), raises its auxiliary losses
+with `phosjax.core.aux_loss` (scaled by enclosing path weights) and declares its
+tunable constants as knobs. Layers that behave differently in training take
+``train: bool = False``; features are on the last axis.
+"""
+
+from phosjax.layers._attention import MultiHeadSelfAttention, TransformerBlock
+from phosjax.layers._gating import GLU, LayerScale, SqueezeExcite, SwiGLU
+from phosjax.layers._pathways import Choice, GatedSkip, Residual, ReZero
+from phosjax.layers._rare import FourierFeatures, HyperDense, LipschitzDense
+from phosjax.layers._regularizing import ActivityL1, DropPath, OrthogonalDense
+from phosjax.layers._routing import MixtureOfExperts
+from phosjax.layers._stacking import Repeat, Sequence
+
+__all__ = [
+    "GLU",
+    "ActivityL1",
+    "Choice",
+    "DropPath",
+    "FourierFeatures",
+    "GatedSkip",
+    "HyperDense",
+    "LayerScale",
+    "LipschitzDense",
+    "MixtureOfExperts",
+    "MultiHeadSelfAttention",
+    "OrthogonalDense",
+    "ReZero",
+    "Repeat",
+    "Residual",
+    "Sequence",
+    "SqueezeExcite",
+    "SwiGLU",
+    "TransformerBlock",
+]

@@ -1,0 +1,115 @@
+"""Attention layers: multi-head self-attention that reports its weights, and a block."""
+
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from phosjax.core import tag
+from phosjax.layers._common import compute_dtype
+
+
+class MultiHeadSelfAttention(nn.Module):
+    """Multi-head scaled dot-product self-attention over the second-to-last axis.
+
+    Maps ``(..., L, C)`` to ``(..., L, C)``; ``C`` must divide by ``num_heads``. The
+    softmax is computed in float32. Tags ``attention_weights`` (``(..., H, L, L)``,
+    float32, each row sums to 1) and ``attention_entropy`` (``(..., H)``: the entropy in
+    nats of each query's weights, averaged over queries; ``log L`` is uniform attention,
+    0 is attention to one position).
+
+    Attributes:
+      num_heads: the number of heads ``H``.
+      causal: mask future positions (query ``i`` sees keys ``<= i``).
+      dropout_rate: dropout on the attention weights in training (rng ``"dropout"``).
+      dtype: the computation dtype (``None``: the input's).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, phosjax as px
+      >>> from phosjax.layers import MultiHeadSelfAttention
+      >>> layer = MultiHeadSelfAttention(num_heads=2)
+      >>> x = jnp.ones((3, 5, 4)); variables = layer.init(jax.random.key(0), x)
+      >>> out, found = px.probe(layer, variables, x, "attention_*")
+      >>> out.shape, found["attention_weights"].shape, found["attention_entropy"].shape
+      ((3, 5, 4), (3, 2, 5, 5), (3, 2))
+    """
+
+    num_heads: int
+    causal: bool = False
+    dropout_rate: float = 0.0
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        if x.ndim < 2:
+            raise ValueError(f"Self-attention needs inputs (..., L, C), got shape {x.shape}.")
+        features, length = x.shape[-1], x.shape[-2]
+        if features % self.num_heads:
+            raise ValueError(
+                f"Self-attention input width {features} must be divisible by "
+                f"num_heads={self.num_heads}."
+            )
+        head = features // self.num_heads
+        dtype = compute_dtype(self.dtype, x)
+        qkv = nn.DenseGeneral((3, self.num_heads, head), dtype=dtype, name="qkv")(x)
+        query, key, value = qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
+        logits = jnp.einsum("...qhd,...khd->...hqk", query, key).astype(jnp.float32)
+        logits = logits / math.sqrt(head)
+        if self.causal:
+            mask = jnp.tril(jnp.ones((length, length), bool))
+            logits = jnp.where(mask, logits, -jnp.inf)
+        weights = tag(self, "attention_weights", nn.softmax(logits, axis=-1))
+        entropy = -jax.scipy.special.xlogy(weights, weights).sum(-1).mean(-1)
+        tag(self, "attention_entropy", entropy)
+        weights = nn.Dropout(self.dropout_rate)(weights, deterministic=not train)
+        out = jnp.einsum("...hqk,...khd->...qhd", weights.astype(dtype), value)
+        return nn.DenseGeneral(features, axis=(-2, -1), dtype=dtype, name="out")(out)
+
+
+class TransformerBlock(nn.Module):
+    """A pre-LayerNorm transformer block: ``x + MHSA(LN(x))``, then ``x + MLP(LN(x))``.
+
+    Maps ``(..., L, C)`` to ``(..., L, C)`` (Xiong et al., arXiv 2002.04745). The MLP is
+    ``Dense(mlp_features) -> gelu -> Dense(C)``. Tags ``mlp_hidden`` (after the gelu);
+    its attention layer ``attention`` tags its weights and their entropy.
+
+    Attributes:
+      num_heads: attention heads; ``C`` must divide by it.
+      mlp_features: the MLP's hidden width (``None``: four times ``C``).
+      causal: causal attention.
+      dropout_rate: dropout on the attention weights and on both residual branches in
+        training (rng ``"dropout"``).
+      dtype: the computation dtype (``None``: the input's).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from phosjax.layers import TransformerBlock
+      >>> layer = TransformerBlock(num_heads=2)
+      >>> x = jnp.ones((3, 5, 4)); variables = layer.init(jax.random.key(0), x)
+      >>> layer.apply(variables, x).shape
+      (3, 5, 4)
+    """
+
+    num_heads: int
+    mlp_features: int | None = None
+    causal: bool = False
+    dropout_rate: float = 0.0
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        features = x.shape[-1]
+        dtype = compute_dtype(self.dtype, x)
+        dropout = nn.Dropout(self.dropout_rate, deterministic=not train)
+        h = nn.LayerNorm(dtype=dtype, name="attention_norm")(x)
+        h = MultiHeadSelfAttention(
+            self.num_heads, self.causal, self.dropout_rate, dtype, name="attention"
+        )(h, train=train)
+        x = x + dropout(h)
+        h = nn.LayerNorm(dtype=dtype, name="mlp_norm")(x)
+        h = nn.Dense(self.mlp_features or 4 * features, dtype=dtype, name="mlp_in")(h)
+        h = tag(self, "mlp_hidden", nn.gelu(h))
+        h = nn.Dense(features, dtype=dtype, name="mlp_out")(h)
+        return x + dropout(h)

@@ -1,0 +1,132 @@
+"""Gating and scaling layers: GLU, SwiGLU, squeeze-and-excitation, LayerScale."""
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from phosjax.core import tag
+from phosjax.layers._common import compute_dtype
+
+
+class GLU(nn.Module):
+    """Gated linear unit: ``a * sigmoid(b)`` with ``[a, b] = Dense(2 * features)(x)``.
+
+    Dauphin et al., arXiv 1612.08083. Tags ``gate`` (``sigmoid(b)``).
+
+    Attributes:
+      features: the output width (``None``: the input's).
+      dtype: the computation dtype (``None``: the input's).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from phosjax.layers import GLU
+      >>> x = jnp.ones((2, 3)); variables = GLU(5).init(jax.random.key(0), x)
+      >>> GLU(5).apply(variables, x).shape
+      (2, 5)
+    """
+
+    features: int | None = None
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        features = self.features or x.shape[-1]
+        dtype = compute_dtype(self.dtype, x)
+        value, gate = jnp.split(nn.Dense(2 * features, dtype=dtype, name="proj")(x), 2, -1)
+        return value * tag(self, "gate", nn.sigmoid(gate))
+
+
+class SwiGLU(nn.Module):
+    """The SwiGLU feed-forward block: ``Dense(features)(silu(x W) * (x V))``.
+
+    Shazeer, arXiv 2002.05202. Maps ``(..., C)`` to ``(..., features)``. Tags ``gate``
+    (``silu(x W)``).
+
+    Attributes:
+      hidden_features: the hidden width (``None``: twice the input width).
+      features: the output width (``None``: the input's).
+      dtype: the computation dtype (``None``: the input's).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from phosjax.layers import SwiGLU
+      >>> x = jnp.ones((2, 3)); variables = SwiGLU().init(jax.random.key(0), x)
+      >>> SwiGLU().apply(variables, x).shape
+      (2, 3)
+    """
+
+    hidden_features: int | None = None
+    features: int | None = None
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        hidden = self.hidden_features or 2 * x.shape[-1]
+        dtype = compute_dtype(self.dtype, x)
+        gate = tag(self, "gate", nn.silu(nn.Dense(hidden, dtype=dtype, name="gate_proj")(x)))
+        value = nn.Dense(hidden, dtype=dtype, name="value_proj")(x)
+        return nn.Dense(self.features or x.shape[-1], dtype=dtype, name="out")(gate * value)
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-and-excitation: rescales channels by a gate computed from their means.
+
+    Works on ``(B, C)``, ``(B, L, C)``, ``(B, H, W, C)``...: the channels are averaged
+    over every axis between the first (batch) and the last (features), passed through
+    ``Dense(C // reduction) -> relu -> Dense(C) -> sigmoid``, and multiply the input
+    (Hu et al., arXiv 1709.01507). Tags ``channel_gate`` (``(B, C)``).
+
+    Attributes:
+      reduction: the bottleneck's reduction factor (its width is at least 1).
+      dtype: the computation dtype (``None``: the input's).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from phosjax.layers import SqueezeExcite
+      >>> x = jnp.ones((2, 4, 4, 8)); variables = SqueezeExcite().init(jax.random.key(0), x)
+      >>> SqueezeExcite().apply(variables, x).shape
+      (2, 4, 4, 8)
+    """
+
+    reduction: int = 4
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if x.ndim < 2:
+            raise ValueError(f"SqueezeExcite needs inputs (B, ..., C), got shape {x.shape}.")
+        channels = x.shape[-1]
+        dtype = compute_dtype(self.dtype, x)
+        squeezed = x.reshape(x.shape[0], -1, channels).mean(1)
+        bottleneck = max(1, channels // self.reduction)
+        h = nn.relu(nn.Dense(bottleneck, dtype=dtype, name="down")(squeezed))
+        gate = nn.sigmoid(nn.Dense(channels, dtype=dtype, name="up")(h))
+        gate = tag(self, "channel_gate", gate)
+        return x * gate.reshape(x.shape[:1] + (1,) * (x.ndim - 2) + (channels,))
+
+
+class LayerScale(nn.Module):
+    """Multiplies each channel by a learned scale that starts small (``init_value``).
+
+    Put it at the end of a residual branch so that a deep stack starts close to the
+    identity (Touvron et al., CaiT, arXiv 2103.17239). Tags ``scaled`` (the output).
+
+    Attributes:
+      init_value: the initial scale of every channel.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from phosjax.layers import LayerScale
+      >>> x = jnp.ones((1, 2)); variables = LayerScale(0.5).init(jax.random.key(0), x)
+      >>> LayerScale(0.5).apply(variables, x).tolist()
+      [[0.5, 0.5]]
+    """
+
+    init_value: float = 1e-4
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        scale = self.param("scale", nn.initializers.constant(self.init_value), x.shape[-1:])
+        return tag(self, "scaled", x * scale.astype(x.dtype))

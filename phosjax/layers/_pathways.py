@@ -1,0 +1,176 @@
+"""Pathway layers: a learned choice between branches and gated or plain skip connections.
+
+Each layer that weights a branch computes it inside `phosjax.core.path_weight`, so the
+weight is recorded in the ``path_weights`` collection and the branch's auxiliary losses
+are scaled by it (the phos idea).
+"""
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from phosjax.core import knob, path_weight, tag
+from phosjax.layers._common import call_block
+
+
+def _per_example(weight: jax.Array, like: jax.Array) -> jax.Array:
+    """``weight`` (scalar or ``(B,)``) cast to ``like``'s dtype and broadcastable to it."""
+    return weight.astype(like.dtype).reshape(weight.shape + (1,) * (like.ndim - weight.ndim))
+
+
+class Choice(nn.Module):
+    """A softmax-gated mixture of branches: ``sum_i w_i * branch_i(x)``.
+
+    The gate logits are learned. With ``per_example=False`` (the default) they are one
+    parameter per branch (``gate_logits``, a global choice that training sharpens, as in
+    phos and DARTS); with ``per_example=True`` a ``Dense`` layer named ``gate`` computes
+    them from the input averaged over its middle axes, giving one weight per example.
+    The weights are ``softmax(logits / T)`` with the temperature ``T`` a knob. Branch
+    ``i`` runs inside ``path_weight(self, "branch_i", w_i)``.
+
+    Tags ``weights`` (``(num_branches,)``, or ``(B, num_branches)`` per example).
+    The output has the dtype of the branch outputs.
+
+    Attributes:
+      branches: the candidate blocks; each maps ``x`` to outputs of one common shape.
+      per_example: compute the gate logits from the input instead of learning them
+        directly.
+
+    Examples:
+      >>> import flax.linen as nn, jax, jax.numpy as jnp, phosjax as px
+      >>> from phosjax.layers import Choice
+      >>> layer = Choice([nn.Dense(3), nn.Dense(3)])
+      >>> x = jnp.ones((2, 3)); variables = layer.init(jax.random.key(0), x)
+      >>> out, found = px.probe(layer, variables, x, "weights")
+      >>> out.shape, found["weights"].tolist()
+      ((2, 3), [0.5, 0.5])
+    """
+
+    branches: Sequence[nn.Module]
+    per_example: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        if not self.branches:
+            raise ValueError("Choice needs at least one branch, got an empty `branches`.")
+        num = len(self.branches)
+        if self.per_example:
+            if x.ndim < 2:
+                raise ValueError(
+                    f"Choice(per_example=True) needs a batch axis: input shape (B, ..., C), "
+                    f"got {x.shape}."
+                )
+            summary = x.reshape(x.shape[0], -1, x.shape[-1]).astype(jnp.float32).mean(1)
+            logits = nn.Dense(num, kernel_init=nn.initializers.zeros, name="gate")(summary)
+        else:
+            logits = self.param("gate_logits", nn.initializers.zeros, (num,))
+        temperature = knob(self, "T", 1.0, doc="softmax temperature of the branch weights")
+        weights = tag(self, "weights", nn.softmax(logits / temperature, axis=-1))
+        out = None
+        for i, branch in enumerate(self.branches):
+            weight = weights[..., i]
+            with path_weight(self, f"branch_{i}", weight):
+                y = call_block(branch, x, train)
+            term = _per_example(weight, y) * y
+            out = term if out is None else out + term
+        return out
+
+
+class GatedSkip(nn.Module):
+    """A learned gate between identity and a block: ``(1 - g) * x + g * block(x)``.
+
+    ``g = sigmoid(gate_logit)`` is one learned scalar (the original phos ``Skip``); the
+    block runs inside ``path_weight(self, "block", g)``. Tags ``gate``.
+
+    Attributes:
+      block: maps ``x`` to an output of the same shape.
+      gate_init: the initial gate logit (0 gives ``g = 0.5``).
+
+    Examples:
+      >>> import flax.linen as nn, jax, jax.numpy as jnp, phosjax as px
+      >>> from phosjax.layers import GatedSkip
+      >>> layer = GatedSkip(nn.Dense(3), gate_init=-1e4)  # gate closed: identity
+      >>> x = jnp.arange(3.0)[None]; variables = layer.init(jax.random.key(0), x)
+      >>> layer.apply(variables, x).tolist()
+      [[0.0, 1.0, 2.0]]
+    """
+
+    block: nn.Module
+    gate_init: float = 0.0
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        logit = self.param("gate_logit", nn.initializers.constant(self.gate_init), ())
+        gate = tag(self, "gate", nn.sigmoid(logit))
+        with path_weight(self, "block", gate):
+            y = call_block(self.block, x, train)
+        if y.shape != x.shape:
+            raise ValueError(
+                f"GatedSkip's block must keep the input shape {x.shape}, but returned {y.shape}."
+            )
+        gate = gate.astype(y.dtype)
+        return (1 - gate) * x + gate * y
+
+
+class Residual(nn.Module):
+    """A residual connection ``x + block(x)``, projecting ``x`` when the widths differ.
+
+    When the block changes the number of features, ``x`` goes through a bias-free
+    ``Dense`` named ``projection`` first (He et al., arXiv 1512.03385). Tags ``residual``
+    (the block's output).
+
+    Attributes:
+      block: maps ``(..., C)`` to ``(..., C')``, every other axis kept.
+
+    Examples:
+      >>> import flax.linen as nn, jax, jax.numpy as jnp
+      >>> from phosjax.layers import Residual
+      >>> layer = Residual(nn.Dense(5))
+      >>> x = jnp.ones((2, 3)); variables = layer.init(jax.random.key(0), x)
+      >>> layer.apply(variables, x).shape, sorted(variables["params"])
+      ((2, 5), ['block', 'projection'])
+    """
+
+    block: nn.Module
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        y = tag(self, "residual", call_block(self.block, x, train))
+        if y.shape[:-1] != x.shape[:-1]:
+            raise ValueError(
+                f"Residual's block must keep every axis but the last of the input shape "
+                f"{x.shape}, but returned {y.shape}."
+            )
+        if y.shape[-1] != x.shape[-1]:
+            x = nn.Dense(y.shape[-1], use_bias=False, dtype=y.dtype, name="projection")(x)
+        return x + y
+
+
+class ReZero(nn.Module):
+    """``x + alpha * block(x)`` with a learned scalar ``alpha`` that starts at 0.
+
+    At initialization the layer is the identity, which lets deep stacks train without
+    normalization (Bachlechner et al., arXiv 2003.04887). Tags ``residual``
+    (``alpha * block(x)``).
+
+    Attributes:
+      block: maps ``x`` to an output of the same shape.
+
+    Examples:
+      >>> import flax.linen as nn, jax, jax.numpy as jnp
+      >>> from phosjax.layers import ReZero
+      >>> layer = ReZero(nn.Dense(2))
+      >>> x = jnp.array([[1.0, 2.0]]); variables = layer.init(jax.random.key(0), x)
+      >>> layer.apply(variables, x).tolist()
+      [[1.0, 2.0]]
+    """
+
+    block: nn.Module
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        alpha = self.param("alpha", nn.initializers.zeros, ())
+        y = call_block(self.block, x, train)
+        return x + tag(self, "residual", alpha.astype(y.dtype) * y)

@@ -1,0 +1,127 @@
+"""Rarer layers: random Fourier features, hyper-network weights, a Lipschitz-bounded dense."""
+
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from phosjax.core import knob, tag
+from phosjax.layers._common import compute_dtype
+
+
+class FourierFeatures(nn.Module):
+    """Random Fourier features ``[cos(2 pi s x B), sin(2 pi s x B)]``.
+
+    ``B`` (``(C, num_frequencies)``) is drawn from a standard normal at init and kept
+    fixed unless ``trainable``; the scale ``s`` is a knob (default 1), so the bandwidth can
+    be tweaked or swept without re-initializing (Tancik et al., arXiv 2006.10739). Maps
+    ``(..., C)`` to ``(..., 2 * num_frequencies)``. Tags ``phases`` (``2 pi s x B``).
+
+    Attributes:
+      num_frequencies: the number of frequencies (half the output width).
+      trainable: whether ``B`` is learned.
+      dtype: the computation dtype (``None``: the input's).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from phosjax.layers import FourierFeatures
+      >>> layer, x = FourierFeatures(3), jnp.zeros((2, 4))
+      >>> layer.apply(layer.init(jax.random.key(0), x), x).tolist()
+      [[1.0, 1.0, 1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 0.0, 0.0, 0.0]]
+    """
+
+    num_frequencies: int = 16
+    trainable: bool = False
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        frequencies = self.param(
+            "frequencies", nn.initializers.normal(1.0), (x.shape[-1], self.num_frequencies)
+        )
+        if not self.trainable:
+            frequencies = jax.lax.stop_gradient(frequencies)
+        scale = knob(self, "scale", 1.0, doc="bandwidth: frequencies are multiplied by it")
+        dtype = compute_dtype(self.dtype, x)
+        frequencies = (2 * math.pi * scale * frequencies).astype(dtype)
+        phases = tag(self, "phases", x.astype(dtype) @ frequencies)
+        return jnp.concatenate([jnp.cos(phases), jnp.sin(phases)], axis=-1)
+
+
+class HyperDense(nn.Module):
+    """A dense layer whose kernel and bias a small hyper-network generates.
+
+    A learned embedding ``z`` (``embedding_features`` numbers) goes through a ``Dense``
+    named ``hyper`` that outputs the kernel (scaled by ``1/sqrt(C)``) and the bias (Ha et
+    al., HyperNetworks, arXiv 1609.09106). Tags ``generated_kernel`` (``(C, features)``).
+
+    Attributes:
+      features: the output width.
+      embedding_features: the size of the learned embedding.
+      dtype: the computation dtype (``None``: the input's).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from phosjax.layers import HyperDense
+      >>> x = jnp.ones((2, 3)); variables = HyperDense(4).init(jax.random.key(0), x)
+      >>> HyperDense(4).apply(variables, x).shape, variables["params"]["embedding"].shape
+      ((2, 4), (8,))
+    """
+
+    features: int
+    embedding_features: int = 8
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        fan_in = x.shape[-1]
+        embedding = self.param("embedding", nn.initializers.normal(1.0), (self.embedding_features,))
+        generated = nn.Dense(fan_in * self.features + self.features, name="hyper")(embedding)
+        kernel = generated[: fan_in * self.features].reshape(fan_in, self.features)
+        kernel = tag(self, "generated_kernel", kernel / math.sqrt(fan_in))
+        bias = generated[fan_in * self.features :]
+        dtype = compute_dtype(self.dtype, x)
+        return x.astype(dtype) @ kernel.astype(dtype) + bias.astype(dtype)
+
+
+class LipschitzDense(nn.Module):
+    """A dense layer whose Lipschitz constant (in the 2-norm) is at most ``bound``.
+
+    The kernel ``W`` is used as ``W * bound / max(sigma, bound)``, where ``sigma`` is its
+    largest singular value, computed exactly (an SVD of the kernel per call: cheap for the
+    small layers this library targets, and unlike power iteration it needs no state and
+    always holds). ``bound`` is a knob (default 1). Spectral normalization: Miyato et
+    al., arXiv 1802.05957. Tags ``spectral_norm`` (``sigma``, before the rescaling).
+
+    Attributes:
+      features: the output width.
+      use_bias: whether to add a bias.
+      dtype: the computation dtype (``None``: the input's).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, phosjax as px
+      >>> from phosjax.layers import LipschitzDense
+      >>> layer, x = LipschitzDense(3), jnp.ones((2, 4))
+      >>> variables = layer.init(jax.random.key(0), x)
+      >>> y = px.tweak(layer, variables, x, {"bound": 0.5})
+      >>> y.shape
+      (2, 3)
+    """
+
+    features: int
+    use_bias: bool = True
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (x.shape[-1], self.features))
+        bound = knob(self, "bound", 1.0, doc="upper bound on the Lipschitz constant")
+        sigma = tag(self, "spectral_norm", jnp.linalg.svd(kernel, compute_uv=False)[0])
+        kernel = kernel * (bound / jnp.maximum(sigma, bound))
+        dtype = compute_dtype(self.dtype, x)
+        y = x.astype(dtype) @ kernel.astype(dtype)
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(dtype)
+        return y

@@ -1,0 +1,117 @@
+"""Regularizing layers: stochastic depth, an activity penalty and an orthogonality penalty.
+
+The penalties are raised with `phosjax.core.aux_loss`, so an enclosing path weight scales
+them, and `phosjax.core.aux_total` adds them to the training loss.
+"""
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from phosjax.core import aux_loss, knob, tag
+from phosjax.layers._common import compute_dtype
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drops whole examples with probability ``rate`` in training.
+
+    Kept examples are divided by ``1 - rate`` so the expectation is unchanged; with
+    ``train=False`` the layer is the identity. Apply it to a residual branch's output
+    (Huang et al., arXiv 1603.09382). Draws from the rng stream ``"dropout"``. Tags
+    ``keep_mask`` (booleans of shape ``(B,)``) in training.
+
+    Attributes:
+      rate: the probability of dropping an example, in ``[0, 1)``.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from phosjax.layers import DropPath
+      >>> layer, x = DropPath(0.5), jnp.ones((4, 2))
+      >>> bool((layer.apply({}, x) == x).all())
+      True
+      >>> out = layer.apply({}, x, train=True, rngs={"dropout": jax.random.key(0)})
+      >>> sorted(set(out.ravel().tolist())) in ([0.0, 2.0], [0.0], [2.0])
+      True
+    """
+
+    rate: float
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        if not 0.0 <= self.rate < 1.0:
+            raise ValueError(f"DropPath rate must be in [0, 1), got {self.rate}.")
+        if not train or self.rate == 0.0:
+            return x
+        keep_rate = 1.0 - self.rate
+        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+        keep = jax.random.bernoulli(self.make_rng("dropout"), keep_rate, shape)
+        tag(self, "keep_mask", keep.reshape(x.shape[:1]))
+        return jnp.where(keep, x / keep_rate, jnp.zeros((), x.dtype))
+
+
+class ActivityL1(nn.Module):
+    """The identity, raising ``strength * mean |x|`` per example as the aux loss ``activity_l1``.
+
+    ``strength`` is a knob (default ``1e-3``). Tags ``activity`` (mean ``|x|`` per
+    example, shape ``(B,)``; a scalar for a 1-D input).
+
+    Examples:
+      >>> import jax.numpy as jnp, phosjax as px
+      >>> from phosjax.layers import ActivityL1
+      >>> x = jnp.array([[1.0, -3.0], [0.0, 2.0]])
+      >>> _, state = ActivityL1().apply({}, x, mutable=["aux_loss"])
+      >>> round(float(state["aux_loss"]["activity_l1"][0]), 6)  # mean over examples
+      0.0015
+    """
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        strength = knob(self, "strength", 1e-3, doc="weight of the L1 activity penalty")
+        magnitude = jnp.abs(x.astype(jnp.float32))
+        activity = magnitude.reshape(x.shape[0], -1).mean(1) if x.ndim > 1 else magnitude.mean()
+        aux_loss(self, "activity_l1", strength * tag(self, "activity", activity))
+        return x
+
+
+class OrthogonalDense(nn.Module):
+    """A dense layer whose aux loss ``orthogonality`` pushes its kernel to be orthogonal.
+
+    The penalty is ``strength * ||G - I||_F^2`` with ``G`` the smaller Gram matrix of the
+    kernel ``W`` (``W^T W`` when ``features <= C``, else ``W W^T``), so it is zero exactly
+    when ``W`` has orthonormal columns (or rows). ``strength`` is a knob (default 1). The
+    kernel starts orthogonal. Tags ``orthogonality_penalty`` (before ``strength``).
+
+    Attributes:
+      features: the number of output features.
+      use_bias: whether to add a bias.
+      dtype: the computation dtype (``None``: the input's).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, phosjax as px
+      >>> from phosjax.layers import OrthogonalDense
+      >>> layer = OrthogonalDense(3); x = jnp.ones((2, 4))
+      >>> variables = layer.init(jax.random.key(0), x)
+      >>> _, state = layer.apply(variables, x, mutable=["aux_loss"])
+      >>> round(float(state["aux_loss"]["orthogonality"][0]), 6)
+      0.0
+    """
+
+    features: int
+    use_bias: bool = True
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        fan_in = x.shape[-1]
+        kernel = self.param("kernel", nn.initializers.orthogonal(), (fan_in, self.features))
+        gram = kernel.T @ kernel if self.features <= fan_in else kernel @ kernel.T
+        penalty = jnp.sum((gram - jnp.eye(gram.shape[0], dtype=gram.dtype)) ** 2)
+        strength = knob(self, "strength", 1.0, doc="weight of the orthogonality penalty")
+        aux_loss(self, "orthogonality", strength * tag(self, "orthogonality_penalty", penalty))
+        dtype = compute_dtype(self.dtype, x)
+        y = x.astype(dtype) @ kernel.astype(dtype)
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(dtype)
+        return y

@@ -1,0 +1,87 @@
+"""Routing layers: a mixture of experts with top-k routing and a load-balancing loss."""
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from phosjax.core import aux_loss, knob, tag
+from phosjax.layers._common import compute_dtype
+
+
+class MixtureOfExperts(nn.Module):
+    """Mixture of MLP experts, each token routed to its ``top_k`` experts.
+
+    A linear router gives each token probabilities over the experts; the token's output
+    is the sum of its ``top_k`` experts' outputs weighted by their (not renormalized)
+    router probabilities, so the router learns through the output as in the Switch
+    Transformer (Fedus et al., arXiv 2101.03961). Dispatch is dense: every expert runs
+    on every token and the unchosen outputs get weight 0, which costs ``num_experts``
+    MLPs per token but is simple and fast for small models.
+
+    Each expert is ``Dense(hidden_features) -> gelu -> Dense(C)``, so the layer maps
+    ``(..., C)`` to ``(..., C)``. The load-balancing loss is
+    ``balance = num_experts * sum_e load_e * mean_prob_e`` over all tokens, where
+    ``load_e`` is the fraction of routing slots sent to expert ``e`` and ``mean_prob_e``
+    its mean router probability; it is 1.0 for uniform router probabilities and grows
+    as routing concentrates. ``balance_weight * balance`` (a knob, default 0.01) is
+    raised as the aux loss ``balance``.
+
+    Tags ``router_probs`` (``(..., num_experts)``), ``expert_load``
+    (``(num_experts,)``, sums to 1) and ``balance`` (the unweighted loss).
+
+    Attributes:
+      num_experts: how many experts.
+      top_k: how many experts each token uses (``1 <= top_k <= num_experts``).
+      hidden_features: the experts' hidden width (``None``: twice the input width).
+      dtype: the computation dtype of the experts (``None``: the input's).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, phosjax as px
+      >>> from phosjax.layers import MixtureOfExperts
+      >>> layer = MixtureOfExperts(num_experts=4, top_k=2)
+      >>> x = jnp.ones((2, 5, 8)); variables = layer.init(jax.random.key(0), x)
+      >>> out, found = px.probe(layer, variables, x, "expert_load")
+      >>> out.shape, round(float(found["expert_load"].sum()), 6)
+      ((2, 5, 8), 1.0)
+    """
+
+    num_experts: int = 4
+    top_k: int = 1
+    hidden_features: int | None = None
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if not 1 <= self.top_k <= self.num_experts:
+            raise ValueError(
+                f"MixtureOfExperts top_k must be in [1, num_experts={self.num_experts}], "
+                f"got {self.top_k}."
+            )
+        features = x.shape[-1]
+        hidden = self.hidden_features or 2 * features
+        experts = self.num_experts
+        dtype = compute_dtype(self.dtype, x)
+
+        logits = nn.Dense(experts, name="router")(x.astype(jnp.float32))
+        probs = tag(self, "router_probs", nn.softmax(logits, axis=-1))
+        _, chosen_index = jax.lax.top_k(probs, self.top_k)
+        chosen = jax.nn.one_hot(chosen_index, experts, dtype=probs.dtype).sum(-2)
+        gates = probs * chosen
+
+        load = tag(self, "expert_load", chosen.reshape(-1, experts).mean(0) / self.top_k)
+        mean_prob = probs.reshape(-1, experts).mean(0)
+        balance = tag(self, "balance", experts * jnp.sum(load * mean_prob))
+        weight = knob(self, "balance_weight", 0.01, doc="weight of the load-balancing loss")
+        aux_loss(self, "balance", weight * balance)
+
+        init = nn.initializers.lecun_normal(in_axis=-2, out_axis=-1, batch_axis=(0,))
+        w_in = self.param("expert_in_kernel", init, (experts, features, hidden))
+        b_in = self.param("expert_in_bias", nn.initializers.zeros, (experts, hidden))
+        w_out = self.param("expert_out_kernel", init, (experts, hidden, features))
+        b_out = self.param("expert_out_bias", nn.initializers.zeros, (experts, features))
+        x = x.astype(dtype)
+        h = nn.gelu(jnp.einsum("...c,ech->...eh", x, w_in.astype(dtype)) + b_in.astype(dtype))
+        y = jnp.einsum("...eh,ehc->...ec", h, w_out.astype(dtype)) + b_out.astype(dtype)
+        return jnp.einsum("...e,...ec->...c", gates.astype(dtype), y)

@@ -1,0 +1,87 @@
+"""Stacking layers: a list of layers in order, and one block repeated with `nn.scan`."""
+
+import collections.abc as abc
+
+import flax.linen as nn
+import jax
+
+from phosjax.core import scan_axes
+from phosjax.layers._common import call_block
+
+
+class Sequence(nn.Module):
+    """Applies ``layers`` in order, passing ``train`` to each layer that accepts it.
+
+    Unlike `flax.linen.Sequential`, the ``train`` flag reaches the layers that behave
+    differently in training (dropout, `DropPath`...), and plain functions are not allowed
+    (wrap them in a module).
+
+    Attributes:
+      layers: the modules to apply, first to last.
+
+    Examples:
+      >>> import flax.linen as nn, jax, jax.numpy as jnp
+      >>> from phosjax.layers import DropPath, Sequence
+      >>> layer = Sequence([nn.Dense(4), DropPath(0.5), nn.Dense(2)])
+      >>> x = jnp.ones((3, 5)); variables = layer.init(jax.random.key(0), x)
+      >>> layer.apply(variables, x, train=True, rngs={"dropout": jax.random.key(1)}).shape
+      (3, 2)
+    """
+
+    layers: abc.Sequence[nn.Module]
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        for layer in self.layers:
+            if not isinstance(layer, nn.Module):
+                raise TypeError(
+                    f"Sequence takes Flax modules, got {type(layer).__name__}; wrap "
+                    "functions in a module."
+                )
+            x = call_block(layer, x, train)
+        return x
+
+
+class Repeat(nn.Module):
+    """One block repeated ``num_layers`` times with `flax.linen.scan` over stacked params.
+
+    The block is compiled once whatever the depth. Its parameters (and knobs, batch
+    statistics) get a leading layer axis of size ``num_layers``; so do the values it tags,
+    its auxiliary losses and path weights (``variable_axes=scan_axes(params=0, ...)``),
+    so probing returns one value per layer stacked on axis 0. The output keeps the
+    input's dtype (the scan carry).
+
+    Attributes:
+      block: maps ``x`` to an output of the same shape (and dtype).
+      num_layers: how many times to apply it, each time with its own parameters.
+
+    Examples:
+      >>> import flax.linen as nn, jax, jax.numpy as jnp, phosjax as px
+      >>> from phosjax.layers import ReZero, Repeat
+      >>> layer = Repeat(ReZero(nn.Dense(4)), num_layers=3)
+      >>> x = jnp.ones((2, 4)); variables = layer.init(jax.random.key(0), x)
+      >>> variables["params"]["block"]["block"]["kernel"].shape
+      (3, 4, 4)
+      >>> px.probe(layer, variables, x, "block/residual")[1]["block/residual"].shape
+      (3, 2, 4)
+    """
+
+    block: nn.Module
+    num_layers: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        if self.num_layers < 1:
+            raise ValueError(f"Repeat needs num_layers >= 1, got {self.num_layers}.")
+
+        def body(block: nn.Module, carry: jax.Array, _: None) -> tuple[jax.Array, None]:
+            return call_block(block, carry, train).astype(carry.dtype), None
+
+        scanned = nn.scan(
+            body,
+            variable_axes=scan_axes(params=0, knobs=0, batch_stats=0),
+            split_rngs={"params": True, "dropout": True},
+            length=self.num_layers,
+        )
+        x, _ = scanned(self.block, x, None)
+        return x
