@@ -1,0 +1,472 @@
+"""`blurb`: a summary of every module of a Flax model called on an input.
+
+What it costs: one traced and compiled call of the model to record every module's
+outputs and the collections it writes, then, for FLOPs and latency, one compilation of
+the whole model and one of each module on its own (each module is cloned unbound and
+applied to its own variables and to inputs of the shapes it was called with). Switch
+``flops`` and ``measure_latency`` off for a cheap structural summary.
+"""
+
+import dataclasses
+import json
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from phosjax.core._apply import apply_collecting
+from phosjax.core._collections import AUX_LOSS, BLURB, KNOBS, PATH_WEIGHTS
+from phosjax.core._knobs import _declarations
+from phosjax.core._paths import SEP, flatten
+from phosjax.core._selectors import select
+
+PARAMS = "params"
+Json = Any
+"""A JSON value: None, bool, int, float, str, or lists and string-keyed dicts of them."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ArraySpec:
+    """Shape and dtype of one array."""
+
+    shape: tuple[int, ...]
+    dtype: str
+
+    @classmethod
+    def of(cls, x: Any) -> "ArraySpec":
+        x = x if hasattr(x, "dtype") else np.asarray(x)
+        return cls(tuple(int(d) for d in x.shape), str(x.dtype))
+
+
+@dataclasses.dataclass(frozen=True)
+class KnobValue:
+    """A knob's value in the summarized variables (its default when they lack it)."""
+
+    value: Json
+    default: Json
+    doc: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ModuleBlurb:
+    """The summary of one module and, recursively, of its children.
+
+    Attributes:
+      path: the module's path (``""`` for the top module).
+      type: its class name (``""`` for a module seen only in the variables).
+      own_params: parameters (``params`` collection) held by the module itself.
+      params: parameters of the module and all its children.
+      variables: ``{collection: {name: ArraySpec}}`` of the module's own variables in
+        every persistent collection (``params``, ``batch_stats``, ``knobs``...).
+      outputs: ``{key path: ArraySpec}`` of the output of its first ``__call__``
+        (``""`` when the output is one array); empty when never called.
+      flops: XLA's FLOP count; the whole model for the top module, otherwise one call of
+        the module compiled on its own (None when switched off or when the module cannot
+        run on its own). A loop (``nn.scan``) counts its body once.
+      latency_s: median seconds of one jitted call, measured like ``flops`` (modules on
+        zero inputs of the recorded shapes; the top module on the real input).
+      knobs: ``{name: KnobValue}`` of the knobs the module declares.
+      notes: what the module recorded with `note`.
+      aux_losses: the auxiliary losses it recorded (`aux_loss`, path-weight scaled).
+      path_weights: the branch weights it recorded (`path_weight`).
+      children: the summaries of its child modules, in call order.
+    """
+
+    path: str
+    type: str
+    own_params: int
+    params: int
+    variables: dict[str, dict[str, ArraySpec]]
+    outputs: dict[str, ArraySpec]
+    flops: float | None
+    latency_s: float | None
+    knobs: dict[str, KnobValue]
+    notes: dict[str, Json]
+    aux_losses: dict[str, Json]
+    path_weights: dict[str, Json]
+    children: tuple["ModuleBlurb", ...]
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ModuleBlurb":
+        """The inverse of `dataclasses.asdict` after a trip through JSON."""
+        spec = lambda s: ArraySpec(tuple(s["shape"]), s["dtype"])
+        return cls(
+            **{
+                **d,
+                "variables": {
+                    c: {n: spec(s) for n, s in own.items()} for c, own in d["variables"].items()
+                },
+                "outputs": {k: spec(s) for k, s in d["outputs"].items()},
+                "knobs": {k: KnobValue(**v) for k, v in d["knobs"].items()},
+                "children": tuple(cls.from_dict(c) for c in d["children"]),
+            }
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Blurb:
+    """The summary `blurb` returns: a tree of `ModuleBlurb` and the backend it ran on."""
+
+    root: ModuleBlurb
+    backend: str
+
+    def modules(self) -> dict[str, ModuleBlurb]:
+        """Every module's summary by path, parents before children."""
+        found: dict[str, ModuleBlurb] = {}
+
+        def walk(module: ModuleBlurb) -> None:
+            found[module.path] = module
+            for child in module.children:
+                walk(child)
+
+        walk(self.root)
+        return found
+
+    def __getitem__(self, path: str) -> ModuleBlurb:
+        modules = self.modules()
+        if path not in modules:
+            select(modules, path, what="module path")  # raises, naming the nearest paths
+        return modules[path]
+
+    def to_json(self, indent: int | None = None) -> str:
+        """The summary as JSON (only numbers, strings, lists and objects)."""
+        return json.dumps(dataclasses.asdict(self), indent=indent)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Blurb":
+        """Reads what `to_json` wrote: ``Blurb.from_json(b.to_json()) == b``."""
+        d = json.loads(text)
+        return cls(ModuleBlurb.from_dict(d["root"]), d["backend"])
+
+    def table(self) -> str:
+        """One line per module, indented by depth (about 120 columns)."""
+        return _table(self)
+
+    def __str__(self) -> str:
+        return self.table()
+
+
+def _state_collections(variables: Mapping[str, Any]) -> list[str]:
+    return [c for c in variables if c != PARAMS]
+
+
+def _split(path: str) -> tuple[str, str]:
+    """``"a/b/name"`` -> ``("a/b", "name")``; a top-level name has the parent ``""``."""
+    parent, _, name = path.rpartition(SEP)
+    return parent, name
+
+
+def _plain(value: Any) -> Json:
+    """``value`` as JSON: arrays become (nested) lists, tuples lists, keys strings."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    return np.asarray(value).tolist()
+
+
+def _abstract(tree: Any) -> Any:
+    """``tree`` with every array replaced by its `jax.ShapeDtypeStruct`."""
+    return jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype) if isinstance(a, jax.Array) else a,
+        tree,
+    )
+
+
+def _flop_count(compiled: Any) -> float | None:
+    analysis = compiled.cost_analysis()  # a dict in jax 0.10; a list of dicts before
+    analyses = analysis if isinstance(analysis, list | tuple) else [analysis]
+    counts = [a["flops"] for a in analyses if a and "flops" in a]
+    return float(sum(counts)) if counts else None
+
+
+def _measure(
+    fn: Callable[..., Any], args: Sequence[Any], flops: bool, latency: bool, repeats: int
+) -> tuple[float | None, float | None]:
+    """``(FLOPs, median seconds)`` of ``jax.jit(fn)`` on ``args`` (abstract ones as zeros)."""
+    compiled = jax.jit(fn).lower(*args).compile()
+    seconds = None
+    if latency:
+        concrete = jax.tree.map(
+            lambda a: jnp.zeros(a.shape, a.dtype) if isinstance(a, jax.ShapeDtypeStruct) else a,
+            args,
+        )
+        jax.block_until_ready(compiled(*concrete))  # warm-up
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            jax.block_until_ready(compiled(*concrete))
+            times.append(time.perf_counter() - start)
+        seconds = statistics.median(times)
+    return (_flop_count(compiled) if flops else None), seconds
+
+
+@dataclasses.dataclass(frozen=True)
+class _Call:
+    """What a module's first ``__call__`` saw: enough to compile the module on its own."""
+
+    module: nn.Module  # an unbound clone
+    type: str
+    variables: dict[str, Any]  # its persistent collections, abstract
+    arguments: Any  # (args, kwargs), arrays abstract
+    outputs: dict[str, ArraySpec]
+
+    @classmethod
+    def record(
+        cls, module: nn.Module, args: Any, kwargs: Any, out: Any, persistent: set[str]
+    ) -> "_Call":
+        own = {c: tree for c, tree in module.variables.items() if c in persistent}
+        outputs = {
+            jax.tree_util.keystr(key): ArraySpec.of(leaf)
+            for key, leaf in jax.tree_util.tree_leaves_with_path(out)
+        }
+        return cls(
+            module.clone(parent=None),
+            type(module).__name__,
+            _abstract(own),
+            _abstract((args, kwargs)),
+            outputs,
+        )
+
+    def measure(
+        self, rngs: Any, flops: bool, latency: bool, repeats: int
+    ) -> tuple[float | None, float | None]:
+        """``(FLOPs, seconds)`` of the module alone; ``(None, None)`` if it cannot run alone."""
+        leaves, treedef = jax.tree.flatten(self.arguments)
+        dynamic = [i for i, leaf in enumerate(leaves) if isinstance(leaf, jax.ShapeDtypeStruct)]
+
+        def run(variables: dict[str, Any], arrays: list[jax.Array]) -> Any:
+            filled = list(leaves)
+            for i, array in zip(dynamic, arrays, strict=True):
+                filled[i] = array
+            args, kwargs = jax.tree.unflatten(treedef, filled)
+            mutable = _state_collections(variables)
+            return self.module.apply(variables, *args, rngs=rngs, mutable=mutable, **kwargs)
+
+        try:
+            arrays = [leaves[i] for i in dynamic]
+            return _measure(run, (self.variables, arrays), flops, latency, repeats)
+        except Exception:  # e.g. it reads a module or variables it does not own
+            return None, None
+
+
+def _capture(
+    model: nn.Module, variables: Mapping[str, Any], x: Any, **apply_kwargs: Any
+) -> tuple[dict[str, _Call], dict[str, dict[str, dict[str, Json]]]]:
+    """Runs the model once, jitted, recording every module's first ``__call__``.
+
+    Returns:
+      ``({path: _Call}`` in the order the calls began, ``{module path: {kind: {name:
+      value}}})`` with the kinds ``notes``, ``aux_losses``, ``path_weights`` and ``knobs``.
+    """
+    persistent = set(variables)
+    entered: dict[str, None] = {}
+    calls: dict[str, _Call] = {}
+
+    def intercept(next_fun: Callable[..., Any], args: Any, kwargs: Any, context: Any) -> Any:
+        path = SEP.join(context.module.path)
+        if context.method_name == "__call__":
+            entered.setdefault(path)
+        out = next_fun(*args, **kwargs)
+        if context.method_name == "__call__" and path not in calls:
+            calls[path] = _Call.record(context.module, args, kwargs, out, persistent)
+        return out
+
+    def run(variables: Mapping[str, Any], x: Any) -> dict[str, Any]:
+        collect = [BLURB, AUX_LOSS, PATH_WEIGHTS]
+        return apply_collecting(model, variables, x, collect=collect, **apply_kwargs)[1]
+
+    with nn.intercept_methods(intercept), _declarations() as declared:
+        collected = jax.jit(run)(variables, x)
+
+    recorded: dict[str, dict[str, dict[str, Json]]] = {}
+    for kind, name in (("notes", BLURB), ("aux_losses", AUX_LOSS), ("path_weights", PATH_WEIGHTS)):
+        for path, value in flatten(collected[name]).items():
+            module, leaf = _split(path)
+            recorded.setdefault(module, {}).setdefault(kind, {})[leaf] = _plain(value)
+    knob_values = flatten(variables.get(KNOBS, {}))
+    for path, knob in declared.items():
+        module, leaf = _split(path)
+        value = _plain(knob_values.get(path, knob.default))
+        recorded.setdefault(module, {}).setdefault("knobs", {})[leaf] = KnobValue(
+            value, _plain(knob.default), knob.doc
+        )
+    return {path: calls[path] for path in entered if path in calls}, recorded
+
+
+def blurb(
+    model: nn.Module,
+    variables: Mapping[str, Any],
+    x: Any,
+    *,
+    measure_latency: bool = True,
+    flops: bool = True,
+    repeats: int = 5,
+    **apply_kwargs: Any,
+) -> Blurb:
+    """Summarizes every module of ``model`` called on ``x``.
+
+    Args:
+      model: a Flax linen module.
+      variables: its variables (never modified).
+      x: the input (an array or a pytree of arrays).
+      measure_latency: time jitted calls (median of ``repeats`` after a warm-up).
+      flops: ask XLA's cost analysis for FLOP counts.
+      repeats: timed calls per measurement.
+      **apply_kwargs: passed to ``model.apply`` (``train=``, ``rngs=``...). Without
+        ``mutable=``, every collection of ``variables`` but ``params`` is mutable, so
+        batch statistics update (and are thrown away).
+
+    Returns:
+      A `Blurb`: ``b.table()`` to read, ``b["path"]`` for one module, ``b.to_json()``.
+
+    Examples:
+      >>> import flax.linen as nn, jax, jax.numpy as jnp, phosjax as px
+      >>> class MLP(nn.Module):
+      ...     @nn.compact
+      ...     def __call__(self, x):
+      ...         return nn.Dense(2, name="out")(nn.relu(nn.Dense(3, name="hidden")(x)))
+      >>> x = jnp.ones((1, 4)); variables = MLP().init(jax.random.key(0), x)
+      >>> b = px.blurb(MLP(), variables, x, measure_latency=False)
+      >>> b["hidden"].params, b["hidden"].outputs[""].shape, b["hidden"].flops
+      (15, (1, 3), 27.0)
+      >>> b.root.params, [child.path for child in b.root.children]
+      (23, ['hidden', 'out'])
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}.")
+    mutable = apply_kwargs.pop("mutable", _state_collections(variables))
+    calls, recorded = _capture(model, variables, x, mutable=mutable, **apply_kwargs)
+    measured: dict[str, tuple[float | None, float | None]] = {}
+    if flops or measure_latency:
+        whole = lambda v, x: model.apply(v, x, mutable=mutable, **apply_kwargs)
+        measured[""] = _measure(whole, (variables, x), flops, measure_latency, repeats)
+        for path, call in calls.items():
+            if path:
+                rngs = apply_kwargs.get("rngs")
+                measured[path] = call.measure(rngs, flops, measure_latency, repeats)
+
+    persistent = {c: flatten(tree, unwrap=False) for c, tree in variables.items()}
+    paths = dict.fromkeys(["", *calls])
+    for flat in persistent.values():
+        paths.update(dict.fromkeys(_split(p)[0] for p in flat))
+    for path in list(paths):
+        while path:
+            path = _split(path)[0]
+            paths.setdefault(path)
+
+    def build(path: str) -> ModuleBlurb:
+        children = tuple(build(p) for p in paths if p and _split(p)[0] == path)
+        own = {
+            c: {_split(p)[1]: ArraySpec.of(v) for p, v in flat.items() if _split(p)[0] == path}
+            for c, flat in persistent.items()
+        }
+        own = {c: specs for c, specs in own.items() if specs}
+        own_params = sum(int(np.prod(s.shape)) for s in own.get(PARAMS, {}).values())
+        call = calls.get(path)
+        extra = recorded.get(path, {})
+        return ModuleBlurb(
+            path=path,
+            type=call.type if call else "",
+            own_params=own_params,
+            params=own_params + sum(child.params for child in children),
+            variables=own,
+            outputs=call.outputs if call else {},
+            flops=measured.get(path, (None, None))[0],
+            latency_s=measured.get(path, (None, None))[1],
+            knobs=extra.get("knobs", {}),
+            notes=extra.get("notes", {}),
+            aux_losses=extra.get("aux_losses", {}),
+            path_weights=extra.get("path_weights", {}),
+            children=children,
+        )
+
+    return Blurb(build(""), jax.default_backend())
+
+
+_COLUMNS = (("module", 30, "<"), ("type", 11, "<"), ("params", 9, ">"), ("output", 12, "<"),
+            ("flops", 8, ">"), ("latency", 9, ">"))  # fmt: skip
+_WIDTH = 120
+
+
+def _fit(text: str, width: int, align: str) -> str:
+    text = text if len(text) <= width else text[: width - 1] + "…"
+    return f"{text:{align}{width}}"
+
+
+def _number(value: Json) -> str:
+    if isinstance(value, bool | str) or value is None:
+        return str(value)
+    if isinstance(value, int | float):
+        return f"{value:.3g}"
+    array = np.asarray(value)
+    if array.dtype.kind not in "biuf":
+        return str(value)
+    if array.size <= 3:
+        return "[" + ",".join(f"{v:.3g}" for v in array.ravel().tolist()) + "]"
+    return f"[{array.size}: mean {array.mean():.3g}]"
+
+
+def _si(count: float | None) -> str:
+    if count is None:
+        return "-"
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if count >= scale:
+            return f"{count / scale:.3g}{unit}"
+    return f"{count:.0f}"
+
+
+def _seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g}{unit}"
+    return f"{seconds / 1e-6:.3g}µs"
+
+
+def _notes(module: ModuleBlurb) -> str:
+    parts = [f"{k}={_number(v.value)}" for k, v in module.knobs.items()]
+    parts += [f"{k}={_number(v)}" for k, v in module.notes.items()]
+    parts += [f"aux:{k}={_number(v)}" for k, v in module.aux_losses.items()]
+    parts += [f"w:{k}={_number(v)}" for k, v in module.path_weights.items()]
+    return " ".join(parts)
+
+
+def _table(summary: Blurb) -> str:
+    notes_width = _WIDTH - sum(width + 1 for _, width, _ in _COLUMNS)
+
+    def row(cells: Sequence[str]) -> str:
+        fitted = [_fit(c, w, a) for c, (_, w, a) in zip(cells, _COLUMNS, strict=False)]
+        return " ".join([*fitted, _fit(cells[-1], notes_width, "<")]).rstrip()
+
+    lines = [row([name for name, _, _ in _COLUMNS] + ["notes"])]
+
+    def walk(module: ModuleBlurb, depth: int) -> None:
+        shapes = ", ".join("x".join(map(str, s.shape)) or "scalar" for s in module.outputs.values())
+        lines.append(
+            row(
+                [
+                    "  " * depth + (module.path or "(top)"),
+                    module.type or "-",
+                    f"{module.params:,}",
+                    shapes or "-",
+                    _si(module.flops),
+                    _seconds(module.latency_s),
+                    _notes(module),
+                ]
+            )
+        )
+        for child in module.children:
+            walk(child, depth + 1)
+
+    walk(summary.root, 0)
+    lines.append(f"backend: {summary.backend}")
+    return "\n".join(lines)
