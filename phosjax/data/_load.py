@@ -49,8 +49,8 @@ def load(name: str, *, data_dir: str | os.PathLike | None = None) -> ArrayDatase
     1437/360). Any other TFDS data set already prepared in `data_dir` as ``array_record``
     loads by its name (``"name"``, ``"name/config"`` or ``"name:1.0.0"``): its supervised keys
     (else ``image``/``label``) give x and y, its ``test`` (else ``validation``) split is the
-    test split. Image features are scaled to float32 in [0, 1] (NHWC); other inputs become
-    float32; labels int32.
+    test split. Integer images (an ``Image`` feature, or any uint8 input) are scaled to float32 in
+    [0, 1] (NHWC); other inputs become float32; labels int32.
 
     Args:
         name: the data set's name.
@@ -187,9 +187,11 @@ def _read(name: str, builder: tfds.core.DatasetBuilder) -> ArrayDataset:
 
 
 def _as_inputs(values: list[Any], feature: tfds.features.FeatureConnector) -> np.ndarray:
+    """Stack into float32; integer images (an `Image` feature, or any uint8) scale to [0, 1]."""
     import tensorflow_datasets as tfds
 
     x = np.stack(values)
-    if isinstance(feature, tfds.features.Image):
-        return (x.astype(np.float32) / np.float32(np.iinfo(x.dtype).max)).astype(np.float32)
+    is_image = isinstance(feature, tfds.features.Image) or x.dtype == np.uint8
+    if is_image and np.issubdtype(x.dtype, np.integer):
+        return x.astype(np.float32) / np.float32(np.iinfo(x.dtype).max)
     return x.astype(np.float32)

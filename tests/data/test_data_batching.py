@@ -1,0 +1,65 @@
+"""On-device batching: permutation per epoch, determinism, jit and vmap."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from phosjax.data import batch_indices, take_batch
+
+
+def _epoch(key, epoch, num_examples, batch_size):
+    steps = num_examples // batch_size
+    return np.concatenate(
+        [batch_indices(key, epoch * steps + s, num_examples, batch_size) for s in range(steps)]
+    )
+
+
+def test_every_example_once_per_epoch_and_epochs_differ(key):
+    first, second = _epoch(key, 0, 12, 4), _epoch(key, 1, 12, 4)
+    np.testing.assert_array_equal(np.sort(first), np.arange(12))
+    np.testing.assert_array_equal(np.sort(second), np.arange(12))
+    assert not np.array_equal(first, second)
+    # The epoch is the permutation drawn from fold_in(key, epoch).
+    np.testing.assert_array_equal(second, jax.random.permutation(jax.random.fold_in(key, 1), 12))
+
+
+def test_remainder_is_dropped_without_repeats(key):
+    epoch = _epoch(key, 0, 10, 3)
+    assert epoch.shape == (9,) and len(set(epoch.tolist())) == 9
+
+
+def test_same_key_same_order_different_keys_differ(key):
+    same = _epoch(jax.random.key(0), 0, 32, 8)
+    np.testing.assert_array_equal(_epoch(key, 0, 32, 8), same)
+    assert not np.array_equal(_epoch(jax.random.key(1), 0, 32, 8), same)
+
+
+def test_jit_and_vmap_over_keys_match_separate_calls():
+    keys = jax.random.split(jax.random.key(3), 4)
+    step = jnp.int32(5)
+    separate = np.stack([batch_indices(k, 5, 20, 6) for k in keys])
+    vmapped = jax.jit(jax.vmap(batch_indices, in_axes=(0, None, None, None)), static_argnums=(2, 3))
+    np.testing.assert_array_equal(vmapped(keys, step, 20, 6), separate)
+    jitted = jax.jit(batch_indices, static_argnums=(2, 3))
+    np.testing.assert_array_equal(jitted(keys[0], step, 20, 6), separate[0])
+    assert len({tuple(row) for row in separate.tolist()}) == 4
+
+
+def test_take_batch_gathers_matching_rows(key):
+    x = jnp.arange(24.0).reshape(8, 3)
+    y = jnp.arange(8, dtype=jnp.int32)
+    xb, yb = jax.jit(take_batch, static_argnums=3)(key, 2, (x, y), 4)
+    np.testing.assert_array_equal(yb, batch_indices(key, 2, 8, 4))
+    np.testing.assert_array_equal(xb, x[yb])
+
+
+def test_bad_sizes_are_errors(key):
+    with pytest.raises(ValueError, match=r"batch_size=5 is larger than num_examples=4"):
+        batch_indices(key, 0, 4, 5)
+    with pytest.raises(ValueError, match="batch_size must be a positive int, got 0"):
+        batch_indices(key, 0, 4, 0)
+    with pytest.raises(TypeError, match="num_examples must be a static positive int"):
+        batch_indices(key, 0, 4.0, 2)
+    with pytest.raises(ValueError, match=r"different leading sizes \[3, 4\]"):
+        take_batch(key, 0, (jnp.zeros(4), jnp.zeros(3)), 2)

@@ -1,0 +1,112 @@
+"""The built-in data sets: shapes, splits, determinism, the shuffled variant, safe preparation."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from phosjax.data import load
+from phosjax.data._builders import mnist1d_permutation
+
+EXPECTED = {
+    # name: (input_shape, num_train, num_test)
+    "mnist1d": ((40,), 4000, 1000),
+    "mnist1d_shuffled": ((40,), 4000, 1000),
+    "digits": ((8, 8, 1), 1437, 360),
+}
+
+
+@pytest.fixture(scope="module")
+def datasets(data_dir):
+    return {name: load(name, data_dir=data_dir) for name in EXPECTED}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_builtin_shapes_dtypes_and_classes(datasets, name):
+    ds = datasets[name]
+    input_shape, num_train, num_test = EXPECTED[name]
+    assert ds.name == name
+    assert ds.input_shape == input_shape
+    assert ds.num_classes == 10
+    assert ds.x_train.shape == (num_train, *input_shape)
+    assert ds.x_test.shape == (num_test, *input_shape)
+    assert ds.y_train.shape == (num_train,)
+    assert ds.y_test.shape == (num_test,)
+    for x in (ds.x_train, ds.x_test):
+        assert isinstance(x, np.ndarray) and x.dtype == np.float32
+        assert np.isfinite(x).all()
+    for y in (ds.y_train, ds.y_test):
+        assert isinstance(y, np.ndarray) and y.dtype == np.int32
+        assert set(np.unique(y).tolist()) == set(range(10))
+
+
+def test_builtin_loads_are_deterministic(datasets, data_dir):
+    for name in EXPECTED:
+        again = load(name, data_dir=data_dir)
+        for field in ("x_train", "y_train", "x_test", "y_test"):
+            np.testing.assert_array_equal(getattr(again, field), getattr(datasets[name], field))
+
+
+def test_digits_are_scaled_images_in_unit_range(datasets):
+    from sklearn.datasets import load_digits
+
+    ds = datasets["digits"]
+    assert ds.x_train.min() == 0.0 and ds.x_train.max() == 1.0
+    # The two splits together are exactly the bundled images / 16, each once.
+    ours = np.concatenate([ds.x_train, ds.x_test]).reshape(-1, 64)
+    bundled = (load_digits().data / 16.0).astype(np.float32)
+    sort = lambda rows: rows[np.lexsort(rows.T[::-1])]
+    np.testing.assert_array_equal(sort(ours), sort(bundled))
+
+
+def test_mnist1d_is_standardized_like_the_package(datasets):
+    x = np.concatenate([datasets["mnist1d"].x_train, datasets["mnist1d"].x_test])
+    np.testing.assert_allclose([x.mean(), x.std()], [0.0, 1.0], atol=1e-4)
+
+
+def test_shuffled_mnist1d_permutes_the_positions(datasets):
+    plain, shuffled = datasets["mnist1d"], datasets["mnist1d_shuffled"]
+    permutation = mnist1d_permutation()
+    assert not np.array_equal(permutation, np.arange(40))
+    for split in ("train", "test"):
+        x_plain, x_shuffled = getattr(plain, f"x_{split}"), getattr(shuffled, f"x_{split}")
+        np.testing.assert_array_equal(getattr(shuffled, f"y_{split}"), getattr(plain, f"y_{split}"))
+        np.testing.assert_array_equal(np.sort(x_shuffled, axis=1), np.sort(x_plain, axis=1))
+        np.testing.assert_array_equal(x_shuffled, x_plain[:, permutation])
+        assert not np.array_equal(x_shuffled, x_plain)
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_concurrent_preparation_yields_one_valid_data_set(tmp_path, datasets):
+    script = (
+        "import sys; from phosjax.data import load; "
+        "ds = load('digits', data_dir=sys.argv[1]); print('num_train', ds.num_train)"
+    )
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(tmp_path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(2)
+    ]
+    outputs = [proc.communicate(timeout=120) for proc in procs]
+    for proc, (out, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err
+        assert "num_train 1437" in out
+    # Exactly one process prepared it; the other waited on the lock and found it prepared.
+    assert sum("downloaded and prepared" in out for out, _ in outputs) == 1
+    versions = sorted(p.name for p in pathlib.Path(tmp_path, "digits").iterdir())
+    assert versions == ["1.0.0"]  # no leftover "incomplete.*" dir
+    prepared_elsewhere = load("digits", data_dir=tmp_path)
+    for field in ("x_train", "y_train", "x_test", "y_test"):
+        np.testing.assert_array_equal(
+            getattr(prepared_elsewhere, field), getattr(datasets["digits"], field)
+        )

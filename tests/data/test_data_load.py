@@ -1,0 +1,109 @@
+"""`load` of any TFDS data set prepared in the data dir, its errors, and `ArrayDataset`."""
+
+import jax
+import numpy as np
+import PIL.Image
+import pytest
+import tensorflow_datasets as tfds
+
+from phosjax.data import ArrayDataset, load, prepared_names
+
+
+def _images(index: int) -> np.ndarray:
+    return np.full((4, 4, 1), 50 * index, np.uint8)
+
+
+class TinyImages(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    """A user's data set: uint8 images, no supervised_keys, a validation split instead of test."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    code_path = None  # tfds 4.9.10 would need importlib_resources to look for checksums
+
+    def _info(self):
+        return tfds.core.DatasetInfo(
+            builder=self,
+            features=tfds.features.FeaturesDict(
+                {
+                    "image": tfds.features.Image(shape=(4, 4, 1)),
+                    "label": tfds.features.ClassLabel(num_classes=3),
+                }
+            ),
+        )
+
+    def _split_generators(self, dl_manager):
+        return {
+            "train": self._generate_examples(range(5)),
+            "validation": self._generate_examples(range(5, 6)),
+        }
+
+    def _generate_examples(self, indices):
+        for i in indices:
+            # PIL images: TFDS encodes those without TensorFlow (numpy arrays would need it).
+            yield i, {"image": PIL.Image.fromarray(_images(i)[..., 0]), "label": i % 3}
+
+
+@pytest.fixture(scope="module")
+def user_data_dir(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("user_tfds")
+    TinyImages(data_dir=str(data_dir), file_format="array_record").download_and_prepare(
+        download_config=tfds.download.DownloadConfig(try_download_gcs=False)
+    )
+    return data_dir
+
+
+def test_prepared_tfds_data_set_loads_by_name(user_data_dir):
+    assert prepared_names(user_data_dir) == ["tiny_images"]
+    ds = load("tiny_images", data_dir=user_data_dir)
+    assert (ds.name, ds.num_classes, ds.input_shape) == ("tiny_images", 3, (4, 4, 1))
+    assert ds.x_train.dtype == np.float32 and ds.y_train.dtype == np.int32
+    # Images are scaled to [0, 1]; each image still matches its label.
+    order = np.argsort(ds.x_train[:, 0, 0, 0])
+    np.testing.assert_array_equal(ds.y_train[order], [0, 1, 2, 0, 1])
+    expected = np.arange(5, dtype=np.float32) * 50 / 255
+    np.testing.assert_allclose(ds.x_train[order, 0, 0, 0], expected, rtol=1e-6)
+    np.testing.assert_allclose(ds.x_test, _images(5)[None] / np.float32(255), rtol=1e-6)
+    np.testing.assert_array_equal(ds.y_test, [2])
+
+
+def test_unknown_name_lists_known_names_and_how_to_prepare(user_data_dir):
+    with pytest.raises(ValueError, match="unknown data set 'no_such_set'") as error:
+        load("no_such_set", data_dir=user_data_dir)
+    message = str(error.value)
+    assert "digits, mnist1d, mnist1d_shuffled" in message
+    assert f"prepared in {user_data_dir} (tiny_images)" in message
+    assert f"tfds build no_such_set --data_dir {user_data_dir}" in message
+
+
+def test_catalog_name_not_prepared_is_unknown(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown data set 'mnist'.*prepared in .* \(none\)"):
+        load("mnist", data_dir=tmp_path)
+
+
+def _toy(**overrides):
+    fields = dict(
+        name="toy",
+        x_train=np.zeros((4, 3), np.float32),
+        y_train=np.zeros(4, np.int32),
+        x_test=np.zeros((2, 3), np.float32),
+        y_test=np.zeros(2, np.int32),
+        num_classes=2,
+        input_shape=(3,),
+    )
+    return ArrayDataset(**{**fields, **overrides})
+
+
+def test_array_dataset_checks_shapes():
+    with pytest.raises(ValueError, match=r"x_test has shape \(2, 5\).*input_shape=\(3,\)"):
+        _toy(x_test=np.zeros((2, 5), np.float32))
+    with pytest.raises(ValueError, match=r"y_train has shape \(3,\), expected \(4,\)"):
+        _toy(y_train=np.zeros(3, np.int32))
+
+
+def test_array_dataset_is_a_pytree_with_static_metadata():
+    ds = _toy()
+    assert len(jax.tree_util.tree_leaves(ds)) == 4
+    on_device = jax.device_put(ds)
+    assert isinstance(on_device.x_train, jax.Array)
+    assert (on_device.name, on_device.num_classes, on_device.input_shape) == ("toy", 2, (3,))
+    total = jax.jit(lambda d: d.x_train.sum() + d.num_classes)(on_device)
+    assert float(total) == 2.0
