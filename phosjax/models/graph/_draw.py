@@ -1,0 +1,118 @@
+"""Drawing a graph: Graphviz DOT text and a JSON description for the web viewer."""
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+
+from phosjax.core import flatten
+from phosjax.models.graph._spec import SEP, Graph, Input, Node
+
+
+def op_name(spec: Node | Input) -> str:
+    """A short label for what a node computes: ``Conv``, ``relu``, ``add``, ``Input``."""
+    if isinstance(spec, Input):
+        return "Input"
+    if isinstance(spec.fn, nn.Module):
+        return type(spec.fn).__name__
+    if spec.fn is not None:
+        return getattr(spec.fn, "__name__", type(spec.fn).__name__)
+    combine = spec.combine
+    return combine if isinstance(combine, str) else getattr(combine, "__name__", "identity")
+
+
+def param_counts(graph: Graph, variables: Mapping[str, Any]) -> dict[str, int]:
+    """``{node: number of parameters}`` (the ``params`` collection; arrays or shapes)."""
+    counts = dict.fromkeys(graph.nodes, 0)
+    for path, leaf in flatten(variables.get("params", {})).items():
+        owner = next(
+            (p for p in graph.nodes if path.startswith(p + SEP)), None
+        )  # the node whose module holds it
+        if owner is not None:
+            counts[owner] += math.prod(leaf.shape)
+    return counts
+
+
+def describe(graph: Graph, x: Any = None, model: nn.Module | None = None) -> dict[str, Any]:
+    """The graph as plain data: nodes (path, group, op, inputs, shape, dtype, params), edges,
+    inputs and outputs. Shapes and parameter counts need an example input ``x``."""
+    shapes: dict[str, Any] = {}
+    counts: dict[str, int] = {}
+    if x is not None and model is not None:
+        shapes, variables = jax.eval_shape(
+            lambda x: model.init_with_output(jax.random.key(0), x), x
+        )
+        counts = param_counts(graph, variables)
+    nodes = []
+    for path in graph.order:
+        *group, name = path.split(SEP)
+        shape = shapes.get(path)
+        nodes.append(
+            {
+                "id": path,
+                "name": name,
+                "group": SEP.join(group),
+                "op": op_name(graph.nodes[path]),
+                "inputs": list(graph.inputs_of(path)),
+                "shape": list(shape.shape) if isinstance(shape, jax.ShapeDtypeStruct) else None,
+                "dtype": str(shape.dtype) if isinstance(shape, jax.ShapeDtypeStruct) else None,
+                "params": counts.get(path),
+            }
+        )
+    return {
+        "nodes": nodes,
+        "edges": [{"source": s, "target": t} for s, t in graph.edges],
+        "inputs": list(graph.inputs),
+        "outputs": list(graph.sinks),
+    }
+
+
+def to_json(graph: Graph, x: Any = None, model: nn.Module | None = None) -> str:
+    """`describe` as JSON text."""
+    return json.dumps(describe(graph, x, model))
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _quote(text: str) -> str:
+    return f'"{_escape(text)}"'
+
+
+class _Cluster(dict[str, Any]):
+    """A group's nodes and subgroups, while drawing."""
+
+
+def to_dot(graph: Graph, x: Any = None, model: nn.Module | None = None) -> str:
+    """Graphviz DOT text: one box per node (name, op, shape), one cluster per group."""
+    description = describe(graph, x, model)
+    root = _Cluster()
+    for entry in description["nodes"]:
+        cluster = root
+        for part in entry["group"].split(SEP) if entry["group"] else []:
+            cluster = cluster.setdefault(part, _Cluster())
+        cluster[entry["name"]] = entry
+
+    def emit(cluster: _Cluster, prefix: str, indent: str) -> list[str]:
+        lines = []
+        for key, item in cluster.items():
+            if isinstance(item, _Cluster):
+                lines.append(f"{indent}subgraph {_quote('cluster_' + prefix + key)} {{")
+                lines.append(f"{indent}  label={_quote(key)};")
+                lines += emit(item, prefix + key + SEP, indent + "  ")
+                lines.append(f"{indent}}}")
+                continue
+            label = [item["name"], item["op"]]
+            if item["shape"] is not None:
+                label.append(str(tuple(item["shape"])))
+            shape = "ellipse" if item["op"] == "Input" else "box"
+            text = "\\n".join(_escape(part) for part in label)
+            lines.append(f'{indent}{_quote(item["id"])} [label="{text}", shape={shape}];')
+        return lines
+
+    edges = [f"  {_quote(e['source'])} -> {_quote(e['target'])};" for e in description["edges"]]
+    return "\n".join(["digraph graph_model {", "  rankdir=TB;", *emit(root, "", "  "), *edges, "}"])

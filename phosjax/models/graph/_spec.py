@@ -1,0 +1,257 @@
+"""The graph spec: named nodes, their inputs, and the checked `Graph` built from them.
+
+A spec is a (nested) dict. Each value is a node: a Flax module, a plain function, a
+`node(...)` (a module or function with named inputs and a way to combine them), an
+`Input()`, or a nested dict (a group, whose nodes get paths ``group/name``). A node
+without ``inputs`` takes the node before it in insertion order. Input names are
+relative to the node's group (``"conv"``, ``"../stem"``) or absolute (``"/stem"``).
+"""
+
+import dataclasses
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+SEP = "/"
+DEFAULT_INPUT = "input"
+_MAX_LISTED = 40
+
+Combine = Callable[..., Any] | str
+
+COMBINES: dict[str, Callable[..., Any]] = {
+    "add": lambda *values: sum(values[1:], values[0]),
+    "concat": lambda *values: jnp.concatenate(values, axis=-1),
+}
+"""The named ways to combine several inputs (``node(..., combine="add")``)."""
+
+
+class GraphError(ValueError):
+    """A graph spec that cannot be built: a missing node, a cycle, a bad name."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Input:
+    """Marks an input node: its value is fed to the model (``model.apply(v, x)``)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Node:
+    """A node: ``fn`` applied to its inputs (see `node`)."""
+
+    fn: nn.Module | Callable[..., Any] | None = None
+    inputs: tuple[str, ...] | None = None
+    combine: Combine | None = None
+
+
+def node(
+    fn: nn.Module | Callable[..., Any] | None = None,
+    inputs: str | Iterable[str] | None = None,
+    combine: Combine | None = None,
+) -> Node:
+    """A graph node: ``fn`` (a Flax module or a function) applied to the named inputs.
+
+    Args:
+      fn: the computation; ``None`` passes its (combined) input through unchanged.
+      inputs: node names, relative to the node's group (``"conv"``, ``"../stem"``) or
+        absolute (``"/stem"``); ``None`` takes the previous node in insertion order.
+      combine: how several inputs become one: ``"add"``, ``"concat"`` (last axis) or a
+        function of the input values. Without it ``fn`` gets every input as an argument.
+
+    Examples:
+      >>> node(inputs="a").inputs
+      ('a',)
+    """
+    if isinstance(inputs, str):
+        inputs = (inputs,)
+    if isinstance(combine, str) and combine not in COMBINES:
+        raise GraphError(
+            f"Unknown combine {combine!r}; use one of {sorted(COMBINES)} or a function."
+        )
+    return Node(fn, None if inputs is None else tuple(inputs), combine)
+
+
+def listing(paths: Iterable[str]) -> str:
+    """``'a', 'b', ...`` for error messages (long lists are cut)."""
+    paths = list(paths)
+    shown = ", ".join(repr(p) for p in paths[:_MAX_LISTED])
+    return shown + (f", ... ({len(paths)} in all)" if len(paths) > _MAX_LISTED else "")
+
+
+def resolve(name: str, group: tuple[str, ...]) -> str:
+    """The absolute path of input ``name`` written in ``group``.
+
+    Examples:
+      >>> resolve("../stem", ("block",)), resolve("/a/b", ("x",)), resolve("c", ("x",))
+      ('stem', 'a/b', 'x/c')
+    """
+    parts = list(group)
+    if name.startswith(SEP):
+        parts, name = [], name[1:]
+    for segment in name.split(SEP):
+        if segment == "..":
+            if not parts:
+                raise GraphError(f"Input name {name!r} goes above the root of the graph.")
+            parts.pop()
+        elif segment not in ("", "."):
+            parts.append(segment)
+    return SEP.join(parts)
+
+
+def _walk(spec: Mapping[str, Any], prefix: tuple[str, ...]) -> Iterator[tuple[str, Any]]:
+    for key, value in spec.items():
+        parts = tuple(str(key).split(SEP))
+        if not all(parts) or ".." in parts:
+            raise GraphError(f"Bad node name {key!r} in group {SEP.join(prefix)!r}.")
+        if isinstance(value, Mapping):
+            yield from _walk(value, prefix + parts)
+        else:
+            yield SEP.join(prefix + parts), value
+
+
+def _as_node(path: str, value: Any) -> Node | Input:
+    if isinstance(value, Node | Input):
+        return value
+    if isinstance(value, nn.Module) or callable(value):
+        return Node(value)
+    raise GraphError(
+        f"Node {path!r} is a {type(value).__name__}; a node is a Flax module, a function, "
+        "node(...), Input() or a dict of nodes."
+    )
+
+
+class Graph:
+    """A checked graph: every input resolved to an existing node, no cycles.
+
+    Attributes:
+      nodes: ``{path: Node | Input}`` in spec order; each `Node`'s inputs are absolute.
+      order: the paths in an order where every node follows its inputs.
+      inputs: the paths of the `Input` nodes.
+      sinks: the paths no node takes as input (the graph's outputs).
+      edges: ``(source, target)`` pairs.
+
+    Examples:
+      >>> g = Graph({"h": node(abs), "block": {"a": abs, "b": node(inputs=("a", "/h"))}})
+      >>> g.order
+      ('input', 'h', 'block/a', 'block/b')
+      >>> g.edges[-2:]
+      (('block/a', 'block/b'), ('h', 'block/b'))
+    """
+
+    def __init__(self, spec: Mapping[str, Any]) -> None:
+        entries = list(_walk(spec, ()))
+        if not any(isinstance(value, Input) for _, value in entries):
+            if any(path == DEFAULT_INPUT for path, _ in entries):
+                raise GraphError(
+                    f"The graph has no Input() node and a node named {DEFAULT_INPUT!r}; "
+                    f"mark the input with {DEFAULT_INPUT!r}: Input() or rename the node."
+                )
+            entries.insert(0, (DEFAULT_INPUT, Input()))
+        nodes: dict[str, Node | Input] = {}
+        for path, value in entries:
+            if path in nodes:
+                raise GraphError(f"Node {path!r} is defined twice.")
+            nodes[path] = _as_node(path, value)
+        self.nodes = self._resolve(nodes)
+        self.inputs = tuple(p for p, n in self.nodes.items() if isinstance(n, Input))
+        self.edges = tuple(
+            (source, path)
+            for path, n in self.nodes.items()
+            if isinstance(n, Node)
+            for source in n.inputs or ()
+        )
+        taken = {source for source, _ in self.edges}
+        self.sinks = tuple(p for p in self.nodes if p not in taken)
+        self.order = self._sorted()
+
+    def _resolve(self, nodes: dict[str, Node | Input]) -> dict[str, Node | Input]:
+        resolved: dict[str, Node | Input] = {}
+        previous: str | None = None
+        for path, n in nodes.items():
+            if isinstance(n, Node):
+                group = tuple(path.split(SEP)[:-1])
+                if n.inputs is None:
+                    if previous is None:
+                        raise GraphError(f"Node {path!r} comes first, so it needs inputs=.")
+                    names: tuple[str, ...] = (SEP + previous,)
+                else:
+                    names = n.inputs
+                absolute = tuple(resolve(name, group) for name in names)
+                for name, source in zip(names, absolute, strict=True):
+                    if source not in nodes:
+                        raise self.missing(source, nodes, f"Node {path!r} takes input {name!r}")
+                n = dataclasses.replace(n, inputs=absolute)
+            resolved[path] = n
+            previous = path
+        return resolved
+
+    @staticmethod
+    def missing(path: str, nodes: Iterable[str], what: str) -> GraphError:
+        """The error for a name that is not a node (it lists the existing nodes)."""
+        nodes = list(nodes)
+        below = [p for p in nodes if p.startswith(path + SEP)]
+        kind = f"is a group (its nodes: {listing(below)})" if below else "is not a node"
+        return GraphError(f"{what}, but {path!r} {kind}; existing nodes: {listing(nodes)}.")
+
+    def _sorted(self) -> tuple[str, ...]:
+        order: list[str] = []
+        state: dict[str, str] = {}  # "open" while on the stack, then "done"
+        for start in self.nodes:
+            stack: list[tuple[str, Iterator[str]]] = []
+            if state.get(start) != "done":
+                state[start] = "open"
+                stack.append((start, iter(self.inputs_of(start))))
+            while stack:
+                path, pending = stack[-1]
+                source = next(pending, None)
+                if source is None:
+                    stack.pop()
+                    state[path] = "done"
+                    order.append(path)
+                elif state.get(source) == "open":
+                    on_stack = [p for p, _ in stack]
+                    cycle = [*on_stack[on_stack.index(source) :], source]
+                    raise GraphError("The graph has a cycle: " + " -> ".join(reversed(cycle)))
+                elif source not in state:
+                    state[source] = "open"
+                    stack.append((source, iter(self.inputs_of(source))))
+        return tuple(order)
+
+    def inputs_of(self, path: str) -> tuple[str, ...]:
+        """The absolute paths of the inputs of node ``path`` (none for an `Input`)."""
+        n = self.nodes[path]
+        return n.inputs or () if isinstance(n, Node) else ()
+
+    def needed(self, targets: Iterable[str], given: Iterable[str] = ()) -> tuple[str, ...]:
+        """The nodes that computing ``targets`` needs when the ``given`` nodes are known.
+
+        Returned in `order`; the search stops at given nodes, which are included.
+        """
+        given, seen = set(given), set()
+        todo = list(targets)
+        while todo:
+            path = todo.pop()
+            if path not in seen:
+                seen.add(path)
+                if path not in given:
+                    todo.extend(self.inputs_of(path))
+        return tuple(p for p in self.order if p in seen)
+
+    def check_nodes(self, paths: Iterable[str], what: str) -> None:
+        """Raises a `GraphError` naming the first of ``paths`` that is not a node."""
+        for path in paths:
+            if path not in self.nodes:
+                raise self.missing(path, self.nodes, f"{what} names {path!r}")
+
+    def spec(self) -> dict[str, Node | Input]:
+        """A flat spec ``{path: node}`` with absolute inputs, which rebuilds this graph."""
+        return {
+            p: dataclasses.replace(n, inputs=tuple(SEP + s for s in n.inputs or ()))
+            if isinstance(n, Node)
+            else n
+            for p, n in self.nodes.items()
+        }
+
+    def __repr__(self) -> str:
+        return f"Graph({len(self.nodes)} nodes, inputs={self.inputs}, sinks={self.sinks})"
