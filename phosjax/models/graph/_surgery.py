@@ -1,0 +1,169 @@
+"""Surgery on graph models, as pure functions over ``(model, variables)``: `extract` a
+sub-model, `merge` several into one, `rewire` a node's inputs."""
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from phosjax.core import flatten, select, unflatten
+from phosjax.models.graph._model import GraphModel
+from phosjax.models.graph._spec import SEP, Graph, GraphError, Input, Node, listing, resolve
+
+Variables = Mapping[str, Any]
+
+
+def _graph(model: GraphModel) -> Graph:
+    assert isinstance(model.graph, Graph)
+    return model.graph
+
+
+def node_variables(variables: Variables, nodes: Iterable[str]) -> dict[str, Any]:
+    """The variables (every collection) of the modules at the node paths ``nodes``.
+
+    Examples:
+      >>> v = {"params": {"a": {"w": 1}, "b": {"w": 2}, "g": {"c": {"w": 3}}}}
+      >>> node_variables(v, ["a", "g/c"])
+      {'params': {'a': {'w': 1}, 'g': {'c': {'w': 3}}}}
+    """
+    prefixes = tuple(n + SEP for n in nodes)
+    picked = {}
+    for collection, tree in variables.items():
+        kept = {p: v for p, v in flatten(tree, unwrap=False).items() if p.startswith(prefixes)}
+        if kept:
+            picked[collection] = unflatten(kept)
+    return picked
+
+
+def extract(
+    model: GraphModel,
+    variables: Variables,
+    inputs: Iterable[str] = (),
+    outputs: str | Iterable[str] | None = None,
+) -> tuple[GraphModel, dict[str, Any]]:
+    """The part of ``model`` that computes ``outputs`` from the hidden values at ``inputs``.
+
+    The nodes named in ``inputs`` become `Input` nodes (fed by ``x``, a dict when there
+    are several); the sub-model keeps the node paths and exactly the variables of the
+    nodes it computes. Its outputs equal the full model's with the same values injected.
+    Original input nodes that the outputs still need stay inputs.
+
+    Args:
+      model: a `GraphModel`.
+      variables: its variables.
+      inputs: the nodes to cut at.
+      outputs: node selectors; default: the graph's sinks.
+
+    Raises:
+      GraphError: an input is not a node, or the outputs do not need it.
+      SelectorError: an output selector matches no node.
+
+    Examples:
+      >>> import flax.linen as nn, jax, jax.numpy as jnp
+      >>> from phosjax.models.graph import GraphModel
+      >>> model = GraphModel({"a": nn.Dense(3), "b": nn.Dense(4), "c": nn.Dense(2)})
+      >>> x = jnp.ones((1, 5)); variables = model.init(jax.random.key(0), x)
+      >>> sub, sub_vars = extract(model, variables, inputs=["a"], outputs=["b"])
+      >>> sub.nodes, sorted(sub_vars["params"])
+      (('a', 'b'), ['b'])
+    """
+    graph = _graph(model)
+    inputs = list(inputs)
+    graph.check_nodes(inputs, "extract's inputs")
+    targets = graph.sinks if outputs is None else _select(graph, outputs)
+    kept = graph.needed(targets, given=inputs)
+    unused = [p for p in inputs if p not in kept]
+    if unused:
+        raise GraphError(
+            f"extract's input {unused[0]!r} is not needed by the outputs {listing(targets)}."
+        )
+    spec = graph.spec()
+    sub = {p: Input() if p in inputs else spec[p] for p in spec if p in kept}
+    computed = [p for p, n in sub.items() if isinstance(n, Node)]
+    return GraphModel(sub), node_variables(variables, computed)
+
+
+def _select(graph: Graph, selectors: str | Iterable[str]) -> tuple[str, ...]:
+    selectors = [selectors] if isinstance(selectors, str) else list(selectors)
+    paths = (p for s in selectors for p in select(graph.order, s, what="node"))
+    return tuple(dict.fromkeys(paths))
+
+
+def _under(name: str, spec: dict[str, Node | Input]) -> dict[str, Node | Input]:
+    """A flat spec moved into group ``name`` (absolute inputs rewritten)."""
+    return {
+        f"{name}{SEP}{p}": dataclasses.replace(
+            n, inputs=tuple(f"{SEP}{name}{s}" for s in n.inputs or ())
+        )
+        if isinstance(n, Node)
+        else n
+        for p, n in spec.items()
+    }
+
+
+def merge(
+    parts: Mapping[str, tuple[GraphModel, Variables]],
+    nodes: Mapping[str, Any] | None = None,
+) -> tuple[GraphModel, dict[str, Any]]:
+    """Joins graph models into one, each in its own group, plus new ``nodes``.
+
+    Part ``"a"``'s node ``conv`` becomes ``a/conv`` and its variables move to
+    ``params/a/conv``. Each part keeps its input nodes (``a/input``); `rewire` one to
+    another to share an input.
+
+    Args:
+      parts: ``{group: (model, variables)}``.
+      nodes: more nodes, as in a spec (e.g. a head that combines ``a/logits`` and
+        ``b/logits``); write their inputs explicitly.
+
+    Returns:
+      ``(model, variables)``.
+
+    Examples:
+      >>> import flax.linen as nn, jax, jax.numpy as jnp
+      >>> from phosjax.models.graph import GraphModel, node
+      >>> part = GraphModel({"logits": nn.Dense(2)})
+      >>> x = jnp.ones((1, 3)); v = part.init(jax.random.key(0), x)
+      >>> both, both_vars = merge(
+      ...     {"a": (part, v), "b": (part, v)},
+      ...     {"sum": node(inputs=("a/logits", "b/logits"), combine="add")},
+      ... )
+      >>> both = rewire(both, "b/input", "a/input")
+      >>> both.apply(both_vars, x, outputs="sum")["sum"].shape
+      (1, 2)
+    """
+    spec: dict[str, Any] = {}
+    merged: dict[str, dict[str, Any]] = {}
+    for name, (model, variables) in parts.items():
+        spec.update(_under(name, _graph(model).spec()))
+        for collection, tree in variables.items():
+            merged.setdefault(collection, {})[name] = tree
+    spec.update(nodes or {})
+    return GraphModel(spec), merged
+
+
+def rewire(model: GraphModel, path: str, inputs: str | Iterable[str]) -> GraphModel:
+    """``model`` with node ``path`` taking ``inputs`` (full node paths, like every surgery
+    function). An `Input` node becomes a pass-through of its new input. The variables
+    do not change.
+
+    Raises:
+      GraphError: ``path`` or an input is not a node (existing nodes listed), or the
+        new edges make a cycle (named).
+
+    Examples:
+      >>> import flax.linen as nn
+      >>> from phosjax.models.graph import GraphModel
+      >>> model = GraphModel({"a": nn.relu, "b": nn.relu, "c": nn.relu})
+      >>> rewire(model, "c", "a").edges
+      (('input', 'a'), ('a', 'b'), ('a', 'c'))
+    """
+    graph = _graph(model)
+    graph.check_nodes([path], "rewire")
+    names = [inputs] if isinstance(inputs, str) else list(inputs)
+    absolute = tuple(SEP + resolve(name, ()) for name in names)
+    spec = graph.spec()
+    old = spec[path]
+    spec[path] = (
+        dataclasses.replace(old, inputs=absolute) if isinstance(old, Node) else Node(None, absolute)
+    )
+    return GraphModel(spec)
