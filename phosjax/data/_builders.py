@@ -76,7 +76,7 @@ def _labelled_examples(x: np.ndarray, y: np.ndarray, feature: str) -> Iterator[E
         yield index, {feature: row, "label": int(label)}
 
 
-class _ArrayBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+class _ArrayBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):  # type: ignore[call-arg]
     """Shared frame: one input feature plus ``label``, a train and a test split."""
 
     VERSION = tfds.core.Version("1.0.0")
