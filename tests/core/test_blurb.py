@@ -1,0 +1,233 @@
+"""Tests of `blurb`: exact structure, XLA FLOPs, latency, recorded info, JSON and table."""
+
+import dataclasses
+import json
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import phosjax as px
+from phosjax.core._blurb import ArraySpec, Blurb, KnobValue, blurb
+
+BATCH = 2
+
+
+class Block(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(2, name="dense_1")(nn.relu(nn.Dense(4, name="dense_0")(x)))
+
+
+class TwoLevel(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(5, name="head")(Block(name="block")(x))
+
+
+@pytest.fixture(scope="module")
+def two_level() -> Blurb:
+    x = jnp.ones((BATCH, 3))
+    variables = TwoLevel().init(jax.random.key(0), x)
+    return blurb(TwoLevel(), variables, x, repeats=2)
+
+
+def test_params_per_path_are_exact(two_level):
+    f32 = "float32"
+    assert {p: m.params for p, m in two_level.modules().items()} == {
+        "": 41,
+        "block": 26,
+        "block/dense_0": 16,
+        "block/dense_1": 10,
+        "head": 15,
+    }
+    assert two_level["block"].own_params == 0
+    assert two_level["block"].variables == {}
+    assert two_level["block/dense_0"].variables == {
+        "params": {"kernel": ArraySpec((3, 4), f32), "bias": ArraySpec((4,), f32)}
+    }
+    assert two_level["head"].variables["params"]["kernel"] == ArraySpec((2, 5), f32)
+    assert [c.path for c in two_level.root.children] == ["block", "head"]
+    assert [c.path for c in two_level["block"].children] == ["block/dense_0", "block/dense_1"]
+    assert (two_level.root.type, two_level["block"].type, two_level["head"].type) == (
+        "TwoLevel",
+        "Block",
+        "Dense",
+    )
+
+
+def test_output_shapes(two_level):
+    shapes = {p: {k: s.shape for k, s in m.outputs.items()} for p, m in two_level.modules().items()}
+    assert shapes == {
+        "": {"": (BATCH, 5)},
+        "block": {"": (BATCH, 2)},
+        "block/dense_0": {"": (BATCH, 4)},
+        "block/dense_1": {"": (BATCH, 2)},
+        "head": {"": (BATCH, 5)},
+    }
+
+
+@pytest.mark.parametrize(("path", "fan_in", "fan_out"), [("block/dense_0", 3, 4), ("head", 2, 5)])
+def test_dense_flops_are_two_multiply_adds_plus_bias(two_level, path, fan_in, fan_out):
+    matmul = 2 * BATCH * fan_in * fan_out
+    assert matmul <= two_level[path].flops <= matmul + 2 * BATCH * fan_out
+
+
+def test_whole_model_flops_cover_its_layers(two_level):
+    layers = ["block/dense_0", "block/dense_1", "head"]
+    assert two_level.root.flops >= sum(two_level[p].flops for p in layers)
+
+
+def test_latency_is_measured_for_every_module(two_level):
+    assert all(m.latency_s > 0 for m in two_level.modules().values())
+
+
+def test_json_round_trip(two_level):
+    text = two_level.to_json()
+    assert Blurb.from_json(text) == two_level
+    loaded = json.loads(text)
+    assert loaded["root"]["children"][0]["children"][0]["variables"]["params"]["kernel"] == {
+        "shape": [3, 4],
+        "dtype": "float32",
+    }
+
+
+def test_table_lists_every_path_within_120_columns(two_level):
+    table = two_level.table()
+    lines = table.splitlines()
+    assert str(two_level) == table
+    assert len(lines) == 1 + len(two_level.modules()) + 1  # header, modules, backend
+    for path in ["block", "block/dense_0", "block/dense_1", "head"]:
+        assert any(line.split()[0] == path for line in lines[2:])
+    assert max(map(len, lines)) <= 120
+    assert lines[1].split()[:3] == ["(top)", "TwoLevel", "41"]
+    assert "    block/dense_0 " in table  # indented below its parent
+
+
+def test_records_are_frozen(two_level):
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        two_level.root.params = 0
+
+
+def test_unknown_path_names_the_nearest(two_level):
+    with pytest.raises(px.SelectorError, match="nearest: 'block/dense_0'"):
+        two_level["block/dense_O"]
+
+
+def test_switched_off_measurements_are_none():
+    x = jnp.ones((1, 3))
+    summary = blurb(Block(), Block().init(jax.random.key(0), x), x, flops=False,
+                    measure_latency=False)  # fmt: skip
+    assert all(m.flops is None and m.latency_s is None for m in summary.modules().values())
+    with pytest.raises(ValueError, match="repeats must be at least 1, got 0"):
+        blurb(Block(), {}, x, repeats=0)
+
+
+class Weighted(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        scale = px.knob(self, "scale", 2.0, doc="output scale")
+        with px.path_weight(self, "branch", 0.25):
+            px.aux_loss(self, "l1", jnp.abs(x).mean())
+        px.note(self, "positive", (x > 0).mean())
+        return scale * x
+
+
+class WithWeighted(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return Weighted(name="gate")(nn.Dense(4, name="dense")(x))
+
+
+def test_notes_aux_losses_path_weights_and_knobs_sit_under_their_module(key):
+    x = jax.random.normal(key, (3, 2))
+    model = WithWeighted()
+    variables = px.set_knobs(model.init(key, x), {"gate/scale": 3.0})
+    h = jnp.asarray(nn.Dense(4).apply({"params": variables["params"]["dense"]}, x))
+    summary = blurb(model, variables, x, flops=False, measure_latency=False)
+    gate = summary["gate"]
+    assert gate.path_weights == {"branch": 0.25}
+    assert gate.aux_losses == {"l1": pytest.approx(0.25 * float(jnp.abs(h).mean()))}
+    assert gate.notes == {"positive": pytest.approx(float((h > 0).mean()))}
+    assert gate.knobs == {"scale": KnobValue(3.0, 2.0, "output scale")}
+    assert gate.variables == {"knobs": {"scale": ArraySpec((), "float32")}}
+    for other in ["", "dense"]:
+        assert summary[other].notes == summary[other].aux_losses == summary[other].knobs == {}
+    assert "scale=3 positive=" in summary.table()
+    assert Blurb.from_json(summary.to_json()) == summary
+
+
+class Normed(nn.Module):
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        h = nn.BatchNorm(use_running_average=not train, name="bn")(nn.Dense(3, name="dense")(x))
+        return nn.Dropout(0.5, deterministic=not train, name="drop")(h)
+
+
+def test_batch_norm_in_training_with_rngs_leaves_variables_alone(key):
+    x = jax.random.normal(key, (4, 2))
+    variables = Normed().init(key, x)
+    before = jax.tree.map(np.asarray, variables)
+    summary = blurb(Normed(), variables, x, repeats=1, train=True, rngs={"dropout": key})
+    assert summary["bn"].variables == {
+        "batch_stats": {"mean": ArraySpec((3,), "float32"), "var": ArraySpec((3,), "float32")},
+        "params": {"scale": ArraySpec((3,), "float32"), "bias": ArraySpec((3,), "float32")},
+    }
+    assert summary["bn"].params == 6 and summary.root.params == 15
+    assert summary["drop"].outputs[""] == ArraySpec((4, 3), "float32")
+    assert all(m.flops and m.latency_s and m.latency_s > 0 for m in summary.modules().values())
+    jax.tree.map(np.testing.assert_array_equal, variables, before)
+
+
+class Body(nn.Module):
+    @nn.compact
+    def __call__(self, carry, _):
+        h = nn.Dense(3, name="dense")(carry)
+        px.note(self, "mean", h.mean())
+        return jnp.tanh(h), None
+
+
+class Scanned(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        layers = nn.scan(Body, variable_axes=px.scan_axes(params=0), split_rngs={"params": True},
+                         length=4)  # fmt: skip
+        return layers(name="layers")(x, None)[0]
+
+
+def test_scan_body_is_summarized_per_iteration(key):
+    x = jnp.ones((BATCH, 3))
+    variables = Scanned().init(key, x)
+    summary = blurb(Scanned(), variables, x, measure_latency=False)
+    assert summary["layers"].type == "Body"
+    assert summary["layers/dense"].variables["params"]["kernel"] == ArraySpec((4, 3, 3), "float32")
+    assert summary.root.params == 4 * (9 + 3)
+    _, state = Scanned().apply(variables, x, mutable=["blurb"])
+    np.testing.assert_allclose(summary["layers"].notes["mean"], state["blurb"]["layers"]["mean"][0])
+    matmul, flops = 2 * BATCH * 3 * 3, summary["layers/dense"].flops
+    assert flops is not None and matmul <= flops <= matmul + 2 * BATCH * 3  # one iteration
+
+
+class Child(nn.Module):
+    layer: nn.Module
+
+    def __call__(self, x):
+        return 2 * self.layer(x)
+
+
+class Shared(nn.Module):
+    def setup(self):
+        self.dense = nn.Dense(3)
+        self.child = Child(self.dense)
+
+    def __call__(self, x):
+        return self.child(self.dense(x))
+
+
+def test_a_module_that_cannot_run_alone_gets_no_flops(key):
+    x = jnp.ones((1, 3))
+    summary = blurb(Shared(), Shared().init(key, x), x, measure_latency=False)
+    assert summary["child"].flops is None and summary["child"].outputs[""].shape == (1, 3)
+    assert summary["dense"].flops is not None and summary.root.flops is not None
