@@ -43,8 +43,9 @@ def regularize(
 def aux_total(aux: Mapping[str, Any]) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The total of the auxiliary losses one forward pass recorded, and the total per name.
 
-    Each recorded loss (already scaled by its path weight) counts with its mean over
-    examples; losses of one name from several modules add up.
+    Each call of `aux_loss` recorded one scalar (already scaled by its path weight);
+    they all add up: over modules, over repeated calls, and over the layer axis of a
+    scanned block.
 
     Args:
       aux: the ``aux_loss`` collection that ``model.apply(..., mutable=["aux_loss"])``
@@ -53,14 +54,15 @@ def aux_total(aux: Mapping[str, Any]) -> tuple[jax.Array, dict[str, jax.Array]]:
     Examples:
       >>> import jax.numpy as jnp
       >>> total, by_name = aux_total({"moe_0": {"balance": (jnp.array(0.5),)},
-      ...                             "moe_1": {"balance": (jnp.array([1.0, 2.0]),)}})
+      ...                             "scanned": {"balance": (jnp.array([1.0, 2.0]),)},
+      ...                             "head": {"l1": (jnp.array(0.25),)}})
       >>> float(total), {k: float(v) for k, v in by_name.items()}
-      (2.0, {'balance': 2.0})
+      (3.75, {'balance': 3.5, 'l1': 0.25})
     """
     by_name: dict[str, jax.Array] = {}
     for path, record in flatten(aux, unwrap=False).items():
         name = path.rsplit(SEP, 1)[-1]
         for value in record if isinstance(record, tuple) else (record,):
-            by_name[name] = by_name.get(name, jnp.zeros(())) + jnp.mean(value)
+            by_name[name] = by_name.get(name, jnp.zeros(())) + jnp.sum(value)
     total = sum(by_name.values(), jnp.zeros(()))
     return total, by_name

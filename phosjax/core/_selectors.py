@@ -80,10 +80,24 @@ def matches(selector: str, path: str) -> bool:
     return compile_selector(selector).fullmatch(path) is not None
 
 
+def _similarity(a: str, b: str) -> float:
+    return difflib.SequenceMatcher(None, a, b).ratio()
+
+
 def _nearest(selector: str, paths: list[str], n: int = 5) -> list[str]:
+    """Paths ranked by likeness of the first segment, the last segment and the whole."""
     literal = selector[3:] if selector.startswith("re:") else selector
-    close = difflib.get_close_matches(literal, paths, n=n, cutoff=0.0)
-    return close or paths[:n]
+    first, last = literal.split(SEP)[0], literal.split(SEP)[-1]
+
+    def score(path: str) -> float:
+        segments = path.split(SEP)
+        return (
+            _similarity(first, segments[0])
+            + _similarity(last, segments[-1])
+            + _similarity(literal, path)
+        )
+
+    return sorted(paths, key=score, reverse=True)[:n]
 
 
 def select(
@@ -112,8 +126,7 @@ def select(
             raise SelectorError(f"Selector {selector!r} matched no {what}: there are none.")
         nearest = ", ".join(repr(p) for p in _nearest(selector, paths))
         raise SelectorError(
-            f"Selector {selector!r} matched no {what} among {len(paths)}; "
-            f"nearest: {nearest}."
+            f"Selector {selector!r} matched no {what} among {len(paths)}; nearest: {nearest}."
         )
     return found
 

@@ -54,8 +54,9 @@ def aux_loss(module: nn.Module, name: str, value: jax.Array) -> jax.Array:
 
     Inside ``with path_weight(...)`` scopes the loss is scaled by the product of their
     weights, so a loss raised in a branch that carries a quarter of the signal counts a
-    quarter. A per-example loss (leading batch axis) is scaled per example. `aux_total`
-    averages each recorded loss and sums them.
+    quarter. A per-example loss (leading batch axis) is scaled per example, then
+    averaged: each call records one scalar, so under `nn.scan` a layer axis stacks them
+    and `aux_total` sums them like separate layers.
 
     Args:
       module: the bound module raising the loss.
@@ -63,7 +64,7 @@ def aux_loss(module: nn.Module, name: str, value: jax.Array) -> jax.Array:
       value: a scalar, or an array with a leading batch axis.
 
     Returns:
-      The scaled loss (what is recorded).
+      The scaled, averaged loss (the scalar that is recorded).
 
     Examples:
       >>> import flax.linen as nn, jax, jax.numpy as jnp, phosjax as px
@@ -76,7 +77,7 @@ def aux_loss(module: nn.Module, name: str, value: jax.Array) -> jax.Array:
       >>> float(px.aux_total(state["aux_loss"])[0])
       2.0
     """
-    scaled = scale_by_path_weight(jnp.asarray(value), current_path_weight())
+    scaled = jnp.mean(scale_by_path_weight(jnp.asarray(value), current_path_weight()))
     record(module, AUX_LOSS, name, scaled)
     return scaled
 

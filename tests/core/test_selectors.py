@@ -1,0 +1,64 @@
+import pytest
+
+import phosjax as px
+from phosjax.core import compile_selector, matches
+
+PATHS = [
+    "stem/pre_act",
+    "blocks_0/choice/branch_0/pre_act",
+    "blocks_1/choice/branch_1/pre_act",
+    "blocks_2/choice/T",
+    "blocks_12/out",
+    "head/logits",
+]
+
+
+@pytest.mark.parametrize(
+    "selector, expected",
+    [
+        ("stem/pre_act", ["stem/pre_act"]),
+        ("*/pre_act", ["stem/pre_act"]),
+        ("**/pre_act", [p for p in PATHS if p.endswith("pre_act")]),
+        ("blocks_[0-1]/**", PATHS[1:3]),
+        ("blocks_?/**", PATHS[1:4]),
+        ("blocks_*/out", ["blocks_12/out"]),
+        ("blocks_[!0]/**/T", ["blocks_2/choice/T"]),
+        ("**", PATHS),
+        ("re:blocks_\\d+/choice/.*", PATHS[1:4]),
+        ("head/**", ["head/logits"]),
+    ],
+)
+def test_select(selector, expected):
+    assert px.select(PATHS, selector) == expected
+
+
+def test_double_star_matches_zero_segments():
+    assert matches("a/**/b", "a/b")
+    assert matches("a/**/b", "a/x/y/b")
+    assert not matches("a/**/b", "ax/b")
+    assert matches("**/T", "T")
+
+
+def test_star_stays_within_one_segment():
+    assert not matches("*", "a/b")
+    assert not matches("blocks_*", "blocks_1/out")
+
+
+def test_no_match_lists_nearest_paths():
+    with pytest.raises(
+        px.SelectorError, match=r"'blocks_3/pre_act'.*nearest: 'blocks_[01]/"
+    ) as err:
+        px.select(PATHS, "blocks_3/pre_act", what="tagged value")
+    assert "matched no tagged value among 6" in str(err.value)
+
+
+def test_no_paths_at_all():
+    with pytest.raises(px.SelectorError, match="there are none"):
+        px.select([], "**", what="knob")
+
+
+def test_bad_selectors():
+    with pytest.raises(ValueError, match="unclosed"):
+        compile_selector("blocks_[0")
+    with pytest.raises(ValueError, match="non-empty"):
+        compile_selector("")

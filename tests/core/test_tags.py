@@ -1,0 +1,146 @@
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import phosjax as px
+from tests.core.models import DEPTH, KINDS, Stack
+
+X = jnp.linspace(-1.0, 1.0, 6).reshape(2, 3)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_init_returns_no_transient_collections(kind):
+    variables = Stack(kind).init(jax.random.key(0), X)
+    assert set(variables) == {"params", "knobs"}
+
+
+def test_tags_store_nothing_unless_asked():
+    model = Stack()
+    variables = model.init(jax.random.key(0), X)
+    out = model.apply(variables, X)
+    assert isinstance(out, jax.Array)  # no state handed back
+    out2, state = model.apply(variables, X, mutable=["params"])
+    assert set(state) == {"params"}
+    np.testing.assert_array_equal(out, out2)
+
+
+def test_tag_records_exact_value():
+    model = Stack()
+    variables = model.init(jax.random.key(0), X)
+    _, found = px.probe(model, variables, X, "blocks_0/pre_act")
+    params = variables["params"]
+    stem = X @ params["stem"]["kernel"] + params["stem"]["bias"]
+    dense = params["blocks_0"]["dense"]
+    np.testing.assert_allclose(
+        found["blocks_0/pre_act"], stem @ dense["kernel"] + dense["bias"], rtol=1e-6
+    )
+
+
+class Nested(nn.Module):
+    """Aux loss 1.0 inside a branch weighted 0.25 inside a branch weighted 0.5."""
+
+    @nn.compact
+    def __call__(self, x, w_outer=0.5, w_inner=0.25):
+        with px.path_weight(self, "outer", w_outer):
+            px.aux_loss(self, "before", jnp.ones(()))
+            with px.path_weight(self, "inner", w_inner):
+                px.aux_loss(self, "balance", jnp.ones(()))
+        px.aux_loss(self, "outside", jnp.ones(()))
+        return x
+
+
+def _aux(x, w_outer=0.5, w_inner=0.25):
+    _, state = Nested().apply({}, x, w_outer, w_inner, mutable=["aux_loss", "path_weights"])
+    return px.aux_total(state["aux_loss"])[1], state["path_weights"]
+
+
+@pytest.mark.parametrize("transform", ["eager", "jit"])
+def test_nested_path_weights_multiply(transform):
+    run = jax.jit(_aux) if transform == "jit" else _aux
+    by_name, weights = run(jnp.zeros(()))
+    assert float(by_name["balance"]) == 0.125
+    assert float(by_name["before"]) == 0.5
+    assert float(by_name["outside"]) == 1.0
+    assert float(weights["outer"][0]) == 0.5 and float(weights["inner"][0]) == 0.25
+
+
+def test_nested_path_weights_under_vmap():
+    outer = jnp.array([0.5, 1.0, 0.0])
+    by_name, weights = jax.vmap(lambda w: _aux(jnp.zeros(()), w, 0.25))(outer)
+    np.testing.assert_array_equal(by_name["balance"], [0.125, 0.25, 0.0])
+    np.testing.assert_array_equal(weights["outer"][0], outer)
+
+
+class PerExample(nn.Module):
+    @nn.compact
+    def __call__(self, loss):
+        with px.path_weight(self, "branch", jnp.array([1.0, 0.0, 0.5, 0.5])):
+            px.aux_loss(self, "scalar", jnp.ones(()))
+            px.aux_loss(self, "per_example", loss)
+        return loss
+
+
+def test_per_example_path_weights():
+    loss = jnp.array([[1.0, 1.0], [4.0, 4.0], [2.0, 2.0], [0.0, 0.0]])
+    _, state = PerExample().apply({}, loss, mutable=["aux_loss", "path_weights"])
+    _, by_name = px.aux_total(state["aux_loss"])
+    assert float(by_name["scalar"]) == 0.5  # mean of the weights
+    assert float(by_name["per_example"]) == pytest.approx((1 + 0 + 1 + 0) / 4)
+    assert float(state["path_weights"]["branch"][0]) == 0.5
+
+
+def test_path_weight_rejects_matrices():
+    class Bad(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            with px.path_weight(self, "branch", jnp.ones((2, 2))):
+                return x
+
+    with pytest.raises(ValueError, match=r"'branch'.*scalar or one per example.*\(2, 2\)"):
+        Bad().apply({}, 0.0)
+
+
+def test_current_path_weight_outside_scopes_is_one():
+    assert float(px.current_path_weight()) == 1.0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_aux_total_adds_every_layer(kind):
+    model = Stack(kind)
+    variables = model.init(jax.random.key(0), X)
+    _, state = model.apply(variables, X, mutable=["aux_loss"])
+    _, found = px.probe(model, variables, X, "**/pre_act")
+    expected = sum(float(jnp.sum(jnp.mean(jnp.abs(h), axis=(-2, -1)))) for h in found.values())
+    total, by_name = px.aux_total(state["aux_loss"])
+    assert float(total) == pytest.approx(expected, rel=1e-6)
+    assert set(by_name) == {"activity"}
+    assert len(found) == (1 if kind == "scan" else DEPTH)
+
+
+def test_note_reaches_blurb_collection_only_when_asked():
+    class Noting(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            px.note(self, "fraction_positive", jnp.mean(x > 0))
+            return x
+
+    assert not isinstance(Noting().apply({}, X), tuple)
+    _, state = Noting().apply({}, X, mutable=["blurb"])
+    assert float(state["blurb"]["fraction_positive"][0]) == 0.5
+
+
+def test_regularize_over_probed_values_and_params():
+    model = Stack()
+    variables = model.init(jax.random.key(0), X)
+    _, found = px.probe(model, variables, X, "**/pre_act")
+    l1 = px.regularize(found, "**/pre_act", lambda h: jnp.mean(jnp.abs(h)))
+    assert float(l1) == pytest.approx(sum(float(jnp.mean(jnp.abs(h))) for h in found.values()))
+    params = variables["params"]
+    l2 = px.regularize(params, ["blocks_*/dense/kernel", "head/kernel"], lambda w: jnp.sum(w**2))
+    expected = sum(float(jnp.sum(params[f"blocks_{i}"]["dense"]["kernel"] ** 2)) for i in range(3))
+    expected += float(jnp.sum(params["head"]["kernel"] ** 2))
+    assert float(l2) == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(px.SelectorError, match="nearest"):
+        px.regularize(params, "**/gamma", jnp.sum)

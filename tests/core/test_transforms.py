@@ -1,0 +1,232 @@
+"""Every transform under jit, vmap and grad, on plain, nn.remat and nn.scan stacks."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import phosjax as px
+from tests.core.models import DEPTH, KINDS, WIDTH, Stack, pre_act_path
+
+X = jnp.linspace(-1.0, 1.0, 6).reshape(2, 3)
+
+
+def injected_shape(kind):
+    return (DEPTH, 2, WIDTH) if kind == "scan" else (2, WIDTH)
+
+
+def run_probe(kind, variables, x):
+    return px.probe(Stack(kind), variables, x, "**/pre_act")[1]
+
+
+def run_tweak(kind, variables, x):
+    return px.tweak(Stack(kind), variables, x, {"**/T": 2.0})
+
+
+def run_inject(kind, variables, x):
+    value = jnp.full(injected_shape(kind), 0.3)
+    return px.inject(Stack(kind), variables, x, {pre_act_path(kind): value})
+
+
+def run_grad_of(kind, variables, x):
+    loss = lambda out: jnp.sum(out**2)
+    return px.grad_of(loss, Stack(kind), variables, x, wrt="**/pre_act")[1]
+
+
+TRANSFORMS = {
+    "probe": run_probe,
+    "tweak": run_tweak,
+    "inject": run_inject,
+    "grad_of": run_grad_of,
+}
+CASES = [(t, k) for t in TRANSFORMS for k in KINDS]
+
+
+@functools.cache
+def init(kind, seed=0):
+    return Stack(kind).init(jax.random.key(seed), X)
+
+
+def assert_trees_close(a, b, **tol):
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, **tol), a, b)
+
+
+@pytest.mark.parametrize("transform, kind", CASES)
+def test_jit_equals_eager(transform, kind):
+    fn = functools.partial(TRANSFORMS[transform], kind)
+    assert_trees_close(jax.jit(fn)(init(kind), X), fn(init(kind), X), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("transform, kind", CASES)
+def test_vmap_over_stacked_variables(transform, kind):
+    fn = functools.partial(TRANSFORMS[transform], kind)
+    each = [init(kind, seed) for seed in (0, 1)]
+    stacked = jax.tree.map(lambda *v: jnp.stack(v), *each)
+    batched = jax.vmap(fn, in_axes=(0, None))(stacked, X)
+    expected = jax.tree.map(lambda *v: jnp.stack(v), *(fn(v, X) for v in each))
+    assert_trees_close(batched, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("transform, kind", CASES)
+def test_grad_matches_finite_differences(transform, kind):
+    """The directional derivative along a random direction in params space."""
+    variables = init(kind)
+
+    @jax.jit
+    def scalar(params):
+        out = TRANSFORMS[transform](kind, {**variables, "params": params}, X)
+        return sum(jnp.sum(jnp.sin(leaf)) for leaf in jax.tree.leaves(out))
+
+    params = variables["params"]
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.key(7), len(leaves))
+    direction = treedef.unflatten(
+        [jax.random.normal(k, p.shape) for k, p in zip(keys, leaves, strict=True)]
+    )
+    grad = jax.grad(scalar)(params)
+    pairs = zip(jax.tree.leaves(grad), jax.tree.leaves(direction), strict=True)
+    analytic = sum(jnp.vdot(g, d) for g, d in pairs)
+    eps = 1e-3
+    shifted = lambda s: jax.tree.map(lambda p, d: p + s * eps * d, params, direction)
+    numeric = (scalar(shifted(1.0)) - scalar(shifted(-1.0))) / (2 * eps)
+    assert float(analytic) == pytest.approx(float(numeric), rel=2e-2, abs=2e-3)
+
+
+# --- what each transform means -------------------------------------------------------
+
+
+def test_probe_returns_what_the_forward_pass_computed():
+    model, variables = Stack(), init("plain")
+    out, found = px.probe(model, variables, X, ["blocks_0/out", "blocks_1/pre_act"])
+    assert list(found) == ["blocks_0/out", "blocks_1/pre_act"]
+    dense = variables["params"]["blocks_1"]["dense"]
+    np.testing.assert_allclose(
+        found["blocks_1/pre_act"],
+        found["blocks_0/out"] @ dense["kernel"] + dense["bias"],
+        rtol=1e-6,
+    )
+    np.testing.assert_array_equal(out, model.apply(variables, X))
+
+
+def test_probe_under_scan_stacks_layers():
+    _, scanned = px.probe(Stack("scan"), init("scan"), X, "**/pre_act")
+    assert scanned["blocks/Block_0/pre_act"].shape == (DEPTH, 2, WIDTH)
+
+
+def test_probe_unknown_selector_lists_tags():
+    with pytest.raises(px.SelectorError, match=r"'blocks_9/pre_act'.*nearest: 'blocks_"):
+        px.probe(Stack(), init("plain"), X, "blocks_9/pre_act")
+
+
+def test_probe_keeps_user_mutable_state():
+    (out, state), found = px.probe(Stack(), init("plain"), X, "**/out", mutable=["aux_loss"])
+    assert set(state) == {"aux_loss"} and len(found) == DEPTH
+    assert out.shape == (2, 2)
+
+
+def test_tweak_changes_only_the_targeted_module():
+    model, variables = Stack(), init("plain")
+    _, base = px.probe(model, variables, X)
+    tweaked_vars = px.set_knobs(variables, {"blocks_1/**/T": 10.0})
+    out, after = px.probe(model, tweaked_vars, X)
+    np.testing.assert_array_equal(after["blocks_0/out"], base["blocks_0/out"])
+    np.testing.assert_array_equal(after["blocks_1/pre_act"], base["blocks_1/pre_act"])
+    np.testing.assert_allclose(after["blocks_1/out"], jnp.tanh(base["blocks_1/pre_act"] / 10.0))
+    assert not np.allclose(after["blocks_1/out"], base["blocks_1/out"])
+    np.testing.assert_array_equal(px.tweak(model, variables, X, {"blocks_1/**/T": 10.0}), out)
+    knobs = px.core.flatten(tweaked_vars["knobs"])
+    assert {p: float(v) for p, v in knobs.items()} == {
+        "blocks_0/T": 1.0,
+        "blocks_1/T": 10.0,
+        "blocks_2/T": 1.0,
+    }
+
+
+def test_tweak_without_knob_collection_uses_defaults():
+    model, variables = Stack(), init("plain")
+    params_only = {"params": variables["params"]}
+    np.testing.assert_array_equal(model.apply(params_only, X), model.apply(variables, X))
+    np.testing.assert_array_equal(
+        px.tweak(model, params_only, X, {"**/T": 3.0}),
+        px.tweak(model, variables, X, {"**/T": 3.0}),
+    )
+
+
+def test_tweak_unknown_knob_lists_knobs():
+    with pytest.raises(px.SelectorError, match=r"matched no knob.*'blocks_0/T'"):
+        px.tweak(Stack(), init("plain"), X, {"**/temperature": 2.0})
+
+
+def test_knobs_lists_path_default_doc():
+    found = px.knobs(Stack(), X)
+    assert list(found) == [f"blocks_{i}/T" for i in range(DEPTH)]
+    assert found["blocks_2/T"] == px.Knob("blocks_2/T", 1.0, "activation temperature")
+    assert list(px.knobs(Stack("scan"), X)) == ["blocks/Block_0/T"]
+
+
+def test_knob_can_be_vmapped_as_a_grid_axis():
+    model, variables = Stack(), init("plain")
+    temperatures = jnp.array([0.5, 1.0, 4.0])
+    grid = jax.vmap(lambda t: model.apply(px.set_knobs(variables, {"**/T": t}), X))(temperatures)
+    for t, out in zip(temperatures, grid, strict=True):
+        np.testing.assert_allclose(out, px.tweak(model, variables, X, {"**/T": t}), rtol=1e-6)
+
+
+def test_inject_the_probed_value_changes_nothing():
+    model, variables = Stack(), init("plain")
+    out, found = px.probe(model, variables, X, "blocks_1/pre_act")
+    np.testing.assert_array_equal(px.inject(model, variables, X, found), out)
+
+
+def test_inject_replaces_downstream_values_only():
+    model, variables = Stack(), init("plain")
+    zeros = jnp.zeros((2, WIDTH))
+    tree = px.core.injections(model, variables, X, {"blocks_1/pre_act": zeros})
+    _, after = px.probe(model, {**variables, "injections": tree}, X)
+    _, base = px.probe(model, variables, X)
+    np.testing.assert_array_equal(after["blocks_0/out"], base["blocks_0/out"])
+    np.testing.assert_array_equal(after["blocks_1/out"], zeros)
+    assert not np.allclose(after["blocks_2/out"], base["blocks_2/out"])
+
+
+def test_inject_wrong_shape_names_path_and_shapes():
+    with pytest.raises(ValueError, match=r"'blocks_1/pre_act' has shape \(3, 4\).*shape \(2, 4\)"):
+        px.inject(Stack(), init("plain"), X, {"blocks_1/pre_act": jnp.zeros((3, WIDTH))})
+
+
+def test_inject_wrong_dtype_names_both():
+    bad = jnp.zeros((2, WIDTH), jnp.int32)
+    with pytest.raises(ValueError, match=r"dtype int32.*dtype float32"):
+        px.inject(Stack(), init("plain"), X, {"blocks_1/pre_act": bad})
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_grad_of_equals_gradient_through_injection(kind):
+    """Two mechanisms, perturbation and injection, give one gradient."""
+    model, variables, path = Stack(kind), init(kind), pre_act_path(kind)
+    loss = lambda out: jnp.sum(jnp.sin(out))
+    _, found = px.probe(model, variables, X, path)
+    value, grads = px.grad_of(loss, model, variables, X, wrt=path)
+    via_inject = jax.grad(lambda h: loss(px.inject(model, variables, X, {path: h})))
+    expected = via_inject(found[path])
+    if kind == "scan":  # injecting every layer cuts the earlier ones off: compare the last
+        grads[path], expected = grads[path][-1], expected[-1]
+    assert float(jnp.max(jnp.abs(expected))) > 0
+    np.testing.assert_allclose(grads[path], expected, rtol=1e-5, atol=1e-7)
+    assert float(value) == pytest.approx(float(loss(model.apply(variables, X))))
+
+
+def test_grad_of_rejects_integer_tags():
+    import flax.linen as nn
+
+    class Counts(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            px.tag(self, "count", jnp.sum(x > 0))
+            return x
+
+    with pytest.raises(TypeError, match=r"'count'.*int32"):
+        px.grad_of(jnp.sum, Counts(), {}, X, wrt="count")
