@@ -25,7 +25,7 @@ from phosjax.core._knobs import _declarations
 from phosjax.core._paths import SEP, flatten
 from phosjax.core._selectors import select
 
-PARAMS = "params"
+_PARAMS = "params"
 Json = Any
 """A JSON value: None, bool, int, float, str, or lists and string-keyed dicts of them."""
 
@@ -152,7 +152,7 @@ class Blurb:
 
 
 def _state_collections(variables: Mapping[str, Any]) -> list[str]:
-    return [c for c in variables if c != PARAMS]
+    return [c for c in variables if c != _PARAMS]
 
 
 def _split(path: str) -> tuple[str, str]:
@@ -348,9 +348,9 @@ def blurb(
     if flops or measure_latency:
         whole = lambda v, x: model.apply(v, x, mutable=mutable, **apply_kwargs)
         measured[""] = _measure(whole, (variables, x), flops, measure_latency, repeats)
+        rngs = apply_kwargs.get("rngs")
         for path, call in calls.items():
             if path:
-                rngs = apply_kwargs.get("rngs")
                 measured[path] = call.measure(rngs, flops, measure_latency, repeats)
 
     persistent = {c: flatten(tree, unwrap=False) for c, tree in variables.items()}
@@ -369,7 +369,7 @@ def blurb(
             for c, flat in persistent.items()
         }
         own = {c: specs for c, specs in own.items() if specs}
-        own_params = sum(int(np.prod(s.shape)) for s in own.get(PARAMS, {}).values())
+        own_params = sum(int(np.prod(s.shape)) for s in own.get(_PARAMS, {}).values())
         call = calls.get(path)
         extra = recorded.get(path, {})
         return ModuleBlurb(
