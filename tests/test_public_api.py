@@ -15,6 +15,8 @@ EXPECTED = sorted(
         "SelectorError",
         "aux_loss",
         "aux_total",
+        "blurb",
+        "Blurb",
         "current_path_weight",
         "grad_of",
         "inject",

@@ -1,6 +1,7 @@
 """phosjax.core: tags, knobs, path weights, selectors and the functional transforms."""
 
 from phosjax.core._apply import tag_shapes
+from phosjax.core._blurb import ArraySpec, Blurb, KnobValue, ModuleBlurb, blurb
 from phosjax.core._collections import (
     AUX_LOSS,
     BLURB,
@@ -32,10 +33,15 @@ __all__ = [
     "PATH_WEIGHTS",
     "PERTURBATIONS",
     "TRANSIENT",
+    "ArraySpec",
+    "Blurb",
     "Knob",
+    "KnobValue",
+    "ModuleBlurb",
     "SelectorError",
     "aux_loss",
     "aux_total",
+    "blurb",
     "compile_selector",
     "current_path_weight",
     "flatten",

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from phosjax.core._apply import apply_collecting
+from phosjax.core._blurb_table import table
 from phosjax.core._collections import AUX_LOSS, BLURB, KNOBS, PATH_WEIGHTS
 from phosjax.core._knobs import _declarations
 from phosjax.core._paths import SEP, flatten
@@ -145,7 +146,7 @@ class Blurb:
 
     def table(self) -> str:
         """One line per module, indented by depth (about 120 columns)."""
-        return _table(self)
+        return table(self)
 
     def __str__(self) -> str:
         return self.table()
@@ -389,84 +390,3 @@ def blurb(
         )
 
     return Blurb(build(""), jax.default_backend())
-
-
-_COLUMNS = (("module", 30, "<"), ("type", 11, "<"), ("params", 9, ">"), ("output", 12, "<"),
-            ("flops", 8, ">"), ("latency", 9, ">"))  # fmt: skip
-_WIDTH = 120
-
-
-def _fit(text: str, width: int, align: str) -> str:
-    text = text if len(text) <= width else text[: width - 1] + "…"
-    return f"{text:{align}{width}}"
-
-
-def _number(value: Json) -> str:
-    if isinstance(value, bool | str) or value is None:
-        return str(value)
-    if isinstance(value, int | float):
-        return f"{value:.3g}"
-    array = np.asarray(value)
-    if array.dtype.kind not in "biuf":
-        return str(value)
-    if array.size <= 3:
-        return "[" + ",".join(f"{v:.3g}" for v in array.ravel().tolist()) + "]"
-    return f"[{array.size}: mean {array.mean():.3g}]"
-
-
-def _si(count: float | None) -> str:
-    if count is None:
-        return "-"
-    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if count >= scale:
-            return f"{count / scale:.3g}{unit}"
-    return f"{count:.0f}"
-
-
-def _seconds(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    for unit, scale in (("s", 1.0), ("ms", 1e-3)):
-        if seconds >= scale:
-            return f"{seconds / scale:.3g}{unit}"
-    return f"{seconds / 1e-6:.3g}µs"
-
-
-def _notes(module: ModuleBlurb) -> str:
-    parts = [f"{k}={_number(v.value)}" for k, v in module.knobs.items()]
-    parts += [f"{k}={_number(v)}" for k, v in module.notes.items()]
-    parts += [f"aux:{k}={_number(v)}" for k, v in module.aux_losses.items()]
-    parts += [f"w:{k}={_number(v)}" for k, v in module.path_weights.items()]
-    return " ".join(parts)
-
-
-def _table(summary: Blurb) -> str:
-    notes_width = _WIDTH - sum(width + 1 for _, width, _ in _COLUMNS)
-
-    def row(cells: Sequence[str]) -> str:
-        fitted = [_fit(c, w, a) for c, (_, w, a) in zip(cells, _COLUMNS, strict=False)]
-        return " ".join([*fitted, _fit(cells[-1], notes_width, "<")]).rstrip()
-
-    lines = [row([name for name, _, _ in _COLUMNS] + ["notes"])]
-
-    def walk(module: ModuleBlurb, depth: int) -> None:
-        shapes = ", ".join("x".join(map(str, s.shape)) or "scalar" for s in module.outputs.values())
-        lines.append(
-            row(
-                [
-                    "  " * depth + (module.path or "(top)"),
-                    module.type or "-",
-                    f"{module.params:,}",
-                    shapes or "-",
-                    _si(module.flops),
-                    _seconds(module.latency_s),
-                    _notes(module),
-                ]
-            )
-        )
-        for child in module.children:
-            walk(child, depth + 1)
-
-    walk(summary.root, 0)
-    lines.append(f"backend: {summary.backend}")
-    return "\n".join(lines)

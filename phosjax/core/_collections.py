@@ -4,6 +4,8 @@ Every piece of phosjax that touches a collection imports its name from here, so 
 convention lives in one place.
 """
 
+from typing import Any
+
 INTERMEDIATES = "intermediates"
 """Tagged values (`tag`), one tuple of values per tag and call."""
 
@@ -32,7 +34,7 @@ SCANNED = (INTERMEDIATES, AUX_LOSS, PATH_WEIGHTS, PERTURBATIONS, INJECTIONS, BLU
 """Collections that carry one entry per iteration under `nn.scan` (see `scan_axes`)."""
 
 
-def scan_axes(**extra: int | bool) -> dict[str, int | bool]:
+def scan_axes(**extra: Any) -> dict[Any, Any]:
     """The ``variable_axes`` for `flax.linen.scan` so phosjax collections work inside a scan.
 
     Each phosjax collection gets one entry per scan iteration (axis 0), so probing a

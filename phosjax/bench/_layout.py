@@ -1,0 +1,68 @@
+"""Where a bench keeps what: the one description of a bench directory's layout.
+
+The runner (`phosjax.bench.new`, `add_models`) writes it, the viewer and the exporter
+read it, and users load ``results/`` with ``pandas.read_parquet``. Every file is written
+atomically (a temporary file, then a rename), so a reader never sees half a file.
+
+::
+
+    runs/NAME/
+      bench.json          marker: {"format": 1, "created": ISO time, "config_hash": sha256}
+      config.yaml         the resolved config, exactly what was planned
+      env.json            package versions, devices, host, Python
+      cells.parquet       the plan: one row per cell (see CELL_COLUMNS + hparam columns)
+      status.json         {"groups": {group_id: {"steps_done", "steps", "finished",
+                           "strategy", "timings", "cells": [cell_id, ...]}}}
+      results/            Parquet data set, one part file per group and chunk:
+        part-<group_id>-<first step:09d>.parquet
+                          one row per (cell, step, split); see docs/results.md
+      blurbs/<model_id>.json   `phosjax.core.blurb` of each model, JSON
+      graphs/<model_id>.json   node/edge description of graph models (if any)
+      profile/phases.parquet   one row per (group, phase): seconds, count, peak bytes
+      profile/memory.parquet   host RSS and device bytes in use over time
+      checkpoints/<group_id>/  orbax checkpoints of each group's training state
+      morph/                   results of `python -m phosjax.morph` (if run here)
+"""
+
+import pathlib
+
+FORMAT = 1
+
+MARKER = "bench.json"
+CONFIG = "config.yaml"
+ENV = "env.json"
+CELLS = "cells.parquet"
+STATUS = "status.json"
+RESULTS = "results"
+BLURBS = "blurbs"
+GRAPHS = "graphs"
+PROFILE = "profile"
+PHASES = "profile/phases.parquet"
+MEMORY = "profile/memory.parquet"
+CHECKPOINTS = "checkpoints"
+MORPH = "morph"
+
+CELL_COLUMNS = ("cell_id", "group_id", "model_id", "model", "dataset", "seed")
+"""Columns of ``cells.parquet`` and of every results row, before the hparam columns.
+
+``cell_id``: stable id of the cell (a short hash of its full config); ``group_id``: the
+compiled group it trained in; ``model_id``: a short hash of the model config (names the
+blurb file); ``model``: the registered model name.
+"""
+
+RESULT_KEYS = ("step", "split")
+"""Per row: ``step`` (int, updates done) and ``split`` (``"train"`` or ``"test"``)."""
+
+AUX_PREFIX = "aux/"
+"""``aux/<name>``: an auxiliary loss's per-step total (already path-weighted)."""
+
+PATH_WEIGHT_PREFIX = "path_weight/"
+"""``path_weight/<module path>/<branch>``: a branch's mean path weight."""
+
+PHASE_NAMES = ("init", "compile", "step", "eval")
+"""The phases of a network's life that ``profile/phases.parquet`` reports."""
+
+
+def is_bench(directory: str | pathlib.Path) -> bool:
+    """Whether ``directory`` holds a bench (its marker file exists)."""
+    return (pathlib.Path(directory) / MARKER).is_file()
