@@ -1,0 +1,128 @@
+"""What to train: `Regularizer`, `HParams` and `Cell` (frozen, hashable dataclasses)."""
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "momentum")
+"""Optimizer families `HParams.optimizer` accepts (see `make_optimizer`)."""
+
+REGULARIZER_KINDS = ("l1", "l2")
+REGULARIZER_TARGETS = ("params", "activations")
+
+
+@dataclasses.dataclass(frozen=True)
+class Regularizer:
+    """A penalty ``strength * sum over matches of kind(value)`` added to the loss.
+
+    Attributes:
+      selector: which values, e.g. ``"**/kernel"`` (params) or ``"**/pre_act"`` (tags).
+      kind: ``"l1"`` (absolute values) or ``"l2"`` (squares).
+      strength: the factor; may differ between the cells of one group.
+      on: ``"params"`` sums over every entry of the matching parameters;
+        ``"activations"`` averages over the entries of each matching tagged value.
+
+    Examples:
+      >>> Regularizer("**/kernel", "l2", 1e-4)
+      Regularizer(selector='**/kernel', kind='l2', strength=0.0001, on='params')
+    """
+
+    selector: str
+    kind: str = "l2"
+    strength: float = 1e-4
+    on: str = "params"
+
+    def __post_init__(self) -> None:
+        if self.kind not in REGULARIZER_KINDS:
+            raise ValueError(f"Regularizer kind {self.kind!r}: expected one of {REGULARIZER_KINDS}")
+        if self.on not in REGULARIZER_TARGETS:
+            raise ValueError(f"Regularizer on={self.on!r}: expected one of {REGULARIZER_TARGETS}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class HParams:
+    """How to train one cell.
+
+    ``learning_rate``, ``weight_decay``, ``momentum``, ``label_smoothing``, the
+    regularizers' strengths and the knobs' values may differ between the cells of one
+    compiled group; everything else is part of the group's signature (see `plan_groups`).
+
+    Attributes:
+      optimizer: one of ``"adam"``, ``"adamw"``, ``"sgd"``, ``"momentum"``. ``adam``,
+        ``sgd`` and ``momentum`` add ``weight_decay * params`` to the gradient (L2);
+        ``adamw`` decouples the decay.
+      learning_rate: the step size.
+      weight_decay: see ``optimizer``.
+      momentum: the momentum of ``"momentum"`` (ignored by the others).
+      batch_size: examples per step.
+      steps: total number of steps.
+      eval_every: evaluate on the test split every this many steps (0: only at the end).
+      label_smoothing: mass spread uniformly over the classes in the targets.
+      grad_clip: clip gradients to this global norm (None: no clipping).
+      regularizers: extra penalties (`Regularizer`).
+      knobs: ``{selector: value}`` set with `phosjax.set_knobs` before training; a
+        mapping is stored as a sorted tuple of pairs.
+
+    Examples:
+      >>> HParams(learning_rate=1e-2, knobs={"**/T": 2.0}).knobs
+      (('**/T', 2.0),)
+    """
+
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    batch_size: int = 128
+    steps: int = 1000
+    eval_every: int = 0
+    label_smoothing: float = 0.0
+    grad_clip: float | None = None
+    regularizers: tuple[Regularizer, ...] = ()
+    knobs: tuple[tuple[str, float], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"HParams optimizer {self.optimizer!r}: expected one of {OPTIMIZERS}.")
+        for name in ("batch_size", "steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"HParams {name} must be >= 1, got {getattr(self, name)}.")
+        if self.eval_every < 0:
+            raise ValueError(f"HParams eval_every must be >= 0, got {self.eval_every}.")
+        knobs: Any = self.knobs
+        pairs = knobs.items() if isinstance(knobs, Mapping) else knobs
+        object.__setattr__(self, "knobs", tuple(sorted((str(s), float(v)) for s, v in pairs)))
+        object.__setattr__(self, "regularizers", tuple(self.regularizers))
+
+    def shared(self) -> "HParams":
+        """These hparams with every per-cell value zeroed: what a compiled group shares."""
+        return dataclasses.replace(
+            self,
+            learning_rate=0.0,
+            weight_decay=0.0,
+            momentum=0.0,
+            label_smoothing=0.0,
+            regularizers=tuple(dataclasses.replace(r, strength=0.0) for r in self.regularizers),
+            knobs=tuple((selector, 0.0) for selector, _ in self.knobs),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One model trained on one data set with one set of hparams and one seed.
+
+    Attributes:
+      model: a hashable config whose ``.build()`` returns a Flax module called as
+        ``module(x, train=...)`` (e.g. `phosjax.models.ModelConfig`).
+      dataset: the data set's name (see `phosjax.data.load`).
+      hparams: how to train.
+      seed: seeds the initialization, the batch order and dropout.
+    """
+
+    model: Any
+    dataset: str
+    hparams: HParams = HParams()
+    seed: int = 0
+
+    def signature(self) -> tuple[Any, ...]:
+        """What must be equal for two cells to share one compiled step."""
+        return (self.model, self.dataset, self.hparams.shared())

@@ -1,0 +1,152 @@
+"""`train_grid`: plan, initialize and train every cell of a grid; tidy results."""
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+import pandas as pd
+
+from phosjax.train._config import Cell
+from phosjax.train._group import Group, plan_groups
+from phosjax.train._run import Chunk, GroupRun, run_group
+from phosjax.train._state import GroupState, init_group
+
+
+@dataclasses.dataclass(frozen=True)
+class GridResult:
+    """What `train_grid` trained in this process.
+
+    Attributes:
+      index: the positions (in the ``cells`` given) of the cells this process trained.
+      final: one row per trained cell: ``cell`` (its position), ``test_loss``,
+        ``test_accuracy``, ``train_loss`` (last step), ``diverged_at`` (-1: never),
+        ``strategy``.
+      metrics: one row per (``cell``, ``step``, ``split``): ``split="train"`` rows hold
+        the step's metrics (``loss``, ``task_loss``, ``accuracy``, ``grad_norm``,
+        ``aux/<name>``, ``path_weight/<path>``), ``split="test"`` rows the evaluation.
+      groups: the groups trained, with their final states and runs (strategy, timings).
+      states: the final `GroupState` of each group.
+      runs: the `GroupRun` of each group.
+    """
+
+    index: tuple[int, ...]
+    final: pd.DataFrame
+    metrics: pd.DataFrame
+    groups: tuple[Group, ...]
+    states: tuple[GroupState, ...]
+    runs: tuple[GroupRun, ...]
+
+
+def process_share(num_cells: int, index: int | None = None, count: int | None = None) -> list[int]:
+    """The cells process ``index`` of ``count`` trains: every ``count``-th, from ``index``.
+
+    Defaults to `jax.process_index` and `jax.process_count`, so under
+    ``jax.distributed`` each process takes its own share and, together, they cover all.
+
+    Examples:
+      >>> process_share(5, 1, 2)
+      [1, 3]
+    """
+    index = jax.process_index() if index is None else index
+    count = jax.process_count() if count is None else count
+    if not 0 <= index < count:
+        raise ValueError(f"process_share: index {index} is not in range(count={count}).")
+    return list(range(index, num_cells, count))
+
+
+def chunk_frame(chunk: Chunk, cells: Sequence[int]) -> pd.DataFrame:
+    """The rows of one `Chunk`: per (cell, step) train rows, then any test rows."""
+    cells_ = np.asarray(cells)
+    n = len(chunk.steps)
+    train = pd.DataFrame(
+        {
+            "cell": np.repeat(cells_, n),
+            "step": np.tile(chunk.steps, len(cells_)),
+            "split": "train",
+            **{name: value.reshape(-1) for name, value in chunk.train.items()},
+        }
+    )
+    if not chunk.eval:
+        return train
+    test = pd.DataFrame({"cell": cells_, "step": chunk.steps[-1], "split": "test", **chunk.eval})
+    return pd.concat([train, test], ignore_index=True)
+
+
+def train_grid(
+    cells: Sequence[Cell],
+    *,
+    data_dir: str | None = None,
+    datasets: Mapping[str, Any] | None = None,
+    strategy: str = "auto",
+    chunk_steps: int = 100,
+    devices: Sequence[jax.Device] | None = None,
+    process: tuple[int, int] | None = None,
+    on_chunk: Callable[[Group, Chunk], None] | None = None,
+) -> GridResult:
+    """Trains this process's share of ``cells``, one compiled step per group.
+
+    Args:
+      cells: the whole grid (every process passes the same list).
+      data_dir: where `phosjax.data.load` finds or prepares the data sets.
+      datasets: data sets by name, used instead of loading them.
+      strategy: see `run_group`.
+      chunk_steps: steps per dispatch.
+      devices: the devices to shard each group over (default: all local devices).
+      process: ``(index, count)``; default ``(jax.process_index(), jax.process_count())``.
+      on_chunk: called with ``(group, chunk)`` after each chunk.
+
+    Returns:
+      A `GridResult` for the cells this process trained.
+    """
+    share = process_share(len(cells), *(process or (None, None)))
+    datasets = dict(datasets or {})
+    frames, finals, groups, states, runs = [], [], [], [], []
+    for local in plan_groups([cells[i] for i in share]):
+        index = tuple(share[i] for i in local.index)
+        group = Group(local.cells, index)
+        if group.dataset not in datasets:
+            from phosjax.data import load
+
+            datasets[group.dataset] = load(group.dataset, data_dir=data_dir)
+        data = datasets[group.dataset]
+
+        def report(chunk: Chunk, group: Group = group) -> None:
+            if on_chunk is not None:
+                on_chunk(group, chunk)
+
+        state, run = run_group(
+            group,
+            init_group(group, data),
+            data,
+            strategy=strategy,
+            chunk_steps=chunk_steps,
+            on_chunk=report,
+            devices=devices,
+        )
+        frames += [chunk_frame(chunk, index) for chunk in run.chunks]
+        last = run.chunks[-1]
+        finals.append(
+            pd.DataFrame(
+                {
+                    "cell": index,
+                    "test_loss": last.eval["loss"],
+                    "test_accuracy": last.eval["accuracy"],
+                    "train_loss": last.train["loss"][:, -1],
+                    "diverged_at": last.diverged_at,
+                    "strategy": run.strategy,
+                }
+            )
+        )
+        groups.append(group)
+        states.append(state)
+        runs.append(run)
+    if not groups:  # more processes than cells
+        empty = pd.DataFrame({"cell": np.zeros(0, int)})
+        return GridResult((), empty, empty, (), (), ())
+    final = pd.concat(finals, ignore_index=True).sort_values("cell", ignore_index=True)
+    metrics = pd.concat(frames, ignore_index=True).sort_values(
+        ["cell", "step", "split"], ignore_index=True
+    )
+    return GridResult(tuple(share), final, metrics, tuple(groups), tuple(states), tuple(runs))

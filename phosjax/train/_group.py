@@ -1,0 +1,96 @@
+"""Grouping cells that can share one compiled train step: `Group`, `plan_groups`."""
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from phosjax.train._config import Cell, HParams
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+    """Cells with one signature (model, data set, shared hparams), trained by one compile.
+
+    Attributes:
+      cells: the cells, in the order of the grid's cell axis.
+      index: each cell's position in the list given to `plan_groups`.
+    """
+
+    cells: tuple[Cell, ...]
+    index: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if not self.cells or len(self.cells) != len(self.index):
+            raise ValueError(
+                f"A Group needs one index per cell and at least one cell, got "
+                f"{len(self.cells)} cells and {len(self.index)} indices."
+            )
+        signatures = {cell.signature() for cell in self.cells}
+        if len(signatures) != 1:
+            raise ValueError(
+                f"The cells of a Group must share one signature (model, dataset, shared "
+                f"hparams); got {len(signatures)}. Use plan_groups to group cells."
+            )
+
+    @property
+    def model(self) -> Any:
+        return self.cells[0].model
+
+    @property
+    def dataset(self) -> str:
+        return self.cells[0].dataset
+
+    @property
+    def hparams(self) -> HParams:
+        """The hparams the cells share (per-cell values zeroed)."""
+        return self.cells[0].hparams.shared()
+
+    def signature(self) -> tuple[Any, ...]:
+        return self.cells[0].signature()
+
+    def __len__(self) -> int:
+        return len(self.cells)
+
+    def values(self) -> dict[str, np.ndarray]:
+        """The per-cell values, stacked on a leading cell axis (float32)."""
+
+        def stack(get: Any, width: int | None = None) -> np.ndarray:
+            rows = [get(cell.hparams) for cell in self.cells]
+            shape = (len(rows),) if width is None else (len(rows), width)
+            return np.asarray(rows, np.float32).reshape(shape)
+
+        hp = self.hparams
+        return {
+            "learning_rate": stack(lambda h: h.learning_rate),
+            "weight_decay": stack(lambda h: h.weight_decay),
+            "momentum": stack(lambda h: h.momentum),
+            "label_smoothing": stack(lambda h: h.label_smoothing),
+            "regularizer_strength": stack(
+                lambda h: [r.strength for r in h.regularizers], len(hp.regularizers)
+            ),
+            "knob_value": stack(lambda h: [v for _, v in h.knobs], len(hp.knobs)),
+        }
+
+
+def plan_groups(cells: Sequence[Cell]) -> list[Group]:
+    """Splits ``cells`` into groups that each train with one compiled step.
+
+    Cells share a group when their model config, data set and hparams agree except for
+    the per-cell values (seed, learning rate, weight decay, momentum, label smoothing,
+    regularizer strengths, knob values). Groups come in order of their first cell.
+
+    Examples:
+      >>> a = Cell("mlp", "mnist1d", HParams(learning_rate=1e-3), seed=0)
+      >>> b = Cell("mlp", "mnist1d", HParams(learning_rate=1e-2), seed=1)
+      >>> c = Cell("mlp", "mnist1d", HParams(batch_size=32))
+      >>> [g.index for g in plan_groups([a, b, c])]
+      [(0, 1), (2,)]
+    """
+    by_signature: dict[tuple[Any, ...], list[int]] = {}
+    for i, cell in enumerate(cells):
+        if not isinstance(cell, Cell):
+            raise TypeError(f"plan_groups: cells[{i}] is a {type(cell).__name__}, not a Cell.")
+        by_signature.setdefault(cell.signature(), []).append(i)
+    return [Group(tuple(cells[i] for i in index), tuple(index)) for index in by_signature.values()]

@@ -1,0 +1,137 @@
+"""`run_group`: train a group in chunks of steps, evaluate on schedule, report per chunk."""
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from phosjax.train._auto import choose_strategy
+from phosjax.train._group import Group
+from phosjax.train._state import GroupState
+from phosjax.train._step import device_arrays, make_evaluate, make_train_chunk
+from phosjax.train._strategy import Executor
+
+
+@dataclasses.dataclass(frozen=True)
+class Chunk:
+    """What one dispatch of ``len(steps)`` steps reported, as numpy.
+
+    Attributes:
+      steps: ``(n,)`` the step count after each update (1-based).
+      train: per-step train metrics by name, each ``(cells, n)``.
+      eval: test-split ``loss`` and ``accuracy`` after ``steps[-1]``, each ``(cells,)``;
+        empty when this chunk did not end on an evaluation.
+      diverged_at: ``(cells,)`` the step each cell diverged at (-1: not diverged).
+    """
+
+    steps: np.ndarray
+    train: dict[str, np.ndarray]
+    eval: dict[str, np.ndarray]
+    diverged_at: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupRun:
+    """How a group was run and what it reported.
+
+    Attributes:
+      strategy: the strategy used.
+      timings: seconds per step of each strategy ``"auto"`` measured (empty otherwise).
+      chunks: one `Chunk` per dispatch.
+    """
+
+    strategy: str
+    timings: dict[str, float]
+    chunks: list[Chunk]
+
+
+def _stops(start: int, until: int, chunk_steps: int, eval_every: int) -> list[int]:
+    stops, step = [], start
+    while step < until:
+        stop = min(until, step + chunk_steps)
+        if eval_every:
+            stop = min(stop, (step // eval_every + 1) * eval_every)
+        stops.append(stop)
+        step = stop
+    return stops
+
+
+def run_group(
+    group: Group,
+    state: GroupState,
+    data: Any,
+    until_step: int | None = None,
+    *,
+    strategy: str = "auto",
+    chunk_steps: int = 100,
+    on_chunk: Callable[[Chunk], None] | None = None,
+    devices: Sequence[jax.Device] | None = None,
+) -> tuple[GroupState, GroupRun]:
+    """Trains ``group`` from ``state`` up to ``until_step``, ``chunk_steps`` per dispatch.
+
+    Each dispatch runs a `jax.lax.scan` over its steps on device and returns its
+    per-step metrics in one transfer. Chunks also end at every evaluation step (each
+    ``eval_every`` steps and at ``hparams.steps``), where the test split is evaluated.
+    The state may come from an earlier call, or from ``jax.device_get`` of one (e.g. a
+    checkpoint): resuming gives the same numbers as an uninterrupted run.
+
+    Args:
+      group: from `plan_groups`.
+      state: from `init_group` or an earlier `run_group`.
+      data: the group's `phosjax.data.ArrayDataset`.
+      until_step: train until this step count (default ``hparams.steps``).
+      strategy: ``"vmap"``, ``"map"``, ``"sequential"`` or ``"auto"`` (time each on this
+        group after compiling, keep the fastest; cached per backend and group).
+      chunk_steps: steps per dispatch, at most.
+      on_chunk: called with each `Chunk` as soon as it is on the host.
+      devices: the devices to shard the cells over (default: all local devices).
+
+    Returns:
+      ``(state, run)``: the state at ``until_step`` and the `GroupRun`.
+    """
+    hp = group.hparams
+    until = hp.steps if until_step is None else until_step
+    start = int(np.asarray(jax.device_get(state.step))[0])
+    if not start <= until <= hp.steps:
+        raise ValueError(
+            f"run_group: until_step={until} must lie between the state's step {start} and "
+            f"hparams.steps={hp.steps}."
+        )
+    if chunk_steps < 1:
+        raise ValueError(f"run_group: chunk_steps must be >= 1, got {chunk_steps}.")
+    devices = list(devices or jax.local_devices())
+    signature = group.signature()
+    model = group.model.build()
+    arrays = device_arrays(data)
+
+    def make_chunk(num_steps: int) -> Any:
+        return make_train_chunk(model, hp, num_steps)
+
+    timings: dict[str, float] = {}
+    if strategy == "auto":
+        strategy, timings = choose_strategy(
+            signature, make_chunk, state, arrays, num_cells=len(group), devices=devices
+        )
+    executor = Executor(strategy, len(group), devices)
+    state, arrays = executor.put_state(state), executor.put_data(arrays)
+    chunks = []
+    step = start
+    for stop in _stops(start, until, chunk_steps, hp.eval_every):
+        n = stop - step
+        state, metrics = executor.run(
+            ("train", signature, n), lambda n=n: make_chunk(n), state, arrays, donate=True
+        )
+        scores = {}
+        if stop == hp.steps or (hp.eval_every and stop % hp.eval_every == 0):
+            scores = executor.run(
+                ("eval", signature), lambda: make_evaluate(model), state, arrays, donate=False
+            )
+        host = jax.device_get(executor.take((metrics, scores, state.diverged_at)))
+        chunk = Chunk(np.arange(step + 1, stop + 1), host[0], host[1], host[2])
+        chunks.append(chunk)
+        if on_chunk is not None:
+            on_chunk(chunk)
+        step = stop
+    return executor.take(state), GroupRun(strategy, timings, chunks)

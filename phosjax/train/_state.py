@@ -1,0 +1,105 @@
+"""`GroupState`: everything a group's training carries, stacked on a leading cell axis."""
+
+import functools
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from phosjax.core import set_knobs
+from phosjax.train._group import Group
+from phosjax.train._optim import make_optimizer
+
+
+@flax.struct.dataclass
+class GroupState:
+    """The training state of a group: a pytree, every leaf with a leading cell axis.
+
+    Plain arrays only (keys are raw ``uint32`` key data), so ``jax.device_get(state)``
+    gives numpy that orbax or ``np.savez`` can store, and `run_group` resumes from it.
+
+    Attributes:
+      params: the model parameters.
+      collections: the other persistent variable collections (``batch_stats``, ``knobs``).
+      opt_state: the optimizer state (its ``hyperparams`` hold each cell's learning rate,
+        weight decay and momentum).
+      hparams: the other per-cell values: ``label_smoothing`` and ``regularizer_strength``.
+      data_key: raw key data drawing each cell's batches.
+      dropout_key: raw key data for the ``"dropout"`` stream (folded with the step).
+      step: steps done.
+      diverged: whether the loss became NaN/inf; the cell is then frozen.
+      diverged_at: the step at which it diverged (-1: never).
+    """
+
+    params: Any
+    collections: dict[str, Any]
+    opt_state: Any
+    hparams: dict[str, jax.Array]
+    data_key: jax.Array
+    dropout_key: jax.Array
+    step: jax.Array
+    diverged: jax.Array
+    diverged_at: jax.Array
+
+
+def cell_keys(seed: int | jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The (init, data, dropout) keys of a cell: ``jax.random.split(jax.random.key(seed), 3)``."""
+    init_key, data_key, dropout_key = jax.random.split(jax.random.key(seed), 3)
+    return init_key, data_key, dropout_key
+
+
+@functools.cache
+def _init_fn(signature: Any, input_shape: tuple[int, ...]) -> Any:
+    model_config, _, hp = signature
+    model = model_config.build()
+    knob_selectors = [selector for selector, _ in hp.knobs]
+    x0 = jnp.zeros((1, *input_shape), jnp.float32)
+
+    def init_cell(seed: jax.Array, v: dict[str, jax.Array]) -> GroupState:
+        init_key, data_key, dropout_key = cell_keys(seed)
+        variables = dict(model.init(init_key, x0, train=False))
+        if knob_selectors:
+            values = {s: v["knob_value"][i] for i, s in enumerate(knob_selectors)}
+            variables = set_knobs(variables, values)
+        params = variables.pop("params")
+        tx = make_optimizer(
+            hp.optimizer,
+            learning_rate=v["learning_rate"],
+            weight_decay=v["weight_decay"],
+            momentum=v["momentum"],
+            grad_clip=hp.grad_clip,
+        )
+        return GroupState(
+            params=params,
+            collections=variables,
+            opt_state=tx.init(params),
+            hparams={k: v[k] for k in ("label_smoothing", "regularizer_strength")},
+            data_key=jax.random.key_data(data_key),
+            dropout_key=jax.random.key_data(dropout_key),
+            step=jnp.zeros((), jnp.int32),
+            diverged=jnp.zeros((), bool),
+            diverged_at=jnp.full((), -1, jnp.int32),
+        )
+
+    return jax.jit(jax.vmap(init_cell))
+
+
+def init_group(group: Group, data: Any) -> GroupState:
+    """Initializes every cell of ``group``: params from its seed, knobs and hparams set.
+
+    Cell ``i`` draws its params from the first of ``jax.random.split(jax.random.key(seed),
+    3)`` (then its batches from the second, dropout from the third), exactly as it would
+    alone. Compiled once per group signature and input shape.
+
+    Args:
+      group: from `plan_groups`.
+      data: the group's data set (an `phosjax.data.ArrayDataset`; only its
+        ``input_shape`` is used here).
+
+    Returns:
+      The state at step 0, on the default device.
+    """
+    seeds = jnp.asarray([cell.seed for cell in group.cells], jnp.uint32)
+    init = _init_fn(group.signature(), tuple(data.input_shape))
+    return init(seeds, group.values())

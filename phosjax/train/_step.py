@@ -1,0 +1,164 @@
+"""The train step and the evaluation of ONE cell; strategies lift them over a group.
+
+Data arrive as a dict of device arrays (see `device_arrays`): ``x_train``, ``y_train``
+and the test split cut into padded batches ``x_test (B, E, ...)``, ``y_test (B, E)``,
+``test_mask (B, E)``.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from phosjax.core import AUX_LOSS, INTERMEDIATES, PATH_WEIGHTS, aux_total, flatten, regularize
+from phosjax.data import batch_indices
+from phosjax.train._config import HParams
+from phosjax.train._optim import make_optimizer
+from phosjax.train._state import GroupState
+
+Metrics = dict[str, jax.Array]
+ChunkFn = Callable[[GroupState, dict[str, jax.Array]], tuple[GroupState, Metrics]]
+EvalFn = Callable[[GroupState, dict[str, jax.Array]], Metrics]
+
+PERSISTENT_MUTABLE = ("batch_stats",)
+
+
+def device_arrays(data: Any, eval_batch_size: int = 1000) -> dict[str, np.ndarray]:
+    """The arrays a step reads, from an `ArrayDataset`: train split, padded test batches."""
+    num_test = int(data.x_test.shape[0])
+    size = min(eval_batch_size, num_test)
+    batches = -(-num_test // size)
+    pad = batches * size - num_test
+
+    def cut(a: Any) -> np.ndarray:
+        a = np.asarray(a)
+        a = np.concatenate([a, np.zeros((pad, *a.shape[1:]), a.dtype)])
+        return a.reshape(batches, size, *a.shape[1:])
+
+    return {
+        "x_train": np.asarray(data.x_train, np.float32),
+        "y_train": np.asarray(data.y_train, np.int32),
+        "x_test": cut(np.asarray(data.x_test, np.float32)),
+        "y_test": cut(np.asarray(data.y_test, np.int32)),
+        "test_mask": cut(np.ones(num_test, bool)),
+    }
+
+
+def _penalty(kind: str, on: str) -> Callable[[jax.Array], jax.Array]:
+    elementwise = jnp.abs if kind == "l1" else jnp.square
+    reduce = jnp.sum if on == "params" else jnp.mean
+    return lambda value: reduce(elementwise(value))
+
+
+def _cross_entropy(logits: jax.Array, labels: jax.Array, smoothing: jax.Array) -> jax.Array:
+    classes = logits.shape[-1]
+    targets = jax.nn.one_hot(labels, classes) * (1 - smoothing) + smoothing / classes
+    return optax.softmax_cross_entropy(logits, targets)
+
+
+def _mean_record(value: Any) -> jax.Array:
+    values = value if isinstance(value, tuple) else (value,)
+    return jnp.mean(jnp.stack([jnp.mean(v) for v in values]))
+
+
+def make_train_chunk(model: nn.Module, hp: HParams, num_steps: int) -> ChunkFn:
+    """``(cell_state, arrays) -> (cell_state, metrics)``: ``num_steps`` steps of one cell.
+
+    Each step draws its batch with `phosjax.data.batch_indices` from the cell's data key
+    and its step, so any strategy and any resumption replays the same batches. Metrics
+    have a leading step axis: ``loss`` (the total), ``task_loss``, ``accuracy``,
+    ``grad_norm``, ``aux/<name>`` and ``path_weight/<path>``. A cell whose loss or
+    gradient norm is not finite is marked diverged and its params, state and optimizer
+    state stop changing.
+    """
+    tx = make_optimizer(hp.optimizer, grad_clip=hp.grad_clip)
+    penalties = [(r.selector, r.on, _penalty(r.kind, r.on)) for r in hp.regularizers]
+    collect = [AUX_LOSS, PATH_WEIGHTS]
+    if any(r.on == "activations" for r in hp.regularizers):
+        collect.append(INTERMEDIATES)
+
+    def loss_fn(
+        params: Any, state: GroupState, x: jax.Array, y: jax.Array, rng: jax.Array
+    ) -> tuple[jax.Array, tuple[dict[str, Any], Metrics]]:
+        mutable = [c for c in state.collections if c in PERSISTENT_MUTABLE] + collect
+        logits, written = model.apply(
+            {"params": params, **state.collections},
+            x,
+            train=True,
+            rngs={"dropout": rng},
+            mutable=mutable,
+        )
+        written = dict(written)
+        task = jnp.mean(_cross_entropy(logits, y, state.hparams["label_smoothing"]))
+        aux, aux_by_name = aux_total(written.pop(AUX_LOSS, {}))
+        activations = written.pop(INTERMEDIATES, {})
+        path_weights = flatten(written.pop(PATH_WEIGHTS, {}), unwrap=False)
+        reg = jnp.zeros(())
+        for i, (selector, on, fn) in enumerate(penalties):
+            tree = params if on == "params" else activations
+            reg = reg + state.hparams["regularizer_strength"][i] * regularize(tree, selector, fn)
+        loss = task + aux + reg
+        metrics = {
+            "loss": loss,
+            "task_loss": task,
+            "accuracy": jnp.mean(jnp.argmax(logits, -1) == y),
+            **{f"aux/{name}": value for name, value in aux_by_name.items()},
+            **{f"path_weight/{path}": _mean_record(value) for path, value in path_weights.items()},
+        }
+        return loss, (written, metrics)
+
+    def step(state: GroupState, arrays: dict[str, jax.Array]) -> tuple[GroupState, Metrics]:
+        num_train = arrays["x_train"].shape[0]
+        data_key = jax.random.wrap_key_data(state.data_key)
+        idx = batch_indices(data_key, state.step, num_train, hp.batch_size)
+        rng = jax.random.fold_in(jax.random.wrap_key_data(state.dropout_key), state.step)
+        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+        (loss, (written, metrics)), grads = grad_fn(
+            state.params, state, arrays["x_train"][idx], arrays["y_train"][idx], rng
+        )
+        grad_norm = optax.tree.norm(grads)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        live = finite & ~state.diverged
+
+        def keep(new: Any, old: Any) -> Any:
+            return jax.tree.map(lambda n, o: jnp.where(live, n, o), new, old)
+
+        new = state.replace(
+            params=keep(optax.apply_updates(state.params, updates), state.params),
+            collections=keep({**state.collections, **written}, state.collections),
+            opt_state=keep(opt_state, state.opt_state),
+            step=state.step + 1,
+            diverged=state.diverged | ~finite,
+            diverged_at=jnp.where(state.diverged | finite, state.diverged_at, state.step + 1),
+        )
+        return new, {**metrics, "grad_norm": grad_norm}
+
+    def chunk(state: GroupState, arrays: dict[str, jax.Array]) -> tuple[GroupState, Metrics]:
+        return jax.lax.scan(lambda s, _: step(s, arrays), state, None, length=num_steps)
+
+    return chunk
+
+
+def make_evaluate(model: nn.Module) -> EvalFn:
+    """``(cell_state, arrays) -> {"loss", "accuracy"}`` of one cell on the whole test split."""
+
+    def evaluate(state: GroupState, arrays: dict[str, jax.Array]) -> Metrics:
+        variables = {"params": state.params, **state.collections}
+
+        def batch(xym: tuple[jax.Array, jax.Array, jax.Array]) -> jax.Array:
+            x, y, mask = xym
+            logits = model.apply(variables, x, train=False)
+            loss = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+            correct = jnp.argmax(logits, -1) == y
+            return jnp.stack([jnp.sum(loss * mask), jnp.sum(correct * mask)])
+
+        sums = jax.lax.map(batch, (arrays["x_test"], arrays["y_test"], arrays["test_mask"]))
+        total = sums.sum(0) / arrays["test_mask"].sum()
+        return {"loss": total[0], "accuracy": total[1]}
+
+    return evaluate

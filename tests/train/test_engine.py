@@ -1,0 +1,131 @@
+"""The engine trains each cell of a group exactly as if it were trained alone."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from phosjax.data import batch_indices
+from phosjax.train import Cell, HParams, init_group, plan_groups, run_group, train_grid
+from tests.train.tiny import Tiny
+
+TOL = {"rtol": 2e-5, "atol": 2e-6}
+ADAM = HParams(batch_size=16, steps=8, eval_every=4)
+CELLS = [
+    Cell(Tiny(), "toy", HParams(**{**ADAM.__dict__, "learning_rate": lr}), seed)
+    for seed, lr in [(0, 1e-2), (1, 1e-2), (2, 3e-3), (3, 3e-2)]
+]
+
+
+def assert_trees_close(a, b, **tol):
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, **(tol or TOL)), a, b)
+
+
+def train_alone(cell: Cell, data, steps: int):
+    """An independent plain-JAX loop: params and per-step losses of one cell."""
+    model = cell.model.build()
+    init_key, data_key, _ = jax.random.split(jax.random.key(cell.seed), 3)
+    params = model.init(init_key, jnp.zeros((1, 8)))["params"]
+    opt_state = optax.adam(cell.hparams.learning_rate).init(params)
+
+    @jax.jit
+    def step(params, opt_state, i, data_key, lr):
+        idx = batch_indices(data_key, i, data.num_train, cell.hparams.batch_size)
+        x, y = jnp.asarray(data.x_train)[idx], jnp.asarray(data.y_train)[idx]
+
+        def loss_fn(p):
+            logits = model.apply({"params": p}, x)
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = optax.adam(lr).update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    losses = []
+    for i in range(steps):
+        params, opt_state, loss = step(params, opt_state, i, data_key, cell.hparams.learning_rate)
+        losses.append(loss)
+    return params, np.asarray(losses)
+
+
+def test_group_equals_each_cell_trained_alone(toy):
+    [group] = plan_groups(CELLS)
+    seen = []
+    state, run = run_group(
+        group, init_group(group, toy), toy, strategy="vmap", chunk_steps=3, on_chunk=seen.append
+    )
+    assert [c.steps.tolist() for c in run.chunks] == [[1, 2, 3], [4], [5, 6, 7], [8]]
+    assert seen == run.chunks and [bool(c.eval) for c in run.chunks] == [False, True, False, True]
+    losses = np.concatenate([c.train["loss"] for c in run.chunks], axis=1)
+    assert losses.shape == (4, 8)
+    for i, cell in enumerate(CELLS):
+        params, alone_losses = train_alone(cell, toy, 8)
+        assert_trees_close(jax.tree.map(lambda a, i=i: a[i], state.params), params)
+        np.testing.assert_allclose(losses[i], alone_losses, **TOL)
+    assert np.asarray(state.step).tolist() == [8] * 4
+
+
+def test_resumed_run_equals_uninterrupted(toy):
+    [group] = plan_groups(CELLS)
+    whole, whole_run = run_group(group, init_group(group, toy), toy, strategy="vmap", chunk_steps=4)
+    half, first = run_group(group, init_group(group, toy), toy, 4, strategy="vmap", chunk_steps=4)
+    saved = jax.device_get(half)  # host numpy, as a checkpoint would hold it
+    assert isinstance(jax.tree.leaves(saved)[0], np.ndarray)
+    resumed, second = run_group(group, saved, toy, strategy="vmap", chunk_steps=4)
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(resumed), jax.device_get(whole))
+    for a, b in zip(first.chunks + second.chunks, whole_run.chunks, strict=True):
+        jax.tree.map(np.testing.assert_array_equal, (a.train, a.eval), (b.train, b.eval))
+    with pytest.raises(ValueError, match=r"until_step=2 must lie between the state's step 4"):
+        run_group(group, saved, toy, 2)
+
+
+def test_sharded_equals_unsharded_and_pads_five_cells_on_four_devices(toy):
+    assert len(jax.local_devices()) == 4
+    cells = [*CELLS, Cell(Tiny(), "toy", ADAM, seed=9)]
+    [group] = plan_groups(cells)
+    outs = {}
+    for name, devices in [("one", jax.local_devices()[:1]), ("four", jax.local_devices())]:
+        state, run = run_group(
+            group, init_group(group, toy), toy, strategy="vmap", chunk_steps=8, devices=devices
+        )
+        assert jax.tree.leaves(state)[0].shape[0] == 5
+        assert run.chunks[-1].train["loss"].shape == (5, 8)
+        assert run.chunks[-1].eval["loss"].shape == (5,)
+        outs[name] = (jax.device_get(state), [(c.train, c.eval) for c in run.chunks])
+    assert_trees_close(outs["one"], outs["four"])
+
+
+def test_divergent_cell_is_frozen_and_leaves_its_neighbours_alone(toy):
+    sgd = HParams(optimizer="sgd", learning_rate=0.1, batch_size=16, steps=8)
+    good = [Cell(Tiny(), "toy", sgd, seed) for seed in range(3)]
+    bad = Cell(Tiny(), "toy", HParams(**{**sgd.__dict__, "learning_rate": 1e6}), seed=7)
+    results = {}
+    for name, cells in [("with", [good[0], bad, *good[1:]]), ("without", good)]:
+        [group] = plan_groups(cells)
+        state, run = run_group(group, init_group(group, toy), toy, strategy="vmap")
+        results[name] = jax.device_get(state), run.chunks[-1]
+    state, chunk = results["with"]
+    assert state.diverged.tolist() == [False, True, False, False]
+    at = int(state.diverged_at[1])
+    assert 1 <= at <= 8 and chunk.diverged_at.tolist() == [-1, at, -1, -1]
+    assert not np.isfinite(chunk.train["loss"][1, at - 1])
+    assert all(np.isfinite(leaf[1]).all() for leaf in jax.tree.leaves(state.params))  # frozen
+    keep = [0, 2, 3]
+    without_state, without_chunk = results["without"]
+    assert_trees_close(jax.tree.map(lambda a: a[keep], state.params), without_state.params)
+    assert_trees_close({k: v[keep] for k, v in chunk.eval.items()}, without_chunk.eval)
+
+
+def test_train_grid_returns_tidy_frames(toy):
+    result = train_grid(CELLS, datasets={"toy": toy}, strategy="vmap", chunk_steps=4)
+    assert result.index == (0, 1, 2, 3)
+    assert result.final["cell"].tolist() == [0, 1, 2, 3]
+    assert set(result.final["strategy"]) == {"vmap"}
+    m = result.metrics
+    assert len(m) == 4 * 8 + 4 * 2  # a train row per step, a test row per evaluation
+    test = m[m.split == "test"]
+    assert test["step"].tolist() == [4, 8] * 4
+    last = test[test.step == 8]
+    np.testing.assert_allclose(last["accuracy"], result.final["test_accuracy"])
+    assert {"loss", "task_loss", "accuracy", "grad_norm"} <= set(m.columns)

@@ -1,0 +1,57 @@
+"""Tiny models and data for the engine tests (importable by the worker subprocesses)."""
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import phosjax as px
+from phosjax.data import ArrayDataset
+
+
+class _Plain(nn.Module):
+    width: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        return nn.Dense(3)(nn.relu(nn.Dense(self.width)(x)))
+
+
+class _Rich(nn.Module):
+    """BatchNorm, dropout, a knob, two weighted branches and an aux loss."""
+
+    width: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        h = nn.BatchNorm(use_running_average=not train)(nn.Dense(self.width)(x))
+        h = nn.Dropout(0.25, deterministic=not train)(nn.relu(h))
+        gate = jax.nn.sigmoid(self.param("gate", nn.initializers.zeros, ()))
+        out = jnp.zeros((x.shape[0], 3))
+        for i, weight in enumerate((gate, 1 - gate)):
+            with px.path_weight(self, f"branch_{i}", weight):
+                branch = px.tag(self, f"pre_act_{i}", nn.Dense(3, name=f"head_{i}")(h))
+                px.aux_loss(self, "l1", jnp.abs(branch).mean())
+                out = out + weight * branch
+        return out / px.knob(self, "T", 1.0, doc="temperature")
+
+
+@dataclasses.dataclass(frozen=True)
+class Tiny:
+    """A model config: ``Tiny().build()``; ``rich=True`` uses every engine feature."""
+
+    width: int = 8
+    rich: bool = False
+
+    def build(self) -> nn.Module:
+        return _Rich(self.width) if self.rich else _Plain(self.width)
+
+
+def toy_data(name: str = "toy", train: int = 64, test: int = 40) -> ArrayDataset:
+    """Three classes from the signs of two of eight gaussian features."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(train + test, 8)).astype(np.float32)
+    y = ((x[:, 0] > 0).astype(np.int32) + (x[:, 1] > 0)).astype(np.int32)
+    return ArrayDataset(name, x[:train], y[:train], x[train:], y[train:], 3, (8,))
