@@ -1,0 +1,17 @@
+"""The bench viewer: a local web page of a bench's leaderboard, curves, blurbs and profile.
+
+Run it with ``python -m phosjax.bench.view --dir runs/example --port 1337``.
+"""
+
+from phosjax.bench.view._bench import BenchFiles, NotABenchError, OutsideBenchError
+from phosjax.bench.view._server import PortInUseError, ViewerServer, make_server, serve
+
+__all__ = [
+    "BenchFiles",
+    "NotABenchError",
+    "OutsideBenchError",
+    "PortInUseError",
+    "ViewerServer",
+    "make_server",
+    "serve",
+]

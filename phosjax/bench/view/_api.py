@@ -1,0 +1,202 @@
+"""The viewer's JSON payloads, each built from the bench's files on request."""
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from phosjax.bench import _layout
+from phosjax.bench.view._bench import BenchFiles
+
+DEFAULT_POINTS = 400
+"""Points per curve the server sends unless asked otherwise (long curves are thinned)."""
+
+
+class BadRequest(ValueError):
+    """A request naming something the bench does not have (answered with HTTP 400)."""
+
+
+class NotFound(LookupError):
+    """A request for a file the bench does not have (answered with HTTP 404)."""
+
+
+def plain(value: Any) -> Any:
+    """``value`` as JSON-ready Python: numpy scalars unwrapped, NaN and infinities as None.
+
+    Examples:
+      >>> plain({"a": np.float32(0.5), "b": [np.nan, np.int64(3)], "c": (1.0, math.inf)})
+      {'a': 0.5, 'b': [None, 3], 'c': [1.0, None]}
+    """
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | np.ndarray | pd.Series):
+        return [plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if value is pd.NA or value is pd.NaT:
+        return None
+    return value
+
+
+def encode(value: Any) -> bytes:
+    """``value`` as strict JSON bytes (no NaN, which browsers cannot parse)."""
+    return json.dumps(plain(value), allow_nan=False, separators=(",", ":")).encode()
+
+
+def thin(length: int, max_points: int) -> np.ndarray:
+    """At most ``max_points`` evenly spread indices into ``length`` items, first and last kept.
+
+    Examples:
+      >>> thin(10, 4).tolist(), thin(3, 400).tolist()
+      ([0, 3, 6, 9], [0, 1, 2])
+    """
+    if length <= max_points:
+        return np.arange(length)
+    return np.unique(np.round(np.linspace(0, length - 1, max(max_points, 2))).astype(int))
+
+
+def _records(frame: pd.DataFrame | None) -> dict[str, Any] | None:
+    if frame is None:
+        return None
+    return {"columns": list(frame.columns), "rows": frame.to_dict("records")}
+
+
+def bench_info(bench: BenchFiles) -> dict[str, Any]:
+    """What the page shows first: name, marker, config text, env, status, columns, models."""
+    cells = bench.cells()
+    models = cells.drop_duplicates("model_id")[["model_id", "model"]].to_dict("records")
+    for model in models:
+        model["has_blurb"] = bench.named(_layout.BLURBS, model["model_id"], ".json").is_file()
+        model["has_graph"] = bench.named(_layout.GRAPHS, model["model_id"], ".json").is_file()
+    return {
+        "name": bench.name,
+        "marker": bench.json(_layout.MARKER),
+        "config": bench.text(_layout.CONFIG),
+        "env": bench.json(_layout.ENV),
+        "status": bench.json(_layout.STATUS),
+        "cell_columns": list(_layout.CELL_COLUMNS),
+        "hparams": bench.hparams(),
+        "metrics": bench.metrics(),
+        "models": models,
+        "has_profile": bench.path(_layout.PHASES).is_file() or bench.path(_layout.MEMORY).is_file(),
+        "has_morph": bench.path(_layout.MORPH).is_dir(),
+    }
+
+
+def _progress(bench: BenchFiles) -> dict[str, dict[str, Any]]:
+    """``{cell_id: {"steps", "finished"}}`` from ``status.json`` (empty before it exists)."""
+    groups = (bench.json(_layout.STATUS) or {}).get("groups", {})
+    return {
+        cell: {"steps": group.get("steps"), "finished": bool(group.get("finished"))}
+        for group in groups.values()
+        for cell in group.get("cells", [])
+    }
+
+
+def leaderboard(bench: BenchFiles) -> dict[str, Any]:
+    """One row per cell: its columns, progress and last value of every metric per split."""
+    cells = bench.cells()
+    metrics = bench.metrics()
+    results = bench.results(metrics)
+    last = results.groupby(["cell_id", "split"], sort=False).tail(1)
+    final: dict[str, dict[str, dict[str, Any]]] = {}
+    for row in last.to_dict("records"):
+        final.setdefault(row["cell_id"], {})[row["split"]] = {m: row[m] for m in metrics}
+    steps_done = results.groupby("cell_id")["step"].max().to_dict() if len(results) else {}
+    progress = _progress(bench)
+    rows = []
+    for cell in cells.to_dict("records"):
+        cell_id = cell["cell_id"]
+        rows.append(
+            {
+                **cell,
+                "steps_done": steps_done.get(cell_id),
+                **progress.get(cell_id, {"steps": None, "finished": False}),
+                "final": final.get(cell_id, {}),
+            }
+        )
+    return {
+        "cell_columns": list(_layout.CELL_COLUMNS),
+        "hparams": bench.hparams(),
+        "metrics": metrics,
+        "splits": sorted(results["split"].unique().tolist()) if len(results) else [],
+        "rows": rows,
+    }
+
+
+def _check_known(kind: str, asked: Sequence[str], known: Sequence[str]) -> None:
+    unknown = [a for a in asked if a not in known]
+    if unknown:
+        raise BadRequest(f"Unknown {kind} {unknown}; the bench has {list(known)}.")
+
+
+def curves(
+    bench: BenchFiles,
+    cells: Sequence[str] | None,
+    columns: Sequence[str],
+    max_points: int = DEFAULT_POINTS,
+) -> dict[str, Any]:
+    """Every (cell, split) series of ``columns`` over steps, thinned to ``max_points``.
+
+    Args:
+      bench: the bench.
+      cells: cell ids (all when None).
+      columns: metric columns (`BenchFiles.metrics`).
+      max_points: the most points per series.
+    """
+    if max_points < 2:
+        raise BadRequest(f"max_points must be at least 2, got {max_points}.")
+    _check_known("columns", columns, bench.metrics())
+    if cells is not None:
+        _check_known("cells", cells, bench.cells()["cell_id"].tolist())
+    results = bench.results(list(columns), None if cells is None else list(cells))
+    series = []
+    for (cell_id, split), rows in results.groupby(["cell_id", "split"], sort=False):
+        kept = rows.iloc[thin(len(rows), max_points)]
+        series.append(
+            {
+                "cell_id": cell_id,
+                "split": split,
+                "step": kept["step"].to_numpy(),
+                "values": {c: kept[c].to_numpy(dtype=float) for c in columns},
+            }
+        )
+    return {"columns": list(columns), "series": series}
+
+
+def profile(bench: BenchFiles, max_points: int = DEFAULT_POINTS) -> dict[str, Any]:
+    """``profile/phases.parquet`` and ``profile/memory.parquet`` (thinned) as records."""
+    memory = bench.table(_layout.MEMORY)
+    if memory is not None:
+        memory = memory.iloc[thin(len(memory), max_points)]
+    return {"phases": _records(bench.table(_layout.PHASES)), "memory": _records(memory)}
+
+
+def model_file(bench: BenchFiles, folder: str, model_id: str) -> Any:
+    """The parsed ``<folder>/<model_id>.json`` (a blurb or a graph drawing)."""
+    path = bench.named(folder, model_id, ".json")
+    if not path.is_file():
+        raise NotFound(f"The bench has no {folder}/{model_id}.json.")
+    return json.loads(path.read_text())
+
+
+def morph(bench: BenchFiles) -> dict[str, Any]:
+    """The JSON and Parquet files directly under ``morph/``, by name."""
+    folder = bench.path(_layout.MORPH)
+    if not folder.is_dir():
+        raise NotFound(f"The bench has no {_layout.MORPH}/ folder (run `python -m phosjax.morph`).")
+    files: dict[str, Any] = {}
+    for path in sorted(folder.iterdir()):
+        relative = f"{_layout.MORPH}/{path.name}"
+        if path.suffix == ".json":
+            files[path.name] = bench.json(relative)
+        elif path.suffix == ".parquet":
+            files[path.name] = _records(bench.table(relative))
+    return {"files": files}

@@ -1,0 +1,135 @@
+"""Reading a bench directory safely: the files `_layout` names, and nothing outside it."""
+
+import json
+import pathlib
+import re
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+import pyarrow.types as pat
+
+from phosjax.bench import _layout
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+class NotABenchError(ValueError):
+    """A directory that holds no bench (no ``bench.json`` marker)."""
+
+
+class OutsideBenchError(PermissionError):
+    """A path that would leave the bench directory (``..``, absolute, a symlink out)."""
+
+
+def _not_a_bench_message(directory: pathlib.Path) -> str:
+    message = f"{directory} is not a bench: it has no {_layout.MARKER}."
+    if not directory.is_dir():
+        message = f"{directory} is not a bench: no such directory."
+    benches = sorted(p.name for p in directory.glob("*") if _layout.is_bench(p))
+    if benches:
+        message += f" Benches inside it: {', '.join(benches)}."
+    return message + (
+        " Make one with `python -m phosjax.bench.new --config CONFIG.yaml --dir DIR`."
+    )
+
+
+class BenchFiles:
+    """Read access to one bench directory; every path is checked to stay inside it.
+
+    Args:
+      directory: a bench directory (`phosjax.bench._layout.is_bench`).
+
+    Raises:
+      NotABenchError: when ``directory`` holds no bench.
+
+    Examples:
+      >>> import tempfile
+      >>> BenchFiles(tempfile.gettempdir())
+      Traceback (most recent call last):
+      ...
+      phosjax.bench.view._bench.NotABenchError: ... is not a bench: it has no bench.json. ...
+    """
+
+    def __init__(self, directory: str | pathlib.Path) -> None:
+        given = pathlib.Path(directory)
+        if not _layout.is_bench(given):
+            raise NotABenchError(_not_a_bench_message(given))
+        self.root = given.resolve()
+        self.name = self.root.name
+
+    def path(self, relative: str) -> pathlib.Path:
+        """``root / relative``, refused when it is absolute, climbs or links out of the bench."""
+        parts = pathlib.PurePosixPath(relative).parts
+        if not parts or relative.startswith(("/", "\\")) or ".." in parts or "\\" in relative:
+            raise OutsideBenchError(f"{relative!r} is not a path inside the bench.")
+        resolved = (self.root / relative).resolve()
+        if not resolved.is_relative_to(self.root):
+            raise OutsideBenchError(f"{relative!r} leads outside the bench (a symlink?).")
+        return resolved
+
+    def named(self, folder: str, name: str, suffix: str) -> pathlib.Path:
+        """``folder/<name><suffix>`` for a plain file name (letters, digits, ``_.-``)."""
+        if not _SAFE_NAME.fullmatch(name):
+            raise OutsideBenchError(f"{name!r} is not a plain file name.")
+        return self.path(f"{folder}/{name}{suffix}")
+
+    def json(self, relative: str) -> Any:
+        """The parsed JSON file, or None when it does not exist."""
+        path = self.path(relative)
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def text(self, relative: str) -> str | None:
+        """The file's text, or None when it does not exist."""
+        path = self.path(relative)
+        return path.read_text() if path.is_file() else None
+
+    def table(self, relative: str) -> pd.DataFrame | None:
+        """The Parquet file as a frame, or None when it does not exist."""
+        path = self.path(relative)
+        return pd.read_parquet(path) if path.is_file() else None
+
+    def cells(self) -> pd.DataFrame:
+        """The plan (``cells.parquet``); an empty frame of the cell columns before it exists."""
+        cells = self.table(_layout.CELLS)
+        return pd.DataFrame(columns=list(_layout.CELL_COLUMNS)) if cells is None else cells
+
+    def hparams(self) -> list[str]:
+        """The hyperparameter columns: those of ``cells.parquet`` after the cell columns."""
+        return [c for c in self.cells().columns if c not in _layout.CELL_COLUMNS]
+
+    def _results(self) -> pads.Dataset | None:
+        folder = self.path(_layout.RESULTS)
+        parts = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+        if not parts:
+            return None
+        # Part files may differ in columns (models added later bring their own aux losses).
+        schema = pa.unify_schemas([pq.read_schema(p) for p in parts])
+        return pads.dataset([str(p) for p in parts], schema=schema, format="parquet")
+
+    def metrics(self) -> list[str]:
+        """The numeric result columns that are neither cell, hparam nor key columns."""
+        dataset = self._results()
+        if dataset is None:
+            return []
+        known = {*_layout.CELL_COLUMNS, *self.hparams(), *_layout.RESULT_KEYS}
+        numeric = lambda t: pat.is_integer(t) or pat.is_floating(t)
+        return [f.name for f in dataset.schema if f.name not in known and numeric(f.type)]
+
+    def results(self, columns: list[str], cells: list[str] | None = None) -> pd.DataFrame:
+        """``cell_id``, ``step``, ``split`` and ``columns`` of the results, sorted by step.
+
+        Args:
+          columns: metric columns to read (see `metrics`).
+          cells: only these cells (all when None).
+        """
+        keys = ["cell_id", *_layout.RESULT_KEYS]
+        dataset = self._results()
+        if dataset is None:
+            return pd.DataFrame(columns=[*keys, *columns])
+        filter_ = None if cells is None else pads.field("cell_id").isin(cells)
+        frame = dataset.to_table(columns=[*keys, *columns], filter=filter_).to_pandas()
+        return frame.sort_values(keys, kind="stable").reset_index(drop=True)
+

@@ -1,0 +1,209 @@
+"""The viewer's HTTP server: the page's static files and the bench's data as JSON.
+
+It serves nothing but the files of its package's ``static/`` folder and the JSON built
+from the bench directory; any path that climbs out (``..``, encoded or not, absolute,
+a symlink out of the bench) is refused with 403. Bound to a loopback address, it also
+refuses requests for other host names (DNS rebinding).
+"""
+
+import errno
+import http.server
+import ipaddress
+import pathlib
+import re
+import socket
+import sys
+import urllib.parse
+from collections.abc import Callable
+from typing import Any
+
+from phosjax.bench import _layout
+from phosjax.bench.view import _api
+from phosjax.bench.view._bench import BenchFiles, OutsideBenchError
+
+STATIC = pathlib.Path(__file__).parent / "static"
+_CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+}
+_SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+_LOCAL_NAMES = {"localhost", "127.0.0.1", "::1"}
+_MODEL_ROUTE = re.compile(r"/api/(blurb|graph)/([^/]+)")
+
+
+class PortInUseError(OSError):
+    """The port asked for is taken (the message suggests a free one)."""
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _free_port_near(host: str, port: int, tries: int = 50) -> int | None:
+    for candidate in range(port + 1, min(port + 1 + tries, 65536)):
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            try:
+                probe.bind((host, candidate))
+            except OSError:
+                continue
+            return candidate
+    return None
+
+
+class ViewerServer(http.server.ThreadingHTTPServer):
+    """A threading HTTP server that holds the bench it shows.
+
+    Attributes:
+      bench: the bench's files.
+      url: the address to open in a browser.
+    """
+
+    daemon_threads = True
+
+    def __init__(self, bench: BenchFiles, host: str, port: int) -> None:
+        self.bench = bench
+        self.local_only = _is_loopback(host)
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        try:
+            super().__init__((host, port), _Handler)
+        except OSError as error:
+            if error.errno != errno.EADDRINUSE:
+                raise
+            near = _free_port_near(host, port)
+            hint = f"--port {near}" if near else "--port 0 (any free port)"
+            message = f"Port {port} on {host} is already in use (another viewer?). Try {hint}."
+            raise PortInUseError(message) from None
+        shown = f"[{host}]" if ":" in host else host
+        self.url = f"http://{shown}:{self.server_address[1]}/"
+
+
+def make_server(directory: str | pathlib.Path, port: int = 1337, host: str = "127.0.0.1") -> ViewerServer:
+    """Binds the viewer of the bench in ``directory`` (call ``serve_forever`` to run it).
+
+    Args:
+      directory: a bench directory.
+      port: the TCP port (0 for any free one).
+      host: the address to bind; the default serves only this machine (reach it from
+        elsewhere through an SSH tunnel, ``ssh -L 1337:localhost:1337 HOST``).
+
+    Raises:
+      NotABenchError: ``directory`` holds no bench.
+      PortInUseError: the port is taken.
+    """
+    return ViewerServer(BenchFiles(directory), host, port)
+
+
+def _ids(query: dict[str, list[str]], name: str) -> list[str] | None:
+    values = [v for joined in query.get(name, []) for v in joined.split(",") if v]
+    return values or None
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: ViewerServer
+    server_version = "phosjax-viewer"
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet unless it fails
+        del format, args
+
+    def _send(self, status: int, body: bytes, content_type: str, cache: str = "no-store") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", cache)
+        for name, value in _SECURITY_HEADERS.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _error(self, status: int, message: str) -> None:
+        self._send(status, _api.encode({"error": message}), "application/json")
+
+    def _host_allowed(self) -> bool:
+        if not self.server.local_only:
+            return True
+        host = urllib.parse.urlsplit("//" + self.headers.get("Host", "")).hostname
+        return host in _LOCAL_NAMES
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def do_GET(self) -> None:
+        split = urllib.parse.urlsplit(self.path)
+        path = urllib.parse.unquote(split.path)
+        if not self._host_allowed():
+            return self._error(403, "Host not allowed: this viewer serves only localhost.")
+        if ".." in path.split("/") or "\\" in path or "\x00" in path or path.startswith("//"):
+            return self._error(403, f"Refused: {path!r} climbs out of the bench.")
+        try:
+            self._route(path, urllib.parse.parse_qs(split.query))
+        except OutsideBenchError as error:
+            self._error(403, str(error))
+        except _api.NotFound as error:
+            self._error(404, str(error))
+        except _api.BadRequest as error:
+            self._error(400, str(error))
+        except Exception as error:  # a broken file in the bench must not kill the server
+            print(f"viewer: {self.path}: {error!r}", file=sys.stderr)
+            self._error(500, f"{type(error).__name__}: {error}")
+
+    def _route(self, path: str, query: dict[str, list[str]]) -> None:
+        bench = self.server.bench
+        routes: dict[str, Callable[[], Any]] = {
+            "/api/bench": lambda: _api.bench_info(bench),
+            "/api/cells": lambda: _api.leaderboard(bench),
+            "/api/profile": lambda: _api.profile(bench),
+            "/api/morph": lambda: _api.morph(bench),
+            "/api/results": lambda: _api.curves(
+                bench,
+                _ids(query, "cells"),
+                _ids(query, "columns") or [],
+                int(query.get("max_points", [_api.DEFAULT_POINTS])[0]),
+            ),
+        }
+        if path in routes:
+            return self._send(200, _api.encode(routes[path]()), "application/json")
+        model = _MODEL_ROUTE.fullmatch(path)
+        if model:
+            folder = {"blurb": _layout.BLURBS, "graph": _layout.GRAPHS}[model[1]]
+            content = _api.model_file(bench, folder, model[2])
+            return self._send(200, _api.encode(content), "application/json")
+        if path in ("/", "/index.html"):
+            return self._static("index.html")
+        if path.startswith("/static/"):
+            return self._static(path.removeprefix("/static/"))
+        self._error(404, f"No such page: {path}")
+
+    def _static(self, name: str) -> None:
+        file = STATIC / name
+        if "/" in name or file.suffix not in _CONTENT_TYPES or not file.is_file():
+            return self._error(404, f"No such static file: {name}")
+        self._send(200, file.read_bytes(), _CONTENT_TYPES[file.suffix], cache="no-cache")
+
+
+def serve(directory: str | pathlib.Path, port: int = 1337, host: str = "127.0.0.1") -> None:
+    """Serves the viewer of the bench in ``directory`` until interrupted (Ctrl-C).
+
+    Args:
+      directory: a bench directory.
+      port: the TCP port (0 for any free one).
+      host: the address to bind (``127.0.0.1``: this machine only).
+    """
+    server = make_server(directory, port, host)
+    print(f"Viewing {server.bench.root} at {server.url}  (Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

@@ -1,0 +1,169 @@
+"""A small synthetic finished bench, written per `phosjax.bench._layout`, for the viewer tests.
+
+Two models (``mlp`` and ``choice``) x two learning rates x two seeds = 8 cells, 31 logged
+steps each for the ``train`` and ``test`` splits, plausible decaying losses, an aux loss and
+path weights for the choice model, a real blurb of a small nested model, a graph drawing,
+the profile tables and a ``morph/`` summary.
+"""
+
+import dataclasses
+import hashlib
+import json
+import pathlib
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+import phosjax as px
+from phosjax.bench import _layout
+
+MODELS = {"mlp": "m-mlp", "choice": "m-choice"}
+LEARNING_RATES = (0.01, 0.003)
+SEEDS = (0, 1)
+STEPS = tuple(range(0, 301, 10))
+SPLITS = ("train", "test")
+BRANCHES = ("path_weight/frame/choice/branch_0", "path_weight/frame/choice/branch_1")
+METRICS = ("loss", "accuracy", "aux/balance", *BRANCHES, "step_time_s")
+
+
+class _Block(nn.Module):
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = nn.Dense(3, name="dense")(x)
+        temperature = px.knob(self, "T", 1.0, doc="softmax temperature")
+        px.aux_loss(self, "balance", jnp.mean(h**2))
+        px.note(self, "mean_abs", jnp.mean(jnp.abs(h)))
+        return jnp.tanh(h / temperature)
+
+
+class _Net(nn.Module):
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return nn.Dense(2, name="head")(_Block(name="block_0")(nn.Dense(3, name="stem")(x)))
+
+
+def blurb_json() -> str:
+    """A real blurb (cheap: no FLOPs, no latency) of a small three-level model."""
+    x = jnp.ones((1, 4))
+    variables = _Net().init(jax.random.key(0), x)
+    return px.blurb(_Net(), variables, x, measure_latency=False, flops=False).to_json()
+
+
+GRAPH = {
+    "nodes": [
+        {"id": "input", "name": "input", "group": "", "op": "Input", "inputs": []},
+        {"id": "stem", "name": "stem", "group": "", "op": "Dense", "inputs": ["input"]},
+        {"id": "a/left", "name": "left", "group": "a", "op": "relu", "inputs": ["stem"]},
+        {"id": "a/right", "name": "right", "group": "a", "op": "Dense", "inputs": ["stem"]},
+        {"id": "sum", "name": "sum", "group": "", "op": "add", "inputs": ["a/left", "a/right"]},
+    ],
+    "edges": [
+        {"source": "input", "target": "stem"},
+        {"source": "stem", "target": "a/left"},
+        {"source": "stem", "target": "a/right"},
+        {"source": "a/left", "target": "sum"},
+        {"source": "a/right", "target": "sum"},
+    ],
+    "inputs": ["input"],
+    "outputs": ["sum"],
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class WrittenBench:
+    """What `write_bench` wrote: the directory, the plan, and the full results frame."""
+
+    root: pathlib.Path
+    cells: pd.DataFrame
+    results: pd.DataFrame
+    blurb: dict
+    phases: pd.DataFrame
+    memory: pd.DataFrame
+
+
+def _cells() -> pd.DataFrame:
+    rows = []
+    for model, model_id in MODELS.items():
+        for lr in LEARNING_RATES:
+            for seed in SEEDS:
+                key = f"{model}-{lr}-{seed}"
+                rows.append(
+                    {
+                        "cell_id": hashlib.sha256(key.encode()).hexdigest()[:10],
+                        "group_id": f"g-{model}",
+                        "model_id": model_id,
+                        "model": model,
+                        "dataset": "mnist1d",
+                        "seed": seed,
+                        "lr": lr,
+                        "width": 32,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def _curves(cell: dict, rng: np.random.Generator) -> pd.DataFrame:
+    steps = np.asarray(STEPS)
+    rows = []
+    for split in SPLITS:
+        rate = cell["lr"] * (30 if cell["model"] == "choice" else 20)
+        gap = 0.0 if split == "train" else 0.15
+        loss = 2.3 * np.exp(-rate * steps / 10) + 0.2 + gap + 0.02 * rng.standard_normal(len(steps))
+        frame = pd.DataFrame({**cell, "step": steps, "split": split, "loss": loss})
+        frame["accuracy"] = np.clip(1.05 - loss / 2.5, 0, 1)
+        choice = cell["model"] == "choice"
+        weight = 0.5 + 0.4 * (1 - np.exp(-steps / 100)) if choice else np.full(len(steps), np.nan)
+        frame["aux/balance"] = 0.3 * np.exp(-steps / 150) if choice else np.nan
+        frame[BRANCHES[0]], frame[BRANCHES[1]] = weight, 1 - weight
+        frame["step_time_s"] = 0.002 + 0.0001 * rng.random(len(steps))
+        rows.append(frame)
+    return pd.concat(rows, ignore_index=True)
+
+
+def write_bench(root: pathlib.Path, blurb_text: str) -> WrittenBench:
+    """Writes the synthetic bench under ``root`` (created) and returns what it wrote."""
+    root.mkdir(parents=True, exist_ok=True)
+    config = "models: [mlp, choice]\ndatasets: [mnist1d]\nlr: [0.01, 0.003]\nseeds: 2\n"
+    marker = {
+        "format": _layout.FORMAT,
+        "created": "2026-01-01T00:00:00+00:00",
+        "config_hash": hashlib.sha256(config.encode()).hexdigest(),
+    }
+    (root / _layout.MARKER).write_text(json.dumps(marker))
+    (root / _layout.CONFIG).write_text(config)
+    (root / _layout.ENV).write_text(json.dumps({"python": "3.11", "jax": jax.__version__}))
+    cells = _cells()
+    cells.to_parquet(root / _layout.CELLS)
+    rng = np.random.default_rng(0)
+    results = pd.concat([_curves(c, rng) for c in cells.to_dict("records")], ignore_index=True)
+    (root / _layout.RESULTS).mkdir()
+    groups = {}
+    for group_id, rows in results.groupby("group_id"):
+        rows.to_parquet(root / _layout.RESULTS / f"part-{group_id}-{0:09d}.parquet", index=False)
+        members = cells[cells.group_id == group_id].cell_id.tolist()
+        groups[group_id] = {"steps_done": STEPS[-1], "steps": STEPS[-1], "finished": True,
+                            "strategy": "vmap", "timings": {}, "cells": members}  # fmt: skip
+    (root / _layout.STATUS).write_text(json.dumps({"groups": groups}))
+    for folder in (_layout.BLURBS, _layout.GRAPHS, _layout.PROFILE, _layout.MORPH):
+        (root / folder).mkdir()
+    for model_id in MODELS.values():
+        (root / _layout.BLURBS / f"{model_id}.json").write_text(blurb_text)
+    (root / _layout.GRAPHS / "m-choice.json").write_text(json.dumps(GRAPH))
+    phases = pd.DataFrame(
+        [
+            {"group_id": g, "phase": p, "seconds": s * (2 if g == "g-choice" else 1),
+             "count": c, "peak_bytes": 2**20 * (3 + i)}  # fmt: skip
+            for g in groups
+            for i, (p, s, c) in enumerate(zip(_layout.PHASE_NAMES, (0.4, 2.5, 1.2, 0.3), (1, 1, 300, 31)))
+        ]
+    )
+    phases.to_parquet(root / _layout.PHASES, index=False)
+    t = np.linspace(0, 12, 60)
+    memory = pd.DataFrame({"time_s": t, "host_rss_bytes": 2**20 * (400 + 30 * np.sqrt(t)),
+                           "device_bytes": 2**20 * (50 + 5 * t)})  # fmt: skip
+    memory.to_parquet(root / _layout.MEMORY, index=False)
+    (root / _layout.MORPH / "summary.json").write_text(json.dumps({"flops_before": 1e6}))
+    return WrittenBench(root, cells, results, json.loads(blurb_text), phases, memory)
