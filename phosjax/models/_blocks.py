@@ -1,0 +1,107 @@
+"""The blocks of the baseline zoo: dense, convolutional and residual.
+
+Convolutions work on sequences ``(batch, length, channels)`` and images ``(batch,
+height, width, channels)`` alike: the kernel gets one axis per spatial axis of the input.
+"""
+
+import flax.linen as nn
+import jax
+
+from phosjax.core import tag
+
+
+def _window(size: int, x: jax.Array) -> tuple[int, ...]:
+    return (size,) * (x.ndim - 2)
+
+
+class DenseBlock(nn.Module):
+    """``x + relu(Dense(x))``: a residual hidden layer (plain when the widths differ).
+
+    Tags ``pre_act``.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from phosjax.models import DenseBlock
+      >>> DenseBlock(4).init_with_output(jax.random.key(0), jnp.ones((2, 4)))[0].shape
+      (2, 4)
+    """
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = nn.relu(tag(self, "pre_act", nn.Dense(self.features)(x)))
+        return x + h if x.shape[-1] == self.features else h
+
+
+class Layer(nn.Module):
+    """One layer: ``Dense`` (vectors) or a ``SAME`` convolution (sequences, images), then ReLU.
+
+    Used as the zoo's stem and as the blocks of ``cnn1d`` and ``cnn2d``. Convolves with
+    stride 2 when ``downsample``, else with ``stride``. Tags ``pre_act``.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from phosjax.models import Layer
+      >>> layer = Layer(4, stride=2)
+      >>> layer.init_with_output(jax.random.key(0), jnp.ones((2, 8, 8, 1)))[0].shape
+      (2, 4, 4, 4)
+      >>> Layer(4).init_with_output(jax.random.key(0), jnp.ones((2, 3)))[0].shape
+      (2, 4)
+    """
+
+    features: int
+    kernel_size: int = 3
+    stride: int = 1
+    downsample: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if x.ndim == 2:
+            h = nn.Dense(self.features)(x)
+        else:
+            stride = _window(2 if self.downsample else self.stride, x)
+            h = nn.Conv(self.features, _window(self.kernel_size, x), stride)(x)
+        return nn.relu(tag(self, "pre_act", h))
+
+
+class ResBlock(nn.Module):
+    """A residual block: conv-BN-ReLU-conv-BN plus the input, then ReLU (He et al. 2016).
+
+    Where the width changes or the block downsamples, the shortcut is a 1x1 convolution
+    with BatchNorm (``proj``). BatchNorm uses batch statistics and updates
+    ``batch_stats`` when ``train``. Tags ``pre_act`` (the sum before the last ReLU).
+
+    References:
+      He et al., Deep Residual Learning for Image Recognition, https://arxiv.org/abs/1512.03385
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from phosjax.models import ResBlock
+      >>> y, variables = ResBlock(4, downsample=True).init_with_output(
+      ...     jax.random.key(0), jnp.ones((2, 8, 3)))
+      >>> y.shape, sorted(variables)
+      ((2, 4, 4), ['batch_stats', 'params'])
+    """
+
+    features: int
+    kernel_size: int = 3
+    downsample: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        strides = _window(2 if self.downsample else 1, x)
+        window = _window(self.kernel_size, x)
+
+        def norm(name: str) -> nn.BatchNorm:
+            return nn.BatchNorm(use_running_average=not train, momentum=0.9, name=name)
+
+        h = nn.Conv(self.features, window, strides, use_bias=False, name="conv_0")(x)
+        h = nn.relu(norm("norm_0")(h))
+        h = nn.Conv(self.features, window, use_bias=False, name="conv_1")(h)
+        h = norm("norm_1")(h)
+        shortcut = x
+        if self.downsample or x.shape[-1] != self.features:
+            proj = nn.Conv(self.features, _window(1, x), strides, use_bias=False, name="proj")
+            shortcut = norm("proj_norm")(proj(x))
+        return nn.relu(tag(self, "pre_act", h + shortcut))

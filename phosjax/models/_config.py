@@ -1,0 +1,115 @@
+"""`ModelConfig`: the typed, hashable, JSON-friendly description of one model."""
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import flax.linen as nn
+
+Width = int | tuple[int, ...]
+
+
+def _frozen(value: Any) -> Any:
+    """Lists (from JSON or YAML) become tuples so the value is hashable."""
+    if isinstance(value, list | tuple):
+        return tuple(_frozen(item) for item in value)
+    if isinstance(value, Mapping):
+        raise TypeError(f"a model option value must not be a mapping, got {value!r}")
+    return value
+
+
+def _thawed(value: Any) -> Any:
+    return [_thawed(item) for item in value] if isinstance(value, tuple) else value
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Which registered model to build, for which data, with which explicit sizes.
+
+    The config is frozen and hashable (usable as a ``jit`` static argument or a dict
+    key) and round-trips through JSON with `to_dict` / `from_dict`. Lists are accepted
+    wherever tuples are expected, and ``options`` may be given as a dict; both are
+    normalized (options sorted by key), so equal configs compare and hash equal.
+
+    Attributes:
+      name: a registered model name (see `registered_models`).
+      num_classes: the number of logits the model returns.
+      input_shape: the shape of ONE example, e.g. ``(40,)`` or ``(8, 8, 1)``.
+      depth: blocks per stage; ``None`` means the model's default.
+      width: channels per stage (an int is one stage); ``None`` means the default.
+      options: model-specific extras as ``(key, value)`` pairs, e.g.
+        ``(("pool", "max"),)``; see the model's registered option defaults.
+
+    Examples:
+      >>> from phosjax.models import ModelConfig
+      >>> config = ModelConfig("mlp", num_classes=10, input_shape=[40], options={"pool": "mean"})
+      >>> config.input_shape, config.options
+      ((40,), (('pool', 'mean'),))
+      >>> ModelConfig.from_dict(config.to_dict()) == config
+      True
+      >>> config.resolved().width
+      (100,)
+    """
+
+    name: str
+    num_classes: int
+    input_shape: tuple[int, ...]
+    depth: int | None = None
+    width: Width | None = None
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        options = self.options.items() if isinstance(self.options, Mapping) else self.options
+        pairs = tuple(sorted(((str(k), _frozen(v)) for k, v in options), key=lambda kv: kv[0]))
+        keys = [key for key, _ in pairs]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"ModelConfig {self.name!r}: an option is given twice in {keys}")
+        object.__setattr__(self, "options", pairs)
+        object.__setattr__(self, "input_shape", tuple(int(n) for n in self.input_shape))
+        if isinstance(self.width, list | tuple):
+            object.__setattr__(self, "width", tuple(int(w) for w in self.width))
+
+    @property
+    def widths(self) -> tuple[int, ...] | None:
+        """``width`` as a tuple (one entry per stage), or ``None`` for the default."""
+        return (self.width,) if isinstance(self.width, int) else self.width
+
+    def replace(self, **changes: Any) -> "ModelConfig":
+        """A copy with some fields changed, e.g. ``config.replace(width=(64, 32))``."""
+        return dataclasses.replace(self, **changes)
+
+    def resolved(self) -> "ModelConfig":
+        """This config with every default filled in: depth, width (a tuple) and options.
+
+        The result builds exactly the same model; record it to keep the explicit sizes.
+        """
+        from phosjax.models._registry import model_spec
+
+        return model_spec(self.name).resolve(self)
+
+    def build(self) -> nn.Module:
+        """The Flax module this config describes (same as `build_model`)."""
+        from phosjax.models._registry import build_model
+
+        return build_model(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serializable dict (tuples become lists, options a dict)."""
+        width = self.width if isinstance(self.width, int | None) else list(self.width)
+        return {
+            "name": self.name,
+            "num_classes": self.num_classes,
+            "input_shape": list(self.input_shape),
+            "depth": self.depth,
+            "width": width,
+            "options": {key: _thawed(value) for key, value in self.options},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ModelConfig":
+        """The inverse of `to_dict`; unknown keys are an error that lists the known ones."""
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"ModelConfig has no field(s) {unknown}; known: {sorted(known)}")
+        return cls(**data)

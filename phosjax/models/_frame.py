@@ -1,0 +1,138 @@
+"""`Frame`: the standard model skeleton, stem -> blocks -> head."""
+
+import functools
+import inspect
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from phosjax.core import tag
+from phosjax.models._kinds import view_as
+
+POOLS = ("mean", "max", "flatten", "last")
+
+
+@functools.lru_cache(maxsize=256)
+def _train_argument(module_type: type) -> str | None:
+    """How a module's ``__call__`` takes ``train``: by keyword, by position, or not at all.
+
+    Only a parameter named ``train`` or a second positional parameter counts: a module
+    that forwards ``*args, **kwargs`` (``nn.Sequential``) is called with ``x`` alone.
+    """
+    parameters = list(inspect.signature(module_type.__call__).parameters.values())[1:]
+    if any(p.name == "train" for p in parameters):
+        return "keyword"
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return "positional" if len(positional) >= 2 else None
+
+
+def call_with_train(module: nn.Module, x: jax.Array, train: bool) -> jax.Array:
+    """Calls ``module(x, train=train)``, ``module(x, train)`` or ``module(x)``, as it takes it."""
+    how = _train_argument(type(module))
+    if how == "keyword":
+        return module(x, train=train)
+    if how == "positional":
+        return module(x, train)
+    return module(x)
+
+
+def _check_features(module: nn.Module, x: jax.Array, y: Any, features: int) -> None:
+    expected = f"({x.shape[0]}, {'*, ' * (x.ndim - 2)}{features})"
+    fits = (
+        isinstance(y, jax.Array)
+        and y.ndim == x.ndim
+        and y.shape[0] == x.shape[0]
+        and y.shape[-1] == features
+    )
+    if not fits:
+        got = getattr(y, "shape", type(y).__name__)
+        raise ValueError(
+            f"block {module.name!r} ({type(module).__name__}) maps {x.shape} to {got}; the "
+            f"frame expects {expected} (batch, {'spatial axes, ' if x.ndim > 2 else ''}"
+            f"{features} features)."
+        )
+
+
+def _pool(h: jax.Array, pool: str) -> jax.Array:
+    if h.ndim == 2:
+        return h
+    if pool == "flatten":
+        return h.reshape(h.shape[0], -1)
+    if pool == "last":
+        return h[:, -1] if h.ndim == 3 else h.reshape(h.shape[0], -1, h.shape[-1])[:, -1]
+    axes = tuple(range(1, h.ndim - 1))
+    return jnp.mean(h, axis=axes) if pool == "mean" else jnp.max(h, axis=axes)
+
+
+class Frame(nn.Module):
+    """The standard model: input view -> stem -> blocks -> pooling -> ``Dense(num_classes)``.
+
+    Blocks are grouped in stages of equal width: block ``i`` must map ``(batch, ...,
+    c_in)`` to ``(batch, ..., widths[i // depth])`` (spatial axes may shrink); anything
+    else is an error that names the block and both shapes. Usually built by
+    `build_model` from a `ModelConfig`; the registry constructs the stem and blocks.
+
+    Tagged values: ``stem/out``, ``blocks_<i>/out`` (each block's output), ``features``
+    (pooled) and ``logits``, plus whatever the stem and blocks tag themselves.
+
+    Attributes:
+      num_classes: logits per example.
+      input_shape: one example's shape; ``x`` must be ``(batch, *input_shape)``.
+      input_kind: how the input is viewed: ``"vector"``, ``"sequence"`` or ``"image"``.
+      widths: features per stage.
+      depth: blocks per stage (``len(blocks) == depth * len(widths)``).
+      blocks: the block modules, in order (named ``blocks_0``, ``blocks_1``...).
+      stem: an optional module that maps the input to ``widths[0]`` features.
+      pool: how the head reduces spatial axes: ``"mean"``, ``"max"``, ``"flatten"`` or
+        ``"last"`` (the last position, for recurrent blocks).
+      dropout: dropout rate before the head (rng stream ``"dropout"``, train only).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, flax.linen as nn
+      >>> from phosjax.models import Frame
+      >>> frame = Frame(num_classes=3, input_shape=(4,), input_kind="vector", widths=(5,),
+      ...               depth=1, blocks=(nn.Dense(5),), stem=nn.Dense(5))
+      >>> x = jnp.ones((2, 4)); variables = frame.init(jax.random.key(0), x)
+      >>> frame.apply(variables, x).shape
+      (2, 3)
+    """
+
+    num_classes: int
+    input_shape: tuple[int, ...]
+    input_kind: str
+    widths: tuple[int, ...]
+    depth: int
+    blocks: tuple[nn.Module, ...] = ()
+    stem: nn.Module | None = None
+    pool: str = "mean"
+    dropout: float = 0.0
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        if x.shape[1:] != tuple(self.input_shape):
+            raise ValueError(
+                f"{type(self).__name__} was built for examples of shape {self.input_shape}; "
+                f"got a batch of shape {x.shape} (expected (batch, *{self.input_shape}))."
+            )
+        if len(self.blocks) != self.depth * len(self.widths):
+            raise ValueError(
+                f"{len(self.blocks)} blocks do not make {len(self.widths)} stage(s) of depth "
+                f"{self.depth}."
+            )
+        if self.pool not in POOLS:
+            raise ValueError(f"pool {self.pool!r} is not one of {POOLS}")
+        h = view_as(x, self.input_kind)
+        if self.stem is not None:
+            h = self._run(self.stem, h, train, self.widths[0])
+        for i, block in enumerate(self.blocks):
+            h = self._run(block, h, train, self.widths[i // self.depth])
+        h = tag(self, "features", _pool(h, self.pool))
+        h = nn.Dropout(self.dropout, deterministic=not train)(h)
+        return tag(self, "logits", nn.Dense(self.num_classes, name="head")(h))
+
+    def _run(self, module: nn.Module, h: jax.Array, train: bool, features: int) -> jax.Array:
+        out = call_with_train(module, h, train)
+        _check_features(module, h, out, features)
+        return tag(module, "out", out)

@@ -1,0 +1,70 @@
+"""Input kinds: how the frame views one example (a vector, a sequence or an image)."""
+
+import math
+from collections.abc import Sequence
+
+import jax
+
+VECTOR = "vector"
+"""``(batch, features)``: every input is flattened."""
+SEQUENCE = "sequence"
+"""``(batch, length, channels)``; ``(L,)`` is viewed as ``(L, 1)``, ``(H, W, C)`` as ``(HW, C)``."""
+IMAGE = "image"
+"""``(batch, height, width, channels)`` (NHWC)."""
+
+KINDS = (VECTOR, SEQUENCE, IMAGE)
+_NATURAL = {1: VECTOR, 2: SEQUENCE, 3: IMAGE}
+_REACHABLE = {  # kind of the input shape -> kinds it can be viewed as
+    VECTOR: (VECTOR, SEQUENCE),
+    SEQUENCE: (SEQUENCE, VECTOR),
+    IMAGE: (IMAGE, SEQUENCE, VECTOR),
+}
+
+
+def natural_kind(input_shape: Sequence[int]) -> str:
+    """The kind an example's shape suggests: 1 axis a vector, 2 a sequence, 3 an image."""
+    if len(input_shape) not in _NATURAL:
+        raise ValueError(
+            f"input_shape {tuple(input_shape)} has {len(input_shape)} axes; the frame takes "
+            "(features,), (length, channels) or (height, width, channels)."
+        )
+    return _NATURAL[len(input_shape)]
+
+
+def choose_kind(
+    input_shape: Sequence[int], supported: Sequence[str], forced: str | None, model: str
+) -> str:
+    """The kind a model views its input as: ``forced`` if given, else the first supported.
+
+    Raises:
+      ValueError: the kind is unknown, unsupported by the model, or cannot view this shape.
+    """
+    natural = natural_kind(input_shape)
+    reachable = _REACHABLE[natural]
+    if forced is not None:
+        if forced not in KINDS:
+            raise ValueError(f"model {model!r}: input_kind {forced!r} is not one of {KINDS}")
+        candidates: Sequence[str] = [forced]
+    else:
+        candidates = [natural, *(k for k in supported if k != natural)]
+    for kind in candidates:
+        if kind in supported and kind in reachable:
+            return kind
+    raise ValueError(
+        f"model {model!r} takes {', '.join(supported)} inputs; input_shape "
+        f"{tuple(input_shape)} ({natural}) can only be viewed as {', '.join(reachable)}"
+        + (f", not as {forced!r}" if forced else "")
+        + "."
+    )
+
+
+def view_as(x: jax.Array, kind: str) -> jax.Array:
+    """Reshapes a batch ``x`` (batch first) to ``kind`` (see the kind constants)."""
+    batch = x.shape[0]
+    if kind == VECTOR:
+        return x.reshape(batch, math.prod(x.shape[1:]))
+    if kind == SEQUENCE:
+        if x.ndim == 2:
+            return x[..., None]
+        return x.reshape(batch, math.prod(x.shape[1:-1]), x.shape[-1])
+    return x

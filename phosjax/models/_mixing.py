@@ -1,0 +1,59 @@
+"""Blocks built from `phosjax.layers`: a learned choice of branches, a mixture of experts."""
+
+import flax.linen as nn
+import jax
+
+from phosjax.layers import Choice, MixtureOfExperts, Residual
+from phosjax.models._blocks import DenseBlock, Layer
+
+
+class Skip(nn.Module):
+    """The identity: a branch that lets a `Choice` skip its block."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return x
+
+
+def choice_block(features: int, per_example: bool = False) -> Choice:
+    """A `Choice` between a residual ReLU layer, a plain ReLU layer and a skip.
+
+    Branch weights are recorded in the ``path_weights`` collection under
+    ``blocks_<i>/branch_<j>``.
+
+    Args:
+      features: the width of every branch (and of the input).
+      per_example: the gate depends on the input (one weight per example).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from phosjax.models import choice_block
+      >>> block = choice_block(4)
+      >>> block.init_with_output(jax.random.key(0), jnp.ones((2, 4)))[0].shape
+      (2, 4)
+    """
+    return Choice([DenseBlock(features), Layer(features), Skip()], per_example=per_example)
+
+
+def moe_block(
+    features: int, num_experts: int = 4, top_k: int = 1, hidden_features: int = 64
+) -> Residual:
+    """``x + MixtureOfExperts(x)``: each example (or token) routed to ``top_k`` experts.
+
+    The mixture raises the aux loss ``balance`` (load balancing, weight 0.01 by default).
+
+    Args:
+      features: the input and output width.
+      num_experts: how many experts.
+      top_k: experts per example.
+      hidden_features: each expert's hidden width.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from phosjax.models import moe_block
+      >>> block = moe_block(4, num_experts=2)
+      >>> block.init_with_output(jax.random.key(0), jnp.ones((2, 4)))[0].shape
+      (2, 4)
+    """
+    del features  # the experts keep the input's width
+    return Residual(MixtureOfExperts(num_experts, top_k, hidden_features))

@@ -1,0 +1,295 @@
+"""The model registry: `register_model`, `build_model`, `registered_models`, plugins."""
+
+import dataclasses
+import difflib
+import importlib
+import importlib.metadata
+import inspect
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from phosjax.models._config import ModelConfig
+from phosjax.models._frame import Frame
+from phosjax.models._kinds import KINDS, choose_kind, natural_kind
+
+ENTRY_POINT_GROUP = "phosjax.models"
+"""Packages list modules here (``[project.entry-points."phosjax.models"]``) whose import
+registers models; they are imported the first time a name is not found or the registry
+is listed."""
+
+FRAME_OPTIONS = {"input_kind": None, "pool": "mean", "dropout": 0.0}
+"""Options every frame model takes, with their defaults (see `Frame`)."""
+
+_FRAME_ARGUMENTS = ("features", "downsample", "name", "parent")
+
+BlockFactory = Callable[..., nn.Module]
+
+
+def _parameters(factory: BlockFactory) -> set[str]:
+    """The keyword arguments a module class or factory accepts."""
+    return set(inspect.signature(factory).parameters) - {"name", "parent"}
+
+
+def _construct(
+    factory: BlockFactory, features: int, options: Mapping[str, Any], **extra: Any
+) -> nn.Module:
+    accepted = _parameters(factory)
+    given = {**options, **extra, "features": features}
+    return factory(**{key: value for key, value in given.items() if key in accepted})
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """How a registered name becomes a module (see `register_model` for the fields)."""
+
+    name: str
+    block: BlockFactory | None
+    stem: BlockFactory | None
+    build: Callable[[ModelConfig], nn.Module] | None
+    depth: int
+    width: tuple[int, ...]
+    input_kinds: tuple[str, ...] | None
+    options: tuple[tuple[str, Any], ...]
+    module: str
+
+    def accepted_options(self) -> set[str]:
+        """The option keys this model reads."""
+        accepted = set(dict(self.options))
+        if self.build is None:
+            accepted |= set(FRAME_OPTIONS)
+            for factory in (self.block, self.stem):
+                if factory is not None:
+                    accepted |= _parameters(factory) - set(_FRAME_ARGUMENTS)
+        return accepted
+
+    def resolve(self, config: ModelConfig) -> ModelConfig:
+        """``config`` with the defaults filled in and checked (see `ModelConfig.resolved`)."""
+        depth = self.depth if config.depth is None else config.depth
+        widths = self.width if config.widths is None else config.widths
+        where = f"model {self.name!r}"
+        if not isinstance(depth, int) or depth < 0:
+            raise ValueError(f"{where}: depth must be an int >= 0, got {depth!r}")
+        if self.build is None and self.block is None and depth:
+            raise ValueError(f"{where} has no blocks: depth must be 0, got {depth}")
+        if any(not isinstance(w, int) or w < 1 for w in widths):
+            raise ValueError(f"{where}: widths must be positive ints, got {widths}")
+        if depth and not widths:
+            raise ValueError(f"{where}: depth {depth} needs at least one stage width")
+        unknown = sorted(set(dict(config.options)) - self.accepted_options())
+        if unknown:
+            raise ValueError(
+                f"{where} has no option(s) {unknown}; it takes {sorted(self.accepted_options())}"
+            )
+        defaults = {**(FRAME_OPTIONS if self.build is None else {}), **dict(self.options)}
+        options = {**defaults, **dict(config.options)}
+        return config.replace(depth=depth, width=widths, options=options)
+
+    def make(self, config: ModelConfig) -> nn.Module:
+        """Builds the module for ``config``."""
+        resolved = self.resolve(config)
+        if self.build is not None:
+            return self.build(resolved)
+        options = dict(resolved.options)
+        widths, depth = resolved.widths or (), resolved.depth or 0
+        supported = self.input_kinds or (natural_kind(config.input_shape),)
+        kind = choose_kind(config.input_shape, supported, options["input_kind"], self.name)
+        stem = None if self.stem is None else _construct(self.stem, widths[0], options)
+        blocks = tuple(
+            _construct(self.block, width, options, downsample=stage > 0 and index == 0)
+            for stage, width in enumerate(widths)
+            for index in range(depth)
+            if self.block is not None
+        )
+        return Frame(
+            num_classes=config.num_classes,
+            input_shape=config.input_shape,
+            input_kind=kind,
+            widths=widths,
+            depth=depth,
+            blocks=blocks,
+            stem=stem,
+            pool=options["pool"],
+            dropout=options["dropout"],
+        )
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+_LOADED_ENTRY_POINTS: set[str] = set()
+
+
+def register_model(
+    name: str,
+    block: BlockFactory | None = None,
+    *,
+    stem: BlockFactory | None = None,
+    build: Callable[[ModelConfig], nn.Module] | None = None,
+    depth: int = 1,
+    width: int | Sequence[int] = 32,
+    input_kinds: Sequence[str] | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> ModelSpec:
+    """Registers a model under ``name``, so that ``ModelConfig(name, ...)`` builds it.
+
+    A *frame model* plugs ``block`` (and optionally ``stem``) into the standard `Frame`:
+    the input is viewed as a vector, sequence or image, the stem maps it to the first
+    stage's width, ``depth`` blocks run per stage, then pooling and ``Dense(num_classes)``.
+    ``block`` is any Flax module class or factory that accepts ``features`` (the stage's
+    width) and returns a module called as ``(x, train)`` or ``(x)`` (found from its
+    signature). If it also accepts ``downsample``, the first block of every stage after
+    the first gets ``downsample=True``. Config options whose names match the block's or
+    stem's other arguments are passed to them; ``input_kind``, ``pool`` and ``dropout``
+    go to the frame.
+
+    Alternatively ``build`` takes the resolved `ModelConfig` and returns any module; it
+    reads the options declared in ``options``.
+
+    Args:
+      name: the model's name; registering a name twice is an error.
+      block: the block of a frame model (``None``: no blocks, ``depth`` must be 0).
+      stem: an optional module factory taking ``features``, run before the blocks.
+      build: a free-form builder, instead of ``block``/``stem``.
+      depth: the default number of blocks per stage.
+      width: the default width per stage (an int is one stage).
+      input_kinds: the kinds the blocks take, preferred first (``"vector"``,
+        ``"sequence"``, ``"image"``); ``None`` takes whatever the input shape is.
+      options: default option values (the keys the model reads beyond the arguments).
+
+    Returns:
+      The registered `ModelSpec`.
+
+    Raises:
+      ValueError: ``name`` is taken, or the arguments do not make a model.
+
+    Examples:
+      >>> import flax.linen as nn
+      >>> from phosjax.models import ModelConfig, register_model
+      >>> class Scale(nn.Module):
+      ...     features: int
+      ...     @nn.compact
+      ...     def __call__(self, x):
+      ...         return x * self.param("scale", nn.initializers.ones, (self.features,))
+      >>> _ = register_model("doc_scale", Scale, stem=nn.Dense, width=8)
+      >>> ModelConfig("doc_scale", num_classes=3, input_shape=(5,)).build().widths
+      (8,)
+    """
+    if name in _REGISTRY:
+        raise ValueError(
+            f"model {name!r} is already registered (by {_REGISTRY[name].module}); "
+            "pick another name."
+        )
+    if (block is not None or stem is not None) and build is not None:
+        raise ValueError(f"model {name!r}: give either block/stem or build, not both")
+    for kind in input_kinds or ():
+        if kind not in KINDS:
+            raise ValueError(f"model {name!r}: input kind {kind!r} is not one of {KINDS}")
+    caller = inspect.currentframe()
+    module = caller.f_back.f_globals.get("__name__", "?") if caller and caller.f_back else "?"
+    spec = ModelSpec(
+        name=name,
+        block=block,
+        stem=stem,
+        build=build,
+        depth=depth,
+        width=(width,) if isinstance(width, int) else tuple(width),
+        input_kinds=None if input_kinds is None else tuple(input_kinds),
+        options=tuple(sorted((options or {}).items())),
+        module=module,
+    )
+    _REGISTRY[name] = spec
+    return spec
+
+
+def _load_entry_points() -> None:
+    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        key = f"{entry_point.name}={entry_point.value}"
+        if key in _LOADED_ENTRY_POINTS:
+            continue
+        _LOADED_ENTRY_POINTS.add(key)
+        try:
+            entry_point.load()
+        except Exception as error:
+            raise ImportError(
+                f"the {ENTRY_POINT_GROUP!r} entry point {entry_point.name!r} "
+                f"({entry_point.value}) failed to load: {error}"
+            ) from error
+
+
+def registered_models() -> list[str]:
+    """The sorted names of all registered models, including those of installed plugins.
+
+    Examples:
+      >>> from phosjax.models import registered_models
+      >>> {"mlp", "cnn1d", "resnet"} <= set(registered_models())
+      True
+    """
+    _load_entry_points()
+    return sorted(_REGISTRY)
+
+
+def model_spec(name: str) -> ModelSpec:
+    """The `ModelSpec` registered under ``name``.
+
+    Raises:
+      ValueError: no model has that name; the message lists the nearest and all names.
+    """
+    if name not in _REGISTRY:
+        _load_entry_points()
+    if name not in _REGISTRY:
+        names = sorted(_REGISTRY)
+        near = difflib.get_close_matches(name, names, n=3)
+        hint = f" Did you mean {' or '.join(map(repr, near))}?" if near else ""
+        raise ValueError(f"unknown model {name!r}.{hint} Registered models: {', '.join(names)}.")
+    return _REGISTRY[name]
+
+
+def build_model(config: ModelConfig) -> nn.Module:
+    """The Flax module that ``config`` describes; ``__call__(x, train=False) -> logits``.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from phosjax.models import ModelConfig, build_model
+      >>> model = build_model(ModelConfig("mlp", num_classes=10, input_shape=(40,)))
+      >>> x = jnp.zeros((2, 40)); variables = model.init(jax.random.key(0), x)
+      >>> model.apply(variables, x).shape
+      (2, 10)
+    """
+    return model_spec(config.name).make(config)
+
+
+def import_models(module: str) -> list[str]:
+    """Imports ``module`` (which registers models) and returns the names it added.
+
+    Examples:
+      >>> from phosjax.models import import_models
+      >>> import_models("phosjax.models")  # already imported: adds nothing
+      []
+    """
+    before = set(_REGISTRY)
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as error:
+        raise ModuleNotFoundError(
+            f"cannot import {module!r} to register models: {error}", name=error.name
+        ) from error
+    return sorted(set(_REGISTRY) - before)
+
+
+def param_count(config: ModelConfig) -> int:
+    """The number of parameters (the ``params`` collection) of the model ``config`` builds.
+
+    Computed abstractly (`jax.eval_shape`), so nothing is allocated.
+
+    Examples:
+      >>> from phosjax.models import ModelConfig, param_count
+      >>> param_count(ModelConfig("logreg", num_classes=10, input_shape=(40,)))
+      410
+    """
+    model = build_model(config)
+    x = jax.ShapeDtypeStruct((1, *config.input_shape), jnp.float32)
+    shapes = jax.eval_shape(model.init, jax.random.key(0), x)
+    return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(shapes.get("params", {})))

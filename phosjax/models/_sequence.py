@@ -1,0 +1,60 @@
+"""Sequence blocks: patch embedding for transformers and a GRU layer."""
+
+import flax.linen as nn
+import jax
+
+from phosjax.core import tag
+
+
+class Patches(nn.Module):
+    """Cuts a sequence into non-overlapping patches, embeds them and adds positions.
+
+    Maps ``(batch, length, channels)`` to ``(batch, length // patch_size, features)``:
+    a convolution with kernel and stride ``patch_size`` (a remainder is dropped), plus a
+    learned position embedding ``positions``. Tags ``tokens``.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from phosjax.models import Patches
+      >>> Patches(8, patch_size=4).init_with_output(
+      ...     jax.random.key(0), jnp.ones((2, 40, 1)))[0].shape
+      (2, 10, 8)
+    """
+
+    features: int
+    patch_size: int = 4
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if x.shape[1] < self.patch_size:
+            raise ValueError(
+                f"Patches: a sequence of length {x.shape[1]} is shorter than patch_size "
+                f"{self.patch_size}."
+            )
+        size = (self.patch_size,)
+        tokens = nn.Conv(self.features, size, size, padding="VALID", name="embed")(x)
+        init = nn.initializers.normal(0.02)
+        positions = self.param("positions", init, (tokens.shape[1], self.features))
+        return tag(self, "tokens", tokens + positions.astype(tokens.dtype))
+
+
+class GRUBlock(nn.Module):
+    """A GRU layer over the sequence: ``(batch, length, c) -> (batch, length, features)``.
+
+    Tags ``final_state`` (the last hidden state, ``(batch, features)``).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from phosjax.models import GRUBlock
+      >>> GRUBlock(3).init_with_output(jax.random.key(0), jnp.ones((2, 5, 1)))[0].shape
+      (2, 5, 3)
+    """
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        rnn = nn.RNN(nn.GRUCell(self.features), return_carry=True, name="rnn")
+        final_state, outputs = rnn(x)
+        tag(self, "final_state", final_state)
+        return outputs

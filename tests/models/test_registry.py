@@ -1,0 +1,164 @@
+"""The registry: names, errors, user blocks, plugins by import and by entry point."""
+
+import importlib.metadata
+import sys
+import textwrap
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import pytest
+
+import phosjax as px
+from phosjax.models import (
+    ENTRY_POINT_GROUP,
+    ModelConfig,
+    build_model,
+    import_models,
+    register_model,
+    registered_models,
+)
+
+ZOO = ["choicenet", "cnn1d", "cnn2d", "gru", "logreg", "mlp", "moenet", "resnet", "transformer"]
+
+
+class Doubling(nn.Module):
+    """A user block taking ``(x, train)`` positionally: doubles its output when training."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x, train):
+        h = px.tag(self, "pre_act", nn.Dense(self.features)(x))
+        return 2 * h if train else h
+
+
+class TooWide(nn.Module):
+    features: int
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(self.features + 1)(x)
+
+
+def test_the_zoo_is_registered():
+    assert set(ZOO) <= set(registered_models())
+    assert registered_models() == sorted(registered_models())
+
+
+def test_unknown_name_lists_nearest_and_all_names():
+    with pytest.raises(ValueError, match=r"unknown model 'mpl'\. Did you mean 'mlp'\?") as info:
+        build_model(ModelConfig("mpl", num_classes=2, input_shape=(4,)))
+    assert all(name in str(info.value) for name in ZOO)
+
+
+def test_registering_a_name_twice_is_an_error(registry):
+    with pytest.raises(ValueError, match=r"model 'mlp' is already registered \(by phosjax"):
+        register_model("mlp", Doubling)
+
+
+def test_a_user_block_is_built_into_the_frame(registry, key):
+    register_model("doubling", Doubling, depth=2, width=(3, 5), input_kinds=["vector"])
+    model = build_model(ModelConfig("doubling", num_classes=2, input_shape=(4,)))
+    x = jnp.ones((2, 4))
+    variables = model.init(key, x)
+    assert jax.tree.map(jnp.shape, variables["params"]["blocks_2"]) == {
+        "Dense_0": {"kernel": (3, 5), "bias": (5,)}
+    }
+    _, found = px.probe(model, variables, x, "blocks_*/pre_act")
+    assert sorted(found) == [f"blocks_{i}/pre_act" for i in range(4)]
+    # train reaches the block: each of the 4 blocks doubles, the head is linear.
+    head = variables["params"]["head"]
+    logits_eval = model.apply(variables, x)
+    logits_train = model.apply(variables, x, train=True)
+    scaled = (logits_eval - head["bias"]) * 16 + head["bias"]
+    assert jnp.allclose(logits_train, scaled, rtol=1e-5)
+
+
+def test_a_block_factory_without_features_or_name_is_accepted(registry, key):
+    register_model("seq", lambda: nn.Sequential([nn.Dense(6), nn.relu]), stem=nn.Dense, width=6)
+    model = build_model(ModelConfig("seq", num_classes=2, input_shape=(3,)))
+    variables = model.init(key, jnp.ones((1, 3)))
+    assert sorted(variables["params"]) == ["blocks_0", "head", "stem"]
+    assert variables["params"]["blocks_0"]["layers_0"]["kernel"].shape == (6, 6)
+
+
+def test_a_block_of_the_wrong_width_names_block_and_shapes(registry, key):
+    register_model("too_wide", TooWide, width=8)
+    model = build_model(ModelConfig("too_wide", num_classes=2, input_shape=(8,)))
+    message = r"block 'blocks_0' \(TooWide\) maps \(2, 8\) to \(2, 9\); the frame expects \(2, 8\)"
+    with pytest.raises(ValueError, match=message):
+        model.init(key, jnp.ones((2, 8)))
+
+
+class Flattening(nn.Module):
+    features: int
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(self.features)(x.reshape(x.shape[0], -1))
+
+
+def test_a_block_that_changes_rank_is_an_error(registry, key):
+    register_model("flattening", Flattening, width=4)
+    model = build_model(ModelConfig("flattening", num_classes=2, input_shape=(6, 3)))
+    expected = r"\(Flattening\) maps \(2, 6, 3\) to \(2, 4\); the frame expects \(2, \*, 4\)"
+    with pytest.raises(ValueError, match=expected):
+        model.init(key, jnp.ones((2, 6, 3)))
+
+
+def test_unknown_options_list_the_accepted_ones():
+    config = ModelConfig("cnn1d", num_classes=2, input_shape=(40,), options={"strid": 1})
+    with pytest.raises(ValueError, match=r"no option\(s\) \['strid'\]; it takes \[.*'stride'"):
+        build_model(config)
+
+
+def _write_plugin(tmp_path, monkeypatch, module: str, model: str) -> None:
+    source = f"""
+        import flax.linen as nn
+        from phosjax.models import register_model
+        register_model({model!r}, stem=nn.Dense, depth=0, width=3)
+    """
+    (tmp_path / f"{module}.py").write_text(textwrap.dedent(source))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, module, raising=False)
+
+
+def test_import_models_returns_the_names_a_module_registers(registry, tmp_path, monkeypatch):
+    _write_plugin(tmp_path, monkeypatch, "user_models_a", "user_a")
+    assert import_models("user_models_a") == ["user_a"]
+    assert "user_a" in registered_models()
+    with pytest.raises(ModuleNotFoundError, match="cannot import 'no_such_models'"):
+        import_models("no_such_models")
+
+
+def _fake_entry_points(monkeypatch, *fakes: importlib.metadata.EntryPoint) -> None:
+    def entry_points(*, group: str) -> list[importlib.metadata.EntryPoint]:
+        return [fake for fake in fakes if fake.group == group]
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
+
+
+def _entry_point(name: str, value: str) -> importlib.metadata.EntryPoint:
+    return importlib.metadata.EntryPoint(name=name, value=value, group=ENTRY_POINT_GROUP)
+
+
+def test_entry_points_are_loaded_when_listing(registry, tmp_path, monkeypatch):
+    _write_plugin(tmp_path, monkeypatch, "user_models_b", "user_b")
+    _fake_entry_points(monkeypatch, _entry_point("user", "user_models_b"))
+    assert "user_b" not in registry
+    assert "user_b" in registered_models()
+    assert registered_models().count("user_b") == 1  # loaded once, not twice
+
+
+def test_entry_points_are_loaded_when_a_name_is_missing(registry, tmp_path, monkeypatch, key):
+    _write_plugin(tmp_path, monkeypatch, "user_models_c", "user_c")
+    _fake_entry_points(monkeypatch, _entry_point("user", "user_models_c"))
+    model = build_model(ModelConfig("user_c", num_classes=2, input_shape=(5,)))
+    assert model.init(key, jnp.ones((1, 5)))["params"]["stem"]["kernel"].shape == (5, 3)
+
+
+def test_a_broken_entry_point_is_named(registry, monkeypatch):
+    _fake_entry_points(monkeypatch, _entry_point("broken", "no_such_plugin_module"))
+    with pytest.raises(ImportError, match=r"entry point 'broken' \(no_such_plugin_module\)"):
+        registered_models()
