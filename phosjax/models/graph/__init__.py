@@ -2,8 +2,11 @@
 
 from phosjax.models.graph._model import OUT, GraphModel
 from phosjax.models.graph._spec import COMBINES, Graph, GraphError, Input, Node, node
+from phosjax.models.graph._stitch import ADAPTER, default_adapter, fit_adapter, stitch, train_only
+from phosjax.models.graph._surgery import extract, merge, node_variables, rewire
 
 __all__ = [
+    "ADAPTER",
     "COMBINES",
     "OUT",
     "Graph",
@@ -11,5 +14,13 @@ __all__ = [
     "GraphModel",
     "Input",
     "Node",
+    "default_adapter",
+    "extract",
+    "fit_adapter",
+    "merge",
     "node",
+    "node_variables",
+    "rewire",
+    "stitch",
+    "train_only",
 ]

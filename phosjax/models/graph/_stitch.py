@@ -1,0 +1,148 @@
+"""Model stitching: the front of one model, an adapter, the back of another.
+
+Stitching asks whether two networks' hidden representations at some layers carry the
+same information up to a simple map (Lenc & Vedaldi 2015; Bansal, Nakkiran & Barak 2021,
+"Revisiting model stitching", arXiv 2106.07682). The default adapter is a 1x1
+convolution (a Dense layer for ``(batch, features)``), initialised in closed form by
+least squares and then, optionally, trained with everything else frozen (`train_only`).
+"""
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from phosjax.core import select
+from phosjax.models.graph._model import GraphModel
+from phosjax.models.graph._spec import SEP, GraphError, node
+from phosjax.models.graph._surgery import Variables, extract, merge, rewire
+
+ADAPTER = "adapter"
+"""The path of the adapter node in a stitched model."""
+
+
+def default_adapter(shape_a: tuple[int, ...], shape_b: tuple[int, ...]) -> nn.Module:
+    """A Dense layer for ``(batch, features)``, a 1x1 convolution for ``(batch, ...,
+    channels)``, mapping activations of ``shape_a`` to ``shape_b``.
+
+    Raises:
+      GraphError: the shapes differ in anything but their channels.
+
+    Examples:
+      >>> default_adapter((8, 20, 4), (8, 20, 6))
+      Conv(
+          # attributes
+          features = 6
+          kernel_size = (1,)
+          ...
+    """
+    if len(shape_a) < 2 or shape_a[:-1] != shape_b[:-1]:
+        raise GraphError(
+            f"Cannot stitch activations of shape {shape_a} to {shape_b}: a 1x1 adapter "
+            "needs (batch, ..., channels) shapes that differ only in their channels."
+        )
+    if len(shape_a) == 2:
+        return nn.Dense(shape_b[-1])
+    return nn.Conv(shape_b[-1], (1,) * (len(shape_a) - 2))
+
+
+def _activation(model: GraphModel, variables: Variables, layer: str, x: Any) -> jax.Array:
+    return model.apply(variables, x, outputs=[layer])[layer]
+
+
+def fit_adapter(h_a: jax.Array, h_b: jax.Array) -> dict[str, jax.Array]:
+    """Parameters ``{"kernel", "bias"}`` of the 1x1 adapter (see `default_adapter`) that
+    best maps ``h_a`` to ``h_b`` in the least-squares sense (`jnp.linalg.lstsq`; every
+    position of every example is one sample).
+
+    Examples:
+      >>> h_a = jnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+      >>> fitted = fit_adapter(h_a, 2 * h_a[:, :1] + 1)
+      >>> jnp.round(fitted["kernel"], 3).tolist(), jnp.round(fitted["bias"], 3).tolist()
+      ([[2.0], [0.0]], [1.0])
+    """
+    c_a, c_b = h_a.shape[-1], h_b.shape[-1]
+    rows = h_a.reshape(-1, c_a)
+    design = jnp.concatenate([rows, jnp.ones((rows.shape[0], 1), rows.dtype)], axis=1)
+    solution = jnp.linalg.lstsq(design, h_b.reshape(-1, c_b))[0]
+    kernel = solution[:-1].reshape((1,) * (h_a.ndim - 2) + (c_a, c_b))
+    return {"kernel": kernel, "bias": solution[-1]}
+
+
+def stitch(
+    a: GraphModel,
+    vars_a: Variables,
+    layer_a: str,
+    b: GraphModel,
+    vars_b: Variables,
+    layer_b: str,
+    adapter: nn.Module | None = None,
+    *,
+    x: Any,
+    key: jax.Array | None = None,
+) -> tuple[GraphModel, dict[str, Any]]:
+    """``a`` up to ``layer_a``, an adapter, then ``b`` from ``layer_b`` on.
+
+    The stitched model has groups ``a`` (the front of ``a``), ``adapter`` and ``b``
+    (the back of ``b``, whose ``layer_b`` now passes the adapter's output on); its
+    outputs are ``b``'s, e.g. ``"b/logits"``, and its input is ``a``'s.
+
+    Args:
+      a, vars_a, layer_a: the front model, its variables and the layer to cut after.
+      b, vars_b, layer_b: the back model, its variables and the layer it restarts from.
+      adapter: a Flax module mapping ``a``'s activations to ``b``'s; default: a 1x1
+        convolution or Dense layer fitted by least squares on ``x`` (`fit_adapter`).
+      x: a batch of inputs of ``a`` and ``b``: it fixes the adapter's shapes and, for the
+        default adapter, is the regression data (a few hundred examples).
+      key: initialises a given ``adapter`` (default ``jax.random.key(0)``).
+
+    Returns:
+      ``(model, variables)``.
+    """
+    h_a = _activation(a, vars_a, layer_a, x)
+    if adapter is None:
+        h_b = _activation(b, vars_b, layer_b, x)
+        adapter = default_adapter(h_a.shape, h_b.shape)
+        adapter_vars: Mapping[str, Any] = {"params": fit_adapter(h_a, h_b)}
+    else:
+        adapter_vars = adapter.init(jax.random.key(0) if key is None else key, h_a)
+    front = extract(a, vars_a, outputs=[layer_a])
+    back = extract(b, vars_b, inputs=[layer_b])
+    nodes = {ADAPTER: node(adapter, inputs=SEP + f"a{SEP}{layer_a}")}
+    model, variables = merge({"a": front, "b": back}, nodes)
+    model = rewire(model, f"b{SEP}{layer_b}", ADAPTER)
+    for collection, tree in adapter_vars.items():
+        variables.setdefault(collection, {})[ADAPTER] = tree
+    return model, variables
+
+
+def train_only(
+    optimizer: optax.GradientTransformation, selectors: str | Iterable[str]
+) -> optax.GradientTransformation:
+    """``optimizer`` on the parameters whose paths ``selectors`` match; the others stay
+    frozen (zero updates), via `optax.multi_transform`.
+
+    Raises:
+      SelectorError: (at ``init``) a selector matches no parameter.
+
+    Examples:
+      >>> params = {"adapter": {"kernel": jnp.ones(2)}, "b": {"kernel": jnp.ones(2)}}
+      >>> opt = train_only(optax.sgd(1.0), "adapter/**")
+      >>> grads = jax.tree.map(jnp.ones_like, params)
+      >>> updates, _ = opt.update(grads, opt.init(params), params)
+      >>> updates["adapter"]["kernel"].tolist(), updates["b"]["kernel"].tolist()
+      ([-1.0, -1.0], [0.0, 0.0])
+    """
+    selectors = [selectors] if isinstance(selectors, str) else list(selectors)
+
+    def labels(params: Any) -> Any:
+        leaves = jax.tree_util.tree_leaves_with_path(params)
+        paths = [jax.tree_util.keystr(path, simple=True, separator=SEP) for path, _ in leaves]
+        chosen = {p for s in selectors for p in select(paths, s, what="parameter")}
+        names = ["train" if p in chosen else "freeze" for p in paths]
+        return jax.tree.unflatten(jax.tree.structure(params), names)
+
+    return optax.multi_transform({"train": optimizer, "freeze": optax.set_to_zero()}, labels)
