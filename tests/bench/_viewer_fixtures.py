@@ -144,26 +144,33 @@ def write_bench(root: pathlib.Path, blurb_text: str) -> WrittenBench:
     for group_id, rows in results.groupby("group_id"):
         rows.to_parquet(root / _layout.RESULTS / f"part-{group_id}-{0:09d}.parquet", index=False)
         members = cells[cells.group_id == group_id].cell_id.tolist()
-        groups[group_id] = {"steps_done": STEPS[-1], "steps": STEPS[-1], "finished": True,
-                            "strategy": "vmap", "timings": {}, "cells": members}  # fmt: skip
+        done = {"steps_done": STEPS[-1], "steps": STEPS[-1], "finished": True}
+        groups[group_id] = {**done, "strategy": "vmap", "timings": {}, "cells": members}
     (root / _layout.STATUS).write_text(json.dumps({"groups": groups}))
     for folder in (_layout.BLURBS, _layout.GRAPHS, _layout.PROFILE, _layout.MORPH):
         (root / folder).mkdir()
     for model_id in MODELS.values():
         (root / _layout.BLURBS / f"{model_id}.json").write_text(blurb_text)
     (root / _layout.GRAPHS / "m-choice.json").write_text(json.dumps(GRAPH))
+    phase_seconds = dict(zip(_layout.PHASE_NAMES, (0.4, 2.5, 1.2, 0.3), strict=True))
+    phase_counts = dict(zip(_layout.PHASE_NAMES, (1, 1, 300, 31), strict=True))
     phases = pd.DataFrame(
         [
-            {"group_id": g, "phase": p, "seconds": s * (2 if g == "g-choice" else 1),
-             "count": c, "peak_bytes": 2**20 * (3 + i)}  # fmt: skip
-            for g in groups
-            for i, (p, s, c) in enumerate(zip(_layout.PHASE_NAMES, (0.4, 2.5, 1.2, 0.3), (1, 1, 300, 31)))
+            {
+                "group_id": group_id,
+                "phase": phase,
+                "seconds": phase_seconds[phase] * (2 if group_id == "g-choice" else 1),
+                "count": phase_counts[phase],
+                "peak_bytes": 2**20 * (3 + i),
+            }
+            for group_id in groups
+            for i, phase in enumerate(_layout.PHASE_NAMES)
         ]
     )
     phases.to_parquet(root / _layout.PHASES, index=False)
     t = np.linspace(0, 12, 60)
-    memory = pd.DataFrame({"time_s": t, "host_rss_bytes": 2**20 * (400 + 30 * np.sqrt(t)),
-                           "device_bytes": 2**20 * (50 + 5 * t)})  # fmt: skip
+    rss, device = 2**20 * (400 + 30 * np.sqrt(t)), 2**20 * (50 + 5 * t)
+    memory = pd.DataFrame({"time_s": t, "host_rss_bytes": rss, "device_bytes": device})
     memory.to_parquet(root / _layout.MEMORY, index=False)
     (root / _layout.MORPH / "summary.json").write_text(json.dumps({"flops_before": 1e6}))
     return WrittenBench(root, cells, results, json.loads(blurb_text), phases, memory)

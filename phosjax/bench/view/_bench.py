@@ -132,4 +132,3 @@ class BenchFiles:
         filter_ = None if cells is None else pads.field("cell_id").isin(cells)
         frame = dataset.to_table(columns=[*keys, *columns], filter=filter_).to_pandas()
         return frame.sort_values(keys, kind="stable").reset_index(drop=True)
-

@@ -87,7 +87,9 @@ class ViewerServer(http.server.ThreadingHTTPServer):
         self.url = f"http://{shown}:{self.server_address[1]}/"
 
 
-def make_server(directory: str | pathlib.Path, port: int = 1337, host: str = "127.0.0.1") -> ViewerServer:
+def make_server(
+    directory: str | pathlib.Path, port: int = 1337, host: str = "127.0.0.1"
+) -> ViewerServer:
     """Binds the viewer of the bench in ``directory`` (call ``serve_forever`` to run it).
 
     Args:

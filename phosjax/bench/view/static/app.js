@@ -1,0 +1,475 @@
+// The bench viewer page: loads the bench's JSON from this server and draws every section.
+
+import { linePlot, stackedBars, legendOf, format, formatBytes, escapeHtml } from "./plot.js";
+import { renderBlurb } from "./blurb.js";
+import { drawGraph } from "./graph.js";
+
+const PALETTE = ["#4269d0", "#ef7b2d", "#3ca951", "#d63c5e", "#9b6bd0", "#8c564b", "#e377c2", "#6b7b8c", "#b5b028", "#17becf",
+  "#1f3f8f", "#a34d10", "#1e6b32", "#8a1f3b", "#5e3a91"];
+const PRIMARY_METRICS = ["accuracy", "loss"];
+const MAX_LINES = 80;
+const state = {
+  info: null, board: null, mode: "cells", sort: null, filters: {}, text: "", hidden: new Set(),
+  allMetrics: false, cache: new Map(), configs: new Map(),
+};
+const $ = (id) => document.getElementById(id);
+
+async function getJson(url) {
+  const response = await fetch(url);
+  const body = await response.json();
+  if (!response.ok) throw new Error(body.error || `${url}: HTTP ${response.status}`);
+  return body;
+}
+
+function showError(error) {
+  $("error").hidden = false;
+  $("error").textContent = `Could not load the bench: ${error.message}`;
+  console.error(error);
+}
+
+function el(tag, attrs = {}, text = null) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (text !== null) node.textContent = text;
+  return node;
+}
+
+// ---- cells, configs, colours -------------------------------------------------------------
+
+function varying(rows, column) {
+  return new Set(rows.map((r) => JSON.stringify(r[column]))).size > 1;
+}
+
+function describeColumns() {
+  const rows = state.board.rows;
+  const descriptive = ["model", "dataset", ...state.board.hparams];
+  state.shownColumns = descriptive.filter((c) => c === "model" || varying(rows, c));
+  state.constantColumns = descriptive.filter((c) => !state.shownColumns.includes(c));
+  state.filterColumns = [...descriptive, "seed", "group_id"].filter((c) => varying(rows, c));
+  state.splits = [...state.board.splits].sort((a, b) => (a === "test" ? -1 : b === "test" ? 1 : a.localeCompare(b)));
+  const labelColumns = state.shownColumns.filter((c) => c !== "model");
+  for (const row of rows) {
+    row.config = JSON.stringify(["model", "model_id", "dataset", ...state.board.hparams].map((c) => row[c]));
+    row.configLabel = [row.model, ...labelColumns.map((c) => `${c}=${format(row[c])}`)].join(" · ");
+  }
+  const configs = [...new Set(rows.map((r) => r.config))];
+  configs.forEach((key, i) => state.configs.set(key, PALETTE[i % PALETTE.length]));
+}
+
+function passes(row) {
+  for (const [column, value] of Object.entries(state.filters)) {
+    if (value !== "" && JSON.stringify(row[column]) !== value) return false;
+  }
+  if (!state.text) return true;
+  const hay = `${row.configLabel} ${row.cell_id} ${row.model_id} seed=${row.seed}`.toLowerCase();
+  return state.text.toLowerCase().split(/\s+/).every((word) => hay.includes(word));
+}
+
+function metricColumns() {
+  const metrics = state.board.metrics;
+  const chosen = state.allMetrics ? metrics : PRIMARY_METRICS.filter((m) => metrics.includes(m));
+  return state.splits.flatMap((split) => chosen.map((metric) => ({ key: `${split}:${metric}`, split, metric })));
+}
+
+function mean(values) {
+  const ok = values.filter((v) => v !== null && v !== undefined && Number.isFinite(v));
+  return ok.length ? ok.reduce((a, b) => a + b, 0) / ok.length : null;
+}
+
+function std(values) {
+  const ok = values.filter((v) => v !== null && Number.isFinite(v));
+  if (ok.length < 2) return null;
+  const m = mean(ok);
+  return Math.sqrt(ok.reduce((a, v) => a + (v - m) ** 2, 0) / (ok.length - 1));
+}
+
+// Table rows for the current mode: cells as they are, or configs averaged over their seeds.
+function tableRows() {
+  const cells = state.board.rows.filter(passes);
+  if (state.mode === "cells") {
+    return cells.map((row) => ({
+      key: row.cell_id, row, color: state.configs.get(row.config), cells: [row],
+      value: (split, metric) => row.final?.[split]?.[metric] ?? null, spread: () => null,
+    }));
+  }
+  const groups = new Map();
+  for (const row of cells) (groups.get(row.config) || groups.set(row.config, []).get(row.config)).push(row);
+  return [...groups.entries()].map(([key, members]) => {
+    const values = (split, metric) => members.map((m) => m.final?.[split]?.[metric] ?? null);
+    return {
+      key, row: members[0], color: state.configs.get(key), cells: members,
+      value: (split, metric) => mean(values(split, metric)), spread: (split, metric) => std(values(split, metric)),
+    };
+  });
+}
+
+// ---- leaderboard -----------------------------------------------------------------------------
+
+function renderFilters() {
+  const box = $("filters");
+  box.innerHTML = "";
+  const search = el("input", { type: "search", placeholder: "filter: words in any column", "aria-label": "filter text" });
+  search.value = state.text;
+  search.addEventListener("input", () => { state.text = search.value; renderAll(); });
+  box.appendChild(search);
+  for (const column of state.filterColumns) {
+    const values = [...new Set(state.board.rows.map((r) => JSON.stringify(r[column])))].sort((a, b) => {
+      const x = JSON.parse(a), y = JSON.parse(b);
+      return typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y));
+    });
+    const select = el("select", { "data-column": column, "aria-label": column });
+    select.appendChild(el("option", { value: "" }, `all`));
+    for (const v of values) select.appendChild(el("option", { value: v }, format(JSON.parse(v))));
+    select.value = state.filters[column] || "";
+    select.addEventListener("change", () => { state.filters[column] = select.value; renderAll(); });
+    const label = el("label", { class: "filter" }, `${column} `);
+    label.appendChild(select);
+    box.appendChild(label);
+  }
+  for (const column of state.constantColumns) {
+    box.appendChild(el("span", { class: "chip" }, `${column} = ${format(state.board.rows[0]?.[column])}`));
+  }
+}
+
+function tableColumns() {
+  const columns = [{ key: "_show", label: "", sortable: false }];
+  for (const c of state.shownColumns) columns.push({ key: c, label: c, get: (r) => r.row[c] });
+  if (state.mode === "cells") {
+    columns.push({ key: "seed", label: "seed", get: (r) => r.row.seed });
+  } else {
+    columns.push({ key: "_seeds", label: "seeds", get: (r) => r.cells.length });
+  }
+  columns.push({ key: "_steps", label: "steps", get: (r) => mean(r.cells.map((c) => c.steps_done)), numeric: true });
+  for (const m of metricColumns()) {
+    columns.push({ key: m.key, label: `${m.split} ${m.metric}`, get: (r) => r.value(m.split, m.metric), metric: m, numeric: true });
+  }
+  if (state.mode === "cells") columns.push({ key: "cell_id", label: "cell", get: (r) => r.row.cell_id, muted: true });
+  return columns;
+}
+
+function defaultSort() {
+  const metrics = state.board.metrics;
+  const split = state.splits[0];
+  if (metrics.includes("accuracy")) return { key: `${split}:accuracy`, dir: -1 };
+  if (metrics.includes("loss")) return { key: `${split}:loss`, dir: 1 };
+  return { key: "model", dir: 1 };
+}
+
+function compare(a, b) {
+  if (a === b) return 0;
+  if (a === null || a === undefined) return 1;
+  if (b === null || b === undefined) return -1;
+  return typeof a === "number" && typeof b === "number" ? a - b : String(a).localeCompare(String(b));
+}
+
+function renderBoard() {
+  const table = $("board");
+  table.innerHTML = "";
+  const columns = tableColumns();
+  if (!state.sort || !columns.some((c) => c.key === state.sort.key)) state.sort = defaultSort();
+  const rows = tableRows();
+  const sortColumn = columns.find((c) => c.key === state.sort.key);
+  if (sortColumn) {
+    rows.sort((a, b) => {
+      const x = sortColumn.get(a), y = sortColumn.get(b);
+      if (x === null || x === undefined || y === null || y === undefined) return compare(x, y);
+      return state.sort.dir * compare(x, y);
+    });
+  }
+  const head = el("tr");
+  for (const column of columns) {
+    const th = el("th", { class: column.numeric ? "num" : "" });
+    if (column.key === "_show") {
+      const all = el("input", { type: "checkbox", title: "show all in the plots" });
+      all.checked = rows.every((r) => !state.hidden.has(r.key));
+      all.addEventListener("change", () => {
+        for (const r of rows) (all.checked ? state.hidden.delete(r.key) : state.hidden.add(r.key));
+        renderAll();
+      });
+      th.appendChild(all);
+    } else {
+      th.textContent = column.label;
+      th.classList.add("sortable");
+      if (state.sort.key === column.key) th.classList.add(state.sort.dir > 0 ? "asc" : "desc");
+      th.addEventListener("click", () => {
+        state.sort = state.sort.key === column.key ? { key: column.key, dir: -state.sort.dir } : { key: column.key, dir: column.numeric ? -1 : 1 };
+        renderBoard();
+      });
+    }
+    head.appendChild(th);
+  }
+  const thead = el("thead");
+  thead.appendChild(head);
+  table.appendChild(thead);
+  const body = el("tbody");
+  for (const r of rows) {
+    const tr = el("tr", { class: "board-row", "data-key": r.key });
+    if (state.hidden.has(r.key)) tr.classList.add("hidden-row");
+    for (const column of columns) {
+      const td = el("td", { class: column.numeric ? "num" : column.muted ? "muted mono" : "" });
+      if (column.key === "_show") {
+        const box = el("input", { type: "checkbox", title: "show in the plots" });
+        box.checked = !state.hidden.has(r.key);
+        box.addEventListener("change", () => { (box.checked ? state.hidden.delete(r.key) : state.hidden.add(r.key)); renderAll(); });
+        const swatch = el("i", { class: "swatch" });
+        swatch.style.background = r.color;
+        td.append(box, swatch);
+      } else if (column.metric) {
+        td.textContent = format(column.get(r));
+        const spread = r.spread(column.metric.split, column.metric.metric);
+        if (spread !== null) td.appendChild(el("span", { class: "spread" }, ` ± ${format(spread, 2)}`));
+      } else if (column.key === "_steps") {
+        const done = column.get(r), total = r.row.steps;
+        td.textContent = total ? `${format(done)} / ${format(total)}` : format(done);
+        if (!r.cells.every((c) => c.finished)) td.classList.add("running");
+      } else {
+        td.textContent = format(column.get(r));
+      }
+      tr.appendChild(td);
+    }
+    tr.addEventListener("mouseenter", () => highlight(r.key));
+    tr.addEventListener("mouseleave", () => highlight(null));
+    body.appendChild(tr);
+  }
+  table.appendChild(body);
+  if (!rows.length) {
+    const tr = el("tr");
+    tr.appendChild(el("td", { colspan: columns.length, class: "empty" }, "No cell matches the filters."));
+    body.appendChild(tr);
+  }
+}
+
+function highlight(key) {
+  for (const node of document.querySelectorAll(".curve, .band")) {
+    node.classList.toggle("dim", key !== null && node.dataset.key !== key);
+    node.classList.toggle("lit", key !== null && node.dataset.key === key);
+  }
+  for (const tr of document.querySelectorAll(".board-row")) tr.classList.toggle("lit", tr.dataset.key === key);
+}
+
+// ---- curves ----------------------------------------------------------------------------------
+
+async function seriesOf(columns) {
+  const missing = columns.filter((c) => !state.cache.has(c));
+  if (missing.length) {
+    const data = await getJson(`api/results?columns=${missing.map(encodeURIComponent).join(",")}`);
+    for (const column of missing) {
+      state.cache.set(column, data.series.map((s) => ({ cell_id: s.cell_id, split: s.split, step: s.step, y: s.values[column] })));
+    }
+  }
+  return Object.fromEntries(columns.map((c) => [c, state.cache.get(c)]));
+}
+
+// Plot series for one metric and split: one line per visible cell, or per config with a band.
+function plotSeries(raw, split) {
+  const visible = tableRows().filter((r) => !state.hidden.has(r.key)).slice(0, MAX_LINES);
+  const bySplit = new Map(raw.filter((s) => s.split === split).map((s) => [s.cell_id, s]));
+  const out = [];
+  for (const r of visible) {
+    const members = r.cells.map((c) => bySplit.get(c.cell_id)).filter((s) => s && s.y.some((v) => v !== null));
+    if (!members.length) continue;
+    if (state.mode === "cells") {
+      const s = members[0];
+      out.push({ key: r.key, label: `${r.row.configLabel} · seed ${r.row.seed}`, color: r.color, x: s.step, y: s.y });
+      continue;
+    }
+    const steps = [...new Set(members.flatMap((s) => s.step))].sort((a, b) => a - b);
+    const at = members.map((s) => new Map(s.step.map((step, i) => [step, s.y[i]])));
+    const column = (step) => at.map((m) => m.get(step)).filter((v) => v !== null && v !== undefined);
+    const y = steps.map((step) => mean(column(step)));
+    const lo = members.length > 1 ? steps.map((step) => Math.min(...column(step))) : null;
+    const hi = members.length > 1 ? steps.map((step) => Math.max(...column(step))) : null;
+    out.push({ key: r.key, label: `${r.row.configLabel} (${members.length} seeds)`, color: r.color, x: steps, y, lo, hi });
+  }
+  return out;
+}
+
+// Lays out one box per plot first, so that each chart is drawn at its final width.
+function drawPlots(parent, plots) {
+  const boxes = plots.map(() => el("div", { class: "plot-box" }));
+  parent.replaceChildren(...boxes);
+  plots.forEach((plot, i) => linePlot(boxes[i], plot));
+}
+
+async function renderCurves() {
+  const metric = $("curve-metric").value;
+  const box = $("curve-plots");
+  if (!metric) { box.textContent = "No results yet."; return; }
+  const { [metric]: raw } = await seriesOf([metric]);
+  const logY = $("log-y").checked;
+  drawPlots(box, state.splits.map((split) => ({ series: plotSeries(raw, split), title: split, yLabel: metric, logY, onHover: highlight })));
+  const spread = state.mode === "configs" ? [{ label: "line: mean over seeds · band: min–max", color: "transparent" }] : [];
+  const legend = tableRows().filter((r) => !state.hidden.has(r.key)).slice(0, MAX_LINES)
+    .map((r) => ({ key: r.key, color: r.color, label: state.mode === "cells" ? `${r.row.configLabel} · seed ${r.row.seed}` : r.row.configLabel }));
+  $("legend").replaceChildren(legendOf([...legend, ...spread]));
+}
+
+async function renderAux() {
+  const box = $("aux-plots");
+  const columns = state.board.metrics.filter((m) => m.startsWith("aux/") || m.startsWith("path_weight/"));
+  if (!columns.length) { box.innerHTML = `<p class="hint">No aux losses or path weights were recorded.</p>`; return; }
+  const data = await seriesOf(columns);
+  const split = $("aux-split").value;
+  const plots = columns.map((column) => {
+    const [kind, ...rest] = column.split("/");
+    return { series: plotSeries(data[column], split), title: rest.join("/"), yLabel: kind.replace("_", " "), height: 240, onHover: highlight };
+  });
+  drawPlots(box, plots.filter((p) => p.series.length));
+}
+
+// ---- models, profile, run ------------------------------------------------------------------
+
+async function renderModel() {
+  const id = $("model-select").value;
+  const model = state.info.models.find((m) => m.model_id === id);
+  if (!model) { $("blurb").textContent = "No models in this bench yet."; return; }
+  if (model.has_blurb) renderBlurb($("blurb"), await getJson(`api/blurb/${encodeURIComponent(id)}`));
+  else $("blurb").innerHTML = `<p class="hint">No blurb was written for ${escapeHtml(id)}.</p>`;
+  if (model.has_graph) drawGraph($("graph"), await getJson(`api/graph/${encodeURIComponent(id)}`));
+  else $("graph").replaceChildren();
+  $("graph").hidden = !model.has_graph;
+}
+
+const PHASE_COLORS = { init: "#6b7b8c", compile: "#ef7b2d", step: "#4269d0", eval: "#3ca951" };
+
+async function renderProfile() {
+  if (!state.info.has_profile) { $("phases").innerHTML = `<p class="hint">No profile recorded.</p>`; return; }
+  const { phases, memory } = await getJson("api/profile");
+  if (phases) {
+    const groupColumn = phases.columns.includes("group_id") ? "group_id" : phases.columns[0];
+    const groups = new Map();
+    for (const row of phases.rows) (groups.get(row[groupColumn]) || groups.set(row[groupColumn], []).get(row[groupColumn])).push(row);
+    const names = [...new Set(phases.rows.map((r) => r.phase))];
+    const color = (name, i) => PHASE_COLORS[name] || PALETTE[(i + 4) % PALETTE.length];
+    const rows = [...groups.entries()].map(([label, list]) => ({
+      label: String(label),
+      segments: list.map((r) => ({
+        name: r.phase, value: r.seconds || 0, color: color(r.phase, names.indexOf(r.phase)),
+        detail: [`<div><b>${format(r.seconds)} s</b>${r.count ? ` over ${format(r.count)} calls (${format((1e3 * r.seconds) / r.count, 3)} ms each)` : ""}</div>`,
+          r.peak_bytes !== undefined && r.peak_bytes !== null ? `<div>peak ${formatBytes(r.peak_bytes)}</div>` : ""].join(""),
+      })),
+    }));
+    stackedBars($("phases"), { rows, title: "time per phase, per group", legend: names.map((n, i) => ({ label: n, color: color(n, i) })) });
+  }
+  if (memory && memory.rows.length) {
+    const xColumn = ["time_s", "elapsed_s", "seconds", "time", "t"].find((c) => memory.columns.includes(c)) || memory.columns[0];
+    const yColumns = memory.columns.filter((c) => c !== xColumn && typeof memory.rows[0][c] === "number");
+    const x = memory.rows.map((r) => r[xColumn]);
+    const bytes = yColumns.every((c) => c.includes("bytes"));
+    const scale = bytes ? 2 ** -20 : 1;
+    const series = yColumns.map((c, i) => ({
+      key: `mem:${c}`, label: c, color: PALETTE[(i + 2) % PALETTE.length], x, y: memory.rows.map((r) => (r[c] === null ? null : r[c] * scale)),
+    }));
+    linePlot($("memory"), { series, title: "memory over time", xLabel: xColumn, yLabel: bytes ? "MiB" : "" });
+    $("memory").appendChild(legendOf(series));
+  }
+}
+
+function keyValueTable(entries) {
+  const table = el("table", { class: "kv" });
+  for (const [k, v] of entries) {
+    const tr = el("tr");
+    tr.append(el("th", {}, k), el("td", {}, typeof v === "object" && v !== null ? JSON.stringify(v) : format(v)));
+    table.appendChild(tr);
+  }
+  return table;
+}
+
+function renderRun() {
+  const { info } = state;
+  $("config").textContent = info.config || "(no config.yaml)";
+  $("env").replaceChildren(keyValueTable(Object.entries(info.env || {})));
+  const groups = Object.entries(info.status?.groups || {});
+  $("groups").replaceChildren(groups.length
+    ? keyValueTable(groups.map(([id, g]) => [id, `${(g.cells || []).length} cells · ${format(g.steps_done)} / ${format(g.steps)} steps · ${g.finished ? "finished" : "running"} · ${g.strategy || ""}`]))
+    : el("p", { class: "hint" }, "No group has started."));
+}
+
+async function renderMorph() {
+  if (!state.info.has_morph) return;
+  $("morph").hidden = false;
+  $("nav-morph").hidden = false;
+  const { files } = await getJson("api/morph");
+  const box = $("morph-files");
+  box.innerHTML = "";
+  for (const [name, content] of Object.entries(files)) {
+    box.appendChild(el("h3", {}, name));
+    if (content && content.columns && content.rows) {
+      const table = el("table", { class: "board" });
+      const head = el("tr");
+      for (const c of content.columns) head.appendChild(el("th", {}, c));
+      table.appendChild(head);
+      for (const row of content.rows) {
+        const tr = el("tr");
+        for (const c of content.columns) tr.appendChild(el("td", {}, format(row[c])));
+        table.appendChild(tr);
+      }
+      box.appendChild(table);
+    } else {
+      box.appendChild(el("pre", {}, JSON.stringify(content, null, 2)));
+    }
+  }
+}
+
+function renderSummary() {
+  const { info, board } = state;
+  $("bench-name").textContent = info.name;
+  document.title = `${info.name} · phosjax bench`;
+  const groups = Object.values(info.status?.groups || {});
+  const chips = [
+    `${board.rows.length} cells`,
+    `${info.models.length} models`,
+    `${groups.filter((g) => g.finished).length} / ${groups.length} groups finished`,
+    info.marker?.created ? `created ${info.marker.created.replace("T", " ").slice(0, 19)}` : null,
+    info.marker?.config_hash ? `config ${info.marker.config_hash.slice(0, 10)}` : null,
+  ].filter(Boolean);
+  $("summary").replaceChildren(...chips.map((c) => el("span", { class: "chip" }, c)));
+}
+
+function fillSelect(select, options, selected) {
+  select.replaceChildren(...options.map(([value, label]) => el("option", { value }, label)));
+  if (selected !== undefined) select.value = selected;
+}
+
+async function renderAll() {
+  renderBoard();
+  await Promise.all([renderCurves(), renderAux()]);
+}
+
+async function main() {
+  [state.info, state.board] = await Promise.all([getJson("api/bench"), getJson("api/cells")]);
+  describeColumns();
+  renderSummary();
+  const metrics = state.board.metrics;
+  fillSelect($("curve-metric"), metrics.map((m) => [m, m]), metrics.includes("loss") ? "loss" : metrics[0]);
+  fillSelect($("aux-split"), state.splits.map((s) => [s, s]), state.splits.includes("train") ? "train" : state.splits[0]);
+  fillSelect($("model-select"), state.info.models.map((m) => [m.model_id, `${m.model} (${m.model_id})`]));
+  renderFilters();
+  const params = new URLSearchParams(location.search); // ?mode=configs&metric=accuracy&model=ID
+  if (params.get("mode") === "configs") state.mode = "configs";
+  for (const [name, id] of [["metric", "curve-metric"], ["model", "model-select"]]) {
+    if ([...$(id).options].some((o) => o.value === params.get(name))) $(id).value = params.get(name);
+  }
+  for (const button of document.querySelectorAll(".segmented button")) {
+    button.classList.toggle("on", button.dataset.mode === state.mode);
+    button.addEventListener("click", () => {
+      state.mode = button.dataset.mode;
+      for (const b of document.querySelectorAll(".segmented button")) b.classList.toggle("on", b === button);
+      renderAll();
+    });
+  }
+  $("all-metrics").addEventListener("change", (e) => { state.allMetrics = e.target.checked; renderBoard(); });
+  $("curve-metric").addEventListener("change", renderCurves);
+  $("log-y").addEventListener("change", renderCurves);
+  $("aux-split").addEventListener("change", renderAux);
+  $("model-select").addEventListener("change", renderModel);
+  $("expand-all").addEventListener("click", () => document.querySelectorAll("#blurb details").forEach((d) => { d.open = true; }));
+  $("collapse-all").addEventListener("click", () => document.querySelectorAll("#blurb details").forEach((d) => { d.open = false; }));
+  let timer = null;
+  window.addEventListener("resize", () => { clearTimeout(timer); timer = setTimeout(() => { renderAll(); renderProfile(); }, 150); });
+  renderRun();
+  await Promise.all([renderAll(), renderModel(), renderProfile(), renderMorph()]);
+  document.body.dataset.ready = "true";
+}
+
+main().catch(showError);

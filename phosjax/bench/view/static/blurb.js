@@ -1,0 +1,84 @@
+// A model's blurb (`phosjax.core.blurb`, as JSON) as a collapsible tree of modules.
+
+import { format, escapeHtml } from "./plot.js";
+
+const COLUMNS = ["module", "type", "params", "output", "FLOPs", "latency"];
+
+function shapeText(outputs) {
+  const entries = Object.entries(outputs || {});
+  if (!entries.length) return "";
+  return entries.map(([key, spec]) => `${key ? key + " " : ""}(${spec.shape.join("×")}) ${spec.dtype}`).join(", ");
+}
+
+function value(v) {
+  if (Array.isArray(v)) return v.length > 8 ? `[${v.slice(0, 8).map(value).join(", ")}, …]` : `[${v.map(value).join(", ")}]`;
+  if (v && typeof v === "object") return JSON.stringify(v);
+  return format(v);
+}
+
+function infoLines(module) {
+  const lines = [];
+  for (const [name, knob] of Object.entries(module.knobs || {})) {
+    const doc = knob.doc ? ` <span class="muted">${escapeHtml(knob.doc)}</span>` : "";
+    lines.push(`<span class="tag knob">knob</span> ${escapeHtml(name)} = <b>${value(knob.value)}</b> <span class="muted">(default ${value(knob.default)})</span>${doc}`);
+  }
+  for (const [kind, label] of [["aux_losses", "aux loss"], ["path_weights", "path weight"], ["notes", "note"]]) {
+    for (const [name, v] of Object.entries(module[kind] || {})) {
+      lines.push(`<span class="tag ${kind}">${label}</span> ${escapeHtml(name)} = <b>${value(v)}</b>`);
+    }
+  }
+  for (const [collection, vars] of Object.entries(module.variables || {})) {
+    const text = Object.entries(vars).map(([name, spec]) => `${escapeHtml(name)} ${spec.shape.length ? `(${spec.shape.join("×")})` : "scalar"}`).join(", ");
+    lines.push(`<span class="tag var">${escapeHtml(collection)}</span> ${text}`);
+  }
+  return lines;
+}
+
+function moduleNode(module, depth) {
+  const node = document.createElement("details");
+  node.className = "module";
+  const children = module.children || [];
+  const lines = infoLines(module);
+  if (!children.length && !lines.length) node.classList.add("leaf");
+  node.open = depth < 2;
+  const summary = document.createElement("summary");
+  const name = module.path ? module.path.split("/").pop() : "(model)";
+  const cells = [name, module.type || "", format(module.params), shapeText(module.outputs),
+    module.flops === null ? "–" : format(module.flops, 3),
+    module.latency_s === null ? "–" : `${format(module.latency_s * 1e6, 3)} µs`];
+  cells.forEach((text, i) => {
+    const span = document.createElement("span");
+    span.className = `col col-${i}`;
+    span.textContent = text;
+    if (i === 0) { span.style.paddingLeft = `${depth * 18}px`; span.title = module.path || "(model)"; }
+    summary.appendChild(span);
+  });
+  node.appendChild(summary);
+  if (lines.length) {
+    const info = document.createElement("div");
+    info.className = "module-info";
+    info.style.paddingLeft = `${depth * 18 + 26}px`;
+    info.innerHTML = lines.map((l) => `<div>${l}</div>`).join("");
+    node.appendChild(info);
+  }
+  for (const child of children) node.appendChild(moduleNode(child, depth + 1));
+  return node;
+}
+
+export function renderBlurb(el, blurb) {
+  el.innerHTML = "";
+  const head = document.createElement("div");
+  head.className = "blurb-head";
+  for (const [i, label] of COLUMNS.entries()) {
+    const span = document.createElement("span");
+    span.className = `col col-${i}`;
+    span.textContent = label;
+    head.appendChild(span);
+  }
+  el.appendChild(head);
+  el.appendChild(moduleNode(blurb.root, 0));
+  const foot = document.createElement("p");
+  foot.className = "hint";
+  foot.textContent = `measured on ${blurb.backend}; click a module to open or close it`;
+  el.appendChild(foot);
+}

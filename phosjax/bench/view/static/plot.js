@@ -1,0 +1,236 @@
+// Small SVG charts for the bench viewer: line plots with bands, stacked bars, a tooltip.
+
+const SVG = "http://www.w3.org/2000/svg";
+const MARGIN = { left: 62, right: 14, top: 30, bottom: 42 };
+
+export function svg(tag, attrs = {}, parent = null) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (parent) parent.appendChild(node);
+  return node;
+}
+
+export function format(value, digits = 4) {
+  if (value === null || value === undefined || Number.isNaN(value)) return "–";
+  if (typeof value !== "number") return String(value);
+  if (Number.isInteger(value) && Math.abs(value) < 1e6) return String(value);
+  const abs = Math.abs(value);
+  if (abs !== 0 && (abs < 1e-3 || abs >= 1e6)) return value.toExponential(2);
+  return Number(value.toPrecision(digits)).toString();
+}
+
+export function formatBytes(value) {
+  if (value === null || value === undefined) return "–";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (Math.abs(value) >= 1024 && i < units.length - 1) { value /= 1024; i++; }
+  return `${format(value, 3)} ${units[i]}`;
+}
+
+// Tooltip shared by every chart: a fixed box that follows the mouse.
+export function showTooltip(event, html) {
+  const tip = document.getElementById("tooltip");
+  tip.innerHTML = html;
+  // Colours through the CSSOM: the page's CSP refuses inline style attributes.
+  for (const swatch of tip.querySelectorAll("[data-color]")) swatch.style.background = swatch.dataset.color;
+  tip.hidden = false;
+  const pad = 14;
+  const { innerWidth, innerHeight } = window;
+  const box = tip.getBoundingClientRect();
+  let x = event.clientX + pad, y = event.clientY + pad;
+  if (x + box.width > innerWidth) x = event.clientX - box.width - pad;
+  if (y + box.height > innerHeight) y = event.clientY - box.height - pad;
+  tip.style.left = `${Math.max(0, x)}px`;
+  tip.style.top = `${Math.max(0, y)}px`;
+}
+
+export function hideTooltip() {
+  document.getElementById("tooltip").hidden = true;
+}
+
+export function escapeHtml(text) {
+  return String(text).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+}
+
+// About `count` round tick values covering [lo, hi].
+export function ticks(lo, hi, count = 5) {
+  if (!(hi > lo)) return [lo];
+  const raw = (hi - lo) / count;
+  const power = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * power).find((s) => s >= raw);
+  const out = [];
+  for (let t = Math.ceil(lo / step) * step; t <= hi + step * 1e-9; t += step) out.push(Number(t.toPrecision(12)));
+  return out;
+}
+
+function logTicks(lo, hi) {
+  const out = [];
+  for (let e = Math.floor(Math.log10(lo)); e <= Math.ceil(Math.log10(hi)); e++) {
+    for (const m of [1, 2, 5]) {
+      const t = m * 10 ** e;
+      if (t >= lo && t <= hi) out.push(t);
+    }
+  }
+  return out.length >= 2 ? out : [lo, hi];
+}
+
+function extent(values, pad = 0) {
+  let lo = Infinity, hi = -Infinity;
+  for (const v of values) if (v !== null && Number.isFinite(v)) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+  if (lo === Infinity) return [0, 1];
+  if (lo === hi) { lo -= Math.abs(lo) * 0.1 || 0.5; hi += Math.abs(hi) * 0.1 || 0.5; }
+  const span = hi - lo;
+  return [lo - span * pad, hi + span * pad];
+}
+
+// The frame of a chart: the svg, scales, grid, axes, labels and title.
+function frame(el, { xs, ys, xLabel, yLabel, title, logY = false, height = 300, yFormat = format }) {
+  el.innerHTML = "";
+  const width = Math.max(280, el.clientWidth || 560);
+  const root = svg("svg", { width, height, class: "chart", viewBox: `0 0 ${width} ${height}` }, el);
+  const inner = { w: width - MARGIN.left - MARGIN.right, h: height - MARGIN.top - MARGIN.bottom };
+  const [x0, x1] = extent(xs);
+  let [y0, y1] = logY ? extent(ys.filter((v) => v > 0)) : extent(ys, 0.04);
+  if (logY && y0 <= 0) y0 = y1 / 1000;
+  const ty = logY ? (v) => Math.log10(v) : (v) => v;
+  const sx = (v) => MARGIN.left + ((v - x0) / (x1 - x0 || 1)) * inner.w;
+  const sy = (v) => MARGIN.top + inner.h - ((ty(v) - ty(y0)) / (ty(y1) - ty(y0) || 1)) * inner.h;
+  const grid = svg("g", { class: "grid" }, root);
+  const axes = svg("g", { class: "axes" }, root);
+  for (const t of ticks(x0, x1, Math.max(2, Math.floor(inner.w / 90)))) {
+    svg("line", { x1: sx(t), x2: sx(t), y1: MARGIN.top, y2: MARGIN.top + inner.h }, grid);
+    svg("text", { x: sx(t), y: MARGIN.top + inner.h + 16, "text-anchor": "middle" }, axes).textContent = format(t);
+  }
+  for (const t of logY ? logTicks(y0, y1) : ticks(y0, y1, Math.max(2, Math.floor(inner.h / 50)))) {
+    svg("line", { x1: MARGIN.left, x2: MARGIN.left + inner.w, y1: sy(t), y2: sy(t) }, grid);
+    svg("text", { x: MARGIN.left - 6, y: sy(t) + 4, "text-anchor": "end" }, axes).textContent = yFormat(t);
+  }
+  svg("rect", { class: "plot-border", x: MARGIN.left, y: MARGIN.top, width: inner.w, height: inner.h }, root);
+  svg("text", { class: "axis-label", x: MARGIN.left + inner.w / 2, y: height - 6, "text-anchor": "middle" }, root).textContent = xLabel;
+  svg("text", { class: "axis-label", transform: `translate(14 ${MARGIN.top + inner.h / 2}) rotate(-90)`, "text-anchor": "middle" }, root).textContent = yLabel;
+  if (title) svg("text", { class: "chart-title", x: MARGIN.left, y: 18 }, root).textContent = title;
+  const clip = `clip-${Math.random().toString(36).slice(2)}`;
+  svg("rect", { x: MARGIN.left, y: MARGIN.top, width: inner.w, height: inner.h }, svg("clipPath", { id: clip }, svg("defs", {}, root)));
+  const body = svg("g", { "clip-path": `url(#${clip})` }, root);
+  return { root, body, sx, sy, inner, x0, x1, y0, y1, logY };
+}
+
+function pathOf(xs, ys, sx, sy, ok) {
+  let d = "", pen = false;
+  for (let i = 0; i < xs.length; i++) {
+    if (!ok(ys[i])) { pen = false; continue; }
+    d += `${pen ? "L" : "M"}${sx(xs[i]).toFixed(1)},${sy(ys[i]).toFixed(1)}`;
+    pen = true;
+  }
+  return d;
+}
+
+// A line chart. series: [{key, label, color, x: [], y: [], lo?: [], hi?: []}].
+// Hovering shows the nearest step's values; `onHover(key | null)` reports the nearest series.
+export function linePlot(el, { series, xLabel = "step", yLabel = "", title = "", logY = false, height = 300, yFormat = format, onHover = null }) {
+  const xs = series.flatMap((s) => s.x);
+  const ys = series.flatMap((s) => [...s.y, ...(s.lo || []), ...(s.hi || [])]);
+  const f = frame(el, { xs, ys, xLabel, yLabel, title, logY, height, yFormat });
+  const ok = (v) => v !== null && Number.isFinite(v) && (!logY || v > 0);
+  for (const s of series) {
+    if (!s.lo) continue;
+    const top = pathOf(s.x, s.hi, f.sx, f.sy, ok);
+    const idx = s.x.map((_, i) => i).filter((i) => ok(s.lo[i]) && ok(s.hi[i])).reverse();
+    const bottom = idx.map((i) => `L${f.sx(s.x[i]).toFixed(1)},${f.sy(s.lo[i]).toFixed(1)}`).join("");
+    if (top) svg("path", { class: "band", d: `${top}${bottom}Z`, fill: s.color, "data-key": s.key }, f.body);
+  }
+  const lines = series.map((s) => svg("path", { class: "curve", d: pathOf(s.x, s.y, f.sx, f.sy, ok), stroke: s.color, "data-key": s.key }, f.body));
+  const rule = svg("line", { class: "rule", y1: MARGIN.top, y2: MARGIN.top + f.inner.h, visibility: "hidden" }, f.root);
+  const dot = svg("circle", { class: "dot", r: 4, visibility: "hidden" }, f.root);
+  const overlay = svg("rect", { class: "overlay", x: MARGIN.left, y: MARGIN.top, width: f.inner.w, height: f.inner.h }, f.root);
+  const nearestIndex = (arr, v) => {
+    let best = 0;
+    for (let i = 1; i < arr.length; i++) if (Math.abs(arr[i] - v) < Math.abs(arr[best] - v)) best = i;
+    return best;
+  };
+  overlay.addEventListener("mousemove", (event) => {
+    const box = f.root.getBoundingClientRect();
+    const mx = event.clientX - box.left, my = event.clientY - box.top;
+    const step = f.x0 + ((mx - MARGIN.left) / f.inner.w) * (f.x1 - f.x0);
+    const rows = [];
+    let near = null, nearDist = Infinity;
+    for (const s of series) {
+      if (!s.x.length) continue;
+      const i = nearestIndex(s.x, step);
+      if (!ok(s.y[i])) continue;
+      const dist = Math.hypot(f.sx(s.x[i]) - mx, f.sy(s.y[i]) - my);
+      if (dist < nearDist) { nearDist = dist; near = { s, i }; }
+      rows.push({ s, i });
+    }
+    if (!near) return;
+    rule.setAttribute("x1", f.sx(near.s.x[near.i])); rule.setAttribute("x2", f.sx(near.s.x[near.i]));
+    rule.setAttribute("visibility", "visible");
+    dot.setAttribute("cx", f.sx(near.s.x[near.i])); dot.setAttribute("cy", f.sy(near.s.y[near.i]));
+    dot.setAttribute("fill", near.s.color); dot.setAttribute("visibility", "visible");
+    rows.sort((a, b) => b.s.y[b.i] - a.s.y[a.i]);
+    const shown = rows.slice(0, 10).map(({ s, i }) => {
+      const spread = s.lo ? ` <span class="muted">[${format(s.lo[i])}, ${format(s.hi[i])}]</span>` : "";
+      const mark = s === near.s ? " class=\"near\"" : "";
+      return `<div${mark}><i data-color="${s.color}"></i>${escapeHtml(s.label)} <b>${yFormat(s.y[i])}</b>${spread}</div>`;
+    });
+    const more = rows.length > 10 ? `<div class="muted">… ${rows.length - 10} more</div>` : "";
+    showTooltip(event, `<div class="tip-head">${escapeHtml(xLabel)} ${format(near.s.x[near.i])}</div>${shown.join("")}${more}`);
+    if (onHover) onHover(near.s.key);
+  });
+  overlay.addEventListener("mouseleave", () => {
+    rule.setAttribute("visibility", "hidden"); dot.setAttribute("visibility", "hidden");
+    hideTooltip();
+    if (onHover) onHover(null);
+  });
+  return { lines };
+}
+
+// Horizontal stacked bars. rows: [{label, segments: [{name, value, color, detail}]}].
+export function stackedBars(el, { rows, xLabel = "seconds", title = "", legend = [] }) {
+  const rowHeight = 26;
+  const height = MARGIN.top + MARGIN.bottom + rows.length * rowHeight + 8;
+  const totals = rows.map((r) => r.segments.reduce((a, s) => a + s.value, 0));
+  el.innerHTML = "";
+  const width = Math.max(280, el.clientWidth || 560);
+  const labelWidth = Math.min(160, 12 + 7 * Math.max(...rows.map((r) => r.label.length), 4));
+  const root = svg("svg", { width, height, class: "chart", viewBox: `0 0 ${width} ${height}` }, el);
+  const left = labelWidth, innerW = width - left - MARGIN.right - 48; // room for the totals
+  const max = Math.max(...totals, 1e-9);
+  const sx = (v) => left + (v / max) * innerW;
+  const axes = svg("g", { class: "axes" }, root), grid = svg("g", { class: "grid" }, root);
+  const bottom = MARGIN.top + rows.length * rowHeight;
+  for (const t of ticks(0, max, Math.max(2, Math.floor(innerW / 90)))) {
+    svg("line", { x1: sx(t), x2: sx(t), y1: MARGIN.top, y2: bottom }, grid);
+    svg("text", { x: sx(t), y: bottom + 16, "text-anchor": "middle" }, axes).textContent = format(t);
+  }
+  svg("text", { class: "axis-label", x: left + innerW / 2, y: height - 8, "text-anchor": "middle" }, root).textContent = xLabel;
+  if (title) svg("text", { class: "chart-title", x: 8, y: 18 }, root).textContent = title;
+  rows.forEach((row, r) => {
+    const y = MARGIN.top + r * rowHeight + 4;
+    svg("text", { class: "bar-label", x: left - 8, y: y + rowHeight / 2 + 1, "text-anchor": "end" }, root).textContent = row.label;
+    let acc = 0;
+    for (const seg of row.segments) {
+      const bar = svg("rect", { class: "bar", x: sx(acc), y, width: Math.max(0, sx(acc + seg.value) - sx(acc)), height: rowHeight - 8, fill: seg.color }, root);
+      bar.addEventListener("mousemove", (e) => showTooltip(e, `<div class="tip-head">${escapeHtml(row.label)} · ${escapeHtml(seg.name)}</div>${seg.detail}`));
+      bar.addEventListener("mouseleave", hideTooltip);
+      acc += seg.value;
+    }
+    svg("text", { class: "bar-total", x: sx(acc) + 4, y: y + rowHeight / 2 + 1 }, root).textContent = `${format(acc, 3)} s`;
+  });
+  if (legend.length) el.appendChild(legendOf(legend));
+}
+
+export function legendOf(entries) {
+  const box = document.createElement("div");
+  box.className = "legend";
+  for (const { label, color, key } of entries) {
+    const item = document.createElement("span");
+    item.className = "legend-item";
+    if (key) item.dataset.key = key;
+    const swatch = document.createElement("i");
+    swatch.style.background = color;
+    item.append(swatch, document.createTextNode(label));
+    box.appendChild(item);
+  }
+  return box;
+}
