@@ -6,10 +6,16 @@ path weights for the choice model, a real blurb of a small nested model, a graph
 the profile tables and a ``morph/`` summary.
 """
 
+import contextlib
 import dataclasses
+import functools
 import hashlib
+import http.client
 import json
 import pathlib
+import threading
+from collections.abc import Iterator
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -19,6 +25,7 @@ import pandas as pd
 
 import phosjax as px
 from phosjax.bench import _layout
+from phosjax.bench.view import ViewerServer, make_server
 
 MODELS = {"mlp": "m-mlp", "choice": "m-choice"}
 LEARNING_RATES = (0.01, 0.003)
@@ -45,6 +52,7 @@ class _Net(nn.Module):
         return nn.Dense(2, name="head")(_Block(name="block_0")(nn.Dense(3, name="stem")(x)))
 
 
+@functools.cache
 def blurb_json() -> str:
     """A real blurb (cheap: no FLOPs, no latency) of a small three-level model."""
     x = jnp.ones((1, 4))
@@ -174,3 +182,36 @@ def write_bench(root: pathlib.Path, blurb_text: str) -> WrittenBench:
     memory.to_parquet(root / _layout.MEMORY, index=False)
     (root / _layout.MORPH / "summary.json").write_text(json.dumps({"flops_before": 1e6}))
     return WrittenBench(root, cells, results, json.loads(blurb_text), phases, memory)
+
+
+@contextlib.contextmanager
+def serving(directory: pathlib.Path) -> Iterator[ViewerServer]:
+    """The viewer of ``directory`` on a free local port, served from a thread."""
+    server = make_server(directory, port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def get(server: ViewerServer, raw_path: str, host: str | None = None) -> tuple[int, dict, bytes]:
+    """``(status, headers, body)`` of a GET of ``raw_path`` sent exactly as written."""
+    connection = http.client.HTTPConnection(*server.server_address[:2], timeout=10)
+    try:
+        headers = {"Host": host} if host else {}
+        connection.request("GET", raw_path, headers=headers)
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def get_json(server: ViewerServer, raw_path: str) -> Any:
+    """The JSON body of a GET that must succeed."""
+    status, _, body = get(server, raw_path)
+    assert status == 200, (raw_path, status, body[:300])
+    return json.loads(body)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from phosjax.bench import _layout
-from phosjax.bench.view._bench import BenchFiles
+from phosjax.bench.view._bench import BenchFiles, OutsideBenchError
 
 DEFAULT_POINTS = 400
 """Points per curve the server sends unless asked otherwise (long curves are thinned)."""
@@ -188,15 +188,18 @@ def model_file(bench: BenchFiles, folder: str, model_id: str) -> Any:
 
 
 def morph(bench: BenchFiles) -> dict[str, Any]:
-    """The JSON and Parquet files directly under ``morph/``, by name."""
+    """The JSON and Parquet files directly under ``morph/``, by name (links out skipped)."""
     folder = bench.path(_layout.MORPH)
     if not folder.is_dir():
         raise NotFound(f"The bench has no {_layout.MORPH}/ folder (run `python -m phosjax.morph`).")
     files: dict[str, Any] = {}
     for path in sorted(folder.iterdir()):
         relative = f"{_layout.MORPH}/{path.name}"
-        if path.suffix == ".json":
-            files[path.name] = bench.json(relative)
-        elif path.suffix == ".parquet":
-            files[path.name] = _records(bench.table(relative))
+        try:
+            if path.suffix == ".json":
+                files[path.name] = bench.json(relative)
+            elif path.suffix == ".parquet":
+                files[path.name] = _records(bench.table(relative))
+        except OutsideBenchError:
+            continue  # a link out of the bench is never read
     return {"files": files}

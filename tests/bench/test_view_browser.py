@@ -1,0 +1,79 @@
+"""The viewer in a real headless Chromium: the page loads a small finished bench, shows
+the leaderboard rows, draws the curves, the blurb tree, the graph and the profile."""
+
+import pathlib
+import shutil
+import subprocess
+
+import pytest
+
+from tests.bench._viewer_fixtures import SEEDS, SPLITS, blurb_json, serving, write_bench
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = pathlib.Path(__file__).resolve().parents[2] / "test-artifacts"
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="no chromium binary (Debian: apt-get install chromium; CI installs it)"
+)
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    return write_bench(tmp_path_factory.mktemp("benches") / "example", blurb_json())
+
+
+def _render(url: str, profile: pathlib.Path, screenshot: pathlib.Path | None = None) -> str:
+    """The DOM after the page's scripts ran (and a screenshot of the window, if asked)."""
+    command = [
+        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        "--no-first-run", "--hide-scrollbars", f"--user-data-dir={profile}",
+        "--virtual-time-budget=5000", "--window-size=1400,1000", "--dump-dom",
+    ]  # fmt: skip
+    if screenshot is not None:
+        command.append(f"--screenshot={screenshot}")
+    done = subprocess.run([*command, url], capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def _modules(module: dict) -> int:
+    return 1 + sum(_modules(child) for child in module["children"])
+
+
+def _between(dom: str, start: str, end: str) -> str:
+    return dom[dom.index(start) : dom.index(end, dom.index(start))]
+
+
+def test_page_shows_leaderboard_curves_blurb_and_profile(written, tmp_path):
+    ARTIFACTS.mkdir(exist_ok=True)
+    screenshot = ARTIFACTS / "viewer.png"
+    screenshot.unlink(missing_ok=True)
+    cells, choice_cells = len(written.cells), (written.cells.model == "choice").sum()
+    with serving(written.root) as server:
+        dom = _render(server.url + "?model=m-choice", tmp_path / "profile", screenshot)
+        configs_dom = _render(server.url + "?mode=configs", tmp_path / "profile")
+
+    assert 'data-ready="true"' in dom, "the page's script did not finish"
+    assert '<p id="error" class="error" hidden="">' in dom
+    assert dom.count('class="board-row"') == cells
+    for cell_id in written.cells.cell_id:
+        assert f">{cell_id}</td>" in dom
+    curves = _between(dom, 'id="curve-plots"', 'id="legend"')
+    assert curves.count('class="curve"') == cells * len(SPLITS)
+    assert all(curves.count(f">{split}</text>") == 1 for split in SPLITS)  # one plot each
+    aux = _between(dom, 'id="aux-plots"', 'id="models"')
+    assert aux.count('class="curve"') == 3 * choice_cells  # aux/balance and two path weights
+    blurb = _between(dom, 'id="blurb"', 'id="graph"')
+    assert blurb.count('<details class="module') == _modules(written.blurb["root"])
+    assert "softmax temperature" in blurb
+    graph = _between(dom, 'id="graph"', 'id="profile"')
+    assert graph.count('class="edge"') == 5 and graph.count('class="node ') == 5
+    phases = _between(dom, 'id="phases"', 'id="memory"')
+    assert phases.count('class="bar"') == len(written.phases)
+    assert _between(dom, 'id="memory"', 'id="morph"').count('class="curve"') == 2
+
+    assert configs_dom.count('class="board-row"') == cells // len(SEEDS)
+    curves = _between(configs_dom, 'id="curve-plots"', 'id="legend"')
+    assert curves.count('class="band"') == cells // len(SEEDS) * len(SPLITS)
+
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert screenshot.stat().st_size > 20_000  # a drawn page, not a blank one

@@ -1,0 +1,214 @@
+"""The viewer's server: each endpoint's JSON against the bench's files, safety, and errors."""
+
+import json
+import math
+import re
+import socket
+
+import numpy as np
+import pytest
+
+from phosjax.bench import _layout
+from phosjax.bench.view import NotABenchError, PortInUseError, make_server
+from phosjax.bench.view.__main__ import main
+from tests.bench._viewer_fixtures import (
+    GRAPH,
+    METRICS,
+    MODELS,
+    STEPS,
+    blurb_json,
+    get,
+    get_json,
+    serving,
+    write_bench,
+)
+
+SECRET = "top-secret-outside-the-bench"
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    root = tmp_path_factory.mktemp("benches")
+    (root / "secret.json").write_text(json.dumps({"secret": SECRET}))
+    bench = write_bench(root / "example", blurb_json())
+    (bench.root / _layout.BLURBS / "evil.json").symlink_to(root / "secret.json")
+    (bench.root / _layout.MORPH / "leak.json").symlink_to(root / "secret.json")
+    return bench
+
+
+@pytest.fixture(scope="module")
+def server(written):
+    with serving(written.root) as server:
+        yield server
+
+
+def _same(got, want):
+    """JSON numbers against the frame's: NaN was sent as null."""
+    if want is None or (isinstance(want, float) and math.isnan(want)):
+        return got is None
+    return got == pytest.approx(want, rel=1e-12)
+
+
+def test_bench_endpoint_describes_the_files(server, written):
+    info = get_json(server, "/api/bench")
+    assert info["name"] == "example"
+    assert info["marker"] == json.loads((written.root / _layout.MARKER).read_text())
+    assert info["config"] == (written.root / _layout.CONFIG).read_text()
+    assert info["hparams"] == ["lr", "width"]
+    assert info["metrics"] == list(METRICS)
+    assert info["models"] == [
+        {"model_id": "m-mlp", "model": "mlp", "has_blurb": True, "has_graph": False},
+        {"model_id": "m-choice", "model": "choice", "has_blurb": True, "has_graph": True},
+    ]
+    assert info["has_profile"] and info["has_morph"]
+    assert set(info["status"]["groups"]) == {"g-mlp", "g-choice"}
+
+
+def test_cells_endpoint_holds_each_cells_last_values(server, written):
+    board = get_json(server, "/api/cells")
+    assert [r["cell_id"] for r in board["rows"]] == written.cells["cell_id"].tolist()
+    assert board["splits"] == ["test", "train"]
+    last = written.results[written.results.step == STEPS[-1]]
+    for row in board["rows"]:
+        assert row["steps_done"] == STEPS[-1] and row["steps"] == STEPS[-1] and row["finished"]
+        assert row["lr"] in (0.01, 0.003) and row["width"] == 32
+        for split in ("train", "test"):
+            want = last[(last.cell_id == row["cell_id"]) & (last.split == split)].iloc[0]
+            for metric in METRICS:
+                assert _same(row["final"][split][metric], want[metric]), (split, metric)
+
+
+def test_results_endpoint_returns_the_curves(server, written):
+    cells = written.cells["cell_id"].tolist()[:2]
+    data = get_json(server, f"/api/results?cells={','.join(cells)}&columns=loss,aux/balance")
+    assert data["columns"] == ["loss", "aux/balance"]
+    assert sorted((s["cell_id"], s["split"]) for s in data["series"]) == sorted(
+        (c, s) for c in cells for s in ("train", "test")
+    )
+    for series in data["series"]:
+        rows = written.results[
+            (written.results.cell_id == series["cell_id"])
+            & (written.results.split == series["split"])
+        ]
+        assert series["step"] == list(STEPS)
+        np.testing.assert_allclose(series["values"]["loss"], rows["loss"], rtol=1e-12)
+        assert series["values"]["aux/balance"] == [None] * len(STEPS)  # mlp: NaN -> null
+
+
+def test_results_endpoint_thins_long_curves(server, written):
+    cell = written.cells["cell_id"].iloc[0]
+    data = get_json(server, f"/api/results?cells={cell}&columns=accuracy&max_points=5")
+    for series in data["series"]:
+        assert series["step"] == [0, 80, 150, 220, 300]  # first and last kept, evenly spread
+        rows = written.results[
+            (written.results.cell_id == cell) & (written.results.split == series["split"])
+        ].set_index("step")
+        np.testing.assert_allclose(
+            series["values"]["accuracy"], rows.loc[series["step"], "accuracy"]
+        )
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("columns=lossy", r"Unknown columns \['lossy'\]; the bench has \['loss'"),
+        ("columns=loss&cells=nope", r"Unknown cells \['nope'\]"),
+        ("columns=loss&max_points=1", "max_points must be at least 2, got 1"),
+    ],
+)
+def test_results_endpoint_names_what_is_wrong(server, query, message):
+    status, _, body = get(server, f"/api/results?{query}")
+    assert status == 400
+    assert re.search(message, json.loads(body)["error"])
+
+
+def test_blurb_graph_profile_and_morph_endpoints(server, written):
+    for model_id in MODELS.values():
+        assert get_json(server, f"/api/blurb/{model_id}") == written.blurb
+    assert get_json(server, "/api/graph/m-choice") == GRAPH
+    status, _, body = get(server, "/api/graph/m-mlp")
+    assert status == 404 and b"no graphs/m-mlp.json" in body
+    profile = get_json(server, "/api/profile")
+    assert profile["phases"]["rows"] == written.phases.to_dict("records")
+    assert profile["memory"]["columns"] == ["time_s", "host_rss_bytes", "device_bytes"]
+    np.testing.assert_allclose(
+        [r["host_rss_bytes"] for r in profile["memory"]["rows"]], written.memory["host_rss_bytes"]
+    )
+    assert get_json(server, "/api/morph") == {"files": {"summary.json": {"flops_before": 1e6}}}
+
+
+def test_page_and_static_files(server):
+    status, headers, body = get(server, "/")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert b'<script type="module" src="static/app.js">' in body
+    assert "default-src 'self'" in headers["Content-Security-Policy"]
+    for name, kind in [("app.js", "text/javascript"), ("style.css", "text/css")]:
+        status, headers, body = get(server, f"/static/{name}")
+        assert status == 200 and headers["Content-Type"].startswith(kind) and body
+    assert get(server, "/static/nope.js")[0] == 404
+    assert get(server, "/api/nope")[0] == 404
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/static/../../secret.json",
+        "/static/%2e%2e/%2e%2e/secret.json",
+        "/static/%2E%2E%2F%2E%2E%2Fsecret.json",
+        "/api/blurb/..%2F..%2Fsecret",
+        "/api/blurb/%2e%2e",
+        "/api/blurb/.hidden",
+        "/api/graph/..%5C..%5Csecret",
+        "//secret.json",
+        "/static//etc/passwd",
+        "/api/blurb/%2Fetc%2Fpasswd",
+        "/static/%00app.js",
+    ],
+)
+def test_paths_that_climb_out_are_refused(server, path):
+    status, _, body = get(server, path)
+    assert status in (403, 404), (path, status)
+    assert SECRET.encode() not in body
+
+
+def test_symlinks_out_of_the_bench_are_refused(server):
+    status, _, body = get(server, "/api/blurb/evil")
+    assert status == 403 and b"leads outside the bench" in body
+    assert SECRET.encode() not in get(server, "/api/morph")[2]  # the link is skipped
+
+
+def test_other_host_names_are_refused_on_loopback(server):
+    assert get(server, "/api/bench", host="evil.example.com")[0] == 403
+    assert get(server, "/api/bench", host=f"localhost:{server.server_address[1]}")[0] == 200
+
+
+def test_a_bench_that_just_started(tmp_path):
+    (tmp_path / _layout.MARKER).write_text(json.dumps({"format": 1}))
+    with serving(tmp_path) as server:
+        assert get_json(server, "/api/cells")["rows"] == []
+        info = get_json(server, "/api/bench")
+        assert info["metrics"] == [] and info["models"] == [] and not info["has_profile"]
+        assert get_json(server, "/api/profile") == {"phases": None, "memory": None}
+        assert get(server, "/api/morph")[0] == 404
+
+
+def test_a_directory_that_is_not_a_bench(tmp_path, written, capsys):
+    with pytest.raises(NotABenchError, match=r"is not a bench: it has no bench.json"):
+        make_server(tmp_path)
+    with pytest.raises(NotABenchError, match=r"Benches inside it: example\."):
+        make_server(written.root.parent)
+    assert main(["--dir", str(tmp_path / "missing"), "--port", "0"]) == 2
+    assert "missing is not a bench: no such directory" in capsys.readouterr().err
+
+
+def test_a_port_in_use(written, capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(PortInUseError, match=rf"Port {port} on 127.0.0.1 is already in use"):
+            make_server(written.root, port=port)
+        assert main(["--dir", str(written.root), "--port", str(port)]) == 2
+    assert f"Port {port} on 127.0.0.1 is already in use (another viewer?). Try --port" in (
+        capsys.readouterr().err
+    )
