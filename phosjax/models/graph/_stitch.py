@@ -88,7 +88,8 @@ def stitch(
 
     The stitched model has groups ``a`` (the front of ``a``), ``adapter`` and ``b``
     (the back of ``b``, whose ``layer_b`` now passes the adapter's output on); its
-    outputs are ``b``'s, e.g. ``"b/logits"``, and its input is ``a``'s.
+    outputs are ``b``'s, e.g. ``"b/logits"``, and its input is ``a``'s (where the back
+    of ``b`` still reads an input node of ``b``, it reads ``a``'s of the same name).
 
     Args:
       a, vars_a, layer_a: the front model, its variables and the layer to cut after.
@@ -114,6 +115,9 @@ def stitch(
     nodes = {ADAPTER: node(adapter, inputs=SEP + f"a{SEP}{layer_a}")}
     model, variables = merge({"a": front, "b": back}, nodes)
     model = rewire(model, f"b{SEP}{layer_b}", ADAPTER)
+    for path in back[0].graph.inputs:  # b's inputs that its back still needs (skips)
+        if path != layer_b:
+            model = rewire(model, f"b{SEP}{path}", f"a{SEP}{path}")
     for collection, tree in adapter_vars.items():
         variables.setdefault(collection, {})[ADAPTER] = tree
     return model, variables

@@ -1,0 +1,163 @@
+"""Surgery: extract, merge, rewire, stitch with a least-squares adapter, train_only."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from phosjax.models.graph import (
+    GraphError,
+    GraphModel,
+    default_adapter,
+    extract,
+    fit_adapter,
+    merge,
+    node,
+    rewire,
+    stitch,
+    train_only,
+)
+
+
+def conv_net(width: int = 6) -> GraphModel:
+    return GraphModel(
+        {
+            "channels": lambda x: x[..., None],
+            "conv1": nn.Conv(width, (3,)),
+            "act1": nn.relu,
+            "block": {
+                "conv": nn.Conv(width, (3,)),
+                "act": nn.relu,
+                "add": node(inputs=("act", "../act1"), combine="add"),
+            },
+            "pool": lambda h: h.mean(axis=1),
+            "logits": nn.Dense(3),
+        }
+    )
+
+
+@pytest.fixture
+def net(key):
+    model = conv_net()
+    x = jax.random.normal(key, (4, 10))
+    return model, model.init(key, x), x
+
+
+def test_extract_keeps_the_needed_nodes_and_their_params(net):
+    model, variables, x = net
+    full = model.apply(variables, x)
+    sub, sub_vars = extract(model, variables, inputs=["act1"], outputs=["pool"])
+    assert sub.nodes == ("act1", "block/conv", "block/act", "block/add", "pool")
+    assert sub.graph.inputs == ("act1",)
+    assert jax.tree.map(jnp.shape, sub_vars) == {
+        "params": {"block": {"conv": {"kernel": (3, 6, 6), "bias": (6,)}}}
+    }
+    out = sub.apply(sub_vars, full["act1"])
+    np.testing.assert_allclose(out["pool"], full["pool"], rtol=1e-6)
+    injected = model.apply(variables, None, outputs="pool", inject={"act1": 2 * full["act1"]})
+    np.testing.assert_allclose(sub.apply(sub_vars, 2 * full["act1"])["pool"], injected["pool"])
+    # Cutting inside the residual block: the skip still needs act1, which becomes an input.
+    inner, inner_vars = extract(model, variables, inputs=["block/act", "act1"], outputs="logits")
+    feeds = {"block/act": full["block/act"], "act1": full["act1"]}
+    np.testing.assert_allclose(inner.apply(inner_vars, feeds)["logits"], full["logits"], rtol=1e-6)
+    assert sorted(inner_vars["params"]) == ["logits"]
+
+
+def test_extract_front_keeps_original_inputs_and_rejects_unneeded_cuts(net):
+    model, variables, x = net
+    front, front_vars = extract(model, variables, outputs=["act1"])
+    assert front.nodes == ("input", "channels", "conv1", "act1")
+    np.testing.assert_array_equal(
+        front.apply(front_vars, x)["act1"], model.apply(variables, x)["act1"]
+    )
+    with pytest.raises(GraphError, match=r"extract's input 'logits' is not needed by"):
+        extract(model, variables, inputs=["logits"], outputs=["pool"])
+    with pytest.raises(GraphError, match=r"extract's inputs names 'act2', but 'act2' is not"):
+        extract(model, variables, inputs=["act2"])
+
+
+def test_merge_two_branches_into_one_model(net, key):
+    model, variables, x = net
+    other_vars = model.init(jax.random.key(1), x)
+    both, both_vars = merge(
+        {"a": (model, variables), "b": (model, other_vars)},
+        {"mean": node(inputs=("a/logits", "b/logits"), combine=lambda u, v: (u + v) / 2)},
+    )
+    assert both.graph.inputs == ("a/input", "b/input")
+    both = rewire(both, "b/input", "a/input")
+    assert both.graph.inputs == ("a/input",)
+    out = both.apply(both_vars, x, outputs="mean")["mean"]
+    expected = (model.apply(variables, x)["logits"] + model.apply(other_vars, x)["logits"]) / 2
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
+    assert jax.tree.structure(both_vars["params"]["b"]) == jax.tree.structure(other_vars["params"])
+
+
+def test_rewire_changes_inputs_and_checks_them(net):
+    model, variables, x = net
+    no_skip = rewire(model, "block/add", ["block/act", "block/act"])
+    assert ("act1", "block/add") not in no_skip.edges
+    out = no_skip.apply(variables, x)
+    np.testing.assert_allclose(out["block/add"], 2 * out["block/act"])
+    with pytest.raises(
+        GraphError,
+        match=r"takes input '/block/ac', but 'block/ac' is not a node; "
+        r"existing nodes: 'input', 'channels', 'conv1'",
+    ):
+        rewire(model, "block/add", "block/ac")
+    with pytest.raises(GraphError, match=r"rewire names 'blok/add', but 'blok/add' is not a node"):
+        rewire(model, "blok/add", "act1")
+    with pytest.raises(GraphError, match="cycle: conv1 -> act1 -> block/conv -> conv1"):
+        rewire(model, "conv1", "block/conv")
+
+
+def test_fit_adapter_recovers_a_linear_map(key):
+    h_a = jax.random.normal(key, (5, 7, 3))
+    kernel = jax.random.normal(jax.random.key(1), (3, 4))
+    h_b = h_a @ kernel + jnp.array([1.0, 2.0, 3.0, 4.0])
+    fitted = fit_adapter(h_a, h_b)
+    np.testing.assert_allclose(fitted["kernel"], kernel[None], atol=1e-4)
+    np.testing.assert_allclose(fitted["bias"], [1.0, 2.0, 3.0, 4.0], atol=1e-4)
+    adapter = default_adapter(h_a.shape, h_b.shape)
+    np.testing.assert_allclose(adapter.apply({"params": fitted}, h_a), h_b, atol=1e-4)
+    assert isinstance(default_adapter((5, 3), (5, 8)), nn.Dense)
+    with pytest.raises(GraphError, match=r"shape \(5, 7, 3\) to \(5, 6, 4\)"):
+        default_adapter((5, 7, 3), (5, 6, 4))
+
+
+def test_stitching_a_model_to_itself_is_the_model(net):
+    model, variables, x = net
+    expected = model.apply(variables, x)["logits"]
+    for layer in ("conv1", "block/conv"):
+        stitched, stitched_vars = stitch(model, variables, layer, model, variables, layer, x=x)
+        assert stitched.graph.inputs == ("a/input",)
+        assert set(stitched_vars["params"]) == {"a", "adapter", "b"}
+        out = stitched.apply(stitched_vars, x, outputs="b/logits")["b/logits"]
+        np.testing.assert_allclose(out, expected, atol=1e-4)
+    # block/conv's 6 channels have full rank, so least squares finds the identity; the
+    # skip inside b's back (from b/act1) reads a's input.
+    assert ("a/input", "b/input") in stitched.edges
+    np.testing.assert_allclose(
+        stitched_vars["params"]["adapter"]["kernel"][0], jnp.eye(6), atol=1e-4
+    )
+    assert sorted(stitched_vars["params"]["a"]) == ["block", "conv1"]
+    custom, custom_vars = stitch(
+        model, variables, "act1", model, variables, "act1", nn.Dense(6), x=x
+    )
+    assert custom_vars["params"]["adapter"]["kernel"].shape == (6, 6)
+
+
+def test_train_only_moves_the_adapter_alone(net):
+    model, variables, x = net
+    stitched, stitched_vars = stitch(model, variables, "act1", model, variables, "act1", x=x)
+    optimizer = train_only(optax.sgd(0.1), "adapter/**")
+    params = stitched_vars["params"]
+    grads = jax.grad(lambda p: stitched.apply({"params": p}, x)["b/logits"].sum())(params)
+    updates, _ = optimizer.update(grads, optimizer.init(params), params)
+    new = optax.apply_updates(params, updates)
+    changed = jax.tree.map(lambda u, v: bool((u != v).any()), params, new)
+    assert changed["adapter"] == {"kernel": True, "bias": True}
+    assert not any(jax.tree.leaves({k: v for k, v in changed.items() if k != "adapter"}))
+    with pytest.raises(KeyError, match="'adaptor/\\*\\*' matched no parameter"):
+        train_only(optax.sgd(0.1), "adaptor/**").init(params)
