@@ -1,0 +1,168 @@
+"""Export a bench to MLflow: one MLflow run per finished cell.
+
+``python -m phosjax.bench.export --dir runs/example --mlflow URI [--experiment NAME]``
+
+Each run gets the cell's columns and hyperparameters as params, every metric per step
+and split as ``<split>/<metric>`` (``test/accuracy``, ``train/aux/balance``), the model's
+blurb (and graph drawing) as artifacts under ``blurb/`` (``graph/``), the bench's
+``config.yaml`` and ``env.json`` under ``bench/``, and the tags ``phosjax.cell_id``,
+``phosjax.bench`` and ``phosjax.config_hash``. Exporting again skips the cells already
+exported (finished runs with the same cell id and config hash); cells whose group has not
+finished training are left for later. Needs the ``mlflow`` extra (``mlflow-skinny``).
+
+MLflow 3 refuses ``file:`` stores unless ``MLFLOW_ALLOW_FILE_STORE=true`` is set; a
+tracking server (``http://...``) or ``sqlite:///mlflow.db`` (full ``mlflow``) need nothing.
+"""
+
+import argparse
+import dataclasses
+import math
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from phosjax.bench import _layout
+from phosjax.bench.view._bench import BenchFiles, NotABenchError
+
+TAG_CELL = "phosjax.cell_id"
+TAG_BENCH = "phosjax.bench"
+TAG_CONFIG = "phosjax.config_hash"
+_BATCH = 1000  # MLflow's most metrics per log_batch call
+_PARAMS_BATCH = 100  # and params
+_MODEL_ARTIFACTS = {_layout.BLURBS: "blurb", _layout.GRAPHS: "graph"}
+_INSTALL = "Exporting to MLflow needs the mlflow extra: pip install 'phosjax[mlflow]'."
+
+
+@dataclasses.dataclass(frozen=True)
+class Exported:
+    """What `export_mlflow` did: ``{cell_id: run_id}`` of new runs and the cells it skipped."""
+
+    experiment_id: str
+    runs: dict[str, str]
+    already_exported: list[str]
+    unfinished: list[str]
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _exported_cells(client: Any, experiment_id: str, config_hash: str) -> set[str]:
+    """Cell ids with a finished run of this bench config in the experiment."""
+    found: set[str] = set()
+    token = None
+    query = f"attributes.status = 'FINISHED' and tags.`{TAG_CONFIG}` = '{config_hash}'"
+    while True:
+        page = client.search_runs([experiment_id], query, max_results=1000, page_token=token)
+        found.update(run.data.tags.get(TAG_CELL) for run in page)
+        token = page.token
+        if not token:
+            return found
+
+
+def _metrics(rows: Any, metrics: Sequence[str], timestamp: int) -> list[Any]:
+    """MLflow metrics ``<split>/<metric>`` at every step of one cell's result rows."""
+    from mlflow.entities import Metric
+
+    logged = []
+    for split, by_split in rows.groupby("split", sort=True):
+        steps = by_split["step"].tolist()
+        for metric in metrics:
+            values = by_split[metric].tolist()
+            if all(math.isnan(v) for v in values):
+                continue  # never recorded for this model (an aux loss it lacks)
+            key = f"{split}/{metric}"
+            logged += [
+                Metric(key, float(v), timestamp, int(s)) for s, v in zip(steps, values, strict=True)
+            ]
+    return logged
+
+
+def _artifacts(bench: BenchFiles, model_id: str) -> list[tuple[str, str]]:
+    """``(file, artifact folder)`` of the model's blurb and graph and the bench's config."""
+    files = [(bench.named(f, model_id, ".json"), a) for f, a in _MODEL_ARTIFACTS.items()]
+    files += [(bench.path(relative), "bench") for relative in (_layout.CONFIG, _layout.ENV)]
+    return [(str(path), folder) for path, folder in files if path.is_file()]
+
+
+def export_mlflow(directory: str, tracking_uri: str, experiment: str | None = None) -> Exported:
+    """Logs every finished cell of the bench in ``directory`` as an MLflow run.
+
+    Args:
+      directory: the bench directory.
+      tracking_uri: MLflow's tracking URI (``http://host:5000``, ``sqlite:///mlflow.db``,
+        ``file:/path/mlruns``).
+      experiment: the experiment's name (made when missing); the bench's name by default.
+
+    Returns:
+      The new runs by cell id and the cells skipped (already exported, or not finished).
+    """
+    from mlflow.entities import Param
+    from mlflow.tracking import MlflowClient
+
+    bench = BenchFiles(directory)
+    client = MlflowClient(tracking_uri)
+    name = experiment or bench.name
+    found = client.get_experiment_by_name(name)
+    experiment_id = found.experiment_id if found else client.create_experiment(name)
+    config_hash = str((bench.json(_layout.MARKER) or {}).get("config_hash", ""))
+    done = _exported_cells(client, experiment_id, config_hash)
+    groups = (bench.json(_layout.STATUS) or {}).get("groups", {})
+    finished = {g for g, status in groups.items() if status.get("finished")}
+    metrics = bench.metrics()
+    results = bench.results(metrics)
+    exported = Exported(experiment_id, {}, [], [])
+    for cell in bench.cells().to_dict("records"):
+        cell_id = cell["cell_id"]
+        if cell_id in done:
+            exported.already_exported.append(cell_id)
+            continue
+        if cell["group_id"] not in finished:
+            exported.unfinished.append(cell_id)
+            continue
+        tags = {TAG_CELL: cell_id, TAG_BENCH: bench.name, TAG_CONFIG: config_hash}
+        run_name = f"{cell['model']}-{cell_id}"
+        run_id = client.create_run(experiment_id, tags=tags, run_name=run_name).info.run_id
+        for params in _chunks([Param(str(k), str(v)) for k, v in cell.items()], _PARAMS_BATCH):
+            client.log_batch(run_id, params=params)
+        logged = _metrics(results[results["cell_id"] == cell_id], metrics, int(time.time() * 1e3))
+        for batch in _chunks(logged, _BATCH):
+            client.log_batch(run_id, metrics=batch)
+        for path, folder in _artifacts(bench, cell["model_id"]):
+            client.log_artifact(run_id, path, folder)
+        client.set_terminated(run_id)
+        exported.runs[cell_id] = run_id
+    return exported
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line; returns the exit status (2 for bad input)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m phosjax.bench.export", description="Log a bench's cells to MLflow."
+    )
+    parser.add_argument("--dir", required=True, help="the bench directory (runs/NAME)")
+    parser.add_argument("--mlflow", required=True, metavar="URI", help="MLflow tracking URI")
+    parser.add_argument("--experiment", help="experiment name (default: the bench's name)")
+    args = parser.parse_args(argv)
+    try:
+        import mlflow.exceptions
+    except ImportError:
+        print(f"error: {_INSTALL}", file=sys.stderr)
+        return 2
+    try:
+        exported = export_mlflow(args.dir, args.mlflow, args.experiment)
+    except (NotABenchError, mlflow.exceptions.MlflowException) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(
+        f"Exported {len(exported.runs)} cells to MLflow experiment {exported.experiment_id} "
+        f"at {args.mlflow}; {len(exported.already_exported)} were already there, "
+        f"{len(exported.unfinished)} not finished yet."
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

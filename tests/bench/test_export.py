@@ -1,0 +1,91 @@
+"""`python -m phosjax.bench.export`: every finished cell as an MLflow run in a local store."""
+
+import json
+import pathlib
+import shutil
+import sys
+
+import pytest
+
+from phosjax.bench import _layout
+from phosjax.bench.export import TAG_CELL, export_mlflow, main
+from tests.bench._viewer_fixtures import METRICS, STEPS, blurb_json, write_bench
+
+mlflow = pytest.importorskip("mlflow", reason="the mlflow extra (mlflow-skinny) is not installed")
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    # MLflow 3 keeps the file store only on request; it is the store a test can make locally.
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    return f"file:{tmp_path / 'mlruns'}"
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    return write_bench(tmp_path_factory.mktemp("benches") / "example", blurb_json())
+
+
+def _runs(store, experiment="example"):
+    client = mlflow.tracking.MlflowClient(store)
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    runs = client.search_runs([experiment_id], max_results=100)
+    return client, {run.data.tags[TAG_CELL]: run for run in runs}
+
+
+def test_every_cell_becomes_a_run_with_params_metrics_and_blurb(written, store, tmp_path):
+    exported = export_mlflow(str(written.root), store)
+    assert sorted(exported.runs) == sorted(written.cells.cell_id)
+    client, runs = _runs(store)
+    assert sorted(runs) == sorted(written.cells.cell_id)
+    for cell in written.cells.to_dict("records"):
+        run = runs[cell["cell_id"]]
+        assert run.info.status == "FINISHED"
+        assert run.info.run_name == f"{cell['model']}-{cell['cell_id']}"
+        assert run.data.params == {k: str(v) for k, v in cell.items()}
+        expected = {
+            f"{split}/{metric}"
+            for split in ("train", "test")
+            for metric in METRICS
+            if cell["model"] == "choice" or not metric.startswith(("aux/", "path_weight/"))
+        }
+        assert set(run.data.metrics) == expected
+        history = client.get_metric_history(run.info.run_id, "test/loss")
+        rows = written.results[
+            (written.results.cell_id == cell["cell_id"]) & (written.results.split == "test")
+        ]
+        assert [m.step for m in history] == list(STEPS)
+        assert [m.value for m in history] == pytest.approx(rows["loss"].tolist(), rel=1e-12)
+        folders = {f.path for f in client.list_artifacts(run.info.run_id)}
+        assert folders == (
+            {"blurb", "bench", "graph"} if cell["model"] == "choice" else {"blurb", "bench"}
+        )
+        blurb = client.download_artifacts(
+            run.info.run_id, f"blurb/{cell['model_id']}.json", str(tmp_path)
+        )
+        assert json.loads(pathlib.Path(blurb).read_text()) == written.blurb
+
+
+def test_exporting_again_skips_exported_and_unfinished_cells(written, store, tmp_path):
+    partial = tmp_path / "partial"
+    shutil.copytree(written.root, partial)
+    status = json.loads((partial / _layout.STATUS).read_text())
+    status["groups"]["g-mlp"]["finished"] = False
+    (partial / _layout.STATUS).write_text(json.dumps(status))
+    first = export_mlflow(str(partial), store, experiment="example")
+    mlp = sorted(written.cells[written.cells.model == "mlp"].cell_id)
+    assert sorted(first.unfinished) == mlp and len(first.runs) == len(written.cells) - len(mlp)
+    second = export_mlflow(str(written.root), store)
+    assert sorted(second.runs) == mlp and sorted(second.already_exported) == sorted(first.runs)
+    assert len(_runs(store)[1]) == len(written.cells)
+
+
+def test_command_line(written, store, tmp_path, capsys, monkeypatch):
+    assert main(["--dir", str(written.root), "--mlflow", store, "--experiment", "cli"]) == 0
+    assert f"Exported {len(written.cells)} cells to MLflow experiment" in capsys.readouterr().out
+    assert len(_runs(store, "cli")[1]) == len(written.cells)
+    assert main(["--dir", str(tmp_path), "--mlflow", store]) == 2
+    assert "is not a bench: it has no bench.json" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "mlflow.exceptions", None)  # as if not installed
+    assert main(["--dir", str(written.root), "--mlflow", store]) == 2
+    assert "needs the mlflow extra: pip install 'phosjax[mlflow]'" in capsys.readouterr().err
