@@ -54,7 +54,11 @@ class Group:
         return len(self.cells)
 
     def values(self) -> dict[str, np.ndarray]:
-        """The per-cell values, stacked on a leading cell axis (float32)."""
+        """The per-cell values, stacked on a leading cell axis (float32).
+
+        ``regularizer_strength`` and ``knob_value`` (one column per regularizer or knob)
+        are left out when there are none.
+        """
 
         def stack(get: Any, width: int | None = None) -> np.ndarray:
             rows = [get(cell.hparams) for cell in self.cells]
@@ -62,16 +66,19 @@ class Group:
             return np.asarray(rows, np.float32).reshape(shape)
 
         hp = self.hparams
-        return {
+        values = {
             "learning_rate": stack(lambda h: h.learning_rate),
             "weight_decay": stack(lambda h: h.weight_decay),
             "momentum": stack(lambda h: h.momentum),
             "label_smoothing": stack(lambda h: h.label_smoothing),
-            "regularizer_strength": stack(
-                lambda h: [r.strength for r in h.regularizers], len(hp.regularizers)
-            ),
-            "knob_value": stack(lambda h: [v for _, v in h.knobs], len(hp.knobs)),
         }
+        if hp.regularizers:
+            values["regularizer_strength"] = stack(
+                lambda h: [r.strength for r in h.regularizers], len(hp.regularizers)
+            )
+        if hp.knobs:
+            values["knob_value"] = stack(lambda h: [v for _, v in h.knobs], len(hp.knobs))
+        return values
 
 
 def plan_groups(cells: Sequence[Cell]) -> list[Group]:

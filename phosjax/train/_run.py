@@ -109,16 +109,23 @@ def run_group(
     def make_chunk(num_steps: int) -> Any:
         return make_train_chunk(model, hp, num_steps)
 
+    stops = _stops(start, until, chunk_steps, hp.eval_every)
     timings: dict[str, float] = {}
     if strategy == "auto":
         strategy, timings = choose_strategy(
-            signature, make_chunk, state, arrays, num_cells=len(group), devices=devices
+            signature,
+            make_chunk,
+            state,
+            arrays,
+            num_cells=len(group),
+            devices=devices,
+            steps=min(stops[0] - start if stops else chunk_steps, 10),
         )
     executor = Executor(strategy, len(group), devices)
     state, arrays = executor.put_state(state), executor.put_data(arrays)
     chunks = []
     step = start
-    for stop in _stops(start, until, chunk_steps, hp.eval_every):
+    for stop in stops:
         n = stop - step
         state, metrics = executor.run(
             ("train", signature, n), lambda n=n: make_chunk(n), state, arrays, donate=True

@@ -24,7 +24,9 @@ class GroupState:
       collections: the other persistent variable collections (``batch_stats``, ``knobs``).
       opt_state: the optimizer state (its ``hyperparams`` hold each cell's learning rate,
         weight decay and momentum).
-      hparams: the other per-cell values: ``label_smoothing`` and ``regularizer_strength``.
+      hparams: the other per-cell values: ``label_smoothing`` and, when there are
+        regularizers, ``regularizer_strength`` (no zero-size arrays: their sharding
+        would not survive a compiled call).
       data_key: raw key data drawing each cell's batches.
       dropout_key: raw key data for the ``"dropout"`` stream (folded with the step).
       step: steps done.
@@ -74,7 +76,7 @@ def _init_fn(signature: Any, input_shape: tuple[int, ...]) -> Any:
             params=params,
             collections=variables,
             opt_state=tx.init(params),
-            hparams={k: v[k] for k in ("label_smoothing", "regularizer_strength")},
+            hparams={k: v[k] for k in ("label_smoothing", "regularizer_strength") if k in v},
             data_key=jax.random.key_data(data_key),
             dropout_key=jax.random.key_data(dropout_key),
             step=jnp.zeros((), jnp.int32),

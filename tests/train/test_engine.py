@@ -90,7 +90,7 @@ def test_sharded_equals_unsharded_and_pads_five_cells_on_four_devices(toy):
             group, init_group(group, toy), toy, strategy="vmap", chunk_steps=8, devices=devices
         )
         assert jax.tree.leaves(state)[0].shape[0] == 5
-        assert run.chunks[-1].train["loss"].shape == (5, 8)
+        assert run.chunks[-1].train["loss"].shape == (5, 4)
         assert run.chunks[-1].eval["loss"].shape == (5,)
         outs[name] = (jax.device_get(state), [(c.train, c.eval) for c in run.chunks])
     assert_trees_close(outs["one"], outs["four"])

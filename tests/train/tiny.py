@@ -26,7 +26,8 @@ class _Rich(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        h = nn.BatchNorm(use_running_average=not train)(nn.Dense(self.width)(x))
+        # No bias before BatchNorm: its gradient is rounding noise that Adam would amplify.
+        h = nn.BatchNorm(use_running_average=not train)(nn.Dense(self.width, use_bias=False)(x))
         h = nn.Dropout(0.25, deterministic=not train)(nn.relu(h))
         gate = jax.nn.sigmoid(self.param("gate", nn.initializers.zeros, ()))
         out = jnp.zeros((x.shape[0], 3))

@@ -1,0 +1,108 @@
+"""Every strategy gives the same numbers; BatchNorm, dropout, knobs, aux losses, path
+weights and regularizers all reach the train step."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import phosjax as px
+from phosjax.data import batch_indices
+from phosjax.train import STRATEGIES, Cell, HParams, Regularizer, init_group, plan_groups, run_group
+from tests.train.tiny import Tiny
+
+TOL = {"rtol": 2e-5, "atol": 2e-6}
+REGS = (Regularizer("**/kernel", "l2", 1e-3), Regularizer("pre_act_*", "l1", 0.1, on="activations"))
+
+
+def rich_cell(seed: int, temperature: float, strength: float, smoothing: float) -> Cell:
+    regs = (REGS[0], Regularizer("pre_act_*", "l1", strength, on="activations"))
+    hp = HParams(
+        batch_size=16,
+        steps=5,
+        label_smoothing=smoothing,
+        regularizers=regs,
+        knobs={"T": temperature},
+    )
+    return Cell(Tiny(rich=True), "toy", hp, seed)
+
+
+CELLS = [rich_cell(0, 1.0, 0.1, 0.0), rich_cell(1, 2.0, 0.0, 0.1), rich_cell(2, 1.0, 0.3, 0.0)]
+
+
+@pytest.fixture(scope="module")
+def runs(toy):
+    [group] = plan_groups(CELLS)
+    out = {}
+    for strategy in [*STRATEGIES, "auto"]:
+        state, run = run_group(group, init_group(group, toy), toy, strategy=strategy)
+        out[strategy] = jax.device_get(state), run
+    return group, out
+
+
+def test_vmap_map_and_sequential_agree(runs):
+    _, out = runs
+    ref_state, ref_run = out["vmap"]
+    for strategy in ("map", "sequential"):
+        state, run = out[strategy]
+        assert run.strategy == strategy and run.timings == {}
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **TOL), state, ref_state)
+        for a, b in zip(run.chunks, ref_run.chunks, strict=True):
+            jax.tree.map(
+                lambda x, y: np.testing.assert_allclose(x, y, **TOL),
+                (a.train, a.eval),
+                (b.train, b.eval),
+            )
+
+
+def test_auto_measures_every_strategy_and_keeps_the_fastest(runs):
+    _, out = runs
+    state, run = out["auto"]
+    assert set(run.timings) == set(STRATEGIES) and min(run.timings.values()) > 0
+    assert run.strategy == min(run.timings, key=run.timings.get)
+    ref = out[run.strategy][0]
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **TOL), state, ref)
+
+
+def test_knobs_batch_stats_and_metrics_per_cell(runs, toy):
+    group, out = runs
+    state, run = out["vmap"]
+    init = jax.device_get(init_group(group, toy))
+    assert state.collections["knobs"]["T"].tolist() == [1.0, 2.0, 1.0]
+    assert not np.allclose(
+        state.collections["batch_stats"]["BatchNorm_0"]["mean"],
+        init.collections["batch_stats"]["BatchNorm_0"]["mean"],
+    )
+    train = run.chunks[0].train
+    assert {"aux/l1", "path_weight/branch_0", "path_weight/branch_1", "grad_norm"} <= set(train)
+    np.testing.assert_allclose(train["path_weight/branch_0"][:, 0], 0.5)  # sigmoid(0)
+    assert set(run.chunks[-1].eval) == {"loss", "accuracy"}
+
+
+def test_loss_adds_task_aux_and_each_cells_regularizers(runs, toy):
+    """Step 1's loss, recomputed from the initial state with the same batch and dropout key."""
+    group, out = runs
+    train = out["vmap"][1].chunks[0].train
+    init = jax.device_get(init_group(group, toy))
+    model = group.model.build()
+    for i, cell in enumerate(CELLS):
+        params = jax.tree.map(lambda a, i=i: a[i], init.params)
+        collections = jax.tree.map(lambda a, i=i: a[i], init.collections)
+        data_key = jax.random.wrap_key_data(init.data_key[i])
+        idx = batch_indices(data_key, 0, toy.num_train, 16)
+        rng = jax.random.fold_in(jax.random.wrap_key_data(init.dropout_key[i]), 0)
+        _, found = px.probe(
+            model,
+            {"params": params, **collections},
+            jnp.asarray(toy.x_train)[idx],
+            "pre_act_*",
+            train=True,
+            rngs={"dropout": rng},
+            mutable=["batch_stats"],
+        )
+        activations = sum(jnp.abs(v).mean() for v in found.values())
+        kernels = sum(jnp.sum(k**2) for k in jax.tree.leaves(params) if k.ndim == 2)
+        regs = cell.hparams.regularizers
+        expected = regs[0].strength * kernels + regs[1].strength * activations
+        extra = train["loss"][i, 0] - train["task_loss"][i, 0] - train["aux/l1"][i, 0]
+        np.testing.assert_allclose(extra, expected, rtol=1e-4)
