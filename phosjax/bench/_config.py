@@ -1,0 +1,213 @@
+"""`BenchConfig`: what a bench trains, as typed frozen dataclasses read from YAML.
+
+Every field of `Grid` may be one value or a list of values; a list is an axis of the
+grid. Loading a config never runs code: YAML is parsed with ``yaml.safe_load`` and
+model plugins are imported only when named with ``--import``.
+"""
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import pathlib
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+
+class BenchError(ValueError):
+    """Bad bench input: a config, a directory or a name; the message says what is right."""
+
+
+def _nearest(word: str, known: list[str]) -> str:
+    near = difflib.get_close_matches(word, known, n=3, cutoff=0.5)
+    hint = f" Did you mean {' or '.join(map(repr, near))}?" if near else ""
+    return f"{hint} Valid keys: {', '.join(known)}."
+
+
+def check_keys(data: Any, cls: type, where: str) -> None:
+    """Raises `BenchError` naming any key of ``data`` that ``cls`` has no field for."""
+    if not isinstance(data, Mapping):
+        raise BenchError(f"{where} must be a mapping of keys to values, got {data!r}.")
+    known = [field.name for field in dataclasses.fields(cls)]
+    for key in data:
+        if key not in known:
+            raise BenchError(f"unknown key {key!r} in {where}.{_nearest(str(key), known)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelEntry:
+    """One model of the bench: a registered name and optional explicit sizes.
+
+    Attributes:
+      name: a registered model name (see `phosjax.models.registered_models`).
+      depth: blocks per stage (None: the grid's ``depth``, else the model's default).
+      width: width per stage, an int or a list (None: the grid's, else the default).
+      options: model-specific options (see the model's registration).
+    """
+
+    name: str
+    depth: int | None = None
+    width: int | list[int] | None = None
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, entry: "str | Mapping[str, Any] | ModelEntry") -> "ModelEntry":
+        """A `ModelEntry` from a name, a mapping with its fields, or an entry."""
+        if isinstance(entry, ModelEntry):
+            return entry
+        if isinstance(entry, str):
+            return cls(entry)
+        check_keys(entry, cls, "a models entry")
+        if "name" not in entry:
+            raise BenchError(f"a models entry needs a 'name', got {dict(entry)!r}.")
+        return cls(**entry)
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+    """Training hyperparameters; a list is an axis of the grid (every value is tried).
+
+    ``width`` is special: a list is an axis of widths, and each value is an int or a
+    list of per-stage widths (``width: [[16, 32]]`` is ONE two-stage width). ``depth``
+    and ``width`` apply to models whose entry does not set them (None: the model's
+    default). ``knobs`` maps a knob selector to a value or a list of values; a model
+    that declares no knob the selector matches ignores that axis.
+    """
+
+    optimizer: str | list[str] = "adam"
+    learning_rate: float | list[float] = 1e-3
+    weight_decay: float | list[float] = 0.0
+    momentum: float | list[float] = 0.9
+    batch_size: int | list[int] = 128
+    steps: int | list[int] = 1000
+    label_smoothing: float | list[float] = 0.0
+    grad_clip: float | list[float | None] | None = None
+    depth: int | list[int | None] | None = None
+    width: int | list[int | list[int] | None] | None = None
+    knobs: dict[str, float | list[float]] = dataclasses.field(default_factory=dict)
+
+    def axes(self) -> dict[str, list[Any]]:
+        """Every field as a list of values (knobs as ``knob/<selector>``), in field order."""
+        out = {}
+        for field in dataclasses.fields(self):
+            if field.name == "knobs":
+                continue
+            value = getattr(self, field.name)
+            out[field.name] = list(value) if isinstance(value, list | tuple) else [value]
+        for selector, values in self.knobs.items():
+            out[f"knob/{selector}"] = list(values) if isinstance(values, list) else [values]
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchConfig:
+    """A bench: models x data sets x grid x seeds, and how to run it.
+
+    Attributes:
+      models: model names or entries ``{name, depth, width, options}``.
+      datasets: data set names (see `phosjax.data.load`).
+      grid: the hyperparameters (`Grid`); lists are axes.
+      seeds: a number of seeds (0, 1, ...) or the list of seeds.
+      eval_every: evaluate on the test split every this many steps (0: only at the end).
+      checkpoint_every: save each group's state (and flush its results) every this many
+        steps; 0 saves only at the end.
+      chunk_steps: steps per dispatch (None: the largest divisor of ``eval_every`` and
+        ``checkpoint_every`` up to 250, so that every chunk compiles once).
+      strategy: how the engine runs a group: ``"auto"``, ``"vmap"``, ``"map"`` or
+        ``"sequential"`` (see `phosjax.train.run_group`).
+      data_dir: where data sets are prepared (None: `phosjax.data.default_data_dir`).
+      blurb_flops: measure FLOPs in each model's blurb (costs a compile per module).
+
+    Examples:
+      >>> config = BenchConfig.from_dict({"models": ["mlp"], "grid": {"steps": 20}})
+      >>> config.grid.steps, config.seed_list()
+      (20, [0, 1])
+    """
+
+    models: list[str | dict[str, Any]] = dataclasses.field(default_factory=lambda: ["mlp"])
+    datasets: list[str] = dataclasses.field(default_factory=lambda: ["mnist1d"])
+    grid: Grid = dataclasses.field(default_factory=Grid)
+    seeds: int | list[int] = 2
+    eval_every: int = 100
+    checkpoint_every: int = 500
+    chunk_steps: int | None = None
+    strategy: str = "auto"
+    data_dir: str | None = None
+    blurb_flops: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("eval_every", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise BenchError(f"{name} must be >= 0, got {getattr(self, name)}.")
+        if self.chunk_steps is not None and self.chunk_steps < 1:
+            raise BenchError(f"chunk_steps must be >= 1 (or null), got {self.chunk_steps}.")
+        if not self.models or not self.datasets:
+            raise BenchError("a bench needs at least one model and one data set.")
+
+    def model_entries(self) -> list[ModelEntry]:
+        """The models as `ModelEntry` values."""
+        return [ModelEntry.parse(entry) for entry in self.models]
+
+    def seed_list(self) -> list[int]:
+        """The seeds: ``range(seeds)`` for a count, else the list."""
+        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (JSON and YAML friendly) that `from_dict` reads back."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "BenchConfig":
+        """A config from plain data; unknown keys are named with the nearest valid ones."""
+        check_keys(data, cls, "the bench config")
+        grid = data.get("grid", {})
+        check_keys(grid, Grid, "grid")
+        models = data.get("models", ["mlp"])
+        if not isinstance(models, list):
+            raise BenchError(f"models must be a list of names or entries, got {models!r}.")
+        for entry in models:
+            ModelEntry.parse(entry)
+        try:
+            return cls(**{**data, "grid": Grid(**grid)})
+        except TypeError as error:
+            raise BenchError(f"bad bench config: {error}") from error
+
+    def digest(self) -> str:
+        """The sha256 of the config's canonical JSON: equal configs, equal digests."""
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def read_yaml(path: str | pathlib.Path) -> Any:
+    """Safely parsed YAML; a clear `BenchError` if the file is missing or malformed."""
+    path = pathlib.Path(path)
+    try:
+        return yaml.safe_load(path.read_text())
+    except FileNotFoundError as error:
+        raise BenchError(f"config file {str(path)!r} does not exist.") from error
+    except yaml.YAMLError as error:
+        raise BenchError(f"config file {str(path)!r} is not valid YAML: {error}") from error
+
+
+def load_config(path: str | pathlib.Path) -> BenchConfig:
+    """Reads a `BenchConfig` from a YAML file (safe load; never runs code).
+
+    Examples:
+      >>> import tempfile, pathlib
+      >>> with tempfile.TemporaryDirectory() as tmp:
+      ...     path = pathlib.Path(tmp) / "bench.yaml"
+      ...     _ = path.write_text("models: [mlp]\\ngrid: {learning_rate: [0.1, 0.01]}\\n")
+      ...     load_config(path).grid.learning_rate
+      [0.1, 0.01]
+      >>> with tempfile.TemporaryDirectory() as tmp:
+      ...     path = pathlib.Path(tmp) / "bench.yaml"
+      ...     _ = path.write_text("model: [mlp]\\n")
+      ...     load_config(path)
+      Traceback (most recent call last):
+      ...
+      phosjax.bench._config.BenchError: unknown key 'model' in the bench config. Did you ...
+    """
+    data = read_yaml(path)
+    return BenchConfig.from_dict(data or {})

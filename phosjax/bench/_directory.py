@@ -1,0 +1,108 @@
+"""A bench directory: opening it, refusing a different config, moving it aside, its files."""
+
+import datetime
+import os
+import pathlib
+from typing import Any
+
+import yaml
+
+from phosjax.bench import _layout
+from phosjax.bench._config import BenchConfig, BenchError, read_yaml
+from phosjax.bench._env import environment
+from phosjax.bench._store import read_json, write_json, write_text
+
+
+def open_bench(directory: str | os.PathLike) -> tuple[BenchConfig, dict[str, Any]]:
+    """The stored config and marker of an existing bench.
+
+    Raises:
+      BenchError: ``directory`` holds no bench (no marker file).
+    """
+    root = pathlib.Path(directory)
+    if not _layout.is_bench(root):
+        raise BenchError(
+            f"{str(root)!r} is not a bench: it has no {_layout.MARKER}. "
+            "Make one with `python -m phosjax.bench.new --config ... --dir ...`."
+        )
+    marker = read_json(root / _layout.MARKER)
+    if marker.get("format") != _layout.FORMAT:
+        raise BenchError(
+            f"{str(root)!r} holds a bench of format {marker.get('format')!r}; this phosjax "
+            f"reads format {_layout.FORMAT}."
+        )
+    return BenchConfig.from_dict(read_yaml(root / _layout.CONFIG) or {}), marker
+
+
+def _aside(root: pathlib.Path) -> pathlib.Path:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    target = root.with_name(f"{root.name}.old-{stamp}")
+    suffix = 1
+    while target.exists():
+        target, suffix = root.with_name(f"{root.name}.old-{stamp}-{suffix}"), suffix + 1
+    return target
+
+
+def choose_config(
+    directory: str | os.PathLike,
+    config: BenchConfig | None,
+    *,
+    resume: bool = False,
+    force: bool = False,
+) -> tuple[BenchConfig, pathlib.Path | None]:
+    """The config to run in ``directory``, and where an old bench was moved (if forced).
+
+    An empty or missing directory takes ``config``. A bench holding the same config
+    continues (the same command run again resumes). ``resume`` continues a bench under
+    its stored config; ``force`` moves a bench with another config aside to
+    ``<dir>.old-<time>`` (never deleting it) and starts over.
+
+    Raises:
+      BenchError: the directory holds another config and neither flag is given; it is
+        not empty and holds no bench; or ``resume`` without a bench.
+    """
+    root = pathlib.Path(directory)
+    if not _layout.is_bench(root):
+        if resume:
+            raise BenchError(f"--resume: {str(root)!r} holds no bench to resume.")
+        if root.exists() and any(root.iterdir()):
+            raise BenchError(
+                f"{str(root)!r} is not empty and holds no bench ({_layout.MARKER}); "
+                "pick a new or empty --dir."
+            )
+        if config is None:
+            raise BenchError("no config given: pass --config FILE.")
+        return config, None
+    stored, marker = open_bench(root)
+    if resume or config is None:
+        return stored, None
+    if marker.get("config_hash") == config.digest():
+        return config, None
+    if force:
+        target = _aside(root)
+        os.replace(root, target)
+        return config, target
+    raise BenchError(
+        f"{str(root)!r} holds a bench with a different config. Pass --resume to continue "
+        "it under its stored config, or --force to move it aside (to "
+        f"{root.name}.old-<time>) and start over, or pick another --dir."
+    )
+
+
+def write_meta(root: pathlib.Path, config: BenchConfig, registered: list[str]) -> None:
+    """Writes ``bench.json``, ``config.yaml`` and ``env.json`` (keeps the creation time)."""
+    marker_path = root / _layout.MARKER
+    created = None
+    if marker_path.is_file():
+        created = read_json(marker_path).get("created")
+    write_text(root / _layout.CONFIG, yaml.safe_dump(config.to_dict(), sort_keys=False))
+    write_json(root / _layout.ENV, environment())
+    write_json(
+        marker_path,
+        {
+            "format": _layout.FORMAT,
+            "created": created or datetime.datetime.now(datetime.UTC).isoformat(),
+            "config_hash": config.digest(),
+            "registered_models": registered,
+        },
+    )

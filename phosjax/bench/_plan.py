@@ -1,0 +1,250 @@
+"""`plan`: a `BenchConfig` becomes cells (with stable ids and hparam columns) in groups.
+
+Planning checks every name before anything trains: unknown data sets and models are
+listed with the known ones, bad model options and knob selectors that match no knob of
+any model are errors.
+"""
+
+import dataclasses
+import functools
+import hashlib
+import itertools
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from phosjax.bench._config import BenchConfig, BenchError, ModelEntry
+from phosjax.core import AUX_LOSS, PATH_WEIGHTS, aux_total, flatten, knobs, matches
+from phosjax.data import BUILTIN_NAMES, ArrayDataset, load, prepared_names
+from phosjax.models import ModelConfig, registered_models
+from phosjax.train import Cell, HParams, plan_groups
+
+HPARAM_COLUMNS = (
+    "optimizer",
+    "learning_rate",
+    "weight_decay",
+    "momentum",
+    "batch_size",
+    "steps",
+    "label_smoothing",
+    "grad_clip",
+    "depth",
+    "width",
+    "options",
+)
+"""The hparam columns every bench has, then one ``knob/<selector>`` per knob axis."""
+
+KNOB_PREFIX = "knob/"
+
+
+def short_hash(value: Any, length: int = 10) -> str:
+    """A short stable hash of a JSON-serializable value."""
+    text = json.dumps(value, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedCell:
+    """One cell of the plan.
+
+    Attributes:
+      cell: what the engine trains.
+      row: its row of ``cells.parquet``: the cell columns, then the hparam columns.
+    """
+
+    cell: Cell
+    row: dict[str, Any]
+
+    @property
+    def cell_id(self) -> str:
+        return self.row["cell_id"]
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedGroup:
+    """Cells that train in one compiled group, and the metric columns they report."""
+
+    group_id: str
+    cells: tuple[PlannedCell, ...]
+    metrics: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """The whole bench: its groups, data sets and hparam column names."""
+
+    groups: tuple[PlannedGroup, ...]
+    datasets: dict[str, ArrayDataset]
+    hparam_columns: tuple[str, ...]
+
+    @property
+    def cells(self) -> list[PlannedCell]:
+        return [cell for group in self.groups for cell in group.cells]
+
+    def models(self) -> dict[str, ModelConfig]:
+        """The resolved model config of each model id."""
+        return {c.row["model_id"]: c.cell.model for c in self.cells}
+
+
+def load_datasets(names: Sequence[str], data_dir: str | None) -> dict[str, ArrayDataset]:
+    """Loads each data set, after checking every name against the known ones."""
+    known = sorted({*BUILTIN_NAMES, *prepared_names(data_dir)})
+    for name in names:
+        if name not in known:
+            raise BenchError(f"unknown data set {name!r}; known data sets: {', '.join(known)}.")
+    return {name: load(name, data_dir=data_dir) for name in names}
+
+
+def _check_models(entries: Sequence[ModelEntry]) -> None:
+    known = registered_models()
+    for entry in entries:
+        if entry.name not in known:
+            raise BenchError(
+                f"unknown model {entry.name!r}; registered models: {', '.join(known)} "
+                "(register your own and pass --import your.module)."
+            )
+
+
+def _model_config(entry: ModelEntry, data: ArrayDataset, depth: Any, width: Any) -> ModelConfig:
+    config = ModelConfig(
+        entry.name,
+        num_classes=data.num_classes,
+        input_shape=tuple(data.input_shape),
+        depth=entry.depth if entry.depth is not None else depth,
+        width=entry.width if entry.width is not None else width,
+        options=entry.options,
+    )
+    try:
+        return config.resolved()
+    except (ValueError, TypeError) as error:
+        raise BenchError(f"model {entry.name!r} on {data.name!r}: {error}") from error
+
+
+@functools.cache
+def model_knobs(config: ModelConfig) -> tuple[str, ...]:
+    """The paths of the knobs the model declares (traced abstractly)."""
+    x = jnp.zeros((1, *config.input_shape), jnp.float32)
+    return tuple(knobs(config.build(), x))
+
+
+@functools.cache
+def model_metrics(config: ModelConfig) -> tuple[str, ...]:
+    """The ``aux/<name>`` and ``path_weight/<path>`` metrics a train step of it reports."""
+    model = config.build()
+    x = jnp.zeros((2, *config.input_shape), jnp.float32)
+    key = jax.random.key(0)
+
+    def written() -> dict[str, Any]:
+        variables = model.init(key, x)
+        mutable = [c for c in variables if c != "params"] + [AUX_LOSS, PATH_WEIGHTS]
+        _, out = model.apply(variables, x, train=True, rngs={"dropout": key}, mutable=mutable)
+        _, aux = aux_total(out.get(AUX_LOSS, {}))
+        weights = flatten(out.get(PATH_WEIGHTS, {}), unwrap=False)
+        return {
+            **{f"aux/{name}": value for name, value in aux.items()},
+            **{f"path_weight/{path}": jnp.zeros(()) for path in weights},
+        }
+
+    return tuple(sorted(jax.eval_shape(written)))
+
+
+def _width_text(width: Any) -> str:
+    return ",".join(str(w) for w in (width if isinstance(width, tuple | list) else [width]))
+
+
+def _check_knobs(selectors: Sequence[str], by_model: Mapping[str, tuple[str, ...]]) -> None:
+    for selector in selectors:
+        if not any(matches(selector, p) for paths in by_model.values() for p in paths):
+            declared = {name: list(paths) for name, paths in by_model.items() if paths}
+            raise BenchError(
+                f"knob selector {selector!r} matches no knob of any model; the models "
+                f"declare: {declared or 'no knobs at all'}."
+            )
+
+
+def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None) -> Plan:
+    """Every cell of ``config``, grouped as the engine trains them, with stable ids.
+
+    Args:
+      config: the bench.
+      datasets: data sets by name, instead of loading them (tests).
+
+    Returns:
+      The `Plan`; cells are listed model by model, in config order.
+
+    Raises:
+      BenchError: an unknown model or data set, a bad model option, or a knob selector
+        that matches no knob of any model.
+    """
+    entries = config.model_entries()
+    _check_models(entries)
+    if datasets is None:
+        datasets = load_datasets(config.datasets, config.data_dir)
+    datasets = {name: datasets[name] for name in config.datasets}
+    axes = config.grid.axes()
+    knob_columns = [name for name in axes if name.startswith(KNOB_PREFIX)]
+    selectors = [name.removeprefix(KNOB_PREFIX) for name in knob_columns]
+    planned: dict[str, PlannedCell] = {}
+    knobs_by_model: dict[str, tuple[str, ...]] = {}
+    for entry, (dataset, data) in itertools.product(entries, datasets.items()):
+        for point in itertools.product(*axes.values()):
+            values = dict(zip(axes, point, strict=True))
+            model = _model_config(entry, data, values["depth"], values["width"])
+            paths = knobs_by_model.setdefault(entry.name, model_knobs(model))
+            knob_values = {
+                s: values[f"{KNOB_PREFIX}{s}"]
+                for s in selectors
+                if any(matches(s, p) for p in paths)
+            }
+            try:
+                hparams = HParams(
+                    optimizer=values["optimizer"],
+                    learning_rate=values["learning_rate"],
+                    weight_decay=values["weight_decay"],
+                    momentum=values["momentum"],
+                    batch_size=values["batch_size"],
+                    steps=values["steps"],
+                    eval_every=config.eval_every,
+                    label_smoothing=values["label_smoothing"],
+                    grad_clip=values["grad_clip"],
+                    knobs=knob_values,
+                )
+            except ValueError as error:
+                raise BenchError(f"grid: {error}") from error
+            model_dict = model.to_dict()
+            model_id = f"{entry.name}-{short_hash(model_dict, 8)}"
+            hparam_row = {
+                **{k: values[k] for k in HPARAM_COLUMNS[:8]},
+                "grad_clip": float("nan") if hparams.grad_clip is None else hparams.grad_clip,
+                "depth": model.depth,
+                "width": _width_text(model.width),
+                "options": json.dumps(model_dict["options"], sort_keys=True),
+                **{f"{KNOB_PREFIX}{s}": knob_values.get(s, float("nan")) for s in selectors},
+            }
+            for seed in config.seed_list():
+                cell = Cell(model, dataset, hparams, seed)
+                key = [model_dict, dataset, dataclasses.asdict(hparams), seed]
+                cell_id = short_hash(key, 12)
+                row = {
+                    "cell_id": cell_id,
+                    "group_id": "",
+                    "model_id": model_id,
+                    "model": entry.name,
+                    "dataset": dataset,
+                    "seed": seed,
+                    **hparam_row,
+                }
+                planned.setdefault(cell_id, PlannedCell(cell, row))
+    _check_knobs(selectors, knobs_by_model)
+    cells = list(planned.values())
+    groups = []
+    for group in plan_groups([c.cell for c in cells]):
+        members = [cells[i] for i in group.index]
+        group_id = f"{members[0].row['model']}-{short_hash([c.cell_id for c in members], 8)}"
+        members = [PlannedCell(c.cell, {**c.row, "group_id": group_id}) for c in members]
+        metrics = model_metrics(group.model)
+        groups.append(PlannedGroup(group_id, tuple(members), metrics))
+    return Plan(tuple(groups), dict(datasets), (*HPARAM_COLUMNS, *knob_columns))

@@ -1,0 +1,230 @@
+"""`run`: plan a bench, train what is missing, write everything; `add_models`."""
+
+import math
+import os
+import pathlib
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import pandas as pd
+import tqdm
+
+from phosjax.bench import _layout
+from phosjax.bench._config import BenchConfig, BenchError
+from phosjax.bench._directory import choose_config, open_bench, write_meta
+from phosjax.bench._plan import Plan, plan
+from phosjax.bench._profile import MemorySampler
+from phosjax.bench._store import (
+    cells_schema,
+    read_json,
+    results_schema,
+    widen_parts,
+    write_json,
+    write_table,
+    write_text,
+)
+from phosjax.bench._summary import summary_text
+from phosjax.bench._train import GroupJob, train_group
+from phosjax.core import blurb
+from phosjax.data import ArrayDataset
+from phosjax.models import registered_models
+
+
+def chunk_size(config: BenchConfig, steps: int) -> int:
+    """``config.chunk_steps``, else the largest divisor of the evaluation and checkpoint
+    intervals (and of ``steps``) up to 250: every chunk then has one length, one compile."""
+    if config.chunk_steps is not None:
+        return config.chunk_steps
+    size = math.gcd(config.eval_every or steps, config.checkpoint_every or steps, steps)
+    return max(d for d in range(1, min(size, 250) + 1) if size % d == 0)
+
+
+def jobs(plan_: Plan, process: tuple[int, int]) -> list[GroupJob]:
+    """The groups this process trains: process ``i`` of ``n`` takes every n-th cell of each."""
+    index, count = process
+    out = []
+    for group in plan_.groups:
+        cells = group.cells[index::count]
+        if cells:
+            key = group.group_id if count == 1 else f"{group.group_id}.p{index}of{count}"
+            out.append(GroupJob(key, tuple(cells)))
+    return out
+
+
+def _per_process(path: pathlib.Path, process: tuple[int, int]) -> pathlib.Path:
+    """``path``, or ``<stem>.p<i>of<n><suffix>`` when several processes share a bench."""
+    index, count = process
+    return path if count == 1 else path.with_name(f"{path.stem}.p{index}of{count}{path.suffix}")
+
+
+def read_results(directory: str | os.PathLike) -> pd.DataFrame:
+    """The bench's results as one frame (empty if none yet)."""
+    results = pathlib.Path(directory) / _layout.RESULTS
+    return pd.read_parquet(results) if any(results.glob("part-*.parquet")) else pd.DataFrame()
+
+
+def _write_blurbs(root: pathlib.Path, plan_: Plan, flops: bool) -> None:
+    for model_id, config in plan_.models().items():
+        path = root / _layout.BLURBS / f"{model_id}.json"
+        if path.is_file():
+            continue
+        model = config.build()
+        x = jnp.zeros((1, *config.input_shape), jnp.float32)
+        variables = model.init(jax.random.key(0), x)
+        summary = blurb(model, variables, x, measure_latency=False, flops=flops)
+        write_text(path, summary.to_json())
+
+
+def _append(path: pathlib.Path, frame: pd.DataFrame) -> None:
+    if path.is_file():
+        frame = pd.concat([pd.read_parquet(path), frame], ignore_index=True)
+    write_table(path, frame, None)
+
+
+def run(
+    config: BenchConfig | None,
+    directory: str | os.PathLike,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    datasets: Mapping[str, ArrayDataset] | None = None,
+    process: tuple[int, int] | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Plans ``config``, trains every cell not yet trained in ``directory``, writes it all.
+
+    Running it again on the same directory and config continues where it stopped (from
+    each group's last checkpoint); finished groups are skipped.
+
+    Args:
+      config: the bench (None: the one stored in ``directory``).
+      directory: the bench directory (see `phosjax.bench._layout`).
+      resume: continue the bench in ``directory`` under its stored config.
+      force: if ``directory`` holds another config, move it aside and start over.
+      datasets: data sets by name, instead of loading them.
+      process: ``(index, count)`` of this process among those sharing the bench
+        (default: `jax.process_index`, `jax.process_count`).
+      progress: show a progress bar and print the summary.
+
+    Returns:
+      The results this directory holds, as one frame (``pandas.read_parquet``).
+
+    Raises:
+      BenchError: bad config or directory (nothing is written then).
+    """
+    root = pathlib.Path(directory)
+    config, moved = choose_config(root, config, resume=resume, force=force)
+    if moved is not None and progress:
+        print(f"moved the old bench to {moved}", file=sys.stderr)
+    return _execute(config, root, datasets, process, progress)
+
+
+def _execute(
+    config: BenchConfig,
+    root: pathlib.Path,
+    datasets: Mapping[str, ArrayDataset] | None,
+    process: tuple[int, int] | None,
+    progress: bool,
+) -> pd.DataFrame:
+    process = process or (jax.process_index(), jax.process_count())
+    plan_ = plan(config, datasets)
+    schema = results_schema(plan_)
+    root.mkdir(parents=True, exist_ok=True)
+    if process[0] == 0:
+        write_meta(root, config, registered_models())
+        cells = pd.DataFrame([c.row for c in plan_.cells])
+        write_table(root / _layout.CELLS, cells, cells_schema(plan_.hparam_columns))
+        _write_blurbs(root, plan_, config.blurb_flops)
+        widen_parts(root, schema)
+    status_file = _per_process(root / _layout.STATUS, process)
+    status: dict[str, Any] = read_json(status_file) if status_file.is_file() else {"groups": {}}
+    todo = [j for j in jobs(plan_, process) if not status["groups"].get(j.key, {}).get("finished")]
+    total = sum(len(j.cells) * j.steps for j in todo)
+    bar = tqdm.tqdm(total=total, unit="step", unit_scale=True, disable=not progress, smoothing=0.1)
+    phases = []
+    started = time.perf_counter()
+    with MemorySampler() as sampler:
+        for done, job in enumerate(todo):
+            bar.set_description(
+                f"cells {sum(len(j.cells) for j in todo[:done])}/{len(plan_.cells)}"
+            )
+
+            def on_status(key: str, entry: dict[str, Any]) -> None:
+                status["groups"][key] = dict(entry)
+                write_json(status_file, status)
+
+            phases += train_group(
+                root,
+                job,
+                plan_.datasets[job.cells[0].cell.dataset],
+                schema,
+                strategy=config.strategy,
+                previous=status["groups"].get(job.key),
+                chunk_steps=chunk_size(config, job.steps),
+                checkpoint_every=config.checkpoint_every,
+                on_status=on_status,
+                on_progress=bar.update,
+            )
+    bar.set_description(f"cells {len(plan_.cells)}/{len(plan_.cells)}")
+    bar.close()
+    suffix = "" if process[1] == 1 else f".p{process[0]}of{process[1]}"
+    if phases:
+        _append(
+            root / f"{_layout.PHASES.removesuffix('.parquet')}{suffix}.parquet",
+            pd.DataFrame(phases),
+        )
+        memory = sampler.frame().assign(run_started=time.time() - (time.perf_counter() - started))
+        _append(root / f"{_layout.MEMORY.removesuffix('.parquet')}{suffix}.parquet", memory)
+    results = (
+        pd.read_parquet(root / _layout.RESULTS)
+        if (root / _layout.RESULTS).is_dir()
+        else pd.DataFrame()
+    )
+    if progress:
+        print(summary_text(str(root), results, plan_.hparam_columns))
+    return results
+
+
+def add_models(
+    directory: str | os.PathLike,
+    models: Sequence[str] | None = None,
+    *,
+    datasets: Mapping[str, ArrayDataset] | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Adds models to a bench and trains only their cells, under the stored config.
+
+    Args:
+      directory: an existing bench.
+      models: the names to add (default: every model registered now that was not when
+        the bench was made; import plugins first, e.g. with `phosjax.models.import_models`).
+      datasets: data sets by name, instead of loading them.
+      progress: show a progress bar and print the summary.
+
+    Returns:
+      The bench's results, old and new, as one frame.
+
+    Raises:
+      BenchError: not a bench, an unknown model, or nothing to add.
+    """
+    config, marker = open_bench(directory)
+    present = {entry.name for entry in config.model_entries()}
+    if models is None:
+        known = set(marker.get("registered_models", []))
+        models = [name for name in registered_models() if name not in known | present]
+        if not models:
+            raise BenchError(
+                "no model was registered since the bench was made; import the module that "
+                "registers yours with --import, or name models with --models."
+            )
+    new = [name for name in models if name not in present]
+    if not new:
+        raise BenchError(f"the bench already has every model named: {sorted(models)}.")
+    extended = BenchConfig.from_dict({**config.to_dict(), "models": [*config.models, *new]})
+    if progress:
+        print(f"adding models {new} to {directory}", file=sys.stderr)
+    return _execute(extended, pathlib.Path(directory), datasets, None, progress)

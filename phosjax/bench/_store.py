@@ -1,0 +1,165 @@
+"""Atomic writes and the Parquet results of a bench (see `phosjax.bench._layout`).
+
+Every file is written to a hidden temporary file in its directory, then renamed over
+its name with `os.replace`, so a reader (or a crash) never sees half a file. Readers
+of ``results/`` skip hidden files.
+"""
+
+import json
+import os
+import pathlib
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from phosjax.bench import _layout
+from phosjax.bench._plan import Plan
+
+BASE_METRICS = ("loss", "task_loss", "accuracy", "grad_norm")
+"""What every train row reports; test rows report ``loss`` and ``accuracy``."""
+
+STEP_TIME = "step_time_s"
+
+_TYPES = {
+    "seed": pa.int64(),
+    "batch_size": pa.int64(),
+    "steps": pa.int64(),
+    "depth": pa.int64(),
+    "step": pa.int64(),
+    "optimizer": pa.string(),
+    "width": pa.string(),
+    "options": pa.string(),
+    "split": pa.string(),
+    STEP_TIME: pa.float64(),
+}
+
+
+def _type(name: str) -> pa.DataType:
+    if name in _TYPES:
+        return _TYPES[name]
+    if name in _layout.CELL_COLUMNS:
+        return pa.string()
+    if name in BASE_METRICS or name.startswith(_layout.AUX_PREFIX):
+        return pa.float32()
+    if name.startswith(_layout.PATH_WEIGHT_PREFIX):
+        return pa.float32()
+    return pa.float64()  # learning_rate, weight_decay, ..., knob/<selector>
+
+
+def cells_schema(hparam_columns: Sequence[str]) -> pa.Schema:
+    """The schema of ``cells.parquet``: the cell columns, then the hparam columns."""
+    return pa.schema([(name, _type(name)) for name in (*_layout.CELL_COLUMNS, *hparam_columns)])
+
+
+def results_schema(plan: Plan) -> pa.Schema:
+    """The schema of every part file: cell and hparam columns, step, split, metrics."""
+    extra = sorted({name for group in plan.groups for name in group.metrics})
+    names = [
+        *_layout.CELL_COLUMNS,
+        *plan.hparam_columns,
+        *_layout.RESULT_KEYS,
+        *BASE_METRICS,
+        *extra,
+        STEP_TIME,
+    ]
+    return pa.schema([(name, _type(name)) for name in names])
+
+
+def _temporary(path: pathlib.Path) -> pathlib.Path:
+    return path.with_name(f".tmp-{os.getpid()}-{path.name}")
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Writes ``data`` to ``path`` atomically (temporary file, fsync, rename)."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = _temporary(path)
+    with open(temporary, "wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, path)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Writes ``text`` to ``path`` atomically."""
+    write_bytes(path, text.encode())
+
+
+def write_json(path: str | os.PathLike, value: Any) -> None:
+    """Writes ``value`` as indented JSON to ``path`` atomically."""
+    write_text(path, json.dumps(value, indent=1, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    return json.loads(pathlib.Path(path).read_text())
+
+
+def write_table(path: str | os.PathLike, frame: pd.DataFrame, schema: pa.Schema | None) -> None:
+    """Writes ``frame`` as Parquet atomically, cast to ``schema`` (missing columns null)."""
+    path = pathlib.Path(path)
+    if schema is None:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+    else:
+        unknown = sorted(set(frame.columns) - set(schema.names))
+        if unknown:
+            raise ValueError(f"{path.name}: columns {unknown} are not in the bench's schema.")
+        columns = [
+            pa.array(np.asarray(frame[f.name]), f.type, from_pandas=True)
+            if f.name in frame
+            else pa.nulls(len(frame), f.type)
+            for f in schema
+        ]
+        table = pa.Table.from_arrays(columns, schema=schema)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = _temporary(path)
+    pq.write_table(table, temporary)
+    os.replace(temporary, path)
+
+
+def part_path(root: pathlib.Path, group_key: str, first_step: int) -> pathlib.Path:
+    """``results/part-<group_key>-<first step:09d>.parquet``."""
+    return root / _layout.RESULTS / f"part-{group_key}-{first_step:09d}.parquet"
+
+
+def _parts(root: pathlib.Path, group_key: str) -> list[tuple[int, pathlib.Path]]:
+    pattern = re.compile(rf"part-{re.escape(group_key)}-(\d{{9}})\.parquet")
+    found = []
+    for path in (root / _layout.RESULTS).glob(f"part-{group_key}-*.parquet"):
+        if match := pattern.fullmatch(path.name):
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def drop_parts_after(root: pathlib.Path, group_key: str, step: int) -> int:
+    """Deletes the group's part files holding steps after ``step``; how many it deleted.
+
+    Parts end where checkpoints are saved, so after restoring the checkpoint of
+    ``step`` these are exactly the rows that will be trained again.
+    """
+    dropped = 0
+    for first, path in _parts(root, group_key):
+        if first > step:
+            path.unlink()
+            dropped += 1
+    return dropped
+
+
+def widen_parts(root: pathlib.Path, schema: pa.Schema) -> int:
+    """Rewrites every part file lacking columns of ``schema`` (nulls); how many.
+
+    When models with new aux losses or path weights join a bench, older parts gain
+    the new columns, so ``pandas.read_parquet`` of the directory keeps them all.
+    """
+    rewritten = 0
+    for path in sorted((root / _layout.RESULTS).glob("part-*.parquet")):
+        if pq.read_schema(path).names != schema.names:
+            frame = pq.read_table(path).to_pandas()
+            write_table(path, frame, schema)
+            rewritten += 1
+    return rewritten

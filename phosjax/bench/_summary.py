@@ -1,0 +1,60 @@
+"""`leaderboard`: seed-mean final test accuracy of every configuration of a bench."""
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+from phosjax.bench import _layout
+
+
+def leaderboard(results: pd.DataFrame, hparam_columns: Sequence[str]) -> pd.DataFrame:
+    """One row per (model, data set, hparams that vary), best first.
+
+    Columns: the keys, ``accuracy`` and ``accuracy_std`` (over seeds, of each cell's
+    last test evaluation), ``loss`` (its mean) and ``seeds`` (how many cells).
+
+    Examples:
+      >>> results = pd.DataFrame({
+      ...     "cell_id": ["a", "b", "c"], "model": ["mlp", "mlp", "cnn"],
+      ...     "dataset": "d", "learning_rate": 0.1, "step": 5, "split": "test",
+      ...     "accuracy": [0.5, 0.7, 0.9], "loss": [1.0, 0.8, 0.3]})
+      >>> leaderboard(results, ["learning_rate"])
+        model dataset  accuracy  accuracy_std  loss  seeds
+      0   cnn       d       0.9           NaN   0.3      1
+      1   mlp       d       0.6      0.141421   0.9      2
+    """
+    test = results[results["split"] == "test"]
+    if test.empty:
+        return pd.DataFrame()
+    last = test.loc[test.groupby("cell_id")["step"].idxmax()]
+    varying = [c for c in hparam_columns if c in last and last[c].nunique(dropna=False) > 1]
+    keys = ["model", "dataset", *varying]
+    board = last.groupby(keys, dropna=False, sort=False).agg(
+        accuracy=("accuracy", "mean"),
+        accuracy_std=("accuracy", "std"),
+        loss=("loss", "mean"),
+        seeds=("accuracy", "size"),
+    )
+    return board.sort_values("accuracy", ascending=False).reset_index()
+
+
+def summary_text(
+    directory: str, results: pd.DataFrame, hparam_columns: Sequence[str], rows: int = 12
+) -> str:
+    """The one-screen summary printed at the end of a run: counts and the top rows."""
+    board = leaderboard(results, hparam_columns)
+    cells = results["cell_id"].nunique() if len(results) else 0
+    lines = [f"bench {directory}: {cells} cells, {len(results)} result rows"]
+    if board.empty:
+        return "\n".join([*lines, "no test evaluations yet."])
+    shown = board.head(rows).copy()
+    shown["test accuracy"] = [
+        f"{m:.3f} ± {0.0 if pd.isna(s) else s:.3f}"
+        for m, s in zip(shown.pop("accuracy"), shown.pop("accuracy_std"), strict=True)
+    ]
+    shown["loss"] = shown["loss"].map("{:.3f}".format)
+    lines.append(shown.to_string(index=False))
+    if len(board) > rows:
+        lines.append(f"... {len(board) - rows} more rows")
+    lines.append(f"load them: pandas.read_parquet({directory + '/' + _layout.RESULTS!r})")
+    return "\n".join(lines)

@@ -1,0 +1,138 @@
+"""Training one planned group: resume from its checkpoint, flush results per segment.
+
+A group trains in segments of ``checkpoint_every`` steps. After each segment its rows
+are written as one part file, then its state is checkpointed, then ``status.json`` is
+updated. On restart the newest checkpoint is restored and the part files past it (rows
+that will be trained again) are deleted, so the results hold every row exactly once.
+"""
+
+import dataclasses
+import pathlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from phosjax.bench import _layout
+from phosjax.bench._checkpoint import Checkpoints
+from phosjax.bench._plan import PlannedCell
+from phosjax.bench._profile import PhaseClock, device_bytes
+from phosjax.bench._store import STEP_TIME, drop_parts_after, part_path, write_table
+from phosjax.data import ArrayDataset
+from phosjax.train import Chunk, Group, init_group, run_group
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupJob:
+    """One group as this process trains it.
+
+    Attributes:
+      key: names its part files and checkpoints (the group id, plus ``.p<i>of<n>``
+        when several processes share the group).
+      cells: the planned cells trained here.
+    """
+
+    key: str
+    cells: tuple[PlannedCell, ...]
+
+    @property
+    def steps(self) -> int:
+        return self.cells[0].cell.hparams.steps
+
+    @property
+    def rows(self) -> tuple[dict[str, Any], ...]:
+        return tuple(c.row for c in self.cells)
+
+
+def chunk_rows(chunk: Chunk, rows: tuple[dict[str, Any], ...], seconds: float) -> pd.DataFrame:
+    """The results rows of one chunk: per (cell, step) train rows, then test rows."""
+    n = len(chunk.steps)
+    cells = pd.DataFrame(list(rows))
+    train = cells.loc[cells.index.repeat(n)].reset_index(drop=True)
+    train["step"] = np.tile(chunk.steps, len(rows))
+    train["split"] = "train"
+    for name, value in chunk.train.items():
+        train[name] = np.asarray(value).reshape(-1)
+    train[STEP_TIME] = seconds / n
+    if not chunk.eval:
+        return train
+    test = cells.copy()
+    test["step"] = int(chunk.steps[-1])
+    test["split"] = "test"
+    for name, value in chunk.eval.items():
+        test[name] = np.asarray(value)
+    return pd.concat([train, test], ignore_index=True)
+
+
+def _segments(start: int, steps: int, every: int) -> list[int]:
+    if not every:
+        return [steps] if start < steps else []
+    return [min(stop, steps) for stop in range((start // every + 1) * every, steps + every, every)]
+
+
+def train_group(
+    root: pathlib.Path,
+    job: GroupJob,
+    data: ArrayDataset,
+    schema: pa.Schema,
+    *,
+    strategy: str,
+    previous: dict[str, Any] | None,
+    chunk_steps: int,
+    checkpoint_every: int,
+    on_status: Callable[[str, dict[str, Any]], None],
+    on_progress: Callable[[int], None],
+) -> list[dict[str, Any]]:
+    """Trains (or finishes) one group; returns its ``profile/phases`` rows.
+
+    ``previous`` is the group's entry of an earlier ``status.json``: a strategy it
+    chose is kept, so a resumed group runs the very same programs.
+    """
+    group = Group(tuple(c.cell for c in job.cells), tuple(range(len(job.cells))))
+    checkpoints = Checkpoints(root / _layout.CHECKPOINTS / job.key)
+    clock = PhaseClock()
+    start_time = time.perf_counter()
+    latest = checkpoints.latest() or 0
+    if latest:
+        state = checkpoints.restore(latest, jax.eval_shape(lambda: init_group(group, data)))
+        strategy = (previous or {}).get("strategy", strategy)
+    else:
+        state = init_group(group, data)
+    state = jax.block_until_ready(state)
+    clock.init_s = time.perf_counter() - start_time
+    drop_parts_after(root, job.key, latest)
+    on_progress(latest * len(group))
+    status = {"steps_done": latest, "steps": job.steps, "finished": latest >= job.steps}
+    status |= {"strategy": strategy, "timings": {}, "cells": [r["cell_id"] for r in job.rows]}
+    on_status(job.key, status)
+    for stop in _segments(latest, job.steps, checkpoint_every):
+        frames, first = [], int(np.asarray(jax.device_get(state.step))[0]) + 1
+        tick = [time.perf_counter()]
+
+        def report(chunk: Chunk, frames: list[pd.DataFrame] = frames, tick: list = tick) -> None:
+            now = time.perf_counter()
+            clock.add_chunk(len(chunk.steps), now - tick[0], bool(chunk.eval))
+            frames.append(chunk_rows(chunk, job.rows, now - tick[0]))
+            on_progress(len(chunk.steps) * len(group))
+            tick[0] = now
+
+        state, run = run_group(
+            group,
+            state,
+            data,
+            until_step=stop,
+            strategy=status["strategy"],
+            chunk_steps=chunk_steps,
+            on_chunk=report,
+        )
+        write_table(part_path(root, job.key, first), pd.concat(frames, ignore_index=True), schema)
+        checkpoints.save(stop, state)
+        status |= {"steps_done": stop, "finished": stop >= job.steps, "strategy": run.strategy}
+        status["timings"] = run.timings or status["timings"]
+        on_status(job.key, status)
+    checkpoints.close()
+    return clock.rows(job.key, device_bytes()[1])
