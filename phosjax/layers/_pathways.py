@@ -82,7 +82,7 @@ class GatedSkip(nn.Module):
     """A learned gate between identity and a block: ``(1 - g) * x + g * block(x)``.
 
     ``g = sigmoid(gate_logit)`` is one learned scalar (the original phos ``Skip``); the
-    block runs inside ``path_weight(self, "block", g)``. Tags ``gate``.
+    block runs inside ``path_weight(self, "block_weight", g)``. Tags ``gate``.
 
     Attributes:
       block: maps ``x`` to an output of the same shape.
@@ -104,7 +104,7 @@ class GatedSkip(nn.Module):
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         logit = self.param("gate_logit", nn.initializers.constant(self.gate_init), ())
         gate = tag(self, "gate", nn.sigmoid(logit))
-        with path_weight(self, "block", gate):
+        with path_weight(self, "block_weight", gate):
             y = call_block(self.block, x, train)
         if y.shape != x.shape:
             raise ValueError(

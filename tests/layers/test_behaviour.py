@@ -1,0 +1,231 @@
+"""Per-layer behaviour: what each layer is for, checked against exact or numpy values."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+import phosjax.core as px
+from phosjax import layers as L
+
+
+def test_choice_huge_temperature_gives_uniform_weights(key):
+    layer = L.Choice([L.GLU(), L.SwiGLU(), nn.Dense(3)])
+    x = jnp.ones((2, 3))
+    variables = layer.init(key, x)
+    variables["params"]["gate_logits"] = jnp.array([3.0, -2.0, 1.0])
+    variables = px.with_knobs(layer, variables, x)
+    _, found = px.probe(layer, px.set_knobs(variables, {"T": 1e6}), x, "weights")
+    np.testing.assert_allclose(found["weights"], np.full(3, 1 / 3), atol=1e-5)
+
+
+def test_choice_forced_logits_select_one_branch_exactly(key):
+    layer = L.Choice([L.GLU(), L.SwiGLU()])
+    x = jax.random.normal(key, (4, 3))
+    variables = layer.init(key, x)
+    variables["params"]["gate_logits"] = jnp.array([-1e4, 0.0])
+    out, state = layer.apply(variables, x, mutable=[px.PATH_WEIGHTS])
+    branch = L.SwiGLU().apply({"params": variables["params"]["branches_1"]}, x)
+    np.testing.assert_array_equal(out, branch)
+    assert float(state[px.PATH_WEIGHTS]["branch_0"][0]) == 0.0
+
+
+def test_gated_skip_closed_gate_is_identity(key):
+    layer = L.GatedSkip(L.SwiGLU(), gate_init=-1e4)
+    x = jax.random.normal(key, (4, 3))
+    out, state = layer.apply(layer.init(key, x), x, mutable=[px.PATH_WEIGHTS])
+    np.testing.assert_array_equal(out, x)
+    assert float(state[px.PATH_WEIGHTS]["block_weight"][0]) == 0.0
+
+
+def test_drop_path_identity_in_eval_and_drops_whole_examples_in_training(key):
+    x = jax.random.normal(key, (4000, 3)) + 5.0
+    layer = L.DropPath(0.3)
+    np.testing.assert_array_equal(layer.apply({}, x), x)
+    out = layer.apply({}, x, train=True, rngs={"dropout": jax.random.key(1)})
+    kept = np.all(out != 0, axis=1)
+    assert np.all(kept | np.all(out == 0, axis=1))  # whole examples, never parts
+    assert abs(kept.mean() - 0.7) < 0.03  # 4 standard deviations
+    np.testing.assert_allclose(out[kept], x[kept] / 0.7, rtol=1e-6)
+
+
+def test_moe_top1_output_is_one_expert_weighted_by_its_probability(key):
+    layer = L.MixtureOfExperts(num_experts=3, top_k=1, hidden_features=5)
+    x = jax.random.normal(key, (6, 4))
+    variables = layer.init(key, x)
+    out, found = px.probe(layer, variables, x, ["router_probs", "expert_load"])
+    p = variables["params"]
+    probs = np.asarray(found["router_probs"])
+    for token in range(6):
+        e = int(probs[token].argmax())
+        h = jax.nn.gelu(x[token] @ p["expert_in_kernel"][e] + p["expert_in_bias"][e])
+        y = h @ p["expert_out_kernel"][e] + p["expert_out_bias"][e]
+        np.testing.assert_allclose(out[token], probs[token, e] * y, rtol=1e-5, atol=1e-6)
+    counts = np.bincount(probs.argmax(1), minlength=3) / 6
+    np.testing.assert_allclose(found["expert_load"], counts, rtol=1e-6)
+
+
+def test_moe_balance_loss_is_one_for_uniform_routing_and_larger_when_concentrated(key):
+    layer = L.MixtureOfExperts(num_experts=4, top_k=2)
+    x = jax.random.normal(key, (8, 4))
+    variables = layer.init(key, x)
+    router = variables["params"]["router"]
+    router["kernel"] = jnp.zeros_like(router["kernel"])
+    _, found = px.probe(layer, variables, x, "balance")
+    assert float(found["balance"]) == pytest.approx(1.0, abs=1e-6)
+    router["bias"] = jnp.array([5.0, 0.0, 0.0, 0.0])
+    _, state = layer.apply(variables, x, mutable=[px.AUX_LOSS, px.INTERMEDIATES])
+    assert float(state[px.INTERMEDIATES]["balance"][0]) > 1.5
+    np.testing.assert_allclose(
+        state[px.AUX_LOSS]["balance"][0], 0.01 * state[px.INTERMEDIATES]["balance"][0]
+    )
+
+
+def test_attention_rows_sum_to_one_and_entropy_matches_numpy(key):
+    layer = L.MultiHeadSelfAttention(num_heads=2, causal=True)
+    x = jax.random.normal(key, (3, 5, 4))
+    _, found = px.probe(layer, layer.init(key, x), x, "attention_*")
+    weights = np.asarray(found["attention_weights"], np.float64)
+    np.testing.assert_allclose(weights.sum(-1), 1.0, rtol=1e-6)
+    assert np.all(np.triu(weights, k=1) == 0)  # causal
+    with np.errstate(divide="ignore", invalid="ignore"):
+        plogp = np.where(weights > 0, weights * np.log(weights), 0.0)
+    np.testing.assert_allclose(found["attention_entropy"], -plogp.sum(-1).mean(-1), rtol=1e-5)
+
+
+def test_rezero_is_identity_at_init(key):
+    x = jax.random.normal(key, (2, 3))
+    layer = L.ReZero(L.SwiGLU())
+    np.testing.assert_array_equal(layer.apply(layer.init(key, x), x), x)
+
+
+def test_orthogonal_dense_penalty_is_zero_for_orthogonal_and_exact_otherwise(key):
+    layer = L.OrthogonalDense(3)
+    x = jnp.ones((2, 5))
+    variables = layer.init(key, x)
+    q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(5, 3)))
+    for scale, expected in [(1.0, 0.0), (2.0, 9.0 * 3)]:  # ||4I - I||^2 = 9 * 3
+        variables["params"]["kernel"] = jnp.asarray(scale * q, jnp.float32)
+        _, state = layer.apply(variables, x, mutable=[px.AUX_LOSS])
+        assert float(state[px.AUX_LOSS]["orthogonality"][0]) == pytest.approx(expected, abs=1e-5)
+
+
+def test_lipschitz_dense_bound_holds_on_random_pairs(key):
+    layer = L.LipschitzDense(4)
+    x = jax.random.normal(key, (64, 6))
+    variables = layer.init(key, x)
+    variables["params"]["kernel"] = 10 * variables["params"]["kernel"]  # bound active
+    variables = px.set_knobs(px.with_knobs(layer, variables, x), {"bound": 0.5})
+    fx = layer.apply(variables, x)
+    y = x + 0.3 * jax.random.normal(jax.random.key(1), x.shape)
+    fy = layer.apply(variables, y)
+    ratio = np.linalg.norm(fx - fy, axis=1) / np.linalg.norm(x - y, axis=1)
+    assert ratio.max() <= 0.5 * (1 + 1e-5)
+    assert ratio.max() > 0.1  # the bound is not met by shrinking everything to 0
+
+
+def test_repeat_equals_the_block_applied_layer_by_layer(key):
+    block = L.ReZero(L.SwiGLU())
+    layer = L.Repeat(block, num_layers=3)
+    x = jax.random.normal(key, (2, 4))
+    variables = layer.init(key, x)
+    variables = jax.tree.map(lambda p: p + 0.1, variables)  # alpha != 0
+    out, found = px.probe(layer, variables, x, "block/residual")
+    assert found["block/residual"].shape == (3, 2, 4)
+    h = x
+    for i in range(3):
+        params = jax.tree.map(lambda p, i=i: p[i], variables["params"]["block"])
+        residual = block.apply({"params": params}, h) - h
+        np.testing.assert_allclose(found["block/residual"][i], residual, rtol=1e-5, atol=1e-6)
+        h = h + residual
+    np.testing.assert_allclose(out, h, rtol=1e-5, atol=1e-6)
+
+
+def test_remat_block_matches_plain_block(key):
+    x = jax.random.normal(key, (2, 5, 4))
+    plain = L.TransformerBlock(num_heads=2)
+    variables = plain.init(key, x)
+    rematted = nn.remat(L.TransformerBlock)(num_heads=2)
+    out, found = px.probe(rematted, variables, x, "attention/attention_entropy")
+    np.testing.assert_allclose(out, plain.apply(variables, x), rtol=1e-6)
+    assert found["attention/attention_entropy"].shape == (2, 2)
+
+
+class _Classifier(nn.Module):
+    """A plain Flax model that uses phosjax layers as-is."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        x = nn.Dense(8)(x)
+        x = L.Choice([L.SwiGLU(), L.GatedSkip(L.GLU())])(x)
+        x = L.Residual(L.MixtureOfExperts(num_experts=2))(x)
+        return nn.Dense(3)(x)
+
+
+def test_layers_train_inside_a_plain_flax_model_with_optax(key):
+    x = jax.random.normal(key, (16, 5))
+    labels = jnp.arange(16) % 3
+    model = _Classifier()
+    params = model.init(key, x)["params"]
+    optimizer = optax.adam(1e-2)
+
+    @jax.jit
+    def step(params, opt_state):
+        def loss_fn(params):
+            logits = model.apply({"params": params}, x)
+            return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = optimizer.update(grads, opt_state)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    opt_state = optimizer.init(params)
+    losses = []
+    for _ in range(10):
+        params, opt_state, loss = step(params, opt_state)
+        losses.append(float(loss))
+    assert losses[-1] < 0.8 * losses[0]
+
+
+def test_layer_wrapped_into_nnx_matches_linen(key):
+    layer = L.TransformerBlock(num_heads=2)
+    x = jax.random.normal(key, (2, 5, 4))
+    wrapped = nnx.bridge.ToNNX(layer, rngs=nnx.Rngs(0)).lazy_init(x)
+    params = nnx.to_pure_dict(nnx.state(wrapped, nnx.Param))
+    np.testing.assert_allclose(wrapped(x), layer.apply({"params": params}, x), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("layer", "shape", "match"),
+    [
+        (L.Choice([]), (2, 3), "at least one branch"),
+        (L.MultiHeadSelfAttention(num_heads=3), (2, 5, 4), "width 4 must be divisible"),
+        (L.MixtureOfExperts(num_experts=2, top_k=3), (2, 4), r"top_k must be in \[1"),
+        (L.DropPath(1.0), (2, 3), r"rate must be in \[0, 1\)"),
+        (L.GatedSkip(nn.Dense(5)), (2, 3), r"keep the input shape \(2, 3\)"),
+        (L.Repeat(L.GLU(), num_layers=0), (2, 3), "num_layers >= 1"),
+        (L.Residual(L.MultiHeadSelfAttention(1)), (2,), r"inputs \(\.\.\., L, C\)"),
+    ],
+)
+def test_bad_configuration_raises_a_clear_error(layer, shape, match):
+    with pytest.raises(ValueError, match=match):
+        jax.eval_shape(layer.init, jax.random.key(0), jnp.ones(shape))
+
+
+def test_sequence_rejects_plain_functions():
+    with pytest.raises(TypeError, match="takes Flax modules, got builtin_function_or_method"):
+        L.Sequence([print]).init(jax.random.key(0), jnp.ones((1, 2)))
+
+
+def test_public_names():
+    assert sorted(L.__all__) == sorted(
+        [
+            "ActivityL1", "Choice", "DropPath", "FourierFeatures", "GLU", "GatedSkip",
+            "HyperDense", "LayerScale", "LipschitzDense", "MixtureOfExperts",
+            "MultiHeadSelfAttention", "OrthogonalDense", "ReZero", "Repeat", "Residual",
+            "Sequence", "SqueezeExcite", "SwiGLU", "TransformerBlock",
+        ]
+    )  # fmt: skip

@@ -1,0 +1,313 @@
+"""The shared table: every layer through the same checks (jit, vmap, grads, dtypes, tags, aux)."""
+
+import dataclasses
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import phosjax.core as px
+from phosjax import layers as L
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerCase:
+    """One layer in the table.
+
+    Attributes:
+      name: the test id.
+      make_layer: builds the layer.
+      input_shape: the input used by the checks, batch axis first.
+      tags: selectors of values it must tag.
+      aux: names of the aux losses it must raise.
+      train: run with ``train=True`` (and a ``dropout`` rng).
+      widths: input widths the shape property test may use.
+      out_width: the output width for an input width.
+    """
+
+    name: str
+    make_layer: Callable[[], nn.Module]
+    input_shape: tuple[int, ...]
+    tags: Sequence[str] = ()
+    aux: Sequence[str] = ()
+    train: bool = False
+    widths: Sequence[int] = (2, 3, 5, 8)
+    out_width: Callable[[int], int] = lambda width: width
+
+
+def _branchy() -> list[nn.Module]:
+    return [L.Sequence([L.SwiGLU(), L.ActivityL1()]), L.OrthogonalDense(6)]
+
+
+CASES = [
+    LayerCase(
+        "choice",
+        lambda: L.Choice(_branchy()),
+        (4, 6),
+        tags=["weights", "branches_0/layers_1/activity"],
+        aux=["activity_l1", "orthogonality"],
+        widths=(6,),
+    ),
+    LayerCase(
+        "choice_per_example",
+        lambda: L.Choice(_branchy(), per_example=True),
+        (4, 3, 6),
+        tags=["weights"],
+        aux=["activity_l1", "orthogonality"],
+        widths=(6,),
+    ),
+    LayerCase(
+        "gated_skip",
+        lambda: L.GatedSkip(L.Sequence([L.SwiGLU(), L.ActivityL1()])),
+        (4, 5),
+        tags=["gate", "block/layers_0/gate"],
+        aux=["activity_l1"],
+    ),
+    LayerCase(
+        "residual_projected",
+        lambda: L.Residual(L.GLU(7)),
+        (4, 5),
+        tags=["residual"],
+        out_width=lambda width: 7,
+    ),
+    LayerCase("rezero", lambda: L.ReZero(L.SwiGLU()), (4, 5), tags=["residual"]),
+    LayerCase("drop_path", lambda: L.DropPath(0.5), (8, 3), tags=["keep_mask"], train=True),
+    LayerCase(
+        "sequence",
+        lambda: L.Sequence([L.GLU(), L.DropPath(0.2), L.ActivityL1()]),
+        (4, 5),
+        tags=["layers_0/gate", "layers_2/activity"],
+        aux=["activity_l1"],
+    ),
+    LayerCase(
+        "repeat_transformer",
+        lambda: L.Repeat(L.TransformerBlock(num_heads=2), num_layers=2),
+        (2, 5, 4),
+        tags=["block/attention/attention_entropy", "block/mlp_hidden"],
+        widths=(2, 4, 6),
+    ),
+    LayerCase(
+        "repeat_moe",
+        lambda: L.Repeat(L.MixtureOfExperts(num_experts=3, top_k=2), num_layers=3),
+        (4, 5),
+        tags=["block/router_probs"],
+        aux=["balance"],
+    ),
+    LayerCase(
+        "moe_top1",
+        lambda: L.MixtureOfExperts(num_experts=4),
+        (2, 5, 6),
+        tags=["router_probs", "expert_load", "balance"],
+        aux=["balance"],
+    ),
+    LayerCase(
+        "self_attention_causal",
+        lambda: L.MultiHeadSelfAttention(num_heads=2, causal=True),
+        (2, 5, 4),
+        tags=["attention_weights", "attention_entropy"],
+        widths=(2, 4, 6),
+    ),
+    LayerCase(
+        "transformer",
+        lambda: L.TransformerBlock(num_heads=2, dropout_rate=0.1),
+        (2, 5, 4),
+        tags=["attention/attention_weights", "mlp_hidden"],
+        train=True,
+        widths=(2, 4, 6),
+    ),
+    LayerCase("glu", lambda: L.GLU(), (4, 5), tags=["gate"]),
+    LayerCase("swiglu", lambda: L.SwiGLU(hidden_features=6), (4, 5), tags=["gate"]),
+    LayerCase("squeeze_excite_1d", lambda: L.SqueezeExcite(), (2, 5, 8), tags=["channel_gate"]),
+    LayerCase("squeeze_excite_2d", lambda: L.SqueezeExcite(), (2, 3, 3, 8), tags=["channel_gate"]),
+    LayerCase("layer_scale", lambda: L.LayerScale(0.1), (4, 5), tags=["scaled"]),
+    LayerCase("activity_l1", L.ActivityL1, (4, 5), tags=["activity"], aux=["activity_l1"]),
+    LayerCase(
+        "orthogonal_dense",
+        lambda: L.OrthogonalDense(3),
+        (4, 5),
+        tags=["orthogonality_penalty"],
+        aux=["orthogonality"],
+        out_width=lambda width: 3,
+    ),
+    LayerCase(
+        "fourier_features",
+        lambda: L.FourierFeatures(3, trainable=True),
+        (4, 5),
+        tags=["phases"],
+        out_width=lambda width: 6,
+    ),
+    LayerCase(
+        "hyper_dense",
+        lambda: L.HyperDense(3),
+        (4, 5),
+        tags=["generated_kernel"],
+        out_width=lambda width: 3,
+    ),
+    LayerCase(
+        "lipschitz_dense",
+        lambda: L.LipschitzDense(3),
+        (4, 5),
+        tags=["spectral_norm"],
+        out_width=lambda width: 3,
+    ),
+]
+
+by_case = pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+with_aux = [c for c in CASES if c.aux]
+
+
+def test_table_covers_every_public_layer():
+    covered = {type(case.make_layer()).__name__ for case in CASES}
+    nested = {"Sequence", "SwiGLU", "ActivityL1", "OrthogonalDense", "GLU", "TransformerBlock"}
+    assert set(L.__all__) <= covered | nested
+    assert {"MultiHeadSelfAttention", "TransformerBlock", "MixtureOfExperts"} <= covered
+
+
+def _kwargs(case: LayerCase) -> dict[str, Any]:
+    if not case.train:
+        return {}
+    return {"train": True, "rngs": {"dropout": jax.random.key(7)}}
+
+
+def _input(case: LayerCase, dtype: Any = jnp.float32) -> jax.Array:
+    return jax.random.normal(jax.random.key(1), case.input_shape, dtype)
+
+
+def _apply(case: LayerCase, layer: nn.Module, variables: Any, x: jax.Array, **kwargs: Any):
+    return layer.apply(variables, x, **_kwargs(case), **kwargs)
+
+
+class _Weighted(nn.Module):
+    """Runs ``layer`` inside a path weight of 0.25."""
+
+    layer: nn.Module
+    train: bool
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        with px.path_weight(self, "quarter", 0.25):
+            return self.layer(x, train=True) if self.train else self.layer(x)
+
+
+@functools.cache
+def _setup(name: str) -> tuple[LayerCase, nn.Module, Any, Callable[..., Any]]:
+    """The case, its layer, its variables and ONE jitted forward pass that returns
+    ``(output, {tag path: value}, aux losses, aux losses under a 0.25 path weight)``.
+
+    Every check reuses the forward pass, so each case compiles it once per dtype.
+    """
+    case = next(c for c in CASES if c.name == name)
+    layer = case.make_layer()
+    variables = jax.jit(layer.init)(jax.random.key(0), _input(case))
+    weighted = _Weighted(layer, case.train)
+
+    @jax.jit
+    def forward(variables, x):
+        (out, state), found = (
+            px.probe(layer, variables, x, "**", mutable=[px.AUX_LOSS], **_kwargs(case))
+            if case.tags
+            else ((_apply(case, layer, variables, x, mutable=[px.AUX_LOSS])), {})
+        )
+        _, scaled = weighted.apply(
+            {k: {"layer": v} for k, v in variables.items()},
+            x,
+            rngs=_kwargs(case).get("rngs", {}),
+            mutable=[px.AUX_LOSS],
+        )
+        aux = px.flatten(state.get(px.AUX_LOSS, {}))
+        return out, found, aux, px.flatten(scaled.get(px.AUX_LOSS, {}))
+
+    return case, layer, variables, forward
+
+
+@by_case
+def test_jit_matches_eager(case):
+    _, layer, variables, forward = _setup(case.name)
+    x = _input(case)
+    eager = _apply(case, layer, variables, x)
+    np.testing.assert_allclose(forward(variables, x)[0], eager, rtol=1e-5, atol=1e-6)
+
+
+@by_case
+def test_vmap_matches_stacked_single_calls(case):
+    _, layer, variables, forward = _setup(case.name)
+    xs = jax.random.normal(jax.random.key(2), (2, *case.input_shape))
+    vmapped = jax.jit(jax.vmap(functools.partial(_apply, case, layer, variables)))(xs)
+    stacked = jnp.stack([forward(variables, xs[0])[0], forward(variables, xs[1])[0]])
+    np.testing.assert_allclose(vmapped, stacked, rtol=1e-5, atol=1e-6)
+
+
+@by_case
+def test_outputs_and_param_gradients_are_finite(case):
+    _, layer, variables, _ = _setup(case.name)
+    x = _input(case)
+
+    def loss(params):
+        variables_ = {**variables, "params": params}
+        out, state = _apply(case, layer, variables_, x, mutable=[px.AUX_LOSS])
+        return jnp.mean(out**2) + px.aux_total(state.get(px.AUX_LOSS, {}))[0], out
+
+    params = variables.get("params", {})
+    (value, out), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
+    assert np.isfinite(value)
+    assert np.isfinite(out).all()
+    assert all(np.isfinite(g).all() for g in jax.tree.leaves(grads))
+    if params:
+        assert any(np.abs(g).sum() > 0 for g in jax.tree.leaves(grads))
+
+
+@by_case
+def test_dtype_kept(case):
+    _, _, variables, forward = _setup(case.name)
+    assert forward(variables, _input(case, jnp.float32))[0].dtype == jnp.float32
+    out = forward(variables, _input(case, jnp.bfloat16))[0]
+    assert out.dtype == jnp.bfloat16
+    assert np.isfinite(np.asarray(out, np.float32)).all()
+
+
+@by_case
+def test_tagged_values_present(case):
+    _, _, variables, forward = _setup(case.name)
+    _, found, _, _ = forward(variables, _input(case))
+    for selector in case.tags:
+        assert px.select(found, selector), f"{selector} not tagged; found {sorted(found)}"
+    assert all(np.isfinite(np.asarray(v, np.float32)).all() for v in jax.tree.leaves(found))
+
+
+@pytest.mark.parametrize("case", with_aux, ids=[c.name for c in with_aux])
+def test_aux_loss_scaled_by_enclosing_path_weight(case):
+    _, _, variables, forward = _setup(case.name)
+    _, _, plain, scaled = forward(variables, _input(case))
+    assert {path.rsplit("/", 1)[-1] for path in plain} == set(case.aux)
+    assert {f"layer/{path}" for path in plain} == set(scaled)
+    for path, value in plain.items():
+        assert np.all(np.asarray(value) != 0), path
+        np.testing.assert_array_equal(scaled[f"layer/{path}"], 0.25 * np.asarray(value))
+
+
+def _shapes(case: LayerCase) -> st.SearchStrategy[tuple[int, ...]]:
+    batch = st.integers(1, 3)
+    middle = [st.integers(1, 4) for _ in case.input_shape[1:-1]]
+    return st.tuples(batch, *middle, st.sampled_from(case.widths))
+
+
+@by_case
+@settings(max_examples=8, deadline=None, derandomize=True)
+@given(data=st.data())
+def test_output_shapes(case, data):
+    shape = data.draw(_shapes(case))
+    layer = case.make_layer()
+    x = jax.ShapeDtypeStruct(shape, jnp.float32)
+
+    def run(x):
+        return _apply(case, layer, layer.init(jax.random.key(0), x), x)
+
+    out = jax.eval_shape(run, x)  # abstract: nothing is compiled
+    assert out.shape == (*shape[:-1], case.out_width(shape[-1]))
