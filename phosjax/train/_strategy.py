@@ -3,8 +3,9 @@
 ``"vmap"`` and ``"map"`` compile ONE program over all cells: the cell axis is sharded
 over the devices with a ``grid`` mesh axis (`jax.shard_map` inside `jax.jit`), and each
 device runs its block of cells with `jax.vmap` (batched) or `jax.lax.map` (one after
-another, inside the compiled program). The cell count is padded to a multiple of the
-device count with copies of the first cell; `Executor.take` drops the copies.
+another, inside the compiled program). A group with fewer cells than devices uses one
+device per cell; otherwise the cell count is padded to a multiple of the device count
+with copies of the first cell, which `Executor.take` drops again.
 ``"sequential"`` compiles the one-cell function and calls it cell after cell on the
 first device.
 """
@@ -69,7 +70,9 @@ class Executor:
         self.strategy = strategy
         self.num_cells = num_cells
         devices = list(devices or jax.local_devices())
-        self.mesh = Mesh(np.asarray(devices[:1] if strategy == "sequential" else devices), (GRID,))
+        # A group smaller than the device count uses one device per cell (no padding).
+        used = 1 if strategy == "sequential" else min(len(devices), num_cells)
+        self.mesh = Mesh(np.asarray(devices[:used]), (GRID,))
         size = self.mesh.size
         self.padded = -(-num_cells // size) * size
 
