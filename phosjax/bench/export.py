@@ -98,6 +98,11 @@ def export_mlflow(directory: str, tracking_uri: str, experiment: str | None = No
 
     Returns:
       The new runs by cell id and the cells skipped (already exported, or not finished).
+
+    Examples:
+      >>> done = export_mlflow("runs/example", "http://localhost:5000")  # doctest: +SKIP
+      >>> len(done.runs), done.unfinished  # doctest: +SKIP
+      (24, [])
     """
     from mlflow.entities import Param
     from mlflow.tracking import MlflowClient

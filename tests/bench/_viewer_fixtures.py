@@ -2,30 +2,28 @@
 
 Two models (``mlp`` and ``choice``) x two learning rates x two seeds = 8 cells, 31 logged
 steps each for the ``train`` and ``test`` splits, plausible decaying losses, an aux loss and
-path weights for the choice model, a real blurb of a small nested model, a graph drawing,
-the profile tables and a ``morph/`` summary.
+path weights for the choice model, a blurb of a small nested model (`phosjax.core.Blurb`'s
+own JSON), a graph drawing, the profile tables and a ``morph/`` summary.
 """
 
 import contextlib
 import dataclasses
-import functools
 import hashlib
 import http.client
 import json
+import math
 import pathlib
 import threading
 from collections.abc import Iterator
 from typing import Any
 
-import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-import phosjax as px
 from phosjax.bench import _layout
 from phosjax.bench.view import ViewerServer, make_server
+from phosjax.core import ArraySpec, Blurb, KnobValue, ModuleBlurb
 
 MODELS = {"mlp": "m-mlp", "choice": "m-choice"}
 LEARNING_RATES = (0.01, 0.003)
@@ -36,28 +34,47 @@ BRANCHES = ("path_weight/frame/choice/branch_0", "path_weight/frame/choice/branc
 METRICS = ("loss", "accuracy", "aux/balance", *BRANCHES, "step_time_s")
 
 
-class _Block(nn.Module):
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        h = nn.Dense(3, name="dense")(x)
-        temperature = px.knob(self, "T", 1.0, doc="softmax temperature")
-        px.aux_loss(self, "balance", jnp.mean(h**2))
-        px.note(self, "mean_abs", jnp.mean(jnp.abs(h)))
-        return jnp.tanh(h / temperature)
+def _module(path: str, type_: str, own: dict, children: tuple = (), **extra) -> ModuleBlurb:
+    """A module's summary as `phosjax.core.blurb` writes it (no model run: no compile)."""
+    own_params = sum(math.prod(spec.shape) for spec in own.values())
+    return ModuleBlurb(
+        path=path,
+        type=type_,
+        own_params=own_params,
+        params=own_params + sum(child.params for child in children),
+        variables={"params": own} if own else {},
+        outputs={"": ArraySpec((1, 3), "float32")},
+        flops=extra.pop("flops", None),
+        latency_s=extra.pop("latency_s", None),
+        knobs=extra.pop("knobs", {}),
+        notes=extra.pop("notes", {}),
+        aux_losses=extra.pop("aux_losses", {}),
+        path_weights=extra.pop("path_weights", {}),
+        children=children,
+    )
 
 
-class _Net(nn.Module):
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return nn.Dense(2, name="head")(_Block(name="block_0")(nn.Dense(3, name="stem")(x)))
+def _dense(path: str, inputs: int) -> ModuleBlurb:
+    kernel, bias = ArraySpec((inputs, 3), "float32"), ArraySpec((3,), "float32")
+    return _module(path, "Dense", {"kernel": kernel, "bias": bias}, flops=2.0 * inputs * 3)
 
 
-@functools.cache
 def blurb_json() -> str:
-    """A real blurb (cheap: no FLOPs, no latency) of a small three-level model."""
-    x = jnp.ones((1, 4))
-    variables = _Net().init(jax.random.key(0), x)
-    return px.blurb(_Net(), variables, x, measure_latency=False, flops=False).to_json()
+    """The blurb of a three-level model (stem, a block with a knob, aux loss, note, path
+    weights and a Dense inside it, a head), built from `phosjax.core`'s dataclasses."""
+    block = _module(
+        "block_0",
+        "Choice",
+        {},
+        (_dense("block_0/dense", 3),),
+        knobs={"T": KnobValue(1.0, 1.0, "softmax temperature")},
+        notes={"mean_abs": 0.35},
+        aux_losses={"balance": 0.127},
+        path_weights={"branch_0": 0.6, "branch_1": 0.4},
+    )
+    children = (_dense("stem", 4), block, _dense("head", 3))
+    root = _module("", "Net", {}, children, flops=66.0, latency_s=2.5e-5)
+    return Blurb(root, "cpu").to_json()
 
 
 GRAPH = {

@@ -28,7 +28,10 @@ def _not_a_bench_message(directory: pathlib.Path) -> str:
     message = f"{directory} is not a bench: it has no {_layout.MARKER}."
     if not directory.is_dir():
         message = f"{directory} is not a bench: no such directory."
-    benches = sorted(p.name for p in directory.glob("*") if _layout.is_bench(p))
+    try:
+        benches = sorted(p.name for p in directory.iterdir() if _layout.is_bench(p))
+    except OSError:  # missing or unreadable: nothing to suggest
+        benches = []
     if benches:
         message += f" Benches inside it: {', '.join(benches)}."
     return message + (
@@ -47,7 +50,8 @@ class BenchFiles:
 
     Examples:
       >>> import tempfile
-      >>> BenchFiles(tempfile.gettempdir())
+      >>> with tempfile.TemporaryDirectory() as empty:
+      ...     BenchFiles(empty)
       Traceback (most recent call last):
       ...
       phosjax.bench.view._bench.NotABenchError: ... is not a bench: it has no bench.json. ...

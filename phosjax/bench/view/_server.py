@@ -101,6 +101,16 @@ def make_server(
     Raises:
       NotABenchError: ``directory`` holds no bench.
       PortInUseError: the port is taken.
+
+    Examples:
+      >>> import json, pathlib, tempfile, threading, urllib.request
+      >>> bench = pathlib.Path(tempfile.mkdtemp())
+      >>> _ = (bench / "bench.json").write_text('{"format": 1}')
+      >>> server = make_server(bench, port=0)
+      >>> threading.Thread(target=server.serve_forever, daemon=True).start()
+      >>> json.load(urllib.request.urlopen(server.url + "api/cells"))["rows"]
+      []
+      >>> server.shutdown(); server.server_close()
     """
     return ViewerServer(BenchFiles(directory), host, port)
 

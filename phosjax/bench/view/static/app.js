@@ -1,6 +1,6 @@
 // The bench viewer page: loads the bench's JSON from this server and draws every section.
 
-import { linePlot, stackedBars, legendOf, format, formatBytes, escapeHtml } from "./plot.js";
+import { linePlot, stackedBars, legendOf, format, fixed, formatBytes, escapeHtml } from "./plot.js";
 import { renderBlurb } from "./blurb.js";
 import { drawGraph } from "./graph.js";
 
@@ -215,7 +215,7 @@ function renderBoard() {
         swatch.style.background = r.color;
         td.append(box, swatch);
       } else if (column.metric) {
-        td.textContent = format(column.get(r));
+        td.textContent = fixed(column.get(r));
         const spread = r.spread(column.metric.split, column.metric.metric);
         if (spread !== null) td.appendChild(el("span", { class: "spread" }, ` ± ${format(spread, 2)}`));
       } else if (column.key === "_steps") {
@@ -298,10 +298,13 @@ async function renderCurves() {
   const { [metric]: raw } = await seriesOf([metric]);
   const logY = $("log-y").checked;
   drawPlots(box, state.splits.map((split) => ({ series: plotSeries(raw, split), title: split, yLabel: metric, logY, onHover: highlight })));
-  const spread = state.mode === "configs" ? [{ label: "line: mean over seeds · band: min–max", color: "transparent" }] : [];
-  const legend = tableRows().filter((r) => !state.hidden.has(r.key)).slice(0, MAX_LINES)
-    .map((r) => ({ key: r.key, color: r.color, label: state.mode === "cells" ? `${r.row.configLabel} · seed ${r.row.seed}` : r.row.configLabel }));
-  $("legend").replaceChildren(legendOf([...legend, ...spread]));
+  // One legend entry per config (its seeds share its colour).
+  const shown = new Map();
+  for (const r of tableRows().filter((r) => !state.hidden.has(r.key)).slice(0, MAX_LINES)) {
+    shown.set(r.row.config, { key: state.mode === "configs" ? r.key : undefined, color: r.color, label: r.row.configLabel });
+  }
+  const note = state.mode === "configs" ? "line: mean over seeds · band: min–max" : "one line per seed";
+  $("legend").replaceChildren(legendOf([...shown.values(), { label: note, color: null }]));
 }
 
 async function renderAux() {
@@ -353,7 +356,7 @@ async function renderProfile() {
   }
   if (memory && memory.rows.length) {
     const xColumn = ["time_s", "elapsed_s", "seconds", "time", "t"].find((c) => memory.columns.includes(c)) || memory.columns[0];
-    const yColumns = memory.columns.filter((c) => c !== xColumn && typeof memory.rows[0][c] === "number");
+    const yColumns = memory.columns.filter((c) => c !== xColumn && memory.rows.some((r) => typeof r[c] === "number"));
     const x = memory.rows.map((r) => r[xColumn]);
     const bytes = yColumns.every((c) => c.includes("bytes"));
     const scale = bytes ? 2 ** -20 : 1;

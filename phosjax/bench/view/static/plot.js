@@ -19,6 +19,13 @@ export function format(value, digits = 4) {
   return Number(value.toPrecision(digits)).toString();
 }
 
+// A table value: four significant digits, trailing zeros kept so that columns line up.
+export function fixed(value) {
+  if (typeof value !== "number" || !Number.isFinite(value) || Number.isInteger(value)) return format(value);
+  const abs = Math.abs(value);
+  return abs !== 0 && (abs < 1e-3 || abs >= 1e6) ? value.toExponential(2) : value.toPrecision(4);
+}
+
 export function formatBytes(value) {
   if (value === null || value === undefined) return "–";
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -227,9 +234,14 @@ export function legendOf(entries) {
     const item = document.createElement("span");
     item.className = "legend-item";
     if (key) item.dataset.key = key;
-    const swatch = document.createElement("i");
-    swatch.style.background = color;
-    item.append(swatch, document.createTextNode(label));
+    if (color) { // an entry without a colour is a note
+      const swatch = document.createElement("i");
+      swatch.style.background = color;
+      item.appendChild(swatch);
+    } else {
+      item.classList.add("muted");
+    }
+    item.appendChild(document.createTextNode(label));
     box.appendChild(item);
   }
   return box;
