@@ -4,6 +4,7 @@ from phosjax.models.graph._model import OUT, GraphModel
 from phosjax.models.graph._spec import COMBINES, Graph, GraphError, Input, Node, node
 from phosjax.models.graph._stitch import ADAPTER, default_adapter, fit_adapter, stitch, train_only
 from phosjax.models.graph._surgery import extract, merge, node_variables, rewire
+from phosjax.models.graph._zoo import graph_model
 
 __all__ = [
     "ADAPTER",
@@ -17,6 +18,7 @@ __all__ = [
     "default_adapter",
     "extract",
     "fit_adapter",
+    "graph_model",
     "merge",
     "node",
     "node_variables",

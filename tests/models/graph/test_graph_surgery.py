@@ -146,6 +146,7 @@ def test_stitching_a_model_to_itself_is_the_model(net):
         model, variables, "act1", model, variables, "act1", nn.Dense(6), x=x
     )
     assert custom_vars["params"]["adapter"]["kernel"].shape == (6, 6)
+    assert custom.apply(custom_vars, x, outputs="b/logits")["b/logits"].shape == (4, 3)
 
 
 def test_train_only_moves_the_adapter_alone(net):

@@ -1,0 +1,147 @@
+"""Graph versions of zoo models: the same layers and variables, every layer a node.
+
+``graph_model(config)`` builds the `GraphModel` twin of ``build_model(config)`` for the
+zoo's ``"resnet"`` and ``"transformer"``: the same parameter tree (the zoo model's
+variables run it unchanged), with each convolution, norm, activation and residual sum a
+node that can be read, injected, cut out or stitched.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+
+from phosjax.layers import MultiHeadSelfAttention
+from phosjax.models import ModelConfig, model_spec
+from phosjax.models._frame import _pool
+from phosjax.models._kinds import choose_kind, view_as
+from phosjax.models.graph._model import GraphModel
+from phosjax.models.graph._spec import node
+
+Spec = dict[str, Any]
+
+
+def _resnet_block(
+    features: int, spatial: int, kernel_size: int, downsample: bool, fan_in: int, previous: str
+) -> Spec:
+    """`phosjax.models.ResBlock`, opened: conv-BN-ReLU-conv-BN, shortcut, sum, ReLU."""
+    window, strides = (kernel_size,) * spatial, (2 if downsample else 1,) * spatial
+    norm = lambda: nn.BatchNorm(momentum=0.9)
+    block: Spec = {
+        "conv_0": node(nn.Conv(features, window, strides, use_bias=False), inputs=previous),
+        "norm_0": norm(),
+        "act_0": nn.relu,
+        "conv_1": nn.Conv(features, window, use_bias=False),
+        "norm_1": norm(),
+    }
+    shortcut = previous
+    if downsample or fan_in != features:
+        projection = nn.Conv(features, (1,) * spatial, strides, use_bias=False)
+        block["proj"] = node(projection, inputs=previous)
+        block["proj_norm"] = norm()
+        shortcut = "proj_norm"
+    block["add"] = node(inputs=("norm_1", shortcut), combine="add")
+    block["act"] = nn.relu
+    return block
+
+
+def _resnet(config: ModelConfig, spatial: int) -> tuple[Spec, str]:
+    options = dict(config.options)
+    widths, depth = config.widths or (), config.depth or 0
+    kernel_size = options.get("kernel_size", 3)
+    stem_stride = (options.get("stride", 1),) * spatial
+    spec: Spec = {
+        "stem": {
+            "Conv_0": nn.Conv(widths[0], (kernel_size,) * spatial, stem_stride),
+            "act": nn.relu,
+        }
+    }
+    previous, fan_in = "/stem/act", widths[0]
+    for i, (stage, width) in enumerate((s, w) for s, w in enumerate(widths) for _ in range(depth)):
+        downsample = stage > 0 and i % depth == 0
+        spec[f"blocks_{i}"] = _resnet_block(
+            width, spatial, kernel_size, downsample, fan_in, previous
+        )
+        previous, fan_in = f"/blocks_{i}/act", width
+    return spec, previous
+
+
+def _transformer(config: ModelConfig, spatial: int) -> tuple[Spec, str]:
+    from phosjax.models._sequence import Patches
+
+    options = dict(config.options)
+    widths, depth = config.widths or (), config.depth or 0
+    rate = options.get("dropout_rate", 0.0)
+    spec: Spec = {"stem": Patches(widths[0], patch_size=options["patch_size"])}
+    previous = "/stem"
+    for i, width in enumerate(w for w in widths for _ in range(depth)):
+        attention = MultiHeadSelfAttention(options["num_heads"], options.get("causal", False), rate)
+        branch = f"/blocks_{i}/attention_drop" if rate else f"/blocks_{i}/attention"
+        block: Spec = {
+            "attention_norm": node(nn.LayerNorm(), inputs=previous),
+            "attention": attention,
+            **({"attention_drop": nn.Dropout(rate)} if rate else {}),
+            "attention_add": node(inputs=(branch, previous), combine="add"),
+            "mlp_norm": nn.LayerNorm(),
+            "mlp_in": nn.Dense(options.get("mlp_features") or 4 * width),
+            "gelu": nn.gelu,
+            "mlp_out": nn.Dense(width),
+            **({"mlp_drop": nn.Dropout(rate)} if rate else {}),
+        }
+        block["mlp_add"] = node(inputs=(list(block)[-1], "attention_add"), combine="add")
+        spec[f"blocks_{i}"] = block
+        previous = f"/blocks_{i}/mlp_add"
+    return spec, previous
+
+
+_BUILDERS: dict[str, Callable[[ModelConfig, int], tuple[Spec, str]]] = {
+    "resnet": _resnet,
+    "transformer": _transformer,
+}
+
+
+def graph_model(config: ModelConfig) -> GraphModel:
+    """The `GraphModel` twin of ``build_model(config)``, for ``"resnet"`` and
+    ``"transformer"``.
+
+    Nodes: ``view`` (the input as a sequence or image), ``stem``, ``blocks_<i>/...``
+    (``conv_0``, ``norm_0``, ``act_0``, ``conv_1``, ``norm_1``, ``proj``, ``proj_norm``,
+    ``add``, ``act`` for a ResNet; ``attention_norm``, ``attention``, ``attention_add``,
+    ``mlp_norm``, ``mlp_in``, ``gelu``, ``mlp_out``, ``mlp_add`` for a transformer),
+    ``features`` (pooled), ``dropout`` (when the option is set) and ``head`` (the logits).
+
+    Raises:
+      ValueError: the model has no graph version (the ones that have are listed).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from phosjax.models import ModelConfig
+      >>> config = ModelConfig("resnet", num_classes=10, input_shape=(40,))
+      >>> graph = graph_model(config)
+      >>> graph.shapes(jnp.ones((2, 40)))["blocks_1/add"].shape
+      (2, 20, 32)
+    """
+    if config.name not in _BUILDERS:
+        raise ValueError(
+            f"model {config.name!r} has no graph version; these have: {sorted(_BUILDERS)}."
+        )
+    spec_of_name = model_spec(config.name)
+    resolved = spec_of_name.resolve(config)
+    options = dict(resolved.options)
+    kinds = spec_of_name.input_kinds or ()
+    kind = choose_kind(config.input_shape, kinds, options["input_kind"], config.name)
+    spatial = len(config.input_shape) - 1 if kind == "image" else 1
+    blocks, last = _BUILDERS[config.name](resolved, spatial)
+
+    def view(x: jax.Array) -> jax.Array:
+        return view_as(x, kind)
+
+    def pool(h: jax.Array) -> jax.Array:
+        return _pool(h, options["pool"])
+
+    spec: Spec = {"view": view, **blocks, "features": node(pool, inputs=last)}
+    if options["dropout"]:
+        spec["dropout"] = nn.Dropout(options["dropout"])
+    spec["head"] = nn.Dense(config.num_classes)
+    return GraphModel(spec)

@@ -1,0 +1,52 @@
+"""Graph versions of the zoo's ResNet and transformer: same parameters, same outputs."""
+
+import jax
+import numpy as np
+import pytest
+
+import phosjax as px
+from phosjax.models import ModelConfig, build_model, param_count
+from phosjax.models.graph import graph_model
+
+CONFIGS = [
+    ModelConfig("resnet", num_classes=10, input_shape=(40,)),
+    ModelConfig("resnet", num_classes=3, input_shape=(8, 8, 1), depth=2, width=(4, 8)),
+    ModelConfig("transformer", num_classes=10, input_shape=(40,)),
+]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"{c.name}{c.input_shape}")
+def test_graph_twin_has_the_zoo_parameters_and_outputs(config, key):
+    zoo, graph = build_model(config), graph_model(config)
+    x = jax.random.normal(key, (3, *config.input_shape))
+    zoo_vars = jax.jit(zoo.init)(jax.random.key(1), x)
+    graph_shapes = jax.eval_shape(graph.init, jax.random.key(1), x)
+    count = sum(leaf.size for leaf in jax.tree.leaves(graph_shapes["params"]))
+    assert count == param_count(config)
+    assert jax.tree.map(np.shape, graph_shapes) == jax.tree.map(np.shape, zoo_vars)
+
+    # The zoo's variables run the graph twin unchanged, in eval and in train mode.
+    def both(model, variables, x):
+        evaluated = model.apply(variables, x)
+        trained = model.apply(variables, x, train=True, mutable=["batch_stats"])
+        return evaluated, trained
+
+    zoo_eval, (zoo_train, zoo_state) = jax.jit(both, static_argnums=0)(zoo, zoo_vars, x)
+    out, (graph_train, graph_state) = jax.jit(both, static_argnums=0)(graph, zoo_vars, x)
+    np.testing.assert_allclose(out["head"], zoo_eval, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(graph_train["head"], zoo_train, rtol=1e-5, atol=1e-6)
+    jax.tree.map(np.testing.assert_allclose, graph_state, zoo_state)
+
+
+def test_every_layer_of_the_twin_is_a_node(key):
+    config = CONFIGS[0]
+    graph = graph_model(config)
+    assert graph.nodes[:4] == ("input", "view", "stem/Conv_0", "stem/act")
+    assert ("stem/act", "blocks_0/add") in graph.edges  # the identity shortcut
+    assert ("blocks_0/act", "blocks_1/proj") in graph.edges  # the projection shortcut
+    x = jax.random.normal(key, (2, 40))
+    variables = graph.init(key, x)
+    _, found = px.probe(graph, variables, x, "blocks_1/*/out")
+    assert found["blocks_1/add/out"].shape == (2, 20, 32)
+    with pytest.raises(ValueError, match=r"'mlp' has no graph version; these have: \['resnet'"):
+        graph_model(ModelConfig("mlp", num_classes=2, input_shape=(3,)))
