@@ -247,3 +247,29 @@ def test_to_json_describes_nodes_edges_shapes_and_params(model_and_variables):
     assert [(e["source"], e["target"]) for e in described["edges"]] == list(model.edges)
     assert described["inputs"] == ["input"] and described["outputs"] == ["block/add", "head"]
     assert json.loads(model.to_json())["nodes"][1]["shape"] is None
+
+
+def test_public_names():
+    import phosjax.models.graph as graph
+
+    assert graph.__all__ == [
+        "ADAPTER",
+        "COMBINES",
+        "OUT",
+        "Graph",
+        "GraphError",
+        "GraphModel",
+        "Input",
+        "Node",
+        "default_adapter",
+        "extract",
+        "fit_adapter",
+        "graph_model",
+        "merge",
+        "node",
+        "node_variables",
+        "rewire",
+        "stitch",
+        "train_only",
+    ]
+    assert all(hasattr(graph, name) for name in graph.__all__)
