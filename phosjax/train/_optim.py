@@ -51,10 +51,11 @@ def make_optimizer(
     Examples:
       >>> import jax.numpy as jnp
       >>> tx = make_optimizer("sgd", learning_rate=0.5)
-      >>> state = tx.init({"w": jnp.ones(2)})
+      >>> params = {"w": jnp.ones(2)}
+      >>> state = tx.init(params)
       >>> float(state.hyperparams["learning_rate"])
       0.5
-      >>> tx.update({"w": jnp.ones(2)}, state)[0]["w"].tolist()
+      >>> tx.update({"w": jnp.ones(2)}, state, params)[0]["w"].tolist()
       [-0.5, -0.5]
     """
     if name not in OPTIMIZERS:

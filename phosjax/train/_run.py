@@ -11,7 +11,7 @@ from phosjax.train._auto import choose_strategy
 from phosjax.train._group import Group
 from phosjax.train._state import GroupState
 from phosjax.train._step import device_arrays, make_evaluate, make_train_chunk
-from phosjax.train._strategy import Executor
+from phosjax.train._strategy import STRATEGIES, Executor
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +91,10 @@ def run_group(
     Returns:
       ``(state, run)``: the state at ``until_step`` and the `GroupRun`.
     """
+    if strategy != "auto" and strategy not in STRATEGIES:
+        raise ValueError(
+            f"run_group: unknown strategy {strategy!r}; expected 'auto' or {STRATEGIES}"
+        )
     hp = group.hparams
     until = hp.steps if until_step is None else until_step
     start = int(np.asarray(jax.device_get(state.step))[0])

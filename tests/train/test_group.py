@@ -3,7 +3,16 @@
 import numpy as np
 import pytest
 
-from phosjax.train import Cell, Group, HParams, Regularizer, plan_groups
+import phosjax.train
+from phosjax.train import (
+    Cell,
+    Group,
+    HParams,
+    Regularizer,
+    plan_groups,
+    process_share,
+    run_group,
+)
 from tests.train.tiny import Tiny
 
 
@@ -47,3 +56,29 @@ def test_bad_configs_raise_clear_errors():
     a, b = Cell(Tiny(), "toy"), Cell(Tiny(), "other")
     with pytest.raises(ValueError, match="share one signature"):
         Group((a, b), (0, 1))
+    with pytest.raises(ValueError, match=r"unknown strategy 'fast'; expected 'auto' or \('vmap'"):
+        run_group(plan_groups([a])[0], None, None, strategy="fast")
+    with pytest.raises(ValueError, match=r"index 2 is not in range\(count=2\)"):
+        process_share(5, 2, 2)
+
+
+def test_public_names():
+    assert phosjax.train.__all__ == [
+        "OPTIMIZERS",
+        "STRATEGIES",
+        "Cell",
+        "Chunk",
+        "GridResult",
+        "Group",
+        "GroupRun",
+        "GroupState",
+        "HParams",
+        "Regularizer",
+        "init_group",
+        "make_optimizer",
+        "measure_strategies",
+        "plan_groups",
+        "process_share",
+        "run_group",
+        "train_grid",
+    ]

@@ -1,0 +1,51 @@
+"""Seconds per grid step of each engine strategy, for MLP and 1D-CNN grids on MNIST-1D.
+
+Run: ``python benchmarks/engine_strategies.py [--data-dir DIR] [--devices N]``
+
+For each model (the zoo's ``mlp`` and ``cnn1d``) and grid size (4 and 8 seeds) it runs
+`run_group` with ``strategy="auto"``, which compiles the vmap, map and sequential programs
+for a chunk of 10 steps and times each (best of two calls after compiling). It prints
+the seconds per step (all cells) and each strategy's time relative to the fastest, all
+measured in this one run.
+"""
+
+import argparse
+import os
+import time
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--devices", type=int, default=1, help="fake CPU devices")
+    args = parser.parse_args()
+    os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count={args.devices}")
+
+    import jax
+
+    from phosjax.data import load
+    from phosjax.models import ModelConfig
+    from phosjax.train import STRATEGIES, Cell, HParams, init_group, plan_groups, run_group
+
+    data = load("mnist1d", data_dir=args.data_dir)
+    print(f"backend={jax.default_backend()} devices={jax.local_device_count()}")
+    header = f"{'model':7} {'cells':>5} " + " ".join(f"{s + ' s/step':>16}" for s in STRATEGIES)
+    print(header + "  ratios to fastest (vmap/map/sequential)  chosen")
+    for name in ("mlp", "cnn1d"):
+        for num_cells in (4, 8):
+            hp = HParams(batch_size=100, steps=10, learning_rate=1e-3)
+            model = ModelConfig(name, 10, (40,))
+            cells = [Cell(model, "mnist1d", hp, seed) for seed in range(num_cells)]
+            [group] = plan_groups(cells)
+            start = time.perf_counter()
+            state = init_group(group, data)
+            _, run = run_group(group, state, data, strategy="auto", chunk_steps=10)
+            fastest = min(run.timings.values())
+            ratios = "/".join(f"{run.timings[s] / fastest:.2f}" for s in STRATEGIES)
+            cols = " ".join(f"{run.timings[s]:16.5f}" for s in STRATEGIES)
+            wall = time.perf_counter() - start
+            print(f"{name:7} {num_cells:5d} {cols}  {ratios:>38}  {run.strategy} ({wall:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
