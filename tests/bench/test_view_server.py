@@ -66,14 +66,13 @@ def test_bench_endpoint_describes_the_files(server, written):
 
 def test_cells_endpoint_holds_each_cells_last_values(server, written):
     board = get_json(server, "/api/cells")
-    assert [r["cell_id"] for r in board["rows"]] == written.cells["cell_id"].tolist()
+    assert [r["cell"] for r in board["rows"]] == written.cells.to_dict("records")
     assert board["splits"] == ["test", "train"]
     last = written.results[written.results.step == STEPS[-1]]
     for row in board["rows"]:
-        assert row["steps_done"] == STEPS[-1] and row["steps"] == STEPS[-1] and row["finished"]
-        assert row["lr"] in (0.01, 0.003) and row["width"] == 32
+        assert row["progress"] == {"steps_done": STEPS[-1], "steps": STEPS[-1], "finished": True}
         for split in ("train", "test"):
-            want = last[(last.cell_id == row["cell_id"]) & (last.split == split)].iloc[0]
+            want = last[(last.cell_id == row["cell"]["cell_id"]) & (last.split == split)].iloc[0]
             for metric in METRICS:
                 assert _same(row["final"][split][metric], want[metric]), (split, metric)
 

@@ -101,7 +101,8 @@ def _progress(bench: BenchFiles) -> dict[str, dict[str, Any]]:
 
 
 def leaderboard(bench: BenchFiles) -> dict[str, Any]:
-    """One row per cell: its columns, progress and last value of every metric per split."""
+    """One row per cell: ``{"cell": its columns, "progress": {"steps_done", "steps",
+    "finished"}, "final": {split: {metric: last value}}}``."""
     cells = bench.cells()
     metrics = bench.metrics()
     results = bench.results(metrics)
@@ -111,17 +112,17 @@ def leaderboard(bench: BenchFiles) -> dict[str, Any]:
         final.setdefault(row["cell_id"], {})[row["split"]] = {m: row[m] for m in metrics}
     steps_done = results.groupby("cell_id")["step"].max().to_dict() if len(results) else {}
     progress = _progress(bench)
-    rows = []
-    for cell in cells.to_dict("records"):
-        cell_id = cell["cell_id"]
-        rows.append(
-            {
-                **cell,
-                "steps_done": steps_done.get(cell_id),
-                **progress.get(cell_id, {"steps": None, "finished": False}),
-                "final": final.get(cell_id, {}),
-            }
-        )
+    rows = [
+        {
+            "cell": cell,
+            "progress": {
+                "steps_done": steps_done.get(cell["cell_id"]),
+                **progress.get(cell["cell_id"], {"steps": None, "finished": False}),
+            },
+            "final": final.get(cell["cell_id"], {}),
+        }
+        for cell in cells.to_dict("records")
+    ]
     return {
         "cell_columns": list(_layout.CELL_COLUMNS),
         "hparams": bench.hparams(),

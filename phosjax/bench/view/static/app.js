@@ -27,6 +27,10 @@ function showError(error) {
   console.error(error);
 }
 
+function short(text, n = 36) {
+  return text.length > n ? `${text.slice(0, n - 1)}…` : text;
+}
+
 function el(tag, attrs = {}, text = null) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
@@ -43,8 +47,11 @@ function varying(rows, column) {
 function describeColumns() {
   const rows = state.board.rows;
   const descriptive = ["model", "dataset", ...state.board.hparams];
-  state.shownColumns = descriptive.filter((c) => c === "model" || varying(rows, c));
-  state.constantColumns = descriptive.filter((c) => !state.shownColumns.includes(c));
+  // Columns that vary within a model tell cells apart; those fixed by the model (its
+  // options) only lengthen the labels, so they are filters but not table columns.
+  const models = [...new Set(rows.map((r) => r.model))].map((m) => rows.filter((r) => r.model === m));
+  state.shownColumns = descriptive.filter((c) => c === "model" || (c === "dataset" && varying(rows, c)) || models.some((m) => varying(m, c)));
+  state.constantColumns = descriptive.filter((c) => !varying(rows, c));
   state.filterColumns = [...descriptive, "seed", "group_id"].filter((c) => varying(rows, c));
   state.splits = [...state.board.splits].sort((a, b) => (a === "test" ? -1 : b === "test" ? 1 : a.localeCompare(b)));
   const labelColumns = state.shownColumns.filter((c) => c !== "model");
@@ -89,13 +96,13 @@ function tableRows() {
   if (state.mode === "cells") {
     return cells.map((row) => ({
       key: row.cell_id, row, color: state.configs.get(row.config), cells: [row],
-      value: (split, metric) => row.final?.[split]?.[metric] ?? null, spread: () => null,
+      value: (split, metric) => row._final?.[split]?.[metric] ?? null, spread: () => null,
     }));
   }
   const groups = new Map();
   for (const row of cells) (groups.get(row.config) || groups.set(row.config, []).get(row.config)).push(row);
   return [...groups.entries()].map(([key, members]) => {
-    const values = (split, metric) => members.map((m) => m.final?.[split]?.[metric] ?? null);
+    const values = (split, metric) => members.map((m) => m._final?.[split]?.[metric] ?? null);
     return {
       key, row: members[0], color: state.configs.get(key), cells: members,
       value: (split, metric) => mean(values(split, metric)), spread: (split, metric) => std(values(split, metric)),
@@ -119,7 +126,7 @@ function renderFilters() {
     });
     const select = el("select", { "data-column": column, "aria-label": column });
     select.appendChild(el("option", { value: "" }, `all`));
-    for (const v of values) select.appendChild(el("option", { value: v }, format(JSON.parse(v))));
+    for (const v of values) select.appendChild(el("option", { value: v, title: format(JSON.parse(v)) }, short(format(JSON.parse(v)))));
     select.value = state.filters[column] || "";
     select.addEventListener("change", () => { state.filters[column] = select.value; renderAll(); });
     const label = el("label", { class: "filter" }, `${column} `);
@@ -127,7 +134,8 @@ function renderFilters() {
     box.appendChild(label);
   }
   for (const column of state.constantColumns) {
-    box.appendChild(el("span", { class: "chip" }, `${column} = ${format(state.board.rows[0]?.[column])}`));
+    const value = format(state.board.rows[0]?.[column]);
+    box.appendChild(el("span", { class: "chip", title: `${column} = ${value}` }, `${column} = ${short(value)}`));
   }
 }
 
@@ -139,7 +147,7 @@ function tableColumns() {
   } else {
     columns.push({ key: "_seeds", label: "seeds", get: (r) => r.cells.length });
   }
-  columns.push({ key: "_steps", label: "steps", get: (r) => mean(r.cells.map((c) => c.steps_done)), numeric: true });
+  columns.push({ key: "_steps", label: "steps", get: (r) => mean(r.cells.map((c) => c._done)), numeric: true });
   for (const m of metricColumns()) {
     columns.push({ key: m.key, label: `${m.split} ${m.metric}`, get: (r) => r.value(m.split, m.metric), metric: m, numeric: true });
   }
@@ -219,11 +227,13 @@ function renderBoard() {
         const spread = r.spread(column.metric.split, column.metric.metric);
         if (spread !== null) td.appendChild(el("span", { class: "spread" }, ` ± ${format(spread, 2)}`));
       } else if (column.key === "_steps") {
-        const done = column.get(r), total = r.row.steps;
+        const done = column.get(r), total = r.row._steps;
         td.textContent = total ? `${format(done)} / ${format(total)}` : format(done);
-        if (!r.cells.every((c) => c.finished)) td.classList.add("running");
+        if (!r.cells.every((c) => c._finished)) td.classList.add("running");
       } else {
-        td.textContent = format(column.get(r));
+        const text = format(column.get(r));
+        td.textContent = short(text);
+        if (text.length > 36) td.title = text;
       }
       tr.appendChild(td);
     }
@@ -356,7 +366,8 @@ async function renderProfile() {
   }
   if (memory && memory.rows.length) {
     const xColumn = ["time_s", "elapsed_s", "seconds", "time", "t"].find((c) => memory.columns.includes(c)) || memory.columns[0];
-    const yColumns = memory.columns.filter((c) => c !== xColumn && memory.rows.some((r) => typeof r[c] === "number"));
+    const numeric = memory.columns.filter((c) => c !== xColumn && memory.rows.some((r) => typeof r[c] === "number"));
+    const yColumns = numeric.some((c) => c.includes("bytes")) ? numeric.filter((c) => c.includes("bytes")) : numeric;
     const x = memory.rows.map((r) => r[xColumn]);
     const bytes = yColumns.every((c) => c.includes("bytes"));
     const scale = bytes ? 2 ** -20 : 1;
@@ -441,6 +452,9 @@ async function renderAll() {
 
 async function main() {
   [state.info, state.board] = await Promise.all([getJson("api/bench"), getJson("api/cells")]);
+  state.board.rows = state.board.rows.map(({ cell, progress, final }) => ({
+    ...cell, _done: progress.steps_done, _steps: progress.steps, _finished: progress.finished, _final: final,
+  }));
   describeColumns();
   renderSummary();
   const metrics = state.board.metrics;
