@@ -154,7 +154,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         split = urllib.parse.urlsplit(self.path)
         path = urllib.parse.unquote(split.path)
         if not self._host_allowed():
-            return self._error(403, "Host not allowed: this viewer serves only localhost.")
+            return self._error(
+                403,
+                "Host not allowed: bound to a loopback address, this viewer answers only "
+                "localhost (use an SSH tunnel, or start it with --host 0.0.0.0).",
+            )
         if ".." in path.split("/") or "\\" in path or "\x00" in path or path.startswith("//"):
             return self._error(403, f"Refused: {path!r} climbs out of the bench.")
         try:

@@ -270,8 +270,20 @@ async function seriesOf(columns) {
   return Object.fromEntries(columns.map((c) => [c, state.cache.get(c)]));
 }
 
+// Exponential moving average (TensorBoard's smoothing), debiased; nulls are skipped.
+function smooth(values, weight) {
+  if (!weight) return values;
+  let acc = 0, norm = 0;
+  return values.map((v) => {
+    if (v === null || !Number.isFinite(v)) return v;
+    acc = weight * acc + (1 - weight) * v;
+    norm = weight * norm + (1 - weight);
+    return acc / norm;
+  });
+}
+
 // Plot series for one metric and split: one line per visible cell, or per config with a band.
-function plotSeries(raw, split) {
+function plotSeries(raw, split, weight = 0) {
   const visible = tableRows().filter((r) => !state.hidden.has(r.key)).slice(0, MAX_LINES);
   const bySplit = new Map(raw.filter((s) => s.split === split).map((s) => [s.cell_id, s]));
   const out = [];
@@ -280,11 +292,11 @@ function plotSeries(raw, split) {
     if (!members.length) continue;
     if (state.mode === "cells") {
       const s = members[0];
-      out.push({ key: r.key, label: `${r.row.configLabel} · seed ${r.row.seed}`, color: r.color, x: s.step, y: s.y });
+      out.push({ key: r.key, label: `${r.row.configLabel} · seed ${r.row.seed}`, color: r.color, x: s.step, y: smooth(s.y, weight) });
       continue;
     }
     const steps = [...new Set(members.flatMap((s) => s.step))].sort((a, b) => a - b);
-    const at = members.map((s) => new Map(s.step.map((step, i) => [step, s.y[i]])));
+    const at = members.map((s) => { const y = smooth(s.y, weight); return new Map(s.step.map((step, i) => [step, y[i]])); });
     const column = (step) => at.map((m) => m.get(step)).filter((v) => v !== null && v !== undefined);
     const y = steps.map((step) => mean(column(step)));
     const lo = members.length > 1 ? steps.map((step) => Math.min(...column(step))) : null;
@@ -307,7 +319,8 @@ async function renderCurves() {
   if (!metric) { box.textContent = "No results yet."; return; }
   const { [metric]: raw } = await seriesOf([metric]);
   const logY = $("log-y").checked;
-  drawPlots(box, state.splits.map((split) => ({ series: plotSeries(raw, split), title: split, yLabel: metric, logY, onHover: highlight })));
+  const weight = Number($("smoothing").value);
+  drawPlots(box, state.splits.map((split) => ({ series: plotSeries(raw, split, weight), title: split, yLabel: metric, logY, onHover: highlight })));
   // One legend entry per config (its seeds share its colour).
   const shown = new Map();
   for (const r of tableRows().filter((r) => !state.hidden.has(r.key)).slice(0, MAX_LINES)) {
@@ -462,9 +475,9 @@ async function main() {
   fillSelect($("aux-split"), state.splits.map((s) => [s, s]), state.splits.includes("train") ? "train" : state.splits[0]);
   fillSelect($("model-select"), state.info.models.map((m) => [m.model_id, `${m.model} (${m.model_id})`]));
   renderFilters();
-  const params = new URLSearchParams(location.search); // ?mode=configs&metric=accuracy&model=ID
+  const params = new URLSearchParams(location.search); // ?mode=configs&metric=accuracy&model=ID&smoothing=0.8
   if (params.get("mode") === "configs") state.mode = "configs";
-  for (const [name, id] of [["metric", "curve-metric"], ["model", "model-select"]]) {
+  for (const [name, id] of [["metric", "curve-metric"], ["model", "model-select"], ["smoothing", "smoothing"]]) {
     if ([...$(id).options].some((o) => o.value === params.get(name))) $(id).value = params.get(name);
   }
   for (const button of document.querySelectorAll(".segmented button")) {
@@ -478,6 +491,7 @@ async function main() {
   $("all-metrics").addEventListener("change", (e) => { state.allMetrics = e.target.checked; renderBoard(); });
   $("curve-metric").addEventListener("change", renderCurves);
   $("log-y").addEventListener("change", renderCurves);
+  $("smoothing").addEventListener("change", renderCurves);
   $("aux-split").addEventListener("change", renderAux);
   $("model-select").addEventListener("change", renderModel);
   $("expand-all").addEventListener("click", () => document.querySelectorAll("#blurb details").forEach((d) => { d.open = true; }));
