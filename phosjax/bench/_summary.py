@@ -1,5 +1,7 @@
-"""`leaderboard`: seed-mean final test accuracy of every configuration of a bench."""
+"""What a bench prints: the `leaderboard` summary and the profile."""
 
+import os
+import pathlib
 from collections.abc import Sequence
 
 import pandas as pd
@@ -57,4 +59,43 @@ def summary_text(
     if len(board) > rows:
         lines.append(f"... {len(board) - rows} more rows")
     lines.append(f"load them: pandas.read_parquet({directory + '/' + _layout.RESULTS!r})")
+    return "\n".join(lines)
+
+
+def _read_all(root: pathlib.Path, path: str) -> pd.DataFrame | None:
+    """``path`` and its per-process siblings (``<stem>.p<i>of<n>.parquet``), concatenated."""
+    stem = pathlib.Path(path)
+    files = sorted((root / stem.parent).glob(f"{stem.stem}*.parquet"))
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else None
+
+
+def profile_text(directory: str | os.PathLike) -> str:
+    """The profile of a bench as text: seconds per phase and group, then memory.
+
+    ``init`` and ``compile`` are seconds once per group, ``step`` seconds per step (all
+    the group's cells at once), ``eval`` seconds per evaluation.
+    """
+    root = pathlib.Path(directory)
+    phases = _read_all(root, _layout.PHASES)
+    if phases is None:
+        return f"bench {directory}: no profile yet (nothing trained)."
+    table = phases.pivot_table(
+        index="group_id", columns="phase", values="seconds", sort=False, dropna=False
+    )
+    table = table.reindex(columns=[p for p in _layout.PHASE_NAMES if p in table.columns])
+    table = table.rename(columns={p: f"{p}_s" for p in table.columns})
+    peak = phases.groupby("group_id", sort=False)["peak_bytes"].max() / 2**20
+    table["peak_device_MiB"] = peak
+    lines = [f"bench {directory}: phases per group (step_s: per step of the whole group)"]
+    lines.append(table.to_string(float_format=lambda v: f"{v:.4g}"))
+    memory = _read_all(root, _layout.MEMORY)
+    if memory is not None and len(memory):
+        rss = memory["host_rss_bytes"] / 2**20
+        lines.append(
+            f"host RSS: peak {rss.max():.0f} MiB, mean {rss.mean():.0f} MiB "
+            f"over {len(memory)} samples"
+        )
+        device = memory["device_bytes"].dropna()
+        if len(device):
+            lines.append(f"device bytes in use: peak {device.max() / 2**20:.0f} MiB")
     return "\n".join(lines)

@@ -1,0 +1,29 @@
+"""``python -m phosjax.bench.profile --dir DIR``: print a bench's phase times and memory."""
+
+import sys
+from collections.abc import Sequence
+
+from jsonargparse import ArgumentParser
+
+from phosjax.bench._cli import entry_point
+from phosjax.bench._directory import open_bench
+from phosjax.bench._summary import profile_text
+
+
+def parser() -> ArgumentParser:
+    """The command line of ``phosjax.bench.profile``."""
+    parser = ArgumentParser(prog="python -m phosjax.bench.profile", description=__doc__)
+    parser.add_argument("--dir", required=True, help="the bench directory")
+    return parser
+
+
+@entry_point
+def main(argv: Sequence[str] | None = None) -> None:
+    """Runs the command line ``argv`` (default ``sys.argv[1:]``)."""
+    args = parser().parse_args(argv)
+    open_bench(args.dir)
+    print(profile_text(args.dir))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Bench configs: YAML loading, unknown keys, safe parsing, CLI overrides."""
+
+import pathlib
+
+import pytest
+
+from phosjax.bench import BenchConfig, BenchError, load_config
+from phosjax.bench.new import parser
+
+
+def write(tmp_path: pathlib.Path, text: str) -> pathlib.Path:
+    path = tmp_path / "bench.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_load_config_reads_axes_and_entries(tmp_path):
+    path = write(
+        tmp_path,
+        "models: [mlp, {name: cnn1d, depth: 2, options: {kernel_size: 5}}]\n"
+        "grid: {learning_rate: [0.1, 0.01], knobs: {'**/T': [0.5, 2]}}\nseeds: [3, 4]\n",
+    )
+    config = load_config(path)
+    entries = config.model_entries()
+    assert [e.name for e in entries] == ["mlp", "cnn1d"]
+    assert (entries[1].depth, entries[1].options) == (2, {"kernel_size": 5})
+    axes = config.grid.axes()
+    assert axes["learning_rate"] == [0.1, 0.01]
+    assert axes["knob/**/T"] == [0.5, 2]
+    assert axes["batch_size"] == [128]
+    assert config.seed_list() == [3, 4]
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("modelz: [mlp]\n", r"unknown key 'modelz' in the bench config\. Did you mean 'models'"),
+        ("grid: {learning_rat: 0.1}\n", r"unknown key 'learning_rat' in grid\. .*'learning_rate'"),
+        ("models: [{name: mlp, widht: 3}]\n", r"'widht' in a models entry\. .*'width'"),
+        ("models: [{depth: 3}]\n", r"a models entry needs a 'name'"),
+        ("grid: [1, 2]\n", r"grid must be a mapping"),
+        ("models: [mlp\n", r"is not valid YAML"),
+    ],
+)
+def test_bad_config_is_a_clear_error(tmp_path, text, match):
+    with pytest.raises(BenchError, match=match):
+        load_config(write(tmp_path, text))
+
+
+def test_loading_a_config_never_runs_code(tmp_path):
+    marker = tmp_path / "ran"
+    text = f"models: !!python/object/apply:os.system ['touch {marker}']\n"
+    with pytest.raises(BenchError, match="not valid YAML"):
+        load_config(write(tmp_path, text))
+    assert not marker.exists()
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(BenchError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_digest_is_equal_for_equal_configs_and_round_trips():
+    a = BenchConfig.from_dict({"models": ["mlp"], "grid": {"learning_rate": [0.1, 0.2]}})
+    b = BenchConfig.from_dict(a.to_dict())
+    assert a == b and a.digest() == b.digest()
+    c = BenchConfig.from_dict({"models": ["mlp"], "grid": {"learning_rate": [0.1, 0.3]}})
+    assert c.digest() != a.digest()
+
+
+def test_command_line_overrides_the_yaml(tmp_path):
+    path = write(tmp_path, "models: [mlp]\ngrid: {steps: 50}\nseeds: 3\n")
+    args = parser().parse_args(
+        ["--config", str(path), "--dir", "runs/x", "--grid.learning_rate", "[0.1, 0.01]"]
+    )
+    fields = {k: v for k, v in args.as_dict().items() if k in BenchConfig.__dataclass_fields__}
+    config = BenchConfig.from_dict(fields)
+    assert config.grid.learning_rate == [0.1, 0.01]
+    assert (config.grid.steps, config.seeds, config.models) == (50, 3, ["mlp"])
+
+
+def test_print_config_prints_the_resolved_config(tmp_path, capsys):
+    path = write(tmp_path, "models: [mlp, cnn1d]\ngrid: {steps: 50}\n")
+    with pytest.raises(SystemExit) as exit_info:
+        parser().parse_args(["--config", str(path), "--dir", "d", "--print_config"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "- cnn1d" in out and "steps: 50" in out and "checkpoint_every: 500" in out

@@ -1,0 +1,69 @@
+"""Planning a bench: cells, ids, hparam columns, knob axes, name checks."""
+
+import pytest
+
+from phosjax.bench import BenchError, plan
+from tests.bench.runner_tiny import tiny_config
+
+
+def test_plan_cells_groups_and_columns(toy):
+    config = tiny_config(
+        grid={"steps": 12, "learning_rate": [0.1, 0.01], "knobs": {"**/T": [1, 3]}}
+    )
+    planned = plan(config, toy)
+    # mlp declares no knob T: 2 lr x 2 seeds; choicenet: 2 lr x 2 T x 2 seeds.
+    rows = [c.row for c in planned.cells]
+    assert [r["model"] for r in rows].count("mlp") == 4
+    assert [r["model"] for r in rows].count("choicenet") == 8
+    assert len({r["cell_id"] for r in rows}) == 12
+    assert [len(g.cells) for g in planned.groups] == [4, 8]  # lr and T vary within a group
+    assert planned.hparam_columns[-1] == "knob/**/T"
+    mlp = next(r for r in rows if r["model"] == "mlp")
+    assert (mlp["depth"], mlp["width"]) == (1, "8")
+    assert mlp["knob/**/T"] != mlp["knob/**/T"]  # NaN: the axis does not apply
+    choice = [c for c in planned.cells if c.row["model"] == "choicenet"]
+    assert {c.cell.hparams.knobs for c in choice} == {(("**/T", 1.0),), (("**/T", 3.0),)}
+    assert {c.row["group_id"] for c in choice} == {planned.groups[1].group_id}
+    assert set(planned.groups[1].metrics) == {f"path_weight/blocks_0/branch_{i}" for i in range(3)}
+    again = plan(config, toy)  # ids are stable
+    assert [c.cell_id for c in again.cells] == [c.cell_id for c in planned.cells]
+
+
+def test_depth_and_width_axes_apply_to_models_without_their_own(toy):
+    config = tiny_config(
+        models=["mlp", {"name": "choicenet", "width": 8}], grid={"width": [4, [6]], "depth": 2}
+    )
+    rows = [c.row for c in plan(config, toy).cells]
+    assert {(r["model"], r["width"], r["depth"]) for r in rows} == {
+        ("mlp", "4", 2),
+        ("mlp", "6", 2),
+        ("choicenet", "8", 2),
+    }
+
+
+def test_unknown_model_lists_the_registered_ones(toy):
+    with pytest.raises(BenchError, match=r"unknown model 'mpl'; registered models: .*mlp"):
+        plan(tiny_config(models=["mpl"]), toy)
+
+
+def test_unknown_dataset_lists_the_known_ones(tmp_path):
+    config = tiny_config(datasets=["mnist2d"], data_dir=str(tmp_path))
+    with pytest.raises(BenchError, match=r"unknown data set 'mnist2d'; known .*mnist1d"):
+        plan(config)
+
+
+def test_knob_selector_matching_no_knob_is_an_error(toy):
+    config = tiny_config(grid={"knobs": {"**/temperature": [1, 2]}})
+    with pytest.raises(BenchError, match=r"'\*\*/temperature' matches no knob.*blocks_0/T"):
+        plan(config, toy)
+
+
+def test_bad_model_option_names_the_model(toy):
+    config = tiny_config(models=[{"name": "mlp", "options": {"kernel": 3}}])
+    with pytest.raises(BenchError, match=r"model 'mlp' on 'toy': .*no option"):
+        plan(config, toy)
+
+
+def test_bad_hparam_is_an_error(toy):
+    with pytest.raises(BenchError, match="optimizer 'adamm'"):
+        plan(tiny_config(grid={"optimizer": "adamm"}), toy)

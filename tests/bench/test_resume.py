@@ -1,0 +1,66 @@
+"""Resume after ``kill -9``: the finished bench equals an uninterrupted one, row for row."""
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from phosjax.bench import _layout, load_config, run
+
+CONFIG = """
+models: [{name: mlp, width: 16}]
+datasets: [mnist1d]
+grid: {steps: 240, batch_size: 32, learning_rate: [0.01, 0.003]}
+seeds: 1
+eval_every: 20
+checkpoint_every: 20
+strategy: vmap
+data_dir: DATA_DIR
+"""
+
+
+def command(config: pathlib.Path, root: pathlib.Path) -> list[str]:
+    return [sys.executable, "-m", "phosjax.bench.new", "--config", str(config), "--dir", str(root)]
+
+
+def frame(root: pathlib.Path) -> pd.DataFrame:
+    results = pd.read_parquet(root / _layout.RESULTS).drop(columns="step_time_s")
+    return results.sort_values(["cell_id", "step", "split"], ignore_index=True)
+
+
+@pytest.mark.slow
+def test_kill_9_then_the_same_command_continues_and_matches(tmp_path, data_dir):
+    config = tmp_path / "bench.yaml"
+    config.write_text(CONFIG.replace("DATA_DIR", data_dir))
+    killed = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(pathlib.Path(__file__).parents[2])}
+    process = subprocess.Popen(
+        [*command(config, killed), "--no_progress"], env=env, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 300
+    try:
+        while not list(killed.glob(f"{_layout.CHECKPOINTS}/*/20")):
+            assert process.poll() is None, process.stderr.read().decode()
+            assert time.monotonic() < deadline, "no checkpoint within 300 s"
+            time.sleep(0.02)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        process.stderr.close()
+    steps_done = pd.read_parquet(killed / _layout.RESULTS).step.max()
+    assert 20 <= steps_done < 240, "the kill must land mid-run"
+
+    # The same command again (in this process: it shares the compiled programs with the
+    # uninterrupted run below), then the uninterrupted run.
+    run(load_config(config), killed, progress=False)
+    whole = tmp_path / "whole"
+    run(load_config(config), whole, progress=False)
+    resumed = frame(killed)
+    assert not resumed.duplicated(["cell_id", "step", "split"]).any()
+    pd.testing.assert_frame_equal(resumed, frame(whole))
+    assert list(killed.rglob(".tmp-*")) == []

@@ -1,0 +1,180 @@
+"""`run` and `add_models` on a tiny bench: results, files, re-runs, refusals, schemas."""
+
+import json
+import pathlib
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from phosjax.bench import BenchError, _layout, add_models, plan, run
+from phosjax.bench._runner import jobs
+from phosjax.bench._store import widen_parts, write_table
+from phosjax.bench.add_models import main as add_models_main
+from phosjax.bench.profile import main as profile_main
+from phosjax.train import train_grid
+from tests.bench.runner_tiny import tiny_config
+
+NOT_STEP_TIME = lambda frame: frame.drop(columns="step_time_s")
+
+
+def sort(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sort_values(["cell_id", "step", "split"], ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory, toy) -> tuple[pathlib.Path, pd.DataFrame]:
+    """An mlp-only bench, trained once for the tests of this module."""
+    root = tmp_path_factory.mktemp("bench") / "b"
+    results = run(tiny_config(models=[{"name": "mlp", "width": 8}]), root, datasets=toy)
+    return root, results
+
+
+def test_results_are_one_tidy_frame(bench, toy):
+    root, results = bench
+    loaded = pd.read_parquet(root / _layout.RESULTS)
+    pd.testing.assert_frame_equal(sort(loaded), sort(results))
+    # 2 cells x (12 train rows + test rows at steps 6 and 12)
+    assert len(results) == 2 * (12 + 2)
+    assert list(results.columns[:6]) == list(_layout.CELL_COLUMNS)
+    assert {"learning_rate", "depth", "width", "seed", "loss", "accuracy", "step_time_s"} <= set(
+        results.columns
+    )
+    test = results[results.split == "test"]
+    assert sorted(test.step.unique()) == [6, 12]
+    assert test.task_loss.isna().all() and results[results.split == "train"].grad_norm.notna().all()
+    assert results.dtypes["step"] == np.int64 and results.dtypes["loss"] == np.float32
+
+
+def test_results_equal_the_engine_trained_alone(bench, toy):
+    root, results = bench
+    cells = pd.read_parquet(root / _layout.CELLS)
+    grid = [c.cell for c in plan(tiny_config(models=[{"name": "mlp", "width": 8}]), toy).cells]
+    assert len(grid) == len(cells) == 2
+    engine = train_grid(grid, datasets=toy, strategy="vmap", chunk_steps=6).metrics
+    ours = sort(results)
+    for position, cell_id in enumerate(cells.cell_id):
+        mine = ours[ours.cell_id == cell_id]
+        theirs = engine[engine.cell == position]
+        np.testing.assert_allclose(mine.loss.to_numpy(), theirs.loss.to_numpy(), rtol=1e-6)
+        np.testing.assert_array_equal(mine.step.to_numpy(), theirs.step.to_numpy())
+
+
+def test_bench_files(bench):
+    root, _ = bench
+    marker = json.loads((root / _layout.MARKER).read_text())
+    assert marker["format"] == _layout.FORMAT and "mlp" in marker["registered_models"]
+    env = json.loads((root / _layout.ENV).read_text())
+    assert env["packages"]["jax"] and env["devices"]
+    cells = pd.read_parquet(root / _layout.CELLS)
+    assert list(cells.columns[:6]) == list(_layout.CELL_COLUMNS) and len(cells) == 2
+    blurb = json.loads((root / _layout.BLURBS / f"{cells.model_id[0]}.json").read_text())
+    assert blurb["root"]["params"] == 8 * 8 + 8 + 8 * 8 + 8 + 8 * 3 + 3
+    status = json.loads((root / _layout.STATUS).read_text())["groups"]
+    (entry,) = status.values()
+    assert entry["finished"] and entry["steps_done"] == 12 and len(entry["cells"]) == 2
+    phases = pd.read_parquet(root / _layout.PHASES)
+    assert list(phases.phase) == list(_layout.PHASE_NAMES) and phases.seconds[0] > 0
+    memory = pd.read_parquet(root / _layout.MEMORY)
+    assert (memory.host_rss_bytes > 0).all()
+
+
+def test_profile_prints(bench, capsys):
+    root, _ = bench
+    assert profile_main(["--dir", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "init_s" in out and "host RSS" in out
+
+
+def test_running_again_trains_nothing(bench, toy):
+    root, results = bench
+    before = {p.name: p.read_bytes() for p in (root / _layout.RESULTS).iterdir()}
+    again = run(tiny_config(models=[{"name": "mlp", "width": 8}]), root, datasets=toy)
+    pd.testing.assert_frame_equal(sort(again), sort(results))
+    assert {p.name: p.read_bytes() for p in (root / _layout.RESULTS).iterdir()} == before
+
+
+def test_another_config_is_refused_and_nothing_touched(bench, toy):
+    root, _ = bench
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    with pytest.raises(BenchError, match=r"different config\. Pass --resume .* --force"):
+        run(tiny_config(seeds=3), root, datasets=toy)
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
+
+
+def test_force_moves_the_old_bench_aside(tmp_path, toy):
+    root = tmp_path / "b"
+    config = tiny_config(models=[{"name": "mlp", "width": 8}], grid={"steps": 3, "batch_size": 8})
+    run(config, root, datasets=toy, progress=False)
+    other = tiny_config(models=[{"name": "mlp", "width": 8}], grid={"steps": 2, "batch_size": 8})
+    results = run(other, root, datasets=toy, force=True, progress=False)
+    (old,) = tmp_path.glob("b.old-*")
+    assert pd.read_parquet(old / _layout.RESULTS).step.max() == 3
+    assert results.step.max() == 2
+
+
+def test_not_a_bench_is_refused(tmp_path, toy, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(BenchError, match="not empty and holds no bench"):
+        run(tiny_config(), tmp_path, datasets=toy)
+    assert add_models_main(["--dir", str(tmp_path)]) == 2
+    assert profile_main(["--dir", str(tmp_path)]) == 2
+    assert "is not a bench" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_add_models_trains_only_the_new_cells_and_columns_load(bench, toy, tmp_path):
+    root, results = bench
+    copy = tmp_path / "b"
+    import shutil
+
+    shutil.copytree(root, copy)
+    with pytest.raises(BenchError, match="no model was registered since"):
+        add_models(copy, datasets=toy, progress=False)
+    grown = add_models(copy, ["choicenet"], datasets=toy, progress=False)
+    old = sort(grown[grown.model == "mlp"]).reset_index(drop=True)
+    weights = [c for c in grown.columns if c.startswith("path_weight/")]
+    assert len(weights) == 3 and old[weights].isna().all().all()
+    pd.testing.assert_frame_equal(NOT_STEP_TIME(old[results.columns]), NOT_STEP_TIME(sort(results)))
+    assert grown[grown.model == "choicenet"].cell_id.nunique() == 2
+    schemas = {tuple(pq.read_schema(p).names) for p in (copy / _layout.RESULTS).iterdir()}
+    assert len(schemas) == 1  # every part widened to the bench's columns
+    assert len(pd.read_parquet(copy / _layout.CELLS)) == 4
+
+
+def test_widen_parts_lets_parts_with_missing_columns_load(tmp_path):
+    import pyarrow as pa
+
+    schema = pa.schema([("step", pa.int64()), ("aux/a", pa.float32()), ("aux/b", pa.float32())])
+    parts = tmp_path / _layout.RESULTS
+    write_table(
+        parts / "part-x-000000001.parquet", pd.DataFrame({"step": [1], "aux/a": [1.0]}), None
+    )
+    write_table(
+        parts / "part-y-000000001.parquet", pd.DataFrame({"step": [2], "aux/b": [2.0]}), None
+    )
+    assert widen_parts(tmp_path, schema) == 2
+    frame = pd.read_parquet(parts).sort_values("step", ignore_index=True)
+    assert frame["aux/a"].tolist()[0] == 1.0 and np.isnan(frame["aux/a"][1])
+    assert frame["aux/b"].tolist()[1] == 2.0 and np.isnan(frame["aux/b"][0])
+    assert list(tmp_path.rglob(".tmp-*")) == []
+
+
+def test_processes_write_their_own_parts(tmp_path, toy):
+    config = tiny_config()
+    planned = plan(config, toy)
+    mine = [jobs(planned, (i, 2)) for i in range(2)]
+    keys = [job.key for share in mine for job in share]
+    assert len(set(keys)) == len(keys) == 4
+    cells = [c.cell_id for share in mine for job in share for c in job.cells]
+    assert sorted(cells) == sorted(c.cell_id for c in planned.cells)
+    for index in (1, 0):
+        run(config, tmp_path / "b", datasets=toy, process=(index, 2), progress=False)
+    results = pd.read_parquet(tmp_path / "b" / _layout.RESULTS)
+    assert sorted(results.cell_id.unique()) == sorted(cells)
+    assert not results.duplicated(["cell_id", "step", "split"]).any()
+    assert {p.name for p in (tmp_path / "b").glob("status*.json")} == {
+        "status.p0of2.json",
+        "status.p1of2.json",
+    }
