@@ -1,5 +1,6 @@
 """Optimizers whose hyperparameters live in their state, so cells of a group may differ."""
 
+import jax
 import optax
 
 from phosjax.train._config import OPTIMIZERS
@@ -30,9 +31,9 @@ def _family(
 def make_optimizer(
     name: str,
     *,
-    learning_rate: float = 1e-3,
-    weight_decay: float = 0.0,
-    momentum: float = 0.9,
+    learning_rate: float | jax.Array = 1e-3,
+    weight_decay: float | jax.Array = 0.0,
+    momentum: float | jax.Array = 0.9,
     grad_clip: float | None = None,
 ) -> optax.GradientTransformation:
     """An optimizer of family ``name`` with injected hyperparameters.

@@ -1,6 +1,7 @@
 """`run_group`: train a group in chunks of steps, evaluate on schedule, report per chunk."""
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -132,7 +133,7 @@ def run_group(
     for stop in stops:
         n = stop - step
         state, metrics = executor.run(
-            ("train", signature, n), lambda n=n: make_chunk(n), state, arrays, donate=True
+            ("train", signature, n), functools.partial(make_chunk, n), state, arrays, donate=True
         )
         scores = {}
         if stop == hp.steps or (hp.eval_every and stop % hp.eval_every == 0):

@@ -128,7 +128,7 @@ def make_train_chunk(model: nn.Module, hp: HParams, num_steps: int) -> ChunkFn:
         def keep(new: Any, old: Any) -> Any:
             return jax.tree.map(lambda n, o: jnp.where(live, n, o), new, old)
 
-        new = state.replace(
+        new = state.replace(  # type: ignore[attr-defined]
             params=keep(optax.apply_updates(state.params, updates), state.params),
             collections=keep({**state.collections, **written}, state.collections),
             opt_state=keep(opt_state, state.opt_state),
@@ -152,7 +152,7 @@ def make_evaluate(model: nn.Module) -> EvalFn:
 
         def batch(xym: tuple[jax.Array, jax.Array, jax.Array]) -> jax.Array:
             x, y, mask = xym
-            logits = model.apply(variables, x, train=False)
+            logits: jax.Array = model.apply(variables, x, train=False)  # type: ignore[assignment]
             loss = optax.softmax_cross_entropy_with_integer_labels(logits, y)
             correct = jnp.argmax(logits, -1) == y
             return jnp.stack([jnp.sum(loss * mask), jnp.sum(correct * mask)])
