@@ -22,7 +22,8 @@ class DenseBlock(nn.Module):
     Examples:
       >>> import jax, jax.numpy as jnp
       >>> from phosjax.models import DenseBlock
-      >>> DenseBlock(4).init_with_output(jax.random.key(0), jnp.ones((2, 4)))[0].shape
+      >>> y, _ = jax.eval_shape(DenseBlock(4).init_with_output, jax.random.key(0), jnp.ones((2, 4)))
+      >>> y.shape
       (2, 4)
     """
 
@@ -43,11 +44,10 @@ class Layer(nn.Module):
     Examples:
       >>> import jax, jax.numpy as jnp
       >>> from phosjax.models import Layer
-      >>> layer = Layer(4, stride=2)
-      >>> layer.init_with_output(jax.random.key(0), jnp.ones((2, 8, 8, 1)))[0].shape
-      (2, 4, 4, 4)
-      >>> Layer(4).init_with_output(jax.random.key(0), jnp.ones((2, 3)))[0].shape
-      (2, 4)
+      >>> def shape(layer, x):  # traced abstractly: nothing runs
+      ...     return jax.eval_shape(layer.init_with_output, jax.random.key(0), x)[0].shape
+      >>> shape(Layer(4, stride=2), jnp.ones((2, 8, 8, 1))), shape(Layer(4), jnp.ones((2, 3)))
+      ((2, 4, 4, 4), (2, 4))
     """
 
     features: int
@@ -78,8 +78,8 @@ class ResBlock(nn.Module):
     Examples:
       >>> import jax, jax.numpy as jnp
       >>> from phosjax.models import ResBlock
-      >>> y, variables = ResBlock(4, downsample=True).init_with_output(
-      ...     jax.random.key(0), jnp.ones((2, 8, 3)))
+      >>> y, variables = jax.eval_shape(ResBlock(4, downsample=True).init_with_output,
+      ...                               jax.random.key(0), jnp.ones((2, 8, 3)))
       >>> y.shape, sorted(variables)
       ((2, 4, 4), ['batch_stats', 'params'])
     """

@@ -94,9 +94,10 @@ class Frame(nn.Module):
       >>> from phosjax.models import Frame
       >>> frame = Frame(num_classes=3, input_shape=(4,), input_kind="vector", widths=(5,),
       ...               depth=1, blocks=(nn.Dense(5),), stem=nn.Dense(5))
-      >>> x = jnp.ones((2, 4)); variables = frame.init(jax.random.key(0), x)
-      >>> frame.apply(variables, x).shape
-      (2, 3)
+      >>> x = jnp.ones((2, 4))
+      >>> logits, variables = jax.eval_shape(frame.init_with_output, jax.random.key(0), x)
+      >>> logits.shape, sorted(variables["params"])
+      ((2, 3), ['blocks_0', 'head', 'stem'])
     """
 
     num_classes: int

@@ -29,8 +29,9 @@ def choice_block(features: int, per_example: bool = False) -> Choice:
       >>> import jax, jax.numpy as jnp
       >>> from phosjax.models import choice_block
       >>> block = choice_block(4)
-      >>> block.init_with_output(jax.random.key(0), jnp.ones((2, 4)))[0].shape
-      (2, 4)
+      >>> y, variables = jax.eval_shape(block.init_with_output, jax.random.key(0), jnp.ones((2, 4)))
+      >>> y.shape, sorted(variables["params"])
+      ((2, 4), ['branches_0', 'branches_1', 'gate_logits'])
     """
     return Choice([DenseBlock(features), Layer(features), Skip()], per_example=per_example)
 
@@ -52,7 +53,8 @@ def moe_block(
       >>> import jax, jax.numpy as jnp
       >>> from phosjax.models import moe_block
       >>> block = moe_block(4, num_experts=2)
-      >>> block.init_with_output(jax.random.key(0), jnp.ones((2, 4)))[0].shape
+      >>> y, _ = jax.eval_shape(block.init_with_output, jax.random.key(0), jnp.ones((2, 4)))
+      >>> y.shape
       (2, 4)
     """
     del features  # the experts keep the input's width

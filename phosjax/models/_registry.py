@@ -254,9 +254,10 @@ def build_model(config: ModelConfig) -> nn.Module:
       >>> import jax, jax.numpy as jnp
       >>> from phosjax.models import ModelConfig, build_model
       >>> model = build_model(ModelConfig("mlp", num_classes=10, input_shape=(40,)))
-      >>> x = jnp.zeros((2, 40)); variables = model.init(jax.random.key(0), x)
-      >>> model.apply(variables, x).shape
-      (2, 10)
+      >>> x = jnp.zeros((2, 40))
+      >>> logits, variables = jax.eval_shape(model.init_with_output, jax.random.key(0), x)
+      >>> logits.shape, sorted(variables["params"])
+      ((2, 10), ['blocks_0', 'head', 'stem'])
     """
     return model_spec(config.name).make(config)
 

@@ -16,8 +16,9 @@ class Patches(nn.Module):
     Examples:
       >>> import jax, jax.numpy as jnp
       >>> from phosjax.models import Patches
-      >>> Patches(8, patch_size=4).init_with_output(
-      ...     jax.random.key(0), jnp.ones((2, 40, 1)))[0].shape
+      >>> patches = Patches(8, patch_size=4)
+      >>> y, _ = jax.eval_shape(patches.init_with_output, jax.random.key(0), jnp.ones((2, 40, 1)))
+      >>> y.shape
       (2, 10, 8)
     """
 
@@ -46,7 +47,9 @@ class GRUBlock(nn.Module):
     Examples:
       >>> import jax, jax.numpy as jnp
       >>> from phosjax.models import GRUBlock
-      >>> GRUBlock(3).init_with_output(jax.random.key(0), jnp.ones((2, 5, 1)))[0].shape
+      >>> gru = GRUBlock(3)
+      >>> y, _ = jax.eval_shape(gru.init_with_output, jax.random.key(0), jnp.ones((2, 5, 1)))
+      >>> y.shape
       (2, 5, 3)
     """
 

@@ -1,5 +1,6 @@
 """Fixtures for the model tests: a registry that each test may change freely."""
 
+import jax
 import pytest
 
 from phosjax.models import _registry
@@ -12,3 +13,10 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> dict:
     monkeypatch.setattr(_registry, "_REGISTRY", models)
     monkeypatch.setattr(_registry, "_LOADED_ENTRY_POINTS", set())
     return models
+
+
+@pytest.fixture
+def rbg_key() -> jax.Array:
+    """A key of the ``rbg`` implementation: on CPU, a model's init compiles ~10x faster
+    than with the default threefry key, which dominates these tests' run time."""
+    return jax.random.key(0, impl="rbg")

@@ -57,11 +57,11 @@ def test_registering_a_name_twice_is_an_error(registry):
         register_model("mlp", Doubling)
 
 
-def test_a_user_block_is_built_into_the_frame(registry, key):
+def test_a_user_block_is_built_into_the_frame(registry, rbg_key):
     register_model("doubling", Doubling, depth=2, width=(3, 5), input_kinds=["vector"])
     model = build_model(ModelConfig("doubling", num_classes=2, input_shape=(4,)))
     x = jnp.ones((2, 4))
-    variables = model.init(key, x)
+    variables = model.init(rbg_key, x)
     assert jax.tree.map(jnp.shape, variables["params"]["blocks_2"]) == {
         "Dense_0": {"kernel": (3, 5), "bias": (5,)}
     }
@@ -75,20 +75,20 @@ def test_a_user_block_is_built_into_the_frame(registry, key):
     assert jnp.allclose(logits_train, scaled, rtol=1e-5)
 
 
-def test_a_block_factory_without_features_or_name_is_accepted(registry, key):
+def test_a_block_factory_without_features_or_name_is_accepted(registry, rbg_key):
     register_model("seq", lambda: nn.Sequential([nn.Dense(6), nn.relu]), stem=nn.Dense, width=6)
     model = build_model(ModelConfig("seq", num_classes=2, input_shape=(3,)))
-    variables = model.init(key, jnp.ones((1, 3)))
+    variables = model.init(rbg_key, jnp.ones((1, 3)))
     assert sorted(variables["params"]) == ["blocks_0", "head", "stem"]
     assert variables["params"]["blocks_0"]["layers_0"]["kernel"].shape == (6, 6)
 
 
-def test_a_block_of_the_wrong_width_names_block_and_shapes(registry, key):
+def test_a_block_of_the_wrong_width_names_block_and_shapes(registry, rbg_key):
     register_model("too_wide", TooWide, width=8)
     model = build_model(ModelConfig("too_wide", num_classes=2, input_shape=(8,)))
     message = r"block 'blocks_0' \(TooWide\) maps \(2, 8\) to \(2, 9\); the frame expects \(2, 8\)"
     with pytest.raises(ValueError, match=message):
-        model.init(key, jnp.ones((2, 8)))
+        model.init(rbg_key, jnp.ones((2, 8)))
 
 
 class Flattening(nn.Module):
@@ -99,12 +99,12 @@ class Flattening(nn.Module):
         return nn.Dense(self.features)(x.reshape(x.shape[0], -1))
 
 
-def test_a_block_that_changes_rank_is_an_error(registry, key):
+def test_a_block_that_changes_rank_is_an_error(registry, rbg_key):
     register_model("flattening", Flattening, width=4)
     model = build_model(ModelConfig("flattening", num_classes=2, input_shape=(6, 3)))
     expected = r"\(Flattening\) maps \(2, 6, 3\) to \(2, 4\); the frame expects \(2, \*, 4\)"
     with pytest.raises(ValueError, match=expected):
-        model.init(key, jnp.ones((2, 6, 3)))
+        model.init(rbg_key, jnp.ones((2, 6, 3)))
 
 
 def test_unknown_options_list_the_accepted_ones():
@@ -151,11 +151,11 @@ def test_entry_points_are_loaded_when_listing(registry, tmp_path, monkeypatch):
     assert registered_models().count("user_b") == 1  # loaded once, not twice
 
 
-def test_entry_points_are_loaded_when_a_name_is_missing(registry, tmp_path, monkeypatch, key):
+def test_entry_points_are_loaded_when_a_name_is_missing(registry, tmp_path, monkeypatch, rbg_key):
     _write_plugin(tmp_path, monkeypatch, "user_models_c", "user_c")
     _fake_entry_points(monkeypatch, _entry_point("user", "user_models_c"))
     model = build_model(ModelConfig("user_c", num_classes=2, input_shape=(5,)))
-    assert model.init(key, jnp.ones((1, 5)))["params"]["stem"]["kernel"].shape == (5, 3)
+    assert model.init(rbg_key, jnp.ones((1, 5)))["params"]["stem"]["kernel"].shape == (5, 3)
 
 
 def test_a_broken_entry_point_is_named(registry, monkeypatch):

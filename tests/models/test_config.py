@@ -1,0 +1,54 @@
+"""`ModelConfig`: normalization, JSON round trip, defaults and their checks."""
+
+import json
+
+import pytest
+
+from phosjax.models import FRAME_OPTIONS, ModelConfig, build_model
+
+
+def test_lists_and_option_dicts_are_normalized_so_equal_configs_hash_equal():
+    a = ModelConfig("cnn1d", 10, [40], width=[8, 16], options={"stride": 1, "pool": "max"})
+    b = ModelConfig("cnn1d", 10, (40,), width=(8, 16), options=(("pool", "max"), ("stride", 1)))
+    assert a == b and hash(a) == hash(b)
+    assert a.input_shape == (40,) and a.width == (8, 16)
+    assert a.options == (("pool", "max"), ("stride", 1))
+
+
+def test_json_round_trip_keeps_nested_option_tuples():
+    config = ModelConfig("mlp", 3, (4,), depth=2, width=5, options={"sizes": ((1, 2), (3,))})
+    data = json.loads(json.dumps(config.to_dict()))
+    assert data["options"] == {"sizes": [[1, 2], [3]]} and data["width"] == 5
+    assert ModelConfig.from_dict(data) == config
+
+
+def test_bad_fields_and_options_are_errors():
+    with pytest.raises(ValueError, match=r"no field\(s\) \['widht'\]; known: .*'width'"):
+        ModelConfig.from_dict({"name": "mlp", "num_classes": 2, "input_shape": [4], "widht": 3})
+    with pytest.raises(ValueError, match=r"an option is given twice in \['pool', 'pool'\]"):
+        ModelConfig("mlp", 2, (4,), options=(("pool", "max"), ("pool", "mean")))
+    with pytest.raises(TypeError, match="must not be a mapping"):
+        ModelConfig("mlp", 2, (4,), options={"nested": {"a": 1}})
+
+
+def test_resolved_fills_every_default():
+    resolved = ModelConfig("mlp", 10, (40,)).resolved()
+    assert resolved == ModelConfig("mlp", 10, (40,), depth=1, width=(100,), options=FRAME_OPTIONS)
+    cnn1d = ModelConfig("cnn1d", 10, (40,), options={"stride": 1}).resolved()
+    expected = {**FRAME_OPTIONS, "kernel_size": 3, "pool": "flatten", "stride": 1}
+    assert dict(cnn1d.options) == expected
+    assert (cnn1d.depth, cnn1d.width) == (3, (25,))
+
+
+@pytest.mark.parametrize(
+    ("name", "changes", "message"),
+    [
+        ("logreg", {"depth": 1}, r"model 'logreg' has no blocks: depth must be 0, got 1"),
+        ("mlp", {"depth": -1}, r"model 'mlp': depth must be an int >= 0, got -1"),
+        ("mlp", {"width": (8, 0)}, r"model 'mlp': widths must be positive ints, got \(8, 0\)"),
+        ("mlp", {"width": ()}, r"model 'mlp': depth 1 needs at least one stage width"),
+    ],
+)
+def test_resolving_checks_sizes(name, changes, message):
+    with pytest.raises(ValueError, match=message):
+        build_model(ModelConfig(name, 10, (40,), **changes))

@@ -1,0 +1,73 @@
+"""The frame: how each input kind is viewed, pooled, and checked (shapes traced abstractly)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import phosjax as px
+from phosjax.core import tag_shapes
+from phosjax.models import Frame, ModelConfig, build_model
+
+
+def _out_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """``{path: shape}`` of the frame's tags for a batch of 2, without running anything."""
+    model = build_model(config)
+    x = jnp.zeros((2, *config.input_shape))
+    variables = jax.eval_shape(model.init, jax.random.key(0), x)
+    shapes = tag_shapes(model, variables, x)
+    return {path: s.shape for path, s in shapes.items() if path.endswith(("out", "features"))}
+
+
+def test_cnn1d_views_a_vector_as_a_one_channel_sequence():
+    assert _out_shapes(ModelConfig("cnn1d", 10, (40,))) == {
+        "blocks_0/out": (2, 20, 25),
+        "blocks_1/out": (2, 10, 25),
+        "blocks_2/out": (2, 5, 25),
+        "features": (2, 125),
+    }
+
+
+def test_an_image_is_a_sequence_of_pixels_for_sequence_models():
+    shapes = _out_shapes(ModelConfig("gru", 10, (8, 8, 1), width=4))
+    assert shapes == {"blocks_0/out": (2, 64, 4), "features": (2, 4)}  # pool="last"
+
+
+@pytest.mark.parametrize(
+    ("input_shape", "options", "stage_1"),
+    [
+        ((40,), {}, (2, 20, 32)),
+        ((8, 8, 1), {}, (2, 4, 4, 32)),
+        ((8, 8, 1), {"input_kind": "sequence"}, (2, 32, 32)),
+    ],
+)
+def test_resnet_takes_sequences_and_images_and_downsamples_per_stage(input_shape, options, stage_1):
+    shapes = _out_shapes(ModelConfig("resnet", 10, input_shape, options=options))
+    assert shapes["blocks_1/out"] == stage_1 and shapes["features"] == (2, 32)
+
+
+def test_a_kind_the_model_cannot_take_is_an_error():
+    with pytest.raises(ValueError, match=r"'cnn2d' takes image inputs; input_shape \(40,\)"):
+        build_model(ModelConfig("cnn2d", 10, (40,)))
+    with pytest.raises(ValueError, match=r"'mlp' takes vector inputs; .* not as 'sequence'"):
+        build_model(ModelConfig("mlp", 10, (40,), options={"input_kind": "sequence"}))
+    with pytest.raises(ValueError, match=r"input_kind 'pixels' is not one of"):
+        build_model(ModelConfig("mlp", 10, (40,), options={"input_kind": "pixels"}))
+
+
+def test_a_batch_of_the_wrong_shape_is_an_error():
+    model = build_model(ModelConfig("logreg", 3, (40,)))
+    with pytest.raises(ValueError, match=r"built for examples of shape \(40,\); got .* \(2, 41\)"):
+        jax.eval_shape(model.init, jax.random.key(0), jnp.ones((2, 41)))
+
+
+@pytest.mark.parametrize(
+    ("pool", "expected"),
+    [("mean", lambda x: x.mean(1)), ("max", lambda x: x.max(1)), ("last", lambda x: x[:, -1])],
+)
+def test_pooling(pool, expected):
+    frame = Frame(3, (5, 2), "sequence", widths=(), depth=0, pool=pool)
+    head = {"kernel": jnp.ones((2, 3)), "bias": jnp.zeros(3)}
+    x = jnp.arange(20.0).reshape(2, 5, 2) % 7
+    _, found = px.probe(frame, {"params": {"head": head}}, x, "features")
+    np.testing.assert_array_equal(found["features"], expected(x))
