@@ -1,0 +1,187 @@
+"""One table runs every zoo model through the same checks.
+
+Each case builds a tiny version of a zoo model (depth/width overrides keep compile
+time low) on MNIST-1D's shape ``(40,)`` and on digits' ``(8, 8, 1)`` where the model
+takes it, and checks: output shape, jit == eager, vmap over two stacked variable sets ==
+two applies, finite outputs and gradients in training mode, the frame's tags, and that
+the config round-trips and rebuilds the same parameter shapes.
+"""
+
+import dataclasses
+import functools
+import json
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import phosjax as px
+from phosjax.core import flatten
+from phosjax.models import ModelConfig, build_model, model_spec, param_count, registered_models
+
+MNIST1D, DIGITS = (40,), (8, 8, 1)
+TINY: dict[str, dict[str, Any]] = {
+    "logreg": {},
+    "mlp": {"width": 8},
+    "cnn1d": {"depth": 2, "width": 4},
+    "cnn2d": {"width": (4, 8)},
+    "resnet": {"width": (4, 8)},
+    "transformer": {
+        "depth": 1,
+        "width": 8,
+        "options": {"num_heads": 2, "mlp_features": 8, "patch_size": 8},
+    },
+    "gru": {"width": 4},
+    "choicenet": {"depth": 1, "width": 8},
+    "moenet": {"width": 8, "options": {"num_experts": 2, "hidden_features": 8}},
+}
+IMAGE_ONLY = {"cnn2d"}
+ON_DIGITS = {"cnn2d", "resnet", "mlp", "cnn1d"}  # one of each way to view an image
+CASES = [
+    pytest.param(name, shape, id=f"{name}-{'x'.join(map(str, shape))}")
+    for name in TINY
+    for shape in (MNIST1D, DIGITS)
+    if (shape == MNIST1D and name not in IMAGE_ONLY) or (shape == DIGITS and name in ON_DIGITS)
+]
+BATCH, NUM_CLASSES = 3, 5
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    config: ModelConfig
+    model: Any
+    x: jax.Array
+    stacked: Any  # two variable sets stacked on a leading model axis
+    variables: Any  # the first of them
+    probe: Any  # jitted: variables -> ((logits, aux_loss and path_weights), every tag)
+
+
+@functools.cache
+def case(name: str, input_shape: tuple[int, ...]) -> Case:
+    """Builds and initializes a tiny model once; the checks share its compiled functions."""
+    config = ModelConfig(name, NUM_CLASSES, input_shape, **TINY[name])
+    model = build_model(config)
+    x = jax.random.normal(jax.random.key(1, impl="rbg"), (BATCH, *input_shape))
+    keys = jax.random.split(jax.random.key(0, impl="rbg"), 2)  # rbg: init compiles ~10x faster
+    stacked = jax.jit(jax.vmap(model.init, in_axes=(0, None)))(keys, x)
+    collect = [px.AUX_LOSS, px.PATH_WEIGHTS]
+    probe = jax.jit(lambda v: px.probe(model, v, x, mutable=collect))
+    return Case(config, model, x, stacked, jax.tree.map(lambda v: v[0], stacked), probe)
+
+
+def test_the_table_covers_the_whole_zoo():
+    zoo = {name for name in registered_models() if model_spec(name).module == "phosjax.models._zoo"}
+    assert zoo == set(TINY)
+
+
+@pytest.mark.parametrize(("name", "shape"), CASES)
+def test_jit_equals_eager_and_logits_shape(name, shape):
+    c = case(name, shape)
+    eager = c.model.apply(c.variables, c.x)
+    (jitted, _), _ = c.probe(c.variables)
+    assert eager.shape == (BATCH, NUM_CLASSES) and eager.dtype == jnp.float32
+    np.testing.assert_allclose(jitted, eager, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("name", "shape"), CASES)
+def test_vmap_over_stacked_variables_equals_separate_applies(name, shape):
+    c = case(name, shape)
+    together = jax.jit(jax.vmap(c.model.apply, in_axes=(0, None)))(c.stacked, c.x)
+    for i in range(2):
+        (one, _), _ = c.probe(jax.tree.map(lambda v, i=i: v[i], c.stacked))
+        np.testing.assert_allclose(together[i], one, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(together[0], together[1])  # two different models
+
+
+@pytest.mark.parametrize(("name", "shape"), CASES)
+def test_training_step_has_finite_outputs_and_gradients(name, shape):
+    c = case(name, shape)
+    labels = jnp.arange(BATCH) % NUM_CLASSES
+    params, state = c.variables["params"], {k: v for k, v in c.variables.items() if k != "params"}
+
+    def loss(params):
+        logits, updates = c.model.apply(
+            {"params": params, **state},
+            c.x,
+            train=True,
+            rngs={"dropout": jax.random.key(2, impl="rbg")},
+            mutable=["batch_stats"],
+        )
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(), updates
+
+    (value, updates), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
+    assert np.isfinite(value)
+    assert all(np.isfinite(g).all() for g in jax.tree.leaves(grads))
+    assert any(np.abs(g).sum() > 0 for g in jax.tree.leaves(grads))
+    if "batch_stats" in state:  # training updates BatchNorm's running statistics
+        before, after = jax.tree.leaves(state["batch_stats"]), jax.tree.leaves(updates)
+        assert len(before) == len(after) and not all(map(np.array_equal, before, after))
+    else:
+        assert updates == {}
+
+
+@pytest.mark.parametrize(("name", "shape"), CASES)
+def test_tags_are_present(name, shape):
+    c = case(name, shape)
+    (out, _), found = c.probe(c.variables)
+    widths = c.config.resolved().widths or ()
+    blocks = {f"blocks_{i}/out": widths[i // c.model.depth] for i in range(len(c.model.blocks))}
+    stem = {"stem/out": widths[0]} if c.model.stem is not None else {}
+    outs = {path: value.shape[-1] for path, value in found.items() if path.endswith("/out")}
+    assert outs == {**stem, **blocks}
+    np.testing.assert_array_equal(found["logits"], out)
+    assert found["features"].shape[0] == BATCH
+
+
+def _param_shapes(config: ModelConfig) -> Any:
+    model = build_model(config)
+    x = jax.ShapeDtypeStruct((1, *config.input_shape), jnp.float32)
+    return jax.tree.map(lambda s: s.shape, jax.eval_shape(model.init, jax.random.key(0), x))
+
+
+@pytest.mark.parametrize(("name", "shape"), CASES)
+def test_config_round_trip_rebuilds_the_same_shapes(name, shape):
+    c = case(name, shape)
+    recorded = json.loads(json.dumps(c.config.resolved().to_dict()))
+    rebuilt = ModelConfig.from_dict(recorded)
+    assert rebuilt == c.config.resolved() and hash(rebuilt) == hash(c.config.resolved())
+    assert ModelConfig.from_dict(c.config.to_dict()) == c.config
+    assert _param_shapes(rebuilt) == jax.tree.map(jnp.shape, c.variables)
+    sizes = [math.prod(v.shape) for v in jax.tree.leaves(c.variables["params"])]
+    assert param_count(c.config) == sum(sizes)
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_defaults_rebuild_from_their_recorded_config(name):
+    config = ModelConfig(name, 10, MNIST1D if name not in IMAGE_ONLY else DIGITS)
+    resolved = config.resolved()
+    assert isinstance(resolved.depth, int) and isinstance(resolved.width, tuple)
+    assert _param_shapes(ModelConfig.from_dict(resolved.to_dict())) == _param_shapes(config)
+
+
+def test_default_mlp_is_40_100_100_10_and_cnn1d_3_convs_of_25():
+    mlp = ModelConfig("mlp", 10, MNIST1D)
+    assert param_count(mlp) == (40 * 100 + 100) + (100 * 100 + 100) + (100 * 10 + 10)
+    cnn1d = ModelConfig("cnn1d", 10, MNIST1D)
+    convs = (3 * 1 * 25 + 25) + 2 * (3 * 25 * 25 + 25)
+    assert param_count(cnn1d) == convs + (5 * 25 * 10 + 10)  # 40 -> 20 -> 10 -> 5, flattened
+
+
+def test_moenet_raises_a_nonzero_aux_loss():
+    c = case("moenet", MNIST1D)
+    (_, state), _ = c.probe(c.variables)
+    total, by_name = px.aux_total(state[px.AUX_LOSS])
+    assert float(total) > 0 and set(by_name) == {"balance"}
+    assert len(flatten(state[px.AUX_LOSS])) == len(c.model.blocks)
+
+
+def test_choicenet_records_path_weights():
+    c = case("choicenet", MNIST1D)
+    (_, state), _ = c.probe(c.variables)
+    weights = flatten(state[px.PATH_WEIGHTS])
+    assert sorted(weights) == [f"blocks_0/branch_{j}" for j in range(3)]
+    np.testing.assert_allclose(sum(weights.values()), 1.0, rtol=1e-6)  # softmax over branches
