@@ -60,17 +60,17 @@ def accuracy(model, variables, x, y, output):
 
 
 @pytest.mark.slow
-def test_stitched_cnns_match_the_originals(data_dir):
+def test_stitched_cnns_match_the_originals(data_dir, key):
     data = phosjax.data.load("mnist1d", data_dir=data_dir)
     x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
     x_test, y_test = jnp.asarray(data.x_test), jnp.asarray(data.y_test)
     model = cnn()
-    keys = jax.random.split(jax.random.key(0), 2)
+    keys = jax.random.split(key, 2)
     params = jax.vmap(lambda k: model.init(k, x[:1])["params"])(keys)
     fit = jax.jit(
         jax.vmap(lambda p, k: train(model, p, optax.adam(1e-2), STEPS, k, x, y, "logits"))
     )
-    params = fit(params, jax.random.split(jax.random.key(1), 2))
+    params = fit(params, jax.random.split(jax.random.fold_in(key, 1), 2))
     vars_a, vars_b = ({"params": one} for one in unstack(params))
     acc_a = accuracy(model, vars_a, x_test, y_test, "logits")
     acc_b = accuracy(model, vars_b, x_test, y_test, "logits")

@@ -8,9 +8,11 @@ import phosjax as px
 from phosjax.models import ModelConfig, build_model, param_count
 from phosjax.models.graph import graph_model
 
+BLOCK_NODES = ("conv_0", "norm_0", "act_0", "conv_1", "norm_1", "proj", "proj_norm", "add", "act")
+
 CONFIGS = [
     ModelConfig("resnet", num_classes=10, input_shape=(40,)),
-    ModelConfig("resnet", num_classes=3, input_shape=(8, 8, 1), depth=2, width=(4, 8)),
+    ModelConfig("resnet", num_classes=3, input_shape=(6, 6, 1), width=(4, 8)),
     ModelConfig("transformer", num_classes=10, input_shape=(40,)),
 ]
 
@@ -19,8 +21,8 @@ CONFIGS = [
 def test_graph_twin_has_the_zoo_parameters_and_outputs(config, key):
     zoo, graph = build_model(config), graph_model(config)
     x = jax.random.normal(key, (3, *config.input_shape))
-    zoo_vars = jax.jit(zoo.init)(jax.random.key(1), x)
-    graph_shapes = jax.eval_shape(graph.init, jax.random.key(1), x)
+    zoo_vars = jax.jit(zoo.init)(jax.random.fold_in(key, 1), x)
+    graph_shapes = jax.eval_shape(graph.init, jax.random.fold_in(key, 1), x)
     count = sum(leaf.size for leaf in jax.tree.leaves(graph_shapes["params"]))
     assert count == param_count(config)
     assert jax.tree.map(np.shape, graph_shapes) == jax.tree.map(np.shape, zoo_vars)
@@ -44,9 +46,10 @@ def test_every_layer_of_the_twin_is_a_node(key):
     assert graph.nodes[:4] == ("input", "view", "stem/Conv_0", "stem/act")
     assert ("stem/act", "blocks_0/add") in graph.edges  # the identity shortcut
     assert ("blocks_0/act", "blocks_1/proj") in graph.edges  # the projection shortcut
-    x = jax.random.normal(key, (2, 40))
-    variables = graph.init(key, x)
-    _, found = px.probe(graph, variables, x, "blocks_1/*/out")
+    x = jax.ShapeDtypeStruct((2, 40), np.float32)
+    variables = jax.eval_shape(graph.init, key, x)
+    found = jax.eval_shape(lambda v, x: px.probe(graph, v, x, "blocks_1/*/out")[1], variables, x)
+    assert sorted(found) == [f"blocks_1/{n}/out" for n in sorted(BLOCK_NODES)]
     assert found["blocks_1/add/out"].shape == (2, 20, 32)
     with pytest.raises(ValueError, match=r"'mlp' has no graph version; these have: \['resnet'"):
         graph_model(ModelConfig("mlp", num_classes=2, input_shape=(3,)))
