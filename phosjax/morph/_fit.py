@@ -1,0 +1,166 @@
+"""`fit_config`: the `ModelConfig` whose model has a given tree of variable shapes."""
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from phosjax.models import ModelConfig, build_model
+from phosjax.morph._groups import ChannelGroups
+
+Field = tuple[str, int | str]  # ("width", stage) or ("option", key)
+_WIDTH_OPTIONS = ("features", "width", "channels", "heads")
+
+
+@functools.lru_cache(maxsize=512)
+def variable_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """``{leaf path: shape}`` of the variables ``config``'s model initializes (abstractly)."""
+    model = build_model(config)
+    x = jax.ShapeDtypeStruct((1, *config.input_shape), jnp.float32)
+    shapes = jax.eval_shape(model.init, jax.random.key(0), x)
+    flat, _ = jax.tree_util.tree_flatten_with_path(shapes)
+    return {jax.tree_util.keystr(p, simple=True, separator="/"): leaf.shape for p, leaf in flat}
+
+
+def _with(config: ModelConfig, field: Field, value: int) -> ModelConfig:
+    kind, key = field
+    if kind == "width":
+        widths = list(config.widths or ())
+        widths[key] = value  # type: ignore[index]
+        return config.replace(width=tuple(widths))
+    return config.replace(options={**dict(config.options), key: value})
+
+
+def _fields(config: ModelConfig) -> list[Field]:
+    fields: list[Field] = [("width", i) for i in range(len(config.widths or ()))]
+    fields += [
+        ("option", k)
+        for k, v in config.options
+        if isinstance(v, int) and not isinstance(v, bool) and k.endswith(_WIDTH_OPTIONS)
+    ]
+    return fields
+
+
+def _value(config: ModelConfig, field: Field) -> int:
+    kind, key = field
+    return (config.widths or ())[key] if kind == "width" else dict(config.options)[key]  # type: ignore[index,return-value]
+
+
+def _changes(
+    base: ModelConfig, field: Field, shapes: dict[str, tuple[int, ...]]
+) -> dict[tuple[str, int], int]:
+    """``{(path, axis): growth}`` when ``field`` grows by one (empty if it cannot)."""
+    try:
+        bumped = variable_shapes(_with(base, field, _value(base, field) + 1))
+    except (ValueError, TypeError):
+        return {}
+    return {
+        (path, axis): new - old
+        for path, shape in shapes.items()
+        for axis, (old, new) in enumerate(zip(shape, bumped.get(path, shape), strict=False))
+        if new != old
+    }
+
+
+def _fit(base: ModelConfig, target: dict[str, tuple[int, ...]]) -> ModelConfig | None:
+    shapes = variable_shapes(base)
+    if set(shapes) != set(target):
+        return None
+    changes = {field: _changes(base, field, shapes) for field in _fields(base)}
+    counts: dict[tuple[str, int], int] = {}
+    for found in changes.values():
+        for key in found:
+            counts[key] = counts.get(key, 0) + 1
+    fitted = base
+    for field, found in changes.items():
+        value = _value(base, field)
+        implied = {
+            value + (target[path][axis] - shapes[path][axis]) / unit
+            for (path, axis), unit in found.items()
+            if counts[(path, axis)] == 1
+        }
+        if len(implied) > 1:
+            return None
+        if implied:
+            (new_value,) = implied
+            if new_value != int(new_value) or new_value < 1:
+                return None
+            fitted = _with(fitted, field, int(new_value))
+    return fitted if variable_shapes(fitted) == target else None
+
+
+def _candidates(config: ModelConfig) -> list[ModelConfig]:
+    """The config resolved, and split into one stage per block if that builds the same."""
+    base = config.resolved()
+    candidates = [base]
+    if (base.depth or 0) > 1 and base.widths:
+        per_block = tuple(w for w in base.widths for _ in range(base.depth))  # type: ignore[operator]
+        split = base.replace(depth=1, width=per_block)
+        if variable_shapes(split) == variable_shapes(base):
+            candidates.append(split)
+    return candidates
+
+
+def expressible(
+    config: ModelConfig,
+    groups: ChannelGroups,
+    alive: Mapping[str, Any],
+    scores: Mapping[str, Any] | None = None,
+) -> dict[str, np.ndarray]:
+    """``alive`` adjusted so that a config like ``config`` builds the shrunk model.
+
+    Groups sized by the same config field (a stage's width sizes every block of the
+    stage) keep the same number of channels: the largest alive count among them, each
+    keeping its best channels by ``scores`` (default: the alive ones, then the first).
+    Groups no field sizes keep all their channels.
+    """
+    candidate = _candidates(config)[-1]
+    shapes = variable_shapes(candidate)
+    arrays = dict(zip(groups.names, groups.alive_arrays(alive), strict=True))
+    result = {name: np.ones_like(keep) for name, keep in arrays.items()}
+    for field in _fields(candidate):
+        axes = set(_changes(candidate, field, shapes))
+        driven = [
+            g.name
+            for g in groups.groups
+            if any((m.path, m.axis) in axes and m.zeroed for m in g.members)
+        ]
+        count = max((int(arrays[name].sum()) for name in driven), default=0)
+        for name in driven:
+            score = np.asarray(scores[name], float) if scores else -np.arange(arrays[name].size)
+            order = np.lexsort((-score, ~arrays[name]))
+            keep = np.zeros(arrays[name].size, bool)
+            keep[order[: max(count, 1)]] = True
+            result[name] = keep
+    return result
+
+
+def fit_config(config: ModelConfig, variables: Any) -> ModelConfig:
+    """The config, like ``config`` but with other widths, whose model has these variables.
+
+    Each integer field of the config (stage widths, integer options) is tied to the
+    axes it sizes by building the config with that field one larger. When the blocks of
+    a stage have different widths, the stage is split into one stage per block.
+
+    Raises:
+      ValueError: no config of that form builds variables of these shapes.
+    """
+    flat, _ = jax.tree_util.tree_flatten_with_path(variables)
+    target = {jax.tree_util.keystr(p, simple=True, separator="/"): np.shape(v) for p, v in flat}
+    base = config.resolved()
+    for candidate in _candidates(config):
+        fitted = _fit(candidate, target)
+        if fitted is not None:
+            return fitted
+    differing = sorted(
+        path for path, shape in variable_shapes(base).items() if target.get(path) != shape
+    )
+    raise ValueError(
+        f"no {config.name!r} ModelConfig (varying its widths and integer options) builds "
+        f"variables of these shapes; changed leaves: {differing[:6]}"
+        f"{' ...' if len(differing) > 6 else ''}. The model's config cannot express these "
+        "widths (e.g. per-block widths within a stage, or heads of another size)."
+    )

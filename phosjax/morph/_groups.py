@@ -1,0 +1,254 @@
+"""Channel groups: the sets of tied channels of a params tree, found by tracing the model."""
+
+import dataclasses
+import difflib
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import numpy as np
+
+from phosjax.morph._labels import PROD, SUM
+from phosjax.morph._trace import ZEROING, Trace, trace
+
+Monomial = tuple[float, tuple[int, ...]]
+"""``(coefficient, group indices)``: ``coefficient * prod(alive[g] for g in groups)``."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+    """One leaf axis that holds a group's channels.
+
+    Attributes:
+      path: the leaf's path in the variables tree, e.g. ``"params/Dense_0/kernel"``.
+      axis: the axis of the leaf.
+      kinds: how the model uses that axis: ``"out"`` (a free axis of a contraction),
+        ``"in"`` (contracted), ``"scale"`` (multiplied on), ``"bias"`` (added), ``"other"``.
+      channels: for each position along the axis, the group channel it holds (-1: none).
+    """
+
+    path: str
+    axis: int
+    kinds: frozenset[str]
+    channels: np.ndarray = dataclasses.field(repr=False, compare=False)
+
+    @property
+    def zeroed(self) -> bool:
+        """Whether `mask` zeroes this axis's dead slices (it produces the channel)."""
+        return bool(self.kinds & ZEROING)
+
+
+@dataclasses.dataclass(frozen=True)
+class ChannelGroup:
+    """Channels that live or die together (a residual stream, a conv and its BatchNorm).
+
+    A channel is dead only if it is dead in every member that produces it.
+    """
+
+    name: str
+    size: int
+    members: tuple[Member, ...]
+
+    def sources(self, kind: str) -> tuple[Member, ...]:
+        """Members used as ``kind`` (``"out"``: kernels; ``"scale"``: norm scales)."""
+        return tuple(m for m in self.members if kind in m.kinds)
+
+
+@dataclasses.dataclass(frozen=True)
+class ChannelGroups:
+    """The tied channel groups of a model and its cost polynomials (see `channel_groups`).
+
+    Attributes:
+      groups: the prunable groups, in the order of their first producing leaf.
+      paths: every variable leaf's path.
+      shapes: every leaf's shape.
+      pinned: ``{"path:axis": reason}`` for leaf axes that must keep all their channels.
+      params: the parameter count as a polynomial in the groups' alive counts.
+      flops: FLOPs per example (contractions: 2 per multiply-add), likewise, per op.
+    """
+
+    groups: tuple[ChannelGroup, ...]
+    paths: tuple[str, ...]
+    shapes: tuple[tuple[int, ...], ...]
+    pinned: Mapping[str, str]
+    params: tuple[Monomial, ...]
+    flops: tuple[tuple[str, tuple[Monomial, ...]], ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The groups' names."""
+        return tuple(g.name for g in self.groups)
+
+    def full(self) -> dict[str, np.ndarray]:
+        """Every channel alive: ``{group name: all True}``."""
+        return {g.name: np.ones(g.size, bool) for g in self.groups}
+
+    def alive_arrays(self, alive: Mapping[str, Any]) -> list[np.ndarray]:
+        """``alive`` checked and in group order (missing groups are fully alive)."""
+        unknown = sorted(set(alive) - set(self.names))
+        if unknown:
+            near = difflib.get_close_matches(unknown[0], self.names, n=3)
+            raise KeyError(
+                f"no channel group named {unknown}; nearest: {near}; groups: {list(self.names)}"
+            )
+        arrays = []
+        for group in self.groups:
+            mask = np.asarray(alive.get(group.name, np.ones(group.size, bool)), bool)
+            if mask.shape != (group.size,):
+                raise ValueError(
+                    f"alive[{group.name!r}] has shape {mask.shape}; the group has "
+                    f"{group.size} channels, so expected ({group.size},)"
+                )
+            arrays.append(mask)
+        return arrays
+
+
+def _module(path: str) -> str:
+    parts = path.split("/")
+    return "/".join(parts[1:-1] if len(parts) > 2 else parts[:-1]) or path
+
+
+def _polynomial(facts: Trace, label: int, group_of: Mapping[int, int]) -> list[Monomial]:
+    labels = facts.labels
+    root = labels.find(label)
+    if root in labels.pinned or (root not in labels.parts and root not in group_of):
+        return [(float(labels.size[root]), ())]
+    if root not in labels.parts:
+        return [(1.0, (group_of[root],))]
+    kind, children = labels.parts[root]
+    polys = [_polynomial(facts, child, group_of) for child in children]
+    if kind == SUM:
+        return [term for poly in polys for term in poly]
+    assert kind == PROD
+    return _product(polys)
+
+
+def _product(polys: Sequence[Sequence[Monomial]]) -> list[Monomial]:
+    terms: dict[tuple[int, ...], float] = {}
+    for combo in itertools.product(*polys):
+        coefficient = float(np.prod([c for c, _ in combo]))
+        groups = tuple(sorted(g for _, gs in combo for g in gs))
+        terms[groups] = terms.get(groups, 0.0) + coefficient
+    return [(c, g) for g, c in terms.items()]
+
+
+def _as_apply(model: nn.Module | Callable[..., Any]) -> Callable[..., Any]:
+    return model.apply if isinstance(model, nn.Module) else model
+
+
+def channel_groups(
+    model: nn.Module | Callable[..., Any], variables: Any, *args: Any, **kwargs: Any
+) -> ChannelGroups:
+    """Finds the tied channel groups of ``model`` by tracing ``apply(variables, *args)``.
+
+    Every axis of every leaf is followed through the model's jaxpr: a contraction ties
+    the activation's channels to the kernel's input axis; an add or multiply ties the
+    axes it combines (residual streams, biases, normalization scales); reshapes and
+    concatenations are followed into flattened and concatenated axes; depthwise
+    convolutions tie their input and output channels. A group is a set of tied channels
+    produced by some kernel or scale. Axes that cannot be pruned exactly stay whole and
+    are listed in ``pinned`` with the operation that pinned them: the model's inputs and
+    outputs, reduced axes (e.g. the features of a LayerNorm), sliced or convolved axes,
+    grouped convolutions, and channels that reach a contraction through an op that does
+    not keep zeros (e.g. ``exp``).
+
+    Args:
+      model: a Flax module (its ``apply`` is traced) or any ``apply(variables, *args)``.
+      variables: the model's variables (any pytree of arrays).
+      *args: example inputs (their batch size divides the FLOPs), e.g. ``x``.
+      **kwargs: passed to ``apply`` (e.g. ``train=False``).
+
+    Returns:
+      The `ChannelGroups`.
+
+    Raises:
+      UnsupportedOpError: the model uses a primitive whose effect on channels is not
+        known (e.g. ``scan``, ``gather``); the message names it and where it is.
+
+    References:
+      Gordon et al., MorphNet: Fast & Simple Resource-Constrained Structure Learning of
+      Deep Networks, https://arxiv.org/abs/1711.06798
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, flax.linen as nn
+      >>> from phosjax.morph import channel_groups
+      >>> model = nn.Sequential([nn.Dense(8), nn.relu, nn.Dense(3)])
+      >>> x = jnp.ones((2, 4)); variables = model.init(jax.random.key(0), x)
+      >>> groups = channel_groups(model, variables, x)
+      >>> [(g.name, g.size) for g in groups.groups]
+      [('layers_0', 8)]
+      >>> for m in groups.groups[0].members:
+      ...     print(m.path, m.axis, sorted(m.kinds))
+      params/layers_0/bias 0 ['bias']
+      params/layers_0/kernel 1 ['out']
+      params/layers_2/kernel 0 ['in']
+    """
+    apply = _as_apply(model)
+    flat, treedef = jax.tree_util.tree_flatten_with_path(variables)
+    paths = tuple(jax.tree_util.keystr(p, simple=True, separator="/") for p, _ in flat)
+    leaves = [leaf for _, leaf in flat]
+
+    def run(leaves: list[Any], *inputs: Any) -> Any:
+        return apply(jax.tree.unflatten(treedef, leaves), *inputs, **kwargs)
+
+    first = trace(run, leaves, args)
+    zeroing = {key for key, kinds in first.kinds.items() if kinds & ZEROING}
+    facts = trace(run, leaves, args, zeroing)
+    labels = facts.labels
+    owners = [[labels.owners(label) for label in axes] for axes in facts.leaf_labels]
+    producers: dict[int, tuple[int, int, int]] = {}  # atom -> (not a kernel, leaf, axis)
+    for leaf, axes in enumerate(owners):
+        for axis, found in enumerate(axes):
+            kinds = facts.kinds.get((leaf, axis), set())
+            if kinds & {"out", "scale"}:
+                for atom in found:
+                    rank = (int("out" not in kinds), leaf, axis)
+                    producers[atom] = min(producers.get(atom, rank), rank)
+    order = sorted(producers, key=lambda atom: producers[atom])
+    group_of = {atom: index for index, atom in enumerate(order)}
+    names = [_module(paths[producers[atom][1]]) for atom in order]
+    names = [
+        f"{name}[{producers[atom][2]}]" if names.count(name) > 1 else name
+        for name, atom in zip(names, order, strict=True)
+    ]
+    groups = []
+    for atom, name in zip(order, names, strict=True):
+        members = tuple(
+            Member(
+                paths[leaf], axis, frozenset(facts.kinds.get((leaf, axis), {"other"})), found[atom]
+            )
+            for leaf, axes in enumerate(owners)
+            for axis, found in enumerate(axes)
+            if atom in found
+        )
+        groups.append(ChannelGroup(name, labels.size[atom], members))
+    pinned = {
+        f"{paths[leaf]}:{axis}": labels.reason(label) or ""
+        for leaf, axes in enumerate(facts.leaf_labels)
+        for axis, label in enumerate(axes)
+        if labels.reason(label) and (facts.kinds.get((leaf, axis), set()) & {"out", "scale"})
+    }
+    params: list[Monomial] = []
+    for axes in facts.leaf_labels:
+        params += _product([_polynomial(facts, label, group_of) for label in axes])
+    batch = max(1, int(np.shape(jax.tree.leaves(args)[0])[0])) if args else 1
+    flops = tuple(
+        (
+            name,
+            tuple(
+                (2.0 * c / batch, g)
+                for c, g in _product([_polynomial(facts, label, group_of) for label in op])
+            ),
+        )
+        for name, op in facts.ops
+    )
+    return ChannelGroups(
+        tuple(groups),
+        paths,
+        tuple(np.shape(leaf) for leaf in leaves),
+        pinned,
+        tuple(params),
+        flops,
+    )

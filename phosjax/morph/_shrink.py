@@ -1,0 +1,165 @@
+"""`mask` and `shrink`: dead channels zeroed, or removed from a variables tree."""
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from phosjax.models import ModelConfig
+from phosjax.morph._fit import fit_config
+from phosjax.morph._groups import ChannelGroups
+
+
+@dataclasses.dataclass(frozen=True)
+class Shrunk:
+    """The result of `shrink`.
+
+    Attributes:
+      variables: the variables without the dead channels.
+      opt_state: the optimizer state likewise (``None`` if none was given).
+      widths: ``{group name: channels kept}``.
+      config: the `ModelConfig` that builds the smaller model (``None`` if none given).
+    """
+
+    variables: Any
+    opt_state: Any
+    widths: dict[str, int]
+    config: ModelConfig | None
+
+
+def _dead(groups: ChannelGroups, alive: Mapping[str, Any]) -> dict[tuple[str, int], np.ndarray]:
+    """``{(path, axis): dead position}`` with a flag per position; zeroed axes only once."""
+    dead: dict[tuple[str, int], np.ndarray] = {}
+    for group, keep in zip(groups.groups, groups.alive_arrays(alive), strict=True):
+        for member in group.members:
+            held = member.channels >= 0
+            here = held & ~keep[np.where(held, member.channels, 0)]
+            key = (member.path, member.axis)
+            dead[key] = dead.get(key, np.zeros_like(here)) | here
+    return dead
+
+
+def _edit(tree: Any, prefix: str, edit: Any) -> Any:
+    flat, treedef = jax.tree_util.tree_flatten_with_path(tree)
+    leaves = []
+    for path, leaf in flat:
+        name = jax.tree_util.keystr(path, simple=True, separator="/")
+        leaves.append(edit(f"{prefix}{name}" if name else prefix.rstrip("/"), leaf))
+    return jax.tree.unflatten(treedef, leaves)
+
+
+def mask(variables: Any, alive: Mapping[str, Any], groups: ChannelGroups) -> Any:
+    """``variables`` with the slices that produce dead channels set to zero.
+
+    A dead channel's kernel column, bias, and normalization scale and shift (in every
+    tied layer) become zero, so the channel's output is zero and the next layer sees
+    zero there: the model computes exactly what the `shrink`-ed model computes.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, flax.linen as nn
+      >>> from phosjax.morph import channel_groups, mask
+      >>> model = nn.Sequential([nn.Dense(3), nn.relu, nn.Dense(2)])
+      >>> x = jnp.ones((1, 4)); variables = model.init(jax.random.key(0), x)
+      >>> groups = channel_groups(model, variables, x)
+      >>> masked = mask(variables, {"layers_0": [True, False, True]}, groups)
+      >>> masked["params"]["layers_0"]["kernel"][:, 1]
+      Array([0., 0., 0., 0.], dtype=float32)
+    """
+    dead = _dead(groups, alive)
+    zeroed = {(m.path, m.axis) for g in groups.groups for m in g.members if m.zeroed}
+
+    def edit(path: str, leaf: Any) -> Any:
+        for (where, axis), positions in dead.items():
+            if where == path and (where, axis) in zeroed and positions.any():
+                shape = [1] * np.ndim(leaf)
+                shape[axis] = -1
+                leaf = np.where(positions.reshape(shape), 0, np.asarray(leaf)).astype(leaf.dtype)
+        return jnp.asarray(leaf)
+
+    return _edit(variables, "", edit)
+
+
+def _shrink_tree(tree: Any, prefix: str, dead: Mapping[tuple[str, int], np.ndarray]) -> Any:
+    def edit(path: str, leaf: Any) -> Any:
+        for (where, axis), positions in dead.items():
+            if where == path and positions.any():
+                leaf = np.take(np.asarray(leaf), np.flatnonzero(~positions), axis)
+        return jnp.asarray(leaf)
+
+    return _edit(tree, prefix, edit)
+
+
+def _shapes(tree: Any) -> tuple[Any, list[tuple[int, ...]]]:
+    leaves, treedef = jax.tree.flatten(tree)
+    return treedef, [np.shape(leaf) for leaf in leaves]
+
+
+def shrink(
+    variables: Any,
+    alive: Mapping[str, Any],
+    groups: ChannelGroups,
+    *,
+    opt_state: Any = None,
+    config: ModelConfig | None = None,
+) -> Shrunk:
+    """Removes the dead channels from ``variables`` (params, batch statistics, ...).
+
+    Pure: nothing is modified in place. ``opt_state`` is shrunk wherever it holds a
+    tree shaped like ``variables`` or like one of its collections (Adam's moments).
+    The shrunk model computes what the original computes with the dead channels masked
+    to zero (see `mask`). Shrinking again with everything alive changes nothing.
+
+    Args:
+      variables: the model's variables, as given to `channel_groups`.
+      alive: ``{group name: bool per channel}``; groups left out stay whole.
+      groups: the model's `ChannelGroups`.
+      opt_state: an optimizer state to shrink alongside (optional).
+      config: the phosjax `ModelConfig` of the model: the result then carries the
+        config that builds the smaller model (an error if no config builds it).
+
+    Returns:
+      A `Shrunk` with the new variables, optimizer state, widths and config.
+
+    References:
+      Gordon et al., MorphNet, https://arxiv.org/abs/1711.06798
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, flax.linen as nn
+      >>> from phosjax.morph import channel_groups, shrink
+      >>> model = nn.Sequential([nn.Dense(3), nn.relu, nn.Dense(2)])
+      >>> x = jnp.ones((1, 4)); variables = model.init(jax.random.key(0), x)
+      >>> groups = channel_groups(model, variables, x)
+      >>> small = shrink(variables, {"layers_0": [True, False, True]}, groups)
+      >>> small.widths, small.variables["params"]["layers_2"]["kernel"].shape
+      ({'layers_0': 2}, (2, 2))
+    """
+    dead = _dead(groups, alive)
+    new_variables = _shrink_tree(variables, "", dead)
+    new_opt_state = None
+    if opt_state is not None:
+        collections = variables.items() if isinstance(variables, Mapping) else ()
+        candidates = [("", variables), *((f"{k}/", v) for k, v in collections)]
+        shapes = [(prefix, _shapes(tree)) for prefix, tree in candidates]
+
+        def prefix_of(node: Any) -> str | None:
+            found = _shapes(node)
+            return next((prefix for prefix, known in shapes if known == found), None)
+
+        new_opt_state = jax.tree.map(
+            lambda node: (
+                node if prefix_of(node) is None else _shrink_tree(node, prefix_of(node), dead)
+            ),  # type: ignore[arg-type]
+            opt_state,
+            is_leaf=lambda node: prefix_of(node) is not None,
+        )
+    widths = {
+        name: int(keep.sum())
+        for name, keep in zip(groups.names, groups.alive_arrays(alive), strict=True)
+    }
+    new_config = None
+    if config is not None:
+        new_config = fit_config(config, new_variables)
+    return Shrunk(new_variables, new_opt_state, widths, new_config)

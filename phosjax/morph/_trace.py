@@ -1,0 +1,402 @@
+"""Following channels through a model's jaxpr: which axes are tied, and what uses them.
+
+`trace` walks the jaxpr of ``apply(variables, *args)`` once, giving every axis of every
+value a label (`Labels`). It records, for each variable leaf axis, how it is used
+(``in``: contracted against an activation; ``out``: a free axis of a contraction;
+``scale``/``bias``: multiplied onto / added to an activation; ``other``), the labels of
+every contraction's loop (for FLOPs), and pins the labels that cannot be pruned exactly:
+the model's inputs and outputs, reduced, sliced, padded and convolved spatial axes, and
+channels that reach a contraction without being zero when dead.
+"""
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from jax.extend import core as jcore
+
+from phosjax.morph._labels import PROD, SUM, Labels
+
+ZEROING = frozenset({"out", "scale", "bias"})
+"""Kinds of use whose slices `mask` zeroes: a dead channel's output is then zero."""
+
+_ANY_ZERO = {"mul", "and"}
+_ALL_ZERO = {"add", "add_any", "sub", "max", "min", "or", "select_n", "clamp"}
+_FIRST_ZERO = {"div", "rem"}
+_KEEPS_ZERO = {
+    "neg", "abs", "tanh", "sin", "tan", "sqrt", "cbrt", "square", "erf", "sign", "floor",
+    "ceil", "round", "real", "imag", "asinh", "atan", "asin", "sinh", "expm1", "log1p",
+    "convert_element_type", "copy", "copy_p", "reduce_precision", "stop_gradient",
+    "integer_pow", "optimization_barrier",
+}  # fmt: skip
+_LOSES_ZERO = {
+    "exp", "exp2", "log", "logistic", "cos", "cosh", "rsqrt", "pow", "erf_inv", "is_finite",
+    "ne", "eq", "lt", "gt", "le", "ge", "not", "acos", "lgamma", "digamma", "erfc",
+    "nextafter", "atan2",
+}  # fmt: skip
+_LAYOUT = {"convert_element_type", "copy", "copy_p", "reduce_precision", "optimization_barrier"}
+_REDUCE = {"reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "argmax", "argmin",
+           "reduce_and", "reduce_or"}  # fmt: skip
+_CUMULATIVE = {"cumsum", "cumprod", "cummax", "cummin", "cumlogsumexp"}
+_CALLS = ("jaxpr", "call_jaxpr", "fun_jaxpr")
+_CALL_PRIMITIVES = {
+    "jit", "pjit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call",
+    "custom_vjp_call_jaxpr", "remat", "checkpoint",
+}  # fmt: skip
+
+
+class UnsupportedOpError(ValueError):
+    """The traced model uses an operation whose effect on channels is not known."""
+
+
+@dataclasses.dataclass
+class Value:
+    """What the trace knows about one value: a label per axis, and more."""
+
+    labels: list[int]
+    zeros: frozenset[int] = frozenset()  # labels whose dead channels are zero here
+    src: list[tuple[int, int] | None] | None = None  # leaf axes, if a reshaped leaf
+    data: bool = False  # depends on the model's inputs
+
+
+@dataclasses.dataclass
+class Trace:
+    """The facts `trace` gathers (see the module docstring)."""
+
+    labels: Labels
+    leaf_labels: list[list[int]]
+    kinds: dict[tuple[int, int], set[str]]
+    ops: list[tuple[str, list[int]]]
+
+
+def _where(eqn: Any) -> str:
+    try:
+        from jax._src import source_info_util
+
+        place = source_info_util.summarize(eqn.source_info)
+    except Exception:  # the location is a courtesy; the primitive name is what matters
+        place = "?"
+    return f"{eqn.primitive.name} ({place})"
+
+
+class _Walker:
+    def __init__(self, num_leaves: int, zeroing: set[tuple[int, int]] | None) -> None:
+        self.labels = Labels()
+        self.kinds: dict[tuple[int, int], set[str]] = {}
+        self.ops: list[tuple[str, list[int]]] = []
+        self.zeroing = zeroing
+        self.num_leaves = num_leaves
+
+    def atoms(self, label: int) -> set[int]:
+        root = self.labels.find(label)
+        found = {root}
+        for child in self.labels.parts.get(root, (None, ()))[1]:
+            found |= self.atoms(child)
+        return found
+
+    def zero_atoms(self, value: Value) -> set[int]:
+        return set().union(*(self.atoms(z) for z in value.zeros)) if value.zeros else set()
+
+    def use(self, value: Value, kinds: Sequence[str]) -> Value:
+        """Records how a leaf's axes are used here; its zeros as `mask` leaves them."""
+        if value.src is None:
+            return value
+        zeros = set(value.zeros)
+        for axis, (source, kind) in enumerate(zip(value.src, kinds, strict=True)):
+            if source is None:
+                continue
+            self.kinds.setdefault(source, set()).add(kind)
+            zeroed = kind in ZEROING if self.zeroing is None else source in self.zeroing
+            if zeroed:
+                zeros.add(value.labels[axis])
+        return dataclasses.replace(value, zeros=frozenset(zeros))
+
+    def check_contraction(self, label: int, sides: Sequence[Value], where: str) -> None:
+        for atom in self.atoms(label):
+            if atom in self.labels.pinned or atom in self.labels.parts:
+                continue
+            if not any(atom in self.zero_atoms(side) for side in sides):
+                reason = f"{where} sums over channels that are not zero when dead"
+                self.labels.pin(atom, reason)
+
+    def pinned_axis(self, label: int, reason: str, size: int) -> int:
+        self.labels.pin(label, reason)
+        return self.labels.new(size, reason)
+
+    # -- primitives -------------------------------------------------------------------
+
+    def elementwise(self, eqn: Any, ins: list[Value | None], literals: list[Any]) -> Value:
+        name, where = eqn.primitive.name, _where(eqn)
+        shape = eqn.outvars[0].aval.shape
+        full = [v for v in ins if v is not None and len(v.labels) == len(shape)]
+        labels = []
+        for axis, size in enumerate(shape):
+            carried = [v.labels[axis] for v in full if self.labels.size[v.labels[axis]] == size]
+            for other in carried[1:]:
+                self.labels.union(carried[0], other, where)
+            labels.append(carried[0] if carried else self.labels.new(size))
+        kind = "other"
+        if sum(1 for v in full) > 1:
+            kind = "scale" if name in ("mul", "div") else "bias" if name in ("add", "sub") else kind
+        full = [self.use(v, [kind] * len(v.labels)) if v.src else v for v in full]
+        cases = full[1:] if name == "select_n" else full
+        zeros: set[int]
+        if name in _ANY_ZERO:
+            zeros = set().union(*(self.zero_atoms(v) for v in cases))
+        elif name in _ALL_ZERO:
+            zeros = set.intersection(*(self.zero_atoms(v) for v in cases)) if cases else set()
+            if any(lit is not None and np.any(np.asarray(lit) != 0) for lit in literals):
+                zeros = set()
+        elif name in _FIRST_ZERO:
+            zeros = self.zero_atoms(ins[0]) if ins[0] is not None else set()
+        elif name in _KEEPS_ZERO and (name != "integer_pow" or eqn.params["y"] > 0):
+            zeros = self.zero_atoms(full[0]) if full else set()
+        else:
+            zeros = set()
+        single = ins[0] if len(ins) == 1 else None
+        src = single.src if single is not None and name in _LAYOUT else None
+        data = any(v is not None and v.data for v in ins)
+        return Value(labels, frozenset(zeros), src, data)
+
+    def dot_general(self, eqn: Any, lhs: Value, rhs: Value) -> Value:
+        where = _where(eqn)
+        (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
+        for i, j in (*zip(lc, rc, strict=True), *zip(lb, rb, strict=True)):
+            self.labels.union(lhs.labels[i], rhs.labels[j], where)
+        lhs = self.use(lhs, ["in" if i in lc else "out" for i in range(len(lhs.labels))])
+        rhs = self.use(rhs, ["in" if j in rc else "out" for j in range(len(rhs.labels))])
+        for i in lc:
+            self.check_contraction(lhs.labels[i], (lhs, rhs), where)
+        lfree = [lhs.labels[i] for i in range(len(lhs.labels)) if i not in (*lc, *lb)]
+        rfree = [rhs.labels[j] for j in range(len(rhs.labels)) if j not in (*rc, *rb)]
+        batch = [lhs.labels[i] for i in lb]
+        lz, rz = self.zero_atoms(lhs), self.zero_atoms(rhs)
+        zeros = {a for a in lz for x in (*lfree, *batch) if a in self.atoms(x)}
+        zeros |= {a for a in rz for x in (*rfree, *batch) if a in self.atoms(x)}
+        self.ops.append(("dot_general", [*batch, *lfree, *rfree, *(lhs.labels[i] for i in lc)]))
+        return Value([*batch, *lfree, *rfree], frozenset(zeros), None, lhs.data or rhs.data)
+
+    def conv(self, eqn: Any, lhs: Value, rhs: Value) -> Value:
+        where = _where(eqn)
+        if eqn.params["batch_group_count"] != 1:
+            raise UnsupportedOpError(f"{where}: batch_group_count != 1 is not supported")
+        lhs_spec, rhs_spec, out_spec = eqn.params["dimension_numbers"]
+        groups = eqn.params["feature_group_count"]
+        size = self.labels.size
+        lf, ri, ro = lhs.labels[lhs_spec[1]], rhs.labels[rhs_spec[1]], rhs.labels[rhs_spec[0]]
+        kinds = ["in"] * len(rhs.labels)
+        kinds[rhs_spec[0]] = "out"
+        rhs = self.use(rhs, kinds)
+        out = [0] * len(out_spec)
+        out[out_spec[0]] = lhs.labels[lhs_spec[0]]
+        for axis in lhs_spec[2:]:
+            self.labels.pin(lhs.labels[axis], f"{where} convolves this axis")
+        for axis in rhs_spec[2:]:
+            self.labels.pin(rhs.labels[axis], f"{where} convolution window")
+        for axis in out_spec[2:]:
+            out[axis] = self.labels.new(eqn.outvars[0].aval.shape[axis], f"{where} spatial axis")
+        zeros = set()
+        if groups == 1:
+            self.labels.union(lf, ri, where)
+            self.check_contraction(lf, (lhs, rhs), where)
+            out[out_spec[1]] = ro
+            zeros = {a for a in self.zero_atoms(rhs) if a in self.atoms(ro)}
+        elif size[ri] == 1 and size[ro] == groups:
+            self.labels.union(lf, ro, where)
+            out[out_spec[1]] = ro
+            zeros = {a for a in self.zero_atoms(lhs) | self.zero_atoms(rhs) if a in self.atoms(ro)}
+        else:
+            reason = f"{where} is a grouped convolution (feature_group_count={groups})"
+            for label in (lf, ri, ro):
+                self.labels.pin(label, reason)
+            out[out_spec[1]] = self.labels.new(size[ro], reason)
+        window = [rhs.labels[axis] for axis in rhs_spec[2:]]
+        self.ops.append(("conv_general_dilated", [*out, ri, *window]))
+        return Value(out, frozenset(zeros), None, lhs.data or rhs.data)
+
+    def reshape(self, eqn: Any, value: Value) -> Value:
+        where, labels = _where(eqn), self.labels
+        if eqn.params.get("dimensions") is not None:
+            raise UnsupportedOpError(f"{where}: reshape with dimensions is not supported")
+        old = list(eqn.invars[0].aval.shape)
+        new = list(eqn.params["new_sizes"])
+        out: list[int] = []
+        src: list[tuple[int, int] | None] = []
+        i = j = 0
+        while i < len(old) or j < len(new):
+            if i < len(old) and old[i] == 1 and (j == len(new) or new[j] != 1):
+                i += 1
+                continue
+            if j < len(new) and new[j] == 1 and (i == len(old) or old[i] != 1):
+                out.append(labels.new(1))
+                src.append(None)
+                j += 1
+                continue
+            ii, jj, pi, pj = [i], [j], old[i], new[j]
+            while pi != pj:
+                if pi < pj:
+                    i += 1
+                    ii.append(i)
+                    pi *= old[i]
+                else:
+                    j += 1
+                    jj.append(j)
+                    pj *= new[j]
+            i, j = i + 1, j + 1
+            merged = value.labels[ii[0]] if len(ii) == 1 else None
+            if merged is None:
+                merged = labels.compose(PROD, [value.labels[k] for k in ii], where)
+            parts = [merged] if len(jj) == 1 else labels.split(merged, [new[k] for k in jj], where)
+            out.extend(parts)
+            one_to_one = len(ii) == 1 and len(jj) == 1 and value.src is not None
+            src.extend([value.src[ii[0]] if one_to_one else None] * len(jj))  # type: ignore[index]
+        return Value(out, value.zeros, src if value.src is not None else None, value.data)
+
+    def broadcast(self, eqn: Any, value: Value) -> Value:
+        shape, dims = eqn.params["shape"], eqn.params["broadcast_dimensions"]
+        labels: list[int] = [self.labels.new(n) for n in shape]
+        src: list[tuple[int, int] | None] = [None] * len(shape)
+        for i, d in enumerate(dims):
+            if eqn.invars[0].aval.shape[i] == shape[d]:
+                labels[d] = value.labels[i]
+                src[d] = value.src[i] if value.src is not None else None
+        return Value(labels, value.zeros, src if value.src is not None else None, value.data)
+
+    def permute(self, value: Value, order: Sequence[int]) -> Value:
+        src = None if value.src is None else [value.src[i] for i in order]
+        return Value([value.labels[i] for i in order], value.zeros, src, value.data)
+
+    def reduce(self, eqn: Any, value: Value) -> Value:
+        axes = set(eqn.params["axes"])
+        for axis in axes:
+            self.labels.pin(value.labels[axis], f"{_where(eqn)} reduces over this axis")
+        keep = [i for i in range(len(value.labels)) if i not in axes]
+        zeros = value.zeros if eqn.primitive.name.startswith("reduce_") else frozenset()
+        return Value([value.labels[i] for i in keep], zeros, None, value.data)
+
+    def concatenate(self, eqn: Any, ins: list[Value]) -> Value:
+        where, axis = _where(eqn), eqn.params["dimension"]
+        labels = []
+        for k in range(len(ins[0].labels)):
+            if k == axis:
+                labels.append(self.labels.compose(SUM, [v.labels[k] for v in ins], where))
+                continue
+            for v in ins[1:]:
+                self.labels.union(ins[0].labels[k], v.labels[k], where)
+            labels.append(ins[0].labels[k])
+        along = set().union(*(self.zero_atoms(v) & self.atoms(v.labels[axis]) for v in ins))
+        across = set.intersection(*(self.zero_atoms(v) for v in ins)) - along
+        return Value(labels, frozenset(along | across), None, any(v.data for v in ins))
+
+    def cut(self, eqn: Any, value: Value, keeps: Sequence[bool], zeros: bool) -> Value:
+        """``slice``/``pad``: axes that change size are pinned, the others carry."""
+        reason = f"{_where(eqn)} cuts or pads this axis"
+        shape = eqn.outvars[0].aval.shape
+        out = [
+            label if keep else self.pinned_axis(label, reason, size)
+            for label, keep, size in zip(value.labels, keeps, shape, strict=True)
+        ]
+        return Value(out, value.zeros if zeros else frozenset(), None, value.data)
+
+    # -- the walk ---------------------------------------------------------------------
+
+    def walk(self, jaxpr: Any, ins: list[Value | None], consts: list[Value]) -> list[Any]:
+        env: dict[Any, Value | None] = dict(zip(jaxpr.invars, ins, strict=True))
+        env.update(zip(jaxpr.constvars, consts, strict=True))
+
+        def read(atom: Any) -> Value | None:
+            if isinstance(atom, jcore.Literal):
+                return self.constant(atom.val)
+            return env[atom]
+
+        for eqn in jaxpr.eqns:
+            args = [read(a) for a in eqn.invars]
+            literals = [a.val if isinstance(a, jcore.Literal) else None for a in eqn.invars]
+            outs = self.apply(eqn, args, literals)
+            env.update(zip(eqn.outvars, outs, strict=True))
+        return [read(v) for v in jaxpr.outvars]
+
+    def apply(self, eqn: Any, args: list[Value | None], literals: list[Any]) -> list[Any]:
+        name, p = eqn.primitive.name, eqn.params
+        for key in _CALLS if name in _CALL_PRIMITIVES else ():
+            sub = p.get(key)
+            inner = getattr(sub, "jaxpr", sub)
+            if hasattr(inner, "eqns"):
+                consts = [self.constant(c) for c in getattr(sub, "consts", ())]
+                return self.walk(inner, args, consts)
+        if name == "dot_general":
+            return [self.dot_general(eqn, args[0], args[1])]  # type: ignore[arg-type]
+        if name == "conv_general_dilated":
+            return [self.conv(eqn, args[0], args[1])]  # type: ignore[arg-type]
+        if name == "reshape":
+            return [self.reshape(eqn, args[0])]  # type: ignore[arg-type]
+        if name == "broadcast_in_dim":
+            return [self.broadcast(eqn, args[0])]  # type: ignore[arg-type]
+        if name == "transpose":
+            return [self.permute(args[0], p["permutation"])]  # type: ignore[arg-type]
+        if name == "squeeze":
+            value = args[0]
+            keep = [i for i in range(len(value.labels)) if i not in p["dimensions"]]  # type: ignore[union-attr]
+            return [self.permute(value, keep)]  # type: ignore[arg-type]
+        if name in _REDUCE:
+            return [self.reduce(eqn, args[0])]  # type: ignore[arg-type]
+        if name in _CUMULATIVE:
+            value = args[0]
+            self.labels.pin(value.labels[p["axis"]], f"{_where(eqn)} accumulates over this axis")  # type: ignore[union-attr]
+            return [dataclasses.replace(value, zeros=frozenset(), src=None)]  # type: ignore[arg-type]
+        if name == "concatenate":
+            return [self.concatenate(eqn, args)]  # type: ignore[arg-type]
+        if name in ("slice", "pad"):
+            before, after = eqn.invars[0].aval.shape, eqn.outvars[0].aval.shape
+            keeps = [b == a for b, a in zip(before, after, strict=True)]
+            if name == "pad":
+                keeps = [
+                    k and cfg == (0, 0, 0)
+                    for k, cfg in zip(keeps, p["padding_config"], strict=True)
+                ]
+            zeros = name == "slice" or bool(np.all(np.asarray(literals[1]) == 0))
+            return [self.cut(eqn, args[0], keeps, zeros)]  # type: ignore[arg-type]
+        if name == "iota":
+            shape = eqn.outvars[0].aval.shape
+            return [Value([self.labels.new(n, "iota") for n in shape])]
+        if name in _ANY_ZERO | _ALL_ZERO | _FIRST_ZERO | _KEEPS_ZERO | _LOSES_ZERO | {
+            "sharding_constraint"
+        }:
+            return [self.elementwise(eqn, args, literals)]
+        raise UnsupportedOpError(
+            f"cannot follow channels through {_where(eqn)}: the primitive "
+            f"{name!r} is not supported by phosjax.morph (it may mix channels); "
+            "the model's channel groups cannot be resolved."
+        )
+
+    def constant(self, value: Any) -> Value:
+        return Value([self.labels.new(n, "constant") for n in np.shape(value)])
+
+
+def trace(
+    apply_fn: Callable[..., Any],
+    leaves: list[Any],
+    args: tuple[Any, ...],
+    zeroing: set[tuple[int, int]] | None = None,
+) -> Trace:
+    """Walks ``apply_fn(leaves, *args)`` (see the module docstring).
+
+    ``zeroing``: the leaf axes `mask` zeroes (``None``: decided at each use, a first pass).
+    """
+    closed = jax.make_jaxpr(apply_fn)(leaves, *args)
+    walker = _Walker(len(leaves), zeroing)
+    leaf_labels = [[walker.labels.new(n) for n in np.shape(leaf)] for leaf in leaves]
+    ins: list[Value | None] = [
+        Value(labels, src=[(k, a) for a in range(len(labels))])
+        for k, labels in enumerate(leaf_labels)
+    ]
+    for arg in jax.tree.leaves(args):
+        ins.append(Value([walker.labels.new(n, "model input") for n in np.shape(arg)], data=True))
+    consts = [walker.constant(c) for c in closed.consts]
+    outs = walker.walk(closed.jaxpr, ins, consts)
+    for out in outs:
+        for label in out.labels if out is not None else ():
+            walker.labels.pin(label, "model output")
+    return Trace(walker.labels, leaf_labels, walker.kinds, walker.ops)

@@ -1,0 +1,200 @@
+"""Channel groups, mask and shrink: the shrunk model equals the masked one, on any tree."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from phosjax.models import ModelConfig
+from phosjax.morph import UnsupportedOpError, channel_groups, expressible, mask, shrink
+
+ZOO = {
+    "mlp": (40,),
+    "cnn1d": (40,),
+    "cnn2d": (8, 8, 1),
+    "resnet": (8, 8, 1),
+    "transformer": (40,),
+}
+
+
+def _random_alive(groups, seed=0, fraction=0.6):
+    rng = np.random.default_rng(seed)
+    return {g.name: rng.random(g.size) < fraction for g in groups.groups}
+
+
+def _perturbed(variables):
+    """Non-trivial batch statistics and biases, so masking is really tested."""
+    rng = np.random.default_rng(7)
+    return jax.tree.map(lambda x: jnp.asarray(x + 0.3 * rng.random(x.shape, np.float32)), variables)
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_zoo_shrunk_equals_masked_and_shrinking_twice_changes_nothing(name):
+    config = ModelConfig(name, num_classes=5, input_shape=ZOO[name])
+    model = config.build()
+    x = jax.random.normal(jax.random.key(1), (3, *ZOO[name]))
+    variables = _perturbed(model.init(jax.random.key(0), x))
+    groups = channel_groups(model, variables, x)
+    alive = expressible(config, groups, _random_alive(groups))
+    small = shrink(variables, alive, groups, config=config)
+
+    masked_out = jax.jit(model.apply)(mask(variables, alive, groups), x)
+    small_out = jax.jit(small.config.build().apply)(small.variables, x)
+    np.testing.assert_allclose(small_out, masked_out, atol=1e-5, rtol=1e-5)
+    assert not np.allclose(masked_out, jax.jit(model.apply)(variables, x), atol=1e-3)
+    assert small.widths == {name: int(keep.sum()) for name, keep in alive.items()}
+
+    again = channel_groups(small.config.build(), small.variables, x)
+    twice = shrink(small.variables, again.full(), again, config=small.config)
+    assert twice.config == small.config
+    assert jax.tree.all(jax.tree.map(np.array_equal, twice.variables, small.variables))
+
+
+def test_groups_of_the_zoo_follow_residuals_norms_and_heads():
+    resnet = ModelConfig("resnet", num_classes=5, input_shape=(8, 8, 1))
+    x = jnp.ones((2, 8, 8, 1))
+    variables = resnet.build().init(jax.random.key(0), x)
+    groups = {g.name: g for g in channel_groups(resnet.build(), variables, x).groups}
+    stream = {(m.path, m.axis) for m in groups["blocks_0/conv_1"].members}
+    assert ("params/stem/Conv_0/kernel", 3) in stream  # the residual add ties the stem
+    assert ("params/blocks_0/norm_1/scale", 0) in stream
+    assert ("batch_stats/blocks_0/norm_1/mean", 0) in stream
+    proj = {(m.path, m.axis) for m in groups["blocks_1/conv_1"].members}
+    assert ("params/blocks_1/proj/kernel", 3) in proj and ("params/head/kernel", 0) in proj
+
+    transformer = ModelConfig("transformer", num_classes=5, input_shape=(40,))
+    x = jnp.ones((2, 40))
+    variables = transformer.build().init(jax.random.key(0), x)
+    found = channel_groups(transformer.build(), variables, x)
+    heads = {g.name: g for g in found.groups}["blocks_0/attention/qkv[2]"]
+    assert heads.size == 4
+    assert {(m.path, m.axis) for m in heads.members} == {
+        ("params/blocks_0/attention/qkv/kernel", 2),
+        ("params/blocks_0/attention/qkv/bias", 1),
+        ("params/blocks_0/attention/out/kernel", 0),
+    }
+    # LayerNorm reduces over the residual stream: it is pinned, with the op named.
+    assert "reduce_sum" in found.pinned["params/blocks_0/attention_norm/scale:0"]
+
+
+class PlainCNN(nn.Module):
+    """A CNN written without phosjax: conv-BN-relu, a residual pair, a depthwise conv."""
+
+    widths: tuple[int, int] = (6, 5)
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        bn = lambda name: nn.BatchNorm(use_running_average=not train, name=name)
+        h = nn.relu(bn("bn0")(nn.Conv(self.widths[0], (3, 3), name="conv0")(x)))
+        r = nn.Conv(self.widths[1], (3, 3), name="conv1")(h)
+        s = nn.Conv(self.widths[1], (1, 1), name="skip")(h)
+        h = nn.relu(r + s)
+        c = h.shape[-1]
+        h = nn.Conv(c, (3, 3), feature_group_count=c, name="depthwise")(h)
+        h = jnp.concatenate([h, nn.relu(nn.Dense(3, name="side")(h))], axis=-1)
+        return nn.Dense(4, name="head")(h.reshape(h.shape[0], -1))
+
+
+def test_plain_flax_cnn_shrunk_equals_masked_with_its_optimizer_state():
+    x = jax.random.normal(jax.random.key(1), (2, 5, 5, 2))
+    model = PlainCNN()
+    variables = _perturbed(model.init(jax.random.key(0), x))
+    groups = channel_groups(model, variables, x)
+    assert groups.names == ("conv0", "conv1", "side")
+    tied = {(m.path, m.axis) for m in groups.groups[1].members}
+    assert {("params/skip/kernel", 3), ("params/depthwise/kernel", 3)} <= tied
+    alive = {"conv0": [1, 0, 1, 1, 0, 1], "conv1": [0, 1, 1, 0, 1], "side": [1, 0, 1]}
+    params = variables["params"]
+    opt_state = optax.adam(1e-3).init(params)
+    small = shrink(variables, alive, groups, opt_state=opt_state)
+    assert small.widths == {"conv0": 4, "conv1": 3, "side": 2}
+
+    # the concatenation [depthwise (3), side (2)] feeds the flattened head
+    assert small.variables["params"]["head"]["kernel"].shape == (5 * 5 * 5, 4)
+    mu = small.opt_state[0].mu
+    assert jax.tree.map(jnp.shape, mu) == jax.tree.map(jnp.shape, small.variables["params"])
+
+    # PlainCNN's side branch is fixed at 3 wide: compare with that group kept whole
+    alive = {**alive, "side": [1, 1, 1]}
+    small = shrink(variables, alive, groups)
+    masked_out = jax.jit(model.apply)(mask(variables, alive, groups), x)
+    small_out = jax.jit(PlainCNN(widths=(4, 3)).apply)(small.variables, x)
+    np.testing.assert_allclose(small_out, masked_out, atol=1e-5)
+
+
+class Heads(nn.Module):
+    """Multi-head attention with explicit head count and head width."""
+
+    heads: int
+    head_dim: int = 3
+
+    @nn.compact
+    def __call__(self, x):
+        qkv = nn.DenseGeneral((3, self.heads, self.head_dim), name="qkv")(x)
+        q, k, v = qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
+        w = nn.softmax(jnp.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(self.head_dim))
+        h = jnp.einsum("bhqk,bkhd->bqhd", w, v)
+        return nn.DenseGeneral(x.shape[-1], axis=(-2, -1), name="out")(h)
+
+
+def test_attention_heads_shrunk_equals_masked():
+    x = jax.random.normal(jax.random.key(1), (2, 5, 6))
+    model = Heads(heads=4)
+    variables = model.init(jax.random.key(0), x)
+    groups = channel_groups(model, variables, x)
+    alive = {"qkv[2]": [True, False, True, False]}
+    small = shrink(variables, alive, groups)
+    assert small.variables["params"]["qkv"]["kernel"].shape == (6, 3, 2, 3)
+    np.testing.assert_allclose(
+        jax.jit(Heads(heads=2).apply)(small.variables, x),
+        jax.jit(model.apply)(mask(variables, alive, groups), x),
+        atol=1e-5,
+    )
+
+
+def test_channels_through_a_non_zero_preserving_op_are_pinned():
+    class Exp(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.Dense(2)(jnp.exp(nn.Dense(4)(x)))
+
+    x = jnp.ones((1, 3))
+    variables = Exp().init(jax.random.key(0), x)
+    groups = channel_groups(Exp(), variables, x)
+    assert groups.groups == ()
+    assert (
+        "not zero when dead" in groups.pinned["params/Dense_1/kernel:1"]
+    )  # Dense_0 is the outer one
+
+
+def test_unsupported_ops_and_bad_alive_raise_clear_errors():
+    class Scan(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            h = nn.Dense(4)(x)
+            return jax.lax.cumsum(h, axis=0) + jax.lax.scan(lambda c, r: (c + r, c), h[0], h)[1]
+
+    x = jnp.ones((2, 3))
+    with pytest.raises(UnsupportedOpError, match="'scan'"):
+        channel_groups(Scan(), Scan().init(jax.random.key(0), x), x)
+
+    model = nn.Dense(3)
+    mlp = nn.Sequential([nn.Dense(4), nn.relu, model])
+    variables = mlp.init(jax.random.key(0), x)
+    groups = channel_groups(mlp, variables, x)
+    with pytest.raises(KeyError, match="no channel group named \\['layer_0'\\]; nearest"):
+        shrink(variables, {"layer_0": [True] * 4}, groups)
+    with pytest.raises(ValueError, match="expected \\(4,\\)"):
+        shrink(variables, {"layers_0": [True] * 3}, groups)
+
+
+def test_a_config_that_cannot_express_the_widths_is_an_error():
+    config = ModelConfig("resnet", num_classes=5, input_shape=(8, 8, 1))
+    x = jnp.ones((2, 8, 8, 1))
+    variables = config.build().init(jax.random.key(0), x)
+    groups = channel_groups(config.build(), variables, x)
+    alive = {"blocks_0/conv_0": np.arange(16) < 8}  # the inner width is not a config field
+    with pytest.raises(ValueError, match="cannot express these widths"):
+        shrink(variables, alive, groups, config=config)
