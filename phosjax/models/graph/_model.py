@@ -35,7 +35,7 @@ def train_kwargs(fn: Any, train: bool) -> dict[str, bool]:
     return {}
 
 
-class _Call(nn.Module):
+class Function(nn.Module):
     """Gives a function node (or an identity) a scope, so its output can be tagged."""
 
     fn: Callable[..., Any] | None
@@ -46,7 +46,7 @@ class _Call(nn.Module):
 
 def _run_node(
     owner: nn.Module,
-    groups: dict[str, "_Group"],
+    groups: dict[str, "Group"],
     prefix: tuple[str, ...],
     rel: tuple[str, ...],
     args: tuple[Any, ...] | None,
@@ -55,21 +55,21 @@ def _run_node(
 ) -> Any:
     """Computes (``args`` given) or takes ``value`` for the node ``prefix + rel``, tagged.
 
-    Nodes in groups run inside a `_Group` module per group, so a node's variables live
+    Nodes in groups run inside a `Group` module per group, so a node's variables live
     at its path (``params/block/conv``).
     """
     graph: Graph = owner.graph
     key = rel[0]
     if len(rel) > 1:
         if key not in groups:
-            groups[key] = _Group(graph, (*prefix, key), name=key)
+            groups[key] = Group(graph, (*prefix, key), name=key)
         return groups[key](rel[1:], args, value, train)
     spec = graph.nodes[SEP.join((*prefix, key))]
     fn = spec.fn if isinstance(spec, Node) else None
     if isinstance(fn, nn.Module):
         child = fn.clone(parent=owner, name=key)
     else:
-        child = _Call(fn, parent=owner, name=key)
+        child = Function(fn, parent=owner, name=key)
     if args is not None:
         assert isinstance(spec, Node)
         if spec.combine is not None:
@@ -79,7 +79,7 @@ def _run_node(
     return tag(child, OUT, value)
 
 
-class _Group(nn.Module):
+class Group(nn.Module):
     """The nodes of one nested group of a graph (one node per call)."""
 
     graph: Graph
@@ -166,7 +166,7 @@ class GraphModel(nn.Module):
         plan = graph.needed(targets, given)
         feeds = self._feeds(x, [p for p in plan if p in graph.inputs and p not in given])
         values: dict[str, Any] = {}
-        groups: dict[str, _Group] = {}
+        groups: dict[str, Group] = {}
         for path in plan:
             if path in inject or path in feeds or path in given:
                 args, value = None, inject.get(path, feeds.get(path))

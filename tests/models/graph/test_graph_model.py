@@ -131,6 +131,15 @@ def test_node_outputs_are_tagged_for_probe_inject_and_grad_of(model_and_variable
     np.testing.assert_allclose(grads["side/out"], expected, rtol=1e-5)
 
 
+def test_blurb_lists_every_node(model_and_variables):
+    model, variables, x = model_and_variables
+    table = px.blurb(model, variables, x).table()
+    for path in model.nodes[1:]:  # the input node computes nothing
+        assert f"  {path} " in table
+    row = next(line for line in table.splitlines() if " block/act " in line)
+    assert row.split()[1:3] == ["Function", "0"]
+
+
 def test_jit_vmap_and_grad(model_and_variables):
     model, variables, x = model_and_variables
     eager = model.apply(variables, x)["head"]
