@@ -10,7 +10,7 @@ from phosjax.bench import _layout
 
 
 def leaderboard(results: pd.DataFrame, hparam_columns: Sequence[str]) -> pd.DataFrame:
-    """One row per (model, data set, hparams that vary), best first.
+    """One row per (model, data set, hparams that vary within a model), best first.
 
     Columns: the keys, ``accuracy`` and ``accuracy_std`` (over seeds, of each cell's
     last test evaluation), ``loss`` (its mean) and ``seeds`` (how many cells).
@@ -29,7 +29,10 @@ def leaderboard(results: pd.DataFrame, hparam_columns: Sequence[str]) -> pd.Data
     if test.empty:
         return pd.DataFrame()
     last = test.loc[test.groupby("cell_id")["step"].idxmax()]
-    varying = [c for c in hparam_columns if c in last and last[c].nunique(dropna=False) > 1]
+    within_model = last.groupby("model")
+    varying = [
+        c for c in hparam_columns if c in last and (within_model[c].nunique(dropna=False) > 1).any()
+    ]
     keys = ["model", "dataset", *varying]
     board = last.groupby(keys, dropna=False, sort=False).agg(
         accuracy=("accuracy", "mean"),

@@ -86,3 +86,21 @@ def test_print_config_prints_the_resolved_config(tmp_path, capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "- cnn1d" in out and "steps: 50" in out and "checkpoint_every: 500" in out
+
+
+@pytest.mark.parametrize(
+    ("text", "extra", "message"),
+    [
+        ("modelz: [mlp]\n", [], "unknown key 'modelz'"),
+        ("models: [mlp\n", [], "is not valid YAML"),
+        ("models: [mlp]\n", ["--import", "no_such_module_xyz"], "--import no_such_module_xyz"),
+        ("models: [nosuchnet]\n", [], "unknown model 'nosuchnet'"),
+    ],
+)
+def test_new_exits_non_zero_on_bad_input_and_writes_nothing(tmp_path, capsys, text, extra, message):
+    from phosjax.bench.new import main
+
+    bench = tmp_path / "bench"
+    assert main(["--config", str(write(tmp_path, text)), "--dir", str(bench), *extra]) == 2
+    assert message in capsys.readouterr().err
+    assert not bench.exists()

@@ -2,6 +2,7 @@
 
 import json
 import pathlib
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -103,15 +104,14 @@ def test_another_config_is_refused_and_nothing_touched(bench, toy):
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
 
 
-def test_force_moves_the_old_bench_aside(tmp_path, toy):
+def test_force_moves_the_old_bench_aside(bench, tmp_path, toy):
     root = tmp_path / "b"
-    config = tiny_config(models=[{"name": "mlp", "width": 8}], grid={"steps": 3, "batch_size": 8})
-    run(config, root, datasets=toy, progress=False)
-    other = tiny_config(models=[{"name": "mlp", "width": 8}], grid={"steps": 2, "batch_size": 8})
+    shutil.copytree(bench[0], root)
+    other = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=[5])
     results = run(other, root, datasets=toy, force=True, progress=False)
     (old,) = tmp_path.glob("b.old-*")
-    assert pd.read_parquet(old / _layout.RESULTS).step.max() == 3
-    assert results.step.max() == 2
+    assert sorted(pd.read_parquet(old / _layout.RESULTS).seed.unique()) == [0, 1]
+    assert results.seed.unique().tolist() == [5]
 
 
 def test_not_a_bench_is_refused(tmp_path, toy, capsys):
@@ -124,18 +124,17 @@ def test_not_a_bench_is_refused(tmp_path, toy, capsys):
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
+@pytest.mark.slow
 def test_add_models_trains_only_the_new_cells_and_columns_load(bench, toy, tmp_path):
     root, results = bench
     copy = tmp_path / "b"
-    import shutil
-
     shutil.copytree(root, copy)
     with pytest.raises(BenchError, match="no model was registered since"):
         add_models(copy, datasets=toy, progress=False)
     grown = add_models(copy, ["choicenet"], datasets=toy, progress=False)
     old = sort(grown[grown.model == "mlp"]).reset_index(drop=True)
     weights = [c for c in grown.columns if c.startswith("path_weight/")]
-    assert len(weights) == 3 and old[weights].isna().all().all()
+    assert len(weights) == 6 and old[weights].isna().all().all()  # 2 blocks x 3 branches
     pd.testing.assert_frame_equal(NOT_STEP_TIME(old[results.columns]), NOT_STEP_TIME(sort(results)))
     assert grown[grown.model == "choicenet"].cell_id.nunique() == 2
     schemas = {tuple(pq.read_schema(p).names) for p in (copy / _layout.RESULTS).iterdir()}
