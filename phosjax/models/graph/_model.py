@@ -7,7 +7,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 
-from phosjax.core import INJECTIONS, flatten, select, tag
+from phosjax.core import INJECTIONS, flatten, tag
 from phosjax.models.graph import _draw
 from phosjax.models.graph._spec import COMBINES, SEP, Graph, GraphError, Node, listing
 
@@ -154,15 +154,11 @@ class GraphModel(nn.Module):
         graph = self._graph
         inject = dict(inject or {})
         graph.check_nodes(inject, "inject")
-        tagged = {p[: -len(OUT) - 1] for p in flatten(self.variables.get(INJECTIONS, {}))}
+        suffix = SEP + OUT
+        injected = flatten(self.variables.get(INJECTIONS, {}))
+        tagged = {p.removesuffix(suffix) for p in injected if p.endswith(suffix)}
         given = set(inject) | (tagged & set(graph.nodes))
-        if outputs is None:
-            targets: tuple[str, ...] = graph.sinks
-        else:
-            selectors = [outputs] if isinstance(outputs, str) else list(outputs)
-            targets = tuple(
-                dict.fromkeys(p for s in selectors for p in select(graph.order, s, what="node"))
-            )
+        targets = graph.sinks if outputs is None else graph.select(outputs)
         plan = graph.needed(targets, given)
         feeds = self._feeds(x, [p for p in plan if p in graph.inputs and p not in given])
         values: dict[str, Any] = {}

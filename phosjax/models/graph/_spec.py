@@ -14,6 +14,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from phosjax.core import select
+
 SEP = "/"
 DEFAULT_INPUT = "input"
 _MAX_LISTED = 40
@@ -237,6 +239,16 @@ class Graph:
                 if path not in given:
                     todo.extend(self.inputs_of(path))
         return tuple(p for p in self.order if p in seen)
+
+    def select(self, selectors: str | Iterable[str]) -> tuple[str, ...]:
+        """The nodes that any of ``selectors`` match (see `phosjax.select`), each must match.
+
+        Raises:
+          SelectorError: a selector matches no node (the nearest are listed).
+        """
+        selectors = [selectors] if isinstance(selectors, str) else list(selectors)
+        paths = (p for s in selectors for p in select(self.order, s, what="node"))
+        return tuple(dict.fromkeys(paths))
 
     def check_nodes(self, paths: Iterable[str], what: str) -> None:
         """Raises a `GraphError` naming the first of ``paths`` that is not a node."""

@@ -5,7 +5,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from phosjax.core import flatten, select, unflatten
+from phosjax.core import flatten, unflatten
 from phosjax.models.graph._model import GraphModel
 from phosjax.models.graph._spec import SEP, Graph, GraphError, Input, Node, listing, resolve
 
@@ -69,7 +69,7 @@ def extract(
     graph = _graph(model)
     inputs = list(inputs)
     graph.check_nodes(inputs, "extract's inputs")
-    targets = graph.sinks if outputs is None else _select(graph, outputs)
+    targets = graph.sinks if outputs is None else graph.select(outputs)
     kept = graph.needed(targets, given=inputs)
     unused = [p for p in inputs if p not in kept]
     if unused:
@@ -80,12 +80,6 @@ def extract(
     sub = {p: Input() if p in inputs else spec[p] for p in spec if p in kept}
     computed = [p for p, n in sub.items() if isinstance(n, Node)]
     return GraphModel(sub), node_variables(variables, computed)
-
-
-def _select(graph: Graph, selectors: str | Iterable[str]) -> tuple[str, ...]:
-    selectors = [selectors] if isinstance(selectors, str) else list(selectors)
-    paths = (p for s in selectors for p in select(graph.order, s, what="node"))
-    return tuple(dict.fromkeys(paths))
 
 
 def _under(name: str, spec: dict[str, Node | Input]) -> dict[str, Node | Input]:
