@@ -8,6 +8,7 @@ import pytest
 
 from phosjax.data import batch_indices
 from phosjax.train import Cell, HParams, init_group, plan_groups, run_group, train_grid
+from phosjax.train._run import _stops
 from tests.train.tiny import Tiny
 
 TOL = {"rtol": 2e-5, "atol": 2e-6}
@@ -53,10 +54,10 @@ def test_group_equals_each_cell_trained_alone(toy):
     [group] = plan_groups(CELLS)
     seen = []
     state, run = run_group(
-        group, init_group(group, toy), toy, strategy="vmap", chunk_steps=3, on_chunk=seen.append
+        group, init_group(group, toy), toy, strategy="vmap", chunk_steps=8, on_chunk=seen.append
     )
-    assert [c.steps.tolist() for c in run.chunks] == [[1, 2, 3], [4], [5, 6, 7], [8]]
-    assert seen == run.chunks and [bool(c.eval) for c in run.chunks] == [False, True, False, True]
+    assert [c.steps.tolist() for c in run.chunks] == [[1, 2, 3, 4], [5, 6, 7, 8]]  # eval_every=4
+    assert seen == run.chunks and all(set(c.eval) == {"loss", "accuracy"} for c in run.chunks)
     losses = np.concatenate([c.train["loss"] for c in run.chunks], axis=1)
     assert losses.shape == (4, 8)
     for i, cell in enumerate(CELLS):
@@ -64,6 +65,12 @@ def test_group_equals_each_cell_trained_alone(toy):
         assert_trees_close(jax.tree.map(lambda a, i=i: a[i], state.params), params)
         np.testing.assert_allclose(losses[i], alone_losses, **TOL)
     assert np.asarray(state.step).tolist() == [8] * 4
+
+
+def test_chunks_end_at_every_evaluation():
+    assert _stops(0, 8, 3, 4) == [3, 4, 7, 8]
+    assert _stops(2, 9, 5, 0) == [7, 9]
+    assert _stops(4, 4, 5, 4) == []
 
 
 def test_resumed_run_equals_uninterrupted(toy):
@@ -98,10 +105,13 @@ def test_sharded_equals_unsharded_and_pads_five_cells_on_four_devices(toy):
 
 def test_divergent_cell_is_frozen_and_leaves_its_neighbours_alone(toy):
     sgd = HParams(optimizer="sgd", learning_rate=0.1, batch_size=16, steps=8)
-    good = [Cell(Tiny(), "toy", sgd, seed) for seed in range(3)]
+    good = [Cell(Tiny(), "toy", sgd, seed) for seed in range(4)]
     bad = Cell(Tiny(), "toy", HParams(**{**sgd.__dict__, "learning_rate": 1e6}), seed=7)
-    results = {}
-    for name, cells in [("with", [good[0], bad, *good[1:]]), ("without", good)]:
+    results = {}  # the same group shape, so one compiled program serves both runs
+    for name, cells in [
+        ("with", [good[0], bad, *good[1:3]]),
+        ("without", [good[0], good[3], *good[1:3]]),
+    ]:
         [group] = plan_groups(cells)
         state, run = run_group(group, init_group(group, toy), toy, strategy="vmap")
         results[name] = jax.device_get(state), run.chunks[-1]
@@ -113,8 +123,10 @@ def test_divergent_cell_is_frozen_and_leaves_its_neighbours_alone(toy):
     assert all(np.isfinite(leaf[1]).all() for leaf in jax.tree.leaves(state.params))  # frozen
     keep = [0, 2, 3]
     without_state, without_chunk = results["without"]
-    assert_trees_close(jax.tree.map(lambda a: a[keep], state.params), without_state.params)
-    assert_trees_close({k: v[keep] for k, v in chunk.eval.items()}, without_chunk.eval)
+    take = lambda tree: jax.tree.map(lambda a: a[keep], tree)
+    assert_trees_close(take(state.params), take(without_state.params))
+    assert_trees_close(take(chunk.eval), take(without_chunk.eval))
+    assert not without_state.diverged.any()
 
 
 def test_train_grid_returns_tidy_frames(toy):

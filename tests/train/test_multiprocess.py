@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from phosjax.train import train_grid
-from tests.train.tiny import toy_data
-from tests.train.worker import GRID, save
+from tests.train.tiny import GRID, save, toy_data
 
 ROOT = Path(__file__).resolve().parents[2]
 

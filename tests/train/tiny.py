@@ -9,6 +9,7 @@ import numpy as np
 
 import phosjax as px
 from phosjax.data import ArrayDataset
+from phosjax.train import Cell, GridResult, HParams
 
 
 class _Plain(nn.Module):
@@ -56,3 +57,23 @@ def toy_data(name: str = "toy", train: int = 64, test: int = 40) -> ArrayDataset
     x = rng.normal(size=(train + test, 8)).astype(np.float32)
     y = ((x[:, 0] > 0).astype(np.int32) + (x[:, 1] > 0)).astype(np.int32)
     return ArrayDataset(name, x[:train], y[:train], x[train:], y[train:], 3, (8,))
+
+
+GRID = [
+    Cell(Tiny(), "toy", HParams(batch_size=16, steps=4, learning_rate=lr), seed)
+    for seed, lr in enumerate([1e-2, 3e-3, 1e-2, 3e-2, 1e-2])
+]
+"""The grid of the multi-process test (one group of five cells)."""
+
+
+def save(result: GridResult, path: str) -> None:
+    """Each trained cell's flattened final params and test accuracy, keyed by its index."""
+    arrays = {}
+    for group, state in zip(result.groups, result.states, strict=True):
+        leaves = jax.tree_util.tree_leaves_with_path(jax.device_get(state.params))
+        for j, cell in enumerate(group.index):
+            for key, leaf in leaves:
+                arrays[f"{cell}{jax.tree_util.keystr(key)}"] = leaf[j]
+    for cell, accuracy in zip(result.final["cell"], result.final["test_accuracy"], strict=True):
+        arrays[f"{cell}/test_accuracy"] = np.asarray(accuracy)
+    np.savez(path, **arrays)
