@@ -5,20 +5,43 @@ References:
   Networks, https://arxiv.org/abs/1711.06798
 """
 
+from phosjax.morph._cost import COSTS, cost_polynomial, evaluate, latency_table
+from phosjax.morph._expand import Morphed, config_cost, expand, once, scale_widths
 from phosjax.morph._fit import expressible, fit_config
 from phosjax.morph._groups import ChannelGroup, ChannelGroups, Member, channel_groups
+from phosjax.morph._regularizer import (
+    SOURCES,
+    alive_channels,
+    importance,
+    morph_regularizer,
+    report,
+)
 from phosjax.morph._shrink import Shrunk, mask, shrink
 from phosjax.morph._trace import UnsupportedOpError
 
 __all__ = [
+    "COSTS",
+    "SOURCES",
     "ChannelGroup",
     "ChannelGroups",
     "Member",
+    "Morphed",
     "Shrunk",
     "UnsupportedOpError",
+    "alive_channels",
     "channel_groups",
+    "config_cost",
+    "cost_polynomial",
+    "evaluate",
+    "expand",
     "expressible",
     "fit_config",
+    "importance",
+    "latency_table",
     "mask",
+    "morph_regularizer",
+    "once",
+    "report",
+    "scale_widths",
     "shrink",
 ]

@@ -65,7 +65,7 @@ class ChannelGroups:
       paths: every variable leaf's path.
       shapes: every leaf's shape.
       pinned: ``{"path:axis": reason}`` for leaf axes that must keep all their channels.
-      params: the parameter count as a polynomial in the groups' alive counts.
+      params: each leaf's size as a polynomial in the groups' alive counts.
       flops: FLOPs per example (contractions: 2 per multiply-add), likewise, per op.
     """
 
@@ -73,7 +73,7 @@ class ChannelGroups:
     paths: tuple[str, ...]
     shapes: tuple[tuple[int, ...], ...]
     pinned: Mapping[str, str]
-    params: tuple[Monomial, ...]
+    params: tuple[tuple[Monomial, ...], ...]
     flops: tuple[tuple[str, tuple[Monomial, ...]], ...]
 
     @property
@@ -230,9 +230,10 @@ def channel_groups(
         for axis, label in enumerate(axes)
         if labels.reason(label) and (facts.kinds.get((leaf, axis), set()) & {"out", "scale"})
     }
-    params: list[Monomial] = []
-    for axes in facts.leaf_labels:
-        params += _product([_polynomial(facts, label, group_of) for label in axes])
+    params = tuple(
+        tuple(_product([_polynomial(facts, label, group_of) for label in axes]))
+        for axes in facts.leaf_labels
+    )
     batch = max(1, int(np.shape(jax.tree.leaves(args)[0])[0])) if args else 1
     flops = tuple(
         (
@@ -249,6 +250,6 @@ def channel_groups(
         paths,
         tuple(np.shape(leaf) for leaf in leaves),
         pinned,
-        tuple(params),
+        params,
         flops,
     )

@@ -1,0 +1,94 @@
+"""Cost models: parameter count, FLOPs and latency as polynomials in the alive counts.
+
+The latency model prices each contraction as ``overhead + seconds_per_flop * flops``,
+with both constants measured once per backend (a few small jitted matmuls and
+convolutions, well under a second) and cached for the process.
+"""
+
+import functools
+import time
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from phosjax.morph._groups import ChannelGroups, Monomial
+
+COSTS = ("params", "flops", "latency")
+"""The cost models `cost_polynomial` knows."""
+
+
+def _seconds(fn: object, *args: jax.Array, repeats: int = 20) -> float:
+    jax.block_until_ready(fn(*args))  # type: ignore[operator]
+    start = time.perf_counter()
+    for _ in range(repeats):
+        out = fn(*args)  # type: ignore[operator]
+    jax.block_until_ready(out)
+    return (time.perf_counter() - start) / repeats
+
+
+@functools.lru_cache(maxsize=4)
+def latency_table(backend: str | None = None) -> dict[str, tuple[float, float]]:
+    """``{primitive: (overhead seconds, seconds per FLOP)}`` measured on ``backend``.
+
+    Fitted from two sizes of a jitted matmul (``dot_general``) and of a 1-D convolution
+    (``conv_general_dilated``); cached per backend for the life of the process.
+    """
+    device = jax.devices(backend)[0]
+    table = {}
+    conv = jax.jit(
+        lambda x, k: jax.lax.conv_general_dilated(
+            x, k, (1,), "SAME", dimension_numbers=("NWC", "WIO", "NWC")
+        )
+    )
+    for name, sizes in (("dot_general", (32, 128)), ("conv_general_dilated", (16, 64))):
+        points = []
+        for n in sizes:
+            if name == "dot_general":
+                a = jax.device_put(jnp.ones((n, n)), device)
+                points.append((2.0 * n**3, _seconds(jax.jit(jnp.dot), a, a)))
+            else:
+                x = jax.device_put(jnp.ones((8, 32, n)), device)
+                k = jax.device_put(jnp.ones((3, n, n)), device)
+                points.append((2.0 * 8 * 32 * 3 * n * n, _seconds(conv, x, k)))
+        (f0, t0), (f1, t1) = points
+        slope = max((t1 - t0) / (f1 - f0), 1e-15)
+        table[name] = (max(t0 - slope * f0, 0.0), slope)
+    return table
+
+
+def cost_polynomial(groups: ChannelGroups, cost: str = "flops") -> tuple[Monomial, ...]:
+    """The cost of the model as a polynomial in its groups' alive counts.
+
+    Args:
+      groups: the model's `ChannelGroups`.
+      cost: ``"params"`` (the size of the ``params`` collection, or of every leaf if
+        there is none), ``"flops"`` (per example, contractions only) or ``"latency"``
+        (seconds per example, from `latency_table`).
+
+    Raises:
+      ValueError: an unknown ``cost``.
+    """
+    if cost == "params":
+        params = [p.split("/")[0] == "params" for p in groups.paths]
+        chosen = params if any(params) else [True] * len(params)
+        return tuple(
+            t for poly, keep in zip(groups.params, chosen, strict=True) if keep for t in poly
+        )
+    if cost == "flops":
+        return tuple(term for _, poly in groups.flops for term in poly)
+    if cost == "latency":
+        table = latency_table()
+        terms: list[Monomial] = []
+        for name, poly in groups.flops:
+            overhead, per_flop = table.get(name, table["dot_general"])
+            terms.append((overhead, ()))
+            terms += [(c * per_flop, g) for c, g in poly]
+        return tuple(terms)
+    raise ValueError(f"unknown cost {cost!r}; expected one of {COSTS}")
+
+
+def evaluate(poly: Sequence[Monomial], counts: Sequence[float]) -> float:
+    """The polynomial's value for these alive counts (one per group)."""
+    return float(sum(c * np.prod([counts[g] for g in gs]) for c, gs in poly))

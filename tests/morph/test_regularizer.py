@@ -1,0 +1,102 @@
+"""Costs, the MorphNet regularizer, reports, expand and once."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from phosjax.models import ModelConfig, param_count
+from phosjax.morph import (
+    alive_channels,
+    channel_groups,
+    config_cost,
+    cost_polynomial,
+    evaluate,
+    expand,
+    morph_regularizer,
+    once,
+    report,
+    scale_widths,
+    shrink,
+)
+
+
+def test_costs_are_exact_for_the_alive_counts():
+    config = ModelConfig("cnn2d", num_classes=5, input_shape=(8, 8, 1), width=(6, 4))
+    model = config.build()
+    x = jnp.ones((2, 8, 8, 1))
+    variables = model.init(jax.random.key(0), x)
+    groups = channel_groups(model, variables, x)
+    alive = {"blocks_0/Conv_0": np.arange(6) < 5, "blocks_1/Conv_0": np.arange(4) < 3}
+    counts = [int(alive[name].sum()) for name in groups.names]
+    small = shrink(variables, alive, groups, config=config)
+    assert evaluate(cost_polynomial(groups, "params"), counts) == param_count(small.config)
+    # conv 3x3: 8x8 positions, 1->5 then (stride 2) 4x4 positions, 5->3, then head 3->5
+    flops = 2 * (64 * 9 * 1 * 5 + 16 * 9 * 5 * 3 + 3 * 5)
+    assert evaluate(cost_polynomial(groups, "flops"), counts) == flops
+    assert config_cost(small.config, "flops") == flops
+    latency = evaluate(cost_polynomial(groups, "latency"), counts)
+    assert 0 < latency < 1
+
+
+def test_the_regularizer_is_morphnets_relaxation():
+    model = nn.Sequential([nn.Dense(8), nn.relu, nn.Dense(3)])
+    x = jnp.ones((2, 4))
+    variables = model.init(jax.random.key(0), x)
+    groups = channel_groups(model, variables, x)
+    kernel = variables["params"]["layers_0"]["kernel"]
+    norms = jnp.linalg.norm(kernel, axis=0)
+    # params = 8 (bias) + 4*8 + 8*3 (kernels) + 3: each term is linear in the one group
+    reg = morph_regularizer(groups, cost="params", normalize=False)
+    np.testing.assert_allclose(reg(variables["params"]), (1 + 4 + 3) * norms.sum(), rtol=1e-5)
+    flops = morph_regularizer(groups, cost="flops")  # 2*(4*8 + 8*3) = 112 per example
+    np.testing.assert_allclose(jax.jit(flops)(variables), 14 * norms.sum() / 112, rtol=1e-5)
+    grad = jax.grad(reg)(variables["params"])["layers_0"]["kernel"]
+    np.testing.assert_allclose(grad, 8 * kernel / norms, rtol=1e-4)
+    with pytest.raises(ValueError, match="unknown cost 'bytes'"):
+        morph_regularizer(groups, cost="bytes")
+
+
+def test_alive_channels_and_report_after_zeroing():
+    model = nn.Sequential([nn.Dense(8), nn.relu, nn.Dense(3)])
+    x = jnp.ones((2, 4))
+    variables = model.init(jax.random.key(0), x)
+    variables["params"]["layers_0"]["kernel"] = (
+        variables["params"]["layers_0"]["kernel"].at[:, :6].set(0)
+    )
+    groups = channel_groups(model, variables, x)
+    assert alive_channels(groups, variables)["layers_0"].tolist() == [False] * 6 + [True] * 2
+    found = report(groups, variables)
+    assert found["groups"] == {"layers_0": {"alive": 2, "total": 8}}
+    assert found["cost"]["params"]["now"] == 2 + 4 * 2 + 2 * 3 + 3
+    assert found["cost"]["flops"]["ratio"] == pytest.approx(2 / 8)
+
+
+def test_expand_finds_the_largest_multiplier_within_the_budget():
+    config = ModelConfig("cnn1d", num_classes=10, input_shape=(40,), depth=1, width=(12, 20, 9))
+    budget = config_cost(config.replace(width=(40, 64, 32)), "flops")
+    found = expand(config, budget)
+    assert all(w % 8 == 0 and w >= 8 for w in found.widths)
+    assert config_cost(found, "flops") <= budget
+    bigger = [
+        m for m in np.linspace(1, 6, 200) if config_cost(scale_widths(config, m), "flops") <= budget
+    ]
+    assert config_cost(found, "flops") == max(
+        config_cost(scale_widths(config, m), "flops") for m in bigger
+    )
+    with pytest.raises(ValueError, match="no width multiplier fits"):
+        expand(config, 10.0)
+
+
+def test_once_shrinks_the_dead_channels_and_expands_back():
+    config = ModelConfig("cnn2d", num_classes=5, input_shape=(8, 8, 1), width=(16, 16))
+    variables = config.build().init(jax.random.key(0), jnp.ones((1, 8, 8, 1)))
+    params = variables["params"]
+    params["blocks_0"]["Conv_0"]["kernel"] = (
+        params["blocks_0"]["Conv_0"]["kernel"].at[..., 4:].set(0)
+    )
+    morphed = once(config, variables, cost="flops")
+    assert morphed.shrunk.config.widths == (4, 16)
+    assert config_cost(morphed.config, "flops") <= config_cost(config, "flops")
+    assert morphed.config.widths[0] < morphed.config.widths[1]
