@@ -9,6 +9,7 @@ from phosjax.morph._cost import COSTS, cost_polynomial, evaluate, latency_table
 from phosjax.morph._expand import Morphed, config_cost, expand, once, scale_widths
 from phosjax.morph._fit import expressible, fit_config
 from phosjax.morph._groups import ChannelGroup, ChannelGroups, Member, channel_groups
+from phosjax.morph._loop import MorphConfig, measured_latency, run, train
 from phosjax.morph._regularizer import (
     SOURCES,
     alive_channels,
@@ -25,6 +26,7 @@ __all__ = [
     "ChannelGroup",
     "ChannelGroups",
     "Member",
+    "MorphConfig",
     "Morphed",
     "Shrunk",
     "UnsupportedOpError",
@@ -39,9 +41,12 @@ __all__ = [
     "importance",
     "latency_table",
     "mask",
+    "measured_latency",
     "morph_regularizer",
     "once",
     "report",
+    "run",
     "scale_widths",
     "shrink",
+    "train",
 ]

@@ -1,0 +1,204 @@
+"""The MorphNet loop: train with the regularizer, shrink, expand to the budget, retrain.
+
+Each iteration's widths, costs (parameters, FLOPs, measured latency) and accuracies are
+written to ``<dir>/morph/iterations.parquet`` (atomically, after every iteration).
+"""
+
+import dataclasses
+import json
+import os
+import pathlib
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pandas as pd
+
+from phosjax.data import ArrayDataset, batch_indices, load
+from phosjax.models import ModelConfig, build_model
+from phosjax.morph._expand import config_cost, once
+from phosjax.morph._groups import channel_groups
+from phosjax.morph._regularizer import morph_regularizer
+
+ITERATIONS = "morph/iterations.parquet"
+"""Where `run` writes its rows, relative to the run directory."""
+
+
+@dataclasses.dataclass(frozen=True)
+class MorphConfig:
+    """What `run` does.
+
+    Attributes:
+      model: the starting `ModelConfig` (its cost is the budget).
+      dataset: a `phosjax.data.load` name.
+      iterations: shrink/expand rounds.
+      steps: training steps per training run (Adam, batches from `batch_indices`).
+      batch_size: examples per step.
+      learning_rate: Adam's step size.
+      strength: the regularizer's weight (it is normalized by the full model's cost).
+      cost: ``"params"``, ``"flops"`` or ``"latency"``.
+      threshold: the importance below which a channel is dead.
+      source: the importance source (``"auto"``, ``"gamma"``, ``"group_lasso"``).
+      multiple: widths are rounded to a multiple of this.
+      seed: the seed of every training run.
+      data_dir: where data sets are prepared (``None``: the default).
+    """
+
+    model: ModelConfig
+    dataset: str = "mnist1d"
+    iterations: int = 2
+    steps: int = 1500
+    batch_size: int = 100
+    learning_rate: float = 3e-3
+    strength: float = 1.0
+    cost: str = "flops"
+    threshold: float = 1e-2
+    source: str = "auto"
+    multiple: int = 8
+    seed: int = 0
+    data_dir: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "MorphConfig":
+        """From a YAML/JSON mapping; unknown keys are an error that lists the known ones."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"MorphConfig has no field(s) {unknown}; known: {sorted(known)}")
+        return cls(**{**data, "model": ModelConfig.from_dict(data["model"])})
+
+
+def train(
+    config: ModelConfig,
+    data: ArrayDataset,
+    steps: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    penalty: Callable[[Any], jax.Array] | None = None,
+    strength: float = 0.0,
+) -> tuple[Any, float]:
+    """Trains ``config`` on ``data`` (one jitted scan); returns variables and test accuracy."""
+    model = build_model(config)
+    key = jax.random.key(seed)
+    x_train, y_train = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
+    variables = jax.jit(model.init)(key, x_train[:1])
+    params = variables["params"]
+    state = {k: v for k, v in variables.items() if k != "params"}
+    tx = optax.adam(learning_rate)
+
+    def loss(params: Any, state: Any, step: jax.Array) -> tuple[jax.Array, Any]:
+        index = batch_indices(key, step, x_train.shape[0], batch_size)
+        logits, new_state = model.apply(
+            {"params": params, **state},
+            x_train[index],
+            train=True,
+            mutable=list(state),
+            rngs={"dropout": jax.random.fold_in(key, step)},
+        )
+        task = optax.softmax_cross_entropy_with_integer_labels(logits, y_train[index]).mean()
+        extra = strength * penalty({"params": params, **state}) if penalty else 0.0
+        return task + extra, new_state
+
+    def step(carry: Any, i: jax.Array) -> tuple[Any, None]:
+        params, state, opt = carry
+        grads, state = jax.grad(loss, has_aux=True)(params, state, i)
+        updates, opt = tx.update(grads, opt, params)
+        return (optax.apply_updates(params, updates), state, opt), None
+
+    @jax.jit
+    def fit(params: Any, state: Any) -> tuple[Any, Any]:
+        (params, state, _), _ = jax.lax.scan(
+            step, (params, state, tx.init(params)), jnp.arange(steps)
+        )
+        return params, state
+
+    params, state = fit(params, state)
+    variables = {"params": params, **state}
+    logits = jax.jit(model.apply)(variables, jnp.asarray(data.x_test))
+    return variables, float(np.mean(np.argmax(logits, -1) == data.y_test))
+
+
+def measured_latency(config: ModelConfig, variables: Any, batch: int = 100) -> float:
+    """Seconds per example of the jitted forward pass (median of 20 calls on ``batch``)."""
+    apply = jax.jit(build_model(config).apply)
+    x = jnp.zeros((batch, *config.input_shape), jnp.float32)
+    jax.block_until_ready(apply(variables, x))
+    times = []
+    for _ in range(20):
+        start = time.perf_counter()
+        jax.block_until_ready(apply(variables, x))
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)) / batch
+
+
+def _write(rows: list[dict[str, Any]], path: pathlib.Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pd.DataFrame(rows).to_parquet(temporary, index=False)
+    os.replace(temporary, path)
+
+
+def _row(
+    iteration: int, kind: str, config: ModelConfig, variables: Any, accuracy: float
+) -> dict[str, Any]:
+    return {
+        "iteration": iteration,
+        "kind": kind,
+        "widths": json.dumps(list(config.resolved().widths or ())),
+        "config": json.dumps(config.to_dict()),
+        "params": config_cost(config, "params"),
+        "flops": config_cost(config, "flops"),
+        "latency_s": measured_latency(config, variables),
+        "accuracy": accuracy,
+    }
+
+
+def run(config: MorphConfig, directory: str | os.PathLike) -> pd.DataFrame:
+    """Runs the loop (see the module docstring); returns the rows it wrote.
+
+    Rows: ``kind`` is ``"start"`` (the starting model, trained without regularizer),
+    ``"regularized"`` (trained with it), ``"shrunk"`` (its alive channels; accuracy
+    of the shrunk network, same outputs as the masked one) and ``"expanded"`` (widened
+    to the budget and retrained from scratch).
+
+    References:
+      Gordon et al., MorphNet, https://arxiv.org/abs/1711.06798 (algorithm 1).
+    """
+    data = load(config.dataset, data_dir=config.data_dir)
+    path = pathlib.Path(directory) / ITERATIONS
+    common = (config.steps, config.batch_size, config.learning_rate, config.seed)
+    current = config.model.resolved()
+    budget = config_cost(current, config.cost)
+    variables, accuracy = train(current, data, *common)
+    rows = [_row(0, "start", current, variables, accuracy)]
+    _write(rows, path)
+    for iteration in range(1, config.iterations + 1):
+        model = build_model(current)
+        groups = channel_groups(model, variables, jnp.zeros((2, *current.input_shape)))
+        penalty = morph_regularizer(groups, config.cost, config.source, config.threshold)
+        variables, accuracy = train(current, data, *common, penalty, config.strength)
+        rows.append(_row(iteration, "regularized", current, variables, accuracy))
+        morphed = once(
+            current,
+            variables,
+            cost=config.cost,
+            budget=budget,
+            threshold=config.threshold,
+            source=config.source,
+            multiple=config.multiple,
+        )
+        shrunk = morphed.shrunk
+        assert shrunk.config is not None
+        logits = jax.jit(build_model(shrunk.config).apply)(shrunk.variables, data.x_test)
+        shrunk_accuracy = float(np.mean(np.argmax(logits, -1) == data.y_test))
+        rows.append(_row(iteration, "shrunk", shrunk.config, shrunk.variables, shrunk_accuracy))
+        current = morphed.config
+        variables, accuracy = train(current, data, *common)
+        rows.append(_row(iteration, "expanded", current, variables, accuracy))
+        _write(rows, path)
+    return pd.DataFrame(rows)
