@@ -34,6 +34,12 @@ def open_bench(directory: str | os.PathLike) -> tuple[BenchConfig, dict[str, Any
     return BenchConfig.from_dict(read_yaml(root / _layout.CONFIG) or {}), marker
 
 
+def _ours(name: str) -> bool:
+    """Whether ``name`` is something a bench writes (other processes may write first)."""
+    folders = (_layout.RESULTS, _layout.CHECKPOINTS, _layout.PROFILE, _layout.BLURBS)
+    return name in folders or name.startswith("status") or name in (_layout.CONFIG, _layout.ENV)
+
+
 def _aside(root: pathlib.Path) -> pathlib.Path:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     target = root.with_name(f"{root.name}.old-{stamp}")
@@ -52,7 +58,8 @@ def choose_config(
 ) -> tuple[BenchConfig, pathlib.Path | None]:
     """The config to run in ``directory``, and where an old bench was moved (if forced).
 
-    An empty or missing directory takes ``config``. A bench holding the same config
+    An empty or missing directory (or one holding only what other processes of the
+    same bench have written so far) takes ``config``. A bench holding the same config
     continues (the same command run again resumes). ``resume`` continues a bench under
     its stored config; ``force`` moves a bench with another config aside to
     ``<dir>.old-<time>`` (never deleting it) and starts over.
@@ -65,7 +72,7 @@ def choose_config(
     if not _layout.is_bench(root):
         if resume:
             raise BenchError(f"--resume: {str(root)!r} holds no bench to resume.")
-        if root.exists() and any(root.iterdir()):
+        if root.exists() and any(not _ours(path.name) for path in root.iterdir()):
             raise BenchError(
                 f"{str(root)!r} is not empty and holds no bench ({_layout.MARKER}); "
                 "pick a new or empty --dir."

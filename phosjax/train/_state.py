@@ -56,9 +56,11 @@ def _init_fn(signature: Any, input_shape: tuple[int, ...]) -> Any:
     model_config, _, hp = signature
     model = model_config.build()
     knob_selectors = [selector for selector, _ in hp.knobs]
-    x0 = jnp.zeros((1, *input_shape), jnp.float32)
 
     def init_cell(seed: jax.Array, v: dict[str, jax.Array]) -> GroupState:
+        # Made here, not in the cached factory: a factory first called under a trace
+        # (e.g. `jax.eval_shape(init_group, ...)`) would otherwise cache a tracer.
+        x0 = jnp.zeros((1, *input_shape), jnp.float32)
         init_key, data_key, dropout_key = cell_keys(seed)
         variables = dict(model.init(init_key, x0, train=False))
         if knob_selectors:

@@ -168,7 +168,7 @@ def test_processes_write_their_own_parts(tmp_path, toy):
     assert len(set(keys)) == len(keys) == 4
     cells = [c.cell_id for share in mine for job in share for c in job.cells]
     assert sorted(cells) == sorted(c.cell_id for c in planned.cells)
-    for index in (1, 0):
+    for index in (1, 0):  # process 1 may write before process 0 writes the marker
         run(config, tmp_path / "b", datasets=toy, process=(index, 2), progress=False)
     results = pd.read_parquet(tmp_path / "b" / _layout.RESULTS)
     assert sorted(results.cell_id.unique()) == sorted(cells)
@@ -177,3 +177,18 @@ def test_processes_write_their_own_parts(tmp_path, toy):
         "status.p0of2.json",
         "status.p1of2.json",
     }
+
+
+def test_abstract_init_then_real_init(toy):
+    """Resuming traces `init_group` abstractly first; real inits afterwards still work."""
+    import jax
+
+    from phosjax.train import Group, init_group
+
+    cell = plan(tiny_config(models=[{"name": "mlp", "width": 5}]), toy).cells[0].cell
+    group = Group((cell,), (0,))
+    abstract = jax.eval_shape(lambda: init_group(group, toy["toy"]))
+    state = init_group(group, toy["toy"])
+    assert jax.tree.map(lambda a: (a.shape, a.dtype), abstract) == jax.tree.map(
+        lambda a: (a.shape, a.dtype), state
+    )
