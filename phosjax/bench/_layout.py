@@ -7,7 +7,8 @@ atomically (a temporary file, then a rename), so a reader never sees half a file
 ::
 
     runs/NAME/
-      bench.json          marker: {"format": 1, "created": ISO time, "config_hash": sha256}
+      bench.json          marker: {"format": 1, "created": ISO time, "config_hash": sha256,
+                           "registered_models": [names registered when last planned]}
       config.yaml         the resolved config, exactly what was planned
       env.json            package versions, devices, host, Python
       cells.parquet       the plan: one row per cell (see CELL_COLUMNS + hparam columns)
@@ -22,6 +23,11 @@ atomically (a temporary file, then a rename), so a reader never sees half a file
       profile/memory.parquet   host RSS and device bytes in use over time
       checkpoints/<group_id>/  orbax checkpoints of each group's training state
       morph/                   results of `python -m phosjax.morph` (if run here)
+
+When several processes share a bench (``jax.distributed``), process ``i`` of ``n`` names
+its group keys ``<group_id>.p<i>of<n>`` (part files, checkpoints) and writes
+``status.p<i>of<n>.json``, ``profile/phases.p<i>of<n>.parquet`` and
+``profile/memory.p<i>of<n>.parquet`` instead of the single-process names.
 """
 
 import pathlib
