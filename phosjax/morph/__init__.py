@@ -9,7 +9,7 @@ from phosjax.morph._cost import COSTS, cost_polynomial, evaluate, latency_table
 from phosjax.morph._expand import Morphed, config_cost, expand, once, scale_widths
 from phosjax.morph._fit import expressible, fit_config
 from phosjax.morph._groups import ChannelGroup, ChannelGroups, Member, channel_groups
-from phosjax.morph._loop import MorphConfig, measured_latency, run, train
+from phosjax.morph._loop import ITERATIONS, MorphConfig, measured_latency, run, train
 from phosjax.morph._regularizer import (
     SOURCES,
     alive_channels,
@@ -22,6 +22,7 @@ from phosjax.morph._trace import UnsupportedOpError
 
 __all__ = [
     "COSTS",
+    "ITERATIONS",
     "SOURCES",
     "ChannelGroup",
     "ChannelGroups",

@@ -3,11 +3,13 @@
 import json
 
 import pandas as pd
+import pytest
 
 from phosjax.morph import MorphConfig, config_cost
 from phosjax.morph.__main__ import main
 
 
+@pytest.mark.slow
 def test_the_cli_writes_one_row_per_stage_and_iteration(tmp_path, data_dir, capsys):
     config = tmp_path / "morph.yaml"
     config.write_text(

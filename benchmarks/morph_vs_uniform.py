@@ -1,0 +1,60 @@
+"""MorphNet vs. uniform width scaling on MNIST-1D: accuracy against FLOPs.
+
+Runs the loop of ``configs/morph_mnist1d.yaml`` (or reads its results with ``--dir``),
+then retrains every morphed (expanded) network and a uniformly scaled copy of the
+starting network with the same FLOP budget, over several seeds, and prints a table.
+
+    python benchmarks/morph_vs_uniform.py --config configs/morph_mnist1d.yaml --seeds 3
+"""
+
+import argparse
+import json
+import pathlib
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from phosjax.data import load
+from phosjax.models import ModelConfig
+from phosjax.morph import ITERATIONS, MorphConfig, config_cost, expand, run, train
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--config", default="configs/morph_mnist1d.yaml")
+    parser.add_argument("--dir", default="runs/morph_vs_uniform")
+    parser.add_argument("--seeds", type=int, default=3)
+    args = parser.parse_args()
+    config = MorphConfig.from_dict(yaml.safe_load(pathlib.Path(args.config).read_text()))
+    path = pathlib.Path(args.dir) / ITERATIONS
+    rows = pd.read_parquet(path) if path.exists() else run(config, args.dir)
+    data = load(config.dataset, data_dir=config.data_dir)
+    start = config.model.resolved()
+    morphed = [ModelConfig.from_dict(json.loads(c)) for c in rows[rows.kind == "expanded"].config]
+    networks = [("start", start)]
+    for index, candidate in enumerate(morphed, 1):
+        networks.append((f"morphed {index}", candidate))
+        budget = config_cost(candidate, "flops")
+        networks.append((f"uniform, budget of morphed {index}", expand(start, budget)))
+    table = []
+    for name, model in networks:
+        accuracies = [
+            train(model, data, config.steps, config.batch_size, config.learning_rate, seed)[1]
+            for seed in range(args.seeds)
+        ]
+        table.append(
+            {
+                "network": name,
+                "widths": list(model.widths or ()),
+                "kFLOPs": config_cost(model, "flops") / 1e3,
+                "params": int(config_cost(model, "params")),
+                "accuracy": np.mean(accuracies),
+                "std": np.std(accuracies),
+            }
+        )
+    print(pd.DataFrame(table).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+
+
+if __name__ == "__main__":
+    main()
