@@ -2,7 +2,8 @@
 
 Runs the loop of ``configs/morph_mnist1d.yaml`` (or reads its results with ``--dir``),
 then retrains every morphed (expanded) network and a uniformly scaled copy of the
-starting network with the same FLOP budget, over several seeds, and prints a table.
+starting network with the same FLOP budget (its widths rounded to ``--baseline-multiple``,
+default 1, so its FLOPs come as close as possible), over several seeds, and prints a table.
 
     python benchmarks/morph_vs_uniform.py --config configs/morph_mnist1d.yaml --seeds 3
 """
@@ -25,6 +26,9 @@ def main() -> None:
     parser.add_argument("--config", default="configs/morph_mnist1d.yaml")
     parser.add_argument("--dir", default="runs/morph_vs_uniform")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument(
+        "--baseline-multiple", type=int, default=1, help="round the baselines' widths to this"
+    )
     args = parser.parse_args()
     config = MorphConfig.from_dict(yaml.safe_load(pathlib.Path(args.config).read_text()))
     path = pathlib.Path(args.dir) / ITERATIONS
@@ -36,7 +40,12 @@ def main() -> None:
     for index, candidate in enumerate(morphed, 1):
         networks.append((f"morphed {index}", candidate))
         budget = config_cost(candidate, "flops")
-        networks.append((f"uniform, budget of morphed {index}", expand(start, budget)))
+        networks.append(
+            (
+                f"uniform, budget of morphed {index}",
+                expand(start, budget, "flops", args.baseline_multiple),
+            )
+        )
     table = []
     for name, model in networks:
         accuracies = [
