@@ -289,7 +289,8 @@ def test_aux_loss_scaled_by_enclosing_path_weight(case):
     assert {f"layer/{path}" for path in plain} == set(scaled)
     for path, value in plain.items():
         assert np.all(np.asarray(value) != 0), path
-        np.testing.assert_array_equal(scaled[f"layer/{path}"], 0.25 * np.asarray(value))
+        # Separately compiled programs may fuse the multiply differently: allow float32 rounding.
+        np.testing.assert_allclose(scaled[f"layer/{path}"], 0.25 * np.asarray(value), rtol=1e-6)
 
 
 def _shapes(case: LayerCase) -> st.SearchStrategy[tuple[int, ...]]:
