@@ -11,14 +11,13 @@ import jax.numpy as jnp
 
 @functools.lru_cache(maxsize=256)
 def _accepts_train(module_type: type) -> bool:
-    parameters = inspect.signature(module_type.__call__).parameters
-    return "train" in parameters or any(
-        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
-    )
+    # Only a named ``train`` parameter counts: ``**kwargs`` (e.g. ``nn.Sequential``) may forward
+    # the flag to a layer that does not take it.
+    return "train" in inspect.signature(module_type.__call__).parameters
 
 
 def call_block(block: nn.Module, x: jax.Array, train: bool) -> jax.Array:
-    """Calls ``block(x)``, passing ``train`` when the block's ``__call__`` accepts it."""
+    """Calls ``block(x)``, passing ``train`` when the block's ``__call__`` names it."""
     if _accepts_train(type(block)):
         return block(x, train=train)
     return block(x)

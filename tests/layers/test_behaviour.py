@@ -33,6 +33,14 @@ def test_choice_forced_logits_select_one_branch_exactly(key):
     assert float(state[px.PATH_WEIGHTS]["branch_0"][0]) == 0.0
 
 
+def test_choice_branches_may_be_plain_flax_sequentials(key):
+    # nn.Sequential takes **kwargs but its first layer does not take `train`: it must not get it.
+    layer = L.Choice([nn.Sequential([nn.Dense(4), nn.relu]), nn.Dense(4)])
+    x = jnp.ones((2, 3))
+    variables = layer.init(key, x, train=True)
+    assert layer.apply(variables, x, train=True).shape == (2, 4)
+
+
 def test_gated_skip_closed_gate_is_identity(key):
     layer = L.GatedSkip(L.SwiGLU(), gate_init=-1e4)
     x = jax.random.normal(key, (4, 3))
