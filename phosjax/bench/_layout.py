@@ -19,7 +19,8 @@ atomically (a temporary file, then a rename), so a reader never sees half a file
                           one row per (cell, step, split); see docs/results.md
       blurbs/<model_id>.json   `phosjax.core.blurb` of each model, JSON
       graphs/<model_id>.json   node/edge description of graph models (if any)
-      profile/phases.parquet   one row per (group, phase): seconds, count, peak bytes
+      profile/phases.parquet   one row per (group, phase): seconds, count, total_s, peak
+                               bytes (see docs/results.md)
       profile/memory.parquet   host RSS and device bytes in use over time
       checkpoints/<group_id>/  orbax checkpoints of each group's training state
       morph/                   results of `python -m phosjax.morph` (if run here)

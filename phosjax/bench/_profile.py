@@ -16,9 +16,15 @@ import numpy as np
 import pandas as pd
 import psutil
 
+from phosjax.train import Chunk
+
 
 def device_bytes(devices: Sequence[jax.Device] | None = None) -> tuple[float, float]:
-    """``(bytes in use, peak bytes in use)`` summed over the devices; NaN if not reported."""
+    """``(bytes in use, peak bytes in use)`` summed over the devices; NaN if not reported.
+
+    The peak is the backend's own counter: the most in use since the process started
+    (it is never reset). CPU backends report nothing (NaN).
+    """
     in_use, peak, reported = 0, 0, False
     for device in devices or jax.local_devices():
         try:
@@ -70,7 +76,7 @@ class MemorySampler:
 
     def frame(self) -> pd.DataFrame:
         """One row per sample: ``time_s`` (since start), ``host_rss_bytes``, ``device_bytes``."""
-        rows = np.asarray(self._rows, np.float64).reshape(-1, 3)
+        rows = np.asarray(list(self._rows), np.float64).reshape(-1, 3)  # a copy: it grows
         return pd.DataFrame(rows, columns=["time_s", "host_rss_bytes", "device_bytes"])
 
 
@@ -78,36 +84,45 @@ class MemorySampler:
 class PhaseClock:
     """The timings of one group's life: init, then chunks of steps (some with evaluation).
 
-    Compile time is what the group's first chunk took beyond its steps at the steady
-    rate (it includes ``strategy="auto"``'s measurements); the steady step time is the
-    median per-step time of later chunks without evaluation (of all later chunks if each
-    ended on an evaluation); evaluation time is what chunks ending on an evaluation took
-    beyond their steps (NaN when no chunk without one tells the step time apart).
+    Every phase is measured on its own: the engine compiles each program ahead of time
+    (``jit(...).lower(...).compile()``) and waits for a chunk's steps to finish before it
+    evaluates, so no phase is inferred from another. ``rows`` gives, per phase,
+    ``seconds`` (init: once; compile: all the group's compiles; step: the steady-state
+    seconds per step, the median over chunks after the first, whose first-run overheads
+    it skips, or the first chunk's alone; eval: the mean seconds per evaluation),
+    ``count`` (1; programs compiled; steps; evaluations) and ``total_s`` (all the
+    seconds the phase took).
     """
 
     init_s: float = 0.0
-    chunks: list[tuple[int, float, bool]] = dataclasses.field(default_factory=list)
+    compile_s: float = 0.0
+    compiles: int = 0
+    chunks: list[tuple[int, float]] = dataclasses.field(default_factory=list)
+    evals: list[float] = dataclasses.field(default_factory=list)
 
-    def add_chunk(self, steps: int, seconds: float, evaluated: bool) -> None:
-        self.chunks.append((steps, seconds, evaluated))
+    def add_chunk(self, chunk: Chunk) -> None:
+        """Adds one `phosjax.train.Chunk`'s compile, step and evaluation seconds."""
+        self.compile_s += chunk.compile_s
+        self.compiles += chunk.compiles
+        self.chunks.append((len(chunk.steps), chunk.train_s))
+        if chunk.eval:
+            self.evals.append(chunk.eval_s)
 
     def rows(self, group_id: str, peak_bytes: float) -> list[dict[str, Any]]:
-        """One row per phase: ``group_id``, ``phase``, ``seconds``, ``count``, ``peak_bytes``."""
-        later = self.chunks[1:]
-        plain = [s / n for n, s, evaluated in later if not evaluated]
-        evals = [(n, s) for n, s, evaluated in later if evaluated] if plain else []
-        step = statistics.median(plain or [s / n for n, s, _ in later] or [float("nan")])
-        eval_s = sum(s - n * step for n, s in evals) if evals else float("nan")
-        compile_s = float("nan")
-        if self.chunks:
-            first_n, first_s, first_eval = self.chunks[0]
-            first_extra = eval_s / len(evals) if first_eval and evals else 0.0
-            compile_s = first_s - first_n * step - first_extra
+        """One row per phase: ``group_id``, ``phase``, ``seconds``, ``count``, ``total_s``,
+        ``peak_bytes`` (`device_bytes`'s peak when the group ended, NaN if not reported)."""
+        steady = self.chunks[1:] or self.chunks
+        nan = float("nan")
+        step = statistics.median(s / n for n, s in steady) if steady else nan
         phases = {
-            "init": (self.init_s, 1),
-            "compile": (compile_s, 1 if self.chunks else 0),
-            "step": (step, sum(n for n, _, _ in later)),
-            "eval": (eval_s / len(evals) if evals else float("nan"), len(evals)),
+            "init": (self.init_s, 1, self.init_s),
+            "compile": (self.compile_s, self.compiles, self.compile_s),
+            "step": (step, sum(n for n, _ in self.chunks), sum(s for _, s in self.chunks)),
+            "eval": (
+                statistics.fmean(self.evals) if self.evals else nan,
+                len(self.evals),
+                sum(self.evals),
+            ),
         }
         return [
             {
@@ -115,7 +130,8 @@ class PhaseClock:
                 "phase": phase,
                 "seconds": float(seconds),
                 "count": count,
+                "total_s": float(total),
                 "peak_bytes": peak_bytes,
             }
-            for phase, (seconds, count) in phases.items()
+            for phase, (seconds, count, total) in phases.items()
         ]

@@ -142,22 +142,39 @@ def _execute(
         widen_parts(root, schema)
     status_file = _per_process(root / _layout.STATUS, process)
     status: dict[str, Any] = read_json(status_file) if status_file.is_file() else {"groups": {}}
-    todo = [j for j in jobs(plan_, process) if not status["groups"].get(j.key, {}).get("finished")]
+    mine = jobs(plan_, process)
+    todo = [j for j in mine if not status["groups"].get(j.key, {}).get("finished")]
+    cells = sum(len(j.cells) for j in mine)  # this process's share of the plan
+    cells_done = cells - sum(len(j.cells) for j in todo)
     total = sum(len(j.cells) * j.steps for j in todo)
-    bar = tqdm.tqdm(total=total, unit="step", unit_scale=True, disable=not progress, smoothing=0.1)
-    phases = []
-    started = time.perf_counter()
+    # The bar counts cell-steps (one step of one cell): its rate is cell-steps per second.
+    bar = tqdm.tqdm(
+        total=total,
+        unit="step",
+        unit_scale=total >= 100_000,
+        disable=not progress,
+        smoothing=0.1,
+        desc=f"cells {cells_done}/{cells}",
+    )
+    suffix = "" if process[1] == 1 else f".p{process[0]}of{process[1]}"
+    phases_file = root / f"{_layout.PHASES.removesuffix('.parquet')}{suffix}.parquet"
+    memory_file = root / f"{_layout.MEMORY.removesuffix('.parquet')}{suffix}.parquet"
+    run_started, flushed = time.time(), 0
+
+    def flush_memory(sampler: MemorySampler) -> int:
+        """Appends the samples taken since the last flush; how many there are in all."""
+        memory = sampler.frame()
+        _append(memory_file, memory.iloc[flushed:].assign(run_started=run_started))
+        return len(memory)
+
     with MemorySampler() as sampler:
-        for done, job in enumerate(todo):
-            bar.set_description(
-                f"cells {sum(len(j.cells) for j in todo[:done])}/{len(plan_.cells)}"
-            )
+        for job in todo:
 
             def on_status(key: str, entry: dict[str, Any]) -> None:
                 status["groups"][key] = dict(entry)
                 write_json(status_file, status)
 
-            phases += train_group(
+            phases = train_group(
                 root,
                 job,
                 plan_.datasets[job.cells[0].cell.dataset],
@@ -169,16 +186,14 @@ def _execute(
                 on_status=on_status,
                 on_progress=bar.update,
             )
-    bar.set_description(f"cells {len(plan_.cells)}/{len(plan_.cells)}")
+            # The profile grows group by group: a run stopped midway keeps what it measured.
+            _append(phases_file, pd.DataFrame(phases))
+            flushed = flush_memory(sampler)
+            cells_done += len(job.cells)
+            bar.set_description(f"cells {cells_done}/{cells}")
     bar.close()
-    suffix = "" if process[1] == 1 else f".p{process[0]}of{process[1]}"
-    if phases:
-        _append(
-            root / f"{_layout.PHASES.removesuffix('.parquet')}{suffix}.parquet",
-            pd.DataFrame(phases),
-        )
-        memory = sampler.frame().assign(run_started=time.time() - (time.perf_counter() - started))
-        _append(root / f"{_layout.MEMORY.removesuffix('.parquet')}{suffix}.parquet", memory)
+    if todo:
+        flush_memory(sampler)  # the samples of the last group's end
     results = (
         pd.read_parquet(root / _layout.RESULTS)
         if (root / _layout.RESULTS).is_dir()

@@ -46,7 +46,8 @@ def leaderboard(results: pd.DataFrame, hparam_columns: Sequence[str]) -> pd.Data
 def summary_text(
     directory: str, results: pd.DataFrame, hparam_columns: Sequence[str], rows: int = 12
 ) -> str:
-    """The one-screen summary printed at the end of a run: counts and the top rows."""
+    """The one-screen summary printed at the end of a run: counts, the leaderboard's top
+    ``rows`` rows, where the results are and how to view them."""
     board = leaderboard(results, hparam_columns)
     cells = results["cell_id"].nunique() if len(results) else 0
     lines = [f"bench {directory}: {cells} cells, {len(results)} result rows"]
@@ -61,7 +62,13 @@ def summary_text(
     lines.append(shown.to_string(index=False))
     if len(board) > rows:
         lines.append(f"... {len(board) - rows} more rows")
-    lines.append(f"load them: pandas.read_parquet({directory + '/' + _layout.RESULTS!r})")
+    lines += [
+        f"results: pandas.read_parquet({directory + '/' + _layout.RESULTS!r})  "
+        "(columns: docs/results.md)",
+        f"view:    python -m phosjax.bench.view --dir {directory}  then open "
+        "http://localhost:1337 (remote: ssh -L 1337:localhost:1337 HOST)",
+        f"profile: python -m phosjax.bench.profile --dir {directory}",
+    ]
     return "\n".join(lines)
 
 
@@ -87,9 +94,19 @@ def profile_text(directory: str | os.PathLike) -> str:
     )
     table = table.reindex(columns=[p for p in _layout.PHASE_NAMES if p in table.columns])
     table = table.rename(columns={p: f"{p}_s" for p in table.columns})
+    counts = phases.pivot_table(
+        index="group_id", columns="phase", values="count", aggfunc="sum", sort=False
+    )
+    for phase, name in (("compile", "programs"), ("step", "steps"), ("eval", "evals")):
+        if phase in counts:
+            table[name] = counts[phase].astype("Int64")
     peak = phases.groupby("group_id", sort=False)["peak_bytes"].max() / 2**20
     table["peak_device_MiB"] = peak
-    lines = [f"bench {directory}: phases per group (step_s: per step of the whole group)"]
+    lines = [
+        f"bench {directory}: seconds per phase and group (compile_s: all its programs; "
+        "step_s: per step, all its cells at once; eval_s: per evaluation; "
+        "peak_device_MiB: NaN where the backend reports no memory, e.g. CPU)"
+    ]
     lines.append(table.to_string(float_format=lambda v: f"{v:.4g}"))
     memory = _read_all(root, _layout.MEMORY)
     if memory is not None and len(memory):

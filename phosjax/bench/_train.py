@@ -106,16 +106,21 @@ def train_group(
     clock.init_s = time.perf_counter() - start_time
     drop_parts_after(root, job.key, latest)
     on_progress(latest * len(group))
-    status = {"steps_done": latest, "steps": job.steps, "finished": latest >= job.steps}
+    status: dict[str, Any] = {
+        "steps_done": latest,
+        "steps": job.steps,
+        "finished": latest >= job.steps,
+    }
     status |= {"strategy": strategy, "timings": {}, "cells": [r["cell_id"] for r in job.rows]}
     on_status(job.key, status)
     for stop in _segments(latest, job.steps, checkpoint_every):
-        frames, first = [], int(np.asarray(jax.device_get(state.step))[0]) + 1
+        frames: list[pd.DataFrame] = []
+        first = int(np.asarray(jax.device_get(state.step))[0]) + 1
         tick = [time.perf_counter()]
 
         def report(chunk: Chunk, frames: list[pd.DataFrame] = frames, tick: list = tick) -> None:
             now = time.perf_counter()
-            clock.add_chunk(len(chunk.steps), now - tick[0], bool(chunk.eval))
+            clock.add_chunk(chunk)
             frames.append(chunk_rows(chunk, job.rows, now - tick[0]))
             on_progress(len(chunk.steps) * len(group))
             tick[0] = now

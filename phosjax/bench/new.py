@@ -1,25 +1,38 @@
 """``python -m phosjax.bench.new --config FILE --dir DIR``: plan, train and write a bench.
 
 Any config key can be overridden on the command line (``--grid.learning_rate
-'[0.1, 0.01]'``); ``--print_config`` prints the resolved config and exits. Running the
-same command again continues an interrupted bench from its checkpoints.
+'[0.1, 0.01]'``); ``--print_config`` prints the resolved bench config (without the
+command's own options such as ``--dir``) and exits: saved to a file and passed back
+with ``--config``, it plans the same grid. Running the same command again continues an
+interrupted bench from its checkpoints.
 """
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from phosjax.bench._cli import add_common, entry_point, import_all
-from phosjax.bench._config import BenchConfig, load_config
+from phosjax.bench._config import BenchConfig, read_yaml
 from phosjax.bench._runner import run
 
 _OWN = ("config", "dir", "import", "resume", "force", "no_progress")
 
 
+class _Parser(ArgumentParser):
+    """Dumps (``--print_config``) the bench config alone: a file `load_config` reads."""
+
+    def dump(self, cfg: Any, *args: Any, **kwargs: Any) -> str:
+        data = yaml.safe_load(super().dump(cfg, *args, **kwargs)) or {}
+        bench = {k: v for k, v in data.items() if k not in _OWN}
+        return yaml.safe_dump(bench, sort_keys=False)
+
+
 def parser() -> ArgumentParser:
     """The command line of ``phosjax.bench.new``."""
-    parser = ArgumentParser(prog="python -m phosjax.bench.new", description=__doc__)
+    parser = _Parser(prog="python -m phosjax.bench.new", description=__doc__)
     parser.add_argument("--config", action=ActionConfigFile, help="a YAML bench config")
     add_common(parser)
     parser.add_argument("--resume", action="store_true", help="continue the bench in --dir")
@@ -27,6 +40,15 @@ def parser() -> ArgumentParser:
     parser.add_argument("--no_progress", action="store_true", help="no progress bar, no summary")
     parser.add_class_arguments(BenchConfig, None, fail_untyped=False)
     return parser
+
+
+def _check_config_file(path: str) -> None:
+    """Raises a `BenchError` naming a bad key or value of ``path`` (clearer than
+    jsonargparse's); the command's own keys (``dir``, ``resume``, ...) may be there."""
+    data = read_yaml(path)
+    if isinstance(data, Mapping):
+        data = {k: v for k, v in data.items() if k not in _OWN}
+    BenchConfig.from_dict(data or {})
 
 
 def _config_files(argv: Sequence[str]) -> list[str]:
@@ -44,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Runs the command line ``argv`` (default ``sys.argv[1:]``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     for path in _config_files(argv):  # named, clear errors before jsonargparse's
-        load_config(path)
+        _check_config_file(path)
     args = parser().parse_args(argv)
     import_all(args["import"])
     fields = {k: v for k, v in args.as_dict().items() if k not in _OWN}

@@ -2,6 +2,8 @@
 
 import dataclasses
 import functools
+import math
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -12,7 +14,7 @@ from phosjax.train._auto import choose_strategy
 from phosjax.train._group import Group
 from phosjax.train._state import GroupState
 from phosjax.train._step import device_arrays, make_evaluate, make_train_chunk
-from phosjax.train._strategy import STRATEGIES, Executor
+from phosjax.train._strategy import STRATEGIES, Executor, compile_totals
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,12 +27,22 @@ class Chunk:
       eval: test-split ``loss`` and ``accuracy`` after ``steps[-1]``, each ``(cells,)``;
         empty when this chunk did not end on an evaluation.
       diverged_at: ``(cells,)`` the step each cell diverged at (-1: not diverged).
+      compile_s: seconds spent compiling programs ahead of time (``lower().compile()``)
+        since the previous chunk; the first chunk's include ``strategy="auto"``'s.
+      compiles: how many programs those seconds compiled.
+      train_s: seconds running the chunk's steps (and fetching their metrics), compile
+        excluded.
+      eval_s: seconds evaluating the test split, compile excluded (0 without ``eval``).
     """
 
     steps: np.ndarray
     train: dict[str, np.ndarray]
     eval: dict[str, np.ndarray]
     diverged_at: np.ndarray
+    compile_s: float = 0.0
+    compiles: int = 0
+    train_s: float = math.nan
+    eval_s: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +58,16 @@ class GroupRun:
     strategy: str
     timings: dict[str, float]
     chunks: list[Chunk]
+
+
+def _clock() -> tuple[float, float, int]:
+    """``(wall seconds, seconds compiled, programs compiled)`` so far."""
+    return (time.perf_counter(), *compile_totals())
+
+
+def _net(start: tuple[float, float, int], end: tuple[float, float, int]) -> float:
+    """Wall seconds from ``start`` to ``end`` less the seconds compiled in between."""
+    return (end[0] - start[0]) - (end[1] - start[1])
 
 
 def _stops(start: int, until: int, chunk_steps: int, eval_every: int) -> list[int]:
@@ -116,6 +138,7 @@ def run_group(
 
     stops = _stops(start, until, chunk_steps, hp.eval_every)
     timings: dict[str, float] = {}
+    last = _clock()  # what is compiled from here to the first chunk's end is its compile_s
     if strategy == "auto":
         strategy, timings = choose_strategy(
             signature,
@@ -132,16 +155,31 @@ def run_group(
     step = start
     for stop in stops:
         n = stop - step
+        begin = _clock()
         state, metrics = executor.run(
             ("train", signature, n), functools.partial(make_chunk, n), state, arrays, donate=True
         )
         scores = {}
+        evaluated: tuple[float, float, int] | None = None
         if stop == hp.steps or (hp.eval_every and stop % hp.eval_every == 0):
+            jax.block_until_ready(metrics)  # times the steps apart from the evaluation
+            evaluated = _clock()
             scores = executor.run(
                 ("eval", signature), lambda: make_evaluate(model), state, arrays, donate=False
             )
         host = jax.device_get(executor.take((metrics, scores, state.diverged_at)))
-        chunk = Chunk(np.arange(step + 1, stop + 1), host[0], host[1], host[2])
+        end = _clock()
+        chunk = Chunk(
+            np.arange(step + 1, stop + 1),
+            host[0],
+            host[1],
+            host[2],
+            compile_s=end[1] - last[1],
+            compiles=end[2] - last[2],
+            train_s=_net(begin, evaluated or end),
+            eval_s=_net(evaluated, end) if evaluated else 0.0,
+        )
+        last = end
         chunks.append(chunk)
         if on_chunk is not None:
             on_chunk(chunk)

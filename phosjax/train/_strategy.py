@@ -10,6 +10,8 @@ with copies of the first cell, which `Executor.take` drops again.
 first device.
 """
 
+import dataclasses
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -29,11 +31,49 @@ CellFn = Callable[[Any, Any], Any]
 _LIFTED: dict[tuple[Any, ...], CellFn] = {}
 """Compiled programs by (caller's key, strategy, devices, donation): later calls reuse them."""
 
+@dataclasses.dataclass
+class _Totals:
+    seconds: float = 0.0
+    programs: int = 0
+
+
+_COMPILED = _Totals()
+"""Seconds spent compiling and programs compiled ahead of time in this process."""
+
+
+def compile_totals() -> tuple[float, int]:
+    """``(seconds, programs)`` compiled ahead of time by every `Executor` of this process.
+
+    Callers read it before and after some work to learn what that work spent compiling.
+    """
+    return _COMPILED.seconds, _COMPILED.programs
+
+
+class _Program:
+    """A jitted function, lowered and compiled ahead of time (``.lower(...).compile()``)
+    once per argument signature (shapes, dtypes, shardings); each compile is timed."""
+
+    def __init__(self, jitted: Any) -> None:
+        self.jitted = jitted
+        self.compiled: dict[Any, Any] = {}
+
+    def __call__(self, *args: Any) -> Any:
+        leaves, treedef = jax.tree.flatten(args)
+        signature = (treedef, tuple((jax.typeof(a), getattr(a, "sharding", None)) for a in leaves))
+        compiled = self.compiled.get(signature)
+        if compiled is None:
+            start = time.perf_counter()
+            compiled = self.jitted.lower(*args).compile()
+            _COMPILED.seconds += time.perf_counter() - start
+            _COMPILED.programs += 1
+            self.compiled[signature] = compiled
+        return compiled(*args)
+
 
 def _lift(fn: CellFn, strategy: str, mesh: Mesh, donate: bool) -> CellFn:
     donate_argnums = (0,) if donate else ()
     if strategy == "sequential":
-        single = jax.jit(fn, donate_argnums=donate_argnums)
+        single = _Program(jax.jit(fn, donate_argnums=donate_argnums))
 
         def run(states: Any, arrays: Any) -> Any:
             cells = jax.tree.leaves(states)[0].shape[0]
@@ -50,7 +90,7 @@ def _lift(fn: CellFn, strategy: str, mesh: Mesh, donate: bool) -> CellFn:
 
     spec, replicated = PartitionSpec(GRID), PartitionSpec()
     sharded = jax.shard_map(local, mesh=mesh, in_specs=(spec, replicated), out_specs=spec)
-    return jax.jit(sharded, donate_argnums=donate_argnums)
+    return _Program(jax.jit(sharded, donate_argnums=donate_argnums))
 
 
 class Executor:

@@ -24,7 +24,7 @@ def written(tmp_path_factory):
 def _render(url: str, profile: pathlib.Path, screenshot: pathlib.Path | None = None) -> str:
     """The DOM after the page's scripts ran (and a screenshot of the window, if asked)."""
     command = [
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
         "--no-first-run", "--hide-scrollbars", f"--user-data-dir={profile}",
         "--virtual-time-budget=5000", "--window-size=1400,1000", "--dump-dom",
     ]  # fmt: skip
@@ -71,7 +71,11 @@ def test_page_shows_leaderboard_curves_blurb_and_profile(written, tmp_path):
     assert phases.count('class="bar"') == len(written.phases)
     assert _between(dom, 'id="memory"', 'id="morph"').count('class="curve"') == 2
 
+    sort_by = _between(dom, 'id="sort-by"', "</select>")  # any hparam, also those not shown
+    assert all(f'<option value="{c}">' in sort_by for c in ("lr", "seed", "group_id", "model"))
+
     assert configs_dom.count('class="board-row"') == cells // len(SEEDS)
+    assert configs_dom.count('data-mode="configs" class="on"') == 2  # the board's and the curves'
     curves = _between(configs_dom, 'id="curve-plots"', 'id="legend"')
     assert curves.count('class="band"') == cells // len(SEEDS) * len(SPLITS)
 

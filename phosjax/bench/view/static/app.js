@@ -155,6 +155,20 @@ function tableColumns() {
   return columns;
 }
 
+// Columns the table can be sorted by: its own, and every hyperparameter that varies
+// (those fixed by a model are filters, not table columns), the seed and the group.
+function sortColumns(columns) {
+  const extra = state.filterColumns.filter((c) => !columns.some((col) => col.key === c));
+  return [...columns.filter((c) => c.sortable !== false), ...extra.map((c) => ({ key: c, label: c, get: (r) => r.row[c] }))];
+}
+
+function renderSortBy(sortable) {
+  const select = $("sort-by");
+  select.replaceChildren(...sortable.map((c) => el("option", { value: c.key }, c.label)));
+  select.value = state.sort.key;
+  $("sort-dir").textContent = state.sort.dir > 0 ? "↑" : "↓";
+}
+
 function defaultSort() {
   const metrics = state.board.metrics;
   const split = state.splits[0];
@@ -174,9 +188,11 @@ function renderBoard() {
   const table = $("board");
   table.innerHTML = "";
   const columns = tableColumns();
-  if (!state.sort || !columns.some((c) => c.key === state.sort.key)) state.sort = defaultSort();
+  const sortable = sortColumns(columns);
+  if (!state.sort || !sortable.some((c) => c.key === state.sort.key)) state.sort = defaultSort();
+  renderSortBy(sortable);
   const rows = tableRows();
-  const sortColumn = columns.find((c) => c.key === state.sort.key);
+  const sortColumn = sortable.find((c) => c.key === state.sort.key);
   if (sortColumn) {
     rows.sort((a, b) => {
       const x = sortColumn.get(a), y = sortColumn.get(b);
@@ -357,6 +373,22 @@ async function renderModel() {
 }
 
 const PHASE_COLORS = { init: "#6b7b8c", compile: "#ef7b2d", step: "#4269d0", eval: "#3ca951" };
+const PHASE_UNITS = { compile: "programs compiled", step: "steps", eval: "evaluations" };
+
+// A phase row's tooltip: its total, what one occurrence took, its peak device memory.
+function phaseDetail(r) {
+  const total = r.total_s ?? r.seconds;
+  const lines = [`<div><b>${format(total)} s</b> in all</div>`];
+  const unit = PHASE_UNITS[r.phase];
+  if (unit && r.count) {
+    const each = r.phase === "compile" ? total / r.count : r.seconds;
+    const kind = r.phase === "step" ? " (steady state, all the group's cells at once)" : "";
+    lines.push(`<div>${format(r.count)} ${unit}: ${format(1e3 * each, 3)} ms each${kind}</div>`);
+  }
+  const peak = r.peak_bytes === undefined || r.peak_bytes === null ? "not reported by this backend" : formatBytes(r.peak_bytes);
+  lines.push(`<div class="muted">peak device memory: ${peak}</div>`);
+  return lines.join("");
+}
 
 async function renderProfile() {
   if (!state.info.has_profile) { $("phases").innerHTML = `<p class="hint">No profile recorded.</p>`; return; }
@@ -370,25 +402,30 @@ async function renderProfile() {
     const rows = [...groups.entries()].map(([label, list]) => ({
       label: String(label),
       segments: list.map((r) => ({
-        name: r.phase, value: r.seconds || 0, color: color(r.phase, names.indexOf(r.phase)),
-        detail: [`<div><b>${format(r.seconds)} s</b>${r.count ? ` over ${format(r.count)} calls (${format((1e3 * r.seconds) / r.count, 3)} ms each)` : ""}</div>`,
-          r.peak_bytes !== undefined && r.peak_bytes !== null ? `<div>peak ${formatBytes(r.peak_bytes)}</div>` : ""].join(""),
+        name: r.phase, value: r.total_s ?? r.seconds ?? 0, color: color(r.phase, names.indexOf(r.phase)), detail: phaseDetail(r),
       })),
     }));
-    stackedBars($("phases"), { rows, title: "time per phase, per group", legend: names.map((n, i) => ({ label: n, color: color(n, i) })) });
+    stackedBars($("phases"), { rows, title: "seconds per phase, per group (hover for each step, evaluation, compile)", legend: names.map((n, i) => ({ label: n, color: color(n, i) })) });
   }
   if (memory && memory.rows.length) {
     const xColumn = ["time_s", "elapsed_s", "seconds", "time", "t"].find((c) => memory.columns.includes(c)) || memory.columns[0];
     const numeric = memory.columns.filter((c) => c !== xColumn && memory.rows.some((r) => typeof r[c] === "number"));
     const yColumns = numeric.some((c) => c.includes("bytes")) ? numeric.filter((c) => c.includes("bytes")) : numeric;
-    const x = memory.rows.map((r) => r[xColumn]);
+    // Each run (a resumed bench has several) samples from its own start: place them on one clock.
+    const runs = memory.columns.includes("run_started") ? memory.rows.map((r) => r.run_started).filter((v) => v !== null) : [];
+    const first = runs.length ? Math.min(...runs) : null;
+    const x = memory.rows.map((r) => (first === null || r.run_started === null ? r[xColumn] : r.run_started - first + r[xColumn]));
     const bytes = yColumns.every((c) => c.includes("bytes"));
     const scale = bytes ? 2 ** -20 : 1;
-    const series = yColumns.map((c, i) => ({
+    const all = yColumns.map((c, i) => ({
       key: `mem:${c}`, label: c, color: PALETTE[(i + 2) % PALETTE.length], x, y: memory.rows.map((r) => (r[c] === null ? null : r[c] * scale)),
     }));
-    linePlot($("memory"), { series, title: "memory over time", xLabel: xColumn, yLabel: bytes ? "MiB" : "" });
-    $("memory").appendChild(legendOf(series));
+    const series = all.filter((s) => s.y.some((v) => v !== null));
+    const unreported = memory.columns.filter((c) => c.includes("bytes") && !series.some((s) => s.label === c));
+    const missing = unreported.map((c) => ({ label: `${c}: not reported by this backend`, color: null }));
+    const xLabel = first === null ? xColumn : "seconds since the bench first ran";
+    linePlot($("memory"), { series, title: "memory over time", xLabel, yLabel: bytes ? "MiB" : "" });
+    $("memory").appendChild(legendOf([...series, ...missing]));
   }
 }
 
@@ -480,15 +517,19 @@ async function main() {
   for (const [name, id] of [["metric", "curve-metric"], ["model", "model-select"], ["smoothing", "smoothing"]]) {
     if ([...$(id).options].some((o) => o.value === params.get(name))) $(id).value = params.get(name);
   }
-  for (const button of document.querySelectorAll(".segmented button")) {
-    button.classList.toggle("on", button.dataset.mode === state.mode);
-    button.addEventListener("click", () => {
-      state.mode = button.dataset.mode;
-      for (const b of document.querySelectorAll(".segmented button")) b.classList.toggle("on", b === button);
-      renderAll();
-    });
+  const modeButtons = document.querySelectorAll(".segmented button[data-mode]");
+  const showMode = () => { for (const b of modeButtons) b.classList.toggle("on", b.dataset.mode === state.mode); };
+  showMode();
+  for (const button of modeButtons) {
+    button.addEventListener("click", () => { state.mode = button.dataset.mode; showMode(); renderAll(); });
   }
   $("all-metrics").addEventListener("change", (e) => { state.allMetrics = e.target.checked; renderBoard(); });
+  $("sort-by").addEventListener("change", () => {
+    const key = $("sort-by").value;
+    state.sort = { key, dir: tableColumns().find((c) => c.key === key)?.numeric ? -1 : 1 };
+    renderBoard();
+  });
+  $("sort-dir").addEventListener("click", () => { state.sort.dir = -state.sort.dir; renderBoard(); });
   $("curve-metric").addEventListener("change", renderCurves);
   $("log-y").addEventListener("change", renderCurves);
   $("smoothing").addEventListener("change", renderCurves);

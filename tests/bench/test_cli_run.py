@@ -1,0 +1,159 @@
+"""``python -m phosjax.bench.new`` on a tiny config, in this process: the progress bar,
+the one-screen summary, the profile (every phase timed), the refusal of another config,
+and ``--print_config`` round trips.
+
+One bench is trained for the whole module. Its model (an mlp of width 6) is trained by
+no other test, so its programs are compiled here (the engine caches them per process).
+"""
+
+import contextlib
+import io
+import math
+import pathlib
+import re
+
+import jax
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from phosjax.bench import BenchConfig, _layout, _plan, load_config, plan
+from phosjax.bench.new import main as new_main
+from phosjax.bench.new import parser
+from phosjax.bench.profile import main as profile_main
+from tests.bench.runner_tiny import toy_data
+
+CONFIG = """\
+models: [{name: mlp, width: 6}]
+datasets: [toy]
+grid: {steps: 12, batch_size: 16, learning_rate: [0.01, 0.003]}
+seeds: 2
+eval_every: 4
+checkpoint_every: 12
+strategy: vmap
+"""
+
+
+@pytest.fixture(scope="module")
+def cli_bench(tmp_path_factory) -> tuple[pathlib.Path, str, str]:
+    """``(bench directory, stdout, stderr)`` of one ``new`` run on the toy data."""
+    tmp = tmp_path_factory.mktemp("cli")
+    config = tmp / "bench.yaml"
+    config.write_text(CONFIG)
+    root = tmp / "bench"
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_plan, "load_datasets", lambda names, data_dir: {"toy": toy_data()})
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            status = new_main(["--config", str(config), "--dir", str(root)])
+    assert status == 0, err.getvalue()
+    return root, out.getvalue(), err.getvalue()
+
+
+def test_progress_bar_shows_cells_done_rate_and_eta(cli_bench):
+    _, _, err = cli_bench
+    updates = [u for u in re.split(r"[\r\n]+", err) if u.strip()]
+    assert updates[0].startswith("cells 0/4")
+    # cells done, steps done of all (4 cells x 12 steps), [elapsed<ETA, rate]
+    bar = r"\| {}/48 \[\d\d:\d\d<\d\d:\d\d, +[\d.]+step/s\]"
+    assert re.fullmatch(r"cells 4/4: 100%.*" + bar.format(48), updates[-1]), updates[-1]
+    # mid-run (after the first chunk: 4 cells x 4 steps) the bar shows an ETA and a rate
+    mid = [u for u in updates if re.search(bar.format(16), u)]
+    assert mid and mid[0].startswith("cells 0/4:  33%"), updates
+
+
+def test_summary_fits_a_screen_and_says_where_and_how_to_view(cli_bench):
+    root, out, _ = cli_bench
+    lines = out.strip().splitlines()
+    assert len(lines) <= 24 and max(map(len, lines)) <= 160
+    assert lines[0] == f"bench {root}: 4 cells, {4 * (12 + 3)} result rows"
+    header = lines[1].split()
+    assert header[:2] == ["model", "dataset"] and "learning_rate" in header
+    assert "test" in header and "accuracy" in header
+    board = lines[2:4]  # one row per learning rate, the best first
+    accuracy = [float(re.findall(r"(\d\.\d{3}) ± \d\.\d{3}", row)[0]) for row in board]
+    assert accuracy == sorted(accuracy, reverse=True)
+    assert f"pandas.read_parquet('{root}/results')" in out
+    assert f"python -m phosjax.bench.view --dir {root}" in out
+    assert "ssh -L 1337:localhost:1337" in out
+    assert f"python -m phosjax.bench.profile --dir {root}" in out
+
+
+def test_every_phase_is_timed(cli_bench):
+    root, _, _ = cli_bench
+    phases = pd.read_parquet(root / _layout.PHASES).set_index("phase")
+    assert list(phases.index) == list(_layout.PHASE_NAMES)
+    for phase in _layout.PHASE_NAMES:
+        seconds = phases.loc[phase, "seconds"]
+        assert math.isfinite(seconds) and seconds > 0, (phase, seconds)
+        assert phases.loc[phase, "total_s"] >= seconds
+    # 3 chunks of 4 steps, each ending on an evaluation: train and eval programs compiled
+    assert phases["count"].to_dict() == {"init": 1, "compile": 2, "step": 12, "eval": 3}
+    assert phases.loc["step", "seconds"] < phases.loc["compile", "seconds"]
+
+
+def test_memory_is_sampled_and_device_memory_null_where_not_reported(cli_bench):
+    root, _, _ = cli_bench
+    memory = pd.read_parquet(root / _layout.MEMORY)
+    assert len(memory) >= 2 and memory.time_s.is_monotonic_increasing
+    assert (memory.host_rss_bytes > 2**20).all() and memory.run_started.nunique() == 1
+    reported = jax.local_devices()[0].memory_stats() is not None
+    for path, column in ((_layout.MEMORY, "device_bytes"), (_layout.PHASES, "peak_bytes")):
+        table = pq.read_table(root / path)
+        nulls = table.column(column).null_count
+        assert nulls == (0 if reported else len(table)), (path, column, nulls)
+
+
+def test_profile_prints_every_phase(cli_bench, capsys):
+    root, _, _ = cli_bench
+    assert profile_main(["--dir", str(root)]) == 0
+    out = capsys.readouterr().out
+    phases = pd.read_parquet(root / _layout.PHASES).set_index("phase")["seconds"]
+    header, row = out.splitlines()[1], out.splitlines()[3]
+    assert header.split()[1:5] == ["init_s", "compile_s", "step_s", "eval_s"]
+    printed = [float(v) for v in row.split()[1:5]]
+    assert printed == [float(f"{phases[p]:.4g}") for p in _layout.PHASE_NAMES]
+    assert "host RSS: peak" in out
+
+
+def test_another_config_is_refused_on_the_command_line(cli_bench, tmp_path, capsys):
+    root, _, _ = cli_bench
+    other = tmp_path / "other.yaml"
+    other.write_text(CONFIG.replace("seeds: 2", "seeds: 3"))
+    before = {p: p.stat().st_mtime_ns for p in root.rglob("*")}
+    assert new_main(["--config", str(other), "--dir", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert "holds a bench with a different config" in err
+    assert "--resume" in err and "--force" in err
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("*")} == before
+
+
+def test_printed_config_passed_back_plans_the_same_grid(tmp_path, capsys, toy):
+    path = tmp_path / "bench.yaml"
+    path.write_text(
+        "models: [mlp, {name: choicenet, width: 8, depth: 1}]\ndatasets: [toy]\n"
+        "grid: {steps: 12, learning_rate: [0.1, 0.01], grad_clip: [null, 1.0],"
+        " knobs: {'**/T': [0.5, 2.0]}}\nseeds: [3, 4]\n"
+    )
+    command = ["--config", str(path), "--dir", str(tmp_path / "b"), "--grid.batch_size", "16"]
+    with pytest.raises(SystemExit) as exit_info:
+        new_main([*command, "--print_config"])
+    assert exit_info.value.code == 0
+    printed = tmp_path / "printed.yaml"
+    printed.write_text(capsys.readouterr().out)
+    data = load_config(path).to_dict()
+    data["grid"]["batch_size"] = 16
+    wanted = BenchConfig.from_dict(data)
+    assert load_config(printed) == wanted  # a bench config on its own: no --dir inside
+
+    args = parser().parse_args(["--config", str(printed), "--dir", str(tmp_path / "c")])
+    fields = {k: v for k, v in args.as_dict().items() if k in BenchConfig.__dataclass_fields__}
+    again = BenchConfig.from_dict(fields)
+    assert again == wanted and again.digest() == wanted.digest()
+    cells = [c.cell_id for c in plan(again, toy).cells]
+    assert len(cells) == (1 * 4 + 2 * 4) * 2  # mlp: lr x clip; choicenet: x T; x 2 seeds
+    assert cells == [c.cell_id for c in plan(wanted, toy).cells]
+    with pytest.raises(SystemExit) as exit_info:  # main's own checks accept it too
+        new_main(["--config", str(printed), "--dir", str(tmp_path / "c"), "--print_config"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out == printed.read_text()
+    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
