@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from phosjax.train import Regularizer
+
 
 class BenchError(ValueError):
     """Bad bench input: a config, a directory or a name; the message says what is right."""
@@ -66,6 +68,69 @@ class ModelEntry:
 
 
 @dataclasses.dataclass(frozen=True)
+class RegularizerEntry:
+    """One penalty of ``grid.regularizers`` (a `phosjax.train.Regularizer`).
+
+    A list of strengths is an axis of the grid, reported in the column `column`
+    (``reg/<kind>/<selector>``, ``reg/morph_<cost>/<selector>`` for ``morph``); the other
+    fields take one value. The strengths of one entry train in one compiled group.
+
+    Attributes:
+      kind: ``"l1"``, ``"l2"`` or ``"morph"`` (MorphNet's resource regularizer).
+      strength: one value or a list of values.
+      selector: params or tagged values (``l1``, ``l2``), channel groups (``morph``).
+      on: ``"params"`` or ``"activations"`` (``l1``, ``l2``).
+      cost: ``morph``: ``"flops"``, ``"params"`` or ``"latency"``.
+      source: ``morph``: ``"auto"``, ``"gamma"`` or ``"group_lasso"``.
+      threshold: ``morph``: the importance below which a channel counts as dead.
+
+    Examples:
+      >>> entry = RegularizerEntry.parse({"kind": "morph", "strength": [0, 0.1]})
+      >>> entry.column(), entry.strengths()
+      ('reg/morph_flops/**', [0.0, 0.1])
+    """
+
+    kind: str
+    strength: float | list[float] = 1e-4
+    selector: str = "**"
+    on: str = "params"
+    cost: str = "flops"
+    source: str = "auto"
+    threshold: float = 1e-2
+
+    @classmethod
+    def parse(cls, entry: "Mapping[str, Any] | RegularizerEntry") -> "RegularizerEntry":
+        """A checked entry from a mapping of its fields."""
+        if isinstance(entry, RegularizerEntry):
+            return entry
+        check_keys(entry, cls, "a grid.regularizers entry")
+        if "kind" not in entry:
+            raise BenchError(f"a grid.regularizers entry needs a 'kind', got {dict(entry)!r}.")
+        try:
+            parsed = cls(**entry)
+            for strength in parsed.strengths():
+                parsed.regularizer(strength)
+        except (TypeError, ValueError) as error:
+            raise BenchError(f"grid.regularizers: {error}") from error
+        return parsed
+
+    def strengths(self) -> list[float]:
+        """The strength axis."""
+        values = self.strength if isinstance(self.strength, list | tuple) else [self.strength]
+        return [float(v) for v in values]
+
+    def column(self) -> str:
+        """The hparam column of the strength."""
+        label = f"morph_{self.cost}" if self.kind == "morph" else self.kind
+        return f"reg/{label}/{self.selector}"
+
+    def regularizer(self, strength: float) -> Regularizer:
+        """The engine's `Regularizer` at one strength."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return Regularizer(**{**fields, "strength": float(strength)})
+
+
+@dataclasses.dataclass(frozen=True)
 class Grid:
     """Training hyperparameters; a list is an axis of the grid (every value is tried).
 
@@ -73,7 +138,10 @@ class Grid:
     list of per-stage widths (``width: [[16, 32]]`` is ONE two-stage width). ``depth``
     and ``width`` apply to models whose entry does not set them (None: the model's
     default). ``knobs`` maps a knob selector to a value or a list of values; a model
-    that declares no knob the selector matches ignores that axis.
+    that declares no knob the selector matches ignores that axis. ``regularizers`` lists
+    penalties (`RegularizerEntry`), each with a strength or a list of strengths (an
+    axis); a model whose channels `phosjax.morph` cannot follow, or that has no channel
+    group the selector matches, ignores a ``morph`` entry.
     """
 
     optimizer: str | list[str] = "adam"
@@ -87,18 +155,36 @@ class Grid:
     depth: int | list[int | None] | None = None
     width: int | list[int | list[int] | None] | None = None
     knobs: dict[str, float | list[float]] = dataclasses.field(default_factory=dict)
+    regularizers: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def axes(self) -> dict[str, list[Any]]:
-        """Every field as a list of values (knobs as ``knob/<selector>``), in field order."""
+        """Every field as a list of values, in field order, then knobs as
+        ``knob/<selector>`` and regularizer strengths as `RegularizerEntry.column`."""
         out = {}
         for field in dataclasses.fields(self):
-            if field.name == "knobs":
+            if field.name in ("knobs", "regularizers"):
                 continue
             value = getattr(self, field.name)
             out[field.name] = list(value) if isinstance(value, list | tuple) else [value]
         for selector, values in self.knobs.items():
             out[f"knob/{selector}"] = list(values) if isinstance(values, list) else [values]
+        for entry in self.regularizer_entries():
+            out[entry.column()] = entry.strengths()
         return out
+
+    def regularizer_entries(self) -> list[RegularizerEntry]:
+        """The regularizers as checked `RegularizerEntry` values (columns must differ)."""
+        if not isinstance(self.regularizers, list | tuple):
+            raise BenchError(f"grid.regularizers must be a list, got {self.regularizers!r}.")
+        entries = [RegularizerEntry.parse(entry) for entry in self.regularizers]
+        columns = [entry.column() for entry in entries]
+        for column in columns:
+            if columns.count(column) > 1:
+                raise BenchError(
+                    f"grid.regularizers: two entries share the column {column!r}; "
+                    "give them different selectors."
+                )
+        return entries
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,7 +242,10 @@ class BenchConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (JSON and YAML friendly) that `from_dict` reads back."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        data = json.loads(json.dumps(dataclasses.asdict(self)))
+        if not data["grid"]["regularizers"]:  # benches made before the field keep their digest
+            del data["grid"]["regularizers"]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "BenchConfig":
@@ -170,9 +259,11 @@ class BenchConfig:
         for entry in models:
             ModelEntry.parse(entry)
         try:
-            return cls(**{**data, "grid": Grid(**grid)})
+            config = cls(**{**data, "grid": Grid(**grid)})
         except TypeError as error:
             raise BenchError(f"bad bench config: {error}") from error
+        config.grid.regularizer_entries()
+        return config
 
     def digest(self) -> str:
         """The sha256 of the config's canonical JSON: equal configs, equal digests."""

@@ -16,10 +16,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from phosjax.bench._config import BenchConfig, BenchError, ModelEntry
+from phosjax.bench._config import BenchConfig, BenchError, ModelEntry, RegularizerEntry
 from phosjax.core import AUX_LOSS, PATH_WEIGHTS, aux_total, flatten, knobs, matches
 from phosjax.data import BUILTIN_NAMES, ArrayDataset, load, prepared_names
 from phosjax.models import ModelConfig, registered_models
+from phosjax.morph import UnsupportedOpError, channel_groups
 from phosjax.train import Cell, HParams, plan_groups
 
 HPARAM_COLUMNS = (
@@ -35,7 +36,8 @@ HPARAM_COLUMNS = (
     "width",
     "options",
 )
-"""The hparam columns every bench has, then one ``knob/<selector>`` per knob axis."""
+"""The hparam columns every bench has, then one ``knob/<selector>`` per knob axis and one
+``reg/...`` per regularizer (`RegularizerEntry.column`)."""
 
 KNOB_PREFIX = "knob/"
 
@@ -151,6 +153,30 @@ def model_metrics(config: ModelConfig) -> tuple[str, ...]:
     return tuple(sorted(jax.eval_shape(written)))
 
 
+@functools.cache
+def morph_groups(config: ModelConfig) -> tuple[str, ...] | str:
+    """The names of the model's channel groups (`phosjax.morph`), or why there are none."""
+    model = config.build()
+    x = jax.ShapeDtypeStruct((2, *config.input_shape), jnp.float32)
+    init = lambda: model.init(jax.random.key(0), jnp.zeros(x.shape, x.dtype), train=False)
+    try:
+        return channel_groups(model, jax.eval_shape(init), x, train=False).names
+    except UnsupportedOpError as error:
+        return str(error)
+
+
+def _applies(entry: RegularizerEntry, model: ModelConfig) -> str | None:
+    """None when ``entry`` applies to ``model``, else why not (``morph`` entries only)."""
+    if entry.kind != "morph":
+        return None
+    names = morph_groups(model)
+    if isinstance(names, str):
+        return names
+    if not any(matches(entry.selector, name) for name in names):
+        return f"no channel group matches {entry.selector!r}; its groups: {list(names)}"
+    return None
+
+
 def _width_text(width: Any) -> str:
     return ",".join(str(w) for w in (width if isinstance(width, tuple | list) else [width]))
 
@@ -176,8 +202,9 @@ def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None
       The `Plan`; cells are listed model by model, in config order.
 
     Raises:
-      BenchError: an unknown model or data set, a bad model option, or a knob selector
-        that matches no knob of any model.
+      BenchError: an unknown model or data set, a bad model option, a knob selector
+        that matches no knob of any model, or a ``morph`` regularizer that applies to no
+        model (each model's reason is listed).
     """
     entries = config.model_entries()
     _check_models(entries)
@@ -187,6 +214,10 @@ def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None
     axes = config.grid.axes()
     knob_columns = [name for name in axes if name.startswith(KNOB_PREFIX)]
     selectors = [name.removeprefix(KNOB_PREFIX) for name in knob_columns]
+    reg_entries = config.grid.regularizer_entries()
+    reg_columns = [reg.column() for reg in reg_entries]
+    applied: set[str] = set()  # a morph regularizer skips models it cannot price
+    skipped: dict[str, dict[str, str]] = {column: {} for column in reg_columns}
     planned: dict[str, PlannedCell] = {}
     knobs_by_model: dict[str, tuple[str, ...]] = {}
     for entry, (dataset, data) in itertools.product(entries, datasets.items()):
@@ -199,6 +230,14 @@ def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None
                 for s in selectors
                 if any(matches(s, p) for p in paths)
             }
+            strengths, nan = {}, float("nan")
+            for reg, column in zip(reg_entries, reg_columns, strict=True):
+                reason = _applies(reg, model)
+                if reason is None:
+                    strengths[column] = reg.regularizer(values[column])
+                    applied.add(column)
+                else:
+                    skipped[column][entry.name] = reason
             try:
                 hparams = HParams(
                     optimizer=values["optimizer"],
@@ -211,6 +250,7 @@ def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None
                     label_smoothing=values["label_smoothing"],
                     grad_clip=values["grad_clip"],
                     knobs=knob_values,
+                    regularizers=tuple(strengths.values()),
                 )
             except ValueError as error:
                 raise BenchError(f"grid: {error}") from error
@@ -223,6 +263,7 @@ def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None
                 "width": _width_text(model.width),
                 "options": json.dumps(model_dict["options"], sort_keys=True),
                 **{f"{KNOB_PREFIX}{s}": knob_values.get(s, float("nan")) for s in selectors},
+                **{c: strengths[c].strength if c in strengths else nan for c in reg_columns},
             }
             for seed in config.seed_list():
                 cell = Cell(model, dataset, hparams, seed)
@@ -239,6 +280,10 @@ def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None
                 }
                 planned.setdefault(cell_id, PlannedCell(cell, row))
     _check_knobs(selectors, knobs_by_model)
+    for column in reg_columns:
+        if column not in applied:
+            listed = "; ".join(f"{name}: {why}" for name, why in skipped[column].items())
+            raise BenchError(f"regularizer {column!r} applies to no model ({listed}).")
     cells = list(planned.values())
     groups = []
     for group in plan_groups([c.cell for c in cells]):
@@ -247,4 +292,4 @@ def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None
         members = [PlannedCell(c.cell, {**c.row, "group_id": group_id}) for c in members]
         metrics = model_metrics(group.model)
         groups.append(PlannedGroup(group_id, tuple(members), metrics))
-    return Plan(tuple(groups), dict(datasets), (*HPARAM_COLUMNS, *knob_columns))
+    return Plan(tuple(groups), dict(datasets), (*HPARAM_COLUMNS, *knob_columns, *reg_columns))

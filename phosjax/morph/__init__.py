@@ -5,6 +5,7 @@ References:
   Networks, https://arxiv.org/abs/1711.06798
 """
 
+from phosjax.morph._annotate import annotate
 from phosjax.morph._cost import COSTS, cost_polynomial, evaluate, latency_table
 from phosjax.morph._expand import Morphed, config_cost, expand, once, scale_widths
 from phosjax.morph._fit import expressible, fit_config
@@ -32,6 +33,7 @@ __all__ = [
     "Shrunk",
     "UnsupportedOpError",
     "alive_channels",
+    "annotate",
     "channel_groups",
     "config_cost",
     "cost_polynomial",

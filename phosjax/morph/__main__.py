@@ -20,6 +20,7 @@ def main(argv: list[str] | None = None) -> None:
     columns = ["iteration", "kind", "widths", "params", "flops", "latency_s", "accuracy"]
     print(rows[columns].to_string(index=False))
     print(f"wrote {pathlib.Path(args.dir) / ITERATIONS}", file=sys.stderr)
+    print(f"view it: python -m phosjax.bench.view --dir {args.dir}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from phosjax.core import select
 from phosjax.morph._cost import COSTS, cost_polynomial, evaluate
 from phosjax.morph._groups import ChannelGroup, ChannelGroups, Member
 
@@ -81,11 +82,11 @@ def alive_channels(
       >>> alive_channels(groups, variables)
       {'layers_0': array([ True, False,  True])}
     """
-    alive = {}
+    alive: dict[str, np.ndarray] = {}
     for group, values in zip(groups.groups, importance(groups, variables, source), strict=True):
-        values = np.asarray(values)
-        keep = values > threshold
-        keep[np.argmax(values)] = True
+        scores = np.asarray(values)
+        keep = scores > threshold
+        keep[np.argmax(scores)] = True
         alive[group.name] = keep
     return alive
 
@@ -96,6 +97,7 @@ def morph_regularizer(
     source: str = "auto",
     threshold: float = 1e-2,
     normalize: bool = True,
+    selector: str = "**",
 ) -> Callable[[Any], jax.Array]:
     """MorphNet's resource regularizer: ``(variables or params) -> scalar``, jittable.
 
@@ -114,6 +116,11 @@ def morph_regularizer(
       source: the importance source (see `SOURCES`).
       threshold: the importance below which a channel counts as dead.
       normalize: divide by the cost with every channel alive.
+      selector: which groups are priced, a selector over their names (e.g.
+        ``"blocks_0/**"``); the others still count in their neighbours' prices.
+
+    Raises:
+      SelectorError: ``selector`` matches no group (the nearest names are listed).
 
     References:
       Gordon et al., MorphNet, https://arxiv.org/abs/1711.06798 (section 3).
@@ -132,6 +139,7 @@ def morph_regularizer(
     poly = cost_polynomial(groups, cost)
     full = evaluate(poly, [g.size for g in groups.groups]) if normalize else 1.0
     terms = [(c / max(full, 1e-30), gs) for c, gs in poly if gs]
+    priced = {groups.names.index(n) for n in select(groups.names, selector, what="channel group")}
 
     def regularizer(tree: Any) -> jax.Array:
         soft = importance(groups, tree, source)
@@ -140,6 +148,8 @@ def morph_regularizer(
         total = jnp.zeros(())
         for c, gs in terms:
             for k, g in enumerate(gs):
+                if g not in priced:
+                    continue
                 others = [counts[j] for j in gs[:k] + gs[k + 1 :]]
                 total = total + c * sums[g] * (jnp.prod(jnp.stack(others)) if others else 1.0)
         return total

@@ -4,10 +4,12 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from phosjax.morph import COSTS, SOURCES
+
 OPTIMIZERS = ("adam", "adamw", "sgd", "momentum")
 """Optimizer families `HParams.optimizer` accepts (see `make_optimizer`)."""
 
-REGULARIZER_KINDS = ("l1", "l2")
+REGULARIZER_KINDS = ("l1", "l2", "morph")
 REGULARIZER_TARGETS = ("params", "activations")
 
 
@@ -16,27 +18,47 @@ class Regularizer:
     """A penalty ``strength * sum over matches of kind(value)`` added to the loss.
 
     Attributes:
-      selector: which values, e.g. ``"**/kernel"`` (params) or ``"**/pre_act"`` (tags).
-      kind: ``"l1"`` (absolute values) or ``"l2"`` (squares).
+      selector: which values, e.g. ``"**/kernel"`` (params) or ``"**/pre_act"`` (tags);
+        for ``"morph"``, which channel groups are priced (``"**"``: all).
+      kind: ``"l1"`` (absolute values), ``"l2"`` (squares) or ``"morph"`` (MorphNet's
+        resource regularizer, `phosjax.morph.morph_regularizer`, normalized by the full
+        model's cost; its channel groups are traced from the model when the step compiles).
       strength: the factor; may differ between the cells of one group.
       on: ``"params"`` sums over every entry of the matching parameters;
         ``"activations"`` averages over the entries of each matching tagged value.
+        ``"morph"`` needs ``"params"``.
+      cost: ``"morph"`` only: ``"flops"``, ``"params"`` or ``"latency"``.
+      source: ``"morph"`` only: the channel importance, ``"auto"``, ``"gamma"`` or
+        ``"group_lasso"`` (see `phosjax.morph.SOURCES`).
+      threshold: ``"morph"`` only: the importance below which a channel counts as dead.
 
     Examples:
-      >>> Regularizer("**/kernel", "l2", 1e-4)
-      Regularizer(selector='**/kernel', kind='l2', strength=0.0001, on='params')
+      >>> Regularizer("**/kernel", "l2", 1e-4).kind
+      'l2'
+      >>> Regularizer("**", "morph", 0.1, cost="params").cost
+      'params'
     """
 
     selector: str
     kind: str = "l2"
     strength: float = 1e-4
     on: str = "params"
+    cost: str = "flops"
+    source: str = "auto"
+    threshold: float = 1e-2
 
     def __post_init__(self) -> None:
         if self.kind not in REGULARIZER_KINDS:
             raise ValueError(f"Regularizer kind {self.kind!r}: expected one of {REGULARIZER_KINDS}")
         if self.on not in REGULARIZER_TARGETS:
             raise ValueError(f"Regularizer on={self.on!r}: expected one of {REGULARIZER_TARGETS}.")
+        if self.kind == "morph":
+            if self.on != "params":
+                raise ValueError("Regularizer kind 'morph' prices params: it needs on='params'.")
+            if self.cost not in COSTS:
+                raise ValueError(f"Regularizer cost {self.cost!r}: expected one of {COSTS}.")
+            if self.source not in SOURCES:
+                raise ValueError(f"Regularizer source {self.source!r}: expected one of {SOURCES}.")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,7 +16,8 @@ import optax
 
 from phosjax.core import AUX_LOSS, INTERMEDIATES, PATH_WEIGHTS, aux_total, flatten, regularize
 from phosjax.data import batch_indices
-from phosjax.train._config import HParams
+from phosjax.morph import channel_groups, morph_regularizer
+from phosjax.train._config import HParams, Regularizer
 from phosjax.train._optim import make_optimizer
 from phosjax.train._state import GroupState
 
@@ -54,6 +55,23 @@ def _penalty(kind: str, on: str) -> Callable[[jax.Array], jax.Array]:
     return lambda value: reduce(elementwise(value))
 
 
+def _morph_penalty(model: nn.Module, reg: Regularizer) -> Callable[[Any, jax.Array], jax.Array]:
+    """``(variables, x) -> penalty``: `morph_regularizer`, its groups traced from the shapes."""
+    cache: dict[Any, Callable[[Any], jax.Array]] = {}
+
+    def penalty(variables: Any, x: jax.Array) -> jax.Array:
+        specs = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), (variables, x))
+        key = (jax.tree.structure(specs), tuple(jax.tree.leaves(specs)))
+        if key not in cache:
+            groups = channel_groups(model, *specs, train=False)
+            cache[key] = morph_regularizer(
+                groups, reg.cost, reg.source, reg.threshold, selector=reg.selector
+            )
+        return cache[key](variables)
+
+    return penalty
+
+
 def _cross_entropy(logits: jax.Array, labels: jax.Array, smoothing: jax.Array) -> jax.Array:
     classes = logits.shape[-1]
     targets = jax.nn.one_hot(labels, classes) * (1 - smoothing) + smoothing / classes
@@ -77,6 +95,8 @@ def make_train_chunk(model: nn.Module, hp: HParams, num_steps: int) -> ChunkFn:
     """
     tx = make_optimizer(hp.optimizer, grad_clip=hp.grad_clip)
     penalties = [(r.selector, r.on, _penalty(r.kind, r.on)) for r in hp.regularizers]
+    regs = enumerate(hp.regularizers)
+    morph = {i: _morph_penalty(model, r) for i, r in regs if r.kind == "morph"}
     collect = [AUX_LOSS, PATH_WEIGHTS]
     if any(r.on == "activations" for r in hp.regularizers):
         collect.append(INTERMEDIATES)
@@ -99,8 +119,11 @@ def make_train_chunk(model: nn.Module, hp: HParams, num_steps: int) -> ChunkFn:
         path_weights = flatten(written.pop(PATH_WEIGHTS, {}), unwrap=False)
         reg = jnp.zeros(())
         for i, (selector, on, fn) in enumerate(penalties):
-            tree = params if on == "params" else activations
-            reg = reg + state.hparams["regularizer_strength"][i] * regularize(tree, selector, fn)
+            if i in morph:
+                value = morph[i]({"params": params, **state.collections}, x)
+            else:
+                value = regularize(params if on == "params" else activations, selector, fn)
+            reg = reg + state.hparams["regularizer_strength"][i] * value
         loss = task + aux + reg
         metrics = {
             "loss": loss,

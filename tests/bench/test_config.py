@@ -104,3 +104,39 @@ def test_new_exits_non_zero_on_bad_input_and_writes_nothing(tmp_path, capsys, te
     assert main(["--config", str(write(tmp_path, text)), "--dir", str(bench), *extra]) == 2
     assert message in capsys.readouterr().err
     assert not bench.exists()
+
+
+def test_regularizers_are_entries_with_a_strength_axis(tmp_path):
+    text = (
+        "models: [mlp]\ngrid:\n  regularizers:\n"
+        "    - {kind: morph, cost: flops, strength: [0, 1e-2]}\n"
+        "    - {kind: l2, selector: '**/kernel', strength: 1e-4}\n"
+    )
+    path = write(tmp_path, text)
+    config = load_config(path)
+    axes = config.grid.axes()
+    assert axes["reg/morph_flops/**"] == [0.0, 0.01] and axes["reg/l2/**/kernel"] == [1e-4]
+    assert BenchConfig.from_dict(config.to_dict()) == config
+    args = parser().parse_args(["--config", str(path), "--dir", "d"])  # jsonargparse too
+    fields = {k: v for k, v in args.as_dict().items() if k in BenchConfig.__dataclass_fields__}
+    assert BenchConfig.from_dict(fields).grid.axes() == axes
+    assert "regularizers" not in BenchConfig.from_dict({"models": ["mlp"]}).to_dict()["grid"]
+
+
+@pytest.mark.parametrize(
+    ("entry", "match"),
+    [
+        (
+            "{kind: morph, costs: flops}",
+            r"unknown key 'costs' in a grid.regularizers entry\. "
+            r"Did you mean 'cost'\? Valid keys: kind, strength, selector, on, cost, source",
+        ),
+        ("{strength: 0.1}", r"a grid.regularizers entry needs a 'kind'"),
+        ("{kind: morph, cost: bytes}", r"grid.regularizers: Regularizer cost 'bytes': expected"),
+        ("{kind: l3}", r"grid.regularizers: Regularizer kind 'l3'"),
+        ("{kind: l2}, {kind: l2}", r"two entries share the column 'reg/l2/\*\*'"),
+    ],
+)
+def test_bad_regularizer_entries_are_clear_errors(tmp_path, entry, match):
+    with pytest.raises(BenchError, match=match):
+        load_config(write(tmp_path, f"grid: {{regularizers: [{entry}]}}\n"))

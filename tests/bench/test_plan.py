@@ -67,3 +67,31 @@ def test_bad_model_option_names_the_model(toy):
 def test_bad_hparam_is_an_error(toy):
     with pytest.raises(BenchError, match="optimizer 'adamm'"):
         plan(tiny_config(grid={"optimizer": "adamm"}), toy)
+
+
+def test_a_morph_strength_axis_plans_one_cell_per_strength_in_one_group(toy):
+    regularizers = [{"kind": "morph", "cost": "params", "strength": [0, 0.1, 1.0]}]
+    config = tiny_config(models=["mlp", "moenet"], grid={"regularizers": regularizers}, seeds=1)
+    planned = plan(config, toy)
+    column = "reg/morph_params/**"
+    assert planned.hparam_columns[-1] == column
+    mlp = [c for c in planned.cells if c.row["model"] == "mlp"]
+    assert [c.row[column] for c in mlp] == [0, 0.1, 1.0]
+    assert [c.cell.hparams.regularizers[0].strength for c in mlp] == [0, 0.1, 1.0]
+    assert {c.cell.hparams.regularizers[0].cost for c in mlp} == {"params"}
+    assert len({c.row["group_id"] for c in mlp}) == 1  # the strength is a per-cell value
+    # moenet routes with top_k, which phosjax.morph cannot follow: it ignores the axis
+    [moenet] = [c for c in planned.cells if c.row["model"] == "moenet"]
+    assert moenet.cell.hparams.regularizers == () and moenet.row[column] != moenet.row[column]
+
+
+def test_a_morph_regularizer_that_applies_to_no_model_is_an_error(toy):
+    regularizers = [{"kind": "morph", "selector": "head/**", "strength": 0.1}]
+    config = tiny_config(models=["mlp", "moenet"], grid={"regularizers": regularizers})
+    with pytest.raises(
+        BenchError,
+        match=r"'reg/morph_flops/head/\*\*' applies to no model \(mlp: "
+        r"no channel group matches 'head/\*\*'; its groups: \['blocks_0/Dense_0'\]; "
+        r"moenet: cannot follow channels through top_k",
+    ):
+        plan(config, toy)

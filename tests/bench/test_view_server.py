@@ -211,3 +211,34 @@ def test_a_port_in_use(written, capsys):
     assert f"Port {port} on 127.0.0.1 is already in use (another viewer?). Try --port" in (
         capsys.readouterr().err
     )
+
+
+def test_a_morph_run_directory_shows_its_iterations(tmp_path):
+    """The run directory of `python -m phosjax.morph` (no bench.json) opens in the viewer."""
+    import jax
+    import jax.numpy as jnp
+    import pandas as pd
+
+    from phosjax.models import ModelConfig
+    from phosjax.morph import ITERATIONS
+    from phosjax.morph._loop import _row, _write
+
+    config = ModelConfig("mlp", num_classes=3, input_shape=(8,), width=4).resolved()
+    variables = config.build().init(jax.random.key(0), jnp.zeros((1, 8)))
+    rows = [_row(0, "start", config, variables, 0.5), _row(1, "expanded", config, variables, 0.75)]
+    _write(rows, tmp_path / ITERATIONS)
+    frame = pd.read_parquet(tmp_path / ITERATIONS)
+    with serving(tmp_path) as server:
+        info = get_json(server, "/api/bench")
+        assert info["has_morph"] and info["marker"] is None and info["models"] == []
+        assert get_json(server, "/api/cells")["rows"] == []
+        table = get_json(server, "/api/morph")["files"]["iterations.parquet"]
+        assert table["columns"] == list(frame.columns)
+        assert [r["kind"] for r in table["rows"]] == ["start", "expanded"]
+        assert [r["widths"] for r in table["rows"]] == ["[4]", "[4]"]
+        assert all(
+            _same(r[c], want)
+            for r, (_, w) in zip(table["rows"], frame.iterrows(), strict=True)
+            for c, want in w.items()
+        )
+        assert get(server, "/")[0] == 200

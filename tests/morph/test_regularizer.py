@@ -6,9 +6,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import phosjax as px
+from phosjax.core import Blurb, SelectorError
 from phosjax.models import ModelConfig, param_count
 from phosjax.morph import (
     alive_channels,
+    annotate,
     channel_groups,
     config_cost,
     cost_polynomial,
@@ -71,6 +74,44 @@ def test_alive_channels_and_report_after_zeroing():
     assert found["groups"] == {"layers_0": {"alive": 2, "total": 8}}
     assert found["cost"]["params"]["now"] == 2 + 4 * 2 + 2 * 3 + 3
     assert found["cost"]["flops"]["ratio"] == pytest.approx(2 / 8)
+
+
+def test_the_regularizer_prices_only_the_selected_groups():
+    model = nn.Sequential([nn.Dense(4), nn.relu, nn.Dense(6), nn.relu, nn.Dense(3)])
+    x = jnp.ones((2, 5))
+    variables = model.init(jax.random.key(0), x)
+    groups = channel_groups(model, variables, x)
+    value = jax.jit(lambda v, s: morph_regularizer(groups, selector=s)(v), static_argnums=1)
+    parts = [value(variables, name) for name in groups.names]
+    np.testing.assert_allclose(sum(parts), value(variables, "**"), rtol=1e-5)
+    grads = jax.jit(jax.grad(lambda v: value(v, "layers_0")))(variables)["params"]
+    assert np.abs(grads["layers_0"]["kernel"]).sum() > 0
+    assert np.all(grads["layers_2"]["kernel"] == 0)
+    with pytest.raises(SelectorError, match=r"matched no channel group.*'layers_0'"):
+        morph_regularizer(groups, selector="stem/**")
+
+
+def test_annotate_writes_the_report_into_the_blurb():
+    model = nn.Sequential([nn.Dense(8), nn.relu, nn.Dense(3)])
+    x = jnp.ones((2, 4))
+    variables = model.init(jax.random.key(0), x)
+    variables["params"]["layers_0"]["bias"] = jnp.zeros(8)
+    variables["params"]["layers_0"]["kernel"] = (
+        variables["params"]["layers_0"]["kernel"].at[:, :6].set(0)
+    )
+    found = report(channel_groups(model, variables, x), variables)
+    summary = px.blurb(model, variables, x, flops=False, measure_latency=False)
+    annotated = annotate(summary, found)
+    assert annotated["layers_0"].notes == {"alive": "2/8"}
+    assert annotated["layers_2"].notes == summary["layers_2"].notes == {}
+    assert annotated.root.notes == {f"{c}_ratio": v["ratio"] for c, v in found["cost"].items()}
+    assert annotated.root.notes["flops_ratio"] == pytest.approx(2 / 8)
+    assert Blurb.from_json(annotated.to_json()) == annotated
+    assert "alive=2/8" in annotated.table()
+    heads = {"groups": {"layers_0[1]": {"alive": 1, "total": 2}}, "cost": {}}
+    assert annotate(summary, heads)["layers_0"].notes == {"alive[1]": "1/2"}
+    with pytest.raises(SelectorError, match="layers_0"):
+        annotate(summary, {"groups": {"layer_0": {"alive": 1, "total": 2}}, "cost": {}})
 
 
 def test_expand_finds_the_largest_multiplier_within_the_budget():

@@ -43,7 +43,8 @@ class BenchFiles:
     """Read access to one bench directory; every path is checked to stay inside it.
 
     Args:
-      directory: a bench directory (`phosjax.bench._layout.is_bench`).
+      directory: a bench directory (`phosjax.bench._layout.is_bench`), or the run
+        directory of ``python -m phosjax.morph`` (it holds ``morph/``, no plan).
 
     Raises:
       NotABenchError: when ``directory`` holds no bench.
@@ -59,7 +60,7 @@ class BenchFiles:
 
     def __init__(self, directory: str | pathlib.Path) -> None:
         given = pathlib.Path(directory)
-        if not _layout.is_bench(given):
+        if not (_layout.is_bench(given) or (given / _layout.MORPH).is_dir()):
             raise NotABenchError(_not_a_bench_message(given))
         self.root = given.resolve()
         self.name = self.root.name

@@ -465,7 +465,10 @@ async function renderMorph() {
       table.appendChild(head);
       for (const row of content.rows) {
         const tr = el("tr");
-        for (const c of content.columns) tr.appendChild(el("td", {}, format(row[c])));
+        for (const c of content.columns) {
+          const text = format(row[c]); // long values (a model config) shortened, whole on hover
+          tr.appendChild(text.length > 40 ? el("td", { title: text }, `${text.slice(0, 39)}…`) : el("td", {}, text));
+        }
         table.appendChild(tr);
       }
       box.appendChild(table);

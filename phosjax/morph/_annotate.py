@@ -1,0 +1,56 @@
+"""`annotate`: a `report` written into the notes of a `phosjax.core.Blurb`."""
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from phosjax.core import Blurb, ModuleBlurb
+
+_AXIS = re.compile(r"(\[\d+\])$")  # "blocks_0/attention/qkv[2]": one of a module's groups
+
+
+def annotate(blurb: Blurb, report: Mapping[str, Any]) -> Blurb:
+    """The blurb with a `report` in its modules' notes (shown by ``table()``, in the JSON).
+
+    The module that produces each channel group gets the note ``alive`` (``"alive/total"``;
+    ``alive[axis]`` when the module has several groups, e.g. attention heads), and the top
+    module ``<cost>_ratio`` (the cost without the dead channels / the original) per cost.
+
+    Args:
+      blurb: `phosjax.blurb` of the model.
+      report: `report` of the same model.
+
+    Raises:
+      SelectorError: a group's module is not in the blurb (a report of another model).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, flax.linen as nn, phosjax as px
+      >>> from phosjax.morph import annotate, channel_groups, report
+      >>> model = nn.Sequential([nn.Dense(3), nn.relu, nn.Dense(2)])
+      >>> x = jnp.ones((1, 4)); variables = model.init(jax.random.key(0), x)
+      >>> p = variables["params"]["layers_0"]
+      >>> p["kernel"], p["bias"] = p["kernel"].at[:, 1].set(0.0), p["bias"].at[1].set(0.0)
+      >>> b = px.blurb(model, variables, x, flops=False, measure_latency=False)
+      >>> b = annotate(b, report(channel_groups(model, variables, x), variables))
+      >>> b["layers_0"].notes, round(b.root.notes["params_ratio"], 3)  # 16 of 23 params
+      ({'alive': '2/3'}, 0.696)
+    """
+    notes: dict[str, dict[str, Any]] = {}
+    for name, counts in report["groups"].items():
+        suffix = _AXIS.search(name)
+        path = name[: suffix.start()] if suffix else name
+        blurb[path]  # raises, naming the nearest module paths
+        key = f"alive{suffix.group(1) if suffix else ''}"
+        notes.setdefault(path, {})[key] = f"{counts['alive']}/{counts['total']}"
+    for cost, values in report["cost"].items():
+        notes.setdefault("", {})[f"{cost}_ratio"] = values["ratio"]
+
+    def rebuild(module: ModuleBlurb) -> ModuleBlurb:
+        return dataclasses.replace(
+            module,
+            notes={**module.notes, **notes.get(module.path, {})},
+            children=tuple(rebuild(child) for child in module.children),
+        )
+
+    return dataclasses.replace(blurb, root=rebuild(blurb.root))
