@@ -9,6 +9,9 @@ from phosjax.morph import COSTS, SOURCES
 OPTIMIZERS = ("adam", "adamw", "sgd", "momentum")
 """Optimizer families `HParams.optimizer` accepts (see `make_optimizer`)."""
 
+COMPUTE_DTYPES = ("float32", "bfloat16")
+"""Compute dtypes `HParams.compute_dtype` accepts (params and optimizer stay float32)."""
+
 REGULARIZER_KINDS = ("l1", "l2", "morph")
 REGULARIZER_TARGETS = ("params", "activations")
 
@@ -84,10 +87,16 @@ class HParams:
       regularizers: extra penalties (`Regularizer`).
       knobs: ``{selector: value}`` set with `phosjax.set_knobs` before training; a
         mapping is stored as a sorted tuple of pairs.
+      compute_dtype: ``"float32"`` or ``"bfloat16"`` (mixed precision: the forward and
+        backward pass see the inputs and params cast to bfloat16; the master params, the
+        gradients, the loss and the optimizer stay float32; other collections, e.g.
+        ``batch_stats``, are not cast).
 
     Examples:
       >>> HParams(learning_rate=1e-2, knobs={"**/T": 2.0}).knobs
       (('**/T', 2.0),)
+      >>> HParams(compute_dtype="bfloat16").shared().compute_dtype  # part of the signature
+      'bfloat16'
     """
 
     optimizer: str = "adam"
@@ -101,10 +110,15 @@ class HParams:
     grad_clip: float | None = None
     regularizers: tuple[Regularizer, ...] = ()
     knobs: tuple[tuple[str, float], ...] = ()
+    compute_dtype: str = "float32"
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"HParams optimizer {self.optimizer!r}: expected one of {OPTIMIZERS}.")
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise ValueError(
+                f"HParams compute_dtype {self.compute_dtype!r}: expected one of {COMPUTE_DTYPES}."
+            )
         for name in ("batch_size", "steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"HParams {name} must be >= 1, got {getattr(self, name)}.")

@@ -165,7 +165,11 @@ def run_group(
             jax.block_until_ready(metrics)  # times the steps apart from the evaluation
             evaluated = _clock()
             scores = executor.run(
-                ("eval", signature), lambda: make_evaluate(model), state, arrays, donate=False
+                ("eval", signature),
+                lambda: make_evaluate(model, hp.compute_dtype),
+                state,
+                arrays,
+                donate=False,
             )
         host = jax.device_get(executor.take((metrics, scores, state.diverged_at)))
         end = _clock()

@@ -19,6 +19,7 @@ from phosjax.data import batch_indices
 from phosjax.morph import channel_groups, morph_regularizer
 from phosjax.train._config import HParams, Regularizer
 from phosjax.train._optim import make_optimizer
+from phosjax.train._precision import precision_apply
 from phosjax.train._state import GroupState
 
 Metrics = dict[str, jax.Array]
@@ -91,9 +92,10 @@ def make_train_chunk(model: nn.Module, hp: HParams, num_steps: int) -> ChunkFn:
     have a leading step axis: ``loss`` (the total), ``task_loss``, ``accuracy``,
     ``grad_norm``, ``aux/<name>`` and ``path_weight/<path>``. A cell whose loss or
     gradient norm is not finite is marked diverged and its params, state and optimizer
-    state stop changing.
+    state stop changing. The model computes in ``hp.compute_dtype`` (`precision_apply`).
     """
     tx = make_optimizer(hp.optimizer, grad_clip=hp.grad_clip)
+    apply = precision_apply(model, hp.compute_dtype)
     penalties = [(r.selector, r.on, _penalty(r.kind, r.on)) for r in hp.regularizers]
     regs = enumerate(hp.regularizers)
     morph = {i: _morph_penalty(model, r) for i, r in regs if r.kind == "morph"}
@@ -105,7 +107,7 @@ def make_train_chunk(model: nn.Module, hp: HParams, num_steps: int) -> ChunkFn:
         params: Any, state: GroupState, x: jax.Array, y: jax.Array, rng: jax.Array
     ) -> tuple[jax.Array, tuple[dict[str, Any], Metrics]]:
         mutable = [c for c in state.collections if c in PERSISTENT_MUTABLE] + collect
-        logits, written = model.apply(
+        logits, written = apply(
             {"params": params, **state.collections},
             x,
             train=True,
@@ -167,15 +169,16 @@ def make_train_chunk(model: nn.Module, hp: HParams, num_steps: int) -> ChunkFn:
     return chunk
 
 
-def make_evaluate(model: nn.Module) -> EvalFn:
+def make_evaluate(model: nn.Module, compute_dtype: str = "float32") -> EvalFn:
     """``(cell_state, arrays) -> {"loss", "accuracy"}`` of one cell on the whole test split."""
+    apply = precision_apply(model, compute_dtype)
 
     def evaluate(state: GroupState, arrays: dict[str, jax.Array]) -> Metrics:
         variables = {"params": state.params, **state.collections}
 
         def batch(xym: tuple[jax.Array, jax.Array, jax.Array]) -> jax.Array:
             x, y, mask = xym
-            logits: jax.Array = model.apply(variables, x, train=False)  # type: ignore[assignment]
+            logits: jax.Array = apply(variables, x, train=False)
             loss = optax.softmax_cross_entropy_with_integer_labels(logits, y)
             correct = jnp.argmax(logits, -1) == y
             return jnp.stack([jnp.sum(loss * mask), jnp.sum(correct * mask)])
