@@ -205,7 +205,7 @@ def _setup(name: str) -> tuple[LayerCase, nn.Module, Any, Callable[..., Any]]:
     """
     case = next(c for c in CASES if c.name == name)
     layer = case.make_layer()
-    variables = jax.jit(layer.init)(jax.random.key(0), _input(case))
+    variables = jax.jit(layer.init)(jax.random.key(0, impl="rbg"), _input(case))
     weighted = _Weighted(layer, case.train)
 
     @jax.jit
@@ -308,7 +308,7 @@ def test_output_shapes(case, data):
     x = jax.ShapeDtypeStruct(shape, jnp.float32)
 
     def run(x):
-        return _apply(case, layer, layer.init(jax.random.key(0), x), x)
+        return _apply(case, layer, layer.init(jax.random.key(0, impl="rbg"), x), x)
 
     out = jax.eval_shape(run, x)  # abstract: nothing is compiled
     assert out.shape == (*shape[:-1], case.out_width(shape[-1]))
