@@ -1,0 +1,114 @@
+"""The ``torch`` method of the speed bench: ``torch.func.vmap`` over K stacked models.
+
+Optional: used only when ``torch`` is importable (it is not a dependency of phosjax).
+The models mirror `phosjax.bench._speed.MODELS` layer for layer; the K models' params
+are stacked with ``torch.func.stack_module_state`` and trained by one ``torch.optim.Adam``
+(elementwise, so it equals K separate Adams). Runs on CUDA when available.
+"""
+
+import importlib.util
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+
+def unavailable() -> str:
+    """Why the torch method cannot run here ("" when it can)."""
+    return "" if importlib.util.find_spec("torch") else "torch is not installed"
+
+
+def _model(name: str, torch: Any) -> Any:
+    nn = torch.nn
+    Module: Any = nn.Module
+
+    class Lambda(Module):
+        def __init__(self, fn: Callable[[Any], Any]) -> None:
+            super().__init__()
+            self.fn = fn
+
+        def forward(self, x: Any) -> Any:
+            return self.fn(x)
+
+    class Residual(Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: Any) -> Any:
+            return x + self.inner(x)
+
+    class Tokens(Module):
+        def __init__(self) -> None:  # patches of 4 -> 32 features, learned positions
+            super().__init__()
+            self.embed = nn.Conv1d(1, 32, 4, stride=4)
+            self.positions = nn.Parameter(torch.zeros(10, 32))
+
+        def forward(self, x: Any) -> Any:
+            return self.embed(x[:, None]).transpose(1, 2) + self.positions
+
+    if name == "mlp":
+        hidden = nn.Sequential(nn.Linear(100, 100), nn.ReLU())
+        return nn.Sequential(nn.Linear(40, 100), nn.ReLU(), Residual(hidden), nn.Linear(100, 10))
+    if name == "cnn1d":
+        layers = [m for c in (1, 25, 25) for m in (nn.Conv1d(c, 25, 3, 2, 1), nn.ReLU())]
+        return nn.Sequential(
+            Lambda(lambda x: x[:, None]), *layers, nn.Flatten(), nn.Linear(125, 10)
+        )
+    if name == "cnn2d":
+        spec = [(1, 32, 1), (32, 64, 2), (64, 64, 2)]
+        layers = [m for i, o, s in spec for m in (nn.Conv2d(i, o, 3, s, 1), nn.ReLU())]
+        nchw = Lambda(lambda x: x.permute(0, 3, 1, 2))
+        return nn.Sequential(nchw, *layers, Lambda(lambda x: x.mean((2, 3))), nn.Linear(64, 10))
+    if name == "transformer":
+        blocks = [
+            nn.TransformerEncoderLayer(32, 4, 64, 0.0, "gelu", batch_first=True, norm_first=True)
+            for _ in range(2)
+        ]
+        return nn.Sequential(Tokens(), *blocks, Lambda(lambda x: x.mean(1)), nn.Linear(32, 10))
+    raise ValueError(f"no torch twin of model {name!r}")
+
+
+def measure(
+    name: str,
+    k: int,
+    batch: int,
+    steps: int,
+    input_shape: Sequence[int],
+    compute_dtype: str,
+    repeats: int = 1,
+) -> tuple[float, float]:
+    """``(best seconds for steps, warm-up seconds)`` of K models trained with torch.func.vmap."""
+    import torch
+    from torch.func import functional_call, stack_module_state, vmap
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    models = [_model(name, torch).to(device) for _ in range(k)]
+    params, buffers = stack_module_state(models)
+    base = models[0]
+    optimizer = torch.optim.Adam(list(params.values()), lr=1e-3)
+    x = torch.randn(k, batch, *input_shape, device=device)
+    y = torch.randint(0, 10, (k, batch), device=device)
+    low = compute_dtype == "bfloat16"
+
+    def loss(p: Any, b: Any, xi: Any, yi: Any) -> Any:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=low):
+            logits = functional_call(base, (p, b), (xi,))
+        return torch.nn.functional.cross_entropy(logits.float(), yi)
+
+    grid_loss = vmap(loss)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        grid_loss(params, buffers, x, y).sum().backward()
+        optimizer.step()
+
+    def timed(n: int) -> float:
+        start = time.perf_counter()
+        for _ in range(n):
+            step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    warmup = timed(1)
+    return min(timed(steps) for _ in range(repeats)), warmup

@@ -1,0 +1,100 @@
+"""``python -m phosjax.bench.speed``: model-steps/s of grids of K small models, five ways.
+
+In ONE run on the current backend, for each model (``mlp``, ``cnn1d``, ``cnn2d``,
+``transformer``) and grid size K it times one jitted Adam step per model one after
+another (``one_by_one``), plain ``jax.vmap`` over stacked params (``vmap``), the phosjax
+engine (``engine``), one model on batch K x B (``fused``, the ceiling) and, if torch is
+installed, ``torch.func.vmap`` (``torch``). It prints a table of absolute rates and
+engine/method ratios and writes ``speed.parquet`` (one row per model, K, method),
+``speed.txt`` and a plot (``speed.png``, or ``speed.svg`` without matplotlib) to ``--out``.
+
+Example: ``python -m phosjax.bench.speed --models mlp,cnn1d --sizes 1,8,64 --out runs/speed``
+"""
+
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from jsonargparse import ArgumentParser
+
+from phosjax.bench._cli import entry_point
+from phosjax.bench._config import BenchError
+from phosjax.bench._speed import METHODS, MODELS, SpeedConfig, measure
+from phosjax.bench._speed_report import table, write
+
+QUICK: dict[str, Any] = {"sizes": "2", "steps": 2, "batch": 8}
+"""``--quick``: one tiny grid, a smoke test of every method (its figures mean nothing)."""
+
+DEFAULTS: dict[str, Any] = {"sizes": "1,8,64,256", "steps": 100, "batch": 128}
+
+
+def parser() -> ArgumentParser:
+    """The command line of ``phosjax.bench.speed``."""
+    parser = ArgumentParser(prog="python -m phosjax.bench.speed", description=__doc__)
+    parser.add_argument("--models", type=str, default=",".join(MODELS), help="comma-separated")
+    parser.add_argument("--sizes", type=str, default=None, help="grid sizes K (1,8,64,256)")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per model (100)")
+    parser.add_argument("--batch", type=int, default=None, help="examples per model step (128)")
+    parser.add_argument("--methods", type=str, default=",".join(METHODS), help="comma-separated")
+    parser.add_argument("--strategy", type=str, default="auto", help="the engine's strategy")
+    parser.add_argument("--compute_dtype", type=str, default="float32", help="or bfloat16")
+    parser.add_argument(
+        "--budget", type=float, default=120.0, help="skip runs estimated to take longer (s; 0: no)"
+    )
+    parser.add_argument("--repeats", type=int, default=2, help="timed runs; the fastest counts")
+    parser.add_argument("--out", type=str, default="runs/speed", help="output directory")
+    parser.add_argument("--quick", action="store_true", help="a tiny smoke run")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def config_from_args(args: Any) -> SpeedConfig:
+    """The `SpeedConfig` of parsed arguments; bad values raise `BenchError`.
+
+    Examples:
+      >>> config_from_args(parser().parse_args(["--quick", "--models", "mlp"])).sizes
+      (2,)
+    """
+    get = args.__getitem__
+    base = QUICK if get("quick") else DEFAULTS
+    values = {key: base[key] if get(key) is None else get(key) for key in base}
+    try:
+        sizes = tuple(int(k) for k in _names(str(values["sizes"])))
+    except ValueError as error:
+        raise BenchError(f"--sizes {values['sizes']!r}: expected integers like 1,8,64") from error
+    strategies = ("auto", "vmap", "map", "sequential")
+    if get("strategy") not in strategies:
+        raise BenchError(f"--strategy {get('strategy')!r}: expected one of {strategies}")
+    try:
+        return SpeedConfig(
+            models=_names(get("models")),
+            sizes=sizes,
+            steps=int(values["steps"]),
+            batch=int(values["batch"]),
+            methods=_names(get("methods")),
+            strategy=get("strategy"),
+            compute_dtype=get("compute_dtype"),
+            budget=get("budget"),
+            repeats=get("repeats"),
+        )
+    except ValueError as error:
+        raise BenchError(str(error)) from error
+
+
+@entry_point
+def main(argv: Sequence[str] | None = None) -> None:
+    """Runs the command line ``argv`` (default ``sys.argv[1:]``)."""
+    args = parser().parse_args(argv)
+    config = config_from_args(args)
+    frame = measure(config, progress=not args.no_progress)
+    paths = write(frame, args.out)
+    print(table(frame))
+    print("wrote " + ", ".join(str(path) for path in paths.values()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""``python -m phosjax.bench.speed``: the CLI's outputs and errors (never its timings)."""
+
+import importlib.util
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from phosjax.bench import _speed, _speed_report, speed
+from phosjax.bench._speed import COLUMNS, METHODS, Skip, SpeedConfig
+
+
+def test_quick_run_writes_parquet_table_and_plot(tmp_path, capsys):
+    out = tmp_path / "speed"
+    argv = ["--quick", "--models", "mlp", "--strategy", "vmap", "--no_progress", "--out", str(out)]
+    assert speed.main(argv) == 0
+    frame = pd.read_parquet(out / "speed.parquet")
+    assert list(frame.columns) == list(COLUMNS)
+    assert sorted(zip(frame["model"], frame["K"], frame["method"], strict=True)) == sorted(
+        ("mlp", 2, method) for method in METHODS
+    )
+    torch = importlib.util.find_spec("torch") is not None
+    ok = frame.set_index("method")["status"] == "ok"
+    assert ok.drop("torch").all() and ok["torch"] == torch
+    rates = frame.loc[frame["status"] == "ok", "model_steps_per_s"]
+    assert (rates > 0).all() and np.isfinite(rates).all()
+    assert frame.set_index("method").loc["engine", "strategy"] == "vmap"
+    assert set(frame["backend"]) == {"cpu"} and set(frame["steps"]) == {2}
+    plots = list(out.glob("speed.png")) + list(out.glob("speed.svg"))
+    assert len(plots) == 1 and plots[0].stat().st_size > 0
+    printed = capsys.readouterr().out
+    assert "eng/1by1" in printed and "eng/fused" in printed and "eng/vmap" in printed
+    assert [line for line in printed.splitlines() if line.startswith("mlp")]
+    assert (out / "speed.txt").read_text().strip() in printed
+    if not torch:
+        assert "skipped: torch (mlp K=2): torch is not installed" in printed
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--models", "mlp,resnet50"], "unknown models ['resnet50']; choose from ['mlp', 'cnn1d'"),
+        (["--methods", "jit"], "unknown methods ['jit']; choose from ['one_by_one'"),
+        (["--compute_dtype", "float16"], "expected one of ('float32', 'bfloat16')"),
+        (["--sizes", "1,eight"], "--sizes '1,eight': expected integers"),
+        (["--strategy", "fast"], "--strategy 'fast': expected one of ('auto'"),
+    ],
+)
+def test_bad_input_is_a_clear_error(tmp_path, capsys, argv, message):
+    assert speed.main([*argv, "--out", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing measured, nothing written
+
+
+def _fake_setup(bytes_per_model: int) -> _speed._Setup:
+    return _speed._Setup("mlp", _speed.MODELS["mlp"], id, id, None, bytes_per_model)
+
+
+def test_sizes_that_would_not_fit_or_exceed_the_budget_are_skipped():
+    cfg = SpeedConfig(steps=10, budget=60.0, methods=("vmap",))
+    with pytest.raises(Skip, match="would not fit"):
+        _speed._check(_fake_setup(2**40), 256, "vmap", cfg, {})
+    _speed._check(_fake_setup(1), 256, "vmap", cfg, {})  # first size: no estimate yet
+    # 100 model-steps/s: 8 models x 21 steps take ~2 s, 256 models ~54 s, 512 ~108 s.
+    _speed._check(_fake_setup(1), 256, "vmap", cfg, {"vmap": 100.0})
+    with pytest.raises(Skip, match=r"estimated 108 s > budget 60 s"):
+        _speed._check(_fake_setup(1), 512, "vmap", cfg, {"vmap": 100.0})
+    with pytest.raises(Skip, match="a smaller K of this method was skipped"):
+        _speed._check(_fake_setup(1), 8, "vmap", cfg, {"vmap": None})
+
+
+def _frame() -> pd.DataFrame:
+    per_model = {"one_by_one": 100.0, "vmap": 300.0, "engine": 250.0, "torch": np.nan}
+    rows = [
+        ("mlp", k, method, "ok" if method != "torch" else "skipped", rate * k)
+        for k in (1, 8)
+        for method, rate in per_model.items()
+    ]
+    frame = pd.DataFrame(rows, columns=["model", "K", "method", "status", "model_steps_per_s"])
+    frame = frame.reindex(columns=list(COLUMNS))
+    return frame.assign(backend="cpu", device="cpu", batch=4, steps=2, compute_dtype="float32")
+
+
+def test_table_ratios_and_svg_plot(tmp_path):
+    frame = _frame().assign(note="", strategy="vmap")
+    frame.loc[frame["method"] == "torch", "note"] = "torch is not installed"
+    text = _speed_report.table(frame)
+    row = next(line for line in text.splitlines() if line.startswith("mlp") and " 8 " in line)
+    assert row.split()[-4:] == ["vmap", "2.50", "0.83", "-"]  # strategy, eng/1by1, vmap, torch
+    assert "skipped: torch (mlp K=1, mlp K=8): torch is not installed" in text
+    path = _speed_report.svg(frame, tmp_path / "speed")
+    root = ET.parse(path).getroot()
+    assert path.suffix == ".svg" and root.tag.endswith("svg")
+    assert len(root.findall("{http://www.w3.org/2000/svg}polyline")) == 3  # ok methods
