@@ -23,6 +23,20 @@ from phosjax.models import ModelConfig, registered_models
 from phosjax.morph import UnsupportedOpError, channel_groups
 from phosjax.train import Cell, HParams, plan_groups
 
+_LATER_HPARAMS = ("compute_dtype",)
+"""HParams fields added after benches existed: in a cell's id only when not at their default,
+so the cells of an existing bench keep their ids (and resume, not retrain)."""
+
+
+def _hparams_identity(hparams: HParams) -> dict[str, Any]:
+    defaults = HParams()
+    return {
+        name: value
+        for name, value in dataclasses.asdict(hparams).items()
+        if name not in _LATER_HPARAMS or value != getattr(defaults, name)
+    }
+
+
 HPARAM_COLUMNS = (
     "optimizer",
     "learning_rate",
@@ -267,7 +281,7 @@ def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None
             }
             for seed in config.seed_list():
                 cell = Cell(model, dataset, hparams, seed)
-                key = [model_dict, dataset, dataclasses.asdict(hparams), seed]
+                key = [model_dict, dataset, _hparams_identity(hparams), seed]
                 cell_id = short_hash(key, 12)
                 row = {
                     "cell_id": cell_id,

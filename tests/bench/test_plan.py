@@ -95,3 +95,16 @@ def test_a_morph_regularizer_that_applies_to_no_model_is_an_error(toy):
         r"moenet: cannot follow channels through top_k",
     ):
         plan(config, toy)
+
+
+def test_cell_ids_ignore_later_hparams_at_their_default():
+    # Benches planned before HParams.compute_dtype existed keep their cell ids (and resume).
+    from phosjax.bench._plan import _hparams_identity
+    from phosjax.train import HParams
+
+    default, bf16 = HParams(), HParams(compute_dtype="bfloat16")
+    assert "compute_dtype" not in _hparams_identity(default)
+    assert _hparams_identity(bf16)["compute_dtype"] == "bfloat16"
+    assert {k: v for k, v in _hparams_identity(bf16).items() if k != "compute_dtype"} == (
+        _hparams_identity(default)
+    )
