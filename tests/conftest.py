@@ -6,13 +6,13 @@ import os
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import jax  # noqa: E402
-import pytest  # noqa: E402
+import jax
+import pytest
 
 
 @pytest.fixture
 def key() -> jax.Array:
-    # rbg keys: on CPU, programs that draw random numbers (every init) compile ~10x faster
+    # rbg keys: on CPU, programs that draw random numbers (every init) compile about 2x faster
     # than with the default threefry keys.
     return jax.random.key(0, impl="rbg")
 

@@ -31,6 +31,7 @@ CellFn = Callable[[Any, Any], Any]
 _LIFTED: dict[tuple[Any, ...], CellFn] = {}
 """Compiled programs by (caller's key, strategy, devices, donation): later calls reuse them."""
 
+
 @dataclasses.dataclass
 class _Totals:
     seconds: float = 0.0
