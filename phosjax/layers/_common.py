@@ -10,15 +10,15 @@ import jax.numpy as jnp
 
 
 @functools.lru_cache(maxsize=256)
-def _accepts_train(module_type: type) -> bool:
+def _accepts_train(call: Any) -> bool:
     # Only a named ``train`` parameter counts: ``**kwargs`` (e.g. ``nn.Sequential``) may forward
     # the flag to a layer that does not take it.
-    return "train" in inspect.signature(module_type.__call__).parameters
+    return "train" in inspect.signature(call).parameters
 
 
 def call_block(block: nn.Module, x: jax.Array, train: bool) -> jax.Array:
     """Calls ``block(x)``, passing ``train`` when the block's ``__call__`` names it."""
-    if _accepts_train(type(block)):
+    if _accepts_train(type(block).__call__):
         return block(x, train=train)
     return block(x)
 

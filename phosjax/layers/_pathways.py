@@ -68,14 +68,13 @@ class Choice(nn.Module):
             logits = self.param("gate_logits", nn.initializers.zeros, (num,))
         temperature = knob(self, "T", 1.0, doc="softmax temperature of the branch weights")
         weights = tag(self, "weights", nn.softmax(logits / temperature, axis=-1))
-        out = None
+        terms = []
         for i, branch in enumerate(self.branches):
             weight = weights[..., i]
             with path_weight(self, f"branch_{i}", weight):
                 y = call_block(branch, x, train)
-            term = _per_example(weight, y) * y
-            out = term if out is None else out + term
-        return out
+            terms.append(_per_example(weight, y) * y)
+        return sum(terms[1:], terms[0])
 
 
 class GatedSkip(nn.Module):

@@ -15,13 +15,13 @@ POOLS = ("mean", "max", "flatten", "last")
 
 
 @functools.lru_cache(maxsize=256)
-def _train_argument(module_type: type) -> str | None:
+def _train_argument(call: Any) -> str | None:
     """How a module's ``__call__`` takes ``train``: by keyword, by position, or not at all.
 
     Only a parameter named ``train`` or a second positional parameter counts: a module
     that forwards ``*args, **kwargs`` (``nn.Sequential``) is called with ``x`` alone.
     """
-    parameters = list(inspect.signature(module_type.__call__).parameters.values())[1:]
+    parameters = list(inspect.signature(call).parameters.values())[1:]
     if any(p.name == "train" for p in parameters):
         return "keyword"
     positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
@@ -30,7 +30,7 @@ def _train_argument(module_type: type) -> str | None:
 
 def call_with_train(module: nn.Module, x: jax.Array, train: bool) -> jax.Array:
     """Calls ``module(x, train=train)``, ``module(x, train)`` or ``module(x)``, as it takes it."""
-    how = _train_argument(type(module))
+    how = _train_argument(type(module).__call__)
     if how == "keyword":
         return module(x, train=train)
     if how == "positional":
