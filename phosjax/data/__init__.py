@@ -6,6 +6,7 @@ Importing this package does not import `tensorflow_datasets`; `load` does, on fi
 from phosjax.data._batching import batch_indices, take_batch
 from phosjax.data._dataset import ArrayDataset
 from phosjax.data._load import BUILTIN_NAMES, default_data_dir, load, prepared_names
+from phosjax.data._shuffle import shuffled_positions
 
 __all__ = [
     "BUILTIN_NAMES",
@@ -14,5 +15,6 @@ __all__ = [
     "default_data_dir",
     "load",
     "prepared_names",
+    "shuffled_positions",
     "take_batch",
 ]

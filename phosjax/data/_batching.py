@@ -7,7 +7,8 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax import lax
+
+from phosjax.data._shuffle import shuffled_positions
 
 PyTree = Any
 
@@ -18,11 +19,13 @@ def batch_indices(
     """The example indices of batch number `step`.
 
     Each epoch is a permutation of ``range(num_examples)`` drawn from
-    ``jax.random.fold_in(key, epoch)``; its first ``num_examples // batch_size`` slices of
-    `batch_size` are the epoch's batches (the remainder ``num_examples % batch_size`` examples
-    of each permutation are skipped, a different few each epoch). Pure and jittable (`step` may be
-    traced; `num_examples` and `batch_size` are static), and vmappable over `key`, so each
-    cell of a grid gets its own order.
+    ``jax.random.fold_in(key, epoch)`` (`shuffled_positions`); its first
+    ``num_examples // batch_size`` slices of `batch_size` are the epoch's batches (the
+    remainder ``num_examples % batch_size`` examples of each permutation are skipped, a
+    different few each epoch). Only the batch's positions of the permutation are computed,
+    so a step costs ``O(batch_size)`` however large the split. Pure and jittable (`step` may
+    be traced; `num_examples` and `batch_size` are static), and vmappable over `key`, so
+    each cell of a grid gets its own order.
 
     Args:
         key: a PRNG key (typed or raw uint32).
@@ -51,8 +54,8 @@ def batch_indices(
     steps_per_epoch = num_examples // batch_size
     step = jnp.asarray(step, jnp.int32)
     epoch, position = jnp.divmod(step, steps_per_epoch)
-    order = jax.random.permutation(jax.random.fold_in(key, epoch), num_examples)
-    return lax.dynamic_slice_in_dim(order, position * batch_size, batch_size).astype(jnp.int32)
+    positions = position * batch_size + jnp.arange(batch_size, dtype=jnp.int32)
+    return shuffled_positions(jax.random.fold_in(key, epoch), positions, num_examples)
 
 
 def take_batch(key: jax.Array, step: jax.Array | int, arrays: PyTree, batch_size: int) -> PyTree:

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from phosjax.data import batch_indices, take_batch
+from phosjax.data import batch_indices, shuffled_positions, take_batch
 
 
 def _epoch(key, epoch, num_examples, batch_size):
@@ -21,7 +21,8 @@ def test_every_example_once_per_epoch_and_epochs_differ(key):
     np.testing.assert_array_equal(np.sort(second), np.arange(12))
     assert not np.array_equal(first, second)
     # The epoch is the permutation drawn from fold_in(key, epoch).
-    np.testing.assert_array_equal(second, jax.random.permutation(jax.random.fold_in(key, 1), 12))
+    whole = shuffled_positions(jax.random.fold_in(key, 1), jnp.arange(12), 12)
+    np.testing.assert_array_equal(second, whole)
 
 
 def test_remainder_is_dropped_without_repeats(key):
@@ -63,3 +64,27 @@ def test_bad_sizes_are_errors(key):
         batch_indices(key, 0, 4.0, 2)
     with pytest.raises(ValueError, match=r"different leading sizes \[3, 4\]"):
         take_batch(key, 0, (jnp.zeros(4), jnp.zeros(3)), 2)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 16, 17, 1000, 4097])
+def test_shuffled_positions_is_a_permutation_of_any_size(n):
+    perm = np.asarray(shuffled_positions(jax.random.key(n), jnp.arange(n), n))
+    np.testing.assert_array_equal(np.sort(perm), np.arange(n))
+    assert perm.dtype == np.int32
+
+
+def test_shuffled_positions_look_uniform():
+    """Over 4,000 keys, where each of 8 items lands is close to uniform on the 8 places,
+    and so is the pair (place of item 0, place of item 1) on its 56 cells."""
+    keys = jax.random.split(jax.random.key(0), 4000)
+    perms = np.asarray(jax.vmap(lambda k: shuffled_positions(k, jnp.arange(8), 8))(keys))
+    counts = np.stack([np.bincount(perms[:, item], minlength=8) for item in range(8)])
+    np.testing.assert_array_less(np.abs(counts - 500), 100)  # 500 expected, sd ~21
+    pairs = np.bincount(perms[:, 0] * 8 + perms[:, 1], minlength=64).reshape(8, 8)
+    off_diagonal = pairs[~np.eye(8, dtype=bool)]
+    assert off_diagonal.min() > 35 and off_diagonal.max() < 115  # 71 expected, sd ~8
+
+
+def test_a_large_split_costs_no_sort():
+    hlo = jax.jit(lambda k: batch_indices(k, 7, 60_000, 128)).lower(jax.random.key(0)).as_text()
+    assert "sort" not in hlo
