@@ -3,8 +3,9 @@
 Run: ``python benchmarks/engine_strategies.py [--data-dir DIR] [--devices N]``
 
 For each model (the zoo's ``mlp`` and ``cnn1d``) and grid size (4 and 8 seeds) it runs
-`run_group` with ``strategy="auto"``, which compiles the vmap, map and sequential programs
-for a chunk of 10 steps and times each (best of two calls after compiling). It prints
+`run_group` with ``strategy="auto"``, which compiles the program of each strategy
+(`phosjax.train.STRATEGIES`) for a chunk of 10 steps and times each (best of three
+rounds after compiling, the strategies taking turns). It prints
 the seconds per step (all cells) and each strategy's time relative to the fastest, all
 measured in this one run.
 """
@@ -30,7 +31,7 @@ def main() -> None:
     data = load("mnist1d", data_dir=args.data_dir)
     print(f"backend={jax.default_backend()} devices={jax.local_device_count()}")
     header = f"{'model':7} {'cells':>5} " + " ".join(f"{s + ' s/step':>16}" for s in STRATEGIES)
-    print(header + "  ratios to fastest (vmap/map/sequential)  chosen")
+    print(header + f"  ratios to fastest ({'/'.join(STRATEGIES)})  chosen")
     for name in ("mlp", "cnn1d"):
         for num_cells in (4, 8):
             hp = HParams(batch_size=100, steps=10, learning_rate=1e-3)

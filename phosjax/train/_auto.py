@@ -14,7 +14,7 @@ _CHOICES: dict[tuple[Any, ...], tuple[str, dict[str, float]]] = {}
 
 def measure_strategies(
     signature: Any,
-    make_chunk: Callable[[int], Callable[..., Any]],
+    make_step: Callable[[], Callable[..., Any]],
     state: Any,
     arrays: Any,
     *,
@@ -22,46 +22,50 @@ def measure_strategies(
     devices: Sequence[jax.Device],
     candidates: Sequence[str] = STRATEGIES,
     steps: int = 10,
-    repeats: int = 2,
+    repeats: int = 3,
 ) -> dict[str, float]:
-    """Seconds per step (all cells) of each candidate, after compilation; best of ``repeats``.
+    """Seconds per step (all cells) of each candidate, after compilation; best of ``repeats``
+    rounds in which the candidates take turns.
 
-    Times the very programs `run_group` then runs (chunks of ``steps`` steps, with
-    donation) on copies of ``state``, so measuring compiles nothing extra when the run's
+    Times the very programs `run_group` then runs (`Executor.run_steps` of ``steps``
+    steps) on copies of ``state``, so measuring compiles nothing extra when the run's
     chunks have ``steps`` steps.
 
     Args:
       signature: names the group's compiled programs (`Group.signature`).
-      make_chunk: ``num_steps -> one-cell chunk function``.
+      make_step: builds the one-cell train step (`make_train_step`).
       state: the group's state (left intact: each call gets a fresh copy).
       arrays: the data arrays (`device_arrays`).
       num_cells: the group's number of cells.
       devices: the devices the group runs on.
       candidates: strategies to time.
       steps: steps per timed call.
-      repeats: timed calls per strategy (after one call that compiles).
+      repeats: timed rounds (after one call of each candidate that compiles).
     """
     host = jax.device_get(state)
-    timings = {}
-    for strategy in candidates:
+
+    def timed(executor: Executor, data: Any) -> float:
+        placed = jax.block_until_ready(executor.put_state(host))  # a fresh copy: donated
+        start = time.perf_counter()
+        out = executor.run_steps(("train", signature), make_step, placed, data, steps)
+        jax.block_until_ready(out)
+        return time.perf_counter() - start
+
+    ready = {}
+    for strategy in candidates:  # the first call of each compiles
         executor = Executor(strategy, num_cells, devices)
-        data = executor.put_data(arrays)
-        best = float("inf")
-        for attempt in range(repeats + 1):
-            placed = jax.block_until_ready(executor.put_state(host))
-            start = time.perf_counter()
-            key = ("train", signature, steps)
-            out = executor.run(key, lambda: make_chunk(steps), placed, data, donate=True)
-            jax.block_until_ready(out)
-            if attempt:  # the first call compiles
-                best = min(best, time.perf_counter() - start)
-        timings[strategy] = best / steps
-    return timings
+        ready[strategy] = executor, executor.put_data(arrays)
+        timed(*ready[strategy])
+    best = dict.fromkeys(candidates, float("inf"))
+    for _ in range(repeats):  # the strategies take turns, so load on the machine hits all
+        for strategy, (executor, data) in ready.items():
+            best[strategy] = min(best[strategy], timed(executor, data))
+    return {strategy: seconds / steps for strategy, seconds in best.items()}
 
 
 def choose_strategy(
     signature: Any,
-    make_chunk: Callable[[int], Callable[..., Any]],
+    make_step: Callable[[], Callable[..., Any]],
     state: Any,
     arrays: Any,
     *,
@@ -73,7 +77,7 @@ def choose_strategy(
     key = (devices[0].platform, signature, num_cells, len(devices))
     if key not in _CHOICES:
         timings = measure_strategies(
-            signature, make_chunk, state, arrays, num_cells=num_cells, devices=devices, steps=steps
+            signature, make_step, state, arrays, num_cells=num_cells, devices=devices, steps=steps
         )
         _CHOICES[key] = (min(timings, key=timings.__getitem__), timings)
     return _CHOICES[key]

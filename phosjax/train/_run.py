@@ -1,9 +1,10 @@
 """`run_group`: train a group in chunks of steps, evaluate on schedule, report per chunk."""
 
+import collections
 import dataclasses
-import functools
 import math
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -13,7 +14,7 @@ import numpy as np
 from phosjax.train._auto import choose_strategy
 from phosjax.train._group import Group
 from phosjax.train._state import GroupState
-from phosjax.train._step import device_arrays, make_evaluate, make_train_chunk
+from phosjax.train._step import device_arrays, make_evaluate, make_train_step
 from phosjax.train._strategy import STRATEGIES, Executor, compile_totals
 
 
@@ -60,6 +61,31 @@ class GroupRun:
     chunks: list[Chunk]
 
 
+_PLACED: collections.OrderedDict[tuple[Any, ...], tuple[Any, Any]] = collections.OrderedDict()
+"""The data arrays `run_group` placed last, by (data set object, devices): see `_placed_data`."""
+
+PLACED_DATA_SETS = 4
+"""How many data sets stay placed on the devices between `run_group` calls."""
+
+
+def _placed_data(data: Any, executor: Executor) -> Any:
+    """``device_arrays(data)`` placed for ``executor``; the last `PLACED_DATA_SETS` data set
+    objects stay placed, so calling `run_group` again on one transfers nothing."""
+    key = (id(data), tuple(executor.mesh.devices.flat))
+    ref, arrays = _PLACED.get(key, (None, None))
+    if ref is not None and ref() is data:
+        _PLACED.move_to_end(key)
+        return arrays
+    arrays = executor.put_data(device_arrays(data))
+    try:
+        _PLACED[key] = (weakref.ref(data), arrays)
+    except TypeError:  # not weak-referenceable: placed again next time
+        return arrays
+    while len(_PLACED) > PLACED_DATA_SETS:
+        _PLACED.popitem(last=False)
+    return arrays
+
+
 def _clock() -> tuple[float, float, int]:
     """``(wall seconds, seconds compiled, programs compiled)`` so far."""
     return (time.perf_counter(), *compile_totals())
@@ -94,9 +120,10 @@ def run_group(
 ) -> tuple[GroupState, GroupRun]:
     """Trains ``group`` from ``state`` up to ``until_step``, ``chunk_steps`` per dispatch.
 
-    Each dispatch runs a `jax.lax.scan` over its steps on device and returns its
-    per-step metrics in one transfer. Chunks also end at every evaluation step (each
-    ``eval_every`` steps and at ``hparams.steps``), where the test split is evaluated.
+    Each chunk runs its steps on device (one `jax.lax.scan` per dispatch; ``"stepwise"``:
+    one dispatch per step) and returns its per-step metrics in one transfer. Chunks also
+    end at every evaluation step (each ``eval_every`` steps and at ``hparams.steps``),
+    where the test split is evaluated.
     The state may come from an earlier call, or from ``jax.device_get`` of one (e.g. a
     checkpoint): resuming gives the same numbers as an uninterrupted run.
 
@@ -105,8 +132,9 @@ def run_group(
       state: from `init_group` or an earlier `run_group`.
       data: the group's `phosjax.data.ArrayDataset`.
       until_step: train until this step count (default ``hparams.steps``).
-      strategy: ``"vmap"``, ``"map"``, ``"sequential"`` or ``"auto"`` (time each on this
-        group after compiling, keep the fastest; cached per backend and group).
+      strategy: ``"vmap"``, ``"map"``, ``"sequential"``, ``"stepwise"`` (one dispatch per
+        step) or ``"auto"`` (time each on this group after compiling, keep the fastest;
+        cached per backend and group).
       chunk_steps: steps per dispatch, at most.
       on_chunk: called with each `Chunk` as soon as it is on the host.
       devices: the devices to shard the cells over (default: all local devices).
@@ -131,10 +159,9 @@ def run_group(
     devices = list(devices or jax.local_devices())
     signature = group.signature()
     model = group.model.build()
-    arrays = device_arrays(data)
 
-    def make_chunk(num_steps: int) -> Any:
-        return make_train_chunk(model, hp, num_steps)
+    def make_step() -> Any:
+        return make_train_step(model, hp)
 
     stops = _stops(start, until, chunk_steps, hp.eval_every)
     timings: dict[str, float] = {}
@@ -142,23 +169,21 @@ def run_group(
     if strategy == "auto":
         strategy, timings = choose_strategy(
             signature,
-            make_chunk,
+            make_step,
             state,
-            arrays,
+            device_arrays(data),
             num_cells=len(group),
             devices=devices,
             steps=min(stops[0] - start if stops else chunk_steps, 10),
         )
     executor = Executor(strategy, len(group), devices)
-    state, arrays = executor.put_state(state), executor.put_data(arrays)
+    state, arrays = executor.put_state(state), _placed_data(data, executor)
     chunks = []
     step = start
     for stop in stops:
         n = stop - step
         begin = _clock()
-        state, metrics = executor.run(
-            ("train", signature, n), functools.partial(make_chunk, n), state, arrays, donate=True
-        )
+        state, metrics = executor.run_steps(("train", signature), make_step, state, arrays, n)
         scores = {}
         evaluated: tuple[float, float, int] | None = None
         if stop == hp.steps or (hp.eval_every and stop % hp.eval_every == 0):

@@ -23,7 +23,7 @@ from phosjax.train._precision import precision_apply
 from phosjax.train._state import GroupState
 
 Metrics = dict[str, jax.Array]
-ChunkFn = Callable[[GroupState, dict[str, jax.Array]], tuple[GroupState, Metrics]]
+StepFn = Callable[[GroupState, dict[str, jax.Array]], tuple[GroupState, Metrics]]
 EvalFn = Callable[[GroupState, dict[str, jax.Array]], Metrics]
 
 PERSISTENT_MUTABLE = ("batch_stats",)
@@ -84,12 +84,12 @@ def _mean_record(value: Any) -> jax.Array:
     return jnp.mean(jnp.stack([jnp.mean(v) for v in values]))
 
 
-def make_train_chunk(model: nn.Module, hp: HParams, num_steps: int) -> ChunkFn:
-    """``(cell_state, arrays) -> (cell_state, metrics)``: ``num_steps`` steps of one cell.
+def make_train_step(model: nn.Module, hp: HParams) -> StepFn:
+    """``(cell_state, arrays) -> (cell_state, metrics)``: one train step of one cell.
 
-    Each step draws its batch with `phosjax.data.batch_indices` from the cell's data key
+    The step draws its batch with `phosjax.data.batch_indices` from the cell's data key
     and its step, so any strategy and any resumption replays the same batches. Metrics
-    have a leading step axis: ``loss`` (the total), ``task_loss``, ``accuracy``,
+    are scalars: ``loss`` (the total), ``task_loss``, ``accuracy``,
     ``grad_norm``, ``aux/<name>`` and ``path_weight/<path>``. A cell whose loss or
     gradient norm is not finite is marked diverged and its params, state and optimizer
     state stop changing. The model computes in ``hp.compute_dtype`` (`precision_apply`).
@@ -163,10 +163,7 @@ def make_train_chunk(model: nn.Module, hp: HParams, num_steps: int) -> ChunkFn:
         )
         return new, {**metrics, "grad_norm": grad_norm}
 
-    def chunk(state: GroupState, arrays: dict[str, jax.Array]) -> tuple[GroupState, Metrics]:
-        return jax.lax.scan(lambda s, _: step(s, arrays), state, None, length=num_steps)
-
-    return chunk
+    return step
 
 
 def make_evaluate(model: nn.Module, compute_dtype: str = "float32") -> EvalFn:

@@ -1,4 +1,4 @@
-"""Running a one-cell function over a group's cells: vmap, map or sequential, on a mesh.
+"""Running a one-cell function over a group's cells: vmap, map, sequential or stepwise.
 
 ``"vmap"`` and ``"map"`` compile ONE program over all cells: the cell axis is sharded
 over the devices with a ``grid`` mesh axis (`jax.shard_map` inside `jax.jit`), and each
@@ -7,10 +7,14 @@ another, inside the compiled program). A group with fewer cells than devices use
 device per cell; otherwise the cell count is padded to a multiple of the device count
 with copies of the first cell, which `Executor.take` drops again.
 ``"sequential"`` compiles the one-cell function and calls it cell after cell on the
-first device.
+first device. ``"stepwise"`` is ``"sequential"`` without a loop on the device: it
+compiles ONE step of one cell and calls it step after step (`Executor.run_steps`), the
+way a plain training loop does; XLA:CPU compiles convolutions inside loops onto a slow
+path (jax-ml/jax#12868), which this avoids.
 """
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -20,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-STRATEGIES = ("vmap", "map", "sequential")
+STRATEGIES = ("vmap", "map", "sequential", "stepwise")
 """The ways to run a group; ``"auto"`` picks one of these by measurement."""
 
 GRID = "grid"
@@ -28,7 +32,7 @@ GRID = "grid"
 
 CellFn = Callable[[Any, Any], Any]
 
-_LIFTED: dict[tuple[Any, ...], CellFn] = {}
+_LIFTED: dict[tuple[Any, ...], Callable[..., Any]] = {}
 """Compiled programs by (caller's key, strategy, devices, donation): later calls reuse them."""
 
 
@@ -58,9 +62,10 @@ class _Program:
         self.jitted = jitted
         self.compiled: dict[Any, Any] = {}
 
-    def __call__(self, *args: Any) -> Any:
+    def executable(self, *args: Any) -> Any:
+        """The compiled program for ``args``' signature (compiled on first use)."""
         leaves, treedef = jax.tree.flatten(args)
-        signature = (treedef, tuple((jax.typeof(a), getattr(a, "sharding", None)) for a in leaves))
+        signature = (treedef, tuple(_signature(a) for a in leaves))
         compiled = self.compiled.get(signature)
         if compiled is None:
             start = time.perf_counter()
@@ -68,18 +73,44 @@ class _Program:
             _COMPILED.seconds += time.perf_counter() - start
             _COMPILED.programs += 1
             self.compiled[signature] = compiled
-        return compiled(*args)
+        return compiled
+
+    def __call__(self, *args: Any) -> Any:
+        return self.executable(*args)(*args)
 
 
-def _lift(fn: CellFn, strategy: str, mesh: Mesh, donate: bool) -> CellFn:
+def _signature(a: Any) -> tuple[Any, ...]:
+    """What a compiled program depends on of argument ``a``: shape, dtype, weak type and
+    where it lives (its device when it lives on one: every sharding of one device is
+    equivalent; else its sharding)."""
+    aval, sharding = jax.typeof(a), getattr(a, "sharding", None)
+    if sharding is not None and len(sharding.device_set) == 1:
+        sharding = next(iter(sharding.device_set))
+    return aval.shape, aval.dtype, aval.weak_type, sharding
+
+
+def _unstack(tree: Any) -> list[Any]:
+    cells = jax.tree.leaves(tree)[0].shape[0]
+    return [jax.tree.map(lambda a, i=i: a[i], tree) for i in range(cells)]
+
+
+def _stack(trees: list[Any]) -> Any:
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+UNSTACK, STACK = _Program(jax.jit(_unstack)), _Program(jax.jit(_stack))
+"""One compiled call each: a stacked tree into its cells, and cells into one stacked tree."""
+
+
+def _lift(fn: CellFn, strategy: str, mesh: Mesh, donate: bool) -> Callable[..., Any]:
     donate_argnums = (0,) if donate else ()
-    if strategy == "sequential":
+    if strategy in ("sequential", "stepwise"):
         single = _Program(jax.jit(fn, donate_argnums=donate_argnums))
+        if strategy == "stepwise":
+            return functools.partial(_stepwise, single)
 
         def run(states: Any, arrays: Any) -> Any:
-            cells = jax.tree.leaves(states)[0].shape[0]
-            outs = [single(jax.tree.map(lambda a, i=i: a[i], states), arrays) for i in range(cells)]
-            return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
+            return STACK([single(state, arrays) for state in UNSTACK(states)])
 
         return run
     if strategy == "vmap":
@@ -92,6 +123,22 @@ def _lift(fn: CellFn, strategy: str, mesh: Mesh, donate: bool) -> CellFn:
     spec, replicated = PartitionSpec(GRID), PartitionSpec()
     sharded = jax.shard_map(local, mesh=mesh, in_specs=(spec, replicated), out_specs=spec)
     return _Program(jax.jit(sharded, donate_argnums=donate_argnums))
+
+
+def _stepwise(step: _Program, states: Any, arrays: Any, num_steps: int) -> Any:
+    """``num_steps`` calls of the one-step program ``step`` per cell, cell after cell."""
+    outs = []
+    for state in UNSTACK(states):
+        call, metrics = step.executable(state, arrays), []
+        for _ in range(num_steps):  # the state keeps its signature: one lookup per cell
+            state, out = call(state, arrays)
+            metrics.append(out)
+        outs.append((state, STACK(metrics)))
+    return STACK(outs)
+
+
+def _placed(a: Any, sharding: NamedSharding) -> bool:
+    return isinstance(a, jax.Array) and a.sharding.is_equivalent_to(sharding, a.ndim)
 
 
 class Executor:
@@ -112,7 +159,7 @@ class Executor:
         self.num_cells = num_cells
         devices = list(devices or jax.local_devices())
         # A group smaller than the device count uses one device per cell (no padding).
-        used = 1 if strategy == "sequential" else min(len(devices), num_cells)
+        used = 1 if strategy in ("sequential", "stepwise") else min(len(devices), num_cells)
         self.mesh = Mesh(np.asarray(devices[:used]), (GRID,))
         size = self.mesh.size
         self.padded = -(-num_cells // size) * size
@@ -121,12 +168,16 @@ class Executor:
         """``state`` padded to a multiple of the devices and sharded over the ``grid`` axis."""
         extra = self.padded - self.num_cells
 
-        def pad(a: Any) -> Any:
-            a = jnp.asarray(a)
-            return jnp.concatenate([a, jnp.repeat(a[:1], extra, axis=0)]) if extra else a
+        def pad(a: Any) -> Any:  # on the host for host arrays: one transfer per leaf
+            xp = np if isinstance(a, np.ndarray) else jnp
+            return xp.concatenate([a, xp.repeat(a[:1], extra, axis=0)])
 
+        if extra:
+            state = jax.tree.map(pad, state)
         sharding = NamedSharding(self.mesh, PartitionSpec(GRID))
-        return jax.device_put(jax.tree.map(pad, state), sharding)
+        if all(_placed(a, sharding) for a in jax.tree.leaves(state)):
+            return state  # placed already (e.g. by the previous call): device_put costs ms
+        return jax.device_put(state, sharding)
 
     def put_data(self, arrays: Any) -> Any:
         """``arrays`` replicated on every device of the mesh."""
@@ -144,7 +195,31 @@ class Executor:
         ``key`` (hashable) names the function: it is built and compiled once per key,
         strategy, devices and donation in this process.
         """
-        cache_key = (key, self.strategy, tuple(self.mesh.devices.flat), donate)
+        strategy = "sequential" if self.strategy == "stepwise" else self.strategy
+        return self._lifted(key, make, strategy, donate)(state, arrays)
+
+    def run_steps(
+        self, key: Any, make_step: Callable[[], CellFn], state: Any, arrays: Any, num_steps: int
+    ) -> tuple[Any, Any]:
+        """``num_steps`` steps of the one-cell step ``make_step()`` on every cell, donating
+        ``state``: ``(state, outputs)``, each output stacked ``(cells, num_steps, ...)``.
+
+        ``"stepwise"`` dispatches every step; the other strategies run the steps in one
+        `jax.lax.scan` per call (compiled once per ``num_steps``).
+        """
+        if self.strategy == "stepwise":
+            return self._lifted(key, make_step, "stepwise", True)(state, arrays, num_steps)
+
+        def make_chunk() -> CellFn:
+            step = make_step()
+            return lambda s, a: jax.lax.scan(lambda c, _: step(c, a), s, None, length=num_steps)
+
+        return self.run((key, num_steps), make_chunk, state, arrays, donate=True)
+
+    def _lifted(
+        self, key: Any, make: Callable[[], CellFn], strategy: str, donate: bool
+    ) -> Callable[..., Any]:
+        cache_key = (key, strategy, tuple(self.mesh.devices.flat), donate)
         if cache_key not in _LIFTED:
-            _LIFTED[cache_key] = _lift(make(), self.strategy, self.mesh, donate)
-        return _LIFTED[cache_key](state, arrays)
+            _LIFTED[cache_key] = _lift(make(), strategy, self.mesh, donate)
+        return _LIFTED[cache_key]

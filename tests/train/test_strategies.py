@@ -1,6 +1,9 @@
 """Every strategy gives the same numbers; BatchNorm, dropout, knobs, aux losses, path
 weights and regularizers all reach the train step."""
 
+import dataclasses
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,6 +12,8 @@ import pytest
 import phosjax as px
 from phosjax.data import batch_indices
 from phosjax.train import STRATEGIES, Cell, HParams, Regularizer, init_group, plan_groups, run_group
+from phosjax.train._step import device_arrays, make_train_step
+from phosjax.train._strategy import _LIFTED, Executor
 from tests.train.tiny import Tiny
 
 TOL = {"rtol": 2e-5, "atol": 2e-6}
@@ -40,10 +45,10 @@ def runs(toy):
     return group, out
 
 
-def test_vmap_map_and_sequential_agree(runs):
+def test_every_strategy_gives_the_same_numbers(runs):
     _, out = runs
     ref_state, ref_run = out["vmap"]
-    for strategy in ("map", "sequential"):
+    for strategy in ("map", "sequential", "stepwise"):
         state, run = out[strategy]
         assert run.strategy == strategy and run.timings == {}
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **TOL), state, ref_state)
@@ -106,3 +111,35 @@ def test_loss_adds_task_aux_and_each_cells_regularizers(runs, toy):
         expected = regs[0].strength * kernels + regs[1].strength * activations
         extra = train["loss"][i, 0] - train["task_loss"][i, 0] - train["aux/l1"][i, 0]
         np.testing.assert_allclose(extra, expected, rtol=1e-4)
+
+
+def test_stepwise_compiles_one_step_for_any_number_of_steps(toy):
+    """ "stepwise" compiles ONE step of one cell (no scan over the steps: XLA:CPU keeps its
+    fast convolutions) and returns the metrics of every step stacked ``(cells, steps)``."""
+    [group] = plan_groups(CELLS[:2])
+    executor = Executor("stepwise", 2)
+    key = ("test-stepwise", group.signature())
+    state = executor.put_state(init_group(group, toy))
+    data = executor.put_data(device_arrays(toy))
+    make_step = functools.partial(make_train_step, group.model.build(), group.hparams)
+    for steps in (3, 5):
+        state, metrics = executor.run_steps(key, make_step, state, data, steps)
+        assert metrics["loss"].shape == (2, steps)
+    assert jax.device_get(state.step).tolist() == [8, 8]
+    [(cache_key, lifted)] = [(k, v) for k, v in _LIFTED.items() if k[0] == key]
+    assert cache_key[1] == "stepwise" and len(lifted.args[0].compiled) == 1
+
+
+def test_run_group_places_a_data_set_once(toy, monkeypatch):
+    placed = []
+    original = Executor.put_data
+    monkeypatch.setattr(Executor, "put_data", lambda self, a: placed.append(1) or original(self, a))
+    [group] = plan_groups(CELLS[:1])
+    data = dataclasses.replace(toy)  # an object no other test has placed
+    state = init_group(group, data)
+    for until in (2, 4):
+        state, _ = run_group(group, state, data, until, strategy="vmap")
+    assert len(placed) == 1
+    another = dataclasses.replace(data)  # equal arrays, another object: placed again
+    run_group(group, init_group(group, another), another, 2, strategy="vmap")
+    assert len(placed) == 2
