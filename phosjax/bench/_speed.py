@@ -1,7 +1,9 @@
 """Grid speed: model-steps per second of K small models trained by five methods, one run.
 
-The methods (every one an Adam step on a synthetic batch already on the device, timed
-after a warm-up call that compiles, with ``jax.block_until_ready``):
+The methods (every one an Adam step on a synthetic batch already on the device). For
+each (model, K) every method is set up and warmed up (its first call compiles), then
+timed ``repeats`` times with ``jax.block_until_ready``, the methods taking turns, so that
+load on the machine hits them alike; the fastest call counts:
 
 * ``one_by_one`` — one jitted step per model, the models one after another;
 * ``vmap`` — plain ``jax.jit(jax.vmap(step))`` over the stacked params, one call per step;
@@ -68,7 +70,7 @@ COLUMNS = (
 LEARNING_RATE = 1e-3
 ENGINE_CHUNK = 100
 """The engine's steps per dispatch (``chunk_steps``), at most; `run_group`'s default."""
-_AUTO_STEPS = 3 * 3 * 10  # strategy="auto" times three strategies, 3 calls of 10 steps each
+_AUTO_STEPS = 4 * 3 * 10  # strategy="auto" times four strategies, 3 calls of 10 steps each
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,12 +89,13 @@ class SpeedConfig:
       steps: timed steps per model.
       batch: examples per step per model.
       methods: a subset of `METHODS`.
-      strategy: the engine's strategy (``"auto"``, ``"vmap"``, ``"map"``, ``"sequential"``).
+      strategy: the engine's strategy: ``"auto"`` or one of `phosjax.train.STRATEGIES`.
       compute_dtype: ``"float32"`` or ``"bfloat16"`` (`HParams.compute_dtype`), for every
         method.
       budget: skip a measurement whose estimated time (from the same method at the
         previous size) exceeds this many seconds; 0: no limit.
-      repeats: timed runs of ``steps`` steps per measurement; the fastest counts.
+      repeats: timed rounds (each method runs ``steps`` steps per round, the methods
+        taking turns); the fastest round of each method counts.
     """
 
     models: tuple[str, ...] = tuple(MODELS)
@@ -103,7 +106,7 @@ class SpeedConfig:
     strategy: str = "auto"
     compute_dtype: str = "float32"
     budget: float = 120.0
-    repeats: int = 2
+    repeats: int = 3
 
     def __post_init__(self) -> None:
         for name, given, known in [
@@ -196,12 +199,24 @@ def _timed(run: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
-def _best(run: Callable[[], Any], cfg: "SpeedConfig") -> float:
-    """The fastest of ``cfg.repeats`` timed calls of ``run`` (each continues training)."""
-    return min(_timed(run) for _ in range(cfg.repeats))
+@dataclasses.dataclass
+class _Ready:
+    """A method set up for one (model, K), compiled and warmed up, not yet timed.
+
+    Attributes:
+      run: trains every model ``steps`` more steps and returns what to block on.
+      warmup_s: seconds of the first call (compiling; for the engine also ``"auto"``).
+      steps: steps per ``run`` call.
+      strategy: the engine's strategy ("" for the other methods).
+    """
+
+    run: Callable[[], Any]
+    warmup_s: float
+    steps: int
+    strategy: str = ""
 
 
-def _one_by_one(setup: _Setup, k: int, cfg: SpeedConfig) -> dict[str, Any]:
+def _one_by_one(setup: _Setup, k: int, cfg: SpeedConfig) -> _Ready:
     x, y = _batches(setup, k, cfg.batch)
     xs, ys = [jax.device_put(a) for a in x], [jax.device_put(a) for a in y]
     states = [jax.device_put(state) for state in setup.states(k)]
@@ -217,10 +232,10 @@ def _one_by_one(setup: _Setup, k: int, cfg: SpeedConfig) -> dict[str, Any]:
             states[i] = state
         return states
 
-    return {"seconds": _best(run, cfg), "warmup_s": warmup}
+    return _Ready(run, warmup, cfg.steps)
 
 
-def _repeat(step: Callable[..., Any], state: Any, cfg: SpeedConfig, *args: Any) -> dict[str, Any]:
+def _repeat(step: Callable[..., Any], state: Any, cfg: SpeedConfig, *args: Any) -> _Ready:
     box = [jax.device_put(state)]
     args = tuple(jax.device_put(a) for a in args)
 
@@ -235,15 +250,15 @@ def _repeat(step: Callable[..., Any], state: Any, cfg: SpeedConfig, *args: Any) 
             call()
         return box[0]
 
-    return {"seconds": _best(run, cfg), "warmup_s": warmup}
+    return _Ready(run, warmup, cfg.steps)
 
 
-def _vmap(setup: _Setup, k: int, cfg: SpeedConfig) -> dict[str, Any]:
+def _vmap(setup: _Setup, k: int, cfg: SpeedConfig) -> _Ready:
     step = jax.jit(jax.vmap(setup.step), donate_argnums=0)
     return _repeat(step, _stack(setup.states(k)), cfg, *_batches(setup, k, cfg.batch))
 
 
-def _fused(setup: _Setup, k: int, cfg: SpeedConfig) -> dict[str, Any]:
+def _fused(setup: _Setup, k: int, cfg: SpeedConfig) -> _Ready:
     x, y = _batches(setup, k, cfg.batch)
     x, y = x.reshape(k * cfg.batch, *x.shape[2:]), y.reshape(-1)
     step = jax.jit(setup.step, donate_argnums=0)
@@ -260,51 +275,43 @@ def synthetic_data(config: ModelConfig, batch: int) -> ArrayDataset:
     return ArrayDataset("speed-synthetic", x[:n], y[:n], x[n:], y[n:], config.num_classes, shape)
 
 
-def _engine(setup: _Setup, k: int, cfg: SpeedConfig) -> dict[str, Any]:
+def _engine(setup: _Setup, k: int, cfg: SpeedConfig) -> _Ready:
     data = synthetic_data(setup.config, cfg.batch)
     chunk = min(cfg.steps, ENGINE_CHUNK)
+    steps = -(-cfg.steps // chunk) * chunk  # whole chunks: one compiled program
     hp = HParams(  # steps beyond the timed ones: no evaluation is timed
         learning_rate=LEARNING_RATE,
         batch_size=cfg.batch,
-        steps=chunk + cfg.repeats * -(-cfg.steps // chunk) * chunk + 1,
+        steps=chunk + cfg.repeats * steps + 1,
         compute_dtype=cfg.compute_dtype,
     )
     [group] = plan_groups([Cell(setup.config, data.name, hp, seed) for seed in range(k)])
     state = jax.block_until_ready(init_group(group, data))
     start = time.perf_counter()  # compiles (and, for "auto", times the strategies)
-    state, run = run_group(group, state, data, chunk, strategy=cfg.strategy, chunk_steps=chunk)
+    state, first = run_group(group, state, data, chunk, strategy=cfg.strategy, chunk_steps=chunk)
     warmup = time.perf_counter() - start
-
-    steps = -(-cfg.steps // chunk) * chunk  # whole chunks: one compiled program
-
     box = [state]
 
-    def timed() -> Any:
+    def run() -> Any:  # one run_group call, as a user makes it
         until = int(jax.device_get(box[0].step)[0]) + steps
-        box[0] = run_group(group, box[0], data, until, strategy=run.strategy, chunk_steps=chunk)[0]
+        strategy = first.strategy
+        box[0] = run_group(group, box[0], data, until, strategy=strategy, chunk_steps=chunk)[0]
         return box[0]
 
-    seconds = _best(timed, cfg)
-    return {"seconds": seconds, "warmup_s": warmup, "strategy": run.strategy, "steps": steps}
+    return _Ready(run, warmup, steps, first.strategy)
 
 
-def _torch(setup: _Setup, k: int, cfg: SpeedConfig) -> dict[str, Any]:
+def _torch(setup: _Setup, k: int, cfg: SpeedConfig) -> _Ready:
     try:
-        seconds, warmup = _speed_torch.measure(
-            setup.name,
-            k,
-            cfg.batch,
-            cfg.steps,
-            setup.config.input_shape,
-            cfg.compute_dtype,
-            cfg.repeats,
+        run, warmup = _speed_torch.prepare(
+            setup.name, k, cfg.batch, cfg.steps, setup.config.input_shape, cfg.compute_dtype
         )
     except Exception as error:  # keep every other row of a long run
         raise Failed(f"{type(error).__name__}: {error}") from error
-    return {"seconds": seconds, "warmup_s": warmup}
+    return _Ready(run, warmup, cfg.steps)
 
 
-_RUN: dict[str, Callable[[_Setup, int, SpeedConfig], dict[str, Any]]] = {
+_PREPARE: dict[str, Callable[[_Setup, int, SpeedConfig], _Ready]] = {
     "one_by_one": _one_by_one,
     "vmap": _vmap,
     "engine": _engine,
@@ -321,7 +328,8 @@ def _available_bytes(device: jax.Device) -> int:
 
 
 def _check(setup: _Setup, k: int, method: str, cfg: SpeedConfig, rates: dict[str, Any]) -> None:
-    """Raises `Skip` when K models would not fit or would take longer than the budget."""
+    """Raises `Skip` when K models would not fit in the memory left (the methods set up
+    before for this K hold theirs) or would take longer than the budget."""
     if method == "torch" and _speed_torch.unavailable():
         raise Skip(f"{_speed_torch.unavailable()}: install torch to compare")
     need, free = 2 * k * setup.bytes_per_model, _available_bytes(jax.devices()[0])
@@ -337,11 +345,20 @@ def _check(setup: _Setup, k: int, method: str, cfg: SpeedConfig, rates: dict[str
         raise Skip(f"estimated {work / previous:.0f} s > budget {cfg.budget:g} s")
 
 
-def _cases(cfg: SpeedConfig) -> Iterator[tuple[str, int, str]]:
+def _cases(cfg: SpeedConfig) -> Iterator[tuple[str, int]]:
     for name in cfg.models:
         for k in sorted(cfg.sizes):
-            for method in cfg.methods:
-                yield name, k, method
+            yield name, k
+
+
+def _interleaved(ready: dict[str, _Ready], repeats: int) -> dict[str, float]:
+    """The fastest of ``repeats`` timed calls of each method, the methods taking turns
+    (round after round), so that a spell of load on the machine hits them alike."""
+    best = dict.fromkeys(ready, float("inf"))
+    for _ in range(repeats):
+        for method, prepared in ready.items():
+            best[method] = min(best[method], _timed(prepared.run))
+    return best
 
 
 def measure(cfg: SpeedConfig, progress: bool = True) -> pd.DataFrame:
@@ -365,25 +382,38 @@ def measure(cfg: SpeedConfig, progress: bool = True) -> pd.DataFrame:
     }
     rows, setups = [], {}
     rates: dict[str, dict[str, float | None]] = {}
-    bar = tqdm(list(_cases(cfg)), disable=not progress, desc="speed", unit="run")
-    for name, k, method in bar:
-        bar.set_postfix_str(f"{name} K={k} {method}")
-        row: dict[str, Any] = {"model": name, "K": k, "method": method, **common}
+    cases = list(_cases(cfg))
+    bar = tqdm(total=len(cases) * len(cfg.methods), disable=not progress, desc="speed", unit="run")
+    for name, k in cases:
+        bar.set_postfix_str(f"{name} K={k}")
         seen = rates.setdefault(name, {})
-        try:
-            if name not in setups:
-                setups[name] = _setup(name, cfg)
-            _check(setups[name], k, method, cfg, seen)
-            row |= {"status": "ok", **_RUN[method](setups[name], k, cfg)}
-            row["model_steps_per_s"] = k * row["steps"] / row["seconds"]
-            seen[method] = row["model_steps_per_s"]
-        except Skip as error:
-            row |= {"status": "skipped", "note": str(error)}
-            seen[method] = None
-        except Failed as error:
-            row |= {"status": "failed", "note": str(error)}
-            seen[method] = None
-        rows.append(row)
+        if name not in setups:
+            setups[name] = _setup(name, cfg)
+        ready, found = {}, {}
+        for method in cfg.methods:
+            found[method] = {"model": name, "K": k, "method": method, **common}
+            try:
+                _check(setups[name], k, method, cfg, seen)
+                ready[method] = _PREPARE[method](setups[name], k, cfg)
+            except (Skip, Failed) as error:
+                status = "skipped" if isinstance(error, Skip) else "failed"
+                found[method] |= {"status": status, "note": str(error)}
+                seen[method] = None
+        best = _interleaved(ready, cfg.repeats)
+        for method, prepared in ready.items():
+            rate = k * prepared.steps / best[method]
+            found[method] |= {
+                "status": "ok",
+                "seconds": best[method],
+                "warmup_s": prepared.warmup_s,
+                "steps": prepared.steps,
+                "strategy": prepared.strategy,
+                "model_steps_per_s": rate,
+            }
+            seen[method] = rate
+        rows.extend(found.values())
+        bar.update(len(cfg.methods))
+    bar.close()
     frame = pd.DataFrame(rows).reindex(columns=list(COLUMNS))
     frame["strategy"] = frame["strategy"].fillna("").astype(str)
     frame["note"] = frame["note"].fillna("").astype(str)

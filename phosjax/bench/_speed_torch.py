@@ -68,16 +68,16 @@ def _model(name: str, torch: Any) -> Any:
     raise ValueError(f"no torch twin of model {name!r}")
 
 
-def measure(
+def prepare(
     name: str,
     k: int,
     batch: int,
     steps: int,
     input_shape: Sequence[int],
     compute_dtype: str,
-    repeats: int = 1,
-) -> tuple[float, float]:
-    """``(best seconds for steps, warm-up seconds)`` of K models trained with torch.func.vmap."""
+) -> tuple[Callable[[], None], float]:
+    """``(run, warm-up seconds)``: ``run()`` trains K models ``steps`` steps with
+    torch.func.vmap (and waits for the device); one warm-up step is taken here."""
     import torch
     from torch.func import functional_call, stack_module_state, vmap
 
@@ -102,13 +102,12 @@ def measure(
         grid_loss(params, buffers, x, y).sum().backward()
         optimizer.step()
 
-    def timed(n: int) -> float:
-        start = time.perf_counter()
+    def train(n: int) -> None:
         for _ in range(n):
             step()
         if device.type == "cuda":
             torch.cuda.synchronize()
-        return time.perf_counter() - start
 
-    warmup = timed(1)
-    return min(timed(steps) for _ in range(repeats)), warmup
+    start = time.perf_counter()
+    train(1)
+    return lambda: train(steps), time.perf_counter() - start

@@ -21,6 +21,7 @@ from phosjax.bench._cli import entry_point
 from phosjax.bench._config import BenchError
 from phosjax.bench._speed import METHODS, MODELS, SpeedConfig, measure
 from phosjax.bench._speed_report import table, write
+from phosjax.train import STRATEGIES
 
 QUICK: dict[str, Any] = {"sizes": "2", "steps": 2, "batch": 8}
 """``--quick``: one tiny grid, a smoke test of every method (its figures mean nothing)."""
@@ -41,7 +42,9 @@ def parser() -> ArgumentParser:
     parser.add_argument(
         "--budget", type=float, default=120.0, help="skip runs estimated to take longer (s; 0: no)"
     )
-    parser.add_argument("--repeats", type=int, default=2, help="timed runs; the fastest counts")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="timed rounds, methods taking turns; fastest counts"
+    )
     parser.add_argument("--out", type=str, default="runs/speed", help="output directory")
     parser.add_argument("--quick", action="store_true", help="a tiny smoke run")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
@@ -66,7 +69,7 @@ def config_from_args(args: Any) -> SpeedConfig:
         sizes = tuple(int(k) for k in _names(str(values["sizes"])))
     except ValueError as error:
         raise BenchError(f"--sizes {values['sizes']!r}: expected integers like 1,8,64") from error
-    strategies = ("auto", "vmap", "map", "sequential")
+    strategies = ("auto", *STRATEGIES)
     if get("strategy") not in strategies:
         raise BenchError(f"--strategy {get('strategy')!r}: expected one of {strategies}")
     try:

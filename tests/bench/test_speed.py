@@ -58,7 +58,7 @@ def _fake_setup(bytes_per_model: int) -> _speed._Setup:
 
 
 def test_sizes_that_would_not_fit_or_exceed_the_budget_are_skipped():
-    cfg = SpeedConfig(steps=10, budget=60.0, methods=("vmap",))
+    cfg = SpeedConfig(steps=10, budget=60.0, methods=("vmap",), repeats=2)
     with pytest.raises(Skip, match="would not fit"):
         _speed._check(_fake_setup(2**40), 256, "vmap", cfg, {})
     _speed._check(_fake_setup(1), 256, "vmap", cfg, {})  # first size: no estimate yet
