@@ -35,8 +35,7 @@ import psutil
 from phosjax.bench import _speed_torch
 from phosjax.data import ArrayDataset
 from phosjax.models import ModelConfig
-from phosjax.train import Cell, HParams, init_group, plan_groups, run_group
-from phosjax.train._precision import precision_apply
+from phosjax.train import Cell, HParams, init_group, plan_groups, precision_apply, run_group
 
 MODELS: dict[str, ModelConfig] = {
     "mlp": ModelConfig("mlp", 10, (40,), depth=1, width=100),  # 40-100-100-10, residual

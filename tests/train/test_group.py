@@ -64,6 +64,7 @@ def test_bad_configs_raise_clear_errors():
 
 def test_public_names():
     assert phosjax.train.__all__ == [
+        "COMPUTE_DTYPES",
         "OPTIMIZERS",
         "STRATEGIES",
         "Cell",
@@ -78,6 +79,7 @@ def test_public_names():
         "make_optimizer",
         "measure_strategies",
         "plan_groups",
+        "precision_apply",
         "process_share",
         "run_group",
         "train_grid",
