@@ -1,7 +1,5 @@
 """`Frame`: the standard model skeleton, stem -> blocks -> head."""
 
-import functools
-import inspect
 from typing import Any
 
 import flax.linen as nn
@@ -9,33 +7,10 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core import tag
+from phosjax.layers._common import call_block
 from phosjax.models._kinds import view_as
 
 POOLS = ("mean", "max", "flatten", "last")
-
-
-@functools.lru_cache(maxsize=256)
-def _train_argument(call: Any) -> str | None:
-    """How a module's ``__call__`` takes ``train``: by keyword, by position, or not at all.
-
-    Only a parameter named ``train`` or a second positional parameter counts: a module
-    that forwards ``*args, **kwargs`` (``nn.Sequential``) is called with ``x`` alone.
-    """
-    parameters = list(inspect.signature(call).parameters.values())[1:]
-    if any(p.name == "train" for p in parameters):
-        return "keyword"
-    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return "positional" if len(positional) >= 2 else None
-
-
-def call_with_train(module: nn.Module, x: jax.Array, train: bool) -> jax.Array:
-    """Calls ``module(x, train=train)``, ``module(x, train)`` or ``module(x)``, as it takes it."""
-    how = _train_argument(type(module).__call__)
-    if how == "keyword":
-        return module(x, train=train)
-    if how == "positional":
-        return module(x, train)
-    return module(x)
 
 
 def _check_features(module: nn.Module, x: jax.Array, y: Any, features: int) -> None:
@@ -134,6 +109,6 @@ class Frame(nn.Module):
         return tag(self, "logits", nn.Dense(self.num_classes, name="head")(h))
 
     def _run(self, module: nn.Module, h: jax.Array, train: bool, features: int) -> jax.Array:
-        out = call_with_train(module, h, train)
+        out = call_block(module, h, train, positional=True)
         _check_features(module, h, out, features)
         return tag(module, "out", out)
