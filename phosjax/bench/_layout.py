@@ -66,6 +66,9 @@ AUX_PREFIX = "aux/"
 PATH_WEIGHT_PREFIX = "path_weight/"
 """``path_weight/<module path>/<branch>``: a branch's mean path weight."""
 
+REGULARIZER = "regularizer"
+"""The strength-weighted sum of a cell's regularizers (train rows of groups that have any)."""
+
 PHASE_NAMES = ("init", "compile", "step", "eval")
 """The phases of a network's life that ``profile/phases.parquet`` reports."""
 

@@ -16,6 +16,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from phosjax.bench import _layout
 from phosjax.bench._config import BenchConfig, BenchError, ModelEntry, RegularizerEntry
 from phosjax.core import AUX_LOSS, PATH_WEIGHTS, aux_total, flatten, knobs, matches
 from phosjax.data import BUILTIN_NAMES, ArrayDataset, load, prepared_names
@@ -305,5 +306,6 @@ def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None
         group_id = f"{members[0].row['model']}-{short_hash([c.cell_id for c in members], 8)}"
         members = [PlannedCell(c.cell, {**c.row, "group_id": group_id}) for c in members]
         metrics = model_metrics(group.model)
+        metrics += (_layout.REGULARIZER,) * bool(group.hparams.regularizers)
         groups.append(PlannedGroup(group_id, tuple(members), metrics))
     return Plan(tuple(groups), dict(datasets), (*HPARAM_COLUMNS, *knob_columns, *reg_columns))

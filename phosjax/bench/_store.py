@@ -22,7 +22,6 @@ from phosjax.bench._plan import Plan
 
 BASE_METRICS = ("loss", "task_loss", "accuracy", "grad_norm")
 """What every train row reports; test rows report ``loss`` and ``accuracy``."""
-
 STEP_TIME = "step_time_s"
 
 _TYPES = {
@@ -44,7 +43,7 @@ def _type(name: str) -> pa.DataType:
         return _TYPES[name]
     if name in _layout.CELL_COLUMNS:
         return pa.string()
-    if name in BASE_METRICS or name.startswith(_layout.AUX_PREFIX):
+    if name in (*BASE_METRICS, _layout.REGULARIZER) or name.startswith(_layout.AUX_PREFIX):
         return pa.float32()
     if name.startswith(_layout.PATH_WEIGHT_PREFIX):
         return pa.float32()

@@ -89,7 +89,8 @@ def make_train_step(model: nn.Module, hp: HParams) -> StepFn:
 
     The step draws its batch with `phosjax.data.batch_indices` from the cell's data key
     and its step, so any strategy and any resumption replays the same batches. Metrics
-    are scalars: ``loss`` (the total), ``task_loss``, ``accuracy``,
+    are scalars: ``loss`` (the total), ``task_loss``, ``regularizer`` (the weighted sum
+    of the regularizers, when there are any), ``accuracy``,
     ``grad_norm``, ``aux/<name>`` and ``path_weight/<path>``. A cell whose loss or
     gradient norm is not finite is marked diverged and its params, state and optimizer
     state stop changing. The model computes in ``hp.compute_dtype`` (`precision_apply`).
@@ -131,6 +132,7 @@ def make_train_step(model: nn.Module, hp: HParams) -> StepFn:
             "loss": loss,
             "task_loss": task,
             "accuracy": jnp.mean(jnp.argmax(logits, -1) == y),
+            **({"regularizer": reg} if penalties else {}),
             **{f"aux/{name}": value for name, value in aux_by_name.items()},
             **{f"path_weight/{path}": _mean_record(value) for path, value in path_weights.items()},
         }

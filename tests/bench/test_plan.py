@@ -83,6 +83,8 @@ def test_a_morph_strength_axis_plans_one_cell_per_strength_in_one_group(toy):
     # moenet routes with top_k, which phosjax.morph cannot follow: it ignores the axis
     [moenet] = [c for c in planned.cells if c.row["model"] == "moenet"]
     assert moenet.cell.hparams.regularizers == () and moenet.row[column] != moenet.row[column]
+    metrics = {g.cells[0].row["model"]: g.metrics for g in planned.groups}
+    assert "regularizer" in metrics["mlp"] and "regularizer" not in metrics["moenet"]
 
 
 def test_a_morph_regularizer_that_applies_to_no_model_is_an_error(toy):

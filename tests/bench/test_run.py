@@ -192,3 +192,19 @@ def test_abstract_init_then_real_init(toy):
     assert jax.tree.map(lambda a: (a.shape, a.dtype), abstract) == jax.tree.map(
         lambda a: (a.shape, a.dtype), state
     )
+
+
+def test_a_regularizer_axis_reports_the_weighted_penalty(tmp_path, toy):
+    grid = {
+        "steps": 6,
+        "batch_size": 16,
+        "regularizers": [{"kind": "l2", "selector": "**/kernel", "strength": [0.0, 0.1]}],
+    }
+    config = tiny_config(models=[{"name": "mlp", "width": 8}], grid=grid, seeds=1, eval_every=6)
+    results = run(config, tmp_path / "b", datasets=toy)
+    train, test = results[results.split == "train"], results[results.split == "test"]
+    by_strength = train.groupby("reg/l2/**/kernel")["regularizer"]
+    assert by_strength.min()[0.0] == 0.0 and (by_strength.min()[0.1] > 0).all()
+    extra = train["loss"] - train["task_loss"] - train["regularizer"]
+    np.testing.assert_allclose(extra, 0.0, atol=1e-6)  # mlp has no aux losses
+    assert test["regularizer"].isna().all() and results.dtypes["regularizer"] == np.float32

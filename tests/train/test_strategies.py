@@ -111,6 +111,7 @@ def test_loss_adds_task_aux_and_each_cells_regularizers(runs, toy):
         expected = regs[0].strength * kernels + regs[1].strength * activations
         extra = train["loss"][i, 0] - train["task_loss"][i, 0] - train["aux/l1"][i, 0]
         np.testing.assert_allclose(extra, expected, rtol=1e-4)
+        np.testing.assert_allclose(train["regularizer"][i, 0], expected, rtol=1e-4)
 
 
 def test_stepwise_compiles_one_step_for_any_number_of_steps(toy):
