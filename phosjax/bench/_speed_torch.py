@@ -1,7 +1,7 @@
 """The ``torch`` method of the speed bench: ``torch.func.vmap`` over K stacked models.
 
 Optional: used only when ``torch`` is importable (it is not a dependency of phosjax).
-The models mirror `phosjax.bench._speed.MODELS` layer for layer; the K models' params
+The models mirror `phosjax.bench._speed_config.MODELS` layer for layer; the K models' params
 are stacked with ``torch.func.stack_module_state`` and trained by one ``torch.optim.Adam``
 (elementwise, so it equals K separate Adams). Runs on CUDA when available.
 """

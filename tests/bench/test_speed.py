@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from phosjax.bench import _speed, _speed_report, speed
+from phosjax.bench import _speed, _speed_methods, _speed_report, speed
 from phosjax.bench._speed import COLUMNS, METHODS, Skip, SpeedConfig
 
 
@@ -53,8 +53,8 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys, argv, message):
     assert not list(tmp_path.iterdir())  # nothing measured, nothing written
 
 
-def _fake_setup(bytes_per_model: int) -> _speed._Setup:
-    return _speed._Setup("mlp", _speed.MODELS["mlp"], id, id, None, bytes_per_model)
+def _fake_setup(bytes_per_model: int) -> _speed_methods.Setup:
+    return _speed_methods.Setup("mlp", _speed.MODELS["mlp"], id, id, None, bytes_per_model)
 
 
 def test_sizes_that_would_not_fit_or_exceed_the_budget_are_skipped():

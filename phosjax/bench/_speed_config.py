@@ -1,0 +1,65 @@
+"""What the speed bench measures: its models, its methods and `SpeedConfig`."""
+
+import dataclasses
+
+from phosjax.models import ModelConfig
+from phosjax.train import HParams
+
+MODELS: dict[str, ModelConfig] = {
+    "mlp": ModelConfig("mlp", 10, (40,), depth=1, width=100),  # 40-100-100-10, residual
+    "cnn1d": ModelConfig("cnn1d", 10, (40,), depth=3, width=25),  # MNIST-1D shaped input
+    "cnn2d": ModelConfig("cnn2d", 10, (28, 28, 1), depth=1, width=(32, 64, 64)),
+    "transformer": ModelConfig("transformer", 10, (40,), depth=2, width=32),
+}
+"""The benchmarked models: zoo configs (``cnn2d``: conv32, conv64/2, conv64/2, pool, dense)."""
+
+METHODS = ("one_by_one", "vmap", "engine", "fused", "torch")
+"""The methods compared, in the order they run for each (model, K)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SpeedConfig:
+    """What `measure` runs.
+
+    Examples:
+      >>> SpeedConfig(models=("mlp", "resnet"))
+      Traceback (most recent call last):
+      ...
+      ValueError: unknown models ['resnet']; choose from ['mlp', 'cnn1d', 'cnn2d', 'transformer']
+
+    Attributes:
+      models: names in `MODELS`.
+      sizes: grid sizes K, smallest first.
+      steps: timed steps per model.
+      batch: examples per step per model.
+      methods: a subset of `METHODS`.
+      strategy: the engine's strategy: ``"auto"`` or one of `phosjax.train.STRATEGIES`.
+      compute_dtype: ``"float32"`` or ``"bfloat16"`` (`HParams.compute_dtype`), for every
+        method.
+      budget: skip a measurement whose estimated time (from the same method at the
+        previous size) exceeds this many seconds; 0: no limit.
+      repeats: timed rounds (each method runs ``steps`` steps per round, the methods
+        taking turns); the fastest round of each method counts.
+    """
+
+    models: tuple[str, ...] = tuple(MODELS)
+    sizes: tuple[int, ...] = (1, 8, 64, 256)
+    steps: int = 100
+    batch: int = 128
+    methods: tuple[str, ...] = METHODS
+    strategy: str = "auto"
+    compute_dtype: str = "float32"
+    budget: float = 120.0
+    repeats: int = 3
+
+    def __post_init__(self) -> None:
+        for name, given, known in [
+            ("models", self.models, MODELS),
+            ("methods", self.methods, METHODS),
+        ]:
+            unknown = [g for g in given if g not in known]
+            if unknown or not given:
+                raise ValueError(f"unknown {name} {unknown or given}; choose from {list(known)}")
+        if min((*self.sizes, self.steps, self.batch, self.repeats), default=0) < 1:
+            raise ValueError(f"sizes, steps, batch and repeats must be >= 1: {self}")
+        HParams(compute_dtype=self.compute_dtype)  # a clear error for a bad dtype
