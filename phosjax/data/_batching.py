@@ -18,8 +18,8 @@ def batch_indices(
 ) -> jax.Array:
     """The example indices of batch number `step`.
 
-    Each epoch is a permutation of ``range(num_examples)`` drawn from
-    ``jax.random.fold_in(key, epoch)`` (`shuffled_positions`); its first
+    Each epoch is a permutation of ``range(num_examples)`` drawn from the key and the
+    epoch (`shuffled_positions` with ``salt=epoch``); its first
     ``num_examples // batch_size`` slices of `batch_size` are the epoch's batches (the
     remainder ``num_examples % batch_size`` examples of each permutation are skipped, a
     different few each epoch). Only the batch's positions of the permutation are computed,
@@ -55,7 +55,7 @@ def batch_indices(
     step = jnp.asarray(step, jnp.int32)
     epoch, position = jnp.divmod(step, steps_per_epoch)
     positions = position * batch_size + jnp.arange(batch_size, dtype=jnp.int32)
-    return shuffled_positions(jax.random.fold_in(key, epoch), positions, num_examples)
+    return shuffled_positions(key, positions, num_examples, salt=epoch)
 
 
 def take_batch(key: jax.Array, step: jax.Array | int, arrays: PyTree, batch_size: int) -> PyTree:

@@ -3,7 +3,7 @@
 `jax.random.permutation` sorts all ``n`` indices; XLA:CPU sorts slowly (about 1.6 ms for
 4,000 indices, 25 ms for 60,000), which would dwarf the train step of a small model if
 done every step. Here the permutation is a keyed bijection of ``[0, 2**m)`` (a Feistel
-network: ``ROUNDS`` rounds, each mixing one half of the bits into the other through an
+network: `ROUNDS` rounds, each mixing one half of the bits into the other through an
 integer hash of it and a round key), restricted to ``[0, n)`` by cycle walking (apply it
 again while the value lies outside). It costs ``O(len(positions))`` and needs no state.
 """
@@ -14,8 +14,10 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-ROUNDS = 6
-"""Feistel rounds; each draws its own 32-bit round key."""
+ROUNDS = 10
+"""Feistel rounds, each with its own 32-bit round key. Small domains need many: with 6,
+the placements of two of 8 items were measurably non-uniform (chi-square 165 on 55
+degrees of freedom over 20,000 keys); with 8 or more they were not."""
 
 
 def _hash(x: jax.Array) -> jax.Array:
@@ -32,7 +34,7 @@ def _half_bits(n: int) -> int:
     return max(1, (max(n - 1, 1).bit_length() + 1) // 2)
 
 
-def _feistel(x: jax.Array, round_keys: jax.Array, half: int) -> jax.Array:
+def _feistel(x: jax.Array, round_keys: list[jax.Array], half: int) -> jax.Array:
     mask = jnp.uint32((1 << half) - 1)
     left, right = x >> half, x & mask
     for i in range(ROUNDS):
@@ -40,17 +42,36 @@ def _feistel(x: jax.Array, round_keys: jax.Array, half: int) -> jax.Array:
     return (left << half) | right
 
 
-def shuffled_positions(key: jax.Array, positions: jax.Array, n: int) -> jax.Array:
-    """``perm[positions]`` for the permutation ``perm`` of ``range(n)`` that ``key`` draws.
+def _round_keys(key: jax.Array, salt: jax.Array | int) -> list[jax.Array]:
+    """`ROUNDS` 32-bit round keys hashed from the key's data and ``salt``.
 
-    Pure and jittable (``positions`` may be traced, ``n`` is static) and vmappable over
-    ``key``. Each key gives one fixed permutation; different keys give independent-looking
-    ones.
+    Integer hashing only: `jax.random` would run threefry, which XLA:CPU compiles into a
+    loop, several microseconds per call, inside every train step.
+    """
+    words = (
+        jax.random.key_data(key) if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+    )
+    mixed = _hash(jnp.asarray(salt).astype(jnp.uint32) ^ jnp.uint32(0x9E3779B9))
+    for word in jnp.ravel(jnp.asarray(words).astype(jnp.uint32)):
+        mixed = _hash(mixed ^ word)
+    return [_hash(mixed ^ jnp.uint32((0x85EBCA6B * (i + 1)) & 0xFFFFFFFF)) for i in range(ROUNDS)]
+
+
+def shuffled_positions(
+    key: jax.Array, positions: jax.Array, n: int, salt: jax.Array | int = 0
+) -> jax.Array:
+    """``perm[positions]`` for the permutation ``perm`` of ``range(n)`` that ``key`` and
+    ``salt`` draw.
+
+    Pure and jittable (``positions`` and ``salt`` may be traced, ``n`` is static) and
+    vmappable over ``key``. Each (key, salt) gives one fixed permutation; different ones
+    give independent-looking permutations.
 
     Args:
-      key: a PRNG key (typed or raw ``uint32``).
+      key: a PRNG key (typed or raw ``uint32`` key data).
       positions: integer positions in ``[0, n)``, any shape.
       n: the size of the permuted range.
+      salt: an integer that draws another permutation from the same key (e.g. the epoch).
 
     Returns:
       int32 values in ``[0, n)``, shaped like ``positions``; distinct positions give
@@ -65,7 +86,7 @@ def shuffled_positions(key: jax.Array, positions: jax.Array, n: int) -> jax.Arra
       True
     """
     half = _half_bits(n)
-    round_keys = jax.random.bits(key, (ROUNDS,), jnp.uint32)
+    round_keys = _round_keys(key, salt)
     bound = jnp.uint32(n)
 
     def outside(x: jax.Array) -> jax.Array:
