@@ -199,22 +199,32 @@ class Executor:
         return self._lifted(key, make, strategy, donate)(state, arrays)
 
     def run_steps(
-        self, key: Any, make_step: Callable[[], CellFn], state: Any, arrays: Any, num_steps: int
+        self,
+        key: Any,
+        make_step: Callable[[], CellFn],
+        state: Any,
+        arrays: Any,
+        num_steps: int,
+        *,
+        donate: bool = True,
     ) -> tuple[Any, Any]:
-        """``num_steps`` steps of the one-cell step ``make_step()`` on every cell, donating
-        ``state``: ``(state, outputs)``, each output stacked ``(cells, num_steps, ...)``.
+        """``num_steps`` steps of the one-cell step ``make_step()`` on every cell:
+        ``(state, outputs)``, each output stacked ``(cells, num_steps, ...)``.
 
         ``"stepwise"`` dispatches every step; the other strategies run the steps in one
-        `jax.lax.scan` per call (compiled once per ``num_steps``).
+        `jax.lax.scan` per call (compiled once per ``num_steps`` and ``donate``). With
+        ``donate`` the call may reuse ``state``'s buffers; without, ``state`` stays valid.
         """
+        # "sequential" and "stepwise" step per-cell copies (UNSTACK): those they can donate
+        donate = donate or self.strategy in ("sequential", "stepwise")
         if self.strategy == "stepwise":
-            return self._lifted(key, make_step, "stepwise", True)(state, arrays, num_steps)
+            return self._lifted(key, make_step, "stepwise", donate)(state, arrays, num_steps)
 
         def make_chunk() -> CellFn:
             step = make_step()
             return lambda s, a: jax.lax.scan(lambda c, _: step(c, a), s, None, length=num_steps)
 
-        return self.run((key, num_steps), make_chunk, state, arrays, donate=True)
+        return self.run((key, num_steps), make_chunk, state, arrays, donate=donate)
 
     def _lifted(
         self, key: Any, make: Callable[[], CellFn], strategy: str, donate: bool

@@ -131,6 +131,21 @@ def test_stepwise_compiles_one_step_for_any_number_of_steps(toy):
     assert cache_key[1] == "stepwise" and len(lifted.args[0].compiled) == 1
 
 
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_run_steps_without_donation_leaves_the_state_usable(toy, strategy):
+    """``donate=False`` keeps the start state valid: stepping it again gives the same."""
+    [group] = plan_groups(CELLS[:2])
+    executor = Executor(strategy, 2)
+    state = executor.put_state(init_group(group, toy))
+    data = executor.put_data(device_arrays(toy))
+    make_step = functools.partial(make_train_step, group.model.build(), group.hparams)
+    key = ("test-no-donation", group.signature())
+    first, _ = executor.run_steps(key, make_step, state, data, 2, donate=False)
+    again, _ = executor.run_steps(key, make_step, state, data, 2, donate=False)
+    assert jax.device_get(state.step).tolist() == [0, 0]
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(first), jax.device_get(again))
+
+
 def test_run_group_places_a_data_set_once(toy, monkeypatch):
     placed = []
     original = Executor.put_data
