@@ -28,13 +28,13 @@ def measure_strategies(
     rounds in which the candidates take turns.
 
     Times the very programs `run_group` then runs (`Executor.run_steps` of ``steps``
-    steps) on copies of ``state``, so measuring compiles nothing extra when the run's
-    chunks have ``steps`` steps.
+    steps, without donation: its unguarded chunks) on copies of ``state``, so measuring
+    compiles nothing extra when the run's chunks have ``steps`` steps.
 
     Args:
       signature: names the group's compiled programs (`Group.signature`).
       make_step: builds the one-cell train step (`make_train_step`).
-      state: the group's state (left intact: each call gets a fresh copy).
+      state: the group's state (left intact).
       arrays: the data arrays (`device_arrays`).
       num_cells: the group's number of cells.
       devices: the devices the group runs on.
@@ -45,9 +45,9 @@ def measure_strategies(
     host = jax.device_get(state)
 
     def timed(executor: Executor, data: Any) -> float:
-        placed = jax.block_until_ready(executor.put_state(host))  # a fresh copy: donated
+        placed = jax.block_until_ready(executor.put_state(host))
         start = time.perf_counter()
-        out = executor.run_steps(("train", signature), make_step, placed, data, steps)
+        out = executor.run_steps(("train", signature), make_step, placed, data, steps, donate=False)
         jax.block_until_ready(out)
         return time.perf_counter() - start
 

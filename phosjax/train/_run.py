@@ -2,6 +2,7 @@
 
 import collections
 import dataclasses
+import functools
 import math
 import time
 import weakref
@@ -107,6 +108,35 @@ def _stops(start: int, until: int, chunk_steps: int, eval_every: int) -> list[in
     return stops
 
 
+def _train_chunk(
+    executor: Executor,
+    signature: Any,
+    make_step: Callable[[bool], Any],
+    state: Any,
+    arrays: Any,
+    num_steps: int,
+    guarded: bool,
+) -> tuple[Any, tuple[Any, np.ndarray], bool]:
+    """``(state, (metrics, diverged_at), guarded)`` after ``num_steps`` steps of
+    ``make_step(guard)``, the metrics and ``diverged_at`` fetched in one transfer.
+
+    Unguarded while no cell has diverged, keeping ``state``: a chunk in which one
+    diverges runs again, guarded, from ``state``, and so does every later chunk.
+    """
+    if not guarded:
+        unguarded = functools.partial(make_step, False)
+        ended, metrics = executor.run_steps(
+            ("train", signature), unguarded, state, arrays, num_steps, donate=False
+        )
+        host = jax.device_get(executor.take((metrics, ended.diverged_at)))
+        if np.all(host[1] < 0):
+            return ended, host, False
+    guarded_step = functools.partial(make_step, True)
+    key = ("train-guarded", signature)
+    state, metrics = executor.run_steps(key, guarded_step, state, arrays, num_steps)
+    return state, jax.device_get(executor.take((metrics, state.diverged_at))), True
+
+
 def run_group(
     group: Group,
     state: GroupState,
@@ -123,7 +153,10 @@ def run_group(
     Each chunk runs its steps on device (one `jax.lax.scan` per dispatch; ``"stepwise"``:
     one dispatch per step) and returns its per-step metrics in one transfer. Chunks also
     end at every evaluation step (each ``eval_every`` steps and at ``hparams.steps``),
-    where the test split is evaluated.
+    where the test split is evaluated. A cell whose loss or gradient norm turns
+    non-finite is frozen from that step on: chunks run without the per-step freezing
+    selects until a cell diverges in one, which is then run again, with them, from
+    its start state (`make_train_step`'s ``guard``).
     The state may come from an earlier call, or from ``jax.device_get`` of one (e.g. a
     checkpoint): resuming gives the same numbers as an uninterrupted run.
 
@@ -149,6 +182,7 @@ def run_group(
     hp = group.hparams
     until = hp.steps if until_step is None else until_step
     start = int(np.asarray(jax.device_get(state.step))[0])
+    guarded = bool(np.any(jax.device_get(state.diverged)))  # a frozen cell stays frozen
     if not start <= until <= hp.steps:
         raise ValueError(
             f"run_group: until_step={until} must lie between the state's step {start} and "
@@ -160,8 +194,8 @@ def run_group(
     signature = group.signature()
     model = group.model.build()
 
-    def make_step() -> Any:
-        return make_train_step(model, hp)
+    def make_step(guard: bool) -> Any:
+        return make_train_step(model, hp, guard=guard)
 
     stops = _stops(start, until, chunk_steps, hp.eval_every)
     timings: dict[str, float] = {}
@@ -169,7 +203,7 @@ def run_group(
     if strategy == "auto":
         strategy, timings = choose_strategy(
             signature,
-            make_step,
+            functools.partial(make_step, False),
             state,
             device_arrays(data),
             num_cells=len(group),
@@ -183,11 +217,12 @@ def run_group(
     for stop in stops:
         n = stop - step
         begin = _clock()
-        state, metrics = executor.run_steps(("train", signature), make_step, state, arrays, n)
+        state, (metrics, diverged_at), guarded = _train_chunk(
+            executor, signature, make_step, state, arrays, n, guarded
+        )
         scores = {}
         evaluated: tuple[float, float, int] | None = None
         if stop == hp.steps or (hp.eval_every and stop % hp.eval_every == 0):
-            jax.block_until_ready(metrics)  # times the steps apart from the evaluation
             evaluated = _clock()
             scores = executor.run(
                 ("eval", signature),
@@ -196,13 +231,13 @@ def run_group(
                 arrays,
                 donate=False,
             )
-        host = jax.device_get(executor.take((metrics, scores, state.diverged_at)))
+            scores = jax.device_get(executor.take(scores))
         end = _clock()
         chunk = Chunk(
             np.arange(step + 1, stop + 1),
-            host[0],
-            host[1],
-            host[2],
+            metrics,
+            scores,
+            diverged_at,
             compile_s=end[1] - last[1],
             compiles=end[2] - last[2],
             train_s=_net(begin, evaluated or end),

@@ -1,5 +1,7 @@
 """The engine trains each cell of a group exactly as if it were trained alone."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,8 +9,17 @@ import optax
 import pytest
 
 from phosjax.data import batch_indices
-from phosjax.train import Cell, HParams, init_group, plan_groups, run_group, train_grid
+from phosjax.train import (
+    STRATEGIES,
+    Cell,
+    HParams,
+    init_group,
+    plan_groups,
+    run_group,
+    train_grid,
+)
 from phosjax.train._run import _stops
+from phosjax.train._step import device_arrays, make_train_step
 from tests.train.tiny import Tiny
 
 TOL = {"rtol": 2e-5, "atol": 2e-6}
@@ -127,6 +138,46 @@ def test_divergent_cell_is_frozen_and_leaves_its_neighbours_alone(toy):
     assert_trees_close(take(state.params), take(without_state.params))
     assert_trees_close(take(chunk.eval), take(without_chunk.eval))
     assert not without_state.diverged.any()
+
+
+MOMENTUM = HParams(optimizer="momentum", learning_rate=0.05, batch_size=16, steps=8)
+BLOWS_UP = dataclasses.replace(MOMENTUM, learning_rate=1e6)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_cell_diverging_mid_chunk_is_frozen_at_its_last_finite_step(toy, strategy):
+    """Chunks run unguarded; the chunk a cell diverges in runs again, guarded."""
+    [group] = plan_groups([Cell(Tiny(), "toy", MOMENTUM, 0), Cell(Tiny(), "toy", BLOWS_UP, 7)])
+    whole, run = run_group(group, init_group(group, toy), toy, strategy=strategy, chunk_steps=8)
+    at = int(whole.diverged_at[1])
+    assert 2 <= at <= 8 and run.chunks[0].diverged_at.tolist() == [-1, at]  # mid-chunk
+    before, _ = run_group(group, init_group(group, toy), toy, at - 1, strategy=strategy)
+    bad = lambda state: jax.tree.map(lambda a: a[1], (state.params, state.opt_state))
+    assert_trees_close(bad(whole), bad(before))  # frozen after step at - 1
+    in_small_chunks, _ = run_group(  # later chunks stay guarded
+        group, init_group(group, toy), toy, strategy=strategy, chunk_steps=2
+    )
+    assert_trees_close(jax.device_get(in_small_chunks), jax.device_get(whole))
+
+
+def test_an_unguarded_step_sets_the_divergence_flags_but_applies_the_update(toy):
+    [group] = plan_groups([Cell(Tiny(), "toy", BLOWS_UP, 7)])
+    state = jax.tree.map(lambda a: a[0], init_group(group, toy))
+    arrays = jax.device_put(device_arrays(toy))
+    steps = {
+        guard: jax.jit(make_train_step(Tiny().build(), BLOWS_UP, guard=guard))
+        for guard in (True, False)
+    }
+    for _ in range(8):
+        state, _ = steps[True](state, arrays)
+    at = int(state.diverged_at)
+    assert state.diverged and at > 1
+    frozen = state.params
+    guarded, _ = steps[True](state, arrays)
+    unguarded, _ = steps[False](state, arrays)
+    assert_trees_close(guarded.params, frozen)
+    assert not all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(unguarded.params))
+    assert (unguarded.diverged, int(unguarded.diverged_at)) == (True, at)
 
 
 def test_train_grid_returns_tidy_frames(toy):
