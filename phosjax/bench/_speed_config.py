@@ -57,6 +57,8 @@ class SpeedConfig:
             ("models", self.models, MODELS),
             ("methods", self.methods, METHODS),
         ]:
+            if isinstance(given, str):
+                raise ValueError(f"{name} must be a tuple of names, e.g. ({given!r},), not a str")
             unknown = [g for g in given if g not in known]
             if unknown or not given:
                 raise ValueError(f"unknown {name} {unknown or given}; choose from {list(known)}")

@@ -53,6 +53,11 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys, argv, message):
     assert not list(tmp_path.iterdir())  # nothing measured, nothing written
 
 
+def test_a_string_of_names_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"models must be a tuple of names, e.g. \('mlp',\)"):
+        SpeedConfig(models="mlp")
+
+
 def _fake_setup(bytes_per_model: int) -> _speed_methods.Setup:
     return _speed_methods.Setup("mlp", _speed.MODELS["mlp"], id, id, None, bytes_per_model)
 
