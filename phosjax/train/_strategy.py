@@ -214,6 +214,8 @@ class Executor:
         ``"stepwise"`` dispatches every step; the other strategies run the steps in one
         `jax.lax.scan` per call (compiled once per ``num_steps`` and ``donate``). With
         ``donate`` the call may reuse ``state``'s buffers; without, ``state`` stays valid.
+        A step with a ``batches`` method (`TrainStep`) gets the chunk's batches drawn
+        before the scan, ``step(state, arrays, batches[i])``.
         """
         # "sequential" and "stepwise" step per-cell copies (UNSTACK): those they can donate
         donate = donate or self.strategy in ("sequential", "stepwise")
@@ -222,7 +224,10 @@ class Executor:
 
         def make_chunk() -> CellFn:
             step = make_step()
-            return lambda s, a: jax.lax.scan(lambda c, _: step(c, a), s, None, length=num_steps)
+            draw = getattr(step, "batches", None)
+            if draw is None:
+                return lambda s, a: jax.lax.scan(lambda c, _: step(c, a), s, None, num_steps)
+            return lambda s, a: jax.lax.scan(lambda c, b: step(c, a, b), s, draw(s, a, num_steps))
 
         return self.run((key, num_steps), make_chunk, state, arrays, donate=donate)
 

@@ -180,6 +180,20 @@ def test_an_unguarded_step_sets_the_divergence_flags_but_applies_the_update(toy)
     assert (unguarded.diverged, int(unguarded.diverged_at)) == (True, at)
 
 
+def test_a_chunks_batches_drawn_at_once_are_each_steps_own(toy):
+    """`TrainStep.batches` (drawn before a chunk's scan) == `batch_indices` step by step,
+    across epoch ends, from any start step."""
+    [group] = plan_groups([Cell(Tiny(), "toy", MOMENTUM, 3)])
+    state = jax.tree.map(lambda a: a[0], init_group(group, toy)).replace(step=jnp.int32(5))
+    arrays = device_arrays(toy)
+    step = make_train_step(Tiny().build(), MOMENTUM)
+    num_train, size = len(arrays["x_train"]), MOMENTUM.batch_size
+    key = jax.random.wrap_key_data(state.data_key)
+    steps = range(5, 5 + 3 * num_train // size)  # three epochs
+    expected = [batch_indices(key, s, num_train, size) for s in steps]
+    np.testing.assert_array_equal(step.batches(state, arrays, len(steps)), np.stack(expected))
+
+
 def test_train_grid_returns_tidy_frames(toy):
     result = train_grid(CELLS, datasets={"toy": toy}, strategy="vmap", chunk_steps=4)
     assert result.index == (0, 1, 2, 3)
