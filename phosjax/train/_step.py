@@ -90,9 +90,10 @@ class TrainStep:
 
     ``step.batches(state, arrays, n)`` draws the batch indices of the next ``n`` steps at
     once, ``(n, batch_size)``, and ``step(state, arrays, batches[i])`` takes the i-th of
-    those steps. `Executor.run_steps` draws a chunk's batches before its scan: the cycle
-    walking of `batch_indices` is a while loop, whose control flow alone cost ~15 µs of a
-    ~110 µs MLP step on XLA:CPU, so it runs once per chunk instead. Both draw the same.
+    those steps. `Executor.run_steps` draws a chunk's batches before its scan, so the
+    while loop of `batch_indices` (its cycle walking) runs once per chunk, not in every
+    step's body (0-8% of a one-cell MLP step on XLA:CPU,
+    ``benchmarks/engine_step_parts.py``). Both draw the same indices.
 
     Example:
       >>> step = make_train_step(model, hp)                        # doctest: +SKIP
@@ -128,7 +129,7 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
     gradient norm is not finite is marked diverged (``diverged``, ``diverged_at``); with
     ``guard`` its params, state and optimizer state then stop changing. Without it the
     step applies every update: the selects that freeze a cell cost XLA copies of the
-    whole state each step (15-20% of a small MLP's step on CPU), so `run_group` runs
+    whole state each step (2-25% of a one-cell MLP step on CPU), so `run_group` runs
     its chunks unguarded and re-runs a chunk guarded, from its start, when a cell
     diverged in it. The model computes in ``hp.compute_dtype`` (`precision_apply`).
     """

@@ -1,0 +1,90 @@
+"""What parts of the engine's train step cost: a one-cell MLP, 100 steps per scan.
+
+Run: ``python benchmarks/engine_step_parts.py``
+
+Times, in this one run on the current backend, chunks of 100 steps (one `jax.lax.scan`
+each, one cell, batch 128 from 4,000 synthetic MNIST-1D-shaped examples), each run as
+`run_group` runs it (`Executor.run_steps`, strategies ``map`` and ``vmap``), of:
+
+* ``engine``: the step as `run_group` runs it: unguarded, the chunk's batch indices drawn
+  before the scan (`TrainStep.batches`);
+* ``drawn in each step``: the same, the batch indices drawn inside the scan body;
+* ``guarded``: the step that freezes a diverged cell (``make_train_step(guard=True)``);
+* ``bare``: the speed bench's plain Adam step on one fixed batch, no metrics.
+
+The variants take turns over the rounds; it prints µs per step (best and median) and
+each one's best over the engine's.
+"""
+
+import time
+
+STEPS, ROUNDS = 100, 30
+
+
+def variants() -> dict:
+    """name -> a call that runs one chunk (compiled by a first call)."""
+    import functools
+
+    import jax
+    import numpy as np
+
+    from phosjax.bench._speed_config import SpeedConfig
+    from phosjax.bench._speed_methods import setup_model
+    from phosjax.data import ArrayDataset
+    from phosjax.train import Cell, HParams, init_group, plan_groups
+    from phosjax.train._step import device_arrays, make_train_step
+    from phosjax.train._strategy import Executor
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(4100, 40)).astype(np.float32), rng.integers(0, 10, 4100)
+    data = ArrayDataset("synthetic", x[:4000], y[:4000], x[4000:], y[4000:], 10, (40,))
+    bench = setup_model("mlp", SpeedConfig(models=("mlp",), sizes=(1,), steps=STEPS))
+    hp = HParams(batch_size=128, steps=10 * STEPS)
+    [group] = plan_groups([Cell(bench.config, data.name, hp, 0)])
+    model = group.model.build()
+    steps = {
+        "engine": lambda: make_train_step(model, hp, guard=False),
+        "drawn in each step": lambda: lambda s, a: make_train_step(model, hp, guard=False)(s, a),
+        "guarded": lambda: make_train_step(model, hp),
+    }
+    calls = {}
+    for strategy in ("map", "vmap"):
+        executor = Executor(strategy, 1)
+        state = executor.put_state(init_group(group, data))
+        arrays = executor.put_data(device_arrays(data))
+        for name, make in steps.items():
+            run = functools.partial(
+                executor.run_steps, name, make, state, arrays, STEPS, donate=False
+            )
+            calls[f"{name} ({strategy})"] = run
+    fixed = jax.device_put((x[:128], y[:128].astype(np.int32)))
+    bare = jax.jit(
+        lambda s: jax.lax.scan(lambda c, _: (bench.step(c, *fixed), None), s, None, STEPS)
+    )
+    calls["bare"] = functools.partial(bare, jax.device_put(bench.states(1)[0]))
+    for call in calls.values():
+        jax.block_until_ready(call())
+    return calls
+
+
+def main() -> None:
+    import jax
+    import numpy as np
+
+    print(f"backend={jax.default_backend()} device={jax.devices()[0].device_kind}")
+    calls = variants()
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(ROUNDS):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            jax.block_until_ready(call())
+            times[name].append((time.perf_counter() - start) / STEPS * 1e6)
+    best = {name: min(ts) for name, ts in times.items()}
+    print(f"{'variant':<26} {'best us/step':>12} {'median':>8} {'best/engine (map)':>18}")
+    for name, ts in times.items():
+        ratio = best[name] / best["engine (map)"]
+        print(f"{name:<26} {best[name]:12.1f} {np.median(ts):8.1f} {ratio:18.2f}")
+
+
+if __name__ == "__main__":
+    main()
