@@ -67,17 +67,24 @@ def choose_strategy(
     signature: Any,
     make_step: Callable[[], Callable[..., Any]],
     state: Any,
-    arrays: Any,
+    make_arrays: Callable[[], Any],
     *,
     num_cells: int,
     devices: Sequence[jax.Device],
     steps: int = 10,
 ) -> tuple[str, dict[str, float]]:
-    """The fastest strategy for this group on these devices and its timings (cached)."""
+    """The fastest strategy for this group on these devices and its timings (cached);
+    ``make_arrays()`` gives the data arrays, called only when measuring."""
     key = (devices[0].platform, signature, num_cells, len(devices))
     if key not in _CHOICES:
         timings = measure_strategies(
-            signature, make_step, state, arrays, num_cells=num_cells, devices=devices, steps=steps
+            signature,
+            make_step,
+            state,
+            make_arrays(),
+            num_cells=num_cells,
+            devices=devices,
+            steps=steps,
         )
         _CHOICES[key] = (min(timings, key=timings.__getitem__), timings)
     return _CHOICES[key]

@@ -205,7 +205,7 @@ def run_group(
             signature,
             functools.partial(make_step, False),
             state,
-            device_arrays(data),
+            lambda: device_arrays(data),
             num_cells=len(group),
             devices=devices,
             steps=min(stops[0] - start if stops else chunk_steps, 10),

@@ -159,3 +159,17 @@ def test_run_group_places_a_data_set_once(toy, monkeypatch):
     another = dataclasses.replace(data)  # equal arrays, another object: placed again
     run_group(group, init_group(group, another), another, 2, strategy="vmap")
     assert len(placed) == 2
+
+
+def test_a_later_auto_call_neither_measures_nor_converts_the_data_again(toy, monkeypatch):
+    import phosjax.train._run as run_module
+
+    converted = []
+    original = run_module.device_arrays
+    monkeypatch.setattr(run_module, "device_arrays", lambda d: converted.append(1) or original(d))
+    [group] = plan_groups(CELLS[:1])
+    data = dataclasses.replace(toy)
+    state, first = run_group(group, init_group(group, data), data, 2, strategy="auto")
+    before = len(converted)
+    _, second = run_group(group, state, data, 4, strategy="auto")
+    assert len(converted) == before and second.strategy == first.strategy
