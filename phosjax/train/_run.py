@@ -123,18 +123,18 @@ def _train_chunk(
     Unguarded while no cell has diverged, keeping ``state``: a chunk in which one
     diverges runs again, guarded, from ``state``, and so does every later chunk.
     """
+
+    def run(guard: bool) -> tuple[Any, tuple[Any, np.ndarray]]:
+        key = ("train-guarded" if guard else "train", signature)
+        step = functools.partial(make_step, guard)
+        ended, metrics = executor.run_steps(key, step, state, arrays, num_steps, donate=guard)
+        return ended, jax.device_get(executor.take((metrics, ended.diverged_at)))
+
     if not guarded:
-        unguarded = functools.partial(make_step, False)
-        ended, metrics = executor.run_steps(
-            ("train", signature), unguarded, state, arrays, num_steps, donate=False
-        )
-        host = jax.device_get(executor.take((metrics, ended.diverged_at)))
+        ended, host = run(guard=False)
         if np.all(host[1] < 0):
             return ended, host, False
-    guarded_step = functools.partial(make_step, True)
-    key = ("train-guarded", signature)
-    state, metrics = executor.run_steps(key, guarded_step, state, arrays, num_steps)
-    return state, jax.device_get(executor.take((metrics, state.diverged_at))), True
+    return (*run(guard=True), True)
 
 
 def run_group(
@@ -181,8 +181,9 @@ def run_group(
         )
     hp = group.hparams
     until = hp.steps if until_step is None else until_step
-    start = int(np.asarray(jax.device_get(state.step))[0])
-    guarded = bool(np.any(jax.device_get(state.diverged)))  # a frozen cell stays frozen
+    steps_done, diverged = jax.device_get((state.step, state.diverged))
+    start = int(np.asarray(steps_done)[0])
+    guarded = bool(np.any(diverged))  # a frozen cell stays frozen
     if not start <= until <= hp.steps:
         raise ValueError(
             f"run_group: until_step={until} must lie between the state's step {start} and "
