@@ -8,13 +8,12 @@ device per cell; otherwise the cell count is padded to a multiple of the device 
 with copies of the first cell, which `Executor.take` drops again.
 ``"sequential"`` compiles the one-cell function and calls it cell after cell on the
 first device. ``"stepwise"`` is ``"sequential"`` without a loop on the device: it
-compiles ONE step of one cell and calls it step after step (`Executor.run_steps`), the
-way a plain training loop does; XLA:CPU compiles convolutions inside loops onto a slow
-path (jax-ml/jax#12868), which this avoids.
+compiles `STEPWISE_UNROLL` steps of one cell, unrolled, and calls that program again and
+again (`Executor.run_steps`), the way a plain training loop does; XLA:CPU compiles
+convolutions inside loops onto a slow path (jax-ml/jax#12868), which this avoids.
 """
 
 import dataclasses
-import functools
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -29,6 +28,12 @@ STRATEGIES = ("vmap", "map", "sequential", "stepwise")
 
 GRID = "grid"
 """The mesh axis the cell axis is sharded over."""
+
+STEPWISE_UNROLL = 2
+"""Steps per dispatch of ``"stepwise"`` (unrolled: no loop on the device). For a one-cell
+cnn1d chunk on XLA:CPU two steps per call took 0.90-0.97x the time of one (medians of
+three runs; best of rounds 0.84-1.09x) and compiled 0.1 s longer; four took about the
+same as two and compiled 0.6 s longer (``python benchmarks/stepwise_unroll.py``)."""
 
 CellFn = Callable[[Any, Any], Any]
 
@@ -107,7 +112,7 @@ def _lift(fn: CellFn, strategy: str, mesh: Mesh, donate: bool) -> Callable[..., 
     if strategy in ("sequential", "stepwise"):
         single = _Program(jax.jit(fn, donate_argnums=donate_argnums))
         if strategy == "stepwise":
-            return functools.partial(_stepwise, single)
+            return single
 
         def run(states: Any, arrays: Any) -> Any:
             return STACK([single(state, arrays) for state in UNSTACK(states)])
@@ -125,15 +130,49 @@ def _lift(fn: CellFn, strategy: str, mesh: Mesh, donate: bool) -> Callable[..., 
     return _Program(jax.jit(sharded, donate_argnums=donate_argnums))
 
 
-def _stepwise(step: _Program, states: Any, arrays: Any, num_steps: int) -> Any:
-    """``num_steps`` calls of the one-step program ``step`` per cell, cell after cell."""
+def _steps(step: Callable[..., Any], num_steps: int, *, unrolled: bool) -> CellFn:
+    """``num_steps`` calls of the one-cell ``step`` as one cell function ``(state, arrays)
+    -> (state, outputs)``, the outputs stacked ``(num_steps, ...)``: a `jax.lax.scan`, or
+    ``unrolled`` (no loop). A step with a ``batches`` method (`TrainStep`) gets its
+    batches drawn before the steps, ``step(state, arrays, batches[i])``."""
+    draw = getattr(step, "batches", None)
+
+    def run(state: Any, arrays: Any) -> Any:
+        batches = None if draw is None else draw(state, arrays, num_steps)
+
+        def body(carry: Any, batch: Any) -> Any:
+            return step(carry, arrays) if batch is None else step(carry, arrays, batch)
+
+        if not unrolled:
+            return jax.lax.scan(body, state, batches, length=num_steps)
+        outs = []
+        for i in range(num_steps):
+            state, out = body(state, None if batches is None else batches[i])
+            outs.append(out)
+        return state, _stack(outs)
+
+    return run
+
+
+def _concatenate(parts: list[Any]) -> Any:
+    return jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts)
+
+
+CONCATENATE = _Program(jax.jit(_concatenate))
+"""One compiled call: trees stacked on a leading axis into one, along that axis."""
+
+
+def _stepwise(blocks: list[tuple[_Program, int]], states: Any, arrays: Any) -> Any:
+    """Cell after cell, ``count`` calls of each ``(program, count)`` of ``blocks`` in turn."""
     outs = []
     for state in UNSTACK(states):
-        call, metrics = step.executable(state, arrays), []
-        for _ in range(num_steps):  # the state keeps its signature: one lookup per cell
-            state, out = call(state, arrays)
-            metrics.append(out)
-        outs.append((state, STACK(metrics)))
+        parts = []
+        for program, count in blocks:
+            call = program.executable(state, arrays)  # the state keeps its signature
+            for _ in range(count):
+                state, out = call(state, arrays)
+                parts.append(out)
+        outs.append((state, CONCATENATE(parts)))
     return STACK(outs)
 
 
@@ -148,14 +187,23 @@ class Executor:
       strategy: one of `STRATEGIES`.
       num_cells: the group's real number of cells.
       devices: the devices to shard the cell axis over (default: all local devices).
+      unroll: ``"stepwise"``'s steps per dispatch.
     """
 
     def __init__(
-        self, strategy: str, num_cells: int, devices: Sequence[jax.Device] | None = None
+        self,
+        strategy: str,
+        num_cells: int,
+        devices: Sequence[jax.Device] | None = None,
+        *,
+        unroll: int = STEPWISE_UNROLL,
     ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"Unknown strategy {strategy!r}: expected 'auto' or {STRATEGIES}")
+        if unroll < 1:
+            raise ValueError(f"Executor: unroll must be >= 1, got {unroll}.")
         self.strategy = strategy
+        self.unroll = unroll
         self.num_cells = num_cells
         devices = list(devices or jax.local_devices())
         # A group smaller than the device count uses one device per cell (no padding).
@@ -211,25 +259,32 @@ class Executor:
         """``num_steps`` steps of the one-cell step ``make_step()`` on every cell:
         ``(state, outputs)``, each output stacked ``(cells, num_steps, ...)``.
 
-        ``"stepwise"`` dispatches every step; the other strategies run the steps in one
-        `jax.lax.scan` per call (compiled once per ``num_steps`` and ``donate``). With
-        ``donate`` the call may reuse ``state``'s buffers; without, ``state`` stays valid.
-        A step with a ``batches`` method (`TrainStep`) gets the chunk's batches drawn
-        before the scan, ``step(state, arrays, batches[i])``.
+        ``"stepwise"`` dispatches ``unroll`` steps at a time (unrolled); the other
+        strategies run the steps in one `jax.lax.scan` per call (compiled once per
+        ``num_steps`` and ``donate``). With ``donate`` the call may reuse ``state``'s
+        buffers; without, ``state`` stays valid. A step with a ``batches`` method
+        (`TrainStep`) gets the batches of a scan or of an unrolled call drawn before its
+        steps, ``step(state, arrays, batches[i])``.
         """
         # "sequential" and "stepwise" step per-cell copies (UNSTACK): those they can donate
         donate = donate or self.strategy in ("sequential", "stepwise")
         if self.strategy == "stepwise":
-            return self._lifted(key, make_step, "stepwise", donate)(state, arrays, num_steps)
+            whole, rest = divmod(num_steps, self.unroll)
+            blocks = [(self.unroll, whole), (rest, 1)]
+            programs = [
+                (self._lifted((key, n), self._maker(make_step, n, True), "stepwise", donate), calls)
+                for n, calls in blocks
+                if n and calls
+            ]
+            return _stepwise(programs, state, arrays)
+        make = self._maker(make_step, num_steps, False)
+        return self.run((key, num_steps), make, state, arrays, donate=donate)
 
-        def make_chunk() -> CellFn:
-            step = make_step()
-            draw = getattr(step, "batches", None)
-            if draw is None:
-                return lambda s, a: jax.lax.scan(lambda c, _: step(c, a), s, None, num_steps)
-            return lambda s, a: jax.lax.scan(lambda c, b: step(c, a, b), s, draw(s, a, num_steps))
-
-        return self.run((key, num_steps), make_chunk, state, arrays, donate=donate)
+    @staticmethod
+    def _maker(
+        make_step: Callable[[], Any], num_steps: int, unrolled: bool
+    ) -> Callable[[], CellFn]:
+        return lambda: _steps(make_step(), num_steps, unrolled=unrolled)
 
     def _lifted(
         self, key: Any, make: Callable[[], CellFn], strategy: str, donate: bool

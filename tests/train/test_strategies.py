@@ -13,7 +13,7 @@ import phosjax as px
 from phosjax.data import batch_indices
 from phosjax.train import STRATEGIES, Cell, HParams, Regularizer, init_group, plan_groups, run_group
 from phosjax.train._step import device_arrays, make_train_step
-from phosjax.train._strategy import _LIFTED, Executor
+from phosjax.train._strategy import _LIFTED, STEPWISE_UNROLL, Executor
 from tests.train.tiny import Tiny
 
 TOL = {"rtol": 2e-5, "atol": 2e-6}
@@ -114,21 +114,41 @@ def test_loss_adds_task_aux_and_each_cells_regularizers(runs, toy):
         np.testing.assert_allclose(train["regularizer"][i, 0], expected, rtol=1e-4)
 
 
-def test_stepwise_compiles_one_step_for_any_number_of_steps(toy):
-    """ "stepwise" compiles ONE step of one cell (no scan over the steps: XLA:CPU keeps its
-    fast convolutions) and returns the metrics of every step stacked ``(cells, steps)``."""
+def test_stepwise_compiles_two_programs_for_any_number_of_steps(toy):
+    """ "stepwise" compiles `STEPWISE_UNROLL` steps of one cell, unrolled (no scan over
+    the steps: XLA:CPU keeps its fast convolutions), and one step for an odd remainder,
+    whatever the chunk lengths; the metrics of every step come back ``(cells, steps)``."""
     [group] = plan_groups(CELLS[:2])
     executor = Executor("stepwise", 2)
     key = ("test-stepwise", group.signature())
     state = executor.put_state(init_group(group, toy))
     data = executor.put_data(device_arrays(toy))
     make_step = functools.partial(make_train_step, group.model.build(), group.hparams)
-    for steps in (3, 5):
+    for steps in (3, 5, 1, 4):
         state, metrics = executor.run_steps(key, make_step, state, data, steps)
         assert metrics["loss"].shape == (2, steps)
-    assert jax.device_get(state.step).tolist() == [8, 8]
-    [(cache_key, lifted)] = [(k, v) for k, v in _LIFTED.items() if k[0] == key]
-    assert cache_key[1] == "stepwise" and len(lifted.args[0].compiled) == 1
+    assert jax.device_get(state.step).tolist() == [13, 13]
+    lifted = {k[0][1]: v for k, v in _LIFTED.items() if k[0][0] == key}
+    assert sorted(lifted) == [1, STEPWISE_UNROLL]
+    assert all(k[1] == "stepwise" for k in _LIFTED if k[0][0] == key)
+    assert [len(program.compiled) for program in lifted.values()] == [1, 1]
+
+
+def test_stepwise_gives_the_same_numbers_for_any_steps_per_dispatch(toy):
+    """Unrolling more steps per dispatch changes the program, not the numbers."""
+    [group] = plan_groups(CELLS[:2])
+    make_step = functools.partial(make_train_step, group.model.build(), group.hparams)
+    out = {}
+    for unroll in (1, 2, 3):
+        executor = Executor("stepwise", 2, unroll=unroll)
+        state = executor.put_state(init_group(group, toy))
+        data = executor.put_data(device_arrays(toy))
+        key = ("test-unroll", group.signature())
+        out[unroll] = jax.device_get(executor.run_steps(key, make_step, state, data, 7))
+    for unroll in (2, 3):
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **TOL), out[unroll], out[1])
+    with pytest.raises(ValueError, match="unroll must be >= 1, got 0"):
+        Executor("stepwise", 2, unroll=0)
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
