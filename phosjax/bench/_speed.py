@@ -135,6 +135,7 @@ def measure(cfg: SpeedConfig, progress: bool = True) -> pd.DataFrame:
                 "warmup_s": prepared.warmup_s,
                 "steps": prepared.steps,
                 "strategy": prepared.strategy,
+                "note": prepared.note,
                 "model_steps_per_s": rate,
             }
             seen[method] = rate

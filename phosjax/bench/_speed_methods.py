@@ -10,6 +10,7 @@ function ``(setup, K, config) -> Ready``; `phosjax.bench._speed.measure` times t
 
 import dataclasses
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -112,12 +113,14 @@ class Ready:
       warmup_s: seconds of the first call (compiling; for the engine also ``"auto"``).
       steps: steps per ``run`` call.
       strategy: the engine's strategy ("" for the other methods).
+      note: what the row's reader should know (torch: the warnings of its warm-up).
     """
 
     run: Callable[[], Any]
     warmup_s: float
     steps: int
     strategy: str = ""
+    note: str = ""
 
 
 def _one_by_one(setup: Setup, k: int, cfg: SpeedConfig) -> Ready:
@@ -206,13 +209,18 @@ def _engine(setup: Setup, k: int, cfg: SpeedConfig) -> Ready:
 
 
 def _torch(setup: Setup, k: int, cfg: SpeedConfig) -> Ready:
+    """torch.func.vmap; its warm-up's warnings (e.g. an op without a batching rule, run in
+    a loop over the models) go to the row's note."""
     try:
-        run, warmup = _speed_torch.prepare(
-            setup.name, k, cfg.batch, cfg.steps, setup.config.input_shape, cfg.compute_dtype
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            run, warmup = _speed_torch.prepare(
+                setup.name, k, cfg.batch, cfg.steps, setup.config.input_shape, cfg.compute_dtype
+            )
     except Exception as error:  # keep every other row of a long run
         raise Failed(f"{type(error).__name__}: {error}") from error
-    return Ready(run, warmup, cfg.steps)
+    said = dict.fromkeys(str(w.message).split(" (Triggered internally")[0] for w in caught)
+    return Ready(run, warmup, cfg.steps, note=" | ".join(f"torch warned: {m}" for m in said))
 
 
 PREPARE: dict[str, Callable[[Setup, int, SpeedConfig], Ready]] = {

@@ -69,10 +69,10 @@ def table(frame: pd.DataFrame) -> str:
             ratio = row["engine"] / row[method]
             text += f"{ratio:>11.2f}" if np.isfinite(ratio) else f"{'-':>11}"
         lines.append(text)
-    notes = frame[frame["status"] != "ok"]
+    notes = frame[(frame["status"] != "ok") | (frame["note"] != "")]
     for (method, status, note), rows in notes.groupby(["method", "status", "note"], sort=False):
         where = ", ".join(f"{m} K={k}" for m, k in zip(rows["model"], rows["K"], strict=True))
-        lines.append(f"{status}: {method} ({where}): {note}")
+        lines.append(f"{'note' if status == 'ok' else status}: {method} ({where}): {note}")
     return "\n".join(lines)
 
 

@@ -90,11 +90,29 @@ def _frame() -> pd.DataFrame:
 def test_table_ratios_and_svg_plot(tmp_path):
     frame = _frame().assign(note="", strategy="vmap")
     frame.loc[frame["method"] == "torch", "note"] = "torch is not installed"
+    frame.loc[(frame["method"] == "vmap") & (frame["K"] == 8), "note"] = "a warning"
     text = _speed_report.table(frame)
     row = next(line for line in text.splitlines() if line.startswith("mlp") and " 8 " in line)
     assert row.split()[-4:] == ["vmap", "2.50", "0.83", "-"]  # strategy, eng/1by1, vmap, torch
     assert "skipped: torch (mlp K=1, mlp K=8): torch is not installed" in text
+    assert "note: vmap (mlp K=8): a warning" in text and "vmap (mlp K=1)" not in text
     path = _speed_report.svg(frame, tmp_path / "speed")
     root = ET.parse(path).getroot()
     assert path.suffix == ".svg" and root.tag.endswith("svg")
     assert len(root.findall("{http://www.w3.org/2000/svg}polyline")) == 3  # ok methods
+
+
+@pytest.mark.parametrize("name", list(_speed.MODELS))
+def test_torch_twins_have_the_models_parameter_counts(name):
+    """The ``torch`` method trains the same models (runs where torch is installed)."""
+    torch = pytest.importorskip("torch")
+    import jax
+    import jax.numpy as jnp
+
+    from phosjax.bench._speed_torch import _model
+
+    config = _speed.MODELS[name]
+    x = jnp.zeros((1, *config.input_shape))
+    params = config.build().init(jax.random.key(0), x, train=False)["params"]
+    twin = _model(name, torch)
+    assert sum(p.numel() for p in twin.parameters()) == sum(a.size for a in jax.tree.leaves(params))
