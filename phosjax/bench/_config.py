@@ -242,10 +242,13 @@ class BenchConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (JSON and YAML friendly) that `from_dict` reads back."""
-        data = json.loads(json.dumps(dataclasses.asdict(self)))
+        data = self._plain()
         if not data["grid"]["regularizers"]:  # benches made before the field keep their digest
             del data["grid"]["regularizers"]
         return data
+
+    def _plain(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "BenchConfig":
@@ -269,6 +272,53 @@ class BenchConfig:
         """The sha256 of the config's canonical JSON: equal configs, equal digests."""
         text = json.dumps(self.to_dict(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
+
+    def differences(self, other: "BenchConfig") -> list[str]:
+        """Where ``other`` differs from this config, as ``key: this -> other`` lines;
+        numbers compare by value (``weight_decay: 0`` is ``0.0``).
+
+        Examples:
+          >>> a = BenchConfig.from_dict({"grid": {"learning_rate": 1, "steps": 20}})
+          >>> b = BenchConfig.from_dict({"grid": {"learning_rate": 1.0, "steps": 30}})
+          >>> a.differences(b)
+          ['grid.steps: 20 -> 30']
+        """
+        return _differences(self._plain(), other._plain(), "")
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "(absent)"
+
+
+_ABSENT = _Absent()
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal, numbers by value (``0 == 0.0``), other values also by type."""
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in (a, b)):
+        return bool(a == b)
+    return type(a) is type(b) and bool(a == b)
+
+
+def _differences(a: Any, b: Any, where: str) -> list[str]:
+    """``where: a -> b`` for every leaf in which the plain data ``a`` and ``b`` differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = [*a, *(k for k in b if k not in a)]
+        return [
+            line
+            for k in keys
+            for line in _differences(
+                a.get(k, _ABSENT), b.get(k, _ABSENT), f"{where}.{k}" if where else str(k)
+            )
+        ]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [
+            line
+            for i, (x, y) in enumerate(zip(a, b, strict=True))
+            for line in _differences(x, y, f"{where}[{i}]")
+        ]
+    return [] if _same(a, b) else [f"{where}: {a!r} -> {b!r}"]
 
 
 def read_yaml(path: str | pathlib.Path) -> Any:

@@ -61,7 +61,8 @@ def choose_config(
     An empty or missing directory (or one holding only what other processes of the
     same bench have written so far) takes ``config``. A bench holding the same config
     continues (the same command run again resumes). ``resume`` continues a bench under
-    its stored config; ``force`` moves a bench with another config aside to
+    its stored config; a config that differs only in how its numbers are written (``0``
+    for ``0.0``) is the stored one. ``force`` moves a bench with another config aside to
     ``<dir>.old-<time>`` (never deleting it) and starts over.
 
     Raises:
@@ -85,14 +86,18 @@ def choose_config(
         return stored, None
     if marker.get("config_hash") == config.digest():
         return config, None
+    changed = stored.differences(config)
+    if not changed:  # the same bench, its numbers written otherwise (0 and 0.0)
+        return stored, None
     if force:
         target = _aside(root)
         os.replace(root, target)
         return config, target
+    shown = "; ".join(changed[:5]) + (f"; and {len(changed) - 5} more" if len(changed) > 5 else "")
     raise BenchError(
-        f"{str(root)!r} holds a bench with a different config. Pass --resume to continue "
-        "it under its stored config, or --force to move it aside (to "
-        f"{root.name}.old-<time>) and start over, or pick another --dir."
+        f"{str(root)!r} holds a bench with a different config (stored -> given: {shown}). "
+        "Pass --resume to continue it under its stored config, or --force to move it aside "
+        f"(to {root.name}.old-<time>) and start over, or pick another --dir."
     )
 
 

@@ -140,3 +140,24 @@ def test_regularizers_are_entries_with_a_strength_axis(tmp_path):
 def test_bad_regularizer_entries_are_clear_errors(tmp_path, entry, match):
     with pytest.raises(BenchError, match=match):
         load_config(write(tmp_path, f"grid: {{regularizers: [{entry}]}}\n"))
+
+
+def test_differences_name_each_changed_key_and_compare_numbers_by_value():
+    stored = BenchConfig.from_dict(
+        {"models": ["mlp", {"name": "cnn1d", "width": 8}], "grid": {"weight_decay": 0}}
+    )
+    same = BenchConfig.from_dict(
+        {"models": ["mlp", {"name": "cnn1d", "width": 8.0}], "grid": {"weight_decay": 0.0}}
+    )
+    other = BenchConfig.from_dict(
+        {
+            "models": ["mlp", {"name": "cnn1d", "width": 16}],
+            "grid": {"weight_decay": False, "regularizers": [{"kind": "l2"}]},
+        }
+    )
+    assert stored.digest() != same.digest() and stored.differences(same) == []
+    assert stored.differences(other) == [
+        "models[1].width: 8 -> 16",
+        "grid.weight_decay: 0 -> False",
+        "grid.regularizers: [] -> [{'kind': 'l2'}]",
+    ]

@@ -96,11 +96,37 @@ def test_running_again_trains_nothing(bench, toy):
     assert {p.name: p.read_bytes() for p in (root / _layout.RESULTS).iterdir()} == before
 
 
+def test_the_same_config_with_its_numbers_written_otherwise_trains_nothing(bench, toy):
+    """``weight_decay: 0`` (an int) is the stored ``0.0``: the bench resumes, not refuses."""
+    root, results = bench
+    before = {
+        p.name: p.read_bytes() for p in [*(root / _layout.RESULTS).iterdir(), root / "config.yaml"]
+    }
+    grid = {
+        "steps": 12,
+        "batch_size": 16,
+        "learning_rate": 0.01,
+        "weight_decay": 0,
+        "momentum": 0.9,
+    }
+    config = tiny_config(models=[{"name": "mlp", "width": 8.0}], grid=grid)
+    assert config.digest() != tiny_config(models=[{"name": "mlp", "width": 8}]).digest()
+    again = run(config, root, datasets=toy)
+    pd.testing.assert_frame_equal(sort(again), sort(results))
+    after = {
+        p.name: p.read_bytes() for p in [*(root / _layout.RESULTS).iterdir(), root / "config.yaml"]
+    }
+    assert after == before
+
+
 def test_another_config_is_refused_and_nothing_touched(bench, toy):
     root, _ = bench
     before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
-    with pytest.raises(BenchError, match=r"different config\. Pass --resume .* --force"):
-        run(tiny_config(seeds=3), root, datasets=toy)
+    with pytest.raises(
+        BenchError,
+        match=r"different config \(stored -> given: seeds: 2 -> 3\)\. Pass --resume .* --force",
+    ):
+        run(tiny_config(models=[{"name": "mlp", "width": 8}], seeds=3), root, datasets=toy)
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
 
 
