@@ -141,7 +141,9 @@ class Grid:
     that declares no knob the selector matches ignores that axis. ``regularizers`` lists
     penalties (`RegularizerEntry`), each with a strength or a list of strengths (an
     axis); a model whose channels `phosjax.morph` cannot follow, or that has no channel
-    group the selector matches, ignores a ``morph`` entry.
+    group the selector matches, ignores a ``morph`` entry, and a model with no param (no
+    tagged activation, for ``on: activations``) the selector matches ignores an ``l1``
+    or ``l2`` entry. An entry that no model takes is an error.
     """
 
     optimizer: str | list[str] = "adam"

@@ -1,8 +1,9 @@
 """`plan`: a `BenchConfig` becomes cells (with stable ids and hparam columns) in groups.
 
 Planning checks every name before anything trains: unknown data sets and models are
-listed with the known ones, bad model options and knob selectors that match no knob of
-any model are errors.
+listed with the known ones, bad model options, knob selectors that match no knob of
+any model and regularizers that apply to no model (a selector that matches none of any
+model's params, tagged values or channel groups) are errors.
 """
 
 import dataclasses
@@ -18,7 +19,17 @@ import jax.numpy as jnp
 
 from phosjax.bench import _layout
 from phosjax.bench._config import BenchConfig, BenchError, ModelEntry, RegularizerEntry
-from phosjax.core import AUX_LOSS, PATH_WEIGHTS, aux_total, flatten, knobs, matches
+from phosjax.core import (
+    AUX_LOSS,
+    INTERMEDIATES,
+    PATH_WEIGHTS,
+    SelectorError,
+    aux_total,
+    flatten,
+    knobs,
+    matches,
+    select,
+)
 from phosjax.data import BUILTIN_NAMES, ArrayDataset, load, prepared_names
 from phosjax.models import ModelConfig, registered_models
 from phosjax.morph import UnsupportedOpError, channel_groups
@@ -180,9 +191,32 @@ def morph_groups(config: ModelConfig) -> tuple[str, ...] | str:
         return str(error)
 
 
+@functools.cache
+def penalized_paths(config: ModelConfig) -> dict[str, tuple[str, ...]]:
+    """What an ``l1``/``l2`` selector can match, by its ``on``: the paths of the model's
+    ``params`` and of the ``activations`` it sows in a train step (traced abstractly)."""
+    model = config.build()
+    x = jnp.zeros((2, *config.input_shape), jnp.float32)
+    key = jax.random.key(0)
+
+    def trace() -> tuple[Any, Any]:
+        variables = model.init(key, x)
+        mutable = [c for c in variables if c != "params"] + [INTERMEDIATES]
+        _, out = model.apply(variables, x, train=True, rngs={"dropout": key}, mutable=mutable)
+        return variables["params"], out.get(INTERMEDIATES, {})
+
+    params, activations = jax.eval_shape(trace)
+    return {"params": tuple(flatten(params)), "activations": tuple(flatten(activations))}
+
+
 def _applies(entry: RegularizerEntry, model: ModelConfig) -> str | None:
-    """None when ``entry`` applies to ``model``, else why not (``morph`` entries only)."""
+    """None when ``entry`` applies to ``model``, else why not."""
     if entry.kind != "morph":
+        what = "param" if entry.on == "params" else "activation (tagged value)"
+        try:
+            select(penalized_paths(model)[entry.on], entry.selector, what=what)
+        except SelectorError as error:
+            return str(error)
         return None
     names = morph_groups(model)
     if isinstance(names, str):
@@ -218,8 +252,8 @@ def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None
 
     Raises:
       BenchError: an unknown model or data set, a bad model option, a knob selector
-        that matches no knob of any model, or a ``morph`` regularizer that applies to no
-        model (each model's reason is listed).
+        that matches no knob of any model, or a regularizer that applies to no model
+        (each model's reason is listed, with the nearest paths).
     """
     entries = config.model_entries()
     _check_models(entries)

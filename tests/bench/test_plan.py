@@ -1,5 +1,6 @@
 """Planning a bench: cells, ids, hparam columns, knob axes, name checks."""
 
+import numpy as np
 import pytest
 
 from phosjax.bench import BenchError, plan
@@ -96,6 +97,42 @@ def test_a_morph_regularizer_that_applies_to_no_model_is_an_error(toy):
         r"no channel group matches 'head/\*\*'; its groups: \['blocks_0/Dense_0'\]; "
         r"moenet: cannot follow channels through top_k",
     ):
+        plan(config, toy)
+
+
+def test_an_l1_l2_regularizer_skips_models_its_selector_matches_nothing_in(toy):
+    """Like ``morph`` and knobs: choicenet has ``gate_logits`` params, mlp has none."""
+    regularizers = [
+        {"kind": "l1", "selector": "blocks_0/gate_logits", "strength": 0.1},
+        {"kind": "l2", "selector": "**/branches_1/pre_act", "on": "activations"},
+    ]
+    planned = plan(tiny_config(grid={"regularizers": regularizers}, seeds=1), toy)
+    by_model = {c.row["model"]: c for c in planned.cells}
+    kinds = [(r.kind, r.on) for r in by_model["choicenet"].cell.hparams.regularizers]
+    assert kinds == [("l1", "params"), ("l2", "activations")]
+    assert by_model["choicenet"].row["reg/l1/blocks_0/gate_logits"] == 0.1
+    assert by_model["mlp"].cell.hparams.regularizers == ()
+    assert np.isnan(by_model["mlp"].row["reg/l1/blocks_0/gate_logits"])
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        (
+            {"kind": "l2", "selector": "**/kernal"},
+            r"'reg/l2/\*\*/kernal' applies to no model \(mlp: Selector '\*\*/kernal' "
+            r"matched no param among 6; nearest: 'head/kernel'",
+        ),
+        (
+            {"kind": "l1", "selector": "**/pre_akt", "on": "activations"},
+            r"\(mlp: Selector '\*\*/pre_akt' matched no activation \(tagged value\) among 6; "
+            r"nearest: '.*pre_act'",
+        ),
+    ],
+)
+def test_an_l1_l2_selector_that_matches_nothing_is_an_error_before_training(toy, entry, message):
+    config = tiny_config(models=[{"name": "mlp", "width": 8}], grid={"regularizers": [entry]})
+    with pytest.raises(BenchError, match=message):
         plan(config, toy)
 
 
