@@ -105,7 +105,8 @@ def profile_text(directory: str | os.PathLike) -> str:
     lines = [
         f"bench {directory}: seconds per phase and group (compile_s: all its programs; "
         "step_s: per step, all its cells at once; eval_s: per evaluation; "
-        "peak_device_MiB: NaN where the backend reports no memory, e.g. CPU)"
+        "peak_device_MiB: the process's peak so far when the group ended, as the backend "
+        "counts it, never reset; NaN where the backend reports no memory, e.g. CPU)"
     ]
     lines.append(table.to_string(float_format=lambda v: f"{v:.4g}"))
     memory = _read_all(root, _layout.MEMORY)
