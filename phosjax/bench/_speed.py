@@ -3,12 +3,16 @@
 For each (model, K) every method (`phosjax.bench._speed_methods`) is set up and warmed up
 (its first call compiles), then timed ``repeats`` times with ``jax.block_until_ready``,
 the methods taking turns so that load on the machine hits them alike; each method's
-fastest call counts. A size that would not fit in the device's memory, or whose
+fastest timing counts. A timing lasts at least ``min_time`` seconds (calls of a fast
+method are repeated), so that no method is timed over a few milliseconds, where the
+fastest of a few samples is mostly luck. A size that would not fit in the device's memory, or whose
 estimated time exceeds ``budget`` seconds, is skipped (a row with ``status="skipped"``
 and the reason in ``note``).
 """
 
-from collections.abc import Iterator
+import dataclasses
+import math
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -40,6 +44,14 @@ COLUMNS = (
 """The columns of ``speed.parquet``: one row per (model, K, method)."""
 
 _AUTO_STEPS = 4 * 3 * 10  # strategy="auto" times four strategies, 3 calls of 10 steps each
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    """A method's fastest timing: its ``seconds`` for ``calls`` calls of its ``run``."""
+
+    seconds: float
+    calls: int
 
 
 class Skip(Exception):
@@ -77,14 +89,30 @@ def _cases(cfg: SpeedConfig) -> Iterator[tuple[str, int]]:
             yield name, k
 
 
-def _interleaved(ready: dict[str, Ready], repeats: int) -> dict[str, float]:
-    """The fastest of ``repeats`` timed calls of each method, the methods taking turns
-    (round after round), so that a spell of load on the machine hits them alike."""
-    best = dict.fromkeys(ready, float("inf"))
+def _repeated(run: Callable[[], Any], calls: int) -> Callable[[], Any]:
+    def repeated() -> Any:
+        for _ in range(calls - 1):
+            run()
+        return run()  # each call continues the last one's state: blocking on it waits for all
+
+    return repeated
+
+
+def _interleaved(ready: dict[str, Ready], repeats: int, min_time: float) -> dict[str, Timing]:
+    """The fastest of ``repeats`` timings of each method, the methods taking turns (round
+    after round), so that a spell of load on the machine hits them alike. A timing makes
+    enough calls of the method's ``run`` to last ``min_time`` seconds (one call, timed
+    first, tells how many; when one is enough, it is the first timing)."""
+    calls, samples = {}, {}
+    for method, prepared in ready.items():
+        seconds = timed(prepared.run)
+        calls[method] = max(1, math.ceil(min_time / seconds))
+        samples[method] = [seconds] if calls[method] == 1 else []
     for _ in range(repeats):
         for method, prepared in ready.items():
-            best[method] = min(best[method], timed(prepared.run))
-    return best
+            if len(samples[method]) < repeats:
+                samples[method].append(timed(_repeated(prepared.run, calls[method])))
+    return {method: Timing(min(samples[method]), calls[method]) for method in ready}
 
 
 def measure(cfg: SpeedConfig, progress: bool = True) -> pd.DataFrame:
@@ -126,14 +154,15 @@ def measure(cfg: SpeedConfig, progress: bool = True) -> pd.DataFrame:
                 status = "skipped" if isinstance(error, Skip) else "failed"
                 found[method] |= {"status": status, "note": str(error)}
                 seen[method] = None
-        best = _interleaved(ready, cfg.repeats)
+        best = _interleaved(ready, cfg.repeats, cfg.min_time)
         for method, prepared in ready.items():
-            rate = k * prepared.steps / best[method]
+            steps = prepared.steps * best[method].calls
+            rate = k * steps / best[method].seconds
             found[method] |= {
                 "status": "ok",
-                "seconds": best[method],
+                "seconds": best[method].seconds,
                 "warmup_s": prepared.warmup_s,
-                "steps": prepared.steps,
+                "steps": steps,
                 "strategy": prepared.strategy,
                 "note": prepared.note,
                 "model_steps_per_s": rate,

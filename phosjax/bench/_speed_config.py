@@ -40,6 +40,8 @@ class SpeedConfig:
         previous size) exceeds this many seconds; 0: no limit.
       repeats: timed rounds (each method runs ``steps`` steps per round, the methods
         taking turns); the fastest round of each method counts.
+      min_time: seconds a timing lasts at least: a method whose ``steps`` take less runs
+        them again within the timing, as often as that takes (0: once).
     """
 
     models: tuple[str, ...] = tuple(MODELS)
@@ -51,6 +53,7 @@ class SpeedConfig:
     compute_dtype: str = "float32"
     budget: float = 120.0
     repeats: int = 3
+    min_time: float = 0.25
 
     def __post_init__(self) -> None:
         for name, given, known in [
@@ -64,4 +67,6 @@ class SpeedConfig:
                 raise ValueError(f"unknown {name} {unknown or given}; choose from {list(known)}")
         if min((*self.sizes, self.steps, self.batch, self.repeats), default=0) < 1:
             raise ValueError(f"sizes, steps, batch and repeats must be >= 1: {self}")
+        if self.min_time < 0:
+            raise ValueError(f"min_time must be >= 0 seconds, got {self.min_time}")
         HParams(compute_dtype=self.compute_dtype)  # a clear error for a bad dtype

@@ -23,10 +23,10 @@ from phosjax.bench._speed import METHODS, MODELS, SpeedConfig, measure
 from phosjax.bench._speed_report import table, write
 from phosjax.train import STRATEGIES
 
-QUICK: dict[str, Any] = {"sizes": "2", "steps": 2, "batch": 8}
+QUICK: dict[str, Any] = {"sizes": "2", "steps": 2, "batch": 8, "min_time": 0.0}
 """``--quick``: one tiny grid, a smoke test of every method (its figures mean nothing)."""
 
-DEFAULTS: dict[str, Any] = {"sizes": "1,8,64,256", "steps": 100, "batch": 128}
+DEFAULTS: dict[str, Any] = {"sizes": "1,8,64,256", "steps": 100, "batch": 128, "min_time": 0.25}
 
 
 def parser() -> ArgumentParser:
@@ -44,6 +44,12 @@ def parser() -> ArgumentParser:
     )
     parser.add_argument(
         "--repeats", type=int, default=3, help="timed rounds, methods taking turns; fastest counts"
+    )
+    parser.add_argument(
+        "--min_time",
+        type=float,
+        default=None,
+        help="seconds a timing lasts at least; faster methods repeat their steps (0.25)",
     )
     parser.add_argument("--out", type=str, default="runs/speed", help="output directory")
     parser.add_argument("--quick", action="store_true", help="a tiny smoke run")
@@ -83,6 +89,7 @@ def config_from_args(args: Any) -> SpeedConfig:
             compute_dtype=get("compute_dtype"),
             budget=get("budget"),
             repeats=get("repeats"),
+            min_time=float(values["min_time"]),
         )
     except ValueError as error:
         raise BenchError(str(error)) from error
