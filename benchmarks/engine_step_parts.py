@@ -7,8 +7,9 @@ each, one cell, batch 128 from 4,000 synthetic MNIST-1D-shaped examples), each r
 `run_group` runs it (`Executor.run_steps`, strategies ``map`` and ``vmap``), of:
 
 * ``engine``: the step as `run_group` runs it: unguarded, the chunk's batch indices drawn
-  before the scan (`TrainStep.batches`);
-* ``drawn in each step``: the same, the batch indices drawn inside the scan body;
+  and its examples gathered before the scan (`TrainStep.batches`);
+* ``drawn in each step``: the same, each step drawing and gathering its own batch inside
+  the scan body;
 * ``guarded``: the step that freezes a diverged cell (``make_train_step(guard=True)``);
 * ``bare``: the speed bench's plain Adam step on one fixed batch, no metrics.
 

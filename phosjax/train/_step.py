@@ -84,37 +84,59 @@ def _mean_record(value: Any) -> jax.Array:
     return jnp.mean(jnp.stack([jnp.mean(v) for v in values]))
 
 
+Batch = tuple[jax.Array, jax.Array]
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainStep:
     """One train step of one cell: ``step(state, arrays) -> (state, metrics)``.
 
     ``step.batches(state, arrays, n)`` draws the batch indices of the next ``n`` steps at
-    once, ``(n, batch_size)``, and ``step(state, arrays, batches[i])`` takes the i-th of
-    those steps. `Executor.run_steps` draws a chunk's batches before its scan, so the
-    while loop of `batch_indices` (its cycle walking) runs once per chunk, not in every
-    step's body (0-8% of a one-cell MLP step on XLA:CPU,
-    ``benchmarks/engine_step_parts.py``). Both draw the same indices.
+    once, ``(n, batch_size)``; given ``budget_bytes`` it also gathers their examples,
+    ``(x (n, batch_size, ...), y (n, batch_size))``, when those fit in it.
+    ``step(state, arrays, batches[i])`` takes the i-th of those steps, gathering its
+    examples when it got indices. `Executor.run_steps` draws a chunk's batches before
+    its scan: the while loop of `batch_indices` (its cycle walking) then runs once per
+    chunk, and one gather of the chunk's examples replaces a small gather in every
+    step (on XLA:CPU that gather cost a one-cell MLP step 20-30%,
+    ``benchmarks/engine_step_parts.py``). Every way draws the same examples.
 
     Example:
       >>> step = make_train_step(model, hp)                        # doctest: +SKIP
       >>> state, metrics = step(state, arrays)                     # doctest: +SKIP
     """
 
-    update: Callable[[GroupState, dict[str, jax.Array], jax.Array], tuple[GroupState, Metrics]]
+    update: Callable[[GroupState, dict[str, jax.Array], Batch], tuple[GroupState, Metrics]]
     batch_size: int
 
-    def batches(self, state: GroupState, arrays: dict[str, jax.Array], num_steps: int) -> jax.Array:
-        """The batch indices of steps ``state.step`` ... ``+ num_steps - 1``."""
+    def batches(
+        self,
+        state: GroupState,
+        arrays: dict[str, jax.Array],
+        num_steps: int,
+        budget_bytes: float = 0,
+    ) -> jax.Array | Batch:
+        """The batches of steps ``state.step`` ... ``+ num_steps - 1``: their examples
+        when they take at most ``budget_bytes``, else their indices."""
         key = jax.random.wrap_key_data(state.data_key)
-        num_train = arrays["x_train"].shape[0]
+        x, y = arrays["x_train"], arrays["y_train"]
         steps = state.step + jnp.arange(num_steps, dtype=jnp.asarray(state.step).dtype)
-        return jax.vmap(lambda s: batch_indices(key, s, num_train, self.batch_size))(steps)
+        idx = jax.vmap(lambda s: batch_indices(key, s, x.shape[0], self.batch_size))(steps)
+        example_bytes = (x[0].size * x.dtype.itemsize) + (y[0].size * y.dtype.itemsize)
+        if idx.size * example_bytes <= budget_bytes:
+            return x[idx], y[idx]
+        return idx
 
     def __call__(
-        self, state: GroupState, arrays: dict[str, jax.Array], batch: jax.Array | None = None
+        self,
+        state: GroupState,
+        arrays: dict[str, jax.Array],
+        batch: jax.Array | Batch | None = None,
     ) -> tuple[GroupState, Metrics]:
         if batch is None:
             batch = self.batches(state, arrays, 1)[0]
+        if not isinstance(batch, tuple):
+            batch = arrays["x_train"][batch], arrays["y_train"][batch]
         return self.update(state, arrays, batch)
 
 
@@ -177,13 +199,11 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
         return loss, (written, metrics)
 
     def update(
-        state: GroupState, arrays: dict[str, jax.Array], idx: jax.Array
+        state: GroupState, arrays: dict[str, jax.Array], batch: Batch
     ) -> tuple[GroupState, Metrics]:
         rng = jax.random.fold_in(jax.random.wrap_key_data(state.dropout_key), state.step)
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-        (loss, (written, metrics)), grads = grad_fn(
-            state.params, state, arrays["x_train"][idx], arrays["y_train"][idx], rng
-        )
+        (loss, (written, metrics)), grads = grad_fn(state.params, state, *batch, rng)
         grad_norm = optax.tree.norm(grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)

@@ -29,6 +29,11 @@ STRATEGIES = ("vmap", "map", "sequential", "stepwise")
 GRID = "grid"
 """The mesh axis the cell axis is sharded over."""
 
+PREFETCH_BYTES = 256 * 2**20
+"""Memory per device for the examples of a chunk's steps, gathered before its scan (the
+cells a device runs at once share it); a chunk whose examples take more gathers each
+step's batch in that step."""
+
 STEPWISE_UNROLL = 2
 """Steps per dispatch of ``"stepwise"`` (unrolled: no loop on the device). For a one-cell
 cnn1d chunk on XLA:CPU two steps per call took 0.90-0.97x the time of one (medians of
@@ -130,15 +135,18 @@ def _lift(fn: CellFn, strategy: str, mesh: Mesh, donate: bool) -> Callable[..., 
     return _Program(jax.jit(sharded, donate_argnums=donate_argnums))
 
 
-def _steps(step: Callable[..., Any], num_steps: int, *, unrolled: bool) -> CellFn:
+def _steps(
+    step: Callable[..., Any], num_steps: int, *, unrolled: bool, budget_bytes: float
+) -> CellFn:
     """``num_steps`` calls of the one-cell ``step`` as one cell function ``(state, arrays)
     -> (state, outputs)``, the outputs stacked ``(num_steps, ...)``: a `jax.lax.scan`, or
     ``unrolled`` (no loop). A step with a ``batches`` method (`TrainStep`) gets its
-    batches drawn before the steps, ``step(state, arrays, batches[i])``."""
+    batches drawn before the steps, in at most ``budget_bytes`` per cell,
+    ``step(state, arrays, batches[i])``."""
     draw = getattr(step, "batches", None)
 
     def run(state: Any, arrays: Any) -> Any:
-        batches = None if draw is None else draw(state, arrays, num_steps)
+        batches = None if draw is None else draw(state, arrays, num_steps, budget_bytes)
 
         def body(carry: Any, batch: Any) -> Any:
             return step(carry, arrays) if batch is None else step(carry, arrays, batch)
@@ -147,7 +155,7 @@ def _steps(step: Callable[..., Any], num_steps: int, *, unrolled: bool) -> CellF
             return jax.lax.scan(body, state, batches, length=num_steps)
         outs = []
         for i in range(num_steps):
-            state, out = body(state, None if batches is None else batches[i])
+            state, out = body(state, jax.tree.map(lambda b, i=i: b[i], batches))
             outs.append(out)
         return state, _stack(outs)
 
@@ -264,27 +272,28 @@ class Executor:
         ``num_steps`` and ``donate``). With ``donate`` the call may reuse ``state``'s
         buffers; without, ``state`` stays valid. A step with a ``batches`` method
         (`TrainStep`) gets the batches of a scan or of an unrolled call drawn before its
-        steps, ``step(state, arrays, batches[i])``.
+        steps, ``step(state, arrays, batches[i])``, their examples gathered too when they
+        fit in `PREFETCH_BYTES` (shared by the cells a device runs at once).
         """
         # "sequential" and "stepwise" step per-cell copies (UNSTACK): those they can donate
         donate = donate or self.strategy in ("sequential", "stepwise")
+        at_once = -(-self.padded // self.mesh.size) if self.strategy == "vmap" else 1
+        budget = PREFETCH_BYTES // at_once  # in the programs' keys: it shapes them
+
+        def maker(n: int, unrolled: bool) -> Callable[[], CellFn]:
+            return lambda: _steps(make_step(), n, unrolled=unrolled, budget_bytes=budget)
+
         if self.strategy == "stepwise":
             whole, rest = divmod(num_steps, self.unroll)
             blocks = [(self.unroll, whole), (rest, 1)]
             programs = [
-                (self._lifted((key, n), self._maker(make_step, n, True), "stepwise", donate), calls)
+                (self._lifted((key, n, budget), maker(n, True), "stepwise", donate), calls)
                 for n, calls in blocks
                 if n and calls
             ]
             return _stepwise(programs, state, arrays)
-        make = self._maker(make_step, num_steps, False)
-        return self.run((key, num_steps), make, state, arrays, donate=donate)
-
-    @staticmethod
-    def _maker(
-        make_step: Callable[[], Any], num_steps: int, unrolled: bool
-    ) -> Callable[[], CellFn]:
-        return lambda: _steps(make_step(), num_steps, unrolled=unrolled)
+        make = maker(num_steps, False)
+        return self.run((key, num_steps, budget), make, state, arrays, donate=donate)
 
     def _lifted(
         self, key: Any, make: Callable[[], CellFn], strategy: str, donate: bool

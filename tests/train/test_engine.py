@@ -13,6 +13,7 @@ from phosjax.train import (
     STRATEGIES,
     Cell,
     HParams,
+    _strategy,
     init_group,
     plan_groups,
     run_group,
@@ -192,6 +193,38 @@ def test_a_chunks_batches_drawn_at_once_are_each_steps_own(toy):
     steps = range(5, 5 + 3 * num_train // size)  # three epochs
     expected = [batch_indices(key, s, num_train, size) for s in steps]
     np.testing.assert_array_equal(step.batches(state, arrays, len(steps)), np.stack(expected))
+
+
+def test_a_chunks_examples_gathered_at_once_within_the_budget(toy):
+    """With room in ``budget_bytes`` `TrainStep.batches` gathers the examples of the
+    indices it draws; with too little it returns the indices."""
+    [group] = plan_groups([Cell(Tiny(), "toy", MOMENTUM, 3)])
+    state = jax.tree.map(lambda a: a[0], init_group(group, toy))
+    arrays = device_arrays(toy)
+    step = make_train_step(Tiny().build(), MOMENTUM)
+    idx = step.batches(state, arrays, 4)
+    need = idx.size * (arrays["x_train"][0].nbytes + arrays["y_train"][0].nbytes)
+    x, y = step.batches(state, arrays, 4, budget_bytes=need)
+    np.testing.assert_array_equal(x, arrays["x_train"][idx])
+    np.testing.assert_array_equal(y, arrays["y_train"][idx])
+    np.testing.assert_array_equal(step.batches(state, arrays, 4, budget_bytes=need - 1), idx)
+
+
+@pytest.mark.parametrize("strategy", ["vmap", "map", "stepwise"])
+def test_gathering_before_the_scan_or_in_each_step_gives_the_same_numbers(
+    toy, strategy, monkeypatch
+):
+    [group] = plan_groups(CELLS[:2])
+    make_step = lambda: make_train_step(group.model.build(), group.hparams)
+    out = []
+    for prefetch in (0, 2**30):
+        monkeypatch.setattr(_strategy, "PREFETCH_BYTES", prefetch)
+        executor = _strategy.Executor(strategy, 2)
+        state = executor.put_state(init_group(group, toy))
+        data = executor.put_data(device_arrays(toy))
+        key = ("test-prefetch", prefetch, group.signature())
+        out.append(jax.device_get(executor.run_steps(key, make_step, state, data, 5)))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), *out)
 
 
 def test_train_grid_returns_tidy_frames(toy):
