@@ -34,6 +34,7 @@ COLUMNS = (
     "seconds",
     "warmup_s",
     "steps",
+    "calls",
     "batch",
     "compute_dtype",
     "strategy",
@@ -156,13 +157,14 @@ def measure(cfg: SpeedConfig, progress: bool = True) -> pd.DataFrame:
                 seen[method] = None
         best = _interleaved(ready, cfg.repeats, cfg.min_time)
         for method, prepared in ready.items():
-            steps = prepared.steps * best[method].calls
-            rate = k * steps / best[method].seconds
+            calls = best[method].calls
+            rate = k * prepared.steps * calls / best[method].seconds
             found[method] |= {
                 "status": "ok",
                 "seconds": best[method].seconds,
                 "warmup_s": prepared.warmup_s,
-                "steps": steps,
+                "steps": prepared.steps,
+                "calls": calls,
                 "strategy": prepared.strategy,
                 "note": prepared.note,
                 "model_steps_per_s": rate,
@@ -176,4 +178,5 @@ def measure(cfg: SpeedConfig, progress: bool = True) -> pd.DataFrame:
     frame["note"] = frame["note"].fillna("").astype(str)
     for column in ("model_steps_per_s", "seconds", "warmup_s"):
         frame[column] = frame[column].astype(float)
+    frame["calls"] = frame["calls"].astype("Int64")
     return frame

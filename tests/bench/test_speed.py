@@ -27,6 +27,7 @@ def test_quick_run_writes_parquet_table_and_plot(tmp_path, capsys):
     assert (rates > 0).all() and np.isfinite(rates).all()
     assert frame.set_index("method").loc["engine", "strategy"] == "vmap"
     assert set(frame["backend"]) == {"cpu"} and set(frame["steps"]) == {2}
+    assert (frame.loc[frame["status"] == "ok", "calls"] == 1).all()  # --quick: min_time 0
     plots = list(out.glob("speed.png")) + list(out.glob("speed.svg"))
     assert len(plots) == 1 and plots[0].stat().st_size > 0
     printed = capsys.readouterr().out
@@ -116,3 +117,22 @@ def test_torch_twins_have_the_models_parameter_counts(name):
     params = config.build().init(jax.random.key(0), x, train=False)["params"]
     twin = _model(name, torch)
     assert sum(p.numel() for p in twin.parameters()) == sum(a.size for a in jax.tree.leaves(params))
+
+
+def test_a_timing_repeats_a_fast_methods_calls_to_last_min_time(monkeypatch):
+    """A method whose run takes 10 ms is called 5 times per timing for ``min_time`` 0.05 s;
+    one whose run takes 100 ms once, its first (sizing) call counting as a timing."""
+    made = {"fast": 0, "slow": 0}
+
+    def ready(name: str) -> _speed_methods.Ready:
+        return _speed_methods.Ready(lambda: made.__setitem__(name, made[name] + 1), 0.0, 10)
+
+    def fake_timed(run):  # 10 ms per fast call, 100 ms per slow call
+        before = dict(made)
+        run()
+        return 0.01 * (made["fast"] - before["fast"]) + 0.1 * (made["slow"] - before["slow"])
+
+    monkeypatch.setattr(_speed, "timed", fake_timed)
+    best = _speed._interleaved({"fast": ready("fast"), "slow": ready("slow")}, 3, 0.05)
+    assert best["fast"] == _speed.Timing(pytest.approx(0.05), 5) and made["fast"] == 1 + 3 * 5
+    assert best["slow"] == _speed.Timing(pytest.approx(0.1), 1) and made["slow"] == 3
