@@ -17,7 +17,7 @@ The variants take turns over the rounds; it prints µs per step (best and median
 each one's best over the engine's.
 """
 
-import time
+from _rounds import print_table, time_rounds
 
 STEPS, ROUNDS = 100, 30
 
@@ -69,22 +69,7 @@ def variants() -> dict:
 
 
 def main() -> None:
-    import jax
-    import numpy as np
-
-    print(f"backend={jax.default_backend()} device={jax.devices()[0].device_kind}")
-    calls = variants()
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(ROUNDS):
-        for name, call in calls.items():
-            start = time.perf_counter()
-            jax.block_until_ready(call())
-            times[name].append((time.perf_counter() - start) / STEPS * 1e6)
-    best = {name: min(ts) for name, ts in times.items()}
-    print(f"{'variant':<26} {'best us/step':>12} {'median':>8} {'best/engine (map)':>18}")
-    for name, ts in times.items():
-        ratio = best[name] / best["engine (map)"]
-        print(f"{name:<26} {best[name]:12.1f} {np.median(ts):8.1f} {ratio:18.2f}")
+    print_table(time_rounds(variants(), ROUNDS, STEPS), ["engine (map)"])
 
 
 if __name__ == "__main__":

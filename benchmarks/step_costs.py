@@ -21,7 +21,7 @@ The variants take turns over the rounds; it prints µs per step (best and median
 one's best over the bare step's.
 """
 
-import time
+from _rounds import print_table, time_rounds
 
 STEPS, ROUNDS = 100, 60
 
@@ -92,23 +92,7 @@ def variants() -> dict:
 
 
 def main() -> None:
-    import jax
-    import numpy as np
-
-    print(f"backend={jax.default_backend()} device={jax.devices()[0].device_kind}")
-    calls = variants()
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(ROUNDS):
-        for name, call in calls.items():
-            start = time.perf_counter()
-            jax.block_until_ready(call())
-            times[name].append((time.perf_counter() - start) / STEPS * 1e6)
-    best = {name: min(ts) for name, ts in times.items()}
-    print(f"{'variant':<28} {'best us/step':>12} {'median':>8} {'best/bare':>10}")
-    for name, ts in times.items():
-        print(
-            f"{name:<28} {best[name]:12.1f} {np.median(ts):8.1f} {best[name] / best['bare']:10.2f}"
-        )
+    print_table(time_rounds(variants(), ROUNDS, STEPS), ["bare"])
 
 
 if __name__ == "__main__":

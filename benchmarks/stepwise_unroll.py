@@ -14,7 +14,8 @@ The variants take turns over the rounds; it prints each unroll's compile seconds
 """
 
 import argparse
-import time
+
+from _rounds import print_table, time_rounds
 
 STEPS = 48
 UNROLLS = (1, 2, 4)
@@ -67,33 +68,15 @@ def variants(model_name: str) -> tuple[dict, dict]:
 
 
 def main() -> None:
-    import jax
-    import numpy as np
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="cnn1d")
     parser.add_argument("--rounds", type=int, default=25)
     args = parser.parse_args()
-    print(f"backend={jax.default_backend()} device={jax.devices()[0].device_kind}")
     calls, compile_s = variants(args.model)
     for name, seconds in compile_s.items():
         print(f"compile {name}: {seconds:.2f} s")
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(args.rounds):
-        for name, call in calls.items():
-            start = time.perf_counter()
-            jax.block_until_ready(call())
-            times[name].append((time.perf_counter() - start) / STEPS * 1e6)
-    best = {name: min(ts) for name, ts in times.items()}
-    one, bare = best[f"stepwise, {UNROLLS[0]} per dispatch"], best["one_by_one (bare step)"]
-    print(
-        f"{'variant':<26} {'best us/step':>12} {'median':>8} {'/1 per dispatch':>16} {'/1by1':>6}"
-    )
-    for name, ts in times.items():
-        print(
-            f"{name:<26} {best[name]:12.1f} {np.median(ts):8.1f} "
-            f"{best[name] / one:16.2f} {best[name] / bare:6.2f}"
-        )
+    one = f"stepwise, {UNROLLS[0]} per dispatch"
+    print_table(time_rounds(calls, args.rounds, STEPS), [one, "one_by_one (bare step)"])
 
 
 if __name__ == "__main__":
