@@ -15,9 +15,12 @@ def time_rounds(
     calls: dict[str, Callable[[], Any]], rounds: int, steps: int
 ) -> dict[str, list[float]]:
     """µs per step of each call (each runs ``steps`` steps), over ``rounds`` rounds in which
-    the calls take turns, so that a spell of load on the machine hits them alike."""
+    the calls take turns, so that a spell of load on the machine hits them alike; one
+    untimed call of each first (it compiles)."""
     import jax
 
+    for call in calls.values():
+        jax.block_until_ready(call())
     times: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(rounds):
         for name, call in calls.items():

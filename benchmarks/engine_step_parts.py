@@ -23,7 +23,7 @@ STEPS, ROUNDS = 100, 30
 
 
 def variants() -> dict:
-    """name -> a call that runs one chunk (compiled by a first call)."""
+    """name -> a call that runs one chunk."""
     import functools
 
     import jax
@@ -63,8 +63,6 @@ def variants() -> dict:
         lambda s: jax.lax.scan(lambda c, _: (bench.step(c, *fixed), None), s, None, STEPS)
     )
     calls["bare"] = functools.partial(bare, jax.device_put(bench.states(1)[0]))
-    for call in calls.values():
-        jax.block_until_ready(call())
     return calls
 
 

@@ -27,7 +27,7 @@ STEPS, ROUNDS = 100, 60
 
 
 def variants() -> dict:
-    """name -> a call that runs one chunk (compiled by a first call)."""
+    """name -> a call that runs one chunk."""
     import functools
 
     import jax
@@ -86,8 +86,6 @@ def variants() -> dict:
         "+ all metrics": chunk(adam, "before", ("loss", "accuracy", "grad_norm, one reduction")),
         "+ injected hyperparameters": chunk(injected, "before", ()),
     }
-    for call in calls.values():
-        jax.block_until_ready(call())
     return calls
 
 
