@@ -10,8 +10,8 @@
 # (gpu/<dtype>/<model>/speed.{parquet,txt,png}) come back as OUT/speed-gpu.tgz, the
 # output as OUT/speed-gpu.log, which starts with nvidia-smi's line for the device. Further
 # arguments go to every bench (a smoke run: bash benchmarks/gpu_speed.sh /tmp/out 60 --quick).
-# Timings last at least 0.1 s (--min_time; 0.25 by default), which keeps each model's run
-# within its limit: a run that is cut off writes no results.
+# Timings last at least 0.1 s (--min_time; 0.25 by default), to keep each model's run
+# within its limit; a run cut off keeps the (model, K) it finished.
 set -uo pipefail
 out=${1:?usage: bash benchmarks/gpu_speed.sh OUT_DIR [SECONDS_PER_RUN [BENCH_ARGS...]]}
 seconds=${2:-85}

@@ -116,8 +116,15 @@ def _interleaved(ready: dict[str, Ready], repeats: int, min_time: float) -> dict
     return {method: Timing(min(samples[method]), calls[method]) for method in ready}
 
 
-def measure(cfg: SpeedConfig, progress: bool = True) -> pd.DataFrame:
+def measure(
+    cfg: SpeedConfig,
+    progress: bool = True,
+    on_case: Callable[[pd.DataFrame], None] | None = None,
+) -> pd.DataFrame:
     """Runs every (model, K, method) of ``cfg``; one row each, with the `COLUMNS`.
+
+    ``on_case`` gets the frame so far after each (model, K), e.g. to write it: a run
+    cut off later keeps what it measured.
 
     Examples:
       >>> cfg = SpeedConfig(models=("mlp",), sizes=(1, 8), steps=1, batch=4, methods=("vmap",))
@@ -172,7 +179,13 @@ def measure(cfg: SpeedConfig, progress: bool = True) -> pd.DataFrame:
             seen[method] = rate
         rows.extend(found.values())
         bar.update(len(cfg.methods))
+        if on_case is not None:
+            on_case(_frame(rows))
     bar.close()
+    return _frame(rows)
+
+
+def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     frame = pd.DataFrame(rows).reindex(columns=list(COLUMNS))
     frame["strategy"] = frame["strategy"].fillna("").astype(str)
     frame["note"] = frame["note"].fillna("").astype(str)

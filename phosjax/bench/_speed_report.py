@@ -8,6 +8,8 @@ from xml.sax.saxutils import escape
 import numpy as np
 import pandas as pd
 
+from phosjax.bench._store import write_table, write_text
+
 RATIOS = (
     ("one_by_one", "eng/1by1"),
     ("fused", "eng/fused"),
@@ -170,11 +172,12 @@ def plot(frame: pd.DataFrame, path: pathlib.Path) -> pathlib.Path:
 
 
 def write(frame: pd.DataFrame, out: str | pathlib.Path) -> dict[str, pathlib.Path]:
-    """Writes ``speed.parquet``, ``speed.txt`` (the table) and the plot under ``out``."""
+    """Writes ``speed.parquet``, ``speed.txt`` (the table) and the plot under ``out``;
+    each file is replaced whole (never seen half-written)."""
     directory = pathlib.Path(out)
     directory.mkdir(parents=True, exist_ok=True)
     paths = {"parquet": directory / "speed.parquet", "table": directory / "speed.txt"}
-    frame.to_parquet(paths["parquet"], index=False)
-    paths["table"].write_text(table(frame) + "\n")
+    write_table(paths["parquet"], frame, None)
+    write_text(paths["table"], table(frame) + "\n")
     paths["plot"] = plot(frame, directory / "speed")
     return paths

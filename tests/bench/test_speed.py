@@ -136,3 +136,23 @@ def test_a_timing_repeats_a_fast_methods_calls_to_last_min_time(monkeypatch):
     best = _speed._interleaved({"fast": ready("fast"), "slow": ready("slow")}, 3, 0.05)
     assert best["fast"] == _speed.Timing(pytest.approx(0.05), 5) and made["fast"] == 1 + 3 * 5
     assert best["slow"] == _speed.Timing(pytest.approx(0.1), 1) and made["slow"] == 3
+
+
+def test_a_run_cut_off_keeps_the_cases_it_measured(tmp_path, monkeypatch):
+    """The files are written after each (model, K): a run killed at K=3 keeps K=1's rows."""
+    prepare = _speed_methods.PREPARE["vmap"]
+
+    def cut_at_three(setup, k, cfg):
+        if k == 3:
+            raise KeyboardInterrupt
+        return prepare(setup, k, cfg)
+
+    monkeypatch.setitem(_speed_methods.PREPARE, "vmap", cut_at_three)
+    out = tmp_path / "speed"
+    argv = ["--quick", "--sizes", "1,3", "--models", "mlp", "--methods", "vmap", "--no_progress"]
+    with pytest.raises(KeyboardInterrupt):
+        speed.main([*argv, "--out", str(out)])
+    frame = pd.read_parquet(out / "speed.parquet")
+    assert frame[["model", "K", "method", "status"]].values.tolist() == [["mlp", 1, "vmap", "ok"]]
+    assert "mlp" in (out / "speed.txt").read_text()
+    assert not [p for p in out.iterdir() if p.name.startswith(".tmp")]
