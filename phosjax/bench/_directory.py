@@ -37,7 +37,8 @@ def open_bench(directory: str | os.PathLike) -> tuple[BenchConfig, dict[str, Any
 def _ours(name: str) -> bool:
     """Whether ``name`` is something a bench writes (other processes may write first)."""
     folders = (_layout.RESULTS, _layout.CHECKPOINTS, _layout.PROFILE, _layout.BLURBS)
-    return name in folders or name.startswith("status") or name in (_layout.CONFIG, _layout.ENV)
+    written = name.startswith(("status", ".tmp"))  # status files, files being written
+    return name in folders or written or name in (_layout.CONFIG, _layout.ENV)
 
 
 def _aside(root: pathlib.Path) -> pathlib.Path:

@@ -21,6 +21,7 @@ from phosjax.bench._profile import MemorySampler
 from phosjax.bench._store import (
     cells_schema,
     read_json,
+    remove_stale_temporaries,
     results_schema,
     widen_parts,
     write_json,
@@ -118,6 +119,8 @@ def run(
     """
     root = pathlib.Path(directory)
     config, moved = choose_config(root, config, resume=resume, force=force)
+    if root.is_dir():  # what a process killed mid-write left (its target is intact)
+        remove_stale_temporaries(root)
     if moved is not None and progress:
         print(f"moved the old bench to {moved}", file=sys.stderr)
     return _execute(config, root, datasets, process, progress)

@@ -107,7 +107,7 @@ def _interleaved(ready: dict[str, Ready], repeats: int, min_time: float) -> dict
     calls, samples = {}, {}
     for method, prepared in ready.items():
         seconds = timed(prepared.run)
-        calls[method] = max(1, math.ceil(min_time / seconds))
+        calls[method] = max(1, math.ceil(min_time / max(seconds, 1e-9)))
         samples[method] = [seconds] if calls[method] == 1 else []
     for _ in range(repeats):
         for method, prepared in ready.items():

@@ -9,6 +9,8 @@ import json
 import os
 import pathlib
 import re
+import socket
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -69,8 +71,51 @@ def results_schema(plan: Plan) -> pa.Schema:
     return pa.schema([(name, _type(name)) for name in names])
 
 
+TEMPORARY = ".tmp~"
+"""The name prefix of a file being written: ``.tmp~<host>~<pid>~<name>``."""
+
+STALE_AFTER_S = 3600.0
+"""A temporary file this old is stale whoever wrote it (writes take milliseconds)."""
+
+
 def _temporary(path: pathlib.Path) -> pathlib.Path:
-    return path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    return path.with_name(f"{TEMPORARY}{socket.gethostname()}~{os.getpid()}~{path.name}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # somebody else's process
+        return True
+    return True
+
+
+def remove_stale_temporaries(root: str | os.PathLike) -> list[pathlib.Path]:
+    """Removes the temporary files that writers killed mid-write left under ``root``
+    (their targets are intact: a write only ever replaces a target whole): those of this
+    machine whose process is gone, and any older than `STALE_AFTER_S`. Returns them.
+
+    Examples:
+      >>> import tempfile
+      >>> with tempfile.TemporaryDirectory() as tmp:
+      ...     write_text(pathlib.Path(tmp) / "a.txt", "whole")
+      ...     remove_stale_temporaries(tmp)
+      []
+    """
+    host, now, removed = socket.gethostname(), time.time(), []
+    for path in pathlib.Path(root).rglob(".tmp*"):
+        parts = path.name.removeprefix(TEMPORARY).split("~", 2)
+        mine = path.name.startswith(TEMPORARY) and len(parts) == 3 and parts[0] == host
+        try:
+            gone = mine and parts[1].isdigit() and not _alive(int(parts[1]))
+            if gone or now - path.stat().st_mtime > STALE_AFTER_S:
+                path.unlink()
+                removed.append(path)
+        except FileNotFoundError:  # its writer renamed it meanwhile
+            continue
+    return removed
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -63,4 +63,37 @@ def test_kill_9_then_the_same_command_continues_and_matches(tmp_path, data_dir):
     resumed = frame(killed)
     assert not resumed.duplicated(["cell_id", "step", "split"]).any()
     pd.testing.assert_frame_equal(resumed, frame(whole))
-    assert list(killed.rglob(".tmp-*")) == []
+    assert list(killed.rglob(".tmp*")) == []
+
+
+def test_stale_temporaries_are_removed_and_live_writers_kept(tmp_path):
+    """What a writer killed mid-write leaves is removed (this machine: its process is
+    gone; any machine: an hour old); a live writer's file, or a recent one of another
+    machine, is kept."""
+    import socket
+
+    from phosjax.bench._store import TEMPORARY, remove_stale_temporaries
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    (tmp_path / "results").mkdir()
+    names = {
+        "dead": f"{TEMPORARY}{host}~{dead.pid}~status.json",
+        "live": f"{TEMPORARY}{host}~{os.getpid()}~status.json",
+        "other host": f"{TEMPORARY}elsewhere~{dead.pid}~bench.json",
+        "other host, old": f"{TEMPORARY}elsewhere~1~config.yaml",
+        "old format, old": ".tmp-123-env.json",
+    }
+    paths = {key: tmp_path / "results" / name for key, name in names.items()}
+    for path in paths.values():
+        path.write_text("half")
+    for key in ("other host, old", "old format, old"):
+        os.utime(paths[key], (time.time() - 7200, time.time() - 7200))
+    removed = remove_stale_temporaries(tmp_path)
+    assert sorted(removed) == sorted(
+        paths[k] for k in ("dead", "other host, old", "old format, old")
+    )
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == sorted(
+        names[k] for k in ("live", "other host")
+    )

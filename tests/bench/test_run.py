@@ -183,7 +183,7 @@ def test_widen_parts_lets_parts_with_missing_columns_load(tmp_path):
     frame = pd.read_parquet(parts).sort_values("step", ignore_index=True)
     assert frame["aux/a"].tolist()[0] == 1.0 and np.isnan(frame["aux/a"][1])
     assert frame["aux/b"].tolist()[1] == 2.0 and np.isnan(frame["aux/b"][0])
-    assert list(tmp_path.rglob(".tmp-*")) == []
+    assert list(tmp_path.rglob(".tmp*")) == []
 
 
 def test_processes_write_their_own_parts(tmp_path, toy):
