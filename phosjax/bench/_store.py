@@ -2,7 +2,8 @@
 
 Every file is written to a hidden temporary file in its directory, then renamed over
 its name with `os.replace`, so a reader (or a crash) never sees half a file. Readers
-of ``results/`` skip hidden files.
+of ``results/`` skip hidden files; a writer killed mid-write leaves only its temporary
+file, which the next run removes (`remove_stale_temporaries`).
 """
 
 import json
