@@ -159,24 +159,45 @@ def model_knobs(config: ModelConfig) -> tuple[str, ...]:
 
 
 @functools.cache
-def model_metrics(config: ModelConfig) -> tuple[str, ...]:
-    """The ``aux/<name>`` and ``path_weight/<path>`` metrics a train step of it reports."""
+def _traced_step(config: ModelConfig) -> dict[str, tuple[str, ...]]:
+    """What a train step of the model writes, traced abstractly (nothing is computed):
+    the paths of its ``params`` and of the ``activations`` it sows, and the ``metrics``
+    it reports besides the base ones (``aux/<name>``, ``path_weight/<path>``)."""
     model = config.build()
     x = jnp.zeros((2, *config.input_shape), jnp.float32)
     key = jax.random.key(0)
 
-    def written() -> dict[str, Any]:
+    def trace() -> tuple[Any, Any, dict[str, Any]]:
         variables = model.init(key, x)
-        mutable = [c for c in variables if c != "params"] + [AUX_LOSS, PATH_WEIGHTS]
+        mutable = [c for c in variables if c != "params"]
+        mutable += [AUX_LOSS, PATH_WEIGHTS, INTERMEDIATES]
         _, out = model.apply(variables, x, train=True, rngs={"dropout": key}, mutable=mutable)
         _, aux = aux_total(out.get(AUX_LOSS, {}))
         weights = flatten(out.get(PATH_WEIGHTS, {}), unwrap=False)
-        return {
+        metrics = {
             **{f"aux/{name}": value for name, value in aux.items()},
             **{f"path_weight/{path}": jnp.zeros(()) for path in weights},
         }
+        return variables["params"], out.get(INTERMEDIATES, {}), metrics
 
-    return tuple(sorted(jax.eval_shape(written)))
+    params, activations, metrics = jax.eval_shape(trace)
+    return {
+        "params": tuple(flatten(params)),
+        "activations": tuple(flatten(activations)),
+        "metrics": tuple(sorted(metrics)),
+    }
+
+
+def model_metrics(config: ModelConfig) -> tuple[str, ...]:
+    """The ``aux/<name>`` and ``path_weight/<path>`` metrics a train step of it reports."""
+    return _traced_step(config)["metrics"]
+
+
+def penalized_paths(config: ModelConfig) -> dict[str, tuple[str, ...]]:
+    """What an ``l1``/``l2`` selector can match, by its ``on``: the paths of the model's
+    ``params`` and of the ``activations`` it sows in a train step."""
+    traced = _traced_step(config)
+    return {"params": traced["params"], "activations": traced["activations"]}
 
 
 @functools.cache
@@ -189,24 +210,6 @@ def morph_groups(config: ModelConfig) -> tuple[str, ...] | str:
         return channel_groups(model, jax.eval_shape(init), x, train=False).names
     except UnsupportedOpError as error:
         return str(error)
-
-
-@functools.cache
-def penalized_paths(config: ModelConfig) -> dict[str, tuple[str, ...]]:
-    """What an ``l1``/``l2`` selector can match, by its ``on``: the paths of the model's
-    ``params`` and of the ``activations`` it sows in a train step (traced abstractly)."""
-    model = config.build()
-    x = jnp.zeros((2, *config.input_shape), jnp.float32)
-    key = jax.random.key(0)
-
-    def trace() -> tuple[Any, Any]:
-        variables = model.init(key, x)
-        mutable = [c for c in variables if c != "params"] + [INTERMEDIATES]
-        _, out = model.apply(variables, x, train=True, rngs={"dropout": key}, mutable=mutable)
-        return variables["params"], out.get(INTERMEDIATES, {})
-
-    params, activations = jax.eval_shape(trace)
-    return {"params": tuple(flatten(params)), "activations": tuple(flatten(activations))}
 
 
 def _applies(entry: RegularizerEntry, model: ModelConfig) -> str | None:
