@@ -5,9 +5,9 @@ For each (model, K) every method (`phosjax.bench._speed_methods`) is set up and 
 the methods taking turns so that load on the machine hits them alike; each method's
 fastest timing counts. A timing lasts at least ``min_time`` seconds (calls of a fast
 method are repeated), so that no method is timed over a few milliseconds, where the
-fastest of a few samples is mostly luck. A size that would not fit in the device's memory, or whose
-estimated time exceeds ``budget`` seconds, is skipped (a row with ``status="skipped"``
-and the reason in ``note``).
+fastest of a few samples is mostly luck. A size that would not fit in the device's
+memory, or whose estimated time exceeds ``budget`` seconds, is skipped (a row with
+``status="skipped"`` and the reason in ``note``).
 """
 
 import dataclasses

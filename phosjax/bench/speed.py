@@ -100,13 +100,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Runs the command line ``argv`` (default ``sys.argv[1:]``)."""
     args = parser().parse_args(argv)
     config = config_from_args(args)
-    written: dict[str, Any] = {}  # after each (model, K): a run cut off keeps its cases
+    paths: dict[str, Any] = {}  # written after each (model, K): a run cut off keeps its cases
     frame = measure(
         config,
         progress=not args.no_progress,
-        on_case=lambda so_far: written.update(write(so_far, args.out)),
+        on_case=lambda so_far: paths.update(write(so_far, args.out)),
     )
-    paths = written or write(frame, args.out)
     print(table(frame))
     print("wrote " + ", ".join(str(path) for path in paths.values()))
 

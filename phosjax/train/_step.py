@@ -112,7 +112,7 @@ class TrainStep:
     its scan: the while loop of `batch_indices` (its cycle walking) then runs once per
     chunk, and one gather of the chunk's examples replaces a small gather in every
     step (on XLA:CPU that gather cost a one-cell MLP step 20-30%,
-    ``benchmarks/engine_step_parts.py``). Every way draws the same examples.
+    ``benchmarks/step_costs.py``). Every way draws the same examples.
 
     Example:
       >>> step = make_train_step(model, hp)                        # doctest: +SKIP
