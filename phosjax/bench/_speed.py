@@ -21,7 +21,15 @@ import psutil
 
 from phosjax.bench import _speed_torch
 from phosjax.bench._speed_config import METHODS, MODELS, SpeedConfig
-from phosjax.bench._speed_methods import PREPARE, Failed, Ready, Setup, setup_model, timed
+from phosjax.bench._speed_methods import (
+    PREPARE,
+    Failed,
+    Ready,
+    Setup,
+    gathered_bytes,
+    setup_model,
+    timed,
+)
 
 __all__ = ["COLUMNS", "METHODS", "MODELS", "Failed", "Skip", "SpeedConfig", "measure"]
 
@@ -68,10 +76,12 @@ def _available_bytes(device: jax.Device) -> int:
 
 def _check(setup: Setup, k: int, method: str, cfg: SpeedConfig, rates: dict[str, Any]) -> None:
     """Raises `Skip` when K models would not fit in the memory left (the methods set up
-    before for this K hold theirs) or would take longer than the budget."""
+    before for this K hold theirs; the engine also its gathered chunk) or would take
+    longer than the budget."""
     if method == "torch" and _speed_torch.unavailable():
         raise Skip(f"{_speed_torch.unavailable()}: install torch to compare")
     need, free = 2 * k * setup.bytes_per_model, _available_bytes(jax.devices()[0])
+    need += gathered_bytes(setup, k, cfg) if method == "engine" else 0
     if need > 0.9 * free:
         raise Skip(f"would not fit: ~{need / 2**30:.1f} GiB needed, {free / 2**30:.1f} GiB free")
     previous = rates.get(method)
@@ -99,16 +109,26 @@ def _repeated(run: Callable[[], Any], calls: int) -> Callable[[], Any]:
     return repeated
 
 
+def _calibrated(run: Callable[[], Any], min_time: float) -> Timing:
+    """How many calls of ``run`` a timing needs to last ``min_time`` seconds, and the first
+    timing that lasted so long. One call is timed first; a timing that falls short (its
+    count came from a call slower than the rest) sizes the count again."""
+    calls, seconds = 1, timed(run)
+    while seconds < min_time:
+        calls = max(calls + 1, math.ceil(calls * min_time / max(seconds, 1e-9)))
+        seconds = timed(_repeated(run, calls))
+    return Timing(seconds, calls)
+
+
 def _interleaved(ready: dict[str, Ready], repeats: int, min_time: float) -> dict[str, Timing]:
     """The fastest of ``repeats`` timings of each method, the methods taking turns (round
     after round), so that a spell of load on the machine hits them alike. A timing makes
-    enough calls of the method's ``run`` to last ``min_time`` seconds (one call, timed
-    first, tells how many; when one is enough, it is the first timing)."""
+    enough calls of the method's ``run`` to last ``min_time`` seconds; the calibration's
+    last timing (`_calibrated`) is the first of the ``repeats``."""
     calls, samples = {}, {}
     for method, prepared in ready.items():
-        seconds = timed(prepared.run)
-        calls[method] = max(1, math.ceil(min_time / max(seconds, 1e-9)))
-        samples[method] = [seconds] if calls[method] == 1 else []
+        first = _calibrated(prepared.run, min_time)
+        calls[method], samples[method] = first.calls, [first.seconds]
     for _ in range(repeats):
         for method, prepared in ready.items():
             if len(samples[method]) < repeats:

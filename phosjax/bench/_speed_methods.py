@@ -9,6 +9,7 @@ function ``(setup, K, config) -> Ready``; `phosjax.bench._speed.measure` times t
 """
 
 import dataclasses
+import math
 import time
 import warnings
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from phosjax.bench._speed_config import MODELS, SpeedConfig
 from phosjax.data import ArrayDataset
 from phosjax.models import ModelConfig
 from phosjax.train import Cell, HParams, init_group, plan_groups, precision_apply, run_group
+from phosjax.train._strategy import PREFETCH_BYTES
 
 LEARNING_RATE = 1e-3
 ENGINE_CHUNK = 100
@@ -172,6 +174,14 @@ def _fused(setup: Setup, k: int, cfg: SpeedConfig) -> Ready:
     x, y = x.reshape(k * cfg.batch, *x.shape[2:]), y.reshape(-1)
     step = jax.jit(setup.step, donate_argnums=0)
     return _repeat(step, setup.states(1)[0], cfg, x, y)
+
+
+def gathered_bytes(setup: Setup, k: int, cfg: SpeedConfig) -> int:
+    """What the engine's K cells hold besides their states at most: one chunk's examples,
+    gathered before its steps when they fit in `PREFETCH_BYTES`."""
+    example = 4 * (math.prod(setup.config.input_shape) + 1)  # float32 x, int32 label
+    chunk = min(cfg.steps, ENGINE_CHUNK)
+    return min(PREFETCH_BYTES, k * chunk * cfg.batch * example)
 
 
 def synthetic_data(config: ModelConfig, batch: int) -> ArrayDataset:

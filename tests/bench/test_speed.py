@@ -76,6 +76,17 @@ def test_sizes_that_would_not_fit_or_exceed_the_budget_are_skipped():
         _speed._check(_fake_setup(1), 8, "vmap", cfg, {"vmap": None})
 
 
+def test_the_engines_memory_check_counts_its_gathered_chunk(monkeypatch):
+    """mlp: 41 float32 numbers per example; 64 cells x 100 steps x batch 128 gather
+    ~134 MB before their steps. With 100 MB free the engine is skipped, vmap is not."""
+    monkeypatch.setattr(_speed, "_available_bytes", lambda device: 100 * 2**20)
+    cfg = SpeedConfig(steps=100, batch=128, methods=("vmap", "engine"))
+    assert _speed_methods.gathered_bytes(_fake_setup(1), 64, cfg) == 64 * 100 * 128 * 4 * 41
+    _speed._check(_fake_setup(1), 64, "vmap", cfg, {})
+    with pytest.raises(Skip, match=r"~0\.1 GiB needed, 0\.1 GiB free"):
+        _speed._check(_fake_setup(1), 64, "engine", cfg, {})
+
+
 def _frame() -> pd.DataFrame:
     per_model = {"one_by_one": 100.0, "vmap": 300.0, "engine": 250.0, "torch": np.nan}
     rows = [
@@ -136,6 +147,23 @@ def test_a_timing_repeats_a_fast_methods_calls_to_last_min_time(monkeypatch):
     best = _speed._interleaved({"fast": ready("fast"), "slow": ready("slow")}, 3, 0.05)
     assert best["fast"] == _speed.Timing(pytest.approx(0.05), 5) and made["fast"] == 1 + 3 * 5
     assert best["slow"] == _speed.Timing(pytest.approx(0.1), 1) and made["slow"] == 3
+
+
+def test_a_timing_cut_short_by_a_slow_first_call_is_sized_again(monkeypatch):
+    """A first call of 25 ms (later calls take 10 ms) sizes a timing of 0.05 s at 2 calls;
+    their 20 ms fall short, so the count becomes 5 and every timing lasts ``min_time``."""
+    made = []
+    ready = _speed_methods.Ready(lambda: made.append(0.025 if not made else 0.01), 0.0, 10)
+
+    def fake_timed(run):
+        before = len(made)
+        run()
+        return sum(made[before:])
+
+    monkeypatch.setattr(_speed, "timed", fake_timed)
+    best = _speed._interleaved({"m": ready}, 3, 0.05)
+    assert best["m"] == _speed.Timing(pytest.approx(0.05), 5)
+    assert len(made) == 1 + 2 + 3 * 5  # sizing call, short timing, three timings
 
 
 def test_a_run_cut_off_keeps_the_cases_it_measured(tmp_path, monkeypatch):
