@@ -8,6 +8,10 @@ import jax
 
 from phosjax.train._strategy import STRATEGIES, Executor
 
+TIE = 0.05
+"""Strategies within this fraction of the fastest count as equally fast: the first of them
+in `STRATEGIES` is chosen, so that timing noise does not flip the choice from run to run."""
+
 _CHOICES: dict[tuple[Any, ...], tuple[str, dict[str, float]]] = {}
 """In-memory cache of measured choices, by (backend, group signature, cells, devices)."""
 
@@ -63,6 +67,19 @@ def measure_strategies(
     return {strategy: seconds / steps for strategy, seconds in best.items()}
 
 
+def fastest(timings: dict[str, float], tie: float = TIE) -> str:
+    """The first strategy (in `STRATEGIES` order) within ``tie`` of the fastest.
+
+    Examples:
+      >>> fastest({"vmap": 1.04, "map": 1.0, "stepwise": 2.0})
+      'vmap'
+      >>> fastest({"vmap": 1.2, "map": 1.0})
+      'map'
+    """
+    limit = min(timings.values()) * (1 + tie)
+    return next(s for s in sorted(timings, key=STRATEGIES.index) if timings[s] <= limit)
+
+
 def choose_strategy(
     signature: Any,
     make_step: Callable[[], Callable[..., Any]],
@@ -73,8 +90,9 @@ def choose_strategy(
     devices: Sequence[jax.Device],
     steps: int = 10,
 ) -> tuple[str, dict[str, float]]:
-    """The fastest strategy for this group on these devices and its timings (cached);
-    ``make_arrays()`` gives the data arrays, called only when measuring."""
+    """The fastest strategy for this group on these devices (`fastest`: ties go to the
+    earlier in `STRATEGIES`) and its timings (cached); ``make_arrays()`` gives the data
+    arrays, called only when measuring."""
     key = (devices[0].platform, signature, num_cells, len(devices))
     if key not in _CHOICES:
         timings = measure_strategies(
@@ -86,5 +104,5 @@ def choose_strategy(
             devices=devices,
             steps=steps,
         )
-        _CHOICES[key] = (min(timings, key=timings.__getitem__), timings)
+        _CHOICES[key] = (fastest(timings), timings)
     return _CHOICES[key]

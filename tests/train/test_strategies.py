@@ -12,6 +12,7 @@ import pytest
 import phosjax as px
 from phosjax.data import batch_indices
 from phosjax.train import STRATEGIES, Cell, HParams, Regularizer, init_group, plan_groups, run_group
+from phosjax.train._auto import TIE, fastest
 from phosjax.train._step import device_arrays, make_train_step
 from phosjax.train._strategy import _LIFTED, STEPWISE_UNROLL, Executor
 from tests.train.tiny import Tiny
@@ -64,9 +65,18 @@ def test_auto_measures_every_strategy_and_keeps_the_fastest(runs):
     _, out = runs
     state, run = out["auto"]
     assert set(run.timings) == set(STRATEGIES) and min(run.timings.values()) > 0
-    assert run.strategy == min(run.timings, key=run.timings.get)
+    assert run.strategy == fastest(run.timings)
+    assert run.timings[run.strategy] <= (1 + TIE) * min(run.timings.values())
     ref = out[run.strategy][0]
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **TOL), state, ref)
+
+
+def test_auto_breaks_near_ties_in_the_order_of_strategies():
+    """Timings within ``TIE`` of the fastest tie; the earliest in `STRATEGIES` wins."""
+    assert fastest({"stepwise": 1.0, "map": 1.03, "vmap": 1.049}) == "vmap"
+    assert fastest({"stepwise": 1.0, "map": 1.03, "vmap": 1.06}) == "map"
+    assert fastest({"stepwise": 1.0, "map": 1.3, "vmap": 1.06}) == "stepwise"
+    assert fastest({"sequential": 2.0, "map": 1.0}, tie=0.0) == "map"
 
 
 def test_knobs_batch_stats_and_metrics_per_cell(runs, toy):
