@@ -91,7 +91,8 @@ class PhaseClock:
     seconds per step, the median over chunks after the first, whose first-run overheads
     it skips, or the first chunk's alone; eval: the mean seconds per evaluation),
     ``count`` (1; programs compiled; steps; evaluations) and ``total_s`` (all the
-    seconds the phase took).
+    seconds the phase took); and the group's ``program_bytes``, the memory one device
+    needs for its largest program (`phosjax.train.Chunk.program_bytes`).
     """
 
     init_s: float = 0.0
@@ -99,18 +100,22 @@ class PhaseClock:
     compiles: int = 0
     chunks: list[tuple[int, float]] = dataclasses.field(default_factory=list)
     evals: list[float] = dataclasses.field(default_factory=list)
+    program_bytes: float = float("nan")
 
     def add_chunk(self, chunk: Chunk) -> None:
-        """Adds one `phosjax.train.Chunk`'s compile, step and evaluation seconds."""
+        """Adds one `phosjax.train.Chunk`'s compile, step and evaluation seconds and the
+        memory of its programs."""
         self.compile_s += chunk.compile_s
         self.compiles += chunk.compiles
         self.chunks.append((len(chunk.steps), chunk.train_s))
         if chunk.eval:
             self.evals.append(chunk.eval_s)
+        self.program_bytes = float(np.fmax(self.program_bytes, chunk.program_bytes))
 
     def rows(self, group_id: str, peak_bytes: float) -> list[dict[str, Any]]:
         """One row per phase: ``group_id``, ``phase``, ``seconds``, ``count``, ``total_s``,
-        ``peak_bytes`` (`device_bytes`'s peak when the group ended, NaN if not reported)."""
+        ``peak_bytes`` (`device_bytes`'s peak when the group ended, NaN if not reported)
+        and ``program_bytes``."""
         steady = self.chunks[1:] or self.chunks
         nan = float("nan")
         step = statistics.median(s / n for n, s in steady) if steady else nan
@@ -132,6 +137,7 @@ class PhaseClock:
                 "count": count,
                 "total_s": float(total),
                 "peak_bytes": peak_bytes,
+                "program_bytes": self.program_bytes,
             }
             for phase, (seconds, count, total) in phases.items()
         ]

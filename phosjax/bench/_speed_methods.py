@@ -25,7 +25,7 @@ from phosjax.bench._speed_config import MODELS, SpeedConfig
 from phosjax.data import ArrayDataset
 from phosjax.models import ModelConfig
 from phosjax.train import Cell, HParams, init_group, plan_groups, precision_apply, run_group
-from phosjax.train._strategy import PREFETCH_BYTES
+from phosjax.train._strategy import PREFETCH_BYTES, program_bytes
 
 LEARNING_RATE = 1e-3
 ENGINE_CHUNK = 100
@@ -83,12 +83,8 @@ def setup_model(name: str, cfg: SpeedConfig) -> Setup:
         jax.ShapeDtypeStruct((cfg.batch,), jnp.int32),
     )
     compiled = jax.jit(step, donate_argnums=0).lower(*shapes).compile()
-    memory = compiled.memory_analysis()
-    size = 0
-    if memory is not None:
-        size = memory.argument_size_in_bytes + memory.output_size_in_bytes
-        size += memory.temp_size_in_bytes - memory.alias_size_in_bytes
-    return Setup(name, config, jax.jit(init), step, compiled, size)
+    size = program_bytes(compiled)
+    return Setup(name, config, jax.jit(init), step, compiled, 0 if math.isnan(size) else int(size))
 
 
 def _batches(setup: Setup, k: int, batch: int) -> tuple[np.ndarray, np.ndarray]:

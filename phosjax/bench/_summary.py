@@ -100,13 +100,17 @@ def profile_text(directory: str | os.PathLike) -> str:
     for phase, name in (("compile", "programs"), ("step", "steps"), ("eval", "evals")):
         if phase in counts:
             table[name] = counts[phase].astype("Int64")
-    peak = phases.groupby("group_id", sort=False)["peak_bytes"].max() / 2**20
-    table["peak_device_MiB"] = peak
+    by_group = phases.groupby("group_id", sort=False)
+    if "program_bytes" in phases:  # benches written before it was measured lack it
+        table["program_MiB"] = by_group["program_bytes"].max() / 2**20
+    table["peak_device_MiB"] = by_group["peak_bytes"].max() / 2**20
     lines = [
         f"bench {directory}: seconds per phase and group (compile_s: all its programs; "
         "step_s: per step, all its cells at once; eval_s: per evaluation; "
-        "peak_device_MiB: the process's peak so far when the group ended, as the backend "
-        "counts it, never reset; NaN where the backend reports no memory, e.g. CPU)"
+        "program_MiB: what one device needs for the group's largest program, by XLA's "
+        "memory analysis; peak_device_MiB: the process's peak so far when the group ended, "
+        "as the backend counts it, never reset; NaN where the backend reports no memory, "
+        "e.g. CPU)"
     ]
     lines.append(table.to_string(float_format=lambda v: f"{v:.4g}"))
     memory = _read_all(root, _layout.MEMORY)

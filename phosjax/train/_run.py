@@ -16,7 +16,7 @@ from phosjax.train._auto import choose_strategy
 from phosjax.train._group import Group
 from phosjax.train._state import GroupState
 from phosjax.train._step import device_arrays, make_evaluate, make_train_step
-from phosjax.train._strategy import STRATEGIES, Executor, compile_totals
+from phosjax.train._strategy import STRATEGIES, Executor, compile_totals, program_memory
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +35,8 @@ class Chunk:
       train_s: seconds running the chunk's steps (and fetching their metrics), compile
         excluded.
       eval_s: seconds evaluating the test split, compile excluded (0 without ``eval``).
+      program_bytes: the memory one device needs for the largest program the chunk ran
+        (`program_bytes`: XLA's memory analysis; NaN where the backend gives none).
     """
 
     steps: np.ndarray
@@ -45,6 +47,7 @@ class Chunk:
     compiles: int = 0
     train_s: float = math.nan
     eval_s: float = 0.0
+    program_bytes: float = math.nan
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,21 +221,22 @@ def run_group(
     for stop in stops:
         n = stop - step
         begin = _clock()
-        state, (metrics, diverged_at), guarded = _train_chunk(
-            executor, signature, make_step, state, arrays, n, guarded
-        )
-        scores = {}
-        evaluated: tuple[float, float, int] | None = None
-        if stop == hp.steps or (hp.eval_every and stop % hp.eval_every == 0):
-            evaluated = _clock()
-            scores = executor.run(
-                ("eval", signature),
-                lambda: make_evaluate(model, hp.compute_dtype),
-                state,
-                arrays,
-                donate=False,
+        with program_memory() as memory:
+            state, (metrics, diverged_at), guarded = _train_chunk(
+                executor, signature, make_step, state, arrays, n, guarded
             )
-            scores = jax.device_get(executor.take(scores))
+            scores = {}
+            evaluated: tuple[float, float, int] | None = None
+            if stop == hp.steps or (hp.eval_every and stop % hp.eval_every == 0):
+                evaluated = _clock()
+                scores = executor.run(
+                    ("eval", signature),
+                    lambda: make_evaluate(model, hp.compute_dtype),
+                    state,
+                    arrays,
+                    donate=False,
+                )
+                scores = jax.device_get(executor.take(scores))
         end = _clock()
         chunk = Chunk(
             np.arange(step + 1, stop + 1),
@@ -243,6 +247,7 @@ def run_group(
             compiles=end[2] - last[2],
             train_s=_net(begin, evaluated or end),
             eval_s=_net(evaluated, end) if evaluated else 0.0,
+            program_bytes=memory.largest,
         )
         last = end
         chunks.append(chunk)

@@ -13,9 +13,11 @@ again (`Executor.run_steps`), the way a plain training loop does; XLA:CPU compil
 convolutions inside loops onto a slow path (jax-ml/jax#12868), which this avoids.
 """
 
+import contextlib
 import dataclasses
+import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import jax
@@ -64,25 +66,74 @@ def compile_totals() -> tuple[float, int]:
     return _COMPILED.seconds, _COMPILED.programs
 
 
+def program_bytes(compiled: Any) -> float:
+    """The memory one device needs to run a compiled program, as XLA's memory analysis
+    gives it (arguments, outputs and the temporaries live at once; NaN where the
+    backend gives none).
+
+    Examples:
+      >>> double = jax.jit(lambda x: 2 * x).lower(jnp.zeros(256, jnp.float32)).compile()
+      >>> program_bytes(double) >= 2 * 256 * 4  # its argument and its output
+      True
+    """
+    try:
+        memory = compiled.memory_analysis()
+    except Exception:  # some backends raise instead of returning None
+        memory = None
+    if memory is None:
+        return float("nan")
+    peak = getattr(memory, "peak_memory_in_bytes", 0)
+    live = memory.argument_size_in_bytes + memory.output_size_in_bytes
+    return float(peak or live + memory.temp_size_in_bytes - memory.alias_size_in_bytes)
+
+
+@dataclasses.dataclass(eq=False)  # blocks are told apart by identity
+class ProgramMemory:
+    """The largest `program_bytes` of the programs called inside `program_memory`."""
+
+    largest: float = float("nan")
+
+    def add(self, size: float) -> None:
+        self.largest = size if math.isnan(self.largest) else max(self.largest, size)
+
+
+_WATCHING: list[ProgramMemory] = []
+
+
+@contextlib.contextmanager
+def program_memory() -> Iterator[ProgramMemory]:
+    """Watches the compiled programs the engine calls inside the block: the `ProgramMemory`
+    it yields ends with the largest one's `program_bytes` (NaN if none was called)."""
+    memory = ProgramMemory()
+    _WATCHING.append(memory)
+    try:
+        yield memory
+    finally:
+        _WATCHING.remove(memory)
+
+
 class _Program:
     """A jitted function, lowered and compiled ahead of time (``.lower(...).compile()``)
-    once per argument signature (shapes, dtypes, shardings); each compile is timed."""
+    once per argument signature (shapes, dtypes, shardings); each compile is timed, and
+    each use reported to the `program_memory` blocks around it."""
 
     def __init__(self, jitted: Any) -> None:
         self.jitted = jitted
-        self.compiled: dict[Any, Any] = {}
+        self.compiled: dict[Any, tuple[Any, float]] = {}
 
     def executable(self, *args: Any) -> Any:
         """The compiled program for ``args``' signature (compiled on first use)."""
         leaves, treedef = jax.tree.flatten(args)
         signature = (treedef, tuple(_signature(a) for a in leaves))
-        compiled = self.compiled.get(signature)
-        if compiled is None:
+        if signature not in self.compiled:
             start = time.perf_counter()
             compiled = self.jitted.lower(*args).compile()
             _COMPILED.seconds += time.perf_counter() - start
             _COMPILED.programs += 1
-            self.compiled[signature] = compiled
+            self.compiled[signature] = compiled, program_bytes(compiled)
+        compiled, size = self.compiled[signature]
+        for memory in _WATCHING:
+            memory.add(size)
         return compiled
 
     def __call__(self, *args: Any) -> Any:

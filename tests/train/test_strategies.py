@@ -14,7 +14,7 @@ from phosjax.data import batch_indices
 from phosjax.train import STRATEGIES, Cell, HParams, Regularizer, init_group, plan_groups, run_group
 from phosjax.train._auto import TIE, fastest
 from phosjax.train._step import device_arrays, make_train_step
-from phosjax.train._strategy import _LIFTED, STEPWISE_UNROLL, Executor
+from phosjax.train._strategy import _LIFTED, STEPWISE_UNROLL, Executor, _Program, program_memory
 from tests.train.tiny import Tiny
 
 TOL = {"rtol": 2e-5, "atol": 2e-6}
@@ -203,3 +203,29 @@ def test_a_later_auto_call_neither_measures_nor_converts_the_data_again(toy, mon
     before = len(converted)
     _, second = run_group(group, state, data, 4, strategy="auto")
     assert len(converted) == before and second.strategy == first.strategy
+
+
+def test_a_chunk_reports_the_memory_of_its_largest_program_per_device(toy):
+    """XLA's memory analysis of the chunk's programs, per device: three cells vmapped on one
+    device need more than one cell does; over four devices (a cell each), the same."""
+    one = jax.devices()[:1]
+
+    def program_bytes(cells: list[Cell], devices: list[jax.Device] | None) -> float:
+        [group] = plan_groups(cells)
+        _, run = run_group(group, init_group(group, toy), toy, strategy="vmap", devices=devices)
+        return max(chunk.program_bytes for chunk in run.chunks)
+
+    alone = program_bytes(CELLS[:1], one)
+    assert alone > 0 and program_bytes(CELLS, one) > 1.5 * alone
+    assert program_bytes(CELLS, None) == alone
+
+
+def test_program_memory_sees_the_programs_called_inside_it():
+    double = _Program(jax.jit(lambda x: 2 * x))
+    with program_memory() as outer:
+        with program_memory() as inner:
+            double(jnp.zeros(256))
+        double(jnp.zeros(1024))
+    with program_memory() as after:
+        pass
+    assert 2 * 256 * 4 <= inner.largest < outer.largest and np.isnan(after.largest)

@@ -375,7 +375,8 @@ async function renderModel() {
 const PHASE_COLORS = { init: "#6b7b8c", compile: "#ef7b2d", step: "#4269d0", eval: "#3ca951" };
 const PHASE_UNITS = { compile: "programs compiled", step: "steps", eval: "evaluations" };
 
-// A phase row's tooltip: its total, what one occurrence took, its peak device memory.
+// A phase row's tooltip: its total, what one occurrence took, the memory of the group's
+// largest program (XLA's analysis, per device) and the process's peak device memory.
 function phaseDetail(r) {
   const total = r.total_s ?? r.seconds;
   const lines = [`<div><b>${format(total)} s</b> in all</div>`];
@@ -386,6 +387,7 @@ function phaseDetail(r) {
     lines.push(`<div>${format(r.count)} ${unit}: ${format(1e3 * each, 3)} ms each${kind}</div>`);
   }
   const peak = r.peak_bytes === undefined || r.peak_bytes === null ? "not reported by this backend" : formatBytes(r.peak_bytes);
+  if (typeof r.program_bytes === "number") lines.push(`<div class="muted">largest program: ${formatBytes(r.program_bytes)} per device</div>`);
   lines.push(`<div class="muted">peak device memory: ${peak}</div>`);
   return lines.join("");
 }
