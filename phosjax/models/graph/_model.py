@@ -35,6 +35,28 @@ def train_kwargs(fn: Any, train: bool) -> dict[str, bool]:
     return {}
 
 
+def _feed_error(x: Any, inputs: tuple[str, ...]) -> GraphError:
+    """The error for an ``x`` that does not fit a graph with several ``inputs``.
+
+    Examples:
+      >>> print(_feed_error({"a": 1, "bb": 2}, ("a", "b")))
+      x has keys that are not input nodes: 'bb'; the input nodes are 'a', 'b',
+      and x gives no value for 'b'.
+    """
+    if not isinstance(x, Mapping):
+        return GraphError(
+            f"The graph has {len(inputs)} input nodes ({listing(inputs)}); "
+            "pass x as a dict {input node: value}."
+        )
+    unknown = [key for key in x if key not in inputs]
+    missing = [path for path in inputs if path not in x]
+    gives = f", and x gives no value for {listing(missing)}" if missing else ""
+    return GraphError(
+        f"x has keys that are not input nodes: {listing(unknown)}; "
+        f"the input nodes are {listing(inputs)}{gives}."
+    )
+
+
 class Function(nn.Module):
     """Gives a function node (or an identity) a scope, so its output can be tagged."""
 
@@ -178,10 +200,7 @@ class GraphModel(nn.Module):
         elif len(inputs) == 1 and x is not None:
             feeds = {inputs[0]: x}
         elif x is not None:
-            raise GraphError(
-                f"The graph has {len(inputs)} input nodes ({listing(inputs)}); "
-                "pass x as a dict {input node: value}."
-            )
+            raise _feed_error(x, inputs)
         else:
             feeds = {}
         for path in needed:

@@ -112,6 +112,27 @@ def _walk(spec: Mapping[str, Any], prefix: tuple[str, ...]) -> Iterator[tuple[st
             yield SEP.join(prefix + parts), value
 
 
+def _check_groups(paths: Iterable[str]) -> None:
+    """Raises a `GraphError` when a node's path is also the group of another node.
+
+    Examples:
+      >>> _check_groups(["a", "a/b"])
+      Traceback (most recent call last):
+      phosjax.models.graph._spec.GraphError: Node 'a' is also the group of node 'a/b'; ...
+    """
+    paths = list(paths)
+    known = set(paths)
+    for path in paths:
+        parts = path.split(SEP)
+        for end in range(1, len(parts)):
+            group = SEP.join(parts[:end])
+            if group in known:
+                raise GraphError(
+                    f"Node {group!r} is also the group of node {path!r}; a path is either "
+                    "a node or a group, so rename one of them."
+                )
+
+
 def _as_node(path: str, value: Any) -> Node | Input:
     if isinstance(value, Node | Input):
         return value
@@ -155,6 +176,7 @@ class Graph:
             if path in nodes:
                 raise GraphError(f"Node {path!r} is defined twice.")
             nodes[path] = _as_node(path, value)
+        _check_groups(nodes)
         self.nodes = self._resolve(nodes)
         self.inputs = tuple(p for p, n in self.nodes.items() if isinstance(n, Input))
         self.edges = tuple(

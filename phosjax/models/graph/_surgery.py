@@ -112,6 +112,10 @@ def merge(
     Returns:
       ``(model, variables)``.
 
+    Raises:
+      GraphError: a new node has the path of a part's node (use `rewire` to change a
+        node's inputs), or a path is both a node and a group.
+
     Examples:
       >>> import flax.linen as nn, jax, jax.numpy as jnp
       >>> from phosjax.models.graph import GraphModel, node
@@ -131,7 +135,14 @@ def merge(
         spec.update(_under(name, _graph(model).spec()))
         for collection, tree in variables.items():
             merged.setdefault(collection, {})[name] = tree
-    spec.update(nodes or {})
+    nodes = nodes or {}
+    taken = [path for path in nodes if path in spec]
+    if taken:
+        raise GraphError(
+            f"merge's new node {taken[0]!r} is already a node of a part; give the new "
+            "node another path, or use rewire to change that node's inputs."
+        )
+    spec.update(nodes)
     return GraphModel(spec), merged
 
 

@@ -186,6 +186,12 @@ def test_several_inputs_and_combines():
     np.testing.assert_array_equal(out["diff"], [[-4.0, 6.0]])
     with pytest.raises(GraphError, match="2 input nodes \\('a', 'b'\\); pass x as a dict"):
         model.apply({}, a)
+    with pytest.raises(
+        GraphError,
+        match="x has keys that are not input nodes: 'bb'; the input nodes are 'a', 'b', "
+        "and x gives no value for 'b'",
+    ):
+        model.apply({}, {"a": a, "bb": b})
     with pytest.raises(GraphError, match="Unknown combine 'sum'; use one of \\['add', 'concat'\\]"):
         node(inputs=("a", "b"), combine="sum")
 
@@ -201,6 +207,15 @@ def test_missing_input_names_it_and_lists_the_nodes():
         GraphModel({"block": {"act": nn.relu}, "out": node(inputs="block")})
     with pytest.raises(GraphError, match=r"Input name '\.\./\.\./x' goes above the root"):
         GraphModel({"block": {"act": node(inputs="../../x")}})
+
+
+def test_a_node_that_is_also_a_group_is_an_error():
+    with pytest.raises(
+        GraphError, match="Node 'a' is also the group of node 'a/b'; a path is either a node"
+    ):
+        GraphModel({"a": nn.Dense(3), "a/b": nn.Dense(2)})
+    with pytest.raises(GraphError, match="Node 'g/a' is also the group of node 'g/a/b/c'"):
+        GraphModel({"g": {"a/b": {"c": nn.relu}, "a": nn.relu}})
 
 
 def test_a_cycle_is_named():

@@ -94,6 +94,20 @@ def test_merge_two_branches_into_one_model(net, key):
     assert jax.tree.structure(both_vars["params"]["b"]) == jax.tree.structure(other_vars["params"])
 
 
+def test_merge_rejects_new_nodes_that_clash_with_the_parts(net):
+    model, variables, _ = net
+    with pytest.raises(
+        GraphError,
+        match="merge's new node 'a/logits' is already a node of a part; give the new node "
+        "another path",
+    ):
+        merge({"a": (model, variables)}, {"a/logits": node(inputs="/a/pool")})
+    with pytest.raises(GraphError, match="Node 'a' is also the group of node 'a/input'"):
+        merge({"a": (model, variables)}, {"a": node(inputs="/a/logits")})
+    merged, _ = merge({"a": (model, variables)}, {"a": {"head": node(inputs="logits")}})
+    assert merged.nodes[-2:] == ("a/logits", "a/head")
+
+
 def test_rewire_changes_inputs_and_checks_them(net):
     model, variables, x = net
     no_skip = rewire(model, "block/add", ["block/act", "block/act"])
