@@ -25,7 +25,8 @@ class Member:
       path: the leaf's path in the variables tree, e.g. ``"params/Dense_0/kernel"``.
       axis: the axis of the leaf.
       kinds: how the model uses that axis: ``"out"`` (a free axis of a contraction),
-        ``"in"`` (contracted), ``"scale"`` (multiplied on), ``"bias"`` (added), ``"other"``.
+        ``"in"`` (contracted), ``"scale"`` (multiplied on, or divided by an activation),
+        ``"bias"`` (added), ``"other"`` (e.g. a divisor: sliced, never zeroed).
       channels: for each position along the axis, the group channel it holds (-1: none).
     """
 
@@ -105,9 +106,29 @@ class ChannelGroups:
         return arrays
 
 
-def _module(path: str) -> str:
-    parts = path.split("/")
-    return "/".join(parts[1:-1] if len(parts) > 2 else parts[:-1]) or path
+def _has_collections(model: nn.Module | Callable[..., Any], variables: Any) -> bool:
+    """Whether the top level of ``variables`` is Flax collections (``params``, ...)."""
+    return isinstance(model, nn.Module) or (
+        isinstance(variables, Mapping) and "params" in variables
+    )
+
+
+def _module(path: str, collections: bool) -> str:
+    """The module holding the leaf at ``path``, without the collection; a root leaf's name."""
+    parts = path.split("/")[int(collections) :] or [path]
+    return "/".join(parts[:-1]) or parts[-1]
+
+
+def _unique(names: list[str]) -> list[str]:
+    """``names`` with ``#k`` added to the k-th (from 0) of each repeated name."""
+    while len(set(names)) < len(names):
+        seen: dict[str, int] = {}
+        renamed = []
+        for name in names:
+            seen[name] = seen.get(name, -1) + 1
+            renamed.append(f"{name}#{seen[name]}" if names.count(name) > 1 else name)
+        names = renamed
+    return names
 
 
 def _polynomial(facts: Trace, label: int, group_of: Mapping[int, int]) -> list[Monomial]:
@@ -148,11 +169,12 @@ def channel_groups(
     axes it combines (residual streams, biases, normalization scales); reshapes and
     concatenations are followed into flattened and concatenated axes; depthwise
     convolutions tie their input and output channels. A group is a set of tied channels
-    produced by some kernel or scale. Axes that cannot be pruned exactly stay whole and
-    are listed in ``pinned`` with the operation that pinned them: the model's inputs and
-    outputs, reduced axes (e.g. the features of a LayerNorm), sliced or convolved axes,
-    grouped convolutions, and channels that reach a contraction through an op that does
-    not keep zeros (e.g. ``exp``).
+    produced by some kernel or scale, named after its first producing module (plus
+    ``[axis]``, then ``#k``, where names would repeat). Axes that cannot be pruned
+    exactly stay whole and are listed in ``pinned`` with the operation that pinned them:
+    the model's inputs and outputs, reduced axes (e.g. the features of a LayerNorm),
+    sliced or convolved axes, grouped convolutions, and channels that reach a
+    contraction through an op that does not keep zeros (e.g. ``exp``).
 
     Args:
       model: a Flax module (its ``apply`` is traced) or any ``apply(variables, *args)``.
@@ -208,11 +230,13 @@ def channel_groups(
                     producers[atom] = min(producers.get(atom, rank), rank)
     order = sorted(producers, key=lambda atom: producers[atom])
     group_of = {atom: index for index, atom in enumerate(order)}
-    names = [_module(paths[producers[atom][1]]) for atom in order]
-    names = [
-        f"{name}[{producers[atom][2]}]" if names.count(name) > 1 else name
-        for name, atom in zip(names, order, strict=True)
+    collections = _has_collections(model, variables)
+    sites = [
+        (_module(paths[producers[atom][1]], collections), producers[atom][2]) for atom in order
     ]
+    names = _unique(
+        [f"{m}[{axis}]" if len({b for n, b in sites if n == m}) > 1 else m for m, axis in sites]
+    )
     groups = []
     for atom, name in zip(order, names, strict=True):
         members = tuple(

@@ -92,9 +92,57 @@ def _shrink_tree(tree: Any, prefix: str, dead: Mapping[tuple[str, int], np.ndarr
     return _edit(tree, prefix, edit)
 
 
-def _shapes(tree: Any) -> tuple[Any, list[tuple[int, ...]]]:
-    leaves, treedef = jax.tree.flatten(tree)
-    return treedef, [np.shape(leaf) for leaf in leaves]
+def _leaf_shapes(tree: Any) -> dict[str, tuple[int, ...]]:
+    """``{path: shape}`` of the leaves of ``tree`` (an `optax.MaskedNode` has none)."""
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return {jax.tree_util.keystr(p, simple=True, separator="/"): np.shape(v) for p, v in flat}
+
+
+def _shrink_state(
+    opt_state: Any, variables: Any, dead: Mapping[tuple[str, int], np.ndarray]
+) -> Any:
+    """``opt_state`` with its variables-like sub-trees shrunk (see `shrink`).
+
+    A sub-tree is variables-like when each of its leaves is a leaf of ``variables`` (or
+    of one collection) at the same path and shape; `optax.MaskedNode` holds no leaf.
+    """
+    collections = variables.items() if isinstance(variables, Mapping) else ()
+    references = [
+        (prefix, _leaf_shapes(tree))
+        for prefix, tree in [("", variables), *((f"{k}/", v) for k, v in collections)]
+    ]
+    changed = {path for (path, _), positions in dead.items() if positions.any()}
+    watched = [
+        (path, prefix + path, shape)
+        for prefix, shapes in references
+        for path, shape in shapes.items()
+        if prefix + path in changed
+    ]
+
+    def prefix_of(node: Any) -> str | None:
+        found = _leaf_shapes(node)
+        return next(
+            (p for p, known in references if found and found.items() <= known.items()), None
+        )
+
+    def edit(key: Any, node: Any) -> Any:
+        prefix = prefix_of(node)
+        if prefix is not None:
+            return _shrink_tree(node, prefix, dead)
+        where = jax.tree_util.keystr(key, simple=True, separator="/")
+        for path, full, shape in watched:
+            if np.shape(node) == shape and (where == path or where.endswith(f"/{path}")):
+                raise ValueError(
+                    f"opt_state leaf {where!r} has the shape {shape} of {full!r}, which shrink "
+                    "changes, but its sub-tree is not shaped like the variables (its leaves "
+                    "must be variables' leaves at the same paths, or optax.MaskedNode), so it "
+                    "cannot be shrunk; shrink it yourself or re-initialize the optimizer"
+                )
+        return node
+
+    return jax.tree_util.tree_map_with_path(
+        edit, opt_state, is_leaf=lambda node: prefix_of(node) is not None
+    )
 
 
 def shrink(
@@ -108,7 +156,8 @@ def shrink(
     """Removes the dead channels from ``variables`` (params, batch statistics, ...).
 
     Pure: nothing is modified in place. ``opt_state`` is shrunk wherever it holds a
-    tree shaped like ``variables`` or like one of its collections (Adam's moments).
+    tree shaped like ``variables`` or like one of its collections (Adam's moments),
+    leaves masked out by `optax.masked` or `optax.multi_transform` aside.
     The shrunk model computes what the original computes with the dead channels masked
     to zero (see `mask`). Shrinking again with everything alive changes nothing.
 
@@ -122,6 +171,10 @@ def shrink(
 
     Returns:
       A `Shrunk` with the new variables, optimizer state, widths and config.
+
+    Raises:
+      ValueError: an ``opt_state`` leaf has a shrunk variable's path and shape, but its
+        sub-tree could not be matched to the variables (it would be left too wide).
 
     References:
       Gordon et al., MorphNet, https://arxiv.org/abs/1711.06798
@@ -138,23 +191,7 @@ def shrink(
     """
     dead = _dead(groups, alive)
     new_variables = _shrink_tree(variables, "", dead)
-    new_opt_state = None
-    if opt_state is not None:
-        collections = variables.items() if isinstance(variables, Mapping) else ()
-        candidates = [("", variables), *((f"{k}/", v) for k, v in collections)]
-        shapes = [(prefix, _shapes(tree)) for prefix, tree in candidates]
-
-        def prefix_of(node: Any) -> str | None:
-            found = _shapes(node)
-            return next((prefix for prefix, known in shapes if known == found), None)
-
-        new_opt_state = jax.tree.map(
-            lambda node: (
-                node if prefix_of(node) is None else _shrink_tree(node, prefix_of(node), dead)
-            ),  # type: ignore[arg-type]
-            opt_state,
-            is_leaf=lambda node: prefix_of(node) is not None,
-        )
+    new_opt_state = None if opt_state is None else _shrink_state(opt_state, variables, dead)
     widths = {
         name: int(keep.sum())
         for name, keep in zip(groups.names, groups.alive_arrays(alive), strict=True)

@@ -71,6 +71,18 @@ class Trace:
     ops: list[tuple[str, list[int]]]
 
 
+def _operand_kind(name: str, index: int, operands: int) -> str:
+    """How the elementwise op ``name`` uses its operand ``index`` among ``operands``.
+
+    A divisor is ``"other"``: sliced by `shrink` but never zeroed by `mask` (x / 0).
+    """
+    if operands < 2:
+        return "other"
+    if name == "mul" or (name == "div" and index == 0):
+        return "scale"
+    return "bias" if name in ("add", "sub") else "other"
+
+
 def _where(eqn: Any) -> str:
     try:
         from jax._src import source_info_util
@@ -130,17 +142,20 @@ class _Walker:
     def elementwise(self, eqn: Any, ins: list[Value | None], literals: list[Any]) -> Value:
         name, where = eqn.primitive.name, _where(eqn)
         shape = eqn.outvars[0].aval.shape
-        full = [v for v in ins if v is not None and len(v.labels) == len(shape)]
+        operands = {
+            i: v for i, v in enumerate(ins) if v is not None and len(v.labels) == len(shape)
+        }
+        full = list(operands.values())
         labels = []
         for axis, size in enumerate(shape):
             carried = [v.labels[axis] for v in full if self.labels.size[v.labels[axis]] == size]
             for other in carried[1:]:
                 self.labels.union(carried[0], other, where)
             labels.append(carried[0] if carried else self.labels.new(size))
-        kind = "other"
-        if sum(1 for v in full) > 1:
-            kind = "scale" if name in ("mul", "div") else "bias" if name in ("add", "sub") else kind
-        full = [self.use(v, [kind] * len(v.labels)) if v.src else v for v in full]
+        full = [
+            self.use(v, [_operand_kind(name, i, len(full))] * len(v.labels)) if v.src else v
+            for i, v in operands.items()
+        ]
         cases = full[1:] if name == "select_n" else full
         zeros: set[int]
         if name in _ANY_ZERO:

@@ -8,7 +8,15 @@ import optax
 import pytest
 
 from phosjax.models import ModelConfig
-from phosjax.morph import UnsupportedOpError, channel_groups, expressible, mask, shrink
+from phosjax.morph import (
+    UnsupportedOpError,
+    alive_channels,
+    channel_groups,
+    expressible,
+    mask,
+    report,
+    shrink,
+)
 
 ZOO = {
     "mlp": (40,),
@@ -198,3 +206,167 @@ def test_a_config_that_cannot_express_the_widths_is_an_error():
     alive = {"blocks_0/conv_0": np.arange(16) < 8}  # the inner width is not a config field
     with pytest.raises(ValueError, match="cannot express these widths"):
         shrink(variables, alive, groups, config=config)
+
+
+class ConcatAdded(nn.Module):
+    """A layer's output added to a concatenation of two others: two groups, one kernel."""
+
+    widths: tuple[int, int] = (3, 5)
+
+    @nn.compact
+    def __call__(self, x):
+        a = nn.Dense(sum(self.widths), name="a")(x)
+        h = jnp.concatenate(
+            [nn.Dense(w, name=n)(x) for w, n in zip(self.widths, "bc", strict=True)], -1
+        )
+        return nn.Dense(2, name="d")(nn.relu(a + h))
+
+
+def test_groups_sharing_their_first_producer_get_distinct_names():
+    x = jax.random.normal(jax.random.key(1), (2, 4))
+    model = ConcatAdded()
+    variables = _perturbed(model.init(jax.random.key(0), x))
+    groups = channel_groups(model, variables, x)
+    assert [(g.name, g.size) for g in groups.groups] == [("a#0", 3), ("a#1", 5)]
+    assert set(alive_channels(groups, variables)) == {"a#0", "a#1"}
+    assert report(groups, variables)["groups"] == {
+        "a#0": {"alive": 3, "total": 3},
+        "a#1": {"alive": 5, "total": 5},
+    }
+    alive = {"a#0": [1, 0, 1], "a#1": [0, 1, 1, 0, 1]}
+    small = shrink(variables, alive, groups)
+    assert small.widths == {"a#0": 2, "a#1": 3}
+    np.testing.assert_allclose(
+        jax.jit(ConcatAdded(widths=(2, 3)).apply)(small.variables, x),
+        jax.jit(model.apply)(mask(variables, alive, groups), x),
+        atol=1e-5,
+    )
+
+
+class Block(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(4, name="out")(nn.relu(nn.Dense(6, name="hidden")(x)))
+
+
+class Blocks(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return Block(name="blocks_1")(Block(name="blocks_0")(x))
+
+
+def test_a_params_tree_through_a_callable_names_groups_like_the_module():
+    x = jnp.ones((2, 4))
+    model = Blocks()
+    variables = model.init(jax.random.key(0), x)
+    params = variables["params"]
+    from_params = channel_groups(lambda p, x: model.apply({"params": p}, x), params, x)
+    expected = ("blocks_0/hidden", "blocks_0/out", "blocks_1/hidden")
+    assert channel_groups(model, variables, x).names == expected
+    assert from_params.names == expected
+    small = shrink(params, {"blocks_1/hidden": np.arange(6) < 4}, from_params)
+    assert small.variables["blocks_1"]["out"]["kernel"].shape == (4, 4)
+
+
+class Divided(nn.Module):
+    """A hidden layer divided by a learned per-channel temperature."""
+
+    width: int = 4
+
+    @nn.compact
+    def __call__(self, x):
+        h = nn.relu(nn.Dense(self.width, name="a")(x))
+        temperature = self.param("temp", nn.initializers.ones, (self.width,))
+        return nn.Dense(2, name="b")(h / temperature)
+
+
+def test_a_divisor_is_sliced_but_neither_zeroed_nor_a_gamma():
+    x = jax.random.normal(jax.random.key(1), (2, 3))
+    model = Divided()
+    variables = _perturbed(model.init(jax.random.key(0), x))
+    groups = channel_groups(model, variables, x)
+    (group,) = groups.groups
+    kinds = {m.path: m.kinds for m in group.members}
+    assert kinds["params/temp"] == {"other"}
+    assert group.sources("scale") == ()  # "auto" uses the kernels, not |temp|
+    alive = {"a": [True, False, True, True]}
+    masked_out = jax.jit(model.apply)(mask(variables, alive, groups), x)
+    assert np.all(np.isfinite(masked_out))
+    small = shrink(variables, alive, groups)
+    np.testing.assert_array_equal(
+        small.variables["params"]["temp"], variables["params"]["temp"][np.array([0, 2, 3])]
+    )
+    np.testing.assert_allclose(
+        jax.jit(Divided(width=3).apply)(small.variables, x), masked_out, atol=1e-5
+    )
+
+
+MLP = nn.Sequential([nn.Dense(3), nn.relu, nn.Dense(2)])
+MLP_LABELS = {
+    "layers_0": {"kernel": "adam", "bias": "sgd"},
+    "layers_2": {"kernel": "adam", "bias": "adam"},
+}
+
+
+@pytest.mark.parametrize(
+    "optimizer",
+    [
+        optax.masked(
+            optax.adam(0.1),
+            {
+                "layers_0": {"kernel": True, "bias": False},
+                "layers_2": {"kernel": True, "bias": True},
+            },
+        ),
+        optax.multi_transform(
+            {"adam": optax.adam(0.1), "sgd": optax.sgd(0.1, momentum=0.9)}, MLP_LABELS
+        ),
+    ],
+    ids=["masked", "multi_transform"],
+)
+def test_masked_and_partitioned_optimizer_states_are_shrunk(optimizer):
+    x = jnp.ones((1, 4))
+    variables = MLP.init(jax.random.key(0), x)
+    params = variables["params"]
+    groups = channel_groups(MLP, variables, x)
+    alive = {"layers_0": [True, False, True]}
+    rng = np.random.default_rng(0)
+    grads = [jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape), p.dtype), params)]
+    grads.append(jax.tree.map(lambda g: 2 - g, grads[0]))
+    _, state = optimizer.update(grads[0], optimizer.init(params), params)  # moments != 0
+    small = shrink(variables, alive, groups, opt_state=state)
+
+    def shrunk(tree):
+        return shrink({"params": tree}, alive, groups).variables["params"]
+
+    kept = np.array([0, 2])
+    sliced = {
+        "layers_0/kernel": (kept, 1),
+        "layers_0/bias": (kept, 0),
+        "layers_2/kernel": (kept, 0),
+    }
+    before = jax.tree_util.tree_flatten_with_path(state)[0]
+    after = jax.tree_util.tree_flatten_with_path(small.opt_state)[0]
+    assert [key for key, _ in after] == [key for key, _ in before]
+    for (key, old), (_, new) in zip(before, after, strict=True):
+        path = jax.tree_util.keystr(key, simple=True, separator="/")
+        index, axis = next((v for k, v in sliced.items() if path.endswith(k)), (None, None))
+        expected = old if index is None else np.take(np.asarray(old), index, axis)
+        np.testing.assert_array_equal(new, expected)
+
+    # Optimizers act per element: updating the shrunk state with the shrunk gradients
+    # gives the shrunk updates of the full state.
+    full_updates, _ = optimizer.update(grads[1], state, params)
+    small_params = small.variables["params"]
+    small_updates, _ = optimizer.update(shrunk(grads[1]), small.opt_state, small_params)
+    jax.tree.map(np.testing.assert_allclose, small_updates, shrunk(full_updates))
+
+
+def test_an_optimizer_state_that_cannot_be_matched_is_an_error():
+    x = jnp.ones((1, 4))
+    variables = MLP.init(jax.random.key(0), x)
+    groups = channel_groups(MLP, variables, x)
+    state = {"moments": {**variables["params"], "step": jnp.zeros(())}}
+    match = "'moments/layers_0/bias' has the shape \\(3,\\) of 'params/layers_0/bias'"
+    with pytest.raises(ValueError, match=match):
+        shrink(variables, {"layers_0": [True, False, True]}, groups, opt_state=state)
