@@ -6,9 +6,11 @@ Each run gets the cell's columns and hyperparameters as params, every metric per
 and split as ``<split>/<metric>`` (``test/accuracy``, ``train/aux/balance``), the model's
 blurb (and graph drawing) as artifacts under ``blurb/`` (``graph/``), the bench's
 ``config.yaml`` and ``env.json`` under ``bench/``, and the tags ``phosjax.cell_id``,
-``phosjax.bench`` and ``phosjax.config_hash``. Exporting again skips the cells already
-exported (finished runs with the same cell id and config hash); cells whose group has not
-finished training are left for later. Needs the ``mlflow`` extra (``mlflow-skinny``).
+``phosjax.bench``, ``phosjax.bench_created`` and ``phosjax.config_hash``. Exporting again
+skips the cells already exported (finished runs with the same cell id from the same bench,
+known by the creation time in its ``bench.json``, which `add_models` keeps); cells whose
+group has not finished training are left for later. Needs the ``mlflow`` extra
+(``mlflow-skinny``).
 
 MLflow 3 refuses ``file:`` stores unless ``MLFLOW_ALLOW_FILE_STORE=true`` is set; a
 tracking server (``http://...``) or ``sqlite:///mlflow.db`` (full ``mlflow``) need nothing.
@@ -27,6 +29,7 @@ from phosjax.bench.view._bench import BenchFiles, NotABenchError
 
 TAG_CELL = "phosjax.cell_id"
 TAG_BENCH = "phosjax.bench"
+TAG_CREATED = "phosjax.bench_created"
 TAG_CONFIG = "phosjax.config_hash"
 _BATCH = 1000  # MLflow's most metrics per log_batch call
 _PARAMS_BATCH = 100  # and params
@@ -49,11 +52,11 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
-def _exported_cells(client: Any, experiment_id: str, config_hash: str) -> set[str]:
-    """Cell ids with a finished run of this bench config in the experiment."""
+def _exported_cells(client: Any, experiment_id: str, created: str) -> set[str]:
+    """Cell ids with a finished run of the bench created at ``created`` in the experiment."""
     found: set[str] = set()
     token = None
-    query = f"attributes.status = 'FINISHED' and tags.`{TAG_CONFIG}` = '{config_hash}'"
+    query = f"attributes.status = 'FINISHED' and tags.`{TAG_CREATED}` = '{created}'"
     while True:
         page = client.search_runs([experiment_id], query, max_results=1000, page_token=token)
         found.update(run.data.tags.get(TAG_CELL) for run in page)
@@ -112,10 +115,10 @@ def export_mlflow(directory: str, tracking_uri: str, experiment: str | None = No
     name = experiment or bench.name
     found = client.get_experiment_by_name(name)
     experiment_id = found.experiment_id if found else client.create_experiment(name)
-    config_hash = str((bench.json(_layout.MARKER) or {}).get("config_hash", ""))
-    done = _exported_cells(client, experiment_id, config_hash)
-    groups = (bench.json(_layout.STATUS) or {}).get("groups", {})
-    finished = {g for g, status in groups.items() if status.get("finished")}
+    marker = bench.json(_layout.MARKER) or {}
+    created, config_hash = str(marker.get("created", "")), str(marker.get("config_hash", ""))
+    done = _exported_cells(client, experiment_id, created)
+    progress = bench.progress()
     metrics = bench.metrics()
     results = bench.results(metrics)
     exported = Exported(experiment_id, {}, [], [])
@@ -124,10 +127,15 @@ def export_mlflow(directory: str, tracking_uri: str, experiment: str | None = No
         if cell_id in done:
             exported.already_exported.append(cell_id)
             continue
-        if cell["group_id"] not in finished:
+        if not progress.get(cell_id, {}).get("finished"):
             exported.unfinished.append(cell_id)
             continue
-        tags = {TAG_CELL: cell_id, TAG_BENCH: bench.name, TAG_CONFIG: config_hash}
+        tags = {
+            TAG_CELL: cell_id,
+            TAG_BENCH: bench.name,
+            TAG_CREATED: created,
+            TAG_CONFIG: config_hash,
+        }
         run_name = f"{cell['model']}-{cell_id}"
         run_id = client.create_run(experiment_id, tags=tags, run_name=run_name).info.run_id
         for params in _chunks([Param(str(k), str(v)) for k, v in cell.items()], _PARAMS_BATCH):

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from phosjax.bench import _layout
-from phosjax.bench.export import TAG_CELL, export_mlflow, main
+from phosjax.bench.export import TAG_CELL, TAG_CREATED, export_mlflow, main
 from tests.bench._viewer_fixtures import METRICS, STEPS, blurb_json, write_bench
 
 mlflow = pytest.importorskip("mlflow", reason="the mlflow extra (mlflow-skinny) is not installed")
@@ -30,7 +30,9 @@ def _runs(store, experiment="example"):
     client = mlflow.tracking.MlflowClient(store)
     experiment_id = client.get_experiment_by_name(experiment).experiment_id
     runs = client.search_runs([experiment_id], max_results=100)
-    return client, {run.data.tags[TAG_CELL]: run for run in runs}
+    by_cell = {run.data.tags[TAG_CELL]: run for run in runs}
+    assert len(by_cell) == len(runs), "a cell was exported twice"
+    return client, by_cell
 
 
 def test_every_cell_becomes_a_run_with_params_metrics_and_blurb(written, store, tmp_path):
@@ -78,6 +80,25 @@ def test_exporting_again_skips_exported_and_unfinished_cells(written, store, tmp
     second = export_mlflow(str(written.root), store)
     assert sorted(second.runs) == mlp and sorted(second.already_exported) == sorted(first.runs)
     assert len(_runs(store)[1]) == len(written.cells)
+
+
+def test_exporting_after_add_models_adds_only_the_new_cells(written, store, tmp_path):
+    """`add_models` rewrites the bench's config hash but keeps its creation time."""
+    bench = tmp_path / "example"
+    shutil.copytree(written.root, bench)
+    mlp = written.cells[written.cells.model == "mlp"]
+    mlp.to_parquet(bench / _layout.CELLS)  # the bench before the choice model was added
+    first = export_mlflow(str(bench), store)
+    assert sorted(first.runs) == sorted(mlp.cell_id)
+    shutil.copytree(written.root, bench, dirs_exist_ok=True)  # after add_models
+    marker = json.loads((bench / _layout.MARKER).read_text())
+    (bench / _layout.MARKER).write_text(json.dumps({**marker, "config_hash": "extended"}))
+    second = export_mlflow(str(bench), store)
+    assert sorted(second.already_exported) == sorted(mlp.cell_id)
+    assert sorted(second.runs) == sorted(written.cells[written.cells.model == "choice"].cell_id)
+    runs = _runs(store)[1]
+    assert len(runs) == len(written.cells)
+    assert {run.data.tags[TAG_CREATED] for run in runs.values()} == {marker["created"]}
 
 
 def test_command_line(written, store, tmp_path, capsys, monkeypatch):

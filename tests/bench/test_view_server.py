@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 
 from phosjax.bench import _layout
-from phosjax.bench.view import NotABenchError, PortInUseError, make_server
+from phosjax.bench._store import TEMPORARY
+from phosjax.bench.view import CannotServeError, NotABenchError, PortInUseError, make_server
 from phosjax.bench.view.__main__ import main
 from tests.bench._viewer_fixtures import (
     GRAPH,
     METRICS,
     MODELS,
+    SPLITS,
     STEPS,
     blurb_json,
     get,
@@ -113,12 +115,29 @@ def test_results_endpoint_thins_long_curves(server, written):
         ("columns=lossy", r"Unknown columns \['lossy'\]; the bench has \['loss'"),
         ("columns=loss&cells=nope", r"Unknown cells \['nope'\]"),
         ("columns=loss&max_points=1", "max_points must be at least 2, got 1"),
+        ("columns=loss&max_points=abc", "max_points must be an integer, got 'abc'"),
     ],
 )
 def test_results_endpoint_names_what_is_wrong(server, query, message):
     status, _, body = get(server, f"/api/results?{query}")
     assert status == 400
     assert re.search(message, json.loads(body)["error"])
+
+
+@pytest.mark.parametrize("content", ["a whole part", "half a part"])
+def test_a_part_file_being_written_is_not_read(tmp_path, content):
+    """A writer's hidden temporary (`phosjax.bench._store`) in results/ is not a result."""
+    bench = write_bench(tmp_path / "example", blurb_json())
+    part = bench.root / _layout.RESULTS / "part-g-mlp-000000000.parquet"
+    data = part.read_bytes()
+    temporary = part.with_name(f"{TEMPORARY}host~123~{part.name}")
+    temporary.write_bytes(data if content == "a whole part" else data[: len(data) // 2])
+    with serving(bench.root) as server:
+        board = get_json(server, "/api/cells")
+        assert [r["cell"] for r in board["rows"]] == bench.cells.to_dict("records")
+        curves = get_json(server, "/api/results?columns=loss")
+    assert len(curves["series"]) == len(bench.cells) * len(SPLITS)
+    assert all(series["step"] == list(STEPS) for series in curves["series"])
 
 
 def test_blurb_graph_profile_and_morph_endpoints(server, written):
@@ -211,6 +230,21 @@ def test_a_port_in_use(written, capsys):
     assert f"Port {port} on 127.0.0.1 is already in use (another viewer?). Try --port" in (
         capsys.readouterr().err
     )
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "http"])
+def test_a_bad_port_is_refused_when_parsed(written, capsys, port):
+    with pytest.raises(SystemExit) as exited:
+        main(["--dir", str(written.root), "--port", port])
+    assert exited.value.code == 2
+    assert f"--port: must be a port number from 0 to 65535, got '{port}'" in capsys.readouterr().err
+
+
+def test_a_host_that_cannot_be_bound_is_refused(written, capsys):
+    assert main(["--dir", str(written.root), "--host", "nosuch.invalid", "--port", "0"]) == 2
+    assert capsys.readouterr().err.startswith("error: cannot serve on nosuch.invalid:0: ")
+    with pytest.raises(CannotServeError, match=r"cannot serve on 192\.0\.2\.1:0: \w"):
+        make_server(written.root, port=0, host="192.0.2.1")  # an address of no machine here
 
 
 def test_a_morph_run_directory_shows_its_iterations(tmp_path):

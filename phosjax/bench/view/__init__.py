@@ -4,10 +4,17 @@ Run it with ``python -m phosjax.bench.view --dir runs/example --port 1337``.
 """
 
 from phosjax.bench.view._bench import BenchFiles, NotABenchError, OutsideBenchError
-from phosjax.bench.view._server import PortInUseError, ViewerServer, make_server, serve
+from phosjax.bench.view._server import (
+    CannotServeError,
+    PortInUseError,
+    ViewerServer,
+    make_server,
+    serve,
+)
 
 __all__ = [
     "BenchFiles",
+    "CannotServeError",
     "NotABenchError",
     "OutsideBenchError",
     "PortInUseError",

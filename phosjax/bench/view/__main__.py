@@ -4,16 +4,23 @@ import argparse
 import sys
 
 from phosjax.bench.view._bench import NotABenchError
-from phosjax.bench.view._server import PortInUseError, serve
+from phosjax.bench.view._server import CannotServeError, PortInUseError, serve
+
+
+def _port(text: str) -> int:
+    """A TCP port number, 0 to 65535 (argparse's ``type``)."""
+    if not text.isdecimal() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535, got {text!r}")
+    return int(text)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Serves the viewer; returns the exit status (2 for a bad directory or a taken port)."""
+    """Serves the viewer; returns the exit status (2 for a bad directory, port or host)."""
     parser = argparse.ArgumentParser(
         prog="python -m phosjax.bench.view", description="Serve a bench's web viewer."
     )
     parser.add_argument("--dir", required=True, help="the bench directory (runs/NAME)")
-    parser.add_argument("--port", type=int, default=1337, help="TCP port (0: any free one)")
+    parser.add_argument("--port", type=_port, default=1337, help="TCP port (0: any free one)")
     parser.add_argument(
         "--host",
         default="127.0.0.1",
@@ -22,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         serve(args.dir, args.port, args.host)
-    except (NotABenchError, PortInUseError) as error:
+    except (NotABenchError, PortInUseError, CannotServeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -80,23 +80,13 @@ def bench_info(bench: BenchFiles) -> dict[str, Any]:
         "marker": bench.json(_layout.MARKER),
         "config": bench.text(_layout.CONFIG),
         "env": bench.json(_layout.ENV),
-        "status": bench.json(_layout.STATUS),
+        "status": bench.status(),
         "cell_columns": list(_layout.CELL_COLUMNS),
         "hparams": bench.hparams(),
         "metrics": bench.metrics(),
         "models": models,
-        "has_profile": bench.path(_layout.PHASES).is_file() or bench.path(_layout.MEMORY).is_file(),
+        "has_profile": bool(bench.per_process(_layout.PHASES) or bench.per_process(_layout.MEMORY)),
         "has_morph": bench.path(_layout.MORPH).is_dir(),
-    }
-
-
-def _progress(bench: BenchFiles) -> dict[str, dict[str, Any]]:
-    """``{cell_id: {"steps", "finished"}}`` from ``status.json`` (empty before it exists)."""
-    groups = (bench.json(_layout.STATUS) or {}).get("groups", {})
-    return {
-        cell: {"steps": group.get("steps"), "finished": bool(group.get("finished"))}
-        for group in groups.values()
-        for cell in group.get("cells", [])
     }
 
 
@@ -111,7 +101,7 @@ def leaderboard(bench: BenchFiles) -> dict[str, Any]:
     for row in last.to_dict("records"):
         final.setdefault(row["cell_id"], {})[row["split"]] = {m: row[m] for m in metrics}
     steps_done = results.groupby("cell_id")["step"].max().to_dict() if len(results) else {}
-    progress = _progress(bench)
+    progress = bench.progress()
     rows = [
         {
             "cell": cell,
@@ -173,11 +163,12 @@ def curves(
 
 
 def profile(bench: BenchFiles, max_points: int = DEFAULT_POINTS) -> dict[str, Any]:
-    """``profile/phases.parquet`` and ``profile/memory.parquet`` (thinned) as records."""
-    memory = bench.table(_layout.MEMORY)
+    """``profile/phases.parquet`` and ``profile/memory.parquet`` (thinned) as records, each
+    with the rows of its per-process files (``phases.p<i>of<n>.parquet``) after its own."""
+    memory = bench.tables(_layout.MEMORY)
     if memory is not None:
         memory = memory.iloc[thin(len(memory), max_points)]
-    return {"phases": _records(bench.table(_layout.PHASES)), "memory": _records(memory)}
+    return {"phases": _records(bench.tables(_layout.PHASES)), "memory": _records(memory)}
 
 
 def model_file(bench: BenchFiles, folder: str, model_id: str) -> Any:

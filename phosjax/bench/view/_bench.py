@@ -3,6 +3,7 @@
 import json
 import pathlib
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import pandas as pd
@@ -37,6 +38,20 @@ def _not_a_bench_message(directory: pathlib.Path) -> str:
     return message + (
         " Make one with `python -m phosjax.bench.new --config CONFIG.yaml --dir DIR`."
     )
+
+
+def per_process_names(name: str, names: Iterable[str]) -> list[str]:
+    """Those of ``names`` that hold file ``name``'s data, sorted: ``name`` itself and the
+    files ``<stem>.p<i>of<n><suffix>`` that process ``i`` of ``n`` writes in its stead.
+
+    Examples:
+      >>> names = ["status.p1of2.json", "status.json", ".tmp~h~1~status.json", "status.p0of2.json"]
+      >>> per_process_names("status.json", names)
+      ['status.json', 'status.p0of2.json', 'status.p1of2.json']
+    """
+    path = pathlib.PurePath(name)
+    pattern = re.compile(rf"{re.escape(path.stem)}(\.p\d+of\d+)?{re.escape(path.suffix)}")
+    return sorted(n for n in names if pattern.fullmatch(n))
 
 
 class BenchFiles:
@@ -96,6 +111,34 @@ class BenchFiles:
         path = self.path(relative)
         return pd.read_parquet(path) if path.is_file() else None
 
+    def per_process(self, relative: str) -> list[str]:
+        """``relative`` and its per-process files (`per_process_names`), those that exist."""
+        path = pathlib.PurePosixPath(relative)
+        folder = self.root / path.parent
+        names = [p.name for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
+        return [str(path.with_name(name)) for name in per_process_names(path.name, names)]
+
+    def tables(self, relative: str) -> pd.DataFrame | None:
+        """The Parquet file ``relative`` and its per-process files as one frame (None if none)."""
+        frames = [self.table(r) for r in self.per_process(relative)]
+        return pd.concat(frames, ignore_index=True) if frames else None
+
+    def status(self) -> dict[str, Any]:
+        """``status.json`` and the per-process status files merged: ``{"groups": {key: entry}}``,
+        the key of process ``i`` of ``n``'s share of a group being ``<group_id>.p<i>of<n>``."""
+        groups: dict[str, Any] = {}
+        for relative in self.per_process(_layout.STATUS):
+            groups |= self.json(relative).get("groups", {})
+        return {"groups": groups}
+
+    def progress(self) -> dict[str, dict[str, Any]]:
+        """``{cell_id: {"steps", "finished"}}`` from the status files (empty before any)."""
+        return {
+            cell: {"steps": group.get("steps"), "finished": bool(group.get("finished"))}
+            for group in self.status()["groups"].values()
+            for cell in group.get("cells", [])
+        }
+
     def cells(self) -> pd.DataFrame:
         """The plan (``cells.parquet``); an empty frame of the cell columns before it exists."""
         cells = self.table(_layout.CELLS)
@@ -107,7 +150,8 @@ class BenchFiles:
 
     def _results(self) -> pads.Dataset | None:
         folder = self.path(_layout.RESULTS)
-        parts = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+        # Only the runner's part files (`_store.part_path`), never a writer's hidden temporary.
+        parts = sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
         if not parts:
             return None
         # Part files may differ in columns (models added later bring their own aux losses).

@@ -42,6 +42,10 @@ class PortInUseError(OSError):
     """The port asked for is taken (the message suggests a free one)."""
 
 
+class CannotServeError(OSError):
+    """The address cannot be bound (an unknown host name, an address not of this machine)."""
+
+
 def _is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -74,16 +78,17 @@ class ViewerServer(http.server.ThreadingHTTPServer):
         self.bench = bench
         self.local_only = _is_loopback(host)
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        shown = f"[{host}]" if ":" in host else host
         try:
             super().__init__((host, port), _Handler)
-        except OSError as error:
+        except OSError as error:  # socket.gaierror too: a host name that does not resolve
             if error.errno != errno.EADDRINUSE:
-                raise
+                reason = error.strerror or error
+                raise CannotServeError(f"cannot serve on {shown}:{port}: {reason}") from error
             near = _free_port_near(host, port)
             hint = f"--port {near}" if near else "--port 0 (any free port)"
             message = f"Port {port} on {host} is already in use (another viewer?). Try {hint}."
             raise PortInUseError(message) from None
-        shown = f"[{host}]" if ":" in host else host
         self.url = f"http://{shown}:{self.server_address[1]}/"
 
 
@@ -101,6 +106,7 @@ def make_server(
     Raises:
       NotABenchError: ``directory`` holds no bench.
       PortInUseError: the port is taken.
+      CannotServeError: the address cannot be bound (say, an unknown host name).
 
     Examples:
       >>> import json, pathlib, tempfile, threading, urllib.request
@@ -118,6 +124,15 @@ def make_server(
 def _ids(query: dict[str, list[str]], name: str) -> list[str] | None:
     values = [v for joined in query.get(name, []) for v in joined.split(",") if v]
     return values or None
+
+
+def _integer(query: dict[str, list[str]], name: str, default: int) -> int:
+    """The query's integer parameter ``name`` (``default`` when absent)."""
+    text = query.get(name, [str(default)])[0]
+    try:
+        return int(text)
+    except ValueError:
+        raise _api.BadRequest(f"{name} must be an integer, got {text!r}.") from None
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -184,7 +199,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 bench,
                 _ids(query, "cells"),
                 _ids(query, "columns") or [],
-                int(query.get("max_points", [_api.DEFAULT_POINTS])[0]),
+                _integer(query, "max_points", _api.DEFAULT_POINTS),
             ),
         }
         if path in routes:
