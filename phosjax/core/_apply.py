@@ -38,16 +38,44 @@ def apply_collecting(
     return (out if mutable is False else (out, state)), collected
 
 
+def _recorded_shapes(
+    model: nn.Module, variables: Mapping[str, Any], *args: Any, **kwargs: Any
+) -> dict[str, Any]:
+    """The ``intermediates`` collection ``model`` records on ``args``, as shapes."""
+
+    def run(variables: Mapping[str, Any]) -> Any:
+        return apply_collecting(model, variables, *args, collect=[INTERMEDIATES], **kwargs)[1]
+
+    return jax.eval_shape(run, variables)[INTERMEDIATES]
+
+
 def tag_shapes(
     model: nn.Module, variables: Mapping[str, Any], *args: Any, **kwargs: Any
 ) -> dict[str, Any]:
     """``{path: jax.ShapeDtypeStruct}`` of every value ``model`` tags on ``args``.
 
     Traced abstractly with `jax.eval_shape`, so it costs no computation. A value tagged
-    by several calls of one module maps to a tuple of shapes.
+    by several calls of one module maps to a tuple of shapes; a pytree-valued tag maps
+    to a pytree of shapes.
     """
+    return flatten(_recorded_shapes(model, variables, *args, **kwargs))
 
-    def run(variables: Mapping[str, Any]) -> Any:
-        return apply_collecting(model, variables, *args, collect=[INTERMEDIATES], **kwargs)[1]
 
-    return flatten(jax.eval_shape(run, variables)[INTERMEDIATES])
+def tag_call_shapes(
+    model: nn.Module, variables: Mapping[str, Any], *args: Any, **kwargs: Any
+) -> dict[str, tuple[Any, ...]]:
+    """``{path: (shapes of call 1, call 2, ...)}``: `tag_shapes` with one item per call.
+
+    Unlike `tag_shapes`, a tag recorded once is a 1-tuple too, so a tuple-valued tag is
+    never mistaken for several calls.
+
+    Examples:
+      >>> import flax.linen as nn, jax.numpy as jnp, phosjax as px
+      >>> class Pair(nn.Module):
+      ...     @nn.compact
+      ...     def __call__(self, x):
+      ...         return px.tag(self, "pair", (x, 2 * x))
+      >>> [len(calls) for calls in tag_call_shapes(Pair(), {}, jnp.ones(3)).values()]
+      [1]
+    """
+    return flatten(_recorded_shapes(model, variables, *args, **kwargs), unwrap=False)

@@ -30,21 +30,24 @@ BLURB = "blurb"
 TRANSIENT = (INTERMEDIATES, AUX_LOSS, PATH_WEIGHTS, PERTURBATIONS, INJECTIONS, BLURB)
 """Collections that only live during one call; `init` never returns them as state."""
 
-SCANNED = (INTERMEDIATES, AUX_LOSS, PATH_WEIGHTS, PERTURBATIONS, INJECTIONS, BLURB)
+SCANNED = (INTERMEDIATES, AUX_LOSS, PATH_WEIGHTS, PERTURBATIONS, INJECTIONS, KNOBS, BLURB)
 """Collections that carry one entry per iteration under `nn.scan` (see `scan_axes`)."""
 
 
 def scan_axes(**extra: Any) -> dict[Any, Any]:
     """The ``variable_axes`` for `flax.linen.scan` so phosjax collections work inside a scan.
 
-    Each phosjax collection gets one entry per scan iteration (axis 0), so probing a
-    scanned block returns values stacked on a leading layer axis.
+    Each phosjax collection gets one entry per scan iteration (axis 0): probing a
+    scanned block returns values stacked on a leading layer axis, and ``init`` stores
+    one value of each knob per layer, so `tweak` reaches knobs inside the scan.
 
     Args:
-      **extra: more collections and their axes, e.g. ``params=0``.
+      **extra: more collections and their axes, e.g. ``params=0``; they override the
+        defaults.
 
     Examples:
-      >>> sorted(scan_axes(params=0))[:3]
-      ['aux_loss', 'blurb', 'injections']
+      >>> axes = scan_axes(params=0)
+      >>> axes["intermediates"], axes["knobs"], axes["params"]
+      (0, 0, 0)
     """
     return {**{name: 0 for name in SCANNED}, **extra}

@@ -7,10 +7,42 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from phosjax.core._apply import tag_shapes
-from phosjax.core._collections import PERTURBATIONS
-from phosjax.core._paths import flatten, unflatten
+from phosjax.core._apply import apply_collecting, tag_call_shapes
+from phosjax.core._collections import INTERMEDIATES, PERTURBATIONS
+from phosjax.core._paths import unflatten
 from phosjax.core._selectors import select
+
+
+def _zeros_per_call(path: str, calls: tuple[Any, ...]) -> Any:
+    """Zeros shaped like the tagged value at ``path``; a tuple of them, one per call.
+
+    A value tagged by one call gets its zeros alone, not a 1-tuple.
+    """
+    for call in calls:
+        for key, shape in jax.tree.leaves_with_path(call):
+            if not jnp.issubdtype(shape.dtype, jnp.inexact):
+                where = f"{path!r}{jax.tree_util.keystr(key)}"
+                raise TypeError(
+                    f"Cannot differentiate with respect to {where}: its dtype is {shape.dtype}."
+                )
+    zeros = tuple(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), call) for call in calls)
+    return zeros[0] if len(zeros) == 1 else zeros
+
+
+def _flat_perturbations(
+    model: nn.Module,
+    variables: Mapping[str, Any],
+    x: Any,
+    wrt: str | Iterable[str],
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """`perturbations` as ``{path: zeros}``, unnested, so pytree-valued zeros stay whole."""
+    calls = tag_call_shapes(model, variables, x, **kwargs)
+    return {
+        path: _zeros_per_call(path, calls[path])
+        for selector in ([wrt] if isinstance(wrt, str) else wrt)
+        for path in select(calls, selector, what="tagged value")
+    }
 
 
 def perturbations(
@@ -24,23 +56,25 @@ def perturbations(
 
     Add it to the variables and differentiate with respect to it: the gradient is the
     gradient to the tagged values. `grad_of` does this for you; a train step that also
-    needs parameter gradients uses this directly.
+    needs parameter gradients uses this directly. A value tagged by several calls of one
+    module gets a tuple of zeros, one per call; each call finds its own only when
+    ``intermediates`` is mutable (``model.apply(..., mutable=["intermediates"])``).
 
     Raises:
       SelectorError: a selector matches no tagged value.
       TypeError: a selected value is not floating point.
+
+    Examples:
+      >>> import flax.linen as nn, jax.numpy as jnp, phosjax as px
+      >>> class Tagged(nn.Module):
+      ...     @nn.compact
+      ...     def __call__(self, x):
+      ...         return px.tag(self, "h", x)
+      >>> zeros = px.perturbations(Tagged(), {}, jnp.ones(2), "h")
+      >>> zeros["h"].tolist()
+      [0.0, 0.0]
     """
-    shapes = tag_shapes(model, variables, x, **kwargs)
-    chosen: dict[str, Any] = {}
-    for selector in [wrt] if isinstance(wrt, str) else wrt:
-        for path in select(shapes, selector, what="tagged value"):
-            shape = shapes[path][0] if isinstance(shapes[path], tuple) else shapes[path]
-            if not jnp.issubdtype(shape.dtype, jnp.inexact):
-                raise TypeError(
-                    f"Cannot differentiate with respect to {path!r}: its dtype is {shape.dtype}."
-                )
-            chosen[path] = jnp.zeros(shape.shape, shape.dtype)
-    return unflatten(chosen)
+    return unflatten(_flat_perturbations(model, variables, x, wrt, **kwargs))
 
 
 def grad_of(
@@ -68,7 +102,9 @@ def grad_of(
       **kwargs: passed to ``model.apply``.
 
     Returns:
-      ``(value, {path: gradient})``.
+      ``(value, {path: gradient})``. A gradient has the structure of its tagged value; where
+      a module tagged the value in several calls, it is a tuple with one gradient per
+      call, as `probe` returns the values.
 
     Examples:
       >>> import flax.linen as nn, jax.numpy as jnp, phosjax as px
@@ -80,10 +116,12 @@ def grad_of(
       >>> grads["h"].tolist()
       [2.0, 6.0]
     """
-    zeros = perturbations(model, variables, x, wrt, **kwargs)
+    zeros = _flat_perturbations(model, variables, x, wrt, **kwargs)
 
-    def run(perturbation: Any) -> Any:
-        return fn(model.apply({**variables, PERTURBATIONS: perturbation}, x, **kwargs))
+    def run(flat: dict[str, Any]) -> Any:
+        perturbed = {**variables, PERTURBATIONS: unflatten(flat)}
+        # Tags count their calls in ``intermediates``, so each call takes its own zeros.
+        out, _ = apply_collecting(model, perturbed, x, collect=[INTERMEDIATES], **kwargs)
+        return fn(out)
 
-    value, grads = jax.value_and_grad(run, has_aux=has_aux)(zeros)
-    return value, flatten(grads)
+    return jax.value_and_grad(run, has_aux=has_aux)(zeros)

@@ -4,9 +4,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
-from phosjax.core._apply import tag_shapes
+from phosjax.core._apply import tag_call_shapes
 from phosjax.core._collections import INJECTIONS
 from phosjax.core._paths import unflatten
 from phosjax.core._selectors import select
@@ -23,27 +24,48 @@ def injections(
 
     Raises:
       SelectorError: a selector matches no tagged value.
-      ValueError: a value's shape or dtype differs from the tagged value's (both named).
+      ValueError: a value's structure, shape or dtype differs from the tagged value's
+        (both named), or several calls tag the selected value.
     """
-    shapes = tag_shapes(model, variables, x, **kwargs)
-    flat: dict[str, Any] = {}
-    for selector, value in values.items():
-        value = jnp.asarray(value)
-        for path in select(shapes, selector, what="tagged value"):
-            expected = shapes[path]
-            if isinstance(expected, tuple):
-                raise ValueError(
-                    f"Cannot inject {path!r}: it is tagged by {len(expected)} calls of one "
-                    "module; inject works on values tagged once."
-                )
-            if value.shape != expected.shape or value.dtype != expected.dtype:
-                raise ValueError(
-                    f"Injected value for {path!r} has shape {value.shape} and dtype "
-                    f"{value.dtype}, but the tagged value there has shape {expected.shape} "
-                    f"and dtype {expected.dtype}."
-                )
-            flat[path] = value
+    calls = tag_call_shapes(model, variables, x, **kwargs)
+    flat = {
+        path: _checked(path, value, calls[path])
+        for selector, value in values.items()
+        for path in select(calls, selector, what="tagged value")
+    }
     return unflatten(flat)
+
+
+def _checked(path: str, value: Any, calls: tuple[Any, ...]) -> Any:
+    """``value`` as arrays, once it has the structure, shapes and dtypes tagged at ``path``.
+
+    Raises:
+      ValueError: several calls tag ``path``, or ``value`` differs from the tagged value.
+    """
+    if len(calls) != 1:
+        raise ValueError(
+            f"Cannot inject {path!r}: it is tagged by {len(calls)} calls of one module; "
+            "inject works on values tagged once."
+        )
+    expected = calls[0]
+    value = jax.tree.map(jnp.asarray, value)
+    given_tree: Any = jax.tree.structure(value)  # Any: jaxlib's PyTreeDef has no stubs
+    expected_tree = jax.tree.structure(expected)
+    if given_tree != expected_tree:
+        raise ValueError(
+            f"Injected value for {path!r} has structure {given_tree}, but the tagged value "
+            f"there has structure {expected_tree}."
+        )
+    for (key, given), want in zip(
+        jax.tree.leaves_with_path(value), jax.tree.leaves(expected), strict=True
+    ):
+        if given.shape != want.shape or given.dtype != want.dtype:
+            raise ValueError(
+                f"Injected value for {path!r}{jax.tree_util.keystr(key)} has shape "
+                f"{given.shape} and dtype {given.dtype}, but the tagged value there has shape "
+                f"{want.shape} and dtype {want.dtype}."
+            )
+    return value
 
 
 def inject(
@@ -61,13 +83,13 @@ def inject(
       model: a Flax module that tags values with `tag`.
       variables: its variables.
       x: the input.
-      values: ``{selector: value}``; each value has the shape and dtype of the tagged
-        value it replaces.
+      values: ``{selector: value}``; each value has the structure (an array or pytree of
+        arrays), shapes and dtypes of the tagged value it replaces.
       **kwargs: passed to ``model.apply``.
 
     Raises:
       SelectorError: a selector matches no tagged value.
-      ValueError: a value of the wrong shape or dtype (the path and both shapes named).
+      ValueError: a value of the wrong structure, shape or dtype (the path and both named).
 
     Examples:
       >>> import flax.linen as nn, jax.numpy as jnp, phosjax as px

@@ -73,6 +73,15 @@ def _declarations() -> Iterator[dict[str, Knob]]:
         _DECLARED.reset(token)
 
 
+def _trace_init(
+    model: nn.Module, *args: Any, **kwargs: Any
+) -> tuple[dict[str, Knob], dict[str, jax.ShapeDtypeStruct]]:
+    """The knobs ``model.init`` declares, and the shapes it stores them with, by path."""
+    with _declarations() as found:
+        stored = jax.eval_shape(lambda: model.init(jax.random.key(0), *args, **kwargs))
+    return dict(found), flatten(stored.get(KNOBS, {}))
+
+
 def knobs(model: nn.Module, *args: Any, **kwargs: Any) -> dict[str, Knob]:
     """Every knob ``model`` declares when called on ``args``, by path.
 
@@ -87,9 +96,7 @@ def knobs(model: nn.Module, *args: Any, **kwargs: Any) -> dict[str, Knob]:
       >>> px.knobs(Scaled(), jnp.ones(3))
       {'gain': Knob(path='gain', default=2.0, doc='output gain')}
     """
-    with _declarations() as found:
-        jax.eval_shape(lambda: model.init(jax.random.key(0), *args, **kwargs))
-    return dict(found)
+    return _trace_init(model, *args, **kwargs)[0]
 
 
 def set_knobs(variables: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
@@ -116,7 +123,23 @@ def set_knobs(variables: Mapping[str, Any], values: Mapping[str, Any]) -> dict[s
 
 
 def with_knobs(model: nn.Module, variables: Mapping[str, Any], *args: Any, **kwargs: Any):
-    """``variables`` with every knob the model declares, missing ones at their default."""
-    flat = {p: jnp.asarray(k.default) for p, k in knobs(model, *args, **kwargs).items()}
+    """``variables`` with every knob ``model.init`` stores, missing ones at their default.
+
+    A missing knob gets the shape ``init`` gives it (under `nn.scan`, one value per layer).
+
+    Examples:
+      >>> import flax.linen as nn, jax.numpy as jnp, phosjax as px
+      >>> class Gain(nn.Module):
+      ...     @nn.compact
+      ...     def __call__(self, x):
+      ...         return x * px.knob(self, "gain", 2.0)
+      >>> with_knobs(Gain(), {"params": {}}, jnp.ones(3))["knobs"]["gain"].item()
+      2.0
+    """
+    declared, shapes = _trace_init(model, *args, **kwargs)
+    flat = {
+        path: jnp.broadcast_to(jnp.asarray(declared[path].default, shape.dtype), shape.shape)
+        for path, shape in shapes.items()
+    }
     flat.update(flatten(variables.get(KNOBS, {})))
     return {**variables, KNOBS: unflatten(flat)}

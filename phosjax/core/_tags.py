@@ -13,6 +13,7 @@ import jax.numpy as jnp
 
 from phosjax.core._collections import AUX_LOSS, BLURB, INJECTIONS, INTERMEDIATES, PERTURBATIONS
 from phosjax.core._path_weights import current_path_weight, scale_by_path_weight
+from phosjax.core._paths import module_path
 from phosjax.core._record import record
 
 
@@ -44,9 +45,27 @@ def tag(module: nn.Module, name: str, value: Any) -> Any:
     if module.has_variable(INJECTIONS, name):
         value = module.get_variable(INJECTIONS, name)
     if module.has_variable(PERTURBATIONS, name):
-        value = jax.tree.map(jnp.add, value, module.get_variable(PERTURBATIONS, name))
+        value = jax.tree.map(jnp.add, value, _this_calls_perturbation(module, name, value))
     record(module, INTERMEDIATES, name, value)
     return value
+
+
+def _this_calls_perturbation(module: nn.Module, name: str, value: Any) -> Any:
+    """The perturbation for this call of ``tag``: the entry, or this call's item of a tuple.
+
+    `grad_of` gives a value tagged by several calls one perturbation per call, in a
+    tuple; the values recorded so far in ``intermediates`` say which call this is.
+    """
+    entry: Any = module.get_variable(PERTURBATIONS, name)
+    entry_tree: Any = jax.tree.structure(entry)  # Any: jaxlib's PyTreeDef has no stubs
+    if entry_tree == jax.tree.structure(value):
+        return entry
+    if not module.is_mutable_collection(INTERMEDIATES):
+        raise ValueError(
+            f"{module_path(module, name)!r} has a perturbation for each of {len(entry)} calls; "
+            f"apply with mutable=['{INTERMEDIATES}'] so that each call takes its own."
+        )
+    return entry[len(module.get_variable(INTERMEDIATES, name, ()))]
 
 
 def aux_loss(module: nn.Module, name: str, value: jax.Array) -> jax.Array:

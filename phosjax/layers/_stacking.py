@@ -79,7 +79,7 @@ class Repeat(nn.Module):
 
         scanned = nn.scan(
             body,
-            variable_axes=scan_axes(params=0, knobs=0, batch_stats=0),
+            variable_axes=scan_axes(params=0, batch_stats=0),
             split_rngs={"params": True, "dropout": True},
             length=self.num_layers,
         )

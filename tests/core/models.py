@@ -1,4 +1,4 @@
-"""Small models shared by the core tests: plain, scanned and rematerialized stacks."""
+"""Small models shared by the core tests: plain, scanned and rematerialized stacks; pytree tags."""
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -39,7 +39,7 @@ class Stack(nn.Module):
         if self.kind == "scan":
             scanned = nn.scan(
                 ScanBlock,
-                variable_axes=px.scan_axes(params=0, knobs=0),
+                variable_axes=px.scan_axes(params=0),  # as the README says
                 split_rngs={"params": True},
                 length=DEPTH,
             )
@@ -49,6 +49,16 @@ class Stack(nn.Module):
             for i in range(DEPTH):
                 x = block(name=f"blocks_{i}")(x)
         return nn.Dense(2, name="head")(x)
+
+
+class Pytrees(nn.Module):
+    """Tags a dict and a tuple; returns sum(a**2) + sum(sin(b)) + sum(first * second)."""
+
+    @nn.compact
+    def __call__(self, x):
+        d = px.tag(self, "d", {"a": x, "b": 2 * x})
+        first, second = px.tag(self, "pair", (x, 3 * x))
+        return jnp.sum(d["a"] ** 2) + jnp.sum(jnp.sin(d["b"])) + jnp.sum(first * second)
 
 
 KINDS = ("plain", "remat", "scan")

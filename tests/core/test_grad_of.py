@@ -8,6 +8,7 @@ import optax
 import pytest
 
 import phosjax as px
+from tests.core.models import Pytrees
 
 
 class TwoLayer(nn.Module):
@@ -90,3 +91,95 @@ def test_gradients_to_tags_and_params_in_one_jitted_train_step():
         params, opt_state, value, _ = step(params, opt_state)
         losses.append(float(value))
     assert losses[-1] < 0.5 * losses[0]
+
+
+class Shared(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return px.tag(self, "h", x)
+
+
+class CalledTwice(nn.Module):
+    """sum(sin(h1)) + 10 * sum(h2**2), both tagged by one module ``s``; h2 is shorter."""
+
+    short: bool = True
+
+    @nn.compact
+    def __call__(self, x):
+        shared = Shared(name="s")
+        second = x[:2] if self.short else x
+        return jnp.sum(jnp.sin(shared(x))) + 10 * jnp.sum(shared(second) ** 2)
+
+
+V = jnp.array([0.5, -1.0, 2.0])
+
+
+@pytest.mark.parametrize("short", [True, False], ids=["shapes_differ", "same_shape"])
+def test_grad_of_a_value_tagged_by_two_calls_has_one_gradient_per_call(short):
+    model = CalledTwice(short)
+    second = V[:2] if short else V
+    value, grads = jax.jit(lambda x: px.grad_of(lambda y: y, model, {}, x, wrt="s/h"))(V)
+    _, found = px.probe(model, {}, V, "s/h")
+    assert len(grads["s/h"]) == len(found["s/h"]) == 2
+    np.testing.assert_allclose(grads["s/h"][0], jnp.cos(V), rtol=1e-6)
+    np.testing.assert_allclose(grads["s/h"][1], 20 * second, rtol=1e-6)
+    assert float(value) == pytest.approx(float(model.apply({}, V)))
+
+
+class TaggedTwice(nn.Module):
+    """Tags h twice, as x and as x**2, and returns x + sin(x) + x**2."""
+
+    @nn.compact
+    def __call__(self, x, _):
+        h1 = px.tag(self, "h", x)
+        h2 = px.tag(self, "h", x**2)
+        return h1 + jnp.sin(h1) + h2, None
+
+
+class TwoLayerScan(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        layers = nn.scan(TaggedTwice, variable_axes=px.scan_axes(), length=2)
+        return layers(name="layers")(x, None)[0]
+
+
+def test_grad_of_two_calls_per_layer_under_scan():
+    _, grads = px.grad_of(jnp.sum, TwoLayerScan(), {}, V, wrt="layers/h")
+    x1 = TaggedTwice().apply({}, V, None)[0]  # the second layer's input
+    d_x1 = 1 + jnp.cos(x1) + 2 * x1  # d loss / d x1
+    first_call, second_call = grads["layers/h"]
+    np.testing.assert_allclose(first_call[0], d_x1 * (1 + jnp.cos(V)), rtol=1e-5)
+    np.testing.assert_allclose(first_call[1], 1 + jnp.cos(x1), rtol=1e-5)
+    np.testing.assert_allclose(second_call, jnp.stack([d_x1, jnp.ones(3)]), rtol=1e-5)
+
+
+def test_perturbations_for_several_calls_need_mutable_intermediates():
+    model = CalledTwice(short=False)
+    zeros = px.perturbations(model, {}, V, "s/h")
+    assert [z.shape for z in zeros["s"]["h"]] == [(3,), (3,)]
+    with pytest.raises(ValueError, match=r"'s/h' has a perturbation for each of 2 calls.*"):
+        model.apply({"perturbations": zeros}, V)
+    grads = jax.grad(lambda p: model.apply({"perturbations": p}, V, mutable=["intermediates"])[0])(
+        zeros
+    )
+    np.testing.assert_allclose(grads["s"]["h"][1], 20 * V, rtol=1e-6)
+
+
+def test_grad_of_pytree_tags_has_their_structure():
+    _, grads = px.grad_of(lambda y: y, Pytrees(), {}, V, wrt=["d", "pair"])
+    assert jax.tree.structure(grads["d"]) == jax.tree.structure({"a": 0, "b": 0})
+    np.testing.assert_allclose(grads["d"]["a"], 2 * V, rtol=1e-6)
+    np.testing.assert_allclose(grads["d"]["b"], jnp.cos(2 * V), rtol=1e-6)
+    assert isinstance(grads["pair"], tuple) and len(grads["pair"]) == 2
+    np.testing.assert_allclose(grads["pair"][0], 3 * V, rtol=1e-6)
+    np.testing.assert_allclose(grads["pair"][1], V, rtol=1e-6)
+
+
+def test_grad_of_pytree_with_an_integer_leaf_names_the_leaf():
+    class Mixed(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return px.tag(self, "m", {"x": x, "n": jnp.sum(x > 0)})["x"].sum()
+
+    with pytest.raises(TypeError, match=r"'m'\['n'\]: its dtype is int32"):
+        px.grad_of(lambda y: y, Mixed(), {}, V, wrt="m")

@@ -2,13 +2,14 @@
 
 import functools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import phosjax as px
-from tests.core.models import DEPTH, KINDS, WIDTH, Stack, pre_act_path
+from tests.core.models import DEPTH, KINDS, WIDTH, Pytrees, Stack, pre_act_path
 
 X = jnp.linspace(-1.0, 1.0, 6).reshape(2, 3)
 
@@ -220,8 +221,6 @@ def test_grad_of_equals_gradient_through_injection(kind):
 
 
 def test_grad_of_rejects_integer_tags():
-    import flax.linen as nn
-
     class Counts(nn.Module):
         @nn.compact
         def __call__(self, x):
@@ -230,3 +229,47 @@ def test_grad_of_rejects_integer_tags():
 
     with pytest.raises(TypeError, match=r"'count'.*int32"):
         px.grad_of(jnp.sum, Counts(), {}, X, wrt="count")
+
+
+def test_tweak_reaches_knobs_under_scan_with_default_scan_axes():
+    """``scan_axes(params=0)``, as the README says, keeps one knob per layer."""
+    model, variables = Stack("scan"), init("scan")
+    assert variables["knobs"]["blocks"]["Block_0"]["T"].shape == (DEPTH,)
+    _, base = px.probe(model, variables, X, "**/pre_act")
+    out, after = px.probe(model, px.set_knobs(variables, {"**/T": 100.0}), X, "**/pre_act")
+    pre_act = after["blocks/Block_0/pre_act"]
+    np.testing.assert_array_equal(pre_act[0], base["blocks/Block_0/pre_act"][0])
+    head = variables["params"]["head"]
+    last = jnp.tanh(pre_act[-1] / 100.0)
+    np.testing.assert_allclose(out, last @ head["kernel"] + head["bias"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(px.tweak(model, variables, X, {"**/T": 100.0}), out)
+    assert not np.allclose(out, model.apply(variables, X))
+
+
+def test_tweak_under_scan_without_knob_collection_uses_stacked_defaults():
+    model, variables = Stack("scan"), init("scan")
+    params_only = {"params": variables["params"]}
+    np.testing.assert_array_equal(
+        px.tweak(model, params_only, X, {"**/T": 3.0}),
+        px.tweak(model, variables, X, {"**/T": 3.0}),
+    )
+
+
+V = jnp.array([0.5, -1.0, 2.0])
+
+
+def test_inject_a_pytree_replaces_each_leaf():
+    value = {"a": jnp.array([1.0, 2.0, 3.0]), "b": jnp.zeros(3)}
+    pair = (jnp.ones(3), jnp.array([1.0, 0.0, 2.0]))
+    out = px.inject(Pytrees(), {}, V, {"d": value, "pair": pair})
+    assert float(out) == pytest.approx(1 + 4 + 9 + 0 + 3)
+
+
+def test_inject_a_pytree_of_the_wrong_structure_names_both():
+    with pytest.raises(ValueError, match=r"'d' has structure .*'a'.*'c'.*structure .*'a'.*'b'"):
+        px.inject(Pytrees(), {}, V, {"d": {"a": V, "c": V}})
+
+
+def test_inject_a_pytree_leaf_of_the_wrong_shape_names_its_key_and_shapes():
+    with pytest.raises(ValueError, match=r"'d'\['b'\] has shape \(2,\).*shape \(3,\)"):
+        px.inject(Pytrees(), {}, V, {"d": {"a": V, "b": jnp.zeros(2)}})

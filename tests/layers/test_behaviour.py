@@ -152,6 +152,16 @@ def test_repeat_equals_the_block_applied_layer_by_layer(key):
     np.testing.assert_allclose(out, h, rtol=1e-5, atol=1e-6)
 
 
+def test_repeat_keeps_one_knob_per_layer_and_tweak_reaches_them(key):
+    layer = L.Repeat(L.Choice([nn.Dense(4), L.GLU()]), num_layers=3)
+    x = jax.random.normal(key, (2, 4))
+    variables = layer.init(key, x)
+    variables["params"]["block"]["gate_logits"] = jnp.array([[3.0, -2.0]] * 3)
+    assert variables["knobs"]["block"]["T"].shape == (3,)
+    _, found = px.probe(layer, px.set_knobs(variables, {"block/T": 1e6}), x, "block/weights")
+    np.testing.assert_allclose(found["block/weights"], np.full((3, 2), 0.5), atol=1e-5)
+
+
 def test_remat_block_matches_plain_block(key):
     x = jax.random.normal(key, (2, 5, 4))
     plain = L.TransformerBlock(num_heads=2)
