@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from phosjax.train import Regularizer
+from phosjax.train import STRATEGIES, Regularizer
 
 
 class BenchError(ValueError):
@@ -26,6 +26,13 @@ def _nearest(word: str, known: list[str]) -> str:
     near = difflib.get_close_matches(word, known, n=3, cutoff=0.5)
     hint = f" Did you mean {' or '.join(map(repr, near))}?" if near else ""
     return f"{hint} Valid keys: {', '.join(known)}."
+
+
+def check_axis(key: str, values: Any) -> None:
+    """Raises `BenchError` when ``values`` (the config's ``key``) is an empty list: an axis
+    with no value would make a grid with no cell."""
+    if isinstance(values, list | tuple) and not values:
+        raise BenchError(f"{key} is an empty list; give one value or a list of at least one value.")
 
 
 def check_keys(data: Any, cls: type, where: str) -> None:
@@ -106,6 +113,8 @@ class RegularizerEntry:
         check_keys(entry, cls, "a grid.regularizers entry")
         if "kind" not in entry:
             raise BenchError(f"a grid.regularizers entry needs a 'kind', got {dict(entry)!r}.")
+        where = f"the strength of grid.regularizers entry {entry['kind']!r}"
+        check_axis(where, entry.get("strength"))
         try:
             parsed = cls(**entry)
             for strength in parsed.strengths():
@@ -158,6 +167,17 @@ class Grid:
     width: int | list[int | list[int] | None] | None = None
     knobs: dict[str, float | list[float]] = dataclasses.field(default_factory=dict)
     regularizers: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            if field.name not in ("knobs", "regularizers"):
+                check_axis(f"grid.{field.name}", getattr(self, field.name))
+        if not isinstance(self.knobs, Mapping):
+            raise BenchError(
+                f"grid.knobs must be a mapping of knob selectors to values, got {self.knobs!r}."
+            )
+        for selector, values in self.knobs.items():
+            check_axis(f"grid.knobs[{selector!r}]", values)
 
     def axes(self) -> dict[str, list[Any]]:
         """Every field as a list of values, in field order, then knobs as
@@ -233,6 +253,15 @@ class BenchConfig:
             raise BenchError(f"chunk_steps must be >= 1 (or null), got {self.chunk_steps}.")
         if not self.models or not self.datasets:
             raise BenchError("a bench needs at least one model and one data set.")
+        if isinstance(self.seeds, int) and self.seeds < 1:
+            raise BenchError(f"seeds must be a number of seeds >= 1 or a list, got {self.seeds}.")
+        check_axis("seeds", self.seeds)
+        strategies = ("auto", *STRATEGIES)
+        if self.strategy not in strategies:
+            raise BenchError(
+                f"unknown strategy {self.strategy!r}; strategy must be one of "
+                f"{', '.join(map(repr, strategies))}."
+            )
 
     def model_entries(self) -> list[ModelEntry]:
         """The models as `ModelEntry` values."""

@@ -36,7 +36,13 @@ def open_bench(directory: str | os.PathLike) -> tuple[BenchConfig, dict[str, Any
 
 def _ours(name: str) -> bool:
     """Whether ``name`` is something a bench writes (other processes may write first)."""
-    folders = (_layout.RESULTS, _layout.CHECKPOINTS, _layout.PROFILE, _layout.BLURBS)
+    folders = (
+        _layout.RESULTS,
+        _layout.CHECKPOINTS,
+        _layout.PROFILE,
+        _layout.BLURBS,
+        _layout.GRAPHS,
+    )
     written = name.startswith(("status", ".tmp"))  # status files, files being written
     return name in folders or written or name in (_layout.CONFIG, _layout.ENV)
 
@@ -68,9 +74,14 @@ def choose_config(
 
     Raises:
       BenchError: the directory holds another config and neither flag is given; it is
-        not empty and holds no bench; or ``resume`` without a bench.
+        not empty and holds no bench; it is a file; or ``resume`` without a bench.
     """
     root = pathlib.Path(directory)
+    if root.exists() and not root.is_dir():
+        raise BenchError(
+            f"--dir {str(root)!r} is a file; it must be a directory (a new or empty one, "
+            "or a bench)."
+        )
     if not _layout.is_bench(root):
         if resume:
             raise BenchError(f"--resume: {str(root)!r} holds no bench to resume.")
@@ -102,8 +113,28 @@ def choose_config(
     )
 
 
-def write_meta(root: pathlib.Path, config: BenchConfig, registered: list[str]) -> None:
-    """Writes ``bench.json``, ``config.yaml`` and ``env.json`` (keeps the creation time)."""
+def check_processes(root: pathlib.Path, count: int) -> None:
+    """Raises `BenchError` when the bench in ``root`` was started with another number of
+    processes (its groups are split, and named, per process); a bench that does not
+    record its count (made before it was recorded) is accepted."""
+    if not _layout.is_bench(root):
+        return
+    started = read_json(root / _layout.MARKER).get("processes")
+    if started is not None and started != count:
+        raise BenchError(
+            f"{str(root)!r} was started with {started} process(es), and this run has "
+            f"{count}: each process trains its own share of every group, so a different "
+            f"count would train it all again. Continue it with {started} process(es) "
+            "(jax.distributed), or pick another --dir."
+        )
+
+
+def write_meta(
+    root: pathlib.Path, config: BenchConfig, registered: list[str], processes: int
+) -> None:
+    """Writes ``bench.json``, ``config.yaml`` and ``env.json`` (keeps the creation time).
+
+    ``processes``: how many processes share the bench (see `check_processes`)."""
     marker_path = root / _layout.MARKER
     created = None
     if marker_path.is_file():
@@ -117,5 +148,6 @@ def write_meta(root: pathlib.Path, config: BenchConfig, registered: list[str]) -
             "created": created or datetime.datetime.now(datetime.UTC).isoformat(),
             "config_hash": config.digest(),
             "registered_models": registered,
+            "processes": processes,
         },
     )

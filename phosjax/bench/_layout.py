@@ -8,7 +8,8 @@ atomically (a temporary file, then a rename), so a reader never sees half a file
 
     runs/NAME/
       bench.json          marker: {"format": 1, "created": ISO time, "config_hash": sha256,
-                           "registered_models": [names registered when last planned]}
+                           "registered_models": [names registered when last planned],
+                           "processes": how many processes share it (absent in old benches)}
       config.yaml         the resolved config, exactly what was planned
       env.json            package versions, devices, host, Python
       cells.parquet       the plan: one row per cell (see CELL_COLUMNS + hparam columns)
@@ -18,7 +19,8 @@ atomically (a temporary file, then a rename), so a reader never sees half a file
         part-<group_id>-<first step:09d>.parquet
                           one row per (cell, step, split); see docs/results.md
       blurbs/<model_id>.json   `phosjax.core.blurb` of each model, JSON
-      graphs/<model_id>.json   node/edge description of graph models (if any)
+      graphs/<model_id>.json   node/edge description of graph models (if any): their
+                               ``to_json(x)`` (see `phosjax.models.graph.GraphModel`)
       profile/phases.parquet   one row per (group, phase): seconds, count, total_s, peak
                                bytes (see docs/results.md)
       profile/memory.parquet   host RSS and device bytes in use over time
@@ -28,7 +30,8 @@ atomically (a temporary file, then a rename), so a reader never sees half a file
 When several processes share a bench (``jax.distributed``), process ``i`` of ``n`` names
 its group keys ``<group_id>.p<i>of<n>`` (part files, checkpoints) and writes
 ``status.p<i>of<n>.json``, ``profile/phases.p<i>of<n>.parquet`` and
-``profile/memory.p<i>of<n>.parquet`` instead of the single-process names.
+``profile/memory.p<i>of<n>.parquet`` instead of the single-process names. A bench is
+continued only with the number of processes it was started with (``bench.json``).
 """
 
 import pathlib

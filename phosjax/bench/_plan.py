@@ -1,9 +1,10 @@
 """`plan`: a `BenchConfig` becomes cells (with stable ids and hparam columns) in groups.
 
 Planning checks every name before anything trains: unknown data sets and models are
-listed with the known ones, bad model options, knob selectors that match no knob of
-any model and regularizers that apply to no model (a selector that matches none of any
-model's params, tagged values or channel groups) are errors.
+listed with the known ones, bad model options, batch sizes larger than a data set's
+train split, knob selectors that match no knob of any model and regularizers that apply
+to no model (a selector that matches none of any model's params, tagged values or
+channel groups) are errors.
 """
 
 import dataclasses
@@ -233,6 +234,17 @@ def _width_text(width: Any) -> str:
     return ",".join(str(w) for w in (width if isinstance(width, tuple | list) else [width]))
 
 
+def _check_batch_sizes(batch_sizes: Sequence[Any], datasets: Mapping[str, ArrayDataset]) -> None:
+    """Raises `BenchError` for a batch size larger than a data set's train split."""
+    for name, data in datasets.items():
+        for batch_size in batch_sizes:
+            if batch_size > data.num_train:
+                raise BenchError(
+                    f"grid.batch_size {batch_size} is larger than data set {name!r}, which has "
+                    f"{data.num_train} train examples; give batch sizes from 1 to {data.num_train}."
+                )
+
+
 def _check_knobs(selectors: Sequence[str], by_model: Mapping[str, tuple[str, ...]]) -> None:
     for selector in selectors:
         if not any(matches(selector, p) for paths in by_model.values() for p in paths):
@@ -254,9 +266,10 @@ def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None
       The `Plan`; cells are listed model by model, in config order.
 
     Raises:
-      BenchError: an unknown model or data set, a bad model option, a knob selector
-        that matches no knob of any model, or a regularizer that applies to no model
-        (each model's reason is listed, with the nearest paths).
+      BenchError: an unknown model or data set, a bad model option, a batch size larger
+        than a data set's train split, a knob selector that matches no knob of any
+        model, or a regularizer that applies to no model (each model's reason is
+        listed, with the nearest paths).
     """
     entries = config.model_entries()
     _check_models(entries)
@@ -264,6 +277,7 @@ def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None
         datasets = load_datasets(config.datasets, config.data_dir)
     datasets = {name: datasets[name] for name in config.datasets}
     axes = config.grid.axes()
+    _check_batch_sizes(axes["batch_size"], datasets)
     knob_columns = [name for name in axes if name.startswith(KNOB_PREFIX)]
     selectors = [name.removeprefix(KNOB_PREFIX) for name in knob_columns]
     reg_entries = config.grid.regularizer_entries()

@@ -15,7 +15,7 @@ import tqdm
 
 from phosjax.bench import _layout
 from phosjax.bench._config import BenchConfig, BenchError
-from phosjax.bench._directory import choose_config, open_bench, write_meta
+from phosjax.bench._directory import check_processes, choose_config, open_bench, write_meta
 from phosjax.bench._plan import Plan, plan
 from phosjax.bench._profile import MemorySampler
 from phosjax.bench._store import (
@@ -62,22 +62,21 @@ def _per_process(path: pathlib.Path, process: tuple[int, int]) -> pathlib.Path:
     return path if count == 1 else path.with_name(f"{path.stem}.p{index}of{count}{path.suffix}")
 
 
-def read_results(directory: str | os.PathLike) -> pd.DataFrame:
-    """The bench's results as one frame (empty if none yet)."""
-    results = pathlib.Path(directory) / _layout.RESULTS
-    return pd.read_parquet(results) if any(results.glob("part-*.parquet")) else pd.DataFrame()
-
-
 def _write_blurbs(root: pathlib.Path, plan_: Plan, flops: bool) -> None:
+    """Writes ``blurbs/<model_id>.json`` of each model, and ``graphs/<model_id>.json`` of
+    each that draws its graph (a `phosjax.models.graph.GraphModel`, or a module with the
+    same ``to_json(x)``); files already there are kept."""
     for model_id, config in plan_.models().items():
-        path = root / _layout.BLURBS / f"{model_id}.json"
-        if path.is_file():
-            continue
+        blurb_path = root / _layout.BLURBS / f"{model_id}.json"
+        graph_path = root / _layout.GRAPHS / f"{model_id}.json"
         model = config.build()
         x = jnp.zeros((1, *config.input_shape), jnp.float32)
-        variables = model.init(jax.random.key(0), x)
-        summary = blurb(model, variables, x, measure_latency=False, flops=flops)
-        write_text(path, summary.to_json())
+        if not blurb_path.is_file():
+            variables = model.init(jax.random.key(0), x)
+            summary = blurb(model, variables, x, measure_latency=False, flops=flops)
+            write_text(blurb_path, summary.to_json())
+        if hasattr(model, "to_json") and not graph_path.is_file():
+            write_text(graph_path, model.to_json(x))
 
 
 def _append(path: pathlib.Path, frame: pd.DataFrame) -> None:
@@ -115,7 +114,8 @@ def run(
       The results this directory holds, as one frame (``pandas.read_parquet``).
 
     Raises:
-      BenchError: bad config or directory (nothing is written then).
+      BenchError: bad config or directory, or a bench started with another number of
+        processes (nothing is written then).
     """
     root = pathlib.Path(directory)
     config, moved = choose_config(root, config, resume=resume, force=force)
@@ -134,11 +134,12 @@ def _execute(
     progress: bool,
 ) -> pd.DataFrame:
     process = process or (jax.process_index(), jax.process_count())
+    check_processes(root, process[1])
     plan_ = plan(config, datasets)
     schema = results_schema(plan_)
     root.mkdir(parents=True, exist_ok=True)
     if process[0] == 0:
-        write_meta(root, config, registered_models())
+        write_meta(root, config, registered_models(), process[1])
         cells = pd.DataFrame([c.row for c in plan_.cells])
         write_table(root / _layout.CELLS, cells, cells_schema(plan_.hparam_columns))
         _write_blurbs(root, plan_, config.blurb_flops)
@@ -227,7 +228,8 @@ def add_models(
       The bench's results, old and new, as one frame.
 
     Raises:
-      BenchError: not a bench, an unknown model, or nothing to add.
+      BenchError: not a bench, an unknown model, nothing to add, or a bench started with
+        another number of processes.
     """
     config, marker = open_bench(directory)
     present = {entry.name for entry in config.model_entries()}

@@ -47,6 +47,32 @@ def test_bad_config_is_a_clear_error(tmp_path, text, match):
         load_config(write(tmp_path, text))
 
 
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("seeds: -1\n", r"seeds must be a number of seeds >= 1 or a list, got -1\."),
+        ("seeds: 0\n", r"seeds must be a number of seeds >= 1 or a list, got 0\."),
+        ("seeds: []\n", r"seeds is an empty list; give one value or a list of at least one"),
+        ("grid: {learning_rate: []}\n", r"grid\.learning_rate is an empty list"),
+        ("grid: {width: []}\n", r"grid\.width is an empty list"),
+        ("grid: {knobs: {'**/T': []}}\n", r"grid\.knobs\['\*\*/T'\] is an empty list"),
+        ("grid: {knobs: [1, 2]}\n", r"grid\.knobs must be a mapping of knob selectors"),
+        (
+            "grid: {regularizers: [{kind: l2, strength: []}]}\n",
+            r"the strength of grid\.regularizers entry 'l2' is an empty list",
+        ),
+        (
+            "strategy: bogus\n",
+            r"unknown strategy 'bogus'; strategy must be one of 'auto', 'vmap', 'map', "
+            r"'sequential', 'stepwise'\.",
+        ),
+    ],
+)
+def test_a_grid_with_no_cell_or_an_unknown_strategy_is_a_clear_error(tmp_path, text, match):
+    with pytest.raises(BenchError, match=match):
+        load_config(write(tmp_path, f"models: [mlp]\n{text}"))
+
+
 def test_loading_a_config_never_runs_code(tmp_path):
     marker = tmp_path / "ran"
     text = f"models: !!python/object/apply:os.system ['touch {marker}']\n"
@@ -95,6 +121,9 @@ def test_print_config_prints_the_resolved_config(tmp_path, capsys):
         ("models: [mlp\n", [], "is not valid YAML"),
         ("models: [mlp]\n", ["--import", "no_such_module_xyz"], "--import no_such_module_xyz"),
         ("models: [nosuchnet]\n", [], "unknown model 'nosuchnet'"),
+        ("models: [mlp]\nseeds: 0\n", [], "seeds must be a number of seeds >= 1"),
+        ("models: [mlp]\n", ["--seeds", "[]"], "seeds is an empty list"),
+        ("models: [mlp]\nstrategy: bogus\n", [], "unknown strategy 'bogus'"),
     ],
 )
 def test_new_exits_non_zero_on_bad_input_and_writes_nothing(tmp_path, capsys, text, extra, message):

@@ -7,10 +7,13 @@ from phosjax.bench import BenchError, plan
 from tests.bench.runner_tiny import tiny_config
 
 
+def small(**grid: object) -> dict[str, object]:
+    """``grid`` with batches that fit the toy data's 64 train examples."""
+    return {"batch_size": 16, **grid}
+
+
 def test_plan_cells_groups_and_columns(toy):
-    config = tiny_config(
-        grid={"steps": 12, "learning_rate": [0.1, 0.01], "knobs": {"**/T": [1, 3]}}
-    )
+    config = tiny_config(grid=small(steps=12, learning_rate=[0.1, 0.01], knobs={"**/T": [1, 3]}))
     planned = plan(config, toy)
     # mlp declares no knob T: 2 lr x 2 seeds; choicenet: 2 lr x 2 T x 2 seeds.
     rows = [c.row for c in planned.cells]
@@ -32,7 +35,7 @@ def test_plan_cells_groups_and_columns(toy):
 
 def test_depth_and_width_axes_apply_to_models_without_their_own(toy):
     config = tiny_config(
-        models=["mlp", {"name": "choicenet", "width": 8}], grid={"width": [4, [6]], "depth": 2}
+        models=["mlp", {"name": "choicenet", "width": 8}], grid=small(width=[4, [6]], depth=2)
     )
     rows = [c.row for c in plan(config, toy).cells]
     assert {(r["model"], r["width"], r["depth"]) for r in rows} == {
@@ -54,7 +57,7 @@ def test_unknown_dataset_lists_the_known_ones(tmp_path):
 
 
 def test_knob_selector_matching_no_knob_is_an_error(toy):
-    config = tiny_config(grid={"knobs": {"**/temperature": [1, 2]}})
+    config = tiny_config(grid=small(knobs={"**/temperature": [1, 2]}))
     with pytest.raises(BenchError, match=r"'\*\*/temperature' matches no knob.*blocks_0/T"):
         plan(config, toy)
 
@@ -67,12 +70,22 @@ def test_bad_model_option_names_the_model(toy):
 
 def test_bad_hparam_is_an_error(toy):
     with pytest.raises(BenchError, match="optimizer 'adamm'"):
-        plan(tiny_config(grid={"optimizer": "adamm"}), toy)
+        plan(tiny_config(grid=small(optimizer="adamm")), toy)
+
+
+def test_a_batch_size_larger_than_the_train_split_is_an_error(toy):
+    with pytest.raises(
+        BenchError,
+        match=r"grid\.batch_size 65 is larger than data set 'toy', which has 64 train examples; "
+        r"give batch sizes from 1 to 64\.",
+    ):
+        plan(tiny_config(grid={"batch_size": [64, 65]}), toy)
+    assert len(plan(tiny_config(grid={"batch_size": 64}), toy).cells) == 4
 
 
 def test_a_morph_strength_axis_plans_one_cell_per_strength_in_one_group(toy):
     regularizers = [{"kind": "morph", "cost": "params", "strength": [0, 0.1, 1.0]}]
-    config = tiny_config(models=["mlp", "moenet"], grid={"regularizers": regularizers}, seeds=1)
+    config = tiny_config(models=["mlp", "moenet"], grid=small(regularizers=regularizers), seeds=1)
     planned = plan(config, toy)
     column = "reg/morph_params/**"
     assert planned.hparam_columns[-1] == column
@@ -90,7 +103,7 @@ def test_a_morph_strength_axis_plans_one_cell_per_strength_in_one_group(toy):
 
 def test_a_morph_regularizer_that_applies_to_no_model_is_an_error(toy):
     regularizers = [{"kind": "morph", "selector": "head/**", "strength": 0.1}]
-    config = tiny_config(models=["mlp", "moenet"], grid={"regularizers": regularizers})
+    config = tiny_config(models=["mlp", "moenet"], grid=small(regularizers=regularizers))
     with pytest.raises(
         BenchError,
         match=r"'reg/morph_flops/head/\*\*' applies to no model \(mlp: "
@@ -106,7 +119,7 @@ def test_an_l1_l2_regularizer_skips_models_its_selector_matches_nothing_in(toy):
         {"kind": "l1", "selector": "blocks_0/gate_logits", "strength": 0.1},
         {"kind": "l2", "selector": "**/branches_1/pre_act", "on": "activations"},
     ]
-    planned = plan(tiny_config(grid={"regularizers": regularizers}, seeds=1), toy)
+    planned = plan(tiny_config(grid=small(regularizers=regularizers), seeds=1), toy)
     by_model = {c.row["model"]: c for c in planned.cells}
     kinds = [(r.kind, r.on) for r in by_model["choicenet"].cell.hparams.regularizers]
     assert kinds == [("l1", "params"), ("l2", "activations")]
@@ -131,7 +144,7 @@ def test_an_l1_l2_regularizer_skips_models_its_selector_matches_nothing_in(toy):
     ],
 )
 def test_an_l1_l2_selector_that_matches_nothing_is_an_error_before_training(toy, entry, message):
-    config = tiny_config(models=[{"name": "mlp", "width": 8}], grid={"regularizers": [entry]})
+    config = tiny_config(models=[{"name": "mlp", "width": 8}], grid=small(regularizers=[entry]))
     with pytest.raises(BenchError, match=message):
         plan(config, toy)
 

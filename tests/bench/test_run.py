@@ -4,6 +4,8 @@ import json
 import pathlib
 import shutil
 
+import flax.linen as nn
+import jax
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -14,10 +16,40 @@ from phosjax.bench._runner import jobs
 from phosjax.bench._store import widen_parts, write_table
 from phosjax.bench.add_models import main as add_models_main
 from phosjax.bench.profile import main as profile_main
+from phosjax.models import ModelConfig, register_model, registered_models
+from phosjax.models.graph import GraphModel, node
 from phosjax.train import train_grid
 from tests.bench.runner_tiny import tiny_config
 
 NOT_STEP_TIME = lambda frame: frame.drop(columns="step_time_s")
+
+
+class GraphNet(nn.Module):
+    """A graph model the bench can train: the output of its ``head`` node is the logits."""
+
+    graph: GraphModel
+
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        return self.graph(x, train, outputs="head")["head"]
+
+    def to_json(self, x: jax.Array | None = None) -> str:
+        return self.graph.to_json(x)
+
+
+def graph_net(config: ModelConfig) -> GraphNet:
+    """stem -> relu, plus a skip around it, -> head."""
+    spec = {
+        "stem": nn.Dense(config.widths[0]),
+        "act": nn.relu,
+        "skip": node(inputs=("act", "stem"), combine="add"),
+        "head": nn.Dense(config.num_classes),
+    }
+    return GraphNet(GraphModel(spec))
+
+
+GRAPH_NET = "test_run_graph_net"
+if GRAPH_NET not in registered_models():  # registered before any bench records the registry
+    register_model(GRAPH_NET, build=graph_net, width=8)
 
 
 def sort(frame: pd.DataFrame) -> pd.DataFrame:
@@ -66,6 +98,7 @@ def test_bench_files(bench):
     root, _ = bench
     marker = json.loads((root / _layout.MARKER).read_text())
     assert marker["format"] == _layout.FORMAT and "mlp" in marker["registered_models"]
+    assert marker["processes"] == 1
     env = json.loads((root / _layout.ENV).read_text())
     assert env["packages"]["jax"] and env["devices"]
     cells = pd.read_parquet(root / _layout.CELLS)
@@ -150,6 +183,43 @@ def test_not_a_bench_is_refused(tmp_path, toy, capsys):
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
+def test_a_dir_that_is_a_file_is_refused(tmp_path, toy):
+    path = tmp_path / "notes.txt"
+    path.write_text("mine")
+    with pytest.raises(BenchError, match=r"--dir '.*notes\.txt' is a file; it must be a directory"):
+        run(tiny_config(), path, datasets=toy)
+    assert path.read_text() == "mine"
+
+
+def test_a_batch_size_larger_than_the_data_is_refused_and_nothing_written(tmp_path, toy):
+    config = tiny_config(grid={"steps": 12, "batch_size": 100})
+    with pytest.raises(BenchError, match=r"grid\.batch_size 100 is larger than data set 'toy'"):
+        run(config, tmp_path / "b", datasets=toy)
+    assert not (tmp_path / "b").exists()
+
+
+def test_graph_models_get_their_graph_written(tmp_path, toy):
+    config = tiny_config(
+        models=[{"name": "mlp", "width": 8}, GRAPH_NET],
+        grid={"steps": 6, "batch_size": 16},
+        seeds=1,
+    )
+    root = tmp_path / "b"
+    results = run(config, root, datasets=toy, progress=False)
+    assert set(results.model) == {"mlp", GRAPH_NET}
+    model_ids = dict(pd.read_parquet(root / _layout.CELLS)[["model", "model_id"]].values)
+    graphs = [p.name for p in (root / _layout.GRAPHS).iterdir()]
+    assert graphs == [f"{model_ids[GRAPH_NET]}.json"]  # the mlp has no graph
+    graph = json.loads((root / _layout.GRAPHS / graphs[0]).read_text())
+    nodes = {n["id"]: n for n in graph["nodes"]}
+    assert list(nodes) == ["input", "stem", "act", "skip", "head"]
+    assert nodes["skip"]["inputs"] == ["act", "stem"] and nodes["skip"]["op"] == "add"
+    assert (nodes["stem"]["shape"], nodes["stem"]["params"]) == ([1, 8], 8 * 8 + 8)
+    assert (nodes["head"]["shape"], nodes["head"]["params"]) == ([1, 3], 8 * 3 + 3)
+    assert {"source": "stem", "target": "skip"} in graph["edges"]
+    assert (graph["inputs"], graph["outputs"]) == (["input"], ["head"])
+
+
 @pytest.mark.slow
 def test_add_models_trains_only_the_new_cells_and_columns_load(bench, toy, tmp_path):
     root, results = bench
@@ -203,6 +273,30 @@ def test_processes_write_their_own_parts(tmp_path, toy):
         "status.p0of2.json",
         "status.p1of2.json",
     }
+    # Another process count would train every group again, beside the parts of these.
+    root = tmp_path / "b"
+    assert json.loads((root / _layout.MARKER).read_text())["processes"] == 2
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    for process in [None, (0, 3)]:
+        count = 1 if process is None else 3
+        with pytest.raises(
+            BenchError,
+            match=rf"'.*b' was started with 2 process\(es\), and this run has {count}: .* "
+            r"Continue it with 2 process\(es\) \(jax.distributed\), or pick another --dir\.",
+        ):
+            run(config, root, datasets=toy, process=process, progress=False)
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
+
+
+def test_a_bench_that_does_not_record_its_process_count_continues(bench, tmp_path, toy):
+    root = tmp_path / "b"
+    shutil.copytree(bench[0], root)
+    marker = json.loads((root / _layout.MARKER).read_text())
+    del marker["processes"]  # as benches made before the count was recorded
+    (root / _layout.MARKER).write_text(json.dumps(marker))
+    results = run(tiny_config(models=[{"name": "mlp", "width": 8}]), root, datasets=toy)
+    pd.testing.assert_frame_equal(sort(results), sort(bench[1]))
+    assert json.loads((root / _layout.MARKER).read_text())["processes"] == 1
 
 
 def test_abstract_init_then_real_init(toy):
