@@ -35,6 +35,8 @@ continued only with the number of processes it was started with (``bench.json``)
 """
 
 import pathlib
+import re
+from collections.abc import Iterable
 
 FORMAT = 1
 
@@ -79,3 +81,36 @@ PHASE_NAMES = ("init", "compile", "step", "eval")
 def is_bench(directory: str | pathlib.Path) -> bool:
     """Whether ``directory`` holds a bench (its marker file exists)."""
     return (pathlib.Path(directory) / MARKER).is_file()
+
+
+def process_suffix(process: tuple[int, int]) -> str:
+    """What process ``i`` of ``n`` adds to its group keys and file stems: ``".p<i>of<n>"``,
+    or nothing for a single process.
+
+    Examples:
+      >>> process_suffix((1, 2)), process_suffix((0, 1))
+      ('.p1of2', '')
+    """
+    index, count = process
+    return "" if count == 1 else f".p{index}of{count}"
+
+
+def per_process_names(name: str, names: Iterable[str]) -> list[str]:
+    """Those of ``names`` that hold file ``name``'s data, sorted: ``name`` itself and the
+    files ``<stem>.p<i>of<n><suffix>`` that process ``i`` of ``n`` writes in its stead.
+
+    Examples:
+      >>> names = ["status.p1of2.json", "status.json", ".tmp~h~1~status.json", "status.p0of2.json"]
+      >>> per_process_names("status.json", names)
+      ['status.json', 'status.p0of2.json', 'status.p1of2.json']
+    """
+    path = pathlib.PurePath(name)
+    pattern = re.compile(rf"{re.escape(path.stem)}(\.p\d+of\d+)?{re.escape(path.suffix)}")
+    return sorted(n for n in names if pattern.fullmatch(n))
+
+
+def per_process_files(folder: pathlib.Path, name: str) -> list[str]:
+    """The names in ``folder`` of file ``name`` and its per-process files (see
+    `per_process_names`), sorted; empty when ``folder`` is not a directory."""
+    names = [p.name for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
+    return per_process_names(name, names)

@@ -51,15 +51,14 @@ def jobs(plan_: Plan, process: tuple[int, int]) -> list[GroupJob]:
     for group in plan_.groups:
         cells = group.cells[index::count]
         if cells:
-            key = group.group_id if count == 1 else f"{group.group_id}.p{index}of{count}"
+            key = group.group_id + _layout.process_suffix(process)
             out.append(GroupJob(key, tuple(cells)))
     return out
 
 
 def _per_process(path: pathlib.Path, process: tuple[int, int]) -> pathlib.Path:
     """``path``, or ``<stem>.p<i>of<n><suffix>`` when several processes share a bench."""
-    index, count = process
-    return path if count == 1 else path.with_name(f"{path.stem}.p{index}of{count}{path.suffix}")
+    return path.with_name(f"{path.stem}{_layout.process_suffix(process)}{path.suffix}")
 
 
 def _write_blurbs(root: pathlib.Path, plan_: Plan, flops: bool) -> None:
@@ -160,9 +159,8 @@ def _execute(
         smoothing=0.1,
         desc=f"cells {cells_done}/{cells}",
     )
-    suffix = "" if process[1] == 1 else f".p{process[0]}of{process[1]}"
-    phases_file = root / f"{_layout.PHASES.removesuffix('.parquet')}{suffix}.parquet"
-    memory_file = root / f"{_layout.MEMORY.removesuffix('.parquet')}{suffix}.parquet"
+    phases_file = _per_process(root / _layout.PHASES, process)
+    memory_file = _per_process(root / _layout.MEMORY, process)
     run_started, flushed = time.time(), 0
 
     def flush_memory(sampler: MemorySampler) -> int:

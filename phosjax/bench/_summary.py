@@ -74,8 +74,8 @@ def summary_text(
 
 def _read_all(root: pathlib.Path, path: str) -> pd.DataFrame | None:
     """``path`` and its per-process siblings (``<stem>.p<i>of<n>.parquet``), concatenated."""
-    stem = pathlib.Path(path)
-    files = sorted((root / stem.parent).glob(f"{stem.stem}*.parquet"))
+    folder = root / pathlib.PurePosixPath(path).parent
+    files = [folder / name for name in _layout.per_process_files(folder, pathlib.Path(path).name)]
     return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else None
 
 

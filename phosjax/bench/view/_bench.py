@@ -3,7 +3,6 @@
 import json
 import pathlib
 import re
-from collections.abc import Iterable
 from typing import Any
 
 import pandas as pd
@@ -38,20 +37,6 @@ def _not_a_bench_message(directory: pathlib.Path) -> str:
     return message + (
         " Make one with `python -m phosjax.bench.new --config CONFIG.yaml --dir DIR`."
     )
-
-
-def per_process_names(name: str, names: Iterable[str]) -> list[str]:
-    """Those of ``names`` that hold file ``name``'s data, sorted: ``name`` itself and the
-    files ``<stem>.p<i>of<n><suffix>`` that process ``i`` of ``n`` writes in its stead.
-
-    Examples:
-      >>> names = ["status.p1of2.json", "status.json", ".tmp~h~1~status.json", "status.p0of2.json"]
-      >>> per_process_names("status.json", names)
-      ['status.json', 'status.p0of2.json', 'status.p1of2.json']
-    """
-    path = pathlib.PurePath(name)
-    pattern = re.compile(rf"{re.escape(path.stem)}(\.p\d+of\d+)?{re.escape(path.suffix)}")
-    return sorted(n for n in names if pattern.fullmatch(n))
 
 
 class BenchFiles:
@@ -112,11 +97,10 @@ class BenchFiles:
         return pd.read_parquet(path) if path.is_file() else None
 
     def per_process(self, relative: str) -> list[str]:
-        """``relative`` and its per-process files (`per_process_names`), those that exist."""
+        """``relative`` and its per-process files that exist (`_layout.per_process_names`)."""
         path = pathlib.PurePosixPath(relative)
-        folder = self.root / path.parent
-        names = [p.name for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
-        return [str(path.with_name(name)) for name in per_process_names(path.name, names)]
+        names = _layout.per_process_files(self.root / path.parent, path.name)
+        return [str(path.with_name(name)) for name in names]
 
     def tables(self, relative: str) -> pd.DataFrame | None:
         """The Parquet file ``relative`` and its per-process files as one frame (None if none)."""
