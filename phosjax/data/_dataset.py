@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import jax
 import numpy as np
@@ -17,6 +18,8 @@ class ArrayDataset:
     `load` returns numpy arrays. The class is a pytree whose leaves are the four arrays
     (`name`, `num_classes` and `input_shape` are static), so `jax.device_put(dataset)` puts
     every split on a device (or sharding) at once and the result can enter `jax.jit`.
+    Constructing one checks the shapes; tree ops (``jax.tree.map``, ``jax.vmap``, ...)
+    rebuild it without checks, whatever their leaves.
 
     Attributes:
         name: the data set's name, e.g. ``"mnist1d"``.
@@ -72,8 +75,24 @@ class ArrayDataset:
         return int(self.x_test.shape[0])
 
 
-jax.tree_util.register_dataclass(
-    ArrayDataset,
-    data_fields=["x_train", "y_train", "x_test", "y_test"],
-    meta_fields=["name", "num_classes", "input_shape"],
-)
+_DATA_FIELDS = ("x_train", "y_train", "x_test", "y_test")
+_META_FIELDS = ("name", "num_classes", "input_shape")
+
+
+def _flatten_with_keys(
+    ds: ArrayDataset,
+) -> tuple[list[tuple[jax.tree_util.GetAttrKey, Any]], tuple[Any, ...]]:
+    children = [(jax.tree_util.GetAttrKey(f), getattr(ds, f)) for f in _DATA_FIELDS]
+    return children, tuple(getattr(ds, f) for f in _META_FIELDS)
+
+
+def _unflatten(meta: tuple[Any, ...], leaves: Any) -> ArrayDataset:
+    """Rebuilds without `__post_init__`'s checks: tree ops give leaves of any kind
+    (``jax.tree.map(jnp.mean, ds)``: scalars; shardings; ``None``; vmapped tracers)."""
+    ds = object.__new__(ArrayDataset)
+    for field, value in zip(_META_FIELDS + _DATA_FIELDS, (*meta, *leaves), strict=True):
+        object.__setattr__(ds, field, value)
+    return ds
+
+
+jax.tree_util.register_pytree_with_keys(ArrayDataset, _flatten_with_keys, _unflatten)

@@ -105,8 +105,14 @@ def _prepare_builtin(name: str, data_dir: pathlib.Path) -> tfds.core.DatasetBuil
 
     from phosjax.data._builders import BUILDERS
 
+    def make() -> tfds.core.DatasetBuilder:
+        return BUILDERS[name](data_dir=os.fspath(data_dir), file_format="array_record")
+
+    builder = make()
+    if builder.is_prepared():  # no lock: reading needs no write access to data_dir
+        return builder
     with _file_lock(data_dir / f".{name}.lock"):
-        builder = BUILDERS[name](data_dir=os.fspath(data_dir), file_format="array_record")
+        builder = make()  # another process may have prepared it while this one waited
         if not builder.is_prepared():
             builder.download_and_prepare(
                 download_config=tfds.download.DownloadConfig(

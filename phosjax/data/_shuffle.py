@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 ROUNDS = 10
@@ -57,6 +58,21 @@ def _round_keys(key: jax.Array, salt: jax.Array | int) -> list[jax.Array]:
     return [_hash(mixed ^ jnp.uint32((0x85EBCA6B * (i + 1)) & 0xFFFFFFFF)) for i in range(ROUNDS)]
 
 
+def _check_positions(positions: jax.Array, n: int) -> None:
+    """Raises for ``n < 1`` or a concrete position outside ``[0, n)``."""
+    if n < 1:
+        raise ValueError(f"shuffled_positions: n must be >= 1, got {n}")
+    if isinstance(positions, jax.core.Tracer):
+        return
+    values = np.asarray(positions)
+    bad = values[(values < 0) | (values >= n)]
+    if bad.size:
+        raise ValueError(
+            f"shuffled_positions: position {bad[0]} is outside [0, n={n}); "
+            f"positions must lie in range({n})"
+        )
+
+
 def shuffled_positions(
     key: jax.Array, positions: jax.Array, n: int, salt: jax.Array | int = 0
 ) -> jax.Array:
@@ -69,13 +85,18 @@ def shuffled_positions(
 
     Args:
       key: a PRNG key (typed or raw ``uint32`` key data).
-      positions: integer positions in ``[0, n)``, any shape.
-      n: the size of the permuted range.
+      positions: integer positions in ``[0, n)``, any shape. Concrete ones are checked;
+        traced ones cannot be: a traced position ``p`` outside ``[0, n)`` gives
+        ``perm[p % n]``.
+      n: the size of the permuted range, at least 1.
       salt: an integer that draws another permutation from the same key (e.g. the epoch).
 
     Returns:
       int32 values in ``[0, n)``, shaped like ``positions``; distinct positions give
       distinct values.
+
+    Raises:
+      ValueError: ``n < 1``, or a concrete position lies outside ``[0, n)``.
 
     Examples:
       >>> key = jax.random.key(0)
@@ -85,6 +106,7 @@ def shuffled_positions(
       >>> bool(jnp.all(shuffled_positions(key, jnp.arange(3, 6), 10) == perm[3:6]))
       True
     """
+    _check_positions(positions, n)
     half = _half_bits(n)
     round_keys = _round_keys(key, salt)
     bound = jnp.uint32(n)
@@ -95,5 +117,7 @@ def shuffled_positions(
     def walk(x: jax.Array) -> jax.Array:
         return jnp.where(x >= bound, _feistel(x, round_keys, half), x)
 
-    start = _feistel(jnp.asarray(positions).astype(jnp.uint32), round_keys, half)
+    # In [0, n), the walk ends: it meets a value below n at the latest back at its start.
+    inside = jnp.remainder(jnp.asarray(positions), n).astype(jnp.uint32)
+    start = _feistel(inside, round_keys, half)
     return lax.while_loop(outside, walk, start).astype(jnp.int32)

@@ -24,8 +24,9 @@ class GridResult:
         ``test_accuracy``, ``train_loss`` (last step), ``diverged_at`` (-1: never),
         ``strategy``.
       metrics: one row per (``cell``, ``step``, ``split``): ``split="train"`` rows hold
-        the step's metrics (``loss``, ``task_loss``, ``accuracy``, ``grad_norm``,
-        ``aux/<name>``, ``path_weight/<path>``), ``split="test"`` rows the evaluation.
+        the step's metrics (``loss``, ``task_loss``, ``regularizer`` (with
+        regularizers), ``accuracy``, ``grad_norm``, ``aux/<name>``,
+        ``path_weight/<path>``), ``split="test"`` rows the evaluation.
       groups: the groups trained, with their final states and runs (strategy, timings).
       states: the final `GroupState` of each group.
       runs: the `GroupRun` of each group.

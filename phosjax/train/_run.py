@@ -119,18 +119,21 @@ def _train_chunk(
     arrays: Any,
     num_steps: int,
     guarded: bool,
+    owned: bool,
 ) -> tuple[Any, tuple[Any, np.ndarray], bool]:
     """``(state, (metrics, diverged_at), guarded)`` after ``num_steps`` steps of
     ``make_step(guard)``, the metrics and ``diverged_at`` fetched in one transfer.
 
     Unguarded while no cell has diverged, keeping ``state``: a chunk in which one
-    diverges runs again, guarded, from ``state``, and so does every later chunk.
+    diverges runs again, guarded, from ``state``, and so does every later chunk. A
+    guarded chunk donates ``state`` when it is ``owned`` (not the caller's arrays).
     """
 
     def run(guard: bool) -> tuple[Any, tuple[Any, np.ndarray]]:
         key = ("train-guarded" if guard else "train", signature)
         step = functools.partial(make_step, guard)
-        ended, metrics = executor.run_steps(key, step, state, arrays, num_steps, donate=guard)
+        donate = guard and owned
+        ended, metrics = executor.run_steps(key, step, state, arrays, num_steps, donate=donate)
         return ended, jax.device_get(executor.take((metrics, ended.diverged_at)))
 
     if not guarded:
@@ -154,14 +157,15 @@ def run_group(
     """Trains ``group`` from ``state`` up to ``until_step``, ``chunk_steps`` per dispatch.
 
     Each chunk runs its steps on device (one `jax.lax.scan` per dispatch; ``"stepwise"``:
-    one dispatch per step) and returns its per-step metrics in one transfer. Chunks also
-    end at every evaluation step (each ``eval_every`` steps and at ``hparams.steps``),
-    where the test split is evaluated. A cell whose loss or gradient norm turns
-    non-finite is frozen from that step on: chunks run without the per-step freezing
-    selects until a cell diverges in one, which is then run again, with them, from
-    its start state (`make_train_step`'s ``guard``).
+    one dispatch per `STEPWISE_UNROLL` steps, unrolled) and returns its per-step metrics
+    in one transfer. Chunks also end at every evaluation step (each ``eval_every`` steps
+    and at ``hparams.steps``), where the test split is evaluated. A cell whose loss or
+    gradient norm turns non-finite is frozen from that step on: chunks run without the
+    per-step freezing selects until a cell diverges in one, which is then run again, with
+    them, from its start state (`make_train_step`'s ``guard``).
     The state may come from an earlier call, or from ``jax.device_get`` of one (e.g. a
-    checkpoint): resuming gives the same numbers as an uninterrupted run.
+    checkpoint): resuming gives the same numbers as an uninterrupted run. The state
+    passed in stays usable: only buffers this call placed or produced are donated.
 
     Args:
       group: from `plan_groups`.
@@ -169,14 +173,18 @@ def run_group(
       data: the group's `phosjax.data.ArrayDataset`.
       until_step: train until this step count (default ``hparams.steps``).
       strategy: ``"vmap"``, ``"map"``, ``"sequential"``, ``"stepwise"`` (one dispatch per
-        step) or ``"auto"`` (time each on this group after compiling, keep the fastest;
-        cached per backend and group).
+        `STEPWISE_UNROLL` steps) or ``"auto"`` (time each on this group after compiling,
+        keep the fastest; cached per backend and group).
       chunk_steps: steps per dispatch, at most.
       on_chunk: called with each `Chunk` as soon as it is on the host.
       devices: the devices to shard the cells over (default: all local devices).
 
     Returns:
       ``(state, run)``: the state at ``until_step`` and the `GroupRun`.
+
+    Raises:
+      ValueError: an unknown ``strategy``, ``chunk_steps < 1``, ``until_step`` outside
+        ``[state's step, hparams.steps]``, or a state whose cell count is not ``len(group)``.
     """
     if strategy != "auto" and strategy not in STRATEGIES:
         raise ValueError(
@@ -185,6 +193,12 @@ def run_group(
     hp = group.hparams
     until = hp.steps if until_step is None else until_step
     steps_done, diverged = jax.device_get((state.step, state.diverged))
+    if np.shape(steps_done) != (len(group),):
+        raise ValueError(
+            f"run_group: the state has {np.size(steps_done)} cells (step shape "
+            f"{np.shape(steps_done)}) but the group has {len(group)}; pass the state "
+            "init_group (or run_group) made for this group."
+        )
     start = int(np.asarray(steps_done)[0])
     guarded = bool(np.any(diverged))  # a frozen cell stays frozen
     if not start <= until <= hp.steps:
@@ -215,7 +229,9 @@ def run_group(
             steps=min(stops[0] - start if stops else chunk_steps, 10),
         )
     executor = Executor(strategy, len(group), devices)
-    state, arrays = executor.put_state(state), _placed_data(data, executor)
+    placed, arrays = executor.put_state(state), _placed_data(data, executor)
+    owned = placed is not state  # else the caller's own arrays: not donated
+    state = placed
     chunks = []
     step = start
     for stop in stops:
@@ -223,8 +239,9 @@ def run_group(
         begin = _clock()
         with program_memory() as memory:
             state, (metrics, diverged_at), guarded = _train_chunk(
-                executor, signature, make_step, state, arrays, n, guarded
+                executor, signature, make_step, state, arrays, n, guarded, owned
             )
+            owned = True  # from here on, a state this call produced
             scores = {}
             evaluated: tuple[float, float, int] | None = None
             if stop == hp.steps or (hp.eval_every and stop % hp.eval_every == 0):

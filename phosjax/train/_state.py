@@ -45,10 +45,20 @@ class GroupState:
     diverged_at: jax.Array
 
 
-def cell_keys(seed: int | jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """The (init, data, dropout) keys of a cell: ``jax.random.split(jax.random.key(seed), 3)``."""
-    init_key, data_key, dropout_key = jax.random.split(jax.random.key(seed), 3)
-    return init_key, data_key, dropout_key
+def _root_keys(group: Group) -> jax.Array:
+    """Each cell's ``jax.random.key(seed)`` as raw key data, stacked: made on the host
+    from the int itself, so every seed `jax.random.key` takes gives the keys the cell
+    would get alone."""
+    keys = []
+    for cell, index in zip(group.cells, group.index, strict=True):
+        try:
+            keys.append(jax.random.key_data(jax.random.key(cell.seed)))
+        except (OverflowError, TypeError) as error:
+            raise ValueError(
+                f"init_group: cell {index} has seed {cell.seed!r}, which jax.random.key "
+                f"refuses ({error}); use an int in [-2**63, 2**63)"
+            ) from error
+    return jnp.stack(keys)
 
 
 @functools.cache
@@ -57,11 +67,12 @@ def _init_fn(signature: Any, input_shape: tuple[int, ...]) -> Any:
     model = model_config.build()
     knob_selectors = [selector for selector, _ in hp.knobs]
 
-    def init_cell(seed: jax.Array, v: dict[str, jax.Array]) -> GroupState:
+    def init_cell(root_key: jax.Array, v: dict[str, jax.Array]) -> GroupState:
         # Made here, not in the cached factory: a factory first called under a trace
         # (e.g. `jax.eval_shape(init_group, ...)`) would otherwise cache a tracer.
         x0 = jnp.zeros((1, *input_shape), jnp.float32)
-        init_key, data_key, dropout_key = cell_keys(seed)
+        root = jax.random.wrap_key_data(root_key)
+        init_key, data_key, dropout_key = jax.random.split(root, 3)
         variables = dict(model.init(init_key, x0, train=False))
         if knob_selectors:
             values = {s: v["knob_value"][i] for i, s in enumerate(knob_selectors)}
@@ -103,7 +114,9 @@ def init_group(group: Group, data: Any) -> GroupState:
 
     Returns:
       The state at step 0, on the default device.
+
+    Raises:
+      ValueError: a cell's seed is one `jax.random.key` refuses (names the cell).
     """
-    seeds = jnp.asarray([cell.seed for cell in group.cells], jnp.uint32)
     init = _init_fn(group.signature(), tuple(data.input_shape))
-    return init(seeds, group.values())
+    return init(_root_keys(group), group.values())

@@ -30,8 +30,18 @@ PERSISTENT_MUTABLE = ("batch_stats",)
 
 
 def device_arrays(data: Any, eval_batch_size: int = 1000) -> dict[str, np.ndarray]:
-    """The arrays a step reads, from an `ArrayDataset`: train split, padded test batches."""
+    """The arrays a step reads, from an `ArrayDataset`: train split, padded test batches.
+
+    Raises:
+      ValueError: the test split is empty (the evaluation needs at least one example).
+    """
     num_test = int(data.x_test.shape[0])
+    if num_test == 0:
+        raise ValueError(
+            f"data set {data.name!r} has an empty test split (x_test shape "
+            f"{tuple(data.x_test.shape)}); training evaluates on it and needs at least one "
+            "test example"
+        )
     size = min(eval_batch_size, num_test)
     batches = -(-num_test // size)
     pad = batches * size - num_test

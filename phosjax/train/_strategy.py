@@ -272,7 +272,9 @@ class Executor:
         self.padded = -(-num_cells // size) * size
 
     def put_state(self, state: Any) -> Any:
-        """``state`` padded to a multiple of the devices and sharded over the ``grid`` axis."""
+        """``state`` padded to a multiple of the devices and sharded over the ``grid`` axis:
+        ``state`` itself when it is placed so already, else new arrays that share no buffer
+        with it (which a call may donate)."""
         extra = self.padded - self.num_cells
 
         def pad(a: Any) -> Any:  # on the host for host arrays: one transfer per leaf
@@ -284,7 +286,7 @@ class Executor:
         sharding = NamedSharding(self.mesh, PartitionSpec(GRID))
         if all(_placed(a, sharding) for a in jax.tree.leaves(state)):
             return state  # placed already (e.g. by the previous call): device_put costs ms
-        return jax.device_put(state, sharding)
+        return jax.device_put(state, sharding, may_alias=False)
 
     def put_data(self, arrays: Any) -> Any:
         """``arrays`` replicated on every device of the mesh."""

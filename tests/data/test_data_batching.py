@@ -1,5 +1,11 @@
 """On-device batching: permutation per epoch, determinism, jit and vmap."""
 
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -71,6 +77,36 @@ def test_shuffled_positions_is_a_permutation_of_any_size(n):
     perm = np.asarray(shuffled_positions(jax.random.key(n), jnp.arange(n), n))
     np.testing.assert_array_equal(np.sort(perm), np.arange(n))
     assert perm.dtype == np.int32
+
+
+def test_positions_outside_the_range_are_refused_or_wrap_without_hanging():
+    """In a subprocess with a timeout: such positions once looped forever."""
+    script = """
+import jax, jax.numpy as jnp
+from phosjax.data import shuffled_positions
+key = jax.random.key(0)
+for bad in ([3, 16], [12], [-1]):
+    try:
+        shuffled_positions(key, jnp.array(bad), 10)
+    except ValueError as error:
+        print(error)
+traced = jax.jit(shuffled_positions, static_argnums=2)
+print(traced(key, jnp.array([-1, 10, 12, 16, 2**30]), 10).tolist())
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=pathlib.Path(__file__).parents[2],
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        check=True,
+    ).stdout.splitlines()
+    *errors, traced = out
+    for position, error in zip((16, 12, -1), errors, strict=True):
+        assert f"position {position} is outside [0, n=10)" in error
+    perm = np.asarray(shuffled_positions(jax.random.key(0), jnp.arange(10), 10))
+    assert json.loads(traced) == perm[np.array([-1, 10, 12, 16, 2**30]) % 10].tolist()
 
 
 def test_shuffled_positions_look_uniform():

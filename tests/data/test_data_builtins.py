@@ -2,13 +2,14 @@
 
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from phosjax.data import load
+from phosjax.data import _load, load
 from phosjax.data._builders import mnist1d_permutation
 
 EXPECTED = {
@@ -110,3 +111,22 @@ def test_concurrent_preparation_yields_one_valid_data_set(tmp_path, datasets):
         np.testing.assert_array_equal(
             getattr(prepared_elsewhere, field), getattr(datasets["digits"], field)
         )
+
+
+def test_a_prepared_read_only_data_dir_loads_without_taking_the_lock(
+    tmp_path, datasets, data_dir, monkeypatch
+):
+    shutil.copytree(pathlib.Path(data_dir, "digits"), tmp_path / "digits")
+
+    def no_lock(path):  # as a read-only dir would: root ignores the chmod below
+        raise PermissionError(f"[Errno 13] Permission denied: '{path}'")
+
+    monkeypatch.setattr(_load, "_file_lock", no_lock)
+    tmp_path.chmod(0o555)
+    try:
+        digits = load("digits", data_dir=tmp_path)
+        with pytest.raises(PermissionError, match=r"\.mnist1d\.lock"):  # preparing takes it
+            load("mnist1d", data_dir=tmp_path)
+    finally:
+        tmp_path.chmod(0o755)
+    np.testing.assert_array_equal(digits.x_train, datasets["digits"].x_train)

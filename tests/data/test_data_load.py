@@ -1,6 +1,9 @@
 """`load` of any TFDS data set prepared in the data dir, its errors, and `ArrayDataset`."""
 
+import dataclasses
+
 import jax
+import jax.numpy as jnp
 import numpy as np
 import PIL.Image
 import pytest
@@ -97,6 +100,24 @@ def test_array_dataset_checks_shapes():
         _toy(x_test=np.zeros((2, 5), np.float32))
     with pytest.raises(ValueError, match=r"y_train has shape \(3,\), expected \(4,\)"):
         _toy(y_train=np.zeros(3, np.int32))
+    with pytest.raises(ValueError, match=r"x_test has shape \(2, 5\)"):
+        dataclasses.replace(_toy(), x_test=np.zeros((2, 5), np.float32))
+
+
+def test_tree_ops_rebuild_an_array_dataset_whatever_its_leaves():
+    ds = _toy(x_train=np.ones((4, 3), np.float32))
+    means = jax.tree.map(jnp.mean, ds)
+    assert (float(means.x_train), means.name, means.input_shape) == (1.0, "toy", (3,))
+    assert jax.tree.leaves(jax.tree.map(lambda _: None, ds)) == []
+    mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ("data",))
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    placed = jax.device_put(ds, jax.tree.map(lambda _: replicated, ds))
+    assert placed.x_test.sharding == replicated
+    square = _toy(x_test=np.ones((4, 3), np.float32), y_test=np.ones(4, np.int32))
+    per_row = jax.vmap(lambda d: d.x_train.sum() + d.x_test.sum() + d.y_test)(square)
+    np.testing.assert_array_equal(per_row, [4.0] * 4)  # 0 + 3 + 1 per row
+    paths = [jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_leaves_with_path(ds)]
+    assert paths == [".x_train", ".y_train", ".x_test", ".y_test"]
 
 
 def test_array_dataset_is_a_pytree_with_static_metadata():

@@ -21,7 +21,7 @@ from phosjax.train import (
 )
 from phosjax.train._run import _stops
 from phosjax.train._step import device_arrays, make_train_step
-from tests.train.tiny import Tiny
+from tests.train.tiny import Tiny, toy_data
 
 TOL = {"rtol": 2e-5, "atol": 2e-6}
 ADAM = HParams(batch_size=16, steps=8, eval_every=4)
@@ -239,3 +239,56 @@ def test_train_grid_returns_tidy_frames(toy):
     last = test[test.step == 8]
     np.testing.assert_allclose(last["accuracy"], result.final["test_accuracy"])
     assert {"loss", "task_loss", "accuracy", "grad_norm"} <= set(m.columns)
+
+
+def test_run_group_refuses_a_state_made_for_another_number_of_cells(toy):
+    [one] = plan_groups(CELLS[:1])
+    [two] = plan_groups(CELLS[:2])
+    with pytest.raises(ValueError, match=r"1 cells \(step shape \(1,\)\) but the group has 2"):
+        run_group(two, init_group(one, toy), toy, strategy="vmap")
+
+
+def test_any_seed_jax_random_key_takes_gives_the_keys_of_the_cell_alone(toy):
+    seeds = [-1, 2**31, 2**32 + 5, 2**63 - 1]
+    [group] = plan_groups([Cell(Tiny(), "toy", ADAM, seed) for seed in seeds])
+    state = init_group(group, toy)
+    for i, seed in enumerate(seeds):
+        _, data_key, dropout_key = jax.random.split(jax.random.key(seed), 3)
+        np.testing.assert_array_equal(state.data_key[i], jax.random.key_data(data_key))
+        np.testing.assert_array_equal(state.dropout_key[i], jax.random.key_data(dropout_key))
+    [bad] = plan_groups([Cell(Tiny(), "toy", ADAM, 0), Cell(Tiny(), "toy", ADAM, 2**64)])
+    with pytest.raises(ValueError, match=r"cell 1 has seed 18446744073709551616"):
+        init_group(bad, toy)
+
+
+DIVERGING = HParams(optimizer="sgd", batch_size=16, steps=9)  # its own compiled programs
+
+
+@pytest.mark.parametrize("strategy", ["vmap", "map"])
+def test_a_callers_state_with_a_diverged_cell_stays_usable(toy, strategy):
+    cells = [
+        Cell(Tiny(), "toy", dataclasses.replace(DIVERGING, learning_rate=lr), seed)
+        for seed, lr in enumerate([1e-2, 1e30])
+    ]
+    [group] = plan_groups(cells)
+    state, _ = run_group(group, init_group(group, toy), toy, 2, strategy=strategy)
+    assert state.diverged.tolist() == [False, True]
+    before = jax.device_get(state)
+    run_group(group, state, toy, strategy=strategy, chunk_steps=3)  # chunks of 3, 3, 1 steps
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(state), before)
+    # Its first guarded chunk kept the caller's state; the next donated its own.
+    donated = {
+        donate
+        for key, used, _, donate in _strategy._LIFTED  # key: ((name, signature), steps, ...)
+        if key[:2] == (("train-guarded", group.signature()), 3) and used == strategy
+    }
+    assert donated == {False, True}
+
+
+def test_an_empty_test_split_is_refused_by_name():
+    with pytest.raises(
+        ValueError,
+        match=r"data set 'no_test' has an empty test split \(x_test shape \(0, 8\)\).*"
+        r"at least one test example",
+    ):
+        device_arrays(toy_data("no_test", test=0))
