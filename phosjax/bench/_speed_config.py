@@ -65,8 +65,19 @@ class SpeedConfig:
             unknown = [g for g in given if g not in known]
             if unknown or not given:
                 raise ValueError(f"unknown {name} {unknown or given}; choose from {list(known)}")
-        if min((*self.sizes, self.steps, self.batch, self.repeats), default=0) < 1:
+        for name, given in [
+            ("models", self.models),
+            ("sizes", self.sizes),
+            ("methods", self.methods),
+        ]:
+            repeated = sorted({g for g in given if given.count(g) > 1})
+            if repeated or not given:
+                what = f"repeat {repeated}" if repeated else "are empty"
+                raise ValueError(f"{name} {what}; give each {name[:-1]} once")
+        if min((*self.sizes, self.steps, self.batch, self.repeats)) < 1:
             raise ValueError(f"sizes, steps, batch and repeats must be >= 1: {self}")
-        if self.min_time < 0:
-            raise ValueError(f"min_time must be >= 0 seconds, got {self.min_time}")
+        if self.min_time < 0 or self.budget < 0:
+            raise ValueError(
+                f"min_time and budget must be >= 0 seconds, got {self.min_time} and {self.budget}"
+            )
         HParams(compute_dtype=self.compute_dtype)  # a clear error for a bad dtype

@@ -11,6 +11,7 @@ engine/method ratios and writes ``speed.parquet`` (one row per model, K, method)
 Example: ``python -m phosjax.bench.speed --models mlp,cnn1d --sizes 1,8,64 --out runs/speed``
 """
 
+import pathlib
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -100,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Runs the command line ``argv`` (default ``sys.argv[1:]``)."""
     args = parser().parse_args(argv)
     config = config_from_args(args)
+    if pathlib.Path(args.out).exists() and not pathlib.Path(args.out).is_dir():
+        raise BenchError(f"--out {args.out!r} is a file; it must be a directory (made if new).")
     paths: dict[str, Any] = {}  # written after each (model, K): a run cut off keeps its cases
     frame = measure(
         config,

@@ -46,12 +46,24 @@ def test_quick_run_writes_parquet_table_and_plot(tmp_path, capsys):
         (["--compute_dtype", "float16"], "expected one of ('float32', 'bfloat16')"),
         (["--sizes", "1,eight"], "--sizes '1,eight': expected integers"),
         (["--strategy", "fast"], "--strategy 'fast': expected one of ('auto'"),
+        (["--sizes", "1,8,1"], "sizes repeat [1]; give each size once"),
+        (["--sizes", ","], "sizes are empty; give each size once"),
+        (["--models", "mlp,mlp"], "models repeat ['mlp']; give each model once"),
+        (["--budget", "-5"], "min_time and budget must be >= 0 seconds, got 0.25 and -5.0"),
     ],
 )
 def test_bad_input_is_a_clear_error(tmp_path, capsys, argv, message):
     assert speed.main([*argv, "--out", str(tmp_path)]) == 2
     assert message in capsys.readouterr().err
     assert not list(tmp_path.iterdir())  # nothing measured, nothing written
+
+
+def test_an_out_that_is_a_file_is_refused_before_measuring(tmp_path, capsys):
+    out = tmp_path / "speed"
+    out.write_text("keep me")
+    assert speed.main(["--quick", "--models", "mlp", "--out", str(out)]) == 2
+    assert f"--out {str(out)!r} is a file" in capsys.readouterr().err
+    assert out.read_text() == "keep me" and list(tmp_path.iterdir()) == [out]
 
 
 def test_a_string_of_names_is_a_clear_error():
