@@ -9,7 +9,7 @@ nox.options.reuse_existing_virtualenvs = True
 @nox.session
 def tests(session: nox.Session) -> None:
     """The test suite (doctests included), as CI runs it."""
-    session.install("-e", ".[test]")
+    session.install("-e", ".[test,mlflow]")
     session.run("pytest", "-n", "2", *session.posargs)
 
 
@@ -18,11 +18,14 @@ def lint(session: nox.Session) -> None:
     """Ruff: lint and formatting."""
     session.install("ruff")
     session.run("ruff", "check", "phosjax", "tests", "examples", "benchmarks", "noxfile.py")
-    session.run("ruff", "format", "--check", "phosjax", "tests", "examples", "noxfile.py")
+    session.run(
+        "ruff", "format", "--check", "phosjax", "tests", "examples", "benchmarks", "noxfile.py"
+    )
 
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """Mypy on the core, the layers, the data and the engine."""
+    """Mypy on the core, the layers, the data, the engine and morph."""
     session.install("-e", ".[test]")
-    session.run("mypy", "phosjax/core", "phosjax/data")
+    packages = ("core", "layers", "data", "train", "morph")
+    session.run("mypy", *(f"phosjax/{package}" for package in packages))

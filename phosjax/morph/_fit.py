@@ -46,7 +46,9 @@ def _fields(config: ModelConfig) -> list[Field]:
 
 def _value(config: ModelConfig, field: Field) -> int:
     kind, key = field
-    return (config.widths or ())[key] if kind == "width" else dict(config.options)[key]  # type: ignore[index,return-value]
+    if kind == "width":
+        return int((config.widths or ())[int(key)])
+    return int(dict(config.options)[str(key)])
 
 
 def _changes(
@@ -96,8 +98,9 @@ def _candidates(config: ModelConfig) -> list[ModelConfig]:
     """The config resolved, and split into one stage per block if that builds the same."""
     base = config.resolved()
     candidates = [base]
-    if (base.depth or 0) > 1 and base.widths:
-        per_block = tuple(w for w in base.widths for _ in range(base.depth))  # type: ignore[operator]
+    depth = base.depth or 0
+    if depth > 1 and base.widths:
+        per_block = tuple(w for w in base.widths for _ in range(depth))
         split = base.replace(depth=1, width=per_block)
         if variable_shapes(split) == variable_shapes(base):
             candidates.append(split)

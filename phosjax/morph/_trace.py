@@ -360,7 +360,7 @@ class _Walker:
         if name in _CUMULATIVE:
             value = args[0]
             self.labels.pin(value.labels[p["axis"]], f"{_where(eqn)} accumulates over this axis")  # type: ignore[union-attr]
-            return [dataclasses.replace(value, zeros=frozenset(), src=None)]  # type: ignore[arg-type]
+            return [dataclasses.replace(value, zeros=frozenset(), src=None)]  # type: ignore[type-var]
         if name == "concatenate":
             return [self.concatenate(eqn, args)]  # type: ignore[arg-type]
         if name in ("slice", "pad"):

@@ -221,8 +221,9 @@ CONCATENATE = _Program(jax.jit(_concatenate))
 """One compiled call: trees stacked on a leading axis into one, along that axis."""
 
 
-def _stepwise(blocks: list[tuple[_Program, int]], states: Any, arrays: Any) -> Any:
-    """Cell after cell, ``count`` calls of each ``(program, count)`` of ``blocks`` in turn."""
+def _stepwise(blocks: list[tuple[Any, int]], states: Any, arrays: Any) -> Any:
+    """Cell after cell, ``count`` calls of each ``(program, count)`` of ``blocks`` in turn
+    (each program a `_Program`, as `_lift` makes for ``"stepwise"``)."""
     outs = []
     for state in UNSTACK(states):
         parts = []
