@@ -20,7 +20,8 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--devices", type=int, default=1, help="fake CPU devices")
     args = parser.parse_args()
-    os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count={args.devices}")
+    flag = f"--xla_force_host_platform_device_count={args.devices}"  # after any flags set
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
 
     import jax
 
