@@ -19,6 +19,7 @@ from phosjax import layers, models
 from phosjax.core import (
     AUX_LOSS,
     BLURB,
+    CONSTANTS,
     INJECTIONS,
     INTERMEDIATES,
     KNOBS,
@@ -62,6 +63,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AUX_LOSS",
     "BLURB",
+    "CONSTANTS",
     "INJECTIONS",
     "INTERMEDIATES",
     "KNOBS",

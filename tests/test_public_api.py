@@ -11,6 +11,7 @@ EXPECTED = sorted(
     [
         "AUX_LOSS",
         "BLURB",
+        "CONSTANTS",
         "INJECTIONS",
         "INTERMEDIATES",
         "KNOBS",

@@ -5,6 +5,7 @@ from phosjax.core._blurb import ArraySpec, Blurb, KnobValue, ModuleBlurb, blurb
 from phosjax.core._collections import (
     AUX_LOSS,
     BLURB,
+    CONSTANTS,
     INJECTIONS,
     INTERMEDIATES,
     KNOBS,
@@ -27,6 +28,7 @@ from phosjax.core._tweak import tweak
 __all__ = [
     "AUX_LOSS",
     "BLURB",
+    "CONSTANTS",
     "INJECTIONS",
     "INTERMEDIATES",
     "KNOBS",

@@ -27,10 +27,22 @@ KNOBS = "knobs"
 BLURB = "blurb"
 """Custom summary information that modules record for `blurb` (`note`)."""
 
+CONSTANTS = "constants"
+"""Values drawn at init and never trained (e.g. `FourierFeatures`' fixed frequencies)."""
+
 TRANSIENT = (INTERMEDIATES, AUX_LOSS, PATH_WEIGHTS, PERTURBATIONS, INJECTIONS, BLURB)
 """Collections that only live during one call; `init` never returns them as state."""
 
-SCANNED = (INTERMEDIATES, AUX_LOSS, PATH_WEIGHTS, PERTURBATIONS, INJECTIONS, KNOBS, BLURB)
+SCANNED = (
+    INTERMEDIATES,
+    AUX_LOSS,
+    PATH_WEIGHTS,
+    PERTURBATIONS,
+    INJECTIONS,
+    KNOBS,
+    CONSTANTS,
+    BLURB,
+)
 """Collections that carry one entry per iteration under `nn.scan` (see `scan_axes`)."""
 
 

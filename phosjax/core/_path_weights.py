@@ -4,11 +4,15 @@ A choice or skip layer computes each branch inside ``with path_weight(self, name
 Scopes nest by multiplication, and `aux_loss` scales every loss by the current
 product, so auxiliary losses stay balanced however the pathways are weighted. The
 weights live in a context variable only while one trace runs (no global state).
+
+A branch under `flax.linen.jit` cannot read them: nn.jit reuses its first trace, with
+the weight of that call baked in. Reading a path weight there is an error.
 """
 
 import contextlib
 import contextvars
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import flax.linen as nn
@@ -18,15 +22,61 @@ import jax.numpy as jnp
 from phosjax.core._collections import PATH_WEIGHTS
 from phosjax.core._record import record
 
-_CURRENT: contextvars.ContextVar[jax.Array | None] = contextvars.ContextVar(
+
+@dataclasses.dataclass(frozen=True)
+class _Unreadable:
+    """Stands for the path weight inside a module that nn.jit compiles apart from it."""
+
+    scope: str  # the path_weight scope, e.g. "'branch_0' in blocks_1"
+    module: str  # the module under nn.jit
+
+
+_CURRENT: contextvars.ContextVar[jax.Array | _Unreadable | None] = contextvars.ContextVar(
     "phosjax_path_weight", default=None
 )
 
 
+def _readable(weight: jax.Array | _Unreadable) -> jax.Array:
+    """``weight``, or the error that says why a module under nn.jit cannot read it."""
+    if isinstance(weight, _Unreadable):
+        raise ValueError(
+            f"module {weight.module!r} runs under nn.jit inside path_weight {weight.scope}: "
+            "nn.jit reuses its first trace, so the path weight would be stale. Apply nn.jit "
+            "(or jax.jit) around the layer that owns the path weight instead."
+        )
+    return weight
+
+
 def current_path_weight() -> jax.Array:
-    """The product of the weights of all enclosing `path_weight` scopes (1.0 outside any)."""
+    """The product of the weights of all enclosing `path_weight` scopes (1.0 outside any).
+
+    Raises:
+      ValueError: the caller runs under `flax.linen.jit` inside a scope opened outside it.
+    """
     weight = _CURRENT.get()
-    return jnp.ones(()) if weight is None else weight
+    return jnp.ones(()) if weight is None else _readable(weight)
+
+
+def _jit_depth(module: nn.Module) -> int:
+    """How many nn.jit transforms ``module`` runs under (Flax names their scopes ``jit(...)``)."""
+    debug_path = getattr(module.scope, "debug_path", ())
+    return sum(part.startswith("jit(") for part in debug_path)
+
+
+def _guard_jit(depth: int, scope: str) -> Callable[..., Any]:
+    """A method interceptor that hides the path weight from modules under more than
+    ``depth`` nn.jit transforms."""
+
+    def intercept(next_fun: Callable[..., Any], args: Any, kwargs: Any, context: Any) -> Any:
+        if _jit_depth(context.module) <= depth:
+            return next_fun(*args, **kwargs)
+        token = _CURRENT.set(_Unreadable(scope, "/".join(context.module.path)))
+        try:
+            return next_fun(*args, **kwargs)
+        finally:
+            _CURRENT.reset(token)
+
+    return intercept
 
 
 def scale_by_path_weight(value: jax.Array, weight: jax.Array) -> jax.Array:
@@ -49,6 +99,11 @@ def path_weight(module: nn.Module, name: str, weight: Any) -> Iterator[jax.Array
     Yields:
       The combined weight of this branch (the product with all enclosing scopes).
 
+    Raises:
+      ValueError: ``weight`` has more than one axis; or a module under `flax.linen.jit`
+        inside the scope (but not around it) reads the path weight, e.g. raises an aux
+        loss: nn.jit would reuse a trace with a stale weight. Jit the owner instead.
+
     Examples:
       >>> import flax.linen as nn, jax.numpy as jnp, phosjax as px
       >>> class Half(nn.Module):
@@ -69,9 +124,11 @@ def path_weight(module: nn.Module, name: str, weight: Any) -> Iterator[jax.Array
         )
     record(module, PATH_WEIGHTS, name, jnp.mean(weight))
     outer = _CURRENT.get()
-    combined = weight if outer is None else outer * weight  # both scalar or (B,)
+    combined = weight if outer is None else _readable(outer) * weight  # scalar or (B,)
+    scope = f"{name!r} in {'/'.join(module.path) or 'the top module'}"
     token = _CURRENT.set(combined)
     try:
-        yield combined
+        with nn.intercept_methods(_guard_jit(_jit_depth(module), scope)):
+            yield combined
     finally:
         _CURRENT.reset(token)

@@ -15,6 +15,16 @@ from phosjax.core import knob, path_weight, tag
 from phosjax.layers._common import call_block
 
 
+def _check_shape(y: jax.Array, expected: tuple[int, ...], what: str) -> None:
+    """Raises a ValueError when ``y`` (the output of ``what``) is not of shape ``expected``.
+
+    ``what`` says whose output it is and which shape it must have, e.g. ``"GatedSkip's
+    block must keep the input shape"``.
+    """
+    if y.shape != expected:
+        raise ValueError(f"{what} {expected}, but returned {y.shape}.")
+
+
 def _per_example(weight: jax.Array, like: jax.Array) -> jax.Array:
     """``weight`` (scalar or ``(B,)``) cast to ``like``'s dtype and broadcastable to it."""
     return weight.astype(like.dtype).reshape(weight.shape + (1,) * (like.ndim - weight.ndim))
@@ -34,7 +44,8 @@ class Choice(nn.Module):
     The output has the dtype of the branch outputs.
 
     Attributes:
-      branches: the candidate blocks; each maps ``x`` to outputs of one common shape.
+      branches: the candidate blocks; each maps ``x`` to outputs of one common shape
+        (anything else is an error that names the branch).
       per_example: compute the gate logits from the input instead of learning them
         directly.
 
@@ -68,12 +79,14 @@ class Choice(nn.Module):
             logits = self.param("gate_logits", nn.initializers.zeros, (num,))
         temperature = knob(self, "T", 1.0, doc="softmax temperature of the branch weights")
         weights = tag(self, "weights", nn.softmax(logits / temperature, axis=-1))
-        terms = []
+        outputs = []
         for i, branch in enumerate(self.branches):
-            weight = weights[..., i]
-            with path_weight(self, f"branch_{i}", weight):
-                y = call_block(branch, x, train)
-            terms.append(_per_example(weight, y) * y)
+            with path_weight(self, f"branch_{i}", weights[..., i]):
+                outputs.append(call_block(branch, x, train))
+            _check_shape(
+                outputs[i], outputs[0].shape, f"Choice's branch {i} must return branch 0's shape"
+            )
+        terms = [_per_example(weights[..., i], y) * y for i, y in enumerate(outputs)]
         return sum(terms[1:], terms[0])
 
 
@@ -84,7 +97,7 @@ class GatedSkip(nn.Module):
     block runs inside ``path_weight(self, "block_weight", g)``. Tags ``gate``.
 
     Attributes:
-      block: maps ``x`` to an output of the same shape.
+      block: maps ``x`` to an output of the same shape (anything else is an error).
       gate_init: the initial gate logit (0 gives ``g = 0.5``).
 
     Examples:
@@ -105,10 +118,7 @@ class GatedSkip(nn.Module):
         gate = tag(self, "gate", nn.sigmoid(logit))
         with path_weight(self, "block_weight", gate):
             y = call_block(self.block, x, train)
-        if y.shape != x.shape:
-            raise ValueError(
-                f"GatedSkip's block must keep the input shape {x.shape}, but returned {y.shape}."
-            )
+        _check_shape(y, x.shape, "GatedSkip's block must keep the input shape")
         gate = gate.astype(y.dtype)
         return (1 - gate) * x + gate * y
 
@@ -154,8 +164,12 @@ class ReZero(nn.Module):
     normalization (Bachlechner et al., arXiv 2003.04887). Tags ``residual``
     (``alpha * block(x)``).
 
+    ``alpha`` is a residual gain, not a path weight: it may be negative or above 1, so
+    the block does not run in a `phosjax.core.path_weight` scope, and its auxiliary
+    losses count fully whatever ``alpha`` is (use `GatedSkip` for a weighted pathway).
+
     Attributes:
-      block: maps ``x`` to an output of the same shape.
+      block: maps ``x`` to an output of the same shape (anything else is an error).
 
     Examples:
       >>> import flax.linen as nn, jax, jax.numpy as jnp
@@ -172,4 +186,5 @@ class ReZero(nn.Module):
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         alpha = self.param("alpha", nn.initializers.zeros, ())
         y = call_block(self.block, x, train)
+        _check_shape(y, x.shape, "ReZero's block must keep the input shape")
         return x + tag(self, "residual", alpha.astype(y.dtype) * y)

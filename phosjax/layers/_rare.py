@@ -7,28 +7,33 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from phosjax.core import knob, tag
+from phosjax.core import CONSTANTS, knob, tag
 from phosjax.layers._common import compute_dtype
 
 
 class FourierFeatures(nn.Module):
     """Random Fourier features ``[cos(2 pi s x B), sin(2 pi s x B)]``.
 
-    ``B`` (``(C, num_frequencies)``) is drawn from a standard normal at init and kept
-    fixed unless ``trainable``; the scale ``s`` is a knob (default 1), so the bandwidth can
-    be tweaked or swept without re-initializing (Tancik et al., arXiv 2006.10739). Maps
-    ``(..., C)`` to ``(..., 2 * num_frequencies)``. Tags ``phases`` (``2 pi s x B``).
+    ``B`` (``(C, num_frequencies)``) is drawn from a standard normal at init (rng
+    ``"params"``). Unless ``trainable`` it is fixed: it lives in the ``constants``
+    collection, not in ``params``, so no optimizer (weight decay included) changes it.
+    The scale ``s`` is a knob (default 1), so the bandwidth can be tweaked or swept
+    without re-initializing (Tancik et al., arXiv 2006.10739). Maps ``(..., C)`` to
+    ``(..., 2 * num_frequencies)``. Tags ``phases`` (``2 pi s x B``).
 
     Attributes:
       num_frequencies: the number of frequencies (half the output width).
-      trainable: whether ``B`` is learned.
+      trainable: whether ``B`` is learned (a ``params`` entry).
       dtype: the computation dtype (``None``: the input's).
 
     Examples:
       >>> import jax, jax.numpy as jnp
       >>> from phosjax.layers import FourierFeatures
       >>> layer, x = FourierFeatures(3), jnp.zeros((2, 4))
-      >>> layer.apply(layer.init(jax.random.key(0), x), x).tolist()
+      >>> variables = layer.init(jax.random.key(0), x)
+      >>> variables["constants"]["frequencies"].shape, "params" in variables
+      ((4, 3), False)
+      >>> layer.apply(variables, x).tolist()
       [[1.0, 1.0, 1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 0.0, 0.0, 0.0]]
     """
 
@@ -38,11 +43,12 @@ class FourierFeatures(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        frequencies = self.param(
-            "frequencies", nn.initializers.normal(1.0), (x.shape[-1], self.num_frequencies)
-        )
-        if not self.trainable:
-            frequencies = jax.lax.stop_gradient(frequencies)
+        shape, init = (x.shape[-1], self.num_frequencies), nn.initializers.normal(1.0)
+        if self.trainable:
+            frequencies = self.param("frequencies", init, shape)
+        else:
+            draw = lambda: init(self.make_rng("params"), shape)
+            frequencies = self.variable(CONSTANTS, "frequencies", draw).value
         scale = knob(self, "scale", 1.0, doc="bandwidth: frequencies are multiplied by it")
         dtype = compute_dtype(self.dtype, x)
         frequencies = (2 * math.pi * scale * frequencies).astype(dtype)

@@ -10,11 +10,12 @@ from phosjax.layers._common import call_block
 
 
 class Sequence(nn.Module):
-    """Applies ``layers`` in order, passing ``train`` to each layer that accepts it.
+    """Applies ``layers`` in order, passing the train flag to each layer that takes one.
 
-    Unlike `flax.linen.Sequential`, the ``train`` flag reaches the layers that behave
-    differently in training (dropout, `DropPath`...), and plain functions are not allowed
-    (wrap them in a module).
+    Unlike `flax.linen.Sequential`, the flag reaches the layers that behave differently
+    in training: as ``train`` (`DropPath`...), or as ``deterministic`` /
+    ``use_running_average`` set to ``not train`` (`flax.linen.Dropout`,
+    `flax.linen.BatchNorm`). Plain functions are not allowed (wrap them in a module).
 
     Attributes:
       layers: the modules to apply, first to last.

@@ -1,6 +1,7 @@
 """`ModelConfig`: the typed, hashable, JSON-friendly description of one model."""
 
 import dataclasses
+import numbers
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +17,27 @@ def _frozen(value: Any) -> Any:
     if isinstance(value, Mapping):
         raise TypeError(f"a model option value must not be a mapping, got {value!r}")
     return value
+
+
+def is_int(value: Any) -> bool:
+    """Whether ``value`` is an integer, and not a bool (``True`` is an ``int`` in Python).
+
+    Examples:
+      >>> is_int(3), is_int(True), is_int("3")
+      (True, False, False)
+    """
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _shape(value: Any, name: str) -> tuple[int, ...]:
+    """``input_shape`` as a tuple of positive ints (an int is one axis)."""
+    shape = (value,) if is_int(value) else value
+    if not isinstance(shape, list | tuple) or not all(is_int(n) and n >= 1 for n in shape):
+        raise ValueError(
+            f"ModelConfig {name!r}: input_shape must be one example's shape, positive ints "
+            f"such as (40,) or (8, 8, 1), got {value!r}"
+        )
+    return tuple(int(n) for n in shape)
 
 
 def _thawed(value: Any) -> Any:
@@ -34,7 +56,8 @@ class ModelConfig:
     Attributes:
       name: a registered model name (see `registered_models`).
       num_classes: the number of logits the model returns.
-      input_shape: the shape of ONE example, e.g. ``(40,)`` or ``(8, 8, 1)``.
+      input_shape: the shape of ONE example, e.g. ``(40,)`` or ``(8, 8, 1)`` (an int
+        is one axis: ``40`` is ``(40,)``).
       depth: blocks per stage; ``None`` means the model's default.
       width: channels per stage (an int is one stage); ``None`` means the default.
       options: model-specific extras as ``(key, value)`` pairs, e.g.
@@ -65,9 +88,15 @@ class ModelConfig:
         if len(set(keys)) != len(keys):
             raise ValueError(f"ModelConfig {self.name!r}: an option is given twice in {keys}")
         object.__setattr__(self, "options", pairs)
-        object.__setattr__(self, "input_shape", tuple(int(n) for n in self.input_shape))
+        if not is_int(self.num_classes) or self.num_classes < 1:
+            raise ValueError(
+                f"ModelConfig {self.name!r}: num_classes must be a positive int, "
+                f"got {self.num_classes!r}"
+            )
+        object.__setattr__(self, "num_classes", int(self.num_classes))
+        object.__setattr__(self, "input_shape", _shape(self.input_shape, self.name))
         if isinstance(self.width, list | tuple):
-            object.__setattr__(self, "width", tuple(int(w) for w in self.width))
+            object.__setattr__(self, "width", tuple(self.width))
 
     @property
     def widths(self) -> tuple[int, ...] | None:

@@ -109,6 +109,6 @@ class Frame(nn.Module):
         return tag(self, "logits", nn.Dense(self.num_classes, name="head")(h))
 
     def _run(self, module: nn.Module, h: jax.Array, train: bool, features: int) -> jax.Array:
-        out = call_block(module, h, train, positional=True)
+        out = call_block(module, h, train)
         _check_features(module, h, out, features)
         return tag(module, "out", out)

@@ -34,10 +34,22 @@ def natural_kind(input_shape: Sequence[int]) -> str:
 def choose_kind(
     input_shape: Sequence[int], supported: Sequence[str], forced: str | None, model: str
 ) -> str:
-    """The kind a model views its input as: ``forced`` if given, else the first supported.
+    """The kind a model views its input as.
+
+    ``forced`` if given; else the input's own kind (`natural_kind`) if the model supports
+    it, so an input is never reshaped needlessly; else the first of ``supported`` that
+    can view the input.
 
     Raises:
       ValueError: the kind is unknown, unsupported by the model, or cannot view this shape.
+
+    Examples:
+      >>> choose_kind((40,), ["sequence", "vector"], None, "m")  # its own kind first
+      'vector'
+      >>> choose_kind((8, 8, 1), ["vector", "sequence"], None, "m")  # else the first listed
+      'vector'
+      >>> choose_kind((40,), ["image", "sequence"], None, "m")  # that can view it
+      'sequence'
     """
     natural = natural_kind(input_shape)
     reachable = _REACHABLE[natural]

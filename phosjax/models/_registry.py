@@ -13,8 +13,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from phosjax.models._config import ModelConfig
-from phosjax.models._frame import Frame
+from phosjax.models._config import ModelConfig, is_int
+from phosjax.models._frame import POOLS, Frame
 from phosjax.models._kinds import KINDS, choose_kind, natural_kind
 
 ENTRY_POINT_GROUP = "phosjax.models"
@@ -38,9 +38,25 @@ def _parameters(factory: BlockFactory) -> set[str]:
 def _construct(
     factory: BlockFactory, features: int, options: Mapping[str, Any], **extra: Any
 ) -> nn.Module:
-    accepted = _parameters(factory)
+    """``factory`` called with the options it accepts; frame options go only to the frame."""
+    accepted = _parameters(factory) - set(FRAME_OPTIONS)
     given = {**options, **extra, "features": features}
     return factory(**{key: value for key, value in given.items() if key in accepted})
+
+
+def _check_frame_options(options: Mapping[str, Any], where: str) -> None:
+    """Raises a ValueError naming the frame option (``pool``, ``dropout``) that is invalid.
+
+    Examples:
+      >>> _check_frame_options({"pool": "mean", "dropout": 1.5}, "model 'mlp'")
+      Traceback (most recent call last):
+      ValueError: model 'mlp': option dropout must be a number in [0, 1), got 1.5
+    """
+    if options["pool"] not in POOLS:
+        raise ValueError(f"{where}: option pool must be one of {POOLS}, got {options['pool']!r}")
+    dropout = options["dropout"]
+    if not isinstance(dropout, int | float) or isinstance(dropout, bool) or not 0 <= dropout < 1:
+        raise ValueError(f"{where}: option dropout must be a number in [0, 1), got {dropout!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,11 +88,11 @@ class ModelSpec:
         depth = self.depth if config.depth is None else config.depth
         widths = self.width if config.widths is None else config.widths
         where = f"model {self.name!r}"
-        if not isinstance(depth, int) or depth < 0:
+        if not is_int(depth) or depth < 0:
             raise ValueError(f"{where}: depth must be an int >= 0, got {depth!r}")
         if self.build is None and self.block is None and depth:
             raise ValueError(f"{where} has no blocks: depth must be 0, got {depth}")
-        if any(not isinstance(w, int) or w < 1 for w in widths):
+        if any(not is_int(w) or w < 1 for w in widths):
             raise ValueError(f"{where}: widths must be positive ints, got {widths}")
         if depth and not widths:
             raise ValueError(f"{where}: depth {depth} needs at least one stage width")
@@ -87,6 +103,8 @@ class ModelSpec:
             )
         defaults = {**(FRAME_OPTIONS if self.build is None else {}), **dict(self.options)}
         options = {**defaults, **dict(config.options)}
+        if self.build is None:
+            _check_frame_options(options, where)
         return config.replace(depth=depth, width=widths, options=options)
 
     def make(self, config: ModelConfig) -> nn.Module:
@@ -139,11 +157,13 @@ def register_model(
     the input is viewed as a vector, sequence or image, the stem maps it to the first
     stage's width, ``depth`` blocks run per stage, then pooling and ``Dense(num_classes)``.
     ``block`` is any Flax module class or factory that accepts ``features`` (the stage's
-    width) and returns a module called as ``(x, train)`` or ``(x)`` (found from its
-    signature). If it also accepts ``downsample``, the first block of every stage after
-    the first gets ``downsample=True``. Config options whose names match the block's or
-    stem's other arguments are passed to them; ``input_kind``, ``pool`` and ``dropout``
-    go to the frame.
+    width) and returns a module called with the input and, found from its signature,
+    ``train=train``, ``deterministic=not train`` or ``use_running_average=not train``
+    (Flax's `Dropout`, `BatchNorm`). If it also accepts ``downsample``, the first block
+    of every stage after the first gets ``downsample=True``. Config options whose names
+    match the block's or stem's other arguments are passed to them; ``input_kind``,
+    ``pool`` and ``dropout`` go only to the frame (a block's own ``dropout`` keeps its
+    default).
 
     Alternatively ``build`` takes the resolved `ModelConfig` and returns any module; it
     reads the options declared in ``options``.
@@ -155,8 +175,9 @@ def register_model(
       build: a free-form builder, instead of ``block``/``stem``.
       depth: the default number of blocks per stage.
       width: the default width per stage (an int is one stage).
-      input_kinds: the kinds the blocks take, preferred first (``"vector"``,
-        ``"sequence"``, ``"image"``); ``None`` takes whatever the input shape is.
+      input_kinds: the kinds the blocks take (``"vector"``, ``"sequence"``,
+        ``"image"``): the input's own kind if listed, else the first listed that can
+        view it (see `choose_kind`); ``None`` takes whatever the input shape is.
       options: default option values (the keys the model reads beyond the arguments).
 
     Returns:
@@ -205,18 +226,22 @@ def register_model(
 
 
 def _load_entry_points() -> None:
+    """Loads each plugin once; one that fails is undone, and fails again when next loaded."""
     for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         key = f"{entry_point.name}={entry_point.value}"
         if key in _LOADED_ENTRY_POINTS:
             continue
-        _LOADED_ENTRY_POINTS.add(key)
+        before = set(_REGISTRY)
         try:
             entry_point.load()
         except Exception as error:
+            for name in set(_REGISTRY) - before:
+                del _REGISTRY[name]
             raise ImportError(
                 f"the {ENTRY_POINT_GROUP!r} entry point {entry_point.name!r} "
                 f"({entry_point.value}) failed to load: {error}"
             ) from error
+        _LOADED_ENTRY_POINTS.add(key)
 
 
 def registered_models() -> list[str]:

@@ -41,6 +41,68 @@ def test_choice_branches_may_be_plain_flax_sequentials(key):
     assert layer.apply(variables, x, train=True).shape == (2, 4)
 
 
+WRAPPERS = {
+    "sequence": lambda layer: L.Sequence([layer]),
+    "choice": lambda layer: L.Choice([layer]),
+}
+by_wrapper = pytest.mark.parametrize("wrap", WRAPPERS.values(), ids=WRAPPERS.keys())
+
+
+@by_wrapper
+def test_flax_dropout_drops_exactly_in_training(wrap, key):
+    layer = wrap(nn.Dropout(0.5))
+    x = jnp.ones((4, 50))
+    variables = layer.init(key, x)
+    rngs = {"dropout": jax.random.key(1)}
+    np.testing.assert_array_equal(layer.apply(variables, x, rngs=rngs), x)
+    out = np.asarray(layer.apply(variables, x, train=True, rngs=rngs))
+    assert set(np.unique(out)) == {0.0, 2.0}
+
+
+@by_wrapper
+def test_flax_batch_norm_updates_its_statistics_exactly_in_training(wrap, key):
+    layer = wrap(nn.BatchNorm(momentum=0.5))
+    x = 3.0 + jax.random.normal(key, (8, 4))
+    variables = layer.init(key, x)
+    for train in (False, True):
+        out, state = layer.apply(variables, x, train=train, mutable=["batch_stats"])
+        before, after = variables["batch_stats"], state["batch_stats"]
+        changed = jax.tree.map(lambda a, b: bool((a != b).any()), after, before)
+        assert all(leaf == train for leaf in jax.tree.leaves(changed)), train
+        normalized = np.asarray(out).mean(0)  # batch statistics in training, else running ones
+        assert np.allclose(normalized, 0.0, atol=1e-5) == train
+
+
+def test_a_flag_set_by_the_constructor_is_left_alone(key):
+    layer = L.Sequence([nn.Dropout(0.5, deterministic=True)])
+    x = jnp.ones((2, 8))
+    np.testing.assert_array_equal(layer.apply({}, x, train=True), x)
+
+
+class _TwoFlags(nn.Module):
+    @nn.compact
+    def __call__(self, x, train=False, deterministic=None):
+        return x
+
+
+class _Training(nn.Module):
+    @nn.compact
+    def __call__(self, x, training):
+        return x
+
+
+@pytest.mark.parametrize(
+    ("block", "match"),
+    [
+        (_TwoFlags(), r"_TwoFlags.__call__ takes both 'train' and 'deterministic'"),
+        (_Training(), r"_Training.__call__ requires the parameter 'training'"),
+    ],
+)
+def test_a_block_that_takes_the_train_flag_ambiguously_is_an_error(block, match):
+    with pytest.raises(TypeError, match=match):
+        L.Sequence([block]).init(jax.random.key(0), jnp.ones((1, 2)))
+
+
 def test_gated_skip_closed_gate_is_identity(key):
     layer = L.GatedSkip(L.SwiGLU(), gate_init=-1e4)
     x = jax.random.normal(key, (4, 3))
@@ -119,6 +181,35 @@ def test_orthogonal_dense_penalty_is_zero_for_orthogonal_and_exact_otherwise(key
         variables["params"]["kernel"] = jnp.asarray(scale * q, jnp.float32)
         _, state = layer.apply(variables, x, mutable=[px.AUX_LOSS])
         assert float(state[px.AUX_LOSS]["orthogonality"][0]) == pytest.approx(expected, abs=1e-5)
+
+
+def test_fixed_fourier_frequencies_are_constants_that_training_leaves_alone(key):
+    layer = L.Sequence([L.FourierFeatures(3), nn.Dense(2)])
+    x = jax.random.normal(key, (8, 4))
+    variables = layer.init(key, x)
+    frequencies = variables["constants"]["layers_0"]["frequencies"]
+    assert "layers_0" not in variables["params"]
+    _, found = px.probe(layer, variables, x, "layers_0/phases")
+    np.testing.assert_allclose(found["layers_0/phases"], 2 * np.pi * x @ frequencies, rtol=1e-5)
+
+    optimizer = optax.adamw(0.1, weight_decay=0.5)
+    params, opt_state = variables["params"], optimizer.init(variables["params"])
+    for _ in range(3):
+        grads = jax.grad(lambda p: layer.apply({**variables, "params": p}, x).sum())(params)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+    _, after = px.probe(layer, {**variables, "params": params}, x, "layers_0/phases")
+    np.testing.assert_array_equal(after["layers_0/phases"], found["layers_0/phases"])
+
+
+def test_trainable_fourier_frequencies_are_params_that_get_gradients(key):
+    layer, x = L.FourierFeatures(3, trainable=True), jax.random.normal(key, (2, 4))
+    variables = layer.init(key, x)
+    assert "constants" not in variables
+    grads = jax.grad(lambda p: layer.apply({**variables, "params": p}, x).sum())(
+        variables["params"]
+    )
+    assert np.abs(grads["frequencies"]).sum() > 0
 
 
 def test_lipschitz_dense_bound_holds_on_random_pairs(key):
@@ -223,7 +314,17 @@ def test_layer_wrapped_into_nnx_matches_linen(key):
         (L.MultiHeadSelfAttention(num_heads=3), (2, 5, 4), "width 4 must be divisible"),
         (L.MixtureOfExperts(num_experts=2, top_k=3), (2, 4), r"top_k must be in \[1"),
         (L.DropPath(1.0), (2, 3), r"rate must be in \[0, 1\)"),
-        (L.GatedSkip(nn.Dense(5)), (2, 3), r"keep the input shape \(2, 3\)"),
+        (L.GatedSkip(nn.Dense(5)), (2, 3), r"GatedSkip's block must keep the input shape \(2, 3\)"),
+        (
+            L.ReZero(nn.Dense(1)),
+            (3, 4),
+            r"block must keep the input shape \(3, 4\), but returned \(3, 1\)",
+        ),
+        (
+            L.Choice([nn.Dense(4), nn.Dense(1)]),
+            (3, 4),
+            r"Choice's branch 1 must return branch 0's shape \(3, 4\), but returned \(3, 1\)",
+        ),
         (L.Repeat(L.GLU(), num_layers=0), (2, 3), "num_layers >= 1"),
         (L.Residual(L.MultiHeadSelfAttention(1)), (2,), r"inputs \(\.\.\., L, C\)"),
     ],

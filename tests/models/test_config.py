@@ -52,3 +52,38 @@ def test_resolved_fills_every_default():
 def test_resolving_checks_sizes(name, changes, message):
     with pytest.raises(ValueError, match=message):
         build_model(ModelConfig(name, 10, (40,), **changes))
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"num_classes": "2"}, r"ModelConfig 'mlp': num_classes must be a positive int, got '2'"),
+        ({"num_classes": True}, r"num_classes must be a positive int, got True"),
+        ({"input_shape": "40"}, r"ModelConfig 'mlp': input_shape must be one example's shape"),
+        ({"input_shape": (4, 0)}, r"input_shape must be .* got \(4, 0\)"),
+    ],
+)
+def test_bad_fields_are_errors_that_name_them(fields, message):
+    with pytest.raises(ValueError, match=message):
+        ModelConfig(**{"name": "mlp", "num_classes": 2, "input_shape": (4,), **fields})
+
+
+def test_an_int_input_shape_is_one_axis():
+    assert ModelConfig("mlp", 2, 40) == ModelConfig("mlp", 2, (40,))
+    assert build_model(ModelConfig("mlp", 2, 40)).input_shape == (40,)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"depth": True}, r"model 'mlp': depth must be an int >= 0, got True"),
+        ({"width": (8, True)}, r"model 'mlp': widths must be positive ints, got \(8, True\)"),
+        ({"options": {"dropout": 1.5}}, r"option dropout must be a number in \[0, 1\), got 1.5"),
+        ({"options": {"dropout": -0.5}}, r"option dropout must be a number in \[0, 1\), got -0.5"),
+        ({"options": {"dropout": "0.1"}}, r"option dropout must be a number in \[0, 1\)"),
+        ({"options": {"pool": "avg"}}, r"option pool must be one of \('mean', .*got 'avg'"),
+    ],
+)
+def test_resolving_checks_options_and_rejects_bools(changes, message):
+    with pytest.raises(ValueError, match=message):
+        ModelConfig("mlp", 10, (40,), **changes).resolved()

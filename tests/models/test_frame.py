@@ -8,6 +8,7 @@ import pytest
 import phosjax as px
 from phosjax.core import tag_shapes
 from phosjax.models import Frame, ModelConfig, build_model
+from phosjax.models._kinds import choose_kind
 
 
 def _out_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
@@ -71,3 +72,18 @@ def test_pooling(pool, expected):
     x = jnp.arange(20.0).reshape(2, 5, 2) % 7
     _, found = px.probe(frame, {"params": {"head": head}}, x, "features")
     np.testing.assert_array_equal(found["features"], expected(x))
+
+
+@pytest.mark.parametrize(
+    ("input_shape", "supported", "kind"),
+    [
+        ((40,), ("sequence", "vector"), "vector"),  # the input's own kind first
+        ((8, 8, 1), ("sequence", "image"), "image"),
+        ((8, 8, 1), ("vector", "sequence"), "vector"),  # else the first listed...
+        ((40,), ("image", "sequence"), "sequence"),  # ...that can view the input
+    ],
+)
+def test_choose_kind_prefers_the_inputs_own_kind_then_the_models_order(
+    input_shape, supported, kind
+):
+    assert choose_kind(input_shape, supported, None, "m") == kind

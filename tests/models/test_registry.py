@@ -1,5 +1,7 @@
 """The registry: names, errors, user blocks, plugins by import and by entry point."""
 
+import dataclasses
+import importlib
 import importlib.metadata
 import sys
 import textwrap
@@ -7,6 +9,7 @@ import textwrap
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import phosjax as px
@@ -73,6 +76,39 @@ def test_a_user_block_is_built_into_the_frame(registry, rbg_key):
     logits_train = model.apply(variables, x, train=True)
     scaled = (logits_eval - head["bias"]) * 16 + head["bias"]
     assert jnp.allclose(logits_train, scaled, rtol=1e-5)
+
+
+def test_a_flax_dropout_block_drops_exactly_in_training(registry, rbg_key):
+    register_model("dropping", lambda features: nn.Dropout(0.5), stem=nn.Dense, width=64)
+    model = build_model(ModelConfig("dropping", num_classes=2, input_shape=(4,)))
+    x = jnp.ones((2, 4))
+    variables = model.init(rbg_key, x)
+    rngs = {"dropout": jax.random.key(1)}
+    _, found = px.probe(model, variables, x, ["stem/out", "blocks_0/out"], rngs=rngs)
+    np.testing.assert_array_equal(found["blocks_0/out"], found["stem/out"])
+    _, found = px.probe(model, variables, x, "*/out", train=True, rngs=rngs)
+    dropped = np.asarray(found["blocks_0/out"]) == 0
+    assert 0.3 < dropped.mean() < 0.7
+    np.testing.assert_allclose(found["blocks_0/out"][~dropped], 2 * found["stem/out"][~dropped])
+
+
+class Regularized(nn.Module):
+    """A block with its own ``dropout``, which the frame's ``dropout`` must not set."""
+
+    features: int
+    dropout: float = 0.3
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        return nn.Dropout(self.dropout, deterministic=not train)(nn.Dense(self.features)(x))
+
+
+def test_frame_options_go_only_to_the_frame(registry):
+    register_model("regularized", Regularized, width=4, input_kinds=["vector"])
+    model = build_model(ModelConfig("regularized", 2, (4,)))
+    assert (model.blocks[0].dropout, model.dropout) == (0.3, 0.0)
+    model = build_model(ModelConfig("regularized", 2, (4,), options={"dropout": 0.5}))
+    assert (model.blocks[0].dropout, model.dropout) == (0.3, 0.5)
 
 
 def test_a_block_factory_without_features_or_name_is_accepted(registry, rbg_key):
@@ -143,12 +179,28 @@ def _entry_point(name: str, value: str) -> importlib.metadata.EntryPoint:
     return importlib.metadata.EntryPoint(name=name, value=value, group=ENTRY_POINT_GROUP)
 
 
-def test_entry_points_are_loaded_when_listing(registry, tmp_path, monkeypatch):
+@dataclasses.dataclass
+class CountingEntryPoint:
+    """An entry point that counts how often it is loaded."""
+
+    name: str
+    value: str
+    group: str = ENTRY_POINT_GROUP
+    loads: int = 0
+
+    def load(self) -> object:
+        self.loads += 1
+        return importlib.import_module(self.value)
+
+
+def test_entry_points_are_loaded_when_listing_and_only_once(registry, tmp_path, monkeypatch):
     _write_plugin(tmp_path, monkeypatch, "user_models_b", "user_b")
-    _fake_entry_points(monkeypatch, _entry_point("user", "user_models_b"))
+    entry_point = CountingEntryPoint("user", "user_models_b")
+    _fake_entry_points(monkeypatch, entry_point)
     assert "user_b" not in registry
     assert "user_b" in registered_models()
-    assert registered_models().count("user_b") == 1  # loaded once, not twice
+    assert "user_b" in registered_models()
+    assert entry_point.loads == 1
 
 
 def test_entry_points_are_loaded_when_a_name_is_missing(registry, tmp_path, monkeypatch, rbg_key):
@@ -162,3 +214,21 @@ def test_a_broken_entry_point_is_named(registry, monkeypatch):
     _fake_entry_points(monkeypatch, _entry_point("broken", "no_such_plugin_module"))
     with pytest.raises(ImportError, match=r"entry point 'broken' \(no_such_plugin_module\)"):
         registered_models()
+
+
+def test_a_plugin_that_fails_halfway_is_undone_and_fails_every_time(
+    registry, tmp_path, monkeypatch
+):
+    source = """
+        import flax.linen as nn
+        from phosjax.models import register_model
+        register_model("user_d", stem=nn.Dense, depth=0, width=3)
+        register_model("mlp", stem=nn.Dense, depth=0, width=3)  # taken: fails halfway
+    """
+    (tmp_path / "user_models_d.py").write_text(textwrap.dedent(source))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    _fake_entry_points(monkeypatch, _entry_point("half", "user_models_d"))
+    for _ in range(2):
+        with pytest.raises(ImportError, match=r"'half' \(user_models_d\) .* 'mlp' is already"):
+            registered_models()
+        assert "user_d" not in registry
