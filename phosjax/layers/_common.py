@@ -8,10 +8,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-TRAIN_FLAGS = ("train", "deterministic", "use_running_average")
-"""The call parameters that take the train flag: ``train`` as is, Flax's
-``deterministic`` (`flax.linen.Dropout`) and ``use_running_average``
-(`flax.linen.BatchNorm`) as ``not train``."""
+TRAIN_FLAGS = ("train", "training", "is_training", "deterministic", "use_running_average")
+"""The call parameters that take the train flag: ``train``, ``training`` and
+``is_training`` as is, Flax's ``deterministic`` (`flax.linen.Dropout`) and
+``use_running_average`` (`flax.linen.BatchNorm`) as ``not train`` (`EVAL_FLAGS`)."""
+
+EVAL_FLAGS = ("deterministic", "use_running_average")
+"""The train flags that are true in evaluation."""
 
 
 @functools.lru_cache(maxsize=256)
@@ -50,9 +53,10 @@ def _train_parameter(call: Any) -> str | None:
 def call_block(block: nn.Module, x: jax.Array, train: bool) -> Any:
     """Calls ``block`` on ``x``, passing the train flag the way its ``__call__`` takes it.
 
-    ``train=train`` to a block that names ``train``; ``deterministic=not train`` or
-    ``use_running_average=not train`` to one that names these (Flax's `Dropout`,
-    `BatchNorm`), unless its constructor already set them; nothing to any other block.
+    ``train=train`` to a block that names ``train`` (or ``training``, ``is_training``);
+    ``deterministic=not train`` or ``use_running_average=not train`` to one that names
+    these (Flax's `Dropout`, `BatchNorm`), unless its constructor already set them;
+    nothing to any other block.
 
     Raises:
       TypeError: the block takes several of these flags, or requires another parameter.
@@ -67,8 +71,8 @@ def call_block(block: nn.Module, x: jax.Array, train: bool) -> Any:
     name = _train_parameter(type(block).__call__)
     if name is None:
         return block(x)
-    if name == "train":
-        return block(x, train=train)
+    if name not in EVAL_FLAGS:
+        return block(x, **{name: train})
     if getattr(block, name, None) is not None:  # fixed by the constructor (Flax merge_param)
         return block(x)
     return block(x, **{name: not train})

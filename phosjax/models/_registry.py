@@ -158,8 +158,9 @@ def register_model(
     stage's width, ``depth`` blocks run per stage, then pooling and ``Dense(num_classes)``.
     ``block`` is any Flax module class or factory that accepts ``features`` (the stage's
     width) and returns a module called with the input and, found from its signature,
-    ``train=train``, ``deterministic=not train`` or ``use_running_average=not train``
-    (Flax's `Dropout`, `BatchNorm`). If it also accepts ``downsample``, the first block
+    ``train=train`` (``training``, ``is_training`` alike), ``deterministic=not train``
+    or ``use_running_average=not train`` (Flax's `Dropout`, `BatchNorm`); any other
+    optional parameter is left at its default. If it also accepts ``downsample``, the first block
     of every stage after the first gets ``downsample=True``. Config options whose names
     match the block's or stem's other arguments are passed to them; ``input_kind``,
     ``pool`` and ``dropout`` go only to the frame (a block's own ``dropout`` keeps its

@@ -85,17 +85,35 @@ class _TwoFlags(nn.Module):
         return x
 
 
+class _Masked(nn.Module):
+    @nn.compact
+    def __call__(self, x, mask):
+        return x
+
+
 class _Training(nn.Module):
     @nn.compact
-    def __call__(self, x, training):
-        return x
+    def __call__(self, x, training=False):
+        return x + 1 if training else x
+
+
+class _IsTraining(nn.Module):
+    @nn.compact
+    def __call__(self, x, is_training=False, scale=1.0):
+        return x + 1 if is_training else x
+
+
+@pytest.mark.parametrize("block", [_Training(), _IsTraining()])
+def test_a_flag_named_training_gets_the_train_flag(block):
+    layer, x = L.Sequence([block]), jnp.zeros((1, 2))
+    assert [float(layer.apply({}, x, train=t)[0, 0]) for t in (True, False)] == [1.0, 0.0]
 
 
 @pytest.mark.parametrize(
     ("block", "match"),
     [
         (_TwoFlags(), r"_TwoFlags.__call__ takes both 'train' and 'deterministic'"),
-        (_Training(), r"_Training.__call__ requires the parameter 'training'"),
+        (_Masked(), r"_Masked.__call__ requires the parameter 'mask'"),
     ],
 )
 def test_a_block_that_takes_the_train_flag_ambiguously_is_an_error(block, match):
