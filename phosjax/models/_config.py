@@ -29,6 +29,12 @@ def is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def _plain(value: Any) -> Any:
+    """A Python int for any integer (numpy's too, which JSON cannot write); the rest as is,
+    for `ModelSpec.resolve` to check."""
+    return int(value) if is_int(value) else value
+
+
 def _shape(value: Any, name: str) -> tuple[int, ...]:
     """``input_shape`` as a tuple of positive ints (an int is one axis)."""
     shape = (value,) if is_int(value) else value
@@ -95,8 +101,11 @@ class ModelConfig:
             )
         object.__setattr__(self, "num_classes", int(self.num_classes))
         object.__setattr__(self, "input_shape", _shape(self.input_shape, self.name))
+        object.__setattr__(self, "depth", _plain(self.depth))
         if isinstance(self.width, list | tuple):
-            object.__setattr__(self, "width", tuple(self.width))
+            object.__setattr__(self, "width", tuple(_plain(w) for w in self.width))
+        else:
+            object.__setattr__(self, "width", _plain(self.width))
 
     @property
     def widths(self) -> tuple[int, ...] | None:

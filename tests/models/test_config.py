@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from phosjax.models import FRAME_OPTIONS, ModelConfig, build_model
@@ -87,3 +88,9 @@ def test_an_int_input_shape_is_one_axis():
 def test_resolving_checks_options_and_rejects_bools(changes, message):
     with pytest.raises(ValueError, match=message):
         ModelConfig("mlp", 10, (40,), **changes).resolved()
+
+
+def test_numpy_integers_become_plain_ints_that_json_writes():
+    config = ModelConfig("mlp", np.int64(10), (np.int64(40),), np.int64(2), [np.int64(64)])
+    assert json.loads(json.dumps(config.resolved().to_dict()))["width"] == [64]
+    assert ModelConfig("mlp", 10, (40,), width=np.int32(8)).widths == (8,)
