@@ -52,17 +52,28 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
-def _exported_cells(client: Any, experiment_id: str, created: str) -> set[str]:
-    """Cell ids with a finished run of the bench created at ``created`` in the experiment."""
-    found: set[str] = set()
+def _finished_runs(client: Any, experiment_id: str, tag: str, value: str) -> Iterator[Any]:
+    """The experiment's finished runs whose ``tag`` is ``value``, page by page."""
     token = None
-    query = f"attributes.status = 'FINISHED' and tags.`{TAG_CREATED}` = '{created}'"
+    query = f"attributes.status = 'FINISHED' and tags.`{tag}` = '{value}'"
     while True:
         page = client.search_runs([experiment_id], query, max_results=1000, page_token=token)
-        found.update(run.data.tags.get(TAG_CELL) for run in page)
+        yield from page
         token = page.token
         if not token:
-            return found
+            return
+
+
+def _exported_cells(client: Any, experiment_id: str, created: str, config_hash: str) -> set[str]:
+    """Cell ids with a finished run of this bench in the experiment: tagged with its
+    creation time, or, exported before that tag existed, with its config hash."""
+    runs = list(_finished_runs(client, experiment_id, TAG_CREATED, created))
+    runs += [
+        run
+        for run in _finished_runs(client, experiment_id, TAG_CONFIG, config_hash)
+        if TAG_CREATED not in run.data.tags
+    ]
+    return {run.data.tags.get(TAG_CELL) for run in runs}
 
 
 def _metrics(rows: Any, metrics: Sequence[str], timestamp: int) -> list[Any]:
@@ -117,7 +128,7 @@ def export_mlflow(directory: str, tracking_uri: str, experiment: str | None = No
     experiment_id = found.experiment_id if found else client.create_experiment(name)
     marker = bench.json(_layout.MARKER) or {}
     created, config_hash = str(marker.get("created", "")), str(marker.get("config_hash", ""))
-    done = _exported_cells(client, experiment_id, created)
+    done = _exported_cells(client, experiment_id, created, config_hash)
     progress = bench.progress()
     metrics = bench.metrics()
     results = bench.results(metrics)

@@ -101,6 +101,17 @@ def test_exporting_after_add_models_adds_only_the_new_cells(written, store, tmp_
     assert {run.data.tags[TAG_CREATED] for run in runs.values()} == {marker["created"]}
 
 
+def test_runs_exported_before_the_creation_tag_are_not_exported_again(written, store):
+    """Runs of an earlier version carry the bench's config hash but no creation time."""
+    export_mlflow(str(written.root), store)
+    client, runs = _runs(store)
+    for run in runs.values():
+        client.delete_tag(run.info.run_id, TAG_CREATED)
+    again = export_mlflow(str(written.root), store)
+    assert again.runs == {} and sorted(again.already_exported) == sorted(runs)
+    assert len(_runs(store)[1]) == len(written.cells)
+
+
 def test_command_line(written, store, tmp_path, capsys, monkeypatch):
     assert main(["--dir", str(written.root), "--mlflow", store, "--experiment", "cli"]) == 0
     assert f"Exported {len(written.cells)} cells to MLflow experiment" in capsys.readouterr().out
