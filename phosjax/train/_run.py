@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from phosjax.train._auto import choose_strategy
@@ -126,14 +127,15 @@ def _train_chunk(
 
     Unguarded while no cell has diverged, keeping ``state``: a chunk in which one
     diverges runs again, guarded, from ``state``, and so does every later chunk. A
-    guarded chunk donates ``state`` when it is ``owned`` (not the caller's arrays).
+    guarded chunk donates its start state: ``state`` when it is ``owned``, else (the
+    caller's arrays) a copy, so that one compiled program serves both.
     """
 
     def run(guard: bool) -> tuple[Any, tuple[Any, np.ndarray]]:
         key = ("train-guarded" if guard else "train", signature)
         step = functools.partial(make_step, guard)
-        donate = guard and owned
-        ended, metrics = executor.run_steps(key, step, state, arrays, num_steps, donate=donate)
+        start = state if owned or not guard else jax.tree.map(jnp.copy, state)
+        ended, metrics = executor.run_steps(key, step, start, arrays, num_steps, donate=guard)
         return ended, jax.device_get(executor.take((metrics, ended.diverged_at)))
 
     if not guarded:

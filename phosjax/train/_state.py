@@ -46,16 +46,19 @@ class GroupState:
 
 
 def _root_keys(group: Group) -> jax.Array:
-    """Each cell's ``jax.random.key(seed)`` as raw key data, stacked: made on the host
-    from the int itself, so every seed `jax.random.key` takes gives the keys the cell
-    would get alone."""
+    """Each cell's ``jax.random.key(seed)`` as raw key data, stacked: every seed
+    `jax.random.key` takes gives the keys the cell would get alone. Seeds in
+    ``[0, 2**31)`` (int32, the same keys) are made in one call, others one by one."""
+    seeds = [cell.seed for cell in group.cells]
+    if all(isinstance(s, int) and 0 <= s < 2**31 for s in seeds):
+        return jax.random.key_data(jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.int32)))
     keys = []
-    for cell, index in zip(group.cells, group.index, strict=True):
+    for seed, index in zip(seeds, group.index, strict=True):
         try:
-            keys.append(jax.random.key_data(jax.random.key(cell.seed)))
+            keys.append(jax.random.key_data(jax.random.key(seed)))
         except (OverflowError, TypeError) as error:
             raise ValueError(
-                f"init_group: cell {index} has seed {cell.seed!r}, which jax.random.key "
+                f"init_group: cell {index} has seed {seed!r}, which jax.random.key "
                 f"refuses ({error}); use an int in [-2**63, 2**63)"
             ) from error
     return jnp.stack(keys)
