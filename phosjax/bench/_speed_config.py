@@ -63,8 +63,8 @@ class SpeedConfig:
             if isinstance(given, str):
                 raise ValueError(f"{name} must be a tuple of names, e.g. ({given!r},), not a str")
             unknown = [g for g in given if g not in known]
-            if unknown or not given:
-                raise ValueError(f"unknown {name} {unknown or given}; choose from {list(known)}")
+            if unknown:
+                raise ValueError(f"unknown {name} {unknown}; choose from {list(known)}")
         for name, given in [
             ("models", self.models),
             ("sizes", self.sizes),

@@ -173,11 +173,11 @@ def _fused(setup: Setup, k: int, cfg: SpeedConfig) -> Ready:
 
 
 def gathered_bytes(setup: Setup, k: int, cfg: SpeedConfig) -> int:
-    """What the engine's K cells hold besides their states at most: one chunk's examples,
-    gathered before its steps when they fit in `PREFETCH_BYTES`."""
-    example = 4 * (math.prod(setup.config.input_shape) + 1)  # float32 x, int32 label
-    chunk = min(cfg.steps, ENGINE_CHUNK)
-    return min(PREFETCH_BYTES, k * chunk * cfg.batch * example)
+    """The examples the engine's K cells gather besides their states: a chunk's, before
+    its steps, when they fit in `PREFETCH_BYTES`; else each step's batch in that step."""
+    batch = k * cfg.batch * 4 * (math.prod(setup.config.input_shape) + 1)  # float32 x, label
+    chunk = min(cfg.steps, ENGINE_CHUNK) * batch
+    return chunk if chunk <= PREFETCH_BYTES else batch
 
 
 def synthetic_data(config: ModelConfig, batch: int) -> ArrayDataset:

@@ -49,6 +49,7 @@ def test_quick_run_writes_parquet_table_and_plot(tmp_path, capsys):
         (["--sizes", "1,8,1"], "sizes repeat [1]; give each size once"),
         (["--sizes", ","], "sizes are empty; give each size once"),
         (["--models", "mlp,mlp"], "models repeat ['mlp']; give each model once"),
+        (["--methods", ","], "methods are empty; give each method once"),
         (["--budget", "-5"], "min_time and budget must be >= 0 seconds, got 0.25 and -5.0"),
     ],
 )
@@ -94,6 +95,8 @@ def test_the_engines_memory_check_counts_its_gathered_chunk(monkeypatch):
     monkeypatch.setattr(_speed, "_available_bytes", lambda device: 100 * 2**20)
     cfg = SpeedConfig(steps=100, batch=128, methods=("vmap", "engine"))
     assert _speed_methods.gathered_bytes(_fake_setup(1), 64, cfg) == 64 * 100 * 128 * 4 * 41
+    # 1,024 cells' chunk would take 2.1 GB: each step gathers its own batch (21.5 MB) then
+    assert _speed_methods.gathered_bytes(_fake_setup(1), 1024, cfg) == 1024 * 128 * 4 * 41
     _speed._check(_fake_setup(1), 64, "vmap", cfg, {})
     with pytest.raises(Skip, match=r"~0\.1 GiB needed, 0\.1 GiB free"):
         _speed._check(_fake_setup(1), 64, "engine", cfg, {})

@@ -65,7 +65,6 @@ def test_auto_measures_every_strategy_and_keeps_the_fastest(runs):
     _, out = runs
     state, run = out["auto"]
     assert set(run.timings) == set(STRATEGIES) and min(run.timings.values()) > 0
-    assert run.strategy == fastest(run.timings)
     assert run.timings[run.strategy] <= (1 + TIE) * min(run.timings.values())
     ref = out[run.strategy][0]
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **TOL), state, ref)
