@@ -24,7 +24,7 @@ from phosjax.core._blurb_table import table
 from phosjax.core._collections import AUX_LOSS, BLURB, KNOBS, PATH_WEIGHTS
 from phosjax.core._knobs import _declarations
 from phosjax.core._paths import SEP, flatten
-from phosjax.core._selectors import select
+from phosjax.core._selectors import SelectorError, select
 
 _PARAMS = "params"
 Json = Any
@@ -129,9 +129,15 @@ class Blurb:
         return found
 
     def __getitem__(self, path: str) -> ModuleBlurb:
+        """The summary of the module at exactly ``path`` (no globs: see `modules`).
+
+        Raises:
+          SelectorError: no module has that path; the message names the paths a glob
+            matches, or the nearest ones.
+        """
         modules = self.modules()
         if path not in modules:
-            select(modules, path, what="module path")  # raises, naming the nearest paths
+            _raise_not_a_module(modules, path)
         return modules[path]
 
     def to_json(self, indent: int | None = None) -> str:
@@ -150,6 +156,16 @@ class Blurb:
 
     def __str__(self) -> str:
         return self.table()
+
+
+def _raise_not_a_module(modules: Mapping[str, ModuleBlurb], path: str) -> None:
+    """Raises `SelectorError` for ``path``, naming the modules a glob matches."""
+    matched = select(modules, path, what="module path")  # raises, naming the nearest paths
+    shown = ", ".join(repr(p) for p in matched[:10]) + (", ..." if len(matched) > 10 else "")
+    raise SelectorError(
+        f"Blurb[...] takes an exact module path, not a selector: {path!r} matches "
+        f"{len(matched)} module(s): {shown}. Use one of them, or select over b.modules()."
+    )
 
 
 def _state_collections(variables: Mapping[str, Any]) -> list[str]:
@@ -354,7 +370,9 @@ def blurb(
             if path:
                 measured[path] = call.measure(rngs, flops, measure_latency, repeats)
 
-    persistent = {c: flatten(tree, unwrap=False) for c, tree in variables.items()}
+    # Boxed variables (`nn.with_partitioning`, `LogicallyPartitioned`) counted by their arrays.
+    unboxed = nn.meta.unbox(variables)
+    persistent = {c: flatten(tree, unwrap=False) for c, tree in unboxed.items()}
     paths = dict.fromkeys(["", *calls])
     for flat in persistent.values():
         paths.update(dict.fromkeys(_split(p)[0] for p in flat))

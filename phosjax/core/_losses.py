@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core._paths import SEP, flatten
-from phosjax.core._selectors import select
+from phosjax.core._selectors import select_items
 
 
 def regularize(
@@ -19,7 +19,7 @@ def regularize(
 
     ``values`` is a nested tree (``variables["params"]``, a collection) or the flat
     ``{path: value}`` that `probe` returns. A value recorded by several calls adds
-    ``fn`` of each.
+    ``fn`` of each. A path several selectors match counts once.
 
     Raises:
       SelectorError: a selector matches nothing.
@@ -30,13 +30,10 @@ def regularize(
       >>> float(px.regularize(found, "**/pre_act", lambda h: jnp.abs(h).mean()))
       4.0
     """
-    flat = flatten(values)
     total = jnp.zeros(())
-    for selector_ in [selector] if isinstance(selector, str) else selector:
-        for path in select(flat, selector_):
-            entry = flat[path]
-            for value in entry if isinstance(entry, tuple) else (entry,):
-                total = total + fn(value)
+    for entry in select_items(flatten(values), selector).values():
+        for value in entry if isinstance(entry, tuple) else (entry,):
+            total = total + fn(value)
     return total
 
 

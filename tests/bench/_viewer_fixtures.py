@@ -3,7 +3,8 @@
 Two models (``mlp`` and ``choice``) x two learning rates x two seeds = 8 cells, 31 logged
 steps each for the ``train`` and ``test`` splits, plausible decaying losses, an aux loss and
 path weights for the choice model, a blurb of a small nested model (`phosjax.core.Blurb`'s
-own JSON), a graph drawing, the profile tables and a ``morph/`` summary.
+own JSON), a graph drawing, the profile tables and a ``morph/`` summary. ``write_bench`` can
+also write more seeds, and make one seed of the best configuration diverge.
 """
 
 import contextlib
@@ -30,6 +31,9 @@ LEARNING_RATES = (0.01, 0.003)
 SEEDS = (0, 1)
 STEPS = tuple(range(0, 301, 10))
 SPLITS = ("train", "test")
+DIVERGED = ("choice", 0.01, 1)
+"""The (model, lr, seed) of the cell whose loss turns NaN at `DIVERGED_STEP` when asked."""
+DIVERGED_STEP = 150
 BRANCHES = ("path_weight/frame/choice/branch_0", "path_weight/frame/choice/branch_1")
 METRICS = ("loss", "accuracy", "aux/balance", *BRANCHES, "step_time_s")
 
@@ -109,11 +113,11 @@ class WrittenBench:
     memory: pd.DataFrame
 
 
-def _cells() -> pd.DataFrame:
+def _cells(seeds: tuple[int, ...]) -> pd.DataFrame:
     rows = []
     for model, model_id in MODELS.items():
         for lr in LEARNING_RATES:
-            for seed in SEEDS:
+            for seed in seeds:
                 key = f"{model}-{lr}-{seed}"
                 rows.append(
                     {
@@ -130,13 +134,17 @@ def _cells() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _curves(cell: dict, rng: np.random.Generator) -> pd.DataFrame:
+def _curves(cell: dict, rng: np.random.Generator, diverge: bool) -> pd.DataFrame:
     steps = np.asarray(STEPS)
     rows = []
     for split in SPLITS:
         rate = cell["lr"] * (30 if cell["model"] == "choice" else 20)
         gap = 0.0 if split == "train" else 0.15
         loss = 2.3 * np.exp(-rate * steps / 10) + 0.2 + gap + 0.02 * rng.standard_normal(len(steps))
+        if diverge and (cell["model"], cell["lr"], cell["seed"]) == DIVERGED:
+            loss = np.where(
+                steps >= DIVERGED_STEP, np.nan, loss
+            )  # stored as null, as the bench does
         frame = pd.DataFrame({**cell, "step": steps, "split": split, "loss": loss})
         frame["accuracy"] = np.clip(1.05 - loss / 2.5, 0, 1)
         choice = cell["model"] == "choice"
@@ -148,8 +156,17 @@ def _curves(cell: dict, rng: np.random.Generator) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True)
 
 
-def write_bench(root: pathlib.Path, blurb_text: str) -> WrittenBench:
-    """Writes the synthetic bench under ``root`` (created) and returns what it wrote."""
+def write_bench(
+    root: pathlib.Path, blurb_text: str, seeds: tuple[int, ...] = SEEDS, diverge: bool = False
+) -> WrittenBench:
+    """Writes the synthetic bench under ``root`` (created) and returns what it wrote.
+
+    Args:
+      root: the bench directory.
+      blurb_text: each model's blurb.
+      seeds: the seeds of each configuration.
+      diverge: the `DIVERGED` cell's loss and accuracy are NaN from `DIVERGED_STEP` on.
+    """
     root.mkdir(parents=True, exist_ok=True)
     config = "models: [mlp, choice]\ndatasets: [mnist1d]\nlr: [0.01, 0.003]\nseeds: 2\n"
     marker = {
@@ -160,10 +177,11 @@ def write_bench(root: pathlib.Path, blurb_text: str) -> WrittenBench:
     (root / _layout.MARKER).write_text(json.dumps(marker))
     (root / _layout.CONFIG).write_text(config)
     (root / _layout.ENV).write_text(json.dumps({"python": "3.11", "jax": jax.__version__}))
-    cells = _cells()
+    cells = _cells(seeds)
     cells.to_parquet(root / _layout.CELLS)
     rng = np.random.default_rng(0)
-    results = pd.concat([_curves(c, rng) for c in cells.to_dict("records")], ignore_index=True)
+    curves = [_curves(c, rng, diverge) for c in cells.to_dict("records")]
+    results = pd.concat(curves, ignore_index=True)
     (root / _layout.RESULTS).mkdir()
     groups = {}
     for group_id, rows in results.groupby("group_id"):

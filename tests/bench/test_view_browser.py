@@ -7,7 +7,14 @@ import subprocess
 
 import pytest
 
-from tests.bench._viewer_fixtures import SEEDS, SPLITS, blurb_json, serving, write_bench
+from tests.bench._viewer_fixtures import (
+    DIVERGED,
+    SEEDS,
+    SPLITS,
+    blurb_json,
+    serving,
+    write_bench,
+)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = pathlib.Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -81,3 +88,26 @@ def test_page_shows_leaderboard_curves_blurb_and_profile(written, tmp_path):
 
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert screenshot.stat().st_size > 20_000  # a drawn page, not a blank one
+
+
+def test_a_diverged_seed_and_lines_past_the_cap_are_shown(tmp_path):
+    """84 cells (over the 80 lines a plot draws), one seed of the best config diverged."""
+    seeds = tuple(range(21))
+    written = write_bench(tmp_path / "many", blurb_json(), seeds=seeds, diverge=True)
+    with serving(written.root) as server:
+        cells_dom = _render(server.url, tmp_path / "profile")
+        configs_dom = _render(server.url + "?mode=configs", tmp_path / "profile")
+
+    assert 'data-ready="true"' in cells_dom and 'data-ready="true"' in configs_dom
+    legend = _between(cells_dom, 'id="legend"', 'id="aux"')
+    assert f"showing 80 of {len(written.cells)} lines: filter or hide rows" in legend
+    curves = _between(cells_dom, 'id="curve-plots"', 'id="legend"')
+    assert curves.count('class="curve"') == 80 * len(SPLITS)
+    assert '<td class="num diverged">NaN</td>' in cells_dom  # not the "–" of no result
+
+    rows = _between(configs_dom, "<tbody>", "</tbody>").split('class="board-row"')[1:]
+    assert len(rows) == len(written.cells) // len(seeds)
+    diverged = f"diverged (1/{len(seeds)})"
+    model, lr, _ = DIVERGED
+    assert diverged in rows[-1] and f">{model}</td>" in rows[-1] and f">{lr}</td>" in rows[-1]
+    assert all(diverged not in row for row in rows[:-1])  # the diverged config sorts last

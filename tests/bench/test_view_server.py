@@ -13,6 +13,8 @@ from phosjax.bench._store import TEMPORARY
 from phosjax.bench.view import CannotServeError, NotABenchError, PortInUseError, make_server
 from phosjax.bench.view.__main__ import main
 from tests.bench._viewer_fixtures import (
+    DIVERGED,
+    DIVERGED_STEP,
     GRAPH,
     METRICS,
     MODELS,
@@ -122,6 +124,55 @@ def test_results_endpoint_names_what_is_wrong(server, query, message):
     status, _, body = get(server, f"/api/results?{query}")
     assert status == 400
     assert re.search(message, json.loads(body)["error"])
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("/api/results?columns=loss&cell=zzz", "'cell' for /api/results; it takes columns, cells"),
+        ("/api/results?columns=loss&max_point=5", "'max_point' for /api/results"),
+        ("/api/cells?mode=configs", "'mode' for /api/cells; it takes none"),
+        ("/api/bench?verbose", "'verbose' for /api/bench; it takes none"),
+        ("/api/blurb/m-mlp?depth=2", r"'depth' for /api/blurb/<model_id>; it takes none"),
+    ],
+)
+def test_unknown_query_parameters_are_refused(server, path, message):
+    status, _, body = get(server, path)
+    assert status == 400, (path, body[:300])
+    assert message in json.loads(body)["error"]
+
+
+def test_the_pages_own_parameters_are_left_to_it(server):
+    assert get(server, "/?mode=configs&metric=accuracy")[0] == 200
+
+
+def _strict(body: bytes):
+    """JSON that has no NaN or Infinity literal (a browser's JSON.parse refuses them)."""
+    return json.loads(body, parse_constant=lambda name: pytest.fail(f"{name} in the JSON"))
+
+
+def test_a_diverged_run_is_sent_apart_from_missing_values(tmp_path):
+    bench = write_bench(tmp_path / "example", blurb_json(), diverge=True)
+    model, lr, seed = DIVERGED
+    cells = bench.cells.set_index(["model", "lr", "seed"])["cell_id"]
+    diverged, mlp = cells[(model, lr, seed)], cells[("mlp", lr, seed)]
+    with serving(bench.root) as server:
+        status, _, body = get(server, "/api/cells")
+        board = {row["cell"]["cell_id"]: row["final"] for row in _strict(body)["rows"]}
+        status_curves, _, curves = get(
+            server, f"/api/results?cells={diverged},{mlp}&columns=loss,aux/balance"
+        )
+    assert status == status_curves == 200
+    assert board[diverged]["test"]["loss"] == board[diverged]["test"]["accuracy"] == "nan"
+    assert isinstance(board[mlp]["test"]["loss"], float)
+    assert board[mlp]["test"]["aux/balance"] is None  # never recorded: missing, not NaN
+    for series in _strict(curves)["series"]:
+        loss, aux = series["values"]["loss"], series["values"]["aux/balance"]
+        if series["cell_id"] == diverged:
+            assert [v == "nan" for v in loss] == [s >= DIVERGED_STEP for s in series["step"]]
+            assert all(isinstance(v, float) for v in aux)
+        else:
+            assert all(isinstance(v, float) for v in loss) and aux == [None] * len(STEPS)
 
 
 @pytest.mark.parametrize("content", ["a whole part", "half a part"])

@@ -116,6 +116,29 @@ def test_unknown_path_names_the_nearest(two_level):
         two_level["block/dense_O"]
 
 
+def test_a_glob_is_refused_naming_the_modules_it_matches(two_level):
+    matched = "'block/dense_0', 'block/dense_1'"
+    pattern = rf"exact module path.*'block/\*' matches 2 module\(s\): {matched}"
+    with pytest.raises(px.SelectorError, match=pattern):
+        two_level["block/*"]
+
+
+class Partitioned(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        init = nn.with_partitioning(nn.initializers.lecun_normal(), (None, "model"))
+        return nn.Dense(3, kernel_init=init, name="dense")(x)
+
+
+def test_boxed_parameters_are_counted_by_their_arrays():
+    x = jnp.ones((1, 4))
+    variables = Partitioned().init(jax.random.key(0), x)
+    assert isinstance(variables["params"]["dense"]["kernel"], nn.Partitioned)
+    summary = blurb(Partitioned(), variables, x, flops=False, measure_latency=False)
+    assert summary.root.params == summary["dense"].own_params == 4 * 3 + 3
+    assert summary["dense"].variables["params"]["kernel"] == ArraySpec((4, 3), "float32")
+
+
 def test_switched_off_measurements_are_none():
     x = jnp.ones((1, 3))
     summary = blurb(Block(), Block().init(jax.random.key(0), x), x, flops=False,

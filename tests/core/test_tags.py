@@ -144,3 +144,12 @@ def test_regularize_over_probed_values_and_params():
     assert float(l2) == pytest.approx(expected, rel=1e-6)
     with pytest.raises(px.SelectorError, match="nearest"):
         px.regularize(params, "**/gamma", jnp.sum)
+
+
+def test_regularize_counts_a_path_two_selectors_match_once():
+    values = {"a": {"w": jnp.array([1.0, -3.0])}, "b": {"w": jnp.array([2.0])}}
+    squares = lambda w: jnp.sum(w**2)
+    assert float(px.regularize(values, ["**/w", "a/*"], squares)) == 14.0
+    grads = jax.grad(lambda v: px.regularize(v, ["a/w", "**/w", "a/*"], squares))(values)
+    np.testing.assert_allclose(grads["a"]["w"], [2.0, -6.0])
+    np.testing.assert_allclose(grads["b"]["w"], [4.0])

@@ -62,6 +62,32 @@ def thin(length: int, max_points: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, length - 1, max(max_points, 2))).astype(int))
 
 
+def nonfinite_marks(values: Sequence[float], indices: Sequence[int] | None = None) -> list[Any]:
+    """One series' values (those at ``indices``, all when None) as JSON: numbers,
+    ``"nan"``, ``"inf"``, ``"-inf"`` or None.
+
+    A bench stores a NaN as a null (`phosjax.bench._store`), so a gap after the series'
+    first value is a NaN too (the run diverged); gaps before it, or in a series that
+    never recorded the column, stay None (nothing recorded).
+
+    Examples:
+      >>> nonfinite_marks([np.nan, 1.0, np.nan, np.inf, -np.inf]), nonfinite_marks([np.nan])
+      ([None, 1.0, 'nan', 'inf', '-inf'], [None])
+    """
+    array = np.asarray(values, dtype=float)
+    started = np.cumsum(~np.isnan(array)) > 0
+    chosen = range(len(array)) if indices is None else indices
+    return [_mark(float(array[i])) if started[i] else None for i in chosen]
+
+
+def _mark(value: float) -> float | str:
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return value
+
+
 def _records(frame: pd.DataFrame | None) -> dict[str, Any] | None:
     if frame is None:
         return None
@@ -92,14 +118,17 @@ def bench_info(bench: BenchFiles) -> dict[str, Any]:
 
 def leaderboard(bench: BenchFiles) -> dict[str, Any]:
     """One row per cell: ``{"cell": its columns, "progress": {"steps_done", "steps",
-    "finished"}, "final": {split: {metric: last value}}}``."""
+    "finished"}, "final": {split: {metric: last value}}}``, a value as `nonfinite_marks`
+    sends it."""
     cells = bench.cells()
     metrics = bench.metrics()
     results = bench.results(metrics)
-    last = results.groupby(["cell_id", "split"], sort=False).tail(1)
     final: dict[str, dict[str, dict[str, Any]]] = {}
-    for row in last.to_dict("records"):
-        final.setdefault(row["cell_id"], {})[row["split"]] = {m: row[m] for m in metrics}
+    for (cell_id, split), rows in results.groupby(["cell_id", "split"], sort=False):
+        last = [len(rows) - 1]
+        final.setdefault(cell_id, {})[split] = {
+            m: nonfinite_marks(rows[m].to_numpy(dtype=float), last)[0] for m in metrics
+        }
     steps_done = results.groupby("cell_id")["step"].max().to_dict() if len(results) else {}
     progress = bench.progress()
     rows = [
@@ -134,7 +163,8 @@ def curves(
     columns: Sequence[str],
     max_points: int = DEFAULT_POINTS,
 ) -> dict[str, Any]:
-    """Every (cell, split) series of ``columns`` over steps, thinned to ``max_points``.
+    """Every (cell, split) series of ``columns`` over steps, thinned to ``max_points``,
+    each value as `nonfinite_marks` sends it.
 
     Args:
       bench: the bench.
@@ -150,13 +180,15 @@ def curves(
     results = bench.results(list(columns), None if cells is None else list(cells))
     series = []
     for (cell_id, split), rows in results.groupby(["cell_id", "split"], sort=False):
-        kept = rows.iloc[thin(len(rows), max_points)]
+        kept = thin(len(rows), max_points)
         series.append(
             {
                 "cell_id": cell_id,
                 "split": split,
-                "step": kept["step"].to_numpy(),
-                "values": {c: kept[c].to_numpy(dtype=float) for c in columns},
+                "step": rows["step"].to_numpy()[kept],
+                "values": {
+                    c: nonfinite_marks(rows[c].to_numpy(dtype=float), kept) for c in columns
+                },
             }
         )
     return {"columns": list(columns), "series": series}

@@ -36,6 +36,8 @@ _SECURITY_HEADERS = {
 }
 _LOCAL_NAMES = {"localhost", "127.0.0.1", "::1"}
 _MODEL_ROUTE = re.compile(r"/api/(blurb|graph)/([^/]+)")
+_QUERY_PARAMETERS = {"/api/results": ("columns", "cells", "max_points")}
+"""The query parameters each endpoint takes (the others take none)."""
 
 
 class PortInUseError(OSError):
@@ -135,6 +137,15 @@ def _integer(query: dict[str, list[str]], name: str, default: int) -> int:
         raise _api.BadRequest(f"{name} must be an integer, got {text!r}.") from None
 
 
+def _check_parameters(path: str, query: dict[str, list[str]]) -> None:
+    """Refuses a query parameter ``path``'s endpoint does not take (say, a typo)."""
+    known = _QUERY_PARAMETERS.get(path, ())
+    unknown = [name for name in query if name not in known]
+    if unknown:
+        takes = f"it takes {', '.join(known)}" if known else "it takes none"
+        raise _api.BadRequest(f"Unknown query parameter {unknown[0]!r} for {path}; {takes}.")
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     server: ViewerServer
     server_version = "phosjax-viewer"
@@ -177,7 +188,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if ".." in path.split("/") or "\\" in path or "\x00" in path or path.startswith("//"):
             return self._error(403, f"Refused: {path!r} climbs out of the bench.")
         try:
-            self._route(path, urllib.parse.parse_qs(split.query))
+            self._route(path, urllib.parse.parse_qs(split.query, keep_blank_values=True))
         except OutsideBenchError as error:
             self._error(403, str(error))
         except _api.NotFound as error:
@@ -203,9 +214,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             ),
         }
         if path in routes:
+            _check_parameters(path, query)
             return self._send(200, _api.encode(routes[path]()), "application/json")
         model = _MODEL_ROUTE.fullmatch(path)
         if model:
+            _check_parameters(f"/api/{model[1]}/<model_id>", query)
             folder = {"blurb": _layout.BLURBS, "graph": _layout.GRAPHS}[model[1]]
             content = _api.model_file(bench, folder, model[2])
             return self._send(200, _api.encode(content), "application/json")

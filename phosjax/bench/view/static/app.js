@@ -78,16 +78,36 @@ function metricColumns() {
   return state.splits.flatMap((split) => chosen.map((metric) => ({ key: `${split}:${metric}`, split, metric })));
 }
 
+// The server sends NaN and infinities as "nan", "inf", "-inf" (a diverged run), and null
+// for nothing recorded; the page keeps them apart as NaN / ±Infinity and null.
+const NONFINITE = { nan: NaN, inf: Infinity, "-inf": -Infinity };
+function number(value) {
+  return typeof value === "string" && value in NONFINITE ? NONFINITE[value] : value;
+}
+
+const present = (values) => values.filter((v) => v !== null && v !== undefined);
+const nonfinite = (v) => typeof v === "number" && !Number.isFinite(v);
+
+// The mean of the values present; NaN when one is NaN or infinite (a diverged seed must
+// not vanish from the mean), null when none is.
 function mean(values) {
-  const ok = values.filter((v) => v !== null && v !== undefined && Number.isFinite(v));
+  const ok = present(values);
+  if (ok.some(nonfinite)) return NaN;
   return ok.length ? ok.reduce((a, b) => a + b, 0) / ok.length : null;
 }
 
 function std(values) {
-  const ok = values.filter((v) => v !== null && Number.isFinite(v));
-  if (ok.length < 2) return null;
+  const ok = present(values);
+  if (ok.length < 2 || ok.some(nonfinite)) return null;
   const m = mean(ok);
   return Math.sqrt(ok.reduce((a, v) => a + (v - m) ** 2, 0) / (ok.length - 1));
+}
+
+// "diverged (k/n)" when k of the n seeds with a value have a NaN or infinite one.
+function divergedNote(values) {
+  const ok = present(values);
+  const bad = ok.filter(nonfinite).length;
+  return bad ? `diverged (${bad}/${ok.length})` : null;
 }
 
 // Table rows for the current mode: cells as they are, or configs averaged over their seeds.
@@ -96,7 +116,7 @@ function tableRows() {
   if (state.mode === "cells") {
     return cells.map((row) => ({
       key: row.cell_id, row, color: state.configs.get(row.config), cells: [row],
-      value: (split, metric) => row._final?.[split]?.[metric] ?? null, spread: () => null,
+      value: (split, metric) => row._final?.[split]?.[metric] ?? null, spread: () => null, note: () => null,
     }));
   }
   const groups = new Map();
@@ -106,6 +126,7 @@ function tableRows() {
     return {
       key, row: members[0], color: state.configs.get(key), cells: members,
       value: (split, metric) => mean(values(split, metric)), spread: (split, metric) => std(values(split, metric)),
+      note: (split, metric) => divergedNote(values(split, metric)),
     };
   });
 }
@@ -177,6 +198,13 @@ function defaultSort() {
   return { key: "model", dir: 1 };
 }
 
+// Where a value sorts whatever the direction: numbers and text first, then NaN or
+// infinite values (a diverged run), then missing ones.
+function rank(value) {
+  if (value === null || value === undefined) return 2;
+  return nonfinite(value) ? 1 : 0;
+}
+
 function compare(a, b) {
   if (a === b) return 0;
   if (a === null || a === undefined) return 1;
@@ -196,8 +224,7 @@ function renderBoard() {
   if (sortColumn) {
     rows.sort((a, b) => {
       const x = sortColumn.get(a), y = sortColumn.get(b);
-      if (x === null || x === undefined || y === null || y === undefined) return compare(x, y);
-      return state.sort.dir * compare(x, y);
+      return rank(x) - rank(y) || (rank(x) ? 0 : state.sort.dir * compare(x, y));
     });
   }
   const head = el("tr");
@@ -239,7 +266,9 @@ function renderBoard() {
         swatch.style.background = r.color;
         td.append(box, swatch);
       } else if (column.metric) {
-        td.textContent = fixed(column.get(r));
+        const note = r.note(column.metric.split, column.metric.metric);
+        td.textContent = note ?? fixed(column.get(r));
+        if (nonfinite(column.get(r))) td.classList.add("diverged");
         const spread = r.spread(column.metric.split, column.metric.metric);
         if (spread !== null) td.appendChild(el("span", { class: "spread" }, ` ± ${format(spread, 2)}`));
       } else if (column.key === "_steps") {
@@ -280,7 +309,7 @@ async function seriesOf(columns) {
   if (missing.length) {
     const data = await getJson(`api/results?columns=${missing.map(encodeURIComponent).join(",")}`);
     for (const column of missing) {
-      state.cache.set(column, data.series.map((s) => ({ cell_id: s.cell_id, split: s.split, step: s.step, y: s.values[column] })));
+      state.cache.set(column, data.series.map((s) => ({ cell_id: s.cell_id, split: s.split, step: s.step, y: s.values[column].map(number) })));
     }
   }
   return Object.fromEntries(columns.map((c) => [c, state.cache.get(c)]));
@@ -300,7 +329,7 @@ function smooth(values, weight) {
 
 // Plot series for one metric and split: one line per visible cell, or per config with a band.
 function plotSeries(raw, split, weight = 0) {
-  const visible = tableRows().filter((r) => !state.hidden.has(r.key)).slice(0, MAX_LINES);
+  const visible = visibleRows().slice(0, MAX_LINES);
   const bySplit = new Map(raw.filter((s) => s.split === split).map((s) => [s.cell_id, s]));
   const out = [];
   for (const r of visible) {
@@ -308,7 +337,8 @@ function plotSeries(raw, split, weight = 0) {
     if (!members.length) continue;
     if (state.mode === "cells") {
       const s = members[0];
-      out.push({ key: r.key, label: `${r.row.configLabel} · seed ${r.row.seed}`, color: r.color, x: s.step, y: smooth(s.y, weight) });
+      const diverged = s.y.some(nonfinite) ? " (diverged)" : "";
+      out.push({ key: r.key, label: `${r.row.configLabel} · seed ${r.row.seed}${diverged}`, color: r.color, x: s.step, y: smooth(s.y, weight) });
       continue;
     }
     const steps = [...new Set(members.flatMap((s) => s.step))].sort((a, b) => a - b);
@@ -317,9 +347,22 @@ function plotSeries(raw, split, weight = 0) {
     const y = steps.map((step) => mean(column(step)));
     const lo = members.length > 1 ? steps.map((step) => Math.min(...column(step))) : null;
     const hi = members.length > 1 ? steps.map((step) => Math.max(...column(step))) : null;
-    out.push({ key: r.key, label: `${r.row.configLabel} (${members.length} seeds)`, color: r.color, x: steps, y, lo, hi });
+    const diverged = members.filter((s) => s.y.some(nonfinite)).length;
+    const seeds = diverged ? `${members.length} seeds, ${diverged} diverged` : `${members.length} seeds`;
+    out.push({ key: r.key, label: `${r.row.configLabel} (${seeds})`, color: r.color, x: steps, y, lo, hi });
   }
   return out;
+}
+
+// The rows (cells or configs) shown in the plots, in the table's order.
+function visibleRows() {
+  return tableRows().filter((r) => !state.hidden.has(r.key));
+}
+
+// A note when the plots leave lines out (at most MAX_LINES are drawn), else null.
+function lineCapNote() {
+  const count = visibleRows().length;
+  return count > MAX_LINES ? `showing ${MAX_LINES} of ${count} lines: filter or hide rows to see the others` : null;
 }
 
 // Lays out one box per plot first, so that each chart is drawn at its final width.
@@ -339,11 +382,14 @@ async function renderCurves() {
   drawPlots(box, state.splits.map((split) => ({ series: plotSeries(raw, split, weight), title: split, yLabel: metric, logY, onHover: highlight })));
   // One legend entry per config (its seeds share its colour).
   const shown = new Map();
-  for (const r of tableRows().filter((r) => !state.hidden.has(r.key)).slice(0, MAX_LINES)) {
+  for (const r of visibleRows().slice(0, MAX_LINES)) {
     shown.set(r.row.config, { key: state.mode === "configs" ? r.key : undefined, color: r.color, label: r.row.configLabel });
   }
   const note = state.mode === "configs" ? "line: mean over seeds · band: min–max" : "one line per seed";
-  $("legend").replaceChildren(legendOf([...shown.values(), { label: note, color: null }]));
+  const legend = legendOf([...shown.values(), { label: note, color: null }]);
+  const cap = lineCapNote();
+  if (cap) legend.prepend(el("p", { class: "line-cap" }, cap));
+  $("legend").replaceChildren(legend);
 }
 
 async function renderAux() {
@@ -357,6 +403,8 @@ async function renderAux() {
     return { series: plotSeries(data[column], split), title: rest.join("/"), yLabel: kind.replace("_", " "), height: 240, onHover: highlight };
   });
   drawPlots(box, plots.filter((p) => p.series.length));
+  const cap = lineCapNote();
+  if (cap) box.prepend(el("p", { class: "line-cap" }, cap));
 }
 
 // ---- models, profile, run ------------------------------------------------------------------
@@ -508,7 +556,9 @@ async function renderAll() {
 async function main() {
   [state.info, state.board] = await Promise.all([getJson("api/bench"), getJson("api/cells")]);
   state.board.rows = state.board.rows.map(({ cell, progress, final }) => ({
-    ...cell, _done: progress.steps_done, _steps: progress.steps, _finished: progress.finished, _final: final,
+    ...cell, _done: progress.steps_done, _steps: progress.steps, _finished: progress.finished,
+    _final: Object.fromEntries(Object.entries(final).map(([split, values]) => [split, Object.fromEntries(
+      Object.entries(values).map(([metric, v]) => [metric, number(v)]))])),
   }));
   describeColumns();
   renderSummary();
