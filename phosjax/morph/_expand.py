@@ -2,6 +2,7 @@
 
 import dataclasses
 import functools
+import math
 from typing import Any
 
 import jax
@@ -10,7 +11,7 @@ import numpy as np
 
 from phosjax.models import ModelConfig, build_model
 from phosjax.morph._cost import cost_polynomial, evaluate
-from phosjax.morph._fit import _fields, _value, _with, expressible
+from phosjax.morph._fit import Field, _fields, _value, _with, expressible, variable_shapes
 from phosjax.morph._groups import channel_groups
 from phosjax.morph._regularizer import alive_channels, importance
 from phosjax.morph._shrink import Shrunk, shrink
@@ -33,15 +34,56 @@ def config_cost(config: ModelConfig, cost: str = "flops") -> float:
     return evaluate(cost_polynomial(groups, cost), [g.size for g in groups.groups])
 
 
+def _builds(config: ModelConfig) -> bool:
+    try:
+        variable_shapes(config)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=512)
+def _step(config: ModelConfig, field: Field, multiple: int) -> int:
+    """What ``field`` is rounded to: ``multiple``, or its lcm with every head count that
+    must divide the field (the config builds with ``heads * k`` but not ``heads * k + 1``)."""
+    step = multiple
+    for key, heads in config.options:
+        if not (str(key).endswith("heads") and isinstance(heads, int) and heads > 1):
+            continue
+        if (field[0], field[1]) == ("option", key):
+            continue
+        k = max(1, _value(config, field) // heads)
+        if _builds(_with(config, field, heads * k)) and not _builds(
+            _with(config, field, heads * k + 1)
+        ):
+            step = math.lcm(step, heads)
+    return step
+
+
 def scale_widths(config: ModelConfig, multiplier: float, multiple: int = 8) -> ModelConfig:
     """Every width (stage widths, ``*features``/``*width`` options) times ``multiplier``,
-    rounded to a multiple of ``multiple`` and never below it."""
-    scaled = config.resolved()
-    for field in _fields(scaled):
+    rounded to a multiple of ``multiple`` and never below it. Head counts stay; a width
+    they must divide is rounded to a multiple of ``lcm(multiple, heads)``.
+
+    Examples:
+      >>> from phosjax.models import ModelConfig
+      >>> from phosjax.morph import scale_widths
+      >>> config = ModelConfig("transformer", 10, (40,), width=64,
+      ...                      options={"num_heads": 16, "patch_size": 4, "mlp_features": 64})
+      >>> narrow = scale_widths(config, 0.0)
+      >>> narrow.width, dict(narrow.options)["mlp_features"]
+      ((16,), 8)
+    """
+    if multiple < 1:
+        raise ValueError(f"multiple={multiple!r}: widths are rounded to it, so expected >= 1")
+    base = config.resolved()
+    scaled = base
+    for field in _fields(base):
         if field[0] == "option" and str(field[1]).endswith("heads"):
             continue
-        value = _value(scaled, field) * multiplier
-        scaled = _with(scaled, field, max(multiple, round(value / multiple) * multiple))
+        step = _step(base, field, multiple)
+        value = _value(base, field) * multiplier
+        scaled = _with(scaled, field, max(step, round(value / step) * step))
     return scaled
 
 
@@ -54,7 +96,8 @@ def expand(
     (never to zero).
 
     Raises:
-      ValueError: even the narrowest config (every width ``multiple``) costs more.
+      ValueError: even the narrowest config (every width ``multiple``) costs more, or
+        does not build. A multiplier whose config does not build does not fit.
 
     Examples:
       >>> from phosjax.models import ModelConfig
@@ -66,13 +109,19 @@ def expand(
     base = config.resolved()
 
     def fits(multiplier: float) -> bool:
-        return config_cost(scale_widths(base, multiplier, multiple), cost) <= budget
+        spent = _cost_or_error(scale_widths(base, multiplier, multiple), cost)
+        return not isinstance(spent, str) and spent <= budget
 
     if not fits(0.0):
-        narrowest = config_cost(scale_widths(base, 0.0, multiple), cost)
+        narrowest = _cost_or_error(scale_widths(base, 0.0, multiple), cost)
         raise ValueError(
             f"no width multiplier fits the {cost} budget {budget:g}: the narrowest "
-            f"config (every width {multiple}) costs {narrowest:g}"
+            f"config (every width {multiple}) "
+            + (
+                f"fails to build: {narrowest}"
+                if isinstance(narrowest, str)
+                else f"costs {narrowest:g}"
+            )
         )
     low, high = 0.0, 1.0
     while fits(high) and high < 2**12:
@@ -81,6 +130,14 @@ def expand(
         middle = (low + high) / 2
         low, high = (middle, high) if fits(middle) else (low, middle)
     return scale_widths(base, low, multiple)
+
+
+def _cost_or_error(config: ModelConfig, cost: str) -> float | str:
+    """The config's cost, or (it does not build) the error, which fits no budget."""
+    try:
+        return config_cost(config, cost)
+    except (ValueError, TypeError) as error:
+        return f"{type(error).__name__}: {error}"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,12 +28,20 @@ class Member:
         ``"in"`` (contracted), ``"scale"`` (multiplied on, or divided by an activation),
         ``"bias"`` (added), ``"other"`` (e.g. a divisor: sliced, never zeroed).
       channels: for each position along the axis, the group channel it holds (-1: none).
+      norms: for a producer (``"out"``), the paths of the group's normalization scales
+        multiplied onto its output (empty: its output is not normalized).
     """
 
     path: str
     axis: int
     kinds: frozenset[str]
     channels: np.ndarray = dataclasses.field(repr=False, compare=False)
+    norms: tuple[str, ...] = ()
+
+    @property
+    def module(self) -> str:
+        """The path of the module holding the leaf (the path without the leaf's name)."""
+        return self.path.rsplit("/", 1)[0] if "/" in self.path else ""
 
     @property
     def zeroed(self) -> bool:
@@ -239,13 +247,22 @@ def channel_groups(
     )
     groups = []
     for atom, name in zip(order, names, strict=True):
-        members = tuple(
-            Member(
-                paths[leaf], axis, frozenset(facts.kinds.get((leaf, axis), {"other"})), found[atom]
-            )
+        held = [
+            (leaf, axis, found[atom])
             for leaf, axes in enumerate(owners)
             for axis, found in enumerate(axes)
             if atom in found
+        ]
+        scales = {leaf for leaf, axis, _ in held if "scale" in facts.kinds.get((leaf, axis), ())}
+        members = tuple(
+            Member(
+                paths[leaf],
+                axis,
+                frozenset(facts.kinds.get((leaf, axis), {"other"})),
+                channels,
+                tuple(paths[s] for s in sorted(facts.normalized.get((leaf, axis), set()) & scales)),
+            )
+            for leaf, axis, channels in held
         )
         groups.append(ChannelGroup(name, labels.size[atom], members))
     pinned = {

@@ -20,12 +20,43 @@ import pandas as pd
 
 from phosjax.data import ArrayDataset, batch_indices, load
 from phosjax.models import ModelConfig, build_model
+from phosjax.morph._cost import COSTS
 from phosjax.morph._expand import config_cost, once
 from phosjax.morph._groups import channel_groups
-from phosjax.morph._regularizer import morph_regularizer
+from phosjax.morph._regularizer import SOURCES, morph_regularizer
 
 ITERATIONS = "morph/iterations.parquet"
 """Where `run` writes its rows, relative to the run directory."""
+
+_BOUNDS: dict[str, tuple[type, float, bool]] = {
+    "iterations": (int, 0, False),
+    "steps": (int, 1, False),
+    "batch_size": (int, 1, False),
+    "learning_rate": (float, 0, True),
+    "strength": (float, 0, False),
+    "threshold": (float, 0, False),
+    "multiple": (int, 1, False),
+}
+"""``{field: (type, bound, strict)}``: the field must be ``> bound`` (strict) or ``>=``."""
+
+
+class MorphConfigError(ValueError):
+    """A `MorphConfig` field (or the mapping it is read from) is invalid."""
+
+
+def _number_error(name: str, value: Any) -> str | None:
+    """Why the numeric field ``name`` cannot be ``value`` (``None``: it can)."""
+    kind, bound, strict = _BOUNDS[name]
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int and not isinstance(value, int):
+        numeric = False
+    relation = ">" if strict else ">="
+    what = "an integer" if kind is int else "a number"
+    if not numeric:
+        return f"MorphConfig.{name}={value!r}: expected {what} {relation} {bound:g}"
+    if value < bound or (strict and value == bound):
+        return f"MorphConfig.{name}={value!r}: expected {what} {relation} {bound:g}"
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,13 +93,40 @@ class MorphConfig:
     seed: int = 0
     data_dir: str | None = None
 
+    def __post_init__(self) -> None:
+        """Checks every field, so a bad value fails here, before anything trains."""
+        if not isinstance(self.model, ModelConfig):
+            raise MorphConfigError(
+                f"MorphConfig.model={self.model!r}: expected a phosjax.models.ModelConfig"
+            )
+        if self.cost not in COSTS:
+            raise MorphConfigError(f"MorphConfig.cost={self.cost!r}: expected one of {COSTS}")
+        if self.source not in SOURCES:
+            raise MorphConfigError(f"MorphConfig.source={self.source!r}: expected one of {SOURCES}")
+        for name in _BOUNDS:
+            problem = _number_error(name, getattr(self, name))
+            if problem:
+                raise MorphConfigError(problem)
+
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "MorphConfig":
-        """From a YAML/JSON mapping; unknown keys are an error that lists the known ones."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+    def from_dict(cls, data: Any) -> "MorphConfig":
+        """From a YAML/JSON mapping with at least ``model``; anything else is a
+        `MorphConfigError` that names the required and known fields."""
+        known = [f.name for f in dataclasses.fields(cls)]
+        fields = f"required: ['model']; known: {known}"
+        if not isinstance(data, Mapping):
+            got = "nothing (empty)" if data is None else f"{type(data).__name__} {data!r}"
+            raise MorphConfigError(f"a MorphConfig is a mapping of fields, got {got}; {fields}")
+        unknown = sorted(set(data) - set(known))
         if unknown:
-            raise ValueError(f"MorphConfig has no field(s) {unknown}; known: {sorted(known)}")
+            raise MorphConfigError(f"MorphConfig has no field(s) {unknown}; {fields}")
+        if "model" not in data:
+            raise MorphConfigError(f"MorphConfig needs a 'model' (a ModelConfig mapping); {fields}")
+        if not isinstance(data["model"], Mapping):
+            raise MorphConfigError(
+                f"MorphConfig.model={data['model']!r}: expected a ModelConfig mapping "
+                "(name, num_classes, input_shape, ...)"
+            )
         return cls(**{**data, "model": ModelConfig.from_dict(data["model"])})
 
 

@@ -11,10 +11,14 @@ from phosjax.core import select
 from phosjax.morph._cost import COSTS, cost_polynomial, evaluate
 from phosjax.morph._groups import ChannelGroup, ChannelGroups, Member
 
+Term = tuple[str, tuple[Member, ...]]
+"""``(kind, members)``: ``"scale"`` (L1 of each) or ``"lasso"`` (L2 over all of them)."""
+
 SOURCES = ("auto", "gamma", "group_lasso")
 """Importance sources: ``gamma`` (GammaL1: ``|scale|`` of the normalization after a
-layer), ``group_lasso`` (the L2 norm of each output channel's kernel slice) and ``auto``
-(gamma where the group has a normalization scale, group lasso elsewhere)."""
+layer), ``group_lasso`` (per producing module, the L2 norm of each output channel's
+kernel slice and bias) and ``auto`` (each producer its gamma where a normalization
+scales its output, its group lasso elsewhere)."""
 
 
 def _leaves(tree: Any) -> dict[str, Any]:
@@ -31,37 +35,64 @@ def _lookup(leaves: Mapping[str, Any], path: str) -> Any:
     raise KeyError(f"the tree has no leaf {path!r} (nor {short!r}); was it traced from it?")
 
 
-def _member_importance(member: Member, leaf: jax.Array, kind: str) -> jax.Array:
+def check_source(source: str) -> None:
+    """Raises a ValueError naming ``source`` and the valid ones unless it is in `SOURCES`."""
+    if source not in SOURCES:
+        raise ValueError(f"unknown importance source {source!r}; expected one of {SOURCES}")
+
+
+def _per_channel(member: Member, leaf: jax.Array, kind: str) -> jax.Array:
+    """Per group channel: the sum of ``|x|`` (``"scale"``) or of ``x**2`` (``"lasso"``)."""
     flat = jnp.moveaxis(leaf, member.axis, 0).reshape(leaf.shape[member.axis], -1)
     per_position = jnp.abs(flat).sum(1) if kind == "scale" else jnp.square(flat).sum(1)
     size = int(member.channels.max()) + 1
     index = np.where(member.channels >= 0, member.channels, size)
-    per_channel = jax.ops.segment_sum(per_position, jnp.asarray(index), size + 1)[:size]
-    return per_channel if kind == "scale" else jnp.sqrt(per_channel + 1e-12)
+    return jax.ops.segment_sum(per_position, jnp.asarray(index), size + 1)[:size]
 
 
-def _sources(group: ChannelGroup, source: str) -> tuple[str, tuple[Member, ...]]:
-    if source not in SOURCES:
-        raise ValueError(f"unknown importance source {source!r}; expected one of {SOURCES}")
+def _lasso_terms(group: ChannelGroup, producers: tuple[Member, ...]) -> list[Term]:
+    """One group-lasso term per module of ``producers``: its kernels' and biases' slices."""
+    modules = list(dict.fromkeys(m.module for m in producers))
+    biases = group.sources("bias")
+    return [
+        ("lasso", tuple(m for m in (*producers, *biases) if m.module == module))
+        for module in modules
+    ]
+
+
+def _terms(group: ChannelGroup, source: str) -> list[Term]:
+    """What adds up to the group's importance: ``(kind, members)`` per producer."""
+    check_source(source)
     gammas = group.sources("scale")
     if source == "gamma" and not gammas:
         raise ValueError(f"group {group.name!r} has no normalization scale; use group_lasso")
-    if source == "gamma" or (source == "auto" and gammas):
-        return "scale", gammas
-    return "out", group.sources("out")
+    if source == "gamma":
+        return [("scale", (m,)) for m in gammas]
+    if source == "group_lasso":
+        return _lasso_terms(group, (*group.sources("out"), *gammas))
+    free = tuple(m for m in group.sources("out") if not m.norms)
+    return [("scale", (m,)) for m in gammas] + _lasso_terms(group, free)
+
+
+def _term_importance(leaves: Mapping[str, Any], kind: str, members: tuple[Member, ...]) -> Any:
+    values = [_per_channel(m, _lookup(leaves, m.path), kind) for m in members]
+    total = sum(values[1:], values[0])
+    return total if kind == "scale" else jnp.sqrt(total + 1e-12)
 
 
 def importance(groups: ChannelGroups, variables: Any, source: str = "auto") -> list[jax.Array]:
     """Each group's channel importances (differentiable in ``variables``), in group order.
 
     Tied sources add up: a residual stream's channel is as important as the sum over
-    the layers that write it.
+    the layers that write it, each counted by its own source (``auto``: the gamma of a
+    normalized producer, the group lasso of its kernel and bias otherwise). A scale
+    module's bias counts in ``group_lasso`` but not as a gamma.
     """
+    check_source(source)
     leaves = _leaves(variables)
     result = []
     for group in groups.groups:
-        kind, members = _sources(group, source)
-        values = [_member_importance(m, _lookup(leaves, m.path), kind) for m in members]
+        values = [_term_importance(leaves, kind, ms) for kind, ms in _terms(group, source)]
         result.append(sum(values[1:], values[0]) if values else jnp.ones(group.size))
     return result
 
@@ -136,6 +167,7 @@ def morph_regularizer(
     """
     if cost not in COSTS:
         raise ValueError(f"unknown cost {cost!r}; expected one of {COSTS}")
+    check_source(source)
     poly = cost_polynomial(groups, cost)
     full = evaluate(poly, [g.size for g in groups.groups]) if normalize else 1.0
     terms = [(c / max(full, 1e-30), gs) for c, gs in poly if gs]

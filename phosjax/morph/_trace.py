@@ -59,6 +59,8 @@ class Value:
     zeros: frozenset[int] = frozenset()  # labels whose dead channels are zero here
     src: list[tuple[int, int] | None] | None = None  # leaf axes, if a reshaped leaf
     data: bool = False  # depends on the model's inputs
+    made_by: frozenset[tuple[int, int]] = frozenset()  # leaf axes that produced it ("out")
+    scales: frozenset[int] = frozenset()  # leaves multiplied into it as a scale
 
 
 @dataclasses.dataclass
@@ -69,6 +71,8 @@ class Trace:
     leaf_labels: list[list[int]]
     kinds: dict[tuple[int, int], set[str]]
     ops: list[tuple[str, list[int]]]
+    normalized: dict[tuple[int, int], set[int]] = dataclasses.field(default_factory=dict)
+    """``{producer leaf axis: scale leaves}``: the scales multiplied onto its output."""
 
 
 def _operand_kind(name: str, index: int, operands: int) -> str:
@@ -93,11 +97,34 @@ def _where(eqn: Any) -> str:
     return f"{eqn.primitive.name} ({place})"
 
 
+def _carry(
+    value: Value, labels: list[int], zeros: frozenset[int], src: list[tuple[int, int] | None] | None
+) -> Value:
+    """A value with new ``labels``, ``zeros`` and ``src`` and ``value``'s provenance."""
+    return Value(labels, zeros, src, value.data, value.made_by, value.scales)
+
+
+def _produced(value: Value, free: Sequence[bool]) -> frozenset[tuple[int, int]]:
+    """The leaf axes of ``value`` (a kernel) that a contraction leaves free ("out")."""
+    if value.src is None:
+        return frozenset()
+    return frozenset(s for s, f in zip(value.src, free, strict=True) if s is not None and f)
+
+
+def _with_scales(value: Value) -> Value:
+    """``value`` as a ``mul`` operand: a leaf multiplied on is a scale."""
+    if value.src is None:
+        return value
+    leaves = {s[0] for s in value.src if s is not None}
+    return dataclasses.replace(value, scales=value.scales | leaves)
+
+
 class _Walker:
     def __init__(self, num_leaves: int, zeroing: set[tuple[int, int]] | None) -> None:
         self.labels = Labels()
         self.kinds: dict[tuple[int, int], set[str]] = {}
         self.ops: list[tuple[str, list[int]]] = []
+        self.normalized: dict[tuple[int, int], set[int]] = {}
         self.zeroing = zeroing
         self.num_leaves = num_leaves
 
@@ -172,8 +199,28 @@ class _Walker:
             zeros = set()
         single = ins[0] if len(ins) == 1 else None
         src = single.src if single is not None and name in _LAYOUT else None
-        data = any(v is not None and v.data for v in ins)
-        return Value(labels, frozenset(zeros), src, data)
+        present = [v for v in ins if v is not None]
+        data = any(v.data for v in present)
+        if name == "mul":
+            present = [_with_scales(v) for v in present]
+            self.pair_scales(present)
+        made_by = frozenset().union(*(v.made_by for v in present))
+        scales = frozenset().union(*(v.scales for v in present))
+        return Value(labels, frozenset(zeros), src, data, made_by, scales)
+
+    def pair_scales(self, operands: Sequence[Value]) -> None:
+        """Records the scales a ``mul`` puts onto produced channels (e.g. a BatchNorm's).
+
+        A factor carrying scales and only producers the other operand also has (none in
+        inference, the same kernel for batch statistics) normalizes that operand.
+        """
+        for value in operands:
+            for factor in operands:
+                if factor is value or not factor.scales or not value.made_by:
+                    continue
+                if factor.made_by <= value.made_by:
+                    for producer in value.made_by:
+                        self.normalized.setdefault(producer, set()).update(factor.scales)
 
     def dot_general(self, eqn: Any, lhs: Value, rhs: Value) -> Value:
         where = _where(eqn)
@@ -191,7 +238,11 @@ class _Walker:
         zeros = {a for a in lz for x in (*lfree, *batch) if a in self.atoms(x)}
         zeros |= {a for a in rz for x in (*rfree, *batch) if a in self.atoms(x)}
         self.ops.append(("dot_general", [*batch, *lfree, *rfree, *(lhs.labels[i] for i in lc)]))
-        return Value([*batch, *lfree, *rfree], frozenset(zeros), None, lhs.data or rhs.data)
+        made_by = _produced(lhs, [i not in (*lc, *lb) for i in range(len(lhs.labels))])
+        made_by |= _produced(rhs, [j not in (*rc, *rb) for j in range(len(rhs.labels))])
+        return Value(
+            [*batch, *lfree, *rfree], frozenset(zeros), None, lhs.data or rhs.data, made_by
+        )
 
     def conv(self, eqn: Any, lhs: Value, rhs: Value) -> Value:
         where = _where(eqn)
@@ -229,7 +280,8 @@ class _Walker:
             out[out_spec[1]] = self.labels.new(size[ro], reason)
         window = [rhs.labels[axis] for axis in rhs_spec[2:]]
         self.ops.append(("conv_general_dilated", [*out, ri, *window]))
-        return Value(out, frozenset(zeros), None, lhs.data or rhs.data)
+        made_by = _produced(rhs, [axis == rhs_spec[0] for axis in range(len(rhs.labels))])
+        return Value(out, frozenset(zeros), None, lhs.data or rhs.data, made_by)
 
     def reshape(self, eqn: Any, value: Value) -> Value:
         where, labels = _where(eqn), self.labels
@@ -267,7 +319,7 @@ class _Walker:
             out.extend(parts)
             one_to_one = len(ii) == 1 and len(jj) == 1 and value.src is not None
             src.extend([value.src[ii[0]] if one_to_one else None] * len(jj))  # type: ignore[index]
-        return Value(out, value.zeros, src if value.src is not None else None, value.data)
+        return _carry(value, out, value.zeros, src if value.src is not None else None)
 
     def broadcast(self, eqn: Any, value: Value) -> Value:
         shape, dims = eqn.params["shape"], eqn.params["broadcast_dimensions"]
@@ -277,11 +329,11 @@ class _Walker:
             if eqn.invars[0].aval.shape[i] == shape[d]:
                 labels[d] = value.labels[i]
                 src[d] = value.src[i] if value.src is not None else None
-        return Value(labels, value.zeros, src if value.src is not None else None, value.data)
+        return _carry(value, labels, value.zeros, src if value.src is not None else None)
 
     def permute(self, value: Value, order: Sequence[int]) -> Value:
         src = None if value.src is None else [value.src[i] for i in order]
-        return Value([value.labels[i] for i in order], value.zeros, src, value.data)
+        return _carry(value, [value.labels[i] for i in order], value.zeros, src)
 
     def reduce(self, eqn: Any, value: Value) -> Value:
         axes = set(eqn.params["axes"])
@@ -289,7 +341,7 @@ class _Walker:
             self.labels.pin(value.labels[axis], f"{_where(eqn)} reduces over this axis")
         keep = [i for i in range(len(value.labels)) if i not in axes]
         zeros = value.zeros if eqn.primitive.name.startswith("reduce_") else frozenset()
-        return Value([value.labels[i] for i in keep], zeros, None, value.data)
+        return _carry(value, [value.labels[i] for i in keep], zeros, None)
 
     def concatenate(self, eqn: Any, ins: list[Value]) -> Value:
         where, axis = _where(eqn), eqn.params["dimension"]
@@ -303,7 +355,10 @@ class _Walker:
             labels.append(ins[0].labels[k])
         along = set().union(*(self.zero_atoms(v) & self.atoms(v.labels[axis]) for v in ins))
         across = set.intersection(*(self.zero_atoms(v) for v in ins)) - along
-        return Value(labels, frozenset(along | across), None, any(v.data for v in ins))
+        made_by = frozenset().union(*(v.made_by for v in ins))
+        scales = frozenset().union(*(v.scales for v in ins))
+        data = any(v.data for v in ins)
+        return Value(labels, frozenset(along | across), None, data, made_by, scales)
 
     def cut(self, eqn: Any, value: Value, keeps: Sequence[bool], zeros: bool) -> Value:
         """``slice``/``pad``: axes that change size are pinned, the others carry."""
@@ -313,7 +368,7 @@ class _Walker:
             label if keep else self.pinned_axis(label, reason, size)
             for label, keep, size in zip(value.labels, keeps, shape, strict=True)
         ]
-        return Value(out, value.zeros if zeros else frozenset(), None, value.data)
+        return _carry(value, out, value.zeros if zeros else frozenset(), None)
 
     # -- the walk ---------------------------------------------------------------------
 
@@ -414,4 +469,4 @@ def trace(
     for out in outs:
         for label in out.labels if out is not None else ():
             walker.labels.pin(label, "model output")
-    return Trace(walker.labels, leaf_labels, walker.kinds, walker.ops)
+    return Trace(walker.labels, leaf_labels, walker.kinds, walker.ops, walker.normalized)

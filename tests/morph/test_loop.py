@@ -5,7 +5,9 @@ import json
 import pandas as pd
 import pytest
 
-from phosjax.morph import MorphConfig, config_cost
+import phosjax.morph.__main__ as cli
+from phosjax.models import ModelConfig
+from phosjax.morph import MorphConfig, _loop, config_cost
 from phosjax.morph.__main__ import main
 
 
@@ -27,3 +29,52 @@ def test_the_cli_writes_one_row_per_stage_and_iteration(tmp_path, data_dir, caps
     expanded = MorphConfig.from_dict({"model": json.loads(rows["config"][3])}).model
     assert config_cost(expanded, "flops") == rows["flops"][3]
     assert "expanded" in capsys.readouterr().out
+
+
+MODEL = ModelConfig("cnn1d", 10, (40,), depth=1, width=(16, 16))
+
+
+@pytest.mark.parametrize(
+    "field, value, expected",
+    [
+        ("source", "gama", r"MorphConfig.source='gama': expected one of \('auto', 'gamma'"),
+        ("cost", "bytes", r"MorphConfig.cost='bytes': expected one of \('params'"),
+        ("multiple", 0, "MorphConfig.multiple=0: expected an integer >= 1"),
+        ("iterations", -1, "MorphConfig.iterations=-1: expected an integer >= 0"),
+        ("steps", 0, "MorphConfig.steps=0: expected an integer >= 1"),
+        ("batch_size", 0, "MorphConfig.batch_size=0: expected an integer >= 1"),
+        ("learning_rate", 0.0, "MorphConfig.learning_rate=0.0: expected a number > 0"),
+        ("strength", -1.0, "MorphConfig.strength=-1.0: expected a number >= 0"),
+        ("threshold", "0.1", "MorphConfig.threshold='0.1': expected a number >= 0"),
+    ],
+)
+def test_bad_fields_fail_at_construction_before_anything_trains(
+    monkeypatch, field, value, expected
+):
+    monkeypatch.setattr(_loop, "train", lambda *a, **k: pytest.fail("trained"))
+    with pytest.raises(ValueError, match=expected):
+        MorphConfig(model=MODEL, **{field: value})
+    with pytest.raises(ValueError, match=expected):
+        MorphConfig.from_dict({"model": MODEL.to_dict(), field: value})
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("dataset: mnist1d\n", "MorphConfig needs a 'model'"),
+        ("", "a MorphConfig is a mapping of fields, got nothing"),
+        ("- 1\n", "a MorphConfig is a mapping of fields, got list"),
+        ("model: {name: cnn1d, num_classes: 10, input_shape: [40]}\nsteps: 0\n", "steps=0"),
+    ],
+)
+def test_the_cli_rejects_bad_config_files_with_exit_2(
+    tmp_path, capsys, monkeypatch, text, expected
+):
+    monkeypatch.setattr(cli, "run", lambda *a, **k: pytest.fail("ran"))
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    assert main(["--config", str(path), "--dir", str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {path}: ") and expected in error
+    if "mapping" in expected or "needs" in expected:
+        assert "required: ['model']; known: ['model', 'dataset'" in error

@@ -17,6 +17,9 @@ from phosjax.morph import (
     cost_polynomial,
     evaluate,
     expand,
+    expressible,
+    importance,
+    mask,
     morph_regularizer,
     once,
     report,
@@ -141,3 +144,138 @@ def test_once_shrinks_the_dead_channels_and_expands_back():
     assert morphed.shrunk.config.widths == (4, 16)
     assert config_cost(morphed.config, "flops") <= config_cost(config, "flops")
     assert morphed.config.widths[0] < morphed.config.widths[1]
+
+
+def _directional_check(fn, tree, key, eps=1e-2):
+    """``fn``'s gradient along a random direction == its central finite difference."""
+    leaves, treedef = jax.tree.flatten(tree)
+    keys = jax.random.split(key, len(leaves))
+    direction = jax.tree.unflatten(
+        treedef, [jax.random.normal(k, leaf.shape) for k, leaf in zip(keys, leaves, strict=True)]
+    )
+    moved = [jax.tree.map(lambda p, d, s=s: p + s * eps * d, tree, direction) for s in (1, -1)]
+    finite = (fn(moved[0]) - fn(moved[1])) / (2 * eps)
+    analytic = sum(
+        jnp.vdot(g, d)
+        for g, d in zip(
+            jax.tree.leaves(jax.grad(fn)(tree)), jax.tree.leaves(direction), strict=True
+        )
+    )
+    np.testing.assert_allclose(analytic, finite, rtol=2e-2)
+
+
+def _resnet_with_a_dead_norm_channel():
+    config = ModelConfig("resnet", 10, (40,))
+    model = config.build()
+    x = jax.random.normal(jax.random.key(1), (8, 40))
+    variables = model.init(jax.random.key(0), x)
+    norm = variables["params"]["blocks_0"]["norm_1"]
+    norm["scale"], norm["bias"] = norm["scale"].at[0].set(0.0), norm["bias"].at[0].set(0.0)
+    return config, model, x, variables
+
+
+def test_auto_adds_each_producers_own_importance_in_a_mixed_group():
+    # blocks_0/conv_1 is written by stem/Conv_0 (no norm) and blocks_0/norm_1 (a norm)
+    config, model, x, variables = _resnet_with_a_dead_norm_channel()
+    groups = channel_groups(model, variables, x)
+    index = groups.names.index("blocks_0/conv_1")
+    stem = {o.path: o.norms for o in groups.groups[index].sources("out")}
+    assert stem == {
+        "params/blocks_0/conv_1/kernel": ("params/blocks_0/norm_1/scale",),
+        "params/stem/Conv_0/kernel": (),
+    }
+    p = variables["params"]
+    lasso = jnp.sqrt(
+        jnp.square(p["stem"]["Conv_0"]["kernel"]).sum((0, 1)) + p["stem"]["Conv_0"]["bias"] ** 2
+    )
+    expected = jnp.abs(p["blocks_0"]["norm_1"]["scale"]) + lasso
+    np.testing.assert_allclose(importance(groups, variables)[index], expected, rtol=1e-5)
+    alive = alive_channels(groups, variables)
+    assert alive["blocks_0/conv_1"][0]  # the stem still writes channel 0
+    np.testing.assert_array_equal(
+        model.apply(mask(variables, alive, groups), x), model.apply(variables, x)
+    )
+    scores = {
+        g.name: np.asarray(s)
+        for g, s in zip(groups.groups, importance(groups, variables), strict=True)
+    }
+    dead = expressible(config, groups, {**alive, "blocks_0/conv_1": np.arange(16) > 0}, scores)
+    small = shrink(variables, dead, groups, config=config)
+    np.testing.assert_allclose(
+        small.config.build().apply(small.variables, x),
+        model.apply(mask(variables, dead, groups), x),
+        atol=1e-5,
+    )
+    penalty = morph_regularizer(groups, cost="flops")
+    assert jnp.abs(jax.grad(penalty)(p)["stem"]["Conv_0"]["kernel"]).sum() > 0
+
+    def of_stem(stem):  # |scale| has a kink at the zeroed gamma: vary the stem only
+        return penalty({**p, "stem": stem})
+
+    _directional_check(of_stem, p["stem"], jax.random.key(2))
+
+
+def _mlp_with_bias_only_channels(bias):
+    config = ModelConfig("mlp", 10, (40,), depth=1, width=16)
+    model = config.build()
+    x = jax.random.normal(jax.random.key(1), (8, 40))
+    variables = model.init(jax.random.key(0), x)
+    for layer in ("stem", "blocks_0"):  # tied by the residual add
+        dense = variables["params"][layer]["Dense_0"]
+        dense["kernel"] = dense["kernel"].at[:, 8:].set(0.0)
+        dense["bias"] = dense["bias"].at[8:].set(bias)
+    return config, model, x, variables
+
+
+@pytest.mark.parametrize("bias, width", [(0.5, 16), (0.0, 8)])
+def test_group_lasso_counts_the_bias_so_shrinking_keeps_the_outputs(bias, width):
+    config, model, x, variables = _mlp_with_bias_only_channels(bias)
+    morphed = once(config, variables, cost="params")
+    assert morphed.shrunk.config.width == (width,)
+    shrunk = morphed.shrunk.config.build().apply(morphed.shrunk.variables, x)
+    np.testing.assert_allclose(shrunk, model.apply(variables, x), atol=1e-5)
+    groups = channel_groups(model, variables, x)
+    (scores,) = importance(groups, variables, "group_lasso")
+    np.testing.assert_allclose(scores[8:], 2 * abs(bias) + (1e-6 if bias == 0 else 0), atol=1e-5)
+
+
+def test_the_regularizer_gradient_includes_the_bias_and_matches_finite_differences():
+    _, model, x, variables = _mlp_with_bias_only_channels(0.5)
+    params = variables["params"]
+    penalty = morph_regularizer(channel_groups(model, variables, x), cost="params")
+    grad = jax.grad(penalty)(params)
+    assert np.all(np.asarray(grad["stem"]["Dense_0"]["bias"][8:]) > 0)
+    _directional_check(penalty, params, jax.random.key(3))
+
+
+def test_expand_rounds_widths_divided_by_heads_to_their_lcm():
+    config = ModelConfig(
+        "transformer", 10, (40,), width=64,
+        options={"num_heads": 16, "patch_size": 4, "mlp_features": 64},
+    )  # fmt: skip
+    narrow = scale_widths(config, 0.0)
+    assert narrow.width == (16,) and dict(narrow.options)["mlp_features"] == 8
+    wide = expand(config, config_cost(config))
+    assert wide.width[0] % 16 == 0 and config_cost(wide) <= config_cost(config)
+    x = jnp.ones((2, 40))
+    variables = config.build().init(jax.random.key(0), x)
+    assert once(config, variables).config.width[0] % 16 == 0
+
+
+def test_a_config_that_does_not_build_does_not_fit(monkeypatch):
+    from phosjax.morph import _expand
+
+    def failing(config, cost="flops"):
+        raise ValueError("Self-attention input width 8 must be divisible by num_heads=16.")
+
+    monkeypatch.setattr(_expand, "config_cost", failing)
+    with pytest.raises(ValueError, match=r"no width multiplier fits.*fails to build.*num_heads"):
+        expand(ModelConfig("mlp", 10, (40,), width=16), 1e9)
+
+
+def test_an_unknown_source_fails_when_the_regularizer_is_built():
+    model = nn.Sequential([nn.Dense(8), nn.relu, nn.Dense(3)])
+    x = jnp.ones((2, 4))
+    groups = channel_groups(model, model.init(jax.random.key(0), x), x)
+    with pytest.raises(ValueError, match=r"unknown importance source 'gama'.*'gamma'"):
+        morph_regularizer(groups, source="gama")
