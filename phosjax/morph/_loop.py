@@ -40,6 +40,17 @@ _BOUNDS: dict[str, tuple[type, float, bool]] = {
 """``{field: (type, bound, strict)}``: the field must be ``> bound`` (strict) or ``>=``."""
 
 
+def _read_number(name: str, value: Any) -> Any:
+    """A float field's value as read from YAML: PyYAML reads ``3e-3`` (no dot) as a
+    string, which becomes the number; anything else stays for the checks to name."""
+    if isinstance(value, str) and _BOUNDS.get(name, (None,))[0] is float:
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
 class MorphConfigError(ValueError):
     """A `MorphConfig` field (or the mapping it is read from) is invalid."""
 
@@ -127,7 +138,8 @@ class MorphConfig:
                 f"MorphConfig.model={data['model']!r}: expected a ModelConfig mapping "
                 "(name, num_classes, input_shape, ...)"
             )
-        return cls(**{**data, "model": ModelConfig.from_dict(data["model"])})
+        fields_ = {name: _read_number(name, value) for name, value in data.items()}
+        return cls(**{**fields_, "model": ModelConfig.from_dict(data["model"])})
 
 
 def train(

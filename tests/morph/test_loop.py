@@ -4,6 +4,7 @@ import json
 
 import pandas as pd
 import pytest
+import yaml
 
 import phosjax.morph.__main__ as cli
 from phosjax.models import ModelConfig
@@ -45,7 +46,7 @@ MODEL = ModelConfig("cnn1d", 10, (40,), depth=1, width=(16, 16))
         ("batch_size", 0, "MorphConfig.batch_size=0: expected an integer >= 1"),
         ("learning_rate", 0.0, "MorphConfig.learning_rate=0.0: expected a number > 0"),
         ("strength", -1.0, "MorphConfig.strength=-1.0: expected a number >= 0"),
-        ("threshold", "0.1", "MorphConfig.threshold='0.1': expected a number >= 0"),
+        ("threshold", "small", "MorphConfig.threshold='small': expected a number >= 0"),
     ],
 )
 def test_bad_fields_fail_at_construction_before_anything_trains(
@@ -56,6 +57,14 @@ def test_bad_fields_fail_at_construction_before_anything_trains(
         MorphConfig(model=MODEL, **{field: value})
     with pytest.raises(ValueError, match=expected):
         MorphConfig.from_dict({"model": MODEL.to_dict(), field: value})
+
+
+def test_a_yaml_number_without_a_dot_is_read_as_a_number():
+    """PyYAML reads ``learning_rate: 3e-3`` as the string '3e-3'."""
+    data = yaml.safe_load("learning_rate: 3e-3\nstrength: 1e-4\n")
+    assert data["learning_rate"] == "3e-3"
+    config = MorphConfig.from_dict({"model": MODEL.to_dict(), **data})
+    assert (config.learning_rate, config.strength) == (0.003, 0.0001)
 
 
 @pytest.mark.parametrize(
