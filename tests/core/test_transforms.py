@@ -73,27 +73,33 @@ def test_vmap_over_stacked_variables(transform, kind):
 
 @pytest.mark.parametrize("transform, kind", CASES)
 def test_grad_matches_finite_differences(transform, kind):
-    """The directional derivative along a random direction in params space."""
-    variables = init(kind)
+    """The directional derivative along a random direction in params space, in float64:
+    central differences with eps=1e-5 agree to <= 1e-8 relative here (truncation ~eps**2,
+    rounding ~1e-16 / eps), so rel=1e-6 catches any wrong gradient term."""
+    with jax.enable_x64(True):
+        variables = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), init(kind))
+        x = jnp.asarray(X, jnp.float64)
 
-    @jax.jit
-    def scalar(params):
-        out = TRANSFORMS[transform](kind, {**variables, "params": params}, X)
-        return sum(jnp.sum(jnp.sin(leaf)) for leaf in jax.tree.leaves(out))
+        @jax.jit
+        def scalar(params):
+            out = TRANSFORMS[transform](kind, {**variables, "params": params}, x)
+            return sum(jnp.sum(jnp.sin(leaf)) for leaf in jax.tree.leaves(out))
 
-    params = variables["params"]
-    leaves, treedef = jax.tree.flatten(params)
-    keys = jax.random.split(jax.random.key(7), len(leaves))
-    direction = treedef.unflatten(
-        [jax.random.normal(k, p.shape) for k, p in zip(keys, leaves, strict=True)]
-    )
-    grad = jax.grad(scalar)(params)
-    pairs = zip(jax.tree.leaves(grad), jax.tree.leaves(direction), strict=True)
-    analytic = sum(jnp.vdot(g, d) for g, d in pairs)
-    eps = 1e-3
-    shifted = lambda s: jax.tree.map(lambda p, d: p + s * eps * d, params, direction)
-    numeric = (scalar(shifted(1.0)) - scalar(shifted(-1.0))) / (2 * eps)
-    assert float(analytic) == pytest.approx(float(numeric), rel=2e-2, abs=2e-3)
+        params = variables["params"]
+        leaves, treedef = jax.tree.flatten(params)
+        keys = jax.random.split(jax.random.key(7), len(leaves))
+        direction = treedef.unflatten(
+            [jax.random.normal(k, p.shape, p.dtype) for k, p in zip(keys, leaves, strict=True)]
+        )
+        grad = jax.grad(scalar)(params)
+        assert all(g.dtype == jnp.float64 for g in jax.tree.leaves(grad))  # really float64
+        pairs = zip(jax.tree.leaves(grad), jax.tree.leaves(direction), strict=True)
+        analytic = sum(jnp.vdot(g, d) for g, d in pairs)
+        eps = 1e-5
+        shifted = lambda s: jax.tree.map(lambda p, d: p + s * eps * d, params, direction)
+        numeric = (scalar(shifted(1.0)) - scalar(shifted(-1.0))) / (2 * eps)
+        assert abs(float(analytic)) > 1e-2  # a nonzero derivative: rel is meaningful
+        assert float(analytic) == pytest.approx(float(numeric), rel=1e-6, abs=0)
 
 
 # --- what each transform means -------------------------------------------------------
@@ -113,8 +119,29 @@ def test_probe_returns_what_the_forward_pass_computed():
 
 
 def test_probe_under_scan_stacks_layers():
-    _, scanned = px.probe(Stack("scan"), init("scan"), X, "**/pre_act")
-    assert scanned["blocks/Block_0/pre_act"].shape == (DEPTH, 2, WIDTH)
+    variables = init("scan")
+    temperatures = jnp.array([0.5, 1.0, 2.0])  # distinct per layer: a mixed-up slice shows
+    variables = {**variables, "knobs": {"blocks": {"Block_0": {"T": temperatures}}}}
+    out, scanned = px.probe(Stack("scan"), variables, X, "**/pre_act")
+    stacked = scanned["blocks/Block_0/pre_act"]
+    assert stacked.shape == (DEPTH, 2, WIDTH)
+    # the same weights as a plain stack: layer i gets slice i of the scanned params
+    params = variables["params"]
+    layer = lambda i: jax.tree.map(lambda a: a[i], params["blocks"]["Block_0"])
+    plain = {
+        "params": {
+            "stem": params["stem"],
+            "head": params["head"],
+            **{f"blocks_{i}": layer(i) for i in range(DEPTH)},
+        },
+        "knobs": {f"blocks_{i}": {"T": temperatures[i]} for i in range(DEPTH)},
+    }
+    plain_out, found = px.probe(Stack("plain"), plain, X, "**/pre_act")
+    assert list(found) == [f"blocks_{i}/pre_act" for i in range(DEPTH)]
+    for i in range(DEPTH):
+        np.testing.assert_allclose(stacked[i], found[f"blocks_{i}/pre_act"], rtol=1e-6, atol=1e-7)
+    assert not np.allclose(stacked[0], stacked[1])  # layers differ: the check has teeth
+    np.testing.assert_allclose(out, plain_out, rtol=1e-6, atol=1e-7)
 
 
 def test_probe_unknown_selector_lists_tags():

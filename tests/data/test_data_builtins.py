@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from phosjax.data import _load, load
-from phosjax.data._builders import mnist1d_permutation
+from phosjax.data._builders import _global_rng_restored, mnist1d_permutation
 
 EXPECTED = {
     # name: (input_shape, num_train, num_test)
@@ -63,9 +63,41 @@ def test_digits_are_scaled_images_in_unit_range(datasets):
     np.testing.assert_array_equal(sort(ours), sort(bundled))
 
 
+def _raw_mnist1d() -> tuple[np.ndarray, np.ndarray]:
+    """The package's 5000 signals and labels before standardization, generated as its
+    `make_dataset` does (seed 42, templates, `transform`, batch shuffle)."""
+    from mnist1d.data import get_dataset_args, get_templates, set_seed, transform
+
+    args = get_dataset_args()
+    templates = get_templates()
+    with _global_rng_restored():
+        set_seed(args.seed)
+        xs, ys = [], []
+        for label in range(len(templates["y"])):
+            for _ in range(args.num_samples // len(templates["y"])):
+                x, _ = transform(templates["x"][label], templates["t"], args)
+                xs.append(x)
+                ys.append(templates["y"][label])
+        shuffle = np.random.permutation(len(ys))
+    return np.stack(xs)[shuffle], np.stack(ys)[shuffle]
+
+
 def test_mnist1d_is_standardized_like_the_package(datasets):
-    x = np.concatenate([datasets["mnist1d"].x_train, datasets["mnist1d"].x_test])
-    np.testing.assert_allclose([x.mean(), x.std()], [0.0, 1.0], atol=1e-4)
+    raw, labels = _raw_mnist1d()
+    assert raw.shape == (5000, 40)
+    # one mean and one std over all 5000 signals (both splits), then the 4000/1000 split
+    expected = ((raw - raw.mean()) / raw.std()).astype(np.float32)
+    ds = datasets["mnist1d"]
+    # TFDS stores the examples in its own (hashed-key) order: compare each split's
+    # (signal, label) rows as sorted sets, like the digits test
+    sort = lambda rows: rows[np.lexsort(rows.T[::-1])]
+    for split, rows in (("train", slice(0, 4000)), ("test", slice(4000, 5000))):
+        x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")
+        ours = np.column_stack([x, y.astype(np.float32)])
+        theirs = np.column_stack([expected[rows], labels[rows].astype(np.float32)])
+        np.testing.assert_array_equal(sort(ours), sort(theirs), err_msg=split)
+    # the statistics are global, not per split: the test split alone is not standardized
+    assert abs(float(ds.x_test.mean())) > 1e-3 or abs(float(ds.x_test.std()) - 1) > 1e-3
 
 
 def test_shuffled_mnist1d_permutes_the_positions(datasets):

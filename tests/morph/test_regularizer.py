@@ -46,6 +46,35 @@ def test_costs_are_exact_for_the_alive_counts():
     assert 0 < latency < 1
 
 
+def test_latency_is_overhead_plus_slope_times_flops_per_contraction(monkeypatch):
+    from phosjax.morph import _cost
+
+    # powers of two, so the sums below are exact in floating point
+    table = {"dot_general": (2.0**-10, 2.0**-20), "conv_general_dilated": (2.0**-8, 2.0**-24)}
+    monkeypatch.setattr(_cost, "latency_table", lambda backend=None: table)
+    config = ModelConfig("cnn2d", num_classes=5, input_shape=(8, 8, 1), width=(6, 4))
+    model = config.build()
+    x = jnp.ones((2, 8, 8, 1))
+    groups = channel_groups(model, model.init(jax.random.key(0), x), x)
+    poly = cost_polynomial(groups, "latency")
+
+    def expected(c0, c1):  # two convs (3x3, 8x8 then 4x4 positions) and the dense head
+        conv_oh, conv_slope = table["conv_general_dilated"]
+        dot_oh, dot_slope = table["dot_general"]
+        return (
+            conv_oh + conv_slope * 2 * 64 * 9 * 1 * c0
+            + conv_oh + conv_slope * 2 * 16 * 9 * c0 * c1
+            + dot_oh + dot_slope * 2 * c1 * 5
+        )  # fmt: skip
+
+    assert evaluate(poly, [6, 4]) == expected(6, 4)
+    assert evaluate(poly, [5, 3]) == expected(5, 3)
+    assert evaluate(poly, [0, 0]) == 2 * 2.0**-8 + 2.0**-10  # overheads only
+    assert evaluate(poly, [5, 3]) < evaluate(poly, [6, 4])
+    assert evaluate(poly, [6, 3]) < evaluate(poly, [6, 4])
+    assert evaluate(poly, [5, 4]) < evaluate(poly, [6, 4])
+
+
 def test_the_regularizer_is_morphnets_relaxation():
     model = nn.Sequential([nn.Dense(8), nn.relu, nn.Dense(3)])
     x = jnp.ones((2, 4))
