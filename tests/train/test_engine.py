@@ -20,7 +20,7 @@ from phosjax.train import (
     train_grid,
 )
 from phosjax.train._run import _stops
-from phosjax.train._step import device_arrays, make_train_step
+from phosjax.train._step import device_arrays, make_evaluate, make_train_step
 from tests.train.tiny import Tiny, toy_data
 
 TOL = {"rtol": 2e-5, "atol": 2e-6}
@@ -35,29 +35,42 @@ def assert_trees_close(a, b, **tol):
     jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, **(tol or TOL)), a, b)
 
 
-def train_alone(cell: Cell, data, steps: int):
-    """An independent plain-JAX loop: params and per-step losses of one cell."""
+def evaluate_directly(params, data):
+    """Test loss and accuracy of ``params`` on the whole test split, in one plain apply."""
+    logits = Tiny().build().apply({"params": params}, jnp.asarray(data.x_test), train=False)
+    y = jnp.asarray(data.y_test)
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    return {"loss": float(loss), "accuracy": float(jnp.mean(jnp.argmax(logits, -1) == y))}
+
+
+def train_alone(cell: Cell, data, steps: int, tx: optax.GradientTransformation | None = None):
+    """An independent plain-JAX loop: params and per-step losses of one cell.
+
+    ``tx`` is the cell's optimizer built with plain optax (default: ``optax.adam``); the
+    loss is the cross-entropy against ``optax.smooth_labels`` of the one-hot labels."""
+    hp = cell.hparams
+    tx = optax.adam(hp.learning_rate) if tx is None else tx
     model = cell.model.build()
     init_key, data_key, _ = jax.random.split(jax.random.key(cell.seed), 3)
     params = model.init(init_key, jnp.zeros((1, 8)))["params"]
-    opt_state = optax.adam(cell.hparams.learning_rate).init(params)
+    opt_state = tx.init(params)
 
     @jax.jit
-    def step(params, opt_state, i, data_key, lr):
-        idx = batch_indices(data_key, i, data.num_train, cell.hparams.batch_size)
+    def step(params, opt_state, i):
+        idx = batch_indices(data_key, i, data.num_train, hp.batch_size)
         x, y = jnp.asarray(data.x_train)[idx], jnp.asarray(data.y_train)[idx]
+        targets = optax.smooth_labels(jax.nn.one_hot(y, 3), hp.label_smoothing)
 
         def loss_fn(p):
-            logits = model.apply({"params": p}, x)
-            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+            return optax.softmax_cross_entropy(model.apply({"params": p}, x), targets).mean()
 
         loss, grads = jax.value_and_grad(loss_fn)(params)
-        updates, opt_state = optax.adam(lr).update(grads, opt_state, params)
+        updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
     losses = []
     for i in range(steps):
-        params, opt_state, loss = step(params, opt_state, i, data_key, cell.hparams.learning_rate)
+        params, opt_state, loss = step(params, opt_state, i)
         losses.append(loss)
     return params, np.asarray(losses)
 
@@ -77,6 +90,78 @@ def test_group_equals_each_cell_trained_alone(toy):
         assert_trees_close(jax.tree.map(lambda a, i=i: a[i], state.params), params)
         np.testing.assert_allclose(losses[i], alone_losses, **TOL)
     assert np.asarray(state.step).tolist() == [8] * 4
+
+
+CLIP = 0.05  # below every step's gradient norm in the clip case: each step is clipped
+FAMILIES = {  # shared hparams, each cell's values, the cell's optimizer in plain optax
+    "adam-l2-label-smoothing": (
+        HParams(optimizer="adam", learning_rate=1e-2),
+        [
+            {"weight_decay": 0.0, "label_smoothing": 0.0},
+            {"weight_decay": 0.3, "label_smoothing": 0.2},
+        ],
+        lambda h: optax.chain(
+            optax.add_decayed_weights(h.weight_decay), optax.adam(h.learning_rate)
+        ),
+    ),
+    "adamw": (
+        HParams(optimizer="adamw", learning_rate=3e-2),
+        [{"weight_decay": 0.1}, {"weight_decay": 0.5}],
+        lambda h: optax.adamw(h.learning_rate, weight_decay=h.weight_decay),
+    ),
+    "momentum": (
+        HParams(optimizer="momentum", learning_rate=0.1),
+        [{"momentum": 0.5}, {"momentum": 0.8, "weight_decay": 0.1}],
+        lambda h: optax.chain(
+            optax.add_decayed_weights(h.weight_decay),
+            optax.sgd(h.learning_rate, momentum=h.momentum),
+        ),
+    ),
+    "sgd-grad-clip": (
+        HParams(optimizer="sgd", learning_rate=0.5, grad_clip=CLIP),
+        [{"weight_decay": 0.0}, {"weight_decay": 0.1}],
+        lambda h: optax.chain(
+            optax.clip_by_global_norm(CLIP),
+            optax.add_decayed_weights(h.weight_decay),
+            optax.sgd(h.learning_rate),
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_each_optimizer_setting_equals_plain_optax_trained_alone(toy, family):
+    """Decay (L2 or decoupled), momentum, gradient clipping and label smoothing, each cell
+    with its own values in one group, equal a plain-optax loop of the cell alone."""
+    shared, values, reference = FAMILIES[family]
+    shared = dataclasses.replace(shared, batch_size=16, steps=6)
+    cells = [
+        Cell(Tiny(), "toy", dataclasses.replace(shared, **v), seed) for seed, v in enumerate(values)
+    ]
+    [group] = plan_groups(cells)
+    state, run = run_group(group, init_group(group, toy), toy, strategy="vmap", chunk_steps=6)
+    [chunk] = run.chunks
+    if shared.grad_clip is not None:
+        assert (chunk.train["grad_norm"] > 2 * CLIP).all()  # the clip is active
+    for i, cell in enumerate(cells):
+        params, losses = train_alone(cell, toy, 6, reference(cell.hparams))
+        assert_trees_close(jax.tree.map(lambda a, i=i: a[i], state.params), params)
+        np.testing.assert_allclose(chunk.train["loss"][i], losses, **TOL)
+
+
+def test_evaluation_over_padded_batches_equals_one_plain_apply(toy):
+    """40 test examples in batches of 16: 16 + 16 + 8, the last padded with 8 zeros."""
+    [group] = plan_groups(CELLS[:1])
+    state, _ = run_group(group, init_group(group, toy), toy, 4, strategy="vmap")
+    cell = jax.tree.map(lambda a: a[0], state)
+    arrays = device_arrays(toy, eval_batch_size=16)
+    assert arrays["x_test"].shape == (3, 16, 8)
+    assert arrays["test_mask"].sum(1).tolist() == [16, 16, 8]
+    got = jax.jit(make_evaluate(Tiny().build()))(cell, arrays)
+    direct = evaluate_directly(cell.params, toy)
+    assert 0 < direct["accuracy"] < 1  # padded rows counted as examples would move it
+    np.testing.assert_allclose(float(got["accuracy"]), direct["accuracy"], **TOL)
+    np.testing.assert_allclose(float(got["loss"]), direct["loss"], **TOL)
 
 
 def test_chunks_end_at_every_evaluation():
@@ -237,7 +322,13 @@ def test_train_grid_returns_tidy_frames(toy):
     test = m[m.split == "test"]
     assert test["step"].tolist() == [4, 8] * 4
     last = test[test.step == 8]
-    np.testing.assert_allclose(last["accuracy"], result.final["test_accuracy"])
+    [state] = result.states
+    for i in range(4):  # the final evaluation is of the final params
+        direct = evaluate_directly(jax.tree.map(lambda a, i=i: a[i], state.params), toy)
+        np.testing.assert_allclose(last["accuracy"].iloc[i], direct["accuracy"], **TOL)
+        np.testing.assert_allclose(last["loss"].iloc[i], direct["loss"], **TOL)
+        np.testing.assert_allclose(result.final["test_accuracy"][i], direct["accuracy"], **TOL)
+        np.testing.assert_allclose(result.final["test_loss"][i], direct["loss"], **TOL)
     assert {"loss", "task_loss", "accuracy", "grad_norm"} <= set(m.columns)
 
 

@@ -1,12 +1,14 @@
 """Mixed precision (`HParams.compute_dtype`): bfloat16 compute, float32 master weights."""
 
+import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from phosjax.data import load
 from phosjax.models import ModelConfig
-from phosjax.train import Cell, HParams, plan_groups, train_grid
+from phosjax.train import Cell, HParams, plan_groups, precision_apply, train_grid
 
 
 def test_bfloat16_learns_mnist1d_like_float32_and_keeps_float32_state(data_dir):
@@ -38,6 +40,31 @@ def test_bfloat16_learns_mnist1d_like_float32_and_keeps_float32_state(data_dir):
         assert {str(leaf.dtype) for leaf in leaves} <= {"float32", "int32"}
     train = result.metrics[result.metrics["split"] == "train"]
     assert train["loss"].dtype == np.float32
+    # Cells 2, 3 are cells 0, 1 (same seeds: same init, same batches) computing in bfloat16:
+    # their losses are rounded (never bit-equal to float32) but close while training starts.
+    loss = train.pivot(index="step", columns="cell", values="loss").to_numpy()[:10]
+    f32_loss, bf16_loss = loss[:, :2], loss[:, 2:]
+    assert (f32_loss != bf16_loss).all(), (f32_loss, bf16_loss)
+    np.testing.assert_allclose(bf16_loss, f32_loss, rtol=1e-2)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_the_model_computes_in_the_compute_dtype_and_returns_float32(dtype):
+    model = ModelConfig("mlp", 10, (40,)).build()
+    x = jnp.ones((2, 40))
+    variables = model.init(jax.random.key(0), x)
+    seen = []
+
+    def record(next_fun, args, kwargs, context):
+        out = next_fun(*args, **kwargs)
+        if isinstance(context.module, nn.Dense) and context.method_name == "__call__":
+            seen.append(out.dtype)
+        return out
+
+    with nn.intercept_methods(record):
+        out = precision_apply(model, dtype)(variables, x, train=False)
+    assert len(seen) == 3 and set(seen) == {jnp.dtype(dtype)}  # stem, block and head Dense
+    assert out.dtype == jnp.float32
 
 
 def test_bad_compute_dtype_names_the_allowed_values():
