@@ -12,7 +12,7 @@ import pathlib
 import re
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
@@ -145,22 +145,39 @@ def read_json(path: str | os.PathLike) -> Any:
     return json.loads(pathlib.Path(path).read_text())
 
 
-def write_table(path: str | os.PathLike, frame: pd.DataFrame, schema: pa.Schema | None) -> None:
-    """Writes ``frame`` as Parquet atomically, cast to ``schema`` (missing columns null)."""
+def as_table(frame: pd.DataFrame, schema: pa.Schema, measured: Collection[str] = ()) -> pa.Table:
+    """``frame`` cast to ``schema``: a column it lacks is null, and so is a NaN, except
+    in the ``measured`` columns, where a NaN is a value that was measured (a diverged
+    run's loss) and stays NaN.
+
+    Examples:
+      >>> schema = pa.schema([("loss", pa.float32()), ("width", pa.float64())])
+      >>> table = as_table(pd.DataFrame({"loss": [np.nan], "width": [np.nan]}), schema, ["loss"])
+      >>> table.column("loss").null_count, table.column("width").null_count
+      (0, 1)
+    """
+    unknown = sorted(set(frame.columns) - set(schema.names))
+    if unknown:
+        raise ValueError(f"Columns {unknown} are not in the bench's schema {schema.names}.")
+    columns = [
+        pa.array(np.asarray(frame[f.name]), f.type, from_pandas=f.name not in measured)
+        if f.name in frame
+        else pa.nulls(len(frame), f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def write_table(
+    path: str | os.PathLike, table: pd.DataFrame | pa.Table, schema: pa.Schema | None = None
+) -> None:
+    """Writes ``table`` as Parquet atomically; a frame is first cast to ``schema`` by
+    `as_table` (its NaNs null), or converted as it is when ``schema`` is None."""
     path = pathlib.Path(path)
-    if schema is None:
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-    else:
-        unknown = sorted(set(frame.columns) - set(schema.names))
-        if unknown:
-            raise ValueError(f"{path.name}: columns {unknown} are not in the bench's schema.")
-        columns = [
-            pa.array(np.asarray(frame[f.name]), f.type, from_pandas=True)
-            if f.name in frame
-            else pa.nulls(len(frame), f.type)
-            for f in schema
-        ]
-        table = pa.Table.from_arrays(columns, schema=schema)
+    if isinstance(table, pd.DataFrame) and schema is None:
+        table = pa.Table.from_pandas(table, preserve_index=False)
+    elif isinstance(table, pd.DataFrame):
+        table = as_table(table, schema)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = _temporary(path)
     pq.write_table(table, temporary)
@@ -204,7 +221,13 @@ def widen_parts(root: pathlib.Path, schema: pa.Schema) -> int:
     rewritten = 0
     for path in sorted((root / _layout.RESULTS).glob("part-*.parquet")):
         if pq.read_schema(path).names != schema.names:
-            frame = pq.read_table(path).to_pandas()
-            write_table(path, frame, schema)
+            table = pq.read_table(path)
+            columns = [
+                table.column(f.name).cast(f.type)
+                if f.name in table.column_names
+                else pa.nulls(len(table), f.type)
+                for f in schema
+            ]
+            write_table(path, pa.Table.from_arrays(columns, schema=schema))
             rewritten += 1
     return rewritten

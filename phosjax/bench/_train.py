@@ -21,7 +21,7 @@ from phosjax.bench import _layout
 from phosjax.bench._checkpoint import Checkpoints
 from phosjax.bench._plan import PlannedCell
 from phosjax.bench._profile import PhaseClock, device_bytes
-from phosjax.bench._store import STEP_TIME, drop_parts_after, part_path, write_table
+from phosjax.bench._store import STEP_TIME, as_table, drop_parts_after, part_path, write_table
 from phosjax.data import ArrayDataset
 from phosjax.train import Chunk, Group, init_group, run_group
 
@@ -48,8 +48,11 @@ class GroupJob:
         return tuple(c.row for c in self.cells)
 
 
-def chunk_rows(chunk: Chunk, rows: tuple[dict[str, Any], ...], seconds: float) -> pd.DataFrame:
-    """The results rows of one chunk: per (cell, step) train rows, then test rows."""
+def chunk_rows(
+    chunk: Chunk, rows: tuple[dict[str, Any], ...], seconds: float, schema: pa.Schema
+) -> pa.Table:
+    """The results rows of one chunk in ``schema``: per (cell, step) train rows, then
+    test rows. A metric a split does not report is null; a NaN it reports stays NaN."""
     n = len(chunk.steps)
     cells = pd.DataFrame(list(rows))
     train = cells.loc[cells.index.repeat(n)].reset_index(drop=True)
@@ -58,14 +61,15 @@ def chunk_rows(chunk: Chunk, rows: tuple[dict[str, Any], ...], seconds: float) -
     for name, value in chunk.train.items():
         train[name] = np.asarray(value).reshape(-1)
     train[STEP_TIME] = seconds / n
-    if not chunk.eval:
-        return train
-    test = cells.copy()
-    test["step"] = int(chunk.steps[-1])
-    test["split"] = "test"
-    for name, value in chunk.eval.items():
-        test[name] = np.asarray(value)
-    return pd.concat([train, test], ignore_index=True)
+    tables = [as_table(train, schema, measured=[*chunk.train, STEP_TIME])]
+    if chunk.eval:
+        test = cells.copy()
+        test["step"] = int(chunk.steps[-1])
+        test["split"] = "test"
+        for name, value in chunk.eval.items():
+            test[name] = np.asarray(value)
+        tables.append(as_table(test, schema, measured=list(chunk.eval)))
+    return pa.concat_tables(tables)
 
 
 def _segments(start: int, steps: int, every: int) -> list[int]:
@@ -114,14 +118,14 @@ def train_group(
     status |= {"strategy": strategy, "timings": {}, "cells": [r["cell_id"] for r in job.rows]}
     on_status(job.key, status)
     for stop in _segments(latest, job.steps, checkpoint_every):
-        frames: list[pd.DataFrame] = []
+        tables: list[pa.Table] = []
         first = int(np.asarray(jax.device_get(state.step))[0]) + 1
         tick = [time.perf_counter()]
 
-        def report(chunk: Chunk, frames: list[pd.DataFrame] = frames, tick: list = tick) -> None:
+        def report(chunk: Chunk, tables: list[pa.Table] = tables, tick: list = tick) -> None:
             now = time.perf_counter()
             clock.add_chunk(chunk)
-            frames.append(chunk_rows(chunk, job.rows, now - tick[0]))
+            tables.append(chunk_rows(chunk, job.rows, now - tick[0], schema))
             on_progress(len(chunk.steps) * len(group))
             tick[0] = now
 
@@ -134,7 +138,7 @@ def train_group(
             chunk_steps=chunk_steps,
             on_chunk=report,
         )
-        write_table(part_path(root, job.key, first), pd.concat(frames, ignore_index=True), schema)
+        write_table(part_path(root, job.key, first), pa.concat_tables(tables))
         checkpoints.save(stop, state)
         status |= {"steps_done": stop, "finished": stop >= job.steps, "strategy": run.strategy}
         status["timings"] = run.timings or status["timings"]

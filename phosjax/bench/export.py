@@ -18,11 +18,12 @@ tracking server (``http://...``) or ``sqlite:///mlflow.db`` (full ``mlflow``) ne
 
 import argparse
 import dataclasses
-import math
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
+
+import numpy as np
 
 from phosjax.bench import _layout
 from phosjax.bench.view._bench import BenchFiles, NotABenchError
@@ -84,12 +85,14 @@ def _metrics(rows: Any, metrics: Sequence[str], timestamp: int) -> list[Any]:
     for split, by_split in rows.groupby("split", sort=True):
         steps = by_split["step"].tolist()
         for metric in metrics:
-            values = by_split[metric].tolist()
-            if all(math.isnan(v) for v in values):
-                continue  # never recorded for this model (an aux loss it lacks)
+            # A null was never recorded (an aux loss the model lacks); a NaN is a value.
+            recorded = by_split[metric].notna().to_numpy(dtype=bool)
+            values = by_split[metric].to_numpy(dtype=float, na_value=np.nan)
             key = f"{split}/{metric}"
             logged += [
-                Metric(key, float(v), timestamp, int(s)) for s, v in zip(steps, values, strict=True)
+                Metric(key, float(v), timestamp, int(s))
+                for s, v, r in zip(steps, values, recorded, strict=True)
+                if r
             ]
     return logged
 

@@ -21,8 +21,11 @@ from typing import Any
 import jax
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from phosjax.bench import _layout
+from phosjax.bench._store import as_table
 from phosjax.bench.view import ViewerServer, make_server
 from phosjax.core import ArraySpec, Blurb, KnobValue, ModuleBlurb
 
@@ -142,9 +145,7 @@ def _curves(cell: dict, rng: np.random.Generator, diverge: bool) -> pd.DataFrame
         gap = 0.0 if split == "train" else 0.15
         loss = 2.3 * np.exp(-rate * steps / 10) + 0.2 + gap + 0.02 * rng.standard_normal(len(steps))
         if diverge and (cell["model"], cell["lr"], cell["seed"]) == DIVERGED:
-            loss = np.where(
-                steps >= DIVERGED_STEP, np.nan, loss
-            )  # stored as null, as the bench does
+            loss = np.where(steps >= DIVERGED_STEP, np.nan, loss)
         frame = pd.DataFrame({**cell, "step": steps, "split": split, "loss": loss})
         frame["accuracy"] = np.clip(1.05 - loss / 2.5, 0, 1)
         choice = cell["model"] == "choice"
@@ -157,7 +158,11 @@ def _curves(cell: dict, rng: np.random.Generator, diverge: bool) -> pd.DataFrame
 
 
 def write_bench(
-    root: pathlib.Path, blurb_text: str, seeds: tuple[int, ...] = SEEDS, diverge: bool = False
+    root: pathlib.Path,
+    blurb_text: str,
+    seeds: tuple[int, ...] = SEEDS,
+    diverge: bool = False,
+    nan_as_null: bool = False,
 ) -> WrittenBench:
     """Writes the synthetic bench under ``root`` (created) and returns what it wrote.
 
@@ -166,6 +171,8 @@ def write_bench(
       blurb_text: each model's blurb.
       seeds: the seeds of each configuration.
       diverge: the `DIVERGED` cell's loss and accuracy are NaN from `DIVERGED_STEP` on.
+      nan_as_null: store a NaN as a null, as benches written before phosjax kept them
+        apart did (otherwise, as the runner: a metric a model never reports is null).
     """
     root.mkdir(parents=True, exist_ok=True)
     config = "models: [mlp, choice]\ndatasets: [mnist1d]\nlr: [0.01, 0.003]\nseeds: 2\n"
@@ -185,7 +192,9 @@ def write_bench(
     (root / _layout.RESULTS).mkdir()
     groups = {}
     for group_id, rows in results.groupby("group_id"):
-        rows.to_parquet(root / _layout.RESULTS / f"part-{group_id}-{0:09d}.parquet", index=False)
+        measured = [] if nan_as_null else [c for c in METRICS if rows[c].notna().any()]
+        table = as_table(rows, pa.Schema.from_pandas(rows, preserve_index=False), measured)
+        pq.write_table(table, root / _layout.RESULTS / f"part-{group_id}-{0:09d}.parquet")
         members = cells[cells.group_id == group_id].cell_id.tolist()
         done = {"steps_done": STEPS[-1], "steps": STEPS[-1], "finished": True}
         groups[group_id] = {**done, "strategy": "vmap", "timings": {}, "cells": members}

@@ -1,6 +1,7 @@
 """`python -m phosjax.bench.export`: every finished cell as an MLflow run in a local store."""
 
 import json
+import math
 import pathlib
 import shutil
 import sys
@@ -9,7 +10,14 @@ import pytest
 
 from phosjax.bench import _layout
 from phosjax.bench.export import TAG_CELL, TAG_CREATED, export_mlflow, main
-from tests.bench._viewer_fixtures import METRICS, STEPS, blurb_json, write_bench
+from tests.bench._viewer_fixtures import (
+    DIVERGED,
+    DIVERGED_STEP,
+    METRICS,
+    STEPS,
+    blurb_json,
+    write_bench,
+)
 
 mlflow = pytest.importorskip("mlflow", reason="the mlflow extra (mlflow-skinny) is not installed")
 
@@ -66,6 +74,16 @@ def test_every_cell_becomes_a_run_with_params_metrics_and_blurb(written, store, 
             run.info.run_id, f"blurb/{cell['model_id']}.json", str(tmp_path)
         )
         assert json.loads(pathlib.Path(blurb).read_text()) == written.blurb
+
+
+def test_a_diverged_cell_logs_its_nans_at_every_step(tmp_path, store):
+    bench = write_bench(tmp_path / "example", blurb_json(), diverge=True)
+    export_mlflow(str(bench.root), store)
+    client, runs = _runs(store)
+    cell_id = bench.cells.set_index(["model", "lr", "seed"]).loc[DIVERGED, "cell_id"]
+    history = client.get_metric_history(runs[cell_id].info.run_id, "test/loss")
+    assert [m.step for m in history] == list(STEPS)
+    assert [math.isnan(m.value) for m in history] == [s >= DIVERGED_STEP for s in STEPS]
 
 
 def test_exporting_again_skips_exported_and_unfinished_cells(written, store, tmp_path):

@@ -9,6 +9,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -17,6 +18,8 @@ from phosjax.bench._runner import jobs
 from phosjax.bench._store import widen_parts, write_table
 from phosjax.bench.add_models import main as add_models_main
 from phosjax.bench.profile import main as profile_main
+from phosjax.bench.view import BenchFiles
+from phosjax.bench.view._api import curves
 from phosjax.models import ModelConfig, register_model, registered_models
 from phosjax.models.graph import GraphModel, node
 from phosjax.train import train_grid
@@ -249,21 +252,39 @@ def test_add_models_trains_only_the_new_cells_and_columns_load(bench, toy, tmp_p
 
 
 def test_widen_parts_lets_parts_with_missing_columns_load(tmp_path):
-    import pyarrow as pa
-
     schema = pa.schema([("step", pa.int64()), ("aux/a", pa.float32()), ("aux/b", pa.float32())])
     parts = tmp_path / _layout.RESULTS
-    write_table(
-        parts / "part-x-000000001.parquet", pd.DataFrame({"step": [1], "aux/a": [1.0]}), None
-    )
-    write_table(
-        parts / "part-y-000000001.parquet", pd.DataFrame({"step": [2], "aux/b": [2.0]}), None
-    )
+    diverged = pa.table({"step": [1, 3], "aux/a": pa.array([1.0, np.nan], pa.float32())})
+    write_table(parts / "part-x-000000001.parquet", diverged)
+    write_table(parts / "part-y-000000001.parquet", pd.DataFrame({"step": [2], "aux/b": [2.0]}))
     assert widen_parts(tmp_path, schema) == 2
-    frame = pd.read_parquet(parts).sort_values("step", ignore_index=True)
-    assert frame["aux/a"].tolist()[0] == 1.0 and np.isnan(frame["aux/a"][1])
-    assert frame["aux/b"].tolist()[1] == 2.0 and np.isnan(frame["aux/b"][0])
+    table = pq.read_table(parts).sort_by("step")
+    assert table.schema == schema and table.column("step").to_pylist() == [1, 2, 3]
+    assert table.column("aux/a").is_null().to_pylist() == [False, True, False]  # NaN kept
+    assert np.isnan(table.column("aux/a")[2].as_py())
+    assert table.column("aux/b").to_pylist() == [None, 2.0, None]
     assert list(tmp_path.rglob(".tmp*")) == []
+
+
+def test_a_diverged_cell_is_stored_as_nan_and_a_metric_not_reported_as_null(tmp_path, toy):
+    """``pandas.read_parquet`` makes both NaN; Arrow (and the viewer) tells them apart."""
+    grid = {"steps": 12, "batch_size": 16, "learning_rate": [0.01, 1e6], "optimizer": "sgd"}
+    config = tiny_config(models=[{"name": "mlp", "width": 8}], grid=grid, seeds=1)
+    run(config, tmp_path / "b", datasets=toy)
+    table = pq.read_table(tmp_path / "b" / _layout.RESULTS)
+    rows = table.to_pandas(types_mapper=pd.ArrowDtype)
+    train, test = rows[rows.split == "train"], rows[rows.split == "test"]
+    assert test["grad_norm"].isna().all() and test["task_loss"].isna().all()  # nulls
+    assert not train[["loss", "task_loss", "grad_norm", "step_time_s"]].isna().any().any()
+    assert not test[["loss", "accuracy"]].isna().any().any()
+    blown = train.learning_rate == 1e6
+    loss = train["loss"].to_numpy(dtype=float)
+    assert np.isnan(loss[blown]).any() and np.isfinite(loss[~blown]).all()
+    assert np.isnan(test["loss"][test.learning_rate == 1e6].to_numpy(dtype=float)).all()
+    sent = curves(BenchFiles(tmp_path / "b"), None, ["loss", "grad_norm"])["series"]
+    [test_nan] = [s for s in sent if s["split"] == "test" and "nan" in s["values"]["loss"]]
+    assert test_nan["values"]["loss"] == ["nan", "nan"]  # NaN from its first value on
+    assert all(s["values"]["grad_norm"] == [None] * 2 for s in sent if s["split"] == "test")
 
 
 def test_processes_write_their_own_parts(tmp_path, toy):

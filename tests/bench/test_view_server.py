@@ -151,8 +151,9 @@ def _strict(body: bytes):
     return json.loads(body, parse_constant=lambda name: pytest.fail(f"{name} in the JSON"))
 
 
-def test_a_diverged_run_is_sent_apart_from_missing_values(tmp_path):
-    bench = write_bench(tmp_path / "example", blurb_json(), diverge=True)
+@pytest.mark.parametrize("nan_as_null", [False, True], ids=["nan", "older-bench-null"])
+def test_a_diverged_run_is_sent_apart_from_missing_values(tmp_path, nan_as_null):
+    bench = write_bench(tmp_path / "example", blurb_json(), diverge=True, nan_as_null=nan_as_null)
     model, lr, seed = DIVERGED
     cells = bench.cells.set_index(["model", "lr", "seed"])["cell_id"]
     diverged, mlp = cells[(model, lr, seed)], cells[("mlp", lr, seed)]

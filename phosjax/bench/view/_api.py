@@ -62,22 +62,27 @@ def thin(length: int, max_points: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, length - 1, max(max_points, 2))).astype(int))
 
 
-def nonfinite_marks(values: Sequence[float], indices: Sequence[int] | None = None) -> list[Any]:
+def nonfinite_marks(column: pd.Series, indices: Sequence[int] | None = None) -> list[Any]:
     """One series' values (those at ``indices``, all when None) as JSON: numbers,
-    ``"nan"``, ``"inf"``, ``"-inf"`` or None.
+    ``"nan"``, ``"inf"``, ``"-inf"`` or None (nothing recorded: a null).
 
-    A bench stores a NaN as a null (`phosjax.bench._store`), so a gap after the series'
-    first value is a NaN too (the run diverged); gaps before it, or in a series that
-    never recorded the column, stay None (nothing recorded).
+    A NaN is a measured value (the run diverged). Benches written before phosjax kept
+    the two apart stored a NaN as a null, so there a null after the series' first value
+    is ``"nan"`` too.
 
     Examples:
-      >>> nonfinite_marks([np.nan, 1.0, np.nan, np.inf, -np.inf]), nonfinite_marks([np.nan])
-      ([None, 1.0, 'nan', 'inf', '-inf'], [None])
+      >>> import pyarrow as pa
+      >>> arrow = lambda values: pd.Series(pa.array(values), dtype=pd.ArrowDtype(pa.float64()))
+      >>> nonfinite_marks(arrow([None, 1.0, np.nan, np.inf, -np.inf]))
+      [None, 1.0, 'nan', 'inf', '-inf']
+      >>> nonfinite_marks(arrow([1.0, None]))  # an older bench's NaN
+      [1.0, 'nan']
     """
-    array = np.asarray(values, dtype=float)
-    started = np.cumsum(~np.isnan(array)) > 0
-    chosen = range(len(array)) if indices is None else indices
-    return [_mark(float(array[i])) if started[i] else None for i in chosen]
+    recorded = column.notna().to_numpy(dtype=bool)
+    values = column.to_numpy(dtype=float, na_value=np.nan)
+    started = np.cumsum(recorded) > 0
+    chosen = range(len(values)) if indices is None else indices
+    return [_mark(float(values[i])) if started[i] else None for i in chosen]
 
 
 def _mark(value: float) -> float | str:
@@ -127,7 +132,7 @@ def leaderboard(bench: BenchFiles) -> dict[str, Any]:
     for (cell_id, split), rows in results.groupby(["cell_id", "split"], sort=False):
         last = [len(rows) - 1]
         final.setdefault(cell_id, {})[split] = {
-            m: nonfinite_marks(rows[m].to_numpy(dtype=float), last)[0] for m in metrics
+            m: nonfinite_marks(rows[m], last)[0] for m in metrics
         }
     steps_done = results.groupby("cell_id")["step"].max().to_dict() if len(results) else {}
     progress = bench.progress()
@@ -186,9 +191,7 @@ def curves(
                 "cell_id": cell_id,
                 "split": split,
                 "step": rows["step"].to_numpy()[kept],
-                "values": {
-                    c: nonfinite_marks(rows[c].to_numpy(dtype=float), kept) for c in columns
-                },
+                "values": {c: nonfinite_marks(rows[c], kept) for c in columns},
             }
         )
     return {"columns": list(columns), "series": series}

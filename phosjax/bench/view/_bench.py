@@ -39,6 +39,11 @@ def _not_a_bench_message(directory: pathlib.Path) -> str:
     )
 
 
+def _nullable_floats(type_: pa.DataType) -> pd.ArrowDtype | None:
+    """Arrow-backed floats keep a null apart from a NaN (numpy floats make both NaN)."""
+    return pd.ArrowDtype(type_) if pat.is_floating(type_) else None
+
+
 class BenchFiles:
     """Read access to one bench directory; every path is checked to stay inside it.
 
@@ -153,6 +158,7 @@ class BenchFiles:
 
     def results(self, columns: list[str], cells: list[str] | None = None) -> pd.DataFrame:
         """``cell_id``, ``step``, ``split`` and ``columns`` of the results, sorted by step.
+        Float columns are Arrow-backed, so a null (not recorded) is NA but a NaN is not.
 
         Args:
           columns: metric columns to read (see `metrics`).
@@ -163,5 +169,6 @@ class BenchFiles:
         if dataset is None:
             return pd.DataFrame(columns=[*keys, *columns])
         filter_ = None if cells is None else pads.field("cell_id").isin(cells)
-        frame = dataset.to_table(columns=[*keys, *columns], filter=filter_).to_pandas()
+        table = dataset.to_table(columns=[*keys, *columns], filter=filter_)
+        frame = table.to_pandas(types_mapper=_nullable_floats)
         return frame.sort_values(keys, kind="stable").reset_index(drop=True)
