@@ -104,9 +104,27 @@ def per_process_names(name: str, names: Iterable[str]) -> list[str]:
       >>> per_process_names("status.json", names)
       ['status.json', 'status.p0of2.json', 'status.p1of2.json']
     """
-    path = pathlib.PurePath(name)
-    pattern = re.compile(rf"{re.escape(path.stem)}(\.p\d+of\d+)?{re.escape(path.suffix)}")
+    pattern = _per_process_pattern(name)
     return sorted(n for n in names if pattern.fullmatch(n))
+
+
+def process_of(file_name: str, name: str) -> tuple[int, int] | None:
+    """``(i, n)`` when ``file_name`` is process ``i`` of ``n``'s file of ``name``; None
+    for ``name`` itself.
+
+    Examples:
+      >>> process_of("status.p1of2.json", "status.json"), process_of("status.json", "status.json")
+      ((1, 2), None)
+    """
+    match = _per_process_pattern(name).fullmatch(file_name)
+    if match is None:
+        raise ValueError(f"{file_name!r} is not a file of {name!r}.")
+    return None if match.group(1) is None else (int(match.group(1)), int(match.group(2)))
+
+
+def _per_process_pattern(name: str) -> re.Pattern[str]:
+    path = pathlib.PurePath(name)
+    return re.compile(rf"{re.escape(path.stem)}(?:\.p(\d+)of(\d+))?{re.escape(path.suffix)}")
 
 
 def per_process_files(folder: pathlib.Path, name: str) -> list[str]:

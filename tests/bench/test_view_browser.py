@@ -76,7 +76,9 @@ def test_page_shows_leaderboard_curves_blurb_and_profile(written, tmp_path):
     assert graph.count('class="edge"') == 5 and graph.count('class="node ') == 5
     phases = _between(dom, 'id="phases"', 'id="memory"')
     assert phases.count('class="bar"') == len(written.phases)
-    assert _between(dom, 'id="memory"', 'id="morph"').count('class="curve"') == 2
+    memory = _between(dom, 'id="memory"', 'id="morph"')
+    assert memory.count('class="curve"') == 2  # see test_view_memory for several processes
+    assert "host_rss_bytes</span>" in memory and "(process" not in memory
 
     sort_by = _between(dom, 'id="sort-by"', "</select>")  # any hparam, also those not shown
     assert all(f'<option value="{c}">' in sort_by for c in ("lr", "seed", "group_id", "model"))

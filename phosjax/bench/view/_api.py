@@ -2,6 +2,7 @@
 
 import json
 import math
+import pathlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -198,11 +199,23 @@ def curves(
 
 
 def profile(bench: BenchFiles, max_points: int = DEFAULT_POINTS) -> dict[str, Any]:
-    """``profile/phases.parquet`` and ``profile/memory.parquet`` (thinned) as records, each
-    with the rows of its per-process files (``phases.p<i>of<n>.parquet``) after its own."""
-    memory = bench.tables(_layout.MEMORY)
-    if memory is not None:
-        memory = memory.iloc[thin(len(memory), max_points)]
+    """``profile/phases.parquet`` and ``profile/memory.parquet`` as records, each with the
+    rows of its per-process files (``phases.p<i>of<n>.parquet``) after its own.
+
+    Each memory file is thinned to ``max_points`` rows on its own, its rows kept in the
+    order written (time order); with per-process files, a ``process`` column (``"<i>/<n>"``,
+    None for ``memory.parquet``) says whose each sample is, one series per process.
+    """
+    frames, memory_name = [], pathlib.PurePath(_layout.MEMORY).name
+    for relative in bench.per_process(_layout.MEMORY):
+        frame = bench.table(relative)
+        if frame is not None:
+            process = _layout.process_of(pathlib.PurePath(relative).name, memory_name)
+            label = None if process is None else f"{process[0]}/{process[1]}"
+            frames.append(frame.iloc[thin(len(frame), max_points)].assign(process=label))
+    memory = pd.concat(frames, ignore_index=True) if frames else None
+    if memory is not None and memory["process"].isna().all():
+        memory = memory.drop(columns="process")  # a single process: no column to tell apart
     return {"phases": _records(bench.tables(_layout.PHASES)), "memory": _records(memory)}
 
 

@@ -464,14 +464,21 @@ async function renderProfile() {
     // Each run (a resumed bench has several) samples from its own start: place them on one clock.
     const runs = memory.columns.includes("run_started") ? memory.rows.map((r) => r.run_started).filter((v) => v !== null) : [];
     const first = runs.length ? Math.min(...runs) : null;
-    const x = memory.rows.map((r) => (first === null || r.run_started === null ? r[xColumn] : r.run_started - first + r[xColumn]));
     const bytes = yColumns.every((c) => c.includes("bytes"));
     const scale = bytes ? 2 ** -20 : 1;
-    const all = yColumns.map((c, i) => ({
-      key: `mem:${c}`, label: c, color: PALETTE[(i + 2) % PALETTE.length], x, y: memory.rows.map((r) => (r[c] === null ? null : r[c] * scale)),
-    }));
+    // Processes that shared a bench each sampled their own memory (a `process` column): one
+    // series per process and column, each in its own time order.
+    const processes = [...new Set(memory.rows.map((r) => r.process ?? null))];
+    const all = processes.flatMap((p, j) => {
+      const rows = memory.rows.filter((r) => (r.process ?? null) === p);
+      const x = rows.map((r) => (first === null || r.run_started === null ? r[xColumn] : r.run_started - first + r[xColumn]));
+      return yColumns.map((c, i) => ({
+        key: p === null ? `mem:${c}` : `mem:${c}:${p}`, column: c, label: p === null ? c : `${c} (process ${p})`,
+        color: PALETTE[(i * processes.length + j + 2) % PALETTE.length], x, y: rows.map((r) => (r[c] === null ? null : r[c] * scale)),
+      }));
+    });
     const series = all.filter((s) => s.y.some((v) => v !== null));
-    const unreported = memory.columns.filter((c) => c.includes("bytes") && !series.some((s) => s.label === c));
+    const unreported = memory.columns.filter((c) => c.includes("bytes") && !series.some((s) => s.column === c));
     const missing = unreported.map((c) => ({ label: `${c}: not reported by this backend`, color: null }));
     const xLabel = first === null ? xColumn : "seconds since the bench first ran";
     linePlot($("memory"), { series, title: "memory over time", xLabel, yLabel: bytes ? "MiB" : "" });

@@ -1,0 +1,113 @@
+"""The viewer's memory over time on a bench two processes shared: each process's samples
+are a series of their own, in time order, thinned on their own."""
+
+import json
+import pathlib
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from phosjax.bench import _layout
+from phosjax.bench.view._api import encode, profile
+from phosjax.bench.view._bench import BenchFiles
+from tests.bench._viewer_fixtures import blurb_json, serving, write_bench
+from tests.bench.test_view_browser import CHROMIUM, _between, _render
+
+STARTED = 1.7e9
+
+
+def _samples(count: int, started: float, seconds: float = 10.0) -> pd.DataFrame:
+    """``count`` samples of one run as `phosjax.bench._runner` appends them."""
+    t = np.linspace(0, seconds, count)
+    return pd.DataFrame(
+        {"time_s": t, "host_rss_bytes": 2**20 * (400 + t), "device_bytes": 2**20 * (50 + t)}
+    ).assign(run_started=started)
+
+
+def write_process_memory(root: pathlib.Path, counts: tuple[int, ...]) -> list[pd.DataFrame]:
+    """Replaces the bench's memory file by one per process (``counts[i]`` samples for
+    process ``i``, resumed once halfway); returns what each process wrote."""
+    (root / _layout.MEMORY).unlink(missing_ok=True)
+    written = []
+    for index, count in enumerate(counts):
+        first, second = count // 2, count - count // 2
+        started = STARTED + 0.25 * index  # the processes start close together
+        frame = pd.concat(
+            [_samples(first, started), _samples(second, started + 20.0)], ignore_index=True
+        )
+        suffix = _layout.process_suffix((index, len(counts)))
+        frame.to_parquet(root / _layout.MEMORY.replace(".parquet", f"{suffix}.parquet"))
+        written.append(frame)
+    return written
+
+
+@pytest.fixture
+def bench(tmp_path) -> pathlib.Path:
+    root = tmp_path / "bench"
+    (root / "profile").mkdir(parents=True)
+    (root / _layout.MARKER).write_text("{}")
+    return root
+
+
+def test_each_process_is_its_own_series_in_time_order(bench):
+    written = write_process_memory(bench, (40, 30))
+    memory = profile(BenchFiles(bench))["memory"]
+    assert memory["columns"] == [*written[0].columns, "process"]
+    json.loads(encode(memory))  # strict JSON
+    for index, frame in enumerate(written):
+        rows = [r for r in memory["rows"] if r["process"] == f"{index}/2"]
+        got = pd.DataFrame(rows).drop(columns="process")
+        pd.testing.assert_frame_equal(got, frame)  # all of its rows, in the order written
+        clock = got["run_started"] + got["time_s"]
+        assert clock.is_monotonic_increasing
+
+
+def test_each_process_is_thinned_on_its_own(bench):
+    """A process with few samples keeps them all next to one with many (thinning the
+    files together would leave it one sample)."""
+    many, few = write_process_memory(bench, (1000, 10))
+    memory = profile(BenchFiles(bench), max_points=20)["memory"]
+    rows = pd.DataFrame(memory["rows"])
+    kept = rows[rows.process == "0/2"].drop(columns="process").reset_index(drop=True)
+    assert len(kept) == 20  # first and last kept
+    pd.testing.assert_frame_equal(
+        kept.iloc[[0, -1]], many.iloc[[0, -1]].set_index(kept.index[[0, -1]])
+    )
+    assert (kept["run_started"] + kept["time_s"]).is_monotonic_increasing
+    pd.testing.assert_frame_equal(
+        rows[rows.process == "1/2"].drop(columns="process").reset_index(drop=True), few
+    )
+
+
+def test_a_single_process_has_no_process_column(bench):
+    frame = _samples(30, STARTED)
+    frame.to_parquet(bench / _layout.MEMORY)
+    memory = profile(BenchFiles(bench), max_points=10)["memory"]
+    assert memory["columns"] == list(frame.columns) and len(memory["rows"]) == 10
+
+
+def _paths(section: str) -> list[list[float]]:
+    """The x coordinates of each curve drawn in ``section`` of the DOM."""
+    return [
+        [float(x) for x in re.findall(r"[ML](-?[\d.]+),", d)]
+        for d in re.findall(r'<path class="curve" d="([^"]*)"', section)
+    ]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary")
+def test_the_page_draws_one_memory_series_per_process(tmp_path):
+    root = write_bench(tmp_path / "shared", blurb_json()).root
+    write_process_memory(root, (60, 40))
+    with serving(root) as server:
+        dom = _render(server.url, tmp_path / "profile")
+
+    assert 'data-ready="true"' in dom
+    section = _between(dom, 'id="memory"', 'id="morph"')
+    curves = _paths(section)
+    assert len(curves) == 4  # two columns, two processes
+    assert all(len(xs) > 10 and xs == sorted(xs) for xs in curves)  # never back in time
+    for column in ("host_rss_bytes", "device_bytes"):
+        for index in (0, 1):
+            assert f"{column} (process {index}/2)" in section
