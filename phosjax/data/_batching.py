@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import operator
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
+from phosjax.data._checks import positive_int
 from phosjax.data._shuffle import shuffled_positions
 
 PyTree = Any
@@ -44,8 +44,8 @@ def batch_indices(
         >>> batch_indices(key, 3, 6, 2).dtype
         dtype('int32')
     """
-    num_examples = _positive_int("num_examples", num_examples)
-    batch_size = _positive_int("batch_size", batch_size)
+    num_examples = positive_int("num_examples", num_examples)
+    batch_size = positive_int("batch_size", batch_size)
     if batch_size > num_examples:
         raise ValueError(
             f"batch_size={batch_size} is larger than num_examples={num_examples}; "
@@ -90,13 +90,3 @@ def take_batch(key: jax.Array, step: jax.Array | int, arrays: PyTree, batch_size
         )
     indices = batch_indices(key, step, sizes.pop(), batch_size)
     return jax.tree_util.tree_map(lambda leaf: jnp.take(leaf, indices, axis=0), arrays)
-
-
-def _positive_int(name: str, value: int) -> int:
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be a static positive int, got {value!r}") from None
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value}")
-    return value

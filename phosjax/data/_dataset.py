@@ -8,6 +8,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from phosjax.data._checks import first_outside
+
 Array = np.ndarray | jax.Array
 
 
@@ -18,7 +20,8 @@ class ArrayDataset:
     `load` returns numpy arrays. The class is a pytree whose leaves are the four arrays
     (`name`, `num_classes` and `input_shape` are static), so `jax.device_put(dataset)` puts
     every split on a device (or sharding) at once and the result can enter `jax.jit`.
-    Constructing one checks the shapes; tree ops (``jax.tree.map``, ``jax.vmap``, ...)
+    Constructing one checks the shapes and that concrete labels lie in
+    ``[0, num_classes)``; tree ops (``jax.tree.map``, ``jax.vmap``, ...)
     rebuild it without checks, whatever their leaves.
 
     Attributes:
@@ -26,7 +29,7 @@ class ArrayDataset:
         x_train: float32 inputs, shape ``(num_train, *input_shape)``.
         y_train: int32 labels in ``[0, num_classes)``, shape ``(num_train,)``.
         x_test: float32 inputs, shape ``(num_test, *input_shape)``.
-        y_test: int32 labels, shape ``(num_test,)``.
+        y_test: int32 labels in ``[0, num_classes)``, shape ``(num_test,)``.
         num_classes: number of classes.
         input_shape: the shape of ONE example, e.g. ``(40,)`` or ``(8, 8, 1)``.
 
@@ -62,6 +65,13 @@ class ArrayDataset:
                 raise ValueError(
                     f"ArrayDataset {self.name!r}: y_{split} has shape {tuple(y.shape)}, expected "
                     f"({x.shape[0]},), one label per row of x_{split}"
+                )
+            bad = first_outside(y, self.num_classes)
+            if bad is not None:
+                raise ValueError(
+                    f"ArrayDataset {self.name!r}: y_{split} holds the label {bad}, outside "
+                    f"[0, num_classes={self.num_classes}); labels are class indices from 0 "
+                    f"to {self.num_classes - 1}"
                 )
 
     @property

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
+
+from phosjax.data._checks import first_outside, positive_int
 
 ROUNDS = 10
 """Feistel rounds, each with its own 32-bit round key. Small domains need many: with 6,
@@ -58,19 +59,29 @@ def _round_keys(key: jax.Array, salt: jax.Array | int) -> list[jax.Array]:
     return [_hash(mixed ^ jnp.uint32((0x85EBCA6B * (i + 1)) & 0xFFFFFFFF)) for i in range(ROUNDS)]
 
 
-def _check_positions(positions: jax.Array, n: int) -> None:
-    """Raises for ``n < 1`` or a concrete position outside ``[0, n)``."""
-    if n < 1:
-        raise ValueError(f"shuffled_positions: n must be >= 1, got {n}")
-    if isinstance(positions, jax.core.Tracer):
-        return
-    values = np.asarray(positions)
-    bad = values[(values < 0) | (values >= n)]
-    if bad.size:
+MAX_N = 2**31 - 1
+"""The largest ``n``: the values are int32 (and positions wrap modulo ``n`` in int32)."""
+
+
+def _checked_n(positions: jax.Array, n: int) -> int:
+    """``n`` as an int; raises for a bad ``n``, non-integer positions, or a concrete
+    position outside ``[0, n)``."""
+    n = positive_int("shuffled_positions: n", n)
+    if n > MAX_N:
+        raise ValueError(f"shuffled_positions: n={n} is larger than 2**31 - 1 = {MAX_N}")
+    dtype = jnp.asarray(positions).dtype
+    if not jnp.issubdtype(dtype, jnp.integer):
+        raise TypeError(
+            f"shuffled_positions: positions must be integers, got dtype {dtype}; "
+            "cast them, e.g. positions.astype(jnp.int32)"
+        )
+    bad = first_outside(positions, n)
+    if bad is not None:
         raise ValueError(
-            f"shuffled_positions: position {bad[0]} is outside [0, n={n}); "
+            f"shuffled_positions: position {bad} is outside [0, n={n}); "
             f"positions must lie in range({n})"
         )
+    return n
 
 
 def shuffled_positions(
@@ -88,7 +99,8 @@ def shuffled_positions(
       positions: integer positions in ``[0, n)``, any shape. Concrete ones are checked;
         traced ones cannot be: a traced position ``p`` outside ``[0, n)`` gives
         ``perm[p % n]``.
-      n: the size of the permuted range, at least 1.
+      n: the size of the permuted range, an int (numpy's or a concrete jax scalar too)
+        from 1 to ``2**31 - 1``.
       salt: an integer that draws another permutation from the same key (e.g. the epoch).
 
     Returns:
@@ -96,7 +108,9 @@ def shuffled_positions(
       distinct values.
 
     Raises:
-      ValueError: ``n < 1``, or a concrete position lies outside ``[0, n)``.
+      TypeError: ``n`` is no static integer, or ``positions`` are not integers.
+      ValueError: ``n`` outside ``[1, 2**31 - 1]``, or a concrete position lies outside
+        ``[0, n)``.
 
     Examples:
       >>> key = jax.random.key(0)
@@ -106,7 +120,7 @@ def shuffled_positions(
       >>> bool(jnp.all(shuffled_positions(key, jnp.arange(3, 6), 10) == perm[3:6]))
       True
     """
-    _check_positions(positions, n)
+    n = _checked_n(positions, n)
     half = _half_bits(n)
     round_keys = _round_keys(key, salt)
     bound = jnp.uint32(n)

@@ -4,6 +4,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from phosjax.models._config import is_int
 from phosjax.morph import COSTS, SOURCES
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "momentum")
@@ -14,6 +15,28 @@ COMPUTE_DTYPES = ("float32", "bfloat16")
 
 REGULARIZER_KINDS = ("l1", "l2", "morph")
 REGULARIZER_TARGETS = ("params", "activations")
+
+
+def int_at_least(where: str, value: Any, least: int) -> int:
+    """``value`` as a plain int (numpy's too) when it is an integer >= ``least``.
+
+    Raises:
+      ValueError: naming ``where``: ``value`` is no integer (a float, a bool, ...) or is
+        below ``least``.
+
+    Examples:
+      >>> import numpy as np
+      >>> int_at_least("HParams steps", np.int64(4), 1)
+      4
+    """
+    if not is_int(value):
+        raise ValueError(
+            f"{where} must be an int, got {value!r} ({type(value).__name__}); give a "
+            f"whole number >= {least} as an int (a numpy int is fine)."
+        )
+    if value < least:
+        raise ValueError(f"{where} must be >= {least}, got {value}.")
+    return int(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,8 +105,8 @@ class HParams:
       batch_size: examples per step.
       steps: total number of steps.
       eval_every: evaluate on the test split every this many steps (0: only at the end).
-      label_smoothing: mass spread uniformly over the classes in the targets.
-      grad_clip: clip gradients to this global norm (None: no clipping).
+      label_smoothing: mass spread uniformly over the classes in the targets, in [0, 1].
+      grad_clip: clip gradients to this global norm, > 0 (None: no clipping).
       regularizers: extra penalties (`Regularizer`).
       knobs: ``{selector: value}`` set with `phosjax.set_knobs` before training; a
         mapping is stored as a sorted tuple of pairs.
@@ -119,11 +142,19 @@ class HParams:
             raise ValueError(
                 f"HParams compute_dtype {self.compute_dtype!r}: expected one of {COMPUTE_DTYPES}."
             )
-        for name in ("batch_size", "steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"HParams {name} must be >= 1, got {getattr(self, name)}.")
-        if self.eval_every < 0:
-            raise ValueError(f"HParams eval_every must be >= 0, got {self.eval_every}.")
+        for name, least in (("batch_size", 1), ("steps", 1), ("eval_every", 0)):
+            value = int_at_least(f"HParams {name}", getattr(self, name), least)
+            object.__setattr__(self, name, value)
+        if not 0 <= self.label_smoothing <= 1:
+            raise ValueError(
+                f"HParams label_smoothing must lie in [0, 1] (the mass spread over the "
+                f"classes), got {self.label_smoothing}."
+            )
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(
+                f"HParams grad_clip must be > 0 (a global norm) or None (no clipping), "
+                f"got {self.grad_clip}."
+            )
         knobs: Any = self.knobs
         pairs = knobs.items() if isinstance(knobs, Mapping) else knobs
         object.__setattr__(self, "knobs", tuple(sorted((str(s), float(v)) for s, v in pairs)))

@@ -27,6 +27,8 @@ class GridResult:
         the step's metrics (``loss``, ``task_loss``, ``regularizer`` (with
         regularizers), ``accuracy``, ``grad_norm``, ``aux/<name>``,
         ``path_weight/<path>``), ``split="test"`` rows the evaluation.
+        Without cells (none for this process) both frames have no rows but the same
+        columns and dtypes (of ``metrics``, those every model reports).
       groups: the groups trained, with their final states and runs (strategy, timings).
       states: the final `GroupState` of each group.
       runs: the `GroupRun` of each group.
@@ -57,9 +59,14 @@ def process_share(num_cells: int, index: int | None = None, count: int | None = 
     return list(range(index, num_cells, count))
 
 
+TRAIN_METRICS = ("accuracy", "grad_norm", "loss", "task_loss")
+"""The train metrics of every step, in the order a `Chunk` has them (sorted, as
+``jax.device_get`` gives a dict); regularizers, aux losses and path weights add more."""
+
+
 def chunk_frame(chunk: Chunk, cells: Sequence[int]) -> pd.DataFrame:
     """The rows of one `Chunk`: per (cell, step) train rows, then any test rows."""
-    cells_ = np.asarray(cells)
+    cells_ = np.asarray(cells, np.int64)
     n = len(chunk.steps)
     train = pd.DataFrame(
         {
@@ -73,6 +80,31 @@ def chunk_frame(chunk: Chunk, cells: Sequence[int]) -> pd.DataFrame:
         return train
     test = pd.DataFrame({"cell": cells_, "step": chunk.steps[-1], "split": "test", **chunk.eval})
     return pd.concat([train, test], ignore_index=True)
+
+
+def final_frame(cells: Sequence[int], run: GroupRun) -> pd.DataFrame:
+    """One row per cell of a group: its last chunk's evaluation, train loss, divergence."""
+    last = run.chunks[-1]
+    return pd.DataFrame(
+        {
+            "cell": np.asarray(cells, np.int64),
+            "test_loss": last.eval["loss"],
+            "test_accuracy": last.eval["accuracy"],
+            "train_loss": last.train["loss"][:, -1],
+            "diverged_at": last.diverged_at,
+            "strategy": run.strategy,
+        }
+    )
+
+
+def _frames_without_rows() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(final, metrics)`` of no cell, with a result's columns (`TRAIN_METRICS` only)
+    and dtypes: made from a chunk of one step of no cell."""
+    none = np.zeros((0, 1), np.float32)
+    scores = {"loss": none[:, 0], "accuracy": none[:, 0]}
+    diverged_at = np.zeros(0, np.int32)
+    chunk = Chunk(np.ones(1, np.int64), dict.fromkeys(TRAIN_METRICS, none), scores, diverged_at)
+    return final_frame([], GroupRun("", {}, [chunk])), chunk_frame(chunk, [])
 
 
 def train_grid(
@@ -127,25 +159,12 @@ def train_grid(
             devices=devices,
         )
         frames += [chunk_frame(chunk, index) for chunk in run.chunks]
-        last = run.chunks[-1]
-        finals.append(
-            pd.DataFrame(
-                {
-                    "cell": index,
-                    "test_loss": last.eval["loss"],
-                    "test_accuracy": last.eval["accuracy"],
-                    "train_loss": last.train["loss"][:, -1],
-                    "diverged_at": last.diverged_at,
-                    "strategy": run.strategy,
-                }
-            )
-        )
+        finals.append(final_frame(index, run))
         groups.append(group)
         states.append(state)
         runs.append(run)
     if not groups:  # more processes than cells
-        empty = pd.DataFrame({"cell": np.zeros(0, int)})
-        return GridResult((), empty, empty, (), (), ())
+        return GridResult((), *_frames_without_rows(), (), (), ())
     final = pd.concat(finals, ignore_index=True).sort_values("cell", ignore_index=True)
     metrics = pd.concat(frames, ignore_index=True).sort_values(
         ["cell", "step", "split"], ignore_index=True

@@ -6,8 +6,9 @@ from typing import Any
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from phosjax.core import set_knobs
+from phosjax.core import KNOBS, flatten, select, set_knobs
 from phosjax.train._group import Group
 from phosjax.train._optim import make_optimizer
 
@@ -103,6 +104,28 @@ def _init_fn(signature: Any, input_shape: tuple[int, ...]) -> Any:
     return jax.jit(jax.vmap(init_cell))
 
 
+@functools.cache
+def _logits_shape(model_config: Any, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape of the model's output for one example (traced, not computed)."""
+    init = functools.partial(model_config.build().init_with_output, train=False)
+    x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
+    logits, _ = jax.eval_shape(init, jax.random.key(0), x)
+    return tuple(logits.shape[1:])
+
+
+def _check_classes(group: Group, data: Any) -> None:
+    """Raises unless the group's model returns ``data.num_classes`` logits per example."""
+    shape = _logits_shape(group.model, tuple(data.input_shape))
+    if shape != (data.num_classes,):
+        what = f"{shape[0]} logits" if len(shape) == 1 else f"logits of shape {shape}"
+        raise ValueError(
+            f"model {getattr(group.model, 'name', group.model)!r} returns {what} "
+            f"per example but data set {data.name!r} has num_classes={data.num_classes}; "
+            f"build the model for {data.num_classes} classes or train it on a data set "
+            "with as many classes as it has logits"
+        )
+
+
 def init_group(group: Group, data: Any) -> GroupState:
     """Initializes every cell of ``group``: params from its seed, knobs and hparams set.
 
@@ -112,14 +135,101 @@ def init_group(group: Group, data: Any) -> GroupState:
 
     Args:
       group: from `plan_groups`.
-      data: the group's data set (an `phosjax.data.ArrayDataset`; only its
-        ``input_shape`` is used here).
+      data: the group's data set (an `phosjax.data.ArrayDataset`; only its ``name``,
+        ``input_shape`` and ``num_classes`` are used here).
 
     Returns:
       The state at step 0, on the default device.
 
     Raises:
-      ValueError: a cell's seed is one `jax.random.key` refuses (names the cell).
+      ValueError: a cell's seed is one `jax.random.key` refuses (names the cell), or
+        the model does not return ``data.num_classes`` logits per example.
     """
+    _check_classes(group, data)
     init = _init_fn(group.signature(), tuple(data.input_shape))
     return init(_root_keys(group), group.values())
+
+
+def _leaves(tree: Any) -> dict[str, Any]:
+    return {jax.tree_util.keystr(path): leaf for path, leaf in jax.tree.leaves_with_path(tree)}
+
+
+def _some(paths: list[str]) -> str:
+    more = f" (and {len(paths) - 3} more)" if len(paths) > 3 else ""
+    return ", ".join(paths[:3]) + more
+
+
+def _layout_difference(state: Any, like: GroupState) -> str | None:
+    """How ``state``'s paths, leaf shapes or dtypes differ from ``like``'s (None: not)."""
+    got, want = _leaves(state), _leaves(like)
+    missing, extra = [p for p in want if p not in got], [p for p in got if p not in want]
+    if missing or extra:
+        sides = [(" lacks ", missing), (" has extra ", extra)]
+        return "the state" + " and".join(verb + _some(paths) for verb, paths in sides if paths)
+    tree: Any = jax.tree.structure(state)  # Any: jaxlib's PyTreeDef has no stubs
+    if tree != jax.tree.structure(like):
+        return "its tree structure differs (the same paths, other node types)"
+    for path, spec in want.items():
+        leaf = got[path]
+        if np.shape(leaf) != spec.shape or np.dtype(leaf.dtype) != spec.dtype:
+            return (
+                f"{path} is {np.dtype(leaf.dtype).name}{list(np.shape(leaf))} in the state, "
+                f"{spec.dtype.name}{list(spec.shape)} for this group"
+            )
+    return None
+
+
+def _knob_values(collections: Any, hp: Any, values: Any) -> dict[str, tuple[Any, Any]]:
+    """``{knob path: (its value in collections, what the knob selectors set)}``."""
+    flat = flatten(collections.get(KNOBS, {}))
+    out = {}
+    for j, (selector, _) in enumerate(hp.knobs):  # a later selector overrides, as set_knobs
+        for path in select(flat, selector, what="knob"):
+            out[f"knob {path!r}"] = flat[path], values[:, j]
+    return out
+
+
+def _value_difference(state: GroupState, group: Group) -> str | None:
+    """The first per-cell hyperparameter ``state`` holds with another value than ``group``."""
+    values = group.values()
+    stored = {**state.opt_state.hyperparams, **state.hparams}
+    pairs = {name: (stored[name], want) for name, want in values.items() if name != "knob_value"}
+    if "knob_value" in values:
+        pairs |= _knob_values(state.collections, group.hparams, values["knob_value"])
+    for name, (got, want) in jax.device_get(pairs).items():
+        got = np.reshape(got, (len(group), -1))
+        want = np.broadcast_to(np.reshape(want, (len(group), -1)).astype(got.dtype), got.shape)
+        for i in np.flatnonzero(~np.isclose(got, want, rtol=0, atol=0, equal_nan=True).all(1)):
+            one = got.shape[1] == 1  # a scalar per cell: shown without brackets
+            return (
+                f"{name} of cell {group.index[i]} is {got[i, 0] if one else got[i]!s} in the "
+                f"state but {want[i, 0] if one else want[i]!s} in the group"
+            )
+    return None
+
+
+_LAYOUTS: dict[tuple[Any, ...], GroupState] = {}
+
+
+def _layout(group: Group, data: Any) -> GroupState:
+    """``jax.eval_shape`` of `init_group`, kept per signature, cell count and input shape
+    (the shapes do not depend on the per-cell values)."""
+    key = (group.signature(), len(group), tuple(data.input_shape))
+    if key not in _LAYOUTS:
+        _LAYOUTS[key] = jax.eval_shape(lambda: init_group(group, data))
+    return _LAYOUTS[key]
+
+
+def check_state(state: Any, group: Group, data: Any) -> None:
+    """Raises unless ``state`` is one `init_group` (or `run_group`) made for ``group`` and
+    ``data``: the same paths, leaf shapes and dtypes (host numpy is fine), and the
+    group's per-cell hyperparameters (learning rate, ..., knob values)."""
+    _check_classes(group, data)
+    like = _layout(group, data)
+    difference = _layout_difference(state, like) or _value_difference(state, group)
+    if difference:
+        raise ValueError(
+            f"run_group: the state was made for another group (or data set): {difference}; "
+            f"pass the state init_group (or run_group) made for this group and data set "
+            f"{data.name!r}."
+        )

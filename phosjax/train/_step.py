@@ -33,15 +33,17 @@ def device_arrays(data: Any, eval_batch_size: int = 1000) -> dict[str, np.ndarra
     """The arrays a step reads, from an `ArrayDataset`: train split, padded test batches.
 
     Raises:
-      ValueError: the test split is empty (the evaluation needs at least one example).
+      ValueError: a split is empty (the steps draw their batches from the train split,
+        the evaluation reads the test split).
     """
+    for split, use in (("train", "draws its batches from"), ("test", "evaluates on")):
+        x = getattr(data, f"x_{split}")
+        if x.shape[0] == 0:
+            raise ValueError(
+                f"data set {data.name!r} has an empty {split} split (x_{split} shape "
+                f"{tuple(x.shape)}); training {use} it and needs at least one {split} example"
+            )
     num_test = int(data.x_test.shape[0])
-    if num_test == 0:
-        raise ValueError(
-            f"data set {data.name!r} has an empty test split (x_test shape "
-            f"{tuple(data.x_test.shape)}); training evaluates on it and needs at least one "
-            "test example"
-        )
     size = min(eval_batch_size, num_test)
     batches = -(-num_test // size)
     pad = batches * size - num_test

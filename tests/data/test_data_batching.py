@@ -72,6 +72,21 @@ def test_bad_sizes_are_errors(key):
         take_batch(key, 0, (jnp.zeros(4), jnp.zeros(3)), 2)
 
 
+def test_shuffled_positions_takes_any_integer_n_and_refuses_the_rest(key):
+    perm = shuffled_positions(key, jnp.arange(10), 10)
+    for n in (np.int64(10), jnp.int32(10)):
+        np.testing.assert_array_equal(shuffled_positions(key, jnp.arange(10), n), perm)
+    with pytest.raises(TypeError, match=r"shuffled_positions: n must be a static positive int"):
+        shuffled_positions(key, jnp.arange(10), 10.0)
+    with pytest.raises(TypeError, match=r"positions must be integers, got dtype float32"):
+        shuffled_positions(key, jnp.array([0.5, 1.5, 2.9]), 10)
+    for n in (2**31, 2**32):
+        with pytest.raises(ValueError, match=rf"n={n} is larger than 2\*\*31 - 1 = 2147483647"):
+            shuffled_positions(key, jnp.arange(3), n)
+    largest = np.asarray(shuffled_positions(key, jnp.array([0, 1, 2**31 - 2]), 2**31 - 1))
+    assert len(set(largest.tolist())) == 3 and ((largest >= 0) & (largest < 2**31 - 1)).all()
+
+
 @pytest.mark.parametrize("n", [1, 2, 5, 16, 17, 1000, 4097])
 def test_shuffled_positions_is_a_permutation_of_any_size(n):
     perm = np.asarray(shuffled_positions(jax.random.key(n), jnp.arange(n), n))

@@ -104,6 +104,19 @@ def test_array_dataset_checks_shapes():
         dataclasses.replace(_toy(), x_test=np.zeros((2, 5), np.float32))
 
 
+@pytest.mark.parametrize(
+    ("split", "labels", "bad"), [("train", [0, 1, 2, 1], 2), ("test", [0, -1], -1)]
+)
+def test_array_dataset_refuses_labels_outside_its_classes(split, labels, bad):
+    with pytest.raises(
+        ValueError,
+        match=rf"'toy': y_{split} holds the label {bad}, outside \[0, num_classes=2\); labels "
+        r"are class indices from 0 to 1",
+    ):
+        _toy(**{f"y_{split}": np.asarray(labels, np.int32)})
+    _toy(**{f"y_{split}": jnp.asarray(labels, jnp.int32) % 2})  # in range: fine, on device too
+
+
 def test_tree_ops_rebuild_an_array_dataset_whatever_its_leaves():
     ds = _toy(x_train=np.ones((4, 3), np.float32))
     means = jax.tree.map(jnp.mean, ds)

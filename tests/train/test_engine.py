@@ -9,10 +9,12 @@ import optax
 import pytest
 
 from phosjax.data import batch_indices
+from phosjax.models import ModelConfig
 from phosjax.train import (
     STRATEGIES,
     Cell,
     HParams,
+    Regularizer,
     _strategy,
     init_group,
     plan_groups,
@@ -332,11 +334,86 @@ def test_train_grid_returns_tidy_frames(toy):
     assert {"loss", "task_loss", "accuracy", "grad_norm"} <= set(m.columns)
 
 
+def test_a_process_without_cells_gets_frames_with_the_columns_and_dtypes_of_one_with(toy):
+    result = train_grid(CELLS[:1], datasets={"toy": toy}, strategy="vmap", chunk_steps=4)
+    none = train_grid(CELLS[:1], datasets={"toy": toy}, process=(1, 2))  # cell 0 is process 0's
+    assert (none.index, len(none.final), len(none.metrics)) == ((), 0, 0)
+    for got, want in [(none.final, result.final), (none.metrics, result.metrics)]:
+        assert got.dtypes.to_dict() == want.dtypes.to_dict()
+        assert list(got.columns) == list(want.columns)
+
+
 def test_run_group_refuses_a_state_made_for_another_number_of_cells(toy):
     [one] = plan_groups(CELLS[:1])
     [two] = plan_groups(CELLS[:2])
     with pytest.raises(ValueError, match=r"1 cells \(step shape \(1,\)\) but the group has 2"):
         run_group(two, init_group(one, toy), toy, strategy="vmap")
+
+
+def _other(**changes):
+    """`CELLS[0]` with other hparams (``model=...``: another model)."""
+    model = changes.pop("model", Tiny())
+    return Cell(model, "toy", dataclasses.replace(CELLS[0].hparams, **changes), 0)
+
+
+@pytest.mark.parametrize(
+    ("cell", "message"),
+    [
+        (_other(optimizer="sgd"), r"the state has extra \.opt_state\.inner_state.*\.mu\["),
+        (
+            _other(model=Tiny(width=16)),
+            r"Dense_0'\]\['kernel'\] is float32\[1, 8, 3\] in the "
+            r"state, float32\[1, 16, 3\] for this group",
+        ),
+        (
+            _other(regularizers=(Regularizer("**/kernel", "l2", 1e-3),)),
+            r"the state lacks \.hparams\['regularizer_strength'\]",
+        ),
+        (_other(learning_rate=0.5), r"learning_rate of cell 0 is 0.01 in the state but 0.5 in"),
+        (_other(label_smoothing=0.1), r"label_smoothing of cell 0 is 0.0 in the state but 0.1"),
+    ],
+)
+def test_run_group_refuses_a_state_made_for_another_group_saying_what_differs(toy, cell, message):
+    [made_for] = plan_groups(CELLS[:1])
+    [group] = plan_groups([cell])
+    state = jax.device_get(init_group(made_for, toy))  # a checkpoint's host numpy, too
+    with pytest.raises(ValueError, match=r"the state was made for another group.*" + message):
+        run_group(group, state, toy, strategy="vmap")
+
+
+def test_run_group_refuses_a_state_with_other_knob_values(toy):
+    hp = dataclasses.replace(DIVERGING, knobs={"**/T": 2.0})
+    [made_for] = plan_groups([Cell(Tiny(rich=True), "toy", hp, 0)])
+    [group] = plan_groups(
+        [Cell(Tiny(rich=True), "toy", dataclasses.replace(hp, knobs={"**/T": 3.0}), 0)]
+    )
+    with pytest.raises(ValueError, match=r"knob 'T' of cell 0 is 2.0 in the state but 3.0"):
+        run_group(group, init_group(made_for, toy), toy, strategy="vmap")
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        (
+            Tiny(),
+            r"model Tiny\(width=8, rich=False\) returns 3 logits per example but data set "
+            r"'six' has num_classes=6",
+        ),
+        (
+            ModelConfig("mlp", 4, (8,)),
+            r"model 'mlp' returns 4 logits per example but data set "
+            r"'six' has num_classes=6; build the model for 6 classes",
+        ),
+    ],
+)
+def test_a_model_whose_logits_are_not_the_data_sets_classes_is_refused(toy, model, message):
+    six = dataclasses.replace(toy, name="six", num_classes=6)
+    [group] = plan_groups([Cell(model, "six", ADAM, 0)])
+    with pytest.raises(ValueError, match=message):
+        init_group(group, six)
+    [fits] = plan_groups([Cell(Tiny(), "six", ADAM, 0)])
+    with pytest.raises(ValueError, match=r"returns 3 logits per example.*num_classes=6"):
+        run_group(fits, init_group(plan_groups(CELLS[:1])[0], toy), six)  # the state's data
 
 
 @pytest.mark.parametrize("seeds", [[0, 7, 2**31 - 1], [-1, 2**31, 2**32 + 5, 2**63 - 1]])
@@ -379,10 +456,38 @@ def test_a_callers_state_with_a_diverged_cell_stays_usable(toy, strategy):
     assert donated == {True}
 
 
-def test_an_empty_test_split_is_refused_by_name():
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_an_empty_split_is_refused_by_name(split):
+    data = toy_data("toy", **{split: 0})
     with pytest.raises(
         ValueError,
-        match=r"data set 'no_test' has an empty test split \(x_test shape \(0, 8\)\).*"
-        r"at least one test example",
+        match=rf"data set 'toy' has an empty {split} split \(x_{split} shape \(0, 8\)\).*"
+        rf"at least one {split} example",
     ):
-        device_arrays(toy_data("no_test", test=0))
+        device_arrays(data)
+    with pytest.raises(ValueError, match=rf"empty {split} split"):  # before any step
+        train_grid(CELLS[:1], datasets={"toy": data}, strategy="auto")
+
+
+def within_ulps(a, b, ulps):
+    """``|a - b| <= ulps`` float32 ulps of ``b``'s largest magnitude, entry by entry."""
+    np.testing.assert_allclose(a, b, rtol=0, atol=ulps * np.finfo(np.float32).eps * np.abs(b).max())
+
+
+def test_with_a_diverging_cell_resuming_equals_the_uninterrupted_run_within_rounding(toy):
+    """Not bit for bit: the guarded program rounds the healthy cells differently, and a
+    resumed run guards other chunks (docs/engine.md, Divergence): measured at most one
+    ulp of each leaf's largest value; two allowed."""
+    cells = [
+        Cell(Tiny(rich=True), "toy", dataclasses.replace(DIVERGING, learning_rate=lr), seed)
+        for seed, lr in enumerate([1e-2, 1e3, 3e-3])
+    ]
+    [group] = plan_groups(cells)
+    whole, _ = run_group(group, init_group(group, toy), toy, strategy="vmap", chunk_steps=3)
+    half, _ = run_group(group, init_group(group, toy), toy, 1, strategy="vmap", chunk_steps=3)
+    resumed, _ = run_group(group, jax.device_get(half), toy, strategy="vmap", chunk_steps=3)
+    whole, resumed = jax.device_get((whole, resumed))
+    assert whole.diverged.tolist() == resumed.diverged.tolist() == [False, True, False]
+    np.testing.assert_array_equal(resumed.diverged_at, whole.diverged_at)
+    healthy = lambda state: jax.tree.map(lambda a: a[[0, 2]], (state.params, state.collections))
+    jax.tree.map(lambda a, b: within_ulps(a, b, 2), *map(healthy, (resumed, whole)))

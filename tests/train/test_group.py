@@ -84,3 +84,55 @@ def test_public_names():
         "run_group",
         "train_grid",
     ]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("steps", 4.0, r"HParams steps must be an int, got 4.0 \(float\)"),
+        ("steps", 4.5, r"HParams steps must be an int, got 4.5 \(float\)"),
+        ("batch_size", 16.0, r"HParams batch_size must be an int, got 16.0 \(float\)"),
+        ("eval_every", 2.0, r"HParams eval_every must be an int, got 2.0 \(float\)"),
+        ("steps", True, r"HParams steps must be an int, got True \(bool\)"),
+        ("eval_every", -1, r"HParams eval_every must be >= 0, got -1"),
+    ],
+)
+def test_counts_must_be_ints(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        HParams(**{field: value})
+
+
+def test_numpy_int_counts_become_plain_ints():
+    hp = HParams(batch_size=np.int32(16), steps=np.int64(4), eval_every=np.uint8(2))
+    assert [type(v) for v in (hp.batch_size, hp.steps, hp.eval_every)] == [int] * 3
+    assert hp == HParams(batch_size=16, steps=4, eval_every=2)
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ({"chunk_steps": 2.0}, r"run_group: chunk_steps must be an int, got 2.0 \(float\)"),
+        ({"chunk_steps": 0}, r"run_group: chunk_steps must be >= 1, got 0"),
+        ({"until_step": 2.0}, r"run_group: until_step must be an int, got 2.0 \(float\)"),
+    ],
+)
+def test_run_group_refuses_non_int_counts_before_reading_the_state(option, message):
+    [group] = plan_groups([Cell(Tiny(), "toy")])
+    with pytest.raises(ValueError, match=message):
+        run_group(group, None, None, strategy="vmap", **option)
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ({"grad_clip": 0.0}, r"grad_clip must be > 0 \(a global norm\) or None.*got 0.0"),
+        ({"grad_clip": -1.0}, r"grad_clip must be > 0 .*got -1.0"),
+        ({"grad_clip": float("nan")}, r"grad_clip must be > 0 .*got nan"),
+        ({"label_smoothing": 3.0}, r"label_smoothing must lie in \[0, 1\].*got 3.0"),
+        ({"label_smoothing": -0.1}, r"label_smoothing must lie in \[0, 1\].*got -0.1"),
+    ],
+)
+def test_grad_clip_and_label_smoothing_out_of_range_are_refused(option, message):
+    with pytest.raises(ValueError, match=message):
+        HParams(**option)
+    HParams(grad_clip=1.0, label_smoothing=1.0)  # the bounds that make sense are fine

@@ -1,0 +1,45 @@
+"""Checks of the arguments and arrays of `phosjax.data`, shared by its modules."""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import jax
+import numpy as np
+
+
+def positive_int(name: str, value: Any) -> int:
+    """``value`` as a plain int when it is a positive integer (numpy's and concrete jax
+    scalars too).
+
+    Raises:
+      TypeError: naming ``name``: ``value`` is no integer (a float, a traced value).
+      ValueError: naming ``name``: ``value`` is below 1.
+
+    Examples:
+      >>> positive_int("n", np.int64(3))
+      3
+    """
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be a static positive int, got {value!r}") from None
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value}")
+    return value
+
+
+def first_outside(values: Any, stop: int) -> Any:
+    """The first concrete entry of ``values`` outside ``[0, stop)``; None when there is
+    none or ``values`` is traced (it cannot be checked).
+
+    Examples:
+      >>> first_outside(np.array([0, 3, 5, -1]), 4), first_outside(np.arange(4), 4)
+      (np.int64(5), None)
+    """
+    if isinstance(values, jax.core.Tracer):
+        return None
+    values = np.asarray(values)
+    bad = values[(values < 0) | (values >= stop)]
+    return bad[0] if bad.size else None
