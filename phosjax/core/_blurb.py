@@ -274,6 +274,26 @@ class _Call:
             return None, None
 
 
+def _jit_keeping_constants(fn: Callable[..., Any], *args: Any) -> Any:
+    """``jax.jit(fn)(*args)`` where ``fn``'s output may hold leaves that are not arrays
+    (a string `note`): those are taken as they were when traced, the arrays computed.
+
+    Examples:
+      >>> _jit_keeping_constants(lambda x: {"act": "gelu", "mean": x.mean()}, jnp.ones(2))
+      {'act': 'gelu', 'mean': Array(1., dtype=float32)}
+    """
+    traced: dict[str, Any] = {}
+
+    def arrays_only(*args: Any) -> list[Any]:
+        leaves, traced["treedef"] = jax.tree.flatten(fn(*args))
+        traced["constants"] = {i: a for i, a in enumerate(leaves) if not isinstance(a, jax.Array)}
+        return [None if i in traced["constants"] else a for i, a in enumerate(leaves)]
+
+    computed = jax.jit(arrays_only)(*args)
+    leaves = [traced["constants"].get(i, value) for i, value in enumerate(computed)]
+    return jax.tree.unflatten(traced["treedef"], leaves)
+
+
 def _capture(
     model: nn.Module, variables: Mapping[str, Any], x: Any, **apply_kwargs: Any
 ) -> tuple[dict[str, _Call], dict[str, dict[str, dict[str, Json]]]]:
@@ -301,7 +321,7 @@ def _capture(
         return apply_collecting(model, variables, x, collect=collect, **apply_kwargs)[1]
 
     with nn.intercept_methods(intercept), _declarations() as declared:
-        collected = jax.jit(run)(variables, x)
+        collected = _jit_keeping_constants(run, variables, x)
 
     recorded: dict[str, dict[str, dict[str, Json]]] = {}
     for kind, name in (("notes", BLURB), ("aux_losses", AUX_LOSS), ("path_weights", PATH_WEIGHTS)):

@@ -102,11 +102,13 @@ def knobs(model: nn.Module, *args: Any, **kwargs: Any) -> dict[str, Knob]:
 def set_knobs(variables: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
     """Returns ``variables`` with the knobs that each selector matches set to its value.
 
-    A value is cast to the knob's dtype and broadcast to its shape (so a knob stacked
-    on a grid axis takes one value for every cell).
+    A value is cast to the knob's dtype (its weak type kept) and broadcast to its shape
+    (so a knob stacked on a grid axis takes one value for every cell).
 
     Raises:
       SelectorError: a selector matches no knob (the message lists the nearest).
+      TypeError: a value is not a number or an array (the knob named).
+      ValueError: a value's shape does not broadcast to the knob's (both named).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -117,9 +119,51 @@ def set_knobs(variables: Mapping[str, Any], values: Mapping[str, Any]) -> dict[s
     flat = flatten(variables.get(KNOBS, {}))
     for selector, value in values.items():
         for path in select(flat, selector, what="knob"):
-            old = jnp.asarray(flat[path])
-            flat[path] = jnp.broadcast_to(jnp.asarray(value, old.dtype), old.shape)
+            flat[path] = _refill(path, jnp.asarray(flat[path]), value)
     return {**variables, KNOBS: unflatten(flat)}
+
+
+def _broadcasts(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    """Whether an array of ``shape`` broadcasts to ``target``.
+
+    Examples:
+      >>> _broadcasts((3,), (2, 3)), _broadcasts((2,), (3,)), _broadcasts((2, 3), (3,))
+      (True, False, False)
+    """
+    try:
+        return jnp.broadcast_shapes(shape, target) == target
+    except ValueError:
+        return False
+
+
+def _refill(path: str, stored: jax.Array, value: Any) -> jax.Array:
+    """``stored`` with every entry set to ``value``: same shape, dtype and weak type.
+
+    The weak type of a knob declared with a Python number is kept, so setting it does
+    not promote a bfloat16 computation to float32.
+
+    Raises:
+      TypeError: ``value`` is not a number or an array.
+      ValueError: ``value``'s shape does not broadcast to the knob's (both named).
+
+    Examples:
+      >>> _refill("blocks_0/T", jnp.zeros(3), jnp.ones(2))
+      Traceback (most recent call last):
+      ValueError: Knob 'blocks_0/T' has shape (3,); a value of shape (2,) does not ...
+    """
+    try:
+        value = jnp.asarray(value)
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            f"Knob {path!r} takes a number or an array ({stored.dtype}, shape "
+            f"{stored.shape}), got {value!r}."
+        ) from error
+    if not _broadcasts(value.shape, stored.shape):
+        raise ValueError(
+            f"Knob {path!r} has shape {stored.shape}; a value of shape {value.shape} does not "
+            f"broadcast to it (give a scalar, or an array of shape {stored.shape})."
+        )
+    return stored.at[...].set(value)
 
 
 def with_knobs(model: nn.Module, variables: Mapping[str, Any], *args: Any, **kwargs: Any):
@@ -137,8 +181,8 @@ def with_knobs(model: nn.Module, variables: Mapping[str, Any], *args: Any, **kwa
       2.0
     """
     declared, shapes = _trace_init(model, *args, **kwargs)
-    flat = {
-        path: jnp.broadcast_to(jnp.asarray(declared[path].default, shape.dtype), shape.shape)
+    flat = {  # as init stores it: jnp.asarray(default), weak type kept, stacked by nn.scan
+        path: jnp.broadcast_to(jnp.asarray(declared[path].default), shape.shape)
         for path, shape in shapes.items()
     }
     flat.update(flatten(variables.get(KNOBS, {})))

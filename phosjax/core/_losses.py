@@ -21,6 +21,11 @@ def regularize(
     ``{path: value}`` that `probe` returns. A value recorded by several calls adds
     ``fn`` of each. A path several selectors match counts once.
 
+    In a collection each tag is a record with one item per call, so a tag whose value
+    is itself a tuple (``tag(self, "pair", (a, b))``) reaches ``fn`` whole. `probe`
+    unwraps single-call records, so there a tuple always reads as one value per call:
+    to regularize a tuple-valued tag pass the collection, or tag a list or dict instead.
+
     Raises:
       SelectorError: a selector matches nothing.
 
@@ -31,8 +36,8 @@ def regularize(
       4.0
     """
     total = jnp.zeros(())
-    for entry in select_items(flatten(values), selector).values():
-        for value in entry if isinstance(entry, tuple) else (entry,):
+    for record in select_items(flatten(values, unwrap=False), selector).values():
+        for value in record if isinstance(record, tuple) else (record,):
             total = total + fn(value)
     return total
 

@@ -104,6 +104,9 @@ def aux_loss(module: nn.Module, name: str, value: jax.Array) -> jax.Array:
 def note(module: nn.Module, name: str, value: Any) -> None:
     """Records custom summary information for `blurb` (the ``blurb`` collection).
 
+    ``value`` is an array, or any JSON-able Python value (``"gelu"``, a dict of
+    numbers); `blurb` computes the arrays and keeps the others as they were.
+
     Examples:
       >>> import flax.linen as nn, jax.numpy as jnp, phosjax as px
       >>> class Gate(nn.Module):

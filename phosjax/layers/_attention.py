@@ -11,6 +11,15 @@ from phosjax.core import tag
 from phosjax.layers._common import compute_dtype
 
 
+def _entropy(weights: jax.Array, log_weights: jax.Array) -> jax.Array:
+    """The entropy of each row of ``weights``, averaged over rows (the last two axes).
+
+    Masked entries (``log_weights`` of ``-inf``) count 0, with finite gradients.
+    """
+    finite_logs = jnp.where(jnp.isfinite(log_weights), log_weights, 0.0)  # no 0 * -inf
+    return -(weights * finite_logs).sum(-1).mean(-1)
+
+
 class MultiHeadSelfAttention(nn.Module):
     """Multi-head scaled dot-product self-attention over the second-to-last axis.
 
@@ -60,9 +69,9 @@ class MultiHeadSelfAttention(nn.Module):
         if self.causal:
             mask = jnp.tril(jnp.ones((length, length), bool))
             logits = jnp.where(mask, logits, -jnp.inf)
-        weights = tag(self, "attention_weights", nn.softmax(logits, axis=-1))
-        entropy = -jax.scipy.special.xlogy(weights, weights).sum(-1).mean(-1)
-        tag(self, "attention_entropy", entropy)
+        log_weights = jax.nn.log_softmax(logits, axis=-1)
+        weights = tag(self, "attention_weights", jnp.exp(log_weights))
+        tag(self, "attention_entropy", _entropy(weights, log_weights))
         weights = nn.Dropout(self.dropout_rate)(weights, deterministic=not train)
         out = jnp.einsum("...hqk,...khd->...qhd", weights.astype(dtype), value)
         return nn.DenseGeneral(features, axis=(-2, -1), dtype=dtype, name="out")(out)

@@ -17,9 +17,23 @@ EVAL_FLAGS = ("deterministic", "use_running_average")
 """The train flags that are true in evaluation."""
 
 
-@functools.lru_cache(maxsize=256)
-def _train_parameter(call: Any) -> str | None:
-    """The parameter of a module's ``__call__`` that takes the train flag, or None.
+def _parameters(call: Any, inputs: int) -> list[inspect.Parameter]:
+    """The parameters of ``call`` after the ``inputs`` positional ones it is given; none
+    when ``call`` has no signature (some builtins)."""
+    try:
+        parameters = list(inspect.signature(call).parameters.values())
+    except (TypeError, ValueError):
+        return []
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    taken = 0
+    while taken < min(inputs, len(parameters)) and parameters[taken].kind in positional:
+        taken += 1
+    return parameters[taken:]
+
+
+def _find_train_parameter(call: Any, inputs: int) -> str | None:
+    """The parameter of ``call`` that takes the train flag when ``call`` gets ``inputs``
+    positional arguments (``self`` counted), or None.
 
     ``*args``/``**kwargs`` do not count: ``nn.Sequential`` would forward the flag to a layer
     that does not take it.
@@ -27,11 +41,12 @@ def _train_parameter(call: Any) -> str | None:
     Raises:
       TypeError: ``call`` takes several train flags, or requires a parameter that is none.
     """
-    parameters = list(inspect.signature(call).parameters.values())[2:]  # self and the input
+    parameters = _parameters(call, inputs)
     flags = [p.name for p in parameters if p.name in TRAIN_FLAGS]
+    name = getattr(call, "__qualname__", type(call).__name__)
     if len(flags) > 1:
         raise TypeError(
-            f"{call.__qualname__} takes both {flags[0]!r} and {flags[1]!r}; a block called "
+            f"{name} takes both {flags[0]!r} and {flags[1]!r}; a block called "
             f"with the train flag must take one of {TRAIN_FLAGS}."
         )
     required = [
@@ -43,23 +58,60 @@ def _train_parameter(call: Any) -> str | None:
     ]
     if required:
         raise TypeError(
-            f"{call.__qualname__} requires the parameter {required[0]!r}, which phosjax cannot "
-            f"pass: a block is called with its input and at most one of {TRAIN_FLAGS} (rename "
+            f"{name} requires the parameter {required[0]!r}, which phosjax cannot "
+            f"pass: a block is called with its input(s) and at most one of {TRAIN_FLAGS} (rename "
             f"a train flag to `train`, or give {required[0]!r} a default)."
         )
     return flags[0] if flags else None
 
 
-def call_block(block: nn.Module, x: jax.Array, train: bool) -> Any:
-    """Calls ``block`` on ``x``, passing the train flag the way its ``__call__`` takes it.
+_train_parameter = functools.lru_cache(maxsize=256)(_find_train_parameter)
+"""`_find_train_parameter` cached, for module classes' ``__call__``."""
 
-    ``train=train`` to a block that names ``train`` (or ``training``, ``is_training``);
-    ``deterministic=not train`` or ``use_running_average=not train`` to one that names
-    these (Flax's `Dropout`, `BatchNorm`), unless its constructor already set them;
-    nothing to any other block.
+
+def train_kwargs(block: Any, train: bool, inputs: int = 1) -> dict[str, bool]:
+    """The keyword argument that tells ``block`` (a module or a function) the mode.
+
+    ``{"train": train}`` for a block whose call names ``train`` (or ``training``,
+    ``is_training``); ``{"deterministic": not train}`` or ``{"use_running_average": not
+    train}`` for one that names these (Flax's `Dropout`, `BatchNorm`), unless its
+    constructor already set them; ``{}`` for any other block.
+
+    Args:
+      block: a Flax module or a function.
+      train: the mode.
+      inputs: how many positional inputs it is called with.
 
     Raises:
       TypeError: the block takes several of these flags, or requires another parameter.
+
+    Examples:
+      >>> import flax.linen as nn
+      >>> fixed = nn.Dropout(0.5, deterministic=True)
+      >>> train_kwargs(nn.Dropout(0.5), True), train_kwargs(fixed, True)
+      ({'deterministic': False}, {})
+      >>> train_kwargs(lambda a, b, is_training=False: a, True, inputs=2)
+      {'is_training': True}
+    """
+    if isinstance(block, nn.Module):
+        name = _train_parameter(type(block).__call__, 1 + inputs)
+    else:  # functions need not be hashable, so no cache
+        name = _find_train_parameter(block, inputs)
+    if name is None:
+        return {}
+    if name not in EVAL_FLAGS:
+        return {name: train}
+    if getattr(block, name, None) is not None:  # fixed by the constructor (Flax merge_param)
+        return {}
+    return {name: not train}
+
+
+def call_block(block: nn.Module, x: jax.Array, train: bool) -> Any:
+    """Calls ``block`` on ``x``, passing the train flag the way its ``__call__`` takes it
+    (see `train_kwargs`).
+
+    Raises:
+      TypeError: the block takes several train flags, or requires another parameter.
 
     Examples:
       >>> class Noisy:  # takes the flag the way flax.linen.Dropout does
@@ -68,14 +120,17 @@ def call_block(block: nn.Module, x: jax.Array, train: bool) -> Any:
       >>> [call_block(Noisy(), 0, train) for train in (True, False)]
       [1, 0]
     """
-    name = _train_parameter(type(block).__call__)
-    if name is None:
-        return block(x)
-    if name not in EVAL_FLAGS:
-        return block(x, **{name: train})
-    if getattr(block, name, None) is not None:  # fixed by the constructor (Flax merge_param)
-        return block(x)
-    return block(x, **{name: not train})
+    return block(x, **train_kwargs(block, train))
+
+
+def check_shape(y: jax.Array, expected: tuple[int, ...], what: str) -> None:
+    """Raises a ValueError when ``y`` (the output of ``what``) is not of shape ``expected``.
+
+    ``what`` says whose output it is and which shape it must have, e.g. ``"GatedSkip's
+    block must keep the input shape"``.
+    """
+    if y.shape != expected:
+        raise ValueError(f"{what} {expected}, but returned {y.shape}.")
 
 
 def compute_dtype(dtype: Any, x: jax.Array) -> Any:

@@ -12,17 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core import knob, path_weight, tag
-from phosjax.layers._common import call_block
-
-
-def _check_shape(y: jax.Array, expected: tuple[int, ...], what: str) -> None:
-    """Raises a ValueError when ``y`` (the output of ``what``) is not of shape ``expected``.
-
-    ``what`` says whose output it is and which shape it must have, e.g. ``"GatedSkip's
-    block must keep the input shape"``.
-    """
-    if y.shape != expected:
-        raise ValueError(f"{what} {expected}, but returned {y.shape}.")
+from phosjax.layers._common import call_block, check_shape
 
 
 def _per_example(weight: jax.Array, like: jax.Array) -> jax.Array:
@@ -83,7 +73,7 @@ class Choice(nn.Module):
         for i, branch in enumerate(self.branches):
             with path_weight(self, f"branch_{i}", weights[..., i]):
                 outputs.append(call_block(branch, x, train))
-            _check_shape(
+            check_shape(
                 outputs[i], outputs[0].shape, f"Choice's branch {i} must return branch 0's shape"
             )
         terms = [_per_example(weights[..., i], y) * y for i, y in enumerate(outputs)]
@@ -118,7 +108,7 @@ class GatedSkip(nn.Module):
         gate = tag(self, "gate", nn.sigmoid(logit))
         with path_weight(self, "block_weight", gate):
             y = call_block(self.block, x, train)
-        _check_shape(y, x.shape, "GatedSkip's block must keep the input shape")
+        check_shape(y, x.shape, "GatedSkip's block must keep the input shape")
         gate = gate.astype(y.dtype)
         return (1 - gate) * x + gate * y
 
@@ -186,5 +176,5 @@ class ReZero(nn.Module):
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         alpha = self.param("alpha", nn.initializers.zeros, ())
         y = call_block(self.block, x, train)
-        _check_shape(y, x.shape, "ReZero's block must keep the input shape")
+        check_shape(y, x.shape, "ReZero's block must keep the input shape")
         return x + tag(self, "residual", alpha.astype(y.dtype) * y)

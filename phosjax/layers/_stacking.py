@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax
 
 from phosjax.core import scan_axes
-from phosjax.layers._common import call_block
+from phosjax.layers._common import call_block, check_shape
 
 
 class Sequence(nn.Module):
@@ -53,7 +53,8 @@ class Repeat(nn.Module):
     input's dtype (the scan carry).
 
     Attributes:
-      block: maps ``x`` to an output of the same shape (and dtype).
+      block: maps ``x`` to an output of the same shape (anything else is an error); the
+        output is cast to ``x``'s dtype.
       num_layers: how many times to apply it, each time with its own parameters.
 
     Examples:
@@ -76,7 +77,9 @@ class Repeat(nn.Module):
             raise ValueError(f"Repeat needs num_layers >= 1, got {self.num_layers}.")
 
         def body(block: nn.Module, carry: jax.Array, _: None) -> tuple[jax.Array, None]:
-            return call_block(block, carry, train).astype(carry.dtype), None
+            y = call_block(block, carry, train)
+            check_shape(y, carry.shape, "Repeat's block must keep the input shape")
+            return y.astype(carry.dtype), None
 
         scanned = nn.scan(
             body,

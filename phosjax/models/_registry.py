@@ -96,6 +96,11 @@ class ModelSpec:
             raise ValueError(f"{where}: widths must be positive ints, got {widths}")
         if depth and not widths:
             raise ValueError(f"{where}: depth {depth} needs at least one stage width")
+        if self.build is None and self.stem is not None and not widths:
+            raise ValueError(
+                f"{where}: its stem needs a width (the first stage's), got width=(); "
+                "give width=(w,) in the config or when registering"
+            )
         unknown = sorted(set(dict(config.options)) - self.accepted_options())
         if unknown:
             raise ValueError(

@@ -182,6 +182,23 @@ def test_notes_aux_losses_path_weights_and_knobs_sit_under_their_module(key):
     assert Blurb.from_json(summary.to_json()) == summary
 
 
+class Described(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        px.note(self, "activation", "gelu")
+        px.note(self, "settings", {"approximate": True, "open": (x > 0).mean()})
+        return nn.gelu(x)
+
+
+def test_notes_that_are_not_arrays_are_kept_as_recorded():
+    summary = blurb(Described(), {}, jnp.ones((2, 3)), measure_latency=False)
+    assert summary.root.notes == {
+        "activation": "gelu",
+        "settings": {"approximate": True, "open": 1.0},
+    }
+    assert Blurb.from_json(summary.to_json()) == summary
+
+
 class Normed(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool = False):

@@ -153,3 +153,24 @@ def test_regularize_counts_a_path_two_selectors_match_once():
     grads = jax.grad(lambda v: px.regularize(v, ["a/w", "**/w", "a/*"], squares))(values)
     np.testing.assert_allclose(grads["a"]["w"], [2.0, -6.0])
     np.testing.assert_allclose(grads["b"]["w"], [4.0])
+
+
+class _Pairs(nn.Module):
+    calls: int
+
+    @nn.compact
+    def __call__(self, x):
+        for i in range(self.calls):
+            px.tag(self, "pair", (x, x ** (3 - i)))  # a tuple-valued tag
+        return x
+
+
+@pytest.mark.parametrize(("calls", "expected"), [(1, 17.0), (2, 17.0 + 9.0)])
+def test_regularize_gives_fn_each_call_of_a_tuple_valued_tag_whole(calls, expected):
+    x = jnp.array([1.0, 2.0])
+    _, state = _Pairs(calls).apply({}, x, mutable=["intermediates"])
+    inner = lambda pair: jnp.vdot(pair[0], pair[1])  # <x, x**3> = 17, <x, x**2> = 9
+    assert float(px.regularize(state["intermediates"], "pair", inner)) == expected
+    if calls > 1:  # probe unwraps one call, so there a tuple reads as one value per call
+        _, found = px.probe(_Pairs(calls), {}, x, "pair")
+        assert float(px.regularize(found, "pair", inner)) == expected

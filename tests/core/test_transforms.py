@@ -203,6 +203,40 @@ def test_knob_can_be_vmapped_as_a_grid_axis():
         np.testing.assert_allclose(out, px.tweak(model, variables, X, {"**/T": t}), rtol=1e-6)
 
 
+class _Bf16Block(nn.Module):  # the README's block, computing in bfloat16
+    @nn.compact
+    def __call__(self, x):
+        return jnp.tanh(nn.Dense(4, dtype=jnp.bfloat16)(x) / px.knob(self, "T", 1.0))
+
+
+def test_setting_a_knob_keeps_its_weak_type_so_bfloat16_stays_bfloat16():
+    model = _Bf16Block()
+    variables = model.init(jax.random.key(0), X)
+    assert variables["knobs"]["T"].weak_type
+    params_only = {"params": variables["params"]}
+    assert px.core.with_knobs(model, params_only, X)["knobs"]["T"].weak_type
+    assert px.set_knobs(variables, {"T": 2.0})["knobs"]["T"].weak_type
+    assert px.set_knobs(variables, {"T": jnp.array(2.0)})["knobs"]["T"].weak_type
+    assert model.apply(variables, X).dtype == jnp.bfloat16
+    assert px.tweak(model, variables, X, {"T": 1.0}).dtype == jnp.bfloat16
+    assert px.tweak(model, params_only, X, {"T": 1.0}).dtype == jnp.bfloat16
+
+
+def test_a_knob_value_of_the_wrong_shape_or_type_names_the_knob():
+    variables = {"knobs": {"block": {"gain": jnp.ones(3)}}}
+    np.testing.assert_array_equal(
+        px.set_knobs(variables, {"**/gain": jnp.array([1.0, 2.0, 3.0])})["knobs"]["block"]["gain"],
+        [1.0, 2.0, 3.0],
+    )
+    message = r"Knob 'block/gain' has shape \(3,\); a value of shape \(2,\) does not broadcast"
+    with pytest.raises(ValueError, match=message):
+        px.set_knobs(variables, {"**/gain": jnp.array([1.0, 2.0])})
+    with pytest.raises(
+        TypeError, match=r"Knob 'block/gain' takes a number or an array .* got 'hot'"
+    ):
+        px.set_knobs(variables, {"**/gain": "hot"})
+
+
 def test_inject_the_probed_value_changes_nothing():
     model, variables = Stack(), init("plain")
     out, found = px.probe(model, variables, X, "blocks_1/pre_act")

@@ -184,6 +184,26 @@ def test_attention_rows_sum_to_one_and_entropy_matches_numpy(key):
     np.testing.assert_allclose(found["attention_entropy"], -plogp.sum(-1).mean(-1), rtol=1e-5)
 
 
+@pytest.mark.parametrize("causal", [False, True])
+def test_attention_entropy_gradients_are_finite_and_match_finite_differences(causal, key):
+    layer = L.MultiHeadSelfAttention(num_heads=2, causal=causal)
+    x = jax.random.normal(key, (2, 5, 4))
+    params = layer.init(key, x)["params"]
+
+    def entropy(params):  # masked (causal) weights are 0: their log must not leak a NaN
+        _, found = px.probe(layer, {"params": params}, x, "attention_entropy")
+        return jnp.sum(jnp.sin(found["attention_entropy"]))
+
+    grads = jax.grad(entropy)(params)
+    assert all(np.isfinite(g).all() for g in jax.tree.leaves(grads))
+    direction = jax.tree.map(lambda p: jax.random.normal(jax.random.key(1), p.shape), params)
+    along = lambda s: entropy(jax.tree.map(lambda p, d: p + s * d, params, direction))
+    eps = 3e-3  # float32: truncation ~eps**2, rounding ~1e-7 / eps, both well under 2e-3
+    numeric = (along(eps) - along(-eps)) / (2 * eps)
+    pairs = zip(jax.tree.leaves(grads), jax.tree.leaves(direction), strict=True)
+    np.testing.assert_allclose(sum(jnp.vdot(g, d) for g, d in pairs), numeric, rtol=2e-3)
+
+
 def test_rezero_is_identity_at_init(key):
     x = jax.random.normal(key, (2, 3))
     layer = L.ReZero(L.SwiGLU())
@@ -344,6 +364,11 @@ def test_layer_wrapped_into_nnx_matches_linen(key):
             r"Choice's branch 1 must return branch 0's shape \(3, 4\), but returned \(3, 1\)",
         ),
         (L.Repeat(L.GLU(), num_layers=0), (2, 3), "num_layers >= 1"),
+        (
+            L.Repeat(nn.Dense(5), num_layers=2),
+            (2, 4),
+            r"Repeat's block must keep the input shape \(2, 4\), but returned \(2, 5\)",
+        ),
         (L.Residual(L.MultiHeadSelfAttention(1)), (2,), r"inputs \(\.\.\., L, C\)"),
     ],
 )

@@ -143,6 +143,17 @@ def test_a_block_that_changes_rank_is_an_error(registry, rbg_key):
         model.init(rbg_key, jnp.ones((2, 6, 3)))
 
 
+def test_a_stem_without_a_width_is_an_error_naming_the_model(registry):
+    register_model("stem_only", stem=nn.Dense, depth=0, width=())
+    config = ModelConfig("stem_only", num_classes=3, input_shape=(5,))
+    with pytest.raises(
+        ValueError, match=r"model 'stem_only': its stem needs a width .* got width=\(\)"
+    ):
+        config.resolved()
+    model = build_model(config.replace(width=(4,)))
+    assert jax.eval_shape(model.init, jax.random.key(0), jnp.ones((2, 5)))["params"]["stem"]
+
+
 def test_unknown_options_list_the_accepted_ones():
     config = ModelConfig("cnn1d", num_classes=2, input_shape=(40,), options={"strid": 1})
     with pytest.raises(ValueError, match=r"no option\(s\) \['strid'\]; it takes \[.*'stride'"):

@@ -1,6 +1,5 @@
 """`GraphModel`: a Flax module that runs a `Graph` and returns every node's output."""
 
-import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -8,31 +7,12 @@ import flax.linen as nn
 import jax
 
 from phosjax.core import INJECTIONS, flatten, tag
+from phosjax.layers._common import train_kwargs
 from phosjax.models.graph import _draw
 from phosjax.models.graph._spec import COMBINES, SEP, Graph, GraphError, Node, listing
 
 OUT = "out"
 """The tag name of a node's output: node ``block/conv`` is tagged ``block/conv/out``."""
-
-_TRAIN_FLAGS = {
-    "train": lambda train: train,
-    "deterministic": lambda train: not train,
-    "use_running_average": lambda train: not train,
-}
-
-
-def train_kwargs(fn: Any, train: bool) -> dict[str, bool]:
-    """The keyword that tells ``fn`` the mode: ``train``, ``deterministic`` (Dropout) or
-    ``use_running_average`` (BatchNorm), whichever its signature has; else nothing."""
-    target = type(fn).__call__ if isinstance(fn, nn.Module) else fn
-    try:
-        parameters = inspect.signature(target).parameters
-    except (TypeError, ValueError):
-        return {}
-    for flag, value in _TRAIN_FLAGS.items():
-        if flag in parameters:
-            return {flag: value(train)}
-    return {}
 
 
 def _feed_error(x: Any, inputs: tuple[str, ...]) -> GraphError:
@@ -86,7 +66,8 @@ def _run_node(
         if key not in groups:
             groups[key] = Group(graph, (*prefix, key), name=key)
         return groups[key](rel[1:], args, value, train)
-    spec = graph.nodes[SEP.join((*prefix, key))]
+    path = SEP.join((*prefix, key))
+    spec = graph.nodes[path]
     fn = spec.fn if isinstance(spec, Node) else None
     if isinstance(fn, nn.Module):
         child = fn.clone(parent=owner, name=key)
@@ -97,8 +78,18 @@ def _run_node(
         if spec.combine is not None:
             combine = COMBINES[spec.combine] if isinstance(spec.combine, str) else spec.combine
             args = (combine(*args),)
-        value = child(*args, **train_kwargs(fn, train))
+        value = child(*args, **_node_train_kwargs(path, fn, train, len(args)))
     return tag(child, OUT, value)
+
+
+def _node_train_kwargs(path: str, fn: Any, train: bool, inputs: int) -> dict[str, bool]:
+    """`train_kwargs` of node ``path``'s ``fn``, its errors naming the node."""
+    if fn is None:
+        return {}
+    try:
+        return train_kwargs(fn, train, inputs)
+    except TypeError as error:
+        raise GraphError(f"Node {path!r}: {error}") from error
 
 
 class Group(nn.Module):
@@ -117,9 +108,10 @@ class GraphModel(nn.Module):
 
     Calling it returns ``{path: output}`` for the nodes it computed. Every output is
     also tagged ``<path>/out``, so `probe`, `inject`, `grad_of` and `blurb` see it.
-    A node's variables live at its path (``params/block/conv/kernel``). Modules whose
-    ``__call__`` takes ``train``, ``deterministic`` or ``use_running_average`` are told
-    the mode.
+    A node's variables live at its path (``params/block/conv/kernel``). Nodes whose call
+    takes a train flag are told the mode the way `phosjax.layers.Sequence` tells its
+    layers (``train``, ``training``, ``is_training``, or ``deterministic`` and
+    ``use_running_average`` unless the constructor set them).
 
     Attributes:
       graph: a spec (nested dict of nodes) or a `Graph`.

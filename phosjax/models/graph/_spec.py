@@ -134,6 +134,19 @@ def _check_groups(paths: Iterable[str]) -> None:
 
 
 def _as_node(path: str, value: Any) -> Node | Input:
+    """``value`` as a node, or a `GraphError` naming node ``path``.
+
+    Examples:
+      >>> _as_node("d", nn.Dense)
+      Traceback (most recent call last):
+      phosjax.models.graph._spec.GraphError: Node 'd' is the class Dense, not a module; ...
+    """
+    fn = value.fn if isinstance(value, Node) else value
+    if isinstance(fn, type) and issubclass(fn, nn.Module):
+        raise GraphError(
+            f"Node {path!r} is the class {fn.__name__}, not a module; pass an instance "
+            f"such as {fn.__name__}(...) with its attributes."
+        )
     if isinstance(value, Node | Input):
         return value
     if isinstance(value, nn.Module) or callable(value):

@@ -152,8 +152,8 @@ def rewire(model: GraphModel, path: str, inputs: str | Iterable[str]) -> GraphMo
     do not change.
 
     Raises:
-      GraphError: ``path`` or an input is not a node (existing nodes listed), or the
-        new edges make a cycle (named).
+      GraphError: ``path`` or an input is not a node (existing nodes listed), ``inputs``
+        is empty, or the new edges make a cycle (named).
 
     Examples:
       >>> import flax.linen as nn
@@ -165,6 +165,11 @@ def rewire(model: GraphModel, path: str, inputs: str | Iterable[str]) -> GraphMo
     graph = _graph(model)
     graph.check_nodes([path], "rewire")
     names = [inputs] if isinstance(inputs, str) else list(inputs)
+    if not names:
+        raise GraphError(
+            f"rewire gives node {path!r} no inputs; name at least one node. To feed "
+            f"{path!r} from outside, cut there with extract(..., inputs=[{path!r}])."
+        )
     absolute = tuple(SEP + resolve(name, ()) for name in names)
     spec = graph.spec()
     old = spec[path]

@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 
 from phosjax.layers import MultiHeadSelfAttention
-from phosjax.models import ModelConfig, model_spec
+from phosjax.models import FRAME_OPTIONS, ModelConfig, model_spec
 from phosjax.models._frame import _pool
 from phosjax.models._kinds import choose_kind, view_as
 from phosjax.models.graph._model import GraphModel
@@ -72,21 +72,23 @@ def _transformer(config: ModelConfig, spatial: int) -> tuple[Spec, str]:
 
     options = dict(config.options)
     widths, depth = config.widths or (), config.depth or 0
-    rate = options.get("dropout_rate", 0.0)
+    rate, dtype = options.get("dropout_rate", 0.0), options.get("dtype")
     spec: Spec = {"stem": Patches(widths[0], patch_size=options["patch_size"])}
     previous = "/stem"
     for i, width in enumerate(w for w in widths for _ in range(depth)):
-        attention = MultiHeadSelfAttention(options["num_heads"], options.get("causal", False), rate)
+        attention = MultiHeadSelfAttention(
+            options["num_heads"], options.get("causal", False), rate, dtype
+        )
         branch = f"/blocks_{i}/attention_drop" if rate else f"/blocks_{i}/attention"
         block: Spec = {
-            "attention_norm": node(nn.LayerNorm(), inputs=previous),
+            "attention_norm": node(nn.LayerNorm(dtype=dtype), inputs=previous),
             "attention": attention,
             **({"attention_drop": nn.Dropout(rate)} if rate else {}),
             "attention_add": node(inputs=(branch, previous), combine="add"),
-            "mlp_norm": nn.LayerNorm(),
-            "mlp_in": nn.Dense(options.get("mlp_features") or 4 * width),
+            "mlp_norm": nn.LayerNorm(dtype=dtype),
+            "mlp_in": nn.Dense(options.get("mlp_features") or 4 * width, dtype=dtype),
             "gelu": nn.gelu,
-            "mlp_out": nn.Dense(width),
+            "mlp_out": nn.Dense(width, dtype=dtype),
             **({"mlp_drop": nn.Dropout(rate)} if rate else {}),
         }
         block["mlp_add"] = node(inputs=(list(block)[-1], "attention_add"), combine="add")
@@ -100,6 +102,32 @@ _BUILDERS: dict[str, Callable[[ModelConfig, int], tuple[Spec, str]]] = {
     "transformer": _transformer,
 }
 
+TWIN_OPTIONS = {
+    "resnet": frozenset({"kernel_size", "stride", *FRAME_OPTIONS}),
+    "transformer": frozenset(
+        {
+            "patch_size",
+            "num_heads",
+            "mlp_features",
+            "causal",
+            "dropout_rate",
+            "dtype",
+            *FRAME_OPTIONS,
+        }
+    ),
+}
+"""The options each graph twin honours (every option its zoo model takes)."""
+
+
+def _check_options(config: ModelConfig) -> None:
+    """Raises a ValueError naming the options of ``config`` its graph twin would ignore."""
+    unread = sorted(set(dict(config.options)) - TWIN_OPTIONS[config.name])
+    if unread:
+        raise ValueError(
+            f"graph_model({config.name!r}) does not support option(s) {unread}; it takes "
+            f"{sorted(TWIN_OPTIONS[config.name])}. Use build_model for the others."
+        )
+
 
 def graph_model(config: ModelConfig) -> GraphModel:
     """The `GraphModel` twin of ``build_model(config)``, for ``"resnet"`` and
@@ -112,7 +140,8 @@ def graph_model(config: ModelConfig) -> GraphModel:
     ``features`` (pooled), ``dropout`` (when the option is set) and ``head`` (the logits).
 
     Raises:
-      ValueError: the model has no graph version (the ones that have are listed).
+      ValueError: the model has no graph version (the ones that have are listed), or
+        ``config`` sets an option the twin does not support (named).
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -128,6 +157,7 @@ def graph_model(config: ModelConfig) -> GraphModel:
         )
     spec_of_name = model_spec(config.name)
     resolved = spec_of_name.resolve(config)
+    _check_options(resolved)
     options = dict(resolved.options)
     kinds = spec_of_name.input_kinds or ()
     kind = choose_kind(config.input_shape, kinds, options["input_kind"], config.name)

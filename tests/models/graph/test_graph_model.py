@@ -169,6 +169,46 @@ def test_train_mode_reaches_dropout_and_batchnorm(key):
     np.testing.assert_allclose(out["drop"][kept], 2 * out["norm"][kept], rtol=1e-6)
 
 
+class _Training(nn.Module):
+    @nn.compact
+    def __call__(self, x, training=False):
+        return x + 1 if training else x
+
+
+def test_train_mode_is_passed_as_sequence_passes_it(key):
+    """Flags fixed by the constructor are left alone; ``training`` and ``is_training`` get
+    the mode, also as a function's parameter."""
+    model = GraphModel(
+        {
+            "drop": nn.Dropout(0.5, deterministic=True),
+            "norm": nn.BatchNorm(use_running_average=True),
+            "module": _Training(),
+            "function": lambda h, is_training=False: h + 10 * is_training,
+        }
+    )
+    x = jnp.ones((4, 3))
+    variables = model.init(key, x)
+    for train, added in ((False, 0.0), (True, 11.0)):
+        out = model.apply(variables, x, train=train)
+        np.testing.assert_array_equal(out["drop"], x)
+        np.testing.assert_allclose(out["norm"], x, rtol=1e-5)  # running statistics: 0 and 1
+        np.testing.assert_allclose(out["function"], out["norm"] + added)
+
+
+def test_a_node_that_cannot_take_its_inputs_is_named():
+    spec = {"sum": node(lambda p, q: p + q, inputs=("input", "input"), combine="add")}
+    with pytest.raises(GraphError, match=r"Node 'sum': .*<lambda> requires the parameter 'q'"):
+        GraphModel(spec).init(jax.random.key(0), jnp.ones((1, 2)))
+
+
+def test_a_module_class_as_a_node_is_an_error():
+    message = r"Node 'block/d' is the class Dense, not a module; pass an instance such as Dense\("
+    with pytest.raises(GraphError, match=message):
+        GraphModel({"block": {"d": nn.Dense}})
+    with pytest.raises(GraphError, match="Node 'd' is the class Dense"):
+        GraphModel({"d": node(nn.Dense, inputs="input")})
+
+
 def test_several_inputs_and_combines():
     model = GraphModel(
         {

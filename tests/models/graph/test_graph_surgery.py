@@ -124,6 +124,8 @@ def test_rewire_changes_inputs_and_checks_them(net):
         rewire(model, "blok/add", "act1")
     with pytest.raises(GraphError, match="cycle: conv1 -> act1 -> block/conv -> conv1"):
         rewire(model, "conv1", "block/conv")
+    with pytest.raises(GraphError, match="rewire gives node 'block/add' no inputs; name at least"):
+        rewire(model, "block/add", [])
 
 
 def test_fit_adapter_recovers_a_linear_map(key):

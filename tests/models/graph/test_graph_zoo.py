@@ -1,12 +1,14 @@
 """Graph versions of the zoo's ResNet and transformer: same parameters, same outputs."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import phosjax as px
-from phosjax.models import ModelConfig, build_model, param_count
+from phosjax.models import ModelConfig, build_model, model_spec, param_count
 from phosjax.models.graph import graph_model
+from phosjax.models.graph._zoo import TWIN_OPTIONS
 
 BLOCK_NODES = ("conv_0", "norm_0", "act_0", "conv_1", "norm_1", "proj", "proj_norm", "add", "act")
 
@@ -53,3 +55,26 @@ def test_every_layer_of_the_twin_is_a_node(key):
     assert found["blocks_1/add/out"].shape == (2, 20, 32)
     with pytest.raises(ValueError, match=r"'mlp' has no graph version; these have: \['resnet'"):
         graph_model(ModelConfig("mlp", num_classes=2, input_shape=(3,)))
+
+
+def test_the_transformer_twin_computes_in_the_dtype_option(key):
+    options = {"dtype": "bfloat16", "causal": True, "dropout_rate": 0.1}
+    config = ModelConfig("transformer", num_classes=3, input_shape=(16,), width=8, options=options)
+    zoo, graph = build_model(config), graph_model(config)
+    x = jax.random.normal(key, (3, 16))
+    variables = jax.jit(zoo.init)(key, x)
+    out = graph.apply(variables, x)
+    assert out["blocks_0/mlp_out"].dtype == jnp.bfloat16
+    np.testing.assert_array_equal(out["head"], zoo.apply(variables, x))
+
+
+@pytest.mark.parametrize("name", sorted(TWIN_OPTIONS))
+def test_every_twin_supports_every_option_of_its_zoo_model(name):
+    assert model_spec(name).accepted_options() <= TWIN_OPTIONS[name]
+
+
+def test_an_option_the_twin_would_ignore_is_an_error(monkeypatch):
+    monkeypatch.setitem(TWIN_OPTIONS, "transformer", TWIN_OPTIONS["transformer"] - {"dtype"})
+    config = ModelConfig("transformer", 3, (16,), options={"dtype": "bfloat16"})
+    with pytest.raises(ValueError, match=r"graph_model\('transformer'\) does not support option"):
+        graph_model(config)
