@@ -125,16 +125,29 @@ def run(
     return _execute(config, root, datasets, process, progress)
 
 
+def _status(root: pathlib.Path, process: tuple[int, int]) -> dict[str, Any]:
+    """This process's ``status.json`` (no group yet before its first)."""
+    path = _per_process(root / _layout.STATUS, process)
+    return read_json(path) if path.is_file() else {"groups": {}}
+
+
+def _unfinished(mine: Sequence[GroupJob], status: Mapping[str, Any]) -> list[GroupJob]:
+    """The jobs ``status`` does not record as finished."""
+    return [j for j in mine if not status["groups"].get(j.key, {}).get("finished")]
+
+
 def _execute(
     config: BenchConfig,
     root: pathlib.Path,
     datasets: Mapping[str, ArrayDataset] | None,
     process: tuple[int, int] | None,
     progress: bool,
+    planned: Plan | None = None,
 ) -> pd.DataFrame:
+    """Trains what ``config`` (planned: ``planned``) lacks in ``root``, writing it all."""
     process = process or (jax.process_index(), jax.process_count())
     check_processes(root, process[1])
-    plan_ = plan(config, datasets)
+    plan_ = planned or plan(config, datasets)
     schema = results_schema(plan_)
     root.mkdir(parents=True, exist_ok=True)
     if process[0] == 0:
@@ -144,9 +157,9 @@ def _execute(
         _write_blurbs(root, plan_, config.blurb_flops)
         widen_parts(root, schema)
     status_file = _per_process(root / _layout.STATUS, process)
-    status: dict[str, Any] = read_json(status_file) if status_file.is_file() else {"groups": {}}
+    status = _status(root, process)
     mine = jobs(plan_, process)
-    todo = [j for j in mine if not status["groups"].get(j.key, {}).get("finished")]
+    todo = _unfinished(mine, status)
     cells = sum(len(j.cells) for j in mine)  # this process's share of the plan
     cells_done = cells - sum(len(j.cells) for j in todo)
     total = sum(len(j.cells) * j.steps for j in todo)
@@ -215,6 +228,10 @@ def add_models(
 ) -> pd.DataFrame:
     """Adds models to a bench and trains only their cells, under the stored config.
 
+    With nothing to add (every model named, or registered since the bench was made, is
+    in it already) a bench with unfinished groups is continued, as ``new --resume``
+    does: the same command run again after a kill resumes it.
+
     Args:
       directory: an existing bench.
       models: the names to add (default: every model registered now that was not when
@@ -226,23 +243,33 @@ def add_models(
       The bench's results, old and new, as one frame.
 
     Raises:
-      BenchError: not a bench, an unknown model, nothing to add, or a bench started with
-        another number of processes.
+      BenchError: not a bench, an unknown model, nothing to add to a finished bench, or
+        a bench started with another number of processes.
     """
     config, marker = open_bench(directory)
+    root = pathlib.Path(directory)
     present = {entry.name for entry in config.model_entries()}
+    named = models is not None
     if models is None:
         known = set(marker.get("registered_models", []))
         models = [name for name in registered_models() if name not in known | present]
-        if not models:
-            raise BenchError(
-                "no model was registered since the bench was made; import the module that "
-                "registers yours with --import, or name models with --models."
-            )
     new = [name for name in models if name not in present]
-    if not new:
-        raise BenchError(f"the bench already has every model named: {sorted(models)}.")
-    extended = BenchConfig.from_dict({**config.to_dict(), "models": [*config.models, *new]})
+    if new:
+        extended = BenchConfig.from_dict({**config.to_dict(), "models": [*config.models, *new]})
+        if progress:
+            print(f"adding models {new} to {directory}", file=sys.stderr)
+        return _execute(extended, root, datasets, None, progress)
+    process = (jax.process_index(), jax.process_count())
+    check_processes(root, process[1])
+    planned = plan(config, datasets)
+    if not _unfinished(jobs(planned, process), _status(root, process)):
+        raise BenchError(
+            f"the bench already has every model named, {sorted(models)}, and is finished."
+            if named
+            else "no model was registered since the bench was made (and the bench is "
+            "finished); import the module that registers yours with --import, or name "
+            "models with --models."
+        )
     if progress:
-        print(f"adding models {new} to {directory}", file=sys.stderr)
-    return _execute(extended, pathlib.Path(directory), datasets, None, progress)
+        print(f"nothing new to add; continuing the unfinished bench {directory}", file=sys.stderr)
+    return _execute(config, root, datasets, process, progress, planned)

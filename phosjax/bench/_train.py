@@ -73,8 +73,17 @@ def chunk_rows(
 
 
 def _segments(start: int, steps: int, every: int) -> list[int]:
+    """The steps at which the segments after ``start`` end: each multiple of ``every``
+    (0: none) below ``steps``, then ``steps``; none when ``start`` reached ``steps``.
+
+    Examples:
+      >>> _segments(0, 12, 5), _segments(10, 12, 5), _segments(12, 12, 5), _segments(3, 12, 0)
+      ([5, 10, 12], [12], [], [12])
+    """
+    if start >= steps:
+        return []
     if not every:
-        return [steps] if start < steps else []
+        return [steps]
     return [min(stop, steps) for stop in range((start // every + 1) * every, steps + every, every)]
 
 
@@ -138,7 +147,8 @@ def train_group(
             chunk_steps=chunk_steps,
             on_chunk=report,
         )
-        write_table(part_path(root, job.key, first), pa.concat_tables(tables))
+        if tables:  # a segment that trained nothing writes no (empty) part
+            write_table(part_path(root, job.key, first), pa.concat_tables(tables))
         checkpoints.save(stop, state)
         status |= {"steps_done": stop, "finished": stop >= job.steps, "strategy": run.strategy}
         status["timings"] = run.timings or status["timings"]

@@ -1,8 +1,13 @@
-"""Tiny data and bench configs for the runner tests."""
+"""Tiny data and bench configs for the runner tests, and a stand-in for a kill."""
+
+import contextlib
+from collections.abc import Iterator
 
 import numpy as np
+import pytest
 
 from phosjax.bench import BenchConfig
+from phosjax.bench._checkpoint import Checkpoints
 from phosjax.data import ArrayDataset
 
 
@@ -27,3 +32,24 @@ def tiny_config(**changes: object) -> BenchConfig:
         **changes,
     }
     return BenchConfig.from_dict(data)
+
+
+class Killed(Exception):
+    """Stands for a kill at a chosen point of a run."""
+
+
+@contextlib.contextmanager
+def killed_after_save(step: int | None = None) -> Iterator[None]:
+    """Raises `Killed` right after a checkpoint of ``step`` (None: any) is saved, before
+    the status says so: the state a kill there leaves."""
+    save = Checkpoints.save
+
+    def save_then_die(self: Checkpoints, at: int, state: object) -> None:
+        save(self, at, state)
+        if step is None or at == step:
+            raise Killed
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Checkpoints, "save", save_then_die)
+        with pytest.raises(Killed):
+            yield

@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 
 from phosjax.bench import _layout, load_config, run
+from phosjax.bench._store import read_json
+from tests.bench.runner_tiny import killed_after_save, tiny_config
 
 CONFIG = """
 models: [{name: mlp, width: 16}]
@@ -64,6 +66,27 @@ def test_kill_9_then_the_same_command_continues_and_matches(tmp_path, data_dir):
     assert not resumed.duplicated(["cell_id", "step", "split"]).any()
     pd.testing.assert_frame_equal(resumed, frame(whole))
     assert list(killed.rglob(".tmp*")) == []
+
+
+def test_killed_after_the_last_checkpoint_before_its_status_resumes_and_matches(tmp_path, toy):
+    """checkpoint_every (5) does not divide steps (12): the last segment ends at 12. A kill
+    after its checkpoint, before status.json says finished: the run again finishes the
+    group, trains nothing, writes no empty part and keeps every row and its profile."""
+    config = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1, checkpoint_every=5)
+    killed = tmp_path / "killed"
+    with killed_after_save(12):
+        run(config, killed, datasets=toy, progress=False)
+    (entry,) = read_json(killed / _layout.STATUS)["groups"].values()
+    assert (entry["steps_done"], entry["finished"]) == (10, False)
+
+    run(config, killed, datasets=toy, progress=False)
+    run(config, tmp_path / "whole", datasets=toy, progress=False)
+    ((group, entry),) = read_json(killed / _layout.STATUS)["groups"].items()
+    assert (entry["steps_done"], entry["finished"]) == (12, True)
+    pd.testing.assert_frame_equal(frame(killed), frame(tmp_path / "whole"))
+    firsts = sorted(int(p.stem.rsplit("-", 1)[1]) for p in (killed / _layout.RESULTS).iterdir())
+    assert firsts == [1, 6, 11]  # one part per segment, none empty
+    assert set(pd.read_parquet(killed / _layout.PHASES).group_id) == {group}
 
 
 def test_stale_temporaries_are_removed_and_live_writers_kept(tmp_path):
