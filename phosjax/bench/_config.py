@@ -9,13 +9,14 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import numbers
 import pathlib
 from collections.abc import Mapping
 from typing import Any
 
 import yaml
 
-from phosjax.train import STRATEGIES, Regularizer
+from phosjax.train import STRATEGIES, HParams, Regularizer
 
 
 class BenchError(ValueError):
@@ -33,6 +34,62 @@ def check_axis(key: str, values: Any) -> None:
     with no value would make a grid with no cell."""
     if isinstance(values, list | tuple) and not values:
         raise BenchError(f"{key} is an empty list; give one value or a list of at least one value.")
+
+
+def _as_number(value: Any) -> Any:
+    """``value``, or the float a string spells: PyYAML reads ``1e-3`` (no dot) as a string."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _checked_number(
+    where: str, value: Any, integer: bool, least: float | None, strict: bool, optional: bool
+) -> Any:
+    if value is None and optional:
+        return None
+    value = value if integer else _as_number(value)
+    kind_ok = isinstance(value, numbers.Integral if integer else numbers.Real)
+    kind_ok = kind_ok and not isinstance(value, bool)
+    if kind_ok and (least is None or (value > least if strict else value >= least)):
+        return value
+    what = "a whole number" if integer else "a number"
+    bound = "" if least is None else f" {'>' if strict else '>='} {least:g}"
+    got = repr(value) if kind_ok else f"{value!r} ({type(value).__name__})"
+    raise BenchError(f"{where} must be {what}{bound}{' or null' * optional}, got {got}.")
+
+
+def checked_numbers(
+    where: str,
+    value: Any,
+    *,
+    integer: bool = False,
+    least: float | None = None,
+    strict: bool = False,
+    optional: bool = False,
+) -> Any:
+    """``value`` (one value or a list of them) with each value checked: a number (a whole
+    number if ``integer``), ``>= least`` (``> least`` if ``strict``), or None if
+    ``optional``; a string that spells a float is that float.
+
+    Raises:
+      BenchError: naming ``where``, the value and what it must be.
+
+    Examples:
+      >>> checked_numbers("grid.learning_rate", ["1e-3", 0.1], least=0, strict=True)
+      [0.001, 0.1]
+      >>> checked_numbers("eval_every", "ten", integer=True, least=0)
+      Traceback (most recent call last):
+      ...
+      phosjax.bench._config.BenchError: eval_every must be a whole number >= 0, got 'ten' (str).
+    """
+    rule = (integer, least, strict, optional)
+    if isinstance(value, list | tuple):
+        return [_checked_number(where, v, *rule) for v in value]
+    return _checked_number(where, value, *rule)
 
 
 def check_keys(data: Any, cls: type, where: str) -> None:
@@ -115,6 +172,7 @@ class RegularizerEntry:
             raise BenchError(f"a grid.regularizers entry needs a 'kind', got {dict(entry)!r}.")
         where = f"the strength of grid.regularizers entry {entry['kind']!r}"
         check_axis(where, entry.get("strength"))
+        checked_numbers(where, entry.get("strength", cls.strength), least=0)
         try:
             parsed = cls(**entry)
             for strength in parsed.strengths():
@@ -137,6 +195,30 @@ class RegularizerEntry:
         """The engine's `Regularizer` at one strength."""
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         return Regularizer(**{**fields, "strength": float(strength)})
+
+
+_GRID_NUMBERS: dict[str, dict[str, Any]] = {
+    "learning_rate": {"least": 0, "strict": True},
+    "weight_decay": {},
+    "momentum": {},
+    "batch_size": {"integer": True, "least": 1},
+    "steps": {"integer": True, "least": 1},
+    "label_smoothing": {},
+    "grad_clip": {"optional": True},
+}
+"""How each numeric field of `Grid` is checked (`checked_numbers`); `HParams` checks the
+rest of its fields' ranges (`_check_hparam`)."""
+
+_HPARAMS = ("optimizer", *_GRID_NUMBERS)
+"""The fields of `Grid` that are `HParams` fields."""
+
+
+def _check_hparam(name: str, value: Any) -> None:
+    """Raises `BenchError` naming ``grid.<name>`` and ``value`` if `HParams` refuses it."""
+    try:
+        HParams(**{name: value})
+    except (TypeError, ValueError) as error:
+        raise BenchError(f"grid.{name}={value!r}: {error}") from error
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,12 +254,22 @@ class Grid:
         for field in dataclasses.fields(self):
             if field.name not in ("knobs", "regularizers"):
                 check_axis(f"grid.{field.name}", getattr(self, field.name))
+        for name, rule in _GRID_NUMBERS.items():
+            value = checked_numbers(f"grid.{name}", getattr(self, name), **rule)
+            object.__setattr__(self, name, value)
+        for name in _HPARAMS:
+            value = getattr(self, name)
+            for one in value if isinstance(value, list | tuple) else [value]:
+                _check_hparam(name, one)
         if not isinstance(self.knobs, Mapping):
             raise BenchError(
                 f"grid.knobs must be a mapping of knob selectors to values, got {self.knobs!r}."
             )
+        knobs = {}
         for selector, values in self.knobs.items():
             check_axis(f"grid.knobs[{selector!r}]", values)
+            knobs[selector] = checked_numbers(f"grid.knobs[{selector!r}]", values)
+        object.__setattr__(self, "knobs", knobs)
 
     def axes(self) -> dict[str, list[Any]]:
         """Every field as a list of values, in field order, then knobs as
@@ -247,15 +339,15 @@ class BenchConfig:
 
     def __post_init__(self) -> None:
         for name in ("eval_every", "checkpoint_every"):
-            if getattr(self, name) < 0:
-                raise BenchError(f"{name} must be >= 0, got {getattr(self, name)}.")
-        if self.chunk_steps is not None and self.chunk_steps < 1:
-            raise BenchError(f"chunk_steps must be >= 1 (or null), got {self.chunk_steps}.")
+            checked_numbers(name, getattr(self, name), integer=True, least=0)
+        checked_numbers("chunk_steps", self.chunk_steps, integer=True, least=1, optional=True)
         if not self.models or not self.datasets:
             raise BenchError("a bench needs at least one model and one data set.")
-        if isinstance(self.seeds, int) and self.seeds < 1:
-            raise BenchError(f"seeds must be a number of seeds >= 1 or a list, got {self.seeds}.")
         check_axis("seeds", self.seeds)
+        if isinstance(self.seeds, list | tuple):
+            checked_numbers("each of seeds (a list of seeds)", self.seeds, integer=True)
+        elif not isinstance(self.seeds, int) or isinstance(self.seeds, bool) or self.seeds < 1:
+            raise BenchError(f"seeds must be a number of seeds >= 1 or a list, got {self.seeds!r}.")
         strategies = ("auto", *STRATEGIES)
         if self.strategy not in strategies:
             raise BenchError(

@@ -91,7 +91,10 @@ def choose_config(
                 "pick a new or empty --dir."
             )
         if config is None:
-            raise BenchError("no config given: pass --config FILE.")
+            raise BenchError(
+                f"no config given, and {str(root)!r} holds no bench to continue: pass "
+                "--config FILE (a YAML bench config, e.g. configs/example.yaml)."
+            )
         return config, None
     stored, marker = open_bench(root)
     if resume or config is None:

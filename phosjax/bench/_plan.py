@@ -1,10 +1,10 @@
 """`plan`: a `BenchConfig` becomes cells (with stable ids and hparam columns) in groups.
 
 Planning checks every name before anything trains: unknown data sets and models are
-listed with the known ones, bad model options, batch sizes larger than a data set's
-train split, knob selectors that match no knob of any model and regularizers that apply
-to no model (a selector that matches none of any model's params, tagged values or
-channel groups) are errors.
+listed with the known ones, bad model options, models that fail to build on a data set,
+batch sizes larger than a data set's train split, knob selectors that match no knob of
+any model and regularizers that apply to no model (a selector that matches none of any
+model's params, tagged values or channel groups) are errors.
 """
 
 import dataclasses
@@ -152,6 +152,17 @@ def _model_config(entry: ModelEntry, data: ArrayDataset, depth: Any, width: Any)
         raise BenchError(f"model {entry.name!r} on {data.name!r}: {error}") from error
 
 
+def _built(name: str, dataset: str, config: ModelConfig) -> tuple[str, ...]:
+    """The knob paths of ``config``'s model, once its init and train step trace (nothing
+    is computed): a model that fails to build is a `BenchError` naming it and the data set."""
+    try:
+        model_metrics(config)
+        return model_knobs(config)
+    except Exception as error:  # a model's own code, a plugin's too: any failure to build
+        why = error if isinstance(error, ValueError | TypeError) else repr(error)
+        raise BenchError(f"model {name!r} on {dataset!r}: {why}") from error
+
+
 @functools.cache
 def model_knobs(config: ModelConfig) -> tuple[str, ...]:
     """The paths of the knobs the model declares (traced abstractly)."""
@@ -266,10 +277,10 @@ def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None
       The `Plan`; cells are listed model by model, in config order.
 
     Raises:
-      BenchError: an unknown model or data set, a bad model option, a batch size larger
-        than a data set's train split, a knob selector that matches no knob of any
-        model, or a regularizer that applies to no model (each model's reason is
-        listed, with the nearest paths).
+      BenchError: an unknown model or data set, a bad model option, a model that fails
+        to build on a data set, a batch size larger than a data set's train split, a
+        knob selector that matches no knob of any model, or a regularizer that applies
+        to no model (each model's reason is listed, with the nearest paths).
     """
     entries = config.model_entries()
     _check_models(entries)
@@ -290,7 +301,7 @@ def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None
         for point in itertools.product(*axes.values()):
             values = dict(zip(axes, point, strict=True))
             model = _model_config(entry, data, values["depth"], values["width"])
-            paths = knobs_by_model.setdefault(entry.name, model_knobs(model))
+            paths = knobs_by_model.setdefault(entry.name, _built(entry.name, dataset, model))
             knob_values = {
                 s: values[f"{KNOB_PREFIX}{s}"]
                 for s in selectors
@@ -318,7 +329,7 @@ def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None
                     knobs=knob_values,
                     regularizers=tuple(strengths.values()),
                 )
-            except ValueError as error:
+            except (ValueError, TypeError) as error:
                 raise BenchError(f"grid: {error}") from error
             model_dict = model.to_dict()
             model_id = f"{entry.name}-{short_hash(model_dict, 8)}"

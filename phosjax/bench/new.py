@@ -4,9 +4,11 @@ Any config key can be overridden on the command line (``--grid.learning_rate
 '[0.1, 0.01]'``); ``--print_config`` prints the resolved bench config (without the
 command's own options such as ``--dir``) and exits: saved to a file and passed back
 with ``--config``, it plans the same grid. Running the same command again continues an
-interrupted bench from its checkpoints.
+interrupted bench from its checkpoints; so does ``--dir DIR`` alone (no config given),
+which never trains the built-in defaults into a new directory.
 """
 
+import dataclasses
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -51,6 +53,20 @@ def _check_config_file(path: str) -> None:
     BenchConfig.from_dict(data or {})
 
 
+def _gives_config(argv: Sequence[str]) -> bool:
+    """Whether ``argv`` gives a bench config: ``--config`` or any config key
+    (``--models ...``, ``--grid.steps=20``). Without one, ``new`` continues the bench in
+    ``--dir``, and a new ``--dir`` is an error (never the built-in defaults).
+
+    Examples:
+      >>> _gives_config(["--dir", "b", "--grid.steps=20"]), _gives_config(["--dir", "b"])
+      (True, False)
+    """
+    keys = {"config", *(field.name for field in dataclasses.fields(BenchConfig))}
+    given = (arg[2:].split("=", 1)[0].split(".", 1)[0] for arg in argv if arg.startswith("--"))
+    return any(key in keys for key in given)
+
+
 def _config_files(argv: Sequence[str]) -> list[str]:
     files = []
     for i, arg in enumerate(argv):
@@ -70,7 +86,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_args(argv)
     import_all(args["import"])
     fields = {k: v for k, v in args.as_dict().items() if k not in _OWN}
-    config = None if args.resume else BenchConfig.from_dict(fields)
+    given = _gives_config(argv) and not args.resume
+    config = BenchConfig.from_dict(fields) if given else None
     run(config, args.dir, resume=args.resume, force=args.force, progress=not args.no_progress)
 
 

@@ -134,6 +134,24 @@ def test_another_config_is_refused_on_the_command_line(cli_bench, tmp_path, caps
     assert {p: p.stat().st_mtime_ns for p in root.rglob("*")} == before
 
 
+def test_no_config_on_a_new_dir_is_refused_and_nothing_written(tmp_path, capsys):
+    root = tmp_path / "new"
+    assert new_main(["--dir", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no config given") and "pass --config FILE" in err
+    assert not root.exists()
+
+
+def test_no_config_on_a_bench_continues_it_under_its_stored_config(cli_bench, monkeypatch):
+    root, _, _ = cli_bench
+    monkeypatch.setattr(_plan, "load_datasets", lambda names, data_dir: {"toy": toy_data()})
+    stored = (root / _layout.CONFIG).read_text()
+    rows = len(pd.read_parquet(root / _layout.RESULTS))
+    assert new_main(["--dir", str(root), "--no_progress"]) == 0
+    assert (root / _layout.CONFIG).read_text() == stored
+    assert len(pd.read_parquet(root / _layout.RESULTS)) == rows  # finished: nothing trained
+
+
 def test_printed_config_passed_back_plans_the_same_grid(tmp_path, capsys, toy):
     path = tmp_path / "bench.yaml"
     path.write_text(

@@ -73,6 +73,44 @@ def test_a_grid_with_no_cell_or_an_unknown_strategy_is_a_clear_error(tmp_path, t
         load_config(write(tmp_path, f"models: [mlp]\n{text}"))
 
 
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("grid: {learning_rate: -1}\n", r"grid\.learning_rate must be a number > 0, got -1\."),
+        ("grid: {learning_rate: [0.1, 0]}\n", r"grid\.learning_rate must be .*, got 0\."),
+        ("grid: {learning_rate: abc}\n", r"grid\.learning_rate must be a number > 0, got 'abc'"),
+        ("grid: {momentum: x}\n", r"grid\.momentum must be a number, got 'x' \(str\)\."),
+        ("grid: {steps: 20.5}\n", r"grid\.steps must be a whole number >= 1, got 20\.5 \(float"),
+        ("grid: {batch_size: [16, 0]}\n", r"grid\.batch_size must be a whole .*, got 0\."),
+        ("grid: {grad_clip: x}\n", r"grid\.grad_clip must be a number or null, got 'x'"),
+        ("grid: {grad_clip: [1, -1.0]}\n", r"grid\.grad_clip=-1\.0: HParams grad_clip must be > 0"),
+        ("grid: {label_smoothing: 2.0}\n", r"grid\.label_smoothing=2\.0: .* in \[0, 1\]"),
+        ("grid: {optimizer: adamm}\n", r"grid\.optimizer='adamm': HParams optimizer 'adamm'"),
+        ("grid: {knobs: {'**/T': abc}}\n", r"grid\.knobs\['\*\*/T'\] must be a number, got 'abc'"),
+        ("eval_every: ten\n", r"eval_every must be a whole number >= 0, got 'ten' \(str\)\."),
+        ("checkpoint_every: -5\n", r"checkpoint_every must be a whole number >= 0, got -5\."),
+        ("chunk_steps: 0\n", r"chunk_steps must be a whole number >= 1 or null, got 0\."),
+        ("seeds: true\n", r"seeds must be a number of seeds >= 1 or a list, got True\."),
+        ("seeds: [0, a]\n", r"each of seeds \(a list of seeds\) must be a whole number, got 'a'"),
+        (
+            "grid: {regularizers: [{kind: l2, strength: [0, -0.1]}]}\n",
+            r"the strength of grid\.regularizers entry 'l2' must be a number >= 0, got -0\.1\.",
+        ),
+    ],
+)
+def test_a_bad_value_is_an_error_naming_its_field_and_value(tmp_path, text, match):
+    with pytest.raises(BenchError, match=match):
+        load_config(write(tmp_path, f"models: [mlp]\n{text}"))
+
+
+def test_numbers_yaml_reads_as_strings_are_numbers_and_any_seed_is_fine(tmp_path):
+    """PyYAML reads ``1e-3`` (no dot) as a string; jsonargparse reads it as a number."""
+    text = "models: [mlp]\ngrid: {learning_rate: [1e-3, 0.1], knobs: {'**/T': 2e0}}\n"
+    config = load_config(write(tmp_path, f"{text}seeds: [-1, 7]\n"))
+    assert config.grid.learning_rate == [0.001, 0.1] and config.grid.knobs == {"**/T": 2.0}
+    assert config.seed_list() == [-1, 7]
+
+
 def test_loading_a_config_never_runs_code(tmp_path):
     marker = tmp_path / "ran"
     text = f"models: !!python/object/apply:os.system ['touch {marker}']\n"
@@ -124,6 +162,8 @@ def test_print_config_prints_the_resolved_config(tmp_path, capsys):
         ("models: [mlp]\nseeds: 0\n", [], "seeds must be a number of seeds >= 1"),
         ("models: [mlp]\n", ["--seeds", "[]"], "seeds is an empty list"),
         ("models: [mlp]\nstrategy: bogus\n", [], "unknown strategy 'bogus'"),
+        ("models: [mlp]\neval_every: ten\n", [], "eval_every must be a whole number >= 0"),
+        ("models: [mlp]\ngrid: {learning_rate: -1}\n", [], "grid.learning_rate must be"),
     ],
 )
 def test_new_exits_non_zero_on_bad_input_and_writes_nothing(tmp_path, capsys, text, extra, message):
@@ -181,12 +221,13 @@ def test_differences_name_each_changed_key_and_compare_numbers_by_value():
     other = BenchConfig.from_dict(
         {
             "models": ["mlp", {"name": "cnn1d", "width": 16}],
-            "grid": {"weight_decay": False, "regularizers": [{"kind": "l2"}]},
+            "grid": {"weight_decay": 0, "regularizers": [{"kind": "l2"}]},
+            "blurb_flops": 0,
         }
     )
     assert stored.digest() != same.digest() and stored.differences(same) == []
     assert stored.differences(other) == [
         "models[1].width: 8 -> 16",
-        "grid.weight_decay: 0 -> False",
         "grid.regularizers: [] -> [{'kind': 'l2'}]",
+        "blurb_flops: False -> 0",
     ]

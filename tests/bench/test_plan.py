@@ -68,6 +68,25 @@ def test_bad_model_option_names_the_model(toy):
         plan(config, toy)
 
 
+@pytest.mark.parametrize(
+    ("entry", "match"),
+    [
+        ({"name": "cnn2d"}, r"model 'cnn2d' on 'toy': model 'cnn2d' takes image inputs"),
+        (
+            {"name": "transformer", "width": 30, "options": {"num_heads": 4}},
+            r"model 'transformer' on 'toy': .*width 30 must be divisible by num_heads=4",
+        ),
+        (
+            {"name": "cnn1d", "width": 8, "options": {"kernel_size": 0}},
+            r"model 'cnn1d' on 'toy': ZeroDivisionError",
+        ),
+    ],
+)
+def test_a_model_that_fails_to_build_names_the_model_and_data_set(toy, entry, match):
+    with pytest.raises(BenchError, match=match):
+        plan(tiny_config(models=[entry]), toy)
+
+
 def test_bad_hparam_is_an_error(toy):
     with pytest.raises(BenchError, match="optimizer 'adamm'"):
         plan(tiny_config(grid=small(optimizer="adamm")), toy)

@@ -23,7 +23,7 @@ from phosjax.bench.view._api import curves
 from phosjax.models import ModelConfig, register_model, registered_models
 from phosjax.models.graph import GraphModel, node
 from phosjax.train import train_grid
-from tests.bench.runner_tiny import tiny_config
+from tests.bench.runner_tiny import killed_after_save, tiny_config
 
 NOT_STEP_TIME = lambda frame: frame.drop(columns="step_time_s")
 
@@ -249,6 +249,27 @@ def test_add_models_trains_only_the_new_cells_and_columns_load(bench, toy, tmp_p
     schemas = {tuple(pq.read_schema(p).names) for p in (copy / _layout.RESULTS).iterdir()}
     assert len(schemas) == 1  # every part widened to the bench's columns
     assert len(pd.read_parquet(copy / _layout.CELLS)) == 4
+
+
+def test_add_models_killed_midway_resumes_when_run_again(bench, toy, tmp_path):
+    """A kill after the new model's first checkpoint leaves it in the stored config and
+    registry: the same add_models again continues it (it has nothing new to add)."""
+    copy = tmp_path / "b"
+    shutil.copytree(bench[0], copy)
+    with killed_after_save():
+        add_models(copy, ["logreg"], datasets=toy, progress=False)
+    grown = add_models(copy, ["logreg"], datasets=toy, progress=False)
+    logreg = grown[grown.model == "logreg"]
+    assert not logreg.duplicated(["cell_id", "step", "split"]).any()
+    assert sorted(logreg[logreg.split == "train"].step.unique()) == list(range(1, 13))
+    assert len(logreg) == 2 * (12 + 2)  # 2 seeds x (12 train rows, tests at 6 and 12)
+    assert all(
+        g["finished"] for g in json.loads((copy / _layout.STATUS).read_text())["groups"].values()
+    )
+    with pytest.raises(BenchError, match=r"already has every model named.*is finished"):
+        add_models(copy, ["logreg"], datasets=toy, progress=False)
+    with pytest.raises(BenchError, match="no model was registered since"):
+        add_models(copy, datasets=toy, progress=False)
 
 
 def test_widen_parts_lets_parts_with_missing_columns_load(tmp_path):
