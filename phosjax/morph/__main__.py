@@ -6,7 +6,7 @@ import sys
 
 import yaml
 
-from phosjax.morph._loop import ITERATIONS, MorphConfig, run
+from phosjax.morph._loop import ITERATIONS, MorphConfig, MorphConfigError, run
 
 
 def load_config(path: str) -> MorphConfig:
@@ -17,10 +17,16 @@ def load_config(path: str) -> MorphConfig:
         raise ValueError(f"{path}: {error}") from error
 
 
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parses the command line and runs the MorphNet loop (see `phosjax.morph.run`).
 
-    Returns 0, or 2 after printing ``error: ...`` when the config file is invalid.
+    Returns 0, or 2 after printing ``error: <file>: ...`` when the config file is invalid
+    or names a model or data set that cannot run (checked before anything trains).
     """
     parser = argparse.ArgumentParser(prog="python -m phosjax.morph", description=__doc__)
     parser.add_argument("--config", required=True, help="a YAML file of MorphConfig fields")
@@ -29,9 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config)
     except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    rows = run(config, args.dir)
+        return _fail(str(error))
+    try:
+        rows = run(config, args.dir)
+    except MorphConfigError as error:  # raised before anything trains or is written
+        return _fail(f"{args.config}: {error}")
     columns = ["iteration", "kind", "widths", "params", "flops", "latency_s", "accuracy"]
     print(rows[columns].to_string(index=False))
     print(f"wrote {pathlib.Path(args.dir) / ITERATIONS}", file=sys.stderr)

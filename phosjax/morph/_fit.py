@@ -94,15 +94,31 @@ def _fit(base: ModelConfig, target: dict[str, tuple[int, ...]]) -> ModelConfig |
     return fitted if variable_shapes(fitted) == target else None
 
 
+@functools.lru_cache(maxsize=512)
+def same_function(a: ModelConfig, b: ModelConfig) -> bool:
+    """Whether the models of ``a`` and ``b`` have the same variables and, given the same
+    variables, the same outputs on a random probe input (inference mode)."""
+    if variable_shapes(a) != variable_shapes(b):
+        return False
+    x = jax.random.normal(jax.random.key(1), (2, *a.input_shape), jnp.float32)
+    variables = build_model(a).init(jax.random.key(0), x)
+    outs = [jax.tree.leaves(build_model(c).apply(variables, x)) for c in (a, b)]
+    pairs = list(zip(*outs, strict=False))
+    return len(outs[0]) == len(outs[1]) and all(
+        np.shape(u) == np.shape(v) and np.allclose(u, v, atol=1e-5) for u, v in pairs
+    )
+
+
 def _candidates(config: ModelConfig) -> list[ModelConfig]:
-    """The config resolved, and split into one stage per block if that builds the same."""
+    """The config resolved, and split into one stage per block if that computes the same
+    (not where a stage's first block differs from the others, e.g. downsamples)."""
     base = config.resolved()
     candidates = [base]
     depth = base.depth or 0
     if depth > 1 and base.widths:
         per_block = tuple(w for w in base.widths for _ in range(depth))
         split = base.replace(depth=1, width=per_block)
-        if variable_shapes(split) == variable_shapes(base):
+        if same_function(base, split):
             candidates.append(split)
     return candidates
 

@@ -142,6 +142,66 @@ class MorphConfig:
         return cls(**{**fields_, "model": ModelConfig.from_dict(data["model"])})
 
 
+def _mismatch(model: ModelConfig, data: ArrayDataset, batch_size: int) -> str | None:
+    """Why ``model`` cannot train on ``data`` in batches of ``batch_size`` (None: it can)."""
+    name, shape = data.name, list(data.input_shape)
+    if model.num_classes != data.num_classes:
+        return (
+            f"MorphConfig.model.num_classes={model.num_classes}, but data set {name!r} has "
+            f"{data.num_classes} classes; set num_classes: {data.num_classes}"
+        )
+    if list(model.input_shape) != shape:
+        return (
+            f"MorphConfig.model.input_shape={list(model.input_shape)}, but the examples of "
+            f"data set {name!r} have shape {shape}; set input_shape: {shape}"
+        )
+    if batch_size > data.num_train:
+        return (
+            f"MorphConfig.batch_size={batch_size} is larger than data set {name!r}, which "
+            f"has {data.num_train} train examples; use a batch_size of at most {data.num_train}"
+        )
+    return None
+
+
+def _check_traceable(model: ModelConfig) -> None:
+    """Raises `MorphConfigError` unless ``model`` builds and `channel_groups` follows its
+    channels (traced abstractly: nothing is computed)."""
+    module = build_model(model)
+    x = jax.ShapeDtypeStruct((2, *model.input_shape), jnp.float32)
+    try:
+        variables = jax.eval_shape(module.init, jax.random.key(0), x)
+        channel_groups(module, variables, x)
+    except Exception as error:  # the model's own code, a plugin's too: any failure to build
+        why = error if isinstance(error, ValueError | TypeError) else repr(error)
+        raise MorphConfigError(f"MorphConfig.model {model.name!r}: {why}") from error
+
+
+def prepare(config: MorphConfig) -> tuple[ModelConfig, ArrayDataset]:
+    """``config``'s model, resolved, and its data set, checked against each other.
+
+    Raises:
+      MorphConfigError: naming the field: an unknown model or a bad option of it, an
+        unknown data set, a model whose ``num_classes`` or ``input_shape`` is not the
+        data set's, a ``batch_size`` larger than its train split, or (with
+        ``iterations``) a model that does not build or whose channels `channel_groups`
+        cannot follow (an `UnsupportedOpError`).
+    """
+    try:
+        model = config.model.resolved()
+    except (ValueError, TypeError) as error:
+        raise MorphConfigError(f"MorphConfig.model: {error}") from error
+    try:
+        data = load(config.dataset, data_dir=config.data_dir)
+    except ValueError as error:
+        raise MorphConfigError(f"MorphConfig.dataset={config.dataset!r}: {error}") from error
+    problem = _mismatch(model, data, config.batch_size)
+    if problem:
+        raise MorphConfigError(problem)
+    if config.iterations:
+        _check_traceable(model)
+    return model, data
+
+
 def train(
     config: ModelConfig,
     data: ArrayDataset,
@@ -236,13 +296,15 @@ def run(config: MorphConfig, directory: str | os.PathLike) -> pd.DataFrame:
     of the shrunk network, same outputs as the masked one) and ``"expanded"`` (widened
     to the budget and retrained from scratch).
 
+    Raises:
+      MorphConfigError: before anything trains or is written (see `prepare`).
+
     References:
       Gordon et al., MorphNet, https://arxiv.org/abs/1711.06798 (algorithm 1).
     """
-    data = load(config.dataset, data_dir=config.data_dir)
+    current, data = prepare(config)
     path = pathlib.Path(directory) / ITERATIONS
     common = (config.steps, config.batch_size, config.learning_rate, config.seed)
-    current = config.model.resolved()
     budget = config_cost(current, config.cost)
     variables, accuracy = train(current, data, *common)
     rows = [_row(0, "start", current, variables, accuracy)]

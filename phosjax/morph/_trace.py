@@ -179,18 +179,17 @@ class _Walker:
             for other in carried[1:]:
                 self.labels.union(carried[0], other, where)
             labels.append(carried[0] if carried else self.labels.new(size))
-        full = [
-            self.use(v, [_operand_kind(name, i, len(full))] * len(v.labels)) if v.src else v
+        used = {
+            i: self.use(v, [_operand_kind(name, i, len(full))] * len(v.labels)) if v.src else v
             for i, v in operands.items()
-        ]
+        }
+        full = list(used.values())
         cases = full[1:] if name == "select_n" else full
         zeros: set[int]
         if name in _ANY_ZERO:
             zeros = set().union(*(self.zero_atoms(v) for v in cases))
         elif name in _ALL_ZERO:
-            zeros = set.intersection(*(self.zero_atoms(v) for v in cases)) if cases else set()
-            if any(lit is not None and np.any(np.asarray(lit) != 0) for lit in literals):
-                zeros = set()
+            zeros = self.all_zero(name, [used.get(i, v) for i, v in enumerate(ins)], literals)
         elif name in _FIRST_ZERO:
             zeros = self.zero_atoms(ins[0]) if ins[0] is not None else set()
         elif name in _KEEPS_ZERO and (name != "integer_pow" or eqn.params["y"] > 0):
@@ -207,6 +206,20 @@ class _Walker:
         made_by = frozenset().union(*(v.made_by for v in present))
         scales = frozenset().union(*(v.scales for v in present))
         return Value(labels, frozenset(zeros), src, data, made_by, scales)
+
+    def all_zero(
+        self, name: str, operands: Sequence[Value | None], literals: Sequence[Any]
+    ) -> set[int]:
+        """The zeros of an op that is zero only where every operand is (``add``, ``max``,
+        ``select_n``'s cases, ...): those every operand carries, but a zero literal. Any
+        other operand, a scalar param or knob too, is not zero when a channel is dead."""
+        first = 1 if name == "select_n" else 0  # select_n's predicate picks, it is no case
+        cases = [
+            self.zero_atoms(v) if v is not None else set()
+            for v, literal in zip(operands[first:], literals[first:], strict=True)
+            if literal is None or np.any(np.asarray(literal) != 0)
+        ]
+        return set.intersection(*cases) if cases else set()
 
     def pair_scales(self, operands: Sequence[Value]) -> None:
         """Records the scales a ``mul`` puts onto produced channels (e.g. a BatchNorm's).

@@ -2,11 +2,13 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
 import phosjax.morph.__main__ as cli
+from phosjax.data import ArrayDataset, load
 from phosjax.models import ModelConfig
 from phosjax.morph import MorphConfig, _loop, config_cost
 from phosjax.morph.__main__ import main
@@ -97,3 +99,65 @@ def test_the_cli_rejects_bad_config_files_with_exit_2(
     assert error.startswith(f"error: {path}: ") and expected in error
     if "mapping" in expected or "needs" in expected:
         assert "required: ['model']; known: ['model', 'dataset'" in error
+
+
+def _small_mnist1d(name: str, data_dir: str | None = None) -> ArrayDataset:
+    """A 128-example stand-in for mnist1d (10 classes, shape (40,)); other names: `load`."""
+    if name != "mnist1d":
+        return load(name, data_dir=data_dir)
+    x = np.zeros((160, 40), np.float32)
+    y = np.arange(160, dtype=np.int32) % 10
+    return ArrayDataset("mnist1d", x[:128], y[:128], x[128:], y[128:], 10, (40,))
+
+
+CNN = "{name: cnn1d, num_classes: 10, input_shape: [40], width: [8, 8]}"
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (
+            "model: {name: cnn1dd, num_classes: 10, input_shape: [40]}\n",
+            "MorphConfig.model: unknown model 'cnn1dd'. Did you mean 'cnn1d'",
+        ),
+        (
+            "model: {name: cnn1d, num_classes: 10, input_shape: [40], options: {foo: 1}}\n",
+            "MorphConfig.model: model 'cnn1d' has no option(s) ['foo']",
+        ),
+        (f"model: {CNN}\ndataset: mnist2d\n", "MorphConfig.dataset='mnist2d': unknown data set"),
+        (
+            CNN.join(["model: ", "\n"]).replace("num_classes: 10", "num_classes: 3"),
+            "num_classes=3, but data set 'mnist1d' has 10 classes; set num_classes: 10",
+        ),
+        (
+            CNN.join(["model: ", "\n"]).replace("[40]", "[41]"),
+            "input_shape=[41], but the examples of data set 'mnist1d' have shape [40]",
+        ),
+        (
+            f"model: {CNN}\nbatch_size: 129\n",
+            "batch_size=129 is larger than data set 'mnist1d', which has 128 train examples",
+        ),
+        (
+            "model: {name: moenet, num_classes: 10, input_shape: [40]}\n",
+            "MorphConfig.model 'moenet': cannot follow channels through top_k",
+        ),
+    ],
+)
+def test_the_cli_rejects_a_model_or_data_set_that_cannot_run_before_training(
+    tmp_path, capsys, monkeypatch, text, expected
+):
+    monkeypatch.setattr(_loop, "load", _small_mnist1d)
+    monkeypatch.setattr(_loop, "train", lambda *a, **k: pytest.fail("trained"))
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"{text}data_dir: {tmp_path / 'tfds'}\nsteps: 2\niterations: 1\n")
+    assert main(["--config", str(path), "--dir", str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {path}: ") and expected in error, error
+    assert not (tmp_path / "run").exists()
+
+
+def test_prepare_passes_a_model_that_fits_its_data_set(monkeypatch):
+    monkeypatch.setattr(_loop, "load", _small_mnist1d)
+    model = MorphConfig(ModelConfig("cnn1d", 10, (40,), width=(8, 8)), batch_size=128)
+    resolved, data = _loop.prepare(model)
+    assert resolved == model.model.resolved() and data.num_train == 128

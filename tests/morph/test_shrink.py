@@ -7,6 +7,7 @@ import numpy as np
 import optax
 import pytest
 
+import phosjax as px
 from phosjax.models import ModelConfig
 from phosjax.morph import (
     UnsupportedOpError,
@@ -19,12 +20,18 @@ from phosjax.morph import (
 )
 
 ZOO = {
-    "mlp": (40,),
-    "cnn1d": (40,),
-    "cnn2d": (8, 8, 1),
-    "resnet": (8, 8, 1),
-    "transformer": (40,),
+    name: ModelConfig(name, num_classes=5, input_shape=shape)
+    for name, shape in {
+        "mlp": (40,),
+        "cnn1d": (40,),
+        "cnn2d": (8, 8, 1),
+        "resnet": (8, 8, 1),
+        "transformer": (40,),
+    }.items()
 }
+# Two blocks per stage: the first block of stage 1 downsamples, so the stages are not
+# split into one per block (that computes another function on the same variables).
+ZOO["cnn2d, 2 blocks per stage"] = ZOO["cnn2d"].replace(depth=2, width=(8, 16))
 
 
 def _random_alive(groups, seed=0, fraction=0.6):
@@ -40,9 +47,9 @@ def _perturbed(variables):
 
 @pytest.mark.parametrize("name", sorted(ZOO))
 def test_zoo_shrunk_equals_masked_and_shrinking_twice_changes_nothing(name):
-    config = ModelConfig(name, num_classes=5, input_shape=ZOO[name])
+    config = ZOO[name]
     model = config.build()
-    x = jax.random.normal(jax.random.key(1), (3, *ZOO[name]))
+    x = jax.random.normal(jax.random.key(1), (3, *config.input_shape))
     variables = _perturbed(model.init(jax.random.key(0), x))
     groups = channel_groups(model, variables, x)
     alive = expressible(config, groups, _random_alive(groups))
@@ -175,6 +182,58 @@ def test_channels_through_a_non_zero_preserving_op_are_pinned():
     assert (
         "not zero when dead" in groups.pinned["params/Dense_1/kernel:1"]
     )  # Dense_0 is the outer one
+
+
+class KnobShift(nn.Module):
+    """A dense layer shifted by a knob (a scalar variable) before the relu."""
+
+    width: int = 4
+
+    @nn.compact
+    def __call__(self, x):
+        h = nn.Dense(self.width)(x)
+        return nn.Dense(2)(nn.relu(h + px.knob(self, "shift", 0.5, doc="offset")))
+
+
+def _knob_shift(variables, x):
+    return KnobShift(variables["params"]["Dense_0"]["kernel"].shape[1]).apply(variables, x)
+
+
+_W = {"w1": (5, 4), "s": (), "w2": (4, 2)}
+SCALAR_OPERANDS = {  # name: (apply, variables, whether the first layer stays prunable)
+    "h + scalar param": (lambda p, x: jax.nn.relu(x @ p["w1"] + p["s"]) @ p["w2"], _W, False),
+    "max(h, scalar param)": (lambda p, x: jnp.maximum(x @ p["w1"], p["s"]) @ p["w2"], _W, False),
+    "clamp(scalar param, h, 0)": (
+        lambda p, x: jax.lax.clamp(p["s"], x @ p["w1"], jnp.float32(0)) @ p["w2"],
+        _W,
+        False,
+    ),
+    "h + knob": (_knob_shift, None, False),
+    "max(h, 0), a zero literal": (lambda p, x: jnp.maximum(x @ p["w1"], 0.0) @ p["w2"], _W, True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCALAR_OPERANDS))
+def test_a_scalar_operand_other_than_zero_pins_or_prunes_exactly(name):
+    """A dead channel plus a scalar param or knob is not zero: the layer is pinned (or,
+    where it stays a group, its pruned outputs equal the masked ones)."""
+    apply, shapes, prunable = SCALAR_OPERANDS[name]
+    keys = iter(jax.random.split(jax.random.key(0), 4))
+    x = jax.random.normal(next(keys), (3, 5))
+    if shapes is None:
+        variables = KnobShift().init(next(keys), x)
+    else:
+        variables = {k: jax.random.normal(next(keys), shape) for k, shape in shapes.items()}
+        variables["s"] = jnp.asarray(0.7)
+    groups = channel_groups(apply, variables, x)
+    assert bool(groups.groups) == prunable, groups.pinned
+    if prunable:
+        alive = {g.name: np.arange(g.size) % 2 == 0 for g in groups.groups}
+        masked = apply(mask(variables, alive, groups), x)
+        pruned = apply(shrink(variables, alive, groups).variables, x)
+        np.testing.assert_allclose(pruned, masked, atol=1e-5)
+    else:
+        assert any("not zero when dead" in why for why in groups.pinned.values())
 
 
 def test_unsupported_ops_and_bad_alive_raise_clear_errors():
