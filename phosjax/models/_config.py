@@ -145,9 +145,16 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "ModelConfig":
-        """The inverse of `to_dict`; unknown keys are an error that lists the known ones."""
+        """The inverse of `to_dict`; unknown or missing keys are an error that lists them."""
         known = {field.name for field in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"ModelConfig has no field(s) {unknown}; known: {sorted(known)}")
+        required = [
+            field.name
+            for field in dataclasses.fields(cls)
+            if field.default is dataclasses.MISSING and field.name not in data
+        ]
+        if required:
+            raise ValueError(f"ModelConfig needs the field(s) {required}; got {sorted(data)}")
         return cls(**data)

@@ -59,6 +59,24 @@ def _check_frame_options(options: Mapping[str, Any], where: str) -> None:
         raise ValueError(f"{where}: option dropout must be a number in [0, 1), got {dropout!r}")
 
 
+def _check_counts(defaults: Mapping[str, Any], given: Mapping[str, Any], where: str) -> None:
+    """Raises a ValueError naming a given option whose default is a count (an int >= 1: a
+    kernel size, a stride, a head count) but whose value is not.
+
+    Examples:
+      >>> _check_counts({"kernel_size": 3}, {"kernel_size": 0}, "model 'cnn1d'")
+      Traceback (most recent call last):
+      ValueError: model 'cnn1d': option kernel_size must be an int >= 1 (its default is 3), got 0
+    """
+    for key, value in given.items():
+        default = defaults.get(key)
+        if is_int(default) and default >= 1 and not (is_int(value) and value >= 1):
+            raise ValueError(
+                f"{where}: option {key} must be an int >= 1 (its default is {default}), "
+                f"got {value!r}"
+            )
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
     """How a registered name becomes a module (see `register_model` for the fields)."""
@@ -108,6 +126,7 @@ class ModelSpec:
             )
         defaults = {**(FRAME_OPTIONS if self.build is None else {}), **dict(self.options)}
         options = {**defaults, **dict(config.options)}
+        _check_counts(defaults, dict(config.options), where)
         if self.build is None:
             _check_frame_options(options, where)
         return config.replace(depth=depth, width=widths, options=options)
@@ -185,6 +204,7 @@ def register_model(
         ``"image"``): the input's own kind if listed, else the first listed that can
         view it (see `choose_kind`); ``None`` takes whatever the input shape is.
       options: default option values (the keys the model reads beyond the arguments).
+        An option whose default is an int >= 1 is a count: a config must give it one.
 
     Returns:
       The registered `ModelSpec`.

@@ -145,6 +145,12 @@ class HParams:
         for name, least in (("batch_size", 1), ("steps", 1), ("eval_every", 0)):
             value = int_at_least(f"HParams {name}", getattr(self, name), least)
             object.__setattr__(self, name, value)
+        if not self.weight_decay >= 0:
+            raise ValueError(
+                f"HParams weight_decay must be >= 0 (0: none), got {self.weight_decay}."
+            )
+        if not 0 <= self.momentum <= 1:
+            raise ValueError(f"HParams momentum must lie in [0, 1], got {self.momentum}.")
         if not 0 <= self.label_smoothing <= 1:
             raise ValueError(
                 f"HParams label_smoothing must lie in [0, 1] (the mass spread over the "

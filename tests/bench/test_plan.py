@@ -4,7 +4,19 @@ import numpy as np
 import pytest
 
 from phosjax.bench import BenchError, plan
+from phosjax.models import register_model, registered_models
 from tests.bench.runner_tiny import tiny_config
+
+BROKEN = "test_plan_broken"
+"""A registered model whose build fails with an error that is neither ValueError nor TypeError."""
+
+
+def _broken(config):
+    raise ZeroDivisionError("a bug in its code")
+
+
+if BROKEN not in registered_models():
+    register_model(BROKEN, build=_broken)
 
 
 def small(**grid: object) -> dict[str, object]:
@@ -78,8 +90,9 @@ def test_bad_model_option_names_the_model(toy):
         ),
         (
             {"name": "cnn1d", "width": 8, "options": {"kernel_size": 0}},
-            r"model 'cnn1d' on 'toy': ZeroDivisionError",
+            r"model 'cnn1d' on 'toy': .*option kernel_size must be an int >= 1",
         ),
+        ({"name": BROKEN}, rf"model '{BROKEN}' on 'toy': ZeroDivisionError\('a bug in its code'"),
     ],
 )
 def test_a_model_that_fails_to_build_names_the_model_and_data_set(toy, entry, match):

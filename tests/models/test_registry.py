@@ -160,6 +160,17 @@ def test_unknown_options_list_the_accepted_ones():
         build_model(config)
 
 
+@pytest.mark.parametrize(
+    ("model", "option", "value"),
+    [("cnn1d", "kernel_size", 0), ("cnn1d", "stride", 1.5), ("transformer", "num_heads", True)],
+)
+def test_a_count_option_must_be_a_positive_int(model, option, value):
+    config = ModelConfig(model, num_classes=2, input_shape=(40,), options={option: value})
+    with pytest.raises(ValueError, match=rf"model '{model}': option {option} must be an int >= 1"):
+        config.resolved()
+    assert dict(config.replace(options={option: 2}).resolved().options)[option] == 2
+
+
 def _write_plugin(tmp_path, monkeypatch, module: str, model: str) -> None:
     source = f"""
         import flax.linen as nn

@@ -130,9 +130,11 @@ def test_run_group_refuses_non_int_counts_before_reading_the_state(option, messa
         ({"grad_clip": float("nan")}, r"grad_clip must be > 0 .*got nan"),
         ({"label_smoothing": 3.0}, r"label_smoothing must lie in \[0, 1\].*got 3.0"),
         ({"label_smoothing": -0.1}, r"label_smoothing must lie in \[0, 1\].*got -0.1"),
+        ({"weight_decay": -1e-4}, r"weight_decay must be >= 0 \(0: none\), got -0.0001"),
+        ({"momentum": 1.5}, r"momentum must lie in \[0, 1\], got 1.5"),
     ],
 )
-def test_grad_clip_and_label_smoothing_out_of_range_are_refused(option, message):
+def test_values_out_of_range_are_refused(option, message):
     with pytest.raises(ValueError, match=message):
         HParams(**option)
-    HParams(grad_clip=1.0, label_smoothing=1.0)  # the bounds that make sense are fine
+    HParams(grad_clip=1.0, label_smoothing=1.0, weight_decay=0.0, momentum=0.0)  # bounds: fine
