@@ -66,6 +66,11 @@ class ArrayDataset:
                     f"ArrayDataset {self.name!r}: y_{split} has shape {tuple(y.shape)}, expected "
                     f"({x.shape[0]},), one label per row of x_{split}"
                 )
+            if not np.issubdtype(y.dtype, np.integer):
+                raise TypeError(
+                    f"ArrayDataset {self.name!r}: y_{split} has dtype {y.dtype}; labels are "
+                    f"class indices, an integer dtype (e.g. y.astype(np.int32))"
+                )
             bad = first_outside(y, self.num_classes)
             if bad is not None:
                 raise ValueError(

@@ -117,6 +117,11 @@ def test_array_dataset_refuses_labels_outside_its_classes(split, labels, bad):
     _toy(**{f"y_{split}": jnp.asarray(labels, jnp.int32) % 2})  # in range: fine, on device too
 
 
+def test_array_dataset_refuses_labels_that_are_not_integers():
+    with pytest.raises(TypeError, match=r"'toy': y_test has dtype float32; labels are class"):
+        _toy(y_test=np.zeros(2, np.float32))
+
+
 def test_tree_ops_rebuild_an_array_dataset_whatever_its_leaves():
     ds = _toy(x_train=np.ones((4, 3), np.float32))
     means = jax.tree.map(jnp.mean, ds)
