@@ -1,12 +1,14 @@
 """The viewer in a real headless Chromium: the page loads a small finished bench, shows
 the leaderboard rows, draws the curves, the blurb tree, the graph and the profile."""
 
+import json
 import pathlib
 import shutil
 import subprocess
 
 import pytest
 
+from phosjax.bench import _layout
 from tests.bench._viewer_fixtures import (
     DIVERGED,
     SEEDS,
@@ -113,3 +115,15 @@ def test_a_diverged_seed_and_lines_past_the_cap_are_shown(tmp_path):
     model, lr, _ = DIVERGED
     assert diverged in rows[-1] and f">{model}</td>" in rows[-1] and f">{lr}</td>" in rows[-1]
     assert all(diverged not in row for row in rows[:-1])  # the diverged config sorts last
+    legend = _between(configs_dom, 'id="legend"', 'id="aux"')
+    assert legend.count("(1 diverged)") == 1 and f"{model} · lr={lr} (1 diverged)" in legend
+
+
+def test_a_bench_without_cells_says_so(tmp_path):
+    bench = tmp_path / "empty"
+    bench.mkdir()
+    (bench / _layout.MARKER).write_text(json.dumps({"format": _layout.FORMAT}))
+    with serving(bench) as server:
+        dom = _render(server.url, tmp_path / "profile")
+    assert 'data-ready="true"' in dom and "No cells planned yet." in dom
+    assert "No cell matches the filters." not in dom

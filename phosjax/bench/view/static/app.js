@@ -289,7 +289,8 @@ function renderBoard() {
   table.appendChild(body);
   if (!rows.length) {
     const tr = el("tr");
-    tr.appendChild(el("td", { colspan: columns.length, class: "empty" }, "No cell matches the filters."));
+    const why = state.board.rows.length ? "No cell matches the filters." : "No cells planned yet.";
+    tr.appendChild(el("td", { colspan: columns.length, class: "empty" }, why));
     body.appendChild(tr);
   }
 }
@@ -354,6 +355,17 @@ function plotSeries(raw, split, weight = 0) {
   return out;
 }
 
+// How many of each config's cells among ``rows`` diverged (a non-finite value in any split).
+function divergedByConfig(raw, rows) {
+  const bad = new Set(raw.filter((s) => s.y.some(nonfinite)).map((s) => s.cell_id));
+  const counts = new Map();
+  for (const r of rows) {
+    const count = r.cells.filter((c) => bad.has(c.cell_id)).length;
+    counts.set(r.row.config, (counts.get(r.row.config) || 0) + count);
+  }
+  return counts;
+}
+
 // The rows (cells or configs) shown in the plots, in the table's order.
 function visibleRows() {
   return tableRows().filter((r) => !state.hidden.has(r.key));
@@ -380,10 +392,14 @@ async function renderCurves() {
   const logY = $("log-y").checked;
   const weight = Number($("smoothing").value);
   drawPlots(box, state.splits.map((split) => ({ series: plotSeries(raw, split, weight), title: split, yLabel: metric, logY, onHover: highlight })));
-  // One legend entry per config (its seeds share its colour).
+  // One legend entry per config (its seeds share its colour), counting its diverged seeds.
+  const plotted = visibleRows().slice(0, MAX_LINES);
+  const diverged = divergedByConfig(raw, plotted);
   const shown = new Map();
-  for (const r of visibleRows().slice(0, MAX_LINES)) {
-    shown.set(r.row.config, { key: state.mode === "configs" ? r.key : undefined, color: r.color, label: r.row.configLabel });
+  for (const r of plotted) {
+    const count = diverged.get(r.row.config);
+    const label = count ? `${r.row.configLabel} (${count} diverged)` : r.row.configLabel;
+    shown.set(r.row.config, { key: state.mode === "configs" ? r.key : undefined, color: r.color, label });
   }
   const note = state.mode === "configs" ? "line: mean over seeds · band: min–max" : "one line per seed";
   const legend = legendOf([...shown.values(), { label: note, color: null }]);
