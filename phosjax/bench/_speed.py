@@ -91,7 +91,7 @@ def _check(setup: Setup, k: int, method: str, cfg: SpeedConfig, rates: dict[str,
         raise Skip("a smaller K of this method was skipped")
     work = k * (cfg.repeats * cfg.steps + 1 + (cfg.steps + _AUTO_STEPS) * (method == "engine"))
     if work / previous > cfg.budget:
-        raise Skip(f"estimated {work / previous:.0f} s > budget {cfg.budget:g} s")
+        raise Skip(f"estimated {work / previous:.3g} s > budget {cfg.budget:g} s")
 
 
 def _cases(cfg: SpeedConfig) -> Iterator[tuple[str, int]]:

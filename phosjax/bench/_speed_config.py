@@ -40,8 +40,9 @@ class SpeedConfig:
         previous size) exceeds this many seconds; 0: no limit.
       repeats: timed rounds (each method runs ``steps`` steps per round, the methods
         taking turns); the fastest round of each method counts.
-      min_time: seconds a timing lasts at least: a method whose ``steps`` take less runs
-        them again within the timing, as often as that takes (0: once).
+      min_time: seconds a timing is sized to last: a method whose ``steps`` take less runs
+        them again within the timing, as often as its first timing says that takes (0:
+        once).
     """
 
     models: tuple[str, ...] = tuple(MODELS)

@@ -1,5 +1,6 @@
 """``python -m phosjax.bench.speed``: the CLI's outputs and errors (never its timings)."""
 
+import dataclasses
 import importlib.util
 import xml.etree.ElementTree as ET
 
@@ -87,6 +88,9 @@ def test_sizes_that_would_not_fit_or_exceed_the_budget_are_skipped():
         _speed._check(_fake_setup(1), 512, "vmap", cfg, {"vmap": 100.0})
     with pytest.raises(Skip, match="a smaller K of this method was skipped"):
         _speed._check(_fake_setup(1), 8, "vmap", cfg, {"vmap": None})
+    tiny = dataclasses.replace(cfg, budget=1e-6)  # an estimate under a second is not "0 s"
+    with pytest.raises(Skip, match=r"estimated 1.68 s > budget 1e-06 s"):
+        _speed._check(_fake_setup(1), 8, "vmap", tiny, {"vmap": 100.0})
 
 
 def test_the_engines_memory_check_counts_its_gathered_chunk(monkeypatch):
