@@ -4,6 +4,11 @@ Every layer tags its notable values (`phosjax.core.tag`), raises its auxiliary l
 with `phosjax.core.aux_loss` (scaled by enclosing path weights) and declares its
 tunable constants as knobs. Layers that behave differently in training take
 ``train: bool = False``; features are on the last axis.
+
+Containers (`Choice`, `GatedSkip`, `Residual`, `ReZero`, `Sequence`, `Repeat`) pass the
+train flag to a block positionally when it is the parameter after the input, so a
+block lifted with `flax.linen.remat` (or `flax.linen.jit`) works once it marks the flag
+static: ``nn.remat(Block, static_argnums=(2,))`` (``self``, ``x``, ``train``).
 """
 
 from phosjax.layers._attention import MultiHeadSelfAttention, TransformerBlock

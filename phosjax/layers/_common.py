@@ -17,6 +17,10 @@ EVAL_FLAGS = ("deterministic", "use_running_average")
 """The train flags that are true in evaluation."""
 
 
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+"""The kinds of parameter that can be passed positionally."""
+
+
 def _parameters(call: Any, inputs: int) -> list[inspect.Parameter]:
     """The parameters of ``call`` after the ``inputs`` positional ones it is given; none
     when ``call`` has no signature (some builtins)."""
@@ -24,16 +28,16 @@ def _parameters(call: Any, inputs: int) -> list[inspect.Parameter]:
         parameters = list(inspect.signature(call).parameters.values())
     except (TypeError, ValueError):
         return []
-    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     taken = 0
-    while taken < min(inputs, len(parameters)) and parameters[taken].kind in positional:
+    while taken < min(inputs, len(parameters)) and parameters[taken].kind in _POSITIONAL:
         taken += 1
     return parameters[taken:]
 
 
-def _find_train_parameter(call: Any, inputs: int) -> str | None:
+def _find_train_parameter(call: Any, inputs: int) -> tuple[str, bool] | None:
     """The parameter of ``call`` that takes the train flag when ``call`` gets ``inputs``
-    positional arguments (``self`` counted), or None.
+    positional arguments (``self`` counted), and whether it can be passed positionally
+    (it comes right after the inputs); None when there is none.
 
     ``*args``/``**kwargs`` do not count: ``nn.Sequential`` would forward the flag to a layer
     that does not take it.
@@ -62,11 +66,31 @@ def _find_train_parameter(call: Any, inputs: int) -> str | None:
             f"pass: a block is called with its input(s) and at most one of {TRAIN_FLAGS} (rename "
             f"a train flag to `train`, or give {required[0]!r} a default)."
         )
-    return flags[0] if flags else None
+    if not flags:
+        return None
+    first = parameters[0]
+    return flags[0], first.name == flags[0] and first.kind in _POSITIONAL
 
 
 _train_parameter = functools.lru_cache(maxsize=256)(_find_train_parameter)
 """`_find_train_parameter` cached, for module classes' ``__call__``."""
+
+
+def _train_flag(block: Any, train: bool, inputs: int) -> tuple[str, bool, bool] | None:
+    """The flag to pass ``block`` in mode ``train``: its parameter's name, its value and
+    whether it can go positionally; None when none is to be passed (see `train_kwargs`)."""
+    if isinstance(block, nn.Module):
+        found = _train_parameter(type(block).__call__, 1 + inputs)
+    else:  # functions need not be hashable, so no cache
+        found = _find_train_parameter(block, inputs)
+    if found is None:
+        return None
+    name, positional = found
+    if name not in EVAL_FLAGS:
+        return name, train, positional
+    if getattr(block, name, None) is not None:  # fixed by the constructor (Flax merge_param)
+        return None
+    return name, not train, positional
 
 
 def train_kwargs(block: Any, train: bool, inputs: int = 1) -> dict[str, bool]:
@@ -93,22 +117,35 @@ def train_kwargs(block: Any, train: bool, inputs: int = 1) -> dict[str, bool]:
       >>> train_kwargs(lambda a, b, is_training=False: a, True, inputs=2)
       {'is_training': True}
     """
-    if isinstance(block, nn.Module):
-        name = _train_parameter(type(block).__call__, 1 + inputs)
-    else:  # functions need not be hashable, so no cache
-        name = _find_train_parameter(block, inputs)
-    if name is None:
-        return {}
-    if name not in EVAL_FLAGS:
-        return {name: train}
-    if getattr(block, name, None) is not None:  # fixed by the constructor (Flax merge_param)
-        return {}
-    return {name: not train}
+    flag = _train_flag(block, train, inputs)
+    return {} if flag is None else {flag[0]: flag[1]}
+
+
+def train_args(
+    block: Any, train: bool, inputs: int = 1
+) -> tuple[tuple[bool, ...], dict[str, bool]]:
+    """The flag of `train_kwargs` as ``(args, kwargs)``: positional when the parameter
+    comes right after the inputs, so lifted blocks (``nn.remat``, ``nn.jit``) can mark it
+    static with ``static_argnums``; by keyword otherwise.
+
+    Examples:
+      >>> train_args(lambda x, train=False: x, True), train_args(lambda x, *, train: x, True)
+      (((True,), {}), ((), {'train': True}))
+    """
+    flag = _train_flag(block, train, inputs)
+    if flag is None:
+        return (), {}
+    name, value, positional = flag
+    return ((value,), {}) if positional else ((), {name: value})
 
 
 def call_block(block: nn.Module, x: jax.Array, train: bool) -> Any:
     """Calls ``block`` on ``x``, passing the train flag the way its ``__call__`` takes it
-    (see `train_kwargs`).
+    (see `train_kwargs`): positionally when it is the parameter after ``x``.
+
+    A block lifted with ``nn.remat`` (or ``nn.jit``) must declare the flag static, as
+    ``nn.remat(Block, static_argnums=(2,))`` (``self``, ``x``, ``train``); otherwise it is
+    traced and Python branches on it fail.
 
     Raises:
       TypeError: the block takes several train flags, or requires another parameter.
@@ -120,7 +157,8 @@ def call_block(block: nn.Module, x: jax.Array, train: bool) -> Any:
       >>> [call_block(Noisy(), 0, train) for train in (True, False)]
       [1, 0]
     """
-    return block(x, **train_kwargs(block, train))
+    args, kwargs = train_args(block, train)
+    return block(x, *args, **kwargs)
 
 
 def check_shape(y: jax.Array, expected: tuple[int, ...], what: str) -> None:

@@ -10,6 +10,7 @@ from flax import nnx
 
 import phosjax.core as px
 from phosjax import layers as L
+from phosjax.layers._common import train_args
 
 
 def test_choice_huge_temperature_gives_uniform_weights(key):
@@ -391,3 +392,64 @@ def test_public_names():
             "Sequence", "SqueezeExcite", "SwiGLU", "TransformerBlock",
         ]
     )  # fmt: skip
+
+
+class _Doubled(nn.Module):
+    """A Dense layer whose output is doubled in training: the flag changes the value."""
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        y = nn.Dense(x.shape[-1])(x)
+        return 2 * y if train else y
+
+
+CONTAINERS = {
+    "choice": lambda block: L.Choice([block]),
+    "gated_skip": L.GatedSkip,
+    "residual": L.Residual,
+    "rezero": L.ReZero,
+    "sequence": lambda block: L.Sequence([block]),
+    "repeat": lambda block: L.Repeat(block, num_layers=2),
+}
+
+
+@pytest.mark.parametrize("contain", CONTAINERS.values(), ids=CONTAINERS.keys())
+def test_a_remat_block_with_a_static_flag_matches_the_plain_block_in_containers(contain, key):
+    x = jax.random.normal(key, (3, 4))
+    plain = contain(_Doubled())
+    variables = jax.tree.map(lambda p: p + 0.1, plain.init(key, x))  # ReZero's alpha != 0
+    rematted = contain(nn.remat(_Doubled, static_argnums=(2,))())
+    outs = {}
+    for train in (False, True):
+        outs[train] = rematted.apply(variables, x, train=train)
+        np.testing.assert_allclose(outs[train], plain.apply(variables, x, train=train), rtol=1e-6)
+    assert not np.allclose(outs[False], outs[True])  # the flag reached the block
+
+
+class _ScaledThenFlagged(nn.Module):
+    """Takes another parameter before the flag: the flag must go by keyword."""
+
+    @nn.compact
+    def __call__(self, x, scale=1.0, train=False):
+        return x * scale + 1 if train else x * scale
+
+
+@pytest.mark.parametrize(
+    ("block", "expected"),
+    [
+        (_Doubled(), ((True,), {})),
+        (nn.Dropout(0.5), ((False,), {})),
+        (nn.Dropout(0.5, deterministic=True), ((), {})),
+        (_ScaledThenFlagged(), ((), {"train": True})),
+        (lambda x, *, training: x, ((), {"training": True})),
+        (nn.Dense(2), ((), {})),
+    ],
+)
+def test_the_flag_goes_positionally_only_right_after_the_input(block, expected):
+    assert train_args(block, True) == expected
+
+
+def test_a_flag_after_another_parameter_reaches_the_block_by_keyword():
+    layer, x = L.Sequence([_ScaledThenFlagged()]), jnp.full((1, 2), 3.0)
+    np.testing.assert_array_equal(layer.apply({}, x, train=True), x + 1)
+    np.testing.assert_array_equal(layer.apply({}, x), x)

@@ -3,7 +3,9 @@ in float64 numpy from the layers' own params (the table only checks shapes)."""
 
 import math
 
+import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -99,3 +101,101 @@ def test_hyper_dense_kernel_follows_the_embedding():
     expected = (2 * e @ hyper["kernel"] + hyper["bias"])[:12].reshape(4, 3) / 2.0
     np.testing.assert_allclose(after["generated_kernel"], expected, rtol=1e-5, atol=1e-6)
     assert not np.allclose(after["generated_kernel"], before["generated_kernel"])
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def _gelu(z):  # flax's default, the tanh approximation
+    return 0.5 * z * (1 + np.tanh(np.sqrt(2 / np.pi) * (z + 0.044715 * z**3)))
+
+
+def _attention(p, x, causal):
+    qkv = np.einsum("blc,cthd->blthd", x, p["qkv"]["kernel"]) + p["qkv"]["bias"]
+    q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+    logits = np.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(q.shape[-1])
+    if causal:
+        logits = np.where(np.tril(np.ones(logits.shape[-2:], bool)), logits, -np.inf)
+    weights = _softmax(logits)
+    heads = np.einsum("bhqk,bkhd->bqhd", weights, v)
+    return np.einsum("bqhd,hdc->bqc", heads, p["out"]["kernel"]) + p["out"]["bias"], weights
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_attention_output_and_weights_match_numpy(causal):
+    x = jax.random.normal(jax.random.key(2), (2, 5, 6))
+    layer = L.MultiHeadSelfAttention(num_heads=3, causal=causal)
+    variables = jax.tree.map(lambda a: a + 0.1, layer.init(jax.random.key(0), x))  # biases != 0
+    out, found = px.probe(layer, variables, x, "attention_weights")
+    expected, weights = _attention(_np(variables["params"]), np.asarray(x, np.float64), causal)
+    np.testing.assert_allclose(found["attention_weights"], weights, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_causal_attention_outputs_ignore_later_tokens(causal):
+    x = jax.random.normal(jax.random.key(2), (2, 5, 6))
+    layer = L.MultiHeadSelfAttention(num_heads=3, causal=causal)
+    variables = layer.init(jax.random.key(0), x)
+    changed = x.at[:, -1].add(1.0)
+    before, after = layer.apply(variables, x), layer.apply(variables, changed)
+    assert np.array_equal(before[:, :-1], after[:, :-1]) == causal
+    assert not np.allclose(before[:, -1], after[:, -1])
+
+
+@pytest.mark.parametrize("width", [4, 6])
+def test_residual_adds_the_block_to_the_input_projected_if_widths_differ(width):
+    out, _, params = _run(L.Residual(L.GLU(width)), X)
+    x = np.asarray(X, np.float64)
+    projected = _dense(params["block"]["proj"], x)
+    block = projected[:, :width] * _sigmoid(projected[:, width:])
+    skip = x @ params["projection"]["kernel"] if width != 4 else x
+    assert ("projection" in params) == (width != 4)
+    np.testing.assert_allclose(out, skip + block, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("top_k", [1, 2, 3])
+def test_moe_output_is_the_top_k_experts_weighted_by_their_router_probabilities(top_k):
+    x = jax.random.normal(jax.random.key(2), (2, 5, 4))
+    layer = L.MixtureOfExperts(num_experts=4, top_k=top_k, hidden_features=3)
+    variables = layer.init(jax.random.key(0), x)
+    noise = lambda a: a + 0.2 * jax.random.normal(jax.random.key(3), a.shape)  # biases != 0
+    variables = {**variables, "params": jax.tree.map(noise, variables["params"])}
+    out, found = px.probe(layer, variables, x, ["router_probs", "expert_load"])
+    p, xs = _np(variables["params"]), np.asarray(x, np.float64)
+    probs = _softmax(_dense(p["router"], xs))
+    top = np.argsort(-probs, -1)[..., :top_k]
+    chosen = (top[..., None] == np.arange(4)).any(-2)
+    gates = np.where(chosen, probs, 0.0)  # not renormalized over the chosen experts
+    hidden = _gelu(np.einsum("...c,ech->...eh", xs, p["expert_in_kernel"]) + p["expert_in_bias"])
+    experts = np.einsum("...eh,ehc->...ec", hidden, p["expert_out_kernel"]) + p["expert_out_bias"]
+    np.testing.assert_allclose(found["router_probs"], probs, rtol=1e-5, atol=1e-6)
+    expected = np.einsum("...e,...ec->...c", gates, experts)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(found["expert_load"], chosen.reshape(-1, 4).mean(0) / top_k)
+    assert (gates.sum(-1) < 1).all() == (top_k < 4)
+
+
+def test_layer_scale_multiplies_each_channel_by_its_scale():
+    out, found, params = _run(L.LayerScale(0.3), X)
+    np.testing.assert_array_equal(params["scale"], np.full(4, np.float32(0.3)))
+    np.testing.assert_allclose(out, np.asarray(X) * np.float32(0.3), rtol=1e-7)
+    np.testing.assert_array_equal(found["scaled"], out)
+    layer, scale = L.LayerScale(), jnp.array([1.0, -2.0, 0.5, 3.0])
+    np.testing.assert_allclose(
+        layer.apply({"params": {"scale": scale}}, X), np.asarray(X) * np.asarray(scale), rtol=1e-7
+    )
+
+
+def test_choice_mixes_a_sequential_branch_by_the_softmax_of_its_logits():
+    layer = L.Choice([nn.Sequential([nn.Dense(4), nn.relu]), nn.Dense(4)])
+    variables = layer.init(jax.random.key(0), X)
+    variables["params"]["gate_logits"] = jnp.array([0.7, -0.4])
+    out = np.asarray(layer.apply(variables, X, train=True), np.float64)
+    p, x = _np(variables["params"]), np.asarray(X, np.float64)
+    w = _softmax(np.array([0.7, -0.4]))
+    branches = [np.maximum(_dense(p["branches_0"]["layers_0"], x), 0), _dense(p["branches_1"], x)]
+    assert (branches[0] == 0).any()  # the relu really clips
+    np.testing.assert_allclose(out, w[0] * branches[0] + w[1] * branches[1], rtol=1e-5, atol=1e-6)
