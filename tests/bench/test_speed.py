@@ -203,3 +203,43 @@ def test_a_run_cut_off_keeps_the_cases_it_measured(tmp_path, monkeypatch):
     assert frame[["model", "K", "method", "status"]].values.tolist() == [["mlp", 1, "vmap", "ok"]]
     assert "mlp" in (out / "speed.txt").read_text()
     assert not [p for p in out.iterdir() if p.name.startswith(".tmp")]
+
+
+def _config(*argv: str) -> SpeedConfig:
+    return speed.config_from_args(speed.parser().parse_args(list(argv)))
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        ([], dict(sizes=(1, 8, 64, 256), steps=100, batch=128, repeats=3, min_time=0.25)),
+        (["--quick"], dict(sizes=(2,), steps=2, batch=8, repeats=3, min_time=0.0)),
+        (
+            ["--steps", "7", "--batch", "9", "--repeats", "4", "--min_time", "0.5"],
+            dict(sizes=(1, 8, 64, 256), steps=7, batch=9, repeats=4, min_time=0.5),
+        ),
+        (
+            ["--quick", "--steps", "5", "--batch", "3", "--repeats", "2", "--min_time", "1.5"],
+            dict(sizes=(2,), steps=5, batch=3, repeats=2, min_time=1.5),
+        ),
+        (["--min_time", "0"], dict(steps=100, min_time=0.0)),  # 0 given is not "unset"
+        (["--sizes", "3, 5", "--budget", "7"], dict(sizes=(3, 5), budget=7.0)),
+    ],
+)
+def test_the_command_line_flows_into_the_config(argv, expected):
+    config = _config(*argv)
+    assert {key: getattr(config, key) for key in expected} == expected
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--steps", "0"], "sizes, steps, batch and repeats must be >= 1"),
+        (["--batch", "0"], "sizes, steps, batch and repeats must be >= 1"),
+        (["--repeats", "0"], "sizes, steps, batch and repeats must be >= 1"),
+        (["--min_time", "-1"], "min_time and budget must be >= 0 seconds, got -1.0 and 120.0"),
+    ],
+)
+def test_bad_step_counts_from_the_command_line_are_bench_errors(argv, message):
+    with pytest.raises(speed.BenchError, match=message):
+        _config(*argv)

@@ -1,0 +1,109 @@
+"""`fit_config` (the config of a resized variable tree) and `measured_latency`."""
+
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from phosjax.models import ModelConfig, build_model
+from phosjax.morph import _loop, fit_config, measured_latency
+
+CNN1D = ModelConfig("cnn1d", num_classes=5, input_shape=(40,))
+TRANSFORMER = ModelConfig("transformer", num_classes=5, input_shape=(40,))
+
+
+def _shapes(config: ModelConfig):
+    x = jax.ShapeDtypeStruct((1, *config.input_shape), jnp.float32)
+    return jax.eval_shape(config.build().init, jax.random.key(0), x)
+
+
+def _with_option(config: ModelConfig, **options) -> ModelConfig:
+    return config.replace(options={**dict(config.resolved().options), **options})
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        CNN1D.replace(width=(12,)),
+        _with_option(TRANSFORMER, mlp_features=24),
+    ],
+    ids=["stage_width", "integer_option"],
+)
+def test_fit_config_finds_the_widths_that_build_the_variables(target):
+    base = CNN1D if target.name == "cnn1d" else TRANSFORMER
+    assert fit_config(base, _shapes(target)) == target.resolved()
+
+
+def test_fit_config_takes_real_arrays():
+    target = CNN1D.replace(width=(6,))
+    variables = target.build().init(jax.random.key(0), jnp.ones((1, 40)))
+    assert fit_config(CNN1D, variables).widths == (6,)
+
+
+def test_blocks_of_different_widths_get_one_stage_each():
+    target = CNN1D.resolved().replace(depth=1, width=(7, 9, 11))
+    fitted = fit_config(CNN1D, _shapes(target))
+    assert (fitted.depth, fitted.widths) == (1, (7, 9, 11))
+
+
+@pytest.mark.parametrize(
+    ("base", "target", "changed"),
+    [
+        (
+            TRANSFORMER,
+            _with_option(TRANSFORMER, num_heads=2),  # heads of another size
+            "['params/blocks_0/attention/out/kernel', 'params/blocks_0/attention/qkv/bias'",
+        ),
+        (
+            CNN1D,
+            CNN1D.replace(depth=2),  # a block fewer
+            "['params/blocks_2/Conv_0/bias', 'params/blocks_2/Conv_0/kernel', "
+            "'params/head/kernel']",
+        ),
+    ],
+)
+def test_variables_no_config_builds_are_an_error(base, target, changed):
+    with pytest.raises(ValueError, match="cannot express these widths") as error:
+        fit_config(base, _shapes(target))
+    assert changed in str(error.value)
+
+
+class _Clock:
+    """A fake ``time.perf_counter``: consecutive calls are the starts and ends of calls."""
+
+    def __init__(self, durations):
+        self.readings = iter(np.cumsum([(0.0, d) for d in durations]))
+
+    def perf_counter(self):
+        return float(next(self.readings))
+
+
+class _Spy:
+    """A model that records the input shapes it is traced with."""
+
+    def __init__(self, model):
+        self.model, self.shapes = model, []
+
+    def apply(self, variables, x):
+        self.shapes.append(x.shape)
+        return self.model.apply(variables, x)
+
+
+def test_measured_latency_is_the_median_call_time_per_example(monkeypatch):
+    durations = [0.01 * k for k in range(1, 20)] + [5.0]  # a slow outlier: mean != median
+    spy = _Spy(build_model(CNN1D))
+    monkeypatch.setattr(
+        _loop, "time", types.SimpleNamespace(perf_counter=_Clock(durations).perf_counter)
+    )
+    monkeypatch.setattr(_loop, "build_model", {CNN1D: spy}.__getitem__)  # built from CNN1D
+    variables = CNN1D.build().init(jax.random.key(0), jnp.ones((1, 40)))
+    latency = measured_latency(CNN1D, variables, batch=7)
+    assert latency == pytest.approx(np.median(durations) / 7)  # 0.105 s per call
+    assert spy.shapes == [(7, 40)]  # one trace, on a batch of the given size
+
+
+def test_measured_latency_of_a_real_model_is_a_positive_time():
+    variables = CNN1D.build().init(jax.random.key(0), jnp.ones((1, 40)))
+    assert 0 < measured_latency(CNN1D, variables, batch=4) < 1.0
