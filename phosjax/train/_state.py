@@ -105,17 +105,25 @@ def _init_fn(signature: Any, input_shape: tuple[int, ...]) -> Any:
 
 
 @functools.cache
-def _logits_shape(model_config: Any, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-    """The shape of the model's output for one example (traced, not computed)."""
+def _logits_shape(model_config: Any, input_shape: tuple[int, ...]) -> Any:
+    """The shape of the model's output for one example (traced, not computed); a pytree of
+    shapes for a model that returns a pytree (a graph model's dict)."""
     init = functools.partial(model_config.build().init_with_output, train=False)
     x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
     logits, _ = jax.eval_shape(init, jax.random.key(0), x)
-    return tuple(logits.shape[1:])
+    return jax.tree.map(lambda leaf: tuple(leaf.shape[1:]), logits)
 
 
 def _check_classes(group: Group, data: Any) -> None:
     """Raises unless the group's model returns ``data.num_classes`` logits per example."""
     shape = _logits_shape(group.model, tuple(data.input_shape))
+    if not isinstance(shape, tuple):
+        raise ValueError(
+            f"model {getattr(group.model, 'name', group.model)!r} returns a "
+            f"{type(shape).__name__}, not an array of logits; a graph model returns "
+            "{node: value}: build it with GraphModel(spec, returns='head') (a zoo twin: "
+            "graph_model(config).clone(returns='head')) so it returns its logits node"
+        )
     if shape != (data.num_classes,):
         what = f"{shape[0]} logits" if len(shape) == 1 else f"logits of shape {shape}"
         raise ValueError(

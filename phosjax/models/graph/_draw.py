@@ -43,7 +43,7 @@ def describe(graph: Graph, x: Any = None, model: nn.Module | None = None) -> dic
     counts: dict[str, int] = {}
     if x is not None and model is not None:
         shapes, variables = jax.eval_shape(
-            lambda x: model.init_with_output(jax.random.key(0), x), x
+            lambda x: model.init_with_output(jax.random.key(0), x, outputs=graph.order), x
         )
         counts = param_counts(graph, variables)
     nodes = []

@@ -5,9 +5,10 @@ from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
-from phosjax.core import INJECTIONS, flatten, tag
-from phosjax.layers._common import train_kwargs
+from phosjax.core import INJECTIONS, tag
+from phosjax.layers._common import train_args
 from phosjax.models.graph import _draw
 from phosjax.models.graph._spec import COMBINES, SEP, Graph, GraphError, Node, listing
 
@@ -35,6 +36,64 @@ def _feed_error(x: Any, inputs: tuple[str, ...]) -> GraphError:
         f"x has keys that are not input nodes: {listing(unknown)}; "
         f"the input nodes are {listing(inputs)}{gives}."
     )
+
+
+def _has_path(tree: Any, keys: Iterable[str]) -> bool:
+    """Whether the nested mapping ``tree`` has an entry at ``keys``.
+
+    Examples:
+      >>> _has_path({"d": {"out": {"p": 1}}}, ["d", "out"]), _has_path({"d": 1}, ["d", "out"])
+      (True, False)
+    """
+    for key in keys:
+        if not isinstance(tree, Mapping) or key not in tree:
+            return False
+        tree = tree[key]
+    return True
+
+
+def _injected(graph: Graph, injections: Mapping[str, Any]) -> set[str]:
+    """The nodes whose output tag ``<path>/out`` has a value in ``injections`` (the
+    collection `phosjax.inject` fills); a value may be a dict, a tuple or an array."""
+    return {p for p in graph.nodes if _has_path(injections, (*p.split(SEP), OUT))}
+
+
+def _describe(tree: Any) -> str:
+    """``float32[3, 4]`` for an array, the same per leaf for a pytree.
+
+    Examples:
+      >>> _describe({"p": jnp.ones((2, 3)), "q": jnp.int32(1)})
+      "{'p': 'float32[2, 3]', 'q': 'int32[]'}"
+    """
+    described = jax.tree.map(lambda leaf: f"{jnp.dtype(leaf.dtype).name}{list(leaf.shape)}", tree)
+    return str(described)
+
+
+def _check_injected(path: str, value: Any, expected: Any) -> None:
+    """Raises a `GraphError` unless ``value`` has the structure, shapes and dtypes of
+    ``expected`` (what node ``path`` computes)."""
+    given, wanted = _describe(jax.tree.map(jnp.asarray, value)), _describe(expected)
+    if given != wanted:
+        raise GraphError(
+            f"inject gives node {path!r} {given}, but the node computes {wanted}; inject a "
+            "value of that shape and dtype."
+        )
+
+
+def _check_nested(graph: Graph) -> None:
+    """Raises a `GraphError` when a node is a graph model with a top-level node or group
+    named `OUT`: it would take the path ``<node>/out`` where the node's output is tagged."""
+    for path, spec in graph.nodes.items():
+        inner = spec.fn if isinstance(spec, Node) else None
+        if isinstance(inner, GraphModel):
+            clash = [p for p in inner.nodes if p.split(SEP)[0] == OUT]
+            if clash:
+                raise GraphError(
+                    f"Node {path!r} is a graph model with the node {clash[0]!r}, but {OUT!r} "
+                    f"is a reserved name there: the output of {path!r} is tagged "
+                    f"'{path}{SEP}{OUT}', the path that node would take. Rename {clash[0]!r} "
+                    "in the inner graph."
+                )
 
 
 class Function(nn.Module):
@@ -78,16 +137,21 @@ def _run_node(
         if spec.combine is not None:
             combine = COMBINES[spec.combine] if isinstance(spec.combine, str) else spec.combine
             args = (combine(*args),)
-        value = child(*args, **_node_train_kwargs(path, fn, train, len(args)))
+        flag_args, flag_kwargs = _node_train_args(path, fn, train, len(args))
+        value = child(*args, *flag_args, **flag_kwargs)
     return tag(child, OUT, value)
 
 
-def _node_train_kwargs(path: str, fn: Any, train: bool, inputs: int) -> dict[str, bool]:
-    """`train_kwargs` of node ``path``'s ``fn``, its errors naming the node."""
+def _node_train_args(
+    path: str, fn: Any, train: bool, inputs: int
+) -> tuple[tuple[bool, ...], dict[str, bool]]:
+    """`train_args` of node ``path``'s ``fn`` (positional when the flag follows the
+    inputs, so a node lifted with ``nn.remat`` can mark it static), its errors naming
+    the node."""
     if fn is None:
-        return {}
+        return (), {}
     try:
-        return train_kwargs(fn, train, inputs)
+        return train_args(fn, train, inputs)
     except TypeError as error:
         raise GraphError(f"Node {path!r}: {error}") from error
 
@@ -115,6 +179,10 @@ class GraphModel(nn.Module):
 
     Attributes:
       graph: a spec (nested dict of nodes) or a `Graph`.
+      returns: a node; calling the model without ``outputs`` then returns that node's
+        value alone, not the dict (e.g. ``returns="head"``: the logits, as the training
+        engine, `phosjax.morph` and the zoo models expect). ``outputs=`` still returns
+        the dict. Surgery results do not keep it.
 
     Examples:
       >>> import flax.linen as nn, jax, jax.numpy as jnp
@@ -134,10 +202,14 @@ class GraphModel(nn.Module):
     """
 
     graph: Graph | Mapping[str, Any]
+    returns: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.graph, Graph):
             object.__setattr__(self, "graph", Graph(self.graph))
+        _check_nested(self._graph)
+        if self.returns is not None:
+            self._graph.check_nodes([self.returns], "returns")
         super().__post_init__()
 
     @nn.compact
@@ -148,7 +220,7 @@ class GraphModel(nn.Module):
         *,
         outputs: str | Iterable[str] | None = None,
         inject: Mapping[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    ) -> Any:
         """Runs the nodes that ``outputs`` need.
 
         Args:
@@ -156,25 +228,29 @@ class GraphModel(nn.Module):
             May be ``None`` when no input node is needed.
           train: training mode, passed to the nodes that take it.
           outputs: node selectors (``"logits"``, ``"block/*"``); only what they need is
-            computed and only they are returned. ``None``: the graph's sinks and all
-            they need, every computed node returned.
+            computed and only they are returned. ``None``: the `returns` node, or
+            without one the graph's sinks and all they need, every computed node returned.
           inject: ``{node: value}`` used instead of computing those nodes; nodes only
-            needed to compute them are skipped. Values injected with `phosjax.inject`
-            at ``<node>/out`` skip their upstream nodes too.
+            needed to compute them are skipped. When ``x`` gives the inputs a node
+            needs, its value must have the node's shape and dtype (checked abstractly,
+            with `jax.eval_shape`); with ``x=None`` nothing can be compared. Values
+            injected with `phosjax.inject` at ``<node>/out`` skip their upstream nodes too.
 
         Returns:
-          ``{path: value}``.
+          ``{path: value}``, or the `returns` node's value.
+
+        Raises:
+          GraphError: an injected value of another shape or dtype (node, both named).
         """
         graph = self._graph
         inject = dict(inject or {})
         graph.check_nodes(inject, "inject")
-        suffix = SEP + OUT
-        injected = flatten(self.variables.get(INJECTIONS, {}))
-        tagged = {p.removesuffix(suffix) for p in injected if p.endswith(suffix)}
-        given = set(inject) | (tagged & set(graph.nodes))
-        targets = graph.sinks if outputs is None else graph.select(outputs)
+        given = set(inject) | _injected(graph, self.variables.get(INJECTIONS, {}))
+        chosen = self.returns if outputs is None else outputs
+        targets = graph.sinks if chosen is None else graph.select(chosen)
         plan = graph.needed(targets, given)
         feeds = self._feeds(x, [p for p in plan if p in graph.inputs and p not in given])
+        self._check_inject(inject, feeds, train)
         values: dict[str, Any] = {}
         groups: dict[str, Group] = {}
         for path in plan:
@@ -183,7 +259,26 @@ class GraphModel(nn.Module):
             else:
                 args, value = tuple(values[s] for s in graph.inputs_of(path)), None
             values[path] = _run_node(self, groups, (), tuple(path.split(SEP)), args, value, train)
-        return values if outputs is None else {t: values[t] for t in targets}
+        if outputs is None and self.returns is not None:
+            return values[self.returns]
+        return values if chosen is None else {t: values[t] for t in targets}
+
+    def _check_inject(
+        self, inject: Mapping[str, Any], feeds: Mapping[str, Any], train: bool
+    ) -> None:
+        """Checks each injected value whose node ``feeds`` can compute against the node's
+        output, traced with `jax.eval_shape` on an unbound copy (no values computed)."""
+        graph = self._graph
+        checked = [p for p in inject if set(graph.needed([p])) & set(graph.inputs) <= set(feeds)]
+        if not checked:
+            return
+        model = self.clone(parent=None, returns=None)
+        expected = jax.eval_shape(
+            lambda f: model.init_with_output(jax.random.key(0), f, train, outputs=checked)[0],
+            dict(feeds),
+        )
+        for path in checked:
+            _check_injected(path, inject[path], expected[path])
 
     def _feeds(self, x: Any, needed: list[str]) -> dict[str, Any]:
         inputs = self._graph.inputs
@@ -215,9 +310,11 @@ class GraphModel(nn.Module):
     def shapes(self, x: Any, variables: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """``{path: jax.ShapeDtypeStruct}`` of every node on input ``x`` (which may itself be
         a `jax.ShapeDtypeStruct`), traced with `jax.eval_shape`: nothing is computed."""
+        every = self.nodes
         if variables is None:
-            return jax.eval_shape(lambda x: self.init_with_output(jax.random.key(0), x)[0], x)
-        return jax.eval_shape(lambda v, x: self.apply(v, x), variables, x)
+            init = lambda x: self.init_with_output(jax.random.key(0), x, outputs=every)[0]
+            return jax.eval_shape(init, x)
+        return jax.eval_shape(lambda v, x: self.apply(v, x, outputs=every), variables, x)
 
     def to_dot(self, x: Any = None) -> str:
         """Graphviz DOT text of the graph (`dot -Tsvg`); with an example input ``x`` the

@@ -8,6 +8,7 @@ relative to the node's group (``"conv"``, ``"../stem"``) or absolute (``"/stem"`
 """
 
 import dataclasses
+import inspect
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -19,6 +20,7 @@ from phosjax.core import select
 SEP = "/"
 DEFAULT_INPUT = "input"
 _MAX_LISTED = 40
+_PATTERN_CHARS = "*?[]"
 
 Combine = Callable[..., Any] | str
 
@@ -65,13 +67,30 @@ def node(
       >>> node(inputs="a").inputs
       ('a',)
     """
-    if isinstance(inputs, str):
-        inputs = (inputs,)
     if isinstance(combine, str) and combine not in COMBINES:
         raise GraphError(
             f"Unknown combine {combine!r}; use one of {sorted(COMBINES)} or a function."
         )
-    return Node(fn, None if inputs is None else tuple(inputs), combine)
+    return Node(fn, None if inputs is None else _input_names(inputs), combine)
+
+
+def _input_names(inputs: str | Iterable[str]) -> tuple[str, ...]:
+    """``inputs`` of `node` as a tuple of names, or a `GraphError` saying what they are.
+
+    Examples:
+      >>> _input_names(3)
+      Traceback (most recent call last):
+      phosjax.models.graph._spec.GraphError: node(inputs=3): inputs is a node name or ...
+    """
+    names = (inputs,) if isinstance(inputs, str) else inputs
+    if isinstance(names, Iterable):
+        names = tuple(names)
+        if all(isinstance(name, str) for name in names):
+            return names
+    raise GraphError(
+        f"node(inputs={inputs!r}): inputs is a node name or a tuple of node names, "
+        "e.g. inputs='conv' or inputs=('conv', '../stem')."
+    )
 
 
 def listing(paths: Iterable[str]) -> str:
@@ -101,11 +120,33 @@ def resolve(name: str, group: tuple[str, ...]) -> str:
     return SEP.join(parts)
 
 
+def bad_name(name: str) -> str | None:
+    """Why ``name`` (one path segment) cannot name a node or group; None when it can.
+
+    Examples:
+      >>> bad_name("conv_1") is None, bad_name("..")
+      (True, "a path segment cannot be empty, '.' or '..'")
+    """
+    if name in ("", ".", ".."):
+        return "a path segment cannot be empty, '.' or '..'"
+    chars = [c for c in _PATTERN_CHARS if c in name]
+    if chars:
+        return (
+            f"{chars[0]!r} makes it a selector pattern, so outputs=, probe and inject "
+            "could not pick it by name"
+        )
+    if name.startswith("re:"):
+        return "'re:' makes it a regular expression for selectors"
+    return None
+
+
 def _walk(spec: Mapping[str, Any], prefix: tuple[str, ...]) -> Iterator[tuple[str, Any]]:
     for key, value in spec.items():
         parts = tuple(str(key).split(SEP))
-        if not all(parts) or ".." in parts:
-            raise GraphError(f"Bad node name {key!r} in group {SEP.join(prefix)!r}.")
+        why = next((bad_name(part) for part in parts if bad_name(part)), None)
+        if why:
+            where = f"in group {SEP.join(prefix)!r}" if prefix else "at the top level"
+            raise GraphError(f"Bad node name {key!r} {where}: {why}; rename it.")
         if isinstance(value, Mapping):
             yield from _walk(value, prefix + parts)
         else:
@@ -142,6 +183,11 @@ def _as_node(path: str, value: Any) -> Node | Input:
       phosjax.models.graph._spec.GraphError: Node 'd' is the class Dense, not a module; ...
     """
     fn = value.fn if isinstance(value, Node) else value
+    if isinstance(value, Node) and isinstance(fn, Input):
+        raise GraphError(
+            f"Node {path!r} is node(Input(), ...), but an input node takes no inputs; "
+            f"write {path.split(SEP)[-1]!r}: Input() in the spec."
+        )
     if isinstance(fn, type) and issubclass(fn, nn.Module):
         raise GraphError(
             f"Node {path!r} is the class {fn.__name__}, not a module; pass an instance "
@@ -157,6 +203,39 @@ def _as_node(path: str, value: Any) -> Node | Input:
     )
 
 
+def _check_arity(path: str, n: Node, inputs: tuple[str, ...]) -> None:
+    """Raises a `GraphError` when node ``path`` cannot take its ``inputs``: a pass-through
+    (no ``fn``) without a combine gets other than one, or its combine cannot take them.
+
+    Examples:
+      >>> _check_arity("c", node(inputs=("a", "b")), ("a", "b"))
+      Traceback (most recent call last):
+      phosjax.models.graph._spec.GraphError: Node 'c' passes its input through ...
+    """
+    count = len(inputs)
+    if n.fn is None and n.combine is None and count != 1:
+        raise GraphError(
+            f"Node {path!r} passes its input through (no fn, no combine) but takes {count} "
+            f"inputs ({listing(inputs)}); give it combine='add', 'concat' or a function of "
+            f"{count} values, or a single input."
+        )
+    if n.combine is None or isinstance(n.combine, str):
+        return
+    try:
+        signature = inspect.signature(n.combine)
+    except (TypeError, ValueError):  # a builtin without a signature: not checkable
+        return
+    try:
+        signature.bind(*inputs)
+    except TypeError as error:
+        name = getattr(n.combine, "__name__", type(n.combine).__name__)
+        raise GraphError(
+            f"Node {path!r} combines {count} inputs ({listing(inputs)}), but its combine "
+            f"{name}{signature} cannot take them ({error}); give it a function of {count} "
+            "values, e.g. lambda *values: ..."
+        ) from None
+
+
 class Graph:
     """A checked graph: every input resolved to an existing node, no cycles.
 
@@ -168,7 +247,8 @@ class Graph:
       edges: ``(source, target)`` pairs.
 
     Examples:
-      >>> g = Graph({"h": node(abs), "block": {"a": abs, "b": node(inputs=("a", "/h"))}})
+      >>> block = {"a": abs, "b": node(inputs=("a", "/h"), combine="add")}
+      >>> g = Graph({"h": node(abs), "block": block})
       >>> g.order
       ('input', 'h', 'block/a', 'block/b')
       >>> g.edges[-2:]
@@ -176,6 +256,11 @@ class Graph:
     """
 
     def __init__(self, spec: Mapping[str, Any]) -> None:
+        if not isinstance(spec, Mapping):
+            raise GraphError(
+                f"A graph spec is a dict {{name: node}}, not a {type(spec).__name__}; e.g. "
+                "{'dense': nn.Dense(8), 'act': nn.relu} (nodes run in insertion order)."
+            )
         entries = list(_walk(spec, ()))
         if not any(isinstance(value, Input) for _, value in entries):
             if any(path == DEFAULT_INPUT for path, _ in entries):
@@ -218,6 +303,7 @@ class Graph:
                 for name, source in zip(names, absolute, strict=True):
                     if source not in nodes:
                         raise self.missing(source, nodes, f"Node {path!r} takes input {name!r}")
+                _check_arity(path, n, absolute)
                 n = dataclasses.replace(n, inputs=absolute)
             resolved[path] = n
             previous = path

@@ -17,8 +17,8 @@ import optax
 
 from phosjax.core import select
 from phosjax.models.graph._model import GraphModel
-from phosjax.models.graph._spec import SEP, GraphError, node
-from phosjax.models.graph._surgery import Variables, extract, merge, rewire
+from phosjax.models.graph._spec import SEP, GraphError, listing, node
+from phosjax.models.graph._surgery import Variables, _graph, extract, merge, rewire
 
 ADAPTER = "adapter"
 """The path of the adapter node in a stitched model."""
@@ -50,7 +50,8 @@ def default_adapter(shape_a: tuple[int, ...], shape_b: tuple[int, ...]) -> nn.Mo
 
 
 def _activation(model: GraphModel, variables: Variables, layer: str, x: Any) -> jax.Array:
-    return model.apply(variables, x, outputs=[layer])[layer]
+    out: Any = model.apply(variables, x, outputs=[layer])  # Any: apply's type is a union
+    return out[layer]
 
 
 def fit_adapter(h_a: jax.Array, h_b: jax.Array) -> dict[str, jax.Array]:
@@ -72,6 +73,20 @@ def fit_adapter(h_a: jax.Array, h_b: jax.Array) -> dict[str, jax.Array]:
     return {"kernel": kernel, "bias": solution[-1]}
 
 
+def _check_shared_inputs(a: GraphModel, back: GraphModel, layer_b: str) -> None:
+    """Raises a `GraphError` when ``back`` (b from ``layer_b`` on) reads an input node
+    of ``b`` that ``a`` has not: the stitched model feeds such inputs from ``a``'s."""
+    a_inputs = _graph(a).inputs
+    for path in _graph(back).inputs:
+        if path != layer_b and path not in a_inputs:
+            raise GraphError(
+                f"stitch: b from {layer_b!r} on still reads b's input node {path!r} (a "
+                f"connection that skips over {layer_b!r}), but a has no input node {path!r} "
+                f"(a's input nodes: {listing(a_inputs)}); give both models the same input "
+                f"node names, or cut b at a node after which nothing reads {path!r}."
+            )
+
+
 def stitch(
     a: GraphModel,
     vars_a: Variables,
@@ -91,6 +106,10 @@ def stitch(
     outputs are ``b``'s, e.g. ``"b/logits"``, and its input is ``a``'s (where the back
     of ``b`` still reads an input node of ``b``, it reads ``a``'s of the same name).
 
+    Where a connection of ``b`` skips over ``layer_b`` (e.g. a residual block cut between
+    its convolutions), the back of ``b`` also holds the front nodes that connection
+    needs, and the stitched model computes them from the input as well.
+
     Args:
       a, vars_a, layer_a: the front model, its variables and the layer to cut after.
       b, vars_b, layer_b: the back model, its variables and the layer it restarts from.
@@ -102,7 +121,13 @@ def stitch(
 
     Returns:
       ``(model, variables)``.
+
+    Raises:
+      GraphError: ``layer_a`` or ``layer_b`` is not a node of its model (which one is
+        named), or the back of ``b`` reads an input node that ``a`` lacks.
     """
+    _graph(a).check_nodes([layer_a], "stitch's layer_a (a node of a)")
+    _graph(b).check_nodes([layer_b], "stitch's layer_b (a node of b)")
     h_a = _activation(a, vars_a, layer_a, x)
     if adapter is None:
         h_b = _activation(b, vars_b, layer_b, x)
@@ -112,10 +137,11 @@ def stitch(
         adapter_vars = adapter.init(jax.random.key(0) if key is None else key, h_a)
     front = extract(a, vars_a, outputs=[layer_a])
     back = extract(b, vars_b, inputs=[layer_b])
+    _check_shared_inputs(a, back[0], layer_b)
     nodes = {ADAPTER: node(adapter, inputs=SEP + f"a{SEP}{layer_a}")}
     model, variables = merge({"a": front, "b": back}, nodes)
     model = rewire(model, f"b{SEP}{layer_b}", ADAPTER)
-    for path in back[0].graph.inputs:  # b's inputs that its back still needs (skips)
+    for path in _graph(back[0]).inputs:  # b's inputs that its back still needs (skips)
         if path != layer_b:
             model = rewire(model, f"b{SEP}{path}", f"a{SEP}{path}")
     for collection, tree in adapter_vars.items():

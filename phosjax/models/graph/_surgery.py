@@ -7,7 +7,16 @@ from typing import Any
 
 from phosjax.core import flatten, unflatten
 from phosjax.models.graph._model import GraphModel
-from phosjax.models.graph._spec import SEP, Graph, GraphError, Input, Node, listing, resolve
+from phosjax.models.graph._spec import (
+    SEP,
+    Graph,
+    GraphError,
+    Input,
+    Node,
+    bad_name,
+    listing,
+    resolve,
+)
 
 Variables = Mapping[str, Any]
 
@@ -94,6 +103,20 @@ def _under(name: str, spec: dict[str, Node | Input]) -> dict[str, Node | Input]:
     }
 
 
+def _check_part_name(name: str) -> None:
+    """Raises a `GraphError` unless ``name`` can name a group of `merge`: one path segment.
+
+    Examples:
+      >>> _check_part_name("x/y")
+      Traceback (most recent call last):
+      phosjax.models.graph._spec.GraphError: merge's part name 'x/y': a part is one group, ...
+    """
+    slash = f"a part is one group, so its name cannot contain {SEP!r}" if SEP in name else None
+    why = slash or bad_name(name)
+    if why:
+        raise GraphError(f"merge's part name {name!r}: {why}; rename it.")
+
+
 def merge(
     parts: Mapping[str, tuple[GraphModel, Variables]],
     nodes: Mapping[str, Any] | None = None,
@@ -113,8 +136,9 @@ def merge(
       ``(model, variables)``.
 
     Raises:
-      GraphError: a new node has the path of a part's node (use `rewire` to change a
-        node's inputs), or a path is both a node and a group.
+      GraphError: a part name is not one plain path segment (``"x/y"``, ``".."``, ``""``),
+        a new node has the path of a part's node (use `rewire` to change a node's
+        inputs), or a path is both a node and a group.
 
     Examples:
       >>> import flax.linen as nn, jax, jax.numpy as jnp
@@ -132,6 +156,7 @@ def merge(
     spec: dict[str, Any] = {}
     merged: dict[str, dict[str, Any]] = {}
     for name, (model, variables) in parts.items():
+        _check_part_name(name)
         spec.update(_under(name, _graph(model).spec()))
         for collection, tree in variables.items():
             merged.setdefault(collection, {})[name] = tree
@@ -153,7 +178,8 @@ def rewire(model: GraphModel, path: str, inputs: str | Iterable[str]) -> GraphMo
 
     Raises:
       GraphError: ``path`` or an input is not a node (existing nodes listed), ``inputs``
-        is empty, or the new edges make a cycle (named).
+        is empty, an input node or pass-through gets several, or the new edges make a
+        cycle (named).
 
     Examples:
       >>> import flax.linen as nn
@@ -173,6 +199,13 @@ def rewire(model: GraphModel, path: str, inputs: str | Iterable[str]) -> GraphMo
     absolute = tuple(SEP + resolve(name, ()) for name in names)
     spec = graph.spec()
     old = spec[path]
+    passes = isinstance(old, Input) or (old.fn is None and old.combine is None)
+    if passes and len(names) > 1:
+        raise GraphError(
+            f"rewire gives node {path!r} {len(names)} inputs ({listing(names)}), but it "
+            "passes one value through and has no combine; rewire it to one node (first "
+            "add a node that combines them, e.g. with merge's nodes=)."
+        )
     spec[path] = (
         dataclasses.replace(old, inputs=absolute) if isinstance(old, Node) else Node(None, absolute)
     )

@@ -129,6 +129,17 @@ def _check_options(config: ModelConfig) -> None:
         )
 
 
+def _check_input(x: jax.Array, config: ModelConfig) -> None:
+    """Raises a ValueError unless ``x`` is a batch of ``config.input_shape`` examples (as
+    the zoo model checks it)."""
+    if x.shape[1:] != tuple(config.input_shape):
+        raise ValueError(
+            f"graph_model({config.name!r}) was built for examples of shape "
+            f"{config.input_shape}; got a batch of shape {x.shape} (expected (batch, "
+            f"*{config.input_shape}))."
+        )
+
+
 def graph_model(config: ModelConfig) -> GraphModel:
     """The `GraphModel` twin of ``build_model(config)``, for ``"resnet"`` and
     ``"transformer"``.
@@ -138,6 +149,9 @@ def graph_model(config: ModelConfig) -> GraphModel:
     ``add``, ``act`` for a ResNet; ``attention_norm``, ``attention``, ``attention_add``,
     ``mlp_norm``, ``mlp_in``, ``gelu``, ``mlp_out``, ``mlp_add`` for a transformer),
     ``features`` (pooled), ``dropout`` (when the option is set) and ``head`` (the logits).
+    ``view`` checks the input shape as the zoo model does. For code that expects the
+    logits alone (the training engine, `phosjax.morph`), use
+    ``graph_model(config).clone(returns="head")``.
 
     Raises:
       ValueError: the model has no graph version (the ones that have are listed), or
@@ -165,6 +179,7 @@ def graph_model(config: ModelConfig) -> GraphModel:
     blocks, last = _BUILDERS[config.name](resolved, spatial)
 
     def view(x: jax.Array) -> jax.Array:
+        _check_input(x, config)
         return view_as(x, kind)
 
     def pool(h: jax.Array) -> jax.Array:

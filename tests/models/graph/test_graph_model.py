@@ -1,6 +1,7 @@
 """GraphModel: the spec, outputs / inject planning, tags, transforms, listing, drawing."""
 
 import json
+import re
 
 import flax.linen as nn
 import jax
@@ -195,6 +196,18 @@ def test_train_mode_is_passed_as_sequence_passes_it(key):
         np.testing.assert_allclose(out["function"], out["norm"] + added)
 
 
+def test_a_remat_node_with_a_static_flag_gets_the_mode(key):
+    """The flag goes positionally, so ``nn.remat(..., static_argnums=(2,))`` sees it static
+    (a traced flag would fail the Python branch)."""
+    remat_training = nn.remat(_Training, static_argnums=(2,))
+    model = GraphModel({"dense": nn.Dense(3), "module": remat_training()})
+    x = jnp.ones((4, 3))
+    variables = model.init(key, x)
+    for train, added in ((False, 0.0), (True, 1.0)):
+        out = model.apply(variables, x, train=train)
+        np.testing.assert_allclose(out["module"], out["dense"] + added)
+
+
 def test_a_node_that_cannot_take_its_inputs_is_named():
     spec = {"sum": node(lambda p, q: p + q, inputs=("input", "input"), combine="add")}
     with pytest.raises(GraphError, match=r"Node 'sum': .*<lambda> requires the parameter 'q'"):
@@ -311,6 +324,135 @@ def test_to_json_describes_nodes_edges_shapes_and_params(model_and_variables):
     assert [(e["source"], e["target"]) for e in described["edges"]] == list(model.edges)
     assert described["inputs"] == ["input"] and described["outputs"] == ["block/add", "head"]
     assert json.loads(model.to_json())["nodes"][1]["shape"] is None
+
+
+def test_a_pass_through_of_several_inputs_needs_a_combine():
+    spec = {"a": nn.relu, "c": node(None, inputs=("a", "input"))}
+    message = (
+        r"Node 'c' passes its input through \(no fn, no combine\) but takes 2 inputs "
+        r"\('a', 'input'\); give it combine='add', 'concat' or a function of 2 values"
+    )
+    with pytest.raises(GraphError, match=message):
+        GraphModel(spec)
+    summed = GraphModel({"a": nn.relu, "c": node(None, inputs=("a", "input"), combine="add")})
+    x = -jnp.ones((1, 2))
+    np.testing.assert_array_equal(summed.apply({}, x)["c"], x)
+
+
+def test_a_combine_that_cannot_take_the_inputs_names_the_node():
+    spec = {"a": nn.relu, "b": node(inputs=("a", "input"), combine=lambda p: p)}
+    with pytest.raises(
+        GraphError,
+        match=r"Node 'b' combines 2 inputs \('a', 'input'\), but its combine <lambda>\(p\) "
+        "cannot take them",
+    ):
+        GraphModel(spec)
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("a[0]", "'\\[' makes it a selector pattern"),
+        ("b*", "'\\*' makes it a selector pattern"),
+        ("re:x", "'re:' makes it a regular expression"),
+        (".", "a path segment cannot be empty, '.' or '..'"),
+        ("", "a path segment cannot be empty"),
+    ],
+)
+def test_a_name_that_selectors_cannot_pick_is_an_error(name, why):
+    with pytest.raises(
+        GraphError, match=f"Bad node name '{re.escape(name)}' at the top level: {why}"
+    ):
+        GraphModel({name: nn.relu})
+    with pytest.raises(GraphError, match=f"in group 'g': {why}"):
+        GraphModel({"g": {name: nn.relu}})
+
+
+def test_unclear_specs_are_named():
+    with pytest.raises(GraphError, match=r"A graph spec is a dict \{name: node\}, not a list"):
+        GraphModel([nn.relu])
+    with pytest.raises(
+        GraphError,
+        match=r"Node 'c' is node\(Input\(\), ...\), but an input node takes no inputs; "
+        "write 'c': Input\\(\\)",
+    ):
+        GraphModel({"a": nn.relu, "c": node(Input(), inputs="a")})
+    with pytest.raises(GraphError, match=r"node\(inputs=3\): inputs is a node name or a tuple"):
+        node(abs, inputs=3)
+    with pytest.raises(GraphError, match=r"node\(inputs=\['a', 2\]\)"):
+        node(abs, inputs=["a", 2])
+    assert node(abs, inputs=(n for n in "ab")).inputs == ("a", "b")
+
+
+def test_inject_checks_shape_and_dtype_when_x_is_given(model_and_variables):
+    model, variables, x = model_and_variables  # x: (2, 5), stem: (2, 4)
+    with pytest.raises(
+        GraphError,
+        match=r"inject gives node 'stem' float32\[2, 7\], but the node computes "
+        r"float32\[2, 4\]; inject a value of that shape and dtype",
+    ):
+        model.apply(variables, x, inject={"stem": jnp.ones((2, 7))})
+    with pytest.raises(GraphError, match=r"node 'block/act' int32\[2, 4\], but the node comp"):
+        jax.jit(lambda v, h: model.apply(v, x, inject={"block/act": h}))(
+            variables, jnp.ones((2, 4), jnp.int32)
+        )
+    with pytest.raises(GraphError, match=r"node 'stem' float32\[1, 4\]"):  # no broadcasting
+        model.apply(variables, x, train=True, inject={"stem": jnp.ones((1, 4))})
+    stem = jnp.ones((2, 4))
+    np.testing.assert_array_equal(model.apply(variables, x, inject={"stem": stem})["side"], stem)
+    # With x=None nothing says what stem computes: the value is used as given.
+    out = model.apply(variables, None, outputs="side", inject={"stem": stem[:1]})
+    assert out["side"].shape == (1, 4)
+
+
+def test_px_inject_of_a_dict_valued_node_skips_its_upstream(key):
+    calls: list[str] = []
+
+    def stem(h):
+        calls.append("stem")
+        return 2 * h
+
+    model = GraphModel(
+        {
+            "stem": stem,
+            "split": lambda h: {"p": h, "q": 2 * h},
+            "head": node(lambda t: t["p"] + t["q"], inputs="split"),
+        }
+    )
+    x = jnp.ones((2, 3))
+    value = {"p": jnp.zeros((2, 3)), "q": jnp.ones((2, 3))}
+    calls.clear()
+    out = px.inject(model, {}, x, {"split/out": value}, outputs="head")
+    np.testing.assert_array_equal(out["head"], value["q"])
+    assert calls == ["stem"]  # traced once by inject's shape check, not run again
+    _, found = px.probe(model, {"injections": {"split": {"out": value}}}, x, "**/out")
+    assert sorted(found) == ["head/out", "split/out"]
+
+
+def test_a_graph_model_node_with_a_node_named_out_is_an_error(key):
+    inner = GraphModel({"out": nn.Dense(2)})
+    with pytest.raises(
+        GraphError,
+        match=r"Node 'sub' is a graph model with the node 'out', but 'out' is a reserved name "
+        r"there: the output of 'sub' is tagged 'sub/out'",
+    ):
+        GraphModel({"sub": inner, "head": node(lambda d: d["out"], inputs="sub")})
+    x = jnp.ones((2, 3))
+    model = GraphModel({"sub": GraphModel({"dense": nn.Dense(2)}), "head": lambda d: d["dense"]})
+    variables = model.init(key, x)
+    _, found = px.probe(model, variables, x, "**/out")
+    assert sorted(found) == ["head/out", "input/out", "sub/dense/out", "sub/input/out", "sub/out"]
+
+
+def test_returns_gives_one_node_as_the_output(model_and_variables):
+    model, variables, x = model_and_variables
+    logits = model.clone(returns="head")
+    np.testing.assert_array_equal(logits.apply(variables, x), model.apply(variables, x)["head"])
+    assert list(logits.apply(variables, x, outputs="stem")) == ["stem"]
+    assert logits.shapes(x)["head"].shape == (2, 3)
+    assert len(json.loads(logits.to_json(x))["nodes"]) == len(model.nodes)
+    with pytest.raises(GraphError, match=r"returns names 'logits', but 'logits' is not a node"):
+        model.clone(returns="logits")
 
 
 def test_public_names():

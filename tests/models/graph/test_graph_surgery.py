@@ -1,5 +1,7 @@
 """Surgery: extract, merge, rewire, stitch with a least-squares adapter, train_only."""
 
+import re
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -10,6 +12,7 @@ import pytest
 from phosjax.models.graph import (
     GraphError,
     GraphModel,
+    Input,
     default_adapter,
     extract,
     fit_adapter,
@@ -108,6 +111,21 @@ def test_merge_rejects_new_nodes_that_clash_with_the_parts(net):
     assert merged.nodes[-2:] == ("a/logits", "a/head")
 
 
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("x/y", "a part is one group, so its name cannot contain '/'"),
+        ("..", "a path segment cannot be empty, '.' or '..'"),
+        ("", "a path segment cannot be empty"),
+        ("a*", "'\\*' makes it a selector pattern"),
+    ],
+)
+def test_merge_rejects_part_names_that_are_not_one_plain_segment(net, name, why):
+    model, variables, _ = net
+    with pytest.raises(GraphError, match=f"merge's part name '{re.escape(name)}': {why}"):
+        merge({name: (model, variables)})
+
+
 def test_rewire_changes_inputs_and_checks_them(net):
     model, variables, x = net
     no_skip = rewire(model, "block/add", ["block/act", "block/act"])
@@ -126,6 +144,12 @@ def test_rewire_changes_inputs_and_checks_them(net):
         rewire(model, "conv1", "block/conv")
     with pytest.raises(GraphError, match="rewire gives node 'block/add' no inputs; name at least"):
         rewire(model, "block/add", [])
+    with pytest.raises(
+        GraphError,
+        match=r"rewire gives node 'input' 2 inputs \('conv1', 'act1'\), but it passes one "
+        "value through and has no combine; rewire it to one node",
+    ):
+        rewire(model, "input", ["conv1", "act1"])
 
 
 def test_fit_adapter_recovers_a_linear_map(key):
@@ -163,6 +187,31 @@ def test_stitching_a_model_to_itself_is_the_model(net):
     )
     assert custom_vars["params"]["adapter"]["kernel"].shape == (6, 6)
     assert custom.apply(custom_vars, x, outputs="b/logits")["b/logits"].shape == (4, 3)
+
+
+def test_stitch_names_the_wrong_layer_and_missing_inputs(net, key):
+    model, variables, x = net
+    with pytest.raises(GraphError, match=r"stitch's layer_a \(a node of a\) names 'nope'"):
+        stitch(model, variables, "nope", model, variables, "act1", x=x)
+    with pytest.raises(GraphError, match=r"stitch's layer_b \(a node of b\) names 'nope'"):
+        stitch(model, variables, "act1", model, variables, "nope", x=x)
+    # b's skip connection reads its input node 'raw' past the cut; a has no 'raw'.
+    other = GraphModel(
+        {
+            "raw": Input(),
+            "channels": lambda x: x[..., None],
+            "conv1": nn.Conv(6, (3,)),
+            "act1": nn.relu,
+            "skip": node(lambda h, r: h + r[..., None], inputs=("act1", "raw")),
+        }
+    )
+    other_vars = other.init(key, x)
+    with pytest.raises(
+        GraphError,
+        match=r"stitch: b from 'act1' on still reads b's input node 'raw' \(a connection that "
+        r"skips over 'act1'\), but a has no input node 'raw' \(a's input nodes: 'input'\)",
+    ):
+        stitch(model, variables, "act1", other, other_vars, "act1", x=x)
 
 
 def test_train_only_moves_the_adapter_alone(net):

@@ -1,5 +1,8 @@
 """Graph versions of the zoo's ResNet and transformer: same parameters, same outputs."""
 
+import dataclasses
+import types
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,6 +12,7 @@ import phosjax as px
 from phosjax.models import ModelConfig, build_model, model_spec, param_count
 from phosjax.models.graph import graph_model
 from phosjax.models.graph._zoo import TWIN_OPTIONS
+from phosjax.train._state import _check_classes
 
 BLOCK_NODES = ("conv_0", "norm_0", "act_0", "conv_1", "norm_1", "proj", "proj_norm", "add", "act")
 
@@ -78,3 +82,33 @@ def test_an_option_the_twin_would_ignore_is_an_error(monkeypatch):
     config = ModelConfig("transformer", 3, (16,), options={"dtype": "bfloat16"})
     with pytest.raises(ValueError, match=r"graph_model\('transformer'\) does not support option"):
         graph_model(config)
+
+
+def test_the_twin_checks_the_input_shape(key):
+    graph = graph_model(CONFIGS[0])
+    x = jax.ShapeDtypeStruct((2, 44), np.float32)
+    with pytest.raises(
+        ValueError, match=r"graph_model\('resnet'\) was built for examples of shape \(40,\)"
+    ):
+        jax.eval_shape(graph.init, key, x)
+
+
+@dataclasses.dataclass(frozen=True)
+class _TwinConfig:
+    """A model config (as the training engine takes) that builds a graph twin."""
+
+    returns: str | None
+
+    def build(self):
+        return graph_model(CONFIGS[0]).clone(returns=self.returns)
+
+
+def test_the_training_engine_needs_returns_head():
+    data = types.SimpleNamespace(name="toy", input_shape=(40,), num_classes=10)
+    with pytest.raises(
+        ValueError,
+        match=r"returns a dict, not an array of logits; a graph model returns \{node: value\}: "
+        r"build it with GraphModel\(spec, returns='head'\)",
+    ):
+        _check_classes(types.SimpleNamespace(model=_TwinConfig(None)), data)
+    _check_classes(types.SimpleNamespace(model=_TwinConfig("head")), data)
