@@ -1,7 +1,8 @@
 """`plan`: a `BenchConfig` becomes cells (with stable ids and hparam columns) in groups.
 
 Planning checks every name before anything trains: unknown data sets and models are
-listed with the known ones, bad model options, models that fail to build on a data set,
+listed with the known ones, a data set `phosjax.data.load` cannot read (another version
+prepared, no class label, a text input) is named with the reason, bad model options, models that fail to build on a data set,
 batch sizes larger than a data set's train split, knob selectors that match no knob of
 any model and regularizers that apply to no model (a selector that matches none of any
 model's params, tagged values or channel groups) are errors.
@@ -31,7 +32,7 @@ from phosjax.core import (
     matches,
     select,
 )
-from phosjax.data import BUILTIN_NAMES, ArrayDataset, load, prepared_names
+from phosjax.data import ArrayDataset, check_loadable, load
 from phosjax.models import ModelConfig, registered_models
 from phosjax.morph import UnsupportedOpError, channel_groups
 from phosjax.train import Cell, HParams, plan_groups
@@ -119,12 +120,13 @@ class Plan:
 
 
 def load_datasets(names: Sequence[str], data_dir: str | None) -> dict[str, ArrayDataset]:
-    """Loads each data set, after checking every name against the known ones."""
-    known = sorted({*BUILTIN_NAMES, *prepared_names(data_dir)})
-    for name in names:
-        if name not in known:
-            raise BenchError(f"unknown data set {name!r}; known data sets: {', '.join(known)}.")
-    return {name: load(name, data_dir=data_dir) for name in names}
+    """Loads each data set, after checking every name as `load` would; its errors as BenchError."""
+    try:
+        for name in names:
+            check_loadable(name, data_dir=data_dir)
+        return {name: load(name, data_dir=data_dir) for name in names}
+    except ValueError as error:
+        raise BenchError(str(error)) from error
 
 
 def _check_models(entries: Sequence[ModelEntry]) -> None:
@@ -277,7 +279,8 @@ def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None
       The `Plan`; cells are listed model by model, in config order.
 
     Raises:
-      BenchError: an unknown model or data set, a bad model option, a model that fails
+      BenchError: an unknown model or data set, a data set `phosjax.data.load` cannot
+        read (`phosjax.data.check_loadable` gives the reason), a bad model option, a model that fails
         to build on a data set, a batch size larger than a data set's train split, a
         knob selector that matches no knob of any model, or a regularizer that applies
         to no model (each model's reason is listed, with the nearest paths).

@@ -5,13 +5,20 @@ Importing this package does not import `tensorflow_datasets`; `load` does, on fi
 
 from phosjax.data._batching import batch_indices, take_batch
 from phosjax.data._dataset import ArrayDataset
-from phosjax.data._load import BUILTIN_NAMES, default_data_dir, load, prepared_names
+from phosjax.data._load import (
+    BUILTIN_NAMES,
+    check_loadable,
+    default_data_dir,
+    load,
+    prepared_names,
+)
 from phosjax.data._shuffle import shuffled_positions
 
 __all__ = [
     "BUILTIN_NAMES",
     "ArrayDataset",
     "batch_indices",
+    "check_loadable",
     "default_data_dir",
     "load",
     "prepared_names",

@@ -47,10 +47,13 @@ def load(name: str, *, data_dir: str | os.PathLike | None = None) -> ArrayDatase
     lock so that concurrent processes prepare it once): ``"mnist1d"`` (x ``(40,)``,
     4000/1000), ``"mnist1d_shuffled"`` (its positions permuted), ``"digits"`` (x ``(8, 8, 1)``,
     1437/360). Any other TFDS data set already prepared in `data_dir` as ``array_record``
-    loads by its name (``"name"``, ``"name/config"`` or ``"name:1.0.0"``): its supervised keys
-    (else ``image``/``label``) give x and y, its ``test`` (else ``validation``) split is the
-    test split. Integer images (an ``Image`` feature, or any uint8 input) are scaled to float32 in
-    [0, 1] (NHWC); other inputs become float32; labels int32.
+    loads by its TFDS name (``"name"``, ``"name/config"``, ``"name:1.0.0"``; ``"Name"`` reads as
+    ``"name"``): its supervised keys (else ``image``/``label``; a third, weights key is ignored)
+    give x and y, its ``test`` (else ``validation``) split is the test split. x must have a
+    fixed shape and a numeric dtype; y must be a class label: a ``ClassLabel`` or an integer
+    scalar. Integer images (an ``Image`` feature, or any uint8 input) are scaled to float32 in
+    [0, 1] (NHWC); other inputs become float32; labels int32. The number of classes is the
+    ``ClassLabel``'s, else one more than the largest train or test label.
 
     Args:
         name: the data set's name.
@@ -60,8 +63,8 @@ def load(name: str, *, data_dir: str | os.PathLike | None = None) -> ArrayDatase
         The `ArrayDataset`.
 
     Raises:
-        ValueError: `name` is neither built in nor prepared in `data_dir` (the message lists
-            both and how to prepare others), or it lacks a train/test split or a label.
+        ValueError: the data set is not one `load` can read (as `check_loadable` explains,
+            before any example is read), or its labels fall outside ``[0, num_classes)``.
 
     Examples:
         >>> import tempfile
@@ -72,21 +75,34 @@ def load(name: str, *, data_dir: str | os.PathLike | None = None) -> ArrayDatase
         >>> ds.x_train.shape, ds.x_test.shape, ds.num_classes
         ((1437, 8, 8, 1), (360, 8, 8, 1), 10)
     """
-    import tensorflow_datasets as tfds
-
     data_dir = _resolve(data_dir)
-    if name in BUILTIN_NAMES:
+    builder = _builder(name, data_dir)
+    if not builder.is_prepared():  # a built-in data set, on first use
         builder = _prepare_builtin(name, data_dir)
-    else:
-        builder = _prepared_builder(name, data_dir)
-    if builder.info.file_format != tfds.core.FileFormat.ARRAY_RECORD:
-        raise ValueError(
-            f"data set {name!r} in {data_dir} is stored as {builder.info.file_format.value}, which "
-            "needs TensorFlow to read; prepare it with file_format='array_record', e.g. "
-            f"tfds.builder({name!r}, data_dir={str(data_dir)!r}, "
-            "file_format='array_record').download_and_prepare()"
-        )
     return _read(name, builder)
+
+
+def check_loadable(name: str, *, data_dir: str | os.PathLike | None = None) -> None:
+    """Raises what `load` would raise for `name` before reading it; prepares and reads nothing.
+
+    A bench checks all its names this way before it loads any.
+
+    Raises:
+        ValueError: `name` is malformed; it is neither built in nor prepared in `data_dir` (or
+            prepared at another version or config: the message lists the prepared ones); it is
+            not stored as ``array_record``; it lacks a train or test split, an input or a label;
+            or its input or label is of a kind `load` does not support (each message names the
+            data set, the feature, its kind, dtype and shape, and what is supported).
+
+    Examples:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     check_loadable("Digits:1.0.0", data_dir=tmp)  # built in: nothing prepared
+        ...     check_loadable("no_such_set", data_dir=tmp)
+        Traceback (most recent call last):
+        ValueError: unknown data set 'no_such_set': it is neither built in ...
+    """
+    _builder(name, _resolve(data_dir))
 
 
 @contextlib.contextmanager
@@ -100,19 +116,47 @@ def _file_lock(path: pathlib.Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _builder(name: str, data_dir: pathlib.Path) -> tfds.core.DatasetBuilder:
+    """The builder `load` reads `name` from, its metadata checked; prepares nothing."""
+    dataset, kwargs = _parse(name)
+    if dataset in BUILTIN_NAMES:
+        builder = _builtin_builder(name, dataset, kwargs, data_dir)
+    else:
+        builder = _prepared_builder(name, dataset, data_dir)
+        _layout(name, builder.info)  # built-in ones: known good, and no splits until prepared
+    return builder
+
+
+def _parse(name: str) -> tuple[str, dict[str, Any]]:
+    """`name`'s TFDS data set name (snake_case) and builder arguments (config, version)."""
+    import tensorflow_datasets as tfds
+
+    try:
+        dataset, kwargs = tfds.core.naming.parse_builder_name_kwargs(name)
+    except ValueError:
+        raise ValueError(
+            f"data set name {name!r} is malformed; expected a TFDS name: 'name', 'name/config', "
+            "'name:1.2.3' or 'name/config:1.2.3'"
+        ) from None
+    return dataset.name, kwargs
+
+
+def _builtin_builder(
+    name: str, dataset: str, kwargs: dict[str, Any], data_dir: pathlib.Path
+) -> tfds.core.DatasetBuilder:
+    from phosjax.data._builders import BUILDERS
+
+    try:
+        return BUILDERS[dataset](data_dir=os.fspath(data_dir), file_format="array_record", **kwargs)
+    except (AssertionError, TypeError, ValueError) as error:  # TFDS's checks of version, config
+        raise ValueError(f"built-in data set {name!r} cannot be loaded: {error}") from error
+
+
 def _prepare_builtin(name: str, data_dir: pathlib.Path) -> tfds.core.DatasetBuilder:
     import tensorflow_datasets as tfds
 
-    from phosjax.data._builders import BUILDERS
-
-    def make() -> tfds.core.DatasetBuilder:
-        return BUILDERS[name](data_dir=os.fspath(data_dir), file_format="array_record")
-
-    builder = make()
-    if builder.is_prepared():  # no lock: reading needs no write access to data_dir
-        return builder
-    with _file_lock(data_dir / f".{name}.lock"):
-        builder = make()  # another process may have prepared it while this one waited
+    with _file_lock(data_dir / f".{_parse(name)[0]}.lock"):
+        builder = _builder(name, data_dir)  # another process may have prepared it meanwhile
         if not builder.is_prepared():
             builder.download_and_prepare(
                 download_config=tfds.download.DownloadConfig(
@@ -123,23 +167,49 @@ def _prepare_builtin(name: str, data_dir: pathlib.Path) -> tfds.core.DatasetBuil
     return builder
 
 
-def _prepared_builder(name: str, data_dir: pathlib.Path) -> tfds.core.DatasetBuilder:
+def _prepared_builder(name: str, dataset: str, data_dir: pathlib.Path) -> tfds.core.DatasetBuilder:
     import tensorflow_datasets as tfds
 
     try:
         builder = tfds.builder(name, data_dir=os.fspath(data_dir))
     except tfds.core.registered.DatasetNotFoundError:
-        builder = None
-    if builder is None or not builder.is_prepared():
-        prepared = ", ".join(prepared_names(data_dir)) or "none"
+        raise ValueError(_not_prepared(name, dataset, data_dir)) from None
+    except Exception as error:  # a builder registered in this process checks its own arguments
+        raise ValueError(f"{_not_prepared(name, dataset, data_dir)} (TFDS: {error})") from error
+    if not builder.is_prepared():
+        raise ValueError(_not_prepared(name, dataset, data_dir))
+    if builder.info.file_format != tfds.core.FileFormat.ARRAY_RECORD:
         raise ValueError(
-            f"unknown data set {name!r}: it is neither built in ({', '.join(BUILTIN_NAMES)}) nor "
-            f"prepared in {data_dir} ({prepared}). To load another TFDS data set, prepare it "
-            f"there first: `tfds build {name} --data_dir {data_dir} --file_format array_record` or "
-            f"`tfds.builder({name!r}, data_dir={str(data_dir)!r}, "
-            "file_format='array_record').download_and_prepare()`"
+            f"data set {name!r} in {data_dir} is stored as {builder.info.file_format.value}, which "
+            "needs TensorFlow to read; prepare it with file_format='array_record', e.g. "
+            f"tfds.builder({name!r}, data_dir={str(data_dir)!r}, "
+            "file_format='array_record').download_and_prepare()"
         )
     return builder
+
+
+def _not_prepared(name: str, dataset: str, data_dir: pathlib.Path) -> str:
+    """Why `name` does not load from `data_dir`: what is prepared there, and how to prepare it."""
+    variants = _prepared_variants(data_dir)
+    same = [variant for variant in variants if re.split("[/:]", variant)[0] == dataset]
+    if same:
+        problem = (
+            f"data set {name!r} is not prepared in {data_dir} at the version or config it asks "
+            f"for; the prepared versions of {dataset!r} are {', '.join(same)}. Load one of "
+            "those, or prepare it there first"
+        )
+    else:
+        prepared = ", ".join(_names(variants)) or "none"
+        problem = (
+            f"unknown data set {name!r}: it is neither built in ({', '.join(BUILTIN_NAMES)}) nor "
+            f"prepared in {data_dir} ({prepared}). To load another TFDS data set, prepare it "
+            "there first"
+        )
+    return (
+        f"{problem}: `tfds build {name} --data_dir {data_dir} --file_format array_record` or "
+        f"`tfds.builder({name!r}, data_dir={str(data_dir)!r}, "
+        "file_format='array_record').download_and_prepare()`"
+    )
 
 
 def prepared_names(data_dir: str | os.PathLike | None = None) -> list[str]:
@@ -151,18 +221,26 @@ def prepared_names(data_dir: str | os.PathLike | None = None) -> list[str]:
         ...     prepared_names(tmp)
         []
     """
-    root = _resolve(data_dir)
-    names = set()
+    return _names(_prepared_variants(_resolve(data_dir)))
+
+
+def _prepared_variants(root: pathlib.Path) -> list[str]:
+    """``name[/config]:version`` of each data set prepared under `root`, sorted."""
+    variants = set()
     for info in root.glob("*/**/dataset_info.json"):
         # <root>/name[/config]/<version>/dataset_info.json; skips TFDS's "incomplete.*" dirs.
         if re.fullmatch(r"\d+\.\d+\.\d+", info.parent.name):
-            names.add("/".join(info.relative_to(root).parts[:-2]))
-    return sorted(names)
+            variants.add("/".join(info.relative_to(root).parts[:-2]) + f":{info.parent.name}")
+    return sorted(variants)
 
 
-def _read(name: str, builder: tfds.core.DatasetBuilder) -> ArrayDataset:
-    info = builder.info
-    x_key, y_key = info.supervised_keys or ("image", "label")
+def _names(variants: list[str]) -> list[str]:
+    return sorted({variant.split(":")[0] for variant in variants})
+
+
+def _layout(name: str, info: tfds.core.DatasetInfo) -> tuple[str, str, str]:
+    """The input feature, label feature and test split `load` reads; raises unless supported."""
+    x_key, y_key = _supervised_keys(name, info)
     features = info.features
     for key in (x_key, y_key):
         if key not in features:
@@ -170,26 +248,82 @@ def _read(name: str, builder: tfds.core.DatasetBuilder) -> ArrayDataset:
                 f"data set {name!r} has no feature {key!r} (features: {sorted(features.keys())}); "
                 "load needs an input and a class label (supervised_keys, or 'image' and 'label')"
             )
+    _check_input(name, x_key, features[x_key])
+    _check_label(name, y_key, features[y_key])
     test_split = next((split for split in _TEST_SPLITS if split in info.splits), None)
     if "train" not in info.splits or test_split is None:
         raise ValueError(
             f"data set {name!r} has splits {sorted(info.splits.keys())}; load needs 'train' and "
             f"one of {list(_TEST_SPLITS)}"
         )
+    return x_key, y_key, test_split
+
+
+def _supervised_keys(name: str, info: tfds.core.DatasetInfo) -> tuple[str, str]:
+    """The input and label keys: the first two supervised keys (a third, weights, is ignored)."""
+    keys = info.supervised_keys or ("image", "label")
+    if not all(isinstance(key, str) for key in keys[:2]):
+        raise ValueError(
+            f"data set {name!r} has supervised_keys {keys!r}; load needs one input feature and "
+            "one label feature, each named by a string"
+        )
+    return keys[0], keys[1]
+
+
+def _check_input(name: str, key: str, feature: tfds.features.FeatureConnector) -> None:
+    shape = feature.shape
+    if isinstance(shape, tuple) and None not in shape:
+        dtype = np.dtype(feature.np_dtype)
+        if np.issubdtype(dtype, np.number) or dtype == np.bool_:
+            return
+    raise ValueError(
+        f"data set {name!r}: input feature {key!r} ({_describe(feature)}) is not supported; load "
+        "supports inputs of a fixed shape and a numeric dtype (a Tensor or an Image without None "
+        "in its shape), not text, variable shapes or nested features"
+    )
+
+
+def _check_label(name: str, key: str, feature: tfds.features.FeatureConnector) -> None:
+    if feature.shape == () and np.issubdtype(np.dtype(feature.np_dtype), np.integer):
+        return  # a ClassLabel, or an integer scalar Tensor
+    raise ValueError(
+        f"data set {name!r}: label feature {key!r} ({_describe(feature)}) is not supported; load "
+        "supports one class label per example: a ClassLabel or an integer Tensor of shape (), not "
+        "regression targets, text or multi-label sequences"
+    )
+
+
+def _describe(feature: tfds.features.FeatureConnector) -> str:
+    """`feature`'s kind, dtype and shape, for error messages."""
+    kind = type(feature).__name__
+    if not isinstance(feature.shape, tuple):
+        return f"{kind} of the features {sorted(feature.shape)}"
+    dtype = np.dtype(feature.np_dtype)
+    dtype_name = "string" if dtype.kind in "OSU" else dtype.name
+    return f"{kind}, dtype {dtype_name}, shape {feature.shape}"
+
+
+def _read(name: str, builder: tfds.core.DatasetBuilder) -> ArrayDataset:
+    x_key, y_key, test_split = _layout(name, builder.info)
     arrays = {}
     for split, out in (("train", "train"), (test_split, "test")):
         source = builder.as_data_source(split=split)
         examples = source.__getitems__(range(len(source)))
-        arrays[f"x_{out}"] = _as_inputs([e[x_key] for e in examples], features[x_key])
+        arrays[f"x_{out}"] = _as_inputs([e[x_key] for e in examples], builder.info.features[x_key])
         arrays[f"y_{out}"] = np.asarray([e[y_key] for e in examples], np.int32)
-    label = features[y_key]
-    num_classes = getattr(label, "num_classes", None) or int(arrays["y_train"].max()) + 1
+    label = builder.info.features[y_key]
     return ArrayDataset(
         name=name,
-        num_classes=int(num_classes),
+        num_classes=_num_classes(label, arrays["y_train"], arrays["y_test"]),
         input_shape=tuple(arrays["x_train"].shape[1:]),
         **arrays,
     )
+
+
+def _num_classes(label: tfds.features.FeatureConnector, *labels: np.ndarray) -> int:
+    """The `ClassLabel`'s number of classes, else one more than the largest of `labels`."""
+    declared = getattr(label, "num_classes", None)
+    return int(declared) if declared else 1 + max(int(y.max(initial=0)) for y in labels)
 
 
 def _as_inputs(values: list[Any], feature: tfds.features.FeatureConnector) -> np.ndarray:

@@ -142,6 +142,18 @@ def test_no_config_on_a_new_dir_is_refused_and_nothing_written(tmp_path, capsys)
     assert not root.exists()
 
 
+def test_a_data_set_that_cannot_load_is_one_error_line_and_nothing_written(tmp_path, capsys):
+    config = tmp_path / "bench.yaml"
+    config.write_text(CONFIG.replace("datasets: [toy]", "datasets: ['digits:9.9.9']"))
+    root = tmp_path / "bench"
+    args = ["--config", str(config), "--dir", str(root), "--data_dir", str(tmp_path / "data")]
+    assert new_main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: built-in data set 'digits:9.9.9' cannot be loaded")
+    assert "Traceback" not in err
+    assert not root.exists()
+
+
 def test_no_config_on_a_bench_continues_it_under_its_stored_config(cli_bench, monkeypatch):
     root, _, _ = cli_bench
     monkeypatch.setattr(_plan, "load_datasets", lambda names, data_dir: {"toy": toy_data()})

@@ -3,9 +3,11 @@
 import numpy as np
 import pytest
 
-from phosjax.bench import BenchError, plan
+from phosjax.bench import BenchError, _plan, plan
+from phosjax.bench._plan import load_datasets
 from phosjax.models import register_model, registered_models
 from tests.bench.runner_tiny import tiny_config
+from tests.data import tfds_toys
 
 BROKEN = "test_plan_broken"
 """A registered model whose build fails with an error that is neither ValueError nor TypeError."""
@@ -64,8 +66,50 @@ def test_unknown_model_lists_the_registered_ones(toy):
 
 def test_unknown_dataset_lists_the_known_ones(tmp_path):
     config = tiny_config(datasets=["mnist2d"], data_dir=str(tmp_path))
-    with pytest.raises(BenchError, match=r"unknown data set 'mnist2d'; known .*mnist1d"):
+    with pytest.raises(BenchError, match=r"unknown data set 'mnist2d': .*built in \(.*mnist1d"):
         plan(config)
+
+
+@pytest.fixture(scope="module")
+def toys_dir(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("toys")
+    tfds_toys.prepare(tfds_toys.ToyConfigs, data_dir, config="small")
+    tfds_toys.prepare(tfds_toys.ToyRegression, data_dir)
+    return str(data_dir)
+
+
+def test_data_set_names_load_accepts_the_bench_accepts(toys_dir):
+    names = ["toy_configs", "toy_configs/small:1.0.0", "TOY_CONFIGS"]
+    datasets = load_datasets(names, toys_dir)
+    assert list(datasets) == names
+    assert {data.x_train.shape for data in datasets.values()} == {(5, 2)}
+
+
+@pytest.mark.parametrize(
+    ("name", "match"),
+    [
+        ("toy_regression", r"data set 'toy_regression': label feature 'y' \(Tensor, dtype float32"),
+        ("toy_configs:9.9.9", r"the prepared versions of 'toy_configs' are toy_configs/small:1\.0"),
+        ("toy_configs:9.9", r"data set name 'toy_configs:9\.9' is malformed"),
+    ],
+)
+def test_every_name_is_checked_before_any_loads(toys_dir, monkeypatch, name, match):
+    def load(name, data_dir):
+        raise AssertionError(f"loaded {name!r} before checking every name")
+
+    monkeypatch.setattr(_plan, "load", load)
+    with pytest.raises(BenchError, match=match):
+        load_datasets(["toy_configs", name], toys_dir)
+
+
+def test_an_error_of_load_is_a_bench_error(toys_dir, monkeypatch):
+    def load(name, data_dir):
+        raise ValueError(f"data set {name!r}: y_test holds the label 3, outside [0, 3)")
+
+    monkeypatch.setattr(_plan, "load", load)
+    with pytest.raises(BenchError, match=r"'toy_configs': y_test holds the label 3") as error:
+        load_datasets(["toy_configs"], toys_dir)
+    assert isinstance(error.value.__cause__, ValueError)
 
 
 def test_knob_selector_matching_no_knob_is_an_error(toy):

@@ -9,7 +9,8 @@ import PIL.Image
 import pytest
 import tensorflow_datasets as tfds
 
-from phosjax.data import ArrayDataset, load, prepared_names
+from phosjax.data import ArrayDataset, check_loadable, load, prepared_names
+from tests.data import tfds_toys
 
 
 def _images(index: int) -> np.ndarray:
@@ -80,6 +81,119 @@ def test_unknown_name_lists_known_names_and_how_to_prepare(user_data_dir):
 def test_catalog_name_not_prepared_is_unknown(tmp_path):
     with pytest.raises(ValueError, match=r"unknown data set 'mnist'.*prepared in .* \(none\)"):
         load("mnist", data_dir=tmp_path)
+
+
+@pytest.fixture(scope="module")
+def toys_dir(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("toys")
+    for builder in (
+        tfds_toys.ToyRegression,
+        tfds_toys.ToyWeighted,
+        tfds_toys.ToyIntLabels,
+        tfds_toys.ToyText,
+        tfds_toys.ToyVarShape,
+        tfds_toys.ToyMultiLabel,
+    ):
+        tfds_toys.prepare(builder, data_dir)
+    tfds_toys.prepare(tfds_toys.ToyConfigs, data_dir, config="small")
+    return data_dir
+
+
+@pytest.mark.parametrize(
+    ("name", "match"),
+    [
+        ("toy_regression", r"label feature 'y' \(Tensor, dtype float32, shape \(\)\)"),
+        ("toy_multi_label", r"label feature 'label' \(Sequence, dtype int64, shape \(2,\)\)"),
+        ("toy_text", r"input feature 'text' \(Text, dtype string, shape \(\)\)"),
+        ("toy_var_shape", r"input feature 'image' \(Tensor, dtype float32, shape \(None,\)\)"),
+    ],
+)
+def test_unsupported_features_are_named_with_their_kind_dtype_and_shape(toys_dir, name, match):
+    supported = {
+        "label": r"supports one class label per example: a ClassLabel or an integer Tensor of "
+        r"shape \(\)",
+        "input": "supports inputs of a fixed shape and a numeric dtype",
+    }[match.split()[0]]
+    for check in (load, check_loadable):
+        with pytest.raises(
+            ValueError, match=rf"data set '{name}': {match} is not supported; load "
+        ):
+            check(name, data_dir=toys_dir)
+        with pytest.raises(ValueError, match=supported):
+            check(name, data_dir=toys_dir)
+
+
+def test_a_weights_key_after_input_and_label_is_ignored(toys_dir):
+    ds = load("toy_weighted", data_dir=toys_dir)
+    assert (ds.input_shape, ds.x_train.shape, ds.x_test.shape) == ((2,), (5, 2), (3, 2))
+    np.testing.assert_array_equal(np.sort(ds.y_train), [0, 0, 0, 1, 1])
+    assert ds.num_classes == 4  # the ClassLabel's, though only 0 and 1 occur
+
+
+def test_integer_labels_count_classes_over_train_and_test(toys_dir):
+    ds = load("toy_int_labels", data_dir=toys_dir)
+    np.testing.assert_array_equal(np.sort(ds.y_train), [0, 0, 1, 1, 2])
+    np.testing.assert_array_equal(ds.y_test, [3, 3, 3])
+    assert ds.num_classes == 4
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "toy_configs",  # its default config
+        "toy_configs/small",
+        "toy_configs:1.0.0",
+        "toy_configs/small:1.0.0",
+        "TOY_CONFIGS",
+        "ToyConfigs/small",
+    ],
+)
+def test_every_tfds_form_of_a_prepared_name_loads(toys_dir, name):
+    assert prepared_names(toys_dir)[0] == "toy_configs/small"
+    check_loadable(name, data_dir=toys_dir)
+    ds = load(name, data_dir=toys_dir)
+    assert (ds.name, ds.x_train.shape, ds.num_classes) == (name, (5, 2), 2)
+
+
+@pytest.mark.parametrize("name", ["toy_configs:9.9.9", "toy_configs/big", "toy_configs/big:1.0.0"])
+def test_an_unprepared_version_or_config_lists_the_prepared_ones(toys_dir, name):
+    with pytest.raises(
+        ValueError,
+        match=rf"data set '{name}' is not prepared in {toys_dir} at the version or config it "
+        r"asks for; the prepared versions of 'toy_configs' are toy_configs/small:1\.0\.0\. "
+        rf"Load one of those, or prepare it there first: `tfds build {name} ",
+    ):
+        load(name, data_dir=toys_dir)
+
+
+def test_an_error_of_tfds_builder_says_what_is_prepared(toys_dir, monkeypatch):
+    def builder(name, **kwargs):  # as a builder registered in this process checks its version
+        raise AssertionError(f"Dataset {name} cannot be loaded at version 2.0.0, only: 1.0.0.")
+
+    monkeypatch.setattr(tfds, "builder", builder)
+    with pytest.raises(ValueError, match=r"the prepared versions of 'toy_configs' are ") as error:
+        load("toy_configs:2.0.0", data_dir=toys_dir)
+    assert str(error.value).endswith(
+        "(TFDS: Dataset toy_configs:2.0.0 cannot be loaded at version 2.0.0, only: 1.0.0.)"
+    )
+    assert isinstance(error.value.__cause__, AssertionError)
+
+
+def test_a_malformed_name_says_what_a_name_looks_like(toys_dir):
+    with pytest.raises(
+        ValueError,
+        match=r"data set name 'toy_configs:1\.0' is malformed; .* 'name/config:1\.2\.3'",
+    ):
+        load("toy_configs:1.0", data_dir=toys_dir)
+
+
+def test_a_built_in_name_is_checked_without_being_prepared(tmp_path):
+    check_loadable("Digits:1.0.0", data_dir=tmp_path)
+    assert prepared_names(tmp_path) == []
+    with pytest.raises(
+        ValueError, match=r"built-in data set 'digits:2\.0\.0' cannot be loaded: .*only: 1\.0\.0"
+    ):
+        check_loadable("digits:2.0.0", data_dir=tmp_path)
 
 
 def _toy(**overrides):

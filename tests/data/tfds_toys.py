@@ -1,0 +1,165 @@
+"""Toy TFDS data sets, each one way a user's data set can look, and how to prepare them.
+
+None is registered with TFDS: `load` reads them back from their files, as a user's own.
+"""
+
+import os
+from typing import ClassVar
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+F = tfds.features
+
+
+class _Toy(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    """Five train and three test examples; a subclass gives the features and each example."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    code_path = None  # tfds 4.9.10 would need importlib_resources to look for checksums
+    SUPERVISED_KEYS: tuple[str, ...] | None = None
+
+    def features(self) -> F.FeaturesDict:
+        raise NotImplementedError
+
+    def example(self, index: int, split: str) -> dict:
+        raise NotImplementedError
+
+    def _info(self):
+        return tfds.core.DatasetInfo(
+            builder=self, features=self.features(), supervised_keys=self.SUPERVISED_KEYS
+        )
+
+    def _split_generators(self, dl_manager):
+        return {
+            "train": self._generate_examples(range(5), "train"),
+            "test": self._generate_examples(range(5, 8), "test"),
+        }
+
+    def _generate_examples(self, indices, split):
+        for i in indices:
+            yield i, self.example(i, split)
+
+
+def _vector(index: int) -> np.ndarray:
+    return np.full(2, index, np.float32)
+
+
+class ToyRegression(_Toy, skip_registration=True):
+    """A float target: not a class label."""
+
+    SUPERVISED_KEYS = ("x", "y")
+
+    def features(self):
+        return F.FeaturesDict(
+            {"x": F.Tensor(shape=(2,), dtype=np.float32), "y": F.Tensor(shape=(), dtype=np.float32)}
+        )
+
+    def example(self, index, split):
+        return {"x": _vector(index), "y": 0.5 * index}
+
+
+class ToyWeighted(_Toy, skip_registration=True):
+    """(input, label, weights) supervised keys; its ClassLabel has more classes than it uses."""
+
+    SUPERVISED_KEYS = ("x", "y", "w")
+
+    def features(self):
+        return F.FeaturesDict(
+            {
+                "x": F.Tensor(shape=(2,), dtype=np.float32),
+                "y": F.ClassLabel(num_classes=4),
+                "w": F.Tensor(shape=(), dtype=np.float32),
+            }
+        )
+
+    def example(self, index, split):
+        return {"x": _vector(index), "y": index % 2, "w": 1.0}
+
+
+class ToyIntLabels(_Toy, skip_registration=True):
+    """Integer labels, no ClassLabel; only the test split holds the label 3."""
+
+    def features(self):
+        return F.FeaturesDict(
+            {
+                "image": F.Tensor(shape=(2,), dtype=np.float32),
+                "label": F.Tensor(shape=(), dtype=np.int64),
+            }
+        )
+
+    def example(self, index, split):
+        return {"image": _vector(index), "label": 3 if split == "test" else index % 3}
+
+
+class ToyText(_Toy, skip_registration=True):
+    """A text input."""
+
+    SUPERVISED_KEYS = ("text", "label")
+
+    def features(self):
+        return F.FeaturesDict({"text": F.Text(), "label": F.ClassLabel(num_classes=2)})
+
+    def example(self, index, split):
+        return {"text": f"example {index}", "label": index % 2}
+
+
+class ToyVarShape(_Toy, skip_registration=True):
+    """An input whose length varies from example to example."""
+
+    def features(self):
+        return F.FeaturesDict(
+            {
+                "image": F.Tensor(shape=(None,), dtype=np.float32),
+                "label": F.ClassLabel(num_classes=2),
+            }
+        )
+
+    def example(self, index, split):
+        return {"image": np.zeros(1 + index % 3, np.float32), "label": index % 2}
+
+
+class ToyMultiLabel(_Toy, skip_registration=True):
+    """Two class labels per example."""
+
+    def features(self):
+        return F.FeaturesDict(
+            {
+                "image": F.Tensor(shape=(2,), dtype=np.float32),
+                "label": F.Sequence(F.ClassLabel(num_classes=3), length=2),
+            }
+        )
+
+    def example(self, index, split):
+        return {"image": _vector(index), "label": [index % 3, (index + 1) % 3]}
+
+
+class ToyConfigs(_Toy, skip_registration=True):
+    """Two configs, ``small`` the default; the tests prepare ``small`` only."""
+
+    BUILDER_CONFIGS: ClassVar[list[tfds.core.BuilderConfig]] = [
+        tfds.core.BuilderConfig(name="small"),
+        tfds.core.BuilderConfig(name="big"),
+    ]
+
+    def features(self):
+        return F.FeaturesDict(
+            {
+                "image": F.Tensor(shape=(2,), dtype=np.float32),
+                "label": F.ClassLabel(num_classes=2),
+            }
+        )
+
+    def example(self, index, split):
+        return {"image": _vector(index), "label": index % 2}
+
+
+def prepare(builder: type[_Toy], data_dir: str | os.PathLike, **kwargs: object) -> None:
+    """Prepares `builder` in `data_dir` as array_record, offline."""
+    builder(
+        data_dir=os.fspath(data_dir), file_format="array_record", **kwargs
+    ).download_and_prepare(
+        download_config=tfds.download.DownloadConfig(
+            try_download_gcs=False, compute_stats=tfds.download.ComputeStatsMode.SKIP
+        )
+    )
