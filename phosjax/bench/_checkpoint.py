@@ -1,44 +1,116 @@
-"""`Checkpoints`: each group's `GroupState` saved with orbax every few steps.
+"""`Checkpoints`: each group's `GroupState` saved every few steps, one file per step.
 
-Saving copies the state to the host (`jax.device_get`) and writes it synchronously,
-keeping the ``keep`` latest steps; orbax writes to a temporary directory and renames
-it, so a killed process leaves either a whole checkpoint or none.
+A checkpoint is ``<directory>/<step>``: an ``.npz`` archive of the state's leaves keyed
+by their `jax.tree_util.keystr` paths, written to a temporary file and renamed over its
+name (`phosjax.bench._store.write_bytes`), so a killed process leaves either a whole
+checkpoint or none. Each process reads and writes only its own directory: nothing here
+waits for another process.
 """
 
+import io
+import os
 import pathlib
+import zipfile
 from typing import Any
 
 import jax
-import orbax.checkpoint as ocp
+import numpy as np
+
+from phosjax.bench._config import BenchError
+from phosjax.bench._store import write_bytes
+
+
+def encode(state: Any) -> bytes:
+    """``state`` (a pytree of arrays) as the bytes of an ``.npz`` keyed by leaf path."""
+    leaves = jax.tree_util.tree_flatten_with_path(jax.device_get(state))[0]
+    arrays: dict[str, Any] = {jax.tree_util.keystr(p): np.asarray(leaf) for p, leaf in leaves}
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def _leaf(stored: np.ndarray, like: Any) -> np.ndarray:
+    """``stored`` as ``like``'s dtype when `np.save` kept only its bytes (``bfloat16``)."""
+    dtype = np.dtype(like.dtype)
+    if stored.dtype.kind == "V" and stored.dtype.itemsize == dtype.itemsize:
+        return stored.view(dtype)
+    return stored
+
+
+def decode(path: pathlib.Path, like: Any) -> Any:
+    """The state stored in ``path``, with the structure, shapes and dtypes of ``like``.
+
+    Raises:
+      BenchError: the file's leaves are not those of ``like`` (names, shapes, dtypes).
+    """
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(like)
+    expected = {jax.tree_util.keystr(p): leaf for p, leaf in leaves}
+    with np.load(path, allow_pickle=False) as archive:
+        stored = {k: _leaf(archive[k], expected[k]) for k in archive.files if k in expected}
+        extra = sorted(set(archive.files) - set(expected))
+    problems = [f"unexpected leaves {extra}"] if extra else []
+    for name, leaf in expected.items():
+        want = f"{np.dtype(leaf.dtype)}{tuple(leaf.shape)}"
+        got = f"{stored[name].dtype}{stored[name].shape}" if name in stored else "nothing"
+        if want != got:
+            problems.append(f"{name}: expected {want}, found {got}")
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" * (len(problems) > 5))
+        raise BenchError(
+            f"checkpoint {str(path)!r} does not hold this group's training state ({shown}). "
+            "Was the bench started with other model code? Move the group's checkpoints "
+            "away to train it again from the start."
+        )
+    return jax.tree_util.tree_unflatten(treedef, [stored[name] for name in expected])
+
+
+def readable(path: pathlib.Path) -> bool:
+    """Whether ``path`` is a whole ``.npz`` archive (its index, at the end, is there)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return bool(archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 class Checkpoints:
-    """The checkpoints of one group in ``directory``.
+    """The checkpoints of one group in ``directory``, local to this process.
 
     Args:
-      directory: created if missing.
+      directory: created at the first save.
       keep: how many of the latest checkpoints to keep.
     """
 
-    def __init__(self, directory: str | pathlib.Path, keep: int = 2) -> None:
-        options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep, enable_async_checkpointing=False, create=True
-        )
-        self._manager = ocp.CheckpointManager(pathlib.Path(directory).absolute(), options=options)
+    def __init__(self, directory: str | os.PathLike, keep: int = 2) -> None:
+        self._directory = pathlib.Path(directory)
+        self._keep = keep
+
+    def _steps(self) -> list[int]:
+        """The steps of the checkpoint files present, newest first."""
+        if not self._directory.is_dir():
+            return []
+        names = (p.name for p in self._directory.iterdir() if p.is_file())
+        return sorted((int(name) for name in names if name.isdigit()), reverse=True)
 
     def latest(self) -> int | None:
         """The step of the newest whole checkpoint (None: none yet)."""
-        return self._manager.latest_step()
+        return next((s for s in self._steps() if readable(self._directory / str(s))), None)
 
     def save(self, step: int, state: Any) -> None:
-        """Saves ``state`` (any pytree of arrays) as the checkpoint of ``step``."""
-        self._manager.save(step, args=ocp.args.StandardSave(jax.device_get(state)), force=True)
-        self._manager.wait_until_finished()
+        """Saves ``state`` (any pytree of arrays) as the checkpoint of ``step``, then
+        deletes all but the ``keep`` newest."""
+        write_bytes(self._directory / str(step), encode(state))
+        for old in self._steps()[self._keep :]:
+            (self._directory / str(old)).unlink()
 
     def restore(self, step: int, like: Any) -> Any:
-        """The state saved at ``step``, with the structure, shapes and dtypes of ``like``."""
-        abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), like)
-        return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        """The state saved at ``step``, with the structure, shapes and dtypes of ``like``
+        (numpy arrays).
+
+        Raises:
+          BenchError: the checkpoint does not match ``like``.
+        """
+        return decode(self._directory / str(step), like)
 
     def close(self) -> None:
-        self._manager.close()
+        """Nothing to release: every save is written whole before it returns."""

@@ -1,11 +1,19 @@
-"""A bench directory: opening it, refusing a different config, moving it aside, its files."""
+"""A bench directory: opening it, refusing a different config, moving it aside, its files.
+
+When several processes share a bench (``jax.distributed``), they agree on what they run
+before any of them writes (`agree`, `choose_config_together`), and wait for process 0's
+metadata (`barrier`).
+"""
 
 import datetime
 import os
 import pathlib
 from typing import Any
 
+import jax
+import numpy as np
 import yaml
+from jax.experimental import multihost_utils
 
 from phosjax.bench import _layout
 from phosjax.bench._config import BenchConfig, BenchError, read_yaml
@@ -154,3 +162,77 @@ def write_meta(
             "processes": processes,
         },
     )
+
+
+_AGREED_BYTES = 512
+"""The longest value, encoded, that processes `agree` on."""
+
+
+def gather(value: str) -> list[str]:
+    """``value`` of every process (its index in the list), for all processes alike."""
+    if jax.process_count() == 1:
+        return [value]
+    encoded = value.encode()
+    if len(encoded) > _AGREED_BYTES:
+        raise ValueError(f"gather: {len(encoded)} bytes, at most {_AGREED_BYTES}: {value!r}.")
+    buffer = np.zeros(_AGREED_BYTES + 1, np.uint8)  # one zero byte ends every value
+    buffer[: len(encoded)] = np.frombuffer(encoded, np.uint8)
+    rows = np.asarray(multihost_utils.process_allgather(buffer))
+    return [bytes(row).split(b"\0", 1)[0].decode() for row in rows]
+
+
+def agree(what: str, value: str) -> None:
+    """Raises `BenchError` in every process unless all processes give the same ``value``.
+
+    ``what`` names it in the message, which shows each process's value."""
+    values = gather(value)
+    if len(set(values)) > 1:
+        shown = "; ".join(f"process {i}: {v}" for i, v in enumerate(values))
+        raise BenchError(
+            f"the {len(values)} processes sharing this bench were given different {what} "
+            f"({shown}); nothing was written. Start every process with the same command "
+            "and config."
+        )
+
+
+def barrier(name: str) -> None:
+    """Waits until every process reaches the barrier ``name`` (one process: returns)."""
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(name)
+
+
+def choose_config_together(
+    directory: str | os.PathLike,
+    config: BenchConfig | None,
+    *,
+    resume: bool = False,
+    force: bool = False,
+) -> tuple[BenchConfig, pathlib.Path | None]:
+    """`choose_config`, in every process of a bench.
+
+    The processes first `agree` on the arguments. Process 0 then chooses alone (only it
+    moves an old bench aside), and the others after it, seeing what it left.
+
+    Raises:
+      BenchError: the processes were given different arguments, or `choose_config`
+        refused (in process 0: its message; in the others: a pointer to it).
+    """
+    if jax.process_count() == 1:
+        return choose_config(directory, config, resume=resume, force=force)
+    given = f"config {config.digest()}" if config is not None else "no config"
+    agree("arguments", f"{given}, resume={resume}, force={force}")
+    first = jax.process_index() == 0
+    refused: BenchError | None = None
+    if first:
+        try:
+            chosen = choose_config(directory, config, resume=resume, force=force)
+        except BenchError as error:
+            refused = error
+    failed = multihost_utils.broadcast_one_to_all(np.int32(refused is not None))
+    if refused is not None:
+        raise refused
+    if failed:
+        raise BenchError(f"process 0 refused the bench {str(directory)!r}: see its message.")
+    if not first:
+        chosen = choose_config(directory, config, resume=resume)
+    return chosen

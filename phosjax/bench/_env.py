@@ -14,7 +14,6 @@ PACKAGES = (
     "jaxlib",
     "flax",
     "optax",
-    "orbax-checkpoint",
     "numpy",
     "pandas",
     "pyarrow",

@@ -15,7 +15,15 @@ import tqdm
 
 from phosjax.bench import _layout
 from phosjax.bench._config import BenchConfig, BenchError
-from phosjax.bench._directory import check_processes, choose_config, open_bench, write_meta
+from phosjax.bench._directory import (
+    agree,
+    barrier,
+    check_processes,
+    choose_config_together,
+    gather,
+    open_bench,
+    write_meta,
+)
 from phosjax.bench._plan import Plan, plan
 from phosjax.bench._profile import MemorySampler
 from phosjax.bench._store import (
@@ -110,14 +118,15 @@ def run(
       progress: show a progress bar and print the summary.
 
     Returns:
-      The results this directory holds, as one frame (``pandas.read_parquet``).
+      The results this directory holds, as one frame (``pandas.read_parquet``); in a
+      process that finishes before the others, what they have written so far.
 
     Raises:
-      BenchError: bad config or directory, or a bench started with another number of
-        processes (nothing is written then).
+      BenchError: bad config or directory, a bench started with another number of
+        processes, or processes given different arguments (nothing is written then).
     """
     root = pathlib.Path(directory)
-    config, moved = choose_config(root, config, resume=resume, force=force)
+    config, moved = choose_config_together(root, config, resume=resume, force=force)
     if root.is_dir():  # what a process killed mid-write left (its target is intact)
         remove_stale_temporaries(root)
     if moved is not None and progress:
@@ -144,8 +153,12 @@ def _execute(
     progress: bool,
     planned: Plan | None = None,
 ) -> pd.DataFrame:
-    """Trains what ``config`` (planned: ``planned``) lacks in ``root``, writing it all."""
+    """Trains what ``config`` (planned: ``planned``) lacks in ``root``, writing it all.
+
+    Processes sharing the bench first agree on the config and their count; the others
+    wait for process 0's metadata. Training then waits for no other process."""
     process = process or (jax.process_index(), jax.process_count())
+    agree("configs or process counts", f"config {config.digest()}, {process[1]} processes")
     check_processes(root, process[1])
     plan_ = planned or plan(config, datasets)
     schema = results_schema(plan_)
@@ -154,8 +167,10 @@ def _execute(
         write_meta(root, config, registered_models(), process[1])
         cells = pd.DataFrame([c.row for c in plan_.cells])
         write_table(root / _layout.CELLS, cells, cells_schema(plan_.hparam_columns))
+        widen_parts(root, schema)  # before the others drop parts they will train again
+    barrier("phosjax.bench: metadata written")
+    if process[0] == 0:
         _write_blurbs(root, plan_, config.blurb_flops)
-        widen_parts(root, schema)
     status_file = _per_process(root / _layout.STATUS, process)
     status = _status(root, process)
     mine = jobs(plan_, process)
@@ -262,7 +277,8 @@ def add_models(
     process = (jax.process_index(), jax.process_count())
     check_processes(root, process[1])
     planned = plan(config, datasets)
-    if not _unfinished(jobs(planned, process), _status(root, process)):
+    unfinished = len(_unfinished(jobs(planned, process), _status(root, process)))
+    if not sum(map(int, gather(str(unfinished)))):  # in any process
         raise BenchError(
             f"the bench already has every model named, {sorted(models)}, and is finished."
             if named

@@ -1,0 +1,54 @@
+"""One process of a bench shared by several: ``python -m tests.bench.multiprocess_worker
+PORT ID COUNT DIR CHANGES``.
+
+Joins ``jax.distributed`` on CPU (two fake devices per process) and runs
+``tiny_config(**json.loads(CHANGES))`` on the toy data in ``DIR``. A `BenchError` is
+printed as ``BenchError: <message>`` and exits with 2. With ``STOP_AFTER_SAVE=<step>``
+in the environment the process stops (exit code 3) right after saving its first
+checkpoint of that step: what a kill mid-group leaves. Only run as a script: importing
+it changes nothing.
+"""
+
+import json
+import os
+import sys
+
+
+def main(port: str, process_id: str, count: str, directory: str, changes: str) -> None:
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"  # before jax starts
+    os.environ["JAX_PLATFORMS"] = "cpu"
+    import jax
+
+    from phosjax.bench import BenchError, run
+    from phosjax.bench._checkpoint import Checkpoints
+    from tests.bench.runner_tiny import tiny_config, toy_data
+
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        coordinator_address=f"127.0.0.1:{port}",
+        num_processes=int(count),
+        process_id=int(process_id),
+    )
+    stop = os.environ.get("STOP_AFTER_SAVE")
+    if stop is not None:
+        save = Checkpoints.save
+
+        def save_then_exit(self: Checkpoints, step: int, state: object) -> None:
+            save(self, step, state)
+            if step == int(stop):  # what a kill here leaves: no status, no profile
+                raise SystemExit(3)  # through `jax.distributed.shutdown`, as the peer does
+
+        Checkpoints.save = save_then_exit  # type: ignore[method-assign]
+    config = tiny_config(**json.loads(changes))
+    try:
+        results = run(config, directory, datasets={"toy": toy_data()}, progress=False)
+        print(f"rows {len(results)}", flush=True)
+    except BenchError as error:
+        print(f"BenchError: {error}", flush=True)
+        sys.exit(2)
+    finally:
+        jax.distributed.shutdown()
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

@@ -1,0 +1,107 @@
+"""Two local processes under ``jax.distributed`` share a bench: resume, idle shares, and
+configs that differ."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from phosjax.bench import _layout
+
+ROOT = Path(__file__).resolve().parents[2]
+MLP = [{"name": "mlp", "width": 8}]
+SPLIT = {
+    "models": MLP,
+    "grid": {"steps": 12, "batch_size": 16, "learning_rate": [0.01, 0.003]},
+    "seeds": 1,
+}
+"""One group of two cells: each process trains one."""
+
+pytestmark = [pytest.mark.slow, pytest.mark.multiprocess]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(
+    root: Path, changes: list[dict], stop_after_save: int | None = None
+) -> list[tuple[int, str]]:
+    """Runs one worker per entry of ``changes`` (its config's changes) on ``root``; their
+    exit codes and logs."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("XLA_FLAGS", None)
+    env |= {  # later runs of a test reuse the programs the first compiled
+        "JAX_COMPILATION_CACHE_DIR": str(root.parent / "compiled"),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    }
+    if stop_after_save is not None:
+        env["STOP_AFTER_SAVE"] = str(stop_after_save)
+    port, count = free_port(), str(len(changes))
+    module = "tests.bench.multiprocess_worker"
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", module, str(port), str(i), count, str(root), json.dumps(c)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for i, c in enumerate(changes)
+    ]
+    try:
+        logs = [w.communicate(timeout=240)[0].decode() for w in workers]
+    finally:
+        for w in workers:
+            w.kill()
+    return [(w.returncode, log) for w, log in zip(workers, logs, strict=True)]
+
+
+def succeeded(outcomes: list[tuple[int, str]]) -> None:
+    for code, log in outcomes:
+        assert code == 0, log[-3000:]
+
+
+def frame(root: Path) -> pd.DataFrame:
+    results = pd.read_parquet(root / _layout.RESULTS).drop(columns="step_time_s")
+    return results.sort_values(["cell_id", "step", "split"], ignore_index=True)
+
+
+def test_killed_mid_group_then_resumed_matches_an_uninterrupted_run(tmp_path):
+    killed, whole = tmp_path / "killed", tmp_path / "whole"
+    outcomes = launch(killed, [SPLIT, SPLIT], stop_after_save=6)
+    assert [code for code, _ in outcomes] == [3, 3], outcomes
+    saved = sorted(p.parent.suffix for p in (killed / _layout.CHECKPOINTS).glob("*/*"))
+    assert saved == [".p0of2", ".p1of2"]  # each process its own
+    assert frame(killed).step.max() == 6
+    succeeded(launch(killed, [SPLIT, SPLIT]))
+    succeeded(launch(whole, [SPLIT, SPLIT]))
+    resumed = frame(killed)
+    assert not resumed.duplicated(["cell_id", "step", "split"]).any()
+    assert set(resumed.cell_id) == set(pd.read_parquet(killed / _layout.CELLS).cell_id)
+    pd.testing.assert_frame_equal(resumed, frame(whole))
+    assert list(killed.rglob(".tmp*")) == []
+
+
+def test_a_process_without_cells_does_not_hold_up_the_other(tmp_path):
+    one_cell = {"models": MLP, "seeds": 1}  # process 1: no cell
+    succeeded(launch(tmp_path, [one_cell, one_cell]))
+    assert len(frame(tmp_path)) == 14  # 12 train rows and 2 test rows of the one cell
+    assert [p.name for p in tmp_path.glob("status*")] == ["status.p0of2.json"]
+
+
+def test_processes_given_different_configs_write_nothing(tmp_path):
+    other = {**SPLIT, "seeds": 2}
+    outcomes = launch(tmp_path / "b", [SPLIT, other])
+    for code, log in outcomes:
+        assert code == 2, log[-3000:]
+        assert "BenchError: the 2 processes sharing this bench were given different" in log
+        assert "process 0: config " in log and "process 1: config " in log
+    assert not (tmp_path / "b").exists()

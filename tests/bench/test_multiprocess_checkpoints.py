@@ -1,0 +1,56 @@
+"""`Checkpoints` are files of this process alone: whole or absent, checked on restore."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from phosjax.bench import BenchError
+from phosjax.bench._checkpoint import Checkpoints
+
+
+def state(value: int) -> dict:
+    """A group state's kinds of leaves: float32, bfloat16 and int32, under odd names."""
+    return {
+        "params": {
+            "w": jnp.full((2, 3), value, jnp.float32),
+            "**/T": jnp.full(2, value, jnp.bfloat16),
+        },
+        "step": jnp.full(2, value, jnp.int32),
+    }
+
+
+def test_saves_keep_the_newest_and_restore_as_saved(tmp_path):
+    checkpoints = Checkpoints(tmp_path / "group", keep=2)
+    assert checkpoints.latest() is None
+    for step in (5, 10, 15):
+        checkpoints.save(step, state(step))
+    assert sorted(p.name for p in (tmp_path / "group").iterdir()) == ["10", "15"]
+    assert checkpoints.latest() == 15
+    restored = checkpoints.restore(15, state(0))
+    for got, want in zip(jax.tree.leaves(restored), jax.tree.leaves(state(15)), strict=True):
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+
+
+def test_a_newest_checkpoint_cut_short_is_passed_over(tmp_path):
+    checkpoints = Checkpoints(tmp_path, keep=2)
+    checkpoints.save(5, state(5))
+    checkpoints.save(10, state(10))
+    whole = (tmp_path / "10").read_bytes()
+    (tmp_path / "10").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "20").mkdir()  # not a checkpoint file (an orbax one of older benches)
+    assert checkpoints.latest() == 5
+
+
+def test_a_checkpoint_of_another_state_is_refused_by_name(tmp_path):
+    checkpoints = Checkpoints(tmp_path)
+    checkpoints.save(5, state(5))
+    other = {**state(0), "params": {"w": jnp.zeros((2, 4)), "b": jnp.zeros(2)}}
+    with pytest.raises(BenchError) as raised:
+        checkpoints.restore(5, other)
+    message = str(raised.value)
+    assert f"checkpoint '{tmp_path / '5'}' does not hold this group's training state" in message
+    assert "unexpected leaves [\"['params']['**/T']\"]" in message
+    assert "['params']['w']: expected float32(2, 4), found float32(2, 3)" in message
+    assert "['params']['b']: expected float32(2,), found nothing" in message
