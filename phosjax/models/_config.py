@@ -3,7 +3,7 @@
 import dataclasses
 import numbers
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 import flax.linen as nn
 
@@ -19,7 +19,7 @@ def _frozen(value: Any) -> Any:
     return value
 
 
-def is_int(value: Any) -> bool:
+def is_int(value: Any) -> TypeGuard[int]:
     """Whether ``value`` is an integer, and not a bool (``True`` is an ``int`` in Python).
 
     Examples:
