@@ -7,6 +7,7 @@ import shutil
 import flax
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -352,18 +353,22 @@ def test_a_bench_that_does_not_record_its_process_count_continues(bench, tmp_pat
 
 
 def test_abstract_init_then_real_init(toy):
-    """Resuming traces `init_group` abstractly first; real inits afterwards still work."""
-    import jax
-
+    """Resuming traces `init_group` abstractly first; a real init afterwards still draws
+    the cell's params from its seed (no value cached from the trace)."""
     from phosjax.train import Group, init_group
 
     cell = plan(tiny_config(models=[{"name": "mlp", "width": 5}]), toy).cells[0].cell
     group = Group((cell,), (0,))
-    abstract = jax.eval_shape(lambda: init_group(group, toy["toy"]))
+    abstract = jax.eval_shape(lambda: init_group(group, toy["toy"]))  # the first trace
     state = init_group(group, toy["toy"])
     assert jax.tree.map(lambda a: (a.shape, a.dtype), abstract) == jax.tree.map(
         lambda a: (a.shape, a.dtype), state
     )
+    init_key = jax.random.split(jax.random.key(cell.seed), 3)[0]
+    x0 = jnp.zeros((1, *toy["toy"].input_shape))
+    expected = cell.model.build().init(init_key, x0, train=False)["params"]
+    got = jax.tree.map(lambda leaf: leaf[0], state.params)  # the group's one cell
+    jax.tree.map(np.testing.assert_array_equal, got, expected)
 
 
 def test_a_regularizer_axis_reports_the_weighted_penalty(tmp_path, toy):
