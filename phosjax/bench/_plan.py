@@ -1,11 +1,12 @@
 """`plan`: a `BenchConfig` becomes cells (with stable ids and hparam columns) in groups.
 
 Planning checks every name before anything trains: unknown data sets and models are
-listed with the known ones, a data set `phosjax.data.load` cannot read (another version
-prepared, no class label, a text input) is named with the reason, bad model options, models that fail to build on a data set,
-batch sizes larger than a data set's train split, knob selectors that match no knob of
-any model and regularizers that apply to no model (a selector that matches none of any
-model's params, tagged values or channel groups) are errors.
+listed with the known ones; a data set `phosjax.data.load` cannot read (another version
+prepared, no class label, a text input) is named with the reason; bad model options,
+models that fail to build on a data set, batch sizes larger than a data set's train
+split, knob selectors that match no knob of any model and regularizers that apply to
+no model (a selector that matches none of any model's params, tagged values or channel
+groups) are errors.
 """
 
 import dataclasses
@@ -280,10 +281,10 @@ def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None
 
     Raises:
       BenchError: an unknown model or data set, a data set `phosjax.data.load` cannot
-        read (`phosjax.data.check_loadable` gives the reason), a bad model option, a model that fails
-        to build on a data set, a batch size larger than a data set's train split, a
-        knob selector that matches no knob of any model, or a regularizer that applies
-        to no model (each model's reason is listed, with the nearest paths).
+        read (`phosjax.data.check_loadable` gives the reason), a bad model option, a
+        model that fails to build on a data set, a batch size larger than a data set's
+        train split, a knob selector that matches no knob of any model, or a regularizer
+        that applies to no model (each model's reason is listed, with the nearest paths).
     """
     entries = config.model_entries()
     _check_models(entries)
