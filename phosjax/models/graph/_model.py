@@ -17,7 +17,7 @@ OUT = "out"
 
 
 def _feed_error(x: Any, inputs: tuple[str, ...]) -> GraphError:
-    """The error for an ``x`` that does not fit a graph with several ``inputs``.
+    """The error for an ``x`` that does not fit a graph's ``inputs``.
 
     Examples:
       >>> print(_feed_error({"a": 1, "bb": 2}, ("a", "b")))
@@ -182,7 +182,8 @@ class GraphModel(nn.Module):
       returns: a node; calling the model without ``outputs`` then returns that node's
         value alone, not the dict (e.g. ``returns="head"``: the logits, as the training
         engine, `phosjax.morph` and the zoo models expect). ``outputs=`` still returns
-        the dict. Surgery results do not keep it.
+        the dict. `extract` (when it computes the node), `rewire` and `stitch` (``b``'s)
+        keep it; `merge` does not.
 
     Examples:
       >>> import flax.linen as nn, jax, jax.numpy as jnp
@@ -224,8 +225,9 @@ class GraphModel(nn.Module):
         """Runs the nodes that ``outputs`` need.
 
         Args:
-          x: the input; a dict ``{input node: value}`` when the graph has several.
-            May be ``None`` when no input node is needed.
+          x: the input; a dict ``{input node: value}`` when the graph has several
+            (with one, either; a dict with the input's name and other keys is an
+            error). May be ``None`` when no input node is needed.
           train: training mode, passed to the nodes that take it.
           outputs: node selectors (``"logits"``, ``"block/*"``); only what they need is
             computed and only they are returned. ``None``: the `returns` node, or
@@ -284,7 +286,9 @@ class GraphModel(nn.Module):
         inputs = self._graph.inputs
         if isinstance(x, Mapping) and set(x) <= set(inputs) and (x or len(inputs) > 1):
             feeds = dict(x)
-        elif len(inputs) == 1 and x is not None:
+        elif isinstance(x, Mapping) and inputs[0] in x:  # a feed dict with other keys too
+            raise _feed_error(x, inputs)
+        elif len(inputs) == 1 and x is not None:  # any value, a dict too, feeds the input
             feeds = {inputs[0]: x}
         elif x is not None:
             raise _feed_error(x, inputs)

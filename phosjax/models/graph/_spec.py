@@ -205,7 +205,8 @@ def _as_node(path: str, value: Any) -> Node | Input:
 
 def _check_arity(path: str, n: Node, inputs: tuple[str, ...]) -> None:
     """Raises a `GraphError` when node ``path`` cannot take its ``inputs``: a pass-through
-    (no ``fn``) without a combine gets other than one, or its combine cannot take them.
+    (no ``fn``) without a combine gets other than one, a named combine gets none, or its
+    combine function cannot take them.
 
     Examples:
       >>> _check_arity("c", node(inputs=("a", "b")), ("a", "b"))
@@ -218,6 +219,11 @@ def _check_arity(path: str, n: Node, inputs: tuple[str, ...]) -> None:
             f"Node {path!r} passes its input through (no fn, no combine) but takes {count} "
             f"inputs ({listing(inputs)}); give it combine='add', 'concat' or a function of "
             f"{count} values, or a single input."
+        )
+    if isinstance(n.combine, str) and count == 0:
+        raise GraphError(
+            f"Node {path!r} combines its inputs with {n.combine!r} but takes none "
+            "(inputs=()); give it the nodes to combine, e.g. inputs=('a', 'b')."
         )
     if n.combine is None or isinstance(n.combine, str):
         return

@@ -120,7 +120,8 @@ def stitch(
       key: initialises a given ``adapter`` (default ``jax.random.key(0)``).
 
     Returns:
-      ``(model, variables)``.
+      ``(model, variables)``; the model returns ``b/<node>`` alone where ``b`` has
+      ``returns=<node>``.
 
     Raises:
       GraphError: ``layer_a`` or ``layer_b`` is not a node of its model (which one is
@@ -146,6 +147,8 @@ def stitch(
             model = rewire(model, f"b{SEP}{path}", f"a{SEP}{path}")
     for collection, tree in adapter_vars.items():
         variables.setdefault(collection, {})[ADAPTER] = tree
+    if b.returns is not None:  # the stitched model returns b's logits, as b does
+        model = model.clone(returns=f"b{SEP}{b.returns}")
     return model, variables
 
 

@@ -54,7 +54,8 @@ def extract(
     The nodes named in ``inputs`` become `Input` nodes (fed by ``x``, a dict when there
     are several); the sub-model keeps the node paths and exactly the variables of the
     nodes it computes. Its outputs equal the full model's with the same values injected.
-    Original input nodes that the outputs still need stay inputs.
+    Original input nodes that the outputs still need stay inputs. The model's `returns`
+    node is kept when the sub-model computes it.
 
     Args:
       model: a `GraphModel`.
@@ -88,7 +89,8 @@ def extract(
     spec = graph.spec()
     sub = {p: Input() if p in inputs else spec[p] for p in spec if p in kept}
     computed = [p for p, n in sub.items() if isinstance(n, Node)]
-    return GraphModel(sub), node_variables(variables, computed)
+    returns = model.returns if model.returns in computed else None
+    return GraphModel(sub, returns=returns), node_variables(variables, computed)
 
 
 def _under(name: str, spec: dict[str, Node | Input]) -> dict[str, Node | Input]:
@@ -209,4 +211,4 @@ def rewire(model: GraphModel, path: str, inputs: str | Iterable[str]) -> GraphMo
     spec[path] = (
         dataclasses.replace(old, inputs=absolute) if isinstance(old, Node) else Node(None, absolute)
     )
-    return GraphModel(spec)
+    return GraphModel(spec, returns=model.returns)

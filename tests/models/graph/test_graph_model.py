@@ -249,6 +249,19 @@ def test_several_inputs_and_combines():
         node(inputs=("a", "b"), combine="sum")
 
 
+def test_one_input_takes_a_value_a_feed_dict_or_a_dict_value():
+    model = GraphModel({"sum": lambda h: h["p"] + h["q"] if isinstance(h, dict) else 2 * h})
+    one = jnp.ones(2)
+    np.testing.assert_array_equal(model.apply({}, one)["sum"], 2 * one)
+    np.testing.assert_array_equal(model.apply({}, {"input": one})["sum"], 2 * one)
+    np.testing.assert_array_equal(model.apply({}, {"p": one, "q": one})["sum"], 2 * one)
+    with pytest.raises(
+        GraphError,
+        match="x has keys that are not input nodes: 'extra'; the input nodes are 'input'",
+    ):
+        model.apply({}, {"input": one, "extra": one})
+
+
 def test_missing_input_names_it_and_lists_the_nodes():
     with pytest.raises(
         GraphError,
@@ -337,6 +350,13 @@ def test_a_pass_through_of_several_inputs_needs_a_combine():
     summed = GraphModel({"a": nn.relu, "c": node(None, inputs=("a", "input"), combine="add")})
     x = -jnp.ones((1, 2))
     np.testing.assert_array_equal(summed.apply({}, x)["c"], x)
+
+
+@pytest.mark.parametrize("combine", ["add", "concat"])
+def test_a_named_combine_of_no_inputs_is_an_error(combine):
+    message = rf"Node 'c' combines its inputs with '{combine}' but takes none \(inputs=\(\)\)"
+    with pytest.raises(GraphError, match=message):
+        GraphModel({"a": nn.relu, "c": node(jnp.tanh, inputs=(), combine=combine)})
 
 
 def test_a_combine_that_cannot_take_the_inputs_names_the_node():

@@ -189,6 +189,23 @@ def test_stitching_a_model_to_itself_is_the_model(net):
     assert custom.apply(custom_vars, x, outputs="b/logits")["b/logits"].shape == (4, 3)
 
 
+def test_returns_is_kept_where_its_node_is(net):
+    model, variables, x = net
+    logits = model.clone(returns="logits")
+    expected = model.apply(variables, x)["logits"]
+    back, back_vars = extract(logits, variables, inputs=["act1"])
+    assert back.returns == "logits"
+    h = model.apply(variables, x, outputs="act1")["act1"]
+    assert back.graph.inputs == ("act1",)
+    np.testing.assert_array_equal(back.apply(back_vars, h), expected)
+    assert extract(logits, variables, outputs=["pool"])[0].returns is None  # cut off
+    assert rewire(logits, "pool", "block/add").returns == "logits"
+    stitched, stitched_vars = stitch(logits, variables, "conv1", logits, variables, "conv1", x=x)
+    assert stitched.returns == "b/logits"
+    np.testing.assert_allclose(stitched.apply(stitched_vars, x), expected, atol=1e-4)
+    assert merge({"p": (logits, variables)})[0].returns is None
+
+
 def test_stitch_names_the_wrong_layer_and_missing_inputs(net, key):
     model, variables, x = net
     with pytest.raises(GraphError, match=r"stitch's layer_a \(a node of a\) names 'nope'"):
