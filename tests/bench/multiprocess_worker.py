@@ -13,22 +13,17 @@ import json
 import os
 import sys
 
+from tests.processes import join
+
 
 def main(port: str, process_id: str, count: str, directory: str, changes: str) -> None:
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"  # before jax starts
-    os.environ["JAX_PLATFORMS"] = "cpu"
+    join(port, process_id, count)
     import jax
 
     from phosjax.bench import BenchError, run
     from phosjax.bench._checkpoint import Checkpoints
     from tests.bench.runner_tiny import tiny_config, toy_data
 
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(
-        coordinator_address=f"127.0.0.1:{port}",
-        num_processes=int(count),
-        process_id=int(process_id),
-    )
     stop = os.environ.get("STOP_AFTER_SAVE")
     if stop is not None:
         save = Checkpoints.save

@@ -2,18 +2,14 @@
 configs that differ."""
 
 import json
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from phosjax.bench import _layout
+from tests.processes import launch as launch_workers
 
-ROOT = Path(__file__).resolve().parents[2]
 MLP = [{"name": "mlp", "width": 8}]
 SPLIT = {
     "models": MLP,
@@ -25,43 +21,19 @@ SPLIT = {
 pytestmark = [pytest.mark.slow, pytest.mark.multiprocess]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def launch(
     root: Path, changes: list[dict], stop_after_save: int | None = None
 ) -> list[tuple[int, str]]:
     """Runs one worker per entry of ``changes`` (its config's changes) on ``root``; their
     exit codes and logs."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("XLA_FLAGS", None)
-    env |= {  # later runs of a test reuse the programs the first compiled
+    env = {  # later runs of a test reuse the programs the first compiled
         "JAX_COMPILATION_CACHE_DIR": str(root.parent / "compiled"),
         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
     }
     if stop_after_save is not None:
         env["STOP_AFTER_SAVE"] = str(stop_after_save)
-    port, count = free_port(), str(len(changes))
-    module = "tests.bench.multiprocess_worker"
-    workers = [
-        subprocess.Popen(
-            [sys.executable, "-m", module, str(port), str(i), count, str(root), json.dumps(c)],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        for i, c in enumerate(changes)
-    ]
-    try:
-        logs = [w.communicate(timeout=240)[0].decode() for w in workers]
-    finally:
-        for w in workers:
-            w.kill()
-    return [(w.returncode, log) for w, log in zip(workers, logs, strict=True)]
+    args = [[str(root), json.dumps(c)] for c in changes]
+    return launch_workers("tests.bench.multiprocess_worker", args, env, timeout=240)
 
 
 def succeeded(outcomes: list[tuple[int, str]]) -> None:

@@ -5,24 +5,18 @@ Joins ``jax.distributed`` on CPU (two fake devices per process), trains its shar
 Only run as a script: importing it changes nothing.
 """
 
-import os
 import sys
+
+from tests.processes import join
 
 
 def main(port: str, process_id: str, count: str, out: str) -> None:
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"  # before jax starts
-    os.environ["JAX_PLATFORMS"] = "cpu"
+    join(port, process_id, count)
     import jax
 
     from phosjax.train import train_grid
     from tests.train.tiny import GRID, save, toy_data
 
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(
-        coordinator_address=f"127.0.0.1:{port}",
-        num_processes=int(count),
-        process_id=int(process_id),
-    )
     assert len(jax.local_devices()) == 2 and jax.process_count() == int(count)
     save(train_grid(GRID, datasets={"toy": toy_data()}, strategy="vmap"), out)
     jax.distributed.shutdown()

@@ -1,0 +1,69 @@
+"""Tests across local processes under ``jax.distributed`` on CPU (gloo collectives).
+
+A test `launch`es workers, ``python -m <module> PORT ID COUNT *args``; each worker first
+`join`s the group (before anything else imports jax). Importing this module does not
+import jax.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+"""The repository root: the workers' working directory and ``PYTHONPATH``."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(
+    module: str,
+    args: Sequence[Sequence[str]],
+    env: Mapping[str, str] | None = None,
+    timeout: float = 300,
+) -> list[tuple[int, str]]:
+    """Runs one ``python -m module PORT ID COUNT *args[i]`` per entry of ``args``, all
+    joining one group, with ``env`` added to this process's environment (less
+    ``XLA_FLAGS``: `join` sets it); each worker's exit code and output, in order."""
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    environment.pop("XLA_FLAGS", None)
+    port, count = str(free_port()), str(len(args))
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", module, port, str(i), count, *extra],
+            cwd=ROOT,
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for i, extra in enumerate(args)
+    ]
+    try:
+        logs = [w.communicate(timeout=timeout)[0].decode() for w in workers]
+    finally:
+        for w in workers:
+            w.kill()
+    return [(w.returncode, log) for w, log in zip(workers, logs, strict=True)]
+
+
+def join(port: str, process_id: str, count: str, devices: int = 2) -> None:
+    """In a worker: gives this process ``devices`` fake CPU devices and joins the group of
+    ``count`` processes whose coordinator listens on ``port``. Call it before anything
+    else imports jax."""
+    os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    os.environ["JAX_PLATFORMS"] = "cpu"
+    import jax
+
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        coordinator_address=f"127.0.0.1:{port}",
+        num_processes=int(count),
+        process_id=int(process_id),
+    )
