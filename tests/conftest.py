@@ -3,7 +3,12 @@
 import os
 
 # Must be set before jax initializes its backends: tests of sharding see 4 CPU devices.
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+# The tests' programs are tiny and compiling them dominates their time: without LLVM's
+# optimizations (level 0) the suite runs about a quarter faster, and each equivalence
+# compares programs compiled alike.
+os.environ.setdefault(
+    "XLA_FLAGS", "--xla_force_host_platform_device_count=4 --xla_backend_optimization_level=0"
+)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax

@@ -57,7 +57,9 @@ def join(port: str, process_id: str, count: str, devices: int = 2) -> None:
     """In a worker: gives this process ``devices`` fake CPU devices and joins the group of
     ``count`` processes whose coordinator listens on ``port``. Call it before anything
     else imports jax."""
-    os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    os.environ["XLA_FLAGS"] = (  # compiled as in the test process (see tests/conftest.py)
+        f"--xla_force_host_platform_device_count={devices} --xla_backend_optimization_level=0"
+    )
     os.environ["JAX_PLATFORMS"] = "cpu"
     import jax
 
