@@ -1,14 +1,15 @@
 """A bench directory: opening it, refusing a different config, moving it aside, its files.
 
 When several processes share a bench (``jax.distributed``), they agree on what they run
-before any of them writes (`agree`, `choose_config_together`), and wait for process 0's
-metadata (`barrier`).
+before any of them writes (`agree`, `choose_config_together`), stop together when one
+cannot go on (`in_every_process`), and wait for process 0's metadata (`barrier`).
 """
 
 import datetime
 import os
 import pathlib
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import jax
 import numpy as np
@@ -19,6 +20,8 @@ from phosjax.bench import _layout
 from phosjax.bench._config import BenchConfig, BenchError, read_yaml
 from phosjax.bench._env import environment
 from phosjax.bench._store import read_json, write_json, write_text
+
+T = TypeVar("T")
 
 
 def open_bench(directory: str | os.PathLike) -> tuple[BenchConfig, dict[str, Any]]:
@@ -201,6 +204,30 @@ def barrier(name: str) -> None:
         multihost_utils.sync_global_devices(name)
 
 
+def in_every_process(fn: Callable[[], T], what: str) -> T:
+    """``fn()``, in a bench's every process; when it raises in any of them, every process
+    raises: that one its own error, the others a `BenchError` naming it, so no process is
+    left waiting for the others at a later barrier (one process: just ``fn()``).
+
+    ``what`` says what ``fn`` does, for the others' message ("plan the bench")."""
+    if jax.process_count() == 1:
+        return fn()
+    error: Exception | None = None
+    try:
+        result = fn()
+    except Exception as caught:  # any: a peer must not wait for this process
+        error = caught
+    failed = [i for i, flag in enumerate(gather("x" if error else "")) if flag]
+    if error is not None:
+        raise error
+    if failed:
+        raise BenchError(
+            f"process {failed[0]} could not {what} (see its message); this process stops "
+            "too, so none waits for it."
+        )
+    return result
+
+
 def choose_config_together(
     directory: str | os.PathLike,
     config: BenchConfig | None,
@@ -221,18 +248,10 @@ def choose_config_together(
         return choose_config(directory, config, resume=resume, force=force)
     given = f"config {config.digest()}" if config is not None else "no config"
     agree("arguments", f"{given}, resume={resume}, force={force}")
-    first = jax.process_index() == 0
-    refused: BenchError | None = None
-    if first:
-        try:
-            chosen = choose_config(directory, config, resume=resume, force=force)
-        except BenchError as error:
-            refused = error
-    failed = multihost_utils.broadcast_one_to_all(np.int32(refused is not None))
-    if refused is not None:
-        raise refused
-    if failed:
-        raise BenchError(f"process 0 refused the bench {str(directory)!r}: see its message.")
-    if not first:
-        chosen = choose_config(directory, config, resume=resume)
-    return chosen
+    if jax.process_index() == 0:
+        return in_every_process(
+            lambda: choose_config(directory, config, resume=resume, force=force),
+            "open the bench",
+        )
+    in_every_process(lambda: None, "open the bench")
+    return choose_config(directory, config, resume=resume)

@@ -21,6 +21,7 @@ from phosjax.bench._directory import (
     check_processes,
     choose_config_together,
     gather,
+    in_every_process,
     open_bench,
     write_meta,
 )
@@ -155,12 +156,13 @@ def _execute(
 ) -> pd.DataFrame:
     """Trains what ``config`` (planned: ``planned``) lacks in ``root``, writing it all.
 
-    Processes sharing the bench first agree on the config and their count; the others
-    wait for process 0's metadata. Training then waits for no other process."""
+    Processes sharing the bench first agree on the config and their count, and plan it
+    (when planning fails in one, all stop); the others wait for process 0's metadata.
+    Training then waits for no other process."""
     process = process or (jax.process_index(), jax.process_count())
     agree("configs or process counts", f"config {config.digest()}, {process[1]} processes")
     check_processes(root, process[1])
-    plan_ = planned or plan(config, datasets)
+    plan_ = planned or in_every_process(lambda: plan(config, datasets), "plan the bench")
     schema = results_schema(plan_)
     root.mkdir(parents=True, exist_ok=True)
     if process[0] == 0:
@@ -276,7 +278,7 @@ def add_models(
         return _execute(extended, root, datasets, None, progress)
     process = (jax.process_index(), jax.process_count())
     check_processes(root, process[1])
-    planned = plan(config, datasets)
+    planned = in_every_process(lambda: plan(config, datasets), "plan the bench")
     unfinished = len(_unfinished(jobs(planned, process), _status(root, process)))
     if not sum(map(int, gather(str(unfinished)))):  # in any process
         raise BenchError(

@@ -5,10 +5,12 @@ Joins ``jax.distributed`` on CPU (two fake devices per process) and runs
 ``tiny_config(**json.loads(CHANGES))`` on the toy data in ``DIR``. A `BenchError` is
 printed as ``BenchError: <message>`` and exits with 2. With ``STOP_AFTER_SAVE=<step>``
 in the environment the process stops (exit code 3) right after saving its first
-checkpoint of that step: what a kill mid-group leaves. Only run as a script: importing
-it changes nothing.
+checkpoint of that step: what a kill mid-group leaves. With ``FEW_EXAMPLES_IN=<id>``
+process ``id`` gets a toy data set of 8 training examples, fewer than a batch: its plan
+fails. Only run as a script: importing it changes nothing.
 """
 
+import dataclasses
 import json
 import os
 import sys
@@ -35,8 +37,11 @@ def main(port: str, process_id: str, count: str, directory: str, changes: str) -
 
         Checkpoints.save = save_then_exit  # type: ignore[method-assign]
     config = tiny_config(**json.loads(changes))
+    data = toy_data()
+    if os.environ.get("FEW_EXAMPLES_IN") == process_id:
+        data = dataclasses.replace(data, x_train=data.x_train[:8], y_train=data.y_train[:8])
     try:
-        results = run(config, directory, datasets={"toy": toy_data()}, progress=False)
+        results = run(config, directory, datasets={"toy": data}, progress=False)
         print(f"rows {len(results)}", flush=True)
     except BenchError as error:
         print(f"BenchError: {error}", flush=True)

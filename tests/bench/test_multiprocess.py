@@ -21,17 +21,14 @@ SPLIT = {
 pytestmark = [pytest.mark.slow, pytest.mark.multiprocess]
 
 
-def launch(
-    root: Path, changes: list[dict], stop_after_save: int | None = None
-) -> list[tuple[int, str]]:
-    """Runs one worker per entry of ``changes`` (its config's changes) on ``root``; their
-    exit codes and logs."""
-    env = {  # later runs of a test reuse the programs the first compiled
+def launch(root: Path, changes: list[dict], **env: str) -> list[tuple[int, str]]:
+    """Runs one worker per entry of ``changes`` (its config's changes) on ``root``, with
+    ``env`` in their environment (see `tests.bench.multiprocess_worker`); their exit codes
+    and logs."""
+    env |= {  # later runs of a test reuse the programs the first compiled
         "JAX_COMPILATION_CACHE_DIR": str(root.parent / "compiled"),
         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
     }
-    if stop_after_save is not None:
-        env["STOP_AFTER_SAVE"] = str(stop_after_save)
     args = [[str(root), json.dumps(c)] for c in changes]
     return launch_workers("tests.bench.multiprocess_worker", args, env, timeout=240)
 
@@ -48,7 +45,7 @@ def frame(root: Path) -> pd.DataFrame:
 
 def test_killed_mid_group_then_resumed_matches_an_uninterrupted_run(tmp_path):
     killed, whole = tmp_path / "killed", tmp_path / "whole"
-    outcomes = launch(killed, [SPLIT, SPLIT], stop_after_save=6)
+    outcomes = launch(killed, [SPLIT, SPLIT], STOP_AFTER_SAVE="6")
     assert [code for code, _ in outcomes] == [3, 3], outcomes
     saved = sorted(p.parent.suffix for p in (killed / _layout.CHECKPOINTS).glob("*/*"))
     assert saved == [".p0of2", ".p1of2"]  # each process its own
@@ -76,4 +73,13 @@ def test_processes_given_different_configs_write_nothing(tmp_path):
         assert code == 2, log[-3000:]
         assert "BenchError: the 2 processes sharing this bench were given different" in log
         assert "process 0: config " in log and "process 1: config " in log
+    assert not (tmp_path / "b").exists()
+
+
+def test_a_process_that_cannot_plan_stops_the_other_too(tmp_path):
+    process_0, process_1 = launch(tmp_path / "b", [SPLIT, SPLIT], FEW_EXAMPLES_IN="1")
+    assert process_1[0] == 2, process_1[1][-3000:]
+    assert "BenchError: grid.batch_size 16 is larger than data set 'toy'" in process_1[1]
+    assert process_0[0] == 2, process_0[1][-3000:]
+    assert "BenchError: process 1 could not plan the bench (see its message)" in process_0[1]
     assert not (tmp_path / "b").exists()
