@@ -90,7 +90,9 @@ class TransformerBlock(nn.Module):
       causal: causal attention.
       dropout_rate: dropout on the attention weights and on both residual branches in
         training (rng ``"dropout"``).
-      dtype: the computation dtype (``None``: the input's).
+      dtype: the branches' computation dtype (``None``: the input's). The residual
+        stream keeps the input's dtype, so a float32 input gives a float32 output with
+        bfloat16 branches added to it.
 
     Examples:
       >>> import jax, jax.numpy as jnp

@@ -80,7 +80,8 @@ class SqueezeExcite(nn.Module):
 
     Attributes:
       reduction: the bottleneck's reduction factor (its width is at least 1).
-      dtype: the computation dtype (``None``: the input's).
+      dtype: the gate's computation dtype (``None``: the input's). The output is the
+        input scaled by the gate, so a float32 input stays float32.
 
     Examples:
       >>> import jax, jax.numpy as jnp

@@ -453,3 +453,21 @@ def test_a_flag_after_another_parameter_reaches_the_block_by_keyword():
     layer, x = L.Sequence([_ScaledThenFlagged()]), jnp.full((1, 2), 3.0)
     np.testing.assert_array_equal(layer.apply({}, x, train=True), x + 1)
     np.testing.assert_array_equal(layer.apply({}, x), x)
+
+
+@pytest.mark.parametrize(
+    ("layer", "shape", "branch"),
+    [
+        (L.TransformerBlock(num_heads=2, dtype=jnp.bfloat16), (2, 5, 4), "mlp_hidden"),
+        (L.SqueezeExcite(dtype=jnp.bfloat16), (2, 5, 8), "channel_gate"),
+    ],
+    ids=["transformer_block", "squeeze_excite"],
+)
+def test_a_bfloat16_branch_leaves_a_float32_input_float32(layer, shape, branch, key):
+    """The residual stream (the scaled input) keeps the input's dtype; the branch
+    computes in the layer's dtype."""
+    x = jax.random.normal(key, shape)
+    variables = layer.init(key, x)
+    out, found = px.probe(layer, variables, x, branch)
+    assert out.dtype == jnp.float32
+    assert found[branch].dtype == jnp.bfloat16
