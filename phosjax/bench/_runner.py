@@ -187,6 +187,7 @@ def _execute(
         unit_scale=total >= 100_000,
         disable=not progress,
         smoothing=0.1,
+        miniters=1,  # every chunk may show (at most every 0.1 s): no adaptive skipping
         desc=f"cells {cells_done}/{cells}",
     )
     phases_file = _per_process(root / _layout.PHASES, process)

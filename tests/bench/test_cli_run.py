@@ -7,6 +7,7 @@ no other test, so its programs are compiled here (the engine caches them per pro
 """
 
 import contextlib
+import functools
 import io
 import math
 import pathlib
@@ -16,6 +17,7 @@ import jax
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import tqdm
 
 from phosjax.bench import BenchConfig, _layout, _plan, load_config, plan
 from phosjax.bench.new import main as new_main
@@ -44,6 +46,8 @@ def cli_bench(tmp_path_factory) -> tuple[pathlib.Path, str, str]:
     out, err = io.StringIO(), io.StringIO()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(_plan, "load_datasets", lambda names, data_dir: {"toy": toy_data()})
+        # Every chunk shows, however close together chunks end on a slow machine.
+        patch.setattr(tqdm, "tqdm", functools.partial(tqdm.tqdm, mininterval=0))
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             status = new_main(["--config", str(config), "--dir", str(root)])
     assert status == 0, err.getvalue()
@@ -60,6 +64,7 @@ def test_progress_bar_shows_cells_done_rate_and_eta(cli_bench):
     # mid-run (after the first chunk: 4 cells x 4 steps) the bar shows an ETA and a rate
     mid = [u for u in updates if re.search(bar.format(16), u)]
     assert mid and mid[0].startswith("cells 0/4:  33%"), updates
+    assert [n for n in (16, 32) if not any(re.search(bar.format(n), u) for u in updates)] == []
 
 
 def test_summary_fits_a_screen_and_says_where_and_how_to_view(cli_bench):
