@@ -207,11 +207,9 @@ def barrier(name: str) -> None:
 def in_every_process(fn: Callable[[], T], what: str) -> T:
     """``fn()``, in a bench's every process; when it raises in any of them, every process
     raises: that one its own error, the others a `BenchError` naming it, so no process is
-    left waiting for the others at a later barrier (one process: just ``fn()``).
+    left waiting for the others at a later barrier.
 
     ``what`` says what ``fn`` does, for the others' message ("plan the bench")."""
-    if jax.process_count() == 1:
-        return fn()
     error: Exception | None = None
     try:
         result = fn()
@@ -244,8 +242,6 @@ def choose_config_together(
       BenchError: the processes were given different arguments, or `choose_config`
         refused (in process 0: its message; in the others: a pointer to it).
     """
-    if jax.process_count() == 1:
-        return choose_config(directory, config, resume=resume, force=force)
     given = f"config {config.digest()}" if config is not None else "no config"
     agree("arguments", f"{given}, resume={resume}, force={force}")
     if jax.process_index() == 0:
