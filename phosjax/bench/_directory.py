@@ -1,8 +1,9 @@
 """A bench directory: opening it, refusing a different config, moving it aside, its files.
 
 When several processes share a bench (``jax.distributed``), they agree on what they run
-before any of them writes (`agree`, `choose_config_together`), stop together when one
-cannot go on (`in_every_process`), and wait for process 0's metadata (`barrier`).
+before any of them writes (`agree`, `choose_config_together`), and stop together when
+one cannot go on (`in_every_process`; the others also wait there for process 0's
+metadata).
 """
 
 import datetime
@@ -196,12 +197,6 @@ def agree(what: str, value: str) -> None:
             f"({shown}); nothing was written. Start every process with the same command "
             "and config."
         )
-
-
-def barrier(name: str) -> None:
-    """Waits until every process reaches the barrier ``name`` (one process: returns)."""
-    if jax.process_count() > 1:
-        multihost_utils.sync_global_devices(name)
 
 
 def in_every_process(fn: Callable[[], T], what: str) -> T:

@@ -17,7 +17,6 @@ from phosjax.bench import _layout
 from phosjax.bench._config import BenchConfig, BenchError
 from phosjax.bench._directory import (
     agree,
-    barrier,
     check_processes,
     choose_config_together,
     gather,
@@ -157,20 +156,24 @@ def _execute(
     """Trains what ``config`` (planned: ``planned``) lacks in ``root``, writing it all.
 
     Processes sharing the bench first agree on the config and their count, and plan it
-    (when planning fails in one, all stop); the others wait for process 0's metadata.
-    Training then waits for no other process."""
+    (when planning fails in one, all stop); the others wait for process 0's metadata
+    (when writing it fails, all stop). Training then waits for no other process."""
     process = process or (jax.process_index(), jax.process_count())
     agree("configs or process counts", f"config {config.digest()}, {process[1]} processes")
     check_processes(root, process[1])
     plan_ = planned or in_every_process(lambda: plan(config, datasets), "plan the bench")
     schema = results_schema(plan_)
     root.mkdir(parents=True, exist_ok=True)
-    if process[0] == 0:
-        write_meta(root, config, registered_models(), process[1])
-        cells = pd.DataFrame([c.row for c in plan_.cells])
-        write_table(root / _layout.CELLS, cells, cells_schema(plan_.hparam_columns))
-        widen_parts(root, schema)  # before the others drop parts they will train again
-    barrier("phosjax.bench: metadata written")
+
+    def write_metadata() -> None:
+        """Process 0 writes what describes the bench; the others wait for it."""
+        if process[0] == 0:
+            write_meta(root, config, registered_models(), process[1])
+            cells = pd.DataFrame([c.row for c in plan_.cells])
+            write_table(root / _layout.CELLS, cells, cells_schema(plan_.hparam_columns))
+            widen_parts(root, schema)  # before the others drop parts they will train again
+
+    in_every_process(write_metadata, "write the bench's metadata")
     if process[0] == 0:
         _write_blurbs(root, plan_, config.blurb_flops)
     status_file = _per_process(root / _layout.STATUS, process)

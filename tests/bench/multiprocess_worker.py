@@ -7,7 +7,8 @@ printed as ``BenchError: <message>`` and exits with 2. With ``STOP_AFTER_SAVE=<s
 in the environment the process stops (exit code 3) right after saving its first
 checkpoint of that step: what a kill mid-group leaves. With ``FEW_EXAMPLES_IN=<id>``
 process ``id`` gets a toy data set of 8 training examples, fewer than a batch: its plan
-fails. Only run as a script: importing it changes nothing.
+fails. With ``FULL_DISK=1``, process 0 cannot write the bench's metadata (an
+``OSError``, as when the disk is full). Only run as a script: importing it changes nothing.
 """
 
 import dataclasses
@@ -36,6 +37,13 @@ def main(port: str, process_id: str, count: str, directory: str, changes: str) -
                 raise SystemExit(3)  # through `jax.distributed.shutdown`, as the peer does
 
         Checkpoints.save = save_then_exit  # type: ignore[method-assign]
+    if os.environ.get("FULL_DISK") and process_id == "0":
+        from phosjax.bench import _runner
+
+        def full_disk(*_: object) -> None:
+            raise OSError(28, "No space left on device")
+
+        _runner.write_meta = full_disk  # type: ignore[assignment]
     config = tiny_config(**json.loads(changes))
     data = toy_data()
     if os.environ.get("FEW_EXAMPLES_IN") == process_id:

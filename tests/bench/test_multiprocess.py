@@ -1,5 +1,5 @@
-"""Two local processes under ``jax.distributed`` share a bench: resume, idle shares, and
-configs that differ."""
+"""Two local processes under ``jax.distributed`` share a bench: resume, idle shares,
+configs that differ, and a process that fails."""
 
 import json
 from pathlib import Path
@@ -83,3 +83,11 @@ def test_a_process_that_cannot_plan_stops_the_other_too(tmp_path):
     assert process_0[0] == 2, process_0[1][-3000:]
     assert "BenchError: process 1 could not plan the bench (see its message)" in process_0[1]
     assert not (tmp_path / "b").exists()
+
+
+def test_process_0_failing_to_write_the_metadata_stops_the_other_too(tmp_path):
+    process_0, process_1 = launch(tmp_path / "b", [SPLIT, SPLIT], FULL_DISK="1")
+    assert process_0[0] == 1 and "No space left on device" in process_0[1], process_0[1]
+    assert process_1[0] == 2, process_1[1][-3000:]
+    assert "BenchError: process 0 could not write the bench's metadata" in process_1[1]
+    assert not list((tmp_path / "b").glob("results*"))
