@@ -1,18 +1,24 @@
-"""Shared test set-up: four fake CPU devices, a key fixture, a shared data dir."""
+"""Shared test set-up: four fake CPU devices, a key fixture, a shared data dir, and
+tests marked ``optimized`` run in a subprocess compiled with XLA's default optimizations."""
 
 import os
+import subprocess
+import sys
+
+import pytest
 
 # Must be set before jax initializes its backends: tests of sharding see 4 CPU devices.
 # The tests' programs are tiny and compiling them dominates their time: without LLVM's
 # optimizations (level 0) the suite runs about a quarter faster, and each equivalence
-# compares programs compiled alike.
-os.environ.setdefault(
-    "XLA_FLAGS", "--xla_force_host_platform_device_count=4 --xla_backend_optimization_level=0"
-)
+# compares programs compiled alike. Tests that train for real (many steps) run up to 10x
+# slower so: they are marked ``optimized`` and run in a subprocess at the default level.
+DEVICES = "--xla_force_host_platform_device_count=4"
+OPTIMIZED = "PHOSJAX_TEST_OPTIMIZED"
+"""Set in the subprocess that runs an ``optimized`` test."""
+os.environ.setdefault("XLA_FLAGS", f"{DEVICES} --xla_backend_optimization_level=0")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import jax
-import pytest
+import jax  # noqa: E402 (after XLA_FLAGS)
 
 
 @pytest.fixture
@@ -26,3 +32,22 @@ def key() -> jax.Array:
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     """One TFDS data dir for the whole session (data sets are prepared once per worker)."""
     return os.environ.get("PHOSJAX_TEST_DATA_DIR") or str(tmp_path_factory.mktemp("tfds"))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Runs a test marked ``optimized`` in ``python -m pytest`` with XLA's default
+    optimizations (sharing this session's data dir); its output shows with ``-s``."""
+    if pyfuncitem.get_closest_marker("optimized") is None or os.environ.get(OPTIMIZED):
+        return None  # pytest runs it here
+    env = {**os.environ, "XLA_FLAGS": DEVICES, OPTIMIZED: "1"}
+    if "data_dir" in pyfuncitem.funcargs:
+        env["PHOSJAX_TEST_DATA_DIR"] = str(pyfuncitem.funcargs["data_dir"])
+    command = [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:xdist", pyfuncitem.nodeid]
+    done = subprocess.run(
+        command, cwd=pyfuncitem.config.rootpath, env=env, capture_output=True, text=True
+    )
+    print(done.stdout)
+    if done.returncode != 0:
+        pytest.fail(f"{pyfuncitem.nodeid} failed in its optimized subprocess", pytrace=False)
+    return True

@@ -8,6 +8,7 @@ from phosjax.train import Cell, HParams, train_grid
 
 
 @pytest.mark.slow
+@pytest.mark.optimized
 def test_mlp_and_cnn1d_learn_mnist1d(data_dir):
     data = load("mnist1d", data_dir=data_dir)
     cells = [

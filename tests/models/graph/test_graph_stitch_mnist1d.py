@@ -60,6 +60,7 @@ def accuracy(model, variables, x, y, output):
 
 
 @pytest.mark.slow
+@pytest.mark.optimized
 def test_stitched_cnns_match_the_originals(data_dir, key):
     data = phosjax.data.load("mnist1d", data_dir=data_dir)
     x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
