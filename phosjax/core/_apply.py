@@ -34,7 +34,9 @@ def apply_collecting(
         asked = [*user, *(c for c in collect if c not in user)]
     out, state = model.apply(variables, *args, mutable=asked, **kwargs)
     state = dict(state)
-    collected = {name: state.pop(name, {}) for name in collect}
+    collected = {name: state.get(name, {}) for name in collect}
+    if mutable is not True:  # the caller's collections stay in ``state``, even collected ones
+        state = {name: tree for name, tree in state.items() if name in user}
     return (out if mutable is False else (out, state)), collected
 
 

@@ -22,9 +22,10 @@ def regularize(
     ``fn`` of each. A path several selectors match counts once.
 
     In a collection each tag is a record with one item per call, so a tag whose value
-    is itself a tuple (``tag(self, "pair", (a, b))``) reaches ``fn`` whole. `probe`
-    unwraps single-call records, so there a tuple always reads as one value per call:
-    to regularize a tuple-valued tag pass the collection, or tag a list or dict instead.
+    is itself a tuple or dict (``tag(self, "pair", (a, b))``) reaches ``fn`` whole.
+    `probe`'s flat output holds no records: there a tuple reads as one value per call
+    and a dict's entries as values of their own (select ``"pair/*"``). To give ``fn``
+    such a tag whole, pass the collection (or tag a list).
 
     Raises:
       SelectorError: a selector matches nothing.

@@ -38,9 +38,11 @@ def _segment_regex(segment: str) -> str:
             if end < 0:
                 raise ValueError(f"Selector segment {segment!r} has an unclosed '['.")
             body = segment[i + 1 : end]
-            if body.startswith("!"):
-                body = "^" + body[1:]
-            out.append(f"[{body}]")
+            negated = body[:1] in ("!", "^")
+            if not body[negated:]:
+                raise ValueError(f"Selector segment {segment!r} has an empty class '[]'.")
+            # a class stays within its segment: a negated one never matches '/'
+            out.append(f"[^/{body[1:]}]" if negated else f"[{body}]")
             i = end
         else:
             out.append(re.escape(char))
@@ -61,7 +63,10 @@ def compile_selector(selector: str) -> re.Pattern[str]:
     if not isinstance(selector, str) or not selector:
         raise ValueError(f"A selector must be a non-empty string, got {selector!r}.")
     if selector.startswith("re:"):
-        return re.compile(selector[3:])
+        try:
+            return re.compile(selector[3:])
+        except re.error as error:
+            raise ValueError(f"Selector {selector!r} is no regular expression: {error}.") from None
     pattern, need_sep = "", False
     segments = selector.split(SEP)
     for i, segment in enumerate(segments):

@@ -25,7 +25,8 @@ def tweak(
       variables: its variables (with or without a ``knobs`` collection).
       x: the input.
       values: ``{selector: value}``, e.g. ``{"blocks_1/**/T": 10.0}``.
-      **kwargs: passed to ``model.apply``.
+      **kwargs: passed to ``model.apply`` (``method`` too: the knobs it declares are the
+        ones found).
 
     Raises:
       SelectorError: a selector matches no knob; the message lists the nearest.
@@ -39,6 +40,6 @@ def tweak(
       >>> px.tweak(Gain(), {}, jnp.ones(2), {"gain": 3.0}).tolist()
       [3.0, 3.0]
     """
-    init_kwargs = {k: v for k, v in kwargs.items() if k not in ("rngs", "mutable", "method")}
+    init_kwargs = {k: v for k, v in kwargs.items() if k not in ("rngs", "mutable")}
     full = with_knobs(model, variables, x, **init_kwargs)
     return model.apply(set_knobs(full, values), x, **kwargs)

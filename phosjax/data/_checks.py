@@ -14,7 +14,8 @@ def positive_int(name: str, value: Any) -> int:
     scalars too).
 
     Raises:
-      TypeError: naming ``name``: ``value`` is no integer (a float, a traced value).
+      TypeError: naming ``name``: ``value`` is no integer (a float, a bool, a traced
+        value).
       ValueError: naming ``name``: ``value`` is below 1.
 
     Examples:
@@ -22,6 +23,8 @@ def positive_int(name: str, value: Any) -> int:
       3
     """
     try:
+        if isinstance(value, bool | np.bool_):  # True is an int in Python
+            raise TypeError
         value = operator.index(value)
     except TypeError:
         raise TypeError(f"{name} must be a static positive int, got {value!r}") from None

@@ -1,9 +1,15 @@
 """What to train: `Regularizer`, `HParams` and `Cell` (frozen, hashable dataclasses)."""
 
 import dataclasses
+import math
+import numbers
 from collections.abc import Mapping
 from typing import Any
 
+import jax
+import numpy as np
+
+from phosjax.core import compile_selector
 from phosjax.models._config import is_int
 from phosjax.morph import COSTS, SOURCES
 
@@ -39,6 +45,42 @@ def int_at_least(where: str, value: Any, least: int) -> int:
     return int(value)
 
 
+def number_in(
+    where: str,
+    value: Any,
+    least: float,
+    most: float = math.inf,
+    *,
+    strict: bool = False,
+    hint: str = "",
+) -> float:
+    """``value`` as a float when it is a real number (not a bool) in ``[least, most]``
+    (``strict``: above ``least``); ``hint`` follows the range in the message.
+
+    Raises:
+      ValueError: naming ``where``: ``value`` is no number (a string, a bool, NaN) or lies
+        outside the range.
+
+    Examples:
+      >>> number_in("HParams momentum", 0.9, 0, 1)
+      0.9
+    """
+    number = math.nan
+    if isinstance(value, numbers.Real | np.ndarray | jax.Array):
+        array = np.asarray(value)
+        if array.ndim == 0 and array.dtype != bool:
+            number = float(array)
+    if math.isnan(number):
+        raise ValueError(f"{where} must be a number, got {value!r} ({type(value).__name__}).")
+    if not (least < number if strict else least <= number) or not number <= most:
+        if most < math.inf:
+            shown = f"lie in {'(' if strict else '['}{least}, {most}]"
+        else:
+            shown = f"be {'>' if strict else '>='} {least}"
+        raise ValueError(f"{where} must {shown}{hint}, got {number}.")
+    return number
+
+
 @dataclasses.dataclass(frozen=True)
 class Regularizer:
     """A penalty ``strength * sum over matches of kind(value)`` added to the loss.
@@ -49,7 +91,7 @@ class Regularizer:
       kind: ``"l1"`` (absolute values), ``"l2"`` (squares) or ``"morph"`` (MorphNet's
         resource regularizer, `phosjax.morph.morph_regularizer`, normalized by the full
         model's cost; its channel groups are traced from the model when the step compiles).
-      strength: the factor; may differ between the cells of one group.
+      strength: the factor, >= 0; may differ between the cells of one group.
       on: ``"params"`` sums over every entry of the matching parameters;
         ``"activations"`` averages over the entries of each matching tagged value.
         ``"morph"`` needs ``"params"``.
@@ -74,10 +116,16 @@ class Regularizer:
     threshold: float = 1e-2
 
     def __post_init__(self) -> None:
+        try:
+            compile_selector(self.selector)
+        except ValueError as error:
+            raise ValueError(f"Regularizer selector: {error}") from None
         if self.kind not in REGULARIZER_KINDS:
             raise ValueError(f"Regularizer kind {self.kind!r}: expected one of {REGULARIZER_KINDS}")
         if self.on not in REGULARIZER_TARGETS:
             raise ValueError(f"Regularizer on={self.on!r}: expected one of {REGULARIZER_TARGETS}.")
+        object.__setattr__(self, "strength", number_in("Regularizer strength", self.strength, 0))
+        object.__setattr__(self, "threshold", number_in("Regularizer threshold", self.threshold, 0))
         if self.kind == "morph":
             if self.on != "params":
                 raise ValueError("Regularizer kind 'morph' prices params: it needs on='params'.")
@@ -85,6 +133,13 @@ class Regularizer:
                 raise ValueError(f"Regularizer cost {self.cost!r}: expected one of {COSTS}.")
             if self.source not in SOURCES:
                 raise ValueError(f"Regularizer source {self.source!r}: expected one of {SOURCES}.")
+
+    def shared(self) -> "Regularizer":
+        """This penalty at strength 0, less the fields its kind ignores: what a compiled
+        group shares."""
+        if self.kind == "morph":
+            return dataclasses.replace(self, strength=0.0)
+        return Regularizer(self.selector, self.kind, 0.0, self.on)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +154,7 @@ class HParams:
       optimizer: one of ``"adam"``, ``"adamw"``, ``"sgd"``, ``"momentum"``. ``adam``,
         ``sgd`` and ``momentum`` add ``weight_decay * params`` to the gradient (L2);
         ``adamw`` decouples the decay.
-      learning_rate: the step size.
+      learning_rate: the step size, >= 0.
       weight_decay: see ``optimizer``.
       momentum: the momentum of ``"momentum"`` (ignored by the others).
       batch_size: examples per step.
@@ -108,8 +163,9 @@ class HParams:
       label_smoothing: mass spread uniformly over the classes in the targets, in [0, 1].
       grad_clip: clip gradients to this global norm, > 0 (None: no clipping).
       regularizers: extra penalties (`Regularizer`).
-      knobs: ``{selector: value}`` set with `phosjax.set_knobs` before training; a
-        mapping is stored as a sorted tuple of pairs.
+      knobs: ``{selector: value}`` set with `phosjax.set_knobs` before training, in the
+        order given (a later selector overrides an earlier one); a mapping is stored as
+        a tuple of pairs.
       compute_dtype: ``"float32"`` or ``"bfloat16"`` (mixed precision: the forward and
         backward pass see the inputs and params cast to bfloat16; the master params, the
         gradients, the loss and the optimizer stay float32; other collections, e.g.
@@ -145,26 +201,36 @@ class HParams:
         for name, least in (("batch_size", 1), ("steps", 1), ("eval_every", 0)):
             value = int_at_least(f"HParams {name}", getattr(self, name), least)
             object.__setattr__(self, name, value)
-        if not self.weight_decay >= 0:
-            raise ValueError(
-                f"HParams weight_decay must be >= 0 (0: none), got {self.weight_decay}."
-            )
-        if not 0 <= self.momentum <= 1:
-            raise ValueError(f"HParams momentum must lie in [0, 1], got {self.momentum}.")
-        if not 0 <= self.label_smoothing <= 1:
-            raise ValueError(
-                f"HParams label_smoothing must lie in [0, 1] (the mass spread over the "
-                f"classes), got {self.label_smoothing}."
-            )
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ValueError(
-                f"HParams grad_clip must be > 0 (a global norm) or None (no clipping), "
-                f"got {self.grad_clip}."
-            )
+        for name, least, most, hint in (
+            ("learning_rate", 0, math.inf, ""),
+            ("weight_decay", 0, math.inf, " (0: none)"),
+            ("momentum", 0, 1, ""),
+            ("label_smoothing", 0, 1, " (the mass spread over the classes)"),
+        ):
+            number = number_in(f"HParams {name}", getattr(self, name), least, most, hint=hint)
+            object.__setattr__(self, name, number)
+        if self.grad_clip is not None:
+            hint = " (a global norm) or None (no clipping)"
+            clip = number_in("HParams grad_clip", self.grad_clip, 0, strict=True, hint=hint)
+            object.__setattr__(self, "grad_clip", clip)
         knobs: Any = self.knobs
         pairs = knobs.items() if isinstance(knobs, Mapping) else knobs
-        object.__setattr__(self, "knobs", tuple(sorted((str(s), float(v)) for s, v in pairs)))
-        object.__setattr__(self, "regularizers", tuple(self.regularizers))
+        checked = []
+        for selector, value in pairs:
+            try:
+                compile_selector(selector)
+            except ValueError as error:
+                raise ValueError(f"HParams knobs: {error}") from None
+            checked.append((selector, number_in(f"HParams knob {selector!r}", value, -math.inf)))
+        object.__setattr__(self, "knobs", tuple(checked))
+        regularizers = tuple(self.regularizers)
+        for i, regularizer in enumerate(regularizers):
+            if not isinstance(regularizer, Regularizer):
+                raise ValueError(
+                    f"HParams regularizers[{i}] must be a Regularizer, got {regularizer!r}; "
+                    'e.g. Regularizer("**/kernel", "l2", 1e-4).'
+                )
+        object.__setattr__(self, "regularizers", regularizers)
 
     def shared(self) -> "HParams":
         """These hparams with every per-cell value zeroed: what a compiled group shares."""
@@ -174,7 +240,7 @@ class HParams:
             weight_decay=0.0,
             momentum=0.0,
             label_smoothing=0.0,
-            regularizers=tuple(dataclasses.replace(r, strength=0.0) for r in self.regularizers),
+            regularizers=tuple(r.shared() for r in self.regularizers),
             knobs=tuple((selector, 0.0) for selector, _ in self.knobs),
         )
 
@@ -195,6 +261,16 @@ class Cell:
     dataset: str
     hparams: HParams = HParams()
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.hparams, HParams):
+            raise ValueError(
+                f"Cell hparams must be an HParams, got {self.hparams!r}; e.g. "
+                "HParams(learning_rate=1e-3, steps=100)."
+            )
+        if not isinstance(self.dataset, str):
+            raise ValueError(f"Cell dataset must be a data set's name, got {self.dataset!r}.")
+        object.__setattr__(self, "seed", int_at_least("Cell seed", self.seed, -(2**63)))
 
     def signature(self) -> tuple[Any, ...]:
         """What must be equal for two cells to share one compiled step."""

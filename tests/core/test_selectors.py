@@ -39,9 +39,13 @@ def test_double_star_matches_zero_segments():
     assert matches("**/T", "T")
 
 
-def test_star_stays_within_one_segment():
+def test_wildcards_and_classes_stay_within_one_segment():
     assert not matches("*", "a/b")
     assert not matches("blocks_*", "blocks_1/out")
+    assert not matches("a?b", "a/b")
+    for negated in ("a[!_]b", "a[^_]b"):
+        assert not matches(negated, "a/b") and not matches(negated, "a_b")
+        assert matches(negated, "axb")
 
 
 def test_no_match_lists_nearest_paths():
@@ -62,3 +66,7 @@ def test_bad_selectors():
         compile_selector("blocks_[0")
     with pytest.raises(ValueError, match="non-empty"):
         compile_selector("")
+    with pytest.raises(ValueError, match=r"'a\[\]' has an empty class"):
+        compile_selector("x/a[]")
+    with pytest.raises(ValueError, match=r"Selector 're:\(' is no regular expression"):
+        compile_selector("re:(")

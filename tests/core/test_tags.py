@@ -174,3 +174,19 @@ def test_regularize_gives_fn_each_call_of_a_tuple_valued_tag_whole(calls, expect
     if calls > 1:  # probe unwraps one call, so there a tuple reads as one value per call
         _, found = px.probe(_Pairs(calls), {}, x, "pair")
         assert float(px.regularize(found, "pair", inner)) == expected
+
+
+class _Named(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        px.tag(self, "named", {"a": x, "b": 2 * x})  # a dict-valued tag
+        return x
+
+
+def test_regularize_gives_fn_a_dict_valued_tag_whole_from_its_collection_or_by_entry():
+    x = jnp.array([1.0, 2.0])
+    _, state = _Named().apply({}, x, mutable=["intermediates"])
+    whole = px.regularize(state["intermediates"], "named", lambda d: d["a"] @ d["b"])
+    assert float(whole) == 10.0  # <x, 2x>
+    _, found = px.probe(_Named(), {}, x, "named")
+    assert float(px.regularize(found, "named/*", jnp.sum)) == 9.0  # 3 + 6

@@ -153,6 +153,10 @@ def test_probe_keeps_user_mutable_state():
     (out, state), found = px.probe(Stack(), init("plain"), X, "**/out", mutable=["aux_loss"])
     assert set(state) == {"aux_loss"} and len(found) == DEPTH
     assert out.shape == (2, 2)
+    for mutable in (["intermediates"], True):  # as model.apply returns it
+        (_, state), _ = px.probe(Stack(), init("plain"), X, "**/out", mutable=mutable)
+        _, applied = Stack().apply(init("plain"), X, mutable=mutable)
+        assert set(state) == set(applied) and "intermediates" in state
 
 
 def test_tweak_changes_only_the_targeted_module():
@@ -181,6 +185,25 @@ def test_tweak_without_knob_collection_uses_defaults():
         px.tweak(model, params_only, X, {"**/T": 3.0}),
         px.tweak(model, variables, X, {"**/T": 3.0}),
     )
+
+
+class _Codec(nn.Module):
+    """Knobs declared in setup; ``__call__`` takes two inputs, ``decode`` one."""
+
+    def setup(self):
+        self.gain = px.knob(self, "gain", 1.0)
+
+    def __call__(self, x, y):
+        return x + y
+
+    def decode(self, z):
+        return self.gain * z
+
+
+def test_tweak_runs_the_method_given_and_finds_its_knobs_through_it():
+    z = jnp.array([1.0, 2.0])
+    out = px.tweak(_Codec(), {}, z, {"gain": 3.0}, method="decode")
+    np.testing.assert_array_equal(out, [3.0, 6.0])
 
 
 def test_tweak_unknown_knob_lists_knobs():

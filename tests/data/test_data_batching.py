@@ -68,6 +68,8 @@ def test_bad_sizes_are_errors(key):
         batch_indices(key, 0, 4, 0)
     with pytest.raises(TypeError, match="num_examples must be a static positive int"):
         batch_indices(key, 0, 4.0, 2)
+    with pytest.raises(TypeError, match="batch_size must be a static positive int, got True"):
+        batch_indices(key, 0, 4, True)
     with pytest.raises(ValueError, match=r"different leading sizes \[3, 4\]"):
         take_batch(key, 0, (jnp.zeros(4), jnp.zeros(3)), 2)
 

@@ -9,6 +9,7 @@ from phosjax.train import (
     Group,
     HParams,
     Regularizer,
+    init_group,
     plan_groups,
     process_share,
     run_group,
@@ -26,7 +27,7 @@ def test_cells_differing_only_in_per_cell_values_share_a_group():
             weight_decay=0.01,
             momentum=0.5,
             label_smoothing=0.1,
-            regularizers=(Regularizer("**/kernel", "l2", 0.5),),
+            regularizers=(Regularizer("**/kernel", "l2", 0.5, threshold=0.5),),  # morph-only
             knobs={"**/T": 3.0},
         ),
     ]
@@ -51,6 +52,18 @@ def test_bad_configs_raise_clear_errors():
         HParams(batch_size=0)
     with pytest.raises(ValueError, match="kind 'l3'"):
         Regularizer("**", "l3")
+    with pytest.raises(ValueError, match=r"Regularizer strength must be >= 0, got -1"):
+        Regularizer("**", "l2", -1)
+    with pytest.raises(ValueError, match=r"Regularizer strength must be a number, got nan"):
+        Regularizer("**", "l1", float("nan"))
+    with pytest.raises(ValueError, match=r"Regularizer selector: .*'\[abc' has an unclosed"):
+        Regularizer("[abc")
+    with pytest.raises(ValueError, match=r"Cell hparams must be an HParams, got \{'steps': 3\}"):
+        Cell(Tiny(), "toy", {"steps": 3})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"Cell dataset must be a data set's name, got 3"):
+        Cell(Tiny(), 3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"Cell seed must be an int, got 1.5 \(float\)"):
+        Cell(Tiny(), "toy", seed=1.5)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"cells\[1\] is a str, not a Cell"):
         plan_groups([Cell(Tiny(), "toy"), "mlp"])
     a, b = Cell(Tiny(), "toy"), Cell(Tiny(), "other")
@@ -60,6 +73,13 @@ def test_bad_configs_raise_clear_errors():
         run_group(plan_groups([a])[0], None, None, strategy="fast")
     with pytest.raises(ValueError, match=r"index 2 is not in range\(count=2\)"):
         process_share(5, 2, 2)
+
+
+def test_knob_selectors_apply_in_the_order_given_as_in_set_knobs(toy):
+    for knobs, want in [({"T": 5.0, "**/T": 2.0}, 2.0), ({"**/T": 2.0, "T": 5.0}, 5.0)]:
+        assert [s for s, _ in HParams(knobs=knobs).knobs] == list(knobs)
+        [group] = plan_groups([Cell(Tiny(rich=True), "toy", HParams(knobs=knobs))])
+        assert float(init_group(group, toy).collections["knobs"]["T"][0]) == want
 
 
 def test_public_names():
@@ -127,7 +147,14 @@ def test_run_group_refuses_non_int_counts_before_reading_the_state(option, messa
     [
         ({"grad_clip": 0.0}, r"grad_clip must be > 0 \(a global norm\) or None.*got 0.0"),
         ({"grad_clip": -1.0}, r"grad_clip must be > 0 .*got -1.0"),
-        ({"grad_clip": float("nan")}, r"grad_clip must be > 0 .*got nan"),
+        ({"grad_clip": float("nan")}, r"grad_clip must be a number, got nan \(float\)"),
+        ({"grad_clip": True}, r"grad_clip must be a number, got True \(bool\)"),
+        ({"learning_rate": -5.0}, r"learning_rate must be >= 0, got -5.0"),
+        ({"learning_rate": "x"}, r"learning_rate must be a number, got 'x' \(str\)"),
+        ({"learning_rate": float("nan")}, r"learning_rate must be a number, got nan"),
+        ({"knobs": {"**/T": "hot"}}, r"HParams knob '\*\*/T' must be a number, got 'hot'"),
+        ({"knobs": {"a/[b": 1.0}}, r"HParams knobs: Selector segment '\[b' has an unclosed"),
+        ({"regularizers": ("**/kernel",)}, r"regularizers\[0\] must be a Regularizer, got '"),
         ({"label_smoothing": 3.0}, r"label_smoothing must lie in \[0, 1\].*got 3.0"),
         ({"label_smoothing": -0.1}, r"label_smoothing must lie in \[0, 1\].*got -0.1"),
         ({"weight_decay": -1e-4}, r"weight_decay must be >= 0 \(0: none\), got -0.0001"),
