@@ -6,7 +6,10 @@ product, so auxiliary losses stay balanced however the pathways are weighted. Th
 weights live in a context variable only while one trace runs (no global state).
 
 A branch under `flax.linen.jit` cannot read them: nn.jit reuses its first trace, with
-the weight of that call baked in. Reading a path weight there is an error.
+the weight of that call baked in. Reading a path weight there is an error, raised when
+nn.jit traces the branch inside the scope. A trace nn.jit already holds from a call
+outside any scope is reused unchecked (its aux losses then go unscaled): jit the layer
+that owns the path weight, never the branch.
 """
 
 import contextlib
