@@ -50,23 +50,33 @@ def choose_kind(
       'vector'
       >>> choose_kind((40,), ["image", "sequence"], None, "m")  # that can view it
       'sequence'
+      >>> choose_kind((40,), ["image", "sequence"], "image", "m")
+      Traceback (most recent call last):
+      ValueError: model 'm': input_shape (40,) (vector) cannot be viewed as 'image'; it can be ...
     """
     natural = natural_kind(input_shape)
     reachable = _REACHABLE[natural]
     if forced is not None:
         if forced not in KINDS:
             raise ValueError(f"model {model!r}: input_kind {forced!r} is not one of {KINDS}")
-        candidates: Sequence[str] = [forced]
-    else:
-        candidates = [natural, *(k for k in supported if k != natural)]
+        if forced not in supported:
+            raise ValueError(
+                f"model {model!r} does not take input_kind {forced!r}; "
+                f"it takes {', '.join(supported)}"
+            )
+        if forced not in reachable:
+            raise ValueError(
+                f"model {model!r}: input_shape {tuple(input_shape)} ({natural}) cannot be "
+                f"viewed as {forced!r}; it can be viewed as {', '.join(reachable)}"
+            )
+        return forced
+    candidates = [natural, *(k for k in supported if k != natural)]
     for kind in candidates:
         if kind in supported and kind in reachable:
             return kind
     raise ValueError(
         f"model {model!r} takes {', '.join(supported)} inputs; input_shape "
-        f"{tuple(input_shape)} ({natural}) can only be viewed as {', '.join(reachable)}"
-        + (f", not as {forced!r}" if forced else "")
-        + "."
+        f"{tuple(input_shape)} ({natural}) can only be viewed as {', '.join(reachable)}."
     )
 
 

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from phosjax.models._config import ModelConfig, is_int
 from phosjax.models._frame import POOLS, Frame
-from phosjax.models._kinds import KINDS, choose_kind, natural_kind
+from phosjax.models._kinds import IMAGE, KINDS, SEQUENCE, VECTOR, choose_kind, natural_kind
 
 ENTRY_POINT_GROUP = "phosjax.models"
 """Packages list modules here (``[project.entry-points."phosjax.models"]``) whose import
@@ -111,7 +111,7 @@ class ModelSpec:
         if self.build is None and self.block is None and depth:
             raise ValueError(f"{where} has no blocks: depth must be 0, got {depth}")
         if any(not is_int(w) or w < 1 for w in widths):
-            raise ValueError(f"{where}: widths must be positive ints, got {widths}")
+            raise ValueError(f"{where}: width must be positive ints, got {widths}")
         if depth and not widths:
             raise ValueError(f"{where}: depth {depth} needs at least one stage width")
         if self.build is None and self.stem is not None and not widths:
@@ -199,7 +199,8 @@ def register_model(
       stem: an optional module factory taking ``features``, run before the blocks.
       build: a free-form builder, instead of ``block``/``stem``.
       depth: the default number of blocks per stage.
-      width: the default width per stage (an int is one stage).
+      width: the default width per stage (an int is one stage); ``()``: none, so a
+        config of a model with blocks or a stem must give its width.
       input_kinds: the kinds the blocks take (``"vector"``, ``"sequence"``,
         ``"image"``): the input's own kind if listed, else the first listed that can
         view it (see `choose_kind`); ``None`` takes whatever the input shape is.
@@ -210,7 +211,8 @@ def register_model(
       The registered `ModelSpec`.
 
     Raises:
-      ValueError: ``name`` is taken, or the arguments do not make a model.
+      ValueError: ``name`` is taken, or the arguments do not make a model (checked
+        here, by resolving a config with the defaults; ``name`` is then left free).
 
     Examples:
       >>> import flax.linen as nn
@@ -223,6 +225,9 @@ def register_model(
       >>> _ = register_model("doc_scale", Scale, stem=nn.Dense, width=8)
       >>> ModelConfig("doc_scale", num_classes=3, input_shape=(5,)).build().widths
       (8,)
+      >>> register_model("doc_blockless")  # no block, yet the default depth is 1
+      Traceback (most recent call last):
+      ValueError: register_model('doc_blockless', ...): ... has no blocks: depth must be 0, got 1
     """
     if name in _REGISTRY:
         raise ValueError(
@@ -247,8 +252,26 @@ def register_model(
         options=tuple(sorted((options or {}).items())),
         module=module,
     )
+    _check_defaults(spec)
     _REGISTRY[name] = spec
     return spec
+
+
+_EXAMPLE_SHAPES = {VECTOR: (1,), SEQUENCE: (1, 1), IMAGE: (1, 1, 1)}
+
+
+def _check_defaults(spec: ModelSpec) -> None:
+    """Raises a ValueError, naming the bad argument, if ``spec``'s defaults do not resolve.
+
+    A config that gives only the name resolves with these defaults, so they get the same
+    checks (`ModelSpec.resolve`); an empty ``width`` stands for one the config must give.
+    """
+    kind = spec.input_kinds[0] if spec.input_kinds else VECTOR
+    config = ModelConfig(spec.name, 1, _EXAMPLE_SHAPES[kind], width=None if spec.width else 1)
+    try:
+        spec.resolve(config)
+    except ValueError as error:
+        raise ValueError(f"register_model({spec.name!r}, ...): {error}") from None
 
 
 def _load_entry_points() -> None:

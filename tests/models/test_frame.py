@@ -50,8 +50,22 @@ def test_resnet_takes_sequences_and_images_and_downsamples_per_stage(input_shape
 def test_a_kind_the_model_cannot_take_is_an_error():
     with pytest.raises(ValueError, match=r"'cnn2d' takes image inputs; input_shape \(40,\)"):
         build_model(ModelConfig("cnn2d", 10, (40,)))
-    with pytest.raises(ValueError, match=r"'mlp' takes vector inputs; .* not as 'sequence'"):
+    with pytest.raises(ValueError, match=r"'cnn2d' .* can only be viewed as vector, sequence\.$"):
+        build_model(ModelConfig("cnn2d", 10, (40,)))
+    with pytest.raises(
+        ValueError, match=r"^model 'mlp' does not take input_kind 'sequence'; it takes vector$"
+    ):
         build_model(ModelConfig("mlp", 10, (40,), options={"input_kind": "sequence"}))
+    with pytest.raises(
+        ValueError, match=r"^model 'resnet' does not take input_kind 'vector'; it takes image, seq"
+    ):
+        build_model(ModelConfig("resnet", 10, (8, 8, 1), options={"input_kind": "vector"}))
+    message = (
+        r"^model 'resnet': input_shape \(40,\) \(vector\) cannot be viewed as 'image'; "
+        r"it can be viewed as vector, sequence$"
+    )
+    with pytest.raises(ValueError, match=message):
+        build_model(ModelConfig("resnet", 10, (40,), options={"input_kind": "image"}))
     with pytest.raises(ValueError, match=r"input_kind 'pixels' is not one of"):
         build_model(ModelConfig("mlp", 10, (40,), options={"input_kind": "pixels"}))
 

@@ -60,6 +60,42 @@ def test_registering_a_name_twice_is_an_error(registry):
         register_model("mlp", Doubling)
 
 
+@pytest.mark.parametrize(
+    ("block", "arguments", "message"),
+    [
+        (None, {}, r"model 'bad' has no blocks: depth must be 0, got 1"),
+        (Doubling, {"width": 0}, r"model 'bad': width must be positive ints, got \(0,\)"),
+        (Doubling, {"depth": -1}, r"model 'bad': depth must be an int >= 0, got -1"),
+        (
+            Doubling,
+            {"options": {"pool": "median"}},
+            r"model 'bad': option pool must be one of .*'median'",
+        ),
+        (
+            Doubling,
+            {"options": {"dropout": 1}},
+            r"model 'bad': option dropout must be a number in \[0, 1\)",
+        ),
+    ],
+)
+def test_defaults_that_do_not_make_a_model_are_refused_and_leave_the_name_free(
+    registry, block, arguments, message
+):
+    with pytest.raises(ValueError, match=r"^register_model\('bad', \.\.\.\): " + message):
+        register_model("bad", block, **arguments)
+    assert "bad" not in registered_models()
+    register_model("bad", Doubling, width=2, input_kinds=["vector"])  # the corrected call
+    assert ModelConfig("bad", num_classes=2, input_shape=(3,)).resolved().width == (2,)
+
+
+def test_no_default_width_is_allowed_when_a_config_gives_one(registry):
+    register_model("widthless", Doubling, depth=2, width=(), input_kinds=["sequence"])
+    config = ModelConfig("widthless", num_classes=2, input_shape=(3, 1))
+    with pytest.raises(ValueError, match=r"model 'widthless': depth 2 needs at least one stage"):
+        config.resolved()
+    assert config.replace(width=4).resolved().width == (4,)
+
+
 def test_a_user_block_is_built_into_the_frame(registry, rbg_key):
     register_model("doubling", Doubling, depth=2, width=(3, 5), input_kinds=["vector"])
     model = build_model(ModelConfig("doubling", num_classes=2, input_shape=(4,)))
