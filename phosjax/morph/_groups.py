@@ -3,7 +3,7 @@
 import dataclasses
 import difflib
 import itertools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -22,7 +22,8 @@ class Member:
     """One leaf axis that holds a group's channels.
 
     Attributes:
-      path: the leaf's path in the variables tree, e.g. ``"params/Dense_0/kernel"``.
+      path: the leaf's path in the traced tree: ``"params/Dense_0/kernel"`` for
+        variables, ``"Dense_0/kernel"`` for a bare params tree (see `leaf_path`).
       axis: the axis of the leaf.
       kinds: how the model uses that axis: ``"out"`` (a free axis of a contraction),
         ``"in"`` (contracted), ``"scale"`` (multiplied on, or divided by an activation),
@@ -112,6 +113,37 @@ class ChannelGroups:
                 )
             arrays.append(mask)
         return arrays
+
+
+def leaf_paths(tree: Any) -> dict[str, Any]:
+    """``{path: leaf}`` of ``tree``, each path its keys joined by ``/``."""
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return {jax.tree_util.keystr(p, simple=True, separator="/"): v for p, v in flat}
+
+
+def leaf_path(path: str, paths: Collection[str]) -> str:
+    """The one of ``paths`` (a tree's leaf paths) that holds the member leaf ``path``.
+
+    Groups traced from variables name ``params/Dense_0/kernel``, groups traced from a
+    bare params tree ``Dense_0/kernel``; either resolves in either tree: ``path`` as
+    is, else without its collection (its first part), else under ``params/``.
+
+    Raises:
+      KeyError: no leaf matches; the message names ``path`` and the tree's top keys.
+    """
+    tried = [path]
+    if "/" in path:
+        tried.append(path.split("/", 1)[1])
+    tried.append(f"params/{path}")
+    for candidate in tried:
+        if candidate in paths:
+            return candidate
+    top = list(dict.fromkeys(p.split("/", 1)[0] for p in paths))
+    raise KeyError(
+        f"the tree has no leaf {path!r} (tried {tried}); its top-level keys are {top}; "
+        "give a tree holding every traced leaf (the variables, if batch statistics or "
+        "other collections were traced)"
+    )
 
 
 def _has_collections(model: nn.Module | Callable[..., Any], variables: Any) -> bool:

@@ -9,7 +9,7 @@ import numpy as np
 
 from phosjax.core import select
 from phosjax.morph._cost import COSTS, cost_polynomial, evaluate
-from phosjax.morph._groups import ChannelGroup, ChannelGroups, Member
+from phosjax.morph._groups import ChannelGroup, ChannelGroups, Member, leaf_path, leaf_paths
 
 Term = tuple[str, tuple[Member, ...]]
 """``(kind, members)``: ``"scale"`` (L1 of each) or ``"lasso"`` (L2 over all of them)."""
@@ -21,18 +21,9 @@ kernel slice and bias) and ``auto`` (each producer its gamma where a normalizati
 scales its output, its group lasso elsewhere)."""
 
 
-def _leaves(tree: Any) -> dict[str, Any]:
-    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
-    return {jax.tree_util.keystr(p, simple=True, separator="/"): v for p, v in flat}
-
-
 def _lookup(leaves: Mapping[str, Any], path: str) -> Any:
-    if path in leaves:
-        return leaves[path]
-    short = path.split("/", 1)[-1]  # a params tree given without its collection
-    if short in leaves:
-        return leaves[short]
-    raise KeyError(f"the tree has no leaf {path!r} (nor {short!r}); was it traced from it?")
+    """The leaf holding the member ``path`` (see `leaf_path`; a KeyError if none)."""
+    return leaves[leaf_path(path, leaves)]
 
 
 def check_source(source: str) -> None:
@@ -86,10 +77,14 @@ def importance(groups: ChannelGroups, variables: Any, source: str = "auto") -> l
     Tied sources add up: a residual stream's channel is as important as the sum over
     the layers that write it, each counted by its own source (``auto``: the gamma of a
     normalized producer, the group lasso of its kernel and bias otherwise). A scale
-    module's bias counts in ``group_lasso`` but not as a gamma.
+    module's bias counts in ``group_lasso`` but not as a gamma. ``variables`` may be
+    the variables or their params, whatever the groups were traced from.
+
+    Raises:
+      KeyError: a group member's leaf is not in ``variables`` (the path is named).
     """
     check_source(source)
-    leaves = _leaves(variables)
+    leaves = leaf_paths(variables)
     result = []
     for group in groups.groups:
         values = [_term_importance(leaves, kind, ms) for kind, ms in _terms(group, source)]
@@ -101,6 +96,8 @@ def alive_channels(
     groups: ChannelGroups, variables: Any, threshold: float = 1e-2, source: str = "auto"
 ) -> dict[str, np.ndarray]:
     """``{group name: importance > threshold}`` (at least one channel stays alive).
+
+    ``variables`` may be the variables or their params (see `importance`).
 
     Examples:
       >>> import jax, jax.numpy as jnp, flax.linen as nn
@@ -139,7 +136,8 @@ def morph_regularizer(
     ``c * sum_k soft[g_k] * prod_{j != k} alive[g_j]``. A channel's price is thus the
     cost it adds given what its inputs and outputs keep alive. Add ``strength * reg``
     to the loss; with ``normalize`` it is divided by the full model's cost, so the
-    strength means the same on every model and cost.
+    strength means the same on every model and cost. It takes the variables or their
+    params, whatever the groups were traced from (a KeyError names a missing leaf).
 
     Args:
       groups: the model's `ChannelGroups`.

@@ -10,7 +10,7 @@ import numpy as np
 
 from phosjax.models import ModelConfig
 from phosjax.morph._fit import fit_config
-from phosjax.morph._groups import ChannelGroups
+from phosjax.morph._groups import ChannelGroups, leaf_path, leaf_paths
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,14 +30,23 @@ class Shrunk:
     config: ModelConfig | None
 
 
-def _dead(groups: ChannelGroups, alive: Mapping[str, Any]) -> dict[tuple[str, int], np.ndarray]:
-    """``{(path, axis): dead position}`` with a flag per position; zeroed axes only once."""
+def _dead(
+    groups: ChannelGroups, alive: Mapping[str, Any], tree: Any, zeroed: bool = False
+) -> dict[tuple[str, int], np.ndarray]:
+    """``{(path in tree, axis): dead position}`` with a flag per position.
+
+    With ``zeroed``, only the axes `mask` zeroes. Member paths resolve in ``tree`` by
+    `leaf_path` (a KeyError names one that ``tree`` lacks).
+    """
+    paths = leaf_paths(tree)
     dead: dict[tuple[str, int], np.ndarray] = {}
     for group, keep in zip(groups.groups, groups.alive_arrays(alive), strict=True):
         for member in group.members:
+            key = (leaf_path(member.path, paths), member.axis)
+            if zeroed and not member.zeroed:
+                continue
             held = member.channels >= 0
             here = held & ~keep[np.where(held, member.channels, 0)]
-            key = (member.path, member.axis)
             dead[key] = dead.get(key, np.zeros_like(here)) | here
     return dead
 
@@ -57,6 +66,12 @@ def mask(variables: Any, alive: Mapping[str, Any], groups: ChannelGroups) -> Any
     A dead channel's kernel column, bias, and normalization scale and shift (in every
     tied layer) become zero, so the channel's output is zero and the next layer sees
     zero there: the model computes exactly what the `shrink`-ed model computes.
+    ``variables`` may be the variables or their params, whatever the groups were
+    traced from.
+
+    Raises:
+      KeyError: a group member's leaf (e.g. a batch statistic, when only params are
+        given) is not in ``variables``; the message names it.
 
     Examples:
       >>> import jax, jax.numpy as jnp, flax.linen as nn
@@ -68,12 +83,11 @@ def mask(variables: Any, alive: Mapping[str, Any], groups: ChannelGroups) -> Any
       >>> masked["params"]["layers_0"]["kernel"][:, 1]
       Array([0., 0., 0., 0.], dtype=float32)
     """
-    dead = _dead(groups, alive)
-    zeroed = {(m.path, m.axis) for g in groups.groups for m in g.members if m.zeroed}
+    dead = _dead(groups, alive, variables, zeroed=True)
 
     def edit(path: str, leaf: Any) -> Any:
         for (where, axis), positions in dead.items():
-            if where == path and (where, axis) in zeroed and positions.any():
+            if where == path and positions.any():
                 shape = [1] * np.ndim(leaf)
                 shape[axis] = -1
                 leaf = np.where(positions.reshape(shape), 0, np.asarray(leaf)).astype(leaf.dtype)
@@ -162,7 +176,8 @@ def shrink(
     to zero (see `mask`). Shrinking again with everything alive changes nothing.
 
     Args:
-      variables: the model's variables, as given to `channel_groups`.
+      variables: the model's variables or their params, whatever the groups were
+        traced from.
       alive: ``{group name: bool per channel}``; groups left out stay whole.
       groups: the model's `ChannelGroups`.
       opt_state: an optimizer state to shrink alongside (optional).
@@ -173,6 +188,8 @@ def shrink(
       A `Shrunk` with the new variables, optimizer state, widths and config.
 
     Raises:
+      KeyError: a group member's leaf (e.g. a batch statistic, when only params are
+        given) is not in ``variables``; the message names it.
       ValueError: an ``opt_state`` leaf has a shrunk variable's path and shape, but its
         sub-tree could not be matched to the variables (it would be left too wide).
 
@@ -189,7 +206,7 @@ def shrink(
       >>> small.widths, small.variables["params"]["layers_2"]["kernel"].shape
       ({'layers_0': 2}, (2, 2))
     """
-    dead = _dead(groups, alive)
+    dead = _dead(groups, alive, variables)
     new_variables = _shrink_tree(variables, "", dead)
     new_opt_state = None if opt_state is None else _shrink_state(opt_state, variables, dead)
     widths = {

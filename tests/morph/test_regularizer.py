@@ -308,3 +308,31 @@ def test_an_unknown_source_fails_when_the_regularizer_is_built():
     groups = channel_groups(model, model.init(jax.random.key(0), x), x)
     with pytest.raises(ValueError, match=r"unknown importance source 'gama'.*'gamma'"):
         morph_regularizer(groups, source="gama")
+
+
+@pytest.mark.parametrize("traced", ["variables", "params"])
+def test_the_regularizer_and_alive_channels_take_variables_or_params(traced):
+    model = nn.Sequential([nn.Dense(8), nn.relu, nn.Dense(3)])
+    x = jnp.ones((2, 4))
+    variables = model.init(jax.random.key(0), x)
+    layer = variables["params"]["layers_0"]
+    layer["kernel"], layer["bias"] = layer["kernel"].at[:, :6].set(0), layer["bias"].at[:6].set(0)
+    if traced == "variables":
+        groups = channel_groups(model, variables, x)
+    else:
+        apply = lambda p, x: model.apply({"params": p}, x)
+        groups = channel_groups(apply, variables["params"], x)
+    expected = morph_regularizer(channel_groups(model, variables, x))(variables)
+    for tree in (variables, variables["params"]):
+        reg = morph_regularizer(groups)
+        np.testing.assert_allclose(jax.jit(reg)(tree), expected, rtol=1e-6)
+        assert jax.tree.map(jnp.shape, jax.grad(reg)(tree)) == jax.tree.map(jnp.shape, tree)
+        alive = alive_channels(groups, tree)["layers_0"]
+        assert alive.tolist() == [False] * 6 + [True] * 2
+    missing = {"params": {"layers_2": variables["params"]["layers_2"]}}
+    for tree, top in ((missing, "params"), (missing["params"], "layers_2")):
+        match = rf"no leaf '(params/)?layers_0/(kernel|bias)'.*top-level keys are \['{top}'\]"
+        with pytest.raises(KeyError, match=match):
+            morph_regularizer(groups)(tree)
+        with pytest.raises(KeyError, match=match):
+            alive_channels(groups, tree)

@@ -429,3 +429,62 @@ def test_an_optimizer_state_that_cannot_be_matched_is_an_error():
     match = "'moments/layers_0/bias' has the shape \\(3,\\) of 'params/layers_0/bias'"
     with pytest.raises(ValueError, match=match):
         shrink(variables, {"layers_0": [True, False, True]}, groups, opt_state=state)
+
+
+SEQ = nn.Sequential([nn.Dense(8), nn.relu, nn.Dense(3)])
+
+
+def _traced(model, variables, x, form):
+    """``model``'s groups traced from its variables, or from its params via a callable."""
+    if form == "variables":
+        return channel_groups(model, variables, x)
+    return channel_groups(lambda p, x: model.apply({"params": p}, x), variables["params"], x)
+
+
+@pytest.mark.parametrize("given", ["variables", "params"])
+@pytest.mark.parametrize("traced", ["variables", "params"])
+def test_shrink_and_mask_take_variables_or_params_whatever_was_traced(traced, given):
+    x = jax.random.normal(jax.random.key(1), (2, 4))
+    variables = _perturbed(SEQ.init(jax.random.key(0), x))
+    groups = _traced(SEQ, variables, x, traced)
+    alive = {"layers_0": np.arange(8) % 2 == 0}
+    tree = variables if given == "variables" else variables["params"]
+    as_variables = (lambda t: t) if given == "variables" else (lambda t: {"params": t})
+    opt_state = optax.adam(0.1).init(tree)
+
+    small = shrink(tree, alive, groups, opt_state=opt_state)
+    reference = shrink(variables, alive, _traced(SEQ, variables, x, "variables"))
+    assert small.widths == {"layers_0": 4}
+    jax.tree.map(np.testing.assert_array_equal, as_variables(small.variables), reference.variables)
+    shapes = jax.tree.map(jnp.shape, small.variables)
+    assert jax.tree.map(jnp.shape, small.opt_state[0].mu) == shapes
+
+    masked = as_variables(mask(tree, alive, groups))
+    np.testing.assert_array_equal(masked["params"]["layers_0"]["kernel"][:, 1::2], 0)
+    masked_out = SEQ.apply(masked, x)
+    assert not np.allclose(masked_out, SEQ.apply(variables, x), atol=1e-3)
+    small_model = nn.Sequential([nn.Dense(4), nn.relu, nn.Dense(3)])
+    small_out = small_model.apply(as_variables(small.variables), x)
+    np.testing.assert_allclose(small_out, masked_out, atol=1e-5)
+
+
+@pytest.mark.parametrize("traced", ["variables", "params"])
+def test_a_tree_without_a_member_leaf_is_an_error_naming_it(traced):
+    x = jnp.ones((2, 4))
+    variables = SEQ.init(jax.random.key(0), x)
+    groups = _traced(SEQ, variables, x, traced)
+    missing = {"params": {"layers_0": variables["params"]["layers_0"]}}
+    for tree, top in ((missing, "params"), (missing["params"], "layers_0")):
+        match = rf"no leaf '(params/)?layers_2/kernel'.*top-level keys are \['{top}'\]"
+        with pytest.raises(KeyError, match=match):
+            shrink(tree, {"layers_0": np.arange(8) < 4}, groups)
+        with pytest.raises(KeyError, match=match):
+            mask(tree, {"layers_0": np.arange(8) < 4}, groups)
+
+
+def test_params_alone_cannot_shrink_groups_holding_batch_statistics():
+    x = jax.random.normal(jax.random.key(1), (2, 5, 5, 2))
+    variables = PlainCNN().init(jax.random.key(0), x)
+    groups = channel_groups(PlainCNN(), variables, x)
+    with pytest.raises(KeyError, match=r"no leaf 'batch_stats/bn0/\w+'"):
+        shrink(variables["params"], {"conv0": [1, 0, 1, 1, 0, 1]}, groups)
