@@ -128,7 +128,13 @@ class ModelEntry:
         check_keys(entry, cls, "a models entry")
         if "name" not in entry:
             raise BenchError(f"a models entry needs a 'name', got {dict(entry)!r}.")
-        return cls(**entry)
+        options = {} if entry.get("options") is None else entry["options"]  # null: none
+        if not isinstance(options, Mapping):
+            raise BenchError(
+                f"the options of models entry {entry['name']!r} must be a mapping of option "
+                f"names to values (or null), got {options!r}."
+            )
+        return cls(**{**entry, "options": dict(options)})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -445,14 +451,28 @@ def _differences(a: Any, b: Any, where: str) -> list[str]:
 
 
 def read_yaml(path: str | pathlib.Path) -> Any:
-    """Safely parsed YAML; a clear `BenchError` if the file is missing or malformed."""
+    """Safely parsed YAML; a clear `BenchError` if the file is missing, unreadable (a
+    folder, not UTF-8), malformed, or empty (nothing but comments: the command line's
+    parser refuses such a file, so `load_config` does too)."""
     path = pathlib.Path(path)
     try:
-        return yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError as error:
         raise BenchError(f"config file {str(path)!r} does not exist.") from error
+    except IsADirectoryError as error:
+        raise BenchError(f"config file {str(path)!r} is a directory, not a file.") from error
+    except OSError as error:
+        raise BenchError(f"config file {str(path)!r} cannot be read: {error}") from error
+    except UnicodeDecodeError as error:
+        raise BenchError(f"config file {str(path)!r} is not UTF-8 text: {error}") from error
     except yaml.YAMLError as error:
         raise BenchError(f"config file {str(path)!r} is not valid YAML: {error}") from error
+    if data is None:
+        raise BenchError(
+            f"config file {str(path)!r} is empty (nothing but comments or blank lines); "
+            "give at least one key, e.g. 'models: [mlp]'."
+        )
+    return data
 
 
 def load_config(path: str | pathlib.Path) -> BenchConfig:

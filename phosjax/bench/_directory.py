@@ -9,6 +9,7 @@ metadata).
 import datetime
 import os
 import pathlib
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -20,7 +21,7 @@ from jax.experimental import multihost_utils
 from phosjax.bench import _layout
 from phosjax.bench._config import BenchConfig, BenchError, read_yaml
 from phosjax.bench._env import environment
-from phosjax.bench._store import read_json, write_json, write_text
+from phosjax.bench._store import is_temporary, read_json, write_json, write_text
 
 T = TypeVar("T")
 
@@ -46,17 +47,66 @@ def open_bench(directory: str | os.PathLike) -> tuple[BenchConfig, dict[str, Any
     return BenchConfig.from_dict(read_yaml(root / _layout.CONFIG) or {}), marker
 
 
-def _ours(name: str) -> bool:
-    """Whether ``name`` is something a bench writes (other processes may write first)."""
-    folders = (
-        _layout.RESULTS,
-        _layout.CHECKPOINTS,
-        _layout.PROFILE,
-        _layout.BLURBS,
-        _layout.GRAPHS,
-    )
-    written = name.startswith(("status", ".tmp"))  # status files, files being written
-    return name in folders or written or name in (_layout.CONFIG, _layout.ENV)
+def _runner_env(path: pathlib.Path) -> bool:
+    """Whether ``path`` is an ``env.json`` as `write_meta` writes it (`environment`)."""
+    try:
+        env = read_json(path)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(env, dict) and {"packages", "python", "host", "devices"} <= env.keys()
+
+
+_PEER = r"[^/]+\.p\d+of\d+"
+_PEER_FILES = {
+    _layout.RESULTS: re.compile(rf"part-{_PEER}-\d{{9}}\.parquet"),
+    _layout.PROFILE: re.compile(r"(?:phases|memory)\.p\d+of\d+\.parquet"),
+    _layout.CHECKPOINTS: re.compile(rf"{_PEER}/\d+"),
+}
+"""What process ``i`` of ``n`` writes in these folders (its group keys and file stems end
+in ``.p<i>of<n>``, see `_layout`): run with ``process=(i, n)`` and no ``jax.distributed``,
+it may write them before process 0 writes the marker."""
+
+
+def _peers_only(folder: pathlib.Path) -> bool:
+    """Whether ``folder`` holds something, and only what processes sharing a bench write
+    there (`_PEER_FILES`), and writers' temporary files."""
+    pattern = _PEER_FILES.get(folder.name)
+    if pattern is None or folder.is_symlink() or not folder.is_dir():
+        return False
+    found = list(folder.rglob("*"))
+    for path in found:
+        relative = path.relative_to(folder).as_posix()
+        if path.is_symlink():
+            return False
+        if not path.exists():  # a temporary file renamed meanwhile
+            continue
+        if path.is_dir():
+            if folder.name != _layout.CHECKPOINTS or not re.fullmatch(_PEER, relative):
+                return False
+        elif not (path.is_file() and (is_temporary(path.name) or pattern.fullmatch(relative))):
+            return False
+    return bool(found)
+
+
+def _foreign(root: pathlib.Path) -> list[str]:
+    """The names in ``root``, a directory without a marker, that no start of a bench leaves
+    there before the marker is written; sorted. Such a start leaves writers' temporary
+    files (`is_temporary`); processes sharing the bench, run apart, their per-process
+    files (``status.p<i>of<n>.json``, `_PEER_FILES`); and process 0 killed inside
+    `write_meta` (it writes the marker last) ``config.yaml`` with an ``env.json`` of
+    `environment`. Anything else (an empty folder, a hand-written ``config.yaml``) is the
+    user's, never to be overwritten."""
+    entries = list(root.iterdir())  # once: peers may be writing meanwhile
+    files = {p.name for p in entries if p.is_file() and not p.is_symlink()}
+    leftovers = {n for n in files if is_temporary(n)}
+    leftovers |= {
+        n for n in _layout.per_process_names(_layout.STATUS, files) if n != _layout.STATUS
+    }
+    if {_layout.CONFIG, _layout.ENV} <= files and _runner_env(root / _layout.ENV):
+        leftovers |= {_layout.CONFIG, _layout.ENV}
+    leftovers |= {name for name in _PEER_FILES if _peers_only(root / name)}
+    gone = {p.name for p in entries if not (p.exists() or p.is_symlink())}  # renamed
+    return sorted(p.name for p in entries if p.name not in leftovers | gone)
 
 
 def _aside(root: pathlib.Path) -> pathlib.Path:
@@ -77,8 +127,8 @@ def choose_config(
 ) -> tuple[BenchConfig, pathlib.Path | None]:
     """The config to run in ``directory``, and where an old bench was moved (if forced).
 
-    An empty or missing directory (or one holding only what other processes of the
-    same bench have written so far) takes ``config``. A bench holding the same config
+    An empty or missing directory (or one holding only what a start killed before it
+    wrote the marker left, see `_foreign`) takes ``config``. A bench holding the same config
     continues (the same command run again resumes). ``resume`` continues a bench under
     its stored config; a config that differs only in how its numbers are written (``0``
     for ``0.0``) is the stored one. ``force`` moves a bench with another config aside to
@@ -97,10 +147,14 @@ def choose_config(
     if not _layout.is_bench(root):
         if resume:
             raise BenchError(f"--resume: {str(root)!r} holds no bench to resume.")
-        if root.exists() and any(not _ours(path.name) for path in root.iterdir()):
+        foreign = _foreign(root) if root.exists() else []
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (
+                f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+            )
             raise BenchError(
-                f"{str(root)!r} is not empty and holds no bench ({_layout.MARKER}); "
-                "pick a new or empty --dir."
+                f"{str(root)!r} is not empty and holds no bench ({_layout.MARKER}): it holds "
+                f"{shown}, which no bench run left there; pick a new or empty --dir."
             )
         if config is None:
             raise BenchError(
@@ -117,6 +171,12 @@ def choose_config(
     if not changed:  # the same bench, its numbers written otherwise (0 and 0.0)
         return stored, None
     if force:
+        here = pathlib.Path.cwd()
+        if root.resolve() in (here, *here.parents):  # "." would then name the old bench
+            raise BenchError(
+                f"--force cannot move {str(root)!r} aside: it holds the working directory. "
+                f"Run from its parent with --dir {root.resolve().name}."
+            )
         target = _aside(root)
         os.replace(root, target)
         return config, target
@@ -147,13 +207,16 @@ def check_processes(root: pathlib.Path, count: int) -> None:
 def write_meta(
     root: pathlib.Path, config: BenchConfig, registered: list[str], processes: int
 ) -> None:
-    """Writes ``bench.json``, ``config.yaml`` and ``env.json`` (keeps the creation time).
+    """Writes ``bench.json``, ``config.yaml`` and ``env.json``.
 
-    ``processes``: how many processes share the bench (see `check_processes`)."""
+    A bench keeps its creation time and the models ``registered`` when it was made
+    (`add_models` adds those registered since). ``processes``: how many processes share
+    the bench (see `check_processes`)."""
     marker_path = root / _layout.MARKER
     created = None
     if marker_path.is_file():
-        created = read_json(marker_path).get("created")
+        marker = read_json(marker_path)
+        created, registered = marker.get("created"), marker.get("registered_models", registered)
     write_text(root / _layout.CONFIG, yaml.safe_dump(config.to_dict(), sort_keys=False))
     write_json(root / _layout.ENV, environment())
     write_json(
@@ -227,18 +290,24 @@ def choose_config_together(
     *,
     resume: bool = False,
     force: bool = False,
+    check: Callable[[BenchConfig], object] = lambda config: None,
 ) -> tuple[BenchConfig, pathlib.Path | None]:
     """`choose_config`, in every process of a bench.
 
-    The processes first `agree` on the arguments. Process 0 then chooses alone (only it
-    moves an old bench aside), and the others after it, seeing what it left.
+    The processes first `agree` on the arguments. With ``force`` and a config, each then
+    runs ``check(config)`` (e.g. plans it): a config that fails there moves no old bench
+    aside. Process 0 then chooses alone (only it moves an old bench aside), and the
+    others after it, seeing what it left.
 
     Raises:
-      BenchError: the processes were given different arguments, or `choose_config`
-        refused (in process 0: its message; in the others: a pointer to it).
+      BenchError: the processes were given different arguments, ``check`` failed, or
+        `choose_config` refused (in process 0: its message; in the others: a pointer
+        to it).
     """
     given = f"config {config.digest()}" if config is not None else "no config"
     agree("arguments", f"{given}, resume={resume}, force={force}")
+    if force and config is not None:
+        in_every_process(lambda: check(config), "plan the bench")
     if jax.process_index() == 0:
         return in_every_process(
             lambda: choose_config(directory, config, resume=resume, force=force),

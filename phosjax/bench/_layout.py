@@ -36,7 +36,9 @@ continued only with the number of processes it was started with (``bench.json``)
 
 import pathlib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+
+import pandas as pd
 
 FORMAT = 1
 
@@ -127,8 +129,37 @@ def _per_process_pattern(name: str) -> re.Pattern[str]:
     return re.compile(rf"{re.escape(path.stem)}(?:\.p(\d+)of(\d+))?{re.escape(path.suffix)}")
 
 
+def part_files(results: pathlib.Path) -> list[pathlib.Path]:
+    """The part files (``part-*.parquet``) in the folder ``results``, sorted; empty when it
+    is not a directory. Readers read only these: never a writer's hidden temporary file,
+    nor anything else a user put there (a ``README.txt``)."""
+    return sorted(results.glob("part-*.parquet")) if results.is_dir() else []
+
+
 def per_process_files(folder: pathlib.Path, name: str) -> list[str]:
     """The names in ``folder`` of file ``name`` and its per-process files (see
     `per_process_names`), sorted; empty when ``folder`` is not a directory."""
     names = [p.name for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
     return per_process_names(name, names)
+
+
+def per_process_paths(root: pathlib.Path, relative: str) -> list[str]:
+    """The paths, relative to ``root``, of file ``relative`` and its per-process files
+    that exist (see `per_process_files`), sorted."""
+    path = pathlib.PurePosixPath(relative)
+    return [str(path.with_name(n)) for n in per_process_files(root / path.parent, path.name)]
+
+
+def read_per_process(
+    root: pathlib.Path,
+    relative: str,
+    read: Callable[[str], pd.DataFrame | None] | None = None,
+) -> pd.DataFrame | None:
+    """The Parquet file ``relative`` of the bench in ``root`` and its per-process files
+    (`per_process_paths`) as one frame; None when none exists.
+
+    ``read``: reads one of them, given its path relative to ``root`` (default:
+    `pandas.read_parquet` of ``root / path``)."""
+    read = read or (lambda path: pd.read_parquet(root / path))
+    frames = [read(path) for path in per_process_paths(root, relative)]
+    return pd.concat(frames, ignore_index=True) if frames else None

@@ -14,7 +14,7 @@ import functools
 import hashlib
 import itertools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -141,16 +141,15 @@ def _check_models(entries: Sequence[ModelEntry]) -> None:
 
 
 def _model_config(entry: ModelEntry, data: ArrayDataset, depth: Any, width: Any) -> ModelConfig:
-    config = ModelConfig(
-        entry.name,
-        num_classes=data.num_classes,
-        input_shape=tuple(data.input_shape),
-        depth=entry.depth if entry.depth is not None else depth,
-        width=entry.width if entry.width is not None else width,
-        options=entry.options,
-    )
-    try:
-        return config.resolved()
+    try:  # a bad depth, width or options value: an error naming the entry
+        return ModelConfig(
+            entry.name,
+            num_classes=data.num_classes,
+            input_shape=tuple(data.input_shape),
+            depth=entry.depth if entry.depth is not None else depth,
+            width=entry.width if entry.width is not None else width,
+            options=entry.options,
+        ).resolved()
     except (ValueError, TypeError) as error:
         raise BenchError(f"model {entry.name!r} on {data.name!r}: {error}") from error
 
@@ -259,7 +258,7 @@ def _check_batch_sizes(batch_sizes: Sequence[Any], datasets: Mapping[str, ArrayD
                 )
 
 
-def _check_knobs(selectors: Sequence[str], by_model: Mapping[str, tuple[str, ...]]) -> None:
+def _check_knobs(selectors: Sequence[str], by_model: Mapping[str, Iterable[str]]) -> None:
     for selector in selectors:
         if not any(matches(selector, p) for paths in by_model.values() for p in paths):
             declared = {name: list(paths) for name, paths in by_model.items() if paths}
@@ -300,12 +299,13 @@ def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None
     applied: set[str] = set()  # a morph regularizer skips models it cannot price
     skipped: dict[str, dict[str, str]] = {column: {} for column in reg_columns}
     planned: dict[str, PlannedCell] = {}
-    knobs_by_model: dict[str, tuple[str, ...]] = {}
+    knobs_by_model: dict[str, dict[str, None]] = {}  # each name's knob paths, all configs
     for entry, (dataset, data) in itertools.product(entries, datasets.items()):
         for point in itertools.product(*axes.values()):
             values = dict(zip(axes, point, strict=True))
             model = _model_config(entry, data, values["depth"], values["width"])
-            paths = knobs_by_model.setdefault(entry.name, _built(entry.name, dataset, model))
+            paths = _built(entry.name, dataset, model)  # this config's own (depth, options)
+            knobs_by_model.setdefault(entry.name, {}).update(dict.fromkeys(paths))
             knob_values = {
                 s: values[f"{KNOB_PREFIX}{s}"]
                 for s in selectors

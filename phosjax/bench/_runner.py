@@ -126,12 +126,17 @@ def run(
         processes, or processes given different arguments (nothing is written then).
     """
     root = pathlib.Path(directory)
-    config, moved = choose_config_together(root, config, resume=resume, force=force)
+    plans: dict[str, Plan] = {}  # with force: planned before an old bench moves aside
+
+    def check(given: BenchConfig) -> None:
+        plans[given.digest()] = plan(given, datasets)
+
+    config, moved = choose_config_together(root, config, resume=resume, force=force, check=check)
     if root.is_dir():  # what a process killed mid-write left (its target is intact)
         remove_stale_temporaries(root)
     if moved is not None and progress:
         print(f"moved the old bench to {moved}", file=sys.stderr)
-    return _execute(config, root, datasets, process, progress)
+    return _execute(config, root, datasets, process, progress, plans.get(config.digest()))
 
 
 def _status(root: pathlib.Path, process: tuple[int, int]) -> dict[str, Any]:
@@ -230,11 +235,8 @@ def _execute(
     bar.close()
     if todo:
         flush_memory(sampler)  # the samples of the last group's end
-    results = (
-        pd.read_parquet(root / _layout.RESULTS)
-        if (root / _layout.RESULTS).is_dir()
-        else pd.DataFrame()
-    )
+    parts = _layout.part_files(root / _layout.RESULTS)  # not a README.txt a user put there
+    results = pd.read_parquet(parts) if parts else pd.DataFrame()
     if progress:
         print(summary_text(str(root), results, plan_.hparam_columns))
     return results

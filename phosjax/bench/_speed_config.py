@@ -75,8 +75,15 @@ class SpeedConfig:
             if repeated or not given:
                 what = f"repeat {repeated}" if repeated else "are empty"
                 raise ValueError(f"{name} {what}; give each {name[:-1]} once")
-        if min((*self.sizes, self.steps, self.batch, self.repeats)) < 1:
-            raise ValueError(f"sizes, steps, batch and repeats must be >= 1: {self}")
+        for name, values in [
+            ("sizes", self.sizes),
+            ("steps", (self.steps,)),
+            ("batch", (self.batch,)),
+            ("repeats", (self.repeats,)),
+        ]:
+            below = [v for v in values if v < 1]
+            if below:
+                raise ValueError(f"{name} must be >= 1, got {below[0]}")
         if self.min_time < 0 or self.budget < 0:
             raise ValueError(
                 f"min_time and budget must be >= 0 seconds, got {self.min_time} and {self.budget}"

@@ -79,8 +79,24 @@ STALE_AFTER_S = 3600.0
 """A temporary file this old is stale whoever wrote it (writes take milliseconds)."""
 
 
+_TEMPORARY_NAME = re.compile(rf"{re.escape(TEMPORARY)}([^~]+)~(\d+)~(.+)|\.tmp-(\d+)-(.+)")
+"""A temporary file's name: ``.tmp~<host>~<pid>~<name>``, or ``.tmp-<pid>-<name>`` as
+writers named them before the host was added."""
+
+
 def _temporary(path: pathlib.Path) -> pathlib.Path:
     return path.with_name(f"{TEMPORARY}{socket.gethostname()}~{os.getpid()}~{path.name}")
+
+
+def is_temporary(name: str) -> bool:
+    """Whether ``name`` is the name of a bench writer's temporary file (`TEMPORARY`); a
+    user's ``.tmp_notes.txt`` is not.
+
+    Examples:
+      >>> is_temporary(".tmp~host~12~status.json"), is_temporary(".tmp_notes.txt")
+      (True, False)
+    """
+    return _TEMPORARY_NAME.fullmatch(name) is not None
 
 
 def _alive(pid: int) -> bool:
@@ -97,6 +113,8 @@ def remove_stale_temporaries(root: str | os.PathLike) -> list[pathlib.Path]:
     """Removes the temporary files that writers killed mid-write left under ``root``
     (their targets are intact: a write only ever replaces a target whole): those of this
     machine whose process is gone, and any older than `STALE_AFTER_S`. Returns them.
+    Only plain files named as writers name them (`is_temporary`) are considered: a
+    user's ``.tmp_notes.txt`` or ``.tmp_cache/`` is left alone.
 
     Examples:
       >>> import tempfile
@@ -107,10 +125,11 @@ def remove_stale_temporaries(root: str | os.PathLike) -> list[pathlib.Path]:
     """
     host, now, removed = socket.gethostname(), time.time(), []
     for path in pathlib.Path(root).rglob(".tmp*"):
-        parts = path.name.removeprefix(TEMPORARY).split("~", 2)
-        mine = path.name.startswith(TEMPORARY) and len(parts) == 3 and parts[0] == host
+        match = _TEMPORARY_NAME.fullmatch(path.name)
+        if match is None or path.is_symlink() or not path.is_file():  # not a writer's
+            continue
         try:
-            gone = mine and parts[1].isdigit() and not _alive(int(parts[1]))
+            gone = match.group(1) == host and not _alive(int(match.group(2)))
             if gone or now - path.stat().st_mtime > STALE_AFTER_S:
                 path.unlink()
                 removed.append(path)
@@ -219,7 +238,7 @@ def widen_parts(root: pathlib.Path, schema: pa.Schema) -> int:
     the new columns, so ``pandas.read_parquet`` of the directory keeps them all.
     """
     rewritten = 0
-    for path in sorted((root / _layout.RESULTS).glob("part-*.parquet")):
+    for path in _layout.part_files(root / _layout.RESULTS):
         if pq.read_schema(path).names != schema.names:
             table = pq.read_table(path)
             columns = [

@@ -72,13 +72,6 @@ def summary_text(
     return "\n".join(lines)
 
 
-def _read_all(root: pathlib.Path, path: str) -> pd.DataFrame | None:
-    """``path`` and its per-process siblings (``<stem>.p<i>of<n>.parquet``), concatenated."""
-    folder = root / pathlib.PurePosixPath(path).parent
-    files = [folder / name for name in _layout.per_process_files(folder, pathlib.Path(path).name)]
-    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else None
-
-
 def profile_text(directory: str | os.PathLike) -> str:
     """The profile of a bench as text: seconds per phase and group, then memory.
 
@@ -86,7 +79,7 @@ def profile_text(directory: str | os.PathLike) -> str:
     the group's cells at once), ``eval`` seconds per evaluation.
     """
     root = pathlib.Path(directory)
-    phases = _read_all(root, _layout.PHASES)
+    phases = _layout.read_per_process(root, _layout.PHASES)
     if phases is None:
         return f"bench {directory}: no profile yet (nothing trained)."
     table = phases.pivot_table(
@@ -113,7 +106,7 @@ def profile_text(directory: str | os.PathLike) -> str:
         "e.g. CPU)"
     ]
     lines.append(table.to_string(float_format=lambda v: f"{v:.4g}"))
-    memory = _read_all(root, _layout.MEMORY)
+    memory = _layout.read_per_process(root, _layout.MEMORY)
     if memory is not None and len(memory):
         rss = memory["host_rss_bytes"] / 2**20
         lines.append(

@@ -48,11 +48,11 @@ class GroupJob:
         return tuple(c.row for c in self.cells)
 
 
-def chunk_rows(
-    chunk: Chunk, rows: tuple[dict[str, Any], ...], seconds: float, schema: pa.Schema
-) -> pa.Table:
+def chunk_rows(chunk: Chunk, rows: tuple[dict[str, Any], ...], schema: pa.Schema) -> pa.Table:
     """The results rows of one chunk in ``schema``: per (cell, step) train rows, then
-    test rows. A metric a split does not report is null; a NaN it reports stays NaN."""
+    test rows. A metric a split does not report is null; a NaN it reports stays NaN.
+    ``step_time_s`` is the chunk's training and evaluation time per step (compile
+    excluded)."""
     n = len(chunk.steps)
     cells = pd.DataFrame(list(rows))
     train = cells.loc[cells.index.repeat(n)].reset_index(drop=True)
@@ -60,7 +60,7 @@ def chunk_rows(
     train["split"] = "train"
     for name, value in chunk.train.items():
         train[name] = np.asarray(value).reshape(-1)
-    train[STEP_TIME] = seconds / n
+    train[STEP_TIME] = (chunk.train_s + chunk.eval_s) / n
     tables = [as_table(train, schema, measured=[*chunk.train, STEP_TIME])]
     if chunk.eval:
         test = cells.copy()
@@ -129,14 +129,11 @@ def train_group(
     for stop in _segments(latest, job.steps, checkpoint_every):
         tables: list[pa.Table] = []
         first = int(np.asarray(jax.device_get(state.step))[0]) + 1
-        tick = [time.perf_counter()]
 
-        def report(chunk: Chunk, tables: list[pa.Table] = tables, tick: list = tick) -> None:
-            now = time.perf_counter()
+        def report(chunk: Chunk, tables: list[pa.Table] = tables) -> None:
             clock.add_chunk(chunk)
-            tables.append(chunk_rows(chunk, job.rows, now - tick[0], schema))
+            tables.append(chunk_rows(chunk, job.rows, schema))
             on_progress(len(chunk.steps) * len(group))
-            tick[0] = now
 
         state, run = run_group(
             group,

@@ -159,6 +159,26 @@ def test_a_data_set_that_cannot_load_is_one_error_line_and_nothing_written(tmp_p
     assert not root.exists()
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "is a directory, not a file."),
+        (b"\xff\xfe models", "is not UTF-8 text"),
+        (b"# only a comment\n", "is empty (nothing but comments or blank lines)"),
+    ],
+)
+def test_a_config_file_that_cannot_be_read_or_is_empty_is_one_error_line(
+    tmp_path, capsys, content, message
+):
+    config, root = tmp_path / "bench.yaml", tmp_path / "bench"
+    config.mkdir() if content is None else config.write_bytes(content)
+    assert new_main(["--config", str(config), "--dir", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: config file {str(config)!r} {message}"), err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not root.exists()
+
+
 def test_no_config_on_a_bench_continues_it_under_its_stored_config(cli_bench, monkeypatch):
     root, _, _ = cli_bench
     monkeypatch.setattr(_plan, "load_datasets", lambda names, data_dir: {"toy": toy_data()})

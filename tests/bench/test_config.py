@@ -4,7 +4,7 @@ import pathlib
 
 import pytest
 
-from phosjax.bench import BenchConfig, BenchError, load_config
+from phosjax.bench import BenchConfig, BenchError, load_config, plan
 from phosjax.bench.new import parser
 
 
@@ -40,6 +40,11 @@ def test_load_config_reads_axes_and_entries(tmp_path):
         ("models: [{depth: 3}]\n", r"a models entry needs a 'name'"),
         ("grid: [1, 2]\n", r"grid must be a mapping"),
         ("models: [mlp\n", r"is not valid YAML"),
+        (
+            "models: [{name: mlp, options: [1, 2]}]\n",
+            r"the options of models entry 'mlp' must be a mapping of option names to values "
+            r"\(or null\), got \[1, 2\]\.",
+        ),
     ],
 )
 def test_bad_config_is_a_clear_error(tmp_path, text, match):
@@ -122,6 +127,33 @@ def test_loading_a_config_never_runs_code(tmp_path):
 def test_missing_config_file(tmp_path):
     with pytest.raises(BenchError, match="does not exist"):
         load_config(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (None, r"config file '.*bench\.yaml' is a directory, not a file\."),
+        (b"\xff\xfe models", r"config file '.*bench\.yaml' is not UTF-8 text: 'utf-8' codec"),
+        (b"", r"config file '.*bench\.yaml' is empty \(nothing but comments or blank lines\)"),
+        (b"# only a comment\n\n", r"config file '.*bench\.yaml' is empty"),
+    ],
+)
+def test_a_config_file_that_cannot_be_read_or_is_empty_is_a_clear_error(tmp_path, content, match):
+    path = tmp_path / "bench.yaml"
+    path.mkdir() if content is None else path.write_bytes(content)
+    with pytest.raises(BenchError, match=match):
+        load_config(path)
+
+
+def test_null_options_are_no_options(tmp_path, toy):
+    text = (
+        "models: [{name: mlp, width: 8, options: null}]\ndatasets: [toy]\ngrid: {batch_size: 16}\n"
+    )
+    config = load_config(write(tmp_path, text))
+    assert config.model_entries()[0].options == {}
+    without = BenchConfig.from_dict({**config.to_dict(), "models": [{"name": "mlp", "width": 8}]})
+    models = [[c.cell.model for c in plan(c, toy).cells] for c in (config, without)]
+    assert models[0] == models[1] and models[0]
 
 
 def test_digest_is_equal_for_equal_configs_and_round_trips():

@@ -118,6 +118,14 @@ def test_knob_selector_matching_no_knob_is_an_error(toy):
         plan(config, toy)
 
 
+@pytest.mark.parametrize("depths", [[1, 3], [3, 1]])
+def test_a_knob_applies_to_each_config_of_a_model_that_declares_it(toy, depths):
+    config = tiny_config(models=["choicenet"], grid=small(depth=depths, knobs={"blocks_2/T": 2}))
+    rows = [c.row for c in plan(config, toy).cells]
+    knob = {r["depth"]: r["knob/blocks_2/T"] for r in rows}
+    assert knob[3] == 2.0 and np.isnan(knob[1])  # depth 1 has no block 2
+
+
 def test_bad_model_option_names_the_model(toy):
     config = tiny_config(models=[{"name": "mlp", "options": {"kernel": 3}}])
     with pytest.raises(BenchError, match=r"model 'mlp' on 'toy': .*no option"):

@@ -120,3 +120,21 @@ def test_stale_temporaries_are_removed_and_live_writers_kept(tmp_path):
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == sorted(
         names[k] for k in ("live", "other host")
     )
+
+
+def test_a_users_old_files_and_folders_named_like_temporaries_are_kept(tmp_path):
+    """Only a writer's temporary files (``.tmp~<host>~<pid>~<name>``) are removed: a
+    user's ``.tmp_notes.txt`` and ``.tmp_cache/``, or a folder named as a temporary, stay."""
+    from phosjax.bench._store import TEMPORARY, remove_stale_temporaries
+
+    notes, cache = tmp_path / ".tmp_notes.txt", tmp_path / "results" / ".tmp_cache"
+    folder = tmp_path / f"{TEMPORARY}elsewhere~1~folder"
+    for made in (cache, folder):
+        made.mkdir(parents=True)
+        (made / "kept.txt").write_text("cached")
+    notes.write_text("mine")
+    for path in (notes, cache, folder):
+        os.utime(path, (time.time() - 7200, time.time() - 7200))
+    assert remove_stale_temporaries(tmp_path) == []
+    assert notes.read_text() == "mine"
+    assert [(p / "kept.txt").read_text() for p in (cache, folder)] == ["cached", "cached"]

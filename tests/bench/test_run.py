@@ -2,6 +2,7 @@
 
 import json
 import pathlib
+import re
 import shutil
 
 import flax
@@ -14,9 +15,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from phosjax.bench import BenchError, _layout, add_models, plan, run
+from phosjax.bench import BenchError, _directory, _layout, add_models, plan, run
+from phosjax.bench._directory import choose_config
 from phosjax.bench._runner import jobs
-from phosjax.bench._store import widen_parts, write_table
+from phosjax.bench._store import TEMPORARY, widen_parts, write_table
 from phosjax.bench.add_models import main as add_models_main
 from phosjax.bench.profile import main as profile_main
 from phosjax.bench.view import BenchFiles
@@ -24,7 +26,7 @@ from phosjax.bench.view._api import curves
 from phosjax.models import ModelConfig, register_model, registered_models
 from phosjax.models.graph import GraphModel, node
 from phosjax.train import train_grid
-from tests.bench.runner_tiny import killed_after_save, tiny_config
+from tests.bench.runner_tiny import Killed, killed_after_save, tiny_config
 
 NOT_STEP_TIME = lambda frame: frame.drop(columns="step_time_s")
 
@@ -128,6 +130,16 @@ def test_bench_files(bench):
     assert (memory.host_rss_bytes > 0).all()
 
 
+def test_step_times_add_up_to_the_measured_steps_and_evaluations_compile_excluded(bench):
+    root, results = bench
+    phases = pd.read_parquet(root / _layout.PHASES).set_index(["group_id", "phase"]).total_s
+    train = results[results.split == "train"]
+    for group_id, rows in train.groupby("group_id"):
+        per_step = rows.drop_duplicates("step").step_time_s.sum()  # one cell's rows
+        measured = phases[group_id, "step"] + phases[group_id, "eval"]
+        np.testing.assert_allclose(per_step, measured, rtol=1e-9)
+
+
 def test_profile_prints(bench, capsys):
     root, _ = bench
     assert profile_main(["--dir", str(root)]) == 0
@@ -187,6 +199,27 @@ def test_force_moves_the_old_bench_aside(bench, tmp_path, toy):
     assert results.seed.unique().tolist() == [5]
 
 
+def test_force_with_a_config_that_cannot_plan_moves_nothing(bench, tmp_path, toy):
+    root = tmp_path / "b"
+    shutil.copytree(bench[0], root)
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    typo = tiny_config(models=[{"name": "mpl", "width": 8}], seeds=[5])
+    with pytest.raises(BenchError, match="unknown model 'mpl'"):
+        run(typo, root, datasets=toy, force=True, progress=False)
+    assert list(tmp_path.glob("b.old-*")) == []
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
+
+
+def test_force_refuses_to_move_the_working_directory_aside(bench, tmp_path, toy, monkeypatch):
+    root = tmp_path / "b"
+    shutil.copytree(bench[0], root)
+    monkeypatch.chdir(root)
+    other = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=[5])
+    with pytest.raises(BenchError, match=r"cannot move '\.' aside.*parent with --dir b\."):
+        run(other, ".", datasets=toy, force=True, progress=False)
+    assert list(tmp_path.glob("b.old-*")) == [] and (root / _layout.MARKER).is_file()
+
+
 def test_not_a_bench_is_refused(tmp_path, toy, capsys):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(BenchError, match="not empty and holds no bench"):
@@ -203,6 +236,107 @@ def test_a_dir_that_is_a_file_is_refused(tmp_path, toy):
     with pytest.raises(BenchError, match=r"--dir '.*notes\.txt' is a file; it must be a directory"):
         run(tiny_config(), path, datasets=toy)
     assert path.read_text() == "mine"
+
+
+def _contents(root: pathlib.Path) -> dict[str, bytes | bool]:
+    """Every path under ``root``: a file's bytes, False for a folder."""
+    return {str(p.relative_to(root)): p.is_file() and p.read_bytes() for p in root.rglob("*")}
+
+
+@pytest.mark.parametrize(
+    ("made", "shown"),
+    [
+        ({"config.yaml": "models: [cnn1d]\n", "results/": ""}, "config.yaml, results"),
+        ({".tmp_notes.txt": "mine"}, ".tmp_notes.txt"),
+        ({"status.json": "{}", "env.json": "{}"}, "env.json, status.json"),
+        ({"config.yaml": "seeds: 1\n", "env.json": '{"mine": 1}'}, "config.yaml, env.json"),
+        ({"checkpoints/": "", "profile/": ""}, "checkpoints, profile"),
+        ({"results/part-g.p1of2-000000001.parquet": "", "results/README.txt": ""}, "results"),
+        ({"checkpoints/mine/6": "", "profile/phases.p1of2.parquet": ""}, "checkpoints"),
+    ],
+)
+def test_a_folder_with_files_named_as_a_bench_names_its_own_is_refused(tmp_path, toy, made, shown):
+    """Only what a start killed before its marker leaves is taken for a bench's own: a
+    user's files of the same names are named in the refusal, and kept."""
+    root = tmp_path / "proj"
+    for name, text in made.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        if name.endswith("/"):
+            (root / name).mkdir()
+        else:
+            (root / name).write_text(text)
+    before = _contents(root)
+    with pytest.raises(
+        BenchError,
+        match=rf"not empty and holds no bench \(bench\.json\): it holds {re.escape(shown)}, "
+        "which no bench run left there",
+    ):
+        run(tiny_config(), root, datasets=toy)
+    assert _contents(root) == before
+
+
+def test_what_a_start_killed_before_its_marker_leaves_is_taken_over(tmp_path, toy, monkeypatch):
+    """Killed inside write_meta (config.yaml and env.json written, the marker not), with a
+    writer's temporary left, a start with another config makes the bench there; so does
+    one in a folder holding what a process sharing a bench, run apart, wrote before
+    process 0's marker."""
+    root = tmp_path / "b"
+    write_json = _directory.write_json
+
+    def killed_at_the_marker(path: pathlib.Path, value: object) -> None:
+        if pathlib.Path(path).name == _layout.MARKER:
+            raise Killed
+        write_json(path, value)
+
+    first = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1)
+    with monkeypatch.context() as patch:
+        patch.setattr(_directory, "write_json", killed_at_the_marker)
+        with pytest.raises(Killed):
+            run(first, root, datasets=toy, progress=False)
+    (root / f"{TEMPORARY}elsewhere~1~bench.json").write_text("half")
+    assert sorted(p.name for p in root.iterdir())[1:] == [_layout.CONFIG, _layout.ENV]
+    second = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=[7])
+    results = run(second, root, datasets=toy, progress=False)
+    assert results.seed.unique().tolist() == [7]
+    assert json.loads((root / _layout.MARKER).read_text())["config_hash"] == second.digest()
+    peers = tmp_path / "peers"
+    for name in [
+        "status.p1of2.json",
+        f"{TEMPORARY}elsewhere~1~status.p1of2.json",
+        "results/part-mlp-be0040c2.p1of2-000000001.parquet",
+        "checkpoints/mlp-be0040c2.p1of2/6",
+        f"checkpoints/mlp-be0040c2.p1of2/{TEMPORARY}elsewhere~1~12",
+        "profile/phases.p1of2.parquet",
+        "profile/memory.p1of2.parquet",
+    ]:
+        (peers / name).parent.mkdir(parents=True, exist_ok=True)
+        (peers / name).write_text("")
+    assert choose_config(peers, second) == (second, None)
+
+
+def test_a_users_file_in_results_is_kept_and_not_read(bench, tmp_path, toy):
+    root = tmp_path / "b"
+    shutil.copytree(bench[0], root)
+    (root / _layout.RESULTS / "README.txt").write_text("my notes")
+    again = run(tiny_config(models=[{"name": "mlp", "width": 8}]), root, datasets=toy)
+    pd.testing.assert_frame_equal(sort(again), sort(bench[1]))
+    assert (root / _layout.RESULTS / "README.txt").read_text() == "my notes"
+
+
+def test_per_process_files_are_read_as_one_frame_by_the_profile_and_the_viewer(tmp_path):
+    """`_layout.read_per_process`, the one reader of a file and its per-process files."""
+    root = tmp_path / "b"
+    (root / _layout.PROFILE).mkdir(parents=True)
+    (root / _layout.MARKER).write_text("{}")
+    for name, group in [("phases.p1of2.parquet", "g.p1of2"), ("phases.p0of2.parquet", "g.p0of2")]:
+        frame = pd.DataFrame({"group_id": [group], "phase": ["init"], "seconds": [1.0]})
+        frame.to_parquet(root / _layout.PROFILE / name)
+    (root / _layout.PROFILE / f"{TEMPORARY}h~1~phases.parquet").write_text("half")
+    (root / _layout.PROFILE / "README.txt").write_text("my notes")
+    read = _layout.read_per_process(root, _layout.PHASES)
+    assert read.group_id.tolist() == ["g.p0of2", "g.p1of2"]
+    pd.testing.assert_frame_equal(BenchFiles(root).tables(_layout.PHASES), read)
+    assert _layout.read_per_process(root, _layout.MEMORY) is None
 
 
 def test_a_batch_size_larger_than_the_data_is_refused_and_nothing_written(tmp_path, toy):
@@ -250,6 +384,19 @@ def test_add_models_trains_only_the_new_cells_and_columns_load(bench, toy, tmp_p
     schemas = {tuple(pq.read_schema(p).names) for p in (copy / _layout.RESULTS).iterdir()}
     assert len(schemas) == 1  # every part widened to the bench's columns
     assert len(pd.read_parquet(copy / _layout.CELLS)) == 4
+
+
+def test_running_again_keeps_the_models_registered_when_the_bench_was_made(bench, toy, tmp_path):
+    copy = tmp_path / "b"
+    shutil.copytree(bench[0], copy)
+    marker = json.loads((copy / _layout.MARKER).read_text())
+    made_with = [name for name in marker["registered_models"] if name != "choicenet"]
+    marker["registered_models"] = made_with  # as if choicenet were registered since
+    (copy / _layout.MARKER).write_text(json.dumps(marker))
+    run(tiny_config(models=[{"name": "mlp", "width": 8}]), copy, datasets=toy, progress=False)
+    stored = json.loads((copy / _layout.MARKER).read_text())
+    assert stored["registered_models"] == made_with  # add_models still finds choicenet new
+    assert stored["created"] == marker["created"]
 
 
 def test_add_models_killed_midway_resumes_when_run_again(bench, toy, tmp_path):

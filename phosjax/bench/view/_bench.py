@@ -102,15 +102,12 @@ class BenchFiles:
         return pd.read_parquet(path) if path.is_file() else None
 
     def per_process(self, relative: str) -> list[str]:
-        """``relative`` and its per-process files that exist (`_layout.per_process_names`)."""
-        path = pathlib.PurePosixPath(relative)
-        names = _layout.per_process_files(self.root / path.parent, path.name)
-        return [str(path.with_name(name)) for name in names]
+        """``relative`` and its per-process files that exist (`_layout.per_process_paths`)."""
+        return _layout.per_process_paths(self.root, relative)
 
     def tables(self, relative: str) -> pd.DataFrame | None:
         """The Parquet file ``relative`` and its per-process files as one frame (None if none)."""
-        frames = [self.table(r) for r in self.per_process(relative)]
-        return pd.concat(frames, ignore_index=True) if frames else None
+        return _layout.read_per_process(self.root, relative, self.table)  # paths checked
 
     def status(self) -> dict[str, Any]:
         """``status.json`` and the per-process status files merged: ``{"groups": {key: entry}}``,
@@ -139,8 +136,7 @@ class BenchFiles:
 
     def _results(self) -> pads.Dataset | None:
         folder = self.path(_layout.RESULTS)
-        # Only the runner's part files (`_store.part_path`), never a writer's hidden temporary.
-        parts = sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
+        parts = _layout.part_files(folder)  # only the runner's (`_store.part_path`)
         if not parts:
             return None
         # Part files may differ in columns (models added later bring their own aux losses).
