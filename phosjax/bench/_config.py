@@ -215,7 +215,7 @@ _GRID_NUMBERS: dict[str, dict[str, Any]] = {
 """How each numeric field of `Grid` is checked (`checked_numbers`); `HParams` checks the
 rest of its fields' ranges (`_check_hparam`)."""
 
-_HPARAMS = ("optimizer", *_GRID_NUMBERS)
+_HPARAMS = ("optimizer", "compute_dtype", *_GRID_NUMBERS)
 """The fields of `Grid` that are `HParams` fields."""
 
 
@@ -231,6 +231,8 @@ def _check_hparam(name: str, value: Any) -> None:
 class Grid:
     """Training hyperparameters; a list is an axis of the grid (every value is tried).
 
+    ``compute_dtype`` is ``"float32"`` or ``"bfloat16"`` (mixed precision, see
+    `phosjax.train.HParams`); cells of either dtype train in groups of their own.
     ``width`` is special: a list is an axis of widths, and each value is an int or a
     list of per-stage widths (``width: [[16, 32]]`` is ONE two-stage width). ``depth``
     and ``width`` apply to models whose entry does not set them (None: the model's
@@ -251,6 +253,7 @@ class Grid:
     steps: int | list[int] = 1000
     label_smoothing: float | list[float] = 0.0
     grad_clip: float | list[float | None] | None = None
+    compute_dtype: str | list[str] = "float32"
     depth: int | list[int | None] | None = None
     width: int | list[int | list[int] | None] | None = None
     knobs: dict[str, float | list[float]] = dataclasses.field(default_factory=dict)

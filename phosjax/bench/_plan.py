@@ -61,6 +61,7 @@ HPARAM_COLUMNS = (
     "steps",
     "label_smoothing",
     "grad_clip",
+    "compute_dtype",
     "depth",
     "width",
     "options",
@@ -330,6 +331,7 @@ def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None
                     eval_every=config.eval_every,
                     label_smoothing=values["label_smoothing"],
                     grad_clip=values["grad_clip"],
+                    compute_dtype=values["compute_dtype"],
                     knobs=knob_values,
                     regularizers=tuple(strengths.values()),
                 )
@@ -338,7 +340,7 @@ def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None
             model_dict = model.to_dict()
             model_id = f"{entry.name}-{short_hash(model_dict, 8)}"
             hparam_row = {
-                **{k: values[k] for k in HPARAM_COLUMNS[:8]},
+                **{k: values[k] for k in HPARAM_COLUMNS[:9]},  # optimizer to compute_dtype
                 "grad_clip": float("nan") if hparams.grad_clip is None else hparams.grad_clip,
                 "depth": model.depth,
                 "width": _width_text(model.width),

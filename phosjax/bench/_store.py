@@ -34,6 +34,7 @@ _TYPES = {
     "depth": pa.int64(),
     "step": pa.int64(),
     "optimizer": pa.string(),
+    "compute_dtype": pa.string(),
     "width": pa.string(),
     "options": pa.string(),
     "split": pa.string(),

@@ -126,6 +126,17 @@ def test_a_knob_applies_to_each_config_of_a_model_that_declares_it(toy, depths):
     assert knob[3] == 2.0 and np.isnan(knob[1])  # depth 1 has no block 2
 
 
+def test_compute_dtype_is_an_axis_whose_float32_cells_keep_their_ids(toy):
+    plain = plan(tiny_config(models=["mlp"], grid=small()), toy)
+    both = plan(tiny_config(models=["mlp"], grid=small(compute_dtype=["float32", "bfloat16"])), toy)
+    rows = [c.row for c in both.cells]
+    assert [r["compute_dtype"] for r in rows] == ["float32"] * 2 + ["bfloat16"] * 2
+    assert [c.cell_id for c in both.cells[:2]] == [c.cell_id for c in plain.cells]
+    assert [g.cells[0].cell.hparams.compute_dtype for g in both.groups] == ["float32", "bfloat16"]
+    with pytest.raises(BenchError, match=r"grid.compute_dtype='float16'.*expected one of"):
+        tiny_config(grid=small(compute_dtype="float16"))
+
+
 def test_bad_model_option_names_the_model(toy):
     config = tiny_config(models=[{"name": "mlp", "options": {"kernel": 3}}])
     with pytest.raises(BenchError, match=r"model 'mlp' on 'toy': .*no option"):
