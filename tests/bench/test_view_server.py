@@ -328,3 +328,8 @@ def test_a_morph_run_directory_shows_its_iterations(tmp_path):
             for c, want in w.items()
         )
         assert get(server, "/")[0] == 200
+    runs = tmp_path.parent / f"{tmp_path.name}-runs"  # a folder holding the run as morph/
+    runs.mkdir()
+    tmp_path.rename(runs / "morph")
+    with pytest.raises(NotABenchError, match=r"Benches inside it: morph\."):
+        make_server(runs)

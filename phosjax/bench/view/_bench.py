@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pyarrow.types as pat
 
 from phosjax.bench import _layout
+from phosjax.morph import ITERATIONS
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
@@ -24,12 +25,20 @@ class OutsideBenchError(PermissionError):
     """A path that would leave the bench directory (``..``, absolute, a symlink out)."""
 
 
+def _is_morph_run(directory: pathlib.Path) -> bool:
+    """Whether ``directory`` is the run directory of ``python -m phosjax.morph`` (its rows
+    written), not merely a folder holding a subfolder named ``morph``."""
+    return (directory / ITERATIONS).is_file()
+
+
 def _not_a_bench_message(directory: pathlib.Path) -> str:
     message = f"{directory} is not a bench: it has no {_layout.MARKER}."
     if not directory.is_dir():
         message = f"{directory} is not a bench: no such directory."
     try:
-        benches = sorted(p.name for p in directory.iterdir() if _layout.is_bench(p))
+        benches = sorted(
+            p.name for p in directory.iterdir() if _layout.is_bench(p) or _is_morph_run(p)
+        )
     except OSError:  # missing or unreadable: nothing to suggest
         benches = []
     if benches:
@@ -49,7 +58,8 @@ class BenchFiles:
 
     Args:
       directory: a bench directory (`phosjax.bench._layout.is_bench`), or the run
-        directory of ``python -m phosjax.morph`` (it holds ``morph/``, no plan).
+        directory of ``python -m phosjax.morph`` (it holds ``morph/iterations.parquet``, no
+        plan).
 
     Raises:
       NotABenchError: when ``directory`` holds no bench.
@@ -65,7 +75,7 @@ class BenchFiles:
 
     def __init__(self, directory: str | pathlib.Path) -> None:
         given = pathlib.Path(directory)
-        if not (_layout.is_bench(given) or (given / _layout.MORPH).is_dir()):
+        if not (_layout.is_bench(given) or _is_morph_run(given)):
             raise NotABenchError(_not_a_bench_message(given))
         self.root = given.resolve()
         self.name = self.root.name
