@@ -24,7 +24,7 @@ atomically (a temporary file, then a rename), so a reader never sees half a file
       profile/phases.parquet   one row per (group, phase): seconds, count, total_s, peak
                                bytes (see docs/results.md)
       profile/memory.parquet   host RSS and device bytes in use over time
-      checkpoints/<group_id>/  each group's training state: one .npz file per saved step
+      checkpoints/<group_id>/  each group's training state: a file <step> (npz) per saved step
       morph/                   results of `python -m phosjax.morph` (if run here)
 
 When several processes share a bench (``jax.distributed``), process ``i`` of ``n`` names
