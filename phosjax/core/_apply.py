@@ -59,6 +59,17 @@ def tag_shapes(
     Traced abstractly with `jax.eval_shape`, so it costs no computation. A value tagged
     by several calls of one module maps to a tuple of shapes; a pytree-valued tag maps
     to a pytree of shapes.
+
+    Examples:
+      >>> import flax.linen as nn, jax, jax.numpy as jnp, phosjax as px
+      >>> class Net(nn.Module):
+      ...     @nn.compact
+      ...     def __call__(self, x):
+      ...         h = px.tag(self, "hidden", nn.Dense(3)(x))
+      ...         return px.tag(self, "pair", (h, h.sum(-1)))
+      >>> x = jnp.ones((4, 5)); variables = Net().init(jax.random.key(0), x)
+      >>> jax.tree.map(lambda s: s.shape, tag_shapes(Net(), variables, x))
+      {'hidden': (4, 3), 'pair': ((4, 3), (4,))}
     """
     return flatten(_recorded_shapes(model, variables, *args, **kwargs))
 

@@ -26,6 +26,18 @@ def injections(
       SelectorError: a selector matches no tagged value.
       ValueError: a value's structure, shape or dtype differs from the tagged value's
         (both named), or several calls tag the selected value.
+
+    Examples:
+      >>> import flax.linen as nn, jax.numpy as jnp, phosjax as px
+      >>> class Double(nn.Module):
+      ...     @nn.compact
+      ...     def __call__(self, x):
+      ...         return 2 * px.tag(self, "h", x)
+      >>> tree = injections(Double(), {}, jnp.ones(2), {"h": jnp.array([5.0, 6.0])})
+      >>> tree
+      {'h': Array([5., 6.], dtype=float32)}
+      >>> Double().apply({"injections": tree}, jnp.ones(2)).tolist()
+      [10.0, 12.0]
     """
     calls = tag_call_shapes(model, variables, x, **kwargs)
     flat = {

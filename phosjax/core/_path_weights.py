@@ -55,6 +55,17 @@ def current_path_weight() -> jax.Array:
 
     Raises:
       ValueError: the caller runs under `flax.linen.jit` inside a scope opened outside it.
+
+    Examples:
+      >>> import flax.linen as nn, phosjax as px
+      >>> class Nested(nn.Module):
+      ...     @nn.compact
+      ...     def __call__(self, x):
+      ...         with px.path_weight(self, "outer", 0.5), px.path_weight(self, "inner", 0.4):
+      ...             return x * px.current_path_weight()
+      >>> out, _ = Nested().apply({}, 1.0, mutable=["path_weights"])
+      >>> float(out), float(px.current_path_weight())  # 0.5 * 0.4 inside; 1.0 outside
+      (0.2, 1.0)
     """
     weight = _CURRENT.get()
     return jnp.ones(()) if weight is None else _readable(weight)

@@ -81,7 +81,16 @@ def compile_selector(selector: str) -> re.Pattern[str]:
 
 
 def matches(selector: str, path: str) -> bool:
-    """Whether ``selector`` matches the whole of ``path``."""
+    """Whether ``selector`` matches the whole of ``path``.
+
+    Examples:
+      >>> matches("blocks_*/pre_act", "blocks_2/pre_act")
+      True
+      >>> matches("blocks_*/pre_act", "blocks_2/choice/pre_act")  # * is one segment
+      False
+      >>> matches("**/pre_act", "blocks_2/choice/pre_act")
+      True
+    """
     return compile_selector(selector).fullmatch(path) is not None
 
 

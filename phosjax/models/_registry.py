@@ -310,6 +310,16 @@ def model_spec(name: str) -> ModelSpec:
 
     Raises:
       ValueError: no model has that name; the message lists the nearest and all names.
+
+    Examples:
+      >>> from phosjax.models import model_spec
+      >>> spec = model_spec("mlp")
+      >>> spec.name, spec.depth, spec.width, spec.input_kinds
+      ('mlp', 1, (100,), ('vector',))
+      >>> model_spec("mpl")
+      Traceback (most recent call last):
+      ...
+      ValueError: unknown model 'mpl'. Did you mean 'mlp'? Registered models: ...
     """
     if name not in _REGISTRY:
         _load_entry_points()

@@ -126,6 +126,18 @@ def stitch(
     Raises:
       GraphError: ``layer_a`` or ``layer_b`` is not a node of its model (which one is
         named), or the back of ``b`` reads an input node that ``a`` lacks.
+
+    Examples:
+      >>> import flax.linen as nn, jax, jax.numpy as jnp
+      >>> from phosjax.models.graph import GraphModel
+      >>> net = GraphModel({"hidden": nn.Dense(3), "logits": nn.Dense(2)}, returns="logits")
+      >>> x = jnp.sin(jnp.arange(40.0)).reshape(8, 5)  # 8 examples fit the adapter
+      >>> vars_a, vars_b = net.init(jax.random.key(1), x), net.init(jax.random.key(2), x)
+      >>> model, variables = stitch(net, vars_a, "hidden", net, vars_b, "hidden", x=x)
+      >>> model.nodes, model.returns
+      (('a/input', 'a/hidden', 'adapter', 'b/hidden', 'b/logits'), 'b/logits')
+      >>> variables["params"]["adapter"]["kernel"].shape, model.apply(variables, x).shape
+      ((3, 3), (8, 2))
     """
     _graph(a).check_nodes([layer_a], "stitch's layer_a (a node of a)")
     _graph(b).check_nodes([layer_b], "stitch's layer_b (a node of b)")
