@@ -285,6 +285,27 @@ def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None
         model that fails to build on a data set, a batch size larger than a data set's
         train split, a knob selector that matches no knob of any model, or a regularizer
         that applies to no model (each model's reason is listed, with the nearest paths).
+
+    Examples:
+      >>> import numpy as np
+      >>> from phosjax.data import ArrayDataset
+      >>> rng = np.random.default_rng(0)
+      >>> x = rng.normal(size=(96, 8)).astype(np.float32)
+      >>> y = rng.integers(0, 3, 96).astype(np.int32)
+      >>> data = ArrayDataset("toy", x[:64], y[:64], x[64:], y[64:], 3, (8,))
+      >>> config = BenchConfig.from_dict({
+      ...     "models": ["mlp", "logreg"],
+      ...     "datasets": ["toy"],
+      ...     "seeds": 2,
+      ...     "grid": {"batch_size": 16, "steps": 10, "learning_rate": [1e-3, 1e-2]},
+      ... })
+      >>> planned = plan(config, datasets={"toy": data})
+      >>> len(planned.cells), len(planned.groups)  # 2 models x 2 rates x 2 seeds
+      (8, 2)
+      >>> [len(group.cells) for group in planned.groups]  # rates and seeds share a group
+      [4, 4]
+      >>> {k: planned.cells[0].row[k] for k in ("model", "dataset", "seed", "learning_rate")}
+      {'model': 'mlp', 'dataset': 'toy', 'seed': 0, 'learning_rate': 0.001}
     """
     entries = config.model_entries()
     _check_models(entries)

@@ -124,6 +124,30 @@ def run(
     Raises:
       BenchError: bad config or directory, a bench started with another number of
         processes, or processes given different arguments (nothing is written then).
+
+    Examples:
+      >>> import tempfile
+      >>> import numpy as np
+      >>> from phosjax.bench import BenchConfig
+      >>> from phosjax.data import ArrayDataset
+      >>> rng = np.random.default_rng(0)
+      >>> x = rng.normal(size=(96, 8)).astype(np.float32)
+      >>> y = rng.integers(0, 3, 96).astype(np.int32)
+      >>> data = ArrayDataset("toy", x[:64], y[:64], x[64:], y[64:], 3, (8,))
+      >>> config = BenchConfig.from_dict({
+      ...     "models": ["logreg"],
+      ...     "datasets": ["toy"],
+      ...     "seeds": 2,
+      ...     "strategy": "vmap",
+      ...     "grid": {"batch_size": 16, "steps": 5},
+      ... })
+      >>> with tempfile.TemporaryDirectory() as directory:
+      ...     results = run(config, directory, datasets={"toy": data}, progress=False)
+      ...     again = run(config, directory, datasets={"toy": data}, progress=False)
+      >>> results.groupby(["seed", "split"]).size().to_dict()  # 5 steps, then the test
+      {(0, 'test'): 1, (0, 'train'): 5, (1, 'test'): 1, (1, 'train'): 5}
+      >>> again.equals(results)  # a finished bench is not trained again
+      True
     """
     root = pathlib.Path(directory)
     plans: dict[str, Plan] = {}  # with force: planned before an old bench moves aside
@@ -254,6 +278,11 @@ def add_models(
     With nothing to add (every model named, or registered since the bench was made, is
     in it already) a bench with unfinished groups is continued, as ``new --resume``
     does: the same command run again after a kill resumes it.
+
+    For an example, see `run`'s: in its bench directory (before it is removed),
+    ``add_models(directory, ["mlp"], datasets={"toy": data}, progress=False)`` trains
+    only the two new ``mlp`` cells and returns the rows of all four cells (not run as a
+    doctest: compiling a second model takes several seconds).
 
     Args:
       directory: an existing bench.

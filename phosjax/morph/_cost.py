@@ -69,6 +69,18 @@ def cost_polynomial(groups: ChannelGroups, cost: str = "flops") -> tuple[Monomia
 
     Raises:
       ValueError: an unknown ``cost``.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, flax.linen as nn
+      >>> from phosjax.morph import channel_groups, cost_polynomial, evaluate
+      >>> model = nn.Sequential([nn.Dense(3), nn.relu, nn.Dense(2)])
+      >>> x = jnp.ones((1, 4)); variables = model.init(jax.random.key(0), x)
+      >>> groups = channel_groups(model, variables, x)  # one group: the 3 hidden channels
+      >>> cost_polynomial(groups, "params")  # bias n, kernel 4n, then bias 2, kernel 2n
+      ((1.0, (0,)), (4.0, (0,)), (2.0, ()), (2.0, (0,)))
+      >>> poly = cost_polynomial(groups, "flops")
+      >>> poly, evaluate(poly, [3]), evaluate(poly, [1])
+      (((8.0, (0,)), (4.0, (0,))), 36.0, 12.0)
     """
     if cost == "params":
         params = [p.split("/")[0] == "params" for p in groups.paths]
@@ -90,5 +102,10 @@ def cost_polynomial(groups: ChannelGroups, cost: str = "flops") -> tuple[Monomia
 
 
 def evaluate(poly: Sequence[Monomial], counts: Sequence[float]) -> float:
-    """The polynomial's value for these alive counts (one per group)."""
+    """The polynomial's value for these alive counts (one per group).
+
+    Examples:
+      >>> evaluate([(4.0, (0,)), (2.0, (0, 1)), (1.0, ())], [3, 5])  # 4a + 2ab + 1
+      43.0
+    """
     return float(sum(c * np.prod([counts[g] for g in gs]) for c, gs in poly))

@@ -135,6 +135,19 @@ def expressible(
     stage) keep the same number of channels: the largest alive count among them, each
     keeping its best channels by ``scores`` (default: the alive ones, then the first).
     Groups no field sizes keep all their channels.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, numpy as np
+      >>> from phosjax.models import ModelConfig
+      >>> from phosjax.morph import channel_groups, expressible
+      >>> config = ModelConfig("resnet", 3, (4, 4, 1), width=8)
+      >>> model, x = config.build(), jnp.zeros((2, 4, 4, 1))
+      >>> variables = jax.eval_shape(model.init, jax.random.key(0), x)  # shapes suffice
+      >>> groups = channel_groups(model, variables, x)
+      >>> alive = {"blocks_0/conv_0": np.arange(8) < 2, "blocks_0/conv_1": np.arange(8) % 2 == 1}
+      >>> kept = expressible(config, groups, alive)  # the stage's width sizes both groups
+      >>> {name: np.flatnonzero(keep).tolist() for name, keep in kept.items()}
+      {'blocks_0/conv_0': [0, 1, 2, 3], 'blocks_0/conv_1': [1, 3, 5, 7]}
     """
     candidate = _candidates(config)[-1]
     shapes = variable_shapes(candidate)
@@ -166,6 +179,17 @@ def fit_config(config: ModelConfig, variables: Any) -> ModelConfig:
 
     Raises:
       ValueError: no config of that form builds variables of these shapes.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from phosjax.models import ModelConfig
+      >>> from phosjax.morph import fit_config
+      >>> config = ModelConfig("mlp", 10, (40,), width=16)
+      >>> narrow = ModelConfig("mlp", 10, (40,), width=8).build()
+      >>> variables = jax.eval_shape(narrow.init, jax.random.key(0), jnp.zeros((1, 40)))
+      >>> fitted = fit_config(config, variables)
+      >>> fitted.width, fitted.depth
+      ((8,), 1)
     """
     flat, _ = jax.tree_util.tree_flatten_with_path(variables)
     target = {jax.tree_util.keystr(p, simple=True, separator="/"): np.shape(v) for p, v in flat}

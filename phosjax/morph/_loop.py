@@ -212,7 +212,21 @@ def train(
     penalty: Callable[[Any], jax.Array] | None = None,
     strength: float = 0.0,
 ) -> tuple[Any, float]:
-    """Trains ``config`` on ``data`` (one jitted scan); returns variables and test accuracy."""
+    """Trains ``config`` on ``data`` (one jitted scan); returns variables and test accuracy.
+
+    Examples:
+      >>> import numpy as np
+      >>> from phosjax.data import ArrayDataset
+      >>> from phosjax.models import ModelConfig
+      >>> rng = np.random.default_rng(0)
+      >>> x = rng.normal(size=(96, 8)).astype(np.float32)
+      >>> y = rng.integers(0, 3, 96).astype(np.int32)
+      >>> data = ArrayDataset("toy", x[:64], y[:64], x[64:], y[64:], 3, (8,))
+      >>> config = ModelConfig("mlp", 3, (8,), width=8)
+      >>> variables, accuracy = train(config, data, 10, 16, 1e-2, seed=0)
+      >>> sorted(variables["params"]), 0.0 <= accuracy <= 1.0
+      (['blocks_0', 'head', 'stem'], True)
+    """
     model = build_model(config)
     key = jax.random.key(seed)
     x_train, y_train = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
@@ -254,7 +268,17 @@ def train(
 
 
 def measured_latency(config: ModelConfig, variables: Any, batch: int = 100) -> float:
-    """Seconds per example of the jitted forward pass (median of 20 calls on ``batch``)."""
+    """Seconds per example of the jitted forward pass (median of 20 calls on ``batch``).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from phosjax.models import ModelConfig
+      >>> config = ModelConfig("mlp", 3, (8,), width=8)
+      >>> variables = config.build().init(jax.random.key(0), jnp.zeros((1, 8)))
+      >>> seconds = measured_latency(config, variables, batch=10)
+      >>> 0.0 < seconds < 1.0  # per example, on this machine
+      True
+    """
     apply = jax.jit(build_model(config).apply)
     x = jnp.zeros((batch, *config.input_shape), jnp.float32)
     jax.block_until_ready(apply(variables, x))

@@ -132,6 +132,28 @@ def train_grid(
 
     Returns:
       A `GridResult` for the cells this process trained.
+
+    Examples:
+      >>> import numpy as np
+      >>> from phosjax.data import ArrayDataset
+      >>> from phosjax.models import ModelConfig
+      >>> from phosjax.train import Cell, HParams
+      >>> rng = np.random.default_rng(0)
+      >>> x = rng.normal(size=(96, 8)).astype(np.float32)
+      >>> y = rng.integers(0, 3, 96).astype(np.int32)
+      >>> data = ArrayDataset("toy", x[:64], y[:64], x[64:], y[64:], 3, (8,))
+      >>> model = ModelConfig("mlp", 3, (8,), width=8)
+      >>> hp = HParams(batch_size=16, steps=10)
+      >>> cells = [Cell(model, "toy", hp, seed=0), Cell(model, "toy", hp, seed=1)]
+      >>> result = train_grid(cells, datasets={"toy": data}, strategy="vmap")
+      >>> result.final[["cell", "diverged_at", "strategy"]]
+         cell  diverged_at strategy
+      0     0           -1     vmap
+      1     1           -1     vmap
+      >>> list(result.final.columns)
+      ['cell', 'test_loss', 'test_accuracy', 'train_loss', 'diverged_at', 'strategy']
+      >>> result.metrics.value_counts("split").to_dict()  # 10 steps + 1 evaluation per cell
+      {'train': 20, 'test': 2}
     """
     share = process_share(len(cells), *(process or (None, None)))
     datasets = dict(datasets or {})

@@ -195,6 +195,27 @@ def run_group(
         not an int in ``[state's step, hparams.steps]``, or a state `init_group` did not
         make for this group and data (another cell count, tree, leaf shape or dtype, or
         other per-cell hyperparameters; the message says what differs).
+
+    Examples:
+      >>> import numpy as np
+      >>> from phosjax.data import ArrayDataset
+      >>> from phosjax.models import ModelConfig
+      >>> from phosjax.train import Cell, HParams, init_group, plan_groups
+      >>> rng = np.random.default_rng(0)
+      >>> x = rng.normal(size=(96, 8)).astype(np.float32)
+      >>> y = rng.integers(0, 3, 96).astype(np.int32)
+      >>> data = ArrayDataset("toy", x[:64], y[:64], x[64:], y[64:], 3, (8,))
+      >>> model = ModelConfig("mlp", 3, (8,), width=8)
+      >>> hp = HParams(batch_size=16, steps=10)
+      >>> [group] = plan_groups([Cell(model, "toy", hp, seed=0), Cell(model, "toy", hp, seed=1)])
+      >>> state, run = run_group(group, init_group(group, data), data, 5, strategy="vmap")
+      >>> state.step.tolist(), run.strategy, run.chunks[-1].eval  # no evaluation yet
+      ([5, 5], 'vmap', {})
+      >>> state, run = run_group(group, state, data, strategy="vmap")  # resumes to step 10
+      >>> state.step.tolist(), run.chunks[-1].steps.tolist()
+      ([10, 10], [6, 7, 8, 9, 10])
+      >>> {name: value.shape for name, value in run.chunks[-1].eval.items()}
+      {'accuracy': (2,), 'loss': (2,)}
     """
     if strategy != "auto" and strategy not in STRATEGIES:
         raise ValueError(

@@ -152,6 +152,24 @@ def init_group(group: Group, data: Any) -> GroupState:
     Raises:
       ValueError: a cell's seed is one `jax.random.key` refuses (names the cell), or
         the model does not return ``data.num_classes`` logits per example.
+
+    Examples:
+      >>> import numpy as np
+      >>> from phosjax.data import ArrayDataset
+      >>> from phosjax.models import ModelConfig
+      >>> from phosjax.train import Cell, HParams, plan_groups
+      >>> rng = np.random.default_rng(0)
+      >>> x = rng.normal(size=(96, 8)).astype(np.float32)
+      >>> y = rng.integers(0, 3, 96).astype(np.int32)
+      >>> data = ArrayDataset("toy", x[:64], y[:64], x[64:], y[64:], 3, (8,))
+      >>> model = ModelConfig("mlp", 3, (8,), width=8)
+      >>> hp = HParams(batch_size=16, steps=10)
+      >>> [group] = plan_groups([Cell(model, "toy", hp, seed=0), Cell(model, "toy", hp, seed=1)])
+      >>> state = init_group(group, data)
+      >>> state.step.tolist(), state.diverged_at.tolist()
+      ([0, 0], [-1, -1])
+      >>> state.params["head"]["kernel"].shape  # (cells, features, classes)
+      (2, 8, 3)
     """
     _check_classes(group, data)
     init = _init_fn(group.signature(), tuple(data.input_shape))
