@@ -25,7 +25,6 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """Mypy on the core, the layers, the data, the engine and morph."""
+    """Mypy on the whole package."""
     session.install("-e", ".[test]")
-    packages = ("core", "layers", "data", "train", "morph")
-    session.run("mypy", *(f"phosjax/{package}" for package in packages))
+    session.run("mypy", "phosjax")

@@ -141,6 +141,11 @@ def _check_models(entries: Sequence[ModelEntry]) -> None:
             )
 
 
+def _width(width: Any) -> int | tuple[int, ...] | None:
+    """A config's width (an int, a list of per-stage ints, or None) as `ModelConfig`'s."""
+    return tuple(width) if isinstance(width, list) else width
+
+
 def _model_config(entry: ModelEntry, data: ArrayDataset, depth: Any, width: Any) -> ModelConfig:
     try:  # a bad depth, width or options value: an error naming the entry
         return ModelConfig(
@@ -148,8 +153,8 @@ def _model_config(entry: ModelEntry, data: ArrayDataset, depth: Any, width: Any)
             num_classes=data.num_classes,
             input_shape=tuple(data.input_shape),
             depth=entry.depth if entry.depth is not None else depth,
-            width=entry.width if entry.width is not None else width,
-            options=entry.options,
+            width=_width(entry.width if entry.width is not None else width),
+            options=tuple(entry.options.items()),
         ).resolved()
     except (ValueError, TypeError) as error:
         raise BenchError(f"model {entry.name!r} on {data.name!r}: {error}") from error
@@ -353,7 +358,7 @@ def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None
                     label_smoothing=values["label_smoothing"],
                     grad_clip=values["grad_clip"],
                     compute_dtype=values["compute_dtype"],
-                    knobs=knob_values,
+                    knobs=tuple(knob_values.items()),
                     regularizers=tuple(strengths.values()),
                 )
             except (ValueError, TypeError) as error:

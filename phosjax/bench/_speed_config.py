@@ -1,6 +1,7 @@
 """What the speed bench measures: its models, its methods and `SpeedConfig`."""
 
 import dataclasses
+from typing import Any
 
 from phosjax.models import ModelConfig
 from phosjax.train import HParams
@@ -66,11 +67,12 @@ class SpeedConfig:
             unknown = [g for g in given if g not in known]
             if unknown:
                 raise ValueError(f"unknown {name} {unknown}; choose from {list(known)}")
-        for name, given in [
+        named: list[tuple[str, tuple[Any, ...]]] = [
             ("models", self.models),
             ("sizes", self.sizes),
             ("methods", self.methods),
-        ]:
+        ]
+        for name, given in named:
             repeated = sorted({g for g in given if given.count(g) > 1})
             if repeated or not given:
                 what = f"repeat {repeated}" if repeated else "are empty"

@@ -63,7 +63,9 @@ def thin(length: int, max_points: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, length - 1, max(max_points, 2))).astype(int))
 
 
-def nonfinite_marks(column: pd.Series, indices: Sequence[int] | None = None) -> list[Any]:
+def nonfinite_marks(
+    column: pd.Series, indices: Sequence[int] | np.ndarray | None = None
+) -> list[Any]:
     """One series' values (those at ``indices``, all when None) as JSON: numbers,
     ``"nan"``, ``"inf"``, ``"-inf"`` or None (nothing recorded: a null).
 
