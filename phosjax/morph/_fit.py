@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from phosjax.models import ModelConfig, build_model
-from phosjax.morph._groups import ChannelGroups
+from phosjax.morph._groups import ChannelGroups, leaf_shapes
 
 Field = tuple[str, int | str]  # ("width", stage) or ("option", key)
 _WIDTH_OPTIONS = ("features", "width", "channels", "heads")
@@ -20,9 +20,7 @@ def variable_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     """``{leaf path: shape}`` of the variables ``config``'s model initializes (abstractly)."""
     model = build_model(config)
     x = jax.ShapeDtypeStruct((1, *config.input_shape), jnp.float32)
-    shapes = jax.eval_shape(model.init, jax.random.key(0), x)
-    flat, _ = jax.tree_util.tree_flatten_with_path(shapes)
-    return {jax.tree_util.keystr(p, simple=True, separator="/"): leaf.shape for p, leaf in flat}
+    return leaf_shapes(jax.eval_shape(model.init, jax.random.key(0), x))
 
 
 def _with(config: ModelConfig, field: Field, value: int) -> ModelConfig:
@@ -191,8 +189,7 @@ def fit_config(config: ModelConfig, variables: Any) -> ModelConfig:
       >>> fitted.width, fitted.depth
       ((8,), 1)
     """
-    flat, _ = jax.tree_util.tree_flatten_with_path(variables)
-    target = {jax.tree_util.keystr(p, simple=True, separator="/"): np.shape(v) for p, v in flat}
+    target = leaf_shapes(variables)
     base = config.resolved()
     for candidate in _candidates(config):
         fitted = _fit(candidate, target)

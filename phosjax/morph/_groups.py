@@ -121,6 +121,11 @@ def leaf_paths(tree: Any) -> dict[str, Any]:
     return {jax.tree_util.keystr(p, simple=True, separator="/"): v for p, v in flat}
 
 
+def leaf_shapes(tree: Any) -> dict[str, tuple[int, ...]]:
+    """``{path: shape}`` of the leaves of ``tree`` (arrays or `jax.ShapeDtypeStruct`s)."""
+    return {path: np.shape(leaf) for path, leaf in leaf_paths(tree).items()}
+
+
 def leaf_path(path: str, paths: Collection[str]) -> str:
     """The one of ``paths`` (a tree's leaf paths) that holds the member leaf ``path``.
 

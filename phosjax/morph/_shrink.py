@@ -10,7 +10,7 @@ import numpy as np
 
 from phosjax.models import ModelConfig
 from phosjax.morph._fit import fit_config
-from phosjax.morph._groups import ChannelGroups, leaf_path, leaf_paths
+from phosjax.morph._groups import ChannelGroups, leaf_path, leaf_paths, leaf_shapes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,12 +106,6 @@ def _shrink_tree(tree: Any, prefix: str, dead: Mapping[tuple[str, int], np.ndarr
     return _edit(tree, prefix, edit)
 
 
-def _leaf_shapes(tree: Any) -> dict[str, tuple[int, ...]]:
-    """``{path: shape}`` of the leaves of ``tree`` (an `optax.MaskedNode` has none)."""
-    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
-    return {jax.tree_util.keystr(p, simple=True, separator="/"): np.shape(v) for p, v in flat}
-
-
 def _shrink_state(
     opt_state: Any, variables: Any, dead: Mapping[tuple[str, int], np.ndarray]
 ) -> Any:
@@ -122,7 +116,7 @@ def _shrink_state(
     """
     collections = variables.items() if isinstance(variables, Mapping) else ()
     references = [
-        (prefix, _leaf_shapes(tree))
+        (prefix, leaf_shapes(tree))
         for prefix, tree in [("", variables), *((f"{k}/", v) for k, v in collections)]
     ]
     changed = {path for (path, _), positions in dead.items() if positions.any()}
@@ -134,7 +128,7 @@ def _shrink_state(
     ]
 
     def prefix_of(node: Any) -> str | None:
-        found = _leaf_shapes(node)
+        found = leaf_shapes(node)
         return next(
             (p for p, known in references if found and found.items() <= known.items()), None
         )
