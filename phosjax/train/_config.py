@@ -81,6 +81,14 @@ def number_in(
     return number
 
 
+def _check_selector(where: str, selector: Any) -> None:
+    """Raises a ValueError starting with ``where`` if ``selector`` does not compile."""
+    try:
+        compile_selector(selector)
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from None
+
+
 @dataclasses.dataclass(frozen=True)
 class Regularizer:
     """A penalty ``strength * sum over matches of kind(value)`` added to the loss.
@@ -116,10 +124,7 @@ class Regularizer:
     threshold: float = 1e-2
 
     def __post_init__(self) -> None:
-        try:
-            compile_selector(self.selector)
-        except ValueError as error:
-            raise ValueError(f"Regularizer selector: {error}") from None
+        _check_selector("Regularizer selector", self.selector)
         if self.kind not in REGULARIZER_KINDS:
             raise ValueError(f"Regularizer kind {self.kind!r}: expected one of {REGULARIZER_KINDS}")
         if self.on not in REGULARIZER_TARGETS:
@@ -217,10 +222,7 @@ class HParams:
         pairs = knobs.items() if isinstance(knobs, Mapping) else knobs
         checked = []
         for selector, value in pairs:
-            try:
-                compile_selector(selector)
-            except ValueError as error:
-                raise ValueError(f"HParams knobs: {error}") from None
+            _check_selector("HParams knobs", selector)
             checked.append((selector, number_in(f"HParams knob {selector!r}", value, -math.inf)))
         object.__setattr__(self, "knobs", tuple(checked))
         regularizers = tuple(self.regularizers)
