@@ -45,7 +45,12 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
         env["PHOSJAX_TEST_DATA_DIR"] = str(pyfuncitem.funcargs["data_dir"])
     command = [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:xdist", pyfuncitem.nodeid]
     done = subprocess.run(
-        command, cwd=pyfuncitem.config.rootpath, env=env, capture_output=True, text=True
+        command,
+        cwd=pyfuncitem.config.rootpath,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # a crash's trace shows with the report
+        text=True,
     )
     print(done.stdout)
     if done.returncode != 0:
