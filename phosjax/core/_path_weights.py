@@ -8,8 +8,10 @@ weights live in a context variable only while one trace runs (no global state).
 A branch under `flax.linen.jit` cannot read them: nn.jit reuses its first trace, with
 the weight of that call baked in. Reading a path weight there is an error, raised when
 nn.jit traces the branch inside the scope. A trace nn.jit already holds from a call
-outside any scope is reused unchecked (its aux losses then go unscaled): jit the layer
-that owns the path weight, never the branch.
+outside any scope runs no Python code, so the scope counts the aux losses raised inside
+it instead: more recorded than raised means some came from such a trace, unscaled, and
+that is an error too. (A direct `current_path_weight` read in such a trace cannot be
+seen.) Jit the layer that owns the path weight, never the branch.
 """
 
 import contextlib
@@ -22,7 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from phosjax.core._collections import PATH_WEIGHTS
+from phosjax.core._collections import AUX_LOSS, PATH_WEIGHTS
 from phosjax.core._record import record
 
 
@@ -37,6 +39,44 @@ class _Unreadable:
 _CURRENT: contextvars.ContextVar[jax.Array | _Unreadable | None] = contextvars.ContextVar(
     "phosjax_path_weight", default=None
 )
+
+
+@dataclasses.dataclass
+class _Tally:
+    """The aux losses raised inside one `path_weight` scope by its owner or beneath it."""
+
+    owner: tuple[str, ...]  # the path of the module that opened the scope
+    raised: int = 0
+
+
+_TALLIES: contextvars.ContextVar[tuple[_Tally, ...]] = contextvars.ContextVar(
+    "phosjax_path_weight_tallies", default=()
+)
+
+
+def count_aux_loss(module: nn.Module) -> None:
+    """Counts an aux loss raised by ``module`` in every enclosing scope it lies beneath."""
+    for tally in _TALLIES.get():
+        if module.path[: len(tally.owner)] == tally.owner:
+            tally.raised += 1
+
+
+def _recorded_aux_losses(module: nn.Module) -> int:
+    """How many aux losses ``module`` and the modules beneath it have recorded so far."""
+    return len(jax.tree.leaves(module.variables.get(AUX_LOSS, {})))
+
+
+def _check_all_raised_here(module: nn.Module, scope: str, before: int, tally: _Tally) -> None:
+    """Raises if the scope recorded more aux losses than were raised in it: the rest came
+    from a trace nn.jit made outside the scope and reused here, unscaled."""
+    stale = _recorded_aux_losses(module) - before - tally.raised
+    if stale > 0:
+        raise ValueError(
+            f"{stale} aux loss(es) recorded inside path_weight {scope} were not scaled by it: "
+            "a module under nn.jit reused a trace made outside the scope, with no path "
+            "weight. Apply nn.jit (or jax.jit) around the layer that owns the path weight "
+            "instead."
+        )
 
 
 def _readable(weight: jax.Array | _Unreadable) -> jax.Array:
@@ -116,7 +156,9 @@ def path_weight(module: nn.Module, name: str, weight: Any) -> Iterator[jax.Array
     Raises:
       ValueError: ``weight`` has more than one axis; or a module under `flax.linen.jit`
         inside the scope (but not around it) reads the path weight, e.g. raises an aux
-        loss: nn.jit would reuse a trace with a stale weight. Jit the owner instead.
+        loss: nn.jit would reuse a trace with a stale weight; or the scope recorded aux
+        losses that no code inside it raised (a trace nn.jit made outside the scope, reused
+        with no weight). Jit the owner instead.
 
     Examples:
       >>> import flax.linen as nn, jax.numpy as jnp, phosjax as px
@@ -140,9 +182,16 @@ def path_weight(module: nn.Module, name: str, weight: Any) -> Iterator[jax.Array
     outer = _CURRENT.get()
     combined = weight if outer is None else _readable(outer) * weight  # scalar or (B,)
     scope = f"{name!r} in {'/'.join(module.path) or 'the top module'}"
+    checked = module.is_mutable_collection(AUX_LOSS) and not module.is_initializing()
+    before = _recorded_aux_losses(module) if checked else 0
+    tally = _Tally(tuple(module.path))
     token = _CURRENT.set(combined)
+    tallies_token = _TALLIES.set((*_TALLIES.get(), tally))
     try:
         with nn.intercept_methods(_guard_jit(_jit_depth(module), scope)):
             yield combined
+        if checked:
+            _check_all_raised_here(module, scope, before, tally)
     finally:
+        _TALLIES.reset(tallies_token)
         _CURRENT.reset(token)

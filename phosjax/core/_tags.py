@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core._collections import AUX_LOSS, BLURB, INJECTIONS, INTERMEDIATES, PERTURBATIONS
-from phosjax.core._path_weights import current_path_weight, scale_by_path_weight
+from phosjax.core._path_weights import count_aux_loss, current_path_weight, scale_by_path_weight
 from phosjax.core._paths import module_path
 from phosjax.core._record import record
 
@@ -98,6 +98,7 @@ def aux_loss(module: nn.Module, name: str, value: jax.Array) -> jax.Array:
     """
     scaled = jnp.mean(scale_by_path_weight(jnp.asarray(value), current_path_weight()))
     record(module, AUX_LOSS, name, scaled)
+    count_aux_loss(module)
     return scaled
 
 

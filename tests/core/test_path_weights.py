@@ -59,3 +59,48 @@ def test_nn_jit_around_the_owner_of_the_path_weight_follows_the_weight():
 def test_a_branch_under_nn_jit_that_reads_no_path_weight_is_fine():
     model = Gated(nn.jit(nn.Dense)(3))
     assert _loss(model, 2.0) == 0.0
+
+
+class Plain(nn.Module):
+    """Runs ``branch`` outside any path weight, or inside a path weight ``weight``."""
+
+    branch: nn.Module
+    weight: float | None = None
+
+    @nn.compact
+    def __call__(self, x):
+        if self.weight is None:
+            return self.branch(x)
+        with px.path_weight(self, "branch", self.weight):
+            return self.branch(x)
+
+
+def _aux_total(model: nn.Module) -> float:
+    _, state = model.apply({}, jnp.ones((2, 3)), mutable=[px.AUX_LOSS])
+    return float(px.aux_total(state[px.AUX_LOSS])[0])
+
+
+def test_a_trace_nn_jit_made_outside_any_scope_is_not_reused_unscaled_inside_one():
+    # The same nn.jit module at the same place, first traced outside any path weight:
+    # nn.jit reuses that trace inside the scope without running the branch's Python code.
+    branch = nn.jit(Loss)()
+    assert _aux_total(Plain(branch)) == 1.0
+    with pytest.raises(ValueError, match=r"1 aux loss\(es\) recorded inside path_weight 'branch'"):
+        _aux_total(Plain(branch, weight=0.25))
+    assert _aux_total(Plain(Loss(), weight=0.25)) == 0.25
+
+
+def test_aux_losses_raised_in_a_scope_and_recorded_beside_it_are_all_counted():
+    class TwoScopes(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            x = Loss(name="before")(x)
+            with px.path_weight(self, "outer", 0.5):
+                x = Loss(name="outer_loss")(x)
+                with px.path_weight(self, "inner", 0.5):
+                    x = Loss(name="inner_loss")(Loss(name="inner_loss_2")(x))
+            return x
+
+    _, state = TwoScopes().apply({}, jnp.ones(2), mutable=[px.AUX_LOSS])
+    losses = {k: float(v["one"][0]) for k, v in state[px.AUX_LOSS].items()}
+    assert losses == {"before": 1.0, "outer_loss": 0.5, "inner_loss": 0.25, "inner_loss_2": 0.25}
