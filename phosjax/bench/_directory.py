@@ -56,10 +56,13 @@ def _runner_env(path: pathlib.Path) -> bool:
     return isinstance(env, dict) and {"packages", "python", "host", "devices"} <= env.keys()
 
 
-_PEER = r"[^/]+\.p\d+of\d+"
+_PEER = rf"[^/]+{_layout.PROCESS_SUFFIX}"  # a group key of process i of n
+_PROFILE_STEMS = "|".join(
+    re.escape(pathlib.PurePath(p).stem) for p in (_layout.PHASES, _layout.MEMORY)
+)
 _PEER_FILES = {
     _layout.RESULTS: re.compile(rf"part-{_PEER}-\d{{9}}\.parquet"),
-    _layout.PROFILE: re.compile(r"(?:phases|memory)\.p\d+of\d+\.parquet"),
+    _layout.PROFILE: re.compile(rf"(?:{_PROFILE_STEMS}){_layout.PROCESS_SUFFIX}\.parquet"),
     _layout.CHECKPOINTS: re.compile(rf"{_PEER}/\d+"),
 }
 """What process ``i`` of ``n`` writes in these folders (its group keys and file stems end

@@ -85,6 +85,11 @@ def is_bench(directory: str | pathlib.Path) -> bool:
     return (pathlib.Path(directory) / MARKER).is_file()
 
 
+PROCESS_SUFFIX = r"\.p(\d+)of(\d+)"
+"""What `process_suffix` adds for process ``i`` of ``n``, as a regular expression (its
+groups: ``i``, ``n``)."""
+
+
 def process_suffix(process: tuple[int, int]) -> str:
     """What process ``i`` of ``n`` adds to its group keys and file stems: ``".p<i>of<n>"``,
     or nothing for a single process.
@@ -126,7 +131,7 @@ def process_of(file_name: str, name: str) -> tuple[int, int] | None:
 
 def _per_process_pattern(name: str) -> re.Pattern[str]:
     path = pathlib.PurePath(name)
-    return re.compile(rf"{re.escape(path.stem)}(?:\.p(\d+)of(\d+))?{re.escape(path.suffix)}")
+    return re.compile(rf"{re.escape(path.stem)}(?:{PROCESS_SUFFIX})?{re.escape(path.suffix)}")
 
 
 def part_files(results: pathlib.Path) -> list[pathlib.Path]:
