@@ -320,6 +320,13 @@ def run(config: MorphConfig, directory: str | os.PathLike) -> pd.DataFrame:
     of the shrunk network, same outputs as the masked one) and ``"expanded"`` (widened
     to the budget and retrained from scratch).
 
+    ``python -m phosjax.morph --config configs/morph_mnist1d.yaml --dir runs/morph`` calls
+    ``run(config, "runs/morph")`` with that file's `MorphConfig`. A tiny run, e.g.
+    ``run(MorphConfig(ModelConfig("mlp", 10, (8, 8, 1), width=(32,)), dataset="digits",
+    iterations=1, steps=20), "runs/tiny")``, returns (and writes) four rows: start,
+    regularized, shrunk, expanded. It takes tens of seconds on CPU, most of it compiling
+    and timing latency, so it is not a doctest; tests/morph/test_loop.py runs one.
+
     Raises:
       MorphConfigError: before anything trains or is written (see `prepare`).
 
