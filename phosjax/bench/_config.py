@@ -350,8 +350,13 @@ class BenchConfig:
         for name in ("eval_every", "checkpoint_every"):
             checked_numbers(name, getattr(self, name), integer=True, least=0)
         checked_numbers("chunk_steps", self.chunk_steps, integer=True, least=1, optional=True)
+        names = self.datasets if isinstance(self.datasets, list | tuple) else None
+        if names is None or not all(isinstance(name, str) for name in names):
+            raise BenchError(f"datasets must be a list of data set names, got {self.datasets!r}.")
         if not self.models or not self.datasets:
             raise BenchError("a bench needs at least one model and one data set.")
+        if self.data_dir is not None and not isinstance(self.data_dir, str):
+            raise BenchError(f"data_dir must be a folder (a path) or null, got {self.data_dir!r}.")
         check_axis("seeds", self.seeds)
         if isinstance(self.seeds, list | tuple):
             checked_numbers("each of seeds (a list of seeds)", self.seeds, integer=True)

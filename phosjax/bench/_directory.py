@@ -6,11 +6,14 @@ one cannot go on (`in_every_process`; the others also wait there for process 0's
 metadata).
 """
 
+import contextlib
 import datetime
+import fcntl
 import os
 import pathlib
 import re
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import jax
@@ -95,7 +98,8 @@ def _foreign(root: pathlib.Path) -> list[str]:
     """The names in ``root``, a directory without a marker, that no start of a bench leaves
     there before the marker is written; sorted. Such a start leaves writers' temporary
     files (`is_temporary`); processes sharing the bench, run apart, their per-process
-    files (``status.p<i>of<n>.json``, `_PEER_FILES`); and process 0 killed inside
+    files (``status.p<i>of<n>.json``, `_PEER_FILES`); its lock files (`locked`, taken
+    before the marker is written); and process 0 killed inside
     `write_meta` (it writes the marker last) ``config.yaml`` with an ``env.json`` of
     `environment`. Anything else (an empty folder, a hand-written ``config.yaml``) is the
     user's, never to be overwritten."""
@@ -105,6 +109,7 @@ def _foreign(root: pathlib.Path) -> list[str]:
     leftovers |= {
         n for n in _layout.per_process_names(_layout.STATUS, files) if n != _layout.STATUS
     }
+    leftovers |= set(_layout.per_process_names(_layout.LOCK, files))
     if {_layout.CONFIG, _layout.ENV} <= files and _runner_env(root / _layout.ENV):
         leftovers |= {_layout.CONFIG, _layout.ENV}
     leftovers |= {name for name in _PEER_FILES if _peers_only(root / name)}
@@ -180,6 +185,7 @@ def choose_config(
                 f"--force cannot move {str(root)!r} aside: it holds the working directory. "
                 f"Run from its parent with --dir {root.resolve().name}."
             )
+        check_unlocked(root)
         target = _aside(root)
         os.replace(root, target)
         return config, target
@@ -189,6 +195,53 @@ def choose_config(
         "Pass --resume to continue it under its stored config, or --force to move it aside "
         f"(to {root.name}.old-<time>) and start over, or pick another --dir."
     )
+
+
+def _busy(root: pathlib.Path, holder: str) -> BenchError:
+    return BenchError(
+        f"{str(root)!r} is being written by another run ({holder.strip() or 'pid unknown'}); "
+        "wait for it to end, or stop it, then run the command again; or pick another --dir."
+    )
+
+
+@contextlib.contextmanager
+def locked(root: pathlib.Path, process: tuple[int, int]) -> Iterator[None]:
+    """Holds process ``i`` of ``n``'s lock of the bench in ``root`` (``run.lock``, or
+    ``run.p<i>of<n>.lock``: an exclusive ``flock``) while it writes there, so a second
+    run on the same directory stops before it writes anything, instead of training the
+    same groups alongside. The lock goes with the process (a killed run holds none); its
+    file stays, naming the last holder.
+
+    Raises:
+      BenchError: another run holds it (the message names its pid and host).
+    """
+    path = root / _layout.process_name(_layout.LOCK, process)
+    with open(path, "a+", encoding="utf-8") as file:
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.seek(0)
+            raise _busy(root, file.read()) from None
+        except OSError:  # a file system without locks (some network mounts): none to hold
+            pass
+        file.seek(0)
+        file.truncate()
+        stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        file.write(f"pid {os.getpid()} on {socket.gethostname()} since {stamp}\n")
+        file.flush()
+        yield
+
+
+def check_unlocked(root: pathlib.Path) -> None:
+    """Raises `BenchError` when a run holds a lock of the bench in ``root`` (`locked`)."""
+    for name in _layout.per_process_files(root, _layout.LOCK):
+        with open(root / name, encoding="utf-8") as file:
+            try:
+                fcntl.flock(file, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise _busy(root, file.read()) from None
+            except OSError:  # a file system without locks: nothing tells a holder
+                continue
 
 
 def check_processes(root: pathlib.Path, count: int) -> None:

@@ -26,10 +26,13 @@ atomically (a temporary file, then a rename), so a reader never sees half a file
       profile/memory.parquet   host RSS and device bytes in use over time
       checkpoints/<group_id>/  each group's training state: a file <step> (npz) per saved step
       morph/                   results of `python -m phosjax.morph` (if run here)
+      run.lock            held (``flock``) by the run writing the bench, which it names
+                           ("pid 12 on host h since ISO time"): a second run on the same
+                           directory, or a ``--force`` moving it aside, stops at once
 
 When several processes share a bench (``jax.distributed``), process ``i`` of ``n`` names
 its group keys ``<group_id>.p<i>of<n>`` (part files, checkpoints) and writes
-``status.p<i>of<n>.json``, ``profile/phases.p<i>of<n>.parquet`` and
+``status.p<i>of<n>.json``, ``run.p<i>of<n>.lock``, ``profile/phases.p<i>of<n>.parquet`` and
 ``profile/memory.p<i>of<n>.parquet`` instead of the single-process names. A bench is
 continued only with the number of processes it was started with (``bench.json``).
 """
@@ -55,6 +58,13 @@ PHASES = "profile/phases.parquet"
 MEMORY = "profile/memory.parquet"
 CHECKPOINTS = "checkpoints"
 MORPH = "morph"
+LOCK = "run.lock"
+
+PLAIN_NAME = re.compile(r"[^/\\\x00.][^/\\\x00]*")
+"""A name that names one file of a bench folder: no path separator (``/``, ``\\``) nor
+NUL, and not hidden (no leading dot, so neither ``.`` nor ``..``). A model's name must be
+one: it begins its id (``blurbs/<model_id>.json``) and its group ids (part files,
+checkpoints)."""
 
 CELL_COLUMNS = ("cell_id", "group_id", "model_id", "model", "dataset", "seed")
 """Columns of ``cells.parquet`` and of every results row, before the hparam columns.
@@ -100,6 +110,18 @@ def process_suffix(process: tuple[int, int]) -> str:
     """
     index, count = process
     return "" if count == 1 else f".p{index}of{count}"
+
+
+def process_name(name: str, process: tuple[int, int]) -> str:
+    """The name under which process ``i`` of ``n`` writes file ``name``: ``name`` itself,
+    or ``<stem>.p<i>of<n><suffix>`` when several processes share the bench.
+
+    Examples:
+      >>> process_name("status.json", (1, 2)), process_name("status.json", (0, 1))
+      ('status.p1of2.json', 'status.json')
+    """
+    path = pathlib.PurePath(name)
+    return path.with_name(f"{path.stem}{process_suffix(process)}{path.suffix}").as_posix()
 
 
 def per_process_names(name: str, names: Iterable[str]) -> list[str]:

@@ -1,8 +1,9 @@
 """`plan`: a `BenchConfig` becomes cells (with stable ids and hparam columns) in groups.
 
 Planning checks every name before anything trains: unknown data sets and models are
-listed with the known ones; a data set `phosjax.data.load` cannot read (another version
-prepared, no class label, a text input) is named with the reason; bad model options,
+listed with the known ones; a model name that cannot name a file (``a/b``) is refused;
+a data set `phosjax.data.load` cannot read (another version prepared, no class label, a
+text input) is named with the reason; bad model options,
 models that fail to build on a data set, batch sizes larger than a data set's train
 split, knob selectors that match no knob of any model and regularizers that apply to
 no model (a selector that matches none of any model's params, tagged values or channel
@@ -138,6 +139,12 @@ def _check_models(entries: Sequence[ModelEntry]) -> None:
             raise BenchError(
                 f"unknown model {entry.name!r}; registered models: {', '.join(known)} "
                 "(register your own and pass --import your.module)."
+            )
+        if not _layout.PLAIN_NAME.fullmatch(entry.name):
+            raise BenchError(
+                f"model {entry.name!r} cannot name the bench's files (blurbs/<name>-<hash>"
+                ".json, results/part-<name>-...): a bench takes a model name without '/', "
+                "'\\' or NUL that does not start with '.'; register it under such a name."
             )
 
 

@@ -1,5 +1,6 @@
 """`run`: plan a bench, train what is missing, write everything; `add_models`."""
 
+import contextlib
 import math
 import os
 import pathlib
@@ -21,6 +22,7 @@ from phosjax.bench._directory import (
     choose_config_together,
     gather,
     in_every_process,
+    locked,
     open_bench,
     write_meta,
 )
@@ -66,7 +68,7 @@ def jobs(plan_: Plan, process: tuple[int, int]) -> list[GroupJob]:
 
 def _per_process(path: pathlib.Path, process: tuple[int, int]) -> pathlib.Path:
     """``path``, or ``<stem>.p<i>of<n><suffix>`` when several processes share a bench."""
-    return path.with_name(f"{path.stem}{_layout.process_suffix(process)}{path.suffix}")
+    return path.with_name(_layout.process_name(path.name, process))
 
 
 def _write_blurbs(root: pathlib.Path, plan_: Plan, flops: bool) -> None:
@@ -191,8 +193,21 @@ def _execute(
     agree("configs or process counts", f"config {config.digest()}, {process[1]} processes")
     check_processes(root, process[1])
     plan_ = planned or in_every_process(lambda: plan(config, datasets), "plan the bench")
-    schema = results_schema(plan_)
     root.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as lock:  # one run at a time writes the bench
+        in_every_process(lambda: lock.enter_context(locked(root, process)), "lock the bench")
+        return _write_and_train(config, root, process, progress, plan_)
+
+
+def _write_and_train(
+    config: BenchConfig,
+    root: pathlib.Path,
+    process: tuple[int, int],
+    progress: bool,
+    plan_: Plan,
+) -> pd.DataFrame:
+    """`_execute`'s writing, once this process holds its lock of the bench."""
+    schema = results_schema(plan_)
 
     def write_metadata() -> None:
         """Process 0 writes what describes the bench; the others wait for it."""

@@ -97,6 +97,9 @@ def test_a_grid_with_no_cell_or_an_unknown_strategy_is_a_clear_error(tmp_path, t
         ("chunk_steps: 0\n", r"chunk_steps must be a whole number >= 1 or null, got 0\."),
         ("seeds: true\n", r"seeds must be a number of seeds >= 1 or a list, got True\."),
         ("seeds: [0, a]\n", r"each of seeds \(a list of seeds\) must be a whole number, got 'a'"),
+        ("datasets: mnist1d\n", r"datasets must be a list of data set names, got 'mnist1d'\."),
+        ("datasets: [mnist1d, 3]\n", r"datasets must be a list of .*, got \['mnist1d', 3\]\."),
+        ("data_dir: 3\n", r"data_dir must be a folder \(a path\) or null, got 3\."),
         (
             "grid: {regularizers: [{kind: l2, strength: [0, -0.1]}]}\n",
             r"the strength of grid\.regularizers entry 'l2' must be a number >= 0, got -0\.1\.",

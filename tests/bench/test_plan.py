@@ -20,6 +20,12 @@ def _broken(config):
 if BROKEN not in registered_models():
     register_model(BROKEN, build=_broken)
 
+SLASHED = "test_plan/mlp"
+"""A registered model whose name holds a path separator."""
+
+if SLASHED not in registered_models():
+    register_model(SLASHED, build=_broken)
+
 
 def small(**grid: object) -> dict[str, object]:
     """``grid`` with batches that fit the toy data's 64 train examples."""
@@ -62,6 +68,12 @@ def test_depth_and_width_axes_apply_to_models_without_their_own(toy):
 def test_unknown_model_lists_the_registered_ones(toy):
     with pytest.raises(BenchError, match=r"unknown model 'mpl'; registered models: .*mlp"):
         plan(tiny_config(models=["mpl"]), toy)
+
+
+def test_a_model_name_that_cannot_name_a_file_is_refused(toy):
+    """Its part files would land in a folder of results/ that no reader reads."""
+    with pytest.raises(BenchError, match=r"model 'test_plan/mlp' cannot name the bench's files"):
+        plan(tiny_config(models=[SLASHED]), toy)
 
 
 def test_unknown_dataset_lists_the_known_ones(tmp_path):

@@ -1,5 +1,6 @@
 """`run` and `add_models` on a tiny bench: results, files, re-runs, refusals, schemas."""
 
+import fcntl
 import json
 import pathlib
 import re
@@ -220,6 +221,31 @@ def test_force_refuses_to_move_the_working_directory_aside(bench, tmp_path, toy,
     assert list(tmp_path.glob("b.old-*")) == [] and (root / _layout.MARKER).is_file()
 
 
+def test_a_bench_another_run_writes_is_refused_and_nothing_touched(bench, tmp_path, toy):
+    """While a run holds the bench's lock, the same command, add_models and a --force
+    with another config stop before writing: none trains the same groups alongside it,
+    nor moves its directory from under it (it would then write into the new bench)."""
+    root = tmp_path / "b"
+    shutil.copytree(bench[0], root)
+    config = tiny_config(models=[{"name": "mlp", "width": 8}])
+    busy = r"'.*b' is being written by another run \(pid 12 on elsewhere since 1999\); wait"
+    with open(root / _layout.LOCK, "w") as holder:  # another run's
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        holder.write("pid 12 on elsewhere since 1999\n")
+        holder.flush()
+        before = _contents(root)
+        with pytest.raises(BenchError, match=busy):
+            run(config, root, datasets=toy, progress=False)
+        with pytest.raises(BenchError, match=busy):
+            add_models(root, ["logreg"], datasets=toy, progress=False)
+        other = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=[5])
+        with pytest.raises(BenchError, match=busy):
+            run(other, root, datasets=toy, force=True, progress=False)
+        assert _contents(root) == before and not list(tmp_path.glob("b.old-*"))
+    again = run(config, root, datasets=toy, progress=False)  # the lock went with its holder
+    pd.testing.assert_frame_equal(sort(again), sort(bench[1]))
+
+
 def test_not_a_bench_is_refused(tmp_path, toy, capsys):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(BenchError, match="not empty and holds no bench"):
@@ -294,7 +320,8 @@ def test_what_a_start_killed_before_its_marker_leaves_is_taken_over(tmp_path, to
         with pytest.raises(Killed):
             run(first, root, datasets=toy, progress=False)
     (root / f"{TEMPORARY}elsewhere~1~bench.json").write_text("half")
-    assert sorted(p.name for p in root.iterdir())[1:] == [_layout.CONFIG, _layout.ENV]
+    left = [_layout.CONFIG, _layout.ENV, _layout.LOCK]
+    assert sorted(p.name for p in root.iterdir())[1:] == left
     second = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=[7])
     results = run(second, root, datasets=toy, progress=False)
     assert results.seed.unique().tolist() == [7]
@@ -302,6 +329,7 @@ def test_what_a_start_killed_before_its_marker_leaves_is_taken_over(tmp_path, to
     peers = tmp_path / "peers"
     for name in [
         "status.p1of2.json",
+        "run.p1of2.lock",
         f"{TEMPORARY}elsewhere~1~status.p1of2.json",
         "results/part-mlp-be0040c2.p1of2-000000001.parquet",
         "checkpoints/mlp-be0040c2.p1of2/6",

@@ -4,8 +4,10 @@ import json
 import math
 import re
 import socket
+import urllib.parse
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from phosjax.bench import _layout
@@ -260,6 +262,21 @@ def test_a_bench_that_just_started(tmp_path):
         assert info["metrics"] == [] and info["models"] == [] and not info["has_profile"]
         assert get_json(server, "/api/profile") == {"phases": None, "memory": None}
         assert get(server, "/api/morph")[0] == 404
+
+
+@pytest.mark.parametrize("model", ["my net", "résnet"])
+def test_a_model_named_with_a_space_or_accent_shows_its_blurb(tmp_path, model):
+    """Any name the runner takes (`_layout.PLAIN_NAME`) names a blurb the viewer serves."""
+    model_id = f"{model}-1a2b3c4d"
+    (tmp_path / _layout.MARKER).write_text(json.dumps({"format": 1}))
+    cells = {c: ["c1"] for c in _layout.CELL_COLUMNS} | {"model_id": [model_id], "seed": [0]}
+    pd.DataFrame(cells).to_parquet(tmp_path / _layout.CELLS)
+    (tmp_path / _layout.BLURBS).mkdir()
+    (tmp_path / _layout.BLURBS / f"{model_id}.json").write_text(blurb_json())
+    with serving(tmp_path) as server:
+        assert get_json(server, "/api/bench")["models"][0]["has_blurb"]
+        blurb = get_json(server, f"/api/blurb/{urllib.parse.quote(model_id)}")
+    assert blurb == json.loads(blurb_json())
 
 
 def test_a_directory_that_is_not_a_bench(tmp_path, written, capsys):

@@ -2,7 +2,6 @@
 
 import json
 import pathlib
-import re
 from typing import Any
 
 import pandas as pd
@@ -13,8 +12,6 @@ import pyarrow.types as pat
 
 from phosjax.bench import _layout
 from phosjax.morph import ITERATIONS
-
-_SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
 class NotABenchError(ValueError):
@@ -91,8 +88,9 @@ class BenchFiles:
         return resolved
 
     def named(self, folder: str, name: str, suffix: str) -> pathlib.Path:
-        """``folder/<name><suffix>`` for a plain file name (letters, digits, ``_.-``)."""
-        if not _SAFE_NAME.fullmatch(name):
+        """``folder/<name><suffix>`` for a plain file name (`_layout.PLAIN_NAME`: one
+        that any model the runner takes gives, ``my net-1a2b`` too)."""
+        if not _layout.PLAIN_NAME.fullmatch(name):
             raise OutsideBenchError(f"{name!r} is not a plain file name.")
         return self.path(f"{folder}/{name}{suffix}")
 
