@@ -50,9 +50,11 @@ def _segment_regex(segment: str) -> str:
     return "".join(out)
 
 
-@functools.lru_cache(maxsize=1024)
 def compile_selector(selector: str) -> re.Pattern[str]:
     """Compiles a selector to a regular expression over whole paths.
+
+    Raises:
+      ValueError: ``selector`` is no non-empty string (a list too), or is malformed.
 
     Examples:
       >>> bool(compile_selector("blocks_[1-3]/**/T").fullmatch("blocks_2/choice/T"))
@@ -60,15 +62,22 @@ def compile_selector(selector: str) -> re.Pattern[str]:
       >>> bool(compile_selector("**/T").fullmatch("T"))
       True
     """
-    if not isinstance(selector, str) or not selector:
+    if not isinstance(selector, str) or not selector:  # checked before the cache hashes it
         raise ValueError(f"A selector must be a non-empty string, got {selector!r}.")
+    return _compile(selector)
+
+
+@functools.lru_cache(maxsize=1024)
+def _compile(selector: str) -> re.Pattern[str]:
+    """`compile_selector` of a non-empty string, cached."""
     if selector.startswith("re:"):
         try:
             return re.compile(selector[3:])
         except re.error as error:
             raise ValueError(f"Selector {selector!r} is no regular expression: {error}.") from None
     pattern, need_sep = "", False
-    segments = selector.split(SEP)
+    parts = selector.split(SEP)  # "**/**" is "**": both match any number of segments
+    segments = [s for i, s in enumerate(parts) if not (s == "**" and parts[i - 1 : i] == ["**"])]
     for i, segment in enumerate(segments):
         sep = SEP if need_sep else ""
         if segment != "**":

@@ -121,6 +121,21 @@ def _candidates(config: ModelConfig) -> list[ModelConfig]:
     return candidates
 
 
+def _driven(candidate: ModelConfig, groups: ChannelGroups) -> dict[Field, list[str]]:
+    """``{field: names of the groups it sizes}`` for each field of ``candidate``; a field
+    that cannot grow alone (say, a stage width tied to the next by a skip) sizes none."""
+    shapes = variable_shapes(candidate)
+    out = {}
+    for field in _fields(candidate):
+        axes = set(_changes(candidate, field, shapes))
+        out[field] = [
+            g.name
+            for g in groups.groups
+            if any((m.path, m.axis) in axes and m.zeroed for m in g.members)
+        ]
+    return out
+
+
 def expressible(
     config: ModelConfig,
     groups: ChannelGroups,
@@ -147,17 +162,12 @@ def expressible(
       >>> {name: np.flatnonzero(keep).tolist() for name, keep in kept.items()}
       {'blocks_0/conv_0': [0, 1, 2, 3], 'blocks_0/conv_1': [1, 3, 5, 7]}
     """
-    candidate = _candidates(config)[-1]
-    shapes = variable_shapes(candidate)
+    drives = [_driven(candidate, groups) for candidate in _candidates(config)]
+    # The form whose fields size the most groups; of equals the last (one stage per block).
+    fields = max(reversed(drives), key=lambda d: len({n for names in d.values() for n in names}))
     arrays = dict(zip(groups.names, groups.alive_arrays(alive), strict=True))
     result = {name: np.ones_like(keep) for name, keep in arrays.items()}
-    for field in _fields(candidate):
-        axes = set(_changes(candidate, field, shapes))
-        driven = [
-            g.name
-            for g in groups.groups
-            if any((m.path, m.axis) in axes and m.zeroed for m in g.members)
-        ]
+    for driven in fields.values():
         count = max((int(arrays[name].sum()) for name in driven), default=0)
         for name in driven:
             score = np.asarray(scores[name], float) if scores else -np.arange(arrays[name].size)

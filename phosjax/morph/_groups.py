@@ -214,7 +214,9 @@ def channel_groups(
     axes it combines (residual streams, biases, normalization scales); reshapes and
     concatenations are followed into flattened and concatenated axes; depthwise
     convolutions tie their input and output channels. A group is a set of tied channels
-    produced by some kernel or scale, named after its first producing module (plus
+    produced by some kernel or scale (a scale only where a variable holds the channels,
+    not on an axis the model makes, e.g. by broadcasting, which shrinking it could not
+    remove), named after its first producing module (plus
     ``[axis]``, then ``#k``, where names would repeat). Axes that cannot be pruned
     exactly stay whole and are listed in ``pinned`` with the operation that pinned them:
     the model's inputs and outputs, reduced axes (e.g. the features of a LayerNorm),
@@ -273,6 +275,12 @@ def channel_groups(
                 for atom in found:
                     rank = (int("out" not in kinds), leaf, axis)
                     producers[atom] = min(producers.get(atom, rank), rank)
+    made = {labels.find(label) for label in facts.made}
+    for atom in [a for a, (scale_only, _, _) in producers.items() if scale_only and a in made]:
+        # A scale on channels the model makes (say, by broadcasting): shrinking the scale
+        # would not remove them from the activation, and no kernel produces them.
+        labels.pin(atom, "only a scale multiplies these channels, which the model makes")
+        del producers[atom]
     order = sorted(producers, key=lambda atom: producers[atom])
     group_of = {atom: index for index, atom in enumerate(order)}
     collections = _has_collections(model, variables)

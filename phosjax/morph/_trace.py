@@ -73,6 +73,9 @@ class Trace:
     ops: list[tuple[str, list[int]]]
     normalized: dict[tuple[int, int], set[int]] = dataclasses.field(default_factory=dict)
     """``{producer leaf axis: scale leaves}``: the scales multiplied onto its output."""
+    made: set[int] = dataclasses.field(default_factory=set)
+    """Labels of axes the model makes (a broadcast's new axis, a unit axis): no variable
+    holds their channels, so only a kernel that produces them can remove them."""
 
 
 def _operand_kind(name: str, index: int, operands: int) -> str:
@@ -127,6 +130,13 @@ class _Walker:
         self.normalized: dict[tuple[int, int], set[int]] = {}
         self.zeroing = zeroing
         self.num_leaves = num_leaves
+        self.made: set[int] = set()
+
+    def make(self, size: int) -> int:
+        """A fresh label for an axis the model makes (see `Trace.made`)."""
+        label = self.labels.new(size)
+        self.made.add(label)
+        return label
 
     def atoms(self, label: int) -> set[int]:
         root = self.labels.find(label)
@@ -178,9 +188,11 @@ class _Walker:
             carried = [v.labels[axis] for v in full if self.labels.size[v.labels[axis]] == size]
             for other in carried[1:]:
                 self.labels.union(carried[0], other, where)
-            labels.append(carried[0] if carried else self.labels.new(size))
+            labels.append(carried[0] if carried else self.make(size))
         used = {
-            i: self.use(v, [_operand_kind(name, i, len(full))] * len(v.labels)) if v.src else v
+            i: self.use(v, self.operand_kinds(v, shape, _operand_kind(name, i, len(full))))
+            if v.src
+            else v
             for i, v in operands.items()
         }
         full = list(used.values())
@@ -206,6 +218,13 @@ class _Walker:
         made_by = frozenset().union(*(v.made_by for v in present))
         scales = frozenset().union(*(v.scales for v in present))
         return Value(labels, frozenset(zeros), src, data, made_by, scales)
+
+    def operand_kinds(self, value: Value, shape: Sequence[int], kind: str) -> list[str]:
+        """``kind`` for each axis of an elementwise operand, but ``"other"`` for an axis it
+        broadcasts from size 1: that axis holds no channel of the output (a ``(1, C)``
+        scale's first axis is no group of one channel)."""
+        sizes = [self.labels.size[label] for label in value.labels]
+        return [kind if size == n else "other" for size, n in zip(sizes, shape, strict=True)]
 
     def all_zero(
         self, name: str, operands: Sequence[Value | None], literals: Sequence[Any]
@@ -310,7 +329,7 @@ class _Walker:
                 i += 1
                 continue
             if j < len(new) and new[j] == 1 and (i == len(old) or old[i] != 1):
-                out.append(labels.new(1))
+                out.append(self.make(1))
                 src.append(None)
                 j += 1
                 continue
@@ -336,12 +355,11 @@ class _Walker:
 
     def broadcast(self, eqn: Any, value: Value) -> Value:
         shape, dims = eqn.params["shape"], eqn.params["broadcast_dimensions"]
-        labels: list[int] = [self.labels.new(n) for n in shape]
+        kept = {d: i for i, d in enumerate(dims) if eqn.invars[0].aval.shape[i] == shape[d]}
+        labels = [value.labels[kept[d]] if d in kept else self.make(n) for d, n in enumerate(shape)]
         src: list[tuple[int, int] | None] = [None] * len(shape)
-        for i, d in enumerate(dims):
-            if eqn.invars[0].aval.shape[i] == shape[d]:
-                labels[d] = value.labels[i]
-                src[d] = value.src[i] if value.src is not None else None
+        for d, i in kept.items():
+            src[d] = value.src[i] if value.src is not None else None
         return _carry(value, labels, value.zeros, src if value.src is not None else None)
 
     def permute(self, value: Value, order: Sequence[int]) -> Value:
@@ -482,4 +500,6 @@ def trace(
     for out in outs:
         for label in out.labels if out is not None else ():
             walker.labels.pin(label, "model output")
-    return Trace(walker.labels, leaf_labels, walker.kinds, walker.ops, walker.normalized)
+    return Trace(
+        walker.labels, leaf_labels, walker.kinds, walker.ops, walker.normalized, walker.made
+    )

@@ -265,6 +265,12 @@ class Cell:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if not callable(getattr(self.model, "build", None)):
+            raise ValueError(
+                f"Cell model must be a config with a .build() method, got {self.model!r} "
+                f"({type(self.model).__name__}); e.g. phosjax.models.ModelConfig('mlp', "
+                "num_classes=10, input_shape=(40,))."
+            )
         if not isinstance(self.hparams, HParams):
             raise ValueError(
                 f"Cell hparams must be an HParams, got {self.hparams!r}; e.g. "

@@ -89,9 +89,11 @@ def plan_groups(cells: Sequence[Cell]) -> list[Group]:
     regularizer strengths, knob values). Groups come in order of their first cell.
 
     Examples:
-      >>> a = Cell("mlp", "mnist1d", HParams(learning_rate=1e-3), seed=0)
-      >>> b = Cell("mlp", "mnist1d", HParams(learning_rate=1e-2), seed=1)
-      >>> c = Cell("mlp", "mnist1d", HParams(batch_size=32))
+      >>> from phosjax.models import ModelConfig
+      >>> mlp = ModelConfig("mlp", 10, (40,))
+      >>> a = Cell(mlp, "mnist1d", HParams(learning_rate=1e-3), seed=0)
+      >>> b = Cell(mlp, "mnist1d", HParams(learning_rate=1e-2), seed=1)
+      >>> c = Cell(mlp, "mnist1d", HParams(batch_size=32))
       >>> [g.index for g in plan_groups([a, b, c])]
       [(0, 1), (2,)]
     """

@@ -78,9 +78,8 @@ def _init_fn(signature: Any, input_shape: tuple[int, ...]) -> Any:
         root = jax.random.wrap_key_data(root_key)
         init_key, data_key, dropout_key = jax.random.split(root, 3)
         variables = dict(model.init(init_key, x0, train=False))
-        if knob_selectors:
-            values = {s: v["knob_value"][i] for i, s in enumerate(knob_selectors)}
-            variables = set_knobs(variables, values)
+        for i, selector in enumerate(knob_selectors):  # in order: a repeated one overrides
+            variables = set_knobs(variables, {selector: v["knob_value"][i]})
         params = variables.pop("params")
         tx = make_optimizer(
             hp.optimizer,

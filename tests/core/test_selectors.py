@@ -37,6 +37,8 @@ def test_double_star_matches_zero_segments():
     assert matches("a/**/b", "a/x/y/b")
     assert not matches("a/**/b", "ax/b")
     assert matches("**/T", "T")
+    assert matches("a/**/**", "a") and matches("a/**", "a")  # "**/**" is "**"
+    assert matches("**/**/b", "b") and matches("a/**/**/b", "a/x/y/b")
 
 
 def test_wildcards_and_classes_stay_within_one_segment():
@@ -66,6 +68,8 @@ def test_bad_selectors():
         compile_selector("blocks_[0")
     with pytest.raises(ValueError, match="non-empty"):
         compile_selector("")
+    with pytest.raises(ValueError, match=r"non-empty string, got \['a/b'\]"):
+        compile_selector(["a/b"])  # a list, not a str: named, though the cache cannot hash it
     with pytest.raises(ValueError, match=r"'a\[\]' has an empty class"):
         compile_selector("x/a[]")
     with pytest.raises(ValueError, match=r"Selector 're:\(' is no regular expression"):

@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 
 from phosjax.models import ModelConfig, build_model
-from phosjax.morph import _loop, fit_config, measured_latency
+from phosjax.morph import (
+    _loop,
+    channel_groups,
+    expressible,
+    fit_config,
+    mask,
+    measured_latency,
+    once,
+)
 
 CNN1D = ModelConfig("cnn1d", num_classes=5, input_shape=(40,))
 TRANSFORMER = ModelConfig("transformer", num_classes=5, input_shape=(40,))
@@ -107,3 +115,19 @@ def test_measured_latency_is_the_median_call_time_per_example(monkeypatch):
 def test_measured_latency_of_a_real_model_is_a_positive_time():
     variables = CNN1D.build().init(jax.random.key(0), jnp.ones((1, 40)))
     assert 0 < measured_latency(CNN1D, variables, batch=4) < 1.0
+
+
+def test_blocks_tied_by_skips_are_pruned_through_the_stage_width():
+    """choicenet's blocks compute the same split one stage per block, but a skip ties
+    each block's width to the next, so only the stage width can express a prune."""
+    config = ModelConfig("choicenet", num_classes=5, input_shape=(12,), width=16)
+    model, x = config.build(), jnp.zeros((2, 12))
+    variables = model.init(jax.random.key(0), x)
+    groups = channel_groups(model, variables, x)
+    alive = {g.name: np.arange(g.size) < 8 for g in groups.groups}
+    kept = expressible(config, groups, alive)
+    assert {name: int(keep.sum()) for name, keep in kept.items()} == {
+        name: 8 for name in groups.names
+    }
+    dead_half = mask(variables, alive, groups)
+    assert once(config, dead_half, threshold=0.5, cost="params").shrunk.config.width == (8,)

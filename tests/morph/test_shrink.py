@@ -236,6 +236,46 @@ def test_a_scalar_operand_other_than_zero_pins_or_prunes_exactly(name):
         assert any("not zero when dead" in why for why in groups.pinned.values())
 
 
+def test_an_axis_broadcast_from_size_one_is_no_group():
+    """A ``(1, C)`` scale, and a ``(1, K)`` factor on a kept-dims sum: their size-1 axes
+    broadcast over the batch, so they hold no channel that shrink could remove."""
+    keys = iter(jax.random.split(jax.random.key(0), 5))
+    p = {
+        name: jax.random.normal(next(keys), s)
+        for name, s in {"w": (3, 6), "g": (1, 6), "o": (6, 2), "k": (1, 2)}.items()
+    }
+    x = jax.random.normal(next(keys), (4, 3))
+    scaled = lambda p, x: (jax.nn.relu(x @ p["w"]) * p["g"]) @ p["o"]
+    groups = channel_groups(scaled, p, x)
+    assert groups.names == ("w",)
+    assert {(m.path, m.axis) for m in groups.groups[0].members} == {("w", 1), ("g", 1), ("o", 0)}
+    alive = {"w": np.arange(6) % 2 == 0}
+    np.testing.assert_allclose(
+        scaled(shrink(p, alive, groups).variables, x),
+        scaled(mask(p, alive, groups), x),
+        atol=1e-5,
+    )
+    summed = lambda p, x: jnp.sum(x @ p["w"], -1, keepdims=True) * p["k"]
+    assert channel_groups(summed, p, x).groups == ()
+
+
+def test_a_scale_on_an_axis_the_model_makes_is_no_group():
+    """Two unit axes concatenated and flattened with the input's channels: a (6,) scale
+    on them holds channels no variable makes, so shrinking it could not remove them."""
+    keys = iter(jax.random.split(jax.random.key(0), 3))
+    p = {"g": jax.random.normal(next(keys), (6,)), "o": jax.random.normal(next(keys), (6, 2))}
+    x = jax.random.normal(next(keys), (4, 3))
+
+    def apply(p, x):
+        pair = jnp.concatenate([x[:, None, :], 2 * x[:, None, :]], 1)
+        return (pair.reshape(x.shape[0], -1) * p["g"]) @ p["o"]
+
+    groups = channel_groups(apply, p, x)
+    assert groups.groups == ()
+    params = groups.params[groups.paths.index("g")]
+    assert params == ((6.0, ()),)  # priced as a constant, not by an alive count
+
+
 def test_unsupported_ops_and_bad_alive_raise_clear_errors():
     class Scan(nn.Module):
         @nn.compact

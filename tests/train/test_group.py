@@ -58,6 +58,12 @@ def test_bad_configs_raise_clear_errors():
         Regularizer("**", "l1", float("nan"))
     with pytest.raises(ValueError, match=r"Regularizer selector: .*'\[abc' has an unclosed"):
         Regularizer("[abc")
+    with pytest.raises(
+        ValueError,
+        match=r"Cell model must be a config with a .build\(\) method, "
+        r"got 'mlp' \(str\); e.g. phosjax.models.ModelConfig\('mlp'",
+    ):
+        Cell("mlp", "toy")
     with pytest.raises(ValueError, match=r"Cell hparams must be an HParams, got \{'steps': 3\}"):
         Cell(Tiny(), "toy", {"steps": 3})  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"Cell dataset must be a data set's name, got 3"):
@@ -80,6 +86,15 @@ def test_knob_selectors_apply_in_the_order_given_as_in_set_knobs(toy):
         assert [s for s, _ in HParams(knobs=knobs).knobs] == list(knobs)
         [group] = plan_groups([Cell(Tiny(rich=True), "toy", HParams(knobs=knobs))])
         assert float(init_group(group, toy).collections["knobs"]["T"][0]) == want
+
+
+def test_a_repeated_knob_selector_overrides_in_the_order_given(toy):
+    knobs = (("T", 5.0), ("**/T", 2.0), ("T", 7.0))  # the last "T" comes last
+    hp = HParams(batch_size=16, steps=1, knobs=knobs)
+    [group] = plan_groups([Cell(Tiny(rich=True), "toy", hp)])
+    state = init_group(group, toy)
+    assert float(state.collections["knobs"]["T"][0]) == 7.0
+    run_group(group, state, toy, strategy="vmap")  # its own state is not refused
 
 
 def test_public_names():
