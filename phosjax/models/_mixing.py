@@ -8,11 +8,17 @@ from phosjax.models._blocks import DenseBlock, Layer
 
 
 class Skip(nn.Module):
-    """The identity: a branch that lets a `Choice` skip its block."""
+    """The identity: a branch that lets a `Choice` skip its block. When the input has
+    another width than ``features``, a linear projection (``Dense(features)``, a ResNet's
+    shortcut) instead, so that blocks of different widths can follow each other."""
+
+    features: int | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        return x
+        if self.features is None or x.shape[-1] == self.features:
+            return x
+        return nn.Dense(self.features, name="projection")(x)
 
 
 def choice_block(features: int, per_example: bool = False) -> Choice:
@@ -22,7 +28,7 @@ def choice_block(features: int, per_example: bool = False) -> Choice:
     ``blocks_<i>/branch_<j>``.
 
     Args:
-      features: the width of every branch (and of the input).
+      features: the width of every branch (the skip projects an input of another width).
       per_example: the gate depends on the input (one weight per example).
 
     Examples:
@@ -33,7 +39,7 @@ def choice_block(features: int, per_example: bool = False) -> Choice:
       >>> y.shape, sorted(variables["params"])
       ((2, 4), ['branches_0', 'branches_1', 'gate_logits'])
     """
-    return Choice([DenseBlock(features), Layer(features), Skip()], per_example=per_example)
+    return Choice([DenseBlock(features), Layer(features), Skip(features)], per_example=per_example)
 
 
 def moe_block(

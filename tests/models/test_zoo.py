@@ -185,3 +185,15 @@ def test_choicenet_records_path_weights():
     weights = flatten(state[px.PATH_WEIGHTS])
     assert sorted(weights) == [f"blocks_0/branch_{j}" for j in range(3)]
     np.testing.assert_allclose(sum(weights.values()), 1.0, rtol=1e-6)  # softmax over branches
+
+
+@pytest.mark.parametrize("width", [(8, 16), (16, 8)])
+def test_choicenet_stages_of_different_widths_skip_through_a_projection(width):
+    model = build_model(ModelConfig("choicenet", NUM_CLASSES, MNIST1D, width=width))
+    logits, variables = model.init_with_output(jax.random.key(0), jnp.ones((BATCH, *MNIST1D)))
+    assert logits.shape == (BATCH, NUM_CLASSES)
+    # depth 2 per stage: only the first block of the second stage changes the width
+    projected = [
+        b for b, p in variables["params"].items() if "projection" in p.get("branches_2", {})
+    ]
+    assert projected == ["blocks_2"]

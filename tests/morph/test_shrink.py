@@ -32,6 +32,8 @@ ZOO = {
 # Two blocks per stage: the first block of stage 1 downsamples, so the stages are not
 # split into one per block (that computes another function on the same variables).
 ZOO["cnn2d, 2 blocks per stage"] = ZOO["cnn2d"].replace(depth=2, width=(8, 16))
+# A choice's skip branch projects where the width changes (blocks_2 here).
+ZOO["choicenet, stages of 8 and 16"] = ModelConfig("choicenet", 5, (40,), width=(8, 16))
 
 
 def _random_alive(groups, seed=0, fraction=0.6):
