@@ -184,19 +184,26 @@ def _some(paths: list[str]) -> str:
     return ", ".join(paths[:3]) + more
 
 
+def _same_spec(leaf: Any, spec: Any) -> bool:
+    return np.shape(leaf) == spec.shape and np.dtype(leaf.dtype) == spec.dtype
+
+
 def _layout_difference(state: Any, like: GroupState) -> str | None:
     """How ``state``'s paths, leaf shapes or dtypes differ from ``like``'s (None: not)."""
+    tree: Any = jax.tree.structure(state)  # Any: jaxlib's PyTreeDef has no stubs
+    same_tree = tree == jax.tree.structure(like)
+    if same_tree and all(map(_same_spec, jax.tree.leaves(state), jax.tree.leaves(like))):
+        return None  # the usual case, found without naming every path
     got, want = _leaves(state), _leaves(like)
     missing, extra = [p for p in want if p not in got], [p for p in got if p not in want]
     if missing or extra:
         sides = [(" lacks ", missing), (" has extra ", extra)]
         return "the state" + " and".join(verb + _some(paths) for verb, paths in sides if paths)
-    tree: Any = jax.tree.structure(state)  # Any: jaxlib's PyTreeDef has no stubs
-    if tree != jax.tree.structure(like):
+    if not same_tree:
         return "its tree structure differs (the same paths, other node types)"
     for path, spec in want.items():
         leaf = got[path]
-        if np.shape(leaf) != spec.shape or np.dtype(leaf.dtype) != spec.dtype:
+        if not _same_spec(leaf, spec):
             return (
                 f"{path} is {np.dtype(leaf.dtype).name}{list(np.shape(leaf))} in the state, "
                 f"{spec.dtype.name}{list(spec.shape)} for this group"
@@ -224,7 +231,8 @@ def _value_difference(state: GroupState, group: Group) -> str | None:
     for name, (got, want) in jax.device_get(pairs).items():
         got = np.reshape(got, (len(group), -1))
         want = np.broadcast_to(np.reshape(want, (len(group), -1)).astype(got.dtype), got.shape)
-        for i in np.flatnonzero(~np.isclose(got, want, rtol=0, atol=0, equal_nan=True).all(1)):
+        same = (got == want) | ((got != got) & (want != want))  # equal, or both NaN
+        for i in np.flatnonzero(~same.all(1)):
             one = got.shape[1] == 1  # a scalar per cell: shown without brackets
             return (
                 f"{name} of cell {group.index[i]} is {got[i, 0] if one else got[i]!s} in the "
