@@ -350,8 +350,8 @@ class BenchConfig:
         for name in ("eval_every", "checkpoint_every"):
             checked_numbers(name, getattr(self, name), integer=True, least=0)
         checked_numbers("chunk_steps", self.chunk_steps, integer=True, least=1, optional=True)
-        names = self.datasets if isinstance(self.datasets, list | tuple) else None
-        if names is None or not all(isinstance(name, str) for name in names):
+        datasets = self.datasets
+        if not isinstance(datasets, list | tuple) or not all(isinstance(d, str) for d in datasets):
             raise BenchError(f"datasets must be a list of data set names, got {self.datasets!r}.")
         if not self.models or not self.datasets:
             raise BenchError("a bench needs at least one model and one data set.")

@@ -197,11 +197,25 @@ def choose_config(
     )
 
 
-def _busy(root: pathlib.Path, holder: str) -> BenchError:
-    return BenchError(
-        f"{str(root)!r} is being written by another run ({holder.strip() or 'pid unknown'}); "
-        "wait for it to end, or stop it, then run the command again; or pick another --dir."
-    )
+def _flock(file: Any, mode: int, root: pathlib.Path) -> None:
+    """Takes ``flock`` ``mode`` on the lock ``file`` of the bench in ``root`` without
+    waiting. On a file system without locks (some network mounts) there is none to take,
+    and no error.
+
+    Raises:
+      BenchError: another run holds the lock (named by what the file says: pid, host).
+    """
+    try:
+        fcntl.flock(file, mode | fcntl.LOCK_NB)
+    except BlockingIOError:
+        file.seek(0)
+        holder = file.read().strip() or "pid unknown"
+        raise BenchError(
+            f"{str(root)!r} is being written by another run ({holder}); wait for it to "
+            "end, or stop it, then run the command again; or pick another --dir."
+        ) from None
+    except OSError:
+        pass
 
 
 @contextlib.contextmanager
@@ -217,13 +231,7 @@ def locked(root: pathlib.Path, process: tuple[int, int]) -> Iterator[None]:
     """
     path = root / _layout.process_name(_layout.LOCK, process)
     with open(path, "a+", encoding="utf-8") as file:
-        try:
-            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            file.seek(0)
-            raise _busy(root, file.read()) from None
-        except OSError:  # a file system without locks (some network mounts): none to hold
-            pass
+        _flock(file, fcntl.LOCK_EX, root)
         file.seek(0)
         file.truncate()
         stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
@@ -236,12 +244,7 @@ def check_unlocked(root: pathlib.Path) -> None:
     """Raises `BenchError` when a run holds a lock of the bench in ``root`` (`locked`)."""
     for name in _layout.per_process_files(root, _layout.LOCK):
         with open(root / name, encoding="utf-8") as file:
-            try:
-                fcntl.flock(file, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise _busy(root, file.read()) from None
-            except OSError:  # a file system without locks: nothing tells a holder
-                continue
+            _flock(file, fcntl.LOCK_SH, root)
 
 
 def check_processes(root: pathlib.Path, count: int) -> None:
