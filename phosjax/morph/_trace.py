@@ -5,8 +5,8 @@ value a label (`Labels`). It records, for each variable leaf axis, how it is use
 (``in``: contracted against an activation; ``out``: a free axis of a contraction;
 ``scale``/``bias``: multiplied onto / added to an activation; ``other``), the labels of
 every contraction's loop (for FLOPs), and pins the labels that cannot be pruned exactly:
-the model's inputs and outputs, reduced, sliced, padded and convolved spatial axes, and
-channels that reach a contraction without being zero when dead.
+the model's inputs and outputs, reduced, sliced, padded, reversed, pooled and convolved
+axes, and channels that reach a contraction without being zero when dead.
 """
 
 import dataclasses
@@ -39,6 +39,7 @@ _LOSES_ZERO = {
 _LAYOUT = {"convert_element_type", "copy", "copy_p", "reduce_precision", "optimization_barrier"}
 _REDUCE = {"reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "argmax", "argmin",
            "reduce_and", "reduce_or"}  # fmt: skip
+_WINDOW = {"reduce_window_sum", "reduce_window_max", "reduce_window_min", "reduce_window"}
 _CUMULATIVE = {"cumsum", "cumprod", "cummax", "cummin", "cumlogsumexp"}
 _CALLS = ("jaxpr", "call_jaxpr", "fun_jaxpr")
 _CALL_PRIMITIVES = {
@@ -97,7 +98,7 @@ def _where(eqn: Any) -> str:
         place = source_info_util.summarize(eqn.source_info)
     except Exception:  # the location is a courtesy; the primitive name is what matters
         place = "?"
-    return f"{eqn.primitive.name} ({place})"
+    return f"{eqn.primitive.name} ({place})" if place else eqn.primitive.name
 
 
 def _carry(
@@ -391,15 +392,61 @@ class _Walker:
         data = any(v.data for v in ins)
         return Value(labels, frozenset(along | across), None, data, made_by, scales)
 
-    def cut(self, eqn: Any, value: Value, keeps: Sequence[bool], zeros: bool) -> Value:
-        """``slice``/``pad``: axes that change size are pinned, the others carry."""
-        reason = f"{_where(eqn)} cuts or pads this axis"
+    def stack(self, eqn: Any, ins: list[Value]) -> Value:
+        """``stack``: the operands' axes are tied; the new axis holds no channels."""
+        where = _where(eqn)
+        for k, label in enumerate(ins[0].labels):
+            for v in ins[1:]:
+                self.labels.union(label, v.labels[k], where)
+        labels = list(ins[0].labels)
+        labels.insert(eqn.params["axis"], self.make(len(ins)))
+        zeros = set.intersection(*(self.zero_atoms(v) for v in ins))
+        made_by = frozenset().union(*(v.made_by for v in ins))
+        scales = frozenset().union(*(v.scales for v in ins))
+        data = any(v.data for v in ins)
+        return Value(labels, frozenset(zeros), None, data, made_by, scales)
+
+    def cut(self, eqn: Any, value: Value, keeps: Sequence[bool], zeros: bool, what: str) -> Value:
+        """``slice``/``pad``/``rev``/pooling: the axes ``what`` changes (``keeps`` false)
+        are pinned, the others carry; ``zeros``: a dead channel stays zero."""
+        reason = f"{_where(eqn)} {what} this axis"
         shape = eqn.outvars[0].aval.shape
         out = [
             label if keep else self.pinned_axis(label, reason, size)
             for label, keep, size in zip(value.labels, keeps, shape, strict=True)
         ]
-        return _carry(value, out, value.zeros if zeros else frozenset(), None)
+        src = None
+        if value.src is not None:
+            src = [s if keep else None for s, keep in zip(value.src, keeps, strict=True)]
+        return _carry(value, out, value.zeros if zeros else frozenset(), src)
+
+    def window(self, eqn: Any, ins: list[Value]) -> list[Value]:
+        """``reduce_window*`` (pooling): axes the window spans are pinned, the others
+        carry. A sum keeps a dead channel zero; a max or min does where every window
+        holds a real element (the padding is ``-inf``); a custom combiner does not."""
+        p, name = eqn.params, eqn.primitive.name
+        spans = list(
+            zip(
+                p["window_dimensions"],
+                p["window_strides"],
+                p["padding"],
+                p["base_dilation"],
+                p["window_dilation"],
+                strict=True,
+            )
+        )
+        keeps = [span == (1, 1, (0, 0), 1, 1) for span in spans]
+        every_window_real = all(
+            bd == 1 and wd == 1 and lo < w and hi < w for w, _, (lo, hi), bd, wd in spans
+        )
+        zeros = name == "reduce_window_sum" or (
+            name in ("reduce_window_max", "reduce_window_min") and every_window_real
+        )
+        operands = ins[: len(eqn.outvars)]
+        for k, keep in enumerate(keeps):  # a custom combiner may mix its operands
+            for v in operands[1:] if keep else ():
+                self.labels.union(operands[0].labels[k], v.labels[k], _where(eqn))
+        return [self.cut(eqn, v, keeps, zeros, "pools over") for v in operands]
 
     # -- the walk ---------------------------------------------------------------------
 
@@ -458,7 +505,15 @@ class _Walker:
                     for k, cfg in zip(keeps, p["padding_config"], strict=True)
                 ]
             zeros = name == "slice" or bool(np.all(np.asarray(literals[1]) == 0))
-            return [self.cut(eqn, args[0], keeps, zeros)]  # type: ignore[arg-type]
+            return [self.cut(eqn, args[0], keeps, zeros, "cuts or pads")]  # type: ignore[arg-type]
+        if name == "rev":
+            value = args[0]
+            keeps = [i not in p["dimensions"] for i in range(len(value.labels))]  # type: ignore[union-attr]
+            return [self.cut(eqn, value, keeps, True, "reverses")]  # type: ignore[arg-type]
+        if name in _WINDOW:
+            return self.window(eqn, args)  # type: ignore[arg-type]
+        if name == "stack":
+            return [self.stack(eqn, args)]  # type: ignore[arg-type]
         if name == "iota":
             shape = eqn.outvars[0].aval.shape
             return [Value([self.labels.new(n, "iota") for n in shape])]

@@ -1,5 +1,7 @@
 """Channel groups, mask and shrink: the shrunk model equals the masked one, on any tree."""
 
+import re
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -139,6 +141,60 @@ def test_plain_flax_cnn_shrunk_equals_masked_with_its_optimizer_state():
     masked_out = jax.jit(model.apply)(mask(variables, alive, groups), x)
     small_out = jax.jit(PlainCNN(widths=(4, 3)).apply)(small.variables, x)
     np.testing.assert_allclose(small_out, masked_out, atol=1e-5)
+
+
+class PooledCNN(nn.Module):
+    """Pooling, a flip and a stack between convolutions, written without phosjax."""
+
+    widths: tuple[int, int] = (6, 5)
+
+    @nn.compact
+    def __call__(self, x):
+        h = nn.relu(nn.Conv(self.widths[0], (3, 3), name="conv0")(x))
+        h = jnp.flip(nn.max_pool(h, (2, 2), (2, 2), padding="SAME"), axis=1)
+        h = nn.relu(nn.Conv(self.widths[1], (3, 3), name="conv1")(h))
+        h = nn.avg_pool(h, (3, 3), padding="SAME", count_include_pad=False)
+        side = nn.relu(nn.Conv(self.widths[1], (1, 1), name="side")(h))
+        h = jnp.stack([h, side], axis=1)  # ties side's channels to conv1's
+        return nn.Dense(4, name="head")(h.reshape(h.shape[0], -1))
+
+
+def test_pooled_flipped_and_stacked_channels_shrunk_equals_masked():
+    x = jax.random.normal(jax.random.key(1), (2, 7, 7, 2))
+    model = PooledCNN()
+    variables = _perturbed(model.init(jax.random.key(0), x))
+    groups = channel_groups(model, variables, x)
+    assert groups.names == ("conv0", "conv1")
+    tied = {(m.path, m.axis) for m in groups.groups[1].members}
+    assert ("params/side/kernel", 3) in tied
+    alive = {"conv0": [1, 0, 1, 1, 0, 1], "conv1": [0, 1, 1, 0, 1]}
+    small = shrink(variables, alive, groups)
+    assert small.variables["params"]["head"]["kernel"].shape == (2 * 4 * 4 * 3, 4)
+    masked_out = jax.jit(model.apply)(mask(variables, alive, groups), x)
+    small_out = jax.jit(PooledCNN(widths=(4, 3)).apply)(small.variables, x)
+    np.testing.assert_allclose(small_out, masked_out, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "op, reason",
+    [
+        (lambda h: jnp.flip(h, axis=-1), "^rev.* reverses this axis"),
+        (lambda h: jax.lax.reduce_window(h, 0.0, jax.lax.add, (1, 2), (1, 2), "VALID"), "pools"),
+        (lambda h: nn.max_pool(h[None], (3,), padding=((3, 3),))[0], "not zero"),
+        (lambda h: jax.lax.reduce_window(h, 1.0, jax.lax.mul, (1, 1), (1, 1), "VALID"), "not zero"),
+    ],
+    ids=["flip", "pool over channels", "max pool with windows in the padding", "custom combiner"],
+)
+def test_flipping_or_pooling_channels_or_losing_their_zeros_pins_them(op, reason):
+    def apply(p, x):
+        return op(jax.nn.relu(x @ p["w1"])) @ p["w2"]
+
+    x = jnp.ones((3, 5))
+    w2_rows = jax.eval_shape(op, jnp.ones((3, 4))).shape[-1]
+    variables = {"w1": jnp.ones((5, 4)), "w2": jnp.ones((w2_rows, 2))}
+    groups = channel_groups(apply, variables, x)
+    assert groups.groups == ()
+    assert any(re.search(reason, why) for why in groups.pinned.values()), groups.pinned
 
 
 class Heads(nn.Module):
