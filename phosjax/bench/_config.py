@@ -14,6 +14,8 @@ import pathlib
 from collections.abc import Mapping
 from typing import Any
 
+import jax
+import numpy as np
 import yaml
 
 from phosjax.train import STRATEGIES, HParams, Regularizer
@@ -54,6 +56,8 @@ def _checked_number(
     value = value if integer else _as_number(value)
     kind_ok = isinstance(value, numbers.Integral if integer else numbers.Real)
     kind_ok = kind_ok and not isinstance(value, bool)
+    if integer and kind_ok and not -(2**63) <= value < 2**63:
+        raise BenchError(f"{where} must fit in int64 (results store it so), got {value}.")
     if kind_ok and (least is None or (value > least if strict else value >= least)):
         return value
     what = "a whole number" if integer else "a number"
@@ -90,6 +94,21 @@ def checked_numbers(
     if isinstance(value, list | tuple):
         return [_checked_number(where, v, *rule) for v in value]
     return _checked_number(where, value, *rule)
+
+
+def _check_distinct_keys(seeds: list[int]) -> None:
+    """Raises `BenchError` naming two different seeds that make the same
+    ``jax.random.key`` (without ``jax_enable_x64`` JAX keeps a seed's low 32 bits)."""
+    first: dict[bytes, int] = {}
+    for seed in dict.fromkeys(seeds):
+        key = np.asarray(jax.random.key_data(jax.random.key(seed))).tobytes()
+        if key in first:
+            raise BenchError(
+                f"seeds {first[key]} and {seed} make the same jax.random.key (JAX keeps a "
+                "seed's low 32 bits unless jax_enable_x64 is set), so their cells would "
+                "train the same models; use seeds in [0, 2**32)."
+            )
+        first[key] = seed
 
 
 def check_keys(data: Any, cls: type, where: str) -> None:
@@ -360,6 +379,7 @@ class BenchConfig:
         check_axis("seeds", self.seeds)
         if isinstance(self.seeds, list | tuple):
             checked_numbers("each of seeds (a list of seeds)", self.seeds, integer=True)
+            _check_distinct_keys(self.seeds)
         elif not isinstance(self.seeds, int) or isinstance(self.seeds, bool) or self.seeds < 1:
             raise BenchError(f"seeds must be a number of seeds >= 1 or a list, got {self.seeds!r}.")
         strategies = ("auto", *STRATEGIES)
