@@ -14,6 +14,8 @@ def regularize(
     values: Mapping[str, Any],
     selector: str | Iterable[str],
     fn: Callable[[jax.Array], jax.Array],
+    *,
+    what: str = "path",
 ) -> jax.Array:
     """The sum of ``fn(value)`` over every value a selector matches.
 
@@ -28,7 +30,8 @@ def regularize(
     such a tag whole, pass the collection (or tag a list).
 
     Raises:
-      SelectorError: a selector matches nothing.
+      SelectorError: a selector matches nothing (the message calls the paths ``what``:
+        ``"param"``, ``"tagged value"``...).
 
     Examples:
       >>> import jax.numpy as jnp, phosjax as px
@@ -37,7 +40,7 @@ def regularize(
       4.0
     """
     total = jnp.zeros(())
-    for record in select_items(flatten(values, unwrap=False), selector).values():
+    for record in select_items(flatten(values, unwrap=False), selector, what=what).values():
         for value in record if isinstance(record, tuple) else (record,):
             total = total + fn(value)
     return total

@@ -210,7 +210,8 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
             if i in morph:
                 value = morph[i]({"params": params, **state.collections}, x)
             else:
-                value = regularize(params if on == "params" else activations, selector, fn)
+                tree, what = (params, "param") if on == "params" else (activations, "tagged value")
+                value = regularize(tree, selector, fn, what=what)
             reg = reg + state.hparams["regularizer_strength"][i] * value
         loss = task + aux + reg
         metrics = {

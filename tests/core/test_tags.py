@@ -142,8 +142,10 @@ def test_regularize_over_probed_values_and_params():
     expected = sum(float(jnp.sum(params[f"blocks_{i}"]["dense"]["kernel"] ** 2)) for i in range(3))
     expected += float(jnp.sum(params["head"]["kernel"] ** 2))
     assert float(l2) == pytest.approx(expected, rel=1e-6)
-    with pytest.raises(px.SelectorError, match="nearest"):
+    with pytest.raises(px.SelectorError, match=r"'\*\*/gamma' matched no path among .*nearest"):
         px.regularize(params, "**/gamma", jnp.sum)
+    with pytest.raises(px.SelectorError, match="matched no param among"):
+        px.regularize(params, "**/gamma", jnp.sum, what="param")
 
 
 def test_regularize_counts_a_path_two_selectors_match_once():

@@ -8,6 +8,7 @@ import numpy as np
 import optax
 import pytest
 
+from phosjax.core import SelectorError
 from phosjax.data import batch_indices
 from phosjax.models import ModelConfig
 from phosjax.train import (
@@ -430,6 +431,14 @@ def test_a_seed_jax_random_key_refuses_is_a_clear_error(toy):
     [bad] = plan_groups([Cell(Tiny(), "toy", ADAM, 0), Cell(Tiny(), "toy", ADAM, 2**64)])
     with pytest.raises(ValueError, match=r"cell 1 has seed 18446744073709551616"):
         init_group(bad, toy)
+
+
+@pytest.mark.parametrize("on, what", [("params", "param"), ("activations", "tagged value")])
+def test_a_regularizer_matching_nothing_names_what_it_looked_among(toy, on, what):
+    hp = dataclasses.replace(ADAM, regularizers=(Regularizer("**/nope", "l2", 1e-3, on=on),))
+    [group] = plan_groups([Cell(Tiny(), "toy", hp, 0)])
+    with pytest.raises(SelectorError, match=rf"'\*\*/nope' matched no {what}"):
+        run_group(group, init_group(group, toy), toy)
 
 
 DIVERGING = HParams(optimizer="sgd", batch_size=16, steps=9)  # its own compiled programs
