@@ -81,7 +81,10 @@ def profile_text(directory: str | os.PathLike) -> str:
     root = pathlib.Path(directory)
     phases = _layout.read_per_process(root, _layout.PHASES)
     if phases is None:
-        return f"bench {directory}: no profile yet (nothing trained)."
+        return (
+            f"bench {directory}: no profile yet: a group's timings are written when it "
+            "finishes, and none has (a run stopped midway keeps none of its group's)."
+        )
     table = phases.pivot_table(
         index="group_id", columns="phase", values="seconds", sort=False, dropna=False
     )

@@ -20,6 +20,7 @@ from phosjax.bench import BenchError, _directory, _layout, add_models, plan, run
 from phosjax.bench._directory import choose_config
 from phosjax.bench._runner import jobs
 from phosjax.bench._store import TEMPORARY, widen_parts, write_table
+from phosjax.bench._summary import profile_text
 from phosjax.bench.add_models import main as add_models_main
 from phosjax.bench.profile import main as profile_main
 from phosjax.bench.view import BenchFiles
@@ -365,6 +366,11 @@ def test_per_process_files_are_read_as_one_frame_by_the_profile_and_the_viewer(t
     assert read.group_id.tolist() == ["g.p0of2", "g.p1of2"]
     pd.testing.assert_frame_equal(BenchFiles(root).tables(_layout.PHASES), read)
     assert _layout.read_per_process(root, _layout.MEMORY) is None
+
+
+def test_the_profile_of_a_bench_with_no_finished_group_says_so(tmp_path):
+    text = profile_text(tmp_path)
+    assert "no profile yet: a group's timings are written when it finishes" in text
 
 
 def test_a_batch_size_larger_than_the_data_is_refused_and_nothing_written(tmp_path, toy):
