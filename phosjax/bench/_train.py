@@ -146,9 +146,11 @@ def train_group(
         )
         if tables:  # a segment that trained nothing writes no (empty) part
             write_table(part_path(root, job.key, first), pa.concat_tables(tables))
+        if run.strategy != status["strategy"]:  # "auto" chose: say so before a checkpoint
+            status |= {"strategy": run.strategy, "timings": run.timings}  # resumes with it
+            on_status(job.key, status)
         checkpoints.save(stop, state)
-        status |= {"steps_done": stop, "finished": stop >= job.steps, "strategy": run.strategy}
-        status["timings"] = run.timings or status["timings"]
+        status |= {"steps_done": stop, "finished": stop >= job.steps}
         on_status(job.key, status)
     checkpoints.close()
     return clock.rows(job.key, device_bytes()[1])

@@ -12,6 +12,7 @@ import pytest
 
 from phosjax.bench import _layout, load_config, run
 from phosjax.bench._store import read_json
+from phosjax.train import STRATEGIES, _run
 from tests.bench.runner_tiny import killed_after_save, tiny_config
 
 CONFIG = """
@@ -87,6 +88,29 @@ def test_killed_after_the_last_checkpoint_before_its_status_resumes_and_matches(
     firsts = sorted(int(p.stem.rsplit("-", 1)[1]) for p in (killed / _layout.RESULTS).iterdir())
     assert firsts == [1, 6, 11]  # one part per segment, none empty
     assert set(pd.read_parquet(killed / _layout.PHASES).group_id) == {group}
+
+
+def test_a_kill_after_auto_chose_resumes_with_its_choice_and_matches(tmp_path, toy, monkeypatch):
+    """``strategy: auto`` chooses in the first segment; a kill right after that segment's
+    checkpoint resumes with the strategy chosen, not timing again, so the rows are those
+    of an uninterrupted run with that strategy, bit for bit."""
+    config = tiny_config(
+        models=[{"name": "mlp", "width": 8}], seeds=1, checkpoint_every=5, strategy="auto"
+    )
+    killed = tmp_path / "killed"
+    with killed_after_save(5):
+        run(config, killed, datasets=toy, progress=False)
+    (entry,) = read_json(killed / _layout.STATUS)["groups"].values()
+    assert entry["steps_done"] == 0 and entry["strategy"] in STRATEGIES and entry["timings"]
+
+    def timing_again(*args, **kwargs):
+        raise AssertionError("the resumed run timed the strategies again")
+
+    monkeypatch.setattr(_run, "choose_strategy", timing_again)
+    run(config, killed, datasets=toy, progress=False)
+    whole = tiny_config(**{**config.to_dict(), "strategy": entry["strategy"]})
+    run(whole, tmp_path / "whole", datasets=toy, progress=False)
+    pd.testing.assert_frame_equal(frame(killed), frame(tmp_path / "whole"))
 
 
 def test_stale_temporaries_are_removed_and_live_writers_kept(tmp_path):
