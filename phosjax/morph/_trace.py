@@ -62,6 +62,7 @@ class Value:
     data: bool = False  # depends on the model's inputs
     made_by: frozenset[tuple[int, int]] = frozenset()  # leaf axes that produced it ("out")
     scales: frozenset[int] = frozenset()  # leaves multiplied into it as a scale
+    known: Any = None  # its value, if a literal or constant (or one converted)
 
 
 @dataclasses.dataclass
@@ -177,7 +178,7 @@ class _Walker:
 
     # -- primitives -------------------------------------------------------------------
 
-    def elementwise(self, eqn: Any, ins: list[Value | None], literals: list[Any]) -> Value:
+    def elementwise(self, eqn: Any, ins: list[Value | None], known: list[Any]) -> Value:
         name, where = eqn.primitive.name, _where(eqn)
         shape = eqn.outvars[0].aval.shape
         operands = {
@@ -202,7 +203,7 @@ class _Walker:
         if name in _ANY_ZERO:
             zeros = set().union(*(self.zero_atoms(v) for v in cases))
         elif name in _ALL_ZERO:
-            zeros = self.all_zero(name, [used.get(i, v) for i, v in enumerate(ins)], literals)
+            zeros = self.all_zero(name, [used.get(i, v) for i, v in enumerate(ins)], known)
         elif name in _FIRST_ZERO:
             zeros = self.zero_atoms(ins[0]) if ins[0] is not None else set()
         elif name in _KEEPS_ZERO and (name != "integer_pow" or eqn.params["y"] > 0):
@@ -218,7 +219,8 @@ class _Walker:
             self.pair_scales(present)
         made_by = frozenset().union(*(v.made_by for v in present))
         scales = frozenset().union(*(v.scales for v in present))
-        return Value(labels, frozenset(zeros), src, data, made_by, scales)
+        value = single.known if single is not None and name in _LAYOUT else None
+        return Value(labels, frozenset(zeros), src, data, made_by, scales, value)
 
     def operand_kinds(self, value: Value, shape: Sequence[int], kind: str) -> list[str]:
         """``kind`` for each axis of an elementwise operand, but ``"other"`` for an axis it
@@ -228,16 +230,17 @@ class _Walker:
         return [kind if size == n else "other" for size, n in zip(sizes, shape, strict=True)]
 
     def all_zero(
-        self, name: str, operands: Sequence[Value | None], literals: Sequence[Any]
+        self, name: str, operands: Sequence[Value | None], known: Sequence[Any]
     ) -> set[int]:
         """The zeros of an op that is zero only where every operand is (``add``, ``max``,
-        ``select_n``'s cases, ...): those every operand carries, but a zero literal. Any
-        other operand, a scalar param or knob too, is not zero when a channel is dead."""
+        ``select_n``'s cases, ...): those every operand carries, but a known zero (a
+        literal, a constant). Any other operand, a scalar param or knob too, is not zero
+        when a channel is dead."""
         first = 1 if name == "select_n" else 0  # select_n's predicate picks, it is no case
         cases = [
             self.zero_atoms(v) if v is not None else set()
-            for v, literal in zip(operands[first:], literals[first:], strict=True)
-            if literal is None or np.any(np.asarray(literal) != 0)
+            for v, value in zip(operands[first:], known[first:], strict=True)
+            if value is None or np.any(np.asarray(value) != 0)
         ]
         return set.intersection(*cases) if cases else set()
 
@@ -415,8 +418,8 @@ class _Walker:
             label if keep else self.pinned_axis(label, reason, size)
             for label, keep, size in zip(value.labels, keeps, shape, strict=True)
         ]
-        src = None
-        if value.src is not None:
+        src = None  # a leaf that lost its zeros is no kernel `mask` could zero through
+        if value.src is not None and zeros:
             src = [s if keep else None for s, keep in zip(value.src, keeps, strict=True)]
         return _carry(value, out, value.zeros if zeros else frozenset(), src)
 
@@ -461,12 +464,12 @@ class _Walker:
 
         for eqn in jaxpr.eqns:
             args = [read(a) for a in eqn.invars]
-            literals = [a.val if isinstance(a, jcore.Literal) else None for a in eqn.invars]
-            outs = self.apply(eqn, args, literals)
+            known = [None if v is None else v.known for v in args]
+            outs = self.apply(eqn, args, known)
             env.update(zip(eqn.outvars, outs, strict=True))
         return [read(v) for v in jaxpr.outvars]
 
-    def apply(self, eqn: Any, args: list[Value | None], literals: list[Any]) -> list[Any]:
+    def apply(self, eqn: Any, args: list[Value | None], known: list[Any]) -> list[Any]:
         name, p = eqn.primitive.name, eqn.params
         for key in _CALLS if name in _CALL_PRIMITIVES else ():
             sub = p.get(key)
@@ -504,7 +507,7 @@ class _Walker:
                     k and cfg == (0, 0, 0)
                     for k, cfg in zip(keeps, p["padding_config"], strict=True)
                 ]
-            zeros = name == "slice" or bool(np.all(np.asarray(literals[1]) == 0))
+            zeros = name == "slice" or bool(np.all(np.asarray(known[1]) == 0))
             return [self.cut(eqn, args[0], keeps, zeros, "cuts or pads")]  # type: ignore[arg-type]
         if name == "rev":
             value = args[0]
@@ -520,7 +523,7 @@ class _Walker:
         if name in _ANY_ZERO | _ALL_ZERO | _FIRST_ZERO | _KEEPS_ZERO | _LOSES_ZERO | {
             "sharding_constraint"
         }:
-            return [self.elementwise(eqn, args, literals)]
+            return [self.elementwise(eqn, args, known)]
         raise UnsupportedOpError(
             f"cannot follow channels through {_where(eqn)}: the primitive "
             f"{name!r} is not supported by phosjax.morph (it may mix channels); "
@@ -528,7 +531,7 @@ class _Walker:
         )
 
     def constant(self, value: Any) -> Value:
-        return Value([self.labels.new(n, "constant") for n in np.shape(value)])
+        return Value([self.labels.new(n, "constant") for n in np.shape(value)], known=value)
 
 
 def trace(

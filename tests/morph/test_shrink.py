@@ -175,6 +175,38 @@ def test_pooled_flipped_and_stacked_channels_shrunk_equals_masked():
     np.testing.assert_allclose(small_out, masked_out, atol=1e-5)
 
 
+CUT_KERNELS = {  # name: (what the model does to its (rows, 4) kernel to get (5, 4), rows)
+    "flipped and sliced": (lambda w: w[::-1][:5], 7),
+    "padded with zeros": (lambda w: jnp.pad(w, ((2, 0), (0, 0))), 3),
+    "padded with ones": (lambda w: jnp.pad(w, ((2, 0), (0, 0)), constant_values=1.0), 3),
+    "through a combiner adding its init": (
+        lambda w: jax.lax.reduce_window(w, 1.0, jax.lax.add, (1, 1), (1, 1), "VALID"),
+        5,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CUT_KERNELS))
+def test_a_kernel_cut_on_its_input_axis_prunes_its_outputs_exactly_or_pins_them(name):
+    """A cut that keeps a kernel's zeros leaves its output channels a group; one that
+    loses them (a pad with ones, a combiner adding 1) pins them: mask would not zero them."""
+    cut, rows = CUT_KERNELS[name]
+    keys = iter(jax.random.split(jax.random.key(0), 3))
+    x = jax.random.normal(next(keys), (3, 5))
+    p = {"w": jax.random.normal(next(keys), (rows, 4)), "o": jax.random.normal(next(keys), (4, 2))}
+
+    def apply(p, x):
+        return jax.nn.relu(x @ cut(p["w"])) @ p["o"]
+
+    groups = channel_groups(apply, p, x)
+    prunable = "with ones" not in name and "combiner" not in name
+    assert groups.names == (("w",) if prunable else ()), groups.pinned
+    if prunable:
+        alive = {"w": np.array([0, 1, 1, 1], bool)}
+        pruned = apply(shrink(p, alive, groups).variables, x)
+        np.testing.assert_allclose(pruned, apply(mask(p, alive, groups), x), atol=1e-5)
+
+
 @pytest.mark.parametrize(
     "op, reason",
     [

@@ -182,7 +182,7 @@ class GraphModel(nn.Module):
       returns: a node; calling the model without ``outputs`` then returns that node's
         value alone, not the dict (e.g. ``returns="head"``: the logits, as the training
         engine, `phosjax.morph` and the zoo models expect). ``outputs=`` still returns
-        the dict. `extract` (when it computes the node), `rewire` and `stitch` (``b``'s)
+        the dict; ``init`` still creates every node's variables. `extract` (when it computes the node), `rewire` and `stitch` (``b``'s)
         keep it; `merge` does not.
 
     Examples:
@@ -231,7 +231,8 @@ class GraphModel(nn.Module):
           train: training mode, passed to the nodes that take it.
           outputs: node selectors (``"logits"``, ``"block/*"``); only what they need is
             computed and only they are returned. ``None``: the `returns` node, or
-            without one the graph's sinks and all they need, every computed node returned.
+            without one the graph's sinks and all they need, every computed node returned
+            (``init`` computes the sinks either way, so every node gets its variables).
           inject: ``{node: value}`` used instead of computing those nodes; nodes only
             needed to compute them are skipped. When ``x`` gives the inputs a node
             needs, its value must have the node's shape and dtype (checked abstractly,
@@ -250,6 +251,8 @@ class GraphModel(nn.Module):
         given = set(inject) | _injected(graph, self.variables.get(INJECTIONS, {}))
         chosen = self.returns if outputs is None else outputs
         targets = graph.sinks if chosen is None else graph.select(chosen)
+        if outputs is None and self.is_initializing():  # all variables, returns or not
+            targets = tuple(dict.fromkeys((*graph.sinks, *targets)))
         plan = graph.needed(targets, given)
         feeds = self._feeds(x, [p for p in plan if p in graph.inputs and p not in given])
         self._check_inject(inject, feeds, train)

@@ -57,7 +57,8 @@ def _activation(model: GraphModel, variables: Variables, layer: str, x: Any) -> 
 def fit_adapter(h_a: jax.Array, h_b: jax.Array) -> dict[str, jax.Array]:
     """Parameters ``{"kernel", "bias"}`` of the 1x1 adapter (see `default_adapter`) that
     best maps ``h_a`` to ``h_b`` in the least-squares sense (`jnp.linalg.lstsq`; every
-    position of every example is one sample).
+    position of every example is one sample), solved in at least float32 (lstsq takes
+    no bfloat16 or float16).
 
     Examples:
       >>> h_a = jnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
@@ -66,9 +67,10 @@ def fit_adapter(h_a: jax.Array, h_b: jax.Array) -> dict[str, jax.Array]:
       ([[2.0], [0.0]], [1.0])
     """
     c_a, c_b = h_a.shape[-1], h_b.shape[-1]
-    rows = h_a.reshape(-1, c_a)
-    design = jnp.concatenate([rows, jnp.ones((rows.shape[0], 1), rows.dtype)], axis=1)
-    solution = jnp.linalg.lstsq(design, h_b.reshape(-1, c_b))[0]
+    dtype = jnp.promote_types(jnp.result_type(h_a, h_b), jnp.float32)
+    rows = h_a.reshape(-1, c_a).astype(dtype)
+    design = jnp.concatenate([rows, jnp.ones((rows.shape[0], 1), dtype)], axis=1)
+    solution = jnp.linalg.lstsq(design, h_b.reshape(-1, c_b).astype(dtype))[0]
     kernel = solution[:-1].reshape((1,) * (h_a.ndim - 2) + (c_a, c_b))
     return {"kernel": kernel, "bias": solution[-1]}
 
@@ -103,8 +105,9 @@ def stitch(
 
     The stitched model has groups ``a`` (the front of ``a``), ``adapter`` and ``b``
     (the back of ``b``, whose ``layer_b`` now passes the adapter's output on); its
-    outputs are ``b``'s, e.g. ``"b/logits"``, and its input is ``a``'s (where the back
-    of ``b`` still reads an input node of ``b``, it reads ``a``'s of the same name).
+    outputs are ``b``'s, e.g. ``"b/logits"``, and its inputs are ``a``'s, prefixed
+    (``"a/input"``; where the back of ``b`` still reads an input node of ``b``, it reads
+    ``a``'s of the same name, which the front keeps even when ``layer_a`` does not need it).
 
     Where a connection of ``b`` skips over ``layer_b`` (e.g. a residual block cut between
     its convolutions), the back of ``b`` also holds the front nodes that connection
@@ -148,15 +151,15 @@ def stitch(
         adapter_vars: Mapping[str, Any] = {"params": fit_adapter(h_a, h_b)}
     else:
         adapter_vars = adapter.init(jax.random.key(0) if key is None else key, h_a)
-    front = extract(a, vars_a, outputs=[layer_a])
     back = extract(b, vars_b, inputs=[layer_b])
     _check_shared_inputs(a, back[0], layer_b)
+    skipped = [p for p in _graph(back[0]).inputs if p != layer_b]  # b's inputs its back reads
+    front = extract(a, vars_a, outputs=[layer_a, *skipped])
     nodes = {ADAPTER: node(adapter, inputs=SEP + f"a{SEP}{layer_a}")}
     model, variables = merge({"a": front, "b": back}, nodes)
     model = rewire(model, f"b{SEP}{layer_b}", ADAPTER)
-    for path in _graph(back[0]).inputs:  # b's inputs that its back still needs (skips)
-        if path != layer_b:
-            model = rewire(model, f"b{SEP}{path}", f"a{SEP}{path}")
+    for path in skipped:
+        model = rewire(model, f"b{SEP}{path}", f"a{SEP}{path}")
     for collection, tree in adapter_vars.items():
         variables.setdefault(collection, {})[ADAPTER] = tree
     if b.returns is not None:  # the stitched model returns b's logits, as b does

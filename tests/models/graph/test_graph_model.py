@@ -477,6 +477,19 @@ def test_returns_gives_one_node_as_the_output(model_and_variables):
         model.clone(returns="logits")
 
 
+def test_a_returns_model_initialises_every_node_as_without_returns(key):
+    # 'aux' is a sink that the returns node 'head' does not need.
+    spec = {"stem": nn.Dense(4), "head": nn.Dense(2), "aux": node(nn.Dense(3), inputs="stem")}
+    x = jnp.ones((3, 5))
+    plain = GraphModel(spec)
+    variables = GraphModel(spec, returns="head").init(key, x)
+    expected = plain.init(key, x)
+    assert jax.tree.structure(variables) == jax.tree.structure(expected)
+    jax.tree.map(np.testing.assert_array_equal, variables, expected)
+    out = GraphModel(spec, returns="head").apply(variables, x, outputs="aux")["aux"]
+    np.testing.assert_array_equal(out, plain.apply(variables, x)["aux"])
+
+
 def test_public_names():
     import phosjax.models.graph as graph
 

@@ -189,6 +189,29 @@ def test_stitching_a_model_to_itself_is_the_model(net):
     assert custom.apply(custom_vars, x, outputs="b/logits")["b/logits"].shape == (4, 3)
 
 
+def test_stitching_a_two_input_model_to_itself_is_the_model(key):
+    # 'extra' is read only after 'h' and 'act': the front must still keep it for b's back.
+    model = GraphModel(
+        {
+            "input": Input(),
+            "extra": Input(),
+            "h": node(nn.Dense(4), inputs="input"),
+            "act": nn.relu,
+            "mix": node(inputs=("act", "extra"), combine="add"),
+            "head": nn.Dense(2),
+        },
+        returns="head",
+    )
+    x = {"input": jnp.ones((6, 5)), "extra": jax.random.normal(key, (6, 4))}
+    variables = model.init(key, x)
+    expected = model.apply(variables, x)
+    for layer in ("h", "act", "mix"):
+        stitched, stitched_vars = stitch(model, variables, layer, model, variables, layer, x=x)
+        assert stitched.graph.inputs == ("a/input", "a/extra")
+        out = stitched.apply(stitched_vars, {"a/input": x["input"], "a/extra": x["extra"]})
+        np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
 def test_returns_is_kept_where_its_node_is(net):
     model, variables, x = net
     logits = model.clone(returns="logits")
