@@ -2,15 +2,17 @@
 
 ``python -m phosjax.bench.export --dir runs/example --mlflow URI [--experiment NAME]``
 
-Each run gets the cell's columns and hyperparameters as params, every metric per step
-and split as ``<split>/<metric>`` (``test/accuracy``, ``train/aux/balance``), the model's
-blurb (and graph drawing) as artifacts under ``blurb/`` (``graph/``), the bench's
-``config.yaml`` and ``env.json`` under ``bench/``, and the tags ``phosjax.cell_id``,
-``phosjax.bench``, ``phosjax.bench_created`` and ``phosjax.config_hash``. Exporting again
-skips the cells already exported (finished runs with the same cell id from the same bench,
-known by the creation time in its ``bench.json``, which `add_models` keeps); cells whose
-group has not finished training are left for later. Needs the ``mlflow`` extra
-(``mlflow-skinny``).
+Each run gets the cell's columns and hyperparameters as params (a column MLflow cannot
+name, such as ``knob/**/T``, under a key with ``_`` for each character it refuses, see
+`param_keys`; the tag ``phosjax.param_names`` maps such keys to the columns), every
+metric per step and split as ``<split>/<metric>`` (``test/accuracy``,
+``train/aux/balance``), the model's blurb (and graph drawing) as artifacts under
+``blurb/`` (``graph/``), the bench's ``config.yaml`` and ``env.json`` under ``bench/``,
+and the tags ``phosjax.cell_id``, ``phosjax.bench``, ``phosjax.bench_created`` and
+``phosjax.config_hash``. Exporting again skips the cells already exported (finished runs
+with the same cell id from the same bench, known by the creation time in its
+``bench.json``, which `add_models` keeps); cells whose group has not finished training
+are left for later. Needs the ``mlflow`` extra (``mlflow-skinny``).
 
 MLflow 3 refuses ``file:`` stores unless ``MLFLOW_ALLOW_FILE_STORE=true`` is set; a
 tracking server (``http://...``) or ``sqlite:///mlflow.db`` (full ``mlflow``) need nothing.
@@ -18,6 +20,8 @@ tracking server (``http://...``) or ``sqlite:///mlflow.db`` (full ``mlflow``) ne
 
 import argparse
 import dataclasses
+import json
+import re
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -32,6 +36,7 @@ TAG_CELL = "phosjax.cell_id"
 TAG_BENCH = "phosjax.bench"
 TAG_CREATED = "phosjax.bench_created"
 TAG_CONFIG = "phosjax.config_hash"
+TAG_PARAM_NAMES = "phosjax.param_names"
 _BATCH = 1000  # MLflow's most metrics per log_batch call
 _PARAMS_BATCH = 100  # and params
 _MODEL_ARTIFACTS = {_layout.BLURBS: "blurb", _layout.GRAPHS: "graph"}
@@ -46,6 +51,26 @@ class Exported:
     runs: dict[str, str]
     already_exported: list[str]
     unfinished: list[str]
+
+
+def param_keys(names: Sequence[str]) -> dict[str, str]:
+    """``{column: MLflow param key}``: a character MLflow refuses in a key (it takes
+    letters, digits, ``_-. :/``) becomes ``_``, and a key two columns would share gets
+    ``_2``, ``_3``... appended.
+
+    Examples:
+      >>> param_keys(["lr", "knob/**/T", "knob/?*/T"])
+      {'lr': 'lr', 'knob/**/T': 'knob/__/T', 'knob/?*/T': 'knob/__/T_2'}
+    """
+    keys: dict[str, str] = {}
+    for name in names:
+        key = base = re.sub(r"[^\w\-. :/]", "_", name, flags=re.ASCII)
+        count = 1
+        while key in keys.values():
+            count += 1
+            key = f"{base}_{count}"
+        keys[name] = key
+    return keys
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -150,15 +175,24 @@ def export_mlflow(directory: str, tracking_uri: str, experiment: str | None = No
             TAG_CREATED: created,
             TAG_CONFIG: config_hash,
         }
+        keys = param_keys([str(k) for k in cell])
+        renamed = {key: name for name, key in keys.items() if key != name}
+        if renamed:
+            tags[TAG_PARAM_NAMES] = json.dumps(renamed)
         run_name = f"{cell['model']}-{cell_id}"
         run_id = client.create_run(experiment_id, tags=tags, run_name=run_name).info.run_id
-        for params in _chunks([Param(str(k), str(v)) for k, v in cell.items()], _PARAMS_BATCH):
-            client.log_batch(run_id, params=params)
-        logged = _metrics(results[results["cell_id"] == cell_id], metrics, int(time.time() * 1e3))
-        for batch in _chunks(logged, _BATCH):
-            client.log_batch(run_id, metrics=batch)
-        for path, folder in _artifacts(bench, cell["model_id"]):
-            client.log_artifact(run_id, path, folder)
+        try:
+            params = [Param(keys[str(k)], str(v)) for k, v in cell.items()]
+            for batch in _chunks(params, _PARAMS_BATCH):
+                client.log_batch(run_id, params=batch)
+            rows = results[results["cell_id"] == cell_id]
+            for batch in _chunks(_metrics(rows, metrics, int(time.time() * 1e3)), _BATCH):
+                client.log_batch(run_id, metrics=batch)
+            for path, folder in _artifacts(bench, cell["model_id"]):
+                client.log_artifact(run_id, path, folder)
+        except BaseException:
+            client.delete_run(run_id)  # no half-logged run stays; the next export redoes it
+            raise
         client.set_terminated(run_id)
         exported.runs[cell_id] = run_id
     return exported

@@ -6,10 +6,11 @@ import pathlib
 import shutil
 import sys
 
+import pandas as pd
 import pytest
 
 from phosjax.bench import _layout
-from phosjax.bench.export import TAG_CELL, TAG_CREATED, export_mlflow, main
+from phosjax.bench.export import TAG_CELL, TAG_CREATED, TAG_PARAM_NAMES, export_mlflow, main
 from tests.bench._viewer_fixtures import (
     DIVERGED,
     DIVERGED_STEP,
@@ -139,3 +140,46 @@ def test_command_line(written, store, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "mlflow.exceptions", None)  # as if not installed
     assert main(["--dir", str(written.root), "--mlflow", store]) == 2
     assert "needs the mlflow extra: pip install 'phosjax[mlflow]'" in capsys.readouterr().err
+
+
+def test_columns_mlflow_cannot_name_are_params_under_keys_it_takes(written, store, tmp_path):
+    """A knob or regularizer axis (``knob/**/T``) has characters MLflow refuses in a key."""
+    root = tmp_path / "example"
+    shutil.copytree(written.root, root)
+    cells = pd.read_parquet(root / _layout.CELLS)
+    cells["knob/**/T"], cells["reg/l2/*/kernel"] = 2.0, 1e-4
+    cells.to_parquet(root / _layout.CELLS)
+    exported = export_mlflow(str(root), store)
+    assert sorted(exported.runs) == sorted(cells.cell_id)
+    _, runs = _runs(store)
+    for run in runs.values():
+        assert run.info.status == "FINISHED"
+        assert (run.data.params["knob/__/T"], run.data.params["reg/l2/_/kernel"]) == (
+            "2.0",
+            "0.0001",
+        )
+        renamed = {"knob/__/T": "knob/**/T", "reg/l2/_/kernel": "reg/l2/*/kernel"}
+        assert json.loads(run.data.tags[TAG_PARAM_NAMES]) == renamed
+
+
+def test_a_cell_that_fails_midway_leaves_no_run_and_is_exported_next_time(
+    written, store, monkeypatch
+):
+    client_class = mlflow.tracking.MlflowClient
+    log_artifact = client_class.log_artifact
+
+    def failing(self, *args, **kwargs):
+        raise mlflow.exceptions.MlflowException("the store went away")
+
+    monkeypatch.setattr(client_class, "log_artifact", failing)
+    with pytest.raises(mlflow.exceptions.MlflowException, match="went away"):
+        export_mlflow(str(written.root), store)
+    client = client_class(store)
+    experiment_id = client.get_experiment_by_name("example").experiment_id
+    assert client.search_runs([experiment_id]) == []
+
+    monkeypatch.setattr(client_class, "log_artifact", log_artifact)
+    exported = export_mlflow(str(written.root), store)
+    assert sorted(exported.runs) == sorted(written.cells.cell_id)
+    _, runs = _runs(store)  # one run per cell
+    assert {run.info.status for run in runs.values()} == {"FINISHED"}
