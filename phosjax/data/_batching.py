@@ -52,6 +52,11 @@ def batch_indices(
             f"use a batch_size of at most {num_examples}"
         )
     steps_per_epoch = num_examples // batch_size
+    if not jnp.issubdtype(jnp.result_type(step), jnp.integer):
+        raise TypeError(
+            f"batch_indices: step must be a whole number (the global step), got dtype "
+            f"{jnp.result_type(step)}; a float step would be cut to an int silently"
+        )
     step = jnp.asarray(step, jnp.int32)
     epoch, position = jnp.divmod(step, steps_per_epoch)
     positions = position * batch_size + jnp.arange(batch_size, dtype=jnp.int32)

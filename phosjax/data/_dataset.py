@@ -52,6 +52,22 @@ class ArrayDataset:
     input_shape: tuple[int, ...]
 
     def __post_init__(self) -> None:
+        def whole(n: Any) -> bool:
+            return isinstance(n, int | np.integer) and not isinstance(n, bool)
+
+        if not whole(self.num_classes) or self.num_classes < 1:
+            raise ValueError(
+                f"ArrayDataset {self.name!r}: num_classes must be a whole number >= 1, "
+                f"got {self.num_classes!r}"
+            )
+        shape = self.input_shape
+        if not isinstance(shape, tuple | list) or not all(whole(n) and n >= 0 for n in shape):
+            raise ValueError(
+                f"ArrayDataset {self.name!r}: input_shape must be the shape of one example, "
+                f"a tuple of sizes such as (40,) or (8, 8, 1), got {shape!r}"
+            )
+        object.__setattr__(self, "input_shape", tuple(int(n) for n in shape))
+        object.__setattr__(self, "num_classes", int(self.num_classes))
         for split, x, y in (
             ("train", self.x_train, self.y_train),
             ("test", self.x_test, self.y_test),

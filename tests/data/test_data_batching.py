@@ -72,6 +72,9 @@ def test_bad_sizes_are_errors(key):
         batch_indices(key, 0, 4, True)
     with pytest.raises(ValueError, match=r"different leading sizes \[3, 4\]"):
         take_batch(key, 0, (jnp.zeros(4), jnp.zeros(3)), 2)
+    with pytest.raises(TypeError, match=r"step must be a whole number .*got dtype float32"):
+        batch_indices(key, jnp.float32(2.7), 4, 2)
+    assert batch_indices(key, np.int64(1), 4, 2).shape == (2,)  # any integer dtype
 
 
 def test_shuffled_positions_takes_any_integer_n_and_refuses_the_rest(key):

@@ -219,6 +219,26 @@ def test_array_dataset_checks_shapes():
 
 
 @pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("input_shape", 3, r"input_shape must be the shape of one example, .*got 3"),
+        ("input_shape", (3.0,), r"input_shape must be .*got \(3\.0,\)"),
+        ("num_classes", 2.5, r"num_classes must be a whole number >= 1, got 2\.5"),
+        ("num_classes", 0, r"num_classes must be a whole number >= 1, got 0"),
+    ],
+)
+def test_array_dataset_names_a_bad_input_shape_or_class_count(field, value, match):
+    with pytest.raises(ValueError, match=match):
+        _toy(**{field: value})
+
+
+def test_array_dataset_takes_a_list_or_numpy_sizes_as_plain_ints():
+    ds = _toy(input_shape=[np.int64(3)], num_classes=np.int32(2))
+    assert ds.input_shape == (3,) and type(ds.input_shape[0]) is int
+    assert type(ds.num_classes) is int
+
+
+@pytest.mark.parametrize(
     ("split", "labels", "bad"), [("train", [0, 1, 2, 1], 2), ("test", [0, -1], -1)]
 )
 def test_array_dataset_refuses_labels_outside_its_classes(split, labels, bad):
