@@ -9,11 +9,22 @@ import pandas as pd
 from phosjax.bench import _layout
 
 
+def _mean(values: pd.Series) -> float:
+    """The mean, NaN when any value is: a diverged seed must not vanish from it."""
+    return values.mean(skipna=False)
+
+
+def _std(values: pd.Series) -> float:
+    """The sample standard deviation, NaN when any value is (or there is only one)."""
+    return values.std(skipna=False)
+
+
 def leaderboard(results: pd.DataFrame, hparam_columns: Sequence[str]) -> pd.DataFrame:
     """One row per (model, data set, hparams that vary within a model), best first.
 
     Columns: the keys, ``accuracy`` and ``accuracy_std`` (over seeds, of each cell's
-    last test evaluation), ``loss`` (its mean) and ``seeds`` (how many cells).
+    last test evaluation), ``loss`` (its mean) and ``seeds`` (how many cells). A NaN (a
+    seed that diverged) makes the mean and std it enters NaN; a NaN accuracy sorts last.
 
     Examples:
       >>> results = pd.DataFrame({
@@ -25,7 +36,7 @@ def leaderboard(results: pd.DataFrame, hparam_columns: Sequence[str]) -> pd.Data
       0   cnn       d       0.9           NaN   0.3      1
       1   mlp       d       0.6      0.141421   0.9      2
     """
-    test = results[results["split"] == "test"]
+    test = results[results["split"] == "test"].reset_index(drop=True)  # labels unique
     if test.empty:
         return pd.DataFrame()
     last = test.loc[test.groupby("cell_id")["step"].idxmax()]
@@ -35,12 +46,23 @@ def leaderboard(results: pd.DataFrame, hparam_columns: Sequence[str]) -> pd.Data
     ]
     keys = ["model", "dataset", *varying]
     board = last.groupby(keys, dropna=False, sort=False).agg(
-        accuracy=("accuracy", "mean"),
-        accuracy_std=("accuracy", "std"),
-        loss=("loss", "mean"),
+        accuracy=("accuracy", _mean),
+        accuracy_std=("accuracy", _std),
+        loss=("loss", _mean),
         seeds=("accuracy", "size"),
     )
     return board.sort_values("accuracy", ascending=False).reset_index()
+
+
+def _plus_minus(mean: float, std: float, seeds: int) -> str:
+    """``mean ± std``, the std of a single seed (undefined) shown as 0; a NaN (a diverged
+    seed) stays ``nan``.
+
+    Examples:
+      >>> _plus_minus(0.9, float("nan"), 1), _plus_minus(float("nan"), float("nan"), 2)
+      ('0.900 ± 0.000', 'nan ± nan')
+    """
+    return f"{mean:.3f} ± {0.0 if seeds == 1 else std:.3f}"
 
 
 def summary_text(
@@ -55,8 +77,10 @@ def summary_text(
         return "\n".join([*lines, "no test evaluations yet."])
     shown = board.head(rows).copy()
     shown["test accuracy"] = [
-        f"{m:.3f} ± {0.0 if pd.isna(s) else s:.3f}"
-        for m, s in zip(shown.pop("accuracy"), shown.pop("accuracy_std"), strict=True)
+        _plus_minus(m, s, n)
+        for m, s, n in zip(
+            shown.pop("accuracy"), shown.pop("accuracy_std"), shown["seeds"], strict=True
+        )
     ]
     shown["loss"] = shown["loss"].map("{:.3f}".format)
     lines.append(shown.to_string(index=False))

@@ -1,10 +1,14 @@
-"""`leaderboard`: each cell's last test evaluation, aggregated over seeds per hparam row."""
+"""`leaderboard`: each cell's last test evaluation, aggregated over seeds per hparam row;
+`summary_text` prints it. A diverged seed shows, whatever the frame's index."""
+
+import math
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from phosjax.bench import leaderboard
+from phosjax.bench._summary import summary_text
 
 
 def test_leaderboard_uses_each_cells_last_test_step_per_learning_rate():
@@ -61,3 +65,54 @@ def test_leaderboard_without_test_rows_is_empty():
         | {"accuracy": [0.5], "loss": [1.0]}
     )
     assert leaderboard(results, ["learning_rate"]).empty
+
+
+def _results(loss_d: float = 0.2) -> pd.DataFrame:
+    """4 cells (2 learning rates x 2 seeds) evaluated on test at steps 5 and 10; cell ``d``'s
+    last test loss is ``loss_d``."""
+    rows = []
+    for cell, lr, acc, loss in [
+        ("a", 0.1, 0.5, 1.0),
+        ("b", 0.1, 0.7, 0.8),
+        ("c", 1.0, 0.9, 0.3),
+        ("d", 1.0, 0.8, loss_d),
+    ]:
+        common = {"cell_id": cell, "model": "mlp", "dataset": "d", "learning_rate": lr}
+        rows.append({**common, "step": 5, "split": "test", "accuracy": 0.0, "loss": 9.0})
+        rows.append({**common, "step": 10, "split": "test", "accuracy": acc, "loss": loss})
+    return pd.DataFrame(rows)
+
+
+def test_a_diverged_seed_makes_its_rows_loss_nan():
+    board = leaderboard(_results(loss_d=np.nan), ["learning_rate"]).set_index("learning_rate")
+    assert math.isnan(board.loc[1.0, "loss"])  # not seed c's 0.3 alone
+    assert board.loc[1.0, "seeds"] == 2
+    assert board.loc[0.1, "loss"] == pytest.approx(0.9)
+
+
+def test_a_diverged_seeds_accuracy_is_nan_in_the_mean_and_std_and_sorts_last():
+    results = _results()
+    results.loc[(results["cell_id"] == "c") & (results["step"] == 10), "accuracy"] = np.nan
+    board = leaderboard(results, ["learning_rate"])
+    assert board["learning_rate"].tolist() == [0.1, 1.0]
+    assert board[["accuracy", "accuracy_std"]].iloc[1].isna().all()
+    assert "nan ± nan" in summary_text("b", results, ["learning_rate"])
+
+
+@pytest.mark.parametrize("frames", [1, 2], ids=["one-frame", "two-concatenated"])
+def test_repeated_index_labels_pick_one_row_per_cell(frames):
+    """Frames concatenated without ``ignore_index`` repeat their labels."""
+    whole = _results()
+    halves = [whole[whole["learning_rate"] == lr].reset_index(drop=True) for lr in (0.1, 1.0)]
+    results = whole if frames == 1 else pd.concat(halves)
+    board = leaderboard(results, ["learning_rate"]).set_index("learning_rate")
+    assert board["seeds"].tolist() == [2, 2]
+    assert board["accuracy"].tolist() == pytest.approx([0.85, 0.6])
+    spread = [np.std([0.9, 0.8], ddof=1), np.std([0.5, 0.7], ddof=1)]
+    assert board["accuracy_std"].tolist() == pytest.approx(spread)
+    assert board["loss"].tolist() == pytest.approx([0.25, 0.9])
+
+
+def test_summary_shows_a_single_seeds_spread_as_zero():
+    one_seed = _results()[lambda r: r["cell_id"].isin(["a", "c"])]
+    assert "0.900 ± 0.000" in summary_text("b", one_seed, ["learning_rate"])

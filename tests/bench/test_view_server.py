@@ -128,6 +128,13 @@ def test_results_endpoint_names_what_is_wrong(server, query, message):
     assert re.search(message, json.loads(body)["error"])
 
 
+def test_a_column_or_cell_asked_twice_is_sent_once(server, written):
+    cell = written.cells["cell_id"].iloc[0]
+    data = get_json(server, f"/api/results?cells={cell},{cell}&columns=loss,accuracy,loss")
+    assert data["columns"] == ["loss", "accuracy"]
+    assert sorted(s["split"] for s in data["series"]) == sorted(SPLITS)
+
+
 @pytest.mark.parametrize(
     ("path", "message"),
     [
@@ -194,6 +201,27 @@ def test_a_part_file_being_written_is_not_read(tmp_path, content):
     assert all(series["step"] == list(STEPS) for series in curves["series"])
 
 
+def test_result_parts_linking_out_of_the_bench_are_skipped(tmp_path):
+    bench = write_bench(tmp_path / "example", blurb_json())
+    results = bench.root / _layout.RESULTS
+    moved, copied = _layout.part_files(results)[:2]
+    kept = bench.root / "kept" / moved.name  # a link inside the bench is read
+    kept.parent.mkdir()
+    moved.rename(kept)
+    moved.symlink_to(kept)
+    outside = tmp_path / "outside.parquet"
+    pd.read_parquet(copied).assign(loss=12345.0, leak=1.0).to_parquet(outside)
+    (results / "part-zzz-000000000.parquet").symlink_to(outside)
+    with serving(bench.root) as server:
+        metrics = get_json(server, "/api/bench")["metrics"]
+        cells = get(server, "/api/cells")[2]
+        curves = get_json(server, "/api/results?columns=loss&max_points=1000")
+    assert "leak" not in metrics and b"12345" not in cells
+    assert 12345.0 not in [v for s in curves["series"] for v in s["values"]["loss"]]
+    assert len(curves["series"]) == len(bench.cells) * len(SPLITS)
+    assert all(series["step"] == list(STEPS) for series in curves["series"])
+
+
 def test_blurb_graph_profile_and_morph_endpoints(server, written):
     for model_id in MODELS.values():
         assert get_json(server, f"/api/blurb/{model_id}") == written.blurb
@@ -247,6 +275,16 @@ def test_symlinks_out_of_the_bench_are_refused(server):
     status, _, body = get(server, "/api/blurb/evil")
     assert status == 403 and b"leads outside the bench" in body
     assert SECRET.encode() not in get(server, "/api/morph")[2]  # the link is skipped
+
+
+def test_a_model_id_too_long_for_a_file_name_is_not_found(server):
+    status, _, body = get(server, "/api/blurb/" + "a" * 300)
+    assert status == 404 and b"no blurbs/aaa" in body
+
+
+def test_an_unparsable_host_is_refused_with_json(server):
+    status, _, body = get(server, "/api/bench", host="[")
+    assert status == 403 and "Host not allowed" in json.loads(body)["error"]
 
 
 def test_other_host_names_are_refused_on_loopback(server):

@@ -182,10 +182,12 @@ def curves(
     """
     if max_points < 2:
         raise BadRequest(f"max_points must be at least 2, got {max_points}.")
+    columns = list(dict.fromkeys(columns))  # each once, in the order asked
+    cells = None if cells is None else list(dict.fromkeys(cells))
     _check_known("columns", columns, bench.metrics())
     if cells is not None:
         _check_known("cells", cells, bench.cells()["cell_id"].tolist())
-    results = bench.results(list(columns), None if cells is None else list(cells))
+    results = bench.results(columns, cells)
     series = []
     for (cell_id, split), rows in results.groupby(["cell_id", "split"], sort=False):
         kept = thin(len(rows), max_points)
@@ -197,7 +199,7 @@ def curves(
                 "values": {c: nonfinite_marks(rows[c], kept) for c in columns},
             }
         )
-    return {"columns": list(columns), "series": series}
+    return {"columns": columns, "series": series}
 
 
 def profile(bench: BenchFiles, max_points: int = DEFAULT_POINTS) -> dict[str, Any]:
@@ -223,8 +225,12 @@ def profile(bench: BenchFiles, max_points: int = DEFAULT_POINTS) -> dict[str, An
 
 def model_file(bench: BenchFiles, folder: str, model_id: str) -> Any:
     """The parsed ``<folder>/<model_id>.json`` (a blurb or a graph drawing)."""
-    path = bench.named(folder, model_id, ".json")
-    if not path.is_file():
+    path = bench.named(folder, model_id, ".json")  # a link out: OutsideBenchError
+    try:
+        found = path.is_file()
+    except OSError:  # a name the file system cannot hold (too long)
+        found = False
+    if not found:
         raise NotFound(f"The bench has no {folder}/{model_id}.json.")
     return json.loads(path.read_text())
 

@@ -142,9 +142,19 @@ class BenchFiles:
         """The hyperparameter columns: those of ``cells.parquet`` after the cell columns."""
         return [c for c in self.cells().columns if c not in _layout.CELL_COLUMNS]
 
+    def _parts(self) -> list[pathlib.Path]:
+        """The result part files (only the runner's: `_store.part_path`), those that link
+        out of the bench skipped."""
+        parts = []
+        for part in _layout.part_files(self.path(_layout.RESULTS)):
+            try:
+                parts.append(self.path(f"{_layout.RESULTS}/{part.name}"))
+            except OutsideBenchError:
+                continue  # a link out of the bench is never read
+        return parts
+
     def _results(self) -> pads.Dataset | None:
-        folder = self.path(_layout.RESULTS)
-        parts = _layout.part_files(folder)  # only the runner's (`_store.part_path`)
+        parts = self._parts()
         if not parts:
             return None
         # Part files may differ in columns (models added later bring their own aux losses).

@@ -170,7 +170,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _host_allowed(self) -> bool:
         if not self.server.local_only:
             return True
-        host = urllib.parse.urlsplit("//" + self.headers.get("Host", "")).hostname
+        try:
+            host = urllib.parse.urlsplit("//" + self.headers.get("Host", "")).hostname
+        except ValueError:  # unparsable (``Host: [``): no name to allow
+            return False
         return host in _LOCAL_NAMES
 
     def do_HEAD(self) -> None:
