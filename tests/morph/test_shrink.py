@@ -144,7 +144,7 @@ def test_plain_flax_cnn_shrunk_equals_masked_with_its_optimizer_state():
 
 
 class PooledCNN(nn.Module):
-    """Pooling, a flip and a stack between convolutions, written without phosjax."""
+    """Pooling, a flip, a zero pad and a stack between convolutions, in plain Flax."""
 
     widths: tuple[int, int] = (6, 5)
 
@@ -152,6 +152,7 @@ class PooledCNN(nn.Module):
     def __call__(self, x):
         h = nn.relu(nn.Conv(self.widths[0], (3, 3), name="conv0")(x))
         h = jnp.flip(nn.max_pool(h, (2, 2), (2, 2), padding="SAME"), axis=1)
+        h = jnp.pad(h, ((0, 0), (1, 1), (1, 1), (0, 0)))  # zeros: dead channels stay zero
         h = nn.relu(nn.Conv(self.widths[1], (3, 3), name="conv1")(h))
         h = nn.avg_pool(h, (3, 3), padding="SAME", count_include_pad=False)
         side = nn.relu(nn.Conv(self.widths[1], (1, 1), name="side")(h))
@@ -169,7 +170,7 @@ def test_pooled_flipped_and_stacked_channels_shrunk_equals_masked():
     assert ("params/side/kernel", 3) in tied
     alive = {"conv0": [1, 0, 1, 1, 0, 1], "conv1": [0, 1, 1, 0, 1]}
     small = shrink(variables, alive, groups)
-    assert small.variables["params"]["head"]["kernel"].shape == (2 * 4 * 4 * 3, 4)
+    assert small.variables["params"]["head"]["kernel"].shape == (2 * 6 * 6 * 3, 4)
     masked_out = jax.jit(model.apply)(mask(variables, alive, groups), x)
     small_out = jax.jit(PooledCNN(widths=(4, 3)).apply)(small.variables, x)
     np.testing.assert_allclose(small_out, masked_out, atol=1e-5)
