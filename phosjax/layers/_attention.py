@@ -91,8 +91,9 @@ class TransformerBlock(nn.Module):
       dropout_rate: dropout on the attention weights and on both residual branches in
         training (rng ``"dropout"``).
       dtype: the branches' computation dtype (``None``: the input's). The residual
-        stream keeps the input's dtype, so a float32 input gives a float32 output with
-        bfloat16 branches added to it.
+        stream keeps the input's dtype: the branches are cast to it before they are
+        added, so a float32 input gives a float32 output with bfloat16 branches, and a
+        bfloat16 input a bfloat16 output with float32 branches.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -118,9 +119,9 @@ class TransformerBlock(nn.Module):
         h = MultiHeadSelfAttention(
             self.num_heads, self.causal, self.dropout_rate, dtype, name="attention"
         )(h, train=train)
-        x = x + dropout(h)
+        x = x + dropout(h).astype(x.dtype)
         h = nn.LayerNorm(dtype=dtype, name="mlp_norm")(x)
         h = nn.Dense(self.mlp_features or 4 * features, dtype=dtype, name="mlp_in")(h)
         h = tag(self, "mlp_hidden", nn.gelu(h))
         h = nn.Dense(features, dtype=dtype, name="mlp_out")(h)
-        return x + dropout(h)
+        return x + dropout(h).astype(x.dtype)

@@ -19,8 +19,9 @@ class DropPath(nn.Module):
 
     Kept examples are divided by ``1 - rate`` so the expectation is unchanged; with
     ``train=False`` the layer is the identity. Apply it to a residual branch's output
-    (Huang et al., arXiv 1603.09382). Draws from the rng stream ``"dropout"``. Tags
-    ``keep_mask`` (booleans of shape ``(B,)``) in training.
+    (Huang et al., arXiv 1603.09382). Draws from the rng stream ``"dropout"`` (not at
+    ``rate=0``). Tags ``keep_mask`` (booleans of shape ``(B,)``) in training, all true at
+    ``rate=0``, so a probe works over a sweep of rates.
 
     Attributes:
       rate: the probability of dropping an example, in ``[0, 1)``.
@@ -42,7 +43,10 @@ class DropPath(nn.Module):
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         if not 0.0 <= self.rate < 1.0:
             raise ValueError(f"DropPath rate must be in [0, 1), got {self.rate}.")
-        if not train or self.rate == 0.0:
+        if not train:
+            return x
+        if self.rate == 0.0:  # keeps every example, drawing nothing
+            tag(self, "keep_mask", jnp.ones(x.shape[:1], bool))
             return x
         keep_rate = 1.0 - self.rate
         shape = (x.shape[0],) + (1,) * (x.ndim - 1)

@@ -141,6 +141,18 @@ def test_drop_path_identity_in_eval_and_drops_whole_examples_in_training(key):
     np.testing.assert_allclose(out[kept], x[kept] / 0.7, rtol=1e-6)
 
 
+def test_drop_path_tags_its_keep_mask_in_training_at_every_rate(key):
+    x = jax.random.normal(key, (6, 3))
+    rngs = {"dropout": jax.random.key(1)}
+    for rate in (0.0, 0.5):
+        out, found = px.probe(L.DropPath(rate), {}, x, "keep_mask", train=True, rngs=rngs)
+        assert found["keep_mask"].shape == (6,) and found["keep_mask"].dtype == jnp.bool_
+    np.testing.assert_array_equal(found["keep_mask"], np.any(out != 0, axis=1))
+    out, found = px.probe(L.DropPath(0.0), {}, x, "keep_mask", train=True)  # no rng needed
+    np.testing.assert_array_equal(out, x)
+    assert bool(found["keep_mask"].all())
+
+
 def test_moe_top1_output_is_one_expert_weighted_by_its_probability(key):
     layer = L.MixtureOfExperts(num_experts=3, top_k=1, hidden_features=5)
     x = jax.random.normal(key, (6, 4))
@@ -471,3 +483,14 @@ def test_a_bfloat16_branch_leaves_a_float32_input_float32(layer, shape, branch, 
     out, found = px.probe(layer, variables, x, branch)
     assert out.dtype == jnp.float32
     assert found[branch].dtype == jnp.bfloat16
+
+
+def test_a_float32_branch_leaves_a_bfloat16_input_bfloat16(key):
+    """The residual stream keeps the input's dtype the other way round too: the float32
+    branches are cast to bfloat16 before they are added."""
+    layer = L.TransformerBlock(num_heads=2, dtype=jnp.float32)
+    x = jax.random.normal(key, (2, 5, 4)).astype(jnp.bfloat16)
+    variables = layer.init(key, x)
+    out, found = px.probe(layer, variables, x, "mlp_hidden")
+    assert out.dtype == jnp.bfloat16
+    assert found["mlp_hidden"].dtype == jnp.float32

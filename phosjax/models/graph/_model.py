@@ -134,12 +134,24 @@ def _run_node(
         child = Function(fn, parent=owner, name=key)
     if args is not None:
         assert isinstance(spec, Node)
+        value = _call_node(path, spec, child, args, train)
+    return tag(child, OUT, value)
+
+
+def _call_node(path: str, spec: Node, child: nn.Module, args: tuple[Any, ...], train: bool) -> Any:
+    """Node ``path``'s (combined) ``args`` through ``child``; an error of the call gets a
+    note naming the node (its type and message unchanged)."""
+    try:
         if spec.combine is not None:
             combine = COMBINES[spec.combine] if isinstance(spec.combine, str) else spec.combine
             args = (combine(*args),)
-        flag_args, flag_kwargs = _node_train_args(path, fn, train, len(args))
-        value = child(*args, *flag_args, **flag_kwargs)
-    return tag(child, OUT, value)
+        flag_args, flag_kwargs = _node_train_args(path, spec.fn, train, len(args))
+        return child(*args, *flag_args, **flag_kwargs)
+    except Exception as error:
+        note = f"(raised computing graph node {path!r})"
+        if not isinstance(error, GraphError) and note not in getattr(error, "__notes__", ()):
+            error.add_note(note)  # once, however often the error passes here
+        raise
 
 
 def _node_train_args(
@@ -182,8 +194,8 @@ class GraphModel(nn.Module):
       returns: a node; calling the model without ``outputs`` then returns that node's
         value alone, not the dict (e.g. ``returns="head"``: the logits, as the training
         engine, `phosjax.morph` and the zoo models expect). ``outputs=`` still returns
-        the dict; ``init`` still creates every node's variables. `extract` (when it computes the node), `rewire` and `stitch` (``b``'s)
-        keep it; `merge` does not.
+        the dict; ``init`` still creates every node's variables. `extract` (when it
+        computes the node), `rewire` and `stitch` (``b``'s) keep it; `merge` does not.
 
     Examples:
       >>> import flax.linen as nn, jax, jax.numpy as jnp

@@ -140,10 +140,26 @@ def bad_name(name: str) -> str | None:
     return None
 
 
+def _top_level_why(name: str) -> str | None:
+    """Why ``name`` cannot name a top-level node or group; None when it can.
+
+    Examples:
+      >>> _top_level_why("params")
+      "its variables would be at 'params/params', which Flax takes for a params dict ..."
+    """
+    if name != "params":
+        return None
+    return (
+        "its variables would be at 'params/params', which Flax takes for a params dict "
+        "passed inside another"
+    )
+
+
 def _walk(spec: Mapping[str, Any], prefix: tuple[str, ...]) -> Iterator[tuple[str, Any]]:
     for key, value in spec.items():
         parts = tuple(str(key).split(SEP))
         why = next((bad_name(part) for part in parts if bad_name(part)), None)
+        why = why or (None if prefix else _top_level_why(parts[0]))
         if why:
             where = f"in group {SEP.join(prefix)!r}" if prefix else "at the top level"
             raise GraphError(f"Bad node name {key!r} {where}: {why}; rename it.")
@@ -193,6 +209,8 @@ def _as_node(path: str, value: Any) -> Node | Input:
             f"Node {path!r} is the class {fn.__name__}, not a module; pass an instance "
             f"such as {fn.__name__}(...) with its attributes."
         )
+    if isinstance(value, Node):
+        _check_callables(path, value)
     if isinstance(value, Node | Input):
         return value
     if isinstance(value, nn.Module) or callable(value):
@@ -203,10 +221,76 @@ def _as_node(path: str, value: Any) -> Node | Input:
     )
 
 
+def _check_callables(path: str, n: Node) -> None:
+    """Raises a `GraphError` when node ``path``'s ``fn`` or ``combine`` cannot be called.
+
+    Examples:
+      >>> _check_callables("c", node(3, inputs="a"))
+      Traceback (most recent call last):
+      phosjax.models.graph._spec.GraphError: Node 'c' has fn=3 (of type int), which cannot ...
+    """
+    choices = (
+        ("fn", n.fn, "a Flax module or a function"),
+        ("combine", n.combine, "'add', 'concat' or a function"),
+    )
+    for what, value, right in choices:
+        if value is not None and not isinstance(value, str) and not callable(value):
+            raise GraphError(
+                f"Node {path!r} has {what}={value!r} (of type {type(value).__name__}), "
+                f"which cannot be called; give {right}."
+            )
+
+
+def _signature(fn: Any) -> inspect.Signature | None:
+    """The call signature of a function or module (``self`` left out); None when it has
+    none (some builtins)."""
+    try:
+        return inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+
+
+def _described(fn: Any, signature: inspect.Signature) -> str:
+    """``name(parameters)`` of a function or module, for error messages.
+
+    Examples:
+      >>> _described(lambda p, q=1: p, inspect.signature(lambda p, q=1: p))
+      '<lambda>(p, q)'
+    """
+    return f"{getattr(fn, '__name__', type(fn).__name__)}({', '.join(signature.parameters)})"
+
+
+def _check_fn_arity(path: str, n: Node, inputs: tuple[str, ...]) -> None:
+    """Raises a `GraphError` when node ``path``'s ``fn`` takes fewer positional arguments
+    than it is given: its inputs, or one combined value.
+
+    Examples:
+      >>> _check_fn_arity("c", node(lambda p: p, inputs=("a", "b")), ("a", "b"))
+      Traceback (most recent call last):
+      phosjax.models.graph._spec.GraphError: Node 'c' gives its fn <lambda>(p) its 2 inputs ...
+    """
+    signature = None if n.fn is None else _signature(n.fn)
+    if signature is None:
+        return
+    combined = n.combine is not None
+    try:
+        signature.bind_partial(*((None,) if combined else inputs))
+    except TypeError as error:
+        fn = f"Node {path!r} gives its fn {_described(n.fn, signature)}"
+        raise GraphError(
+            f"{fn} the one value its combine makes of its inputs, but it cannot take it "
+            f"({error}); give it a fn of one argument."
+            if combined
+            else f"{fn} its {len(inputs)} inputs ({listing(inputs)}) as arguments, but it "
+            f"cannot take them ({error}); combine them with combine='add', 'concat' or a "
+            f"function, or give it a fn of {len(inputs)} arguments."
+        ) from None
+
+
 def _check_arity(path: str, n: Node, inputs: tuple[str, ...]) -> None:
     """Raises a `GraphError` when node ``path`` cannot take its ``inputs``: a pass-through
-    (no ``fn``) without a combine gets other than one, a named combine gets none, or its
-    combine function cannot take them.
+    (no ``fn``) without a combine gets other than one, a named combine gets none, its
+    combine function cannot take them, or its ``fn`` cannot take what it is given.
 
     Examples:
       >>> _check_arity("c", node(inputs=("a", "b")), ("a", "b"))
@@ -225,20 +309,17 @@ def _check_arity(path: str, n: Node, inputs: tuple[str, ...]) -> None:
             f"Node {path!r} combines its inputs with {n.combine!r} but takes none "
             "(inputs=()); give it the nodes to combine, e.g. inputs=('a', 'b')."
         )
-    if n.combine is None or isinstance(n.combine, str):
-        return
-    try:
-        signature = inspect.signature(n.combine)
-    except (TypeError, ValueError):  # a builtin without a signature: not checkable
+    _check_fn_arity(path, n, inputs)
+    signature = None if isinstance(n.combine, str | None) else _signature(n.combine)
+    if signature is None:
         return
     try:
         signature.bind(*inputs)
     except TypeError as error:
-        name = getattr(n.combine, "__name__", type(n.combine).__name__)
         raise GraphError(
             f"Node {path!r} combines {count} inputs ({listing(inputs)}), but its combine "
-            f"{name}{signature} cannot take them ({error}); give it a function of {count} "
-            "values, e.g. lambda *values: ..."
+            f"{_described(n.combine, signature)} cannot take them ({error}); give it a function "
+            f"of {count} values, e.g. lambda *values: ..."
         ) from None
 
 

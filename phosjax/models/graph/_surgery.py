@@ -46,7 +46,7 @@ def node_variables(variables: Variables, nodes: Iterable[str]) -> dict[str, Any]
 def extract(
     model: GraphModel,
     variables: Variables,
-    inputs: Iterable[str] = (),
+    inputs: str | Iterable[str] = (),
     outputs: str | Iterable[str] | None = None,
 ) -> tuple[GraphModel, dict[str, Any]]:
     """The part of ``model`` that computes ``outputs`` from the hidden values at ``inputs``.
@@ -60,7 +60,7 @@ def extract(
     Args:
       model: a `GraphModel`.
       variables: its variables.
-      inputs: the nodes to cut at.
+      inputs: the node (a name) or nodes to cut at.
       outputs: node selectors; default: the graph's sinks.
 
     Raises:
@@ -77,7 +77,7 @@ def extract(
       (('a', 'b'), ['b'])
     """
     graph = _graph(model)
-    inputs = list(inputs)
+    inputs = [inputs] if isinstance(inputs, str) else list(inputs)
     graph.check_nodes(inputs, "extract's inputs")
     targets = graph.sinks if outputs is None else graph.select(outputs)
     kept = graph.needed(targets, given=inputs)

@@ -216,6 +216,42 @@ def test_a_node_that_cannot_take_its_inputs_is_named():
         GraphModel(spec).init(jax.random.key(0), jnp.ones((1, 2)))
 
 
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (node(3, inputs="a"), r"Node 'c' has fn=3 \(of type int\), which cannot be called"),
+        (
+            node(inputs=("a", "b"), combine=3),
+            r"Node 'c' has combine=3 \(of type int\), which cannot be called; give 'add', "
+            r"'concat' or a function\.",
+        ),
+        (
+            node(lambda p: p, inputs=("a", "b")),
+            r"Node 'c' gives its fn <lambda>\(p\) its 2 inputs \('a', 'b'\) as arguments, but "
+            r"it cannot take them \(too many positional arguments\); combine them",
+        ),
+        (
+            node(nn.Dense(2), inputs=("a", "b")),
+            r"Node 'c' gives its fn Dense\(inputs\) its 2 inputs",
+        ),
+        (
+            node(lambda: 0, inputs=("a", "b"), combine="add"),
+            r"Node 'c' gives its fn <lambda>\(\) the one value its combine makes of its inputs",
+        ),
+    ],
+)
+def test_a_node_that_cannot_be_called_is_named_when_built(bad, message):
+    with pytest.raises(GraphError, match=message):
+        GraphModel({"a": nn.Dense(2), "b": nn.Dense(2), "c": bad})
+
+
+def test_an_error_in_a_node_call_keeps_its_type_and_names_the_node(key):
+    model = GraphModel({"stem": nn.Dense(2), "group": {"bad": lambda h: h + "text"}})
+    with pytest.raises(TypeError) as caught:
+        model.init(key, jnp.ones((1, 3)))
+    assert "(raised computing graph node 'group/bad')" in caught.value.__notes__
+
+
 def test_a_module_class_as_a_node_is_an_error():
     message = r"Node 'block/d' is the class Dense, not a module; pass an instance such as Dense\("
     with pytest.raises(GraphError, match=message):
@@ -388,6 +424,17 @@ def test_a_name_that_selectors_cannot_pick_is_an_error(name, why):
         GraphModel({name: nn.relu})
     with pytest.raises(GraphError, match=f"in group 'g': {why}"):
         GraphModel({"g": {name: nn.relu}})
+
+
+def test_a_top_level_node_or_group_named_params_is_an_error(key):
+    message = r"Bad node name '{}' at the top level: its variables would be at 'params/params'"
+    with pytest.raises(GraphError, match=message.format("params")):
+        GraphModel({"params": nn.Dense(2)})
+    with pytest.raises(GraphError, match=message.format("params/dense")):
+        GraphModel({"params/dense": nn.Dense(2)})
+    grouped = GraphModel({"g": {"params": nn.Dense(2)}})  # params/g/params: no clash
+    x = jnp.ones((3, 5))
+    assert grouped.apply(grouped.init(key, x), x)["g/params"].shape == (3, 2)
 
 
 def test_unclear_specs_are_named():

@@ -68,6 +68,14 @@ def test_extract_keeps_the_needed_nodes_and_their_params(net):
     assert sorted(inner_vars["params"]) == ["logits"]
 
 
+def test_extract_takes_one_input_name_as_a_string(net):
+    model, variables, _ = net
+    one, one_vars = extract(model, variables, inputs="act1", outputs="pool")
+    listed, listed_vars = extract(model, variables, inputs=["act1"], outputs=["pool"])
+    assert one.nodes == listed.nodes and one.graph.inputs == ("act1",)
+    assert jax.tree.structure(one_vars) == jax.tree.structure(listed_vars)
+
+
 def test_extract_front_keeps_original_inputs_and_rejects_unneeded_cuts(net):
     model, variables, x = net
     front, front_vars = extract(model, variables, outputs=["act1"])
@@ -164,6 +172,15 @@ def test_fit_adapter_recovers_a_linear_map(key):
     assert isinstance(default_adapter((5, 3), (5, 8)), nn.Dense)
     with pytest.raises(GraphError, match=r"shape \(5, 7, 3\) to \(5, 6, 4\)"):
         default_adapter((5, 7, 3), (5, 6, 4))
+
+
+def test_fit_adapter_solves_bfloat16_activations_in_float32(key):
+    h_a = jax.random.normal(key, (16, 5, 3)).astype(jnp.bfloat16)
+    h_b = jax.random.normal(jax.random.fold_in(key, 1), (16, 5, 4)).astype(jnp.bfloat16)
+    fitted = fit_adapter(h_a, h_b)
+    expected = fit_adapter(h_a.astype(jnp.float32), h_b.astype(jnp.float32))
+    assert fitted["kernel"].dtype == jnp.float32
+    jax.tree.map(np.testing.assert_array_equal, fitted, expected)
 
 
 def test_stitching_a_model_to_itself_is_the_model(net):
