@@ -116,11 +116,16 @@ class PlainCNN(nn.Module):
         return nn.Dense(4, name="head")(h.reshape(h.shape[0], -1))
 
 
-def test_plain_flax_cnn_shrunk_equals_masked_with_its_optimizer_state():
-    x = jax.random.normal(jax.random.key(1), (2, 5, 5, 2))
-    model = PlainCNN()
+def _grouped(model, shape):
+    """An input of ``shape``, ``model``'s perturbed variables and its channel groups."""
+    x = jax.random.normal(jax.random.key(1), shape)
     variables = _perturbed(model.init(jax.random.key(0), x))
-    groups = channel_groups(model, variables, x)
+    return x, variables, channel_groups(model, variables, x)
+
+
+def test_plain_flax_cnn_shrunk_equals_masked_with_its_optimizer_state():
+    model = PlainCNN()
+    x, variables, groups = _grouped(model, (2, 5, 5, 2))
     assert groups.names == ("conv0", "conv1", "side")
     tied = {(m.path, m.axis) for m in groups.groups[1].members}
     assert {("params/skip/kernel", 3), ("params/depthwise/kernel", 3)} <= tied
@@ -161,10 +166,8 @@ class PooledCNN(nn.Module):
 
 
 def test_pooled_flipped_and_stacked_channels_shrunk_equals_masked():
-    x = jax.random.normal(jax.random.key(1), (2, 7, 7, 2))
     model = PooledCNN()
-    variables = _perturbed(model.init(jax.random.key(0), x))
-    groups = channel_groups(model, variables, x)
+    x, variables, groups = _grouped(model, (2, 7, 7, 2))
     assert groups.names == ("conv0", "conv1")
     tied = {(m.path, m.axis) for m in groups.groups[1].members}
     assert ("params/side/kernel", 3) in tied
