@@ -25,19 +25,23 @@ def _fail(message: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Parses the command line and runs the MorphNet loop (see `phosjax.morph.run`).
 
-    Returns 0, or 2 after printing ``error: <file>: ...`` when the config file is invalid
-    or names a model or data set that cannot run (checked before anything trains).
+    Returns 0, or 2 after printing ``error: <file>: ...`` when the config file is invalid,
+    names a model or data set that cannot run, or ``--dir`` holds an earlier run's rows
+    (without ``--overwrite``) or cannot be written (all checked before anything trains).
     """
     parser = argparse.ArgumentParser(prog="python -m phosjax.morph", description=__doc__)
     parser.add_argument("--config", required=True, help="a YAML file of MorphConfig fields")
     parser.add_argument("--dir", required=True, help="the run directory (a bench dir works)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the rows of an earlier run in --dir"
+    )
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
     except ValueError as error:
         return _fail(str(error))
     try:
-        rows = run(config, args.dir)
+        rows = run(config, args.dir, overwrite=args.overwrite)
     except MorphConfigError as error:  # raised before anything trains or is written
         return _fail(f"{args.config}: {error}")
     columns = ["iteration", "kind", "widths", "params", "flops", "latency_s", "accuracy"]

@@ -21,7 +21,7 @@ import pandas as pd
 from phosjax.data import ArrayDataset, batch_indices, load
 from phosjax.models import ModelConfig, build_model
 from phosjax.morph._cost import COSTS
-from phosjax.morph._expand import config_cost, once
+from phosjax.morph._expand import config_cost, expand, once
 from phosjax.morph._groups import channel_groups
 from phosjax.morph._regularizer import SOURCES, morph_regularizer
 
@@ -118,6 +118,14 @@ class MorphConfig:
             problem = _number_error(name, getattr(self, name))
             if problem:
                 raise MorphConfigError(problem)
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise MorphConfigError(f"MorphConfig.seed={self.seed!r}: expected an integer")
+        if not isinstance(self.dataset, str):
+            raise MorphConfigError(f"MorphConfig.dataset={self.dataset!r}: expected a name")
+        if self.data_dir is not None and not isinstance(self.data_dir, str):
+            raise MorphConfigError(
+                f"MorphConfig.data_dir={self.data_dir!r}: expected a folder (a path) or null"
+            )
 
     @classmethod
     def from_dict(cls, data: Any) -> "MorphConfig":
@@ -183,8 +191,9 @@ def prepare(config: MorphConfig) -> tuple[ModelConfig, ArrayDataset]:
       MorphConfigError: naming the field: an unknown model or a bad option of it, an
         unknown data set, a model whose ``num_classes`` or ``input_shape`` is not the
         data set's, a ``batch_size`` larger than its train split, or (with
-        ``iterations``) a model that does not build or whose channels `channel_groups`
-        cannot follow (an `UnsupportedOpError`).
+        ``iterations``) a model that does not build, whose channels `channel_groups`
+        cannot follow (an `UnsupportedOpError`), or whose narrowest config (every width
+        ``multiple``) costs more than the model itself, so no expansion can fit it.
     """
     try:
         model = config.model.resolved()
@@ -199,6 +208,12 @@ def prepare(config: MorphConfig) -> tuple[ModelConfig, ArrayDataset]:
         raise MorphConfigError(problem)
     if config.iterations:
         _check_traceable(model)
+        try:
+            expand(model, config_cost(model, config.cost), config.cost, config.multiple)
+        except ValueError as error:
+            raise MorphConfigError(
+                f"MorphConfig.multiple={config.multiple}: {error}; use a smaller multiple"
+            ) from error
     return model, data
 
 
@@ -291,7 +306,6 @@ def measured_latency(config: ModelConfig, variables: Any, batch: int = 100) -> f
 
 
 def _write(rows: list[dict[str, Any]], path: pathlib.Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     pd.DataFrame(rows).to_parquet(temporary, index=False)
     os.replace(temporary, path)
@@ -312,7 +326,29 @@ def _row(
     }
 
 
-def run(config: MorphConfig, directory: str | os.PathLike) -> pd.DataFrame:
+def _output(directory: str | os.PathLike, overwrite: bool) -> pathlib.Path:
+    """The rows' file in ``directory`` (its folder made), checked before anything trains.
+
+    Raises:
+      MorphConfigError: the file holds an earlier run's rows and ``overwrite`` is false,
+        or the folder cannot be made.
+    """
+    path = pathlib.Path(directory) / ITERATIONS
+    if path.exists() and not overwrite:
+        raise MorphConfigError(
+            f"{str(path)!r} holds the rows of an earlier run; choose another directory, "
+            "or pass --overwrite (overwrite=True) to replace them"
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise MorphConfigError(f"cannot write rows into {str(directory)!r}: {error}") from error
+    return path
+
+
+def run(
+    config: MorphConfig, directory: str | os.PathLike, *, overwrite: bool = False
+) -> pd.DataFrame:
     """Runs the loop (see the module docstring); returns the rows it wrote.
 
     Rows: ``kind`` is ``"start"`` (the starting model, trained without regularizer),
@@ -328,13 +364,14 @@ def run(config: MorphConfig, directory: str | os.PathLike) -> pd.DataFrame:
     and timing latency, so it is not a doctest; tests/morph/test_loop.py runs one.
 
     Raises:
-      MorphConfigError: before anything trains or is written (see `prepare`).
+      MorphConfigError: before anything trains or is written (see `prepare`), also when
+        ``directory`` already holds rows (unless ``overwrite``) or cannot be written.
 
     References:
       Gordon et al., MorphNet, https://arxiv.org/abs/1711.06798 (algorithm 1).
     """
     current, data = prepare(config)
-    path = pathlib.Path(directory) / ITERATIONS
+    path = _output(directory, overwrite)
     common = (config.steps, config.batch_size, config.learning_rate, config.seed)
     budget = config_cost(current, config.cost)
     variables, accuracy = train(current, data, *common)

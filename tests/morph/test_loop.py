@@ -59,6 +59,9 @@ MODEL = ModelConfig("cnn1d", 10, (40,), depth=1, width=(16, 16))
         ("learning_rate", 0.0, "MorphConfig.learning_rate=0.0: expected a number > 0"),
         ("strength", -1.0, "MorphConfig.strength=-1.0: expected a number >= 0"),
         ("threshold", "small", "MorphConfig.threshold='small': expected a number >= 0"),
+        ("seed", 1.5, "MorphConfig.seed=1.5: expected an integer"),
+        ("dataset", 5, "MorphConfig.dataset=5: expected a name"),
+        ("data_dir", 3, r"MorphConfig.data_dir=3: expected a folder \(a path\) or null"),
     ],
 )
 def test_bad_fields_fail_at_construction_before_anything_trains(
@@ -141,6 +144,10 @@ CNN = "{name: cnn1d, num_classes: 10, input_shape: [40], width: [8, 8]}"
             "model: {name: moenet, num_classes: 10, input_shape: [40]}\n",
             "MorphConfig.model 'moenet': cannot follow channels through top_k",
         ),
+        (
+            f"model: {CNN}\nmultiple: 64\n",
+            "MorphConfig.multiple=64: no width multiplier fits the flops budget",
+        ),
     ],
 )
 def test_the_cli_rejects_a_model_or_data_set_that_cannot_run_before_training(
@@ -161,3 +168,36 @@ def test_prepare_passes_a_model_that_fits_its_data_set(monkeypatch):
     model = MorphConfig(ModelConfig("cnn1d", 10, (40,), width=(8, 8)), batch_size=128)
     resolved, data = _loop.prepare(model)
     assert resolved == model.model.resolved() and data.num_train == 128
+
+
+class _Trained(Exception):
+    """Stands for training: the run got past its checks."""
+
+
+def _stop_at_training(*args, **kwargs):
+    raise _Trained
+
+
+def test_earlier_rows_are_kept_unless_overwrite_and_a_bad_dir_fails_before_training(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setattr(_loop, "load", _small_mnist1d)
+    monkeypatch.setattr(_loop, "train", _stop_at_training)
+    config = tmp_path / "morph.yaml"
+    config.write_text(f"model: {CNN}\ndata_dir: {tmp_path / 'tfds'}\nsteps: 2\n")
+    rows = tmp_path / "run" / "morph" / "iterations.parquet"
+    rows.parent.mkdir(parents=True)
+    pd.DataFrame({"iteration": [0], "kind": ["start"]}).to_parquet(rows)
+    before = rows.read_bytes()
+    assert main(["--config", str(config), "--dir", str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err
+    assert "holds the rows of an earlier run; choose another directory, or pass --overwrite" in (
+        error
+    )
+    assert rows.read_bytes() == before
+    with pytest.raises(_Trained):
+        main(["--config", str(config), "--dir", str(tmp_path / "run"), "--overwrite"])
+
+    (tmp_path / "a_file").write_text("")
+    assert main(["--config", str(config), "--dir", str(tmp_path / "a_file")]) == 2
+    assert "cannot write rows into" in capsys.readouterr().err
