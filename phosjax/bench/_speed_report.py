@@ -51,10 +51,12 @@ def rates(frame: pd.DataFrame) -> pd.DataFrame:
 
 def table(frame: pd.DataFrame) -> str:
     """The printed table: absolute model-steps/s per method, then engine/method ratios."""
-    first = frame.iloc[0]
+    first, steps = frame.iloc[0], int(frame["steps"].min())
+    more = frame[frame["steps"] > steps].groupby("method", sort=False)["steps"].max()
+    rounded = "".join(f" ({method}: {n}, in whole chunks)" for method, n in more.items())
     lines = [
         f"backend={first['backend']} device={first['device']} batch={first['batch']} "
-        f"steps={first['steps']} compute_dtype={first['compute_dtype']}",
+        f"steps={steps}{rounded} compute_dtype={first['compute_dtype']}",
         "model-steps/s (higher is better); eng/x = engine rate / x rate (> 1: engine faster)",
     ]
     wide = rates(frame)

@@ -101,8 +101,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Runs the command line ``argv`` (default ``sys.argv[1:]``)."""
     args = parser().parse_args(argv)
     config = config_from_args(args)
-    if pathlib.Path(args.out).exists() and not pathlib.Path(args.out).is_dir():
+    out = pathlib.Path(args.out)
+    if out.exists() and not out.is_dir():
         raise BenchError(f"--out {args.out!r} is a file; it must be a directory (made if new).")
+    try:  # before anything is measured
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise BenchError(f"--out {args.out!r}: cannot make the directory ({error}).") from error
     paths: dict[str, Any] = {}  # written after each (model, K): a run cut off keeps its cases
     frame = measure(
         config,

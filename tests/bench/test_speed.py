@@ -72,6 +72,10 @@ def test_an_out_that_is_a_file_is_refused_before_measuring(tmp_path, capsys):
     assert speed.main(["--quick", "--models", "mlp", "--out", str(out)]) == 2
     assert f"--out {str(out)!r} is a file" in capsys.readouterr().err
     assert out.read_text() == "keep me" and list(tmp_path.iterdir()) == [out]
+    below = out / "sub"
+    assert speed.main(["--quick", "--models", "mlp", "--out", str(below)]) == 2
+    assert f"--out {str(below)!r}: cannot make the directory" in capsys.readouterr().err
+    assert out.read_text() == "keep me"
 
 
 def test_a_string_of_names_is_a_clear_error():
@@ -133,6 +137,9 @@ def test_table_ratios_and_svg_plot(tmp_path):
     assert row.split()[-4:] == ["vmap", "2.50", "0.83", "-"]  # strategy, eng/1by1, vmap, torch
     assert "skipped: torch (mlp K=1, mlp K=8): torch is not installed" in text
     assert "note: vmap (mlp K=8): a warning" in text and "vmap (mlp K=1)" not in text
+    assert "steps=2 compute_dtype" in text
+    chunked = frame.assign(steps=np.where(frame["method"] == "engine", 4, 2))
+    assert "steps=2 (engine: 4, in whole chunks) compute_dtype" in _speed_report.table(chunked)
     path = _speed_report.svg(frame, tmp_path / "speed")
     root = ET.parse(path).getroot()
     assert path.suffix == ".svg" and root.tag.endswith("svg")
