@@ -20,7 +20,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m phosjax.bench.view", description="Serve a bench's web viewer."
     )
     parser.add_argument("--dir", required=True, help="the bench directory (runs/NAME)")
-    parser.add_argument("--port", type=_port, default=1337, help="TCP port (default 1337; 0: any free one)")
+    parser.add_argument(
+        "--port", type=_port, default=1337, help="TCP port (default 1337; 0: any free one)"
+    )
     parser.add_argument(
         "--host",
         default="127.0.0.1",
