@@ -109,6 +109,21 @@ def _carry(
     return Value(labels, zeros, src, value.data, value.made_by, value.scales)
 
 
+def _joined(
+    values: Sequence[Value],
+    labels: list[int],
+    zeros: set[int],
+    src: list[tuple[int, int] | None] | None = None,
+    known: Any = None,
+) -> Value:
+    """A value computed from ``values``, with ``labels``, ``zeros``, ``src`` and ``known``
+    and their provenance joined (what `_carry` keeps of one value)."""
+    made_by = frozenset().union(*(v.made_by for v in values))
+    scales = frozenset().union(*(v.scales for v in values))
+    data = any(v.data for v in values)
+    return Value(labels, frozenset(zeros), src, data, made_by, scales, known)
+
+
 def _produced(value: Value, free: Sequence[bool]) -> frozenset[tuple[int, int]]:
     """The leaf axes of ``value`` (a kernel) that a contraction leaves free ("out")."""
     if value.src is None:
@@ -213,14 +228,11 @@ class _Walker:
         single = ins[0] if len(ins) == 1 else None
         src = single.src if single is not None and name in _LAYOUT else None
         present = [v for v in ins if v is not None]
-        data = any(v.data for v in present)
         if name == "mul":
             present = [_with_scales(v) for v in present]
             self.pair_scales(present)
-        made_by = frozenset().union(*(v.made_by for v in present))
-        scales = frozenset().union(*(v.scales for v in present))
         value = single.known if single is not None and name in _LAYOUT else None
-        return Value(labels, frozenset(zeros), src, data, made_by, scales, value)
+        return _joined(present, labels, zeros, src, value)
 
     def operand_kinds(self, value: Value, shape: Sequence[int], kind: str) -> list[str]:
         """``kind`` for each axis of an elementwise operand, but ``"other"`` for an axis it
@@ -390,10 +402,7 @@ class _Walker:
             labels.append(ins[0].labels[k])
         along = set().union(*(self.zero_atoms(v) & self.atoms(v.labels[axis]) for v in ins))
         across = set.intersection(*(self.zero_atoms(v) for v in ins)) - along
-        made_by = frozenset().union(*(v.made_by for v in ins))
-        scales = frozenset().union(*(v.scales for v in ins))
-        data = any(v.data for v in ins)
-        return Value(labels, frozenset(along | across), None, data, made_by, scales)
+        return _joined(ins, labels, along | across)
 
     def stack(self, eqn: Any, ins: list[Value]) -> Value:
         """``stack``: the operands' axes are tied; the new axis holds no channels."""
@@ -403,11 +412,7 @@ class _Walker:
                 self.labels.union(label, v.labels[k], where)
         labels = list(ins[0].labels)
         labels.insert(eqn.params["axis"], self.make(len(ins)))
-        zeros = set.intersection(*(self.zero_atoms(v) for v in ins))
-        made_by = frozenset().union(*(v.made_by for v in ins))
-        scales = frozenset().union(*(v.scales for v in ins))
-        data = any(v.data for v in ins)
-        return Value(labels, frozenset(zeros), None, data, made_by, scales)
+        return _joined(ins, labels, set.intersection(*(self.zero_atoms(v) for v in ins)))
 
     def cut(self, eqn: Any, value: Value, keeps: Sequence[bool], zeros: bool, what: str) -> Value:
         """``slice``/``pad``/``rev``/pooling: the axes ``what`` changes (``keeps`` false)
