@@ -4,7 +4,7 @@ import dataclasses
 from typing import Any
 
 from phosjax.models import ModelConfig
-from phosjax.train import HParams
+from phosjax.train import COMPUTE_DTYPES
 
 MODELS: dict[str, ModelConfig] = {
     "mlp": ModelConfig("mlp", 10, (40,), depth=1, width=100),  # 40-100-100-10, residual
@@ -18,6 +18,20 @@ METHODS = ("one_by_one", "vmap", "engine", "fused", "torch")
 """The methods compared, in the order they run for each (model, K)."""
 
 
+class SpeedConfigError(ValueError):
+    """A bad `SpeedConfig` field: ``field`` names it, the message says what would be right.
+
+    Examples:
+      >>> str(SpeedConfigError("steps", "must be >= 1, got 0"))
+      'steps: must be >= 1, got 0'
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
 @dataclasses.dataclass(frozen=True)
 class SpeedConfig:
     """What `measure` runs.
@@ -25,8 +39,7 @@ class SpeedConfig:
     Examples:
       >>> SpeedConfig(models=("mlp", "resnet"))
       Traceback (most recent call last):
-      ...
-      ValueError: unknown models ['resnet']; choose from ['mlp', 'cnn1d', 'cnn2d', 'transformer']
+      phosjax.bench._speed_config.SpeedConfigError: models: unknown ['resnet']; choose from ...
 
     Attributes:
       models: names in `MODELS`.
@@ -63,10 +76,12 @@ class SpeedConfig:
             ("methods", self.methods, METHODS),
         ]:
             if isinstance(given, str):
-                raise ValueError(f"{name} must be a tuple of names, e.g. ({given!r},), not a str")
+                raise SpeedConfigError(
+                    name, f"must be a tuple of names, e.g. ({given!r},), not a str"
+                )
             unknown = [g for g in given if g not in known]
             if unknown:
-                raise ValueError(f"unknown {name} {unknown}; choose from {list(known)}")
+                raise SpeedConfigError(name, f"unknown {unknown}; choose from {list(known)}")
         named: list[tuple[str, tuple[Any, ...]]] = [
             ("models", self.models),
             ("sizes", self.sizes),
@@ -74,9 +89,10 @@ class SpeedConfig:
         ]
         for name, given in named:
             repeated = sorted({g for g in given if given.count(g) > 1})
-            if repeated or not given:
-                what = f"repeat {repeated}" if repeated else "are empty"
-                raise ValueError(f"{name} {what}; give each {name[:-1]} once")
+            if repeated:
+                raise SpeedConfigError(name, f"repeat {repeated}; give each {name[:-1]} once")
+            if not given:
+                raise SpeedConfigError(name, f"empty; give at least one {name[:-1]}")
         for name, values in [
             ("sizes", self.sizes),
             ("steps", (self.steps,)),
@@ -85,9 +101,11 @@ class SpeedConfig:
         ]:
             below = [v for v in values if v < 1]
             if below:
-                raise ValueError(f"{name} must be >= 1, got {below[0]}")
-        if self.min_time < 0 or self.budget < 0:
-            raise ValueError(
-                f"min_time and budget must be >= 0 seconds, got {self.min_time} and {self.budget}"
+                raise SpeedConfigError(name, f"must be >= 1, got {below[0]}")
+        for name, seconds in [("budget", self.budget), ("min_time", self.min_time)]:
+            if seconds < 0:
+                raise SpeedConfigError(name, f"must be >= 0 seconds, got {seconds}")
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise SpeedConfigError(
+                "compute_dtype", f"{self.compute_dtype!r}: expected one of {COMPUTE_DTYPES}"
             )
-        HParams(compute_dtype=self.compute_dtype)  # a clear error for a bad dtype

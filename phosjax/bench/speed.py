@@ -21,6 +21,7 @@ from jsonargparse import ArgumentParser
 from phosjax.bench._cli import entry_point
 from phosjax.bench._config import BenchError
 from phosjax.bench._speed import METHODS, MODELS, SpeedConfig, measure
+from phosjax.bench._speed_config import SpeedConfigError
 from phosjax.bench._speed_report import table, write
 from phosjax.train import STRATEGIES
 
@@ -92,8 +93,8 @@ def config_from_args(args: Any) -> SpeedConfig:
             repeats=get("repeats"),
             min_time=float(values["min_time"]),
         )
-    except ValueError as error:
-        raise BenchError(str(error)) from error
+    except SpeedConfigError as error:
+        raise BenchError(f"--{error.field}: {error.problem}") from error
 
 
 @entry_point

@@ -10,6 +10,7 @@ import pytest
 
 from phosjax.bench import _speed, _speed_methods, _speed_report, speed
 from phosjax.bench._speed import COLUMNS, METHODS, Skip, SpeedConfig
+from phosjax.bench._speed_config import SpeedConfigError
 
 
 def test_quick_run_writes_parquet_table_and_plot(tmp_path, capsys):
@@ -42,22 +43,25 @@ def test_quick_run_writes_parquet_table_and_plot(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--models", "mlp,resnet50"], "unknown models ['resnet50']; choose from ['mlp', 'cnn1d'"),
-        (["--methods", "jit"], "unknown methods ['jit']; choose from ['one_by_one'"),
-        (["--compute_dtype", "float16"], "expected one of ('float32', 'bfloat16')"),
+        (
+            ["--models", "mlp,resnet50"],
+            "--models: unknown ['resnet50']; choose from ['mlp', 'cnn1d'",
+        ),
+        (["--methods", "jit"], "--methods: unknown ['jit']; choose from ['one_by_one'"),
+        (["--compute_dtype", "float16"], "--compute_dtype: 'float16': expected one of ('float32'"),
         (["--sizes", "1,eight"], "--sizes '1,eight': expected integers"),
         (["--strategy", "fast"], "--strategy 'fast': expected one of ('auto'"),
-        (["--sizes", "1,8,1"], "sizes repeat [1]; give each size once"),
-        (["--sizes", ","], "sizes are empty; give each size once"),
-        (["--models", "mlp,mlp"], "models repeat ['mlp']; give each model once"),
-        (["--methods", ","], "methods are empty; give each method once"),
-        (["--budget", "-5"], "min_time and budget must be >= 0 seconds, got 0.25 and -5.0"),
-        (["--sizes", "0"], "error: sizes must be >= 1, got 0\n"),
-        (["--sizes", "2,-3"], "error: sizes must be >= 1, got -3\n"),
-        (["--steps", "0"], "error: steps must be >= 1, got 0\n"),
-        (["--batch", "0"], "error: batch must be >= 1, got 0\n"),
-        (["--repeats", "0"], "error: repeats must be >= 1, got 0\n"),
-        (["--min_time", "-1"], "min_time and budget must be >= 0 seconds, got -1.0 and 120.0"),
+        (["--sizes", "1,8,1"], "--sizes: repeat [1]; give each size once"),
+        (["--sizes", ","], "--sizes: empty; give at least one size"),
+        (["--models", "mlp,mlp"], "--models: repeat ['mlp']; give each model once"),
+        (["--methods", ","], "--methods: empty; give at least one method"),
+        (["--budget", "-5"], "error: --budget: must be >= 0 seconds, got -5.0\n"),
+        (["--sizes", "0"], "error: --sizes: must be >= 1, got 0\n"),
+        (["--sizes", "2,-3"], "error: --sizes: must be >= 1, got -3\n"),
+        (["--steps", "0"], "error: --steps: must be >= 1, got 0\n"),
+        (["--batch", "0"], "error: --batch: must be >= 1, got 0\n"),
+        (["--repeats", "0"], "error: --repeats: must be >= 1, got 0\n"),
+        (["--min_time", "-1"], "error: --min_time: must be >= 0 seconds, got -1.0\n"),
     ],
 )
 def test_bad_input_is_a_clear_error(tmp_path, capsys, argv, message):
@@ -79,8 +83,17 @@ def test_an_out_that_is_a_file_is_refused_before_measuring(tmp_path, capsys):
 
 
 def test_a_string_of_names_is_a_clear_error():
-    with pytest.raises(ValueError, match=r"models must be a tuple of names, e.g. \('mlp',\)"):
+    with pytest.raises(
+        SpeedConfigError, match=r"models: must be a tuple of names, e.g. \('mlp',\)"
+    ):
         SpeedConfig(models="mlp")
+
+
+def test_a_bad_field_is_named_in_the_error():
+    with pytest.raises(SpeedConfigError, match=r"^budget: must be >= 0 seconds, got -1$") as info:
+        SpeedConfig(budget=-1)
+    assert info.value.field == "budget"
+    assert isinstance(info.value, ValueError)  # what a caller of the dataclass catches
 
 
 def _fake_setup(bytes_per_model: int) -> _speed_methods.Setup:
