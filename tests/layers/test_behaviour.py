@@ -34,6 +34,19 @@ def test_choice_forced_logits_select_one_branch_exactly(key):
     assert float(state[px.PATH_WEIGHTS]["branch_0"][0]) == 0.0
 
 
+def test_each_choice_branch_scales_its_aux_losses_by_its_own_weight(key):
+    layer = L.Choice([L.ActivityL1(), L.ActivityL1(), L.ActivityL1()])
+    x = jax.random.normal(key, (4, 3))
+    variables = layer.init(key, x)
+    variables["params"]["gate_logits"] = jnp.log(jnp.array([0.2, 0.3, 0.5]))
+    _, state = layer.apply(variables, x, mutable=[px.AUX_LOSS, px.PATH_WEIGHTS])
+    unscaled = 1e-3 * jnp.abs(x).mean()  # ActivityL1 at its default strength
+    for i, weight in enumerate([0.2, 0.3, 0.5]):
+        assert float(state[px.PATH_WEIGHTS][f"branch_{i}"][0]) == pytest.approx(weight)
+        aux = state[px.AUX_LOSS][f"branches_{i}"]["activity_l1"][0]
+        np.testing.assert_allclose(aux, weight * unscaled, rtol=1e-6)
+
+
 def test_choice_branches_may_be_plain_flax_sequentials(key):
     # nn.Sequential takes **kwargs but its first layer does not take `train`: it must not get it.
     layer = L.Choice([nn.Sequential([nn.Dense(4), nn.relu]), nn.Dense(4)])
