@@ -147,6 +147,50 @@ class Regularizer:
         return Regularizer(self.selector, self.kind, 0.0, self.on)
 
 
+REGULARIZER_EXAMPLE = 'regularizers=(Regularizer("**/kernel", "l2", 1e-4),)'
+KNOBS_EXAMPLE = "knobs={'**/T': 2.0} or knobs=(('**/T', 2.0),)"
+
+
+def _sequence(where: str, value: Any, example: str) -> tuple[Any, ...]:
+    """``value`` as a tuple when it is a list or tuple (of items ``where`` checks itself).
+
+    Raises:
+      ValueError: naming ``where`` and ``example``: ``value`` is one item, a mapping, a
+        string or no collection at all.
+    """
+    if not isinstance(value, list | tuple):
+        raise ValueError(
+            f"{where} must be a tuple (or list), got {value!r} ({type(value).__name__}); "
+            f"e.g. {example}."
+        )
+    return tuple(value)
+
+
+def _knob_pairs(knobs: Any) -> tuple[tuple[str, float], ...]:
+    """``HParams.knobs`` as ``(selector, value)`` pairs, from a mapping or from pairs.
+
+    Raises:
+      ValueError: ``knobs`` is neither, an item is no pair, a selector does not compile
+        or a value is no number (the selector named).
+
+    Examples:
+      >>> _knob_pairs({"**/T": 2})
+      (('**/T', 2.0),)
+    """
+    items = tuple(knobs.items()) if isinstance(knobs, Mapping) else knobs
+    checked = []
+    for item in _sequence("HParams knobs", items, KNOBS_EXAMPLE):
+        if not (isinstance(item, list | tuple) and len(item) == 2):
+            raise ValueError(
+                f"HParams knobs: each item must be a (selector, value) pair, got {item!r} "
+                f"in {knobs!r}; e.g. {KNOBS_EXAMPLE}."
+            )
+        selector, value = item
+        _check_selector("HParams knobs", selector)
+        checked.append((selector, number_in(f"HParams knob {selector!r}", value, -math.inf)))
+    return tuple(checked)
+
+
 @dataclasses.dataclass(frozen=True)
 class HParams:
     """How to train one cell.
@@ -218,19 +262,13 @@ class HParams:
             hint = " (a global norm) or None (no clipping)"
             clip = number_in("HParams grad_clip", self.grad_clip, 0, strict=True, hint=hint)
             object.__setattr__(self, "grad_clip", clip)
-        knobs: Any = self.knobs
-        pairs = knobs.items() if isinstance(knobs, Mapping) else knobs
-        checked = []
-        for selector, value in pairs:
-            _check_selector("HParams knobs", selector)
-            checked.append((selector, number_in(f"HParams knob {selector!r}", value, -math.inf)))
-        object.__setattr__(self, "knobs", tuple(checked))
-        regularizers = tuple(self.regularizers)
+        object.__setattr__(self, "knobs", _knob_pairs(self.knobs))
+        regularizers = _sequence("HParams regularizers", self.regularizers, REGULARIZER_EXAMPLE)
         for i, regularizer in enumerate(regularizers):
             if not isinstance(regularizer, Regularizer):
                 raise ValueError(
                     f"HParams regularizers[{i}] must be a Regularizer, got {regularizer!r}; "
-                    'e.g. Regularizer("**/kernel", "l2", 1e-4).'
+                    f"e.g. {REGULARIZER_EXAMPLE}."
                 )
         object.__setattr__(self, "regularizers", regularizers)
 
