@@ -1,6 +1,7 @@
-"""``model.apply`` with extra collections made mutable and handed back separately."""
+"""``model.apply`` with extra collections made mutable and handed back separately, and
+`jit_keeping_constants` (a jitted call whose output may hold Python values)."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -22,6 +23,9 @@ def apply_collecting(
 ) -> tuple[Any, dict[str, Any]]:
     """Runs ``model.apply`` and also returns the ``collect`` collections it wrote.
 
+    The ``collect`` collections start empty: what ``variables`` holds of them (say, the
+    ``intermediates`` of an earlier call merged back in) would add to this call's.
+
     Returns:
       ``(output, collected)``: ``output`` is exactly what ``model.apply(variables, *args,
       mutable=mutable, **kwargs)`` returns (a pair with the updated state when
@@ -32,7 +36,8 @@ def apply_collecting(
     else:
         user = [] if mutable is False else [mutable] if isinstance(mutable, str) else list(mutable)
         asked = [*user, *(c for c in collect if c not in user)]
-    out, state = model.apply(variables, *args, mutable=asked, **kwargs)
+    fresh = {name: tree for name, tree in variables.items() if name not in collect}
+    out, state = model.apply(fresh, *args, mutable=asked, **kwargs)
     state = dict(state)
     collected = {name: state.get(name, {}) for name in collect}
     if mutable is not True:  # the caller's collections stay in ``state``, even collected ones
@@ -92,3 +97,24 @@ def tag_call_shapes(
       [1]
     """
     return flatten(_recorded_shapes(model, variables, *args, **kwargs), unwrap=False)
+
+
+def jit_keeping_constants(fn: Callable[..., Any], *args: Any) -> Any:
+    """``jax.jit(fn)(*args)`` where ``fn``'s output may hold leaves that are not arrays
+    (a string `note`): those are taken as they were when traced, the arrays computed.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> jit_keeping_constants(lambda x: {"act": "gelu", "mean": x.mean()}, jnp.ones(2))
+      {'act': 'gelu', 'mean': Array(1., dtype=float32)}
+    """
+    traced: dict[str, Any] = {}
+
+    def arrays_only(*args: Any) -> list[Any]:
+        leaves, traced["treedef"] = jax.tree.flatten(fn(*args))
+        traced["constants"] = {i: a for i, a in enumerate(leaves) if not isinstance(a, jax.Array)}
+        return [None if i in traced["constants"] else a for i, a in enumerate(leaves)]
+
+    computed = jax.jit(arrays_only)(*args)
+    leaves = [traced["constants"].get(i, value) for i, value in enumerate(computed)]
+    return jax.tree.unflatten(traced["treedef"], leaves)

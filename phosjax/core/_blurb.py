@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from phosjax.core._apply import apply_collecting
+from phosjax.core._apply import apply_collecting, jit_keeping_constants
 from phosjax.core._blurb_table import table
 from phosjax.core._collections import AUX_LOSS, BLURB, KNOBS, PATH_WEIGHTS
 from phosjax.core._knobs import _declarations
@@ -274,26 +274,6 @@ class _Call:
             return None, None
 
 
-def _jit_keeping_constants(fn: Callable[..., Any], *args: Any) -> Any:
-    """``jax.jit(fn)(*args)`` where ``fn``'s output may hold leaves that are not arrays
-    (a string `note`): those are taken as they were when traced, the arrays computed.
-
-    Examples:
-      >>> _jit_keeping_constants(lambda x: {"act": "gelu", "mean": x.mean()}, jnp.ones(2))
-      {'act': 'gelu', 'mean': Array(1., dtype=float32)}
-    """
-    traced: dict[str, Any] = {}
-
-    def arrays_only(*args: Any) -> list[Any]:
-        leaves, traced["treedef"] = jax.tree.flatten(fn(*args))
-        traced["constants"] = {i: a for i, a in enumerate(leaves) if not isinstance(a, jax.Array)}
-        return [None if i in traced["constants"] else a for i, a in enumerate(leaves)]
-
-    computed = jax.jit(arrays_only)(*args)
-    leaves = [traced["constants"].get(i, value) for i, value in enumerate(computed)]
-    return jax.tree.unflatten(traced["treedef"], leaves)
-
-
 def _capture(
     model: nn.Module, variables: Mapping[str, Any], x: Any, **apply_kwargs: Any
 ) -> tuple[dict[str, _Call], dict[str, dict[str, dict[str, Json]]]]:
@@ -316,12 +296,13 @@ def _capture(
             calls[path] = _Call.record(context.module, args, kwargs, out, persistent)
         return out
 
-    def run(variables: Mapping[str, Any], x: Any) -> dict[str, Any]:
+    def run(variables: Mapping[str, Any], x: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         collect = [BLURB, AUX_LOSS, PATH_WEIGHTS]
-        return apply_collecting(model, variables, x, collect=collect, **apply_kwargs)[1]
+        collected = apply_collecting(model, variables, x, collect=collect, **apply_kwargs)[1]
+        return collected, {path: knob.default for path, knob in declared.items()}
 
     with nn.intercept_methods(intercept), _declarations() as declared:
-        collected = _jit_keeping_constants(run, variables, x)
+        collected, defaults = jit_keeping_constants(run, variables, x)
 
     recorded: dict[str, dict[str, dict[str, Json]]] = {}
     for kind, name in (("notes", BLURB), ("aux_losses", AUX_LOSS), ("path_weights", PATH_WEIGHTS)):
@@ -331,9 +312,9 @@ def _capture(
     knob_values = flatten(variables.get(KNOBS, {}))
     for path, knob in declared.items():
         module, leaf = _split(path)
-        value = _plain(knob_values.get(path, knob.default))
+        default = _plain(defaults[path])  # computed: a default made by jax was a tracer
         recorded.setdefault(module, {}).setdefault("knobs", {})[leaf] = KnobValue(
-            value, _plain(knob.default), knob.doc
+            _plain(knob_values.get(path, default)), default, knob.doc
         )
     return {path: calls[path] for path in entered if path in calls}, recorded
 

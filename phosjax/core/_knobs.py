@@ -16,8 +16,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from phosjax.core._apply import jit_keeping_constants
 from phosjax.core._collections import KNOBS
-from phosjax.core._paths import flatten, module_path, unflatten
+from phosjax.core._paths import check_name, flatten, module_path, unflatten
 from phosjax.core._selectors import select
 
 
@@ -54,6 +55,7 @@ def knob(module: nn.Module, name: str, default: Any, *, doc: str = "") -> jax.Ar
       >>> variables["knobs"]["T"].item()
       1.0
     """
+    check_name(name, "knob")
     declared = _DECLARED.get()
     if declared is not None:
         path = module_path(module, name)
@@ -76,16 +78,30 @@ def _declarations() -> Iterator[dict[str, Knob]]:
 def _trace_init(
     model: nn.Module, *args: Any, **kwargs: Any
 ) -> tuple[dict[str, Knob], dict[str, jax.ShapeDtypeStruct]]:
-    """The knobs ``model.init`` declares, and the shapes it stores them with, by path."""
-    with _declarations() as found:
-        stored = jax.eval_shape(lambda: model.init(jax.random.key(0), *args, **kwargs))
-    return dict(found), flatten(stored.get(KNOBS, {}))
+    """The knobs ``model.init`` declares, and the shapes it stores them with, by path.
+
+    Traced abstractly; a default the module computes with jax (``jnp.ones(3)``) is a
+    tracer there, so then ``init`` runs again, jitted, to compute the defaults alone.
+    """
+
+    def run() -> tuple[dict[str, Any], dict[str, Any]]:
+        with _declarations() as found:
+            stored = model.init(jax.random.key(0), *args, **kwargs)
+        declared.update(found)
+        return {path: knob.default for path, knob in found.items()}, stored.get(KNOBS, {})
+
+    declared: dict[str, Knob] = {}
+    shapes = flatten(jax.eval_shape(run)[1])
+    if any(isinstance(knob.default, jax.core.Tracer) for knob in declared.values()):
+        defaults = jit_keeping_constants(run)[0]  # the rest of init is dead code
+        declared = {path: Knob(path, defaults[path], knob.doc) for path, knob in declared.items()}
+    return declared, shapes
 
 
 def knobs(model: nn.Module, *args: Any, **kwargs: Any) -> dict[str, Knob]:
     """Every knob ``model`` declares when called on ``args``, by path.
 
-    Traces ``model.init`` abstractly (nothing is computed).
+    Traces ``model.init`` abstractly (nothing is computed; see `_trace_init`).
 
     Examples:
       >>> import flax.linen as nn, jax.numpy as jnp, phosjax as px

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core._collections import AUX_LOSS, PATH_WEIGHTS
+from phosjax.core._paths import check_name
 from phosjax.core._record import record
 
 
@@ -133,9 +134,25 @@ def _guard_jit(depth: int, scope: str) -> Callable[..., Any]:
     return intercept
 
 
-def scale_by_path_weight(value: jax.Array, weight: jax.Array) -> jax.Array:
-    """``value * weight`` with a per-example weight ``(B,)`` aligned to ``value``'s batch axis."""
-    if weight.ndim and value.ndim > weight.ndim:
+def scale_by_path_weight(value: jax.Array, weight: jax.Array, what: str) -> jax.Array:
+    """``value * weight`` with a per-example weight ``(B,)`` aligned to ``value``'s batch axis.
+
+    Raises:
+      ValueError: naming ``what``: the weight is per example and ``value``, not a scalar,
+        has another leading axis.
+
+    Examples:
+      >>> scale_by_path_weight(jnp.ones((2, 3)), jnp.ones(4), "aux loss 'l1'")
+      Traceback (most recent call last):
+      ValueError: aux loss 'l1' has shape (2, 3), but the path weight is one per example, ...
+    """
+    if weight.ndim and value.ndim:
+        if value.shape[0] != weight.shape[0]:
+            raise ValueError(
+                f"{what} has shape {value.shape}, but the path weight is one per example, "
+                f"shape {weight.shape}: give a scalar, or a value whose leading axis is the "
+                f"batch, shape ({weight.shape[0]}, ...)."
+            )
         weight = weight.reshape(weight.shape + (1,) * (value.ndim - weight.ndim))
     return value * weight
 
@@ -172,6 +189,7 @@ def path_weight(module: nn.Module, name: str, weight: Any) -> Iterator[jax.Array
       >>> float(state["aux_loss"]["loss"][0]), float(state["path_weights"]["branch"][0])
       (0.5, 0.5)
     """
+    check_name(name, "path_weight")
     weight = jnp.asarray(weight)
     if weight.ndim > 1:
         raise ValueError(

@@ -59,6 +59,22 @@ def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
     return tree
 
 
+def check_name(name: Any, what: str) -> None:
+    """Raises unless ``name`` can be the last segment of a path: a non-empty string
+    without ``/`` (else `flatten` and `unflatten` would split it into two segments).
+
+    Examples:
+      >>> check_name("pre/act", "tag")
+      Traceback (most recent call last):
+      ValueError: tag name 'pre/act' must be a non-empty string without '/': ...
+    """
+    if not (isinstance(name, str) and name and SEP not in name):
+        raise ValueError(
+            f"{what} name {name!r} must be a non-empty string without {SEP!r}: it is the last "
+            f"segment of a path (the module's path, then the name); e.g. 'pre_act'."
+        )
+
+
 def module_path(module: Any, name: str) -> str:
     """The phosjax path of variable ``name`` in a bound Flax module."""
     return SEP.join((*module.path, name))

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 
 from phosjax.core._collections import AUX_LOSS, BLURB, INJECTIONS, INTERMEDIATES, PERTURBATIONS
 from phosjax.core._path_weights import count_aux_loss, current_path_weight, scale_by_path_weight
-from phosjax.core._paths import module_path
+from phosjax.core._paths import check_name, module_path
 from phosjax.core._record import record
 
 
@@ -42,6 +42,7 @@ def tag(module: nn.Module, name: str, value: Any) -> Any:
       >>> found["pre_act"].shape
       (2, 3)
     """
+    check_name(name, "tag")
     if module.has_variable(INJECTIONS, name):
         value = module.get_variable(INJECTIONS, name)
     if module.has_variable(PERTURBATIONS, name):
@@ -96,7 +97,9 @@ def aux_loss(module: nn.Module, name: str, value: jax.Array) -> jax.Array:
       >>> float(px.aux_total(state["aux_loss"])[0])
       2.0
     """
-    scaled = jnp.mean(scale_by_path_weight(jnp.asarray(value), current_path_weight()))
+    check_name(name, "aux_loss")
+    what = f"aux loss {module_path(module, name)!r}"
+    scaled = jnp.mean(scale_by_path_weight(jnp.asarray(value), current_path_weight(), what))
     record(module, AUX_LOSS, name, scaled)
     count_aux_loss(module)
     return scaled
@@ -119,4 +122,5 @@ def note(module: nn.Module, name: str, value: Any) -> None:
       >>> float(state["blurb"]["open_fraction"][0])
       0.5
     """
+    check_name(name, "note")
     record(module, BLURB, name, value)

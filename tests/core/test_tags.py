@@ -91,6 +91,39 @@ def test_per_example_path_weights():
     assert float(state["path_weights"]["branch"][0]) == 0.5
 
 
+def test_a_per_example_loss_of_another_batch_size_names_the_loss_and_both_shapes():
+    message = r"aux loss 'per_example' has shape \(3, 2\).*one per example, shape \(4,\)"
+    with pytest.raises(ValueError, match=message):
+        PerExample().apply({}, jnp.ones((3, 2)), mutable=["aux_loss"])
+
+
+def _open_path_weight(module, name):
+    with px.path_weight(module, name, 0.5):
+        pass
+
+
+RECORDERS = {
+    "tag": lambda module, name: px.tag(module, name, jnp.ones(2)),
+    "aux_loss": lambda module, name: px.aux_loss(module, name, jnp.ones(())),
+    "note": lambda module, name: px.note(module, name, 1.0),
+    "knob": lambda module, name: px.knob(module, name, 1.0),
+    "path_weight": _open_path_weight,
+}
+
+
+@pytest.mark.parametrize("what", RECORDERS)
+def test_a_name_holding_the_path_separator_is_refused(what):
+    # it would become two path segments: inject, grad_of and tweak would silently miss it
+    class Slashed(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            RECORDERS[what](self, "pre/act")
+            return x
+
+    with pytest.raises(ValueError, match=rf"{what} name 'pre/act' must be .* without '/'"):
+        Slashed().init(jax.random.key(0), jnp.ones(2))
+
+
 def test_path_weight_rejects_matrices():
     class Bad(nn.Module):
         @nn.compact

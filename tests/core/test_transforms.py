@@ -159,6 +159,15 @@ def test_probe_keeps_user_mutable_state():
         assert set(state) == set(applied) and "intermediates" in state
 
 
+@pytest.mark.parametrize("transform", ["probe", "grad_of"])
+def test_intermediates_merged_back_into_the_variables_add_nothing(transform):
+    # the usual Flax idiom after an apply: variables = {**variables, **mutated}
+    _, mutated = Stack().apply(init("plain"), X, mutable=["intermediates"])
+    merged = {**init("plain"), **mutated}
+    run = TRANSFORMS[transform]
+    assert_trees_close(run("plain", merged, X), run("plain", init("plain"), X), rtol=0)
+
+
 def test_tweak_changes_only_the_targeted_module():
     model, variables = Stack(), init("plain")
     _, base = px.probe(model, variables, X)
@@ -224,6 +233,21 @@ def test_knob_can_be_vmapped_as_a_grid_axis():
     grid = jax.vmap(lambda t: model.apply(px.set_knobs(variables, {"**/T": t}), X))(temperatures)
     for t, out in zip(temperatures, grid, strict=True):
         np.testing.assert_allclose(out, px.tweak(model, variables, X, {"**/T": t}), rtol=1e-6)
+
+
+class _VectorGain(nn.Module):  # a knob whose default jax computes: a tracer under init
+    @nn.compact
+    def __call__(self, x):
+        return x * px.knob(self, "gain", jnp.full(x.shape[-1], 2.0), doc="per-feature gain")
+
+
+def test_a_knob_default_made_with_jax_is_listed_tweaked_and_blurbed_as_its_value():
+    model = _VectorGain()
+    [knob] = px.knobs(model, X).values()
+    np.testing.assert_array_equal(knob.default, [2.0, 2.0, 2.0])
+    np.testing.assert_array_equal(px.tweak(model, {}, X, {"gain": 3.0}), 3 * X)
+    summary = px.blurb(model, {}, X, measure_latency=False, flops=False)
+    assert summary.root.knobs["gain"].default == [2.0, 2.0, 2.0]
 
 
 class _Bf16Block(nn.Module):  # the README's block, computing in bfloat16
