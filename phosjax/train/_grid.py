@@ -10,7 +10,7 @@ import pandas as pd
 
 from phosjax.train._config import Cell
 from phosjax.train._group import Group, plan_groups
-from phosjax.train._run import Chunk, GroupRun, run_group
+from phosjax.train._run import Chunk, GroupRun, check_strategy, run_group
 from phosjax.train._state import GroupState, init_group
 
 
@@ -155,6 +155,7 @@ def train_grid(
       >>> result.metrics.value_counts("split").to_dict()  # 10 steps + 1 evaluation per cell
       {'train': 20, 'test': 2}
     """
+    check_strategy(strategy, "train_grid")  # before any data set loads or group trains
     share = process_share(len(cells), *(process or (None, None)))
     datasets = dict(datasets or {})
     frames, finals, groups, states, runs = [], [], [], [], []

@@ -146,6 +146,18 @@ def _train_chunk(
     return (*run(guard=True), True)
 
 
+def check_strategy(strategy: str, where: str) -> None:
+    """Raises unless ``strategy`` is ``"auto"`` or one of `STRATEGIES` (``where`` named).
+
+    Examples:
+      >>> check_strategy("fast", "train_grid")
+      Traceback (most recent call last):
+      ValueError: train_grid: unknown strategy 'fast'; expected 'auto' or ('vmap', ...)
+    """
+    if strategy != "auto" and strategy not in STRATEGIES:
+        raise ValueError(f"{where}: unknown strategy {strategy!r}; expected 'auto' or {STRATEGIES}")
+
+
 def run_group(
     group: Group,
     state: GroupState,
@@ -217,10 +229,7 @@ def run_group(
       >>> {name: value.shape for name, value in run.chunks[-1].eval.items()}
       {'accuracy': (2,), 'loss': (2,)}
     """
-    if strategy != "auto" and strategy not in STRATEGIES:
-        raise ValueError(
-            f"run_group: unknown strategy {strategy!r}; expected 'auto' or {STRATEGIES}"
-        )
+    check_strategy(strategy, "run_group")
     hp = group.hparams
     chunk_steps = int_at_least("run_group: chunk_steps", chunk_steps, 1)
     until = hp.steps if until_step is None else int_at_least("run_group: until_step", until_step, 0)
