@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any, TypeGuard
 
 import flax.linen as nn
+import numpy as np
 
 Width = int | tuple[int, ...]
 
@@ -46,6 +47,31 @@ def _shape(value: Any, name: str) -> tuple[int, ...]:
     return tuple(int(n) for n in shape)
 
 
+def _is_pair(item: Any) -> bool:
+    return isinstance(item, list | tuple) and len(item) == 2
+
+
+def _options(value: Any, name: str) -> tuple[tuple[str, Any], ...]:
+    """``options`` (a mapping, ``(key, value)`` pairs, or ``None`` for none, as YAML reads
+    an empty ``options:``) as hashable pairs sorted by key."""
+    if value is None:
+        items: Any = ()
+    elif isinstance(value, Mapping):
+        items = value.items()
+    elif isinstance(value, list | tuple) and all(_is_pair(item) for item in value):
+        items = value
+    else:
+        raise ValueError(
+            f"ModelConfig {name!r}: options must be a mapping such as {{'pool': 'max'}} or "
+            f"(key, value) pairs such as (('pool', 'max'),), got {value!r}"
+        )
+    pairs = tuple(sorted(((str(k), _frozen(v)) for k, v in items), key=lambda kv: kv[0]))
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"ModelConfig {name!r}: an option is given twice in {keys}")
+    return pairs
+
+
 def _thawed(value: Any) -> Any:
     return [_thawed(item) for item in value] if isinstance(value, tuple) else value
 
@@ -67,7 +93,8 @@ class ModelConfig:
       depth: blocks per stage; ``None`` means the model's default.
       width: channels per stage (an int is one stage); ``None`` means the default.
       options: model-specific extras as ``(key, value)`` pairs, e.g.
-        ``(("pool", "max"),)``; see the model's registered option defaults.
+        ``(("pool", "max"),)``, or a dict (``None``: none); see the model's registered
+        option defaults.
 
     Examples:
       >>> from phosjax.models import ModelConfig
@@ -88,12 +115,7 @@ class ModelConfig:
     options: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
-        options = self.options.items() if isinstance(self.options, Mapping) else self.options
-        pairs = tuple(sorted(((str(k), _frozen(v)) for k, v in options), key=lambda kv: kv[0]))
-        keys = [key for key, _ in pairs]
-        if len(set(keys)) != len(keys):
-            raise ValueError(f"ModelConfig {self.name!r}: an option is given twice in {keys}")
-        object.__setattr__(self, "options", pairs)
+        object.__setattr__(self, "options", _options(self.options, self.name))
         if not is_int(self.num_classes) or self.num_classes < 1:
             raise ValueError(
                 f"ModelConfig {self.name!r}: num_classes must be a positive int, "
@@ -102,7 +124,7 @@ class ModelConfig:
         object.__setattr__(self, "num_classes", int(self.num_classes))
         object.__setattr__(self, "input_shape", _shape(self.input_shape, self.name))
         object.__setattr__(self, "depth", _plain(self.depth))
-        if isinstance(self.width, list | tuple):
+        if isinstance(self.width, list | tuple | np.ndarray):
             object.__setattr__(self, "width", tuple(_plain(w) for w in self.width))
         else:
             object.__setattr__(self, "width", _plain(self.width))

@@ -111,7 +111,7 @@ class ModelSpec:
         if self.build is None and self.block is None and depth:
             raise ValueError(f"{where} has no blocks: depth must be 0, got {depth}")
         if any(not is_int(w) or w < 1 for w in widths):
-            raise ValueError(f"{where}: width must be positive ints, got {widths}")
+            raise ValueError(f"{where}: width must be positive ints, got {widths!r}")
         if depth and not widths:
             raise ValueError(f"{where}: depth {depth} needs at least one stage width")
         if self.build is None and self.stem is not None and not widths:
@@ -119,6 +119,8 @@ class ModelSpec:
                 f"{where}: its stem needs a width (the first stage's), got width=(); "
                 "give width=(w,) in the config or when registering"
             )
+        if self.build is None:
+            widths = self._read_widths(depth, widths, given=config.widths is not None)
         unknown = sorted(set(dict(config.options)) - self.accepted_options())
         if unknown:
             raise ValueError(
@@ -130,6 +132,20 @@ class ModelSpec:
         if self.build is None:
             _check_frame_options(options, where)
         return config.replace(depth=depth, width=widths, options=options)
+
+    def _read_widths(self, depth: int, widths: tuple[int, ...], given: bool) -> tuple[int, ...]:
+        """The stage widths a frame model of ``depth`` reads: all of them with blocks, else
+        only its stem's (the first) or none. Unread widths a config ``given`` them are an
+        error (the model would silently ignore them); unread defaults are dropped."""
+        read = widths if depth else widths[: int(self.stem is not None)]
+        if given and read != widths:
+            readers = "only its stem reads a width" if read else "it reads no width"
+            raise ValueError(
+                f"model {self.name!r}: with depth 0 (no blocks) {readers}, so width="
+                f"{widths} would be ignored; give width={read}"
+                + ("" if self.block is None else " or a depth >= 1")
+            )
+        return read
 
     def make(self, config: ModelConfig) -> nn.Module:
         """Builds the module for ``config``."""
@@ -172,7 +188,7 @@ def register_model(
     build: Callable[[ModelConfig], nn.Module] | None = None,
     depth: int = 1,
     width: int | Sequence[int] = 32,
-    input_kinds: Sequence[str] | None = None,
+    input_kinds: str | Sequence[str] | None = None,
     options: Mapping[str, Any] | None = None,
 ) -> ModelSpec:
     """Registers a model under ``name``, so that ``ModelConfig(name, ...)`` builds it.
@@ -202,8 +218,9 @@ def register_model(
       width: the default width per stage (an int is one stage); ``()``: none, so a
         config of a model with blocks or a stem must give its width.
       input_kinds: the kinds the blocks take (``"vector"``, ``"sequence"``,
-        ``"image"``): the input's own kind if listed, else the first listed that can
-        view it (see `choose_kind`); ``None`` takes whatever the input shape is.
+        ``"image"``; a string is one kind): the input's own kind if listed, else the
+        first listed that can view it (see `choose_kind`); ``None`` takes whatever the
+        input shape is.
       options: default option values (the keys the model reads beyond the arguments).
         An option whose default is an int >= 1 is a count: a config must give it one.
 
@@ -236,7 +253,8 @@ def register_model(
         )
     if (block is not None or stem is not None) and build is not None:
         raise ValueError(f"model {name!r}: give either block/stem or build, not both")
-    for kind in input_kinds or ():
+    kinds = (input_kinds,) if isinstance(input_kinds, str) else input_kinds
+    for kind in kinds or ():
         if kind not in KINDS:
             raise ValueError(f"model {name!r}: input kind {kind!r} is not one of {KINDS}")
     caller = inspect.currentframe()
@@ -247,8 +265,8 @@ def register_model(
         stem=stem,
         build=build,
         depth=depth,
-        width=(width,) if isinstance(width, int) else tuple(width),
-        input_kinds=None if input_kinds is None else tuple(input_kinds),
+        width=tuple(width) if isinstance(width, Sequence) else (width,),
+        input_kinds=None if kinds is None else tuple(kinds),
         options=tuple(sorted((options or {}).items())),
         module=module,
     )
@@ -264,10 +282,13 @@ def _check_defaults(spec: ModelSpec) -> None:
     """Raises a ValueError, naming the bad argument, if ``spec``'s defaults do not resolve.
 
     A config that gives only the name resolves with these defaults, so they get the same
-    checks (`ModelSpec.resolve`); an empty ``width`` stands for one the config must give.
+    checks (`ModelSpec.resolve`); an empty ``width`` stands for one the config must give
+    (unless the model reads none: a frame model without blocks or stem).
     """
     kind = spec.input_kinds[0] if spec.input_kinds else VECTOR
-    config = ModelConfig(spec.name, 1, _EXAMPLE_SHAPES[kind], width=None if spec.width else 1)
+    reads_width = spec.build is not None or spec.depth or spec.stem is not None
+    stand_in = 1 if reads_width and not spec.width else None
+    config = ModelConfig(spec.name, 1, _EXAMPLE_SHAPES[kind], width=stand_in)
     try:
         spec.resolve(config)
     except ValueError as error:

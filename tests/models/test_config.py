@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import yaml
 
 from phosjax.models import FRAME_OPTIONS, ModelConfig, build_model
 
@@ -34,6 +35,19 @@ def test_bad_fields_and_options_are_errors():
         ModelConfig("mlp", 2, (4,), options={"nested": {"a": 1}})
 
 
+@pytest.mark.parametrize("options", [["pool"], "pool=max", 3, [("pool", "max", 1)]])
+def test_options_that_are_not_a_mapping_or_pairs_are_errors_naming_them(options):
+    match = r"ModelConfig 'mlp': options must be a mapping such as \{'pool': 'max'\} or \(key"
+    with pytest.raises(ValueError, match=match):
+        ModelConfig("mlp", 2, (4,), options=options)
+
+
+def test_an_empty_options_entry_in_yaml_is_no_options():
+    data = yaml.safe_load("name: mlp\nnum_classes: 2\ninput_shape: [4]\noptions:\n")
+    assert data["options"] is None
+    assert ModelConfig.from_dict(data) == ModelConfig("mlp", 2, (4,))
+
+
 def test_resolved_fills_every_default():
     resolved = ModelConfig("mlp", 10, (40,)).resolved()
     assert resolved == ModelConfig("mlp", 10, (40,), depth=1, width=(100,), options=FRAME_OPTIONS)
@@ -55,6 +69,24 @@ def test_resolved_fills_every_default():
 def test_resolving_checks_sizes(name, changes, message):
     with pytest.raises(ValueError, match=message):
         build_model(ModelConfig(name, 10, (40,), **changes))
+
+
+@pytest.mark.parametrize(
+    ("name", "changes", "message"),
+    [
+        ("logreg", {"width": 5}, r"'logreg': .* it reads no width, so width=\(5,\) would be"),
+        ("mlp", {"depth": 0, "width": (16, 32)}, r"only its stem reads .* give width=\(16,\)"),
+        ("cnn1d", {"depth": 0, "width": 8}, r"it reads no width, .* or a depth >= 1"),
+    ],
+)
+def test_widths_a_model_would_not_read_are_errors(name, changes, message):
+    with pytest.raises(ValueError, match=message):
+        build_model(ModelConfig(name, 10, (40,), **changes))
+
+
+def test_default_widths_a_model_does_not_read_are_dropped():
+    assert ModelConfig("cnn2d", 10, (8, 8, 1), depth=0).resolved().width == ()
+    assert ModelConfig("mlp", 10, (40,), depth=0).resolved().width == (100,)
 
 
 @pytest.mark.parametrize(
@@ -96,3 +128,5 @@ def test_numpy_integers_become_plain_ints_that_json_writes():
     config = ModelConfig("mlp", np.int64(10), (np.int64(40),), np.int64(2), [np.int64(64)])
     assert json.loads(json.dumps(config.resolved().to_dict()))["width"] == [64]
     assert ModelConfig("mlp", 10, (40,), width=np.int32(8)).widths == (8,)
+    widths = ModelConfig("mlp", 10, (40,), width=np.array([16, 32])).resolved().width
+    assert widths == (16, 32) and json.dumps(widths) == "[16, 32]"

@@ -65,6 +65,7 @@ def test_registering_a_name_twice_is_an_error(registry):
     [
         (None, {}, r"model 'bad' has no blocks: depth must be 0, got 1"),
         (Doubling, {"width": 0}, r"model 'bad': width must be positive ints, got \(0,\)"),
+        (Doubling, {"width": 16.0}, r"model 'bad': width must be positive ints, got \(16.0,\)"),
         (Doubling, {"depth": -1}, r"model 'bad': depth must be an int >= 0, got -1"),
         (
             Doubling,
@@ -86,6 +87,12 @@ def test_defaults_that_do_not_make_a_model_are_refused_and_leave_the_name_free(
     assert "bad" not in registered_models()
     register_model("bad", Doubling, width=2, input_kinds=["vector"])  # the corrected call
     assert ModelConfig("bad", num_classes=2, input_shape=(3,)).resolved().width == (2,)
+
+
+def test_one_input_kind_may_be_a_string(registry):
+    assert register_model("one_kind", Doubling, input_kinds="sequence").input_kinds == ("sequence",)
+    with pytest.raises(ValueError, match=r"input kind 'vectors' is not one of \('vector'"):
+        register_model("bad_kind", Doubling, input_kinds="vectors")
 
 
 def test_no_default_width_is_allowed_when_a_config_gives_one(registry):
