@@ -19,6 +19,12 @@ COSTS = ("params", "flops", "latency")
 """The cost models `cost_polynomial` knows."""
 
 
+def check_cost(cost: str) -> None:
+    """Raises a ValueError naming ``cost`` and the valid ones unless it is in `COSTS`."""
+    if cost not in COSTS:
+        raise ValueError(f"unknown cost {cost!r}; expected one of {COSTS}")
+
+
 def _seconds(fn: object, *args: jax.Array, repeats: int = 20) -> float:
     jax.block_until_ready(fn(*args))  # type: ignore[operator]
     start = time.perf_counter()
@@ -82,6 +88,7 @@ def cost_polynomial(groups: ChannelGroups, cost: str = "flops") -> tuple[Monomia
       >>> poly, evaluate(poly, [3]), evaluate(poly, [1])
       (((8.0, (0,)), (4.0, (0,))), 36.0, 12.0)
     """
+    check_cost(cost)
     if cost == "params":
         params = [p.split("/")[0] == "params" for p in groups.paths]
         chosen = params if any(params) else [True] * len(params)
@@ -90,15 +97,13 @@ def cost_polynomial(groups: ChannelGroups, cost: str = "flops") -> tuple[Monomia
         )
     if cost == "flops":
         return tuple(term for _, poly in groups.flops for term in poly)
-    if cost == "latency":
-        table = latency_table()
-        terms: list[Monomial] = []
-        for name, poly in groups.flops:
-            overhead, per_flop = table.get(name, table["dot_general"])
-            terms.append((overhead, ()))
-            terms += [(c * per_flop, g) for c, g in poly]
-        return tuple(terms)
-    raise ValueError(f"unknown cost {cost!r}; expected one of {COSTS}")
+    table = latency_table()
+    terms: list[Monomial] = []
+    for name, poly in groups.flops:
+        overhead, per_flop = table.get(name, table["dot_general"])
+        terms.append((overhead, ()))
+        terms += [(c * per_flop, g) for c, g in poly]
+    return tuple(terms)
 
 
 def evaluate(poly: Sequence[Monomial], counts: Sequence[float]) -> float:

@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from phosjax.models import ModelConfig, build_model
-from phosjax.morph._cost import cost_polynomial, evaluate
+from phosjax.models._config import is_int
+from phosjax.morph._cost import check_cost, cost_polynomial, evaluate
 from phosjax.morph._fit import Field, _fields, _value, _with, expressible, variable_shapes
 from phosjax.morph._groups import channel_groups
 from phosjax.morph._regularizer import alive_channels, importance
@@ -60,6 +61,13 @@ def _step(config: ModelConfig, field: Field, multiple: int) -> int:
     return step
 
 
+def _check_multiple(multiple: int) -> None:
+    if not is_int(multiple) or multiple < 1:
+        raise ValueError(
+            f"multiple={multiple!r}: widths are rounded to it, so expected an int >= 1"
+        )
+
+
 def scale_widths(config: ModelConfig, multiplier: float, multiple: int = 8) -> ModelConfig:
     """Every width (stage widths, ``*features``/``*width`` options) times ``multiplier``,
     rounded to a multiple of ``multiple`` and never below it. Head counts stay; a width
@@ -74,8 +82,7 @@ def scale_widths(config: ModelConfig, multiplier: float, multiple: int = 8) -> M
       >>> narrow.width, dict(narrow.options)["mlp_features"]
       ((16,), 8)
     """
-    if multiple < 1:
-        raise ValueError(f"multiple={multiple!r}: widths are rounded to it, so expected >= 1")
+    _check_multiple(multiple)
     base = config.resolved()
     scaled = base
     for field in _fields(base):
@@ -96,8 +103,9 @@ def expand(
     (never to zero).
 
     Raises:
-      ValueError: even the narrowest config (every width ``multiple``) costs more, or
-        does not build. A multiplier whose config does not build does not fit.
+      ValueError: an unknown ``cost``, a ``multiple`` that is not an int >= 1, or even the
+        narrowest config (every width ``multiple``) costs more, or does not build. A
+        multiplier whose config does not build does not fit.
 
     Examples:
       >>> from phosjax.models import ModelConfig
@@ -106,6 +114,8 @@ def expand(
       >>> expand(small, config_cost(small.replace(width=64), "params"), "params").width
       (64,)
     """
+    check_cost(cost)
+    _check_multiple(multiple)
     base = config.resolved()
 
     def fits(multiplier: float) -> bool:

@@ -22,8 +22,8 @@ from phosjax.data import ArrayDataset, batch_indices, load
 from phosjax.models import ModelConfig, build_model
 from phosjax.morph._cost import COSTS
 from phosjax.morph._expand import config_cost, expand, once
-from phosjax.morph._groups import channel_groups
-from phosjax.morph._regularizer import SOURCES, morph_regularizer
+from phosjax.morph._groups import ChannelGroups, channel_groups
+from phosjax.morph._regularizer import SOURCES, check_source, morph_regularizer
 
 ITERATIONS = "morph/iterations.parquet"
 """Where `run` writes its rows, relative to the run directory."""
@@ -171,14 +171,17 @@ def _mismatch(model: ModelConfig, data: ArrayDataset, batch_size: int) -> str | 
     return None
 
 
-def _check_traceable(model: ModelConfig) -> None:
-    """Raises `MorphConfigError` unless ``model`` builds and `channel_groups` follows its
-    channels (traced abstractly: nothing is computed)."""
+def _traced_groups(model: ModelConfig) -> ChannelGroups:
+    """The channel groups of ``model`` (traced abstractly: nothing is computed).
+
+    Raises:
+      MorphConfigError: ``model`` does not build or `channel_groups` cannot follow it.
+    """
     module = build_model(model)
     x = jax.ShapeDtypeStruct((2, *model.input_shape), jnp.float32)
     try:
         variables = jax.eval_shape(module.init, jax.random.key(0), x)
-        channel_groups(module, variables, x)
+        return channel_groups(module, variables, x)
     except Exception as error:  # the model's own code, a plugin's too: any failure to build
         why = error if isinstance(error, ValueError | TypeError) else repr(error)
         raise MorphConfigError(f"MorphConfig.model {model.name!r}: {why}") from error
@@ -192,7 +195,8 @@ def prepare(config: MorphConfig) -> tuple[ModelConfig, ArrayDataset]:
         unknown data set, a model whose ``num_classes`` or ``input_shape`` is not the
         data set's, a ``batch_size`` larger than its train split, or (with
         ``iterations``) a model that does not build, whose channels `channel_groups`
-        cannot follow (an `UnsupportedOpError`), or whose narrowest config (every width
+        cannot follow (an `UnsupportedOpError`), that lacks what ``source`` reads (a
+        normalization scale for ``gamma``), or whose narrowest config (every width
         ``multiple``) costs more than the model itself, so no expansion can fit it.
     """
     try:
@@ -207,7 +211,11 @@ def prepare(config: MorphConfig) -> tuple[ModelConfig, ArrayDataset]:
     if problem:
         raise MorphConfigError(problem)
     if config.iterations:
-        _check_traceable(model)
+        groups = _traced_groups(model)
+        try:
+            check_source(config.source, groups)
+        except ValueError as error:
+            raise MorphConfigError(f"MorphConfig.source={config.source!r}: {error}") from error
         try:
             expand(model, config_cost(model, config.cost), config.cost, config.multiple)
         except ValueError as error:

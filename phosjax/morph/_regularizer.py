@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from phosjax.core import select
-from phosjax.morph._cost import COSTS, cost_polynomial, evaluate
+from phosjax.morph._cost import COSTS, check_cost, cost_polynomial, evaluate
 from phosjax.morph._groups import ChannelGroup, ChannelGroups, Member, leaf_path, leaf_paths
 
 Term = tuple[str, tuple[Member, ...]]
@@ -26,10 +26,19 @@ def _lookup(leaves: Mapping[str, Any], path: str) -> Any:
     return leaves[leaf_path(path, leaves)]
 
 
-def check_source(source: str) -> None:
-    """Raises a ValueError naming ``source`` and the valid ones unless it is in `SOURCES`."""
+def check_source(source: str, groups: ChannelGroups | None = None) -> None:
+    """Raises a ValueError naming ``source`` and the valid ones unless it is in `SOURCES`;
+    given ``groups``, also naming the groups that lack what it reads (``gamma``: a
+    normalization scale), so a regularizer fails when built, not when first called."""
     if source not in SOURCES:
         raise ValueError(f"unknown importance source {source!r}; expected one of {SOURCES}")
+    bare = [g.name for g in groups.groups if not g.sources("scale")] if groups is not None else []
+    if source == "gamma" and bare:
+        raise ValueError(
+            f"importance source 'gamma' reads the normalization scale of every channel group, "
+            f"but group(s) {bare} have none; use source 'auto' (their group lasso instead) "
+            "or 'group_lasso'"
+        )
 
 
 def _per_channel(member: Member, leaf: jax.Array, kind: str) -> jax.Array:
@@ -52,11 +61,9 @@ def _lasso_terms(group: ChannelGroup, producers: tuple[Member, ...]) -> list[Ter
 
 
 def _terms(group: ChannelGroup, source: str) -> list[Term]:
-    """What adds up to the group's importance: ``(kind, members)`` per producer."""
-    check_source(source)
+    """What adds up to the group's importance: ``(kind, members)`` per producer (``source``
+    checked by `check_source`)."""
     gammas = group.sources("scale")
-    if source == "gamma" and not gammas:
-        raise ValueError(f"group {group.name!r} has no normalization scale; use group_lasso")
     if source == "gamma":
         return [("scale", (m,)) for m in gammas]
     if source == "group_lasso":
@@ -82,6 +89,7 @@ def importance(groups: ChannelGroups, variables: Any, source: str = "auto") -> l
 
     Raises:
       KeyError: a group member's leaf is not in ``variables`` (the path is named).
+      ValueError: an unknown ``source``, or ``gamma`` and a group has no normalization.
 
     Examples:
       >>> import jax, jax.numpy as jnp, flax.linen as nn, numpy as np
@@ -94,7 +102,7 @@ def importance(groups: ChannelGroups, variables: Any, source: str = "auto") -> l
       >>> [np.round(np.asarray(v), 3) for v in importance(groups, variables)]  # no norm: L2
       [array([0., 1., 3.], dtype=float32)]
     """
-    check_source(source)
+    check_source(source, groups)
     leaves = leaf_paths(variables)
     result = []
     for group in groups.groups:
@@ -161,6 +169,8 @@ def morph_regularizer(
 
     Raises:
       SelectorError: ``selector`` matches no group (the nearest names are listed).
+      ValueError: an unknown ``cost`` or ``source``, or ``gamma`` and a group has no
+        normalization scale (see `check_source`).
 
     References:
       Gordon et al., MorphNet, https://arxiv.org/abs/1711.06798 (section 3).
@@ -174,9 +184,8 @@ def morph_regularizer(
       >>> jax.grad(reg)(variables["params"])["layers_0"]["kernel"].shape
       (4, 8)
     """
-    if cost not in COSTS:
-        raise ValueError(f"unknown cost {cost!r}; expected one of {COSTS}")
-    check_source(source)
+    check_cost(cost)
+    check_source(source, groups)
     poly = cost_polynomial(groups, cost)
     full = evaluate(poly, [g.size for g in groups.groups]) if normalize else 1.0
     terms = [(c / max(full, 1e-30), gs) for c, gs in poly if gs]

@@ -145,6 +145,10 @@ CNN = "{name: cnn1d, num_classes: 10, input_shape: [40], width: [8, 8]}"
             "MorphConfig.model 'moenet': cannot follow channels through top_k",
         ),
         (
+            f"model: {CNN}\nsource: gamma\n",
+            "MorphConfig.source='gamma': importance source 'gamma' reads the normalization scale",
+        ),
+        (
             f"model: {CNN}\nmultiple: 64\n",
             "MorphConfig.multiple=64: no width multiplier fits the flops budget",
         ),

@@ -302,12 +302,33 @@ def test_a_config_that_does_not_build_does_not_fit(monkeypatch):
         expand(ModelConfig("mlp", 10, (40,), width=16), 1e9)
 
 
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ({"cost": "flop"}, r"^unknown cost 'flop'; expected one of \('params', 'flops'"),
+        ({"multiple": 2.5}, r"^multiple=2.5: widths are rounded to it, so expected an int >= 1"),
+    ],
+)
+def test_expand_names_a_bad_cost_or_multiple_not_a_config_that_fails_to_build(arguments, message):
+    with pytest.raises(ValueError, match=message):
+        expand(ModelConfig("mlp", 10, (40,), width=16), 1e9, **arguments)
+
+
 def test_an_unknown_source_fails_when_the_regularizer_is_built():
     model = nn.Sequential([nn.Dense(8), nn.relu, nn.Dense(3)])
     x = jnp.ones((2, 4))
     groups = channel_groups(model, model.init(jax.random.key(0), x), x)
     with pytest.raises(ValueError, match=r"unknown importance source 'gama'.*'gamma'"):
         morph_regularizer(groups, source="gama")
+
+
+def test_gamma_without_a_normalization_fails_when_the_regularizer_is_built():
+    model = nn.Sequential([nn.Dense(8), nn.relu, nn.Dense(3)])
+    x = jnp.ones((2, 4))
+    groups = channel_groups(model, model.init(jax.random.key(0), x), x)
+    match = r"source 'gamma' .* group\(s\) \['layers_0'\] have none; use source 'auto'"
+    with pytest.raises(ValueError, match=match):
+        morph_regularizer(groups, source="gamma")
 
 
 @pytest.mark.parametrize("traced", ["variables", "params"])
