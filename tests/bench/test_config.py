@@ -122,6 +122,23 @@ def test_numbers_yaml_reads_as_strings_are_numbers_and_any_seed_is_fine(tmp_path
     assert config.seed_list() == [-1, 7]
 
 
+def test_an_exponent_without_a_dot_is_a_number_anywhere_as_on_the_command_line(tmp_path):
+    """``1e-3`` is a number wherever it is (an option, a regularizer's threshold), as the
+    command line reads it: PyYAML's own safe loader reads a string, which they refuse."""
+    text = (
+        "models: [{name: choicenet, options: {dropout: 1e-1}}]\n"
+        "grid: {regularizers: [{kind: morph, strength: 1e-4, threshold: 1e-3}]}\n"
+    )
+    path = write(tmp_path, text)
+    config = load_config(path)
+    assert config.model_entries()[0].options == {"dropout": 0.1}
+    (entry,) = config.grid.regularizer_entries()
+    assert (entry.strength, entry.threshold) == (1e-4, 1e-3)
+    args = parser().parse_args(["--config", str(path), "--dir", "runs/x"])
+    fields = {k: v for k, v in args.as_dict().items() if k in BenchConfig.__dataclass_fields__}
+    assert BenchConfig.from_dict(fields).digest() == config.digest()
+
+
 def test_loading_a_config_never_runs_code(tmp_path):
     marker = tmp_path / "ran"
     text = f"models: !!python/object/apply:os.system ['touch {marker}']\n"
