@@ -153,18 +153,50 @@ def _width(width: Any) -> int | tuple[int, ...] | None:
     return tuple(width) if isinstance(width, list) else width
 
 
+def _resolved(entry: ModelEntry, data: ArrayDataset, depth: Any, width: Any) -> ModelConfig:
+    return ModelConfig(
+        entry.name,
+        num_classes=data.num_classes,
+        input_shape=tuple(data.input_shape),
+        depth=depth,
+        width=_width(width),
+        options=tuple(entry.options.items()),
+    ).resolved()
+
+
 def _model_config(entry: ModelEntry, data: ArrayDataset, depth: Any, width: Any) -> ModelConfig:
+    """``entry``'s resolved model on ``data``; the grid's ``depth`` and ``width`` apply
+    where the entry sets none."""
+    sizes = {"depth": depth, "width": width}
+    taken = [k for k, v in sizes.items() if getattr(entry, k) is None and v is not None]
     try:  # a bad depth, width or options value: an error naming the entry
-        return ModelConfig(
-            entry.name,
-            num_classes=data.num_classes,
-            input_shape=tuple(data.input_shape),
-            depth=entry.depth if entry.depth is not None else depth,
-            width=_width(entry.width if entry.width is not None else width),
-            options=tuple(entry.options.items()),
-        ).resolved()
+        return _resolved(entry, data, **{**sizes, **_own_sizes(entry)})
     except (ValueError, TypeError) as error:
-        raise BenchError(f"model {entry.name!r} on {data.name!r}: {error}") from error
+        hint = _own_sizes_hint(entry, data, taken)
+        raise BenchError(f"model {entry.name!r} on {data.name!r}: {error}{hint}") from error
+
+
+def _own_sizes(entry: ModelEntry) -> dict[str, Any]:
+    """The depth and width ``entry`` sets itself."""
+    return {k: v for k, v in (("depth", entry.depth), ("width", entry.width)) if v is not None}
+
+
+def _own_sizes_hint(entry: ModelEntry, data: ArrayDataset, taken: list[str]) -> str:
+    """When ``entry`` fails with the grid's sizes it took (``taken``: ``"depth"``,
+    ``"width"``) yet builds with the model's defaults: how to give it those (a
+    block-less ``logreg`` in a grid of widths)."""
+    if not taken:
+        return ""
+    try:
+        default = _resolved(entry, data, **{"depth": None, "width": None, **_own_sizes(entry)})
+    except (ValueError, TypeError):
+        return ""  # it fails without the grid's sizes too
+    names = ", ".join(f"grid.{k}" for k in taken)
+    shown = ", ".join(f"{k}: {json.dumps(default.to_dict()[k])}" for k in taken)
+    return (
+        f" ({names}: the grid's sizes go to every models entry that sets none; give this "
+        f"one its own, e.g. {{name: {entry.name}, {shown}}}: the model's defaults)"
+    )
 
 
 def _built(name: str, dataset: str, config: ModelConfig) -> tuple[str, ...]:

@@ -1,5 +1,7 @@
 """Planning a bench: cells, ids, hparam columns, knob axes, name checks."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -63,6 +65,23 @@ def test_depth_and_width_axes_apply_to_models_without_their_own(toy):
         ("mlp", "6", 2),
         ("choicenet", "8", 2),
     }
+
+
+@pytest.mark.parametrize(
+    ("grid", "own"),
+    [({"width": [16, 32]}, "width: []"), ({"depth": 2, "width": 16}, "depth: 0, width: []")],
+)
+def test_grid_sizes_a_model_cannot_take_name_the_grid_and_the_entry_to_write(toy, grid, own):
+    """A block-less ``logreg`` in a grid of widths: the error says where the width came
+    from and the entry that plans it (its defaults), which then plans."""
+    config = tiny_config(models=["logreg", "mlp"], grid=small(**grid))
+    taken = ", ".join(f"grid.{k}" for k in grid)
+    written = re.escape(f"e.g. {{name: logreg, {own}}}")
+    with pytest.raises(BenchError, match=rf"model 'logreg' on 'toy': .*\({taken}: .*{written}"):
+        plan(config, toy)
+    entry = {"name": "logreg", **{k: v for k, v in (("depth", 0), ("width", [])) if k in grid}}
+    planned = plan(tiny_config(models=[entry, "mlp"], grid=small(**grid)), toy)
+    assert {c.row["model"] for c in planned.cells} == {"logreg", "mlp"}
 
 
 def test_unknown_model_lists_the_registered_ones(toy):
