@@ -1,10 +1,12 @@
 """Profiling a bench: phase times per group and memory sampled over the run.
 
 What it costs: one background thread waking every ``interval`` seconds to read the
-process's RSS (`psutil`) and the devices' ``memory_stats()`` (None on CPU: NaN).
+process's RSS (`psutil`) and the devices' ``memory_stats()`` (None on CPU: NaN), and
+the profile files rewritten at each checkpoint (a few rows per group).
 """
 
 import dataclasses
+import pathlib
 import statistics
 import threading
 import time
@@ -16,6 +18,7 @@ import numpy as np
 import pandas as pd
 import psutil
 
+from phosjax.bench._store import write_table
 from phosjax.train import Chunk
 
 
@@ -141,3 +144,43 @@ class PhaseClock:
             }
             for phase, (seconds, count, total) in phases.items()
         ]
+
+
+class ProfileFiles:
+    """A process's ``profile/phases`` and ``profile/memory`` files, written as it trains.
+
+    A group writes its phase rows at each of its checkpoints and when it ends, each time
+    replacing the rows it wrote before, so a run stopped mid-group keeps what it measured
+    up to the group's last checkpoint; each write also appends the memory samples taken
+    since the last. Rows of earlier groups and runs stay.
+
+    Args:
+      phases: the ``profile/phases`` file.
+      memory: the ``profile/memory`` file.
+      sampler: what samples the memory (running).
+    """
+
+    def __init__(self, phases: pathlib.Path, memory: pathlib.Path, sampler: MemorySampler) -> None:
+        self._phases, self._memory, self._sampler = phases, memory, sampler
+        self._run_started = time.time()
+        self._flushed = 0
+        self._earlier: pd.DataFrame | None = None
+
+    def start_group(self) -> None:
+        """Keeps the phase rows written so far: the next group's follow them."""
+        self._earlier = pd.read_parquet(self._phases) if self._phases.is_file() else None
+
+    def write(self, phases: list[dict[str, Any]]) -> None:
+        """Writes the group's phase rows so far (`PhaseClock.rows`), and the memory samples."""
+        frame = pd.concat([self._earlier, pd.DataFrame(phases)], ignore_index=True)
+        write_table(self._phases, frame)
+        self.flush_memory()
+
+    def flush_memory(self) -> None:
+        """Appends the memory samples taken since the last flush."""
+        memory = self._sampler.frame()
+        new = memory.iloc[self._flushed :].assign(run_started=self._run_started)
+        self._flushed = len(memory)
+        if self._memory.is_file():
+            new = pd.concat([pd.read_parquet(self._memory), new], ignore_index=True)
+        write_table(self._memory, new)

@@ -5,7 +5,6 @@ import math
 import os
 import pathlib
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,7 +26,7 @@ from phosjax.bench._directory import (
     write_meta,
 )
 from phosjax.bench._plan import Plan, plan
-from phosjax.bench._profile import MemorySampler
+from phosjax.bench._profile import MemorySampler, ProfileFiles
 from phosjax.bench._store import (
     cells_schema,
     read_json,
@@ -86,12 +85,6 @@ def _write_blurbs(root: pathlib.Path, plan_: Plan, flops: bool) -> None:
             write_text(blurb_path, summary.to_json())
         if hasattr(model, "to_json") and not graph_path.is_file():
             write_text(graph_path, model.to_json(x))
-
-
-def _append(path: pathlib.Path, frame: pd.DataFrame) -> None:
-    if path.is_file():
-        frame = pd.concat([pd.read_parquet(path), frame], ignore_index=True)
-    write_table(path, frame, None)
 
 
 def run(
@@ -239,21 +232,15 @@ def _write_and_train(
     )
     phases_file = _per_process(root / _layout.PHASES, process)
     memory_file = _per_process(root / _layout.MEMORY, process)
-    run_started, flushed = time.time(), 0
-
-    def flush_memory(sampler: MemorySampler) -> int:
-        """Appends the samples taken since the last flush; how many there are in all."""
-        memory = sampler.frame()
-        _append(memory_file, memory.iloc[flushed:].assign(run_started=run_started))
-        return len(memory)
-
     with MemorySampler() as sampler:
+        profile = ProfileFiles(phases_file, memory_file, sampler)
         for job in todo:
 
             def on_status(key: str, entry: dict[str, Any]) -> None:
                 status["groups"][key] = dict(entry)
                 write_json(status_file, status)
 
+            profile.start_group()
             phases = train_group(
                 root,
                 job,
@@ -265,15 +252,14 @@ def _write_and_train(
                 checkpoint_every=config.checkpoint_every,
                 on_status=on_status,
                 on_progress=bar.update,
+                on_profile=profile.write,
             )
-            # The profile grows group by group: a run stopped midway keeps what it measured.
-            _append(phases_file, pd.DataFrame(phases))
-            flushed = flush_memory(sampler)
+            profile.write(phases)
             cells_done += len(job.cells)
             bar.set_description(f"cells {cells_done}/{cells}")
     bar.close()
     if todo:
-        flush_memory(sampler)  # the samples of the last group's end
+        profile.flush_memory()  # the samples of the last group's end
     parts = _layout.part_files(root / _layout.RESULTS)  # not a README.txt a user put there
     results = pd.read_parquet(parts) if parts else pd.DataFrame()
     if progress:

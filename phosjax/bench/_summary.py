@@ -100,14 +100,15 @@ def profile_text(directory: str | os.PathLike) -> str:
     """The profile of a bench as text: seconds per phase and group, then memory.
 
     ``init`` and ``compile`` are seconds once per group, ``step`` seconds per step (all
-    the group's cells at once), ``eval`` seconds per evaluation.
+    the group's cells at once), ``eval`` seconds per evaluation. A group resumed midway
+    has rows of each run that trained it: their mean seconds, their summed counts.
     """
     root = pathlib.Path(directory)
     phases = _layout.read_per_process(root, _layout.PHASES)
     if phases is None:
         return (
-            f"bench {directory}: no profile yet: a group's timings are written when it "
-            "finishes, and none has (a run stopped midway keeps none of its group's)."
+            f"bench {directory}: no profile yet: a group's timings are written at each of "
+            "its checkpoints and when it finishes, and no group has reached one."
         )
     table = phases.pivot_table(
         index="group_id", columns="phase", values="seconds", sort=False, dropna=False

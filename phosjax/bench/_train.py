@@ -2,8 +2,9 @@
 
 A group trains in segments of ``checkpoint_every`` steps. After each segment its rows
 are written as one part file, then its state is checkpointed, then ``status.json`` is
-updated. On restart the newest checkpoint is restored and the part files past it (rows
-that will be trained again) are deleted, so the results hold every row exactly once.
+updated, then its profile so far is handed on. On restart the newest checkpoint is
+restored and the part files past it (rows that will be trained again) are deleted, so
+the results hold every row exactly once.
 """
 
 import dataclasses
@@ -99,20 +100,24 @@ def train_group(
     checkpoint_every: int,
     on_status: Callable[[str, dict[str, Any]], None],
     on_progress: Callable[[int], None],
+    on_profile: Callable[[list[dict[str, Any]]], None],
 ) -> list[dict[str, Any]]:
-    """Trains (or finishes) one group; returns its ``profile/phases`` rows.
+    """Trains (or finishes) one group; returns its ``profile/phases`` rows, which
+    ``on_profile`` is also given after each checkpoint (the rows so far).
 
     ``previous`` is the group's entry of an earlier ``status.json``: a strategy it
-    chose is kept, so a resumed group runs the very same programs.
+    chose is kept, with the timings that chose it, so a resumed group runs the very
+    same programs.
     """
     group = Group(tuple(c.cell for c in job.cells), tuple(range(len(job.cells))))
     checkpoints = Checkpoints(root / _layout.CHECKPOINTS / job.key)
     clock = PhaseClock()
     start_time = time.perf_counter()
     latest = checkpoints.latest() or 0
+    chosen: dict[str, Any] = {"strategy": strategy, "timings": {}}
     if latest:
         state = checkpoints.restore(latest, jax.eval_shape(lambda: init_group(group, data)))
-        strategy = (previous or {}).get("strategy", strategy)
+        chosen |= {k: v for k, v in (previous or {}).items() if k in chosen}
     else:
         state = init_group(group, data)
     state = jax.block_until_ready(state)
@@ -124,7 +129,7 @@ def train_group(
         "steps": job.steps,
         "finished": latest >= job.steps,
     }
-    status |= {"strategy": strategy, "timings": {}, "cells": [r["cell_id"] for r in job.rows]}
+    status |= {**chosen, "cells": [r["cell_id"] for r in job.rows]}
     on_status(job.key, status)
     for stop in _segments(latest, job.steps, checkpoint_every):
         tables: list[pa.Table] = []
@@ -152,5 +157,6 @@ def train_group(
         checkpoints.save(stop, state)
         status |= {"steps_done": stop, "finished": stop >= job.steps}
         on_status(job.key, status)
+        on_profile(clock.rows(job.key, device_bytes()[1]))
     checkpoints.close()
     return clock.rows(job.key, device_bytes()[1])

@@ -90,10 +90,33 @@ def test_killed_after_the_last_checkpoint_before_its_status_resumes_and_matches(
     assert set(pd.read_parquet(killed / _layout.PHASES).group_id) == {group}
 
 
+def test_a_group_killed_midway_keeps_its_profile_up_to_its_last_checkpoint(tmp_path, toy):
+    """A group's timings and memory samples are written at each of its checkpoints: a
+    kill at the second (step 8, before its status) keeps those of the 4 steps up to the
+    first; the run that finishes the group adds its own rows (the 4 steps after 8)."""
+    config = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1, checkpoint_every=4)
+    killed = tmp_path / "killed"
+    with killed_after_save(8):
+        run(config, killed, datasets=toy, progress=False)
+    phases = pd.read_parquet(killed / _layout.PHASES)
+    assert dict(zip(phases.phase, phases["count"], strict=True)) == {
+        "init": 1,
+        "compile": 1,
+        "step": 4,
+        "eval": 0,
+    }
+    assert len(pd.read_parquet(killed / _layout.MEMORY)) > 0
+
+    run(config, killed, datasets=toy, progress=False)
+    counts = pd.read_parquet(killed / _layout.PHASES).groupby("phase")["count"].apply(list)
+    assert (counts["init"], counts["step"], counts["eval"]) == ([1, 1], [4, 4], [0, 1])
+
+
 def test_a_kill_after_auto_chose_resumes_with_its_choice_and_matches(tmp_path, toy, monkeypatch):
     """``strategy: auto`` chooses in the first segment; a kill right after that segment's
-    checkpoint resumes with the strategy chosen, not timing again, so the rows are those
-    of an uninterrupted run with that strategy, bit for bit."""
+    checkpoint resumes with the strategy chosen, not timing again (its status keeps the
+    timings that chose it), so the rows are those of an uninterrupted run with that
+    strategy, bit for bit."""
     config = tiny_config(
         models=[{"name": "mlp", "width": 8}], seeds=1, checkpoint_every=5, strategy="auto"
     )
@@ -108,6 +131,8 @@ def test_a_kill_after_auto_chose_resumes_with_its_choice_and_matches(tmp_path, t
 
     monkeypatch.setattr(_run, "choose_strategy", timing_again)
     run(config, killed, datasets=toy, progress=False)
+    (resumed,) = read_json(killed / _layout.STATUS)["groups"].values()
+    assert (resumed["strategy"], resumed["timings"]) == (entry["strategy"], entry["timings"])
     whole = tiny_config(**{**config.to_dict(), "strategy": entry["strategy"]})
     run(whole, tmp_path / "whole", datasets=toy, progress=False)
     pd.testing.assert_frame_equal(frame(killed), frame(tmp_path / "whole"))

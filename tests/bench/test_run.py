@@ -370,7 +370,7 @@ def test_per_process_files_are_read_as_one_frame_by_the_profile_and_the_viewer(t
 
 def test_the_profile_of_a_bench_with_no_finished_group_says_so(tmp_path):
     text = profile_text(tmp_path)
-    assert "no profile yet: a group's timings are written when it finishes" in text
+    assert "no profile yet: a group's timings are written at each of its checkpoints" in text
 
 
 def test_a_batch_size_larger_than_the_data_is_refused_and_nothing_written(tmp_path, toy):
