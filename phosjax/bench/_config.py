@@ -2,7 +2,7 @@
 
 Every field of `Grid` may be one value or a list of values; a list is an axis of the
 grid. Loading a config never runs code: YAML is parsed with a safe loader
-(`yaml.SafeLoader`) and model plugins are imported only when named with ``--import``.
+(`phosjax._yaml.safe_load`) and model plugins are imported only when named with ``--import``.
 """
 
 import dataclasses
@@ -11,7 +11,6 @@ import hashlib
 import json
 import numbers
 import pathlib
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +18,7 @@ import jax
 import numpy as np
 import yaml
 
+from phosjax._yaml import safe_load
 from phosjax.train import STRATEGIES, HParams, Regularizer
 
 
@@ -479,26 +479,13 @@ def _differences(a: Any, b: Any, where: str) -> list[str]:
     return [] if _same(a, b) else [f"{where}: {a!r} -> {b!r}"]
 
 
-class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader that also reads ``1e-3`` (an exponent, no dot) as a float,
-    as YAML 1.2 and the command line (jsonargparse) do: a number anywhere in a config
-    (an option, a regularizer's ``threshold``) is a number."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
-
-
 def read_yaml(path: str | pathlib.Path) -> Any:
     """Safely parsed YAML; a clear `BenchError` if the file is missing, unreadable (a
     folder, not UTF-8), malformed, or empty (nothing but comments: the command line's
     parser refuses such a file, so `load_config` does too)."""
     path = pathlib.Path(path)
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
+        data = safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError as error:
         raise BenchError(f"config file {str(path)!r} does not exist.") from error
     except IsADirectoryError as error:

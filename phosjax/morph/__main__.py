@@ -6,13 +6,14 @@ import sys
 
 import yaml
 
+from phosjax._yaml import safe_load
 from phosjax.morph._loop import ITERATIONS, MorphConfig, MorphConfigError, run
 
 
 def load_config(path: str) -> MorphConfig:
     """The `MorphConfig` of the YAML file ``path``; any problem is a ValueError naming it."""
     try:
-        return MorphConfig.from_dict(yaml.safe_load(pathlib.Path(path).read_text()))
+        return MorphConfig.from_dict(safe_load(pathlib.Path(path).read_text(encoding="utf-8")))
     except (OSError, yaml.YAMLError, ValueError, TypeError) as error:
         raise ValueError(f"{path}: {error}") from error
 

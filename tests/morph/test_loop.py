@@ -82,6 +82,17 @@ def test_a_yaml_number_without_a_dot_is_read_as_a_number():
     assert (config.learning_rate, config.strength) == (0.003, 0.0001)
 
 
+def test_a_config_file_reads_an_exponent_without_a_dot_as_a_number_everywhere(tmp_path):
+    path = tmp_path / "morph.yaml"
+    path.write_text(
+        "model: {name: cnn1d, num_classes: 10, input_shape: [40], options: {dropout: 1e-1}}\n"
+        "learning_rate: 3e-3\n"
+    )
+    config = cli.load_config(str(path))
+    assert dict(config.model.options)["dropout"] == 0.1  # a model option too, not '1e-1'
+    assert config.learning_rate == 0.003
+
+
 @pytest.mark.parametrize(
     "text, expected",
     [
