@@ -263,10 +263,22 @@ def check_processes(root: pathlib.Path, count: int) -> None:
         )
 
 
+def _with_earlier(env: dict[str, Any], path: pathlib.Path) -> dict[str, Any]:
+    """``env`` (this run's `environment`), keeping in ``earlier`` the other environments
+    that earlier runs of the bench recorded in ``path``, oldest first: a bench resumed or
+    extended on another machine still says what trained its first results."""
+    previous = read_json(path) if path.is_file() and _runner_env(path) else {}
+    earlier = list(previous.pop("earlier", []))
+    if previous and previous != env:
+        earlier.append(previous)
+    return {**env, "earlier": earlier} if earlier else env
+
+
 def write_meta(
     root: pathlib.Path, config: BenchConfig, registered: list[str], processes: int
 ) -> None:
-    """Writes ``bench.json``, ``config.yaml`` and ``env.json``.
+    """Writes ``bench.json``, ``config.yaml`` and ``env.json`` (this run's environment;
+    those of earlier runs that differ are kept in its ``earlier`` list).
 
     A bench keeps its creation time and the models ``registered`` when it was made
     (`add_models` adds those registered since). ``processes``: how many processes share
@@ -277,7 +289,7 @@ def write_meta(
         marker = read_json(marker_path)
         created, registered = marker.get("created"), marker.get("registered_models", registered)
     write_text(root / _layout.CONFIG, yaml.safe_dump(config.to_dict(), sort_keys=False))
-    write_json(root / _layout.ENV, environment())
+    write_json(root / _layout.ENV, _with_earlier(environment(), root / _layout.ENV))
     write_json(
         marker_path,
         {

@@ -11,7 +11,7 @@ atomically (a temporary file, then a rename), so a reader never sees half a file
                            "registered_models": [names registered when last planned],
                            "processes": how many processes share it (absent in old benches)}
       config.yaml         the resolved config, exactly what was planned
-      env.json            package versions, devices, host, Python
+      env.json            package versions, devices, host, Python (earlier runs: "earlier")
       cells.parquet       the plan: one row per cell (see CELL_COLUMNS + hparam columns)
       status.json         {"groups": {group_id: {"steps_done", "steps", "finished",
                            "strategy", "timings", "cells": [cell_id, ...]}}}

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from phosjax.bench import BenchError, _directory, _layout, add_models, plan, run
+from phosjax.bench import BenchConfig, BenchError, _directory, _layout, add_models, plan, run
 from phosjax.bench._directory import choose_config
 from phosjax.bench._runner import jobs
 from phosjax.bench._store import TEMPORARY, widen_parts, write_table
@@ -103,6 +103,21 @@ def test_results_equal_the_engine_trained_alone(bench, toy):
     pd.testing.assert_frame_equal(
         sort(results)[shared], sort(engine)[shared], check_exact=False, rtol=1e-6
     )
+
+
+def test_env_json_keeps_the_environments_of_earlier_runs_on_other_machines(tmp_path):
+    config = BenchConfig(models=["mlp"], datasets=["toy"])
+    other = {"packages": {"jax": "0.4.0"}, "python": "3.10", "host": "gpu-box", "devices": []}
+    (tmp_path / _layout.ENV).write_text(json.dumps(other))
+    _directory.write_meta(tmp_path, config, ["mlp"], 1)
+    env = json.loads((tmp_path / _layout.ENV).read_text())
+    assert env["host"] != "gpu-box" and env["earlier"] == [other]
+    _directory.write_meta(tmp_path, config, ["mlp"], 1)  # the same machine again: no new entry
+    assert json.loads((tmp_path / _layout.ENV).read_text()) == env
+    (tmp_path / _layout.ENV).write_text(json.dumps({**other, "earlier": [{**other, "host": "a"}]}))
+    _directory.write_meta(tmp_path, config, ["mlp"], 1)
+    earlier = json.loads((tmp_path / _layout.ENV).read_text())["earlier"]
+    assert [e["host"] for e in earlier] == ["a", "gpu-box"]  # oldest first
 
 
 def test_bench_files(bench):
