@@ -106,7 +106,8 @@ def run(
       config: the bench (None: the one stored in ``directory``).
       directory: the bench directory (see `phosjax.bench._layout`).
       resume: continue the bench in ``directory`` under its stored config.
-      force: if ``directory`` holds another config, move it aside and start over.
+      force: if ``directory`` holds another config, move it aside (saying where, on
+        stderr) and start over.
       datasets: data sets by name, instead of loading them.
       process: ``(index, count)`` of this process among those sharing the bench
         (default: `jax.process_index`, `jax.process_count`).
@@ -153,7 +154,7 @@ def run(
     config, moved = choose_config_together(root, config, resume=resume, force=force, check=check)
     if root.is_dir():  # what a process killed mid-write left (its target is intact)
         remove_stale_temporaries(root)
-    if moved is not None and progress:
+    if moved is not None:  # said even without progress: the user's results moved
         print(f"moved the old bench to {moved}", file=sys.stderr)
     return _execute(config, root, datasets, process, progress, plans.get(config.digest()))
 

@@ -206,12 +206,13 @@ def test_another_config_is_refused_and_nothing_touched(bench, toy):
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
 
 
-def test_force_moves_the_old_bench_aside(bench, tmp_path, toy):
+def test_force_moves_the_old_bench_aside(bench, tmp_path, toy, capsys):
     root = tmp_path / "b"
     shutil.copytree(bench[0], root)
     other = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=[5])
     results = run(other, root, datasets=toy, force=True, progress=False)
     (old,) = tmp_path.glob("b.old-*")
+    assert f"moved the old bench to {old}" in capsys.readouterr().err  # even without progress
     assert sorted(pd.read_parquet(old / _layout.RESULTS).seed.unique()) == [0, 1]
     assert results.seed.unique().tolist() == [5]
 
