@@ -383,6 +383,8 @@ class BenchConfig:
             _check_distinct_keys(self.seeds)
         elif not isinstance(self.seeds, int) or isinstance(self.seeds, bool) or self.seeds < 1:
             raise BenchError(f"seeds must be a number of seeds >= 1 or a list, got {self.seeds!r}.")
+        if not isinstance(self.blurb_flops, bool):  # a string "false" would be truthy
+            raise BenchError(f"blurb_flops must be true or false, got {self.blurb_flops!r}.")
         strategies = ("auto", *STRATEGIES)
         if self.strategy not in strategies:
             raise BenchError(

@@ -103,6 +103,7 @@ def test_a_grid_with_no_cell_or_an_unknown_strategy_is_a_clear_error(tmp_path, t
         ("datasets: mnist1d\n", r"datasets must be a list of data set names, got 'mnist1d'\."),
         ("datasets: [mnist1d, 3]\n", r"datasets must be a list of .*, got \['mnist1d', 3\]\."),
         ("data_dir: 3\n", r"data_dir must be a folder \(a path\) or null, got 3\."),
+        ("blurb_flops: 'false'\n", r"blurb_flops must be true or false, got 'false'\."),
         (
             "grid: {regularizers: [{kind: l2, strength: [0, -0.1]}]}\n",
             r"the strength of grid\.regularizers entry 'l2' must be a number >= 0, got -0\.1\.",
