@@ -99,7 +99,8 @@ def grad_of(
       x: the input.
       wrt: selector(s) of the tagged values to differentiate with respect to.
       has_aux: as in `jax.value_and_grad`.
-      **kwargs: passed to ``model.apply``.
+      **kwargs: passed to ``model.apply``; with ``mutable=...`` it returns
+        ``(output, state)``, and that pair is what ``fn`` gets.
 
     Returns:
       ``(value, {path: gradient})``. A gradient has the structure of its tagged value; where
