@@ -10,7 +10,14 @@ import pandas as pd
 import pytest
 
 from phosjax.bench import _layout
-from phosjax.bench.export import TAG_CELL, TAG_CREATED, TAG_PARAM_NAMES, export_mlflow, main
+from phosjax.bench.export import (
+    TAG_CELL,
+    TAG_CREATED,
+    TAG_PARAM_NAMES,
+    export_mlflow,
+    main,
+    param_keys,
+)
 from tests.bench._viewer_fixtures import (
     DIVERGED,
     DIVERGED_STEP,
@@ -77,6 +84,25 @@ def test_every_cell_becomes_a_run_with_params_metrics_and_blurb(written, store, 
         assert json.loads(pathlib.Path(blurb).read_text()) == written.blurb
 
 
+def test_params_and_metrics_beyond_one_log_batch_are_all_logged(written, store, monkeypatch):
+    """MLflow takes at most 100 params and 1000 metrics per call; small batches here make
+    every cell span several calls, none of which may lose an item."""
+    from phosjax.bench import export
+
+    monkeypatch.setattr(export, "_PARAMS_BATCH", 3)
+    monkeypatch.setattr(export, "_BATCH", 7)
+    export_mlflow(str(written.root), store)
+    client, runs = _runs(store)
+    for cell in written.cells.to_dict("records"):
+        run = runs[cell["cell_id"]]
+        assert run.data.params == {k: str(v) for k, v in cell.items()}
+        history = client.get_metric_history(run.info.run_id, "test/loss")
+        assert [m.step for m in history] == list(STEPS)
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == list(
+            STEPS
+        )
+
+
 def test_a_diverged_cell_logs_its_nans_at_every_step(tmp_path, store):
     bench = write_bench(tmp_path / "example", blurb_json(), diverge=True)
     export_mlflow(str(bench.root), store)
@@ -129,6 +155,28 @@ def test_runs_exported_before_the_creation_tag_are_not_exported_again(written, s
     again = export_mlflow(str(written.root), store)
     assert again.runs == {} and sorted(again.already_exported) == sorted(runs)
     assert len(_runs(store)[1]) == len(written.cells)
+
+
+def test_another_bench_with_the_same_config_is_exported_in_full(written, store, tmp_path):
+    """Only runs without a creation tag are matched by config hash: a bench made again
+    from the same config (another creation time) is a new bench, all of its cells new."""
+    export_mlflow(str(written.root), store)
+    again = tmp_path / "example"
+    shutil.copytree(written.root, again)
+    marker = json.loads((again / _layout.MARKER).read_text())
+    (again / _layout.MARKER).write_text(json.dumps({**marker, "created": "another time"}))
+    second = export_mlflow(str(again), store)
+    assert second.already_exported == []
+    assert sorted(second.runs) == sorted(written.cells.cell_id)
+    client = mlflow.tracking.MlflowClient(store)
+    experiment_id = client.get_experiment_by_name("example").experiment_id
+    assert len(client.search_runs([experiment_id], max_results=100)) == 2 * len(written.cells)
+
+
+def test_param_keys_number_every_column_that_would_share_a_key():
+    keys = param_keys(["a*", "a?", "a!", "a_2", "b"])
+    assert keys == {"a*": "a_", "a?": "a__2", "a!": "a__3", "a_2": "a_2", "b": "b"}
+    assert len(set(keys.values())) == len(keys)
 
 
 def test_command_line(written, store, tmp_path, capsys, monkeypatch):

@@ -116,3 +116,32 @@ def test_repeated_index_labels_pick_one_row_per_cell(frames):
 def test_summary_shows_a_single_seeds_spread_as_zero():
     one_seed = _results()[lambda r: r["cell_id"].isin(["a", "c"])]
     assert "0.900 ± 0.000" in summary_text("b", one_seed, ["learning_rate"])
+
+
+def test_an_hparam_set_in_some_cells_and_unset_in_others_splits_the_rows():
+    # weight_decay is NaN (unset) in cells a, b and 0.1 in c, d: two rows, not one.
+    results = _results().assign(weight_decay=lambda r: r["cell_id"].map({"c": 0.1, "d": 0.1}))
+    board = leaderboard(results, ["weight_decay"])
+    assert list(board.columns[:3]) == ["model", "dataset", "weight_decay"]
+    assert board["seeds"].tolist() == [2, 2]
+    assert board["weight_decay"].iloc[0] == 0.1 and math.isnan(board["weight_decay"].iloc[1])
+    assert board["accuracy"].tolist() == pytest.approx([0.85, 0.6])
+
+
+def test_an_hparam_that_varies_within_any_one_model_is_a_key():
+    # mlp varies its learning rate; cnn, a single cell, does not: still one row per rate.
+    cnn = {"cell_id": "e", "model": "cnn", "dataset": "d", "learning_rate": 0.1, "step": 10}
+    cnn |= {"split": "test", "accuracy": 0.3, "loss": 2.0}
+    results = pd.concat([_results(), pd.DataFrame([cnn])], ignore_index=True)
+    board = leaderboard(results, ["learning_rate"])
+    rows = board[["model", "learning_rate", "seeds"]].values.tolist()
+    assert rows == [["mlp", 1.0, 2], ["mlp", 0.1, 2], ["cnn", 0.1, 1]]
+
+
+def test_summary_counts_cells_and_rows_and_says_how_many_rows_it_left_out():
+    results = _results()  # 4 cells, 8 rows, 2 leaderboard rows
+    assert summary_text("b", results, ["learning_rate"]).splitlines()[0] == (
+        "bench b: 4 cells, 8 result rows"
+    )
+    assert "more rows" not in summary_text("b", results, ["learning_rate"], rows=2)
+    assert "... 1 more rows" in summary_text("b", results, ["learning_rate"], rows=1)

@@ -302,6 +302,33 @@ def test_a_bench_that_just_started(tmp_path):
         assert get(server, "/api/morph")[0] == 404
 
 
+def test_a_cell_whose_group_has_not_started_is_unfinished_with_nothing_done(tmp_path):
+    (tmp_path / _layout.MARKER).write_text(json.dumps({"format": 1}))
+    cells = {c: ["c1"] for c in _layout.CELL_COLUMNS} | {"seed": [0]}
+    pd.DataFrame(cells).to_parquet(tmp_path / _layout.CELLS)
+    with serving(tmp_path) as server:
+        (row,) = get_json(server, "/api/cells")["rows"]
+    assert row["cell"]["cell_id"] == "c1"
+    assert row["progress"] == {"steps_done": None, "steps": None, "finished": False}
+    assert row["final"] == {}
+
+
+def test_memory_of_a_single_run_and_of_per_process_runs_keeps_whose_each_sample_is(tmp_path):
+    """A bench run once alone, then resumed by two processes: memory.parquet's samples
+    have the process None, each per-process file's its ``i/n``."""
+    (tmp_path / "profile").mkdir()
+    (tmp_path / _layout.MARKER).write_text(json.dumps({"format": 1}))
+    for suffix, rss in (("", 1.0), (".p0of2", 2.0), (".p1of2", 3.0)):
+        frame = pd.DataFrame({"time_s": [0.0, 1.0], "host_rss_bytes": [rss, rss]})
+        frame.to_parquet(tmp_path / _layout.MEMORY.replace(".parquet", f"{suffix}.parquet"))
+    with serving(tmp_path) as server:
+        memory = get_json(server, "/api/profile")["memory"]
+    assert memory["columns"] == ["time_s", "host_rss_bytes", "process"]
+    whose = [(row["host_rss_bytes"], row["process"]) for row in memory["rows"]]
+    # Two samples each (the files' order is not what this checks).
+    assert sorted(whose, key=str) == sorted([(1.0, None), (2.0, "0/2"), (3.0, "1/2")] * 2, key=str)
+
+
 @pytest.mark.parametrize("model", ["my net", "résnet"])
 def test_a_model_named_with_a_space_or_accent_shows_its_blurb(tmp_path, model):
     """Any name the runner takes (`_layout.PLAIN_NAME`) names a blurb the viewer serves."""

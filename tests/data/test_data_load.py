@@ -93,6 +93,8 @@ def toys_dir(tmp_path_factory):
         tfds_toys.ToyText,
         tfds_toys.ToyVarShape,
         tfds_toys.ToyMultiLabel,
+        tfds_toys.ToyUint8Tensor,
+        tfds_toys.ToyValidationAndTest,
     ):
         tfds_toys.prepare(builder, data_dir)
     tfds_toys.prepare(tfds_toys.ToyConfigs, data_dir, config="small")
@@ -135,6 +137,21 @@ def test_integer_labels_count_classes_over_train_and_test(toys_dir):
     np.testing.assert_array_equal(np.sort(ds.y_train), [0, 0, 1, 1, 2])
     np.testing.assert_array_equal(ds.y_test, [3, 3, 3])
     assert ds.num_classes == 4
+
+
+def test_uint8_inputs_of_a_plain_tensor_are_scaled_to_the_unit_range(toys_dir):
+    ds = load("toy_uint8_tensor", data_dir=toys_dir)
+    assert ds.x_train.dtype == np.float32
+    order = np.argsort(ds.x_train[:, 0])
+    np.testing.assert_allclose(ds.x_train[order, 0], 30 * np.arange(5) / 255, rtol=1e-6)
+    np.testing.assert_allclose(np.sort(ds.x_test[:, 1]), 30 * np.arange(5, 8) / 255, rtol=1e-6)
+
+
+def test_the_test_split_is_read_rather_than_validation_when_both_exist(toys_dir):
+    ds = load("toy_validation_and_test", data_dir=toys_dir)
+    np.testing.assert_array_equal(ds.y_test, [1, 1, 1])  # test's label; validation's is 0
+    np.testing.assert_array_equal(np.sort(ds.x_test[:, 0]), [5.0, 6.0, 7.0])
+    assert ds.num_train == 5
 
 
 @pytest.mark.parametrize(

@@ -134,6 +134,42 @@ class ToyMultiLabel(_Toy, skip_registration=True):
         return {"image": _vector(index), "label": [index % 3, (index + 1) % 3]}
 
 
+class ToyUint8Tensor(_Toy, skip_registration=True):
+    """uint8 inputs in a plain Tensor (not an Image feature): scaled like images."""
+
+    def features(self):
+        return F.FeaturesDict(
+            {
+                "image": F.Tensor(shape=(2,), dtype=np.uint8),
+                "label": F.ClassLabel(num_classes=2),
+            }
+        )
+
+    def example(self, index, split):
+        return {"image": np.full(2, 30 * index, np.uint8), "label": index % 2}
+
+
+class ToyValidationAndTest(_Toy, skip_registration=True):
+    """A validation split (label 0) besides the test split (label 1)."""
+
+    def features(self):
+        return F.FeaturesDict(
+            {
+                "image": F.Tensor(shape=(2,), dtype=np.float32),
+                "label": F.ClassLabel(num_classes=2),
+            }
+        )
+
+    def _split_generators(self, dl_manager):
+        return {
+            **super()._split_generators(dl_manager),
+            "validation": self._generate_examples(range(8, 10), "validation"),
+        }
+
+    def example(self, index, split):
+        return {"image": _vector(index), "label": int(split == "test")}
+
+
 class ToyConfigs(_Toy, skip_registration=True):
     """Two configs, ``small`` the default; the tests prepare ``small`` only."""
 

@@ -290,6 +290,30 @@ def test_lipschitz_dense_bound_holds_on_random_pairs(key):
     assert ratio.max() > 0.1  # the bound is not met by shrinking everything to 0
 
 
+def test_lipschitz_dense_leaves_a_kernel_within_the_bound_unchanged_and_rescales_one_above(key):
+    layer, x = L.LipschitzDense(3), jax.random.normal(key, (5, 4))
+    variables = layer.init(key, x)
+    kernel = np.zeros((4, 3), np.float32)
+    kernel[[0, 1, 2], [0, 1, 2]] = [0.5, 0.25, 0.1]  # singular values 0.5, 0.25, 0.1
+    variables["params"]["kernel"] = jnp.asarray(kernel)
+    variables["params"]["bias"] = jnp.asarray([1.0, 2.0, 3.0])
+    out, found = px.probe(layer, variables, x, "spectral_norm")
+    assert float(found["spectral_norm"]) == pytest.approx(0.5)
+    np.testing.assert_allclose(out, x @ kernel + np.array([1.0, 2.0, 3.0]), rtol=1e-6)
+    variables["params"]["kernel"] = jnp.asarray(4 * kernel)  # sigma 2: scaled down by 2
+    out = layer.apply(variables, x)
+    np.testing.assert_allclose(out, x @ (2 * kernel) + np.array([1.0, 2.0, 3.0]), rtol=1e-6)
+
+
+def test_integer_inputs_are_computed_in_float32_and_a_set_dtype_wins(key):
+    layer, x = L.LipschitzDense(3), jnp.arange(8, dtype=jnp.int32).reshape(2, 4)
+    variables = layer.init(key, x)
+    out = layer.apply(variables, x)
+    assert out.dtype == jnp.float32
+    np.testing.assert_allclose(out, layer.apply(variables, x.astype(jnp.float32)), rtol=1e-6)
+    assert L.LipschitzDense(3, dtype=jnp.bfloat16).apply(variables, x).dtype == jnp.bfloat16
+
+
 def test_repeat_equals_the_block_applied_layer_by_layer(key):
     block = L.ReZero(L.SwiGLU())
     layer = L.Repeat(block, num_layers=3)
@@ -377,6 +401,11 @@ def test_layer_wrapped_into_nnx_matches_linen(key):
         (L.Choice([]), (2, 3), "at least one branch"),
         (L.MultiHeadSelfAttention(num_heads=3), (2, 5, 4), "width 4 must be divisible"),
         (L.MixtureOfExperts(num_experts=2, top_k=3), (2, 4), r"top_k must be in \[1"),
+        (
+            L.MixtureOfExperts(num_experts=2, top_k=0),
+            (2, 4),
+            r"top_k must be in \[1, num_experts=2\], got 0",
+        ),
         (L.DropPath(1.0), (2, 3), r"rate must be in \[0, 1\)"),
         (L.GatedSkip(nn.Dense(5)), (2, 3), r"GatedSkip's block must keep the input shape \(2, 3\)"),
         (

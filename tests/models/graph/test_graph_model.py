@@ -287,6 +287,15 @@ def test_several_inputs_and_combines():
         node(inputs=("a", "b"), combine="sum")
 
 
+def test_an_injected_input_node_wins_over_the_value_x_gives_it():
+    model = GraphModel({"a": Input(), "b": Input(), "sum": node(inputs=("a", "b"), combine="add")})
+    a, b, injected = jnp.array([1.0, 2.0]), jnp.array([10.0, 20.0]), jnp.array([5.0, 7.0])
+    out = model.apply({}, {"a": a, "b": b}, inject={"b": injected})
+    np.testing.assert_array_equal(out["b"], injected)
+    np.testing.assert_array_equal(out["sum"], [6.0, 9.0])  # a + injected, not a + b
+    np.testing.assert_array_equal(model.apply({}, {"a": a, "b": b})["sum"], [11.0, 22.0])
+
+
 def test_one_input_takes_a_value_a_feed_dict_or_a_dict_value():
     model = GraphModel({"sum": lambda h: h["p"] + h["q"] if isinstance(h, dict) else 2 * h})
     one = jnp.ones(2)

@@ -68,6 +68,17 @@ def test_extract_keeps_the_needed_nodes_and_their_params(net):
     assert sorted(inner_vars["params"]) == ["logits"]
 
 
+def test_extract_leaves_out_the_variables_of_a_node_whose_name_extends_a_kept_one(key):
+    # "dense" is computed, "dense2" is not: a name prefix that is not a whole path
+    # segment must not pull the other node's variables in.
+    model = GraphModel({"dense": nn.Dense(3), "dense2": nn.Dense(2)})
+    variables = model.init(key, jnp.ones((1, 4)))
+    sub, sub_vars = extract(model, variables, outputs=["dense"])
+    assert sub.nodes == ("input", "dense")
+    shapes = {"params": {"dense": {"kernel": (4, 3), "bias": (3,)}}}
+    assert jax.tree.map(jnp.shape, sub_vars) == shapes
+
+
 def test_extract_takes_one_input_name_as_a_string(net):
     model, variables, _ = net
     one, one_vars = extract(model, variables, inputs="act1", outputs="pool")
@@ -227,6 +238,21 @@ def test_stitching_a_two_input_model_to_itself_is_the_model(key):
         assert stitched.graph.inputs == ("a/input", "a/extra")
         out = stitched.apply(stitched_vars, {"a/input": x["input"], "a/extra": x["extra"]})
         np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
+def test_a_given_adapter_is_initialised_with_the_given_key(net):
+    model, variables, x = net
+    adapter = nn.Conv(6, (1,))
+    h = model.apply(variables, x, outputs=["act1"])["act1"]
+    for key in (None, jax.random.key(3), jax.random.key(4)):
+        _, stitched = stitch(
+            model, variables, "act1", model, variables, "act1", adapter, x=x, key=key
+        )
+        expected = adapter.init(jax.random.key(0) if key is None else key, h)["params"]
+        got = stitched["params"]["adapter"]
+        assert jax.tree.structure(got) == jax.tree.structure(expected)
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_returns_is_kept_where_its_node_is(net):
