@@ -125,16 +125,24 @@ def process_name(name: str, process: tuple[int, int]) -> str:
 
 
 def per_process_names(name: str, names: Iterable[str]) -> list[str]:
-    """Those of ``names`` that hold file ``name``'s data, sorted: ``name`` itself and the
-    files ``<stem>.p<i>of<n><suffix>`` that process ``i`` of ``n`` writes in its stead.
+    """Those of ``names`` that hold file ``name``'s data: ``name`` itself first, then the
+    files ``<stem>.p<i>of<n><suffix>`` that process ``i`` of ``n`` writes in its stead, by
+    ``n`` and ``i`` (as numbers: ``p2of12`` before ``p10of12``).
 
     Examples:
-      >>> names = ["status.p1of2.json", "status.json", ".tmp~h~1~status.json", "status.p0of2.json"]
-      >>> per_process_names("status.json", names)
-      ['status.json', 'status.p0of2.json', 'status.p1of2.json']
+      >>> names = ["memory.p1of2.parquet", "memory.parquet", ".tmp~h~1~memory.parquet"]
+      >>> per_process_names("memory.parquet", [*names, "memory.p0of2.parquet"])
+      ['memory.parquet', 'memory.p0of2.parquet', 'memory.p1of2.parquet']
+      >>> per_process_names("status.json", ["status.p10of12.json", "status.p2of12.json"])
+      ['status.p2of12.json', 'status.p10of12.json']
     """
     pattern = _per_process_pattern(name)
-    return sorted(n for n in names if pattern.fullmatch(n))
+
+    def order(file_name: str) -> tuple[int, ...]:
+        process = process_of(file_name, name)
+        return (0,) if process is None else (1, process[1], process[0])
+
+    return sorted((n for n in names if pattern.fullmatch(n)), key=order)
 
 
 def process_of(file_name: str, name: str) -> tuple[int, int] | None:
@@ -165,7 +173,7 @@ def part_files(results: pathlib.Path) -> list[pathlib.Path]:
 
 def per_process_files(folder: pathlib.Path, name: str) -> list[str]:
     """The names in ``folder`` of file ``name`` and its per-process files (see
-    `per_process_names`), sorted; empty when ``folder`` is not a directory."""
+    `per_process_names`), in its order; empty when ``folder`` is not a directory."""
     names = [p.name for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
     return per_process_names(name, names)
 
