@@ -53,8 +53,8 @@ class SwiGLU(nn.Module):
       >>> import jax, jax.numpy as jnp
       >>> from phosjax.layers import SwiGLU
       >>> x = jnp.ones((2, 3)); variables = SwiGLU().init(jax.random.key(0), x)
-      >>> SwiGLU().apply(variables, x).shape
-      (2, 3)
+      >>> SwiGLU().apply(variables, x).shape, variables["params"]["gate_proj"]["kernel"].shape
+      ((2, 3), (3, 6))
     """
 
     hidden_features: int | None = None
