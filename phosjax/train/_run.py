@@ -180,12 +180,17 @@ def run_group(
     them, from its start state (`make_train_step`'s ``guard``).
     The state may come from an earlier call, or from ``jax.device_get`` of one (e.g. a
     checkpoint): resuming gives the same numbers as an uninterrupted run, bit for bit
-    while no cell of the group diverges. Once one does, the guarded program rounds the
-    healthy cells' numbers differently from the unguarded one, and a resumed run
-    guards other chunks than an uninterrupted one: they agree within rounding (in our
-    runs within one float32 ulp of each leaf's largest value, e.g. 5.8e-11 on a param
-    of 5.5e-4). The state passed in stays usable: only buffers this call placed or
-    produced are donated. A state made for another group or data set is refused.
+    while no cell of the group diverges and the resumed run's chunks end where the
+    uninterrupted run's do (it resumes at a chunk's end). Resumed mid-chunk, it runs
+    chunks of other lengths, which XLA compiles into other fused code (a one-step
+    chunk loses its loop): they agree within rounding (in our runs within one float32
+    ulp of each leaf's largest value, e.g. 1.5e-8 on a kernel of at most 0.9). Once a
+    cell diverges, the guarded program rounds the healthy cells' numbers differently
+    from the unguarded one, and a resumed run guards other chunks than an
+    uninterrupted one: they agree within rounding (in our runs within one float32 ulp
+    of each leaf's largest value, e.g. 5.8e-11 on a param of 5.5e-4). The state passed
+    in stays usable: only buffers this call placed or produced are donated. A state
+    made for another group or data set is refused.
 
     Args:
       group: from `plan_groups`.
