@@ -78,6 +78,8 @@ def test_bad_configs_raise_clear_errors():
         Group((a, b), (0, 1))
     with pytest.raises(ValueError, match=r"unknown strategy 'fast'; expected 'auto' or \('vmap'"):
         run_group(plan_groups([a])[0], None, None, strategy="fast")
+    with pytest.raises(TypeError, match=r"run_group: state must be the GroupState .* got NoneType"):
+        run_group(plan_groups([a])[0], None, None)
     with pytest.raises(ValueError, match=r"train_grid: unknown strategy 'fast'"):
         train_grid([a], strategy="fast")  # refused before the unknown data set 'toy' loads
     with pytest.raises(ValueError, match=r"index 2 is not in range\(count=2\)"):
