@@ -278,12 +278,12 @@ def test_differences_name_each_changed_key_and_compare_numbers_by_value():
         {
             "models": ["mlp", {"name": "cnn1d", "width": 16}],
             "grid": {"weight_decay": 0, "regularizers": [{"kind": "l2"}]},
-            "blurb_flops": 0,
+            "blurb_flops": True,
         }
     )
     assert stored.digest() != same.digest() and stored.differences(same) == []
     assert stored.differences(other) == [
         "models[1].width: 8 -> 16",
         "grid.regularizers: [] -> [{'kind': 'l2'}]",
-        "blurb_flops: False -> 0",
+        "blurb_flops: False -> True",
     ]
