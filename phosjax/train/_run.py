@@ -235,15 +235,15 @@ def run_group(
       {'accuracy': (2,), 'loss': (2,)}
     """
     check_strategy(strategy, "run_group")
+    hp = group.hparams
+    chunk_steps = int_at_least("run_group: chunk_steps", chunk_steps, 1)
+    until = hp.steps if until_step is None else int_at_least("run_group: until_step", until_step, 0)
     if not isinstance(state, GroupState):
         raise TypeError(
             f"run_group: state must be the GroupState init_group (or run_group) made for this "
             f"group, got {type(state).__name__}; e.g. run_group(group, init_group(group, data), "
             "data)."
         )
-    hp = group.hparams
-    chunk_steps = int_at_least("run_group: chunk_steps", chunk_steps, 1)
-    until = hp.steps if until_step is None else int_at_least("run_group: until_step", until_step, 0)
     steps_done, diverged = jax.device_get((state.step, state.diverged))
     if np.shape(steps_done) != (len(group),):
         raise ValueError(
