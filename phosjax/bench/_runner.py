@@ -242,7 +242,7 @@ def _write_and_train(
                 write_json(status_file, status)
 
             profile.start_group()
-            phases = train_group(
+            train_group(
                 root,
                 job,
                 plan_.datasets[job.cells[0].cell.dataset],
@@ -255,7 +255,6 @@ def _write_and_train(
                 on_progress=bar.update,
                 on_profile=profile.write,
             )
-            profile.write(phases)
             cells_done += len(job.cells)
             bar.set_description(f"cells {cells_done}/{cells}")
     bar.close()

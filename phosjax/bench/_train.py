@@ -101,9 +101,9 @@ def train_group(
     on_status: Callable[[str, dict[str, Any]], None],
     on_progress: Callable[[int], None],
     on_profile: Callable[[list[dict[str, Any]]], None],
-) -> list[dict[str, Any]]:
-    """Trains (or finishes) one group; returns its ``profile/phases`` rows, which
-    ``on_profile`` is also given after each checkpoint (the rows so far).
+) -> None:
+    """Trains (or finishes) one group, giving ``on_profile`` its ``profile/phases`` rows
+    so far after each checkpoint but the last, and all of them at its end.
 
     ``previous`` is the group's entry of an earlier ``status.json``: a strategy it
     chose is kept, with the timings that chose it, so a resumed group runs the very
@@ -157,6 +157,7 @@ def train_group(
         checkpoints.save(stop, state)
         status |= {"steps_done": stop, "finished": stop >= job.steps}
         on_status(job.key, status)
-        on_profile(clock.rows(job.key, device_bytes()[1]))
+        if stop < job.steps:  # the last checkpoint's rows are the group's, given below
+            on_profile(clock.rows(job.key, device_bytes()[1]))
     checkpoints.close()
-    return clock.rows(job.key, device_bytes()[1])
+    on_profile(clock.rows(job.key, device_bytes()[1]))
