@@ -32,8 +32,10 @@ def check_source(source: str, groups: ChannelGroups | None = None) -> None:
     normalization scale), so a regularizer fails when built, not when first called."""
     if source not in SOURCES:
         raise ValueError(f"unknown importance source {source!r}; expected one of {SOURCES}")
-    bare = [g.name for g in groups.groups if not g.sources("scale")] if groups is not None else []
-    if source == "gamma" and bare:
+    if source != "gamma" or groups is None:
+        return
+    bare = [g.name for g in groups.groups if not g.sources("scale")]
+    if bare:
         raise ValueError(
             f"importance source 'gamma' reads the normalization scale of every channel group, "
             f"but group(s) {bare} have none; use source 'auto' (their group lasso instead) "
