@@ -205,13 +205,16 @@ def run_group(
       devices: the devices to shard the cells over (default: all local devices).
 
     Returns:
-      ``(state, run)``: the state at ``until_step`` and the `GroupRun`.
+      ``(state, run)``: the state at ``until_step`` and the `GroupRun`. A state already
+      at ``until_step`` comes back as given, with a run of no chunks whose strategy is
+      the one asked for (``"auto"`` measures nothing then).
 
     Raises:
       ValueError: an unknown ``strategy``, ``chunk_steps`` not an int >= 1, ``until_step``
-        not an int in ``[state's step, hparams.steps]``, or a state `init_group` did not
-        make for this group and data (another cell count, tree, leaf shape or dtype, or
-        other per-cell hyperparameters; the message says what differs).
+        not an int in ``[state's step, hparams.steps]``, a state whose cells are at
+        different steps, or a state `init_group` did not make for this group and data
+        (another cell count, tree, leaf shape or dtype, or other per-cell
+        hyperparameters; the message says what differs).
 
     Examples:
       >>> import numpy as np
@@ -252,7 +255,13 @@ def run_group(
             "init_group (or run_group) made for this group."
         )
     check_state(state, group, data)
-    start = int(np.asarray(steps_done)[0])
+    if np.any(steps_done != steps_done[0]):
+        raise ValueError(
+            f"run_group: the state's cells are at different steps {steps_done.tolist()}; a "
+            "group's cells train in lockstep, so pass a state whose cells all share one step "
+            "(as init_group and run_group make it)."
+        )
+    start = int(steps_done[0])
     guarded = bool(np.any(diverged))  # a frozen cell stays frozen
     if not start <= until <= hp.steps:
         raise ValueError(
@@ -267,6 +276,8 @@ def run_group(
         return make_train_step(model, hp, guard=guard)
 
     stops = _stops(start, until, chunk_steps, hp.eval_every)
+    if not stops:  # already at until_step: nothing to choose, place or run
+        return state, GroupRun(strategy, {}, [])
     timings: dict[str, float] = {}
     last = _clock()  # what is compiled from here to the first chunk's end is its compile_s
     if strategy == "auto":
@@ -277,7 +288,7 @@ def run_group(
             lambda: device_arrays(data),
             num_cells=len(group),
             devices=devices,
-            steps=min(stops[0] - start if stops else chunk_steps, 10),
+            steps=min(stops[0] - start, 10),
         )
     executor = Executor(strategy, len(group), devices)
     placed, arrays = executor.put_state(state), _placed_data(data, executor)

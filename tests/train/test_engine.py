@@ -14,6 +14,7 @@ from phosjax.models import ModelConfig
 from phosjax.train import (
     STRATEGIES,
     Cell,
+    GroupRun,
     HParams,
     Regularizer,
     _strategy,
@@ -500,3 +501,21 @@ def test_with_a_diverging_cell_resuming_equals_the_uninterrupted_run_within_roun
     np.testing.assert_array_equal(resumed.diverged_at, whole.diverged_at)
     healthy = lambda state: jax.tree.map(lambda a: a[[0, 2]], (state.params, state.collections))
     jax.tree.map(lambda a, b: within_ulps(a, b, 2), *map(healthy, (resumed, whole)))
+
+
+def test_a_state_already_at_until_step_comes_back_without_measuring(toy, monkeypatch):
+    import phosjax.train._run as run_module
+
+    monkeypatch.setattr(run_module, "choose_strategy", lambda *a, **k: pytest.fail("measured"))
+    [group] = plan_groups(CELLS)
+    state, _ = run_group(group, init_group(group, toy), toy, 4, strategy="vmap")
+    again, run = run_group(group, state, toy, 4, strategy="auto")
+    assert again is state and run == GroupRun("auto", {}, [])
+
+
+def test_a_state_whose_cells_are_at_different_steps_is_refused(toy):
+    [group] = plan_groups(CELLS)
+    state = jax.device_get(run_group(group, init_group(group, toy), toy, 4, strategy="vmap")[0])
+    state = state.replace(step=np.asarray([4, 3, 4, 4], np.int32))
+    with pytest.raises(ValueError, match=r"cells are at different steps \[4, 3"):
+        run_group(group, state, toy, strategy="vmap")
