@@ -14,7 +14,7 @@ import pandas as pd
 import tqdm
 
 from phosjax.bench import _layout
-from phosjax.bench._config import BenchConfig, BenchError
+from phosjax.bench._config import BenchConfig, BenchError, ModelEntry
 from phosjax.bench._directory import (
     agree,
     check_processes,
@@ -267,18 +267,28 @@ def _write_and_train(
     return results
 
 
+def _has_entry(entries: list[ModelEntry], entry: ModelEntry) -> bool:
+    """Whether ``entries`` hold ``entry``; a bare name is held by any entry of that name."""
+    if entry == ModelEntry(entry.name):
+        return any(known.name == entry.name for known in entries)
+    return entry in entries
+
+
 def add_models(
     directory: str | os.PathLike,
-    models: Sequence[str] | None = None,
+    models: Sequence[str | Mapping[str, Any]] | None = None,
     *,
     datasets: Mapping[str, ArrayDataset] | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Adds models to a bench and trains only their cells, under the stored config.
 
-    With nothing to add (every model named, or registered since the bench was made, is
-    in it already) a bench with unfinished groups is continued, as ``new --resume``
-    does: the same command run again after a kill resumes it.
+    A model is a registered name or an entry ``{name, depth, width, options}`` as in the
+    config's ``models``: an entry adds another configuration of a model the bench may
+    already have (``{"name": "mlp", "width": 64}`` beside its ``mlp``). A name the bench
+    has, or an entry equal to one of its entries, is not added again. With nothing to
+    add, a bench with unfinished groups is continued, as ``new --resume`` does: the same
+    command run again after a kill resumes it.
 
     For an example, see `run`'s: in its bench directory (before it is removed),
     ``add_models(directory, ["mlp"], datasets={"toy": data}, progress=False)`` trains
@@ -287,8 +297,9 @@ def add_models(
 
     Args:
       directory: an existing bench.
-      models: the names to add (default: every model registered now that was not when
-        the bench was made; import plugins first, e.g. with `phosjax.models.import_models`).
+      models: the names or entries to add (default: every model registered now that was
+        not when the bench was made; import plugins first, e.g. with
+        `phosjax.models.import_models`).
       datasets: data sets by name, instead of loading them.
       progress: show a progress bar and print the summary.
 
@@ -296,17 +307,23 @@ def add_models(
       The bench's results, old and new, as one frame.
 
     Raises:
-      BenchError: not a bench, an unknown model, nothing to add to a finished bench, or
-        a bench started with another number of processes.
+      BenchError: not a bench, an unknown model or a bad entry, nothing to add to a
+        finished bench, or a bench started with another number of processes.
     """
     config, marker = open_bench(directory)
     root = pathlib.Path(directory)
-    present = {entry.name for entry in config.model_entries()}
+    present = config.model_entries()
     named = models is not None
     if models is None:
-        known = set(marker.get("registered_models", []))
-        models = [name for name in registered_models() if name not in known | present]
-    new = [name for name in models if name not in present]
+        known = {*marker.get("registered_models", []), *(entry.name for entry in present)}
+        models = [name for name in registered_models() if name not in known]
+    new: list[str | dict[str, Any]] = []
+    entries: list[ModelEntry] = []
+    for model in models:
+        entry = ModelEntry.parse(model)
+        if not _has_entry(present, entry) and entry not in entries:  # named twice: once
+            entries.append(entry)
+            new.append(model if isinstance(model, str) else dict(model))
     if new:
         extended = BenchConfig.from_dict({**config.to_dict(), "models": [*config.models, *new]})
         if progress:
@@ -318,7 +335,7 @@ def add_models(
     unfinished = len(_unfinished(jobs(planned, process), _status(root, process)))
     if not sum(map(int, gather(str(unfinished)))):  # in any process
         raise BenchError(
-            f"the bench already has every model named, {sorted(models)}, and is finished."
+            f"the bench already has every model named, {list(models)}, and is finished."
             if named
             else "no model was registered since the bench was made (and the bench is "
             "finished); import the module that registers yours with --import, or name "

@@ -1,16 +1,21 @@
 """``python -m phosjax.bench.add_models --dir DIR [--import MODULE ...] [--models NAME ...]``.
 
 Adds to an existing bench the models registered since it was made (after importing
-``--import`` modules) or those named with ``--models``, and trains only their cells,
-under the bench's stored config.
+``--import`` modules) or those given with ``--models``, and trains only their cells,
+under the bench's stored config. A ``--models`` value is a registered name or a YAML
+entry, as in the config's ``models``: ``--models logreg '{name: mlp, width: [64]}'``.
 """
 
 import sys
 from collections.abc import Sequence
+from typing import Any
 
+import yaml
 from jsonargparse import ArgumentParser
 
+from phosjax._yaml import safe_load
 from phosjax.bench._cli import add_common, entry_point, import_all
+from phosjax.bench._config import BenchError
 from phosjax.bench._directory import open_bench
 from phosjax.bench._runner import add_models
 
@@ -19,9 +24,33 @@ def parser() -> ArgumentParser:
     """The command line of ``phosjax.bench.add_models``."""
     parser = ArgumentParser(prog="python -m phosjax.bench.add_models", description=__doc__)
     add_common(parser)
-    parser.add_argument("--models", nargs="+", default=None, help="model names to add")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=None,
+        help="model names or YAML entries to add, e.g. logreg '{name: mlp, width: [64]}'",
+    )
     parser.add_argument("--no_progress", action="store_true", help="no progress bar, no summary")
     return parser
+
+
+def model_argument(text: str) -> str | dict[str, Any]:
+    """A ``--models`` value: a name, or an entry written as a YAML mapping.
+
+    Examples:
+      >>> model_argument("logreg"), model_argument("{name: mlp, width: [64]}")
+      ('logreg', {'name': 'mlp', 'width': [64]})
+    """
+    if not text.lstrip().startswith("{"):
+        return text
+    try:
+        return safe_load(text)
+    except yaml.YAMLError as error:
+        raise BenchError(
+            f"--models {text!r} is not a YAML mapping ({getattr(error, 'problem', error)}); "
+            "write an entry as "
+            "'{name: mlp, width: [64]}'."
+        ) from error
 
 
 @entry_point
@@ -30,7 +59,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_args(argv)
     open_bench(args.dir)  # not a bench: say so before importing anything
     import_all(args["import"])
-    add_models(args.dir, args.models, progress=not args.no_progress)
+    models = None if args.models is None else [model_argument(m) for m in args.models]
+    add_models(args.dir, models, progress=not args.no_progress)
 
 
 if __name__ == "__main__":

@@ -436,6 +436,31 @@ def test_add_models_trains_only_the_new_cells_and_columns_load(bench, toy, tmp_p
     assert len(pd.read_parquet(copy / _layout.CELLS)) == 4
 
 
+def test_add_models_adds_another_configuration_of_a_model_the_bench_has(bench, toy, tmp_path):
+    """An entry with other sizes adds the mlp again, once however often it is named; the
+    bare name, or the entry the bench already has, adds nothing."""
+    root, results = bench
+    copy = tmp_path / "b"
+    shutil.copytree(root, copy)
+    wider = {"name": "mlp", "width": 16}
+    grown = add_models(
+        copy, ["mlp", wider, {"name": "mlp", "width": 8}, wider], progress=False, datasets=toy
+    )
+    assert sorted(grown.groupby("width").cell_id.nunique().items()) == [("16", 2), ("8", 2)]
+    old = sort(grown[grown.width == "8"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(NOT_STEP_TIME(old[results.columns]), NOT_STEP_TIME(sort(results)))
+    assert _directory.open_bench(copy)[0].models == [{"name": "mlp", "width": 8}, wider]
+    with pytest.raises(BenchError, match=r"already has every model named, \['mlp', \{'name'"):
+        add_models(copy, ["mlp", wider], datasets=toy, progress=False)
+
+
+def test_add_models_command_reads_entries_as_yaml_and_names_a_bad_one(bench, capsys):
+    assert add_models_main(["--dir", str(bench[0]), "--models", "{name: mlp, width: [16"]) == 2
+    assert "--models '{name: mlp, width: [16' is not a YAML mapping" in capsys.readouterr().err
+    assert add_models_main(["--dir", str(bench[0]), "--models", "{nam: mlp}"]) == 2
+    assert "unknown key 'nam' in a models entry" in capsys.readouterr().err
+
+
 def test_running_again_keeps_the_models_registered_when_the_bench_was_made(bench, toy, tmp_path):
     copy = tmp_path / "b"
     shutil.copytree(bench[0], copy)
