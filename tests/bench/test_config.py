@@ -78,6 +78,11 @@ def test_a_grid_with_no_cell_or_an_unknown_strategy_is_a_clear_error(tmp_path, t
         load_config(write(tmp_path, f"models: [mlp]\n{text}"))
 
 
+def test_a_bench_without_models_is_an_error():
+    with pytest.raises(BenchError, match=r"a bench needs at least one model and one data set"):
+        BenchConfig.from_dict({"models": []})
+
+
 @pytest.mark.parametrize(
     ("text", "match"),
     [
@@ -102,6 +107,7 @@ def test_a_grid_with_no_cell_or_an_unknown_strategy_is_a_clear_error(tmp_path, t
         ("seeds: [0, a]\n", r"each of seeds \(a list of seeds\) must be a whole number, got 'a'"),
         ("datasets: mnist1d\n", r"datasets must be a list of data set names, got 'mnist1d'\."),
         ("datasets: [mnist1d, 3]\n", r"datasets must be a list of .*, got \['mnist1d', 3\]\."),
+        ("datasets: []\n", r"a bench needs at least one model and one data set\."),
         ("data_dir: 3\n", r"data_dir must be a folder \(a path\) or null, got 3\."),
         ("blurb_flops: 'false'\n", r"blurb_flops must be true or false, got 'false'\."),
         (

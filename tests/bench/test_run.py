@@ -19,7 +19,7 @@ import pytest
 from phosjax.bench import BenchConfig, BenchError, _directory, _layout, add_models, plan, run
 from phosjax.bench._directory import choose_config
 from phosjax.bench._runner import jobs
-from phosjax.bench._store import TEMPORARY, widen_parts, write_table
+from phosjax.bench._store import TEMPORARY, drop_parts_after, part_path, widen_parts, write_table
 from phosjax.bench._summary import profile_text
 from phosjax.bench.add_models import main as add_models_main
 from phosjax.bench.profile import main as profile_main
@@ -508,6 +508,21 @@ def test_widen_parts_lets_parts_with_missing_columns_load(tmp_path):
     assert np.isnan(table.column("aux/a")[2].as_py())
     assert table.column("aux/b").to_pylist() == [None, 2.0, None]
     assert list(tmp_path.rglob(".tmp*")) == []
+
+
+def test_resuming_drops_the_parts_after_the_checkpoint_and_keeps_the_one_ending_there(tmp_path):
+    """Checkpointing every step, the part that starts at the restored step holds that
+    step's rows: trained before the checkpoint, so kept; another group's parts, too."""
+    for first in (1, 2, 3):
+        write_table(part_path(tmp_path, "g", first), pd.DataFrame({"step": [first]}))
+    write_table(part_path(tmp_path, "g2", 3), pd.DataFrame({"step": [3]}))
+    assert drop_parts_after(tmp_path, "g", 2) == 1
+    kept = sorted(p.name for p in (tmp_path / _layout.RESULTS).iterdir())
+    assert kept == [
+        "part-g-000000001.parquet",
+        "part-g-000000002.parquet",
+        "part-g2-000000003.parquet",
+    ]
 
 
 def test_a_diverged_cell_is_stored_as_nan_and_a_metric_not_reported_as_null(tmp_path, toy):
