@@ -4,7 +4,8 @@ Two models (``mlp`` and ``choice``) x two learning rates x two seeds = 8 cells, 
 steps each for the ``train`` and ``test`` splits, plausible decaying losses, an aux loss and
 path weights for the choice model, a blurb of a small nested model (`phosjax.core.Blurb`'s
 own JSON), a graph drawing, the profile tables and a ``morph/`` summary. ``write_bench`` can
-also write more seeds, and make one seed of the best configuration diverge.
+also write more seeds, make one seed of the best configuration diverge, and record some
+metrics on train rows only.
 """
 
 import contextlib
@@ -30,6 +31,8 @@ from phosjax.bench.view import ViewerServer, make_server
 from phosjax.core import ArraySpec, Blurb, KnobValue, ModuleBlurb
 
 MODELS = {"mlp": "m-mlp", "choice": "m-choice"}
+WIDTHS = {"mlp": "100", "choice": "25,50"}
+"""Each model's widths, written as the runner does (text: one width per stage)."""
 LEARNING_RATES = (0.01, 0.003)
 SEEDS = (0, 1)
 STEPS = tuple(range(0, 301, 10))
@@ -38,6 +41,8 @@ DIVERGED = ("choice", 0.01, 1)
 """The (model, lr, seed) of the cell whose loss turns NaN at `DIVERGED_STEP` when asked."""
 DIVERGED_STEP = 150
 BRANCHES = ("path_weight/frame/choice/branch_0", "path_weight/frame/choice/branch_1")
+NOTE_TEXT = "<i>keep</i> if x<y"
+"""A note's text that must be shown as written, not parsed as HTML."""
 METRICS = ("loss", "accuracy", "aux/balance", *BRANCHES, "step_time_s")
 
 
@@ -67,15 +72,16 @@ def _dense(path: str, inputs: int) -> ModuleBlurb:
 
 
 def blurb_json() -> str:
-    """The blurb of a three-level model (stem, a block with a knob, aux loss, note, path
-    weights and a Dense inside it, a head), built from `phosjax.core`'s dataclasses."""
+    """The blurb of a three-level model (stem, a block with a knob, aux loss, notes (one
+    of them `NOTE_TEXT`), path weights and a Dense inside it, a head), built from
+    `phosjax.core`'s dataclasses."""
     block = _module(
         "block_0",
         "Choice",
         {},
         (_dense("block_0/dense", 3),),
         knobs={"T": KnobValue(1.0, 1.0, "softmax temperature")},
-        notes={"mean_abs": 0.35},
+        notes={"mean_abs": 0.35, "rule": NOTE_TEXT},
         aux_losses={"balance": 0.127},
         path_weights={"branch_0": 0.6, "branch_1": 0.4},
     )
@@ -131,13 +137,15 @@ def _cells(seeds: tuple[int, ...]) -> pd.DataFrame:
                         "dataset": "mnist1d",
                         "seed": seed,
                         "lr": lr,
-                        "width": 32,
+                        "width": WIDTHS[model],
                     }
                 )
     return pd.DataFrame(rows)
 
 
-def _curves(cell: dict, rng: np.random.Generator, diverge: bool) -> pd.DataFrame:
+def _curves(
+    cell: dict, rng: np.random.Generator, diverge: bool, train_only: tuple[str, ...]
+) -> pd.DataFrame:
     steps = np.asarray(STEPS)
     rows = []
     for split in SPLITS:
@@ -153,8 +161,17 @@ def _curves(cell: dict, rng: np.random.Generator, diverge: bool) -> pd.DataFrame
         frame["aux/balance"] = 0.3 * np.exp(-steps / 150) if choice else np.nan
         frame[BRANCHES[0]], frame[BRANCHES[1]] = weight, 1 - weight
         frame["step_time_s"] = 0.002 + 0.0001 * rng.random(len(steps))
+        if split == "test":
+            frame[list(train_only)] = np.nan
         rows.append(frame)
     return pd.concat(rows, ignore_index=True)
+
+
+def _table(rows: pd.DataFrame, nan_as_null: bool) -> pa.Table:
+    """One split's ``rows`` as the runner stores them: a NaN of a metric the split records
+    stays NaN, one it never records is null (all are null when ``nan_as_null``)."""
+    measured = [] if nan_as_null else [c for c in METRICS if rows[c].notna().any()]
+    return as_table(rows, pa.Schema.from_pandas(rows, preserve_index=False), measured)
 
 
 def write_bench(
@@ -163,6 +180,7 @@ def write_bench(
     seeds: tuple[int, ...] = SEEDS,
     diverge: bool = False,
     nan_as_null: bool = False,
+    train_only: tuple[str, ...] = (),
 ) -> WrittenBench:
     """Writes the synthetic bench under ``root`` (created) and returns what it wrote.
 
@@ -173,6 +191,8 @@ def write_bench(
       diverge: the `DIVERGED` cell's loss and accuracy are NaN from `DIVERGED_STEP` on.
       nan_as_null: store a NaN as a null, as benches written before phosjax kept them
         apart did (otherwise, as the runner: a metric a model never reports is null).
+      train_only: metrics recorded on train rows only (null on test rows), as the runner
+        records ``step_time_s``.
     """
     root.mkdir(parents=True, exist_ok=True)
     config = "models: [mlp, choice]\ndatasets: [mnist1d]\nlr: [0.01, 0.003]\nseeds: 2\n"
@@ -187,13 +207,12 @@ def write_bench(
     cells = _cells(seeds)
     cells.to_parquet(root / _layout.CELLS)
     rng = np.random.default_rng(0)
-    curves = [_curves(c, rng, diverge) for c in cells.to_dict("records")]
+    curves = [_curves(c, rng, diverge, train_only) for c in cells.to_dict("records")]
     results = pd.concat(curves, ignore_index=True)
     (root / _layout.RESULTS).mkdir()
     groups = {}
     for group_id, rows in results.groupby("group_id"):
-        measured = [] if nan_as_null else [c for c in METRICS if rows[c].notna().any()]
-        table = as_table(rows, pa.Schema.from_pandas(rows, preserve_index=False), measured)
+        table = pa.concat_tables(_table(s, nan_as_null) for _, s in rows.groupby("split"))
         pq.write_table(table, root / _layout.RESULTS / f"part-{group_id}-{0:09d}.parquet")
         members = cells[cells.group_id == group_id].cell_id.tolist()
         done = {"steps_done": STEPS[-1], "steps": STEPS[-1], "finished": True}

@@ -1,6 +1,7 @@
 """The viewer in a real headless Chromium: the page loads a small finished bench, shows
 the leaderboard rows, draws the curves, the blurb tree, the graph and the profile."""
 
+import html
 import json
 import pathlib
 import shutil
@@ -11,6 +12,7 @@ import pytest
 from phosjax.bench import _layout
 from tests.bench._viewer_fixtures import (
     DIVERGED,
+    NOTE_TEXT,
     SEEDS,
     SPLITS,
     blurb_json,
@@ -27,7 +29,8 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
-    return write_bench(tmp_path_factory.mktemp("benches") / "example", blurb_json())
+    root = tmp_path_factory.mktemp("benches") / "example"
+    return write_bench(root, blurb_json(), train_only=("step_time_s",))
 
 
 def _render(url: str, profile: pathlib.Path, screenshot: pathlib.Path | None = None) -> str:
@@ -58,14 +61,17 @@ def test_page_shows_leaderboard_curves_blurb_and_profile(written, tmp_path):
     screenshot.unlink(missing_ok=True)
     cells, choice_cells = len(written.cells), (written.cells.model == "choice").sum()
     with serving(written.root) as server:
-        dom = _render(server.url + "?model=m-choice", tmp_path / "profile", screenshot)
-        configs_dom = _render(server.url + "?mode=configs", tmp_path / "profile")
+        dom = _render(server.url + "?model=m-choice&metrics=all", tmp_path / "profile", screenshot)
+        configs_dom = _render(server.url + "?mode=configs&metric=step_time_s", tmp_path / "profile")
 
     assert 'data-ready="true"' in dom, "the page's script did not finish"
     assert '<p id="error" class="error" hidden="">' in dom
     assert dom.count('class="board-row"') == cells
     for cell_id in written.cells.cell_id:
         assert f">{cell_id}</td>" in dom
+    head = _between(dom, "<thead>", "</thead>")  # all metrics, but no column without a value
+    assert all(f">{split} aux/balance</th>" in head for split in SPLITS)
+    assert ">train step_time_s</th>" in head and ">test step_time_s</th>" not in head
     curves = _between(dom, 'id="curve-plots"', 'id="legend"')
     assert curves.count('class="curve"') == cells * len(SPLITS)
     assert all(curves.count(f">{split}</text>") == 1 for split in SPLITS)  # one plot each
@@ -74,6 +80,7 @@ def test_page_shows_leaderboard_curves_blurb_and_profile(written, tmp_path):
     blurb = _between(dom, 'id="blurb"', 'id="graph"')
     assert blurb.count('<details class="module') == _modules(written.blurb["root"])
     assert "softmax temperature" in blurb
+    assert html.escape(NOTE_TEXT, quote=False) in blurb  # a note's text shown, not parsed
     graph = _between(dom, 'id="graph"', 'id="profile"')
     assert graph.count('class="edge"') == 5 and graph.count('class="node ') == 5
     phases = _between(dom, 'id="phases"', 'id="memory"')
@@ -82,13 +89,17 @@ def test_page_shows_leaderboard_curves_blurb_and_profile(written, tmp_path):
     assert memory.count('class="curve"') == 2  # see test_view_memory for several processes
     assert "host_rss_bytes</span>" in memory and "(process" not in memory
 
+    widths = _between(dom, 'data-column="width"', "</select>")  # text in natural order
+    assert widths.index(">25,50</option>") < widths.index(">100</option>")
     sort_by = _between(dom, 'id="sort-by"', "</select>")  # any hparam, also those not shown
-    assert all(f'<option value="{c}">' in sort_by for c in ("lr", "seed", "group_id", "model"))
+    columns = ("lr", "width", "seed", "group_id", "model")
+    assert all(f'<option value="{c}">' in sort_by for c in columns)
 
     assert configs_dom.count('class="board-row"') == cells // len(SEEDS)
     assert configs_dom.count('data-mode="configs" class="on"') == 2  # the board's and the curves'
     curves = _between(configs_dom, 'id="curve-plots"', 'id="legend"')
-    assert curves.count('class="band"') == cells // len(SEEDS) * len(SPLITS)
+    assert curves.count('class="band"') == cells // len(SEEDS)  # step_time_s: train only
+    assert ">train</text>" in curves and ">test</text>" not in curves  # no empty plot
 
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert screenshot.stat().st_size > 20_000  # a drawn page, not a blank one

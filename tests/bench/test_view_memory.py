@@ -1,5 +1,5 @@
-"""The viewer's memory over time on a bench two processes shared: each process's samples
-are a series of their own, in time order, thinned on their own."""
+"""The viewer on a bench two processes shared: each process's memory samples are a series
+of their own, in time order, thinned on their own; each group is counted once."""
 
 import json
 import pathlib
@@ -41,6 +41,20 @@ def write_process_memory(root: pathlib.Path, counts: tuple[int, ...]) -> list[pd
         frame.to_parquet(root / _layout.MEMORY.replace(".parquet", f"{suffix}.parquet"))
         written.append(frame)
     return written
+
+
+def write_process_status(root: pathlib.Path) -> None:
+    """Replaces the bench's status by one file per process of two, each holding its share
+    of every group (half the cells); only process 0's shares finished."""
+    status = json.loads((root / _layout.STATUS).read_text())
+    (root / _layout.STATUS).unlink()
+    for index in (0, 1):
+        groups = {
+            f"{group_id}.p{index}of2": group | {"cells": group["cells"][index::2]}
+            for group_id, group in status["groups"].items()
+        }
+        finished = {key: group | {"finished": index == 0} for key, group in groups.items()}
+        (root / f"status.p{index}of2.json").write_text(json.dumps({"groups": finished}))
 
 
 @pytest.fixture
@@ -97,13 +111,15 @@ def _paths(section: str) -> list[list[float]]:
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary")
-def test_the_page_draws_one_memory_series_per_process(tmp_path):
+def test_the_page_draws_memory_per_process_and_counts_each_group_once(tmp_path):
     root = write_bench(tmp_path / "shared", blurb_json()).root
     write_process_memory(root, (60, 40))
+    write_process_status(root)
     with serving(root) as server:
         dom = _render(server.url, tmp_path / "profile")
 
     assert 'data-ready="true"' in dom
+    assert '<span class="chip">0 / 2 groups finished</span>' in dom  # not 2 / 4 shares
     section = _between(dom, 'id="memory"', 'id="morph"')
     curves = _paths(section)
     assert len(curves) == 4  # two columns, two processes

@@ -222,6 +222,37 @@ def test_result_parts_linking_out_of_the_bench_are_skipped(tmp_path):
     assert all(series["step"] == list(STEPS) for series in curves["series"])
 
 
+@pytest.mark.parametrize(
+    ("relative", "endpoint"),
+    [
+        (_layout.STATUS, "/api/bench"),
+        (f"{_layout.BLURBS}/m-mlp.json", "/api/blurb/m-mlp"),
+        (f"{_layout.RESULTS}/part-g-mlp-{0:09d}.parquet", "/api/cells"),
+        (_layout.PHASES, "/api/profile"),
+    ],
+)
+def test_a_broken_file_is_named_and_the_server_keeps_running(tmp_path, relative, endpoint):
+    written = write_bench(tmp_path / "bench", blurb_json())
+    (written.root / relative).write_text('{"cut short": ')
+    with serving(written.root) as server:
+        status, _, body = get(server, endpoint)
+        assert status == 500
+        assert json.loads(body)["error"].startswith(f"cannot read {relative}: ")
+        assert get(server, "/")[0] == 200
+
+
+def test_a_part_rewritten_by_pandas_with_its_index_has_no_index_metric(tmp_path):
+    """Every part written with its index (a filtered frame): pandas stores it as a column."""
+    written = write_bench(tmp_path / "bench", blurb_json())
+    for part in (written.root / _layout.RESULTS).iterdir():
+        frame = pd.read_parquet(part)
+        frame[frame.step > 0].to_parquet(part)
+    with serving(written.root) as server:
+        assert get_json(server, "/api/bench")["metrics"] == list(METRICS)
+        board = get_json(server, "/api/cells")
+    assert len(board["rows"]) == len(written.cells) and board["metrics"] == list(METRICS)
+
+
 def test_blurb_graph_profile_and_morph_endpoints(server, written):
     for model_id in MODELS.values():
         assert get_json(server, f"/api/blurb/{model_id}") == written.blurb
@@ -351,6 +382,11 @@ def test_a_directory_that_is_not_a_bench(tmp_path, written, capsys):
         make_server(written.root.parent)
     assert main(["--dir", str(tmp_path / "missing"), "--port", "0"]) == 2
     assert "missing is not a bench: no such directory" in capsys.readouterr().err
+    inside = rf" It is inside the bench {re.escape(str(written.root))}: view that one\.$"
+    with pytest.raises(NotABenchError, match=rf"it has no bench.json\.{inside}"):
+        make_server(written.root / _layout.RESULTS)
+    with pytest.raises(NotABenchError, match=rf"it is a file, not a directory\.{inside}"):
+        make_server(written.root / _layout.CONFIG)
 
 
 def test_a_port_in_use(written, capsys):

@@ -3,7 +3,12 @@
 Run it with ``python -m phosjax.bench.view --dir runs/example --port 1337``.
 """
 
-from phosjax.bench.view._bench import BenchFiles, NotABenchError, OutsideBenchError
+from phosjax.bench.view._bench import (
+    BenchFiles,
+    BrokenFileError,
+    NotABenchError,
+    OutsideBenchError,
+)
 from phosjax.bench.view._server import (
     CannotServeError,
     PortInUseError,
@@ -14,6 +19,7 @@ from phosjax.bench.view._server import (
 
 __all__ = [
     "BenchFiles",
+    "BrokenFileError",
     "CannotServeError",
     "NotABenchError",
     "OutsideBenchError",

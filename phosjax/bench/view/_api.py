@@ -232,7 +232,7 @@ def model_file(bench: BenchFiles, folder: str, model_id: str) -> Any:
         found = False
     if not found:
         raise NotFound(f"The bench has no {folder}/{model_id}.json.")
-    return json.loads(path.read_text())
+    return bench.json(f"{folder}/{model_id}.json")
 
 
 def morph(bench: BenchFiles) -> dict[str, Any]:

@@ -2,7 +2,9 @@
 
 import json
 import pathlib
-from typing import Any
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pandas as pd
 import pyarrow as pa
@@ -22,20 +24,37 @@ class OutsideBenchError(PermissionError):
     """A path that would leave the bench directory (``..``, absolute, a symlink out)."""
 
 
+class BrokenFileError(ValueError):
+    """A bench file that cannot be read (truncated, not JSON or Parquet); names the file."""
+
+
+_T = TypeVar("_T")
+_PANDAS_INDEX = re.compile(r"__index_level_\d+__")
+"""The column pandas writes an unnamed index to (a part a user rewrote with ``to_parquet``)."""
+
+
 def _is_morph_run(directory: pathlib.Path) -> bool:
     """Whether ``directory`` is the run directory of ``python -m phosjax.morph`` (its rows
     written), not merely a folder holding a subfolder named ``morph``."""
     return (directory / ITERATIONS).is_file()
 
 
+def _holds_a_run(directory: pathlib.Path) -> bool:
+    """Whether ``directory`` is a bench or a morph run directory."""
+    return _layout.is_bench(directory) or _is_morph_run(directory)
+
+
 def _not_a_bench_message(directory: pathlib.Path) -> str:
     message = f"{directory} is not a bench: it has no {_layout.MARKER}."
-    if not directory.is_dir():
+    if not directory.exists():
         message = f"{directory} is not a bench: no such directory."
+    elif not directory.is_dir():
+        message = f"{directory} is not a bench: it is a file, not a directory."
+    around = next((p for p in directory.resolve().parents if _holds_a_run(p)), None)
+    if around is not None:  # a file or folder of a bench
+        return f"{message} It is inside the bench {around}: view that one."
     try:
-        benches = sorted(
-            p.name for p in directory.iterdir() if _layout.is_bench(p) or _is_morph_run(p)
-        )
+        benches = sorted(p.name for p in directory.iterdir() if _holds_a_run(p))
     except OSError:  # missing or unreadable: nothing to suggest
         benches = []
     if benches:
@@ -72,7 +91,7 @@ class BenchFiles:
 
     def __init__(self, directory: str | pathlib.Path) -> None:
         given = pathlib.Path(directory)
-        if not (_layout.is_bench(given) or _is_morph_run(given)):
+        if not _holds_a_run(given):
             raise NotABenchError(_not_a_bench_message(given))
         self.root = given.resolve()
         self.name = self.root.name
@@ -94,20 +113,28 @@ class BenchFiles:
             raise OutsideBenchError(f"{name!r} is not a plain file name.")
         return self.path(f"{folder}/{name}{suffix}")
 
+    def _read(self, path: pathlib.Path, read: Callable[[pathlib.Path], _T]) -> _T:
+        """``read(path)``; an error raised by a broken file becomes one that names it."""
+        try:
+            return read(path)
+        except (OSError, ValueError, pa.ArrowException) as error:
+            name = path.relative_to(self.root).as_posix()
+            raise BrokenFileError(f"cannot read {name}: {type(error).__name__}: {error}") from error
+
     def json(self, relative: str) -> Any:
         """The parsed JSON file, or None when it does not exist."""
         path = self.path(relative)
-        return json.loads(path.read_text()) if path.is_file() else None
+        return self._read(path, lambda p: json.loads(p.read_text())) if path.is_file() else None
 
     def text(self, relative: str) -> str | None:
         """The file's text, or None when it does not exist."""
         path = self.path(relative)
-        return path.read_text() if path.is_file() else None
+        return self._read(path, pathlib.Path.read_text) if path.is_file() else None
 
     def table(self, relative: str) -> pd.DataFrame | None:
         """The Parquet file as a frame, or None when it does not exist."""
         path = self.path(relative)
-        return pd.read_parquet(path) if path.is_file() else None
+        return self._read(path, pd.read_parquet) if path.is_file() else None
 
     def per_process(self, relative: str) -> list[str]:
         """``relative`` and its per-process files that exist (`_layout.per_process_paths`)."""
@@ -158,17 +185,19 @@ class BenchFiles:
         if not parts:
             return None
         # Part files may differ in columns (models added later bring their own aux losses).
-        schema = pa.unify_schemas([pq.read_schema(p) for p in parts])
+        schema = pa.unify_schemas([self._read(p, pq.read_schema) for p in parts])
         return pads.dataset([str(p) for p in parts], schema=schema, format="parquet")
 
     def metrics(self) -> list[str]:
-        """The numeric result columns that are neither cell, hparam nor key columns."""
+        """The numeric result columns that are neither cell, hparam, key nor pandas index
+        columns."""
         dataset = self._results()
         if dataset is None:
             return []
         known = {*_layout.CELL_COLUMNS, *self.hparams(), *_layout.RESULT_KEYS}
         numeric = lambda t: pat.is_integer(t) or pat.is_floating(t)
-        return [f.name for f in dataset.schema if f.name not in known and numeric(f.type)]
+        metric = lambda f: numeric(f.type) and not _PANDAS_INDEX.fullmatch(f.name)
+        return [f.name for f in dataset.schema if f.name not in known and metric(f)]
 
     def results(self, columns: list[str], cells: list[str] | None = None) -> pd.DataFrame:
         """``cell_id``, ``step``, ``split`` and ``columns`` of the results, sorted by step.

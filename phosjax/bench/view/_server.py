@@ -19,7 +19,7 @@ from typing import Any
 
 from phosjax.bench import _layout
 from phosjax.bench.view import _api
-from phosjax.bench.view._bench import BenchFiles, OutsideBenchError
+from phosjax.bench.view._bench import BenchFiles, BrokenFileError, OutsideBenchError
 
 STATIC = pathlib.Path(__file__).parent / "static"
 _CONTENT_TYPES = {
@@ -199,8 +199,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         except _api.BadRequest as error:
             self._error(400, str(error))
         except Exception as error:  # a broken file in the bench must not kill the server
-            print(f"viewer: {self.path}: {error!r}", file=sys.stderr)
-            self._error(500, f"{type(error).__name__}: {error}")
+            broken = isinstance(error, BrokenFileError)  # its message names the file
+            message = str(error) if broken else f"{type(error).__name__}: {error}"
+            print(f"viewer: {self.path}: {message}", file=sys.stderr)
+            self._error(500, message)
 
     def _route(self, path: str, query: dict[str, list[str]]) -> None:
         bench = self.server.bench

@@ -72,10 +72,13 @@ function passes(row) {
   return state.text.toLowerCase().split(/\s+/).every((word) => hay.includes(word));
 }
 
+// The table's (split, metric) columns: those a cell of the bench has a value in (a train-only
+// metric such as grad_norm gets no empty test column).
 function metricColumns() {
   const metrics = state.board.metrics;
   const chosen = state.allMetrics ? metrics : PRIMARY_METRICS.filter((m) => metrics.includes(m));
-  return state.splits.flatMap((split) => chosen.map((metric) => ({ key: `${split}:${metric}`, split, metric })));
+  const recorded = (split, metric) => state.board.rows.some((r) => (r._final?.[split]?.[metric] ?? null) !== null);
+  return state.splits.flatMap((split) => chosen.filter((m) => recorded(split, m)).map((metric) => ({ key: `${split}:${metric}`, split, metric })));
 }
 
 // The server sends NaN and infinities as "nan", "inf", "-inf" (a diverged run), and null
@@ -141,10 +144,7 @@ function renderFilters() {
   search.addEventListener("input", () => { state.text = search.value; renderAll(); });
   box.appendChild(search);
   for (const column of state.filterColumns) {
-    const values = [...new Set(state.board.rows.map((r) => JSON.stringify(r[column])))].sort((a, b) => {
-      const x = JSON.parse(a), y = JSON.parse(b);
-      return typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y));
-    });
+    const values = [...new Set(state.board.rows.map((r) => JSON.stringify(r[column])))].sort((a, b) => compare(JSON.parse(a), JSON.parse(b)));
     const select = el("select", { "data-column": column, "aria-label": column });
     select.appendChild(el("option", { value: "" }, `all`));
     for (const v of values) select.appendChild(el("option", { value: v, title: format(JSON.parse(v)) }, short(format(JSON.parse(v)))));
@@ -205,11 +205,12 @@ function rank(value) {
   return nonfinite(value) ? 1 : 0;
 }
 
+// Numbers by value, text in natural order (widths "25,50" before "100"), missing values last.
 function compare(a, b) {
   if (a === b) return 0;
   if (a === null || a === undefined) return 1;
   if (b === null || b === undefined) return -1;
-  return typeof a === "number" && typeof b === "number" ? a - b : String(a).localeCompare(String(b));
+  return typeof a === "number" && typeof b === "number" ? a - b : String(a).localeCompare(String(b), undefined, { numeric: true });
 }
 
 function renderBoard() {
@@ -377,11 +378,14 @@ function lineCapNote() {
   return count > MAX_LINES ? `showing ${MAX_LINES} of ${count} lines: filter or hide rows to see the others` : null;
 }
 
-// Lays out one box per plot first, so that each chart is drawn at its final width.
-function drawPlots(parent, plots) {
-  const boxes = plots.map(() => el("div", { class: "plot-box" }));
+// Lays out one box per plot that has lines first, so that each chart is drawn at its final
+// width; says `empty` when none has (a metric not recorded on a split, rows filtered out).
+function drawPlots(parent, plots, empty) {
+  const drawn = plots.filter((plot) => plot.series.length);
+  if (!drawn.length) { parent.replaceChildren(el("p", { class: "hint" }, empty)); return; }
+  const boxes = drawn.map(() => el("div", { class: "plot-box" }));
   parent.replaceChildren(...boxes);
-  plots.forEach((plot, i) => linePlot(boxes[i], plot));
+  drawn.forEach((plot, i) => linePlot(boxes[i], plot));
 }
 
 async function renderCurves() {
@@ -391,7 +395,8 @@ async function renderCurves() {
   const { [metric]: raw } = await seriesOf([metric]);
   const logY = $("log-y").checked;
   const weight = Number($("smoothing").value);
-  drawPlots(box, state.splits.map((split) => ({ series: plotSeries(raw, split, weight), title: split, yLabel: metric, logY, onHover: highlight })));
+  const plots = state.splits.map((split) => ({ series: plotSeries(raw, split, weight), title: split, yLabel: metric, logY, onHover: highlight }));
+  drawPlots(box, plots, `No ${metric} to draw for the rows shown (ticked and matching the filters).`);
   // One legend entry per config (its seeds share its colour), counting its diverged seeds.
   const plotted = visibleRows().slice(0, MAX_LINES);
   const diverged = divergedByConfig(raw, plotted);
@@ -418,7 +423,7 @@ async function renderAux() {
     const [kind, ...rest] = column.split("/");
     return { series: plotSeries(data[column], split), title: rest.join("/"), yLabel: kind.replace("_", " "), height: 240, onHover: highlight };
   });
-  drawPlots(box, plots.filter((p) => p.series.length));
+  drawPlots(box, plots, `No aux losses or path weights to draw on the ${split} split for the rows shown (ticked and matching the filters).`);
   const cap = lineCapNote();
   if (cap) box.prepend(el("p", { class: "line-cap" }, cap));
 }
@@ -551,15 +556,26 @@ async function renderMorph() {
   }
 }
 
+// Whether each group finished: once per group, when every process's share of it
+// (status key `<group_id>.p<i>of<n>`) did.
+function groupsFinished(status) {
+  const finished = new Map();
+  for (const [key, group] of Object.entries(status?.groups || {})) {
+    const id = key.replace(/\.p\d+of\d+$/, "");
+    finished.set(id, (finished.get(id) ?? true) && Boolean(group.finished));
+  }
+  return [...finished.values()];
+}
+
 function renderSummary() {
   const { info, board } = state;
   $("bench-name").textContent = info.name;
   document.title = `${info.name} · phosjax bench`;
-  const groups = Object.values(info.status?.groups || {});
+  const groups = groupsFinished(info.status);
   const chips = [
     `${board.rows.length} cells`,
     `${info.models.length} models`,
-    `${groups.filter((g) => g.finished).length} / ${groups.length} groups finished`,
+    `${groups.filter(Boolean).length} / ${groups.length} groups finished`,
     info.marker?.created ? `created ${info.marker.created.replace("T", " ").slice(0, 19)}` : null,
     info.marker?.config_hash ? `config ${info.marker.config_hash.slice(0, 10)}` : null,
   ].filter(Boolean);
@@ -590,8 +606,9 @@ async function main() {
   fillSelect($("aux-split"), state.splits.map((s) => [s, s]), state.splits.includes("train") ? "train" : state.splits[0]);
   fillSelect($("model-select"), state.info.models.map((m) => [m.model_id, `${m.model} (${m.model_id})`]));
   renderFilters();
-  const params = new URLSearchParams(location.search); // ?mode=configs&metric=accuracy&model=ID&smoothing=0.8
+  const params = new URLSearchParams(location.search); // ?mode=configs&metrics=all&metric=accuracy&model=ID&smoothing=0.8
   if (params.get("mode") === "configs") state.mode = "configs";
+  state.allMetrics = $("all-metrics").checked = params.get("metrics") === "all";
   for (const [name, id] of [["metric", "curve-metric"], ["model", "model-select"], ["smoothing", "smoothing"]]) {
     if ([...$(id).options].some((o) => o.value === params.get(name))) $(id).value = params.get(name);
   }

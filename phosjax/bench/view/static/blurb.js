@@ -10,21 +10,25 @@ function shapeText(outputs) {
   return entries.map(([key, spec]) => `${key ? key + " " : ""}(${spec.shape.join("×")}) ${spec.dtype}`).join(", ");
 }
 
+// A value as text: numbers formatted, long arrays shortened, objects as JSON.
 function value(v) {
   if (Array.isArray(v)) return v.length > 8 ? `[${v.slice(0, 8).map(value).join(", ")}, …]` : `[${v.map(value).join(", ")}]`;
   if (v && typeof v === "object") return JSON.stringify(v);
   return format(v);
 }
 
+// A value as HTML (text such as a note's "x<y" is escaped, never parsed).
+const shown = (v) => escapeHtml(value(v));
+
 function infoLines(module) {
   const lines = [];
   for (const [name, knob] of Object.entries(module.knobs || {})) {
     const doc = knob.doc ? ` <span class="muted">${escapeHtml(knob.doc)}</span>` : "";
-    lines.push(`<span class="tag knob">knob</span> ${escapeHtml(name)} = <b>${value(knob.value)}</b> <span class="muted">(default ${value(knob.default)})</span>${doc}`);
+    lines.push(`<span class="tag knob">knob</span> ${escapeHtml(name)} = <b>${shown(knob.value)}</b> <span class="muted">(default ${shown(knob.default)})</span>${doc}`);
   }
   for (const [kind, label] of [["aux_losses", "aux loss"], ["path_weights", "path weight"], ["notes", "note"]]) {
     for (const [name, v] of Object.entries(module[kind] || {})) {
-      lines.push(`<span class="tag ${kind}">${label}</span> ${escapeHtml(name)} = <b>${value(v)}</b>`);
+      lines.push(`<span class="tag ${kind}">${label}</span> ${escapeHtml(name)} = <b>${shown(v)}</b>`);
     }
   }
   for (const [collection, vars] of Object.entries(module.variables || {})) {
