@@ -6,6 +6,7 @@ of ``results/`` skip hidden files; a writer killed mid-write leaves only its tem
 file, which the next run removes (`remove_stale_temporaries`).
 """
 
+import glob
 import json
 import os
 import pathlib
@@ -212,7 +213,7 @@ def part_path(root: pathlib.Path, group_key: str, first_step: int) -> pathlib.Pa
 def _parts(root: pathlib.Path, group_key: str) -> list[tuple[int, pathlib.Path]]:
     pattern = re.compile(rf"part-{re.escape(group_key)}-(\d{{9}})\.parquet")
     found = []
-    for path in (root / _layout.RESULTS).glob(f"part-{group_key}-*.parquet"):
+    for path in (root / _layout.RESULTS).glob(f"part-{glob.escape(group_key)}-*.parquet"):
         if match := pattern.fullmatch(path.name):
             found.append((int(match.group(1)), path))
     return sorted(found)

@@ -510,18 +510,22 @@ def test_widen_parts_lets_parts_with_missing_columns_load(tmp_path):
     assert list(tmp_path.rglob(".tmp*")) == []
 
 
-def test_resuming_drops_the_parts_after_the_checkpoint_and_keeps_the_one_ending_there(tmp_path):
+@pytest.mark.parametrize("key", ["g", "net[2]-ab12"])
+def test_resuming_drops_the_parts_after_the_checkpoint_and_keeps_the_one_ending_there(
+    tmp_path, key
+):
     """Checkpointing every step, the part that starts at the restored step holds that
-    step's rows: trained before the checkpoint, so kept; another group's parts, too."""
+    step's rows: trained before the checkpoint, so kept; another group's parts, too. A
+    model name may hold glob characters."""
     for first in (1, 2, 3):
-        write_table(part_path(tmp_path, "g", first), pd.DataFrame({"step": [first]}))
-    write_table(part_path(tmp_path, "g2", 3), pd.DataFrame({"step": [3]}))
-    assert drop_parts_after(tmp_path, "g", 2) == 1
+        write_table(part_path(tmp_path, key, first), pd.DataFrame({"step": [first]}))
+    write_table(part_path(tmp_path, f"{key}2", 3), pd.DataFrame({"step": [3]}))
+    assert drop_parts_after(tmp_path, key, 2) == 1
     kept = sorted(p.name for p in (tmp_path / _layout.RESULTS).iterdir())
     assert kept == [
-        "part-g-000000001.parquet",
-        "part-g-000000002.parquet",
-        "part-g2-000000003.parquet",
+        f"part-{key}-000000001.parquet",
+        f"part-{key}-000000002.parquet",
+        f"part-{key}2-000000003.parquet",
     ]
 
 
