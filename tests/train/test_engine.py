@@ -270,6 +270,23 @@ def test_an_unguarded_step_sets_the_divergence_flags_but_applies_the_update(toy)
     assert (unguarded.diverged, int(unguarded.diverged_at)) == (True, at)
 
 
+def test_a_diverged_cell_stays_frozen_even_when_its_next_step_is_finite(toy):
+    """A cell diverged once (say its gradient norm overflowed while its params stayed
+    finite) is frozen for good: a later finite step does not bring it back."""
+    [group] = plan_groups([Cell(Tiny(), "toy", MOMENTUM, 3)])
+    state = jax.tree.map(lambda a: a[0], init_group(group, toy))
+    state = state.replace(diverged=jnp.asarray(True), diverged_at=jnp.int32(1))
+    step = jax.jit(make_train_step(Tiny().build(), MOMENTUM))
+    after, metrics = step(state, jax.device_put(device_arrays(toy)))
+    assert np.isfinite(float(metrics["loss"])) and np.isfinite(float(metrics["grad_norm"]))
+    jax.tree.map(
+        np.testing.assert_array_equal,
+        (after.params, after.opt_state),
+        (state.params, state.opt_state),
+    )
+    assert (bool(after.diverged), int(after.diverged_at), int(after.step)) == (True, 1, 1)
+
+
 def test_a_chunks_batches_drawn_at_once_are_each_steps_own(toy):
     """`TrainStep.batches` (drawn before a chunk's scan) == `batch_indices` step by step,
     across epoch ends, from any start step."""
