@@ -6,6 +6,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from phosjax.data._checks import positive_int
 from phosjax.data._shuffle import shuffled_positions
@@ -84,10 +85,16 @@ def take_batch(key: jax.Array, step: jax.Array | int, arrays: PyTree, batch_size
         >>> bool(jnp.all(xb[:, 0] == 2 * yb)), xb.shape
         (True, (4, 2))
     """
-    leaves = jax.tree_util.tree_leaves(arrays)
+    leaves = jax.tree_util.tree_leaves_with_path(arrays)
     if not leaves:
         raise ValueError("take_batch: `arrays` has no leaves; pass e.g. (x_train, y_train)")
-    sizes = {int(leaf.shape[0]) for leaf in leaves}
+    for path, leaf in leaves:
+        if not np.shape(leaf):
+            raise ValueError(
+                f"take_batch: the leaf arrays{jax.tree_util.keystr(path)} is a scalar; every "
+                "leaf must be an array with one row per example (a list's items are leaves)"
+            )
+    sizes = {int(np.shape(leaf)[0]) for _, leaf in leaves}
     if len(sizes) != 1:
         raise ValueError(
             f"take_batch: the leaves of `arrays` have different leading sizes {sorted(sizes)}; "

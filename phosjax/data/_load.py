@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import fcntl
 import os
 import pathlib
@@ -64,7 +65,9 @@ def load(name: str, *, data_dir: str | os.PathLike | None = None) -> ArrayDatase
 
     Raises:
         ValueError: the data set is not one `load` can read (as `check_loadable` explains,
-            before any example is read), or its labels fall outside ``[0, num_classes)``.
+            before any example is read), its prepared folder is incomplete or damaged (the
+            message names the folder and how to make it anew), or its labels fall outside
+            ``[0, num_classes)``.
 
     Examples:
         >>> import tempfile
@@ -79,7 +82,7 @@ def load(name: str, *, data_dir: str | os.PathLike | None = None) -> ArrayDatase
     builder = _builder(name, data_dir)
     if not builder.is_prepared():  # a built-in data set, on first use
         builder = _prepare_builtin(name, data_dir)
-    return _read(name, builder)
+    return _read(name, builder, data_dir)
 
 
 def check_loadable(name: str, *, data_dir: str | os.PathLike | None = None) -> None:
@@ -146,9 +149,14 @@ def _builtin_builder(
 ) -> tfds.core.DatasetBuilder:
     from phosjax.data._builders import BUILDERS
 
+    if "config" in kwargs:
+        raise ValueError(
+            f"built-in data set {name!r} cannot be loaded: {dataset!r} has no configs; load "
+            f"{dataset!r}"
+        )
     try:
         return BUILDERS[dataset](data_dir=os.fspath(data_dir), file_format="array_record", **kwargs)
-    except (AssertionError, TypeError, ValueError) as error:  # TFDS's checks of version, config
+    except (AssertionError, TypeError, ValueError) as error:  # TFDS's check of the version
         raise ValueError(f"built-in data set {name!r} cannot be loaded: {error}") from error
 
 
@@ -158,6 +166,8 @@ def _prepare_builtin(name: str, data_dir: pathlib.Path) -> tfds.core.DatasetBuil
     with _file_lock(data_dir / f".{_parse(name)[0]}.lock"):
         builder = _builder(name, data_dir)  # another process may have prepared it meanwhile
         if not builder.is_prepared():
+            if builder.data_path.exists():  # TFDS would reuse it as it is
+                raise ValueError(_damaged(name, builder, data_dir, "it has no dataset_info.json"))
             builder.download_and_prepare(
                 download_config=tfds.download.DownloadConfig(
                     try_download_gcs=False,
@@ -200,15 +210,44 @@ def _not_prepared(name: str, dataset: str, data_dir: pathlib.Path) -> str:
         )
     else:
         prepared = ", ".join(_names(variants)) or "none"
+        near = _near(dataset, [*BUILTIN_NAMES, *_names(variants)])
         problem = (
             f"unknown data set {name!r}: it is neither built in ({', '.join(BUILTIN_NAMES)}) nor "
-            f"prepared in {data_dir} ({prepared}). To load another TFDS data set, prepare it "
-            "there first"
+            f"prepared in {data_dir} ({prepared}).{near} To load another TFDS data set, prepare "
+            "it there first"
         )
+    return f"{problem}: {_how_to_prepare(name, data_dir)}"
+
+
+def _near(dataset: str, names: list[str]) -> str:
+    """`` Did you mean 'x'?`` for the name among `names` closest to `dataset`, if any is
+    close (TFDS reads ``"MNIST1D"`` as ``"mnis_t1_d"``).
+
+    Examples:
+        >>> _near("mnis_t1_d", ["digits", "mnist1d"]), _near("cifar10", ["digits"])
+        (" Did you mean 'mnist1d'?", '')
+    """
+    close = difflib.get_close_matches(dataset, [name.split("/")[0] for name in names], n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def _how_to_prepare(name: str, data_dir: pathlib.Path) -> str:
     return (
-        f"{problem}: `tfds build {name} --data_dir {data_dir} --file_format array_record` or "
+        f"`tfds build {name} --data_dir {data_dir} --file_format array_record` or "
         f"`tfds.builder({name!r}, data_dir={str(data_dir)!r}, "
         "file_format='array_record').download_and_prepare()`"
+    )
+
+
+def _damaged(name: str, builder: tfds.core.DatasetBuilder, data_dir: pathlib.Path, why: str) -> str:
+    """Why `name`'s prepared folder cannot be read, and how to make it anew."""
+    if _parse(name)[0] in BUILTIN_NAMES:
+        again = "load it again, which generates it anew"
+    else:
+        again = f"prepare it again: {_how_to_prepare(name, data_dir)}"
+    return (
+        f"data set {name!r} is incomplete or damaged in {builder.data_path} ({why}); delete "
+        f"that folder and {again}"
     )
 
 
@@ -303,12 +342,16 @@ def _describe(feature: tfds.features.FeatureConnector) -> str:
     return f"{kind}, dtype {dtype_name}, shape {feature.shape}"
 
 
-def _read(name: str, builder: tfds.core.DatasetBuilder) -> ArrayDataset:
+def _read(name: str, builder: tfds.core.DatasetBuilder, data_dir: pathlib.Path) -> ArrayDataset:
     x_key, y_key, test_split = _layout(name, builder.info)
     arrays = {}
     for split, out in (("train", "train"), (test_split, "test")):
-        source = builder.as_data_source(split=split)
-        examples = source.__getitems__(range(len(source)))
+        try:
+            source = builder.as_data_source(split=split)
+            examples = source.__getitems__(range(len(source)))
+        except (OSError, RuntimeError) as error:  # array_record: a missing, cut or bad file
+            why = f"reading its {split!r} split raised {type(error).__name__}: {error}"
+            raise ValueError(_damaged(name, builder, data_dir, why)) from error
         arrays[f"x_{out}"] = _as_inputs([e[x_key] for e in examples], builder.info.features[x_key])
         arrays[f"y_{out}"] = np.asarray([e[y_key] for e in examples], np.int32)
     label = builder.info.features[y_key]

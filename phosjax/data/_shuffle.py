@@ -50,13 +50,30 @@ def _round_keys(key: jax.Array, salt: jax.Array | int) -> list[jax.Array]:
     Integer hashing only: `jax.random` would run threefry, which XLA:CPU compiles into a
     loop, several microseconds per call, inside every train step.
     """
-    words = (
-        jax.random.key_data(key) if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else key
-    )
     mixed = _hash(jnp.asarray(salt).astype(jnp.uint32) ^ jnp.uint32(0x9E3779B9))
-    for word in jnp.ravel(jnp.asarray(words).astype(jnp.uint32)):
+    for word in _key_words(key):
         mixed = _hash(mixed ^ word)
     return [_hash(mixed ^ jnp.uint32((0x85EBCA6B * (i + 1)) & 0xFFFFFFFF)) for i in range(ROUNDS)]
+
+
+def _key_words(key: jax.Array) -> jax.Array:
+    """The uint32 words of one key; raises for a batch of keys, which would be mixed into one.
+
+    Examples:
+      >>> _key_words(jax.random.split(jax.random.key(0), 3))
+      Traceback (most recent call last):
+      ValueError: shuffled_positions: key must be one PRNG key ... of shape (3,); ...
+    """
+    typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    words = jax.random.key_data(key) if typed else jnp.asarray(key)
+    if words.ndim != 1:
+        kind = "a typed key" if typed else "raw key data"
+        raise ValueError(
+            f"shuffled_positions: key must be one PRNG key (a typed key of shape (), or raw "
+            f"key data of shape (words,)), got {kind} of shape {jnp.shape(key)}; for a batch "
+            "of keys, vmap: jax.vmap(lambda k: batch_indices(k, step, n, batch_size))(keys)"
+        )
+    return words.astype(jnp.uint32)
 
 
 MAX_N = 2**31 - 1
@@ -95,7 +112,7 @@ def shuffled_positions(
     give independent-looking permutations.
 
     Args:
-      key: a PRNG key (typed or raw ``uint32`` key data).
+      key: one PRNG key (typed or raw ``uint32`` key data); vmap over a batch of keys.
       positions: integer positions in ``[0, n)``, any shape. Concrete ones are checked;
         traced ones cannot be: a traced position ``p`` outside ``[0, n)`` gives
         ``perm[p % n]``.
@@ -109,8 +126,8 @@ def shuffled_positions(
 
     Raises:
       TypeError: ``n`` is no static integer, or ``positions`` are not integers.
-      ValueError: ``n`` outside ``[1, 2**31 - 1]``, or a concrete position lies outside
-        ``[0, n)``.
+      ValueError: ``n`` outside ``[1, 2**31 - 1]``, a concrete position lies outside
+        ``[0, n)``, or ``key`` is a batch of keys.
 
     Examples:
       >>> key = jax.random.key(0)

@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -72,6 +73,14 @@ def test_bad_sizes_are_errors(key):
         batch_indices(key, 0, 4, True)
     with pytest.raises(ValueError, match=r"different leading sizes \[3, 4\]"):
         take_batch(key, 0, (jnp.zeros(4), jnp.zeros(3)), 2)
+    for arrays, leaf in (
+        ({"x": jnp.zeros(4), "n": 3.0}, "['n']"),
+        ((jnp.zeros(4), [0, 1]), "[1][0]"),
+    ):
+        with pytest.raises(
+            ValueError, match=rf"the leaf arrays{re.escape(leaf)} is a scalar; every"
+        ):
+            take_batch(key, 0, arrays, 2)
     with pytest.raises(TypeError, match=r"step must be a whole number .*got dtype float32"):
         batch_indices(key, jnp.float32(2.7), 4, 2)
     assert batch_indices(key, np.int64(1), 4, 2).shape == (2,)  # any integer dtype
@@ -150,3 +159,17 @@ def test_a_large_split_costs_no_sort_and_no_threefry():
 def test_raw_key_data_and_typed_keys_draw_the_same_batches(key):
     raw = jax.random.key_data(key)
     np.testing.assert_array_equal(batch_indices(raw, 9, 50, 8), batch_indices(key, 9, 50, 8))
+
+
+def test_a_batch_of_keys_is_refused_rather_than_mixed_into_one(key):
+    keys = jax.random.split(key, 3)
+    for batch in (keys, jax.random.key_data(keys)):
+        with pytest.raises(
+            ValueError,
+            match=r"key must be one PRNG key \(a typed key of shape \(\), or raw key data of "
+            r"shape \(words,\)\), got (a typed key|raw key data) of shape \(3,( \d)?\); for a "
+            r"batch of keys, vmap",
+        ):
+            batch_indices(batch, 0, 10, 2)
+    per_key = jax.vmap(lambda k: batch_indices(k, 0, 10, 2))(keys)
+    np.testing.assert_array_equal(per_key[1], batch_indices(keys[1], 0, 10, 2))

@@ -162,3 +162,47 @@ def test_a_prepared_read_only_data_dir_loads_without_taking_the_lock(
     finally:
         tmp_path.chmod(0o755)
     np.testing.assert_array_equal(digits.x_train, datasets["digits"].x_train)
+
+
+def _cut(path: pathlib.Path) -> None:
+    with open(path, "r+b") as handle:
+        handle.truncate(1000)
+
+
+@pytest.mark.parametrize(
+    ("damage", "why"),
+    [
+        (lambda folder: (folder / "dataset_info.json").unlink(), "it has no dataset_info.json"),
+        (
+            lambda folder: next(folder.glob("digits-train.*")).unlink(),
+            r"reading its 'train' split raised RuntimeError: open\(\) failed",
+        ),
+        (lambda folder: _cut(next(folder.glob("digits-test.*"))), "reading its 'test' split"),
+    ],
+    ids=["no_info", "no_train_file", "cut_test_file"],
+)
+def test_a_damaged_built_in_folder_is_named_with_how_to_make_it_anew(
+    tmp_path, datasets, data_dir, damage, why
+):
+    shutil.copytree(pathlib.Path(data_dir, "digits"), tmp_path / "digits")
+    folder = tmp_path / "digits" / "1.0.0"
+    damage(folder)
+    with pytest.raises(
+        ValueError,
+        match=rf"data set 'digits' is incomplete or damaged in {folder} \({why}.*\); delete "
+        "that folder and load it again, which generates it anew",
+    ):
+        load("digits", data_dir=tmp_path)
+    shutil.rmtree(folder)
+    np.testing.assert_array_equal(
+        load("digits", data_dir=tmp_path).x_test, datasets["digits"].x_test
+    )
+
+
+def test_a_built_in_data_set_has_no_configs(tmp_path):
+    with pytest.raises(
+        ValueError,
+        match=r"built-in data set 'mnist1d/big' cannot be loaded: 'mnist1d' has no "
+        r"configs; load 'mnist1d'$",
+    ):
+        load("mnist1d/big", data_dir=tmp_path)

@@ -1,6 +1,7 @@
 """`load` of any TFDS data set prepared in the data dir, its errors, and `ArrayDataset`."""
 
 import dataclasses
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -76,6 +77,15 @@ def test_unknown_name_lists_known_names_and_how_to_prepare(user_data_dir):
     assert "digits, mnist1d, mnist1d_shuffled" in message
     assert f"prepared in {user_data_dir} (tiny_images)" in message
     assert f"tfds build no_such_set --data_dir {user_data_dir}" in message
+
+
+@pytest.mark.parametrize(("name", "near"), [("MNIST1D", "mnist1d"), ("digit", "digits")])
+def test_an_unknown_name_close_to_a_known_one_suggests_it(tmp_path, name, near):
+    with pytest.raises(
+        ValueError,
+        match=rf"unknown data set '{name}': .*\(none\)\. Did you mean '{near}'\? To load",
+    ):
+        check_loadable(name, data_dir=tmp_path)
 
 
 def test_catalog_name_not_prepared_is_unknown(tmp_path):
@@ -194,6 +204,19 @@ def test_an_error_of_tfds_builder_says_what_is_prepared(toys_dir, monkeypatch):
         "(TFDS: Dataset toy_configs:2.0.0 cannot be loaded at version 2.0.0, only: 1.0.0.)"
     )
     assert isinstance(error.value.__cause__, AssertionError)
+
+
+def test_a_damaged_prepared_data_set_says_how_to_prepare_it_again(toys_dir, tmp_path):
+    shutil.copytree(toys_dir / "toy_weighted", tmp_path / "toy_weighted")
+    folder = tmp_path / "toy_weighted" / "1.0.0"
+    next(folder.glob("toy_weighted-test.*")).unlink()
+    with pytest.raises(
+        ValueError,
+        match=rf"data set 'toy_weighted' is incomplete or damaged in {folder} \(reading its "
+        r"'test' split raised RuntimeError: .*\); delete that folder and prepare it again: "
+        rf"`tfds build toy_weighted --data_dir {tmp_path} --file_format array_record`",
+    ):
+        load("toy_weighted", data_dir=tmp_path)
 
 
 def test_a_malformed_name_says_what_a_name_looks_like(toys_dir):

@@ -9,7 +9,7 @@ relative to the node's group (``"conv"``, ``"../stem"``) or absolute (``"/stem"`
 
 import dataclasses
 import inspect
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Set
 from typing import Any
 
 import flax.linen as nn
@@ -83,13 +83,13 @@ def _input_names(inputs: str | Iterable[str]) -> tuple[str, ...]:
       phosjax.models.graph._spec.GraphError: node(inputs=3): inputs is a node name or ...
     """
     names = (inputs,) if isinstance(inputs, str) else inputs
-    if isinstance(names, Iterable):
+    if isinstance(names, Iterable) and not isinstance(names, Set):
         names = tuple(names)
         if all(isinstance(name, str) for name in names):
             return names
     raise GraphError(
         f"node(inputs={inputs!r}): inputs is a node name or a tuple of node names, "
-        "e.g. inputs='conv' or inputs=('conv', '../stem')."
+        "e.g. inputs='conv' or inputs=('conv', '../stem') (in order: a set has none)."
     )
 
 
@@ -100,20 +100,29 @@ def listing(paths: Iterable[str]) -> str:
     return shown + (f", ... ({len(paths)} in all)" if len(paths) > _MAX_LISTED else "")
 
 
-def resolve(name: str, group: tuple[str, ...]) -> str:
-    """The absolute path of input ``name`` written in ``group``.
+def resolve(name: str, group: tuple[str, ...], what: str) -> str:
+    """The absolute path of input ``name`` written in ``group``; ``what`` starts the error
+    for a name that goes above the root.
 
     Examples:
-      >>> resolve("../stem", ("block",)), resolve("/a/b", ("x",)), resolve("c", ("x",))
-      ('stem', 'a/b', 'x/c')
+      >>> [resolve(name, ("x",), "input") for name in ("../stem", "/a/b", "c")]
+      ['stem', 'a/b', 'x/c']
+      >>> resolve("../../a", ("g",), "Node 'g/b' takes input")
+      Traceback (most recent call last):
+      phosjax.models.graph._spec.GraphError: Node 'g/b' takes input '../../a', which goes ...
     """
     parts = list(group)
+    segments = name.split(SEP)
     if name.startswith(SEP):
-        parts, name = [], name[1:]
-    for segment in name.split(SEP):
+        parts, segments = [], segments[1:]
+    for segment in segments:
         if segment == "..":
             if not parts:
-                raise GraphError(f"Input name {name!r} goes above the root of the graph.")
+                where = f"in group {SEP.join(group)!r}" if group else "at the top level"
+                raise GraphError(
+                    f"{what} {name!r}, which goes above the root of the graph (read {where}); "
+                    f"name it from the root, e.g. '/{segments[-1]}'."
+                )
             parts.pop()
         elif segment not in ("", "."):
             parts.append(segment)
@@ -196,7 +205,7 @@ def _as_node(path: str, value: Any) -> Node | Input:
     Examples:
       >>> _as_node("d", nn.Dense)
       Traceback (most recent call last):
-      phosjax.models.graph._spec.GraphError: Node 'd' is the class Dense, not a module; ...
+      phosjax.models.graph._spec.GraphError: Node 'd' is the class Dense, not an instance; ...
     """
     fn = value.fn if isinstance(value, Node) else value
     if isinstance(value, Node) and isinstance(fn, Input):
@@ -204,10 +213,11 @@ def _as_node(path: str, value: Any) -> Node | Input:
             f"Node {path!r} is node(Input(), ...), but an input node takes no inputs; "
             f"write {path.split(SEP)[-1]!r}: Input() in the spec."
         )
-    if isinstance(fn, type) and issubclass(fn, nn.Module):
+    if isinstance(fn, type) and issubclass(fn, nn.Module | Input):
+        instance = "Input()" if fn is Input else f"{fn.__name__}(...) with its attributes"
         raise GraphError(
-            f"Node {path!r} is the class {fn.__name__}, not a module; pass an instance "
-            f"such as {fn.__name__}(...) with its attributes."
+            f"Node {path!r} is the class {fn.__name__}, not an instance; pass an instance "
+            f"such as {instance}."
         )
     if isinstance(value, Node):
         _check_callables(path, value)
@@ -386,7 +396,9 @@ class Graph:
                     names: tuple[str, ...] = (SEP + previous,)
                 else:
                     names = n.inputs
-                absolute = tuple(resolve(name, group) for name in names)
+                absolute = tuple(
+                    resolve(name, group, f"Node {path!r} takes input") for name in names
+                )
                 for name, source in zip(names, absolute, strict=True):
                     if source not in nodes:
                         raise self.missing(source, nodes, f"Node {path!r} takes input {name!r}")

@@ -75,6 +75,27 @@ def fit_adapter(h_a: jax.Array, h_b: jax.Array) -> dict[str, jax.Array]:
     return {"kernel": kernel, "bias": solution[-1]}
 
 
+def _shapes(tree: Any) -> Any:
+    return jax.tree.map(lambda leaf: tuple(leaf.shape), tree)
+
+
+def _check_adapter(made: Any, h_a: Any, h_b: Any, layer_a: str, layer_b: str) -> None:
+    """Raises a `GraphError` unless ``made``, the adapter's output on ``h_a``, has the
+    shapes of ``h_b``, what ``b`` computes at ``layer_b`` (dtypes may differ).
+
+    Examples:
+      >>> _check_adapter(jnp.ones((8, 5)), jnp.ones((8, 4)), jnp.ones((8, 6)), "act1", "h1")
+      Traceback (most recent call last):
+      phosjax.models.graph._spec.GraphError: stitch: the adapter maps a's 'act1' of shape ...
+    """
+    if _shapes(made) != _shapes(h_b):
+        raise GraphError(
+            f"stitch: the adapter maps a's {layer_a!r} of shape {_shapes(h_a)} to shape "
+            f"{_shapes(made)}, but b's {layer_b!r} has shape {_shapes(h_b)}; give an adapter "
+            "whose output has the shape of b's layer."
+        )
+
+
 def _check_shared_inputs(a: GraphModel, back: GraphModel, layer_b: str) -> None:
     """Raises a `GraphError` when ``back`` (b from ``layer_b`` on) reads an input node
     of ``b`` that ``a`` has not: the stitched model feeds such inputs from ``a``'s."""
@@ -128,7 +149,8 @@ def stitch(
 
     Raises:
       GraphError: ``layer_a`` or ``layer_b`` is not a node of its model (which one is
-        named), or the back of ``b`` reads an input node that ``a`` lacks.
+        named), a given ``adapter``'s output has not the shape of ``b``'s ``layer_b``
+        (both named), or the back of ``b`` reads an input node that ``a`` lacks.
 
     Examples:
       >>> import flax.linen as nn, jax, jax.numpy as jnp
@@ -151,6 +173,9 @@ def stitch(
         adapter_vars: Mapping[str, Any] = {"params": fit_adapter(h_a, h_b)}
     else:
         adapter_vars = adapter.init(jax.random.key(0) if key is None else key, h_a)
+        h_b = jax.eval_shape(lambda: _activation(b, vars_b, layer_b, x))
+        made = jax.eval_shape(adapter.apply, adapter_vars, h_a)
+        _check_adapter(made, h_a, h_b, layer_a, layer_b)
     back = extract(b, vars_b, inputs=[layer_b])
     _check_shared_inputs(a, back[0], layer_b)
     skipped = [p for p in _graph(back[0]).inputs if p != layer_b]  # b's inputs its back reads

@@ -198,7 +198,9 @@ def rewire(model: GraphModel, path: str, inputs: str | Iterable[str]) -> GraphMo
             f"rewire gives node {path!r} no inputs; name at least one node. To feed "
             f"{path!r} from outside, cut there with extract(..., inputs=[{path!r}])."
         )
-    absolute = tuple(SEP + resolve(name, ()) for name in names)
+    absolute = tuple(
+        SEP + resolve(name, (), f"rewire gives node {path!r} the input") for name in names
+    )
     spec = graph.spec()
     old = spec[path]
     passes = isinstance(old, Input) or (old.fn is None and old.combine is None)

@@ -253,11 +253,17 @@ def test_an_error_in_a_node_call_keeps_its_type_and_names_the_node(key):
 
 
 def test_a_module_class_as_a_node_is_an_error():
-    message = r"Node 'block/d' is the class Dense, not a module; pass an instance such as Dense\("
+    message = (
+        r"Node 'block/d' is the class Dense, not an instance; pass an instance such as Dense\("
+    )
     with pytest.raises(GraphError, match=message):
         GraphModel({"block": {"d": nn.Dense}})
     with pytest.raises(GraphError, match="Node 'd' is the class Dense"):
         GraphModel({"d": node(nn.Dense, inputs="input")})
+    message = r"Node 'x' is the class Input, not an instance; pass an instance such as Input\(\)\."
+    for spec in ({"x": Input}, {"a": Input(), "x": node(Input, inputs="a")}):
+        with pytest.raises(GraphError, match=message):
+            GraphModel(spec)
 
 
 def test_several_inputs_and_combines():
@@ -318,7 +324,11 @@ def test_missing_input_names_it_and_lists_the_nodes():
         GraphModel({"stem": nn.Dense(2), "block": {"act": nn.relu, "add": node(inputs="relu")}})
     with pytest.raises(GraphError, match="'block' is a group \\(its nodes: 'block/act'\\)"):
         GraphModel({"block": {"act": nn.relu}, "out": node(inputs="block")})
-    with pytest.raises(GraphError, match=r"Input name '\.\./\.\./x' goes above the root"):
+    with pytest.raises(
+        GraphError,
+        match=r"Node 'block/act' takes input '\.\./\.\./x', which goes above the root of the "
+        r"graph \(read in group 'block'\); name it from the root, e.g. '/x'\.",
+    ):
         GraphModel({"block": {"act": node(inputs="../../x")}})
 
 
@@ -460,6 +470,8 @@ def test_unclear_specs_are_named():
     with pytest.raises(GraphError, match=r"node\(inputs=\['a', 2\]\)"):
         node(abs, inputs=["a", 2])
     assert node(abs, inputs=(n for n in "ab")).inputs == ("a", "b")
+    with pytest.raises(GraphError, match=r"inputs=\('conv', '\.\./stem'\) \(in order: a set has"):
+        node(abs, inputs={"a", "b"})  # the order of a concat would change with the hash seed
 
 
 def test_inject_checks_shape_and_dtype_when_x_is_given(model_and_variables):

@@ -161,6 +161,12 @@ def test_rewire_changes_inputs_and_checks_them(net):
         rewire(model, "blok/add", "act1")
     with pytest.raises(GraphError, match="cycle: conv1 -> act1 -> block/conv -> conv1"):
         rewire(model, "conv1", "block/conv")
+    with pytest.raises(
+        GraphError,
+        match=r"rewire gives node 'block/add' the input '\.\./act1', which goes above the root "
+        r"of the graph \(read at the top level\)",
+    ):
+        rewire(model, "block/add", "../act1")
     with pytest.raises(GraphError, match="rewire gives node 'block/add' no inputs; name at least"):
         rewire(model, "block/add", [])
     with pytest.raises(
@@ -253,6 +259,17 @@ def test_a_given_adapter_is_initialised_with_the_given_key(net):
         assert jax.tree.structure(got) == jax.tree.structure(expected)
         for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+def test_a_given_adapter_of_the_wrong_width_is_named_not_broadcast(net):
+    """b's 'block/act' feeds a sum with its 'act1': one channel would broadcast silently."""
+    model, variables, x = net
+    with pytest.raises(
+        GraphError,
+        match=r"stitch: the adapter maps a's 'block/act' of shape \(4, 10, 6\) to shape "
+        r"\(4, 10, 1\), but b's 'block/act' has shape \(4, 10, 6\); give an adapter",
+    ):
+        stitch(model, variables, "block/act", model, variables, "block/act", nn.Conv(1, (1,)), x=x)
 
 
 def test_returns_is_kept_where_its_node_is(net):
