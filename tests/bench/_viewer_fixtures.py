@@ -4,8 +4,8 @@ Two models (``mlp`` and ``choice``) x two learning rates x two seeds = 8 cells, 
 steps each for the ``train`` and ``test`` splits, plausible decaying losses, an aux loss and
 path weights for the choice model, a blurb of a small nested model (`phosjax.core.Blurb`'s
 own JSON), a graph drawing, the profile tables and a ``morph/`` summary. ``write_bench`` can
-also write more seeds, make one seed of the best configuration diverge, and record some
-metrics on train rows only.
+also write more seeds and other learning rates, make one seed of the best configuration
+diverge, and record some metrics on train rows only.
 """
 
 import contextlib
@@ -122,10 +122,10 @@ class WrittenBench:
     memory: pd.DataFrame
 
 
-def _cells(seeds: tuple[int, ...]) -> pd.DataFrame:
+def _cells(seeds: tuple[int, ...], learning_rates: tuple[float, ...]) -> pd.DataFrame:
     rows = []
     for model, model_id in MODELS.items():
-        for lr in LEARNING_RATES:
+        for lr in learning_rates:
             for seed in seeds:
                 key = f"{model}-{lr}-{seed}"
                 rows.append(
@@ -181,6 +181,7 @@ def write_bench(
     diverge: bool = False,
     nan_as_null: bool = False,
     train_only: tuple[str, ...] = (),
+    learning_rates: tuple[float, ...] = LEARNING_RATES,
 ) -> WrittenBench:
     """Writes the synthetic bench under ``root`` (created) and returns what it wrote.
 
@@ -193,6 +194,7 @@ def write_bench(
         apart did (otherwise, as the runner: a metric a model never reports is null).
       train_only: metrics recorded on train rows only (null on test rows), as the runner
         records ``step_time_s``.
+      learning_rates: the ``lr`` values of each model (one: no numeric hparam varies).
     """
     root.mkdir(parents=True, exist_ok=True)
     config = "models: [mlp, choice]\ndatasets: [mnist1d]\nlr: [0.01, 0.003]\nseeds: 2\n"
@@ -204,7 +206,7 @@ def write_bench(
     (root / _layout.MARKER).write_text(json.dumps(marker))
     (root / _layout.CONFIG).write_text(config)
     (root / _layout.ENV).write_text(json.dumps({"python": "3.11", "jax": jax.__version__}))
-    cells = _cells(seeds)
+    cells = _cells(seeds, learning_rates)
     cells.to_parquet(root / _layout.CELLS)
     rng = np.random.default_rng(0)
     curves = [_curves(c, rng, diverge, train_only) for c in cells.to_dict("records")]

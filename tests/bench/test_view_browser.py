@@ -1,17 +1,27 @@
 """The viewer in a real headless Chromium: the page loads a small finished bench, shows
-the leaderboard rows, draws the curves, the blurb tree, the graph and the profile."""
+the leaderboard rows, draws the curves, the blurb tree, the graph and the profile; the
+hyperparameter plot is driven over the DevTools protocol (filters, hovering)."""
 
+import contextlib
+import fcntl
 import html
 import json
+import os
 import pathlib
+import select
 import shutil
 import subprocess
+import time
+from typing import Any
 
+import numpy as np
 import pytest
 
 from phosjax.bench import _layout
 from tests.bench._viewer_fixtures import (
     DIVERGED,
+    LEARNING_RATES,
+    MODELS,
     NOTE_TEXT,
     SEEDS,
     SPLITS,
@@ -138,3 +148,202 @@ def test_a_bench_without_cells_says_so(tmp_path):
         dom = _render(server.url, tmp_path / "profile")
     assert 'data-ready="true"' in dom and "No cells planned yet." in dom
     assert "No cell matches the filters." not in dom
+
+
+class _Page:
+    """A page of a headless Chromium driven over the DevTools protocol, on the pipe of
+    ``--remote-debugging-pipe`` (the browser reads fd 3 and writes fd 4, one JSON message
+    ending in a NUL byte at a time)."""
+
+    def __init__(self, profile: pathlib.Path):
+        reads, self._out = os.pipe()  # we write, the browser reads
+        self._in, writes = os.pipe()  # the browser writes, we read
+
+        def plumb() -> None:  # in the child: the pipe ends onto fds 3 and 4
+            high_reads = fcntl.fcntl(reads, fcntl.F_DUPFD, 10)
+            high_writes = fcntl.fcntl(writes, fcntl.F_DUPFD, 10)
+            os.dup2(high_reads, 3)
+            os.dup2(high_writes, 4)
+
+        command = [
+            str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            "--no-first-run", "--hide-scrollbars", f"--user-data-dir={profile}",
+            "--window-size=1400,1000", "--remote-debugging-pipe", "about:blank",
+        ]  # fmt: skip
+        self._browser = subprocess.Popen(
+            command, preexec_fn=plumb, close_fds=False,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        os.close(reads)
+        os.close(writes)
+        self._buffer, self._id, self._session = b"", 0, None
+        target = self._call("Target.createTarget", {"url": "about:blank"})["targetId"]
+        attached = self._call("Target.attachToTarget", {"targetId": target, "flatten": True})
+        self._session = attached["sessionId"]
+
+    def _receive(self) -> dict:
+        while b"\0" not in self._buffer:
+            ready, _, _ = select.select([self._in], [], [], 60)
+            assert ready, "chromium did not answer within 60 s"
+            chunk = os.read(self._in, 1 << 16)
+            assert chunk, "chromium closed its pipe"
+            self._buffer += chunk
+        message, _, self._buffer = self._buffer.partition(b"\0")
+        return json.loads(message)
+
+    def _call(self, method: str, params: dict | None = None) -> dict:
+        self._id += 1
+        message = {"id": self._id, "method": method, "params": params or {}}
+        if self._session is not None:
+            message["sessionId"] = self._session
+        os.write(self._out, json.dumps(message).encode() + b"\0")
+        while True:  # events and other sessions' messages are skipped
+            reply = self._receive()
+            if reply.get("id") == self._id:
+                assert "error" not in reply, (method, reply["error"])
+                return reply["result"]
+
+    def run(self, expression: str) -> Any:
+        """The value of a JavaScript expression in the page (a promise awaited)."""
+        params = {"expression": expression, "returnByValue": True, "awaitPromise": True}
+        result = self._call("Runtime.evaluate", params)
+        details = result.get("exceptionDetails")
+        assert details is None, details.get("exception", {}).get("description", details)
+        return result["result"].get("value")
+
+    def open(self, url: str) -> None:
+        """Loads ``url`` and waits for the page's script to finish (or fail)."""
+        self._call("Page.navigate", {"url": url})
+        deadline = time.monotonic() + 60
+        ready = (
+            "document.body?.dataset.ready === 'true'"
+            " || document.getElementById('error')?.hidden === false"
+        )
+        while not self.run(ready):
+            assert time.monotonic() < deadline, "the page did not finish loading"
+            time.sleep(0.1)
+        assert self.run("document.getElementById('error').hidden"), self.run(
+            "document.getElementById('error').textContent"
+        )
+
+    def hover(self, selector: str) -> None:
+        """Moves the mouse onto the middle of the first element matching ``selector``."""
+        box = self.run(
+            f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
+            " e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect();"
+            " return [r.x + r.width / 2, r.y + r.height / 2]; })()"
+        )
+        self._call("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": box[0], "y": box[1]})
+
+    def close(self) -> None:
+        with contextlib.suppress(AssertionError):  # a browser gone already
+            self._call("Browser.close")
+        try:
+            self._browser.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self._browser.kill()
+            self._browser.wait()
+        os.close(self._in)
+        os.close(self._out)
+
+
+@pytest.fixture
+def page(tmp_path):
+    opened = _Page(tmp_path / "cdp-profile")
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+POINTS = """[...document.querySelectorAll('#hp-plot circle.point')].map((c) => ({
+  cell: c.dataset.cell, key: c.dataset.key,
+  cx: Number(c.getAttribute('cx')), cy: Number(c.getAttribute('cy'))}))"""
+MARKS = "[...document.querySelectorAll('#hp-plot .diverged-mark')].map((m) => m.dataset.cell)"
+
+
+def _final(written, split: str, metric: str) -> dict[str, float]:
+    """Each cell's last value of ``metric`` on ``split``."""
+    rows = written.results[written.results.split == split].sort_values("step")
+    return rows.groupby("cell_id")[metric].agg(lambda values: values.iloc[-1]).to_dict()
+
+
+def test_the_hyperparameter_plot_puts_each_cell_at_its_hparam(tmp_path, page):
+    written = write_bench(tmp_path / "grid", blurb_json(), diverge=True)
+    cells = written.cells.set_index("cell_id")
+    accuracy = _final(written, "test", "accuracy")
+    model, lr, seed = DIVERGED
+    diverged = cells.index[(cells.model == model) & (cells.lr == lr) & (cells.seed == seed)][0]
+    assert np.isnan(accuracy[diverged]) and sum(np.isnan(v) for v in accuracy.values()) == 1
+    with serving(written.root) as server:
+        page.open(server.url)
+        # Defaults: the only numeric hparam that varies, test accuracy, a linear x (a factor 3).
+        assert page.run("document.getElementById('hp-x').value") == "lr"
+        assert page.run("[...document.getElementById('hp-x').options].map((o) => o.value)") == [
+            "lr"
+        ]
+        assert page.run("document.getElementById('hp-metric').value") == "test:accuracy"
+        assert page.run("document.getElementById('hp-log-x').checked") is False
+        points = page.run(POINTS)
+        finite = [c for c in cells.index if c != diverged]
+        assert sorted(p["cell"] for p in points) == sorted(finite)  # one point per finite cell
+        assert page.run(MARKS) == [diverged]  # the diverged cell: marked, not plotted
+        assert "1 diverged" in page.run("document.getElementById('hp-legend').textContent")
+        for a in points:  # x in the order of the learning rates, y in that of the accuracies
+            for b in points:
+                lr_a, lr_b = cells.lr[a["cell"]], cells.lr[b["cell"]]
+                assert (a["cx"] < b["cx"]) == (lr_a < lr_b)
+                assert (a["cx"] == b["cx"]) == (lr_a == lr_b)
+                if accuracy[a["cell"]] < accuracy[b["cell"]] - 1e-3:
+                    assert a["cy"] > b["cy"]
+        # One mean line per model (the configuration but for lr).
+        assert page.run("document.querySelectorAll('#hp-plot .trend').length") == len(MODELS)
+
+        # Hovering a point lights its leaderboard row and tells its hparams and value.
+        target = sorted(points, key=lambda p: p["cell"])[0]
+        page.hover(f'#hp-plot circle[data-cell="{target["cell"]}"]')
+        lit = page.run("[...document.querySelectorAll('.board-row.lit')].map((r) => r.dataset.key)")
+        assert lit == [target["cell"]]
+        tip = page.run("document.getElementById('tooltip').textContent")
+        assert (
+            f"lr = {cells.lr[target['cell']]}" in tip and f"{accuracy[target['cell']]:.4g}" in tip
+        )
+
+        # A filter and an unticked row leave their cells out.
+        page.run(
+            "(() => { const s = document.querySelector('select[data-column=\"model\"]');"
+            " s.value = JSON.stringify('mlp'); s.dispatchEvent(new Event('change')); })()"
+        )
+        mlp = sorted(cells.index[cells.model == "mlp"])
+        assert sorted(p["cell"] for p in page.run(POINTS)) == mlp and page.run(MARKS) == []
+        page.run(f"document.querySelector('.board-row[data-key=\"{mlp[0]}\"] input').click()")
+        assert sorted(p["cell"] for p in page.run(POINTS)) == mlp[1:]
+
+        # The address picks the result; a mean over seeds keeps one point per cell.
+        page.open(server.url + "?mode=configs&x=lr&y=train:loss")
+        assert page.run("document.getElementById('hp-metric').value") == "train:loss"
+        assert len(page.run(POINTS)) == len(finite)
+
+
+def test_the_hyperparameter_plot_takes_a_log_x_for_a_wide_range(tmp_path, page):
+    rates = (1e-4, 1e-3, 1e-2)
+    written = write_bench(tmp_path / "wide", blurb_json(), learning_rates=rates)
+    cells = written.cells.set_index("cell_id")
+    with serving(written.root) as server:
+        page.open(server.url)
+        assert page.run("document.getElementById('hp-log-x').checked") is True
+        xs = {cells.lr[p["cell"]]: p["cx"] for p in page.run(POINTS)}
+        assert sorted(xs) == list(rates)
+        assert abs((xs[1e-3] - xs[1e-4]) - (xs[1e-2] - xs[1e-3])) < 1  # a decade each
+        page.run("document.getElementById('hp-log-x').click()")  # the box overrides it
+        xs = {cells.lr[p["cell"]]: p["cx"] for p in page.run(POINTS)}
+        assert (xs[1e-3] - xs[1e-4]) * 5 < xs[1e-2] - xs[1e-3]
+
+
+def test_the_hyperparameter_plot_says_when_no_numeric_hparam_varies(tmp_path, page):
+    written = write_bench(tmp_path / "fixed", blurb_json(), learning_rates=LEARNING_RATES[:1])
+    with serving(written.root) as server:
+        page.open(server.url)
+        assert page.run(POINTS) == []
+        hint = page.run("document.querySelector('#hp-plot .hint')?.textContent")
+        assert hint and "No numeric hyperparameter varies" in hint

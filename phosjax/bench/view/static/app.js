@@ -1,6 +1,6 @@
 // The bench viewer page: loads the bench's JSON from this server and draws every section.
 
-import { linePlot, stackedBars, legendOf, format, fixed, formatBytes, escapeHtml } from "./plot.js";
+import { linePlot, scatterPlot, stackedBars, legendOf, format, fixed, formatBytes, escapeHtml } from "./plot.js";
 import { renderBlurb } from "./blurb.js";
 import { drawGraph } from "./graph.js";
 
@@ -44,6 +44,11 @@ function varying(rows, column) {
   return new Set(rows.map((r) => JSON.stringify(r[column]))).size > 1;
 }
 
+// The columns that make a configuration: a cell's but for its seed and group.
+function configColumns() {
+  return ["model", "model_id", "dataset", ...state.board.hparams];
+}
+
 function describeColumns() {
   const rows = state.board.rows;
   const descriptive = ["model", "dataset", ...state.board.hparams];
@@ -56,7 +61,7 @@ function describeColumns() {
   state.splits = [...state.board.splits].sort((a, b) => (a === "test" ? -1 : b === "test" ? 1 : a.localeCompare(b)));
   const labelColumns = state.shownColumns.filter((c) => c !== "model");
   for (const row of rows) {
-    row.config = JSON.stringify(["model", "model_id", "dataset", ...state.board.hparams].map((c) => row[c]));
+    row.config = JSON.stringify(configColumns().map((c) => row[c]));
     row.configLabel = [row.model, ...labelColumns.map((c) => `${c}=${format(row[c])}`)].join(" · ");
   }
   const configs = [...new Set(rows.map((r) => r.config))];
@@ -72,11 +77,11 @@ function passes(row) {
   return state.text.toLowerCase().split(/\s+/).every((word) => hay.includes(word));
 }
 
-// The table's (split, metric) columns: those a cell of the bench has a value in (a train-only
-// metric such as grad_norm gets no empty test column).
-function metricColumns() {
+// The table's (split, metric) columns (every metric when `all`): those a cell of the bench
+// has a value in (a train-only metric such as grad_norm gets no empty test column).
+function metricColumns(all = state.allMetrics) {
   const metrics = state.board.metrics;
-  const chosen = state.allMetrics ? metrics : PRIMARY_METRICS.filter((m) => metrics.includes(m));
+  const chosen = all ? metrics : PRIMARY_METRICS.filter((m) => metrics.includes(m));
   const recorded = (split, metric) => state.board.rows.some((r) => (r._final?.[split]?.[metric] ?? null) !== null);
   return state.splits.flatMap((split) => chosen.filter((m) => recorded(split, m)).map((metric) => ({ key: `${split}:${metric}`, split, metric })));
 }
@@ -297,7 +302,7 @@ function renderBoard() {
 }
 
 function highlight(key) {
-  for (const node of document.querySelectorAll(".curve, .band")) {
+  for (const node of document.querySelectorAll(".curve, .band, .point, .diverged-mark")) {
     node.classList.toggle("dim", key !== null && node.dataset.key !== key);
     node.classList.toggle("lit", key !== null && node.dataset.key === key);
   }
@@ -426,6 +431,85 @@ async function renderAux() {
   drawPlots(box, plots, `No aux losses or path weights to draw on the ${split} split for the rows shown (ticked and matching the filters).`);
   const cap = lineCapNote();
   if (cap) box.prepend(el("p", { class: "line-cap" }, cap));
+}
+
+// ---- hyperparameters -----------------------------------------------------------------------
+
+// The hyperparameters a result can be plotted against: those that vary in the bench and
+// whose values are numbers (learning_rate, weight_decay, knob/..., reg/...).
+function numericHparams() {
+  const rows = state.board.rows;
+  const numeric = (c) => rows.every((r) => r[c] === null || typeof r[c] === "number");
+  return state.board.hparams.filter((c) => varying(rows, c) && numeric(c));
+}
+
+// A log x axis suits values that are all positive and span more than a factor of 20.
+function logSuits(column) {
+  const xs = state.board.rows.map((r) => r[column]).filter((v) => typeof v === "number");
+  return xs.length > 0 && xs.every((v) => v > 0) && Math.max(...xs) / Math.min(...xs) > 20;
+}
+
+// A cell's configuration but for `column`: the cells one line of the plot goes through.
+function groupOf(row, column) {
+  return JSON.stringify(configColumns().filter((c) => c !== column).map((c) => row[c]));
+}
+
+function groupLabel(row, column) {
+  const columns = state.shownColumns.filter((c) => c !== "model" && c !== column);
+  return [row.model, ...columns.map((c) => `${c}=${format(row[c])}`)].join(" · ");
+}
+
+// A point's tooltip: its cell's model, the hyperparameters that vary in the bench, its seed
+// and its value.
+function cellDetail(row, label, value) {
+  const columns = state.filterColumns.filter((c) => c !== "model" && c !== "group_id");
+  const lines = columns.map((c) => `<div>${escapeHtml(c)} = ${escapeHtml(format(row[c]))}</div>`);
+  const head = `<div class="tip-head">${escapeHtml(row.model)} · cell ${escapeHtml(row.cell_id)}</div>`;
+  return `${head}${lines.join("")}<div>${escapeHtml(label)} <b>${format(value)}</b></div>`;
+}
+
+// Per group of cells alike but for `column`, a line through the mean over seeds at each x
+// (broken where a seed diverged, as the curves' means), coloured as its first configuration.
+function trendLines(cells, column) {
+  const groups = new Map();
+  for (const c of cells) {
+    const group = groupOf(c.row, column);
+    (groups.get(group) || groups.set(group, []).get(group)).push(c);
+  }
+  return [...groups.entries()].map(([key, members]) => {
+    const x = [...new Set(members.map((c) => c.x))].sort((a, b) => a - b);
+    const y = x.map((v) => mean(members.filter((c) => c.x === v).map((c) => c.y)));
+    const first = [...state.configs.keys()].find((k) => members.some((c) => c.row.config === k));
+    return { key, color: state.configs.get(first), label: groupLabel(members[0].row, column), x, y };
+  });
+}
+
+// A final result against a hyperparameter: one point per cell of the rows shown, a mean line
+// per group, values that diverged marked on the top edge.
+function renderHparams() {
+  const box = $("hp-plot");
+  const column = $("hp-x").value, key = $("hp-metric").value;
+  const hint = (text) => { box.replaceChildren(el("p", { class: "hint" }, text)); $("hp-legend").replaceChildren(); };
+  if (!column) return hint("No numeric hyperparameter varies in this bench: there is nothing to plot a result against.");
+  if (!key) return hint("No results yet.");
+  const [split, metric] = [key.slice(0, key.indexOf(":")), key.slice(key.indexOf(":") + 1)];
+  const label = `${split} ${metric}`;
+  const cells = visibleRows().flatMap((r) => r.cells.map((row) => ({ r, row, x: row[column], y: row._final?.[split]?.[metric] ?? null })))
+    .filter((c) => typeof c.x === "number" && c.y !== null);
+  if (!cells.length) return hint(`No ${label} to plot for the rows shown (ticked and matching the filters).`);
+  const item = (c) => ({ key: c.r.key, color: c.r.color, x: c.x, y: c.y, detail: cellDetail(c.row, label, c.y), data: { cell: c.row.cell_id } });
+  const points = cells.filter((c) => !nonfinite(c.y)).map(item);
+  const marks = cells.filter((c) => nonfinite(c.y)).map(item);
+  const lines = trendLines(cells, column);
+  box.replaceChildren();
+  scatterPlot(box, {
+    points, marks, lines, xLabel: column, yLabel: label, title: `${label} against ${column}`,
+    logX: $("hp-log-x").checked, logY: $("hp-log-y").checked, onHover: highlight,
+  });
+  const notes = [`${points.length} cells plotted`];
+  if (marks.length) notes.push(`${marks.length} diverged (NaN or inf): red × on the top edge`);
+  const entries = lines.map((l) => ({ label: `${l.label}: mean over seeds`, color: l.color }));
+  $("hp-legend").replaceChildren(legendOf([...entries, { label: notes.join(" · "), color: null }]));
 }
 
 // ---- models, profile, run ------------------------------------------------------------------
@@ -589,6 +673,7 @@ function fillSelect(select, options, selected) {
 
 async function renderAll() {
   renderBoard();
+  renderHparams();
   await Promise.all([renderCurves(), renderAux()]);
 }
 
@@ -605,13 +690,19 @@ async function main() {
   fillSelect($("curve-metric"), metrics.map((m) => [m, m]), metrics.includes("loss") ? "loss" : metrics[0]);
   fillSelect($("aux-split"), state.splits.map((s) => [s, s]), state.splits.includes("train") ? "train" : state.splits[0]);
   fillSelect($("model-select"), state.info.models.map((m) => [m.model_id, `${m.model} (${m.model_id})`]));
+  const xs = numericHparams();
+  fillSelect($("hp-x"), xs.map((c) => [c, c]), xs.includes("learning_rate") ? "learning_rate" : xs[0]);
+  const finals = metricColumns(true);
+  fillSelect($("hp-metric"), finals.map((m) => [m.key, `${m.split} ${m.metric}`]), finals.some((m) => m.key === "test:accuracy") ? "test:accuracy" : finals[0]?.key);
   renderFilters();
-  const params = new URLSearchParams(location.search); // ?mode=configs&metrics=all&metric=accuracy&model=ID&smoothing=0.8
+  // ?mode=configs&metrics=all&metric=accuracy&model=ID&smoothing=0.8&x=learning_rate&y=test:accuracy
+  const params = new URLSearchParams(location.search);
   if (params.get("mode") === "configs") state.mode = "configs";
   state.allMetrics = $("all-metrics").checked = params.get("metrics") === "all";
-  for (const [name, id] of [["metric", "curve-metric"], ["model", "model-select"], ["smoothing", "smoothing"]]) {
+  for (const [name, id] of [["metric", "curve-metric"], ["model", "model-select"], ["smoothing", "smoothing"], ["x", "hp-x"], ["y", "hp-metric"]]) {
     if ([...$(id).options].some((o) => o.value === params.get(name))) $(id).value = params.get(name);
   }
+  $("hp-log-x").checked = logSuits($("hp-x").value);
   const modeButtons = document.querySelectorAll(".segmented button[data-mode]");
   const showMode = () => { for (const b of modeButtons) b.classList.toggle("on", b.dataset.mode === state.mode); };
   showMode();
@@ -629,6 +720,8 @@ async function main() {
   $("log-y").addEventListener("change", renderCurves);
   $("smoothing").addEventListener("change", renderCurves);
   $("aux-split").addEventListener("change", renderAux);
+  $("hp-x").addEventListener("change", () => { $("hp-log-x").checked = logSuits($("hp-x").value); renderHparams(); });
+  for (const id of ["hp-metric", "hp-log-x", "hp-log-y"]) $(id).addEventListener("change", renderHparams);
   $("model-select").addEventListener("change", renderModel);
   $("expand-all").addEventListener("click", () => document.querySelectorAll("#blurb details").forEach((d) => { d.open = true; }));
   $("collapse-all").addEventListener("click", () => document.querySelectorAll("#blurb details").forEach((d) => { d.open = false; }));

@@ -73,8 +73,9 @@ export function ticks(lo, hi, count = 5) {
 
 function logTicks(lo, hi) {
   const out = [];
+  const steps = Math.log10(hi / lo) > 3 ? [1] : [1, 2, 5]; // past three decades, powers of ten
   for (let e = Math.floor(Math.log10(lo)); e <= Math.ceil(Math.log10(hi)); e++) {
-    for (const m of [1, 2, 5]) {
+    for (const m of steps) {
       const t = m * 10 ** e;
       if (t >= lo && t <= hi) out.push(t);
     }
@@ -91,21 +92,29 @@ function extent(values, pad = 0) {
   return [lo - span * pad, hi + span * pad];
 }
 
-// The frame of a chart: the svg, scales, grid, axes, labels and title.
-function frame(el, { xs, ys, xLabel, yLabel, title, logY = false, height = 300, yFormat = format }) {
+// The extent of the positive values on a log axis, padded by `pad` of its span in decades.
+function logExtent(values, pad = 0) {
+  const [lo, hi] = extent(values.filter((v) => v > 0).map(Math.log10), pad);
+  return [10 ** lo, 10 ** hi];
+}
+
+// The frame of a chart: the svg, scales, grid, axes, labels and title. `xPad` widens the x
+// range by that part of its span (room for the points of a scatter plot).
+function frame(el, { xs, ys, xLabel, yLabel, title, logX = false, logY = false, xPad = 0, height = 300, yFormat = format }) {
   el.innerHTML = "";
   const width = Math.max(280, el.clientWidth || 560);
   const root = svg("svg", { width, height, class: "chart", viewBox: `0 0 ${width} ${height}` }, el);
   const inner = { w: width - MARGIN.left - MARGIN.right, h: height - MARGIN.top - MARGIN.bottom };
-  const [x0, x1] = extent(xs);
+  const [x0, x1] = logX ? logExtent(xs, xPad) : extent(xs, xPad);
   let [y0, y1] = logY ? extent(ys.filter((v) => v > 0)) : extent(ys, 0.04);
   if (logY && y0 <= 0) y0 = y1 / 1000;
+  const tx = logX ? (v) => Math.log10(v) : (v) => v;
   const ty = logY ? (v) => Math.log10(v) : (v) => v;
-  const sx = (v) => MARGIN.left + ((v - x0) / (x1 - x0 || 1)) * inner.w;
+  const sx = (v) => MARGIN.left + ((tx(v) - tx(x0)) / (tx(x1) - tx(x0) || 1)) * inner.w;
   const sy = (v) => MARGIN.top + inner.h - ((ty(v) - ty(y0)) / (ty(y1) - ty(y0) || 1)) * inner.h;
   const grid = svg("g", { class: "grid" }, root);
   const axes = svg("g", { class: "axes" }, root);
-  for (const t of ticks(x0, x1, Math.max(2, Math.floor(inner.w / 90)))) {
+  for (const t of logX ? logTicks(x0, x1) : ticks(x0, x1, Math.max(2, Math.floor(inner.w / 90)))) {
     svg("line", { x1: sx(t), x2: sx(t), y1: MARGIN.top, y2: MARGIN.top + inner.h }, grid);
     svg("text", { x: sx(t), y: MARGIN.top + inner.h + 16, "text-anchor": "middle" }, axes).textContent = format(t);
   }
@@ -191,6 +200,34 @@ export function linePlot(el, { series, xLabel = "step", yLabel = "", title = "",
     if (onHover) onHover(null);
   });
   return { lines };
+}
+
+// Points with lines through them, on a linear or log x axis.
+// points: [{key, color, x, y, detail, data?}] (`data` become data-* attributes); lines:
+// [{key, color, x: [], y: []}], broken where y is not a number; marks: [{key, x, detail,
+// data?}], values that are not finite, drawn as red crosses on the top edge. Hovering a
+// point or mark shows its `detail` (HTML); `onHover(key | null)` reports its key.
+export function scatterPlot(el, { points, lines = [], marks = [], xLabel = "", yLabel = "", title = "", logX = false, logY = false, height = 300, onHover = null }) {
+  const xs = [...points, ...marks].map((p) => p.x);
+  const ys = [...points.map((p) => p.y), ...lines.flatMap((l) => l.y)];
+  const f = frame(el, { xs, ys, xLabel, yLabel, title, logX, logY, xPad: 0.05, height });
+  const ok = (v) => v !== null && Number.isFinite(v) && (!logY || v > 0);
+  const onX = (p) => Number.isFinite(p.x) && (!logX || p.x > 0);
+  for (const l of lines) svg("path", { class: "trend", d: pathOf(l.x, l.y, f.sx, f.sy, ok), stroke: l.color, "data-key": l.key }, f.body);
+  const hoverable = (node, item) => {
+    for (const [k, v] of Object.entries(item.data || {})) node.dataset[k] = v;
+    node.addEventListener("mousemove", (event) => { showTooltip(event, item.detail); if (onHover) onHover(item.key); });
+    node.addEventListener("mouseleave", () => { hideTooltip(); if (onHover) onHover(null); });
+  };
+  // Points are drawn unclipped, so that one on the plot's edge is whole.
+  for (const p of points.filter((q) => onX(q) && ok(q.y))) {
+    hoverable(svg("circle", { class: "point", cx: f.sx(p.x).toFixed(1), cy: f.sy(p.y).toFixed(1), r: 4, fill: p.color, "data-key": p.key }, f.root), p);
+  }
+  for (const m of marks.filter(onX)) {
+    const x = f.sx(m.x), y = MARGIN.top + 6;
+    const d = `M${x - 4},${y - 4}L${x + 4},${y + 4}M${x + 4},${y - 4}L${x - 4},${y + 4}`;
+    hoverable(svg("path", { class: "diverged-mark", d, "data-key": m.key }, f.root), m);
+  }
 }
 
 // Horizontal stacked bars. rows: [{label, segments: [{name, value, color, detail}]}].
