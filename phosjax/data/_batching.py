@@ -30,12 +30,19 @@ def batch_indices(
 
     Args:
         key: a PRNG key (typed or raw uint32).
-        step: the global step, counted from 0 across epochs.
+        step: the global step, an integer counted from 0 across epochs. A concrete negative
+            step is refused; a traced one cannot be checked, and gives a batch of a
+            permutation of its own (step -1: the last batch of "epoch" -1).
         num_examples: size of the split to draw from.
         batch_size: examples per batch, at most `num_examples`.
 
     Returns:
         int32 indices, shape ``(batch_size,)``.
+
+    Raises:
+        TypeError: `step` is a float or a bool, or a size is no static int.
+        ValueError: `step` is concrete and negative, a size is below 1, or `batch_size` is
+            larger than `num_examples`.
 
     Examples:
         >>> key = jax.random.key(0)
@@ -53,15 +60,37 @@ def batch_indices(
             f"use a batch_size of at most {num_examples}"
         )
     steps_per_epoch = num_examples // batch_size
-    if not jnp.issubdtype(jnp.result_type(step), jnp.integer):
-        raise TypeError(
-            f"batch_indices: step must be a whole number (the global step), got dtype "
-            f"{jnp.result_type(step)}; a float step would be cut to an int silently"
-        )
-    step = jnp.asarray(step, jnp.int32)
+    step = _checked_step(step)
     epoch, position = jnp.divmod(step, steps_per_epoch)
     positions = position * batch_size + jnp.arange(batch_size, dtype=jnp.int32)
     return shuffled_positions(key, positions, num_examples, salt=epoch)
+
+
+def _checked_step(step: jax.Array | int) -> jax.Array:
+    """`step` as int32; raises unless it is an integer (not a bool) and, when concrete, >= 0.
+
+    Examples:
+        >>> _checked_step(True)
+        Traceback (most recent call last):
+        TypeError: batch_indices: step must be a whole number (the global step), got the bool ...
+    """
+    dtype = jnp.result_type(step)
+    if dtype == jnp.bool_:
+        raise TypeError(
+            f"batch_indices: step must be a whole number (the global step), got the bool {step!r}; "
+            "pass the step's count, e.g. 0 for the first batch"
+        )
+    if not jnp.issubdtype(dtype, jnp.integer):
+        raise TypeError(
+            f"batch_indices: step must be a whole number (the global step), got dtype {dtype}; "
+            "a float step would be cut to an int silently"
+        )
+    if not isinstance(step, jax.core.Tracer) and np.any(np.asarray(step) < 0):
+        raise ValueError(
+            f"batch_indices: step={step} is negative; steps count batches from 0 across epochs "
+            "(the first batch is step 0)"
+        )
+    return jnp.asarray(step, jnp.int32)
 
 
 def take_batch(key: jax.Array, step: jax.Array | int, arrays: PyTree, batch_size: int) -> PyTree:

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 BUILTIN_NAMES = ("digits", "mnist1d", "mnist1d_shuffled")
 DATA_DIR_ENV = "PHOSJAX_DATA_DIR"
 _TEST_SPLITS = ("test", "validation")
+_VERSION = re.compile(r"\d+\.\d+\.\d+")
+_NO_INFO = "it has no dataset_info.json"
 
 
 def default_data_dir() -> pathlib.Path:
@@ -38,7 +40,25 @@ def default_data_dir() -> pathlib.Path:
 
 
 def _resolve(data_dir: str | os.PathLike | None) -> pathlib.Path:
-    return pathlib.Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+    """`data_dir` (else `default_data_dir()`) as a path; raises when it, or the nearest of its
+    parents that exists, is not a folder.
+
+    Examples:
+        >>> import tempfile
+        >>> with tempfile.NamedTemporaryFile() as file:
+        ...     _resolve(file.name)
+        Traceback (most recent call last):
+        ValueError: data_dir '/tmp/...' is not a folder: '/tmp/...' is a file; ...
+    """
+    path = pathlib.Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+    existing = next((folder for folder in (path, *path.parents) if folder.exists()), None)
+    if existing is not None and not existing.is_dir():
+        what = "data_dir" if data_dir is not None else f"the default data dir (${DATA_DIR_ENV})"
+        raise ValueError(
+            f"{what} {str(path)!r} is not a folder: {str(existing)!r} is a file; TFDS data sets "
+            "live in a folder, so give the path of one, new (it is made) or existing"
+        )
+    return path
 
 
 def load(name: str, *, data_dir: str | os.PathLike | None = None) -> ArrayDataset:
@@ -134,6 +154,11 @@ def _parse(name: str) -> tuple[str, dict[str, Any]]:
     """`name`'s TFDS data set name (snake_case) and builder arguments (config, version)."""
     import tensorflow_datasets as tfds
 
+    if not isinstance(name, str):
+        raise TypeError(
+            f"name must be a data set's name as a str, e.g. 'mnist1d' or 'digits:1.0.0', got "
+            f"{name!r} (of type {type(name).__name__})"
+        )
     try:
         dataset, kwargs = tfds.core.naming.parse_builder_name_kwargs(name)
     except ValueError:
@@ -167,7 +192,7 @@ def _prepare_builtin(name: str, data_dir: pathlib.Path) -> tfds.core.DatasetBuil
         builder = _builder(name, data_dir)  # another process may have prepared it meanwhile
         if not builder.is_prepared():
             if builder.data_path.exists():  # TFDS would reuse it as it is
-                raise ValueError(_damaged(name, builder, data_dir, "it has no dataset_info.json"))
+                raise ValueError(_damaged(name, builder.data_path, data_dir, _NO_INFO))
             builder.download_and_prepare(
                 download_config=tfds.download.DownloadConfig(
                     try_download_gcs=False,
@@ -199,7 +224,11 @@ def _prepared_builder(name: str, dataset: str, data_dir: pathlib.Path) -> tfds.c
 
 
 def _not_prepared(name: str, dataset: str, data_dir: pathlib.Path) -> str:
-    """Why `name` does not load from `data_dir`: what is prepared there, and how to prepare it."""
+    """Why `name` does not load from `data_dir`: its folder there lacks dataset_info.json, or
+    what is prepared there, and how to prepare it."""
+    folder = _folder_without_info(name, dataset, data_dir)
+    if folder is not None:
+        return _damaged(name, folder, data_dir, _NO_INFO)
     variants = _prepared_variants(data_dir)
     same = [variant for variant in variants if re.split("[/:]", variant)[0] == dataset]
     if same:
@@ -217,6 +246,32 @@ def _not_prepared(name: str, dataset: str, data_dir: pathlib.Path) -> str:
             "it there first"
         )
     return f"{problem}: {_how_to_prepare(name, data_dir)}"
+
+
+def _folder_without_info(name: str, dataset: str, data_dir: pathlib.Path) -> pathlib.Path | None:
+    """The first folder ``<data_dir>/<dataset>[/<config>]/<version>`` of the config and version
+    `name` asks for (any, where it names none) that has no dataset_info.json; None if none.
+
+    Examples:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     (pathlib.Path(tmp) / "mine" / "1.0.0").mkdir(parents=True)
+        ...     _folder_without_info("mine:1.0.0", "mine", pathlib.Path(tmp)).name
+        '1.0.0'
+    """
+    asked = _parse(name)[1]
+    root = data_dir / dataset
+    for folder in sorted(root.glob("**/*")):
+        config = "/".join(folder.relative_to(root).parts[:-1])
+        if (
+            _VERSION.fullmatch(folder.name)
+            and folder.is_dir()
+            and not (folder / "dataset_info.json").exists()
+            and asked.get("config", config) == config
+            and asked.get("version", folder.name) == folder.name
+        ):
+            return folder
+    return None
 
 
 def _near(dataset: str, names: list[str]) -> str:
@@ -239,14 +294,14 @@ def _how_to_prepare(name: str, data_dir: pathlib.Path) -> str:
     )
 
 
-def _damaged(name: str, builder: tfds.core.DatasetBuilder, data_dir: pathlib.Path, why: str) -> str:
-    """Why `name`'s prepared folder cannot be read, and how to make it anew."""
+def _damaged(name: str, folder: os.PathLike, data_dir: pathlib.Path, why: str) -> str:
+    """Why `name`'s prepared `folder` cannot be read, and how to make it anew."""
     if _parse(name)[0] in BUILTIN_NAMES:
         again = "load it again, which generates it anew"
     else:
         again = f"prepare it again: {_how_to_prepare(name, data_dir)}"
     return (
-        f"data set {name!r} is incomplete or damaged in {builder.data_path} ({why}); delete "
+        f"data set {name!r} is incomplete or damaged in {folder} ({why}); delete "
         f"that folder and {again}"
     )
 
@@ -268,7 +323,7 @@ def _prepared_variants(root: pathlib.Path) -> list[str]:
     variants = set()
     for info in root.glob("*/**/dataset_info.json"):
         # <root>/name[/config]/<version>/dataset_info.json; skips TFDS's "incomplete.*" dirs.
-        if re.fullmatch(r"\d+\.\d+\.\d+", info.parent.name):
+        if _VERSION.fullmatch(info.parent.name):
             variants.add("/".join(info.relative_to(root).parts[:-2]) + f":{info.parent.name}")
     return sorted(variants)
 
@@ -351,7 +406,7 @@ def _read(name: str, builder: tfds.core.DatasetBuilder, data_dir: pathlib.Path) 
             examples = source.__getitems__(range(len(source)))
         except (OSError, RuntimeError) as error:  # array_record: a missing, cut or bad file
             why = f"reading its {split!r} split raised {type(error).__name__}: {error}"
-            raise ValueError(_damaged(name, builder, data_dir, why)) from error
+            raise ValueError(_damaged(name, builder.data_path, data_dir, why)) from error
         arrays[f"x_{out}"] = _as_inputs([e[x_key] for e in examples], builder.info.features[x_key])
         arrays[f"y_{out}"] = np.asarray([e[y_key] for e in examples], np.int32)
     label = builder.info.features[y_key]

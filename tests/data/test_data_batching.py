@@ -86,6 +86,26 @@ def test_bad_sizes_are_errors(key):
     assert batch_indices(key, np.int64(1), 4, 2).shape == (2,)  # any integer dtype
 
 
+def test_a_bool_step_is_refused_as_a_bool(key):
+    for step in (True, jnp.bool_(False)):
+        with pytest.raises(
+            TypeError, match=r"step must be a whole number \(the global step\), got the bool "
+        ) as error:
+            batch_indices(key, step, 4, 2)
+        assert "float" not in str(error.value)
+
+
+def test_a_concrete_negative_step_is_refused_a_traced_one_cannot_be(key):
+    for step in (-1, np.int64(-3), jnp.int32(-2)):
+        with pytest.raises(
+            ValueError, match=rf"step={step} is negative; steps count batches from 0 across epochs"
+        ):
+            batch_indices(key, step, 6, 2)
+    traced = jax.jit(batch_indices, static_argnums=(2, 3))(key, jnp.int32(-1), 6, 2)
+    assert traced.shape == (2,)  # unchecked: the last batch of a permutation of its own
+    np.testing.assert_array_equal(batch_indices(key, 0, 6, 2), _epoch(key, 0, 6, 2)[:2])
+
+
 def test_shuffled_positions_takes_any_integer_n_and_refuses_the_rest(key):
     perm = shuffled_positions(key, jnp.arange(10), 10)
     for n in (np.int64(10), jnp.int32(10)):

@@ -1,6 +1,7 @@
 """`load` of any TFDS data set prepared in the data dir, its errors, and `ArrayDataset`."""
 
 import dataclasses
+import re
 import shutil
 
 import jax
@@ -217,6 +218,74 @@ def test_a_damaged_prepared_data_set_says_how_to_prepare_it_again(toys_dir, tmp_
         rf"`tfds build toy_weighted --data_dir {tmp_path} --file_format array_record`",
     ):
         load("toy_weighted", data_dir=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("name", "asked"),
+    [
+        ("toy_weighted", "toy_weighted/1.0.0"),
+        ("toy_weighted:1.0.0", "toy_weighted/1.0.0"),
+        ("toy_configs", "toy_configs/small/1.0.0"),
+        ("toy_configs/small", "toy_configs/small/1.0.0"),
+    ],
+)
+def test_a_prepared_folder_without_its_info_file_is_damaged_not_unknown(
+    toys_dir, tmp_path, name, asked
+):
+    dataset = asked.split("/")[0]
+    shutil.copytree(toys_dir / dataset, tmp_path / dataset)
+    (tmp_path / asked / "dataset_info.json").unlink()
+    for check in (load, check_loadable):
+        with pytest.raises(
+            ValueError,
+            match=rf"data set '{name}' is incomplete or damaged in {tmp_path / asked} \(it has no "
+            r"dataset_info\.json\); delete that folder and prepare it again: "
+            rf"`tfds build {name} --data_dir {tmp_path} --file_format array_record`",
+        ):
+            check(name, data_dir=tmp_path)
+
+
+def test_another_version_than_the_damaged_folder_is_still_unknown(toys_dir, tmp_path):
+    shutil.copytree(toys_dir / "toy_weighted", tmp_path / "toy_weighted")
+    (tmp_path / "toy_weighted" / "1.0.0" / "dataset_info.json").unlink()
+    with pytest.raises(ValueError, match=r"unknown data set 'toy_weighted:2\.0\.0'"):
+        check_loadable("toy_weighted:2.0.0", data_dir=tmp_path)
+
+
+@pytest.mark.parametrize("name", [None, 3, b"digits"])
+def test_a_name_that_is_no_str_is_a_type_error_naming_it(tmp_path, name):
+    for check in (load, check_loadable):
+        with pytest.raises(
+            TypeError,
+            match=rf"name must be a data set's name as a str, e.g. 'mnist1d' or 'digits:1\.0\.0', "
+            rf"got {re.escape(repr(name))} \(of type {type(name).__name__}\)",
+        ):
+            check(name, data_dir=tmp_path)
+
+
+@pytest.mark.parametrize("below", ["", "sub/dir"])
+@pytest.mark.parametrize("name", ["digits", "tiny_images"])
+def test_a_data_dir_that_is_a_file_asks_for_a_folder(tmp_path, name, below):
+    file = tmp_path / "a_file"
+    file.write_text("")
+    data_dir = file / below if below else file
+    for check in (load, check_loadable, lambda _, data_dir: prepared_names(data_dir)):
+        with pytest.raises(
+            ValueError,
+            match=rf"data_dir '{data_dir}' is not a folder: '{file}' is a file; TFDS data sets "
+            "live in a folder, so give the path of one, new",
+        ):
+            check(name, data_dir=data_dir)
+
+
+def test_a_default_data_dir_that_is_a_file_names_the_variable(tmp_path, monkeypatch):
+    file = tmp_path / "a_file"
+    file.write_text("")
+    monkeypatch.setenv("PHOSJAX_DATA_DIR", str(file))
+    with pytest.raises(
+        ValueError, match=rf"the default data dir \(\$PHOSJAX_DATA_DIR\) '{file}' is not a folder"
+    ):
+        load("digits")
 
 
 def test_a_malformed_name_says_what_a_name_looks_like(toys_dir):

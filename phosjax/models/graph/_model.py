@@ -8,9 +8,16 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core import INJECTIONS, tag
-from phosjax.layers._common import train_args
 from phosjax.models.graph import _draw
-from phosjax.models.graph._spec import COMBINES, SEP, Graph, GraphError, Node, listing
+from phosjax.models.graph._spec import (
+    COMBINES,
+    SEP,
+    Graph,
+    GraphError,
+    Node,
+    listing,
+    node_train_args,
+)
 
 OUT = "out"
 """The tag name of a node's output: node ``block/conv`` is tagged ``block/conv/out``."""
@@ -145,27 +152,13 @@ def _call_node(path: str, spec: Node, child: nn.Module, args: tuple[Any, ...], t
         if spec.combine is not None:
             combine = COMBINES[spec.combine] if isinstance(spec.combine, str) else spec.combine
             args = (combine(*args),)
-        flag_args, flag_kwargs = _node_train_args(path, spec.fn, train, len(args))
+        flag_args, flag_kwargs = node_train_args(path, spec.fn, train, len(args))
         return child(*args, *flag_args, **flag_kwargs)
     except Exception as error:
         note = f"(raised computing graph node {path!r})"
         if not isinstance(error, GraphError) and note not in getattr(error, "__notes__", ()):
             error.add_note(note)  # once, however often the error passes here
         raise
-
-
-def _node_train_args(
-    path: str, fn: Any, train: bool, inputs: int
-) -> tuple[tuple[bool, ...], dict[str, bool]]:
-    """`train_args` of node ``path``'s ``fn`` (positional when the flag follows the
-    inputs, so a node lifted with ``nn.remat`` can mark it static), its errors naming
-    the node."""
-    if fn is None:
-        return (), {}
-    try:
-        return train_args(fn, train, inputs)
-    except TypeError as error:
-        raise GraphError(f"Node {path!r}: {error}") from error
 
 
 class Group(nn.Module):

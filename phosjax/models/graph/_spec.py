@@ -16,6 +16,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from phosjax.core import select
+from phosjax.layers._common import train_args
 
 SEP = "/"
 DEFAULT_INPUT = "input"
@@ -270,9 +271,39 @@ def _described(fn: Any, signature: inspect.Signature) -> str:
     return f"{getattr(fn, '__name__', type(fn).__name__)}({', '.join(signature.parameters)})"
 
 
+def node_train_args(
+    path: str, fn: Any, train: bool, inputs: int
+) -> tuple[tuple[bool, ...], dict[str, bool]]:
+    """`train_args` of node ``path``'s ``fn`` given ``inputs`` values (positional when the
+    flag follows the inputs, so a node lifted with ``nn.remat`` can mark it static); a
+    `GraphError` naming the node when ``fn`` needs more than these and a train flag.
+
+    Examples:
+      >>> node_train_args("c", lambda x, train=False: x, True, 1)
+      ((True,), {})
+      >>> node_train_args("c", abs, False, 0)
+      Traceback (most recent call last):
+      phosjax.models.graph._spec.GraphError: Node 'c': abs requires the parameter ... Node 'c'
+      takes no inputs (inputs=()); give it the nodes its fn takes, e.g. inputs=('input',), ...
+    """
+    if fn is None:
+        return (), {}
+    try:
+        return train_args(fn, train, inputs)
+    except TypeError as error:
+        hint = (
+            f" Node {path!r} takes no inputs (inputs=()); give it the nodes its fn takes, e.g. "
+            f"inputs=({DEFAULT_INPUT!r},), or a fn that needs no argument (a constant)."
+            if inputs == 0
+            else ""
+        )
+        raise GraphError(f"Node {path!r}: {error}{hint}") from error
+
+
 def _check_fn_arity(path: str, n: Node, inputs: tuple[str, ...]) -> None:
-    """Raises a `GraphError` when node ``path``'s ``fn`` takes fewer positional arguments
-    than it is given: its inputs, or one combined value.
+    """Raises a `GraphError` when node ``path``'s ``fn`` cannot take what it is given (its
+    inputs, or one combined value): too many positional arguments, or too few for a
+    parameter it requires (see `node_train_args`).
 
     Examples:
       >>> _check_fn_arity("c", node(lambda p: p, inputs=("a", "b")), ("a", "b"))
@@ -295,6 +326,7 @@ def _check_fn_arity(path: str, n: Node, inputs: tuple[str, ...]) -> None:
             f"cannot take them ({error}); combine them with combine='add', 'concat' or a "
             f"function, or give it a fn of {len(inputs)} arguments."
         ) from None
+    node_train_args(path, n.fn, False, 1 if combined else len(inputs))
 
 
 def _check_arity(path: str, n: Node, inputs: tuple[str, ...]) -> None:

@@ -210,10 +210,46 @@ def test_a_remat_node_with_a_static_flag_gets_the_mode(key):
         np.testing.assert_allclose(out["module"], out["dense"] + added)
 
 
-def test_a_node_that_cannot_take_its_inputs_is_named():
+def test_a_node_that_cannot_take_its_inputs_is_named_when_built():
     spec = {"sum": node(lambda p, q: p + q, inputs=("input", "input"), combine="add")}
     with pytest.raises(GraphError, match=r"Node 'sum': .*<lambda> requires the parameter 'q'"):
-        GraphModel(spec).init(jax.random.key(0), jnp.ones((1, 2)))
+        GraphModel(spec)
+
+
+class _Constant(nn.Module):
+    @nn.compact
+    def __call__(self, train=False):
+        return self.param("c", nn.initializers.ones, (2,)) * (1 + train)
+
+
+@pytest.mark.parametrize(
+    ("fn", "parameter"),
+    [(jnp.tanh, "x"), (nn.Dense(2), "inputs"), (lambda h, train=False: h, "h")],
+)
+def test_a_node_of_no_inputs_whose_fn_needs_one_is_refused_when_built(fn, parameter):
+    with pytest.raises(
+        GraphError,
+        match=rf"Node 'g/c': .* requires the parameter '{parameter}', .* Node 'g/c' takes no "
+        r"inputs \(inputs=\(\)\); give it the nodes its fn takes, e.g. inputs=\('input',\), "
+        r"or a fn that needs no argument \(a constant\)\.",
+    ):
+        GraphModel({"a": nn.relu, "g": {"c": node(fn, inputs=())}})
+
+
+def test_nodes_of_no_inputs_that_need_none_compute_constants(key):
+    model = GraphModel(
+        {
+            "a": nn.relu,
+            "ones": node(lambda: jnp.ones(2), inputs=()),
+            "module": node(_Constant(), inputs=()),
+            "made": node(jnp.tanh, inputs=(), combine=lambda: jnp.zeros(2)),
+        }
+    )
+    variables = model.init(key, jnp.ones((1, 2)))
+    out = model.apply(variables, jnp.ones((1, 2)), train=True)
+    np.testing.assert_array_equal(out["ones"], [1.0, 1.0])
+    np.testing.assert_array_equal(out["module"], [2.0, 2.0])  # told the mode
+    np.testing.assert_array_equal(out["made"], [0.0, 0.0])
 
 
 @pytest.mark.parametrize(
