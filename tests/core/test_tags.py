@@ -97,6 +97,21 @@ def test_a_per_example_loss_of_another_batch_size_names_the_loss_and_both_shapes
         PerExample().apply({}, jnp.ones((3, 2)), mutable=["aux_loss"])
 
 
+@pytest.mark.parametrize("batch", [1, 3])
+def test_a_one_dim_per_example_loss_of_another_batch_size_is_refused(batch):
+    # a (1,) loss would otherwise broadcast silently against the four per-example weights
+    message = rf"aux loss 'per_example' has shape \({batch},\).*one per example, shape \(4,\)"
+    with pytest.raises(ValueError, match=message):
+        PerExample().apply({}, jnp.ones((batch,)), mutable=["aux_loss"])
+
+
+def test_a_one_dim_per_example_loss_is_weighted_example_by_example():
+    loss = jnp.array([1.0, 4.0, 2.0, 6.0])
+    _, state = PerExample().apply({}, loss, mutable=["aux_loss"])
+    _, by_name = px.aux_total(state["aux_loss"])
+    assert float(by_name["per_example"]) == pytest.approx((1.0 + 0.0 + 1.0 + 3.0) / 4)
+
+
 def _open_path_weight(module, name):
     with px.path_weight(module, name, 0.5):
         pass

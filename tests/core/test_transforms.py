@@ -196,6 +196,21 @@ def test_tweak_without_knob_collection_uses_defaults():
     )
 
 
+def test_tweak_keeps_the_knobs_the_variables_already_set():
+    model, variables = Stack(), init("plain")
+    set_before = px.set_knobs(variables, {"blocks_0/T": 4.0})
+    both = px.set_knobs(variables, {"blocks_0/T": 4.0, "blocks_1/T": 10.0})
+    out = px.tweak(model, set_before, X, {"blocks_1/T": 10.0})
+    np.testing.assert_array_equal(out, model.apply(both, X))
+    assert not np.allclose(out, px.tweak(model, variables, X, {"blocks_1/T": 10.0}))
+    kept = px.core.with_knobs(model, set_before, X)["knobs"]
+    assert {p: float(v) for p, v in px.core.flatten(kept).items()} == {
+        "blocks_0/T": 4.0,
+        "blocks_1/T": 1.0,
+        "blocks_2/T": 1.0,
+    }
+
+
 class _Codec(nn.Module):
     """Knobs declared in setup; ``__call__`` takes two inputs, ``decode`` one."""
 
@@ -310,6 +325,23 @@ def test_inject_wrong_dtype_names_both():
     bad = jnp.zeros((2, WIDTH), jnp.int32)
     with pytest.raises(ValueError, match=r"dtype int32.*dtype float32"):
         px.inject(Stack(), init("plain"), X, {"blocks_1/pre_act": bad})
+
+
+def test_inject_refuses_a_value_tagged_by_several_calls():
+    class Shared(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return px.tag(self, "h", x)
+
+    class CalledTwice(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            shared = Shared(name="s")
+            return shared(shared(x) * 2.0)
+
+    x = jnp.array([1.0, 2.0])
+    with pytest.raises(ValueError, match=r"Cannot inject 's/h': it is tagged by 2 calls"):
+        px.inject(CalledTwice(), {}, x, {"s/h": jnp.zeros(2)})
 
 
 @pytest.mark.parametrize("kind", KINDS)

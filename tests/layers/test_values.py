@@ -199,3 +199,57 @@ def test_choice_mixes_a_sequential_branch_by_the_softmax_of_its_logits():
     branches = [np.maximum(_dense(p["branches_0"]["layers_0"], x), 0), _dense(p["branches_1"], x)]
     assert (branches[0] == 0).any()  # the relu really clips
     np.testing.assert_allclose(out, w[0] * branches[0] + w[1] * branches[1], rtol=1e-5, atol=1e-6)
+
+
+def test_per_example_choice_weights_are_the_softmax_of_the_gate_on_the_mean_input():
+    # the gate reads the input averaged over its middle axes: one weight vector per example
+    x = jax.random.normal(jax.random.key(2), (3, 5, 4)) + jnp.arange(3.0)[:, None, None]
+    layer = L.Choice([nn.Dense(4), L.GLU()], per_example=True)
+    variables = layer.init(jax.random.key(0), x)
+    kernel = jnp.array([[0.5, -0.3], [0.2, 0.1], [-0.4, 0.6], [0.3, 0.2]])
+    variables["params"]["gate"] = {"kernel": kernel, "bias": jnp.array([0.1, -0.2])}
+    (out, state), found = px.probe(layer, variables, x, "weights", mutable=[px.PATH_WEIGHTS])
+    p, xs = _np(variables["params"]), np.asarray(x, np.float64)
+    w = _softmax(_dense(p["gate"], xs.mean(1)))  # (3, 2)
+    assert not np.allclose(w[0], w[2])  # the examples really differ
+    np.testing.assert_allclose(found["weights"], w, rtol=1e-5, atol=1e-6)
+    projected = _dense(p["branches_1"]["proj"], xs)
+    branches = [_dense(p["branches_0"], xs), projected[..., :4] * _sigmoid(projected[..., 4:])]
+    expected = w[:, 0, None, None] * branches[0] + w[:, 1, None, None] * branches[1]
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+    for i in range(2):  # the recorded path weight is the batch mean
+        np.testing.assert_allclose(state[px.PATH_WEIGHTS][f"branch_{i}"][0], w[:, i].mean(), 1e-5)
+
+
+def _layer_norm(p, x, eps=1e-6):  # flax's LayerNorm over the last axis
+    mean, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + eps) * p["scale"] + p["bias"]
+
+
+def test_transformer_block_is_two_pre_norm_residual_branches():
+    x = jax.random.normal(jax.random.key(2), (2, 5, 6))
+    layer = L.TransformerBlock(num_heads=3, mlp_features=10)
+    variables = jax.tree.map(lambda a: a + 0.1, layer.init(jax.random.key(0), x))  # biases != 0
+    out, found = px.probe(layer, variables, x, "mlp_hidden")
+    p, xs = _np(variables["params"]), np.asarray(x, np.float64)
+    attended, _ = _attention(p["attention"], _layer_norm(p["attention_norm"], xs), False)
+    mid = xs + attended
+    hidden = _gelu(_dense(p["mlp_in"], _layer_norm(p["mlp_norm"], mid)))
+    np.testing.assert_allclose(found["mlp_hidden"], hidden, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(out, mid + _dense(p["mlp_out"], hidden), rtol=1e-4, atol=1e-4)
+
+
+def test_moe_balance_loss_is_the_load_times_the_mean_probability_summed_over_experts():
+    x = jax.random.normal(jax.random.key(2), (2, 5, 4))
+    layer = L.MixtureOfExperts(num_experts=4, top_k=2, hidden_features=3)
+    variables = layer.init(jax.random.key(0), x)
+    router = variables["params"]["router"]
+    router["kernel"] = 3.0 * jax.random.normal(jax.random.key(3), router["kernel"].shape)
+    (_, state), found = px.probe(layer, variables, x, "**", mutable=[px.AUX_LOSS])
+    probs = found["router_probs"].reshape(-1, 4)
+    top = np.argsort(-probs, -1)[:, :2]
+    load = (top[..., None] == np.arange(4)).any(-2).mean(0) / 2
+    balance = 4 * np.sum(load * probs.mean(0))
+    assert not np.allclose(probs.mean(0), probs.max(0))  # routing is not uniform
+    np.testing.assert_allclose(found["balance"], balance, rtol=1e-5)
+    np.testing.assert_allclose(state[px.AUX_LOSS]["balance"][0], 0.01 * balance, rtol=1e-5)

@@ -357,3 +357,81 @@ def test_the_regularizer_and_alive_channels_take_variables_or_params(traced):
             morph_regularizer(groups)(tree)
         with pytest.raises(KeyError, match=match):
             alive_channels(groups, tree)
+
+
+def test_the_relaxation_prices_a_group_by_the_alive_counts_of_its_neighbours():
+    # flops per example: 2 * (5 * g0 + g0 * g1 + g1 * 3), g0 and g1 the two hidden widths;
+    # the relaxation replaces one factor at a time by the summed importances (group lasso)
+    model = nn.Sequential([nn.Dense(4), nn.relu, nn.Dense(6), nn.relu, nn.Dense(3)])
+    x = jnp.ones((2, 5))
+    variables = model.init(jax.random.key(0), x)
+    params = variables["params"]
+    params["layers_0"]["kernel"] = params["layers_0"]["kernel"].at[:, :1].set(0)  # 3 alive
+    params["layers_2"]["kernel"] = params["layers_2"]["kernel"].at[:, :2].set(0)  # 4 alive
+    params["layers_0"]["bias"] = jnp.linspace(0.1, 0.4, 4).at[0].set(0)
+    groups = channel_groups(model, variables, x)
+    assert groups.names == ("layers_0", "layers_2")
+
+    def lasso(layer):
+        p = {k: np.asarray(v, np.float64) for k, v in params[layer].items()}
+        return np.sqrt((p["kernel"] ** 2).sum(0) + p["bias"] ** 2)
+
+    s0, s1 = lasso("layers_0").sum(), lasso("layers_2").sum()
+    n0, n1 = 3, 4
+    expected = 2 * (5 * s0 + (s0 * n1 + n0 * s1) + 3 * s1)
+    reg = morph_regularizer(groups, cost="flops", normalize=False)
+    np.testing.assert_allclose(reg(variables), expected, rtol=1e-5)
+    full = 2 * (5 * 4 + 4 * 6 + 6 * 3)
+    normalized = morph_regularizer(groups, cost="flops")
+    np.testing.assert_allclose(normalized(variables), expected / full, rtol=1e-5)
+    only_first = morph_regularizer(groups, cost="flops", normalize=False, selector="layers_0")
+    np.testing.assert_allclose(only_first(variables), 2 * (5 * s0 + s0 * n1), rtol=1e-5)
+    # the gradient to a live kernel column of layers_0: d s0 / d k times 2 * (5 + n1)
+    grad = jax.grad(reg)(variables)["params"]["layers_0"]["kernel"]
+    column = np.asarray(params["layers_0"]["kernel"][:, 2], np.float64)
+    np.testing.assert_allclose(grad[:, 2], 2 * (5 + n1) * column / lasso("layers_0")[2], rtol=1e-4)
+
+
+def test_alive_channels_keep_the_most_important_channel_of_an_all_dead_group():
+    model = nn.Sequential([nn.Dense(4), nn.relu, nn.Dense(3)])
+    x = jnp.ones((2, 5))
+    variables = model.init(jax.random.key(0), x)
+    kernel = jnp.zeros((5, 4)).at[0, 2].set(1e-3)  # every channel below the threshold
+    variables["params"]["layers_0"]["kernel"] = kernel
+    groups = channel_groups(model, variables, x)
+    alive = alive_channels(groups, variables)
+    assert alive["layers_0"].tolist() == [False, False, True, False]
+    assert report(groups, variables)["groups"]["layers_0"] == {"alive": 1, "total": 4}
+
+
+def test_a_negative_gamma_counts_by_its_magnitude():
+    # GammaL1: a channel whose normalization scale is negative is as important as its |scale|
+    _, model, x, variables = _resnet_with_a_dead_norm_channel()
+    norm = variables["params"]["blocks_0"]["norm_1"]
+    norm["scale"] = norm["scale"] * jnp.where(jnp.arange(norm["scale"].shape[0]) % 2, -2.0, 0.5)
+    groups = channel_groups(model, variables, x)
+    index = groups.names.index("blocks_0/conv_1")
+    p = variables["params"]
+    lasso = jnp.sqrt(
+        jnp.square(p["stem"]["Conv_0"]["kernel"]).sum((0, 1)) + p["stem"]["Conv_0"]["bias"] ** 2
+    )
+    assert (norm["scale"] < 0).any()
+    expected = jnp.abs(norm["scale"]) + lasso
+    np.testing.assert_allclose(importance(groups, variables)[index], expected, rtol=1e-5)
+
+
+def test_gamma_adds_the_scales_of_every_normalization_of_a_group():
+    # blocks_1/conv_1's channels are scaled by norm_1 and, on the skip, by proj_norm
+    config = ModelConfig("resnet", 10, (40,))
+    model = config.build()
+    x = jax.random.normal(jax.random.key(1), (8, 40))
+    variables = model.init(jax.random.key(0), x)
+    block = variables["params"]["blocks_1"]
+    block["norm_1"]["scale"] = jnp.linspace(-1.0, 2.0, 32)
+    block["proj_norm"]["scale"] = jnp.linspace(0.5, -0.5, 32) ** 2
+    groups = channel_groups(model, variables, x)
+    index = groups.names.index("blocks_1/conv_1")
+    scales = {m.path for m in groups.groups[index].sources("scale")}
+    assert scales == {"params/blocks_1/norm_1/scale", "params/blocks_1/proj_norm/scale"}
+    expected = jnp.abs(block["norm_1"]["scale"]) + block["proj_norm"]["scale"]
+    np.testing.assert_allclose(importance(groups, variables, "gamma")[index], expected, rtol=1e-6)
