@@ -150,6 +150,13 @@ def test_a_bench_without_cells_says_so(tmp_path):
     assert "No cell matches the filters." not in dom
 
 
+def _above_4(fd: int) -> int:
+    """``fd`` moved to a number above 4 (none of the fds the browser's pipe ends go to)."""
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD, 5)
+    os.close(fd)
+    return moved
+
+
 class _Page:
     """A page of a headless Chromium driven over the DevTools protocol, on the pipe of
     ``--remote-debugging-pipe`` (the browser reads fd 3 and writes fd 4, one JSON message
@@ -158,20 +165,17 @@ class _Page:
     def __init__(self, profile: pathlib.Path):
         reads, self._out = os.pipe()  # we write, the browser reads
         self._in, writes = os.pipe()  # the browser writes, we read
-
-        def plumb() -> None:  # in the child: the pipe ends onto fds 3 and 4
-            high_reads = fcntl.fcntl(reads, fcntl.F_DUPFD, 10)
-            high_writes = fcntl.fcntl(writes, fcntl.F_DUPFD, 10)
-            os.dup2(high_reads, 3)
-            os.dup2(high_writes, 4)
-
+        reads, writes = (_above_4(fd) for fd in (reads, writes))
         command = [
             str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
             "--no-first-run", "--hide-scrollbars", f"--user-data-dir={profile}",
             "--window-size=1400,1000", "--remote-debugging-pipe", "about:blank",
         ]  # fmt: skip
+        # Bash puts the pipe ends onto fds 3 and 4 (a preexec_fn would run Python in a forked
+        # child, which JAX's threads, started by earlier tests, warn against).
+        plumb = f'exec "$@" 3<&{reads} 4>&{writes} {reads}<&- {writes}>&-'
         self._browser = subprocess.Popen(
-            command, preexec_fn=plumb, close_fds=False,
+            ["bash", "-c", plumb, "bash", *command], pass_fds=(reads, writes),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         os.close(reads)
@@ -347,3 +351,44 @@ def test_the_hyperparameter_plot_says_when_no_numeric_hparam_varies(tmp_path, pa
         assert page.run(POINTS) == []
         hint = page.run("document.querySelector('#hp-plot .hint')?.textContent")
         assert hint and "No numeric hyperparameter varies" in hint
+
+
+def test_a_broken_file_fails_only_its_panel(tmp_path):
+    """A blurb and a profile table cut short: the models and profile panels say which file
+    is broken, the rest of the page works."""
+    written = write_bench(tmp_path / "broken", blurb_json())
+    (written.root / _layout.BLURBS / "m-mlp.json").write_text('{"cut short": ')
+    (written.root / _layout.PHASES).write_bytes(b"PAR1 cut short")
+    with serving(written.root) as server:
+        dom = _render(server.url + "?model=m-mlp", tmp_path / "profile")
+
+    assert 'data-ready="true"' in dom
+    assert '<p id="error" class="error" hidden="">' in dom  # the page loaded
+    models = _between(dom, 'id="models"', 'id="profile"')
+    assert 'class="card failed"' in models
+    assert "Could not load this panel: cannot read blurbs/m-mlp.json: " in models
+    profile = _between(dom, 'id="profile"', 'id="morph"')
+    assert "Could not load this panel: cannot read profile/phases.parquet: " in profile
+    assert dom.count('class="board-row"') == len(written.cells)
+    curves = _between(dom, 'id="curves"', 'id="hparams"')
+    assert "failed" not in curves and curves.count('class="curve"') == len(written.cells) * 2
+
+
+def test_labels_leave_out_a_hyperparameter_a_model_has_not(tmp_path):
+    """A knob only the choice model has (null for mlp's cells): mlp's labels do not name it."""
+    written = write_bench(tmp_path / "knob", blurb_json())
+    knob = "knob/**/T"
+    cells = written.cells.assign(**{knob: written.cells.lr * 100})
+    cells.loc[cells.model == "mlp", knob] = None
+    cells.to_parquet(written.root / _layout.CELLS)
+    with serving(written.root) as server:
+        dom = _render(server.url + "?mode=configs", tmp_path / "profile")
+
+    assert 'data-ready="true"' in dom
+    legend = _between(dom, 'id="legend"', 'id="aux"')  # the curves' and the hparams'
+    assert "=–" not in legend
+    for lr, value in zip(LEARNING_RATES, ("1", "0.3"), strict=True):
+        assert f">mlp · lr={lr}</span>" in legend
+        assert f">choice · lr={lr} · {knob}={value}</span>" in legend
+        assert f">choice · {knob}={value}: mean over seeds</span>" in legend
+    assert ">mlp: mean over seeds</span>" in legend

@@ -85,7 +85,9 @@ def test_each_process_is_thinned_on_its_own(bench):
     memory = profile(BenchFiles(bench), max_points=20)["memory"]
     rows = pd.DataFrame(memory["rows"])
     kept = rows[rows.process == "0/2"].drop(columns="process").reset_index(drop=True)
-    assert len(kept) == 20  # first and last kept
+    assert len(kept) == 22  # first and last kept, and the peaks (a run's end, one's start)
+    peaks = many.iloc[[499, 500]].to_dict("records")  # time_s and RSS peak; run_started
+    assert all(peak in kept.to_dict("records") for peak in peaks)
     pd.testing.assert_frame_equal(
         kept.iloc[[0, -1]], many.iloc[[0, -1]].set_index(kept.index[[0, -1]])
     )
@@ -100,6 +102,20 @@ def test_a_single_process_has_no_process_column(bench):
     frame.to_parquet(bench / _layout.MEMORY)
     memory = profile(BenchFiles(bench), max_points=10)["memory"]
     assert memory["columns"] == list(frame.columns) and len(memory["rows"]) == 10
+
+
+@pytest.mark.parametrize("column", ["host_rss_bytes", "device_bytes"])
+def test_thinning_keeps_each_columns_peak(bench, column):
+    """A spike between the samples thinning keeps is kept too: the plotted peak is true."""
+    frame = _samples(1000, STARTED)
+    between = 500  # `thin(1000, 400)` keeps 499 and 501
+    frame.loc[between, column] = 2**30
+    frame.to_parquet(bench / _layout.MEMORY)
+    memory = profile(BenchFiles(bench))["memory"]
+    got = pd.DataFrame(memory["rows"])
+    assert len(got) == 401 and got["time_s"].is_monotonic_increasing
+    assert got[column].max() == 2**30
+    assert frame.iloc[between].to_dict() in memory["rows"]  # the whole sample
 
 
 def _paths(section: str) -> list[list[float]]:

@@ -1,8 +1,10 @@
 """The viewer's server: each endpoint's JSON against the bench's files, safety, and errors."""
 
+import http.client
 import json
 import math
 import re
+import shutil
 import socket
 import urllib.parse
 
@@ -119,13 +121,37 @@ def test_results_endpoint_thins_long_curves(server, written):
         ("columns=lossy", r"Unknown columns \['lossy'\]; the bench has \['loss'"),
         ("columns=loss&cells=nope", r"Unknown cells \['nope'\]"),
         ("columns=loss&max_points=1", "max_points must be at least 2, got 1"),
-        ("columns=loss&max_points=abc", "max_points must be an integer, got 'abc'"),
+        ("columns=loss&max_points=abc", "max_points must be an integer in plain decimal digits"),
+        ("columns=loss&max_points=1_000", r"plain decimal digits, got '1_000'"),
+        ("columns=loss&max_points=-5", r"plain decimal digits, got '-5'"),
+        ("columns=loss&max_points=%EF%BC%95", "plain decimal digits, got '\uff15'"),  # full width
+        ("columns=loss&max_points=5&max_points=9", "'max_points' is given more than once"),
+        ("columns=loss&columns=accuracy", "'columns' is given more than once"),
+        ("columns=loss&cells=", "cells must name at least one id"),
+        ("columns=loss&cells=,", "cells must name at least one id"),
+        ("columns=", "columns must name at least one id"),
     ],
 )
 def test_results_endpoint_names_what_is_wrong(server, query, message):
     status, _, body = get(server, f"/api/results?{query}")
     assert status == 400
     assert re.search(message, json.loads(body)["error"])
+
+
+def test_a_metric_named_with_a_comma_is_asked_for_with_the_comma_encoded(tmp_path):
+    """Aux loss names and module paths may hold a comma: a literal comma separates the
+    names asked for, an encoded one (``%2C``, as ``encodeURIComponent`` writes it) is part
+    of a name."""
+    written = write_bench(tmp_path / "bench", blurb_json())
+    for part in (written.root / _layout.RESULTS).iterdir():
+        pd.read_parquet(part).assign(**{"aux/l1,l2": 0.5}).to_parquet(part, index=False)
+    with serving(written.root) as server:
+        assert "aux/l1,l2" in get_json(server, "/api/bench")["metrics"]
+        data = get_json(server, "/api/results?columns=loss,aux%2Fl1%2Cl2")
+        status, _, body = get(server, "/api/results?columns=aux/l1,l2")
+    assert data["columns"] == ["loss", "aux/l1,l2"]
+    assert all(s["values"]["aux/l1,l2"] == [0.5] * len(STEPS) for s in data["series"])
+    assert status == 400 and "Unknown columns ['aux/l1', 'l2']" in json.loads(body)["error"]
 
 
 def test_a_column_or_cell_asked_twice_is_sent_once(server, written):
@@ -153,6 +179,37 @@ def test_unknown_query_parameters_are_refused(server, path, message):
 
 def test_the_pages_own_parameters_are_left_to_it(server):
     assert get(server, "/?mode=configs&metric=accuracy")[0] == 200
+    assert get(server, "/?mode=configs&mode=cells")[0] == 200  # the page's to read
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "BREW"])
+def test_methods_other_than_get_are_not_allowed(server, method):
+    host, port = server.server_address[:2]
+    connection = http.client.HTTPConnection(str(host), int(port), timeout=10)
+    try:
+        connection.request(method, "/api/bench", body=b'{"x": 1}')
+        response = connection.getresponse()
+        body = response.read()
+    finally:
+        connection.close()
+    assert response.status == 405 and response.getheader("Allow") == "GET, HEAD"
+    assert response.getheader("Content-Type") == "application/json"
+    assert json.loads(body) == {
+        "error": f"Method {method} not allowed: the viewer only reads (GET)."
+    }
+    assert response.getheader("Connection") == "close"  # its body unread: not a request
+
+
+def test_head_answers_the_headers_of_get(server):
+    host, port = server.server_address[:2]
+    connection = http.client.HTTPConnection(str(host), int(port), timeout=10)
+    try:
+        connection.request("HEAD", "/api/bench")
+        response = connection.getresponse()
+        assert response.status == 200 and response.read() == b""
+        assert response.getheader("Content-Type") == "application/json"
+    finally:
+        connection.close()
 
 
 def _strict(body: bytes):
@@ -306,6 +363,50 @@ def test_symlinks_out_of_the_bench_are_refused(server):
     status, _, body = get(server, "/api/blurb/evil")
     assert status == 403 and b"leads outside the bench" in body
     assert SECRET.encode() not in get(server, "/api/morph")[2]  # the link is skipped
+
+
+def test_a_blurb_or_morph_folder_linking_out_is_absent_from_the_bench_info(tmp_path):
+    """The server never reads them: the page is told there is none (not a 403 for all)."""
+    written = write_bench(tmp_path / "bench", blurb_json())
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "summary.json").write_text(json.dumps({"secret": SECRET}))
+    blurb = written.root / _layout.BLURBS / "m-mlp.json"
+    blurb.unlink()
+    blurb.symlink_to(tmp_path / "elsewhere" / "summary.json")
+    graph = written.root / _layout.GRAPHS / "m-choice.json"
+    graph.rename(tmp_path / "elsewhere" / "graph.json")
+    graph.symlink_to(tmp_path / "elsewhere" / "graph.json")
+    shutil.rmtree(written.root / _layout.MORPH)
+    (written.root / _layout.MORPH).symlink_to(tmp_path / "elsewhere")
+    with serving(written.root) as server:
+        status, _, body = get(server, "/api/bench")
+        assert status == 200, body
+        info = json.loads(body)
+        assert info["models"] == [
+            {"model_id": "m-mlp", "model": "mlp", "has_blurb": False, "has_graph": False},
+            {"model_id": "m-choice", "model": "choice", "has_blurb": True, "has_graph": False},
+        ]
+        assert info["has_morph"] is False
+        for path in ("/api/blurb/m-mlp", "/api/graph/m-choice", "/api/morph"):
+            status, _, body = get(server, path)
+            assert status == 403 and SECRET.encode() not in body, path
+
+
+def test_status_and_profile_files_linking_out_are_skipped(tmp_path):
+    """Files found by listing a folder (`status.p<i>of<n>.json`, the profile's): one that
+    links out is never read, as a result part."""
+    written = write_bench(tmp_path / "bench", blurb_json())
+    status = json.loads((written.root / _layout.STATUS).read_text())
+    (tmp_path / "status.json").write_text(json.dumps({"groups": {SECRET: {}}}))
+    (written.root / "status.p1of2.json").symlink_to(tmp_path / "status.json")
+    phases = written.root / _layout.PHASES
+    phases.rename(tmp_path / "phases.parquet")
+    phases.symlink_to(tmp_path / "phases.parquet")
+    with serving(written.root) as server:
+        info = get_json(server, "/api/bench")
+        profile = get_json(server, "/api/profile")
+    assert info["status"] == status and info["has_profile"]
+    assert profile["phases"] is None and len(profile["memory"]["rows"]) == len(written.memory)
 
 
 def test_a_model_id_too_long_for_a_file_name_is_not_found(server):

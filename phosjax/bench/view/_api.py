@@ -3,7 +3,7 @@
 import json
 import math
 import pathlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -107,8 +107,8 @@ def bench_info(bench: BenchFiles) -> dict[str, Any]:
     cells = bench.cells()
     models = cells.drop_duplicates("model_id")[["model_id", "model"]].to_dict("records")
     for model in models:
-        model["has_blurb"] = bench.named(_layout.BLURBS, model["model_id"], ".json").is_file()
-        model["has_graph"] = bench.named(_layout.GRAPHS, model["model_id"], ".json").is_file()
+        for key, folder in (("has_blurb", _layout.BLURBS), ("has_graph", _layout.GRAPHS)):
+            model[key] = _absent_if_outside(_has_model_file, bench, folder, model["model_id"])
     return {
         "name": bench.name,
         "marker": bench.json(_layout.MARKER),
@@ -120,8 +120,16 @@ def bench_info(bench: BenchFiles) -> dict[str, Any]:
         "metrics": bench.metrics(),
         "models": models,
         "has_profile": bool(bench.per_process(_layout.PHASES) or bench.per_process(_layout.MEMORY)),
-        "has_morph": bench.path(_layout.MORPH).is_dir(),
+        "has_morph": _absent_if_outside(lambda: bench.path(_layout.MORPH).is_dir()),
     }
+
+
+def _absent_if_outside(check: Callable[..., bool], *args: Any) -> bool:
+    """``check(*args)``, False where it meets a link out of the bench (never read: absent)."""
+    try:
+        return check(*args)
+    except OutsideBenchError:
+        return False
 
 
 def leaderboard(bench: BenchFiles) -> dict[str, Any]:
@@ -206,8 +214,9 @@ def profile(bench: BenchFiles, max_points: int = DEFAULT_POINTS) -> dict[str, An
     """``profile/phases.parquet`` and ``profile/memory.parquet`` as records, each with the
     rows of its per-process files (``phases.p<i>of<n>.parquet``) after its own.
 
-    Each memory file is thinned to ``max_points`` rows on its own, its rows kept in the
-    order written (time order); with per-process files, a ``process`` column (``"<i>/<n>"``,
+    Each memory file is thinned to ``max_points`` rows on its own, plus the row of each
+    column's peak (so that the plot's peak is the true one), its rows kept in the order
+    written (time order); with per-process files, a ``process`` column (``"<i>/<n>"``,
     None for ``memory.parquet``) says whose each sample is, one series per process.
     """
     frames, memory_name = [], pathlib.PurePath(_layout.MEMORY).name
@@ -216,21 +225,39 @@ def profile(bench: BenchFiles, max_points: int = DEFAULT_POINTS) -> dict[str, An
         if frame is not None:
             process = _layout.process_of(pathlib.PurePath(relative).name, memory_name)
             label = None if process is None else f"{process[0]}/{process[1]}"
-            frames.append(frame.iloc[thin(len(frame), max_points)].assign(process=label))
+            kept = np.union1d(thin(len(frame), max_points), _peaks(frame))  # in time order
+            frames.append(frame.iloc[kept].assign(process=label))
     memory = pd.concat(frames, ignore_index=True) if frames else None
     if memory is not None and memory["process"].isna().all():
         memory = memory.drop(columns="process")  # a single process: no column to tell apart
     return {"phases": _records(bench.tables(_layout.PHASES)), "memory": _records(memory)}
 
 
+def _has_model_file(bench: BenchFiles, folder: str, model_id: str) -> bool:
+    """Whether the bench has ``<folder>/<model_id>.json`` (a link out of it:
+    `OutsideBenchError`)."""
+    path = bench.named(folder, model_id, ".json")
+    try:
+        return path.is_file()
+    except OSError:  # a name the file system cannot hold (too long)
+        return False
+
+
+def _peaks(frame: pd.DataFrame) -> np.ndarray:
+    """The row of each numeric column's largest value (none for a column of no value).
+
+    Examples:
+      >>> _peaks(pd.DataFrame({"a": [1.0, 5.0, 2.0], "b": [np.nan, 0.0, 3.0], "c": np.nan}))
+      array([1, 2])
+    """
+    numbers = frame.select_dtypes("number")
+    peaks = [numbers[c].argmax() for c in numbers if numbers[c].notna().any()]
+    return np.array(peaks, dtype=int)
+
+
 def model_file(bench: BenchFiles, folder: str, model_id: str) -> Any:
     """The parsed ``<folder>/<model_id>.json`` (a blurb or a graph drawing)."""
-    path = bench.named(folder, model_id, ".json")  # a link out: OutsideBenchError
-    try:
-        found = path.is_file()
-    except OSError:  # a name the file system cannot hold (too long)
-        found = False
-    if not found:
+    if not _has_model_file(bench, folder, model_id):
         raise NotFound(f"The bench has no {folder}/{model_id}.json.")
     return bench.json(f"{folder}/{model_id}.json")
 

@@ -136,13 +136,25 @@ class BenchFiles:
         path = self.path(relative)
         return self._read(path, pd.read_parquet) if path.is_file() else None
 
+    def _stays_inside(self, relative: str) -> bool:
+        """Whether ``relative`` does not link out of the bench (a file found by listing a
+        folder that does is skipped: never read)."""
+        try:
+            self.path(relative)
+        except OutsideBenchError:
+            return False
+        return True
+
     def per_process(self, relative: str) -> list[str]:
-        """``relative`` and its per-process files that exist (`_layout.per_process_paths`)."""
-        return _layout.per_process_paths(self.root, relative)
+        """``relative`` and its per-process files that exist (`_layout.per_process_paths`),
+        those that link out of the bench skipped."""
+        return [p for p in _layout.per_process_paths(self.root, relative) if self._stays_inside(p)]
 
     def tables(self, relative: str) -> pd.DataFrame | None:
-        """The Parquet file ``relative`` and its per-process files as one frame (None if none)."""
-        return _layout.read_per_process(self.root, relative, self.table)  # paths checked
+        """The Parquet file ``relative`` and its per-process files (`per_process`) as one
+        frame (None if none)."""
+        frames = [self.table(path) for path in self.per_process(relative)]
+        return pd.concat(frames, ignore_index=True) if frames else None
 
     def status(self) -> dict[str, Any]:
         """``status.json`` and the per-process status files merged: ``{"groups": {key: entry}}``,
@@ -172,13 +184,10 @@ class BenchFiles:
     def _parts(self) -> list[pathlib.Path]:
         """The result part files (only the runner's: `_store.part_path`), those that link
         out of the bench skipped."""
-        parts = []
-        for part in _layout.part_files(self.path(_layout.RESULTS)):
-            try:
-                parts.append(self.path(f"{_layout.RESULTS}/{part.name}"))
-            except OutsideBenchError:
-                continue  # a link out of the bench is never read
-        return parts
+        names = [
+            f"{_layout.RESULTS}/{p.name}" for p in _layout.part_files(self.path(_layout.RESULTS))
+        ]
+        return [self.path(name) for name in names if self._stays_inside(name)]
 
     def _results(self) -> pads.Dataset | None:
         parts = self._parts()

@@ -15,6 +15,7 @@ import socket
 import sys
 import urllib.parse
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any
 
 from phosjax.bench import _layout
@@ -123,24 +124,43 @@ def make_server(
     return ViewerServer(BenchFiles(directory), host, port)
 
 
-def _ids(query: dict[str, list[str]], name: str) -> list[str] | None:
-    values = [v for joined in query.get(name, []) for v in joined.split(",") if v]
-    return values or None
+def _parameters(query: str) -> dict[str, str]:
+    """The query's parameters by name, each given at most once, their values still
+    encoded: a literal comma separates ids, an encoded one (``%2C``) is part of an id."""
+    parameters: dict[str, str] = {}
+    for part in filter(None, query.split("&")):
+        name, _, value = part.partition("=")
+        name = urllib.parse.unquote_plus(name)
+        if name in parameters:
+            raise _api.BadRequest(
+                f"Query parameter {name!r} is given more than once; give it once."
+            )
+        parameters[name] = value
+    return parameters
 
 
-def _integer(query: dict[str, list[str]], name: str, default: int) -> int:
-    """The query's integer parameter ``name`` (``default`` when absent)."""
-    text = query.get(name, [str(default)])[0]
-    try:
-        return int(text)
-    except ValueError:
-        raise _api.BadRequest(f"{name} must be an integer, got {text!r}.") from None
+def _ids(parameters: dict[str, str], name: str) -> list[str] | None:
+    """The comma-separated ids of parameter ``name`` (None when absent), each decoded."""
+    if name not in parameters:
+        return None
+    ids = [urllib.parse.unquote_plus(v) for v in parameters[name].split(",") if v]
+    if not ids:
+        raise _api.BadRequest(f"{name} must name at least one id (leave it out for all).")
+    return ids
 
 
-def _check_parameters(path: str, query: dict[str, list[str]]) -> None:
+def _integer(parameters: dict[str, str], name: str, default: int) -> int:
+    """The integer parameter ``name`` (``default`` when absent), in plain decimal digits."""
+    text = urllib.parse.unquote_plus(parameters.get(name, str(default)))
+    if not (text.isascii() and text.isdigit()):
+        raise _api.BadRequest(f"{name} must be an integer in plain decimal digits, got {text!r}.")
+    return int(text)
+
+
+def _check_parameters(path: str, parameters: dict[str, str]) -> None:
     """Refuses a query parameter ``path``'s endpoint does not take (say, a typo)."""
     known = _QUERY_PARAMETERS.get(path, ())
-    unknown = [name for name in query if name not in known]
+    unknown = [name for name in parameters if name not in known]
     if unknown:
         takes = f"it takes {', '.join(known)}" if known else "it takes none"
         raise _api.BadRequest(f"Unknown query parameter {unknown[0]!r} for {path}; {takes}.")
@@ -153,19 +173,37 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # quiet unless it fails
         del format, args
 
-    def _send(self, status: int, body: bytes, content_type: str, cache: str = "no-store") -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str,
+        cache: str = "no-store",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", cache)
-        for name, value in _SECURITY_HEADERS.items():
+        for name, value in (_SECURITY_HEADERS | (headers or {})).items():
             self.send_header(name, value)
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def _error(self, status: int, message: str) -> None:
-        self._send(status, _api.encode({"error": message}), "application/json")
+    def _error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        self._send(status, _api.encode({"error": message}), "application/json", headers=headers)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals as JSON: a method the viewer has no handler for (it
+        only reads) is not allowed, 405; a bad request line, 400. The connection closes:
+        the request's body, unread, must not be taken for the next request."""
+        del explain
+        headers = {"Connection": "close"}
+        if code == HTTPStatus.NOT_IMPLEMENTED:
+            code, headers["Allow"] = HTTPStatus.METHOD_NOT_ALLOWED, "GET, HEAD"
+            message = f"Method {self.command} not allowed: the viewer only reads (GET)."
+        self._error(code, message or HTTPStatus(code).phrase, headers)
 
     def _host_allowed(self) -> bool:
         if not self.server.local_only:
@@ -191,7 +229,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if ".." in path.split("/") or "\\" in path or "\x00" in path or path.startswith("//"):
             return self._error(403, f"Refused: {path!r} climbs out of the bench.")
         try:
-            self._route(path, urllib.parse.parse_qs(split.query, keep_blank_values=True))
+            self._route(path, split.query)
         except OutsideBenchError as error:
             self._error(403, str(error))
         except _api.NotFound as error:
@@ -204,8 +242,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             print(f"viewer: {self.path}: {message}", file=sys.stderr)
             self._error(500, message)
 
-    def _route(self, path: str, query: dict[str, list[str]]) -> None:
+    def _route(self, path: str, query: str) -> None:
         bench = self.server.bench
+        parameters = _parameters(query) if path.startswith("/api/") else {}  # not the page's
         routes: dict[str, Callable[[], Any]] = {
             "/api/bench": lambda: _api.bench_info(bench),
             "/api/cells": lambda: _api.leaderboard(bench),
@@ -213,17 +252,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             "/api/morph": lambda: _api.morph(bench),
             "/api/results": lambda: _api.curves(
                 bench,
-                _ids(query, "cells"),
-                _ids(query, "columns") or [],
-                _integer(query, "max_points", _api.DEFAULT_POINTS),
+                _ids(parameters, "cells"),
+                _ids(parameters, "columns") or [],
+                _integer(parameters, "max_points", _api.DEFAULT_POINTS),
             ),
         }
         if path in routes:
-            _check_parameters(path, query)
+            _check_parameters(path, parameters)
             return self._send(200, _api.encode(routes[path]()), "application/json")
         model = _MODEL_ROUTE.fullmatch(path)
         if model:
-            _check_parameters(f"/api/{model[1]}/<model_id>", query)
+            _check_parameters(f"/api/{model[1]}/<model_id>", parameters)
             folder = {"blurb": _layout.BLURBS, "graph": _layout.GRAPHS}[model[1]]
             content = _api.model_file(bench, folder, model[2])
             return self._send(200, _api.encode(content), "application/json")

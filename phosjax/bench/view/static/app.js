@@ -27,6 +27,23 @@ function showError(error) {
   console.error(error);
 }
 
+// `render` of the panel (section) `id`: a request of it that fails (a broken file) shows
+// its error in that panel alone, in place of its contents; the rest of the page works on.
+function panel(id, render) {
+  return async (...args) => {
+    const section = $(id);
+    section.querySelector(".panel-error")?.remove();
+    section.classList.remove("failed");
+    try {
+      await render(...args);
+    } catch (error) {
+      console.error(error);
+      section.classList.add("failed");
+      section.querySelector(".card-head").after(el("p", { class: "error panel-error" }, `Could not load this panel: ${error.message}`));
+    }
+  };
+}
+
 function short(text, n = 36) {
   return text.length > n ? `${text.slice(0, n - 1)}…` : text;
 }
@@ -62,10 +79,18 @@ function describeColumns() {
   const labelColumns = state.shownColumns.filter((c) => c !== "model");
   for (const row of rows) {
     row.config = JSON.stringify(configColumns().map((c) => row[c]));
-    row.configLabel = [row.model, ...labelColumns.map((c) => `${c}=${format(row[c])}`)].join(" · ");
+    row.configLabel = labelOf(row, labelColumns);
   }
   const configs = [...new Set(rows.map((r) => r.config))];
   configs.forEach((key, i) => state.configs.set(key, PALETTE[i % PALETTE.length]));
+}
+
+// Whether `row` has a value in `column` (a model has none for another model's knob).
+const hasValue = (row, column) => row[column] !== null && row[column] !== undefined;
+
+// A row's label: its model, then `column=value` for those of `columns` it has a value in.
+function labelOf(row, columns) {
+  return [row.model, ...columns.filter((c) => hasValue(row, c)).map((c) => `${c}=${format(row[c])}`)].join(" · ");
 }
 
 function passes(row) {
@@ -393,7 +418,7 @@ function drawPlots(parent, plots, empty) {
   drawn.forEach((plot, i) => linePlot(boxes[i], plot));
 }
 
-async function renderCurves() {
+const renderCurves = panel("curves", async () => {
   const metric = $("curve-metric").value;
   const box = $("curve-plots");
   if (!metric) { box.textContent = "No results yet."; return; }
@@ -416,9 +441,9 @@ async function renderCurves() {
   const cap = lineCapNote();
   if (cap) legend.prepend(el("p", { class: "line-cap" }, cap));
   $("legend").replaceChildren(legend);
-}
+});
 
-async function renderAux() {
+const renderAux = panel("aux", async () => {
   const box = $("aux-plots");
   const columns = state.board.metrics.filter((m) => m.startsWith("aux/") || m.startsWith("path_weight/"));
   if (!columns.length) { box.innerHTML = `<p class="hint">No aux losses or path weights were recorded.</p>`; return; }
@@ -431,7 +456,7 @@ async function renderAux() {
   drawPlots(box, plots, `No aux losses or path weights to draw on the ${split} split for the rows shown (ticked and matching the filters).`);
   const cap = lineCapNote();
   if (cap) box.prepend(el("p", { class: "line-cap" }, cap));
-}
+});
 
 // ---- hyperparameters -----------------------------------------------------------------------
 
@@ -455,14 +480,13 @@ function groupOf(row, column) {
 }
 
 function groupLabel(row, column) {
-  const columns = state.shownColumns.filter((c) => c !== "model" && c !== column);
-  return [row.model, ...columns.map((c) => `${c}=${format(row[c])}`)].join(" · ");
+  return labelOf(row, state.shownColumns.filter((c) => c !== "model" && c !== column));
 }
 
 // A point's tooltip: its cell's model, the hyperparameters that vary in the bench, its seed
 // and its value.
 function cellDetail(row, label, value) {
-  const columns = state.filterColumns.filter((c) => c !== "model" && c !== "group_id");
+  const columns = state.filterColumns.filter((c) => c !== "model" && c !== "group_id" && hasValue(row, c));
   const lines = columns.map((c) => `<div>${escapeHtml(c)} = ${escapeHtml(format(row[c]))}</div>`);
   const head = `<div class="tip-head">${escapeHtml(row.model)} · cell ${escapeHtml(row.cell_id)}</div>`;
   return `${head}${lines.join("")}<div>${escapeHtml(label)} <b>${format(value)}</b></div>`;
@@ -514,7 +538,7 @@ function renderHparams() {
 
 // ---- models, profile, run ------------------------------------------------------------------
 
-async function renderModel() {
+const renderModel = panel("models", async () => {
   const id = $("model-select").value;
   const model = state.info.models.find((m) => m.model_id === id);
   if (!model) { $("blurb").textContent = "No models in this bench yet."; return; }
@@ -523,7 +547,7 @@ async function renderModel() {
   if (model.has_graph) drawGraph($("graph"), await getJson(`api/graph/${encodeURIComponent(id)}`));
   else $("graph").replaceChildren();
   $("graph").hidden = !model.has_graph;
-}
+});
 
 const PHASE_COLORS = { init: "#6b7b8c", compile: "#ef7b2d", step: "#4269d0", eval: "#3ca951" };
 const PHASE_UNITS = { compile: "programs compiled", step: "steps", eval: "evaluations" };
@@ -545,7 +569,7 @@ function phaseDetail(r) {
   return lines.join("");
 }
 
-async function renderProfile() {
+const renderProfile = panel("profile", async () => {
   if (!state.info.has_profile) { $("phases").innerHTML = `<p class="hint">No profile recorded.</p>`; return; }
   const { phases, memory } = await getJson("api/profile");
   if (phases) {
@@ -589,7 +613,7 @@ async function renderProfile() {
     linePlot($("memory"), { series, title: "memory over time", xLabel, yLabel: bytes ? "MiB" : "" });
     $("memory").appendChild(legendOf([...series, ...missing]));
   }
-}
+});
 
 function keyValueTable(entries) {
   const table = el("table", { class: "kv" });
@@ -611,7 +635,7 @@ function renderRun() {
     : el("p", { class: "hint" }, "No group has started."));
 }
 
-async function renderMorph() {
+const renderMorph = panel("morph", async () => {
   if (!state.info.has_morph) return;
   $("morph").hidden = false;
   $("nav-morph").hidden = false;
@@ -638,7 +662,7 @@ async function renderMorph() {
       box.appendChild(el("pre", {}, JSON.stringify(content, null, 2)));
     }
   }
-}
+});
 
 // Whether each group finished: once per group, when every process's share of it
 // (status key `<group_id>.p<i>of<n>`) did.
