@@ -88,6 +88,20 @@ def test_pooling(pool, expected):
     np.testing.assert_array_equal(found["features"], expected(x))
 
 
+def test_dropout_before_the_head_acts_in_training_only():
+    """Dropout 0.5 on the pooled features: in training each feature is zeroed or doubled
+    (inverted dropout); in inference the logits are the plain head of the features."""
+    frame = Frame(2, (4,), "vector", widths=(), depth=0, dropout=0.5)
+    head = {"kernel": jnp.eye(4, 2), "bias": jnp.zeros(2)}
+    x = jnp.arange(1.0, 9.0).reshape(2, 4)
+    variables = {"params": {"head": head}}
+    np.testing.assert_array_equal(frame.apply(variables, x), x[:, :2])
+    trained = frame.apply(variables, x, train=True, rngs={"dropout": jax.random.key(0)})
+    kept = np.asarray(trained) != 0
+    assert kept.any() and not kept.all()
+    np.testing.assert_array_equal(np.asarray(trained)[kept], 2 * np.asarray(x[:, :2])[kept])
+
+
 @pytest.mark.parametrize(
     ("input_shape", "supported", "kind"),
     [

@@ -1,0 +1,73 @@
+"""The zoo's blocks compute what their docstrings say, checked against numpy by hand."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from phosjax.models import DenseBlock, Layer, ResBlock
+
+TOL = {"rtol": 1e-5, "atol": 1e-5}
+
+
+def _relu(a: np.ndarray) -> np.ndarray:
+    return np.maximum(a, 0)
+
+
+@pytest.mark.parametrize("features", [4, 3])
+def test_dense_block_adds_its_input_only_when_the_widths_match(rbg_key, features):
+    x = jax.random.normal(jax.random.key(1), (5, 4))
+    block = DenseBlock(features)
+    variables = block.init(rbg_key, x)
+    dense = variables["params"]["Dense_0"]
+    h = _relu(np.asarray(x) @ np.asarray(dense["kernel"]) + np.asarray(dense["bias"]))
+    expected = np.asarray(x) + h if features == 4 else h
+    np.testing.assert_allclose(block.apply(variables, x), expected, **TOL)
+
+
+def _conv_same(x: np.ndarray, kernel: np.ndarray, stride: int) -> np.ndarray:
+    """A 1D ``SAME`` convolution ``(batch, length, c_in) -> (batch, length // stride, c_out)``."""
+    size = kernel.shape[0]
+    out_length = -(-x.shape[1] // stride)
+    pad_total = max((out_length - 1) * stride + size - x.shape[1], 0)
+    padded = np.pad(x, ((0, 0), (pad_total // 2, pad_total - pad_total // 2), (0, 0)))
+    windows = [padded[:, i * stride : i * stride + size] for i in range(out_length)]
+    return np.stack([np.einsum("bkc,kcd->bd", w, kernel) for w in windows], axis=1)
+
+
+def test_layer_convolves_with_stride_two_when_it_downsamples(rbg_key):
+    x = jax.random.normal(jax.random.key(2), (2, 8, 3))
+    layer = Layer(4, downsample=True)
+    variables = layer.init(rbg_key, x)
+    conv = variables["params"]["Conv_0"]
+    expected = _relu(_conv_same(np.asarray(x), np.asarray(conv["kernel"]), 2) + conv["bias"])
+    np.testing.assert_allclose(layer.apply(variables, x), expected, **TOL)
+
+
+def test_res_block_normalizes_both_convolutions_and_adds_its_input(rbg_key):
+    """At init the running statistics are mean 0, variance 1: in inference each BatchNorm
+    divides by sqrt(1 + eps) (scale 1, bias 0); the widths match, so the shortcut is x."""
+    x = jax.random.normal(jax.random.key(3), (2, 6, 4))
+    block = ResBlock(4)
+    variables = block.init(rbg_key, x)
+    params = {
+        name: np.asarray(p["kernel"]) for name, p in variables["params"].items() if "conv" in name
+    }
+    norm = 1 / np.sqrt(1 + 1e-5)
+    h = _relu(_conv_same(np.asarray(x), params["conv_0"], 1) * norm)
+    expected = _relu(_conv_same(h, params["conv_1"], 1) * norm + np.asarray(x))
+    np.testing.assert_allclose(block.apply(variables, x), expected, **TOL)
+    assert sorted(variables["batch_stats"]) == ["norm_0", "norm_1"]
+
+
+def test_res_block_running_statistics_move_a_tenth_of_the_way_per_step(rbg_key):
+    """BatchNorm momentum 0.9: one training step moves each running mean from 0 to a
+    tenth of the batch mean."""
+    x = jax.random.normal(jax.random.key(4), (8, 6, 4)) + 3.0
+    block = ResBlock(4)
+    variables = block.init(rbg_key, x)
+    _, updated = block.apply(variables, x, train=True, mutable=["batch_stats"])
+    kernel = np.asarray(variables["params"]["conv_0"]["kernel"])
+    batch_mean = _conv_same(np.asarray(x), kernel, 1).mean(axis=(0, 1))
+    np.testing.assert_allclose(updated["batch_stats"]["norm_0"]["mean"], 0.1 * batch_mean, **TOL)
+    assert jnp.shape(updated["batch_stats"]["norm_1"]["var"]) == (4,)
