@@ -39,7 +39,7 @@ continued only with the number of processes it was started with (``bench.json``)
 
 import pathlib
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import pandas as pd
 
@@ -185,16 +185,8 @@ def per_process_paths(root: pathlib.Path, relative: str) -> list[str]:
     return [str(path.with_name(n)) for n in per_process_files(root / path.parent, path.name)]
 
 
-def read_per_process(
-    root: pathlib.Path,
-    relative: str,
-    read: Callable[[str], pd.DataFrame | None] | None = None,
-) -> pd.DataFrame | None:
+def read_per_process(root: pathlib.Path, relative: str) -> pd.DataFrame | None:
     """The Parquet file ``relative`` of the bench in ``root`` and its per-process files
-    (`per_process_paths`) as one frame; None when none exists.
-
-    ``read``: reads one of them, given its path relative to ``root`` (default:
-    `pandas.read_parquet` of ``root / path``)."""
-    read = read or (lambda path: pd.read_parquet(root / path))
-    frames = [read(path) for path in per_process_paths(root, relative)]
+    (`per_process_paths`) as one frame; None when none exists."""
+    frames = [pd.read_parquet(root / path) for path in per_process_paths(root, relative)]
     return pd.concat(frames, ignore_index=True) if frames else None

@@ -369,7 +369,8 @@ def test_a_users_file_in_results_is_kept_and_not_read(bench, tmp_path, toy):
 
 
 def test_per_process_files_are_read_as_one_frame_by_the_profile_and_the_viewer(tmp_path):
-    """`_layout.read_per_process`, the one reader of a file and its per-process files."""
+    """`_layout.read_per_process` (the profile's reader) and `BenchFiles.tables` (the
+    viewer's, which also skips files linking out of the bench) read the same frame."""
     root = tmp_path / "b"
     (root / _layout.PROFILE).mkdir(parents=True)
     (root / _layout.MARKER).write_text("{}")

@@ -136,19 +136,19 @@ class BenchFiles:
         path = self.path(relative)
         return self._read(path, pd.read_parquet) if path.is_file() else None
 
-    def _stays_inside(self, relative: str) -> bool:
-        """Whether ``relative`` does not link out of the bench (a file found by listing a
-        folder that does is skipped: never read)."""
+    def _inside(self, relative: str) -> pathlib.Path | None:
+        """`path` of ``relative``, or None where it links out of the bench (a file found
+        by listing a folder that does is skipped: never read)."""
         try:
-            self.path(relative)
+            return self.path(relative)
         except OutsideBenchError:
-            return False
-        return True
+            return None
 
     def per_process(self, relative: str) -> list[str]:
         """``relative`` and its per-process files that exist (`_layout.per_process_paths`),
         those that link out of the bench skipped."""
-        return [p for p in _layout.per_process_paths(self.root, relative) if self._stays_inside(p)]
+        paths = _layout.per_process_paths(self.root, relative)
+        return [p for p in paths if self._inside(p) is not None]
 
     def tables(self, relative: str) -> pd.DataFrame | None:
         """The Parquet file ``relative`` and its per-process files (`per_process`) as one
@@ -184,10 +184,9 @@ class BenchFiles:
     def _parts(self) -> list[pathlib.Path]:
         """The result part files (only the runner's: `_store.part_path`), those that link
         out of the bench skipped."""
-        names = [
-            f"{_layout.RESULTS}/{p.name}" for p in _layout.part_files(self.path(_layout.RESULTS))
-        ]
-        return [self.path(name) for name in names if self._stays_inside(name)]
+        found = _layout.part_files(self.path(_layout.RESULTS))
+        inside = (self._inside(f"{_layout.RESULTS}/{p.name}") for p in found)
+        return [path for path in inside if path is not None]
 
     def _results(self) -> pads.Dataset | None:
         parts = self._parts()
