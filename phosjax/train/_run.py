@@ -268,6 +268,9 @@ def run_group(
             f"run_group: until_step={until} must lie between the state's step {start} and "
             f"hparams.steps={hp.steps}."
         )
+    stops = _stops(start, until, chunk_steps, hp.eval_every)
+    if not stops:  # already at until_step: nothing to build, choose, place or run
+        return state, GroupRun(strategy, {}, [])
     devices = list(devices or jax.local_devices())
     signature = group.signature()
     model = group.model.build()
@@ -275,9 +278,6 @@ def run_group(
     def make_step(guard: bool) -> Any:
         return make_train_step(model, hp, guard=guard)
 
-    stops = _stops(start, until, chunk_steps, hp.eval_every)
-    if not stops:  # already at until_step: nothing to choose, place or run
-        return state, GroupRun(strategy, {}, [])
     timings: dict[str, float] = {}
     last = _clock()  # what is compiled from here to the first chunk's end is its compile_s
     if strategy == "auto":
