@@ -16,7 +16,7 @@ import numpy as np
 from phosjax.train._auto import choose_strategy
 from phosjax.train._config import int_at_least
 from phosjax.train._group import Group
-from phosjax.train._state import GroupState, check_state
+from phosjax.train._state import GroupState, check_state, with_weak_types
 from phosjax.train._step import device_arrays, make_evaluate, make_train_step
 from phosjax.train._strategy import STRATEGIES, Executor, compile_totals, program_memory
 
@@ -271,6 +271,7 @@ def run_group(
     stops = _stops(start, until, chunk_steps, hp.eval_every)
     if not stops:  # already at until_step: nothing to build, choose, place or run
         return state, GroupRun(strategy, {}, [])
+    state = with_weak_types(state, group, data)  # e.g. a checkpoint's knobs
     devices = list(devices or jax.local_devices())
     signature = group.signature()
     model = group.model.build()

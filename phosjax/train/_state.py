@@ -266,3 +266,40 @@ def check_state(state: Any, group: Group, data: Any) -> None:
             f"pass the state init_group (or run_group) made for this group and data set "
             f"{data.name!r}."
         )
+
+
+def _weakly_typed(leaf: Any) -> Any:
+    """``leaf``'s values, weakly typed (as an array made from a Python number is); ``leaf``
+    itself when JAX's Python-number dtype is another (``jax_enable_x64``)."""
+    zero = jnp.full(np.shape(leaf), np.dtype(leaf.dtype).type(0).item())
+    return zero.at[...].set(leaf) if zero.dtype == leaf.dtype else leaf
+
+
+def with_weak_types(state: Any, group: Group, data: Any) -> Any:
+    """``state`` with the leaves that `init_group` makes weakly typed weakly typed again.
+
+    A knob declared with a Python number is weakly typed, so it scales a bfloat16
+    activation without promoting it to float32. ``jax.device_get`` (a checkpoint) keeps
+    its dtype but not its weak type: resumed from it, a bfloat16 model would compute in
+    float32 there, and compile another program.
+
+    Examples:
+      >>> import numpy as np
+      >>> from phosjax.models import ModelConfig
+      >>> from phosjax.train import Cell, HParams, init_group, plan_groups
+      >>> from phosjax.data import ArrayDataset
+      >>> x, y = np.zeros((8, 4), np.float32), np.zeros(8, np.int32)
+      >>> data = ArrayDataset("toy", x, y, x, y, 2, (4,))
+      >>> model = ModelConfig("choicenet", 2, (4,), width=4, depth=1)
+      >>> [group] = plan_groups([Cell(model, "toy", HParams(batch_size=4), seed=0)])
+      >>> host = jax.device_get(init_group(group, data))
+      >>> T = lambda s: s.collections["knobs"]["blocks_0"]["T"]
+      >>> type(T(host)).__name__, T(with_weak_types(host, group, data)).weak_type
+      ('ndarray', True)
+    """
+
+    def restore(leaf: Any, spec: Any) -> Any:
+        weak = spec.weak_type and not getattr(leaf, "weak_type", False)
+        return _weakly_typed(leaf) if weak else leaf
+
+    return jax.tree.map(restore, state, _layout(group, data))

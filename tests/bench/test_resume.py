@@ -138,6 +138,23 @@ def test_a_kill_after_auto_chose_resumes_with_its_choice_and_matches(tmp_path, t
     pd.testing.assert_frame_equal(frame(killed), frame(tmp_path / "whole"))
 
 
+def test_a_bfloat16_group_with_knobs_resumed_matches_an_uninterrupted_run(tmp_path, toy):
+    """choicenet's temperature knob is declared with a Python number: weakly typed, so it
+    divides bfloat16 logits without promoting them. A checkpoint keeps that weak type, so
+    the resumed run computes in bfloat16 as the uninterrupted one does, bit for bit."""
+    config = tiny_config(
+        models=[{"name": "choicenet", "width": 8, "depth": 1}],
+        seeds=1,
+        grid={"steps": 12, "batch_size": 16, "learning_rate": 0.01, "compute_dtype": "bfloat16"},
+    )
+    killed = tmp_path / "killed"
+    with killed_after_save(6):
+        run(config, killed, datasets=toy, progress=False)
+    run(config, killed, datasets=toy, progress=False)
+    run(config, tmp_path / "whole", datasets=toy, progress=False)
+    pd.testing.assert_frame_equal(frame(killed), frame(tmp_path / "whole"))
+
+
 def test_stale_temporaries_are_removed_and_live_writers_kept(tmp_path):
     """What a writer killed mid-write leaves is removed (this machine: its process is
     gone; any machine: an hour old); a live writer's file, or a recent one of another

@@ -1,6 +1,7 @@
 """Every strategy gives the same numbers; BatchNorm, dropout, knobs, aux losses, path
 weights and regularizers all reach the train step."""
 
+import collections
 import dataclasses
 import functools
 
@@ -38,16 +39,29 @@ CELLS = [rich_cell(0, 1.0, 0.1, 0.0), rich_cell(1, 2.0, 0.0, 0.1), rich_cell(2, 
 
 @pytest.fixture(scope="module")
 def runs(toy):
+    """Each strategy's run of `CELLS`, "auto" first; and how often each program compiled
+    for each tree of arguments over the five runs."""
     [group] = plan_groups(CELLS)
+    compiles: collections.Counter[tuple[int, object]] = collections.Counter()
+    executable = _Program.executable
+
+    def counting(program: _Program, *args: object) -> object:
+        before = len(program.compiled)
+        out = executable(program, *args)
+        compiles[id(program), jax.tree.structure(args)] += len(program.compiled) - before
+        return out
+
     out = {}
-    for strategy in [*STRATEGIES, "auto"]:
-        state, run = run_group(group, init_group(group, toy), toy, strategy=strategy)
-        out[strategy] = jax.device_get(state), run
-    return group, out
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_Program, "executable", counting)
+        for strategy in ["auto", *STRATEGIES]:
+            state, run = run_group(group, init_group(group, toy), toy, strategy=strategy)
+            out[strategy] = jax.device_get(state), run
+    return group, out, compiles
 
 
 def test_every_strategy_gives_the_same_numbers(runs):
-    _, out = runs
+    _, out, _ = runs
     ref_state, ref_run = out["vmap"]
     for strategy in ("map", "sequential", "stepwise"):
         state, run = out[strategy]
@@ -62,12 +76,20 @@ def test_every_strategy_gives_the_same_numbers(runs):
 
 
 def test_auto_measures_every_strategy_and_keeps_the_fastest(runs):
-    _, out = runs
+    _, out, _ = runs
     state, run = out["auto"]
     assert set(run.timings) == set(STRATEGIES) and min(run.timings.values()) > 0
     assert run.timings[run.strategy] <= (1 + TIE) * min(run.timings.values())
     ref = out[run.strategy][0]
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **TOL), state, ref)
+
+
+def test_auto_times_the_programs_the_runs_then_run(runs):
+    """No program compiles twice for one tree of arguments: the states auto times on keep
+    the knob's weak type, as each run's own state does, so the runs reuse the programs
+    timed (a host copy would lose it: another leaf type, another compile)."""
+    *_, compiles = runs
+    assert compiles and set(compiles.values()) == {1}
 
 
 def test_auto_breaks_near_ties_in_the_order_of_strategies():
@@ -79,7 +101,7 @@ def test_auto_breaks_near_ties_in_the_order_of_strategies():
 
 
 def test_knobs_batch_stats_and_metrics_per_cell(runs, toy):
-    group, out = runs
+    group, out, _ = runs
     state, run = out["vmap"]
     init = jax.device_get(init_group(group, toy))
     assert state.collections["knobs"]["T"].tolist() == [1.0, 2.0, 1.0]
@@ -95,7 +117,7 @@ def test_knobs_batch_stats_and_metrics_per_cell(runs, toy):
 
 def test_loss_adds_task_aux_and_each_cells_regularizers(runs, toy):
     """Step 1's loss, recomputed from the initial state with the same batch and dropout key."""
-    group, out = runs
+    group, out, _ = runs
     train = out["vmap"][1].chunks[0].train
     init = jax.device_get(init_group(group, toy))
     model = group.model.build()
