@@ -21,6 +21,7 @@ import numpy as np
 import yaml
 from jax.experimental import multihost_utils
 
+from phosjax._aside import aside_path
 from phosjax.bench import _layout
 from phosjax.bench._config import BenchConfig, BenchError, read_yaml
 from phosjax.bench._env import environment
@@ -117,15 +118,6 @@ def _foreign(root: pathlib.Path) -> list[str]:
     return sorted(p.name for p in entries if p.name not in leftovers | gone)
 
 
-def _aside(root: pathlib.Path) -> pathlib.Path:
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    target = root.with_name(f"{root.name}.old-{stamp}")
-    suffix = 1
-    while target.exists():
-        target, suffix = root.with_name(f"{root.name}.old-{stamp}-{suffix}"), suffix + 1
-    return target
-
-
 def choose_config(
     directory: str | os.PathLike,
     config: BenchConfig | None,
@@ -186,7 +178,7 @@ def choose_config(
                 f"Run from its parent with --dir {root.resolve().name}."
             )
         check_unlocked(root)
-        target = _aside(root)
+        target = aside_path(root)
         os.replace(root, target)
         return config, target
     shown = "; ".join(changed[:5]) + (f"; and {len(changed) - 5} more" if len(changed) > 5 else "")

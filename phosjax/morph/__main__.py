@@ -34,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="a YAML file of MorphConfig fields")
     parser.add_argument("--dir", required=True, help="the run directory (a bench dir works)")
     parser.add_argument(
-        "--overwrite", action="store_true", help="replace the rows of an earlier run in --dir"
+        "--overwrite",
+        action="store_true",
+        help="move the rows of an earlier run in --dir aside (to iterations.parquet.old-<time>)",
     )
     args = parser.parse_args(argv)
     try:

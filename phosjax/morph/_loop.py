@@ -8,6 +8,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import sys
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -18,6 +19,7 @@ import numpy as np
 import optax
 import pandas as pd
 
+from phosjax._aside import aside_path
 from phosjax.data import ArrayDataset, batch_indices, load
 from phosjax.models import ModelConfig, build_model
 from phosjax.morph._cost import COSTS
@@ -337,6 +339,10 @@ def _row(
 def _output(directory: str | os.PathLike, overwrite: bool) -> pathlib.Path:
     """The rows' file in ``directory`` (its folder made), checked before anything trains.
 
+    With ``overwrite``, an earlier run's rows are moved aside to
+    ``iterations.parquet.old-<time>`` (see `aside_path`), never deleted, so a new run that
+    fails loses nothing; stderr names where they went.
+
     Raises:
       MorphConfigError: the file holds an earlier run's rows and ``overwrite`` is false,
         or the folder cannot be made.
@@ -345,10 +351,14 @@ def _output(directory: str | os.PathLike, overwrite: bool) -> pathlib.Path:
     if path.exists() and not overwrite:
         raise MorphConfigError(
             f"{str(path)!r} holds the rows of an earlier run; choose another directory, "
-            "or pass --overwrite (overwrite=True) to replace them"
+            "or pass --overwrite (overwrite=True) to move them aside and start over"
         )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            target = aside_path(path)
+            os.replace(path, target)
+            print(f"moved the earlier rows to {target}", file=sys.stderr)
     except OSError as error:
         raise MorphConfigError(f"cannot write rows into {str(directory)!r}: {error}") from error
     return path
@@ -373,7 +383,8 @@ def run(
 
     Raises:
       MorphConfigError: before anything trains or is written (see `prepare`), also when
-        ``directory`` already holds rows (unless ``overwrite``) or cannot be written.
+        ``directory`` already holds rows (unless ``overwrite``, which moves them aside
+        to ``iterations.parquet.old-<time>``) or cannot be written.
 
     References:
       Gordon et al., MorphNet, https://arxiv.org/abs/1711.06798 (algorithm 1).

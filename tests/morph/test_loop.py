@@ -193,7 +193,7 @@ def _stop_at_training(*args, **kwargs):
     raise _Trained
 
 
-def test_earlier_rows_are_kept_unless_overwrite_and_a_bad_dir_fails_before_training(
+def test_earlier_rows_are_kept_or_moved_aside_and_a_bad_dir_fails_before_training(
     tmp_path, capsys, monkeypatch
 ):
     monkeypatch.setattr(_loop, "load", _small_mnist1d)
@@ -212,6 +212,9 @@ def test_earlier_rows_are_kept_unless_overwrite_and_a_bad_dir_fails_before_train
     assert rows.read_bytes() == before
     with pytest.raises(_Trained):
         main(["--config", str(config), "--dir", str(tmp_path / "run"), "--overwrite"])
+    (moved,) = rows.parent.glob("iterations.parquet.old-*")
+    assert f"moved the earlier rows to {moved}" in capsys.readouterr().err
+    assert moved.read_bytes() == before and not rows.exists()
 
     (tmp_path / "a_file").write_text("")
     assert main(["--config", str(config), "--dir", str(tmp_path / "a_file")]) == 2
