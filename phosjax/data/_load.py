@@ -40,8 +40,8 @@ def default_data_dir() -> pathlib.Path:
 
 
 def _resolve(data_dir: str | os.PathLike | None) -> pathlib.Path:
-    """`data_dir` (else `default_data_dir()`) as a path; raises when it, or the nearest of its
-    parents that exists, is not a folder.
+    """`data_dir` (else `default_data_dir()`) as a path; raises when it is not a path or
+    when it, or the nearest of its parents that exists, is not a folder.
 
     Examples:
         >>> import tempfile
@@ -50,6 +50,11 @@ def _resolve(data_dir: str | os.PathLike | None) -> pathlib.Path:
         Traceback (most recent call last):
         ValueError: data_dir '/tmp/...' is not a folder: '/tmp/...' is a file; ...
     """
+    if data_dir is not None and not isinstance(data_dir, str | os.PathLike):
+        raise TypeError(
+            f"data_dir must be a folder's path (a str or os.PathLike), e.g. "
+            f"'~/tensorflow_datasets', got {data_dir!r} (of type {type(data_dir).__name__})"
+        )
     path = pathlib.Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
     existing = next((folder for folder in (path, *path.parents) if folder.exists()), None)
     if existing is not None and not existing.is_dir():

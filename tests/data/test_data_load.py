@@ -263,6 +263,18 @@ def test_a_name_that_is_no_str_is_a_type_error_naming_it(tmp_path, name):
             check(name, data_dir=tmp_path)
 
 
+@pytest.mark.parametrize("data_dir", [3, ["/tmp"], b"/tmp"])
+def test_a_data_dir_that_is_no_path_is_a_type_error_naming_it(data_dir):
+    for check in (load, check_loadable, lambda _, data_dir: prepared_names(data_dir)):
+        with pytest.raises(
+            TypeError,
+            match=r"data_dir must be a folder's path \(a str or os.PathLike\), e.g. "
+            rf"'~/tensorflow_datasets', got {re.escape(repr(data_dir))} "
+            rf"\(of type {type(data_dir).__name__}\)",
+        ):
+            check("digits", data_dir=data_dir)
+
+
 @pytest.mark.parametrize("below", ["", "sub/dir"])
 @pytest.mark.parametrize("name", ["digits", "tiny_images"])
 def test_a_data_dir_that_is_a_file_asks_for_a_folder(tmp_path, name, below):
