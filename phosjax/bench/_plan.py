@@ -132,7 +132,9 @@ def load_datasets(names: Sequence[str], data_dir: str | None) -> dict[str, Array
         raise BenchError(str(error)) from error
 
 
-def _check_models(entries: Sequence[ModelEntry]) -> None:
+def check_models(entries: Sequence[ModelEntry]) -> None:
+    """Raises a `BenchError` naming an entry whose model is not registered, or whose name
+    cannot name a bench's files."""
     known = registered_models()
     for entry in entries:
         if entry.name not in known:
@@ -352,7 +354,7 @@ def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None
       {'model': 'mlp', 'dataset': 'toy', 'seed': 0, 'learning_rate': 0.001}
     """
     entries = config.model_entries()
-    _check_models(entries)
+    check_models(entries)
     if datasets is None:
         datasets = load_datasets(config.datasets, config.data_dir)
     datasets = {name: datasets[name] for name in config.datasets}

@@ -2,8 +2,9 @@
 
 Any config key can be overridden on the command line (``--grid.learning_rate
 '[0.1, 0.01]'``); ``--print_config`` prints the resolved bench config (without the
-command's own options such as ``--dir``) and exits: saved to a file and passed back
-with ``--config``, it plans the same grid. Running the same command again continues an
+command's own options such as ``--dir``), after checking it as a run would (keys, values,
+model names once ``--import`` ran), and exits: saved to a file and passed back with
+``--config``, it plans the same grid. Running the same command again continues an
 interrupted bench from its checkpoints; so does ``--dir DIR`` alone (no config given),
 which never trains the built-in defaults into a new directory.
 """
@@ -18,17 +19,21 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 
 from phosjax.bench._cli import add_common, entry_point, import_all
 from phosjax.bench._config import BenchConfig, read_yaml
+from phosjax.bench._plan import check_models
 from phosjax.bench._runner import run
 
 _OWN = ("config", "dir", "import", "resume", "force", "no_progress")
 
 
 class _Parser(ArgumentParser):
-    """Dumps (``--print_config``) the bench config alone: a file `load_config` reads."""
+    """Dumps (``--print_config``) the bench config alone: a file `load_config` reads,
+    checked as a run would check it (keys, values, model names after ``--import``)."""
 
     def dump(self, cfg: Any, *args: Any, **kwargs: Any) -> str:
         data = yaml.safe_load(super().dump(cfg, *args, **kwargs)) or {}
+        import_all(data.get("import") or [])
         bench = {k: v for k, v in data.items() if k not in _OWN}
+        check_models(BenchConfig.from_dict(bench).model_entries())
         return yaml.safe_dump(bench, sort_keys=False)
 
 

@@ -12,6 +12,7 @@ import io
 import math
 import pathlib
 import re
+import sys
 
 import jax
 import pandas as pd
@@ -23,6 +24,7 @@ from phosjax.bench import BenchConfig, _layout, _plan, load_config, plan
 from phosjax.bench.new import main as new_main
 from phosjax.bench.new import parser
 from phosjax.bench.profile import main as profile_main
+from phosjax.models import _registry
 from tests.bench.runner_tiny import toy_data
 
 CONFIG = """\
@@ -219,3 +221,37 @@ def test_printed_config_passed_back_plans_the_same_grid(tmp_path, capsys, toy):
         new_main(["--config", str(printed), "--dir", str(tmp_path / "c"), "--print_config"])
     assert exit_info.value.code == 0 and capsys.readouterr().out == printed.read_text()
     assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ('--models=[{"name": "nosuch"}]', "unknown model 'nosuch'; registered models: "),
+        ('--models=[{"name": "mlp", "widht": 3}]', "unknown key 'widht' in a models entry"),
+        ("--grid.steps=-3", "grid.steps must be a whole number >= 1, got -3"),
+    ],
+)
+def test_print_config_refuses_a_config_a_run_would_refuse(tmp_path, capsys, override, message):
+    command = ["--config", "configs/example.yaml", "--dir", str(tmp_path / "b"), override]
+    assert new_main([*command, "--print_config"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith(f"error: {message}"), err
+
+
+def test_print_config_knows_the_models_an_import_registers(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(_registry, "_REGISTRY", dict(_registry._REGISTRY))
+    (tmp_path / "my_models.py").write_text(
+        "import flax.linen as nn\nfrom phosjax.models import register_model\n"
+        "register_model('my_dense', nn.Dense)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "my_models", raising=False)
+    command = ["--models=[my_dense]", "--dir", str(tmp_path / "b"), "--print_config"]
+    assert new_main(command) == 2  # not registered without --import
+    assert "unknown model 'my_dense'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        new_main([*command, "--import", "my_models"])
+    assert exit_info.value.code == 0
+    printed = tmp_path / "printed.yaml"
+    printed.write_text(capsys.readouterr().out)
+    assert [entry.name for entry in load_config(printed).model_entries()] == ["my_dense"]
