@@ -14,6 +14,9 @@ from phosjax.data._shuffle import shuffled_positions
 PyTree = Any
 
 
+_INT32_MAX = np.iinfo(np.int32).max
+
+
 def batch_indices(
     key: jax.Array, step: jax.Array | int, num_examples: int, batch_size: int
 ) -> jax.Array:
@@ -41,8 +44,8 @@ def batch_indices(
 
     Raises:
         TypeError: `step` is a float or a bool, or a size is no static int.
-        ValueError: `step` is concrete and negative, a size is below 1, or `batch_size` is
-            larger than `num_examples`.
+        ValueError: `step` is concrete and negative or above ``2**31 - 1``, a size is below
+            1, or `batch_size` is larger than `num_examples`.
 
     Examples:
         >>> key = jax.random.key(0)
@@ -67,7 +70,8 @@ def batch_indices(
 
 
 def _checked_step(step: jax.Array | int) -> jax.Array:
-    """`step` as int32; raises unless it is an integer (not a bool) and, when concrete, >= 0.
+    """`step` as int32; raises unless it is an integer (not a bool) and, when concrete,
+    within ``[0, 2**31 - 1]``.
 
     Examples:
         >>> _checked_step(True)
@@ -85,11 +89,17 @@ def _checked_step(step: jax.Array | int) -> jax.Array:
             f"batch_indices: step must be a whole number (the global step), got dtype {dtype}; "
             "a float step would be cut to an int silently"
         )
-    if not isinstance(step, jax.core.Tracer) and np.any(np.asarray(step) < 0):
-        raise ValueError(
-            f"batch_indices: step={step} is negative; steps count batches from 0 across epochs "
-            "(the first batch is step 0)"
-        )
+    if not isinstance(step, jax.core.Tracer):
+        if np.any(np.asarray(step) < 0):
+            raise ValueError(
+                f"batch_indices: step={step} is negative; steps count batches from 0 across "
+                "epochs (the first batch is step 0)"
+            )
+        if np.any(np.asarray(step) > _INT32_MAX):
+            raise ValueError(
+                f"batch_indices: step={step} does not fit the int32 that steps are counted in "
+                f"(at most {_INT32_MAX}); count from 0 again under a new key instead"
+            )
     return jnp.asarray(step, jnp.int32)
 
 

@@ -106,6 +106,17 @@ def test_a_concrete_negative_step_is_refused_a_traced_one_cannot_be(key):
     np.testing.assert_array_equal(batch_indices(key, 0, 6, 2), _epoch(key, 0, 6, 2)[:2])
 
 
+def test_a_concrete_step_beyond_int32_is_refused_not_overflowed(key):
+    assert batch_indices(key, 2**31 - 1, 6, 2).shape == (2,)
+    for step in (2**31, np.int64(2**40), np.uint32(2**31)):
+        with pytest.raises(
+            ValueError,
+            match=rf"step={step} does not fit the int32 that steps are counted in "
+            r"\(at most 2147483647\)",
+        ):
+            batch_indices(key, step, 6, 2)
+
+
 def test_shuffled_positions_takes_any_integer_n_and_refuses_the_rest(key):
     perm = shuffled_positions(key, jnp.arange(10), 10)
     for n in (np.int64(10), jnp.int32(10)):
