@@ -252,27 +252,26 @@ def test_another_version_than_the_damaged_folder_is_still_unknown(toys_dir, tmp_
         check_loadable("toy_weighted:2.0.0", data_dir=tmp_path)
 
 
-@pytest.mark.parametrize("name", [None, 3, b"digits"])
-def test_a_name_that_is_no_str_is_a_type_error_naming_it(tmp_path, name):
-    for check in (load, check_loadable):
-        with pytest.raises(
-            TypeError,
-            match=rf"name must be a data set's name as a str, e.g. 'mnist1d' or 'digits:1\.0\.0', "
-            rf"got {re.escape(repr(name))} \(of type {type(name).__name__}\)",
-        ):
-            check(name, data_dir=tmp_path)
+NAME_MUST_BE = "a data set's name as a str, e.g. 'mnist1d' or 'digits:1.0.0'"
+DATA_DIR_MUST_BE = "a folder's path (a str or os.PathLike), e.g. '~/tensorflow_datasets'"
 
 
-@pytest.mark.parametrize("data_dir", [3, ["/tmp"], b"/tmp"])
-def test_a_data_dir_that_is_no_path_is_a_type_error_naming_it(data_dir):
-    for check in (load, check_loadable, lambda _, data_dir: prepared_names(data_dir)):
-        with pytest.raises(
-            TypeError,
-            match=r"data_dir must be a folder's path \(a str or os.PathLike\), e.g. "
-            rf"'~/tensorflow_datasets', got {re.escape(repr(data_dir))} "
-            rf"\(of type {type(data_dir).__name__}\)",
-        ):
-            check("digits", data_dir=data_dir)
+@pytest.mark.parametrize(
+    ("argument", "value", "must_be"),
+    [("name", value, NAME_MUST_BE) for value in (None, 3, b"digits")]
+    + [("data_dir", value, DATA_DIR_MUST_BE) for value in (3, ["/tmp"], b"/tmp")],
+)
+def test_a_name_or_data_dir_of_another_type_is_a_type_error_naming_it(
+    tmp_path, argument, value, must_be
+):
+    given = {"name": "digits", "data_dir": tmp_path, argument: value}
+    checks = [load, check_loadable]
+    if argument == "data_dir":
+        checks.append(lambda _, data_dir: prepared_names(data_dir))
+    message = f"{argument} must be {must_be}, got {value!r} (of type {type(value).__name__})"
+    for check in checks:
+        with pytest.raises(TypeError, match=re.escape(message)):
+            check(given["name"], data_dir=given["data_dir"])
 
 
 @pytest.mark.parametrize("below", ["", "sub/dir"])
