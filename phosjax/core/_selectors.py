@@ -41,8 +41,9 @@ def _segment_regex(segment: str) -> str:
             negated = body[:1] in ("!", "^")
             if not body[negated:]:
                 raise ValueError(f"Selector segment {segment!r} has an empty class '[]'.")
-            # a class stays within its segment: a negated one never matches '/'
-            out.append(f"[^/{body[1:]}]" if negated else f"[{body}]")
+            # a class stays within its segment: it never matches '/', not even as part
+            # of a range such as '+-0'
+            out.append(f"[^/{body[1:]}]" if negated else f"(?!/)[{body}]")
             i = end
         else:
             out.append(re.escape(char))

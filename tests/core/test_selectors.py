@@ -48,6 +48,7 @@ def test_wildcards_and_classes_stay_within_one_segment():
     for negated in ("a[!_]b", "a[^_]b"):
         assert not matches(negated, "a/b") and not matches(negated, "a_b")
         assert matches(negated, "axb")
+    assert not matches("a[+-0]b", "a/b") and matches("a[+-0]b", "a-b")  # '/' lies in '+'..'0'
 
 
 def test_no_match_lists_nearest_paths():
