@@ -1,11 +1,15 @@
 """Pins the public API: a name added or removed must be a decision, not an accident."""
 
+import ast
+import importlib
+import pathlib
 import subprocess
 import sys
 
 import pytest
 
 import phosjax as px
+import phosjax.bench
 
 EXPECTED = sorted(
     [
@@ -38,6 +42,7 @@ EXPECTED = sorted(
         "set_knobs",
         "tag",
         "tweak",
+        "core",
         "layers",
         "models",
         "ModelConfig",
@@ -61,22 +66,57 @@ def test_all_is_pinned():
     assert sorted(px.__all__) == EXPECTED
 
 
-def test_every_public_name_exists_and_is_documented():
-    for name in px.__all__:
-        obj = getattr(px, name)
+@pytest.mark.parametrize("package", [px, phosjax.bench], ids=lambda p: p.__name__)
+def test_every_public_name_exists_and_is_documented(package):
+    for name in package.__all__:
+        obj = getattr(package, name)
         if callable(obj):
-            assert obj.__doc__, f"phosjax.{name} has no docstring"
+            assert obj.__doc__, f"{package.__name__}.{name} has no docstring"
 
 
-def test_heavy_subpackages_load_on_first_use_only():
+def test_importing_phosjax_loads_no_jax_and_each_name_loads_on_first_use():
     code = (
         "import sys, phosjax as px\n"
-        "assert 'phosjax.bench' not in sys.modules and 'phosjax.train' not in sys.modules\n"
-        "from phosjax import HParams\n"
+        "assert not {'jax', 'flax', 'phosjax.core', 'phosjax.train'} & set(sys.modules)\n"
+        "from phosjax import tag, HParams\n"
+        "assert tag is sys.modules['phosjax.core'].tag and 'tag' in vars(px)\n"
         "assert HParams is sys.modules['phosjax.train'].HParams\n"
-        "assert px.bench is sys.modules['phosjax.bench']\n"
+        "assert px.bench is sys.modules['phosjax.bench'] and 'tag' in dir(px)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_viewer_starts_without_loading_jax():
+    code = (
+        "import sys, phosjax.bench.view.__main__\n"
+        "loaded = {'jax', 'flax', 'optax', 'tensorflow_datasets'} & set(sys.modules)\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _type_checking_imports(package):
+    """``(module, name)`` of each ``from module import name as name`` under TYPE_CHECKING."""
+    tree = ast.parse(pathlib.Path(package.__file__).read_text(encoding="utf-8"))
+    (block,) = [node for node in tree.body if isinstance(node, ast.If)]
+    assert ast.unparse(block.test) == "TYPE_CHECKING"
+    assert all(isinstance(node, ast.ImportFrom) for node in block.body)
+    assert all(alias.asname == alias.name for node in block.body for alias in node.names)
+    return sorted((node.module, alias.name) for node in block.body for alias in node.names)
+
+
+@pytest.mark.parametrize("package", [px, phosjax.bench], ids=lambda p: p.__name__)
+def test_the_type_checking_imports_name_exactly_the_lazy_exports(package):
+    subpackages = getattr(package, "_SUBPACKAGES", ())
+    exports = [(module, name) for name, module in package._EXPORTS.items()]
+    assert _type_checking_imports(package) == sorted(
+        exports + [(package.__name__, name) for name in subpackages]
+    )
+    assert sorted(package.__all__) == sorted([*package._EXPORTS, *subpackages])
+    for module, name in exports:
+        assert getattr(package, name) is getattr(importlib.import_module(module), name)
+    for name in subpackages:
+        assert getattr(package, name) is importlib.import_module(f"{package.__name__}.{name}")
 
 
 def test_unknown_attribute_is_an_attribute_error():

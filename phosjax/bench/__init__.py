@@ -3,24 +3,41 @@
 ``python -m phosjax.bench.new --config configs/example.yaml --dir runs/example`` plans
 the grid, trains it with `phosjax.train`, and writes tidy Parquet results, checkpoints,
 blurbs and a profile under ``--dir`` (see `phosjax.bench._layout` and docs/results.md).
+Its names load on first use, so the viewer (``phosjax.bench.view``) starts without jax.
 """
 
-from phosjax.bench._config import BenchConfig, BenchError, Grid, ModelEntry, load_config
-from phosjax.bench._plan import Plan, PlannedCell, PlannedGroup, plan
-from phosjax.bench._runner import add_models, run
-from phosjax.bench._summary import leaderboard
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "BenchConfig",
-    "BenchError",
-    "Grid",
-    "ModelEntry",
-    "Plan",
-    "PlannedCell",
-    "PlannedGroup",
-    "add_models",
-    "leaderboard",
-    "load_config",
-    "plan",
-    "run",
-]
+from phosjax._lazy import lazy_exports
+
+_EXPORTS = {
+    "BenchConfig": "phosjax.bench._config",
+    "BenchError": "phosjax.bench._config",
+    "Grid": "phosjax.bench._config",
+    "ModelEntry": "phosjax.bench._config",
+    "load_config": "phosjax.bench._config",
+    "Plan": "phosjax.bench._plan",
+    "PlannedCell": "phosjax.bench._plan",
+    "PlannedGroup": "phosjax.bench._plan",
+    "plan": "phosjax.bench._plan",
+    "add_models": "phosjax.bench._runner",
+    "run": "phosjax.bench._runner",
+    "leaderboard": "phosjax.bench._summary",
+}
+
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
+
+if TYPE_CHECKING:  # the same names, for type checkers and IDEs (a test keeps them in step)
+    from phosjax.bench._config import BenchConfig as BenchConfig
+    from phosjax.bench._config import BenchError as BenchError
+    from phosjax.bench._config import Grid as Grid
+    from phosjax.bench._config import ModelEntry as ModelEntry
+    from phosjax.bench._config import load_config as load_config
+    from phosjax.bench._plan import Plan as Plan
+    from phosjax.bench._plan import PlannedCell as PlannedCell
+    from phosjax.bench._plan import PlannedGroup as PlannedGroup
+    from phosjax.bench._plan import plan as plan
+    from phosjax.bench._runner import add_models as add_models
+    from phosjax.bench._runner import run as run
+    from phosjax.bench._summary import leaderboard as leaderboard

@@ -25,7 +25,7 @@ atomically (a temporary file, then a rename), so a reader never sees half a file
                                bytes (see docs/results.md)
       profile/memory.parquet   host RSS and device bytes in use over time
       checkpoints/<group_id>/  each group's training state: a file <step> (npz) per saved step
-      morph/                   results of `python -m phosjax.morph` (if run here)
+      morph/iterations.parquet results of `python -m phosjax.morph` (if run here)
       run.lock            held (``flock``) by the run writing the bench, which it names
                            ("pid 12 on host h since ISO time"): a second run on the same
                            directory, or a ``--force`` moving it aside, stops at once
@@ -58,6 +58,7 @@ PHASES = "profile/phases.parquet"
 MEMORY = "profile/memory.parquet"
 CHECKPOINTS = "checkpoints"
 MORPH = "morph"
+MORPH_ITERATIONS = "morph/iterations.parquet"
 LOCK = "run.lock"
 
 PLAIN_NAME = re.compile(r"[^/\\\x00.][^/\\\x00]*")

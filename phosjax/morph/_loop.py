@@ -20,6 +20,7 @@ import optax
 import pandas as pd
 
 from phosjax._aside import aside_path
+from phosjax.bench import _layout
 from phosjax.data import ArrayDataset, batch_indices, load
 from phosjax.models import ModelConfig, build_model
 from phosjax.morph._cost import COSTS
@@ -27,7 +28,7 @@ from phosjax.morph._expand import config_cost, expand, once
 from phosjax.morph._groups import ChannelGroups, channel_groups
 from phosjax.morph._regularizer import SOURCES, check_source, morph_regularizer
 
-ITERATIONS = "morph/iterations.parquet"
+ITERATIONS = _layout.MORPH_ITERATIONS
 """Where `run` writes its rows, relative to the run directory."""
 
 _BOUNDS: dict[str, tuple[type, float, bool]] = {

@@ -13,7 +13,6 @@ import pyarrow.parquet as pq
 import pyarrow.types as pat
 
 from phosjax.bench import _layout
-from phosjax.morph import ITERATIONS
 
 
 class NotABenchError(ValueError):
@@ -36,7 +35,7 @@ _PANDAS_INDEX = re.compile(r"__index_level_\d+__")
 def _is_morph_run(directory: pathlib.Path) -> bool:
     """Whether ``directory`` is the run directory of ``python -m phosjax.morph`` (its rows
     written), not merely a folder holding a subfolder named ``morph``."""
-    return (directory / ITERATIONS).is_file()
+    return (directory / _layout.MORPH_ITERATIONS).is_file()
 
 
 def _holds_a_run(directory: pathlib.Path) -> bool:
