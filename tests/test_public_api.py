@@ -119,6 +119,24 @@ def test_the_type_checking_imports_name_exactly_the_lazy_exports(package):
         assert getattr(package, name) is importlib.import_module(f"{package.__name__}.{name}")
 
 
+def test_no_submodule_hides_an_exported_name():
+    """Importing a submodule sets it on its package: an exported name it shares would then
+    be the module (``phosjax.bench.add_models`` is a command, the function `add_models_to`).
+    Checked in a fresh process, where no submodule has been imported yet."""
+    code = """
+import importlib, pkgutil, phosjax
+names = ["phosjax", *(f"phosjax.{n}" for n in phosjax._SUBPACKAGES), "phosjax.models.graph"]
+for name in names:
+    package = importlib.import_module(name)
+    for module in pkgutil.iter_modules(package.__path__):
+        if module.name in package.__all__:
+            exported = getattr(package, module.name)
+            importlib.import_module(f"{name}.{module.name}")
+            assert getattr(package, module.name) is exported, f"{name}.{module.name}"
+"""
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_unknown_attribute_is_an_attribute_error():
     with pytest.raises(AttributeError, match="no attribute 'trian_grid'"):
         _ = px.trian_grid

@@ -20,7 +20,7 @@ _EXPORTS = {
     "PlannedCell": "phosjax.bench._plan",
     "PlannedGroup": "phosjax.bench._plan",
     "plan": "phosjax.bench._plan",
-    "add_models": "phosjax.bench._runner",
+    "add_models_to": "phosjax.bench._runner",
     "run": "phosjax.bench._runner",
     "leaderboard": "phosjax.bench._summary",
 }
@@ -38,6 +38,6 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs (a test keeps th
     from phosjax.bench._plan import PlannedCell as PlannedCell
     from phosjax.bench._plan import PlannedGroup as PlannedGroup
     from phosjax.bench._plan import plan as plan
-    from phosjax.bench._runner import add_models as add_models
+    from phosjax.bench._runner import add_models_to as add_models_to
     from phosjax.bench._runner import run as run
     from phosjax.bench._summary import leaderboard as leaderboard

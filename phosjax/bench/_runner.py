@@ -1,4 +1,4 @@
-"""`run`: plan a bench, train what is missing, write everything; `add_models`."""
+"""`run`: plan a bench, train what is missing, write everything; `add_models_to`."""
 
 import contextlib
 import math
@@ -274,7 +274,7 @@ def _has_entry(entries: list[ModelEntry], entry: ModelEntry) -> bool:
     return entry in entries
 
 
-def add_models(
+def add_models_to(
     directory: str | os.PathLike,
     models: Sequence[str | Mapping[str, Any]] | None = None,
     *,
@@ -290,8 +290,10 @@ def add_models(
     add, a bench with unfinished groups is continued, as ``new --resume`` does: the same
     command run again after a kill resumes it.
 
-    For an example, see `run`'s: in its bench directory (before it is removed),
-    ``add_models(directory, ["mlp"], datasets={"toy": data}, progress=False)`` trains
+    ``python -m phosjax.bench.add_models`` calls it (a function named like that module
+    would be hidden by it once the module is imported). For an example, see `run`'s: in
+    its bench directory (before it is removed),
+    ``add_models_to(directory, ["mlp"], datasets={"toy": data}, progress=False)`` trains
     only the two new ``mlp`` cells and returns the rows of all four cells (not run as a
     doctest: compiling a second model takes several seconds).
 

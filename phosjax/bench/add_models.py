@@ -17,7 +17,7 @@ from phosjax._yaml import safe_load
 from phosjax.bench._cli import add_common, entry_point, import_all
 from phosjax.bench._config import BenchError
 from phosjax.bench._directory import open_bench
-from phosjax.bench._runner import add_models
+from phosjax.bench._runner import add_models_to
 
 
 def parser() -> ArgumentParser:
@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     open_bench(args.dir)  # not a bench: say so before importing anything
     import_all(args["import"])
     models = None if args.models is None else [model_argument(m) for m in args.models]
-    add_models(args.dir, models, progress=not args.no_progress)
+    add_models_to(args.dir, models, progress=not args.no_progress)
 
 
 if __name__ == "__main__":

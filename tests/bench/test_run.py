@@ -1,4 +1,4 @@
-"""`run` and `add_models` on a tiny bench: results, files, re-runs, refusals, schemas."""
+"""`run` and `add_models_to` on a tiny bench: results, files, re-runs, refusals, schemas."""
 
 import fcntl
 import json
@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from phosjax.bench import BenchConfig, BenchError, _directory, _layout, add_models, plan, run
+from phosjax.bench import BenchConfig, BenchError, _directory, _layout, add_models_to, plan, run
 from phosjax.bench._directory import choose_config
 from phosjax.bench._runner import jobs
 from phosjax.bench._store import TEMPORARY, drop_parts_after, part_path, widen_parts, write_table
@@ -239,7 +239,7 @@ def test_force_refuses_to_move_the_working_directory_aside(bench, tmp_path, toy,
 
 
 def test_a_bench_another_run_writes_is_refused_and_nothing_touched(bench, tmp_path, toy):
-    """While a run holds the bench's lock, the same command, add_models and a --force
+    """While a run holds the bench's lock, the same command, add_models_to and a --force
     with another config stop before writing: none trains the same groups alongside it,
     nor moves its directory from under it (it would then write into the new bench)."""
     root = tmp_path / "b"
@@ -254,7 +254,7 @@ def test_a_bench_another_run_writes_is_refused_and_nothing_touched(bench, tmp_pa
         with pytest.raises(BenchError, match=busy):
             run(config, root, datasets=toy, progress=False)
         with pytest.raises(BenchError, match=busy):
-            add_models(root, ["logreg"], datasets=toy, progress=False)
+            add_models_to(root, ["logreg"], datasets=toy, progress=False)
         other = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=[5])
         with pytest.raises(BenchError, match=busy):
             run(other, root, datasets=toy, force=True, progress=False)
@@ -425,8 +425,8 @@ def test_add_models_trains_only_the_new_cells_and_columns_load(bench, toy, tmp_p
     copy = tmp_path / "b"
     shutil.copytree(root, copy)
     with pytest.raises(BenchError, match="no model was registered since"):
-        add_models(copy, datasets=toy, progress=False)
-    grown = add_models(copy, ["choicenet"], datasets=toy, progress=False)
+        add_models_to(copy, datasets=toy, progress=False)
+    grown = add_models_to(copy, ["choicenet"], datasets=toy, progress=False)
     old = sort(grown[grown.model == "mlp"]).reset_index(drop=True)
     weights = [c for c in grown.columns if c.startswith("path_weight/")]
     assert len(weights) == 6 and old[weights].isna().all().all()  # 2 blocks x 3 branches
@@ -444,7 +444,7 @@ def test_add_models_adds_another_configuration_of_a_model_the_bench_has(bench, t
     copy = tmp_path / "b"
     shutil.copytree(root, copy)
     wider = {"name": "mlp", "width": 16}
-    grown = add_models(
+    grown = add_models_to(
         copy, ["mlp", wider, {"name": "mlp", "width": 8}, wider], progress=False, datasets=toy
     )
     assert sorted(grown.groupby("width").cell_id.nunique().items()) == [("16", 2), ("8", 2)]
@@ -452,7 +452,7 @@ def test_add_models_adds_another_configuration_of_a_model_the_bench_has(bench, t
     pd.testing.assert_frame_equal(NOT_STEP_TIME(old[results.columns]), NOT_STEP_TIME(sort(results)))
     assert _directory.open_bench(copy)[0].models == [{"name": "mlp", "width": 8}, wider]
     with pytest.raises(BenchError, match=r"already has every model named, \['mlp', \{'name'"):
-        add_models(copy, ["mlp", wider], datasets=toy, progress=False)
+        add_models_to(copy, ["mlp", wider], datasets=toy, progress=False)
 
 
 def test_add_models_command_reads_entries_as_yaml_and_names_a_bad_one(bench, capsys):
@@ -471,18 +471,18 @@ def test_running_again_keeps_the_models_registered_when_the_bench_was_made(bench
     (copy / _layout.MARKER).write_text(json.dumps(marker))
     run(tiny_config(models=[{"name": "mlp", "width": 8}]), copy, datasets=toy, progress=False)
     stored = json.loads((copy / _layout.MARKER).read_text())
-    assert stored["registered_models"] == made_with  # add_models still finds choicenet new
+    assert stored["registered_models"] == made_with  # add_models_to still finds choicenet new
     assert stored["created"] == marker["created"]
 
 
 def test_add_models_killed_midway_resumes_when_run_again(bench, toy, tmp_path):
     """A kill after the new model's first checkpoint leaves it in the stored config and
-    registry: the same add_models again continues it (it has nothing new to add)."""
+    registry: the same add_models_to again continues it (it has nothing new to add)."""
     copy = tmp_path / "b"
     shutil.copytree(bench[0], copy)
     with killed_after_save():
-        add_models(copy, ["logreg"], datasets=toy, progress=False)
-    grown = add_models(copy, ["logreg"], datasets=toy, progress=False)
+        add_models_to(copy, ["logreg"], datasets=toy, progress=False)
+    grown = add_models_to(copy, ["logreg"], datasets=toy, progress=False)
     logreg = grown[grown.model == "logreg"]
     assert not logreg.duplicated(["cell_id", "step", "split"]).any()
     assert sorted(logreg[logreg.split == "train"].step.unique()) == list(range(1, 13))
@@ -491,9 +491,9 @@ def test_add_models_killed_midway_resumes_when_run_again(bench, toy, tmp_path):
         g["finished"] for g in json.loads((copy / _layout.STATUS).read_text())["groups"].values()
     )
     with pytest.raises(BenchError, match=r"already has every model named.*is finished"):
-        add_models(copy, ["logreg"], datasets=toy, progress=False)
+        add_models_to(copy, ["logreg"], datasets=toy, progress=False)
     with pytest.raises(BenchError, match="no model was registered since"):
-        add_models(copy, datasets=toy, progress=False)
+        add_models_to(copy, datasets=toy, progress=False)
 
 
 def test_widen_parts_lets_parts_with_missing_columns_load(tmp_path):
