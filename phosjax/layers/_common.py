@@ -78,7 +78,7 @@ _train_parameter = functools.lru_cache(maxsize=256)(_find_train_parameter)
 
 def _train_flag(block: Any, train: bool, inputs: int) -> tuple[str, bool, bool] | None:
     """The flag to pass ``block`` in mode ``train``: its parameter's name, its value and
-    whether it can go positionally; None when none is to be passed (see `train_kwargs`)."""
+    whether it can go positionally; None when none is to be passed (see `train_args`)."""
     if isinstance(block, nn.Module):
         found = _train_parameter(type(block).__call__, 1 + inputs)
     else:  # functions need not be hashable, so no cache
@@ -93,44 +93,30 @@ def _train_flag(block: Any, train: bool, inputs: int) -> tuple[str, bool, bool] 
     return name, not train, positional
 
 
-def train_kwargs(block: Any, train: bool, inputs: int = 1) -> dict[str, bool]:
-    """The keyword argument that tells ``block`` (a module or a function) the mode.
+def train_args(
+    block: Any, train: bool, inputs: int = 1
+) -> tuple[tuple[bool, ...], dict[str, bool]]:
+    """The argument that tells ``block`` (a module or a function) the mode, as
+    ``(args, kwargs)``.
 
-    ``{"train": train}`` for a block whose call names ``train`` (or ``training``,
-    ``is_training``); ``{"deterministic": not train}`` or ``{"use_running_average": not
-    train}`` for one that names these (Flax's `Dropout`, `BatchNorm`), unless its
-    constructor already set them; ``{}`` for any other block.
-
-    Args:
-      block: a Flax module or a function.
-      train: the mode.
-      inputs: how many positional inputs it is called with.
+    ``train`` for a block whose call names ``train`` (or ``training``, ``is_training``);
+    ``not train`` for one that names ``deterministic`` or ``use_running_average`` (Flax's
+    `Dropout`, `BatchNorm`), unless its constructor already set them; nothing for any
+    other block. Positional when the parameter comes right after the ``inputs``
+    positional inputs, so lifted blocks (``nn.remat``, ``nn.jit``) can mark it static with
+    ``static_argnums``; by keyword otherwise.
 
     Raises:
       TypeError: the block takes several of these flags, or requires another parameter.
 
     Examples:
-      >>> import flax.linen as nn
-      >>> fixed = nn.Dropout(0.5, deterministic=True)
-      >>> train_kwargs(nn.Dropout(0.5), True), train_kwargs(fixed, True)
-      ({'deterministic': False}, {})
-      >>> train_kwargs(lambda a, b, is_training=False: a, True, inputs=2)
-      {'is_training': True}
-    """
-    flag = _train_flag(block, train, inputs)
-    return {} if flag is None else {flag[0]: flag[1]}
-
-
-def train_args(
-    block: Any, train: bool, inputs: int = 1
-) -> tuple[tuple[bool, ...], dict[str, bool]]:
-    """The flag of `train_kwargs` as ``(args, kwargs)``: positional when the parameter
-    comes right after the inputs, so lifted blocks (``nn.remat``, ``nn.jit``) can mark it
-    static with ``static_argnums``; by keyword otherwise.
-
-    Examples:
       >>> train_args(lambda x, train=False: x, True), train_args(lambda x, *, train: x, True)
       (((True,), {}), ((), {'train': True}))
+      >>> import flax.linen as nn
+      >>> train_args(nn.Dropout(0.5), True), train_args(nn.Dropout(0.5, deterministic=True), True)
+      (((False,), {}), ((), {}))
+      >>> train_args(lambda a, b, *, is_training=False: a, True, inputs=2)
+      ((), {'is_training': True})
     """
     flag = _train_flag(block, train, inputs)
     if flag is None:
@@ -141,7 +127,7 @@ def train_args(
 
 def call_block(block: nn.Module, x: jax.Array, train: bool) -> Any:
     """Calls ``block`` on ``x``, passing the train flag the way its ``__call__`` takes it
-    (see `train_kwargs`): positionally when it is the parameter after ``x``.
+    (see `train_args`): positionally when it is the parameter after ``x``.
 
     A block lifted with ``nn.remat`` (or ``nn.jit``) must declare the flag static, as
     ``nn.remat(Block, static_argnums=(2,))`` (``self``, ``x``, ``train``); otherwise it is
