@@ -105,7 +105,7 @@ def load(name: str, *, data_dir: str | os.PathLike | None = None) -> ArrayDatase
     """
     data_dir = _resolve(data_dir)
     builder = _builder(name, data_dir)
-    if not builder.is_prepared():  # a built-in data set, on first use
+    if not _is_prepared(builder):  # a built-in data set, on first use
         builder = _prepare_builtin(name, data_dir)
     return _read(name, builder, data_dir)
 
@@ -190,12 +190,18 @@ def _builtin_builder(
         raise ValueError(f"built-in data set {name!r} cannot be loaded: {error}") from error
 
 
+def _is_prepared(builder: tfds.core.DatasetBuilder) -> bool:
+    """``builder.is_prepared()``, without TFDS's warning (``Variant folder ... has no
+    dataset_info.json``) about a folder that does not exist yet, as on first use."""
+    return builder.data_path.exists() and builder.is_prepared()
+
+
 def _prepare_builtin(name: str, data_dir: pathlib.Path) -> tfds.core.DatasetBuilder:
     import tensorflow_datasets as tfds
 
     with _file_lock(data_dir / f".{_parse(name)[0]}.lock"):
         builder = _builder(name, data_dir)  # another process may have prepared it meanwhile
-        if not builder.is_prepared():
+        if not _is_prepared(builder):
             if builder.data_path.exists():  # TFDS would reuse it as it is
                 raise ValueError(_damaged(name, builder.data_path, data_dir, _NO_INFO))
             builder.download_and_prepare(
@@ -216,7 +222,7 @@ def _prepared_builder(name: str, dataset: str, data_dir: pathlib.Path) -> tfds.c
         raise ValueError(_not_prepared(name, dataset, data_dir)) from None
     except Exception as error:  # a builder registered in this process checks its own arguments
         raise ValueError(f"{_not_prepared(name, dataset, data_dir)} (TFDS: {error})") from error
-    if not builder.is_prepared():
+    if not _is_prepared(builder):
         raise ValueError(_not_prepared(name, dataset, data_dir))
     if builder.info.file_format != tfds.core.FileFormat.ARRAY_RECORD:
         raise ValueError(
