@@ -41,9 +41,16 @@ def _segment_regex(segment: str) -> str:
             negated = body[:1] in ("!", "^")
             if not body[negated:]:
                 raise ValueError(f"Selector segment {segment!r} has an empty class '[]'.")
+            members = body[negated:]
+            try:
+                re.compile(f"[{members}]")
+            except re.error as error:
+                raise ValueError(
+                    f"Selector segment {segment!r} has a malformed class '[{body}]': {error.msg}."
+                ) from None
             # a class stays within its segment: it never matches '/', not even as part
             # of a range such as '+-0'
-            out.append(f"[^/{body[1:]}]" if negated else f"(?!/)[{body}]")
+            out.append(f"(?!/)[{'^' if negated else ''}{members}]")
             i = end
         else:
             out.append(re.escape(char))

@@ -49,6 +49,14 @@ def test_wildcards_and_classes_stay_within_one_segment():
         assert not matches(negated, "a/b") and not matches(negated, "a_b")
         assert matches(negated, "axb")
     assert not matches("a[+-0]b", "a/b") and matches("a[+-0]b", "a-b")  # '/' lies in '+'..'0'
+    for negated in ("a[!-_]b", "a[^-_]b"):  # not '-' and not '_', whatever follows '!'
+        matched = [matches(negated, path) for path in ("aBb", "a7b", "a-b", "a_b", "a/b")]
+        assert matched == [True, True, False, False, False]
+
+
+def test_a_malformed_class_is_a_value_error_naming_the_selector():
+    with pytest.raises(ValueError, match=r"segment 'blocks_\[9-0\]' has a malformed class "):
+        px.select(["blocks_1/T"], "blocks_[9-0]/T")
 
 
 def test_no_match_lists_nearest_paths():
