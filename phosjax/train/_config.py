@@ -54,12 +54,12 @@ def number_in(
     strict: bool = False,
     hint: str = "",
 ) -> float:
-    """``value`` as a float when it is a real number (not a bool) in ``[least, most]``
-    (``strict``: above ``least``); ``hint`` follows the range in the message.
+    """``value`` as a float when it is a finite real number (not a bool) in ``[least,
+    most]`` (``strict``: above ``least``); ``hint`` follows the range in the message.
 
     Raises:
-      ValueError: naming ``where``: ``value`` is no number (a string, a bool, NaN) or lies
-        outside the range.
+      ValueError: naming ``where``: ``value`` is no number (a string, a bool, NaN), is
+        infinite or lies outside the range.
 
     Examples:
       >>> number_in("HParams momentum", 0.9, 0, 1)
@@ -72,6 +72,8 @@ def number_in(
             number = float(array)
     if math.isnan(number):
         raise ValueError(f"{where} must be a number, got {value!r} ({type(value).__name__}).")
+    if math.isinf(number):
+        raise ValueError(f"{where} must be a finite number, got {number}.")
     if not (least < number if strict else least <= number) or not number <= most:
         if most < math.inf:
             shown = f"lie in {'(' if strict else '['}{least}, {most}]"

@@ -57,6 +57,10 @@ def test_bad_configs_raise_clear_errors():
         Regularizer("**", "l2", -1)
     with pytest.raises(ValueError, match=r"Regularizer strength must be a number, got nan"):
         Regularizer("**", "l1", float("nan"))
+    with pytest.raises(ValueError, match=r"Regularizer strength must be a finite number, got inf"):
+        Regularizer("**", "l1", float("inf"))
+    with pytest.raises(ValueError, match=r"Regularizer threshold must be a finite number"):
+        Regularizer("**", "l1", threshold=float("inf"))
     with pytest.raises(ValueError, match=r"Regularizer selector: .*'\[abc' has an unclosed"):
         Regularizer("[abc")
     with pytest.raises(
@@ -172,6 +176,10 @@ def test_run_group_refuses_non_int_counts_before_reading_the_state(option, messa
         ({"learning_rate": -5.0}, r"learning_rate must be >= 0, got -5.0"),
         ({"learning_rate": "x"}, r"learning_rate must be a number, got 'x' \(str\)"),
         ({"learning_rate": float("nan")}, r"learning_rate must be a number, got nan"),
+        ({"learning_rate": float("inf")}, r"learning_rate must be a finite number, got inf"),
+        ({"weight_decay": float("inf")}, r"weight_decay must be a finite number, got inf"),
+        ({"grad_clip": float("inf")}, r"grad_clip must be a finite number, got inf"),
+        ({"knobs": {"**/T": -float("inf")}}, r"knob '\*\*/T' must be a finite number, got -inf"),
         ({"knobs": {"**/T": "hot"}}, r"HParams knob '\*\*/T' must be a number, got 'hot'"),
         ({"knobs": {"a/[b": 1.0}}, r"HParams knobs: Selector segment '\[b' has an unclosed"),
         ({"regularizers": ("**/kernel",)}, r"regularizers\[0\] must be a Regularizer, got '"),
