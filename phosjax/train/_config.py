@@ -133,13 +133,12 @@ class Regularizer:
             raise ValueError(f"Regularizer on={self.on!r}: expected one of {REGULARIZER_TARGETS}.")
         object.__setattr__(self, "strength", number_in("Regularizer strength", self.strength, 0))
         object.__setattr__(self, "threshold", number_in("Regularizer threshold", self.threshold, 0))
-        if self.kind == "morph":
-            if self.on != "params":
-                raise ValueError("Regularizer kind 'morph' prices params: it needs on='params'.")
-            if self.cost not in COSTS:
-                raise ValueError(f"Regularizer cost {self.cost!r}: expected one of {COSTS}.")
-            if self.source not in SOURCES:
-                raise ValueError(f"Regularizer source {self.source!r}: expected one of {SOURCES}.")
+        if self.cost not in COSTS:  # checked for every kind: a typo is never silent
+            raise ValueError(f"Regularizer cost {self.cost!r}: expected one of {COSTS}.")
+        if self.source not in SOURCES:
+            raise ValueError(f"Regularizer source {self.source!r}: expected one of {SOURCES}.")
+        if self.kind == "morph" and self.on != "params":
+            raise ValueError("Regularizer kind 'morph' prices params: it needs on='params'.")
 
     def shared(self) -> "Regularizer":
         """This penalty at strength 0, less the fields its kind ignores: what a compiled

@@ -61,6 +61,10 @@ def test_bad_configs_raise_clear_errors():
         Regularizer("**", "l1", float("inf"))
     with pytest.raises(ValueError, match=r"Regularizer threshold must be a finite number"):
         Regularizer("**", "l1", threshold=float("inf"))
+    with pytest.raises(ValueError, match=r"Regularizer cost 'nonsense': expected one of"):
+        Regularizer("**", "l2", cost="nonsense")  # ignored by l2, still checked
+    with pytest.raises(ValueError, match=r"Regularizer source 'nonsense': expected one of"):
+        Regularizer("**", "l1", source="nonsense")
     with pytest.raises(ValueError, match=r"Regularizer selector: .*'\[abc' has an unclosed"):
         Regularizer("[abc")
     with pytest.raises(
