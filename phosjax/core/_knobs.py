@@ -15,6 +15,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from phosjax.core._apply import jit_keeping_constants
 from phosjax.core._collections import KNOBS
@@ -124,7 +125,8 @@ def set_knobs(variables: Mapping[str, Any], values: Mapping[str, Any]) -> dict[s
     Raises:
       SelectorError: a selector matches no knob (the message lists the nearest).
       TypeError: a value is not a number or an array (the knob named).
-      ValueError: a value's shape does not broadcast to the knob's (both named).
+      ValueError: a value's shape does not broadcast to the knob's (both named), or an
+        integer or bool knob cannot hold it exactly (2.5, NaN; the knob named).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -160,7 +162,8 @@ def _refill(path: str, stored: jax.Array, value: Any) -> jax.Array:
 
     Raises:
       TypeError: ``value`` is not a number or an array.
-      ValueError: ``value``'s shape does not broadcast to the knob's (both named).
+      ValueError: ``value``'s shape does not broadcast to the knob's (both named), or an
+        integer or bool knob cannot hold it exactly (e.g. 2.5; see `holds_exactly`).
 
     Examples:
       >>> _refill("blocks_0/T", jnp.zeros(3), jnp.ones(2))
@@ -179,7 +182,28 @@ def _refill(path: str, stored: jax.Array, value: Any) -> jax.Array:
             f"Knob {path!r} has shape {stored.shape}; a value of shape {value.shape} does not "
             f"broadcast to it (give a scalar, or an array of shape {stored.shape})."
         )
-    return stored.at[...].set(value)
+    if not isinstance(value, jax.core.Tracer) and not holds_exactly(stored.dtype, value):
+        raise ValueError(
+            f"Knob {path!r} holds {np.dtype(stored.dtype).name}, which cannot hold {value}; "
+            "give a whole number in its range."
+        )
+    return stored.at[...].set(value.astype(stored.dtype))
+
+
+def holds_exactly(dtype: Any, value: Any) -> bool:
+    """Whether ``dtype`` holds ``value`` (a number or array) exactly; any value for a
+    float dtype (it rounds), only whole numbers in range for an integer or bool one.
+
+    Examples:
+      >>> holds_exactly("int32", 2.0), holds_exactly("int32", 2.5), holds_exactly(bool, 2)
+      (True, False, False)
+    """
+    dtype = np.dtype(dtype)
+    if np.issubdtype(dtype, np.inexact):
+        return True
+    value = np.asarray(value)
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN, inf, out of range: False
+        return bool(np.all(value.astype(dtype) == value))
 
 
 def with_knobs(model: nn.Module, variables: Mapping[str, Any], *args: Any, **kwargs: Any):

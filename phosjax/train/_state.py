@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from phosjax.core import KNOBS, flatten, select, set_knobs
+from phosjax.core._knobs import holds_exactly
 from phosjax.train._group import Group
 from phosjax.train._optim import make_optimizer
 
@@ -133,6 +134,25 @@ def _check_classes(group: Group, data: Any) -> None:
         )
 
 
+def _check_whole_knob_values(group: Group, data: Any) -> None:
+    """Raises unless each knob of an integer or bool dtype is set to values it holds
+    exactly (``HParams`` knob values are floats; a cast would cut 2.5 to 2 silently)."""
+    if not group.hparams.knobs:
+        return
+    knobs = flatten(_layout(group, data).collections.get(KNOBS, {}))
+    for j, (selector, _) in enumerate(group.hparams.knobs):
+        for path in select(knobs, selector, what="knob"):
+            dtype = np.dtype(knobs[path].dtype)
+            for cell, index in zip(group.cells, group.index, strict=True):
+                value = cell.hparams.knobs[j][1]
+                if not holds_exactly(dtype, value):
+                    raise ValueError(
+                        f"init_group: cell {index} sets knob {path!r} ({dtype.name}) to "
+                        f"{value}, which it cannot hold; give it a whole number"
+                        + (" (0 or 1)" if dtype.kind == "b" else "")
+                    )
+
+
 def init_group(group: Group, data: Any) -> GroupState:
     """Initializes every cell of ``group``: params from its seed, knobs and hparams set.
 
@@ -149,8 +169,10 @@ def init_group(group: Group, data: Any) -> GroupState:
       The state at step 0, on the default device.
 
     Raises:
-      ValueError: a cell's seed is one `jax.random.key` refuses (names the cell), or
-        the model does not return ``data.num_classes`` logits per example.
+      ValueError: a cell's seed is one `jax.random.key` refuses (names the cell), a
+        knob of an integer or bool dtype is set to a value it cannot hold exactly (names
+        the knob and the cell), or the model does not return ``data.num_classes`` logits
+        per example.
 
     Examples:
       >>> import numpy as np
@@ -171,6 +193,7 @@ def init_group(group: Group, data: Any) -> GroupState:
       (2, 8, 3)
     """
     _check_classes(group, data)
+    _check_whole_knob_values(group, data)
     init = _init_fn(group.signature(), tuple(data.input_shape))
     return init(_root_keys(group), group.values())
 
@@ -241,6 +264,23 @@ def _value_difference(state: GroupState, group: Group) -> str | None:
     return None
 
 
+@jax.jit
+def _data_keys(root_keys: jax.Array) -> jax.Array:
+    """The data keys `init_group` derives from each cell's root key."""
+    split = jax.vmap(lambda key: jax.random.split(jax.random.wrap_key_data(key), 3)[1])
+    return jax.random.key_data(split(root_keys))
+
+
+def _seed_difference(state: GroupState, group: Group) -> str | None:
+    """The first cell whose keys ``state`` drew from another seed than ``group``'s."""
+    same = np.all(np.asarray(state.data_key) == np.asarray(_data_keys(_root_keys(group))), 1)
+    for i in np.flatnonzero(~same):
+        return (
+            f"cell {group.index[i]} holds the keys of another seed than its {group.cells[i].seed}"
+        )
+    return None
+
+
 _LAYOUTS: dict[tuple[Any, ...], GroupState] = {}
 
 
@@ -249,7 +289,8 @@ def _layout(group: Group, data: Any) -> GroupState:
     (the shapes do not depend on the per-cell values)."""
     key = (group.signature(), len(group), tuple(data.input_shape))
     if key not in _LAYOUTS:
-        _LAYOUTS[key] = jax.eval_shape(lambda: init_group(group, data))
+        init = _init_fn(group.signature(), tuple(data.input_shape))
+        _LAYOUTS[key] = jax.eval_shape(init, _root_keys(group), group.values())
     return _LAYOUTS[key]
 
 
@@ -259,7 +300,11 @@ def check_state(state: Any, group: Group, data: Any) -> None:
     group's per-cell hyperparameters (learning rate, ..., knob values)."""
     _check_classes(group, data)
     like = _layout(group, data)
-    difference = _layout_difference(state, like) or _value_difference(state, group)
+    difference = (
+        _layout_difference(state, like)
+        or _value_difference(state, group)
+        or _seed_difference(state, group)
+    )
     if difference:
         raise ValueError(
             f"run_group: the state was made for another group (or data set): {difference}; "

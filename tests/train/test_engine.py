@@ -2,12 +2,14 @@
 
 import dataclasses
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
+import phosjax as px
 from phosjax.core import SelectorError
 from phosjax.data import batch_indices
 from phosjax.models import ModelConfig
@@ -390,6 +392,10 @@ def _other(**changes):
         ),
         (_other(learning_rate=0.5), r"learning_rate of cell 0 is 0.01 in the state but 0.5 in"),
         (_other(label_smoothing=0.1), r"label_smoothing of cell 0 is 0.0 in the state but 0.1"),
+        (
+            Cell(Tiny(), "toy", CELLS[0].hparams, CELLS[0].seed + 1),
+            rf"cell 0 holds the keys of another seed than its {CELLS[0].seed + 1}",
+        ),
     ],
 )
 def test_run_group_refuses_a_state_made_for_another_group_saying_what_differs(toy, cell, message):
@@ -398,6 +404,36 @@ def test_run_group_refuses_a_state_made_for_another_group_saying_what_differs(to
     state = jax.device_get(init_group(made_for, toy))  # a checkpoint's host numpy, too
     with pytest.raises(ValueError, match=r"the state was made for another group.*" + message):
         run_group(group, state, toy, strategy="vmap")
+
+
+class _Counted(nn.Module):
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        return nn.Dense(3)(x) * px.knob(self, "k", 2)  # an int32 knob
+
+
+@dataclasses.dataclass(frozen=True)
+class _CountedConfig:
+    def build(self) -> nn.Module:
+        return _Counted()
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"), [(2.5, "2.5"), (-0.5, "-0.5"), (2**40, "1099511627776.0")]
+)
+def test_an_integer_knob_refuses_a_value_it_cannot_hold(toy, value, shown):
+    ok = HParams(batch_size=16, steps=2, knobs={"k": 3.0})
+    [group] = plan_groups([Cell(_CountedConfig(), "toy", ok, 0)])
+    assert init_group(group, toy).collections["knobs"]["k"].tolist() == [3]
+    bad = dataclasses.replace(ok, knobs={"k": value})
+    [group] = plan_groups(
+        [Cell(_CountedConfig(), "toy", ok, 0), Cell(_CountedConfig(), "toy", bad, 1)]
+    )
+    with pytest.raises(
+        ValueError,
+        match=rf"cell 1 sets knob 'k' \(int32\) to {shown}.*, which it cannot hold; give",
+    ):
+        init_group(group, toy)
 
 
 def test_run_group_refuses_a_state_with_other_knob_values(toy):
