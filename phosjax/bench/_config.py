@@ -343,7 +343,8 @@ class BenchConfig:
       checkpoint_every: save each group's state (and flush its results) every this many
         steps; 0 saves only at the end.
       chunk_steps: steps per dispatch (None: the largest divisor of ``eval_every`` and
-        ``checkpoint_every`` up to 250, so that every chunk compiles once).
+        ``checkpoint_every`` up to 250, so that every chunk compiles once; see
+        `phosjax.bench._runner.chunk_size`).
       strategy: how the engine runs a group: ``"auto"``, ``"vmap"``, ``"map"``,
         ``"sequential"`` or ``"stepwise"`` (see `phosjax.train.run_group`).
       data_dir: where data sets are prepared (None: `phosjax.data.default_data_dir`).

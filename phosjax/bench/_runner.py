@@ -45,12 +45,27 @@ from phosjax.models import registered_models
 
 
 def chunk_size(config: BenchConfig, steps: int) -> int:
-    """``config.chunk_steps``, else the largest divisor of the evaluation and checkpoint
-    intervals (and of ``steps``) up to 250: every chunk then has one length, one compile."""
+    """Steps per dispatch: ``config.chunk_steps``, else the largest divisor up to 250 of
+    the evaluation and checkpoint intervals (of ``steps`` when both are 0), so that every
+    chunk has one length (one compile, and one more for a last, shorter chunk). When that
+    divisor is small (an interval of 257 has only 1), 250 instead: a few lengths cost a
+    few compiles, where one step per dispatch would cost every step a dispatch.
+
+    Examples:
+      >>> from phosjax.bench import BenchConfig
+      >>> def size(steps, eval_every, checkpoint_every):
+      ...     config = BenchConfig(eval_every=eval_every, checkpoint_every=checkpoint_every)
+      ...     return chunk_size(config, steps)
+      >>> size(1000, 100, 500), size(1001, 100, 500), size(257, 0, 0), size(600, 600, 0)
+      (100, 100, 250, 200)
+    """
     if config.chunk_steps is not None:
         return config.chunk_steps
-    size = math.gcd(config.eval_every or steps, config.checkpoint_every or steps, steps)
-    return max(d for d in range(1, min(size, 250) + 1) if size % d == 0)
+    intervals = [i for i in (config.eval_every, config.checkpoint_every) if i]
+    size = math.gcd(*intervals) if intervals else steps
+    cap = min(size, 250)
+    divisor = max(d for d in range(1, cap + 1) if size % d == 0)
+    return divisor if 4 * divisor >= cap else cap
 
 
 def jobs(plan_: Plan, process: tuple[int, int]) -> list[GroupJob]:
