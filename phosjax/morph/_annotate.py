@@ -7,7 +7,8 @@ from typing import Any
 
 from phosjax.core import Blurb, ModuleBlurb
 
-_AXIS = re.compile(r"(\[\d+\])$")  # "blocks_0/attention/qkv[2]": one of a module's groups
+# "qkv[2]", "proj#1", "a[3]#0": one of a module's groups (its axis, its number)
+_AXIS = re.compile(r"(?:\[\d+\])?(?:#\d+)?$")
 
 
 def annotate(blurb: Blurb, report: Mapping[str, Any]) -> Blurb:
@@ -38,10 +39,10 @@ def annotate(blurb: Blurb, report: Mapping[str, Any]) -> Blurb:
     """
     notes: dict[str, dict[str, Any]] = {}
     for name, counts in report["groups"].items():
-        suffix = _AXIS.search(name)
-        path = name[: suffix.start()] if suffix else name
+        path = _AXIS.sub("", name)
+        suffix = name[len(path) :]
         blurb[path]  # raises, naming the nearest module paths
-        key = f"alive{suffix.group(1) if suffix else ''}"
+        key = f"alive{suffix}"
         notes.setdefault(path, {})[key] = f"{counts['alive']}/{counts['total']}"
     for cost, values in report["cost"].items():
         notes.setdefault("", {})[f"{cost}_ratio"] = values["ratio"]

@@ -279,6 +279,12 @@ class _Walker:
         rhs = self.use(rhs, ["in" if j in rc else "out" for j in range(len(rhs.labels))])
         for i in lc:
             self.check_contraction(lhs.labels[i], (lhs, rhs), where)
+            if lhs.data and rhs.data:  # e.g. attention's query . key
+                self.labels.pin(
+                    lhs.labels[i],
+                    f"{where} contracts two activations over this axis; its size may also "
+                    "scale the result (attention's 1/sqrt(head size)), which shrinking changes",
+                )
         lfree = [lhs.labels[i] for i in range(len(lhs.labels)) if i not in (*lc, *lb)]
         rfree = [rhs.labels[j] for j in range(len(rhs.labels)) if j not in (*rc, *rb)]
         batch = [lhs.labels[i] for i in lb]

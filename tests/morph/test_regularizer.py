@@ -142,6 +142,11 @@ def test_annotate_writes_the_report_into_the_blurb():
     assert "alive=2/8" in annotated.table()
     heads = {"groups": {"layers_0[1]": {"alive": 1, "total": 2}}, "cost": {}}
     assert annotate(summary, heads)["layers_0"].notes == {"alive[1]": "1/2"}
+    numbered = {"layers_0#0": {"alive": 1, "total": 2}, "layers_0[1]#1": {"alive": 3, "total": 4}}
+    assert annotate(summary, {"groups": numbered, "cost": {}})["layers_0"].notes == {
+        "alive#0": "1/2",
+        "alive[1]#1": "3/4",
+    }
     with pytest.raises(SelectorError, match="layers_0"):
         annotate(summary, {"groups": {"layer_0": {"alive": 1, "total": 2}}, "cost": {}})
 

@@ -87,7 +87,7 @@ def test_groups_of_the_zoo_follow_residuals_norms_and_heads():
     x = jnp.ones((2, 40))
     variables = transformer.build().init(jax.random.key(0), x)
     found = channel_groups(transformer.build(), variables, x)
-    heads = {g.name: g for g in found.groups}["blocks_0/attention/qkv[2]"]
+    heads = {g.name: g for g in found.groups}["blocks_0/attention/qkv"]  # its only group
     assert heads.size == 4
     assert {(m.path, m.axis) for m in heads.members} == {
         ("params/blocks_0/attention/qkv/kernel", 2),
@@ -253,12 +253,41 @@ def test_attention_heads_shrunk_equals_masked():
     model = Heads(heads=4)
     variables = model.init(jax.random.key(0), x)
     groups = channel_groups(model, variables, x)
-    alive = {"qkv[2]": [True, False, True, False]}
+    alive = {"qkv": [True, False, True, False]}  # the heads: head_dim scales q . k, pinned
     small = shrink(variables, alive, groups)
     assert small.variables["params"]["qkv"]["kernel"].shape == (6, 3, 2, 3)
     np.testing.assert_allclose(
         jax.jit(Heads(heads=2).apply)(small.variables, x),
         jax.jit(model.apply)(mask(variables, alive, groups), x),
+        atol=1e-5,
+    )
+
+
+class FlaxAttention(nn.Module):
+    heads: int = 2
+
+    @nn.compact
+    def __call__(self, x):
+        size = 4 * self.heads  # 4 per head
+        attention = nn.MultiHeadDotProductAttention(self.heads, qkv_features=size, out_features=3)
+        return attention(x, x).mean(1)
+
+
+def test_flax_attention_pins_the_query_key_size_and_prunes_heads_exactly():
+    x = jax.random.normal(jax.random.key(1), (2, 5, 6))
+    variables = FlaxAttention().init(jax.random.key(0), x)
+    groups = channel_groups(FlaxAttention(), variables, x)
+    assert {g.name: g.size for g in groups.groups} == {
+        "MultiHeadDotProductAttention_0/key": 2,  # heads
+        "MultiHeadDotProductAttention_0/value": 4,  # value size per head
+    }
+    reason = groups.pinned["params/MultiHeadDotProductAttention_0/query/kernel:2"]
+    assert "contracts two activations over this axis" in reason and "1/sqrt" in reason
+    alive = {"MultiHeadDotProductAttention_0/key": [False, True]}
+    small = shrink(variables, alive, groups)
+    np.testing.assert_allclose(
+        FlaxAttention().apply(mask(variables, alive, groups), x),
+        jax.jit(FlaxAttention(heads=1).apply)(small.variables, x),
         atol=1e-5,
     )
 
