@@ -52,6 +52,23 @@ class UnsupportedOpError(ValueError):
     """The traced model uses an operation whose effect on channels is not known."""
 
 
+def _keeps_zero(name: str, index: int, value: Any) -> bool:
+    """Whether the known operand ``index`` of ``name`` maps a zero of the others to zero:
+    ``max(0, c)`` for ``c <= 0``, ``min(0, c)`` for ``c >= 0``, ``clamp(lo, 0, hi)`` for
+    ``lo <= 0 <= hi``; ``c == 0`` for the others (``add(0, c)``).
+
+    Examples:
+      >>> _keeps_zero("min", 1, 6.0), _keeps_zero("max", 1, 6.0), _keeps_zero("add", 1, 0)
+      (True, False, True)
+    """
+    value = np.asarray(value)
+    if name == "max" or (name == "clamp" and index == 0):
+        return bool(np.all(value <= 0))
+    if name == "min" or (name == "clamp" and index == 2):
+        return bool(np.all(value >= 0))
+    return bool(np.all(value == 0))
+
+
 @dataclasses.dataclass
 class Value:
     """What the trace knows about one value: a label per axis, and more."""
@@ -245,14 +262,15 @@ class _Walker:
         self, name: str, operands: Sequence[Value | None], known: Sequence[Any]
     ) -> set[int]:
         """The zeros of an op that is zero only where every operand is (``add``, ``max``,
-        ``select_n``'s cases, ...): those every operand carries, but a known zero (a
-        literal, a constant). Any other operand, a scalar param or knob too, is not zero
-        when a channel is dead."""
+        ``select_n``'s cases, ...): those every operand carries, but a known operand that
+        keeps a zero a zero (see `_keeps_zero`: ``0`` for ``add``, ``6`` for ``min`` as in
+        relu6). Any other operand, a scalar param or knob too, is not zero when a channel
+        is dead."""
         first = 1 if name == "select_n" else 0  # select_n's predicate picks, it is no case
         cases = [
             self.zero_atoms(v) if v is not None else set()
-            for v, value in zip(operands[first:], known[first:], strict=True)
-            if value is None or np.any(np.asarray(value) != 0)
+            for i, (v, value) in enumerate(zip(operands, known, strict=True))
+            if i >= first and (value is None or not _keeps_zero(name, i, value))
         ]
         return set.intersection(*cases) if cases else set()
 

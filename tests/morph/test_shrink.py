@@ -333,6 +333,10 @@ SCALAR_OPERANDS = {  # name: (apply, variables, whether the first layer stays pr
     ),
     "h + knob": (_knob_shift, None, False),
     "max(h, 0), a zero literal": (lambda p, x: jnp.maximum(x @ p["w1"], 0.0) @ p["w2"], _W, True),
+    "relu6: min(max(h, 0), 6)": (lambda p, x: jax.nn.relu6(x @ p["w1"]) @ p["w2"], _W, True),
+    "clip(h, 0, 1)": (lambda p, x: jnp.clip(x @ p["w1"], 0.0, 1.0) @ p["w2"], _W, True),
+    "clip(h, 0.5, 1)": (lambda p, x: jnp.clip(x @ p["w1"], 0.5, 1.0) @ p["w2"], _W, False),
+    "max(h, 0.5)": (lambda p, x: jnp.maximum(x @ p["w1"], 0.5) @ p["w2"], _W, False),
 }
 
 
