@@ -6,6 +6,7 @@ written to ``<dir>/morph/iterations.parquet`` (atomically, after every iteration
 
 import dataclasses
 import json
+import math
 import os
 import pathlib
 import sys
@@ -64,8 +65,9 @@ def _number_error(name: str, value: Any) -> str | None:
     numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
     if kind is int and not isinstance(value, int):
         numeric = False
+    numeric = numeric and math.isfinite(value)  # NaN and infinity train nothing sensible
     relation = ">" if strict else ">="
-    what = "an integer" if kind is int else "a number"
+    what = "an integer" if kind is int else "a finite number"
     if not numeric:
         return f"MorphConfig.{name}={value!r}: expected {what} {relation} {bound:g}"
     if value < bound or (strict and value == bound):

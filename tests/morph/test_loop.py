@@ -1,6 +1,7 @@
 """The MorphNet loop end to end on a tiny config (a smoke test of `run` and the CLI)."""
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -56,9 +57,11 @@ MODEL = ModelConfig("cnn1d", 10, (40,), depth=1, width=(16, 16))
         ("iterations", -1, "MorphConfig.iterations=-1: expected an integer >= 0"),
         ("steps", 0, "MorphConfig.steps=0: expected an integer >= 1"),
         ("batch_size", 0, "MorphConfig.batch_size=0: expected an integer >= 1"),
-        ("learning_rate", 0.0, "MorphConfig.learning_rate=0.0: expected a number > 0"),
-        ("strength", -1.0, "MorphConfig.strength=-1.0: expected a number >= 0"),
-        ("threshold", "small", "MorphConfig.threshold='small': expected a number >= 0"),
+        ("learning_rate", 0.0, "MorphConfig.learning_rate=0.0: expected a finite number > 0"),
+        ("learning_rate", math.nan, "MorphConfig.learning_rate=nan: expected a finite number"),
+        ("strength", -1.0, "MorphConfig.strength=-1.0: expected a finite number >= 0"),
+        ("strength", math.inf, "MorphConfig.strength=inf: expected a finite number >= 0"),
+        ("threshold", "small", "MorphConfig.threshold='small': expected a finite number >= 0"),
         ("seed", 1.5, "MorphConfig.seed=1.5: expected an integer"),
         ("dataset", 5, "MorphConfig.dataset=5: expected a name"),
         ("data_dir", 3, r"MorphConfig.data_dir=3: expected a folder \(a path\) or null"),
