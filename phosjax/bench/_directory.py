@@ -30,11 +30,41 @@ from phosjax.bench._store import is_temporary, read_json, write_json, write_text
 T = TypeVar("T")
 
 
+def read_bench_json(path: pathlib.Path) -> dict[str, Any]:
+    """The JSON object in ``path`` (``bench.json``, ``status.json``), or a `BenchError`
+    naming the file when it cannot be read or holds no object.
+
+    Examples:
+      >>> import tempfile
+      >>> with tempfile.TemporaryDirectory() as tmp:
+      ...     path = pathlib.Path(tmp) / "bench.json"
+      ...     _ = path.write_text("[]")
+      ...     read_bench_json(path)
+      Traceback (most recent call last):
+      phosjax.bench._config.BenchError: '.../bench.json' holds a list, not the JSON object ...
+    """
+    hint = (
+        "phosjax writes it whole, so something else changed it; restore it from a backup, "
+        "or move the directory aside and start a new bench."
+    )
+    try:
+        data = read_json(path)
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise BenchError(f"cannot read {str(path)!r}: {error}; {hint}") from None
+    if not isinstance(data, dict):
+        raise BenchError(
+            f"{str(path)!r} holds a {type(data).__name__}, not the JSON object phosjax "
+            f"writes there; {hint}"
+        )
+    return data
+
+
 def open_bench(directory: str | os.PathLike) -> tuple[BenchConfig, dict[str, Any]]:
     """The stored config and marker of an existing bench.
 
     Raises:
-      BenchError: ``directory`` holds no bench (no marker file).
+      BenchError: ``directory`` holds no bench (no marker file), or its marker cannot
+        be read.
     """
     root = pathlib.Path(directory)
     if not _layout.is_bench(root):
@@ -42,7 +72,7 @@ def open_bench(directory: str | os.PathLike) -> tuple[BenchConfig, dict[str, Any
             f"{str(root)!r} is not a bench: it has no {_layout.MARKER}. "
             "Make one with `python -m phosjax.bench.new --config ... --dir ...`."
         )
-    marker = read_json(root / _layout.MARKER)
+    marker = read_bench_json(root / _layout.MARKER)
     if marker.get("format") != _layout.FORMAT:
         raise BenchError(
             f"{str(root)!r} holds a bench of format {marker.get('format')!r}; this phosjax "
@@ -136,13 +166,25 @@ def choose_config(
 
     Raises:
       BenchError: the directory holds another config and neither flag is given; it is
-        not empty and holds no bench; it is a file; or ``resume`` without a bench.
+        not empty and holds no bench; it is a file, lies under a file or is a dangling
+        link; or ``resume`` without a bench.
     """
     root = pathlib.Path(directory)
     if root.exists() and not root.is_dir():
         raise BenchError(
             f"--dir {str(root)!r} is a file; it must be a directory (a new or empty one, "
             "or a bench)."
+        )
+    if root.is_symlink() and not root.exists():
+        raise BenchError(
+            f"--dir {str(root)!r} is a link to {os.readlink(root)!r}, which does not exist; "
+            "make that directory, or pick another --dir."
+        )
+    above = next((p for p in root.parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise BenchError(
+            f"--dir {str(root)!r} cannot be made: {str(above)!r} is a file; pick a --dir "
+            "whose parents are directories."
         )
     if not _layout.is_bench(root):
         if resume:
@@ -245,7 +287,7 @@ def check_processes(root: pathlib.Path, count: int) -> None:
     record its count (made before it was recorded) is accepted."""
     if not _layout.is_bench(root):
         return
-    started = read_json(root / _layout.MARKER).get("processes")
+    started = read_bench_json(root / _layout.MARKER).get("processes")
     if started is not None and started != count:
         raise BenchError(
             f"{str(root)!r} was started with {started} process(es), and this run has "
@@ -278,7 +320,7 @@ def write_meta(
     marker_path = root / _layout.MARKER
     created = None
     if marker_path.is_file():
-        marker = read_json(marker_path)
+        marker = read_bench_json(marker_path)
         created, registered = marker.get("created"), marker.get("registered_models", registered)
     write_text(root / _layout.CONFIG, yaml.safe_dump(config.to_dict(), sort_keys=False))
     write_json(root / _layout.ENV, _with_earlier(environment(), root / _layout.ENV))

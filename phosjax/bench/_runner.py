@@ -23,13 +23,13 @@ from phosjax.bench._directory import (
     in_every_process,
     locked,
     open_bench,
+    read_bench_json,
     write_meta,
 )
 from phosjax.bench._plan import Plan, plan
 from phosjax.bench._profile import MemorySampler, ProfileFiles
 from phosjax.bench._store import (
     cells_schema,
-    read_json,
     remove_stale_temporaries,
     results_schema,
     widen_parts,
@@ -177,7 +177,7 @@ def run(
 def _status(root: pathlib.Path, process: tuple[int, int]) -> dict[str, Any]:
     """This process's ``status.json`` (no group yet before its first)."""
     path = _per_process(root / _layout.STATUS, process)
-    return read_json(path) if path.is_file() else {"groups": {}}
+    return read_bench_json(path) if path.is_file() else {"groups": {}}
 
 
 def _unfinished(mine: Sequence[GroupJob], status: Mapping[str, Any]) -> list[GroupJob]:

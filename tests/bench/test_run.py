@@ -273,12 +273,47 @@ def test_not_a_bench_is_refused(tmp_path, toy, capsys):
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("bench.json", "", r"cannot read '.*bench\.json': Expecting value"),
+        ("bench.json", "[1]", r"'.*bench\.json' holds a list, not the JSON object"),
+        ("status.json", "{", r"cannot read '.*status\.json': Expecting property name"),
+    ],
+)
+def test_a_damaged_bench_file_is_named_and_nothing_else_touched(
+    bench, tmp_path, toy, capsys, name, content, message
+):
+    copy = tmp_path / "copy"
+    shutil.copytree(bench[0], copy)
+    (copy / name).write_text(content)
+    unlocked = lambda: {k: v for k, v in _contents(copy).items() if k != _layout.LOCK}
+    before = unlocked()
+    with pytest.raises(BenchError, match=message + r".*restore it from a backup"):
+        run(tiny_config(models=[{"name": "mlp", "width": 8}]), copy, datasets=toy)
+    if name == "bench.json":
+        assert add_models_main(["--dir", str(copy)]) == 2
+        assert profile_main(["--dir", str(copy)]) == 2
+        assert capsys.readouterr().err.count("restore it from a backup") == 2
+    assert unlocked() == before  # the lock file names the last run that took it
+
+
 def test_a_dir_that_is_a_file_is_refused(tmp_path, toy):
     path = tmp_path / "notes.txt"
     path.write_text("mine")
     with pytest.raises(BenchError, match=r"--dir '.*notes\.txt' is a file; it must be a directory"):
         run(tiny_config(), path, datasets=toy)
+    with pytest.raises(
+        BenchError, match=r"notes\.txt/b/c' cannot be made: '.*notes\.txt' is a file"
+    ):
+        run(tiny_config(), path / "b" / "c", datasets=toy)
     assert path.read_text() == "mine"
+    (tmp_path / "link").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(
+        BenchError, match=r"'.*link' is a link to '.*nowhere', which does not exist"
+    ):
+        run(tiny_config(), tmp_path / "link", datasets=toy)
+    assert not (tmp_path / "nowhere").exists()
 
 
 def _contents(root: pathlib.Path) -> dict[str, bytes | bool]:
