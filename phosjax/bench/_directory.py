@@ -13,6 +13,7 @@ import os
 import pathlib
 import re
 import socket
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -148,6 +149,12 @@ def _foreign(root: pathlib.Path) -> list[str]:
     return sorted(p.name for p in entries if p.name not in leftovers | gone)
 
 
+def _shown(changed: list[str]) -> str:
+    """The first five of a config's ``differences``, for a message."""
+    more = f"; and {len(changed) - 5} more" if len(changed) > 5 else ""
+    return "stored -> given: " + "; ".join(changed[:5]) + more
+
+
 def choose_config(
     directory: str | os.PathLike,
     config: BenchConfig | None,
@@ -160,9 +167,10 @@ def choose_config(
     An empty or missing directory (or one holding only what a start killed before it
     wrote the marker left, see `_foreign`) takes ``config``. A bench holding the same config
     continues (the same command run again resumes). ``resume`` continues a bench under
-    its stored config; a config that differs only in how its numbers are written (``0``
-    for ``0.0``) is the stored one. ``force`` moves a bench with another config aside to
-    ``<dir>.old-<time>`` (never deleting it) and starts over.
+    its stored config (saying so on stderr when ``config`` differs); a config that
+    differs only in how its numbers are written (``0`` for ``0.0``) is the stored one.
+    ``force`` moves a bench with another config aside to ``<dir>.old-<time>`` (never
+    deleting it) and starts over.
 
     Raises:
       BenchError: the directory holds another config and neither flag is given; it is
@@ -205,12 +213,19 @@ def choose_config(
             )
         return config, None
     stored, marker = open_bench(root)
-    if resume or config is None:
+    if config is None:
         return stored, None
     if marker.get("config_hash") == config.digest():
         return config, None
     changed = stored.differences(config)
     if not changed:  # the same bench, its numbers written otherwise (0 and 0.0)
+        return stored, None
+    if resume:  # said, so that a changed config is never dropped silently
+        print(
+            f"--resume: continuing {str(root)!r} under its stored config; the config given "
+            f"differs ({_shown(changed)}) and is not used.",
+            file=sys.stderr,
+        )
         return stored, None
     if force:
         here = pathlib.Path.cwd()
@@ -223,9 +238,8 @@ def choose_config(
         target = aside_path(root)
         os.replace(root, target)
         return config, target
-    shown = "; ".join(changed[:5]) + (f"; and {len(changed) - 5} more" if len(changed) > 5 else "")
     raise BenchError(
-        f"{str(root)!r} holds a bench with a different config (stored -> given: {shown}). "
+        f"{str(root)!r} holds a bench with a different config ({_shown(changed)}). "
         "Pass --resume to continue it under its stored config, or --force to move it aside "
         f"(to {root.name}.old-<time>) and start over, or pick another --dir."
     )

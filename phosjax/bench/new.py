@@ -91,8 +91,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_args(argv)
     import_all(args["import"])
     fields = {k: v for k, v in args.as_dict().items() if k not in _OWN}
-    given = _gives_config(argv) and not args.resume
-    config = BenchConfig.from_dict(fields) if given else None
+    config = BenchConfig.from_dict(fields) if _gives_config(argv) else None
     run(config, args.dir, resume=args.resume, force=args.force, progress=not args.no_progress)
 
 

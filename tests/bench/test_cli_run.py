@@ -142,6 +142,24 @@ def test_another_config_is_refused_on_the_command_line(cli_bench, tmp_path, caps
     assert {p: p.stat().st_mtime_ns for p in root.rglob("*")} == before
 
 
+def test_resume_with_another_config_says_it_keeps_the_stored_one(
+    cli_bench, tmp_path, capsys, monkeypatch
+):
+    root, _, _ = cli_bench
+    monkeypatch.setattr(_plan, "load_datasets", lambda names, data_dir: {"toy": toy_data()})
+    other = tmp_path / "other.yaml"
+    other.write_text(CONFIG.replace("seeds: 2", "seeds: 3"))
+    stored = (root / _layout.CONFIG).read_text()
+    rows = len(pd.read_parquet(root / _layout.RESULTS))
+    args = ["--config", str(other), "--dir", str(root), "--resume", "--no_progress"]
+    assert new_main(args) == 0
+    err = capsys.readouterr().err
+    assert f"--resume: continuing {str(root)!r} under its stored config; the config given " in err
+    assert "differs (stored -> given: seeds: 2 -> 3) and is not used." in err
+    assert (root / _layout.CONFIG).read_text() == stored
+    assert len(pd.read_parquet(root / _layout.RESULTS)) == rows  # finished: nothing trained
+
+
 def test_no_config_on_a_new_dir_is_refused_and_nothing_written(tmp_path, capsys):
     root = tmp_path / "new"
     assert new_main(["--dir", str(root)]) == 2
