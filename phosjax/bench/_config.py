@@ -429,14 +429,23 @@ class BenchConfig:
         config.grid.regularizer_entries()
         return config
 
+    def _identity(self) -> dict[str, Any]:
+        """What makes the bench: the config less where its data sets live (``data_dir``
+        may move without changing a result)."""
+        plain = self._plain()
+        del plain["data_dir"]
+        return plain
+
     def digest(self) -> str:
-        """The sha256 of the config's canonical JSON: equal configs, equal digests."""
-        text = json.dumps(self.to_dict(), sort_keys=True)
+        """The sha256 of the config's canonical JSON, less ``data_dir``: configs of one
+        bench, one digest."""
+        text = json.dumps(self._identity(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
 
     def differences(self, other: "BenchConfig") -> list[str]:
         """Where ``other`` differs from this config, as ``key: this -> other`` lines;
-        numbers compare by value (``weight_decay: 0`` is ``0.0``).
+        numbers compare by value (``weight_decay: 0`` is ``0.0``), and ``data_dir`` not
+        at all (see `digest`).
 
         Examples:
           >>> a = BenchConfig.from_dict({"grid": {"learning_rate": 1, "steps": 20}})
@@ -444,7 +453,7 @@ class BenchConfig:
           >>> a.differences(b)
           ['grid.steps: 20 -> 30']
         """
-        return _differences(self._plain(), other._plain(), "")
+        return _differences(self._identity(), other._identity(), "")
 
 
 class _Absent:

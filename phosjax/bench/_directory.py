@@ -7,6 +7,7 @@ metadata).
 """
 
 import contextlib
+import dataclasses
 import datetime
 import fcntl
 import os
@@ -168,7 +169,8 @@ def choose_config(
     wrote the marker left, see `_foreign`) takes ``config``. A bench holding the same config
     continues (the same command run again resumes). ``resume`` continues a bench under
     its stored config (saying so on stderr when ``config`` differs); a config that
-    differs only in how its numbers are written (``0`` for ``0.0``) is the stored one.
+    differs only in how its numbers are written (``0`` for ``0.0``) or in ``data_dir``
+    is the stored one, reading its data from the given ``data_dir``.
     ``force`` moves a bench with another config aside to ``<dir>.old-<time>`` (never
     deleting it) and starts over.
 
@@ -215,11 +217,12 @@ def choose_config(
     stored, marker = open_bench(root)
     if config is None:
         return stored, None
+    relocated = dataclasses.replace(stored, data_dir=config.data_dir)  # data may move
     if marker.get("config_hash") == config.digest():
-        return config, None
+        return relocated, None
     changed = stored.differences(config)
     if not changed:  # the same bench, its numbers written otherwise (0 and 0.0)
-        return stored, None
+        return relocated, None
     if resume:  # said, so that a changed config is never dropped silently
         print(
             f"--resume: continuing {str(root)!r} under its stored config; the config given "

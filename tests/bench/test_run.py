@@ -16,7 +16,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from phosjax.bench import BenchConfig, BenchError, _directory, _layout, add_models_to, plan, run
+from phosjax.bench import (
+    BenchConfig,
+    BenchError,
+    _directory,
+    _layout,
+    add_models_to,
+    load_config,
+    plan,
+    run,
+)
 from phosjax.bench._directory import choose_config
 from phosjax.bench._runner import jobs
 from phosjax.bench._store import TEMPORARY, drop_parts_after, part_path, widen_parts, write_table
@@ -193,6 +202,17 @@ def test_the_same_config_with_its_numbers_written_otherwise_trains_nothing(bench
         p.name: p.read_bytes() for p in [*(root / _layout.RESULTS).iterdir(), root / "config.yaml"]
     }
     assert after == before
+
+
+def test_a_moved_data_dir_is_the_same_bench_and_reads_from_there(bench, toy, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(bench[0], copy)
+    results = pd.read_parquet(copy / _layout.RESULTS)
+    moved = tiny_config(models=[{"name": "mlp", "width": 8}], data_dir=f"{tmp_path}/data/")
+    assert moved.digest() == tiny_config(models=[{"name": "mlp", "width": 8}]).digest()
+    again = run(moved, copy, datasets=toy)
+    pd.testing.assert_frame_equal(sort(again), sort(results))  # nothing trained again
+    assert load_config(copy / _layout.CONFIG).data_dir == f"{tmp_path}/data/"  # the given one
 
 
 def test_another_config_is_refused_and_nothing_touched(bench, toy):
