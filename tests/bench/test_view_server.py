@@ -279,18 +279,23 @@ def test_result_parts_linking_out_of_the_bench_are_skipped(tmp_path):
     assert all(series["step"] == list(STEPS) for series in curves["series"])
 
 
+CUT_SHORT = '{"cut short": '
+
+
 @pytest.mark.parametrize(
-    ("relative", "endpoint"),
+    ("relative", "endpoint", "content"),
     [
-        (_layout.STATUS, "/api/bench"),
-        (f"{_layout.BLURBS}/m-mlp.json", "/api/blurb/m-mlp"),
-        (f"{_layout.RESULTS}/part-g-mlp-{0:09d}.parquet", "/api/cells"),
-        (_layout.PHASES, "/api/profile"),
+        (_layout.STATUS, "/api/bench", CUT_SHORT),
+        (_layout.STATUS, "/api/bench", "[]"),
+        (_layout.STATUS, "/api/cells", '{"groups": {"g": {"cells": 5}}}'),
+        (f"{_layout.BLURBS}/m-mlp.json", "/api/blurb/m-mlp", CUT_SHORT),
+        (f"{_layout.RESULTS}/part-g-mlp-{0:09d}.parquet", "/api/cells", CUT_SHORT),
+        (_layout.PHASES, "/api/profile", CUT_SHORT),
     ],
 )
-def test_a_broken_file_is_named_and_the_server_keeps_running(tmp_path, relative, endpoint):
+def test_a_broken_file_is_named_and_the_server_keeps_running(tmp_path, relative, endpoint, content):
     written = write_bench(tmp_path / "bench", blurb_json())
-    (written.root / relative).write_text('{"cut short": ')
+    (written.root / relative).write_text(content)
     with serving(written.root) as server:
         status, _, body = get(server, endpoint)
         assert status == 500

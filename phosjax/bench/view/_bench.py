@@ -160,7 +160,16 @@ class BenchFiles:
         the key of process ``i`` of ``n``'s share of a group being ``<group_id>.p<i>of<n>``."""
         groups: dict[str, Any] = {}
         for relative in self.per_process(_layout.STATUS):
-            groups |= self.json(relative).get("groups", {})
+            data = self.json(relative)
+            found = data.get("groups", {}) if isinstance(data, dict) else None
+            if not isinstance(found, dict) or not all(
+                isinstance(g, dict) and isinstance(g.get("cells", []), list) for g in found.values()
+            ):
+                raise BrokenFileError(
+                    f"cannot read {relative}: it does not hold a status "
+                    '({"groups": {group_id: {"steps": ..., "cells": [cell_id, ...]}}})'
+                )
+            groups |= found
         return {"groups": groups}
 
     def progress(self) -> dict[str, dict[str, Any]]:
