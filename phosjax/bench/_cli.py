@@ -34,7 +34,8 @@ def import_all(modules: Sequence[str]) -> list[str]:
 
 
 def entry_point(main: Callable[[Sequence[str] | None], Any]) -> Callable[..., int]:
-    """Wraps ``main(argv)``: a `BenchError` prints ``error: ...`` and returns 2."""
+    """Wraps ``main(argv)``: a `BenchError` prints ``error: ...`` and returns 2; Ctrl-C
+    prints one line (what was written is kept: the same command resumes) and returns 130."""
 
     @functools.wraps(main)
     def wrapped(argv: Sequence[str] | None = None) -> int:
@@ -43,6 +44,13 @@ def entry_point(main: Callable[[Sequence[str] | None], Any]) -> Callable[..., in
         except BenchError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt:
+            print(
+                "\ninterrupted: what was written is kept; run the same command again to "
+                "continue from the last checkpoint.",
+                file=sys.stderr,
+            )
+            return 130
         return 0
 
     return wrapped

@@ -273,3 +273,17 @@ def test_print_config_knows_the_models_an_import_registers(tmp_path, capsys, mon
     printed = tmp_path / "printed.yaml"
     printed.write_text(capsys.readouterr().out)
     assert [entry.name for entry in load_config(printed).model_entries()] == ["my_dense"]
+
+
+def test_ctrl_c_is_one_line_saying_how_to_continue(tmp_path, capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("phosjax.bench.new.run", interrupted)
+    command = ["--config", "configs/example.yaml", "--dir", str(tmp_path / "b")]
+    assert new_main(command) == 130
+    err = capsys.readouterr().err
+    assert err.strip() == (
+        "interrupted: what was written is kept; run the same command again to continue "
+        "from the last checkpoint."
+    )
