@@ -204,6 +204,17 @@ def _as_apply(model: nn.Module | Callable[..., Any]) -> Callable[..., Any]:
     return model.apply if isinstance(model, nn.Module) else model
 
 
+def _is_array_tree(value: Any) -> bool:
+    """Whether ``value`` is an array, or a pytree of them (an input to trace).
+
+    Examples:
+      >>> _is_array_tree(np.ones(2)), _is_array_tree({"x": np.ones(2)}), _is_array_tree(False)
+      (True, True, False)
+    """
+    leaves = jax.tree.leaves(value)
+    return bool(leaves) and all(isinstance(leaf, jax.Array | np.ndarray) for leaf in leaves)
+
+
 def channel_groups(
     model: nn.Module | Callable[..., Any], variables: Any, *args: Any, **kwargs: Any
 ) -> ChannelGroups:
@@ -226,7 +237,9 @@ def channel_groups(
     Args:
       model: a Flax module (its ``apply`` is traced) or any ``apply(variables, *args)``.
       variables: the model's variables (any pytree of arrays).
-      *args: example inputs (their batch size divides the FLOPs), e.g. ``x``.
+      *args: example inputs (their batch size divides the FLOPs), e.g. ``x``; arrays
+        (or pytrees of them) are traced, anything else (``False`` for a ``train`` flag)
+        is passed as it is.
       **kwargs: passed to ``apply`` (e.g. ``train=False``).
 
     Returns:
@@ -259,12 +272,19 @@ def channel_groups(
     paths = tuple(jax.tree_util.keystr(p, simple=True, separator="/") for p, _ in flat)
     leaves = [leaf for _, leaf in flat]
 
-    def run(leaves: list[Any], *inputs: Any) -> Any:
-        return apply(jax.tree.unflatten(treedef, leaves), *inputs, **kwargs)
+    # Arrays are traced; anything else (a positional ``train`` flag) is passed as is.
+    traced = [i for i, arg in enumerate(args) if _is_array_tree(arg)]
 
-    first = trace(run, leaves, args)
+    def run(leaves: list[Any], *inputs: Any) -> Any:
+        given = list(args)
+        for i, value in zip(traced, inputs, strict=True):
+            given[i] = value
+        return apply(jax.tree.unflatten(treedef, leaves), *given, **kwargs)
+
+    arrays = tuple(args[i] for i in traced)
+    first = trace(run, leaves, arrays)
     zeroing = {key for key, kinds in first.kinds.items() if kinds & ZEROING}
-    facts = trace(run, leaves, args, zeroing)
+    facts = trace(run, leaves, arrays, zeroing)
     labels = facts.labels
     owners = [[labels.owners(label) for label in axes] for axes in facts.leaf_labels]
     producers: dict[int, tuple[int, int, int]] = {}  # atom -> (not a kernel, leaf, axis)
@@ -320,7 +340,7 @@ def channel_groups(
         tuple(_product([_polynomial(facts, label, group_of) for label in axes]))
         for axes in facts.leaf_labels
     )
-    batch = max(1, int(np.shape(jax.tree.leaves(args)[0])[0])) if args else 1
+    batch = max(1, int(np.shape(jax.tree.leaves(arrays)[0])[0])) if arrays else 1
     flops = tuple(
         (
             name,

@@ -127,6 +127,8 @@ def test_plain_flax_cnn_shrunk_equals_masked_with_its_optimizer_state():
     model = PlainCNN()
     x, variables, groups = _grouped(model, (2, 5, 5, 2))
     assert groups.names == ("conv0", "conv1", "side")
+    by_position = channel_groups(model, variables, x, False)  # a flag is passed, not traced
+    assert by_position == channel_groups(model, variables, x, train=False)
     tied = {(m.path, m.axis) for m in groups.groups[1].members}
     assert {("params/skip/kernel", 3), ("params/depthwise/kernel", 3)} <= tied
     alive = {"conv0": [1, 0, 1, 1, 0, 1], "conv1": [0, 1, 1, 0, 1], "side": [1, 0, 1]}
