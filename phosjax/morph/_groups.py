@@ -10,6 +10,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
+from phosjax.models.graph import GraphModel
 from phosjax.morph._labels import PROD, SUM
 from phosjax.morph._trace import ZEROING, Trace, trace
 
@@ -205,14 +206,16 @@ def _as_apply(model: nn.Module | Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _is_array_tree(value: Any) -> bool:
-    """Whether ``value`` is an array, or a pytree of them (an input to trace).
+    """Whether ``value`` is an array (or its shape and dtype), or a pytree of them: an
+    input to trace.
 
     Examples:
       >>> _is_array_tree(np.ones(2)), _is_array_tree({"x": np.ones(2)}), _is_array_tree(False)
       (True, True, False)
     """
     leaves = jax.tree.leaves(value)
-    return bool(leaves) and all(isinstance(leaf, jax.Array | np.ndarray) for leaf in leaves)
+    arrays = jax.Array | np.ndarray | jax.ShapeDtypeStruct
+    return bool(leaves) and all(isinstance(leaf, arrays) for leaf in leaves)
 
 
 def channel_groups(
@@ -248,6 +251,8 @@ def channel_groups(
     Raises:
       UnsupportedOpError: the model uses a primitive whose effect on channels is not
         known (e.g. ``scan``, ``gather``); the message names it and where it is.
+      ValueError: ``model`` is a `GraphModel` that returns every node's output (no
+        ``returns``, no ``outputs=``): nothing could be pruned.
 
     References:
       Gordon et al., MorphNet: Fast & Simple Resource-Constrained Structure Learning of
@@ -267,6 +272,12 @@ def channel_groups(
       params/layers_0/kernel 1 ['out']
       params/layers_2/kernel 0 ['in']
     """
+    if isinstance(model, GraphModel) and model.returns is None and "outputs" not in kwargs:
+        raise ValueError(
+            "channel_groups: this GraphModel returns every node's output, so every channel "
+            "is a model output and none can be pruned; build it with returns=<the logits' "
+            "node> (e.g. returns='head'), or pass outputs='head'."
+        )
     apply = _as_apply(model)
     flat, treedef = jax.tree_util.tree_flatten_with_path(variables)
     paths = tuple(jax.tree_util.keystr(p, simple=True, separator="/") for p, _ in flat)

@@ -11,6 +11,7 @@ import pytest
 
 import phosjax as px
 from phosjax.models import ModelConfig
+from phosjax.models.graph import GraphModel
 from phosjax.morph import (
     UnsupportedOpError,
     alive_channels,
@@ -657,3 +658,14 @@ def test_params_alone_cannot_shrink_groups_holding_batch_statistics():
     groups = channel_groups(PlainCNN(), variables, x)
     with pytest.raises(KeyError, match=r"no leaf 'batch_stats/bn0/\w+'"):
         shrink(variables["params"], {"conv0": [1, 0, 1, 1, 0, 1]}, groups)
+
+
+def test_a_graph_model_returning_every_node_is_refused_with_how_to_pick_the_logits():
+    nodes = {"hidden": nn.Dense(8), "act": nn.relu, "head": nn.Dense(2)}
+    x = jnp.ones((2, 4))
+    every = GraphModel(nodes)
+    variables = every.init(jax.random.key(0), x)
+    with pytest.raises(ValueError, match=r"returns every node's output.*returns='head'"):
+        channel_groups(every, variables, x)
+    assert channel_groups(GraphModel(nodes, returns="head"), variables, x).names == ("hidden",)
+    assert channel_groups(every, variables, x, outputs="head").names == ("hidden",)
