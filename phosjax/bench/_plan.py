@@ -53,6 +53,13 @@ def _hparams_identity(hparams: HParams) -> dict[str, Any]:
     }
 
 
+def _momentum(values: Mapping[str, Any], unused: float = HParams().momentum) -> float:
+    """A grid row's momentum, where its optimizer uses it (``"momentum"``); ``unused``
+    elsewhere, so that a momentum axis does not train one adam cell once per value (its
+    id and HParams take the default, its ``momentum`` column NaN)."""
+    return values["momentum"] if values["optimizer"] == "momentum" else unused
+
+
 HPARAM_COLUMNS = (
     "optimizer",
     "learning_rate",
@@ -392,7 +399,7 @@ def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None
                     optimizer=values["optimizer"],
                     learning_rate=values["learning_rate"],
                     weight_decay=values["weight_decay"],
-                    momentum=values["momentum"],
+                    momentum=_momentum(values),
                     batch_size=values["batch_size"],
                     steps=values["steps"],
                     eval_every=config.eval_every,
@@ -408,6 +415,7 @@ def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None
             model_id = f"{entry.name}-{short_hash(model_dict, 8)}"
             hparam_row = {
                 **{k: values[k] for k in HPARAM_COLUMNS[:9]},  # optimizer to compute_dtype
+                "momentum": _momentum(values, unused=float("nan")),
                 "grad_clip": float("nan") if hparams.grad_clip is None else hparams.grad_clip,
                 "depth": model.depth,
                 "width": _width_text(model.width),

@@ -55,6 +55,26 @@ def test_plan_cells_groups_and_columns(toy):
     assert [c.cell_id for c in again.cells] == [c.cell_id for c in planned.cells]
 
 
+def test_a_momentum_axis_applies_only_to_the_momentum_optimizer(toy):
+    grid = small(steps=12, optimizer=["adam", "momentum"], momentum=[0.5, 0.9])
+    planned = plan(tiny_config(models=[{"name": "mlp", "width": 8}], grid=grid, seeds=1), toy)
+    rows = [(c.row["optimizer"], c.row["momentum"], c.cell.hparams.momentum) for c in planned.cells]
+    assert [r[0] for r in rows] == ["adam", "momentum", "momentum"]  # adam once, not twice
+    assert rows[0][1] != rows[0][1] and rows[0][2] == 0.9  # NaN column, the default inside
+    assert [r[1:] for r in rows[1:]] == [(0.5, 0.5), (0.9, 0.9)]
+    plain = plan(tiny_config(models=[{"name": "mlp", "width": 8}], grid=small(steps=12)), toy)
+    default_adam = plain.cells[0].cell_id  # an adam cell keeps the id it always had
+    assert (
+        default_adam
+        == plan(
+            tiny_config(models=[{"name": "mlp", "width": 8}], grid=small(steps=12, momentum=[0.5])),
+            toy,
+        )
+        .cells[0]
+        .cell_id
+    )
+
+
 def test_depth_and_width_axes_apply_to_models_without_their_own(toy):
     config = tiny_config(
         models=["mlp", {"name": "choicenet", "width": 8}], grid=small(width=[4, [6]], depth=2)
