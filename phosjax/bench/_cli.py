@@ -35,7 +35,7 @@ def import_all(modules: Sequence[str]) -> list[str]:
 
 def entry_point(main: Callable[[Sequence[str] | None], Any]) -> Callable[..., int]:
     """Wraps ``main(argv)``: a `BenchError` prints ``error: ...`` and returns 2; Ctrl-C
-    prints one line (what was written is kept: the same command resumes) and returns 130."""
+    prints one line (what was written is kept) and returns 130."""
 
     @functools.wraps(main)
     def wrapped(argv: Sequence[str] | None = None) -> int:
@@ -46,8 +46,8 @@ def entry_point(main: Callable[[Sequence[str] | None], Any]) -> Callable[..., in
             return 2
         except KeyboardInterrupt:
             print(
-                "\ninterrupted: what was written is kept; run the same command again to "
-                "continue from the last checkpoint.",
+                "\ninterrupted: everything written so far is kept (a bench continues from "
+                "its last checkpoint when the same command runs again).",
                 file=sys.stderr,
             )
             return 130

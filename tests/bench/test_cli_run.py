@@ -284,6 +284,6 @@ def test_ctrl_c_is_one_line_saying_how_to_continue(tmp_path, capsys, monkeypatch
     assert new_main(command) == 130
     err = capsys.readouterr().err
     assert err.strip() == (
-        "interrupted: what was written is kept; run the same command again to continue "
-        "from the last checkpoint."
+        "interrupted: everything written so far is kept (a bench continues from its last "
+        "checkpoint when the same command runs again)."
     )
