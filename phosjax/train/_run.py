@@ -190,7 +190,8 @@ def run_group(
     uninterrupted one: they agree within rounding (in our runs within one float32 ulp
     of each leaf's largest value, e.g. 5.8e-11 on a param of 5.5e-4). The state passed
     in stays usable: only buffers this call placed or produced are donated. A state
-    made for another group or data set is refused.
+    made for another group (other cells, hyperparameters or seeds) or data set (other
+    shapes or classes) is refused.
 
     Args:
       group: from `plan_groups`.
@@ -213,8 +214,8 @@ def run_group(
       ValueError: an unknown ``strategy``, ``chunk_steps`` not an int >= 1, ``until_step``
         not an int in ``[state's step, hparams.steps]``, a state whose cells are at
         different steps, or a state `init_group` did not make for this group and data
-        (another cell count, tree, leaf shape or dtype, or other per-cell
-        hyperparameters; the message says what differs).
+        (another cell count, tree, leaf shape or dtype, other per-cell
+        hyperparameters or seeds; the message says what differs).
 
     Examples:
       >>> import numpy as np

@@ -296,8 +296,8 @@ def _layout(group: Group, data: Any) -> GroupState:
 
 def check_state(state: Any, group: Group, data: Any) -> None:
     """Raises unless ``state`` is one `init_group` (or `run_group`) made for ``group`` and
-    ``data``: the same paths, leaf shapes and dtypes (host numpy is fine), and the
-    group's per-cell hyperparameters (learning rate, ..., knob values)."""
+    ``data``: the same paths, leaf shapes and dtypes (host numpy is fine), the group's
+    per-cell hyperparameters (learning rate, ..., knob values) and its cells' seeds."""
     _check_classes(group, data)
     like = _layout(group, data)
     difference = (
