@@ -6,10 +6,12 @@ command's own options such as ``--dir``), after checking it as a run would (keys
 model names once ``--import`` ran), and exits: saved to a file and passed back with
 ``--config``, it plans the same grid. Running the same command again continues an
 interrupted bench from its checkpoints; so does ``--dir DIR`` alone (no config given),
-which never trains the built-in defaults into a new directory.
+which never trains the built-in defaults into a new directory, and ``--dir DIR
+--data_dir NEW`` continues it reading its data sets from ``NEW``.
 """
 
 import dataclasses
+import pathlib
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -17,8 +19,10 @@ from typing import Any
 import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser
 
+from phosjax.bench import _layout
 from phosjax.bench._cli import add_common, entry_point, import_all
 from phosjax.bench._config import BenchConfig, read_yaml
+from phosjax.bench._directory import open_bench
 from phosjax.bench._plan import check_models
 from phosjax.bench._runner import run
 
@@ -58,18 +62,21 @@ def _check_config_file(path: str) -> None:
     BenchConfig.from_dict(data or {})
 
 
-def _gives_config(argv: Sequence[str]) -> bool:
-    """Whether ``argv`` gives a bench config: ``--config`` or any config key
-    (``--models ...``, ``--grid.steps=20``). Without one, ``new`` continues the bench in
-    ``--dir``, and a new ``--dir`` is an error (never the built-in defaults).
+def _config_keys(argv: Sequence[str]) -> set[str]:
+    """The bench config ``argv`` gives: ``config`` for ``--config``, and each top-level
+    key set on the command line (``--models ...``, ``--grid.steps=20``). Without any,
+    ``new`` continues the bench in ``--dir``, and a new ``--dir`` is an error (never the
+    built-in defaults); ``data_dir`` alone continues it reading from there.
 
     Examples:
-      >>> _gives_config(["--dir", "b", "--grid.steps=20"]), _gives_config(["--dir", "b"])
-      (True, False)
+      >>> sorted(_config_keys(["--dir", "b", "--grid.steps=20", "--data_dir", "d"]))
+      ['data_dir', 'grid']
+      >>> _config_keys(["--dir", "b"])
+      set()
     """
     keys = {"config", *(field.name for field in dataclasses.fields(BenchConfig))}
     given = (arg[2:].split("=", 1)[0].split(".", 1)[0] for arg in argv if arg.startswith("--"))
-    return any(key in keys for key in given)
+    return {key for key in given if key in keys}
 
 
 def _config_files(argv: Sequence[str]) -> list[str]:
@@ -91,7 +98,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_args(argv)
     import_all(args["import"])
     fields = {k: v for k, v in args.as_dict().items() if k not in _OWN}
-    config = BenchConfig.from_dict(fields) if _gives_config(argv) else None
+    keys = _config_keys(argv)
+    config: BenchConfig | None
+    if keys == {"data_dir"} and _layout.is_bench(pathlib.Path(args.dir)):  # the data moved
+        config = dataclasses.replace(open_bench(args.dir)[0], data_dir=args.data_dir)
+    else:
+        config = BenchConfig.from_dict(fields) if keys else None
     run(config, args.dir, resume=args.resume, force=args.force, progress=not args.no_progress)
 
 

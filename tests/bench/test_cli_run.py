@@ -7,11 +7,13 @@ no other test, so its programs are compiled here (the engine caches them per pro
 """
 
 import contextlib
+import dataclasses
 import functools
 import io
 import math
 import pathlib
 import re
+import shutil
 import sys
 
 import jax
@@ -287,3 +289,22 @@ def test_ctrl_c_is_one_line_saying_how_to_continue(tmp_path, capsys, monkeypatch
         "interrupted: everything written so far is kept (a bench continues from its last "
         "checkpoint when the same command runs again)."
     )
+
+
+def test_data_dir_alone_continues_the_bench_reading_from_there(cli_bench, tmp_path, monkeypatch):
+    root = tmp_path / "copy"
+    shutil.copytree(cli_bench[0], root)
+    read_from = []
+
+    def load(names, data_dir):
+        read_from.append(data_dir)
+        return {"toy": toy_data()}
+
+    monkeypatch.setattr(_plan, "load_datasets", load)
+    rows = len(pd.read_parquet(root / _layout.RESULTS))
+    moved = str(tmp_path / "moved")
+    assert new_main(["--dir", str(root), "--data_dir", moved, "--no_progress"]) == 0
+    assert read_from == [moved]
+    before = load_config(cli_bench[0] / _layout.CONFIG)
+    assert load_config(root / _layout.CONFIG) == dataclasses.replace(before, data_dir=moved)
+    assert len(pd.read_parquet(root / _layout.RESULTS)) == rows  # the same bench: nothing new
