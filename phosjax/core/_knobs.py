@@ -170,6 +170,7 @@ def _refill(path: str, stored: jax.Array, value: Any) -> jax.Array:
       Traceback (most recent call last):
       ValueError: Knob 'blocks_0/T' has shape (3,); a value of shape (2,) does not ...
     """
+    cannot_hold = f"Knob {path!r} holds {np.dtype(stored.dtype).name}, which cannot hold"
     try:
         value = jnp.asarray(value)
     except (TypeError, ValueError) as error:
@@ -177,17 +178,18 @@ def _refill(path: str, stored: jax.Array, value: Any) -> jax.Array:
             f"Knob {path!r} takes a number or an array ({stored.dtype}, shape "
             f"{stored.shape}), got {value!r}."
         ) from error
+    except OverflowError as error:  # a Python int beyond JAX's default int
+        raise ValueError(f"{cannot_hold} {value}; give a number in its range.") from error
     if not _broadcasts(value.shape, stored.shape):
         raise ValueError(
             f"Knob {path!r} has shape {stored.shape}; a value of shape {value.shape} does not "
             f"broadcast to it (give a scalar, or an array of shape {stored.shape})."
         )
     if not isinstance(value, jax.core.Tracer) and not holds_exactly(stored.dtype, value):
-        raise ValueError(
-            f"Knob {path!r} holds {np.dtype(stored.dtype).name}, which cannot hold {value}; "
-            "give a whole number in its range."
-        )
-    return stored.at[...].set(value.astype(stored.dtype))
+        raise ValueError(f"{cannot_hold} {value}; give a whole number in its range.")
+    if not jnp.issubdtype(stored.dtype, jnp.inexact):  # checked above: cast explicitly
+        value = value.astype(stored.dtype)
+    return stored.at[...].set(value)
 
 
 def holds_exactly(dtype: Any, value: Any) -> bool:
@@ -197,9 +199,11 @@ def holds_exactly(dtype: Any, value: Any) -> bool:
     Examples:
       >>> holds_exactly("int32", 2.0), holds_exactly("int32", 2.5), holds_exactly(bool, 2)
       (True, False, False)
+      >>> holds_exactly(jnp.bfloat16, 0.1)  # jnp's test: numpy's misses bfloat16
+      True
     """
     dtype = np.dtype(dtype)
-    if np.issubdtype(dtype, np.inexact):
+    if jnp.issubdtype(dtype, jnp.inexact):
         return True
     value = np.asarray(value)
     with np.errstate(invalid="ignore", over="ignore"):  # NaN, inf, out of range: False

@@ -76,8 +76,9 @@ def test_grad_matches_finite_differences(transform, kind):
     """The directional derivative along a random direction in params space, in float64:
     central differences with eps=1e-5 agree to <= 1e-8 relative here (truncation ~eps**2,
     rounding ~1e-16 / eps), so rel=1e-6 catches any wrong gradient term."""
+    made = init(kind)  # outside float64: the cache would keep float64 knobs for later tests
     with jax.enable_x64(True):
-        variables = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), init(kind))
+        variables = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), made)
         x = jnp.asarray(X, jnp.float64)
 
         @jax.jit
@@ -297,6 +298,17 @@ def test_a_knob_value_of_the_wrong_shape_or_type_names_the_knob():
         TypeError, match=r"Knob 'block/gain' takes a number or an array .* got 'hot'"
     ):
         px.set_knobs(variables, {"**/gain": "hot"})
+
+
+def test_an_integer_knob_refuses_a_value_it_cannot_hold_a_float_one_rounds():
+    variables = {
+        "knobs": {"k": jnp.array(2), "b": jnp.array(True), "f": jnp.ones((), jnp.bfloat16)}
+    }
+    assert px.set_knobs(variables, {"k": 3.0})["knobs"]["k"].tolist() == 3
+    assert float(px.set_knobs(variables, {"f": 0.1})["knobs"]["f"]) == pytest.approx(0.1, 0.01)
+    for selector, value in [("k", 2.5), ("k", float("nan")), ("k", 2**40), ("b", 2)]:
+        with pytest.raises(ValueError, match=rf"Knob '{selector}' holds .*, which cannot hold"):
+            px.set_knobs(variables, {selector: value})
 
 
 def test_inject_the_probed_value_changes_nothing():
