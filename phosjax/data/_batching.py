@@ -90,12 +90,13 @@ def _checked_step(step: jax.Array | int) -> jax.Array:
             "a float step would be cut to an int silently"
         )
     if not isinstance(step, jax.core.Tracer):
-        if np.any(np.asarray(step) < 0):
+        concrete = np.asarray(step)
+        if np.any(concrete < 0):
             raise ValueError(
                 f"batch_indices: step={step} is negative; steps count batches from 0 across "
                 "epochs (the first batch is step 0)"
             )
-        if np.any(np.asarray(step) > _INT32_MAX):
+        if np.any(concrete > _INT32_MAX):
             raise ValueError(
                 f"batch_indices: step={step} does not fit the int32 that steps are counted in "
                 f"(at most {_INT32_MAX}); count from 0 again under a new key instead"

@@ -139,18 +139,17 @@ def _check_whole_knob_values(group: Group, data: Any) -> None:
     exactly (``HParams`` knob values are floats; a cast would cut 2.5 to 2 silently)."""
     if not group.hparams.knobs:
         return
-    knobs = flatten(_layout(group, data).collections.get(KNOBS, {}))
-    for j, (selector, _) in enumerate(group.hparams.knobs):
-        for path in select(knobs, selector, what="knob"):
-            dtype = np.dtype(knobs[path].dtype)
-            for cell, index in zip(group.cells, group.index, strict=True):
-                value = cell.hparams.knobs[j][1]
-                if not holds_exactly(dtype, value):
-                    raise ValueError(
-                        f"init_group: cell {index} sets knob {path!r} ({dtype.name}) to "
-                        f"{value}, which it cannot hold; give it a whole number"
-                        + (" (0 or 1)" if dtype.kind == "b" else "")
-                    )
+    given = np.array([[value for _, value in cell.hparams.knobs] for cell in group.cells])
+    knobs = _knob_values(_layout(group, data).collections, group.hparams, given)
+    for name, (spec, values) in knobs.items():
+        dtype = np.dtype(spec.dtype)
+        for value, index in zip(values, group.index, strict=True):
+            if not holds_exactly(dtype, value):
+                raise ValueError(
+                    f"init_group: cell {index} sets {name} ({dtype.name}) to {value}, which "
+                    "it cannot hold; give it a whole number"
+                    + (" (0 or 1)" if dtype.kind == "b" else "")
+                )
 
 
 def init_group(group: Group, data: Any) -> GroupState:
