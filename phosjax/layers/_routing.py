@@ -20,8 +20,8 @@ class MixtureOfExperts(nn.Module):
     on every token and the unchosen outputs get weight 0, which costs ``num_experts``
     MLPs per token but is simple and fast for small models.
 
-    Each expert is ``Dense(hidden_features) -> gelu -> Dense(C)``, so the layer maps
-    ``(..., C)`` to ``(..., C)``. The load-balancing loss is
+    Each expert is ``Dense(hidden_features) -> gelu -> Dense(features)``, so the layer
+    maps ``(..., C)`` to ``(..., features)``. The load-balancing loss is
     ``balance = num_experts * sum_e load_e * mean_prob_e`` over all tokens, where
     ``load_e`` is the fraction of routing slots sent to expert ``e`` and ``mean_prob_e``
     its mean router probability; it is 1.0 for uniform router probabilities and grows
@@ -36,6 +36,7 @@ class MixtureOfExperts(nn.Module):
       top_k: how many experts each token uses (``1 <= top_k <= num_experts``).
       hidden_features: the experts' hidden width (``None``: twice the input width).
       dtype: the computation dtype of the experts (``None``: the input's).
+      features: the output width (``None``: the input's).
 
     Examples:
       >>> import jax, jax.numpy as jnp, phosjax as px
@@ -51,6 +52,7 @@ class MixtureOfExperts(nn.Module):
     top_k: int = 1
     hidden_features: int | None = None
     dtype: Any = None
+    features: int | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -59,8 +61,9 @@ class MixtureOfExperts(nn.Module):
                 f"MixtureOfExperts top_k must be in [1, num_experts={self.num_experts}], "
                 f"got {self.top_k}."
             )
-        features = x.shape[-1]
-        hidden = self.hidden_features or 2 * features
+        width = x.shape[-1]
+        features = self.features or width
+        hidden = self.hidden_features or 2 * width
         experts = self.num_experts
         dtype = compute_dtype(self.dtype, x)
 
@@ -77,7 +80,7 @@ class MixtureOfExperts(nn.Module):
         aux_loss(self, "balance", weight * balance)
 
         init = nn.initializers.lecun_normal(in_axis=-2, out_axis=-1, batch_axis=(0,))
-        w_in = self.param("expert_in_kernel", init, (experts, features, hidden))
+        w_in = self.param("expert_in_kernel", init, (experts, width, hidden))
         b_in = self.param("expert_in_bias", nn.initializers.zeros, (experts, hidden))
         w_out = self.param("expert_out_kernel", init, (experts, hidden, features))
         b_out = self.param("expert_out_bias", nn.initializers.zeros, (experts, features))

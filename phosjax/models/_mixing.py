@@ -48,9 +48,12 @@ def moe_block(
     """``x + MixtureOfExperts(x)``: each example (or token) routed to ``top_k`` experts.
 
     The mixture raises the aux loss ``balance`` (load balancing, weight 0.01 by default).
+    An input of another width than ``features`` is projected (`Residual`'s
+    ``projection``, a ResNet's shortcut), so blocks of different widths can follow each
+    other.
 
     Args:
-      features: the input and output width.
+      features: the output width.
       num_experts: how many experts.
       top_k: experts per example.
       hidden_features: each expert's hidden width.
@@ -63,5 +66,4 @@ def moe_block(
       >>> y.shape
       (2, 4)
     """
-    del features  # the experts keep the input's width
-    return Residual(MixtureOfExperts(num_experts, top_k, hidden_features))
+    return Residual(MixtureOfExperts(num_experts, top_k, hidden_features, features=features))

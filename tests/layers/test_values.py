@@ -156,10 +156,10 @@ def test_residual_adds_the_block_to_the_input_projected_if_widths_differ(width):
     np.testing.assert_allclose(out, skip + block, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("top_k", [1, 2, 3])
-def test_moe_output_is_the_top_k_experts_weighted_by_their_router_probabilities(top_k):
+@pytest.mark.parametrize(("top_k", "features"), [(1, None), (2, None), (3, None), (2, 6)])
+def test_moe_output_is_the_top_k_experts_weighted_by_their_router_probabilities(top_k, features):
     x = jax.random.normal(jax.random.key(2), (2, 5, 4))
-    layer = L.MixtureOfExperts(num_experts=4, top_k=top_k, hidden_features=3)
+    layer = L.MixtureOfExperts(num_experts=4, top_k=top_k, hidden_features=3, features=features)
     variables = layer.init(jax.random.key(0), x)
     noise = lambda a: a + 0.2 * jax.random.normal(jax.random.key(3), a.shape)  # biases != 0
     variables = {**variables, "params": jax.tree.map(noise, variables["params"])}
@@ -173,6 +173,7 @@ def test_moe_output_is_the_top_k_experts_weighted_by_their_router_probabilities(
     experts = np.einsum("...eh,ehc->...ec", hidden, p["expert_out_kernel"]) + p["expert_out_bias"]
     np.testing.assert_allclose(found["router_probs"], probs, rtol=1e-5, atol=1e-6)
     expected = np.einsum("...e,...ec->...c", gates, experts)
+    assert out.shape == (2, 5, features or 4)
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(found["expert_load"], chosen.reshape(-1, 4).mean(0) / top_k)
     assert (gates.sum(-1) < 1).all() == (top_k < 4)

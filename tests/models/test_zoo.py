@@ -197,3 +197,15 @@ def test_choicenet_stages_of_different_widths_skip_through_a_projection(width):
         b for b, p in variables["params"].items() if "projection" in p.get("branches_2", {})
     ]
     assert projected == ["blocks_2"]
+
+
+@pytest.mark.parametrize("width", [(8, 16), (16, 8)])
+def test_moenet_stages_of_different_widths_project_the_residual(width):
+    options = {"num_experts": 2, "hidden_features": 8}
+    model = build_model(ModelConfig("moenet", NUM_CLASSES, MNIST1D, width=width, options=options))
+    x = jax.ShapeDtypeStruct((BATCH, *MNIST1D), jnp.float32)
+    logits, variables = jax.eval_shape(model.init_with_output, jax.random.key(0), x)
+    assert logits.shape == (BATCH, NUM_CLASSES)
+    # only the first block of the second stage changes the width
+    projected = [b for b, p in variables["params"].items() if "projection" in p]
+    assert projected == ["blocks_1"]
