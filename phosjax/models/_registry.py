@@ -77,6 +77,24 @@ def _check_counts(defaults: Mapping[str, Any], given: Mapping[str, Any], where: 
             )
 
 
+def _check_stage_widths(block: BlockFactory, widths: tuple[int, ...], where: str) -> None:
+    """Raises a ValueError when the stages differ in width but the block is told neither
+    its width (``features``) nor where a stage starts (``downsample``): every block is then
+    built alike, so no stage could change the width.
+
+    Examples:
+      >>> _check_stage_widths(lambda: None, (8, 16), "model 'm'")
+      Traceback (most recent call last):
+      ValueError: model 'm': its block <lambda> takes no features, so every stage keeps ...
+    """
+    if len(set(widths)) > 1 and not {"features", "downsample"} & _parameters(block):
+        name = getattr(block, "__name__", type(block).__name__)
+        raise ValueError(
+            f"{where}: its block {name} takes no features, so every stage keeps one width: "
+            f"width={widths} would fail when the model runs; give width=({widths[0]},)"
+        )
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
     """How a registered name becomes a module (see `register_model` for the fields)."""
@@ -121,6 +139,8 @@ class ModelSpec:
             )
         if self.build is None:
             widths = self._read_widths(depth, widths, given=config.widths is not None)
+        if self.block is not None and depth:
+            _check_stage_widths(self.block, widths, where)
         unknown = sorted(set(dict(config.options)) - self.accepted_options())
         if unknown:
             raise ValueError(

@@ -77,6 +77,12 @@ def test_resolving_checks_sizes(name, changes, message):
         ("logreg", {"width": 5}, r"'logreg': .* it reads no width, so width=\(5,\) would be"),
         ("mlp", {"depth": 0, "width": (16, 32)}, r"only its stem reads .* give width=\(16,\)"),
         ("cnn1d", {"depth": 0, "width": 8}, r"it reads no width, .* or a depth >= 1"),
+        (
+            "transformer",
+            {"width": (8, 16)},
+            r"'transformer': its block TransformerBlock takes no features, so every stage "
+            r"keeps one width: width=\(8, 16\) would .* give width=\(8,\)",
+        ),
     ],
 )
 def test_widths_a_model_would_not_read_are_errors(name, changes, message):
