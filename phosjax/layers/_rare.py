@@ -96,9 +96,9 @@ class LipschitzDense(nn.Module):
     """A dense layer whose Lipschitz constant (in the 2-norm) is at most ``bound``.
 
     The kernel ``W`` is used as ``W * bound / max(sigma, bound)``, where ``sigma`` is its
-    largest singular value, computed exactly (an SVD of the kernel per call: cheap for the
-    small layers this library targets, and unlike power iteration it needs no state and
-    always holds). ``bound`` is a knob (default 1). Spectral normalization: Miyato et
+    largest singular value, computed exactly in float32 (an SVD of the kernel per call:
+    cheap for the small layers this library targets, and unlike power iteration it needs
+    no state and always holds). ``bound`` is a knob (default 1). Spectral normalization: Miyato et
     al., arXiv 1802.05957. Tags ``spectral_norm`` (``sigma``, before the rescaling).
 
     Attributes:
@@ -124,7 +124,8 @@ class LipschitzDense(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (x.shape[-1], self.features))
         bound = knob(self, "bound", 1.0, doc="upper bound on the Lipschitz constant")
-        sigma = tag(self, "spectral_norm", jnp.linalg.svd(kernel, compute_uv=False)[0])
+        singular_values = jnp.linalg.svd(kernel.astype(jnp.float32), compute_uv=False)
+        sigma = tag(self, "spectral_norm", singular_values[0])
         kernel = kernel * (bound / jnp.maximum(sigma, bound))
         dtype = compute_dtype(self.dtype, x)
         y = x.astype(dtype) @ kernel.astype(dtype)

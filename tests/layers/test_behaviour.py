@@ -305,6 +305,16 @@ def test_lipschitz_dense_leaves_a_kernel_within_the_bound_unchanged_and_rescales
     np.testing.assert_allclose(out, x @ (2 * kernel) + np.array([1.0, 2.0, 3.0]), rtol=1e-6)
 
 
+def test_lipschitz_dense_takes_bfloat16_params_as_mixed_precision_training_casts_them(key):
+    layer, x = L.LipschitzDense(3), jax.random.normal(key, (5, 4), jnp.bfloat16)
+    variables = layer.init(key, x)
+    half = jax.tree.map(lambda p: p.astype(jnp.bfloat16), variables["params"])
+    out, found = px.probe(layer, {**variables, "params": half}, x, "spectral_norm")
+    assert out.dtype == jnp.bfloat16 and np.isfinite(np.asarray(out, np.float32)).all()
+    kernel = np.asarray(half["kernel"], np.float32)
+    assert float(found["spectral_norm"]) == pytest.approx(np.linalg.norm(kernel, 2), rel=1e-5)
+
+
 def test_integer_inputs_are_computed_in_float32_and_a_set_dtype_wins(key):
     layer, x = L.LipschitzDense(3), jnp.arange(8, dtype=jnp.int32).reshape(2, 4)
     variables = layer.init(key, x)
