@@ -11,12 +11,16 @@ import numpy as np
 Width = int | tuple[int, ...]
 
 
-def _frozen(value: Any) -> Any:
-    """Lists (from JSON or YAML) become tuples so the value is hashable."""
+def _frozen(value: Any, where: str) -> Any:
+    """Lists (from JSON or YAML) become tuples so the value is hashable; a mapping, which
+    cannot be, is an error naming ``where`` (the config and the option)."""
     if isinstance(value, list | tuple):
-        return tuple(_frozen(item) for item in value)
+        return tuple(_frozen(item, where) for item in value)
     if isinstance(value, Mapping):
-        raise TypeError(f"a model option value must not be a mapping, got {value!r}")
+        raise TypeError(
+            f"{where} must not be a mapping (an option is a number, a string, a bool or a "
+            f"list of them), got {value!r}"
+        )
     return value
 
 
@@ -65,7 +69,8 @@ def _options(value: Any, name: str) -> tuple[tuple[str, Any], ...]:
             f"ModelConfig {name!r}: options must be a mapping such as {{'pool': 'max'}} or "
             f"(key, value) pairs such as (('pool', 'max'),), got {value!r}"
         )
-    pairs = tuple(sorted(((str(k), _frozen(v)) for k, v in items), key=lambda kv: kv[0]))
+    frozen = ((str(k), _frozen(v, f"ModelConfig {name!r}: option {k}")) for k, v in items)
+    pairs = tuple(sorted(frozen, key=lambda kv: kv[0]))
     keys = [key for key, _ in pairs]
     if len(set(keys)) != len(keys):
         raise ValueError(f"ModelConfig {name!r}: an option is given twice in {keys}")

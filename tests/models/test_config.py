@@ -31,8 +31,10 @@ def test_bad_fields_and_options_are_errors():
         ModelConfig.from_dict({"name": "mlp", "input_shape": [4]})
     with pytest.raises(ValueError, match=r"an option is given twice in \['pool', 'pool'\]"):
         ModelConfig("mlp", 2, (4,), options=(("pool", "max"), ("pool", "mean")))
-    with pytest.raises(TypeError, match="must not be a mapping"):
+    with pytest.raises(TypeError, match=r"ModelConfig 'mlp': option nested must not be a mapping"):
         ModelConfig("mlp", 2, (4,), options={"nested": {"a": 1}})
+    with pytest.raises(TypeError, match=r"option sizes must not be a mapping .* got \{'a': 1\}"):
+        ModelConfig("mlp", 2, (4,), options={"sizes": [1, {"a": 1}]})
 
 
 @pytest.mark.parametrize("options", [["pool"], "pool=max", 3, [("pool", "max", 1)]])
