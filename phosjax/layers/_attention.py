@@ -55,6 +55,8 @@ class MultiHeadSelfAttention(nn.Module):
         if x.ndim < 2:
             raise ValueError(f"Self-attention needs inputs (..., L, C), got shape {x.shape}.")
         features, length = x.shape[-1], x.shape[-2]
+        if self.num_heads < 1:
+            raise ValueError(f"Self-attention needs num_heads >= 1, got {self.num_heads}.")
         if features % self.num_heads:
             raise ValueError(
                 f"Self-attention input width {features} must be divisible by "

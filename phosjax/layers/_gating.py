@@ -98,6 +98,8 @@ class SqueezeExcite(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         if x.ndim < 2:
             raise ValueError(f"SqueezeExcite needs inputs (B, ..., C), got shape {x.shape}.")
+        if self.reduction < 1:
+            raise ValueError(f"SqueezeExcite needs reduction >= 1, got {self.reduction}.")
         channels = x.shape[-1]
         dtype = compute_dtype(self.dtype, x)
         squeezed = x.reshape(x.shape[0], -1, channels).mean(1)

@@ -410,6 +410,10 @@ def test_layer_wrapped_into_nnx_matches_linen(key):
     [
         (L.Choice([]), (2, 3), "at least one branch"),
         (L.MultiHeadSelfAttention(num_heads=3), (2, 5, 4), "width 4 must be divisible"),
+        (L.TransformerBlock(num_heads=0), (2, 5, 4), r"needs num_heads >= 1, got 0"),
+        (L.MultiHeadSelfAttention(num_heads=-2), (2, 5, 4), r"needs num_heads >= 1, got -2"),
+        (L.SqueezeExcite(reduction=0), (2, 8), r"SqueezeExcite needs reduction >= 1, got 0"),
+        (L.SqueezeExcite(reduction=-4), (2, 8), r"SqueezeExcite needs reduction >= 1, got -4"),
         (L.MixtureOfExperts(num_experts=2, top_k=3), (2, 4), r"top_k must be in \[1"),
         (
             L.MixtureOfExperts(num_experts=2, top_k=0),
