@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from phosjax.models import DenseBlock, Layer, ResBlock
+from phosjax.models import DenseBlock, Layer, ModelConfig, ResBlock
 
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 
@@ -71,3 +71,22 @@ def test_res_block_running_statistics_move_a_tenth_of_the_way_per_step(rbg_key):
     batch_mean = _conv_same(np.asarray(x), kernel, 1).mean(axis=(0, 1))
     np.testing.assert_allclose(updated["batch_stats"]["norm_0"]["mean"], 0.1 * batch_mean, **TOL)
     assert jnp.shape(updated["batch_stats"]["norm_1"]["var"]) == (4,)
+
+
+@pytest.mark.parametrize(
+    ("block", "shape", "message"),
+    [
+        (Layer(4, kernel_size=0), (2, 8, 3), r"Layer kernel_size must be an int >= 1, got 0"),
+        (Layer(4, stride=0), (2, 8, 8, 3), r"Layer stride must be an int >= 1, got 0"),
+        (ResBlock(4, kernel_size=0), (2, 8, 3), r"ResBlock kernel_size must be an int >= 1, got 0"),
+    ],
+)
+def test_a_convolution_size_below_one_is_an_error_naming_it(block, shape, message):
+    with pytest.raises(ValueError, match=message):
+        jax.eval_shape(block.init, jax.random.key(0), jnp.ones(shape))
+
+
+def test_a_zoo_option_that_reaches_a_block_is_checked_there():
+    model = ModelConfig("resnet", 2, (40,), options={"stride": 0}).build()
+    with pytest.raises(ValueError, match=r"Layer stride must be an int >= 1, got 0"):
+        jax.eval_shape(model.init, jax.random.key(0), jnp.ones((1, 40)))
