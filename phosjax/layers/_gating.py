@@ -81,7 +81,8 @@ class SqueezeExcite(nn.Module):
     Attributes:
       reduction: the bottleneck's reduction factor (its width is at least 1).
       dtype: the gate's computation dtype (``None``: the input's). The output is the
-        input scaled by the gate, so a float32 input stays float32.
+        input scaled by the gate cast to the input's dtype, so a float32 input stays
+        float32 with a bfloat16 gate, and a bfloat16 input bfloat16 with a float32 one.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -106,7 +107,7 @@ class SqueezeExcite(nn.Module):
         bottleneck = max(1, channels // self.reduction)
         h = nn.relu(nn.Dense(bottleneck, dtype=dtype, name="down")(squeezed))
         gate = nn.sigmoid(nn.Dense(channels, dtype=dtype, name="up")(h))
-        gate = tag(self, "channel_gate", gate)
+        gate = tag(self, "channel_gate", gate).astype(compute_dtype(None, x))
         return x * gate.reshape(x.shape[:1] + (1,) * (x.ndim - 2) + (channels,))
 
 

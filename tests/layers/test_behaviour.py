@@ -541,12 +541,19 @@ def test_a_bfloat16_branch_leaves_a_float32_input_float32(layer, shape, branch, 
     assert found[branch].dtype == jnp.bfloat16
 
 
-def test_a_float32_branch_leaves_a_bfloat16_input_bfloat16(key):
+@pytest.mark.parametrize(
+    ("layer", "shape", "branch"),
+    [
+        (L.TransformerBlock(num_heads=2, dtype=jnp.float32), (2, 5, 4), "mlp_hidden"),
+        (L.SqueezeExcite(dtype=jnp.float32), (2, 5, 8), "channel_gate"),
+    ],
+    ids=["transformer_block", "squeeze_excite"],
+)
+def test_a_float32_branch_leaves_a_bfloat16_input_bfloat16(layer, shape, branch, key):
     """The residual stream keeps the input's dtype the other way round too: the float32
-    branches are cast to bfloat16 before they are added."""
-    layer = L.TransformerBlock(num_heads=2, dtype=jnp.float32)
-    x = jax.random.normal(key, (2, 5, 4)).astype(jnp.bfloat16)
+    branches (gates) are cast to bfloat16 before they are added (multiplied)."""
+    x = jax.random.normal(key, shape).astype(jnp.bfloat16)
     variables = layer.init(key, x)
-    out, found = px.probe(layer, variables, x, "mlp_hidden")
+    out, found = px.probe(layer, variables, x, branch)
     assert out.dtype == jnp.bfloat16
-    assert found["mlp_hidden"].dtype == jnp.float32
+    assert found[branch].dtype == jnp.float32
