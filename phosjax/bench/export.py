@@ -2,17 +2,17 @@
 
 ``python -m phosjax.bench.export --dir runs/example --mlflow URI [--experiment NAME]``
 
-Each run gets the cell's columns and hyperparameters as params (a column MLflow cannot
-name, such as ``knob/**/T``, under a key with ``_`` for each character it refuses, see
-`param_keys`; the tag ``phosjax.param_names`` maps such keys to the columns), every
-metric per step and split as ``<split>/<metric>`` (``test/accuracy``,
-``train/aux/balance``), the model's blurb (and graph drawing) as artifacts under
-``blurb/`` (``graph/``), the bench's ``config.yaml`` and ``env.json`` under ``bench/``,
-and the tags ``phosjax.cell_id``, ``phosjax.bench``, ``phosjax.bench_created`` and
-``phosjax.config_hash``. Exporting again skips the cells already exported (finished runs
-with the same cell id from the same bench, known by the creation time in its
-``bench.json``, which `add_models` keeps); cells whose group has not finished training
-are left for later. Needs the ``mlflow`` extra (``mlflow-skinny``).
+Each run gets the cell's columns and hyperparameters as params, every metric per step
+and split as ``<split>/<metric>`` (``test/accuracy``, ``train/aux/balance``): a column
+MLflow cannot name, such as ``knob/**/T`` or ``aux/kl(1e-3)``, under a key with ``_`` for
+each character it refuses (see `mlflow_keys`; the tags ``phosjax.param_names`` and
+``phosjax.metric_names`` map such keys to the columns), the model's blurb (and graph
+drawing) as artifacts under ``blurb/`` (``graph/``), the bench's ``config.yaml`` and
+``env.json`` under ``bench/``, and the tags ``phosjax.cell_id``, ``phosjax.bench``,
+``phosjax.bench_created`` and ``phosjax.config_hash``. Exporting again skips the cells
+already exported (finished runs with the same cell id from the same bench, known by the
+creation time in its ``bench.json``, which `add_models` keeps); cells whose group has not
+finished training are left for later. Needs the ``mlflow`` extra (``mlflow-skinny``).
 
 MLflow 3 refuses ``file:`` stores unless ``MLFLOW_ALLOW_FILE_STORE=true`` is set; a
 tracking server (``http://...``) or ``sqlite:///mlflow.db`` (full ``mlflow``) need nothing.
@@ -37,6 +37,7 @@ TAG_BENCH = "phosjax.bench"
 TAG_CREATED = "phosjax.bench_created"
 TAG_CONFIG = "phosjax.config_hash"
 TAG_PARAM_NAMES = "phosjax.param_names"
+TAG_METRIC_NAMES = "phosjax.metric_names"
 _BATCH = 1000  # MLflow's most metrics per log_batch call
 _PARAMS_BATCH = 100  # and params
 _MODEL_ARTIFACTS = {_layout.BLURBS: "blurb", _layout.GRAPHS: "graph"}
@@ -53,13 +54,13 @@ class Exported:
     unfinished: list[str]
 
 
-def param_keys(names: Sequence[str]) -> dict[str, str]:
-    """``{column: MLflow param key}``: a character MLflow refuses in a key (it takes
-    letters, digits, ``_-. :/``) becomes ``_``, and a key two columns would share gets
-    ``_2``, ``_3``... appended.
+def mlflow_keys(names: Sequence[str]) -> dict[str, str]:
+    """``{column: MLflow param or metric key}``: a character MLflow refuses in a key (it
+    takes letters, digits, ``_-. :/``) becomes ``_``, and a key two columns would share
+    gets ``_2``, ``_3``... appended.
 
     Examples:
-      >>> param_keys(["lr", "knob/**/T", "knob/?*/T"])
+      >>> mlflow_keys(["lr", "knob/**/T", "knob/?*/T"])
       {'lr': 'lr', 'knob/**/T': 'knob/__/T', 'knob/?*/T': 'knob/__/T_2'}
     """
     keys: dict[str, str] = {}
@@ -71,6 +72,11 @@ def param_keys(names: Sequence[str]) -> dict[str, str]:
             key = f"{base}_{count}"
         keys[name] = key
     return keys
+
+
+def _renamed(keys: dict[str, str]) -> dict[str, str]:
+    """``{key: column}`` of the columns `mlflow_keys` gave another key."""
+    return {key: name for name, key in keys.items() if key != name}
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -102,18 +108,19 @@ def _exported_cells(client: Any, experiment_id: str, created: str, config_hash: 
     return {run.data.tags.get(TAG_CELL) for run in runs}
 
 
-def _metrics(rows: Any, metrics: Sequence[str], timestamp: int) -> list[Any]:
-    """MLflow metrics ``<split>/<metric>`` at every step of one cell's result rows."""
+def _metrics(rows: Any, keys: dict[str, str], timestamp: int) -> list[Any]:
+    """MLflow metrics ``<split>/<key>`` at every step of one cell's result rows, the
+    ``{metric column: key}`` of ``keys``."""
     from mlflow.entities import Metric
 
     logged = []
     for split, by_split in rows.groupby("split", sort=True):
         steps = by_split["step"].tolist()
-        for metric in metrics:
+        for metric, name in keys.items():
             # A null was never recorded (an aux loss the model lacks); a NaN is a value.
             recorded = by_split[metric].notna().to_numpy(dtype=bool)
             values = by_split[metric].to_numpy(dtype=float, na_value=np.nan)
-            key = f"{split}/{metric}"
+            key = f"{split}/{name}"
             logged += [
                 Metric(key, float(v), timestamp, int(s))
                 for s, v, r in zip(steps, values, recorded, strict=True)
@@ -160,6 +167,7 @@ def export_mlflow(directory: str, tracking_uri: str, experiment: str | None = No
     progress = bench.progress()
     metrics = bench.metrics()
     results = bench.results(metrics)
+    metric_keys = mlflow_keys(metrics)
     exported = Exported(experiment_id, {}, [], [])
     for cell in bench.cells().to_dict("records"):
         cell_id = cell["cell_id"]
@@ -175,18 +183,22 @@ def export_mlflow(directory: str, tracking_uri: str, experiment: str | None = No
             TAG_CREATED: created,
             TAG_CONFIG: config_hash,
         }
-        keys = param_keys([str(k) for k in cell])
-        renamed = {key: name for name, key in keys.items() if key != name}
-        if renamed:
-            tags[TAG_PARAM_NAMES] = json.dumps(renamed)
+        keys = mlflow_keys([str(k) for k in cell])
+        rows = results[results["cell_id"] == cell_id]
+        recorded = {m: k for m, k in metric_keys.items() if rows[m].notna().any()}
+        for tag, renamed in (
+            (TAG_PARAM_NAMES, _renamed(keys)),
+            (TAG_METRIC_NAMES, _renamed(recorded)),
+        ):
+            if renamed:
+                tags[tag] = json.dumps(renamed)
         run_name = f"{cell['model']}-{cell_id}"
         run_id = client.create_run(experiment_id, tags=tags, run_name=run_name).info.run_id
         try:
             params = [Param(keys[str(k)], str(v)) for k, v in cell.items()]
             for batch in _chunks(params, _PARAMS_BATCH):
                 client.log_batch(run_id, params=batch)
-            rows = results[results["cell_id"] == cell_id]
-            for batch in _chunks(_metrics(rows, metrics, int(time.time() * 1e3)), _BATCH):
+            for batch in _chunks(_metrics(rows, recorded, int(time.time() * 1e3)), _BATCH):
                 client.log_batch(run_id, metrics=batch)
             for path, folder in _artifacts(bench, cell["model_id"]):
                 client.log_artifact(run_id, path, folder)

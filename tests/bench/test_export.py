@@ -7,16 +7,18 @@ import shutil
 import sys
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from phosjax.bench import _layout
 from phosjax.bench.export import (
     TAG_CELL,
     TAG_CREATED,
+    TAG_METRIC_NAMES,
     TAG_PARAM_NAMES,
     export_mlflow,
     main,
-    param_keys,
+    mlflow_keys,
 )
 from tests.bench._viewer_fixtures import (
     DIVERGED,
@@ -173,8 +175,8 @@ def test_another_bench_with_the_same_config_is_exported_in_full(written, store, 
     assert len(client.search_runs([experiment_id], max_results=100)) == 2 * len(written.cells)
 
 
-def test_param_keys_number_every_column_that_would_share_a_key():
-    keys = param_keys(["a*", "a?", "a!", "a_2", "b"])
+def test_mlflow_keys_number_every_column_that_would_share_a_key():
+    keys = mlflow_keys(["a*", "a?", "a!", "a_2", "b"])
     assert keys == {"a*": "a_", "a?": "a__2", "a!": "a__3", "a_2": "a_2", "b": "b"}
     assert len(set(keys.values())) == len(keys)
 
@@ -208,6 +210,32 @@ def test_columns_mlflow_cannot_name_are_params_under_keys_it_takes(written, stor
         )
         renamed = {"knob/__/T": "knob/**/T", "reg/l2/_/kernel": "reg/l2/*/kernel"}
         assert json.loads(run.data.tags[TAG_PARAM_NAMES]) == renamed
+
+
+def test_metrics_mlflow_cannot_name_are_logged_under_keys_it_takes(written, store, tmp_path):
+    """An aux loss's name may hold characters MLflow refuses in a metric key (``kl(1e-3)``)."""
+    root = tmp_path / "example"
+    shutil.copytree(written.root, root)
+    for part in (root / _layout.RESULTS).glob("part-*.parquet"):
+        table = pq.read_table(part)
+        names = ["aux/kl(1e-3)" if n == "aux/balance" else n for n in table.column_names]
+        pq.write_table(table.rename_columns(names), part)
+    exported = export_mlflow(str(root), store)
+    assert sorted(exported.runs) == sorted(written.cells.cell_id)
+    client, runs = _runs(store)
+    for cell in written.cells.to_dict("records"):
+        run = runs[cell["cell_id"]]
+        assert run.info.status == "FINISHED"
+        if cell["model"] != "choice":  # it records no aux loss
+            assert "train/aux/kl_1e-3_" not in run.data.metrics
+            assert TAG_METRIC_NAMES not in run.data.tags
+            continue
+        history = client.get_metric_history(run.info.run_id, "train/aux/kl_1e-3_")
+        rows = written.results[
+            (written.results.cell_id == cell["cell_id"]) & (written.results.split == "train")
+        ]
+        assert [m.value for m in history] == pytest.approx(rows["aux/balance"].tolist(), rel=1e-6)
+        assert json.loads(run.data.tags[TAG_METRIC_NAMES]) == {"aux/kl_1e-3_": "aux/kl(1e-3)"}
 
 
 def test_a_cell_that_fails_midway_leaves_no_run_and_is_exported_next_time(
