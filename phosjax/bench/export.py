@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from phosjax.bench import _layout
-from phosjax.bench.view._bench import BenchFiles, NotABenchError
+from phosjax.bench.view._bench import BenchFiles, BrokenFileError, NotABenchError
 
 TAG_CELL = "phosjax.cell_id"
 TAG_BENCH = "phosjax.bench"
@@ -156,20 +156,21 @@ def export_mlflow(directory: str, tracking_uri: str, experiment: str | None = No
     from mlflow.entities import Param
     from mlflow.tracking import MlflowClient
 
-    bench = BenchFiles(directory)
-    client = MlflowClient(tracking_uri)
-    name = experiment or bench.name
-    found = client.get_experiment_by_name(name)
-    experiment_id = found.experiment_id if found else client.create_experiment(name)
+    bench = BenchFiles(directory)  # all read before MLflow: a damaged file changes nothing
     marker = bench.json(_layout.MARKER) or {}
     created, config_hash = str(marker.get("created", "")), str(marker.get("config_hash", ""))
-    done = _exported_cells(client, experiment_id, created, config_hash)
     progress = bench.progress()
     metrics = bench.metrics()
     results = bench.results(metrics)
     metric_keys = mlflow_keys(metrics)
+    cells = bench.cells()
+    client = MlflowClient(tracking_uri)
+    name = experiment or bench.name
+    found = client.get_experiment_by_name(name)
+    experiment_id = found.experiment_id if found else client.create_experiment(name)
+    done = _exported_cells(client, experiment_id, created, config_hash)
     exported = Exported(experiment_id, {}, [], [])
-    for cell in bench.cells().to_dict("records"):
+    for cell in cells.to_dict("records"):
         cell_id = cell["cell_id"]
         if cell_id in done:
             exported.already_exported.append(cell_id)
@@ -226,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         exported = export_mlflow(args.dir, args.mlflow, args.experiment)
-    except (NotABenchError, mlflow.exceptions.MlflowException) as error:
+    except (NotABenchError, BrokenFileError, mlflow.exceptions.MlflowException) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(

@@ -192,6 +192,18 @@ def test_command_line(written, store, tmp_path, capsys, monkeypatch):
     assert "needs the mlflow extra: pip install 'phosjax[mlflow]'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("damaged", [_layout.STATUS, _layout.MARKER, _layout.CELLS])
+def test_a_damaged_bench_file_is_an_error_naming_it_and_nothing_is_exported(
+    written, store, tmp_path, capsys, damaged
+):
+    root = tmp_path / "example"
+    shutil.copytree(written.root, root)
+    (root / damaged).write_bytes((root / damaged).read_bytes()[:20])  # cut off mid-write
+    assert main(["--dir", str(root), "--mlflow", store]) == 2
+    assert f"error: cannot read {damaged}: " in capsys.readouterr().err
+    assert mlflow.tracking.MlflowClient(store).get_experiment_by_name("example") is None
+
+
 def test_columns_mlflow_cannot_name_are_params_under_keys_it_takes(written, store, tmp_path):
     """A knob or regularizer axis (``knob/**/T``) has characters MLflow refuses in a key."""
     root = tmp_path / "example"
