@@ -36,6 +36,8 @@ def leaderboard(results: pd.DataFrame, hparam_columns: Sequence[str]) -> pd.Data
       0   cnn       d       0.9           NaN   0.3      1
       1   mlp       d       0.6      0.141421   0.9      2
     """
+    if "split" not in results:  # no results yet: a frame without columns
+        return pd.DataFrame()
     test = results[results["split"] == "test"].reset_index(drop=True)  # labels unique
     if test.empty:
         return pd.DataFrame()

@@ -67,6 +67,16 @@ def test_leaderboard_without_test_rows_is_empty():
     assert leaderboard(results, ["learning_rate"]).empty
 
 
+def test_summary_of_a_bench_without_results_says_so():
+    """The runner summarizes an empty frame when no part file is there yet (a process of
+    a bench shared by more processes than a group has cells)."""
+    assert leaderboard(pd.DataFrame(), ["learning_rate"]).empty
+    assert summary_text("b", pd.DataFrame(), ["learning_rate"]).splitlines() == [
+        "bench b: 0 cells, 0 result rows",
+        "no test evaluations yet.",
+    ]
+
+
 def _results(loss_d: float = 0.2) -> pd.DataFrame:
     """4 cells (2 learning rates x 2 seeds) evaluated on test at steps 5 and 10; cell ``d``'s
     last test loss is ``loss_d``."""
