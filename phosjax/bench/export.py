@@ -108,6 +108,25 @@ def _exported_cells(client: Any, experiment_id: str, created: str, config_hash: 
     return {run.data.tags.get(TAG_CELL) for run in runs}
 
 
+def _experiment_id(client: Any, name: str, tracking_uri: str) -> str:
+    """The id of the experiment ``name``, made when missing; a deleted one (runs cannot be
+    made in it, nor another of its name) is an `MlflowException` saying how to restore it."""
+    from mlflow.entities import LifecycleStage
+    from mlflow.exceptions import MlflowException
+
+    found = client.get_experiment_by_name(name)
+    if found is None:
+        return str(client.create_experiment(name))
+    found_id = str(found.experiment_id)
+    if found.lifecycle_stage == LifecycleStage.DELETED:
+        restore = f"MLFLOW_TRACKING_URI={tracking_uri} mlflow experiments restore -x {found_id}"
+        raise MlflowException(
+            f"the MLflow experiment {name!r} (id {found_id}) is deleted: restore it "
+            f"({restore}) or name another with --experiment."
+        )
+    return found_id
+
+
 def _metrics(rows: Any, keys: dict[str, str], timestamp: int) -> list[Any]:
     """MLflow metrics ``<split>/<key>`` at every step of one cell's result rows, the
     ``{metric column: key}`` of ``keys``."""
@@ -165,9 +184,7 @@ def export_mlflow(directory: str, tracking_uri: str, experiment: str | None = No
     metric_keys = mlflow_keys(metrics)
     cells = bench.cells()
     client = MlflowClient(tracking_uri)
-    name = experiment or bench.name
-    found = client.get_experiment_by_name(name)
-    experiment_id = found.experiment_id if found else client.create_experiment(name)
+    experiment_id = _experiment_id(client, experiment or bench.name, tracking_uri)
     done = _exported_cells(client, experiment_id, created, config_hash)
     exported = Exported(experiment_id, {}, [], [])
     for cell in cells.to_dict("records"):

@@ -204,6 +204,20 @@ def test_a_damaged_bench_file_is_an_error_naming_it_and_nothing_is_exported(
     assert mlflow.tracking.MlflowClient(store).get_experiment_by_name("example") is None
 
 
+def test_a_deleted_experiment_is_an_error_saying_how_to_restore_it(written, store, capsys):
+    client = mlflow.tracking.MlflowClient(store)
+    experiment_id = client.create_experiment("example")
+    client.delete_experiment(experiment_id)
+    assert main(["--dir", str(written.root), "--mlflow", store]) == 2
+    assert (
+        f"error: the MLflow experiment 'example' (id {experiment_id}) is deleted: restore it "
+        f"(MLFLOW_TRACKING_URI={store} mlflow experiments restore -x {experiment_id}) or name "
+        "another with --experiment.\n"
+    ) in capsys.readouterr().err
+    client.restore_experiment(experiment_id)
+    assert client.search_runs([experiment_id]) == []
+
+
 def test_columns_mlflow_cannot_name_are_params_under_keys_it_takes(written, store, tmp_path):
     """A knob or regularizer axis (``knob/**/T``) has characters MLflow refuses in a key."""
     root = tmp_path / "example"
