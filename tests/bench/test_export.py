@@ -204,6 +204,16 @@ def test_a_damaged_bench_file_is_an_error_naming_it_and_nothing_is_exported(
     assert mlflow.tracking.MlflowClient(store).get_experiment_by_name("example") is None
 
 
+def test_a_morph_run_directory_is_refused_and_no_experiment_is_made(store, tmp_path, capsys):
+    """The viewer reads a ``python -m phosjax.morph`` run directory; it holds no cells."""
+    run = tmp_path / "morph_run"
+    (run / _layout.MORPH).mkdir(parents=True)
+    pd.DataFrame({"iteration": [0]}).to_parquet(run / _layout.MORPH_ITERATIONS)
+    assert main(["--dir", str(run), "--mlflow", store]) == 2
+    assert f"error: {run} is not a bench: it has no bench.json" in capsys.readouterr().err
+    assert mlflow.tracking.MlflowClient(store).get_experiment_by_name("morph_run") is None
+
+
 def test_a_deleted_experiment_is_an_error_saying_how_to_restore_it(written, store, capsys):
     client = mlflow.tracking.MlflowClient(store)
     experiment_id = client.create_experiment("example")
