@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import shlex
 from collections.abc import Sequence
 
 import pandas as pd
@@ -88,12 +89,13 @@ def summary_text(
     lines.append(shown.to_string(index=False))
     if len(board) > rows:
         lines.append(f"... {len(board) - rows} more rows")
+    quoted = shlex.quote(directory)  # the commands run as printed, in a shell
     lines += [
         f"results: pandas.read_parquet({directory + '/' + _layout.RESULTS!r})  "
         "(columns: docs/results.md)",
-        f"view:    python -m phosjax.bench.view --dir {directory}  then open "
+        f"view:    python -m phosjax.bench.view --dir {quoted}  then open "
         "http://localhost:1337 (remote: ssh -L 1337:localhost:1337 HOST)",
-        f"profile: python -m phosjax.bench.profile --dir {directory}",
+        f"profile: python -m phosjax.bench.profile --dir {quoted}",
     ]
     return "\n".join(lines)
 

@@ -77,6 +77,14 @@ def test_summary_of_a_bench_without_results_says_so():
     ]
 
 
+def test_summary_commands_quote_a_directory_with_spaces():
+    """The printed commands run as printed, copied into a shell."""
+    text = summary_text("runs/my bench", _results(), ["learning_rate"])
+    assert "python -m phosjax.bench.view --dir 'runs/my bench'  then open" in text
+    assert text.splitlines()[-1] == "profile: python -m phosjax.bench.profile --dir 'runs/my bench'"
+    assert "pandas.read_parquet('runs/my bench/results')" in text
+
+
 def _results(loss_d: float = 0.2) -> pd.DataFrame:
     """4 cells (2 learning rates x 2 seeds) evaluated on test at steps 5 and 10; cell ``d``'s
     last test loss is ``loss_d``."""
