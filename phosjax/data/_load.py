@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import fcntl
+import json
 import os
 import pathlib
 import re
@@ -23,6 +24,7 @@ DATA_DIR_ENV = "PHOSJAX_DATA_DIR"
 _TEST_SPLITS = ("test", "validation")
 _VERSION = re.compile(r"\d+\.\d+\.\d+")
 _NO_INFO = "it has no dataset_info.json"
+_METADATA = ("dataset_info.json", "features.json")
 
 
 def default_data_dir() -> pathlib.Path:
@@ -117,10 +119,12 @@ def check_loadable(name: str, *, data_dir: str | os.PathLike | None = None) -> N
 
     Raises:
         ValueError: `name` is malformed; it is neither built in nor prepared in `data_dir` (or
-            prepared at another version or config: the message lists the prepared ones); it is
-            not stored as ``array_record``; it lacks a train or test split, an input or a label;
-            or its input or label is of a kind `load` does not support (each message names the
-            data set, the feature, its kind, dtype and shape, and what is supported).
+            prepared at another version or config: the message lists the prepared ones); its
+            prepared folder's metadata is missing or damaged (the message names the folder and
+            how to make it anew); it is not stored as ``array_record``; it lacks a train or test
+            split, an input or a label; or its input or label is of a kind `load` does not
+            support (each message names the data set, the feature, its kind, dtype and shape,
+            and what is supported).
 
     Examples:
         >>> import tempfile
@@ -186,7 +190,11 @@ def _builtin_builder(
         )
     try:
         return BUILDERS[dataset](data_dir=os.fspath(data_dir), file_format="array_record", **kwargs)
-    except (AssertionError, TypeError, ValueError) as error:  # TFDS's check of the version
+    except Exception as error:  # TFDS's check of the version, or of a prepared folder's metadata
+        damaged = _damaged_folder(name, dataset, data_dir)
+        if damaged is not None:
+            folder, why = damaged
+            raise ValueError(_damaged(name, folder, data_dir, why)) from error
         raise ValueError(f"built-in data set {name!r} cannot be loaded: {error}") from error
 
 
@@ -235,11 +243,12 @@ def _prepared_builder(name: str, dataset: str, data_dir: pathlib.Path) -> tfds.c
 
 
 def _not_prepared(name: str, dataset: str, data_dir: pathlib.Path) -> str:
-    """Why `name` does not load from `data_dir`: its folder there lacks dataset_info.json, or
-    what is prepared there, and how to prepare it."""
-    folder = _folder_without_info(name, dataset, data_dir)
-    if folder is not None:
-        return _damaged(name, folder, data_dir, _NO_INFO)
+    """Why `name` does not load from `data_dir`: its folder there has metadata TFDS cannot
+    read, or what is prepared there, and how to prepare it."""
+    damaged = _damaged_folder(name, dataset, data_dir)
+    if damaged is not None:
+        folder, why = damaged
+        return _damaged(name, folder, data_dir, why)
     variants = _prepared_variants(data_dir)
     same = [variant for variant in variants if re.split("[/:]", variant)[0] == dataset]
     if same:
@@ -259,16 +268,20 @@ def _not_prepared(name: str, dataset: str, data_dir: pathlib.Path) -> str:
     return f"{problem}: {_how_to_prepare(name, data_dir)}"
 
 
-def _folder_without_info(name: str, dataset: str, data_dir: pathlib.Path) -> pathlib.Path | None:
+def _damaged_folder(
+    name: str, dataset: str, data_dir: pathlib.Path
+) -> tuple[pathlib.Path, str] | None:
     """The first folder ``<data_dir>/<dataset>[/<config>]/<version>`` of the config and version
-    `name` asks for (any, where it names none) that has no dataset_info.json; None if none.
+    `name` asks for (any, where it names none) whose metadata TFDS cannot read, and why; None
+    if none.
 
     Examples:
         >>> import tempfile
         >>> with tempfile.TemporaryDirectory() as tmp:
         ...     (pathlib.Path(tmp) / "mine" / "1.0.0").mkdir(parents=True)
-        ...     _folder_without_info("mine:1.0.0", "mine", pathlib.Path(tmp)).name
-        '1.0.0'
+        ...     folder, why = _damaged_folder("mine:1.0.0", "mine", pathlib.Path(tmp))
+        >>> folder.name, why
+        ('1.0.0', 'it has no dataset_info.json')
     """
     asked = _parse(name)[1]
     root = data_dir / dataset
@@ -277,11 +290,24 @@ def _folder_without_info(name: str, dataset: str, data_dir: pathlib.Path) -> pat
         if (
             _VERSION.fullmatch(folder.name)
             and folder.is_dir()
-            and not (folder / "dataset_info.json").exists()
             and asked.get("config", config) == config
             and asked.get("version", folder.name) == folder.name
+            and (why := _metadata_problem(folder))
         ):
-            return folder
+            return folder, why
+    return None
+
+
+def _metadata_problem(folder: pathlib.Path) -> str | None:
+    """Why TFDS cannot read the metadata of the prepared `folder` (a file of it is missing or
+    not JSON); None if it can."""
+    for file in _METADATA:
+        try:
+            json.loads((folder / file).read_bytes())
+        except FileNotFoundError:
+            return f"it has no {file}"
+        except ValueError as error:
+            return f"its {file} is not JSON: {error}"
     return None
 
 

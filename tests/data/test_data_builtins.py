@@ -179,8 +179,9 @@ def _cut(path: pathlib.Path) -> None:
             r"reading its 'train' split raised RuntimeError: open\(\) failed",
         ),
         (lambda folder: _cut(next(folder.glob("digits-test.*"))), "reading its 'test' split"),
+        (lambda folder: (folder / "dataset_info.json").write_text(""), "its dataset_info.json"),
     ],
-    ids=["no_info", "no_train_file", "cut_test_file"],
+    ids=["no_info", "no_train_file", "cut_test_file", "empty_info"],
 )
 def test_a_damaged_built_in_folder_is_named_with_how_to_make_it_anew(
     tmp_path, datasets, data_dir, damage, why

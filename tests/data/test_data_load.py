@@ -245,6 +245,28 @@ def test_a_prepared_folder_without_its_info_file_is_damaged_not_unknown(
             check(name, data_dir=tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("damage", "why"),
+    [
+        (lambda folder: (folder / "dataset_info.json").write_text('{"name": '), "its dataset_info"),
+        (lambda folder: (folder / "features.json").write_text(""), "its features"),
+        (lambda folder: (folder / "features.json").unlink(), r"it has no features\.json"),
+    ],
+    ids=["cut_info", "empty_features", "no_features"],
+)
+def test_unreadable_metadata_is_damaged_not_another_version(toys_dir, tmp_path, damage, why):
+    shutil.copytree(toys_dir / "toy_weighted", tmp_path / "toy_weighted")
+    folder = tmp_path / "toy_weighted" / "1.0.0"
+    damage(folder)
+    for check in (load, check_loadable):
+        with pytest.raises(
+            ValueError,
+            match=rf"data set 'toy_weighted' is incomplete or damaged in {folder} \({why}.*\); "
+            r"delete that folder and prepare it again: `tfds build toy_weighted ",
+        ):
+            check("toy_weighted", data_dir=tmp_path)
+
+
 def test_another_version_than_the_damaged_folder_is_still_unknown(toys_dir, tmp_path):
     shutil.copytree(toys_dir / "toy_weighted", tmp_path / "toy_weighted")
     (tmp_path / "toy_weighted" / "1.0.0" / "dataset_info.json").unlink()
