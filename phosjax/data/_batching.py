@@ -44,8 +44,8 @@ def batch_indices(
 
     Raises:
         TypeError: `step` is a float or a bool, or a size is no static int.
-        ValueError: `step` is concrete and negative or above ``2**31 - 1``, a size is below
-            1, or `batch_size` is larger than `num_examples`.
+        ValueError: `step` is not a scalar, or concrete and negative or above ``2**31 - 1``; a
+            size is below 1, or `batch_size` is larger than `num_examples`.
 
     Examples:
         >>> key = jax.random.key(0)
@@ -70,8 +70,8 @@ def batch_indices(
 
 
 def _checked_step(step: jax.Array | int) -> jax.Array:
-    """`step` as int32; raises unless it is an integer (not a bool) and, when concrete,
-    within ``[0, 2**31 - 1]``.
+    """`step` as int32; raises unless it is one integer (a scalar, not a bool) and, when
+    concrete, within ``[0, 2**31 - 1]``.
 
     Examples:
         >>> _checked_step(True)
@@ -88,6 +88,12 @@ def _checked_step(step: jax.Array | int) -> jax.Array:
         raise TypeError(
             f"batch_indices: step must be a whole number (the global step), got dtype {dtype}; "
             "a float step would be cut to an int silently"
+        )
+    if jnp.ndim(step) != 0:
+        raise ValueError(
+            f"batch_indices: step must be one step (a scalar), got shape {jnp.shape(step)}; for "
+            "the batches of several steps, vmap: jax.vmap(lambda s: batch_indices(key, s, "
+            "num_examples, batch_size))(steps)"
         )
     if not isinstance(step, jax.core.Tracer):
         concrete = np.asarray(step)

@@ -95,6 +95,20 @@ def test_a_bool_step_is_refused_as_a_bool(key):
         assert "float" not in str(error.value)
 
 
+def test_several_steps_at_once_are_refused_rather_than_mixed_into_one_batch(key):
+    for steps in (jnp.arange(3), np.arange(2), jnp.zeros((1,), jnp.int32)):
+        with pytest.raises(
+            ValueError,
+            match=rf"step must be one step \(a scalar\), got shape {re.escape(str(steps.shape))}; "
+            r"for the batches of several steps, vmap",
+        ):
+            batch_indices(key, steps, 9, 3)
+        with pytest.raises(ValueError, match=r"step must be one step \(a scalar\)"):
+            jax.jit(batch_indices, static_argnums=(2, 3))(key, steps, 9, 3)
+    per_step = jax.vmap(lambda s: batch_indices(key, s, 9, 3))(jnp.arange(3))
+    np.testing.assert_array_equal(per_step, _epoch(key, 0, 9, 3).reshape(3, 3))
+
+
 def test_a_concrete_negative_step_is_refused_a_traced_one_cannot_be(key):
     for step in (-1, np.int64(-3), jnp.int32(-2)):
         with pytest.raises(
