@@ -74,9 +74,10 @@ def load(name: str, *, data_dir: str | os.PathLike | None = None) -> ArrayDatase
     Built-in names (generated offline, prepared into `data_dir` the first time, under a file
     lock so that concurrent processes prepare it once): ``"mnist1d"`` (x ``(40,)``,
     4000/1000), ``"mnist1d_shuffled"`` (its positions permuted), ``"digits"`` (x ``(8, 8, 1)``,
-    1437/360). Any other TFDS data set already prepared in `data_dir` as ``array_record``
-    loads by its TFDS name (``"name"``, ``"name/config"``, ``"name:1.0.0"``; ``"Name"`` reads as
-    ``"name"``): its supervised keys (else ``image``/``label``; a third, weights key is ignored)
+    1437/360). Any other TFDS data set already prepared in `data_dir` as ``array_record`` or
+    ``parquet`` (the formats TFDS reads without TensorFlow) loads by its TFDS name
+    (``"name"``, ``"name/config"``, ``"name:1.0.0"``; ``"Name"`` reads as ``"name"``): its
+    supervised keys (else ``image``/``label``; a third, weights key is ignored)
     give x and y, its ``test`` (else ``validation``) split is the test split. x must have a
     fixed shape and a numeric dtype; y must be a class label: a ``ClassLabel`` or an integer
     scalar. Integer images (an ``Image`` feature, or any uint8 input) are scaled to float32 in
@@ -121,10 +122,10 @@ def check_loadable(name: str, *, data_dir: str | os.PathLike | None = None) -> N
         ValueError: `name` is malformed; it is neither built in nor prepared in `data_dir` (or
             prepared at another version or config: the message lists the prepared ones); its
             prepared folder's metadata is missing or damaged (the message names the folder and
-            how to make it anew); it is not stored as ``array_record``; it lacks a train or test
-            split, an input or a label; or its input or label is of a kind `load` does not
-            support (each message names the data set, the feature, its kind, dtype and shape,
-            and what is supported).
+            how to make it anew); it is stored in neither of the formats TFDS reads without
+            TensorFlow (``array_record``, ``parquet``); it lacks a train or test split, an input
+            or a label; or its input or label is of a kind `load` does not support (each message
+            names the data set, the feature, its kind, dtype and shape, and what is supported).
 
     Examples:
         >>> import tempfile
@@ -232,7 +233,8 @@ def _prepared_builder(name: str, dataset: str, data_dir: pathlib.Path) -> tfds.c
         raise ValueError(f"{_not_prepared(name, dataset, data_dir)} (TFDS: {error})") from error
     if not _is_prepared(builder):
         raise ValueError(_not_prepared(name, dataset, data_dir))
-    if builder.info.file_format != tfds.core.FileFormat.ARRAY_RECORD:
+    random_access = tfds.core.FileFormat.with_random_access()
+    if not builder.info.available_file_formats() & random_access:
         raise ValueError(
             f"data set {name!r} in {data_dir} is stored as {builder.info.file_format.value}, which "
             "needs TensorFlow to read; prepare it with file_format='array_record', e.g. "
@@ -441,7 +443,7 @@ def _read(name: str, builder: tfds.core.DatasetBuilder, data_dir: pathlib.Path) 
         try:
             source = builder.as_data_source(split=split)
             examples = source.__getitems__(range(len(source)))
-        except (OSError, RuntimeError) as error:  # array_record: a missing, cut or bad file
+        except (OSError, RuntimeError, ValueError) as error:  # a missing, cut or bad file
             why = f"reading its {split!r} split raised {type(error).__name__}: {error}"
             raise ValueError(_damaged(name, builder.data_path, data_dir, why)) from error
         arrays[f"x_{out}"] = _as_inputs([e[x_key] for e in examples], builder.info.features[x_key])

@@ -207,6 +207,34 @@ def test_an_error_of_tfds_builder_says_what_is_prepared(toys_dir, monkeypatch):
     assert isinstance(error.value.__cause__, AssertionError)
 
 
+def test_a_data_set_prepared_as_parquet_loads_like_array_record(toys_dir, tmp_path):
+    tfds_toys.prepare(tfds_toys.ToyWeighted, tmp_path, file_format="parquet")
+    check_loadable("toy_weighted", data_dir=tmp_path)
+    parquet, array_record = (load("toy_weighted", data_dir=d) for d in (tmp_path, toys_dir))
+    for field in ("x_train", "y_train", "x_test", "y_test"):
+        np.testing.assert_array_equal(getattr(parquet, field), getattr(array_record, field))
+    folder = tmp_path / "toy_weighted" / "1.0.0"
+    next(folder.glob("toy_weighted-test.*")).write_bytes(b"cut")
+    with pytest.raises(
+        ValueError,
+        match=rf"data set 'toy_weighted' is incomplete or damaged in {folder} \(reading its "
+        r"'test' split raised ArrowInvalid: .*\); delete that folder and prepare it again",
+    ):
+        load("toy_weighted", data_dir=tmp_path)
+
+
+def test_a_data_set_stored_as_tfrecord_asks_for_array_record(toys_dir, tmp_path):
+    shutil.copytree(toys_dir / "toy_weighted", tmp_path / "toy_weighted")
+    info = tmp_path / "toy_weighted" / "1.0.0" / "dataset_info.json"
+    info.write_text(info.read_text().replace('"array_record"', '"tfrecord"', 1))
+    with pytest.raises(
+        ValueError,
+        match=rf"data set 'toy_weighted' in {tmp_path} is stored as tfrecord, which needs "
+        r"TensorFlow to read; prepare it with file_format='array_record'",
+    ):
+        check_loadable("toy_weighted", data_dir=tmp_path)
+
+
 def test_a_damaged_prepared_data_set_says_how_to_prepare_it_again(toys_dir, tmp_path):
     shutil.copytree(toys_dir / "toy_weighted", tmp_path / "toy_weighted")
     folder = tmp_path / "toy_weighted" / "1.0.0"

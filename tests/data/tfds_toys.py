@@ -190,11 +190,14 @@ class ToyConfigs(_Toy, skip_registration=True):
         return {"image": _vector(index), "label": index % 2}
 
 
-def prepare(builder: type[_Toy], data_dir: str | os.PathLike, **kwargs: object) -> None:
-    """Prepares `builder` in `data_dir` as array_record, offline."""
-    builder(
-        data_dir=os.fspath(data_dir), file_format="array_record", **kwargs
-    ).download_and_prepare(
+def prepare(
+    builder: type[_Toy],
+    data_dir: str | os.PathLike,
+    file_format: str = "array_record",
+    **kwargs: object,
+) -> None:
+    """Prepares `builder` in `data_dir` (as array_record unless told), offline."""
+    builder(data_dir=os.fspath(data_dir), file_format=file_format, **kwargs).download_and_prepare(
         download_config=tfds.download.DownloadConfig(
             try_download_gcs=False, compute_stats=tfds.download.ComputeStatsMode.SKIP
         )
