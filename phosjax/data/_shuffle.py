@@ -148,7 +148,10 @@ def shuffled_positions(
     def walk(x: jax.Array) -> jax.Array:
         return jnp.where(x >= bound, _feistel(x, round_keys, half), x)
 
+    positions = jnp.asarray(positions)
+    if positions.dtype.itemsize < 4:  # n would wrap in a narrower dtype (1000 in int8: -24)
+        positions = positions.astype(jnp.int32)
     # In [0, n), the walk ends: it meets a value below n at the latest back at its start.
-    inside = jnp.remainder(jnp.asarray(positions), n).astype(jnp.uint32)
+    inside = jnp.remainder(positions, n).astype(jnp.uint32)
     start = _feistel(inside, round_keys, half)
     return lax.while_loop(outside, walk, start).astype(jnp.int32)

@@ -183,6 +183,30 @@ print(traced(key, jnp.array([-1, 10, 12, 16, 2**30]), 10).tolist())
     assert json.loads(traced) == perm[np.array([-1, 10, 12, 16, 2**30]) % 10].tolist()
 
 
+def test_positions_of_a_dtype_too_narrow_for_n_draw_the_same_values_without_hanging():
+    """In a subprocess with a timeout: ``n`` cast to such a dtype once wrapped (1000 to -24 in
+    int8), giving other values or looping forever."""
+    script = """
+import jax, jax.numpy as jnp
+from phosjax.data import shuffled_positions
+key = jax.random.key(0)
+for dtype, n in (("int8", 1000), ("uint8", 1000), ("int16", 40000), ("uint16", 70000)):
+    positions = jnp.array([0, 1, 2, 100, 250], jnp.int32) % jnp.iinfo(dtype).max
+    print(shuffled_positions(key, positions.astype(dtype), n).tolist()
+          == shuffled_positions(key, positions, n).tolist())
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=pathlib.Path(__file__).parents[2],
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        check=True,
+    ).stdout.split()
+    assert out == ["True"] * 4
+
+
 def test_shuffled_positions_look_uniform():
     """Over 20,000 keys, where the first two of 8 items land (56 ordered pairs of places)
     passes a chi-square test, and so does each item's place."""
