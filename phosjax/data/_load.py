@@ -190,13 +190,18 @@ def _builtin_builder(
             f"{dataset!r}"
         )
     try:
-        return BUILDERS[dataset](data_dir=os.fspath(data_dir), file_format="array_record", **kwargs)
+        builder = BUILDERS[dataset](
+            data_dir=os.fspath(data_dir), file_format="array_record", **kwargs
+        )
     except Exception as error:  # TFDS's check of the version, or of a prepared folder's metadata
         damaged = _damaged_folder(name, dataset, data_dir)
         if damaged is not None:
             folder, why = damaged
             raise ValueError(_damaged(name, folder, data_dir, why)) from error
         raise ValueError(f"built-in data set {name!r} cannot be loaded: {error}") from error
+    if builder.data_path.exists() and not builder.is_prepared():  # TFDS would reuse it as it is
+        raise ValueError(_damaged(name, builder.data_path, data_dir, _NO_INFO))
+    return builder
 
 
 def _is_prepared(builder: tfds.core.DatasetBuilder) -> bool:
@@ -211,8 +216,6 @@ def _prepare_builtin(name: str, data_dir: pathlib.Path) -> tfds.core.DatasetBuil
     with _file_lock(data_dir / f".{_parse(name)[0]}.lock"):
         builder = _builder(name, data_dir)  # another process may have prepared it meanwhile
         if not _is_prepared(builder):
-            if builder.data_path.exists():  # TFDS would reuse it as it is
-                raise ValueError(_damaged(name, builder.data_path, data_dir, _NO_INFO))
             builder.download_and_prepare(
                 download_config=tfds.download.DownloadConfig(
                     try_download_gcs=False,

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from phosjax.data import _load, load
+from phosjax.data import _load, check_loadable, load
 from phosjax.data._builders import _global_rng_restored, mnist1d_permutation
 
 EXPECTED = {
@@ -199,6 +199,17 @@ def test_a_damaged_built_in_folder_is_named_with_how_to_make_it_anew(
     np.testing.assert_array_equal(
         load("digits", data_dir=tmp_path).x_test, datasets["digits"].x_test
     )
+
+
+def test_check_loadable_names_a_built_in_folder_without_its_info_file(tmp_path):
+    folder = tmp_path / "digits" / "1.0.0"
+    folder.mkdir(parents=True)
+    with pytest.raises(
+        ValueError,
+        match=rf"data set 'digits' is incomplete or damaged in {folder} \(it has no "
+        r"dataset_info\.json\); delete that folder and load it again, which generates it anew",
+    ):
+        check_loadable("digits", data_dir=tmp_path)
 
 
 def test_a_built_in_data_set_has_no_configs(tmp_path):
