@@ -135,7 +135,7 @@ def load_datasets(names: Sequence[str], data_dir: str | None) -> dict[str, Array
         for name in names:
             check_loadable(name, data_dir=data_dir)
         return {name: load(name, data_dir=data_dir) for name in names}
-    except ValueError as error:
+    except (ValueError, PermissionError) as error:  # a bad name; a read-only data dir
         raise BenchError(str(error)) from error
 
 

@@ -211,6 +211,17 @@ def _is_prepared(builder: tfds.core.DatasetBuilder) -> bool:
 
 
 def _prepare_builtin(name: str, data_dir: pathlib.Path) -> tfds.core.DatasetBuilder:
+    try:
+        return _prepare_builtin_locked(name, data_dir)
+    except PermissionError as error:  # a read-only data dir, before anything is written
+        raise PermissionError(
+            f"cannot prepare built-in data set {name!r} in data_dir {str(data_dir)!r} "
+            f"({error.strerror or error}: {error.filename!r}); pass a data_dir you can "
+            "write to, or prepare it there once as a user who can"
+        ) from error
+
+
+def _prepare_builtin_locked(name: str, data_dir: pathlib.Path) -> tfds.core.DatasetBuilder:
     import tensorflow_datasets as tfds
 
     with _file_lock(data_dir / f".{_parse(name)[0]}.lock"):

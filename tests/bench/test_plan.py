@@ -153,14 +153,21 @@ def test_every_name_is_checked_before_any_loads(toys_dir, monkeypatch, name, mat
         load_datasets(["toy_configs", name], toys_dir)
 
 
-def test_an_error_of_load_is_a_bench_error(toys_dir, monkeypatch):
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        (ValueError, "data set 'toy_configs': y_test holds the label 3, outside [0, 3)"),
+        (PermissionError, "cannot prepare built-in data set 'toy_configs' in data_dir '/ro'"),
+    ],
+)
+def test_an_error_of_load_is_a_bench_error(toys_dir, monkeypatch, kind, message):
     def load(name, data_dir):
-        raise ValueError(f"data set {name!r}: y_test holds the label 3, outside [0, 3)")
+        raise kind(message)
 
     monkeypatch.setattr(_plan, "load", load)
-    with pytest.raises(BenchError, match=r"'toy_configs': y_test holds the label 3") as error:
+    with pytest.raises(BenchError, match=re.escape(message)) as error:
         load_datasets(["toy_configs"], toys_dir)
-    assert isinstance(error.value.__cause__, ValueError)
+    assert isinstance(error.value.__cause__, kind)
 
 
 def test_knob_selector_matching_no_knob_is_an_error(toy):

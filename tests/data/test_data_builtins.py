@@ -152,13 +152,17 @@ def test_a_prepared_read_only_data_dir_loads_without_taking_the_lock(
     shutil.copytree(pathlib.Path(data_dir, "digits"), tmp_path / "digits")
 
     def no_lock(path):  # as a read-only dir would: root ignores the chmod below
-        raise PermissionError(f"[Errno 13] Permission denied: '{path}'")
+        raise PermissionError(13, "Permission denied", str(path))
 
     monkeypatch.setattr(_load, "_file_lock", no_lock)
     tmp_path.chmod(0o555)
     try:
         digits = load("digits", data_dir=tmp_path)
-        with pytest.raises(PermissionError, match=r"\.mnist1d\.lock"):  # preparing takes it
+        with pytest.raises(  # preparing takes the lock
+            PermissionError,
+            match=r"cannot prepare built-in data set 'mnist1d' in data_dir .*Permission denied.*"
+            r"\.mnist1d\.lock.*; pass a data_dir you can write to",
+        ):
             load("mnist1d", data_dir=tmp_path)
     finally:
         tmp_path.chmod(0o755)
