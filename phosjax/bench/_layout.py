@@ -41,8 +41,6 @@ import pathlib
 import re
 from collections.abc import Iterable
 
-import pandas as pd
-
 FORMAT = 1
 
 MARKER = "bench.json"
@@ -184,10 +182,3 @@ def per_process_paths(root: pathlib.Path, relative: str) -> list[str]:
     that exist (see `per_process_files`), sorted."""
     path = pathlib.PurePosixPath(relative)
     return [str(path.with_name(n)) for n in per_process_files(root / path.parent, path.name)]
-
-
-def read_per_process(root: pathlib.Path, relative: str) -> pd.DataFrame | None:
-    """The Parquet file ``relative`` of the bench in ``root`` and its per-process files
-    (`per_process_paths`) as one frame; None when none exists."""
-    frames = [pd.read_parquet(root / path) for path in per_process_paths(root, relative)]
-    return pd.concat(frames, ignore_index=True) if frames else None

@@ -6,8 +6,10 @@ import shlex
 from collections.abc import Sequence
 
 import pandas as pd
+import pyarrow as pa
 
 from phosjax.bench import _layout
+from phosjax.bench._config import BenchError
 
 
 def _mean(values: pd.Series) -> float:
@@ -100,6 +102,26 @@ def summary_text(
     return "\n".join(lines)
 
 
+def read_profile(root: pathlib.Path, relative: str) -> pd.DataFrame | None:
+    """The profile file ``relative`` (`_layout.PHASES`, `_layout.MEMORY`) of the bench in
+    ``root`` and its per-process files (`_layout.per_process_paths`) as one frame; None
+    when none exists. A file that cannot be read is a `BenchError` naming it."""
+    paths = _layout.per_process_paths(root, relative)
+    frames = [_read_profile_file(root / path) for path in paths]
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def _read_profile_file(path: pathlib.Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError, pa.ArrowException) as error:
+        raise BenchError(
+            f"cannot read {str(path)!r}: {error}; phosjax writes it whole, so something else "
+            "changed it; restore it from a backup, or delete it: it holds only the profile, "
+            "which the results and checkpoints do not need."
+        ) from None
+
+
 def profile_text(directory: str | os.PathLike) -> str:
     """The profile of a bench as text: seconds per phase and group, then memory.
 
@@ -108,7 +130,7 @@ def profile_text(directory: str | os.PathLike) -> str:
     has rows of each run that trained it: their mean seconds, their summed counts.
     """
     root = pathlib.Path(directory)
-    phases = _layout.read_per_process(root, _layout.PHASES)
+    phases = read_profile(root, _layout.PHASES)
     if phases is None:
         return (
             f"bench {directory}: no profile yet: a group's timings are written at each of "
@@ -138,7 +160,7 @@ def profile_text(directory: str | os.PathLike) -> str:
         "e.g. CPU)"
     ]
     lines.append(table.to_string(float_format=lambda v: f"{v:.4g}"))
-    memory = _layout.read_per_process(root, _layout.MEMORY)
+    memory = read_profile(root, _layout.MEMORY)
     if memory is not None and len(memory):
         rss = memory["host_rss_bytes"] / 2**20
         lines.append(

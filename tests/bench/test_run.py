@@ -29,7 +29,7 @@ from phosjax.bench import (
 from phosjax.bench._directory import choose_config
 from phosjax.bench._runner import jobs
 from phosjax.bench._store import TEMPORARY, drop_parts_after, part_path, widen_parts, write_table
-from phosjax.bench._summary import profile_text
+from phosjax.bench._summary import profile_text, read_profile
 from phosjax.bench.add_models import main as add_models_main
 from phosjax.bench.profile import main as profile_main
 from phosjax.bench.view import BenchFiles
@@ -424,7 +424,7 @@ def test_a_users_file_in_results_is_kept_and_not_read(bench, tmp_path, toy):
 
 
 def test_per_process_files_are_read_as_one_frame_by_the_profile_and_the_viewer(tmp_path):
-    """`_layout.read_per_process` (the profile's reader) and `BenchFiles.tables` (the
+    """`read_profile` (the profile's reader) and `BenchFiles.tables` (the
     viewer's, which also skips files linking out of the bench) read the same frame."""
     root = tmp_path / "b"
     (root / _layout.PROFILE).mkdir(parents=True)
@@ -434,10 +434,21 @@ def test_per_process_files_are_read_as_one_frame_by_the_profile_and_the_viewer(t
         frame.to_parquet(root / _layout.PROFILE / name)
     (root / _layout.PROFILE / f"{TEMPORARY}h~1~phases.parquet").write_text("half")
     (root / _layout.PROFILE / "README.txt").write_text("my notes")
-    read = _layout.read_per_process(root, _layout.PHASES)
+    read = read_profile(root, _layout.PHASES)
     assert read.group_id.tolist() == ["g.p0of2", "g.p1of2"]
     pd.testing.assert_frame_equal(BenchFiles(root).tables(_layout.PHASES), read)
-    assert _layout.read_per_process(root, _layout.MEMORY) is None
+    assert read_profile(root, _layout.MEMORY) is None
+
+
+@pytest.mark.parametrize("damaged", [_layout.PHASES, _layout.MEMORY])
+def test_a_damaged_profile_file_is_one_error_naming_it(bench, tmp_path, capsys, damaged):
+    copy = tmp_path / "copy"
+    shutil.copytree(bench[0], copy)
+    (copy / damaged).write_bytes((copy / damaged).read_bytes()[:20])  # cut off mid-write
+    assert profile_main(["--dir", str(copy)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: cannot read {str(copy / damaged)!r}: ")
+    assert "delete it" in error and len(error.splitlines()) == 1
 
 
 def test_the_profile_of_a_bench_with_no_finished_group_says_so(tmp_path):
