@@ -2,13 +2,13 @@
 
 import os
 import pathlib
-import shlex
 from collections.abc import Sequence
 
 import pandas as pd
 import pyarrow as pa
 
 from phosjax.bench import _layout
+from phosjax.bench._cli import dir_command
 from phosjax.bench._config import BenchError
 
 
@@ -91,13 +91,12 @@ def summary_text(
     lines.append(shown.to_string(index=False))
     if len(board) > rows:
         lines.append(f"... {len(board) - rows} more rows")
-    quoted = shlex.quote(directory)  # the commands run as printed, in a shell
     lines += [
         f"results: pandas.read_parquet({directory + '/' + _layout.RESULTS!r})  "
         "(columns: docs/results.md)",
-        f"view:    python -m phosjax.bench.view --dir {quoted}  then open "
+        f"view:    {dir_command('phosjax.bench.view', directory)}  then open "
         "http://localhost:1337 (remote: ssh -L 1337:localhost:1337 HOST)",
-        f"profile: python -m phosjax.bench.profile --dir {quoted}",
+        f"profile: {dir_command('phosjax.bench.profile', directory)}",
     ]
     return "\n".join(lines)
 

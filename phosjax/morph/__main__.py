@@ -7,6 +7,7 @@ import sys
 import yaml
 
 from phosjax._yaml import safe_load
+from phosjax.bench._cli import dir_command
 from phosjax.morph._loop import ITERATIONS, MorphConfig, MorphConfigError, run
 
 
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     columns = ["iteration", "kind", "widths", "params", "flops", "latency_s", "accuracy"]
     print(rows[columns].to_string(index=False))
     print(f"wrote {pathlib.Path(args.dir) / ITERATIONS}", file=sys.stderr)
-    print(f"view it: python -m phosjax.bench.view --dir {args.dir}", file=sys.stderr)
+    print(f"view it: {dir_command('phosjax.bench.view', args.dir)}", file=sys.stderr)
     return 0
 
 

@@ -222,3 +222,14 @@ def test_earlier_rows_are_kept_or_moved_aside_and_a_bad_dir_fails_before_trainin
     (tmp_path / "a_file").write_text("")
     assert main(["--config", str(config), "--dir", str(tmp_path / "a_file")]) == 2
     assert "cannot write rows into" in capsys.readouterr().err
+
+
+def test_the_printed_view_command_quotes_a_dir_with_spaces(tmp_path, capsys, monkeypatch):
+    """The command runs as printed, copied into a shell."""
+    columns = ["iteration", "kind", "widths", "params", "flops", "latency_s", "accuracy"]
+    monkeypatch.setattr(cli, "run", lambda *args, **kwargs: pd.DataFrame(columns=columns))
+    config = tmp_path / "morph.yaml"
+    config.write_text(f"model: {CNN}\n")
+    assert main(["--config", str(config), "--dir", str(tmp_path / "my run")]) == 0
+    view = f"view it: python -m phosjax.bench.view --dir '{tmp_path / 'my run'}'"
+    assert capsys.readouterr().err.splitlines()[-1] == view
