@@ -28,9 +28,16 @@ COLORS = {
 
 
 def _rate(value: float) -> str:
+    """A rate as the table and the plot show it: whole numbers from 10, three significant
+    digits below (a rate below 1 too), ``-`` for none.
+
+    Examples:
+      >>> _rate(5388.4), _rate(8.814), _rate(0.25), _rate(0.0042), _rate(float("nan"))
+      ('5,388', '8.81', '0.25', '0.0042', '-')
+    """
     if not np.isfinite(value):
         return "-"
-    return f"{value:,.0f}" if value >= 10 else f"{value:.2f}"
+    return f"{value:,.0f}" if value >= 10 else f"{value:.3g}"
 
 
 def rates(frame: pd.DataFrame) -> pd.DataFrame:
@@ -137,7 +144,7 @@ def svg(frame: pd.DataFrame, path: pathlib.Path) -> pathlib.Path:
 
         for value in sorted({ly.min(), ly.max()}):
             _, y = xy(span[0], value)
-            tick = f"{10**value:,.0f}"
+            tick = _rate(10**value)
             parts.append(f'<text x="{x0 + pad - 3}" y="{y:.1f}" text-anchor="end">{tick}</text>')
         for j, (method, group) in enumerate(rows.groupby("method", sort=False)):
             logs = np.log2(group["K"].astype(float)), np.log10(group["model_steps_per_s"])

@@ -159,6 +159,14 @@ def test_table_ratios_and_svg_plot(tmp_path):
     assert len(root.findall("{http://www.w3.org/2000/svg}polyline")) == 3  # ok methods
 
 
+def test_svg_tick_labels_show_rates_below_one(tmp_path):
+    frame = _frame().assign(note="", strategy="vmap")
+    frame["model_steps_per_s"] /= 1000  # 0.1 to 2.4 model-steps/s
+    root = ET.parse(_speed_report.svg(frame, tmp_path / "speed")).getroot()
+    texts = root.findall("{http://www.w3.org/2000/svg}text")
+    assert [t.text for t in texts if t.get("text-anchor") == "end"] == ["0.1", "2.4"]
+
+
 @pytest.mark.parametrize("name", list(_speed.MODELS))
 def test_torch_twins_have_the_models_parameter_counts(name):
     """The ``torch`` method trains the same models (runs where torch is installed)."""
