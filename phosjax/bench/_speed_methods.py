@@ -48,6 +48,7 @@ class Setup:
     step: Callable[..., Any]  # (state, x, y) -> state
     compiled: Any  # the one-model step, compiled ahead of time with donation
     bytes_per_model: int
+    compile_s: float  # seconds tracing and compiling ``compiled``
     hosts: list[Any] = dataclasses.field(default_factory=list)  # initial states, numpy
 
     def states(self, k: int) -> list[Any]:
@@ -82,9 +83,12 @@ def setup_model(name: str, cfg: SpeedConfig) -> Setup:
         jax.ShapeDtypeStruct((cfg.batch, *config.input_shape), jnp.float32),
         jax.ShapeDtypeStruct((cfg.batch,), jnp.int32),
     )
+    start = time.perf_counter()
     compiled = jax.jit(step, donate_argnums=0).lower(*shapes).compile()
+    compile_s = time.perf_counter() - start
     size = program_bytes(compiled)
-    return Setup(name, config, jax.jit(init), step, compiled, 0 if math.isnan(size) else int(size))
+    bytes_per_model = 0 if math.isnan(size) else int(size)
+    return Setup(name, config, jax.jit(init), step, compiled, bytes_per_model, compile_s)
 
 
 def _batches(setup: Setup, k: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
@@ -110,7 +114,8 @@ class Ready:
 
     Attributes:
       run: trains every model ``steps`` more steps and returns what to block on.
-      warmup_s: seconds of the first call (compiling; for the engine also ``"auto"``).
+      warmup_s: seconds of compiling and the first call (for the engine also ``"auto"``;
+        ``one_by_one``'s step, compiled once per model in `setup_model`, counts in each K).
       steps: steps per ``run`` call.
       strategy: the engine's strategy ("" for the other methods).
       note: what the row's reader should know (torch: the warnings of its warm-up).
@@ -129,7 +134,7 @@ def _one_by_one(setup: Setup, k: int, cfg: SpeedConfig) -> Ready:
     states = [jax.device_put(state) for state in setup.states(k)]
     start = time.perf_counter()  # compiled already: one call, its input donated
     states[0] = jax.block_until_ready(setup.compiled(states[0], xs[0], ys[0]))
-    warmup = time.perf_counter() - start
+    warmup = setup.compile_s + time.perf_counter() - start
 
     def run() -> Any:
         for i in range(k):

@@ -97,7 +97,7 @@ def test_a_bad_field_is_named_in_the_error():
 
 
 def _fake_setup(bytes_per_model: int) -> _speed_methods.Setup:
-    return _speed_methods.Setup("mlp", _speed.MODELS["mlp"], id, id, None, bytes_per_model)
+    return _speed_methods.Setup("mlp", _speed.MODELS["mlp"], id, id, None, bytes_per_model, 0.0)
 
 
 def test_sizes_that_would_not_fit_or_exceed_the_budget_are_skipped():
@@ -127,6 +127,15 @@ def test_the_engines_memory_check_counts_its_gathered_chunk(monkeypatch):
     _speed._check(_fake_setup(1), 64, "vmap", cfg, {})
     with pytest.raises(Skip, match=r"~0\.1 GiB needed, 0\.1 GiB free"):
         _speed._check(_fake_setup(1), 64, "engine", cfg, {})
+
+
+def test_one_by_one_warmup_counts_its_compile_like_every_method():
+    """``one_by_one``'s step is compiled in `setup_model` (shared by every K), not in its
+    first call; its ``warmup_s`` counts it, as the other methods' first calls do."""
+    cfg = SpeedConfig(batch=4, steps=2)
+    setup = _speed_methods.setup_model("mlp", cfg)
+    ready = _speed_methods.PREPARE["one_by_one"](setup, 2, cfg)
+    assert 0 < setup.compile_s < ready.warmup_s
 
 
 def _frame() -> pd.DataFrame:
