@@ -86,9 +86,16 @@ def test_importing_phosjax_loads_no_jax_and_each_name_loads_on_first_use():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_the_viewer_starts_without_loading_jax():
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "import phosjax.bench.view.__main__",
+        "from phosjax.bench import leaderboard, BenchError",  # reading results
+    ],
+)
+def test_the_viewer_and_the_leaderboard_load_no_jax(statement):
     code = (
-        "import sys, phosjax.bench.view.__main__\n"
+        f"import sys; {statement}\n"
         "loaded = {'jax', 'flax', 'optax', 'tensorflow_datasets'} & set(sys.modules)\n"
         "assert not loaded, loaded\n"
     )

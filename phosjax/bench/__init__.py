@@ -12,7 +12,7 @@ from phosjax._lazy import lazy_exports
 
 _EXPORTS = {
     "BenchConfig": "phosjax.bench._config",
-    "BenchError": "phosjax.bench._config",
+    "BenchError": "phosjax.bench._errors",
     "Grid": "phosjax.bench._config",
     "ModelEntry": "phosjax.bench._config",
     "load_config": "phosjax.bench._config",
@@ -30,10 +30,10 @@ __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
 
 if TYPE_CHECKING:  # the same names, for type checkers and IDEs (a test keeps them in step)
     from phosjax.bench._config import BenchConfig as BenchConfig
-    from phosjax.bench._config import BenchError as BenchError
     from phosjax.bench._config import Grid as Grid
     from phosjax.bench._config import ModelEntry as ModelEntry
     from phosjax.bench._config import load_config as load_config
+    from phosjax.bench._errors import BenchError as BenchError
     from phosjax.bench._plan import Plan as Plan
     from phosjax.bench._plan import PlannedCell as PlannedCell
     from phosjax.bench._plan import PlannedGroup as PlannedGroup

@@ -1,8 +1,6 @@
 """What the bench's entry points share: a clean exit on bad input, `--import`, `--dir`."""
 
 import functools
-import os
-import shlex
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -22,17 +20,6 @@ def add_common(parser: ArgumentParser) -> None:
         default=[],
         help="modules to import first, e.g. ones that register models",
     )
-
-
-def dir_command(module: str, directory: str | os.PathLike) -> str:
-    """The command that runs ``module`` on ``--dir directory``, the directory quoted so
-    that it runs as printed, copied into a shell.
-
-    Examples:
-      >>> dir_command("phosjax.bench.view", "runs/my bench")
-      "python -m phosjax.bench.view --dir 'runs/my bench'"
-    """
-    return f"python -m {module} --dir {shlex.quote(os.fspath(directory))}"
 
 
 def import_all(modules: Sequence[str]) -> list[str]:

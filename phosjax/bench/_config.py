@@ -19,11 +19,8 @@ import numpy as np
 import yaml
 
 from phosjax._yaml import safe_load
+from phosjax.bench._errors import BenchError
 from phosjax.train import STRATEGIES, HParams, Regularizer
-
-
-class BenchError(ValueError):
-    """Bad bench input: a config, a directory or a name; the message says what is right."""
 
 
 def _nearest(word: str, known: list[str]) -> str:
@@ -89,7 +86,7 @@ def checked_numbers(
       >>> checked_numbers("eval_every", "ten", integer=True, least=0)
       Traceback (most recent call last):
       ...
-      phosjax.bench._config.BenchError: eval_every must be a whole number >= 0, got 'ten' (str).
+      phosjax.bench._errors.BenchError: eval_every must be a whole number >= 0, got 'ten' (str).
     """
     rule = (integer, least, strict, optional)
     if isinstance(value, list | tuple):
@@ -532,7 +529,7 @@ def load_config(path: str | pathlib.Path) -> BenchConfig:
       ...     load_config(path)
       Traceback (most recent call last):
       ...
-      phosjax.bench._config.BenchError: unknown key 'model' in the bench config. Did you ...
+      phosjax.bench._errors.BenchError: unknown key 'model' in the bench config. Did you ...
     """
     data = read_yaml(path)
     return BenchConfig.from_dict(data or {})

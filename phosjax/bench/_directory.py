@@ -43,7 +43,7 @@ def read_bench_json(path: pathlib.Path) -> dict[str, Any]:
       ...     _ = path.write_text("[]")
       ...     read_bench_json(path)
       Traceback (most recent call last):
-      phosjax.bench._config.BenchError: '.../bench.json' holds a list, not the JSON object ...
+      phosjax.bench._errors.BenchError: '.../bench.json' holds a list, not the JSON object ...
     """
     hint = (
         "phosjax writes it whole, so something else changed it; restore it from a backup, "

@@ -2,14 +2,25 @@
 
 import os
 import pathlib
+import shlex
 from collections.abc import Sequence
 
 import pandas as pd
 import pyarrow as pa
 
 from phosjax.bench import _layout
-from phosjax.bench._cli import dir_command
-from phosjax.bench._config import BenchError
+from phosjax.bench._errors import BenchError
+
+
+def dir_command(module: str, directory: str | os.PathLike) -> str:
+    """The command that runs ``module`` on ``--dir directory``, the directory quoted so
+    that it runs as printed, copied into a shell.
+
+    Examples:
+      >>> dir_command("phosjax.bench.view", "runs/my bench")
+      "python -m phosjax.bench.view --dir 'runs/my bench'"
+    """
+    return f"python -m {module} --dir {shlex.quote(os.fspath(directory))}"
 
 
 def _mean(values: pd.Series) -> float:

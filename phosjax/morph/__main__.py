@@ -7,7 +7,7 @@ import sys
 import yaml
 
 from phosjax._yaml import safe_load
-from phosjax.bench._cli import dir_command
+from phosjax.bench._summary import dir_command
 from phosjax.morph._loop import ITERATIONS, MorphConfig, MorphConfigError, run
 
 

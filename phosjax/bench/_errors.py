@@ -1,0 +1,11 @@
+"""`BenchError`: bad bench input; a module without jax, so that reading results is light."""
+
+
+class BenchError(ValueError):
+    """Bad bench input: a config, a directory or a name; the message says what is right.
+
+    Examples:
+      >>> raise BenchError("eval_every must be a whole number >= 0, got -1.")
+      Traceback (most recent call last):
+      phosjax.bench._errors.BenchError: eval_every must be a whole number >= 0, got -1.
+    """
