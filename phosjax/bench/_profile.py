@@ -6,8 +6,10 @@ the profile files rewritten at each checkpoint (a few rows per group).
 """
 
 import dataclasses
+import os
 import pathlib
 import statistics
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -17,7 +19,9 @@ import jax
 import numpy as np
 import pandas as pd
 import psutil
+import pyarrow as pa
 
+from phosjax._aside import aside_path
 from phosjax.bench._store import write_table
 from phosjax.train import Chunk
 
@@ -146,6 +150,25 @@ class PhaseClock:
         ]
 
 
+def _readable_rows(path: pathlib.Path) -> pd.DataFrame | None:
+    """The rows of the profile file ``path``; None when there is none, or when it cannot
+    be read: then it moves aside to ``<name>.old-<time>`` (said on stderr) and the profile
+    starts anew, since a damaged profile must not stop the training it times."""
+    if not path.is_file():
+        return None
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError, pa.ArrowException) as error:
+        target = aside_path(path)
+        os.replace(path, target)
+        print(
+            f"cannot read the profile file {str(path)!r} ({error}); moved it to "
+            f"{str(target)!r} and started it anew (the results do not need it)",
+            file=sys.stderr,
+        )
+        return None
+
+
 class ProfileFiles:
     """A process's ``profile/phases`` and ``profile/memory`` files, written as it trains.
 
@@ -168,7 +191,7 @@ class ProfileFiles:
 
     def start_group(self) -> None:
         """Keeps the phase rows written so far: the next group's follow them."""
-        self._earlier = pd.read_parquet(self._phases) if self._phases.is_file() else None
+        self._earlier = _readable_rows(self._phases)
 
     def write(self, phases: list[dict[str, Any]]) -> None:
         """Writes the group's phase rows so far (`PhaseClock.rows`), and the memory samples."""
@@ -181,6 +204,5 @@ class ProfileFiles:
         memory = self._sampler.frame()
         new = memory.iloc[self._flushed :].assign(run_started=self._run_started)
         self._flushed = len(memory)
-        if self._memory.is_file():
-            new = pd.concat([pd.read_parquet(self._memory), new], ignore_index=True)
+        new = pd.concat([_readable_rows(self._memory), new], ignore_index=True)
         write_table(self._memory, new)

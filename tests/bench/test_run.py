@@ -27,6 +27,7 @@ from phosjax.bench import (
     run,
 )
 from phosjax.bench._directory import choose_config
+from phosjax.bench._profile import MemorySampler, ProfileFiles
 from phosjax.bench._runner import jobs
 from phosjax.bench._store import TEMPORARY, drop_parts_after, part_path, widen_parts, write_table
 from phosjax.bench._summary import profile_text, read_profile
@@ -449,6 +450,24 @@ def test_a_damaged_profile_file_is_one_error_naming_it(bench, tmp_path, capsys, 
     error = capsys.readouterr().err
     assert error.startswith(f"error: cannot read {str(copy / damaged)!r}: ")
     assert "delete it" in error and len(error.splitlines()) == 1
+
+
+@pytest.mark.parametrize("damaged", [_layout.PHASES, _layout.MEMORY])
+def test_a_run_moves_a_damaged_profile_file_aside_and_profiles_anew(tmp_path, capsys, damaged):
+    root = tmp_path / "b"
+    (root / _layout.PROFILE).mkdir(parents=True)
+    (root / damaged).write_bytes(b"PAR1 cut off")
+    with MemorySampler() as sampler:
+        files = ProfileFiles(root / _layout.PHASES, root / _layout.MEMORY, sampler)
+        files.start_group()
+        files.write([{"group_id": "g", "phase": "step", "seconds": 0.5}])
+    (aside,) = (root / _layout.PROFILE).glob(f"{pathlib.Path(damaged).name}.old-*")
+    assert aside.read_bytes() == b"PAR1 cut off"  # kept, not deleted
+    assert read_profile(root, _layout.PHASES).group_id.tolist() == ["g"]
+    assert read_profile(root, _layout.MEMORY) is not None  # a readable file again
+    error = capsys.readouterr().err
+    assert f"cannot read the profile file {str(root / damaged)!r}" in error
+    assert f"moved it to {str(aside)!r} and started it anew" in error
 
 
 def test_the_profile_of_a_bench_with_no_finished_group_says_so(tmp_path):
