@@ -12,6 +12,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from phosjax.models._config import ModelConfig, is_int
 from phosjax.models._frame import POOLS, Frame
@@ -75,6 +76,31 @@ def _check_counts(defaults: Mapping[str, Any], given: Mapping[str, Any], where: 
                 f"{where}: option {key} must be an int >= 1 (its default is {default}), "
                 f"got {value!r}"
             )
+
+
+def _flags(*factories: BlockFactory | None) -> set[str]:
+    """The keyword arguments of ``factories`` annotated ``bool``: yes/no options."""
+    return {
+        key
+        for factory in factories
+        if factory is not None
+        for key, parameter in inspect.signature(factory).parameters.items()
+        if parameter.annotation in (bool, "bool")
+    }
+
+
+def _check_flags(flags: set[str], given: Mapping[str, Any], where: str) -> None:
+    """Raises a ValueError naming a given option among ``flags`` whose value is not a bool
+    (``"yes"`` or ``2`` would silently read as true).
+
+    Examples:
+      >>> _check_flags({"causal"}, {"causal": "yes"}, "model 'transformer'")
+      Traceback (most recent call last):
+      ValueError: model 'transformer': option causal takes true or false, got 'yes'
+    """
+    for key, value in given.items():
+        if key in flags and not isinstance(value, bool | np.bool_):
+            raise ValueError(f"{where}: option {key} takes true or false, got {value!r}")
 
 
 def _check_stage_widths(block: BlockFactory, widths: tuple[int, ...], where: str) -> None:
@@ -151,6 +177,8 @@ class ModelSpec:
         _check_counts(defaults, dict(config.options), where)
         if self.build is None:
             _check_frame_options(options, where)
+            flags = _flags(self.block, self.stem) - set(FRAME_OPTIONS)
+            _check_flags(flags, dict(config.options), where)
         return config.replace(depth=depth, width=widths, options=options)
 
     def _read_widths(self, depth: int, widths: tuple[int, ...], given: bool) -> tuple[int, ...]:
@@ -222,9 +250,9 @@ def register_model(
     or ``use_running_average=not train`` (Flax's `Dropout`, `BatchNorm`); any other
     optional parameter is left at its default. If it also accepts ``downsample``, the first block
     of every stage after the first gets ``downsample=True``. Config options whose names
-    match the block's or stem's other arguments are passed to them; ``input_kind``,
-    ``pool`` and ``dropout`` go only to the frame (a block's own ``dropout`` keeps its
-    default).
+    match the block's or stem's other arguments are passed to them (to an argument
+    annotated ``bool``, only a bool); ``input_kind``, ``pool`` and ``dropout`` go only to
+    the frame (a block's own ``dropout`` keeps its default).
 
     Alternatively ``build`` takes the resolved `ModelConfig` and returns any module; it
     reads the options declared in ``options``.

@@ -3,6 +3,7 @@
 import dataclasses
 import importlib
 import importlib.metadata
+import json
 import sys
 import textwrap
 
@@ -11,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import yaml
 
 import phosjax as px
 from phosjax.models import (
@@ -212,6 +214,19 @@ def test_a_count_option_must_be_a_positive_int(model, option, value):
     with pytest.raises(ValueError, match=rf"model '{model}': option {option} must be an int >= 1"):
         config.resolved()
     assert dict(config.replace(options={option: 2}).resolved().options)[option] == 2
+
+
+@pytest.mark.parametrize(
+    ("model", "option", "value"),
+    [("transformer", "causal", "yes"), ("choicenet", "per_example", 2)],
+)
+def test_a_yes_no_option_must_be_a_bool(model, option, value):
+    config = ModelConfig(model, num_classes=2, input_shape=(40,), options={option: value})
+    message = rf"model '{model}': option {option} takes true or false, got {value!r}"
+    with pytest.raises(ValueError, match=message):
+        config.resolved()
+    for flag in (True, np.bool_(False), json.loads("true"), yaml.safe_load("false")):
+        assert dict(config.replace(options={option: flag}).resolved().options)[option] == flag
 
 
 def _write_plugin(tmp_path, monkeypatch, module: str, model: str) -> None:
