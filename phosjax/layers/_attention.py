@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core import tag
-from phosjax.layers._common import compute_dtype
+from phosjax.layers._common import checked_size, compute_dtype
 
 
 def _entropy(weights: jax.Array, log_weights: jax.Array) -> jax.Array:
@@ -55,8 +55,7 @@ class MultiHeadSelfAttention(nn.Module):
         if x.ndim < 2:
             raise ValueError(f"Self-attention needs inputs (..., L, C), got shape {x.shape}.")
         features, length = x.shape[-1], x.shape[-2]
-        if self.num_heads < 1:
-            raise ValueError(f"Self-attention needs num_heads >= 1, got {self.num_heads}.")
+        checked_size(self, "num_heads")
         if features % self.num_heads:
             raise ValueError(
                 f"Self-attention input width {features} must be divisible by "
@@ -123,7 +122,8 @@ class TransformerBlock(nn.Module):
         )(h, train=train)
         x = x + dropout(h).astype(x.dtype)
         h = nn.LayerNorm(dtype=dtype, name="mlp_norm")(x)
-        h = nn.Dense(self.mlp_features or 4 * features, dtype=dtype, name="mlp_in")(h)
+        hidden = checked_size(self, "mlp_features", 4 * features)
+        h = nn.Dense(hidden, dtype=dtype, name="mlp_in")(h)
         h = tag(self, "mlp_hidden", nn.gelu(h))
         h = nn.Dense(features, dtype=dtype, name="mlp_out")(h)
         return x + dropout(h).astype(x.dtype)

@@ -157,6 +157,21 @@ def check_shape(y: jax.Array, expected: tuple[int, ...], what: str) -> None:
         raise ValueError(f"{what} {expected}, but returned {y.shape}.")
 
 
+def checked_size(module: nn.Module, name: str, default: int | None = None) -> int:
+    """``module``'s size attribute ``name`` (a width, a head count), or ``default`` when it
+    is ``None``.
+
+    Raises:
+      ValueError: naming the attribute when it is below 1 (a width of 0 read as ``width or
+        default`` would silently be the default).
+    """
+    size = getattr(module, name)
+    size = default if size is None else size
+    if size is None or size < 1:
+        raise ValueError(f"{type(module).__name__} needs {name} >= 1, got {size}.")
+    return size
+
+
 def compute_dtype(dtype: Any, x: jax.Array) -> Any:
     """The dtype a layer computes in: its own ``dtype`` if set, else the input's."""
     if dtype is not None:

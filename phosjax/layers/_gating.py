@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core import tag
-from phosjax.layers._common import compute_dtype
+from phosjax.layers._common import checked_size, compute_dtype
 
 
 class GLU(nn.Module):
@@ -32,7 +32,7 @@ class GLU(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        features = self.features or x.shape[-1]
+        features = checked_size(self, "features", x.shape[-1])
         dtype = compute_dtype(self.dtype, x)
         value, gate = jnp.split(nn.Dense(2 * features, dtype=dtype, name="proj")(x), 2, -1)
         return value * tag(self, "gate", nn.sigmoid(gate))
@@ -63,11 +63,12 @@ class SwiGLU(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        hidden = self.hidden_features or 2 * x.shape[-1]
+        hidden = checked_size(self, "hidden_features", 2 * x.shape[-1])
+        features = checked_size(self, "features", x.shape[-1])
         dtype = compute_dtype(self.dtype, x)
         gate = tag(self, "gate", nn.silu(nn.Dense(hidden, dtype=dtype, name="gate_proj")(x)))
         value = nn.Dense(hidden, dtype=dtype, name="value_proj")(x)
-        return nn.Dense(self.features or x.shape[-1], dtype=dtype, name="out")(gate * value)
+        return nn.Dense(features, dtype=dtype, name="out")(gate * value)
 
 
 class SqueezeExcite(nn.Module):
@@ -99,8 +100,7 @@ class SqueezeExcite(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         if x.ndim < 2:
             raise ValueError(f"SqueezeExcite needs inputs (B, ..., C), got shape {x.shape}.")
-        if self.reduction < 1:
-            raise ValueError(f"SqueezeExcite needs reduction >= 1, got {self.reduction}.")
+        checked_size(self, "reduction")
         channels = x.shape[-1]
         dtype = compute_dtype(self.dtype, x)
         squeezed = x.reshape(x.shape[0], -1, channels).mean(1)

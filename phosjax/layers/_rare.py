@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core import CONSTANTS, knob, tag
-from phosjax.layers._common import compute_dtype
+from phosjax.layers._common import checked_size, compute_dtype
 
 
 class FourierFeatures(nn.Module):
@@ -82,12 +82,13 @@ class HyperDense(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        fan_in = x.shape[-1]
-        embedding = self.param("embedding", nn.initializers.normal(1.0), (self.embedding_features,))
-        generated = nn.Dense(fan_in * self.features + self.features, name="hyper")(embedding)
-        kernel = generated[: fan_in * self.features].reshape(fan_in, self.features)
+        fan_in, features = x.shape[-1], checked_size(self, "features")
+        embedding_shape = (checked_size(self, "embedding_features"),)
+        embedding = self.param("embedding", nn.initializers.normal(1.0), embedding_shape)
+        generated = nn.Dense(fan_in * features + features, name="hyper")(embedding)
+        kernel = generated[: fan_in * features].reshape(fan_in, features)
         kernel = tag(self, "generated_kernel", kernel / math.sqrt(fan_in))
-        bias = generated[fan_in * self.features :]
+        bias = generated[fan_in * features :]
         dtype = compute_dtype(self.dtype, x)
         return x.astype(dtype) @ kernel.astype(dtype) + bias.astype(dtype)
 

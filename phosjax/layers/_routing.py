@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core import aux_loss, knob, tag
-from phosjax.layers._common import compute_dtype
+from phosjax.layers._common import checked_size, compute_dtype
 
 
 class MixtureOfExperts(nn.Module):
@@ -62,8 +62,8 @@ class MixtureOfExperts(nn.Module):
                 f"got {self.top_k}."
             )
         width = x.shape[-1]
-        features = self.features or width
-        hidden = self.hidden_features or 2 * width
+        features = checked_size(self, "features", width)
+        hidden = checked_size(self, "hidden_features", 2 * width)
         experts = self.num_experts
         dtype = compute_dtype(self.dtype, x)
 
