@@ -12,10 +12,13 @@ Width = int | tuple[int, ...]
 
 
 def _frozen(value: Any, where: str) -> Any:
-    """Lists (from JSON or YAML) become tuples so the value is hashable; a mapping, which
-    cannot be, is an error naming ``where`` (the config and the option)."""
+    """Lists (from JSON or YAML) become tuples so the value is hashable, and numpy scalars
+    Python ones (which JSON writes and the checks take); a mapping, which cannot be
+    hashed, is an error naming ``where`` (the config and the option)."""
     if isinstance(value, list | tuple):
         return tuple(_frozen(item, where) for item in value)
+    if isinstance(value, np.generic):
+        return value.item()
     if isinstance(value, Mapping):
         raise TypeError(
             f"{where} must not be a mapping (an option is a number, a string, a bool or a "

@@ -12,7 +12,6 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from phosjax.models._config import ModelConfig, is_int
 from phosjax.models._frame import POOLS, Frame
@@ -99,7 +98,7 @@ def _check_flags(flags: set[str], given: Mapping[str, Any], where: str) -> None:
       ValueError: model 'transformer': option causal takes true or false, got 'yes'
     """
     for key, value in given.items():
-        if key in flags and not isinstance(value, bool | np.bool_):
+        if key in flags and not isinstance(value, bool):
             raise ValueError(f"{where}: option {key} takes true or false, got {value!r}")
 
 

@@ -138,3 +138,11 @@ def test_numpy_integers_become_plain_ints_that_json_writes():
     assert ModelConfig("mlp", 10, (40,), width=np.int32(8)).widths == (8,)
     widths = ModelConfig("mlp", 10, (40,), width=np.array([16, 32])).resolved().width
     assert widths == (16, 32) and json.dumps(widths) == "[16, 32]"
+
+
+def test_numpy_scalar_options_become_plain_values_that_json_writes():
+    options = {"dropout": np.float32(0.25), "pool": np.str_("max")}
+    config = ModelConfig("mlp", 10, (40,), options=options).resolved()
+    assert json.loads(json.dumps(config.to_dict()))["options"]["dropout"] == 0.25
+    flag = dict(ModelConfig("choicenet", 2, (4,), options={"per_example": np.bool_(True)}).options)
+    assert type(flag["per_example"]) is bool
