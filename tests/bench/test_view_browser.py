@@ -15,6 +15,8 @@ import time
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from phosjax.bench import _layout
@@ -351,6 +353,24 @@ def test_the_hyperparameter_plot_says_when_no_numeric_hparam_varies(tmp_path, pa
         assert page.run(POINTS) == []
         hint = page.run("document.querySelector('#hp-plot .hint')?.textContent")
         assert hint and "No numeric hyperparameter varies" in hint
+
+
+def test_a_flat_curve_smoothed_gets_an_axis(tmp_path, page):
+    """A loss of 0.75 at every step, smoothed: the averages differ from it by a rounding
+    error alone (0.7500000000000001), and the y axis still gets a few distinct ticks
+    (the tick loop ran forever, and the page hung)."""
+    written = write_bench(tmp_path / "flat", blurb_json())
+    for part in (written.root / _layout.RESULTS).iterdir():
+        table = pq.read_table(part)
+        flat = pa.array(np.full(len(table), 0.75), table.schema.field("loss").type)
+        pq.write_table(table.set_column(table.schema.get_field_index("loss"), "loss", flat), part)
+    with serving(written.root) as server:
+        page.open(server.url + "?metric=loss&smoothing=0.6")
+        ticks = page.run(
+            "[...document.querySelector('#curve-plots svg').querySelectorAll("
+            "'.axes text[text-anchor=\"end\"]')].map((t) => t.textContent)"
+        )
+    assert "0.75" in ticks and len(set(ticks)) == len(ticks) <= 10
 
 
 def test_a_broken_file_fails_only_its_panel(tmp_path):

@@ -66,8 +66,9 @@ export function ticks(lo, hi, count = 5) {
   const raw = (hi - lo) / count;
   const power = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 2.5, 5, 10].map((m) => m * power).find((s) => s >= raw);
-  const out = [];
-  for (let t = Math.ceil(lo / step) * step; t <= hi + step * 1e-9; t += step) out.push(Number(t.toPrecision(12)));
+  const first = Math.ceil(lo / step) * step;
+  const out = []; // first + k steps, not a running sum: a step below the rounding of lo ends too
+  for (let k = 0; first + k * step <= hi + step * 1e-9; k++) out.push(Number((first + k * step).toPrecision(12)));
   return out;
 }
 
@@ -87,7 +88,8 @@ function extent(values, pad = 0) {
   let lo = Infinity, hi = -Infinity;
   for (const v of values) if (v !== null && Number.isFinite(v)) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
   if (lo === Infinity) return [0, 1];
-  if (lo === hi) { lo -= Math.abs(lo) * 0.1 || 0.5; hi += Math.abs(hi) * 0.1 || 0.5; }
+  // Values equal but for rounding (a smoothed flat curve) are one value.
+  if (hi - lo <= Math.abs(hi) * 1e-12) { lo -= Math.abs(lo) * 0.1 || 0.5; hi += Math.abs(hi) * 0.1 || 0.5; }
   const span = hi - lo;
   return [lo - span * pad, hi + span * pad];
 }
