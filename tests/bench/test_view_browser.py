@@ -8,6 +8,7 @@ import html
 import json
 import os
 import pathlib
+import re
 import select
 import shutil
 import subprocess
@@ -344,6 +345,21 @@ def test_the_hyperparameter_plot_takes_a_log_x_for_a_wide_range(tmp_path, page):
         page.run("document.getElementById('hp-log-x').click()")  # the box overrides it
         xs = {cells.lr[p["cell"]]: p["cx"] for p in page.run(POINTS)}
         assert (xs[1e-3] - xs[1e-4]) * 5 < xs[1e-2] - xs[1e-3]
+
+
+def test_a_log_x_leaves_out_a_zero_of_the_mean_lines(tmp_path, page):
+    """A learning rate of 0 has no place on a log axis: the mean lines leave it out and
+    go through the others (their path began at x = -Infinity, and none was drawn)."""
+    written = write_bench(tmp_path / "zero", blurb_json(), learning_rates=(0.0, 1e-3, 1e-2))
+    with serving(written.root) as server:
+        page.open(server.url)
+        page.run("document.getElementById('hp-log-x').click()")
+        paths = page.run(
+            "[...document.querySelectorAll('#hp-plot .trend')].map((t) => t.getAttribute('d'))"
+        )
+    assert len(paths) == len(MODELS)
+    for path in paths:  # through the two positive rates
+        assert re.fullmatch(r"M[\d.]+,[\d.]+L[\d.]+,[\d.]+", path), path
 
 
 def test_the_hyperparameter_plot_says_when_no_numeric_hparam_varies(tmp_path, page):

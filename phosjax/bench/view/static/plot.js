@@ -134,11 +134,14 @@ function frame(el, { xs, ys, xLabel, yLabel, title, logX = false, logY = false, 
   return { root, body, sx, sy, inner, x0, x1, y0, y1, logY };
 }
 
+// A line through the points whose y is `ok`, broken where one is not or its x has no
+// place on the axis (0 on a log axis).
 function pathOf(xs, ys, sx, sy, ok) {
   let d = "", pen = false;
   for (let i = 0; i < xs.length; i++) {
-    if (!ok(ys[i])) { pen = false; continue; }
-    d += `${pen ? "L" : "M"}${sx(xs[i]).toFixed(1)},${sy(ys[i]).toFixed(1)}`;
+    const x = sx(xs[i]);
+    if (!ok(ys[i]) || !Number.isFinite(x)) { pen = false; continue; }
+    d += `${pen ? "L" : "M"}${x.toFixed(1)},${sy(ys[i]).toFixed(1)}`;
     pen = true;
   }
   return d;
