@@ -428,3 +428,21 @@ def test_labels_leave_out_a_hyperparameter_a_model_has_not(tmp_path):
         assert f">choice · lr={lr} · {knob}={value}</span>" in legend
         assert f">choice · {knob}={value}: mean over seeds</span>" in legend
     assert ">mlp: mean over seeds</span>" in legend
+
+
+def test_a_steps_hyperparameter_and_the_steps_done_are_told_apart(tmp_path):
+    """A grid over ``steps``: its column and the progress column (steps done of planned)
+    have headers and sort-by entries of their own (both were "steps")."""
+    written = write_bench(tmp_path / "steps", blurb_json())
+    cells = written.cells.assign(steps=np.where(written.cells.lr == LEARNING_RATES[0], 100, 300))
+    cells.to_parquet(written.root / _layout.CELLS)
+    with serving(written.root) as server:
+        dom = _render(server.url, tmp_path / "profile")
+
+    assert 'data-ready="true"' in dom
+    headers = re.findall(r"<th[^>]*>([^<]+)</th>", _between(dom, "<thead>", "</thead>"))
+    options = re.findall(
+        r"<option[^>]*>([^<]+)</option>", _between(dom, 'id="sort-by"', "</select>")
+    )
+    for labels in (headers, options):
+        assert labels.count("steps") == 1 and len(set(labels)) == len(labels), labels

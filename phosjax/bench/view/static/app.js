@@ -198,7 +198,7 @@ function tableColumns() {
   } else {
     columns.push({ key: "_seeds", label: "seeds", get: (r) => r.cells.length });
   }
-  columns.push({ key: "_steps", label: "steps", get: (r) => mean(r.cells.map((c) => c._done)), numeric: true });
+  columns.push({ key: "_steps", label: "steps done", get: (r) => mean(r.cells.map((c) => c._done)), numeric: true });
   for (const m of metricColumns()) {
     columns.push({ key: m.key, label: `${m.split} ${m.metric}`, get: (r) => r.value(m.split, m.metric), metric: m, numeric: true });
   }
