@@ -6,6 +6,8 @@ import math
 import re
 import shutil
 import socket
+import struct
+import threading
 import urllib.parse
 
 import numpy as np
@@ -14,7 +16,7 @@ import pytest
 
 from phosjax.bench import _layout
 from phosjax.bench._store import TEMPORARY
-from phosjax.bench.view import CannotServeError, NotABenchError, PortInUseError, make_server
+from phosjax.bench.view import CannotServeError, NotABenchError, PortInUseError, _api, make_server
 from phosjax.bench.view.__main__ import main
 from tests.bench._viewer_fixtures import (
     DIVERGED,
@@ -301,6 +303,31 @@ def test_a_broken_file_is_named_and_the_server_keeps_running(tmp_path, relative,
         assert status == 500
         assert json.loads(body)["error"].startswith(f"cannot read {relative}: ")
         assert get(server, "/")[0] == 200
+
+
+def test_a_client_gone_before_the_answer_is_not_an_error(server, monkeypatch, capsys):
+    """A page reloaded while a slow answer is built resets its connection: the request
+    ends quietly (it printed a 500 for the bench and a traceback)."""
+    client_gone, handled = threading.Event(), threading.Event()
+    leaderboard, shutdown_request = _api.leaderboard, server.shutdown_request
+
+    def slow_leaderboard(bench):
+        client_gone.wait(10)
+        return leaderboard(bench)
+
+    def shutdown_then_tell(request):
+        shutdown_request(request)
+        handled.set()
+
+    monkeypatch.setattr(_api, "leaderboard", slow_leaderboard)
+    monkeypatch.setattr(server, "shutdown_request", shutdown_then_tell)
+    client = socket.create_connection(server.server_address[:2])
+    client.sendall(b"GET /api/cells HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.close()  # with a reset, as a browser cancelling the request
+    client_gone.set()
+    assert handled.wait(10)
+    assert capsys.readouterr().err == ""
 
 
 def test_a_part_rewritten_by_pandas_with_its_index_has_no_index_metric(tmp_path):

@@ -236,6 +236,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._error(404, str(error))
         except _api.BadRequest as error:
             self._error(400, str(error))
+        except ConnectionError:  # the client went away (a page reloaded): no one to answer
+            pass
         except Exception as error:  # a broken file in the bench must not kill the server
             broken = isinstance(error, BrokenFileError)  # its message names the file
             message = str(error) if broken else f"{type(error).__name__}: {error}"
