@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import html
 import json
+import math
 import os
 import pathlib
 import re
@@ -141,6 +142,20 @@ def test_a_diverged_seed_and_lines_past_the_cap_are_shown(tmp_path):
     assert all(diverged not in row for row in rows[:-1])  # the diverged config sorts last
     legend = _between(configs_dom, 'id="legend"', 'id="aux"')
     assert legend.count("(1 diverged)") == 1 and f"{model} · lr={lr} (1 diverged)" in legend
+
+
+def test_the_lines_drawn_are_those_of_the_tables_first_rows(tmp_path, page):
+    """84 cells, 80 lines: those of the table's first 80 rows as sorted, also after the
+    order is reversed (they were the plan's first 80, whatever the order)."""
+    written = write_bench(tmp_path / "many", blurb_json(), seeds=tuple(range(21)))
+    table = "[...document.querySelectorAll('.board-row')].map((r) => r.dataset.key)"
+    lines = "[...document.querySelectorAll('#curve-plots .curve')].map((c) => c.dataset.key)"
+    with serving(written.root) as server:
+        page.open(server.url)
+        for _ in range(2):
+            rows = page.run(table)
+            assert len(rows) == len(written.cells) and set(page.run(lines)) == set(rows[:80])
+            page.run("document.getElementById('sort-dir').click()")
 
 
 def test_a_bench_without_cells_says_so(tmp_path):
@@ -306,8 +321,12 @@ def test_the_hyperparameter_plot_puts_each_cell_at_its_hparam(tmp_path, page):
         # One mean line per model (the configuration but for lr).
         assert page.run("document.querySelectorAll('#hp-plot .trend').length") == len(MODELS)
 
-        # Hovering a point lights its leaderboard row and tells its hparams and value.
-        target = sorted(points, key=lambda p: p["cell"])[0]
+        # Hovering a point lights its leaderboard row and tells its hparams and value (a
+        # point no other covers: the one farthest from its nearest).
+        gap = lambda p: min(
+            math.dist((p["cx"], p["cy"]), (q["cx"], q["cy"])) for q in points if q != p
+        )
+        target = max(points, key=gap)
         page.hover(f'#hp-plot circle[data-cell="{target["cell"]}"]')
         lit = page.run("[...document.querySelectorAll('.board-row.lit')].map((r) => r.dataset.key)")
         assert lit == [target["cell"]]

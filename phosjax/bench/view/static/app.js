@@ -243,6 +243,20 @@ function compare(a, b) {
   return typeof a === "number" && typeof b === "number" ? a - b : String(a).localeCompare(String(b), undefined, { numeric: true });
 }
 
+// `tableRows` in the table's order: by the sort column (`renderBoard` picks it). The plots
+// draw the first rows in this order, so a new order redraws them too (`renderAll`).
+function sortedRows() {
+  const rows = tableRows();
+  const column = sortColumns(tableColumns()).find((c) => c.key === state.sort?.key);
+  if (column) {
+    rows.sort((a, b) => {
+      const x = column.get(a), y = column.get(b);
+      return rank(x) - rank(y) || (rank(x) ? 0 : state.sort.dir * compare(x, y));
+    });
+  }
+  return rows;
+}
+
 function renderBoard() {
   const table = $("board");
   table.innerHTML = "";
@@ -250,14 +264,7 @@ function renderBoard() {
   const sortable = sortColumns(columns);
   if (!state.sort || !sortable.some((c) => c.key === state.sort.key)) state.sort = defaultSort();
   renderSortBy(sortable);
-  const rows = tableRows();
-  const sortColumn = sortable.find((c) => c.key === state.sort.key);
-  if (sortColumn) {
-    rows.sort((a, b) => {
-      const x = sortColumn.get(a), y = sortColumn.get(b);
-      return rank(x) - rank(y) || (rank(x) ? 0 : state.sort.dir * compare(x, y));
-    });
-  }
+  const rows = sortedRows();
   const head = el("tr");
   for (const column of columns) {
     const th = el("th", { class: column.numeric ? "num" : "" });
@@ -275,7 +282,7 @@ function renderBoard() {
       if (state.sort.key === column.key) th.classList.add(state.sort.dir > 0 ? "asc" : "desc");
       th.addEventListener("click", () => {
         state.sort = state.sort.key === column.key ? { key: column.key, dir: -state.sort.dir } : { key: column.key, dir: column.numeric ? -1 : 1 };
-        renderBoard();
+        renderAll();
       });
     }
     head.appendChild(th);
@@ -399,7 +406,7 @@ function divergedByConfig(raw, rows) {
 
 // The rows (cells or configs) shown in the plots, in the table's order.
 function visibleRows() {
-  return tableRows().filter((r) => !state.hidden.has(r.key));
+  return sortedRows().filter((r) => !state.hidden.has(r.key));
 }
 
 // A note when the plots leave lines out (at most MAX_LINES are drawn), else null.
@@ -733,13 +740,13 @@ async function main() {
   for (const button of modeButtons) {
     button.addEventListener("click", () => { state.mode = button.dataset.mode; showMode(); renderAll(); });
   }
-  $("all-metrics").addEventListener("change", (e) => { state.allMetrics = e.target.checked; renderBoard(); });
+  $("all-metrics").addEventListener("change", (e) => { state.allMetrics = e.target.checked; renderAll(); });
   $("sort-by").addEventListener("change", () => {
     const key = $("sort-by").value;
     state.sort = { key, dir: tableColumns().find((c) => c.key === key)?.numeric ? -1 : 1 };
-    renderBoard();
+    renderAll();
   });
-  $("sort-dir").addEventListener("click", () => { state.sort.dir = -state.sort.dir; renderBoard(); });
+  $("sort-dir").addEventListener("click", () => { state.sort.dir = -state.sort.dir; renderAll(); });
   $("curve-metric").addEventListener("change", renderCurves);
   $("log-y").addEventListener("change", renderCurves);
   $("smoothing").addEventListener("change", renderCurves);
