@@ -12,6 +12,7 @@ import urllib.parse
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from phosjax.bench import _layout
@@ -85,6 +86,48 @@ def test_cells_endpoint_holds_each_cells_last_values(server, written):
             want = last[(last.cell_id == row["cell"]["cell_id"]) & (last.split == split)].iloc[0]
             for metric in METRICS:
                 assert _same(row["final"][split][metric], want[metric]), (split, metric)
+
+
+def _floats(values: list) -> pd.Series:
+    """Arrow-backed floats as `BenchFiles.results` reads them: None a null, NaN a NaN."""
+    return pd.Series(pa.array(values, type=pa.float64()), dtype=pd.ArrowDtype(pa.float64()))
+
+
+def test_final_values_are_each_series_last_value_a_nan_apart_from_nothing_recorded():
+    """A NaN at a series' last step (diverged) is "nan", a metric the series never
+    recorded None; an older bench's null after a value is "nan"; an unfinished cell's
+    last value is at its own last step; a cell without rows has no entry."""
+    rows = [  # cell_id, step, split, loss, aux
+        ("a", 0, "test", 1.0, None),
+        ("a", 0, "train", 2.0, None),
+        ("a", 10, "test", 0.5, None),
+        ("a", 10, "train", math.nan, None),
+        ("b", 0, "train", None, 0.3),
+        ("b", 5, "train", 1.5, math.inf),
+        ("b", 5, "val", None, None),
+        ("c", 0, "train", 3.0, 0.1),
+        ("c", 5, "train", None, -math.inf),
+        ("c", 0, "test", 0.25, None),
+    ]
+    cell_id, step, split, loss, aux = map(list, zip(*rows, strict=True))
+    results = pd.DataFrame({"cell_id": cell_id, "step": step, "split": split})
+    results["loss"], results["aux/balance"] = _floats(loss), _floats(aux)
+    results = results.sort_values(["cell_id", "step", "split"], kind="stable")
+    assert _api.final_values(results.reset_index(drop=True), ["loss", "aux/balance"]) == {
+        "a": {
+            "test": {"loss": 0.5, "aux/balance": None},
+            "train": {"loss": "nan", "aux/balance": None},
+        },
+        "b": {
+            "train": {"loss": 1.5, "aux/balance": "inf"},
+            "val": {"loss": None, "aux/balance": None},
+        },
+        "c": {
+            "train": {"loss": "nan", "aux/balance": "-inf"},
+            "test": {"loss": 0.25, "aux/balance": None},
+        },
+    }
+    assert _api.final_values(results.iloc[:0], ["loss"]) == {}
 
 
 def test_results_endpoint_returns_the_curves(server, written):

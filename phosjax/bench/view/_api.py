@@ -16,6 +16,10 @@ DEFAULT_POINTS = 400
 """Points per curve the server sends unless asked otherwise (long curves are thinned)."""
 
 
+_JSON_SCALARS = frozenset({str, int, bool, type(None)})
+"""The types `plain` returns as they are, checked first (a float may be NaN: not one)."""
+
+
 class BadRequest(ValueError):
     """A request naming something the bench does not have (answered with HTTP 400)."""
 
@@ -31,6 +35,10 @@ def plain(value: Any) -> Any:
       >>> plain({"a": np.float32(0.5), "b": [np.nan, np.int64(3)], "c": (1.0, math.inf)})
       {'a': 0.5, 'b': [None, 3], 'c': [1.0, None]}
     """
+    if type(value) in _JSON_SCALARS:  # most values: skip the checks below
+        return value
+    if type(value) is float:
+        return value if math.isfinite(value) else None
     if isinstance(value, Mapping):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple | np.ndarray | pd.Series):
@@ -63,37 +71,59 @@ def thin(length: int, max_points: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, length - 1, max(max_points, 2))).astype(int))
 
 
+_SERIES = ["cell_id", "split"]
+"""The columns of `BenchFiles.results` that name a series (one cell's rows of one split)."""
+
+
 def nonfinite_marks(
-    column: pd.Series, indices: Sequence[int] | np.ndarray | None = None
-) -> list[Any]:
-    """One series' values (those at ``indices``, all when None) as JSON: numbers,
-    ``"nan"``, ``"inf"``, ``"-inf"`` or None (nothing recorded: a null).
+    results: pd.DataFrame, columns: list[str], rows: slice | np.ndarray = slice(None)
+) -> np.ndarray:
+    """The values of ``columns`` in ``rows`` of `BenchFiles.results` (sorted by step) as
+    JSON, an object array (rows by columns) of numbers, ``"nan"``, ``"inf"``, ``"-inf"``
+    or None (nothing recorded: a null).
 
     A NaN is a measured value (the run diverged). Benches written before phosjax kept
-    the two apart stored a NaN as a null, so there a null after the series' first value
+    the two apart stored a NaN as a null, so there a null after its series' first value
     is ``"nan"`` too.
 
     Examples:
       >>> import pyarrow as pa
-      >>> arrow = lambda values: pd.Series(pa.array(values), dtype=pd.ArrowDtype(pa.float64()))
-      >>> nonfinite_marks(arrow([None, 1.0, np.nan, np.inf, -np.inf]))
-      [None, 1.0, 'nan', 'inf', '-inf']
-      >>> nonfinite_marks(arrow([1.0, None]))  # an older bench's NaN
-      [1.0, 'nan']
+      >>> floats = lambda values: pd.Series(pa.array(values), dtype=pd.ArrowDtype(pa.float64()))
+      >>> results = pd.DataFrame({"cell_id": "a", "split": ["test"] * 5 + ["train"] * 3})
+      >>> results["loss"] = floats([None, 1.0, np.nan, np.inf, -np.inf, None, 2.0, None])
+      >>> nonfinite_marks(results, ["loss"])[:, 0].tolist()  # train's last null: an older NaN
+      [None, 1.0, 'nan', 'inf', '-inf', None, 2.0, 'nan']
     """
-    recorded = column.notna().to_numpy(dtype=bool)
-    values = column.to_numpy(dtype=float, na_value=np.nan)
-    started = np.cumsum(recorded) > 0
-    chosen = range(len(values)) if indices is None else indices
-    return [_mark(float(values[i])) if started[i] else None for i in chosen]
+    recorded = results[columns].notna().groupby([results[k] for k in _SERIES], sort=False)
+    started = recorded.cummax().to_numpy(dtype=bool)[rows]
+    values = results[columns].to_numpy(dtype=float, na_value=np.nan)[rows]
+    marks = values.astype(object)
+    marks[np.isnan(values)] = "nan"
+    marks[np.isposinf(values)] = "inf"
+    marks[np.isneginf(values)] = "-inf"
+    marks[~started] = None
+    return marks
 
 
-def _mark(value: float) -> float | str:
-    if math.isnan(value):
-        return "nan"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return value
+def final_values(results: pd.DataFrame, metrics: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{cell_id: {split: {metric: last value}}}`` of `BenchFiles.results` (sorted by
+    step): each series' value at its last row, as `nonfinite_marks` sends it (None for a
+    metric the series never recorded).
+
+    Examples:
+      >>> import pyarrow as pa
+      >>> floats = lambda values: pd.Series(pa.array(values), dtype=pd.ArrowDtype(pa.float64()))
+      >>> results = pd.DataFrame({"cell_id": ["a", "a", "b", "b", "c"], "split": "test"})
+      >>> results["loss"] = floats([None, 1.0, 2.0, np.nan, None])
+      >>> final_values(results, ["loss"])
+      {'a': {'test': {'loss': 1.0}}, 'b': {'test': {'loss': 'nan'}}, 'c': {'test': {'loss': None}}}
+    """
+    last = ~results.duplicated(_SERIES, keep="last").to_numpy()
+    marks = nonfinite_marks(results, metrics, last).tolist()
+    final: dict[str, dict[str, dict[str, Any]]] = {}
+    for cell_id, split, row in zip(*(results[k][last] for k in _SERIES), marks, strict=True):
+        final.setdefault(cell_id, {})[split] = dict(zip(metrics, row, strict=True))
+    return final
 
 
 def _records(frame: pd.DataFrame | None) -> dict[str, Any] | None:
@@ -139,12 +169,7 @@ def leaderboard(bench: BenchFiles) -> dict[str, Any]:
     cells = bench.cells()
     metrics = bench.metrics()
     results = bench.results(metrics)
-    final: dict[str, dict[str, dict[str, Any]]] = {}
-    for (cell_id, split), rows in results.groupby(["cell_id", "split"], sort=False):
-        last = [len(rows) - 1]
-        final.setdefault(cell_id, {})[split] = {
-            m: nonfinite_marks(rows[m], last)[0] for m in metrics
-        }
+    final = final_values(results, metrics)
     steps_done = results.groupby("cell_id")["step"].max().to_dict() if len(results) else {}
     progress = bench.progress()
     rows = [
@@ -196,15 +221,16 @@ def curves(
     if cells is not None:
         _check_known("cells", cells, bench.cells()["cell_id"].tolist())
     results = bench.results(columns, cells)
+    marks, steps = nonfinite_marks(results, columns), results["step"].to_numpy()
     series = []
-    for (cell_id, split), rows in results.groupby(["cell_id", "split"], sort=False):
-        kept = thin(len(rows), max_points)
+    for (cell_id, split), rows in results.groupby(_SERIES, sort=False).indices.items():
+        kept = rows[thin(len(rows), max_points)]
         series.append(
             {
                 "cell_id": cell_id,
                 "split": split,
-                "step": rows["step"].to_numpy()[kept],
-                "values": {c: nonfinite_marks(rows[c], kept) for c in columns},
+                "step": steps[kept].tolist(),
+                "values": {c: marks[kept, i].tolist() for i, c in enumerate(columns)},
             }
         )
     return {"columns": columns, "series": series}

@@ -1,0 +1,136 @@
+"""How long the viewer's leaderboard and curves take on a bench of many runs.
+
+Run: ``python benchmarks/view_api.py [--cells 2000] [--steps 200]``
+
+Writes a synthetic bench to a temporary folder: ``--cells`` cells of 8 metrics, each
+logged on train rows at every one of ``--steps`` steps and on test rows every 10th step,
+a few NaN values (diverged runs) and metrics some models never record (nulls). Then times,
+in this one run (best of three):
+
+* the leaderboard's final values: the per-(cell, split) loop the viewer had (one call
+  per cell, split and metric, kept here) against `phosjax.bench.view._api.final_values`,
+  one vectorised computation, and their ratio (the two must agree);
+* ``/api/cells`` (`leaderboard`) and ``/api/results?columns=loss`` (`curves`), each with
+  its JSON encoding, as the server builds them.
+"""
+
+import argparse
+import json
+import math
+import pathlib
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from phosjax.bench import _layout
+from phosjax.bench.view import BenchFiles, _api
+
+METRICS = ("loss", "accuracy", "grad_norm", "step_time_s")
+AUX = ("aux/balance", "aux/l1", "path_weight/a", "path_weight/b")
+"""Recorded by half the models only (null for the others)."""
+
+
+def write_bench(root: pathlib.Path, cells: int, steps: int) -> None:
+    """A bench of ``cells`` cells (4 models, a third finished) under ``root``."""
+    rng = np.random.default_rng(0)
+    (root / _layout.MARKER).write_text(json.dumps({"format": _layout.FORMAT}))
+    plan = pd.DataFrame(
+        {
+            "cell_id": [f"c{i:06d}" for i in range(cells)],
+            "group_id": [f"g{i % 4}" for i in range(cells)],
+            "model_id": [f"m{i % 4}" for i in range(cells)],
+            "model": [f"model{i % 4}" for i in range(cells)],
+            "dataset": "mnist1d",
+            "seed": [i % 5 for i in range(cells)],
+            "learning_rate": [10.0 ** -(1 + i % 7) for i in range(cells)],
+        }
+    )
+    plan.to_parquet(root / _layout.CELLS)
+    (root / _layout.RESULTS).mkdir()
+    train, test = np.arange(steps), np.arange(0, steps, 10)
+    for group_id, members in plan.groupby("group_id"):
+        frames = []
+        for cell in members.to_dict("records"):
+            for split, at in (("train", train), ("test", test)):
+                frame = pd.DataFrame({**cell, "step": at, "split": split})
+                for metric in METRICS:
+                    frame[metric] = rng.random(len(at))
+                if rng.random() < 0.05:  # a diverged run
+                    frame.loc[frame.step > steps // 2, ["loss", "accuracy"]] = np.nan
+                frames.append(frame)
+        part = pd.concat(frames, ignore_index=True)
+        for metric in AUX:  # null where a model does not record it
+            values = rng.random(len(part))
+            part[metric] = pd.array(values, dtype="Float64")
+            if group_id in ("g0", "g1"):
+                part[metric] = pd.NA
+        part.to_parquet(root / _layout.RESULTS / f"part-{group_id}-{0:09d}.parquet")
+
+
+def per_cell_finals(results: pd.DataFrame, metrics: list[str]) -> dict[str, Any]:
+    """The final values as the leaderboard computed them before `_api.final_values`: one
+    call of the per-series function below per cell, split and metric."""
+    final: dict[str, dict[str, dict[str, Any]]] = {}
+    for (cell_id, split), rows in results.groupby(["cell_id", "split"], sort=False):
+        last = [len(rows) - 1]
+        final.setdefault(cell_id, {})[split] = {m: _series_marks(rows[m], last)[0] for m in metrics}
+    return final
+
+
+def _series_marks(column: pd.Series, indices: list[int]) -> list[Any]:
+    """The viewer's former ``nonfinite_marks``: one series' values at ``indices`` as JSON."""
+    recorded = column.notna().to_numpy(dtype=bool)
+    values = column.to_numpy(dtype=float, na_value=np.nan)
+    started = np.cumsum(recorded) > 0
+    return [_mark(float(values[i])) if started[i] else None for i in indices]
+
+
+def _mark(value: float) -> float | str:
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return value
+
+
+def best_of(call: Callable[[], Any], repeats: int = 3) -> tuple[float, Any]:
+    """The shortest of ``repeats`` timed calls, and the last call's value."""
+    best, value = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        value = call()
+        best = min(best, time.perf_counter() - start)
+    return best, value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cells", type=int, default=2000)
+    parser.add_argument("--steps", type=int, default=200)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        root = pathlib.Path(folder)
+        write_bench(root, args.cells, args.steps)
+        bench = BenchFiles(root)
+        metrics = bench.metrics()
+        results = bench.results(metrics)
+        shape = f"{len(results):,} rows of {len(metrics)} metrics"
+        print(f"{args.cells} cells x {args.steps} steps: {shape}")
+        old_s, old = best_of(lambda: per_cell_finals(results, metrics))
+        new_s, new = best_of(lambda: _api.final_values(results, metrics))
+        assert json.dumps(old, sort_keys=True) == json.dumps(new, sort_keys=True)
+        print(
+            f"final values: per cell {old_s:.3f} s, vectorised {new_s:.3f} s, {old_s / new_s:.0f}x"
+        )
+        cells_s, _ = best_of(lambda: _api.encode(_api.leaderboard(bench)))
+        curves_s, body = best_of(lambda: _api.encode(_api.curves(bench, None, ["loss"])))
+        size = f"{len(body) / 2**20:.1f} MiB"
+        print(f"/api/cells {cells_s:.2f} s; /api/results?columns=loss {curves_s:.2f} s ({size})")
+
+
+if __name__ == "__main__":
+    main()
