@@ -465,3 +465,21 @@ def test_a_steps_hyperparameter_and_the_steps_done_are_told_apart(tmp_path):
     )
     for labels in (headers, options):
         assert labels.count("steps") == 1 and len(set(labels)) == len(labels), labels
+
+
+def test_a_count_of_one_is_singular(tmp_path, page):
+    """One cell of one model, one seed per configuration, each phase done once: "1 cell",
+    "1 seed", "1 compiled program" (they read "1 cells", "1 seeds", ...)."""
+    written = write_bench(tmp_path / "one", blurb_json(), seeds=(0,), learning_rates=(0.01,))
+    written.cells.iloc[:1].to_parquet(written.root / _layout.CELLS)
+    written.phases.assign(count=1).to_parquet(written.root / _layout.PHASES)
+    chips = "[...document.querySelectorAll('#summary .chip')].map((c) => c.textContent)"
+    text = "document.getElementById('{}').textContent".format
+    with serving(written.root) as server:
+        page.open(server.url + "?mode=configs")
+        assert page.run(chips)[:3] == ["1 cell", "1 model", "2 / 2 groups finished"]
+        assert page.run(text("groups")).count("1 cell · 300 / 300 steps") == 2
+        page.hover("#curve-plots rect.overlay")
+        assert "mlp (1 seed)" in page.run(text("tooltip"))
+        page.hover('#phases rect.bar[fill="#ef7b2d"]')  # compile's colour
+        assert "1 compiled program: " in page.run(text("tooltip"))

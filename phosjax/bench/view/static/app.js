@@ -44,6 +44,11 @@ function panel(id, render) {
   };
 }
 
+// `n` and the noun, plural unless `n` is 1: counted(1, "seed") is "1 seed".
+function counted(n, noun) {
+  return `${format(n)} ${n === 1 ? noun : `${noun}s`}`;
+}
+
 function short(text, n = 36) {
   return text.length > n ? `${text.slice(0, n - 1)}…` : text;
 }
@@ -387,7 +392,7 @@ function plotSeries(raw, split, weight = 0) {
     const lo = members.length > 1 ? steps.map((step) => Math.min(...column(step))) : null;
     const hi = members.length > 1 ? steps.map((step) => Math.max(...column(step))) : null;
     const diverged = members.filter((s) => s.y.some(nonfinite)).length;
-    const seeds = diverged ? `${members.length} seeds, ${diverged} diverged` : `${members.length} seeds`;
+    const seeds = diverged ? `${counted(members.length, "seed")}, ${diverged} diverged` : counted(members.length, "seed");
     out.push({ key: r.key, label: `${r.row.configLabel} (${seeds})`, color: r.color, x: steps, y, lo, hi });
   }
   return out;
@@ -537,7 +542,7 @@ function renderHparams() {
     points, marks, lines, xLabel: column, yLabel: label, title: `${label} against ${column}`,
     logX: $("hp-log-x").checked, logY: $("hp-log-y").checked, onHover: highlight,
   });
-  const notes = [`${points.length} cells plotted`];
+  const notes = [`${counted(points.length, "cell")} plotted`];
   if (marks.length) notes.push(`${marks.length} diverged (NaN or inf): red × on the top edge`);
   const entries = lines.map((l) => ({ label: `${l.label}: mean over seeds`, color: l.color }));
   $("hp-legend").replaceChildren(legendOf([...entries, { label: notes.join(" · "), color: null }]));
@@ -557,7 +562,7 @@ const renderModel = panel("models", async () => {
 });
 
 const PHASE_COLORS = { init: "#6b7b8c", compile: "#ef7b2d", step: "#4269d0", eval: "#3ca951" };
-const PHASE_UNITS = { compile: "programs compiled", step: "steps", eval: "evaluations" };
+const PHASE_UNITS = { compile: "compiled program", step: "step", eval: "evaluation" };
 
 // A phase row's tooltip: its total, what one occurrence took, the memory of the group's
 // largest program (XLA's analysis, per device) and the process's peak device memory.
@@ -568,7 +573,7 @@ function phaseDetail(r) {
   if (unit && r.count) {
     const each = r.phase === "compile" ? total / r.count : r.seconds;
     const kind = r.phase === "step" ? " (steady state, all the group's cells at once)" : "";
-    lines.push(`<div>${format(r.count)} ${unit}: ${format(1e3 * each, 3)} ms each${kind}</div>`);
+    lines.push(`<div>${counted(r.count, unit)}: ${format(1e3 * each, 3)} ms each${kind}</div>`);
   }
   const peak = r.peak_bytes === undefined || r.peak_bytes === null ? "not reported by this backend" : formatBytes(r.peak_bytes);
   if (typeof r.program_bytes === "number") lines.push(`<div class="muted">largest program: ${formatBytes(r.program_bytes)} per device</div>`);
@@ -638,7 +643,7 @@ function renderRun() {
   $("env").replaceChildren(keyValueTable(Object.entries(info.env || {})));
   const groups = Object.entries(info.status?.groups || {});
   $("groups").replaceChildren(groups.length
-    ? keyValueTable(groups.map(([id, g]) => [id, `${(g.cells || []).length} cells · ${format(g.steps_done)} / ${format(g.steps)} steps · ${g.finished ? "finished" : "running"} · ${g.strategy || ""}`]))
+    ? keyValueTable(groups.map(([id, g]) => [id, `${counted((g.cells || []).length, "cell")} · ${format(g.steps_done)} / ${counted(g.steps, "step")} · ${g.finished ? "finished" : "running"} · ${g.strategy || ""}`]))
     : el("p", { class: "hint" }, "No group has started."));
 }
 
@@ -688,9 +693,9 @@ function renderSummary() {
   document.title = `${info.name} · phosjax bench`;
   const groups = groupsFinished(info.status);
   const chips = [
-    `${board.rows.length} cells`,
-    `${info.models.length} models`,
-    `${groups.filter(Boolean).length} / ${groups.length} groups finished`,
+    counted(board.rows.length, "cell"),
+    counted(info.models.length, "model"),
+    `${groups.filter(Boolean).length} / ${counted(groups.length, "group")} finished`,
     info.marker?.created ? `created ${info.marker.created.replace("T", " ").slice(0, 19)}` : null,
     info.marker?.config_hash ? `config ${info.marker.config_hash.slice(0, 10)}` : null,
   ].filter(Boolean);
