@@ -250,9 +250,9 @@ def write_bench(
 
 
 @contextlib.contextmanager
-def serving(directory: pathlib.Path) -> Iterator[ViewerServer]:
-    """The viewer of ``directory`` on a free local port, served from a thread."""
-    server = make_server(directory, port=0)
+def serving(directory: pathlib.Path, host: str = "127.0.0.1") -> Iterator[ViewerServer]:
+    """The viewer of ``directory`` on a free port of ``host``, served from a thread."""
+    server = make_server(directory, port=0, host=host)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

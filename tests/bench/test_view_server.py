@@ -593,6 +593,13 @@ def test_a_host_that_cannot_be_bound_is_refused(written, capsys):
         make_server(written.root, port=0, host="192.0.2.1")  # an address of no machine here
 
 
+@pytest.mark.parametrize("host", ["::1", "[::1]"])
+def test_an_ipv6_host_is_served_with_or_without_brackets(written, host):
+    with serving(written.root, host) as server:  # "[::1]" was looked up as a host name
+        assert server.url == f"http://[::1]:{server.server_address[1]}/"
+        assert len(get_json(server, "/api/cells")["rows"]) == len(written.cells)
+
+
 def test_a_morph_run_directory_shows_its_iterations(tmp_path):
     """The run directory of `python -m phosjax.morph` (no bench.json) opens in the viewer."""
     import jax

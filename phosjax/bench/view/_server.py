@@ -56,6 +56,16 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def _unbracketed(host: str) -> str:
+    """``host`` without the brackets an IPv6 address takes in a URL (``[::1]``: ``::1``).
+
+    Examples:
+      >>> _unbracketed("[::1]"), _unbracketed("::1"), _unbracketed("localhost")
+      ('::1', '::1', 'localhost')
+    """
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
 def _free_port_near(host: str, port: int, tries: int = 50) -> int | None:
     for candidate in range(port + 1, min(port + 1 + tries, 65536)):
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
@@ -79,6 +89,7 @@ class ViewerServer(http.server.ThreadingHTTPServer):
 
     def __init__(self, bench: BenchFiles, host: str, port: int) -> None:
         self.bench = bench
+        host = _unbracketed(host)
         self.local_only = _is_loopback(host)
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         shown = f"[{host}]" if ":" in host else host
@@ -103,8 +114,9 @@ def make_server(
     Args:
       directory: a bench directory.
       port: the TCP port (0 for any free one).
-      host: the address to bind; the default serves only this machine (reach it from
-        elsewhere through an SSH tunnel, ``ssh -L 1337:localhost:1337 HOST``).
+      host: the address to bind (an IPv6 one with or without brackets: ``::1``, ``[::1]``);
+        the default serves only this machine (reach it from elsewhere through an SSH
+        tunnel, ``ssh -L 1337:localhost:1337 HOST``).
 
     Raises:
       NotABenchError: ``directory`` holds no bench.
