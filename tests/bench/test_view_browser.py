@@ -483,3 +483,24 @@ def test_a_count_of_one_is_singular(tmp_path, page):
         assert "mlp (1 seed)" in page.run(text("tooltip"))
         page.hover('#phases rect.bar[fill="#ef7b2d"]')  # compile's colour
         assert "1 compiled program: " in page.run(text("tooltip"))
+
+
+def test_the_text_search_matches_every_column_of_a_cell(tmp_path, page):
+    """The dataset (the same for all: a chip), the width (fixed by each model: a filter,
+    no table column) and the group match too (they matched no row)."""
+    written = write_bench(tmp_path / "search", blurb_json())
+    cells = written.cells
+    search = (
+        "(text) => { const box = document.querySelector('#filters input[type=search]');"
+        " box.value = text; box.dispatchEvent(new Event('input'));"
+        " return [...document.querySelectorAll('.board-row')].map((r) => r.dataset.key); }"
+    )
+    with serving(written.root) as server:
+        page.open(server.url)
+        for text, want in [
+            ("MNIST1D", cells),
+            ("width=100", cells[cells.model == "mlp"]),
+            ("g-choice seed=1", cells[(cells.model == "choice") & (cells.seed == 1)]),
+            ("lr=0.003 m-mlp", cells[(cells.model == "mlp") & (cells.lr == 0.003)]),
+        ]:
+            assert sorted(page.run(f"({search})({json.dumps(text)})")) == sorted(want.cell_id)

@@ -85,6 +85,7 @@ function describeColumns() {
   for (const row of rows) {
     row.config = JSON.stringify(configColumns().map((c) => row[c]));
     row.configLabel = labelOf(row, labelColumns);
+    row.searchText = searchText(row);
   }
   const configs = [...new Set(rows.map((r) => r.config))];
   configs.forEach((key, i) => state.configs.set(key, PALETTE[i % PALETTE.length]));
@@ -98,13 +99,19 @@ function labelOf(row, columns) {
   return [row.model, ...columns.filter((c) => hasValue(row, c)).map((c) => `${c}=${format(row[c])}`)].join(" · ");
 }
 
+// What the text search looks in: the model, the cell id and every column of the cell as
+// `column=value`, those shown as chips or fixed by a model (filters only) too.
+function searchText(row) {
+  const columns = [...configColumns(), "seed", "group_id"].filter((c) => hasValue(row, c));
+  return [row.model, row.cell_id, ...columns.map((c) => `${c}=${format(row[c])}`)].join(" ").toLowerCase();
+}
+
 function passes(row) {
   for (const [column, value] of Object.entries(state.filters)) {
     if (value !== "" && JSON.stringify(row[column]) !== value) return false;
   }
   if (!state.text) return true;
-  const hay = `${row.configLabel} ${row.cell_id} ${row.model_id} seed=${row.seed}`.toLowerCase();
-  return state.text.toLowerCase().split(/\s+/).every((word) => hay.includes(word));
+  return state.text.toLowerCase().split(/\s+/).every((word) => row.searchText.includes(word));
 }
 
 // The table's (split, metric) columns (every metric when `all`): those a cell of the bench
