@@ -286,7 +286,8 @@ def locked(root: pathlib.Path, process: tuple[int, int]) -> Iterator[None]:
         file.seek(0)
         file.truncate()
         stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-        file.write(f"pid {os.getpid()} on {socket.gethostname()} since {stamp}\n")
+        holder = _layout.LockHolder(os.getpid(), socket.gethostname(), stamp)
+        file.write(_layout.lock_holder(holder) + "\n")
         file.flush()
         yield
 

@@ -27,8 +27,9 @@ atomically (a temporary file, then a rename), so a reader never sees half a file
       checkpoints/<group_id>/  each group's training state: a file <step> (npz) per saved step
       morph/iterations.parquet results of `python -m phosjax.morph` (if run here)
       run.lock            held (``flock``) by the run writing the bench, which it names
-                           ("pid 12 on host h since ISO time"): a second run on the same
-                           directory, or a ``--force`` moving it aside, stops at once
+                           (`lock_holder`: "pid 12 on h since ISO time"): a second run on the
+                           same directory, or a ``--force`` moving it aside, stops at once;
+                           the file stays after the run, naming its last holder
 
 When several processes share a bench (``jax.distributed``), process ``i`` of ``n`` names
 its group keys ``<group_id>.p<i>of<n>`` (part files, checkpoints) and writes
@@ -40,6 +41,7 @@ continued only with the number of processes it was started with (``bench.json``)
 import pathlib
 import re
 from collections.abc import Iterable
+from typing import NamedTuple
 
 FORMAT = 1
 
@@ -182,3 +184,39 @@ def per_process_paths(root: pathlib.Path, relative: str) -> list[str]:
     that exist (see `per_process_files`), sorted."""
     path = pathlib.PurePosixPath(relative)
     return [str(path.with_name(n)) for n in per_process_files(root / path.parent, path.name)]
+
+
+class LockHolder(NamedTuple):
+    """The run that took a lock file (``run.lock``) last: its ``pid`` on ``host``, since
+    ``since`` (ISO time)."""
+
+    pid: int
+    host: str
+    since: str
+
+
+def lock_holder(holder: LockHolder) -> str:
+    """What a run writes into the lock file it takes (`read_lock_holder` reads it back).
+
+    Examples:
+      >>> lock_holder(LockHolder(12, "h", "2026-01-01T00:00:00+00:00"))
+      'pid 12 on h since 2026-01-01T00:00:00+00:00'
+    """
+    return f"pid {holder.pid} on {holder.host} since {holder.since}"
+
+
+_LOCK_HOLDER = re.compile(r"pid ([1-9]\d{0,9}) on (\S.*) since (\S+)")
+
+
+def read_lock_holder(text: str) -> LockHolder | None:
+    """The `LockHolder` a lock file's ``text`` names (`lock_holder`); None for anything
+    else (an empty file: a run writing it at this instant, or one from another version).
+
+    Examples:
+      >>> read_lock_holder("pid 12 on my host since 2026-01-01T00:00:00+00:00\\n")
+      LockHolder(pid=12, host='my host', since='2026-01-01T00:00:00+00:00')
+      >>> read_lock_holder(""), read_lock_holder("pid 0 on h since t"), read_lock_holder("pid x")
+      (None, None, None)
+    """
+    match = _LOCK_HOLDER.fullmatch(text.strip())
+    return None if match is None else LockHolder(int(match[1]), match[2], match[3])

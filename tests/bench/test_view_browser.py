@@ -12,6 +12,7 @@ import pathlib
 import re
 import select
 import shutil
+import socket
 import subprocess
 import time
 from typing import Any
@@ -504,3 +505,46 @@ def test_the_text_search_matches_every_column_of_a_cell(tmp_path, page):
             ("lr=0.003 m-mlp", cells[(cells.model == "mlp") & (cells.lr == 0.003)]),
         ]:
             assert sorted(page.run(f"({search})({json.dumps(text)})")) == sorted(want.cell_id)
+
+
+def test_a_group_whose_run_is_gone_shows_stopped_not_running(tmp_path, page):
+    """Two processes shared the bench: process 0 (the choice model's group) was killed,
+    its lock file naming a pid that no longer exists; process 1 (the mlp's) still trains.
+    The killed one's rows and group read "stopped", muted, saying how to continue; the
+    other's still "running"."""
+    written = write_bench(tmp_path / "killed", blurb_json())
+    groups = json.loads((written.root / _layout.STATUS).read_text())["groups"]
+    (written.root / _layout.STATUS).unlink()
+    for i, group_id in enumerate(("g-choice", "g-mlp")):
+        entry = groups[group_id] | {"steps_done": 150, "finished": False}
+        status = {"groups": {f"{group_id}.p{i}of2": entry}}
+        (written.root / f"status.p{i}of2.json").write_text(json.dumps(status))
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # reaped: no process has its pid now
+    for i, pid in enumerate((gone.pid, os.getpid())):
+        holder = _layout.LockHolder(pid, socket.gethostname(), "2026-01-01T00:00:00+00:00")
+        (written.root / f"run.p{i}of2.lock").write_text(_layout.lock_holder(holder))
+    states = """[...document.querySelectorAll('.board-row')].map((r) => {
+      const td = r.querySelector('td.stopped, td.running');
+      return [r.dataset.key, td ? td.className.split(' ').pop() : 'finished', td?.title ?? ''];
+    })"""
+    groups_text = "document.getElementById('groups').innerText"
+    chips = "[...document.querySelectorAll('#summary .chip')].map((c) => c.textContent)"
+    model = dict(zip(written.cells.cell_id, written.cells.model, strict=True))
+    with serving(written.root) as server:
+        page.open(server.url)
+        rows = page.run(states)
+        run_panel = page.run(groups_text)
+        summary = page.run(chips)
+        page.open(server.url + "?mode=configs")
+        configs = page.run(states)
+    assert sorted((model[key], state) for key, state, _ in rows) == sorted(
+        (m, "stopped" if m == "choice" else "running") for m in written.cells.model
+    )
+    stopped_titles = [title for _, state, title in rows if state == "stopped"]
+    assert all("python -m phosjax.bench.new --dir" in title for title in stopped_titles)
+    assert sorted(state for _, state, _ in configs) == ["running"] * 2 + ["stopped"] * 2
+    lines = {line.split("\t")[0]: line for line in run_panel.splitlines()}
+    assert "· stopped ·" in lines["g-choice.p0of2"] and "running" not in lines["g-choice.p0of2"]
+    assert "· running ·" in lines["g-mlp.p1of2"]
+    assert summary[2:4] == ["0 / 2 groups finished", "1 group stopped"]

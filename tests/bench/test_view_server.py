@@ -3,10 +3,12 @@
 import http.client
 import json
 import math
+import os
 import re
 import shutil
 import socket
 import struct
+import subprocess
 import threading
 import urllib.parse
 
@@ -81,7 +83,8 @@ def test_cells_endpoint_holds_each_cells_last_values(server, written):
     assert board["splits"] == ["test", "train"]
     last = written.results[written.results.step == STEPS[-1]]
     for row in board["rows"]:
-        assert row["progress"] == {"steps_done": STEPS[-1], "steps": STEPS[-1], "finished": True}
+        done = {"steps_done": STEPS[-1], "steps": STEPS[-1], "finished": True}
+        assert row["progress"] == done | {"stopped": False}
         for split in ("train", "test"):
             want = last[(last.cell_id == row["cell"]["cell_id"]) & (last.split == split)].iloc[0]
             for metric in METRICS:
@@ -516,7 +519,8 @@ def test_a_cell_whose_group_has_not_started_is_unfinished_with_nothing_done(tmp_
     with serving(tmp_path) as server:
         (row,) = get_json(server, "/api/cells")["rows"]
     assert row["cell"]["cell_id"] == "c1"
-    assert row["progress"] == {"steps_done": None, "steps": None, "finished": False}
+    nothing = {"steps_done": None, "steps": None, "finished": False, "stopped": False}
+    assert row["progress"] == nothing
     assert row["final"] == {}
 
 
@@ -634,3 +638,82 @@ def test_a_morph_run_directory_shows_its_iterations(tmp_path):
     tmp_path.rename(runs / "morph")
     with pytest.raises(NotABenchError, match=r"Benches inside it: morph\."):
         make_server(runs)
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has ended (and been reaped): no process has it now."""
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def _holder(pid: int, host: str | None = None) -> str:
+    host = socket.gethostname() if host is None else host
+    return _layout.lock_holder(_layout.LockHolder(pid, host, "2026-01-01T00:00:00+00:00")) + "\n"
+
+
+def _unfinish(status: dict, key: str) -> None:
+    status["groups"][key] |= {"steps_done": 150, "finished": False}
+
+
+@pytest.mark.parametrize(
+    ("lock", "stopped"),
+    [
+        (lambda: _holder(_dead_pid()), True),
+        (lambda: _holder(os.getpid()), False),  # alive: still training
+        (lambda: _holder(_dead_pid(), "another-host"), False),  # cannot tell: running
+        (lambda: "pid 12 on", False),  # cannot read it: running
+        (None, False),  # no lock file (written before there was one): running
+    ],
+    ids=["dead pid", "live pid", "other host", "garbled", "no lock file"],
+)
+def test_an_unfinished_group_whose_run_is_gone_is_stopped(tmp_path, lock, stopped):
+    """The lock file names the run that held it last: a pid of this host that no longer
+    exists is a run killed before it finished; anything else is not known to be one."""
+    written = write_bench(tmp_path / "bench", blurb_json())
+    status = json.loads((written.root / _layout.STATUS).read_text())
+    _unfinish(status, "g-choice")
+    del status["groups"]["g-mlp"]  # not started yet
+    (written.root / _layout.STATUS).write_text(json.dumps(status))
+    if lock is not None:
+        (written.root / _layout.LOCK).write_text(lock())
+    with serving(written.root) as server:
+        groups = get_json(server, "/api/bench")["status"]["groups"]
+        rows = get_json(server, "/api/cells")["rows"]
+    assert groups["g-choice"].get("stopped", False) is stopped
+    want = {"mlp": stopped, "choice": stopped}  # the group not started: nothing will run it
+    assert {r["cell"]["model"]: r["progress"]["stopped"] for r in rows} == want
+    assert all(not r["progress"]["finished"] for r in rows)
+
+
+def test_each_process_share_goes_by_its_own_lock_and_a_finished_group_stays_finished(tmp_path):
+    """Process 0 of 2 was killed, process 1 still trains; a finished share is finished
+    whatever its lock says."""
+    written = write_bench(tmp_path / "bench", blurb_json())
+    groups = json.loads((written.root / _layout.STATUS).read_text())["groups"]
+    (written.root / _layout.STATUS).unlink()
+    for i in range(2):
+        status = {"groups": {f"{g}.p{i}of2": entry for g, entry in groups.items()}}
+        _unfinish(status, f"g-choice.p{i}of2")
+        (written.root / f"status.p{i}of2.json").write_text(json.dumps(status))
+    (written.root / "run.p0of2.lock").write_text(_holder(_dead_pid()))
+    (written.root / "run.p1of2.lock").write_text(_holder(os.getpid()))
+    with serving(written.root) as server:
+        groups = get_json(server, "/api/bench")["status"]["groups"]
+    assert {k: g.get("stopped", False) for k, g in groups.items()} == {
+        "g-mlp.p0of2": False,  # finished
+        "g-choice.p0of2": True,
+        "g-mlp.p1of2": False,
+        "g-choice.p1of2": False,  # its run is alive
+    }
+    assert groups["g-mlp.p0of2"]["finished"] and not groups["g-choice.p0of2"]["finished"]
+
+
+def test_the_lock_file_a_run_writes_names_it(tmp_path):
+    """`_directory.locked` writes what the viewer reads (`_layout.read_lock_holder`)."""
+    from phosjax.bench import _directory
+
+    with _directory.locked(tmp_path, (0, 1)):
+        holder = _layout.read_lock_holder((tmp_path / _layout.LOCK).read_text())
+    assert holder is not None
+    assert (holder.pid, holder.host) == (os.getpid(), socket.gethostname())

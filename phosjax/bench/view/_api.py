@@ -164,20 +164,23 @@ def _absent_if_outside(check: Callable[..., bool], *args: Any) -> bool:
 
 def leaderboard(bench: BenchFiles) -> dict[str, Any]:
     """One row per cell: ``{"cell": its columns, "progress": {"steps_done", "steps",
-    "finished"}, "final": {split: {metric: last value}}}``, a value as `nonfinite_marks`
-    sends it."""
+    "finished", "stopped"}, "final": {split: {metric: last value}}}``, a value as
+    `nonfinite_marks` sends it. ``stopped``: the run training it is known to have stopped
+    before it finished (`BenchFiles.stopped`); for a cell whose group has not started,
+    when every run that wrote the bench has (`BenchFiles.all_stopped`)."""
     cells = bench.cells()
     metrics = bench.metrics()
     results = bench.results(metrics)
     final = final_values(results, metrics)
     steps_done = results.groupby("cell_id")["step"].max().to_dict() if len(results) else {}
     progress = bench.progress()
+    not_started = {"steps": None, "finished": False, "stopped": bench.all_stopped()}
     rows = [
         {
             "cell": cell,
             "progress": {
                 "steps_done": steps_done.get(cell["cell_id"]),
-                **progress.get(cell["cell_id"], {"steps": None, "finished": False}),
+                **progress.get(cell["cell_id"], not_started),
             },
             "final": final.get(cell["cell_id"], {}),
         }

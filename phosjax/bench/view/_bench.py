@@ -1,8 +1,10 @@
 """Reading a bench directory safely: the files `_layout` names, and nothing outside it."""
 
 import json
+import os
 import pathlib
 import re
+import socket
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -157,7 +159,9 @@ class BenchFiles:
 
     def status(self) -> dict[str, Any]:
         """``status.json`` and the per-process status files merged: ``{"groups": {key: entry}}``,
-        the key of process ``i`` of ``n``'s share of a group being ``<group_id>.p<i>of<n>``."""
+        the key of process ``i`` of ``n``'s share of a group being ``<group_id>.p<i>of<n>``.
+        An unfinished entry whose process's run is known to have stopped (`stopped`) gets
+        ``"stopped": True``."""
         groups: dict[str, Any] = {}
         for relative in self.per_process(_layout.STATUS):
             data = self.json(relative)
@@ -169,16 +173,54 @@ class BenchFiles:
                     f"cannot read {relative}: it does not hold a status "
                     '({"groups": {group_id: {"steps": ..., "cells": [cell_id, ...]}}})'
                 )
+            process = _layout.process_of(pathlib.PurePath(relative).name, _layout.STATUS)
+            if self.stopped(_layout.process_name(_layout.LOCK, process or (0, 1))):
+                stop = lambda g: g if g.get("finished") else g | {"stopped": True}
+                found = {key: stop(group) for key, group in found.items()}
             groups |= found
         return {"groups": groups}
 
+    def stopped(self, lock: str) -> bool:
+        """Whether the run that last held the lock file ``lock`` (``run.lock``, or
+        ``run.p<i>of<n>.lock``) is known to have stopped: the file names a process of this
+        host that no longer exists (the run was killed, ran out of memory, or the machine
+        rebooted). False when that is not known: no such file, one that names another
+        host, or one that cannot be read. The lock itself is never taken (a viewer holding
+        it, even shared, would stop a run starting at that instant)."""
+        try:
+            text = self.text(lock) if self._inside(lock) is not None else None
+        except BrokenFileError:
+            return False
+        holder = None if text is None else _layout.read_lock_holder(text)
+        if holder is None or holder.host != socket.gethostname():
+            return False
+        try:
+            os.kill(holder.pid, 0)  # no signal sent: only whether the process exists
+        except ProcessLookupError:
+            return True
+        except (OSError, OverflowError):  # PermissionError: it exists, another user's
+            return False
+        return False
+
     def progress(self) -> dict[str, dict[str, Any]]:
-        """``{cell_id: {"steps", "finished"}}`` from the status files (empty before any)."""
+        """``{cell_id: {"steps", "finished", "stopped"}}`` from the status files (empty
+        before any); ``stopped``: its group's run is known to have stopped (see `status`)."""
         return {
-            cell: {"steps": group.get("steps"), "finished": bool(group.get("finished"))}
+            cell: {
+                "steps": group.get("steps"),
+                "finished": bool(group.get("finished")),
+                "stopped": bool(group.get("stopped")),
+            }
             for group in self.status()["groups"].values()
             for cell in group.get("cells", [])
         }
+
+    def all_stopped(self) -> bool:
+        """Whether every run that wrote the bench is known to have stopped (`stopped`): at
+        least one lock file, and each names a run that is gone. A group none has started
+        then never will until the bench is run again."""
+        locks = self.per_process(_layout.LOCK)
+        return bool(locks) and all(self.stopped(lock) for lock in locks)
 
     def cells(self) -> pd.DataFrame:
         """The plan (``cells.parquet``); an empty frame of the cell columns before it exists."""

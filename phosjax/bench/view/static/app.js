@@ -324,7 +324,11 @@ function renderBoard() {
       } else if (column.key === "_steps") {
         const done = column.get(r), total = r.row._steps;
         td.textContent = total ? `${format(done)} / ${format(total)}` : format(done);
-        if (!r.cells.every((c) => c._finished)) td.classList.add("running");
+        const unfinished = r.cells.filter((c) => !c._finished);
+        if (unfinished.length && unfinished.every((c) => c._stopped)) {
+          td.classList.add("stopped");
+          td.title = STOPPED;
+        } else if (unfinished.length) td.classList.add("running");
       } else {
         const text = format(column.get(r));
         td.textContent = short(text);
@@ -634,10 +638,11 @@ const renderProfile = panel("profile", async () => {
   }
 });
 
+// Rows [key, value] of a two-column table; a third item gives the row's attributes.
 function keyValueTable(entries) {
   const table = el("table", { class: "kv" });
-  for (const [k, v] of entries) {
-    const tr = el("tr");
+  for (const [k, v, attrs] of entries) {
+    const tr = el("tr", attrs);
     tr.append(el("th", {}, k), el("td", {}, typeof v === "object" && v !== null ? JSON.stringify(v) : format(v)));
     table.appendChild(tr);
   }
@@ -650,7 +655,11 @@ function renderRun() {
   $("env").replaceChildren(keyValueTable(Object.entries(info.env || {})));
   const groups = Object.entries(info.status?.groups || {});
   $("groups").replaceChildren(groups.length
-    ? keyValueTable(groups.map(([id, g]) => [id, `${counted((g.cells || []).length, "cell")} · ${format(g.steps_done)} / ${counted(g.steps, "step")} · ${g.finished ? "finished" : "running"} · ${g.strategy || ""}`]))
+    ? keyValueTable(groups.map(([id, g]) => {
+      const shown = g.finished ? "finished" : g.stopped ? "stopped" : "running";
+      const text = `${counted((g.cells || []).length, "cell")} · ${format(g.steps_done)} / ${counted(g.steps, "step")} · ${shown} · ${g.strategy || ""}`;
+      return [id, text, shown === "stopped" ? { class: "stopped", title: STOPPED } : {}];
+    }))
     : el("p", { class: "hint" }, "No group has started."));
 }
 
@@ -683,30 +692,39 @@ const renderMorph = panel("morph", async () => {
   }
 });
 
-// Whether each group finished: once per group, when every process's share of it
-// (status key `<group_id>.p<i>of<n>`) did.
-function groupsFinished(status) {
-  const finished = new Map();
+// What the page says of a group the run writing it is known to have left unfinished.
+const STOPPED = "stopped: the run training it ended before it finished (killed, out of memory, "
+  + "a reboot); run `python -m phosjax.bench.new --dir DIR` on this bench again to continue it";
+
+// Each group's state, once per group: "finished" when every process's share of it (status
+// key `<group_id>.p<i>of<n>`) is, "stopped" when every unfinished share is, else "running".
+function groupStates(status) {
+  const shares = new Map();
   for (const [key, group] of Object.entries(status?.groups || {})) {
     const id = key.replace(/\.p\d+of\d+$/, "");
-    finished.set(id, (finished.get(id) ?? true) && Boolean(group.finished));
+    shares.set(id, [...(shares.get(id) || []), group]);
   }
-  return [...finished.values()];
+  return [...shares.values()].map((list) => {
+    const unfinished = list.filter((g) => !g.finished);
+    return !unfinished.length ? "finished" : unfinished.every((g) => g.stopped) ? "stopped" : "running";
+  });
 }
 
 function renderSummary() {
   const { info, board } = state;
   $("bench-name").textContent = info.name;
   document.title = `${info.name} · phosjax bench`;
-  const groups = groupsFinished(info.status);
+  const groups = groupStates(info.status);
+  const stopped = groups.filter((g) => g === "stopped").length;
   const chips = [
     counted(board.rows.length, "cell"),
     counted(info.models.length, "model"),
-    `${groups.filter(Boolean).length} / ${counted(groups.length, "group")} finished`,
+    `${groups.filter((g) => g === "finished").length} / ${counted(groups.length, "group")} finished`,
+    stopped ? el("span", { class: "chip stopped", title: STOPPED }, `${counted(stopped, "group")} stopped`) : null,
     info.marker?.created ? `created ${info.marker.created.replace("T", " ").slice(0, 19)}` : null,
     info.marker?.config_hash ? `config ${info.marker.config_hash.slice(0, 10)}` : null,
   ].filter(Boolean);
-  $("summary").replaceChildren(...chips.map((c) => el("span", { class: "chip" }, c)));
+  $("summary").replaceChildren(...chips.map((c) => (typeof c === "string" ? el("span", { class: "chip" }, c) : c)));
 }
 
 function fillSelect(select, options, selected) {
@@ -723,7 +741,7 @@ async function renderAll() {
 async function main() {
   [state.info, state.board] = await Promise.all([getJson("api/bench"), getJson("api/cells")]);
   state.board.rows = state.board.rows.map(({ cell, progress, final }) => ({
-    ...cell, _done: progress.steps_done, _steps: progress.steps, _finished: progress.finished,
+    ...cell, _done: progress.steps_done, _steps: progress.steps, _finished: progress.finished, _stopped: progress.stopped,
     _final: Object.fromEntries(Object.entries(final).map(([split, values]) => [split, Object.fromEntries(
       Object.entries(values).map(([metric, v]) => [metric, number(v)]))])),
   }));
