@@ -77,7 +77,12 @@ def test_viewer_merges_the_files_of_each_process(two_processes):
         board = get_json(server, "/api/cells")
         assert [row["cell"]["cell_id"] for row in board["rows"]] == cells["cell_id"].tolist()
         for row in board["rows"]:
-            assert row["progress"] == {"steps_done": 12, "steps": 12, "finished": True}
+            assert row["progress"] == {
+                "steps_done": 12,
+                "steps": 12,
+                "finished": True,
+                "stopped": False,
+            }
         profile = get_json(server, "/api/profile")
         keys = ["group_id", "phase", "seconds"]
         got = [[row[k] for k in keys] for row in profile["phases"]["rows"]]
