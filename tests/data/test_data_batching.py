@@ -153,6 +153,19 @@ def test_shuffled_positions_is_a_permutation_of_any_size(n):
     assert perm.dtype == np.int32
 
 
+def _printed_by(script: str) -> str:
+    """What ``script`` prints, run in a subprocess with a timeout (code that once hung)."""
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=pathlib.Path(__file__).parents[2],
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        check=True,
+    ).stdout
+
+
 def test_positions_outside_the_range_are_refused_or_wrap_without_hanging():
     """In a subprocess with a timeout: such positions once looped forever."""
     script = """
@@ -167,15 +180,7 @@ for bad in ([3, 16], [12], [-1]):
 traced = jax.jit(shuffled_positions, static_argnums=2)
 print(traced(key, jnp.array([-1, 10, 12, 16, 2**30]), 10).tolist())
 """
-    out = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=pathlib.Path(__file__).parents[2],
-        env={**os.environ, "JAX_PLATFORMS": "cpu"},
-        check=True,
-    ).stdout.splitlines()
+    out = _printed_by(script).splitlines()
     *errors, traced = out
     for position, error in zip((16, 12, -1), errors, strict=True):
         assert f"position {position} is outside [0, n=10)" in error
@@ -195,15 +200,7 @@ for dtype, n in (("int8", 1000), ("uint8", 1000), ("int16", 40000), ("uint16", 7
     print(shuffled_positions(key, positions.astype(dtype), n).tolist()
           == shuffled_positions(key, positions, n).tolist())
 """
-    out = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=pathlib.Path(__file__).parents[2],
-        env={**os.environ, "JAX_PLATFORMS": "cpu"},
-        check=True,
-    ).stdout.split()
+    out = _printed_by(script).split()
     assert out == ["True"] * 4
 
 

@@ -532,36 +532,22 @@ def test_a_flag_after_another_parameter_reaches_the_block_by_keyword():
 
 
 @pytest.mark.parametrize(
-    ("layer", "shape", "branch"),
-    [
-        (L.TransformerBlock(num_heads=2, dtype=jnp.bfloat16), (2, 5, 4), "mlp_hidden"),
-        (L.SqueezeExcite(dtype=jnp.bfloat16), (2, 5, 8), "channel_gate"),
-    ],
-    ids=["transformer_block", "squeeze_excite"],
+    ("stream", "compute"), [(jnp.float32, jnp.bfloat16), (jnp.bfloat16, jnp.float32)]
 )
-def test_a_bfloat16_branch_leaves_a_float32_input_float32(layer, shape, branch, key):
-    """The residual stream (the scaled input) keeps the input's dtype; the branch
-    computes in the layer's dtype."""
-    x = jax.random.normal(key, shape)
-    variables = layer.init(key, x)
-    out, found = px.probe(layer, variables, x, branch)
-    assert out.dtype == jnp.float32
-    assert found[branch].dtype == jnp.bfloat16
-
-
 @pytest.mark.parametrize(
-    ("layer", "shape", "branch"),
+    ("make", "shape", "branch"),
     [
-        (L.TransformerBlock(num_heads=2, dtype=jnp.float32), (2, 5, 4), "mlp_hidden"),
-        (L.SqueezeExcite(dtype=jnp.float32), (2, 5, 8), "channel_gate"),
+        (lambda dtype: L.TransformerBlock(num_heads=2, dtype=dtype), (2, 5, 4), "mlp_hidden"),
+        (lambda dtype: L.SqueezeExcite(dtype=dtype), (2, 5, 8), "channel_gate"),
     ],
     ids=["transformer_block", "squeeze_excite"],
 )
-def test_a_float32_branch_leaves_a_bfloat16_input_bfloat16(layer, shape, branch, key):
-    """The residual stream keeps the input's dtype the other way round too: the float32
-    branches (gates) are cast to bfloat16 before they are added (multiplied)."""
-    x = jax.random.normal(key, shape).astype(jnp.bfloat16)
+def test_the_residual_stream_keeps_the_inputs_dtype(make, shape, branch, stream, compute, key):
+    """The residual stream (the scaled input) keeps the input's dtype; the branch computes
+    in the layer's dtype, cast to the stream's before it is added (multiplied)."""
+    layer = make(compute)
+    x = jax.random.normal(key, shape).astype(stream)
     variables = layer.init(key, x)
     out, found = px.probe(layer, variables, x, branch)
-    assert out.dtype == jnp.bfloat16
-    assert found[branch].dtype == jnp.float32
+    assert out.dtype == stream
+    assert found[branch].dtype == compute
