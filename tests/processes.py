@@ -56,7 +56,8 @@ def launch(
 def join(port: str, process_id: str, count: str, devices: int = 2) -> None:
     """In a worker: gives this process ``devices`` fake CPU devices and joins the group of
     ``count`` processes whose coordinator listens on ``port``. Call it before anything
-    else imports jax."""
+    else imports jax. ``SHUTDOWN_TIMEOUT_S`` in the environment shortens how long
+    `jax.distributed.shutdown` waits for the others (300 s by default; then all abort)."""
     os.environ["XLA_FLAGS"] = (  # compiled as in the test process (see tests/conftest.py)
         f"--xla_force_host_platform_device_count={devices} --xla_backend_optimization_level=0"
     )
@@ -68,4 +69,5 @@ def join(port: str, process_id: str, count: str, devices: int = 2) -> None:
         coordinator_address=f"127.0.0.1:{port}",
         num_processes=int(count),
         process_id=int(process_id),
+        shutdown_timeout_seconds=int(os.environ.get("SHUTDOWN_TIMEOUT_S", "300")),
     )

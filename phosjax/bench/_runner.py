@@ -129,8 +129,8 @@ def run(
       progress: show a progress bar and print the summary.
 
     Returns:
-      The results this directory holds, as one frame (``pandas.read_parquet``); in a
-      process that finishes before the others, what they have written so far.
+      The results this directory holds, as one frame (``pandas.read_parquet``); every
+      process returns once all have trained their shares.
 
     Raises:
       BenchError: bad config or directory, a bench started with another number of
@@ -197,7 +197,8 @@ def _execute(
 
     Processes sharing the bench first agree on the config and their count, and plan it
     (when planning fails in one, all stop); the others wait for process 0's metadata
-    (when writing it fails, all stop). Training then waits for no other process."""
+    (when writing it fails, all stop). Training waits for no other process; each then
+    waits for all to finish theirs (when training fails in one, all stop)."""
     process = process or (jax.process_index(), jax.process_count())
     agree("configs or process counts", f"config {config.digest()}, {process[1]} processes")
     check_processes(root, process[1])
@@ -248,33 +249,40 @@ def _write_and_train(
     )
     phases_file = _per_process(root / _layout.PHASES, process)
     memory_file = _per_process(root / _layout.MEMORY, process)
-    with MemorySampler() as sampler:
-        profile = ProfileFiles(phases_file, memory_file, sampler)
-        for job in todo:
 
-            def on_status(key: str, entry: dict[str, Any]) -> None:
-                status["groups"][key] = dict(entry)
-                write_json(status_file, status)
+    def train_share() -> None:
+        nonlocal cells_done
+        with MemorySampler() as sampler:
+            profile = ProfileFiles(phases_file, memory_file, sampler)
+            for job in todo:
 
-            profile.start_group()
-            train_group(
-                root,
-                job,
-                plan_.datasets[job.cells[0].cell.dataset],
-                schema,
-                strategy=config.strategy,
-                previous=status["groups"].get(job.key),
-                chunk_steps=chunk_size(config, job.steps),
-                checkpoint_every=config.checkpoint_every,
-                on_status=on_status,
-                on_progress=bar.update,
-                on_profile=profile.write,
-            )
-            cells_done += len(job.cells)
-            bar.set_description(f"cells {cells_done}/{cells}")
-    bar.close()
-    if todo:
-        profile.flush_memory()  # the samples of the last group's end
+                def on_status(key: str, entry: dict[str, Any]) -> None:
+                    status["groups"][key] = dict(entry)
+                    write_json(status_file, status)
+
+                profile.start_group()
+                train_group(
+                    root,
+                    job,
+                    plan_.datasets[job.cells[0].cell.dataset],
+                    schema,
+                    strategy=config.strategy,
+                    previous=status["groups"].get(job.key),
+                    chunk_steps=chunk_size(config, job.steps),
+                    checkpoint_every=config.checkpoint_every,
+                    on_status=on_status,
+                    on_progress=bar.update,
+                    on_profile=profile.write,
+                )
+                cells_done += len(job.cells)
+                bar.set_description(f"cells {cells_done}/{cells}")
+        bar.close()
+        if todo:
+            profile.flush_memory()  # the samples of the last group's end
+
+    # All leave together: one leaving first would reach jax.distributed's shutdown
+    # barrier early, which aborts every process once it times out (300 s by default).
+    in_every_process(train_share, "train its share of the bench")
     parts = _layout.part_files(root / _layout.RESULTS)  # not a README.txt a user put there
     results = pd.read_parquet(parts) if parts else pd.DataFrame()
     if progress:

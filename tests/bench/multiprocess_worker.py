@@ -5,7 +5,8 @@ Joins ``jax.distributed`` on CPU (two fake devices per process) and runs
 ``tiny_config(**json.loads(CHANGES))`` on the toy data in ``DIR``. A `BenchError` is
 printed as ``BenchError: <message>`` and exits with 2. With ``STOP_AFTER_SAVE=<step>``
 in the environment the process stops (exit code 3) right after saving its first
-checkpoint of that step: what a kill mid-group leaves. With ``FEW_EXAMPLES_IN=<id>``
+checkpoint of that step: what a kill mid-group leaves. With ``SLOW_SAVE_S=<seconds>``
+each save of a checkpoint takes that much longer. With ``FEW_EXAMPLES_IN=<id>``
 process ``id`` gets a toy data set of 8 training examples, fewer than a batch: its plan
 fails. With ``FULL_DISK=1``, process 0 cannot write the bench's metadata (an
 ``OSError``, as when the disk is full). Only run as a script: importing it changes nothing.
@@ -15,6 +16,7 @@ import dataclasses
 import json
 import os
 import sys
+import time
 
 from tests.processes import join
 
@@ -37,6 +39,15 @@ def main(port: str, process_id: str, count: str, directory: str, changes: str) -
                 raise SystemExit(3)  # through `jax.distributed.shutdown`, as the peer does
 
         Checkpoints.save = save_then_exit  # type: ignore[method-assign]
+    slow = os.environ.get("SLOW_SAVE_S")
+    if slow is not None:
+        save_now = Checkpoints.save
+
+        def save_slowly(self: Checkpoints, step: int, state: object) -> None:
+            save_now(self, step, state)
+            time.sleep(float(slow))
+
+        Checkpoints.save = save_slowly  # type: ignore[method-assign]
     if os.environ.get("FULL_DISK") and process_id == "0":
         from phosjax.bench import _runner
 

@@ -66,6 +66,13 @@ def test_a_process_without_cells_does_not_hold_up_the_other(tmp_path):
     assert [p.name for p in tmp_path.glob("status*")] == ["status.p0of2.json"]
 
 
+def test_a_process_without_cells_waits_for_the_other_so_their_shutdown_does_not_fail(tmp_path):
+    one_cell = {"models": MLP, "seeds": 1}  # process 1: no cell; process 0: 6 s of saves
+    outcomes = launch(tmp_path, [one_cell, one_cell], SHUTDOWN_TIMEOUT_S="2", SLOW_SAVE_S="3")
+    succeeded(outcomes)  # process 1 at the shutdown barrier 6 s early: both aborted
+    assert [log.splitlines()[-1] for _, log in outcomes] == ["rows 14", "rows 14"]
+
+
 def test_processes_given_different_configs_write_nothing(tmp_path):
     other = {**SPLIT, "seeds": 2}
     outcomes = launch(tmp_path / "b", [SPLIT, other])
