@@ -7,6 +7,7 @@ from typing import Any
 import jax
 import numpy as np
 import pandas as pd
+from jax.experimental import multihost_utils
 
 from phosjax.train._config import Cell
 from phosjax.train._group import Group, plan_groups
@@ -127,7 +128,8 @@ def train_grid(
       strategy: see `run_group`.
       chunk_steps: steps per dispatch.
       devices: the devices to shard each group over (default: all local devices).
-      process: ``(index, count)``; default ``(jax.process_index(), jax.process_count())``.
+      process: ``(index, count)``; default ``(jax.process_index(), jax.process_count())``,
+        and then every process returns once all have trained their shares.
       on_chunk: called with ``(group, chunk)`` after each chunk.
 
     Returns:
@@ -186,6 +188,10 @@ def train_grid(
         groups.append(group)
         states.append(state)
         runs.append(run)
+    if process is None and jax.process_count() > 1:
+        # All leave together: one leaving first would reach jax.distributed's shutdown
+        # barrier early, which aborts every process once it times out (300 s by default).
+        multihost_utils.sync_global_devices("train_grid")
     if not groups:  # more processes than cells
         return GridResult((), *_frames_without_rows(), (), (), ())
     final = pd.concat(finals, ignore_index=True).sort_values("cell", ignore_index=True)

@@ -2,10 +2,14 @@
 
 Joins ``jax.distributed`` on CPU (two fake devices per process), trains its share of
 `tiny.GRID` with `train_grid` and saves each of its cells' final params and test accuracy.
+With ``SLOW_CHUNK_S=<seconds>`` in the environment, process 0 takes that much longer
+per chunk.
 Only run as a script: importing it changes nothing.
 """
 
+import os
 import sys
+import time
 
 from tests.processes import join
 
@@ -18,7 +22,12 @@ def main(port: str, process_id: str, count: str, out: str) -> None:
     from tests.train.tiny import GRID, save, toy_data
 
     assert len(jax.local_devices()) == 2 and jax.process_count() == int(count)
-    save(train_grid(GRID, datasets={"toy": toy_data()}, strategy="vmap"), out)
+    slow = float(os.environ.get("SLOW_CHUNK_S", "0")) * (process_id == "0")
+
+    def on_chunk(*_: object) -> None:
+        time.sleep(slow)
+
+    save(train_grid(GRID, datasets={"toy": toy_data()}, strategy="vmap", on_chunk=on_chunk), out)
     jax.distributed.shutdown()
 
 
