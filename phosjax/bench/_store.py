@@ -192,17 +192,15 @@ def as_table(frame: pd.DataFrame, schema: pa.Schema, measured: Collection[str] =
 def write_table(
     path: str | os.PathLike, table: pd.DataFrame | pa.Table, schema: pa.Schema | None = None
 ) -> None:
-    """Writes ``table`` as Parquet atomically; a frame is first cast to ``schema`` by
-    `as_table` (its NaNs null), or converted as it is when ``schema`` is None."""
-    path = pathlib.Path(path)
+    """Writes ``table`` as Parquet atomically (`write_bytes`); a frame is first cast to
+    ``schema`` by `as_table` (its NaNs null), or converted as it is when ``schema`` is None."""
     if isinstance(table, pd.DataFrame) and schema is None:
         table = pa.Table.from_pandas(table, preserve_index=False)
     elif isinstance(table, pd.DataFrame):
         table = as_table(table, schema)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = _temporary(path)
-    pq.write_table(table, temporary)
-    os.replace(temporary, path)
+    buffer = pa.BufferOutputStream()
+    pq.write_table(table, buffer)
+    write_bytes(path, buffer.getvalue().to_pybytes())
 
 
 def part_path(root: pathlib.Path, group_key: str, first_step: int) -> pathlib.Path:

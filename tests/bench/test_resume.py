@@ -204,3 +204,22 @@ def test_a_users_old_files_and_folders_named_like_temporaries_are_kept(tmp_path)
     assert remove_stale_temporaries(tmp_path) == []
     assert notes.read_text() == "mine"
     assert [(p / "kept.txt").read_text() for p in (cache, folder)] == ["cached", "cached"]
+
+
+def test_a_part_is_on_disk_before_it_takes_its_name(tmp_path, monkeypatch):
+    """A part file is flushed to the disk (fsync) before it is renamed into place, as a
+    checkpoint is: after a power cut, a part that the next checkpoint counts is whole."""
+    from phosjax.bench import _store
+
+    synced = []
+    fsync = os.fsync
+
+    def recording(fd: int) -> None:
+        synced.append(pathlib.Path(os.readlink(f"/proc/self/fd/{fd}")).name)
+        fsync(fd)
+
+    monkeypatch.setattr(_store.os, "fsync", recording)
+    path = tmp_path / "results" / "part-g-000000001.parquet"
+    _store.write_table(path, pd.DataFrame({"step": [1, 2]}))
+    assert len(synced) == 1 and _store.is_temporary(synced[0]), synced
+    assert pd.read_parquet(path).step.tolist() == [1, 2]
