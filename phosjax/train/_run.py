@@ -146,6 +146,22 @@ def _train_chunk(
     return (*run(guard=True), True)
 
 
+def local_devices(devices: Sequence[jax.Device] | None, where: str) -> list[jax.Device]:
+    """``devices`` as a list (default: `jax.local_devices`); raises unless each is this
+    process's own (``where`` named): a group's cells are this process's share, trained
+    on its devices alone."""
+    devices = list(devices or jax.local_devices())
+    for device in devices:
+        if device.process_index != jax.process_index():
+            raise ValueError(
+                f"{where}: devices must be this process's own, but device {device.id} "
+                f"belongs to process {device.process_index} (this is process "
+                f"{jax.process_index()}); pass jax.local_devices() or some of them: under "
+                "jax.distributed each process trains its own share of the cells."
+            )
+    return devices
+
+
 def check_strategy(strategy: str, where: str) -> None:
     """Raises unless ``strategy`` is ``"auto"`` or one of `STRATEGIES` (``where`` named).
 
@@ -203,7 +219,8 @@ def run_group(
         keep the fastest; cached per backend and group).
       chunk_steps: steps per dispatch, at most.
       on_chunk: called with each `Chunk` as soon as it is on the host.
-      devices: the devices to shard the cells over (default: all local devices).
+      devices: the devices to shard the cells over (default: all local devices), each
+        one of this process's.
 
     Returns:
       ``(state, run)``: the state at ``until_step`` and the `GroupRun`. A state already
@@ -273,7 +290,7 @@ def run_group(
     if not stops:  # already at until_step: nothing to build, choose, place or run
         return state, GroupRun(strategy, {}, [])
     state = with_weak_types(state, group, data)  # e.g. a checkpoint's knobs
-    devices = list(devices or jax.local_devices())
+    devices = local_devices(devices, "run_group")
     signature = group.signature()
     model = group.model.build()
 

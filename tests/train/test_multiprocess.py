@@ -1,5 +1,7 @@
 """Two local processes under ``jax.distributed`` split a grid and together cover it."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -33,3 +35,17 @@ def test_a_process_done_first_waits_for_the_other_so_their_shutdown_does_not_fai
     for code, log in launch("tests.train.worker", [[str(out)] for out in outs], env):
         assert code == 0, log[-3000:]  # process 1 at the shutdown barrier early: both aborted
     assert all(out.is_file() for out in outs)
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_devices_of_another_process_are_refused_by_name(tmp_path):
+    outs = [tmp_path / f"process_{i}.npz" for i in range(2)]
+    env = {"GLOBAL_DEVICES": "1", "SHUTDOWN_TIMEOUT_S": "10"}
+    for i, (code, log) in enumerate(launch("tests.train.worker", [[str(o)] for o in outs], env)):
+        assert code == 1, log[-3000:]  # one: a RuntimeError fetching results; other: a hang
+        message = (
+            rf"ValueError: run_group: devices must be this process's own, but device \d+ "
+            rf"belongs to process {1 - i} \(this is process {i}\); pass jax.local_devices\(\)"
+        )
+        assert re.search(message, log), log[-3000:]

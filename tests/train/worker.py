@@ -3,7 +3,7 @@
 Joins ``jax.distributed`` on CPU (two fake devices per process), trains its share of
 `tiny.GRID` with `train_grid` and saves each of its cells' final params and test accuracy.
 With ``SLOW_CHUNK_S=<seconds>`` in the environment, process 0 takes that much longer
-per chunk.
+per chunk; with ``GLOBAL_DEVICES=1`` each process passes every process's devices.
 Only run as a script: importing it changes nothing.
 """
 
@@ -27,7 +27,9 @@ def main(port: str, process_id: str, count: str, out: str) -> None:
     def on_chunk(*_: object) -> None:
         time.sleep(slow)
 
-    save(train_grid(GRID, datasets={"toy": toy_data()}, strategy="vmap", on_chunk=on_chunk), out)
+    devices = jax.devices() if os.environ.get("GLOBAL_DEVICES") else None
+    data = {"toy": toy_data()}
+    save(train_grid(GRID, datasets=data, strategy="vmap", devices=devices, on_chunk=on_chunk), out)
     jax.distributed.shutdown()
 
 
