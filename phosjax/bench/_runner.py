@@ -85,6 +85,23 @@ def _per_process(path: pathlib.Path, process: tuple[int, int]) -> pathlib.Path:
     return path.with_name(_layout.process_name(path.name, process))
 
 
+def check_process(process: tuple[int, int]) -> None:
+    """Raises `BenchError` unless ``process`` is ``(index, count)``, ``0 <= index < count``.
+
+    Examples:
+      >>> check_process((2, 2))
+      Traceback (most recent call last):
+      phosjax.bench._errors.BenchError: process=(2, 2) is not (index, count) with 0 <= ...
+    """
+    index, count = process
+    if not 0 <= index < count:
+        raise BenchError(
+            f"process={process!r} is not (index, count) with 0 <= index < count: process i "
+            "of n sharing a bench passes (i, n), as (jax.process_index(), "
+            "jax.process_count()) are; or pass none to take those."
+        )
+
+
 def _write_blurbs(root: pathlib.Path, plan_: Plan, flops: bool) -> None:
     """Writes ``blurbs/<model_id>.json`` of each model, and ``graphs/<model_id>.json`` of
     each that draws its graph (a `phosjax.models.graph.GraphModel`, or a module with the
@@ -134,7 +151,8 @@ def run(
 
     Raises:
       BenchError: bad config or directory, a bench started with another number of
-        processes, or processes given different arguments (nothing is written then).
+        processes, a ``process`` whose index is not in ``range(count)``, or processes
+        given different arguments (nothing is written then).
 
     Examples:
       >>> import tempfile
@@ -160,6 +178,8 @@ def run(
       >>> again.equals(results)  # a finished bench is not trained again
       True
     """
+    if process is not None:  # before anything is moved or written
+        check_process(process)
     root = pathlib.Path(directory)
     plans: dict[str, Plan] = {}  # with force: planned before an old bench moves aside
 

@@ -668,6 +668,17 @@ def test_processes_write_their_own_parts(tmp_path, toy):
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
 
 
+@pytest.mark.parametrize("process", [(2, 2), (-1, 2), (0, 0)])
+def test_a_process_index_outside_its_count_is_refused_and_nothing_written(tmp_path, toy, process):
+    with pytest.raises(
+        BenchError,
+        match=rf"process={re.escape(str(process))} is not \(index, count\) with 0 <= index "
+        r"< count: process i of n sharing a bench passes \(i, n\)",
+    ):
+        run(tiny_config(), tmp_path / "b", datasets=toy, process=process, progress=False)
+    assert not (tmp_path / "b").exists()  # (-1, 2) trained a cell of process 1 beside it
+
+
 def test_a_bench_that_does_not_record_its_process_count_continues(bench, tmp_path, toy):
     root = tmp_path / "b"
     shutil.copytree(bench[0], root)
