@@ -129,7 +129,8 @@ def train_grid(
       chunk_steps: steps per dispatch.
       devices: the devices to shard each group over (default: all local devices).
       process: ``(index, count)``; default ``(jax.process_index(), jax.process_count())``,
-        and then every process returns once all have trained their shares.
+        and then every process returns (or raises its error) once all have trained
+        their shares.
       on_chunk: called with ``(group, chunk)`` after each chunk.
 
     Returns:
@@ -161,37 +162,39 @@ def train_grid(
     share = process_share(len(cells), *(process or (None, None)))
     datasets = dict(datasets or {})
     frames, finals, groups, states, runs = [], [], [], [], []
-    for local in plan_groups([cells[i] for i in share]):
-        index = tuple(share[i] for i in local.index)
-        group = Group(local.cells, index)
-        if group.dataset not in datasets:
-            from phosjax.data import load
+    try:
+        for local in plan_groups([cells[i] for i in share]):
+            index = tuple(share[i] for i in local.index)
+            group = Group(local.cells, index)
+            if group.dataset not in datasets:
+                from phosjax.data import load
 
-            datasets[group.dataset] = load(group.dataset, data_dir=data_dir)
-        data = datasets[group.dataset]
+                datasets[group.dataset] = load(group.dataset, data_dir=data_dir)
+            data = datasets[group.dataset]
 
-        def report(chunk: Chunk, group: Group = group) -> None:
-            if on_chunk is not None:
-                on_chunk(group, chunk)
+            def report(chunk: Chunk, group: Group = group) -> None:
+                if on_chunk is not None:
+                    on_chunk(group, chunk)
 
-        state, run = run_group(
-            group,
-            init_group(group, data),
-            data,
-            strategy=strategy,
-            chunk_steps=chunk_steps,
-            on_chunk=report,
-            devices=devices,
-        )
-        frames += [chunk_frame(chunk, index) for chunk in run.chunks]
-        finals.append(final_frame(index, run))
-        groups.append(group)
-        states.append(state)
-        runs.append(run)
-    if process is None and jax.process_count() > 1:
-        # All leave together: one leaving first would reach jax.distributed's shutdown
-        # barrier early, which aborts every process once it times out (300 s by default).
-        multihost_utils.sync_global_devices("train_grid")
+            state, run = run_group(
+                group,
+                init_group(group, data),
+                data,
+                strategy=strategy,
+                chunk_steps=chunk_steps,
+                on_chunk=report,
+                devices=devices,
+            )
+            frames += [chunk_frame(chunk, index) for chunk in run.chunks]
+            finals.append(final_frame(index, run))
+            groups.append(group)
+            states.append(state)
+            runs.append(run)
+    finally:  # all leave together, even when this one fails: one leaving first would
+        # reach jax.distributed's shutdown barrier early, which aborts every process once it
+        # times out (300 s by default)
+        if process is None and jax.process_count() > 1:
+            multihost_utils.sync_global_devices("train_grid")
     if not groups:  # more processes than cells
         return GridResult((), *_frames_without_rows(), (), (), ())
     final = pd.concat(finals, ignore_index=True).sort_values("cell", ignore_index=True)

@@ -49,3 +49,13 @@ def test_devices_of_another_process_are_refused_by_name(tmp_path):
             rf"belongs to process {1 - i} \(this is process {i}\); pass jax.local_devices\(\)"
         )
         assert re.search(message, log), log[-3000:]
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_a_process_that_fails_waits_for_the_other_so_their_shutdown_does_not_fail(tmp_path):
+    outs = [tmp_path / f"process_{i}.npz" for i in range(2)]
+    env = {"NO_DATA_IN": "1", "SHUTDOWN_TIMEOUT_S": "2", "SLOW_CHUNK_S": "6"}
+    (code_0, log_0), (code_1, log_1) = launch("tests.train.worker", [[str(o)] for o in outs], env)
+    assert code_0 == 0 and outs[0].is_file(), log_0[-3000:]  # it was aborted, as was 1
+    assert code_1 == 1 and "'toy'" in log_1.splitlines()[-1], log_1[-3000:]

@@ -3,7 +3,8 @@
 Joins ``jax.distributed`` on CPU (two fake devices per process), trains its share of
 `tiny.GRID` with `train_grid` and saves each of its cells' final params and test accuracy.
 With ``SLOW_CHUNK_S=<seconds>`` in the environment, process 0 takes that much longer
-per chunk; with ``GLOBAL_DEVICES=1`` each process passes every process's devices.
+per chunk; with ``GLOBAL_DEVICES=1`` each process passes every process's devices; with
+``NO_DATA_IN=<id>`` process ``id`` has no data set (its `train_grid` raises).
 Only run as a script: importing it changes nothing.
 """
 
@@ -28,7 +29,7 @@ def main(port: str, process_id: str, count: str, out: str) -> None:
         time.sleep(slow)
 
     devices = jax.devices() if os.environ.get("GLOBAL_DEVICES") else None
-    data = {"toy": toy_data()}
+    data = {} if os.environ.get("NO_DATA_IN") == process_id else {"toy": toy_data()}
     save(train_grid(GRID, datasets=data, strategy="vmap", devices=devices, on_chunk=on_chunk), out)
     jax.distributed.shutdown()
 
