@@ -6,7 +6,8 @@ Joins ``jax.distributed`` on CPU (two fake devices per process) and runs
 printed as ``BenchError: <message>`` and exits with 2. With ``STOP_AFTER_SAVE=<step>``
 in the environment the process stops (exit code 3) right after saving its first
 checkpoint of that step: what a kill mid-group leaves. With ``SLOW_SAVE_S=<seconds>``
-each save of a checkpoint takes that much longer. With ``FEW_EXAMPLES_IN=<id>``
+each save of a checkpoint takes that much longer. With ``FAIL_TRAINING_IN=<id>``
+process ``id`` fails at its first group (a ``RuntimeError``). With ``FEW_EXAMPLES_IN=<id>``
 process ``id`` gets a toy data set of 8 training examples, fewer than a batch: its plan
 fails. With ``FULL_DISK=1``, process 0 cannot write the bench's metadata (an
 ``OSError``, as when the disk is full). Only run as a script: importing it changes nothing.
@@ -55,6 +56,13 @@ def main(port: str, process_id: str, count: str, directory: str, changes: str) -
             raise OSError(28, "No space left on device")
 
         _runner.write_meta = full_disk  # type: ignore[assignment]
+    if os.environ.get("FAIL_TRAINING_IN") == process_id:
+        from phosjax.bench import _runner
+
+        def failing(*_: object, **__: object) -> None:
+            raise RuntimeError("training failed")
+
+        _runner.train_group = failing  # type: ignore[assignment]
     config = tiny_config(**json.loads(changes))
     data = toy_data()
     if os.environ.get("FEW_EXAMPLES_IN") == process_id:

@@ -73,6 +73,15 @@ def test_a_process_without_cells_waits_for_the_other_so_their_shutdown_does_not_
     assert [log.splitlines()[-1] for _, log in outcomes] == ["rows 14", "rows 14"]
 
 
+def test_a_process_whose_training_fails_stops_the_other_once_it_is_done(tmp_path):
+    env = {"SHUTDOWN_TIMEOUT_S": "2", "SLOW_SAVE_S": "3", "FAIL_TRAINING_IN": "1"}
+    process_0, process_1 = launch(tmp_path, [SPLIT, SPLIT], **env)
+    assert process_1[0] == 1 and "RuntimeError: training failed" in process_1[1], process_1[1]
+    assert process_0[0] == 2, process_0[1][-3000:]
+    assert "BenchError: process 1 could not train its share of the bench" in process_0[1]
+    assert frame(tmp_path).step.max() == 12  # process 0 trained its share whole
+
+
 def test_processes_given_different_configs_write_nothing(tmp_path):
     other = {**SPLIT, "seeds": 2}
     outcomes = launch(tmp_path / "b", [SPLIT, other])
