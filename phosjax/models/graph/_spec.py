@@ -150,11 +150,11 @@ def bad_name(name: str) -> str | None:
     return None
 
 
-def _top_level_why(name: str) -> str | None:
+def top_level_why(name: str) -> str | None:
     """Why ``name`` cannot name a top-level node or group; None when it can.
 
     Examples:
-      >>> _top_level_why("params")
+      >>> top_level_why("params")
       "its variables would be at 'params/params', which Flax takes for a params dict ..."
     """
     if name != "params":
@@ -169,7 +169,7 @@ def _walk(spec: Mapping[str, Any], prefix: tuple[str, ...]) -> Iterator[tuple[st
     for key, value in spec.items():
         parts = tuple(str(key).split(SEP))
         why = next((bad_name(part) for part in parts if bad_name(part)), None)
-        why = why or (None if prefix else _top_level_why(parts[0]))
+        why = why or (None if prefix else top_level_why(parts[0]))
         if why:
             where = f"in group {SEP.join(prefix)!r}" if prefix else "at the top level"
             raise GraphError(f"Bad node name {key!r} {where}: {why}; rename it.")

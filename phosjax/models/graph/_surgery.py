@@ -16,6 +16,7 @@ from phosjax.models.graph._spec import (
     bad_name,
     listing,
     resolve,
+    top_level_why,
 )
 
 Variables = Mapping[str, Any]
@@ -106,7 +107,8 @@ def _under(name: str, spec: dict[str, Node | Input]) -> dict[str, Node | Input]:
 
 
 def _check_part_name(name: str) -> None:
-    """Raises a `GraphError` unless ``name`` can name a group of `merge`: one path segment.
+    """Raises a `GraphError` unless ``name`` can name a group of `merge`: one path segment
+    that can name a top-level group.
 
     Examples:
       >>> _check_part_name("x/y")
@@ -114,9 +116,12 @@ def _check_part_name(name: str) -> None:
       phosjax.models.graph._spec.GraphError: merge's part name 'x/y': a part is one group, ...
     """
     slash = f"a part is one group, so its name cannot contain {SEP!r}" if SEP in name else None
-    why = slash or bad_name(name)
+    why = slash or bad_name(name) or top_level_why(name)
     if why:
-        raise GraphError(f"merge's part name {name!r}: {why}; rename it.")
+        raise GraphError(
+            f"merge's part name {name!r}: {why}; rename it (a part name is one plain path "
+            "segment, such as 'a', other than 'params')."
+        )
 
 
 def merge(
@@ -138,7 +143,8 @@ def merge(
       ``(model, variables)``.
 
     Raises:
-      GraphError: a part name is not one plain path segment (``"x/y"``, ``".."``, ``""``),
+      GraphError: a part name is not one plain path segment (``"x/y"``, ``".."``, ``""``)
+        or is ``"params"``,
         a new node has the path of a part's node (use `rewire` to change a node's
         inputs), or a path is both a node and a group.
 

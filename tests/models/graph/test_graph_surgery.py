@@ -137,6 +137,7 @@ def test_merge_rejects_new_nodes_that_clash_with_the_parts(net):
         ("..", "a path segment cannot be empty, '.' or '..'"),
         ("", "a path segment cannot be empty"),
         ("a*", "'\\*' makes it a selector pattern"),
+        ("params", "its variables would be at 'params/params'.*a part name is one plain path"),
     ],
 )
 def test_merge_rejects_part_names_that_are_not_one_plain_segment(net, name, why):
