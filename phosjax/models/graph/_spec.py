@@ -16,7 +16,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from phosjax.core import select
-from phosjax.layers._common import train_args
+from phosjax.layers._common import TRAIN_FLAGS, train_args
 
 SEP = "/"
 DEFAULT_INPUT = "input"
@@ -302,8 +302,8 @@ def node_train_args(
 
 def _check_fn_arity(path: str, n: Node, inputs: tuple[str, ...]) -> None:
     """Raises a `GraphError` when node ``path``'s ``fn`` cannot take what it is given (its
-    inputs, or one combined value): too many positional arguments, or too few for a
-    parameter it requires (see `node_train_args`).
+    inputs, or one combined value): too many positional arguments, one that would land on
+    its train flag, or too few for a parameter it requires (see `node_train_args`).
 
     Examples:
       >>> _check_fn_arity("c", node(lambda p: p, inputs=("a", "b")), ("a", "b"))
@@ -315,7 +315,10 @@ def _check_fn_arity(path: str, n: Node, inputs: tuple[str, ...]) -> None:
         return
     combined = n.combine is not None
     try:
-        signature.bind_partial(*((None,) if combined else inputs))
+        bound = signature.bind_partial(*((None,) if combined else inputs))
+        flag = next((name for name in bound.arguments if name in TRAIN_FLAGS), None)
+        if flag is not None:
+            raise TypeError(f"an input would be its train flag {flag!r}")
     except TypeError as error:
         fn = f"Node {path!r} gives its fn {_described(n.fn, signature)}"
         raise GraphError(

@@ -216,6 +216,19 @@ def test_a_node_that_cannot_take_its_inputs_is_named_when_built():
         GraphModel(spec)
 
 
+@pytest.mark.parametrize(
+    ("fn", "flag"),
+    [(nn.Dropout(0.5), "deterministic"), (lambda h, train=False: h, "train")],
+)
+def test_an_input_that_would_be_the_train_flag_is_named_when_built(fn, flag):
+    with pytest.raises(
+        GraphError,
+        match=rf"Node 'c' gives its fn .* its 2 inputs \('a', 'b'\) as arguments, but it "
+        rf"cannot take them \(an input would be its train flag '{flag}'\)",
+    ):
+        GraphModel({"a": nn.relu, "b": nn.relu, "c": node(fn, inputs=("a", "b"))})
+
+
 class _Constant(nn.Module):
     @nn.compact
     def __call__(self, train=False):
