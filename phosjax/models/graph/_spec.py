@@ -165,7 +165,14 @@ def top_level_why(name: str) -> str | None:
     )
 
 
-def _walk(spec: Mapping[str, Any], prefix: tuple[str, ...]) -> Iterator[tuple[str, Any]]:
+def walk(spec: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, Any]]:
+    """``(path, node)`` of each node of a (nested) spec, in spec order; a `GraphError`
+    names a key that cannot name a node.
+
+    Examples:
+      >>> [path for path, _ in walk({"a": abs, "g": {"b": abs}})]
+      ['a', 'g/b']
+    """
     for key, value in spec.items():
         parts = tuple(str(key).split(SEP))
         why = next((bad_name(part) for part in parts if bad_name(part)), None)
@@ -174,7 +181,7 @@ def _walk(spec: Mapping[str, Any], prefix: tuple[str, ...]) -> Iterator[tuple[st
             where = f"in group {SEP.join(prefix)!r}" if prefix else "at the top level"
             raise GraphError(f"Bad node name {key!r} {where}: {why}; rename it.")
         if isinstance(value, Mapping):
-            yield from _walk(value, prefix + parts)
+            yield from walk(value, prefix + parts)
         else:
             yield SEP.join(prefix + parts), value
 
@@ -393,7 +400,7 @@ class Graph:
                 f"A graph spec is a dict {{name: node}}, not a {type(spec).__name__}; e.g. "
                 "{'dense': nn.Dense(8), 'act': nn.relu} (nodes run in insertion order)."
             )
-        entries = list(_walk(spec, ()))
+        entries = list(walk(spec))
         if not any(isinstance(value, Input) for _, value in entries):
             if any(path == DEFAULT_INPUT for path, _ in entries):
                 raise GraphError(

@@ -17,6 +17,7 @@ from phosjax.models.graph._spec import (
     listing,
     resolve,
     top_level_why,
+    walk,
 )
 
 Variables = Mapping[str, Any]
@@ -168,7 +169,7 @@ def merge(
         spec.update(_under(name, _graph(model).spec()))
         for collection, tree in variables.items():
             merged.setdefault(collection, {})[name] = tree
-    nodes = nodes or {}
+    nodes = dict(walk(nodes or {}))
     taken = [path for path in nodes if path in spec]
     if taken:
         raise GraphError(

@@ -124,6 +124,8 @@ def test_merge_rejects_new_nodes_that_clash_with_the_parts(net):
         "another path",
     ):
         merge({"a": (model, variables)}, {"a/logits": node(inputs="/a/pool")})
+    with pytest.raises(GraphError, match="merge's new node 'a/logits' is already a node"):
+        merge({"a": (model, variables)}, {"a": {"logits": node(inputs="pool")}})
     with pytest.raises(GraphError, match="Node 'a' is also the group of node 'a/input'"):
         merge({"a": (model, variables)}, {"a": node(inputs="/a/logits")})
     merged, _ = merge({"a": (model, variables)}, {"a": {"head": node(inputs="logits")}})
