@@ -145,7 +145,7 @@ def stitch(
 
     Returns:
       ``(model, variables)``; the model returns ``b/<node>`` alone where ``b`` has
-      ``returns=<node>``.
+      ``returns=<node>`` and the back of ``b`` holds that node (not when cut after it).
 
     Raises:
       GraphError: ``layer_a`` or ``layer_b`` is not a node of its model (which one is
@@ -187,7 +187,7 @@ def stitch(
         model = rewire(model, f"b{SEP}{path}", f"a{SEP}{path}")
     for collection, tree in adapter_vars.items():
         variables.setdefault(collection, {})[ADAPTER] = tree
-    if b.returns is not None:  # the stitched model returns b's logits, as b does
+    if b.returns in _graph(back[0]).nodes:  # the stitched model returns b's logits, as b does
         model = model.clone(returns=f"b{SEP}{b.returns}")
     return model, variables
 

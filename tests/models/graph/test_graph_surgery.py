@@ -290,6 +290,8 @@ def test_returns_is_kept_where_its_node_is(net):
     assert stitched.returns == "b/logits"
     np.testing.assert_allclose(stitched.apply(stitched_vars, x), expected, atol=1e-4)
     assert merge({"p": (logits, variables)})[0].returns is None
+    pooled = model.clone(returns="pool")  # stitched after it: b's back has no 'pool'
+    assert stitch(pooled, variables, "pool", pooled, variables, "logits", x=x)[0].returns is None
 
 
 def test_stitch_names_the_wrong_layer_and_missing_inputs(net, key):
