@@ -25,9 +25,10 @@ def op_name(spec: Node | Input) -> str:
 
 
 def param_counts(graph: Graph, variables: Mapping[str, Any]) -> dict[str, int]:
-    """``{node: number of parameters}`` (the ``params`` collection; arrays or shapes)."""
+    """``{node: number of parameters}`` (the ``params`` collection; arrays or shapes, boxed
+    ones such as `nn.with_partitioning`'s counted by their arrays)."""
     counts = dict.fromkeys(graph.nodes, 0)
-    for path, leaf in flatten(variables.get("params", {})).items():
+    for path, leaf in flatten(nn.meta.unbox(variables.get("params", {}))).items():
         owner = next(
             (p for p in graph.nodes if path.startswith(p + SEP)), None
         )  # the node whose module holds it

@@ -445,6 +445,14 @@ def test_to_json_describes_nodes_edges_shapes_and_params(model_and_variables):
     assert json.loads(model.to_json())["nodes"][1]["shape"] is None
 
 
+def test_to_json_counts_boxed_params_by_their_arrays():
+    kernel_init = nn.with_partitioning(nn.initializers.lecun_normal(), (None, "model"))
+    model = GraphModel({"dense": nn.Dense(4, kernel_init=kernel_init)})
+    nodes = json.loads(model.to_json(jnp.ones((2, 5))))["nodes"]
+    assert [n["params"] for n in nodes] == [0, 5 * 4 + 4]
+    assert "(2, 4)" in model.to_dot(jnp.ones((2, 5)))
+
+
 def test_a_pass_through_of_several_inputs_needs_a_combine():
     spec = {"a": nn.relu, "c": node(None, inputs=("a", "input"))}
     message = (
