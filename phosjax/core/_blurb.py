@@ -40,8 +40,10 @@ class ArraySpec:
 
     @classmethod
     def of(cls, x: Any) -> "ArraySpec":
-        x = x if hasattr(x, "dtype") else np.asarray(x)
-        return cls(tuple(int(d) for d in x.shape), str(x.dtype))
+        """The spec of an array, a number, or a jax literal (a scalar with a dtype and no
+        shape, as `nn.remat` hands back a constant variable)."""
+        dtype = x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
+        return cls(tuple(int(d) for d in np.shape(x)), str(dtype))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -250,6 +250,18 @@ def test_scan_body_is_summarized_per_iteration(key):
     assert flops is not None and matmul <= flops <= matmul + 2 * BATCH * 3  # one iteration
 
 
+def test_a_remat_block_with_a_scalar_knob_is_summarized(key):
+    """nn.remat hands a scalar constant back as a jax literal (a float with a dtype, no
+    shape); its spec is that of a scalar of the knob's dtype."""
+    remat = nn.remat(Weighted)
+    x = jnp.ones((BATCH, 2))
+    variables = remat(name="gate").init(key, x)
+    summary = blurb(remat(), variables, x, flops=False, measure_latency=False)
+    assert summary.root.variables["knobs"]["scale"] == ArraySpec((), "float32")
+    assert summary.root.knobs["scale"].value == 2.0
+    assert Blurb.from_json(summary.to_json()) == summary
+
+
 class Child(nn.Module):
     layer: nn.Module
 
