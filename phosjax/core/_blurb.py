@@ -25,6 +25,7 @@ from phosjax.core._collections import AUX_LOSS, BLURB, KNOBS, PATH_WEIGHTS
 from phosjax.core._knobs import _declarations
 from phosjax.core._paths import SEP, flatten
 from phosjax.core._selectors import SelectorError, select
+from phosjax.core._tags import constant_notes
 
 _PARAMS = "params"
 Json = Any
@@ -303,12 +304,17 @@ def _capture(
         collected = apply_collecting(model, variables, x, collect=collect, **apply_kwargs)[1]
         return collected, {path: knob.default for path, knob in declared.items()}
 
-    with nn.intercept_methods(intercept), _declarations() as declared:
+    with nn.intercept_methods(intercept), _declarations() as declared, constant_notes() as notes:
         collected, defaults = jit_keeping_constants(run, variables, x)
 
     recorded: dict[str, dict[str, dict[str, Json]]] = {}
-    for kind, name in (("notes", BLURB), ("aux_losses", AUX_LOSS), ("path_weights", PATH_WEIGHTS)):
-        for path, value in flatten(collected[name]).items():
+    found = {
+        "notes": {**flatten(collected[BLURB]), **notes},
+        "aux_losses": flatten(collected[AUX_LOSS]),
+        "path_weights": flatten(collected[PATH_WEIGHTS]),
+    }
+    for kind, values in found.items():
+        for path, value in values.items():
             module, leaf = _split(path)
             recorded.setdefault(module, {}).setdefault(kind, {})[leaf] = _plain(value)
     knob_values = flatten(variables.get(KNOBS, {}))

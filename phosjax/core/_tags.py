@@ -5,6 +5,9 @@ mutable), and none of them stores anything while a model is initialized, so
 ``model.init`` hands back no transient collections.
 """
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
 from typing import Any
 
 import flax.linen as nn
@@ -105,11 +108,34 @@ def aux_loss(module: nn.Module, name: str, value: jax.Array) -> jax.Array:
     return scaled
 
 
+_CONSTANT_NOTES: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "phosjax_constant_notes", default=None
+)
+
+
+def _holds_arrays(value: Any) -> bool:
+    return any(isinstance(leaf, jax.Array) for leaf in jax.tree.leaves(value))
+
+
+@contextlib.contextmanager
+def constant_notes() -> Iterator[dict[str, Any]]:
+    """Within it, a `note` that holds no array (``"gelu"``) is kept here by path, as its
+    first call recorded it, not in the collection: `nn.scan` and `nn.remat` carry arrays
+    alone, and a string there is a TypeError."""
+    found: dict[str, Any] = {}
+    token = _CONSTANT_NOTES.set(found)
+    try:
+        yield found
+    finally:
+        _CONSTANT_NOTES.reset(token)
+
+
 def note(module: nn.Module, name: str, value: Any) -> None:
     """Records custom summary information for `blurb` (the ``blurb`` collection).
 
     ``value`` is an array, or any JSON-able Python value (``"gelu"``, a dict of
-    numbers); `blurb` computes the arrays and keeps the others as they were.
+    numbers); `blurb` computes the arrays, and keeps a value without arrays as its first
+    call recorded it (inside `nn.scan` and `nn.remat` too).
 
     Examples:
       >>> import flax.linen as nn, jax.numpy as jnp, phosjax as px
@@ -123,4 +149,9 @@ def note(module: nn.Module, name: str, value: Any) -> None:
       0.5
     """
     check_name(name, "note")
+    constants = _CONSTANT_NOTES.get()
+    if constants is not None and not _holds_arrays(value):
+        if not module.is_initializing():
+            constants.setdefault(module_path(module, name), value)
+        return
     record(module, BLURB, name, value)

@@ -199,6 +199,29 @@ def test_notes_that_are_not_arrays_are_kept_as_recorded():
     assert Blurb.from_json(summary.to_json()) == summary
 
 
+class DescribedLayer(nn.Module):
+    @nn.compact
+    def __call__(self, x, _):
+        return Described(name="act")(x), None
+
+
+class DescribedStack(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        x = nn.remat(Described)(name="remat")(x)
+        layers = nn.scan(DescribedLayer, variable_axes=px.scan_axes(), length=2)
+        return layers(name="layers")(x, None)[0]
+
+
+def test_notes_that_are_not_arrays_are_kept_under_nn_remat_and_nn_scan():
+    """Those transforms carry arrays alone: a string in the collection was a TypeError."""
+    summary = blurb(DescribedStack(), {}, jnp.ones((2, 3)), measure_latency=False, flops=False)
+    assert summary["remat"].notes["activation"] == "gelu"
+    assert summary["layers/act"].notes["activation"] == "gelu"
+    assert summary["layers/act"].notes["settings"] == {"approximate": [True, True],
+                                                       "open": [1.0, 1.0]}  # fmt: skip
+
+
 class Normed(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool = False):
