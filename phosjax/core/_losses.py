@@ -3,6 +3,7 @@
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
@@ -19,8 +20,9 @@ def regularize(
 ) -> jax.Array:
     """The sum of ``fn(value)`` over every value a selector matches.
 
-    ``values`` is a nested tree (``variables["params"]``, a collection) or the flat
-    ``{path: value}`` that `probe` returns. A value recorded by several calls adds
+    ``values`` is a nested tree (``variables["params"]``, boxed by
+    ``nn.with_partitioning`` or not; a collection) or the flat ``{path: value}`` that
+    `probe` returns. A value recorded by several calls adds
     ``fn`` of each. A path several selectors match counts once.
 
     In a collection each tag is a record with one item per call, so a tag whose value
@@ -39,8 +41,9 @@ def regularize(
       >>> float(px.regularize(found, "**/pre_act", lambda h: jnp.abs(h).mean()))
       4.0
     """
+    flat = flatten(nn.meta.unbox(values), unwrap=False)  # boxed params: their arrays
     total = jnp.zeros(())
-    for record in select_items(flatten(values, unwrap=False), selector, what=what).values():
+    for record in select_items(flat, selector, what=what).values():
         for value in record if isinstance(record, tuple) else (record,):
             total = total + fn(value)
     return total

@@ -196,6 +196,17 @@ def test_regularize_over_probed_values_and_params():
         px.regularize(params, "**/gamma", jnp.sum, what="param")
 
 
+def test_regularize_reaches_boxed_params_by_their_arrays():
+    """Params made with nn.with_partitioning are nn.Partitioned boxes; fn gets the array."""
+    init = nn.with_partitioning(nn.initializers.ones, (None, "model"))
+    dense = nn.Dense(3, kernel_init=init)
+    params = dense.init(jax.random.key(0), jnp.ones((1, 4)))["params"]
+    square = lambda p: px.regularize(p, "kernel", lambda w: jnp.sum(w**2))
+    assert float(square(params)) == 12.0
+    grads = jax.grad(square)(params)
+    np.testing.assert_array_equal(nn.meta.unbox(grads)["kernel"], 2 * jnp.ones((4, 3)))
+
+
 def test_regularize_counts_a_path_two_selectors_match_once():
     values = {"a": {"w": jnp.array([1.0, -3.0])}, "b": {"w": jnp.array([2.0])}}
     squares = lambda w: jnp.sum(w**2)
