@@ -57,13 +57,25 @@ def knob(module: nn.Module, name: str, default: Any, *, doc: str = "") -> jax.Ar
       1.0
     """
     check_name(name, "knob")
+    path = module_path(module, name)
+    value = _default_array(path, default)
     declared = _DECLARED.get()
     if declared is not None:
-        path = module_path(module, name)
         declared.setdefault(path, Knob(path, default, doc))
     if module.has_variable(KNOBS, name) or module.is_mutable_collection(KNOBS):
-        return module.variable(KNOBS, name, jnp.asarray, default).value
-    return jnp.asarray(default)
+        return module.variable(KNOBS, name, lambda: value).value
+    return value
+
+
+def _default_array(path: str, default: Any) -> jax.Array:
+    """``default`` as an array; a TypeError naming the knob when it is no number or array."""
+    try:
+        return jnp.asarray(default)
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            f"Knob {path!r} takes a number or an array as its default, got {default!r}; to "
+            "choose between options, declare an integer knob that indexes them."
+        ) from error
 
 
 @contextlib.contextmanager

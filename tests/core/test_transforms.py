@@ -300,6 +300,18 @@ def test_a_knob_value_of_the_wrong_shape_or_type_names_the_knob():
         px.set_knobs(variables, {"**/gain": "hot"})
 
 
+class Activation(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return x * px.knob(self, "act", "gelu")
+
+
+@pytest.mark.parametrize("run", [px.knobs, lambda m, x: m.init(jax.random.key(0), x)])
+def test_a_knob_default_that_is_no_number_names_the_knob(run):
+    with pytest.raises(TypeError, match=r"Knob 'act' takes a number or an array .* got 'gelu'"):
+        run(Activation(), X)
+
+
 def test_an_integer_knob_refuses_a_value_it_cannot_hold_a_float_one_rounds():
     variables = {
         "knobs": {"k": jnp.array(2), "b": jnp.array(True), "f": jnp.ones((), jnp.bfloat16)}
