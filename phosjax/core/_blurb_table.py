@@ -25,7 +25,10 @@ def _number(value: Json) -> str:
         return str(value)
     if isinstance(value, int | float):
         return f"{value:.3g}"
-    array = np.asarray(value)
+    try:
+        array = np.asarray(value)
+    except ValueError:  # a ragged list
+        return str(value)
     if array.dtype.kind not in "biuf":
         return str(value)
     if array.size <= 3:

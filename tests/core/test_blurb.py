@@ -199,6 +199,18 @@ def test_notes_that_are_not_arrays_are_kept_as_recorded():
     assert Blurb.from_json(summary.to_json()) == summary
 
 
+class Grouped(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        px.note(self, "groups", [[0, 1], [2]])
+        return x
+
+
+def test_a_ragged_list_note_is_shown_as_written():
+    summary = blurb(Grouped(), {}, jnp.ones(3), measure_latency=False, flops=False)
+    assert "groups=[[0, 1], [2]]" in summary.table()
+
+
 class DescribedLayer(nn.Module):
     @nn.compact
     def __call__(self, x, _):
