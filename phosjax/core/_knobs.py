@@ -20,7 +20,7 @@ import numpy as np
 from phosjax.core._apply import jit_keeping_constants
 from phosjax.core._collections import KNOBS
 from phosjax.core._paths import check_name, flatten, module_path, unflatten
-from phosjax.core._selectors import select
+from phosjax.core._selectors import SelectorError, select
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,7 +135,8 @@ def set_knobs(variables: Mapping[str, Any], values: Mapping[str, Any]) -> dict[s
     (so a knob stacked on a grid axis takes one value for every cell).
 
     Raises:
-      SelectorError: a selector matches no knob (the message lists the nearest).
+      SelectorError: a selector matches no knob (the message lists the nearest), or
+        ``variables`` hold no ``knobs`` collection (see `with_knobs`).
       TypeError: a value is not a number or an array (the knob named).
       ValueError: a value's shape does not broadcast to the knob's (both named), or an
         integer or bool knob cannot hold it exactly (2.5, NaN; the knob named).
@@ -146,6 +147,12 @@ def set_knobs(variables: Mapping[str, Any], values: Mapping[str, Any]) -> dict[s
       >>> set_knobs(v, {"**/T": 3})["knobs"]["blocks_1"]["T"].item()
       3.0
     """
+    if values and KNOBS not in variables:
+        raise SelectorError(
+            f"Selector {next(iter(values))!r} matched no knob: the variables hold no "
+            f"{KNOBS!r} collection (params alone?); px.core.with_knobs(model, variables, x) "
+            "adds every knob at its default, and px.tweak does so itself."
+        )
     flat = flatten(variables.get(KNOBS, {}))
     for selector, value in values.items():
         for path in select(flat, selector, what="knob"):

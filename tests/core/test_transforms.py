@@ -236,6 +236,12 @@ def test_tweak_unknown_knob_lists_knobs():
         px.tweak(Stack(), init("plain"), X, {"**/temperature": 2.0})
 
 
+def test_set_knobs_on_variables_without_knobs_says_how_to_add_them():
+    params_only = {"params": init("plain")["params"]}
+    with pytest.raises(px.SelectorError, match=r"'\*\*/T' .* no 'knobs' collection.*with_knobs"):
+        px.set_knobs(params_only, {"**/T": 2.0})
+
+
 def test_knobs_lists_path_default_doc():
     found = px.knobs(Stack(), X)
     assert list(found) == [f"blocks_{i}/T" for i in range(DEPTH)]
