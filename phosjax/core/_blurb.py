@@ -1,10 +1,12 @@
 """`blurb`: a summary of every module of a Flax model called on an input.
 
 What it costs: one traced and compiled call of the model to record every module's
-outputs and the collections it writes, then, for FLOPs and latency, one compilation of
-the whole model and one of each module on its own (each module is cloned unbound and
-applied to its own variables and to inputs of the shapes it was called with). Switch
-``flops`` and ``measure_latency`` off for a cheap structural summary.
+outputs and the collections it writes, and an abstract trace of ``init`` for the
+knobs' defaults (a compiled one if jax computes a default), then, for FLOPs and
+latency, one compilation of the whole model and one of each module on its own (each
+module is cloned unbound and applied to its own variables and to inputs of the shapes
+it was called with). Switch ``flops`` and ``measure_latency`` off for a cheap
+structural summary.
 """
 
 import dataclasses
@@ -22,7 +24,7 @@ import numpy as np
 from phosjax.core._apply import apply_collecting, jit_keeping_constants
 from phosjax.core._blurb_table import table
 from phosjax.core._collections import AUX_LOSS, BLURB, KNOBS, PATH_WEIGHTS
-from phosjax.core._knobs import _declarations
+from phosjax.core._knobs import _declarations, init_kwargs, knobs
 from phosjax.core._paths import SEP, flatten
 from phosjax.core._selectors import SelectorError, select
 from phosjax.core._tags import constant_notes
@@ -299,13 +301,13 @@ def _capture(
             calls[path] = _Call.record(context.module, args, kwargs, out, persistent)
         return out
 
-    def run(variables: Mapping[str, Any], x: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    def run(variables: Mapping[str, Any], x: Any) -> dict[str, Any]:
         collect = [BLURB, AUX_LOSS, PATH_WEIGHTS]
-        collected = apply_collecting(model, variables, x, collect=collect, **apply_kwargs)[1]
-        return collected, {path: knob.default for path, knob in declared.items()}
+        return apply_collecting(model, variables, x, collect=collect, **apply_kwargs)[1]
 
     with nn.intercept_methods(intercept), _declarations() as declared, constant_notes() as notes:
-        collected, defaults = jit_keeping_constants(run, variables, x)
+        collected = jit_keeping_constants(run, variables, x)
+    defaults = knobs(model, x, **init_kwargs(apply_kwargs))  # a default made by jax, computed
 
     recorded: dict[str, dict[str, dict[str, Json]]] = {}
     found = {
@@ -320,7 +322,7 @@ def _capture(
     knob_values = flatten(variables.get(KNOBS, {}))
     for path, knob in declared.items():
         module, leaf = _split(path)
-        default = _plain(defaults[path])  # computed: a default made by jax was a tracer
+        default = _plain((defaults.get(path) or knob).default)
         recorded.setdefault(module, {}).setdefault("knobs", {})[leaf] = KnobValue(
             _plain(knob_values.get(path, default)), default, knob.doc
         )

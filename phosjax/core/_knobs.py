@@ -17,7 +17,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from phosjax.core._apply import jit_keeping_constants
 from phosjax.core._collections import KNOBS
 from phosjax.core._paths import check_name, flatten, module_path, unflatten
 from phosjax.core._selectors import SelectorError, select
@@ -94,21 +93,31 @@ def _trace_init(
     """The knobs ``model.init`` declares, and the shapes it stores them with, by path.
 
     Traced abstractly; a default the module computes with jax (``jnp.ones(3)``) is a
-    tracer there, so then ``init`` runs again, jitted, to compute the defaults alone.
+    tracer there, so then ``init`` runs again, jitted, and the default is read from the
+    value it stores (a tracer of an inner transform such as nn.remat cannot leave it).
     """
 
-    def run() -> tuple[dict[str, Any], dict[str, Any]]:
+    def run() -> dict[str, Any]:
         with _declarations() as found:
             stored = model.init(jax.random.key(0), *args, **kwargs)
         declared.update(found)
-        return {path: knob.default for path, knob in found.items()}, stored.get(KNOBS, {})
+        return stored.get(KNOBS, {})
 
     declared: dict[str, Knob] = {}
-    shapes = flatten(jax.eval_shape(run)[1])
+    shapes = flatten(jax.eval_shape(run))
     if any(isinstance(knob.default, jax.core.Tracer) for knob in declared.values()):
-        defaults = jit_keeping_constants(run)[0]  # the rest of init is dead code
-        declared = {path: Knob(path, defaults[path], knob.doc) for path, knob in declared.items()}
+        stored = flatten(jax.jit(run)())  # the rest of init is dead code
+        declared = {path: _read_default(knob, stored[path]) for path, knob in declared.items()}
     return declared, shapes
+
+
+def _read_default(knob: Knob, stored: jax.Array) -> Knob:
+    """``knob``, its default read from the value init stored if jax made it (a tracer);
+    under nn.scan that value is stacked on a leading axis, and its first entry is taken."""
+    if not isinstance(knob.default, jax.core.Tracer):
+        return knob
+    layer_axes = stored.ndim - knob.default.ndim
+    return Knob(knob.path, stored[(0,) * layer_axes], knob.doc)
 
 
 def knobs(model: nn.Module, *args: Any, **kwargs: Any) -> dict[str, Knob]:
@@ -227,6 +236,12 @@ def holds_exactly(dtype: Any, value: Any) -> bool:
     value = np.asarray(value)
     with np.errstate(invalid="ignore", over="ignore"):  # NaN, inf, out of range: False
         return bool(np.all(value.astype(dtype) == value))
+
+
+def init_kwargs(apply_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of ``model.apply`` that ``model.init`` takes too (all but
+    ``rngs`` and ``mutable``), so that init declares the knobs that apply reads."""
+    return {k: v for k, v in apply_kwargs.items() if k not in ("rngs", "mutable")}
 
 
 def with_knobs(model: nn.Module, variables: Mapping[str, Any], *args: Any, **kwargs: Any):

@@ -5,7 +5,7 @@ from typing import Any
 
 import flax.linen as nn
 
-from phosjax.core._knobs import set_knobs, with_knobs
+from phosjax.core._knobs import init_kwargs, set_knobs, with_knobs
 
 
 def tweak(
@@ -40,6 +40,5 @@ def tweak(
       >>> px.tweak(Gain(), {}, jnp.ones(2), {"gain": 3.0}).tolist()
       [3.0, 3.0]
     """
-    init_kwargs = {k: v for k, v in kwargs.items() if k not in ("rngs", "mutable")}
-    full = with_knobs(model, variables, x, **init_kwargs)
+    full = with_knobs(model, variables, x, **init_kwargs(kwargs))
     return model.apply(set_knobs(full, values), x, **kwargs)
