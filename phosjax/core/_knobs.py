@@ -9,7 +9,7 @@ Variables without a ``knobs`` collection (say, params alone) run with the defaul
 import contextlib
 import contextvars
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -19,6 +19,7 @@ import numpy as np
 
 from phosjax.core._collections import KNOBS
 from phosjax.core._paths import check_name, flatten, module_path, unflatten
+from phosjax.core._record import collecting
 from phosjax.core._selectors import SelectorError, select
 
 
@@ -77,14 +78,9 @@ def _default_array(path: str, default: Any) -> jax.Array:
         ) from error
 
 
-@contextlib.contextmanager
-def _declarations() -> Iterator[dict[str, Knob]]:
-    found: dict[str, Knob] = {}
-    token = _DECLARED.set(found)
-    try:
-        yield found
-    finally:
-        _DECLARED.reset(token)
+def _declarations() -> contextlib.AbstractContextManager[dict[str, Knob]]:
+    """Within it, the knobs a trace declares are collected, by path."""
+    return collecting(_DECLARED)
 
 
 def _trace_init(

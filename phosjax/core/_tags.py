@@ -7,7 +7,6 @@ mutable), and none of them stores anything while a model is initialized, so
 
 import contextlib
 import contextvars
-from collections.abc import Iterator
 from typing import Any
 
 import flax.linen as nn
@@ -17,7 +16,7 @@ import jax.numpy as jnp
 from phosjax.core._collections import AUX_LOSS, BLURB, INJECTIONS, INTERMEDIATES, PERTURBATIONS
 from phosjax.core._path_weights import count_aux_loss, current_path_weight, scale_by_path_weight
 from phosjax.core._paths import check_name, module_path
-from phosjax.core._record import record
+from phosjax.core._record import collecting, record
 
 
 def tag(module: nn.Module, name: str, value: Any) -> Any:
@@ -117,17 +116,11 @@ def _holds_arrays(value: Any) -> bool:
     return any(isinstance(leaf, jax.Array) for leaf in jax.tree.leaves(value))
 
 
-@contextlib.contextmanager
-def constant_notes() -> Iterator[dict[str, Any]]:
+def constant_notes() -> contextlib.AbstractContextManager[dict[str, Any]]:
     """Within it, a `note` that holds no array (``"gelu"``) is kept here by path, as its
     first call recorded it, not in the collection: `nn.scan` and `nn.remat` carry arrays
     alone, and a string there is a TypeError."""
-    found: dict[str, Any] = {}
-    token = _CONSTANT_NOTES.set(found)
-    try:
-        yield found
-    finally:
-        _CONSTANT_NOTES.reset(token)
+    return collecting(_CONSTANT_NOTES)
 
 
 def note(module: nn.Module, name: str, value: Any) -> None:
