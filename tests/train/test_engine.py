@@ -571,3 +571,13 @@ def test_a_state_whose_cells_are_at_different_steps_is_refused(toy):
     state = init_group(group, toy).replace(step=np.asarray([4, 3, 4, 4], np.int32))
     with pytest.raises(ValueError, match=r"cells are at different steps \[4, 3"):
         run_group(group, state, toy, strategy="vmap")
+
+
+def test_a_batch_size_above_the_train_split_names_the_data_set_and_hparams(toy):
+    cell = _other(batch_size=100)  # toy's train split holds 64 examples
+    with pytest.raises(
+        ValueError,
+        match=r"HParams batch_size=100 .* data set 'toy' has 64 train examples .*"
+        r"at most 64",
+    ):
+        train_grid([cell], datasets={"toy": toy}, strategy="auto")
