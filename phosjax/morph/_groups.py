@@ -127,6 +127,28 @@ def leaf_shapes(tree: Any) -> dict[str, tuple[int, ...]]:
     return {path: np.shape(leaf) for path, leaf in leaf_paths(tree).items()}
 
 
+def member_leaf(group: str, member: Member, leaves: Mapping[str, Any]) -> str:
+    """The path in ``leaves`` (a tree's `leaf_paths`) of ``member``'s leaf (see
+    `leaf_path`), checked to be as long along the member's axis as when traced.
+
+    Raises:
+      KeyError: no leaf matches (see `leaf_path`).
+      ValueError: the leaf has another shape there (a tree of other widths than the
+        traced one); the message names the leaf, the group and both lengths.
+    """
+    path = leaf_path(member.path, leaves)
+    shape = np.shape(leaves[path])
+    traced = len(member.channels)
+    if len(shape) <= member.axis or shape[member.axis] != traced:
+        raise ValueError(
+            f"leaf {path!r} of channel group {group!r} has shape {shape}, but the group "
+            f"was traced with {traced} positions along its axis {member.axis}; trace the "
+            "groups (channel_groups) from the model and variables of this tree's widths, "
+            "e.g. again after shrink or expand"
+        )
+    return path
+
+
 def leaf_path(path: str, paths: Collection[str]) -> str:
     """The one of ``paths`` (a tree's leaf paths) that holds the member leaf ``path``.
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from phosjax.core import select
 from phosjax.morph._cost import COSTS, check_cost, cost_polynomial, evaluate
-from phosjax.morph._groups import ChannelGroup, ChannelGroups, Member, leaf_path, leaf_paths
+from phosjax.morph._groups import ChannelGroup, ChannelGroups, Member, leaf_paths, member_leaf
 
 Term = tuple[str, tuple[Member, ...]]
 """``(kind, members)``: ``"scale"`` (L1 of each) or ``"lasso"`` (L2 over all of them)."""
@@ -21,9 +21,9 @@ kernel slice and bias) and ``auto`` (each producer its gamma where a normalizati
 scales its output, its group lasso elsewhere)."""
 
 
-def _lookup(leaves: Mapping[str, Any], path: str) -> Any:
-    """The leaf holding the member ``path`` (see `leaf_path`; a KeyError if none)."""
-    return leaves[leaf_path(path, leaves)]
+def _lookup(leaves: Mapping[str, Any], group: str, member: Member) -> Any:
+    """The leaf holding ``member`` of ``group`` (see `member_leaf`)."""
+    return leaves[member_leaf(group, member, leaves)]
 
 
 def check_source(source: str, groups: ChannelGroups | None = None) -> None:
@@ -74,8 +74,10 @@ def _terms(group: ChannelGroup, source: str) -> list[Term]:
     return [("scale", (m,)) for m in gammas] + _lasso_terms(group, free)
 
 
-def _term_importance(leaves: Mapping[str, Any], kind: str, members: tuple[Member, ...]) -> Any:
-    values = [_per_channel(m, _lookup(leaves, m.path), kind) for m in members]
+def _term_importance(
+    leaves: Mapping[str, Any], group: str, kind: str, members: tuple[Member, ...]
+) -> Any:
+    values = [_per_channel(m, _lookup(leaves, group, m), kind) for m in members]
     total = sum(values[1:], values[0])
     return total if kind == "scale" else jnp.sqrt(total + 1e-12)
 
@@ -91,6 +93,7 @@ def importance(groups: ChannelGroups, variables: Any, source: str = "auto") -> l
 
     Raises:
       KeyError: a group member's leaf is not in ``variables`` (the path is named).
+      ValueError: a member's leaf has another width than traced (leaf and group named).
       ValueError: an unknown ``source``, or ``gamma`` and a group has no normalization.
 
     Examples:
@@ -108,7 +111,9 @@ def importance(groups: ChannelGroups, variables: Any, source: str = "auto") -> l
     leaves = leaf_paths(variables)
     result = []
     for group in groups.groups:
-        values = [_term_importance(leaves, kind, ms) for kind, ms in _terms(group, source)]
+        values = [
+            _term_importance(leaves, group.name, kind, ms) for kind, ms in _terms(group, source)
+        ]
         result.append(sum(values[1:], values[0]) if values else jnp.ones(group.size))
     return result
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from phosjax.models import ModelConfig
 from phosjax.morph._fit import fit_config
-from phosjax.morph._groups import ChannelGroups, leaf_path, leaf_paths, leaf_shapes
+from phosjax.morph._groups import ChannelGroups, leaf_paths, leaf_shapes, member_leaf
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,13 +36,14 @@ def _dead(
     """``{(path in tree, axis): dead position}`` with a flag per position.
 
     With ``zeroed``, only the axes `mask` zeroes. Member paths resolve in ``tree`` by
-    `leaf_path` (a KeyError names one that ``tree`` lacks).
+    `member_leaf` (a KeyError names one that ``tree`` lacks, a ValueError one of
+    another width than traced).
     """
     paths = leaf_paths(tree)
     dead: dict[tuple[str, int], np.ndarray] = {}
     for group, keep in zip(groups.groups, groups.alive_arrays(alive), strict=True):
         for member in group.members:
-            key = (leaf_path(member.path, paths), member.axis)
+            key = (member_leaf(group.name, member, paths), member.axis)
             if zeroed and not member.zeroed:
                 continue
             held = member.channels >= 0
@@ -72,6 +73,8 @@ def mask(variables: Any, alive: Mapping[str, Any], groups: ChannelGroups) -> Any
     Raises:
       KeyError: a group member's leaf (e.g. a batch statistic, when only params are
         given) is not in ``variables``; the message names it.
+      ValueError: a member's leaf has another width than traced (e.g. groups of the
+        model before a shrink); the message names the leaf, the group and both lengths.
 
     Examples:
       >>> import jax, jax.numpy as jnp, flax.linen as nn
@@ -184,6 +187,8 @@ def shrink(
     Raises:
       KeyError: a group member's leaf (e.g. a batch statistic, when only params are
         given) is not in ``variables``; the message names it.
+      ValueError: a member's leaf has another width than traced (e.g. groups of the
+        model before a shrink); the message names the leaf, the group and both lengths.
       ValueError: an ``opt_state`` leaf has a shrunk variable's path and shape, but its
         sub-tree could not be matched to the variables (it would be left too wide).
 

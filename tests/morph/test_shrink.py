@@ -652,6 +652,23 @@ def test_a_tree_without_a_member_leaf_is_an_error_naming_it(traced):
             mask(tree, {"layers_0": np.arange(8) < 4}, groups)
 
 
+def test_a_tree_of_other_widths_than_traced_is_an_error_naming_leaf_and_group():
+    x = jnp.ones((2, 4))
+    variables = SEQ.init(jax.random.key(0), x)
+    groups = channel_groups(SEQ, variables, x)
+    half = {"layers_0": np.arange(8) < 4}
+    small = shrink(variables, half, groups).variables  # the old groups no longer fit
+    match = (
+        r"leaf 'params/layers_0/\w+' of channel group 'layers_0' has shape \(.*4,?\), "
+        r"but the group was traced with 8 positions along its axis \d; trace the groups"
+    )
+    for call in (shrink, mask):
+        with pytest.raises(ValueError, match=match):
+            call(small, half, groups)
+    with pytest.raises(ValueError, match=match):
+        alive_channels(groups, small)
+
+
 def test_params_alone_cannot_shrink_groups_holding_batch_statistics():
     x = jax.random.normal(jax.random.key(1), (2, 5, 5, 2))
     variables = PlainCNN().init(jax.random.key(0), x)
