@@ -11,11 +11,26 @@ from phosjax.core import Blurb, ModuleBlurb
 _AXIS = re.compile(r"(?:\[\d+\])?(?:#\d+)?$")
 
 
+def _producer(blurb: Blurb, path: str) -> str:
+    """The module path of a group named ``path``: the module, or the top module (``""``)
+    for a group named after a variable of the top module (``self.param`` at the root).
+
+    Raises:
+      SelectorError: neither (a report of another model); names the nearest modules.
+    """
+    own = blurb.root.variables.values()
+    if path not in blurb.modules() and any(path in names for names in own):
+        return ""
+    blurb[path]  # raises, naming the nearest module paths
+    return path
+
+
 def annotate(blurb: Blurb, report: Mapping[str, Any]) -> Blurb:
     """The blurb with a `report` in its modules' notes (shown by ``table()``, in the JSON).
 
     The module that produces each channel group gets the note ``alive`` (``"alive/total"``;
-    ``alive[axis]`` when the module has several groups, e.g. attention heads), and the top
+    ``alive[axis]`` when the module has several groups, e.g. attention heads; the top
+    module for a group named after one of its own params), and the top
     module ``<cost>_ratio`` (the cost without the dead channels / the original) per cost.
 
     Args:
@@ -41,9 +56,8 @@ def annotate(blurb: Blurb, report: Mapping[str, Any]) -> Blurb:
     for name, counts in report["groups"].items():
         path = _AXIS.sub("", name)
         suffix = name[len(path) :]
-        blurb[path]  # raises, naming the nearest module paths
         key = f"alive{suffix}"
-        notes.setdefault(path, {})[key] = f"{counts['alive']}/{counts['total']}"
+        notes.setdefault(_producer(blurb, path), {})[key] = f"{counts['alive']}/{counts['total']}"
     for cost, values in report["cost"].items():
         notes.setdefault("", {})[f"{cost}_ratio"] = values["ratio"]
 

@@ -151,6 +151,29 @@ def test_annotate_writes_the_report_into_the_blurb():
         annotate(summary, {"groups": {"layer_0": {"alive": 1, "total": 2}}, "cost": {}})
 
 
+class _RootParam(nn.Module):
+    """A first layer held by the top module itself (``self.param``)."""
+
+    @nn.compact
+    def __call__(self, x):
+        h = nn.relu(x @ self.param("w", nn.initializers.normal(), (4, 8)))
+        return nn.Dense(3)(h)
+
+
+def test_annotate_writes_a_group_of_a_top_module_param_into_the_top_module():
+    model, x = _RootParam(), jnp.ones((2, 4))
+    variables = model.init(jax.random.key(0), x)
+    variables["params"]["w"] = variables["params"]["w"].at[:, :6].set(0)
+    found = report(channel_groups(model, variables, x), variables)
+    assert found["groups"] == {"w": {"alive": 2, "total": 8}}
+    summary = px.blurb(model, variables, x, flops=False, measure_latency=False)
+    annotated = annotate(summary, found)
+    assert annotated.root.notes["alive"] == "2/8"
+    assert annotated["Dense_0"].notes == {}
+    with pytest.raises(SelectorError, match="Dense_0"):
+        annotate(summary, {"groups": {"v": {"alive": 1, "total": 2}}, "cost": {}})
+
+
 def test_expand_finds_the_largest_multiplier_within_the_budget():
     config = ModelConfig("cnn1d", num_classes=10, input_shape=(40,), depth=1, width=(12, 20, 9))
     budget = config_cost(config.replace(width=(40, 64, 32)), "flops")
