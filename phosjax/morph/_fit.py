@@ -212,5 +212,7 @@ def fit_config(config: ModelConfig, variables: Any) -> ModelConfig:
         f"no {config.name!r} ModelConfig (varying its widths and integer options) builds "
         f"variables of these shapes; changed leaves: {differing[:6]}"
         f"{' ...' if len(differing) > 6 else ''}. The model's config cannot express these "
-        "widths (e.g. per-block widths within a stage, or heads of another size)."
+        "widths (e.g. per-block widths within a stage, or heads of another size); "
+        "round the alive channels to widths it can express with "
+        "expressible(config, groups, alive) before shrinking (once does)."
     )

@@ -433,8 +433,10 @@ def test_a_config_that_cannot_express_the_widths_is_an_error():
     variables = config.build().init(jax.random.key(0), x)
     groups = channel_groups(config.build(), variables, x)
     alive = {"blocks_0/conv_0": np.arange(16) < 8}  # the inner width is not a config field
-    with pytest.raises(ValueError, match="cannot express these widths"):
+    with pytest.raises(ValueError, match=r"cannot express these widths.*expressible\(config"):
         shrink(variables, alive, groups, config=config)
+    rounded = expressible(config, groups, alive)
+    assert shrink(variables, rounded, groups, config=config).config is not None
 
 
 class ConcatAdded(nn.Module):
