@@ -116,10 +116,18 @@ class ChannelGroups:
         return arrays
 
 
+def key_path(keys: tuple[Any, ...]) -> str:
+    """A leaf's path: its keys joined by ``/``, without the ``value`` field of a box
+    (``nn.with_partitioning``'s ``nn.Partitioned``), so a boxed param is named as a bare one."""
+    if keys and keys[-1] == jax.tree_util.GetAttrKey("value"):
+        keys = keys[:-1]
+    return jax.tree_util.keystr(tuple(keys), simple=True, separator="/")
+
+
 def leaf_paths(tree: Any) -> dict[str, Any]:
-    """``{path: leaf}`` of ``tree``, each path its keys joined by ``/``."""
+    """``{path: leaf}`` of ``tree``, each path its `key_path`."""
     flat, _ = jax.tree_util.tree_flatten_with_path(tree)
-    return {jax.tree_util.keystr(p, simple=True, separator="/"): v for p, v in flat}
+    return {key_path(p): v for p, v in flat}
 
 
 def leaf_shapes(tree: Any) -> dict[str, tuple[int, ...]]:
@@ -302,7 +310,7 @@ def channel_groups(
         )
     apply = _as_apply(model)
     flat, treedef = jax.tree_util.tree_flatten_with_path(variables)
-    paths = tuple(jax.tree_util.keystr(p, simple=True, separator="/") for p, _ in flat)
+    paths = tuple(key_path(p) for p, _ in flat)
     leaves = [leaf for _, leaf in flat]
 
     # Arrays are traced; anything else (a positional ``train`` flag) is passed as is.

@@ -10,7 +10,7 @@ import numpy as np
 
 from phosjax.models import ModelConfig
 from phosjax.morph._fit import fit_config
-from phosjax.morph._groups import ChannelGroups, leaf_paths, leaf_shapes, member_leaf
+from phosjax.morph._groups import ChannelGroups, key_path, leaf_paths, leaf_shapes, member_leaf
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +56,7 @@ def _edit(tree: Any, prefix: str, edit: Any) -> Any:
     flat, treedef = jax.tree_util.tree_flatten_with_path(tree)
     leaves = []
     for path, leaf in flat:
-        name = jax.tree_util.keystr(path, simple=True, separator="/")
+        name = key_path(path)
         leaves.append(edit(f"{prefix}{name}" if name else prefix.rstrip("/"), leaf))
     return jax.tree.unflatten(treedef, leaves)
 

@@ -671,6 +671,32 @@ def test_a_tree_of_other_widths_than_traced_is_an_error_naming_leaf_and_group():
         alive_channels(groups, small)
 
 
+def _boxed_mlp(width):
+    def boxed(names):
+        return nn.with_partitioning(nn.initializers.lecun_normal(), names)
+
+    return nn.Sequential(
+        [nn.Dense(width, kernel_init=boxed((None, "model"))), nn.relu, nn.Dense(3)]
+    )
+
+
+def test_partitioned_params_are_grouped_named_and_shrunk_like_bare_ones():
+    x = jax.random.normal(jax.random.key(1), (2, 4))
+    model = _boxed_mlp(8)
+    variables = _perturbed(model.init(jax.random.key(0), x))
+    groups = channel_groups(model, variables, x)
+    assert groups.names == ("layers_0",)
+    kernel = groups.groups[0].sources("out")[0]
+    assert kernel.path == "params/layers_0/kernel"
+    assert kernel.module == "params/layers_0"  # with its bias, in one group-lasso term
+    alive = {"layers_0": np.arange(8) % 3 != 1}
+    small = shrink(variables, alive, groups).variables
+    assert isinstance(small["params"]["layers_0"]["kernel"], nn.Partitioned)
+    np.testing.assert_allclose(
+        _boxed_mlp(5).apply(small, x), model.apply(mask(variables, alive, groups), x), atol=1e-6
+    )
+
+
 def test_params_alone_cannot_shrink_groups_holding_batch_statistics():
     x = jax.random.normal(jax.random.key(1), (2, 5, 5, 2))
     variables = PlainCNN().init(jax.random.key(0), x)
