@@ -106,13 +106,20 @@ class ChannelGroups:
             )
         arrays = []
         for group in self.groups:
-            mask = np.asarray(alive.get(group.name, np.ones(group.size, bool)), bool)
-            if mask.shape != (group.size,):
+            given = np.asarray(alive.get(group.name, np.ones(group.size, bool)))
+            if given.shape != (group.size,):
                 raise ValueError(
-                    f"alive[{group.name!r}] has shape {mask.shape}; the group has "
+                    f"alive[{group.name!r}] has shape {given.shape}; the group has "
                     f"{group.size} channels, so expected ({group.size},)"
                 )
-            arrays.append(mask)
+            not_a_flag = given[~np.isin(given, (0, 1))]
+            if not_a_flag.size:  # importances passed by mistake: 0.5 would read as alive
+                raise ValueError(
+                    f"alive[{group.name!r}] holds {not_a_flag[0].item()!r}; alive is a mask, "
+                    "True/False or 1/0 per channel; to keep channels by importance, threshold "
+                    "them with alive_channels"
+                )
+            arrays.append(given.astype(bool))
         return arrays
 
 

@@ -425,6 +425,10 @@ def test_unsupported_ops_and_bad_alive_raise_clear_errors():
         shrink(variables, {"layer_0": [True] * 4}, groups)
     with pytest.raises(ValueError, match="expected \\(4,\\)"):
         shrink(variables, {"layers_0": [True] * 3}, groups)
+    with pytest.raises(ValueError, match=r"alive\['layers_0'\] holds 0.5; alive is a mask"):
+        shrink(variables, {"layers_0": [1.0, 0.5, 0.0, 1.0]}, groups)
+    with_floats = shrink(variables, {"layers_0": [1.0, 0.0, 0.0, 1.0]}, groups)
+    assert with_floats.variables["params"]["layers_0"]["kernel"].shape == (3, 2)
 
 
 def test_a_config_that_cannot_express_the_widths_is_an_error():
