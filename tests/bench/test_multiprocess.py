@@ -70,7 +70,8 @@ def test_a_process_without_cells_waits_for_the_other_so_their_shutdown_does_not_
     one_cell = {"models": MLP, "seeds": 1}  # process 1: no cell; process 0: 6 s of saves
     outcomes = launch(tmp_path, [one_cell, one_cell], SHUTDOWN_TIMEOUT_S="2", SLOW_SAVE_S="3")
     succeeded(outcomes)  # process 1 at the shutdown barrier 6 s early: both aborted
-    assert [log.splitlines()[-1] for _, log in outcomes] == ["rows 14", "rows 14"]
+    printed = [[row for row in log.splitlines() if row.startswith("rows ")] for _, log in outcomes]
+    assert printed == [["rows 14"], ["rows 14"]]  # gloo may print after it
 
 
 def test_a_process_whose_training_fails_stops_the_other_once_it_is_done(tmp_path):
