@@ -1,12 +1,11 @@
 """`blurb`: a summary of every module of a Flax model called on an input.
 
 What it costs: one traced and compiled call of the model to record every module's
-outputs and the collections it writes, and an abstract trace of ``init`` for the
-knobs' defaults (a compiled one if jax computes a default), then, for FLOPs and
-latency, one compilation of the whole model and one of each module on its own (each
-module is cloned unbound and applied to its own variables and to inputs of the shapes
-it was called with). Switch ``flops`` and ``measure_latency`` off for a cheap
-structural summary.
+outputs and the collections it writes (and, when jax computes a knob's default, a
+compiled ``init`` for the defaults), then, for FLOPs and latency, one compilation of the
+whole model and one of each module on its own (each module is cloned unbound and applied
+to its own variables and to inputs of the shapes it was called with). Switch ``flops``
+and ``measure_latency`` off for a cheap structural summary.
 """
 
 import dataclasses
@@ -307,7 +306,9 @@ def _capture(
 
     with nn.intercept_methods(intercept), _declarations() as declared, constant_notes() as notes:
         collected = jit_keeping_constants(run, variables, x)
-    defaults = knobs(model, x, **init_kwargs(apply_kwargs))  # a default made by jax, computed
+    # A default made by jax is a tracer here: init computes it (once, for all of them).
+    made_by_jax = any(isinstance(knob.default, jax.core.Tracer) for knob in declared.values())
+    defaults = knobs(model, x, **init_kwargs(apply_kwargs)) if made_by_jax else {}
 
     recorded: dict[str, dict[str, dict[str, Json]]] = {}
     found = {
@@ -322,7 +323,7 @@ def _capture(
     knob_values = flatten(variables.get(KNOBS, {}))
     for path, knob in declared.items():
         module, leaf = _split(path)
-        default = _plain((defaults.get(path) or knob).default)
+        default = _plain(defaults.get(path, knob).default)
         recorded.setdefault(module, {}).setdefault("knobs", {})[leaf] = KnobValue(
             _plain(knob_values.get(path, default)), default, knob.doc
         )
