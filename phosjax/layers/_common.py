@@ -2,6 +2,7 @@
 
 import functools
 import inspect
+import numbers
 from typing import Any
 
 import flax.linen as nn
@@ -162,14 +163,14 @@ def checked_size(module: nn.Module, name: str, default: int | None = None) -> in
     is ``None``.
 
     Raises:
-      ValueError: naming the attribute when it is below 1 (a width of 0 read as ``width or
-        default`` would silently be the default).
+      ValueError: naming the attribute when it is no int >= 1 (a width of 0 read as
+        ``width or default`` would silently be the default).
     """
     size = getattr(module, name)
     size = default if size is None else size
-    if size is None or size < 1:
-        raise ValueError(f"{type(module).__name__} needs {name} >= 1, got {size}.")
-    return size
+    if not isinstance(size, numbers.Integral) or isinstance(size, bool) or size < 1:
+        raise ValueError(f"{type(module).__name__} {name} must be an int >= 1, got {size!r}")
+    return int(size)
 
 
 def compute_dtype(dtype: Any, x: jax.Array) -> Any:

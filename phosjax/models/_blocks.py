@@ -8,19 +8,11 @@ import flax.linen as nn
 import jax
 
 from phosjax.core import tag
-from phosjax.models._config import is_int
+from phosjax.layers._common import checked_size
 
 
 def _window(size: int, x: jax.Array) -> tuple[int, ...]:
     return (size,) * (x.ndim - 2)
-
-
-def _check_sizes(module: nn.Module, **sizes: int) -> None:
-    """Raises a ValueError naming the first of ``sizes`` (kernel size, stride) of ``module``
-    that is not an int >= 1."""
-    for name, size in sizes.items():
-        if not is_int(size) or size < 1:
-            raise ValueError(f"{type(module).__name__} {name} must be an int >= 1, got {size!r}")
 
 
 class DenseBlock(nn.Module):
@@ -66,7 +58,8 @@ class Layer(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        _check_sizes(self, kernel_size=self.kernel_size, stride=self.stride)
+        checked_size(self, "kernel_size")
+        checked_size(self, "stride")
         if x.ndim == 2:
             h = nn.Dense(self.features)(x)
         else:
@@ -100,7 +93,7 @@ class ResBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        _check_sizes(self, kernel_size=self.kernel_size)
+        checked_size(self, "kernel_size")
         strides = _window(2 if self.downsample else 1, x)
         window = _window(self.kernel_size, x)
 
