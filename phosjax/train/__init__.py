@@ -1,10 +1,17 @@
 """phosjax.train: train many small models at once, one compiled step per group of cells."""
 
 from phosjax.train._auto import measure_strategies
-from phosjax.train._config import COMPUTE_DTYPES, OPTIMIZERS, Cell, HParams, Regularizer
+from phosjax.train._config import (
+    COMPUTE_DTYPES,
+    LR_SCHEDULES,
+    OPTIMIZERS,
+    Cell,
+    HParams,
+    Regularizer,
+)
 from phosjax.train._grid import GridResult, process_share, train_grid
 from phosjax.train._group import Group, plan_groups
-from phosjax.train._optim import make_optimizer
+from phosjax.train._optim import lr_multiplier, make_optimizer
 from phosjax.train._precision import precision_apply
 from phosjax.train._run import Chunk, GroupRun, run_group
 from phosjax.train._state import GroupState, init_group
@@ -12,6 +19,7 @@ from phosjax.train._strategy import STRATEGIES
 
 __all__ = [
     "COMPUTE_DTYPES",
+    "LR_SCHEDULES",
     "OPTIMIZERS",
     "STRATEGIES",
     "Cell",
@@ -23,6 +31,7 @@ __all__ = [
     "HParams",
     "Regularizer",
     "init_group",
+    "lr_multiplier",
     "make_optimizer",
     "measure_strategies",
     "plan_groups",

@@ -19,6 +19,9 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "momentum")
 COMPUTE_DTYPES = ("float32", "bfloat16")
 """Compute dtypes `HParams.compute_dtype` accepts (params and optimizer stay float32)."""
 
+LR_SCHEDULES = ("constant", "cosine", "linear")
+"""How `HParams.lr_schedule` moves the learning rate after warmup (see `lr_multiplier`)."""
+
 REGULARIZER_KINDS = ("l1", "l2", "morph")
 REGULARIZER_TARGETS = ("params", "activations")
 
@@ -204,7 +207,11 @@ class HParams:
       optimizer: one of ``"adam"``, ``"adamw"``, ``"sgd"``, ``"momentum"``. ``adam``,
         ``sgd`` and ``momentum`` add ``weight_decay * params`` to the gradient (L2);
         ``adamw`` decouples the decay.
-      learning_rate: the step size, >= 0.
+      learning_rate: the step size, >= 0 (the peak, under a schedule).
+      lr_schedule: ``"constant"``, or ``"cosine"`` / ``"linear"``: after the warmup the
+        learning rate decays to 0 at the last step, along half a cosine or a line.
+      warmup_steps: the learning rate rises linearly from 0 (at the first step) to
+        ``learning_rate`` over this many steps, at most ``steps`` (0: no warmup).
       weight_decay: see ``optimizer``.
       momentum: the momentum of ``"momentum"`` (ignored by the others).
       batch_size: examples per step.
@@ -226,10 +233,14 @@ class HParams:
       (('**/T', 2.0),)
       >>> HParams(compute_dtype="bfloat16").shared().compute_dtype  # part of the signature
       'bfloat16'
+      >>> HParams(lr_schedule="cosine", warmup_steps=100, steps=1000).shared().warmup_steps
+      100
     """
 
     optimizer: str = "adam"
     learning_rate: float = 1e-3
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
     weight_decay: float = 0.0
     momentum: float = 0.9
     batch_size: int = 128
@@ -248,9 +259,24 @@ class HParams:
             raise ValueError(
                 f"HParams compute_dtype {self.compute_dtype!r}: expected one of {COMPUTE_DTYPES}."
             )
-        for name, least in (("batch_size", 1), ("steps", 1), ("eval_every", 0)):
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(
+                f"HParams lr_schedule {self.lr_schedule!r}: expected one of {LR_SCHEDULES}."
+            )
+        for name, least in (
+            ("batch_size", 1),
+            ("steps", 1),
+            ("eval_every", 0),
+            ("warmup_steps", 0),
+        ):
             value = int_at_least(f"HParams {name}", getattr(self, name), least)
             object.__setattr__(self, name, value)
+        if self.warmup_steps > self.steps:
+            raise ValueError(
+                f"HParams warmup_steps {self.warmup_steps} is more than steps {self.steps}: "
+                f"warm up over at most {self.steps} steps (the learning rate peaks at the "
+                "warmup's end)."
+            )
         for name, least, most, hint in (
             ("learning_rate", 0, math.inf, ""),
             ("weight_decay", 0, math.inf, " (0: none)"),

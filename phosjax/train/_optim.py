@@ -1,13 +1,51 @@
 """Optimizers whose hyperparameters live in their state, so cells of a group may differ."""
 
+import math
+
 import jax
+import jax.numpy as jnp
 import optax
 
-from phosjax.train._config import OPTIMIZERS
+from phosjax.train._config import LR_SCHEDULES, OPTIMIZERS, HParams
+
+
+def lr_multiplier(schedule: str, warmup_steps: int, steps: int) -> optax.Schedule:
+    """The factor on the learning rate at each update (counted from 0): a linear rise
+    from 0 to 1 over ``warmup_steps``, then 1 (``"constant"``) or a decay to 0 at
+    ``steps`` along half a cosine (``"cosine"``) or a line (``"linear"``).
+
+    The same curves as optax's ``warmup_cosine_decay_schedule`` and ``linear_schedule``
+    of a peak of 1 and an end of 0; the peak itself, per cell, is the optimizer's
+    injected ``learning_rate``.
+
+    Examples:
+      >>> f = lr_multiplier("cosine", warmup_steps=2, steps=6)
+      >>> [round(float(f(step)), 3) for step in range(7)]
+      [0.0, 0.5, 1.0, 0.854, 0.5, 0.146, 0.0]
+    """
+    if schedule not in LR_SCHEDULES:
+        raise ValueError(f"Unknown lr schedule {schedule!r}: expected one of {LR_SCHEDULES}.")
+    if not 0 <= warmup_steps <= steps:
+        raise ValueError(
+            f"lr schedule: warmup_steps must be in [0, steps={steps}], got {warmup_steps}."
+        )
+    decay_steps = max(steps - warmup_steps, 1)
+
+    def multiplier(count: jax.Array) -> jax.Array:
+        count = jnp.asarray(count, jnp.float32)
+        rise = jnp.minimum(count / warmup_steps, 1.0) if warmup_steps else jnp.ones(())
+        progress = jnp.clip((count - warmup_steps) / decay_steps, 0.0, 1.0)
+        if schedule == "cosine":
+            return rise * 0.5 * (1.0 + jnp.cos(math.pi * progress))
+        if schedule == "linear":
+            return rise * (1.0 - progress)
+        return rise
+
+    return multiplier
 
 
 def _family(
-    name: str, grad_clip: float | None
+    name: str, grad_clip: float | None, multiplier: optax.Schedule | None
 ) -> "optax.GradientTransformationExtraArgs | optax.GradientTransformation":
     def build(
         learning_rate: float, weight_decay: float, momentum: float
@@ -21,6 +59,8 @@ def _family(
                 "momentum": lambda: optax.sgd(learning_rate, momentum=momentum),
             }[name]()
             core = optax.chain(optax.add_decayed_weights(weight_decay), base)
+        if multiplier is not None:
+            core = optax.chain(core, optax.scale_by_schedule(multiplier))
         if grad_clip is None:
             return core
         return optax.chain(optax.clip_by_global_norm(grad_clip), core)
@@ -35,19 +75,27 @@ def make_optimizer(
     weight_decay: float | jax.Array = 0.0,
     momentum: float | jax.Array = 0.9,
     grad_clip: float | None = None,
+    lr_schedule: str = "constant",
+    warmup_steps: int = 0,
+    steps: int | None = None,
 ) -> optax.GradientTransformation:
     """An optimizer of family ``name`` with injected hyperparameters.
 
     ``learning_rate``, ``weight_decay`` and ``momentum`` are stored in the optimizer
     state (``state.hyperparams``), so a grid stacks them on its cell axis and one compiled
-    update serves cells with different values.
+    update serves cells with different values. A schedule scales each update by
+    `lr_multiplier` (``adamw``'s decoupled decay too, as optax does with a scheduled
+    learning rate).
 
     Args:
       name: ``"adam"``, ``"adamw"``, ``"sgd"`` or ``"momentum"``.
-      learning_rate: the initial value stored in the state.
+      learning_rate: the initial value stored in the state (the peak, under a schedule).
       weight_decay: L2 added to the gradient (``adamw``: decoupled decay).
       momentum: used by ``"momentum"``.
       grad_clip: clip gradients to this global norm first (None: no clipping).
+      lr_schedule: ``"constant"``, ``"cosine"`` or ``"linear"`` (see `lr_multiplier`).
+      warmup_steps: updates over which the learning rate rises from 0.
+      steps: the number of updates the schedule spans; needed by a decay or a warmup.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -58,9 +106,33 @@ def make_optimizer(
       0.5
       >>> tx.update({"w": jnp.ones(2)}, state, params)[0]["w"].tolist()
       [-0.5, -0.5]
+      >>> tx = make_optimizer("sgd", learning_rate=0.5, lr_schedule="linear", steps=4)
+      >>> tx.update({"w": jnp.ones(2)}, tx.init(params), params)[0]["w"].tolist()
+      [-0.5, -0.5]
     """
     if name not in OPTIMIZERS:
         raise ValueError(f"Unknown optimizer {name!r}: expected one of {OPTIMIZERS}.")
-    return _family(name, grad_clip)(
+    multiplier = None
+    if lr_schedule != "constant" or warmup_steps:
+        if steps is None:
+            raise ValueError(
+                f"make_optimizer: lr_schedule={lr_schedule!r} with warmup_steps="
+                f"{warmup_steps} needs steps=, the number of updates it spans."
+            )
+        multiplier = lr_multiplier(lr_schedule, warmup_steps, steps)
+    return _family(name, grad_clip, multiplier)(
         learning_rate=learning_rate, weight_decay=weight_decay, momentum=momentum
+    )
+
+
+def hparams_optimizer(hp: HParams, **injected: float | jax.Array) -> optax.GradientTransformation:
+    """`make_optimizer` for ``hp``: its family, clipping and schedule; ``injected``
+    gives the per-cell ``learning_rate``, ``weight_decay`` and ``momentum``."""
+    return make_optimizer(
+        hp.optimizer,
+        grad_clip=hp.grad_clip,
+        lr_schedule=hp.lr_schedule,
+        warmup_steps=hp.warmup_steps,
+        steps=hp.steps,
+        **injected,  # type: ignore[arg-type]
     )

@@ -11,7 +11,7 @@ import numpy as np
 from phosjax.core import KNOBS, flatten, select, set_knobs
 from phosjax.core._knobs import holds_exactly
 from phosjax.train._group import Group
-from phosjax.train._optim import make_optimizer
+from phosjax.train._optim import hparams_optimizer
 
 
 @flax.struct.dataclass
@@ -82,12 +82,11 @@ def _init_fn(signature: Any, input_shape: tuple[int, ...]) -> Any:
         for i, selector in enumerate(knob_selectors):  # in order: a repeated one overrides
             variables = set_knobs(variables, {selector: v["knob_value"][i]})
         params = variables.pop("params")
-        tx = make_optimizer(
-            hp.optimizer,
+        tx = hparams_optimizer(
+            hp,
             learning_rate=v["learning_rate"],
             weight_decay=v["weight_decay"],
             momentum=v["momentum"],
-            grad_clip=hp.grad_clip,
         )
         return GroupState(
             params=params,

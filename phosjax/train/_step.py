@@ -19,7 +19,7 @@ from phosjax.core import AUX_LOSS, INTERMEDIATES, PATH_WEIGHTS, aux_total, flatt
 from phosjax.data import batch_indices
 from phosjax.morph import channel_groups, morph_regularizer
 from phosjax.train._config import HParams, Regularizer
-from phosjax.train._optim import make_optimizer
+from phosjax.train._optim import hparams_optimizer
 from phosjax.train._precision import precision_apply
 from phosjax.train._state import GroupState
 
@@ -201,7 +201,7 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
     its chunks unguarded and re-runs a chunk guarded, from its start, when a cell
     diverged in it. The model computes in ``hp.compute_dtype`` (`precision_apply`).
     """
-    tx = make_optimizer(hp.optimizer, grad_clip=hp.grad_clip)
+    tx = hparams_optimizer(hp)
     apply = precision_apply(model, hp.compute_dtype)
     penalties = [(r.selector, r.on, _penalty(r.kind, r.on)) for r in hp.regularizers]
     regs = enumerate(hp.regularizers)

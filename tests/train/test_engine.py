@@ -132,19 +132,41 @@ FAMILIES = {  # shared hparams, each cell's values, the cell's optimizer in plai
             optax.sgd(h.learning_rate),
         ),
     ),
+    "adamw-warmup-cosine": (
+        HParams(optimizer="adamw", learning_rate=3e-2, lr_schedule="cosine", warmup_steps=2),
+        [{"weight_decay": 0.1}, {"weight_decay": 0.5, "learning_rate": 1e-2}],
+        lambda h: optax.adamw(
+            optax.warmup_cosine_decay_schedule(0.0, h.learning_rate, 2, h.steps),
+            weight_decay=h.weight_decay,
+        ),
+    ),
+    "momentum-linear-decay": (
+        HParams(optimizer="momentum", learning_rate=0.1, lr_schedule="linear"),
+        [{"momentum": 0.5}, {"momentum": 0.8, "learning_rate": 0.2}],
+        lambda h: optax.sgd(optax.linear_schedule(h.learning_rate, 0.0, h.steps), h.momentum),
+    ),
+    "adam-warmup-only": (
+        HParams(optimizer="adam", learning_rate=1e-2, warmup_steps=3),
+        [{"weight_decay": 0.0}, {"weight_decay": 0.2}],
+        lambda h: optax.chain(
+            optax.add_decayed_weights(h.weight_decay),
+            optax.adam(optax.linear_schedule(0.0, h.learning_rate, 3)),
+        ),
+    ),
 }
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_each_optimizer_setting_equals_plain_optax_trained_alone(toy, family):
-    """Decay (L2 or decoupled), momentum, gradient clipping and label smoothing, each cell
-    with its own values in one group, equal a plain-optax loop of the cell alone."""
+    """Decay (L2 or decoupled), momentum, gradient clipping, label smoothing and learning
+    rate schedules (each cell's own peak), each cell with its own values in one group,
+    equal a plain-optax loop of the cell alone."""
     shared, values, reference = FAMILIES[family]
     shared = dataclasses.replace(shared, batch_size=16, steps=6)
     cells = [
         Cell(Tiny(), "toy", dataclasses.replace(shared, **v), seed) for seed, v in enumerate(values)
     ]
-    [group] = plan_groups(cells)
+    [group] = plan_groups(cells)  # one group: the schedule's shape is shared, its peak not
     state, run = run_group(group, init_group(group, toy), toy, strategy="vmap", chunk_steps=6)
     [chunk] = run.chunks
     if shared.grad_clip is not None:

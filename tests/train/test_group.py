@@ -36,9 +36,11 @@ def test_cells_differing_only_in_per_cell_values_share_a_group():
     cells.append(Cell(Tiny(), "toy", HParams(batch_size=32)))  # other shapes
     cells.append(Cell(Tiny(width=4), "toy", base))  # other model
     cells.append(Cell(Tiny(), "toy", HParams(optimizer="sgd")))  # other family
+    cells.append(Cell(Tiny(), "toy", HParams(lr_schedule="cosine")))  # other schedule
+    cells.append(Cell(Tiny(), "toy", HParams(warmup_steps=10)))  # other warmup
     cells.append(Cell(Tiny(), "toy", HParams(regularizers=(Regularizer("**/bias"),))))
     groups = plan_groups(cells)
-    assert [g.index for g in groups] == [(0, 1, 2, 3), (4,), (5,), (6,), (7,)]
+    assert [g.index for g in groups] == [(0, 1, 2, 3), (4,), (5,), (6,), (7,), (8,), (9,)]
     values = groups[0].values()
     np.testing.assert_allclose(values["learning_rate"], [1e-3, 1e-3, 0.1, 0.1])
     np.testing.assert_allclose(values["regularizer_strength"], [[1e-4], [1e-4], [0.5], [0.5]])
@@ -113,6 +115,7 @@ def test_a_repeated_knob_selector_overrides_in_the_order_given(toy):
 def test_public_names():
     assert phosjax.train.__all__ == [
         "COMPUTE_DTYPES",
+        "LR_SCHEDULES",
         "OPTIMIZERS",
         "STRATEGIES",
         "Cell",
@@ -124,6 +127,7 @@ def test_public_names():
         "HParams",
         "Regularizer",
         "init_group",
+        "lr_multiplier",
         "make_optimizer",
         "measure_strategies",
         "plan_groups",
@@ -199,6 +203,13 @@ def test_run_group_refuses_non_int_counts_before_reading_the_state(option, messa
         ({"label_smoothing": -0.1}, r"label_smoothing must lie in \[0, 1\].*got -0.1"),
         ({"weight_decay": -1e-4}, r"weight_decay must be >= 0 \(0: none\), got -0.0001"),
         ({"momentum": 1.5}, r"momentum must lie in \[0, 1\], got 1.5"),
+        ({"lr_schedule": "cos"}, r"lr_schedule 'cos': expected one of \('constant', 'cosine'"),
+        ({"warmup_steps": -1}, r"HParams warmup_steps must be >= 0, got -1"),
+        ({"warmup_steps": 1.5}, r"HParams warmup_steps must be an int, got 1.5 \(float\)"),
+        (
+            {"warmup_steps": 200, "steps": 100},
+            r"warmup_steps 200 is more than steps 100: warm up over at most 100 steps",
+        ),
     ],
 )
 def test_values_out_of_range_are_refused(option, message):
