@@ -224,6 +224,7 @@ _GRID_NUMBERS: dict[str, dict[str, Any]] = {
     "learning_rate": {"least": 0, "strict": True},
     "weight_decay": {},
     "momentum": {},
+    "warmup_steps": {"integer": True, "least": 0},
     "batch_size": {"integer": True, "least": 1},
     "steps": {"integer": True, "least": 1},
     "label_smoothing": {},
@@ -232,14 +233,22 @@ _GRID_NUMBERS: dict[str, dict[str, Any]] = {
 """How each numeric field of `Grid` is checked (`checked_numbers`); `HParams` checks the
 rest of its fields' ranges (`_check_hparam`)."""
 
-_HPARAMS = ("optimizer", "compute_dtype", *_GRID_NUMBERS)
+_HPARAMS = ("optimizer", "lr_schedule", "compute_dtype", *_GRID_NUMBERS)
 """The fields of `Grid` that are `HParams` fields."""
+
+LATER_GRID_FIELDS = {"lr_schedule": "constant", "warmup_steps": 0}
+"""`Grid` fields added after benches existed, with their defaults: left out of a config's
+plain data (`BenchConfig.to_dict`, its digest) and of a bench's columns at the default, so
+an existing bench keeps its files as they are."""
 
 
 def _check_hparam(name: str, value: Any) -> None:
     """Raises `BenchError` naming ``grid.<name>`` and ``value`` if `HParams` refuses it."""
+    alone = {name: value}
+    if name == "warmup_steps":  # not against the default steps: the plan checks each pair
+        alone["steps"] = max(value, 1)
     try:
-        HParams(**{name: value})
+        HParams(**alone)
     except (TypeError, ValueError) as error:
         raise BenchError(f"grid.{name}={value!r}: {error}") from error
 
@@ -249,7 +258,9 @@ class Grid:
     """Training hyperparameters; a list is an axis of the grid (every value is tried).
 
     ``compute_dtype`` is ``"float32"`` or ``"bfloat16"`` (mixed precision, see
-    `phosjax.train.HParams`); cells of either dtype train in groups of their own.
+    `phosjax.train.HParams`); cells of either dtype train in groups of their own, as do
+    cells of another ``lr_schedule`` (``"constant"``, ``"cosine"``, ``"linear"``) or
+    ``warmup_steps`` (the learning rate is each schedule's peak).
     ``width`` is special: a list is an axis of widths, and each value is an int or a
     list of per-stage widths (``width: [[16, 32]]`` is ONE two-stage width). ``depth``
     and ``width`` apply to models whose entry does not set them (None: the model's
@@ -264,6 +275,8 @@ class Grid:
 
     optimizer: str | list[str] = "adam"
     learning_rate: float | list[float] = 1e-3
+    lr_schedule: str | list[str] = "constant"
+    warmup_steps: int | list[int] = 0
     weight_decay: float | list[float] = 0.0
     momentum: float | list[float] = 0.9
     batch_size: int | list[int] = 128
@@ -401,12 +414,13 @@ class BenchConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain data (JSON and YAML friendly) that `from_dict` reads back."""
         data = self._plain()
-        if not data["grid"]["regularizers"]:  # benches made before the field keep their digest
-            del data["grid"]["regularizers"]
+        grid = data["grid"]
+        if not grid["regularizers"]:  # benches made before the field keep their bench.json
+            del grid["regularizers"]
+        for name, default in LATER_GRID_FIELDS.items():  # and their digest
+            if grid[name] == default:
+                del grid[name]
         return data
-
-    def _plain(self) -> dict[str, Any]:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "BenchConfig":
@@ -426,17 +440,14 @@ class BenchConfig:
         config.grid.regularizer_entries()
         return config
 
-    def _identity(self) -> dict[str, Any]:
-        """What makes the bench: the config less where its data sets live (``data_dir``
-        may move without changing a result)."""
-        plain = self._plain()
-        del plain["data_dir"]
-        return plain
+    def _plain(self) -> dict[str, Any]:
+        """Every field as plain data, defaults included."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
 
     def digest(self) -> str:
         """The sha256 of the config's canonical JSON, less ``data_dir``: configs of one
         bench, one digest."""
-        text = json.dumps(self._identity(), sort_keys=True)
+        text = json.dumps(_identity(self.to_dict()), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
 
     def differences(self, other: "BenchConfig") -> list[str]:
@@ -450,7 +461,13 @@ class BenchConfig:
           >>> a.differences(b)
           ['grid.steps: 20 -> 30']
         """
-        return _differences(self._identity(), other._identity(), "")
+        return _differences(_identity(self._plain()), _identity(other._plain()), "")
+
+
+def _identity(data: dict[str, Any]) -> dict[str, Any]:
+    """What makes a bench: its config's plain ``data`` less where its data sets live
+    (``data_dir`` may move without changing a result)."""
+    return {key: value for key, value in data.items() if key != "data_dir"}
 
 
 class _Absent:

@@ -22,7 +22,13 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.bench import _layout
-from phosjax.bench._config import BenchConfig, BenchError, ModelEntry, RegularizerEntry
+from phosjax.bench._config import (
+    LATER_GRID_FIELDS,
+    BenchConfig,
+    BenchError,
+    ModelEntry,
+    RegularizerEntry,
+)
 from phosjax.core import (
     AUX_LOSS,
     INTERMEDIATES,
@@ -39,7 +45,7 @@ from phosjax.models import ModelConfig, registered_models
 from phosjax.morph import UnsupportedOpError, channel_groups
 from phosjax.train import Cell, HParams, plan_groups
 
-_LATER_HPARAMS = ("compute_dtype",)
+_LATER_HPARAMS = ("compute_dtype", "lr_schedule", "warmup_steps")
 """HParams fields added after benches existed: in a cell's id only when not at their default,
 so the cells of an existing bench keep their ids (and resume, not retrain)."""
 
@@ -74,8 +80,9 @@ HPARAM_COLUMNS = (
     "width",
     "options",
 )
-"""The hparam columns every bench has, then one ``knob/<selector>`` per knob axis and one
-``reg/...`` per regularizer (`RegularizerEntry.column`)."""
+"""The hparam columns every bench has, then ``lr_schedule`` and ``warmup_steps`` where the
+grid sets them, one ``knob/<selector>`` per knob axis and one ``reg/...`` per regularizer
+(`RegularizerEntry.column`)."""
 
 KNOB_PREFIX = "knob/"
 
@@ -367,6 +374,9 @@ def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None
     datasets = {name: datasets[name] for name in config.datasets}
     axes = config.grid.axes()
     _check_batch_sizes(axes["batch_size"], datasets)
+    schedule_columns = [  # only where the grid sets them: older benches keep their columns
+        name for name, default in LATER_GRID_FIELDS.items() if axes[name] != [default]
+    ]
     knob_columns = [name for name in axes if name.startswith(KNOB_PREFIX)]
     selectors = [name.removeprefix(KNOB_PREFIX) for name in knob_columns]
     reg_entries = config.grid.regularizer_entries()
@@ -398,6 +408,8 @@ def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None
                 hparams = HParams(
                     optimizer=values["optimizer"],
                     learning_rate=values["learning_rate"],
+                    lr_schedule=values["lr_schedule"],
+                    warmup_steps=values["warmup_steps"],
                     weight_decay=values["weight_decay"],
                     momentum=_momentum(values),
                     batch_size=values["batch_size"],
@@ -415,6 +427,7 @@ def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None
             model_id = f"{entry.name}-{short_hash(model_dict, 8)}"
             hparam_row = {
                 **{k: values[k] for k in HPARAM_COLUMNS[:9]},  # optimizer to compute_dtype
+                **{k: values[k] for k in schedule_columns},
                 "momentum": _momentum(values, unused=float("nan")),
                 "grad_clip": float("nan") if hparams.grad_clip is None else hparams.grad_clip,
                 "depth": model.depth,
@@ -451,4 +464,5 @@ def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None
         metrics = model_metrics(group.model)
         metrics += (_layout.REGULARIZER,) * bool(group.hparams.regularizers)
         groups.append(PlannedGroup(group_id, tuple(members), metrics))
-    return Plan(tuple(groups), dict(datasets), (*HPARAM_COLUMNS, *knob_columns, *reg_columns))
+    columns = (*HPARAM_COLUMNS, *schedule_columns, *knob_columns, *reg_columns)
+    return Plan(tuple(groups), dict(datasets), columns)

@@ -134,5 +134,5 @@ def hparams_optimizer(hp: HParams, **injected: float | jax.Array) -> optax.Gradi
         lr_schedule=hp.lr_schedule,
         warmup_steps=hp.warmup_steps,
         steps=hp.steps,
-        **injected,  # type: ignore[arg-type]
+        **injected,
     )

@@ -195,6 +195,45 @@ def test_compute_dtype_is_an_axis_whose_float32_cells_keep_their_ids(toy):
         tiny_config(grid=small(compute_dtype="float16"))
 
 
+def test_a_schedule_axis_groups_by_schedule_and_adds_its_columns_only_when_set(toy):
+    plain = plan(tiny_config(models=["mlp"], grid=small(steps=12)), toy)
+    grid = small(steps=12, lr_schedule=["constant", "cosine"], warmup_steps=[0, 4])
+    scheduled = plan(tiny_config(models=["mlp"], grid=grid), toy)
+    assert "lr_schedule" not in plain.hparam_columns and "warmup_steps" not in plain.hparam_columns
+    assert scheduled.hparam_columns[-2:] == ("lr_schedule", "warmup_steps")
+    rows = [c.row for c in scheduled.cells]
+    assert [(r["lr_schedule"], r["warmup_steps"]) for r in rows[::2]] == [
+        ("constant", 0),
+        ("constant", 4),
+        ("cosine", 0),
+        ("cosine", 4),
+    ]
+    assert [c.cell_id for c in scheduled.cells[:2]] == [c.cell_id for c in plain.cells]
+    assert [len(g.cells) for g in scheduled.groups] == [2, 2, 2, 2]  # the shape is shared
+    hparams = scheduled.groups[3].cells[0].cell.hparams
+    assert (hparams.lr_schedule, hparams.warmup_steps, hparams.steps) == ("cosine", 4, 12)
+    only_warmup = plan(tiny_config(models=["mlp"], grid=small(steps=12, warmup_steps=3)), toy)
+    assert "lr_schedule" not in only_warmup.hparam_columns
+    assert only_warmup.cells[0].row["warmup_steps"] == 3
+
+
+@pytest.mark.parametrize(
+    ("grid", "message"),
+    [
+        ({"lr_schedule": "cos"}, r"grid.lr_schedule='cos': HParams lr_schedule 'cos': expected"),
+        ({"warmup_steps": -1}, r"grid.warmup_steps .*>= 0"),
+        ({"warmup_steps": 2.5}, r"grid.warmup_steps .*2.5"),
+        (
+            {"steps": [4, 12], "warmup_steps": 6},
+            r"grid: HParams warmup_steps 6 is more than steps 4: warm up over at most 4 steps",
+        ),
+    ],
+)
+def test_bad_schedules_name_the_grid_field(toy, grid, message):
+    with pytest.raises(BenchError, match=message):
+        plan(tiny_config(models=["mlp"], grid=small(**grid)), toy)
+
+
 def test_bad_model_option_names_the_model(toy):
     config = tiny_config(models=[{"name": "mlp", "options": {"kernel": 3}}])
     with pytest.raises(BenchError, match=r"model 'mlp' on 'toy': .*no option"):
@@ -313,3 +352,7 @@ def test_cell_ids_ignore_later_hparams_at_their_default():
     assert {k: v for k, v in _hparams_identity(bf16).items() if k != "compute_dtype"} == (
         _hparams_identity(default)
     )
+    for later in ({"lr_schedule": "cosine"}, {"warmup_steps": 5}):
+        [name] = later
+        assert name not in _hparams_identity(default)
+        assert _hparams_identity(HParams(**later)) == {**_hparams_identity(default), **later}

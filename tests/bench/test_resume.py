@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -153,6 +154,29 @@ def test_a_bfloat16_group_with_knobs_resumed_matches_an_uninterrupted_run(tmp_pa
     run(config, killed, datasets=toy, progress=False)
     run(config, tmp_path / "whole", datasets=toy, progress=False)
     pd.testing.assert_frame_equal(frame(killed), frame(tmp_path / "whole"))
+
+
+def test_a_scheduled_bench_resumed_mid_schedule_matches_an_uninterrupted_run(tmp_path, toy):
+    """The schedule's step count lives in the optimizer state: a run resumed from step 6
+    of a warmup-then-cosine schedule goes on where it stopped, and writes its columns."""
+    grid = {"steps": 12, "batch_size": 16, "learning_rate": 0.05}
+    scheduled = {**grid, "lr_schedule": ["cosine", "linear"], "warmup_steps": 4}
+    config = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1, grid=scheduled)
+    killed = tmp_path / "killed"
+    with killed_after_save(6):
+        run(config, killed, datasets=toy, progress=False)
+    run(config, killed, datasets=toy, progress=False)
+    run(config, tmp_path / "whole", datasets=toy, progress=False)
+    resumed = frame(killed)
+    pd.testing.assert_frame_equal(resumed, frame(tmp_path / "whole"))
+    assert sorted(set(resumed.lr_schedule)) == ["cosine", "linear"]
+    assert (resumed.warmup_steps == 4).all() and resumed.warmup_steps.dtype == "int64"
+    constant = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1, grid=grid)
+    run(constant, tmp_path / "constant", datasets=toy, progress=False)
+    plain = frame(tmp_path / "constant")
+    assert "lr_schedule" not in plain.columns and "warmup_steps" not in plain.columns
+    cosine, linear = (resumed[resumed.lr_schedule == kind].loss for kind in ("cosine", "linear"))
+    assert not np.allclose(cosine, linear) and not np.allclose(cosine, plain.loss)
 
 
 def test_stale_temporaries_are_removed_and_live_writers_kept(tmp_path):
