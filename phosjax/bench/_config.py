@@ -414,12 +414,8 @@ class BenchConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain data (JSON and YAML friendly) that `from_dict` reads back."""
         data = self._plain()
-        grid = data["grid"]
-        if not grid["regularizers"]:  # benches made before the field keep their bench.json
-            del grid["regularizers"]
-        for name, default in LATER_GRID_FIELDS.items():  # and their digest
-            if grid[name] == default:
-                del grid[name]
+        if not data["grid"]["regularizers"]:  # benches made before the field keep their file
+            del data["grid"]["regularizers"]
         return data
 
     @classmethod
@@ -440,14 +436,23 @@ class BenchConfig:
         config.grid.regularizer_entries()
         return config
 
-    def _plain(self) -> dict[str, Any]:
+    def _fields(self) -> dict[str, Any]:
         """Every field as plain data, defaults included."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def _plain(self) -> dict[str, Any]:
+        """`_fields` less the `LATER_GRID_FIELDS` at their defaults: benches made before
+        them keep their bench.json and their digest."""
+        data = self._fields()
+        for name, default in LATER_GRID_FIELDS.items():
+            if data["grid"][name] == default:
+                del data["grid"][name]
+        return data
 
     def digest(self) -> str:
         """The sha256 of the config's canonical JSON, less ``data_dir``: configs of one
         bench, one digest."""
-        text = json.dumps(_identity(self.to_dict()), sort_keys=True)
+        text = json.dumps(_identity(self._plain()), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
 
     def differences(self, other: "BenchConfig") -> list[str]:
@@ -461,7 +466,7 @@ class BenchConfig:
           >>> a.differences(b)
           ['grid.steps: 20 -> 30']
         """
-        return _differences(_identity(self._plain()), _identity(other._plain()), "")
+        return _differences(_identity(self._fields()), _identity(other._fields()), "")
 
 
 def _identity(data: dict[str, Any]) -> dict[str, Any]:

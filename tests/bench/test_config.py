@@ -293,3 +293,25 @@ def test_differences_name_each_changed_key_and_compare_numbers_by_value():
         "grid.regularizers: [] -> [{'kind': 'l2'}]",
         "blurb_flops: False -> True",
     ]
+
+
+L2 = {"kind": "l2"}
+
+
+def test_fields_added_later_keep_the_digest_and_file_of_benches_made_before_them():
+    # Digests computed before grid.lr_schedule and grid.warmup_steps existed (82da38c).
+    assert BenchConfig.from_dict({"models": ["mlp"]}).digest() == (
+        "a57d0cf58b8ddf8952037c015ddb831d469f4451c5cde5a011c3141491bcb2da"
+    )
+    grid = {"learning_rate": [0.01, 0.1], "knobs": {"**/T": [1, 2]}, "regularizers": [L2]}
+    models = ["mlp", {"name": "cnn1d", "width": 8}]
+    assert BenchConfig.from_dict({"models": models, "grid": grid, "seeds": 3}).digest() == (
+        "5a641b7adbf9cc9e0d193845edfadc323e5d7b6553d919123592afdbc0e35fd5"
+    )
+    plain = BenchConfig.from_dict({"models": ["mlp"]})
+    assert {"lr_schedule", "warmup_steps"}.isdisjoint(plain.to_dict()["grid"])
+    cosine = BenchConfig.from_dict({"models": ["mlp"], "grid": {"lr_schedule": "cosine"}})
+    assert cosine.to_dict()["grid"]["lr_schedule"] == "cosine"
+    assert BenchConfig.from_dict(cosine.to_dict()) == cosine
+    assert cosine.digest() != plain.digest()
+    assert plain.differences(cosine) == ["grid.lr_schedule: 'constant' -> 'cosine'"]
