@@ -40,7 +40,7 @@ from phosjax.core import (
     matches,
     select,
 )
-from phosjax.data import ArrayDataset, check_loadable, load
+from phosjax.data import ArrayDataset, check_batch_size, check_loadable, load
 from phosjax.models import ModelConfig, registered_models
 from phosjax.morph import UnsupportedOpError, channel_groups
 from phosjax.train import Cell, HParams, plan_groups
@@ -310,13 +310,12 @@ def _width_text(width: Any) -> str:
 
 def _check_batch_sizes(batch_sizes: Sequence[Any], datasets: Mapping[str, ArrayDataset]) -> None:
     """Raises `BenchError` for a batch size larger than a data set's train split."""
-    for name, data in datasets.items():
+    for data in datasets.values():
         for batch_size in batch_sizes:
-            if batch_size > data.num_train:
-                raise BenchError(
-                    f"grid.batch_size {batch_size} is larger than data set {name!r}, which has "
-                    f"{data.num_train} train examples; give batch sizes from 1 to {data.num_train}."
-                )
+            try:
+                check_batch_size("grid.batch_size", batch_size, data)
+            except ValueError as error:
+                raise BenchError(str(error)) from None
 
 
 def _check_knobs(selectors: Sequence[str], by_model: Mapping[str, Iterable[str]]) -> None:

@@ -4,7 +4,7 @@ Importing this package does not import `tensorflow_datasets`; `load` does, on fi
 """
 
 from phosjax.data._batching import batch_indices, take_batch
-from phosjax.data._dataset import ArrayDataset
+from phosjax.data._dataset import ArrayDataset, check_batch_size
 from phosjax.data._load import (
     BUILTIN_NAMES,
     check_loadable,
@@ -18,6 +18,7 @@ __all__ = [
     "BUILTIN_NAMES",
     "ArrayDataset",
     "batch_indices",
+    "check_batch_size",
     "check_loadable",
     "default_data_dir",
     "load",

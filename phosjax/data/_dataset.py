@@ -1,4 +1,4 @@
-"""`ArrayDataset`: a small supervised data set held whole in memory."""
+"""`ArrayDataset`: a small supervised data set held whole in memory; `check_batch_size`."""
 
 from __future__ import annotations
 
@@ -127,3 +127,37 @@ def _unflatten(meta: tuple[Any, ...], leaves: Any) -> ArrayDataset:
 
 
 jax.tree_util.register_pytree_with_keys(ArrayDataset, _flatten_with_keys, _unflatten)
+
+
+def check_batch_size(field: str, batch_size: int, data: ArrayDataset) -> None:
+    """Raises unless ``data``'s train split holds ``batch_size`` examples, as every
+    training step draws a batch of that many from it.
+
+    Args:
+      field: what set ``batch_size``, named in the error (``"grid.batch_size"``).
+      batch_size: the examples per step.
+      data: the data set trained on.
+
+    Raises:
+      ValueError: naming ``field``, its value, the data set and the largest batch size
+        that fits (or that the train split is empty).
+
+    Examples:
+      >>> x, y = np.zeros((8, 2), np.float32), np.zeros(8, np.int32)
+      >>> check_batch_size("HParams.batch_size", 16, ArrayDataset("toy", x, y, x, y, 2, (2,)))
+      Traceback (most recent call last):
+      ValueError: HParams.batch_size=16 is larger than the train split of data set 'toy',
+      which has 8 examples; set HParams.batch_size to at most 8
+    """
+    num_train = data.num_train
+    if batch_size <= num_train:
+        return
+    if not num_train:
+        raise ValueError(
+            f"data set {data.name!r} has an empty train split: {field}={batch_size} needs "
+            "at least that many train examples"
+        )
+    raise ValueError(
+        f"{field}={batch_size} is larger than the train split of data set {data.name!r}, "
+        f"which has {num_train} examples; set {field} to at most {num_train}"
+    )

@@ -22,7 +22,7 @@ import pandas as pd
 
 from phosjax._aside import aside_path
 from phosjax.bench import _layout
-from phosjax.data import ArrayDataset, batch_indices, load
+from phosjax.data import ArrayDataset, batch_indices, check_batch_size, load
 from phosjax.models import ModelConfig, build_model
 from phosjax.morph._cost import COSTS
 from phosjax.morph._expand import config_cost, expand, once
@@ -168,11 +168,10 @@ def _mismatch(model: ModelConfig, data: ArrayDataset, batch_size: int) -> str | 
             f"MorphConfig.model.input_shape={list(model.input_shape)}, but the examples of "
             f"data set {name!r} have shape {shape}; set input_shape: {shape}"
         )
-    if batch_size > data.num_train:
-        return (
-            f"MorphConfig.batch_size={batch_size} is larger than data set {name!r}, which "
-            f"has {data.num_train} train examples; use a batch_size of at most {data.num_train}"
-        )
+    try:
+        check_batch_size("MorphConfig.batch_size", batch_size, data)
+    except ValueError as error:
+        return str(error)
     return None
 
 

@@ -13,11 +13,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from phosjax.data import check_batch_size
 from phosjax.train._auto import choose_strategy
 from phosjax.train._config import int_at_least
 from phosjax.train._group import Group
 from phosjax.train._state import GroupState, check_state, with_weak_types
-from phosjax.train._step import check_batch_size, device_arrays, make_evaluate, make_train_step
+from phosjax.train._step import device_arrays, make_evaluate, make_train_step
 from phosjax.train._strategy import STRATEGIES, Executor, compile_totals, program_memory
 
 
@@ -273,7 +274,7 @@ def run_group(
             "init_group (or run_group) made for this group."
         )
     check_state(state, group, data)
-    check_batch_size(hp.batch_size, data)
+    check_batch_size("HParams.batch_size", hp.batch_size, data)
     if np.any(steps_done != steps_done[0]):
         raise ValueError(
             f"run_group: the state's cells are at different steps {steps_done.tolist()}; a "

@@ -62,27 +62,6 @@ def device_arrays(data: Any, eval_batch_size: int = 1000) -> dict[str, np.ndarra
     }
 
 
-def check_batch_size(batch_size: int, data: Any) -> None:
-    """Raises unless ``data``'s train split holds ``batch_size`` examples: each step draws
-    a batch of that many from it (an empty split is `device_arrays`' to refuse).
-
-    Examples:
-      >>> from phosjax.data import ArrayDataset
-      >>> x, y = np.zeros((8, 2), np.float32), np.zeros(8, np.int32)
-      >>> check_batch_size(16, ArrayDataset("toy", x, y, x, y, 2, (2,)))
-      Traceback (most recent call last):
-      ValueError: HParams batch_size=16 is larger than the train split: data set 'toy' has 8
-      train examples (x_train shape (8, 2)); use a batch_size of at most 8
-    """
-    num_train = int(data.x_train.shape[0])
-    if 0 < num_train < batch_size:
-        raise ValueError(
-            f"HParams batch_size={batch_size} is larger than the train split: data set "
-            f"{data.name!r} has {num_train} train examples (x_train shape "
-            f"{tuple(data.x_train.shape)}); use a batch_size of at most {num_train}"
-        )
-
-
 def _penalty(kind: str, on: str) -> Callable[[jax.Array], jax.Array]:
     elementwise = jnp.abs if kind == "l1" else jnp.square
     reduce = jnp.sum if on == "params" else jnp.mean

@@ -96,7 +96,10 @@ def test_processes_given_different_configs_write_nothing(tmp_path):
 def test_a_process_that_cannot_plan_stops_the_other_too(tmp_path):
     process_0, process_1 = launch(tmp_path / "b", [SPLIT, SPLIT], FEW_EXAMPLES_IN="1")
     assert process_1[0] == 2, process_1[1][-3000:]
-    assert "BenchError: grid.batch_size 16 is larger than data set 'toy'" in process_1[1]
+    assert (
+        "BenchError: grid.batch_size=16 is larger than the train split of data set 'toy'"
+        in process_1[1]
+    )
     assert process_0[0] == 2, process_0[1][-3000:]
     assert "BenchError: process 1 could not plan the bench (see its message)" in process_0[1]
     assert not (tmp_path / "b").exists()

@@ -268,8 +268,8 @@ def test_bad_hparam_is_an_error(toy):
 def test_a_batch_size_larger_than_the_train_split_is_an_error(toy):
     with pytest.raises(
         BenchError,
-        match=r"grid\.batch_size 65 is larger than data set 'toy', which has 64 train examples; "
-        r"give batch sizes from 1 to 64\.",
+        match=r"^grid\.batch_size=65 is larger than the train split of data set 'toy', which "
+        r"has 64 examples; set grid\.batch_size to at most 64$",
     ):
         plan(tiny_config(grid={"batch_size": [64, 65]}), toy)
     assert len(plan(tiny_config(grid={"batch_size": 64}), toy).cells) == 4

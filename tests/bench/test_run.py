@@ -477,7 +477,9 @@ def test_the_profile_of_a_bench_with_no_finished_group_says_so(tmp_path):
 
 def test_a_batch_size_larger_than_the_data_is_refused_and_nothing_written(tmp_path, toy):
     config = tiny_config(grid={"steps": 12, "batch_size": 100})
-    with pytest.raises(BenchError, match=r"grid\.batch_size 100 is larger than data set 'toy'"):
+    with pytest.raises(
+        BenchError, match=r"grid\.batch_size=100 is larger than the train split of data set 'toy'"
+    ):
         run(config, tmp_path / "b", datasets=toy)
     assert not (tmp_path / "b").exists()
 

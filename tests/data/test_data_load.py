@@ -11,7 +11,7 @@ import PIL.Image
 import pytest
 import tensorflow_datasets as tfds
 
-from phosjax.data import ArrayDataset, check_loadable, load, prepared_names
+from phosjax.data import ArrayDataset, check_batch_size, check_loadable, load, prepared_names
 from tests.data import tfds_toys
 
 
@@ -450,3 +450,20 @@ def test_array_dataset_is_a_pytree_with_static_metadata():
     assert (on_device.name, on_device.num_classes, on_device.input_shape) == ("toy", 2, (3,))
     total = jax.jit(lambda d: d.x_train.sum() + d.num_classes)(on_device)
     assert float(total) == 2.0
+
+
+def test_check_batch_size_passes_the_whole_train_split_and_names_one_larger():
+    check_batch_size("grid.batch_size", 4, _toy())  # the whole train split fits
+    with pytest.raises(ValueError) as error:
+        check_batch_size("grid.batch_size", 5, _toy())
+    assert str(error.value) == (
+        "grid.batch_size=5 is larger than the train split of data set 'toy', which has 4 "
+        "examples; set grid.batch_size to at most 4"
+    )
+    empty = _toy(x_train=np.zeros((0, 3), np.float32), y_train=np.zeros(0, np.int32))
+    with pytest.raises(ValueError) as error:
+        check_batch_size("HParams.batch_size", 1, empty)
+    assert str(error.value) == (
+        "data set 'toy' has an empty train split: HParams.batch_size=1 needs at least that "
+        "many train examples"
+    )

@@ -152,7 +152,8 @@ CNN = "{name: cnn1d, num_classes: 10, input_shape: [40], width: [8, 8]}"
         ),
         (
             f"model: {CNN}\nbatch_size: 129\n",
-            "batch_size=129 is larger than data set 'mnist1d', which has 128 train examples",
+            "MorphConfig.batch_size=129 is larger than the train split of data set 'mnist1d', "
+            "which has 128 examples; set MorphConfig.batch_size to at most 128",
         ),
         (
             "model: {name: moenet, num_classes: 10, input_shape: [40]}\n",

@@ -599,7 +599,7 @@ def test_a_batch_size_above_the_train_split_names_the_data_set_and_hparams(toy):
     cell = _other(batch_size=100)  # toy's train split holds 64 examples
     with pytest.raises(
         ValueError,
-        match=r"HParams batch_size=100 .* data set 'toy' has 64 train examples .*"
-        r"at most 64",
+        match=r"^HParams\.batch_size=100 is larger than the train split of data set 'toy', "
+        r"which has 64 examples; set HParams\.batch_size to at most 64$",
     ):
         train_grid([cell], datasets={"toy": toy}, strategy="auto")
