@@ -27,6 +27,7 @@ from phosjax._aside import aside_path
 from phosjax.bench import _layout
 from phosjax.bench._config import BenchConfig, BenchError, read_yaml
 from phosjax.bench._env import environment
+from phosjax.bench._reading import UNREADABLE, read_file
 from phosjax.bench._store import is_temporary, read_json, write_json, write_text
 
 T = TypeVar("T")
@@ -49,10 +50,7 @@ def read_bench_json(path: pathlib.Path) -> dict[str, Any]:
         "phosjax writes it whole, so something else changed it; restore it from a backup, "
         "or move the directory aside and start a new bench."
     )
-    try:
-        data = read_json(path)
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise BenchError(f"cannot read {str(path)!r}: {error}; {hint}") from None
+    data = read_file(path, read_json, repr(str(path)), hint)
     if not isinstance(data, dict):
         raise BenchError(
             f"{str(path)!r} holds a {type(data).__name__}, not the JSON object phosjax "
@@ -87,7 +85,7 @@ def _runner_env(path: pathlib.Path) -> bool:
     """Whether ``path`` is an ``env.json`` as `write_meta` writes it (`environment`)."""
     try:
         env = read_json(path)
-    except (OSError, UnicodeDecodeError, ValueError):
+    except UNREADABLE:
         return False
     return isinstance(env, dict) and {"packages", "python", "host", "devices"} <= env.keys()
 

@@ -1,4 +1,5 @@
-"""`BenchError`: bad bench input; a module without jax, so that reading results is light."""
+"""`BenchError` and `BrokenFileError`: bad bench input; a module without jax, so that
+reading results is light."""
 
 
 class BenchError(ValueError):
@@ -9,3 +10,8 @@ class BenchError(ValueError):
       Traceback (most recent call last):
       phosjax.bench._errors.BenchError: eval_every must be a whole number >= 0, got -1.
     """
+
+
+class BrokenFileError(BenchError):
+    """A bench file that cannot be read (cut off, not JSON or Parquet); names the file
+    (`phosjax.bench._reading.read_file` raises it)."""

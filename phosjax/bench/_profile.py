@@ -19,9 +19,9 @@ import jax
 import numpy as np
 import pandas as pd
 import psutil
-import pyarrow as pa
 
 from phosjax._aside import aside_path
+from phosjax.bench._reading import UNREADABLE
 from phosjax.bench._store import write_table
 from phosjax.train import Chunk
 
@@ -158,7 +158,7 @@ def _readable_rows(path: pathlib.Path) -> pd.DataFrame | None:
         return None
     try:
         return pd.read_parquet(path)
-    except (OSError, ValueError, pa.ArrowException) as error:
+    except UNREADABLE as error:
         target = aside_path(path)
         os.replace(path, target)
         print(

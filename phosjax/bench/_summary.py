@@ -6,10 +6,9 @@ import shlex
 from collections.abc import Sequence
 
 import pandas as pd
-import pyarrow as pa
 
 from phosjax.bench import _layout
-from phosjax.bench._errors import BenchError
+from phosjax.bench._reading import read_file
 
 
 def dir_command(module: str, directory: str | os.PathLike) -> str:
@@ -115,21 +114,16 @@ def summary_text(
 def read_profile(root: pathlib.Path, relative: str) -> pd.DataFrame | None:
     """The profile file ``relative`` (`_layout.PHASES`, `_layout.MEMORY`) of the bench in
     ``root`` and its per-process files (`_layout.per_process_paths`) as one frame; None
-    when none exists. A file that cannot be read is a `BenchError` naming it."""
-    paths = _layout.per_process_paths(root, relative)
-    frames = [_read_profile_file(root / path) for path in paths]
+    when none exists. A file that cannot be read is a `BrokenFileError` naming it."""
+    paths = [root / path for path in _layout.per_process_paths(root, relative)]
+    frames = [read_file(path, pd.read_parquet, repr(str(path)), _PROFILE_HINT) for path in paths]
     return pd.concat(frames, ignore_index=True) if frames else None
 
 
-def _read_profile_file(path: pathlib.Path) -> pd.DataFrame:
-    try:
-        return pd.read_parquet(path)
-    except (OSError, ValueError, pa.ArrowException) as error:
-        raise BenchError(
-            f"cannot read {str(path)!r}: {error}; phosjax writes it whole, so something else "
-            "changed it; restore it from a backup, or delete it: it holds only the profile, "
-            "which the results and checkpoints do not need."
-        ) from None
+_PROFILE_HINT = (
+    "phosjax writes it whole, so something else changed it; restore it from a backup, or "
+    "delete it: it holds only the profile, which the results and checkpoints do not need."
+)
 
 
 def profile_text(directory: str | os.PathLike) -> str:

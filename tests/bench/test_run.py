@@ -33,7 +33,7 @@ from phosjax.bench._store import TEMPORARY, drop_parts_after, part_path, widen_p
 from phosjax.bench._summary import profile_text, read_profile
 from phosjax.bench.add_models import main as add_models_main
 from phosjax.bench.profile import main as profile_main
-from phosjax.bench.view import BenchFiles
+from phosjax.bench.view import BenchFiles, BrokenFileError
 from phosjax.bench.view._api import curves
 from phosjax.models import ModelConfig, register_model, registered_models
 from phosjax.models.graph import GraphModel, node
@@ -297,9 +297,9 @@ def test_not_a_bench_is_refused(tmp_path, toy, capsys):
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
-        ("bench.json", "", r"cannot read '.*bench\.json': Expecting value"),
+        ("bench.json", "", r"cannot read '.*bench\.json': JSONDecodeError: Expecting value"),
         ("bench.json", "[1]", r"'.*bench\.json' holds a list, not the JSON object"),
-        ("status.json", "{", r"cannot read '.*status\.json': Expecting property name"),
+        ("status.json", "{", r"cannot read '.*status\.json': JSONDecodeError: Expecting prop"),
     ],
 )
 def test_a_damaged_bench_file_is_named_and_nothing_else_touched(
@@ -450,6 +450,26 @@ def test_a_damaged_profile_file_is_one_error_naming_it(bench, tmp_path, capsys, 
     error = capsys.readouterr().err
     assert error.startswith(f"error: cannot read {str(copy / damaged)!r}: ")
     assert "delete it" in error and len(error.splitlines()) == 1
+
+
+def test_the_profile_and_the_viewer_name_a_damaged_profile_file_alike(bench, tmp_path):
+    """One reader (`read_file`) for both: the same `BrokenFileError` (a `BenchError`),
+    the profile's naming the path and saying what to do, the viewer's the bench file."""
+    root = tmp_path / "copy"
+    shutil.copytree(bench[0], root)
+    (root / _layout.PHASES).write_bytes(b"PAR1 cut off")
+    with pytest.raises(BrokenFileError) as profile:
+        read_profile(root, _layout.PHASES)
+    with pytest.raises(BrokenFileError) as viewer:
+        BenchFiles(root).tables(_layout.PHASES)
+    because = str(viewer.value).removeprefix(f"cannot read {_layout.PHASES}: ")
+    assert because.startswith("ArrowInvalid: ")
+    assert str(profile.value) == (
+        f"cannot read {str(root / _layout.PHASES)!r}: {because}; phosjax writes it whole, so "
+        "something else changed it; restore it from a backup, or delete it: it holds only "
+        "the profile, which the results and checkpoints do not need."
+    )
+    assert issubclass(BrokenFileError, BenchError)  # the command lines print it as one
 
 
 @pytest.mark.parametrize("damaged", [_layout.PHASES, _layout.MEMORY])

@@ -15,6 +15,8 @@ import pyarrow.parquet as pq
 import pyarrow.types as pat
 
 from phosjax.bench import _layout
+from phosjax.bench._errors import BrokenFileError
+from phosjax.bench._reading import read_file
 
 
 class NotABenchError(ValueError):
@@ -23,10 +25,6 @@ class NotABenchError(ValueError):
 
 class OutsideBenchError(PermissionError):
     """A path that would leave the bench directory (``..``, absolute, a symlink out)."""
-
-
-class BrokenFileError(ValueError):
-    """A bench file that cannot be read (truncated, not JSON or Parquet); names the file."""
 
 
 _T = TypeVar("_T")
@@ -116,11 +114,7 @@ class BenchFiles:
 
     def _read(self, path: pathlib.Path, read: Callable[[pathlib.Path], _T]) -> _T:
         """``read(path)``; an error raised by a broken file becomes one that names it."""
-        try:
-            return read(path)
-        except (OSError, ValueError, pa.ArrowException) as error:
-            name = path.relative_to(self.root).as_posix()
-            raise BrokenFileError(f"cannot read {name}: {type(error).__name__}: {error}") from error
+        return read_file(path, read, path.relative_to(self.root).as_posix())
 
     def json(self, relative: str) -> Any:
         """The parsed JSON file, or None when it does not exist."""
