@@ -166,8 +166,11 @@ def test_results_endpoint_thins_long_curves(server, written):
 @pytest.mark.parametrize(
     ("query", "message"),
     [
-        ("columns=lossy", r"Unknown columns \['lossy'\]; the bench has \['loss'"),
-        ("columns=loss&cells=nope", r"Unknown cells \['nope'\]"),
+        ("columns=lossy", r"Unknown columns \['lossy'\] in columns=; the bench has 6: \['loss'"),
+        ("columns=loss&cells=nope", r"Unknown cells \['nope'\] in cells=; the bench has 8: \['"),
+        ("columns=loss&max_points=" + "9" * 5000, "max_points must have at most 18 digits"),
+        ("cells=a", r"columns is required: name the metrics .*; the bench has \['loss'"),
+        ("", "columns is required"),
         ("columns=loss&max_points=1", "max_points must be at least 2, got 1"),
         ("columns=loss&max_points=abc", "max_points must be an integer in plain decimal digits"),
         ("columns=loss&max_points=1_000", r"plain decimal digits, got '1_000'"),
@@ -186,6 +189,29 @@ def test_results_endpoint_names_what_is_wrong(server, query, message):
     assert re.search(message, json.loads(body)["error"])
 
 
+def test_results_of_some_cells_are_those_cells_rows_of_all(server, written):
+    """Cells of both groups (two part files), asked in another order than the plan's:
+    their series, and no other, each as the request for every cell sends it."""
+    everything = get_json(server, "/api/results?columns=loss,accuracy")["series"]
+    cells = written.cells["cell_id"].tolist()
+    asked = [cells[-1], cells[0], cells[5]]
+    data = get_json(server, f"/api/results?columns=loss,accuracy&cells={','.join(asked)}")
+    assert data["series"] == [s for s in everything if s["cell_id"] in asked]
+    assert {s["cell_id"] for s in data["series"]} == set(asked)
+
+
+def test_unknown_cells_are_listed_in_short(server, written):
+    """A bench of thousands of cells is not listed whole in the message: ten, and a count."""
+    unknown = [f"x{i}" for i in range(12)]
+    status, _, body = get(server, f"/api/results?columns=loss&cells={','.join(unknown)}")
+    some = written.cells["cell_id"].tolist()[:8]
+    assert status == 400
+    assert json.loads(body)["error"] == (
+        f"Unknown cells {unknown[:10]} and 2 more in cells=; the bench has 8: {some} "
+        "(all in /api/cells)."
+    )
+
+
 def test_a_metric_named_with_a_comma_is_asked_for_with_the_comma_encoded(tmp_path):
     """Aux loss names and module paths may hold a comma: a literal comma separates the
     names asked for, an encoded one (``%2C``, as ``encodeURIComponent`` writes it) is part
@@ -199,7 +225,8 @@ def test_a_metric_named_with_a_comma_is_asked_for_with_the_comma_encoded(tmp_pat
         status, _, body = get(server, "/api/results?columns=aux/l1,l2")
     assert data["columns"] == ["loss", "aux/l1,l2"]
     assert all(s["values"]["aux/l1,l2"] == [0.5] * len(STEPS) for s in data["series"])
-    assert status == 400 and "Unknown columns ['aux/l1', 'l2']" in json.loads(body)["error"]
+    assert status == 400
+    assert "Unknown columns ['aux/l1', 'l2'] in columns=" in json.loads(body)["error"]
 
 
 def test_a_column_or_cell_asked_twice_is_sent_once(server, written):

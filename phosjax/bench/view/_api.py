@@ -195,10 +195,31 @@ def leaderboard(bench: BenchFiles) -> dict[str, Any]:
     }
 
 
-def _check_known(kind: str, asked: Sequence[str], known: Sequence[str]) -> None:
-    unknown = [a for a in asked if a not in known]
+_LISTED = 10
+"""The most names an error message lists (a bench may have thousands of cells)."""
+
+
+def listed(names: Sequence[str], limit: int = _LISTED) -> str:
+    """``names`` as a list for a message, cut after ``limit`` with a count of the rest.
+
+    Examples:
+      >>> listed(["a", "b"]), listed(["a", "b", "c", "d"], limit=2)
+      ("['a', 'b']", "['a', 'b'] and 2 more")
+    """
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return f"{list(names[:limit])}{more}"
+
+
+def _check_known(parameter: str, asked: Sequence[str], known: Sequence[str], where: str) -> None:
+    """Refuses the names of query parameter ``parameter`` that are not ``known`` (the
+    message lists some of those, and ``where`` says where to find them all)."""
+    known_set = set(known)
+    unknown = [a for a in asked if a not in known_set]
     if unknown:
-        raise BadRequest(f"Unknown {kind} {unknown}; the bench has {list(known)}.")
+        raise BadRequest(
+            f"Unknown {parameter} {listed(unknown)} in {parameter}=; the bench has "
+            f"{len(known)}: {listed(known)} ({where})."
+        )
 
 
 def curves(
@@ -218,11 +239,16 @@ def curves(
     """
     if max_points < 2:
         raise BadRequest(f"max_points must be at least 2, got {max_points}.")
+    if not columns:
+        raise BadRequest(
+            f"columns is required: name the metrics to send (columns=loss,accuracy); the "
+            f"bench has {listed(bench.metrics())}."
+        )
     columns = list(dict.fromkeys(columns))  # each once, in the order asked
     cells = None if cells is None else list(dict.fromkeys(cells))
-    _check_known("columns", columns, bench.metrics())
+    _check_known("columns", columns, bench.metrics(), "metrics in /api/bench")
     if cells is not None:
-        _check_known("cells", cells, bench.cells()["cell_id"].tolist())
+        _check_known("cells", cells, bench.cells()["cell_id"].tolist(), "all in /api/cells")
     results = bench.results(columns, cells)
     marks, steps = nonfinite_marks(results, columns), results["step"].to_numpy()
     series = []

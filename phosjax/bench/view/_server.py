@@ -39,6 +39,8 @@ _LOCAL_NAMES = {"localhost", "127.0.0.1", "::1"}
 _MODEL_ROUTE = re.compile(r"/api/(blurb|graph)/([^/]+)")
 _QUERY_PARAMETERS = {"/api/results": ("columns", "cells", "max_points")}
 """The query parameters each endpoint takes (the others take none)."""
+_MAX_DIGITS = 18
+"""The most digits an integer query parameter may have (more is no count of anything)."""
 
 
 class PortInUseError(OSError):
@@ -166,6 +168,8 @@ def _integer(parameters: dict[str, str], name: str, default: int) -> int:
     text = urllib.parse.unquote_plus(parameters.get(name, str(default)))
     if not (text.isascii() and text.isdigit()):
         raise _api.BadRequest(f"{name} must be an integer in plain decimal digits, got {text!r}.")
+    if len(text) > _MAX_DIGITS:  # int() refuses over 4,300 digits
+        raise _api.BadRequest(f"{name} must have at most {_MAX_DIGITS} digits, got {len(text)}.")
     return int(text)
 
 
