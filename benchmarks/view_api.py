@@ -11,7 +11,10 @@ in this one run (best of three):
   per cell, split and metric, kept here) against `phosjax.bench.view._api.final_values`,
   one vectorised computation, and their ratio (the two must agree);
 * ``/api/cells`` (`leaderboard`) and ``/api/results?columns=loss`` (`curves`), each with
-  its JSON encoding, as the server builds them.
+  its JSON encoding, as the server builds them: the curves of every cell (the page asked
+  for them all) against those of the 80 cells a plot draws, the leaderboard's first rows
+  (``cells=<id>,...``, as the page asks now), each with the size of its body; for the
+  learning curves' ``loss`` and for the aux plots' four columns.
 """
 
 import argparse
@@ -97,6 +100,14 @@ def _mark(value: float) -> float | str:
     return value
 
 
+def first_rows(final: dict[str, Any], count: int = 80) -> list[str]:
+    """The ``count`` cells the page draws first: the leaderboard's default order, the best
+    test accuracy first (a NaN, a diverged run, after every number)."""
+    accuracy = {cell: splits.get("test", {}).get("accuracy") for cell, splits in final.items()}
+    numbers = [cell for cell, value in accuracy.items() if isinstance(value, float)]
+    return sorted(numbers, key=accuracy.__getitem__, reverse=True)[:count]
+
+
 def best_of(call: Callable[[], Any], repeats: int = 3) -> tuple[float, Any]:
     """The shortest of ``repeats`` timed calls, and the last call's value."""
     best, value = float("inf"), None
@@ -127,9 +138,14 @@ def main() -> None:
             f"final values: per cell {old_s:.3f} s, vectorised {new_s:.3f} s, {old_s / new_s:.0f}x"
         )
         cells_s, _ = best_of(lambda: _api.encode(_api.leaderboard(bench)))
-        curves_s, body = best_of(lambda: _api.encode(_api.curves(bench, None, ["loss"])))
-        size = f"{len(body) / 2**20:.1f} MiB"
-        print(f"/api/cells {cells_s:.2f} s; /api/results?columns=loss {curves_s:.2f} s ({size})")
+        print(f"/api/cells {cells_s:.2f} s")
+        drawn = first_rows(new)
+        for columns in (["loss"], list(AUX)):  # the curves' request, and the aux plots'
+            print(f"/api/results?columns={','.join(columns)}:")
+            for label, cells in (("every cell", None), (f"the {len(drawn)} drawn", drawn)):
+                send = lambda c=cells, k=columns: _api.encode(_api.curves(bench, c, k))
+                curves_s, body = best_of(send)
+                print(f"  {label:>13}: {curves_s:.3f} s, {len(body) / 2**10:,.0f} KiB")
 
 
 if __name__ == "__main__":

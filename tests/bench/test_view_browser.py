@@ -145,18 +145,63 @@ def test_a_diverged_seed_and_lines_past_the_cap_are_shown(tmp_path):
     assert legend.count("(1 diverged)") == 1 and f"{model} · lr={lr} (1 diverged)" in legend
 
 
+ASKED = """performance.getEntriesByType('resource').map((e) => new URL(e.name))
+  .filter((u) => u.pathname === '/api/results')
+  .map((u) => [u.searchParams.get('columns'), u.searchParams.get('cells')?.split(',') ?? null])"""
+"""The curves the page has asked for: ``[columns, [cell_id, ...]]`` of each request (None
+for no ``cells=``: every cell)."""
+
+
 def test_the_lines_drawn_are_those_of_the_tables_first_rows(tmp_path, page):
     """84 cells, 80 lines: those of the table's first 80 rows as sorted, also after the
-    order is reversed (they were the plan's first 80, whatever the order)."""
+    order is reversed (they were the plan's first 80, whatever the order). The page asks
+    for the curves of those 80 cells alone (it fetched all 84), then for the 4 the new
+    order draws first, and for none when the order goes back."""
     written = write_bench(tmp_path / "many", blurb_json(), seeds=tuple(range(21)))
     table = "[...document.querySelectorAll('.board-row')].map((r) => r.dataset.key)"
     lines = "[...document.querySelectorAll('#curve-plots .curve')].map((c) => c.dataset.key)"
+    drawn, asked = [], []
     with serving(written.root) as server:
         page.open(server.url)
-        for _ in range(2):
+        for _ in range(3):
+            page.settle()
             rows = page.run(table)
             assert len(rows) == len(written.cells) and set(page.run(lines)) == set(rows[:80])
+            drawn.append(set(rows[:80]))
+            asked.append(page.run(ASKED))
             page.run("document.getElementById('sort-dir').click()")
+
+    def loss_cells(requests):
+        assert all(ids is not None for _, ids in requests), "the curves of every cell asked for"
+        cells = [c for columns, ids in requests if columns == "loss" for c in ids]
+        assert len(cells) == len(set(cells)), "a cell asked for twice"
+        return set(cells)
+
+    assert loss_cells(asked[0]) == drawn[0]
+    assert loss_cells(asked[1][len(asked[0]) :]) == drawn[1] - drawn[0] and len(drawn[1]) == 80
+    assert asked[2] == asked[1] and drawn[2] == drawn[0]  # back: nothing fetched again
+    aux = [ids for columns, ids in asked[0] if columns != "loss"]  # aux losses, path weights
+    assert [set(ids) for ids in aux] == [drawn[0]]
+
+
+CHOOSE = """(id, value) => { const s = document.getElementById(id);
+  s.value = value; s.dispatchEvent(new Event('change')); }"""
+"""Picks ``value`` in the menu ``id`` as a user does."""
+
+
+def test_curves_overtaken_while_fetching_draw_nothing(tmp_path, page):
+    """The metric switched to accuracy, whose curves come slowly, and back to loss before
+    they came: the plots stay loss's (the late answer drew accuracy's over them)."""
+    written = write_bench(tmp_path / "slow", blurb_json())
+    labels = "[...document.querySelectorAll('#curve-plots .axis-label')].map((t) => t.textContent)"
+    with serving(written.root) as server:
+        page.open(server.url)
+        page.delay_fetches(r"accuracy", seconds=0.5)
+        page.run(f"(({CHOOSE})('curve-metric', 'accuracy'), ({CHOOSE})('curve-metric', 'loss'))")
+        page.settle()
+        time.sleep(1.5)  # the slow answer came and was handled
+        assert sorted(page.run(labels)) == ["loss", "loss", "step", "step"]
+        assert page.run("document.getElementById('curve-metric').value") == "loss"
 
 
 def test_a_bench_without_cells_says_so(tmp_path):
@@ -247,6 +292,23 @@ class _Page:
             time.sleep(0.1)
         assert self.run("document.getElementById('error').hidden"), self.run(
             "document.getElementById('error').textContent"
+        )
+
+    def settle(self) -> None:
+        """Waits until no panel is busy (fetching what a change of the page asked for)."""
+        deadline = time.monotonic() + 30
+        while self.run("document.querySelector('[aria-busy=\"true\"]') !== null"):
+            assert time.monotonic() < deadline, "a panel stayed busy"
+            time.sleep(0.05)
+
+    def delay_fetches(self, pattern: str, seconds: float) -> None:
+        """Makes the page's requests whose address matches the regex ``pattern`` answer
+        ``seconds`` late (the others as ever)."""
+        self.run(
+            "(() => { const fetchNow = window.fetch;"
+            f" const slow = new RegExp({json.dumps(pattern)});"
+            " window.fetch = (url, ...rest) => new Promise((done) => setTimeout("
+            f" () => done(fetchNow(url, ...rest)), slow.test(url) ? {seconds * 1000} : 0)); }})()"
         )
 
     def hover(self, selector: str) -> None:

@@ -10,7 +10,7 @@ const PRIMARY_METRICS = ["accuracy", "loss"];
 const MAX_LINES = 80;
 const state = {
   info: null, board: null, mode: "cells", sort: null, filters: {}, text: "", hidden: new Set(),
-  allMetrics: false, cache: new Map(), configs: new Map(),
+  allMetrics: false, curves: new Map(), configs: new Map(),
 };
 const $ = (id) => document.getElementById(id);
 
@@ -27,19 +27,29 @@ function showError(error) {
   console.error(error);
 }
 
-// `render` of the panel (section) `id`: a request of it that fails (a broken file) shows
-// its error in that panel alone, in place of its contents; the rest of the page works on.
+// `render` of the panel (section) `id`, called as `render(current, ...args)`: a request of
+// it that fails (a broken file) shows its error in that panel alone, in place of its
+// contents; the rest of the page works on. A render overtaken by a newer one (the selection
+// changed while its requests were in flight) must draw nothing: `current()` turns false.
+// The panel is `aria-busy` until its latest render is done.
 function panel(id, render) {
+  let latest = 0;
   return async (...args) => {
+    const turn = ++latest;
+    const current = () => turn === latest;
     const section = $(id);
     section.querySelector(".panel-error")?.remove();
     section.classList.remove("failed");
+    section.setAttribute("aria-busy", "true");
     try {
-      await render(...args);
+      await render(current, ...args);
     } catch (error) {
       console.error(error);
+      if (!current()) return;
       section.classList.add("failed");
       section.querySelector(".card-head").after(el("p", { class: "error panel-error" }, `Could not load this panel: ${error.message}`));
+    } finally {
+      if (current()) section.removeAttribute("aria-busy");
     }
   };
 }
@@ -359,15 +369,60 @@ function highlight(key) {
 
 // ---- curves ----------------------------------------------------------------------------------
 
-async function seriesOf(columns) {
-  const missing = columns.filter((c) => !state.cache.has(c));
-  if (missing.length) {
-    const data = await getJson(`api/results?columns=${missing.map(encodeURIComponent).join(",")}`);
-    for (const column of missing) {
-      state.cache.set(column, data.series.map((s) => ({ cell_id: s.cell_id, split: s.split, step: s.step, y: s.values[column].map(number) })));
+// `state.curves` holds the curves asked for so far: for each pair of column and cell
+// (`pairKey`), the request that fetches them, a promise of its `seriesByPair`. A request
+// that fails is forgotten, so that the next render asks again.
+const pairKey = (column, cellId) => JSON.stringify([column, cellId]);
+
+// A response of api/results by pair of column and cell: that cell's series of the column,
+// one per split it logged (none before it has), its values as numbers.
+function seriesByPair(data) {
+  const pairs = new Map();
+  for (const s of data.series) {
+    for (const column of data.columns) {
+      const key = pairKey(column, s.cell_id);
+      const series = { cell_id: s.cell_id, split: s.split, step: s.step, y: s.values[column].map(number) };
+      (pairs.get(key) || pairs.set(key, []).get(key)).push(series);
     }
   }
-  return Object.fromEntries(columns.map((c) => [c, state.cache.get(c)]));
+  return pairs;
+}
+
+// `ids` in runs short enough for one request line each (a server bounds its length; this
+// one at 64 KiB): at most `limit` characters of ids, encoded, per run.
+function batches(ids, limit = 8000) {
+  const runs = [];
+  let length = 0;
+  for (const id of ids) {
+    const size = encodeURIComponent(id).length + 1;
+    if (!runs.length || length + size > limit) { runs.push([]); length = 0; }
+    runs.at(-1).push(id);
+    length += size;
+  }
+  return runs;
+}
+
+// The series of `columns` of the cells `ids` (those the plots draw), `{column: [series]}`.
+// Only the cells with a column not asked for before are fetched
+// (`api/results?columns=...&cells=...`): a new order or filter fetches the lines it newly
+// draws, and going back fetches nothing.
+async function seriesOf(columns, ids) {
+  const missing = ids.filter((id) => columns.some((c) => !state.curves.has(pairKey(c, id))));
+  for (const cells of batches(missing)) {
+    const list = (names) => names.map(encodeURIComponent).join(",");
+    const request = getJson(`api/results?columns=${list(columns)}&cells=${list(cells)}`).then(seriesByPair);
+    const keys = columns.flatMap((c) => cells.map((id) => pairKey(c, id))).filter((k) => !state.curves.has(k));
+    for (const key of keys) state.curves.set(key, request);
+    request.catch(() => keys.forEach((key) => state.curves.get(key) === request && state.curves.delete(key)));
+  }
+  const pair = async (key) => (await state.curves.get(key)).get(key) ?? [];
+  const series = (column) => Promise.all(ids.map((id) => pair(pairKey(column, id))));
+  return Object.fromEntries(await Promise.all(columns.map(async (c) => [c, (await series(c)).flat()])));
+}
+
+// The cells of the rows the plots draw: the first `MAX_LINES` rows shown, in the table's order.
+function drawnCells() {
+  return visibleRows().slice(0, MAX_LINES).flatMap((r) => r.cells.map((c) => c.cell_id));
 }
 
 // Exponential moving average (TensorBoard's smoothing), debiased; nulls are skipped.
@@ -441,11 +496,12 @@ function drawPlots(parent, plots, empty) {
   drawn.forEach((plot, i) => linePlot(boxes[i], plot));
 }
 
-const renderCurves = panel("curves", async () => {
+const renderCurves = panel("curves", async (current) => {
   const metric = $("curve-metric").value;
   const box = $("curve-plots");
   if (!metric) { box.textContent = "No results yet."; return; }
-  const { [metric]: raw } = await seriesOf([metric]);
+  const { [metric]: raw } = await seriesOf([metric], drawnCells());
+  if (!current()) return;
   const logY = $("log-y").checked;
   const weight = Number($("smoothing").value);
   const plots = state.splits.map((split) => ({ series: plotSeries(raw, split, weight), title: split, yLabel: metric, logY, onHover: highlight }));
@@ -466,11 +522,12 @@ const renderCurves = panel("curves", async () => {
   $("legend").replaceChildren(legend);
 });
 
-const renderAux = panel("aux", async () => {
+const renderAux = panel("aux", async (current) => {
   const box = $("aux-plots");
   const columns = state.board.metrics.filter((m) => m.startsWith("aux/") || m.startsWith("path_weight/"));
   if (!columns.length) { box.innerHTML = `<p class="hint">No aux losses or path weights were recorded.</p>`; return; }
-  const data = await seriesOf(columns);
+  const data = await seriesOf(columns, drawnCells());
+  if (!current()) return;
   const split = $("aux-split").value;
   const plots = columns.map((column) => {
     const [kind, ...rest] = column.split("/");
@@ -592,9 +649,10 @@ function phaseDetail(r) {
   return lines.join("");
 }
 
-const renderProfile = panel("profile", async () => {
+const renderProfile = panel("profile", async (current) => {
   if (!state.info.has_profile) { $("phases").innerHTML = `<p class="hint">No profile recorded.</p>`; return; }
   const { phases, memory } = await getJson("api/profile");
+  if (!current()) return;
   if (phases) {
     const groupColumn = phases.columns.includes("group_id") ? "group_id" : phases.columns[0];
     const groups = new Map();
