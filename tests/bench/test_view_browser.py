@@ -471,6 +471,21 @@ def test_a_flat_curve_smoothed_gets_an_axis(tmp_path, page):
     assert "0.75" in ticks and len(set(ticks)) == len(ticks) <= 10
 
 
+def test_a_model_picked_while_the_one_before_loads_shows_its_own(tmp_path, page):
+    """The choice model picked, whose blurb and graph come slowly, then the mlp before they
+    came: the mlp's blurb and no graph (the late answers drew the choice model's graph)."""
+    written = write_bench(tmp_path / "slow", blurb_json())
+    with serving(written.root) as server:
+        page.open(server.url + "?model=m-mlp")
+        page.delay_fetches(r"m-choice", seconds=0.5)
+        page.run(f"(({CHOOSE})('model-select', 'm-choice'), ({CHOOSE})('model-select', 'm-mlp'))")
+        page.settle()
+        time.sleep(1.5)  # the slow answers came and were handled
+        assert page.run("document.getElementById('graph').hidden") is True
+        assert page.run("document.querySelectorAll('#graph .node').length") == 0
+        assert page.run("document.querySelectorAll('#blurb details.module').length") > 0
+
+
 def test_a_broken_file_fails_only_its_panel(tmp_path):
     """A blurb and a profile table cut short: the models and profile panels say which file
     is broken, the rest of the page works."""

@@ -618,15 +618,18 @@ function renderHparams() {
 
 // ---- models, profile, run ------------------------------------------------------------------
 
-const renderModel = panel("models", async () => {
+const renderModel = panel("models", async (current) => {
   const id = $("model-select").value;
   const model = state.info.models.find((m) => m.model_id === id);
   if (!model) { $("blurb").textContent = "No models in this bench yet."; return; }
-  if (model.has_blurb) renderBlurb($("blurb"), await getJson(`api/blurb/${encodeURIComponent(id)}`));
+  const file = (kind, has) => (has ? getJson(`api/${kind}/${encodeURIComponent(id)}`) : null);
+  const [blurb, graph] = await Promise.all([file("blurb", model.has_blurb), file("graph", model.has_graph)]);
+  if (!current()) return;
+  if (blurb) renderBlurb($("blurb"), blurb);
   else $("blurb").innerHTML = `<p class="hint">No blurb was written for ${escapeHtml(id)}.</p>`;
-  if (model.has_graph) drawGraph($("graph"), await getJson(`api/graph/${encodeURIComponent(id)}`));
+  if (graph) drawGraph($("graph"), graph);
   else $("graph").replaceChildren();
-  $("graph").hidden = !model.has_graph;
+  $("graph").hidden = !graph;
 });
 
 const PHASE_COLORS = { init: "#6b7b8c", compile: "#ef7b2d", step: "#4269d0", eval: "#3ca951" };
