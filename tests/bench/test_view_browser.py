@@ -184,6 +184,33 @@ def test_the_lines_drawn_are_those_of_the_tables_first_rows(tmp_path, page):
     assert [set(ids) for ids in aux] == [drawn[0]]
 
 
+def test_the_curves_of_many_cells_are_asked_for_in_requests_a_server_takes(tmp_path, page):
+    """84 cells of ids 800 characters long: 67 KB of ids, more than the request line this
+    server reads (64 KiB, 414 past that). The page asks in several requests, each line
+    short, and draws every line."""
+    written = write_bench(tmp_path / "long", blurb_json(), seeds=tuple(range(21)))
+    longer = {cell: cell.ljust(800, "x") for cell in written.cells.cell_id}
+    written.cells.assign(cell_id=written.cells.cell_id.map(longer)).to_parquet(
+        written.root / _layout.CELLS
+    )
+    for part in (written.root / _layout.RESULTS).iterdir():
+        table = pq.read_table(part)
+        ids = pa.array([longer[c] for c in table.column("cell_id").to_pylist()])
+        pq.write_table(
+            table.set_column(table.schema.get_field_index("cell_id"), "cell_id", ids), part
+        )
+    lengths = (
+        "performance.getEntriesByType('resource').map((e) => e.name)"
+        ".filter((url) => url.includes('/api/results')).map((url) => url.length)"
+    )
+    with serving(written.root) as server:
+        page.open(server.url + "?mode=configs")
+        lines = page.run("document.querySelectorAll('#curve-plots .band').length")
+        sent = page.run(lengths)
+    assert lines == len(MODELS) * len(LEARNING_RATES) * len(SPLITS)  # a band per config
+    assert len(sent) > 2 and max(sent) < 10_000  # the curves' and the aux plots', in parts
+
+
 CHOOSE = """(id, value) => { const s = document.getElementById(id);
   s.value = value; s.dispatchEvent(new Event('change')); }"""
 """Picks ``value`` in the menu ``id`` as a user does."""
