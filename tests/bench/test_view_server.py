@@ -178,9 +178,9 @@ def test_results_endpoint_thins_long_curves(server, written):
         ("columns=loss&max_points=%EF%BC%95", "plain decimal digits, got '\uff15'"),  # full width
         ("columns=loss&max_points=5&max_points=9", "'max_points' is given more than once"),
         ("columns=loss&columns=accuracy", "'columns' is given more than once"),
-        ("columns=loss&cells=", "cells must name at least one id"),
-        ("columns=loss&cells=,", "cells must name at least one id"),
-        ("columns=", "columns must name at least one id"),
+        ("columns=loss&cells=", r"cells must name at least one cell id \(leave it out for all"),
+        ("columns=loss&cells=,", "cells must name at least one cell id"),
+        ("columns=", r"columns must name at least one metric\.$"),
     ],
 )
 def test_results_endpoint_names_what_is_wrong(server, query, message):

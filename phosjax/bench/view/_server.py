@@ -153,13 +153,14 @@ def _parameters(query: str) -> dict[str, str]:
     return parameters
 
 
-def _ids(parameters: dict[str, str], name: str) -> list[str] | None:
-    """The comma-separated ids of parameter ``name`` (None when absent), each decoded."""
+def _ids(parameters: dict[str, str], name: str, what: str) -> list[str] | None:
+    """The comma-separated ids of parameter ``name`` (None when absent), each decoded;
+    ``what`` says in the error of an empty one what it takes."""
     if name not in parameters:
         return None
     ids = [urllib.parse.unquote_plus(v) for v in parameters[name].split(",") if v]
     if not ids:
-        raise _api.BadRequest(f"{name} must name at least one id (leave it out for all).")
+        raise _api.BadRequest(f"{name} must name at least one {what}.")
     return ids
 
 
@@ -270,8 +271,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             "/api/morph": lambda: _api.morph(bench),
             "/api/results": lambda: _api.curves(
                 bench,
-                _ids(parameters, "cells"),
-                _ids(parameters, "columns") or [],
+                _ids(parameters, "cells", "cell id (leave it out for all)"),
+                _ids(parameters, "columns", "metric") or [],
                 _integer(parameters, "max_points", _api.DEFAULT_POINTS),
             ),
         }
