@@ -14,7 +14,7 @@ import re
 import socket
 import time
 from collections.abc import Collection, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -22,7 +22,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from phosjax.bench import _layout
-from phosjax.bench._plan import Plan
+
+if TYPE_CHECKING:  # not at run time: the morph loop writes with this module; _plan imports morph
+    from phosjax.bench._plan import Plan
 
 BASE_METRICS = ("loss", "task_loss", "accuracy", "grad_norm")
 """What every train row reports; test rows report ``loss`` and ``accuracy``."""
@@ -62,7 +64,7 @@ def cells_schema(hparam_columns: Sequence[str]) -> pa.Schema:
     return pa.schema([(name, _type(name)) for name in (*_layout.CELL_COLUMNS, *hparam_columns)])
 
 
-def results_schema(plan: Plan) -> pa.Schema:
+def results_schema(plan: "Plan") -> pa.Schema:
     """The schema of every part file: cell and hparam columns, step, split, metrics."""
     extra = sorted({name for group in plan.groups for name in group.metrics})
     names = [
@@ -143,7 +145,8 @@ def remove_stale_temporaries(root: str | os.PathLike) -> list[pathlib.Path]:
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Writes ``data`` to ``path`` atomically (temporary file, fsync, rename)."""
+    """Writes ``data`` to ``path`` atomically (temporary file, fsync, rename, fsync of
+    the directory, so that the rename too survives a power cut)."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = _temporary(path)
@@ -152,6 +155,21 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
         file.flush()
         os.fsync(file.fileno())
     os.replace(temporary, path)
+    _sync_directory(path.parent)
+
+
+def _sync_directory(folder: pathlib.Path) -> None:
+    """fsyncs ``folder``'s entries where the system allows it (POSIX; not Windows)."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:  # a file system that cannot sync a directory
+        pass
+    finally:
+        os.close(descriptor)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -22,6 +22,7 @@ import pandas as pd
 
 from phosjax._aside import aside_path
 from phosjax.bench import _layout
+from phosjax.bench._store import write_table
 from phosjax.data import ArrayDataset, batch_indices, check_batch_size, load
 from phosjax.models import ModelConfig, build_model
 from phosjax.morph._cost import COSTS
@@ -318,9 +319,8 @@ def measured_latency(config: ModelConfig, variables: Any, batch: int = 100) -> f
 
 
 def _write(rows: list[dict[str, Any]], path: pathlib.Path) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pd.DataFrame(rows).to_parquet(temporary, index=False)
-    os.replace(temporary, path)
+    """Writes ``rows`` to ``path`` as Parquet atomically and durably (`write_table`)."""
+    write_table(path, pd.DataFrame(rows))
 
 
 def _row(

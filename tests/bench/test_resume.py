@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from phosjax.bench import _layout, load_config, run
+from phosjax.bench import _layout, _store, load_config, run
 from phosjax.bench._store import read_json
 from phosjax.train import STRATEGIES, _run
 from tests.bench.runner_tiny import killed_after_save, tiny_config
@@ -230,11 +230,19 @@ def test_a_users_old_files_and_folders_named_like_temporaries_are_kept(tmp_path)
     assert [(p / "kept.txt").read_text() for p in (cache, folder)] == ["cached", "cached"]
 
 
-def test_a_part_is_on_disk_before_it_takes_its_name(tmp_path, monkeypatch):
-    """A part file is flushed to the disk (fsync) before it is renamed into place, as a
-    checkpoint is: after a power cut, a part that the next checkpoint counts is whole."""
-    from phosjax.bench import _store
+def _write_rows_as_the_morph_loop(path: pathlib.Path, frame: pd.DataFrame) -> None:
+    from phosjax.morph._loop import _write
 
+    _write(frame.to_dict("records"), path)
+
+
+@pytest.mark.parametrize("write", [_store.write_table, _write_rows_as_the_morph_loop])
+def test_a_file_is_on_disk_before_it_takes_its_name_and_its_name_after(
+    tmp_path, monkeypatch, write
+):
+    """A part file (or the morph loop's rows) is flushed to the disk (fsync) before it
+    is renamed into place, as a checkpoint is, and its directory after: after a power
+    cut, a part that the next checkpoint counts is whole and has its name."""
     synced = []
     fsync = os.fsync
 
@@ -244,6 +252,8 @@ def test_a_part_is_on_disk_before_it_takes_its_name(tmp_path, monkeypatch):
 
     monkeypatch.setattr(_store.os, "fsync", recording)
     path = tmp_path / "results" / "part-g-000000001.parquet"
-    _store.write_table(path, pd.DataFrame({"step": [1, 2]}))
-    assert len(synced) == 1 and _store.is_temporary(synced[0]), synced
+    write(path, pd.DataFrame({"step": [1, 2]}))
+    assert len(synced) == 2 and _store.is_temporary(synced[0]), synced
+    assert synced[1] == "results"
     assert pd.read_parquet(path).step.tolist() == [1, 2]
+    assert os.listdir(path.parent) == [path.name]
