@@ -245,12 +245,36 @@ an existing bench keeps its files as they are."""
 def _check_hparam(name: str, value: Any) -> None:
     """Raises `BenchError` naming ``grid.<name>`` and ``value`` if `HParams` refuses it."""
     alone = {name: value}
-    if name == "warmup_steps":  # not against the default steps: the plan checks each pair
+    if name == "warmup_steps":  # not against the default steps: `_check_warmups_fit` is
         alone["steps"] = max(value, 1)
     try:
         HParams(**alone)
     except (TypeError, ValueError) as error:
         raise BenchError(f"grid.{name}={value!r}: {error}") from error
+
+
+def _check_warmups_fit(warmups: list[int], steps: list[int]) -> None:
+    """Raises `BenchError` unless each warmup of the grid fits in each of its step counts:
+    the grid trains every pair, and `HParams` refuses a warmup longer than its run.
+
+    Examples:
+      >>> _check_warmups_fit([0, 50], [100, 40])
+      Traceback (most recent call last):
+      ...
+      phosjax.bench._errors.BenchError: grid.warmup_steps 50 is more than grid.steps 40, ...
+    """
+    longest, shortest = max(warmups), min(steps)
+    if longest > shortest:
+        raise BenchError(
+            f"grid.warmup_steps {longest} is more than grid.steps {shortest}, and the grid "
+            f"trains every pair of them: warm up over at most {shortest} steps (the learning "
+            "rate peaks at the warmup's end)."
+        )
+
+
+def _as_axis(value: Any) -> list[Any]:
+    """A grid field's values: a list as a list, one value as a list of it."""
+    return list(value) if isinstance(value, list | tuple) else [value]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -260,7 +284,8 @@ class Grid:
     ``compute_dtype`` is ``"float32"`` or ``"bfloat16"`` (mixed precision, see
     `phosjax.train.HParams`); cells of either dtype train in groups of their own, as do
     cells of another ``lr_schedule`` (``"constant"``, ``"cosine"``, ``"linear"``) or
-    ``warmup_steps`` (the learning rate is each schedule's peak).
+    ``warmup_steps`` (the learning rate is each schedule's peak; each warmup must fit in
+    each ``steps``).
     ``width`` is special: a list is an axis of widths, and each value is an int or a
     list of per-stage widths (``width: [[16, 32]]`` is ONE two-stage width). ``depth``
     and ``width`` apply to models whose entry does not set them (None: the model's
@@ -297,9 +322,9 @@ class Grid:
             value = checked_numbers(f"grid.{name}", getattr(self, name), **rule)
             object.__setattr__(self, name, value)
         for name in _HPARAMS:
-            value = getattr(self, name)
-            for one in value if isinstance(value, list | tuple) else [value]:
+            for one in _as_axis(getattr(self, name)):
                 _check_hparam(name, one)
+        _check_warmups_fit(_as_axis(self.warmup_steps), _as_axis(self.steps))
         if not isinstance(self.knobs, Mapping):
             raise BenchError(
                 f"grid.knobs must be a mapping of knob selectors to values, got {self.knobs!r}."
@@ -317,10 +342,9 @@ class Grid:
         for field in dataclasses.fields(self):
             if field.name in ("knobs", "regularizers"):
                 continue
-            value = getattr(self, field.name)
-            out[field.name] = list(value) if isinstance(value, list | tuple) else [value]
+            out[field.name] = _as_axis(getattr(self, field.name))
         for selector, values in self.knobs.items():
-            out[f"knob/{selector}"] = list(values) if isinstance(values, list) else [values]
+            out[f"knob/{selector}"] = _as_axis(values)
         for entry in self.regularizer_entries():
             out[entry.column()] = entry.strengths()
         return out

@@ -249,6 +249,10 @@ def test_printed_config_passed_back_plans_the_same_grid(tmp_path, capsys, toy):
         ('--models=[{"name": "nosuch"}]', "unknown model 'nosuch'; registered models: "),
         ('--models=[{"name": "mlp", "widht": 3}]', "unknown key 'widht' in a models entry"),
         ("--grid.steps=-3", "grid.steps must be a whole number >= 1, got -3"),
+        (  # a pair the plan would refuse: said before any data set is loaded
+            "--grid.warmup_steps=[0, 500]",
+            "grid.warmup_steps 500 is more than grid.steps 400, and the grid trains every pair",
+        ),
     ],
 )
 def test_print_config_refuses_a_config_a_run_would_refuse(tmp_path, capsys, override, message):

@@ -225,7 +225,7 @@ def test_a_schedule_axis_groups_by_schedule_and_adds_its_columns_only_when_set(t
         ({"warmup_steps": 2.5}, r"grid.warmup_steps .*2.5"),
         (
             {"steps": [4, 12], "warmup_steps": 6},
-            r"grid: HParams warmup_steps 6 is more than steps 4: warm up over at most 4 steps",
+            r"grid.warmup_steps 6 is more than grid.steps 4, and the grid trains every pair",
         ),
     ],
 )
