@@ -6,7 +6,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from phosjax.train._config import LR_SCHEDULES, OPTIMIZERS, HParams
+from phosjax.train._config import LR_SCHEDULES, OPTIMIZERS, HParams, int_at_least
+
+
+def _check_schedule(schedule: str) -> None:
+    if schedule not in LR_SCHEDULES:
+        raise ValueError(f"Unknown lr schedule {schedule!r}: expected one of {LR_SCHEDULES}.")
 
 
 def lr_multiplier(schedule: str, warmup_steps: int, steps: int) -> optax.Schedule:
@@ -23,8 +28,8 @@ def lr_multiplier(schedule: str, warmup_steps: int, steps: int) -> optax.Schedul
       >>> [round(float(f(step)), 3) for step in range(7)]
       [0.0, 0.5, 1.0, 0.854, 0.5, 0.146, 0.0]
     """
-    if schedule not in LR_SCHEDULES:
-        raise ValueError(f"Unknown lr schedule {schedule!r}: expected one of {LR_SCHEDULES}.")
+    _check_schedule(schedule)
+    steps = int_at_least("lr schedule: steps", steps, 1)
     if not 0 <= warmup_steps <= steps:
         raise ValueError(
             f"lr schedule: warmup_steps must be in [0, steps={steps}], got {warmup_steps}."
@@ -112,6 +117,7 @@ def make_optimizer(
     """
     if name not in OPTIMIZERS:
         raise ValueError(f"Unknown optimizer {name!r}: expected one of {OPTIMIZERS}.")
+    _check_schedule(lr_schedule)  # before asking for the steps an unknown one would need
     multiplier = None
     if lr_schedule != "constant" or warmup_steps:
         if steps is None:

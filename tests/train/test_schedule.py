@@ -38,6 +38,10 @@ def test_bad_schedules_are_refused_by_name():
         lr_multiplier("step", 0, 10)
     with pytest.raises(ValueError, match=r"warmup_steps must be in \[0, steps=10\], got 11"):
         lr_multiplier("cosine", 11, 10)
+    with pytest.raises(ValueError, match=r"lr schedule: steps must be >= 1, got 0"):
+        lr_multiplier("cosine", 0, 0)
+    with pytest.raises(ValueError, match=r"Unknown lr schedule 'cosin': expected one of"):
+        make_optimizer("adam", lr_schedule="cosin")  # not 'needs steps='
     with pytest.raises(ValueError, match=r"lr_schedule='cosine' .* needs steps="):
         make_optimizer("adam", lr_schedule="cosine")
     with pytest.raises(ValueError, match=r"lr_schedule='constant' with warmup_steps=5 needs"):
