@@ -21,6 +21,7 @@ from phosjax.morph import (
     report,
     shrink,
 )
+from phosjax.train import make_optimizer
 
 ZOO = {
     name: ModelConfig(name, num_classes=5, input_shape=shape)
@@ -556,8 +557,10 @@ MLP_LABELS = {
         optax.multi_transform(
             {"adam": optax.adam(0.1), "sgd": optax.sgd(0.1, momentum=0.9)}, MLP_LABELS
         ),
+        # the engine's: hyperparameters injected, a schedule's count beside the moments
+        make_optimizer("adamw", weight_decay=0.1, lr_schedule="cosine", warmup_steps=2, steps=9),
     ],
-    ids=["masked", "multi_transform"],
+    ids=["masked", "multi_transform", "engine_scheduled"],
 )
 def test_masked_and_partitioned_optimizer_states_are_shrunk(optimizer):
     x = jnp.ones((1, 4))

@@ -1,10 +1,25 @@
-"""Learning-rate schedules: the multiplier's curves, against optax's own schedules."""
+"""Learning-rate schedules: the multiplier's curves against optax's own schedules, and a
+scheduled group under every strategy, sharding, resumption and divergence."""
 
+import dataclasses
+import functools
+
+import jax
 import numpy as np
 import optax
 import pytest
 
-from phosjax.train import lr_multiplier, make_optimizer
+from phosjax.train import (
+    STRATEGIES,
+    Cell,
+    HParams,
+    init_group,
+    lr_multiplier,
+    make_optimizer,
+    plan_groups,
+    run_group,
+)
+from tests.train.tiny import Tiny
 
 STEPS = np.arange(0, 13)
 
@@ -46,3 +61,72 @@ def test_bad_schedules_are_refused_by_name():
         make_optimizer("adam", lr_schedule="cosine")
     with pytest.raises(ValueError, match=r"lr_schedule='constant' with warmup_steps=5 needs"):
         make_optimizer("adam", warmup_steps=5)
+
+
+TOL = {"rtol": 2e-5, "atol": 2e-6}
+WARM_COSINE = HParams(
+    optimizer="momentum", batch_size=16, steps=8, lr_schedule="cosine", warmup_steps=3
+)
+
+
+def schedule_counts(opt_state):
+    """The ``count`` of each `optax.ScaleByScheduleState` in ``opt_state`` (one per cell)."""
+    found = jax.tree.leaves(
+        opt_state, is_leaf=lambda node: isinstance(node, optax.ScaleByScheduleState)
+    )
+    return [node.count.tolist() for node in found if isinstance(node, optax.ScaleByScheduleState)]
+
+
+def scheduled_group(*learning_rates):
+    cells = [
+        Cell(Tiny(), "toy", dataclasses.replace(WARM_COSINE, learning_rate=lr), seed)
+        for seed, lr in enumerate(learning_rates)
+    ]
+    [group] = plan_groups(cells)
+    return group
+
+
+def test_every_strategy_and_device_count_follow_one_schedule_and_resume_mid_warmup(toy):
+    """The schedule's step count lives in each cell's optimizer state: every strategy, the
+    cells sharded over 4 devices or on one, and a run resumed mid-warmup from a host copy
+    of its state give the same numbers."""
+    assert len(jax.local_devices()) == 4
+    group = scheduled_group(0.05, 0.2, 0.1)  # three cells on four devices: one pads
+    runs = {
+        strategy: run_group(group, init_group(group, toy), toy, strategy=strategy, chunk_steps=2)
+        for strategy in ["auto", *STRATEGIES]
+    }
+    runs["one device"] = run_group(
+        group,
+        init_group(group, toy),
+        toy,
+        strategy="vmap",
+        chunk_steps=2,
+        devices=jax.devices()[:1],
+    )
+    reference, reference_run = jax.device_get(runs.pop("vmap"))
+    assert schedule_counts(reference.opt_state) == [[8, 8, 8]]
+    for name, (state, run) in runs.items():
+        jax.tree.map(
+            functools.partial(np.testing.assert_allclose, **TOL, err_msg=name),
+            (jax.device_get(state), [c.train for c in run.chunks]),
+            (reference, [c.train for c in reference_run.chunks]),
+        )
+    warming, _ = run_group(group, init_group(group, toy), toy, 2, strategy="vmap", chunk_steps=2)
+    saved = jax.device_get(warming)  # as a checkpoint holds it: 2 of 3 warmup steps done
+    assert schedule_counts(saved.opt_state) == [[2, 2, 2]]
+    resumed, _ = run_group(group, saved, toy, strategy="vmap", chunk_steps=2)
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(resumed), reference)
+
+
+def test_a_frozen_cell_keeps_its_schedule_where_it_diverged(toy):
+    """A diverged cell's optimizer state, the schedule's count included, stops changing;
+    its neighbour's schedule goes on to the last step."""
+    group = scheduled_group(0.05, 1e6)
+    whole, _ = run_group(group, init_group(group, toy), toy, strategy="vmap")
+    at = int(whole.diverged_at[1])
+    assert whole.diverged.tolist() == [False, True] and 2 <= at <= 8
+    before, _ = run_group(group, init_group(group, toy), toy, at - 1, strategy="vmap")
+    assert schedule_counts(jax.device_get(whole.opt_state)) == [[8, at - 1]]
+    bad = lambda state: jax.tree.map(lambda a: a[1], jax.device_get(state.opt_state))
+    jax.tree.map(np.testing.assert_array_equal, bad(whole), bad(before))
