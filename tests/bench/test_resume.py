@@ -157,20 +157,22 @@ def test_a_bfloat16_group_with_knobs_resumed_matches_an_uninterrupted_run(tmp_pa
 
 
 def test_a_scheduled_bench_resumed_mid_schedule_matches_an_uninterrupted_run(tmp_path, toy):
-    """The schedule's step count lives in the optimizer state: a run resumed from step 6
-    of a warmup-then-cosine schedule goes on where it stopped, and writes its columns."""
+    """The schedule's step count lives in the optimizer state: a run killed after the
+    first group's checkpoint at step 6, 6 steps into its 8 of warmup, goes on where it
+    stopped, and writes its columns."""
     grid = {"steps": 12, "batch_size": 16, "learning_rate": 0.05}
-    scheduled = {**grid, "lr_schedule": ["cosine", "linear"], "warmup_steps": 4}
+    scheduled = {**grid, "lr_schedule": ["cosine", "linear"], "warmup_steps": 8}
     config = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1, grid=scheduled)
     killed = tmp_path / "killed"
     with killed_after_save(6):
         run(config, killed, datasets=toy, progress=False)
+    assert len(list(killed.glob(f"{_layout.CHECKPOINTS}/*/6"))) == 1  # one group, mid-warmup
     run(config, killed, datasets=toy, progress=False)
     run(config, tmp_path / "whole", datasets=toy, progress=False)
     resumed = frame(killed)
     pd.testing.assert_frame_equal(resumed, frame(tmp_path / "whole"))
     assert sorted(set(resumed.lr_schedule)) == ["cosine", "linear"]
-    assert (resumed.warmup_steps == 4).all() and resumed.warmup_steps.dtype == "int64"
+    assert (resumed.warmup_steps == 8).all() and resumed.warmup_steps.dtype == "int64"
     constant = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1, grid=grid)
     run(constant, tmp_path / "constant", datasets=toy, progress=False)
     plain = frame(tmp_path / "constant")

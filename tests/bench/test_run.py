@@ -34,7 +34,7 @@ from phosjax.bench._summary import profile_text, read_profile
 from phosjax.bench.add_models import main as add_models_main
 from phosjax.bench.profile import main as profile_main
 from phosjax.bench.view import BenchFiles, BrokenFileError
-from phosjax.bench.view._api import curves
+from phosjax.bench.view._api import curves, leaderboard
 from phosjax.models import ModelConfig, register_model, registered_models
 from phosjax.models.graph import GraphModel, node
 from phosjax.train import train_grid
@@ -745,3 +745,43 @@ def test_a_regularizer_axis_reports_the_weighted_penalty(tmp_path, toy):
     extra = train["loss"] - train["task_loss"] - train["regularizer"]
     np.testing.assert_allclose(extra, 0.0, atol=1e-6)  # mlp has no aux losses
     assert test["regularizer"].isna().all() and results.dtypes["regularizer"] == np.float32
+
+
+def test_a_scheduled_bench_takes_new_models_under_its_schedules_and_shows_them(
+    tmp_path, toy, capsys
+):
+    """add_models trains the new model's cells under each of the bench's schedules (and its
+    morph regularizer); the summary and the viewer's rows carry ``lr_schedule`` (text) and
+    ``warmup_steps`` (an int) as hyperparameters, not as metrics."""
+    grid = {
+        "steps": 12,
+        "batch_size": 16,
+        "learning_rate": 0.05,
+        "lr_schedule": ["cosine", "linear"],
+        "warmup_steps": 4,
+        "regularizers": [{"kind": "morph", "strength": 1e-3}],
+    }
+    root = tmp_path / "b"
+    run(tiny_config(models=[{"name": "mlp", "width": 8}], grid=grid, seeds=1), root, datasets=toy)
+    capsys.readouterr()
+    results = add_models_to(root, ["logreg"], datasets=toy)
+    header = capsys.readouterr().out.splitlines()[1].split()
+    assert header[:5] == ["model", "dataset", "lr_schedule", "loss", "seeds"]
+    last = results[(results.split == "test") & (results.step == 12)]
+    assert sorted(zip(last.model, last.lr_schedule, last.warmup_steps, strict=True)) == [
+        ("logreg", "cosine", 4),
+        ("logreg", "linear", 4),
+        ("mlp", "cosine", 4),
+        ("mlp", "linear", 4),
+    ]
+    logreg = last[last.model == "logreg"].set_index("lr_schedule")["loss"]
+    assert logreg["cosine"] != logreg["linear"]
+    bench = BenchFiles(root)
+    assert bench.hparams()[-3:] == ["lr_schedule", "warmup_steps", "reg/morph_flops/**"]
+    assert {"lr_schedule", "warmup_steps"}.isdisjoint(bench.metrics())
+    rows = [row["cell"] for row in leaderboard(bench)["rows"]]
+    assert {(row["lr_schedule"], row["warmup_steps"]) for row in rows} == {
+        ("cosine", 4),
+        ("linear", 4),
+    }
+    assert all(type(row["warmup_steps"]) is int for row in rows)
