@@ -209,7 +209,8 @@ class HParams:
         ``adamw`` decouples the decay.
       learning_rate: the step size, >= 0 (the peak, under a schedule).
       lr_schedule: ``"constant"``, or ``"cosine"`` / ``"linear"``: after the warmup the
-        learning rate decays to 0 at the last step, along half a cosine or a line.
+        learning rate decays along half a cosine or a line, reaching 0 just after the
+        last update (updates count from 0, as in optax).
       warmup_steps: the learning rate rises linearly from 0 (at the first step) to
         ``learning_rate`` over this many steps, at most ``steps`` (0: no warmup).
       weight_decay: see ``optimizer``.
