@@ -87,6 +87,10 @@ PATH_WEIGHT_PREFIX = "path_weight/"
 REGULARIZER = "regularizer"
 """The strength-weighted sum of a cell's regularizers (train rows of groups that have any)."""
 
+LR = "lr"
+"""The learning rate of each step's update (train rows of groups whose rate moves:
+`phosjax.train.HParams.scheduled`)."""
+
 PHASE_NAMES = ("init", "compile", "step", "eval")
 """The phases of a network's life that ``profile/phases.parquet`` reports."""
 

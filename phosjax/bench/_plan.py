@@ -462,6 +462,7 @@ def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None
         members = [PlannedCell(c.cell, {**c.row, "group_id": group_id}) for c in members]
         metrics = model_metrics(group.model)
         metrics += (_layout.REGULARIZER,) * bool(group.hparams.regularizers)
+        metrics += (_layout.LR,) * group.hparams.scheduled
         groups.append(PlannedGroup(group_id, tuple(members), metrics))
     columns = (*HPARAM_COLUMNS, *schedule_columns, *knob_columns, *reg_columns)
     return Plan(tuple(groups), dict(datasets), columns)

@@ -52,9 +52,9 @@ def _type(name: str) -> pa.DataType:
         return _TYPES[name]
     if name in _layout.CELL_COLUMNS:
         return pa.string()
-    if name in (*BASE_METRICS, _layout.REGULARIZER) or name.startswith(_layout.AUX_PREFIX):
+    if name in (*BASE_METRICS, _layout.REGULARIZER, _layout.LR):
         return pa.float32()
-    if name.startswith(_layout.PATH_WEIGHT_PREFIX):
+    if name.startswith((_layout.AUX_PREFIX, _layout.PATH_WEIGHT_PREFIX)):
         return pa.float32()
     return pa.float64()  # learning_rate, weight_decay, ..., knob/<selector>
 

@@ -300,6 +300,12 @@ class HParams:
                 )
         object.__setattr__(self, "regularizers", regularizers)
 
+    @property
+    def scheduled(self) -> bool:
+        """Whether the learning rate moves during the run (a warmup or a decay): then the
+        step reports it as the metric ``lr``."""
+        return self.lr_schedule != "constant" or self.warmup_steps > 0
+
     def shared(self) -> "HParams":
         """These hparams with every per-cell value zeroed: what a compiled group shares."""
         return dataclasses.replace(

@@ -131,6 +131,11 @@ def make_optimizer(
     )
 
 
+def hparams_multiplier(hp: HParams) -> optax.Schedule | None:
+    """``hp``'s `lr_multiplier`; None when its rate stays constant (`HParams.scheduled`)."""
+    return lr_multiplier(hp.lr_schedule, hp.warmup_steps, hp.steps) if hp.scheduled else None
+
+
 def hparams_optimizer(hp: HParams, **injected: float | jax.Array) -> optax.GradientTransformation:
     """`make_optimizer` for ``hp``: its family, clipping and schedule; ``injected``
     gives the per-cell ``learning_rate``, ``weight_decay`` and ``momentum``."""

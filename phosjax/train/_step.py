@@ -19,7 +19,7 @@ from phosjax.core import AUX_LOSS, INTERMEDIATES, PATH_WEIGHTS, aux_total, flatt
 from phosjax.data import batch_indices
 from phosjax.morph import channel_groups, morph_regularizer
 from phosjax.train._config import HParams, Regularizer
-from phosjax.train._optim import hparams_optimizer
+from phosjax.train._optim import hparams_multiplier, hparams_optimizer
 from phosjax.train._precision import precision_apply
 from phosjax.train._state import GroupState
 
@@ -172,7 +172,8 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
     and its step, so any strategy and any resumption replays the same batches. Metrics
     are scalars: ``loss`` (the total), ``task_loss``, ``regularizer`` (the weighted sum
     of the regularizers, when there are any), ``accuracy``,
-    ``grad_norm``, ``aux/<name>`` and ``path_weight/<path>``. A cell whose loss or
+    ``grad_norm``, ``aux/<name>``, ``path_weight/<path>`` and, under a schedule
+    (`HParams.scheduled`), ``lr``: the learning rate of the step's update. A cell whose loss or
     gradient norm is not finite is marked diverged (``diverged``, ``diverged_at``); with
     ``guard`` its params, state and optimizer state then stop changing. Without it the
     step applies every update: the selects that freeze a cell cost XLA copies of the
@@ -181,6 +182,7 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
     diverged in it. The model computes in ``hp.compute_dtype`` (`precision_apply`).
     """
     tx = hparams_optimizer(hp)
+    multiplier = hparams_multiplier(hp)
     apply = precision_apply(model, hp.compute_dtype)
     penalties = [(r.selector, r.on, _penalty(r.kind, r.on)) for r in hp.regularizers]
     regs = enumerate(hp.regularizers)
@@ -252,7 +254,11 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
             diverged=state.diverged | ~finite,
             diverged_at=jnp.where(state.diverged | finite, state.diverged_at, state.step + 1),
         )
-        return new, {**metrics, "grad_norm": grad_norm}
+        metrics = {**metrics, "grad_norm": grad_norm}
+        if multiplier is not None:  # the rate this update ran at: the peak times the schedule
+            peak = state.opt_state.hyperparams["learning_rate"]
+            metrics["lr"] = peak * multiplier(state.step)
+        return new, metrics
 
     return TrainStep(update, hp.batch_size)
 

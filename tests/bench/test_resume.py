@@ -159,7 +159,7 @@ def test_a_bfloat16_group_with_knobs_resumed_matches_an_uninterrupted_run(tmp_pa
 def test_a_scheduled_bench_resumed_mid_schedule_matches_an_uninterrupted_run(tmp_path, toy):
     """The schedule's step count lives in the optimizer state: a run killed after the
     first group's checkpoint at step 6, 6 steps into its 8 of warmup, goes on where it
-    stopped, and writes its columns."""
+    stopped, and writes its columns and the rate of each step."""
     grid = {"steps": 12, "batch_size": 16, "learning_rate": 0.05}
     scheduled = {**grid, "lr_schedule": ["cosine", "linear"], "warmup_steps": 8}
     config = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1, grid=scheduled)
@@ -176,7 +176,12 @@ def test_a_scheduled_bench_resumed_mid_schedule_matches_an_uninterrupted_run(tmp
     constant = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1, grid=grid)
     run(constant, tmp_path / "constant", datasets=toy, progress=False)
     plain = frame(tmp_path / "constant")
-    assert "lr_schedule" not in plain.columns and "warmup_steps" not in plain.columns
+    assert {"lr_schedule", "warmup_steps", "lr"}.isdisjoint(plain.columns)
+    train = resumed[resumed.split == "train"]
+    assert train.lr.dtype == "float32" and resumed[resumed.split == "test"].lr.isna().all()
+    rising = train[train.step <= 9].groupby("step").lr.unique()  # warmup: both schedules
+    assert all(len(rates) == 1 for rates in rising)
+    np.testing.assert_allclose([r[0] for r in rising], np.arange(9) / 8 * 0.05, rtol=1e-6)
     cosine, linear = (resumed[resumed.lr_schedule == kind].loss for kind in ("cosine", "linear"))
     assert not np.allclose(cosine, linear) and not np.allclose(cosine, plain.loss)
 

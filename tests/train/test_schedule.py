@@ -130,3 +130,24 @@ def test_a_frozen_cell_keeps_its_schedule_where_it_diverged(toy):
     assert schedule_counts(jax.device_get(whole.opt_state)) == [[8, at - 1]]
     bad = lambda state: jax.tree.map(lambda a: a[1], jax.device_get(state.opt_state))
     jax.tree.map(np.testing.assert_array_equal, bad(whole), bad(before))
+
+
+def test_a_scheduled_group_reports_each_cells_rate_and_a_constant_one_none(toy):
+    group = scheduled_group(0.1, 0.4)
+    _, run = run_group(group, init_group(group, toy), toy, strategy="vmap", chunk_steps=4)
+    rates = np.concatenate([chunk.train["lr"] for chunk in run.chunks], axis=1)
+    curve = optax.warmup_cosine_decay_schedule(0.0, 1.0, 3, 8)
+    expected = [[peak * float(curve(step)) for step in range(8)] for peak in (0.1, 0.4)]
+    np.testing.assert_allclose(rates, expected, atol=1e-7)
+    assert rates[:, 0].tolist() == [0.0, 0.0] and rates[0, 3] == pytest.approx(0.1)
+    [constant] = plan_groups(
+        [
+            Cell(
+                Tiny(),
+                "toy",
+                dataclasses.replace(WARM_COSINE, lr_schedule="constant", warmup_steps=0),
+            )
+        ]
+    )
+    _, run = run_group(constant, init_group(constant, toy), toy, strategy="vmap")
+    assert not constant.hparams.scheduled and "lr" not in run.chunks[0].train
