@@ -28,7 +28,9 @@ class Member:
       axis: the axis of the leaf.
       kinds: how the model uses that axis: ``"out"`` (a free axis of a contraction),
         ``"in"`` (contracted), ``"scale"`` (multiplied on, or divided by an activation),
-        ``"bias"`` (added), ``"other"`` (e.g. a divisor: sliced, never zeroed).
+        ``"bias"`` (added), ``"other"`` (e.g. a divisor: sliced, never zeroed),
+        ``"normalized"`` (divided by its own norm, as weight normalization's
+        ``g * k / norm(k)``: sliced, never zeroed, which would make 0/0).
       channels: for each position along the axis, the group channel it holds (-1: none).
       norms: for a producer (``"out"``), the paths of the group's normalization scales
         multiplied onto its output (empty: its output is not normalized).
@@ -47,8 +49,9 @@ class Member:
 
     @property
     def zeroed(self) -> bool:
-        """Whether `mask` zeroes this axis's dead slices (it produces the channel)."""
-        return bool(self.kinds & ZEROING)
+        """Whether `mask` zeroes this axis's dead slices (it produces the channel, and
+        zeroing it makes no inf or NaN)."""
+        return bool(self.kinds & ZEROING) and "normalized" not in self.kinds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -333,6 +336,13 @@ def channel_groups(
     first = trace(run, leaves, arrays)
     zeroing = {key for key, kinds in first.kinds.items() if kinds & ZEROING}
     facts = trace(run, leaves, arrays, zeroing)
+    unzeroed: set[tuple[int, int]] = set()
+    while facts.unsafe & zeroing:  # k / norm(k): zeroing k makes 0/0, so k is not zeroed
+        unzeroed |= facts.unsafe & zeroing
+        zeroing -= facts.unsafe
+        facts = trace(run, leaves, arrays, zeroing)
+    for key in unzeroed:
+        facts.kinds[key].add("normalized")
     labels = facts.labels
     owners = [[labels.owners(label) for label in axes] for axes in facts.leaf_labels]
     producers: dict[int, tuple[int, int, int]] = {}  # atom -> (not a kernel, leaf, axis)

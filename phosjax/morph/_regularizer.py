@@ -65,7 +65,7 @@ def _lasso_terms(group: ChannelGroup, producers: tuple[Member, ...]) -> list[Ter
 def _terms(group: ChannelGroup, source: str) -> list[Term]:
     """What adds up to the group's importance: ``(kind, members)`` per producer (``source``
     checked by `check_source`)."""
-    gammas = group.sources("scale")
+    gammas = tuple(m for m in group.sources("scale") if m.zeroed)
     if source == "gamma":
         return [("scale", (m,)) for m in gammas]
     if source == "group_lasso":

@@ -6,7 +6,9 @@ value a label (`Labels`). It records, for each variable leaf axis, how it is use
 ``scale``/``bias``: multiplied onto / added to an activation; ``other``), the labels of
 every contraction's loop (for FLOPs), and pins the labels that cannot be pruned exactly:
 the model's inputs and outputs, reduced, sliced, padded, reversed, pooled and convolved
-axes, and channels that reach a contraction without being zero when dead.
+axes, and channels that reach a contraction without being zero when dead. A leaf axis
+whose zeros would turn non-finite (``k / norm(k)``: 0/0) is recorded as ``unsafe``: `mask`
+must not zero it.
 """
 
 import dataclasses
@@ -36,6 +38,8 @@ _LOSES_ZERO = {
     "ne", "eq", "lt", "gt", "le", "ge", "not", "acos", "lgamma", "digamma", "erfc",
     "nextafter", "atan2",
 }  # fmt: skip
+_POLE_AT_ZERO = {"rsqrt", "log", "lgamma", "digamma"}
+"""Ops that map a zero to inf or NaN: what they get from a dead channel is not zero."""
 _LAYOUT = {"convert_element_type", "copy", "copy_p", "reduce_precision", "optimization_barrier"}
 _REDUCE = {"reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "argmax", "argmin",
            "reduce_and", "reduce_or"}  # fmt: skip
@@ -80,6 +84,8 @@ class Value:
     made_by: frozenset[tuple[int, int]] = frozenset()  # leaf axes that produced it ("out")
     scales: frozenset[int] = frozenset()  # leaves multiplied into it as a scale
     known: Any = None  # its value, if a literal or constant (or one converted)
+    poles: frozenset[int] = frozenset()  # labels whose dead channels may be inf or NaN here
+    zeroed_by: frozenset[tuple[int, int]] = frozenset()  # zeroed leaf axes behind its zeros
 
 
 @dataclasses.dataclass
@@ -95,6 +101,9 @@ class Trace:
     made: set[int] = dataclasses.field(default_factory=set)
     """Labels of axes the model makes (a broadcast's new axis, a unit axis): no variable
     holds their channels, so only a kernel that produces them can remove them."""
+    unsafe: set[tuple[int, int]] = dataclasses.field(default_factory=set)
+    """Zeroed leaf axes whose zeros reach an op that makes them inf or NaN (a divisor,
+    ``rsqrt``, ``log``: weight normalization's ``k / norm(k)``); `mask` must not zero them."""
 
 
 def _operand_kind(name: str, index: int, operands: int) -> str:
@@ -123,7 +132,16 @@ def _carry(
     value: Value, labels: list[int], zeros: frozenset[int], src: list[tuple[int, int] | None] | None
 ) -> Value:
     """A value with new ``labels``, ``zeros`` and ``src`` and ``value``'s provenance."""
-    return Value(labels, zeros, src, value.data, value.made_by, value.scales)
+    return Value(
+        labels,
+        zeros,
+        src,
+        value.data,
+        value.made_by,
+        value.scales,
+        poles=value.poles,
+        zeroed_by=value.zeroed_by,
+    )
 
 
 def _joined(
@@ -132,13 +150,27 @@ def _joined(
     zeros: set[int],
     src: list[tuple[int, int] | None] | None = None,
     known: Any = None,
+    poles: set[int] | None = None,
 ) -> Value:
     """A value computed from ``values``, with ``labels``, ``zeros``, ``src`` and ``known``
-    and their provenance joined (what `_carry` keeps of one value)."""
+    and their provenance joined (what `_carry` keeps of one value); the ``poles`` of every
+    value stay poles, and so do ``poles``."""
     made_by = frozenset().union(*(v.made_by for v in values))
     scales = frozenset().union(*(v.scales for v in values))
+    zeroed_by = frozenset().union(*(v.zeroed_by for v in values))
+    all_poles = frozenset().union(*(v.poles for v in values), poles or ())
     data = any(v.data for v in values)
-    return Value(labels, frozenset(zeros), src, data, made_by, scales, known)
+    return Value(labels, frozenset(zeros), src, data, made_by, scales, known, all_poles, zeroed_by)
+
+
+def _contracted(
+    lhs: Value, rhs: Value, labels: list[int], zeros: set[int], made_by: frozenset[Any]
+) -> Value:
+    """The output of a contraction of ``lhs`` and ``rhs`` (a fresh value, no leaf): their
+    poles and zeroed leaf axes stay with it."""
+    data = lhs.data or rhs.data
+    poles, zeroed_by = lhs.poles | rhs.poles, lhs.zeroed_by | rhs.zeroed_by
+    return Value(labels, frozenset(zeros), None, data, made_by, poles=poles, zeroed_by=zeroed_by)
 
 
 def _produced(value: Value, free: Sequence[bool]) -> frozenset[tuple[int, int]]:
@@ -165,6 +197,7 @@ class _Walker:
         self.zeroing = zeroing
         self.num_leaves = num_leaves
         self.made: set[int] = set()
+        self.unsafe: set[tuple[int, int]] = set()
 
     def make(self, size: int) -> int:
         """A fresh label for an axis the model makes (see `Trace.made`)."""
@@ -180,13 +213,32 @@ class _Walker:
         return found
 
     def zero_atoms(self, value: Value) -> set[int]:
-        return set().union(*(self.atoms(z) for z in value.zeros)) if value.zeros else set()
+        """The atoms whose dead channels are zero in ``value`` (not inf or NaN)."""
+        zeros = set().union(*(self.atoms(z) for z in value.zeros))
+        return zeros - set().union(*(self.atoms(p) for p in value.poles))
+
+    def poles_made(self, eqn: Any, ins: Sequence[Value | None]) -> set[int]:
+        """The atoms whose dead channels ``eqn`` makes inf or NaN: the zeros of a divisor,
+        or of what ``rsqrt``, ``log`` or a negative power gets. The zeroed leaf axes behind
+        them are `Trace.unsafe`."""
+        name, p = eqn.primitive.name, eqn.params
+        negative_power = (name == "integer_pow" and p["y"] < 0) or name == "pow"
+        if name in _FIRST_ZERO:
+            source = ins[1]
+        elif name in _POLE_AT_ZERO or negative_power:
+            source = ins[0]
+        else:
+            return set()
+        made = self.zero_atoms(source) if source is not None else set()
+        if made:
+            self.unsafe |= source.zeroed_by  # type: ignore[union-attr]
+        return made
 
     def use(self, value: Value, kinds: Sequence[str]) -> Value:
         """Records how a leaf's axes are used here; its zeros as `mask` leaves them."""
         if value.src is None:
             return value
-        zeros = set(value.zeros)
+        zeros, zeroed_by = set(value.zeros), set(value.zeroed_by)
         for axis, (source, kind) in enumerate(zip(value.src, kinds, strict=True)):
             if source is None:
                 continue
@@ -194,7 +246,8 @@ class _Walker:
             zeroed = kind in ZEROING if self.zeroing is None else source in self.zeroing
             if zeroed:
                 zeros.add(value.labels[axis])
-        return dataclasses.replace(value, zeros=frozenset(zeros))
+                zeroed_by.add(source)
+        return dataclasses.replace(value, zeros=frozenset(zeros), zeroed_by=frozenset(zeroed_by))
 
     def check_contraction(self, label: int, sides: Sequence[Value], where: str) -> None:
         for atom in self.atoms(label):
@@ -230,26 +283,27 @@ class _Walker:
             for i, v in operands.items()
         }
         full = list(used.values())
+        args = [used.get(i, v) for i, v in enumerate(ins)]
         cases = full[1:] if name == "select_n" else full
         zeros: set[int]
         if name in _ANY_ZERO:
             zeros = set().union(*(self.zero_atoms(v) for v in cases))
         elif name in _ALL_ZERO:
-            zeros = self.all_zero(name, [used.get(i, v) for i, v in enumerate(ins)], known)
+            zeros = self.all_zero(name, args, known)
         elif name in _FIRST_ZERO:
-            zeros = self.zero_atoms(ins[0]) if ins[0] is not None else set()
+            zeros = self.zero_atoms(args[0]) if args[0] is not None else set()
         elif name in _KEEPS_ZERO and (name != "integer_pow" or eqn.params["y"] > 0):
             zeros = self.zero_atoms(full[0]) if full else set()
         else:
             zeros = set()
         single = ins[0] if len(ins) == 1 else None
         src = single.src if single is not None and name in _LAYOUT else None
-        present = [v for v in ins if v is not None]
+        present = [v for v in args if v is not None]
         if name == "mul":
             present = [_with_scales(v) for v in present]
             self.pair_scales(present)
         value = single.known if single is not None and name in _LAYOUT else None
-        return _joined(present, labels, zeros, src, value)
+        return _joined(present, labels, zeros, src, value, self.poles_made(eqn, args))
 
     def operand_kinds(self, value: Value, shape: Sequence[int], kind: str) -> list[str]:
         """``kind`` for each axis of an elementwise operand, but ``"other"`` for an axis it
@@ -312,9 +366,7 @@ class _Walker:
         self.ops.append(("dot_general", [*batch, *lfree, *rfree, *(lhs.labels[i] for i in lc)]))
         made_by = _produced(lhs, [i not in (*lc, *lb) for i in range(len(lhs.labels))])
         made_by |= _produced(rhs, [j not in (*rc, *rb) for j in range(len(rhs.labels))])
-        return Value(
-            [*batch, *lfree, *rfree], frozenset(zeros), None, lhs.data or rhs.data, made_by
-        )
+        return _contracted(lhs, rhs, [*batch, *lfree, *rfree], zeros, made_by)
 
     def conv(self, eqn: Any, lhs: Value, rhs: Value) -> Value:
         where = _where(eqn)
@@ -353,7 +405,7 @@ class _Walker:
         window = [rhs.labels[axis] for axis in rhs_spec[2:]]
         self.ops.append(("conv_general_dilated", [*out, ri, *window]))
         made_by = _produced(rhs, [axis == rhs_spec[0] for axis in range(len(rhs.labels))])
-        return Value(out, frozenset(zeros), None, lhs.data or rhs.data, made_by)
+        return _contracted(lhs, rhs, out, zeros, made_by)
 
     def reshape(self, eqn: Any, value: Value) -> Value:
         where, labels = _where(eqn), self.labels
@@ -588,5 +640,11 @@ def trace(
         for label in out.labels if out is not None else ():
             walker.labels.pin(label, "model output")
     return Trace(
-        walker.labels, leaf_labels, walker.kinds, walker.ops, walker.normalized, walker.made
+        walker.labels,
+        leaf_labels,
+        walker.kinds,
+        walker.ops,
+        walker.normalized,
+        walker.made,
+        walker.unsafe,
     )

@@ -537,6 +537,60 @@ def test_a_divisor_is_sliced_but_neither_zeroed_nor_a_gamma():
     )
 
 
+class WeightNormed(nn.Module):
+    """A weight-normalized hidden layer, ``g * k / norm(k)``, its norm written ``form``."""
+
+    width: int = 4
+    form: str = "norm"
+    gain: bool = True
+
+    @nn.compact
+    def __call__(self, x):
+        k = self.param("kernel", nn.initializers.normal(), (x.shape[-1], self.width))
+        if self.form == "norm":
+            unit = k / jnp.linalg.norm(k, axis=0)
+        else:
+            unit = k * jax.lax.rsqrt(jnp.sum(k**2, axis=0))
+        if self.gain:
+            unit = self.param("g", nn.initializers.ones, (self.width,)) * unit
+        h = x @ unit + self.param("b", nn.initializers.zeros, (self.width,))
+        return nn.Dense(2, name="head")(nn.relu(h))
+
+
+@pytest.mark.parametrize("form", ["norm", "rsqrt"])
+def test_a_weight_normalized_kernel_is_sliced_but_not_zeroed(form):
+    """Zeroing ``k`` in ``k / norm(k)`` makes 0/0: `mask` zeroes the gain and the bias
+    instead, so the masked model is finite (and its gradients) and equals the pruned one."""
+    x = jax.random.normal(jax.random.key(1), (3, 5))
+    model = WeightNormed(form=form)
+    variables = _perturbed(model.init(jax.random.key(0), x))
+    groups = channel_groups(model, variables, x)
+    (group,) = groups.groups
+    kinds = {m.path: m.kinds for m in group.members}
+    assert {"scale", "normalized"} <= kinds["params/kernel"]
+    assert [m.path for m in group.sources("scale") if m.zeroed] == ["params/g"]
+    alive = {group.name: np.array([True, False, True, True])}
+    masked = mask(variables, alive, groups)
+    np.testing.assert_array_equal(masked["params"]["kernel"], variables["params"]["kernel"])
+    masked_out = model.apply(masked, x)
+    grads = jax.grad(lambda v: model.apply(v, x).sum())(masked)
+    assert jax.tree.all(jax.tree.map(lambda g: bool(jnp.isfinite(g).all()), grads))
+    small = shrink(variables, alive, groups)
+    assert small.variables["params"]["kernel"].shape == (5, 3)
+    pruned_out = WeightNormed(width=3, form=form).apply(small.variables, x)
+    np.testing.assert_allclose(pruned_out, masked_out, atol=1e-5)
+
+
+def test_a_weight_normalized_kernel_without_a_gain_is_pinned():
+    """``k / norm(k)`` with no gain: nothing zeroes a channel without making 0/0."""
+    x = jax.random.normal(jax.random.key(1), (3, 5))
+    model = WeightNormed(gain=False)
+    variables = model.init(jax.random.key(0), x)
+    groups = channel_groups(model, variables, x)
+    assert groups.groups == ()
+    assert "not zero when dead" in groups.pinned["params/kernel:1"]
+
+
 MLP = nn.Sequential([nn.Dense(3), nn.relu, nn.Dense(2)])
 MLP_LABELS = {
     "layers_0": {"kernel": "adam", "bias": "sgd"},
