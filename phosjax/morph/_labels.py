@@ -90,20 +90,22 @@ class Labels:
         del where
         return label
 
-    def split(self, label: int, sizes: list[int], where: str) -> list[int]:
-        """Labels for ``label`` reshaped into axes of ``sizes`` (their product is its size)."""
+    def split(self, label: int, sizes: list[int], where: str, kind: str = PROD) -> list[int]:
+        """Labels for ``label`` reshaped into axes of ``sizes`` (their product is its size),
+        or, with ``kind`` `SUM`, cut into consecutive pieces of ``sizes`` along its axis
+        (their sum is its size: a concatenation undone)."""
         root = self.find(label)
         current = self.parts.get(root)
-        if current is not None and current[0] == PROD:
+        if current is not None and current[0] == kind:
             children = list(current[1])
             if [self.size[self.find(c)] for c in children] == sizes:
                 return children
-            if sizes[-1] == 1 or sizes[0] == 1:  # a unit axis added on one side
+            if kind == PROD and (sizes[-1] == 1 or sizes[0] == 1):  # a unit axis on one side
                 inner = self.split(label, [s for s in sizes if s != 1] or [1], where)
                 return [self.new(1) if s == 1 else inner.pop(0) for s in sizes]
         if current is None:
             children = [self.new(s) for s in sizes]
-            self.parts[root] = (PROD, tuple(children))
+            self.parts[root] = (kind, tuple(children))
             if root in self.pinned:
                 self.pin(root, self.pinned[root])
             return children

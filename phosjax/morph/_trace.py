@@ -35,9 +35,14 @@ _KEEPS_ZERO = {
 }  # fmt: skip
 _LOSES_ZERO = {
     "exp", "exp2", "log", "logistic", "cos", "cosh", "rsqrt", "pow", "erf_inv", "is_finite",
-    "ne", "eq", "lt", "gt", "le", "ge", "not", "acos", "lgamma", "digamma", "erfc",
-    "nextafter", "atan2",
+    "not", "acos", "lgamma", "digamma", "erfc", "nextafter", "atan2",
 }  # fmt: skip
+_COMPARE = {
+    "eq": np.equal, "ne": np.not_equal, "lt": np.less, "gt": np.greater, "le": np.less_equal,
+    "ge": np.greater_equal,
+}  # fmt: skip
+"""Comparisons: a bool's zero is False, so ``x > 1`` is zero where ``x`` is (see
+`_Walker.compared`)."""
 _POLE_AT_ZERO = {"rsqrt", "log", "lgamma", "digamma"}
 """Ops that map a zero to inf or NaN: what they get from a dead channel is not zero."""
 _LAYOUT = {"convert_element_type", "copy", "copy_p", "reduce_precision", "optimization_barrier"}
@@ -290,8 +295,12 @@ class _Walker:
             zeros = set().union(*(self.zero_atoms(v) for v in cases))
         elif name in _ALL_ZERO:
             zeros = self.all_zero(name, args, known)
+            if name == "select_n":
+                zeros |= self.first_picked(args, known)
         elif name in _FIRST_ZERO:
             zeros = self.zero_atoms(args[0]) if args[0] is not None else set()
+        elif name in _COMPARE:
+            zeros = self.compared(name, args, known)
         elif name in _KEEPS_ZERO and (name != "integer_pow" or eqn.params["y"] > 0):
             zeros = self.zero_atoms(full[0]) if full else set()
         else:
@@ -327,6 +336,36 @@ class _Walker:
             if i >= first and (value is None or not _keeps_zero(name, i, value))
         ]
         return set.intersection(*cases) if cases else set()
+
+    def compared(
+        self, name: str, operands: Sequence[Value | None], known: Sequence[Any]
+    ) -> set[int]:
+        """The zeros (False) of a comparison: where every operand that is not known is zero
+        for a dead channel, and the comparison of those zeros with the known operands is
+        False (``x > 1``, ``x < -1``, ``x != y``; not ``x >= 0``).
+
+        Examples:
+          >>> walker = _Walker(0, None)
+          >>> x = Value([walker.labels.new(3)], zeros=frozenset({0}))
+          >>> [walker.compared(op, [x, x], [None, 1.0]) for op in ("gt", "lt")]  # x ? 1
+          [{0}, set()]
+        """
+        unknown = [v for v, value in zip(operands, known, strict=True) if value is None]
+        if not unknown or any(v is None for v in unknown):
+            return set()
+        zeros = set.intersection(*(self.zero_atoms(v) for v in unknown))  # type: ignore[arg-type]
+        dead = [np.zeros(()) if value is None else np.asarray(value) for value in known]
+        return set() if np.any(_COMPARE[name](*dead)) else zeros
+
+    def first_picked(self, operands: Sequence[Value | None], known: Sequence[Any]) -> set[int]:
+        """The zeros ``select_n`` gets from its first case where its predicate is zero (False)
+        for a dead channel, so picks that case: hard_tanh's ``where(x > 1, 1, x)``."""
+        predicate, first = operands[0], operands[1]
+        if predicate is None or first is None:
+            return set()
+        if known[1] is not None and np.all(np.asarray(known[1]) == 0):
+            return self.zero_atoms(predicate)
+        return self.zero_atoms(predicate) & self.zero_atoms(first)
 
     def pair_scales(self, operands: Sequence[Value]) -> None:
         """Records the scales a ``mul`` puts onto produced channels (e.g. a BatchNorm's).
@@ -452,7 +491,14 @@ class _Walker:
         src: list[tuple[int, int] | None] = [None] * len(shape)
         for d, i in kept.items():
             src[d] = value.src[i] if value.src is not None else None
-        return _carry(value, labels, value.zeros, src if value.src is not None else None)
+        known = None
+        if value.known is not None:  # a literal broadcast is still known: where(x > 0, x, 0)
+            expanded = [1] * len(shape)
+            for i, d in enumerate(dims):
+                expanded[d] = np.shape(value.known)[i]
+            known = np.broadcast_to(np.reshape(value.known, expanded), shape)
+        carried = _carry(value, labels, value.zeros, src if value.src is not None else None)
+        return dataclasses.replace(carried, known=known)
 
     def permute(self, value: Value, order: Sequence[int]) -> Value:
         src = None if value.src is None else [value.src[i] for i in order]
@@ -489,6 +535,15 @@ class _Walker:
         labels = list(ins[0].labels)
         labels.insert(eqn.params["axis"], self.make(len(ins)))
         return _joined(ins, labels, set.intersection(*(self.zero_atoms(v) for v in ins)))
+
+    def split(self, eqn: Any, value: Value) -> list[Value]:
+        """``split`` (``jnp.split``, glu's halves): the axis is cut into consecutive pieces,
+        one label each, as a concatenation's operands; a leaf's axis keeps its source."""
+        axis = eqn.params["axis"]
+        sizes = [int(n) for n in eqn.params["sizes"]]
+        pieces = self.labels.split(value.labels[axis], sizes, _where(eqn), kind=SUM)
+        labels = [[*value.labels[:axis], piece, *value.labels[axis + 1 :]] for piece in pieces]
+        return [_carry(value, piece, value.zeros, value.src) for piece in labels]
 
     def cut(self, eqn: Any, value: Value, keeps: Sequence[bool], zeros: bool, what: str) -> Value:
         """``slice``/``pad``/``rev``/pooling: the axes ``what`` changes (``keeps`` false)
@@ -598,11 +653,14 @@ class _Walker:
             return self.window(eqn, args)  # type: ignore[arg-type]
         if name == "stack":
             return [self.stack(eqn, args)]  # type: ignore[arg-type]
+        if name == "split":
+            return self.split(eqn, args[0])  # type: ignore[arg-type]
         if name == "iota":
             shape = eqn.outvars[0].aval.shape
             return [Value([self.labels.new(n, "iota") for n in shape])]
         if name in _ANY_ZERO | _ALL_ZERO | _FIRST_ZERO | _KEEPS_ZERO | _LOSES_ZERO | {
-            "sharding_constraint"
+            *_COMPARE,
+            "sharding_constraint",
         }:
             return [self.elementwise(eqn, args, known)]
         raise UnsupportedOpError(

@@ -10,6 +10,7 @@ import optax
 import pytest
 
 import phosjax as px
+from phosjax.layers import GLU
 from phosjax.models import ModelConfig
 from phosjax.models.graph import GraphModel
 from phosjax.morph import (
@@ -365,6 +366,89 @@ def test_a_scalar_operand_other_than_zero_pins_or_prunes_exactly(name):
         np.testing.assert_allclose(pruned, masked, atol=1e-5)
     else:
         assert any("not zero when dead" in why for why in groups.pinned.values())
+
+
+ACTIVATIONS = {
+    name: getattr(jax.nn, name)
+    for name in (
+        "relu", "relu6", "hard_tanh", "hard_sigmoid", "hard_swish", "celu", "selu", "elu",
+        "silu", "gelu", "softplus", "leaky_relu", "log_sigmoid", "sigmoid", "soft_sign",
+        "sparse_plus", "squareplus", "mish", "tanh",
+    )
+}  # fmt: skip
+ACTIVATIONS["gelu, exact"] = lambda h: jax.nn.gelu(h, approximate=False)
+ACTIVATIONS["where(h > 0, h, 1)"] = lambda h: jnp.where(h > 0, h, 1.0)
+
+
+def _two_layers(hidden, inner):
+    """``w1`` and ``b1`` of ``hidden`` channels, ``w2`` taking ``inner`` (its input), ``x``."""
+    keys = jax.random.split(jax.random.key(0), 4)
+    p = {
+        "w1": jax.random.normal(keys[0], (5, hidden)),
+        "b1": jax.random.normal(keys[1], (hidden,)),
+        "w2": jax.random.normal(keys[2], (inner, 2)),
+    }
+    return p, jax.random.normal(keys[3], (3, 5))
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_an_activation_follows_channels_exactly_when_it_maps_zero_to_zero(name):
+    """hard_tanh (a select on comparisons), elu and selu (a select with a broadcast 0) keep
+    a dead channel zero, as relu does: they are followed; those with f(0) != 0 pin it."""
+    act = ACTIVATIONS[name]
+    p, x = _two_layers(4, 4)
+    apply = lambda p, x: act(x @ p["w1"] + p["b1"]) @ p["w2"]
+    groups = channel_groups(apply, p, x)
+    keeps_zero = float(act(jnp.zeros(()))) == 0.0
+    assert bool(groups.groups) == keeps_zero, groups.pinned
+    if not keeps_zero:
+        assert "not zero when dead" in groups.pinned["w1:1"]
+        return
+    alive = {"w1": np.array([True, False, True, False])}
+    np.testing.assert_allclose(
+        apply(shrink(p, alive, groups).variables, x), apply(mask(p, alive, groups), x), atol=1e-5
+    )
+
+
+def test_glu_prunes_both_halves_of_a_channel_together():
+    """glu splits its input into halves ``a`` and ``b`` and returns ``a * sigmoid(b)``:
+    channel ``i`` is the columns ``i`` and ``i + half`` of the kernel before it."""
+    p, x = _two_layers(6, 3)
+    apply = lambda p, x: jax.nn.glu(x @ p["w1"] + p["b1"]) @ p["w2"]
+    groups = channel_groups(apply, p, x)
+    (group,) = groups.groups
+    channels = {m.path: m.channels.tolist() for m in group.members}
+    assert channels == {"w1": [0, 1, 2, 0, 1, 2], "b1": [0, 1, 2, 0, 1, 2], "w2": [0, 1, 2]}
+    alive = {"w1": np.array([True, False, True])}
+    small = shrink(p, alive, groups).variables
+    assert small["w1"].shape == (5, 4) and small["w2"].shape == (2, 2)
+    np.testing.assert_allclose(apply(small, x), apply(mask(p, alive, groups), x), atol=1e-5)
+
+
+class GLUNet(nn.Module):
+    """phosjax's GLU layer (a jnp.split of its projection) before a head."""
+
+    features: int = 4
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(2, name="head")(GLU(self.features, name="glu")(x))
+
+
+def test_the_glu_layer_is_pruned_exactly():
+    x = jax.random.normal(jax.random.key(1), (3, 5))
+    model = GLUNet()
+    variables = _perturbed(model.init(jax.random.key(0), x))
+    groups = channel_groups(model, variables, x)
+    assert groups.names == ("glu/proj",)
+    alive = {"glu/proj": np.array([True, False, True, True])}
+    small = shrink(variables, alive, groups)
+    assert small.variables["params"]["glu"]["proj"]["kernel"].shape == (5, 6)
+    np.testing.assert_allclose(
+        GLUNet(3).apply(small.variables, x),
+        model.apply(mask(variables, alive, groups), x),
+        atol=1e-5,
+    )
 
 
 def test_an_axis_broadcast_from_size_one_is_no_group():
