@@ -57,6 +57,23 @@ _CALL_PRIMITIVES = {
 }  # fmt: skip
 
 
+_LOOP_HINT = (
+    "is a loop (nn.scan, nn.RNN, lax.scan, lax.fori_loop, phosjax.layers.Repeat), whose "
+    "carry phosjax.morph does not follow; to prune this model, write the loop as a Python "
+    "for loop over its steps (calling the cell, or each block, once per step) in the model "
+    "that is traced"
+)
+_UNSUPPORTED_HINTS = {
+    "scan": _LOOP_HINT,
+    "while": _LOOP_HINT,
+    "cond": "is a branch (lax.cond, lax.switch, nn.cond), which is not followed; compute "
+    "both branches and pick with jnp.where",
+    "gather": "indexes by computed positions (x[idx], jnp.take, nn.Embed), which is not "
+    "followed; index with static slices, or multiply by a one-hot matrix",
+}
+"""What the primitive is and what to do instead, for those models often use."""
+
+
 class UnsupportedOpError(ValueError):
     """The traced model uses an operation whose effect on channels is not known."""
 
@@ -193,6 +210,17 @@ def _with_scales(value: Value) -> Value:
     return dataclasses.replace(value, scales=value.scales | leaves)
 
 
+def _live(jaxpr: Any) -> list[bool]:
+    """For each equation of ``jaxpr``, whether the outputs need it (XLA drops the others)."""
+    needed = {v for v in jaxpr.outvars if not isinstance(v, jcore.Literal)}
+    live = []
+    for eqn in reversed(jaxpr.eqns):
+        live.append(any(v in needed for v in eqn.outvars))
+        if live[-1]:
+            needed.update(v for v in eqn.invars if not isinstance(v, jcore.Literal))
+    return live[::-1]
+
+
 class _Walker:
     def __init__(self, num_leaves: int, zeroing: set[tuple[int, int]] | None) -> None:
         self.labels = Labels()
@@ -203,6 +231,7 @@ class _Walker:
         self.num_leaves = num_leaves
         self.made: set[int] = set()
         self.unsafe: set[tuple[int, int]] = set()
+        self.scopes: list[str] = []  # the name stacks of the calls being walked
 
     def make(self, size: int) -> int:
         """A fresh label for an axis the model makes (see `Trace.made`)."""
@@ -497,7 +526,9 @@ class _Walker:
             for i, d in enumerate(dims):
                 expanded[d] = np.shape(value.known)[i]
             known = np.broadcast_to(np.reshape(value.known, expanded), shape)
-        carried = _carry(value, labels, value.zeros, src if value.src is not None else None)
+        # jnp.zeros (an RNN's first state) is zero on whatever channels it meets
+        zeros = frozenset(labels) if known is not None and not known.any() else value.zeros
+        carried = _carry(value, labels, zeros, src if value.src is not None else None)
         return dataclasses.replace(carried, known=known)
 
     def permute(self, value: Value, order: Sequence[int]) -> Value:
@@ -598,7 +629,9 @@ class _Walker:
                 return self.constant(atom.val)
             return env[atom]
 
-        for eqn in jaxpr.eqns:
+        for eqn, live in zip(jaxpr.eqns, _live(jaxpr), strict=True):
+            if not live:  # nothing uses it (nn.RNN's unused random_seed): no channel flows
+                continue
             args = [read(a) for a in eqn.invars]
             known = [None if v is None else v.known for v in args]
             outs = self.apply(eqn, args, known)
@@ -612,7 +645,11 @@ class _Walker:
             inner = getattr(sub, "jaxpr", sub)
             if hasattr(inner, "eqns"):
                 consts = [self.constant(c) for c in getattr(sub, "consts", ())]
-                return self.walk(inner, args, consts)
+                self.scopes.append(str(eqn.source_info.name_stack))
+                try:
+                    return self.walk(inner, args, consts)
+                finally:
+                    self.scopes.pop()
         if name == "dot_general":
             return [self.dot_general(eqn, args[0], args[1])]  # type: ignore[arg-type]
         if name == "conv_general_dilated":
@@ -663,10 +700,16 @@ class _Walker:
             "sharding_constraint",
         }:
             return [self.elementwise(eqn, args, known)]
+        module = "/".join(s for s in (*self.scopes, str(eqn.source_info.name_stack)) if s)
+        hint = _UNSUPPORTED_HINTS.get(
+            name,
+            "is not supported by phosjax.morph (it may mix channels); write that part with "
+            "supported operations, e.g. contractions, elementwise ops, reshapes",
+        )
         raise UnsupportedOpError(
-            f"cannot follow channels through {_where(eqn)}: the primitive "
-            f"{name!r} is not supported by phosjax.morph (it may mix channels); "
-            "the model's channel groups cannot be resolved."
+            f"cannot follow channels through {_where(eqn)}"
+            f"{f' in module {module!r}' if module else ''}: the primitive {name!r} {hint}. "
+            "The model's channel groups cannot be resolved."
         )
 
     def constant(self, value: Any) -> Value:
