@@ -63,6 +63,12 @@ _LOOP_HINT = (
     "for loop over its steps (calling the cell, or each block, once per step) in the model "
     "that is traced"
 )
+_RANDOM = ("random_seed", "random_wrap", "random_unwrap", "random_fold_in", "random_split",
+           "random_bits", "threefry2x32")  # fmt: skip
+_RANDOM_HINT = (
+    "draws random numbers (dropout, noise) in the traced call; trace the model as in "
+    "inference (e.g. train=False, no dropout rng), where channels keep their zeros"
+)
 _UNSUPPORTED_HINTS = {
     "scan": _LOOP_HINT,
     "while": _LOOP_HINT,
@@ -70,6 +76,7 @@ _UNSUPPORTED_HINTS = {
     "both branches and pick with jnp.where",
     "gather": "indexes by computed positions (x[idx], jnp.take, nn.Embed), which is not "
     "followed; index with static slices, or multiply by a one-hot matrix",
+    **dict.fromkeys(_RANDOM, _RANDOM_HINT),
 }
 """What the primitive is and what to do instead, for those models often use."""
 

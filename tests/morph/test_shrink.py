@@ -533,6 +533,23 @@ def test_a_scanned_gru_is_refused_naming_the_scan_and_a_looped_one_is_pruned():
     )
 
 
+def test_dropout_in_training_is_refused_saying_to_trace_as_in_inference():
+    class Dropped(nn.Module):
+        @nn.compact
+        def __call__(self, x, train=False):
+            h = nn.Dropout(0.5, deterministic=not train)(nn.relu(nn.Dense(4)(x)))
+            return nn.Dense(2)(h)
+
+    x = jnp.ones((2, 3))
+    variables = Dropped().init(jax.random.key(0), x)
+    with pytest.raises(
+        UnsupportedOpError,
+        match=r"in module '.*Dropout_0': the primitive 'random_\w+' draws random.*train=False",
+    ):
+        channel_groups(Dropped(), variables, x, True, rngs={"dropout": jax.random.key(1)})
+    assert channel_groups(Dropped(), variables, x, False).names == ("Dense_0",)
+
+
 def test_unsupported_ops_and_bad_alive_raise_clear_errors():
     class Scan(nn.Module):
         @nn.compact
