@@ -31,10 +31,10 @@ _KEEPS_ZERO = {
     "neg", "abs", "tanh", "sin", "tan", "sqrt", "cbrt", "square", "erf", "sign", "floor",
     "ceil", "round", "real", "imag", "asinh", "atan", "asin", "sinh", "expm1", "log1p",
     "convert_element_type", "copy", "copy_p", "reduce_precision", "stop_gradient",
-    "integer_pow", "optimization_barrier",
+    "optimization_barrier",
 }  # fmt: skip
 _LOSES_ZERO = {
-    "exp", "exp2", "log", "logistic", "cos", "cosh", "rsqrt", "pow", "erf_inv", "is_finite",
+    "exp", "exp2", "log", "logistic", "cos", "cosh", "rsqrt", "erf_inv", "is_finite",
     "not", "acos", "lgamma", "digamma", "erfc", "nextafter", "atan2",
 }  # fmt: skip
 _COMPARE = {
@@ -43,6 +43,7 @@ _COMPARE = {
 }  # fmt: skip
 """Comparisons: a bool's zero is False, so ``x > 1`` is zero where ``x`` is (see
 `_Walker.compared`)."""
+_POWERS = {"integer_pow", "pow"}
 _POLE_AT_ZERO = {"rsqrt", "log", "lgamma", "digamma"}
 """Ops that map a zero to inf or NaN: what they get from a dead channel is not zero."""
 _LAYOUT = {"convert_element_type", "copy", "copy_p", "reduce_precision", "optimization_barrier"}
@@ -217,6 +218,20 @@ def _with_scales(value: Value) -> Value:
     return dataclasses.replace(value, scales=value.scales | leaves)
 
 
+def _exponent(eqn: Any, ins: Sequence[Value | None]) -> float | None:
+    """The smallest exponent of a power (`_POWERS`), if known.
+
+    Examples:
+      >>> pow_ = jax.make_jaxpr(lambda h: h**1.5)(1.0).eqns[0]
+      >>> _exponent(pow_, [None, Value([], known=np.array([1.5, -2.0]))])
+      -2.0
+    """
+    if eqn.primitive.name == "integer_pow":
+        return float(eqn.params["y"])
+    known = ins[1].known if len(ins) > 1 and ins[1] is not None else None
+    return None if known is None else float(np.min(known))
+
+
 def _live(jaxpr: Any) -> list[bool]:
     """For each equation of ``jaxpr``, whether the outputs need it (XLA drops the others)."""
     needed = {v for v in jaxpr.outvars if not isinstance(v, jcore.Literal)}
@@ -262,8 +277,9 @@ class _Walker:
         """The atoms whose dead channels ``eqn`` makes inf or NaN: the zeros of a divisor,
         or of what ``rsqrt``, ``log`` or a negative power gets. The zeroed leaf axes behind
         them are `Trace.unsafe`."""
-        name, p = eqn.primitive.name, eqn.params
-        negative_power = (name == "integer_pow" and p["y"] < 0) or name == "pow"
+        name = eqn.primitive.name
+        exponent = _exponent(eqn, ins)
+        negative_power = name in _POWERS and (exponent is None or exponent < 0)
         if name in _FIRST_ZERO:
             source = ins[1]
         elif name in _POLE_AT_ZERO or negative_power:
@@ -337,7 +353,11 @@ class _Walker:
             zeros = self.zero_atoms(args[0]) if args[0] is not None else set()
         elif name in _COMPARE:
             zeros = self.compared(name, args, known)
-        elif name in _KEEPS_ZERO and (name != "integer_pow" or eqn.params["y"] > 0):
+        elif name in _POWERS:  # 0 ** y is 0 for y > 0 (h ** 2, h ** 1.5)
+            exponent = _exponent(eqn, args)
+            positive = exponent is not None and exponent > 0 and args[0] is not None
+            zeros = self.zero_atoms(args[0]) if positive else set()  # type: ignore[arg-type]
+        elif name in _KEEPS_ZERO:
             zeros = self.zero_atoms(full[0]) if full else set()
         else:
             zeros = set()
@@ -704,6 +724,7 @@ class _Walker:
             return [Value([self.labels.new(n, "iota") for n in shape])]
         if name in _ANY_ZERO | _ALL_ZERO | _FIRST_ZERO | _KEEPS_ZERO | _LOSES_ZERO | {
             *_COMPARE,
+            *_POWERS,
             "sharding_constraint",
         }:
             return [self.elementwise(eqn, args, known)]

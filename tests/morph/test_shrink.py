@@ -734,6 +734,21 @@ def test_a_weight_normalized_kernel_without_a_gain_is_pinned():
     assert "not zero when dead" in groups.pinned["params/kernel:1"]
 
 
+def test_a_positive_power_keeps_a_dead_channel_zero_and_its_kernel_zeroed():
+    """``0 ** 1.5`` is 0, unlike ``0 ** -1.5``: the kernel before it is zeroed as usual."""
+    keys = jax.random.split(jax.random.key(0), 3)
+    p = {"w1": jax.random.normal(keys[0], (5, 4)), "w2": jax.random.normal(keys[1], (4, 2))}
+    x = jax.random.normal(keys[2], (3, 5))
+    apply = lambda p, x: (jax.nn.relu(x @ p["w1"]) ** 1.5) @ p["w2"]
+    groups = channel_groups(apply, p, x)
+    (group,) = groups.groups
+    assert {m.path: m.kinds for m in group.members} == {"w1": {"out"}, "w2": {"in"}}
+    alive = {"w1": np.array([True, False, True, False])}
+    np.testing.assert_allclose(
+        apply(shrink(p, alive, groups).variables, x), apply(mask(p, alive, groups), x), atol=1e-5
+    )
+
+
 MLP = nn.Sequential([nn.Dense(3), nn.relu, nn.Dense(2)])
 MLP_LABELS = {
     "layers_0": {"kernel": "adam", "bias": "sgd"},
