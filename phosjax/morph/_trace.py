@@ -20,66 +20,26 @@ import numpy as np
 from jax.extend import core as jcore
 
 from phosjax.morph._labels import PROD, SUM, Labels
+from phosjax.morph._ops import (
+    ALL_ZERO,
+    ANY_ZERO,
+    CALL_PRIMITIVES,
+    CALLS,
+    COMPARE,
+    CUMULATIVE,
+    FIRST_ZERO,
+    KEEPS_ZERO,
+    LAYOUT,
+    LOSES_ZERO,
+    POLE_AT_ZERO,
+    POWERS,
+    REDUCE,
+    UNSUPPORTED_HINTS,
+    WINDOW,
+)
 
 ZEROING = frozenset({"out", "scale", "bias"})
 """Kinds of use whose slices `mask` zeroes: a dead channel's output is then zero."""
-
-_ANY_ZERO = {"mul", "and"}
-_ALL_ZERO = {"add", "add_any", "sub", "max", "min", "or", "select_n", "clamp"}
-_FIRST_ZERO = {"div", "rem"}
-_KEEPS_ZERO = {
-    "neg", "abs", "tanh", "sin", "tan", "sqrt", "cbrt", "square", "erf", "sign", "floor",
-    "ceil", "round", "real", "imag", "asinh", "atan", "asin", "sinh", "expm1", "log1p",
-    "convert_element_type", "copy", "copy_p", "reduce_precision", "stop_gradient",
-    "optimization_barrier",
-}  # fmt: skip
-_LOSES_ZERO = {
-    "exp", "exp2", "log", "logistic", "cos", "cosh", "rsqrt", "erf_inv", "is_finite",
-    "not", "acos", "lgamma", "digamma", "erfc", "nextafter", "atan2",
-}  # fmt: skip
-_COMPARE = {
-    "eq": np.equal, "ne": np.not_equal, "lt": np.less, "gt": np.greater, "le": np.less_equal,
-    "ge": np.greater_equal,
-}  # fmt: skip
-"""Comparisons: a bool's zero is False, so ``x > 1`` is zero where ``x`` is (see
-`_Walker.compared`)."""
-_POWERS = {"integer_pow", "pow"}
-_POLE_AT_ZERO = {"rsqrt", "log", "lgamma", "digamma"}
-"""Ops that map a zero to inf or NaN: what they get from a dead channel is not zero."""
-_LAYOUT = {"convert_element_type", "copy", "copy_p", "reduce_precision", "optimization_barrier"}
-_REDUCE = {"reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "argmax", "argmin",
-           "reduce_and", "reduce_or"}  # fmt: skip
-_WINDOW = {"reduce_window_sum", "reduce_window_max", "reduce_window_min", "reduce_window"}
-_CUMULATIVE = {"cumsum", "cumprod", "cummax", "cummin", "cumlogsumexp"}
-_CALLS = ("jaxpr", "call_jaxpr", "fun_jaxpr")
-_CALL_PRIMITIVES = {
-    "jit", "pjit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call",
-    "custom_vjp_call_jaxpr", "remat", "checkpoint",
-}  # fmt: skip
-
-
-_LOOP_HINT = (
-    "is a loop (nn.scan, nn.RNN, lax.scan, lax.fori_loop, phosjax.layers.Repeat), whose "
-    "carry phosjax.morph does not follow; to prune this model, write the loop as a Python "
-    "for loop over its steps (calling the cell, or each block, once per step) in the model "
-    "that is traced"
-)
-_RANDOM = ("random_seed", "random_wrap", "random_unwrap", "random_fold_in", "random_split",
-           "random_bits", "threefry2x32")  # fmt: skip
-_RANDOM_HINT = (
-    "draws random numbers (dropout, noise) in the traced call; trace the model as in "
-    "inference (e.g. train=False, no dropout rng), where channels keep their zeros"
-)
-_UNSUPPORTED_HINTS = {
-    "scan": _LOOP_HINT,
-    "while": _LOOP_HINT,
-    "cond": "is a branch (lax.cond, lax.switch, nn.cond), which is not followed; compute "
-    "both branches and pick with jnp.where",
-    "gather": "indexes by computed positions (x[idx], jnp.take, nn.Embed), which is not "
-    "followed; index with static slices, or multiply by a one-hot matrix",
-    **dict.fromkeys(_RANDOM, _RANDOM_HINT),
-}
-"""What the primitive is and what to do instead, for those models often use."""
 
 
 class UnsupportedOpError(ValueError):
@@ -219,7 +179,7 @@ def _with_scales(value: Value) -> Value:
 
 
 def _exponent(eqn: Any, ins: Sequence[Value | None]) -> float | None:
-    """The smallest exponent of a power (`_POWERS`), if known.
+    """The smallest exponent of a power (`POWERS`), if known.
 
     Examples:
       >>> pow_ = jax.make_jaxpr(lambda h: h**1.5)(1.0).eqns[0]
@@ -279,10 +239,10 @@ class _Walker:
         them are `Trace.unsafe`."""
         name = eqn.primitive.name
         exponent = _exponent(eqn, ins)
-        negative_power = name in _POWERS and (exponent is None or exponent < 0)
-        if name in _FIRST_ZERO:
+        negative_power = name in POWERS and (exponent is None or exponent < 0)
+        if name in FIRST_ZERO:
             source = ins[1]
-        elif name in _POLE_AT_ZERO or negative_power:
+        elif name in POLE_AT_ZERO or negative_power:
             source = ins[0]
         else:
             return set()
@@ -343,31 +303,31 @@ class _Walker:
         args = [used.get(i, v) for i, v in enumerate(ins)]
         cases = full[1:] if name == "select_n" else full
         zeros: set[int]
-        if name in _ANY_ZERO:
+        if name in ANY_ZERO:
             zeros = set().union(*(self.zero_atoms(v) for v in cases))
-        elif name in _ALL_ZERO:
+        elif name in ALL_ZERO:
             zeros = self.all_zero(name, args, known)
             if name == "select_n":
                 zeros |= self.first_picked(args, known)
-        elif name in _FIRST_ZERO:
+        elif name in FIRST_ZERO:
             zeros = self.zero_atoms(args[0]) if args[0] is not None else set()
-        elif name in _COMPARE:
+        elif name in COMPARE:
             zeros = self.compared(name, args, known)
-        elif name in _POWERS:  # 0 ** y is 0 for y > 0 (h ** 2, h ** 1.5)
+        elif name in POWERS:  # 0 ** y is 0 for y > 0 (h ** 2, h ** 1.5)
             exponent = _exponent(eqn, args)
             positive = exponent is not None and exponent > 0 and args[0] is not None
             zeros = self.zero_atoms(args[0]) if positive else set()  # type: ignore[arg-type]
-        elif name in _KEEPS_ZERO:
+        elif name in KEEPS_ZERO:
             zeros = self.zero_atoms(full[0]) if full else set()
         else:
             zeros = set()
         single = ins[0] if len(ins) == 1 else None
-        src = single.src if single is not None and name in _LAYOUT else None
+        src = single.src if single is not None and name in LAYOUT else None
         present = [v for v in args if v is not None]
         if name == "mul":
             present = [_with_scales(v) for v in present]
             self.pair_scales(present)
-        value = single.known if single is not None and name in _LAYOUT else None
+        value = single.known if single is not None and name in LAYOUT else None
         return _joined(present, labels, zeros, src, value, self.poles_made(eqn, args))
 
     def operand_kinds(self, value: Value, shape: Sequence[int], kind: str) -> list[str]:
@@ -411,7 +371,7 @@ class _Walker:
             return set()
         zeros = set.intersection(*(self.zero_atoms(v) for v in unknown))  # type: ignore[arg-type]
         dead = [np.zeros(()) if value is None else np.asarray(value) for value in known]
-        return set() if np.any(_COMPARE[name](*dead)) else zeros
+        return set() if np.any(COMPARE[name](*dead)) else zeros
 
     def first_picked(self, operands: Sequence[Value | None], known: Sequence[Any]) -> set[int]:
         """The zeros ``select_n`` gets from its first case where its predicate is zero (False)
@@ -667,7 +627,7 @@ class _Walker:
 
     def apply(self, eqn: Any, args: list[Value | None], known: list[Any]) -> list[Any]:
         name, p = eqn.primitive.name, eqn.params
-        for key in _CALLS if name in _CALL_PRIMITIVES else ():
+        for key in CALLS if name in CALL_PRIMITIVES else ():
             sub = p.get(key)
             inner = getattr(sub, "jaxpr", sub)
             if hasattr(inner, "eqns"):
@@ -691,9 +651,9 @@ class _Walker:
             value = args[0]
             keep = [i for i in range(len(value.labels)) if i not in p["dimensions"]]  # type: ignore[union-attr]
             return [self.permute(value, keep)]  # type: ignore[arg-type]
-        if name in _REDUCE:
+        if name in REDUCE:
             return [self.reduce(eqn, args[0])]  # type: ignore[arg-type]
-        if name in _CUMULATIVE:
+        if name in CUMULATIVE:
             value = args[0]
             self.labels.pin(value.labels[p["axis"]], f"{_where(eqn)} accumulates over this axis")  # type: ignore[union-attr]
             return [dataclasses.replace(value, zeros=frozenset(), src=None)]  # type: ignore[type-var]
@@ -713,7 +673,7 @@ class _Walker:
             value = args[0]
             keeps = [i not in p["dimensions"] for i in range(len(value.labels))]  # type: ignore[union-attr]
             return [self.cut(eqn, value, keeps, True, "reverses")]  # type: ignore[arg-type]
-        if name in _WINDOW:
+        if name in WINDOW:
             return self.window(eqn, args)  # type: ignore[arg-type]
         if name == "stack":
             return [self.stack(eqn, args)]  # type: ignore[arg-type]
@@ -722,14 +682,14 @@ class _Walker:
         if name == "iota":
             shape = eqn.outvars[0].aval.shape
             return [Value([self.labels.new(n, "iota") for n in shape])]
-        if name in _ANY_ZERO | _ALL_ZERO | _FIRST_ZERO | _KEEPS_ZERO | _LOSES_ZERO | {
-            *_COMPARE,
-            *_POWERS,
+        if name in ANY_ZERO | ALL_ZERO | FIRST_ZERO | KEEPS_ZERO | LOSES_ZERO | {
+            *COMPARE,
+            *POWERS,
             "sharding_constraint",
         }:
             return [self.elementwise(eqn, args, known)]
         module = "/".join(s for s in (*self.scopes, str(eqn.source_info.name_stack)) if s)
-        hint = _UNSUPPORTED_HINTS.get(
+        hint = UNSUPPORTED_HINTS.get(
             name,
             "is not supported by phosjax.morph (it may mix channels); write that part with "
             "supported operations, e.g. contractions, elementwise ops, reshapes",

@@ -1,0 +1,62 @@
+"""How `phosjax.morph`'s trace treats each jax primitive: which keep a dead channel's
+zeros, which lose them or turn them into poles, which only move data, which it calls
+into, and what to do instead of the unsupported ones that models often use."""
+
+import numpy as np
+
+ANY_ZERO = {"mul", "and"}
+ALL_ZERO = {"add", "add_any", "sub", "max", "min", "or", "select_n", "clamp"}
+FIRST_ZERO = {"div", "rem"}
+KEEPS_ZERO = {
+    "neg", "abs", "tanh", "sin", "tan", "sqrt", "cbrt", "square", "erf", "sign", "floor",
+    "ceil", "round", "real", "imag", "asinh", "atan", "asin", "sinh", "expm1", "log1p",
+    "convert_element_type", "copy", "copy_p", "reduce_precision", "stop_gradient",
+    "optimization_barrier",
+}  # fmt: skip
+LOSES_ZERO = {
+    "exp", "exp2", "log", "logistic", "cos", "cosh", "rsqrt", "erf_inv", "is_finite",
+    "not", "acos", "lgamma", "digamma", "erfc", "nextafter", "atan2",
+}  # fmt: skip
+COMPARE = {
+    "eq": np.equal, "ne": np.not_equal, "lt": np.less, "gt": np.greater, "le": np.less_equal,
+    "ge": np.greater_equal,
+}  # fmt: skip
+"""Comparisons: a bool's zero is False, so ``x > 1`` is zero where ``x`` is (see
+`_Walker.compared`)."""
+POWERS = {"integer_pow", "pow"}
+POLE_AT_ZERO = {"rsqrt", "log", "lgamma", "digamma"}
+"""Ops that map a zero to inf or NaN: what they get from a dead channel is not zero."""
+LAYOUT = {"convert_element_type", "copy", "copy_p", "reduce_precision", "optimization_barrier"}
+REDUCE = {"reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "argmax", "argmin",
+           "reduce_and", "reduce_or"}  # fmt: skip
+WINDOW = {"reduce_window_sum", "reduce_window_max", "reduce_window_min", "reduce_window"}
+CUMULATIVE = {"cumsum", "cumprod", "cummax", "cummin", "cumlogsumexp"}
+CALLS = ("jaxpr", "call_jaxpr", "fun_jaxpr")
+CALL_PRIMITIVES = {
+    "jit", "pjit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call",
+    "custom_vjp_call_jaxpr", "remat", "checkpoint",
+}  # fmt: skip
+
+
+_LOOP_HINT = (
+    "is a loop (nn.scan, nn.RNN, lax.scan, lax.fori_loop, phosjax.layers.Repeat), whose "
+    "carry phosjax.morph does not follow; to prune this model, write the loop as a Python "
+    "for loop over its steps (calling the cell, or each block, once per step) in the model "
+    "that is traced"
+)
+_RANDOM = ("random_seed", "random_wrap", "random_unwrap", "random_fold_in", "random_split",
+           "random_bits", "threefry2x32")  # fmt: skip
+_RANDOM_HINT = (
+    "draws random numbers (dropout, noise) in the traced call; trace the model as in "
+    "inference (e.g. train=False, no dropout rng), where channels keep their zeros"
+)
+UNSUPPORTED_HINTS = {
+    "scan": _LOOP_HINT,
+    "while": _LOOP_HINT,
+    "cond": "is a branch (lax.cond, lax.switch, nn.cond), which is not followed; compute "
+    "both branches and pick with jnp.where",
+    "gather": "indexes by computed positions (x[idx], jnp.take, nn.Embed), which is not "
+    "followed; index with static slices, or multiply by a one-hot matrix",
+    **dict.fromkeys(_RANDOM, _RANDOM_HINT),
+}
+"""What the primitive is and what to do instead, for those models often use."""
