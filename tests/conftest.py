@@ -7,15 +7,17 @@ import sys
 
 import pytest
 
+from tests.processes import FAST_COMPILE
+
 # Must be set before jax initializes its backends: tests of sharding see 4 CPU devices.
-# The tests' programs are tiny and compiling them dominates their time: without LLVM's
-# optimizations (level 0) the suite runs about a quarter faster, and each equivalence
-# compares programs compiled alike. Tests that train for real (many steps) run up to 10x
-# slower so: they are marked ``optimized`` and run in a subprocess at the default level.
+# The tests' programs are tiny and compiling them dominates their time, so they compile
+# with `FAST_COMPILE`; each equivalence compares programs compiled alike. Tests that train
+# for real (many steps) run up to 10x slower so: they are marked ``optimized`` and run in
+# a subprocess with XLA's defaults.
 DEVICES = "--xla_force_host_platform_device_count=4"
 OPTIMIZED = "PHOSJAX_TEST_OPTIMIZED"
 """Set in the subprocess that runs an ``optimized`` test."""
-os.environ.setdefault("XLA_FLAGS", f"{DEVICES} --xla_backend_optimization_level=0")
+os.environ.setdefault("XLA_FLAGS", f"{DEVICES} {FAST_COMPILE}")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402 (after XLA_FLAGS)

@@ -15,6 +15,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 """The repository root: the workers' working directory and ``PYTHONPATH``."""
 
+FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
+"""XLA flags the tests compile with: their programs are tiny and compiling dominates their
+time. Without LLVM's optimizations (level 0) and with XLA's older loop emitters instead of
+its fusion emitters, the engine's tests compile about 3x faster."""
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now."""
@@ -58,9 +63,7 @@ def join(port: str, process_id: str, count: str, devices: int = 2) -> None:
     ``count`` processes whose coordinator listens on ``port``. Call it before anything
     else imports jax. ``SHUTDOWN_TIMEOUT_S`` in the environment shortens how long
     `jax.distributed.shutdown` waits for the others (300 s by default; then all abort)."""
-    os.environ["XLA_FLAGS"] = (  # compiled as in the test process (see tests/conftest.py)
-        f"--xla_force_host_platform_device_count={devices} --xla_backend_optimization_level=0"
-    )
+    os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices} {FAST_COMPILE}"
     os.environ["JAX_PLATFORMS"] = "cpu"
     import jax
 
