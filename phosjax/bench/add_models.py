@@ -6,7 +6,6 @@ under the bench's stored config. A ``--models`` value is a registered name or a 
 entry, as in the config's ``models``: ``--models logreg '{name: mlp, width: [64]}'``.
 """
 
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,7 +13,7 @@ import yaml
 from jsonargparse import ArgumentParser
 
 from phosjax._yaml import safe_load
-from phosjax.bench._cli import add_common, entry_point, import_all
+from phosjax.bench._cli import RESUMES, add_common, entry_point, exit_process, import_all
 from phosjax.bench._config import BenchError
 from phosjax.bench._directory import open_bench
 from phosjax.bench._runner import add_models_to
@@ -53,7 +52,7 @@ def model_argument(text: str) -> str | dict[str, Any]:
         ) from error
 
 
-@entry_point
+@entry_point(RESUMES)
 def main(argv: Sequence[str] | None = None) -> None:
     """Runs the command line ``argv`` (default ``sys.argv[1:]``)."""
     args = parser().parse_args(argv)
@@ -64,4 +63,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from phosjax.bench import _layout
+from phosjax.bench._cli import entry_point, exit_process
 from phosjax.bench.view._bench import BenchFiles, BrokenFileError, NotABenchError
 
 TAG_CELL = "phosjax.cell_id"
@@ -233,7 +234,11 @@ def export_mlflow(directory: str, tracking_uri: str, experiment: str | None = No
     return exported
 
 
-def main(argv: list[str] | None = None) -> int:
+@entry_point(
+    "the cells exported so far stay in MLflow (a half-logged run is deleted); exporting "
+    "again skips them."
+)
+def main(argv: Sequence[str] | None = None) -> int:
     """The command line; returns the exit status (2 for bad input)."""
     parser = argparse.ArgumentParser(
         prog="python -m phosjax.bench.export", description="Log a bench's cells to MLflow."
@@ -261,4 +266,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -20,7 +20,7 @@ import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from phosjax.bench import _layout
-from phosjax.bench._cli import add_common, entry_point, import_all
+from phosjax.bench._cli import RESUMES, add_common, entry_point, exit_process, import_all
 from phosjax.bench._config import BenchConfig, read_yaml
 from phosjax.bench._directory import open_bench
 from phosjax.bench._plan import check_models
@@ -89,7 +89,7 @@ def _config_files(argv: Sequence[str]) -> list[str]:
     return files
 
 
-@entry_point
+@entry_point(RESUMES)
 def main(argv: Sequence[str] | None = None) -> None:
     """Runs the command line ``argv`` (default ``sys.argv[1:]``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -108,4 +108,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -1,11 +1,10 @@
 """``python -m phosjax.bench.profile --dir DIR``: print a bench's phase times and memory."""
 
-import sys
 from collections.abc import Sequence
 
 from jsonargparse import ArgumentParser
 
-from phosjax.bench._cli import entry_point
+from phosjax.bench._cli import entry_point, exit_process
 from phosjax.bench._directory import open_bench
 from phosjax.bench._summary import profile_text
 
@@ -17,7 +16,7 @@ def parser() -> ArgumentParser:
     return parser
 
 
-@entry_point
+@entry_point("nothing was changed (profile only reads the bench).")
 def main(argv: Sequence[str] | None = None) -> None:
     """Runs the command line ``argv`` (default ``sys.argv[1:]``)."""
     args = parser().parse_args(argv)
@@ -26,4 +25,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

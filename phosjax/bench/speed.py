@@ -12,13 +12,12 @@ Example: ``python -m phosjax.bench.speed --models mlp,cnn1d --sizes 1,8,64 --out
 """
 
 import pathlib
-import sys
 from collections.abc import Sequence
 from typing import Any
 
 from jsonargparse import ArgumentParser
 
-from phosjax.bench._cli import entry_point
+from phosjax.bench._cli import entry_point, exit_process
 from phosjax.bench._config import BenchError
 from phosjax.bench._speed import METHODS, MODELS, SpeedConfig, measure
 from phosjax.bench._speed_config import SpeedConfigError
@@ -97,7 +96,10 @@ def config_from_args(args: Any) -> SpeedConfig:
         raise BenchError(f"--{error.field}: {error.problem}") from error
 
 
-@entry_point
+@entry_point(
+    "the (model, K) cases measured so far are kept in --out (speed.parquet, speed.txt, "
+    "the plot); nothing resumes: run the command again to measure them all."
+)
 def main(argv: Sequence[str] | None = None) -> None:
     """Runs the command line ``argv`` (default ``sys.argv[1:]``)."""
     args = parser().parse_args(argv)
@@ -120,4 +122,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -3,10 +3,12 @@
 import argparse
 import pathlib
 import sys
+from collections.abc import Sequence
 
 import yaml
 
 from phosjax._yaml import safe_load
+from phosjax.bench._cli import entry_point, exit_process
 from phosjax.bench._summary import dir_command
 from phosjax.morph._loop import ITERATIONS, MorphConfig, MorphConfigError, run
 
@@ -24,7 +26,11 @@ def _fail(message: str) -> int:
     return 2
 
 
-def main(argv: list[str] | None = None) -> int:
+@entry_point(
+    "the rows of the iterations finished so far are kept in --dir's morph/iterations.parquet; "
+    "the loop does not resume: run again with --overwrite to start over (it moves them aside)."
+)
+def main(argv: Sequence[str] | None = None) -> int:
     """Parses the command line and runs the MorphNet loop (see `phosjax.morph.run`).
 
     Returns 0, or 2 after printing ``error: <file>: ...`` when the config file is invalid,
@@ -56,4 +62,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

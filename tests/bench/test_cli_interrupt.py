@@ -1,0 +1,78 @@
+"""Ctrl-C in every command line: one line saying what is kept and how to go on, exit 130."""
+
+import importlib
+import os
+
+import pytest
+
+from phosjax.bench import _cli
+
+MORPH_CONFIG = "model: {name: mlp, num_classes: 10, input_shape: [8]}\n"
+
+
+def _interrupted(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize(
+    ("module", "work", "argv", "line"),
+    [
+        ("phosjax.bench.add_models", "open_bench", ["--dir", "b"], _cli.RESUMES),
+        (
+            "phosjax.bench.profile",
+            "open_bench",
+            ["--dir", "b"],
+            "nothing was changed (profile only reads the bench).",
+        ),
+        (
+            "phosjax.bench.speed",
+            "measure",
+            ["--quick"],
+            "the (model, K) cases measured so far are kept in --out (speed.parquet, speed.txt, "
+            "the plot); nothing resumes: run the command again to measure them all.",
+        ),
+        (
+            "phosjax.morph.__main__",
+            "run",
+            ["--config", "CONFIG", "--dir", "m"],
+            "the rows of the iterations finished so far are kept in --dir's "
+            "morph/iterations.parquet; the loop does not resume: run again with --overwrite "
+            "to start over (it moves them aside).",
+        ),
+        (
+            "phosjax.bench.export",
+            "export_mlflow",
+            ["--dir", "b", "--mlflow", "file:mlruns"],
+            "the cells exported so far stay in MLflow (a half-logged run is deleted); "
+            "exporting again skips them.",
+        ),
+    ],
+)
+def test_ctrl_c_is_one_line_saying_what_the_command_leaves(
+    tmp_path, capsys, monkeypatch, module, work, argv, line
+):
+    if module.endswith("export"):
+        pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
+    cli = importlib.import_module(module)
+    monkeypatch.setattr(cli, work, _interrupted)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "CONFIG").write_text(MORPH_CONFIG)
+    assert cli.main([*argv, "--out", "s"] if module.endswith("speed") else argv) == 130
+    assert capsys.readouterr().err == f"\ninterrupted: {line}\n"
+
+
+class _Ended(Exception):
+    """Stands for `os._exit`: the process ends there."""
+
+
+def test_exit_process_skips_the_teardown_only_after_ctrl_c(monkeypatch):
+    def ended(status):
+        raise _Ended(status)
+
+    monkeypatch.setattr(os, "_exit", ended)
+    with pytest.raises(_Ended) as at_once:
+        _cli.exit_process(_cli.INTERRUPTED)
+    assert at_once.value.args == (130,)
+    with pytest.raises(SystemExit) as exit_info:  # teardown as usual
+        _cli.exit_process(2)
+    assert exit_info.value.code == 2
