@@ -272,7 +272,7 @@ def _write_and_train(
 
     def train_share() -> None:
         nonlocal cells_done
-        with MemorySampler() as sampler:
+        with bar, MemorySampler() as sampler:  # the bar closed before Ctrl-C's line
             profile = ProfileFiles(phases_file, memory_file, sampler)
             for job in todo:
 
@@ -296,7 +296,6 @@ def _write_and_train(
                 )
                 cells_done += len(job.cells)
                 bar.set_description(f"cells {cells_done}/{cells}")
-        bar.close()
         if todo:
             profile.flush_memory()  # the samples of the last group's end
 

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 import tqdm
 
-from phosjax.bench import BenchConfig, _layout, _plan, load_config, plan
+from phosjax.bench import BenchConfig, _cli, _layout, _plan, _runner, load_config, plan
 from phosjax.bench.new import main as new_main
 from phosjax.bench.new import parser
 from phosjax.bench.profile import main as profile_main
@@ -293,6 +293,23 @@ def test_ctrl_c_is_one_line_saying_how_to_continue(tmp_path, capsys, monkeypatch
         "interrupted: everything written so far is kept (a bench continues from its last "
         "checkpoint when the same command runs again)."
     )
+
+
+def test_ctrl_c_mid_training_closes_the_bar_before_its_line(tmp_path, capsys, monkeypatch):
+    """The bar is not left open, to be drawn again after the line (or at exit)."""
+
+    def interrupted_after_a_chunk(*args, on_progress, **kwargs):
+        on_progress(4)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_plan, "load_datasets", lambda names, data_dir: {"toy": toy_data()})
+    monkeypatch.setattr(_runner, "train_group", interrupted_after_a_chunk)
+    config = tmp_path / "bench.yaml"
+    config.write_text(CONFIG)
+    assert new_main(["--config", str(config), "--dir", str(tmp_path / "b")]) == 130
+    assert not tqdm.tqdm._instances  # closed, not waiting for the garbage collector
+    err = capsys.readouterr().err
+    assert err.endswith(f"\ninterrupted: {_cli.RESUMES}\n") and "4/48" in err
 
 
 def test_data_dir_alone_continues_the_bench_reading_from_there(cli_bench, tmp_path, monkeypatch):
