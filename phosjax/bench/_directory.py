@@ -175,7 +175,7 @@ def choose_config(
     Raises:
       BenchError: the directory holds another config and neither flag is given; it is
         not empty and holds no bench; it is a file, lies under a file or is a dangling
-        link; or ``resume`` without a bench.
+        link; it is new and inside a bench; or ``resume`` without a bench.
     """
     root = pathlib.Path(directory)
     if root.exists() and not root.is_dir():
@@ -197,6 +197,12 @@ def choose_config(
     if not _layout.is_bench(root):
         if resume:
             raise BenchError(f"--resume: {str(root)!r} holds no bench to resume.")
+        around = _layout.enclosing_bench(root)
+        if around is not None:
+            raise BenchError(
+                f"--dir {str(root)!r} is inside the bench {str(around)!r}, whose files a new "
+                "bench there would mix with its own; pick a --dir outside it."
+            )
         foreign = _foreign(root) if root.exists() else []
         if foreign:
             shown = ", ".join(foreign[:5]) + (

@@ -38,6 +38,7 @@ its group keys ``<group_id>.p<i>of<n>`` (part files, checkpoints) and writes
 continued only with the number of processes it was started with (``bench.json``).
 """
 
+import os
 import pathlib
 import re
 from collections.abc import Iterable
@@ -98,6 +99,21 @@ PHASE_NAMES = ("init", "compile", "step", "eval")
 def is_bench(directory: str | pathlib.Path) -> bool:
     """Whether ``directory`` holds a bench (its marker file exists)."""
     return (pathlib.Path(directory) / MARKER).is_file()
+
+
+def enclosing_bench(directory: str | os.PathLike) -> pathlib.Path | None:
+    """The bench that ``directory`` lies inside (at any depth; resolved), or None. A run
+    written there would mix its files into that bench's: ``pandas.read_parquet`` of its
+    ``results`` reads every Parquet file below it.
+
+    Examples:
+      >>> import tempfile
+      >>> with tempfile.TemporaryDirectory() as root:
+      ...     _ = (pathlib.Path(root) / MARKER).write_text("{}")
+      ...     enclosing_bench(f"{root}/results/new") == pathlib.Path(root).resolve()
+      True
+    """
+    return next((p for p in pathlib.Path(directory).resolve().parents if is_bench(p)), None)
 
 
 PROCESS_SUFFIX = r"\.p(\d+)of(\d+)"

@@ -347,9 +347,15 @@ def _output(directory: str | os.PathLike, overwrite: bool) -> pathlib.Path:
 
     Raises:
       MorphConfigError: the file holds an earlier run's rows and ``overwrite`` is false,
-        or the folder cannot be made.
+        ``directory`` lies inside a bench (`enclosing_bench`), or the folder cannot be made.
     """
     path = pathlib.Path(directory) / ITERATIONS
+    around = _layout.enclosing_bench(directory)
+    if around is not None:
+        raise MorphConfigError(
+            f"{str(directory)!r} is inside the bench {str(around)!r}, whose files the rows "
+            f"would mix with its own; pick that bench's directory itself or one outside it"
+        )
     if path.exists() and not overwrite:
         raise MorphConfigError(
             f"{str(path)!r} holds the rows of an earlier run; choose another directory, "

@@ -162,6 +162,20 @@ def test_resume_with_another_config_says_it_keeps_the_stored_one(
     assert len(pd.read_parquet(root / _layout.RESULTS)) == rows  # finished: nothing trained
 
 
+@pytest.mark.parametrize("inside", ["results/new", "blurbs"])
+def test_a_new_bench_inside_a_bench_is_refused_and_nothing_written(cli_bench, capsys, inside):
+    root, _, _ = cli_bench
+    before = {p: p.stat().st_mtime_ns for p in root.rglob("*")}
+    command = ["--config", "configs/example.yaml", "--dir", str(root / inside)]
+    assert new_main(command) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"error: --dir {str(root / inside)!r} is inside the bench {str(root)!r}, whose files a "
+        "new bench there would mix with its own; pick a --dir outside it.\n"
+    )
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("*")} == before
+
+
 def test_no_config_on_a_new_dir_is_refused_and_nothing_written(tmp_path, capsys):
     root = tmp_path / "new"
     assert new_main(["--dir", str(root)]) == 2

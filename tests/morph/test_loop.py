@@ -224,6 +224,14 @@ def test_earlier_rows_are_kept_or_moved_aside_and_a_bad_dir_fails_before_trainin
     assert main(["--config", str(config), "--dir", str(tmp_path / "a_file")]) == 2
     assert "cannot write rows into" in capsys.readouterr().err
 
+    bench = tmp_path / "bench"  # its results folder: pandas would read the rows as results
+    (bench / "results").mkdir(parents=True)
+    (bench / "bench.json").write_text("{}")
+    assert main(["--config", str(config), "--dir", str(bench / "results")]) == 2
+    error = f"{str(bench / 'results')!r} is inside the bench {str(bench)!r}, whose files the rows"
+    assert error in capsys.readouterr().err
+    assert sorted(bench.rglob("*")) == [bench / "bench.json", bench / "results"]
+
 
 def test_the_printed_view_command_quotes_a_dir_with_spaces(tmp_path, capsys, monkeypatch):
     """The command runs as printed, copied into a shell."""
