@@ -10,7 +10,7 @@ import yaml
 from phosjax._yaml import safe_load
 from phosjax.bench._cli import entry_point, exit_process
 from phosjax.bench._summary import dir_command
-from phosjax.morph._loop import ITERATIONS, MorphConfig, MorphConfigError, run
+from phosjax.morph._loop import ITERATIONS, MorphConfig, MorphConfigError, RunDirectoryError, run
 
 
 def load_config(path: str) -> MorphConfig:
@@ -33,9 +33,10 @@ def _fail(message: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parses the command line and runs the MorphNet loop (see `phosjax.morph.run`).
 
-    Returns 0, or 2 after printing ``error: <file>: ...`` when the config file is invalid,
-    names a model or data set that cannot run, or ``--dir`` holds an earlier run's rows
-    (without ``--overwrite``) or cannot be written (all checked before anything trains).
+    Returns 0, or 2 after printing ``error: <file>: ...`` when the config file is invalid
+    or names a model or data set that cannot run, or ``error: --dir: ...`` when ``--dir``
+    holds an earlier run's rows (without ``--overwrite``), lies inside a bench or cannot
+    be written (all checked before anything trains).
     """
     parser = argparse.ArgumentParser(prog="python -m phosjax.morph", description=__doc__)
     parser.add_argument("--config", required=True, help="a YAML file of MorphConfig fields")
@@ -52,6 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(error))
     try:
         rows = run(config, args.dir, overwrite=args.overwrite)
+    except RunDirectoryError as error:  # --dir's, not the config file's
+        return _fail(f"--dir: {error}")
     except MorphConfigError as error:  # raised before anything trains or is written
         return _fail(f"{args.config}: {error}")
     columns = ["iteration", "kind", "widths", "params", "flops", "latency_s", "accuracy"]

@@ -60,6 +60,11 @@ class MorphConfigError(ValueError):
     """A `MorphConfig` field (or the mapping it is read from) is invalid."""
 
 
+class RunDirectoryError(MorphConfigError):
+    """The run directory cannot take the loop's rows (a `MorphConfigError` too: both are
+    raised before anything trains)."""
+
+
 def _number_error(name: str, value: Any) -> str | None:
     """Why the numeric field ``name`` cannot be ``value`` (``None``: it can)."""
     kind, bound, strict = _BOUNDS[name]
@@ -346,18 +351,18 @@ def _output(directory: str | os.PathLike, overwrite: bool) -> pathlib.Path:
     fails loses nothing; stderr names where they went.
 
     Raises:
-      MorphConfigError: the file holds an earlier run's rows and ``overwrite`` is false,
+      RunDirectoryError: the file holds an earlier run's rows and ``overwrite`` is false,
         ``directory`` lies inside a bench (`enclosing_bench`), or the folder cannot be made.
     """
     path = pathlib.Path(directory) / ITERATIONS
     around = _layout.enclosing_bench(directory)
     if around is not None:
-        raise MorphConfigError(
+        raise RunDirectoryError(
             f"{str(directory)!r} is inside the bench {str(around)!r}, whose files the rows "
             f"would mix with its own; pick that bench's directory itself or one outside it"
         )
     if path.exists() and not overwrite:
-        raise MorphConfigError(
+        raise RunDirectoryError(
             f"{str(path)!r} holds the rows of an earlier run; choose another directory, "
             "or pass --overwrite (overwrite=True) to move them aside and start over"
         )
@@ -368,7 +373,7 @@ def _output(directory: str | os.PathLike, overwrite: bool) -> pathlib.Path:
             os.replace(path, target)
             print(f"moved the earlier rows to {target}", file=sys.stderr)
     except OSError as error:
-        raise MorphConfigError(f"cannot write rows into {str(directory)!r}: {error}") from error
+        raise RunDirectoryError(f"cannot write rows into {str(directory)!r}: {error}") from error
     return path
 
 
