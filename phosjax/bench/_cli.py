@@ -1,7 +1,9 @@
 """What the bench's entry points share: a clean exit on bad input, `--import`, `--dir`."""
 
+import difflib
 import functools
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
@@ -10,6 +12,69 @@ from jsonargparse import ArgumentParser
 
 from phosjax.bench._config import BenchError
 from phosjax.models import import_models
+
+_KEY = re.compile(r'\AParser key "([^"]+)":\s*')
+
+
+def _split_top(text: str) -> list[str]:
+    """``text`` split at the commas outside brackets: ``"int, list[int, str]"`` in two."""
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+    return [*parts, text[start:].strip()]
+
+
+def value_error_line(message: str) -> str:
+    r"""jsonargparse's (multi-line) message about a bad value on one line: the option, the
+    value given and the types it takes; other messages as they are.
+
+    Examples:
+      >>> value_error_line('Parser key "eval_every":\n  Expected a <class \'int\'>. Got value: 1.5')
+      '--eval_every 1.5: expected int'
+      >>> value_error_line("unrecognized arguments: --x")
+      'unrecognized arguments: --x'
+    """
+    key = _KEY.match(message)
+    if key is None:
+        return message
+    rest = message[key.end() :]
+    given = re.search(r"^  Given value: (.*)$", rest, re.M) or re.search(
+        r"Got value: (.*)$", rest, re.M
+    )
+    types = re.search(r"^  Subtypes: \[(.*)\]$", rest, re.M) or re.search(
+        r"Expected a (<class '\w+'>)", rest
+    )
+    if given is None or types is None:  # not a value's type: its first line
+        return f"--{key[1]}: {rest.strip().splitlines()[0].strip()}"
+    names = [
+        re.sub(r"<class '(\w+)'>", r"\1", t).replace("NoneType", "null")
+        for t in _split_top(types[1])
+    ]
+    expected = " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+    hint = " (a list is written '[a, b]')" if "list" in expected else ""
+    return f"--{key[1]} {given[1]}: expected {expected}{hint}"
+
+
+class Parser(ArgumentParser):
+    """The bench commands' parser: a usage error is one line, ``error: ...`` (the option,
+    what was given and what it takes; a near option name for a misspelt one) and exit
+    status 2, without jsonargparse's usage of every option."""
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        if not self.exit_on_error:  # jsonargparse parsing inside: it raises
+            super().error(message, ex)
+        line = value_error_line(message)
+        if message.startswith("unrecognized arguments:"):
+            known = [option for action in self._actions for option in action.option_strings]
+            for given in re.findall(r"--[\w.+-]+", message):
+                near = difflib.get_close_matches(given, known, n=1)
+                if near:
+                    line += f" (did you mean {near[0]}?)"
+        print(f"error: {line}; {self.prog} --help lists the options.", file=sys.stderr)
+        self.exit(2)
 
 
 def add_common(parser: ArgumentParser) -> None:

@@ -13,7 +13,7 @@ import yaml
 from jsonargparse import ArgumentParser
 
 from phosjax._yaml import safe_load
-from phosjax.bench._cli import RESUMES, add_common, entry_point, exit_process, import_all
+from phosjax.bench._cli import RESUMES, Parser, add_common, entry_point, exit_process, import_all
 from phosjax.bench._config import BenchError
 from phosjax.bench._directory import open_bench
 from phosjax.bench._runner import add_models_to
@@ -21,7 +21,7 @@ from phosjax.bench._runner import add_models_to
 
 def parser() -> ArgumentParser:
     """The command line of ``phosjax.bench.add_models``."""
-    parser = ArgumentParser(prog="python -m phosjax.bench.add_models", description=__doc__)
+    parser = Parser(prog="python -m phosjax.bench.add_models", description=__doc__)
     add_common(parser)
     parser.add_argument(
         "--models",

@@ -20,7 +20,7 @@ import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from phosjax.bench import _layout
-from phosjax.bench._cli import RESUMES, add_common, entry_point, exit_process, import_all
+from phosjax.bench._cli import RESUMES, Parser, add_common, entry_point, exit_process, import_all
 from phosjax.bench._config import BenchConfig, read_yaml
 from phosjax.bench._directory import open_bench
 from phosjax.bench._plan import check_models
@@ -29,7 +29,7 @@ from phosjax.bench._runner import run
 _OWN = ("config", "dir", "import", "resume", "force", "no_progress")
 
 
-class _Parser(ArgumentParser):
+class _Parser(Parser):
     """Dumps (``--print_config``) the bench config alone: a file `load_config` reads,
     checked as a run would check it (keys, values, model names after ``--import``)."""
 

@@ -4,14 +4,14 @@ from collections.abc import Sequence
 
 from jsonargparse import ArgumentParser
 
-from phosjax.bench._cli import entry_point, exit_process
+from phosjax.bench._cli import Parser, entry_point, exit_process
 from phosjax.bench._directory import open_bench
 from phosjax.bench._summary import profile_text
 
 
 def parser() -> ArgumentParser:
     """The command line of ``phosjax.bench.profile``."""
-    parser = ArgumentParser(prog="python -m phosjax.bench.profile", description=__doc__)
+    parser = Parser(prog="python -m phosjax.bench.profile", description=__doc__)
     parser.add_argument("--dir", required=True, help="the bench directory")
     return parser
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from jsonargparse import ArgumentParser
 
-from phosjax.bench._cli import entry_point, exit_process
+from phosjax.bench._cli import Parser, entry_point, exit_process
 from phosjax.bench._config import BenchError
 from phosjax.bench._speed import METHODS, MODELS, SpeedConfig, measure
 from phosjax.bench._speed_config import SpeedConfigError
@@ -32,7 +32,7 @@ DEFAULTS: dict[str, Any] = {"sizes": "1,8,64,256", "steps": 100, "batch": 128, "
 
 def parser() -> ArgumentParser:
     """The command line of ``phosjax.bench.speed``."""
-    parser = ArgumentParser(prog="python -m phosjax.bench.speed", description=__doc__)
+    parser = Parser(prog="python -m phosjax.bench.speed", description=__doc__)
     parser.add_argument("--models", type=str, default=",".join(MODELS), help="comma-separated")
     parser.add_argument("--sizes", type=str, default=None, help="grid sizes K (1,8,64,256)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per model (100)")

@@ -295,6 +295,35 @@ def test_print_config_knows_the_models_an_import_registers(tmp_path, capsys, mon
     assert [entry.name for entry in load_config(printed).model_entries()] == ["my_dense"]
 
 
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["--grid.steps", "ten"],
+            "--grid.steps ten: expected int or list[int] (a list is written ",
+        ),
+        (["--models", "mlp"], "--models mlp: expected list (a list is written '[a, b]')"),
+        (["--eval_every", "1.5"], "--eval_every 1.5: expected int"),
+        (
+            ["--grid.stesp", "3"],
+            "unrecognized arguments: --grid.stesp 3 (did you mean --grid.steps?)",
+        ),
+        ([], "the following arguments are required: dir"),
+    ],
+)
+def test_a_usage_error_is_one_line_naming_the_option_and_what_it_takes(
+    tmp_path, capsys, args, line
+):
+    command = [*args, "--dir", str(tmp_path / "b")] if args else []
+    with pytest.raises(SystemExit) as exit_info:
+        new_main(command)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {line}") and len(err.splitlines()) == 1, err
+    assert err.endswith("; python -m phosjax.bench.new --help lists the options.\n")
+    assert not (tmp_path / "b").exists()
+
+
 def test_ctrl_c_is_one_line_saying_how_to_continue(tmp_path, capsys, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
