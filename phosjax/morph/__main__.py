@@ -1,4 +1,12 @@
-"""``python -m phosjax.morph --config configs/morph_mnist1d.yaml --dir runs/morph``."""
+"""``python -m phosjax.morph --config configs/morph_mnist1d.yaml --dir runs/morph``.
+
+Runs the MorphNet loop of the config (`phosjax.morph.MorphConfig`): trains the start
+model, then per iteration trains it with the regularizer, shrinks it to its alive
+channels, expands it to the start model's cost and retrains it. Prints one row per
+stage and writes them to ``DIR/morph/iterations.parquet`` after every iteration; the
+viewer shows them (``python -m phosjax.bench.view --dir DIR``). An interrupted run does
+not resume: ``--overwrite`` moves its rows aside and starts over.
+"""
 
 import argparse
 import pathlib
@@ -40,7 +48,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = argparse.ArgumentParser(prog="python -m phosjax.morph", description=__doc__)
     parser.add_argument("--config", required=True, help="a YAML file of MorphConfig fields")
-    parser.add_argument("--dir", required=True, help="the run directory (a bench dir works)")
+    parser.add_argument(
+        "--dir",
+        required=True,
+        help="the run directory, for DIR/morph/iterations.parquet (a bench's own directory "
+        "works, a folder inside a bench does not)",
+    )
     parser.add_argument(
         "--overwrite",
         action="store_true",

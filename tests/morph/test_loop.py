@@ -242,3 +242,13 @@ def test_the_printed_view_command_quotes_a_dir_with_spaces(tmp_path, capsys, mon
     assert main(["--config", str(config), "--dir", str(tmp_path / "my run")]) == 0
     view = f"view it: python -m phosjax.bench.view --dir '{tmp_path / 'my run'}'"
     assert capsys.readouterr().err.splitlines()[-1] == view
+
+
+def test_help_says_what_the_loop_writes_and_that_it_does_not_resume(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "writes them to ``DIR/morph/iterations.parquet`` after every iteration" in text
+    assert "An interrupted run does not resume: ``--overwrite`` moves its rows aside" in text
+    assert "a bench's own directory works, a folder inside a bench does not" in text
