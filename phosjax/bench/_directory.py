@@ -69,7 +69,7 @@ def open_bench(directory: str | os.PathLike) -> tuple[BenchConfig, dict[str, Any
     root = pathlib.Path(directory)
     if not _layout.is_bench(root):
         raise BenchError(
-            f"{str(root)!r} is not a bench: it has no {_layout.MARKER}. "
+            f"{str(root)!r} is not a bench: {_layout.why_not_a_bench(root)}. "
             "Make one with `python -m phosjax.bench.new --config ... --dir ...`."
         )
     marker = read_bench_json(root / _layout.MARKER)

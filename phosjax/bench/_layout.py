@@ -101,6 +101,25 @@ def is_bench(directory: str | pathlib.Path) -> bool:
     return (pathlib.Path(directory) / MARKER).is_file()
 
 
+def why_not_a_bench(directory: str | os.PathLike) -> str:
+    """Why ``directory``, which holds no bench, is not one, for a message: there is no
+    such directory, it is a file, it holds a run of ``python -m phosjax.morph``, or it
+    has no marker.
+
+    Examples:
+      >>> why_not_a_bench("/no/such/bench")
+      'no such directory'
+    """
+    path = pathlib.Path(directory)
+    if not path.exists():
+        return "no such directory"
+    if not path.is_dir():
+        return "it is a file, not a directory"
+    if (path / MORPH_ITERATIONS).is_file():
+        return f"it holds a run of `python -m phosjax.morph` ({MORPH_ITERATIONS})"
+    return f"it has no {MARKER}"
+
+
 def enclosing_bench(directory: str | os.PathLike) -> pathlib.Path | None:
     """The bench that ``directory`` lies inside (at any depth; resolved), or None. A run
     written there would mix its files into that bench's: ``pandas.read_parquet`` of its

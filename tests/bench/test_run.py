@@ -295,6 +295,33 @@ def test_not_a_bench_is_refused(tmp_path, toy, capsys):
 
 
 @pytest.mark.parametrize(
+    ("make", "why"),
+    [
+        (lambda path: None, "no such directory"),
+        (lambda path: path.write_text(""), "it is a file, not a directory"),
+        (lambda path: path.mkdir(), "it has no bench.json"),
+        (
+            lambda path: (
+                (path / "morph").mkdir(parents=True)
+                or (path / "morph" / "iterations.parquet").write_bytes(b"")
+            ),
+            "it holds a run of `python -m phosjax.morph` (morph/iterations.parquet)",
+        ),
+    ],
+    ids=["missing", "file", "empty", "morph_run"],
+)
+def test_profile_and_add_models_say_why_a_dir_is_not_a_bench(tmp_path, capsys, make, why):
+    path = tmp_path / "given"
+    make(path)
+    for main in (add_models_main, profile_main):
+        assert main(["--dir", str(path)]) == 2
+        assert capsys.readouterr().err == (
+            f"error: {str(path)!r} is not a bench: {why}. Make one with "
+            "`python -m phosjax.bench.new --config ... --dir ...`.\n"
+        )
+
+
+@pytest.mark.parametrize(
     ("name", "content", "message"),
     [
         ("bench.json", "", r"cannot read '.*bench\.json': JSONDecodeError: Expecting value"),

@@ -44,11 +44,7 @@ def _holds_a_run(directory: pathlib.Path) -> bool:
 
 
 def _not_a_bench_message(directory: pathlib.Path) -> str:
-    message = f"{directory} is not a bench: it has no {_layout.MARKER}."
-    if not directory.exists():
-        message = f"{directory} is not a bench: no such directory."
-    elif not directory.is_dir():
-        message = f"{directory} is not a bench: it is a file, not a directory."
+    message = f"{directory} is not a bench: {_layout.why_not_a_bench(directory)}."
     around = next((p for p in directory.resolve().parents if _holds_a_run(p)), None)
     if around is not None:  # a file or folder of a bench
         return f"{message} It is inside the bench {around}: view that one."
