@@ -1,6 +1,7 @@
 """The speed bench's outputs: the printed table, ``speed.parquet`` and a plot."""
 
 import math
+import os
 import pathlib
 from typing import Any
 from xml.sax.saxutils import escape
@@ -8,6 +9,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 import pandas as pd
 
+from phosjax._aside import aside_path
 from phosjax.bench._store import write_table, write_text
 
 RATIOS = (
@@ -178,6 +180,30 @@ def plot(frame: pd.DataFrame, path: pathlib.Path) -> pathlib.Path:
     except ImportError:
         return svg(frame, path)
     return _matplotlib(frame, path)
+
+
+OUTPUTS = ("speed.parquet", "speed.txt", "speed.png", "speed.svg")
+"""The files `write` may leave in ``--out``."""
+
+
+def move_earlier(out: str | pathlib.Path) -> list[pathlib.Path]:
+    """Moves an earlier run's `OUTPUTS` in ``out`` aside (``<name>.old-<time>``, see
+    `aside_path`), so that a new run never overwrites them; where they went.
+
+    Examples:
+      >>> import tempfile
+      >>> out = pathlib.Path(tempfile.mkdtemp())
+      >>> _ = (out / "speed.txt").write_text("an earlier table")
+      >>> [p.name.startswith("speed.txt.old-") for p in move_earlier(out)], move_earlier(out)
+      ([True], [])
+    """
+    moved = []
+    for name in OUTPUTS:
+        path = pathlib.Path(out) / name
+        if path.exists():
+            moved.append(aside_path(path))
+            os.replace(path, moved[-1])
+    return moved
 
 
 def write(frame: pd.DataFrame, out: str | pathlib.Path) -> dict[str, pathlib.Path]:

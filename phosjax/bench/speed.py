@@ -6,12 +6,14 @@ another (``one_by_one``), plain ``jax.vmap`` over stacked params (``vmap``), the
 engine (``engine``), one model on batch K x B (``fused``, the ceiling) and, if torch is
 installed, ``torch.func.vmap`` (``torch``). It prints a table of absolute rates and
 engine/method ratios and writes ``speed.parquet`` (one row per model, K, method),
-``speed.txt`` and a plot (``speed.png``, or ``speed.svg`` without matplotlib) to ``--out``.
+``speed.txt`` and a plot (``speed.png``, or ``speed.svg`` without matplotlib) to ``--out``
+(an earlier run's files there are moved aside to ``<name>.old-<time>``, never overwritten).
 
 Example: ``python -m phosjax.bench.speed --models mlp,cnn1d --sizes 1,8,64 --out runs/speed``
 """
 
 import pathlib
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,7 +23,7 @@ from phosjax.bench._cli import Parser, entry_point, exit_process
 from phosjax.bench._config import BenchError
 from phosjax.bench._speed import METHODS, MODELS, SpeedConfig, measure
 from phosjax.bench._speed_config import SpeedConfigError
-from phosjax.bench._speed_report import table, write
+from phosjax.bench._speed_report import move_earlier, table, write
 from phosjax.train import STRATEGIES
 
 QUICK: dict[str, Any] = {"sizes": "2", "steps": 2, "batch": 8, "min_time": 0.0}
@@ -111,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise BenchError(f"--out {args.out!r}: cannot make the directory ({error}).") from error
+    for moved in move_earlier(out):  # never overwritten
+        print(f"moved the earlier {moved.name.split('.old-')[0]} to {moved}", file=sys.stderr)
     paths: dict[str, Any] = {}  # written after each (model, K): a run cut off keeps its cases
     frame = measure(
         config,

@@ -271,3 +271,25 @@ def _config(*argv: str) -> SpeedConfig:
 def test_the_command_line_flows_into_the_config(argv, expected):
     config = _config(*argv)
     assert {key: getattr(config, key) for key in expected} == expected
+
+
+def test_an_earlier_runs_files_in_out_are_moved_aside_not_overwritten(
+    tmp_path, capsys, monkeypatch
+):
+    def measured(config, progress, on_case):
+        on_case(_frame())
+        return _frame()
+
+    monkeypatch.setattr(speed, "measure", measured)
+    out = tmp_path / "speed"
+    out.mkdir()
+    (out / "speed.parquet").write_bytes(b"an earlier run's rows")
+    (out / "speed.txt").write_text("an earlier table")
+    assert speed.main(["--quick", "--no_progress", "--out", str(out)]) == 0
+    (rows,) = out.glob("speed.parquet.old-*")
+    (table,) = out.glob("speed.txt.old-*")
+    assert rows.read_bytes() == b"an earlier run's rows" and table.read_text() == "an earlier table"
+    err = capsys.readouterr().err
+    assert f"moved the earlier speed.parquet to {rows}\n" in err
+    assert f"moved the earlier speed.txt to {table}\n" in err
+    assert len(pd.read_parquet(out / "speed.parquet")) == len(_frame())
