@@ -744,3 +744,14 @@ def test_the_lock_file_a_run_writes_names_it(tmp_path):
         holder = _layout.read_lock_holder((tmp_path / _layout.LOCK).read_text())
     assert holder is not None
     assert (holder.pid, holder.host) == (os.getpid(), socket.gethostname())
+
+
+def test_help_says_a_morph_run_directory_is_viewed_too(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert (
+        "--dir DIR the bench directory (runs/NAME), or the --dir of a python -m phosjax.morph run"
+        in text
+    )

@@ -19,7 +19,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m phosjax.bench.view", description="Serve a bench's web viewer."
     )
-    parser.add_argument("--dir", required=True, help="the bench directory (runs/NAME)")
+    parser.add_argument(
+        "--dir",
+        required=True,
+        help="the bench directory (runs/NAME), or the --dir of a python -m phosjax.morph run",
+    )
     parser.add_argument(
         "--port", type=_port, default=1337, help="TCP port (default 1337; 0: any free one)"
     )
