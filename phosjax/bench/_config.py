@@ -245,7 +245,7 @@ an existing bench keeps its files as they are."""
 def _check_hparam(name: str, value: Any) -> None:
     """Raises `BenchError` naming ``grid.<name>`` and ``value`` if `HParams` refuses it."""
     alone = {name: value}
-    if name == "warmup_steps":  # not against the default steps: `_check_warmups_fit` is
+    if name == "warmup_steps":  # against the grid's steps in `_check_warmups_fit`, not the default
         alone["steps"] = max(value, 1)
     try:
         HParams(**alone)
