@@ -27,7 +27,8 @@ class GridResult:
       metrics: one row per (``cell``, ``step``, ``split``): ``split="train"`` rows hold
         the step's metrics (``loss``, ``task_loss``, ``regularizer`` (with
         regularizers), ``accuracy``, ``grad_norm``, ``aux/<name>``,
-        ``path_weight/<path>``), ``split="test"`` rows the evaluation.
+        ``path_weight/<path>``, ``lr`` (under a schedule)), ``split="test"`` rows the
+        evaluation.
         Without cells (none for this process) both frames have no rows but the same
         columns and dtypes (of ``metrics``, those every model reports).
       groups: the groups trained, with their final states and runs (strategy, timings).
