@@ -209,6 +209,11 @@ def _same_spec(leaf: Any, spec: Any) -> bool:
     return np.shape(leaf) == spec.shape and np.dtype(leaf.dtype) == spec.dtype
 
 
+_OPTIMIZER_SHAPE = "another optimizer family, gradient clipping or learning-rate schedule"
+"""What gives an optimizer state another tree (`HParams`' optimizer, grad_clip, lr_schedule
+and warmup_steps)."""
+
+
 def _layout_difference(state: Any, like: GroupState) -> str | None:
     """How ``state``'s paths, leaf shapes or dtypes differ from ``like``'s (None: not)."""
     tree: Any = jax.tree.structure(state)  # Any: jaxlib's PyTreeDef has no stubs
@@ -219,7 +224,10 @@ def _layout_difference(state: Any, like: GroupState) -> str | None:
     missing, extra = [p for p in want if p not in got], [p for p in got if p not in want]
     if missing or extra:
         sides = [(" lacks ", missing), (" has extra ", extra)]
-        return "the state" + " and".join(verb + _some(paths) for verb, paths in sides if paths)
+        text = "the state" + " and".join(verb + _some(paths) for verb, paths in sides if paths)
+        if all(path.startswith(".opt_state") for path in missing + extra):
+            return f"its optimizer state was made for {_OPTIMIZER_SHAPE}: {text}"
+        return text
     if not same_tree:
         return "its tree structure differs (the same paths, other node types)"
     for path, spec in want.items():

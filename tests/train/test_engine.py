@@ -402,7 +402,15 @@ def _other(**changes):
 @pytest.mark.parametrize(
     ("cell", "message"),
     [
-        (_other(optimizer="sgd"), r"the state has extra \.opt_state\.inner_state.*\.mu\["),
+        (
+            _other(optimizer="sgd"),
+            r"its optimizer state was made for another optimizer family, gradient clipping or "
+            r"learning-rate schedule: the state has extra \.opt_state\.inner_state.*\.mu\[",
+        ),
+        (
+            _other(lr_schedule="cosine"),
+            r"optimizer state was made for another .* learning-rate schedule: the state lacks",
+        ),
         (
             _other(model=Tiny(width=16)),
             r"Dense_0'\]\['kernel'\] is float32\[1, 8, 3\] in the "
