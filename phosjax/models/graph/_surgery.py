@@ -1,5 +1,6 @@
 """Surgery on graph models, as pure functions over ``(model, variables)``: `extract` a
-sub-model, `merge` several into one, `rewire` a node's inputs."""
+sub-model, `merge` several into one, `rewire` a node's inputs, `fill_missing` the
+variables of new nodes."""
 
 import dataclasses
 from collections.abc import Iterable, Mapping
@@ -141,7 +142,8 @@ def merge(
         ``b/logits``); write their inputs explicitly.
 
     Returns:
-      ``(model, variables)``.
+      ``(model, variables)``; a new node with parameters has none yet: `fill_missing`
+      initializes them.
 
     Raises:
       GraphError: a part name is not one plain path segment (``"x/y"``, ``".."``, ``""``)
@@ -178,6 +180,42 @@ def merge(
         )
     spec.update(nodes)
     return GraphModel(spec), merged
+
+
+def fill_missing(
+    model: GraphModel, variables: Variables, key: Any, x: Any, **init_kwargs: Any
+) -> dict[str, Any]:
+    """``variables`` with every variable ``model.init(key, x)`` makes that they lack:
+    those of the nodes `merge` (or a spec edit) added, initialized; the given ones kept.
+
+    Raises:
+      GraphError: a given variable has another shape or dtype than ``model`` makes
+        there (its path and both named).
+
+    Examples:
+      >>> import flax.linen as nn, jax, jax.numpy as jnp
+      >>> from phosjax.models.graph import GraphModel, node
+      >>> part = GraphModel({"logits": nn.Dense(2)})
+      >>> x = jnp.ones((1, 3)); v = part.init(jax.random.key(0), x)
+      >>> both, both_vars = merge({"a": (part, v)}, {"head": node(nn.Dense(4), inputs="a/logits")})
+      >>> both_vars = fill_missing(both, both_vars, jax.random.key(1), x)
+      >>> both.apply(both_vars, x, outputs="head")["head"].shape
+      (1, 4)
+      >>> kept = both_vars["params"]["a"]["logits"]["kernel"]
+      >>> bool((kept == v["params"]["logits"]["kernel"]).all())
+      True
+    """
+    fresh = flatten(dict(model.init(key, x, **init_kwargs)))
+    given = flatten(dict(variables))
+    for path, leaf in given.items():
+        made = fresh.get(path)
+        if made is not None and (made.shape, made.dtype) != (leaf.shape, leaf.dtype):
+            raise GraphError(
+                f"fill_missing: the given variable {path!r} is {leaf.dtype}{list(leaf.shape)}, "
+                f"but the model makes {made.dtype}{list(made.shape)} there; give variables "
+                "made for this model (or leave that one out to initialize it)."
+            )
+    return unflatten({**fresh, **given})
 
 
 def rewire(model: GraphModel, path: str, inputs: str | Iterable[str]) -> GraphModel:

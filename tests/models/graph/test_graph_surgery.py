@@ -2,6 +2,7 @@
 
 import re
 
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -15,6 +16,7 @@ from phosjax.models.graph import (
     Input,
     default_adapter,
     extract,
+    fill_missing,
     fit_adapter,
     merge,
     node,
@@ -337,3 +339,36 @@ def test_train_only_moves_the_adapter_alone(net):
     assert not any(jax.tree.leaves({k: v for k, v in changed.items() if k != "adapter"}))
     with pytest.raises(KeyError, match="'adaptor/\\*\\*' matched no parameter"):
         train_only(optax.sgd(0.1), "adaptor/**").init(params)
+
+
+def test_fill_missing_initializes_merged_new_nodes_and_keeps_the_parts(net, key):
+    model, variables, x = net
+    other_vars = model.init(jax.random.fold_in(key, 1), x)
+    both, both_vars = merge(
+        {"a": (model, variables), "b": (model, other_vars)},
+        {"head": node(nn.Dense(5), inputs="a/pool")},
+    )
+    both = rewire(both, "b/input", "a/input")
+    assert "head" not in both_vars["params"]  # merge has nothing to give it
+    with pytest.raises(flax.errors.ScopeParamNotFoundError, match="head"):
+        both.apply(both_vars, x, outputs="head")
+    filled = fill_missing(both, both_vars, jax.random.fold_in(key, 2), x)
+    assert filled["params"]["head"]["kernel"].shape == (6, 5)
+    jax.tree.map(np.testing.assert_array_equal, filled["params"]["b"], other_vars["params"])
+    out = both.apply(filled, x, outputs=("a/logits", "b/logits", "head"))
+    np.testing.assert_allclose(out["a/logits"], model.apply(variables, x)["logits"], rtol=1e-6)
+    np.testing.assert_allclose(out["b/logits"], model.apply(other_vars, x)["logits"], rtol=1e-6)
+    assert out["head"].shape == (4, 5)
+
+
+def test_fill_missing_refuses_a_given_variable_of_another_shape(net, key):
+    _, variables, x = net
+    wide = conv_net(width=8)
+    with pytest.raises(
+        GraphError,
+        match=re.escape(
+            "fill_missing: the given variable 'params/conv1/kernel' is float32[3, 1, 6]"
+        )
+        + r", but the model makes float32\[3, 1, 8\] there",
+    ):
+        fill_missing(wide, variables, key, x)
