@@ -26,7 +26,7 @@ from phosjax.core._collections import AUX_LOSS, BLURB, KNOBS, PATH_WEIGHTS
 from phosjax.core._knobs import _declarations, init_kwargs, knobs
 from phosjax.core._paths import SEP, flatten
 from phosjax.core._selectors import SelectorError, select
-from phosjax.core._tags import constant_notes
+from phosjax.core._tags import constant_notes, with_arrays
 
 _PARAMS = "params"
 Json = Any
@@ -278,6 +278,15 @@ class _Call:
             return None, None
 
 
+def _notes(recorded: dict[str, Any], constants: dict[str, Any]) -> dict[str, Any]:
+    """The notes by path: those ``recorded`` in the collection, and the ``constants`` that
+    `constant_notes` kept, with their arrays from the collection put back."""
+    merged = dict(recorded)
+    for path, constant in constants.items():
+        merged[path] = with_arrays(constant, recorded[path]) if path in recorded else constant
+    return merged
+
+
 def _capture(
     model: nn.Module, variables: Mapping[str, Any], x: Any, **apply_kwargs: Any
 ) -> tuple[dict[str, _Call], dict[str, dict[str, dict[str, Json]]]]:
@@ -312,7 +321,7 @@ def _capture(
 
     recorded: dict[str, dict[str, dict[str, Json]]] = {}
     found = {
-        "notes": {**flatten(collected[BLURB]), **notes},
+        "notes": _notes(flatten(collected[BLURB]), notes),
         "aux_losses": flatten(collected[AUX_LOSS]),
         "path_weights": flatten(collected[PATH_WEIGHTS]),
     }

@@ -7,6 +7,7 @@ mutable), and none of them stores anything while a model is initialized, so
 
 import contextlib
 import contextvars
+from collections.abc import Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -116,19 +117,64 @@ def _holds_arrays(value: Any) -> bool:
     return any(isinstance(leaf, jax.Array) for leaf in jax.tree.leaves(value))
 
 
+def _holds_constants(value: Any) -> bool:
+    """Whether ``value`` holds something `nn.scan` cannot carry (a string, a number), or
+    nothing at all (``{}``, None: kept as they are)."""
+    leaves = jax.tree.leaves(value)
+    return not leaves or not all(isinstance(leaf, jax.Array) for leaf in leaves)
+
+
 def constant_notes() -> contextlib.AbstractContextManager[dict[str, Any]]:
     """Within it, a `note` that holds no array (``"gelu"``) is kept here by path, as its
     first call recorded it, not in the collection: `nn.scan` and `nn.remat` carry arrays
-    alone, and a string there is a TypeError."""
+    alone, and a string there is a TypeError. A note that holds both keeps its arrays in
+    the collection and the rest here, with `ARRAY` where each array was (`with_arrays`
+    puts them back)."""
     return collecting(_CONSTANT_NOTES)
+
+
+class _ArrayMark:
+    def __repr__(self) -> str:
+        return "ARRAY"
+
+
+ARRAY = _ArrayMark()
+"""Where a `note` held an array, in the part of it `constant_notes` keeps."""
+
+
+def _split_note(value: Any) -> tuple[Any, Any]:
+    """``(arrays, constants)``: ``value`` with None where it holds no array, and with
+    `ARRAY` where it does."""
+    is_array = lambda leaf: isinstance(leaf, jax.Array)
+    arrays = jax.tree.map(lambda leaf: leaf if is_array(leaf) else None, value)
+    constants = jax.tree.map(lambda leaf: ARRAY if is_array(leaf) else leaf, value)
+    return arrays, constants
+
+
+def with_arrays(constants: Any, arrays: Any) -> Any:
+    """``constants`` (a note as `constant_notes` keeps it) with each `ARRAY` replaced by
+    the array at its place in ``arrays`` (the note's part in the collection).
+
+    Examples:
+      >>> with_arrays({"kind": "dense", "scale": ARRAY}, {"kind": None, "scale": 2.0})
+      {'kind': 'dense', 'scale': 2.0}
+    """
+    if constants is ARRAY:
+        return arrays
+    if isinstance(constants, Mapping):
+        return {key: with_arrays(value, arrays[key]) for key, value in constants.items()}
+    if isinstance(constants, list | tuple):
+        return type(constants)(map(with_arrays, constants, arrays))
+    return constants
 
 
 def note(module: nn.Module, name: str, value: Any) -> None:
     """Records custom summary information for `blurb` (the ``blurb`` collection).
 
     ``value`` is an array, or any JSON-able Python value (``"gelu"``, a dict of
-    numbers); `blurb` computes the arrays, and keeps a value without arrays as its first
-    call recorded it (inside `nn.scan` and `nn.remat` too).
+    numbers), or a mix (``{"kind": "gelu", "scale": x.std()}``); `blurb` computes the
+    arrays, and keeps the rest as the first call recorded it (inside `nn.scan` and
+    `nn.remat` too).
 
     Examples:
       >>> import flax.linen as nn, jax.numpy as jnp, phosjax as px
@@ -143,8 +189,11 @@ def note(module: nn.Module, name: str, value: Any) -> None:
     """
     check_name(name, "note")
     constants = _CONSTANT_NOTES.get()
-    if constants is not None and not _holds_arrays(value):
-        if not module.is_initializing():
-            constants.setdefault(module_path(module, name), value)
+    if constants is None or not _holds_constants(value):
+        record(module, BLURB, name, value)
         return
-    record(module, BLURB, name, value)
+    arrays, constant = _split_note(value) if _holds_arrays(value) else (None, value)
+    if not module.is_initializing():
+        constants.setdefault(module_path(module, name), constant)
+    if arrays is not None:
+        record(module, BLURB, name, arrays)

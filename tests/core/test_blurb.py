@@ -230,8 +230,39 @@ def test_notes_that_are_not_arrays_are_kept_under_nn_remat_and_nn_scan():
     summary = blurb(DescribedStack(), {}, jnp.ones((2, 3)), measure_latency=False, flops=False)
     assert summary["remat"].notes["activation"] == "gelu"
     assert summary["layers/act"].notes["activation"] == "gelu"
-    assert summary["layers/act"].notes["settings"] == {"approximate": [True, True],
-                                                       "open": [1.0, 1.0]}  # fmt: skip
+    # A note's arrays are stacked over the layers; the rest is kept as first recorded.
+    assert summary["layers/act"].notes["settings"] == {"approximate": True, "open": [1.0, 1.0]}
+
+
+class Mixed(nn.Module):
+    @nn.compact
+    def __call__(self, x, _=None):
+        px.note(self, "info", {"kind": "gelu", "scale": [x.std(), 2.0], "alpha": (x.max(), "max")})
+        return nn.gelu(x), None
+
+
+class MixedStack(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        x = nn.remat(Mixed)(name="remat")(x)[0]
+        layers = nn.scan(Mixed, variable_axes=px.scan_axes(), length=3)
+        return layers(name="layers")(x, None)[0]
+
+
+def test_a_note_mixing_strings_and_arrays_works_under_nn_remat_and_nn_scan():
+    """The strings went into the collection, which nn.scan refused (a TypeError)."""
+    x = jnp.arange(6.0).reshape(2, 3)
+    summary = blurb(MixedStack(), {}, x, measure_latency=False, flops=False)
+    plain = blurb(Mixed(), {}, x, measure_latency=False, flops=False).root.notes["info"]
+    assert plain == {
+        "kind": "gelu",
+        "scale": [pytest.approx(1.70783, rel=1e-5), 2.0],
+        "alpha": [5.0, "max"],
+    }
+    assert summary["remat"].notes["info"] == plain
+    layers = summary["layers"].notes["info"]
+    assert layers["kind"] == "gelu" and layers["scale"][1] == 2.0 and layers["alpha"][1] == "max"
+    assert len(layers["scale"][0]) == 3 and len(layers["alpha"][0]) == 3  # one per layer
 
 
 class Normed(nn.Module):
