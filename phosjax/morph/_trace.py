@@ -556,10 +556,20 @@ class _Walker:
 
     def split(self, eqn: Any, value: Value) -> list[Value]:
         """``split`` (``jnp.split``, glu's halves): the axis is cut into consecutive pieces,
-        one label each, as a concatenation's operands; a leaf's axis keeps its source."""
-        axis = eqn.params["axis"]
+        one label each, as a concatenation's operands; a leaf's axis keeps its source.
+
+        The model's code fixes how it splits, read here as equal sections
+        (``jnp.split(h, 2)``): the pieces are tied, so each loses the same channels and
+        the shrunk axis still splits into them. Pieces of unequal sizes are pinned.
+        """
+        axis, where = eqn.params["axis"], _where(eqn)
         sizes = [int(n) for n in eqn.params["sizes"]]
-        pieces = self.labels.split(value.labels[axis], sizes, _where(eqn), kind=SUM)
+        if len(set(sizes)) > 1:
+            reason = f"{where} splits this axis into pieces of unequal sizes {sizes}"
+            self.labels.pin(value.labels[axis], reason)
+        pieces = self.labels.split(value.labels[axis], sizes, where, kind=SUM)
+        for piece in pieces[1:]:
+            self.labels.union(pieces[0], piece, where)
         labels = [[*value.labels[:axis], piece, *value.labels[axis + 1 :]] for piece in pieces]
         return [_carry(value, piece, value.zeros, value.src) for piece in labels]
 

@@ -425,6 +425,48 @@ def test_glu_prunes_both_halves_of_a_channel_together():
     np.testing.assert_allclose(apply(small, x), apply(mask(p, alive, groups), x), atol=1e-5)
 
 
+SPLITS = {  # name: (apply of h, the hidden layer, of 6 channels; its head's input size)
+    "halves, one head each": (
+        lambda h, p: jnp.split(h, 2, axis=-1)[0] @ p["w2"] + jnp.split(h, 2, axis=-1)[1] @ p["w3"],
+        3,
+    ),
+    "thirds, a * b + c": (
+        lambda h, p: (lambda a, b, c: (a * b + c) @ p["w2"])(*jnp.split(h, 3, -1)),
+        2,
+    ),
+    "halves, the second unused": (lambda h, p: jnp.split(h, 2, axis=-1)[0] @ p["w2"], 3),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SPLITS))
+def test_a_split_into_equal_sections_loses_the_same_channels_in_each(name):
+    """``jnp.split(h, n)`` cuts the shrunk axis into ``n`` sections again: the sections
+    are tied, channel ``i`` being position ``i`` of each, whatever uses them."""
+    head, inner = SPLITS[name]
+    p, x = _two_layers(6, inner)
+    p["w3"] = p["w2"] + 1.0
+    apply = lambda p, x: head(jax.nn.relu(x @ p["w1"] + p["b1"]), p)
+    groups = channel_groups(apply, p, x)
+    (group,) = groups.groups
+    channels = {m.path: m.channels.tolist() for m in group.members}
+    assert channels["w1"] == list(range(inner)) * (6 // inner)
+    alive = {group.name: np.arange(inner) != 1}
+    np.testing.assert_allclose(
+        apply(shrink(p, alive, groups).variables, x), apply(mask(p, alive, groups), x), atol=1e-5
+    )
+
+
+def test_a_split_into_unequal_pieces_is_pinned():
+    """``jnp.split(h, [2])``: the code fixes where the cut is, which shrinking moves."""
+    p, x = _two_layers(6, 4)
+    apply = lambda p, x: (lambda a, b: b @ p["w2"] + a.sum(-1, keepdims=True))(
+        *jnp.split(jax.nn.relu(x @ p["w1"] + p["b1"]), [2], axis=-1)
+    )
+    groups = channel_groups(apply, p, x)
+    assert groups.groups == ()
+    assert "pieces of unequal sizes [2, 4]" in groups.pinned["w1:1"]
+
+
 class GLUNet(nn.Module):
     """phosjax's GLU layer (a jnp.split of its projection) before a head."""
 
