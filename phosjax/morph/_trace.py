@@ -215,6 +215,15 @@ class _Walker:
         self.unsafe: set[tuple[int, int]] = set()
         self.scopes: list[str] = []  # the name stacks of the calls being walked
 
+    def leaf(self, index: int, labels: list[int]) -> Value:
+        """Leaf ``index`` as `mask` leaves it: zero on its dead channels along the axes in
+        ``zeroing`` wherever it goes, a reduction too (``k / k.sum(0)`` is 0/0), not only
+        where a use records them (none in a first pass, which decides ``zeroing``)."""
+        src: list[tuple[int, int] | None] = [(index, a) for a in range(len(labels))]
+        zeroed = {(index, a) for a in range(len(labels)) if (index, a) in (self.zeroing or ())}
+        zeros = frozenset(labels[a] for _, a in zeroed)
+        return Value(labels, zeros, src, zeroed_by=frozenset(zeroed))
+
     def make(self, size: int) -> int:
         """A fresh label for an axis the model makes (see `Trace.made`)."""
         label = self.labels.new(size)
@@ -727,10 +736,7 @@ def trace(
     closed = jax.make_jaxpr(apply_fn)(leaves, *args)
     walker = _Walker(len(leaves), zeroing)
     leaf_labels = [[walker.labels.new(n) for n in np.shape(leaf)] for leaf in leaves]
-    ins: list[Value | None] = [
-        Value(labels, src=[(k, a) for a in range(len(labels))])
-        for k, labels in enumerate(leaf_labels)
-    ]
+    ins: list[Value | None] = [walker.leaf(k, labels) for k, labels in enumerate(leaf_labels)]
     for arg in jax.tree.leaves(args):
         ins.append(Value([walker.labels.new(n, "model input") for n in np.shape(arg)], data=True))
     consts = [walker.constant(c) for c in closed.consts]

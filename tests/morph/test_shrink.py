@@ -734,6 +734,8 @@ class WeightNormed(nn.Module):
         k = self.param("kernel", nn.initializers.normal(), (x.shape[-1], self.width))
         if self.form == "norm":
             unit = k / jnp.linalg.norm(k, axis=0)
+        elif self.form == "sum":  # the kernel reduced as it is, with no op before the sum
+            unit = k / jnp.sum(k, axis=0)
         else:
             unit = k * jax.lax.rsqrt(jnp.sum(k**2, axis=0))
         if self.gain:
@@ -742,7 +744,7 @@ class WeightNormed(nn.Module):
         return nn.Dense(2, name="head")(nn.relu(h))
 
 
-@pytest.mark.parametrize("form", ["norm", "rsqrt"])
+@pytest.mark.parametrize("form", ["norm", "rsqrt", "sum"])
 def test_a_weight_normalized_kernel_is_sliced_but_not_zeroed(form):
     """Zeroing ``k`` in ``k / norm(k)`` makes 0/0: `mask` zeroes the gain and the bias
     instead, so the masked model is finite (and its gradients) and equals the pruned one."""
