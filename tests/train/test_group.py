@@ -1,5 +1,6 @@
 """Configs and grouping: which cells share a compiled step, and clear errors."""
 
+import jax
 import numpy as np
 import pytest
 
@@ -216,3 +217,23 @@ def test_values_out_of_range_are_refused(option, message):
     with pytest.raises(ValueError, match=message):
         HParams(**option)
     HParams(grad_clip=1.0, label_smoothing=1.0, weight_decay=0.0, momentum=0.0)  # bounds: fine
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn1d"])
+def test_init_programs_compiled_cheaply_give_the_states_xla_defaults_give(name):
+    """`init_group`'s program runs once, so on CPU it is compiled at -O1, not XLA's -O3."""
+    from phosjax.models import ModelConfig
+    from phosjax.train import Cell, HParams, plan_groups
+    from phosjax.train._state import _init_fn, _root_keys, init_compiler_options
+
+    model = ModelConfig(name, 10, (40,), width=8)
+    hp = HParams(batch_size=4, steps=1)
+    [group] = plan_groups([Cell(model, "toy", hp, seed) for seed in range(3)])
+    init = _init_fn(group.signature(), (40,)).__wrapped__
+    inputs = (_root_keys(group), group.values())
+    cheap = init_compiler_options("cpu", "")
+    xla_default = {"xla_backend_optimization_level": 3}  # the tests' XLA_FLAGS set 0
+    got = jax.jit(init, compiler_options=cheap)(*inputs)
+    wanted = jax.jit(init, compiler_options=xla_default)(*inputs)
+    for leaf, want in zip(jax.tree.leaves(got), jax.tree.leaves(wanted), strict=True):
+        np.testing.assert_array_equal(leaf, want)  # bitwise, not just close

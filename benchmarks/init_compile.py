@@ -1,0 +1,56 @@
+"""How long does compiling each group's `init_group` program take, and at what cost?
+
+Run: ``python benchmarks/init_compile.py [--config configs/example.yaml]``
+
+For each group of the bench, it compiles the group's init program (`init_group`'s
+``jax.jit(jax.vmap(init_cell))``) with XLA's defaults (``XLA_FLAGS`` as set) and with
+`phosjax.train._state.INIT_COMPILER_OPTIONS`, as `init_group` does on CPU (unless
+``XLA_FLAGS`` sets the optimization level), times both
+compiles, and says whether the two programs give bitwise the same states.
+"""
+
+import argparse
+import time
+
+import jax
+import numpy as np
+import yaml
+
+from phosjax.bench import BenchConfig
+from phosjax.bench._plan import plan
+from phosjax.train import Group
+from phosjax.train._state import INIT_COMPILER_OPTIONS, _init_fn, _root_keys
+
+
+def compile_and_run(jitted, *args) -> tuple[float, list[np.ndarray]]:
+    """Seconds to compile ``jitted`` for ``args``, and its outputs' leaves as numpy."""
+    start = time.perf_counter()
+    compiled = jitted.lower(*args).compile()
+    seconds = time.perf_counter() - start
+    return seconds, jax.tree.leaves(jax.device_get(compiled(*args)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="configs/example.yaml")
+    args = parser.parse_args()
+    with open(args.config) as file:
+        planned = plan(BenchConfig.from_dict(yaml.safe_load(file)))
+    print(f"{'group':<22}{'cells':>6}{'default s':>11}{'options s':>11}  same states")
+    for planned_group in planned.groups:
+        group = Group(
+            tuple(c.cell for c in planned_group.cells), tuple(range(len(planned_group.cells)))
+        )
+        data = planned.datasets[group.cells[0].dataset]
+        init = _init_fn(group.signature(), tuple(data.input_shape))
+        inputs = (_root_keys(group), group.values())
+        default_s, want = compile_and_run(jax.jit(init.__wrapped__), *inputs)
+        options = jax.jit(init.__wrapped__, compiler_options=INIT_COMPILER_OPTIONS)
+        options_s, got = compile_and_run(options, *inputs)
+        same = all(np.array_equal(a, b, equal_nan=True) for a, b in zip(got, want, strict=True))
+        seconds = f"{default_s:>11.2f}{options_s:>11.2f}"
+        print(f"{planned_group.group_id:<22}{len(group):>6}{seconds}  {same}")
+
+
+if __name__ == "__main__":
+    main()
