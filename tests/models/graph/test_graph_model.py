@@ -629,6 +629,7 @@ def test_public_names():
         "Node",
         "default_adapter",
         "extract",
+        "fill_missing",
         "fit_adapter",
         "graph_model",
         "merge",
