@@ -233,8 +233,14 @@ _GRID_NUMBERS: dict[str, dict[str, Any]] = {
 """How each numeric field of `Grid` is checked (`checked_numbers`); `HParams` checks the
 rest of its fields' ranges (`_check_hparam`)."""
 
-_HPARAMS = ("optimizer", "lr_schedule", "compute_dtype", *_GRID_NUMBERS)
-"""The fields of `Grid` that are `HParams` fields."""
+_HPARAMS = (
+    "optimizer",
+    "lr_schedule",
+    "compute_dtype",
+    *(name for name in _GRID_NUMBERS if name != "warmup_steps"),
+)
+"""The fields of `Grid` that `HParams` checks one value at a time (``warmup_steps`` is
+bounded by ``steps``: `_check_warmups_fit` checks the pairs)."""
 
 LATER_GRID_FIELDS = {"lr_schedule": "constant", "warmup_steps": 0}
 """`Grid` fields added after benches existed, with their defaults: left out of a config's
@@ -244,11 +250,8 @@ an existing bench keeps its files as they are."""
 
 def _check_hparam(name: str, value: Any) -> None:
     """Raises `BenchError` naming ``grid.<name>`` and ``value`` if `HParams` refuses it."""
-    alone = {name: value}
-    if name == "warmup_steps":  # against the grid's steps in `_check_warmups_fit`, not the default
-        alone["steps"] = max(value, 1)
     try:
-        HParams(**alone)
+        HParams(**{name: value})
     except (TypeError, ValueError) as error:
         raise BenchError(f"grid.{name}={value!r}: {error}") from error
 
