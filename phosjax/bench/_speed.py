@@ -30,6 +30,7 @@ from phosjax.bench._speed_methods import (
     setup_model,
     timed,
 )
+from phosjax.train import STRATEGIES
 
 __all__ = ["COLUMNS", "METHODS", "MODELS", "Failed", "Skip", "SpeedConfig", "measure"]
 
@@ -52,7 +53,7 @@ COLUMNS = (
 )
 """The columns of ``speed.parquet``: one row per (model, K, method)."""
 
-_AUTO_STEPS = 4 * 3 * 10  # strategy="auto" times four strategies, 3 calls of 10 steps each
+_AUTO_STEPS = len(STRATEGIES) * 4 * 10  # "auto": a call of 10 steps to compile, 3 timed
 
 
 @dataclasses.dataclass(frozen=True)

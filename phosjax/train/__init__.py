@@ -11,15 +11,17 @@ from phosjax.train._config import (
 )
 from phosjax.train._grid import GridResult, process_share, train_grid
 from phosjax.train._group import Group, plan_groups
+from phosjax.train._matmul_convs import conv_as_matmul, convs_as_matmuls, has_convs
 from phosjax.train._optim import lr_multiplier, make_optimizer
 from phosjax.train._precision import precision_apply
 from phosjax.train._run import Chunk, GroupRun, run_group
 from phosjax.train._state import GroupState, init_group
-from phosjax.train._strategy import STRATEGIES
+from phosjax.train._strategy import MATMUL_STRATEGIES, STRATEGIES
 
 __all__ = [
     "COMPUTE_DTYPES",
     "LR_SCHEDULES",
+    "MATMUL_STRATEGIES",
     "OPTIMIZERS",
     "STRATEGIES",
     "Cell",
@@ -30,6 +32,9 @@ __all__ = [
     "GroupState",
     "HParams",
     "Regularizer",
+    "conv_as_matmul",
+    "convs_as_matmuls",
+    "has_convs",
     "init_group",
     "lr_multiplier",
     "make_optimizer",

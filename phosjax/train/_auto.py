@@ -7,7 +7,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from phosjax.train._strategy import STRATEGIES, Executor
+from phosjax.train._matmul_convs import has_convs
+from phosjax.train._strategy import MATMUL_STRATEGIES, STRATEGIES, Executor
 
 TIE = 0.05
 """Strategies within this fraction of the fastest count as equally fast: the first of them
@@ -69,6 +70,15 @@ def measure_strategies(
     return {strategy: seconds / steps for strategy, seconds in best.items()}
 
 
+def candidates(step: Callable[..., Any], state: Any, arrays: Any) -> tuple[str, ...]:
+    """The strategies worth timing for the one-cell ``step`` on a group's stacked ``state``:
+    all of `STRATEGIES` when it computes a convolution, else all but `MATMUL_STRATEGIES`."""
+    cell = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), state)
+    if has_convs(step, cell, arrays):
+        return STRATEGIES
+    return tuple(s for s in STRATEGIES if s not in MATMUL_STRATEGIES)
+
+
 def fastest(timings: dict[str, float], tie: float = TIE) -> str:
     """The first strategy (in `STRATEGIES` order) within ``tie`` of the fastest.
 
@@ -94,16 +104,19 @@ def choose_strategy(
 ) -> tuple[str, dict[str, float]]:
     """The fastest strategy for this group on these devices (`fastest`: ties go to the
     earlier in `STRATEGIES`) and its timings (cached); ``make_arrays()`` gives the data
-    arrays, called only when measuring."""
+    arrays, called only when measuring. `MATMUL_STRATEGIES` are candidates only for a
+    step that computes convolutions (for others they are ``"vmap"`` and ``"map"``)."""
     key = (devices[0].platform, signature, num_cells, len(devices))
     if key not in _CHOICES:
+        arrays = make_arrays()
         timings = measure_strategies(
             signature,
             make_step,
             state,
-            make_arrays(),
+            arrays,
             num_cells=num_cells,
             devices=devices,
+            candidates=candidates(make_step(), state, arrays),
             steps=steps,
         )
         _CHOICES[key] = (fastest(timings), timings)

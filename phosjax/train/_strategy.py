@@ -11,6 +11,9 @@ first device. ``"stepwise"`` is ``"sequential"`` without a loop on the device: i
 compiles `STEPWISE_UNROLL` steps of one cell, unrolled, and calls that program again and
 again (`Executor.run_steps`), the way a plain training loop does; XLA:CPU compiles
 convolutions inside loops onto a slow path (jax-ml/jax#12868), which this avoids.
+``"vmap_matmul"`` and ``"map_matmul"`` are ``"vmap"`` and ``"map"`` with every
+convolution of the function computed as a matrix product (`convs_as_matmuls`): a batched
+one under `jax.vmap`, where a convolution would become a grouped one.
 """
 
 import contextlib
@@ -25,8 +28,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-STRATEGIES = ("vmap", "map", "sequential", "stepwise")
+from phosjax.train._matmul_convs import convs_as_matmuls
+
+STRATEGIES = ("vmap", "map", "sequential", "stepwise", "vmap_matmul", "map_matmul")
 """The ways to run a group; ``"auto"`` picks one of these by measurement."""
+
+MATMUL_STRATEGIES = {"vmap_matmul": "vmap", "map_matmul": "map"}
+"""The strategies that compute convolutions as matrix products, and what they batch as."""
 
 GRID = "grid"
 """The mesh axis the cell axis is sharded over."""
@@ -165,6 +173,8 @@ UNSTACK, STACK = _Program(jax.jit(_unstack)), _Program(jax.jit(_stack))
 
 def _lift(fn: CellFn, strategy: str, mesh: Mesh, donate: bool) -> Callable[..., Any]:
     donate_argnums = (0,) if donate else ()
+    if strategy in MATMUL_STRATEGIES:
+        fn, strategy = convs_as_matmuls(fn), MATMUL_STRATEGIES[strategy]
     if strategy in ("sequential", "stepwise"):
         single = _Program(jax.jit(fn, donate_argnums=donate_argnums))
         if strategy == "stepwise":
@@ -331,7 +341,8 @@ class Executor:
         """
         # "sequential" and "stepwise" step per-cell copies (UNSTACK): those they can donate
         donate = donate or self.strategy in ("sequential", "stepwise")
-        at_once = -(-self.padded // self.mesh.size) if self.strategy == "vmap" else 1
+        batched = MATMUL_STRATEGIES.get(self.strategy, self.strategy) == "vmap"
+        at_once = -(-self.padded // self.mesh.size) if batched else 1
         budget = PREFETCH_BYTES // at_once  # in the programs' keys: it shapes them
 
         def maker(n: int, unrolled: bool) -> Callable[[], CellFn]:

@@ -117,6 +117,7 @@ def test_public_names():
     assert phosjax.train.__all__ == [
         "COMPUTE_DTYPES",
         "LR_SCHEDULES",
+        "MATMUL_STRATEGIES",
         "OPTIMIZERS",
         "STRATEGIES",
         "Cell",
@@ -127,6 +128,9 @@ def test_public_names():
         "GroupState",
         "HParams",
         "Regularizer",
+        "conv_as_matmul",
+        "convs_as_matmuls",
+        "has_convs",
         "init_group",
         "lr_multiplier",
         "make_optimizer",

@@ -1,0 +1,257 @@
+"""Convolutions as matrix products: the same numbers as XLA's convolutions, forward,
+backward and under every transformation the engine applies."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+from jax.sharding import Mesh, PartitionSpec
+
+from phosjax.models import ModelConfig
+from phosjax.train import (
+    MATMUL_STRATEGIES,
+    STRATEGIES,
+    Cell,
+    HParams,
+    conv_as_matmul,
+    convs_as_matmuls,
+    has_convs,
+    init_group,
+    plan_groups,
+    run_group,
+)
+
+TOL = {"rtol": 2e-5, "atol": 2e-5}
+
+
+def conv_params(
+    x,
+    k,
+    layout,
+    strides=None,
+    padding=None,
+    lhs_dilation=None,
+    rhs_dilation=None,
+    feature_groups=1,
+    batch_groups=1,
+):
+    spatial = len(layout[0]) - 2
+    return dict(
+        window_strides=strides or (1,) * spatial,
+        padding=padding or ((0, 0),) * spatial,
+        lhs_dilation=lhs_dilation or (1,) * spatial,
+        rhs_dilation=rhs_dilation or (1,) * spatial,
+        dimension_numbers=lax.conv_dimension_numbers(x.shape, k.shape, layout),
+        feature_group_count=feature_groups,
+        batch_group_count=batch_groups,
+    )
+
+
+CASES = {  # (input shape, kernel shape, layout, conv_params' keywords)
+    "1d": ((2, 9, 3), (3, 3, 4), ("NWC", "WIO", "NWC"), {"padding": ((1, 1),)}),
+    "1d strided, dilated": (
+        (2, 11, 3),
+        (3, 3, 4),
+        ("NWC", "WIO", "NWC"),
+        {"strides": (2,), "padding": ((2, 0),), "rhs_dilation": (2,)},
+    ),
+    "1d transposed (lhs dilation)": (
+        (2, 5, 3),
+        (3, 3, 4),
+        ("NWC", "WIO", "NWC"),
+        {"padding": ((2, 2),), "lhs_dilation": (2,)},
+    ),
+    "2d every option": (
+        (2, 7, 8, 3),
+        (3, 3, 3, 5),
+        ("NHWC", "HWIO", "NHWC"),
+        {
+            "strides": (2, 1),
+            "padding": ((1, 1), (0, 2)),
+            "lhs_dilation": (2, 1),
+            "rhs_dilation": (1, 2),
+        },
+    ),
+    "2d channels first": ((2, 3, 6, 6), (5, 3, 3, 3), ("NCHW", "OIHW", "NCHW"), {}),
+    "2d feature groups": (
+        (2, 6, 6, 6),
+        (3, 3, 2, 9),
+        ("NHWC", "HWIO", "NHWC"),
+        {"feature_groups": 3, "padding": ((1, 1), (1, 1))},
+    ),
+    "2d batch groups": ((4, 6, 6, 3), (3, 3, 3, 6), ("NHWC", "HWIO", "NHWC"), {"batch_groups": 2}),
+    "2d output smaller than the kernel (a kernel's gradient)": (
+        (3, 10, 10, 4),
+        (8, 8, 4, 6),
+        ("NHWC", "HWIO", "NHWC"),
+        {},
+    ),
+    "2d batch groups, output smaller than the kernel": (
+        (4, 10, 10, 4),
+        (8, 9, 4, 6),
+        ("NHWC", "HWIO", "NHWC"),
+        {"batch_groups": 2},
+    ),
+    "3d": ((1, 4, 5, 6, 2), (2, 2, 3, 2, 3), ("NDHWC", "DHWIO", "NDHWC"), {"strides": (1, 2, 1)}),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_conv_as_matmul_computes_xla_s_convolution(case):
+    x_shape, k_shape, layout, options = CASES[case]
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=x_shape).astype(np.float32)
+    k = rng.normal(size=k_shape).astype(np.float32)
+    params = conv_params(x, k, layout, **options)
+    expected = lax.conv_general_dilated(x, k, **params)
+    np.testing.assert_allclose(conv_as_matmul(x, k, **params), expected, rtol=1e-5, atol=1e-4)
+
+
+def test_conv_as_matmul_pads_negatively_by_cropping():
+    """A negative padding crops the input (the transpose of a strided convolution makes
+    them), compared with cropping first: XLA:CPU's own convolution computed wrong
+    numbers for this case with jax 0.10.2."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2, 6, 5, 3)).astype(np.float32)
+    k = rng.normal(size=(3, 3, 3, 4)).astype(np.float32)
+    layout = ("NHWC", "HWIO", "NHWC")
+    cropped = np.pad(x[:, 1:], ((0, 0), (0, 1), (0, 0), (0, 0)))
+    expected = lax.conv_general_dilated(cropped, k, **conv_params(cropped, k, layout))
+    got = conv_as_matmul(x, k, **conv_params(x, k, layout, padding=((-1, 1), (0, 0))))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
+
+
+def test_conv_as_matmul_keeps_the_precision_and_output_type():
+    x = jnp.ones((2, 8, 3), jnp.bfloat16)
+    k = jnp.ones((3, 3, 4), jnp.bfloat16)
+    params = conv_params(x, k, ("NWC", "WIO", "NWC"))
+    wide = conv_as_matmul(x, k, **params, preferred_element_type=jnp.float32)
+    assert wide.dtype == jnp.float32 and conv_as_matmul(x, k, **params).dtype == jnp.bfloat16
+    np.testing.assert_array_equal(
+        wide, lax.conv_general_dilated(x, k, **params, preferred_element_type=jnp.float32)
+    )
+
+
+class SmallCNN(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        x = nn.relu(nn.Conv(4, (3, 3))(x))
+        x = nn.relu(nn.Conv(6, (3, 3), strides=2, feature_group_count=2)(x))
+        x = nn.ConvTranspose(4, (2, 2), strides=(2, 2))(x)
+        return nn.Dense(3)(x.mean((1, 2)))
+
+
+def cnn_grad():
+    model = SmallCNN()
+    x = jax.random.normal(jax.random.key(0), (4, 8, 8, 1))
+    params = model.init(jax.random.key(1), x)
+    return jax.grad(lambda p, x: jnp.sum(model.apply(p, x) ** 2)), params, x
+
+
+def count_convs(fn, *args):
+    return str(jax.make_jaxpr(fn)(*args)).count("conv_general_dilated")
+
+
+def test_gradients_of_a_flax_cnn_match_with_every_convolution_rewritten():
+    """Forward, input and kernel gradients, grouped and transposed convolutions."""
+    grad, params, x = cnn_grad()
+    assert count_convs(grad, params, x) > 6
+    rewritten = convs_as_matmuls(grad)
+    assert count_convs(rewritten, params, x) == 0
+    assert has_convs(grad, params, x) and not has_convs(rewritten, params, x)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, **TOL), rewritten(params, x), grad(params, x)
+    )
+    xs = jnp.stack([x, -x])  # a batch of two inputs: a batched matmul, not a grouped conv
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, **TOL),
+        jax.jit(jax.vmap(rewritten, (None, 0)))(params, xs),
+        jax.vmap(grad, (None, 0))(params, xs),
+    )
+
+
+def conv(y, k):
+    return lax.conv_general_dilated(y, k, (1,), "SAME")
+
+
+def nested(x, k):
+    """Convolutions inside jit, checkpoint, cond, while and scan."""
+
+    def twice(iy):
+        return iy[0] + 1, jax.jit(conv)(iy[1], k) * 0.5
+
+    def body(carry, _):
+        y = lax.cond(carry.sum() > 0, jax.checkpoint(conv), lambda c, k: c * 2, carry, k)
+        _, y = lax.while_loop(lambda iy: iy[0] < 2, twice, (0, y))
+        return jnp.tanh(y), carry.sum()
+
+    return lax.scan(body, x, None, length=3)
+
+
+X, K = jnp.linspace(-1, 2, 48).reshape(2, 3, 8), jnp.full((3, 3, 3), 0.3)
+
+
+def test_convolutions_inside_calls_loops_and_conditionals_are_rewritten():
+    x, k = X, K
+    rewritten = convs_as_matmuls(nested)
+    assert count_convs(nested, x, k) >= 2 and count_convs(rewritten, x, k) == 0
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, **TOL), rewritten(x, k), nested(x, k)
+    )
+
+
+def test_a_rewritten_loop_keeps_its_varying_mesh_axes_under_shard_map():
+    """The engine's strategies rewrite inside `jax.shard_map`, whose arrays carry the mesh
+    axes they vary over: a loop body traced again must keep them."""
+    x, k = X, K
+    mesh = Mesh(np.asarray(jax.devices()[:2]), ("grid",))
+    spec = PartitionSpec("grid")
+    sharded = jax.shard_map(
+        convs_as_matmuls(jax.vmap(nested, (0, None))),
+        mesh=mesh,
+        in_specs=(spec, PartitionSpec()),
+        out_specs=spec,
+    )
+    xs = jnp.stack([x, -x])  # the cond takes either branch
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, **TOL),
+        jax.jit(sharded)(xs, k),
+        jax.vmap(nested, (0, None))(xs, k),
+    )
+
+
+CNN = ModelConfig("cnn1d", 3, (8,), depth=2, width=4)
+
+
+@pytest.fixture(scope="module")
+def cnn_runs(toy):
+    cells = [
+        Cell(CNN, "toy", HParams(batch_size=16, steps=4, learning_rate=lr), seed)
+        for seed, lr in enumerate([1e-2, 3e-2, 1e-3])
+    ]
+    [group] = plan_groups(cells)
+    return {
+        strategy: run_group(group, init_group(group, toy), toy, strategy=strategy)
+        for strategy in ("auto", "vmap", *MATMUL_STRATEGIES)
+    }
+
+
+def test_the_matmul_strategies_train_a_cnn_grid_as_vmap_does(cnn_runs):
+    reference, reference_run = jax.device_get(cnn_runs["vmap"])
+    for strategy in MATMUL_STRATEGIES:
+        state, run = jax.device_get(cnn_runs[strategy])
+        assert run.strategy == strategy
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **TOL), state, reference)
+        for got, expected in zip(run.chunks, reference_run.chunks, strict=True):
+            jax.tree.map(
+                lambda a, b: np.testing.assert_allclose(a, b, **TOL),
+                (got.train, got.eval),
+                (expected.train, expected.eval),
+            )
+
+
+def test_auto_times_the_matmul_strategies_for_a_model_with_convolutions(cnn_runs):
+    _, run = cnn_runs["auto"]
+    assert set(run.timings) == set(STRATEGIES) and run.strategy in STRATEGIES
