@@ -4,10 +4,10 @@ Run: ``python benchmarks/engine_strategies.py [--data-dir DIR] [--devices N]``
 
 For each model (the zoo's ``mlp`` and ``cnn1d``) and grid size (4 and 8 seeds) it runs
 `run_group` with ``strategy="auto"``, which compiles the program of each strategy
-(`phosjax.train.STRATEGIES`) for a chunk of 10 steps and times each (best of three
-rounds after compiling, the strategies taking turns). It prints
-the seconds per step (all cells) and each strategy's time relative to the fastest, all
-measured in this one run.
+(`phosjax.train.STRATEGIES`; those computing convolutions as matmuls only for the CNN)
+for a chunk of 10 steps and times each (best of three rounds after compiling, the
+strategies taking turns). It prints the seconds per step (all cells) and each strategy's
+time relative to the fastest, all measured in this one run ("-": not timed).
 """
 
 import argparse
@@ -43,8 +43,9 @@ def main() -> None:
             state = init_group(group, data)
             _, run = run_group(group, state, data, strategy="auto", chunk_steps=10)
             fastest = min(run.timings.values())
-            ratios = "/".join(f"{run.timings[s] / fastest:.2f}" for s in STRATEGIES)
-            cols = " ".join(f"{run.timings[s]:16.5f}" for s in STRATEGIES)
+            timed = [run.timings.get(s) for s in STRATEGIES]
+            ratios = "/".join("-" if t is None else f"{t / fastest:.2f}" for t in timed)
+            cols = " ".join(f"{'-':>16}" if t is None else f"{t:16.5f}" for t in timed)
             wall = time.perf_counter() - start
             print(f"{name:7} {num_cells:5d} {cols}  {ratios:>38}  {run.strategy} ({wall:.0f} s)")
 

@@ -382,8 +382,8 @@ class BenchConfig:
       chunk_steps: steps per dispatch (None: the largest divisor of ``eval_every`` and
         ``checkpoint_every`` up to 250, so that every chunk compiles once; see
         `phosjax.bench._runner.chunk_size`).
-      strategy: how the engine runs a group: ``"auto"``, ``"vmap"``, ``"map"``,
-        ``"sequential"`` or ``"stepwise"`` (see `phosjax.train.run_group`).
+      strategy: how the engine runs a group: ``"auto"`` or one of
+        `phosjax.train.STRATEGIES` (see `phosjax.train.run_group`).
       data_dir: where data sets are prepared (None: `phosjax.data.default_data_dir`).
       blurb_flops: measure FLOPs in each model's blurb (costs a compile per module).
 

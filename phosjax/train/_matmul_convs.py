@@ -8,11 +8,12 @@ strided slices of the input times the kernel's matrices: stacked, those slices m
 ``dot_general`` (im2col), which `jax.vmap` turns into a batched matrix product.
 """
 
+import dataclasses
 import functools
 import itertools
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -45,7 +46,10 @@ def conv_as_matmul(
 
     It stacks as few slices as it can: one per kernel offset (each slice covers all the
     output positions) or, when the output has fewer positions than the kernel (the
-    gradient of a kernel), one per output position (each covers the whole window).
+    gradient of a kernel), one per output position (each covers the whole window). An
+    input dilated by ``lhs_dilation`` (the gradient of a strided convolution's input) is
+    not filled with zeros: each phase of the output (its positions modulo the dilation)
+    is a convolution of the undilated input with the kernel offsets that reach it.
 
     Examples:
       >>> x, k = jnp.ones((2, 8, 3)), jnp.ones((3, 3, 4))
@@ -59,29 +63,69 @@ def conv_as_matmul(
     lhs_spec, rhs_spec, out_spec = dimension_numbers
     x = jnp.transpose(lhs, (lhs_spec[0], *lhs_spec[2:], lhs_spec[1]))  # (N, S..., C)
     w = jnp.transpose(rhs, (*rhs_spec[2:], rhs_spec[1], rhs_spec[0]))  # (K..., I, O)
-    pads = [(lo, hi, d - 1) for (lo, hi), d in zip(padding, lhs_dilation, strict=True)]
-    x = lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), *pads, (0, 0, 0)])
+    contract = functools.partial(
+        _contract,
+        groups=feature_group_count,
+        batch_groups=batch_group_count,
+        precision=precision,
+        preferred_element_type=preferred_element_type,
+    )
     kernel = w.shape[:-2]
-    spans = [(k - 1) * d + 1 for k, d in zip(kernel, rhs_dilation, strict=True)]
-    out = [
-        (n - span) // s + 1 for n, span, s in zip(x.shape[1:-1], spans, window_strides, strict=True)
-    ]
-    batch = x.shape[0]
-    groups, per_group = feature_group_count, w.shape[-2]
-    bgroups, outputs = batch_group_count, w.shape[-1]
-    if math.prod(kernel) <= math.prod(out):  # a slice per kernel offset: (N, P, out..., C)
-        x = _stacked_slices(x, kernel, rhs_dilation, out, window_strides)
-        x = x.reshape(bgroups, batch // bgroups, math.prod(kernel), *out, groups, per_group)
-        w = w.reshape(math.prod(kernel), per_group, bgroups, groups, outputs // bgroups // groups)
-        spec = "bnp...gi,pibgo->bn...go"
-    else:  # a slice per output position: (N, Q, kernel..., C)
-        x = _stacked_slices(x, out, window_strides, kernel, rhs_dilation)
-        x = x.reshape(bgroups, batch // bgroups, math.prod(out), -1, groups, per_group)
-        w = w.reshape(-1, per_group, bgroups, groups, outputs // bgroups // groups)
-        spec = "bnqkgi,kibgo->bnqgo"
-    y = jnp.einsum(spec, x, w, precision=precision, preferred_element_type=preferred_element_type)
-    y = jnp.moveaxis(y, 0, -3).reshape(batch // bgroups, *out, outputs)  # (N', out..., O)
+    phases = _Phases(x.shape[1:-1], kernel, padding, lhs_dilation, rhs_dilation)
+    if max(lhs_dilation) > 1 and max(window_strides) == 1 and phases.worth_it():
+        dtype = preferred_element_type or jnp.result_type(x.dtype, w.dtype)
+        shape = (x.shape[0] // batch_group_count, w.shape[-1])
+        y = phases.convolve(x, w, contract, lambda n: jnp.zeros((shape[0], *n, shape[1]), dtype))
+    else:
+        pads = [(lo, hi, d - 1) for (lo, hi), d in zip(padding, lhs_dilation, strict=True)]
+        x = lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), *pads, (0, 0, 0)])
+        y = _windows(x, w, window_strides, rhs_dilation, contract)
     return jnp.transpose(y, _inverse((out_spec[0], *out_spec[2:], out_spec[1])))
+
+
+Contract = Callable[..., jax.Array]
+
+
+def _contract(
+    x: jax.Array,
+    w: jax.Array,
+    *,
+    offsets_first: bool,
+    groups: int,
+    batch_groups: int,
+    precision: Any,
+    preferred_element_type: Any,
+) -> jax.Array:
+    """``(N', positions..., O)`` from patches ``x`` ``(N, P, positions..., C)`` (or
+    ``(N, positions..., P, C)``) and kernel matrices ``w`` ``(P, I, O)``: the sum over
+    the ``P`` offsets and the ``I`` inputs of each feature group, one `lax.dot_general`."""
+    batch, per_group, outputs = x.shape[0], w.shape[1], w.shape[2]
+    x = x.reshape(batch_groups, batch // batch_groups, *x.shape[1:-1], groups, per_group)
+    w = w.reshape(w.shape[0], per_group, batch_groups, groups, outputs // batch_groups // groups)
+    spec = "bnp...gi,pibgo->bn...go" if offsets_first else "bn...pgi,pibgo->bn...go"
+    y = jnp.einsum(spec, x, w, precision=precision, preferred_element_type=preferred_element_type)
+    y = jnp.moveaxis(y, 0, -3)  # (N', positions..., batch groups, groups, O per group)
+    return y.reshape(*y.shape[:-3], outputs)
+
+
+def _windows(
+    x: jax.Array,
+    w: jax.Array,
+    strides: Sequence[int],
+    dilation: Sequence[int],
+    contract: Contract,
+) -> jax.Array:
+    """The convolution of a padded ``x`` ``(N, S..., C)`` with ``w`` ``(K..., I, O)``."""
+    kernel = w.shape[:-2]
+    spans = [(k - 1) * d + 1 for k, d in zip(kernel, dilation, strict=True)]
+    out = [(n - span) // s + 1 for n, span, s in zip(x.shape[1:-1], spans, strides, strict=True)]
+    w = w.reshape(-1, *w.shape[-2:])
+    if math.prod(kernel) <= math.prod(out):  # a slice per kernel offset
+        return contract(_stacked_slices(x, kernel, dilation, out, strides), w, offsets_first=True)
+    patches = _stacked_slices(x, out, strides, kernel, dilation)  # a slice per output position
+    patches = patches.reshape(*patches.shape[:2], -1, patches.shape[-1])  # (N, Q, P, C)
+    y = contract(patches, w, offsets_first=False)
+    return y.reshape(y.shape[0], *out, y.shape[-1])
 
 
 def _stacked_slices(
@@ -93,14 +137,105 @@ def _stacked_slices(
 ) -> jax.Array:
     """``(N, prod(offsets), counts..., C)``: for every offset tuple ``o``, the positions
     ``o * offset_steps + j * steps`` (``j < counts``) of ``x``'s spatial axes."""
+    starts = [
+        [o * s for o, s in zip(offset, offset_steps, strict=True)]
+        for offset in itertools.product(*(range(n) for n in offsets))
+    ]
+    return _slices(x, starts, counts, steps)
+
+
+def _slices(
+    x: jax.Array, starts: Sequence[Sequence[int]], counts: Sequence[int], steps: Sequence[int]
+) -> jax.Array:
+    """``(N, len(starts), counts..., C)``: from each start, ``counts`` positions ``steps``
+    apart along ``x``'s spatial axes."""
     pieces = []
-    for offset in itertools.product(*(range(n) for n in offsets)):
-        starts = [o * s for o, s in zip(offset, offset_steps, strict=True)]
-        limits = [a + (c - 1) * s + 1 for a, c, s in zip(starts, counts, steps, strict=True)]
+    for start in starts:
+        limits = [a + (c - 1) * s + 1 for a, c, s in zip(start, counts, steps, strict=True)]
         pieces.append(
-            lax.slice(x, (0, *starts, 0), (x.shape[0], *limits, x.shape[-1]), (1, *steps, 1))
+            lax.slice(x, (0, *start, 0), (x.shape[0], *limits, x.shape[-1]), (1, *steps, 1))
         )
     return jnp.stack(pieces, axis=1)
+
+
+class _Axis(NamedTuple):
+    """One spatial axis of an input dilation split into phases (`_Phases`)."""
+
+    out: int  # output positions
+    taps: list[list[tuple[int, int]]]  # per phase: (kernel offset, first input position)
+    lengths: list[int]  # per phase: output positions
+
+
+@dataclasses.dataclass(frozen=True)
+class _Phases:
+    """A stride-1 convolution of an input dilated by ``lhs_dilation``, split by the phase
+    of its output positions (``y = r + s * t``, ``r < s``): the kernel offsets ``k``
+    reaching phase ``r`` read the undilated input at ``t + (r + k * d - lo) / s``."""
+
+    size: Sequence[int]  # of the input's spatial axes
+    kernel: Sequence[int]
+    padding: Sequence[tuple[int, int]]
+    lhs_dilation: Sequence[int]
+    rhs_dilation: Sequence[int]
+
+    def axis(self, i: int) -> _Axis:
+        s, d, k = self.lhs_dilation[i], self.rhs_dilation[i], self.kernel[i]
+        lo, hi = self.padding[i]
+        out = (self.size[i] - 1) * s + 1 + lo + hi - (k - 1) * d
+        taps = [
+            [(j, (r + j * d - lo) // s) for j in range(k) if (r + j * d - lo) % s == 0]
+            for r in range(s)
+        ]
+        return _Axis(out, taps, [max(0, -(-(out - r) // s)) for r in range(s)])
+
+    def worth_it(self) -> bool:
+        """Whether the output has as many positions as the kernel (else `_windows`' other
+        way, a slice per output position, takes fewer slices)."""
+        outs = [self.axis(i).out for i in range(len(self.size))]
+        return math.prod(self.kernel) <= math.prod(outs)
+
+    def convolve(self, x: jax.Array, w: jax.Array, contract: Contract, zeros: Any) -> jax.Array:
+        """The convolution of ``x`` ``(N, S..., C)`` with ``w`` ``(K..., I, O)``;
+        ``zeros(lengths)`` makes the output of a phase no kernel offset reaches."""
+        axes = [self.axis(i) for i in range(len(self.size))]
+        pads = [_reach(axis, n) for axis, n in zip(axes, self.size, strict=True)]
+        x = lax.pad(
+            x, jnp.zeros((), x.dtype), [(0, 0, 0), *((a, b, 0) for a, b in pads), (0, 0, 0)]
+        )
+        full = [-(-axis.out // s) for axis, s in zip(axes, self.lhs_dilation, strict=True)]
+        outs = []
+        for phase in itertools.product(*(range(s) for s in self.lhs_dilation)):
+            lengths = [axis.lengths[r] for axis, r in zip(axes, phase, strict=True)]
+            reaching = list(
+                itertools.product(*(a.taps[r] for a, r in zip(axes, phase, strict=True)))
+            )
+            if reaching and min(lengths) > 0:
+                starts = [
+                    [a + lo for (_, a), (lo, _) in zip(t, pads, strict=True)] for t in reaching
+                ]
+                patches = _slices(x, starts, lengths, [1] * len(lengths))
+                kernels = jnp.stack([w[tuple(j for j, _ in t)] for t in reaching])
+                y = contract(patches, kernels, offsets_first=True)
+            else:
+                y = zeros(lengths)
+            gaps = [(0, f - n) for f, n in zip(full, lengths, strict=True)]
+            outs.append(jnp.pad(y, [(0, 0), *gaps, (0, 0)]))
+        # (N', phases..., full..., O) -> (N', full_1, s_1, full_2, s_2, ..., O): y = t * s + r
+        dims = len(full)
+        y = jnp.stack(outs, axis=1).reshape(outs[0].shape[0], *self.lhs_dilation, *full, -1)
+        y = jnp.transpose(y, [0, *(j for i in range(dims) for j in (1 + dims + i, 1 + i)), -1])
+        y = y.reshape(
+            y.shape[0], *(f * s for f, s in zip(full, self.lhs_dilation, strict=True)), -1
+        )
+        return y[(slice(None), *(slice(0, axis.out) for axis in axes))]
+
+
+def _reach(axis: _Axis, size: int) -> tuple[int, int]:
+    """The zeros the phases' slices read before and after an input axis of ``size``."""
+    ends = [
+        (a, a + n - 1) for taps, n in zip(axis.taps, axis.lengths, strict=True) for _, a in taps
+    ]
+    return max([0, *(-a for a, _ in ends)]), max([0, *(b - size + 1 for _, b in ends)])
 
 
 def _inverse(permutation: Sequence[int]) -> list[int]:

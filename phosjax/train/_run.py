@@ -216,8 +216,9 @@ def run_group(
       data: the group's `phosjax.data.ArrayDataset`.
       until_step: train until this step count (default ``hparams.steps``).
       strategy: ``"vmap"``, ``"map"``, ``"sequential"``, ``"stepwise"`` (one dispatch per
-        `STEPWISE_UNROLL` steps) or ``"auto"`` (time each on this group after compiling,
-        keep the fastest; cached per backend and group).
+        `STEPWISE_UNROLL` steps), ``"vmap_matmul"``, ``"map_matmul"`` (convolutions as
+        matrix products, `convs_as_matmuls`) or ``"auto"`` (time each on this group
+        after compiling, keep the fastest; cached per backend and group).
       chunk_steps: steps per dispatch, at most.
       on_chunk: called with each `Chunk` as soon as it is on the host.
       devices: the devices to shard the cells over (default: all local devices), each

@@ -22,6 +22,7 @@ from phosjax.train import (
     plan_groups,
     run_group,
 )
+from phosjax.train._matmul_convs import _Phases
 
 TOL = {"rtol": 2e-5, "atol": 2e-5}
 
@@ -255,3 +256,64 @@ def test_the_matmul_strategies_train_a_cnn_grid_as_vmap_does(cnn_runs):
 def test_auto_times_the_matmul_strategies_for_a_model_with_convolutions(cnn_runs):
     _, run = cnn_runs["auto"]
     assert set(run.timings) == set(STRATEGIES) and run.strategy in STRATEGIES
+
+
+def dilated_reference(x, k, layout, lhs_dilation, padding, rhs_dilation):
+    """XLA's convolution of ``x`` dilated, padded and cropped by hand (NWC / NHWC)."""
+    spatial = x.ndim - 2
+    shape = [
+        x.shape[0],
+        *((n - 1) * s + 1 for n, s in zip(x.shape[1:-1], lhs_dilation, strict=True)),
+        x.shape[-1],
+    ]
+    dilated = np.zeros(shape, x.dtype)
+    dilated[(slice(None), *(slice(None, None, s) for s in lhs_dilation))] = x
+    grown = np.pad(dilated, [(0, 0), *((max(lo, 0), max(hi, 0)) for lo, hi in padding), (0, 0)])
+    crop = tuple(
+        slice(max(-lo, 0), n - max(-hi, 0))
+        for (lo, hi), n in zip(padding, grown.shape[1:-1], strict=True)
+    )
+    cropped = grown[(slice(None), *crop)]
+    return lax.conv_general_dilated(
+        cropped,
+        k,
+        (1,) * spatial,
+        "VALID",
+        rhs_dilation=rhs_dilation,
+        dimension_numbers=layout,
+        feature_group_count=x.shape[-1] // k.shape[-2],
+    )
+
+
+def phase_cases():
+    rng = np.random.default_rng(2)
+    for i in range(24):
+        spatial = 1 + i % 2
+        size = rng.integers(2, 6, spatial)
+        kernel = rng.integers(1, 4, spatial)
+        s = rng.integers(2, 4, spatial)
+        d = rng.integers(1, 3, spatial)
+        pads = [(int(a), int(b)) for a, b in rng.integers(-1, 3, (spatial, 2))]
+        yield size, kernel, s, d, pads
+
+
+@pytest.mark.parametrize("case", list(phase_cases()), ids=str)
+def test_an_input_dilation_is_computed_phase_by_phase_as_by_xla(case):
+    """The gradient of a strided convolution's input: the output's phases modulo the
+    dilation, each from the kernel offsets that reach it (some reach none: zeros)."""
+    size, kernel, s, d, pads = case
+    spatial = len(size)
+    layout = ("NWC", "WIO", "NWC") if spatial == 1 else ("NHWC", "HWIO", "NHWC")
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2, *size, 4)).astype(np.float32)
+    k = rng.normal(size=(*kernel, 2, 6)).astype(np.float32)
+    dilated = [(n - 1) * si + 1 + lo + hi for n, si, (lo, hi) in zip(size, s, pads, strict=True)]
+    if min(n - (kk - 1) * dd for n, kk, dd in zip(dilated, kernel, d, strict=True)) < 1:
+        pytest.skip("no output position")
+    assert _Phases(size, kernel, pads, s, d).worth_it()
+    params = conv_params(
+        x, k, layout, padding=pads, lhs_dilation=tuple(s), rhs_dilation=tuple(d), feature_groups=2
+    )
+    expected = dilated_reference(x, k, params["dimension_numbers"], s, pads, tuple(d))
+    got = jax.jit(lambda x, k: conv_as_matmul(x, k, **params))(x, k)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)

@@ -1,0 +1,102 @@
+"""A CNN grid's bare step with XLA's convolutions and with convolutions as matmuls.
+
+For each convolutional model of the speed bench and each K, times (interleaved rounds,
+`_rounds.time_rounds`) the bare Adam step of `phosjax.bench._speed_methods.setup_model`:
+
+* ``vmap``: ``jax.jit(jax.vmap(step))``: XLA makes each convolution a grouped one;
+* ``vmap_matmul``: the same of ``convs_as_matmuls(step)``: batched matrix products;
+* ``fused`` and ``fused_matmul``: ONE model on batch K x B, either way (the ceiling).
+
+It prints model-steps/s, the ratios to ``fused``, and what XLA's cost analysis of each
+compiled step counts (GFLOP and GB accessed per model-step; TFLOP/s reached)::
+
+    python benchmarks/conv_forms.py                        # cnn1d, cnn2d; K = 8, 64
+    python benchmarks/conv_forms.py --models cnn2d --sizes 64 --dtype bfloat16
+"""
+
+import argparse
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+from _rounds import time_rounds
+
+from phosjax.bench._speed_config import SpeedConfig
+from phosjax.bench._speed_methods import _batches, _stack, setup_model
+from phosjax.train import convs_as_matmuls
+
+VARIANTS = ("vmap", "vmap_matmul", "fused", "fused_matmul")
+
+
+def variants(name: str, k: int, cfg: SpeedConfig, steps: int) -> dict[str, Any]:
+    """Each variant's ``(run, compiled, compile seconds)``: ``run()`` takes ``steps`` steps
+    of all K models."""
+    setup = setup_model(name, cfg)
+    x, y = (jax.device_put(a) for a in _batches(setup, k, cfg.batch))
+    stacked = jax.device_put(_stack(setup.states(k)))
+    one = jax.device_put(setup.states(1)[0])
+    flat = x.reshape(k * cfg.batch, *x.shape[2:]), y.reshape(-1)
+    made = {}
+    for variant in VARIANTS:
+        step = convs_as_matmuls(setup.step) if variant.endswith("_matmul") else setup.step
+        batched = variant.startswith("vmap")
+        fn = jax.vmap(step) if batched else step
+        args = (stacked, x, y) if batched else (one, *flat)
+        start = time.perf_counter()
+        compiled = jax.jit(fn, donate_argnums=0).lower(*args).compile()
+        made[variant] = _loop(compiled, args, steps), compiled, time.perf_counter() - start
+    return made
+
+
+def _loop(compiled: Any, args: tuple[Any, ...], steps: int) -> Callable[[], Any]:
+    box = [jax.tree.map(lambda a: a.copy(), args[0])]  # donated: a copy of its own
+
+    def run() -> Any:
+        for _ in range(steps):
+            box[0] = compiled(box[0], *args[1:])
+        return box[0]
+
+    return run
+
+
+def _cost(compiled: Any) -> tuple[float, float]:
+    """``(flops, bytes accessed)`` of one call, as XLA's cost analysis counts them."""
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost or {}
+    return float(cost.get("flops", np.nan)), float(cost.get("bytes accessed", np.nan))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", default="cnn1d,cnn2d")
+    parser.add_argument("--sizes", default="8,64")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    cfg = SpeedConfig(batch=args.batch, compute_dtype=args.dtype)
+    print(f"backend={jax.default_backend()} device={jax.devices()[0].device_kind} {args.dtype}")
+    print(
+        f"{'model':<7}{'K':>4} {'variant':<13}{'model-steps/s':>14}{'/fused':>8}"
+        f"{'GFLOP/step':>11}{'GB/step':>8}{'TFLOP/s':>9}{'compile s':>10}"
+    )
+    for name in args.models.split(","):
+        for k in map(int, args.sizes.split(",")):
+            made = variants(name, k, cfg, args.steps)
+            runs = {variant: run for variant, (run, *_) in made.items()}
+            best = {v: min(ts) for v, ts in time_rounds(runs, args.rounds, args.steps).items()}
+            for variant, (_, compiled, compile_s) in made.items():
+                flops, moved = _cost(compiled)  # one call: a step of all K models
+                seconds = best[variant] * 1e-6
+                print(
+                    f"{name:<7}{k:>4} {variant:<13}{k / seconds:>14,.0f}"
+                    f"{best['fused'] / best[variant]:>8.2f}{flops / k / 1e9:>11.3f}"
+                    f"{moved / k / 1e9:>8.3f}{flops / seconds / 1e12:>9.2f}{compile_s:>10.1f}"
+                )
+
+
+if __name__ == "__main__":
+    main()
