@@ -230,8 +230,13 @@ def _timings_note(timings: dict[str, float], k: int) -> str:
       >>> _timings_note({}, 8)
       ''
     """
-    rates = ", ".join(f"{name} {k / seconds:,.0f}" for name, seconds in timings.items())
+    rates = ", ".join(f"{name} {_rate(k / seconds)}" for name, seconds in timings.items())
     return f"auto: {rates}" if rates else ""
+
+
+def _rate(rate: float) -> str:
+    """``1,058`` or, below 100, three digits: ``8.42``."""
+    return f"{rate:,.0f}" if rate >= 100 else f"{rate:.3g}"
 
 
 def _torch(setup: Setup, k: int, cfg: SpeedConfig) -> Ready:

@@ -90,19 +90,19 @@ def _contract(
     x: jax.Array,
     w: jax.Array,
     *,
-    offsets_first: bool,
     groups: int,
     batch_groups: int,
     precision: Any,
     preferred_element_type: Any,
 ) -> jax.Array:
-    """``(N', positions..., O)`` from patches ``x`` ``(N, P, positions..., C)`` (or
-    ``(N, positions..., P, C)``) and kernel matrices ``w`` ``(P, I, O)``: the sum over
-    the ``P`` offsets and the ``I`` inputs of each feature group, one `lax.dot_general`."""
+    """``(N', positions..., O)`` from patches ``x`` ``(N, positions..., P, C)`` and kernel
+    matrices ``w`` ``(P, I, O)``: the sum over the ``P`` offsets and the ``I`` inputs of
+    each feature group, one `lax.dot_general` (the contracted axes last: a plain matrix
+    product when there is one group)."""
     batch, per_group, outputs = x.shape[0], w.shape[1], w.shape[2]
     x = x.reshape(batch_groups, batch // batch_groups, *x.shape[1:-1], groups, per_group)
     w = w.reshape(w.shape[0], per_group, batch_groups, groups, outputs // batch_groups // groups)
-    spec = "bnp...gi,pibgo->bn...go" if offsets_first else "bn...pgi,pibgo->bn...go"
+    spec = "bn...pgi,pibgo->bn...go"
     y = jnp.einsum(spec, x, w, precision=precision, preferred_element_type=preferred_element_type)
     y = jnp.moveaxis(y, 0, -3)  # (N', positions..., batch groups, groups, O per group)
     return y.reshape(*y.shape[:-3], outputs)
@@ -120,11 +120,11 @@ def _windows(
     spans = [(k - 1) * d + 1 for k, d in zip(kernel, dilation, strict=True)]
     out = [(n - span) // s + 1 for n, span, s in zip(x.shape[1:-1], spans, strides, strict=True)]
     w = w.reshape(-1, *w.shape[-2:])
-    if math.prod(kernel) <= math.prod(out):  # a slice per kernel offset
-        return contract(_stacked_slices(x, kernel, dilation, out, strides), w, offsets_first=True)
-    patches = _stacked_slices(x, out, strides, kernel, dilation)  # a slice per output position
+    if math.prod(kernel) <= math.prod(out):  # a slice per kernel offset: (N, out..., P, C)
+        return contract(_stacked_slices(x, kernel, dilation, out, strides, axis=-2), w)
+    patches = _stacked_slices(x, out, strides, kernel, dilation, axis=1)  # per output position
     patches = patches.reshape(*patches.shape[:2], -1, patches.shape[-1])  # (N, Q, P, C)
-    y = contract(patches, w, offsets_first=False)
+    y = contract(patches, w)
     return y.reshape(y.shape[0], *out, y.shape[-1])
 
 
@@ -134,28 +134,34 @@ def _stacked_slices(
     offset_steps: Sequence[int],
     counts: Sequence[int],
     steps: Sequence[int],
+    axis: int,
 ) -> jax.Array:
-    """``(N, prod(offsets), counts..., C)``: for every offset tuple ``o``, the positions
-    ``o * offset_steps + j * steps`` (``j < counts``) of ``x``'s spatial axes."""
+    """For every offset tuple ``o``, the positions ``o * offset_steps + j * steps`` (``j <
+    counts``) of ``x``'s spatial axes, stacked along ``axis`` (`_slices`)."""
     starts = [
         [o * s for o, s in zip(offset, offset_steps, strict=True)]
         for offset in itertools.product(*(range(n) for n in offsets))
     ]
-    return _slices(x, starts, counts, steps)
+    return _slices(x, starts, counts, steps, axis)
 
 
 def _slices(
-    x: jax.Array, starts: Sequence[Sequence[int]], counts: Sequence[int], steps: Sequence[int]
+    x: jax.Array,
+    starts: Sequence[Sequence[int]],
+    counts: Sequence[int],
+    steps: Sequence[int],
+    axis: int,
 ) -> jax.Array:
-    """``(N, len(starts), counts..., C)``: from each start, ``counts`` positions ``steps``
-    apart along ``x``'s spatial axes."""
+    """From each start, ``counts`` positions ``steps`` apart along ``x``'s spatial axes:
+    ``(N, counts..., len(starts), C)`` stacked at ``axis=-2``, ``(N, len(starts),
+    counts..., C)`` at ``axis=1``."""
     pieces = []
     for start in starts:
         limits = [a + (c - 1) * s + 1 for a, c, s in zip(start, counts, steps, strict=True)]
         pieces.append(
             lax.slice(x, (0, *start, 0), (x.shape[0], *limits, x.shape[-1]), (1, *steps, 1))
         )
-    return jnp.stack(pieces, axis=1)
+    return jnp.stack(pieces, axis=axis)
 
 
 class _Axis(NamedTuple):
@@ -213,9 +219,9 @@ class _Phases:
                 starts = [
                     [a + lo for (_, a), (lo, _) in zip(t, pads, strict=True)] for t in reaching
                 ]
-                patches = _slices(x, starts, lengths, [1] * len(lengths))
+                patches = _slices(x, starts, lengths, [1] * len(lengths), axis=-2)
                 kernels = jnp.stack([w[tuple(j for j, _ in t)] for t in reaching])
-                y = contract(patches, kernels, offsets_first=True)
+                y = contract(patches, kernels)
             else:
                 y = zeros(lengths)
             gaps = [(0, f - n) for f, n in zip(full, lengths, strict=True)]
