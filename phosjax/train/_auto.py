@@ -35,7 +35,9 @@ def measure_strategies(
 
     Times the very programs `run_group` then runs (`Executor.run_steps` of ``steps``
     steps, without donation: its unguarded chunks) on ``state`` placed for each, so
-    measuring compiles nothing extra when the run's chunks have ``steps`` steps.
+    measuring compiles nothing extra when the run's chunks have ``steps`` steps. A
+    candidate that runs out of device memory is left out of the timings (e.g. a
+    `MATMUL_STRATEGIES` one, whose slices take the kernel's size times the input's memory).
 
     Args:
       signature: names the group's compiled programs (`Group.signature`).
@@ -55,15 +57,23 @@ def measure_strategies(
         jax.block_until_ready(out)
         return time.perf_counter() - start
 
-    ready = {}
+    ready, exhausted = {}, None
     for strategy in candidates:  # the first call of each compiles
         executor = Executor(strategy, num_cells, devices)
         # A copy on the device keeps the leaves' weak types, so the programs timed are
         # those the run then runs (a host copy would not). Each is placed once.
         placed = jax.block_until_ready(executor.put_state(jax.tree.map(jnp.copy, state)))
         ready[strategy] = executor, placed, executor.put_data(arrays)
-        timed(*ready[strategy])
-    best = dict.fromkeys(candidates, float("inf"))
+        try:
+            timed(*ready[strategy])
+        except jax.errors.JaxRuntimeError as error:
+            if "RESOURCE_EXHAUSTED" not in str(error):
+                raise
+            del ready[strategy]  # out of device memory: not a candidate
+            exhausted = error
+    if exhausted is not None and not ready:
+        raise exhausted
+    best = dict.fromkeys(ready, float("inf"))
     for _ in range(repeats):  # the strategies take turns, so load on the machine hits all
         for strategy, args in ready.items():
             best[strategy] = min(best[strategy], timed(*args))
