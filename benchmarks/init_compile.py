@@ -19,7 +19,7 @@ import yaml
 from phosjax.bench import BenchConfig
 from phosjax.bench._plan import plan
 from phosjax.train import Group
-from phosjax.train._state import INIT_COMPILER_OPTIONS, _init_fn, _root_keys
+from phosjax.train._state import INIT_COMPILER_OPTIONS, _root_keys, _vmapped_init
 
 
 def compile_and_run(jitted, *args) -> tuple[float, list[np.ndarray]]:
@@ -42,10 +42,10 @@ def main() -> None:
             tuple(c.cell for c in planned_group.cells), tuple(range(len(planned_group.cells)))
         )
         data = planned.datasets[group.cells[0].dataset]
-        init = _init_fn(group.signature(), tuple(data.input_shape))
+        init = _vmapped_init(group.signature(), tuple(data.input_shape))
         inputs = (_root_keys(group), group.values())
-        default_s, want = compile_and_run(jax.jit(init.__wrapped__), *inputs)
-        options = jax.jit(init.__wrapped__, compiler_options=INIT_COMPILER_OPTIONS)
+        default_s, want = compile_and_run(jax.jit(init), *inputs)
+        options = jax.jit(init, compiler_options=INIT_COMPILER_OPTIONS)
         options_s, got = compile_and_run(options, *inputs)
         same = all(np.array_equal(a, b, equal_nan=True) for a, b in zip(got, want, strict=True))
         seconds = f"{default_s:>11.2f}{options_s:>11.2f}"

@@ -74,7 +74,9 @@ INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
 
 
 @functools.cache
-def _init_fn(signature: Any, input_shape: tuple[int, ...]) -> Any:
+def _vmapped_init(signature: Any, input_shape: tuple[int, ...]) -> Any:
+    """``(root keys, per-cell values) -> GroupState`` of a group, not jitted (`_init_fn`
+    and `_cheap_init_fn` jit it)."""
     model_config, _, hp = signature
     model = model_config.build()
     knob_selectors = [selector for selector, _ in hp.knobs]
@@ -107,7 +109,12 @@ def _init_fn(signature: Any, input_shape: tuple[int, ...]) -> Any:
             diverged_at=jnp.full((), -1, jnp.int32),
         )
 
-    return jax.jit(jax.vmap(init_cell))
+    return jax.vmap(init_cell)
+
+
+@functools.cache
+def _init_fn(signature: Any, input_shape: tuple[int, ...]) -> Any:
+    return jax.jit(_vmapped_init(signature, input_shape))
 
 
 def init_compiler_options(backend: str, xla_flags: str) -> dict[str, int] | None:
@@ -132,7 +139,7 @@ def _cheap_init_fn(signature: Any, input_shape: tuple[int, ...]) -> Any:
     """`_init_fn`'s program compiled with `init_compiler_options`: for calls outside any
     trace only (jax refuses compiler options on a jit nested in another trace)."""
     options = init_compiler_options(jax.default_backend(), os.environ.get("XLA_FLAGS", ""))
-    return jax.jit(_init_fn(signature, input_shape).__wrapped__, compiler_options=options)
+    return jax.jit(_vmapped_init(signature, input_shape), compiler_options=options)
 
 
 @functools.cache

@@ -228,12 +228,12 @@ def test_init_programs_compiled_cheaply_give_the_states_xla_defaults_give(name):
     """`init_group`'s program runs once, so on CPU it is compiled at -O1, not XLA's -O3."""
     from phosjax.models import ModelConfig
     from phosjax.train import Cell, HParams, plan_groups
-    from phosjax.train._state import _init_fn, _root_keys, init_compiler_options
+    from phosjax.train._state import _root_keys, _vmapped_init, init_compiler_options
 
     model = ModelConfig(name, 10, (40,), width=8)
     hp = HParams(batch_size=4, steps=1)
     [group] = plan_groups([Cell(model, "toy", hp, seed) for seed in range(3)])
-    init = _init_fn(group.signature(), (40,)).__wrapped__
+    init = _vmapped_init(group.signature(), (40,))
     inputs = (_root_keys(group), group.values())
     cheap = init_compiler_options("cpu", "")
     xla_default = {"xla_backend_optimization_level": 3}  # the tests' XLA_FLAGS set 0
