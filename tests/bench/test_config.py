@@ -69,7 +69,7 @@ def test_bad_config_is_a_clear_error(tmp_path, text, match):
         (
             "strategy: bogus\n",
             r"unknown strategy 'bogus'; strategy must be one of 'auto', 'vmap', 'map', "
-            r"'sequential', 'stepwise'\.",
+            r"'sequential', 'stepwise', 'vmap_matmul', 'map_matmul'\.",
         ),
     ],
 )
