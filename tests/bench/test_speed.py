@@ -168,6 +168,13 @@ def test_table_ratios_and_svg_plot(tmp_path):
     assert len(root.findall("{http://www.w3.org/2000/svg}polyline")) == 3  # ok methods
 
 
+def test_a_long_strategy_name_keeps_the_table_s_columns_apart():
+    frame = _frame().assign(note="", strategy="vmap_matmul")
+    head, *rows = [line for line in _speed_report.table(frame).splitlines()[2:5]]
+    assert all(len(row) == len(head) for row in rows)
+    assert [row.split()[-4] for row in rows] == ["vmap_matmul"] * 2
+
+
 def test_svg_tick_labels_show_rates_below_one(tmp_path):
     frame = _frame().assign(note="", strategy="vmap")
     frame["model_steps_per_s"] /= 1000  # 0.1 to 2.4 model-steps/s
