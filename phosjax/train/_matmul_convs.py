@@ -70,12 +70,9 @@ def conv_as_matmul(
         precision=precision,
         preferred_element_type=preferred_element_type,
     )
-    kernel = w.shape[:-2]
-    phases = _Phases(x.shape[1:-1], kernel, padding, lhs_dilation, rhs_dilation)
+    phases = _Phases(x.shape[1:-1], w.shape[:-2], padding, lhs_dilation, rhs_dilation)
     if max(lhs_dilation) > 1 and max(window_strides) == 1 and phases.worth_it():
-        dtype = preferred_element_type or jnp.result_type(x.dtype, w.dtype)
-        shape = (x.shape[0] // batch_group_count, w.shape[-1])
-        y = phases.convolve(x, w, contract, lambda n: jnp.zeros((shape[0], *n, shape[1]), dtype))
+        y = phases.convolve(x, w, contract)
     else:
         pads = [(lo, hi, d - 1) for (lo, hi), d in zip(padding, lhs_dilation, strict=True)]
         x = lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), *pads, (0, 0, 0)])
@@ -200,9 +197,8 @@ class _Phases:
         outs = [self.axis(i).out for i in range(len(self.size))]
         return math.prod(self.kernel) <= math.prod(outs)
 
-    def convolve(self, x: jax.Array, w: jax.Array, contract: Contract, zeros: Any) -> jax.Array:
-        """The convolution of ``x`` ``(N, S..., C)`` with ``w`` ``(K..., I, O)``;
-        ``zeros(lengths)`` makes the output of a phase no kernel offset reaches."""
+    def convolve(self, x: jax.Array, w: jax.Array, contract: Contract) -> jax.Array:
+        """The convolution of ``x`` ``(N, S..., C)`` with ``w`` ``(K..., I, O)``."""
         axes = [self.axis(i) for i in range(len(self.size))]
         pads = [_reach(axis, n) for axis, n in zip(axes, self.size, strict=True)]
         x = lax.pad(
@@ -221,9 +217,10 @@ class _Phases:
                 ]
                 patches = _slices(x, starts, lengths, [1] * len(lengths), axis=-2)
                 kernels = jnp.stack([w[tuple(j for j, _ in t)] for t in reaching])
-                y = contract(patches, kernels)
-            else:
-                y = zeros(lengths)
+            else:  # no kernel offset reaches this phase: a sum of nothing, zeros
+                patches = jnp.zeros((x.shape[0], *lengths, 0, x.shape[-1]), x.dtype)
+                kernels = jnp.zeros((0, *w.shape[-2:]), w.dtype)
+            y = contract(patches, kernels)
             gaps = [(0, f - n) for f, n in zip(full, lengths, strict=True)]
             outs.append(jnp.pad(y, [(0, 0), *gaps, (0, 0)]))
         # (N', phases..., full..., O) -> (N', full_1, s_1, full_2, s_2, ..., O): y = t * s + r
