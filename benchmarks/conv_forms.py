@@ -7,8 +7,9 @@ For each convolutional model of the speed bench and each K, times (interleaved r
 * ``vmap_matmul``: the same of ``convs_as_matmuls(step)``: batched matrix products;
 * ``fused`` and ``fused_matmul``: ONE model on batch K x B, either way (the ceiling).
 
-It prints model-steps/s, the ratios to ``fused``, and what XLA's cost analysis of each
-compiled step counts (GFLOP and GB accessed per model-step; TFLOP/s reached)::
+It prints model-steps/s, the ratios to ``fused``, what XLA's cost analysis of each
+compiled step counts (GFLOP and GB accessed per model-step; TFLOP/s reached) and the
+memory the step needs (`program_bytes`, GiB)::
 
     python benchmarks/conv_forms.py                        # cnn1d, cnn2d; K = 8, 64
     python benchmarks/conv_forms.py --models cnn2d --sizes 64 --dtype bfloat16
@@ -24,8 +25,9 @@ import numpy as np
 from _rounds import time_rounds
 
 from phosjax.bench._speed_config import SpeedConfig
-from phosjax.bench._speed_methods import _batches, _stack, setup_model
+from phosjax.bench._speed_methods import _batches, _rate, _stack, setup_model
 from phosjax.train import convs_as_matmuls
+from phosjax.train._strategy import program_bytes
 
 VARIANTS = ("vmap", "vmap_matmul", "fused", "fused_matmul")
 
@@ -81,7 +83,7 @@ def main() -> None:
     print(f"backend={jax.default_backend()} device={jax.devices()[0].device_kind} {args.dtype}")
     print(
         f"{'model':<7}{'K':>4} {'variant':<13}{'model-steps/s':>14}{'/fused':>8}"
-        f"{'GFLOP/step':>11}{'GB/step':>8}{'TFLOP/s':>9}{'compile s':>10}"
+        f"{'GFLOP/step':>11}{'GB/step':>8}{'TFLOP/s':>9}{'GiB':>7}{'compile s':>10}"
     )
     for name in args.models.split(","):
         for k in map(int, args.sizes.split(",")):
@@ -92,9 +94,10 @@ def main() -> None:
                 flops, moved = _cost(compiled)  # one call: a step of all K models
                 seconds = best[variant] * 1e-6
                 print(
-                    f"{name:<7}{k:>4} {variant:<13}{k / seconds:>14,.0f}"
+                    f"{name:<7}{k:>4} {variant:<13}{_rate(k / seconds):>14}"
                     f"{best['fused'] / best[variant]:>8.2f}{flops / k / 1e9:>11.3f}"
-                    f"{moved / k / 1e9:>8.3f}{flops / seconds / 1e12:>9.2f}{compile_s:>10.1f}"
+                    f"{moved / k / 1e9:>8.3f}{flops / seconds / 1e12:>9.2f}"
+                    f"{program_bytes(compiled) / 2**30:>7.2f}{compile_s:>10.1f}"
                 )
 
 
