@@ -115,8 +115,11 @@ def _windows(
     """The convolution of a padded ``x`` ``(N, S..., C)`` with ``w`` ``(K..., I, O)``."""
     kernel = w.shape[:-2]
     spans = [(k - 1) * d + 1 for k, d in zip(kernel, dilation, strict=True)]
-    out = [(n - span) // s + 1 for n, span, s in zip(x.shape[1:-1], spans, strides, strict=True)]
+    shape = zip(x.shape[1:-1], spans, strides, strict=True)
+    out = [max(0, (n - span) // s + 1) for n, span, s in shape]
     w = w.reshape(-1, *w.shape[-2:])
+    if min(out) == 0:  # a window longer than the input: no output position
+        return contract(jnp.zeros((x.shape[0], *out, *w.shape[:1], x.shape[-1]), x.dtype), w)
     if math.prod(kernel) <= math.prod(out):  # a slice per kernel offset: (N, out..., P, C)
         return contract(_stacked_slices(x, kernel, dilation, out, strides, axis=-2), w)
     patches = _stacked_slices(x, out, strides, kernel, dilation, axis=1)  # per output position

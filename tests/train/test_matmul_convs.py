@@ -340,3 +340,44 @@ def test_auto_leaves_out_a_strategy_that_runs_out_of_device_memory(toy, monkeypa
     assert set(run.timings) == set(STRATEGIES) - set(MATMUL_STRATEGIES)
     with pytest.raises(jax.errors.JaxRuntimeError, match="RESOURCE_EXHAUSTED"):
         run_group(group, init_group(group, toy), toy, strategy="vmap_matmul")
+
+
+def random_conv(rng):
+    """A random convolution of 1-3 spatial axes: strides, padding, both dilations, feature
+    or batch groups, channels-first input and kernel, channels-last output."""
+    spatial = int(rng.integers(1, 4))
+    groups = int(rng.choice([1, 2]))
+    batch_groups = 1 if groups > 1 else int(rng.choice([1, 2]))
+    per_group, outputs = int(rng.integers(1, 3)), int(rng.integers(1, 3)) * groups * batch_groups
+    size, kernel = rng.integers(1, 7, spatial), rng.integers(1, 4, spatial)
+    options = {
+        "window_strides": tuple(int(s) for s in rng.integers(1, 3, spatial)),
+        "padding": tuple((int(a), int(b)) for a, b in rng.integers(0, 3, (spatial, 2))),
+        "lhs_dilation": tuple(int(s) for s in rng.integers(1, 3, spatial)),
+        "rhs_dilation": tuple(int(s) for s in rng.integers(1, 3, spatial)),
+        "feature_group_count": groups,
+        "batch_group_count": batch_groups,
+    }
+    x = rng.normal(size=(2 * batch_groups, per_group * groups, *size)).astype(np.float32)
+    k = rng.normal(size=(outputs, per_group, *kernel)).astype(np.float32)
+    axes = "DHW"[-spatial:]
+    layout = ("NC" + axes, "OI" + axes, "N" + axes + "C")
+    return (
+        x,
+        k,
+        {**options, "dimension_numbers": lax.conv_dimension_numbers(x.shape, k.shape, layout)},
+    )
+
+
+def test_random_convolutions_match_xla_s():
+    """40 random convolutions, some with no output position (a sweep of 300 matched too)."""
+    rng, checked = np.random.default_rng(7), 0
+    while checked < 40:
+        x, k, params = random_conv(rng)
+        try:
+            expected = lax.conv_general_dilated(x, k, **params)
+        except (TypeError, ValueError):  # a window longer than the padded input
+            continue
+        got = jax.jit(lambda x, k, params=params: conv_as_matmul(x, k, **params))(x, k)
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4, err_msg=str(params))
+        checked += 1
