@@ -77,3 +77,16 @@ def save(result: GridResult, path: str) -> None:
     for cell, accuracy in zip(result.final["cell"], result.final["test_accuracy"], strict=True):
         arrays[f"{cell}/test_accuracy"] = np.asarray(accuracy)
     np.savez(path, **arrays)
+
+
+def assert_same_run(got: tuple, expected: tuple, **tol: float) -> None:
+    """Two `run_group` results ``(state, GroupRun)`` agree within ``tol``: the states and
+    each chunk's train and eval metrics."""
+    (state, run), (reference, reference_run) = got, expected
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **tol), state, reference)
+    for chunk, reference_chunk in zip(run.chunks, reference_run.chunks, strict=True):
+        jax.tree.map(
+            lambda a, b: np.testing.assert_allclose(a, b, **tol),
+            (chunk.train, chunk.eval),
+            (reference_chunk.train, reference_chunk.eval),
+        )
