@@ -187,7 +187,8 @@ class _Phases:
     def axis(self, i: int) -> _Axis:
         s, d, k = self.lhs_dilation[i], self.rhs_dilation[i], self.kernel[i]
         lo, hi = self.padding[i]
-        out = (self.size[i] - 1) * s + 1 + lo + hi - (k - 1) * d
+        dilated = max(0, (self.size[i] - 1) * s + 1)  # an empty axis stays empty
+        out = max(0, dilated + lo + hi - (k - 1) * d)
         taps = [
             [(j, (r + j * d - lo) // s) for j in range(k) if (r + j * d - lo) % s == 0]
             for r in range(s)

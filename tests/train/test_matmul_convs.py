@@ -372,3 +372,13 @@ def test_random_convolutions_match_xla_s():
         got = jax.jit(lambda x, k, params=params: conv_as_matmul(x, k, **params))(x, k)
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4, err_msg=str(params))
         checked += 1
+
+
+def test_an_empty_input_axis_stays_empty_when_dilated():
+    """XLA dilates an axis of no positions to none (not to -1): the gradient of a
+    strided convolution's input where its output was empty."""
+    x, k = jnp.ones((2, 0, 3)), jnp.ones((3, 3, 4))
+    layout = ("NWC", "WIO", "NWC")
+    params = conv_params(x, k, layout, padding=((3, 5),), lhs_dilation=(2,), rhs_dilation=(2,))
+    expected = lax.conv_general_dilated(x, k, **params)
+    np.testing.assert_array_equal(conv_as_matmul(x, k, **params), expected)
