@@ -117,13 +117,13 @@ def _windows(
     spans = [(k - 1) * d + 1 for k, d in zip(kernel, dilation, strict=True)]
     shape = zip(x.shape[1:-1], spans, strides, strict=True)
     out = [max(0, (n - span) // s + 1) for n, span, s in shape]
-    w = w.reshape(-1, *w.shape[-2:])
+    w = w.reshape(math.prod(kernel), *w.shape[-2:])  # no -1: a size may be 0
     if min(out) == 0:  # a window longer than the input: no output position
         return contract(jnp.zeros((x.shape[0], *out, *w.shape[:1], x.shape[-1]), x.dtype), w)
     if math.prod(kernel) <= math.prod(out):  # a slice per kernel offset: (N, out..., P, C)
         return contract(_stacked_slices(x, kernel, dilation, out, strides, axis=-2), w)
     patches = _stacked_slices(x, out, strides, kernel, dilation, axis=1)  # per output position
-    patches = patches.reshape(*patches.shape[:2], -1, patches.shape[-1])  # (N, Q, P, C)
+    patches = patches.reshape(*patches.shape[:2], w.shape[0], patches.shape[-1])  # (N, Q, P, C)
     y = contract(patches, w)
     return y.reshape(y.shape[0], *out, y.shape[-1])
 
@@ -229,10 +229,11 @@ class _Phases:
             outs.append(jnp.pad(y, [(0, 0), *gaps, (0, 0)]))
         # (N', phases..., full..., O) -> (N', full_1, s_1, full_2, s_2, ..., O): y = t * s + r
         dims = len(full)
-        y = jnp.stack(outs, axis=1).reshape(outs[0].shape[0], *self.lhs_dilation, *full, -1)
+        y = jnp.stack(outs, axis=1)
+        y = y.reshape(y.shape[0], *self.lhs_dilation, *full, y.shape[-1])
         y = jnp.transpose(y, [0, *(j for i in range(dims) for j in (1 + dims + i, 1 + i)), -1])
         y = y.reshape(
-            y.shape[0], *(f * s for f, s in zip(full, self.lhs_dilation, strict=True)), -1
+            y.shape[0], *(f * s for f, s in zip(full, self.lhs_dilation, strict=True)), y.shape[-1]
         )
         return y[(slice(None), *(slice(0, axis.out) for axis in axes))]
 

@@ -382,3 +382,21 @@ def test_an_empty_input_axis_stays_empty_when_dilated():
     params = conv_params(x, k, layout, padding=((3, 5),), lhs_dilation=(2,), rhs_dilation=(2,))
     expected = lax.conv_general_dilated(x, k, **params)
     np.testing.assert_array_equal(conv_as_matmul(x, k, **params), expected)
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "k_shape", "lhs_dilation"),
+    [((2, 0, 8), (3, 0, 3), 1), ((2, 3, 8), (0, 3, 3), 1), ((2, 3, 8), (0, 3, 3), 2)],
+    ids=["no input channel", "no output channel", "no output channel, dilated input"],
+)
+def test_convolutions_without_channels_and_their_gradients_match(x_shape, k_shape, lhs_dilation):
+    def conv_and_grads(x, k):
+        def padded(x, k):
+            return lax.conv_general_dilated(x, k, (1,), ((1, 1),), (lhs_dilation,))
+
+        return padded(x, k), jax.grad(lambda x, k: jnp.sum(padded(x, k) ** 2), (0, 1))(x, k)
+
+    x, k = jnp.ones(x_shape), jnp.ones(k_shape)
+    jax.tree.map(
+        np.testing.assert_array_equal, convs_as_matmuls(conv_and_grads)(x, k), conv_and_grads(x, k)
+    )
