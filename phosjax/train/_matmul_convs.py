@@ -338,7 +338,8 @@ def _rewritten(param: Any) -> Any:
     """A parameter of an equation, its jaxprs (a loop's body, a conditional's branches)
     re-traced through `_evaluate` when they hold a convolution."""
     if isinstance(param, tuple) and any(isinstance(p, core.ClosedJaxpr) for p in param):
-        return tuple(_rewritten(p) for p in param)
+        items = [_rewritten(p) for p in param]  # a named tuple stays one (custom_linear_solve)
+        return param._make(items) if hasattr(param, "_make") else tuple(items)
     if not isinstance(param, core.ClosedJaxpr) or not _has_conv(param.jaxpr):
         return param
     avals = [v.aval for v in param.jaxpr.invars]  # weak types, varying mesh axes and all

@@ -400,3 +400,21 @@ def test_convolutions_without_channels_and_their_gradients_match(x_shape, k_shap
     jax.tree.map(
         np.testing.assert_array_equal, convs_as_matmuls(conv_and_grads)(x, k), conv_and_grads(x, k)
     )
+
+
+def test_a_linear_solve_keeps_its_named_jaxprs():
+    """`lax.custom_linear_solve` holds its jaxprs in a named tuple (``jaxprs.matvec``...):
+    rewritten, it must stay one, convolutions in its matvec included."""
+    a = jnp.eye(3) * 2 + 0.1
+
+    def fn(x, k):
+        def matvec(v):
+            return a @ v + 0 * conv(x, k)[0, :, 0]
+
+        b = x[0, :, 0]
+        solved = lax.custom_linear_solve(matvec, b, lambda _, b: jnp.linalg.solve(a, b))
+        return conv(x, k) * solved.sum()
+
+    rewritten = convs_as_matmuls(fn)
+    assert count_convs(fn, X, K) == 2 and count_convs(rewritten, X, K) == 0
+    np.testing.assert_allclose(rewritten(X, K), fn(X, K), **TOL)
