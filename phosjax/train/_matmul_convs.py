@@ -75,7 +75,7 @@ def conv_as_matmul(
         y = phases.convolve(x, w, contract)
     else:
         pads = [(lo, hi, d - 1) for (lo, hi), d in zip(padding, lhs_dilation, strict=True)]
-        x = lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), *pads, (0, 0, 0)])
+        x = lax.pad(x, lax.full_like(x, 0, shape=()), [(0, 0, 0), *pads, (0, 0, 0)])
         y = _windows(x, w, window_strides, rhs_dilation, contract)
     return jnp.transpose(y, _inverse((out_spec[0], *out_spec[2:], out_spec[1])))
 
@@ -119,7 +119,7 @@ def _windows(
     out = [max(0, (n - span) // s + 1) for n, span, s in shape]
     w = w.reshape(math.prod(kernel), *w.shape[-2:])  # no -1: a size may be 0
     if min(out) == 0:  # a window longer than the input: no output position
-        return contract(jnp.zeros((x.shape[0], *out, *w.shape[:1], x.shape[-1]), x.dtype), w)
+        return contract(lax.full_like(x, 0, shape=(x.shape[0], *out, *w.shape[:1], x.shape[-1])), w)
     if math.prod(kernel) <= math.prod(out):  # a slice per kernel offset: (N, out..., P, C)
         return contract(_stacked_slices(x, kernel, dilation, out, strides, axis=-2), w)
     patches = _stacked_slices(x, out, strides, kernel, dilation, axis=1)  # per output position
@@ -206,7 +206,7 @@ class _Phases:
         axes = [self.axis(i) for i in range(len(self.size))]
         pads = [_reach(axis, n) for axis, n in zip(axes, self.size, strict=True)]
         x = lax.pad(
-            x, jnp.zeros((), x.dtype), [(0, 0, 0), *((a, b, 0) for a, b in pads), (0, 0, 0)]
+            x, lax.full_like(x, 0, shape=()), [(0, 0, 0), *((a, b, 0) for a, b in pads), (0, 0, 0)]
         )
         full = [-(-axis.out // s) for axis, s in zip(axes, self.lhs_dilation, strict=True)]
         outs = []
@@ -222,8 +222,8 @@ class _Phases:
                 patches = _slices(x, starts, lengths, [1] * len(lengths), axis=-2)
                 kernels = jnp.stack([w[tuple(j for j, _ in t)] for t in reaching])
             else:  # no kernel offset reaches this phase: a sum of nothing, zeros
-                patches = jnp.zeros((x.shape[0], *lengths, 0, x.shape[-1]), x.dtype)
-                kernels = jnp.zeros((0, *w.shape[-2:]), w.dtype)
+                patches = lax.full_like(x, 0, shape=(x.shape[0], *lengths, 0, x.shape[-1]))
+                kernels = lax.full_like(w, 0, shape=(0, *w.shape[-2:]))
             y = contract(patches, kernels)
             gaps = [(0, f - n) for f, n in zip(full, lengths, strict=True)]
             outs.append(jnp.pad(y, [(0, 0), *gaps, (0, 0)]))

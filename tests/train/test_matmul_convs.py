@@ -418,3 +418,15 @@ def test_a_linear_solve_keeps_its_named_jaxprs():
     rewritten = convs_as_matmuls(fn)
     assert count_convs(fn, X, K) == 2 and count_convs(rewritten, X, K) == 0
     np.testing.assert_allclose(rewritten(X, K), fn(X, K), **TOL)
+
+
+@pytest.mark.parametrize("lhs_dilation", [1, 2])
+def test_a_convolution_of_weakly_typed_arrays_stays_weakly_typed(lhs_dilation):
+    """As XLA's (its caller then adds it to bfloat16 as bfloat16, not as float32)."""
+
+    def fn(x, k):
+        return lax.conv_general_dilated(x, k, (1,), ((1, 1),), (lhs_dilation,))
+
+    x, k = jnp.full((2, 3, 8), 1.0), jnp.full((4, 3, 3), 0.5)  # weakly typed
+    assert jax.typeof(fn(x, k)).weak_type
+    assert jax.typeof(convs_as_matmuls(fn)(x, k)) == jax.typeof(fn(x, k))
