@@ -22,8 +22,11 @@ from jax.extend import core
 
 CONV = lax.conv_general_dilated_p
 
-_CALLS = ("pjit", "jit", "closed_call", "core_call", "checkpoint", "remat", "remat2")
+_CALLS = ("pjit", "jit", "closed_call", "core_call")
 """Primitives that only call a jaxpr: inlined when it holds a convolution."""
+
+_REMATS = ("checkpoint", "remat", "remat2")
+"""Names of `jax.checkpoint`'s primitive: rewritten inside, kept (`_checkpointed`)."""
 
 
 def conv_as_matmul(
@@ -258,10 +261,11 @@ def convs_as_matmuls(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     Apply it to the whole function to batch, gradients included (a train step): it
     rewrites the convolutions of ``fn``'s traced program, those of the backward pass
-    too, and those inside loops and conditionals (`lax.scan`, `lax.while_loop`,
-    `lax.cond`). Jitted functions, `jax.checkpoint` and custom derivatives that hold a
-    convolution are inlined (their derivative rules no longer apply: rewrite after
-    differentiating). Positional array arguments; same results up to float rounding.
+    too, and those inside loops, conditionals and checkpoints (`lax.scan`,
+    `lax.while_loop`, `lax.cond`, `jax.checkpoint`). Jitted functions and custom
+    derivatives that hold a convolution are inlined (their derivative rules no longer
+    apply: rewrite after differentiating). Positional array arguments; same results up
+    to float rounding.
 
     Examples:
       >>> conv = lambda x, k: lax.conv_general_dilated(x, k, (1,), "SAME")
@@ -303,6 +307,8 @@ def _evaluate(jaxpr: core.Jaxpr, consts: Sequence[Any], args: Sequence[Any]) -> 
         called = _called(eqn)
         if eqn.primitive is CONV:
             outs = [conv_as_matmul(*values, **eqn.params)]
+        elif eqn.primitive.name in _REMATS and _has_conv(eqn.params["jaxpr"]):
+            outs = _checkpointed(eqn, values)
         elif called is not None and _has_conv(called[0]):
             outs = _evaluate(*called, values)
         elif eqn.primitive.name == "pvary":  # see `_varied`
@@ -318,6 +324,21 @@ def _evaluate(jaxpr: core.Jaxpr, consts: Sequence[Any], args: Sequence[Any]) -> 
             if not isinstance(v, core.DropVar)
         )
     return [read(v) for v in jaxpr.outvars]
+
+
+def _checkpointed(eqn: core.JaxprEqn, values: Sequence[Any]) -> Any:
+    """A `jax.checkpoint` with its convolutions rewritten, still a checkpoint: inlined, a
+    gradient's recomputation would lose the barrier that keeps XLA from merging it with
+    the forward pass (which keeps the activations alive that it is meant to free)."""
+    closed = _rewritten(core.ClosedJaxpr(eqn.params["jaxpr"], ()))
+    jaxpr = closed.jaxpr.replace(
+        constvars=[], invars=[*closed.jaxpr.constvars, *closed.jaxpr.invars]
+    )
+    cse = eqn.params["prevent_cse"]
+    if isinstance(cse, tuple):  # one flag per argument
+        cse = (False,) * len(closed.consts) + cse
+    params = {**eqn.params, "jaxpr": jaxpr, "prevent_cse": cse}
+    return eqn.primitive.bind(*closed.consts, *values, **params)
 
 
 def _varied(eqn: core.JaxprEqn, value: Any) -> Any:

@@ -430,3 +430,23 @@ def test_a_convolution_of_weakly_typed_arrays_stays_weakly_typed(lhs_dilation):
     x, k = jnp.full((2, 3, 8), 1.0), jnp.full((4, 3, 3), 0.5)  # weakly typed
     assert jax.typeof(fn(x, k)).weak_type
     assert jax.typeof(convs_as_matmuls(fn)(x, k)) == jax.typeof(fn(x, k))
+
+
+def test_a_checkpoint_stays_one_and_keeps_its_barrier():
+    """A gradient recomputes a `jax.checkpoint` behind an optimization barrier, which keeps
+    XLA from merging it with the forward pass (and so from keeping the activations it
+    frees): rewritten inside, the checkpoint keeps it."""
+
+    def loss(x, k):
+        block = jax.checkpoint(lambda x: jnp.sin(conv(jnp.sin(conv(x, k)), k)))
+        return jnp.sum(block(block(x)) ** 2)
+
+    grad = jax.grad(loss, (0, 1))
+    rewritten = convs_as_matmuls(grad)
+
+    def barriers(fn):
+        return jax.jit(fn).lower(X, K).as_text().count("optimization_barrier")
+
+    assert barriers(grad) > 0 and barriers(rewritten) == barriers(grad)
+    assert count_convs(rewritten, X, K) == 0
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **TOL), rewritten(X, K), grad(X, K))
