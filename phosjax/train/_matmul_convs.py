@@ -345,7 +345,7 @@ def _varied(eqn: core.JaxprEqn, value: Any) -> Any:
     """``pvary``: ``value`` made to vary over the mesh axes it does not vary over yet.
 
     Inside `jax.shard_map`, a call's jaxpr may type an argument as the same on every
-    device while the value passed varies (`jax.checkpoint` in a vmapped `lax.cond` does
+    device while the value passed varies (a jitted function in a vmapped `lax.cond` does
     so); inlined, its ``pvary`` of that value would fail.
     """
     aval = jax.typeof(value)

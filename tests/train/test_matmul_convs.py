@@ -182,10 +182,10 @@ def nested(x, k):
     """Convolutions inside jit, checkpoint, cond, while and scan."""
 
     def twice(iy):
-        return iy[0] + 1, jax.jit(conv)(iy[1], k) * 0.5
+        return iy[0] + 1, jax.checkpoint(conv)(iy[1], k) * 0.5
 
     def body(carry, _):
-        y = lax.cond(carry.sum() > 0, jax.checkpoint(conv), lambda c, k: c * 2, carry, k)
+        y = lax.cond(carry.sum() > 0, jax.jit(conv), lambda c, k: c * 2, carry, k)
         _, y = lax.while_loop(lambda iy: iy[0] < 2, twice, (0, y))
         return jnp.tanh(y), carry.sum()
 
