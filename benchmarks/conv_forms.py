@@ -25,7 +25,8 @@ import numpy as np
 from _rounds import time_rounds
 
 from phosjax.bench._speed_config import SpeedConfig
-from phosjax.bench._speed_methods import _batches, _rate, _stack, setup_model
+from phosjax.bench._speed_methods import _batches, _stack, setup_model
+from phosjax.bench._speed_report import _rate
 from phosjax.train import convs_as_matmuls
 from phosjax.train._strategy import program_bytes
 

@@ -22,6 +22,7 @@ import optax
 
 from phosjax.bench import _speed_torch
 from phosjax.bench._speed_config import MODELS, SpeedConfig
+from phosjax.bench._speed_report import _rate
 from phosjax.data import ArrayDataset
 from phosjax.models import ModelConfig
 from phosjax.train import Cell, HParams, init_group, plan_groups, precision_apply, run_group
@@ -232,11 +233,6 @@ def _timings_note(timings: dict[str, float], k: int) -> str:
     """
     rates = ", ".join(f"{name} {_rate(k / seconds)}" for name, seconds in timings.items())
     return f"auto: {rates}" if rates else ""
-
-
-def _rate(rate: float) -> str:
-    """``1,058`` or, below 100, three digits: ``8.42``."""
-    return f"{rate:,.0f}" if rate >= 100 else f"{rate:.3g}"
 
 
 def _torch(setup: Setup, k: int, cfg: SpeedConfig) -> Ready:
