@@ -17,15 +17,15 @@ memory the step needs (`program_bytes`, GiB)::
 
 import argparse
 import time
-from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from _rounds import time_rounds
 
 from phosjax.bench._speed_config import SpeedConfig
-from phosjax.bench._speed_methods import _batches, _stack, setup_model
+from phosjax.bench._speed_methods import _batches, _repeat, _stack, setup_model
 from phosjax.bench._speed_report import _rate
 from phosjax.train import convs_as_matmuls
 from phosjax.train._strategy import program_bytes
@@ -33,9 +33,9 @@ from phosjax.train._strategy import program_bytes
 VARIANTS = ("vmap", "vmap_matmul", "fused", "fused_matmul")
 
 
-def variants(name: str, k: int, cfg: SpeedConfig, steps: int) -> dict[str, Any]:
-    """Each variant's ``(run, compiled, compile seconds)``: ``run()`` takes ``steps`` steps
-    of all K models."""
+def variants(name: str, k: int, cfg: SpeedConfig) -> dict[str, Any]:
+    """Each variant's ``(run, compiled, compile seconds)``: ``run()`` takes ``cfg.steps``
+    steps of all K models (`_repeat`, as the speed bench's ``vmap`` and ``fused``)."""
     setup = setup_model(name, cfg)
     x, y = (jax.device_put(a) for a in _batches(setup, k, cfg.batch))
     stacked = jax.device_put(_stack(setup.states(k)))
@@ -49,19 +49,10 @@ def variants(name: str, k: int, cfg: SpeedConfig, steps: int) -> dict[str, Any]:
         args = (stacked, x, y) if batched else (one, *flat)
         start = time.perf_counter()
         compiled = jax.jit(fn, donate_argnums=0).lower(*args).compile()
-        made[variant] = _loop(compiled, args, steps), compiled, time.perf_counter() - start
+        compile_s = time.perf_counter() - start
+        state = jax.tree.map(jnp.copy, args[0])  # donated: a copy of its own
+        made[variant] = _repeat(compiled, state, cfg, *args[1:]).run, compiled, compile_s
     return made
-
-
-def _loop(compiled: Any, args: tuple[Any, ...], steps: int) -> Callable[[], Any]:
-    box = [jax.tree.map(lambda a: a.copy(), args[0])]  # donated: a copy of its own
-
-    def run() -> Any:
-        for _ in range(steps):
-            box[0] = compiled(box[0], *args[1:])
-        return box[0]
-
-    return run
 
 
 def _cost(compiled: Any) -> tuple[float, float]:
@@ -80,7 +71,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    cfg = SpeedConfig(batch=args.batch, compute_dtype=args.dtype)
+    cfg = SpeedConfig(steps=args.steps, batch=args.batch, compute_dtype=args.dtype)
     print(f"backend={jax.default_backend()} device={jax.devices()[0].device_kind} {args.dtype}")
     print(
         f"{'model':<7}{'K':>4} {'variant':<13}{'model-steps/s':>14}{'/fused':>8}"
@@ -88,7 +79,7 @@ def main() -> None:
     )
     for name in args.models.split(","):
         for k in map(int, args.sizes.split(",")):
-            made = variants(name, k, cfg, args.steps)
+            made = variants(name, k, cfg)
             runs = {variant: run for variant, (run, *_) in made.items()}
             best = {v: min(ts) for v, ts in time_rounds(runs, args.rounds, args.steps).items()}
             for variant, (_, compiled, compile_s) in made.items():
