@@ -1,4 +1,4 @@
-"""phosjax.data: small TFDS data sets as whole arrays, and on-device batching.
+"""phosjax.data: small TFDS data sets as whole arrays, random ones, and on-device batching.
 
 Importing this package does not import `tensorflow_datasets`; `load` does, on first use.
 """
@@ -12,6 +12,7 @@ from phosjax.data._load import (
     load,
     prepared_names,
 )
+from phosjax.data._random import random_dataset
 from phosjax.data._shuffle import shuffled_positions
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "default_data_dir",
     "load",
     "prepared_names",
+    "random_dataset",
     "shuffled_positions",
     "take_batch",
 ]

@@ -1,0 +1,86 @@
+"""`random_dataset`: an `ArrayDataset` of random numbers, for examples, tests and timing."""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import numpy as np
+
+from phosjax.data._dataset import ArrayDataset
+
+
+def _count(name: str, value: Any, least: int) -> int:
+    """``value`` as a plain int when it is an integer (numpy's too) >= ``least``."""
+    try:
+        if isinstance(value, bool | np.bool_):  # True is an int in Python
+            raise TypeError
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(
+            f"random_dataset: {name} must be an int >= {least}, got {value!r}"
+        ) from None
+    if value < least:
+        raise ValueError(f"random_dataset: {name} must be >= {least}, got {value}")
+    return value
+
+
+def random_dataset(
+    name: str,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    *,
+    num_train: int = 64,
+    num_test: int = 32,
+    seed: int = 0,
+) -> ArrayDataset:
+    """A data set of random numbers: gaussian float32 inputs, uniform int32 labels.
+
+    The labels do not depend on the inputs: there is nothing to learn beyond the class
+    frequencies. It stands in for a real data set where only shapes matter (examples,
+    tests, timing). With ``rng = np.random.default_rng(seed)`` and
+    ``n = num_train + num_test``, the inputs are ``rng.normal(size=(n, *input_shape))``
+    and then the labels ``rng.integers(0, num_classes, n)``; the train split is the
+    first ``num_train`` of them, the test split the rest.
+
+    Args:
+      name: the data set's name, e.g. ``"toy"`` (what a `phosjax.train.Cell` names).
+      input_shape: the shape of ONE example, e.g. ``(8,)`` or ``(8, 8, 1)``.
+      num_classes: number of classes (labels lie in ``[0, num_classes)``).
+      num_train: train examples (at least 1).
+      num_test: test examples (at least 1).
+      seed: the numpy seed (an int >= 0); the same seed gives the same data set.
+
+    Raises:
+      TypeError: naming the argument: ``name`` is no str, ``input_shape`` is no tuple
+        (or list) of ints, or a count or the seed is no int.
+      ValueError: naming the argument: a size in ``input_shape`` is below 0,
+        ``num_classes``, ``num_train`` or ``num_test`` is below 1, or ``seed`` below 0.
+
+    Examples:
+      >>> data = random_dataset("toy", (8,), 3)
+      >>> data.x_train.shape, data.y_test.shape, data.x_train.dtype, data.y_train.dtype
+      ((64, 8), (32,), dtype('float32'), dtype('int32'))
+      >>> data.y_train[:8].tolist()
+      [2, 1, 1, 1, 0, 0, 1, 2]
+      >>> random_dataset("toy", (8,), 3, num_train=0)
+      Traceback (most recent call last):
+      ValueError: random_dataset: num_train must be >= 1, got 0
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"random_dataset: name must be a str, got {name!r}")
+    if not isinstance(input_shape, tuple | list):
+        raise TypeError(
+            "random_dataset: input_shape must be the shape of one example, a tuple of ints "
+            f"such as (8,) or (8, 8, 1), got {input_shape!r}"
+        )
+    shape = tuple(_count(f"input_shape[{i}]", n, 0) for i, n in enumerate(input_shape))
+    num_classes = _count("num_classes", num_classes, 1)
+    num_train = _count("num_train", num_train, 1)
+    n = num_train + _count("num_test", num_test, 1)
+    rng = np.random.default_rng(_count("seed", seed, 0))
+    x = rng.normal(size=(n, *shape)).astype(np.float32)
+    y = rng.integers(0, num_classes, n).astype(np.int32)
+    return ArrayDataset(
+        name, x[:num_train], y[:num_train], x[num_train:], y[num_train:], num_classes, shape
+    )

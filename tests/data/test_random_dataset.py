@@ -1,0 +1,87 @@
+"""`random_dataset`: what it draws, its shapes and dtypes, its seed, its argument checks."""
+
+import re
+
+import numpy as np
+import pytest
+
+import phosjax.data
+from phosjax.data import ArrayDataset, random_dataset
+
+
+def test_is_public():
+    assert "random_dataset" in phosjax.data.__all__
+
+
+def test_draws_the_inputs_then_the_labels_from_one_numpy_generator():
+    data = random_dataset("toy", (8,), 3, num_train=64, num_test=32, seed=5)
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(96, 8)).astype(np.float32)
+    y = rng.integers(0, 3, 96).astype(np.int32)
+    assert isinstance(data, ArrayDataset)
+    np.testing.assert_array_equal(data.x_train, x[:64])
+    np.testing.assert_array_equal(data.y_train, y[:64])
+    np.testing.assert_array_equal(data.x_test, x[64:])
+    np.testing.assert_array_equal(data.y_test, y[64:])
+
+
+def test_shapes_dtypes_and_metadata():
+    data = random_dataset("img", [4, 4, 1], 10, num_train=7, num_test=3)
+    assert (data.name, data.num_classes, data.input_shape) == ("img", 10, (4, 4, 1))
+    assert data.x_train.shape == (7, 4, 4, 1) and data.x_test.shape == (3, 4, 4, 1)
+    assert data.y_train.shape == (7,) and data.y_test.shape == (3,)
+    assert data.x_train.dtype == data.x_test.dtype == np.float32
+    assert data.y_train.dtype == data.y_test.dtype == np.int32
+
+
+def test_defaults_are_64_train_and_32_test_examples_with_seed_0():
+    data = random_dataset("toy", (8,), 3)
+    again = random_dataset("toy", (8,), 3, num_train=64, num_test=32, seed=0)
+    assert (data.num_train, data.num_test) == (64, 32)
+    np.testing.assert_array_equal(data.x_test, again.x_test)
+    np.testing.assert_array_equal(data.y_train, again.y_train)
+
+
+def test_labels_cover_the_classes_and_inputs_look_gaussian():
+    data = random_dataset("toy", (16,), 4, num_train=4000, num_test=1000)
+    labels = np.concatenate([data.y_train, data.y_test])
+    np.testing.assert_array_equal(np.unique(labels), np.arange(4))
+    x = np.concatenate([data.x_train, data.x_test])
+    assert abs(x.mean()) < 0.02 and abs(x.std() - 1) < 0.02
+
+
+def test_same_seed_same_data_other_seed_other_data():
+    one, same = random_dataset("a", (3,), 2, seed=1), random_dataset("b", (3,), 2, seed=1)
+    other = random_dataset("a", (3,), 2, seed=2)
+    np.testing.assert_array_equal(one.x_train, same.x_train)
+    np.testing.assert_array_equal(one.y_test, same.y_test)
+    assert not np.array_equal(one.x_train, other.x_train)
+
+
+def test_numpy_ints_are_taken():
+    data = random_dataset(
+        "toy", (np.int64(2),), np.int32(3), num_train=np.int64(5), seed=np.uint8(0)
+    )
+    assert data.input_shape == (2,) and data.num_classes == 3 and data.num_train == 5
+    assert all(type(n) is int for n in (*data.input_shape, data.num_classes))
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error", "message"),
+    [
+        ((None, (8,), 3), {}, TypeError, "name must be a str, got None"),
+        (("toy", 8, 3), {}, TypeError, "input_shape must be the shape of one example, a tuple"),
+        (("toy", (8, 2.0), 3), {}, TypeError, "input_shape[1] must be an int >= 0, got 2.0"),
+        (("toy", (-1,), 3), {}, ValueError, "input_shape[0] must be >= 0, got -1"),
+        (("toy", (8,), 0), {}, ValueError, "num_classes must be >= 1, got 0"),
+        (("toy", (8,), True), {}, TypeError, "num_classes must be an int >= 1, got True"),
+        (("toy", (8,), 3), {"num_train": 0}, ValueError, "num_train must be >= 1, got 0"),
+        (("toy", (8,), 3), {"num_test": 0}, ValueError, "num_test must be >= 1, got 0"),
+        (("toy", (8,), 3), {"num_test": "4"}, TypeError, "num_test must be an int >= 1, got '4'"),
+        (("toy", (8,), 3), {"seed": -1}, ValueError, "seed must be >= 0, got -1"),
+        (("toy", (8,), 3), {"seed": 0.5}, TypeError, "seed must be an int >= 0, got 0.5"),
+    ],
+)
+def test_bad_arguments_are_named(args, kwargs, error, message):
+    with pytest.raises(error, match=re.escape(f"random_dataset: {message}")):
+        random_dataset(*args, **kwargs)
