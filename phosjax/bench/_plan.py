@@ -346,12 +346,8 @@ def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None
         that applies to no model (each model's reason is listed, with the nearest paths).
 
     Examples:
-      >>> import numpy as np
-      >>> from phosjax.data import ArrayDataset
-      >>> rng = np.random.default_rng(0)
-      >>> x = rng.normal(size=(96, 8)).astype(np.float32)
-      >>> y = rng.integers(0, 3, 96).astype(np.int32)
-      >>> data = ArrayDataset("toy", x[:64], y[:64], x[64:], y[64:], 3, (8,))
+      >>> from phosjax.data import random_dataset
+      >>> data = random_dataset("toy", (8,), 3)
       >>> config = BenchConfig.from_dict({
       ...     "models": ["mlp", "logreg"],
       ...     "datasets": ["toy"],

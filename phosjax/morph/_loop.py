@@ -248,13 +248,9 @@ def train(
     """Trains ``config`` on ``data`` (one jitted scan); returns variables and test accuracy.
 
     Examples:
-      >>> import numpy as np
-      >>> from phosjax.data import ArrayDataset
+      >>> from phosjax.data import random_dataset
       >>> from phosjax.models import ModelConfig
-      >>> rng = np.random.default_rng(0)
-      >>> x = rng.normal(size=(96, 8)).astype(np.float32)
-      >>> y = rng.integers(0, 3, 96).astype(np.int32)
-      >>> data = ArrayDataset("toy", x[:64], y[:64], x[64:], y[64:], 3, (8,))
+      >>> data = random_dataset("toy", (8,), 3)
       >>> config = ModelConfig("mlp", 3, (8,), width=8)
       >>> variables, accuracy = train(config, data, 10, 16, 1e-2, seed=0)
       >>> sorted(variables["params"]), 0.0 <= accuracy <= 1.0

@@ -237,14 +237,10 @@ def run_group(
         hyperparameters or seeds; the message says what differs).
 
     Examples:
-      >>> import numpy as np
-      >>> from phosjax.data import ArrayDataset
+      >>> from phosjax.data import random_dataset
       >>> from phosjax.models import ModelConfig
       >>> from phosjax.train import Cell, HParams, init_group, plan_groups
-      >>> rng = np.random.default_rng(0)
-      >>> x = rng.normal(size=(96, 8)).astype(np.float32)
-      >>> y = rng.integers(0, 3, 96).astype(np.int32)
-      >>> data = ArrayDataset("toy", x[:64], y[:64], x[64:], y[64:], 3, (8,))
+      >>> data = random_dataset("toy", (8,), 3)
       >>> model = ModelConfig("mlp", 3, (8,), width=8)
       >>> hp = HParams(batch_size=16, steps=10)
       >>> [group] = plan_groups([Cell(model, "toy", hp, seed=0), Cell(model, "toy", hp, seed=1)])
