@@ -23,7 +23,7 @@ import optax
 from phosjax.bench import _speed_torch
 from phosjax.bench._speed_config import MODELS, SpeedConfig
 from phosjax.bench._speed_report import _rate
-from phosjax.data import ArrayDataset
+from phosjax.data import ArrayDataset, random_dataset
 from phosjax.models import ModelConfig
 from phosjax.train import Cell, HParams, init_group, plan_groups, precision_apply, run_group
 from phosjax.train._strategy import PREFETCH_BYTES, program_bytes
@@ -188,12 +188,10 @@ def gathered_bytes(setup: Setup, k: int, cfg: SpeedConfig) -> int:
 
 def synthetic_data(config: ModelConfig, batch: int) -> ArrayDataset:
     """A random data set shaped for ``config``: ``max(2 * batch, 256)`` train examples."""
-    rng = np.random.default_rng(0)
-    n, m = max(2 * batch, 256), 16
-    x = rng.normal(size=(n + m, *config.input_shape)).astype(np.float32)
-    y = rng.integers(0, config.num_classes, n + m).astype(np.int32)
-    shape = config.input_shape
-    return ArrayDataset("speed-synthetic", x[:n], y[:n], x[n:], y[n:], config.num_classes, shape)
+    n = max(2 * batch, 256)
+    return random_dataset(
+        "speed-synthetic", config.input_shape, config.num_classes, num_train=n, num_test=16
+    )
 
 
 def _engine(setup: Setup, k: int, cfg: SpeedConfig) -> Ready:
