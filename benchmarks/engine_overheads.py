@@ -55,15 +55,12 @@ def batch_draws() -> None:
 
 def run_group_call() -> None:
     import jax
-    import numpy as np
 
-    from phosjax.data import ArrayDataset
+    from phosjax.data import random_dataset
     from phosjax.models import ModelConfig
     from phosjax.train import Cell, HParams, init_group, plan_groups, run_group
 
-    rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(4016, 40)).astype(np.float32), rng.integers(0, 10, 4016)
-    data = ArrayDataset("synthetic", x[:4000], y[:4000], x[4000:], y[4000:], 10, (40,))
+    data = random_dataset("synthetic", (40,), 10, num_train=4000, num_test=16)
     model = ModelConfig("mlp", 10, (40,), depth=1, width=100)
     [group] = plan_groups([Cell(model, data.name, HParams(batch_size=128, steps=10_000), 0)])
     box = [init_group(group, data)]

@@ -27,18 +27,15 @@ def variants() -> dict:
     import functools
 
     import jax
-    import numpy as np
 
     from phosjax.bench._speed_config import SpeedConfig
     from phosjax.bench._speed_methods import setup_model
-    from phosjax.data import ArrayDataset
+    from phosjax.data import random_dataset
     from phosjax.train import Cell, HParams, init_group, plan_groups
     from phosjax.train._step import device_arrays, make_train_step
     from phosjax.train._strategy import Executor
 
-    rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(4100, 40)).astype(np.float32), rng.integers(0, 10, 4100)
-    data = ArrayDataset("synthetic", x[:4000], y[:4000], x[4000:], y[4000:], 10, (40,))
+    data = random_dataset("synthetic", (40,), 10, num_train=4000, num_test=100)
     bench = setup_model("mlp", SpeedConfig(models=("mlp",), sizes=(1,), steps=STEPS))
     hp = HParams(batch_size=128, steps=10 * STEPS)
     [group] = plan_groups([Cell(bench.config, data.name, hp, 0)])
@@ -58,7 +55,7 @@ def variants() -> dict:
                 executor.run_steps, name, make, state, arrays, STEPS, donate=False
             )
             calls[f"{name} ({strategy})"] = run
-    fixed = jax.device_put((x[:128], y[:128].astype(np.int32)))
+    fixed = jax.device_put((data.x_train[:128], data.y_train[:128]))
     bare = jax.jit(
         lambda s: jax.lax.scan(lambda c, _: (bench.step(c, *fixed), None), s, None, STEPS)
     )

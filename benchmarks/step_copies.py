@@ -21,16 +21,13 @@ def copies(text: str) -> int:
 
 def main() -> None:
     import jax
-    import numpy as np
 
     from phosjax.bench._speed_config import MODELS
-    from phosjax.data import ArrayDataset
+    from phosjax.data import random_dataset
     from phosjax.train import Cell, HParams, init_group, plan_groups
     from phosjax.train._step import device_arrays, make_train_step
 
-    rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(4100, 40)).astype(np.float32), rng.integers(0, 10, 4100)
-    data = ArrayDataset("synthetic", x[:4000], y[:4000], x[4000:], y[4000:], 10, (40,))
+    data = random_dataset("synthetic", (40,), 10, num_train=4000, num_test=100)
     hp = HParams(batch_size=128, steps=10 * STEPS)
     [group] = plan_groups([Cell(MODELS["mlp"], data.name, hp, 0)])
     model = group.model.build()
