@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from phosjax.data._checks import positive_int
+from phosjax.data._checks import int_at_least
 from phosjax.data._shuffle import shuffled_positions
 
 PyTree = Any
@@ -55,8 +55,8 @@ def batch_indices(
         >>> batch_indices(key, 3, 6, 2).dtype
         dtype('int32')
     """
-    num_examples = positive_int("num_examples", num_examples)
-    batch_size = positive_int("batch_size", batch_size)
+    num_examples = int_at_least("num_examples", num_examples)
+    batch_size = int_at_least("batch_size", batch_size)
     if batch_size > num_examples:
         raise ValueError(
             f"batch_size={batch_size} is larger than num_examples={num_examples}; "

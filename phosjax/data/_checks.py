@@ -9,27 +9,31 @@ import jax
 import numpy as np
 
 
-def positive_int(name: str, value: Any) -> int:
-    """``value`` as a plain int when it is a positive integer (numpy's and concrete jax
-    scalars too).
+def int_at_least(name: str, value: Any, least: int = 1) -> int:
+    """``value`` as a plain int when it is an integer (numpy's and concrete jax scalars
+    too) of at least ``least``.
 
     Raises:
       TypeError: naming ``name``: ``value`` is no integer (a float, a bool, a traced
         value).
-      ValueError: naming ``name``: ``value`` is below 1.
+      ValueError: naming ``name``: ``value`` is below ``least``.
 
     Examples:
-      >>> positive_int("n", np.int64(3))
+      >>> int_at_least("n", np.int64(3))
       3
+      >>> int_at_least("seed", -1, least=0)
+      Traceback (most recent call last):
+      ValueError: seed must be an int >= 0, got -1
     """
+    kind = "positive int" if least == 1 else f"int >= {least}"
     try:
         if isinstance(value, bool | np.bool_):  # True is an int in Python
             raise TypeError
         value = operator.index(value)
     except TypeError:
-        raise TypeError(f"{name} must be a static positive int, got {value!r}") from None
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value}")
+        raise TypeError(f"{name} must be a static {kind}, got {value!r}") from None
+    if value < least:
+        raise ValueError(f"{name} must be {'a' if least == 1 else 'an'} {kind}, got {value}")
     return value
 
 

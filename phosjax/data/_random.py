@@ -2,27 +2,10 @@
 
 from __future__ import annotations
 
-import operator
-from typing import Any
-
 import numpy as np
 
+from phosjax.data._checks import int_at_least
 from phosjax.data._dataset import ArrayDataset
-
-
-def _count(name: str, value: Any, least: int) -> int:
-    """``value`` as a plain int when it is an integer (numpy's too) >= ``least``."""
-    try:
-        if isinstance(value, bool | np.bool_):  # True is an int in Python
-            raise TypeError
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(
-            f"random_dataset: {name} must be an int >= {least}, got {value!r}"
-        ) from None
-    if value < least:
-        raise ValueError(f"random_dataset: {name} must be >= {least}, got {value}")
-    return value
 
 
 def random_dataset(
@@ -65,7 +48,7 @@ def random_dataset(
       [2, 1, 1, 1, 0, 0, 1, 2]
       >>> random_dataset("toy", (8,), 3, num_train=0)
       Traceback (most recent call last):
-      ValueError: random_dataset: num_train must be >= 1, got 0
+      ValueError: random_dataset: num_train must be a positive int, got 0
     """
     if not isinstance(name, str):
         raise TypeError(f"random_dataset: name must be a str, got {name!r}")
@@ -74,11 +57,14 @@ def random_dataset(
             "random_dataset: input_shape must be the shape of one example, a tuple of ints "
             f"such as (8,) or (8, 8, 1), got {input_shape!r}"
         )
-    shape = tuple(_count(f"input_shape[{i}]", n, 0) for i, n in enumerate(input_shape))
-    num_classes = _count("num_classes", num_classes, 1)
-    num_train = _count("num_train", num_train, 1)
-    n = num_train + _count("num_test", num_test, 1)
-    rng = np.random.default_rng(_count("seed", seed, 0))
+    where = "random_dataset: "
+    shape = tuple(
+        int_at_least(f"{where}input_shape[{i}]", n, least=0) for i, n in enumerate(input_shape)
+    )
+    num_classes = int_at_least(f"{where}num_classes", num_classes)
+    num_train = int_at_least(f"{where}num_train", num_train)
+    n = num_train + int_at_least(f"{where}num_test", num_test)
+    rng = np.random.default_rng(int_at_least(f"{where}seed", seed, least=0))
     x = rng.normal(size=(n, *shape)).astype(np.float32)
     y = rng.integers(0, num_classes, n).astype(np.int32)
     return ArrayDataset(
