@@ -48,7 +48,7 @@ def device_ops(trace_dir: str) -> list[tuple[str, float]]:
         events = sorted(
             (e.start_ns, e.end_ns, e.name) for e in line.events if not e.name.startswith(_IDLE)
         )
-        for (start, end, name), after in zip(events, [*events[1:], None], strict=True):
+        for (start, end, name), after in zip(events, [*events[1:], None], strict=False):
             if after is None or after[0] >= end:  # encloses nothing
                 ops.append((name, (end - start) / 1e3))
     return ops
