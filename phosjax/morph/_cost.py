@@ -1,8 +1,9 @@
 """Cost models: parameter count, FLOPs and latency as polynomials in the alive counts.
 
-The latency model prices each contraction as ``overhead + seconds_per_flop * flops``,
-with both constants measured once per backend (a few small jitted matmuls and
-convolutions, well under a second) and cached for the process.
+The latency model prices each run of a contraction (once per step in a loop) as
+``overhead + seconds_per_flop * flops``, with both constants measured once per backend
+(a few small jitted matmuls and convolutions, well under a second) and cached for the
+process.
 """
 
 import functools
@@ -96,12 +97,12 @@ def cost_polynomial(groups: ChannelGroups, cost: str = "flops") -> tuple[Monomia
             t for poly, keep in zip(groups.params, chosen, strict=True) if keep for t in poly
         )
     if cost == "flops":
-        return tuple(term for _, poly in groups.flops for term in poly)
+        return tuple(term for _, poly, _ in groups.flops for term in poly)
     table = latency_table()
     terms: list[Monomial] = []
-    for name, poly in groups.flops:
+    for name, poly, runs in groups.flops:
         overhead, per_flop = table.get(name, table["dot_general"])
-        terms.append((overhead, ()))
+        terms.append((overhead * runs, ()))
         terms += [(c * per_flop, g) for c, g in poly]
     return tuple(terms)
 

@@ -80,7 +80,9 @@ class ChannelGroups:
       shapes: every leaf's shape.
       pinned: ``{"path:axis": reason}`` for leaf axes that must keep all their channels.
       params: each leaf's size as a polynomial in the groups' alive counts.
-      flops: FLOPs per example (contractions: 2 per multiply-add), likewise, per op.
+      flops: ``(primitive, polynomial, runs)`` per op: its FLOPs per example
+        (contractions: 2 per multiply-add), likewise, in all its runs (an op in a loop's
+        body runs once per step: ``runs`` is the product of the loops' lengths).
     """
 
     groups: tuple[ChannelGroup, ...]
@@ -88,7 +90,7 @@ class ChannelGroups:
     shapes: tuple[tuple[int, ...], ...]
     pinned: Mapping[str, str]
     params: tuple[tuple[Monomial, ...], ...]
-    flops: tuple[tuple[str, tuple[Monomial, ...]], ...]
+    flops: tuple[tuple[str, tuple[Monomial, ...], int], ...]
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -290,7 +292,7 @@ def channel_groups(
 
     Raises:
       UnsupportedOpError: the model uses a primitive whose effect on channels is not
-        known (e.g. ``scan``, ``gather``); the message names it and where it is.
+        known (e.g. ``while``, ``gather``); the message names it and where it is.
       ValueError: ``model`` is a `GraphModel` that returns every node's output (no
         ``returns``, no ``outputs=``): nothing could be pruned.
 
@@ -406,8 +408,9 @@ def channel_groups(
                 (2.0 * c / batch, g)
                 for c, g in _product([_polynomial(facts, label, group_of) for label in op])
             ),
+            runs,
         )
-        for name, op in facts.ops
+        for name, op, runs in facts.ops
     )
     return ChannelGroups(
         tuple(groups),

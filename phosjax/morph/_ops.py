@@ -38,11 +38,11 @@ CALL_PRIMITIVES = {
 }  # fmt: skip
 
 
-_LOOP_HINT = (
-    "is a loop (nn.scan, nn.RNN, lax.scan, lax.fori_loop, phosjax.layers.Repeat), whose "
-    "carry phosjax.morph does not follow; to prune this model, write the loop as a Python "
-    "for loop over its steps (calling the cell, or each block, once per step) in the model "
-    "that is traced"
+_WHILE_HINT = (
+    "is a while loop (lax.while_loop, or lax.fori_loop with bounds that are not Python "
+    "ints), whose number of steps phosjax.morph cannot know; write the loop with a fixed "
+    "number of steps: lax.scan, nn.scan, nn.RNN, phosjax.layers.Repeat, lax.fori_loop with "
+    "int bounds (a scan), or a Python for loop"
 )
 _RANDOM = ("random_seed", "random_wrap", "random_unwrap", "random_fold_in", "random_split",
            "random_bits", "threefry2x32")  # fmt: skip
@@ -51,8 +51,7 @@ _RANDOM_HINT = (
     "inference (e.g. train=False, no dropout rng), where channels keep their zeros"
 )
 UNSUPPORTED_HINTS = {
-    "scan": _LOOP_HINT,
-    "while": _LOOP_HINT,
+    "while": _WHILE_HINT,
     "cond": "is a branch (lax.cond, lax.switch, nn.cond), which is not followed; compute "
     "both branches and pick with jnp.where",
     "gather": "indexes by computed positions (x[idx], jnp.take, nn.Embed), which is not "

@@ -8,9 +8,11 @@ every contraction's loop (for FLOPs), and pins the labels that cannot be pruned 
 the model's inputs and outputs, reduced, sliced, padded, reversed, pooled and convolved
 axes, and channels that reach a contraction without being zero when dead. A leaf axis
 whose zeros would turn non-finite (``k / norm(k)``: 0/0) is recorded as ``unsafe``: `mask`
-must not zero it.
+must not zero it. A loop's body (``scan``) is walked again until what its carry holds no
+longer changes (see `_Walker.scan`).
 """
 
+import copy
 import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -85,7 +87,10 @@ class Trace:
     labels: Labels
     leaf_labels: list[list[int]]
     kinds: dict[tuple[int, int], set[str]]
-    ops: list[tuple[str, list[int]]]
+    ops: list[tuple[str, list[int], int]]
+    """``(primitive, labels of its loop, runs)`` per contraction: its multiply-adds are the
+    product of the labels' sizes (a loop's steps are one of them), and it runs ``runs``
+    times (the product of the lengths of the loops around it)."""
     normalized: dict[tuple[int, int], set[int]] = dataclasses.field(default_factory=dict)
     """``{producer leaf axis: scale leaves}``: the scales multiplied onto its output."""
     made: set[int] = dataclasses.field(default_factory=set)
@@ -192,6 +197,11 @@ def _exponent(eqn: Any, ins: Sequence[Value | None]) -> float | None:
     return None if known is None else float(np.min(known))
 
 
+def _stacked(src: list[tuple[int, int] | None] | None) -> list[tuple[int, int] | None] | None:
+    """The leaf axes of a loop's stacked output, from those of its step's ``src``."""
+    return None if src is None else [None, *src]
+
+
 def _live(jaxpr: Any) -> list[bool]:
     """For each equation of ``jaxpr``, whether the outputs need it (XLA drops the others)."""
     needed = {v for v in jaxpr.outvars if not isinstance(v, jcore.Literal)}
@@ -207,7 +217,7 @@ class _Walker:
     def __init__(self, num_leaves: int, zeroing: set[tuple[int, int]] | None) -> None:
         self.labels = Labels()
         self.kinds: dict[tuple[int, int], set[str]] = {}
-        self.ops: list[tuple[str, list[int]]] = []
+        self.ops: list[tuple[str, list[int], int]] = []
         self.normalized: dict[tuple[int, int], set[int]] = {}
         self.zeroing = zeroing
         self.num_leaves = num_leaves
@@ -427,7 +437,7 @@ class _Walker:
         lz, rz = self.zero_atoms(lhs), self.zero_atoms(rhs)
         zeros = {a for a in lz for x in (*lfree, *batch) if a in self.atoms(x)}
         zeros |= {a for a in rz for x in (*rfree, *batch) if a in self.atoms(x)}
-        self.ops.append(("dot_general", [*batch, *lfree, *rfree, *(lhs.labels[i] for i in lc)]))
+        self.ops.append(("dot_general", [*batch, *lfree, *rfree, *(lhs.labels[i] for i in lc)], 1))
         made_by = _produced(lhs, [i not in (*lc, *lb) for i in range(len(lhs.labels))])
         made_by |= _produced(rhs, [j not in (*rc, *rb) for j in range(len(rhs.labels))])
         return _contracted(lhs, rhs, [*batch, *lfree, *rfree], zeros, made_by)
@@ -467,7 +477,7 @@ class _Walker:
                 self.labels.pin(label, reason)
             out[out_spec[1]] = self.labels.new(size[ro], reason)
         window = [rhs.labels[axis] for axis in rhs_spec[2:]]
-        self.ops.append(("conv_general_dilated", [*out, ri, *window]))
+        self.ops.append(("conv_general_dilated", [*out, ri, *window], 1))
         made_by = _produced(rhs, [axis == rhs_spec[0] for axis in range(len(rhs.labels))])
         return _contracted(lhs, rhs, out, zeros, made_by)
 
@@ -624,6 +634,82 @@ class _Walker:
                 self.labels.union(operands[0].labels[k], v.labels[k], _where(eqn))
         return [self.cut(eqn, v, keeps, zeros, "pools over") for v in operands]
 
+    # -- loops ----------------------------------------------------------------------
+
+    def scan(self, eqn: Any, args: list[Value]) -> list[Value]:
+        """``scan`` (``lax.scan``, ``nn.scan``, ``nn.RNN``, `phosjax.layers.Repeat`): the
+        body sees the consts as they are and each scanned input (a stacked param too)
+        without its leading axis, which is pinned: its positions are steps, not channels,
+        so a kernel's channels are axes 1.. of its stacked leaf and `shrink` cuts the same
+        ones in every layer. The body's carry out is tied to its carry in (the loop feeds
+        it back), and what the body gets as carry must hold at every step: the walk is
+        redone from the same start with the carry's state joined with what the body
+        returns (see `looped`) until it no longer changes, so the last walk's pins, zeros
+        and uses are those of a carry valid at every step. The stacked outputs get a
+        pinned leading axis, and the body's contractions count once per step."""
+        p, where = eqn.params, _where(eqn)
+        consts, carried = p["num_consts"], p["num_consts"] + p["num_carry"]
+        steps = self.labels.new(p["length"], f"{where} loops over this axis, one step each")
+        for value in args[carried:]:
+            self.labels.pin(value.labels[0], f"{where} scans over this axis, one step each")
+        slices = [
+            _carry(v, v.labels[1:], v.zeros, None if v.src is None else v.src[1:])
+            for v in args[carried:]
+        ]
+        carry = [self.loop_state(v) for v in args[consts:carried]]
+        atoms = [set().union(*(self.atoms(label) for label in v.labels)) for v in carry]
+        start = len(self.ops)
+        while True:  # the carry's zeros only shrink and the rest only grows: it ends
+            saved = self.save()
+            outs = self.call(eqn, p["jaxpr"], [*args[:consts], *carry, *slices])
+            looped = [
+                self.looped(state, out, known, where)
+                for state, out, known in zip(carry, outs[: len(carry)], atoms, strict=True)
+            ]
+            if looped == carry:
+                break
+            self.restore(saved)
+            carry = looped
+        self.ops[start:] = [
+            (name, [*labels, steps], runs * p["length"]) for name, labels, runs in self.ops[start:]
+        ]
+        ys = [_carry(y, [steps, *y.labels], y.zeros, _stacked(y.src)) for y in outs[len(carry) :]]
+        return [*carry, *ys]
+
+    def loop_state(self, value: Value) -> Value:
+        """What a loop's body gets as carry first: ``value``'s labels, zeros and
+        provenance, its zeros as atoms (the body's labels may merge or split them)."""
+        zeros = frozenset(self.zero_atoms(value))
+        return dataclasses.replace(value, zeros=zeros, src=None, known=None)
+
+    def looped(self, state: Value, out: Value, atoms: set[int], where: str) -> Value:
+        """The carry's state once the body has returned ``out`` from ``state``: ``out``
+        is tied to ``state``; a dead channel stays zero only if the body keeps it zero,
+        and what made ``out`` (its poles among the carry's ``atoms``, its data and
+        producers) is in the carry from then on."""
+        for label, other in zip(state.labels, out.labels, strict=True):
+            self.labels.union(label, other, where)
+        zeros = self.zero_atoms(out)
+        poles = set().union(*(self.atoms(label) for label in out.poles))
+        return Value(
+            state.labels,
+            frozenset(z for z in state.zeros if self.labels.find(z) in zeros),
+            data=state.data or out.data,
+            made_by=state.made_by | out.made_by,
+            scales=state.scales | out.scales,
+            poles=state.poles | {a for a in atoms if self.labels.find(a) in poles},
+            zeroed_by=state.zeroed_by | out.zeroed_by,
+        )
+
+    def save(self) -> tuple[Any, ...]:
+        """A copy of what a walk changes, for `restore`."""
+        state = (self.labels, self.kinds, self.ops, self.normalized, self.made, self.unsafe)
+        return copy.deepcopy(state)
+
+    def restore(self, saved: tuple[Any, ...]) -> None:
+        """Undoes what walks did since `save` gave ``saved``."""
+        self.labels, self.kinds, self.ops, self.normalized, self.made, self.unsafe = saved
+
     # -- the walk ---------------------------------------------------------------------
 
     def walk(self, jaxpr: Any, ins: list[Value | None], consts: list[Value]) -> list[Any]:
@@ -648,14 +734,10 @@ class _Walker:
         name, p = eqn.primitive.name, eqn.params
         for key in CALLS if name in CALL_PRIMITIVES else ():
             sub = p.get(key)
-            inner = getattr(sub, "jaxpr", sub)
-            if hasattr(inner, "eqns"):
-                consts = [self.constant(c) for c in getattr(sub, "consts", ())]
-                self.scopes.append(str(eqn.source_info.name_stack))
-                try:
-                    return self.walk(inner, args, consts)
-                finally:
-                    self.scopes.pop()
+            if hasattr(getattr(sub, "jaxpr", sub), "eqns"):
+                return self.call(eqn, sub, args)
+        if name == "scan":
+            return self.scan(eqn, args)  # type: ignore[arg-type]
         if name == "dot_general":
             return [self.dot_general(eqn, args[0], args[1])]  # type: ignore[arg-type]
         if name == "conv_general_dilated":
@@ -718,6 +800,16 @@ class _Walker:
             f"{f' in module {module!r}' if module else ''}: the primitive {name!r} {hint}. "
             "The model's channel groups cannot be resolved."
         )
+
+    def call(self, eqn: Any, sub: Any, args: Sequence[Value | None]) -> list[Any]:
+        """Walks ``sub`` (a jaxpr or closed jaxpr ``eqn`` calls) on ``args``, within the
+        caller's name stack."""
+        consts = [self.constant(c) for c in getattr(sub, "consts", ())]
+        self.scopes.append(str(eqn.source_info.name_stack))
+        try:
+            return self.walk(getattr(sub, "jaxpr", sub), list(args), consts)
+        finally:
+            self.scopes.pop()
 
     def constant(self, value: Any) -> Value:
         return Value([self.labels.new(n, "constant") for n in np.shape(value)], known=value)

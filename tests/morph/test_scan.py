@@ -1,0 +1,299 @@
+"""Loops: morph follows channels through `lax.scan` (nn.scan, nn.RNN, Repeat) exactly."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from phosjax.layers import Repeat, Residual, ReZero
+from phosjax.morph import (
+    COSTS,
+    UnsupportedOpError,
+    alive_channels,
+    channel_groups,
+    cost_polynomial,
+    evaluate,
+    importance,
+    mask,
+    shrink,
+)
+
+
+def _perturbed(variables):
+    """Non-zero biases and scales (ReZero's starts at 0), so masking is really tested."""
+    rng = np.random.default_rng(7)
+    return jax.tree.map(lambda x: jnp.asarray(x + 0.3 * rng.random(x.shape, np.float32)), variables)
+
+
+class MLP(nn.Module):
+    """Dense(inner), (BatchNorm,) relu, Dense(width): a block whose inner width is not
+    its carry's."""
+
+    inner: int
+    width: int
+    norm: bool = False
+
+    @nn.compact
+    def __call__(self, x):
+        h = nn.Dense(self.inner, name="hidden")(x)
+        h = nn.BatchNorm(use_running_average=True, name="norm")(h) if self.norm else h
+        return nn.Dense(self.width, name="out")(nn.relu(h))
+
+
+class Repeated(nn.Module):
+    """Dense stem, a `Repeat` of three blocks, Dense head; ``widths``: (stream, inner).
+
+    ``looped`` applies three blocks of their own in a Python for loop instead; ``norm``
+    puts a BatchNorm in the block (its statistics are stacked too)."""
+
+    widths: tuple[int, ...] = (6, 8)
+    rezero: bool = False
+    looped: bool = False
+    norm: bool = False
+
+    @nn.compact
+    def __call__(self, x):
+        stream = self.widths[0]
+        h = nn.Dense(stream, name="stem")(x)
+        if self.rezero:
+            block = lambda suffix="": ReZero(nn.Dense(stream, name=f"dense{suffix}"))
+        else:
+            mlp = lambda suffix: MLP(self.widths[1], stream, self.norm, name=f"mlp{suffix}")
+            block = lambda suffix="": Residual(mlp(suffix))
+        if self.looped:
+            for layer in range(3):
+                h = block(f"_{layer}")(h)
+        else:
+            h = Repeat(block(), num_layers=3)(h)
+        return nn.Dense(2, name="head")(h)
+
+
+class Step(nn.Module):
+    """One step: the state mixed with the input, and an output of another width."""
+
+    width: int
+    inner: int
+
+    @nn.compact
+    def __call__(self, state, x):
+        state = nn.tanh(nn.Dense(self.width, name="mix")(state) + x)
+        return state, nn.relu(nn.Dense(self.inner, name="emit")(state))
+
+
+class Scanned(nn.Module):
+    """`nn.scan` over the time axis of ``(batch, time, features)``, its params shared by
+    every step (consts of the scan); the head reads the last state and the outputs."""
+
+    widths: tuple[int, ...] = (6, 5)
+
+    @nn.compact
+    def __call__(self, x):
+        h = nn.Dense(self.widths[0], name="embed")(x)
+        steps = nn.scan(
+            Step,
+            variable_broadcast="params",
+            split_rngs={"params": False},
+            in_axes=1,
+            out_axes=1,
+        )
+        state = jnp.zeros((x.shape[0], self.widths[0]))
+        state, ys = steps(self.widths[0], self.widths[1], name="steps")(state, h)
+        return nn.Dense(2, name="head")(jnp.concatenate([state, ys.mean(1)], -1))
+
+
+class RNN(nn.Module):
+    """``cell`` over the sequence by `nn.RNN` (a scan), or by a Python loop over the steps."""
+
+    widths: tuple[int, ...] = (6,)
+    cell: str = "gru"
+    looped: bool = False
+
+    @nn.compact
+    def __call__(self, x):
+        cells = {"gru": nn.GRUCell, "lstm": nn.LSTMCell}
+        cell = cells[self.cell](self.widths[0], name="cell")
+        if self.looped:
+            carry = cell.initialize_carry(jax.random.key(0), x[:, 0].shape)
+            for step in range(x.shape[1]):
+                carry, h = cell(carry, x[:, step])
+        else:
+            h = nn.RNN(cell)(x)[:, -1]
+        return nn.Dense(2, name="head")(h)
+
+
+MODELS = {
+    "Repeat of ReZero(Dense)": (Repeated(rezero=True), (6,), ("dense",)),
+    "Repeat of Residual(MLP)": (Repeated(), (6,), ("mlp/out", "mlp/hidden")),
+    "Repeat of Residual(MLP with BatchNorm)": (
+        Repeated(norm=True),
+        (6,),
+        ("mlp/out", "mlp/hidden"),
+    ),
+    "nn.scan": (Scanned(), (4, 3), ("embed", "steps/emit")),
+    "nn.RNN(GRUCell)": (RNN(), (5, 3), ("cell/hn",)),
+    "nn.RNN(LSTMCell)": (RNN(cell="lstm"), (5, 3), ("cell/hf",)),
+    "GRUCell looped in Python": (RNN(looped=True), (5, 3), ("cell/hn",)),
+}
+"""``(model, input shape without the batch, its groups' names in the order of its widths)``."""
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_scanned_models_shrunk_equal_masked_and_shrinking_twice_changes_nothing(name):
+    model, shape, names = MODELS[name]
+    x = jax.random.normal(jax.random.key(1), (3, *shape))
+    variables = _perturbed(model.init(jax.random.key(0), x))
+    groups = channel_groups(model, variables, x)
+    assert sorted(groups.names) == sorted(names)
+    alive = {g.name: np.arange(g.size) % 3 != 1 for g in groups.groups}
+    small = shrink(variables, alive, groups)
+    smaller = model.clone(widths=tuple(small.widths[n] for n in names))
+
+    masked_out = model.apply(mask(variables, alive, groups), x)
+    np.testing.assert_allclose(smaller.apply(small.variables, x), masked_out, atol=1e-5)
+    assert not np.allclose(masked_out, model.apply(variables, x), atol=1e-3)
+
+    again = channel_groups(smaller, small.variables, x)
+    assert sorted(again.names) == sorted(names)
+    twice = shrink(small.variables, again.full(), again)
+    assert jax.tree.all(jax.tree.map(np.array_equal, twice.variables, small.variables))
+
+
+def test_a_repeated_block_s_channels_are_axes_after_the_layer_axis_of_its_stacked_leaves():
+    """The stream (stem, each block's output) and the block's inner width are groups over
+    all three layers: the leaves' leading layer axis is no member, and a mask cuts the
+    same channels in every layer."""
+    model = Repeated()
+    x = jnp.ones((2, 4))
+    variables = model.init(jax.random.key(0), x)
+    assert variables["params"]["mlp"]["hidden"]["kernel"].shape == (3, 6, 8)
+    groups = channel_groups(model, variables, x)
+    members = {g.name: {(m.path, m.axis) for m in g.members} for g in groups.groups}
+    mlp = "params/mlp"
+    assert members["mlp/out"] == {
+        ("params/stem/kernel", 1),
+        ("params/stem/bias", 0),
+        (f"{mlp}/hidden/kernel", 1),
+        (f"{mlp}/out/kernel", 2),
+        (f"{mlp}/out/bias", 1),
+        ("params/head/kernel", 0),
+    }
+    assert members["mlp/hidden"] == {
+        (f"{mlp}/hidden/kernel", 2),
+        (f"{mlp}/hidden/bias", 1),
+        (f"{mlp}/out/kernel", 1),
+    }
+    alive = {"mlp/hidden": np.arange(8) < 5}
+    hidden = mask(variables, alive, groups)["params"]["mlp"]["hidden"]
+    assert not np.any(hidden["kernel"][:, :, 5:]) and not np.any(hidden["bias"][:, 5:])
+    assert np.all(
+        hidden["kernel"][:, :, :5] == variables["params"]["mlp"]["hidden"]["kernel"][:, :, :5]
+    )
+
+
+def test_a_repeated_channel_s_importance_adds_up_over_the_layers():
+    """A channel dead in one layer but not in the others is alive: its group lasso is
+    the norm of its slices in every layer."""
+    model = Repeated()
+    x = jnp.ones((2, 4))
+    variables = model.init(jax.random.key(0), x)
+    groups = channel_groups(model, variables, x)
+    hidden = variables["params"]["mlp"]["hidden"]
+    hidden["kernel"] = hidden["kernel"].at[0, :, 1].set(0.0).at[:, :, 2].set(0.0)
+    hidden["bias"] = hidden["bias"].at[0, 1].set(0.0).at[:, 2].set(0.0)
+    scores = importance(groups, variables)[groups.names.index("mlp/hidden")]
+    expected = np.sqrt(np.sum(hidden["kernel"] ** 2, (0, 1)) + np.sum(hidden["bias"] ** 2, 0))
+    np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-5)
+    assert (
+        alive_channels(groups, variables)["mlp/hidden"].tolist()
+        == [True] * 2 + [False] + [True] * 5
+    )
+
+
+def _carried(feed):
+    """A Dense stem, then three steps ``state -> relu(state @ w) + feed(p)``, then a head."""
+    keys = jax.random.split(jax.random.key(0), 5)
+    p = {
+        "stem": jax.random.normal(keys[0], (3, 5)),
+        "w": jax.random.normal(keys[1], (5, 5)),
+        "b": jax.random.normal(keys[2], (5,)),
+        "head": jax.random.normal(keys[3], (5, 2)),
+    }
+
+    def apply(p, x):
+        step = lambda state, _: (jax.nn.relu(state @ p["w"]) + feed(p), None)
+        state, _ = jax.lax.scan(step, x @ p["stem"], None, length=3)
+        return state @ p["head"]
+
+    return apply, p, jax.random.normal(keys[4], (4, 3))
+
+
+def test_a_carry_a_learned_bias_feeds_is_pruned_and_one_a_constant_feeds_is_pinned():
+    """A dead channel of the state stays zero through the loop when the bias added to it
+    is a param (mask zeroes it too); a constant makes it non-zero from the second step on,
+    so its channels reach ``w`` live: that only shows once the body is walked again with
+    the state it returns, which the first step's zero state hides."""
+    apply, p, x = _carried(lambda p: p["b"])
+    groups = channel_groups(apply, p, x)
+    (group,) = groups.groups
+    assert {(m.path, m.axis) for m in group.members} == {
+        ("stem", 1),
+        ("w", 0),
+        ("w", 1),
+        ("b", 0),
+        ("head", 0),
+    }
+    alive = {"stem": np.array([True, False, True, True, False])}
+    np.testing.assert_allclose(
+        apply(shrink(p, alive, groups).variables, x), apply(mask(p, alive, groups), x), atol=1e-5
+    )
+
+    apply, p, x = _carried(lambda p: 1.0)
+    groups = channel_groups(apply, p, x)
+    assert groups.groups == ()
+    assert "sums over channels that are not zero when dead" in groups.pinned["stem:1"]
+
+
+def test_a_fori_loop_with_int_bounds_is_followed_and_a_while_loop_is_refused():
+    apply, p, x = _carried(lambda p: p["b"])
+    fori = lambda p, x: (
+        jax.lax.fori_loop(0, 3, lambda _, h: jax.nn.relu(h @ p["w"]) + p["b"], x @ p["stem"])
+        @ p["head"]
+    )
+    assert channel_groups(fori, p, x).groups == channel_groups(apply, p, x).groups
+
+    def until(p, x):
+        more = lambda h: h.sum() < 10.0
+        h = jax.lax.while_loop(more, lambda h: jax.nn.relu(h @ p["w"]) + p["b"], x @ p["stem"])
+        return h @ p["head"]
+
+    with pytest.raises(
+        UnsupportedOpError,
+        match=r"the primitive 'while' is a while loop .* a fixed number of steps: lax.scan",
+    ):
+        channel_groups(until, p, x)
+
+
+def _counts(groups, stream):
+    """Alive counts: ``stream`` channels for the group the head reads, 4 for any other."""
+    heads = [any(m.path == "params/head/kernel" for m in g.members) for g in groups.groups]
+    return [stream if head else 4 for head in heads]
+
+
+@pytest.mark.parametrize("cost", COSTS)
+@pytest.mark.parametrize("name", ["Repeat", "nn.RNN(GRUCell)", "nn.RNN(LSTMCell)"])
+def test_a_scanned_model_costs_what_its_loop_unrolled_in_python_costs(name, cost):
+    """The body's contractions count once per step; a stacked leaf is all its layers'."""
+    scanned, looped, shape = {
+        "Repeat": (Repeated(), Repeated(looped=True), (6,)),
+        "nn.RNN(GRUCell)": (RNN(), RNN(looped=True), (5, 3)),
+        "nn.RNN(LSTMCell)": (RNN(cell="lstm"), RNN(cell="lstm", looped=True), (5, 3)),
+    }[name]
+    x = jnp.ones((2, *shape))
+    costs = []
+    for model in (scanned, looped):
+        groups = channel_groups(model, model.init(jax.random.key(0), x), x)
+        poly = cost_polynomial(groups, cost)
+        costs.append([evaluate(poly, _counts(groups, stream)) for stream in (6, 3)])
+    assert costs[0][0] > costs[0][1]
+    np.testing.assert_allclose(costs[0], costs[1], rtol=1e-9)
