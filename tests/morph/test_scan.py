@@ -1,5 +1,7 @@
 """Loops: morph follows channels through `lax.scan` (nn.scan, nn.RNN, Repeat) exactly."""
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -122,6 +124,17 @@ class RNN(nn.Module):
         return nn.Dense(2, name="head")(h)
 
 
+class Bidirectional(nn.Module):
+    """A GRU forward and one backward (a reversed scan) over the sequence, concatenated."""
+
+    widths: tuple[int, ...] = (6, 5)
+
+    @nn.compact
+    def __call__(self, x):
+        forward, backward = (nn.RNN(nn.GRUCell(width)) for width in self.widths)
+        return nn.Dense(2, name="head")(nn.Bidirectional(forward, backward)(x).mean(1))
+
+
 MODELS = {
     "Repeat of ReZero(Dense)": (Repeated(rezero=True), (6,), ("dense",)),
     "Repeat of Residual(MLP)": (Repeated(), (6,), ("mlp/out", "mlp/hidden")),
@@ -134,6 +147,7 @@ MODELS = {
     "nn.RNN(GRUCell)": (RNN(), (5, 3), ("cell/hn",)),
     "nn.RNN(LSTMCell)": (RNN(cell="lstm"), (5, 3), ("cell/hf",)),
     "GRUCell looped in Python": (RNN(looped=True), (5, 3), ("cell/hn",)),
+    "nn.Bidirectional": (Bidirectional(), (5, 3), ("GRUCell_0/hn", "GRUCell_1/hn")),
 }
 """``(model, input shape without the batch, its groups' names in the order of its widths)``."""
 
@@ -272,6 +286,59 @@ def test_a_fori_loop_with_int_bounds_is_followed_and_a_while_loop_is_refused():
         match=r"the primitive 'while' is a while loop .* a fixed number of steps: lax.scan",
     ):
         channel_groups(until, p, x)
+
+
+def _layers_of_steps(p, x, unrolled=False):
+    """A stem, then three layers (their params stacked) each running a recurrence over the
+    sequence's steps: a scan in a scan, or (``unrolled``) the same in Python loops."""
+    h = x @ p["stem"]
+
+    def step(layer, state, h_t):
+        w, u, b = layer
+        state = jnp.tanh(state + jax.nn.relu(h_t @ w + b) @ u)
+        return state, state
+
+    def layer(h, params):
+        state = jnp.zeros((h.shape[0], p["u"].shape[-1]))
+        _, states = jax.lax.scan(functools.partial(step, params), state, jnp.swapaxes(h, 0, 1))
+        return jnp.swapaxes(states, 0, 1), None
+
+    stacked = (p["w"], p["u"], p["b"])
+    if not unrolled:
+        return jax.lax.scan(layer, h, stacked)[0].mean(1) @ p["head"]
+    for params in zip(*stacked, strict=True):
+        state, states = jnp.zeros((h.shape[0], p["u"].shape[-1])), []
+        for t in range(h.shape[1]):
+            state, _ = step(params, state, h[:, t])
+            states.append(state)
+        h = jnp.stack(states, 1)
+    return h.mean(1) @ p["head"]
+
+
+def test_nested_scans_prune_exactly_and_cost_what_their_unrolled_loops_cost():
+    keys = iter(jax.random.split(jax.random.key(0), 6))
+    shapes = {"stem": (4, 5), "w": (3, 5, 7), "u": (3, 7, 5), "b": (3, 7), "head": (5, 2)}
+    p = {name: jax.random.normal(next(keys), shape) for name, shape in shapes.items()}
+    x = jax.random.normal(next(keys), (3, 6, 4))
+    scanned = channel_groups(_layers_of_steps, p, x)
+    unrolled = channel_groups(functools.partial(_layers_of_steps, unrolled=True), p, x)
+    members = [{(m.path, m.axis) for m in g.members} for g in scanned.groups]
+    assert members == [
+        {("stem", 1), ("w", 1), ("u", 2), ("head", 0)},
+        {("w", 2), ("b", 1), ("u", 1)},
+    ]
+    assert scanned.groups == unrolled.groups
+    for counts in ([5, 7], [2, 3]):
+        assert evaluate(cost_polynomial(scanned), counts) == pytest.approx(
+            evaluate(cost_polynomial(unrolled), counts)
+        )
+
+    alive = {"stem": np.arange(5) % 2 == 0, "w": np.arange(7) % 3 != 1}
+    np.testing.assert_allclose(
+        _layers_of_steps(shrink(p, alive, scanned).variables, x),
+        _layers_of_steps(mask(p, alive, scanned), x),
+        atol=1e-5,
+    )
 
 
 def _counts(groups, stream):
