@@ -464,6 +464,22 @@ def test_paths_that_climb_out_are_refused(server, path):
     assert SECRET.encode() not in body
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/static//etc/passwd",
+        "/static/%2Fetc%2Fpasswd",
+        "/api/blurb//etc/passwd",
+        "/api/blurb/%2Fetc%2Fpasswd",
+        "/api/graph/%2Ftmp%2Fsecret",
+    ],
+)
+def test_absolute_paths_are_refused_with_403(server, path):
+    """docs/viewer.md: paths that climb out (``..``, absolute paths, symlinks out): 403."""
+    status, _, body = get(server, path)
+    assert status == 403 and b"climbs out of the bench" in body, (path, status, body)
+
+
 def test_symlinks_out_of_the_bench_are_refused(server):
     status, _, body = get(server, "/api/blurb/evil")
     assert status == 403 and b"leads outside the bench" in body

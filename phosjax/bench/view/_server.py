@@ -243,7 +243,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 "Host not allowed: bound to a loopback address, this viewer answers only "
                 "localhost (use an SSH tunnel, or start it with --host 0.0.0.0).",
             )
-        if ".." in path.split("/") or "\\" in path or "\x00" in path or path.startswith("//"):
+        # "//": an absolute name after a route's prefix (/static//etc/passwd, %2F encoded)
+        if ".." in path.split("/") or "\\" in path or "\x00" in path or "//" in path:
             return self._error(403, f"Refused: {path!r} climbs out of the bench.")
         try:
             self._route(path, split.query)
