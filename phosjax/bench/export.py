@@ -255,7 +255,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         exported = export_mlflow(args.dir, args.mlflow, args.experiment)
     except (NotABenchError, BrokenFileError, mlflow.exceptions.MlflowException) as error:
-        print(f"error: {error}", file=sys.stderr)
+        message = str(error).strip()
+        if args.mlflow.startswith("sqlite:") and "unsupported URI" in message:  # skinny
+            message += " (a sqlite: store needs the full mlflow package: pip install mlflow)"
+        print(f"error: {message}", file=sys.stderr)
         return 2
     print(
         f"Exported {len(exported.runs)} cells to MLflow experiment {exported.experiment_id} "

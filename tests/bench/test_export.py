@@ -192,6 +192,17 @@ def test_command_line(written, store, tmp_path, capsys, monkeypatch):
     assert "needs the mlflow extra: pip install 'phosjax[mlflow]'" in capsys.readouterr().err
 
 
+def test_a_sqlite_store_without_the_full_mlflow_says_to_install_it(written, tmp_path, capsys):
+    """README: a ``sqlite:`` store needs the full ``mlflow`` package; mlflow-skinny's own
+    error (an unsupported model registry URI) does not say so."""
+    status = main(["--dir", str(written.root), "--mlflow", f"sqlite:///{tmp_path / 'm.db'}"])
+    if status == 0:
+        pytest.skip("the full mlflow package is installed: the sqlite store works")
+    err = capsys.readouterr().err
+    assert status == 2 and err.startswith("error: Model registry functionality"), err
+    assert "(a sqlite: store needs the full mlflow package: pip install mlflow)" in err
+
+
 @pytest.mark.parametrize("damaged", [_layout.STATUS, _layout.MARKER, _layout.CELLS])
 def test_a_damaged_bench_file_is_an_error_naming_it_and_nothing_is_exported(
     written, store, tmp_path, capsys, damaged
