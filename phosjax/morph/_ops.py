@@ -31,6 +31,8 @@ REDUCE = {"reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "argmax", "ar
            "reduce_and", "reduce_or"}  # fmt: skip
 WINDOW = {"reduce_window_sum", "reduce_window_max", "reduce_window_min", "reduce_window"}
 CUMULATIVE = {"cumsum", "cumprod", "cummax", "cummin", "cumlogsumexp"}
+DECOMPOSITIONS = {"svd", "eigh", "qr", "cholesky"}
+"""Matrix decompositions: each output entry depends on every entry of the operand."""
 CALLS = ("jaxpr", "call_jaxpr", "fun_jaxpr")
 CALL_PRIMITIVES = {
     "jit", "pjit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call",

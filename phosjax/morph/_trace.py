@@ -5,11 +5,12 @@ value a label (`Labels`). It records, for each variable leaf axis, how it is use
 (``in``: contracted against an activation; ``out``: a free axis of a contraction;
 ``scale``/``bias``: multiplied onto / added to an activation; ``other``), the labels of
 every contraction's loop (for FLOPs), and pins the labels that cannot be pruned exactly:
-the model's inputs and outputs, reduced, sliced, padded, reversed, pooled and convolved
-axes, and channels that reach a contraction without being zero when dead. A leaf axis
-whose zeros would turn non-finite (``k / norm(k)``: 0/0) is recorded as ``unsafe``: `mask`
-must not zero it. A loop's body (``scan``) is walked again until what its carry holds no
-longer changes (see `_Walker.scan`).
+the model's inputs and outputs, reduced, sliced, padded, reversed, pooled, convolved and
+ranked (``top_k``) axes, every axis a matrix decomposition gets, and channels that reach a
+contraction without being zero when dead. A leaf axis whose zeros would turn non-finite
+(``k / norm(k)``: 0/0) is recorded as ``unsafe``: `mask` must not zero it. A loop's body
+(``scan``) is walked again until what its carry holds no longer changes (see
+`_Walker.scan`).
 """
 
 import copy
@@ -29,6 +30,7 @@ from phosjax.morph._ops import (
     CALLS,
     COMPARE,
     CUMULATIVE,
+    DECOMPOSITIONS,
     FIRST_ZERO,
     KEEPS_ZERO,
     LAYOUT,
@@ -549,6 +551,31 @@ class _Walker:
         zeros = value.zeros if eqn.primitive.name.startswith("reduce_") else frozenset()
         return _carry(value, [value.labels[i] for i in keep], zeros, None)
 
+    def top_k(self, eqn: Any, value: Value) -> list[Value]:
+        """``top_k`` (a mixture of experts' routing): which entries win depends on every
+        entry along ``axis``, so that axis is pinned, and the ``k`` ranks are a new pinned
+        axis. Each row along the other axes is ranked on its own, so those axes carry their
+        channels: a dead channel's rows are zeros, and so are their top values; their
+        indices are ``0..k-1``, not zero."""
+        axis, labels = eqn.params["axis"], list(value.labels)
+        reason = f"{_where(eqn)} ranks along this axis"
+        labels[axis] = self.pinned_axis(labels[axis], reason, eqn.params["k"])
+        return [_carry(value, labels, value.zeros, None), _carry(value, labels, frozenset(), None)]
+
+    def decomposed(self, eqn: Any, ins: list[Value]) -> list[Value]:
+        """A matrix decomposition (`DECOMPOSITIONS`: ``jnp.linalg.svd`` in a spectral
+        norm, ``eigh``...) mixes every entry of its operand, and its outputs' sizes follow
+        the operand's: every axis of the operand is pinned, so the masked and the shrunk
+        model decompose the same matrices, and the outputs get new pinned axes."""
+        reason = f"{_where(eqn)} decomposes matrices over this axis"
+        for value in ins:
+            for label in value.labels:
+                self.labels.pin(label, reason)
+        return [
+            _joined(ins, [self.labels.new(n, reason) for n in out.aval.shape], set())
+            for out in eqn.outvars
+        ]
+
     def concatenate(self, eqn: Any, ins: list[Value]) -> Value:
         where, axis = _where(eqn), eqn.params["dimension"]
         labels = []
@@ -758,6 +785,10 @@ class _Walker:
             value = args[0]
             self.labels.pin(value.labels[p["axis"]], f"{_where(eqn)} accumulates over this axis")  # type: ignore[union-attr]
             return [dataclasses.replace(value, zeros=frozenset(), src=None)]  # type: ignore[type-var]
+        if name == "top_k":
+            return self.top_k(eqn, args[0])  # type: ignore[arg-type]
+        if name in DECOMPOSITIONS:
+            return self.decomposed(eqn, args)  # type: ignore[arg-type]
         if name == "concatenate":
             return [self.concatenate(eqn, args)]  # type: ignore[arg-type]
         if name in ("slice", "pad"):

@@ -13,6 +13,7 @@ from phosjax.data import ArrayDataset, load
 from phosjax.models import ModelConfig
 from phosjax.morph import MorphConfig, _loop, config_cost
 from phosjax.morph.__main__ import main
+from tests.morph.unfollowable import NAME as SORTED
 
 
 @pytest.mark.slow
@@ -156,8 +157,8 @@ CNN = "{name: cnn1d, num_classes: 10, input_shape: [40], width: [8, 8]}"
             "which has 128 examples; set MorphConfig.batch_size to at most 128",
         ),
         (
-            "model: {name: moenet, num_classes: 10, input_shape: [40]}\n",
-            "MorphConfig.model 'moenet': cannot follow channels through top_k",
+            f"model: {{name: {SORTED}, num_classes: 10, input_shape: [40]}}\n",
+            f"MorphConfig.model '{SORTED}': cannot follow channels through sort",
         ),
         (
             f"model: {CNN}\nsource: gamma\n",
