@@ -1,7 +1,10 @@
-"""What the layers of `phosjax.layers` need: `top_k` (routing) and matrix decompositions
-(spectral norms) are followed exactly."""
+"""Every layer of `phosjax.layers` between Dense layers: the shrunk model equals the masked
+one, and shrinking twice changes nothing (a layer missing from `CASES` fails); and what
+their routing and spectral norms need: `top_k`, matrix decompositions."""
 
 import re
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
@@ -9,13 +12,192 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import phosjax.layers as L
 from phosjax.morph import channel_groups, mask, shrink
 
 
+class MLP(nn.Module):
+    """A block for the containers: Dense(inner), relu, Dense(width)."""
+
+    inner: int
+    width: int
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(self.width, name="out")(nn.relu(nn.Dense(self.inner, name="hidden")(x)))
+
+
+class Between(nn.Module):
+    """Dense(w) and relu for each w of ``stems`` (``stem_0``...), ``layer``, Dense(3)."""
+
+    layer: nn.Module
+    stems: tuple[int, ...] = (6,)
+
+    @nn.compact
+    def __call__(self, x):
+        for i, width in enumerate(self.stems):
+            x = nn.relu(nn.Dense(width, name=f"stem_{i}")(x))
+        return nn.Dense(3, name="head")(self.layer(x))
+
+
+def _mlp(w, block):
+    """The `MLP` named ``block``, of the widths ``w`` gives its groups."""
+    return MLP(w[f"{block}/hidden"], w[f"{block}/out"])
+
+
+class Case(NamedTuple):
+    """A model around one layer, built from its groups' widths, and what to expect."""
+
+    build: Callable[[Mapping[str, int]], nn.Module]
+    shape: tuple[int, ...]  # of an input, without the batch
+    groups: Mapping[str, int]  # the model's channel groups and their sizes
+    alive: Mapping[str, int] = {}  # how many channels a group keeps, where the layer ties it
+
+
+CASES = {
+    "GLU": Case(
+        lambda w: Between(L.GLU(w["layer/proj"]), (w["stem_0"],)),
+        (5,),
+        {"layer/proj": 4, "stem_0": 6},
+    ),
+    "ActivityL1": Case(lambda w: Between(L.ActivityL1(), (w["stem_0"],)), (5,), {"stem_0": 6}),
+    "Choice": Case(
+        lambda w: Between(
+            L.Choice(
+                [_mlp(w, "layer/branches_0"), nn.Dense(w["layer/branches_0/out"])],
+                per_example=True,
+            ),
+            (w["stem_0"],),
+        ),
+        (5,),
+        {"layer/branches_0/hidden": 5, "layer/branches_0/out": 6, "stem_0": 6},
+    ),
+    "DropPath": Case(lambda w: Between(L.DropPath(0.5), (w["stem_0"],)), (5,), {"stem_0": 6}),
+    # cos(0) is 1: the frequencies' channels are pinned where the head contracts them
+    "FourierFeatures": Case(
+        lambda w: Between(L.FourierFeatures(4), (w["stem_0"],)), (5,), {"stem_0": 6}
+    ),
+    "GatedSkip": Case(
+        lambda w: Between(L.GatedSkip(_mlp(w, "layer/block")), (w["layer/block/out"],)),
+        (5,),
+        {"layer/block/hidden": 5, "layer/block/out": 6},
+    ),
+    # its kernel is a slice of what its hyper-network makes: nothing around it prunes
+    "HyperDense": Case(lambda w: Between(L.HyperDense(4), (6,)), (5,), {}),
+    "LayerScale": Case(lambda w: Between(L.LayerScale(0.5), (w["stem_0"],)), (5,), {"stem_0": 6}),
+    # an svd of its kernel pins its rows (stem_1) and columns: stem_0 prunes
+    "LipschitzDense": Case(
+        lambda w: Between(L.LipschitzDense(4), (w["stem_0"], 5)), (5,), {"stem_0": 6}
+    ),
+    "MixtureOfExperts": Case(
+        lambda w: Between(
+            L.MixtureOfExperts(3, 2, w["layer#0"], features=w["layer#1"]), (w["stem_0"],)
+        ),
+        (5,),
+        {"layer#0": 4, "layer#1": 5, "stem_0": 6},
+    ),
+    # its input width is heads * head size (3), and its output width its input's
+    "MultiHeadSelfAttention": Case(
+        lambda w: Between(L.MultiHeadSelfAttention(w["layer/qkv"]), (w["stem_0"],)),
+        (4, 5),
+        {"layer/out": 6, "layer/qkv": 2, "stem_0": 6},
+        {"stem_0": 3, "layer/qkv": 1, "layer/out": 3},
+    ),
+    "OrthogonalDense": Case(
+        lambda w: Between(L.OrthogonalDense(w["layer"]), (w["stem_0"],)),
+        (5,),
+        {"layer": 4, "stem_0": 6},
+    ),
+    "ReZero": Case(
+        lambda w: Between(L.ReZero(_mlp(w, "layer/block")), (w["layer/block/out"],)),
+        (5,),
+        {"layer/block/hidden": 5, "layer/block/out": 6},
+    ),
+    "Repeat": Case(
+        lambda w: Between(
+            L.Repeat(L.Residual(_mlp(w, "layer/block/block")), num_layers=2),
+            (w["layer/block/block/out"],),
+        ),
+        (5,),
+        {"layer/block/block/hidden": 5, "layer/block/block/out": 6},
+    ),
+    "Residual": Case(
+        lambda w: Between(L.Residual(_mlp(w, "layer/block")), (w["stem_0"],)),
+        (5,),
+        {"layer/block/hidden": 5, "layer/block/out": 4, "stem_0": 6},
+    ),
+    "Sequence": Case(
+        lambda w: Between(
+            L.Sequence(
+                [nn.Dense(w["layer/layers_0"]), L.DropPath(0.2), nn.Dense(w["layer/layers_2"])]
+            ),
+            (w["stem_0"],),
+        ),
+        (5,),
+        {"layer/layers_0": 5, "layer/layers_2": 4, "stem_0": 6},
+    ),
+    # its bottleneck is half its width (reduction=2)
+    "SqueezeExcite": Case(
+        lambda w: Between(L.SqueezeExcite(2), (w["layer/up"],)),
+        (4, 5),
+        {"layer/down": 3, "layer/up": 6},
+        {"layer/up": 4, "layer/down": 2},
+    ),
+    "SwiGLU": Case(
+        lambda w: Between(L.SwiGLU(w["layer/gate_proj"], w["layer/out"]), (w["stem_0"],)),
+        (5,),
+        {"layer/gate_proj": 5, "layer/out": 4, "stem_0": 6},
+    ),
+    # the LayerNorms pin the stream (stem_0); fewer heads over it would be larger heads
+    "TransformerBlock": Case(
+        lambda w: Between(L.TransformerBlock(w["layer/attention/qkv"], w["layer/mlp_in"]), (4,)),
+        (4, 5),
+        {"layer/attention/qkv": 2, "layer/mlp_in": 8},
+        {"layer/attention/qkv": 2},
+    ),
+}
+
+
+def _alive(groups, counts, seed=0):
+    """A random mask per group: half its channels (at least one), or ``counts``."""
+    rng = np.random.default_rng(seed)
+    return {
+        g.name: rng.permutation(g.size) < counts.get(g.name, max(1, g.size // 2))
+        for g in groups.groups
+    }
+
+
 def _perturbed(variables):
-    """Non-zero biases, so masking is really tested."""
+    """Non-zero biases and scales (ReZero's starts at 0), so masking is really tested."""
     rng = np.random.default_rng(7)
     return jax.tree.map(lambda x: x + 0.3 * rng.random(x.shape, np.float32), variables)
+
+
+def test_every_case_is_a_layer_of_phosjax_layers():
+    assert set(CASES) <= set(L.__all__)
+
+
+@pytest.mark.parametrize("name", L.__all__)
+def test_each_layer_shrunk_equals_masked_and_shrinking_twice_changes_nothing(name):
+    assert name in CASES, f"phosjax.layers.{name} has no case: add one to CASES"
+    case = CASES[name]
+    model = case.build(case.groups)
+    x = jax.random.normal(jax.random.key(1), (3, *case.shape))
+    variables = _perturbed(model.init(jax.random.key(0), x))
+    groups = channel_groups(model, variables, x)
+    assert {g.name: g.size for g in groups.groups} == case.groups
+    alive = _alive(groups, case.alive)
+    small = shrink(variables, alive, groups)
+    smaller = case.build(small.widths)
+
+    masked_out = model.apply(mask(variables, alive, groups), x)
+    np.testing.assert_allclose(smaller.apply(small.variables, x), masked_out, atol=1e-5, rtol=1e-5)
+    if case.groups:
+        assert not np.allclose(masked_out, model.apply(variables, x), atol=1e-3)
+
+    again = channel_groups(smaller, small.variables, x)
+    twice = shrink(small.variables, again.full(), again)
+    assert jax.tree.all(jax.tree.map(np.array_equal, twice.variables, small.variables))
 
 
 class TopK(nn.Module):
