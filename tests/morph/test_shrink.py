@@ -40,6 +40,10 @@ ZOO = {
 ZOO["cnn2d, 2 blocks per stage"] = ZOO["cnn2d"].replace(depth=2, width=(8, 16))
 # A choice's skip branch projects where the width changes (blocks_2 here).
 ZOO["choicenet, stages of 8 and 16"] = ModelConfig("choicenet", 5, (40,), width=(8, 16))
+# top_k routing: the stream and the experts' hidden width prune, the expert axis is pinned.
+ZOO["moenet"] = ModelConfig(
+    "moenet", 5, (40,), width=(8,), options={"num_experts": 2, "hidden_features": 8}
+)
 
 
 def _random_alive(groups, seed=0, fraction=0.6):
