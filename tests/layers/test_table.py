@@ -246,23 +246,71 @@ def test_vmap_matches_stacked_single_calls(case):
     np.testing.assert_allclose(vmapped, stacked, rtol=1e-5, atol=2e-5)
 
 
+def _rematted(case: LayerCase, layer: nn.Module) -> nn.Module:
+    """``layer`` rebuilt as an ``nn.remat`` of its class, its train flag (the argument
+    after the input, as `_loss_and_grads` passes it) static."""
+    fields = {
+        f.name: getattr(layer, f.name)
+        for f in dataclasses.fields(layer)
+        if f.init and f.name not in ("parent", "name")
+    }
+    static = (2,) if case.train else ()  # (self, x, train)
+    return nn.remat(type(layer), static_argnums=static)(**fields)
+
+
+@functools.cache
+def _loss_and_grads(name: str, remat: bool = False) -> Callable[..., Any]:
+    """A jitted ``params, x -> ((loss, (output, {tag path: value}, aux losses)), grads)``
+    for the case's layer, or for it under ``nn.remat``; the loss is ``mean(out**2)`` plus
+    the aux losses."""
+    case, layer, variables, _ = _setup(name)
+    model = _rematted(case, layer) if remat else layer
+    kwargs: dict[str, Any] = {}
+    if case.train:  # positionally: nn.remat marks it static by position
+        kwargs = {"method": lambda module, x: module(x, True), "rngs": _kwargs(case)["rngs"]}
+
+    def loss(params, x):
+        variables_ = {**variables, "params": params}
+        (out, state), found = px.probe(model, variables_, x, "**", mutable=[px.AUX_LOSS], **kwargs)
+        aux = state.get(px.AUX_LOSS, {})
+        return jnp.mean(out**2) + px.aux_total(aux)[0], (out, found, px.flatten(aux))
+
+    return jax.jit(jax.value_and_grad(loss, has_aux=True))
+
+
 @by_case
 def test_outputs_and_param_gradients_are_finite(case):
-    _, layer, variables, _ = _setup(case.name)
-    x = _input(case)
-
-    def loss(params):
-        variables_ = {**variables, "params": params}
-        out, state = _apply(case, layer, variables_, x, mutable=[px.AUX_LOSS])
-        return jnp.mean(out**2) + px.aux_total(state.get(px.AUX_LOSS, {}))[0], out
-
+    _, _, variables, _ = _setup(case.name)
     params = variables.get("params", {})
-    (value, out), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
+    (value, (out, _, _)), grads = _loss_and_grads(case.name)(params, _input(case))
     assert np.isfinite(value)
     assert np.isfinite(out).all()
     assert all(np.isfinite(g).all() for g in jax.tree.leaves(grads))
     if params:
         assert any(np.abs(g).sum() > 0 for g in jax.tree.leaves(grads))
+
+
+def _assert_trees_close(actual: Any, expected: Any, **tolerance: Any) -> None:
+    assert jax.tree.structure(actual) == jax.tree.structure(expected)
+    for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected), strict=True):
+        assert a.shape == e.shape and a.dtype == e.dtype
+        np.testing.assert_allclose(
+            np.asarray(a, np.float32), np.asarray(e, np.float32), **tolerance
+        )
+
+
+@by_case
+def test_remat_matches_the_plain_layer(case):
+    """Under ``nn.remat`` (the train flag static): the same output, param gradients,
+    tagged values and aux losses."""
+    _, _, variables, _ = _setup(case.name)
+    params, x = variables.get("params", {}), _input(case)
+    plain = _loss_and_grads(case.name)(params, x)
+    rematted = _loss_and_grads(case.name, remat=True)(params, x)
+    (_, (_, found, aux)), _ = rematted
+    assert set(found) == set(plain[0][1][1]) and found  # every tag, under remat too
+    assert {path.rsplit("/", 1)[-1] for path in aux} == set(case.aux)
+    _assert_trees_close(rematted, plain, rtol=1e-5, atol=1e-6)
 
 
 @by_case
