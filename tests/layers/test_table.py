@@ -313,6 +313,142 @@ def test_remat_matches_the_plain_layer(case):
     _assert_trees_close(rematted, plain, rtol=1e-5, atol=1e-6)
 
 
+def _perturbed(variables: Any, seed: int) -> Any:
+    """``variables`` as numpy arrays, with noise added to the params, so that copies differ
+    and gates and scales leave their symmetric or identity init (ReZero's 0, Choice's equal
+    logits). Numpy: eager jax ops would each compile."""
+    rng = np.random.default_rng(seed)
+    noisy = lambda p: p + 0.3 * rng.standard_normal(p.shape).astype(p.dtype)
+    return {
+        collection: jax.tree.map(noisy if collection == "params" else np.asarray, tree)
+        for collection, tree in variables.items()
+    }
+
+
+@functools.cache
+def _eval_forward(name: str) -> Callable[..., Any]:
+    """``variables, x -> (output, {tag path: value}, aux losses)`` out of training: `Repeat`
+    is checked there, as it splits the dropout rng per layer. `_setup`'s forward pass for a
+    case that does not train."""
+    case, layer, _, forward = _setup(name)
+    if not case.train:
+        return lambda variables, x: forward(variables, x)[:3]
+
+    @jax.jit
+    def run(variables, x):
+        out, state = layer.apply(variables, x, mutable=[px.INTERMEDIATES, px.AUX_LOSS])
+        aux = px.flatten(state.get(px.AUX_LOSS, {}))
+        return out, px.flatten(state.get(px.INTERMEDIATES, {})), aux
+
+    return run
+
+
+def _layer_by_layer(name: str, stacked: Any, x: jax.Array, knobs: Any) -> list[Any]:
+    """``(output, tags, aux losses)`` of each layer: the case's layer applied to the previous
+    output with the stacked variables sliced, its knobs set to ``{path: per-layer values}``."""
+    results, h = [], x
+    for i in range(2):
+        sliced = jax.tree.map(lambda v, i=i: v[i], {k: v["block"] for k, v in stacked.items()})
+        if knobs:
+            sliced = px.set_knobs(sliced, {path: value[i] for path, value in knobs.items()})
+        results.append(_eval_forward(name)(sliced, h))
+        h = results[-1][0]
+    return results
+
+
+def _assert_stacked(actual: dict[str, Any], per_layer: Sequence[dict[str, Any]]) -> None:
+    """``actual`` holds, at each layer's path under ``block/``, its values stacked on axis 0."""
+    assert set(actual) == {f"block/{path}" for path in per_layer[0]}
+    for path in per_layer[0]:
+        expected = jax.tree.map(lambda *v: np.stack(v), *[layer[path] for layer in per_layer])
+        _assert_trees_close(actual[f"block/{path}"], expected, rtol=1e-5, atol=2e-5)
+
+
+def _keeps_width(case: LayerCase) -> bool:
+    return case.out_width(case.input_shape[-1]) == case.input_shape[-1]
+
+
+_REPEATED = [
+    pytest.param(
+        case,
+        id=case.name,
+        marks=()
+        if _keeps_width(case)
+        else pytest.mark.skip(reason="changes the width: Repeat's block must keep its input shape"),
+    )
+    for case in CASES
+]
+
+
+@pytest.mark.parametrize("case", _REPEATED)
+def test_repeat_equals_two_copies_applied_layer_by_layer(case):
+    """``Repeat(layer, 2)``, an ``nn.scan`` over ``scan_axes(params=0)``, is the layer applied
+    twice with its stacked variables sliced; its tags, aux losses and knobs are stacked on a
+    leading layer axis, `aux_total` adds the layers' and `tweak` sets each layer's knob.
+
+    Out of training: in training each layer draws its own dropout mask, so there the
+    tags' shapes alone are compared."""
+    _, _, variables, forward = _setup(case.name)
+    layer, x = case.make_layer(), _input(case)
+    repeat = L.Repeat(layer, num_layers=2)
+    stacked = jax.tree.map(lambda *v: np.stack(v), *[_perturbed(variables, i) for i in (3, 4)])
+    stacked = {collection: {"block": tree} for collection, tree in stacked.items()}
+    initialized = jax.eval_shape(repeat.init, jax.random.key(0, impl="rbg"), x)
+    assert jax.tree.map(jnp.shape, initialized) == jax.tree.map(jnp.shape, stacked)
+
+    declared = px.knobs(repeat, x)
+    assert set(declared) == {f"block/{path}" for path in px.flatten(variables.get(px.KNOBS, {}))}
+    shapes = px.flatten(stacked.get(px.KNOBS, {}))
+    factors = np.array([1.5, 3.0], np.float32)  # a value per layer
+    knobs = {
+        path.removeprefix("block/"): knob.default
+        * factors.reshape((2,) + (1,) * (shapes[path].ndim - 1))
+        for path, knob in declared.items()
+    }
+    tags = bool(px.tag_shapes(layer, variables, x))  # DropPath tags nothing out of training
+
+    @jax.jit
+    def run(stacked, x):
+        (out, state), found = (
+            px.probe(repeat, stacked, x, "**", mutable=[px.AUX_LOSS])
+            if tags
+            else (repeat.apply(stacked, x, mutable=[px.AUX_LOSS]), {})
+        )
+        aux = state.get(px.AUX_LOSS, {})
+        # In training the layers draw their own dropout: compare the tags' shapes alone.
+        training = px.probe(repeat, stacked, x, "**", **_kwargs(case))[1] if case.train else {}
+        return out, found, px.flatten(aux), px.aux_total(aux)[0], training
+
+    @jax.jit
+    def run_tweaked(stacked, x):
+        tweaks = {f"block/{path}": value for path, value in knobs.items()}
+        out, state = px.tweak(repeat, stacked, x, tweaks, mutable=[px.AUX_LOSS])
+        return out, px.flatten(state.get(px.AUX_LOSS, {}))
+
+    out, found, aux, total, training = run(stacked, x)
+    if case.train:
+        single = forward(variables, x)[1]
+        assert set(training) == {f"block/{path}" for path in single}
+        for path, value in single.items():
+            assert training[f"block/{path}"].shape == (2, *value.shape)
+            assert training[f"block/{path}"].dtype == value.dtype
+    layers = _layer_by_layer(case.name, stacked, x, {})
+    np.testing.assert_allclose(out, layers[-1][0], rtol=1e-5, atol=2e-5)
+    _assert_stacked(found, [tags for _, tags, _ in layers])
+    _assert_stacked(aux, [aux for _, _, aux in layers])
+    np.testing.assert_allclose(total, sum(px.aux_total(a)[0] for _, _, a in layers), rtol=1e-5)
+    if not knobs:
+        return
+    out_tweaked, aux_tweaked = run_tweaked(stacked, x)
+    tweaked = _layer_by_layer(case.name, stacked, x, knobs)
+    np.testing.assert_allclose(out_tweaked, tweaked[-1][0], rtol=1e-5, atol=2e-5)
+    _assert_stacked(aux_tweaked, [aux for _, _, aux in tweaked])
+    changed = jax.tree.map(
+        lambda a, b: not np.allclose(a, b), (out, aux), (out_tweaked, aux_tweaked)
+    )
+    assert any(jax.tree.leaves(changed))  # the tweak reached the layers
+
+
 @by_case
 def test_dtype_kept(case):
     _, _, variables, forward = _setup(case.name)
