@@ -30,6 +30,8 @@ class LayerCase:
       train: run with ``train=True`` (and a ``dropout`` rng).
       widths: input widths the shape property test may use.
       out_width: the output width for an input width.
+      wrt: the tagged value whose `grad_of` is checked against finite differences
+        (``""``: the first of ``tags``); it must reach the output or an aux loss.
     """
 
     name: str
@@ -40,6 +42,7 @@ class LayerCase:
     train: bool = False
     widths: Sequence[int] = (2, 3, 5, 8)
     out_width: Callable[[int], int] = lambda width: width
+    wrt: str = ""
 
 
 def _branchy() -> list[nn.Module]:
@@ -92,6 +95,7 @@ CASES = [
         (2, 5, 4),
         tags=["block/attention/attention_entropy", "block/mlp_hidden"],
         widths=(2, 4, 6),
+        wrt="block/mlp_hidden",  # the entropy reaches neither the output nor a loss
     ),
     LayerCase(
         "repeat_moe",
@@ -314,15 +318,14 @@ def test_remat_matches_the_plain_layer(case):
 
 
 def _perturbed(variables: Any, seed: int) -> Any:
-    """``variables`` as numpy arrays, with noise added to the params, so that copies differ
-    and gates and scales leave their symmetric or identity init (ReZero's 0, Choice's equal
-    logits). Numpy: eager jax ops would each compile."""
+    """``variables`` with noise added to the params (numpy arrays: eager jax ops would each
+    compile), so that copies differ and gates and scales leave their symmetric or identity
+    init (ReZero's 0, Choice's equal logits)."""
     rng = np.random.default_rng(seed)
     noisy = lambda p: p + 0.3 * rng.standard_normal(p.shape).astype(p.dtype)
-    return {
-        collection: jax.tree.map(noisy if collection == "params" else np.asarray, tree)
-        for collection, tree in variables.items()
-    }
+    if "params" not in variables:
+        return variables
+    return {**variables, "params": jax.tree.map(noisy, variables["params"])}
 
 
 @functools.cache
@@ -447,6 +450,43 @@ def test_repeat_equals_two_copies_applied_layer_by_layer(case):
         lambda a, b: not np.allclose(a, b), (out, aux), (out_tweaked, aux_tweaked)
     )
     assert any(jax.tree.leaves(changed))  # the tweak reached the layers
+
+
+@by_case
+def test_grad_of_a_tagged_value_matches_finite_differences_through_inject(case):
+    """The derivative of the loss along a random direction of the tagged value ``case.wrt``:
+    from `grad_of`, and from central differences of the loss with the value moved by
+    `inject`. The loss adds the output's and the aux losses' terms, each differenced apart
+    so that neither's float32 rounding swamps the other's change."""
+    _, layer, variables, forward = _setup(case.name)
+    variables, x = _perturbed(variables, 5), _input(case)  # ReZero's alpha leaves 0
+    found = forward(variables, x)[1]
+    (path,) = px.select(found, case.wrt or case.tags[0])
+    value = found[path]
+    if not jnp.issubdtype(value.dtype, jnp.inexact):
+        pytest.skip(f"{path} is {value.dtype}: it has no gradient")
+    direction = np.random.default_rng(0).standard_normal(value.shape).astype(value.dtype)
+    if isinstance(layer, L.Repeat):  # injecting every layer's value cuts the earlier ones off
+        direction[:-1] = 0
+    kwargs = {"mutable": [px.AUX_LOSS], **_kwargs(case)}
+
+    def terms(result):
+        out, state = result
+        return jnp.sum(jnp.sin(out)), px.aux_total(state.get(px.AUX_LOSS, {}))[0]
+
+    @jax.jit
+    def run(variables, x, value, direction, eps):
+        _, grads = px.grad_of(lambda r: sum(terms(r)), layer, variables, x, wrt=path, **kwargs)
+        along = lambda s: terms(
+            px.inject(layer, variables, x, {path: value + s * direction}, **kwargs)
+        )
+        numeric = [(a - b) / (2 * eps) for a, b in zip(along(eps), along(-eps), strict=True)]
+        return jnp.vdot(grads[path], direction), sum(numeric)
+
+    # float32: truncation ~eps**2, rounding ~1e-7 * |loss| / eps; both well under 1e-2.
+    analytic, numeric = run(variables, x, value, direction, 3e-3)
+    assert float(analytic) != 0.0
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-2)
 
 
 @by_case
