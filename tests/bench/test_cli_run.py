@@ -162,6 +162,17 @@ def test_resume_with_another_config_says_it_keeps_the_stored_one(
     assert len(pd.read_parquet(root / _layout.RESULTS)) == rows  # finished: nothing trained
 
 
+def test_a_finished_bench_run_again_shows_no_empty_progress_bar(cli_bench, capsys, monkeypatch):
+    """Nothing left to train: the summary, without a bar of zero steps before it."""
+    root, _, _ = cli_bench
+    monkeypatch.setattr(_plan, "load_datasets", lambda names, data_dir: {"toy": toy_data()})
+    capsys.readouterr()
+    assert new_main(["--dir", str(root)]) == 0
+    out, err = capsys.readouterr()
+    assert "step/s" not in err and "cells " not in err, err
+    assert f"bench {root}:" in out
+
+
 @pytest.mark.parametrize("inside", ["results/new", "blurbs"])
 def test_a_new_bench_inside_a_bench_is_refused_and_nothing_written(cli_bench, capsys, inside):
     root, _, _ = cli_bench
