@@ -14,6 +14,7 @@ import pytest
 
 import phosjax.layers as L
 from phosjax.morph import channel_groups, mask, shrink
+from tests.morph.perturb import perturbed
 
 
 class MLP(nn.Module):
@@ -167,12 +168,6 @@ def _alive(groups, counts, seed=0):
     }
 
 
-def _perturbed(variables):
-    """Non-zero biases and scales (ReZero's starts at 0), so masking is really tested."""
-    rng = np.random.default_rng(7)
-    return jax.tree.map(lambda x: x + 0.3 * rng.random(x.shape, np.float32), variables)
-
-
 def test_every_case_is_a_layer_of_phosjax_layers():
     assert set(CASES) <= set(L.__all__)
 
@@ -183,7 +178,7 @@ def test_each_layer_shrunk_equals_masked_and_shrinking_twice_changes_nothing(nam
     case = CASES[name]
     model = case.build(case.groups)
     x = jax.random.normal(jax.random.key(1), (3, *case.shape))
-    variables = _perturbed(model.init(jax.random.key(0), x))
+    variables = perturbed(model.init(jax.random.key(0), x))
     groups = channel_groups(model, variables, x)
     assert {g.name: g.size for g in groups.groups} == case.groups
     alive = _alive(groups, case.alive)
@@ -236,7 +231,7 @@ def _assert_stem_prunes(model, variables, x):
 def test_top_k_over_other_axes_passes_channels_through_and_pins_what_it_ranks():
     x = jax.random.normal(jax.random.key(1), (3, 4, 5))
     model = TopK()
-    variables = _perturbed(model.init(jax.random.key(0), x))
+    variables = perturbed(model.init(jax.random.key(0), x))
     _assert_stem_prunes(model, variables, x)
     for pinned, reason in [
         (TopK(ranked="channels"), "top_k .* ranks along this axis"),
@@ -279,6 +274,6 @@ class Decomposed(nn.Module):
 def test_a_matrix_decomposition_pins_its_operand_and_the_rest_prunes(name):
     x = jax.random.normal(jax.random.key(1), (3, 5))
     model = Decomposed(name)
-    variables = _perturbed(model.init(jax.random.key(0), x))
+    variables = perturbed(model.init(jax.random.key(0), x))
     reason = _assert_stem_prunes(model, variables, x).pinned["params/pinned/kernel:1"]
     assert reason.startswith(name) and reason.endswith("decomposes matrices over this axis")

@@ -20,12 +20,7 @@ from phosjax.morph import (
     mask,
     shrink,
 )
-
-
-def _perturbed(variables):
-    """Non-zero biases and scales (ReZero's starts at 0), so masking is really tested."""
-    rng = np.random.default_rng(7)
-    return jax.tree.map(lambda x: jnp.asarray(x + 0.3 * rng.random(x.shape, np.float32)), variables)
+from tests.morph.perturb import perturbed
 
 
 class MLP(nn.Module):
@@ -156,7 +151,7 @@ MODELS = {
 def test_scanned_models_shrunk_equal_masked_and_shrinking_twice_changes_nothing(name):
     model, shape, names = MODELS[name]
     x = jax.random.normal(jax.random.key(1), (3, *shape))
-    variables = _perturbed(model.init(jax.random.key(0), x))
+    variables = perturbed(model.init(jax.random.key(0), x))
     groups = channel_groups(model, variables, x)
     assert sorted(groups.names) == sorted(names)
     alive = {g.name: np.arange(g.size) % 3 != 1 for g in groups.groups}

@@ -23,6 +23,7 @@ from phosjax.morph import (
     shrink,
 )
 from phosjax.train import make_optimizer
+from tests.morph.perturb import perturbed
 
 ZOO = {
     name: ModelConfig(name, num_classes=5, input_shape=shape)
@@ -51,18 +52,12 @@ def _random_alive(groups, seed=0, fraction=0.6):
     return {g.name: rng.random(g.size) < fraction for g in groups.groups}
 
 
-def _perturbed(variables):
-    """Non-trivial batch statistics and biases, so masking is really tested."""
-    rng = np.random.default_rng(7)
-    return jax.tree.map(lambda x: jnp.asarray(x + 0.3 * rng.random(x.shape, np.float32)), variables)
-
-
 @pytest.mark.parametrize("name", sorted(ZOO))
 def test_zoo_shrunk_equals_masked_and_shrinking_twice_changes_nothing(name):
     config = ZOO[name]
     model = config.build()
     x = jax.random.normal(jax.random.key(1), (3, *config.input_shape))
-    variables = _perturbed(model.init(jax.random.key(0), x))
+    variables = perturbed(model.init(jax.random.key(0), x))
     groups = channel_groups(model, variables, x)
     alive = expressible(config, groups, _random_alive(groups))
     small = shrink(variables, alive, groups, config=config)
@@ -127,7 +122,7 @@ class PlainCNN(nn.Module):
 def _grouped(model, shape):
     """An input of ``shape``, ``model``'s perturbed variables and its channel groups."""
     x = jax.random.normal(jax.random.key(1), shape)
-    variables = _perturbed(model.init(jax.random.key(0), x))
+    variables = perturbed(model.init(jax.random.key(0), x))
     return x, variables, channel_groups(model, variables, x)
 
 
@@ -485,7 +480,7 @@ class GLUNet(nn.Module):
 def test_the_glu_layer_is_pruned_exactly():
     x = jax.random.normal(jax.random.key(1), (3, 5))
     model = GLUNet()
-    variables = _perturbed(model.init(jax.random.key(0), x))
+    variables = perturbed(model.init(jax.random.key(0), x))
     groups = channel_groups(model, variables, x)
     assert groups.names == ("glu/proj",)
     alive = {"glu/proj": np.array([True, False, True, True])}
@@ -609,7 +604,7 @@ class ConcatAdded(nn.Module):
 def test_groups_sharing_their_first_producer_get_distinct_names():
     x = jax.random.normal(jax.random.key(1), (2, 4))
     model = ConcatAdded()
-    variables = _perturbed(model.init(jax.random.key(0), x))
+    variables = perturbed(model.init(jax.random.key(0), x))
     groups = channel_groups(model, variables, x)
     assert [(g.name, g.size) for g in groups.groups] == [("a#0", 3), ("a#1", 5)]
     assert set(alive_channels(groups, variables)) == {"a#0", "a#1"}
@@ -667,7 +662,7 @@ class Divided(nn.Module):
 def test_a_divisor_is_sliced_but_neither_zeroed_nor_a_gamma():
     x = jax.random.normal(jax.random.key(1), (2, 3))
     model = Divided()
-    variables = _perturbed(model.init(jax.random.key(0), x))
+    variables = perturbed(model.init(jax.random.key(0), x))
     groups = channel_groups(model, variables, x)
     (group,) = groups.groups
     kinds = {m.path: m.kinds for m in group.members}
@@ -713,7 +708,7 @@ def test_a_weight_normalized_kernel_is_sliced_but_not_zeroed(form):
     instead, so the masked model is finite (and its gradients) and equals the pruned one."""
     x = jax.random.normal(jax.random.key(1), (3, 5))
     model = WeightNormed(form=form)
-    variables = _perturbed(model.init(jax.random.key(0), x))
+    variables = perturbed(model.init(jax.random.key(0), x))
     groups = channel_groups(model, variables, x)
     (group,) = groups.groups
     kinds = {m.path: m.kinds for m in group.members}
@@ -843,7 +838,7 @@ def _traced(model, variables, x, form):
 @pytest.mark.parametrize("traced", ["variables", "params"])
 def test_shrink_and_mask_take_variables_or_params_whatever_was_traced(traced, given):
     x = jax.random.normal(jax.random.key(1), (2, 4))
-    variables = _perturbed(SEQ.init(jax.random.key(0), x))
+    variables = perturbed(SEQ.init(jax.random.key(0), x))
     groups = _traced(SEQ, variables, x, traced)
     alive = {"layers_0": np.arange(8) % 2 == 0}
     tree = variables if given == "variables" else variables["params"]
@@ -909,7 +904,7 @@ def _boxed_mlp(width):
 def test_partitioned_params_are_grouped_named_and_shrunk_like_bare_ones():
     x = jax.random.normal(jax.random.key(1), (2, 4))
     model = _boxed_mlp(8)
-    variables = _perturbed(model.init(jax.random.key(0), x))
+    variables = perturbed(model.init(jax.random.key(0), x))
     groups = channel_groups(model, variables, x)
     assert groups.names == ("layers_0",)
     kernel = groups.groups[0].sources("out")[0]
