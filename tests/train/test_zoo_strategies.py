@@ -3,7 +3,7 @@ with the numbers of ``"sequential"`` (one cell at a time, nothing lifted).
 
 The zoo's ``gru`` once failed to trace under ``"vmap"`` and ``"map"`` (`jax.shard_map`'s
 varying-axes check) and no test trained every model under every strategy. Here each model
-of the zoo (`BUILT_IN`, so a new one is covered too), shrunk to one block of at most 8
+of the zoo (`zoo_models`, so a new one is covered too), shrunk to one block of at most 8
 channels, trains two cells for two steps under ``"vmap"`` and ``"map"`` (the cells sharded
 over two of the tests' four devices) and, when its step has a convolution, under
 ``"vmap_matmul"`` and ``"map_matmul"``. ``"stepwise"`` lifts nothing (it calls the
@@ -24,9 +24,10 @@ import jax.numpy as jnp
 import pytest
 
 from phosjax.data import random_dataset
-from phosjax.models import IMAGE, ModelConfig, model_spec, registered_models
+from phosjax.models import IMAGE, ModelConfig, model_spec
 from phosjax.train import Cell, HParams, Regularizer, init_group, plan_groups, run_group
 from phosjax.train._matmul_convs import has_convs
+from tests.models.zoo import zoo_models
 from tests.train.tiny import assert_same_run
 
 TOL = {"rtol": 2e-5, "atol": 2e-6}
@@ -58,12 +59,7 @@ def data(shape: tuple[int, ...]):
     return random_dataset(f"zoo{len(shape)}", shape, 3, num_train=32, num_test=16)
 
 
-BUILT_IN = [name for name in registered_models() if model_spec(name).module.startswith("phosjax.")]
-"""The zoo's models (a new one too), not those other test modules registered before this
-one was collected."""
-
-
-@pytest.mark.parametrize("name", BUILT_IN)
+@pytest.mark.parametrize("name", zoo_models())
 def test_every_model_trains_alike_under_every_strategy(name):
     config = small_config(name)
     dataset = data(config.input_shape)
