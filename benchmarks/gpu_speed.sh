@@ -6,8 +6,8 @@
 #
 # Every model is its own `phosjax.bench.speed` run under `timeout` (SECONDS each, default 85),
 # so one that runs long still leaves the others: float32 for all four models, bfloat16 for
-# the MLP and the 2D CNN (the precision the CNN target is about); RUNS="dtype:model ..."
-# picks others (e.g. RUNS="float32:cnn2d bfloat16:cnn2d"). The results
+# the MLP and the 2D CNN (the precision the CNN target is about); RUNS="dtype:model[:seconds] ..."
+# picks others, each with its own limit if given (e.g. RUNS="float32:cnn2d:150 bfloat16:cnn2d"). The results
 # (gpu/<dtype>/<model>/speed.{parquet,txt,png}) come back as OUT/speed-gpu.tgz, the
 # output as OUT/speed-gpu.log, which starts with nvidia-smi's line for the device. Further
 # arguments go to every bench (a smoke run: bash benchmarks/gpu_speed.sh /tmp/out 60 --quick).
@@ -32,9 +32,9 @@ trap 'tar -C "$work" -czf "$out/speed-gpu.tgz" gpu' EXIT
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   python3 -c "import jax, torch; print('jax', jax.__version__, jax.devices(), 'torch', torch.__version__)"
   for run in ${RUNS:-float32:mlp float32:cnn1d float32:cnn2d float32:transformer bfloat16:mlp bfloat16:cnn2d}; do
-    dtype=${run%%:*} model=${run#*:}
-    echo "== $model $dtype"
-    timeout "$seconds" python3 -m phosjax.bench.speed --models "$model" --compute_dtype "$dtype" \
+    IFS=: read -r dtype model limit <<<"$run"
+    echo "== $model $dtype (${limit:-$seconds} s)"
+    timeout "${limit:-$seconds}" python3 -m phosjax.bench.speed --models "$model" --compute_dtype "$dtype" \
       --min_time 0.1 --no_progress --out "$work/gpu/$dtype/$model" "$@" \
       || echo "== $model $dtype: exit $?"
   done
