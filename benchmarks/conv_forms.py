@@ -4,8 +4,12 @@ For each convolutional model of the speed bench and each K, times (interleaved r
 `_rounds.time_rounds`) the bare Adam step of `phosjax.bench._speed_methods.setup_model`:
 
 * ``vmap``: ``jax.jit(jax.vmap(step))``: XLA makes each convolution a grouped one;
-* ``vmap_matmul``: the same of ``convs_as_matmuls(step)``: batched matrix products;
-* ``fused`` and ``fused_matmul``: ONE model on batch K x B, either way (the ceiling).
+* ``vmap_matmul``: the same of ``convs_as_matmuls(step)``: batched matrix products,
+  the backward pass's convolutions (those JAX derives) rewritten one by one;
+* ``vmap_matmul_fwd``: the step of ``convs_as_matmuls(loss)``: the forward pass rewritten,
+  then differentiated (its matrix products' gradients: matrix products and sums of slices);
+* ``fused``, ``fused_matmul`` and ``fused_matmul_fwd``: ONE model on batch K x B, each way
+  (the first is the ceiling).
 
 It prints model-steps/s, the ratios to ``fused``, what XLA's cost analysis of each
 compiled step counts (GFLOP and GB accessed per model-step; TFLOP/s reached) and the
@@ -25,12 +29,12 @@ import numpy as np
 from _rounds import time_rounds
 
 from phosjax.bench._speed_config import SpeedConfig
-from phosjax.bench._speed_methods import _batches, _repeat, _stack, setup_model
+from phosjax.bench._speed_methods import _batches, _repeat, _stack, adam_step, setup_model
 from phosjax.bench._speed_report import _rate
 from phosjax.train import convs_as_matmuls
 from phosjax.train._strategy import program_bytes
 
-VARIANTS = ("vmap", "vmap_matmul", "fused", "fused_matmul")
+VARIANTS = tuple(f"{way}{form}" for way in ("vmap", "fused") for form in ("", "_matmul", "_matmul_fwd"))
 
 
 def variants(name: str, k: int, cfg: SpeedConfig) -> dict[str, Any]:
@@ -41,9 +45,14 @@ def variants(name: str, k: int, cfg: SpeedConfig) -> dict[str, Any]:
     stacked = jax.device_put(_stack(setup.states(k)))
     one = jax.device_put(setup.states(1)[0])
     flat = x.reshape(k * cfg.batch, *x.shape[2:]), y.reshape(-1)
+    steps = {
+        "": setup.step,
+        "_matmul": convs_as_matmuls(setup.step),
+        "_matmul_fwd": adam_step(convs_as_matmuls(setup.loss)),
+    }
     made = {}
     for variant in VARIANTS:
-        step = convs_as_matmuls(setup.step) if variant.endswith("_matmul") else setup.step
+        step = steps[variant.removeprefix("vmap").removeprefix("fused")]
         batched = variant.startswith("vmap")
         fn = jax.vmap(step) if batched else step
         args = (stacked, x, y) if batched else (one, *flat)
@@ -74,7 +83,7 @@ def main() -> None:
     cfg = SpeedConfig(steps=args.steps, batch=args.batch, compute_dtype=args.dtype)
     print(f"backend={jax.default_backend()} device={jax.devices()[0].device_kind} {args.dtype}")
     print(
-        f"{'model':<7}{'K':>4} {'variant':<13}{'model-steps/s':>14}{'/fused':>8}"
+        f"{'model':<7}{'K':>4} {'variant':<17}{'model-steps/s':>14}{'/fused':>8}"
         f"{'GFLOP/step':>11}{'GB/step':>8}{'TFLOP/s':>9}{'GiB':>7}{'compile s':>10}"
     )
     for name in args.models.split(","):
@@ -86,7 +95,7 @@ def main() -> None:
                 flops, moved = _cost(compiled)  # one call: a step of all K models
                 seconds = best[variant] * 1e-6
                 print(
-                    f"{name:<7}{k:>4} {variant:<13}{_rate(k / seconds):>14}"
+                    f"{name:<7}{k:>4} {variant:<17}{_rate(k / seconds):>14}"
                     f"{best['fused'] / best[variant]:>8.2f}{flops / k / 1e9:>11.3f}"
                     f"{moved / k / 1e9:>8.3f}{flops / seconds / 1e12:>9.2f}"
                     f"{program_bytes(compiled) / 2**30:>7.2f}{compile_s:>10.1f}"

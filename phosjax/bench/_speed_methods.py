@@ -46,7 +46,8 @@ class Setup:
     name: str
     config: ModelConfig
     init: Callable[[jax.Array], Any]  # jitted: key -> (params, opt_state)
-    step: Callable[..., Any]  # (state, x, y) -> state
+    loss: Callable[..., jax.Array]  # (params, x, y) -> mean loss
+    step: Callable[..., Any]  # adam_step(loss): (state, x, y) -> state
     compiled: Any  # the one-model step, compiled ahead of time with donation
     bytes_per_model: int
     compile_s: float  # seconds tracing and compiling ``compiled``
@@ -60,25 +61,34 @@ class Setup:
         return self.hosts[:k]
 
 
+ADAM = optax.adam(LEARNING_RATE)
+
+
+def adam_step(loss: Callable[..., jax.Array]) -> Callable[..., Any]:
+    """The bench's step of ``loss(params, x, y)``: ``(params, opt_state), x, y -> state``."""
+
+    def step(state: Any, x: jax.Array, y: jax.Array) -> Any:
+        params, opt_state = state
+        updates, opt_state = ADAM.update(jax.grad(loss)(params, x, y), opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    return step
+
+
 def setup_model(name: str, cfg: SpeedConfig) -> Setup:
     config = MODELS[name]
     model = config.build()
     apply = precision_apply(model, cfg.compute_dtype)
-    tx = optax.adam(LEARNING_RATE)
 
     def init(key: jax.Array) -> Any:
         params = model.init(key, jnp.zeros((1, *config.input_shape)), train=False)["params"]
-        return params, tx.init(params)
+        return params, ADAM.init(params)
 
     def loss(params: Any, x: jax.Array, y: jax.Array) -> jax.Array:
         logits = apply({"params": params}, x, train=True)
         return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
-    def step(state: Any, x: jax.Array, y: jax.Array) -> Any:
-        params, opt_state = state
-        updates, opt_state = tx.update(jax.grad(loss)(params, x, y), opt_state, params)
-        return optax.apply_updates(params, updates), opt_state
-
+    step = adam_step(loss)
     shapes = (
         jax.eval_shape(init, jax.random.key(0, impl="rbg")),
         jax.ShapeDtypeStruct((cfg.batch, *config.input_shape), jnp.float32),
@@ -89,7 +99,7 @@ def setup_model(name: str, cfg: SpeedConfig) -> Setup:
     compile_s = time.perf_counter() - start
     size = program_bytes(compiled)
     bytes_per_model = 0 if math.isnan(size) else int(size)
-    return Setup(name, config, jax.jit(init), step, compiled, bytes_per_model, compile_s)
+    return Setup(name, config, jax.jit(init), loss, step, compiled, bytes_per_model, compile_s)
 
 
 def _batches(setup: Setup, k: int, batch: int) -> tuple[np.ndarray, np.ndarray]:

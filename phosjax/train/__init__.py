@@ -11,7 +11,12 @@ from phosjax.train._config import (
 )
 from phosjax.train._grid import GridResult, process_share, train_grid
 from phosjax.train._group import Group, plan_groups
-from phosjax.train._matmul_convs import conv_as_matmul, convs_as_matmuls, has_convs
+from phosjax.train._matmul_convs import (
+    conv_as_matmul,
+    convs_as_matmuls,
+    has_convs,
+    rewrite_before_grad,
+)
 from phosjax.train._optim import lr_multiplier, make_optimizer
 from phosjax.train._precision import precision_apply
 from phosjax.train._run import Chunk, GroupRun, run_group
@@ -42,6 +47,7 @@ __all__ = [
     "plan_groups",
     "precision_apply",
     "process_share",
+    "rewrite_before_grad",
     "run_group",
     "train_grid",
 ]

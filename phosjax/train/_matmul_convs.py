@@ -8,6 +8,7 @@ strided slices of the input times the kernel's matrices: stacked, those slices m
 ``dot_general`` (im2col), which `jax.vmap` turns into a batched matrix product.
 """
 
+import contextvars
 import dataclasses
 import functools
 import itertools
@@ -27,6 +28,9 @@ _CALLS = ("pjit", "jit", "closed_call", "core_call")
 
 _REMATS = ("checkpoint", "remat", "remat2")
 """Names of `jax.checkpoint`'s primitive: rewritten inside, kept (`_checkpointed`)."""
+
+_REWRITING = contextvars.ContextVar("phosjax_convs_as_matmuls", default=False)
+"""True while `convs_as_matmuls` traces its function (`rewrite_before_grad`)."""
 
 
 def conv_as_matmul(
@@ -277,11 +281,38 @@ def convs_as_matmuls(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def rewritten(*args: Any) -> Any:
-        closed, shapes = jax.make_jaxpr(fn, return_shape=True)(*args)
+        token = _REWRITING.set(True)
+        try:
+            closed, shapes = jax.make_jaxpr(fn, return_shape=True)(*args)
+        finally:
+            _REWRITING.reset(token)
         outs = _evaluate(closed.jaxpr, closed.consts, jax.tree.leaves(args))
         return jax.tree.unflatten(jax.tree.structure(shapes), outs)
 
     return rewritten
+
+
+def rewrite_before_grad(loss: Callable[..., Any]) -> Callable[..., Any]:
+    """``loss`` to differentiate: its convolutions rewritten first (`convs_as_matmuls`)
+    when it is traced inside `convs_as_matmuls`, else ``loss`` itself.
+
+    `convs_as_matmuls` of a train step otherwise rewrites the convolutions JAX derived
+    for the backward pass, each on its own: a kernel's gradient builds the input's slices
+    again, in a transposed layout. Differentiated after the rewrite, the backward pass
+    is that of matrix products and slices: a kernel's gradient is one product of the
+    forward's saved slices, an input's a sum of the slices' gradients. A train step
+    calls it on its loss (`phosjax.train`'s does).
+
+    Examples:
+      >>> conv = lambda k, x: lax.conv_general_dilated(x, k, (1,), "SAME").sum()
+      >>> step = lambda k, x: jax.grad(rewrite_before_grad(conv))(k, x)
+      >>> x, k = jnp.ones((2, 3, 8)), jnp.ones((4, 3, 3))
+      >>> has_convs(step, k, x), has_convs(convs_as_matmuls(step), k, x)
+      (True, False)
+      >>> bool(jnp.allclose(convs_as_matmuls(step)(k, x), step(k, x)))
+      True
+    """
+    return convs_as_matmuls(loss) if _REWRITING.get() else loss
 
 
 def has_convs(fn: Callable[..., Any], *args: Any) -> bool:

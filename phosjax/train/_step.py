@@ -19,6 +19,7 @@ from phosjax.core import AUX_LOSS, INTERMEDIATES, PATH_WEIGHTS, aux_total, flatt
 from phosjax.data import batch_indices
 from phosjax.morph import channel_groups, morph_regularizer
 from phosjax.train._config import HParams, Regularizer
+from phosjax.train._matmul_convs import rewrite_before_grad
 from phosjax.train._optim import hparams_multiplier, hparams_optimizer
 from phosjax.train._precision import precision_apply
 from phosjax.train._state import GroupState
@@ -230,7 +231,7 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
         state: GroupState, arrays: dict[str, jax.Array], batch: Batch
     ) -> tuple[GroupState, Metrics]:
         rng = jax.random.fold_in(jax.random.wrap_key_data(state.dropout_key), state.step)
-        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+        grad_fn = jax.value_and_grad(rewrite_before_grad(loss_fn), has_aux=True)
         (loss, (written, metrics)), grads = grad_fn(state.params, state, *batch, rng)
         grad_norm = global_norm(grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)

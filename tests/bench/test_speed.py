@@ -97,7 +97,7 @@ def test_a_bad_field_is_named_in_the_error():
 
 
 def _fake_setup(bytes_per_model: int) -> _speed_methods.Setup:
-    return _speed_methods.Setup("mlp", _speed.MODELS["mlp"], id, id, None, bytes_per_model, 0.0)
+    return _speed_methods.Setup("mlp", _speed.MODELS["mlp"], id, id, id, None, bytes_per_model, 0.0)
 
 
 def test_sizes_that_would_not_fit_or_exceed_the_budget_are_skipped():
