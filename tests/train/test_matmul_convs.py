@@ -20,10 +20,12 @@ from phosjax.train import (
     has_convs,
     init_group,
     plan_groups,
+    rewrite_before_grad,
     run_group,
 )
 from phosjax.train._matmul_convs import _Phases
-from tests.train.tiny import assert_same_run
+from phosjax.train._step import device_arrays, make_train_step
+from tests.train.tiny import assert_same_run, toy_data
 
 TOL = {"rtol": 2e-5, "atol": 2e-5}
 
@@ -145,15 +147,25 @@ class SmallCNN(nn.Module):
         return nn.Dense(3)(x.mean((1, 2)))
 
 
-def cnn_grad():
+def cnn_loss():
     model = SmallCNN()
     x = jax.random.normal(jax.random.key(0), (4, 8, 8, 1))
     params = model.init(jax.random.key(1), x)
-    return jax.grad(lambda p, x: jnp.sum(model.apply(p, x) ** 2)), params, x
+    return lambda p, x: jnp.sum(model.apply(p, x) ** 2), params, x
+
+
+def cnn_grad():
+    loss, params, x = cnn_loss()
+    return jax.grad(loss), params, x
+
+
+def count(primitive, fn, *args):
+    """How many equations of ``primitive`` ``fn``'s jaxpr has, inner jaxprs included."""
+    return str(jax.make_jaxpr(fn)(*args)).count(f" {primitive}[")
 
 
 def count_convs(fn, *args):
-    return str(jax.make_jaxpr(fn)(*args)).count("conv_general_dilated")
+    return count("conv_general_dilated", fn, *args)
 
 
 def test_gradients_of_a_flax_cnn_match_with_every_convolution_rewritten():
@@ -172,6 +184,35 @@ def test_gradients_of_a_flax_cnn_match_with_every_convolution_rewritten():
         jax.jit(jax.vmap(rewritten, (None, 0)))(params, xs),
         jax.vmap(grad, (None, 0))(params, xs),
     )
+
+
+def test_a_loss_rewritten_before_its_gradient_stacks_slices_in_its_forward_pass_only():
+    """Differentiated after the rewrite, a kernel's gradient is a product of the forward's
+    slices and an input's a sum of slices' gradients: no stack of slices of their own."""
+    loss, params, x = cnn_loss()
+    assert rewrite_before_grad(loss) is loss  # outside convs_as_matmuls: untouched
+    first = convs_as_matmuls(lambda p, x: jax.grad(rewrite_before_grad(loss))(p, x))
+    after = convs_as_matmuls(jax.grad(loss))
+    forward = count("stack", convs_as_matmuls(loss), params, x)
+    assert forward >= 3  # one stack per convolution, or per phase of the transposed one
+    assert count("stack", first, params, x) == forward < count("stack", after, params, x)
+    assert count_convs(first, params, x) == 0
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, **TOL), first(params, x), after(params, x)
+    )
+
+
+def test_the_engine_s_step_rewrites_its_loss_before_differentiating_it():
+    step = make_train_step(CNN.build(), HParams(batch_size=16, steps=4))
+    [group] = plan_groups([Cell(CNN, "toy", HParams(batch_size=16, steps=4), 0)])
+    toy = toy_data()
+    state = jax.tree.map(lambda a: a[0], init_group(group, toy))
+    arrays = device_arrays(toy)
+    model = CNN.build()
+    forward = convs_as_matmuls(lambda params, x: model.apply({"params": params}, x))
+    stacks = count("stack", forward, state.params, arrays["x_train"][:16])
+    assert stacks == CNN.depth  # one per convolution
+    assert count("stack", convs_as_matmuls(step), state, arrays) == stacks
 
 
 def conv(y, k):
