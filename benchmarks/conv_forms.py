@@ -34,7 +34,9 @@ from phosjax.bench._speed_report import _rate
 from phosjax.train import convs_as_matmuls
 from phosjax.train._strategy import program_bytes
 
-VARIANTS = tuple(f"{way}{form}" for way in ("vmap", "fused") for form in ("", "_matmul", "_matmul_fwd"))
+VARIANTS = tuple(
+    f"{way}{form}" for way in ("vmap", "fused") for form in ("", "_matmul", "_matmul_fwd")
+)
 
 
 def variants(name: str, k: int, cfg: SpeedConfig) -> dict[str, Any]:
