@@ -101,14 +101,18 @@ def _contract(
 ) -> jax.Array:
     """``(N', positions..., O)`` from patches ``x`` ``(N, positions..., P, C)`` and kernel
     matrices ``w`` ``(P, I, O)``: the sum over the ``P`` offsets and the ``I`` inputs of
-    each feature group, one `lax.dot_general` (the contracted axes last: a plain matrix
-    product when there is one group)."""
+    each feature group, one `lax.dot_general` with the patches first and the contracted
+    axes last, so its result is laid out as the output is (a plain matrix product when
+    there is one group: the groups' axes are of size 1)."""
     batch, per_group, outputs = x.shape[0], w.shape[1], w.shape[2]
     x = x.reshape(batch_groups, batch // batch_groups, *x.shape[1:-1], groups, per_group)
     w = w.reshape(w.shape[0], per_group, batch_groups, groups, outputs // batch_groups // groups)
-    spec = "bn...pgi,pibgo->bn...go"
-    y = jnp.einsum(spec, x, w, precision=precision, preferred_element_type=preferred_element_type)
-    y = jnp.moveaxis(y, 0, -3)  # (N', positions..., batch groups, groups, O per group)
+    p, i = x.ndim - 3, x.ndim - 1
+    numbers = (((p, i), (0, 1)), ((0, x.ndim - 2), (2, 3)))
+    y = lax.dot_general(
+        x, w, numbers, precision=precision, preferred_element_type=preferred_element_type
+    )  # (batch groups, groups, N', positions..., O per group)
+    y = jnp.moveaxis(y, (0, 1), (-3, -2))
     return y.reshape(*y.shape[:-3], outputs)
 
 
