@@ -138,6 +138,7 @@ def test_public_names():
         "plan_groups",
         "precision_apply",
         "process_share",
+        "rewrite_before_grad",
         "run_group",
         "train_grid",
     ]
