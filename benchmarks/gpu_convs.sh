@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The engine's convolutions as matmuls on a GPU, in one short device-tool run (~4 minutes):
+# The engine's convolutions as matmuls on a GPU, in one short device-tool run (~6 minutes):
 # the speed bench's CNNs with `--strategy vmap_matmul` (no `auto`: one compile per K),
-# the 2D CNN's bare step in each form (conv_forms.py), and the MLP grid with XLA:GPU's
-# command buffers around loops too (`+WHILE,+CONDITIONAL`), against its defaults.
+# the 2D CNN's bare step in each form (conv_forms.py), the MLP grid with XLA:GPU's
+# command buffers around loops too (`+WHILE,+CONDITIONAL`) against its defaults, and
+# where the 2D CNN grid's step spends its time as matmuls (step_profile.py).
 #
 # Here:   bash benchmarks/gpu_wheels.sh
-# There:  run(command="bash benchmarks/gpu_convs.sh $OUT", carry=[".whl"], timeout_s=320)
+# There:  run(command="bash benchmarks/gpu_convs.sh $OUT", carry=[".whl"], timeout_s=420)
 set -uo pipefail
 out=${1:?usage: bash benchmarks/gpu_convs.sh OUT_DIR}
 cd "$(dirname "$0")/.."
@@ -19,3 +20,5 @@ for flags in "" "--xla_gpu_enable_command_buffer=+WHILE,+CONDITIONAL"; do
   XLA_FLAGS=$flags timeout 35 python3 -m phosjax.bench.speed --models mlp --sizes 64 \
     --methods vmap,engine,fused --strategy vmap --min_time 0.1 --no_progress --out "/tmp/mlp$RANDOM"
 done 2>&1 | tee "$out/command-buffers.txt"
+timeout 75 python3 benchmarks/step_profile.py --model cnn2d --k 64 --strategies vmap_matmul 2>&1 \
+  | tee "$out/step-profile.txt"
