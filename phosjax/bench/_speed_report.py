@@ -63,9 +63,10 @@ def table(frame: pd.DataFrame) -> str:
     first, steps = frame.iloc[0], int(frame["steps"].min())
     more = frame[frame["steps"] > steps].groupby("method", sort=False)["steps"].max()
     rounded = "".join(f" ({method}: {n}, in whole chunks)" for method, n in more.items())
+    dtypes = ",".join(dict.fromkeys(frame["compute_dtype"]))  # several: merged runs
     lines = [
         f"backend={first['backend']} device={first['device']} batch={first['batch']} "
-        f"steps={steps}{rounded} compute_dtype={first['compute_dtype']}",
+        f"steps={steps}{rounded} compute_dtype={dtypes}",
         "model-steps/s (higher is better); eng/x = engine rate / x rate (> 1: engine faster)",
     ]
     wide = rates(frame)

@@ -162,6 +162,9 @@ def test_table_ratios_and_svg_plot(tmp_path):
     assert "steps=2 compute_dtype" in text
     chunked = frame.assign(steps=np.where(frame["method"] == "engine", 4, 2))
     assert "steps=2 (engine: 4, in whole chunks) compute_dtype" in _speed_report.table(chunked)
+    assert "compute_dtype=float32\n" in text
+    merged = pd.concat([frame, frame.assign(model="mlp bf16", compute_dtype="bfloat16")])
+    assert "compute_dtype=float32,bfloat16\n" in _speed_report.table(merged)
     path = _speed_report.svg(frame, tmp_path / "speed")
     root = ET.parse(path).getroot()
     assert path.suffix == ".svg" and root.tag.endswith("svg")
