@@ -291,10 +291,10 @@ def run_group(
     state = with_weak_types(state, group, data)  # e.g. a checkpoint's knobs
     devices = local_devices(devices, "run_group")
     signature = group.signature()
-    model = group.model.build()
+    model = functools.cache(group.model.build)  # built only when a program is
 
     def make_step(guard: bool) -> Any:
-        return make_train_step(model, hp, guard=guard)
+        return make_train_step(model(), hp, guard=guard)
 
     timings: dict[str, float] = {}
     last = _clock()  # what is compiled from here to the first chunk's end is its compile_s
@@ -328,7 +328,7 @@ def run_group(
                 evaluated = _clock()
                 scores = executor.run(
                     ("eval", signature),
-                    lambda: make_evaluate(model, hp.compute_dtype),
+                    lambda: make_evaluate(model(), hp.compute_dtype),
                     state,
                     arrays,
                     donate=False,
