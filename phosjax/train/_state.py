@@ -323,7 +323,8 @@ run op by op) took about 60% of its time (about 1.5 ms a call on a 2-core CPU)."
 
 def _seed_data_keys(group: Group) -> np.ndarray:
     """The data keys `init_group` gives ``group``'s cells, one row per cell."""
-    key = (tuple(cell.seed for cell in group.cells), str(jax.config.jax_default_prng_impl))
+    impl = jax.config.values["jax_default_prng_impl"]
+    key = (tuple(cell.seed for cell in group.cells), str(impl))
     if key not in _SEED_DATA_KEYS:
         _SEED_DATA_KEYS[key] = np.asarray(_data_keys(_root_keys(group)))
     return _SEED_DATA_KEYS[key]
