@@ -318,7 +318,8 @@ def _data_keys(root_keys: jax.Array) -> jax.Array:
 _SEED_DATA_KEYS: dict[tuple[Any, ...], np.ndarray] = {}
 """`_data_keys` of the cells' seeds, by seeds and key implementation: `check_state` runs
 in every `run_group` call, and deriving the keys again (`jax.random.key` under `jax.vmap`,
-run op by op) took about 60% of its time (about 1.5 ms a call on a 2-core CPU)."""
+run op by op) took about three quarters of its time (cProfile of one-step calls on a
+2-core CPU; about half of the whole call)."""
 
 
 def _seed_data_keys(group: Group) -> np.ndarray:
