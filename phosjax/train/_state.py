@@ -322,10 +322,14 @@ run op by op) took about three quarters of its time (cProfile of one-step calls 
 2-core CPU; about half of the whole call)."""
 
 
+def _key_impl() -> str:
+    """The PRNG implementation `jax.random.key` uses now: it shapes the cells' keys."""
+    return str(jax.config.values["jax_default_prng_impl"])
+
+
 def _seed_data_keys(group: Group) -> np.ndarray:
     """The data keys `init_group` gives ``group``'s cells, one row per cell."""
-    impl = jax.config.values["jax_default_prng_impl"]
-    key = (tuple(cell.seed for cell in group.cells), str(impl))
+    key = (tuple(cell.seed for cell in group.cells), _key_impl())
     if key not in _SEED_DATA_KEYS:
         _SEED_DATA_KEYS[key] = np.asarray(_data_keys(_root_keys(group)))
     return _SEED_DATA_KEYS[key]
@@ -345,9 +349,9 @@ _LAYOUTS: dict[tuple[Any, ...], GroupState] = {}
 
 
 def _layout(group: Group, data: Any) -> GroupState:
-    """``jax.eval_shape`` of `init_group`, kept per signature, cell count and input shape
-    (the shapes do not depend on the per-cell values)."""
-    key = (group.signature(), len(group), tuple(data.input_shape))
+    """``jax.eval_shape`` of `init_group`, kept per signature, cell count, input shape and
+    key implementation (the shapes do not depend on the per-cell values)."""
+    key = (group.signature(), len(group), tuple(data.input_shape), _key_impl())
     if key not in _LAYOUTS:
         init = _init_fn(group.signature(), tuple(data.input_shape))
         _LAYOUTS[key] = jax.eval_shape(init, _root_keys(group), group.values())

@@ -611,3 +611,11 @@ def test_a_batch_size_above_the_train_split_names_the_data_set_and_hparams(toy):
         r"which has 64 examples; set HParams\.batch_size to at most 64$",
     ):
         train_grid([cell], datasets={"toy": toy}, strategy="auto")
+
+
+def test_run_group_accepts_a_state_made_under_another_prng_implementation(toy):
+    [group] = plan_groups(CELLS[:1])
+    run_group(group, init_group(group, toy), toy, 1, strategy="sequential")  # threefry keys
+    with jax.default_prng_impl("rbg"):  # keys of 4 words, not 2
+        state, _ = run_group(group, init_group(group, toy), toy, 1, strategy="sequential")
+    assert state.data_key.shape == (1, 4)
