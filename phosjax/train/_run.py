@@ -17,7 +17,13 @@ from phosjax.data import check_batch_size
 from phosjax.train._auto import choose_strategy
 from phosjax.train._config import int_at_least
 from phosjax.train._group import Group
-from phosjax.train._state import GroupState, check_state, with_weak_types
+from phosjax.train._state import (
+    INIT_DATA_FIELDS,
+    GroupState,
+    check_arguments,
+    check_state,
+    with_weak_types,
+)
 from phosjax.train._step import device_arrays, make_evaluate, make_train_step
 from phosjax.train._strategy import STRATEGIES, Executor, compile_totals, program_memory
 
@@ -70,6 +76,9 @@ class GroupRun:
 
 _PLACED: collections.OrderedDict[tuple[Any, ...], tuple[Any, Any]] = collections.OrderedDict()
 """The data arrays `run_group` placed last, by (data set object, devices): see `_placed_data`."""
+
+SPLITS = ("x_train", "y_train", "x_test", "y_test")
+"""The arrays of a data set `run_group` reads."""
 
 PLACED_DATA_SETS = 4
 """How many data sets stay placed on the devices between `run_group` calls."""
@@ -230,6 +239,7 @@ def run_group(
       the one asked for (``"auto"`` measures nothing then).
 
     Raises:
+      TypeError: ``group`` is no `Group`, ``data`` no data set or ``state`` no `GroupState`.
       ValueError: an unknown ``strategy``, ``chunk_steps`` not an int >= 1, ``until_step``
         not an int in ``[state's step, hparams.steps]``, a state whose cells are at
         different steps, or a state `init_group` did not make for this group and data
@@ -254,15 +264,18 @@ def run_group(
       {'accuracy': (2,), 'loss': (2,)}
     """
     check_strategy(strategy, "run_group")
-    hp = group.hparams
     chunk_steps = int_at_least("run_group: chunk_steps", chunk_steps, 1)
-    until = hp.steps if until_step is None else int_at_least("run_group: until_step", until_step, 0)
+    if until_step is not None:
+        until_step = int_at_least("run_group: until_step", until_step, 0)
     if not isinstance(state, GroupState):
         raise TypeError(
             f"run_group: state must be the GroupState init_group (or run_group) made for this "
             f"group, got {type(state).__name__}; e.g. run_group(group, init_group(group, data), "
             "data)."
         )
+    check_arguments("run_group", group, data, (*INIT_DATA_FIELDS, *SPLITS))
+    hp = group.hparams
+    until = hp.steps if until_step is None else until_step
     steps_done, diverged = jax.device_get((state.step, state.diverged))
     if np.shape(steps_done) != (len(group),):
         raise ValueError(

@@ -190,6 +190,34 @@ def _check_whole_knob_values(group: Group, data: Any) -> None:
                 )
 
 
+INIT_DATA_FIELDS = ("name", "input_shape", "num_classes")
+"""What `init_group` reads of a data set; `run_group` reads its splits too."""
+
+
+def check_arguments(where: str, group: Any, data: Any, fields: tuple[str, ...]) -> None:
+    """Raises a TypeError naming ``where`` unless ``group`` is a `Group` and ``data`` has
+    ``fields`` (as a `phosjax.data.ArrayDataset` does).
+
+    Examples:
+      >>> check_arguments("init_group", [], None, INIT_DATA_FIELDS)
+      Traceback (most recent call last):
+      TypeError: init_group: group must be one Group, got a list; plan_groups returns a ...
+    """
+    if not isinstance(group, Group):
+        hint = "; plan_groups returns a list of groups: e.g. [group] = plan_groups(cells)"
+        raise TypeError(
+            f"{where}: group must be one Group, got a {type(group).__name__}"
+            + (hint if isinstance(group, list | tuple) else "")
+        )
+    missing = [field for field in fields if not hasattr(data, field)]
+    if missing:
+        raise TypeError(
+            f"{where}: data must be the group's data set, a phosjax.data.ArrayDataset (e.g. "
+            f"phosjax.data.load({group.dataset!r})), got a {type(data).__name__}, which has "
+            f"no {', '.join(missing)}"
+        )
+
+
 def init_group(group: Group, data: Any) -> GroupState:
     """Initializes every cell of ``group``: params from its seed, knobs and hparams set.
 
@@ -211,6 +239,7 @@ def init_group(group: Group, data: Any) -> GroupState:
         knob of an integer or bool dtype is set to a value it cannot hold exactly (names
         the knob and the cell), or the model does not return ``data.num_classes`` logits
         per example.
+      TypeError: ``group`` is no `Group` or ``data`` no data set.
 
     Examples:
       >>> from phosjax.data import random_dataset
@@ -226,6 +255,7 @@ def init_group(group: Group, data: Any) -> GroupState:
       >>> state.params["head"]["kernel"].shape  # (cells, features, classes)
       (2, 8, 3)
     """
+    check_arguments("init_group", group, data, INIT_DATA_FIELDS)
     _check_classes(group, data)
     _check_whole_knob_values(group, data)
     keys = _root_keys(group)

@@ -619,3 +619,18 @@ def test_run_group_accepts_a_state_made_under_another_prng_implementation(toy):
     with jax.default_prng_impl("rbg"):  # keys of 4 words, not 2
         state, _ = run_group(group, init_group(group, toy), toy, 1, strategy="sequential")
     assert state.data_key.shape == (1, 4)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda g, d: init_group([g], d), r"init_group: group must be one Group, got a list; "),
+        (lambda g, d: run_group([g], init_group(g, d), d), r"run_group: group must be one Group"),
+        (lambda g, d: init_group(g, (d.x_train, d.y_train)), r"got a tuple, which has no name, "),
+        (lambda g, d: run_group(g, init_group(g, d), {}), r"ArrayDataset .*got a dict, which "),
+    ],
+)
+def test_a_group_or_data_set_of_another_type_is_named(toy, call, message):
+    [group] = plan_groups(CELLS[:1])
+    with pytest.raises(TypeError, match=message):
+        call(group, toy)
