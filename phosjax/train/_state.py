@@ -142,26 +142,42 @@ def _cheap_init_fn(signature: Any, input_shape: tuple[int, ...]) -> Any:
     return jax.jit(_vmapped_init(signature, input_shape), compiler_options=options)
 
 
+CHECKED_BATCH = 2
+"""The examples of the batch whose output shape `init_group` checks: more than one, so that
+an output whose rows are not the examples' (e.g. a mean over the batch) shows."""
+
+
 @functools.cache
 def _logits_shape(model_config: Any, input_shape: tuple[int, ...]) -> Any:
-    """The shape of the model's output for one example (traced, not computed); a pytree of
-    shapes for a model that returns a pytree (a graph model's dict)."""
+    """The shape of the model's output for a batch of `CHECKED_BATCH` examples (traced, not
+    computed); a pytree of shapes for a model that returns a pytree (a graph model's dict)."""
     init = functools.partial(model_config.build().init_with_output, train=False)
-    x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
+    x = jax.ShapeDtypeStruct((CHECKED_BATCH, *input_shape), jnp.float32)
     logits, _ = jax.eval_shape(init, jax.random.key(0), x)
-    return jax.tree.map(lambda leaf: tuple(leaf.shape[1:]), logits)
+    return jax.tree.map(lambda leaf: tuple(leaf.shape), logits)
 
 
 def _check_classes(group: Group, data: Any) -> None:
-    """Raises unless the group's model returns ``data.num_classes`` logits per example."""
-    shape = _logits_shape(group.model, tuple(data.input_shape))
-    if not isinstance(shape, tuple):
+    """Raises unless the group's model returns ``data.num_classes`` logits per example, one
+    row per example."""
+    batch_shape = _logits_shape(group.model, tuple(data.input_shape))
+    one_array = isinstance(batch_shape, tuple) and all(isinstance(n, int) for n in batch_shape)
+    if not one_array:
         raise ValueError(
             f"model {getattr(group.model, 'name', group.model)!r} returns a "
-            f"{type(shape).__name__}, not an array of logits; a graph model returns "
+            f"{type(batch_shape).__name__}, not an array of logits; a graph model returns "
             "{node: value}: build it with GraphModel(spec, returns='head') (a zoo twin: "
             "graph_model(config).clone(returns='head')) so it returns its logits node"
         )
+    if batch_shape[:1] != (CHECKED_BATCH,):
+        raise ValueError(
+            f"model {getattr(group.model, 'name', group.model)!r} returns an output of shape "
+            f"{batch_shape} for a batch of {CHECKED_BATCH} examples; it must return one row "
+            f"of logits per example, shape (batch, num_classes) = ({CHECKED_BATCH}, "
+            f"{data.num_classes}) for data set {data.name!r} (does it reduce over the batch "
+            "axis?)"
+        )
+    shape = batch_shape[1:]
     if shape != (data.num_classes,):
         what = f"{shape[0]} logits" if len(shape) == 1 else f"logits of shape {shape}"
         raise ValueError(
@@ -238,7 +254,7 @@ def init_group(group: Group, data: Any) -> GroupState:
       ValueError: a cell's seed is one `jax.random.key` refuses (names the cell), a
         knob of an integer or bool dtype is set to a value it cannot hold exactly (names
         the knob and the cell), or the model does not return ``data.num_classes`` logits
-        per example.
+        per example, one row per example.
       TypeError: ``group`` is no `Group` or ``data`` no data set.
 
     Examples:

@@ -501,6 +501,24 @@ def test_a_model_whose_logits_are_not_the_data_sets_classes_is_refused(toy, mode
         run_group(fits, init_group(plan_groups(CELLS[:1])[0], toy), six)  # the state's data
 
 
+class _BatchMean(nn.Module):
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        return nn.Dense(3)(x.mean(0, keepdims=True))  # one row of logits for the whole batch
+
+
+@dataclasses.dataclass(frozen=True)
+class _BatchMeanConfig:
+    def build(self) -> nn.Module:
+        return _BatchMean()
+
+
+def test_a_model_whose_logits_do_not_follow_the_examples_is_refused(toy):
+    [group] = plan_groups([Cell(_BatchMeanConfig(), "toy", ADAM, 0)])
+    with pytest.raises(ValueError, match=r"shape \(1, 3\) for a batch of 2 examples; .*= \(2, 3\)"):
+        init_group(group, toy)
+
+
 @pytest.mark.parametrize("seeds", [[0, 7, 2**31 - 1], [-1, 2**31, 2**32 + 5, 2**63 - 1]])
 def test_any_seed_jax_random_key_takes_gives_the_keys_of_the_cell_alone(toy, seeds):
     [group] = plan_groups([Cell(Tiny(), "toy", ADAM, seed) for seed in seeds])
