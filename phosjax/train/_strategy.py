@@ -273,7 +273,10 @@ class Executor:
         unroll: int = STEPWISE_UNROLL,
     ) -> None:
         if strategy not in STRATEGIES:
-            raise ValueError(f"Unknown strategy {strategy!r}: expected 'auto' or {STRATEGIES}")
+            raise ValueError(
+                f"Unknown strategy {strategy!r}: expected one of {STRATEGIES} ('auto' is "
+                "run_group's choice among them, not one itself)"
+            )
         if unroll < 1:
             raise ValueError(f"Executor: unroll must be >= 1, got {unroll}.")
         self.strategy = strategy

@@ -20,6 +20,7 @@ from phosjax.train import (
     HParams,
     Regularizer,
     init_group,
+    measure_strategies,
     plan_groups,
     run_group,
 )
@@ -96,6 +97,21 @@ def test_auto_times_the_programs_the_runs_then_run(runs):
     timed (a host copy would lose it: another leaf type, another compile)."""
     *_, compiles = runs
     assert compiles and set(compiles.values()) == {1}
+
+
+@pytest.mark.parametrize("candidate", ["auto", "fast"])
+def test_measuring_an_unknown_strategy_names_the_strategies_and_not_auto(toy, candidate):
+    [group] = plan_groups([Cell(Tiny(), "toy", HParams(batch_size=16, steps=2))])
+    with pytest.raises(ValueError, match=rf"'{candidate}': expected one of \('vmap', .*not one"):
+        measure_strategies(
+            group.signature(),
+            lambda: make_train_step(Tiny().build(), group.hparams),
+            init_group(group, toy),
+            device_arrays(toy),
+            num_cells=1,
+            devices=jax.devices(),
+            candidates=(candidate,),
+        )
 
 
 def test_auto_breaks_near_ties_in_the_order_of_strategies():
