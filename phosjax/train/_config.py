@@ -343,6 +343,15 @@ class Cell:
                 f"({type(self.model).__name__}); e.g. phosjax.models.ModelConfig('mlp', "
                 "num_classes=10, input_shape=(40,))."
             )
+        try:
+            hash(self.model)
+        except TypeError:
+            raise ValueError(
+                f"Cell model must be hashable, as cells share a compiled step by their model "
+                f"config; got {self.model!r} ({type(self.model).__name__}), which is not: make "
+                "it a frozen dataclass (@dataclasses.dataclass(frozen=True)) with hashable "
+                "fields, as phosjax.models.ModelConfig is."
+            ) from None
         if not isinstance(self.hparams, HParams):
             raise ValueError(
                 f"Cell hparams must be an HParams, got {self.hparams!r}; e.g. "

@@ -1,5 +1,7 @@
 """Configs and grouping: which cells share a compiled step, and clear errors."""
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -111,6 +113,17 @@ def test_a_repeated_knob_selector_overrides_in_the_order_given(toy):
     state = init_group(group, toy)
     assert float(state.collections["knobs"]["T"][0]) == 7.0
     run_group(group, state, toy, strategy="vmap")  # its own state is not refused
+
+
+@dataclasses.dataclass  # not frozen: unhashable
+class _MutableConfig:
+    def build(self) -> object:
+        return Tiny().build()
+
+
+def test_an_unhashable_model_config_is_refused_with_the_fix():
+    with pytest.raises(ValueError, match=r"Cell model must be hashable.*_MutableConfig.*frozen"):
+        Cell(_MutableConfig(), "toy")
 
 
 def test_public_names():
