@@ -6,7 +6,7 @@ import functools
 import math
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import jax
@@ -160,8 +160,14 @@ def local_devices(devices: Sequence[jax.Device] | None, where: str) -> list[jax.
     """``devices`` as a list (default: `jax.local_devices`); raises unless each is this
     process's own (``where`` named): a group's cells are this process's share, trained
     on its devices alone."""
-    devices = list(devices or jax.local_devices())
-    for device in devices:
+    chosen = devices or jax.local_devices()
+    listed = list(chosen) if isinstance(chosen, Iterable) else None  # e.g. one device
+    if listed is None or not all(isinstance(device, jax.Device) for device in listed):
+        raise TypeError(
+            f"{where}: devices must be a sequence of jax devices, e.g. jax.local_devices()[:2] "
+            f"or [jax.local_devices()[0]], got {devices!r}"
+        )
+    for device in listed:
         if device.process_index != jax.process_index():
             raise ValueError(
                 f"{where}: devices must be this process's own, but device {device.id} "
@@ -169,7 +175,7 @@ def local_devices(devices: Sequence[jax.Device] | None, where: str) -> list[jax.
                 f"{jax.process_index()}); pass jax.local_devices() or some of them: under "
                 "jax.distributed each process trains its own share of the cells."
             )
-    return devices
+    return listed
 
 
 def check_strategy(strategy: str, where: str) -> None:

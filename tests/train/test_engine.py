@@ -652,3 +652,10 @@ def test_a_group_or_data_set_of_another_type_is_named(toy, call, message):
     [group] = plan_groups(CELLS[:1])
     with pytest.raises(TypeError, match=message):
         call(group, toy)
+
+
+@pytest.mark.parametrize("devices", [jax.devices()[0], "cpu", [0]], ids=["device", "str", "int"])
+def test_devices_other_than_a_sequence_of_devices_are_refused_by_name(toy, devices):
+    [group] = plan_groups(CELLS[:1])
+    with pytest.raises(TypeError, match=r"run_group: devices must be a sequence of jax devices"):
+        run_group(group, init_group(group, toy), toy, strategy="vmap", devices=devices)
