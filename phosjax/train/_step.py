@@ -276,7 +276,7 @@ def make_evaluate(model: nn.Module, compute_dtype: str = "float32") -> EvalFn:
             logits: jax.Array = apply(variables, x, train=False)
             loss = optax.softmax_cross_entropy_with_integer_labels(logits, y)
             correct = jnp.argmax(logits, -1) == y
-            return jnp.stack([jnp.sum(loss * mask), jnp.sum(correct * mask)])
+            return jnp.stack([jnp.sum(jnp.where(mask, loss, 0)), jnp.sum(correct & mask)])
 
         sums = jax.lax.map(batch, (arrays["x_test"], arrays["y_test"], arrays["test_mask"]))
         total = sums.sum(0) / arrays["test_mask"].sum()

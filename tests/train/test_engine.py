@@ -1,6 +1,7 @@
 """The engine trains each cell of a group exactly as if it were trained alone."""
 
 import dataclasses
+import types
 
 import flax.linen as nn
 import jax
@@ -190,6 +191,28 @@ def test_evaluation_over_padded_batches_equals_one_plain_apply(toy):
     assert 0 < direct["accuracy"] < 1  # padded rows counted as examples would move it
     np.testing.assert_allclose(float(got["accuracy"]), direct["accuracy"], **TOL)
     np.testing.assert_allclose(float(got["loss"]), direct["loss"], **TOL)
+
+
+class _UnitNorm(nn.Module):
+    """Scales each example to unit length: NaN logits on an all-zero (padding) row."""
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        return nn.Dense(3)(x / jnp.linalg.norm(x, axis=-1, keepdims=True))
+
+
+def test_padding_rows_whose_logits_are_nan_do_not_reach_the_test_loss(toy):
+    """Padding is masked by selection, not by multiplying with 0 (NaN * 0 is NaN), even
+    where XLA does not rewrite the product (eagerly, op by op)."""
+    model = _UnitNorm()
+    params = model.init(jax.random.key(0), toy.x_test[:1])["params"]
+    arrays = device_arrays(toy, eval_batch_size=16)  # 16 + 16 + 8 examples, 8 zero rows
+    cell = types.SimpleNamespace(params=params, collections={})
+    with jax.disable_jit():
+        got = make_evaluate(model)(cell, arrays)
+    logits = model.apply({"params": params}, jnp.asarray(toy.x_test))
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.asarray(toy.y_test))
+    np.testing.assert_allclose(float(got["loss"]), float(loss.mean()), **TOL)
 
 
 def test_chunks_end_at_every_evaluation():
