@@ -46,6 +46,14 @@ ZEROING = frozenset({"out", "scale", "bias"})
 """Kinds of use whose slices `mask` zeroes: a dead channel's output is then zero."""
 
 
+Sources = frozenset[tuple[int, int]]
+"""The leaf axes ``(leaf, axis)`` an axis of a value holds: one for a leaf's axis, several
+for an axis of leaves concatenated (``OptimizedLSTMCell``'s four gate kernels), none for
+an axis no leaf holds."""
+
+NO_SOURCE: Sources = frozenset()
+
+
 class UnsupportedOpError(ValueError):
     """The traced model uses an operation whose effect on channels is not known."""
 
@@ -73,7 +81,7 @@ class Value:
 
     labels: list[int]
     zeros: frozenset[int] = frozenset()  # labels whose dead channels are zero here
-    src: list[tuple[int, int] | None] | None = None  # leaf axes, if a reshaped leaf
+    src: list[Sources] | None = None  # per axis, if a reshaped or concatenated leaf
     data: bool = False  # depends on the model's inputs
     made_by: frozenset[tuple[int, int]] = frozenset()  # leaf axes that produced it ("out")
     scales: frozenset[int] = frozenset()  # leaves multiplied into it as a scale
@@ -126,7 +134,7 @@ def _where(eqn: Any) -> str:
 
 
 def _carry(
-    value: Value, labels: list[int], zeros: frozenset[int], src: list[tuple[int, int] | None] | None
+    value: Value, labels: list[int], zeros: frozenset[int], src: list[Sources] | None
 ) -> Value:
     """A value with new ``labels``, ``zeros`` and ``src`` and ``value``'s provenance."""
     return Value(
@@ -145,7 +153,7 @@ def _joined(
     values: Sequence[Value],
     labels: list[int],
     zeros: set[int],
-    src: list[tuple[int, int] | None] | None = None,
+    src: list[Sources] | None = None,
     known: Any = None,
     poles: set[int] | None = None,
 ) -> Value:
@@ -174,14 +182,14 @@ def _produced(value: Value, free: Sequence[bool]) -> frozenset[tuple[int, int]]:
     """The leaf axes of ``value`` (a kernel) that a contraction leaves free ("out")."""
     if value.src is None:
         return frozenset()
-    return frozenset(s for s, f in zip(value.src, free, strict=True) if s is not None and f)
+    return NO_SOURCE.union(*(s for s, f in zip(value.src, free, strict=True) if f))
 
 
 def _with_scales(value: Value) -> Value:
     """``value`` as a ``mul`` operand: a leaf multiplied on is a scale."""
     if value.src is None:
         return value
-    leaves = {s[0] for s in value.src if s is not None}
+    leaves = {leaf for sources in value.src for leaf, _ in sources}
     return dataclasses.replace(value, scales=value.scales | leaves)
 
 
@@ -199,9 +207,9 @@ def _exponent(eqn: Any, ins: Sequence[Value | None]) -> float | None:
     return None if known is None else float(np.min(known))
 
 
-def _stacked(src: list[tuple[int, int] | None] | None) -> list[tuple[int, int] | None] | None:
+def _stacked(src: list[Sources] | None) -> list[Sources] | None:
     """The leaf axes of a loop's stacked output, from those of its step's ``src``."""
-    return None if src is None else [None, *src]
+    return None if src is None else [NO_SOURCE, *src]
 
 
 def _live(jaxpr: Any) -> list[bool]:
@@ -231,7 +239,7 @@ class _Walker:
         """Leaf ``index`` as `mask` leaves it: zero on its dead channels along the axes in
         ``zeroing`` wherever it goes, a reduction too (``k / k.sum(0)`` is 0/0), not only
         where a use records them (none in a first pass, which decides ``zeroing``)."""
-        src: list[tuple[int, int] | None] = [(index, a) for a in range(len(labels))]
+        src = [frozenset({(index, a)}) for a in range(len(labels))]
         zeroed = {(index, a) for a in range(len(labels)) if (index, a) in (self.zeroing or ())}
         zeros = frozenset(labels[a] for _, a in zeroed)
         return Value(labels, zeros, src, zeroed_by=frozenset(zeroed))
@@ -277,14 +285,13 @@ class _Walker:
         if value.src is None:
             return value
         zeros, zeroed_by = set(value.zeros), set(value.zeroed_by)
-        for axis, (source, kind) in enumerate(zip(value.src, kinds, strict=True)):
-            if source is None:
-                continue
-            self.kinds.setdefault(source, set()).add(kind)
-            zeroed = kind in ZEROING if self.zeroing is None else source in self.zeroing
-            if zeroed:
+        for axis, (sources, kind) in enumerate(zip(value.src, kinds, strict=True)):
+            for source in sources:
+                self.kinds.setdefault(source, set()).add(kind)
+            zeroed = kind in ZEROING if self.zeroing is None else sources <= self.zeroing
+            if sources and zeroed:
                 zeros.add(value.labels[axis])
-                zeroed_by.add(source)
+                zeroed_by |= sources
         return dataclasses.replace(value, zeros=frozenset(zeros), zeroed_by=frozenset(zeroed_by))
 
     def check_contraction(self, label: int, sides: Sequence[Value], where: str) -> None:
@@ -490,7 +497,7 @@ class _Walker:
         old = list(eqn.invars[0].aval.shape)
         new = list(eqn.params["new_sizes"])
         out: list[int] = []
-        src: list[tuple[int, int] | None] = []
+        src: list[Sources] = []
         i = j = 0
         while i < len(old) or j < len(new):
             if i < len(old) and old[i] == 1 and (j == len(new) or new[j] != 1):
@@ -498,7 +505,7 @@ class _Walker:
                 continue
             if j < len(new) and new[j] == 1 and (i == len(old) or old[i] != 1):
                 out.append(self.make(1))
-                src.append(None)
+                src.append(NO_SOURCE)
                 j += 1
                 continue
             ii, jj, pi, pj = [i], [j], old[i], new[j]
@@ -518,16 +525,16 @@ class _Walker:
             parts = [merged] if len(jj) == 1 else labels.split(merged, [new[k] for k in jj], where)
             out.extend(parts)
             one_to_one = len(ii) == 1 and len(jj) == 1 and value.src is not None
-            src.extend([value.src[ii[0]] if one_to_one else None] * len(jj))  # type: ignore[index]
+            src.extend([value.src[ii[0]] if one_to_one else NO_SOURCE] * len(jj))  # type: ignore[index]
         return _carry(value, out, value.zeros, src if value.src is not None else None)
 
     def broadcast(self, eqn: Any, value: Value) -> Value:
         shape, dims = eqn.params["shape"], eqn.params["broadcast_dimensions"]
         kept = {d: i for i, d in enumerate(dims) if eqn.invars[0].aval.shape[i] == shape[d]}
         labels = [value.labels[kept[d]] if d in kept else self.make(n) for d, n in enumerate(shape)]
-        src: list[tuple[int, int] | None] = [None] * len(shape)
+        src = [NO_SOURCE] * len(shape)
         for d, i in kept.items():
-            src[d] = value.src[i] if value.src is not None else None
+            src[d] = value.src[i] if value.src is not None else NO_SOURCE
         known = None
         if value.known is not None:  # a literal broadcast is still known: where(x > 0, x, 0)
             expanded = [1] * len(shape)
@@ -577,6 +584,10 @@ class _Walker:
         ]
 
     def concatenate(self, eqn: Any, ins: list[Value]) -> Value:
+        """``concatenate``: the concatenated axis is the sum of the operands', the others
+        are tied. Leaves concatenated (``OptimizedLSTMCell``'s gate kernels and biases)
+        are still leaves: each axis holds the leaf axes of every operand, so a contraction
+        records their uses as it does a single kernel's."""
         where, axis = _where(eqn), eqn.params["dimension"]
         labels = []
         for k in range(len(ins[0].labels)):
@@ -588,7 +599,10 @@ class _Walker:
             labels.append(ins[0].labels[k])
         along = set().union(*(self.zero_atoms(v) & self.atoms(v.labels[axis]) for v in ins))
         across = set.intersection(*(self.zero_atoms(v) for v in ins)) - along
-        return _joined(ins, labels, along | across)
+        src = None
+        if all(v.src is not None for v in ins):
+            src = [NO_SOURCE.union(*(v.src[k] for v in ins)) for k in range(len(labels))]  # type: ignore[index]
+        return _joined(ins, labels, along | across, src)
 
     def stack(self, eqn: Any, ins: list[Value]) -> Value:
         """``stack``: the operands' axes are tied; the new axis holds no channels."""
@@ -630,7 +644,7 @@ class _Walker:
         ]
         src = None  # a leaf that lost its zeros is no kernel `mask` could zero through
         if value.src is not None and zeros:
-            src = [s if keep else None for s, keep in zip(value.src, keeps, strict=True)]
+            src = [s if keep else NO_SOURCE for s, keep in zip(value.src, keeps, strict=True)]
         return _carry(value, out, value.zeros if zeros else frozenset(), src)
 
     def window(self, eqn: Any, ins: list[Value]) -> list[Value]:

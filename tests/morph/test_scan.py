@@ -108,7 +108,7 @@ class RNN(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        cells = {"gru": nn.GRUCell, "lstm": nn.LSTMCell}
+        cells = {"gru": nn.GRUCell, "lstm": nn.LSTMCell, "optimized_lstm": nn.OptimizedLSTMCell}
         cell = cells[self.cell](self.widths[0], name="cell")
         if self.looped:
             carry = cell.initialize_carry(jax.random.key(0), x[:, 0].shape)
@@ -141,6 +141,7 @@ MODELS = {
     "nn.scan": (Scanned(), (4, 3), ("embed", "steps/emit")),
     "nn.RNN(GRUCell)": (RNN(), (5, 3), ("cell/hn",)),
     "nn.RNN(LSTMCell)": (RNN(cell="lstm"), (5, 3), ("cell/hf",)),
+    "nn.RNN(OptimizedLSTMCell)": (RNN(cell="optimized_lstm"), (5, 3), ("cell/hf",)),
     "GRUCell looped in Python": (RNN(looped=True), (5, 3), ("cell/hn",)),
     "nn.Bidirectional": (Bidirectional(), (5, 3), ("GRUCell_0/hn", "GRUCell_1/hn")),
 }
@@ -359,3 +360,18 @@ def test_a_scanned_model_costs_what_its_loop_unrolled_in_python_costs(name, cost
         costs.append([evaluate(poly, _counts(groups, stream)) for stream in (6, 3)])
     assert costs[0][0] > costs[0][1]
     np.testing.assert_allclose(costs[0], costs[1], rtol=1e-9)
+
+
+def test_an_optimized_lstm_cell_has_the_groups_and_costs_of_an_lstm_cell():
+    """`nn.OptimizedLSTMCell` concatenates its gates' kernels (and biases) and applies
+    them in one matmul: the concatenated leaves are followed as the kernels `nn.LSTMCell`
+    applies one by one, on the same variables."""
+    x = jnp.ones((2, 5, 3))
+    lstm, optimized = RNN(cell="lstm"), RNN(cell="optimized_lstm")
+    variables = lstm.init(jax.random.key(0), x)
+    groups = [channel_groups(model, variables, x) for model in (lstm, optimized)]
+    assert groups[0].groups == groups[1].groups
+    for cost in ("params", "flops"):
+        polys = [cost_polynomial(g, cost) for g in groups]
+        for counts in ([6], [2]):
+            assert evaluate(polys[1], counts) == pytest.approx(evaluate(polys[0], counts))
