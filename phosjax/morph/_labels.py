@@ -115,6 +115,15 @@ class Labels:
         self.pin(root, f"{where} splits a composite axis in a new way")
         return fresh
 
+    def pin_self_products(self) -> None:
+        """Pins each product of axes that share channels: an outer product of an axis with
+        itself, flattened (bilinear pooling, ``(h[:, :, None] * h[:, None]).reshape(n, -1)``),
+        holds two of its channels at a position, which `owners` cannot say."""
+        for root, (kind, children) in list(self.parts.items()):
+            atoms = [set(self.owners(child)) for child in children]
+            if kind == PROD and len(set().union(*atoms)) < sum(map(len, atoms)):
+                self.pin(root, "an outer product of an axis with itself holds two channels here")
+
     def owners(self, label: int, pinned_above: bool = False) -> dict[int, np.ndarray]:
         """``{atom: channel index per position}`` of the axis ``label`` (-1: not that atom).
 

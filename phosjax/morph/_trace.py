@@ -6,11 +6,11 @@ value a label (`Labels`). It records, for each variable leaf axis, how it is use
 ``scale``/``bias``: multiplied onto / added to an activation; ``other``), the labels of
 every contraction's loop (for FLOPs), and pins the labels that cannot be pruned exactly:
 the model's inputs and outputs, reduced, sliced, padded, reversed, pooled, convolved and
-ranked (``top_k``) axes, every axis a matrix decomposition gets, and channels that reach a
-contraction without being zero when dead. A leaf axis whose zeros would turn non-finite
-(``k / norm(k)``: 0/0) is recorded as ``unsafe``: `mask` must not zero it. A loop's body
-(``scan``) is walked again until what its carry holds no longer changes (see
-`_Walker.scan`).
+ranked (``top_k``) axes, every axis a matrix decomposition gets, outer products of an axis
+with itself, and channels that reach a contraction without being zero when dead. A leaf
+axis whose zeros would turn non-finite (``k / norm(k)``: 0/0) is recorded as ``unsafe``:
+`mask` must not zero it. A loop's body (``scan``) is walked again until what its carry
+holds no longer changes (see `_Walker.scan`).
 """
 
 import copy
@@ -881,6 +881,7 @@ def trace(
     for out in outs:
         for label in out.labels if out is not None else ():
             walker.labels.pin(label, "model output")
+    walker.labels.pin_self_products()
     return Trace(
         walker.labels,
         leaf_labels,

@@ -223,10 +223,22 @@ def test_a_kernel_cut_on_its_input_axis_prunes_its_outputs_exactly_or_pins_them(
         (lambda h: jax.lax.reduce_window(h, 0.0, jax.lax.add, (1, 2), (1, 2), "VALID"), "pools"),
         (lambda h: nn.max_pool(h[None], (3,), padding=((3, 3),))[0], "not zero"),
         (lambda h: jax.lax.reduce_window(h, 1.0, jax.lax.mul, (1, 1), (1, 1), "VALID"), "not zero"),
+        (lambda h: (h[:, :, None] * h[:, None]).reshape(3, 16), "outer product"),
+        (lambda h: jnp.einsum("bc,bd->bcd", h, h).reshape(3, 16), "outer product"),
     ],
-    ids=["flip", "pool over channels", "max pool with windows in the padding", "custom combiner"],
+    ids=[
+        "flip",
+        "pool over channels",
+        "max pool with windows in the padding",
+        "custom combiner",
+        "outer product",
+        "outer product by einsum",
+    ],
 )
-def test_flipping_or_pooling_channels_or_losing_their_zeros_pins_them(op, reason):
+def test_flipping_pooling_or_squaring_channels_or_losing_their_zeros_pins_them(op, reason):
+    """An outer product of channels with themselves, flattened, holds two channels at a
+    position: shrink would cut the next kernel's rows of one of them only."""
+
     def apply(p, x):
         return op(jax.nn.relu(x @ p["w1"])) @ p["w2"]
 
