@@ -36,7 +36,7 @@ DECOMPOSITIONS = {"svd", "eigh", "qr", "cholesky"}
 CALLS = ("jaxpr", "call_jaxpr", "fun_jaxpr")
 CALL_PRIMITIVES = {
     "jit", "pjit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call",
-    "custom_vjp_call_jaxpr", "remat", "checkpoint",
+    "custom_vjp_call_jaxpr", "remat", "remat2", "checkpoint",
 }  # fmt: skip
 
 

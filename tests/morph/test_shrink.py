@@ -153,6 +153,30 @@ def test_plain_flax_cnn_shrunk_equals_masked_with_its_optimizer_state():
     np.testing.assert_allclose(small_out, masked_out, atol=1e-5)
 
 
+class LiftedMLP(nn.Module):
+    """Dense, relu, Dense; ``remat`` lifts the first with `nn.remat` (a ``remat2`` call)."""
+
+    widths: tuple[int] = (6,)
+    remat: bool = False
+
+    @nn.compact
+    def __call__(self, x):
+        dense = nn.remat(nn.Dense) if self.remat else nn.Dense
+        return nn.Dense(2, name="head")(nn.relu(dense(self.widths[0], name="hidden")(x)))
+
+
+def test_a_layer_lifted_with_remat_is_followed_as_the_plain_layer():
+    model = LiftedMLP(remat=True)
+    x, variables, groups = _grouped(model, (3, 4))
+    assert groups.groups == channel_groups(LiftedMLP(), variables, x).groups
+    alive = {"hidden": np.arange(6) % 3 != 1}
+    np.testing.assert_allclose(
+        LiftedMLP((4,), remat=True).apply(shrink(variables, alive, groups).variables, x),
+        model.apply(mask(variables, alive, groups), x),
+        atol=1e-5,
+    )
+
+
 class PooledCNN(nn.Module):
     """Pooling, a flip, a zero pad and a stack between convolutions, in plain Flax."""
 
