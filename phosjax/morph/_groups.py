@@ -292,7 +292,7 @@ def channel_groups(
 
     Raises:
       UnsupportedOpError: the model uses a primitive whose effect on channels is not
-        known (e.g. ``while``, ``gather``); the message names it and where it is.
+        known (e.g. ``while``, ``sort``); the message names it and where it is.
       ValueError: ``model`` is a `GraphModel` that returns every node's output (no
         ``returns``, no ``outputs=``): nothing could be pruned.
 

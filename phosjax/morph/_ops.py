@@ -56,8 +56,6 @@ UNSUPPORTED_HINTS = {
     "while": _WHILE_HINT,
     "cond": "is a branch (lax.cond, lax.switch, nn.cond), which is not followed; compute "
     "both branches and pick with jnp.where",
-    "gather": "indexes by computed positions (x[idx], jnp.take, nn.Embed), which is not "
-    "followed; index with static slices, or multiply by a one-hot matrix",
     **dict.fromkeys(_RANDOM, _RANDOM_HINT),
 }
 """What the primitive is and what to do instead, for those models often use."""

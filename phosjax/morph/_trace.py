@@ -5,12 +5,12 @@ value a label (`Labels`). It records, for each variable leaf axis, how it is use
 (``in``: contracted against an activation; ``out``: a free axis of a contraction;
 ``scale``/``bias``: multiplied onto / added to an activation; ``other``), the labels of
 every contraction's loop (for FLOPs), and pins the labels that cannot be pruned exactly:
-the model's inputs and outputs, reduced, sliced, padded, reversed, pooled, convolved and
-ranked (``top_k``) axes, every axis a matrix decomposition gets, outer products of an axis
-with itself, and channels that reach a contraction without being zero when dead. A leaf
-axis whose zeros would turn non-finite (``k / norm(k)``: 0/0) is recorded as ``unsafe``:
-`mask` must not zero it. A loop's body (``scan``) is walked again until what its carry
-holds no longer changes (see `_Walker.scan`).
+the model's inputs and outputs, reduced, sliced, padded, reversed, pooled, convolved,
+indexed (``gather``) and ranked (``top_k``) axes, every axis a matrix decomposition gets,
+outer products of an axis with itself, and channels that reach a contraction without being
+zero when dead. A leaf axis whose zeros would turn non-finite (``k / norm(k)``: 0/0) is
+recorded as ``unsafe``: `mask` must not zero it. A loop's body (``scan``) is walked again
+until what its carry holds no longer changes (see `_Walker.scan`).
 """
 
 import copy
@@ -569,6 +569,46 @@ class _Walker:
         labels[axis] = self.pinned_axis(labels[axis], reason, eqn.params["k"])
         return [_carry(value, labels, value.zeros, None), _carry(value, labels, frozenset(), None)]
 
+    def gather(self, eqn: Any, operand: Value, indices: Value) -> Value:
+        """``gather`` (``nn.Embed``, ``jnp.take``, ``h[:, idx]``) reads as a contraction
+        with a one-hot matrix: the axes it indexes (or slices) are pinned, and an axis it
+        takes whole carries its channels to its output axis, as a kernel's free axis (an
+        embedding table's features are ``out``: `mask` zeroes a dead channel's column).
+        The output's other axes are the indices' (their last axis holds the positions).
+
+        Examples:
+          >>> table, ids = np.ones((10, 4)), np.zeros((2, 3), int)
+          >>> eqn = jax.make_jaxpr(lambda t, i: t[i])(table, ids).eqns[-1]
+          >>> walker = _Walker(1, None)
+          >>> operand = walker.leaf(0, [walker.labels.new(10), walker.labels.new(4)])
+          >>> indices = Value([walker.labels.new(2), walker.labels.new(3), walker.make(1)])
+          >>> out = walker.gather(eqn, operand, indices)
+          >>> out.labels == [*indices.labels[:2], operand.labels[1]], walker.kinds
+          (True, {(0, 0): {'in'}, (0, 1): {'out'}})
+        """
+        numbers, sizes = eqn.params["dimension_numbers"], eqn.params["slice_sizes"]
+        indexed = {*numbers.start_index_map, *numbers.operand_batching_dims}
+        whole = [d not in indexed and sizes[d] == n for d, n in enumerate(eqn.invars[0].aval.shape)]
+        reason = f"{_where(eqn)} indexes this axis"
+        for label, keep in zip(operand.labels, whole, strict=True):
+            if not keep:
+                self.labels.pin(label, reason)
+        operand = self.use(operand, ["out" if keep else "in" for keep in whole])
+        skipped = {*numbers.collapsed_slice_dims, *numbers.operand_batching_dims}
+        offsets = [
+            label if keep else self.pinned_axis(label, reason, sizes[d])
+            for d, (label, keep) in enumerate(zip(operand.labels, whole, strict=True))
+            if d not in skipped
+        ]
+        batch = iter(indices.labels[:-1])
+        labels = [
+            offsets[numbers.offset_dims.index(axis)] if axis in numbers.offset_dims else next(batch)
+            for axis in range(len(eqn.outvars[0].aval.shape))
+        ]
+        carried = set().union(*(self.atoms(label) for label in offsets))
+        zeros = self.zero_atoms(operand) & carried
+        return _contracted(operand, indices, labels, zeros, _produced(operand, whole))
+
     def decomposed(self, eqn: Any, ins: list[Value]) -> list[Value]:
         """A matrix decomposition (`DECOMPOSITIONS`: ``jnp.linalg.svd`` in a spectral
         norm, ``eigh``...) mixes every entry of its operand, and its outputs' sizes follow
@@ -801,6 +841,8 @@ class _Walker:
             return [dataclasses.replace(value, zeros=frozenset(), src=None)]  # type: ignore[type-var]
         if name == "top_k":
             return self.top_k(eqn, args[0])  # type: ignore[arg-type]
+        if name == "gather":
+            return [self.gather(eqn, args[0], args[1])]  # type: ignore[arg-type]
         if name in DECOMPOSITIONS:
             return self.decomposed(eqn, args)  # type: ignore[arg-type]
         if name == "concatenate":

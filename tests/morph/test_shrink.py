@@ -177,6 +177,34 @@ def test_a_layer_lifted_with_remat_is_followed_as_the_plain_layer():
     )
 
 
+class EmbeddingLM(nn.Module):
+    """nn.Embed, an MLP, and logits read through the embedding (``attend``: tied weights)."""
+
+    widths: tuple[int, int] = (6, 5)
+
+    @nn.compact
+    def __call__(self, ids):
+        embed = nn.Embed(10, self.widths[0], name="embed")
+        h = nn.relu(nn.Dense(self.widths[1], name="hidden")(embed(ids)))
+        return embed.attend(nn.Dense(self.widths[0], name="out")(h))
+
+
+def test_an_embedding_s_features_prune_exactly_and_its_vocabulary_is_pinned():
+    ids = jax.random.randint(jax.random.key(1), (3, 7), 0, 10)
+    model = EmbeddingLM()
+    variables = perturbed(model.init(jax.random.key(0), ids))
+    groups = channel_groups(model, variables, ids)
+    assert groups.names == ("embed", "hidden")
+    assert ("params/out/kernel", 1) in {(m.path, m.axis) for m in groups.groups[0].members}
+    assert "gather" in groups.pinned["params/embed/embedding:0"]
+    alive = {"embed": [0, 1, 1, 0, 1, 1], "hidden": [1, 0, 1, 1, 0]}
+    np.testing.assert_allclose(
+        EmbeddingLM((4, 3)).apply(shrink(variables, alive, groups).variables, ids),
+        model.apply(mask(variables, alive, groups), ids),
+        atol=1e-5,
+    )
+
+
 class PooledCNN(nn.Module):
     """Pooling, a flip, a zero pad and a stack between convolutions, in plain Flax."""
 
