@@ -131,6 +131,15 @@ def _nearest(selector: str, paths: list[str], n: int = 5) -> list[str]:
     return sorted(paths, key=score, reverse=True)[:n]
 
 
+_LIFTED_HINT = {
+    what: f" A {what} made inside nn.scan (or nn.vmap) is kept only if its variable_axes "
+    "lists phosjax's collections: variable_axes=px.scan_axes(params=0)."
+    for what in ("tagged value", "knob")
+}
+"""What to add to the error when no tagged value or knob matches: a lifted transform drops
+the collections its ``variable_axes`` do not list, silently."""
+
+
 def select(
     paths: Iterable[str], selector: str, *, what: str = "path", allow_empty: bool = False
 ) -> list[str]:
@@ -153,11 +162,12 @@ def select(
     regex = compile_selector(selector)
     found = [p for p in paths if regex.fullmatch(p)]
     if not found and not allow_empty:
+        hint = _LIFTED_HINT.get(what, "")
         if not paths:
-            raise SelectorError(f"Selector {selector!r} matched no {what}: there are none.")
+            raise SelectorError(f"Selector {selector!r} matched no {what}: there are none.{hint}")
         nearest = ", ".join(repr(p) for p in _nearest(selector, paths))
         raise SelectorError(
-            f"Selector {selector!r} matched no {what} among {len(paths)}; nearest: {nearest}."
+            f"Selector {selector!r} matched no {what} among {len(paths)}; nearest: {nearest}.{hint}"
         )
     return found
 

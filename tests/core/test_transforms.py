@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import phosjax as px
-from tests.core.models import DEPTH, KINDS, WIDTH, Pytrees, Stack, pre_act_path
+from tests.core.models import DEPTH, KINDS, WIDTH, Pytrees, ScanBlock, Stack, pre_act_path
 
 X = jnp.linspace(-1.0, 1.0, 6).reshape(2, 3)
 
@@ -415,6 +415,25 @@ def test_tweak_reaches_knobs_under_scan_with_default_scan_axes():
     np.testing.assert_allclose(out, last @ head["kernel"] + head["bias"], rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(px.tweak(model, variables, X, {"**/T": 100.0}), out)
     assert not np.allclose(out, model.apply(variables, X))
+
+
+def test_a_scan_that_drops_phosjax_s_collections_is_named_in_the_selector_error():
+    class Dropping(nn.Module):
+        """A scan whose variable_axes list only params: Flax drops the other collections."""
+
+        @nn.compact
+        def __call__(self, x):
+            scanned = nn.scan(
+                ScanBlock, variable_axes={"params": 0}, split_rngs={"params": True}, length=DEPTH
+            )
+            return scanned(name="blocks")(x, None)[0]
+
+    model, x = Dropping(), jnp.ones((2, WIDTH))
+    variables = model.init(jax.random.key(0), x)
+    with pytest.raises(px.SelectorError, match=r"no tagged value: .*nn.scan.*scan_axes"):
+        px.probe(model, variables, x, "**/pre_act")
+    with pytest.raises(px.SelectorError, match=r"no knob: .*nn.scan.*scan_axes"):
+        px.tweak(model, variables, x, {"**/T": 2.0})
 
 
 def test_tweak_under_scan_without_knob_collection_uses_stacked_defaults():
