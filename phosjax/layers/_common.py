@@ -148,14 +148,26 @@ def call_block(block: nn.Module, x: jax.Array, train: bool) -> Any:
     return block(x, *args, **kwargs)
 
 
-def check_shape(y: jax.Array, expected: tuple[int, ...], what: str) -> None:
-    """Raises a ValueError when ``y`` (the output of ``what``) is not of shape ``expected``.
+def returned(y: Any) -> str:
+    """What a block returned, for an error: its shape, or its type if it is no array.
+
+    Examples:
+      >>> returned(jnp.ones((2, 3))), returned((jnp.ones(2), jnp.ones(2)))
+      ('(2, 3)', 'a tuple')
+    """
+    shape = getattr(y, "shape", None)
+    return f"a {type(y).__name__}" if shape is None else str(shape)
+
+
+def check_shape(y: Any, expected: tuple[int, ...], what: str) -> None:
+    """Raises a ValueError when ``y`` (the output of ``what``) is not an array of shape
+    ``expected``.
 
     ``what`` says whose output it is and which shape it must have, e.g. ``"GatedSkip's
     block must keep the input shape"``.
     """
-    if y.shape != expected:
-        raise ValueError(f"{what} {expected}, but returned {y.shape}.")
+    if getattr(y, "shape", None) != expected:
+        raise ValueError(f"{what} {expected}, but returned {returned(y)}.")
 
 
 def checked_size(module: nn.Module, name: str, default: int | None = None) -> int:

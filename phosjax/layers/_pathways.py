@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core import knob, path_weight, tag
-from phosjax.layers._common import call_block, check_shape
+from phosjax.layers._common import call_block, check_shape, returned
 
 
 def _per_example(weight: jax.Array, like: jax.Array) -> jax.Array:
@@ -73,6 +73,10 @@ class Choice(nn.Module):
         for i, branch in enumerate(self.branches):
             with path_weight(self, f"branch_{i}", weights[..., i]):
                 outputs.append(call_block(branch, x, train))
+            if getattr(outputs[0], "shape", None) is None:
+                raise ValueError(
+                    f"Choice's branch 0 must return an array, but returned {returned(outputs[0])}."
+                )
             check_shape(
                 outputs[i], outputs[0].shape, f"Choice's branch {i} must return branch 0's shape"
             )
@@ -137,10 +141,10 @@ class Residual(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         y = tag(self, "residual", call_block(self.block, x, train))
-        if y.shape[:-1] != x.shape[:-1]:
+        if getattr(y, "shape", None) is None or y.shape[:-1] != x.shape[:-1]:
             raise ValueError(
                 f"Residual's block must keep every axis but the last of the input shape "
-                f"{x.shape}, but returned {y.shape}."
+                f"{x.shape}, but returned {returned(y)}."
             )
         if y.shape[-1] != x.shape[-1]:
             x = nn.Dense(y.shape[-1], use_bias=False, dtype=y.dtype, name="projection")(x)

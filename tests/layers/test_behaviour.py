@@ -405,6 +405,15 @@ def test_layer_wrapped_into_nnx_matches_linen(key):
     np.testing.assert_allclose(wrapped(x), layer.apply({"params": params}, x), rtol=1e-6)
 
 
+class Pair(nn.Module):
+    """A block that returns a pair of arrays (as a recurrent cell returns its state too)."""
+
+    @nn.compact
+    def __call__(self, x):
+        h = nn.Dense(x.shape[-1])(x)
+        return h, h
+
+
 @pytest.mark.parametrize(
     ("layer", "shape", "match"),
     [
@@ -479,9 +488,21 @@ def test_layer_wrapped_into_nnx_matches_linen(key):
             r"Repeat's block must keep the input shape \(2, 4\), but returned \(2, 5\)",
         ),
         (L.Residual(L.MultiHeadSelfAttention(1)), (2,), r"inputs \(\.\.\., L, C\)"),
+        *(
+            (layer, (2, 4), rf"{who} .*, but returned a tuple\.")
+            for layer, who in [
+                (L.Residual(Pair()), "Residual's block"),
+                (L.ReZero(Pair()), "ReZero's block"),
+                (L.GatedSkip(Pair()), "GatedSkip's block"),
+                (L.Repeat(Pair(), num_layers=2), "Repeat's block"),
+                (L.Choice([Pair(), Pair()]), "Choice's branch 0"),
+                (L.Choice([nn.Dense(4), Pair()]), "Choice's branch 1"),
+            ]
+        ),
     ],
 )
 def test_bad_configuration_raises_a_clear_error(layer, shape, match):
+    """Including a block that returns a tuple (``Pair``), not an array."""
     with pytest.raises(ValueError, match=match):
         jax.eval_shape(layer.init, jax.random.key(0), jnp.ones(shape))
 
