@@ -314,19 +314,22 @@ class _Walker:
         operands = {
             i: v for i, v in enumerate(ins) if v is not None and len(v.labels) == len(shape)
         }
-        full = list(operands.values())
-        labels = []
-        for axis, size in enumerate(shape):
-            carried = [v.labels[axis] for v in full if self.labels.size[v.labels[axis]] == size]
-            for other in carried[1:]:
-                self.labels.union(carried[0], other, where)
-            labels.append(carried[0] if carried else self.make(size))
         used = {
-            i: self.use(v, self.operand_kinds(v, shape, _operand_kind(name, i, len(full))))
+            i: self.use(v, self.operand_kinds(v, shape, _operand_kind(name, i, len(operands))))
             if v.src
             else v
             for i, v in operands.items()
         }
+        zero_axes = {i: self.zero_axes(v) for i, v in used.items()}
+        labels = []
+        for axis, size in enumerate(shape):
+            carried = [
+                v.labels[axis] for v in used.values() if self.labels.size[v.labels[axis]] == size
+            ]
+            for other in carried[1:]:
+                self.labels.union(carried[0], other, where)
+            labels.append(carried[0] if carried else self.make(size))
+        used = {i: self.covering(v, zero_axes[i], labels) for i, v in used.items()}
         full = list(used.values())
         args = [used.get(i, v) for i, v in enumerate(ins)]
         cases = full[1:] if name == "select_n" else full
@@ -357,6 +360,27 @@ class _Walker:
             self.pair_scales(present)
         value = single.known if single is not None and name in LAYOUT else None
         return _joined(present, labels, zeros, src, value, self.poles_made(eqn, args))
+
+    def zero_axes(self, value: Value) -> dict[int, list[int]]:
+        """``{atom: the axes of value that carry it}`` for each atom zero in ``value``."""
+        return {
+            atom: [k for k, label in enumerate(value.labels) if atom in self.atoms(label)]
+            for atom in self.zero_atoms(value)
+        }
+
+    def covering(self, value: Value, zero_axes: dict[int, list[int]], labels: list[int]) -> Value:
+        """``value``, an elementwise operand, without the zeros that do not cover every axis
+        of the output (``labels``) carrying their channels: a dead channel of ``h`` is a zero
+        row of ``h[:, :, None] + h[:, None]``, not a zero column (``h_i + h_j``); ``zero_axes``
+        are its `zero_axes` before the op tied its axes to the other operands'."""
+        partial = set()
+        for atom, axes in zero_axes.items():
+            root = self.labels.find(atom)
+            if axes != [k for k, label in enumerate(labels) if root in self.atoms(label)]:
+                partial.add(root)
+        if not partial:
+            return value
+        return dataclasses.replace(value, zeros=frozenset(self.zero_atoms(value) - partial))
 
     def operand_kinds(self, value: Value, shape: Sequence[int], kind: str) -> list[str]:
         """``kind`` for each axis of an elementwise operand, but ``"other"`` for an axis it

@@ -275,7 +275,7 @@ def test_a_kernel_cut_on_its_input_axis_prunes_its_outputs_exactly_or_pins_them(
         (lambda h: jax.lax.reduce_window(h, 0.0, jax.lax.add, (1, 2), (1, 2), "VALID"), "pools"),
         (lambda h: nn.max_pool(h[None], (3,), padding=((3, 3),))[0], "not zero"),
         (lambda h: jax.lax.reduce_window(h, 1.0, jax.lax.mul, (1, 1), (1, 1), "VALID"), "not zero"),
-        (lambda h: (h[:, :, None] * h[:, None]).reshape(3, 16), "outer product"),
+        (lambda h: (h[:, :, None] * h[:, None]).reshape(3, 16), "outer product|not zero"),
         (lambda h: jnp.einsum("bc,bd->bcd", h, h).reshape(3, 16), "outer product"),
     ],
     ids=[
@@ -300,6 +300,21 @@ def test_flipping_pooling_or_squaring_channels_or_losing_their_zeros_pins_them(o
     groups = channel_groups(apply, variables, x)
     assert groups.groups == ()
     assert any(re.search(reason, why) for why in groups.pinned.values()), groups.pinned
+
+
+@pytest.mark.parametrize("combine", [jnp.add, jnp.maximum])
+def test_channels_an_op_meets_with_themselves_on_another_axis_are_pinned(combine):
+    """``h_i + h_j`` is not zero for a dead ``i`` and a live ``j``: the zeros of each
+    operand cover one of the two axes carrying the channels, so the contraction pins them."""
+
+    def apply(p, x):
+        h = jax.nn.relu(x @ p["w1"])
+        return jnp.einsum("bij,ijo->bo", combine(h[:, :, None], h[:, None, :]), p["w2"])
+
+    x, p = jnp.ones((3, 5)), {"w1": jnp.ones((5, 4)), "w2": jnp.ones((4, 4, 2))}
+    groups = channel_groups(apply, p, x)
+    assert groups.groups == ()
+    assert "not zero when dead" in groups.pinned["w1:1"]
 
 
 class Heads(nn.Module):
