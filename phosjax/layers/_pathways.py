@@ -73,7 +73,7 @@ class Choice(nn.Module):
         for i, branch in enumerate(self.branches):
             with path_weight(self, f"branch_{i}", weights[..., i]):
                 outputs.append(call_block(branch, x, train))
-            if getattr(outputs[0], "shape", None) is None:
+            if i == 0 and getattr(outputs[0], "shape", None) is None:
                 raise ValueError(
                     f"Choice's branch 0 must return an array, but returned {returned(outputs[0])}."
                 )
