@@ -164,8 +164,8 @@ def stitch(
       >>> variables["params"]["adapter"]["kernel"].shape, model.apply(variables, x).shape
       ((3, 3), (8, 2))
     """
-    _graph(a).check_nodes([layer_a], "stitch's layer_a (a node of a)")
-    _graph(b).check_nodes([layer_b], "stitch's layer_b (a node of b)")
+    _graph(a, "stitch's a").check_nodes([layer_a], "stitch's layer_a (a node of a)")
+    _graph(b, "stitch's b").check_nodes([layer_b], "stitch's layer_b (a node of b)")
     h_a = _activation(a, vars_a, layer_a, x)
     if adapter is None:
         h_b = _activation(b, vars_b, layer_b, x)

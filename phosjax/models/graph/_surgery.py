@@ -24,7 +24,20 @@ from phosjax.models.graph._spec import (
 Variables = Mapping[str, Any]
 
 
-def _graph(model: GraphModel) -> Graph:
+def _graph(model: GraphModel, what: str = "model") -> Graph:
+    """The graph of ``model``, or a `GraphError` naming ``what`` when it is no `GraphModel`.
+
+    Examples:
+      >>> import flax.linen as nn
+      >>> _graph(nn.Dense(2), "extract's model")
+      Traceback (most recent call last):
+      phosjax.models.graph._spec.GraphError: extract's model is a Dense, not a GraphModel; ...
+    """
+    if not isinstance(model, GraphModel):
+        raise GraphError(
+            f"{what} is a {type(model).__name__}, not a GraphModel; surgery needs a graph "
+            "model (for a zoo model, its twin graph_model(config))."
+        )
     assert isinstance(model.graph, Graph)
     return model.graph
 
@@ -79,7 +92,7 @@ def extract(
       >>> sub.nodes, sorted(sub_vars["params"])
       (('a', 'b'), ['b'])
     """
-    graph = _graph(model)
+    graph = _graph(model, "extract's model")
     inputs = [inputs] if isinstance(inputs, str) else list(inputs)
     graph.check_nodes(inputs, "extract's inputs")
     targets = graph.sinks if outputs is None else graph.select(outputs)
@@ -168,7 +181,7 @@ def merge(
     merged: dict[str, dict[str, Any]] = {}
     for name, (model, variables) in parts.items():
         _check_part_name(name)
-        spec.update(_under(name, _graph(model).spec()))
+        spec.update(_under(name, _graph(model, f"merge's part {name!r}").spec()))
         for collection, tree in variables.items():
             merged.setdefault(collection, {})[name] = tree
     nodes = dict(walk(nodes or {}))
@@ -235,7 +248,7 @@ def rewire(model: GraphModel, path: str, inputs: str | Iterable[str]) -> GraphMo
       >>> rewire(model, "c", "a").edges
       (('input', 'a'), ('a', 'b'), ('a', 'c'))
     """
-    graph = _graph(model)
+    graph = _graph(model, "rewire's model")
     graph.check_nodes([path], "rewire")
     names = [inputs] if isinstance(inputs, str) else list(inputs)
     if not names:

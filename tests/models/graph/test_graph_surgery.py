@@ -296,6 +296,21 @@ def test_returns_is_kept_where_its_node_is(net):
     assert stitch(pooled, variables, "pool", pooled, variables, "logits", x=x)[0].returns is None
 
 
+def test_surgery_on_a_model_that_is_not_a_graph_model_names_the_argument(net):
+    model, variables, x = net
+    dense = nn.Dense(3)  # e.g. a zoo model instead of its graph twin
+    calls = {
+        "extract's model": lambda: extract(dense, {}, outputs="logits"),
+        "merge's part 'b'": lambda: merge({"a": (model, variables), "b": (dense, {})}),
+        "rewire's model": lambda: rewire(dense, "logits", "pool"),
+        "stitch's a": lambda: stitch(dense, {}, "act1", model, variables, "act1", x=x),
+        "stitch's b": lambda: stitch(model, variables, "act1", dense, {}, "act1", x=x),
+    }
+    for what, call in calls.items():
+        with pytest.raises(GraphError, match=f"^{what} is a Dense, not a GraphModel; surgery"):
+            call()
+
+
 def test_stitch_names_the_wrong_layer_and_missing_inputs(net, key):
     model, variables, x = net
     with pytest.raises(GraphError, match=r"stitch's layer_a \(a node of a\) names 'nope'"):
