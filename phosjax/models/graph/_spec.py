@@ -72,14 +72,15 @@ def node(
         raise GraphError(
             f"Unknown combine {combine!r}; use one of {sorted(COMBINES)} or a function."
         )
-    return Node(fn, None if inputs is None else _input_names(inputs), combine)
+    return Node(fn, None if inputs is None else input_names(inputs), combine)
 
 
-def _input_names(inputs: str | Iterable[str]) -> tuple[str, ...]:
-    """``inputs`` of `node` as a tuple of names, or a `GraphError` saying what they are.
+def input_names(inputs: str | Iterable[str], call: str = "node") -> tuple[str, ...]:
+    """``inputs`` of ``call`` (`node` or `rewire`) as a tuple of names, or a `GraphError`
+    saying what they are.
 
     Examples:
-      >>> _input_names(3)
+      >>> input_names(3)
       Traceback (most recent call last):
       phosjax.models.graph._spec.GraphError: node(inputs=3): inputs is a node name or ...
     """
@@ -89,8 +90,8 @@ def _input_names(inputs: str | Iterable[str]) -> tuple[str, ...]:
         if all(isinstance(name, str) for name in names):
             return names
     raise GraphError(
-        f"node(inputs={inputs!r}): inputs is a node name or a tuple of node names, "
-        "e.g. inputs='conv' or inputs=('conv', '../stem') (in order: a set has none)."
+        f"{call}(inputs={inputs!r}): inputs is a node name or a tuple of node names, "
+        "e.g. inputs='conv' or inputs=('conv', 'stem') (in order: a set has none)."
     )
 
 

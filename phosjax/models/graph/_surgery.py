@@ -15,6 +15,7 @@ from phosjax.models.graph._spec import (
     Input,
     Node,
     bad_name,
+    input_names,
     listing,
     resolve,
     top_level_why,
@@ -238,8 +239,8 @@ def rewire(model: GraphModel, path: str, inputs: str | Iterable[str]) -> GraphMo
 
     Raises:
       GraphError: ``path`` or an input is not a node (existing nodes listed), ``inputs``
-        is empty, an input node or pass-through gets several, or the new edges make a
-        cycle (named).
+        is empty or not node names in order (a set), an input node or pass-through gets
+        several, or the new edges make a cycle (named).
 
     Examples:
       >>> import flax.linen as nn
@@ -250,7 +251,7 @@ def rewire(model: GraphModel, path: str, inputs: str | Iterable[str]) -> GraphMo
     """
     graph = _graph(model, "rewire's model")
     graph.check_nodes([path], "rewire")
-    names = [inputs] if isinstance(inputs, str) else list(inputs)
+    names = input_names(inputs, "rewire")
     if not names:
         raise GraphError(
             f"rewire gives node {path!r} no inputs; name at least one node. To feed "

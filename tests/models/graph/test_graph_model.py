@@ -527,7 +527,7 @@ def test_unclear_specs_are_named():
     with pytest.raises(GraphError, match=r"node\(inputs=\['a', 2\]\)"):
         node(abs, inputs=["a", 2])
     assert node(abs, inputs=(n for n in "ab")).inputs == ("a", "b")
-    with pytest.raises(GraphError, match=r"inputs=\('conv', '\.\./stem'\) \(in order: a set has"):
+    with pytest.raises(GraphError, match=r"inputs=\('conv', 'stem'\) \(in order: a set has"):
         node(abs, inputs={"a", "b"})  # the order of a concat would change with the hash seed
 
 

@@ -174,6 +174,10 @@ def test_rewire_changes_inputs_and_checks_them(net):
         rewire(model, "block/add", "../act1")
     with pytest.raises(GraphError, match="rewire gives node 'block/add' no inputs; name at least"):
         rewire(model, "block/add", [])
+    with pytest.raises(GraphError, match=r"rewire\(inputs=\{.*\}\): inputs is a node name or a"):
+        rewire(model, "block/add", {"block/act", "act1"})  # a concat's order would vary
+    with pytest.raises(GraphError, match=r"rewire\(inputs=\['act1', 2\]\): inputs is a node"):
+        rewire(model, "block/add", ["act1", 2])
     with pytest.raises(
         GraphError,
         match=r"rewire gives node 'input' 2 inputs \('conv1', 'act1'\), but it passes one "
