@@ -160,8 +160,8 @@ def merge(
       initializes them.
 
     Raises:
-      GraphError: a part name is not one plain path segment (``"x/y"``, ``".."``, ``""``)
-        or is ``"params"``,
+      GraphError: a part is not a pair ``(model, variables)``, a part name is not one
+        plain path segment (``"x/y"``, ``".."``, ``""``) or is ``"params"``,
         a new node has the path of a part's node (use `rewire` to change a node's
         inputs), or a path is both a node and a group.
 
@@ -180,8 +180,14 @@ def merge(
     """
     spec: dict[str, Any] = {}
     merged: dict[str, dict[str, Any]] = {}
-    for name, (model, variables) in parts.items():
+    for name, part in parts.items():
         _check_part_name(name)
+        if not (isinstance(part, tuple | list) and len(part) == 2):
+            raise GraphError(
+                f"merge's part {name!r} is a {type(part).__name__}, not a pair (model, "
+                f"variables); pass {{{name!r}: (model, variables), ...}}."
+            )
+        model, variables = part
         spec.update(_under(name, _graph(model, f"merge's part {name!r}").spec()))
         for collection, tree in variables.items():
             merged.setdefault(collection, {})[name] = tree

@@ -134,6 +134,17 @@ def test_merge_rejects_new_nodes_that_clash_with_the_parts(net):
     assert merged.nodes[-2:] == ("a/logits", "a/head")
 
 
+def test_merge_names_a_part_that_is_not_a_model_and_its_variables(net):
+    model, variables, _ = net
+    for part, kind in ((model, "GraphModel"), ((model,), "tuple")):
+        with pytest.raises(
+            GraphError,
+            match=rf"merge's part 'b' is a {kind}, not a pair \(model, variables\); pass "
+            r"\{'b': \(model, variables\), ...\}",
+        ):
+            merge({"a": (model, variables), "b": part})
+
+
 @pytest.mark.parametrize(
     ("name", "why"),
     [
