@@ -149,8 +149,9 @@ def stitch(
 
     Raises:
       GraphError: ``layer_a`` or ``layer_b`` is not a node of its model (which one is
-        named), a given ``adapter``'s output has not the shape of ``b``'s ``layer_b``
-        (both named), or the back of ``b`` reads an input node that ``a`` lacks.
+        named), their shapes differ in more than channels and no ``adapter`` is given
+        (both named), a given ``adapter``'s output has not the shape of ``b``'s
+        ``layer_b`` (both named), or the back of ``b`` reads an input node that ``a`` lacks.
 
     Examples:
       >>> import flax.linen as nn, jax, jax.numpy as jnp
@@ -169,7 +170,13 @@ def stitch(
     h_a = _activation(a, vars_a, layer_a, x)
     if adapter is None:
         h_b = _activation(b, vars_b, layer_b, x)
-        adapter = default_adapter(h_a.shape, h_b.shape)
+        try:
+            adapter = default_adapter(h_a.shape, h_b.shape)
+        except GraphError as error:
+            raise GraphError(
+                f"stitch: a's {layer_a!r} to b's {layer_b!r}: {error} Cut at layers whose "
+                "shapes do, or give an adapter (a module from a's shape to b's)."
+            ) from None
         adapter_vars: Mapping[str, Any] = {"params": fit_adapter(h_a, h_b)}
     else:
         adapter_vars = adapter.init(jax.random.key(0) if key is None else key, h_a)

@@ -332,6 +332,12 @@ def test_stitch_names_the_wrong_layer_and_missing_inputs(net, key):
         stitch(model, variables, "nope", model, variables, "act1", x=x)
     with pytest.raises(GraphError, match=r"stitch's layer_b \(a node of b\) names 'nope'"):
         stitch(model, variables, "act1", model, variables, "nope", x=x)
+    with pytest.raises(
+        GraphError,
+        match=r"stitch: a's 'pool' to b's 'act1': Cannot stitch activations of shape \(4, 6\) "
+        r"to \(4, 10, 6\): .* Cut at layers whose shapes do, or give an adapter",
+    ):
+        stitch(model, variables, "pool", model, variables, "act1", x=x)
     # b's skip connection reads its input node 'raw' past the cut; a has no 'raw'.
     other = GraphModel(
         {
