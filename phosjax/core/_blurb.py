@@ -69,7 +69,10 @@ class ModuleBlurb:
       variables: ``{collection: {name: ArraySpec}}`` of the module's own variables in
         every persistent collection (``params``, ``batch_stats``, ``knobs``...).
       outputs: ``{key path: ArraySpec}`` of the output of its first ``__call__``
-        (``""`` when the output is one array); empty when never called.
+        (``""`` when the output is one array); empty when never called. A module whose
+        class sets ``blurb_sums_calls`` (a graph model's group, called once per node)
+        is one whole made in parts: its last call's output, and ``flops`` and
+        ``latency_s`` summed over its calls.
       flops: XLA's FLOP count; the whole model for the top module, otherwise one call of
         the module compiled on its own (None when switched off or when the module cannot
         run on its own). A loop (``nn.scan``) counts its body once.
@@ -278,6 +281,12 @@ class _Call:
             return None, None
 
 
+def _total(values: Sequence[float | None]) -> float | None:
+    """The sum of the known ``values`` (None when none is known)."""
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
+
+
 def _notes(recorded: dict[str, Any], constants: dict[str, Any]) -> dict[str, Any]:
     """The notes by path: those ``recorded`` in the collection, and the ``constants`` that
     `constant_notes` kept, with their arrays from the collection put back."""
@@ -289,24 +298,28 @@ def _notes(recorded: dict[str, Any], constants: dict[str, Any]) -> dict[str, Any
 
 def _capture(
     model: nn.Module, variables: Mapping[str, Any], x: Any, **apply_kwargs: Any
-) -> tuple[dict[str, _Call], dict[str, dict[str, dict[str, Json]]]]:
-    """Runs the model once, jitted, recording every module's first ``__call__``.
+) -> tuple[dict[str, list[_Call]], dict[str, dict[str, dict[str, Json]]]]:
+    """Runs the model once, jitted, recording every module's first ``__call__`` (every
+    call of a module whose class sets ``blurb_sums_calls``).
 
     Returns:
-      ``({path: _Call}`` in the order the calls began, ``{module path: {kind: {name:
-      value}}})`` with the kinds ``notes``, ``aux_losses``, ``path_weights`` and ``knobs``.
+      ``({path: [_Call]}`` in the order the first calls began, ``{module path: {kind:
+      {name: value}}})`` with the kinds ``notes``, ``aux_losses``, ``path_weights`` and
+      ``knobs``.
     """
     persistent = set(variables)
     entered: dict[str, None] = {}
-    calls: dict[str, _Call] = {}
+    calls: dict[str, list[_Call]] = {}
 
     def intercept(next_fun: Callable[..., Any], args: Any, kwargs: Any, context: Any) -> Any:
         path = SEP.join(context.module.path)
         if context.method_name == "__call__":
             entered.setdefault(path)
         out = next_fun(*args, **kwargs)
-        if context.method_name == "__call__" and path not in calls:
-            calls[path] = _Call.record(context.module, args, kwargs, out, persistent)
+        sums_calls = getattr(context.module, "blurb_sums_calls", False)
+        if context.method_name == "__call__" and (path not in calls or sums_calls):
+            call = _Call.record(context.module, args, kwargs, out, persistent)
+            calls.setdefault(path, []).append(call)
         return out
 
     def run(variables: Mapping[str, Any], x: Any) -> dict[str, Any]:
@@ -387,9 +400,10 @@ def blurb(
         whole = lambda v, x: model.apply(v, x, mutable=mutable, **apply_kwargs)
         measured[""] = _measure(whole, (variables, x), flops, measure_latency, repeats)
         rngs = apply_kwargs.get("rngs")
-        for path, call in calls.items():
+        for path, parts in calls.items():
             if path:
-                measured[path] = call.measure(rngs, flops, measure_latency, repeats)
+                counts = [part.measure(rngs, flops, measure_latency, repeats) for part in parts]
+                measured[path] = (_total([f for f, _ in counts]), _total([s for _, s in counts]))
 
     # Boxed variables (`nn.with_partitioning`, `LogicallyPartitioned`) counted by their arrays.
     unboxed = nn.meta.unbox(variables)
@@ -410,7 +424,7 @@ def blurb(
         }
         own = {c: specs for c, specs in own.items() if specs}
         own_params = sum(int(np.prod(s.shape)) for s in own.get(_PARAMS, {}).values())
-        call = calls.get(path)
+        call = calls[path][-1] if path in calls else None
         extra = recorded.get(path, {})
         return ModuleBlurb(
             path=path,

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+from typing import ClassVar
 
 import flax.linen as nn
 import jax
@@ -349,3 +350,39 @@ def test_a_module_that_cannot_run_alone_gets_no_flops(key):
     summary = blurb(Shared(), Shared().init(key, x), x, measure_latency=False)
     assert summary["child"].flops is None and summary["child"].outputs[""].shape == (1, 3)
     assert summary["dense"].flops is not None and summary.root.flops is not None
+
+
+class Part(nn.Module):
+    """A layer of the given width per call."""
+
+    @nn.compact
+    def __call__(self, x, width):
+        return nn.Dense(width, name=f"dense_{width}")(x)
+
+
+class Whole(Part):
+    """One whole made in parts, as a graph model's group runs one node per call."""
+
+    blurb_sums_calls: ClassVar[bool] = True
+
+
+class Parts(nn.Module):
+    part: type[Part]
+
+    @nn.compact
+    def __call__(self, x):
+        part = self.part(name="part")
+        return part(part(x, 4), 2)
+
+
+@pytest.mark.parametrize("part", [Part, Whole])
+def test_a_module_whose_class_sums_calls_gets_their_flops_and_last_output(key, part):
+    x = jnp.ones((BATCH, 3))
+    model = Parts(part)
+    summary = blurb(model, model.init(key, x), x, measure_latency=False)
+    whole, (first, last) = summary["part"], summary["part"].children
+    assert first.flops and last.flops
+    if part is Whole:
+        assert whole.flops == first.flops + last.flops and whole.outputs == last.outputs
+    else:  # its first call, as any module's
+        assert whole.flops == first.flops and whole.outputs == first.outputs

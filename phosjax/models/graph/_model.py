@@ -1,7 +1,7 @@
 """`GraphModel`: a Flax module that runs a `Graph` and returns every node's output."""
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -14,6 +14,7 @@ from phosjax.models.graph._spec import (
     SEP,
     Graph,
     GraphError,
+    Input,
     Node,
     listing,
     node_train_args,
@@ -104,12 +105,22 @@ def _check_nested(graph: Graph) -> None:
 
 
 class Function(nn.Module):
-    """Gives a function node (or an identity) a scope, so its output can be tagged."""
+    """Gives a function node (or an identity) a scope, so its output can be tagged; it
+    combines the inputs itself, so `blurb` counts the combine on the node."""
 
     fn: Callable[..., Any] | None
+    combine: Callable[..., Any] | None = None
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return args[0] if self.fn is None else self.fn(*args, **kwargs)
+    def __call__(self, inputs: tuple[Any, ...], *flag_args: Any, **flag_kwargs: Any) -> Any:
+        if self.combine is not None:
+            inputs = (self.combine(*inputs),)
+        return inputs[0] if self.fn is None else self.fn(*inputs, *flag_args, **flag_kwargs)
+
+
+def _combine_of(spec: Node | Input) -> Callable[..., Any] | None:
+    """The function that combines node ``spec``'s inputs, if any."""
+    combine = spec.combine if isinstance(spec, Node) else None
+    return COMBINES[combine] if isinstance(combine, str) else combine
 
 
 def _run_node(
@@ -138,7 +149,7 @@ def _run_node(
     if isinstance(fn, nn.Module):
         child = fn.clone(parent=owner, name=key)
     else:
-        child = Function(fn, parent=owner, name=key)
+        child = Function(fn, _combine_of(spec), parent=owner, name=key)
     if args is not None:
         assert isinstance(spec, Node)
         value = _call_node(path, spec, child, args, train)
@@ -146,13 +157,17 @@ def _run_node(
 
 
 def _call_node(path: str, spec: Node, child: nn.Module, args: tuple[Any, ...], train: bool) -> Any:
-    """Node ``path``'s (combined) ``args`` through ``child``; an error of the call gets a
-    note naming the node (its type and message unchanged)."""
+    """Node ``path``'s (combined) ``args`` through ``child`` (a module's combine runs in
+    the scope of its group); an error of the call gets a note naming the node (its type
+    and message unchanged)."""
     try:
-        if spec.combine is not None:
-            combine = COMBINES[spec.combine] if isinstance(spec.combine, str) else spec.combine
+        combine = _combine_of(spec)
+        inputs = len(args) if combine is None else 1
+        flag_args, flag_kwargs = node_train_args(path, spec.fn, train, inputs)
+        if isinstance(child, Function):
+            return child(args, *flag_args, **flag_kwargs)
+        if combine is not None:
             args = (combine(*args),)
-        flag_args, flag_kwargs = node_train_args(path, spec.fn, train, len(args))
         return child(*args, *flag_args, **flag_kwargs)
     except Exception as error:
         note = f"(raised computing graph node {path!r})"
@@ -162,10 +177,11 @@ def _call_node(path: str, spec: Node, child: nn.Module, args: tuple[Any, ...], t
 
 
 class Group(nn.Module):
-    """The nodes of one nested group of a graph (one node per call)."""
+    """The nodes of one nested group of a graph (one node per call; `blurb` sums them)."""
 
     graph: Graph
     prefix: tuple[str, ...]
+    blurb_sums_calls: ClassVar[bool] = True
 
     @nn.compact
     def __call__(self, rel: tuple[str, ...], args: Any, value: Any, train: bool) -> Any:

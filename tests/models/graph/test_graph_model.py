@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import phosjax as px
+from phosjax.core import ArraySpec
 from phosjax.models.graph import GraphError, GraphModel, Input, node
 
 
@@ -140,6 +141,32 @@ def test_blurb_lists_every_node(model_and_variables):
         assert f"  {path} " in table
     row = next(line for line in table.splitlines() if " block/act " in line)
     assert row.split()[1:3] == ["Function", "0"]
+
+
+def test_blurb_of_a_group_sums_its_nodes_and_gives_its_last_output(key):
+    model = GraphModel(
+        {
+            "stem": nn.Dense(4),
+            "block": {
+                "dense": nn.Dense(4),
+                "act": nn.relu,
+                "add": node(inputs=("act", "../stem"), combine="add"),
+                "wide": nn.Dense(6),
+            },
+            "head": nn.Dense(2),
+        }
+    )
+    x = jax.random.normal(key, (3, 5))
+    variables = model.init(key, x)
+    b = px.blurb(model, variables, x, measure_latency=False)
+    group, nodes = b["block"], b["block"].children
+    assert [n.path for n in nodes] == ["block/dense", "block/act", "block/add", "block/wide"]
+    assert b["block/add"].flops == 3 * 4  # the combine counts on its node
+    assert group.flops == sum(n.flops for n in nodes)
+    assert group.params == sum(n.params for n in nodes)
+    assert group.outputs == b["block/wide"].outputs == {"": ArraySpec((3, 6), "float32")}
+    whole = jax.jit(model.apply).lower(variables, x).compile().cost_analysis()
+    assert b.root.flops == whole["flops"]
 
 
 def test_jit_vmap_and_grad(model_and_variables):

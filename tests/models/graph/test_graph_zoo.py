@@ -61,6 +61,19 @@ def test_every_layer_of_the_twin_is_a_node(key):
         graph_model(ModelConfig("mlp", num_classes=2, input_shape=(3,)))
 
 
+def test_blurb_gives_each_block_of_the_twin_its_nodes_sum_and_last_output(key):
+    config = CONFIGS[1]
+    graph = graph_model(config)
+    x = jax.random.normal(key, (2, *config.input_shape))
+    b = px.blurb(graph, jax.jit(graph.init)(key, x), x, measure_latency=False)
+    groups = [m for m in b.root.children if m.type == "Group"]
+    assert [g.path for g in groups] == ["stem", "blocks_0", "blocks_1"]
+    for group in groups:
+        assert group.flops == sum(n.flops for n in group.children)
+        assert group.outputs == group.children[-1].outputs == b[f"{group.path}/act"].outputs
+    assert b["blocks_0/add"].flops == x.size * 4  # 4 channels at full resolution
+
+
 def test_the_transformer_twin_computes_in_the_dtype_option(key):
     options = {"dtype": "bfloat16", "causal": True, "dropout_rate": 0.1}
     config = ModelConfig("transformer", num_classes=3, input_shape=(16,), width=8, options=options)
