@@ -275,17 +275,26 @@ def _flock(file: Any, mode: int, root: pathlib.Path) -> None:
 
 @contextlib.contextmanager
 def locked(root: pathlib.Path, process: tuple[int, int]) -> Iterator[None]:
-    """Holds process ``i`` of ``n``'s lock of the bench in ``root`` (``run.lock``, or
-    ``run.p<i>of<n>.lock``: an exclusive ``flock``) while it writes there, so a second
-    run on the same directory stops before it writes anything, instead of training the
-    same groups alongside. The lock goes with the process (a killed run holds none); its
-    file stays, naming the last holder.
+    """Makes ``root`` and holds process ``i`` of ``n``'s lock of the bench there
+    (``run.lock``, or ``run.p<i>of<n>.lock``: an exclusive ``flock``) while it writes
+    there, so a second run on the same directory stops before it writes anything, instead
+    of training the same groups alongside. The lock goes with the process (a killed run
+    holds none); its file stays, naming the last holder.
 
     Raises:
-      BenchError: another run holds it (the message names its pid and host).
+      BenchError: another run holds it (the message names its pid and host), or ``root``
+        cannot be made or written.
     """
     path = root / _layout.process_name(_layout.LOCK, process)
-    with open(path, "a+", encoding="utf-8") as file:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        file = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (closed by the with below)
+    except OSError as error:
+        raise BenchError(
+            f"cannot write the bench into --dir {str(root)!r}: {error}; pick a --dir you "
+            "can write to."
+        ) from error
+    with file:
         _flock(file, fcntl.LOCK_EX, root)
         file.seek(0)
         file.truncate()

@@ -219,7 +219,6 @@ def _execute(
     agree("configs or process counts", f"config {config.digest()}, {process[1]} processes")
     check_processes(root, process[1])
     plan_ = planned or in_every_process(lambda: plan(config, datasets), "plan the bench")
-    root.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as lock:  # one run at a time writes the bench
         in_every_process(lambda: lock.enter_context(locked(root, process)), "lock the bench")
         return _write_and_train(config, root, process, progress, plan_)

@@ -364,6 +364,18 @@ def test_a_dir_that_is_a_file_is_refused(tmp_path, toy):
     assert not (tmp_path / "nowhere").exists()
 
 
+def test_a_dir_that_cannot_be_written_is_refused(tmp_path, toy, monkeypatch):
+    with pytest.raises(BenchError, match=r"cannot write the bench into --dir '/proc/bench'"):
+        run(tiny_config(), "/proc/bench", datasets=toy)  # no folder can be made in /proc
+
+    def denied(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(_directory, "open", denied, raising=False)  # a read-only folder
+    with pytest.raises(BenchError, match=r"--dir '.*ro': .*Permission denied.*run\.lock"):
+        run(tiny_config(), tmp_path / "ro", datasets=toy)
+
+
 def _contents(root: pathlib.Path) -> dict[str, bytes | bool]:
     """Every path under ``root``: a file's bytes, False for a folder."""
     return {str(p.relative_to(root)): p.is_file() and p.read_bytes() for p in root.rglob("*")}
