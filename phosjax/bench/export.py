@@ -174,6 +174,7 @@ def export_mlflow(directory: str, tracking_uri: str, experiment: str | None = No
       (24, [])
     """
     from mlflow.entities import Param
+    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     bench = BenchFiles(directory)  # all read before MLflow: a damaged file changes nothing
@@ -189,8 +190,11 @@ def export_mlflow(directory: str, tracking_uri: str, experiment: str | None = No
     results = bench.results(metrics)
     metric_keys = mlflow_keys(metrics)
     cells = bench.cells()
-    client = MlflowClient(tracking_uri)
-    experiment_id = _experiment_id(client, experiment or bench.name, tracking_uri)
+    try:
+        client = MlflowClient(tracking_uri)
+        experiment_id = _experiment_id(client, experiment or bench.name, tracking_uri)
+    except OSError as error:  # a file: store that is a file, or cannot be made or written
+        raise MlflowException(f"cannot use the MLflow store {tracking_uri}: {error}") from error
     done = _exported_cells(client, experiment_id, created, config_hash)
     exported = Exported(experiment_id, {}, [], [])
     for cell in cells.to_dict("records"):

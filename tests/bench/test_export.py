@@ -192,6 +192,14 @@ def test_command_line(written, store, tmp_path, capsys, monkeypatch):
     assert "needs the mlflow extra: pip install 'phosjax[mlflow]'" in capsys.readouterr().err
 
 
+def test_a_store_that_cannot_be_made_is_an_error_naming_it(written, store, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    for uri in (f"file:{tmp_path / 'notes.txt'}", "file:/proc/mlruns"):
+        assert main(["--dir", str(written.root), "--mlflow", uri]) == 2
+        assert capsys.readouterr().err.startswith(f"error: cannot use the MLflow store {uri}: ")
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
 def test_a_sqlite_store_without_the_full_mlflow_says_to_install_it(written, tmp_path, capsys):
     """README: a ``sqlite:`` store needs the full ``mlflow`` package; mlflow-skinny's own
     error (an unsupported model registry URI) does not say so."""
