@@ -1,6 +1,7 @@
 """`train_grid`: plan, initialize and train every cell of a grid; tidy results."""
 
 import dataclasses
+import difflib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -109,6 +110,24 @@ def _frames_without_rows() -> tuple[pd.DataFrame, pd.DataFrame]:
     return final_frame([], GroupRun("", {}, [chunk])), chunk_frame(chunk, [])
 
 
+def _load(name: str, data_dir: str | None, given: Sequence[str]) -> Any:
+    """`phosjax.data.load`; when it cannot load ``name``, the error also names the data
+    sets given (``datasets=``), the nearest first."""
+    from phosjax.data import load
+
+    try:
+        return load(name, data_dir=data_dir)
+    except ValueError as error:
+        if not given:
+            raise
+        near = difflib.get_close_matches(name, given, n=1)
+        shown = ", ".join(map(repr, dict.fromkeys([*near, *given])))
+        raise ValueError(
+            f"data set {name!r} is not one of those datasets= gives ({shown}), and it does "
+            f"not load: {error}"
+        ) from error
+
+
 def train_grid(
     cells: Sequence[Cell],
     *,
@@ -157,16 +176,16 @@ def train_grid(
     """
     check_strategy(strategy, "train_grid")  # before any data set loads or group trains
     share = process_share(len(cells), *(process or (None, None)))
-    datasets = dict(datasets or {})
+    given, datasets = list(datasets or {}), dict(datasets or {})
     frames, finals, groups, states, runs = [], [], [], [], []
     try:
-        for local in plan_groups([cells[i] for i in share]):
+        planned = plan_groups([cells[i] for i in share])
+        for name in dict.fromkeys(local.dataset for local in planned):  # before any trains
+            if name not in datasets:
+                datasets[name] = _load(name, data_dir, given)
+        for local in planned:
             index = tuple(share[i] for i in local.index)
             group = Group(local.cells, index)
-            if group.dataset not in datasets:
-                from phosjax.data import load
-
-                datasets[group.dataset] = load(group.dataset, data_dir=data_dir)
             data = datasets[group.dataset]
 
             def report(chunk: Chunk, group: Group = group) -> None:

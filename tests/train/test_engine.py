@@ -644,6 +644,16 @@ def test_a_state_whose_cells_are_at_different_steps_is_refused(toy):
         run_group(group, state, toy, strategy="vmap")
 
 
+def test_a_misspelt_data_set_names_those_given_before_any_group_trains(toy):
+    cells = [_other(), dataclasses.replace(_other(), dataset="tyo")]
+    chunks = []
+    with pytest.raises(
+        ValueError, match=r"^data set 'tyo' is not one of those datasets= gives \('toy', 'b'\)"
+    ):
+        train_grid(cells, datasets={"b": toy, "toy": toy}, on_chunk=lambda *a: chunks.append(a))
+    assert chunks == []
+
+
 def test_a_batch_size_above_the_train_split_names_the_data_set_and_hparams(toy):
     cell = _other(batch_size=100)  # toy's train split holds 64 examples
     with pytest.raises(
