@@ -1,8 +1,8 @@
 """Training one planned group: resume from its checkpoint, flush results per segment.
 
 A group trains in segments of ``checkpoint_every`` steps. After each segment its rows
-are written as one part file, then its state is checkpointed, then ``status.json`` is
-updated, then its profile so far is handed on. On restart the newest checkpoint is
+are written as one part file, then its state is checkpointed, then its profile so far
+is handed on, then ``status.json`` is updated. On restart the newest checkpoint is
 restored and the part files past it (rows that will be trained again) are deleted, so
 the results hold every row exactly once.
 """
@@ -103,7 +103,8 @@ def train_group(
     on_profile: Callable[[list[dict[str, Any]]], None],
 ) -> None:
     """Trains (or finishes) one group, giving ``on_profile`` its ``profile/phases`` rows
-    so far after each checkpoint but the last, and all of them at its end.
+    so far after each checkpoint, before ``on_status`` hears of it (so a group recorded
+    as finished has its whole profile), or at its end when nothing was left to train.
 
     ``previous`` is the group's entry of an earlier ``status.json``: a strategy it
     chose is kept, with the timings that chose it, so a resumed group runs the very
@@ -131,7 +132,8 @@ def train_group(
     }
     status |= {**chosen, "cells": [r["cell_id"] for r in job.rows]}
     on_status(job.key, status)
-    for stop in _segments(latest, job.steps, checkpoint_every):
+    segments = _segments(latest, job.steps, checkpoint_every)
+    for stop in segments:
         tables: list[pa.Table] = []
         first = int(np.asarray(jax.device_get(state.step))[0]) + 1
 
@@ -155,9 +157,9 @@ def train_group(
             status |= {"strategy": run.strategy, "timings": run.timings}  # resumes with it
             on_status(job.key, status)
         checkpoints.save(stop, state)
+        on_profile(clock.rows(job.key, device_bytes()[1]))
         status |= {"steps_done": stop, "finished": stop >= job.steps}
         on_status(job.key, status)
-        if stop < job.steps:  # the last checkpoint's rows are the group's, given below
-            on_profile(clock.rows(job.key, device_bytes()[1]))
     checkpoints.close()
-    on_profile(clock.rows(job.key, device_bytes()[1]))
+    if not segments:  # a group resumed at its end: its rows say what restoring took
+        on_profile(clock.rows(job.key, device_bytes()[1]))

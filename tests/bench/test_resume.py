@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from phosjax.bench import _layout, _store, load_config, run
+from phosjax.bench import _layout, _runner, _store, load_config, run
 from phosjax.bench._store import read_json
 from phosjax.train import STRATEGIES, _run
-from tests.bench.runner_tiny import killed_after_save, tiny_config
+from tests.bench.runner_tiny import Killed, killed_after_save, tiny_config
 
 CONFIG = """
 models: [{name: mlp, width: 16}]
@@ -111,6 +111,24 @@ def test_a_group_killed_midway_keeps_its_profile_up_to_its_last_checkpoint(tmp_p
     run(config, killed, datasets=toy, progress=False)
     counts = pd.read_parquet(killed / _layout.PHASES).groupby("phase")["count"].apply(list)
     assert (counts["init"], counts["step"], counts["eval"]) == ([1, 1], [4, 4], [0, 1])
+
+
+def test_a_kill_as_the_status_says_finished_keeps_the_whole_profile(tmp_path, toy, monkeypatch):
+    """A segment's profile is written before its status: killed as status.json records the
+    group finished (it never trains again), the profile still has all of its 12 steps."""
+    config = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1, checkpoint_every=4)
+    write = _runner.write_json
+
+    def write_unless_finished(path, status):
+        if any(group["finished"] for group in status["groups"].values()):
+            raise Killed
+        write(path, status)
+
+    monkeypatch.setattr(_runner, "write_json", write_unless_finished)
+    with pytest.raises(Killed):
+        run(config, tmp_path, datasets=toy, progress=False)
+    phases = pd.read_parquet(tmp_path / _layout.PHASES)
+    assert dict(zip(phases.phase, phases["count"], strict=True))["step"] == 12
 
 
 def test_a_kill_after_auto_chose_resumes_with_its_choice_and_matches(tmp_path, toy, monkeypatch):
