@@ -277,6 +277,7 @@ def register_model(
     Raises:
       ValueError: ``name`` is taken, or the arguments do not make a model (checked
         here, by resolving a config with the defaults; ``name`` is then left free).
+      TypeError: ``block``, ``stem`` or ``build`` is not callable.
 
     Examples:
       >>> import flax.linen as nn
@@ -300,6 +301,12 @@ def register_model(
         )
     if (block is not None or stem is not None) and build is not None:
         raise ValueError(f"model {name!r}: give either block/stem or build, not both")
+    for argument, value in (("block", block), ("stem", stem), ("build", build)):
+        if value is not None and not callable(value):
+            raise TypeError(
+                f"register_model({name!r}, ...): {argument} must be a Flax module class or "
+                f"a function that makes a module, got {value!r}"
+            )
     kinds = (input_kinds,) if isinstance(input_kinds, str) else input_kinds
     for kind in kinds or ():
         if kind not in KINDS:

@@ -91,6 +91,13 @@ def test_defaults_that_do_not_make_a_model_are_refused_and_leave_the_name_free(
     assert ModelConfig("bad", num_classes=2, input_shape=(3,)).resolved().width == (2,)
 
 
+@pytest.mark.parametrize("argument", ["block", "stem", "build"])
+def test_a_block_stem_or_build_that_is_not_callable_is_refused(registry, argument):
+    with pytest.raises(TypeError, match=rf"^register_model\('bad', \.\.\.\): {argument} must be"):
+        register_model("bad", **{argument: "Dense"})
+    assert "bad" not in registered_models()
+
+
 def test_one_input_kind_may_be_a_string(registry):
     assert register_model("one_kind", Doubling, input_kinds="sequence").input_kinds == ("sequence",)
     with pytest.raises(ValueError, match=r"input kind 'vectors' is not one of \('vector'"):
