@@ -11,6 +11,7 @@ groups) are errors.
 """
 
 import dataclasses
+import difflib
 import functools
 import hashlib
 import itertools
@@ -152,8 +153,10 @@ def check_models(entries: Sequence[ModelEntry]) -> None:
     known = registered_models()
     for entry in entries:
         if entry.name not in known:
+            near = difflib.get_close_matches(entry.name, known, n=3)
+            hint = f" (did you mean {' or '.join(map(repr, near))}?)" if near else ""
             raise BenchError(
-                f"unknown model {entry.name!r}; registered models: {', '.join(known)} "
+                f"unknown model {entry.name!r}{hint}; registered models: {', '.join(known)} "
                 "(register your own and pass --import your.module)."
             )
         if not _layout.PLAIN_NAME.fullmatch(entry.name):

@@ -106,7 +106,8 @@ def test_grid_sizes_a_model_cannot_take_name_the_grid_and_the_entry_to_write(toy
 
 
 def test_unknown_model_lists_the_registered_ones(toy):
-    with pytest.raises(BenchError, match=r"unknown model 'mpl'; registered models: .*mlp"):
+    message = r"unknown model 'mpl' \(did you mean 'mlp'\?\); registered models: .*mlp"
+    with pytest.raises(BenchError, match=message):
         plan(tiny_config(models=["mpl"]), toy)
 
 
