@@ -28,6 +28,7 @@ from phosjax.bench._directory import (
 )
 from phosjax.bench._plan import Plan, plan
 from phosjax.bench._profile import MemorySampler, ProfileFiles
+from phosjax.bench._reading import UNREADABLE
 from phosjax.bench._store import (
     cells_schema,
     remove_stale_temporaries,
@@ -224,6 +225,28 @@ def _execute(
         return _write_and_train(config, root, process, progress, plan_)
 
 
+def _check_keeps_cells(root: pathlib.Path, plan_: Plan) -> None:
+    """Raises `BenchError` when ``plan_`` lacks cells of the bench in ``root``: they would
+    drop out of its ``cells.parquet`` while their rows stay, two configs mixed in one
+    bench. Only a ``config.yaml`` edited by hand (or a model whose code changed what its
+    defaults resolve to) plans so; a bench's config otherwise only grows (`add_models_to`).
+    An unreadable ``cells.parquet`` is rewritten, as before."""
+    try:
+        stored = pd.read_parquet(root / _layout.CELLS, columns=["cell_id"])["cell_id"]
+    except UNREADABLE:
+        return
+    planned = {cell.row["cell_id"] for cell in plan_.cells}
+    lost = [cell_id for cell_id in stored if cell_id not in planned]
+    if lost:
+        shown = ", ".join(lost[:3]) + (f" and {len(lost) - 3} more" if len(lost) > 3 else "")
+        raise BenchError(
+            f"{str(root / _layout.CONFIG)!r} no longer plans {len(lost)} of the bench's "
+            f"{len(stored)} cells ({shown}): it was edited, or a model's code changed. "
+            "Restore it (a bench's config only grows, by add_models); to train a changed "
+            "config, give it to `python -m phosjax.bench.new --config FILE --dir NEW_DIR`."
+        )
+
+
 def _write_and_train(
     config: BenchConfig,
     root: pathlib.Path,
@@ -237,6 +260,7 @@ def _write_and_train(
     def write_metadata() -> None:
         """Process 0 writes what describes the bench; the others wait for it."""
         if process[0] == 0:
+            _check_keeps_cells(root, plan_)
             write_meta(root, config, registered_models(), process[1])
             cells = pd.DataFrame([c.row for c in plan_.cells])
             write_table(root / _layout.CELLS, cells, cells_schema(plan_.hparam_columns))

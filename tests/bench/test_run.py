@@ -346,6 +346,22 @@ def test_a_damaged_bench_file_is_named_and_nothing_else_touched(
     assert unlocked() == before  # the lock file names the last run that took it
 
 
+def test_a_hand_edited_config_yaml_is_refused_and_nothing_touched(bench, toy, tmp_path):
+    """Run under it, the bench would drop its cells from cells.parquet and train others."""
+    copy = tmp_path / "copy"
+    shutil.copytree(bench[0], copy)
+    config = copy / _layout.CONFIG
+    config.write_text(config.read_text().replace("steps: 12", "steps: 14"))
+    unlocked = lambda: {k: v for k, v in _contents(copy).items() if k != _layout.LOCK}
+    before = unlocked()
+    message = r"config\.yaml' no longer plans 2 of the bench's 2 cells .*: it was edited"
+    with pytest.raises(BenchError, match=message):
+        run(None, copy, datasets=toy)
+    with pytest.raises(BenchError, match=message):
+        add_models_to(copy, ["logreg"], datasets=toy)
+    assert unlocked() == before
+
+
 def test_a_dir_that_is_a_file_is_refused(tmp_path, toy):
     path = tmp_path / "notes.txt"
     path.write_text("mine")
