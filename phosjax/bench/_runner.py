@@ -342,7 +342,8 @@ def add_models_to(
     datasets: Mapping[str, ArrayDataset] | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Adds models to a bench and trains only their cells, under the stored config.
+    """Adds models to a bench and trains their cells, under the stored config (and the
+    bench's own unfinished groups: none of its finished cells is trained again).
 
     A model is a registered name or an entry ``{name, depth, width, options}`` as in the
     config's ``models``: an entry adds another configuration of a model the bench may

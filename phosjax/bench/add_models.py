@@ -1,9 +1,10 @@
 """``python -m phosjax.bench.add_models --dir DIR [--import MODULE ...] [--models NAME ...]``.
 
 Adds to an existing bench the models registered since it was made (after importing
-``--import`` modules) or those given with ``--models``, and trains only their cells,
-under the bench's stored config. A ``--models`` value is a registered name or a YAML
-entry, as in the config's ``models``: ``--models logreg '{name: mlp, width: [64]}'``.
+``--import`` modules) or those given with ``--models``, and trains their cells (and
+finishes the bench's unfinished groups), under the bench's stored config. A ``--models``
+value is a registered name or a YAML entry, as in the config's ``models``: ``--models
+logreg '{name: mlp, width: [64]}'``.
 """
 
 from collections.abc import Sequence
