@@ -226,24 +226,26 @@ def _execute(
 
 
 def _check_keeps_cells(root: pathlib.Path, plan_: Plan) -> None:
-    """Raises `BenchError` when ``plan_`` lacks cells of the bench in ``root``: they would
-    drop out of its ``cells.parquet`` while their rows stay, two configs mixed in one
-    bench. Only a ``config.yaml`` edited by hand (or a model whose code changed what its
-    defaults resolve to) plans so; a bench's config otherwise only grows (`add_models_to`).
-    An unreadable ``cells.parquet`` is rewritten, as before."""
+    """Raises `BenchError` when ``plan_`` lacks cells of the bench in ``root``, or puts
+    them in other groups: their rows would stay beside those of other cells (or of the
+    same cells, trained again), two configs mixed in one bench. Only a ``config.yaml``
+    edited by hand (or a model whose code changed what its defaults resolve to) plans so;
+    a bench's config otherwise only grows by new models (`add_models_to`). An unreadable
+    ``cells.parquet`` is rewritten, as before."""
     try:
-        stored = pd.read_parquet(root / _layout.CELLS, columns=["cell_id"])["cell_id"]
+        stored = pd.read_parquet(root / _layout.CELLS, columns=["cell_id", "group_id"])
     except UNREADABLE:
         return
-    planned = {cell.row["cell_id"] for cell in plan_.cells}
-    lost = [cell_id for cell_id in stored if cell_id not in planned]
-    if lost:
-        shown = ", ".join(lost[:3]) + (f" and {len(lost) - 3} more" if len(lost) > 3 else "")
+    planned = {cell.row["cell_id"]: cell.row["group_id"] for cell in plan_.cells}
+    moved = [c for c, g in zip(stored.cell_id, stored.group_id, strict=True) if planned.get(c) != g]
+    if moved:
+        shown = ", ".join(moved[:3]) + (f" and {len(moved) - 3} more" if len(moved) > 3 else "")
         raise BenchError(
-            f"{str(root / _layout.CONFIG)!r} no longer plans {len(lost)} of the bench's "
-            f"{len(stored)} cells ({shown}): it was edited, or a model's code changed. "
-            "Restore it (a bench's config only grows, by add_models); to train a changed "
-            "config, give it to `python -m phosjax.bench.new --config FILE --dir NEW_DIR`."
+            f"{str(root / _layout.CONFIG)!r} no longer plans {len(moved)} of the bench's "
+            f"{len(stored)} cells as they were trained ({shown}): it was edited, or a "
+            "model's code changed. Restore it (a bench's config only grows, by add_models); "
+            "to train a changed config, give it to `python -m phosjax.bench.new --config "
+            "FILE --dir NEW_DIR`."
         )
 
 

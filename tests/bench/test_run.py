@@ -352,13 +352,19 @@ def test_a_hand_edited_config_yaml_is_refused_and_nothing_touched(bench, toy, tm
     shutil.copytree(bench[0], copy)
     config = copy / _layout.CONFIG
     config.write_text(config.read_text().replace("steps: 12", "steps: 14"))
-    unlocked = lambda: {k: v for k, v in _contents(copy).items() if k != _layout.LOCK}
+    ours = (_layout.LOCK, _layout.CONFIG)  # the lock names the last run; we edit the config
+    unlocked = lambda: {k: v for k, v in _contents(copy).items() if k not in ours}
     before = unlocked()
-    message = r"config\.yaml' no longer plans 2 of the bench's 2 cells .*: it was edited"
-    with pytest.raises(BenchError, match=message):
+    message = r"config\.yaml' no longer plans 2 of the bench's 2 cells as they were trained"
+    with pytest.raises(BenchError, match=message + r" .*: it was edited"):
         run(None, copy, datasets=toy)
     with pytest.raises(BenchError, match=message):
         add_models_to(copy, ["logreg"], datasets=toy)
+    config.write_text(
+        config.read_text().replace("steps: 14", "steps: 12").replace("seeds: 2", "seeds: 3")
+    )
+    with pytest.raises(BenchError, match=message):  # its seeds' group would train them again
+        run(None, copy, datasets=toy)
     assert unlocked() == before
 
 
