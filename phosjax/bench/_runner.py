@@ -373,9 +373,14 @@ def add_models_to(
       The bench's results, old and new, as one frame.
 
     Raises:
-      BenchError: not a bench, an unknown model or a bad entry, nothing to add to a
-        finished bench, or a bench started with another number of processes.
+      BenchError: not a bench, ``models`` not a list, an unknown model or a bad entry,
+        nothing to add to a finished bench, or a bench started with another number of
+        processes.
     """
+    if isinstance(models, str | Mapping):  # its letters, or its keys, are no models
+        raise BenchError(
+            f"models must be a list of names or entries, got {models!r}; write [{models!r}]."
+        )
     config, marker = open_bench(directory)
     root = pathlib.Path(directory)
     present = config.model_entries()

@@ -605,6 +605,13 @@ def test_add_models_trains_only_the_new_cells_and_columns_load(bench, toy, tmp_p
     assert len(pd.read_parquet(copy / _layout.CELLS)) == 4
 
 
+def test_add_models_refuses_one_name_or_entry_for_the_list(bench, toy):
+    for models in ("logreg", {"name": "mlp", "width": 4}):
+        written = re.escape(f"write [{models!r}]")
+        with pytest.raises(BenchError, match=rf"^models must be a list .*; {written}"):
+            add_models_to(bench[0], models, datasets=toy)
+
+
 def test_add_models_adds_another_configuration_of_a_model_the_bench_has(bench, toy, tmp_path):
     """An entry with other sizes adds the mlp again, once however often it is named; the
     bare name, or the entry the bench already has, adds nothing."""
