@@ -175,6 +175,11 @@ def run(
       >>> again.equals(results)  # a finished bench is not trained again
       True
     """
+    if config is not None and not isinstance(config, BenchConfig):
+        raise BenchError(
+            f"config must be a BenchConfig (BenchConfig.from_dict(data), load_config(path)) "
+            f"or None, got {type(config).__name__} {config!r:.80}."
+        )
     if process is not None:  # before anything is moved or written
         check_process(process)
     root = pathlib.Path(directory)

@@ -368,6 +368,15 @@ def test_a_hand_edited_config_yaml_is_refused_and_nothing_touched(bench, toy, tm
     assert unlocked() == before
 
 
+def test_a_config_that_is_no_bench_config_is_refused(tmp_path, toy):
+    for config in ({"models": ["mlp"]}, "configs/example.yaml"):
+        with pytest.raises(
+            BenchError, match=rf"^config must be a BenchConfig .*, got {type(config).__name__} "
+        ):
+            run(config, tmp_path / "b", datasets=toy)
+    assert not (tmp_path / "b").exists()
+
+
 def test_a_dir_that_is_a_file_is_refused(tmp_path, toy):
     path = tmp_path / "notes.txt"
     path.write_text("mine")
