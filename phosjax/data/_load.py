@@ -96,6 +96,8 @@ def load(name: str, *, data_dir: str | os.PathLike | None = None) -> ArrayDatase
             before any example is read), its prepared folder is incomplete or damaged (the
             message names the folder and how to make it anew), or its labels fall outside
             ``[0, num_classes)``.
+        PermissionError: a built-in data set is to be prepared in a ``data_dir`` that
+            cannot be made or written (read-only, say).
 
     Examples:
         >>> import tempfile
@@ -213,7 +215,7 @@ def _is_prepared(builder: tfds.core.DatasetBuilder) -> bool:
 def _prepare_builtin(name: str, data_dir: pathlib.Path) -> tfds.core.DatasetBuilder:
     try:
         return _prepare_builtin_locked(name, data_dir)
-    except PermissionError as error:  # a read-only data dir, before anything is written
+    except OSError as error:  # a data dir that cannot be made or written: read-only, ...
         raise PermissionError(
             f"cannot prepare built-in data set {name!r} in data_dir {str(data_dir)!r} "
             f"({error.strerror or error}: {error.filename!r}); pass a data_dir you can "

@@ -146,6 +146,15 @@ def test_concurrent_preparation_yields_one_valid_data_set(tmp_path, datasets):
         )
 
 
+def test_a_data_dir_that_cannot_be_made_is_named():
+    with pytest.raises(
+        PermissionError,
+        match=r"cannot prepare built-in data set 'mnist1d' in data_dir '/proc/phosjax_data' "
+        r"\(No such file or directory: '/proc/phosjax_data'\); pass a data_dir you can write",
+    ):
+        load("mnist1d", data_dir="/proc/phosjax_data")  # no folder can be made in /proc
+
+
 def test_a_prepared_read_only_data_dir_loads_without_taking_the_lock(
     tmp_path, datasets, data_dir, monkeypatch
 ):
