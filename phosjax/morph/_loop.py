@@ -215,7 +215,7 @@ def prepare(config: MorphConfig) -> tuple[ModelConfig, ArrayDataset]:
         raise MorphConfigError(f"MorphConfig.model: {error}") from error
     try:
         data = load(config.dataset, data_dir=config.data_dir)
-    except ValueError as error:
+    except (ValueError, PermissionError) as error:  # PermissionError: data_dir not writable
         raise MorphConfigError(f"MorphConfig.dataset={config.dataset!r}: {error}") from error
     problem = _mismatch(model, data, config.batch_size)
     if problem:

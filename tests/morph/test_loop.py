@@ -183,6 +183,20 @@ def test_the_cli_rejects_a_model_or_data_set_that_cannot_run_before_training(
     assert not (tmp_path / "run").exists()
 
 
+def test_the_cli_rejects_a_data_dir_it_cannot_prepare_the_data_set_in(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setattr(_loop, "train", lambda *a, **k: pytest.fail("trained"))
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"model: {CNN}\ndata_dir: /proc/phosjax_data\nsteps: 2\n")
+    assert main(["--config", str(path), "--dir", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"error: {path}: MorphConfig.dataset='mnist1d': cannot prepare built-in data set "
+        "'mnist1d' in data_dir '/proc/phosjax_data'"
+    )
+    assert not (tmp_path / "run").exists()
+
+
 def test_prepare_passes_a_model_that_fits_its_data_set(monkeypatch):
     monkeypatch.setattr(_loop, "load", _small_mnist1d)
     model = MorphConfig(ModelConfig("cnn1d", 10, (40,), width=(8, 8)), batch_size=128)
