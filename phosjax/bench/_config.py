@@ -411,6 +411,13 @@ class BenchConfig:
         datasets = self.datasets
         if not isinstance(datasets, list | tuple) or not all(isinstance(d, str) for d in datasets):
             raise BenchError(f"datasets must be a list of data set names, got {self.datasets!r}.")
+        if not isinstance(self.models, list | tuple):  # as from_dict, for a config built here
+            raise BenchError(f"models must be a list of names or entries, got {self.models!r}.")
+        if not isinstance(self.grid, Grid):
+            raise BenchError(
+                f"grid must be a Grid, got {type(self.grid).__name__} {self.grid!r:.80} "
+                "(BenchConfig.from_dict makes one from a mapping)."
+            )
         if not self.models or not self.datasets:
             raise BenchError("a bench needs at least one model and one data set.")
         if self.data_dir is not None and not isinstance(self.data_dir, str):

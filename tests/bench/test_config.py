@@ -83,6 +83,13 @@ def test_a_bench_without_models_is_an_error():
         BenchConfig.from_dict({"models": []})
 
 
+def test_a_config_built_directly_checks_its_models_and_grid():
+    with pytest.raises(BenchError, match=r"^models must be a list of names or entries, got 'mlp'"):
+        BenchConfig(models="mlp")  # type: ignore[arg-type]
+    with pytest.raises(BenchError, match=r"^grid must be a Grid, got dict \{'steps': 5\}"):
+        BenchConfig(grid={"steps": 5})  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     ("text", "match"),
     [
