@@ -80,6 +80,17 @@ def _plus_minus(mean: float, std: float, seeds: int) -> str:
     return f"{mean:.3f} ± {0.0 if seeds == 1 else std:.3f}"
 
 
+def _loss(value: float) -> str:
+    """A mean loss with three decimals; past 1e4 (a run that blew up but stayed finite)
+    with three significant digits, so that the table keeps its width.
+
+    Examples:
+      >>> _loss(0.34357), _loss(2.3e31), _loss(float("nan"))
+      ('0.344', '2.3e+31', 'nan')
+    """
+    return f"{value:.3f}" if abs(value) < 1e4 else f"{value:.3g}"
+
+
 def summary_text(
     directory: str, results: pd.DataFrame, hparam_columns: Sequence[str], rows: int = 12
 ) -> str:
@@ -97,7 +108,7 @@ def summary_text(
             shown.pop("accuracy"), shown.pop("accuracy_std"), shown["seeds"], strict=True
         )
     ]
-    shown["loss"] = shown["loss"].map("{:.3f}".format)
+    shown["loss"] = shown["loss"].map(_loss)
     lines.append(shown.to_string(index=False))
     if len(board) > rows:
         lines.append(f"... {len(board) - rows} more rows")

@@ -131,6 +131,12 @@ def test_repeated_index_labels_pick_one_row_per_cell(frames):
     assert board["loss"].tolist() == pytest.approx([0.25, 0.9])
 
 
+def test_summary_shows_a_blown_up_but_finite_loss_in_a_few_characters():
+    text = summary_text("b", _results(loss_d=4.65e31), ["learning_rate"])
+    assert " 2.33e+31 " in text  # the mean of seeds c and d
+    assert max(map(len, text.splitlines()[:4])) < 80
+
+
 def test_summary_shows_a_single_seeds_spread_as_zero():
     one_seed = _results()[lambda r: r["cell_id"].isin(["a", "c"])]
     assert "0.900 ± 0.000" in summary_text("b", one_seed, ["learning_rate"])
