@@ -68,10 +68,13 @@ def open_bench(directory: str | os.PathLike) -> tuple[BenchConfig, dict[str, Any
     """
     root = pathlib.Path(directory)
     if not _layout.is_bench(root):
-        raise BenchError(
-            f"{str(root)!r} is not a bench: {_layout.why_not_a_bench(root)}. "
+        around = _layout.enclosing_bench(root)
+        hint = (
             "Make one with `python -m phosjax.bench.new --config ... --dir ...`."
+            if around is None
+            else f"It is inside the bench {str(around)!r}: pass that one."
         )
+        raise BenchError(f"{str(root)!r} is not a bench: {_layout.why_not_a_bench(root)}. {hint}")
     marker = read_bench_json(root / _layout.MARKER)
     if marker.get("format") != _layout.FORMAT:
         raise BenchError(

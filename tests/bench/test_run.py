@@ -377,6 +377,13 @@ def test_a_config_that_is_no_bench_config_is_refused(tmp_path, toy):
     assert not (tmp_path / "b").exists()
 
 
+def test_a_folder_of_a_bench_is_refused_naming_the_bench(bench, capsys):
+    assert profile_main(["--dir", str(bench[0] / _layout.RESULTS)]) == 2
+    assert add_models_main(["--dir", str(bench[0] / _layout.RESULTS), "--models", "mlp"]) == 2
+    inside = f"is inside the bench {str(bench[0].resolve())!r}: pass that one."
+    assert capsys.readouterr().err.count(inside) == 2
+
+
 def test_a_dir_that_is_a_file_is_refused(tmp_path, toy):
     path = tmp_path / "notes.txt"
     path.write_text("mine")
