@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+import jax
 import numpy as np
 
 from phosjax.data._dataset import ArrayDataset
@@ -457,8 +458,7 @@ def _read(name: str, builder: tfds.core.DatasetBuilder, data_dir: pathlib.Path) 
     arrays = {}
     for split, out in (("train", "train"), (test_split, "test")):
         try:
-            source = builder.as_data_source(split=split)
-            examples = source.__getitems__(range(len(source)))
+            examples = _examples(builder, split)
         except (OSError, RuntimeError, ValueError) as error:  # a missing, cut or bad file
             why = f"reading its {split!r} split raised {type(error).__name__}: {error}"
             raise ValueError(_damaged(name, builder.data_path, data_dir, why)) from error
@@ -471,6 +471,16 @@ def _read(name: str, builder: tfds.core.DatasetBuilder, data_dir: pathlib.Path) 
         input_shape=tuple(arrays["x_train"].shape[1:]),
         **arrays,
     )
+
+
+def _examples(builder: tfds.core.DatasetBuilder, split: str) -> list[dict[str, Any]]:
+    """Every example of `split`; raises ValueError where one is empty (no feature has a
+    value), as each is in an array_record file cut short."""
+    source = builder.as_data_source(split=split)
+    examples = source.__getitems__(range(len(source)))
+    if any(not jax.tree_util.tree_leaves(example) for example in examples):  # None: no leaf
+        raise ValueError("some of its records are empty, as in a file cut short")
+    return examples
 
 
 def _num_classes(label: tfds.features.FeatureConnector, *labels: np.ndarray) -> int:

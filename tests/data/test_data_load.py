@@ -235,14 +235,27 @@ def test_a_data_set_stored_as_tfrecord_asks_for_array_record(toys_dir, tmp_path)
         check_loadable("toy_weighted", data_dir=tmp_path)
 
 
-def test_a_damaged_prepared_data_set_says_how_to_prepare_it_again(toys_dir, tmp_path):
+def _cut_to_its_first_block(file):
+    with open(file, "r+b") as handle:
+        handle.truncate(65536)  # array_record's block size: the file keeps no complete record
+
+
+@pytest.mark.parametrize(
+    ("damage", "why"),
+    [
+        (lambda file: file.unlink(), "RuntimeError: .*"),
+        (_cut_to_its_first_block, "ValueError: some of its records are empty, .*"),
+    ],
+    ids=["missing", "cut"],
+)
+def test_a_damaged_prepared_data_set_says_how_to_prepare_it_again(toys_dir, tmp_path, damage, why):
     shutil.copytree(toys_dir / "toy_weighted", tmp_path / "toy_weighted")
     folder = tmp_path / "toy_weighted" / "1.0.0"
-    next(folder.glob("toy_weighted-test.*")).unlink()
+    damage(next(folder.glob("toy_weighted-test.*")))
     with pytest.raises(
         ValueError,
         match=rf"data set 'toy_weighted' is incomplete or damaged in {folder} \(reading its "
-        r"'test' split raised RuntimeError: .*\); delete that folder and prepare it again: "
+        rf"'test' split raised {why}\); delete that folder and prepare it again: "
         rf"`tfds build toy_weighted --data_dir {tmp_path} --file_format array_record`",
     ):
         load("toy_weighted", data_dir=tmp_path)
