@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import jax
 import numpy as np
 
+from phosjax.data._checks import first_outside
 from phosjax.data._dataset import ArrayDataset
 
 if TYPE_CHECKING:
@@ -463,7 +464,7 @@ def _read(name: str, builder: tfds.core.DatasetBuilder, data_dir: pathlib.Path) 
             why = f"reading its {split!r} split raised {type(error).__name__}: {error}"
             raise ValueError(_damaged(name, builder.data_path, data_dir, why)) from error
         arrays[f"x_{out}"] = _as_inputs([e[x_key] for e in examples], builder.info.features[x_key])
-        arrays[f"y_{out}"] = np.asarray([e[y_key] for e in examples], np.int32)
+        arrays[f"y_{out}"] = _as_labels(name, y_key, split, [e[y_key] for e in examples])
     label = builder.info.features[y_key]
     return ArrayDataset(
         name=name,
@@ -487,6 +488,18 @@ def _num_classes(label: tfds.features.FeatureConnector, *labels: np.ndarray) -> 
     """The `ClassLabel`'s number of classes, else one more than the largest of `labels`."""
     declared = getattr(label, "num_classes", None)
     return int(declared) if declared else 1 + max(int(y.max(initial=0)) for y in labels)
+
+
+def _as_labels(name: str, key: str, split: str, values: list[Any]) -> np.ndarray:
+    """`values` as int32; raises naming the first that is no class index int32 holds."""
+    labels = np.asarray(values)
+    bad = first_outside(labels, np.iinfo(np.int32).max)
+    if bad is not None:
+        raise ValueError(
+            f"data set {name!r}: label feature {key!r} holds {bad} in the {split!r} split; load "
+            "needs class indices, from 0 to num_classes - 1 (int32)"
+        )
+    return labels.astype(np.int32)
 
 
 def _as_inputs(values: list[Any], feature: tfds.features.FeatureConnector) -> np.ndarray:

@@ -101,6 +101,7 @@ def toys_dir(tmp_path_factory):
         tfds_toys.ToyRegression,
         tfds_toys.ToyWeighted,
         tfds_toys.ToyIntLabels,
+        tfds_toys.ToyIdLabels,
         tfds_toys.ToyText,
         tfds_toys.ToyVarShape,
         tfds_toys.ToyMultiLabel,
@@ -148,6 +149,15 @@ def test_integer_labels_count_classes_over_train_and_test(toys_dir):
     np.testing.assert_array_equal(np.sort(ds.y_train), [0, 0, 1, 1, 2])
     np.testing.assert_array_equal(ds.y_test, [3, 3, 3])
     assert ds.num_classes == 4
+
+
+def test_integer_labels_beyond_int32_are_named_not_an_overflow(toys_dir):
+    with pytest.raises(
+        ValueError,
+        match=r"data set 'toy_id_labels': label feature 'label' holds 10995116277[0-9]+ in the "
+        r"'train' split; load needs class indices, from 0 to num_classes - 1 \(int32\)",
+    ):
+        load("toy_id_labels", data_dir=toys_dir)
 
 
 def test_uint8_inputs_of_a_plain_tensor_are_scaled_to_the_unit_range(toys_dir):
