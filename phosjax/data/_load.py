@@ -176,10 +176,13 @@ def _parse(name: str) -> tuple[str, dict[str, Any]]:
     try:
         dataset, kwargs = tfds.core.naming.parse_builder_name_kwargs(name)
     except ValueError:
+        dataset = None
+    if dataset is None or dataset.namespace:  # "ns:name" would look the name up in a registry
+        namespace = f", without a namespace ({dataset.namespace!r} here)" if dataset else ""
         raise ValueError(
             f"data set name {name!r} is malformed; expected a TFDS name: 'name', 'name/config', "
-            "'name:1.2.3' or 'name/config:1.2.3'"
-        ) from None
+            f"'name:1.2.3' or 'name/config:1.2.3'{namespace}"
+        )
     return dataset.name, kwargs
 
 

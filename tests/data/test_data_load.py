@@ -375,9 +375,21 @@ def test_a_default_data_dir_that_is_a_file_names_the_variable(tmp_path, monkeypa
 def test_a_malformed_name_says_what_a_name_looks_like(toys_dir):
     with pytest.raises(
         ValueError,
-        match=r"data set name 'toy_configs:1\.0' is malformed; .* 'name/config:1\.2\.3'",
+        match=r"data set name 'toy_configs:1\.0' is malformed; .* 'name/config:1\.2\.3'$",
     ):
         load("toy_configs:1.0", data_dir=toys_dir)
+
+
+@pytest.mark.parametrize("name", ["toy_configs:v1", "huggingface:toy_configs"])
+def test_a_name_with_a_namespace_is_malformed_not_looked_up(toys_dir, name):
+    namespace = name.split(":")[0]
+    for check in (load, check_loadable):
+        with pytest.raises(
+            ValueError,
+            match=rf"data set name '{name}' is malformed; .* 'name/config:1\.2\.3', without a "
+            rf"namespace \('{namespace}' here\)$",
+        ):
+            check(name, data_dir=toys_dir)
 
 
 def test_a_built_in_name_is_checked_without_being_prepared(tmp_path):
