@@ -44,8 +44,8 @@ def default_data_dir() -> pathlib.Path:
 
 
 def _resolve(data_dir: str | os.PathLike | None) -> pathlib.Path:
-    """`data_dir` (else `default_data_dir()`) as a path; raises when it is not a path or
-    when it, or the nearest of its parents that exists, is not a folder.
+    """`data_dir` (else `default_data_dir()`) as a path; raises when it is not a path, is
+    empty, or when it, or the nearest of its parents that exists, is not a folder.
 
     Examples:
         >>> import tempfile
@@ -58,6 +58,11 @@ def _resolve(data_dir: str | os.PathLike | None) -> pathlib.Path:
         raise TypeError(
             f"data_dir must be a folder's path (a str or os.PathLike), e.g. "
             f"'~/tensorflow_datasets', got {data_dir!r} (of type {type(data_dir).__name__})"
+        )
+    if data_dir is not None and not os.fspath(data_dir):  # pathlib reads "" as the working dir
+        raise ValueError(
+            "data_dir is empty; give a folder's path, e.g. '~/tensorflow_datasets', or None for "
+            f"the default data dir ({default_data_dir()})"
         )
     path = pathlib.Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
     existing = next((folder for folder in (path, *path.parents) if folder.exists()), None)

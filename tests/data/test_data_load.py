@@ -347,6 +347,18 @@ def test_a_name_or_data_dir_of_another_type_is_a_type_error_naming_it(
             check(given["name"], data_dir=given["data_dir"])
 
 
+def test_an_empty_data_dir_is_refused_not_read_as_the_working_dir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for check in (load, check_loadable, lambda _, data_dir: prepared_names(data_dir)):
+        with pytest.raises(
+            ValueError,
+            match=r"data_dir is empty; give a folder's path, e\.g\. '~/tensorflow_datasets', "
+            r"or None for the default data dir \(.+\)$",
+        ):
+            check("digits", data_dir="")
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("below", ["", "sub/dir"])
 @pytest.mark.parametrize("name", ["digits", "tiny_images"])
 def test_a_data_dir_that_is_a_file_asks_for_a_folder(tmp_path, name, below):
