@@ -272,18 +272,28 @@ def _prepared_builder(name: str, dataset: str, data_dir: pathlib.Path) -> tfds.c
 
 def _not_prepared(name: str, dataset: str, data_dir: pathlib.Path) -> str:
     """Why `name` does not load from `data_dir`: its folder there has metadata TFDS cannot
-    read, or what is prepared there, and how to prepare it."""
+    read, `data_dir` is its own folder, or what is prepared there, and how to prepare it."""
     damaged = _damaged_folder(name, dataset, data_dir)
     if damaged is not None:
         folder, why = damaged
         return _damaged(name, folder, data_dir, why)
     variants = _prepared_variants(data_dir)
     same = [variant for variant in variants if re.split("[/:]", variant)[0] == dataset]
+    own = next((folder for folder in (data_dir, *data_dir.parents) if folder.name == dataset), None)
     if same:
         problem = (
             f"data set {name!r} is not prepared in {data_dir} at the version or config it asks "
             f"for; the prepared versions of {dataset!r} are {', '.join(same)}. Load one of "
             "those, or prepare it there first"
+        )
+    elif own is not None and any(
+        any(own.glob(f"{levels}dataset_info.json"))
+        for levels in ("*/", "*/*/")  # [config/]version
+    ):
+        return (
+            f"data set {name!r} cannot be loaded: data_dir {str(data_dir)!r} is no data dir but "
+            f"the prepared data set's own folder (or one inside it); pass the data dir that "
+            f"holds {own.name!r}: data_dir={str(own.parent)!r}"
         )
     else:
         prepared = ", ".join(_names(variants)) or "none"
@@ -387,8 +397,9 @@ def _prepared_variants(root: pathlib.Path) -> list[str]:
     """``name[/config]:version`` of each data set prepared under `root`, sorted."""
     variants = set()
     for info in root.glob("*/**/dataset_info.json"):
-        # <root>/name[/config]/<version>/dataset_info.json; skips TFDS's "incomplete.*" dirs.
-        if _VERSION.fullmatch(info.parent.name):
+        # <root>/name[/config]/<version>/dataset_info.json; skips TFDS's "incomplete.*" dirs,
+        # and <root>/<version>/dataset_info.json, where root is a data set's own folder.
+        if _VERSION.fullmatch(info.parent.name) and len(info.relative_to(root).parts) > 2:
             variants.add("/".join(info.relative_to(root).parts[:-2]) + f":{info.parent.name}")
     return sorted(variants)
 

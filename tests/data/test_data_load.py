@@ -330,6 +330,29 @@ DATA_DIR_MUST_BE = "a folder's path (a str or os.PathLike), e.g. '~/tensorflow_d
 
 
 @pytest.mark.parametrize(
+    ("name", "inside"),
+    [
+        ("toy_weighted", "toy_weighted"),
+        ("toy_weighted", "toy_weighted/1.0.0"),
+        ("toy_configs/small", "toy_configs/small"),
+    ],
+)
+def test_a_data_dir_inside_the_data_sets_own_folder_names_the_data_dir_above(
+    toys_dir, name, inside
+):
+    assert prepared_names(toys_dir / inside) == []  # it listed '' (a nameless data set)
+    dataset = name.split("/")[0]
+    for check in (load, check_loadable):
+        with pytest.raises(
+            ValueError,
+            match=rf"data set '{name}' cannot be loaded: data_dir '{toys_dir / inside}' is no data "
+            r"dir but the prepared data set's own folder \(or one inside it\); pass the data dir "
+            rf"that holds '{dataset}': data_dir='{toys_dir}'$",
+        ):
+            check(name, data_dir=toys_dir / inside)
+
+
+@pytest.mark.parametrize(
     ("argument", "value", "must_be"),
     [("name", value, NAME_MUST_BE) for value in (None, 3, b"digits")]
     + [("data_dir", value, DATA_DIR_MUST_BE) for value in (3, ["/tmp"], b"/tmp")],
