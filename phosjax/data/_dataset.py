@@ -20,9 +20,9 @@ class ArrayDataset:
     `load` returns numpy arrays. The class is a pytree whose leaves are the four arrays
     (`name`, `num_classes` and `input_shape` are static), so `jax.device_put(dataset)` puts
     every split on a device (or sharding) at once and the result can enter `jax.jit`.
-    Constructing one checks the shapes and that concrete labels lie in
-    ``[0, num_classes)``; tree ops (``jax.tree.map``, ``jax.vmap``, ...)
-    rebuild it without checks, whatever their leaves.
+    Constructing one checks that the four are arrays, their shapes and that concrete labels
+    lie in ``[0, num_classes)``; tree ops (``jax.tree.map``, ``jax.vmap``, ...) rebuild it
+    without checks, whatever their leaves.
 
     Attributes:
         name: the data set's name, e.g. ``"mnist1d"``.
@@ -68,6 +68,13 @@ class ArrayDataset:
             )
         object.__setattr__(self, "input_shape", tuple(int(n) for n in shape))
         object.__setattr__(self, "num_classes", int(self.num_classes))
+        for field in _DATA_FIELDS:
+            value = getattr(self, field)
+            if not isinstance(value, np.ndarray | jax.Array):
+                raise TypeError(
+                    f"ArrayDataset {self.name!r}: {field} must be an array (numpy or jax), got "
+                    f"a {type(value).__name__}; convert it, e.g. np.asarray({field})"
+                )
         for split, x, y in (
             ("train", self.x_train, self.y_train),
             ("test", self.x_test, self.y_test),

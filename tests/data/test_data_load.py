@@ -491,6 +491,16 @@ def test_array_dataset_refuses_labels_outside_its_classes(split, labels, bad):
     _toy(**{f"y_{split}": jnp.asarray(labels, jnp.int32) % 2})  # in range: fine, on device too
 
 
+@pytest.mark.parametrize("field", ["x_train", "y_test"])
+def test_array_dataset_refuses_a_list_for_an_array_by_name(field):
+    with pytest.raises(
+        TypeError,
+        match=rf"ArrayDataset 'toy': {field} must be an array \(numpy or jax\), got a list; "
+        rf"convert it, e\.g\. np\.asarray\({field}\)",
+    ):
+        _toy(**{field: getattr(_toy(), field).tolist()})
+
+
 def test_array_dataset_refuses_labels_that_are_not_integers():
     with pytest.raises(TypeError, match=r"'toy': y_test has dtype float32; labels are class"):
         _toy(y_test=np.zeros(2, np.float32))
