@@ -482,6 +482,7 @@ def _read(name: str, builder: tfds.core.DatasetBuilder, data_dir: pathlib.Path) 
         except (OSError, RuntimeError, ValueError) as error:  # a missing, cut or bad file
             why = f"reading its {split!r} split raised {type(error).__name__}: {error}"
             raise ValueError(_damaged(name, builder.data_path, data_dir, why)) from error
+        _check_present(name, split, examples, x_key, y_key)
         arrays[f"x_{out}"] = _as_inputs([e[x_key] for e in examples], builder.info.features[x_key])
         arrays[f"y_{out}"] = _as_labels(name, y_key, split, [e[y_key] for e in examples])
     label = builder.info.features[y_key]
@@ -501,6 +502,20 @@ def _examples(builder: tfds.core.DatasetBuilder, split: str) -> list[dict[str, A
     if any(not jax.tree_util.tree_leaves(example) for example in examples):  # None: no leaf
         raise ValueError("some of its records are empty, as in a file cut short")
     return examples
+
+
+def _check_present(
+    name: str, split: str, examples: list[dict[str, Any]], x_key: str, y_key: str
+) -> None:
+    """Raises naming the input or label feature that some examples lack (an optional one)."""
+    for kind, key in (("input", x_key), ("label", y_key)):
+        missing = sum(example[key] is None for example in examples)
+        if missing:
+            raise ValueError(
+                f"data set {name!r}: {kind} feature {key!r} has no value in {missing} of the "
+                f"{len(examples)} examples of its {split!r} split (an optional feature); load "
+                "needs an input and a label in every example"
+            )
 
 
 def _num_classes(label: tfds.features.FeatureConnector, *labels: np.ndarray) -> int:

@@ -102,6 +102,7 @@ def toys_dir(tmp_path_factory):
         tfds_toys.ToyWeighted,
         tfds_toys.ToyIntLabels,
         tfds_toys.ToyIdLabels,
+        tfds_toys.ToyOptionalLabel,
         tfds_toys.ToyText,
         tfds_toys.ToyVarShape,
         tfds_toys.ToyMultiLabel,
@@ -158,6 +159,16 @@ def test_integer_labels_beyond_int32_are_named_not_an_overflow(toys_dir):
         r"'train' split; load needs class indices, from 0 to num_classes - 1 \(int32\)",
     ):
         load("toy_id_labels", data_dir=toys_dir)
+
+
+def test_an_optional_label_some_examples_lack_is_named_not_a_damaged_folder(toys_dir):
+    with pytest.raises(
+        ValueError,
+        match=r"^data set 'toy_optional_label': label feature 'label' has no value in 1 of the 5 "
+        r"examples of its 'train' split \(an optional feature\); load needs an input and a "
+        r"label in every example$",
+    ):
+        load("toy_optional_label", data_dir=toys_dir)
 
 
 def test_uint8_inputs_of_a_plain_tensor_are_scaled_to_the_unit_range(toys_dir):

@@ -107,6 +107,21 @@ class ToyIdLabels(_Toy, skip_registration=True):
         return {"image": _vector(index), "label": 2**40 + index}
 
 
+class ToyOptionalLabel(_Toy, skip_registration=True):
+    """An optional label that one train example lacks."""
+
+    def features(self):
+        return F.FeaturesDict(
+            {
+                "image": F.Tensor(shape=(2,), dtype=np.float32),
+                "label": F.Tensor(shape=(), dtype=np.int64, optional=True),
+            }
+        )
+
+    def example(self, index, split):
+        return {"image": _vector(index), "label": None if index == 2 else index % 2}
+
+
 class ToyText(_Toy, skip_registration=True):
     """A text input."""
 
