@@ -211,15 +211,16 @@ def _builtin_builder(
             folder, why = damaged
             raise ValueError(_damaged(name, folder, data_dir, why)) from error
         raise ValueError(f"built-in data set {name!r} cannot be loaded: {error}") from error
-    if builder.data_path.exists() and not builder.is_prepared():  # TFDS would reuse it as it is
+    if builder.data_path.exists() and not _is_prepared(builder):  # TFDS would reuse it as it is
         raise ValueError(_damaged(name, builder.data_path, data_dir, _NO_INFO))
     return builder
 
 
 def _is_prepared(builder: tfds.core.DatasetBuilder) -> bool:
-    """``builder.is_prepared()``, without TFDS's warning (``Variant folder ... has no
-    dataset_info.json``) about a folder that does not exist yet, as on first use."""
-    return builder.data_path.exists() and builder.is_prepared()
+    """Whether `builder`'s folder holds its dataset_info.json: ``builder.is_prepared()``
+    without a glob (TFDS's reads a ``[`` in the data dir's path as a pattern, and the folder
+    as not prepared) and without its warning about a folder not made yet, as on first use."""
+    return (pathlib.Path(builder.data_path) / "dataset_info.json").is_file()
 
 
 def _prepare_builtin(name: str, data_dir: pathlib.Path) -> tfds.core.DatasetBuilder:

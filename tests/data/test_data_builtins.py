@@ -178,6 +178,14 @@ def test_a_prepared_read_only_data_dir_loads_without_taking_the_lock(
     np.testing.assert_array_equal(digits.x_train, datasets["digits"].x_train)
 
 
+def test_a_built_in_prepared_under_a_path_with_glob_characters_loads(tmp_path, datasets, data_dir):
+    data_dir_with_glob = tmp_path / "runs[1]"  # it was named damaged, to delete
+    shutil.copytree(pathlib.Path(data_dir, "digits"), data_dir_with_glob / "digits")
+    digits = load("digits", data_dir=data_dir_with_glob)
+    np.testing.assert_array_equal(digits.x_train, datasets["digits"].x_train)
+    assert sorted(p.name for p in data_dir_with_glob.iterdir()) == ["digits"]  # not prepared again
+
+
 def _cut(path: pathlib.Path) -> None:
     with open(path, "r+b") as handle:
         handle.truncate(1000)

@@ -256,6 +256,16 @@ def test_a_data_set_stored_as_tfrecord_asks_for_array_record(toys_dir, tmp_path)
         check_loadable("toy_weighted", data_dir=tmp_path)
 
 
+def test_a_data_dir_with_glob_characters_in_its_path_loads(toys_dir, tmp_path):
+    data_dir = tmp_path / "runs[1]"  # TFDS's glob read it as a pattern: nothing prepared there
+    shutil.copytree(toys_dir / "toy_weighted", data_dir / "toy_weighted")
+    check_loadable("toy_weighted", data_dir=data_dir)
+    np.testing.assert_array_equal(
+        load("toy_weighted", data_dir=data_dir).x_train,
+        load("toy_weighted", data_dir=toys_dir).x_train,
+    )
+
+
 def _cut_to_its_first_block(file):
     with open(file, "r+b") as handle:
         handle.truncate(65536)  # array_record's block size: the file keeps no complete record
