@@ -311,8 +311,8 @@ def _damaged_folder(
     name: str, dataset: str, data_dir: pathlib.Path
 ) -> tuple[pathlib.Path, str] | None:
     """The first folder ``<data_dir>/<dataset>[/<config>]/<version>`` of the config and version
-    `name` asks for (any, where it names none) whose metadata TFDS cannot read, and why; None
-    if none.
+    `name` asks for (any, where it names none; its version may hold ``*``) whose metadata TFDS
+    cannot read, and why; None if none.
 
     Examples:
         >>> import tempfile
@@ -322,6 +322,8 @@ def _damaged_folder(
         >>> folder.name, why
         ('1.0.0', 'it has no dataset_info.json')
     """
+    import tensorflow_datasets as tfds
+
     asked = _parse(name)[1]
     root = data_dir / dataset
     for folder in sorted(root.glob("**/*")):
@@ -330,7 +332,7 @@ def _damaged_folder(
             _VERSION.fullmatch(folder.name)
             and folder.is_dir()
             and asked.get("config", config) == config
-            and asked.get("version", folder.name) == folder.name
+            and tfds.core.Version(folder.name).match(asked.get("version", folder.name))
             and (why := _metadata_problem(folder))
         ):
             return folder, why

@@ -297,6 +297,7 @@ def test_a_damaged_prepared_data_set_says_how_to_prepare_it_again(toys_dir, tmp_
     [
         ("toy_weighted", "toy_weighted/1.0.0"),
         ("toy_weighted:1.0.0", "toy_weighted/1.0.0"),
+        ("toy_weighted:1.*.*", "toy_weighted/1.0.0"),
         ("toy_configs", "toy_configs/small/1.0.0"),
         ("toy_configs/small", "toy_configs/small/1.0.0"),
     ],
@@ -310,9 +311,9 @@ def test_a_prepared_folder_without_its_info_file_is_damaged_not_unknown(
     for check in (load, check_loadable):
         with pytest.raises(
             ValueError,
-            match=rf"data set '{name}' is incomplete or damaged in {tmp_path / asked} \(it has no "
-            r"dataset_info\.json\); delete that folder and prepare it again: "
-            rf"`tfds build {name} --data_dir {tmp_path} --file_format array_record`",
+            match=rf"data set '{re.escape(name)}' is incomplete or damaged in {tmp_path / asked} "
+            r"\(it has no dataset_info\.json\); delete that folder and prepare it again: "
+            rf"`tfds build {re.escape(name)} --data_dir {tmp_path} --file_format array_record`",
         ):
             check(name, data_dir=tmp_path)
 
