@@ -34,6 +34,7 @@ class MultiHeadSelfAttention(nn.Module):
       causal: mask future positions (query ``i`` sees keys ``<= i``).
       dropout_rate: dropout on the attention weights in training (rng ``"dropout"``).
       dtype: the computation dtype (``None``: the input's).
+      param_dtype: the dtype parameters are stored in (as Flax's ``param_dtype``).
 
     Examples:
       >>> import jax, jax.numpy as jnp, phosjax as px
@@ -49,6 +50,7 @@ class MultiHeadSelfAttention(nn.Module):
     causal: bool = False
     dropout_rate: float = 0.0
     dtype: Any = None
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -63,7 +65,9 @@ class MultiHeadSelfAttention(nn.Module):
             )
         head = features // self.num_heads
         dtype = compute_dtype(self.dtype, x)
-        qkv = nn.DenseGeneral((3, self.num_heads, head), dtype=dtype, name="qkv")(x)
+        qkv = nn.DenseGeneral(
+            (3, self.num_heads, head), dtype=dtype, param_dtype=self.param_dtype, name="qkv"
+        )(x)
         query, key, value = qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
         logits = jnp.einsum("...qhd,...khd->...hqk", query, key).astype(jnp.float32)
         logits = logits / math.sqrt(head)
@@ -75,7 +79,9 @@ class MultiHeadSelfAttention(nn.Module):
         tag(self, "attention_entropy", _entropy(weights, log_weights))
         weights = nn.Dropout(self.dropout_rate)(weights, deterministic=not train)
         out = jnp.einsum("...hqk,...khd->...qhd", weights.astype(dtype), value)
-        return nn.DenseGeneral(features, axis=(-2, -1), dtype=dtype, name="out")(out)
+        return nn.DenseGeneral(
+            features, axis=(-2, -1), dtype=dtype, param_dtype=self.param_dtype, name="out"
+        )(out)
 
 
 class TransformerBlock(nn.Module):
@@ -95,6 +101,7 @@ class TransformerBlock(nn.Module):
         stream keeps the input's dtype: the branches are cast to it before they are
         added, so a float32 input gives a float32 output with bfloat16 branches, and a
         bfloat16 input a bfloat16 output with float32 branches.
+      param_dtype: the dtype parameters are stored in (as Flax's ``param_dtype``).
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -110,20 +117,26 @@ class TransformerBlock(nn.Module):
     causal: bool = False
     dropout_rate: float = 0.0
     dtype: Any = None
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         features = x.shape[-1]
         dtype = compute_dtype(self.dtype, x)
         dropout = nn.Dropout(self.dropout_rate, deterministic=not train)
-        h = nn.LayerNorm(dtype=dtype, name="attention_norm")(x)
+        h = nn.LayerNorm(dtype=dtype, param_dtype=self.param_dtype, name="attention_norm")(x)
         h = MultiHeadSelfAttention(
-            self.num_heads, self.causal, self.dropout_rate, dtype, name="attention"
+            self.num_heads,
+            self.causal,
+            self.dropout_rate,
+            dtype,
+            param_dtype=self.param_dtype,
+            name="attention",
         )(h, train=train)
         x = x + dropout(h).astype(x.dtype)
-        h = nn.LayerNorm(dtype=dtype, name="mlp_norm")(x)
+        h = nn.LayerNorm(dtype=dtype, param_dtype=self.param_dtype, name="mlp_norm")(x)
         hidden = checked_size(self, "mlp_features", 4 * features)
-        h = nn.Dense(hidden, dtype=dtype, name="mlp_in")(h)
+        h = nn.Dense(hidden, dtype=dtype, param_dtype=self.param_dtype, name="mlp_in")(h)
         h = tag(self, "mlp_hidden", nn.gelu(h))
-        h = nn.Dense(features, dtype=dtype, name="mlp_out")(h)
+        h = nn.Dense(features, dtype=dtype, param_dtype=self.param_dtype, name="mlp_out")(h)
         return x + dropout(h).astype(x.dtype)

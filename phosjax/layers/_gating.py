@@ -1,5 +1,6 @@
 """Gating and scaling layers: GLU, SwiGLU, squeeze-and-excitation, LayerScale."""
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -18,6 +19,7 @@ class GLU(nn.Module):
     Attributes:
       features: the output width (``None``: the input's).
       dtype: the computation dtype (``None``: the input's).
+      param_dtype: the dtype parameters are stored in (as Flax's ``param_dtype``).
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -29,12 +31,14 @@ class GLU(nn.Module):
 
     features: int | None = None
     dtype: Any = None
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         features = checked_size(self, "features", x.shape[-1])
         dtype = compute_dtype(self.dtype, x)
-        value, gate = jnp.split(nn.Dense(2 * features, dtype=dtype, name="proj")(x), 2, -1)
+        proj = nn.Dense(2 * features, dtype=dtype, param_dtype=self.param_dtype, name="proj")
+        value, gate = jnp.split(proj(x), 2, -1)
         return value * tag(self, "gate", nn.sigmoid(gate))
 
 
@@ -48,6 +52,7 @@ class SwiGLU(nn.Module):
       hidden_features: the hidden width (``None``: twice the input width).
       features: the output width (``None``: the input's).
       dtype: the computation dtype (``None``: the input's).
+      param_dtype: the dtype parameters are stored in (as Flax's ``param_dtype``).
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -60,15 +65,17 @@ class SwiGLU(nn.Module):
     hidden_features: int | None = None
     features: int | None = None
     dtype: Any = None
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         hidden = checked_size(self, "hidden_features", 2 * x.shape[-1])
         features = checked_size(self, "features", x.shape[-1])
         dtype = compute_dtype(self.dtype, x)
-        gate = tag(self, "gate", nn.silu(nn.Dense(hidden, dtype=dtype, name="gate_proj")(x)))
-        value = nn.Dense(hidden, dtype=dtype, name="value_proj")(x)
-        return nn.Dense(features, dtype=dtype, name="out")(gate * value)
+        dense = functools.partial(nn.Dense, dtype=dtype, param_dtype=self.param_dtype)
+        gate = tag(self, "gate", nn.silu(dense(hidden, name="gate_proj")(x)))
+        value = dense(hidden, name="value_proj")(x)
+        return dense(features, name="out")(gate * value)
 
 
 class SqueezeExcite(nn.Module):
@@ -84,6 +91,7 @@ class SqueezeExcite(nn.Module):
       dtype: the gate's computation dtype (``None``: the input's). The output is the
         input scaled by the gate cast to the input's dtype, so a float32 input stays
         float32 with a bfloat16 gate, and a bfloat16 input bfloat16 with a float32 one.
+      param_dtype: the dtype parameters are stored in (as Flax's ``param_dtype``).
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -95,6 +103,7 @@ class SqueezeExcite(nn.Module):
 
     reduction: int = 4
     dtype: Any = None
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -105,8 +114,9 @@ class SqueezeExcite(nn.Module):
         dtype = compute_dtype(self.dtype, x)
         squeezed = x.reshape(x.shape[0], -1, channels).mean(1)
         bottleneck = max(1, channels // self.reduction)
-        h = nn.relu(nn.Dense(bottleneck, dtype=dtype, name="down")(squeezed))
-        gate = nn.sigmoid(nn.Dense(channels, dtype=dtype, name="up")(h))
+        dense = functools.partial(nn.Dense, dtype=dtype, param_dtype=self.param_dtype)
+        h = nn.relu(dense(bottleneck, name="down")(squeezed))
+        gate = nn.sigmoid(dense(channels, name="up")(h))
         gate = tag(self, "channel_gate", gate).astype(compute_dtype(None, x))
         return x * gate.reshape(x.shape[:1] + (1,) * (x.ndim - 2) + (channels,))
 
@@ -119,6 +129,7 @@ class LayerScale(nn.Module):
 
     Attributes:
       init_value: the initial scale of every channel.
+      param_dtype: the dtype parameters are stored in (as Flax's ``param_dtype``).
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -129,8 +140,11 @@ class LayerScale(nn.Module):
     """
 
     init_value: float = 1e-4
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        scale = self.param("scale", nn.initializers.constant(self.init_value), x.shape[-1:])
+        scale = self.param(
+            "scale", nn.initializers.constant(self.init_value), x.shape[-1:], self.param_dtype
+        )
         return tag(self, "scaled", x * scale.astype(x.dtype))

@@ -6,6 +6,7 @@ are scaled by it (the phos idea).
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -38,6 +39,9 @@ class Choice(nn.Module):
         (anything else is an error that names the branch).
       per_example: compute the gate logits from the input instead of learning them
         directly.
+      param_dtype: the dtype the gate's parameters are stored in (as Flax's
+        ``param_dtype``); the branches are the caller's and keep their own. The softmax
+        is computed in float32.
 
     Examples:
       >>> import flax.linen as nn, jax, jax.numpy as jnp, phosjax as px
@@ -51,6 +55,7 @@ class Choice(nn.Module):
 
     branches: Sequence[nn.Module]
     per_example: bool = False
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -64,9 +69,13 @@ class Choice(nn.Module):
                     f"got {x.shape}."
                 )
             summary = x.reshape(x.shape[0], -1, x.shape[-1]).astype(jnp.float32).mean(1)
-            logits = nn.Dense(num, kernel_init=nn.initializers.zeros, name="gate")(summary)
+            gate = nn.Dense(
+                num, kernel_init=nn.initializers.zeros, param_dtype=self.param_dtype, name="gate"
+            )
+            logits = gate(summary).astype(jnp.float32)
         else:
-            logits = self.param("gate_logits", nn.initializers.zeros, (num,))
+            logits = self.param("gate_logits", nn.initializers.zeros, (num,), self.param_dtype)
+            logits = logits.astype(jnp.float32)
         temperature = knob(self, "T", 1.0, doc="softmax temperature of the branch weights")
         weights = tag(self, "weights", nn.softmax(logits / temperature, axis=-1))
         outputs = []
@@ -93,6 +102,8 @@ class GatedSkip(nn.Module):
     Attributes:
       block: maps ``x`` to an output of the same shape (anything else is an error).
       gate_init: the initial gate logit (0 gives ``g = 0.5``).
+      param_dtype: the dtype ``gate_logit`` is stored in (as Flax's ``param_dtype``; the
+        gate is computed in float32); the block is the caller's and keeps its own.
 
     Examples:
       >>> import flax.linen as nn, jax, jax.numpy as jnp, phosjax as px
@@ -105,11 +116,13 @@ class GatedSkip(nn.Module):
 
     block: nn.Module
     gate_init: float = 0.0
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        logit = self.param("gate_logit", nn.initializers.constant(self.gate_init), ())
-        gate = tag(self, "gate", nn.sigmoid(logit))
+        init = nn.initializers.constant(self.gate_init)
+        logit = self.param("gate_logit", init, (), self.param_dtype)
+        gate = tag(self, "gate", nn.sigmoid(logit.astype(jnp.float32)))
         with path_weight(self, "block_weight", gate):
             y = call_block(self.block, x, train)
         check_shape(y, x.shape, "GatedSkip's block must keep the input shape")
@@ -126,6 +139,8 @@ class Residual(nn.Module):
 
     Attributes:
       block: maps ``(..., C)`` to ``(..., C')``, every other axis kept.
+      param_dtype: the dtype ``projection``'s kernel is stored in (as Flax's
+        ``param_dtype``); the block is the caller's and keeps its own.
 
     Examples:
       >>> import flax.linen as nn, jax, jax.numpy as jnp
@@ -137,6 +152,7 @@ class Residual(nn.Module):
     """
 
     block: nn.Module
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -147,7 +163,14 @@ class Residual(nn.Module):
                 f"{x.shape}, but returned {returned(y)}."
             )
         if y.shape[-1] != x.shape[-1]:
-            x = nn.Dense(y.shape[-1], use_bias=False, dtype=y.dtype, name="projection")(x)
+            projection = nn.Dense(
+                y.shape[-1],
+                use_bias=False,
+                dtype=y.dtype,
+                param_dtype=self.param_dtype,
+                name="projection",
+            )
+            x = projection(x)
         return x + y
 
 
@@ -164,6 +187,8 @@ class ReZero(nn.Module):
 
     Attributes:
       block: maps ``x`` to an output of the same shape (anything else is an error).
+      param_dtype: the dtype ``alpha`` is stored in (as Flax's ``param_dtype``); the
+        block is the caller's and keeps its own.
 
     Examples:
       >>> import flax.linen as nn, jax, jax.numpy as jnp
@@ -175,10 +200,11 @@ class ReZero(nn.Module):
     """
 
     block: nn.Module
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        alpha = self.param("alpha", nn.initializers.zeros, ())
+        alpha = self.param("alpha", nn.initializers.zeros, (), self.param_dtype)
         y = call_block(self.block, x, train)
         check_shape(y, x.shape, "ReZero's block must keep the input shape")
         return x + tag(self, "residual", alpha.astype(y.dtype) * y)

@@ -25,6 +25,7 @@ class FourierFeatures(nn.Module):
       num_frequencies: the number of frequencies (half the output width).
       trainable: whether ``B`` is learned (a ``params`` entry).
       dtype: the computation dtype (``None``: the input's).
+      param_dtype: the dtype ``B`` is stored in, learned or not (as Flax's ``param_dtype``).
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -40,18 +41,19 @@ class FourierFeatures(nn.Module):
     num_frequencies: int = 16
     trainable: bool = False
     dtype: Any = None
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         shape, init = (x.shape[-1], self.num_frequencies), nn.initializers.normal(1.0)
         if self.trainable:
-            frequencies = self.param("frequencies", init, shape)
+            frequencies = self.param("frequencies", init, shape, self.param_dtype)
         else:
-            draw = lambda: init(self.make_rng("params"), shape)
+            draw = lambda: init(self.make_rng("params"), shape, self.param_dtype)
             frequencies = self.variable(CONSTANTS, "frequencies", draw).value
         scale = knob(self, "scale", 1.0, doc="bandwidth: frequencies are multiplied by it")
         dtype = compute_dtype(self.dtype, x)
-        frequencies = (2 * math.pi * scale * frequencies).astype(dtype)
+        frequencies = (2 * math.pi * scale * frequencies.astype(jnp.float32)).astype(dtype)
         phases = tag(self, "phases", x.astype(dtype) @ frequencies)
         return jnp.concatenate([jnp.cos(phases), jnp.sin(phases)], axis=-1)
 
@@ -67,6 +69,8 @@ class HyperDense(nn.Module):
       features: the output width.
       embedding_features: the size of the learned embedding.
       dtype: the computation dtype (``None``: the input's).
+      param_dtype: the dtype parameters are stored in (as Flax's ``param_dtype``); the
+        kernel and bias are generated in float32 whatever it is.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -79,13 +83,18 @@ class HyperDense(nn.Module):
     features: int
     embedding_features: int = 8
     dtype: Any = None
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         fan_in, features = x.shape[-1], checked_size(self, "features")
         embedding_shape = (checked_size(self, "embedding_features"),)
-        embedding = self.param("embedding", nn.initializers.normal(1.0), embedding_shape)
-        generated = nn.Dense(fan_in * features + features, name="hyper")(embedding)
+        embedding = self.param(
+            "embedding", nn.initializers.normal(1.0), embedding_shape, self.param_dtype
+        )
+        size, param_dtype = fan_in * features + features, self.param_dtype
+        hyper = nn.Dense(size, dtype=jnp.float32, param_dtype=param_dtype, name="hyper")
+        generated = hyper(embedding)  # in float32 whatever the storage
         kernel = generated[: fan_in * features].reshape(fan_in, features)
         kernel = tag(self, "generated_kernel", kernel / math.sqrt(fan_in))
         bias = generated[fan_in * features :]
@@ -106,6 +115,7 @@ class LipschitzDense(nn.Module):
       features: the output width.
       use_bias: whether to add a bias.
       dtype: the computation dtype (``None``: the input's).
+      param_dtype: the dtype parameters are stored in (as Flax's ``param_dtype``).
 
     Examples:
       >>> import jax, jax.numpy as jnp, phosjax as px
@@ -120,10 +130,12 @@ class LipschitzDense(nn.Module):
     features: int
     use_bias: bool = True
     dtype: Any = None
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        kernel = self.param("kernel", nn.initializers.lecun_normal(), (x.shape[-1], self.features))
+        shape = (x.shape[-1], self.features)
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), shape, self.param_dtype)
         bound = knob(self, "bound", 1.0, doc="upper bound on the Lipschitz constant")
         singular_values = jnp.linalg.svd(kernel.astype(jnp.float32), compute_uv=False)
         sigma = tag(self, "spectral_norm", singular_values[0])
@@ -131,5 +143,6 @@ class LipschitzDense(nn.Module):
         dtype = compute_dtype(self.dtype, x)
         y = x.astype(dtype) @ kernel.astype(dtype)
         if self.use_bias:
-            y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(dtype)
+            bias = self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
+            y = y + bias.astype(dtype)
         return y

@@ -79,6 +79,12 @@ class ActivityL1(nn.Module):
         return x
 
 
+def _orthogonal(key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
+    """`flax.linen.initializers.orthogonal` drawn in float32 and cast to ``dtype`` (its QR
+    does not take bfloat16)."""
+    return nn.initializers.orthogonal()(key, shape, jnp.float32).astype(dtype)
+
+
 class OrthogonalDense(nn.Module):
     """A dense layer whose aux loss ``orthogonality`` pushes its kernel to be orthogonal.
 
@@ -91,6 +97,7 @@ class OrthogonalDense(nn.Module):
       features: the number of output features.
       use_bias: whether to add a bias.
       dtype: the computation dtype (``None``: the input's).
+      param_dtype: the dtype parameters are stored in (as Flax's ``param_dtype``).
 
     Examples:
       >>> import jax, jax.numpy as jnp, phosjax as px
@@ -105,17 +112,21 @@ class OrthogonalDense(nn.Module):
     features: int
     use_bias: bool = True
     dtype: Any = None
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         fan_in = x.shape[-1]
-        kernel = self.param("kernel", nn.initializers.orthogonal(), (fan_in, self.features))
-        gram = kernel.T @ kernel if self.features <= fan_in else kernel @ kernel.T
+        shape = (fan_in, self.features)
+        kernel = self.param("kernel", _orthogonal, shape, self.param_dtype)
+        wide = kernel.astype(jnp.float32)  # the penalty in float32 whatever the storage
+        gram = wide.T @ wide if self.features <= fan_in else wide @ wide.T
         penalty = jnp.sum((gram - jnp.eye(gram.shape[0], dtype=gram.dtype)) ** 2)
         strength = knob(self, "strength", 1.0, doc="weight of the orthogonality penalty")
         aux_loss(self, "orthogonality", strength * tag(self, "orthogonality_penalty", penalty))
         dtype = compute_dtype(self.dtype, x)
         y = x.astype(dtype) @ kernel.astype(dtype)
         if self.use_bias:
-            y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(dtype)
+            bias = self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
+            y = y + bias.astype(dtype)
         return y

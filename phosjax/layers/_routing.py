@@ -37,6 +37,8 @@ class MixtureOfExperts(nn.Module):
       hidden_features: the experts' hidden width (``None``: twice the input width).
       dtype: the computation dtype of the experts (``None``: the input's).
       features: the output width (``None``: the input's).
+      param_dtype: the dtype the router's and experts' parameters are stored in (as
+        Flax's ``param_dtype``); the router computes in float32 whatever it is.
 
     Examples:
       >>> import jax, jax.numpy as jnp, phosjax as px
@@ -53,6 +55,7 @@ class MixtureOfExperts(nn.Module):
     hidden_features: int | None = None
     dtype: Any = None
     features: int | None = None
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -67,7 +70,8 @@ class MixtureOfExperts(nn.Module):
         experts = self.num_experts
         dtype = compute_dtype(self.dtype, x)
 
-        logits = nn.Dense(experts, name="router")(x.astype(jnp.float32))
+        router = nn.Dense(experts, dtype=jnp.float32, param_dtype=self.param_dtype, name="router")
+        logits = router(x.astype(jnp.float32))
         probs = tag(self, "router_probs", nn.softmax(logits, axis=-1))
         _, chosen_index = jax.lax.top_k(probs, self.top_k)
         chosen = jax.nn.one_hot(chosen_index, experts, dtype=probs.dtype).sum(-2)
@@ -80,10 +84,11 @@ class MixtureOfExperts(nn.Module):
         aux_loss(self, "balance", weight * balance)
 
         init = nn.initializers.lecun_normal(in_axis=-2, out_axis=-1, batch_axis=(0,))
-        w_in = self.param("expert_in_kernel", init, (experts, width, hidden))
-        b_in = self.param("expert_in_bias", nn.initializers.zeros, (experts, hidden))
-        w_out = self.param("expert_out_kernel", init, (experts, hidden, features))
-        b_out = self.param("expert_out_bias", nn.initializers.zeros, (experts, features))
+        zeros, param_dtype = nn.initializers.zeros, self.param_dtype
+        w_in = self.param("expert_in_kernel", init, (experts, width, hidden), param_dtype)
+        b_in = self.param("expert_in_bias", zeros, (experts, hidden), param_dtype)
+        w_out = self.param("expert_out_kernel", init, (experts, hidden, features), param_dtype)
+        b_out = self.param("expert_out_bias", zeros, (experts, features), param_dtype)
         x = x.astype(dtype)
         h = nn.gelu(jnp.einsum("...c,ech->...eh", x, w_in.astype(dtype)) + b_in.astype(dtype))
         y = jnp.einsum("...eh,ehc->...ec", h, w_out.astype(dtype)) + b_out.astype(dtype)

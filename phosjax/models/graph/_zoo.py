@@ -11,6 +11,7 @@ from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from phosjax.layers import MultiHeadSelfAttention
 from phosjax.models import FRAME_OPTIONS, ModelConfig, model_spec
@@ -73,22 +74,23 @@ def _transformer(config: ModelConfig, spatial: int) -> tuple[Spec, str]:
     options = dict(config.options)
     widths, depth = config.widths or (), config.depth or 0
     rate, dtype = options.get("dropout_rate", 0.0), options.get("dtype")
+    typed = {"dtype": dtype, "param_dtype": options.get("param_dtype", jnp.float32)}
     spec: Spec = {"stem": Patches(widths[0], patch_size=options["patch_size"])}
     previous = "/stem"
     for i, width in enumerate(w for w in widths for _ in range(depth)):
         attention = MultiHeadSelfAttention(
-            options["num_heads"], options.get("causal", False), rate, dtype
+            options["num_heads"], options.get("causal", False), rate, **typed
         )
         branch = f"/blocks_{i}/attention_drop" if rate else f"/blocks_{i}/attention"
         block: Spec = {
-            "attention_norm": node(nn.LayerNorm(dtype=dtype), inputs=previous),
+            "attention_norm": node(nn.LayerNorm(**typed), inputs=previous),
             "attention": attention,
             **({"attention_drop": nn.Dropout(rate)} if rate else {}),
             "attention_add": node(inputs=(branch, previous), combine="add"),
-            "mlp_norm": nn.LayerNorm(dtype=dtype),
-            "mlp_in": nn.Dense(options.get("mlp_features") or 4 * width, dtype=dtype),
+            "mlp_norm": nn.LayerNorm(**typed),
+            "mlp_in": nn.Dense(options.get("mlp_features") or 4 * width, **typed),
             "gelu": nn.gelu,
-            "mlp_out": nn.Dense(width, dtype=dtype),
+            "mlp_out": nn.Dense(width, **typed),
             **({"mlp_drop": nn.Dropout(rate)} if rate else {}),
         }
         block["mlp_add"] = node(inputs=(list(block)[-1], "attention_add"), combine="add")
@@ -112,6 +114,7 @@ TWIN_OPTIONS = {
             "causal",
             "dropout_rate",
             "dtype",
+            "param_dtype",
             *FRAME_OPTIONS,
         }
     ),

@@ -1,0 +1,151 @@
+"""``param_dtype``: every public layer with parameters stores them in it, as Flax's do."""
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from phosjax import layers as L
+
+
+class _Widen(nn.Module):
+    """A parameter-free block that doubles the width (so `Residual` projects)."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return jnp.concatenate([x, x], axis=-1)
+
+
+Make = Callable[..., nn.Module]
+
+# One example per public layer with parameters (and each way it creates them), built
+# with ``**kwargs`` (``param_dtype``). Blocks given to containers are parameter-free,
+# so every parameter is the layer's own.
+EXAMPLES: dict[str, tuple[Make, tuple[int, ...]]] = {
+    "choice": (lambda **kw: L.Choice([L.ActivityL1(), L.DropPath(0.5)], **kw), (4, 6)),
+    "choice_per_example": (
+        lambda **kw: L.Choice([L.ActivityL1(), L.DropPath(0.5)], per_example=True, **kw),
+        (4, 3, 6),
+    ),
+    "gated_skip": (lambda **kw: L.GatedSkip(L.ActivityL1(), **kw), (4, 5)),
+    "residual_projected": (lambda **kw: L.Residual(_Widen(), **kw), (4, 5)),
+    "rezero": (lambda **kw: L.ReZero(L.ActivityL1(), **kw), (4, 5)),
+    "self_attention": (lambda **kw: L.MultiHeadSelfAttention(2, causal=True, **kw), (2, 5, 4)),
+    "transformer": (lambda **kw: L.TransformerBlock(num_heads=2, **kw), (2, 5, 4)),
+    "glu": (lambda **kw: L.GLU(3, **kw), (4, 5)),
+    "swiglu": (lambda **kw: L.SwiGLU(hidden_features=6, **kw), (4, 5)),
+    "squeeze_excite": (lambda **kw: L.SqueezeExcite(**kw), (2, 3, 3, 8)),
+    "layer_scale": (lambda **kw: L.LayerScale(0.1, **kw), (4, 5)),
+    "fourier_features_trainable": (lambda **kw: L.FourierFeatures(3, True, **kw), (4, 5)),
+    "hyper_dense": (lambda **kw: L.HyperDense(3, **kw), (4, 5)),
+    "lipschitz_dense": (lambda **kw: L.LipschitzDense(3, **kw), (4, 5)),
+    "orthogonal_dense": (lambda **kw: L.OrthogonalDense(3, **kw), (4, 5)),
+    "orthogonal_dense_wide": (lambda **kw: L.OrthogonalDense(7, use_bias=False, **kw), (4, 5)),
+    "moe": (lambda **kw: L.MixtureOfExperts(num_experts=3, top_k=2, **kw), (2, 5, 6)),
+}
+
+# The public layers that create no parameters of their own, each with an example whose
+# blocks are parameter-free too. Any other public layer must take ``param_dtype``.
+PARAMETER_FREE: dict[str, Make] = {
+    "ActivityL1": lambda: L.ActivityL1(),
+    "DropPath": lambda: L.DropPath(0.5),
+    "Repeat": lambda: L.Repeat(L.ActivityL1(), num_layers=2),
+    "Sequence": lambda: L.Sequence([L.DropPath(0.5), L.ActivityL1()]),
+}
+
+by_example = pytest.mark.parametrize("name", sorted(EXAMPLES))
+
+
+def _x(shape: tuple[int, ...]) -> jax.Array:
+    return jax.random.normal(jax.random.key(1), shape, jnp.float32)
+
+
+def _dtypes(tree: Any) -> set[Any]:
+    return {leaf.dtype for leaf in jax.tree.leaves(tree)}
+
+
+def test_every_public_layer_either_has_an_example_or_is_parameter_free():
+    with_params = {type(make()).__name__ for make, _ in EXAMPLES.values()}
+    assert not with_params & set(PARAMETER_FREE)
+    assert with_params | set(PARAMETER_FREE) == set(L.__all__)
+
+
+@pytest.mark.parametrize("name", sorted(PARAMETER_FREE))
+def test_parameter_free_layers_create_no_parameters(name):
+    layer = PARAMETER_FREE[name]()
+    variables = layer.init(jax.random.key(0), _x((4, 5)))
+    assert not jax.tree.leaves(variables.get("params", {}))
+
+
+@pytest.mark.parametrize("name", sorted(set(L.__all__) - set(PARAMETER_FREE)))
+def test_every_public_layer_with_parameters_takes_param_dtype(name):
+    fields = getattr(L, name).__dataclass_fields__
+    assert "param_dtype" in fields, f"{name} creates parameters but takes no param_dtype"
+    assert fields["param_dtype"].default is jnp.float32  # Flax's default
+
+
+@by_example
+def test_params_are_float32_by_default_and_stored_in_param_dtype(name):
+    make, shape = EXAMPLES[name]
+    x = _x(shape)
+    default, half = make(), make(param_dtype=jnp.bfloat16)
+    full_vars = default.init(jax.random.key(0), x)
+    half_vars = half.init(jax.random.key(0), x)
+    assert jax.tree.leaves(full_vars["params"])
+    assert _dtypes(full_vars["params"]) == {jnp.dtype(jnp.float32)}
+    assert _dtypes(half_vars["params"]) == {jnp.dtype(jnp.bfloat16)}
+    shapes = lambda tree: jax.tree.map(lambda leaf: leaf.shape, tree)
+    assert shapes(half_vars["params"]) == shapes(full_vars["params"])
+
+    # The computation dtype is unchanged (the input's here): the output keeps float32, and
+    # equals the default layer's applied to the bfloat16 parameters cast up.
+    out = half.apply(half_vars, x)
+    assert default.apply(full_vars, x).dtype == out.dtype == jnp.float32
+    upcast = jax.tree.map(lambda leaf: leaf.astype(jnp.float32), half_vars)
+    np.testing.assert_allclose(out, default.apply(upcast, x), rtol=1e-5, atol=1e-6)
+
+
+@by_example
+def test_bfloat16_params_with_a_bfloat16_input_give_a_bfloat16_output(name):
+    make, shape = EXAMPLES[name]
+    layer, x = make(param_dtype=jnp.bfloat16), _x(shape).astype(jnp.bfloat16)
+    out = layer.apply(layer.init(jax.random.key(0), x), x)
+    assert out.dtype == jnp.bfloat16
+    assert np.isfinite(np.asarray(out, np.float32)).all()
+
+
+def test_fixed_fourier_frequencies_are_stored_in_param_dtype_too():
+    x = _x((4, 5))
+    for param_dtype in (jnp.float32, jnp.bfloat16):
+        variables = L.FourierFeatures(3, param_dtype=param_dtype).init(jax.random.key(0), x)
+        assert "params" not in variables
+        assert variables["constants"]["frequencies"].dtype == param_dtype
+    assert L.FourierFeatures(3).init(jax.random.key(0), x)["constants"]["frequencies"].dtype == (
+        jnp.float32
+    )
+
+
+# Containers with a user block of parameters: ``(make, the block's output width)``.
+CONTAINERS: dict[str, tuple[Make, int]] = {
+    "choice": (lambda block, **kw: L.Choice([block], **kw), 5),
+    "choice_per_example": (lambda block, **kw: L.Choice([block], per_example=True, **kw), 5),
+    "gated_skip": (L.GatedSkip, 5),
+    "residual_projected": (L.Residual, 7),
+    "rezero": (L.ReZero, 5),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONTAINERS))
+def test_containers_leave_the_dtype_of_their_blocks_parameters_alone(name):
+    contain, width = CONTAINERS[name]
+    layer = contain(nn.Dense(width), param_dtype=jnp.bfloat16)
+    params = layer.init(jax.random.key(0), _x((4, 5)))["params"]
+    blocks = {key: value for key, value in params.items() if key.startswith(("block", "branch"))}
+    own = {key: value for key, value in params.items() if key not in blocks}
+    assert blocks and own
+    assert _dtypes(blocks) == {jnp.dtype(jnp.float32)}
+    assert _dtypes(own) == {jnp.dtype(jnp.bfloat16)}
