@@ -590,16 +590,17 @@ def test_a_count_of_one_is_singular(tmp_path, page):
         assert "1 compiled program: " in page.run(text("tooltip"))
 
 
+SEARCH = """(text) => { const box = document.querySelector('#filters input[type=search]');
+  box.value = text; box.dispatchEvent(new Event('input'));
+  return [...document.querySelectorAll('.board-row')].map((r) => r.dataset.key); }"""
+"""Types ``text`` into the filter's search box: the keys of the rows left."""
+
+
 def test_the_text_search_matches_every_column_of_a_cell(tmp_path, page):
     """The dataset (the same for all: a chip), the width (fixed by each model: a filter,
     no table column) and the group match too (they matched no row)."""
     written = write_bench(tmp_path / "search", blurb_json())
     cells = written.cells
-    search = (
-        "(text) => { const box = document.querySelector('#filters input[type=search]');"
-        " box.value = text; box.dispatchEvent(new Event('input'));"
-        " return [...document.querySelectorAll('.board-row')].map((r) => r.dataset.key); }"
-    )
     with serving(written.root) as server:
         page.open(server.url)
         for text, want in [
@@ -608,7 +609,19 @@ def test_the_text_search_matches_every_column_of_a_cell(tmp_path, page):
             ("g-choice seed=1", cells[(cells.model == "choice") & (cells.seed == 1)]),
             ("lr=0.003 m-mlp", cells[(cells.model == "mlp") & (cells.lr == 0.003)]),
         ]:
-            assert sorted(page.run(f"({search})({json.dumps(text)})")) == sorted(want.cell_id)
+            assert sorted(page.run(f"({SEARCH})({json.dumps(text)})")) == sorted(want.cell_id)
+
+
+def test_the_text_search_matches_a_value_as_written_and_as_shown(tmp_path, page):
+    """A learning rate of 0.0001 is shown as 1.00e-4: the search finds it written either
+    way (``lr=0.0001`` matched no row)."""
+    written = write_bench(tmp_path / "small", blurb_json(), learning_rates=(0.01, 0.0001))
+    cells = written.cells
+    small = sorted(cells[cells.lr == 0.0001].cell_id)
+    with serving(written.root) as server:
+        page.open(server.url)
+        for text in ("lr=0.0001", "lr=1.00e-4"):
+            assert sorted(page.run(f"({SEARCH})({json.dumps(text)})")) == small, text
 
 
 def test_a_group_whose_run_is_gone_shows_stopped_not_running(tmp_path, page):

@@ -110,10 +110,12 @@ function labelOf(row, columns) {
 }
 
 // What the text search looks in: the model, the cell id and every column of the cell as
-// `column=value`, those shown as chips or fixed by a model (filters only) too.
+// `column=value`, those shown as chips or fixed by a model (filters only) too; a value
+// both as shown and as written (`learning_rate=1.00e-4`, `learning_rate=0.0001`).
 function searchText(row) {
   const columns = [...configColumns(), "seed", "group_id"].filter((c) => hasValue(row, c));
-  return [row.model, row.cell_id, ...columns.map((c) => `${c}=${format(row[c])}`)].join(" ").toLowerCase();
+  const words = columns.flatMap((c) => [...new Set([format(row[c]), String(row[c])])].map((v) => `${c}=${v}`));
+  return [row.model, row.cell_id, ...words].join(" ").toLowerCase();
 }
 
 function passes(row) {
