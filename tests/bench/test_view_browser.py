@@ -534,6 +534,18 @@ def test_a_broken_file_fails_only_its_panel(tmp_path):
     assert "failed" not in curves and curves.count('class="curve"') == len(written.cells) * 2
 
 
+def test_the_curves_legend_names_only_the_configurations_drawn(tmp_path):
+    """aux/balance is the choice model's alone: mlp's configurations, which draw no line
+    of it, are not in the legend (they were)."""
+    written = write_bench(tmp_path / "aux", blurb_json())
+    with serving(written.root) as server:
+        dom = _render(server.url + "?metric=aux/balance", tmp_path / "profile")
+
+    assert 'data-ready="true"' in dom
+    legend = _between(dom, 'id="legend"', 'id="hparams"')
+    assert legend.count(">choice · ") == len(LEARNING_RATES) and ">mlp · " not in legend
+
+
 def test_labels_leave_out_a_hyperparameter_a_model_has_not(tmp_path):
     """A knob only the choice model has (null for mlp's cells): mlp's labels do not name it."""
     written = write_bench(tmp_path / "knob", blurb_json())

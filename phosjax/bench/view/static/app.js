@@ -508,8 +508,10 @@ const renderCurves = panel("curves", async (current) => {
   const weight = Number($("smoothing").value);
   const plots = state.splits.map((split) => ({ series: plotSeries(raw, split, weight), title: split, yLabel: metric, logY, onHover: highlight }));
   drawPlots(box, plots, `No ${metric} to draw for the rows shown (ticked and matching the filters).`);
-  // One legend entry per config (its seeds share its colour), counting its diverged seeds.
-  const plotted = visibleRows().slice(0, MAX_LINES);
+  // One legend entry per config with a line (its seeds share its colour), counting its
+  // diverged seeds.
+  const lines = new Set(plots.flatMap((plot) => plot.series.map((s) => s.key)));
+  const plotted = visibleRows().slice(0, MAX_LINES).filter((r) => lines.has(r.key));
   const diverged = divergedByConfig(raw, plotted);
   const shown = new Map();
   for (const r of plotted) {
