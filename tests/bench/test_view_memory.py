@@ -143,3 +143,19 @@ def test_the_page_draws_memory_per_process_and_counts_each_group_once(tmp_path):
     for column in ("host_rss_bytes", "device_bytes"):
         for index in (0, 1):
             assert f"{column} (process {index}/2)" in section
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary")
+def test_the_memory_line_breaks_between_the_runs_of_a_resumed_bench(tmp_path):
+    """No process ran between a run and its resumption 10 s later: no line is drawn
+    across that time (one was, from the last sample of the run to the first of the next)."""
+    root = write_bench(tmp_path / "resumed", blurb_json()).root
+    runs = [_samples(30, STARTED), _samples(30, STARTED + 20.0)]
+    pd.concat(runs, ignore_index=True).to_parquet(root / _layout.MEMORY)
+    with serving(root) as server:
+        dom = _render(server.url, tmp_path / "profile")
+
+    assert 'data-ready="true"' in dom
+    section = _between(dom, 'id="memory"', 'id="morph"')
+    lines = re.findall(r'<path class="curve" d="([^"]*)"', section)
+    assert len(lines) == 2 and all(d.count("M") == len(runs) for d in lines)

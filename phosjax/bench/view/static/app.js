@@ -684,14 +684,17 @@ const renderProfile = panel("profile", async (current) => {
     const bytes = yColumns.every((c) => c.includes("bytes"));
     const scale = bytes ? 2 ** -20 : 1;
     // Processes that shared a bench each sampled their own memory (a `process` column): one
-    // series per process and column, each in its own time order.
+    // series per process and column, each in its own time order. A point at x NaN between
+    // two runs breaks the line: no process ran between a run and its resumption.
     const processes = [...new Set(memory.rows.map((r) => r.process ?? null))];
     const all = processes.flatMap((p, j) => {
-      const rows = memory.rows.filter((r) => (r.process ?? null) === p);
-      const x = rows.map((r) => (first === null || r.run_started === null ? r[xColumn] : r.run_started - first + r[xColumn]));
+      const rows = memory.rows.filter((r) => (r.process ?? null) === p)
+        .flatMap((r, i, own) => (i && r.run_started !== own[i - 1].run_started ? [null, r] : [r]));
+      const at = (r) => (first === null || r.run_started === null ? r[xColumn] : r.run_started - first + r[xColumn]);
+      const x = rows.map((r) => (r === null ? NaN : at(r)));
       return yColumns.map((c, i) => ({
         key: p === null ? `mem:${c}` : `mem:${c}:${p}`, column: c, label: p === null ? c : `${c} (process ${p})`,
-        color: PALETTE[(i * processes.length + j + 2) % PALETTE.length], x, y: rows.map((r) => (r[c] === null ? null : r[c] * scale)),
+        color: PALETTE[(i * processes.length + j + 2) % PALETTE.length], x, y: rows.map((r) => (r === null || r[c] === null ? null : r[c] * scale)),
       }));
     });
     const series = all.filter((s) => s.y.some((v) => v !== null));
