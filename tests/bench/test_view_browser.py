@@ -566,6 +566,21 @@ def test_labels_leave_out_a_hyperparameter_a_model_has_not(tmp_path):
     assert ">mlp: mean over seeds</span>" in legend
 
 
+def test_the_groups_chip_counts_the_groups_not_started_yet(tmp_path):
+    """A group not in status.json has not started: it is one of the bench's groups all
+    the same ("1 / 1 group finished" read as if the bench were done)."""
+    written = write_bench(tmp_path / "started", blurb_json())
+    status = json.loads((written.root / _layout.STATUS).read_text())
+    first = next(iter(status["groups"]))
+    status["groups"] = {first: status["groups"][first]}
+    (written.root / _layout.STATUS).write_text(json.dumps(status))
+    with serving(written.root) as server:
+        dom = _render(server.url, tmp_path / "profile")
+
+    assert 'data-ready="true"' in dom
+    assert '<span class="chip">1 / 2 groups finished</span>' in dom
+
+
 def test_a_steps_hyperparameter_and_the_steps_done_are_told_apart(tmp_path):
     """A grid over ``steps``: its column and the progress column (steps done of planned)
     have headers and sort-by entries of their own (both were "steps")."""

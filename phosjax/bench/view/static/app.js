@@ -764,7 +764,7 @@ const renderMorph = panel("morph", async () => {
 const STOPPED = "stopped: the run training it ended before it finished (killed, out of memory, "
   + "a reboot); run `python -m phosjax.bench.new --dir DIR` on this bench again to continue it";
 
-// Each group's state, once per group: "finished" when every process's share of it (status
+// Each started group's state by its id: "finished" when every process's share of it (status
 // key `<group_id>.p<i>of<n>`) is, "stopped" when every unfinished share is, else "running".
 function groupStates(status) {
   const shares = new Map();
@@ -772,22 +772,24 @@ function groupStates(status) {
     const id = key.replace(/\.p\d+of\d+$/, "");
     shares.set(id, [...(shares.get(id) || []), group]);
   }
-  return [...shares.values()].map((list) => {
+  return new Map([...shares].map(([id, list]) => {
     const unfinished = list.filter((g) => !g.finished);
-    return !unfinished.length ? "finished" : unfinished.every((g) => g.stopped) ? "stopped" : "running";
-  });
+    return [id, !unfinished.length ? "finished" : unfinished.every((g) => g.stopped) ? "stopped" : "running"];
+  }));
 }
 
 function renderSummary() {
   const { info, board } = state;
   $("bench-name").textContent = info.name;
   document.title = `${info.name} · phosjax bench`;
-  const groups = groupStates(info.status);
-  const stopped = groups.filter((g) => g === "stopped").length;
+  const states = groupStates(info.status);
+  const count = (state) => [...states.values()].filter((g) => g === state).length;
+  const stopped = count("stopped");
+  const groups = new Set([...states.keys(), ...board.rows.map((r) => r.group_id)]); // not started too
   const chips = [
     counted(board.rows.length, "cell"),
     counted(info.models.length, "model"),
-    `${groups.filter((g) => g === "finished").length} / ${counted(groups.length, "group")} finished`,
+    `${count("finished")} / ${counted(groups.size, "group")} finished`,
     stopped ? el("span", { class: "chip stopped", title: STOPPED }, `${counted(stopped, "group")} stopped`) : null,
     info.marker?.created ? `created ${info.marker.created.replace("T", " ").slice(0, 19)}` : null,
     info.marker?.config_hash ? `config ${info.marker.config_hash.slice(0, 10)}` : null,
