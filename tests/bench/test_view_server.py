@@ -163,6 +163,26 @@ def test_results_endpoint_thins_long_curves(server, written):
         )
 
 
+def test_seeds_at_different_steps_are_thinned_on_the_same_steps(tmp_path):
+    # The processes of a bench train a group's seeds apart: one may be far behind the other.
+    bench = write_bench(tmp_path / "example", blurb_json())
+    for part in _layout.part_files(bench.root / _layout.RESULTS):
+        part.unlink()
+    seeds = bench.cells[(bench.cells.model == "mlp") & (bench.cells.lr == 0.01)].cell_id
+    ahead, behind = seeds.tolist()
+    rows = [(ahead, step) for step in range(1000)] + [(behind, step) for step in range(700)]
+    results = pd.DataFrame(rows, columns=["cell_id", "step"]).assign(split="train", loss=1.0)
+    results.to_parquet(bench.root / _layout.RESULTS / "part-g-mlp-000000000.parquet")
+    with serving(bench.root) as server:
+        both = get_json(server, f"/api/results?columns=loss&cells={ahead},{behind}")
+        alone = get_json(server, f"/api/results?columns=loss&cells={behind}")  # fetched apart
+    steps = {s["cell_id"]: s["step"] for s in both["series"]}
+    assert steps[ahead][-1] == 999 and steps[behind][-1] == 699  # each series' last kept
+    assert steps[behind] == [step for step in steps[ahead] if step <= 699]  # the same steps
+    assert alone["series"][0]["step"] == steps[behind]
+    assert 390 <= len(steps[ahead]) <= _api.DEFAULT_POINTS + 1
+
+
 @pytest.mark.parametrize(
     ("query", "message"),
     [

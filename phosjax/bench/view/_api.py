@@ -228,14 +228,14 @@ def curves(
     columns: Sequence[str],
     max_points: int = DEFAULT_POINTS,
 ) -> dict[str, Any]:
-    """Every (cell, split) series of ``columns`` over steps, thinned to ``max_points``,
-    each value as `nonfinite_marks` sends it.
+    """Every (cell, split) series of ``columns`` over steps, thinned to ``max_points`` on
+    steps shared by its group (`_step_grids`), each value as `nonfinite_marks` sends it.
 
     Args:
       bench: the bench.
       cells: cell ids (all when None).
       columns: metric columns (`BenchFiles.metrics`).
-      max_points: the most points per series.
+      max_points: the points per series (plus the last step of each cell of its group).
     """
     if max_points < 2:
         raise BadRequest(f"max_points must be at least 2, got {max_points}.")
@@ -251,9 +251,10 @@ def curves(
         _check_known("cells", cells, bench.cells()["cell_id"].tolist(), "all in /api/cells")
     results = bench.results(columns, cells)
     marks, steps = nonfinite_marks(results, columns), results["step"].to_numpy()
+    grids = _step_grids(bench, cells, max_points)
     series = []
     for (cell_id, split), rows in results.groupby(_SERIES, sort=False).indices.items():
-        kept = rows[thin(len(rows), max_points)]
+        kept = rows[np.isin(steps[rows], grids[cell_id, split])]
         series.append(
             {
                 "cell_id": cell_id,
@@ -263,6 +264,27 @@ def curves(
             }
         )
     return {"columns": columns, "series": series}
+
+
+def _step_grids(
+    bench: BenchFiles, cells: Sequence[str] | None, max_points: int
+) -> dict[tuple[str, str], np.ndarray]:
+    """The steps `curves` keeps of each (cell, split) series: ``max_points`` of the steps
+    the cells of its group logged, evenly spread, and each such cell's last. Every cell of a
+    group (the seeds of a configuration among them) keeps the same steps, whichever cells a
+    request names and however far each has trained (a bench's processes train a group's
+    cells apart), so that a mean over seeds takes each seed at each step.
+    """
+    group_of = bench.cells().set_index("cell_id")["group_id"]
+    asked = None if cells is None else group_of.index[group_of.isin(group_of[cells])]
+    logged = bench.results([], None if asked is None else asked.tolist())
+    grids = {}
+    by_group = [logged["cell_id"].map(group_of), "split"]
+    for (_, split), frame in logged.groupby(by_group, dropna=False):
+        steps, last = np.unique(frame["step"]), frame.groupby("cell_id")["step"].max()
+        grid = np.union1d(steps[thin(len(steps), max_points)], last)
+        grids.update({(cell_id, split): grid for cell_id in last.index})
+    return grids
 
 
 def profile(bench: BenchFiles, max_points: int = DEFAULT_POINTS) -> dict[str, Any]:
