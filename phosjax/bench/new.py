@@ -21,7 +21,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 
 from phosjax.bench import _layout
 from phosjax.bench._cli import RESUMES, Parser, add_common, entry_point, exit_process, import_all
-from phosjax.bench._config import BenchConfig, read_yaml
+from phosjax.bench._config import BenchConfig, BenchError, read_yaml
 from phosjax.bench._directory import open_bench
 from phosjax.bench._plan import check_models
 from phosjax.bench._runner import run
@@ -96,6 +96,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     for path in _config_files(argv):  # named, clear errors before jsonargparse's
         _check_config_file(path)
     args = parser().parse_args(argv)
+    if args.resume and args.force:
+        raise BenchError(
+            "--resume and --force contradict each other: --resume continues the bench in "
+            "--dir under its stored config, --force moves it aside and starts over; give one."
+        )
     import_all(args["import"])
     fields = {k: v for k, v in args.as_dict().items() if k not in _OWN}
     keys = _config_keys(argv)

@@ -383,3 +383,13 @@ def test_data_dir_alone_continues_the_bench_reading_from_there(cli_bench, tmp_pa
     before = load_config(cli_bench[0] / _layout.CONFIG)
     assert load_config(root / _layout.CONFIG) == dataclasses.replace(before, data_dir=moved)
     assert len(pd.read_parquet(root / _layout.RESULTS)) == rows  # the same bench: nothing new
+
+
+def test_resume_with_force_is_one_error_line_naming_both(tmp_path, capsys):
+    assert new_main(["--dir", str(tmp_path / "b"), "--resume", "--force"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "error: --resume and --force contradict each other: --resume continues the bench in "
+        "--dir under its stored config, --force moves it aside and starts over; give one.\n"
+    )
+    assert not (tmp_path / "b").exists()
