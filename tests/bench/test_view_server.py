@@ -653,6 +653,13 @@ def test_a_bad_port_is_refused_when_parsed(written, capsys, port):
     assert f"--port: must be a port number from 0 to 65535, got '{port}'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("port", [65536, 99999, -1])
+def test_a_port_out_of_range_is_an_error_naming_it_and_the_range(written, port):
+    message = rf"cannot serve on 127\.0\.0\.1:{port}: a port is a number from 0 to 65535 "
+    with pytest.raises(CannotServeError, match=message):
+        make_server(written.root, port=port)
+
+
 def test_a_host_that_cannot_be_bound_is_refused(written, capsys):
     assert main(["--dir", str(written.root), "--host", "nosuch.invalid", "--port", "0"]) == 2
     assert capsys.readouterr().err.startswith("error: cannot serve on nosuch.invalid:0: ")

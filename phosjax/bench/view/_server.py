@@ -95,6 +95,11 @@ class ViewerServer(http.server.ThreadingHTTPServer):
         self.local_only = _is_loopback(host)
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         shown = f"[{host}]" if ":" in host else host
+        if not 0 <= port <= 65535:  # socket's bind raises OverflowError, no OSError
+            raise CannotServeError(
+                f"cannot serve on {shown}:{port}: a port is a number from 0 to 65535 "
+                "(0: any free one)."
+            )
         try:
             super().__init__((host, port), _Handler)
         except OSError as error:  # socket.gaierror too: a host name that does not resolve
@@ -123,7 +128,8 @@ def make_server(
     Raises:
       NotABenchError: ``directory`` holds no bench.
       PortInUseError: the port is taken.
-      CannotServeError: the address cannot be bound (say, an unknown host name).
+      CannotServeError: the address cannot be bound (say, an unknown host name, or a
+        port outside 0 to 65535).
 
     Examples:
       >>> import json, pathlib, tempfile, threading, urllib.request
