@@ -1,6 +1,5 @@
 """What the bench's entry points share: a clean exit on bad input, `--import`, `--dir`."""
 
-import difflib
 import functools
 import os
 import re
@@ -11,6 +10,7 @@ from typing import NoReturn
 from jsonargparse import ArgumentParser
 
 from phosjax.bench._config import BenchError
+from phosjax.bench._usage import usage_error
 from phosjax.models import import_models
 
 _KEY = re.compile(r'\AParser key "([^"]+)":\s*')
@@ -66,15 +66,7 @@ class Parser(ArgumentParser):
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         if not self.exit_on_error:  # jsonargparse parsing inside: it raises
             super().error(message, ex)
-        line = value_error_line(message)
-        if message.startswith("unrecognized arguments:"):
-            known = [option for action in self._actions for option in action.option_strings]
-            for given in re.findall(r"--[\w.+-]+", message):
-                near = difflib.get_close_matches(given, known, n=1)
-                if near:
-                    line += f" (did you mean {near[0]}?)"
-        print(f"error: {line}; {self.prog} --help lists the options.", file=sys.stderr)
-        self.exit(2)
+        usage_error(self, value_error_line(message))
 
 
 def add_common(parser: ArgumentParser) -> None:

@@ -18,7 +18,6 @@ MLflow 3 refuses ``file:`` stores unless ``MLFLOW_ALLOW_FILE_STORE=true`` is set
 tracking server (``http://...``) or ``sqlite:///mlflow.db`` (full ``mlflow``) need nothing.
 """
 
-import argparse
 import dataclasses
 import json
 import re
@@ -31,6 +30,7 @@ import numpy as np
 
 from phosjax.bench import _layout
 from phosjax.bench._cli import entry_point, exit_process
+from phosjax.bench._usage import ArgParser
 from phosjax.bench.view._bench import BenchFiles, BrokenFileError, NotABenchError
 
 TAG_CELL = "phosjax.cell_id"
@@ -244,7 +244,7 @@ def export_mlflow(directory: str, tracking_uri: str, experiment: str | None = No
 )
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line; returns the exit status (2 for bad input)."""
-    parser = argparse.ArgumentParser(
+    parser = ArgParser(
         prog="python -m phosjax.bench.export", description="Log a bench's cells to MLflow."
     )
     parser.add_argument("--dir", required=True, help="the bench directory (runs/NAME)")

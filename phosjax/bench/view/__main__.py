@@ -3,6 +3,7 @@
 import argparse
 import sys
 
+from phosjax.bench._usage import ArgParser
 from phosjax.bench.view._bench import NotABenchError
 from phosjax.bench.view._server import CannotServeError, PortInUseError, serve
 
@@ -16,7 +17,7 @@ def _port(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Serves the viewer; returns the exit status (2 for a bad directory, port or host)."""
-    parser = argparse.ArgumentParser(
+    parser = ArgParser(
         prog="python -m phosjax.bench.view", description="Serve a bench's web viewer."
     )
     parser.add_argument(

@@ -1,0 +1,61 @@
+"""How the bench's commands report a usage error, for jsonargparse's parsers (`_cli.Parser`)
+and argparse's (`ArgParser`, for the light commands ``view`` and ``export``): one line,
+``error: ...`` (a near option name for a misspelt one) and exit status 2; a module without
+jax or jsonargparse."""
+
+import argparse
+import difflib
+import re
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+
+def near_options(message: str, known: Sequence[str]) -> str:
+    """``message`` with, after an ``unrecognized arguments:`` one, the option nearest each
+    misspelt one.
+
+    Examples:
+      >>> near_options("unrecognized arguments: --dirr x", ["--dir", "--port"])
+      'unrecognized arguments: --dirr x (did you mean --dir?)'
+      >>> near_options("argument --port: bad", ["--port"])
+      'argument --port: bad'
+    """
+    if not message.startswith("unrecognized arguments:"):
+        return message
+    for given in re.findall(r"--[\w.+-]+", message):
+        near = difflib.get_close_matches(given, known, n=1)
+        if near:
+            message += f" (did you mean {near[0]}?)"
+    return message
+
+
+def usage_error(parser: argparse.ArgumentParser, line: str) -> NoReturn:
+    """Prints ``error: <line>`` (with `near_options`) and how to list the options; exits 2."""
+    known = [option for action in parser._actions for option in action.option_strings]
+    line = near_options(line, known)
+    print(f"error: {line}; {parser.prog} --help lists the options.", file=sys.stderr)
+    parser.exit(2)
+
+
+class ArgParser(argparse.ArgumentParser):
+    """An argparse parser whose usage errors are `usage_error`'s line; a misspelt option is
+    the error even when a required one is missing (``--dirr x`` for ``--dir x``), as with
+    jsonargparse's, rather than argparse's "the following arguments are required"."""
+
+    def error(self, message: str) -> NoReturn:
+        usage_error(self, message)
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        args = list(sys.argv[1:] if args is None else args)
+        required = [action for action in self._actions if action.required]
+        for action in required:  # unrecognized options first
+            action.required = False
+        try:
+            _, unknown = self.parse_known_args(args)
+        finally:
+            for action in required:
+                action.required = True
+        if unknown:
+            self.error(f"unrecognized arguments: {' '.join(unknown)}")
+        return super().parse_args(args, namespace)
