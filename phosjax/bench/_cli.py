@@ -5,12 +5,12 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from jsonargparse import ArgumentParser
 
 from phosjax.bench._config import BenchError
-from phosjax.bench._usage import usage_error
+from phosjax.bench._usage import refuse_empty_dir, usage_error
 from phosjax.models import import_models
 
 _KEY = re.compile(r'\AParser key "([^"]+)":\s*')
@@ -67,6 +67,10 @@ class Parser(ArgumentParser):
         if not self.exit_on_error:  # jsonargparse parsing inside: it raises
             super().error(message, ex)
         usage_error(self, value_error_line(message))
+
+    def parse_args(self, *args: Any, **kwargs: Any) -> Any:
+        """jsonargparse's `parse_args`; an empty ``--dir`` is refused (`refuse_empty_dir`)."""
+        return refuse_empty_dir(self, super().parse_args(*args, **kwargs))
 
 
 def add_common(parser: ArgumentParser) -> None:

@@ -38,10 +38,19 @@ def usage_error(parser: argparse.ArgumentParser, line: str) -> NoReturn:
     parser.exit(2)
 
 
+def refuse_empty_dir(parser: argparse.ArgumentParser, args: Any) -> Any:
+    """``args``, parsed by ``parser``; an empty ``--dir`` (which paths read as ``.``, the
+    working directory) is a `usage_error`."""
+    if getattr(args, "dir", None) == "":
+        usage_error(parser, "--dir is empty; give the bench directory, e.g. --dir runs/NAME")
+    return args
+
+
 class ArgParser(argparse.ArgumentParser):
     """An argparse parser whose usage errors are `usage_error`'s line; a misspelt option is
     the error even when a required one is missing (``--dirr x`` for ``--dir x``), as with
-    jsonargparse's, rather than argparse's "the following arguments are required"."""
+    jsonargparse's, rather than argparse's "the following arguments are required"; an
+    empty ``--dir`` is refused (`refuse_empty_dir`)."""
 
     def error(self, message: str) -> NoReturn:
         usage_error(self, message)
@@ -58,4 +67,4 @@ class ArgParser(argparse.ArgumentParser):
                 action.required = True
         if unknown:
             self.error(f"unrecognized arguments: {' '.join(unknown)}")
-        return super().parse_args(args, namespace)
+        return refuse_empty_dir(self, super().parse_args(args, namespace))

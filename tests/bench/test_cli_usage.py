@@ -23,3 +23,15 @@ def test_a_misspelt_option_is_the_error_with_the_nearest_option(command, tmp_pat
         f"python -m phosjax.bench.{command} --help lists the options.\n"
     )
     assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_an_empty_dir_is_refused_as_empty(command, capsys):
+    args = ["--dir", ""] + (["--mlflow", "x"] if command == "export" else [])
+    with pytest.raises(SystemExit) as exit_info:
+        _main(command)(args)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        "error: --dir is empty; give the bench directory, e.g. --dir runs/NAME; "
+        f"python -m phosjax.bench.{command} --help lists the options.\n"
+    )
