@@ -11,6 +11,16 @@ from phosjax.bench import _layout
 from phosjax.bench._reading import read_file
 
 
+def counted(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless ``n`` is 1 (as the viewer's ``counted``).
+
+    Examples:
+      >>> counted(1, "cell"), counted(0, "cell"), counted(4, "result row")
+      ('1 cell', '0 cells', '4 result rows')
+    """
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def dir_command(module: str, directory: str | os.PathLike) -> str:
     """The command that runs ``module`` on ``--dir directory``, the directory quoted so
     that it runs as printed, copied into a shell.
@@ -98,7 +108,7 @@ def summary_text(
     ``rows`` rows, where the results are and how to view them."""
     board = leaderboard(results, hparam_columns)
     cells = results["cell_id"].nunique() if len(results) else 0
-    lines = [f"bench {directory}: {cells} cells, {len(results)} result rows"]
+    lines = [f"bench {directory}: {counted(cells, 'cell')}, {counted(len(results), 'result row')}"]
     if board.empty:
         return "\n".join([*lines, "no test evaluations yet."])
     shown = board.head(rows).copy()
@@ -111,7 +121,7 @@ def summary_text(
     shown["loss"] = shown["loss"].map(_loss)
     lines.append(shown.to_string(index=False))
     if len(board) > rows:
-        lines.append(f"... {len(board) - rows} more rows")
+        lines.append(f"... {counted(len(board) - rows, 'more row')}")
     lines += [
         f"results: pandas.read_parquet({directory + '/' + _layout.RESULTS!r})  "
         "(columns: docs/results.md)",

@@ -30,6 +30,7 @@ import numpy as np
 
 from phosjax.bench import _layout
 from phosjax.bench._cli import entry_point, exit_process
+from phosjax.bench._summary import counted
 from phosjax.bench._usage import ArgParser
 from phosjax.bench.view._bench import BenchFiles, BrokenFileError, NotABenchError
 
@@ -265,8 +266,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {message}", file=sys.stderr)
         return 2
     print(
-        f"Exported {len(exported.runs)} cells to MLflow experiment {exported.experiment_id} "
-        f"at {args.mlflow}; {len(exported.already_exported)} were already there, "
+        f"Exported {counted(len(exported.runs), 'cell')} to MLflow experiment "
+        f"{exported.experiment_id} at {args.mlflow}; {len(exported.already_exported)} "
+        f"{'was' if len(exported.already_exported) == 1 else 'were'} already there, "
         f"{len(exported.unfinished)} not finished yet."
     )
     return 0

@@ -168,4 +168,11 @@ def test_summary_counts_cells_and_rows_and_says_how_many_rows_it_left_out():
         "bench b: 4 cells, 8 result rows"
     )
     assert "more rows" not in summary_text("b", results, ["learning_rate"], rows=2)
-    assert "... 1 more rows" in summary_text("b", results, ["learning_rate"], rows=1)
+    assert "... 1 more row\n" in summary_text("b", results, ["learning_rate"], rows=1)
+
+
+def test_summary_says_one_cell_and_one_row_in_the_singular():
+    one_row = _results().iloc[[0]]
+    assert summary_text("b", one_row, ["learning_rate"]).splitlines()[0] == (
+        "bench b: 1 cell, 1 result row"
+    )
