@@ -582,7 +582,7 @@ def test_a_cell_whose_group_has_not_started_is_unfinished_with_nothing_done(tmp_
     with serving(tmp_path) as server:
         (row,) = get_json(server, "/api/cells")["rows"]
     assert row["cell"]["cell_id"] == "c1"
-    nothing = {"steps_done": None, "steps": None, "finished": False, "stopped": False}
+    nothing = {"steps_done": 0, "steps": None, "finished": False, "stopped": False}
     assert row["progress"] == nothing
     assert row["final"] == {}
 

@@ -165,7 +165,8 @@ def _absent_if_outside(check: Callable[..., bool], *args: Any) -> bool:
 def leaderboard(bench: BenchFiles) -> dict[str, Any]:
     """One row per cell: ``{"cell": its columns, "progress": {"steps_done", "steps",
     "finished", "stopped"}, "final": {split: {metric: last value}}}``, a value as
-    `nonfinite_marks` sends it. ``stopped``: the run training it is known to have stopped
+    `nonfinite_marks` sends it. ``steps_done``: its last step in the results, 0 before
+    any row. ``stopped``: the run training it is known to have stopped
     before it finished (`BenchFiles.stopped`); for a cell whose group has not started,
     when every run that wrote the bench has (`BenchFiles.all_stopped`)."""
     cells = bench.cells()
@@ -179,7 +180,7 @@ def leaderboard(bench: BenchFiles) -> dict[str, Any]:
         {
             "cell": cell,
             "progress": {
-                "steps_done": steps_done.get(cell["cell_id"]),
+                "steps_done": steps_done.get(cell["cell_id"], 0),
                 **progress.get(cell["cell_id"], not_started),
             },
             "final": final.get(cell["cell_id"], {}),
