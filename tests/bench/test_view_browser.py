@@ -692,3 +692,32 @@ def test_a_group_whose_run_is_gone_shows_stopped_not_running(tmp_path, page):
     assert "· stopped ·" in lines["g-choice.p0of2"] and "running" not in lines["g-choice.p0of2"]
     assert "· running ·" in lines["g-mlp.p1of2"]
     assert summary[2:4] == ["0 / 2 groups finished", "1 group stopped"]
+
+
+def _unstarted_bench(root: pathlib.Path, lock_pid: int) -> pathlib.Path:
+    """A bench whose g-choice group trained halfway and whose g-mlp group has not started,
+    its run's lock naming ``lock_pid``."""
+    written = write_bench(root, blurb_json())
+    status = json.loads((written.root / _layout.STATUS).read_text())
+    status["groups"]["g-choice"] |= {"steps_done": 150, "finished": False}
+    del status["groups"]["g-mlp"]
+    (written.root / _layout.STATUS).write_text(json.dumps(status))
+    holder = _layout.LockHolder(lock_pid, socket.gethostname(), "2026-01-01T00:00:00+00:00")
+    (written.root / _layout.LOCK).write_text(_layout.lock_holder(holder))
+    return written.root
+
+
+def test_the_stopped_chip_counts_the_groups_not_started_when_every_run_is_gone(tmp_path, page):
+    """Every run is gone: a group none started is stopped (nothing will run it), its rows
+    greyed and counted by the chip as the rows say."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # reaped: no process has its pid now
+    states = """[...document.querySelectorAll('.board-row')].map((r) =>
+      r.querySelector('td.stopped, td.running')?.className.split(' ').pop())"""
+    chips = "[...document.querySelectorAll('#summary .chip')].map((c) => c.textContent)"
+    with serving(_unstarted_bench(tmp_path / "gone", gone.pid)) as server:
+        page.open(server.url)
+        rows = page.run(states)
+        summary = page.run(chips)
+    assert set(rows) == {"stopped"}
+    assert summary[2:4] == ["0 / 2 groups finished", "2 groups stopped"]

@@ -764,32 +764,44 @@ const renderMorph = panel("morph", async () => {
 const STOPPED = "stopped: the run training it ended before it finished (killed, out of memory, "
   + "a reboot); run `python -m phosjax.bench.new --dir DIR` on this bench again to continue it";
 
-// Each started group's state by its id: "finished" when every process's share of it (status
-// key `<group_id>.p<i>of<n>`) is, "stopped" when every unfinished share is, else "running".
-function groupStates(status) {
+// The group id of a status key (`<group_id>`, or `<group_id>.p<i>of<n>` for a process's share).
+const groupIdOf = (key) => key.replace(/\.p\d+of\d+$/, "");
+
+// The leaderboard's cells of each group not started yet (in no status file) by its id.
+function unstartedGroups(status, rows) {
+  const started = new Set(Object.keys(status?.groups || {}).map(groupIdOf));
+  const groups = new Map();
+  for (const r of rows) if (!started.has(r.group_id)) groups.set(r.group_id, [...(groups.get(r.group_id) || []), r]);
+  return groups;
+}
+
+// Each group's state by its id: "finished" when every process's share of it (status key
+// `<group_id>.p<i>of<n>`) is, "stopped" when every unfinished share is, else "running"; a
+// group not started yet is "stopped" when its cells are (every run is gone), else "not started".
+function groupStates(status, rows) {
   const shares = new Map();
   for (const [key, group] of Object.entries(status?.groups || {})) {
-    const id = key.replace(/\.p\d+of\d+$/, "");
-    shares.set(id, [...(shares.get(id) || []), group]);
+    shares.set(groupIdOf(key), [...(shares.get(groupIdOf(key)) || []), group]);
   }
-  return new Map([...shares].map(([id, list]) => {
+  const states = new Map([...shares].map(([id, list]) => {
     const unfinished = list.filter((g) => !g.finished);
     return [id, !unfinished.length ? "finished" : unfinished.every((g) => g.stopped) ? "stopped" : "running"];
   }));
+  for (const [id, cells] of unstartedGroups(status, rows)) states.set(id, cells.every((c) => c._stopped) ? "stopped" : "not started");
+  return states;
 }
 
 function renderSummary() {
   const { info, board } = state;
   $("bench-name").textContent = info.name;
   document.title = `${info.name} · phosjax bench`;
-  const states = groupStates(info.status);
+  const states = groupStates(info.status, board.rows); // not started too
   const count = (state) => [...states.values()].filter((g) => g === state).length;
   const stopped = count("stopped");
-  const groups = new Set([...states.keys(), ...board.rows.map((r) => r.group_id)]); // not started too
   const chips = [
     counted(board.rows.length, "cell"),
     counted(info.models.length, "model"),
-    `${count("finished")} / ${counted(groups.size, "group")} finished`,
+    `${count("finished")} / ${counted(states.size, "group")} finished`,
     stopped ? el("span", { class: "chip stopped", title: STOPPED }, `${counted(stopped, "group")} stopped`) : null,
     info.marker?.created ? `created ${info.marker.created.replace("T", " ").slice(0, 19)}` : null,
     info.marker?.config_hash ? `config ${info.marker.config_hash.slice(0, 10)}` : null,
