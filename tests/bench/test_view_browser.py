@@ -721,3 +721,22 @@ def test_the_stopped_chip_counts_the_groups_not_started_when_every_run_is_gone(t
         summary = page.run(chips)
     assert set(rows) == {"stopped"}
     assert summary[2:4] == ["0 / 2 groups finished", "2 groups stopped"]
+
+
+@pytest.mark.parametrize("gone", [False, True], ids=["running", "every run gone"])
+def test_the_run_panel_lists_the_groups_not_started(tmp_path, page, gone):
+    """A group none started yet is listed with its cells and nothing done: "not started"
+    while a run trains the bench, "stopped" (as its rows) once every run is gone."""
+    pid = os.getpid()
+    if gone:
+        process = subprocess.Popen(["true"])
+        process.wait()  # reaped: no process has its pid now
+        pid = process.pid
+    shown = "stopped" if gone else "running"
+    groups = "document.getElementById('groups').innerText"
+    with serving(_unstarted_bench(tmp_path / "bench", pid)) as server:
+        page.open(server.url)
+        lines = {line.split("\t")[0]: line for line in page.run(groups).splitlines()}
+    assert f"4 cells · 150 / 300 steps · {shown} ·" in lines["g-choice"]
+    not_started = "stopped" if gone else "not started"
+    assert f"4 cells · 0 / – steps · {not_started} ·" in lines["g-mlp"]

@@ -718,17 +718,20 @@ function keyValueTable(entries) {
 }
 
 function renderRun() {
-  const { info } = state;
+  const { info, board } = state;
   $("config").textContent = info.config || "(no config.yaml)";
   $("env").replaceChildren(keyValueTable(Object.entries(info.env || {})));
-  const groups = Object.entries(info.status?.groups || {});
-  $("groups").replaceChildren(groups.length
-    ? keyValueTable(groups.map(([id, g]) => {
-      const shown = g.finished ? "finished" : g.stopped ? "stopped" : "running";
-      const text = `${counted((g.cells || []).length, "cell")} · ${format(g.steps_done)} / ${counted(g.steps, "step")} · ${shown} · ${g.strategy || ""}`;
-      return [id, text, shown === "stopped" ? { class: "stopped", title: STOPPED } : {}];
-    }))
-    : el("p", { class: "hint" }, "No group has started."));
+  const line = (id, cells, done, steps, shown, strategy) => [
+    id, `${counted(cells, "cell")} · ${format(done)} / ${counted(steps, "step")} · ${shown} · ${strategy || ""}`,
+    shown === "stopped" ? { class: "stopped", title: STOPPED } : {},
+  ];
+  const states = groupStates(info.status, board.rows);
+  const groups = [
+    ...Object.entries(info.status?.groups || {}).map(([id, g]) => line(
+      id, (g.cells || []).length, g.steps_done, g.steps, g.finished ? "finished" : g.stopped ? "stopped" : "running", g.strategy)),
+    ...[...unstartedGroups(info.status, board.rows)].map(([id, cells]) => line(id, cells.length, 0, null, states.get(id))),
+  ];
+  $("groups").replaceChildren(groups.length ? keyValueTable(groups) : el("p", { class: "hint" }, "No group has started."));
 }
 
 const renderMorph = panel("morph", async () => {
