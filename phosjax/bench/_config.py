@@ -6,7 +6,6 @@ grid. Loading a config never runs code: YAML is parsed with a safe loader
 """
 
 import dataclasses
-import difflib
 import hashlib
 import json
 import numbers
@@ -18,14 +17,15 @@ import jax
 import numpy as np
 import yaml
 
+from phosjax._nearest import nearest_names
 from phosjax._yaml import safe_load
 from phosjax.bench._errors import BenchError
 from phosjax.train import STRATEGIES, HParams, Regularizer
 
 
 def _nearest(word: str, known: list[str]) -> str:
-    near = difflib.get_close_matches(word, known, n=3, cutoff=0.5)
-    hint = f" Did you mean {' or '.join(map(repr, near))}?" if near else ""
+    near = nearest_names(word, known, cutoff=0.5)
+    hint = f" Did you mean {near}?" if near else ""
     return f"{hint} Valid keys: {', '.join(known)}."
 
 

@@ -11,7 +11,6 @@ groups) are errors.
 """
 
 import dataclasses
-import difflib
 import functools
 import hashlib
 import itertools
@@ -22,6 +21,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from phosjax._nearest import nearest_names
 from phosjax.bench import _layout
 from phosjax.bench._config import (
     LATER_GRID_FIELDS,
@@ -153,8 +153,8 @@ def check_models(entries: Sequence[ModelEntry]) -> None:
     known = registered_models()
     for entry in entries:
         if entry.name not in known:
-            near = difflib.get_close_matches(entry.name, known, n=3)
-            hint = f" (did you mean {' or '.join(map(repr, near))}?)" if near else ""
+            near = nearest_names(entry.name, known)
+            hint = f" (did you mean {near}?)" if near else ""
             raise BenchError(
                 f"unknown model {entry.name!r}{hint}; registered models: {', '.join(known)} "
                 "(register your own and pass --import your.module)."

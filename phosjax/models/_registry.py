@@ -1,7 +1,6 @@
 """The model registry: `register_model`, `build_model`, `registered_models`, plugins."""
 
 import dataclasses
-import difflib
 import importlib
 import importlib.metadata
 import inspect
@@ -13,6 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from phosjax._nearest import nearest_names
 from phosjax.models._config import ModelConfig, is_int
 from phosjax.models._frame import POOLS, Frame
 from phosjax.models._kinds import IMAGE, KINDS, SEQUENCE, VECTOR, choose_kind, natural_kind
@@ -400,8 +400,8 @@ def model_spec(name: str) -> ModelSpec:
         _load_entry_points()
     if name not in _REGISTRY:
         names = sorted(_REGISTRY)
-        near = difflib.get_close_matches(name, names, n=3)
-        hint = f" Did you mean {' or '.join(map(repr, near))}?" if near else ""
+        near = nearest_names(name, names)
+        hint = f" Did you mean {near}?" if near else ""
         raise ValueError(f"unknown model {name!r}.{hint} Registered models: {', '.join(names)}.")
     return _REGISTRY[name]
 
