@@ -92,16 +92,9 @@ class ToyIntLabels(_Toy, skip_registration=True):
         return {"image": _vector(index), "label": 3 if split == "test" else index % 3}
 
 
-class ToyIdLabels(_Toy, skip_registration=True):
-    """Integer labels that are no class indices: ids beyond int32."""
-
-    def features(self):
-        return F.FeaturesDict(
-            {
-                "image": F.Tensor(shape=(2,), dtype=np.float32),
-                "label": F.Tensor(shape=(), dtype=np.int64),
-            }
-        )
+class ToyIdLabels(ToyIntLabels, skip_registration=True):
+    """ToyIntLabels' features, with integer labels that are no class indices: ids beyond
+    int32."""
 
     def example(self, index, split):
         return {"image": _vector(index), "label": 2**40 + index}
