@@ -384,7 +384,7 @@ class BenchConfig:
         `phosjax.bench._runner.chunk_size`).
       strategy: how the engine runs a group: ``"auto"`` or one of
         `phosjax.train.STRATEGIES` (see `phosjax.train.run_group`).
-      data_dir: where data sets are prepared (None: `phosjax.data.default_data_dir`).
+      data_dir: where data sets are prepared (None: where `phosjax.data.load` looks by default).
       blurb_flops: measure FLOPs in each model's blurb (costs a compile per module).
 
     Examples:

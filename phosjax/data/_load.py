@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 BUILTIN_NAMES = ("digits", "mnist1d", "mnist1d_shuffled")
 DATA_DIR_ENV = "PHOSJAX_DATA_DIR"
+TFDS_DATA_DIR_ENV = "TFDS_DATA_DIR"
 _TEST_SPLITS = ("test", "validation")
 _VERSION = re.compile(r"\d+\.\d+\.\d+")
 _NO_INFO = "it has no dataset_info.json"
@@ -30,7 +31,8 @@ _METADATA = ("dataset_info.json", "features.json")
 
 
 def default_data_dir() -> pathlib.Path:
-    """``$PHOSJAX_DATA_DIR`` if set, else ``~/.cache/phosjax/tfds``.
+    """``$PHOSJAX_DATA_DIR`` if set, else ``~/.cache/phosjax/tfds``: where built-in data sets
+    are prepared, and the first place `load` looks for others.
 
     Examples:
         >>> from unittest import mock
@@ -41,6 +43,25 @@ def default_data_dir() -> pathlib.Path:
     if env := os.environ.get(DATA_DIR_ENV):
         return pathlib.Path(env).expanduser()
     return pathlib.Path.home() / ".cache" / "phosjax" / "tfds"
+
+
+def _data_dirs(data_dir: str | os.PathLike | None) -> list[pathlib.Path]:
+    """The data dirs `load` looks in, in order: `data_dir` alone if given, else
+    ``$PHOSJAX_DATA_DIR`` alone if set, else ``~/.cache/phosjax/tfds`` then TFDS's own data
+    dir (``$TFDS_DATA_DIR``, else ``~/tensorflow_datasets``) where that is a folder.
+
+    Examples:
+        >>> from unittest import mock
+        >>> with mock.patch.dict(os.environ, {"PHOSJAX_DATA_DIR": "/data/tfds"}):
+        ...     [str(path) for path in _data_dirs(None)], [str(p) for p in _data_dirs("/d")]
+        (['/data/tfds'], ['/d'])
+    """
+    first = _resolve(data_dir)
+    if data_dir is not None or os.environ.get(DATA_DIR_ENV):
+        return [first]
+    env = os.environ.get(TFDS_DATA_DIR_ENV)
+    tfds_dir = pathlib.Path(env or "~/tensorflow_datasets").expanduser()
+    return [first, tfds_dir] if tfds_dir.is_dir() and tfds_dir != first else [first]
 
 
 def _resolve(data_dir: str | os.PathLike | None) -> pathlib.Path:
@@ -91,9 +112,14 @@ def load(name: str, *, data_dir: str | os.PathLike | None = None) -> ArrayDatase
     [0, 1] (NHWC); other inputs become float32; labels int32. The number of classes is the
     ``ClassLabel``'s, else one more than the largest train or test label.
 
+    Where it looks: in `data_dir` alone if given; else in ``$PHOSJAX_DATA_DIR`` alone if
+    set; else in ``~/.cache/phosjax/tfds`` (where built-in ones are prepared), then in
+    TFDS's own data dir (``$TFDS_DATA_DIR``, else ``~/tensorflow_datasets``), so that data
+    sets TFDS prepared load by name, without a copy; the first dir that holds the name wins.
+
     Args:
         name: the data set's name.
-        data_dir: the TFDS data dir; default `default_data_dir()`.
+        data_dir: the TFDS data dir; default: as above.
 
     Returns:
         The `ArrayDataset`.
@@ -115,11 +141,10 @@ def load(name: str, *, data_dir: str | os.PathLike | None = None) -> ArrayDatase
         >>> ds.x_train.shape, ds.x_test.shape, ds.num_classes
         ((1437, 8, 8, 1), (360, 8, 8, 1), 10)
     """
-    data_dir = _resolve(data_dir)
-    builder = _builder(name, data_dir)
+    builder, found_in = _builder(name, _data_dirs(data_dir))
     if not _is_prepared(builder):  # a built-in data set, on first use
-        builder = _prepare_builtin(name, data_dir)
-    return _read(name, builder, data_dir)
+        builder = _prepare_builtin(name, found_in)
+    return _read(name, builder, found_in)
 
 
 def check_loadable(name: str, *, data_dir: str | os.PathLike | None = None) -> None:
@@ -144,7 +169,7 @@ def check_loadable(name: str, *, data_dir: str | os.PathLike | None = None) -> N
         Traceback (most recent call last):
         ValueError: unknown data set 'no_such_set': it is neither built in ...
     """
-    _builder(name, _resolve(data_dir))
+    _builder(name, _data_dirs(data_dir))
 
 
 @contextlib.contextmanager
@@ -158,15 +183,17 @@ def _file_lock(path: pathlib.Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _builder(name: str, data_dir: pathlib.Path) -> tfds.core.DatasetBuilder:
-    """The builder `load` reads `name` from, its metadata checked; prepares nothing."""
+def _builder(
+    name: str, data_dirs: list[pathlib.Path]
+) -> tuple[tfds.core.DatasetBuilder, pathlib.Path]:
+    """The builder `load` reads `name` from, its metadata checked, and the data dir it is in
+    (a built-in one: the first of `data_dirs`); prepares nothing."""
     dataset, kwargs = _parse(name)
     if dataset in BUILTIN_NAMES:
-        builder = _builtin_builder(name, dataset, kwargs, data_dir)
-    else:
-        builder = _prepared_builder(name, dataset, data_dir)
-        _layout(name, builder.info)  # built-in ones: known good, and no splits until prepared
-    return builder
+        return _builtin_builder(name, dataset, kwargs, data_dirs[0]), data_dirs[0]
+    builder, data_dir = _prepared_builder(name, dataset, data_dirs)
+    _layout(name, builder.info)  # built-in ones: known good, and no splits until prepared
+    return builder, data_dir
 
 
 def _parse(name: str) -> tuple[str, dict[str, Any]]:
@@ -238,7 +265,7 @@ def _prepare_builtin_locked(name: str, data_dir: pathlib.Path) -> tfds.core.Data
     import tensorflow_datasets as tfds
 
     with _file_lock(data_dir / f".{_parse(name)[0]}.lock"):
-        builder = _builder(name, data_dir)  # another process may have prepared it meanwhile
+        builder = _builder(name, [data_dir])[0]  # another process may have prepared it meanwhile
         if not _is_prepared(builder):
             builder.download_and_prepare(
                 download_config=tfds.download.DownloadConfig(
@@ -249,7 +276,27 @@ def _prepare_builtin_locked(name: str, data_dir: pathlib.Path) -> tfds.core.Data
     return builder
 
 
-def _prepared_builder(name: str, dataset: str, data_dir: pathlib.Path) -> tfds.core.DatasetBuilder:
+def _prepared_builder(
+    name: str, dataset: str, data_dirs: list[pathlib.Path]
+) -> tuple[tfds.core.DatasetBuilder, pathlib.Path]:
+    """`name`'s builder from the first of `data_dirs` where it is prepared, and that dir;
+    raises why it does not load from the first that holds a folder of `dataset`, else why
+    it is unknown (naming every dir)."""
+    holding = [data_dir for data_dir in data_dirs if (data_dir / dataset).is_dir()]
+    if len(data_dirs) > 1 and not holding:
+        raise ValueError(_not_prepared(name, dataset, data_dirs[0], data_dirs))
+    errors = []
+    for data_dir in holding or data_dirs:
+        try:
+            return _prepared_builder_in(name, dataset, data_dir), data_dir
+        except ValueError as error:
+            errors.append(error)
+    raise errors[0]
+
+
+def _prepared_builder_in(
+    name: str, dataset: str, data_dir: pathlib.Path
+) -> tfds.core.DatasetBuilder:
     import tensorflow_datasets as tfds
 
     try:
@@ -271,9 +318,15 @@ def _prepared_builder(name: str, dataset: str, data_dir: pathlib.Path) -> tfds.c
     return builder
 
 
-def _not_prepared(name: str, dataset: str, data_dir: pathlib.Path) -> str:
+def _not_prepared(
+    name: str,
+    dataset: str,
+    data_dir: pathlib.Path,
+    searched: list[pathlib.Path] | None = None,
+) -> str:
     """Why `name` does not load from `data_dir`: its folder there has metadata TFDS cannot
-    read, `data_dir` is its own folder, or what is prepared there, and how to prepare it."""
+    read, `data_dir` is its own folder, or what is prepared there (in each of the `searched`
+    dirs, default `data_dir`), and how to prepare it."""
     damaged = _damaged_folder(name, dataset, data_dir)
     if damaged is not None:
         folder, why = damaged
@@ -297,12 +350,17 @@ def _not_prepared(name: str, dataset: str, data_dir: pathlib.Path) -> str:
             f"holds {own.name!r}: data_dir={str(own.parent)!r}"
         )
     else:
-        prepared = ", ".join(_names(variants)) or "none"
-        near = _near(dataset, [*BUILTIN_NAMES, *_names(variants)])
+        found = {path: _names(_prepared_variants(path)) for path in searched or [data_dir]}
+        prepared = " or in ".join(
+            f"{path} ({', '.join(names) or 'none'})" for path, names in found.items()
+        )
+        near = _near(
+            dataset, [*BUILTIN_NAMES, *(known for names in found.values() for known in names)]
+        )
         problem = (
             f"unknown data set {name!r}: it is neither built in ({', '.join(BUILTIN_NAMES)}) nor "
-            f"prepared in {data_dir} ({prepared}).{near} To load another TFDS data set, prepare "
-            "it there first"
+            f"prepared in {prepared}.{near} To load another TFDS data set, prepare it in "
+            f"{'one of those' if len(found) > 1 else 'there'} first"
         )
     return f"{problem}: {_how_to_prepare(name, data_dir)}"
 
@@ -385,7 +443,8 @@ def _damaged(name: str, folder: os.PathLike, data_dir: pathlib.Path, why: str) -
 
 
 def prepared_names(data_dir: str | os.PathLike | None = None) -> list[str]:
-    """Names of the data sets prepared in `data_dir` (``name`` or ``name/config``).
+    """Names of the data sets prepared in `data_dir` (``name`` or ``name/config``); by
+    default, in every dir `load` looks in.
 
     Examples:
         >>> import tempfile
@@ -393,7 +452,7 @@ def prepared_names(data_dir: str | os.PathLike | None = None) -> list[str]:
         ...     prepared_names(tmp)
         []
     """
-    return _names(_prepared_variants(_resolve(data_dir)))
+    return _names([v for path in _data_dirs(data_dir) for v in _prepared_variants(path)])
 
 
 def _prepared_variants(root: pathlib.Path) -> list[str]:

@@ -429,6 +429,58 @@ def test_a_default_data_dir_that_is_a_file_names_the_variable(tmp_path, monkeypa
         load("digits")
 
 
+@pytest.fixture
+def no_data_dir_set(tmp_path, monkeypatch):
+    """No $PHOSJAX_DATA_DIR and a new home: phosjax's dir is <home>/.cache/phosjax/tfds."""
+    monkeypatch.delenv("PHOSJAX_DATA_DIR", raising=False)
+    monkeypatch.delenv("TFDS_DATA_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    return tmp_path / "home" / ".cache" / "phosjax" / "tfds"
+
+
+class ShadowIntLabels(tfds_toys.ToyIntLabels, skip_registration=True):
+    """`toy_int_labels`, labels all 0: which of two dirs holding that name was read."""
+
+    name = "toy_int_labels"
+
+    def example(self, index, split):
+        return {"image": tfds_toys._vector(index), "label": 0}
+
+
+def test_a_data_set_prepared_in_tfds_data_dir_loads_by_name_after_phosjax_dir(
+    no_data_dir_set, tmp_path, monkeypatch
+):
+    tfds_dir = tmp_path / "tfds"
+    tfds_toys.prepare(tfds_toys.ToyIntLabels, tfds_dir)
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tfds_dir))
+    assert prepared_names() == ["toy_int_labels"]
+    check_loadable("toy_int_labels")
+    np.testing.assert_array_equal(np.sort(load("toy_int_labels").y_train), [0, 0, 1, 1, 2])
+    assert not no_data_dir_set.exists()  # read where TFDS prepared it, not copied
+    # The same name prepared in phosjax's dir comes first.
+    tfds_toys.prepare(ShadowIntLabels, no_data_dir_set)
+    np.testing.assert_array_equal(load("toy_int_labels").y_train, [0] * 5)
+    # $PHOSJAX_DATA_DIR (or data_dir) is the only dir looked in.
+    monkeypatch.setenv("PHOSJAX_DATA_DIR", str(tmp_path / "only"))
+    with pytest.raises(ValueError, match=rf"nor prepared in {tmp_path}/only \(none\)\."):
+        load("toy_int_labels")
+
+
+def test_an_unknown_name_names_phosjax_and_tfds_data_dirs(no_data_dir_set, tmp_path, monkeypatch):
+    tfds_dir = tmp_path / "tfds"
+    tfds_toys.prepare(tfds_toys.ToyIntLabels, tfds_dir)
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tfds_dir))
+    for check in (load, check_loadable):
+        with pytest.raises(
+            ValueError,
+            match=rf"unknown data set 'toy_int_label': it is neither built in \(.*\) nor "
+            rf"prepared in {no_data_dir_set} \(none\) or in {tfds_dir} \(toy_int_labels\)\. "
+            r"Did you mean 'toy_int_labels'\? To load another TFDS data set, prepare it in one "
+            "of those first",
+        ):
+            check("toy_int_label")
+
+
 def test_a_malformed_name_says_what_a_name_looks_like(toys_dir):
     with pytest.raises(
         ValueError,
