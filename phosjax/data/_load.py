@@ -9,7 +9,7 @@ import json
 import os
 import pathlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -96,7 +96,12 @@ def _resolve(data_dir: str | os.PathLike | None) -> pathlib.Path:
     return path
 
 
-def load(name: str, *, data_dir: str | os.PathLike | None = None) -> ArrayDataset:
+def load(
+    name: str,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    features: Sequence[str] | None = None,
+) -> ArrayDataset:
     """Load a data set whole into numpy arrays, preparing a built-in one on first use.
 
     Built-in names (generated offline, prepared into `data_dir` the first time, under a file
@@ -104,13 +109,14 @@ def load(name: str, *, data_dir: str | os.PathLike | None = None) -> ArrayDatase
     4000/1000), ``"mnist1d_shuffled"`` (its positions permuted), ``"digits"`` (x ``(8, 8, 1)``,
     1437/360). Any other TFDS data set already prepared in `data_dir` as ``array_record`` or
     ``parquet`` (the formats TFDS reads without TensorFlow) loads by its TFDS name
-    (``"name"``, ``"name/config"``, ``"name:1.0.0"``; ``"Name"`` reads as ``"name"``): its
-    supervised keys (else ``image``/``label``; a third, weights key is ignored)
-    give x and y, its ``test`` (else ``validation``) split is the test split. x must have a
-    fixed shape and a numeric dtype; y must be a class label: a ``ClassLabel`` or an integer
-    scalar. Integer images (an ``Image`` feature, or any uint8 input) are scaled to float32 in
-    [0, 1] (NHWC); other inputs become float32; labels int32. The number of classes is the
-    ``ClassLabel``'s, else one more than the largest train or test label.
+    (``"name"``, ``"name/config"``, ``"name:1.0.0"``; ``"Name"`` reads as ``"name"``): the
+    two `features` named, else its supervised keys (a third, weights key is ignored), else
+    ``image`` and ``label``, give x and y, its ``test`` (else ``validation``) split is the
+    test split. x must have a fixed shape and a numeric dtype; y must be a class label: a
+    ``ClassLabel`` or an integer scalar. Integer images (an ``Image`` feature, or any uint8
+    input) are scaled to float32 in [0, 1] (NHWC); other inputs become float32; labels int32.
+    The number of classes is the ``ClassLabel``'s, else one more than the largest train or
+    test label.
 
     Where it looks: in `data_dir` alone if given; else in ``$PHOSJAX_DATA_DIR`` alone if
     set; else in ``~/.cache/phosjax/tfds`` (where built-in ones are prepared), then in
@@ -120,6 +126,8 @@ def load(name: str, *, data_dir: str | os.PathLike | None = None) -> ArrayDatase
     Args:
         name: the data set's name.
         data_dir: the TFDS data dir; default: as above.
+        features: the names of the input and the label feature, e.g. ``("image", "label")``
+            for a data set without supervised keys, or to pick others than those.
 
     Returns:
         The `ArrayDataset`.
@@ -141,13 +149,19 @@ def load(name: str, *, data_dir: str | os.PathLike | None = None) -> ArrayDatase
         >>> ds.x_train.shape, ds.x_test.shape, ds.num_classes
         ((1437, 8, 8, 1), (360, 8, 8, 1), 10)
     """
-    builder, found_in = _builder(name, _data_dirs(data_dir))
+    keys = _features(features)
+    builder, found_in = _builder(name, _data_dirs(data_dir), keys)
     if not _is_prepared(builder):  # a built-in data set, on first use
         builder = _prepare_builtin(name, found_in)
-    return _read(name, builder, found_in)
+    return _read(name, builder, found_in, keys)
 
 
-def check_loadable(name: str, *, data_dir: str | os.PathLike | None = None) -> None:
+def check_loadable(
+    name: str,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    features: Sequence[str] | None = None,
+) -> None:
     """Raises what `load` would raise for `name` before reading it; prepares and reads nothing.
 
     A bench checks all its names this way before it loads any.
@@ -158,7 +172,8 @@ def check_loadable(name: str, *, data_dir: str | os.PathLike | None = None) -> N
             prepared folder's metadata is missing or damaged (the message names the folder and
             how to make it anew); it is stored in neither of the formats TFDS reads without
             TensorFlow (``array_record``, ``parquet``); it lacks a train or test split, an input
-            or a label; or its input or label is of a kind `load` does not support (each message
+            or a label (or one of the `features` named: the message lists its features); or
+            its input or label is of a kind `load` does not support (each message
             names the data set, the feature, its kind, dtype and shape, and what is supported).
 
     Examples:
@@ -169,7 +184,25 @@ def check_loadable(name: str, *, data_dir: str | os.PathLike | None = None) -> N
         Traceback (most recent call last):
         ValueError: unknown data set 'no_such_set': it is neither built in ...
     """
-    _builder(name, _data_dirs(data_dir))
+    _builder(name, _data_dirs(data_dir), _features(features))
+
+
+def _features(features: Sequence[str] | None) -> tuple[str, str] | None:
+    """`features` checked: None, or the names of two different features (input, label)."""
+    if features is None:
+        return None
+    if (
+        isinstance(features, str)
+        or not isinstance(features, Sequence)
+        or len(features) != 2
+        or not all(isinstance(key, str) for key in features)
+        or features[0] == features[1]
+    ):
+        raise ValueError(
+            "features must name the input feature and the label feature, two different "
+            f"names, e.g. ('image', 'label'); got {features!r}"
+        )
+    return features[0], features[1]
 
 
 @contextlib.contextmanager
@@ -184,15 +217,17 @@ def _file_lock(path: pathlib.Path) -> Iterator[None]:
 
 
 def _builder(
-    name: str, data_dirs: list[pathlib.Path]
+    name: str, data_dirs: list[pathlib.Path], features: tuple[str, str] | None = None
 ) -> tuple[tfds.core.DatasetBuilder, pathlib.Path]:
-    """The builder `load` reads `name` from, its metadata checked, and the data dir it is in
-    (a built-in one: the first of `data_dirs`); prepares nothing."""
+    """The builder `load` reads `name` from, its metadata and `features` checked, and the data
+    dir it is in (a built-in one: the first of `data_dirs`); prepares nothing."""
     dataset, kwargs = _parse(name)
     if dataset in BUILTIN_NAMES:
-        return _builtin_builder(name, dataset, kwargs, data_dirs[0]), data_dirs[0]
+        builder = _builtin_builder(name, dataset, kwargs, data_dirs[0])
+        _keys(name, builder.info, features)  # known good splits, none until prepared
+        return builder, data_dirs[0]
     builder, data_dir = _prepared_builder(name, dataset, data_dirs)
-    _layout(name, builder.info)  # built-in ones: known good, and no splits until prepared
+    _layout(name, builder.info, features)
     return builder, data_dir
 
 
@@ -470,18 +505,11 @@ def _names(variants: list[str]) -> list[str]:
     return sorted({variant.split(":")[0] for variant in variants})
 
 
-def _layout(name: str, info: tfds.core.DatasetInfo) -> tuple[str, str, str]:
+def _layout(
+    name: str, info: tfds.core.DatasetInfo, features: tuple[str, str] | None = None
+) -> tuple[str, str, str]:
     """The input feature, label feature and test split `load` reads; raises unless supported."""
-    x_key, y_key = _supervised_keys(name, info)
-    features = info.features
-    for key in (x_key, y_key):
-        if key not in features:
-            raise ValueError(
-                f"data set {name!r} has no feature {key!r} (features: {sorted(features.keys())}); "
-                "load needs an input and a class label (supervised_keys, or 'image' and 'label')"
-            )
-    _check_input(name, x_key, features[x_key])
-    _check_label(name, y_key, features[y_key])
+    x_key, y_key = _keys(name, info, features)
     test_split = next((split for split in _TEST_SPLITS if split in info.splits), None)
     if "train" not in info.splits or test_split is None:
         raise ValueError(
@@ -489,6 +517,30 @@ def _layout(name: str, info: tfds.core.DatasetInfo) -> tuple[str, str, str]:
             f"one of {list(_TEST_SPLITS)}"
         )
     return x_key, y_key, test_split
+
+
+def _keys(
+    name: str, info: tfds.core.DatasetInfo, features: tuple[str, str] | None
+) -> tuple[str, str]:
+    """The input and label features `load` reads (`features`, else as `_supervised_keys`);
+    raises unless both exist and are supported."""
+    x_key, y_key = features or _supervised_keys(name, info)
+    known = info.features
+    for key in (x_key, y_key):
+        if key not in known:
+            why = (
+                f"features={features!r} names no feature of it"
+                if features
+                else "load needs an input and a class label (features=(input, label), "
+                "supervised_keys, or 'image' and 'label')"
+            )
+            raise ValueError(
+                f"data set {name!r} has no feature {key!r} (features: {sorted(known.keys())}); "
+                f"{why}"
+            )
+    _check_input(name, x_key, known[x_key])
+    _check_label(name, y_key, known[y_key])
+    return x_key, y_key
 
 
 def _supervised_keys(name: str, info: tfds.core.DatasetInfo) -> tuple[str, str]:
@@ -535,8 +587,13 @@ def _describe(feature: tfds.features.FeatureConnector) -> str:
     return f"{kind}, dtype {dtype_name}, shape {feature.shape}"
 
 
-def _read(name: str, builder: tfds.core.DatasetBuilder, data_dir: pathlib.Path) -> ArrayDataset:
-    x_key, y_key, test_split = _layout(name, builder.info)
+def _read(
+    name: str,
+    builder: tfds.core.DatasetBuilder,
+    data_dir: pathlib.Path,
+    features: tuple[str, str] | None = None,
+) -> ArrayDataset:
+    x_key, y_key, test_split = _layout(name, builder.info, features)
     arrays = {}
     for split, out in (("train", "train"), (test_split, "test")):
         try:

@@ -108,6 +108,7 @@ def toys_dir(tmp_path_factory):
         tfds_toys.ToyMultiLabel,
         tfds_toys.ToyUint8Tensor,
         tfds_toys.ToyValidationAndTest,
+        tfds_toys.ToyNamedFeatures,
     ):
         tfds_toys.prepare(builder, data_dir)
     tfds_toys.prepare(tfds_toys.ToyConfigs, data_dir, config="small")
@@ -136,6 +137,40 @@ def test_unsupported_features_are_named_with_their_kind_dtype_and_shape(toys_dir
             check(name, data_dir=toys_dir)
         with pytest.raises(ValueError, match=supported):
             check(name, data_dir=toys_dir)
+
+
+def test_features_pick_the_input_and_label_of_a_data_set_without_supervised_keys(toys_dir):
+    with pytest.raises(ValueError, match=r"no feature 'image' \(features: \['digit', 'pixels'\]\)"):
+        check_loadable("toy_named_features", data_dir=toys_dir)
+    ds = load("toy_named_features", data_dir=toys_dir, features=("pixels", "digit"))
+    assert (ds.input_shape, ds.num_classes) == ((2,), 3)
+    np.testing.assert_array_equal(ds.y_train, ds.x_train[:, 0].astype(int) % 3)
+    # They also override supervised keys: here the weights as the input.
+    ds = load("toy_weighted", data_dir=toys_dir, features=["w", "y"])
+    assert ds.input_shape == () and (ds.x_train == 1).all()
+
+
+@pytest.mark.parametrize("name", ["toy_named_features", "digits"])
+def test_features_naming_a_missing_feature_list_the_features(toys_dir, tmp_path, name):
+    data_dir = tmp_path if name == "digits" else toys_dir
+    known, x = {
+        "toy_named_features": ("['digit', 'pixels']", "pixels"),
+        "digits": ("['image', 'label']", "image"),
+    }[name]
+    for check in (load, check_loadable):
+        with pytest.raises(
+            ValueError,
+            match=rf"data set '{name}' has no feature 'lable' \(features: "
+            rf"{re.escape(known)}\); features=\('{x}', 'lable'\) names no feature",
+        ):
+            check(name, data_dir=data_dir, features=(x, "lable"))
+    assert prepared_names(tmp_path) == []  # a built-in one is checked before it is prepared
+
+
+@pytest.mark.parametrize("features", ["image", ("image",), ("x", "x"), ("x", 1), {"x", "y"}])
+def test_features_that_are_no_pair_of_names_are_refused(toys_dir, features):
+    with pytest.raises(ValueError, match=r"features must name the input feature and the label"):
+        load("toy_named_features", data_dir=toys_dir, features=features)
 
 
 def test_a_weights_key_after_input_and_label_is_ignored(toys_dir):

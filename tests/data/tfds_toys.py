@@ -45,6 +45,18 @@ def _vector(index: int) -> np.ndarray:
     return np.full(2, index, np.float32)
 
 
+class ToyNamedFeatures(_Toy, skip_registration=True):
+    """No supervised keys, and neither ``image`` nor ``label``: only `features=` picks them."""
+
+    def features(self):
+        return F.FeaturesDict(
+            {"pixels": F.Tensor(shape=(2,), dtype=np.float32), "digit": F.ClassLabel(num_classes=3)}
+        )
+
+    def example(self, index, split):
+        return {"pixels": _vector(index), "digit": index % 3}
+
+
 class ToyRegression(_Toy, skip_registration=True):
     """A float target: not a class label."""
 
