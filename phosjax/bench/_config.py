@@ -374,6 +374,9 @@ class BenchConfig:
     Attributes:
       models: model names or entries ``{name, depth, width, options}``.
       datasets: data set names (see `phosjax.data.load`).
+      dataset_features: for some of those names, the input and the label feature to read,
+        ``{name: [input, label]}`` (`phosjax.data.load`'s ``features``); by default a data
+        set's supervised keys, else ``image`` and ``label``.
       grid: the hyperparameters (`Grid`); lists are axes.
       seeds: a number of seeds (0, 1, ...) or the list of seeds.
       eval_every: evaluate on the test split every this many steps (0: only at the end).
@@ -395,6 +398,7 @@ class BenchConfig:
 
     models: list[str | dict[str, Any]] = dataclasses.field(default_factory=lambda: ["mlp"])
     datasets: list[str] = dataclasses.field(default_factory=lambda: ["mnist1d"])
+    dataset_features: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     grid: Grid = dataclasses.field(default_factory=Grid)
     seeds: int | list[int] = 2
     eval_every: int = 100
@@ -420,6 +424,7 @@ class BenchConfig:
             )
         if not self.models or not self.datasets:
             raise BenchError("a bench needs at least one model and one data set.")
+        self._check_dataset_features()
         if self.data_dir is not None and not isinstance(self.data_dir, str):
             raise BenchError(f"data_dir must be a folder (a path) or null, got {self.data_dir!r}.")
         check_axis("seeds", self.seeds)
@@ -436,6 +441,30 @@ class BenchConfig:
                 f"unknown strategy {self.strategy!r}; strategy must be one of "
                 f"{', '.join(map(repr, strategies))}."
             )
+
+    def _check_dataset_features(self) -> None:
+        features = self.dataset_features
+        if not isinstance(features, Mapping):
+            raise BenchError(
+                "dataset_features must map data set names to [input, label] feature names, "
+                f"e.g. {{my_set: [pixels, digit]}}, got {features!r}."
+            )
+        for name, pair in features.items():
+            if name not in self.datasets:
+                raise BenchError(
+                    f"dataset_features names {name!r}, which is not among the datasets "
+                    f"({', '.join(map(repr, self.datasets))})."
+                )
+            if (
+                not isinstance(pair, list | tuple)
+                or len(pair) != 2
+                or not all(isinstance(key, str) for key in pair)
+                or pair[0] == pair[1]
+            ):
+                raise BenchError(
+                    f"dataset_features.{name} must name the input and the label feature, two "
+                    f"different names, e.g. [image, label], got {pair!r}."
+                )
 
     def model_entries(self) -> list[ModelEntry]:
         """The models as `ModelEntry` values."""
@@ -475,9 +504,11 @@ class BenchConfig:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     def _plain(self) -> dict[str, Any]:
-        """`_fields` less the `LATER_GRID_FIELDS` at their defaults: benches made before
-        them keep their bench.json and their digest."""
+        """`_fields` less the `LATER_GRID_FIELDS` at their defaults, and less an empty
+        ``dataset_features``: benches made before them keep their bench.json and digest."""
         data = self._fields()
+        if not data["dataset_features"]:
+            del data["dataset_features"]
         for name, default in LATER_GRID_FIELDS.items():
             if data["grid"][name] == default:
                 del data["grid"][name]

@@ -137,12 +137,18 @@ class Plan:
         return {c.row["model_id"]: c.cell.model for c in self.cells}
 
 
-def load_datasets(names: Sequence[str], data_dir: str | None) -> dict[str, ArrayDataset]:
-    """Loads each data set, after checking every name as `load` would; its errors as BenchError."""
+def load_datasets(
+    names: Sequence[str],
+    data_dir: str | None,
+    features: Mapping[str, Sequence[str]] | None = None,
+) -> dict[str, ArrayDataset]:
+    """Loads each data set (reading its `features`, where given), after checking every name
+    as `load` would; its errors as BenchError."""
+    features = features or {}
     try:
         for name in names:
-            check_loadable(name, data_dir=data_dir)
-        return {name: load(name, data_dir=data_dir) for name in names}
+            check_loadable(name, data_dir=data_dir, features=features.get(name))
+        return {name: load(name, data_dir=data_dir, features=features.get(name)) for name in names}
     except (ValueError, PermissionError) as error:  # a bad name; a read-only data dir
         raise BenchError(str(error)) from error
 
@@ -368,7 +374,7 @@ def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None
     entries = config.model_entries()
     check_models(entries)
     if datasets is None:
-        datasets = load_datasets(config.datasets, config.data_dir)
+        datasets = load_datasets(config.datasets, config.data_dir, config.dataset_features)
     datasets = {name: datasets[name] for name in config.datasets}
     axes = config.grid.axes()
     _check_batch_sizes(axes["batch_size"], datasets)

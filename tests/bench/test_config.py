@@ -118,6 +118,15 @@ def test_a_config_built_directly_checks_its_models_and_grid():
         ("data_dir: 3\n", r"data_dir must be a folder \(a path\) or null, got 3\."),
         ("blurb_flops: 'false'\n", r"blurb_flops must be true or false, got 'false'\."),
         (
+            "dataset_features: {digitz: [image, label]}\n",
+            r"dataset_features names 'digitz', which is not among the datasets \('mnist1d'\)\.",
+        ),
+        (
+            "dataset_features: {mnist1d: [x]}\n",
+            r"dataset_features.mnist1d must name the input and the label feature, two different "
+            r"names, e.g. \[image, label\], got \['x'\]\.",
+        ),
+        (
             "grid: {regularizers: [{kind: l2, strength: [0, -0.1]}]}\n",
             r"the strength of grid\.regularizers entry 'l2' must be a number >= 0, got -0\.1\.",
         ),
@@ -322,3 +331,11 @@ def test_fields_added_later_keep_the_digest_and_file_of_benches_made_before_them
     assert BenchConfig.from_dict(cosine.to_dict()) == cosine
     assert cosine.digest() != plain.digest()
     assert plain.differences(cosine) == ["grid.lr_schedule: 'constant' -> 'cosine'"]
+    # So does dataset_features: absent from bench.json and the digest while empty.
+    assert "dataset_features" not in plain.to_dict()
+    features = {"datasets": ["mnist1d"], "dataset_features": {"mnist1d": ["x", "label"]}}
+    picked = BenchConfig.from_dict({"models": ["mlp"], **features})
+    assert picked.to_dict()["dataset_features"] == {"mnist1d": ["x", "label"]}
+    assert BenchConfig.from_dict(picked.to_dict()) == picked
+    assert picked.digest() != plain.digest()
+    assert plain.differences(picked) == ["dataset_features.mnist1d: (absent) -> ['x', 'label']"]

@@ -128,7 +128,20 @@ def toys_dir(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("toys")
     tfds_toys.prepare(tfds_toys.ToyConfigs, data_dir, config="small")
     tfds_toys.prepare(tfds_toys.ToyRegression, data_dir)
+    tfds_toys.prepare(tfds_toys.ToyNamedFeatures, data_dir)
     return str(data_dir)
+
+
+def test_dataset_features_pick_the_input_and_label_a_bench_reads(toys_dir):
+    named = {"datasets": ["toy_named_features"], "data_dir": toys_dir, "grid": {"batch_size": 4}}
+    with pytest.raises(BenchError, match=r"no feature 'image' \(features: \['digit', 'pixels'\]\)"):
+        plan(tiny_config(**named))
+    features = {"toy_named_features": ["pixels", "digit"]}
+    planned = plan(tiny_config(**named, dataset_features=features))
+    data = planned.datasets["toy_named_features"]
+    assert (data.input_shape, data.num_classes) == ((2,), 3)
+    with pytest.raises(BenchError, match=r"has no feature 'digits' \(features: \['digit', "):
+        plan(tiny_config(**named, dataset_features={"toy_named_features": ["pixels", "digits"]}))
 
 
 def test_data_set_names_load_accepts_the_bench_accepts(toys_dir):
@@ -147,7 +160,7 @@ def test_data_set_names_load_accepts_the_bench_accepts(toys_dir):
     ],
 )
 def test_every_name_is_checked_before_any_loads(toys_dir, monkeypatch, name, match):
-    def load(name, data_dir):
+    def load(name, data_dir, features):
         raise AssertionError(f"loaded {name!r} before checking every name")
 
     monkeypatch.setattr(_plan, "load", load)
@@ -163,7 +176,7 @@ def test_every_name_is_checked_before_any_loads(toys_dir, monkeypatch, name, mat
     ],
 )
 def test_an_error_of_load_is_a_bench_error(toys_dir, monkeypatch, kind, message):
-    def load(name, data_dir):
+    def load(name, data_dir, features):
         raise kind(message)
 
     monkeypatch.setattr(_plan, "load", load)
