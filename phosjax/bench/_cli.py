@@ -4,6 +4,7 @@ import functools
 import os
 import re
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
@@ -85,14 +86,62 @@ def add_common(parser: ArgumentParser) -> None:
 
 
 def import_all(modules: Sequence[str]) -> list[str]:
-    """Imports ``modules``; the model names they registered."""
+    """Imports ``modules``; the model names they registered.
+
+    Raises:
+        BenchError: a module is not found (one line: its name, and where Python looks),
+            or it raised while it ran (a line naming it, then the traceback of its own
+            code, without the frames of the import machinery).
+    """
     added = []
     for module in modules:
         try:
             added += import_models(module)
-        except ImportError as error:
-            raise BenchError(f"--import {module}: {error}") from error
+        except Exception as error:
+            cause = error.__cause__ if isinstance(error, ModuleNotFoundError) else None
+            raised = cause if isinstance(cause, ModuleNotFoundError) else error
+            missing = getattr(raised, "name", None)
+            if isinstance(raised, ModuleNotFoundError) and missing and _is_part(missing, module):
+                raise BenchError(_not_found(module, missing)) from None
+            raise BenchError(
+                f"--import {module} failed: it raised {type(raised).__name__} in its own code "
+                f"(traceback below)\n{_own_traceback(raised)}"
+            ) from error
     return added
+
+
+def _is_part(name: str, module: str) -> bool:
+    """Whether `name` is `module` or one of the packages it is in.
+
+    Examples:
+      >>> _is_part("mypkg", "mypkg.models"), _is_part("torch", "mypkg.models")
+      (True, False)
+    """
+    return module == name or module.startswith(f"{name}.")
+
+
+def _not_found(module: str, missing: str) -> str:
+    of = f" (for {module!r})" if missing != module else ""
+    return (
+        f"--import {module}: no module named {missing!r}{of} on Python's path; run from the "
+        "folder that holds it (`python -m` puts the current folder on the path), or pip "
+        "install it"
+    )
+
+
+def _own_traceback(error: BaseException) -> str:
+    """`error`'s traceback from the first frame outside importlib and phosjax's import
+    code: the frames of the imported module's own code."""
+    here = (__file__, sys.modules[import_models.__module__].__file__)
+    frame = error.__traceback__
+    while frame is not None and (
+        frame.tb_frame.f_code.co_filename.startswith("<frozen importlib")
+        or frame.tb_frame.f_code.co_filename in here
+        or frame.tb_frame.f_code.co_filename.endswith(os.path.join("importlib", "__init__.py"))
+    ):
+        frame = frame.tb_next
+    lines = traceback.format_exception(type(error), error, frame)
+    return "".join(lines).rstrip("\n")
 
 
 INTERRUPTED = 130

@@ -1,6 +1,7 @@
 """The usage errors every bench command reports alike: one line, exit status 2."""
 
 import importlib
+import sys
 
 import pytest
 
@@ -35,3 +36,60 @@ def test_an_empty_dir_is_refused_as_empty(command, capsys):
         "error: --dir is empty; give the bench directory, e.g. --dir runs/NAME; "
         f"python -m phosjax.bench.{command} --help lists the options.\n"
     )
+
+
+@pytest.fixture
+def user_modules(tmp_path, monkeypatch):
+    """A folder on the path with modules that fail as a user's can, none imported yet."""
+    modules = {
+        "raises_inside": "def build():\n    raise ValueError('bad width')\n\nbuild()\n",
+        "lacks_a_dependency": "import no_such_dependency_xyz\n",
+        "bad_syntax": "def f(:\n",
+    }
+    for name, text in modules.items():
+        (tmp_path / f"{name}.py").write_text(text)
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("module", "missing"), [("no_such_module_xyz", ""), ("no_pkg_xyz.models", " (for ")]
+)
+def test_an_import_not_found_is_one_line_with_where_python_looks(tmp_path, capsys, module, missing):
+    assert _main("new")(["--dir", str(tmp_path / "b"), "--import", module]) == 2
+    name = module.split(".")[0]
+    of = f" (for {module!r})" if missing else ""
+    assert capsys.readouterr().err == (
+        f"error: --import {module}: no module named {name!r}{of} on Python's path; run from "
+        "the folder that holds it (`python -m` puts the current folder on the path), or pip "
+        "install it\n"
+    )
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize(
+    ("module", "last", "line"),
+    [
+        ("raises_inside", "ValueError: bad width", "raise ValueError('bad width')"),
+        (
+            "lacks_a_dependency",
+            "ModuleNotFoundError: No module named 'no_such_dependency_xyz'",
+            "import no_such_dependency_xyz",
+        ),
+        ("bad_syntax", "SyntaxError: invalid syntax", "def f(:"),
+    ],
+)
+def test_an_import_that_raises_shows_its_own_traceback_under_a_line_naming_it(
+    user_modules, capsys, module, last, line
+):
+    assert _main("new")(["--dir", str(user_modules / "b"), "--import", module]) == 2
+    err = capsys.readouterr().err
+    kind = last.split(":")[0]
+    head, *rest = err.splitlines()
+    assert (
+        head
+        == f"error: --import {module} failed: it raised {kind} in its own code (traceback below)"
+    )
+    assert rest[-1] == last and line in err and str(user_modules / f"{module}.py") in err
+    assert "importlib" not in err and "phosjax" not in err  # the user's frames only
