@@ -647,8 +647,29 @@ def test_the_text_search_matches_a_value_as_written_and_as_shown(tmp_path, page)
     small = sorted(cells[cells.lr == 0.0001].cell_id)
     with serving(written.root) as server:
         page.open(server.url)
-        for text in ("lr=0.0001", "lr=1.00e-4"):
+        for text in ("lr=0.0001", "lr=1.00e-4", "LR=1e-4", "lr=0.00010"):
             assert sorted(page.run(f"({SEARCH})({json.dumps(text)})")) == small, text
+
+
+def test_a_column_value_search_matches_whole_values_and_a_word_any_part(tmp_path, page):
+    """``seed=1`` finds seed 1, not seed 10 (it found both), ``lr=0.0`` no learning rate;
+    a word without ``=`` still matches part of a value; a column the bench lacks, nothing."""
+    written = write_bench(tmp_path / "whole", blurb_json(), seeds=(1, 10))
+    cells = written.cells
+    with serving(written.root) as server:
+        page.open(server.url)
+        for text, want in [
+            ("seed=1", cells[cells.seed == 1]),
+            ("seed=10", cells[cells.seed == 10]),
+            ("seed=1.0 model=mlp", cells[(cells.seed == 1) & (cells.model == "mlp")]),
+            ("lr=0.0", cells.iloc[:0]),
+            ("lr=", cells),
+            ("seeds=1", cells.iloc[:0]),
+            ("seed=1  choi", cells[(cells.seed == 1) & (cells.model == "choice")]),
+            ("ed=1", cells.iloc[:0]),  # no column, though a part of "seed=1" and "seed=10"
+        ]:
+            got = page.run(f"({SEARCH})({json.dumps(text)})")
+            assert sorted(got) == sorted(want.cell_id), text
 
 
 def test_a_group_whose_run_is_gone_shows_stopped_not_running(tmp_path, page):

@@ -96,6 +96,7 @@ function describeColumns() {
     row.config = JSON.stringify(configColumns().map((c) => row[c]));
     row.configLabel = labelOf(row, labelColumns);
     row.searchText = searchText(row);
+    row.searchValues = searchValues(row);
   }
   const configs = [...new Set(rows.map((r) => r.config))];
   configs.forEach((key, i) => state.configs.set(key, PALETTE[i % PALETTE.length]));
@@ -109,13 +110,42 @@ function labelOf(row, columns) {
   return [row.model, ...columns.filter((c) => hasValue(row, c)).map((c) => `${c}=${format(row[c])}`)].join(" · ");
 }
 
-// What the text search looks in: the model, the cell id and every column of the cell as
+// What a free word of the text search looks in: the model, the cell id and every column as
 // `column=value`, those shown as chips or fixed by a model (filters only) too; a value
 // both as shown and as written (`learning_rate=1.00e-4`, `learning_rate=0.0001`).
+const searchColumns = (row) => [...configColumns(), "seed", "group_id"].filter((c) => hasValue(row, c));
 function searchText(row) {
-  const columns = [...configColumns(), "seed", "group_id"].filter((c) => hasValue(row, c));
-  const words = columns.flatMap((c) => [...new Set([format(row[c]), String(row[c])])].map((v) => `${c}=${v}`));
+  const words = searchColumns(row).flatMap((c) => [...new Set([format(row[c]), String(row[c])])].map((v) => `${c}=${v}`));
   return [row.model, row.cell_id, ...words].join(" ").toLowerCase();
+}
+
+// The row's value in each of those columns, by the column's name in lower case.
+function searchValues(row) {
+  return new Map(searchColumns(row).map((c) => [c.toLowerCase(), row[c]]));
+}
+
+// A number in `value` (a number, or a string that reads as one), else null.
+function asNumber(value) {
+  if (typeof value === "number") return value;
+  if (typeof value !== "string" || !/^\s*[-+]?(\d|\.\d)/.test(value)) return null;
+  const n = Number(value);
+  return Number.isNaN(n) ? null : n;
+}
+
+// Whether `row` matches one word of the text search (in lower case): `column=value` when
+// its value in that column is the whole value (as shown or as written; numbers compare as
+// numbers, to float32's precision: `lr=1e-4` is 0.0001, `seed=1` is not 10); `column=` when
+// it has a value there; any other word when it is part of the row's `searchText`.
+function matchesWord(row, word) {
+  const eq = word.indexOf("=");
+  if (eq <= 0) return row.searchText.includes(word);
+  const column = word.slice(0, eq);
+  const wanted = word.slice(eq + 1);
+  if (!row.searchValues.has(column)) return false;
+  const value = row.searchValues.get(column);
+  if (wanted === "" || [format(value), String(value)].some((v) => v.toLowerCase() === wanted)) return true;
+  const [a, b] = [asNumber(wanted), asNumber(value)];
+  return a !== null && b !== null && (a === b || Math.abs(a - b) <= 1e-7 * Math.max(Math.abs(a), Math.abs(b)));
 }
 
 function passes(row) {
@@ -123,7 +153,7 @@ function passes(row) {
     if (value !== "" && JSON.stringify(row[column]) !== value) return false;
   }
   if (!state.text) return true;
-  return state.text.toLowerCase().split(/\s+/).every((word) => row.searchText.includes(word));
+  return state.text.toLowerCase().split(/\s+/).filter(Boolean).every((word) => matchesWord(row, word));
 }
 
 // The table's (split, metric) columns (every metric when `all`): those a cell of the bench
