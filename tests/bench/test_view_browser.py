@@ -498,6 +498,27 @@ def test_a_flat_curve_smoothed_gets_an_axis(tmp_path, page):
     assert "0.75" in ticks and len(set(ticks)) == len(ticks) <= 10
 
 
+def test_a_blurb_notes_the_knob_values_its_cells_train_with(tmp_path, page):
+    """One blurb per model, as initialized: its knob reads its default (T = 1) whatever the
+    grid's knob values; a note above it names those of the model's cells (none for mlp)."""
+    written = write_bench(tmp_path / "knobs", blurb_json())
+    knob = "knob/**/T"
+    cells = written.cells.assign(**{knob: written.cells.lr * 100})
+    cells.loc[cells.model == "mlp", knob] = None
+    cells.to_parquet(written.root / _layout.CELLS)
+    note = "document.querySelector('#blurb .knob-note')?.textContent ?? null"
+    with serving(written.root) as server:
+        page.open(server.url + "?model=m-choice")
+        assert page.run(note) == (
+            "This blurb is of the model as initialized: each knob shows its default, while the "
+            f"bench's cells set **/T: 0.3, 1 (the {knob} column)."
+        )
+        page.run(f"({CHOOSE})('model-select', 'm-mlp')")
+        page.settle()
+        assert page.run(note) is None
+        assert page.run("document.querySelectorAll('#blurb details.module').length") > 0
+
+
 def test_a_model_picked_while_the_one_before_loads_shows_its_own(tmp_path, page):
     """The choice model picked, whose blurb and graph come slowly, then the mlp before they
     came: the mlp's blurb and no graph (the late answers drew the choice model's graph)."""

@@ -652,6 +652,17 @@ function renderHparams() {
 
 // ---- models, profile, run ------------------------------------------------------------------
 
+// A blurb is of its model as initialized, each knob at its default; the knob values the
+// bench's cells of model `id` train with (grid.knobs), noted above it, else null.
+function knobNote(id) {
+  const rows = state.board.rows.filter((r) => r.model_id === id);
+  const knobs = state.board.hparams.filter((c) => c.startsWith("knob/") && rows.some((r) => hasValue(r, c)));
+  if (!knobs.length) return null;
+  const values = (c) => [...new Set(rows.filter((r) => hasValue(r, c)).map((r) => r[c]))].sort(compare).map((v) => format(v));
+  const sets = knobs.map((c) => `${c.slice("knob/".length)}: ${values(c).join(", ")}`);
+  return el("p", { class: "hint knob-note" }, `This blurb is of the model as initialized: each knob shows its default, while the bench's cells set ${sets.join("; ")} (the ${knobs.join(", ")} ${knobs.length === 1 ? "column" : "columns"}).`);
+}
+
 const renderModel = panel("models", async (current) => {
   const id = $("model-select").value;
   const model = state.info.models.find((m) => m.model_id === id);
@@ -661,6 +672,8 @@ const renderModel = panel("models", async (current) => {
   if (!current()) return;
   if (blurb) renderBlurb($("blurb"), blurb);
   else $("blurb").innerHTML = `<p class="hint">No blurb was written for ${escapeHtml(id)}.</p>`;
+  const note = blurb && knobNote(id);
+  if (note) $("blurb").prepend(note);
   if (graph) drawGraph($("graph"), graph);
   else $("graph").replaceChildren();
   $("graph").hidden = !graph;
