@@ -207,7 +207,8 @@ def run_group(
     one dispatch per `STEPWISE_UNROLL` steps, unrolled) and returns its per-step metrics
     in one transfer. Chunks also end at every evaluation step (each ``eval_every`` steps
     and at ``hparams.steps``), where the test split is evaluated. A cell whose loss or
-    gradient norm turns non-finite is frozen from that step on: chunks run without the
+    gradient norm turns non-finite, or whose update would make a param non-finite, is
+    frozen from that step on, keeping the state from before it: chunks run without the
     per-step freezing selects until a cell diverges in one, which is then run again, with
     them, from its start state (`make_train_step`'s ``guard``).
     The state may come from an earlier call, or from ``jax.device_get`` of one (e.g. a

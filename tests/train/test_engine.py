@@ -334,6 +334,43 @@ def test_a_diverged_cell_stays_frozen_even_when_its_next_step_is_finite(toy):
     assert (bool(after.diverged), int(after.diverged_at), int(after.step)) == (True, 1, 1)
 
 
+class _Linear(nn.Module):
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        return nn.Dense(3, use_bias=False)(x)
+
+
+@dataclasses.dataclass(frozen=True)
+class Linear:
+    """Logits ``x @ kernel``: a batch of zero inputs has a zero gradient."""
+
+    def build(self) -> nn.Module:
+        return _Linear()
+
+
+def test_an_update_that_overflows_the_params_freezes_the_cell_before_it(toy):
+    """The loss and the gradient of step 3 are finite, but its update overflows float32:
+    the cell is marked diverged at step 3 and keeps its params and optimizer state from
+    before it (the chunk runs unguarded, then again guarded)."""
+    huge = dataclasses.replace(MOMENTUM, learning_rate=1e37)
+    [group] = plan_groups([Cell(Linear(), "toy", MOMENTUM, 0), Cell(Linear(), "toy", huge, 7)])
+    zeros = dataclasses.replace(toy, x_train=np.zeros_like(toy.x_train))
+    start = init_group(group, zeros)
+    one = jax.tree.map(lambda a: a[1], start)
+    drawn = make_train_step(Linear().build(), huge).batches(one, device_arrays(zeros), 3)
+    x_train = np.zeros_like(toy.x_train)
+    x_train[int(drawn[2, 0])] = 1e4  # only step 3's batch has a nonzero gradient
+    data = dataclasses.replace(toy, x_train=x_train)
+    state, run = run_group(group, start, data, strategy="vmap", chunk_steps=8)
+    assert state.diverged_at.tolist() == [-1, 3]
+    train = run.chunks[0].train
+    assert np.isfinite([train["loss"][1, 2], train["grad_norm"][1, 2]]).all()
+    cell = lambda s: jax.device_get(jax.tree.map(lambda a: a[1], (s.params, s.opt_state)))
+    before, _ = run_group(group, start, data, 2, strategy="vmap")
+    jax.tree.map(np.testing.assert_array_equal, cell(state), cell(before))
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(state.params))
+
+
 def test_a_chunks_batches_drawn_at_once_are_each_steps_own(toy):
     """`TrainStep.batches` (drawn before a chunk's scan) == `batch_indices` step by step,
     across epoch ends, from any start step."""
