@@ -26,17 +26,28 @@ REGULARIZER_KINDS = ("l1", "l2", "morph")
 REGULARIZER_TARGETS = ("params", "activations")
 
 
-def int_at_least(where: str, value: Any, least: int) -> int:
-    """``value`` as a plain int (numpy's too) when it is an integer >= ``least``.
+INT32_MAX = 2**31 - 1
+"""The largest step count, batch size or interval `HParams` takes: the engine holds
+steps and batch indices in int32 on device."""
+
+
+def int_at_least(
+    where: str, value: Any, least: int, most: int | None = None, *, hint: str = ""
+) -> int:
+    """``value`` as a plain int (numpy's too) when it is an integer >= ``least`` (and <=
+    ``most``, when given); ``hint`` follows the range in the message.
 
     Raises:
       ValueError: naming ``where``: ``value`` is no integer (a float, a bool, ...) or is
-        below ``least``.
+        below ``least`` or above ``most``.
 
     Examples:
       >>> import numpy as np
       >>> int_at_least("HParams steps", np.int64(4), 1)
       4
+      >>> int_at_least("HParams steps", 2**31, 1, INT32_MAX)
+      Traceback (most recent call last):
+      ValueError: HParams steps must lie in [1, 2147483647], got 2147483648.
     """
     if not is_int(value):
         raise ValueError(
@@ -45,6 +56,8 @@ def int_at_least(where: str, value: Any, least: int) -> int:
         )
     if value < least:
         raise ValueError(f"{where} must be >= {least}, got {value}.")
+    if most is not None and value > most:
+        raise ValueError(f"{where} must lie in [{least}, {most}]{hint}, got {value}.")
     return int(value)
 
 
@@ -151,6 +164,8 @@ class Regularizer:
         return Regularizer(self.selector, self.kind, 0.0, self.on)
 
 
+INT32_HINT = " (2**31 - 1 at most: the engine holds it in an int32 on device)"
+
 REGULARIZER_EXAMPLE = 'regularizers=(Regularizer("**/kernel", "l2", 1e-4),)'
 KNOBS_EXAMPLE = "knobs={'**/T': 2.0} or knobs=(('**/T', 2.0),)"
 
@@ -216,7 +231,9 @@ class HParams:
       weight_decay: see ``optimizer``.
       momentum: the momentum of ``"momentum"`` (ignored by the others).
       batch_size: examples per step.
-      steps: total number of steps.
+      steps: total number of steps. It, ``batch_size``, ``eval_every`` and
+        ``warmup_steps`` are ints of at most ``2**31 - 1`` (`INT32_MAX`): the engine
+        counts steps and indexes examples in int32 on device.
       eval_every: evaluate on the test split every this many steps (0: only at the end).
       label_smoothing: mass spread uniformly over the classes in the targets, in [0, 1].
       grad_clip: clip gradients to this global norm, > 0 (None: no clipping).
@@ -236,6 +253,9 @@ class HParams:
       'bfloat16'
       >>> HParams(lr_schedule="cosine", warmup_steps=100, steps=1000).shared().warmup_steps
       100
+      >>> HParams(steps=2**31)
+      Traceback (most recent call last):
+      ValueError: HParams steps must lie in [1, 2147483647] (...), got 2147483648.
     """
 
     optimizer: str = "adam"
@@ -270,7 +290,8 @@ class HParams:
             ("eval_every", 0),
             ("warmup_steps", 0),
         ):
-            value = int_at_least(f"HParams {name}", getattr(self, name), least)
+            where, value = f"HParams {name}", getattr(self, name)
+            value = int_at_least(where, value, least, INT32_MAX, hint=INT32_HINT)
             object.__setattr__(self, name, value)
         if self.warmup_steps > self.steps:
             raise ValueError(

@@ -99,6 +99,17 @@ def test_bad_configs_raise_clear_errors():
         process_share(5, 2, 2)
 
 
+@pytest.mark.parametrize("name", ["steps", "batch_size", "eval_every", "warmup_steps"])
+def test_an_int_hparam_beyond_int32_is_refused_by_name_value_and_range(name):
+    """The engine holds steps and batch indices in int32 on device: 2**31 would wrap."""
+    with pytest.raises(
+        ValueError, match=rf"HParams {name} must lie in \[\d, 2147483647\] .*got 2147483648\."
+    ):
+        HParams(**{name: np.int64(2**31)})
+    top = HParams(**{"steps": 2**31 - 1, name: 2**31 - 1})
+    assert getattr(top, name) == 2**31 - 1
+
+
 def test_knob_selectors_apply_in_the_order_given_as_in_set_knobs(toy):
     for knobs, want in [({"T": 5.0, "**/T": 2.0}, 2.0), ({"**/T": 2.0, "T": 5.0}, 5.0)]:
         assert [s for s, _ in HParams(knobs=knobs).knobs] == list(knobs)
