@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from phosjax.core._collections import KNOBS
-from phosjax.core._paths import check_name, flatten, module_path, unflatten
+from phosjax.core._paths import check_path, flatten, module_path, unflatten
 from phosjax.core._record import collecting
 from phosjax.core._selectors import SelectorError, select
 
@@ -56,7 +56,7 @@ def knob(module: nn.Module, name: str, default: Any, *, doc: str = "") -> jax.Ar
       >>> variables["knobs"]["T"].item()
       1.0
     """
-    check_name(name, "knob")
+    check_path(module, name, "knob")
     path = module_path(module, name)
     value = _default_array(path, default)
     declared = _DECLARED.get()

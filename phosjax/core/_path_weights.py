@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core._collections import AUX_LOSS, PATH_WEIGHTS
-from phosjax.core._paths import check_name
+from phosjax.core._paths import check_path
 from phosjax.core._record import record
 
 
@@ -189,7 +189,7 @@ def path_weight(module: nn.Module, name: str, weight: Any) -> Iterator[jax.Array
       >>> float(state["aux_loss"]["loss"][0]), float(state["path_weights"]["branch"][0])
       (0.5, 0.5)
     """
-    check_name(name, "path_weight")
+    check_path(module, name, "path_weight")
     weight = jnp.asarray(weight)
     if weight.ndim > 1:
         raise ValueError(

@@ -75,6 +75,22 @@ def check_name(name: Any, what: str) -> None:
         )
 
 
+def check_path(module: Any, name: str, what: str) -> None:
+    """Raises unless ``name`` (see `check_name`) and every segment of ``module``'s path
+    can be segments of a path: Flax accepts a ``/`` in a submodule's name (``name="a/b"``,
+    a dict key ``{"a/b": ...}``), but the path would split there, and inject, grad_of and
+    tweak would silently miss the value."""
+    check_name(name, what)
+    for segment in module.path:
+        if SEP in segment:
+            raise ValueError(
+                f"{what} {name!r} is in module {SEP.join(module.path)!r}, whose path segment "
+                f"{segment!r} holds {SEP!r}: phosjax joins path segments with {SEP!r}, so it "
+                f"could not find the {what} again. Rename that submodule (its name= or dict "
+                f"key) without {SEP!r}."
+            )
+
+
 def module_path(module: Any, name: str) -> str:
     """The phosjax path of variable ``name`` in a bound Flax module."""
     return SEP.join((*module.path, name))

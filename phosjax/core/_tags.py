@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from phosjax.core._collections import AUX_LOSS, BLURB, INJECTIONS, INTERMEDIATES, PERTURBATIONS
 from phosjax.core._path_weights import count_aux_loss, current_path_weight, scale_by_path_weight
-from phosjax.core._paths import check_name, module_path
+from phosjax.core._paths import check_path, module_path
 from phosjax.core._record import collecting, record
 
 
@@ -45,7 +45,7 @@ def tag(module: nn.Module, name: str, value: Any) -> Any:
       >>> found["pre_act"].shape
       (2, 3)
     """
-    check_name(name, "tag")
+    check_path(module, name, "tag")
     if module.has_variable(INJECTIONS, name):
         value = module.get_variable(INJECTIONS, name)
     if module.has_variable(PERTURBATIONS, name):
@@ -100,7 +100,7 @@ def aux_loss(module: nn.Module, name: str, value: jax.Array) -> jax.Array:
       >>> float(px.aux_total(state["aux_loss"])[0])
       2.0
     """
-    check_name(name, "aux_loss")
+    check_path(module, name, "aux_loss")
     what = f"aux loss {module_path(module, name)!r}"
     scaled = jnp.mean(scale_by_path_weight(jnp.asarray(value), current_path_weight(), what))
     record(module, AUX_LOSS, name, scaled)
@@ -187,7 +187,7 @@ def note(module: nn.Module, name: str, value: Any) -> None:
       >>> float(state["blurb"]["open_fraction"][0])
       0.5
     """
-    check_name(name, "note")
+    check_path(module, name, "note")
     constants = _CONSTANT_NOTES.get()
     if constants is None or not _holds_constants(value):
         record(module, BLURB, name, value)

@@ -139,6 +139,27 @@ def test_a_name_holding_the_path_separator_is_refused(what):
         Slashed().init(jax.random.key(0), jnp.ones(2))
 
 
+@pytest.mark.parametrize("what", RECORDERS)
+def test_a_module_name_holding_the_path_separator_is_refused(what):
+    # Flax takes the dict key "conv/3x3" as part of a name; the path would split there,
+    # and inject, grad_of and tweak would silently miss the value (a zero gradient)
+    class Recorder(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            RECORDERS[what](self, "h")
+            return x
+
+    class Net(nn.Module):
+        def setup(self):
+            self.convs = {"conv/3x3": Recorder()}
+
+        def __call__(self, x):
+            return self.convs["conv/3x3"](x)
+
+    with pytest.raises(ValueError, match=rf"{what} 'h' is in module 'convs_conv/3x3', .*Rename"):
+        Net().init(jax.random.key(0), jnp.ones(2))
+
+
 def test_path_weight_rejects_matrices():
     class Bad(nn.Module):
         @nn.compact
