@@ -9,6 +9,8 @@ import jax
 
 from phosjax.core._collections import INTERMEDIATES
 from phosjax.core._paths import flatten
+from phosjax.core._selectors import SelectorError, select
+from phosjax.core._tags import tagged_paths
 
 Mutable = bool | str | Sequence[str]
 
@@ -81,8 +83,11 @@ def tag_shapes(
 
 def tag_call_shapes(
     model: nn.Module, variables: Mapping[str, Any], *args: Any, **kwargs: Any
-) -> dict[str, tuple[Any, ...]]:
-    """``{path: (shapes of call 1, call 2, ...)}``: `tag_shapes` with one item per call.
+) -> tuple[dict[str, tuple[Any, ...]], list[str]]:
+    """``({path: (shapes of call 1, call 2, ...)}, sown)``: the shapes of every value
+    `tag` records, with one item per call, and the paths of the other values in
+    ``intermediates`` (put there by Flax's ``sow`` or ``capture_intermediates``, which
+    `inject` and `grad_of` cannot reach).
 
     Unlike `tag_shapes`, a tag recorded once is a 1-tuple too, so a tuple-valued tag is
     never mistaken for several calls.
@@ -92,11 +97,34 @@ def tag_call_shapes(
       >>> class Pair(nn.Module):
       ...     @nn.compact
       ...     def __call__(self, x):
+      ...         self.sow("intermediates", "sown", x)
       ...         return px.tag(self, "pair", (x, 2 * x))
-      >>> [len(calls) for calls in tag_call_shapes(Pair(), {}, jnp.ones(3)).values()]
-      [1]
+      >>> calls, sown = tag_call_shapes(Pair(), {}, jnp.ones(3))
+      >>> {path: len(shapes) for path, shapes in calls.items()}, sown
+      ({'pair': 1}, ['sown'])
     """
-    return flatten(_recorded_shapes(model, variables, *args, **kwargs), unwrap=False)
+    with tagged_paths() as tagged:
+        flat = flatten(_recorded_shapes(model, variables, *args, **kwargs), unwrap=False)
+    return {p: c for p, c in flat.items() if p in tagged}, [p for p in flat if p not in tagged]
+
+
+def select_tags(tags: Mapping[str, Any], sown: Sequence[str], selector: str) -> list[str]:
+    """The paths of ``tags`` that ``selector`` matches (see `select`).
+
+    Raises:
+      SelectorError: it matches none; the message lists the nearest tags, and says so
+        when it matches a value that Flax's ``sow`` stored.
+    """
+    found = select(tags, selector, what="tagged value", allow_empty=True)
+    foreign = [] if found else select(sown, selector, allow_empty=True)
+    if foreign:
+        raise SelectorError(
+            f"Selector {selector!r} matched no tagged value, only {foreign[0]!r} in "
+            f"{INTERMEDIATES!r}, which Flax's sow (or capture_intermediates) stored, not "
+            "px.tag: only a value tagged with px.tag(self, name, value) can be injected or "
+            "differentiated with respect to."
+        )
+    return found or select(tags, selector, what="tagged value")  # raises, naming the nearest
 
 
 def jit_keeping_constants(fn: Callable[..., Any], *args: Any) -> Any:

@@ -7,10 +7,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from phosjax.core._apply import apply_collecting, tag_call_shapes
+from phosjax.core._apply import apply_collecting, select_tags, tag_call_shapes
 from phosjax.core._collections import INTERMEDIATES, PERTURBATIONS
 from phosjax.core._paths import unflatten
-from phosjax.core._selectors import select
 
 
 def _zeros_per_call(path: str, calls: tuple[Any, ...]) -> Any:
@@ -37,11 +36,11 @@ def _flat_perturbations(
     **kwargs: Any,
 ) -> dict[str, Any]:
     """`perturbations` as ``{path: zeros}``, unnested, so pytree-valued zeros stay whole."""
-    calls = tag_call_shapes(model, variables, x, **kwargs)
+    calls, sown = tag_call_shapes(model, variables, x, **kwargs)
     return {
         path: _zeros_per_call(path, calls[path])
         for selector in ([wrt] if isinstance(wrt, str) else wrt)
-        for path in select(calls, selector, what="tagged value")
+        for path in select_tags(calls, sown, selector)
     }
 
 
@@ -61,7 +60,8 @@ def perturbations(
     ``intermediates`` is mutable (``model.apply(..., mutable=["intermediates"])``).
 
     Raises:
-      SelectorError: a selector matches no tagged value.
+      SelectorError: a selector matches no tagged value (one that Flax's ``sow`` stored
+        in ``intermediates``, not `tag`, cannot be reached: the message says so).
       TypeError: a selected value is not floating point.
 
     Examples:

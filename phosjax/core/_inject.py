@@ -7,10 +7,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from phosjax.core._apply import tag_call_shapes
+from phosjax.core._apply import select_tags, tag_call_shapes
 from phosjax.core._collections import INJECTIONS
 from phosjax.core._paths import unflatten
-from phosjax.core._selectors import select
 
 
 def injections(
@@ -23,7 +22,8 @@ def injections(
     """The ``injections`` collection that replaces the tagged values ``values`` selects.
 
     Raises:
-      SelectorError: a selector matches no tagged value.
+      SelectorError: a selector matches no tagged value (one that Flax's ``sow`` stored
+        in ``intermediates``, not `tag`, cannot be reached: the message says so).
       ValueError: a value's structure, shape or dtype differs from the tagged value's
         (both named), or several calls tag the selected value.
 
@@ -39,11 +39,11 @@ def injections(
       >>> Double().apply({"injections": tree}, jnp.ones(2)).tolist()
       [10.0, 12.0]
     """
-    calls = tag_call_shapes(model, variables, x, **kwargs)
+    calls, sown = tag_call_shapes(model, variables, x, **kwargs)
     flat = {
         path: _checked(path, value, calls[path])
         for selector, value in values.items()
-        for path in select(calls, selector, what="tagged value")
+        for path in select_tags(calls, sown, selector)
     }
     return unflatten(flat)
 
@@ -100,7 +100,8 @@ def inject(
       **kwargs: passed to ``model.apply``.
 
     Raises:
-      SelectorError: a selector matches no tagged value.
+      SelectorError: a selector matches no tagged value (one that Flax's ``sow`` stored
+        in ``intermediates``, not `tag`, cannot be reached: the message says so).
       ValueError: a value of the wrong structure, shape or dtype (the path and both named).
 
     Examples:

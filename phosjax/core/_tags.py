@@ -19,6 +19,18 @@ from phosjax.core._path_weights import count_aux_loss, current_path_weight, scal
 from phosjax.core._paths import check_path, module_path
 from phosjax.core._record import collecting, record
 
+_TAGGED: contextvars.ContextVar[dict[str, None] | None] = contextvars.ContextVar(
+    "phosjax_tagged", default=None
+)
+
+
+def tagged_paths() -> contextlib.AbstractContextManager[dict[str, None]]:
+    """Within it, the path of every value `tag` records is kept (as the keys of the dict
+    yielded), so the values of ``intermediates`` that `tag` made can be told from those
+    Flax's ``sow`` (or ``capture_intermediates``) put there, which `inject` and `grad_of`
+    cannot reach."""
+    return collecting(_TAGGED)
+
 
 def tag(module: nn.Module, name: str, value: Any) -> Any:
     """Names a value computed inside ``module`` so it can be probed, injected or differentiated.
@@ -51,6 +63,9 @@ def tag(module: nn.Module, name: str, value: Any) -> Any:
     if module.has_variable(PERTURBATIONS, name):
         value = jax.tree.map(jnp.add, value, _this_calls_perturbation(module, name, value))
     record(module, INTERMEDIATES, name, value)
+    tagged = _TAGGED.get()
+    if tagged is not None:
+        tagged.setdefault(module_path(module, name))
     return value
 
 

@@ -375,6 +375,31 @@ def test_inject_refuses_a_value_tagged_by_several_calls():
         px.inject(CalledTwice(), {}, x, {"s/h": jnp.zeros(2)})
 
 
+class Sown(nn.Module):
+    """Tags ``h`` and also sows it, as plain Flax code does, as ``feature``."""
+
+    @nn.compact
+    def __call__(self, x):
+        h = nn.Dense(3)(x)
+        self.sow("intermediates", "feature", h)
+        return jnp.sum(jnp.tanh(px.tag(self, "h", h)) ** 2)
+
+
+@pytest.mark.parametrize("transform", ["inject", "grad_of"])
+def test_a_value_flax_sowed_is_probed_but_refused_by_inject_and_grad_of(transform):
+    # sow writes to the same collection; neither transform can reach such a value, so
+    # they returned the output unchanged and a zero gradient
+    variables = Sown().init(jax.random.key(0), X)
+    assert set(px.probe(Sown(), variables, X)[1]) == {"feature", "h"}
+    run = {
+        "inject": lambda sel: px.inject(Sown(), variables, X, {sel: jnp.zeros((2, 3))}),
+        "grad_of": lambda sel: px.grad_of(lambda y: y, Sown(), variables, X, wrt=sel)[1],
+    }[transform]
+    with pytest.raises(px.SelectorError, match=r"'feature' in 'intermediates', which Flax's sow"):
+        run("feature")
+    assert set(px.grad_of(lambda y: y, Sown(), variables, X, wrt="**")[1]) == {"h"}
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_grad_of_equals_gradient_through_injection(kind):
     """Two mechanisms, perturbation and injection, give one gradient."""
