@@ -69,7 +69,8 @@ class ModuleBlurb:
       variables: ``{collection: {name: ArraySpec}}`` of the module's own variables in
         every persistent collection (``params``, ``batch_stats``, ``knobs``...).
       outputs: ``{key path: ArraySpec}`` of the output of its first ``__call__``
-        (``""`` when the output is one array); empty when never called. A module whose
+        (``""`` when the output is one array); empty when never called. The top
+        module's is the output of ``model.apply`` (of the ``method=`` it was given). A module whose
         class sets ``blurb_sums_calls`` (a graph model's group, called once per node)
         is one whole made in parts: its last call's output, and ``flops`` and
         ``latency_s`` summed over its calls.
@@ -232,6 +233,14 @@ def _measure(
     return (_flop_count(compiled) if flops else None), seconds
 
 
+def _output_specs(out: Any) -> dict[str, ArraySpec]:
+    """``{key path: ArraySpec}`` of each leaf of ``out`` (``""`` when it is one array)."""
+    return {
+        jax.tree_util.keystr(key): ArraySpec.of(leaf)
+        for key, leaf in jax.tree_util.tree_leaves_with_path(out)
+    }
+
+
 @dataclasses.dataclass(frozen=True)
 class _Call:
     """What a module's first ``__call__`` saw: enough to compile the module on its own."""
@@ -247,16 +256,12 @@ class _Call:
         cls, module: nn.Module, args: Any, kwargs: Any, out: Any, persistent: set[str]
     ) -> "_Call":
         own = {c: tree for c, tree in module.variables.items() if c in persistent}
-        outputs = {
-            jax.tree_util.keystr(key): ArraySpec.of(leaf)
-            for key, leaf in jax.tree_util.tree_leaves_with_path(out)
-        }
         return cls(
             module.clone(parent=None),
             type(module).__name__,
             _abstract(own),
             _abstract((args, kwargs)),
-            outputs,
+            _output_specs(out),
         )
 
     def measure(
@@ -298,14 +303,15 @@ def _notes(recorded: dict[str, Any], constants: dict[str, Any]) -> dict[str, Any
 
 def _capture(
     model: nn.Module, variables: Mapping[str, Any], x: Any, **apply_kwargs: Any
-) -> tuple[dict[str, list[_Call]], dict[str, dict[str, dict[str, Json]]]]:
+) -> tuple[dict[str, list[_Call]], dict[str, dict[str, dict[str, Json]]], dict[str, ArraySpec]]:
     """Runs the model once, jitted, recording every module's first ``__call__`` (every
     call of a module whose class sets ``blurb_sums_calls``).
 
     Returns:
       ``({path: [_Call]}`` in the order the first calls began, ``{module path: {kind:
-      {name: value}}})`` with the kinds ``notes``, ``aux_losses``, ``path_weights`` and
-      ``knobs``.
+      {name: value}}}`` with the kinds ``notes``, ``aux_losses``, ``path_weights`` and
+      ``knobs``, the specs of the model's output``)``: the output of ``model.apply``, the
+      method it runs on the top module ``__call__`` or another (``method=``).
     """
     persistent = set(variables)
     entered: dict[str, None] = {}
@@ -322,12 +328,14 @@ def _capture(
             calls.setdefault(path, []).append(call)
         return out
 
-    def run(variables: Mapping[str, Any], x: Any) -> dict[str, Any]:
+    def run(variables: Mapping[str, Any], x: Any) -> tuple[Any, dict[str, ArraySpec]]:
         collect = [BLURB, AUX_LOSS, PATH_WEIGHTS]
-        return apply_collecting(model, variables, x, collect=collect, **apply_kwargs)[1]
+        out, collected = apply_collecting(model, variables, x, collect=collect, **apply_kwargs)
+        paired = apply_kwargs.get("mutable", False) is not False  # as model.apply pairs it
+        return collected, _output_specs(out[0] if paired else out)
 
     with nn.intercept_methods(intercept), _declarations() as declared, constant_notes() as notes:
-        collected = jit_keeping_constants(run, variables, x)
+        collected, outputs = jit_keeping_constants(run, variables, x)
     # A default made by jax is a tracer here: init computes it (once, for all of them).
     made_by_jax = any(isinstance(knob.default, jax.core.Tracer) for knob in declared.values())
     defaults = knobs(model, x, **init_kwargs(apply_kwargs)) if made_by_jax else {}
@@ -349,7 +357,7 @@ def _capture(
         recorded.setdefault(module, {}).setdefault("knobs", {})[leaf] = KnobValue(
             _plain(knob_values.get(path, default)), default, knob.doc
         )
-    return {path: calls[path] for path in entered if path in calls}, recorded
+    return {path: calls[path] for path in entered if path in calls}, recorded, outputs
 
 
 def blurb(
@@ -394,7 +402,7 @@ def blurb(
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}.")
     mutable = apply_kwargs.pop("mutable", _state_collections(variables))
-    calls, recorded = _capture(model, variables, x, mutable=mutable, **apply_kwargs)
+    calls, recorded, outputs = _capture(model, variables, x, mutable=mutable, **apply_kwargs)
     measured: dict[str, tuple[float | None, float | None]] = {}
     if flops or measure_latency:
         whole = lambda v, x: model.apply(v, x, mutable=mutable, **apply_kwargs)
@@ -428,11 +436,11 @@ def blurb(
         extra = recorded.get(path, {})
         return ModuleBlurb(
             path=path,
-            type=call.type if call else "",
+            type=type(model).__name__ if not path else call.type if call else "",
             own_params=own_params,
             params=own_params + sum(child.params for child in children),
             variables=own,
-            outputs=call.outputs if call else {},
+            outputs=outputs if not path else call.outputs if call else {},
             flops=measured.get(path, (None, None))[0],
             latency_s=measured.get(path, (None, None))[1],
             knobs=extra.get("knobs", {}),

@@ -149,6 +149,31 @@ def test_switched_off_measurements_are_none():
         blurb(Block(), {}, x, repeats=0)
 
 
+class AutoEncoder(nn.Module):
+    def setup(self):
+        self.encoder = nn.Dense(2)
+        self.decoder = nn.Dense(3)
+
+    def encode(self, x):
+        return self.encoder(x)
+
+    def __call__(self, x):
+        return self.decoder(self.encode(x))
+
+
+def test_the_top_module_run_by_another_method_gets_its_type_and_output():
+    # the top module's row came from its __call__ alone: "-" for both under method=
+    x = jnp.ones((BATCH, 3))
+    variables = AutoEncoder().init(jax.random.key(0), x)
+    summary = blurb(AutoEncoder(), variables, x, flops=False, measure_latency=False,
+                    method="encode")  # fmt: skip
+    assert summary.root.type == "AutoEncoder"
+    assert summary.root.outputs == {"": ArraySpec((BATCH, 2), "float32")}
+    assert summary["decoder"].outputs == {}  # not called by encode
+    full = blurb(AutoEncoder(), variables, x, flops=False, measure_latency=False)
+    assert full.root.outputs == {"": ArraySpec((BATCH, 3), "float32")}
+
+
 class Weighted(nn.Module):
     @nn.compact
     def __call__(self, x):
