@@ -1,7 +1,7 @@
 """``model.apply`` with extra collections made mutable and handed back separately, and
 `jit_keeping_constants` (a jitted call whose output may hold Python values)."""
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -10,7 +10,7 @@ import jax
 from phosjax.core._collections import INTERMEDIATES
 from phosjax.core._paths import flatten
 from phosjax.core._selectors import SelectorError, select
-from phosjax.core._tags import tagged_paths
+from phosjax.core._tags import tags_seen
 
 Mutable = bool | str | Sequence[str]
 
@@ -103,8 +103,9 @@ def tag_call_shapes(
       >>> {path: len(shapes) for path, shapes in calls.items()}, sown
       ({'pair': 1}, ['sown'])
     """
-    with tagged_paths() as tagged:
+    with tags_seen() as seen:
         flat = flatten(_recorded_shapes(model, variables, *args, **kwargs), unwrap=False)
+    tagged = seen.get(INTERMEDIATES, {})
     return {p: c for p, c in flat.items() if p in tagged}, [p for p in flat if p not in tagged]
 
 
@@ -125,6 +126,34 @@ def select_tags(tags: Mapping[str, Any], sown: Sequence[str], selector: str) -> 
             "differentiated with respect to."
         )
     return found or select(tags, selector, what="tagged value")  # raises, naming the nearest
+
+
+def apply_reaching_tags(
+    model: nn.Module,
+    variables: Mapping[str, Any],
+    *args: Any,
+    collection: str,
+    paths: Iterable[str],
+    **kwargs: Any,
+) -> Any:
+    """`apply_collecting` (``kwargs`` hold ``collect=``), raising unless every one of
+    ``paths`` in ``collection`` (``injections`` or ``perturbations``) reached its tag.
+
+    Raises:
+      ValueError: a path's entry never reached its tag: a lifted transform (nn.scan,
+        nn.vmap...) whose ``variable_axes`` omit ``collection`` dropped it, silently.
+    """
+    with tags_seen() as seen:
+        result = apply_collecting(model, variables, *args, **kwargs)
+    missed = [p for p in paths if p not in seen.get(collection, {})]
+    if missed:
+        raise ValueError(
+            f"The {collection!r} entry for {missed[0]!r} never reached its tag: a lifted "
+            f"transform (nn.scan, nn.vmap...) whose variable_axes omit {collection!r} dropped "
+            "it, though it kept the tagged value in 'intermediates'. Give it "
+            "variable_axes=px.scan_axes(params=0), which lists all of phosjax's collections."
+        )
+    return result
 
 
 def jit_keeping_constants(fn: Callable[..., Any], *args: Any) -> Any:

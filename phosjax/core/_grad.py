@@ -7,7 +7,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from phosjax.core._apply import apply_collecting, select_tags, tag_call_shapes
+from phosjax.core._apply import apply_reaching_tags, select_tags, tag_call_shapes
 from phosjax.core._collections import INTERMEDIATES, PERTURBATIONS
 from phosjax.core._paths import unflatten
 
@@ -107,6 +107,13 @@ def grad_of(
       a module tagged the value in several calls, it is a tuple with one gradient per
       call, as `probe` returns the values.
 
+    Raises:
+      SelectorError: a selector matches no tagged value (see `perturbations`).
+      TypeError: a selected value is not floating point.
+      ValueError: a perturbation never reached its tag: a lifted transform, such as
+        nn.scan, whose ``variable_axes`` omit ``perturbations`` dropped it, though it kept
+        the tagged value (`scan_axes` lists all of phosjax's collections).
+
     Examples:
       >>> import flax.linen as nn, jax.numpy as jnp, phosjax as px
       >>> class Square(nn.Module):
@@ -122,7 +129,15 @@ def grad_of(
     def run(flat: dict[str, Any]) -> Any:
         perturbed = {**variables, PERTURBATIONS: unflatten(flat)}
         # Tags count their calls in ``intermediates``, so each call takes its own zeros.
-        out, _ = apply_collecting(model, perturbed, x, collect=[INTERMEDIATES], **kwargs)
+        out, _ = apply_reaching_tags(
+            model,
+            perturbed,
+            x,
+            collection=PERTURBATIONS,
+            paths=flat,
+            collect=[INTERMEDIATES],
+            **kwargs,
+        )
         return fn(out)
 
     return jax.value_and_grad(run, has_aux=has_aux)(zeros)

@@ -7,7 +7,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from phosjax.core._apply import select_tags, tag_call_shapes
+from phosjax.core._apply import apply_reaching_tags, select_tags, tag_call_shapes
 from phosjax.core._collections import INJECTIONS
 from phosjax.core._paths import unflatten
 
@@ -39,13 +39,23 @@ def injections(
       >>> Double().apply({"injections": tree}, jnp.ones(2)).tolist()
       [10.0, 12.0]
     """
+    return unflatten(_flat_injections(model, variables, x, values, **kwargs))
+
+
+def _flat_injections(
+    model: nn.Module,
+    variables: Mapping[str, Any],
+    x: Any,
+    values: Mapping[str, Any],
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """`injections` as ``{path: value}``, unnested, so pytree values stay whole."""
     calls, sown = tag_call_shapes(model, variables, x, **kwargs)
-    flat = {
+    return {
         path: _checked(path, value, calls[path])
         for selector, value in values.items()
         for path in select_tags(calls, sown, selector)
     }
-    return unflatten(flat)
 
 
 def _checked(path: str, value: Any, calls: tuple[Any, ...]) -> Any:
@@ -102,7 +112,9 @@ def inject(
     Raises:
       SelectorError: a selector matches no tagged value (one that Flax's ``sow`` stored
         in ``intermediates``, not `tag`, cannot be reached: the message says so).
-      ValueError: a value of the wrong structure, shape or dtype (the path and both named).
+      ValueError: a value of the wrong structure, shape or dtype (the path and both named),
+        or one that never reached its tag (a lifted transform, such as nn.scan, whose
+        ``variable_axes`` omit ``injections`` dropped it; `scan_axes` lists them all).
 
     Examples:
       >>> import flax.linen as nn, jax.numpy as jnp, phosjax as px
@@ -113,5 +125,8 @@ def inject(
       >>> px.inject(Double(), {}, jnp.ones(2), {"h": jnp.array([5.0, 6.0])}).tolist()
       [10.0, 12.0]
     """
-    tree = injections(model, variables, x, values, **kwargs)
-    return model.apply({**variables, INJECTIONS: tree}, x, **kwargs)
+    flat = _flat_injections(model, variables, x, values, **kwargs)
+    injected = {**variables, INJECTIONS: unflatten(flat)}
+    return apply_reaching_tags(
+        model, injected, x, collection=INJECTIONS, paths=flat, collect=[], **kwargs
+    )[0]

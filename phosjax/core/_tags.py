@@ -19,17 +19,26 @@ from phosjax.core._path_weights import count_aux_loss, current_path_weight, scal
 from phosjax.core._paths import check_path, module_path
 from phosjax.core._record import collecting, record
 
-_TAGGED: contextvars.ContextVar[dict[str, None] | None] = contextvars.ContextVar(
-    "phosjax_tagged", default=None
+_SEEN: contextvars.ContextVar[dict[str, dict[str, None]] | None] = contextvars.ContextVar(
+    "phosjax_tags_seen", default=None
 )
 
 
-def tagged_paths() -> contextlib.AbstractContextManager[dict[str, None]]:
-    """Within it, the path of every value `tag` records is kept (as the keys of the dict
-    yielded), so the values of ``intermediates`` that `tag` made can be told from those
-    Flax's ``sow`` (or ``capture_intermediates``) put there, which `inject` and `grad_of`
-    cannot reach."""
-    return collecting(_TAGGED)
+def tags_seen() -> contextlib.AbstractContextManager[dict[str, dict[str, None]]]:
+    """Within it, `tag` keeps the path of each value it records (under ``intermediates``
+    in the dict yielded), replaces (``injections``) or perturbs (``perturbations``).
+
+    So the values of ``intermediates`` that `tag` made can be told from those Flax's
+    ``sow`` put there, and an injection or perturbation that never reached its tag (a
+    lifted transform's ``variable_axes`` dropped it) can be told from one that did.
+    """
+    return collecting(_SEEN)
+
+
+def _seen(collection: str, module: nn.Module, name: str) -> None:
+    seen = _SEEN.get()
+    if seen is not None:
+        seen.setdefault(collection, {}).setdefault(module_path(module, name))
 
 
 def tag(module: nn.Module, name: str, value: Any) -> Any:
@@ -60,12 +69,12 @@ def tag(module: nn.Module, name: str, value: Any) -> Any:
     check_path(module, name, "tag")
     if module.has_variable(INJECTIONS, name):
         value = module.get_variable(INJECTIONS, name)
+        _seen(INJECTIONS, module, name)
     if module.has_variable(PERTURBATIONS, name):
         value = jax.tree.map(jnp.add, value, _this_calls_perturbation(module, name, value))
+        _seen(PERTURBATIONS, module, name)
     record(module, INTERMEDIATES, name, value)
-    tagged = _TAGGED.get()
-    if tagged is not None:
-        tagged.setdefault(module_path(module, name))
+    _seen(INTERMEDIATES, module, name)
     return value
 
 

@@ -461,6 +461,34 @@ def test_a_scan_that_drops_phosjax_s_collections_is_named_in_the_selector_error(
         px.tweak(model, variables, x, {"**/T": 2.0})
 
 
+@pytest.mark.parametrize("transform", ["inject", "grad_of"])
+def test_a_scan_that_keeps_intermediates_but_drops_the_transform_s_collection_is_an_error(
+    transform,
+):
+    # Flax's own idiom: probe sees the tags, but the injection or perturbation was
+    # dropped on the way in: the output came back unchanged, the gradient zero
+    class KeepsIntermediates(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            axes = {"params": 0, "intermediates": 0, "knobs": 0}
+            scanned = nn.scan(ScanBlock, variable_axes=axes, split_rngs={"params": True},
+                              length=DEPTH)  # fmt: skip
+            return jnp.sum(scanned(name="blocks")(x, None)[0] ** 2)
+
+    model, x = KeepsIntermediates(), jnp.ones((2, WIDTH))
+    variables = model.init(jax.random.key(0), x)
+    path = "blocks/Block_0/pre_act"
+    assert set(px.probe(model, variables, x)[1]) == {path, "blocks/Block_0/out"}
+    run = {
+        "inject": lambda: px.inject(model, variables, x, {path: jnp.zeros((DEPTH, 2, WIDTH))}),
+        "grad_of": lambda: px.grad_of(lambda y: y, model, variables, x, wrt=path),
+    }[transform]
+    collection = {"inject": "injections", "grad_of": "perturbations"}[transform]
+    match = rf"'{collection}' entry for '{path}' never reached its tag: .*scan_axes"
+    with pytest.raises(ValueError, match=match):
+        run()
+
+
 def test_tweak_under_scan_without_knob_collection_uses_stacked_defaults():
     model, variables = Stack("scan"), init("scan")
     params_only = {"params": variables["params"]}
