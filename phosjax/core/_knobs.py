@@ -211,9 +211,9 @@ def _refill(path: str, stored: jax.Array, value: Any) -> jax.Array:
         )
     if not isinstance(value, jax.core.Tracer) and not holds_exactly(stored.dtype, value):
         raise ValueError(f"{cannot_hold} {value}; give a whole number in its range.")
-    if not jnp.issubdtype(stored.dtype, jnp.inexact):  # checked above: cast explicitly
-        value = value.astype(stored.dtype)
-    return stored.at[...].set(value)
+    # cast explicitly (an integer value was checked above), so that a float32 value sets a
+    # bfloat16 knob even where the caller's dtype promotion is strict
+    return stored.at[...].set(value.astype(stored.dtype))
 
 
 def holds_exactly(dtype: Any, value: Any) -> bool:

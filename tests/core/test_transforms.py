@@ -292,6 +292,16 @@ def test_setting_a_knob_keeps_its_weak_type_so_bfloat16_stays_bfloat16():
     assert px.tweak(model, params_only, X, {"T": 1.0}).dtype == jnp.bfloat16
 
 
+@pytest.mark.parametrize("promotion", ["standard", "strict"])
+def test_a_bfloat16_knob_takes_a_float32_array(promotion):
+    # set by an implicit scatter cast: a FutureWarning ("will result in an error"), and
+    # an error where dtype promotion is strict
+    variables = {"knobs": {"T": jnp.array(1.0, jnp.bfloat16)}}
+    with jax.numpy_dtype_promotion(promotion):
+        knob = px.set_knobs(variables, {"T": jnp.float32(2.5)})["knobs"]["T"]
+    assert knob.dtype == jnp.bfloat16 and float(knob) == 2.5
+
+
 def test_a_knob_value_of_the_wrong_shape_or_type_names_the_knob():
     variables = {"knobs": {"block": {"gain": jnp.ones(3)}}}
     np.testing.assert_array_equal(
