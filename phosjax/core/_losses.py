@@ -45,7 +45,9 @@ def regularize(
     total = jnp.zeros(())
     for record in select_items(flat, selector, what=what).values():
         for value in record if isinstance(record, tuple) else (record,):
-            total = total + fn(value)
+            term = fn(value)
+            with jax.numpy_dtype_promotion("standard"):  # float32 + bfloat16, even if strict
+                total = total + term
     return total
 
 
@@ -72,6 +74,7 @@ def aux_total(aux: Mapping[str, Any]) -> tuple[jax.Array, dict[str, jax.Array]]:
     for path, record in flatten(aux, unwrap=False).items():
         name = path.rsplit(SEP, 1)[-1]
         for value in record if isinstance(record, tuple) else (record,):
-            by_name[name] = by_name.get(name, jnp.zeros(())) + jnp.sum(value)
+            with jax.numpy_dtype_promotion("standard"):  # float32 + bfloat16, even if strict
+                by_name[name] = by_name.get(name, jnp.zeros(())) + jnp.sum(value)
     total = sum(by_name.values(), jnp.zeros(()))
     return total, by_name

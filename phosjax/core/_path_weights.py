@@ -154,7 +154,8 @@ def scale_by_path_weight(value: jax.Array, weight: jax.Array, what: str) -> jax.
                 f"batch, shape ({weight.shape[0]}, ...)."
             )
         weight = weight.reshape(weight.shape + (1,) * (value.ndim - weight.ndim))
-    return value * weight
+    with jax.numpy_dtype_promotion("standard"):  # a bfloat16 loss, a float32 weight: float32
+        return value * weight
 
 
 @contextlib.contextmanager
@@ -198,7 +199,8 @@ def path_weight(module: nn.Module, name: str, weight: Any) -> Iterator[jax.Array
         )
     record(module, PATH_WEIGHTS, name, jnp.mean(weight))
     outer = _CURRENT.get()
-    combined = weight if outer is None else _readable(outer) * weight  # scalar or (B,)
+    with jax.numpy_dtype_promotion("standard"):  # even where the caller's is strict
+        combined = weight if outer is None else _readable(outer) * weight  # scalar or (B,)
     scope = f"{name!r} in {'/'.join(module.path) or 'the top module'}"
     checked = module.is_mutable_collection(AUX_LOSS) and not module.is_initializing()
     before = _recorded_aux_losses(module) if checked else 0

@@ -160,6 +160,31 @@ def test_a_module_name_holding_the_path_separator_is_refused(what):
         Net().init(jax.random.key(0), jnp.ones(2))
 
 
+class Bf16Losses(nn.Module):
+    """A bfloat16 aux loss outside any scope and inside two (float32 and bfloat16)."""
+
+    @nn.compact
+    def __call__(self, x):
+        px.aux_loss(self, "outside", jnp.mean(x))
+        with px.path_weight(self, "outer", 0.5), px.path_weight(self, "inner", x[:, 0]):
+            px.aux_loss(self, "inside", jnp.mean(x, axis=-1))
+        return x
+
+
+@pytest.mark.parametrize("promotion", ["standard", "strict"])
+def test_bfloat16_losses_and_activations_add_up_under_strict_dtype_promotion(promotion):
+    # Equinox-style strict promotion: float32 weights times a bfloat16 loss raised
+    x = jnp.array([[1.0, 3.0], [0.5, 0.5]], jnp.bfloat16)
+    with jax.numpy_dtype_promotion(promotion):
+        _, state = Bf16Losses().apply({}, x, mutable=["aux_loss"])
+        total, by_name = px.aux_total(state["aux_loss"])
+        penalty = px.regularize({"a": x, "b": (x, x)}, "*", lambda h: jnp.abs(h).mean())
+    assert float(by_name["outside"]) == 1.25
+    assert float(by_name["inside"]) == pytest.approx(0.5 * (1.0 * 2.0 + 0.5 * 0.5) / 2)
+    assert float(total) == pytest.approx(1.25 + 0.5625)
+    assert float(penalty) == 3 * 1.25
+
+
 def test_path_weight_rejects_matrices():
     class Bad(nn.Module):
         @nn.compact
