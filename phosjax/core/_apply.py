@@ -77,8 +77,17 @@ def tag_shapes(
       >>> x = jnp.ones((4, 5)); variables = Net().init(jax.random.key(0), x)
       >>> jax.tree.map(lambda s: s.shape, tag_shapes(Net(), variables, x))
       {'hidden': (4, 3), 'pair': ((4, 3), (4,))}
+      >>> class Sows(nn.Module):  # a value Flax's sow stored is no tag
+      ...     @nn.compact
+      ...     def __call__(self, x):
+      ...         self.sow("intermediates", "sown", x)
+      ...         return px.tag(self, "tagged", x)
+      >>> list(tag_shapes(Sows(), {}, x))
+      ['tagged']
     """
-    return flatten(_recorded_shapes(model, variables, *args, **kwargs))
+    with tags_seen() as seen:
+        flat = flatten(_recorded_shapes(model, variables, *args, **kwargs))
+    return {path: shape for path, shape in flat.items() if path in seen.get(INTERMEDIATES, {})}
 
 
 def tag_call_shapes(

@@ -395,6 +395,15 @@ class Sown(nn.Module):
         return jnp.sum(jnp.tanh(px.tag(self, "h", h)) ** 2)
 
 
+def test_tag_shapes_lists_the_tags_not_what_flax_sowed():
+    # its shapes are what inject takes: a sown value among them is refused there
+    variables = Sown().init(jax.random.key(0), X)
+    shapes = px.core.tag_shapes(Sown(), variables, X)
+    assert set(shapes) == {"h"}
+    zeros = {path: jnp.zeros(s.shape, s.dtype) for path, s in shapes.items()}
+    assert float(px.inject(Sown(), variables, X, zeros)) == 0.0
+
+
 @pytest.mark.parametrize("transform", ["inject", "grad_of"])
 def test_a_value_flax_sowed_is_probed_but_refused_by_inject_and_grad_of(transform):
     # sow writes to the same collection; neither transform can reach such a value, so
