@@ -58,6 +58,13 @@ def _recorded_shapes(
     return jax.eval_shape(run, variables)[INTERMEDIATES]
 
 
+def _is_tag(path: str, seen: Mapping[str, Mapping[str, None]]) -> bool:
+    """Whether `tag` recorded the value at ``path`` in ``intermediates``, as `tags_seen`
+    saw it; when it saw no tag run at all, every value counts: a trace that `nn.jit`
+    cached from an earlier call runs no Python, so no tag is seen there."""
+    return not seen or path in seen.get(INTERMEDIATES, {})
+
+
 def tag_shapes(
     model: nn.Module, variables: Mapping[str, Any], *args: Any, **kwargs: Any
 ) -> dict[str, Any]:
@@ -87,7 +94,7 @@ def tag_shapes(
     """
     with tags_seen() as seen:
         flat = flatten(_recorded_shapes(model, variables, *args, **kwargs))
-    return {path: shape for path, shape in flat.items() if path in seen.get(INTERMEDIATES, {})}
+    return {path: shape for path, shape in flat.items() if _is_tag(path, seen)}
 
 
 def tag_call_shapes(
@@ -114,8 +121,9 @@ def tag_call_shapes(
     """
     with tags_seen() as seen:
         flat = flatten(_recorded_shapes(model, variables, *args, **kwargs), unwrap=False)
-    tagged = seen.get(INTERMEDIATES, {})
-    return {p: c for p, c in flat.items() if p in tagged}, [p for p in flat if p not in tagged]
+    return {p: c for p, c in flat.items() if _is_tag(p, seen)}, [
+        p for p in flat if not _is_tag(p, seen)
+    ]
 
 
 def select_tags(tags: Mapping[str, Any], sown: Sequence[str], selector: str) -> list[str]:
@@ -154,7 +162,7 @@ def apply_reaching_tags(
     """
     with tags_seen() as seen:
         result = apply_collecting(model, variables, *args, **kwargs)
-    missed = [p for p in paths if p not in seen.get(collection, {})]
+    missed = [p for p in paths if seen and p not in seen.get(collection, {})]
     if missed:
         raise ValueError(
             f"The {collection!r} entry for {missed[0]!r} never reached its tag: a lifted "

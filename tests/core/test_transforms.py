@@ -395,6 +395,20 @@ class Sown(nn.Module):
         return jnp.sum(jnp.tanh(px.tag(self, "h", h)) ** 2)
 
 
+def test_a_model_under_nn_jit_is_probed_injected_and_differentiated_again_and_again():
+    # nn.jit reuses its trace from an earlier call with the same mutable collections:
+    # no tag runs in Python there, so none is seen (it must not read as sown or missed)
+    model = nn.jit(Sown)()
+    variables = model.init(jax.random.key(0), X)
+    for _ in range(2):
+        found = px.probe(model, variables, X)[1]
+        assert set(found) == {"feature", "h"}
+        grads = px.grad_of(lambda y: y, model, variables, X, wrt="h")[1]
+        via_inject = jax.grad(lambda h: px.inject(model, variables, X, {"h": h}))(found["h"])
+        np.testing.assert_allclose(grads["h"], via_inject, rtol=1e-6)
+        assert float(jnp.max(jnp.abs(via_inject))) > 0
+
+
 def test_tag_shapes_lists_the_tags_not_what_flax_sowed():
     # its shapes are what inject takes: a sown value among them is refused there
     variables = Sown().init(jax.random.key(0), X)
