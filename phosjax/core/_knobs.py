@@ -101,9 +101,13 @@ def _trace_init(
 
     declared: dict[str, Knob] = {}
     shapes = flatten(jax.eval_shape(run))
-    if any(isinstance(knob.default, jax.core.Tracer) for knob in declared.values()):
+    made_by_jax = any(isinstance(knob.default, jax.core.Tracer) for knob in declared.values())
+    if made_by_jax or not set(shapes) <= set(declared):
         stored = flatten(jax.jit(run)())  # the rest of init is dead code
         declared = {path: _read_default(knob, stored[path]) for path, knob in declared.items()}
+        # a knob stored but not declared: nn.jit reused an earlier trace of init, which
+        # runs no Python; its default is what init stores, its doc unknown
+        declared.update({p: Knob(p, stored[p], "") for p in shapes if p not in declared})
     return declared, shapes
 
 

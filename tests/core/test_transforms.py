@@ -249,6 +249,22 @@ def test_knobs_lists_path_default_doc():
     assert list(px.knobs(Stack("scan"), X)) == ["blocks/Block_0/T"]
 
 
+def test_knobs_of_a_model_under_nn_jit_are_found_after_its_init():
+    # nn.jit reuses the trace of init: no knob is declared in Python, and tweak on
+    # params alone raised a bare KeyError
+    class Gain(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return x * px.knob(self, "gain", 2.0, doc="output gain")
+
+    model = nn.jit(Gain)()
+    variables = model.init(jax.random.key(0), X)
+    assert list(px.knobs(model, X)) == ["gain"]
+    assert float(px.knobs(model, X)["gain"].default) == 2.0
+    np.testing.assert_allclose(px.tweak(model, {}, X, {"gain": 3.0}), 3.0 * X)
+    np.testing.assert_allclose(px.tweak(model, variables, X, {"gain": 3.0}), 3.0 * X)
+
+
 def test_knob_can_be_vmapped_as_a_grid_axis():
     model, variables = Stack(), init("plain")
     temperatures = jnp.array([0.5, 1.0, 4.0])
