@@ -277,7 +277,8 @@ def register_model(
     Raises:
       ValueError: ``name`` is taken, or the arguments do not make a model (checked
         here, by resolving a config with the defaults; ``name`` is then left free).
-      TypeError: ``block``, ``stem`` or ``build`` is not callable.
+      TypeError: ``name`` is not a non-empty string, or ``block``, ``stem`` or
+        ``build`` is not callable.
 
     Examples:
       >>> import flax.linen as nn
@@ -294,6 +295,8 @@ def register_model(
       Traceback (most recent call last):
       ValueError: register_model('doc_blockless', ...): ... has no blocks: depth must be 0, got 1
     """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"register_model: name must be a non-empty string, got {name!r}")
     if name in _REGISTRY:
         raise ValueError(
             f"model {name!r} is already registered (by {_REGISTRY[name].module}); "

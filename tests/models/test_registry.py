@@ -91,6 +91,14 @@ def test_defaults_that_do_not_make_a_model_are_refused_and_leave_the_name_free(
     assert ModelConfig("bad", num_classes=2, input_shape=(3,)).resolved().width == (2,)
 
 
+@pytest.mark.parametrize("name", ["", 3, None])
+def test_a_name_that_is_not_a_non_empty_string_is_refused(registry, name):
+    with pytest.raises(TypeError, match=r"^register_model: name must be a non-empty string"):
+        register_model(name, Doubling)
+    assert registered_models() == sorted(registered_models())  # still lists (3 broke sorting)
+    assert name not in registry
+
+
 @pytest.mark.parametrize("argument", ["block", "stem", "build"])
 def test_a_block_stem_or_build_that_is_not_callable_is_refused(registry, argument):
     with pytest.raises(TypeError, match=rf"^register_model\('bad', \.\.\.\): {argument} must be"):
