@@ -278,7 +278,7 @@ def register_model(
       ValueError: ``name`` is taken, or the arguments do not make a model (checked
         here, by resolving a config with the defaults; ``name`` is then left free).
       TypeError: ``name`` is not a non-empty string, or ``block``, ``stem`` or
-        ``build`` is not callable.
+        ``build`` is not callable or is a module instance (give its class).
 
     Examples:
       >>> import flax.linen as nn
@@ -309,6 +309,12 @@ def register_model(
             raise TypeError(
                 f"register_model({name!r}, ...): {argument} must be a Flax module class or "
                 f"a function that makes a module, got {value!r}"
+            )
+        if isinstance(value, nn.Module):  # callable, but calling it runs the module
+            raise TypeError(
+                f"register_model({name!r}, ...): {argument} must be a Flax module class or "
+                f"a function that makes a module, got an instance of {type(value).__name__}; "
+                f"pass the class {type(value).__name__} (its fields can be config options)"
             )
     kinds = (input_kinds,) if isinstance(input_kinds, str) else input_kinds
     for kind in kinds or ():

@@ -106,6 +106,16 @@ def test_a_block_stem_or_build_that_is_not_callable_is_refused(registry, argumen
     assert "bad" not in registered_models()
 
 
+@pytest.mark.parametrize("argument", ["block", "stem"])
+def test_a_module_instance_instead_of_its_class_is_refused(registry, argument):
+    # calling an instance runs it: the model failed at init with an unbound-module error
+    with pytest.raises(
+        TypeError, match=rf"{argument} must be .* got an instance of Dense; pass the class Dense "
+    ):
+        register_model("bad", **{argument: nn.Dense(4)}, width=4)
+    assert "bad" not in registered_models()
+
+
 def test_one_input_kind_may_be_a_string(registry):
     assert register_model("one_kind", Doubling, input_kinds="sequence").input_kinds == ("sequence",)
     with pytest.raises(ValueError, match=r"input kind 'vectors' is not one of \('vector'"):
