@@ -168,9 +168,11 @@ class ModelSpec:
             _check_stage_widths(self.block, widths, where)
         unknown = sorted(set(dict(config.options)) - self.accepted_options())
         if unknown:
-            raise ValueError(
-                f"{where} has no option(s) {unknown}; it takes {sorted(self.accepted_options())}"
-            )
+            accepted = sorted(self.accepted_options())
+            near = {word: nearest_names(word, accepted) for word in unknown}
+            hints = [f"{n} for {w!r}" if len(unknown) > 1 else n for w, n in near.items() if n]
+            hint = f". Did you mean {', '.join(hints)}?" if hints else ""
+            raise ValueError(f"{where} has no option(s) {unknown}; it takes {accepted}{hint}")
         defaults = {**(FRAME_OPTIONS if self.build is None else {}), **dict(self.options)}
         options = {**defaults, **dict(config.options)}
         _check_counts(defaults, dict(config.options), where)

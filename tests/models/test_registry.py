@@ -231,6 +231,23 @@ def test_unknown_options_list_the_accepted_ones():
 
 
 @pytest.mark.parametrize(
+    ("options", "hint"),
+    [
+        ({"dropuot": 0.1}, r"\]\. Did you mean 'dropout'\?$"),
+        (
+            {"strid": 1, "kernel": 5},
+            r"\]\. Did you mean 'kernel_size' for 'kernel', 'stride' for 'strid'\?$",
+        ),
+        ({"zzz": 1}, r"'stride'\]$"),
+    ],
+)
+def test_a_misspelt_option_gets_a_did_you_mean(options, hint):
+    config = ModelConfig("cnn1d", num_classes=2, input_shape=(40,), options=options)
+    with pytest.raises(ValueError, match=hint):
+        config.resolved()
+
+
+@pytest.mark.parametrize(
     ("model", "option", "value"),
     [("cnn1d", "kernel_size", 0), ("cnn1d", "stride", 1.5), ("transformer", "num_heads", True)],
 )
