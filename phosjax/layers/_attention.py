@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core import tag
-from phosjax.layers._common import checked_size, compute_dtype
+from phosjax.layers._common import checked_rate, checked_size, compute_dtype
 
 
 def _entropy(weights: jax.Array, log_weights: jax.Array) -> jax.Array:
@@ -58,6 +58,7 @@ class MultiHeadSelfAttention(nn.Module):
             raise ValueError(f"Self-attention needs inputs (..., L, C), got shape {x.shape}.")
         features, length = x.shape[-1], x.shape[-2]
         checked_size(self, "num_heads")
+        checked_rate(self, "dropout_rate")
         if features % self.num_heads:
             raise ValueError(
                 f"Self-attention input width {features} must be divisible by "
@@ -123,7 +124,7 @@ class TransformerBlock(nn.Module):
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         features = x.shape[-1]
         dtype = compute_dtype(self.dtype, x)
-        dropout = nn.Dropout(self.dropout_rate, deterministic=not train)
+        dropout = nn.Dropout(checked_rate(self, "dropout_rate"), deterministic=not train)
         h = nn.LayerNorm(dtype=dtype, param_dtype=self.param_dtype, name="attention_norm")(x)
         h = MultiHeadSelfAttention(
             self.num_heads,

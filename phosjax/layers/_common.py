@@ -185,6 +185,19 @@ def checked_size(module: nn.Module, name: str, default: int | None = None) -> in
     return int(size)
 
 
+def checked_rate(module: nn.Module, name: str) -> float:
+    """``module``'s rate attribute ``name`` (a dropout rate).
+
+    Raises:
+      ValueError: naming the attribute when it is no number in ``[0, 1)`` (Flax's
+        `Dropout` takes a rate of 1 or more, or a negative one, without a word).
+    """
+    rate = getattr(module, name)
+    if not isinstance(rate, numbers.Real) or isinstance(rate, bool) or not 0 <= float(rate) < 1:
+        raise ValueError(f"{type(module).__name__} {name} must be a number in [0, 1), got {rate!r}")
+    return float(rate)
+
+
 def compute_dtype(dtype: Any, x: jax.Array) -> Any:
     """The dtype a layer computes in: its own ``dtype`` if set, else the input's."""
     if dtype is not None:

@@ -470,6 +470,16 @@ class Pair(nn.Module):
             r"top_k must be in \[1, num_experts=2\], got 0",
         ),
         (L.DropPath(1.0), (2, 3), r"rate must be in \[0, 1\)"),
+        *(
+            (
+                layer(2, dropout_rate=rate),
+                (2, 5, 4),
+                rf"{layer.__name__} dropout_rate must be a "
+                rf"number in \[0, 1\), got {rate}",
+            )
+            for layer in (L.MultiHeadSelfAttention, L.TransformerBlock)
+            for rate in (1.5, -0.1, 1.0)
+        ),
         (L.GatedSkip(nn.Dense(5)), (2, 3), r"GatedSkip's block must keep the input shape \(2, 3\)"),
         (
             L.ReZero(nn.Dense(1)),

@@ -209,3 +209,9 @@ def test_moenet_stages_of_different_widths_project_the_residual(width):
     # only the first block of the second stage changes the width
     projected = [b for b, p in variables["params"].items() if "projection" in p]
     assert projected == ["blocks_1"]
+
+
+def test_transformer_dropout_rate_out_of_range_is_an_error_naming_it():
+    config = ModelConfig("transformer", NUM_CLASSES, MNIST1D, options={"dropout_rate": 1.5})
+    with pytest.raises(ValueError, match=r"dropout_rate must be a number in \[0, 1\), got 1.5"):
+        jax.eval_shape(build_model(config).init, jax.random.key(0), jnp.ones((1, *MNIST1D)))
