@@ -2,8 +2,10 @@
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from phosjax.core import tag
+from phosjax.layers._common import compute_dtype
 
 
 class Patches(nn.Module):
@@ -42,7 +44,9 @@ class Patches(nn.Module):
 class GRUBlock(nn.Module):
     """A GRU layer over the sequence: ``(batch, length, c) -> (batch, length, features)``.
 
-    Tags ``final_state`` (the last hidden state, ``(batch, features)``).
+    Its hidden state starts at zeros of the input's dtype, so bfloat16 inputs and params
+    compute in bfloat16 (Flax's default float32 state would promote every step to
+    float32). Tags ``final_state`` (the last hidden state, ``(batch, features)``).
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -58,6 +62,7 @@ class GRUBlock(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         rnn = nn.RNN(nn.GRUCell(self.features), return_carry=True, name="rnn")
-        final_state, outputs = rnn(x)
+        state = jnp.zeros((x.shape[0], self.features), compute_dtype(None, x))
+        final_state, outputs = rnn(x, initial_carry=state)
         tag(self, "final_state", final_state)
         return outputs

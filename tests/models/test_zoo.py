@@ -137,6 +137,19 @@ def test_tags_are_present(name, shape):
     assert found["features"].shape[0] == BATCH
 
 
+@pytest.mark.parametrize(("name", "shape"), CASES)
+def test_bfloat16_params_and_inputs_compute_in_bfloat16(name, shape):
+    """As mixed precision casts them (`compute_dtype="bfloat16"`): nothing promotes to
+    float32 on the way (a GRU's float32 initial state did)."""
+    c = case(name, shape)
+
+    def cast(v):
+        return v.astype(jnp.bfloat16) if jnp.issubdtype(v.dtype, jnp.floating) else v
+
+    logits = jax.eval_shape(c.model.apply, jax.tree.map(cast, c.variables), cast(c.x))
+    assert logits.dtype == jnp.bfloat16
+
+
 def _param_shapes(config: ModelConfig) -> Any:
     model = build_model(config)
     x = jax.ShapeDtypeStruct((1, *config.input_shape), jnp.float32)
