@@ -11,8 +11,16 @@ from phosjax.models._mixing import choice_block, moe_block
 from phosjax.models._registry import register_model
 from phosjax.models._sequence import GRUBlock, Patches
 
+
+def _vector_stem(features: int) -> Layer:
+    """The stem of the vector models: a `Layer`, which on vectors is a ``Dense``, so its
+    convolution options (``kernel_size``, ``stride``), which would change nothing, are
+    not theirs."""
+    return Layer(features)
+
+
 register_model("logreg", None, depth=0, width=(), input_kinds=[VECTOR])
-register_model("mlp", DenseBlock, stem=Layer, depth=1, width=100, input_kinds=[VECTOR])
+register_model("mlp", DenseBlock, stem=_vector_stem, depth=1, width=100, input_kinds=[VECTOR])
 register_model(
     "cnn1d",
     Layer,
@@ -35,11 +43,13 @@ register_model(
     options={"patch_size": 4, "num_heads": 4, "mlp_features": 64},
 )
 register_model("gru", GRUBlock, depth=1, width=32, input_kinds=[SEQUENCE], options={"pool": "last"})
-register_model("choicenet", choice_block, stem=Layer, depth=2, width=64, input_kinds=[VECTOR])
+register_model(
+    "choicenet", choice_block, stem=_vector_stem, depth=2, width=64, input_kinds=[VECTOR]
+)
 register_model(
     "moenet",
     moe_block,
-    stem=Layer,
+    stem=_vector_stem,
     depth=1,
     width=64,
     input_kinds=[VECTOR],

@@ -228,3 +228,11 @@ def test_transformer_dropout_rate_out_of_range_is_an_error_naming_it():
     config = ModelConfig("transformer", NUM_CLASSES, MNIST1D, options={"dropout_rate": 1.5})
     with pytest.raises(ValueError, match=r"dropout_rate must be a number in \[0, 1\), got 1.5"):
         jax.eval_shape(build_model(config).init, jax.random.key(0), jnp.ones((1, *MNIST1D)))
+
+
+@pytest.mark.parametrize("name", ["mlp", "choicenet", "moenet"])
+@pytest.mark.parametrize("option", ["kernel_size", "stride"])
+def test_vector_models_refuse_convolution_options_that_would_change_nothing(name, option):
+    config = ModelConfig(name, NUM_CLASSES, MNIST1D, options={option: 5})
+    with pytest.raises(ValueError, match=rf"model '{name}' has no option\(s\) \['{option}'\]"):
+        config.resolved()
