@@ -200,7 +200,7 @@ class ModelSpec:
         """Builds the module for ``config``."""
         resolved = self.resolve(config)
         if self.build is not None:
-            return self.build(resolved)
+            return _checked_build(self.build(resolved), self.name)
         options = dict(resolved.options)
         widths, depth = resolved.widths or (), resolved.depth or 0
         supported = self.input_kinds or (natural_kind(config.input_shape),)
@@ -223,6 +223,29 @@ class ModelSpec:
             pool=options["pool"],
             dropout=options["dropout"],
         )
+
+
+def _takes_train(module: nn.Module) -> bool:
+    parameters = inspect.signature(module.__call__).parameters.values()
+    return any(p.name == "train" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
+def _checked_build(module: Any, name: str) -> nn.Module:
+    """``module``, which a model's ``build`` returned, if the bench, the engine and morph
+    can call it: a Flax module that takes ``train`` (they call ``apply(v, x, train=...)``).
+
+    Raises:
+      TypeError: naming the model, for anything else.
+    """
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"model {name!r}: its build returned {module!r}, not a Flax module")
+    if not _takes_train(module):
+        raise TypeError(
+            f"model {name!r}: its build returned {type(module).__name__}, whose __call__ "
+            "takes no train argument; a model is called as model(x, train=...): add "
+            "`train: bool = False` to it"
+        )
+    return module
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -255,8 +278,9 @@ def register_model(
     annotated ``bool``, only a bool); ``input_kind``, ``pool`` and ``dropout`` go only to
     the frame (a block's own ``dropout`` keeps its default).
 
-    Alternatively ``build`` takes the resolved `ModelConfig` and returns any module; it
-    reads the options declared in ``options``.
+    Alternatively ``build`` takes the resolved `ModelConfig` and returns any Flax module
+    called as ``module(x, train=False)`` that returns the logits; it reads the options
+    declared in ``options``.
 
     Args:
       name: the model's name; registering a name twice is an error.

@@ -116,6 +116,42 @@ def test_a_module_instance_instead_of_its_class_is_refused(registry, argument):
     assert "bad" not in registered_models()
 
 
+class NoTrain(nn.Module):
+    num_classes: int
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(self.num_classes)(x)
+
+
+class AnyFlags(NoTrain):
+    @nn.compact
+    def __call__(self, x, **flags):
+        return nn.Dense(self.num_classes)(x)
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda c: NoTrain(c.num_classes), r"returned NoTrain, whose __call__ takes no train"),
+        (lambda c: nn.Dense, r"returned <class 'flax.linen.linear.Dense'>, not a Flax module"),
+    ],
+)
+def test_a_build_whose_module_cannot_be_trained_is_an_error_naming_the_model(
+    registry, build, message
+):
+    register_model("bad", build=build)
+    with pytest.raises(TypeError, match=rf"^model 'bad': its build {message}"):
+        ModelConfig("bad", num_classes=2, input_shape=(3,)).build()
+
+
+def test_a_build_whose_module_takes_train_or_any_keyword_is_built(registry, rbg_key):
+    register_model("flags", build=lambda c: AnyFlags(c.num_classes))
+    model = ModelConfig("flags", num_classes=2, input_shape=(3,)).build()
+    variables = model.init(rbg_key, jnp.ones((1, 3)))
+    assert model.apply(variables, jnp.ones((1, 3)), train=True).shape == (1, 2)
+
+
 def test_one_input_kind_may_be_a_string(registry):
     assert register_model("one_kind", Doubling, input_kinds="sequence").input_kinds == ("sequence",)
     with pytest.raises(ValueError, match=r"input kind 'vectors' is not one of \('vector'"):
