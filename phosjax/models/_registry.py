@@ -303,8 +303,9 @@ def register_model(
     Raises:
       ValueError: ``name`` is taken, or the arguments do not make a model (checked
         here, by resolving a config with the defaults; ``name`` is then left free).
-      TypeError: ``name`` is not a non-empty string, or ``block``, ``stem`` or
-        ``build`` is not callable or is a module instance (give its class).
+      TypeError: ``name`` is not a non-empty string, ``block``, ``stem`` or
+        ``build`` is not callable or is a module instance (give its class), or an
+        option name is not a non-empty string.
 
     Examples:
       >>> import flax.linen as nn
@@ -341,6 +342,12 @@ def register_model(
                 f"register_model({name!r}, ...): {argument} must be a Flax module class or "
                 f"a function that makes a module, got an instance of {type(value).__name__}; "
                 f"pass the class {type(value).__name__} (its fields can be config options)"
+            )
+    for key in options or {}:
+        if not isinstance(key, str) or not key:
+            raise TypeError(
+                f"register_model({name!r}, ...): option names must be non-empty strings (as "
+                f"a config's options name them), got {key!r}"
             )
     kinds = (input_kinds,) if isinstance(input_kinds, str) else input_kinds
     for kind in kinds or ():

@@ -152,6 +152,14 @@ def test_a_build_whose_module_takes_train_or_any_keyword_is_built(registry, rbg_
     assert model.apply(variables, jnp.ones((1, 3)), train=True).shape == (1, 2)
 
 
+@pytest.mark.parametrize("key", [1, "", None])
+def test_an_option_name_that_is_not_a_string_is_refused(registry, key):
+    # an int key registered, then broke the model's option errors (sorting str with int)
+    with pytest.raises(TypeError, match=rf"option names must be non-empty strings .*got {key!r}"):
+        register_model("bad", Doubling, options={key: 2, "size": 3})
+    assert "bad" not in registered_models()
+
+
 def test_one_input_kind_may_be_a_string(registry):
     assert register_model("one_kind", Doubling, input_kinds="sequence").input_kinds == ("sequence",)
     with pytest.raises(ValueError, match=r"input kind 'vectors' is not one of \('vector'"):
