@@ -1,7 +1,7 @@
 """The known names nearest a misspelt one, for a "did you mean" in an error message."""
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 
 def nearest_names(word: str, known: Iterable[str], cutoff: float = 0.6) -> str:
@@ -13,3 +13,21 @@ def nearest_names(word: str, known: Iterable[str], cutoff: float = 0.6) -> str:
     """
     near = difflib.get_close_matches(word, list(known), n=3, cutoff=cutoff)
     return " or ".join(map(repr, near))
+
+
+def did_you_mean(unknown: Sequence[str], known: Iterable[str]) -> str:
+    """``". Did you mean ...?"`` with the nearest of ``known`` to each of ``unknown`` (named
+    when there are several), for the end of an error message; "" if none is near.
+
+    Examples:
+      >>> did_you_mean(["widht"], ["width", "depth"])
+      ". Did you mean 'width'?"
+      >>> did_you_mean(["widht", "strid", "zzz"], ["width", "stride"])
+      ". Did you mean 'width' for 'widht', 'stride' for 'strid'?"
+      >>> did_you_mean(["zzz"], ["width"])
+      ''
+    """
+    known = list(known)
+    near = {word: nearest_names(word, known) for word in unknown}
+    hints = [f"{n} for {w!r}" if len(unknown) > 1 else n for w, n in near.items() if n]
+    return f". Did you mean {', '.join(hints)}?" if hints else ""

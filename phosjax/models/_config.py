@@ -8,6 +8,8 @@ from typing import Any, TypeGuard
 import flax.linen as nn
 import numpy as np
 
+from phosjax._nearest import did_you_mean
+
 Width = int | tuple[int, ...]
 
 
@@ -179,7 +181,8 @@ class ModelConfig:
         known = {field.name for field in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"ModelConfig has no field(s) {unknown}; known: {sorted(known)}")
+            hint = did_you_mean(unknown, sorted(known))
+            raise ValueError(f"ModelConfig has no field(s) {unknown}; known: {sorted(known)}{hint}")
         required = [
             field.name
             for field in dataclasses.fields(cls)

@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from phosjax._nearest import nearest_names
+from phosjax._nearest import did_you_mean, nearest_names
 from phosjax.models._config import ModelConfig, is_int
 from phosjax.models._frame import POOLS, Frame
 from phosjax.models._kinds import IMAGE, KINDS, SEQUENCE, VECTOR, choose_kind, natural_kind
@@ -169,9 +169,7 @@ class ModelSpec:
         unknown = sorted(set(dict(config.options)) - self.accepted_options())
         if unknown:
             accepted = sorted(self.accepted_options())
-            near = {word: nearest_names(word, accepted) for word in unknown}
-            hints = [f"{n} for {w!r}" if len(unknown) > 1 else n for w, n in near.items() if n]
-            hint = f". Did you mean {', '.join(hints)}?" if hints else ""
+            hint = did_you_mean(unknown, accepted)
             raise ValueError(f"{where} has no option(s) {unknown}; it takes {accepted}{hint}")
         defaults = {**(FRAME_OPTIONS if self.build is None else {}), **dict(self.options)}
         options = {**defaults, **dict(config.options)}

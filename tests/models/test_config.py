@@ -27,6 +27,8 @@ def test_json_round_trip_keeps_nested_option_tuples():
 def test_bad_fields_and_options_are_errors():
     with pytest.raises(ValueError, match=r"no field\(s\) \['widht'\]; known: .*'width'"):
         ModelConfig.from_dict({"name": "mlp", "num_classes": 2, "input_shape": [4], "widht": 3})
+    with pytest.raises(ValueError, match=r"'width'\]\. Did you mean 'width'\?$"):
+        ModelConfig.from_dict({"name": "mlp", "num_classes": 2, "input_shape": [4], "widht": 3})
     with pytest.raises(ValueError, match=r"needs the field\(s\) \['num_classes'\]; got"):
         ModelConfig.from_dict({"name": "mlp", "input_shape": [4]})
     with pytest.raises(ValueError, match=r"an option is given twice in \['pool', 'pool'\]"):
