@@ -21,6 +21,7 @@ import optax
 import pandas as pd
 
 from phosjax._aside import aside_path
+from phosjax._nearest import did_you_mean
 from phosjax.bench import _layout
 from phosjax.bench._store import write_table
 from phosjax.data import ArrayDataset, batch_indices, check_batch_size, load
@@ -149,7 +150,8 @@ class MorphConfig:
             raise MorphConfigError(f"a MorphConfig is a mapping of fields, got {got}; {fields}")
         unknown = sorted(set(data) - set(known))
         if unknown:
-            raise MorphConfigError(f"MorphConfig has no field(s) {unknown}; {fields}")
+            hint = did_you_mean(unknown, known)
+            raise MorphConfigError(f"MorphConfig has no field(s) {unknown}; {fields}{hint}")
         if "model" not in data:
             raise MorphConfigError(f"MorphConfig needs a 'model' (a ModelConfig mapping); {fields}")
         if not isinstance(data["model"], Mapping):

@@ -144,6 +144,17 @@ CNN = "{name: cnn1d, num_classes: 10, input_shape: [40], width: [8, 8]}"
         ),
         (f"model: {CNN}\ndataset: mnist2d\n", "MorphConfig.dataset='mnist2d': unknown data set"),
         (
+            f"model: {CNN}\nstrenght: 0.5\n",
+            "MorphConfig has no field(s) ['strenght']; required: ['model']; known: ['model', "
+            "'dataset', 'iterations', 'steps', 'batch_size', 'learning_rate', 'strength', 'cost', "
+            "'threshold', 'source', 'multiple', 'seed', 'data_dir']. Did you mean 'strength'?",
+        ),
+        (
+            "model: {name: cnn1d, num_classes: 10, input_shape: [40], widht: [8]}\n",
+            "ModelConfig has no field(s) ['widht']; known: ['depth', 'input_shape', 'name', "
+            "'num_classes', 'options', 'width']. Did you mean 'width'?",
+        ),
+        (
             CNN.join(["model: ", "\n"]).replace("num_classes: 10", "num_classes: 3"),
             "num_classes=3, but data set 'mnist1d' has 10 classes; set num_classes: 10",
         ),
