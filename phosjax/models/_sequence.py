@@ -44,9 +44,10 @@ class Patches(nn.Module):
 class GRUBlock(nn.Module):
     """A GRU layer over the sequence: ``(batch, length, c) -> (batch, length, features)``.
 
-    Its hidden state starts at zeros of the input's dtype, so bfloat16 inputs and params
-    compute in bfloat16 (Flax's default float32 state would promote every step to
-    float32). Tags ``final_state`` (the last hidden state, ``(batch, features)``).
+    It computes in the input's dtype (float32 for an integer input), its hidden state
+    too, whatever the params' dtype: bfloat16 inputs and params compute in bfloat16
+    (Flax's float32 default state promoted every step to float32). Tags
+    ``final_state`` (the last hidden state, ``(batch, features)``).
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -61,8 +62,9 @@ class GRUBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        rnn = nn.RNN(nn.GRUCell(self.features), return_carry=True, name="rnn")
-        state = jnp.zeros((x.shape[0], self.features), compute_dtype(None, x))
+        dtype = compute_dtype(None, x)
+        rnn = nn.RNN(nn.GRUCell(self.features, dtype=dtype), return_carry=True, name="rnn")
+        state = jnp.zeros((x.shape[0], self.features), dtype)
         final_state, outputs = rnn(x, initial_carry=state)
         tag(self, "final_state", final_state)
         return outputs

@@ -140,7 +140,7 @@ def test_tags_are_present(name, shape):
 @pytest.mark.parametrize(("name", "shape"), CASES)
 def test_bfloat16_params_and_inputs_compute_in_bfloat16(name, shape):
     """As mixed precision casts them (`compute_dtype="bfloat16"`): nothing promotes to
-    float32 on the way (a GRU's float32 initial state did)."""
+    float32 on the way (a GRU's float32 initial state did); one of them bfloat16 works."""
     c = case(name, shape)
 
     def cast(v):
@@ -148,6 +148,8 @@ def test_bfloat16_params_and_inputs_compute_in_bfloat16(name, shape):
 
     logits = jax.eval_shape(c.model.apply, jax.tree.map(cast, c.variables), cast(c.x))
     assert logits.dtype == jnp.bfloat16
+    for variables, x in [(c.variables, cast(c.x)), (jax.tree.map(cast, c.variables), c.x)]:
+        assert jax.eval_shape(c.model.apply, variables, x).shape == (BATCH, NUM_CLASSES)
 
 
 def _param_shapes(config: ModelConfig) -> Any:
