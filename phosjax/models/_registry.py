@@ -291,7 +291,7 @@ def register_model(
       input_kinds: the kinds the blocks take (``"vector"``, ``"sequence"``,
         ``"image"``; a string is one kind): the input's own kind if listed, else the
         first listed that can view it (see `choose_kind`); ``None`` takes whatever the
-        input shape is.
+        input shape is (an empty list is an error).
       options: default option values (the keys the model reads beyond the arguments).
         An option whose default is an int >= 1 is a count: a config must give it one.
 
@@ -348,6 +348,11 @@ def register_model(
                 f"a config's options name them), got {key!r}"
             )
     kinds = (input_kinds,) if isinstance(input_kinds, str) else input_kinds
+    if kinds is not None and not kinds:
+        raise ValueError(
+            f"model {name!r}: input_kinds is empty; list the kinds its blocks take, from "
+            f"{KINDS}, or give None for whatever the input shape is"
+        )
     for kind in kinds or ():
         if kind not in KINDS:
             raise ValueError(f"model {name!r}: input kind {kind!r} is not one of {KINDS}")

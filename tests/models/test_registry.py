@@ -166,6 +166,12 @@ def test_one_input_kind_may_be_a_string(registry):
         register_model("bad_kind", Doubling, input_kinds="vectors")
 
 
+def test_no_input_kinds_is_an_error_not_any_kind(registry):
+    with pytest.raises(ValueError, match=r"model 'bad': input_kinds is empty; list the kinds"):
+        register_model("bad", Doubling, input_kinds=[])
+    assert "bad" not in registered_models()
+
+
 def test_no_default_width_is_allowed_when_a_config_gives_one(registry):
     register_model("widthless", Doubling, depth=2, width=(), input_kinds=["sequence"])
     config = ModelConfig("widthless", num_classes=2, input_shape=(3, 1))
