@@ -31,6 +31,7 @@ from phosjax.bench._profile import MemorySampler, ProfileFiles
 from phosjax.bench._reading import UNREADABLE
 from phosjax.bench._store import (
     cells_schema,
+    read_parts,
     remove_stale_temporaries,
     results_schema,
     widen_parts,
@@ -329,7 +330,7 @@ def _write_and_train(
     # barrier early, which aborts every process once it times out (300 s by default).
     in_every_process(train_share, "train its share of the bench")
     parts = _layout.part_files(root / _layout.RESULTS)  # not a README.txt a user put there
-    results = pd.read_parquet(parts) if parts else pd.DataFrame()
+    results = read_parts(parts)
     if progress:
         print(summary_text(str(root), results, plan_.hparam_columns))
     return results

@@ -13,8 +13,8 @@ import pathlib
 import re
 import socket
 import time
-from collections.abc import Collection, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Collection, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -22,6 +22,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from phosjax.bench import _layout
+from phosjax.bench._reading import UNREADABLE, read_file
+
+_T = TypeVar("_T")
 
 if TYPE_CHECKING:  # not at run time: the morph loop writes with this module; _plan imports morph
     from phosjax.bench._plan import Plan
@@ -256,11 +259,14 @@ def widen_parts(root: pathlib.Path, schema: pa.Schema) -> int:
 
     When models with new aux losses or path weights join a bench, older parts gain
     the new columns, so ``pandas.read_parquet`` of the directory keeps them all.
+
+    Raises:
+      BrokenFileError: a part file cannot be read (it names the file and what to do).
     """
     rewritten = 0
     for path in _layout.part_files(root / _layout.RESULTS):
-        if pq.read_schema(path).names != schema.names:
-            table = pq.read_table(path)
+        if _read_part(path, pq.read_schema).names != schema.names:
+            table = _read_part(path, pq.read_table)
             columns = [
                 table.column(f.name).cast(f.type)
                 if f.name in table.column_names
@@ -270,3 +276,32 @@ def widen_parts(root: pathlib.Path, schema: pa.Schema) -> int:
             write_table(path, pa.Table.from_arrays(columns, schema=schema))
             rewritten += 1
     return rewritten
+
+
+PART_HINT = (
+    "phosjax writes a part file whole, so something else damaged it, and its rows cannot be "
+    "made again from the checkpoints. Restore it from a backup; or move it out of the "
+    "bench (its rows are then missing) and train the bench again in a new --dir to have them."
+)
+
+
+def _read_part(path: pathlib.Path, read: Callable[[pathlib.Path], _T]) -> _T:
+    """``read(path)`` of a part file; a damaged one is a `BrokenFileError` naming it."""
+    return read_file(path, read, repr(str(path)), PART_HINT)
+
+
+def read_parts(parts: Sequence[pathlib.Path]) -> pd.DataFrame:
+    """The part files ``parts`` as one frame, as ``pandas.read_parquet`` reads them (an
+    empty frame when there are none).
+
+    Raises:
+      BrokenFileError: a part cannot be read (it names the first such file).
+    """
+    if not parts:
+        return pd.DataFrame()
+    try:
+        return pd.read_parquet(list(parts))
+    except UNREADABLE:
+        for path in parts:  # which one: its own error, named
+            _read_part(path, pd.read_parquet)
+        raise

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from phosjax.bench import _layout, _runner, _store, load_config, run
+from phosjax.bench._errors import BrokenFileError
 from phosjax.bench._store import read_json
 from phosjax.train import STRATEGIES, _run
 from tests.bench.runner_tiny import Killed, killed_after_save, tiny_config
@@ -282,3 +283,23 @@ def test_a_file_is_on_disk_before_it_takes_its_name_and_its_name_after(
     assert synced[1] == "results"
     assert pd.read_parquet(path).step.tolist() == [1, 2]
     assert os.listdir(path.parent) == [path.name]
+
+
+@pytest.mark.parametrize("damage", ["cut off", "garbled"])
+def test_a_damaged_part_file_stops_the_next_run_naming_it(tmp_path, toy, damage):
+    """A part file damaged on the disk (cut off: no footer; garbled: a page overwritten)
+    stops the next run with an error naming the file and what to do, not a bare pyarrow
+    error; the file and the bench's other parts are left as they were."""
+    config = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1)
+    run(config, tmp_path, datasets=toy, progress=False)
+    parts = _layout.part_files(tmp_path / _layout.RESULTS)
+    kept = {path: path.read_bytes() for path in parts}
+    damaged = bytearray(kept[parts[0]])
+    if damage == "cut off":
+        del damaged[len(damaged) // 2 :]
+    else:
+        damaged[100:300] = b"\xff" * 200
+    parts[0].write_bytes(damaged)
+    with pytest.raises(BrokenFileError, match=f"(?s)cannot read '.*{parts[0].name}'.*backup"):
+        run(config, tmp_path, datasets=toy, progress=False)
+    assert {path: path.read_bytes() for path in parts} == {**kept, parts[0]: bytes(damaged)}
