@@ -37,17 +37,31 @@ def _leaf(stored: np.ndarray, like: Any) -> np.ndarray:
     return stored
 
 
+_DAMAGED = (OSError, ValueError, EOFError, zipfile.BadZipFile)
+"""What reading a damaged ``.npz`` raises: a bad CRC or header (`zipfile.BadZipFile`), a
+cut-off member (`EOFError`, `ValueError`), or the OS's errors."""
+
+
 def decode(path: pathlib.Path, like: Any) -> Any:
     """The state stored in ``path``, with the structure, shapes and dtypes of ``like``.
 
     Raises:
-      BenchError: the file's leaves are not those of ``like`` (names, shapes, dtypes).
+      BenchError: the file cannot be read (damaged on the disk), or its leaves are not
+        those of ``like`` (names, shapes, dtypes).
     """
     leaves, treedef = jax.tree_util.tree_flatten_with_path(like)
     expected = {jax.tree_util.keystr(p): leaf for p, leaf in leaves}
-    with np.load(path, allow_pickle=False) as archive:
-        stored = {k: _leaf(archive[k], expected[k]) for k in archive.files if k in expected}
-        extra = sorted(set(archive.files) - set(expected))
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            stored = {k: _leaf(archive[k], expected[k]) for k in archive.files if k in expected}
+            extra = sorted(set(archive.files) - set(expected))
+    except _DAMAGED as error:  # whole when written: changed on the disk since
+        raise BenchError(
+            f"cannot read checkpoint {str(path)!r}: {type(error).__name__}: {error}. It was "
+            "written whole, so something else damaged it. Move it out of "
+            f"{str(path.parent)!r} and run the command again: the group resumes from its "
+            "checkpoint before (or from the start), its rows after that trained again."
+        ) from error
     problems = [f"unexpected leaves {extra}"] if extra else []
     for name, leaf in expected.items():
         want = f"{np.dtype(leaf.dtype)}{tuple(leaf.shape)}"

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from phosjax.bench import _layout, _runner, _store, load_config, run
-from phosjax.bench._errors import BrokenFileError
+from phosjax.bench._errors import BenchError, BrokenFileError
 from phosjax.bench._store import read_json
 from phosjax.train import STRATEGIES, _run
 from tests.bench.runner_tiny import Killed, killed_after_save, tiny_config
@@ -303,3 +303,25 @@ def test_a_damaged_part_file_stops_the_next_run_naming_it(tmp_path, toy, damage)
     with pytest.raises(BrokenFileError, match=f"(?s)cannot read '.*{parts[0].name}'.*backup"):
         run(config, tmp_path, datasets=toy, progress=False)
     assert {path: path.read_bytes() for path in parts} == {**kept, parts[0]: bytes(damaged)}
+
+
+def test_a_damaged_checkpoint_stops_the_run_naming_it_and_moved_out_it_resumes(tmp_path, toy):
+    """A checkpoint whose bytes changed on the disk (its zip index intact, a member's CRC
+    wrong) stops the run with an error naming it and what to do, not a bare zipfile
+    traceback; done (moved out), the group resumes from the checkpoint before and the
+    bench equals an uninterrupted one."""
+    config = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1, checkpoint_every=4)
+    killed = tmp_path / "killed"
+    with killed_after_save(8):
+        run(config, killed, datasets=toy, progress=False)
+    (newest,) = killed.glob(f"{_layout.CHECKPOINTS}/*/8")
+    damaged = bytearray(newest.read_bytes())
+    damaged[len(damaged) // 2 : len(damaged) // 2 + 64] = bytes(64)
+    newest.write_bytes(damaged)
+    with pytest.raises(BenchError, match=f"cannot read checkpoint '{newest}'.*Move it out"):
+        run(config, killed, datasets=toy, progress=False)
+    assert newest.read_bytes() == damaged  # left for the user to look at
+    newest.rename(tmp_path / "damaged")
+    run(config, killed, datasets=toy, progress=False)
+    run(config, tmp_path / "whole", datasets=toy, progress=False)
+    pd.testing.assert_frame_equal(frame(killed), frame(tmp_path / "whole"), check_exact=True)
