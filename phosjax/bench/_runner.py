@@ -190,8 +190,6 @@ def run(
         plans[given.digest()] = plan(given, datasets)
 
     config, moved = choose_config_together(root, config, resume=resume, force=force, check=check)
-    if root.is_dir():  # what a process killed mid-write left (its target is intact)
-        remove_stale_temporaries(root)
     if moved is not None:  # said even without progress: the user's results moved
         print(f"moved the old bench to {moved}", file=sys.stderr)
     return _execute(config, root, datasets, process, progress, plans.get(config.digest()))
@@ -228,6 +226,7 @@ def _execute(
     plan_ = planned or in_every_process(lambda: plan(config, datasets), "plan the bench")
     with contextlib.ExitStack() as lock:  # one run at a time writes the bench
         in_every_process(lambda: lock.enter_context(locked(root, process)), "lock the bench")
+        remove_stale_temporaries(root)  # what a run (new, add_models) killed mid-write left
         return _write_and_train(config, root, process, progress, plan_)
 
 

@@ -5,6 +5,9 @@ import json
 import pathlib
 import re
 import shutil
+import socket
+import subprocess
+import sys
 
 import flax
 import flax.linen as nn
@@ -685,6 +688,23 @@ def test_add_models_killed_midway_resumes_when_run_again(bench, toy, tmp_path):
         add_models_to(copy, ["logreg"], datasets=toy, progress=False)
     with pytest.raises(BenchError, match="no model was registered since"):
         add_models_to(copy, datasets=toy, progress=False)
+
+
+def test_add_models_removes_what_a_run_killed_mid_write_left(bench, toy, tmp_path):
+    """add_models_to, as run does, removes the temporary files of a writer killed
+    mid-write (its process gone): a checkpoint's is as large as the group's state, and
+    an add_models killed and run again must not leave it behind."""
+    copy = tmp_path / "b"
+    shutil.copytree(bench[0], copy)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    left = f"{TEMPORARY}{socket.gethostname()}~{dead.pid}~"
+    group = next((copy / _layout.CHECKPOINTS).iterdir())
+    paths = [copy / _layout.RESULTS / f"{left}part-x-000000001.parquet", group / f"{left}6"]
+    for path in paths:
+        path.write_bytes(b"half")
+    add_models_to(copy, ["logreg"], datasets=toy, progress=False)
+    assert [path for path in paths if path.exists()] == []
 
 
 def test_widen_parts_lets_parts_with_missing_columns_load(tmp_path):
