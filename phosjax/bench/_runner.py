@@ -190,9 +190,32 @@ def run(
         plans[given.digest()] = plan(given, datasets)
 
     config, moved = choose_config_together(root, config, resume=resume, force=force, check=check)
+    seen = _config_hash(root)  # what was chosen on; another run may write there until locked
     if moved is not None:  # said even without progress: the user's results moved
         print(f"moved the old bench to {moved}", file=sys.stderr)
-    return _execute(config, root, datasets, process, progress, plans.get(config.digest()))
+    return _execute(config, root, datasets, process, progress, plans.get(config.digest()), seen)
+
+
+def _config_hash(root: pathlib.Path) -> str | None:
+    """The config hash that the bench in ``root`` records (None: no bench there)."""
+    if not _layout.is_bench(root):
+        return None
+    return read_bench_json(root / _layout.MARKER).get("config_hash")
+
+
+def _check_unchanged(root: pathlib.Path, seen: str | None) -> None:
+    """Raises `BenchError` unless the bench in ``root`` records the config hash ``seen``
+    (None: no bench), as when this run chose its config: another run that wrote (or
+    moved) a bench there while this one planned must not have it overwritten with this
+    run's config, nor continued under it."""
+    now = _config_hash(root)
+    if now != seen:
+        was, found = (f"config {h}" if h else "no bench" for h in (seen, now))
+        raise BenchError(
+            f"another run changed {str(root)!r} while this one was starting (it held {was}, "
+            f"now {found}); nothing was written. Run the command again: it then sees the "
+            "bench there now."
+        )
 
 
 def _status(root: pathlib.Path, process: tuple[int, int]) -> dict[str, Any]:
@@ -212,9 +235,11 @@ def _execute(
     datasets: Mapping[str, ArrayDataset] | None,
     process: tuple[int, int] | None,
     progress: bool,
-    planned: Plan | None = None,
+    planned: Plan | None,
+    seen: str | None,
 ) -> pd.DataFrame:
-    """Trains what ``config`` (planned: ``planned``) lacks in ``root``, writing it all.
+    """Trains what ``config`` (planned: ``planned``) lacks in ``root``, writing it all,
+    unless the bench there no longer records the config hash ``seen`` (`_check_unchanged`).
 
     Processes sharing the bench first agree on the config and their count, and plan it
     (when planning fails in one, all stop); the others wait for process 0's metadata
@@ -225,7 +250,12 @@ def _execute(
     check_processes(root, process[1])
     plan_ = planned or in_every_process(lambda: plan(config, datasets), "plan the bench")
     with contextlib.ExitStack() as lock:  # one run at a time writes the bench
-        in_every_process(lambda: lock.enter_context(locked(root, process)), "lock the bench")
+
+        def lock_unchanged() -> None:
+            lock.enter_context(locked(root, process))
+            _check_unchanged(root, seen)
+
+        in_every_process(lock_unchanged, "lock the bench")
         remove_stale_temporaries(root)  # what a run (new, add_models) killed mid-write left
         return _write_and_train(config, root, process, progress, plan_)
 
@@ -404,7 +434,7 @@ def add_models_to(
         extended = BenchConfig.from_dict({**config.to_dict(), "models": [*config.models, *new]})
         if progress:
             print(f"adding models {new} to {directory}", file=sys.stderr)
-        return _execute(extended, root, datasets, None, progress)
+        return _execute(extended, root, datasets, None, progress, None, marker.get("config_hash"))
     process = (jax.process_index(), jax.process_count())
     check_processes(root, process[1])
     planned = in_every_process(lambda: plan(config, datasets), "plan the bench")
@@ -419,4 +449,4 @@ def add_models_to(
         )
     if progress:
         print(f"nothing new to add; continuing the unfinished bench {directory}", file=sys.stderr)
-    return _execute(config, root, datasets, process, progress, planned)
+    return _execute(config, root, datasets, process, progress, planned, marker.get("config_hash"))

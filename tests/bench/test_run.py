@@ -24,6 +24,7 @@ from phosjax.bench import (
     BenchError,
     _directory,
     _layout,
+    _runner,
     add_models_to,
     load_config,
     plan,
@@ -285,6 +286,32 @@ def test_a_bench_another_run_writes_is_refused_and_nothing_touched(bench, tmp_pa
         assert _contents(root) == before and not list(tmp_path.glob("b.old-*"))
     again = run(config, root, datasets=toy, progress=False)  # the lock went with its holder
     pd.testing.assert_frame_equal(sort(again), sort(bench[1]))
+
+
+def test_a_bench_another_run_writes_while_one_plans_is_not_taken_over(tmp_path, toy, monkeypatch):
+    """Two runs started at once on a new directory with configs of the same cells (here
+    other strategies): the one that takes the lock second finds the bench the other
+    wrote while it planned, and stops without writing, instead of overwriting that
+    bench's config with its own and continuing its groups under it."""
+    root = tmp_path / "b"
+    other = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1)
+    written: dict[str, bytes | bool] = {}
+    locked = _runner.locked
+
+    def the_other_run_first(*args: object) -> object:
+        monkeypatch.setattr(_runner, "locked", locked)
+        run(other, root, datasets=toy, progress=False)  # the whole of the other run
+        written.update(_contents(root))
+        return locked(*args)
+
+    monkeypatch.setattr(_runner, "locked", the_other_run_first)
+    mine = tiny_config(**{**other.to_dict(), "strategy": "sequential"})
+    with pytest.raises(BenchError, match=r"another run changed '.*b' while this one was start"):
+        run(mine, root, datasets=toy, progress=False)
+    after = _contents(root)
+    after.pop(_layout.LOCK), written.pop(_layout.LOCK)  # it names its last holder
+    assert after == written
+    assert _directory.open_bench(root)[0].strategy == "vmap"
 
 
 def test_not_a_bench_is_refused(tmp_path, toy, capsys):
