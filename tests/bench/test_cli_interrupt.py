@@ -1,7 +1,9 @@
 """Ctrl-C in every command line: one line saying what is kept and how to go on, exit 130."""
 
+import gc
 import importlib
 import os
+import time
 
 import pytest
 
@@ -76,3 +78,29 @@ def test_exit_process_skips_the_teardown_only_after_ctrl_c(monkeypatch):
     with pytest.raises(SystemExit) as exit_info:  # teardown as usual
         _cli.exit_process(2)
     assert exit_info.value.code == 2
+
+
+def test_ctrl_c_dropped_in_a_garbage_collector_callback_still_stops_the_command(capsys):
+    """Ctrl-C's KeyboardInterrupt raised inside a gc callback (jax registers one) is
+    dropped by Python as unraisable; the command still stops as after any Ctrl-C,
+    instead of running on to its end (a whole bench) with the Ctrl-C ignored."""
+    raised = []
+
+    def callback(phase: str, info: object) -> None:
+        if phase == "start" and not raised:
+            raised.append(phase)
+            raise KeyboardInterrupt
+
+    @_cli.entry_point("kept.")
+    def main(argv=None):
+        gc.callbacks.append(callback)
+        try:
+            gc.collect()
+        finally:
+            gc.callbacks.remove(callback)
+        for _ in range(200):  # the rest of the command: 2 s
+            time.sleep(0.01)
+        return 0
+
+    assert main([]) == 130
+    assert raised and capsys.readouterr().err == "\ninterrupted: kept.\n"
