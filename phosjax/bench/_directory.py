@@ -33,9 +33,10 @@ from phosjax.bench._store import is_temporary, read_json, write_json, write_text
 T = TypeVar("T")
 
 
-def read_bench_json(path: pathlib.Path) -> dict[str, Any]:
+def read_bench_json(path: pathlib.Path, hint: str | None = None) -> dict[str, Any]:
     """The JSON object in ``path`` (``bench.json``, ``status.json``), or a `BenchError`
-    naming the file when it cannot be read or holds no object.
+    naming the file when it cannot be read or holds no object, and saying what to do:
+    ``hint`` (by default: restore it, or start a new bench).
 
     Examples:
       >>> import tempfile
@@ -46,7 +47,7 @@ def read_bench_json(path: pathlib.Path) -> dict[str, Any]:
       Traceback (most recent call last):
       phosjax.bench._errors.BenchError: '.../bench.json' holds a list, not the JSON object ...
     """
-    hint = (
+    hint = hint or (
         "phosjax writes it whole, so something else changed it; restore it from a backup, "
         "or move the directory aside and start a new bench."
     )

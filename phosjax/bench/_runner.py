@@ -221,7 +221,14 @@ def _check_unchanged(root: pathlib.Path, seen: str | None) -> None:
 def _status(root: pathlib.Path, process: tuple[int, int]) -> dict[str, Any]:
     """This process's ``status.json`` (no group yet before its first)."""
     path = _per_process(root / _layout.STATUS, process)
-    return read_bench_json(path) if path.is_file() else {"groups": {}}
+    return read_bench_json(path, _STATUS_HINT) if path.is_file() else {"groups": {}}
+
+
+_STATUS_HINT = (
+    "phosjax writes it whole, so something else changed it; restore it from a backup, or "
+    "delete it: the next run finds each group's progress in its checkpoints (an unfinished "
+    "group whose strategy `auto` chose then times the strategies again)."
+)
 
 
 def _unfinished(mine: Sequence[GroupJob], status: Mapping[str, Any]) -> list[GroupJob]:

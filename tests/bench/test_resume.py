@@ -325,3 +325,23 @@ def test_a_damaged_checkpoint_stops_the_run_naming_it_and_moved_out_it_resumes(t
     run(config, killed, datasets=toy, progress=False)
     run(config, tmp_path / "whole", datasets=toy, progress=False)
     pd.testing.assert_frame_equal(frame(killed), frame(tmp_path / "whole"), check_exact=True)
+
+
+def test_a_damaged_status_says_to_delete_it_and_deleted_the_bench_goes_on(tmp_path, toy):
+    """status.json damaged on the disk: the error names it and says it may be deleted
+    (not that the bench must start anew); deleted, the next run finds each group's
+    progress in its checkpoints: the killed group resumes, and the bench equals an
+    uninterrupted one."""
+    config = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1, checkpoint_every=4)
+    killed = tmp_path / "killed"
+    with killed_after_save(8):
+        run(config, killed, datasets=toy, progress=False)
+    (killed / _layout.STATUS).write_text('{"groups": {"mlp-')
+    with pytest.raises(BrokenFileError, match=r"cannot read '.*status.json'.*or delete it"):
+        run(config, killed, datasets=toy, progress=False)
+    (killed / _layout.STATUS).unlink()
+    run(config, killed, datasets=toy, progress=False)
+    run(config, tmp_path / "whole", datasets=toy, progress=False)
+    pd.testing.assert_frame_equal(frame(killed), frame(tmp_path / "whole"), check_exact=True)
+    (entry,) = read_json(killed / _layout.STATUS)["groups"].values()
+    assert (entry["steps_done"], entry["finished"]) == (12, True)
