@@ -367,9 +367,37 @@ def _write_and_train(
     in_every_process(train_share, "train its share of the bench")
     parts = _layout.part_files(root / _layout.RESULTS)  # not a README.txt a user put there
     results = read_parts(parts)
+    lacking = _lacking_rows(results, mine, status)
+    if lacking:  # said even without progress: the bench is not what its status says
+        print(
+            f"warning: {str(root / _layout.RESULTS)!r} lacks training rows of finished "
+            f"groups: {'; '.join(lacking)}. Their part files were removed or lost: restore "
+            "them from a backup, or train the bench again in a new --dir to have them.",
+            file=sys.stderr,
+        )
     if progress:
         print(summary_text(str(root), results, plan_.hparam_columns))
     return results
+
+
+def _lacking_rows(
+    results: pd.DataFrame, mine: Sequence[GroupJob], status: Mapping[str, Any]
+) -> list[str]:
+    """The groups of ``mine`` that ``status`` records as finished whose cells lack train
+    rows in ``results`` (a row per step), each with how many of its cells do."""
+    finished = [j for j in mine if status["groups"].get(j.key, {}).get("finished")]
+    if not finished:
+        return []
+    steps: Mapping[str, int] = {}
+    if {"cell_id", "split", "step"} <= set(results.columns):
+        train = results[results.split == "train"]
+        steps = train.groupby("cell_id").step.nunique().to_dict()
+    lacking = []
+    for job in finished:
+        short = [c for c in job.cells if steps.get(c.row["cell_id"], 0) < job.steps]
+        if short:
+            lacking.append(f"{job.key} ({len(short)} of its {len(job.cells)} cells)")
+    return lacking
 
 
 def _has_entry(entries: list[ModelEntry], entry: ModelEntry) -> bool:

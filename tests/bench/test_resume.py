@@ -345,3 +345,18 @@ def test_a_damaged_status_says_to_delete_it_and_deleted_the_bench_goes_on(tmp_pa
     pd.testing.assert_frame_equal(frame(killed), frame(tmp_path / "whole"), check_exact=True)
     (entry,) = read_json(killed / _layout.STATUS)["groups"].values()
     assert (entry["steps_done"], entry["finished"]) == (12, True)
+
+
+def test_a_finished_group_whose_rows_were_lost_is_said_not_silently_summed(tmp_path, toy, capsys):
+    """A part file of a finished group removed by hand: the next run, which trusts the
+    status and trains nothing, says which group lacks rows and what to do, instead of
+    returning the results without them as if whole."""
+    config = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1)
+    whole = run(config, tmp_path, datasets=toy, progress=False)
+    assert "warning" not in capsys.readouterr().err
+    (group,) = whole.group_id.unique()
+    _layout.part_files(tmp_path / _layout.RESULTS)[-1].unlink()
+    run(config, tmp_path, datasets=toy, progress=False)
+    err = capsys.readouterr().err
+    assert f"lacks training rows of finished groups: {group} (1 of its 1 cells)" in err
+    assert "restore them from a backup" in err
