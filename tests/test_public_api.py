@@ -10,6 +10,7 @@ import pytest
 
 import phosjax as px
 import phosjax.bench
+import phosjax.morph
 
 EXPECTED = sorted(
     [
@@ -66,7 +67,7 @@ def test_all_is_pinned():
     assert sorted(px.__all__) == EXPECTED
 
 
-@pytest.mark.parametrize("package", [px, phosjax.bench], ids=lambda p: p.__name__)
+@pytest.mark.parametrize("package", [px, phosjax.bench, phosjax.morph], ids=lambda p: p.__name__)
 def test_every_public_name_exists_and_is_documented(package):
     for name in package.__all__:
         obj = getattr(package, name)
@@ -112,7 +113,7 @@ def _type_checking_imports(package):
     return sorted((node.module, alias.name) for node in block.body for alias in node.names)
 
 
-@pytest.mark.parametrize("package", [px, phosjax.bench], ids=lambda p: p.__name__)
+@pytest.mark.parametrize("package", [px, phosjax.bench, phosjax.morph], ids=lambda p: p.__name__)
 def test_the_type_checking_imports_name_exactly_the_lazy_exports(package):
     subpackages = getattr(package, "_SUBPACKAGES", ())
     exports = [(module, name) for name, module in package._EXPORTS.items()]

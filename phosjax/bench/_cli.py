@@ -1,20 +1,17 @@
 """What the bench's entry points share: a clean exit on bad input, `--import`, `--dir`."""
 
-import _thread
-import contextlib
 import functools
 import os
 import re
 import sys
-import threading
-import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from jsonargparse import ArgumentParser
 
 from phosjax.bench._config import BenchError
+from phosjax.bench._interrupt import ctrl_c_kept
 from phosjax.bench._usage import refuse_empty_dir, usage_error
 from phosjax.models import import_models
 
@@ -158,32 +155,6 @@ RESUMES = (
 """What Ctrl-C leaves, for the commands that train a bench (``new``, ``add_models``)."""
 
 
-def _interrupt_main_soon() -> None:
-    time.sleep(0.01)  # the main thread is out of the callback by then
-    _thread.interrupt_main()
-
-
-@contextlib.contextmanager
-def _ctrl_c_kept() -> Iterator[None]:
-    """While the body runs, a Ctrl-C whose `KeyboardInterrupt` was raised inside a garbage
-    collector callback (jax registers one), where Python drops it as "unraisable", is
-    raised again in the main thread a moment later: else the command would go on to its
-    end, the Ctrl-C ignored."""
-    previous = sys.unraisablehook
-
-    def hook(unraisable: Any) -> None:
-        if isinstance(unraisable.exc_value, KeyboardInterrupt):
-            threading.Thread(target=_interrupt_main_soon, daemon=True).start()
-        else:
-            previous(unraisable)
-
-    sys.unraisablehook = hook
-    try:
-        yield
-    finally:
-        sys.unraisablehook = previous
-
-
 def entry_point(
     interrupted: str,
 ) -> Callable[[Callable[[Sequence[str] | None], int | None]], Callable[..., int]]:
@@ -206,7 +177,7 @@ def entry_point(
         @functools.wraps(main)
         def wrapped(argv: Sequence[str] | None = None) -> int:
             try:
-                with _ctrl_c_kept():
+                with ctrl_c_kept():
                     return main(argv) or 0
             except BenchError as error:
                 print(f"error: {error}", file=sys.stderr)

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 from jsonargparse import ArgumentParser
 
+import phosjax.bench._interrupt  # noqa: F401  first: a Ctrl-C while jax loads is kept
 from phosjax._yaml import safe_load
 from phosjax.bench._cli import RESUMES, Parser, add_common, entry_point, exit_process, import_all
 from phosjax.bench._config import BenchError

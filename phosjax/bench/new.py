@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser
 
+import phosjax.bench._interrupt  # noqa: F401  first: a Ctrl-C while jax loads is kept
 from phosjax.bench import _layout
 from phosjax.bench._cli import RESUMES, Parser, add_common, entry_point, exit_process, import_all
 from phosjax.bench._config import BenchConfig, BenchError, read_yaml

@@ -5,51 +5,74 @@ References:
   Networks, https://arxiv.org/abs/1711.06798
 """
 
-from phosjax.morph._annotate import annotate
-from phosjax.morph._cost import COSTS, cost_polynomial, evaluate, latency_table
-from phosjax.morph._expand import Morphed, config_cost, expand, once, scale_widths
-from phosjax.morph._fit import expressible, fit_config
-from phosjax.morph._groups import ChannelGroup, ChannelGroups, Member, channel_groups
-from phosjax.morph._loop import ITERATIONS, MorphConfig, measured_latency, run, train
-from phosjax.morph._regularizer import (
-    SOURCES,
-    alive_channels,
-    importance,
-    morph_regularizer,
-    report,
-)
-from phosjax.morph._shrink import Shrunk, mask, shrink
-from phosjax.morph._trace import UnsupportedOpError
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "COSTS",
-    "ITERATIONS",
-    "SOURCES",
-    "ChannelGroup",
-    "ChannelGroups",
-    "Member",
-    "MorphConfig",
-    "Morphed",
-    "Shrunk",
-    "UnsupportedOpError",
-    "alive_channels",
-    "annotate",
-    "channel_groups",
-    "config_cost",
-    "cost_polynomial",
-    "evaluate",
-    "expand",
-    "expressible",
-    "fit_config",
-    "importance",
-    "latency_table",
-    "mask",
-    "measured_latency",
-    "morph_regularizer",
-    "once",
-    "report",
-    "run",
-    "scale_widths",
-    "shrink",
-    "train",
-]
+from phosjax._lazy import lazy_exports
+
+_EXPORTS = {
+    "COSTS": "phosjax.morph._cost",
+    "ITERATIONS": "phosjax.morph._loop",
+    "SOURCES": "phosjax.morph._regularizer",
+    "ChannelGroup": "phosjax.morph._groups",
+    "ChannelGroups": "phosjax.morph._groups",
+    "Member": "phosjax.morph._groups",
+    "MorphConfig": "phosjax.morph._loop",
+    "Morphed": "phosjax.morph._expand",
+    "Shrunk": "phosjax.morph._shrink",
+    "UnsupportedOpError": "phosjax.morph._trace",
+    "alive_channels": "phosjax.morph._regularizer",
+    "annotate": "phosjax.morph._annotate",
+    "channel_groups": "phosjax.morph._groups",
+    "config_cost": "phosjax.morph._expand",
+    "cost_polynomial": "phosjax.morph._cost",
+    "evaluate": "phosjax.morph._cost",
+    "expand": "phosjax.morph._expand",
+    "expressible": "phosjax.morph._fit",
+    "fit_config": "phosjax.morph._fit",
+    "importance": "phosjax.morph._regularizer",
+    "latency_table": "phosjax.morph._cost",
+    "mask": "phosjax.morph._shrink",
+    "measured_latency": "phosjax.morph._loop",
+    "morph_regularizer": "phosjax.morph._regularizer",
+    "once": "phosjax.morph._expand",
+    "report": "phosjax.morph._regularizer",
+    "run": "phosjax.morph._loop",
+    "scale_widths": "phosjax.morph._expand",
+    "shrink": "phosjax.morph._shrink",
+    "train": "phosjax.morph._loop",
+}
+
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
+
+if TYPE_CHECKING:  # the same names, for type checkers and IDEs (a test keeps them in step)
+    from phosjax.morph._annotate import annotate as annotate
+    from phosjax.morph._cost import COSTS as COSTS
+    from phosjax.morph._cost import cost_polynomial as cost_polynomial
+    from phosjax.morph._cost import evaluate as evaluate
+    from phosjax.morph._cost import latency_table as latency_table
+    from phosjax.morph._expand import Morphed as Morphed
+    from phosjax.morph._expand import config_cost as config_cost
+    from phosjax.morph._expand import expand as expand
+    from phosjax.morph._expand import once as once
+    from phosjax.morph._expand import scale_widths as scale_widths
+    from phosjax.morph._fit import expressible as expressible
+    from phosjax.morph._fit import fit_config as fit_config
+    from phosjax.morph._groups import ChannelGroup as ChannelGroup
+    from phosjax.morph._groups import ChannelGroups as ChannelGroups
+    from phosjax.morph._groups import Member as Member
+    from phosjax.morph._groups import channel_groups as channel_groups
+    from phosjax.morph._loop import ITERATIONS as ITERATIONS
+    from phosjax.morph._loop import MorphConfig as MorphConfig
+    from phosjax.morph._loop import measured_latency as measured_latency
+    from phosjax.morph._loop import run as run
+    from phosjax.morph._loop import train as train
+    from phosjax.morph._regularizer import SOURCES as SOURCES
+    from phosjax.morph._regularizer import alive_channels as alive_channels
+    from phosjax.morph._regularizer import importance as importance
+    from phosjax.morph._regularizer import morph_regularizer as morph_regularizer
+    from phosjax.morph._regularizer import report as report
+    from phosjax.morph._shrink import Shrunk as Shrunk
+    from phosjax.morph._shrink import mask as mask
+    from phosjax.morph._shrink import shrink as shrink
+    from phosjax.morph._trace import UnsupportedOpError as UnsupportedOpError

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import yaml
 
+import phosjax.bench._interrupt  # noqa: F401  first: a Ctrl-C while jax loads is kept
 from phosjax._yaml import safe_load
 from phosjax.bench._cli import entry_point, exit_process
 from phosjax.bench._summary import dir_command

@@ -3,6 +3,8 @@
 import gc
 import importlib
 import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -104,3 +106,28 @@ def test_ctrl_c_dropped_in_a_garbage_collector_callback_still_stops_the_command(
 
     assert main([]) == 130
     assert raised and capsys.readouterr().err == "\ninterrupted: kept.\n"
+
+
+DROPS_ONE_CTRL_C = """
+import gc, runpy, sys
+def callback(phase, info):  # a Ctrl-C landing in a gc callback while jax loads
+    if phase == "start" and "jax" in sys.modules and not dropped:
+        dropped.append(phase)
+        raise KeyboardInterrupt
+dropped = []
+gc.callbacks.append(callback)
+sys.argv = [sys.argv[0], "--help"]
+runpy.run_module(MODULE, run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize(
+    "module", ["phosjax.bench.new", "phosjax.bench.add_models", "phosjax.morph"]
+)
+def test_ctrl_c_dropped_while_a_command_imports_jax_still_stops_it(module):
+    """Before ``main`` runs, while the command imports jax (seconds), a Ctrl-C dropped in a
+    gc callback stops it too: the commands that train import `_interrupt` first."""
+    code = DROPS_ONE_CTRL_C.replace("MODULE", repr(module))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "KeyboardInterrupt" in done.stderr, done.stderr[-2000:]
+    assert "usage:" not in done.stdout  # it did not go on to print its help
