@@ -2,7 +2,8 @@
 
 Every field of `Grid` may be one value or a list of values; a list is an axis of the
 grid. Loading a config never runs code: YAML is parsed with a safe loader
-(`phosjax._yaml.safe_load`) and model plugins are imported only when named with ``--import``.
+(`phosjax._yaml.safe_load`) and model plugins are imported only when named with ``--import``
+(or recorded in ``bench.json`` by an earlier ``--import`` that registered the bench's models).
 """
 
 import dataclasses

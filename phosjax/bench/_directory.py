@@ -15,7 +15,7 @@ import pathlib
 import re
 import socket
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import jax
@@ -29,6 +29,7 @@ from phosjax.bench._config import BenchConfig, BenchError, read_yaml
 from phosjax.bench._env import environment
 from phosjax.bench._reading import UNREADABLE, read_file
 from phosjax.bench._store import is_temporary, read_json, write_json, write_text
+from phosjax.models import model_spec, registered_models
 
 T = TypeVar("T")
 
@@ -343,20 +344,58 @@ def _with_earlier(env: dict[str, Any], path: pathlib.Path) -> dict[str, Any]:
     return {**env, "earlier": earlier} if earlier else env
 
 
+def recorded_imports(config: BenchConfig, modules: Sequence[str]) -> list[str]:
+    """The ``modules`` (each once, in order) that registered a model ``config`` uses: the
+    model's `register_model` ran in the module or in a module inside it (a package's).
+    Those are the modules a later command on the bench must import again.
+
+    Examples:
+      >>> from phosjax.bench import BenchConfig
+      >>> config = BenchConfig.from_dict({"models": ["mlp"]})
+      >>> recorded_imports(config, ["phosjax.models", "phosjax", "json", "phosjax"])
+      ['phosjax.models', 'phosjax']
+    """
+    if not modules:
+        return []
+    registered = registered_models()
+    homes = {
+        model_spec(entry.name).module
+        for entry in config.model_entries()
+        if entry.name in registered
+    }
+    return [
+        module
+        for i, module in enumerate(modules)
+        if module not in modules[:i]
+        and any(home == module or home.startswith(f"{module}.") for home in homes)
+    ]
+
+
 def write_meta(
-    root: pathlib.Path, config: BenchConfig, registered: list[str], processes: int
+    root: pathlib.Path,
+    config: BenchConfig,
+    registered: list[str],
+    processes: int,
+    imports: Sequence[str] = (),
 ) -> None:
     """Writes ``bench.json``, ``config.yaml`` and ``env.json`` (this run's environment;
     those of earlier runs that differ are kept in its ``earlier`` list).
 
     A bench keeps its creation time and the models ``registered`` when it was made
     (`add_models` adds those registered since). ``processes``: how many processes share
-    the bench (see `check_processes`)."""
+    the bench (see `check_processes`). ``imports``: the modules this run imported to
+    register models (``--import``); with those already recorded, the ones that registered
+    a model of the bench (`recorded_imports`) are recorded in ``imports`` (absent when
+    none: a bench of built-in models, or one made before the record, is written as
+    before), for later commands to import again."""
     marker_path = root / _layout.MARKER
     created = None
+    marker: dict[str, Any] = {}
     if marker_path.is_file():
         marker = read_bench_json(marker_path)
         created, registered = marker.get("created"), marker.get("registered_models", registered)
+    earlier = marker.get(_layout.IMPORTS_KEY, [])
+    modules = recorded_imports(config, [*(earlier if isinstance(earlier, list) else []), *imports])
     write_text(root / _layout.CONFIG, yaml.safe_dump(config.to_dict(), sort_keys=False))
     write_json(root / _layout.ENV, _with_earlier(environment(), root / _layout.ENV))
     write_json(
@@ -367,6 +406,7 @@ def write_meta(
             "config_hash": config.digest(),
             "registered_models": registered,
             "processes": processes,
+            **({_layout.IMPORTS_KEY: modules} if modules else {}),
         },
     )
 

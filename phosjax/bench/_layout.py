@@ -9,7 +9,9 @@ atomically (a temporary file, then a rename), so a reader never sees half a file
     runs/NAME/
       bench.json          marker: {"format": 1, "created": ISO time, "config_hash": sha256,
                            "registered_models": [names registered when last planned],
-                           "processes": how many processes share it (absent in old benches)}
+                           "processes": how many processes share it (absent in old benches),
+                           "imports": [modules that register its models: ``--import``s,
+                           imported again by later commands] (absent when none)}
       config.yaml         the resolved config, exactly what was planned
       env.json            package versions, devices, host, Python (earlier runs: "earlier")
       cells.parquet       the plan: one row per cell (see CELL_COLUMNS + hparam columns)
@@ -47,6 +49,8 @@ from typing import NamedTuple
 FORMAT = 1
 
 MARKER = "bench.json"
+IMPORTS_KEY = "imports"
+"""The key of ``bench.json`` that records the modules registering the bench's models."""
 CONFIG = "config.yaml"
 ENV = "env.json"
 CELLS = "cells.parquet"

@@ -130,6 +130,7 @@ def run(
     datasets: Mapping[str, ArrayDataset] | None = None,
     process: tuple[int, int] | None = None,
     progress: bool = True,
+    imports: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Plans ``config``, trains every cell not yet trained in ``directory``, writes it all.
 
@@ -146,6 +147,9 @@ def run(
       process: ``(index, count)`` of this process among those sharing the bench
         (default: `jax.process_index`, `jax.process_count`).
       progress: show a progress bar and print the summary.
+      imports: the modules imported to register models (the command line's ``--import``);
+        those that registered a model of the bench are recorded in its ``bench.json``,
+        and later commands on it import them again (`phosjax.bench._cli.import_recorded`).
 
     Returns:
       The results this directory holds, as one frame (``pandas.read_parquet``); every
@@ -193,7 +197,9 @@ def run(
     seen = _config_hash(root)  # what was chosen on; another run may write there until locked
     if moved is not None:  # said even without progress: the user's results moved
         print(f"moved the old bench to {moved}", file=sys.stderr)
-    return _execute(config, root, datasets, process, progress, plans.get(config.digest()), seen)
+    return _execute(
+        config, root, datasets, process, progress, plans.get(config.digest()), seen, imports
+    )
 
 
 def _config_hash(root: pathlib.Path) -> str | None:
@@ -244,6 +250,7 @@ def _execute(
     progress: bool,
     planned: Plan | None,
     seen: str | None,
+    imports: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Trains what ``config`` (planned: ``planned``) lacks in ``root``, writing it all,
     unless the bench there no longer records the config hash ``seen`` (`_check_unchanged`).
@@ -264,7 +271,7 @@ def _execute(
 
         in_every_process(lock_unchanged, "lock the bench")
         remove_stale_temporaries(root)  # what a run (new, add_models) killed mid-write left
-        return _write_and_train(config, root, process, progress, plan_)
+        return _write_and_train(config, root, process, progress, plan_, imports)
 
 
 def _check_keeps_cells(root: pathlib.Path, plan_: Plan) -> None:
@@ -297,6 +304,7 @@ def _write_and_train(
     process: tuple[int, int],
     progress: bool,
     plan_: Plan,
+    imports: Sequence[str] = (),
 ) -> pd.DataFrame:
     """`_execute`'s writing, once this process holds its lock of the bench."""
     schema = results_schema(plan_)
@@ -305,7 +313,7 @@ def _write_and_train(
         """Process 0 writes what describes the bench; the others wait for it."""
         if process[0] == 0:
             _check_keeps_cells(root, plan_)
-            write_meta(root, config, registered_models(), process[1])
+            write_meta(root, config, registered_models(), process[1], imports)
             cells = pd.DataFrame([c.row for c in plan_.cells])
             write_table(root / _layout.CELLS, cells, cells_schema(plan_.hparam_columns))
             widen_parts(root, schema)  # before the others drop parts they will train again
@@ -413,6 +421,7 @@ def add_models_to(
     *,
     datasets: Mapping[str, ArrayDataset] | None = None,
     progress: bool = True,
+    imports: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Adds models to a bench and trains their cells, under the stored config (and the
     bench's own unfinished groups: none of its finished cells is trained again).
@@ -438,6 +447,7 @@ def add_models_to(
         `phosjax.models.import_models`).
       datasets: data sets by name, instead of loading them.
       progress: show a progress bar and print the summary.
+      imports: the modules imported to register models, recorded as `run` records them.
 
     Returns:
       The bench's results, old and new, as one frame.
@@ -469,7 +479,9 @@ def add_models_to(
         extended = BenchConfig.from_dict({**config.to_dict(), "models": [*config.models, *new]})
         if progress:
             print(f"adding models {new} to {directory}", file=sys.stderr)
-        return _execute(extended, root, datasets, None, progress, None, marker.get("config_hash"))
+        return _execute(
+            extended, root, datasets, None, progress, None, marker.get("config_hash"), imports
+        )
     process = (jax.process_index(), jax.process_count())
     check_processes(root, process[1])
     planned = in_every_process(lambda: plan(config, datasets), "plan the bench")
@@ -484,4 +496,6 @@ def add_models_to(
         )
     if progress:
         print(f"nothing new to add; continuing the unfinished bench {directory}", file=sys.stderr)
-    return _execute(config, root, datasets, process, progress, planned, marker.get("config_hash"))
+    return _execute(
+        config, root, datasets, process, progress, planned, marker.get("config_hash"), imports
+    )

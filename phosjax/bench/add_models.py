@@ -2,7 +2,9 @@
 
 Adds to an existing bench the models registered since it was made (after importing
 ``--import`` modules) or those given with ``--models``, and trains their cells (and
-finishes the bench's unfinished groups), under the bench's stored config. A ``--models``
+finishes the bench's unfinished groups), under the bench's stored config. The modules
+the bench recorded (the ``--import``s that registered its models) are imported again
+first; a new ``--import`` that registers a model it adds is recorded too. A ``--models``
 value is a registered name or a YAML entry, as in the config's ``models``: ``--models
 logreg '{name: mlp, width: [64]}'``.
 """
@@ -15,7 +17,15 @@ from jsonargparse import ArgumentParser
 
 import phosjax.bench._interrupt  # noqa: F401  first: a Ctrl-C while jax loads is kept
 from phosjax._yaml import safe_load
-from phosjax.bench._cli import RESUMES, Parser, add_common, entry_point, exit_process, import_all
+from phosjax.bench._cli import (
+    RESUMES,
+    Parser,
+    add_common,
+    entry_point,
+    exit_process,
+    import_all,
+    import_recorded,
+)
 from phosjax.bench._config import BenchError
 from phosjax.bench._directory import open_bench
 from phosjax.bench._runner import add_models_to
@@ -58,10 +68,16 @@ def model_argument(text: str) -> str | dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> None:
     """Runs the command line ``argv`` (default ``sys.argv[1:]``)."""
     args = parser().parse_args(argv)
-    open_bench(args.dir)  # not a bench: say so before importing anything
+    config, _ = open_bench(args.dir)  # not a bench: say so before importing anything
     import_all(args["import"])
     models = None if args.models is None else [model_argument(m) for m in args.models]
-    add_models_to(args.dir, models, progress=not args.no_progress)
+    named = [
+        m if isinstance(m, str) else m.get("name") if isinstance(m, dict) else None
+        for m in models or []
+    ]
+    needed = {name for name in named if isinstance(name, str)}
+    import_recorded(args.dir, needed | {entry.name for entry in config.model_entries()})
+    add_models_to(args.dir, models, progress=not args.no_progress, imports=args["import"])
 
 
 if __name__ == "__main__":

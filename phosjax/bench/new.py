@@ -7,7 +7,10 @@ model names once ``--import`` ran), and exits: saved to a file and passed back w
 ``--config``, it plans the same grid. Running the same command again continues an
 interrupted bench from its checkpoints; so does ``--dir DIR`` alone (no config given),
 which never trains the built-in defaults into a new directory, and ``--dir DIR
---data_dir NEW`` continues it reading its data sets from ``NEW``.
+--data_dir NEW`` continues it reading its data sets from ``NEW``. A bench records the
+``--import`` modules that registered its models (``bench.json``'s ``imports``) and
+imports them again when continued, so ``--dir DIR`` alone continues a bench of your own
+models too.
 """
 
 import dataclasses
@@ -21,7 +24,15 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 
 import phosjax.bench._interrupt  # noqa: F401  first: a Ctrl-C while jax loads is kept
 from phosjax.bench import _layout
-from phosjax.bench._cli import RESUMES, Parser, add_common, entry_point, exit_process, import_all
+from phosjax.bench._cli import (
+    RESUMES,
+    Parser,
+    add_common,
+    entry_point,
+    exit_process,
+    import_all,
+    import_recorded,
+)
 from phosjax.bench._config import BenchConfig, BenchError, read_yaml
 from phosjax.bench._directory import open_bench
 from phosjax.bench._plan import check_models
@@ -90,6 +101,15 @@ def _config_files(argv: Sequence[str]) -> list[str]:
     return files
 
 
+def _needed(directory: str, config: BenchConfig | None, force: bool) -> set[str]:
+    """The model names a run may plan: those of ``config`` and, unless ``force`` moves
+    it aside, those of the bench already in ``directory`` (continued or extended)."""
+    names = {entry.name for entry in config.model_entries()} if config else set()
+    if not force and _layout.is_bench(pathlib.Path(directory)):
+        names |= {entry.name for entry in open_bench(directory)[0].model_entries()}
+    return names
+
+
 @entry_point(RESUMES)
 def main(argv: Sequence[str] | None = None) -> None:
     """Runs the command line ``argv`` (default ``sys.argv[1:]``)."""
@@ -110,7 +130,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         config = dataclasses.replace(open_bench(args.dir)[0], data_dir=args.data_dir)
     else:
         config = BenchConfig.from_dict(fields) if keys else None
-    run(config, args.dir, resume=args.resume, force=args.force, progress=not args.no_progress)
+    import_recorded(args.dir, _needed(args.dir, config, args.force))
+    run(
+        config,
+        args.dir,
+        resume=args.resume,
+        force=args.force,
+        progress=not args.no_progress,
+        imports=args["import"],
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,143 @@
+"""A bench remembers the ``--import`` modules that register its models: ``new`` (run again,
+or on ``--dir`` alone) and ``add_models`` import them again by themselves.
+
+Each "later command" runs as a new process would: the user's module not imported and its
+models not registered (`_fresh`).
+"""
+
+import json
+import pathlib
+import sys
+
+import pytest
+import yaml
+
+from phosjax.bench import BenchConfig, _layout, _plan
+from phosjax.bench.add_models import main as add_models_main
+from phosjax.bench.new import main as new_main
+from phosjax.bench.profile import main as profile_main
+from phosjax.models import _registry
+from tests.bench.runner_tiny import toy_data
+
+CONFIG = """\
+models: [{name: my_dense, width: 4}]
+datasets: [toy]
+grid: {steps: 4, batch_size: 16}
+seeds: 1
+eval_every: 4
+checkpoint_every: 4
+strategy: vmap
+"""
+
+MODULE = (
+    "import flax.linen as nn\nfrom phosjax.models import register_model\n"
+    "register_model('my_dense', nn.Dense)\n"
+)
+
+BUILT_IN = dict(_registry._REGISTRY)
+
+
+def _fresh(monkeypatch: pytest.MonkeyPatch, *modules: str) -> None:
+    """As in a new process: ``modules`` not imported, only the built-in models registered."""
+    monkeypatch.setattr(_registry, "_REGISTRY", dict(BUILT_IN))
+    for module in modules:
+        monkeypatch.delitem(sys.modules, module, raising=False)
+
+
+@pytest.fixture
+def made(tmp_path, monkeypatch) -> tuple[pathlib.Path, pathlib.Path]:
+    """``(bench, folder of the user's module)``: a bench of ``my_dense`` that
+    ``new --import my_models`` trained (``json`` imported too, registering nothing)."""
+    monkeypatch.setattr(
+        _plan, "load_datasets", lambda names, data_dir, features: {"toy": toy_data()}
+    )
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "my_models.py").write_text(MODULE)
+    monkeypatch.syspath_prepend(str(source))
+    _fresh(monkeypatch, "my_models")
+    config = tmp_path / "bench.yaml"
+    config.write_text(CONFIG)
+    root = tmp_path / "bench"
+    command = ["--config", str(config), "--dir", str(root), "--no_progress"]
+    assert new_main([*command, "--import", "my_models", "json"]) == 0
+    return root, source
+
+
+def _marker(root: pathlib.Path) -> dict:
+    return json.loads((root / _layout.MARKER).read_text())
+
+
+def test_the_modules_that_register_the_benchs_models_are_recorded_outside_its_identity(made):
+    root, _ = made
+    marker = _marker(root)
+    assert marker[_layout.IMPORTS_KEY] == ["my_models"]  # json registers none of its models
+    config = BenchConfig.from_dict(yaml.safe_load((root / _layout.CONFIG).read_text()))
+    assert marker["config_hash"] == config.digest()  # the record is not in the config
+
+
+def test_later_commands_import_the_recorded_modules_themselves(made, monkeypatch, capsys):
+    root, _ = made
+    _fresh(monkeypatch, "my_models")
+    assert new_main(["--dir", str(root), "--no_progress"]) == 0, capsys.readouterr().err
+    _fresh(monkeypatch, "my_models")  # the same command as made it, less --import
+    config = root.parent / "bench.yaml"
+    command = ["--config", str(config), "--dir", str(root), "--no_progress"]
+    assert new_main(command) == 0, capsys.readouterr().err
+    _fresh(monkeypatch, "my_models")
+    assert add_models_main(["--dir", str(root), "--no_progress"]) == 2
+    err = capsys.readouterr().err  # it planned the bench: my_dense was registered
+    assert "no model was registered since the bench was made" in err, err
+    assert profile_main(["--dir", str(root)]) == 0  # needs no models
+    assert _marker(root)[_layout.IMPORTS_KEY] == ["my_models"]
+
+
+def test_a_recorded_module_not_found_is_one_error_saying_what_to_do(made, monkeypatch, capsys):
+    root, source = made
+    (source / "my_models.py").rename(source / "our_models.py")  # renamed
+    _fresh(monkeypatch, "my_models", "our_models")
+    assert new_main(["--dir", str(root), "--no_progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: the bench {str(root)!r} registers its model 'my_dense' ")
+    assert "importing 'my_models'" in err and "pip install it" in err
+    assert "--import NEW_NAME" in err and "Traceback" not in err and err.count("\n") == 1
+    _fresh(monkeypatch, "my_models", "our_models")  # its new name: used, and recorded
+    command = ["--dir", str(root), "--no_progress", "--import", "our_models"]
+    assert new_main(command) == 0, capsys.readouterr().err
+    assert _marker(root)[_layout.IMPORTS_KEY] == ["our_models"]
+    _fresh(monkeypatch, "my_models", "our_models")
+    assert profile_main(["--dir", str(root)]) == 0
+
+
+def test_a_bench_made_before_the_record_is_written_as_before(made, monkeypatch, capsys):
+    root, _ = made
+    marker = _marker(root)
+    del marker[_layout.IMPORTS_KEY]  # as a bench made before
+    (root / _layout.MARKER).write_text(json.dumps(marker))
+    _fresh(monkeypatch, "my_models")
+    assert new_main(["--dir", str(root), "--no_progress"]) == 2  # as before: --import it
+    assert "unknown model 'my_dense'" in capsys.readouterr().err
+    assert _marker(root) == marker
+    _fresh(monkeypatch, "my_models")
+    assert new_main(["--dir", str(root), "--no_progress", "--import", "my_models"]) == 0
+    assert _marker(root) == {**marker, _layout.IMPORTS_KEY: ["my_models"]}
+
+
+def test_a_recorded_module_that_raises_is_named_as_the_benchs(made, monkeypatch, capsys):
+    root, source = made
+    (source / "my_models.py").write_text(MODULE + "raise RuntimeError('broken')\n")
+    _fresh(monkeypatch, "my_models")
+    assert new_main(["--dir", str(root), "--no_progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: the bench {str(root)!r} imports 'my_models' (recorded in ")
+    assert "--import my_models failed: it raised RuntimeError" in err and "broken" in err
+
+
+def test_add_models_records_an_import_that_registers_a_model_it_adds(made, monkeypatch, capsys):
+    root, source = made
+    (source / "more_models.py").write_text(MODULE.replace("my_dense", "my_dense2"))
+    _fresh(monkeypatch, "my_models", "more_models")
+    command = ["--dir", str(root), "--no_progress", "--import", "more_models"]
+    assert add_models_main(command) == 0, capsys.readouterr().err
+    assert _marker(root)[_layout.IMPORTS_KEY] == ["my_models", "more_models"]
+    assert "my_dense2" in (root / _layout.CONFIG).read_text()
