@@ -3,6 +3,7 @@
 import dataclasses
 import functools
 import math
+import numbers
 from typing import Any
 
 import jax
@@ -103,9 +104,12 @@ def expand(
     (never to zero).
 
     Raises:
-      ValueError: an unknown ``cost``, a ``multiple`` that is not an int >= 1, or even the
-        narrowest config (every width ``multiple``) costs more, or does not build. A
-        multiplier whose config does not build does not fit.
+      ValueError: an unknown ``cost``, a ``multiple`` that is not an int >= 1, a
+        ``budget`` that is not a finite number (NaN, infinity), or even the narrowest
+        config (every width ``multiple``) costs more, or does not build, or even the
+        widest one searched (every width times ``2**12``) costs less, so the largest
+        multiplier that fits is not found. A multiplier whose config does not build
+        does not fit.
 
     Examples:
       >>> from phosjax.models import ModelConfig
@@ -116,6 +120,12 @@ def expand(
     """
     check_cost(cost)
     _check_multiple(multiple)
+    if (
+        isinstance(budget, bool)
+        or not isinstance(budget, numbers.Real)
+        or not math.isfinite(budget)
+    ):
+        raise ValueError(f"budget={budget!r}: expected a finite {cost} cost to expand to")
     base = config.resolved()
 
     def fits(multiplier: float) -> bool:
@@ -134,12 +144,23 @@ def expand(
             )
         )
     low, high = 0.0, 1.0
-    while fits(high) and high < 2**12:
+    while fits(high):
+        if high >= _WIDEST:
+            widest = scale_widths(base, high, multiple)
+            raise ValueError(
+                f"the {cost} budget {budget:g} is beyond the widest config searched (every "
+                f"width times {_WIDEST}, widths {widest.widths}, costs "
+                f"{config_cost(widest, cost):g}); expected a budget below that"
+            )
         low, high = high, 2 * high
     for _ in range(24):
         middle = (low + high) / 2
         low, high = (middle, high) if fits(middle) else (low, middle)
     return scale_widths(base, low, multiple)
+
+
+_WIDEST = 2**12
+"""The largest width multiplier `expand` tries."""
 
 
 def _cost_or_error(config: ModelConfig, cost: str) -> float | str:

@@ -1,5 +1,7 @@
 """Costs, the MorphNet regularizer, reports, expand and once."""
 
+import math
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -463,3 +465,16 @@ def test_gamma_adds_the_scales_of_every_normalization_of_a_group():
     assert scales == {"params/blocks_1/norm_1/scale", "params/blocks_1/proj_norm/scale"}
     expected = jnp.abs(block["norm_1"]["scale"]) + block["proj_norm"]["scale"]
     np.testing.assert_allclose(importance(groups, variables, "gamma")[index], expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("budget", [math.nan, math.inf, "1e5", True])
+def test_expand_refuses_a_budget_that_is_not_a_finite_number(budget):
+    with pytest.raises(ValueError, match=r"^budget=.*: expected a finite flops cost"):
+        expand(ModelConfig("mlp", 10, (40,), width=16), budget)
+
+
+def test_expand_refuses_a_budget_beyond_the_widest_config_it_searches():
+    # every width times 2**12 costs ~1e11 FLOPs: a larger budget would be met silently
+    # by that config, far below the budget, rather than by the largest one that fits
+    with pytest.raises(ValueError, match=r"budget 1e\+30 is beyond the widest config searched"):
+        expand(ModelConfig("mlp", 10, (40,), width=16), 1e30)
