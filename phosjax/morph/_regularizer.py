@@ -74,12 +74,22 @@ def _terms(group: ChannelGroup, source: str) -> list[Term]:
     return [("scale", (m,)) for m in gammas] + _lasso_terms(group, free)
 
 
+_EPS = 1e-12
+"""Added under the group lasso's square root (its gradient at zero is then zero)."""
+
+
 def _term_importance(
     leaves: Mapping[str, Any], group: str, kind: str, members: tuple[Member, ...]
 ) -> Any:
     values = [_per_channel(m, _lookup(leaves, group, m), kind) for m in members]
     total = sum(values[1:], values[0])
-    return total if kind == "scale" else jnp.sqrt(total + 1e-12)
+    if kind == "scale":
+        return total
+    # The epsilon keeps the gradient finite at zero; subtracting its root keeps a zero
+    # channel's importance zero, so it is dead at any threshold (``0`` included), as a
+    # zero gamma is.
+    eps = jnp.asarray(_EPS, total.dtype)
+    return jnp.sqrt(total + eps) - jnp.sqrt(eps)
 
 
 def importance(groups: ChannelGroups, variables: Any, source: str = "auto") -> list[jax.Array]:

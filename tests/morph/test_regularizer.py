@@ -295,7 +295,7 @@ def test_group_lasso_counts_the_bias_so_shrinking_keeps_the_outputs(bias, width)
     np.testing.assert_allclose(shrunk, model.apply(variables, x), atol=1e-5)
     groups = channel_groups(model, variables, x)
     (scores,) = importance(groups, variables, "group_lasso")
-    np.testing.assert_allclose(scores[8:], 2 * abs(bias) + (1e-6 if bias == 0 else 0), atol=1e-5)
+    np.testing.assert_allclose(scores[8:], 2 * abs(bias), atol=1e-5)
 
 
 def test_the_regularizer_gradient_includes_the_bias_and_matches_finite_differences():
@@ -478,3 +478,20 @@ def test_expand_refuses_a_budget_beyond_the_widest_config_it_searches():
     # by that config, far below the budget, rather than by the largest one that fits
     with pytest.raises(ValueError, match=r"budget 1e\+30 is beyond the widest config searched"):
         expand(ModelConfig("mlp", 10, (40,), width=16), 1e30)
+
+
+def test_a_masked_channel_is_dead_at_threshold_zero_with_the_group_lasso_as_with_gamma():
+    model = nn.Sequential([nn.Dense(4), nn.relu, nn.Dense(2)])
+    x = jnp.ones((1, 3))
+    variables = model.init(jax.random.key(0), x)
+    groups = channel_groups(model, variables, x)
+    masked = mask(variables, {"layers_0": np.array([True, False, True, True])}, groups)
+    assert float(importance(groups, masked)[0][1]) == 0.0  # not sqrt(epsilon)
+    assert alive_channels(groups, masked, threshold=0.0)["layers_0"].tolist() == [
+        True,
+        False,
+        True,
+        True,
+    ]
+    reg = morph_regularizer(groups, "params", threshold=0.0, normalize=False)
+    assert np.isfinite(np.asarray(jax.grad(reg)(masked)["params"]["layers_0"]["kernel"])).all()
