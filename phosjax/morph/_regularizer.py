@@ -170,9 +170,10 @@ def morph_regularizer(
     replaces each factor in turn by the group's summed importances (an L1 norm of the
     gammas, or the group lasso of the kernels) while the other factors stay counts:
     ``c * sum_k soft[g_k] * prod_{j != k} alive[g_j]``. A channel's price is thus the
-    cost it adds given what its inputs and outputs keep alive. Add ``strength * reg``
-    to the loss; with ``normalize`` it is divided by the full model's cost, so the
-    strength means the same on every model and cost. It takes the variables or their
+    cost it adds given what its inputs and outputs keep alive (a group keeps at least
+    one channel, as in `alive_channels`, so its neighbours' prices are never zero). Add
+    ``strength * reg`` to the loss; with ``normalize`` it is divided by the full model's
+    cost, so the strength means the same on every model and cost. It takes the variables or their
     params, whatever the groups were traced from (a KeyError names a missing leaf).
 
     Args:
@@ -210,7 +211,11 @@ def morph_regularizer(
 
     def regularizer(tree: Any) -> jax.Array:
         soft = importance(groups, tree, source)
-        counts = [jax.lax.stop_gradient((s > threshold).sum().astype(s.dtype)) for s in soft]
+        # as `alive_channels` (and so `report` and `shrink`): at least one channel each
+        counts = [
+            jax.lax.stop_gradient(jnp.maximum((s > threshold).sum(), 1).astype(s.dtype))
+            for s in soft
+        ]
         sums = [s.sum() for s in soft]
         total = jnp.zeros(())
         for c, gs in terms:

@@ -495,3 +495,21 @@ def test_a_masked_channel_is_dead_at_threshold_zero_with_the_group_lasso_as_with
     ]
     reg = morph_regularizer(groups, "params", threshold=0.0, normalize=False)
     assert np.isfinite(np.asarray(jax.grad(reg)(masked)["params"]["layers_0"]["kernel"])).all()
+
+
+def test_an_all_dead_group_still_counts_the_channel_it_keeps_in_its_neighbours_prices():
+    # alive_channels keeps one channel of an all-dead group, so the shrunk model's cost
+    # (report) has 1 there, not 0: the neighbour's price must count it too
+    model = nn.Sequential([nn.Dense(4), nn.relu, nn.Dense(6), nn.relu, nn.Dense(3)])
+    x = jnp.ones((2, 5))
+    variables = model.init(jax.random.key(0), x)
+    params = variables["params"]
+    params["layers_0"]["kernel"] = jnp.zeros((5, 4)).at[0, 2].set(1e-3)  # all below 1e-2
+    params["layers_0"]["bias"] = jnp.zeros(4)
+    groups = channel_groups(model, variables, x)
+    assert report(groups, variables)["groups"]["layers_0"]["alive"] == 1
+    s0, s1 = (float(s.sum()) for s in importance(groups, variables))
+    n0, n1 = 1, 6
+    reg = morph_regularizer(groups, cost="flops", normalize=False)
+    expected = 2 * (5 * s0 + (s0 * n1 + n0 * s1) + 3 * s1)
+    np.testing.assert_allclose(reg(variables), expected, rtol=1e-5)
