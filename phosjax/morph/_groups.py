@@ -282,9 +282,10 @@ def channel_groups(
     Args:
       model: a Flax module (its ``apply`` is traced) or any ``apply(variables, *args)``.
       variables: the model's variables (any pytree of arrays).
-      *args: example inputs (their batch size divides the FLOPs), e.g. ``x``; arrays
-        (or pytrees of them) are traced, anything else (``False`` for a ``train`` flag)
-        is passed as it is.
+      *args: example inputs (the leading axis of the first one that is not a scalar is
+        the batch, whose size divides the FLOPs), e.g. ``x``; arrays (or pytrees of
+        them) are traced, anything else (``False`` for a ``train`` flag) is passed as
+        it is.
       **kwargs: passed to ``apply`` (e.g. ``train=False``).
 
     Returns:
@@ -400,7 +401,10 @@ def channel_groups(
         tuple(_product([_polynomial(facts, label, group_of) for label in axes]))
         for axes in facts.leaf_labels
     )
-    batch = max(1, int(np.shape(jax.tree.leaves(arrays)[0])[0])) if arrays else 1
+    # the batch: the leading axis of the first input that has one (a scalar input, say a
+    # temperature or time step, has none)
+    batched = [np.shape(leaf) for leaf in jax.tree.leaves(arrays) if np.ndim(leaf) > 0]
+    batch = max(1, int(batched[0][0])) if batched else 1
     flops = tuple(
         (
             name,

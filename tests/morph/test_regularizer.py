@@ -513,3 +513,14 @@ def test_an_all_dead_group_still_counts_the_channel_it_keeps_in_its_neighbours_p
     reg = morph_regularizer(groups, cost="flops", normalize=False)
     expected = 2 * (5 * s0 + (s0 * n1 + n0 * s1) + 3 * s1)
     np.testing.assert_allclose(reg(variables), expected, rtol=1e-5)
+
+
+def test_flops_are_per_example_when_the_first_input_is_a_scalar():
+    class Scaled(nn.Module):  # a time step or temperature first, then the batch
+        @nn.compact
+        def __call__(self, t, x):
+            return nn.Dense(2)(nn.relu(nn.Dense(4)(x)) * t)
+
+    model, t, x = Scaled(), jnp.float32(0.5), jnp.ones((3, 5))
+    groups = channel_groups(model, model.init(jax.random.key(0), t, x), t, x)
+    assert evaluate(cost_polynomial(groups, "flops"), [4]) == 2 * (5 * 4 + 4 * 2)
