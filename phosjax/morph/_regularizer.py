@@ -85,10 +85,10 @@ def _term_importance(
     total = sum(values[1:], values[0])
     if kind == "scale":
         return total
-    # The epsilon keeps the gradient finite at zero; subtracting its root keeps a zero
-    # channel's importance zero, so it is dead at any threshold (``0`` included), as a
-    # zero gamma is.
-    eps = jnp.asarray(_EPS, total.dtype)
+    # The epsilon keeps the gradient finite at zero (at least the dtype's smallest normal
+    # number: 1e-12 is zero in float16); subtracting its root keeps a zero channel's
+    # importance zero, so it is dead at any threshold (``0`` included), as a zero gamma is.
+    eps = jnp.asarray(max(_EPS, float(jnp.finfo(total.dtype).tiny)), total.dtype)
     return jnp.sqrt(total + eps) - jnp.sqrt(eps)
 
 

@@ -1,5 +1,6 @@
 """Costs, the MorphNet regularizer, reports, expand and once."""
 
+import functools
 import math
 
 import flax.linen as nn
@@ -524,3 +525,17 @@ def test_flops_are_per_example_when_the_first_input_is_a_scalar():
     model, t, x = Scaled(), jnp.float32(0.5), jnp.ones((3, 5))
     groups = channel_groups(model, model.init(jax.random.key(0), t, x), t, x)
     assert evaluate(cost_polynomial(groups, "flops"), [4]) == 2 * (5 * 4 + 4 * 2)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
+def test_the_gradient_of_a_zeroed_channel_is_finite_in_half_precision(dtype):
+    # 1e-12 under the square root is zero in float16: the gradient was 0 * inf = NaN
+    layer = functools.partial(nn.Dense, dtype=dtype, param_dtype=dtype)
+    model = nn.Sequential([layer(4), nn.relu, layer(2)])
+    x = jnp.ones((1, 3), dtype)
+    variables = model.init(jax.random.key(0), x)
+    groups = channel_groups(model, variables, x)
+    masked = mask(variables, {"layers_0": np.array([True, False, True, True])}, groups)
+    grad = jax.grad(morph_regularizer(groups, "params"))(masked)["params"]["layers_0"]
+    assert np.isfinite(np.asarray(grad["kernel"], np.float32)).all()
+    assert float(importance(groups, masked)[0][1]) == 0.0
