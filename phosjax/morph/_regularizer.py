@@ -62,16 +62,35 @@ def _lasso_terms(group: ChannelGroup, producers: tuple[Member, ...]) -> list[Ter
     ]
 
 
-def _terms(group: ChannelGroup, source: str) -> list[Term]:
+def _shift_terms(group: ChannelGroup, collections: bool) -> list[Term]:
+    """One group-lasso term per module whose params only shift the channels (a BatchNorm
+    without a scale): no kernel or scale of it produces them, so its shift would
+    otherwise count nowhere, and a channel with a zero kernel but a live shift (a
+    constant the next layer reads) would be dead. Batch statistics are not params."""
+    producing = {m.module for m in (*group.sources("out"), *group.sources("scale"))}
+    shifts = [
+        m
+        for m in group.sources("bias")
+        if m.zeroed
+        and m.module not in producing
+        and (not collections or m.path.split("/")[0] == "params")
+    ]
+    modules = list(dict.fromkeys(m.module for m in shifts))
+    return [("lasso", tuple(m for m in shifts if m.module == module)) for module in modules]
+
+
+def _terms(group: ChannelGroup, source: str, collections: bool = True) -> list[Term]:
     """What adds up to the group's importance: ``(kind, members)`` per producer (``source``
-    checked by `check_source`)."""
+    checked by `check_source`); ``collections``: the groups' paths start with one."""
     gammas = tuple(m for m in group.sources("scale") if m.zeroed)
     if source == "gamma":
         return [("scale", (m,)) for m in gammas]
     if source == "group_lasso":
-        return _lasso_terms(group, (*group.sources("out"), *gammas))
-    free = tuple(m for m in group.sources("out") if not m.norms)
-    return [("scale", (m,)) for m in gammas] + _lasso_terms(group, free)
+        terms = _lasso_terms(group, (*group.sources("out"), *gammas))
+    else:
+        free = tuple(m for m in group.sources("out") if not m.norms)
+        terms = [("scale", (m,)) for m in gammas] + _lasso_terms(group, free)
+    return terms + _shift_terms(group, collections)
 
 
 _EPS = 1e-12
@@ -119,10 +138,12 @@ def importance(groups: ChannelGroups, variables: Any, source: str = "auto") -> l
     """
     check_source(source, groups)
     leaves = leaf_paths(variables)
+    collections = any(path.split("/")[0] == "params" for path in groups.paths)
     result = []
     for group in groups.groups:
         values = [
-            _term_importance(leaves, group.name, kind, ms) for kind, ms in _terms(group, source)
+            _term_importance(leaves, group.name, kind, ms)
+            for kind, ms in _terms(group, source, collections)
         ]
         result.append(sum(values[1:], values[0]) if values else jnp.ones(group.size))
     return result

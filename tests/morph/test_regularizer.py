@@ -539,3 +539,30 @@ def test_the_gradient_of_a_zeroed_channel_is_finite_in_half_precision(dtype):
     grad = jax.grad(morph_regularizer(groups, "params"))(masked)["params"]["layers_0"]
     assert np.isfinite(np.asarray(grad["kernel"], np.float32)).all()
     assert float(importance(groups, masked)[0][1]) == 0.0
+
+
+def test_the_shift_of_a_batchnorm_without_scale_keeps_a_channel_with_a_zero_kernel_alive():
+    # the channel's output is the shift, a constant the next layer reads: pruning it
+    # would change the outputs, so its importance counts the shift (its own group lasso)
+    class Model(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            h = nn.Dense(4, use_bias=False)(x)
+            h = nn.BatchNorm(use_running_average=True, use_scale=False)(h)
+            return nn.Dense(2)(nn.relu(h))
+
+    model, x = Model(), jnp.ones((2, 3))
+    variables = model.init(jax.random.key(0), x)
+    params = variables["params"]
+    params["Dense_0"]["kernel"] = params["Dense_0"]["kernel"].at[:, 0].set(0.0)
+    params["BatchNorm_0"]["bias"] = jnp.array([2.0, 0.0, 0.0, 0.0])
+    groups = channel_groups(model, variables, x)
+    for source in ("auto", "group_lasso"):
+        for tree in (variables, params):  # the shift is a param, the mean is not
+            np.testing.assert_allclose(importance(groups, tree, source)[0][0], 2.0, rtol=1e-6)
+        alive = alive_channels(groups, variables, source=source)
+        assert alive["Dense_0"].all()
+        masked = mask(variables, alive, groups)
+        np.testing.assert_array_equal(model.apply(masked, x), model.apply(variables, x))
+    params["BatchNorm_0"]["bias"] = jnp.zeros(4)  # now the channel is dead
+    assert alive_channels(groups, variables)["Dense_0"].tolist() == [False, True, True, True]
