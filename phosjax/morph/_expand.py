@@ -3,7 +3,6 @@
 import dataclasses
 import functools
 import math
-import numbers
 from typing import Any
 
 import jax
@@ -120,12 +119,9 @@ def expand(
     """
     check_cost(cost)
     _check_multiple(multiple)
-    if (
-        isinstance(budget, bool)
-        or not isinstance(budget, numbers.Real)
-        or not math.isfinite(budget)
-    ):
+    if not _finite_number(budget):
         raise ValueError(f"budget={budget!r}: expected a finite {cost} cost to expand to")
+    budget = float(budget)
     base = config.resolved()
 
     def fits(multiplier: float) -> bool:
@@ -157,6 +153,17 @@ def expand(
         middle = (low + high) / 2
         low, high = (middle, high) if fits(middle) else (low, middle)
     return scale_widths(base, low, multiple)
+
+
+def _finite_number(value: Any) -> bool:
+    """Whether ``value`` is a finite number (a Python, NumPy or JAX scalar; not a bool
+    or a string)."""
+    if isinstance(value, (bool, str, bytes)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
 
 
 _WIDEST = 2**12

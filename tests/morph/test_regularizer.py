@@ -468,10 +468,16 @@ def test_gamma_adds_the_scales_of_every_normalization_of_a_group():
     np.testing.assert_allclose(importance(groups, variables, "gamma")[index], expected, rtol=1e-6)
 
 
-@pytest.mark.parametrize("budget", [math.nan, math.inf, "1e5", True])
+@pytest.mark.parametrize("budget", [math.nan, math.inf, "1e5", True, None])
 def test_expand_refuses_a_budget_that_is_not_a_finite_number(budget):
     with pytest.raises(ValueError, match=r"^budget=.*: expected a finite flops cost"):
         expand(ModelConfig("mlp", 10, (40,), width=16), budget)
+
+
+@pytest.mark.parametrize("kind", [np.float32, jnp.float32, int])
+def test_expand_takes_a_numpy_or_jax_scalar_budget(kind):
+    config = ModelConfig("mlp", 10, (40,), width=16)
+    assert expand(config, kind(config_cost(config, "params")), "params").width == (16,)
 
 
 def test_expand_refuses_a_budget_beyond_the_widest_config_it_searches():
