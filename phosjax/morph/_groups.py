@@ -295,7 +295,9 @@ def channel_groups(
       UnsupportedOpError: the model uses a primitive whose effect on channels is not
         known (e.g. ``while``, ``sort``); the message names it and where it is.
       ValueError: ``model`` is a `GraphModel` that returns every node's output (no
-        ``returns``, no ``outputs=``): nothing could be pruned.
+        ``returns``, no ``outputs=``), or ``mutable`` is passed (``apply`` then returns
+        the updated collections too, BatchNorm's batch statistics in training): every
+        channel would be a model output and nothing could be pruned.
 
     References:
       Gordon et al., MorphNet: Fast & Simple Resource-Constrained Structure Learning of
@@ -320,6 +322,13 @@ def channel_groups(
             "channel_groups: this GraphModel returns every node's output, so every channel "
             "is a model output and none can be pruned; build it with returns=<the logits' "
             "node> (e.g. returns='head'), or pass outputs='head'."
+        )
+    if kwargs.get("mutable"):
+        raise ValueError(
+            f"channel_groups: mutable={kwargs['mutable']!r} makes apply return the updated "
+            "collections too (a BatchNorm's batch statistics in training), so every channel "
+            "would be a model output and none could be pruned; trace in inference mode "
+            "(e.g. train=False, without mutable): the channels are the same."
         )
     apply = _as_apply(model)
     flat, treedef = jax.tree_util.tree_flatten_with_path(variables)

@@ -1014,3 +1014,19 @@ def test_a_graph_model_returning_every_node_is_refused_with_how_to_pick_the_logi
         channel_groups(every, variables, x)
     assert channel_groups(GraphModel(nodes, returns="head"), variables, x).names == ("hidden",)
     assert channel_groups(every, variables, x, outputs="head").names == ("hidden",)
+
+
+def test_tracing_with_mutable_collections_is_an_error_not_a_model_without_groups():
+    # in training, apply(..., mutable=["batch_stats"]) returns the new batch statistics
+    # too: every channel became a model output, and the model silently had no group
+    class Normed(nn.Module):
+        @nn.compact
+        def __call__(self, x, train=False):
+            h = nn.BatchNorm(use_running_average=not train)(nn.Dense(6, use_bias=False)(x))
+            return nn.Dense(2)(nn.relu(h))
+
+    model, x = Normed(), jnp.ones((4, 3))
+    variables = model.init(jax.random.key(0), x)
+    with pytest.raises(ValueError, match=r"mutable=\['batch_stats'\] .*trace in inference mode"):
+        channel_groups(model, variables, x, train=True, mutable=["batch_stats"])
+    assert channel_groups(model, variables, x).names == ("Dense_0",)
