@@ -42,6 +42,13 @@ from phosjax.morph._ops import (
     WINDOW,
 )
 
+CONSTANT = (
+    "a constant: an array the traced function holds outside the variables (closed over, "
+    "e.g. batch statistics of a params-only apply, or built from literals), which shrinking "
+    "cannot cut; pass it in the variables to prune these channels"
+)
+"""Why an axis of a constant is pinned."""
+
 ZEROING = frozenset({"out", "scale", "bias"})
 """Kinds of use whose slices `mask` zeroes: a dead channel's output is then zero."""
 
@@ -923,7 +930,7 @@ class _Walker:
             self.scopes.pop()
 
     def constant(self, value: Any) -> Value:
-        return Value([self.labels.new(n, "constant") for n in np.shape(value)], known=value)
+        return Value([self.labels.new(n, CONSTANT) for n in np.shape(value)], known=value)
 
 
 def trace(

@@ -1030,3 +1030,23 @@ def test_tracing_with_mutable_collections_is_an_error_not_a_model_without_groups
     with pytest.raises(ValueError, match=r"mutable=\['batch_stats'\] .*trace in inference mode"):
         channel_groups(model, variables, x, train=True, mutable=["batch_stats"])
     assert channel_groups(model, variables, x).names == ("Dense_0",)
+
+
+def test_an_axis_of_a_closed_over_array_is_pinned_saying_why():
+    # a params-only apply closing over the batch statistics: their channels cannot be
+    # shrunk, so the group is pinned; the reason says what the constant is and the fix
+    class Normed(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            h = nn.BatchNorm(use_running_average=True)(nn.Dense(6, use_bias=False)(x))
+            return nn.Dense(2)(nn.relu(h))
+
+    model, x = Normed(), jnp.ones((4, 3))
+    variables = model.init(jax.random.key(0), x)
+
+    def apply(params, x):
+        return model.apply({"params": params, "batch_stats": variables["batch_stats"]}, x)
+
+    groups = channel_groups(apply, variables["params"], x)
+    assert groups.names == ()
+    assert re.search(r"closed over.*pass it in the variables", groups.pinned["Dense_0/kernel:1"])
