@@ -6,6 +6,9 @@ Syntax, matched against the whole path:
 * ``**`` any number of segments, none included,
 * ``[1-3]``, ``?`` character classes and single characters within a segment,
 * ``re:<regex>`` a Python regular expression (full match).
+
+A selector equal to a path also matches it, so a name with brackets (a channel group
+``qkv[2]``) selects itself.
 """
 
 import difflib
@@ -108,7 +111,7 @@ def matches(selector: str, path: str) -> bool:
       >>> matches("**/pre_act", "blocks_2/choice/pre_act")
       True
     """
-    return compile_selector(selector).fullmatch(path) is not None
+    return selector == path or compile_selector(selector).fullmatch(path) is not None
 
 
 def _similarity(a: str, b: str) -> float:
@@ -160,7 +163,7 @@ def select(
     """
     paths = list(paths)
     regex = compile_selector(selector)
-    found = [p for p in paths if regex.fullmatch(p)]
+    found = [p for p in paths if p == selector or regex.fullmatch(p)]
     if not found and not allow_empty:
         hint = _LIFTED_HINT.get(what, "")
         if not paths:

@@ -572,3 +572,16 @@ def test_the_shift_of_a_batchnorm_without_scale_keeps_a_channel_with_a_zero_kern
         np.testing.assert_array_equal(model.apply(masked, x), model.apply(variables, x))
     params["BatchNorm_0"]["bias"] = jnp.zeros(4)  # now the channel is dead
     assert alive_channels(groups, variables)["Dense_0"].tolist() == [False, True, True, True]
+
+
+def test_a_group_named_with_its_axis_is_selected_by_its_name():
+    # a kernel producing groups on two axes names them `layers_0[1]`, `layers_0[2]`; the
+    # brackets read as a character class, so the name matched nothing, not even itself
+    model = nn.Sequential([nn.DenseGeneral((2, 3)), nn.relu, nn.DenseGeneral(4, axis=(-2, -1))])
+    x = jnp.ones((2, 5))
+    variables = model.init(jax.random.key(0), x)
+    groups = channel_groups(model, variables, x)
+    assert groups.names == ("layers_0[1]", "layers_0[2]")
+    every = morph_regularizer(groups, "params", normalize=False)
+    parts = [morph_regularizer(groups, "params", normalize=False, selector=n) for n in groups.names]
+    np.testing.assert_allclose(sum(p(variables) for p in parts), every(variables), rtol=1e-6)
