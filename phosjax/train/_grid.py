@@ -147,7 +147,8 @@ def train_grid(
       datasets: data sets by name, used instead of loading them.
       strategy: see `run_group`.
       chunk_steps: steps per dispatch.
-      devices: the devices to shard each group over (default: all local devices).
+      devices: the devices to shard each group over (``None``: all local devices; see
+        `run_group`).
       process: ``(index, count)``; default ``(jax.process_index(), jax.process_count())``,
         and then every process returns (or raises its error) once all have trained
         their shares.

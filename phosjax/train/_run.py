@@ -157,15 +157,25 @@ def _train_chunk(
 
 
 def local_devices(devices: Sequence[jax.Device] | None, where: str) -> list[jax.Device]:
-    """``devices`` as a list (default: `jax.local_devices`); raises unless each is this
-    process's own (``where`` named): a group's cells are this process's share, trained
-    on its devices alone."""
-    chosen = devices or jax.local_devices()
+    """``devices`` as a list (``None``: `jax.local_devices`); raises unless it names
+    distinct devices, at least one, each this process's own (``where`` named): a
+    group's cells are this process's share, trained on its devices alone."""
+    chosen = jax.local_devices() if devices is None else devices
     listed = list(chosen) if isinstance(chosen, Iterable) else None  # e.g. one device
     if listed is None or not all(isinstance(device, jax.Device) for device in listed):
         raise TypeError(
             f"{where}: devices must be a sequence of jax devices, e.g. jax.local_devices()[:2] "
             f"or [jax.local_devices()[0]], got {devices!r}"
+        )
+    if not listed:
+        raise ValueError(
+            f"{where}: devices is empty; pass at least one device, e.g. "
+            "[jax.local_devices()[0]], or None for all local devices."
+        )
+    if len(set(listed)) < len(listed):
+        raise ValueError(
+            f"{where}: devices lists a device more than once ({listed!r}); each device "
+            "holds its own block of cells, so name each at most once."
         )
     for device in listed:
         if device.process_index != jax.process_index():
@@ -237,8 +247,8 @@ def run_group(
         after compiling, keep the fastest; cached per backend and group).
       chunk_steps: steps per dispatch, at most.
       on_chunk: called with each `Chunk` as soon as it is on the host.
-      devices: the devices to shard the cells over (default: all local devices), each
-        one of this process's.
+      devices: the devices to shard the cells over (``None``: all local devices): at
+        least one, each named once, each one of this process's.
 
     Returns:
       ``(state, run)``: the state at ``until_step`` and the `GroupRun`. A state already
@@ -248,7 +258,8 @@ def run_group(
     Raises:
       TypeError: ``group`` is no `Group`, ``data`` no data set or ``state`` no `GroupState`.
       ValueError: an unknown ``strategy``, ``chunk_steps`` not an int >= 1, ``until_step``
-        not an int in ``[state's step, hparams.steps]``, a state whose cells are at
+        not an int in ``[state's step, hparams.steps]``, ``devices`` empty, with a
+        repeated device or another process's, a state whose cells are at
         different steps, or a state `init_group` did not make for this group and data
         (another cell count, tree, leaf shape or dtype, other per-cell
         hyperparameters or seeds; the message says what differs).

@@ -729,3 +729,17 @@ def test_devices_other_than_a_sequence_of_devices_are_refused_by_name(toy, devic
     [group] = plan_groups(CELLS[:1])
     with pytest.raises(TypeError, match=r"run_group: devices must be a sequence of jax devices"):
         run_group(group, init_group(group, toy), toy, strategy="vmap", devices=devices)
+
+
+@pytest.mark.parametrize(
+    "devices, message",
+    [
+        ([], r"run_group: devices is empty; pass at least one device"),
+        ([jax.devices()[0], jax.devices()[0]], r"run_group: devices lists a device more than once"),
+    ],
+    ids=["empty", "repeated"],
+)
+def test_no_devices_or_a_repeated_device_are_refused_by_name(toy, devices, message):
+    [group] = plan_groups(CELLS[:2])
+    with pytest.raises(ValueError, match=message):
+        run_group(group, init_group(group, toy), toy, strategy="vmap", devices=devices)
