@@ -12,7 +12,7 @@ from jax.experimental import multihost_utils
 
 from phosjax.train._config import Cell
 from phosjax.train._group import Group, plan_groups
-from phosjax.train._run import Chunk, GroupRun, check_strategy, run_group
+from phosjax.train._run import Chunk, GroupRun, check_strategy, local_devices, run_group
 from phosjax.train._state import GroupState, init_group
 
 
@@ -180,6 +180,7 @@ def train_grid(
     given, datasets = list(datasets or {}), dict(datasets or {})
     frames, finals, groups, states, runs = [], [], [], [], []
     try:
+        chosen = local_devices(devices, "train_grid")  # once: e.g. a generator, for each group
         planned = plan_groups([cells[i] for i in share])
         for name in dict.fromkeys(local.dataset for local in planned):  # before any trains
             if name not in datasets:
@@ -200,7 +201,7 @@ def train_grid(
                 strategy=strategy,
                 chunk_steps=chunk_steps,
                 on_chunk=report,
-                devices=devices,
+                devices=chosen,
             )
             frames += [chunk_frame(chunk, index) for chunk in run.chunks]
             finals.append(final_frame(index, run))

@@ -743,3 +743,14 @@ def test_no_devices_or_a_repeated_device_are_refused_by_name(toy, devices, messa
     [group] = plan_groups(CELLS[:2])
     with pytest.raises(ValueError, match=message):
         run_group(group, init_group(group, toy), toy, strategy="vmap", devices=devices)
+
+
+def test_train_grid_takes_devices_once_for_every_group(toy):
+    """An iterator of devices serves each group, not only the first (which exhausted it)."""
+    other = dataclasses.replace(CELLS[1], hparams=dataclasses.replace(ADAM, steps=2))
+    cells = [CELLS[0], other]
+    assert len(plan_groups(cells)) == 2
+    devices = (device for device in jax.local_devices()[:2])
+    result = train_grid(cells, datasets={"toy": toy}, strategy="vmap", devices=devices)
+    assert result.final["cell"].tolist() == [0, 1]
+    assert [len(state.step) for state in result.states] == [1, 1]

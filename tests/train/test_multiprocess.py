@@ -45,7 +45,7 @@ def test_devices_of_another_process_are_refused_by_name(tmp_path):
     for i, (code, log) in enumerate(launch("tests.train.worker", [[str(o)] for o in outs], env)):
         assert code == 1, log[-3000:]  # one: a RuntimeError fetching results; other: a hang
         message = (
-            rf"ValueError: run_group: devices must be this process's own, but device \d+ "
+            rf"ValueError: train_grid: devices must be this process's own, but device \d+ "
             rf"belongs to process {1 - i} \(this is process {i}\); pass jax.local_devices\(\)"
         )
         assert re.search(message, log), log[-3000:]
