@@ -282,6 +282,7 @@ def run_group(
       {'accuracy': (2,), 'loss': (2,)}
     """
     check_strategy(strategy, "run_group")
+    devices = local_devices(devices, "run_group")  # even where nothing is left to run
     chunk_steps = int_at_least("run_group: chunk_steps", chunk_steps, 1)
     if until_step is not None:
         until_step = int_at_least("run_group: until_step", until_step, 0)
@@ -320,7 +321,6 @@ def run_group(
     if not stops:  # already at until_step: nothing to build, choose, place or run
         return state, GroupRun(strategy, {}, [])
     state = with_weak_types(state, group, data)  # e.g. a checkpoint's knobs
-    devices = local_devices(devices, "run_group")
     signature = group.signature()
     model = functools.cache(group.model.build)  # built only when a program is
 

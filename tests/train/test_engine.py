@@ -754,3 +754,10 @@ def test_train_grid_takes_devices_once_for_every_group(toy):
     result = train_grid(cells, datasets={"toy": toy}, strategy="vmap", devices=devices)
     assert result.final["cell"].tolist() == [0, 1]
     assert [len(state.step) for state in result.states] == [1, 1]
+
+
+def test_devices_are_checked_even_when_the_state_is_at_until_step(toy):
+    [group] = plan_groups(CELLS[:1])
+    state = init_group(group, toy)
+    with pytest.raises(ValueError, match=r"run_group: devices lists a device more than once"):
+        run_group(group, state, toy, 0, strategy="vmap", devices=[jax.devices()[0]] * 2)
