@@ -27,10 +27,13 @@ from phosjax.train import Chunk
 
 
 def device_bytes(devices: Sequence[jax.Device] | None = None) -> tuple[float, float]:
-    """``(bytes in use, peak bytes in use)`` summed over the devices; NaN if not reported.
+    """``(bytes in use, peak bytes in use)``: the bytes in use summed over the devices,
+    the peak of the device that peaked highest (per device, as a device's capacity and
+    ``program_bytes`` are); NaN if not reported.
 
     The peak is the backend's own counter: the most in use since the process started
-    (it is never reset). CPU backends report nothing (NaN).
+    (it is never reset). A sum of the devices' peaks, which they may reach at different
+    times, would grow with the device count. CPU backends report nothing (NaN).
     """
     in_use, peak, reported = 0, 0, False
     for device in devices or jax.local_devices():
@@ -41,7 +44,7 @@ def device_bytes(devices: Sequence[jax.Device] | None = None) -> tuple[float, fl
         if stats:
             reported = True
             in_use += stats.get("bytes_in_use", 0)
-            peak += stats.get("peak_bytes_in_use", 0)
+            peak = max(peak, stats.get("peak_bytes_in_use", 0))
     return (float(in_use), float(peak)) if reported else (float("nan"), float("nan"))
 
 

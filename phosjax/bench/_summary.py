@@ -180,7 +180,8 @@ def profile_text(directory: str | os.PathLike) -> str:
         f"bench {directory}: seconds per phase and group (compile_s: all its programs; "
         "step_s: per step, all its cells at once; eval_s: per evaluation; "
         "program_MiB: what one device needs for the group's largest program, by XLA's "
-        "memory analysis; peak_device_MiB: the process's peak so far when the group ended, "
+        "memory analysis; peak_device_MiB: the process's peak so far on its fullest device "
+        "when the group ended, "
         "as the backend counts it, never reset; NaN where the backend reports no memory, "
         "e.g. CPU)"
     ]

@@ -695,7 +695,7 @@ function phaseDetail(r) {
   }
   const peak = r.peak_bytes === undefined || r.peak_bytes === null ? "not reported by this backend" : formatBytes(r.peak_bytes);
   if (typeof r.program_bytes === "number") lines.push(`<div class="muted">largest program: ${formatBytes(r.program_bytes)} per device</div>`);
-  lines.push(`<div class="muted">peak device memory: ${peak}</div>`);
+  lines.push(`<div class="muted">peak device memory: ${peak} (the fullest device)</div>`);
   return lines.join("");
 }
 
