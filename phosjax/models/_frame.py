@@ -63,6 +63,8 @@ class Frame(nn.Module):
       pool: how the head reduces spatial axes: ``"mean"``, ``"max"``, ``"flatten"`` or
         ``"last"`` (the last position, for recurrent blocks).
       dropout: dropout rate before the head (rng stream ``"dropout"``, train only).
+      param_dtype: the dtype the head's params are stored in (the registry gives it a
+        model's ``param_dtype`` option, which its stem and blocks take too).
 
     Examples:
       >>> import jax, jax.numpy as jnp, flax.linen as nn
@@ -84,6 +86,7 @@ class Frame(nn.Module):
     stem: nn.Module | None = None
     pool: str = "mean"
     dropout: float = 0.0
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -106,7 +109,8 @@ class Frame(nn.Module):
             h = self._run(block, h, train, self.widths[i // self.depth])
         h = tag(self, "features", _pool(h, self.pool))
         h = nn.Dropout(self.dropout, deterministic=not train)(h)
-        return tag(self, "logits", nn.Dense(self.num_classes, name="head")(h))
+        head = nn.Dense(self.num_classes, param_dtype=self.param_dtype, name="head")
+        return tag(self, "logits", head(h))
 
     def _run(self, module: nn.Module, h: jax.Array, train: bool, features: int) -> jax.Array:
         out = call_block(module, h, train)

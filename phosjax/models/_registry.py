@@ -220,6 +220,7 @@ class ModelSpec:
             stem=stem,
             pool=options["pool"],
             dropout=options["dropout"],
+            param_dtype=options.get("param_dtype", jnp.float32),
         )
 
 
@@ -274,7 +275,8 @@ def register_model(
     of every stage after the first gets ``downsample=True``. Config options whose names
     match the block's or stem's other arguments are passed to them (to an argument
     annotated ``bool``, only a bool); ``input_kind``, ``pool`` and ``dropout`` go only to
-    the frame (a block's own ``dropout`` keeps its default).
+    the frame (a block's own ``dropout`` keeps its default). A ``param_dtype`` option
+    the block or stem takes goes to the frame's head too, so every param is stored in it.
 
     Alternatively ``build`` takes the resolved `ModelConfig` and returns any Flax module
     called as ``module(x, train=False)`` that returns the logits; it reads the options

@@ -1,5 +1,7 @@
 """Sequence blocks: patch embedding for transformers and a GRU layer."""
 
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -13,7 +15,8 @@ class Patches(nn.Module):
 
     Maps ``(batch, length, channels)`` to ``(batch, length // patch_size, features)``:
     a convolution with kernel and stride ``patch_size`` (a remainder is dropped), plus a
-    learned position embedding ``positions``. Tags ``tokens``.
+    learned position embedding ``positions``, both stored in ``param_dtype``. Tags
+    ``tokens``.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -26,6 +29,7 @@ class Patches(nn.Module):
 
     features: int
     patch_size: int = 4
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -35,9 +39,13 @@ class Patches(nn.Module):
                 f"{self.patch_size}."
             )
         size = (self.patch_size,)
-        tokens = nn.Conv(self.features, size, size, padding="VALID", name="embed")(x)
+        embed = nn.Conv(
+            self.features, size, size, padding="VALID", param_dtype=self.param_dtype, name="embed"
+        )
+        tokens = embed(x)
         init = nn.initializers.normal(0.02)
-        positions = self.param("positions", init, (tokens.shape[1], self.features))
+        shape = (tokens.shape[1], self.features)
+        positions = self.param("positions", init, shape, self.param_dtype)
         return tag(self, "tokens", tokens + positions.astype(tokens.dtype))
 
 

@@ -21,7 +21,7 @@ import pytest
 
 import phosjax as px
 from phosjax.core import flatten
-from phosjax.models import ModelConfig, build_model, param_count
+from phosjax.models import ModelConfig, build_model, model_spec, param_count
 from tests.models.zoo import zoo_models
 
 MNIST1D, DIGITS = (40,), (8, 8, 1)
@@ -238,3 +238,22 @@ def test_vector_models_refuse_convolution_options_that_would_change_nothing(name
     config = ModelConfig(name, NUM_CLASSES, MNIST1D, options={option: 5})
     with pytest.raises(ValueError, match=rf"model '{name}' has no option\(s\) \['{option}'\]"):
         config.resolved()
+
+
+PARAM_DTYPE_MODELS = [name for name in TINY if "param_dtype" in model_spec(name).accepted_options()]
+
+
+def test_the_transformer_takes_a_param_dtype_option():
+    assert "transformer" in PARAM_DTYPE_MODELS
+
+
+@pytest.mark.parametrize("name", PARAM_DTYPE_MODELS)
+def test_every_param_is_stored_in_the_param_dtype_option(name):
+    tiny = TINY[name]
+    options = {**tiny.get("options", {}), "param_dtype": "bfloat16"}
+    config = ModelConfig(name, NUM_CLASSES, MNIST1D, **{**tiny, "options": options})
+    x = jnp.ones((1, *MNIST1D))
+    params = jax.eval_shape(build_model(config).init, jax.random.key(0), x)["params"]
+    assert {path: leaf.dtype for path, leaf in flatten(params).items()} == {
+        path: jnp.dtype(jnp.bfloat16) for path in flatten(params)
+    }

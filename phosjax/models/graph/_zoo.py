@@ -75,7 +75,8 @@ def _transformer(config: ModelConfig, spatial: int) -> tuple[Spec, str]:
     widths, depth = config.widths or (), config.depth or 0
     rate, dtype = options.get("dropout_rate", 0.0), options.get("dtype")
     typed = {"dtype": dtype, "param_dtype": options.get("param_dtype", jnp.float32)}
-    spec: Spec = {"stem": Patches(widths[0], patch_size=options["patch_size"])}
+    stem = Patches(widths[0], patch_size=options["patch_size"], param_dtype=typed["param_dtype"])
+    spec: Spec = {"stem": stem}
     previous = "/stem"
     for i, width in enumerate(w for w in widths for _ in range(depth)):
         attention = MultiHeadSelfAttention(
@@ -191,5 +192,5 @@ def graph_model(config: ModelConfig) -> GraphModel:
     spec: Spec = {"view": view, **blocks, "features": node(pool, inputs=last)}
     if options["dropout"]:
         spec["dropout"] = nn.Dropout(options["dropout"])
-    spec["head"] = nn.Dense(config.num_classes)
+    spec["head"] = nn.Dense(config.num_classes, param_dtype=options.get("param_dtype", jnp.float32))
     return GraphModel(spec)

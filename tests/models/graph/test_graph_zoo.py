@@ -85,7 +85,7 @@ def test_the_transformer_twin_computes_in_the_dtype_option(key):
     np.testing.assert_array_equal(out["head"], zoo.apply(variables, x))
 
 
-def test_the_transformer_twin_stores_its_blocks_params_in_the_param_dtype_option(key):
+def test_the_transformer_twin_stores_its_params_in_the_param_dtype_option(key):
     options = {"param_dtype": "bfloat16"}
     config = ModelConfig("transformer", num_classes=3, input_shape=(16,), width=8, options=options)
     zoo, graph = build_model(config), graph_model(config)
@@ -94,9 +94,7 @@ def test_the_transformer_twin_stores_its_blocks_params_in_the_param_dtype_option
     dtypes = lambda tree: jax.tree.map(lambda leaf: leaf.dtype, tree)
     graph_dtypes = dtypes(jax.eval_shape(graph.init, key, x)["params"])
     assert graph_dtypes == dtypes(variables["params"])
-    assert set(jax.tree.leaves(dtypes(variables["params"]["blocks_0"]))) == {
-        jnp.dtype(jnp.bfloat16)
-    }
+    assert set(jax.tree.leaves(dtypes(variables["params"]))) == {jnp.dtype(jnp.bfloat16)}
     np.testing.assert_allclose(
         graph.apply(variables, x)["head"], zoo.apply(variables, x), rtol=1e-5, atol=1e-6
     )
