@@ -102,6 +102,45 @@ def _check_flags(flags: set[str], given: Mapping[str, Any], where: str) -> None:
             raise ValueError(f"{where}: option {key} takes true or false, got {value!r}")
 
 
+DTYPES = ("float32", "bfloat16", "float16", "float64")
+"""The dtypes a model's ``dtype`` and ``param_dtype`` options take (a floating dtype)."""
+
+
+def _defaults(*factories: BlockFactory | None) -> dict[str, Any]:
+    """The default values of ``factories``' keyword arguments (the first factory's first)."""
+    defaults: dict[str, Any] = {}
+    for factory in reversed([f for f in factories if f is not None]):
+        for key, parameter in inspect.signature(factory).parameters.items():
+            if parameter.default is not inspect.Parameter.empty:
+                defaults[key] = parameter.default
+    return defaults
+
+
+def _check_dtypes(defaults: Mapping[str, Any], given: Mapping[str, Any], where: str) -> None:
+    """Raises a ValueError naming a given option whose name ends in ``dtype`` (``dtype``,
+    ``param_dtype``) but whose value is no floating dtype (``None`` only where that is its
+    default), before numpy's bare "data type not understood" when the model is built.
+
+    Examples:
+      >>> _check_dtypes({}, {"param_dtype": "float16x"}, "model 'transformer'")
+      Traceback (most recent call last):
+      ValueError: model 'transformer': option param_dtype must be a floating dtype, one of ...
+    """
+    for key, value in given.items():
+        if not key.endswith("dtype") or (value is None and defaults.get(key, 0) is None):
+            continue
+        try:
+            ok = value is not None and jnp.issubdtype(jnp.dtype(value), jnp.floating)
+        except TypeError:
+            ok = False
+        if not ok:
+            none = " or None" if defaults.get(key, 0) is None else ""
+            raise ValueError(
+                f"{where}: option {key} must be a floating dtype, one of {DTYPES}{none}, "
+                f"got {value!r}"
+            )
+
+
 def _check_stage_widths(block: BlockFactory, widths: tuple[int, ...], where: str) -> None:
     """Raises a ValueError when the stages differ in width but the block is told neither
     its width (``features``) nor where a stage starts (``downsample``): every block is then
@@ -178,6 +217,7 @@ class ModelSpec:
             _check_frame_options(options, where)
             flags = _flags(self.block, self.stem) - set(FRAME_OPTIONS)
             _check_flags(flags, dict(config.options), where)
+        _check_dtypes({**_defaults(self.block, self.stem), **defaults}, dict(config.options), where)
         return config.replace(depth=depth, width=widths, options=options)
 
     def _read_widths(self, depth: int, widths: tuple[int, ...], given: bool) -> tuple[int, ...]:

@@ -257,3 +257,20 @@ def test_every_param_is_stored_in_the_param_dtype_option(name):
     assert {path: leaf.dtype for path, leaf in flatten(params).items()} == {
         path: jnp.dtype(jnp.bfloat16) for path in flatten(params)
     }
+
+
+@pytest.mark.parametrize("option", ["dtype", "param_dtype"])
+@pytest.mark.parametrize("value", ["float16x", "int32", 3])
+def test_a_bad_dtype_option_is_an_error_at_resolve_naming_it_and_the_dtypes(option, value):
+    config = ModelConfig("transformer", NUM_CLASSES, MNIST1D, options={option: value})
+    message = rf"model 'transformer': option {option} must be a floating dtype, one of .*'bfloat16'"
+    with pytest.raises(ValueError, match=message):
+        config.resolved()
+
+
+def test_the_dtype_options_take_dtype_names_and_none_where_it_is_the_default():
+    options = {"dtype": "bfloat16", "param_dtype": "float16"}
+    assert ModelConfig("transformer", NUM_CLASSES, MNIST1D, options=options).resolved()
+    assert ModelConfig("transformer", NUM_CLASSES, MNIST1D, options={"dtype": None}).resolved()
+    with pytest.raises(ValueError, match=r"option param_dtype must be .*, got None"):
+        ModelConfig("transformer", NUM_CLASSES, MNIST1D, options={"param_dtype": None}).resolved()
