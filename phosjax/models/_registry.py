@@ -5,7 +5,7 @@ import importlib
 import importlib.metadata
 import inspect
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -59,9 +59,16 @@ def _check_frame_options(options: Mapping[str, Any], where: str) -> None:
         raise ValueError(f"{where}: option dropout must be a number in [0, 1), got {dropout!r}")
 
 
-def _check_counts(defaults: Mapping[str, Any], given: Mapping[str, Any], where: str) -> None:
+def _check_counts(
+    defaults: Mapping[str, Any],
+    given: Mapping[str, Any],
+    where: str,
+    nullable: Collection[str] = (),
+) -> None:
     """Raises a ValueError naming a given option whose default is a count (an int >= 1: a
-    kernel size, a stride, a head count) but whose value is not.
+    kernel size, a stride, a head count) but whose value is not; ``None`` is taken for
+    the options in ``nullable`` (those the block or stem itself defaults to ``None``, such
+    as a transformer's ``mlp_features``: four times the width).
 
     Examples:
       >>> _check_counts({"kernel_size": 3}, {"kernel_size": 0}, "model 'cnn1d'")
@@ -70,6 +77,8 @@ def _check_counts(defaults: Mapping[str, Any], given: Mapping[str, Any], where: 
     """
     for key, value in given.items():
         default = defaults.get(key)
+        if value is None and key in nullable:
+            continue
         if is_int(default) and default >= 1 and not (is_int(value) and value >= 1):
             raise ValueError(
                 f"{where}: option {key} must be an int >= 1 (its default is {default}), "
@@ -212,12 +221,14 @@ class ModelSpec:
             raise ValueError(f"{where} has no option(s) {unknown}; it takes {accepted}{hint}")
         defaults = {**(FRAME_OPTIONS if self.build is None else {}), **dict(self.options)}
         options = {**defaults, **dict(config.options)}
-        _check_counts(defaults, dict(config.options), where)
+        signature = _defaults(self.block, self.stem)
+        nullable = {key for key, value in signature.items() if value is None}
+        _check_counts(defaults, dict(config.options), where, nullable)
         if self.build is None:
             _check_frame_options(options, where)
             flags = _flags(self.block, self.stem) - set(FRAME_OPTIONS)
             _check_flags(flags, dict(config.options), where)
-        _check_dtypes({**_defaults(self.block, self.stem), **defaults}, dict(config.options), where)
+        _check_dtypes({**signature, **defaults}, dict(config.options), where)
         return config.replace(depth=depth, width=widths, options=options)
 
     def _read_widths(self, depth: int, widths: tuple[int, ...], given: bool) -> tuple[int, ...]:
@@ -335,7 +346,8 @@ def register_model(
         first listed that can view it (see `choose_kind`); ``None`` takes whatever the
         input shape is (an empty list is an error).
       options: default option values (the keys the model reads beyond the arguments).
-        An option whose default is an int >= 1 is a count: a config must give it one.
+        An option whose default is an int >= 1 is a count: a config must give it one
+        (or ``None`` where the block or stem itself defaults to ``None``).
 
     Returns:
       The registered `ModelSpec`.

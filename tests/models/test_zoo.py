@@ -274,3 +274,17 @@ def test_the_dtype_options_take_dtype_names_and_none_where_it_is_the_default():
     assert ModelConfig("transformer", NUM_CLASSES, MNIST1D, options={"dtype": None}).resolved()
     with pytest.raises(ValueError, match=r"option param_dtype must be .*, got None"):
         ModelConfig("transformer", NUM_CLASSES, MNIST1D, options={"param_dtype": None}).resolved()
+
+
+def test_transformer_mlp_features_none_is_four_times_the_width():
+    options = {**TINY["transformer"]["options"], "mlp_features": None}
+    config = ModelConfig("transformer", NUM_CLASSES, MNIST1D, width=8, depth=1, options=options)
+    assert dict(config.resolved().options)["mlp_features"] is None
+    params = jax.eval_shape(build_model(config).init, jax.random.key(0), jnp.ones((1, *MNIST1D)))
+    assert params["params"]["blocks_0"]["mlp_in"]["kernel"].shape == (8, 32)
+
+
+def test_transformer_num_heads_none_is_still_refused():
+    config = ModelConfig("transformer", NUM_CLASSES, MNIST1D, options={"num_heads": None})
+    with pytest.raises(ValueError, match=r"option num_heads must be an int >= 1 .*, got None"):
+        config.resolved()
