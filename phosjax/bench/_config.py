@@ -22,6 +22,7 @@ from phosjax._nearest import nearest_names
 from phosjax._yaml import safe_load
 from phosjax.bench._errors import BenchError
 from phosjax.train import STRATEGIES, HParams, Regularizer
+from phosjax.train._config import INT32_HINT, INT32_MAX, int_at_least
 
 
 def _nearest(word: str, known: list[str]) -> str:
@@ -385,7 +386,8 @@ class BenchConfig:
         steps; 0 saves only at the end.
       chunk_steps: steps per dispatch (None: the largest divisor of ``eval_every`` and
         ``checkpoint_every`` up to 250, so that every chunk compiles once; see
-        `phosjax.bench._runner.chunk_size`).
+        `phosjax.bench._runner.chunk_size`). These three, and a number of ``seeds``, are
+        at most ``2**31 - 1`` (the engine holds steps in int32 on device).
       strategy: how the engine runs a group: ``"auto"`` or one of
         `phosjax.train.STRATEGIES` (see `phosjax.train.run_group`).
       data_dir: where data sets are prepared (None: where `phosjax.data.load` looks by default).
@@ -442,6 +444,28 @@ class BenchConfig:
                 f"unknown strategy {self.strategy!r}; strategy must be one of "
                 f"{', '.join(map(repr, strategies))}."
             )
+        self._check_int32()
+
+    def _check_int32(self) -> None:
+        """Raises `BenchError` naming an interval or count (``eval_every``,
+        ``checkpoint_every``, ``chunk_steps``, a number of ``seeds``) above `INT32_MAX`: the
+        engine holds steps in int32 on device, so it would be refused (or wrap) only later."""
+        seeds_hint = " (a number of seeds; list the seeds to pick large ones)"
+        counts = [
+            ("eval_every", 0, INT32_HINT),
+            ("checkpoint_every", 0, INT32_HINT),
+            ("chunk_steps", 1, INT32_HINT),
+        ]
+        if not isinstance(self.seeds, list | tuple):
+            counts.append(("seeds", 1, seeds_hint))
+        for name, least, hint in counts:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            try:
+                int_at_least(name, value, least, INT32_MAX, hint=hint)
+            except ValueError as error:
+                raise BenchError(str(error)) from None
 
     def _check_dataset_features(self) -> None:
         features = self.dataset_features

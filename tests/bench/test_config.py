@@ -110,6 +110,10 @@ def test_a_config_built_directly_checks_its_models_and_grid():
         ("eval_every: ten\n", r"eval_every must be a whole number >= 0, got 'ten' \(str\)\."),
         ("checkpoint_every: -5\n", r"checkpoint_every must be a whole number >= 0, got -5\."),
         ("chunk_steps: 0\n", r"chunk_steps must be a whole number >= 1 or null, got 0\."),
+        ("eval_every: 2147483648\n", r"eval_every must lie in \[0, 2147483647\] \(2\*\*31 - 1"),
+        ("checkpoint_every: 2147483648\n", r"checkpoint_every must lie in \[0, 2147483647\] "),
+        ("chunk_steps: 2147483648\n", r"chunk_steps must lie in \[1, 2147483647\] .*int32"),
+        ("seeds: 2147483648\n", r"seeds must lie in \[1, 2147483647\] \(a number of seeds"),
         ("seeds: true\n", r"seeds must be a number of seeds >= 1 or a list, got True\."),
         ("seeds: [0, a]\n", r"each of seeds \(a list of seeds\) must be a whole number, got 'a'"),
         ("datasets: mnist1d\n", r"datasets must be a list of data set names, got 'mnist1d'\."),
@@ -339,3 +343,10 @@ def test_fields_added_later_keep_the_digest_and_file_of_benches_made_before_them
     assert BenchConfig.from_dict(picked.to_dict()) == picked
     assert picked.digest() != plain.digest()
     assert plain.differences(picked) == ["dataset_features.mnist1d: (absent) -> ['x', 'label']"]
+
+
+def test_the_largest_int32_interval_is_taken_when_constructed():
+    config = BenchConfig(eval_every=2**31 - 1, checkpoint_every=2**31 - 1, chunk_steps=2**31 - 1)
+    assert config.eval_every == config.checkpoint_every == config.chunk_steps == 2**31 - 1
+    with pytest.raises(BenchError, match=r"eval_every must lie in \[0, 2147483647\]"):
+        BenchConfig(eval_every=2**31)
