@@ -159,6 +159,26 @@ def _shown(changed: list[str]) -> str:
     return "stored -> given: " + "; ".join(changed[:5]) + more
 
 
+def _nothing_to_resume(root: pathlib.Path) -> str:
+    """What ``--resume`` says of ``root``, which holds no bench: how to start one there
+    (a start killed before it wrote the marker is started again by the same command,
+    without ``--resume``)."""
+    start = "run the command without --resume, with its --config FILE, to start it"
+    if not root.exists():
+        return f"--resume: {str(root)!r} does not exist, so it holds no bench to resume; {start}."
+    foreign = _foreign(root)
+    if foreign:
+        return (
+            f"--resume: {str(root)!r} holds no bench to resume (no {_layout.MARKER}), and "
+            f"holds {', '.join(foreign[:5])}, which no bench run left there; give the --dir "
+            "of a bench."
+        )
+    return (
+        f"--resume: {str(root)!r} holds no bench to resume: it has no {_layout.MARKER} "
+        f"(a start killed before writing it leaves none); {start}."
+    )
+
+
 def choose_config(
     directory: str | os.PathLike,
     config: BenchConfig | None,
@@ -201,7 +221,7 @@ def choose_config(
         )
     if not _layout.is_bench(root):
         if resume:
-            raise BenchError(f"--resume: {str(root)!r} holds no bench to resume.")
+            raise BenchError(_nothing_to_resume(root))
         around = _layout.enclosing_bench(root)
         if around is not None:
             raise BenchError(

@@ -916,3 +916,16 @@ def test_a_scheduled_bench_takes_new_models_under_its_schedules_and_shows_them(
         ("linear", 4),
     }
     assert all(type(row["warmup_steps"]) is int for row in rows)
+
+
+def test_resume_without_a_bench_says_the_command_without_resume_starts_it(tmp_path):
+    (tmp_path / "killed").mkdir()  # a start killed before it wrote bench.json
+    (tmp_path / "killed" / _layout.LOCK).write_text("")
+    start = r"run the command without --resume, with its --config FILE, to start it\."
+    for name in ("killed", "missing"):
+        with pytest.raises(BenchError, match=rf"--resume: .*{name}'.* no bench to resume.*{start}"):
+            choose_config(tmp_path / name, tiny_config(), resume=True)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    with pytest.raises(BenchError, match=r"no bench\.json\), and holds notes\.txt, which no"):
+        choose_config(tmp_path / "mine", tiny_config(), resume=True)
