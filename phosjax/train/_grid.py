@@ -110,13 +110,15 @@ def _frames_without_rows() -> tuple[pd.DataFrame, pd.DataFrame]:
     return final_frame([], GroupRun("", {}, [chunk])), chunk_frame(chunk, [])
 
 
-def _load(name: str, data_dir: str | None, given: Sequence[str]) -> Any:
-    """`phosjax.data.load`; when it cannot load ``name``, the error also names the data
-    sets given (``datasets=``), the nearest first."""
+def _load(
+    name: str, data_dir: str | None, given: Sequence[str], features: Sequence[str] | None = None
+) -> Any:
+    """`phosjax.data.load` (with ``features``); when it cannot load ``name``, the error
+    also names the data sets given (``datasets=``), the nearest first."""
     from phosjax.data import load
 
     try:
-        return load(name, data_dir=data_dir)
+        return load(name, data_dir=data_dir, features=features)
     except ValueError as error:
         if not given:
             raise
@@ -128,11 +130,53 @@ def _load(name: str, data_dir: str | None, given: Sequence[str]) -> Any:
         ) from error
 
 
+def _check_dataset_features(
+    features: Any, cells: Sequence[Cell], given: Sequence[str]
+) -> dict[str, tuple[str, str] | None]:
+    """``dataset_features`` checked: a mapping from names of data sets the cells train on
+    (and that ``datasets=`` does not give, for only a loaded set reads features) to an
+    input and a label feature name.
+
+    Raises:
+      ValueError: naming the wrong name or pair and what would be right.
+    """
+    from phosjax.data._load import _features
+
+    if features is None:
+        return {}
+    if not isinstance(features, Mapping):
+        raise ValueError(
+            "train_grid: dataset_features must map data set names to (input, label) feature "
+            f"names, e.g. {{'my_set': ('pixels', 'digit')}}, got {features!r}"
+        )
+    names = list(dict.fromkeys(cell.dataset for cell in cells))
+    checked: dict[str, tuple[str, str] | None] = {}
+    for name, pair in features.items():
+        if name not in names:
+            hint = difflib.get_close_matches(str(name), names, n=1)
+            raise ValueError(
+                f"train_grid: dataset_features names {name!r}, which is not among the cells' "
+                f"datasets ({', '.join(map(repr, names))})"
+                + (f"; did you mean {hint[0]!r}?" if hint else "")
+            )
+        if name in given:
+            raise ValueError(
+                f"train_grid: dataset_features names {name!r}, which datasets= gives as "
+                "arrays; only a data set train_grid loads reads features: drop one of them"
+            )
+        try:
+            checked[name] = _features(pair)
+        except ValueError as error:
+            raise ValueError(f"train_grid: dataset_features[{name!r}]: {error}") from None
+    return checked
+
+
 def train_grid(
     cells: Sequence[Cell],
     *,
     data_dir: str | None = None,
     datasets: Mapping[str, Any] | None = None,
+    dataset_features: Mapping[str, Sequence[str]] | None = None,
     strategy: str = "auto",
     chunk_steps: int = 100,
     devices: Sequence[jax.Device] | None = None,
@@ -145,6 +189,10 @@ def train_grid(
       cells: the whole grid (every process passes the same list).
       data_dir: where `phosjax.data.load` finds or prepares the data sets.
       datasets: data sets by name, used instead of loading them.
+      dataset_features: for some of the data sets loaded, the input and the label
+        feature to read, ``{name: (input, label)}`` (`phosjax.data.load`'s ``features``,
+        as a bench config's ``dataset_features``); by default a data set's supervised
+        keys, else ``image`` and ``label``.
       strategy: see `run_group`.
       chunk_steps: steps per dispatch.
       devices: the devices to shard each group over (``None``: all local devices; see
@@ -178,13 +226,14 @@ def train_grid(
     check_strategy(strategy, "train_grid")  # before any data set loads or group trains
     share = process_share(len(cells), *(process or (None, None)))
     given, datasets = list(datasets or {}), dict(datasets or {})
+    features = _check_dataset_features(dataset_features, cells, given)
     frames, finals, groups, states, runs = [], [], [], [], []
     try:
         chosen = local_devices(devices, "train_grid")  # once: e.g. a generator, for each group
         planned = plan_groups([cells[i] for i in share])
         for name in dict.fromkeys(local.dataset for local in planned):  # before any trains
             if name not in datasets:
-                datasets[name] = _load(name, data_dir, given)
+                datasets[name] = _load(name, data_dir, given, features.get(name))
         for local in planned:
             index = tuple(share[i] for i in local.index)
             group = Group(local.cells, index)

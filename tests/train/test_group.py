@@ -266,3 +266,38 @@ def test_init_programs_compiled_cheaply_give_the_states_xla_defaults_give(name):
     wanted = jax.jit(init, compiler_options=xla_default)(*inputs)
     for leaf, want in zip(jax.tree.leaves(got), jax.tree.leaves(wanted), strict=True):
         np.testing.assert_array_equal(leaf, want)  # bitwise, not just close
+
+
+def test_train_grid_loads_a_data_set_with_its_dataset_features(monkeypatch):
+    import phosjax.data
+
+    loaded = []
+
+    def load(name, *, data_dir=None, features=None):
+        loaded.append((name, features))
+        raise RuntimeError("loaded")  # stops before anything trains
+
+    monkeypatch.setattr(phosjax.data, "load", load)
+    cells = [Cell(Tiny(), "toy"), Cell(Tiny(), "other")]
+    with pytest.raises(RuntimeError, match="loaded"):
+        train_grid(cells, dataset_features={"toy": ["pixels", "digit"]})
+    assert loaded == [("toy", ("pixels", "digit"))]
+
+
+@pytest.mark.parametrize(
+    ("features", "given", "match"),
+    [
+        (
+            {"tyo": ["x", "y"]},
+            {},
+            r"dataset_features names 'tyo', which is not among the cells' "
+            r"datasets \('toy'\); did you mean 'toy'\?",
+        ),
+        ({"toy": ["x"]}, {}, r"dataset_features\['toy'\]: features must name the input"),
+        ({"toy": ["x", "y"]}, {"toy": None}, r"names 'toy', which datasets= gives as arrays"),
+        (["toy"], {}, r"dataset_features must map data set names to \(input, label\)"),
+    ],
+)
+def test_train_grid_refuses_dataset_features_naming_what_is_wrong(features, given, match):
+    with pytest.raises(ValueError, match=match):
+        train_grid([Cell(Tiny(), "toy")], datasets=given, dataset_features=features)
