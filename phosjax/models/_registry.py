@@ -181,6 +181,7 @@ class ModelSpec:
     input_kinds: tuple[str, ...] | None
     options: tuple[tuple[str, Any], ...]
     module: str
+    check: Callable[[ModelConfig], None] | None = None
 
     def accepted_options(self) -> set[str]:
         """The option keys this model reads."""
@@ -193,7 +194,16 @@ class ModelSpec:
         return accepted
 
     def resolve(self, config: ModelConfig) -> ModelConfig:
-        """``config`` with the defaults filled in and checked (see `ModelConfig.resolved`)."""
+        """``config`` with the defaults filled in and checked (see `ModelConfig.resolved`),
+        by the model's own ``check`` too (options that must fit each other or the input
+        shape), so that a bench refuses them when it plans."""
+        resolved = self._resolve_defaults(config)
+        if self.check is not None:
+            self.check(resolved)
+        return resolved
+
+    def _resolve_defaults(self, config: ModelConfig) -> ModelConfig:
+        """`resolve` without the model's ``check``: the checks every model gets."""
         depth = self.depth if config.depth is None else config.depth
         widths = self.width if config.widths is None else config.widths
         where = f"model {self.name!r}"
@@ -312,6 +322,7 @@ def register_model(
     width: int | Sequence[int] = 32,
     input_kinds: str | Sequence[str] | None = None,
     options: Mapping[str, Any] | None = None,
+    check: Callable[[ModelConfig], None] | None = None,
 ) -> ModelSpec:
     """Registers a model under ``name``, so that ``ModelConfig(name, ...)`` builds it.
 
@@ -348,6 +359,10 @@ def register_model(
       options: default option values (the keys the model reads beyond the arguments).
         An option whose default is an int >= 1 is a count: a config must give it one
         (or ``None`` where the block or stem itself defaults to ``None``).
+      check: called with each resolved `ModelConfig` (its options filled in): raises a
+        ValueError, naming the model and the option, for options that do not fit each
+        other or ``input_shape`` (a head count that does not divide the width), so that
+        they are refused when a config resolves (a bench plans), not when the model runs.
 
     Returns:
       The registered `ModelSpec`.
@@ -383,6 +398,11 @@ def register_model(
         )
     if (block is not None or stem is not None) and build is not None:
         raise ValueError(f"model {name!r}: give either block/stem or build, not both")
+    if check is not None and not callable(check):
+        raise TypeError(
+            f"register_model({name!r}, ...): check must be a function of the resolved "
+            f"ModelConfig (or None), got {check!r}"
+        )
     for argument, value in (("block", block), ("stem", stem), ("build", build)):
         if value is not None and not callable(value):
             raise TypeError(
@@ -422,6 +442,7 @@ def register_model(
         input_kinds=None if kinds is None else tuple(kinds),
         options=tuple(sorted((options or {}).items())),
         module=module,
+        check=check,
     )
     _check_defaults(spec)
     _REGISTRY[name] = spec
@@ -435,7 +456,8 @@ def _check_defaults(spec: ModelSpec) -> None:
     """Raises a ValueError, naming the bad argument, if ``spec``'s defaults do not resolve.
 
     A config that gives only the name resolves with these defaults, so they get the same
-    checks (`ModelSpec.resolve`); an empty ``width`` stands for one the config must give
+    checks (`ModelSpec.resolve`, less the model's ``check``, which may need a larger
+    input than the stand-in shape); an empty ``width`` stands for one the config must give
     (unless the model reads none: a frame model without blocks or stem).
     """
     kind = spec.input_kinds[0] if spec.input_kinds else VECTOR
@@ -443,7 +465,7 @@ def _check_defaults(spec: ModelSpec) -> None:
     stand_in = 1 if reads_width and not spec.width else None
     config = ModelConfig(spec.name, 1, _EXAMPLE_SHAPES[kind], width=stand_in)
     try:
-        spec.resolve(config)
+        spec._resolve_defaults(config)
     except ValueError as error:
         raise ValueError(f"register_model({spec.name!r}, ...): {error}") from None
 

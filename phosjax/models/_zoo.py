@@ -4,9 +4,12 @@ Defaults are small enough to train on a CPU in seconds; every size is explicit i
 resolved `ModelConfig`, so a pruned params tree always has a config that builds it.
 """
 
+import math
+
 from phosjax.layers import TransformerBlock
 from phosjax.models._blocks import DenseBlock, Layer, ResBlock
-from phosjax.models._kinds import IMAGE, SEQUENCE, VECTOR
+from phosjax.models._config import ModelConfig, is_int
+from phosjax.models._kinds import IMAGE, SEQUENCE, VECTOR, choose_kind
 from phosjax.models._mixing import choice_block, moe_block
 from phosjax.models._registry import register_model
 from phosjax.models._sequence import GRUBlock, Patches
@@ -19,6 +22,70 @@ def _vector_stem(features: int) -> Layer:
     return Layer(features)
 
 
+def _check_convolutions(config: ModelConfig) -> None:
+    """A convolution's ``kernel_size`` and ``stride`` (options of its block's) are ints >= 1.
+
+    Examples:
+      >>> _check_convolutions(ModelConfig("cnn2d", 3, (8, 8, 1), options={"kernel_size": 0}))
+      Traceback (most recent call last):
+      ValueError: model 'cnn2d': option kernel_size must be an int >= 1 (its default is 3), got 0
+    """
+    options = dict(config.options)
+    for key in ("kernel_size", "stride"):
+        value = options.get(key, 1)
+        if not (is_int(value) and value >= 1):
+            default = 3 if key == "kernel_size" else 1
+            raise ValueError(
+                f"model {config.name!r}: option {key} must be an int >= 1 (its default is "
+                f"{default}), got {value!r}"
+            )
+
+
+def _check_transformer(config: ModelConfig) -> None:
+    """``num_heads`` divides every stage width, and ``patch_size`` is at most the length of
+    the input viewed as a sequence (``(L,)`` is ``L`` long, ``(H, W, C)`` ``H * W``).
+
+    Examples:
+      >>> _check_transformer(ModelConfig("transformer", 3, (40,), width=30).resolved())
+      Traceback (most recent call last):
+      ValueError: model 'transformer': option num_heads 4 does not divide the width 30 ...
+    """
+    options, where = dict(config.options), f"model {config.name!r}"
+    heads = options["num_heads"]
+    for width in config.widths or ():
+        if width % heads:
+            divisors = [n for n in range(1, width + 1) if width % n == 0]
+            raise ValueError(
+                f"{where}: option num_heads {heads} does not divide the width {width} (each "
+                f"head takes width / num_heads features); give one of {divisors}"
+            )
+    choose_kind(config.input_shape, (SEQUENCE,), options["input_kind"], config.name)
+    shape = config.input_shape
+    length = shape[0] if len(shape) == 1 else math.prod(shape[:-1])
+    if options["patch_size"] > length:
+        raise ValueError(
+            f"{where}: option patch_size {options['patch_size']} is longer than the input "
+            f"sequence ({length} long for input_shape {shape}); give a patch_size <= {length}"
+        )
+
+
+def _check_moenet(config: ModelConfig) -> None:
+    """``top_k`` is at most ``num_experts``.
+
+    Examples:
+      >>> _check_moenet(ModelConfig("moenet", 3, (8,), options={"top_k": 5}).resolved())
+      Traceback (most recent call last):
+      ValueError: model 'moenet': option top_k 5 is more than num_experts 4; give ...
+    """
+    options = dict(config.options)
+    if options["top_k"] > options["num_experts"]:
+        raise ValueError(
+            f"model {config.name!r}: option top_k {options['top_k']} is more than "
+            f"num_experts {options['num_experts']}; give a top_k <= num_experts (each "
+            "example is routed to top_k different experts)"
+        )
+
+
 register_model("logreg", None, depth=0, width=(), input_kinds=[VECTOR])
 register_model("mlp", DenseBlock, stem=_vector_stem, depth=1, width=100, input_kinds=[VECTOR])
 register_model(
@@ -29,9 +96,17 @@ register_model(
     input_kinds=[SEQUENCE],
     options={"stride": 2, "kernel_size": 3, "pool": "flatten"},
 )
-register_model("cnn2d", Layer, depth=1, width=(16, 32), input_kinds=[IMAGE])
 register_model(
-    "resnet", ResBlock, stem=Layer, depth=1, width=(16, 32), input_kinds=[IMAGE, SEQUENCE]
+    "cnn2d", Layer, depth=1, width=(16, 32), input_kinds=[IMAGE], check=_check_convolutions
+)
+register_model(
+    "resnet",
+    ResBlock,
+    stem=Layer,
+    depth=1,
+    width=(16, 32),
+    input_kinds=[IMAGE, SEQUENCE],
+    check=_check_convolutions,
 )
 register_model(
     "transformer",
@@ -41,6 +116,7 @@ register_model(
     width=32,
     input_kinds=[SEQUENCE],
     options={"patch_size": 4, "num_heads": 4, "mlp_features": 64},
+    check=_check_transformer,
 )
 register_model("gru", GRUBlock, depth=1, width=32, input_kinds=[SEQUENCE], options={"pool": "last"})
 register_model(
@@ -54,4 +130,5 @@ register_model(
     width=64,
     input_kinds=[VECTOR],
     options={"num_experts": 4, "top_k": 1, "hidden_features": 64},
+    check=_check_moenet,
 )

@@ -261,7 +261,7 @@ def test_bad_model_option_names_the_model(toy):
         ({"name": "cnn2d"}, r"model 'cnn2d' on 'toy': model 'cnn2d' takes image inputs"),
         (
             {"name": "transformer", "width": 30, "options": {"num_heads": 4}},
-            r"model 'transformer' on 'toy': .*width 30 must be divisible by num_heads=4",
+            r"model 'transformer' on 'toy': .*option num_heads 4 does not divide the width 30",
         ),
         (
             {"name": "cnn1d", "width": 8, "options": {"kernel_size": 0}},

@@ -404,3 +404,20 @@ def test_a_plugin_that_fails_halfway_is_undone_and_fails_every_time(
         with pytest.raises(ImportError, match=r"'half' \(user_models_d\) .* 'mlp' is already"):
             registered_models()
         assert "user_d" not in registry
+
+
+def test_a_models_check_runs_when_a_config_resolves_not_on_the_stand_in_shape():
+    seen = []
+
+    def check(config):
+        seen.append(config.input_shape)
+        if dict(config.options)["size"] > config.input_shape[0]:
+            raise ValueError(f"model {config.name!r}: option size is too large")
+
+    register_model("test_checked", Doubling, options={"size": 2}, check=check)
+    assert seen == []  # registering resolves a stand-in (1,) input, unchecked
+    assert ModelConfig("test_checked", 2, (3,)).resolved().input_shape == (3,)
+    with pytest.raises(ValueError, match=r"model 'test_checked': option size is too large"):
+        ModelConfig("test_checked", 2, (1,)).resolved()
+    with pytest.raises(TypeError, match=r"check must be a function of the resolved ModelConfig"):
+        register_model("test_checked_bad", Doubling, check=3)

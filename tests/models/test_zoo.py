@@ -288,3 +288,42 @@ def test_transformer_num_heads_none_is_still_refused():
     config = ModelConfig("transformer", NUM_CLASSES, MNIST1D, options={"num_heads": None})
     with pytest.raises(ValueError, match=r"option num_heads must be an int >= 1 .*, got None"):
         config.resolved()
+
+
+@pytest.mark.parametrize(
+    ("name", "input_shape", "options", "match"),
+    [
+        (
+            "transformer",
+            MNIST1D,
+            {"num_heads": 3},
+            r"option num_heads 3 does not divide the width 32",
+        ),
+        (
+            "transformer",
+            MNIST1D,
+            {"patch_size": 41},
+            r"option patch_size 41 is longer than the input",
+        ),
+        (
+            "transformer",
+            DIGITS,
+            {"patch_size": 65},
+            r"option patch_size 65 .* \(64 long for input_shape",
+        ),
+        ("moenet", MNIST1D, {"top_k": 5}, r"option top_k 5 is more than num_experts 4"),
+        ("cnn2d", DIGITS, {"kernel_size": 0}, r"option kernel_size must be an int >= 1 .*got 0"),
+        ("resnet", DIGITS, {"kernel_size": 0}, r"option kernel_size must be an int >= 1 .*got 0"),
+    ],
+)
+def test_options_that_cannot_build_are_refused_when_the_config_resolves(
+    name, input_shape, options, match
+):
+    config = ModelConfig(name, NUM_CLASSES, input_shape, options=options)
+    with pytest.raises(ValueError, match=rf"model '{name}': {match}"):
+        config.resolved()
+
+
+def test_a_patch_as_long_as_the_sequence_and_top_k_of_every_expert_resolve():
+    assert ModelConfig("transformer", NUM_CLASSES, (8,), options={"patch_size": 8}).resolved()
+    assert ModelConfig("moenet", NUM_CLASSES, MNIST1D, options={"top_k": 4}).resolved()
