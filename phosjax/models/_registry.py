@@ -211,8 +211,11 @@ class ModelSpec:
             raise ValueError(f"{where}: depth must be an int >= 0, got {depth!r}")
         if self.build is None and self.block is None and depth:
             raise ValueError(f"{where} has no blocks: depth must be 0, got {depth}")
-        if any(not is_int(w) or w < 1 for w in widths):
-            raise ValueError(f"{where}: width must be positive ints, got {widths!r}")
+        if not isinstance(widths, tuple) or any(not is_int(w) or w < 1 for w in widths):
+            raise ValueError(
+                f"{where}: width must be an int >= 1 or a list of them (one per stage), "
+                f"got {widths if config.width is None else config.width!r}"
+            )
         if depth and not widths:
             raise ValueError(f"{where}: depth {depth} needs at least one stage width")
         if self.build is None and self.stem is not None and not widths:

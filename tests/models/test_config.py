@@ -66,8 +66,16 @@ def test_resolved_fills_every_default():
     [
         ("logreg", {"depth": 1}, r"model 'logreg' has no blocks: depth must be 0, got 1"),
         ("mlp", {"depth": -1}, r"model 'mlp': depth must be an int >= 0, got -1"),
-        ("mlp", {"width": (8, 0)}, r"model 'mlp': width must be positive ints, got \(8, 0\)"),
+        (
+            "mlp",
+            {"width": (8, 0)},
+            r"model 'mlp': width must be an int >= 1 or a list .*got \(8, 0\)",
+        ),
         ("mlp", {"width": ()}, r"model 'mlp': depth 1 needs at least one stage width"),
+        ("mlp", {"width": 16.5}, r"'mlp': width must be an int >= 1 or a list .*got 16\.5$"),
+        ("mlp", {"width": [16.5]}, r"'mlp': width must be an int >= 1 or a list .*got \(16\.5,\)$"),
+        ("mlp", {"depth": 2.5}, r"model 'mlp': depth must be an int >= 0, got 2\.5$"),
+        ("mlp", {"depth": [2]}, r"model 'mlp': depth must be an int >= 0, got \[2\]$"),
     ],
 )
 def test_resolving_checks_sizes(name, changes, message):
@@ -122,7 +130,10 @@ def test_an_int_input_shape_is_one_axis():
     ("changes", "message"),
     [
         ({"depth": True}, r"model 'mlp': depth must be an int >= 0, got True"),
-        ({"width": (8, True)}, r"model 'mlp': width must be positive ints, got \(8, True\)"),
+        (
+            {"width": (8, True)},
+            r"model 'mlp': width must be an int >= 1 or a list .*got \(8, True\)",
+        ),
         ({"options": {"dropout": 1.5}}, r"option dropout must be a number in \[0, 1\), got 1.5"),
         ({"options": {"dropout": -0.5}}, r"option dropout must be a number in \[0, 1\), got -0.5"),
         ({"options": {"dropout": "0.1"}}, r"option dropout must be a number in \[0, 1\)"),

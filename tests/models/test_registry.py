@@ -66,8 +66,16 @@ def test_registering_a_name_twice_is_an_error(registry):
     ("block", "arguments", "message"),
     [
         (None, {}, r"model 'bad' has no blocks: depth must be 0, got 1"),
-        (Doubling, {"width": 0}, r"model 'bad': width must be positive ints, got \(0,\)"),
-        (Doubling, {"width": 16.0}, r"model 'bad': width must be positive ints, got \(16.0,\)"),
+        (
+            Doubling,
+            {"width": 0},
+            r"model 'bad': width must be an int >= 1 or a list .*got \(0,\)",
+        ),
+        (
+            Doubling,
+            {"width": 16.0},
+            r"model 'bad': width must be an int >= 1 or a list .*got \(16.0,\)",
+        ),
         (Doubling, {"depth": -1}, r"model 'bad': depth must be an int >= 0, got -1"),
         (
             Doubling,
