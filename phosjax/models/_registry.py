@@ -239,6 +239,7 @@ class ModelSpec:
         _check_counts(defaults, dict(config.options), where, nullable)
         if self.build is None:
             _check_frame_options(options, where)
+            self._input_kind(config.input_shape, options["input_kind"])
             flags = _flags(self.block, self.stem) - set(FRAME_OPTIONS)
             _check_flags(flags, dict(config.options), where)
         _check_dtypes({**signature, **defaults}, dict(config.options), where)
@@ -258,6 +259,12 @@ class ModelSpec:
             )
         return read
 
+    def _input_kind(self, input_shape: tuple[int, ...], forced: str | None) -> str:
+        """The kind a frame model views its input as (`choose_kind`); raises a ValueError
+        when it takes no kind this input can be viewed as, or not the ``forced`` one."""
+        supported = self.input_kinds or (natural_kind(input_shape),)
+        return choose_kind(input_shape, supported, forced, self.name)
+
     def make(self, config: ModelConfig) -> nn.Module:
         """Builds the module for ``config``."""
         resolved = self.resolve(config)
@@ -265,8 +272,7 @@ class ModelSpec:
             return _checked_build(self.build(resolved), self.name)
         options = dict(resolved.options)
         widths, depth = resolved.widths or (), resolved.depth or 0
-        supported = self.input_kinds or (natural_kind(config.input_shape),)
-        kind = choose_kind(config.input_shape, supported, options["input_kind"], self.name)
+        kind = self._input_kind(config.input_shape, options["input_kind"])
         stem = None if self.stem is None else _construct(self.stem, widths[0], options)
         blocks = tuple(
             _construct(self.block, width, options, downsample=stage > 0 and index == 0)

@@ -9,7 +9,7 @@ import math
 from phosjax.layers import TransformerBlock
 from phosjax.models._blocks import DenseBlock, Layer, ResBlock
 from phosjax.models._config import ModelConfig, is_int
-from phosjax.models._kinds import IMAGE, SEQUENCE, VECTOR, choose_kind
+from phosjax.models._kinds import IMAGE, SEQUENCE, VECTOR
 from phosjax.models._mixing import choice_block, moe_block
 from phosjax.models._registry import register_model
 from phosjax.models._sequence import GRUBlock, Patches
@@ -59,7 +59,6 @@ def _check_transformer(config: ModelConfig) -> None:
                 f"{where}: option num_heads {heads} does not divide the width {width} (each "
                 f"head takes width / num_heads features); give one of {divisors}"
             )
-    choose_kind(config.input_shape, (SEQUENCE,), options["input_kind"], config.name)
     shape = config.input_shape
     length = shape[0] if len(shape) == 1 else math.prod(shape[:-1])
     if options["patch_size"] > length:

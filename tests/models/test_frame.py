@@ -47,27 +47,28 @@ def test_resnet_takes_sequences_and_images_and_downsamples_per_stage(input_shape
     assert shapes["blocks_1/out"] == stage_1 and shapes["features"] == (2, 32)
 
 
-def test_a_kind_the_model_cannot_take_is_an_error():
+def test_a_kind_the_model_cannot_take_is_an_error_when_resolved():
+    # resolving (a bench's plan) refuses it, not only building
     with pytest.raises(ValueError, match=r"'cnn2d' takes image inputs; input_shape \(40,\)"):
-        build_model(ModelConfig("cnn2d", 10, (40,)))
+        ModelConfig("cnn2d", 10, (40,)).resolved()
     with pytest.raises(ValueError, match=r"'cnn2d' .* can only be viewed as vector, sequence\.$"):
-        build_model(ModelConfig("cnn2d", 10, (40,)))
+        ModelConfig("cnn2d", 10, (40,)).resolved()
     with pytest.raises(
         ValueError, match=r"^model 'mlp' does not take input_kind 'sequence'; it takes vector$"
     ):
-        build_model(ModelConfig("mlp", 10, (40,), options={"input_kind": "sequence"}))
+        ModelConfig("mlp", 10, (40,), options={"input_kind": "sequence"}).resolved()
     with pytest.raises(
         ValueError, match=r"^model 'resnet' does not take input_kind 'vector'; it takes image, seq"
     ):
-        build_model(ModelConfig("resnet", 10, (8, 8, 1), options={"input_kind": "vector"}))
+        ModelConfig("resnet", 10, (8, 8, 1), options={"input_kind": "vector"}).resolved()
     message = (
         r"^model 'resnet': input_shape \(40,\) \(vector\) cannot be viewed as 'image'; "
         r"it can be viewed as vector, sequence$"
     )
     with pytest.raises(ValueError, match=message):
-        build_model(ModelConfig("resnet", 10, (40,), options={"input_kind": "image"}))
+        ModelConfig("resnet", 10, (40,), options={"input_kind": "image"}).resolved()
     with pytest.raises(ValueError, match=r"input_kind 'pixels' is not one of"):
-        build_model(ModelConfig("mlp", 10, (40,), options={"input_kind": "pixels"}))
+        ModelConfig("mlp", 10, (40,), options={"input_kind": "pixels"}).resolved()
 
 
 def test_a_batch_of_the_wrong_shape_is_an_error():
