@@ -198,7 +198,7 @@ def once(
 ) -> Morphed:
     """One MorphNet step: shrink to the alive channels, then expand to the budget.
 
-    The alive channels are those above ``threshold`` (`alive_channels`), adjusted so the
+    The alive channels are those strictly above ``threshold`` (`alive_channels`), adjusted so the
     model's config can express them (`expressible`); the shrunk config is then widened
     uniformly (`expand`) to ``budget`` (default: the cost of ``config``). Train the
     expanded config from scratch, as MorphNet does.

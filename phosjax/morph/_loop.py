@@ -95,7 +95,7 @@ class MorphConfig:
       learning_rate: Adam's step size.
       strength: the regularizer's weight (it is normalized by the full model's cost).
       cost: ``"params"``, ``"flops"`` or ``"latency"``.
-      threshold: the importance below which a channel is dead.
+      threshold: a channel whose importance is at or below it is dead.
       source: the importance source (``"auto"``, ``"gamma"``, ``"group_lasso"``).
       multiple: widths are rounded to a multiple of this.
       seed: the seed of every training run.

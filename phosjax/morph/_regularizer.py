@@ -152,7 +152,8 @@ def importance(groups: ChannelGroups, variables: Any, source: str = "auto") -> l
 def alive_channels(
     groups: ChannelGroups, variables: Any, threshold: float = 1e-2, source: str = "auto"
 ) -> dict[str, np.ndarray]:
-    """``{group name: importance > threshold}`` (at least one channel stays alive).
+    """``{group name: importance > threshold}`` (at least one channel stays alive): a
+    channel exactly at ``threshold`` is dead.
 
     ``variables`` may be the variables or their params (see `importance`).
 
@@ -187,7 +188,7 @@ def morph_regularizer(
     """MorphNet's resource regularizer: ``(variables or params) -> scalar``, jittable.
 
     The cost is a sum of terms ``c * prod(alive[g])`` over the groups' alive counts
-    (channels whose importance is above ``threshold``). Its relaxation, as in MorphNet,
+    (channels whose importance is strictly above ``threshold``). Its relaxation, as in MorphNet,
     replaces each factor in turn by the group's summed importances (an L1 norm of the
     gammas, or the group lasso of the kernels) while the other factors stay counts:
     ``c * sum_k soft[g_k] * prod_{j != k} alive[g_j]``. A channel's price is thus the
@@ -201,7 +202,8 @@ def morph_regularizer(
       groups: the model's `ChannelGroups`.
       cost: ``"params"``, ``"flops"`` or ``"latency"`` (see `cost_polynomial`).
       source: the importance source (see `SOURCES`).
-      threshold: the importance below which a channel counts as dead.
+      threshold: a channel whose importance is at or below it counts as dead (alive:
+        strictly above).
       normalize: divide by the cost with every channel alive.
       selector: which groups are priced, a selector over their names (e.g.
         ``"blocks_0/**"``); the others still count in their neighbours' prices.

@@ -124,7 +124,8 @@ class Regularizer:
       cost: ``"morph"`` only: ``"flops"``, ``"params"`` or ``"latency"``.
       source: ``"morph"`` only: the channel importance, ``"auto"``, ``"gamma"`` or
         ``"group_lasso"`` (see `phosjax.morph.SOURCES`).
-      threshold: ``"morph"`` only: the importance below which a channel counts as dead.
+      threshold: ``"morph"`` only: a channel whose importance is at or below it counts
+        as dead.
 
     Examples:
       >>> Regularizer("**/kernel", "l2", 1e-4).kind
