@@ -1,9 +1,10 @@
 """Cost models: parameter count, FLOPs and latency as polynomials in the alive counts.
 
 The latency model prices each run of a contraction (once per step in a loop) as
-``overhead + seconds_per_flop * flops``, with both constants measured once per backend
-(a few small jitted matmuls and convolutions, well under a second) and cached for the
-process.
+``overhead + seconds_per_flop * flops``, with ``flops`` those of one example and the
+overhead per call (not divided by a batch size), so the sum is the latency of a call on
+one example. Both constants are measured once per backend (a few small jitted matmuls
+and convolutions, well under a second) and cached for the process.
 """
 
 import functools
@@ -72,7 +73,9 @@ def cost_polynomial(groups: ChannelGroups, cost: str = "flops") -> tuple[Monomia
       groups: the model's `ChannelGroups`.
       cost: ``"params"`` (the size of the ``params`` collection, or of every leaf if
         there is none), ``"flops"`` (per example, contractions only) or ``"latency"``
-        (seconds per example, from `latency_table`).
+        (seconds of one forward call on a single example, from `latency_table`: each run
+        of a contraction costs its per-call overhead, not divided by any batch size, plus
+        seconds per FLOP times its FLOPs per example).
 
     Raises:
       ValueError: an unknown ``cost``.

@@ -259,7 +259,8 @@ def report(
 
     Returns:
       ``{"groups": {name: {"alive", "total"}}, "cost": {cost: {"now", "original",
-      "ratio"}}}`` (FLOPs and latency per example).
+      "ratio"}}}`` (FLOPs per example, latency of a call on one example:
+      see `cost_polynomial`).
 
     Examples:
       >>> import jax, jax.numpy as jnp, flax.linen as nn
