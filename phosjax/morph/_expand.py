@@ -70,7 +70,8 @@ def _check_multiple(multiple: int) -> None:
 
 def scale_widths(config: ModelConfig, multiplier: float, multiple: int = 8) -> ModelConfig:
     """Every width (stage widths, ``*features``/``*width`` options) times ``multiplier``,
-    rounded to a multiple of ``multiple`` and never below it. Head counts stay; a width
+    rounded to the nearest multiple of ``multiple`` (a tie rounds up: 20 becomes 24 and 28
+    becomes 32 at multiple 8) and never below it. Head counts stay; a width
     they must divide is rounded to a multiple of ``lcm(multiple, heads)``.
 
     Examples:
@@ -81,6 +82,8 @@ def scale_widths(config: ModelConfig, multiplier: float, multiple: int = 8) -> M
       >>> narrow = scale_widths(config, 0.0)
       >>> narrow.width, dict(narrow.options)["mlp_features"]
       ((16,), 8)
+      >>> scale_widths(ModelConfig("mlp", 10, (40,), width=(20, 28), depth=1), 1.0).width
+      (24, 32)
     """
     _check_multiple(multiple)
     base = config.resolved()
@@ -90,7 +93,8 @@ def scale_widths(config: ModelConfig, multiplier: float, multiple: int = 8) -> M
             continue
         step = _step(base, field, multiple)
         value = _value(base, field) * multiplier
-        scaled = _with(scaled, field, max(step, round(value / step) * step))
+        nearest = math.floor(value / step + 0.5)  # a tie rounds up, never down
+        scaled = _with(scaled, field, max(step, nearest * step))
     return scaled
 
 

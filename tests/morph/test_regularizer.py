@@ -322,6 +322,12 @@ def test_expand_rounds_widths_divided_by_heads_to_their_lcm():
     assert once(config, variables).config.width[0] % 16 == 0
 
 
+def test_scale_widths_rounds_a_tie_up_to_the_multiple():
+    config = ModelConfig("mlp", 10, (40,), depth=1, width=(20, 28, 19, 21))
+    assert scale_widths(config, 1.0).width == (24, 32, 16, 24)
+    assert scale_widths(config.replace(width=(12, 4)), 1.0, multiple=8).width == (16, 8)
+
+
 def test_a_config_that_does_not_build_does_not_fit(monkeypatch):
     from phosjax.morph import _expand
 
