@@ -282,7 +282,9 @@ class Executor:
         self.strategy = strategy
         self.unroll = unroll
         self.num_cells = num_cells
-        devices = list(devices or jax.local_devices())
+        from phosjax.train._run import local_devices  # run_group's check (it imports us)
+
+        devices = local_devices(devices, "Executor")
         # A group smaller than the device count uses one device per cell (no padding).
         used = 1 if strategy in ("sequential", "stepwise") else min(len(devices), num_cells)
         self.mesh = Mesh(np.asarray(devices[:used]), (GRID,))

@@ -204,6 +204,13 @@ def test_stepwise_gives_the_same_numbers_for_any_steps_per_dispatch(toy):
         Executor("stepwise", 2, unroll=0)
 
 
+def test_executor_checks_its_devices_as_run_group_does():
+    with pytest.raises(ValueError, match=r"^Executor: devices is empty; pass at least one"):
+        Executor("vmap", 2, [])
+    devices = jax.local_devices()
+    assert Executor("vmap", 2, np.asarray(devices)).mesh.devices.size == min(2, len(devices))
+
+
 def test_a_recurrent_model_trains_under_every_strategy(toy):
     """The zoo's ``gru`` (README: a built-in model): `nn.RNN` scans from a carry of
     zeros, the same on every device, which the step makes vary with the cell's params;
