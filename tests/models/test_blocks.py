@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from phosjax.models import DenseBlock, Layer, ModelConfig, ResBlock
+from phosjax.models import DenseBlock, Layer, ResBlock
 
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 
@@ -84,9 +84,3 @@ def test_res_block_running_statistics_move_a_tenth_of_the_way_per_step(rbg_key):
 def test_a_convolution_size_below_one_is_an_error_naming_it(block, shape, message):
     with pytest.raises(ValueError, match=message):
         jax.eval_shape(block.init, jax.random.key(0), jnp.ones(shape))
-
-
-def test_a_zoo_option_that_reaches_a_block_is_checked_there():
-    model = ModelConfig("resnet", 2, (40,), options={"stride": 0}).build()
-    with pytest.raises(ValueError, match=r"Layer stride must be an int >= 1, got 0"):
-        jax.eval_shape(model.init, jax.random.key(0), jnp.ones((1, 40)))

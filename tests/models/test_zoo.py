@@ -314,6 +314,7 @@ def test_transformer_num_heads_none_is_still_refused():
         ("moenet", MNIST1D, {"top_k": 5}, r"option top_k 5 is more than num_experts 4"),
         ("cnn2d", DIGITS, {"kernel_size": 0}, r"option kernel_size must be an int >= 1 .*got 0"),
         ("resnet", DIGITS, {"kernel_size": 0}, r"option kernel_size must be an int >= 1 .*got 0"),
+        ("resnet", MNIST1D, {"stride": 0}, r"option stride must be an int >= 1 .*got 0"),
     ],
 )
 def test_options_that_cannot_build_are_refused_when_the_config_resolves(
