@@ -35,7 +35,13 @@ Json = Any
 
 @dataclasses.dataclass(frozen=True)
 class ArraySpec:
-    """Shape and dtype of one array."""
+    """Shape and dtype of one array.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> ArraySpec.of(jnp.zeros((2, 3)))
+      ArraySpec(shape=(2, 3), dtype='float32')
+    """
 
     shape: tuple[int, ...]
     dtype: str
@@ -50,7 +56,19 @@ class ArraySpec:
 
 @dataclasses.dataclass(frozen=True)
 class KnobValue:
-    """A knob's value in the summarized variables (its default when they lack it)."""
+    """A knob's value in the summarized variables (its default when they lack it).
+
+    Examples:
+      >>> import flax.linen as nn, jax, jax.numpy as jnp, phosjax as px
+      >>> class Scaled(nn.Module):
+      ...     @nn.compact
+      ...     def __call__(self, x):
+      ...         return x * px.knob(self, "gain", 2.0, doc="output gain")
+      >>> variables = Scaled().init(jax.random.key(0), jnp.ones(3))
+      >>> b = px.blurb(Scaled(), variables, jnp.ones(3), measure_latency=False, flops=False)
+      >>> b.root.knobs["gain"]
+      KnobValue(value=2.0, default=2.0, doc='output gain')
+    """
 
     value: Json
     default: Json
@@ -84,6 +102,13 @@ class ModuleBlurb:
       aux_losses: the auxiliary losses it recorded (`aux_loss`, path-weight scaled).
       path_weights: the branch weights it recorded (`path_weight`).
       children: the summaries of its child modules, in call order.
+
+    Examples:
+      >>> import flax.linen as nn, jax, jax.numpy as jnp, phosjax as px
+      >>> x = jnp.ones((1, 4)); variables = nn.Dense(3).init(jax.random.key(0), x)
+      >>> root = px.blurb(nn.Dense(3), variables, x, measure_latency=False).root
+      >>> root.type, root.own_params, root.outputs[""].shape, root.flops
+      ('Dense', 15, (1, 3), 27.0)
     """
 
     path: str
@@ -119,7 +144,15 @@ class ModuleBlurb:
 
 @dataclasses.dataclass(frozen=True)
 class Blurb:
-    """The summary `blurb` returns: a tree of `ModuleBlurb` and the backend it ran on."""
+    """The summary `blurb` returns: a tree of `ModuleBlurb` and the backend it ran on.
+
+    Examples:
+      >>> import flax.linen as nn, jax, jax.numpy as jnp, phosjax as px
+      >>> x = jnp.ones((1, 4)); variables = nn.Dense(3).init(jax.random.key(0), x)
+      >>> b = px.blurb(nn.Dense(3), variables, x, measure_latency=False, flops=False)
+      >>> b.backend, list(b.modules()), b[""].params
+      ('cpu', [''], 15)
+    """
 
     root: ModuleBlurb
     backend: str

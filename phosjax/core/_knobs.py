@@ -25,7 +25,17 @@ from phosjax.core._selectors import SelectorError, select
 
 @dataclasses.dataclass(frozen=True)
 class Knob:
-    """One declared knob: where it lives, its default and what it does."""
+    """One declared knob: where it lives, its default and what it does (`knobs` lists them).
+
+    Examples:
+      >>> import flax.linen as nn, jax.numpy as jnp, phosjax as px
+      >>> class Softmax(nn.Module):
+      ...     @nn.compact
+      ...     def __call__(self, x):
+      ...         return nn.softmax(x / px.knob(self, "T", 1.0, doc="temperature"))
+      >>> px.knobs(Softmax(), jnp.zeros(3))["T"]
+      Knob(path='T', default=1.0, doc='temperature')
+    """
 
     path: str
     default: Any

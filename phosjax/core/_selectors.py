@@ -21,7 +21,15 @@ from phosjax.core._paths import SEP
 
 
 class SelectorError(KeyError):
-    """A selector matched no path; the message lists the closest existing paths."""
+    """A selector matched no path; the message lists the closest existing paths.
+
+    Examples:
+      >>> import phosjax as px
+      >>> px.select(["a/pre_act", "b/out"], "a/pre_ac")
+      Traceback (most recent call last):
+      ...
+      phosjax.core._selectors.SelectorError: Selector 'a/pre_ac' matched no path among 2; ...
+    """
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0])
