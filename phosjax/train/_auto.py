@@ -49,6 +49,23 @@ def measure_strategies(
       candidates: strategies to time.
       steps: steps per timed call.
       repeats: timed rounds (after one call of each candidate that compiles).
+
+    Examples:
+      >>> import jax
+      >>> from phosjax.data import random_dataset
+      >>> from phosjax.models import ModelConfig
+      >>> from phosjax.train import Cell, HParams, init_group, plan_groups
+      >>> from phosjax.train._step import device_arrays, make_train_step
+      >>> data = random_dataset("toy", (8,), 3)
+      >>> model = ModelConfig("mlp", 3, (8,), width=8)
+      >>> hp = HParams(batch_size=16, steps=10)
+      >>> [group] = plan_groups([Cell(model, "toy", hp, seed=0), Cell(model, "toy", hp, seed=1)])
+      >>> timings = measure_strategies(
+      ...     group.signature(), lambda: make_train_step(model.build(), group.hparams),
+      ...     init_group(group, data), device_arrays(data), num_cells=2,
+      ...     devices=jax.devices(), candidates=("vmap",), steps=5, repeats=1)
+      >>> list(timings), timings["vmap"] > 0
+      (['vmap'], True)
     """
 
     def timed(executor: Executor, placed: Any, data: Any) -> float:

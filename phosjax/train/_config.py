@@ -351,6 +351,12 @@ class Cell:
       dataset: the data set's name (see `phosjax.data.load`).
       hparams: how to train.
       seed: seeds the initialization, the batch order and dropout.
+
+    Examples:
+      >>> from phosjax.models import ModelConfig
+      >>> cell = Cell(ModelConfig("mlp", 10, (40,)), "mnist1d", HParams(steps=100), seed=1)
+      >>> cell.dataset, cell.hparams.steps, cell.seed
+      ('mnist1d', 100, 1)
     """
 
     model: Any

@@ -35,6 +35,18 @@ class GridResult:
       groups: the groups trained, with their final states and runs (strategy, timings).
       states: the final `GroupState` of each group.
       runs: the `GroupRun` of each group.
+
+    Examples:
+      >>> from phosjax.data import random_dataset
+      >>> from phosjax.models import ModelConfig
+      >>> from phosjax.train import Cell, HParams, train_grid
+      >>> model = ModelConfig("mlp", 3, (8,), width=8)
+      >>> hp = HParams(batch_size=16, steps=10)
+      >>> cells = [Cell(model, "toy", hp, seed=0), Cell(model, "toy", hp, seed=1)]
+      >>> result = train_grid(cells, datasets={"toy": random_dataset("toy", (8,), 3)},
+      ...                     strategy="vmap")
+      >>> result.index, len(result.final), result.runs[0].strategy, result.states[0].step.tolist()
+      ((0, 1), 2, 'vmap', [10, 10])
     """
 
     index: tuple[int, ...]

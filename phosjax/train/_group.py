@@ -16,6 +16,14 @@ class Group:
     Attributes:
       cells: the cells, in the order of the grid's cell axis.
       index: each cell's position in the list given to `plan_groups`.
+
+    Examples:
+      >>> from phosjax.models import ModelConfig
+      >>> from phosjax.train import Cell, HParams
+      >>> a = Cell(ModelConfig("mlp", 10, (40,)), "mnist1d", HParams(), seed=0)
+      >>> b = Cell(ModelConfig("mlp", 10, (40,)), "mnist1d", HParams(), seed=1)
+      >>> Group((a, b), (0, 1)).index
+      (0, 1)
     """
 
     cells: tuple[Cell, ...]
