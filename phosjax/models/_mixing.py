@@ -10,7 +10,17 @@ from phosjax.models._blocks import DenseBlock, Layer
 class Skip(nn.Module):
     """The identity: a branch that lets a `Choice` skip its block. When the input has
     another width than ``features``, a linear projection (``Dense(features)``, a ResNet's
-    shortcut) instead, so that blocks of different widths can follow each other."""
+    shortcut) instead, so that blocks of different widths can follow each other.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> Skip().apply({}, jnp.ones(3))
+      Array([1., 1., 1.], dtype=float32)
+      >>> x = jnp.ones((2, 4))  # 4 features, not 8: a projection
+      >>> y, variables = jax.eval_shape(Skip(8).init_with_output, jax.random.key(0), x)
+      >>> y.shape, list(variables["params"])
+      ((2, 8), ['projection'])
+    """
 
     features: int | None = None
 

@@ -170,7 +170,14 @@ def _check_stage_widths(block: BlockFactory, widths: tuple[int, ...], where: str
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
-    """How a registered name becomes a module (see `register_model` for the fields)."""
+    """How a registered name becomes a module (see `register_model` for the fields).
+
+    Examples:
+      >>> from phosjax.models import model_spec
+      >>> spec = model_spec("mlp")
+      >>> spec.name, spec.depth, spec.width, spec.input_kinds
+      ('mlp', 1, (100,), ('vector',))
+    """
 
     name: str
     block: BlockFactory | None

@@ -33,17 +33,40 @@ COMBINES: dict[str, Callable[..., Any]] = {
 
 
 class GraphError(ValueError):
-    """A graph spec that cannot be built: a missing node, a cycle, a bad name."""
+    """A graph spec that cannot be built: a missing node, a cycle, a bad name.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from phosjax.models.graph import GraphModel
+      >>> GraphModel({"h": node(abs, inputs="nope")}).init(jax.random.key(0), jnp.ones(2))
+      Traceback (most recent call last):
+      ...
+      phosjax.models.graph._spec.GraphError: Node 'h' takes input 'nope', but 'nope' is not ...
+    """
 
 
 @dataclasses.dataclass(frozen=True)
 class Input:
-    """Marks an input node: its value is fed to the model (``model.apply(v, x)``)."""
+    """Marks an input node: its value is fed to the model (``model.apply(v, x)``).
+
+    Examples:
+      >>> import flax.linen as nn, jax, jax.numpy as jnp
+      >>> from phosjax.models.graph import GraphModel
+      >>> model = GraphModel({"x": Input(), "h": node(nn.Dense(3), inputs="x")})
+      >>> x = jnp.ones((2, 4)); variables = model.init(jax.random.key(0), x)
+      >>> {path: out.shape for path, out in model.apply(variables, x).items()}
+      {'x': (2, 4), 'h': (2, 3)}
+    """
 
 
 @dataclasses.dataclass(frozen=True)
 class Node:
-    """A node: ``fn`` applied to its inputs (see `node`)."""
+    """A node: ``fn`` applied to its inputs (see `node`, which builds one).
+
+    Examples:
+      >>> node(abs, inputs=("a", "b"), combine="add")
+      Node(fn=<built-in function abs>, inputs=('a', 'b'), combine='add')
+    """
 
     fn: nn.Module | Callable[..., Any] | None = None
     inputs: tuple[str, ...] | None = None
