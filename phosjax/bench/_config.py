@@ -130,6 +130,10 @@ class ModelEntry:
       depth: blocks per stage (None: the grid's ``depth``, else the model's default).
       width: width per stage, an int or a list (None: the grid's, else the default).
       options: model-specific options (see the model's registration).
+
+    Examples:
+      >>> ModelEntry.parse({"name": "mlp", "width": 64})
+      ModelEntry(name='mlp', depth=None, width=64, options={})
     """
 
     name: str
@@ -301,6 +305,11 @@ class Grid:
     group the selector matches, ignores a ``morph`` entry, and a model with no param (no
     tagged activation, for ``on: activations``) the selector matches ignores an ``l1``
     or ``l2`` entry. An entry that no model takes is an error.
+
+    Examples:
+      >>> grid = BenchConfig.from_dict({"grid": {"learning_rate": [1e-3, 1e-2]}}).grid
+      >>> grid.learning_rate, grid.steps  # an axis of two rates; the default steps
+      ([0.001, 0.01], 1000)
     """
 
     optimizer: str | list[str] = "adam"

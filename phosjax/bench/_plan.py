@@ -101,6 +101,17 @@ class PlannedCell:
     Attributes:
       cell: what the engine trains.
       row: its row of ``cells.parquet``: the cell columns, then the hparam columns.
+
+    Examples:
+      >>> from phosjax.bench import BenchConfig, plan
+      >>> from phosjax.data import random_dataset
+      >>> config = BenchConfig.from_dict(
+      ...     {"models": ["mlp"], "datasets": ["toy"], "seeds": 2, "grid": {"batch_size": 16}}
+      ... )
+      >>> planned = plan(config, datasets={"toy": random_dataset("toy", (8,), 3)})
+      >>> cell = planned.cells[1]
+      >>> cell.cell.seed, {k: cell.row[k] for k in ("model", "dataset", "seed")}
+      (1, {'model': 'mlp', 'dataset': 'toy', 'seed': 1})
     """
 
     cell: Cell
@@ -113,7 +124,19 @@ class PlannedCell:
 
 @dataclasses.dataclass(frozen=True)
 class PlannedGroup:
-    """Cells that train in one compiled group, and the metric columns they report."""
+    """Cells that train in one compiled group, and the metric columns they report.
+
+    Examples:
+      >>> from phosjax.bench import BenchConfig, plan
+      >>> from phosjax.data import random_dataset
+      >>> config = BenchConfig.from_dict(
+      ...     {"models": ["mlp"], "datasets": ["toy"], "seeds": 2, "grid": {"batch_size": 16}}
+      ... )
+      >>> planned = plan(config, datasets={"toy": random_dataset("toy", (8,), 3)})
+      >>> [group] = planned.groups  # both seeds train in one group
+      >>> group.group_id.startswith("mlp-"), len(group.cells)
+      (True, 2)
+    """
 
     group_id: str
     cells: tuple[PlannedCell, ...]
@@ -122,7 +145,18 @@ class PlannedGroup:
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """The whole bench: its groups, data sets and hparam column names."""
+    """The whole bench: its groups, data sets and hparam column names (`plan` makes it).
+
+    Examples:
+      >>> from phosjax.bench import BenchConfig, plan
+      >>> from phosjax.data import random_dataset
+      >>> config = BenchConfig.from_dict(
+      ...     {"models": ["mlp"], "datasets": ["toy"], "seeds": 2, "grid": {"batch_size": 16}}
+      ... )
+      >>> planned = plan(config, datasets={"toy": random_dataset("toy", (8,), 3)})
+      >>> len(planned.cells), list(planned.datasets), planned.hparam_columns[:2]
+      (2, ['toy'], ('optimizer', 'learning_rate'))
+    """
 
     groups: tuple[PlannedGroup, ...]
     datasets: dict[str, ArrayDataset]

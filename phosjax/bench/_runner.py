@@ -434,11 +434,10 @@ def add_models_to(
     command run again after a kill resumes it.
 
     ``python -m phosjax.bench.add_models`` calls it (a function named like that module
-    would be hidden by it once the module is imported). For an example, see `run`'s: in
-    its bench directory (before it is removed),
-    ``add_models_to(directory, ["mlp"], datasets={"toy": data}, progress=False)`` trains
-    only the two new ``mlp`` cells and returns the rows of all four cells (not run as a
-    doctest: compiling a second model takes several seconds).
+    would be hidden by it once the module is imported). In the bench directory of the
+    example below, ``add_models_to(directory, ["mlp"], datasets={"toy": data},
+    progress=False)`` would train only the two new ``mlp`` cells and return the rows of
+    all four cells (not run here: compiling a second model takes several seconds).
 
     Args:
       directory: an existing bench.
@@ -456,6 +455,26 @@ def add_models_to(
       BenchError: not a bench, ``models`` not a list, an unknown model or a bad entry,
         nothing to add to a finished bench, or a bench started with another number of
         processes.
+
+    Examples:
+      >>> import tempfile
+      >>> from phosjax.bench import BenchConfig, BenchError, run
+      >>> from phosjax.data import random_dataset
+      >>> data = random_dataset("toy", (8,), 3)
+      >>> config = BenchConfig.from_dict({  # as `run`'s example: its programs are reused
+      ...     "models": ["logreg"],
+      ...     "datasets": ["toy"],
+      ...     "seeds": 2,
+      ...     "strategy": "vmap",
+      ...     "grid": {"batch_size": 16, "steps": 5},
+      ... })
+      >>> with tempfile.TemporaryDirectory() as directory:
+      ...     _ = run(config, directory, datasets={"toy": data}, progress=False)
+      ...     try:
+      ...         add_models_to(directory, ["logreg"], datasets={"toy": data}, progress=False)
+      ...     except BenchError as error:
+      ...         print(error)
+      the bench already has every model named, ['logreg'], and is finished.
     """
     if isinstance(models, str | Mapping):  # its letters, or its keys, are no models
         raise BenchError(
