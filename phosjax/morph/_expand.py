@@ -184,7 +184,18 @@ def _cost_or_error(config: ModelConfig, cost: str) -> float | str:
 
 @dataclasses.dataclass(frozen=True)
 class Morphed:
-    """The result of `once`: the shrunk variables and the expanded config."""
+    """The result of `once`: the shrunk variables and the expanded config.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from phosjax.models import ModelConfig
+      >>> from phosjax.morph import once
+      >>> config = ModelConfig("mlp", 10, (40,), width=16)
+      >>> variables = config.build().init(jax.random.key(0), jnp.zeros((1, 40)))
+      >>> morphed = once(config, variables, cost="params")  # every channel alive
+      >>> morphed.shrunk.widths, morphed.config.width
+      ({'blocks_0/Dense_0': 16}, (16,))
+    """
 
     shrunk: Shrunk
     config: ModelConfig

@@ -34,6 +34,16 @@ class Member:
       channels: for each position along the axis, the group channel it holds (-1: none).
       norms: for a producer (``"out"``), the paths of the group's normalization scales
         multiplied onto its output (empty: its output is not normalized).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, flax.linen as nn
+      >>> from phosjax.morph import channel_groups
+      >>> model = nn.Sequential([nn.Dense(8), nn.relu, nn.Dense(3)])
+      >>> x = jnp.ones((2, 4)); variables = model.init(jax.random.key(0), x)
+      >>> member = channel_groups(model, variables, x).groups[0].members[1]
+      >>> member, member.module, member.channels.tolist()
+      (Member(path='params/layers_0/kernel', axis=1, kinds=frozenset({'out'}), norms=()),
+       'params/layers_0', [0, 1, 2, 3, 4, 5, 6, 7])
     """
 
     path: str
@@ -59,6 +69,15 @@ class ChannelGroup:
     """Channels that live or die together (a residual stream, a conv and its BatchNorm).
 
     A channel is dead only if it is dead in every member that produces it.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, flax.linen as nn
+      >>> from phosjax.morph import channel_groups
+      >>> model = nn.Sequential([nn.Dense(8), nn.relu, nn.Dense(3)])
+      >>> x = jnp.ones((2, 4)); variables = model.init(jax.random.key(0), x)
+      >>> group = channel_groups(model, variables, x).groups[0]
+      >>> group.name, group.size, [m.path for m in group.sources("out")]
+      ('layers_0', 8, ['params/layers_0/kernel'])
     """
 
     name: str
@@ -83,6 +102,15 @@ class ChannelGroups:
       flops: ``(primitive, polynomial, runs)`` per op: its FLOPs per example
         (contractions: 2 per multiply-add), likewise, in all its runs (an op in a loop's
         body runs once per step: ``runs`` is the product of the loops' lengths).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, flax.linen as nn
+      >>> from phosjax.morph import channel_groups
+      >>> model = nn.Sequential([nn.Dense(8), nn.relu, nn.Dense(3)])
+      >>> x = jnp.ones((2, 4)); variables = model.init(jax.random.key(0), x)
+      >>> groups = channel_groups(model, variables, x)
+      >>> groups.names, groups.shapes[:2], groups.pinned
+      (('layers_0',), ((8,), (4, 8)), {'params/layers_2/kernel:1': 'model output'})
     """
 
     groups: tuple[ChannelGroup, ...]

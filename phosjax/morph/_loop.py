@@ -100,6 +100,16 @@ class MorphConfig:
       multiple: widths are rounded to a multiple of this.
       seed: the seed of every training run.
       data_dir: where data sets are prepared (``None``: the default).
+
+    Examples:
+      >>> from phosjax.models import ModelConfig
+      >>> config = MorphConfig(ModelConfig("mlp", 10, (8, 8, 1)), dataset="digits", steps=20)
+      >>> config.iterations, config.cost, config.threshold
+      (2, 'flops', 0.01)
+      >>> MorphConfig(ModelConfig("mlp", 10, (8, 8, 1)), cost="size")
+      Traceback (most recent call last):
+      ...
+      phosjax.morph._loop.MorphConfigError: MorphConfig.cost='size': expected one of ...
     """
 
     model: ModelConfig
@@ -399,6 +409,18 @@ def run(
 
     References:
       Gordon et al., MorphNet, https://arxiv.org/abs/1711.06798 (algorithm 1).
+
+    Examples:
+      A config is checked before anything trains (the tiny run above is not run here):
+
+      >>> import tempfile
+      >>> from phosjax.models import ModelConfig
+      >>> config = MorphConfig(ModelConfig("mlp", 10, (40,)), dataset="nope")
+      >>> with tempfile.TemporaryDirectory() as directory:
+      ...     run(config, directory)
+      Traceback (most recent call last):
+      ...
+      phosjax.morph._loop.MorphConfigError: MorphConfig.dataset='nope': unknown data set ...
     """
     current, data = prepare(config)
     path = _output(directory, overwrite)

@@ -22,6 +22,16 @@ class Shrunk:
       opt_state: the optimizer state likewise (``None`` if none was given).
       widths: ``{group name: channels kept}``.
       config: the `ModelConfig` that builds the smaller model (``None`` if none given).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, flax.linen as nn
+      >>> from phosjax.morph import channel_groups, shrink
+      >>> model = nn.Sequential([nn.Dense(3), nn.relu, nn.Dense(2)])
+      >>> x = jnp.ones((1, 4)); variables = model.init(jax.random.key(0), x)
+      >>> groups = channel_groups(model, variables, x)
+      >>> small = shrink(variables, {"layers_0": [True, False, True]}, groups)
+      >>> small.widths, small.opt_state, small.config, small.variables["params"]["layers_0"]["bias"]
+      ({'layers_0': 2}, None, None, Array([0., 0.], dtype=float32))
     """
 
     variables: Any

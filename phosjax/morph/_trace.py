@@ -62,7 +62,18 @@ NO_SOURCE: Sources = frozenset()
 
 
 class UnsupportedOpError(ValueError):
-    """The traced model uses an operation whose effect on channels is not known."""
+    """The traced model uses an operation whose effect on channels is not known.
+
+    Examples:
+      >>> import flax.linen as nn, jax, jax.numpy as jnp
+      >>> from phosjax.morph import channel_groups
+      >>> model = nn.Sequential([nn.Dense(4), lambda h: jnp.sort(h, axis=-1), nn.Dense(2)])
+      >>> x = jnp.ones((1, 3)); variables = model.init(jax.random.key(0), x)
+      >>> channel_groups(model, variables, x)
+      Traceback (most recent call last):
+      ...
+      phosjax.morph._trace.UnsupportedOpError: cannot follow channels through sort ...
+    """
 
 
 def _keeps_zero(name: str, index: int, value: Any) -> bool:
