@@ -75,6 +75,50 @@ def test_every_public_name_exists_and_is_documented(package):
             assert obj.__doc__, f"{package.__name__}.{name} has no docstring"
 
 
+PACKAGES_WITH_EXAMPLES = (
+    "phosjax",
+    "phosjax.bench",
+    "phosjax.core",
+    "phosjax.data",
+    "phosjax.layers",
+    "phosjax.models",
+    "phosjax.models.graph",
+    "phosjax.morph",
+    "phosjax.train",
+)
+
+NO_EXAMPLE: dict[str, str] = {
+    # "package.name": "why its docstring cannot hold a short runnable example",
+}
+"""Public callables excused from having a ``>>>`` example; each needs a reason. Keep it
+short: an example that would be slow can usually show a quick case (a check, an error)."""
+
+
+@pytest.mark.parametrize("name", PACKAGES_WITH_EXAMPLES)
+def test_every_public_callable_has_an_example(name):
+    """The project's rule, "short docstrings with an example": every public function and
+    class has a ``>>>`` example in its own docstring (run by the doctests). Constants are
+    not callable and need none."""
+    package = importlib.import_module(name)
+    missing = [
+        f"{name}.{attr}"
+        for attr in package.__all__
+        if callable(obj := getattr(package, attr))
+        and not isinstance(obj, type(pytest))  # a subpackage
+        and ">>>" not in (obj.__doc__ or "")
+        and f"{name}.{attr}" not in NO_EXAMPLE
+    ]
+    assert not missing, f"no '>>>' example in the docstring of: {', '.join(missing)}"
+
+
+def test_the_allowlist_of_callables_without_examples_is_current():
+    for qualified, reason in NO_EXAMPLE.items():
+        name, _, attr = qualified.rpartition(".")
+        package = importlib.import_module(name)
+        assert attr in package.__all__ and reason, qualified
+        assert ">>>" not in (getattr(package, attr).__doc__ or ""), f"{qualified} has one now"
+
+
 def test_importing_phosjax_loads_no_jax_and_each_name_loads_on_first_use():
     code = (
         "import sys, phosjax as px\n"
