@@ -46,21 +46,6 @@ class Chunk:
       eval_s: seconds evaluating the test split, compile excluded (0 without ``eval``).
       program_bytes: the memory one device needs for the largest program the chunk ran
         (`program_bytes`: XLA's memory analysis; NaN where the backend gives none).
-
-    Examples:
-      >>> from phosjax.data import random_dataset
-      >>> from phosjax.models import ModelConfig
-      >>> from phosjax.train import Cell, HParams, init_group, plan_groups
-      >>> data = random_dataset("toy", (8,), 3)
-      >>> model = ModelConfig("mlp", 3, (8,), width=8)
-      >>> hp = HParams(batch_size=16, steps=10)
-      >>> [group] = plan_groups([Cell(model, "toy", hp, seed=0), Cell(model, "toy", hp, seed=1)])
-      >>> from phosjax.train import run_group
-      >>> chunks = []
-      >>> _ = run_group(group, init_group(group, data), data, 5, strategy="vmap",
-      ...               on_chunk=chunks.append)
-      >>> [chunk.steps.tolist() for chunk in chunks], chunks[0].train["loss"].shape
-      ([[1, 2, 3, 4, 5]], (2, 5))
     """
 
     steps: np.ndarray
@@ -92,9 +77,11 @@ class GroupRun:
       >>> hp = HParams(batch_size=16, steps=10)
       >>> [group] = plan_groups([Cell(model, "toy", hp, seed=0), Cell(model, "toy", hp, seed=1)])
       >>> from phosjax.train import run_group
-      >>> _, run = run_group(group, init_group(group, data), data, 5, strategy="vmap")
-      >>> run.strategy, run.timings, len(run.chunks)
-      ('vmap', {}, 1)
+      >>> state, run = run_group(group, init_group(group, data), data, 5, strategy="vmap")
+      >>> run.strategy, run.timings, [chunk.steps.tolist() for chunk in run.chunks]
+      ('vmap', {}, [[1, 2, 3, 4, 5]])
+      >>> run.chunks[0].train["loss"].shape, state.step.tolist()  # a Chunk; the GroupState
+      ((2, 5), [5, 5])
     """
 
     strategy: str

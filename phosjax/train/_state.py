@@ -36,18 +36,6 @@ class GroupState:
       diverged: whether the loss, the gradient norm or an updated param became NaN/inf;
         the cell is then frozen.
       diverged_at: the step at which it diverged (-1: never).
-
-    Examples:
-      >>> from phosjax.data import random_dataset
-      >>> from phosjax.models import ModelConfig
-      >>> from phosjax.train import Cell, HParams, init_group, plan_groups
-      >>> data = random_dataset("toy", (8,), 3)
-      >>> model = ModelConfig("mlp", 3, (8,), width=8)
-      >>> hp = HParams(batch_size=16, steps=10)
-      >>> [group] = plan_groups([Cell(model, "toy", hp, seed=0), Cell(model, "toy", hp, seed=1)])
-      >>> state = init_group(group, data)  # a GroupState at step 0
-      >>> state.step.tolist(), state.diverged.tolist(), state.params["head"]["kernel"].shape
-      ([0, 0], [False, False], (2, 8, 3))
     """
 
     params: Any
