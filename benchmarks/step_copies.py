@@ -24,8 +24,7 @@ def main() -> None:
 
     from phosjax.bench._speed_config import MODELS
     from phosjax.data import random_dataset
-    from phosjax.train import Cell, HParams, init_group, plan_groups
-    from phosjax.train._step import device_arrays, make_train_step
+    from phosjax.train import Cell, HParams, device_arrays, init_group, make_train_step, plan_groups
 
     data = random_dataset("synthetic", (40,), 10, num_train=4000, num_test=100)
     hp = HParams(batch_size=128, steps=10 * STEPS)

@@ -27,8 +27,7 @@ def variants(model_name: str) -> tuple[dict, dict]:
 
     from phosjax.bench._speed_config import SpeedConfig
     from phosjax.bench._speed_methods import setup_model, synthetic_data
-    from phosjax.train import Cell, HParams, init_group, plan_groups
-    from phosjax.train._step import device_arrays, make_train_step
+    from phosjax.train import Cell, HParams, device_arrays, init_group, make_train_step, plan_groups
     from phosjax.train._strategy import Executor, compile_totals
 
     bench = setup_model(model_name, SpeedConfig(models=(model_name,), sizes=(1,), steps=STEPS))

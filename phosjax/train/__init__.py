@@ -21,6 +21,7 @@ from phosjax.train._optim import lr_multiplier, make_optimizer
 from phosjax.train._precision import precision_apply
 from phosjax.train._run import Chunk, GroupRun, run_group
 from phosjax.train._state import GroupState, init_group
+from phosjax.train._step import device_arrays, make_train_step
 from phosjax.train._strategy import MATMUL_STRATEGIES, STRATEGIES
 
 __all__ = [
@@ -39,10 +40,12 @@ __all__ = [
     "Regularizer",
     "conv_as_matmul",
     "convs_as_matmuls",
+    "device_arrays",
     "has_convs",
     "init_group",
     "lr_multiplier",
     "make_optimizer",
+    "make_train_step",
     "measure_strategies",
     "plan_groups",
     "precision_apply",

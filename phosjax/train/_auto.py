@@ -54,8 +54,8 @@ def measure_strategies(
       >>> import jax
       >>> from phosjax.data import random_dataset
       >>> from phosjax.models import ModelConfig
-      >>> from phosjax.train import Cell, HParams, init_group, plan_groups
-      >>> from phosjax.train._step import device_arrays, make_train_step
+      >>> from phosjax.train import Cell, HParams, device_arrays, init_group, make_train_step
+      >>> from phosjax.train import plan_groups
       >>> data = random_dataset("toy", (8,), 3)
       >>> model = ModelConfig("mlp", 3, (8,), width=8)
       >>> hp = HParams(batch_size=16, steps=10)

@@ -36,6 +36,14 @@ def device_arrays(data: Any, eval_batch_size: int = 1000) -> dict[str, np.ndarra
     Raises:
       ValueError: a split is empty (the steps draw their batches from the train split,
         the evaluation reads the test split).
+
+    Examples:
+      >>> from phosjax.data import random_dataset
+      >>> arrays = device_arrays(random_dataset("toy", (8,), 3), eval_batch_size=20)
+      >>> arrays["x_train"].shape, arrays["x_test"].shape  # 32 test rows: 2 batches of 20
+      ((64, 8), (2, 20, 8))
+      >>> arrays["test_mask"].sum(axis=1).tolist()  # the padding rows are masked
+      [20, 12]
     """
     for split, use in (("train", "draws its batches from"), ("test", "evaluates on")):
         x = getattr(data, f"x_{split}")
@@ -195,6 +203,20 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
     copies of the whole state each step (2-25% of a one-cell MLP step on CPU), so
     `run_group` runs its chunks unguarded and re-runs a chunk guarded, from its start, when a cell
     diverged in it. The model computes in ``hp.compute_dtype`` (`precision_apply`).
+
+    Examples:
+      >>> import jax
+      >>> from phosjax.data import random_dataset
+      >>> from phosjax.models import ModelConfig
+      >>> from phosjax.train import Cell, HParams, device_arrays, init_group, plan_groups
+      >>> data = random_dataset("toy", (8,), 3)
+      >>> model = ModelConfig("mlp", 3, (8,), width=8)
+      >>> [group] = plan_groups([Cell(model, "toy", HParams(batch_size=16, steps=10))])
+      >>> cell = jax.tree.map(lambda a: a[0], init_group(group, data))  # its one cell
+      >>> step = make_train_step(model.build(), group.hparams)
+      >>> cell, metrics = jax.jit(step)(cell, device_arrays(data))
+      >>> cell.step.tolist(), sorted(metrics)
+      (1, ['accuracy', 'grad_norm', 'loss', 'task_loss'])
     """
     tx = hparams_optimizer(hp)
     multiplier = hparams_multiplier(hp)

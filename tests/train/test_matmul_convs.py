@@ -17,14 +17,15 @@ from phosjax.train import (
     HParams,
     conv_as_matmul,
     convs_as_matmuls,
+    device_arrays,
     has_convs,
     init_group,
+    make_train_step,
     plan_groups,
     rewrite_before_grad,
     run_group,
 )
 from phosjax.train._matmul_convs import _Phases
-from phosjax.train._step import device_arrays, make_train_step
 from tests.train.tiny import assert_same_run, toy_data
 
 TOL = {"rtol": 2e-5, "atol": 2e-5}

@@ -19,13 +19,14 @@ from phosjax.train import (
     Cell,
     HParams,
     Regularizer,
+    device_arrays,
     init_group,
+    make_train_step,
     measure_strategies,
     plan_groups,
     run_group,
 )
 from phosjax.train._auto import TIE, fastest
-from phosjax.train._step import device_arrays, make_train_step
 from phosjax.train._strategy import _LIFTED, STEPWISE_UNROLL, Executor, _Program, program_memory
 from tests.train.tiny import Tiny, assert_same_run
 
