@@ -5,7 +5,7 @@ import importlib
 import importlib.metadata
 import inspect
 import math
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -14,8 +14,19 @@ import jax.numpy as jnp
 
 from phosjax._nearest import did_you_mean, nearest_names
 from phosjax.models._config import ModelConfig, is_int
-from phosjax.models._frame import POOLS, Frame
+from phosjax.models._frame import Frame
 from phosjax.models._kinds import IMAGE, KINDS, SEQUENCE, VECTOR, choose_kind, natural_kind
+from phosjax.models._options import (
+    BlockFactory,
+    check_counts,
+    check_dtypes,
+    check_flags,
+    check_frame_options,
+    check_stage_widths,
+    factory_defaults,
+    factory_flags,
+    factory_parameters,
+)
 
 ENTRY_POINT_GROUP = "phosjax.models"
 """Packages list modules here (``[project.entry-points."phosjax.models"]``) whose import
@@ -27,145 +38,14 @@ FRAME_OPTIONS = {"input_kind": None, "pool": "mean", "dropout": 0.0}
 
 _FRAME_ARGUMENTS = ("features", "downsample", "name", "parent")
 
-BlockFactory = Callable[..., nn.Module]
-
-
-def _parameters(factory: BlockFactory) -> set[str]:
-    """The keyword arguments a module class or factory accepts."""
-    return set(inspect.signature(factory).parameters) - {"name", "parent"}
-
 
 def _construct(
     factory: BlockFactory, features: int, options: Mapping[str, Any], **extra: Any
 ) -> nn.Module:
     """``factory`` called with the options it accepts; frame options go only to the frame."""
-    accepted = _parameters(factory) - set(FRAME_OPTIONS)
+    accepted = factory_parameters(factory) - set(FRAME_OPTIONS)
     given = {**options, **extra, "features": features}
     return factory(**{key: value for key, value in given.items() if key in accepted})
-
-
-def _check_frame_options(options: Mapping[str, Any], where: str) -> None:
-    """Raises a ValueError naming the frame option (``pool``, ``dropout``) that is invalid.
-
-    Examples:
-      >>> _check_frame_options({"pool": "mean", "dropout": 1.5}, "model 'mlp'")
-      Traceback (most recent call last):
-      ValueError: model 'mlp': option dropout must be a number in [0, 1), got 1.5
-    """
-    if options["pool"] not in POOLS:
-        raise ValueError(f"{where}: option pool must be one of {POOLS}, got {options['pool']!r}")
-    dropout = options["dropout"]
-    if not isinstance(dropout, int | float) or isinstance(dropout, bool) or not 0 <= dropout < 1:
-        raise ValueError(f"{where}: option dropout must be a number in [0, 1), got {dropout!r}")
-
-
-def _check_counts(
-    defaults: Mapping[str, Any],
-    given: Mapping[str, Any],
-    where: str,
-    nullable: Collection[str] = (),
-) -> None:
-    """Raises a ValueError naming a given option whose default is a count (an int >= 1: a
-    kernel size, a stride, a head count) but whose value is not; ``None`` is taken for
-    the options in ``nullable`` (those the block or stem itself defaults to ``None``, such
-    as a transformer's ``mlp_features``: four times the width).
-
-    Examples:
-      >>> _check_counts({"kernel_size": 3}, {"kernel_size": 0}, "model 'cnn1d'")
-      Traceback (most recent call last):
-      ValueError: model 'cnn1d': option kernel_size must be an int >= 1 (its default is 3), got 0
-    """
-    for key, value in given.items():
-        default = defaults.get(key)
-        if value is None and key in nullable:
-            continue
-        if is_int(default) and default >= 1 and not (is_int(value) and value >= 1):
-            raise ValueError(
-                f"{where}: option {key} must be an int >= 1 (its default is {default}), "
-                f"got {value!r}"
-            )
-
-
-def _flags(*factories: BlockFactory | None) -> set[str]:
-    """The keyword arguments of ``factories`` annotated ``bool``: yes/no options."""
-    return {
-        key
-        for factory in factories
-        if factory is not None
-        for key, parameter in inspect.signature(factory).parameters.items()
-        if parameter.annotation in (bool, "bool")
-    }
-
-
-def _check_flags(flags: set[str], given: Mapping[str, Any], where: str) -> None:
-    """Raises a ValueError naming a given option among ``flags`` whose value is not a bool
-    (``"yes"`` or ``2`` would silently read as true).
-
-    Examples:
-      >>> _check_flags({"causal"}, {"causal": "yes"}, "model 'transformer'")
-      Traceback (most recent call last):
-      ValueError: model 'transformer': option causal takes true or false, got 'yes'
-    """
-    for key, value in given.items():
-        if key in flags and not isinstance(value, bool):
-            raise ValueError(f"{where}: option {key} takes true or false, got {value!r}")
-
-
-DTYPES = ("float32", "bfloat16", "float16", "float64")
-"""The dtypes a model's ``dtype`` and ``param_dtype`` options take (a floating dtype)."""
-
-
-def _defaults(*factories: BlockFactory | None) -> dict[str, Any]:
-    """The default values of ``factories``' keyword arguments (the first factory's first)."""
-    defaults: dict[str, Any] = {}
-    for factory in reversed([f for f in factories if f is not None]):
-        for key, parameter in inspect.signature(factory).parameters.items():
-            if parameter.default is not inspect.Parameter.empty:
-                defaults[key] = parameter.default
-    return defaults
-
-
-def _check_dtypes(defaults: Mapping[str, Any], given: Mapping[str, Any], where: str) -> None:
-    """Raises a ValueError naming a given option whose name ends in ``dtype`` (``dtype``,
-    ``param_dtype``) but whose value is no floating dtype (``None`` only where that is its
-    default), before numpy's bare "data type not understood" when the model is built.
-
-    Examples:
-      >>> _check_dtypes({}, {"param_dtype": "float16x"}, "model 'transformer'")
-      Traceback (most recent call last):
-      ValueError: model 'transformer': option param_dtype must be a floating dtype, one of ...
-    """
-    for key, value in given.items():
-        if not key.endswith("dtype") or (value is None and defaults.get(key, 0) is None):
-            continue
-        try:
-            ok = value is not None and jnp.issubdtype(jnp.dtype(value), jnp.floating)
-        except TypeError:
-            ok = False
-        if not ok:
-            none = " or None" if defaults.get(key, 0) is None else ""
-            raise ValueError(
-                f"{where}: option {key} must be a floating dtype, one of {DTYPES}{none}, "
-                f"got {value!r}"
-            )
-
-
-def _check_stage_widths(block: BlockFactory, widths: tuple[int, ...], where: str) -> None:
-    """Raises a ValueError when the stages differ in width but the block is told neither
-    its width (``features``) nor where a stage starts (``downsample``): every block is then
-    built alike, so no stage could change the width.
-
-    Examples:
-      >>> _check_stage_widths(lambda: None, (8, 16), "model 'm'")
-      Traceback (most recent call last):
-      ValueError: model 'm': its block <lambda> takes no features, so every stage keeps ...
-    """
-    if len(set(widths)) > 1 and not {"features", "downsample"} & _parameters(block):
-        name = getattr(block, "__name__", type(block).__name__)
-        raise ValueError(
-            f"{where}: its block {name} takes no features, so every stage keeps one width: "
-            f"width={widths} would fail when the model runs; give width=({widths[0]},)"
-        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,7 +77,7 @@ class ModelSpec:
             accepted |= set(FRAME_OPTIONS)
             for factory in (self.block, self.stem):
                 if factory is not None:
-                    accepted |= _parameters(factory) - set(_FRAME_ARGUMENTS)
+                    accepted |= factory_parameters(factory) - set(_FRAME_ARGUMENTS)
         return accepted
 
     def resolve(self, config: ModelConfig) -> ModelConfig:
@@ -233,7 +113,7 @@ class ModelSpec:
         if self.build is None:
             widths = self._read_widths(depth, widths, given=config.widths is not None)
         if self.block is not None and depth:
-            _check_stage_widths(self.block, widths, where)
+            check_stage_widths(self.block, widths, where)
         unknown = sorted(set(dict(config.options)) - self.accepted_options())
         if unknown:
             accepted = sorted(self.accepted_options())
@@ -241,15 +121,15 @@ class ModelSpec:
             raise ValueError(f"{where} has no option(s) {unknown}; it takes {accepted}{hint}")
         defaults = {**(FRAME_OPTIONS if self.build is None else {}), **dict(self.options)}
         options = {**defaults, **dict(config.options)}
-        signature = _defaults(self.block, self.stem)
+        signature = factory_defaults(self.block, self.stem)
         nullable = {key for key, value in signature.items() if value is None}
-        _check_counts(defaults, dict(config.options), where, nullable)
+        check_counts(defaults, dict(config.options), where, nullable)
         if self.build is None:
-            _check_frame_options(options, where)
+            check_frame_options(options, where)
             self._input_kind(config.input_shape, options["input_kind"])
-            flags = _flags(self.block, self.stem) - set(FRAME_OPTIONS)
-            _check_flags(flags, dict(config.options), where)
-        _check_dtypes({**signature, **defaults}, dict(config.options), where)
+            flags = factory_flags(self.block, self.stem) - set(FRAME_OPTIONS)
+            check_flags(flags, dict(config.options), where)
+        check_dtypes({**signature, **defaults}, dict(config.options), where)
         return config.replace(depth=depth, width=widths, options=options)
 
     def _read_widths(self, depth: int, widths: tuple[int, ...], given: bool) -> tuple[int, ...]:

@@ -1,0 +1,144 @@
+"""The checks of a registered model's options, each raising a ValueError that names the
+model, the option and what it takes: counts, flags, dtypes, the frame's options and the
+stage widths a block can be told."""
+
+import inspect
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from phosjax.models._config import is_int
+from phosjax.models._frame import POOLS
+
+BlockFactory = Callable[..., nn.Module]
+
+
+def factory_parameters(factory: BlockFactory) -> set[str]:
+    """The keyword arguments a module class or factory accepts."""
+    return set(inspect.signature(factory).parameters) - {"name", "parent"}
+
+
+def check_frame_options(options: Mapping[str, Any], where: str) -> None:
+    """Raises a ValueError naming the frame option (``pool``, ``dropout``) that is invalid.
+
+    Examples:
+      >>> check_frame_options({"pool": "mean", "dropout": 1.5}, "model 'mlp'")
+      Traceback (most recent call last):
+      ValueError: model 'mlp': option dropout must be a number in [0, 1), got 1.5
+    """
+    if options["pool"] not in POOLS:
+        raise ValueError(f"{where}: option pool must be one of {POOLS}, got {options['pool']!r}")
+    dropout = options["dropout"]
+    if not isinstance(dropout, int | float) or isinstance(dropout, bool) or not 0 <= dropout < 1:
+        raise ValueError(f"{where}: option dropout must be a number in [0, 1), got {dropout!r}")
+
+
+def check_counts(
+    defaults: Mapping[str, Any],
+    given: Mapping[str, Any],
+    where: str,
+    nullable: Collection[str] = (),
+) -> None:
+    """Raises a ValueError naming a given option whose default is a count (an int >= 1: a
+    kernel size, a stride, a head count) but whose value is not; ``None`` is taken for
+    the options in ``nullable`` (those the block or stem itself defaults to ``None``, such
+    as a transformer's ``mlp_features``: four times the width).
+
+    Examples:
+      >>> check_counts({"kernel_size": 3}, {"kernel_size": 0}, "model 'cnn1d'")
+      Traceback (most recent call last):
+      ValueError: model 'cnn1d': option kernel_size must be an int >= 1 (its default is 3), got 0
+    """
+    for key, value in given.items():
+        default = defaults.get(key)
+        if value is None and key in nullable:
+            continue
+        if is_int(default) and default >= 1 and not (is_int(value) and value >= 1):
+            raise ValueError(
+                f"{where}: option {key} must be an int >= 1 (its default is {default}), "
+                f"got {value!r}"
+            )
+
+
+def factory_flags(*factories: BlockFactory | None) -> set[str]:
+    """The keyword arguments of ``factories`` annotated ``bool``: yes/no options."""
+    return {
+        key
+        for factory in factories
+        if factory is not None
+        for key, parameter in inspect.signature(factory).parameters.items()
+        if parameter.annotation in (bool, "bool")
+    }
+
+
+def check_flags(flags: set[str], given: Mapping[str, Any], where: str) -> None:
+    """Raises a ValueError naming a given option among ``flags`` whose value is not a bool
+    (``"yes"`` or ``2`` would silently read as true).
+
+    Examples:
+      >>> check_flags({"causal"}, {"causal": "yes"}, "model 'transformer'")
+      Traceback (most recent call last):
+      ValueError: model 'transformer': option causal takes true or false, got 'yes'
+    """
+    for key, value in given.items():
+        if key in flags and not isinstance(value, bool):
+            raise ValueError(f"{where}: option {key} takes true or false, got {value!r}")
+
+
+DTYPES = ("float32", "bfloat16", "float16", "float64")
+"""The dtypes a model's ``dtype`` and ``param_dtype`` options take (a floating dtype)."""
+
+
+def factory_defaults(*factories: BlockFactory | None) -> dict[str, Any]:
+    """The default values of ``factories``' keyword arguments (the first factory's first)."""
+    defaults: dict[str, Any] = {}
+    for factory in reversed([f for f in factories if f is not None]):
+        for key, parameter in inspect.signature(factory).parameters.items():
+            if parameter.default is not inspect.Parameter.empty:
+                defaults[key] = parameter.default
+    return defaults
+
+
+def check_dtypes(defaults: Mapping[str, Any], given: Mapping[str, Any], where: str) -> None:
+    """Raises a ValueError naming a given option whose name ends in ``dtype`` (``dtype``,
+    ``param_dtype``) but whose value is no floating dtype (``None`` only where that is its
+    default), before numpy's bare "data type not understood" when the model is built.
+
+    Examples:
+      >>> check_dtypes({}, {"param_dtype": "float16x"}, "model 'transformer'")
+      Traceback (most recent call last):
+      ValueError: model 'transformer': option param_dtype must be a floating dtype, one of ...
+    """
+    for key, value in given.items():
+        if not key.endswith("dtype") or (value is None and defaults.get(key, 0) is None):
+            continue
+        try:
+            ok = value is not None and jnp.issubdtype(jnp.dtype(value), jnp.floating)
+        except TypeError:
+            ok = False
+        if not ok:
+            none = " or None" if defaults.get(key, 0) is None else ""
+            raise ValueError(
+                f"{where}: option {key} must be a floating dtype, one of {DTYPES}{none}, "
+                f"got {value!r}"
+            )
+
+
+def check_stage_widths(block: BlockFactory, widths: tuple[int, ...], where: str) -> None:
+    """Raises a ValueError when the stages differ in width but the block is told neither
+    its width (``features``) nor where a stage starts (``downsample``): every block is then
+    built alike, so no stage could change the width.
+
+    Examples:
+      >>> check_stage_widths(lambda: None, (8, 16), "model 'm'")
+      Traceback (most recent call last):
+      ValueError: model 'm': its block <lambda> takes no features, so every stage keeps ...
+    """
+    if len(set(widths)) > 1 and not {"features", "downsample"} & factory_parameters(block):
+        name = getattr(block, "__name__", type(block).__name__)
+        raise ValueError(
+            f"{where}: its block {name} takes no features, so every stage keeps one width: "
+            f"width={widths} would fail when the model runs; give width=({widths[0]},)"
+        )
