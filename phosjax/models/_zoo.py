@@ -8,9 +8,10 @@ import math
 
 from phosjax.layers import TransformerBlock
 from phosjax.models._blocks import DenseBlock, Layer, ResBlock
-from phosjax.models._config import ModelConfig, is_int
+from phosjax.models._config import ModelConfig
 from phosjax.models._kinds import IMAGE, SEQUENCE, VECTOR
 from phosjax.models._mixing import choice_block, moe_block
+from phosjax.models._options import check_counts, factory_defaults
 from phosjax.models._registry import register_model
 from phosjax.models._sequence import GRUBlock, Patches
 
@@ -22,23 +23,23 @@ def _vector_stem(features: int) -> Layer:
     return Layer(features)
 
 
+_CONVOLUTION_COUNTS = {
+    key: value for key, value in factory_defaults(Layer).items() if key in ("kernel_size", "stride")
+}
+"""A convolution's counts, with the defaults of `Layer` (cnn2d's block, resnet's stem;
+`ResBlock`'s ``kernel_size`` is 3 too)."""
+
+
 def _check_convolutions(config: ModelConfig) -> None:
-    """A convolution's ``kernel_size`` and ``stride`` (options of its block's) are ints >= 1.
+    """A convolution's ``kernel_size`` and ``stride`` (options of its block's, which the
+    registry does not hold) are ints >= 1, as `check_counts` checks registered counts.
 
     Examples:
       >>> _check_convolutions(ModelConfig("cnn2d", 3, (8, 8, 1), options={"kernel_size": 0}))
       Traceback (most recent call last):
       ValueError: model 'cnn2d': option kernel_size must be an int >= 1 (its default is 3), got 0
     """
-    options = dict(config.options)
-    for key in ("kernel_size", "stride"):
-        value = options.get(key, 1)
-        if not (is_int(value) and value >= 1):
-            default = 3 if key == "kernel_size" else 1
-            raise ValueError(
-                f"model {config.name!r}: option {key} must be an int >= 1 (its default is "
-                f"{default}), got {value!r}"
-            )
+    check_counts(_CONVOLUTION_COUNTS, dict(config.options), f"model {config.name!r}")
 
 
 def _check_transformer(config: ModelConfig) -> None:
