@@ -21,6 +21,7 @@ import yaml
 from phosjax._nearest import nearest_names
 from phosjax._yaml import safe_load
 from phosjax.bench._errors import BenchError
+from phosjax.data._load import is_feature_pair
 from phosjax.train import STRATEGIES, HParams, Regularizer
 from phosjax.train._config import INT32_HINT, INT32_MAX, int_at_least
 
@@ -489,12 +490,7 @@ class BenchConfig:
                     f"dataset_features names {name!r}, which is not among the datasets "
                     f"({', '.join(map(repr, self.datasets))})."
                 )
-            if (
-                not isinstance(pair, list | tuple)
-                or len(pair) != 2
-                or not all(isinstance(key, str) for key in pair)
-                or pair[0] == pair[1]
-            ):
+            if not isinstance(pair, list | tuple) or not is_feature_pair(pair):
                 raise BenchError(
                     f"dataset_features.{name} must name the input and the label feature, two "
                     f"different names, e.g. [image, label], got {pair!r}."

@@ -187,17 +187,28 @@ def check_loadable(
     _builder(name, _data_dirs(data_dir), _features(features))
 
 
+def is_feature_pair(value: Any) -> bool:
+    """Whether ``value`` names two different features, (input, label): a sequence (not a
+    string) of two different strings.
+
+    Examples:
+      >>> is_feature_pair(["image", "label"]), is_feature_pair("xy"), is_feature_pair(["x", "x"])
+      (True, False, False)
+    """
+    return (
+        not isinstance(value, str)
+        and isinstance(value, Sequence)
+        and len(value) == 2
+        and all(isinstance(key, str) for key in value)
+        and value[0] != value[1]
+    )
+
+
 def _features(features: Sequence[str] | None) -> tuple[str, str] | None:
     """`features` checked: None, or the names of two different features (input, label)."""
     if features is None:
         return None
-    if (
-        isinstance(features, str)
-        or not isinstance(features, Sequence)
-        or len(features) != 2
-        or not all(isinstance(key, str) for key in features)
-        or features[0] == features[1]
-    ):
+    if not is_feature_pair(features):
         raise ValueError(
             "features must name the input feature and the label feature, two different "
             f"names, e.g. ('image', 'label'); got {features!r}"
