@@ -109,8 +109,7 @@ def global_norm(tree: Any) -> jax.Array:
       >>> float(global_norm({"a": jnp.array([3.0]), "b": jnp.array([[4.0]])}))
       5.0
     """
-    leaves = [jnp.ravel(leaf) for leaf in jax.tree.leaves(tree)]
-    return jnp.linalg.norm(jnp.concatenate(leaves)) if leaves else jnp.zeros(())
+    return _reduce_concatenated(tree, jnp.linalg.norm, jnp.zeros(()))
 
 
 def all_finite(tree: Any) -> jax.Array:
@@ -122,8 +121,16 @@ def all_finite(tree: Any) -> jax.Array:
       >>> bool(all_finite({"a": jnp.array([1.0]), "b": jnp.array([[jnp.inf]])}))
       False
     """
+    return _reduce_concatenated(tree, lambda v: jnp.all(jnp.isfinite(v)), jnp.ones((), bool))
+
+
+def _reduce_concatenated(
+    tree: Any, reduce: Callable[[jax.Array], jax.Array], empty: jax.Array
+) -> jax.Array:
+    """``reduce`` of ``tree``'s leaves flattened and concatenated (one reduction for them
+    all), ``empty`` when it has none."""
     leaves = [jnp.ravel(leaf) for leaf in jax.tree.leaves(tree)]
-    return jnp.all(jnp.isfinite(jnp.concatenate(leaves))) if leaves else jnp.ones((), bool)
+    return reduce(jnp.concatenate(leaves)) if leaves else empty
 
 
 def _mean_record(value: Any) -> jax.Array:
