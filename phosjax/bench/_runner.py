@@ -26,6 +26,7 @@ from phosjax.bench._directory import (
     read_bench_json,
     write_meta,
 )
+from phosjax.bench._imports import import_for_bench, planned_models
 from phosjax.bench._plan import Plan, plan
 from phosjax.bench._profile import MemorySampler, ProfileFiles
 from phosjax.bench._reading import UNREADABLE
@@ -147,9 +148,11 @@ def run(
       process: ``(index, count)`` of this process among those sharing the bench
         (default: `jax.process_index`, `jax.process_count`).
       progress: show a progress bar and print the summary.
-      imports: the modules imported to register models (the command line's ``--import``);
-        those that registered a model of the bench are recorded in its ``bench.json``,
-        and later commands on it import them again (`phosjax.bench._cli.import_recorded`).
+      imports: modules to import first, to register models (the command line's
+        ``--import``); those that registered a model of the bench are recorded in its
+        ``bench.json``. The modules a bench in ``directory`` recorded are imported too,
+        so ``run(None, directory)`` continues a bench of one's own models as ``new
+        --dir`` does (`phosjax.bench._imports.import_for_bench`).
 
     Returns:
       The results this directory holds, as one frame (``pandas.read_parquet``); every
@@ -187,6 +190,7 @@ def run(
         )
     if process is not None:  # before anything is moved or written
         check_process(process)
+    import_for_bench(directory, imports, planned_models(directory, config, force))
     root = pathlib.Path(directory)
     plans: dict[str, Plan] = {}  # with force: planned before an old bench moves aside
 
@@ -446,7 +450,8 @@ def add_models_to(
         `phosjax.models.import_models`).
       datasets: data sets by name, instead of loading them.
       progress: show a progress bar and print the summary.
-      imports: the modules imported to register models, recorded as `run` records them.
+      imports: modules to import first, recorded as `run` records them; the modules the
+        bench recorded are imported too, as `run` imports them.
 
     Returns:
       The bench's results, old and new, as one frame.
@@ -480,9 +485,11 @@ def add_models_to(
         raise BenchError(
             f"models must be a list of names or entries, got {models!r}; write [{models!r}]."
         )
-    config, marker = open_bench(directory)
+    config, marker = open_bench(directory)  # not a bench: said before importing anything
     root = pathlib.Path(directory)
     present = config.model_entries()
+    wanted = {ModelEntry.parse(model).name for model in [*present, *(models or [])]}
+    import_for_bench(root, imports, wanted)
     named = models is not None
     if models is None:
         known = {*marker.get("registered_models", []), *(entry.name for entry in present)}

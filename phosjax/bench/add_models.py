@@ -23,11 +23,8 @@ from phosjax.bench._cli import (
     add_common,
     entry_point,
     exit_process,
-    import_all,
-    import_recorded,
 )
 from phosjax.bench._config import BenchError
-from phosjax.bench._directory import open_bench
 from phosjax.bench._runner import add_models_to
 
 
@@ -68,15 +65,7 @@ def model_argument(text: str) -> str | dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> None:
     """Runs the command line ``argv`` (default ``sys.argv[1:]``)."""
     args = parser().parse_args(argv)
-    config, _ = open_bench(args.dir)  # not a bench: say so before importing anything
-    import_all(args["import"])
     models = None if args.models is None else [model_argument(m) for m in args.models]
-    named = [
-        m if isinstance(m, str) else m.get("name") if isinstance(m, dict) else None
-        for m in models or []
-    ]
-    needed = {name for name in named if isinstance(name, str)}
-    import_recorded(args.dir, needed | {entry.name for entry in config.model_entries()})
     add_models_to(args.dir, models, progress=not args.no_progress, imports=args["import"])
 
 

@@ -30,11 +30,10 @@ from phosjax.bench._cli import (
     add_common,
     entry_point,
     exit_process,
-    import_all,
-    import_recorded,
 )
 from phosjax.bench._config import BenchConfig, BenchError, read_yaml
 from phosjax.bench._directory import open_bench
+from phosjax.bench._imports import import_for_bench, planned_models
 from phosjax.bench._plan import check_models
 from phosjax.bench._runner import run
 
@@ -47,9 +46,13 @@ class _Parser(Parser):
 
     def dump(self, cfg: Any, *args: Any, **kwargs: Any) -> str:
         data = yaml.safe_load(super().dump(cfg, *args, **kwargs)) or {}
-        import_all(data.get("import") or [])
         bench = {k: v for k, v in data.items() if k not in _OWN}
-        check_models(BenchConfig.from_dict(bench).model_entries())
+        config = BenchConfig.from_dict(bench)
+        directory, force = data.get("dir"), bool(data.get("force"))
+        import_for_bench(
+            directory, data.get("import") or [], planned_models(directory, config, force)
+        )
+        check_models(config.model_entries())
         return yaml.safe_dump(bench, sort_keys=False)
 
 
@@ -101,15 +104,6 @@ def _config_files(argv: Sequence[str]) -> list[str]:
     return files
 
 
-def _needed(directory: str, config: BenchConfig | None, force: bool) -> set[str]:
-    """The model names a run may plan: those of ``config`` and, unless ``force`` moves
-    it aside, those of the bench already in ``directory`` (continued or extended)."""
-    names = {entry.name for entry in config.model_entries()} if config else set()
-    if not force and _layout.is_bench(pathlib.Path(directory)):
-        names |= {entry.name for entry in open_bench(directory)[0].model_entries()}
-    return names
-
-
 @entry_point(RESUMES)
 def main(argv: Sequence[str] | None = None) -> None:
     """Runs the command line ``argv`` (default ``sys.argv[1:]``)."""
@@ -122,7 +116,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             "--resume and --force contradict each other: --resume continues the bench in "
             "--dir under its stored config, --force moves it aside and starts over; give one."
         )
-    import_all(args["import"])
     fields = {k: v for k, v in args.as_dict().items() if k not in _OWN}
     keys = _config_keys(argv)
     config: BenchConfig | None
@@ -130,7 +123,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         config = dataclasses.replace(open_bench(args.dir)[0], data_dir=args.data_dir)
     else:
         config = BenchConfig.from_dict(fields) if keys else None
-    import_recorded(args.dir, _needed(args.dir, config, args.force))
     run(
         config,
         args.dir,

@@ -12,9 +12,10 @@ import sys
 import pytest
 import yaml
 
-from phosjax.bench import BenchConfig, _layout, _plan
+from phosjax.bench import BenchConfig, BenchError, _layout, _plan, add_models_to, run
 from phosjax.bench.add_models import main as add_models_main
 from phosjax.bench.new import main as new_main
+from phosjax.bench.new import parser as new_parser
 from phosjax.bench.profile import main as profile_main
 from phosjax.models import _registry
 from tests.bench.runner_tiny import toy_data
@@ -141,3 +142,25 @@ def test_add_models_records_an_import_that_registers_a_model_it_adds(made, monke
     assert add_models_main(command) == 0, capsys.readouterr().err
     assert _marker(root)[_layout.IMPORTS_KEY] == ["my_models", "more_models"]
     assert "my_dense2" in (root / _layout.CONFIG).read_text()
+
+
+def test_the_python_api_imports_the_recorded_modules_as_the_commands_do(made, monkeypatch):
+    """`run` and `add_models_to` import what the bench recorded, as ``new`` and
+    ``add_models`` do: a bench of one's own models continues without importing them."""
+    root, _ = made
+    _fresh(monkeypatch, "my_models")
+    results = run(None, root, datasets={"toy": toy_data()}, progress=False)
+    assert set(results.model) == {"my_dense"}
+    _fresh(monkeypatch, "my_models")
+    with pytest.raises(BenchError, match="no model was registered since the bench was made"):
+        add_models_to(root, datasets={"toy": toy_data()}, progress=False)  # it planned
+
+
+def test_print_config_on_a_bench_imports_its_recorded_modules(made, monkeypatch, capsys):
+    root, _ = made
+    _fresh(monkeypatch, "my_models")
+    command = ["--config", str(root.parent / "bench.yaml"), "--dir", str(root), "--print_config"]
+    with pytest.raises(SystemExit) as exit_info:
+        new_parser().parse_args(command)
+    assert exit_info.value.code == 0
+    assert "name: my_dense" in capsys.readouterr().out

@@ -21,7 +21,7 @@ def _interrupted(*args, **kwargs):
 @pytest.mark.parametrize(
     ("module", "work", "argv", "line"),
     [
-        ("phosjax.bench.add_models", "open_bench", ["--dir", "b"], _cli.RESUMES),
+        ("phosjax.bench.add_models", "add_models_to", ["--dir", "b"], _cli.RESUMES),
         (
             "phosjax.bench.profile",
             "open_bench",
