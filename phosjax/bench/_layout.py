@@ -23,8 +23,8 @@ atomically (a temporary file, then a rename), so a reader never sees half a file
       blurbs/<model_id>.json   `phosjax.core.blurb` of each model, JSON
       graphs/<model_id>.json   node/edge description of graph models (if any): their
                                ``to_json(x)`` (see `phosjax.models.graph.GraphModel`)
-      profile/phases.parquet   one row per (group, phase): seconds, count, total_s, peak
-                               bytes (see docs/results.md)
+      profile/phases.parquet   one row per (group, segment, phase), an init row per run:
+                               seconds, count, steps, total_s, bytes (docs/results.md)
       profile/memory.parquet   host RSS and device bytes in use over time
       checkpoints/<group_id>/  each group's training state: a file <step> (npz) per saved step
       morph/iterations.parquet results of `python -m phosjax.morph` (if run here)

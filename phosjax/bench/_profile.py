@@ -1,8 +1,8 @@
-"""Profiling a bench: phase times per group and memory sampled over the run.
+"""Profiling a bench: phase times per group and segment, and memory sampled over the run.
 
 What it costs: one background thread waking every ``interval`` seconds to read the
 process's RSS (`psutil`) and the devices' ``memory_stats()`` (None on CPU: NaN), and
-the profile files rewritten at each checkpoint (a few rows per group).
+the profile files rewritten at each checkpoint (a few rows per segment).
 """
 
 import dataclasses
@@ -90,22 +90,77 @@ class MemorySampler:
         return pd.DataFrame(rows, columns=["time_s", "host_rss_bytes", "device_bytes"])
 
 
+STEPS = ("start_step", "end_step")
+"""The columns that say which steps of its group a ``profile/phases`` row measured."""
+
+
+def phase_row(
+    group_id: str,
+    phase: str,
+    seconds: float,
+    count: int,
+    steps: tuple[int, int],
+    **measured: float,
+) -> dict[str, Any]:
+    """One ``profile/phases`` row: ``group_id``, ``phase``, ``seconds``, ``count``,
+    ``start_step`` and ``end_step`` (``steps``: the row measured the steps after the one,
+    up to the other), then ``measured`` (``total_s``, ``peak_bytes``, ``program_bytes``).
+
+    Examples:
+      >>> phase_row("g", "init", 0.5, 1, (10, 10), total_s=0.5)
+      {'group_id': 'g', 'phase': 'init', 'seconds': 0.5, 'count': 1, 'start_step': 10, \
+'end_step': 10, 'total_s': 0.5}
+    """
+    return {
+        "group_id": group_id,
+        "phase": phase,
+        "seconds": float(seconds),
+        "count": count,
+        **dict(zip(STEPS, steps, strict=True)),
+        **measured,
+    }
+
+
+def init_rows(group_id: str, seconds: float, step: int, peak: float) -> list[dict[str, Any]]:
+    """The ``init`` row of a run of a group that built its state (``step`` 0) or restored
+    the checkpoint of ``step``, in ``seconds``: it measures no step (``start_step`` and
+    ``end_step`` are ``step``); ``peak``: `device_bytes`'s peak then."""
+    return [
+        phase_row(
+            group_id,
+            "init",
+            seconds,
+            1,
+            (step, step),
+            total_s=float(seconds),
+            peak_bytes=peak,
+            program_bytes=float("nan"),
+        )
+    ]
+
+
 @dataclasses.dataclass
 class PhaseClock:
-    """The timings of one group's life: init, then chunks of steps (some with evaluation).
+    """The timings of one segment of a group's training (its steps up to a checkpoint):
+    chunks of steps, some with evaluation, and the compiles they needed.
 
     Every phase is measured on its own: the engine compiles each program ahead of time
     (``jit(...).lower(...).compile()``) and waits for a chunk's steps to finish before it
     evaluates, so no phase is inferred from another. ``rows`` gives, per phase,
-    ``seconds`` (init: once; compile: all the group's compiles; step: the steady-state
-    seconds per step, the median over chunks after the first, whose first-run overheads
-    it skips, or the first chunk's alone; eval: the mean seconds per evaluation),
-    ``count`` (1; programs compiled; steps; evaluations) and ``total_s`` (all the
-    seconds the phase took); and the group's ``program_bytes``, the memory one device
-    needs for its largest program (`phosjax.train.Chunk.program_bytes`).
+    ``seconds`` (compile: all the segment's compiles; step: the steady-state seconds per
+    step, the median over the segment's chunks, less the first of a run's first segment,
+    whose first-run overheads it skips, unless it is the only one; eval: the mean seconds
+    per evaluation), ``count`` (programs compiled; steps; evaluations) and ``total_s``
+    (all the seconds the phase took); and the group's ``program_bytes``, the memory one
+    device needs for its largest program (`phosjax.train.Chunk.program_bytes`).
+
+    Attributes:
+      start_step: the step the segment starts after (a checkpoint's, or 0).
+      warm: the segment follows another of the same run (no first-run overheads).
     """
 
-    init_s: float = 0.0
+    start_step: int
+    warm: bool = False
     compile_s: float = 0.0
     compiles: int = 0
     chunks: list[tuple[int, float]] = dataclasses.field(default_factory=list)
@@ -122,15 +177,22 @@ class PhaseClock:
             self.evals.append(chunk.eval_s)
         self.program_bytes = float(np.fmax(self.program_bytes, chunk.program_bytes))
 
-    def rows(self, group_id: str, peak_bytes: float) -> list[dict[str, Any]]:
-        """One row per phase: ``group_id``, ``phase``, ``seconds``, ``count``, ``total_s``,
-        ``peak_bytes`` (`device_bytes`'s peak when the group ended, NaN if not reported)
-        and ``program_bytes``."""
-        steady = self.chunks[1:] or self.chunks
+    def rows(self, group_id: str, end_step: int, peak_bytes: float) -> list[dict[str, Any]]:
+        """One row per phase but ``init`` (`phase_row`) of the steps after ``start_step``
+        up to ``end_step``, each with ``peak_bytes`` (`device_bytes`'s peak at the
+        segment's end, NaN if not reported) and ``program_bytes``.
+
+        Examples:
+          >>> clock = PhaseClock(4, warm=True, chunks=[(2, 0.2), (2, 0.4)])
+          >>> [(r["phase"], r["seconds"], r["count"], r["start_step"], r["end_step"])
+          ...  for r in clock.rows("g", 8, float("nan"))]  # doctest: +NORMALIZE_WHITESPACE
+          [('compile', 0.0, 0, 4, 8), ('step', 0.15000000000000002, 4, 4, 8),
+           ('eval', nan, 0, 4, 8)]
+        """
+        steady = self.chunks if self.warm else self.chunks[1:] or self.chunks
         nan = float("nan")
         step = statistics.median(s / n for n, s in steady) if steady else nan
         phases = {
-            "init": (self.init_s, 1, self.init_s),
             "compile": (self.compile_s, self.compiles, self.compile_s),
             "step": (step, sum(n for n, _ in self.chunks), sum(s for _, s in self.chunks)),
             "eval": (
@@ -140,17 +202,35 @@ class PhaseClock:
             ),
         }
         return [
-            {
-                "group_id": group_id,
-                "phase": phase,
-                "seconds": float(seconds),
-                "count": count,
-                "total_s": float(total),
-                "peak_bytes": peak_bytes,
-                "program_bytes": self.program_bytes,
-            }
+            phase_row(
+                group_id,
+                phase,
+                seconds,
+                count,
+                (self.start_step, end_step),
+                total_s=float(total),
+                peak_bytes=peak_bytes,
+                program_bytes=self.program_bytes,
+            )
             for phase, (seconds, count, total) in phases.items()
         ]
+
+
+def superseded(rows: pd.DataFrame, group_id: str, step: int) -> pd.Series:
+    """Which ``rows`` of ``profile/phases`` measured steps of ``group_id`` after ``step``:
+    a run that resumes the group from its checkpoint of ``step`` trains them again, so
+    its rows replace them, as `phosjax.bench._store.drop_parts_after` drops the results'
+    part files past it. Rows written before the step columns were (null) are kept.
+
+    Examples:
+      >>> ends = pd.array([0, 4, 8, 8, None], "Int64")
+      >>> rows = pd.DataFrame({"group_id": ["a", "a", "a", "b", "a"], "end_step": ends})
+      >>> superseded(rows, "a", 4).tolist()
+      [False, False, True, False, False]
+    """
+    if "end_step" not in rows:
+        return pd.Series(False, index=rows.index)
+    return (rows["group_id"] == group_id) & (rows["end_step"].astype("float64") > step)
 
 
 def _readable_rows(path: pathlib.Path) -> pd.DataFrame | None:
@@ -175,10 +255,13 @@ def _readable_rows(path: pathlib.Path) -> pd.DataFrame | None:
 class ProfileFiles:
     """A process's ``profile/phases`` and ``profile/memory`` files, written as it trains.
 
-    A group writes its phase rows at each of its checkpoints and when it ends, each time
-    replacing the rows it wrote before, so a run stopped mid-group keeps what it measured
-    up to the group's last checkpoint; each write also appends the memory samples taken
-    since the last. Rows of earlier groups and runs stay.
+    A group's run writes its ``init`` row once it has built or restored its state, then
+    the rows of each segment (`PhaseClock`) before the segment's checkpoint is saved, as
+    its results are: a run stopped anywhere keeps every segment it measured, and a run
+    that resumes a group from a checkpoint replaces the rows of the steps after it
+    (`superseded`), which it trains again, so each segment's rows are there once. Each
+    write also appends the memory samples taken since the last. Rows of other groups
+    and of earlier runs stay.
 
     Args:
       phases: the ``profile/phases`` file.
@@ -190,16 +273,18 @@ class ProfileFiles:
         self._phases, self._memory, self._sampler = phases, memory, sampler
         self._run_started = time.time()
         self._flushed = 0
-        self._earlier: pd.DataFrame | None = None
-
-    def start_group(self) -> None:
-        """Keeps the phase rows written so far: the next group's follow them."""
-        self._earlier = _readable_rows(self._phases)
 
     def write(self, phases: list[dict[str, Any]]) -> None:
-        """Writes the group's phase rows so far (`PhaseClock.rows`), and the memory samples."""
-        frame = pd.concat([self._earlier, pd.DataFrame(phases)], ignore_index=True)
-        write_table(self._phases, frame)
+        """Writes the phase rows of one group's segment (`init_rows`, `PhaseClock.rows`)
+        in place of its rows of the steps after the segment's start, and the memory
+        samples."""
+        new = pd.DataFrame(phases)
+        earlier = _readable_rows(self._phases)
+        if earlier is not None:
+            first = new.iloc[0]
+            earlier = earlier[~superseded(earlier, first["group_id"], first["start_step"])]
+        frame = pd.concat([earlier, new], ignore_index=True)
+        write_table(self._phases, frame.astype(dict.fromkeys(STEPS, "Int64")))
         self.flush_memory()
 
     def flush_memory(self) -> None:

@@ -355,7 +355,6 @@ def _write_and_train(
                     status["groups"][key] = dict(entry)
                     write_json(status_file, status)
 
-                profile.start_group()
                 train_group(
                     root,
                     job,

@@ -150,16 +150,18 @@ _PROFILE_HINT = (
 def profile_text(directory: str | os.PathLike) -> str:
     """The profile of a bench as text: seconds per phase and group, then memory.
 
-    ``init`` and ``compile`` are seconds once per group, ``step`` seconds per step (all
-    the group's cells at once), ``eval`` seconds per evaluation. A group resumed midway
-    has rows of each run that trained it: their mean seconds, their summed counts.
+    ``init`` and ``compile`` are seconds once per group's run, ``step`` seconds per step
+    (all the group's cells at once), ``eval`` seconds per evaluation. A group has rows
+    of each segment of its training and each run that trained it (an ``init`` row
+    each): their summed counts, their mean seconds, but ``compile``'s: all its
+    segments' compile seconds over its runs.
     """
     root = pathlib.Path(directory)
     phases = read_profile(root, _layout.PHASES)
     if phases is None:
         return (
-            f"bench {directory}: no profile yet: a group's timings are written at each of "
-            "its checkpoints and when it finishes, and no group has reached one."
+            f"bench {directory}: no profile yet: a group's timings are written once its "
+            "state is built and at each of its checkpoints, and no group has started."
         )
     table = phases.pivot_table(
         index="group_id", columns="phase", values="seconds", sort=False, dropna=False
@@ -172,6 +174,9 @@ def profile_text(directory: str | os.PathLike) -> str:
     for phase, name in (("compile", "programs"), ("step", "steps"), ("eval", "evals")):
         if phase in counts:
             table[name] = counts[phase].astype("Int64")
+    compiled = phases[phases.phase == "compile"].groupby("group_id", sort=False)["total_s"]
+    if {"compile", "init"} <= set(counts):  # per run: its segments each compile some
+        table["compile_s"] = compiled.sum() / counts["init"]
     by_group = phases.groupby("group_id", sort=False)
     if "program_bytes" in phases:  # benches written before it was measured lack it
         table["program_MiB"] = by_group["program_bytes"].max() / 2**20

@@ -1,10 +1,12 @@
 """Training one planned group: resume from its checkpoint, flush results per segment.
 
 A group trains in segments of ``checkpoint_every`` steps. After each segment its rows
-are written as one part file, then its state is checkpointed, then its profile so far
-is handed on, then ``status.json`` is updated. On restart the newest checkpoint is
-restored and the part files past it (rows that will be trained again) are deleted, so
-the results hold every row exactly once.
+are written as one part file and its profile rows are handed on, then its state is
+checkpointed, then ``status.json`` is updated. On restart the newest checkpoint is
+restored and the part files past it (rows that will be trained again) are deleted, as
+are the profile rows past it (the profile's ``init`` row, handed on once the state is
+restored, replaces them: `phosjax.bench._profile.superseded`), so the results and the
+profile hold every segment's rows exactly once, wherever a kill landed.
 """
 
 import dataclasses
@@ -21,7 +23,7 @@ import pyarrow as pa
 from phosjax.bench import _layout
 from phosjax.bench._checkpoint import Checkpoints
 from phosjax.bench._plan import PlannedCell
-from phosjax.bench._profile import PhaseClock, device_bytes
+from phosjax.bench._profile import PhaseClock, device_bytes, init_rows
 from phosjax.bench._store import STEP_TIME, as_table, drop_parts_after, part_path, write_table
 from phosjax.data import ArrayDataset
 from phosjax.train import Chunk, Group, init_group, run_group
@@ -102,9 +104,10 @@ def train_group(
     on_progress: Callable[[int], None],
     on_profile: Callable[[list[dict[str, Any]]], None],
 ) -> None:
-    """Trains (or finishes) one group, giving ``on_profile`` its ``profile/phases`` rows
-    so far after each checkpoint, before ``on_status`` hears of it (so a group recorded
-    as finished has its whole profile), or at its end when nothing was left to train.
+    """Trains (or finishes) one group, giving ``on_profile`` its ``profile/phases`` rows:
+    the ``init`` row once its state is built or restored, then each segment's rows
+    before its checkpoint is saved (with its part file), so a group recorded as finished
+    has its whole profile.
 
     ``previous`` is the group's entry of an earlier ``status.json``: a strategy it
     chose is kept, with the timings that chose it, so a resumed group runs the very
@@ -112,7 +115,6 @@ def train_group(
     """
     group = Group(tuple(c.cell for c in job.cells), tuple(range(len(job.cells))))
     checkpoints = Checkpoints(root / _layout.CHECKPOINTS / job.key)
-    clock = PhaseClock()
     start_time = time.perf_counter()
     latest = checkpoints.latest() or 0
     chosen: dict[str, Any] = {"strategy": strategy, "timings": {}}
@@ -122,8 +124,8 @@ def train_group(
     else:
         state = init_group(group, data)
     state = jax.block_until_ready(state)
-    clock.init_s = time.perf_counter() - start_time
     drop_parts_after(root, job.key, latest)
+    on_profile(init_rows(job.key, time.perf_counter() - start_time, latest, device_bytes()[1]))
     on_progress(latest * len(group))
     status: dict[str, Any] = {
         "steps_done": latest,
@@ -133,11 +135,14 @@ def train_group(
     status |= {**chosen, "cells": [r["cell_id"] for r in job.rows]}
     on_status(job.key, status)
     segments = _segments(latest, job.steps, checkpoint_every)
-    for stop in segments:
+    for index, stop in enumerate(segments):
         tables: list[pa.Table] = []
         first = int(np.asarray(jax.device_get(state.step))[0]) + 1
+        clock = PhaseClock(first - 1, warm=index > 0)
 
-        def report(chunk: Chunk, tables: list[pa.Table] = tables) -> None:
+        def report(
+            chunk: Chunk, tables: list[pa.Table] = tables, clock: PhaseClock = clock
+        ) -> None:
             clock.add_chunk(chunk)
             tables.append(chunk_rows(chunk, job.rows, schema))
             on_progress(len(chunk.steps) * len(group))
@@ -153,13 +158,11 @@ def train_group(
         )
         if tables:  # a segment that trained nothing writes no (empty) part
             write_table(part_path(root, job.key, first), pa.concat_tables(tables))
+        on_profile(clock.rows(job.key, stop, device_bytes()[1]))  # before the checkpoint
         if run.strategy != status["strategy"]:  # "auto" chose: say so before a checkpoint
             status |= {"strategy": run.strategy, "timings": run.timings}  # resumes with it
             on_status(job.key, status)
         checkpoints.save(stop, state)
-        on_profile(clock.rows(job.key, device_bytes()[1]))
         status |= {"steps_done": stop, "finished": stop >= job.steps}
         on_status(job.key, status)
     checkpoints.close()
-    if not segments:  # a group resumed at its end: its rows say what restoring took
-        on_profile(clock.rows(job.key, device_bytes()[1]))

@@ -39,13 +39,15 @@ class Killed(Exception):
 
 
 @contextlib.contextmanager
-def killed_after_save(step: int | None = None) -> Iterator[None]:
+def killed_after_save(step: int | None = None, saved: bool = True) -> Iterator[None]:
     """Raises `Killed` right after a checkpoint of ``step`` (None: any) is saved, before
-    the status says so: the state a kill there leaves."""
+    the status says so (``saved`` False: instead of saving it, as a kill while it is
+    written leaves it): the state a kill there leaves."""
     save = Checkpoints.save
 
     def save_then_die(self: Checkpoints, at: int, state: object) -> None:
-        save(self, at, state)
+        if saved or not (step is None or at == step):
+            save(self, at, state)
         if step is None or at == step:
             raise Killed
 

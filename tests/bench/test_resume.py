@@ -13,7 +13,9 @@ import pytest
 
 from phosjax.bench import _layout, _runner, _store, load_config, run
 from phosjax.bench._errors import BenchError, BrokenFileError
+from phosjax.bench._profile import MemorySampler, PhaseClock, ProfileFiles, init_rows
 from phosjax.bench._store import read_json
+from phosjax.bench._summary import profile_text, read_profile
 from phosjax.train import STRATEGIES, _run
 from tests.bench.runner_tiny import Killed, killed_after_save, tiny_config
 
@@ -92,26 +94,37 @@ def test_killed_after_the_last_checkpoint_before_its_status_resumes_and_matches(
     assert set(pd.read_parquet(killed / _layout.PHASES).group_id) == {group}
 
 
-def test_a_group_killed_midway_keeps_its_profile_up_to_its_last_checkpoint(tmp_path, toy):
-    """A group's timings and memory samples are written at each of its checkpoints: a
-    kill at the second (step 8, before its status) keeps those of the 4 steps up to the
-    first; the run that finishes the group adds its own rows (the 4 steps after 8)."""
+def measured(root: pathlib.Path) -> list[tuple[str, str, int, int, int]]:
+    """The profile's rows but ``init``: (group, phase, start_step, end_step, count), the
+    counts of ``compile`` left out (a resumed run compiles again)."""
+    rows = pd.read_parquet(root / _layout.PHASES).query("phase != 'init'")
+    counts = rows["count"].where(rows.phase != "compile", 0)
+    return list(zip(rows.group_id, rows.phase, rows.start_step, rows.end_step, counts, strict=True))
+
+
+@pytest.mark.parametrize("saved", [True, False], ids=["after-the-save", "while-saving"])
+def test_a_kill_at_a_checkpoint_keeps_each_segments_profile_once(tmp_path, toy, saved):
+    """A segment's profile rows are written before its checkpoint, with its steps: a kill
+    after the checkpoint of step 8 keeps them; a kill while it is written (resumed from
+    step 4) leaves rows that the run resuming at 4 replaces. Either way the resumed
+    profile has the segments of an uninterrupted run, each once, and the same results."""
     config = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1, checkpoint_every=4)
     killed = tmp_path / "killed"
-    with killed_after_save(8):
+    with killed_after_save(8, saved=saved):
         run(config, killed, datasets=toy, progress=False)
     phases = pd.read_parquet(killed / _layout.PHASES)
-    assert dict(zip(phases.phase, phases["count"], strict=True)) == {
-        "init": 1,
-        "compile": 1,
-        "step": 4,
-        "eval": 0,
-    }
-    assert len(pd.read_parquet(killed / _layout.MEMORY)) > 0
+    assert phases.end_step.max() == 8 and len(pd.read_parquet(killed / _layout.MEMORY)) > 0
 
     run(config, killed, datasets=toy, progress=False)
-    counts = pd.read_parquet(killed / _layout.PHASES).groupby("phase")["count"].apply(list)
-    assert (counts["init"], counts["step"], counts["eval"]) == ([1, 1], [4, 4], [0, 1])
+    whole = tmp_path / "whole"
+    run(config, whole, datasets=toy, progress=False)
+    assert measured(killed) == measured(whole)
+    steps = [row[2:] for row in measured(whole) if row[1] == "step"]
+    assert steps == [(0, 4, 4), (4, 8, 4), (8, 12, 4)]
+    inits = pd.read_parquet(killed / _layout.PHASES).query("phase == 'init'")
+    restored = 8 if saved else 4
+    assert list(zip(inits.start_step, inits.end_step, strict=True)) == [(0, 0), (restored,) * 2]
+    pd.testing.assert_frame_equal(frame(killed), frame(whole))
 
 
 def test_a_kill_as_the_status_says_finished_keeps_the_whole_profile(tmp_path, toy, monkeypatch):
@@ -129,7 +142,38 @@ def test_a_kill_as_the_status_says_finished_keeps_the_whole_profile(tmp_path, to
     with pytest.raises(Killed):
         run(config, tmp_path, datasets=toy, progress=False)
     phases = pd.read_parquet(tmp_path / _layout.PHASES)
-    assert dict(zip(phases.phase, phases["count"], strict=True))["step"] == 12
+    assert phases.query("phase == 'step'")["count"].sum() == 12
+
+
+def test_a_profile_written_before_its_step_columns_is_kept_and_read(tmp_path):
+    """A bench profiled before rows said their steps: its rows stay as they were (their
+    steps unknown, null), a resumed run's follow them, and ``profile`` reads them all."""
+    root = tmp_path / "b"
+    (root / _layout.PROFILE).mkdir(parents=True)
+    old = pd.DataFrame(
+        {
+            "group_id": "g",
+            "phase": list(_layout.PHASE_NAMES),
+            "seconds": [1.0, 2.0, 0.5, 0.25],
+            "count": [1, 1, 4, 1],
+            "total_s": [1.0, 2.0, 2.0, 0.25],
+            "peak_bytes": np.nan,
+            "program_bytes": 1024.0,
+        }
+    )
+    old.to_parquet(root / _layout.PHASES, index=False)
+    with MemorySampler() as sampler:
+        files = ProfileFiles(root / _layout.PHASES, root / _layout.MEMORY, sampler)
+        files.write(init_rows("g", 3.0, 4, np.nan))
+        files.write(PhaseClock(4, chunks=[(4, 1.0)]).rows("g", 8, np.nan))  # read back
+    phases = read_profile(root, _layout.PHASES)
+    pd.testing.assert_frame_equal(phases[old.columns].iloc[:4], old)
+    assert phases.start_step.isna().tolist() == [True] * 4 + [False] * 4
+    steps = list(zip(phases.start_step[4:], phases.end_step[4:], strict=True))
+    assert steps == [(4, 4), (4, 8), (4, 8), (4, 8)]
+    text = profile_text(root)
+    line = next(line for line in text.splitlines() if line.startswith("g "))
+    assert line.split()[1:3] == ["2", "1"]  # init_s: the runs' mean; compile_s: 2 s over 2
 
 
 def test_a_kill_after_auto_chose_resumes_with_its_choice_and_matches(tmp_path, toy, monkeypatch):

@@ -31,7 +31,7 @@ from phosjax.bench import (
     run,
 )
 from phosjax.bench._directory import choose_config
-from phosjax.bench._profile import MemorySampler, ProfileFiles
+from phosjax.bench._profile import MemorySampler, ProfileFiles, init_rows
 from phosjax.bench._runner import jobs
 from phosjax.bench._store import TEMPORARY, drop_parts_after, part_path, widen_parts, write_table
 from phosjax.bench._summary import profile_text, read_profile
@@ -155,15 +155,18 @@ def test_bench_files(bench):
     status = json.loads((root / _layout.STATUS).read_text())["groups"]
     (entry,) = status.values()
     assert entry["finished"] and entry["steps_done"] == 12 and len(entry["cells"]) == 2
-    phases = pd.read_parquet(root / _layout.PHASES)
-    assert list(phases.phase) == list(_layout.PHASE_NAMES) and phases.seconds[0] > 0
+    phases = pd.read_parquet(root / _layout.PHASES)  # init, then each of the 2 segments'
+    segment = list(_layout.PHASE_NAMES[1:])
+    assert list(phases.phase) == ["init", *segment, *segment] and phases.seconds[0] > 0
+    steps = list(zip(phases.start_step, phases.end_step, strict=True))
+    assert steps == [(0, 0), *[(0, 6)] * 3, *[(6, 12)] * 3]
     memory = pd.read_parquet(root / _layout.MEMORY)
     assert (memory.host_rss_bytes > 0).all()
 
 
 def test_step_times_add_up_to_the_measured_steps_and_evaluations_compile_excluded(bench):
     root, results = bench
-    phases = pd.read_parquet(root / _layout.PHASES).set_index(["group_id", "phase"]).total_s
+    phases = pd.read_parquet(root / _layout.PHASES).groupby(["group_id", "phase"]).total_s.sum()
     train = results[results.split == "train"]
     for group_id, rows in train.groupby("group_id"):
         per_step = rows.drop_duplicates("step").step_time_s.sum()  # one cell's rows
@@ -586,8 +589,7 @@ def test_a_run_moves_a_damaged_profile_file_aside_and_profiles_anew(tmp_path, ca
     (root / damaged).write_bytes(b"PAR1 cut off")
     with MemorySampler() as sampler:
         files = ProfileFiles(root / _layout.PHASES, root / _layout.MEMORY, sampler)
-        files.start_group()
-        files.write([{"group_id": "g", "phase": "step", "seconds": 0.5}])
+        files.write(init_rows("g", 0.5, 0, float("nan")))
     (aside,) = (root / _layout.PROFILE).glob(f"{pathlib.Path(damaged).name}.old-*")
     assert aside.read_bytes() == b"PAR1 cut off"  # kept, not deleted
     assert read_profile(root, _layout.PHASES).group_id.tolist() == ["g"]
@@ -599,7 +601,7 @@ def test_a_run_moves_a_damaged_profile_file_aside_and_profiles_anew(tmp_path, ca
 
 def test_the_profile_of_a_bench_with_no_finished_group_says_so(tmp_path):
     text = profile_text(tmp_path)
-    assert "no profile yet: a group's timings are written at each of its checkpoints" in text
+    assert "no profile yet: a group's timings are written once its state is built" in text
 
 
 def test_a_batch_size_larger_than_the_data_is_refused_and_nothing_written(tmp_path, toy):
