@@ -13,7 +13,7 @@ step added one at a time:
   ``+ all metrics``: the gather before the scan (as the engine does), and these per-step
   outputs (``grad_norm``: the gradient's global norm, by `optax.tree.norm`, one
   reduction per leaf, or "in one" reduction over the leaves concatenated, as the engine
-  computes it, `phosjax.train._step.global_norm`);
+  computes it, `phosjax.train._reduce.global_norm`);
 * ``+ injected hyperparameters``: the gather before the scan and the engine's optimizer
   (`make_optimizer`: learning rate and weight decay in the optimizer state).
 
@@ -37,7 +37,7 @@ def variants() -> dict:
 
     from phosjax.bench._speed_config import MODELS
     from phosjax.train._optim import make_optimizer
-    from phosjax.train._step import global_norm
+    from phosjax.train._reduce import global_norm
 
     model = MODELS["mlp"].build()
     rng = np.random.default_rng(0)

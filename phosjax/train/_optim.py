@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import optax
 
 from phosjax.train._config import LR_SCHEDULES, OPTIMIZERS, HParams, int_at_least
+from phosjax.train._reduce import global_norm
 
 
 def _check_schedule(schedule: str) -> None:
@@ -49,6 +50,34 @@ def lr_multiplier(schedule: str, warmup_steps: int, steps: int) -> optax.Schedul
     return multiplier
 
 
+def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
+    """`optax.clip_by_global_norm` with a norm that does not overflow.
+
+    optax's norm (`optax.tree.norm`) reaches inf for a finite float32 gradient of norm
+    above ~1.8e19, and the clip then scaled the gradient by ``max_norm / inf``, to zeros.
+    Where it does, this clip takes `global_norm` instead; elsewhere optax's norm, so that
+    a run rounds as before (XLA computes that `global_norm` once with the step's own).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> clip = clip_by_global_norm(1.0)
+      >>> clipped, _ = clip.update({"w": jnp.array([3e19, 4e19])}, clip.init(None))
+      >>> [round(v, 6) for v in clipped["w"].tolist()]
+      [0.6, 0.8]
+    """
+
+    def update(updates: optax.Updates, state: optax.OptState, params: object = None) -> tuple:
+        del params
+        norm = optax.tree.norm(updates)
+        norm = jnp.where(jnp.isfinite(norm), norm, global_norm(updates))
+        within = norm < max_norm
+        return jax.tree.map(
+            lambda t: jnp.where(within, t, (t / norm.astype(t.dtype)) * max_norm), updates
+        ), state
+
+    return optax.GradientTransformation(optax.init_empty_state, update)
+
+
 def _family(
     name: str, grad_clip: float | None, multiplier: optax.Schedule | None
 ) -> "optax.GradientTransformationExtraArgs | optax.GradientTransformation":
@@ -68,7 +97,7 @@ def _family(
             core = optax.chain(core, optax.scale_by_schedule(multiplier))
         if grad_clip is None:
             return core
-        return optax.chain(optax.clip_by_global_norm(grad_clip), core)
+        return optax.chain(clip_by_global_norm(grad_clip), core)
 
     return optax.inject_hyperparams(build)
 

@@ -22,6 +22,7 @@ from phosjax.train._config import HParams, Regularizer
 from phosjax.train._matmul_convs import rewrite_before_grad
 from phosjax.train._optim import hparams_multiplier, hparams_optimizer
 from phosjax.train._precision import precision_apply
+from phosjax.train._reduce import all_finite, global_norm
 from phosjax.train._state import GroupState
 
 Metrics = dict[str, jax.Array]
@@ -98,39 +99,6 @@ def _cross_entropy(logits: jax.Array, labels: jax.Array, smoothing: jax.Array) -
     classes = logits.shape[-1]
     targets = jax.nn.one_hot(labels, classes) * (1 - smoothing) + smoothing / classes
     return optax.softmax_cross_entropy(logits, targets)
-
-
-def global_norm(tree: Any) -> jax.Array:
-    """The L2 norm of all of ``tree``'s leaves together, in one reduction over them
-    concatenated: one reduction per leaf (`optax.tree.norm`) made a one-cell MLP step
-    ~10% slower on XLA:CPU (``python benchmarks/step_costs.py``).
-
-    Examples:
-      >>> float(global_norm({"a": jnp.array([3.0]), "b": jnp.array([[4.0]])}))
-      5.0
-    """
-    return _reduce_concatenated(tree, jnp.linalg.norm, jnp.zeros(()))
-
-
-def all_finite(tree: Any) -> jax.Array:
-    """Whether every entry of ``tree``'s leaves is finite (no NaN, no inf), in one
-    reduction over the leaves concatenated (as `global_norm`; one per leaf was ~1% slower
-    on a one-cell MLP step on XLA:CPU, interleaved runs).
-
-    Examples:
-      >>> bool(all_finite({"a": jnp.array([1.0]), "b": jnp.array([[jnp.inf]])}))
-      False
-    """
-    return _reduce_concatenated(tree, lambda v: jnp.all(jnp.isfinite(v)), jnp.ones((), bool))
-
-
-def _reduce_concatenated(
-    tree: Any, reduce: Callable[[jax.Array], jax.Array], empty: jax.Array
-) -> jax.Array:
-    """``reduce`` of ``tree``'s leaves flattened and concatenated (one reduction for them
-    all), ``empty`` when it has none."""
-    leaves = [jnp.ravel(leaf) for leaf in jax.tree.leaves(tree)]
-    return reduce(jnp.concatenate(leaves)) if leaves else empty
 
 
 def _mean_record(value: Any) -> jax.Array:

@@ -371,6 +371,31 @@ def test_an_update_that_overflows_the_params_freezes_the_cell_before_it(toy):
     assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(state.params))
 
 
+@pytest.mark.parametrize("grad_clip", [None, 1.0])
+def test_a_finite_gradient_whose_squares_overflow_is_not_divergence(toy, grad_clip):
+    """Inputs of ~1e21 give a gradient of finite entries whose global norm is above the
+    ~1.8e19 where float32's sum of squares overflows: the cell is not diverged, its
+    ``grad_norm`` is finite, and clipping scales the gradient to the clip's norm (the
+    clip's overflowed norm, inf, made it zeros)."""
+    hp = HParams(optimizer="sgd", learning_rate=0.1, batch_size=16, steps=8, grad_clip=grad_clip)
+    [group] = plan_groups([Cell(Linear(), "toy", hp, 0)])
+    state = jax.tree.map(lambda a: a[0], init_group(group, toy))
+    huge = dataclasses.replace(toy, x_train=toy.x_train * np.float32(1e21))
+    after, metrics = jax.jit(make_train_step(Linear().build(), hp))(
+        state, jax.device_put(device_arrays(huge))
+    )
+    assert not after.diverged and int(after.diverged_at) == -1
+    assert 1e20 < float(metrics["grad_norm"]) < 1e23
+    moves = jax.tree.map(
+        lambda a, b: np.subtract(a, b, dtype=np.float64), after.params, state.params
+    )
+    moved = np.sqrt(sum(np.sum(np.square(m)) for m in jax.tree.leaves(moves)))
+    if grad_clip is None:
+        np.testing.assert_allclose(moved, 0.1 * metrics["grad_norm"], rtol=1e-5)
+    else:
+        np.testing.assert_allclose(moved, 0.1 * grad_clip, rtol=1e-5)
+
+
 def test_a_chunks_batches_drawn_at_once_are_each_steps_own(toy):
     """`TrainStep.batches` (drawn before a chunk's scan) == `batch_indices` step by step,
     across epoch ends, from any start step."""
