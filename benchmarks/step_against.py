@@ -1,15 +1,15 @@
-"""The engine's train step of this working tree against another git revision's, interleaved.
+"""The engine's train step of this working tree against other git revisions', interleaved.
 
-Run: ``python benchmarks/step_against.py REV`` (e.g. ``HEAD~1``; ``--rounds N``)
+Run: ``python benchmarks/step_against.py REV [REV ...]`` (e.g. ``HEAD~1``; ``--rounds N``)
 
-Loads ``phosjax/train/_step.py`` as it is at ``REV`` next to the working tree's (the
+Loads ``phosjax/train/_step.py`` as it is at each ``REV`` next to the working tree's (the
 rest of phosjax is the working tree's), and times chunks of 100 steps of each (one
 `jax.lax.scan`, one-cell MLP of the speed bench, batch 128 from 4,000 synthetic
 MNIST-1D-shaped examples, Adam) as `run_group` runs them (`Executor.run_steps`), under
 ``map`` and ``vmap``, unguarded and guarded (``make_train_step(guard=...)``). The
 variants take turns over the rounds, so a spell of load on the machine hits them alike;
 it prints µs per step (best and median) and each one's best over the working tree's
-unguarded ``map`` step. Before timing it checks that both give the same losses.
+unguarded ``map`` step. Before timing it checks that all give the same losses.
 """
 
 import argparse
@@ -25,8 +25,8 @@ STEPS = 100
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-def step_module_at(rev: str):
-    """``phosjax.train._step`` as it is at git revision ``rev``, as a module of its own."""
+def step_module_at(rev: str, name: str):
+    """``phosjax.train._step`` as it is at git revision ``rev``, as module ``name``."""
     source = subprocess.run(
         ["git", "show", f"{rev}:phosjax/train/_step.py"],
         cwd=ROOT,
@@ -34,16 +34,16 @@ def step_module_at(rev: str):
         capture_output=True,
         text=True,
     ).stdout
-    path = pathlib.Path(tempfile.mkdtemp()) / "_step_at_rev.py"
+    path = pathlib.Path(tempfile.mkdtemp()) / f"{name}.py"
     path.write_text(source)
-    spec = importlib.util.spec_from_file_location("_step_at_rev", path)
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def variants(rev: str) -> dict:
-    """name -> a call that runs one chunk; raises if the two steps' losses differ."""
+def variants(revs: list[str]) -> dict:
+    """name -> a call that runs one chunk; raises if the steps' losses differ."""
     import functools
 
     import jax
@@ -55,7 +55,9 @@ def variants(rev: str) -> dict:
     from phosjax.train import _step as new
     from phosjax.train._strategy import Executor
 
-    old = step_module_at(rev)
+    modules = [("new", new)] + [
+        (rev, step_module_at(rev, f"_step_at_{i}")) for i, rev in enumerate(revs)
+    ]
     data = random_dataset("synthetic", (40,), 10, num_train=4000, num_test=100)
     hp = HParams(batch_size=128, steps=10 * STEPS)
     [group] = plan_groups([Cell(MODELS["mlp"], data.name, hp, 0)])
@@ -67,7 +69,7 @@ def variants(rev: str) -> dict:
         arrays = executor.put_data(device_arrays(data))
         for guard in (False, True):
             losses = []
-            for name, module in (("new", new), (rev, old)):
+            for name, module in modules:
                 make = functools.partial(module.make_train_step, model, hp, guard=guard)
                 key = f"{name} {'guarded' if guard else 'unguarded'} ({strategy})"
                 run = functools.partial(
@@ -75,18 +77,18 @@ def variants(rev: str) -> dict:
                 )
                 losses.append(np.asarray(jax.device_get(run()[1]["loss"])))
                 calls[key] = run
-            if not np.array_equal(*losses):
+            if any(not np.array_equal(losses[0], other) for other in losses[1:]):
                 raise SystemExit(f"{key}: the losses differ from the working tree's")
     return calls
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("rev", help="the git revision whose step to time against")
+    parser.add_argument("revs", nargs="+", help="the git revisions whose steps to time against")
     parser.add_argument("--rounds", type=int, default=100)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    print_table(time_rounds(variants(args.rev), args.rounds, STEPS), ["new unguarded (map)"])
+    print_table(time_rounds(variants(args.revs), args.rounds, STEPS), ["new unguarded (map)"])
 
 
 if __name__ == "__main__":

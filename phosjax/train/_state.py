@@ -33,8 +33,8 @@ class GroupState:
       data_key: raw key data drawing each cell's batches.
       dropout_key: raw key data for the ``"dropout"`` stream (folded with the step).
       step: steps done.
-      diverged: whether the loss, the gradient norm or an updated param became NaN/inf;
-        the cell is then frozen.
+      diverged: whether the loss, the gradient norm, an updated param, running statistic
+        (e.g. ``batch_stats``) or optimizer state became NaN/inf; the cell is then frozen.
       diverged_at: the step at which it diverged (-1: never).
     """
 

@@ -171,8 +171,9 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
     of the regularizers, when there are any), ``accuracy``,
     ``grad_norm``, ``aux/<name>``, ``path_weight/<path>`` and, under a schedule
     (`HParams.scheduled`), ``lr``: the learning rate of the step's update. A cell whose loss or
-    gradient norm is not finite, or whose update would make a param non-finite (an
-    overflow), is marked diverged (``diverged``, ``diverged_at``); with ``guard`` its
+    gradient norm is not finite, or whose update would make a param, a running statistic
+    (``batch_stats``) or, with ``guard``, its optimizer state non-finite (an overflow), is
+    marked diverged (``diverged``, ``diverged_at``); with ``guard`` its
     params, state and optimizer state then stop changing, as they were before that step.
     Without it the step applies every update: the selects that freeze a cell cost XLA
     copies of the whole state each step (2-25% of a one-cell MLP step on CPU), so
@@ -247,8 +248,12 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
         grad_norm = global_norm(grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        # An update can overflow the params while the loss and the gradient are finite.
-        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & all_finite(params)
+        # An update can overflow the params, a running statistic or the optimizer state
+        # (e.g. Adam's second moment: its params then stop moving or turn NaN) while the
+        # loss and the gradient are finite. The unguarded step leaves the optimizer state to
+        # `run_group`, which checks it at the chunk's end (`_optimizer_state_finite`).
+        checked = (params, written, opt_state) if guard else (params, written)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & all_finite(checked)
         collections = {**state.collections, **written}
         if guard:
             live = finite & ~state.diverged

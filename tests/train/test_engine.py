@@ -396,6 +396,60 @@ def test_a_finite_gradient_whose_squares_overflow_is_not_divergence(toy, grad_cl
         np.testing.assert_allclose(moved, 0.1 * grad_clip, rtol=1e-5)
 
 
+class _Tracks(nn.Module):
+    """``Linear``, keeping the batch's sum of squares in ``batch_stats``: one that a
+    batch of inputs of -1e22 overflows, and which the logits do not read."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        energy = self.variable("batch_stats", "energy", jnp.zeros, ())
+        if train:
+            energy.value = jnp.sum(x * x)
+        return nn.Dense(3, use_bias=False)(x)
+
+
+@dataclasses.dataclass(frozen=True)
+class Tracks:
+    def build(self) -> nn.Module:
+        return _Tracks()
+
+
+@pytest.mark.parametrize(
+    "model, hp",
+    [
+        (Linear(), dataclasses.replace(MOMENTUM, optimizer="adam", learning_rate=1e-3)),
+        (Tracks(), dataclasses.replace(MOMENTUM, optimizer="sgd", learning_rate=1e-22)),
+    ],
+    ids=["adam-second-moment", "batch-stats"],
+)
+def test_an_overflow_of_the_optimizer_state_or_a_collection_freezes_the_cell_before_it(
+    toy, model, hp
+):
+    """Step 3's batch holds an input of -1e22: its loss, gradient norm and params stay
+    finite, but Adam's second moment (the gradient squared) or a running statistic
+    overflows. The cell is marked diverged at step 3 and keeps its state from before it
+    (with an inf second moment Adam no longer moves those params: a dead cell)."""
+    [group] = plan_groups([Cell(model, "toy", hp, 0)])
+    zeros = dataclasses.replace(toy, x_train=np.zeros_like(toy.x_train))
+    start = init_group(group, zeros)
+    one = jax.tree.map(lambda a: a[0], start)
+    drawn = make_train_step(model.build(), hp).batches(one, device_arrays(zeros), 3)
+    x_train = np.zeros_like(toy.x_train)
+    x_train[int(drawn[2, 0])] = -1e22  # (+1e22 classifies it right: a zero gradient)
+    data = dataclasses.replace(toy, x_train=x_train)
+    kept = lambda s: jax.device_get((s.params, s.opt_state, s.collections))
+    before, _ = run_group(group, start, data, 2, strategy="vmap")
+    for chunk_steps in (8, 2):  # step 3 mid-chunk, first of a chunk
+        state, run = run_group(group, start, data, strategy="vmap", chunk_steps=chunk_steps)
+        assert state.diverged_at.tolist() == [3]
+        at_3 = {
+            k: np.concatenate([c.train[k] for c in run.chunks], 1)[0, 2]
+            for k in ("loss", "grad_norm")
+        }
+        assert np.isfinite(at_3["loss"]) and 1e20 < at_3["grad_norm"] < np.inf
+        jax.tree.map(np.testing.assert_array_equal, kept(state), kept(before))
+
+
 def test_a_chunks_batches_drawn_at_once_are_each_steps_own(toy):
     """`TrainStep.batches` (drawn before a chunk's scan) == `batch_indices` step by step,
     across epoch ends, from any start step."""
