@@ -293,14 +293,18 @@ class GraphModel(nn.Module):
         self, inject: Mapping[str, Any], feeds: Mapping[str, Any], train: bool
     ) -> None:
         """Checks each injected value whose node ``feeds`` can compute against the node's
-        output, traced with `jax.eval_shape` on an unbound copy (no values computed)."""
+        output, traced with `jax.eval_shape` on an unbound copy with the model's variables
+        (no values computed; params cast to bfloat16 compute bfloat16; missing variables
+        are made, as ``init`` makes them)."""
         graph = self._graph
         checked = [p for p in inject if set(graph.needed([p])) & set(graph.inputs) <= set(feeds)]
         if not checked:
             return
         model = self.clone(parent=None, returns=None)
+        rngs = {"params": jax.random.key(0)}  # Flax falls back to it for other streams
         expected = jax.eval_shape(
-            lambda f: model.init_with_output(jax.random.key(0), f, train, outputs=checked)[0],
+            lambda v, f: model.apply(v, f, train, outputs=checked, rngs=rngs, mutable=True)[0],
+            dict(self.variables),
             dict(feeds),
         )
         for path in checked:

@@ -579,6 +579,20 @@ def test_inject_checks_shape_and_dtype_when_x_is_given(model_and_variables):
     assert out["side"].shape == (1, 4)
 
 
+def test_inject_checks_against_what_the_given_variables_compute(key):
+    # Mixed precision casts the params: the node then computes bfloat16, not what a fresh
+    # init's float32 params would (the check traced those and refused the right value).
+    model = GraphModel({"stem": nn.Dense(4), "head": nn.Dense(2)})
+    x = jnp.ones((2, 5), jnp.bfloat16)
+    cast = jax.tree.map(lambda p: p.astype(jnp.bfloat16), model.init(key, x))
+    stem = model.apply(cast, x)["stem"]
+    assert stem.dtype == jnp.bfloat16
+    out = model.apply(cast, x, inject={"stem": stem})
+    np.testing.assert_array_equal(out["head"], model.apply(cast, x)["head"])
+    with pytest.raises(GraphError, match=r"'stem' float32\[2, 4\], but the node computes bf"):
+        model.apply(cast, x, inject={"stem": stem.astype(jnp.float32)})
+
+
 def test_px_inject_of_a_dict_valued_node_skips_its_upstream(key):
     calls: list[str] = []
 
