@@ -96,6 +96,24 @@ def _check_adapter(made: Any, h_a: Any, h_b: Any, layer_a: str, layer_b: str) ->
         )
 
 
+def _check_arrays(h_a: Any, h_b: Any, layer_a: str, layer_b: str) -> None:
+    """Raises a `GraphError` unless ``h_a`` and ``h_b``, what ``a`` computes at ``layer_a``
+    and ``b`` at ``layer_b``, are arrays, which the default adapter maps.
+
+    Examples:
+      >>> _check_arrays({"p": jnp.ones((8, 4))}, jnp.ones((8, 4)), "split", "h1")
+      Traceback (most recent call last):
+      phosjax.models.graph._spec.GraphError: stitch: a's 'split' computes a dict ...
+    """
+    for side, layer, h in (("a", layer_a, h_a), ("b", layer_b, h_b)):
+        if not isinstance(h, jax.Array):
+            raise GraphError(
+                f"stitch: {side}'s {layer!r} computes a {type(h).__name__} (shapes "
+                f"{_shapes(h)}), not an array, which the default 1x1 adapter maps; cut at a "
+                "node that computes an array, or give an adapter that takes and makes these."
+            )
+
+
 def _check_shared_inputs(a: GraphModel, back: GraphModel, layer_b: str) -> None:
     """Raises a `GraphError` when ``back`` (b from ``layer_b`` on) reads an input node
     of ``b`` that ``a`` has not: the stitched model feeds such inputs from ``a``'s."""
@@ -149,9 +167,10 @@ def stitch(
 
     Raises:
       GraphError: ``layer_a`` or ``layer_b`` is not a node of its model (which one is
-        named), their shapes differ in more than channels and no ``adapter`` is given
-        (both named), a given ``adapter``'s output has not the shape of ``b``'s
-        ``layer_b`` (both named), or the back of ``b`` reads an input node that ``a`` lacks.
+        named), no ``adapter`` is given and one of them computes no array (a dict, a
+        tuple: named) or their shapes differ in more than channels (both named), a given
+        ``adapter``'s output has not the shape of ``b``'s ``layer_b`` (both named), or the
+        back of ``b`` reads an input node that ``a`` lacks.
 
     Examples:
       >>> import flax.linen as nn, jax, jax.numpy as jnp
@@ -170,6 +189,7 @@ def stitch(
     h_a = _activation(a, vars_a, layer_a, x)
     if adapter is None:
         h_b = _activation(b, vars_b, layer_b, x)
+        _check_arrays(h_a, h_b, layer_a, layer_b)
         try:
             adapter = default_adapter(h_a.shape, h_b.shape)
         except GraphError as error:

@@ -338,6 +338,16 @@ def test_stitch_names_the_wrong_layer_and_missing_inputs(net, key):
         r"to \(4, 10, 6\): .* Cut at layers whose shapes do, or give an adapter",
     ):
         stitch(model, variables, "pool", model, variables, "act1", x=x)
+    split = GraphModel({"dense": nn.Dense(4), "split": lambda h: {"p": h, "q": h}})
+    split_vars = split.init(key, x)
+    with pytest.raises(
+        GraphError,
+        match=r"stitch: a's 'split' computes a dict \(shapes \{'p': \(4, 4\), 'q': \(4, 4\)\}\), "
+        r"not an array, which the default 1x1 adapter maps; cut at a node that computes an",
+    ):
+        stitch(split, split_vars, "split", split, split_vars, "split", x=x)
+    with pytest.raises(GraphError, match=r"stitch: b's 'split' computes a dict"):
+        stitch(split, split_vars, "dense", split, split_vars, "split", x=x)
     # b's skip connection reads its input node 'raw' past the cut; a has no 'raw'.
     other = GraphModel(
         {
