@@ -24,6 +24,16 @@ ADAPTER = "adapter"
 """The path of the adapter node in a stitched model."""
 
 
+def _check_adaptable(shape_a: tuple[int, ...], shape_b: tuple[int, ...]) -> None:
+    """Raises a `GraphError` unless a 1x1 adapter maps activations of ``shape_a`` to
+    ``shape_b``: ``(batch, ..., channels)`` shapes that differ only in their channels."""
+    if len(shape_a) < 2 or shape_a[:-1] != shape_b[:-1]:
+        raise GraphError(
+            f"Cannot stitch activations of shape {shape_a} to {shape_b}: a 1x1 adapter "
+            "needs (batch, ..., channels) shapes that differ only in their channels."
+        )
+
+
 def default_adapter(shape_a: tuple[int, ...], shape_b: tuple[int, ...]) -> nn.Module:
     """A Dense layer for ``(batch, features)``, a 1x1 convolution for ``(batch, ...,
     channels)``, mapping activations of ``shape_a`` to ``shape_b``.
@@ -39,11 +49,7 @@ def default_adapter(shape_a: tuple[int, ...], shape_b: tuple[int, ...]) -> nn.Mo
           kernel_size = (1,)
           ...
     """
-    if len(shape_a) < 2 or shape_a[:-1] != shape_b[:-1]:
-        raise GraphError(
-            f"Cannot stitch activations of shape {shape_a} to {shape_b}: a 1x1 adapter "
-            "needs (batch, ..., channels) shapes that differ only in their channels."
-        )
+    _check_adaptable(shape_a, shape_b)
     if len(shape_a) == 2:
         return nn.Dense(shape_b[-1])
     return nn.Conv(shape_b[-1], (1,) * (len(shape_a) - 2))
@@ -60,12 +66,17 @@ def fit_adapter(h_a: jax.Array, h_b: jax.Array) -> dict[str, jax.Array]:
     position of every example is one sample), solved in at least float32 (lstsq takes
     no bfloat16 or float16).
 
+    Raises:
+      GraphError: the shapes differ in anything but their channels (both named), so the
+        positions of ``h_a`` and ``h_b`` do not pair up.
+
     Examples:
       >>> h_a = jnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
       >>> fitted = fit_adapter(h_a, 2 * h_a[:, :1] + 1)
       >>> jnp.round(fitted["kernel"], 3).tolist(), jnp.round(fitted["bias"], 3).tolist()
       ([[2.0], [0.0]], [1.0])
     """
+    _check_adaptable(h_a.shape, h_b.shape)
     c_a, c_b = h_a.shape[-1], h_b.shape[-1]
     dtype = jnp.promote_types(jnp.result_type(h_a, h_b), jnp.float32)
     rows = h_a.reshape(-1, c_a).astype(dtype)

@@ -211,6 +211,13 @@ def test_fit_adapter_recovers_a_linear_map(key):
         default_adapter((5, 7, 3), (5, 6, 4))
 
 
+@pytest.mark.parametrize("shape_b", [(5, 6, 4), (7, 4), (35, 4)])
+def test_fit_adapter_refuses_activations_whose_positions_do_not_pair_up(shape_b):
+    # (35, 4) has as many rows as (5, 7, 3): it was fitted, pairing unrelated positions.
+    with pytest.raises(GraphError, match=rf"shape \(5, 7, 3\) to {re.escape(str(shape_b))}"):
+        fit_adapter(jnp.ones((5, 7, 3)), jnp.ones(shape_b))
+
+
 def test_fit_adapter_solves_bfloat16_activations_in_float32(key):
     h_a = jax.random.normal(key, (16, 5, 3)).astype(jnp.bfloat16)
     h_b = jax.random.normal(jax.random.fold_in(key, 1), (16, 5, 4)).astype(jnp.bfloat16)
