@@ -43,15 +43,17 @@ def _graph(model: GraphModel, what: str = "model") -> Graph:
     return model.graph
 
 
-def node_variables(variables: Variables, nodes: Iterable[str]) -> dict[str, Any]:
-    """The variables (every collection) of the modules at the node paths ``nodes``.
+def node_variables(variables: Variables, nodes: str | Iterable[str]) -> dict[str, Any]:
+    """The variables (every collection) of the modules at the node path or paths ``nodes``.
 
     Examples:
       >>> v = {"params": {"a": {"w": 1}, "b": {"w": 2}, "g": {"c": {"w": 3}}}}
       >>> node_variables(v, ["a", "g/c"])
       {'params': {'a': {'w': 1}, 'g': {'c': {'w': 3}}}}
+      >>> node_variables(v, "g/c")
+      {'params': {'g': {'c': {'w': 3}}}}
     """
-    prefixes = tuple(n + SEP for n in nodes)
+    prefixes = tuple(n + SEP for n in ([nodes] if isinstance(nodes, str) else nodes))
     picked = {}
     for collection, tree in variables.items():
         kept = {p: v for p, v in flatten(tree, unwrap=False).items() if p.startswith(prefixes)}

@@ -20,6 +20,7 @@ from phosjax.models.graph import (
     fit_adapter,
     merge,
     node,
+    node_variables,
     rewire,
     stitch,
     train_only,
@@ -87,6 +88,13 @@ def test_extract_takes_one_input_name_as_a_string(net):
     listed, listed_vars = extract(model, variables, inputs=["act1"], outputs=["pool"])
     assert one.nodes == listed.nodes and one.graph.inputs == ("act1",)
     assert jax.tree.structure(one_vars) == jax.tree.structure(listed_vars)
+
+
+def test_node_variables_takes_one_node_path_as_a_string():
+    variables = {"params": {"a": {"w": 1}, "b": {"w": 2}, "ab": {"w": 3}}}
+    # "ab" is one node, not the nodes "a" and "b" (its characters).
+    assert node_variables(variables, "ab") == {"params": {"ab": {"w": 3}}}
+    assert node_variables(variables, ["a", "b"]) == {"params": {"a": {"w": 1}, "b": {"w": 2}}}
 
 
 def test_extract_front_keeps_original_inputs_and_rejects_unneeded_cuts(net):
