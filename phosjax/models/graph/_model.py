@@ -258,7 +258,8 @@ class GraphModel(nn.Module):
             needed to compute them are skipped. When ``x`` gives the inputs a node
             needs, its value must have the node's shape and dtype (checked abstractly,
             with `jax.eval_shape`); with ``x=None`` nothing can be compared. Values
-            injected with `phosjax.inject` at ``<node>/out`` skip their upstream nodes too.
+            injected with `phosjax.inject` at ``<node>/out`` skip their upstream nodes too
+            (a value it injects at a skipped node is taken, unused).
 
         Returns:
           ``{path: value}``, or the `returns` node's value.
@@ -269,12 +270,13 @@ class GraphModel(nn.Module):
         graph = self._graph
         inject = dict(inject or {})
         graph.check_nodes(inject, "inject")
-        given = set(inject) | _injected(graph, self.variables.get(INJECTIONS, {}))
+        tagged = _injected(graph, self.variables.get(INJECTIONS, {}))  # by phosjax.inject
+        given = set(inject) | tagged
         chosen = self.returns if outputs is None else outputs
         targets = graph.sinks if chosen is None else graph.select(chosen)
         if outputs is None and self.is_initializing():  # all variables, returns or not
             targets = tuple(dict.fromkeys((*graph.sinks, *targets)))
-        plan = graph.needed(targets, given)
+        plan = graph.needed((*targets, *tagged), given)  # each px.inject value reaches its tag
         feeds = self._feeds(x, [p for p in plan if p in graph.inputs and p not in given])
         self._check_inject(inject, feeds, train)
         values: dict[str, Any] = {}

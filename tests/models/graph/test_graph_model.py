@@ -617,6 +617,17 @@ def test_px_inject_of_a_dict_valued_node_skips_its_upstream(key):
     assert sorted(found) == ["head/out", "split/out"]
 
 
+def test_px_inject_at_a_node_and_at_nodes_upstream_of_it(model_and_variables):
+    # block/dense and block/act feed only block/add, injected too: their values go unused,
+    # but px.inject takes them (it failed: "never reached its tag: a lifted transform").
+    model, variables, x = model_and_variables
+    h = jnp.full((2, 4), 3.0)
+    out = px.inject(model, variables, x, {"block/*/out": h})
+    expected = model.apply(variables, x, inject={"block/add": h})
+    np.testing.assert_array_equal(out["block/add"], h)
+    np.testing.assert_array_equal(out["head"], expected["head"])
+
+
 def test_a_graph_model_node_with_a_node_named_out_is_an_error(key):
     inner = GraphModel({"out": nn.Dense(2)})
     with pytest.raises(
