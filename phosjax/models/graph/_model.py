@@ -46,24 +46,34 @@ def _feed_error(x: Any, inputs: tuple[str, ...]) -> GraphError:
     )
 
 
-def _has_path(tree: Any, keys: Iterable[str]) -> bool:
-    """Whether the nested mapping ``tree`` has an entry at ``keys``.
+def _entry(tree: Any, keys: Iterable[str]) -> Any:
+    """The entry of the nested mapping ``tree`` at ``keys``, or None.
 
     Examples:
-      >>> _has_path({"d": {"out": {"p": 1}}}, ["d", "out"]), _has_path({"d": 1}, ["d", "out"])
-      (True, False)
+      >>> _entry({"d": {"out": {"p": 1}}}, ["d"]), _entry({"d": 1}, ["d", "out"])
+      ({'out': {'p': 1}}, None)
     """
     for key in keys:
         if not isinstance(tree, Mapping) or key not in tree:
-            return False
+            return None
         tree = tree[key]
-    return True
+    return tree
 
 
-def _injected(graph: Graph, injections: Mapping[str, Any]) -> set[str]:
-    """The nodes whose output tag ``<path>/out`` has a value in ``injections`` (the
-    collection `phosjax.inject` fills); a value may be a dict, a tuple or an array."""
-    return {p for p in graph.nodes if _has_path(injections, (*p.split(SEP), OUT))}
+def _injected(graph: Graph, injections: Mapping[str, Any]) -> tuple[set[str], set[str]]:
+    """The nodes with values in ``injections`` (the collection `phosjax.inject` fills):
+    those whose output tag ``<path>/out`` has one (a dict, a tuple or an array), and
+    those with one for a tag inside them, which must run to reach it.
+
+    Examples:
+      >>> graph = Graph({"a": abs, "b": abs})
+      >>> [sorted(nodes) for nodes in _injected(graph, {"a": {"out": 1}, "b": {"pre": 3}})]
+      [['a'], ['b']]
+    """
+    entries = {p: _entry(injections, p.split(SEP)) for p in graph.nodes}
+    tagged = {p for p, e in entries.items() if isinstance(e, Mapping) and OUT in e}
+    inside = {p for p, e in entries.items() if isinstance(e, Mapping) and set(e) - {OUT}}
+    return tagged, inside
 
 
 def _describe(tree: Any) -> str:
@@ -259,7 +269,8 @@ class GraphModel(nn.Module):
             needs, its value must have the node's shape and dtype (checked abstractly,
             with `jax.eval_shape`); with ``x=None`` nothing can be compared. Values
             injected with `phosjax.inject` at ``<node>/out`` skip their upstream nodes too
-            (a value it injects at a skipped node is taken, unused).
+            (a value it injects at a skipped node is taken, unused), unless the node has
+            one for a tag inside it too: it then runs.
 
         Returns:
           ``{path: value}``, or the `returns` node's value.
@@ -270,13 +281,13 @@ class GraphModel(nn.Module):
         graph = self._graph
         inject = dict(inject or {})
         graph.check_nodes(inject, "inject")
-        tagged = _injected(graph, self.variables.get(INJECTIONS, {}))  # by phosjax.inject
-        given = set(inject) | tagged
+        tagged, inside = _injected(graph, self.variables.get(INJECTIONS, {}))  # px.inject's
+        given = set(inject) | (tagged - inside)
         chosen = self.returns if outputs is None else outputs
         targets = graph.sinks if chosen is None else graph.select(chosen)
         if outputs is None and self.is_initializing():  # all variables, returns or not
             targets = tuple(dict.fromkeys((*graph.sinks, *targets)))
-        plan = graph.needed((*targets, *tagged), given)  # each px.inject value reaches its tag
+        plan = graph.needed((*targets, *tagged, *inside), given)  # px.inject's reach their tags
         feeds = self._feeds(x, [p for p in plan if p in graph.inputs and p not in given])
         self._check_inject(inject, feeds, train)
         values: dict[str, Any] = {}

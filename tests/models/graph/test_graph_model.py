@@ -628,6 +628,23 @@ def test_px_inject_at_a_node_and_at_nodes_upstream_of_it(model_and_variables):
     np.testing.assert_array_equal(out["head"], expected["head"])
 
 
+def test_px_inject_of_every_tag_probed_on_another_input_patches_it_all(key):
+    # Node "scaled" tags a value inside it; px.inject of its output and of that tag runs
+    # it (it skipped it: "scaled/pre" never reached its tag).
+    class Scaled(nn.Module):
+        @nn.compact
+        def __call__(self, h):
+            return 2 * px.tag(self, "pre", h)
+
+    model = GraphModel({"stem": nn.Dense(4), "scaled": Scaled(), "head": nn.Dense(2)})
+    x, other = jax.random.normal(key, (2, 2, 5))
+    variables = model.init(key, x)
+    _, found = px.probe(model, variables, other, "**")
+    assert "scaled/pre" in found and "scaled/out" in found
+    out = px.inject(model, variables, x, found)
+    np.testing.assert_array_equal(out["head"], model.apply(variables, other)["head"])
+
+
 def test_a_graph_model_node_with_a_node_named_out_is_an_error(key):
     inner = GraphModel({"out": nn.Dense(2)})
     with pytest.raises(
