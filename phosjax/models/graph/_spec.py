@@ -457,8 +457,14 @@ class Graph:
             if isinstance(n, Node):
                 group = tuple(path.split(SEP)[:-1])
                 if n.inputs is None:
-                    if previous is None:
-                        raise GraphError(f"Node {path!r} comes first, so it needs inputs=.")
+                    if previous is None:  # so the spec has Input nodes, none before it
+                        own = [p for p, spec in nodes.items() if isinstance(spec, Input)]
+                        raise GraphError(
+                            f"Node {path!r} comes first, so it needs inputs=: the spec has "
+                            f"its own input nodes ({listing(own)}), so no {DEFAULT_INPUT!r} "
+                            "node is added before it. Give it inputs=, or put an Input() "
+                            "first in the spec."
+                        )
                     names: tuple[str, ...] = (SEP + previous,)
                 else:
                     names = n.inputs

@@ -556,6 +556,13 @@ def test_unclear_specs_are_named():
     assert node(abs, inputs=(n for n in "ab")).inputs == ("a", "b")
     with pytest.raises(GraphError, match=r"inputs=\('conv', 'stem'\) \(in order: a set has"):
         node(abs, inputs={"a", "b"})  # the order of a concat would change with the hash seed
+    # An Input() anywhere means no default 'input' node before the first node.
+    with pytest.raises(
+        GraphError,
+        match=r"Node 'act' comes first, so it needs inputs=: the spec has its own input nodes "
+        r"\('meta/x'\), so no 'input' node is added before it. Give it inputs=, or put",
+    ):
+        GraphModel({"act": nn.relu, "meta": {"x": Input()}})
 
 
 def test_inject_checks_shape_and_dtype_when_x_is_given(model_and_variables):
