@@ -6,6 +6,8 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import flax.linen as nn
+
 from phosjax.core import flatten, unflatten
 from phosjax.models.graph._model import GraphModel
 from phosjax.models.graph._spec import (
@@ -229,8 +231,8 @@ def fill_missing(
     """
     fresh = flatten(dict(model.init(key, x, **init_kwargs)))
     given = flatten(dict(variables))
-    for path, leaf in given.items():
-        made = fresh.get(path)
+    for path, boxed in given.items():
+        made, leaf = nn.meta.unbox(fresh.get(path)), nn.meta.unbox(boxed)  # Partitioned too
         if made is not None and (made.shape, made.dtype) != (leaf.shape, leaf.dtype):
             raise GraphError(
                 f"fill_missing: the given variable {path!r} is {leaf.dtype}{list(leaf.shape)}, "

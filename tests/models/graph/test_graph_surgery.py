@@ -422,6 +422,21 @@ def test_fill_missing_initializes_merged_new_nodes_and_keeps_the_parts(net, key)
     assert out["head"].shape == (4, 5)
 
 
+def test_fill_missing_keeps_boxed_variables(key):
+    # nn.with_partitioning boxes params in nn.Partitioned, which has no .shape of its own.
+    init = nn.with_partitioning(nn.initializers.lecun_normal(), (None, "model"))
+    part = GraphModel({"hidden": nn.Dense(4, kernel_init=init)})
+    x = jnp.ones((2, 3))
+    variables = part.init(key, x)
+    model, merged = merge({"a": (part, variables)}, {"head": node(nn.Dense(2), inputs="a/hidden")})
+    filled = fill_missing(model, merged, key, x)
+    assert filled["params"]["a"]["hidden"]["kernel"] is variables["params"]["hidden"]["kernel"]
+    assert filled["params"]["head"]["kernel"].shape == (4, 2)
+    wide = GraphModel({"hidden": nn.Dense(5, kernel_init=init)})
+    with pytest.raises(GraphError, match=r"'params/hidden/kernel' is float32\[3, 4\], but the"):
+        fill_missing(wide, variables, key, x)
+
+
 def test_fill_missing_refuses_a_given_variable_of_another_shape(net, key):
     _, variables, x = net
     wide = conv_net(width=8)
