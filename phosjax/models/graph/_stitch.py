@@ -18,7 +18,14 @@ import optax
 from phosjax.core import select
 from phosjax.models.graph._model import GraphModel
 from phosjax.models.graph._spec import SEP, GraphError, listing, node
-from phosjax.models.graph._surgery import Variables, _graph, extract, merge, rewire
+from phosjax.models.graph._surgery import (
+    Variables,
+    _graph,
+    check_variables,
+    extract,
+    merge,
+    rewire,
+)
 
 ADAPTER = "adapter"
 """The path of the adapter node in a stitched model."""
@@ -181,7 +188,8 @@ def stitch(
         named), no ``adapter`` is given and one of them computes no array (a dict, a
         tuple: named) or their shapes differ in more than channels (both named), a given
         ``adapter``'s output has not the shape of ``b``'s ``layer_b`` (both named), or the
-        back of ``b`` reads an input node that ``a`` lacks.
+        back of ``b`` reads an input node that ``a`` lacks, or ``vars_a`` or ``vars_b``
+        are not what ``init`` makes (the params alone, None: `check_variables`).
 
     Examples:
       >>> import flax.linen as nn, jax, jax.numpy as jnp
@@ -195,8 +203,10 @@ def stitch(
       >>> variables["params"]["adapter"]["kernel"].shape, model.apply(variables, x).shape
       ((3, 3), (8, 2))
     """
-    _graph(a, "stitch's a").check_nodes([layer_a], "stitch's layer_a (a node of a)")
-    _graph(b, "stitch's b").check_nodes([layer_b], "stitch's layer_b (a node of b)")
+    for model, variables, layer, side in ((a, vars_a, layer_a, "a"), (b, vars_b, layer_b, "b")):
+        graph = _graph(model, f"stitch's {side}")
+        graph.check_nodes([layer], f"stitch's layer_{side} (a node of {side})")
+        check_variables(variables, graph.nodes, f"stitch's vars_{side}")
     h_a = _activation(a, vars_a, layer_a, x)
     if adapter is None:
         h_b = _activation(b, vars_b, layer_b, x)

@@ -45,6 +45,31 @@ def _graph(model: GraphModel, what: str = "model") -> Graph:
     return model.graph
 
 
+def check_variables(variables: Any, nodes: Iterable[str], what: str) -> None:
+    """Raises a `GraphError` unless ``variables`` is a mapping of collections, as
+    ``model.init`` makes it: not a mapping, or the params alone (keyed by top-level
+    ``nodes`` of the model, with no ``"params"``), whose trees surgery would not find.
+
+    Examples:
+      >>> check_variables({"stem": {"kernel": 1}}, ["stem"], "extract's variables")
+      Traceback (most recent call last):
+      phosjax.models.graph._spec.GraphError: extract's variables have the key 'stem', a ...
+    """
+    if not isinstance(variables, Mapping):
+        raise GraphError(
+            f"{what} are a {type(variables).__name__}, not the variables {{collection: "
+            "tree}} that model.init makes ({'params': ...}; {} for a model without any)."
+        )
+    tops = {n.split(SEP)[0] for n in nodes}
+    keys = [k for k in variables if k in tops]
+    if keys and "params" not in variables:
+        raise GraphError(
+            f"{what} have the key {keys[0]!r}, a top-level node of the model, where the "
+            "collections belong: pass the variables that model.init makes, {'params': "
+            "params, ...}, not the params alone."
+        )
+
+
 def node_variables(variables: Variables, nodes: str | Iterable[str]) -> dict[str, Any]:
     """The variables (every collection) of the modules at the node path or paths ``nodes``.
 
@@ -85,7 +110,8 @@ def extract(
       outputs: node selectors; default: the graph's sinks.
 
     Raises:
-      GraphError: an input is not a node, or the outputs do not need it.
+      GraphError: an input is not a node, the outputs do not need it, or ``variables``
+        are not what ``model.init`` makes (the params alone, None: `check_variables`).
       SelectorError: an output selector matches no node.
 
     Examples:
@@ -98,6 +124,7 @@ def extract(
       (('a', 'b'), ['b'])
     """
     graph = _graph(model, "extract's model")
+    check_variables(variables, graph.nodes, "extract's variables")
     inputs = [inputs] if isinstance(inputs, str) else list(inputs)
     graph.check_nodes(inputs, "extract's inputs")
     targets = graph.sinks if outputs is None else graph.select(outputs)
@@ -167,7 +194,8 @@ def merge(
       GraphError: a part is not a pair ``(model, variables)``, a part name is not one
         plain path segment (``"x/y"``, ``".."``, ``""``) or is ``"params"``,
         a new node has the path of a part's node (use `rewire` to change a node's
-        inputs), or a path is both a node and a group.
+        inputs), a path is both a node and a group, or a part's variables are not what
+        its ``init`` makes (`check_variables`).
 
     Examples:
       >>> import flax.linen as nn, jax, jax.numpy as jnp
@@ -192,7 +220,9 @@ def merge(
                 f"variables); pass {{{name!r}: (model, variables), ...}}."
             )
         model, variables = part
-        spec.update(_under(name, _graph(model, f"merge's part {name!r}").spec()))
+        graph = _graph(model, f"merge's part {name!r}")
+        check_variables(variables, graph.nodes, f"the variables of merge's part {name!r}")
+        spec.update(_under(name, graph.spec()))
         for collection, tree in variables.items():
             merged.setdefault(collection, {})[name] = tree
     nodes = dict(walk(nodes or {}))
@@ -214,7 +244,8 @@ def fill_missing(
 
     Raises:
       GraphError: a given variable has another shape or dtype than ``model`` makes
-        there (its path and both named).
+        there (its path and both named), or ``variables`` are not what ``init`` makes
+        (the params alone, None: `check_variables`).
 
     Examples:
       >>> import flax.linen as nn, jax, jax.numpy as jnp
@@ -229,7 +260,9 @@ def fill_missing(
       >>> bool((kept == v["params"]["logits"]["kernel"]).all())
       True
     """
-    fresh = flatten(dict(model.init(key, x, **init_kwargs)))
+    made = model.init(key, x, **init_kwargs)
+    check_variables(variables, made.get("params", {}), "fill_missing's variables")
+    fresh = flatten(dict(made))
     given = flatten(dict(variables))
     for path, boxed in given.items():
         made, leaf = nn.meta.unbox(fresh.get(path)), nn.meta.unbox(boxed)  # Partitioned too

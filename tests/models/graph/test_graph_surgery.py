@@ -341,6 +341,29 @@ def test_surgery_on_a_model_that_is_not_a_graph_model_names_the_argument(net):
             call()
 
 
+def test_surgery_names_variables_that_are_the_params_alone_or_none(net, key):
+    # The params alone were taken for collections: extract kept no variables, and
+    # fill_missing initialized every param again (the given ones ended up beside them).
+    model, variables, x = net
+    params = variables["params"]
+    calls = {
+        "extract's variables": lambda v: extract(model, v, inputs="act1"),
+        "the variables of merge's part 'a'": lambda v: merge({"a": (model, v)}),
+        "fill_missing's variables": lambda v: fill_missing(model, v, key, x),
+        "stitch's vars_a": lambda v: stitch(model, v, "act1", model, variables, "act1", x=x),
+        "stitch's vars_b": lambda v: stitch(model, variables, "act1", model, v, "act1", x=x),
+    }
+    for what, call in calls.items():
+        with pytest.raises(
+            GraphError,
+            match=rf"^{what} have the key 'conv1', a top-level node of the model, where the "
+            r"collections belong: pass the variables that model.init makes, \{'params'",
+        ):
+            call(params)
+        with pytest.raises(GraphError, match=rf"^{what} are a NoneType, not the variables"):
+            call(None)
+
+
 def test_stitch_names_the_wrong_layer_and_missing_inputs(net, key):
     model, variables, x = net
     with pytest.raises(GraphError, match=r"stitch's layer_a \(a node of a\) names 'nope'"):
