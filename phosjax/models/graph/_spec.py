@@ -543,8 +543,20 @@ class Graph:
         return tuple(dict.fromkeys(paths))
 
     def check_nodes(self, paths: Iterable[str], what: str) -> None:
-        """Raises a `GraphError` naming the first of ``paths`` that is not a node."""
+        """Raises a `GraphError` naming the first of ``paths`` that is not a node (or not
+        a name at all).
+
+        Examples:
+          >>> Graph({"h": abs}).check_nodes([["h"]], "returns")
+          Traceback (most recent call last):
+          phosjax.models.graph._spec.GraphError: returns names ['h'] (of type list), but a node ...
+        """
         for path in paths:
+            if not isinstance(path, str):
+                raise GraphError(
+                    f"{what} names {path!r} (of type {type(path).__name__}), but a node is "
+                    f"named by a str (its path), such as {self.order[-1]!r}."
+                )
             if path not in self.nodes:
                 raise self.missing(path, self.nodes, f"{what} names {path!r}")
 

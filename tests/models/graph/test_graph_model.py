@@ -12,7 +12,7 @@ import pytest
 
 import phosjax as px
 from phosjax.core import ArraySpec
-from phosjax.models.graph import GraphError, GraphModel, Input, node
+from phosjax.models.graph import GraphError, GraphModel, Input, extract, node
 
 
 def residual_graph(calls: list[str] | None = None) -> GraphModel:
@@ -563,6 +563,21 @@ def test_unclear_specs_are_named():
         r"\('meta/x'\), so no 'input' node is added before it. Give it inputs=, or put",
     ):
         GraphModel({"act": nn.relu, "meta": {"x": Input()}})
+
+
+def test_a_node_name_that_is_no_string_is_named(model_and_variables):
+    model, variables, x = model_and_variables
+    # Each failed with a TypeError: unhashable type: 'list', or on 'int' + 'str'.
+    with pytest.raises(GraphError, match=r"^returns names \['head'\] \(of type list\), but a node"):
+        model.clone(returns=["head"])
+    with pytest.raises(
+        GraphError, match=r"^inject names 3 \(of type int\), but a node is named by a str"
+    ):
+        model.apply(variables, x, inject={3: jnp.ones((2, 4))})
+    with pytest.raises(
+        GraphError, match=r"^extract's inputs names \('stem',\) \(of type tuple\), but"
+    ):
+        extract(model, variables, inputs=[("stem",)])
 
 
 def test_inject_checks_shape_and_dtype_when_x_is_given(model_and_variables):
