@@ -114,6 +114,26 @@ def _check_adapter(made: Any, h_a: Any, h_b: Any, layer_a: str, layer_b: str) ->
         )
 
 
+def _given_adapter(adapter: Any, h_a: Any, key: jax.Array | None) -> tuple[Any, Any]:
+    """The variables of a given ``adapter`` (a Flax module, initialised with ``key``; a
+    function has none) and the shapes it makes of ``h_a``; a `GraphError` for anything else.
+
+    Examples:
+      >>> _given_adapter(lambda h: 2 * h, jnp.ones((8, 4)), None)
+      ({}, ShapeDtypeStruct(shape=(8, 4), dtype=float32))
+    """
+    if isinstance(adapter, nn.Module):
+        variables = adapter.init(jax.random.key(0) if key is None else key, h_a)
+        return variables, jax.eval_shape(adapter.apply, variables, h_a)
+    if callable(adapter) and not isinstance(adapter, type):
+        return {}, jax.eval_shape(adapter, h_a)
+    raise GraphError(
+        f"stitch's adapter is {adapter!r} (of type {type(adapter).__name__}), not a Flax "
+        "module instance or a function from a's activations to b's; give e.g. "
+        "nn.Conv(16, (1,)) or lambda h: h."
+    )
+
+
 def _check_arrays(h_a: Any, h_b: Any, layer_a: str, layer_b: str) -> None:
     """Raises a `GraphError` unless ``h_a`` and ``h_b``, what ``a`` computes at ``layer_a``
     and ``b`` at ``layer_b``, are arrays, which the default adapter maps.
@@ -173,11 +193,12 @@ def stitch(
     Args:
       a, vars_a, layer_a: the front model, its variables and the layer to cut after.
       b, vars_b, layer_b: the back model, its variables and the layer it restarts from.
-      adapter: a Flax module mapping ``a``'s activations to ``b``'s; default: a 1x1
-        convolution or Dense layer fitted by least squares on ``x`` (`fit_adapter`).
+      adapter: a Flax module or a function (``lambda h: h``: none) mapping ``a``'s
+        activations to ``b``'s; default: a 1x1 convolution or Dense layer fitted by least
+        squares on ``x`` (`fit_adapter`).
       x: a batch of inputs of ``a`` and ``b``: it fixes the adapter's shapes and, for the
         default adapter, is the regression data (a few hundred examples).
-      key: initialises a given ``adapter`` (default ``jax.random.key(0)``).
+      key: initialises a given ``adapter`` module (default ``jax.random.key(0)``).
 
     Returns:
       ``(model, variables)``; the model returns ``b/<node>`` alone where ``b`` has
@@ -187,9 +208,10 @@ def stitch(
       GraphError: ``layer_a`` or ``layer_b`` is not a node of its model (which one is
         named), no ``adapter`` is given and one of them computes no array (a dict, a
         tuple: named) or their shapes differ in more than channels (both named), a given
-        ``adapter``'s output has not the shape of ``b``'s ``layer_b`` (both named), or the
-        back of ``b`` reads an input node that ``a`` lacks, or ``vars_a`` or ``vars_b``
-        are not what ``init`` makes (the params alone, None: `check_variables`).
+        ``adapter`` is no module instance or function, or its output has not the shape of
+        ``b``'s ``layer_b`` (both named), the back of ``b`` reads an input node that ``a``
+        lacks, or ``vars_a`` or ``vars_b`` are not what ``init`` makes (the params alone,
+        None: `check_variables`).
 
     Examples:
       >>> import flax.linen as nn, jax, jax.numpy as jnp
@@ -220,9 +242,8 @@ def stitch(
             ) from None
         adapter_vars: Mapping[str, Any] = {"params": fit_adapter(h_a, h_b)}
     else:
-        adapter_vars = adapter.init(jax.random.key(0) if key is None else key, h_a)
+        adapter_vars, made = _given_adapter(adapter, h_a, key)
         h_b = jax.eval_shape(lambda: _activation(b, vars_b, layer_b, x))
-        made = jax.eval_shape(adapter.apply, adapter_vars, h_a)
         _check_adapter(made, h_a, h_b, layer_a, layer_b)
     back = extract(b, vars_b, inputs=[layer_b])
     _check_shared_inputs(a, back[0], layer_b)

@@ -296,6 +296,23 @@ def test_a_given_adapter_is_initialised_with_the_given_key(net):
             np.testing.assert_array_equal(a, b)
 
 
+def test_a_given_adapter_may_be_a_function_and_nothing_else(net):
+    # A function failed with AttributeError: 'function' object has no attribute 'init'.
+    model, variables, x = net
+    stitched, stitched_vars = stitch(
+        model, variables, "act1", model, variables, "act1", lambda h: h, x=x
+    )
+    assert "adapter" not in stitched_vars["params"]
+    out = stitched.apply(stitched_vars, x)
+    np.testing.assert_allclose(out["b/logits"], model.apply(variables, x)["logits"], rtol=1e-6)
+    for bad, kind in ((nn.Conv, "type"), ("conv", "str")):
+        with pytest.raises(
+            GraphError,
+            match=rf"stitch's adapter is .* \(of type {kind}\), not a Flax module instance or a",
+        ):
+            stitch(model, variables, "act1", model, variables, "act1", bad, x=x)
+
+
 def test_a_given_adapter_of_the_wrong_width_is_named_not_broadcast(net):
     """b's 'block/act' feeds a sum with its 'act1': one channel would broadcast silently."""
     model, variables, x = net
