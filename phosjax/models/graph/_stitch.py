@@ -13,6 +13,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from phosjax.core import select
@@ -144,7 +145,7 @@ def _check_arrays(h_a: Any, h_b: Any, layer_a: str, layer_b: str) -> None:
       phosjax.models.graph._spec.GraphError: stitch: a's 'split' computes a dict ...
     """
     for side, layer, h in (("a", layer_a, h_a), ("b", layer_b, h_b)):
-        if not isinstance(h, jax.Array):
+        if not isinstance(h, jax.Array | np.ndarray):
             raise GraphError(
                 f"stitch: {side}'s {layer!r} computes a {type(h).__name__} (shapes "
                 f"{_shapes(h)}), not an array, which the default 1x1 adapter maps; cut at a "

@@ -403,6 +403,11 @@ def test_stitch_names_the_wrong_layer_and_missing_inputs(net, key):
         stitch(split, split_vars, "split", split, split_vars, "split", x=x)
     with pytest.raises(GraphError, match=r"stitch: b's 'split' computes a dict"):
         stitch(split, split_vars, "dense", split, split_vars, "split", x=x)
+    # A NumPy array is an array too (stitch runs the models eagerly).
+    numpy = GraphModel({"dense": nn.Dense(4), "host": lambda h: np.asarray(h)})
+    numpy_vars = numpy.init(key, x)
+    stitched, _ = stitch(numpy, numpy_vars, "host", numpy, numpy_vars, "host", x=x)
+    assert stitched.nodes[-1] == "b/host"
     # b's skip connection reads its input node 'raw' past the cut; a has no 'raw'.
     other = GraphModel(
         {
