@@ -95,7 +95,7 @@ def fit_adapter(h_a: jax.Array, h_b: jax.Array) -> dict[str, jax.Array]:
 
 
 def _shapes(tree: Any) -> Any:
-    return jax.tree.map(lambda leaf: tuple(leaf.shape), tree)
+    return jax.tree.map(lambda leaf: tuple(np.shape(leaf)), tree)  # a Python float: ()
 
 
 def _check_adapter(made: Any, h_a: Any, h_b: Any, layer_a: str, layer_b: str) -> None:

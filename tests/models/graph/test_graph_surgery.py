@@ -403,6 +403,10 @@ def test_stitch_names_the_wrong_layer_and_missing_inputs(net, key):
         stitch(split, split_vars, "split", split, split_vars, "split", x=x)
     with pytest.raises(GraphError, match=r"stitch: b's 'split' computes a dict"):
         stitch(split, split_vars, "dense", split, split_vars, "split", x=x)
+    scalar = GraphModel({"dense": nn.Dense(4), "mean": lambda h: float(h.mean())})
+    scalar_vars = scalar.init(key, x)
+    with pytest.raises(GraphError, match=r"stitch: a's 'mean' computes a float \(shapes \(\)\)"):
+        stitch(scalar, scalar_vars, "mean", split, split_vars, "dense", x=x)
     # A NumPy array is an array too (stitch runs the models eagerly).
     numpy = GraphModel({"dense": nn.Dense(4), "host": lambda h: np.asarray(h)})
     numpy_vars = numpy.init(key, x)
