@@ -798,3 +798,29 @@ def test_help_says_a_morph_run_directory_is_viewed_too(capsys):
         "--dir DIR the bench directory (runs/NAME), or the --dir of a python -m phosjax.morph run"
         in text
     )
+
+
+def test_profile_merges_a_groups_segments_and_runs_per_phase(tmp_path):
+    """A group trained in two segments, the second by a resumed run: one row per phase,
+    seconds and counts summed, a step's seconds weighted by the steps each row measured."""
+    root = write_bench(tmp_path / "b", blurb_json()).root
+    rows = [
+        ("g", "init", 0.5, 1, 0.5, 0, 0),
+        ("g", "step", 0.1, 6, 0.6, 0, 6),
+        ("g", "compile", 2.0, 2, 2.0, 0, 6),
+        ("g", "init", 0.25, 1, 0.25, 6, 6),
+        ("g", "step", 0.4, 2, 0.8, 6, 8),
+        ("g", "compile", 1.0, 1, 1.0, 6, 8),
+        ("h", "step", 0.3, 3, 0.9, 0, 3),
+    ]
+    columns = ["group_id", "phase", "seconds", "count", "total_s", "start_step", "end_step"]
+    pd.DataFrame(rows, columns=columns).to_parquet(root / _layout.PHASES)
+    with serving(root) as server:
+        phases = get_json(server, "/api/profile")["phases"]
+    assert phases["columns"] == columns[:5]
+    assert [tuple(r.values()) for r in phases["rows"]] == [
+        ("g", "init", 0.75, 2, 0.75),
+        ("g", "step", pytest.approx((0.6 + 0.8) / 8), 8, pytest.approx(1.4)),
+        ("g", "compile", 3.0, 3, 3.0),
+        ("h", "step", 0.3, 3, 0.9),
+    ]
