@@ -147,14 +147,56 @@ _PROFILE_HINT = (
 )
 
 
+_PER_OCCURRENCE = ("step", "eval")
+"""The phases whose ``seconds`` are of one step or evaluation (others': the row's all)."""
+
+
+def per_group_and_phase(phases: pd.DataFrame | None) -> pd.DataFrame | None:
+    """``profile/phases`` rows merged to one per group and phase, in the order first
+    written: a group has rows per segment (its steps up to a checkpoint) and per run.
+    ``count`` and ``total_s`` are summed, the byte columns' maxima kept; ``seconds`` is,
+    for ``step`` and ``eval``, the mean over the rows weighted by their ``count`` (one
+    step or evaluation), else the rows' sum. A table without those columns is returned
+    as it is (the page draws what it can).
+
+    Examples:
+      >>> rows = pd.DataFrame({"group_id": "g", "phase": ["init", "step", "step"],
+      ...     "seconds": [0.5, 0.1, 0.4], "count": [1, 3, 1], "total_s": [0.5, 0.3, 0.4]})
+      >>> per_group_and_phase(rows)
+        group_id phase  seconds  count  total_s
+      0        g  init    0.500      1      0.5
+      1        g  step    0.175      4      0.7
+    """
+    if phases is None or not {"group_id", "phase", "seconds", "count", "total_s"} <= set(phases):
+        return phases
+    occurrences = phases["phase"].isin(_PER_OCCURRENCE)
+    counted = phases["seconds"].notna() & (phases["count"] > 0)
+    weights = phases["count"].where(occurrences & counted, 0).astype("float64")
+    frame = phases.assign(
+        weighted=phases["seconds"].where(counted, 0) * weights,
+        weight=weights,
+        seconds=phases["seconds"].where(~occurrences),
+    )
+    sums = {c: "sum" for c in ("seconds", "count", "total_s", "weighted", "weight")}
+    extremes = {c: "max" for c in frame if c.endswith("_bytes")}
+    merged = frame.groupby(["group_id", "phase"], sort=False, dropna=False).agg(
+        {**sums, **extremes}
+    )
+    mean = merged["weighted"] / merged["weight"].where(merged["weight"] > 0)
+    is_occurrence = merged.index.get_level_values("phase").isin(_PER_OCCURRENCE)
+    merged["seconds"] = mean.where(is_occurrence, merged["seconds"])
+    return merged.drop(columns=["weighted", "weight"]).reset_index()
+
+
 def profile_text(directory: str | os.PathLike) -> str:
     """The profile of a bench as text: seconds per phase and group, then memory.
 
     ``init`` and ``compile`` are seconds once per group's run, ``step`` seconds per step
     (all the group's cells at once), ``eval`` seconds per evaluation. A group has rows
     of each segment of its training and each run that trained it (an ``init`` row
-    each): their summed counts, their mean seconds, but ``compile``'s: all its
-    segments' compile seconds over its runs.
+    each), merged by `per_group_and_phase`: counts summed, ``init`` and ``compile``
+    seconds their sums over the group's runs divided by them, ``step`` and ``eval``
+    seconds their mean weighted by count.
     """
     root = pathlib.Path(directory)
     phases = read_profile(root, _layout.PHASES)
@@ -163,20 +205,22 @@ def profile_text(directory: str | os.PathLike) -> str:
             f"bench {directory}: no profile yet: a group's timings are written once its "
             "state is built and at each of its checkpoints, and no group has started."
         )
-    table = phases.pivot_table(
-        index="group_id", columns="phase", values="seconds", sort=False, dropna=False
+    merged = per_group_and_phase(phases)
+    assert merged is not None  # phases is not None
+    groups = merged["group_id"].unique()  # in the order written
+    seconds, counts = (
+        merged.pivot(index="group_id", columns="phase", values=c).reindex(groups)
+        for c in ("seconds", "count")
     )
-    table = table.reindex(columns=[p for p in _layout.PHASE_NAMES if p in table.columns])
-    table = table.rename(columns={p: f"{p}_s" for p in table.columns})
-    counts = phases.pivot_table(
-        index="group_id", columns="phase", values="count", aggfunc="sum", sort=False
-    )
+    runs = counts.get("init", 1)  # a run builds or restores once
+    for phase in ("init", "compile"):
+        if phase in seconds:
+            seconds[phase] = seconds[phase] / runs
+    phases_here = [p for p in _layout.PHASE_NAMES if p in seconds]
+    table = seconds[phases_here].rename(columns={p: f"{p}_s" for p in phases_here})
     for phase, name in (("compile", "programs"), ("step", "steps"), ("eval", "evals")):
         if phase in counts:
             table[name] = counts[phase].astype("Int64")
-    compiled = phases[phases.phase == "compile"].groupby("group_id", sort=False)["total_s"]
-    if {"compile", "init"} <= set(counts):  # per run: its segments each compile some
-        table["compile_s"] = compiled.sum() / counts["init"]
     by_group = phases.groupby("group_id", sort=False)
     if "program_bytes" in phases:  # benches written before it was measured lack it
         table["program_MiB"] = by_group["program_bytes"].max() / 2**20

@@ -176,6 +176,28 @@ def test_a_profile_written_before_its_step_columns_is_kept_and_read(tmp_path):
     assert line.split()[1:3] == ["2", "1"]  # init_s: the runs' mean; compile_s: 2 s over 2
 
 
+def test_profile_weights_each_segments_step_time_by_its_steps(tmp_path):
+    """A group of 8 steps in two segments (6 steps at 0.1 s, then 2 at 0.4 s) and two runs:
+    ``profile`` says 0.175 s per step (not 0.25, the mean of the rows), the runs' mean
+    init and compile seconds, and the summed counts."""
+    root = tmp_path / "b"
+    (root / _layout.PROFILE).mkdir(parents=True)
+    with MemorySampler() as sampler:
+        files = ProfileFiles(root / _layout.PHASES, root / _layout.MEMORY, sampler)
+        files.write(init_rows("g", 1.0, 0, np.nan))
+        files.write(PhaseClock(0, compiles=1, compile_s=2.0, chunks=[(6, 0.6)]).rows("g", 6, 0.0))
+        files.write(init_rows("g", 3.0, 6, np.nan))
+        files.write(PhaseClock(6, compiles=1, compile_s=4.0, chunks=[(2, 0.8)]).rows("g", 8, 0.0))
+    line = next(line for line in profile_text(root).splitlines() if line.startswith("g "))
+    assert line.split()[1:6] == [
+        "2",
+        "3",
+        "0.175",
+        "NaN",
+        "2",
+    ]  # init, compile, step, eval, programs
+
+
 def test_a_kill_after_auto_chose_resumes_with_its_choice_and_matches(tmp_path, toy, monkeypatch):
     """``strategy: auto`` chooses in the first segment; a kill right after that segment's
     checkpoint resumes with the strategy chosen, not timing again (its status keeps the

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from phosjax.bench import _layout
+from phosjax.bench._summary import per_group_and_phase
 from phosjax.bench.view._bench import BenchFiles, OutsideBenchError
 
 DEFAULT_POINTS = 400
@@ -310,47 +311,6 @@ def profile(bench: BenchFiles, max_points: int = DEFAULT_POINTS) -> dict[str, An
         memory = memory.drop(columns="process")  # a single process: no column to tell apart
     phases = per_group_and_phase(bench.tables(_layout.PHASES))
     return {"phases": _records(phases), "memory": _records(memory)}
-
-
-_PER_OCCURRENCE = ("step", "eval")
-"""The phases whose ``seconds`` are of one step or evaluation (others': the row's all)."""
-
-
-def per_group_and_phase(phases: pd.DataFrame | None) -> pd.DataFrame | None:
-    """``profile/phases`` rows merged to one per group and phase, in the order first
-    written: a group has rows per segment (its steps up to a checkpoint) and per run.
-    ``count`` and ``total_s`` are summed, the byte columns' maxima kept; ``seconds`` is,
-    for ``step`` and ``eval``, the mean over the rows weighted by their ``count`` (one
-    step or evaluation), else the rows' sum. A table without those columns is returned
-    as it is (the page draws what it can).
-
-    Examples:
-      >>> rows = pd.DataFrame({"group_id": "g", "phase": ["init", "step", "step"],
-      ...     "seconds": [0.5, 0.1, 0.4], "count": [1, 3, 1], "total_s": [0.5, 0.3, 0.4]})
-      >>> per_group_and_phase(rows)
-        group_id phase  seconds  count  total_s
-      0        g  init    0.500      1      0.5
-      1        g  step    0.175      4      0.7
-    """
-    if phases is None or not {"group_id", "phase", "seconds", "count", "total_s"} <= set(phases):
-        return phases
-    occurrences = phases["phase"].isin(_PER_OCCURRENCE)
-    counted = phases["seconds"].notna() & (phases["count"] > 0)
-    weights = phases["count"].where(occurrences & counted, 0).astype("float64")
-    frame = phases.assign(
-        weighted=phases["seconds"].where(counted, 0) * weights,
-        weight=weights,
-        seconds=phases["seconds"].where(~occurrences),
-    )
-    sums = {c: "sum" for c in ("seconds", "count", "total_s", "weighted", "weight")}
-    extremes = {c: "max" for c in frame if c.endswith("_bytes")}
-    merged = frame.groupby(["group_id", "phase"], sort=False, dropna=False).agg(
-        {**sums, **extremes}
-    )
-    mean = merged["weighted"] / merged["weight"].where(merged["weight"] > 0)
-    is_occurrence = merged.index.get_level_values("phase").isin(_PER_OCCURRENCE)
-    merged["seconds"] = mean.where(is_occurrence, merged["seconds"])
-    return merged.drop(columns=["weighted", "weight"]).reset_index()
 
 
 def _has_model_file(bench: BenchFiles, folder: str, model_id: str) -> bool:
