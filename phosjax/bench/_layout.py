@@ -83,6 +83,11 @@ blurb file); ``model``: the registered model name.
 RESULT_KEYS = ("step", "split")
 """Per row: ``step`` (int, updates done) and ``split`` (``"train"`` or ``"test"``)."""
 
+DIVERGED = "diverged"
+"""Per row: whether the cell had diverged by its step (`phosjax.train.Chunk.diverged`): its
+metrics there are those of its state frozen before the step it diverged at. Null in rows
+written before phosjax recorded it."""
+
 AUX_PREFIX = "aux/"
 """``aux/<name>``: an auxiliary loss's per-step total (already path-weighted)."""
 

@@ -46,6 +46,7 @@ _TYPES = {
     "width": pa.string(),
     "options": pa.string(),
     "split": pa.string(),
+    _layout.DIVERGED: pa.bool_(),
     STEP_TIME: pa.float64(),
 }
 
@@ -68,12 +69,14 @@ def cells_schema(hparam_columns: Sequence[str]) -> pa.Schema:
 
 
 def results_schema(plan: "Plan") -> pa.Schema:
-    """The schema of every part file: cell and hparam columns, step, split, metrics."""
+    """The schema of every part file: cell and hparam columns, step, split, diverged,
+    metrics."""
     extra = sorted({name for group in plan.groups for name in group.metrics})
     names = [
         *_layout.CELL_COLUMNS,
         *plan.hparam_columns,
         *_layout.RESULT_KEYS,
+        _layout.DIVERGED,
         *BASE_METRICS,
         *extra,
         STEP_TIME,

@@ -54,13 +54,15 @@ class GroupJob:
 def chunk_rows(chunk: Chunk, rows: tuple[dict[str, Any], ...], schema: pa.Schema) -> pa.Table:
     """The results rows of one chunk in ``schema``: per (cell, step) train rows, then
     test rows. A metric a split does not report is null; a NaN it reports stays NaN.
+    ``diverged`` says whether the cell had diverged by the row's step (`Chunk.diverged`);
     ``step_time_s`` is the chunk's training and evaluation time per step (compile
     excluded)."""
-    n = len(chunk.steps)
+    n, diverged = len(chunk.steps), chunk.diverged()
     cells = pd.DataFrame(list(rows))
     train = cells.loc[cells.index.repeat(n)].reset_index(drop=True)
     train["step"] = np.tile(chunk.steps, len(rows))
     train["split"] = "train"
+    train[_layout.DIVERGED] = diverged.reshape(-1)
     for name, value in chunk.train.items():
         train[name] = np.asarray(value).reshape(-1)
     train[STEP_TIME] = (chunk.train_s + chunk.eval_s) / n
@@ -69,6 +71,7 @@ def chunk_rows(chunk: Chunk, rows: tuple[dict[str, Any], ...], schema: pa.Schema
         test = cells.copy()
         test["step"] = int(chunk.steps[-1])
         test["split"] = "test"
+        test[_layout.DIVERGED] = diverged[:, -1]
         for name, value in chunk.eval.items():
             test[name] = np.asarray(value)
         tables.append(as_table(test, schema, measured=list(chunk.eval)))

@@ -59,6 +59,18 @@ class Chunk:
     eval_s: float = 0.0
     program_bytes: float = math.nan
 
+    def diverged(self) -> np.ndarray:
+        """``(cells, n)``: whether each cell had diverged by each of ``steps`` (its
+        ``diverged_at`` is that step or an earlier one): its metrics there are those of
+        its state frozen as it was before ``diverged_at``.
+
+        Examples:
+          >>> Chunk(np.array([3, 4]), {}, {}, np.array([-1, 4])).diverged().tolist()
+          [[False, False], [False, True]]
+        """
+        at = np.asarray(self.diverged_at)[:, None]
+        return (at >= 0) & (at <= self.steps)
+
 
 @dataclasses.dataclass(frozen=True)
 class GroupRun:

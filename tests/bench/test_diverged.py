@@ -1,0 +1,74 @@
+"""A bench whose cells diverge by an overflow of their optimizer state, with a finite
+loss and gradient: frozen before that step, they report finite metrics from then on, and
+the results, the leaderboard and the viewer say they diverged."""
+
+import dataclasses
+import pathlib
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from phosjax.bench import _layout, plan, run
+from phosjax.train import train_grid
+from tests.bench.runner_tiny import killed_after_save, tiny_config, toy_data
+
+CONFIG = tiny_config(
+    models=[{"name": "logreg"}],
+    grid={"steps": 12, "batch_size": 16, "optimizer": ["adam", "sgd"], "learning_rate": 1e-30},
+)
+"""Two seeds of Adam, whose second moment the huge example overflows (the squared
+gradient): those cells diverge in the first epoch; two of SGD, which it does not."""
+
+
+@pytest.fixture(scope="module")
+def data():
+    toy = toy_data()
+    x_train = toy.x_train.copy()
+    x_train[5] = -1e22  # its loss and gradient norm stay finite
+    return {"toy": dataclasses.replace(toy, x_train=x_train)}
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory, data) -> tuple[pathlib.Path, pd.DataFrame]:
+    root = tmp_path_factory.mktemp("bench") / "b"
+    return root, run(CONFIG, root, datasets=data, progress=False)
+
+
+def test_rows_say_from_which_step_a_cell_had_diverged_as_the_engine_does(bench, data):
+    root, _ = bench
+    results = pd.read_parquet(root / _layout.RESULTS)
+    assert results.dtypes[_layout.DIVERGED] == np.bool_
+    cells = plan(CONFIG, data).cells
+    engine = train_grid([c.cell for c in cells], datasets=data, strategy="vmap").final
+    diverged_at = dict(zip([c.row["cell_id"] for c in cells], engine.diverged_at, strict=True))
+    adam = {c.row["cell_id"] for c in cells if c.cell.hparams.optimizer == "adam"}
+    assert {c for c, at in diverged_at.items() if at >= 0} == adam
+    assert all(1 <= diverged_at[c] <= 4 for c in adam)  # the example's batch: first epoch
+    at = results.cell_id.map(diverged_at)
+    expected = ((at >= 0) & (at <= results.step)).tolist()
+    assert results[_layout.DIVERGED].tolist() == expected
+    frozen = results[results.cell_id.isin(adam) & results.diverged]
+    assert np.isfinite(frozen[["loss", "accuracy"]]).all().all()  # no NaN tells of it
+
+
+KEYS = ["cell_id", "step", "split"]
+
+
+def test_a_bench_written_before_the_column_gains_it_null_when_continued(tmp_path, data, bench):
+    """Parts of an older phosjax lack ``diverged``: continuing the bench rewrites them
+    with it, null (not recorded), their rows kept; the rows trained then have it."""
+    with killed_after_save(6):
+        run(CONFIG, tmp_path, datasets=data, progress=False)
+    for path in _layout.part_files(tmp_path / _layout.RESULTS):
+        pq.write_table(pq.read_table(path).drop_columns([_layout.DIVERGED]), path)
+    old = pd.read_parquet(tmp_path / _layout.RESULTS).set_index(KEYS).sort_index()
+    run(CONFIG, tmp_path, datasets=data, progress=False)
+    results = pd.read_parquet(tmp_path / _layout.RESULTS).set_index(KEYS).sort_index()
+    before = results.index.isin(old.index)
+    assert 0 < before.sum() < len(results)
+    assert results[before].diverged.isna().all() and results[~before].diverged.notna().all()
+    pd.testing.assert_frame_equal(results[before].drop(columns=[_layout.DIVERGED]), old)
+    expected = bench[1].set_index(KEYS).sort_index().diverged
+    assert results[~before].diverged.tolist() == expected[~before].tolist()
