@@ -25,7 +25,9 @@ class GridResult:
       final: one row per trained cell: ``cell`` (its position), ``test_loss``,
         ``test_accuracy``, ``train_loss`` (last step), ``diverged_at`` (-1: never),
         ``strategy``.
-      metrics: one row per (``cell``, ``step``, ``split``): ``split="train"`` rows hold
+      metrics: one row per (``cell``, ``step``, ``split``), with ``diverged``: whether
+        the cell had diverged by that step (`Chunk.diverged`; its metrics are then
+        those of its state frozen before it, often finite); ``split="train"`` rows hold
         the step's metrics (``loss``, ``task_loss``, ``regularizer`` (with
         regularizers), ``accuracy``, ``grad_norm``, ``aux/<name>``,
         ``path_weight/<path>``, ``lr`` (under a schedule)), ``split="test"`` rows the
@@ -81,19 +83,21 @@ TRAIN_METRICS = ("accuracy", "grad_norm", "loss", "task_loss")
 
 def chunk_frame(chunk: Chunk, cells: Sequence[int]) -> pd.DataFrame:
     """The rows of one `Chunk`: per (cell, step) train rows, then any test rows."""
-    cells_ = np.asarray(cells, np.int64)
+    cells_, diverged = np.asarray(cells, np.int64), chunk.diverged()
     n = len(chunk.steps)
     train = pd.DataFrame(
         {
             "cell": np.repeat(cells_, n),
             "step": np.tile(chunk.steps, len(cells_)),
             "split": "train",
+            "diverged": diverged.reshape(-1),
             **{name: value.reshape(-1) for name, value in chunk.train.items()},
         }
     )
     if not chunk.eval:
         return train
-    test = pd.DataFrame({"cell": cells_, "step": chunk.steps[-1], "split": "test", **chunk.eval})
+    last = {"step": chunk.steps[-1], "split": "test", "diverged": diverged[:, -1]}
+    test = pd.DataFrame({"cell": cells_, **last, **chunk.eval})
     return pd.concat([train, test], ignore_index=True)
 
 

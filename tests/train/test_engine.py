@@ -348,10 +348,9 @@ class Linear:
         return _Linear()
 
 
-def test_an_update_that_overflows_the_params_freezes_the_cell_before_it(toy):
-    """The loss and the gradient of step 3 are finite, but its update overflows float32:
-    the cell is marked diverged at step 3 and keeps its params and optimizer state from
-    before it (the chunk runs unguarded, then again guarded)."""
+def _params_overflow_at_step_3(toy):
+    """``(group, start, data)``: a cell whose update of step 3 overflows its params
+    (loss and gradient finite), beside one that trains on."""
     huge = dataclasses.replace(MOMENTUM, learning_rate=1e37)
     [group] = plan_groups([Cell(Linear(), "toy", MOMENTUM, 0), Cell(Linear(), "toy", huge, 7)])
     zeros = dataclasses.replace(toy, x_train=np.zeros_like(toy.x_train))
@@ -360,7 +359,14 @@ def test_an_update_that_overflows_the_params_freezes_the_cell_before_it(toy):
     drawn = make_train_step(Linear().build(), huge).batches(one, device_arrays(zeros), 3)
     x_train = np.zeros_like(toy.x_train)
     x_train[int(drawn[2, 0])] = 1e4  # only step 3's batch has a nonzero gradient
-    data = dataclasses.replace(toy, x_train=x_train)
+    return group, start, dataclasses.replace(toy, x_train=x_train)
+
+
+def test_an_update_that_overflows_the_params_freezes_the_cell_before_it(toy):
+    """The loss and the gradient of step 3 are finite, but its update overflows float32:
+    the cell is marked diverged at step 3 and keeps its params and optimizer state from
+    before it (the chunk runs unguarded, then again guarded)."""
+    group, start, data = _params_overflow_at_step_3(toy)
     state, run = run_group(group, start, data, strategy="vmap", chunk_steps=8)
     assert state.diverged_at.tolist() == [-1, 3]
     train = run.chunks[0].train
@@ -369,6 +375,17 @@ def test_an_update_that_overflows_the_params_freezes_the_cell_before_it(toy):
     before, _ = run_group(group, start, data, 2, strategy="vmap")
     jax.tree.map(np.testing.assert_array_equal, cell(state), cell(before))
     assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(state.params))
+
+
+def test_train_grids_rows_say_from_which_step_a_cell_had_diverged(toy):
+    """The frozen cell's metrics from step 3 on are finite (those of its state before
+    it): its rows there, and only those, have ``diverged``."""
+    group, _, data = _params_overflow_at_step_3(toy)
+    metrics = train_grid(list(group.cells), datasets={"toy": data}, strategy="vmap").metrics
+    assert np.isfinite(metrics[["loss", "accuracy"]].to_numpy()).all()
+    expected = (metrics.cell == 1) & (metrics.step >= 3)
+    assert metrics.diverged.tolist() == expected.tolist() and expected.any()
+    assert set(metrics.split) == {"train", "test"}
 
 
 @pytest.mark.parametrize("grad_clip", [None, 1.0])
