@@ -5,6 +5,7 @@ import pathlib
 import shlex
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 
 from phosjax.bench import _layout
@@ -42,22 +43,41 @@ def _std(values: pd.Series) -> float:
     return values.std(skipna=False)
 
 
+def _diverged(evaluations: pd.DataFrame) -> pd.Series:
+    """Whether each of these test rows evaluates a diverged cell: its row says so
+    (``diverged``, null in benches written before it was: not diverged), or its accuracy
+    or loss is NaN or infinite.
+
+    Examples:
+      >>> _diverged(pd.DataFrame({"diverged": [False, True, None, None],
+      ...                         "accuracy": [0.5, 0.5, 0.5, 0.5],
+      ...                         "loss": [1.0, 1.0, 1.0, float("nan")]})).tolist()
+      [False, True, False, True]
+    """
+    flagged = evaluations[_layout.DIVERGED].eq(True) if _layout.DIVERGED in evaluations else False
+    measured = evaluations[["accuracy", "loss"]].to_numpy(dtype=float)
+    return flagged | ~np.isfinite(measured).all(axis=1)
+
+
 def leaderboard(results: pd.DataFrame, hparam_columns: Sequence[str]) -> pd.DataFrame:
     """One row per (model, data set, hparams that vary within a model), best first.
 
     Columns: the keys, ``accuracy`` and ``accuracy_std`` (over seeds, of each cell's
-    last test evaluation), ``loss`` (its mean) and ``seeds`` (how many cells). A NaN (a
-    seed that diverged) makes the mean and std it enters NaN; a NaN accuracy sorts last.
+    last test evaluation), ``loss`` (its mean), ``seeds`` (how many cells) and
+    ``diverged`` (how many of them had diverged by that evaluation: `_diverged`). A
+    diverged seed's accuracy and loss enter as NaN, even where its frozen state's are
+    finite, and make the mean and std NaN; a NaN accuracy sorts last.
 
     Examples:
       >>> results = pd.DataFrame({
       ...     "cell_id": ["a", "b", "c"], "model": ["mlp", "mlp", "cnn"],
       ...     "dataset": "d", "learning_rate": 0.1, "step": 5, "split": "test",
+      ...     "diverged": [False, False, True],
       ...     "accuracy": [0.5, 0.7, 0.9], "loss": [1.0, 0.8, 0.3]})
       >>> leaderboard(results, ["learning_rate"])
-        model dataset  accuracy  accuracy_std  loss  seeds
-      0   cnn       d       0.9           NaN   0.3      1
-      1   mlp       d       0.6      0.141421   0.9      2
+        model dataset  accuracy  accuracy_std  loss  seeds  diverged
+      0   mlp       d       0.6      0.141421   0.9      2         0
+      1   cnn       d       NaN           NaN   NaN      1         1
     """
     if "split" not in results:  # no results yet: a frame without columns
         return pd.DataFrame()
@@ -65,6 +85,12 @@ def leaderboard(results: pd.DataFrame, hparam_columns: Sequence[str]) -> pd.Data
     if test.empty:
         return pd.DataFrame()
     last = test.loc[test.groupby("cell_id")["step"].idxmax()]
+    diverged = _diverged(last)
+    last = last.assign(
+        accuracy=last["accuracy"].mask(diverged),
+        loss=last["loss"].mask(diverged),
+        diverged=diverged,
+    )
     within_model = last.groupby("model")
     varying = [
         c for c in hparam_columns if c in last and (within_model[c].nunique(dropna=False) > 1).any()
@@ -75,18 +101,21 @@ def leaderboard(results: pd.DataFrame, hparam_columns: Sequence[str]) -> pd.Data
         accuracy_std=("accuracy", _std),
         loss=("loss", _mean),
         seeds=("accuracy", "size"),
+        diverged=("diverged", "sum"),
     )
     return board.sort_values("accuracy", ascending=False).reset_index()
 
 
-def _plus_minus(mean: float, std: float, seeds: int) -> str:
-    """``mean ± std``, the std of a single seed (undefined) shown as 0; a NaN (a diverged
-    seed) stays ``nan``.
+def _plus_minus(mean: float, std: float, seeds: int, diverged: int) -> str:
+    """``mean ± std``, the std of a single seed (undefined) shown as 0; ``diverged (k/n)``
+    when ``k`` of the ``n`` seeds diverged (the mean is NaN), as the viewer shows it.
 
     Examples:
-      >>> _plus_minus(0.9, float("nan"), 1), _plus_minus(float("nan"), float("nan"), 2)
-      ('0.900 ± 0.000', 'nan ± nan')
+      >>> _plus_minus(0.9, float("nan"), 1, 0), _plus_minus(float("nan"), float("nan"), 3, 1)
+      ('0.900 ± 0.000', 'diverged (1/3)')
     """
+    if diverged:
+        return f"diverged ({diverged}/{seeds})"
     return f"{mean:.3f} ± {0.0 if seeds == 1 else std:.3f}"
 
 
@@ -113,9 +142,13 @@ def summary_text(
         return "\n".join([*lines, "no test evaluations yet."])
     shown = board.head(rows).copy()
     shown["test accuracy"] = [
-        _plus_minus(m, s, n)
-        for m, s, n in zip(
-            shown.pop("accuracy"), shown.pop("accuracy_std"), shown["seeds"], strict=True
+        _plus_minus(*values)
+        for values in zip(
+            shown.pop("accuracy"),
+            shown.pop("accuracy_std"),
+            shown["seeds"],
+            shown.pop("diverged"),
+            strict=True,
         )
     ]
     shown["loss"] = shown["loss"].map(_loss)

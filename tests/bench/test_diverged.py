@@ -10,7 +10,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from phosjax.bench import _layout, plan, run
+from phosjax.bench import _layout, leaderboard, plan, run
+from phosjax.bench._summary import summary_text
 from phosjax.train import train_grid
 from tests.bench.runner_tiny import killed_after_save, tiny_config, toy_data
 
@@ -53,6 +54,17 @@ def test_rows_say_from_which_step_a_cell_had_diverged_as_the_engine_does(bench, 
     assert np.isfinite(frozen[["loss", "accuracy"]]).all().all()  # no NaN tells of it
 
 
+def test_the_leaderboard_counts_diverged_seeds_and_their_mean_is_nan(bench):
+    root, results = bench
+    board = leaderboard(results, ["optimizer"]).set_index("optimizer")
+    assert board["diverged"].to_dict() == {"sgd": 0, "adam": 2}
+    assert board.loc["adam", ["accuracy", "loss"]].isna().all()
+    assert np.isfinite(board.loc["sgd", ["accuracy", "loss"]].astype(float)).all()
+    assert board.index.tolist() == ["sgd", "adam"]  # a NaN sorts last
+    text = summary_text(str(root), results, ["optimizer"])
+    assert "diverged (2/2)" in text and "nan ± nan" not in text
+
+
 KEYS = ["cell_id", "step", "split"]
 
 
@@ -72,3 +84,5 @@ def test_a_bench_written_before_the_column_gains_it_null_when_continued(tmp_path
     pd.testing.assert_frame_equal(results[before].drop(columns=[_layout.DIVERGED]), old)
     expected = bench[1].set_index(KEYS).sort_index().diverged
     assert results[~before].diverged.tolist() == expected[~before].tolist()
+    board = leaderboard(results.reset_index(), ["optimizer"]).set_index("optimizer")
+    assert board["diverged"].to_dict() == {"sgd": 0, "adam": 2}  # the rows trained since

@@ -42,6 +42,7 @@ def test_leaderboard_uses_each_cells_last_test_step_per_learning_rate():
         "accuracy_std",
         "loss",
         "seeds",
+        "diverged",
     ]
     assert len(board) == 2  # one row per learning rate, best first
     assert list(board["learning_rate"]) == [0.1, 0.01]
@@ -114,7 +115,8 @@ def test_a_diverged_seeds_accuracy_is_nan_in_the_mean_and_std_and_sorts_last():
     board = leaderboard(results, ["learning_rate"])
     assert board["learning_rate"].tolist() == [0.1, 1.0]
     assert board[["accuracy", "accuracy_std"]].iloc[1].isna().all()
-    assert "nan ± nan" in summary_text("b", results, ["learning_rate"])
+    assert board["diverged"].tolist() == [0, 1]
+    assert "diverged (1/2)" in summary_text("b", results, ["learning_rate"])
 
 
 @pytest.mark.parametrize("frames", [1, 2], ids=["one-frame", "two-concatenated"])
