@@ -144,17 +144,20 @@ def _cells(seeds: tuple[int, ...], learning_rates: tuple[float, ...]) -> pd.Data
 
 
 def _curves(
-    cell: dict, rng: np.random.Generator, diverge: bool, train_only: tuple[str, ...]
+    cell: dict, rng: np.random.Generator, diverge: bool, train_only: tuple[str, ...], frozen: bool
 ) -> pd.DataFrame:
     steps = np.asarray(STEPS)
+    diverged = (cell["model"], cell["lr"], cell["seed"]) == DIVERGED and steps >= DIVERGED_STEP
     rows = []
     for split in SPLITS:
         rate = cell["lr"] * (30 if cell["model"] == "choice" else 20)
         gap = 0.0 if split == "train" else 0.15
         loss = 2.3 * np.exp(-rate * steps / 10) + 0.2 + gap + 0.02 * rng.standard_normal(len(steps))
-        if diverge and (cell["model"], cell["lr"], cell["seed"]) == DIVERGED:
-            loss = np.where(steps >= DIVERGED_STEP, np.nan, loss)
+        if diverge:
+            loss = np.where(diverged, np.nan, loss)
         frame = pd.DataFrame({**cell, "step": steps, "split": split, "loss": loss})
+        if frozen:
+            frame[_layout.DIVERGED] = diverged
         frame["accuracy"] = np.clip(1.05 - loss / 2.5, 0, 1)
         choice = cell["model"] == "choice"
         weight = 0.5 + 0.4 * (1 - np.exp(-steps / 100)) if choice else np.full(len(steps), np.nan)
@@ -182,6 +185,7 @@ def write_bench(
     nan_as_null: bool = False,
     train_only: tuple[str, ...] = (),
     learning_rates: tuple[float, ...] = LEARNING_RATES,
+    frozen: bool = False,
 ) -> WrittenBench:
     """Writes the synthetic bench under ``root`` (created) and returns what it wrote.
 
@@ -195,6 +199,9 @@ def write_bench(
       train_only: metrics recorded on train rows only (null on test rows), as the runner
         records ``step_time_s``.
       learning_rates: the ``lr`` values of each model (one: no numeric hparam varies).
+      frozen: the results have ``diverged`` (as the runner writes them), true in the
+        `DIVERGED` cell's rows from `DIVERGED_STEP` on, its values there finite: a cell
+        the engine froze after an overflow of its params or optimizer state.
     """
     root.mkdir(parents=True, exist_ok=True)
     config = "models: [mlp, choice]\ndatasets: [mnist1d]\nlr: [0.01, 0.003]\nseeds: 2\n"
@@ -209,7 +216,7 @@ def write_bench(
     cells = _cells(seeds, learning_rates)
     cells.to_parquet(root / _layout.CELLS)
     rng = np.random.default_rng(0)
-    curves = [_curves(c, rng, diverge, train_only) for c in cells.to_dict("records")]
+    curves = [_curves(c, rng, diverge, train_only, frozen) for c in cells.to_dict("records")]
     results = pd.concat(curves, ignore_index=True)
     (root / _layout.RESULTS).mkdir()
     groups = {}

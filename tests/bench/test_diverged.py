@@ -13,7 +13,10 @@ import pytest
 from phosjax.bench import _layout, leaderboard, plan, run
 from phosjax.bench._summary import summary_text
 from phosjax.train import train_grid
+from tests.bench._viewer_fixtures import get_json, serving
 from tests.bench.runner_tiny import killed_after_save, tiny_config, toy_data
+
+KEYS = ["cell_id", "step", "split"]
 
 CONFIG = tiny_config(
     models=[{"name": "logreg"}],
@@ -65,7 +68,30 @@ def test_the_leaderboard_counts_diverged_seeds_and_their_mean_is_nan(bench):
     assert "diverged (2/2)" in text and "nan ± nan" not in text
 
 
-KEYS = ["cell_id", "step", "split"]
+def test_the_viewer_sends_a_frozen_cells_values_as_diverged(bench):
+    """From the step it diverged at on, a cell's recorded values are sent as
+    ``"diverged"`` (the page reads them as NaN: ``diverged (k/n)``, a broken curve); a
+    value never recorded stays None."""
+    root, results = bench
+    with serving(root) as server:
+        board = get_json(server, "/api/cells")["rows"]
+        sent = get_json(server, "/api/results?columns=loss,grad_norm&max_points=100")["series"]
+    flagged = results.set_index(KEYS)[_layout.DIVERGED]
+    adam = {row["cell"]["cell_id"] for row in board if row["cell"]["optimizer"] == "adam"}
+    assert len(adam) == 2
+    for row in board:
+        final = row["final"]
+        values = [final[split][m] for split in ("train", "test") for m in ("loss", "accuracy")]
+        if row["cell"]["cell_id"] in adam:
+            assert values == ["diverged"] * 4 and final["test"]["grad_norm"] is None
+        else:
+            assert all(isinstance(v, float) for v in values)
+    assert {s["cell_id"] for s in sent} == set(results.cell_id) and len(sent) == 8
+    for series in sent:
+        keys = [(series["cell_id"], step, series["split"]) for step in series["step"]]
+        expected = flagged.loc[keys].tolist()
+        assert [v == "diverged" for v in series["values"]["loss"]] == expected
+        assert any(expected) == (series["cell_id"] in adam)
 
 
 def test_a_bench_written_before_the_column_gains_it_null_when_continued(tmp_path, data, bench):

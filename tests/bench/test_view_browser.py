@@ -120,10 +120,14 @@ def test_page_shows_leaderboard_curves_blurb_and_profile(written, tmp_path):
     assert screenshot.stat().st_size > 20_000  # a drawn page, not a blank one
 
 
-def test_a_diverged_seed_and_lines_past_the_cap_are_shown(tmp_path):
-    """84 cells (over the 80 lines a plot draws), one seed of the best config diverged."""
+@pytest.mark.parametrize("frozen", [False, True], ids=["nan", "frozen-finite"])
+def test_a_diverged_seed_and_lines_past_the_cap_are_shown(tmp_path, frozen):
+    """84 cells (over the 80 lines a plot draws), one seed of the best config diverged:
+    its values NaN, or finite but its rows marked ``diverged`` (frozen after an overflow)."""
     seeds = tuple(range(21))
-    written = write_bench(tmp_path / "many", blurb_json(), seeds=seeds, diverge=True)
+    written = write_bench(
+        tmp_path / "many", blurb_json(), seeds=seeds, diverge=not frozen, frozen=frozen
+    )
     with serving(written.root) as server:
         cells_dom = _render(server.url, tmp_path / "profile")
         configs_dom = _render(server.url + "?mode=configs", tmp_path / "profile")

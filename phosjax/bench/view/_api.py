@@ -80,12 +80,14 @@ def nonfinite_marks(
     results: pd.DataFrame, columns: list[str], rows: slice | np.ndarray = slice(None)
 ) -> np.ndarray:
     """The values of ``columns`` in ``rows`` of `BenchFiles.results` (sorted by step) as
-    JSON, an object array (rows by columns) of numbers, ``"nan"``, ``"inf"``, ``"-inf"``
-    or None (nothing recorded: a null).
+    JSON, an object array (rows by columns) of numbers, ``"nan"``, ``"inf"``, ``"-inf"``,
+    ``"diverged"`` or None (nothing recorded: a null).
 
     A NaN is a measured value (the run diverged). Benches written before phosjax kept
     the two apart stored a NaN as a null, so there a null after its series' first value
-    is ``"nan"`` too.
+    is ``"nan"`` too. A value recorded in a row whose cell had diverged by its step
+    (`_layout.DIVERGED`) is ``"diverged"``: the engine froze the cell before that step,
+    so the value is its frozen state's, often finite, no longer the run's.
 
     Examples:
       >>> import pyarrow as pa
@@ -94,15 +96,22 @@ def nonfinite_marks(
       >>> results["loss"] = floats([None, 1.0, np.nan, np.inf, -np.inf, None, 2.0, None])
       >>> nonfinite_marks(results, ["loss"])[:, 0].tolist()  # train's last null: an older NaN
       [None, 1.0, 'nan', 'inf', '-inf', None, 2.0, 'nan']
+      >>> results["diverged"] = [False] * 6 + [True, None]
+      >>> nonfinite_marks(results, ["loss"])[5:, 0].tolist()
+      [None, 'diverged', 'nan']
     """
-    recorded = results[columns].notna().groupby([results[k] for k in _SERIES], sort=False)
-    started = recorded.cummax().to_numpy(dtype=bool)[rows]
+    recorded = results[columns].notna()
+    by_series = recorded.groupby([results[k] for k in _SERIES], sort=False)
+    started = by_series.cummax().to_numpy(dtype=bool)[rows]
     values = results[columns].to_numpy(dtype=float, na_value=np.nan)[rows]
     marks = values.astype(object)
     marks[np.isnan(values)] = "nan"
     marks[np.isposinf(values)] = "inf"
     marks[np.isneginf(values)] = "-inf"
     marks[~started] = None
+    if _layout.DIVERGED in results:  # null in rows written before it was: not diverged
+        frozen = results[_layout.DIVERGED].eq(True).to_numpy(dtype=bool)[rows]
+        marks[frozen[:, None] & recorded.to_numpy(dtype=bool)[rows]] = "diverged"
     return marks
 
 

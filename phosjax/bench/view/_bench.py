@@ -248,8 +248,9 @@ class BenchFiles:
         return [f.name for f in dataset.schema if f.name not in known and metric(f)]
 
     def results(self, columns: list[str], cells: list[str] | None = None) -> pd.DataFrame:
-        """``cell_id``, ``step``, ``split`` and ``columns`` of the results, sorted by step.
-        Float columns are Arrow-backed, so a null (not recorded) is NA but a NaN is not.
+        """``cell_id``, ``step``, ``split``, ``diverged`` (in benches that record it) and
+        ``columns`` of the results, sorted by step. Float columns are Arrow-backed, so a
+        null (not recorded) is NA but a NaN is not.
 
         Args:
           columns: metric columns to read (see `metrics`).
@@ -259,7 +260,8 @@ class BenchFiles:
         dataset = self._results()
         if dataset is None:
             return pd.DataFrame(columns=[*keys, *columns])
+        recorded = [_layout.DIVERGED] if _layout.DIVERGED in dataset.schema.names else []
         filter_ = None if cells is None else pads.field("cell_id").isin(cells)
-        table = dataset.to_table(columns=[*keys, *columns], filter=filter_)
+        table = dataset.to_table(columns=[*keys, *recorded, *columns], filter=filter_)
         frame = table.to_pandas(types_mapper=_nullable_floats)
         return frame.sort_values(keys, kind="stable").reset_index(drop=True)

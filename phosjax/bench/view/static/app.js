@@ -165,9 +165,10 @@ function metricColumns(all = state.allMetrics) {
   return state.splits.flatMap((split) => chosen.filter((m) => recorded(split, m)).map((metric) => ({ key: `${split}:${metric}`, split, metric })));
 }
 
-// The server sends NaN and infinities as "nan", "inf", "-inf" (a diverged run), and null
-// for nothing recorded; the page keeps them apart as NaN / ±Infinity and null.
-const NONFINITE = { nan: NaN, inf: Infinity, "-inf": -Infinity };
+// The server sends NaN and infinities as "nan", "inf", "-inf" (a diverged run), a value of
+// a cell frozen since it diverged as "diverged", and null for nothing recorded; the page
+// keeps them apart as NaN / ±Infinity (a frozen cell's as NaN) and null.
+const NONFINITE = { nan: NaN, inf: Infinity, "-inf": -Infinity, diverged: NaN };
 function number(value) {
   return typeof value === "string" && value in NONFINITE ? NONFINITE[value] : value;
 }
