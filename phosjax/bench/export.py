@@ -9,7 +9,9 @@ each character it refuses (see `mlflow_keys`; the tags ``phosjax.param_names`` a
 ``phosjax.metric_names`` map such keys to the columns), the model's blurb (and graph
 drawing) as artifacts under ``blurb/`` (``graph/``), the bench's ``config.yaml`` and
 ``env.json`` under ``bench/``, and the tags ``phosjax.cell_id``, ``phosjax.bench``,
-``phosjax.bench_created`` and ``phosjax.config_hash``. Exporting again skips the cells
+``phosjax.bench_created``, ``phosjax.config_hash`` and, for a cell that diverged,
+``phosjax.diverged_at``: the first step whose row says ``diverged`` (its metrics from there
+on are those of its state frozen before it, often finite). Exporting again skips the cells
 already exported (finished runs with the same cell id from the same bench, known by the
 creation time in its ``bench.json``, which `add_models` keeps); cells whose group has not
 finished training are left for later. Needs the ``mlflow`` extra (``mlflow-skinny``).
@@ -40,6 +42,7 @@ TAG_CREATED = "phosjax.bench_created"
 TAG_CONFIG = "phosjax.config_hash"
 TAG_PARAM_NAMES = "phosjax.param_names"
 TAG_METRIC_NAMES = "phosjax.metric_names"
+TAG_DIVERGED_AT = "phosjax.diverged_at"
 _BATCH = 1000  # MLflow's most metrics per log_batch call
 _PARAMS_BATCH = 100  # and params
 _MODEL_ARTIFACTS = {_layout.BLURBS: "blurb", _layout.GRAPHS: "graph"}
@@ -150,6 +153,22 @@ def _metrics(rows: Any, keys: dict[str, str], timestamp: int) -> list[Any]:
     return logged
 
 
+def _diverged_at(rows: Any) -> dict[str, str]:
+    """``{TAG_DIVERGED_AT: step}`` of one cell's result rows: the first step of a row
+    whose ``diverged`` is true; empty when none is (or the bench does not record it).
+
+    Examples:
+      >>> import pandas as pd
+      >>> rows = pd.DataFrame({"step": [1, 2, 3, 3], "diverged": [False, True, True, None]})
+      >>> _diverged_at(rows), _diverged_at(rows.iloc[:1]), _diverged_at(rows[["step"]])
+      ({'phosjax.diverged_at': '2'}, {}, {})
+    """
+    if _layout.DIVERGED not in rows:
+        return {}
+    steps = rows["step"][rows[_layout.DIVERGED].eq(True)]
+    return {TAG_DIVERGED_AT: str(steps.min())} if len(steps) else {}
+
+
 def _artifacts(bench: BenchFiles, model_id: str) -> list[tuple[str, str]]:
     """``(file, artifact folder)`` of the model's blurb and graph and the bench's config."""
     files = [(bench.named(f, model_id, ".json"), a) for f, a in _MODEL_ARTIFACTS.items()]
@@ -214,6 +233,7 @@ def export_mlflow(directory: str, tracking_uri: str, experiment: str | None = No
         }
         keys = mlflow_keys([str(k) for k in cell])
         rows = results[results["cell_id"] == cell_id]
+        tags |= _diverged_at(rows)
         recorded = {m: k for m, k in metric_keys.items() if rows[m].notna().any()}
         for tag, renamed in (
             (TAG_PARAM_NAMES, _renamed(keys)),

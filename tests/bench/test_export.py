@@ -14,6 +14,7 @@ from phosjax.bench import _layout
 from phosjax.bench.export import (
     TAG_CELL,
     TAG_CREATED,
+    TAG_DIVERGED_AT,
     TAG_METRIC_NAMES,
     TAG_PARAM_NAMES,
     export_mlflow,
@@ -113,6 +114,16 @@ def test_a_diverged_cell_logs_its_nans_at_every_step(tmp_path, store):
     history = client.get_metric_history(runs[cell_id].info.run_id, "test/loss")
     assert [m.step for m in history] == list(STEPS)
     assert [math.isnan(m.value) for m in history] == [s >= DIVERGED_STEP for s in STEPS]
+
+
+def test_a_cell_frozen_since_it_diverged_is_tagged_with_the_step(tmp_path, store):
+    """Its values finite (its frozen state's), its rows say ``diverged`` from a step on."""
+    bench = write_bench(tmp_path / "example", blurb_json(), frozen=True)
+    export_mlflow(str(bench.root), store)
+    _, runs = _runs(store)
+    cell_id = bench.cells.set_index(["model", "lr", "seed"]).loc[DIVERGED, "cell_id"]
+    tagged = {c: run.data.tags.get(TAG_DIVERGED_AT) for c, run in runs.items()}
+    assert tagged == {c: str(DIVERGED_STEP) if c == cell_id else None for c in runs}
 
 
 def test_exporting_again_skips_exported_and_unfinished_cells(written, store, tmp_path):
