@@ -502,6 +502,21 @@ def test_a_flat_curve_smoothed_gets_an_axis(tmp_path, page):
     assert "0.75" in ticks and len(set(ticks)) == len(ticks) <= 10
 
 
+def test_a_log_axis_over_many_decades_is_labelled_sparsely(tmp_path, page):
+    """Learning rates 0.01 and 1e30 on a log x axis: a label every few decades, as many
+    as a linear axis of that width gets (one per decade, 35 of them, ran into each other)."""
+    written = write_bench(tmp_path / "wide", blurb_json(), learning_rates=(0.01, 1e30))
+    with serving(written.root) as server:
+        page.open(server.url)
+        assert page.run("document.getElementById('hp-log-x').checked") is True
+        labels = page.run(
+            "[...document.querySelectorAll('#hp-plot .axes text[text-anchor=\"middle\"]')]"
+            ".map((t) => t.textContent)"
+        )
+        width = page.run("document.querySelector('#hp-plot .plot-border').getAttribute('width')")
+    assert 2 <= len(labels) <= float(width) / 90 + 1, labels
+
+
 def test_a_blurb_notes_the_knob_values_its_cells_train_with(tmp_path, page):
     """One blurb per model, as initialized: its knob reads its default (T = 1) whatever the
     grid's knob values; a note above it names those of the model's cells (none for mlp)."""

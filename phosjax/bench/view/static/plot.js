@@ -72,10 +72,15 @@ export function ticks(lo, hi, count = 5) {
   return out;
 }
 
-function logTicks(lo, hi) {
+// Round tick values covering [lo, hi] on a log axis: 1, 2 and 5 times each power of ten
+// within three decades; past that powers of ten, every k-th one where more than `count`
+// would crowd the axis (learning rates from 0.01 to 1e30 labelled 0.001, 1e+5, ...).
+function logTicks(lo, hi, count = 5) {
+  const first = Math.floor(Math.log10(lo)), last = Math.ceil(Math.log10(hi));
+  const every = Math.max(1, Math.ceil((last - first) / count));
+  const steps = last - first > 3 ? [1] : [1, 2, 5];
   const out = [];
-  const steps = Math.log10(hi / lo) > 3 ? [1] : [1, 2, 5]; // past three decades, powers of ten
-  for (let e = Math.floor(Math.log10(lo)); e <= Math.ceil(Math.log10(hi)); e++) {
+  for (let e = Math.floor(first / every) * every; e <= last; e += every) {
     for (const m of steps) {
       const t = m * 10 ** e;
       if (t >= lo && t <= hi) out.push(t);
@@ -116,11 +121,12 @@ function frame(el, { xs, ys, xLabel, yLabel, title, logX = false, logY = false, 
   const sy = (v) => MARGIN.top + inner.h - ((ty(v) - ty(y0)) / (ty(y1) - ty(y0) || 1)) * inner.h;
   const grid = svg("g", { class: "grid" }, root);
   const axes = svg("g", { class: "axes" }, root);
-  for (const t of logX ? logTicks(x0, x1) : ticks(x0, x1, Math.max(2, Math.floor(inner.w / 90)))) {
+  const xCount = Math.max(2, Math.floor(inner.w / 90)), yCount = Math.max(2, Math.floor(inner.h / 50));
+  for (const t of (logX ? logTicks : ticks)(x0, x1, xCount)) {
     svg("line", { x1: sx(t), x2: sx(t), y1: MARGIN.top, y2: MARGIN.top + inner.h }, grid);
     svg("text", { x: sx(t), y: MARGIN.top + inner.h + 16, "text-anchor": "middle" }, axes).textContent = format(t);
   }
-  for (const t of logY ? logTicks(y0, y1) : ticks(y0, y1, Math.max(2, Math.floor(inner.h / 50)))) {
+  for (const t of (logY ? logTicks : ticks)(y0, y1, yCount)) {
     svg("line", { x1: MARGIN.left, x2: MARGIN.left + inner.w, y1: sy(t), y2: sy(t) }, grid);
     svg("text", { x: MARGIN.left - 6, y: sy(t) + 4, "text-anchor": "end" }, axes).textContent = yFormat(t);
   }
