@@ -58,6 +58,25 @@ def value_error_line(message: str) -> str:
     return f"--{key[1]} {given[1]}: expected {expected}{hint}"
 
 
+_REQUIRED = "the following arguments are required: "
+
+
+def required_as_options(message: str) -> str:
+    """jsonargparse's message about missing arguments, which names them by key (``dir``),
+    with the options to give (``--dir``), as argparse names them; other messages as they are.
+
+    Examples:
+      >>> required_as_options("the following arguments are required: dir, grid.steps")
+      'the following arguments are required: --dir, --grid.steps'
+      >>> required_as_options("unrecognized arguments: --x")
+      'unrecognized arguments: --x'
+    """
+    if not message.startswith(_REQUIRED):
+        return message
+    keys = message.removeprefix(_REQUIRED).split(", ")
+    return _REQUIRED + ", ".join(key if key.startswith("-") else f"--{key}" for key in keys)
+
+
 class Parser(ArgumentParser):
     """The bench commands' parser: a usage error is one line, ``error: ...`` (the option,
     what was given and what it takes; a near option name for a misspelt one) and exit
@@ -66,7 +85,7 @@ class Parser(ArgumentParser):
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         if not self.exit_on_error:  # jsonargparse parsing inside: it raises
             super().error(message, ex)
-        usage_error(self, value_error_line(message))
+        usage_error(self, value_error_line(required_as_options(message)))
 
     def parse_args(self, *args: Any, **kwargs: Any) -> Any:
         """jsonargparse's `parse_args`; an empty ``--dir`` is refused (`refuse_empty_dir`)."""

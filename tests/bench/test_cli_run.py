@@ -325,7 +325,7 @@ def test_print_config_knows_the_models_an_import_registers(tmp_path, capsys, mon
             ["--grid.stesp", "3"],
             "unrecognized arguments: --grid.stesp 3 (did you mean --grid.steps?)",
         ),
-        ([], "the following arguments are required: dir"),
+        ([], "the following arguments are required: --dir"),
     ],
 )
 def test_a_usage_error_is_one_line_naming_the_option_and_what_it_takes(

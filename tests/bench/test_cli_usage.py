@@ -38,6 +38,18 @@ def test_an_empty_dir_is_refused_as_empty(command, capsys):
     )
 
 
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_missing_dir_is_named_as_the_option_to_give(command, capsys):
+    args = ["--mlflow", "x"] if command == "export" else []
+    with pytest.raises(SystemExit) as exit_info:
+        _main(command)(args)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        "error: the following arguments are required: --dir; "
+        f"python -m phosjax.bench.{command} --help lists the options.\n"
+    )
+
+
 @pytest.fixture
 def user_modules(tmp_path, monkeypatch):
     """A folder on the path with modules that fail as a user's can, none imported yet."""
