@@ -795,9 +795,16 @@ def test_the_run_panel_lists_the_groups_not_started(tmp_path, page, gone):
         pid = process.pid
     shown = "stopped" if gone else "running"
     groups = "document.getElementById('groups').innerText"
-    with serving(_unstarted_bench(tmp_path / "bench", pid)) as server:
+    done = """[...document.querySelectorAll('.board-row')].map((r) =>
+      r.querySelector('td.stopped, td.running').textContent)"""
+    root = _unstarted_bench(tmp_path / "bench", pid)
+    for part in (root / _layout.RESULTS).glob("part-g-mlp-*"):
+        part.unlink()  # not started: no rows yet
+    with serving(root) as server:
         page.open(server.url)
         lines = {line.split("\t")[0]: line for line in page.run(groups).splitlines()}
+        steps_done = page.run(done)
     assert f"4 cells · 150 / 300 steps · {shown} ·" in lines["g-choice"]
     not_started = "stopped" if gone else "not started"
     assert f"4 cells · 0 / – steps · {not_started} ·" in lines["g-mlp"]
+    assert sorted(set(steps_done)) == ["0 / –", "300 / 300"]  # steps done / planned

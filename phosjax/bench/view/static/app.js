@@ -366,7 +366,7 @@ function renderBoard() {
         if (spread !== null) td.appendChild(el("span", { class: "spread" }, ` ± ${format(spread, 2)}`));
       } else if (column.key === "_steps") {
         const done = column.get(r), total = r.row._steps;
-        td.textContent = total ? `${format(done)} / ${format(total)}` : format(done);
+        td.textContent = `${format(done)} / ${format(total)}`; // total null: not started
         const unfinished = r.cells.filter((c) => !c._finished);
         if (unfinished.length && unfinished.every((c) => c._stopped)) {
           td.classList.add("stopped");
