@@ -766,7 +766,7 @@ function renderRun() {
   $("config").textContent = info.config || "(no config.yaml)";
   $("env").replaceChildren(keyValueTable(Object.entries(info.env || {})));
   const line = (id, cells, done, steps, shown, strategy) => [
-    id, `${counted(cells, "cell")} · ${format(done)} / ${counted(steps, "step")} · ${shown} · ${strategy || ""}`,
+    id, [counted(cells, "cell"), `${format(done)} / ${counted(steps, "step")}`, shown, strategy].filter(Boolean).join(" · "),
     shown === "stopped" ? { class: "stopped", title: STOPPED } : {},
   ];
   const states = groupStates(info.status, board.rows);
