@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -243,6 +244,21 @@ def test_a_bench_without_cells_says_so(tmp_path):
         dom = _render(server.url, tmp_path / "profile")
     assert 'data-ready="true"' in dom and "No cells planned yet." in dom
     assert "No cell matches the filters." not in dom
+
+
+def test_a_morph_run_directory_shows_its_morph_panel_alone(tmp_path, page):
+    """A run directory of `python -m phosjax.morph` has no bench: the page shows its Morph
+    panel, not the bench's panels, each empty ("No cells planned yet.", ...)."""
+    (tmp_path / "morph").mkdir()
+    iterations = {"iteration": [0, 1], "kind": ["start", "expanded"], "accuracy": [0.5, 0.7]}
+    pd.DataFrame(iterations).to_parquet(tmp_path / "morph" / "iterations.parquet")
+    shown = "[...document.querySelectorAll('{}')].filter((e) => !e.hidden).map((e) => e.{})"
+    with serving(tmp_path) as server:
+        page.open(server.url)
+        assert page.run(shown.format("main > section", "id")) == ["morph"]
+        assert page.run(shown.format("nav a", "textContent")) == ["Morph"]
+        assert "expanded" in page.run("document.getElementById('morph-files').textContent")
+        assert "morph run" in page.run("document.getElementById('summary').textContent")
 
 
 def _above_4(fd: int) -> int:

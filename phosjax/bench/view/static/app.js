@@ -838,10 +838,20 @@ function groupStates(status, rows) {
   return states;
 }
 
+// The panels of a bench, which a morph run's directory (`python -m phosjax.morph`) lacks.
+const BENCH_PANELS = ["leaderboard", "curves", "hparams", "aux", "models", "profile", "run"];
+
+// A morph run's directory: its Morph panel alone, not the bench's panels, empty.
+function showMorphRunAlone() {
+  for (const id of BENCH_PANELS) $(id).hidden = document.querySelector(`nav a[href="#${id}"]`).hidden = true;
+  $("summary").replaceChildren(el("span", { class: "chip" }, "a morph run (python -m phosjax.morph): no bench"));
+}
+
 function renderSummary() {
   const { info, board } = state;
   $("bench-name").textContent = info.name;
   document.title = `${info.name} · phosjax bench`;
+  if (!info.marker) return showMorphRunAlone();
   const states = groupStates(info.status, board.rows); // not started too
   const count = (state) => [...states.values()].filter((g) => g === state).length;
   const stopped = count("stopped");
