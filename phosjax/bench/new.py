@@ -36,6 +36,7 @@ from phosjax.bench._directory import open_bench
 from phosjax.bench._imports import import_for_bench, planned_models
 from phosjax.bench._plan import check_models
 from phosjax.bench._runner import run
+from phosjax.morph._loop import MorphConfig
 
 _OWN = ("config", "dir", "import", "resume", "force", "no_progress")
 
@@ -68,10 +69,33 @@ def parser() -> ArgumentParser:
     return parser
 
 
+def _is_morph_config(data: Any) -> bool:
+    """Whether ``data`` reads as a config of ``python -m phosjax.morph`` (a `MorphConfig`:
+    a ``model`` and its other fields alone), rather than of a bench.
+
+    Examples:
+      >>> _is_morph_config({"model": {"name": "cnn1d"}, "iterations": 2})
+      True
+      >>> _is_morph_config({"model": ["mlp"]}), _is_morph_config({"models": ["mlp"]})
+      (False, False)
+    """
+    fields = {field.name for field in dataclasses.fields(MorphConfig)}
+    if not isinstance(data, Mapping):
+        return False
+    return isinstance(data.get("model"), Mapping) and set(data) <= fields
+
+
 def _check_config_file(path: str) -> None:
     """Raises a `BenchError` naming a bad key or value of ``path`` (clearer than
-    jsonargparse's); the command's own keys (``dir``, ``resume``, ...) may be there."""
+    jsonargparse's), or saying it is a config of ``python -m phosjax.morph``; the command's
+    own keys (``dir``, ``resume``, ...) may be there."""
     data = read_yaml(path)
+    if _is_morph_config(data):
+        raise BenchError(
+            f"{path} is a config of `python -m phosjax.morph` (a model and its MorphNet "
+            f"loop), not of a bench: run `python -m phosjax.morph --config {path} --dir DIR`; "
+            "a bench config has models, datasets and grid (configs/example.yaml)."
+        )
     if isinstance(data, Mapping):
         data = {k: v for k, v in data.items() if k not in _OWN}
     BenchConfig.from_dict(data or {})

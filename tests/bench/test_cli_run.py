@@ -199,6 +199,20 @@ def test_no_config_on_a_new_dir_is_refused_and_nothing_written(tmp_path, capsys)
     assert not root.exists()
 
 
+def test_a_morph_config_is_refused_saying_which_command_runs_it(tmp_path, capsys):
+    """configs/morph_mnist1d.yaml, given to `new`: not "unknown key 'model' ... Did you
+    mean 'models'?", which leads on to a bench config's other keys."""
+    config = pathlib.Path(__file__).resolve().parents[2] / "configs" / "morph_mnist1d.yaml"
+    root = tmp_path / "bench"
+    assert new_main(["--config", str(config), "--dir", str(root)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {config} is a config of `python -m phosjax.morph` (a model and its MorphNet "
+        f"loop), not of a bench: run `python -m phosjax.morph --config {config} --dir DIR`; "
+        "a bench config has models, datasets and grid (configs/example.yaml).\n"
+    )
+    assert not root.exists()
+
+
 def test_a_data_set_that_cannot_load_is_one_error_line_and_nothing_written(tmp_path, capsys):
     config = tmp_path / "bench.yaml"
     config.write_text(CONFIG.replace("datasets: [toy]", "datasets: ['digits:9.9.9']"))
