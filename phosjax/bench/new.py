@@ -37,6 +37,7 @@ from phosjax.bench._imports import import_for_bench, planned_models
 from phosjax.bench._plan import check_models
 from phosjax.bench._runner import run
 from phosjax.morph._loop import MorphConfig
+from phosjax.train import COMPUTE_DTYPES, LR_SCHEDULES, OPTIMIZERS, STRATEGIES
 
 _OWN = ("config", "dir", "import", "resume", "force", "no_progress")
 
@@ -57,6 +58,15 @@ class _Parser(Parser):
         return yaml.safe_dump(bench, sort_keys=False)
 
 
+_NAMED = {
+    "grid.optimizer": OPTIMIZERS,
+    "grid.lr_schedule": LR_SCHEDULES,
+    "grid.compute_dtype": COMPUTE_DTYPES,
+    "strategy": ("auto", *STRATEGIES),
+}
+"""The options whose values are names, and the names each takes (``--help`` lists them)."""
+
+
 def parser() -> ArgumentParser:
     """The command line of ``phosjax.bench.new``."""
     parser = _Parser(prog="python -m phosjax.bench.new", description=__doc__)
@@ -66,6 +76,10 @@ def parser() -> ArgumentParser:
     parser.add_argument("--force", action="store_true", help="move an old bench aside")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar, no summary")
     parser.add_class_arguments(BenchConfig, None, fail_untyped=False)
+    for action in parser._actions:
+        if action.dest in _NAMED:
+            names = f"One of: {', '.join(_NAMED[action.dest])}."
+            action.help = f"{action.help} {names}" if action.help else names
     return parser
 
 

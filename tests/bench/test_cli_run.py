@@ -199,6 +199,22 @@ def test_no_config_on_a_new_dir_is_refused_and_nothing_written(tmp_path, capsys)
     assert not root.exists()
 
 
+def test_help_names_the_values_each_named_option_takes(capsys):
+    """--grid.optimizer, --grid.lr_schedule, --grid.compute_dtype and --strategy: their
+    names listed (--help gave only their type, str)."""
+    with pytest.raises(SystemExit) as exit_info:
+        new_main(["--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for option, names in [
+        ("--grid.optimizer+ OPTIMIZER", "adam, adamw, sgd, momentum"),
+        ("--grid.lr_schedule+ LR_SCHEDULE", "constant, cosine, linear"),
+        ("--grid.compute_dtype+ COMPUTE_DTYPE", "float32, bfloat16"),
+        ("(see `phosjax.train.run_group`).", "auto, vmap, map, sequential, stepwise, vmap_matmul"),
+    ]:
+        assert f"{option} One of: {names}" in text, option
+
+
 def test_a_morph_config_is_refused_saying_which_command_runs_it(tmp_path, capsys):
     """configs/morph_mnist1d.yaml, given to `new`: not "unknown key 'model' ... Did you
     mean 'models'?", which leads on to a bench config's other keys."""
