@@ -500,6 +500,25 @@ def test_the_hyperparameter_plot_says_when_no_numeric_hparam_varies(tmp_path, pa
         assert hint and "No numeric hyperparameter varies" in hint
 
 
+def test_the_hyperparameter_plot_is_first_against_an_axis_of_the_grid(tmp_path, page):
+    """One learning rate; a depth each model fixes (mlp 1, choice 2) and a knob axis
+    within the choice model: the plot is against the knob (it was against the depth, the
+    first numeric column that varies, which only tells the models apart)."""
+    written = write_bench(tmp_path / "knob", blurb_json(), learning_rates=LEARNING_RATES[:1])
+    cells = written.cells.assign(depth=(written.cells.model == "choice") + 1)
+    knob = cells.seed + 1.0
+    cells.assign(**{"knob/**/T": knob.where(cells.model == "choice")}).to_parquet(
+        written.root / _layout.CELLS
+    )
+    with serving(written.root) as server:
+        page.open(server.url)
+        assert page.run("[...document.getElementById('hp-x').options].map((o) => o.value)") == [
+            "depth",
+            "knob/**/T",
+        ]
+        assert page.run("document.getElementById('hp-x').value") == "knob/**/T"
+
+
 def test_a_flat_curve_smoothed_gets_an_axis(tmp_path, page):
     """A loss of 0.75 at every step, smoothed: the averages differ from it by a rounding
     error alone (0.7500000000000001), and the y axis still gets a few distinct ticks

@@ -583,6 +583,13 @@ function numericHparams() {
   return state.board.hparams.filter((c) => varying(rows, c) && numeric(c));
 }
 
+// What the hyperparameter plot is against at first, of `xs`: learning_rate when it varies,
+// else the first that varies within a model (a grid axis: a knob, a regularizer's
+// strength), not one each model fixes (its depth), which says nothing of the grid.
+function firstHparam(xs) {
+  return xs.includes("learning_rate") ? "learning_rate" : (xs.find((c) => state.shownColumns.includes(c)) ?? xs[0]);
+}
+
 // A log x axis suits values that are all positive and span more than a factor of 20.
 function logSuits(column) {
   const xs = state.board.rows.map((r) => r[column]).filter((v) => typeof v === "number");
@@ -891,7 +898,7 @@ async function main() {
   fillSelect($("aux-split"), state.splits.map((s) => [s, s]), state.splits.includes("train") ? "train" : state.splits[0]);
   fillSelect($("model-select"), state.info.models.map((m) => [m.model_id, `${m.model} (${m.model_id})`]));
   const xs = numericHparams();
-  fillSelect($("hp-x"), xs.map((c) => [c, c]), xs.includes("learning_rate") ? "learning_rate" : xs[0]);
+  fillSelect($("hp-x"), xs.map((c) => [c, c]), firstHparam(xs));
   const finals = metricColumns(true);
   fillSelect($("hp-metric"), finals.map((m) => [m.key, `${m.split} ${m.metric}`]), finals.some((m) => m.key === "test:accuracy") ? "test:accuracy" : finals[0]?.key);
   renderFilters();
