@@ -27,6 +27,17 @@ def _split_top(text: str) -> list[str]:
     return [*parts, text[start:].strip()]
 
 
+def either(names: Iterable[str]) -> str:
+    """``names`` in words: ``"a, b or c"``.
+
+    Examples:
+      >>> either(["float32", "bfloat16"]), either("abc"), either(["int"])
+      ('float32 or bfloat16', 'a, b or c', 'int')
+    """
+    names = list(names)
+    return " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+
+
 def value_error_line(message: str) -> str:
     r"""jsonargparse's (multi-line) message about a bad value on one line: the option, the
     value given and the types it takes; other messages as they are.
@@ -53,7 +64,7 @@ def value_error_line(message: str) -> str:
         re.sub(r"<class '(\w+)'>", r"\1", t).replace("NoneType", "null")
         for t in _split_top(types[1])
     ]
-    expected = " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+    expected = either(names)
     hint = " (a list is written '[a, b]')" if "list" in expected else ""
     return f"--{key[1]} {given[1]}: expected {expected}{hint}"
 

@@ -19,12 +19,12 @@ from typing import Any
 
 from jsonargparse import ArgumentParser
 
-from phosjax.bench._cli import Parser, entry_point, exit_process
+from phosjax.bench._cli import Parser, either, entry_point, exit_process
 from phosjax.bench._config import BenchError
 from phosjax.bench._speed import METHODS, MODELS, SpeedConfig, measure
 from phosjax.bench._speed_config import SpeedConfigError
 from phosjax.bench._speed_report import move_earlier, table, write
-from phosjax.train import STRATEGIES
+from phosjax.train import COMPUTE_DTYPES, STRATEGIES
 
 QUICK: dict[str, Any] = {"sizes": "2", "steps": 2, "batch": 8, "min_time": 0.0}
 """``--quick``: one tiny grid, a smoke test of every method (its figures mean nothing)."""
@@ -35,13 +35,33 @@ DEFAULTS: dict[str, Any] = {"sizes": "1,8,64,256", "steps": 100, "batch": 128, "
 def parser() -> ArgumentParser:
     """The command line of ``phosjax.bench.speed``."""
     parser = Parser(prog="python -m phosjax.bench.speed", description=__doc__)
-    parser.add_argument("--models", type=str, default=",".join(MODELS), help="comma-separated")
+    parser.add_argument(
+        "--models",
+        type=str,
+        default=",".join(MODELS),
+        help=f"comma-separated, any of {', '.join(MODELS)}",
+    )
     parser.add_argument("--sizes", type=str, default=None, help="grid sizes K (1,8,64,256)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per model (100)")
     parser.add_argument("--batch", type=int, default=None, help="examples per model step (128)")
-    parser.add_argument("--methods", type=str, default=",".join(METHODS), help="comma-separated")
-    parser.add_argument("--strategy", type=str, default="auto", help="the engine's strategy")
-    parser.add_argument("--compute_dtype", type=str, default="float32", help="or bfloat16")
+    parser.add_argument(
+        "--methods",
+        type=str,
+        default=",".join(METHODS),
+        help=f"comma-separated, any of {', '.join(METHODS)}",
+    )
+    parser.add_argument(
+        "--strategy",
+        type=str,
+        default="auto",
+        help=f"the engine's strategy: {either(('auto', *STRATEGIES))}",
+    )
+    parser.add_argument(
+        "--compute_dtype",
+        type=str,
+        default="float32",
+        help=f"{either(COMPUTE_DTYPES)}, for every method",
+    )
     parser.add_argument(
         "--budget", type=float, default=120.0, help="skip runs estimated to take longer (s; 0: no)"
     )

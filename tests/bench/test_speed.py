@@ -82,6 +82,18 @@ def test_an_out_that_is_a_file_is_refused_before_measuring(tmp_path, capsys):
     assert out.read_text() == "keep me"
 
 
+def test_help_names_what_each_option_of_names_takes(capsys):
+    """--compute_dtype's help read "or bfloat16"; --models, --methods and --strategy named
+    none of the names they take."""
+    with pytest.raises(SystemExit):
+        speed.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--models MODELS comma-separated, any of mlp, cnn1d, cnn2d, transformer" in text
+    assert "--methods METHODS comma-separated, any of one_by_one, vmap, engine, fused" in text
+    assert "--strategy STRATEGY the engine's strategy: auto, vmap, map, sequential," in text
+    assert "--compute_dtype COMPUTE_DTYPE float32 or bfloat16, for every method" in text
+
+
 def test_a_string_of_names_is_a_clear_error():
     with pytest.raises(
         SpeedConfigError, match=r"models: must be a tuple of names, e.g. \('mlp',\)"
