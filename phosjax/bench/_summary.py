@@ -151,7 +151,7 @@ def summary_text(
             strict=True,
         )
     ]
-    shown["loss"] = shown["loss"].map(_loss)
+    shown["test loss"] = shown.pop("loss").map(_loss)
     lines.append(shown.to_string(index=False))
     if len(board) > rows:
         lines.append(f"... {counted(len(board) - rows, 'more row')}")

@@ -78,6 +78,14 @@ def test_summary_of_a_bench_without_results_says_so():
     ]
 
 
+def test_summary_names_the_split_of_each_metric():
+    """The loss shown is the last test evaluation's, as the accuracy: headed "test loss"
+    (it read "loss", which the results also hold for train rows: a batch's total loss)."""
+    header = summary_text("b", _results(), ["learning_rate"]).splitlines()[1]
+    keys = ["model", "dataset", "learning_rate", "seeds"]
+    assert header.split() == [*keys, "test", "accuracy", "test", "loss"]
+
+
 def test_summary_commands_quote_a_directory_with_spaces():
     """The printed commands run as printed, copied into a shell."""
     text = summary_text("runs/my bench", _results(), ["learning_rate"])
@@ -135,7 +143,7 @@ def test_repeated_index_labels_pick_one_row_per_cell(frames):
 
 def test_summary_shows_a_blown_up_but_finite_loss_in_a_few_characters():
     text = summary_text("b", _results(loss_d=4.65e31), ["learning_rate"])
-    assert " 2.33e+31 " in text  # the mean of seeds c and d
+    assert " 2.33e+31\n" in text  # the mean of seeds c and d, the last column
     assert max(map(len, text.splitlines()[:4])) < 80
 
 

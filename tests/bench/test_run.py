@@ -899,7 +899,7 @@ def test_a_scheduled_bench_takes_new_models_under_its_schedules_and_shows_them(
     capsys.readouterr()
     results = add_models_to(root, ["logreg"], datasets=toy)
     header = capsys.readouterr().out.splitlines()[1].split()
-    assert header[:5] == ["model", "dataset", "lr_schedule", "loss", "seeds"]
+    assert header[:4] == ["model", "dataset", "lr_schedule", "seeds"]
     last = results[(results.split == "test") & (results.step == 12)]
     assert sorted(zip(last.model, last.lr_schedule, last.warmup_steps, strict=True)) == [
         ("logreg", "cosine", 4),
