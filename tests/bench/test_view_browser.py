@@ -519,6 +519,25 @@ def test_the_hyperparameter_plot_is_first_against_an_axis_of_the_grid(tmp_path, 
         assert page.run("document.getElementById('hp-x').value") == "knob/**/T"
 
 
+def test_a_single_test_evaluation_is_drawn(tmp_path, page):
+    """eval_every 0: one test row per cell, at its last step. Each cell's test curve is a
+    small ring there (a path of one point, "M x,y", drew nothing: an empty plot)."""
+    written = write_bench(tmp_path / "once", blurb_json())
+    for part in (written.root / _layout.RESULTS).iterdir():
+        rows = pd.read_parquet(part)
+        last = (rows.split == "train") | (rows.step == rows.step.max())
+        pq.write_table(pq.read_table(part).filter(pa.array(last)), part)
+    paths = """[...document.querySelectorAll('#curve-plots svg')].filter((p) =>
+      p.querySelector('.chart-title').textContent === 'test')
+      .flatMap((p) => [...p.querySelectorAll('.curve')].map((c) => c.getAttribute('d')))"""
+    with serving(written.root) as server:
+        page.open(server.url)
+        drawn = page.run(paths)
+    assert len(drawn) == len(written.cells)
+    ring = r"M[\d.]+,[\d.]+a2,2 0 1,0 4,0a2,2 0 1,0 -4,0"
+    assert all(re.fullmatch(ring, d) for d in drawn), drawn
+
+
 def test_a_flat_curve_smoothed_gets_an_axis(tmp_path, page):
     """A loss of 0.75 at every step, smoothed: the averages differ from it by a rounding
     error alone (0.7500000000000001), and the y axis still gets a few distinct ticks

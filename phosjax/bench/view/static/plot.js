@@ -141,14 +141,16 @@ function frame(el, { xs, ys, xLabel, yLabel, title, logX = false, logY = false, 
 }
 
 // A line through the points whose y is `ok`, broken where one is not or its x has no
-// place on the axis (0 on a log axis).
-function pathOf(xs, ys, sx, sy, ok) {
-  let d = "", pen = false;
+// place on the axis (0 on a log axis). With `dots`, a point with no neighbour to join (a
+// single test evaluation, at the end of a run) is a small ring, not an invisible "M x,y".
+function pathOf(xs, ys, sx, sy, ok, dots = false) {
+  const drawn = (i) => i >= 0 && i < xs.length && ok(ys[i]) && Number.isFinite(sx(xs[i]));
+  let d = "";
   for (let i = 0; i < xs.length; i++) {
-    const x = sx(xs[i]);
-    if (!ok(ys[i]) || !Number.isFinite(x)) { pen = false; continue; }
-    d += `${pen ? "L" : "M"}${x.toFixed(1)},${sy(ys[i]).toFixed(1)}`;
-    pen = true;
+    if (!drawn(i)) continue;
+    const x = sx(xs[i]), y = sy(ys[i]);
+    if (dots && !drawn(i - 1) && !drawn(i + 1)) d += `M${(x - 2).toFixed(1)},${y.toFixed(1)}a2,2 0 1,0 4,0a2,2 0 1,0 -4,0`;
+    else d += `${drawn(i - 1) ? "L" : "M"}${x.toFixed(1)},${y.toFixed(1)}`;
   }
   return d;
 }
@@ -167,7 +169,7 @@ export function linePlot(el, { series, xLabel = "step", yLabel = "", title = "",
     const bottom = idx.map((i) => `L${f.sx(s.x[i]).toFixed(1)},${f.sy(s.lo[i]).toFixed(1)}`).join("");
     if (top) svg("path", { class: "band", d: `${top}${bottom}Z`, fill: s.color, "data-key": s.key }, f.body);
   }
-  const lines = series.map((s) => svg("path", { class: "curve", d: pathOf(s.x, s.y, f.sx, f.sy, ok), stroke: s.color, "data-key": s.key }, f.body));
+  const lines = series.map((s) => svg("path", { class: "curve", d: pathOf(s.x, s.y, f.sx, f.sy, ok, true), stroke: s.color, "data-key": s.key }, f.body));
   const rule = svg("line", { class: "rule", y1: MARGIN.top, y2: MARGIN.top + f.inner.h, visibility: "hidden" }, f.root);
   const dot = svg("circle", { class: "dot", r: 4, visibility: "hidden" }, f.root);
   const overlay = svg("rect", { class: "overlay", x: MARGIN.left, y: MARGIN.top, width: f.inner.w, height: f.inner.h }, f.root);
