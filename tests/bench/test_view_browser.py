@@ -538,6 +538,24 @@ def test_a_single_test_evaluation_is_drawn(tmp_path, page):
     assert all(re.fullmatch(ring, d) for d in drawn), drawn
 
 
+def test_the_last_step_label_fits_in_its_plot(tmp_path, page):
+    """Steps up to 30000: the label "30000" under the plot's right edge is whole (it was
+    cut off by the edge of the plot's svg, "3000")."""
+    written = write_bench(tmp_path / "long", blurb_json())
+    for part in (written.root / _layout.RESULTS).iterdir():
+        table = pq.read_table(part)
+        steps = pa.array(table.column("step").to_numpy() * 100)
+        pq.write_table(table.set_column(table.schema.get_field_index("step"), "step", steps), part)
+    overflow = """[...document.querySelectorAll('#curve-plots svg')].flatMap((svg) =>
+      [...svg.querySelectorAll('.axes text[text-anchor="middle"]')].map((t) =>
+        [t.textContent, t.getBBox().x + t.getBBox().width - svg.width.baseVal.value]))"""
+    with serving(written.root) as server:
+        page.open(server.url)
+        labels = page.run(overflow)
+    assert [text for text, _ in labels if text == "30000"] == ["30000", "30000"]  # both plots
+    assert all(past <= 0 for _, past in labels), labels
+
+
 def test_a_flat_curve_smoothed_gets_an_axis(tmp_path, page):
     """A loss of 0.75 at every step, smoothed: the averages differ from it by a rounding
     error alone (0.7500000000000001), and the y axis still gets a few distinct ticks

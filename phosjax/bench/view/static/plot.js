@@ -1,7 +1,7 @@
 // Small SVG charts for the bench viewer: line plots with bands, stacked bars, a tooltip.
 
 const SVG = "http://www.w3.org/2000/svg";
-const MARGIN = { left: 62, right: 14, top: 30, bottom: 42 };
+const MARGIN = { left: 62, right: 28, top: 30, bottom: 42 }; // right: room for half the last x label
 
 export function svg(tag, attrs = {}, parent = null) {
   const node = document.createElementNS(SVG, tag);
