@@ -1,5 +1,5 @@
 """How the bench's commands report a usage error, for jsonargparse's parsers (`_cli.Parser`)
-and argparse's (`ArgParser`, for the light commands ``view`` and ``export``): one line,
+and argparse's (`ArgParser`, for ``view``, ``export`` and ``python -m phosjax.morph``): one line,
 ``error: ...`` (a near option name for a misspelt one) and exit status 2; a module without
 jax or jsonargparse."""
 

@@ -8,7 +8,6 @@ viewer shows them (``python -m phosjax.bench.view --dir DIR``). An interrupted r
 not resume: ``--overwrite`` moves its rows aside and starts over.
 """
 
-import argparse
 import pathlib
 import sys
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ import phosjax.bench._interrupt  # noqa: F401  first: a Ctrl-C while jax loads i
 from phosjax._yaml import safe_load
 from phosjax.bench._cli import entry_point, exit_process
 from phosjax.bench._summary import dir_command
+from phosjax.bench._usage import ArgParser
 from phosjax.morph._loop import ITERATIONS, MorphConfig, MorphConfigError, RunDirectoryError, run
 
 
@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     holds an earlier run's rows (without ``--overwrite``), lies inside a bench or cannot
     be written (all checked before anything trains).
     """
-    parser = argparse.ArgumentParser(prog="python -m phosjax.morph", description=__doc__)
+    parser = ArgParser(prog="python -m phosjax.morph", description=__doc__)
     parser.add_argument("--config", required=True, help="a YAML file of MorphConfig fields")
     parser.add_argument(
         "--dir",

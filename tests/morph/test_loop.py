@@ -278,3 +278,15 @@ def test_help_says_what_the_loop_writes_and_that_it_does_not_resume(capsys):
     assert "writes them to ``DIR/morph/iterations.parquet`` after every iteration" in text
     assert "An interrupted run does not resume: ``--overwrite`` moves its rows aside" in text
     assert "a bench's own directory works, a folder inside a bench does not" in text
+
+
+def test_a_misspelt_option_is_one_line_naming_the_nearest(tmp_path, capsys):
+    """As the bench's commands say it (it was argparse's usage, then "the following
+    arguments are required: --dir", not the misspelling)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--config", "c.yaml", "--dirr", str(tmp_path / "run")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        f"error: unrecognized arguments: --dirr {tmp_path / 'run'} (did you mean --dir?); "
+        "python -m phosjax.morph --help lists the options.\n"
+    )
