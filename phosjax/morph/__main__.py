@@ -8,24 +8,51 @@ viewer shows them (``python -m phosjax.bench.view --dir DIR``). An interrupted r
 not resume: ``--overwrite`` moves its rows aside and starts over.
 """
 
+import dataclasses
 import pathlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import yaml
 
 import phosjax.bench._interrupt  # noqa: F401  first: a Ctrl-C while jax loads is kept
 from phosjax._yaml import safe_load
 from phosjax.bench._cli import entry_point, exit_process
+from phosjax.bench._config import BenchConfig
 from phosjax.bench._summary import dir_command
 from phosjax.bench._usage import ArgParser
 from phosjax.morph._loop import ITERATIONS, MorphConfig, MorphConfigError, RunDirectoryError, run
 
 
+def _is_bench_config(data: Any) -> bool:
+    """Whether ``data`` reads as a config of ``python -m phosjax.bench.new`` (its keys all
+    a `BenchConfig`'s, ``models`` or ``grid`` among them), rather than of a MorphNet loop.
+
+    Examples:
+      >>> _is_bench_config({"models": ["mlp"], "grid": {"steps": 400}})
+      True
+      >>> _is_bench_config({"model": {"name": "mlp"}}), _is_bench_config(None)
+      (False, False)
+    """
+    fields = {field.name for field in dataclasses.fields(BenchConfig)}
+    if not isinstance(data, Mapping):
+        return False
+    return bool({"models", "grid"} & set(data)) and set(data) <= fields
+
+
 def load_config(path: str) -> MorphConfig:
-    """The `MorphConfig` of the YAML file ``path``; any problem is a ValueError naming it."""
+    """The `MorphConfig` of the YAML file ``path``; any problem is a ValueError naming it
+    (a bench's config, the command that runs it)."""
     try:
-        return MorphConfig.from_dict(safe_load(pathlib.Path(path).read_text(encoding="utf-8")))
+        data = safe_load(pathlib.Path(path).read_text(encoding="utf-8"))
+        if _is_bench_config(data):
+            raise ValueError(
+                "a bench's config (models x data sets x grid), not a MorphNet loop's: run "
+                f"`python -m phosjax.bench.new --config {path} --dir DIR`; a MorphNet loop's "
+                "config has a model, a dataset and iterations (configs/morph_mnist1d.yaml)"
+            )
+        return MorphConfig.from_dict(data)
     except (OSError, yaml.YAMLError, ValueError, TypeError) as error:
         raise ValueError(f"{path}: {error}") from error
 

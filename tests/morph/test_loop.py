@@ -2,6 +2,7 @@
 
 import json
 import math
+import pathlib
 
 import numpy as np
 import pandas as pd
@@ -290,3 +291,16 @@ def test_a_misspelt_option_is_one_line_naming_the_nearest(tmp_path, capsys):
         f"error: unrecognized arguments: --dirr {tmp_path / 'run'} (did you mean --dir?); "
         "python -m phosjax.morph --help lists the options.\n"
     )
+
+
+def test_a_bench_config_is_refused_saying_which_command_runs_it(tmp_path, capsys):
+    """configs/example.yaml, given to the loop: not "MorphConfig has no field(s) [...]
+    Did you mean 'model' for 'models', ...", which leads on to rewrite it."""
+    config = pathlib.Path(__file__).resolve().parents[2] / "configs" / "example.yaml"
+    assert main(["--config", str(config), "--dir", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {config}: a bench's config (models x data sets x grid), not a MorphNet "
+        f"loop's: run `python -m phosjax.bench.new --config {config} --dir DIR`; a MorphNet "
+        "loop's config has a model, a dataset and iterations (configs/morph_mnist1d.yaml)\n"
+    )
+    assert not (tmp_path / "run").exists()
