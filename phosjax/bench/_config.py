@@ -18,11 +18,18 @@ import jax
 import numpy as np
 import yaml
 
-from phosjax._nearest import nearest_names
+from phosjax._nearest import did_you_mean, nearest_names
 from phosjax._yaml import safe_load
 from phosjax.bench._errors import BenchError
 from phosjax.data._load import is_feature_pair
-from phosjax.train import STRATEGIES, HParams, Regularizer
+from phosjax.train import (
+    COMPUTE_DTYPES,
+    LR_SCHEDULES,
+    OPTIMIZERS,
+    STRATEGIES,
+    HParams,
+    Regularizer,
+)
 from phosjax.train._config import INT32_HINT, INT32_MAX, int_at_least
 
 
@@ -240,12 +247,14 @@ _GRID_NUMBERS: dict[str, dict[str, Any]] = {
 """How each numeric field of `Grid` is checked (`checked_numbers`); `HParams` checks the
 rest of its fields' ranges (`_check_hparam`)."""
 
-_HPARAMS = (
-    "optimizer",
-    "lr_schedule",
-    "compute_dtype",
-    *(name for name in _GRID_NUMBERS if name != "warmup_steps"),
-)
+NAMED_HPARAMS = {
+    "optimizer": OPTIMIZERS,
+    "lr_schedule": LR_SCHEDULES,
+    "compute_dtype": COMPUTE_DTYPES,
+}
+"""The fields of `Grid` whose values are names, and the names each takes."""
+
+_HPARAMS = (*NAMED_HPARAMS, *(name for name in _GRID_NUMBERS if name != "warmup_steps"))
 """The fields of `Grid` that `HParams` checks one value at a time (``warmup_steps`` is
 bounded by ``steps``: `_check_warmups_fit` checks the pairs)."""
 
@@ -256,7 +265,19 @@ an existing bench keeps its files as they are."""
 
 
 def _check_hparam(name: str, value: Any) -> None:
-    """Raises `BenchError` naming ``grid.<name>`` and ``value`` if `HParams` refuses it."""
+    """Raises `BenchError` naming ``grid.<name>`` and ``value`` if `HParams` refuses it; a
+    name not among those it takes, with them and the nearest.
+
+    Examples:
+      >>> _check_hparam("optimizer", "adamm")
+      Traceback (most recent call last):
+      ...
+      phosjax.bench._errors.BenchError: grid.optimizer 'adamm' is not one of adam, adamw, sgd, ...
+    """
+    names = NAMED_HPARAMS.get(name)
+    if names is not None and value not in names:
+        near = did_you_mean([str(value)], names)
+        raise BenchError(f"grid.{name} {value!r} is not one of {', '.join(names)}{near or '.'}")
     try:
         HParams(**{name: value})
     except (TypeError, ValueError) as error:

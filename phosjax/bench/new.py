@@ -31,13 +31,13 @@ from phosjax.bench._cli import (
     entry_point,
     exit_process,
 )
-from phosjax.bench._config import BenchConfig, BenchError, read_yaml
+from phosjax.bench._config import NAMED_HPARAMS, BenchConfig, BenchError, read_yaml
 from phosjax.bench._directory import open_bench
 from phosjax.bench._imports import import_for_bench, planned_models
 from phosjax.bench._plan import check_models
 from phosjax.bench._runner import run
 from phosjax.morph._loop import MorphConfig
-from phosjax.train import COMPUTE_DTYPES, LR_SCHEDULES, OPTIMIZERS, STRATEGIES
+from phosjax.train import STRATEGIES
 
 _OWN = ("config", "dir", "import", "resume", "force", "no_progress")
 
@@ -59,9 +59,7 @@ class _Parser(Parser):
 
 
 _NAMED = {
-    "grid.optimizer": OPTIMIZERS,
-    "grid.lr_schedule": LR_SCHEDULES,
-    "grid.compute_dtype": COMPUTE_DTYPES,
+    **{f"grid.{name}": names for name, names in NAMED_HPARAMS.items()},
     "strategy": ("auto", *STRATEGIES),
 }
 """The options whose values are names, and the names each takes (``--help`` lists them)."""

@@ -105,7 +105,10 @@ def test_a_config_built_directly_checks_its_models_and_grid():
         ("grid: {grad_clip: x}\n", r"grid\.grad_clip must be a number or null, got 'x'"),
         ("grid: {grad_clip: [1, -1.0]}\n", r"grid\.grad_clip=-1\.0: HParams grad_clip must be > 0"),
         ("grid: {label_smoothing: 2.0}\n", r"grid\.label_smoothing=2\.0: .* in \[0, 1\]"),
-        ("grid: {optimizer: adamm}\n", r"grid\.optimizer='adamm': HParams optimizer 'adamm'"),
+        (
+            "grid: {optimizer: adamm}\n",
+            r"grid\.optimizer 'adamm' is not one of adam, adamw, sgd, momentum\. Did you mean",
+        ),
         ("grid: {knobs: {'**/T': abc}}\n", r"grid\.knobs\['\*\*/T'\] must be a number, got 'abc'"),
         ("eval_every: ten\n", r"eval_every must be a whole number >= 0, got 'ten' \(str\)\."),
         ("checkpoint_every: -5\n", r"checkpoint_every must be a whole number >= 0, got -5\."),
