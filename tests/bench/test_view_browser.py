@@ -867,8 +867,10 @@ def test_the_run_panel_lists_the_groups_not_started(tmp_path, page, gone):
         pid = process.pid
     shown = "stopped" if gone else "running"
     groups = "document.getElementById('groups').innerText"
-    done = """[...document.querySelectorAll('.board-row')].map((r) =>
-      r.querySelector('td.stopped, td.running').textContent)"""
+    done = """(() => { const i = [...document.querySelectorAll('#board th')]
+      .findIndex((th) => th.textContent.startsWith('steps done'));
+      return [...document.querySelectorAll('.board-row')].map((r) =>
+        `${r.children[i].textContent}: ${r.children[i].className}`); })()"""
     root = _unstarted_bench(tmp_path / "bench", pid)
     for part in (root / _layout.RESULTS).glob("part-g-mlp-*"):
         part.unlink()  # not started: no rows yet
@@ -879,4 +881,5 @@ def test_the_run_panel_lists_the_groups_not_started(tmp_path, page, gone):
     assert f"4 cells · 150 / 300 steps · {shown} ·" in lines["g-choice"]
     not_started = "stopped" if gone else "not started"
     assert lines["g-mlp"].endswith(f"4 cells · 0 / – steps · {not_started}")  # no strategy yet
-    assert sorted(set(steps_done)) == ["0 / –", "300 / 300"]  # steps done / planned
+    # steps done / planned; amber (running) once started, grey (stopped) once every run is gone
+    assert sorted(set(steps_done)) == ["0 / –: num" + f" {shown}" * gone, f"300 / 300: num {shown}"]

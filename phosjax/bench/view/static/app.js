@@ -371,7 +371,7 @@ function renderBoard() {
         if (unfinished.length && unfinished.every((c) => c._stopped)) {
           td.classList.add("stopped");
           td.title = STOPPED;
-        } else if (unfinished.length) td.classList.add("running");
+        } else if (unfinished.some((c) => c._steps !== null)) td.classList.add("running"); // not: not started
       } else {
         const text = format(column.get(r));
         td.textContent = short(text);
