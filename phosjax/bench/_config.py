@@ -265,14 +265,19 @@ an existing bench keeps its files as they are."""
 
 
 def _check_hparam(name: str, value: Any) -> None:
-    """Raises `BenchError` naming ``grid.<name>`` and ``value`` if `HParams` refuses it; a
-    name not among those it takes, with them and the nearest.
+    """Raises `BenchError` naming ``grid.<name>`` and ``value`` if `HParams` refuses it
+    (its reason, said of ``grid.<name>``); a name not among those it takes, with them and
+    the nearest.
 
     Examples:
       >>> _check_hparam("optimizer", "adamm")
       Traceback (most recent call last):
       ...
       phosjax.bench._errors.BenchError: grid.optimizer 'adamm' is not one of adam, adamw, sgd, ...
+      >>> _check_hparam("momentum", 2.0)
+      Traceback (most recent call last):
+      ...
+      phosjax.bench._errors.BenchError: grid.momentum must lie in [0, 1], got 2.0.
     """
     names = NAMED_HPARAMS.get(name)
     if names is not None and value not in names:
@@ -281,7 +286,10 @@ def _check_hparam(name: str, value: Any) -> None:
     try:
         HParams(**{name: value})
     except (TypeError, ValueError) as error:
-        raise BenchError(f"grid.{name}={value!r}: {error}") from error
+        said = str(error)
+        own = f"HParams {name} "  # its reason, said of the HParams field
+        why = f" {said.removeprefix(own)}" if said.startswith(own) else f"={value!r}: {said}"
+        raise BenchError(f"grid.{name}{why}") from error
 
 
 def _check_warmups_fit(warmups: list[int], steps: list[int]) -> None:
