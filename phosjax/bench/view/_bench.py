@@ -52,8 +52,9 @@ def _not_a_bench_message(directory: pathlib.Path) -> str:
         benches = sorted(p.name for p in directory.iterdir() if _holds_a_run(p))
     except OSError:  # missing or unreadable: nothing to suggest
         benches = []
-    if benches:
-        message += f" Benches inside it: {', '.join(benches)}."
+    if benches:  # one of them, not a new one
+        names = ", ".join(benches)
+        return f"{message} Benches inside it: {names}; pass one: --dir {directory / benches[0]}"
     return message + (
         " Make one with `python -m phosjax.bench.new --config CONFIG.yaml --dir DIR`."
     )
