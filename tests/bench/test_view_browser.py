@@ -556,6 +556,25 @@ def test_the_last_step_label_fits_in_its_plot(tmp_path, page):
     assert all(past <= 0 for _, past in labels), labels
 
 
+def test_the_models_menu_tells_a_models_ids_apart_by_data_set(tmp_path, page):
+    """mlp on two data sets: two model ids (one per input shape), each entry naming its
+    data set (both read "mlp (<id>)"); choice, on one, as ever."""
+    written = write_bench(tmp_path / "two", blurb_json())
+    cells = written.cells.copy()
+    other = (cells.model == "mlp") & (cells.seed == 1)
+    cells.loc[other, ["model_id", "dataset"]] = ["m-mlp-digits", "digits"]
+    cells.to_parquet(written.root / _layout.CELLS)
+    dataset = cells.loc[~other & (cells.model == "mlp"), "dataset"].iloc[0]
+    with serving(written.root) as server:
+        page.open(server.url)
+        entries = page.run("[...document.getElementById('model-select').options].map(o => o.text)")
+    assert sorted(entries) == [
+        "choice (m-choice)",
+        "mlp on digits (m-mlp-digits)",
+        f"mlp on {dataset} (m-mlp)",
+    ]
+
+
 def test_a_flat_curve_smoothed_gets_an_axis(tmp_path, page):
     """A loss of 0.75 at every step, smoothed: the averages differ from it by a rounding
     error alone (0.7500000000000001), and the y axis still gets a few distinct ticks

@@ -873,6 +873,14 @@ function renderSummary() {
   $("summary").replaceChildren(...chips.map((c) => (typeof c === "string" ? el("span", { class: "chip" }, c) : c)));
 }
 
+// A model's entry in the Models menu, `model (model_id)`; where the bench has the model
+// under several ids (one per input shape: a data set each), the data sets of its cells too.
+function modelLabel({ model, model_id }) {
+  const ids = new Set(state.info.models.filter((m) => m.model === model).map((m) => m.model_id));
+  const datasets = [...new Set(state.board.rows.filter((r) => r.model_id === model_id).map((r) => r.dataset))];
+  return ids.size > 1 && datasets.length ? `${model} on ${datasets.join(", ")} (${model_id})` : `${model} (${model_id})`;
+}
+
 function fillSelect(select, options, selected) {
   select.replaceChildren(...options.map(([value, label]) => el("option", { value }, label)));
   if (selected !== undefined) select.value = selected;
@@ -896,7 +904,7 @@ async function main() {
   const metrics = state.board.metrics;
   fillSelect($("curve-metric"), metrics.map((m) => [m, m]), metrics.includes("loss") ? "loss" : metrics[0]);
   fillSelect($("aux-split"), state.splits.map((s) => [s, s]), state.splits.includes("train") ? "train" : state.splits[0]);
-  fillSelect($("model-select"), state.info.models.map((m) => [m.model_id, `${m.model} (${m.model_id})`]));
+  fillSelect($("model-select"), state.info.models.map((m) => [m.model_id, modelLabel(m)]));
   const xs = numericHparams();
   fillSelect($("hp-x"), xs.map((c) => [c, c]), firstHparam(xs));
   const finals = metricColumns(true);
