@@ -13,7 +13,25 @@ import yaml
 
 
 class _Loader(yaml.SafeLoader):
-    """`yaml.SafeLoader` (never runs code) that also reads an exponent without a dot."""
+    """`yaml.SafeLoader` (never runs code) that also reads an exponent without a dot, and
+    refuses a key given twice in one mapping (PyYAML keeps the later silently: a second
+    ``grid:`` block would drop the first)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: list[Any] = []
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<`: merged keys may be replaced
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping",
+                    node.start_mark,
+                    f"found the key {key!r} twice (the second would replace the first)",
+                    key_node.start_mark,
+                )
+            seen.append(key)
+        return super().construct_mapping(node, deep)
 
 
 _Loader.add_implicit_resolver(
@@ -29,5 +47,12 @@ def safe_load(text: str) -> Any:
     Examples:
       >>> safe_load("lr: 1e-3\\nname: 1e-3x\\n")
       {'lr': 0.001, 'name': '1e-3x'}
+      >>> safe_load("grid: {steps: 3}\\ngrid: {batch_size: 8}\\n")
+      Traceback (most recent call last):
+      ...
+      yaml.constructor.ConstructorError: while reading a mapping
+      ...
+      found the key 'grid' twice (the second would replace the first)
+      ...
     """
     return yaml.load(text, Loader=_Loader)

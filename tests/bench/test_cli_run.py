@@ -215,6 +215,18 @@ def test_help_names_the_values_each_named_option_takes(capsys):
         assert f"{option} One of: {names}" in text, option
 
 
+def test_a_key_given_twice_is_refused_naming_it(tmp_path, capsys):
+    """Two grid: blocks: the second replaced the first without a word (its steps lost)."""
+    config, root = tmp_path / "bench.yaml", tmp_path / "bench"
+    config.write_text("models: [mlp]\ngrid:\n  steps: 3\nseeds: 1\ngrid:\n  batch_size: 8\n")
+    assert new_main(["--config", str(config), "--dir", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: config file {str(config)!r} is not valid YAML: "), err
+    assert "found the key 'grid' twice (the second would replace the first)" in err
+    assert "line 5, column 1" in err and "Traceback" not in err  # the second
+    assert not root.exists()
+
+
 def test_a_morph_config_is_refused_saying_which_command_runs_it(tmp_path, capsys):
     """configs/morph_mnist1d.yaml, given to `new`: not "unknown key 'model' ... Did you
     mean 'models'?", which leads on to a bench config's other keys."""
