@@ -49,7 +49,8 @@ def refuse_empty_dir(parser: argparse.ArgumentParser, args: Any) -> Any:
 class ArgParser(argparse.ArgumentParser):
     """An argparse parser whose usage errors are `usage_error`'s line; a misspelt option is
     the error even when a required one is missing (``--dirr x`` for ``--dir x``), as with
-    jsonargparse's, rather than argparse's "the following arguments are required"; an
+    jsonargparse's, rather than argparse's "the following arguments are required" (the
+    help, which that first pass would show with every option optional, skips it); an
     empty ``--dir`` is refused (`refuse_empty_dir`)."""
 
     def error(self, message: str) -> NoReturn:
@@ -57,6 +58,8 @@ class ArgParser(argparse.ArgumentParser):
 
     def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
         args = list(sys.argv[1:] if args is None else args)
+        if {"-h", "--help"} & set(args):  # the help, its usage with the required options
+            return super().parse_args(args, namespace)
         required = [action for action in self._actions if action.required]
         for action in required:  # unrecognized options first
             action.required = False

@@ -50,6 +50,18 @@ def test_a_missing_dir_is_named_as_the_option_to_give(command, capsys):
     )
 
 
+@pytest.mark.parametrize(
+    ("command", "required"), [("view", "--dir DIR"), ("export", "--mlflow URI")]
+)
+def test_help_shows_the_required_options_as_required(command, required, capsys):
+    """argparse's commands: the usage had them in brackets, [--dir DIR], as if optional."""
+    with pytest.raises(SystemExit) as exit_info:
+        _main(command)(["--help"])
+    assert exit_info.value.code == 0
+    usage = " ".join(capsys.readouterr().out.split("\n\n")[0].split())
+    assert f" {required}" in usage and f"[{required}]" not in usage, usage
+
+
 @pytest.fixture
 def user_modules(tmp_path, monkeypatch):
     """A folder on the path with modules that fail as a user's can, none imported yet."""
