@@ -575,6 +575,23 @@ def test_the_models_menu_tells_a_models_ids_apart_by_data_set(tmp_path, page):
     ]
 
 
+def test_a_filter_menu_tells_long_values_apart(tmp_path, page):
+    """Two models' options, alike in their first 36 characters: the menu showed both cut
+    there, the same text twice; now each whole (the closed menu stays narrow)."""
+    written = write_bench(tmp_path / "options", blurb_json())
+    common = '{"dropout": 0.0, "input_kind": null, '
+    options = {"mlp": common + '"pool": "mean"}', "choice": common + '"kernel_size": 3}'}
+    cells = written.cells.assign(options=written.cells.model.map(options))
+    cells.to_parquet(written.root / _layout.CELLS)
+    menu = "document.querySelector('#filters select[data-column=\"options\"]')"
+    with serving(written.root) as server:
+        page.open(server.url)
+        entries = page.run(f"[...{menu}.options].map((o) => o.text)")
+        width = page.run(f"{menu}.getBoundingClientRect().width")
+    assert sorted(entries) == sorted(["all", *options.values()])
+    assert width < 400
+
+
 def test_a_flat_curve_smoothed_gets_an_axis(tmp_path, page):
     """A loss of 0.75 at every step, smoothed: the averages differ from it by a rounding
     error alone (0.7500000000000001), and the y axis still gets a few distinct ticks

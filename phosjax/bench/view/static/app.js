@@ -232,7 +232,8 @@ function renderFilters() {
     const values = [...new Set(state.board.rows.map((r) => JSON.stringify(r[column])))].sort((a, b) => compare(JSON.parse(a), JSON.parse(b)));
     const select = el("select", { "data-column": column, "aria-label": column });
     select.appendChild(el("option", { value: "" }, `all`));
-    for (const v of values) select.appendChild(el("option", { value: v, title: format(JSON.parse(v)) }, short(format(JSON.parse(v)))));
+    // Whole values: shortened, a model's options read alike (the menu is narrow, its list not).
+    for (const v of values) select.appendChild(el("option", { value: v }, format(JSON.parse(v))));
     select.value = state.filters[column] || "";
     select.addEventListener("change", () => { state.filters[column] = select.value; renderAll(); });
     const label = el("label", { class: "filter" }, `${column} `);
