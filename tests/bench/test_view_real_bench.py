@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from phosjax.bench import _layout
+from phosjax.bench._summary import per_group_and_phase
 from tests.bench._viewer_fixtures import get_json, serving
 from tests.bench.runner_tiny import tiny_config
 
@@ -86,7 +87,12 @@ def test_viewer_merges_the_files_of_each_process(two_processes):
         profile = get_json(server, "/api/profile")
         keys = ["group_id", "phase", "seconds"]
         got = [[row[k] for k in keys] for row in profile["phases"]["rows"]]
-        assert got == pd.concat(phases)[keys].to_numpy().tolist()
+        merged = per_group_and_phase(pd.concat(phases, ignore_index=True))  # each process's
+        assert got == merged[keys].to_numpy().tolist()
+        assert {row["group_id"].split(".")[-1] for row in profile["phases"]["rows"]} == {
+            "p0of2",
+            "p1of2",
+        }
         assert len(profile["memory"]["rows"]) > 0
 
 
