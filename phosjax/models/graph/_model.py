@@ -276,7 +276,8 @@ class GraphModel(nn.Module):
           ``{path: value}``, or the `returns` node's value.
 
         Raises:
-          GraphError: an injected value of another shape or dtype (node, both named).
+          GraphError: an injected value of another shape or dtype (node, both named), or
+            ``outputs`` not a str or an iterable of them.
         """
         graph = self._graph
         inject = dict(inject or {})
@@ -284,7 +285,11 @@ class GraphModel(nn.Module):
         tagged, inside = _injected(graph, self.variables.get(INJECTIONS, {}))  # px.inject's
         given = set(inject) | (tagged - inside)
         chosen = self.returns if outputs is None else outputs
-        targets = graph.sinks if chosen is None else graph.select(chosen)
+        targets = (
+            graph.sinks
+            if chosen is None
+            else graph.select(chosen, "outputs" if outputs is not None else "returns")
+        )
         if outputs is None and self.is_initializing():  # all variables, returns or not
             targets = tuple(dict.fromkeys((*graph.sinks, *targets)))
         plan = graph.needed((*targets, *tagged, *inside), given)  # px.inject's reach their tags

@@ -118,6 +118,32 @@ def input_names(inputs: str | Iterable[str], call: str = "node") -> tuple[str, .
     )
 
 
+def as_names(value: str | Iterable[str], what: str, example: str, kind: str = "node") -> list[str]:
+    """``value``, a name or an iterable of names, as a list; or a `GraphError` naming
+    ``what``, the wrong value's type and an ``example`` name of a ``kind``.
+
+    Examples:
+      >>> as_names("logits", "outputs", "logits")
+      ['logits']
+      >>> as_names(3, "outputs", "logits")
+      Traceback (most recent call last):
+      phosjax.models.graph._spec.GraphError: outputs is 3 (of type int), not a node name ...
+    """
+    if not isinstance(value, str | Iterable):
+        raise GraphError(
+            f"{what} is {value!r} (of type {type(value).__name__}), not a {kind} name (a str) "
+            f"or a list of them, such as {example!r} or [{example!r}]."
+        )
+    names = [value] if isinstance(value, str) else list(value)
+    for name in names:
+        if not isinstance(name, str):
+            raise GraphError(
+                f"{what} names {name!r} (of type {type(name).__name__}), but a {kind} is "
+                f"named by a str, such as {example!r}."
+            )
+    return names
+
+
 def listing(paths: Iterable[str]) -> str:
     """``'a', 'b', ...`` for error messages (long lists are cut)."""
     paths = list(paths)
@@ -532,13 +558,15 @@ class Graph:
                     todo.extend(self.inputs_of(path))
         return tuple(p for p in self.order if p in seen)
 
-    def select(self, selectors: str | Iterable[str]) -> tuple[str, ...]:
-        """The nodes that any of ``selectors`` match (see `phosjax.select`), each must match.
+    def select(self, selectors: str | Iterable[str], what: str) -> tuple[str, ...]:
+        """The nodes that any of ``selectors`` (the argument ``what``) match (see
+        `phosjax.select`), each must match.
 
         Raises:
           SelectorError: a selector matches no node (the nearest are listed).
+          GraphError: ``selectors`` are not a str or an iterable of them.
         """
-        selectors = [selectors] if isinstance(selectors, str) else list(selectors)
+        selectors = as_names(selectors, what, self.order[-1])
         paths = (p for s in selectors for p in select(self.order, s, what="node"))
         return tuple(dict.fromkeys(paths))
 
@@ -551,12 +579,7 @@ class Graph:
           Traceback (most recent call last):
           phosjax.models.graph._spec.GraphError: returns names ['h'] (of type list), but a node ...
         """
-        for path in paths:
-            if not isinstance(path, str):
-                raise GraphError(
-                    f"{what} names {path!r} (of type {type(path).__name__}), but a node is "
-                    f"named by a str (its path), such as {self.order[-1]!r}."
-                )
+        for path in as_names(paths, what, self.order[-1]):
             if path not in self.nodes:
                 raise self.missing(path, self.nodes, f"{what} names {path!r}")
 

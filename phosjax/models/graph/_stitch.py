@@ -18,7 +18,7 @@ import optax
 
 from phosjax.core import select
 from phosjax.models.graph._model import GraphModel
-from phosjax.models.graph._spec import SEP, GraphError, listing, node
+from phosjax.models.graph._spec import SEP, GraphError, as_names, listing, node
 from phosjax.models.graph._surgery import (
     Variables,
     _graph,
@@ -269,6 +269,7 @@ def train_only(
     frozen (zero updates), via `optax.multi_transform`.
 
     Raises:
+      GraphError: ``selectors`` are not a str or an iterable of them.
       SelectorError: (at ``init``) a selector matches no parameter.
 
     Examples:
@@ -279,7 +280,7 @@ def train_only(
       >>> updates["adapter"]["kernel"].tolist(), updates["b"]["kernel"].tolist()
       ([-1.0, -1.0], [0.0, 0.0])
     """
-    selectors = [selectors] if isinstance(selectors, str) else list(selectors)
+    selectors = as_names(selectors, "train_only's selectors", "adapter/**", "parameter")
 
     def labels(params: Any) -> Any:
         leaves = jax.tree_util.tree_leaves_with_path(params)

@@ -16,6 +16,7 @@ from phosjax.models.graph._spec import (
     GraphError,
     Input,
     Node,
+    as_names,
     bad_name,
     input_names,
     listing,
@@ -110,7 +111,8 @@ def extract(
       outputs: node selectors; default: the graph's sinks.
 
     Raises:
-      GraphError: an input is not a node, the outputs do not need it, or ``variables``
+      GraphError: an input is not a node, the outputs do not need it, ``inputs`` or
+        ``outputs`` are not a str or an iterable of them, or ``variables``
         are not what ``model.init`` makes (the params alone, None: `check_variables`).
       SelectorError: an output selector matches no node.
 
@@ -125,9 +127,9 @@ def extract(
     """
     graph = _graph(model, "extract's model")
     check_variables(variables, graph.nodes, "extract's variables")
-    inputs = [inputs] if isinstance(inputs, str) else list(inputs)
+    inputs = as_names(inputs, "extract's inputs", graph.order[-1])
     graph.check_nodes(inputs, "extract's inputs")
-    targets = graph.sinks if outputs is None else graph.select(outputs)
+    targets = graph.sinks if outputs is None else graph.select(outputs, "extract's outputs")
     kept = graph.needed(targets, given=inputs)
     unused = [p for p in inputs if p not in kept]
     if unused:

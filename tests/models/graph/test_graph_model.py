@@ -8,11 +8,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import phosjax as px
 from phosjax.core import ArraySpec
-from phosjax.models.graph import GraphError, GraphModel, Input, extract, node
+from phosjax.models.graph import GraphError, GraphModel, Input, extract, node, train_only
 
 
 def residual_graph(calls: list[str] | None = None) -> GraphModel:
@@ -731,3 +732,20 @@ def test_public_names():
         "train_only",
     ]
     assert all(hasattr(graph, name) for name in graph.__all__)
+
+
+def test_outputs_that_are_no_names_are_named(model_and_variables):
+    model, variables, x = model_and_variables
+    # Each failed with a bare TypeError: 'int' object is not iterable.
+    with pytest.raises(
+        GraphError, match=r"^outputs is 3 \(of type int\), not a node name \(a str\) or a list"
+    ):
+        model.apply(variables, x, outputs=3)
+    with pytest.raises(GraphError, match=r"^extract's outputs is 3 \(of type int\), .* such as"):
+        extract(model, variables, outputs=3)
+    with pytest.raises(GraphError, match=r"^extract's inputs is 3 \(of type int\)"):
+        extract(model, variables, inputs=3)
+    with pytest.raises(
+        GraphError, match=r"^train_only's selectors is 3 \(of type int\), not a parameter name"
+    ):
+        train_only(optax.sgd(1.0), 3)
