@@ -302,9 +302,12 @@ def rewire(model: GraphModel, path: str, inputs: str | Iterable[str]) -> GraphMo
             f"rewire gives node {path!r} no inputs; name at least one node. To feed "
             f"{path!r} from outside, cut there with extract(..., inputs=[{path!r}])."
         )
-    absolute = tuple(
-        SEP + resolve(name, (), f"rewire gives node {path!r} the input") for name in names
-    )
+    what = f"rewire gives node {path!r} the input"
+    sources = [resolve(name, (), what) for name in names]
+    for name, source in zip(names, sources, strict=True):
+        if source not in graph.nodes:  # named as written, not as the spec's '/block/ac'
+            raise graph.missing(source, graph.nodes, f"{what} {name!r}")
+    absolute = tuple(SEP + source for source in sources)
     spec = graph.spec()
     old = spec[path]
     passes = isinstance(old, Input) or (old.fn is None and old.combine is None)
