@@ -27,7 +27,7 @@ from phosjax.bench._directory import (
     write_meta,
 )
 from phosjax.bench._imports import import_for_bench, planned_models
-from phosjax.bench._plan import Plan, plan
+from phosjax.bench._plan import Plan, check_models, plan
 from phosjax.bench._profile import MemorySampler, ProfileFiles
 from phosjax.bench._reading import UNREADABLE
 from phosjax.bench._store import (
@@ -501,6 +501,7 @@ def add_models_to(
             entries.append(entry)
             new.append(model if isinstance(model, str) else dict(model))
     if new:
+        check_models(entries)  # an unknown model is named before anything claims to add it
         extended = BenchConfig.from_dict({**config.to_dict(), "models": [*config.models, *new]})
         if progress:
             print(f"adding models {new} to {directory}", file=sys.stderr)

@@ -685,6 +685,13 @@ def test_add_models_command_reads_entries_as_yaml_and_names_a_bad_one(bench, cap
     assert "unknown key 'nam' in a models entry" in capsys.readouterr().err
 
 
+def test_add_models_names_an_unknown_model_without_saying_it_adds_it(bench, capsys):
+    assert add_models_main(["--dir", str(bench[0]), "--models", "nosuch"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'nosuch'" in err
+    assert "adding models" not in err  # printed before the check, once
+
+
 def test_running_again_keeps_the_models_registered_when_the_bench_was_made(bench, toy, tmp_path):
     copy = tmp_path / "b"
     shutil.copytree(bench[0], copy)
