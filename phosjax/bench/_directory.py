@@ -72,9 +72,10 @@ def open_bench(directory: str | os.PathLike) -> tuple[BenchConfig, dict[str, Any
     if not _layout.is_bench(root):
         around = _layout.enclosing_bench(root)
         hint = (
-            "Make one with `python -m phosjax.bench.new --config ... --dir ...`."
-            if around is None
-            else f"It is inside the bench {str(around)!r}: pass that one."
+            f"It is inside the bench {str(around)!r}: pass that one."
+            if around is not None
+            else _layout.benches_inside(root)
+            or "Make one with `python -m phosjax.bench.new --config ... --dir ...`."
         )
         raise BenchError(f"{str(root)!r} is not a bench: {_layout.why_not_a_bench(root)}. {hint}")
     marker = read_bench_json(root / _layout.MARKER)
@@ -171,7 +172,7 @@ def _nothing_to_resume(root: pathlib.Path) -> str:
         return (
             f"--resume: {str(root)!r} holds no bench to resume (no {_layout.MARKER}), and "
             f"holds {', '.join(foreign[:5])}, which no bench run left there; give the --dir "
-            "of a bench."
+            f"of a bench. {_layout.benches_inside(root)}".rstrip()
         )
     return (
         f"--resume: {str(root)!r} holds no bench to resume: it has no {_layout.MARKER} "
@@ -199,8 +200,9 @@ def choose_config(
 
     Raises:
       BenchError: the directory holds another config and neither flag is given; it is
-        not empty and holds no bench; it is a file, lies under a file or is a dangling
-        link; it is new and inside a bench; or ``resume`` without a bench.
+        not empty and holds no bench (the benches in it named, to pass one); it is a
+        file, lies under a file or is a dangling link; it is new and inside a bench; or
+        ``resume`` without a bench.
     """
     root = pathlib.Path(directory)
     if root.exists() and not root.is_dir():
@@ -233,9 +235,15 @@ def choose_config(
             shown = ", ".join(foreign[:5]) + (
                 f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
             )
+            inside = _layout.benches_inside(root)
             raise BenchError(
                 f"{str(root)!r} is not empty and holds no bench ({_layout.MARKER}): it holds "
-                f"{shown}, which no bench run left there; pick a new or empty --dir."
+                f"{shown}, which no bench run left there; "
+                + (
+                    f"{inside} (to continue it), or pick a new or empty --dir for a new bench."
+                    if inside
+                    else "pick a new or empty --dir."
+                )
             )
         if config is None:
             raise BenchError(

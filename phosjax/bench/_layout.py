@@ -43,7 +43,7 @@ continued only with the number of processes it was started with (``bench.json``)
 import os
 import pathlib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 FORMAT = 1
@@ -142,6 +142,31 @@ def enclosing_bench(directory: str | os.PathLike) -> pathlib.Path | None:
       True
     """
     return next((p for p in pathlib.Path(directory).resolve().parents if is_bench(p)), None)
+
+
+def benches_inside(
+    directory: str | os.PathLike, holds: Callable[[pathlib.Path], bool] = is_bench
+) -> str:
+    """For ``directory``, which holds no bench, the folders in it that ``holds`` (default:
+    benches; the viewer also takes morph runs) and how to pass one, for a message; ``""``
+    when there are none (or it cannot be read).
+
+    Examples:
+      >>> import tempfile
+      >>> with tempfile.TemporaryDirectory() as root:
+      ...     _ = (pathlib.Path(root, "b") / MARKER).parent.mkdir()
+      ...     _ = (pathlib.Path(root, "b") / MARKER).write_text("{}")
+      ...     benches_inside(root).replace(root, "ROOT")
+      'Benches inside it: b; pass one: --dir ROOT/b'
+    """
+    try:
+        names = sorted(p.name for p in pathlib.Path(directory).iterdir() if holds(p))
+    except OSError:  # missing or unreadable: nothing to suggest
+        return ""
+    if not names:
+        return ""
+    first = pathlib.Path(directory, names[0])
+    return f"Benches inside it: {', '.join(names)}; pass one: --dir {first}"
 
 
 PROCESS_SUFFIX = r"\.p(\d+)of(\d+)"

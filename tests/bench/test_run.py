@@ -354,6 +354,20 @@ def test_profile_and_add_models_say_why_a_dir_is_not_a_bench(tmp_path, capsys, m
         )
 
 
+def test_a_folder_holding_benches_names_them_as_view_does(bench, toy, capsys):
+    root = bench[0]
+    parent = root.parent  # holds the bench b alone
+    inside = f"Benches inside it: b; pass one: --dir {root}"
+    for main in (add_models_main, profile_main):
+        assert main(["--dir", str(parent)]) == 2
+        assert capsys.readouterr().err.endswith(f"it has no bench.json. {inside}\n")
+    with pytest.raises(BenchError, match=rf"; {re.escape(inside)} \(to continue it\), or pick"):
+        run(tiny_config(), parent, datasets=toy, progress=False)  # as new --dir does
+    with pytest.raises(BenchError, match=rf"give the --dir of a bench\. {re.escape(inside)}$"):
+        choose_config(parent, None, resume=True)
+    assert [p.name for p in parent.iterdir()] == ["b"]
+
+
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [

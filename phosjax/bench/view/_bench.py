@@ -48,13 +48,9 @@ def _not_a_bench_message(directory: pathlib.Path) -> str:
     around = next((p for p in directory.resolve().parents if _holds_a_run(p)), None)
     if around is not None:  # a file or folder of a bench
         return f"{message} It is inside the bench {around}: view that one."
-    try:
-        benches = sorted(p.name for p in directory.iterdir() if _holds_a_run(p))
-    except OSError:  # missing or unreadable: nothing to suggest
-        benches = []
-    if benches:  # one of them, not a new one
-        names = ", ".join(benches)
-        return f"{message} Benches inside it: {names}; pass one: --dir {directory / benches[0]}"
+    inside = _layout.benches_inside(directory, _holds_a_run)
+    if inside:  # one of them, not a new one
+        return f"{message} {inside}"
     return message + (
         " Make one with `python -m phosjax.bench.new --config CONFIG.yaml --dir DIR`."
     )
