@@ -55,8 +55,14 @@ def aux_total(aux: Mapping[str, Any]) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The total of the auxiliary losses one forward pass recorded, and the total per name.
 
     Each call of `aux_loss` recorded one scalar (already scaled by its path weight);
-    they all add up: over modules, over repeated calls, and over the layer axis of a
-    scanned block.
+    they all add up: over modules, over repeated calls, and over every axis a lifted
+    transform stacked them on. That is the layer axis of a scanned block (which adds up
+    like its unrolled layers), and also the member axis of an ensemble made with
+    ``nn.vmap`` (``variable_axes`` listing ``aux_loss``): its total is the sum of its
+    members' totals, as the loss of members trained together is the sum of theirs. Both
+    axes look alike in the collection; for one total per member, map over the member
+    axis: ``jax.vmap(lambda a: aux_total(a)[0])(aux)`` (``aux_loss=0``, as
+    `scan_axes` gives).
 
     Args:
       aux: the ``aux_loss`` collection that ``model.apply(..., mutable=["aux_loss"])``
@@ -69,6 +75,10 @@ def aux_total(aux: Mapping[str, Any]) -> tuple[jax.Array, dict[str, jax.Array]]:
       ...                             "head": {"l1": (jnp.array(0.25),)}})
       >>> float(total), {k: float(v) for k, v in by_name.items()}
       (3.75, {'balance': 3.5, 'l1': 0.25})
+      >>> import jax
+      >>> ensemble = {"members": {"l1": (jnp.array([0.5, 1.0]),)}}  # two members' losses
+      >>> float(aux_total(ensemble)[0]), jax.vmap(lambda a: aux_total(a)[0])(ensemble).tolist()
+      (1.5, [0.5, 1.0])
     """
     by_name: dict[str, jax.Array] = {}
     for path, record in flatten(aux, unwrap=False).items():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import phosjax as px
-from tests.core.models import DEPTH, KINDS, Stack
+from tests.core.models import DEPTH, KINDS, Block, Stack
 
 X = jnp.linspace(-1.0, 1.0, 6).reshape(2, 3)
 
@@ -211,6 +211,37 @@ def test_aux_total_adds_every_layer(kind):
     assert float(total) == pytest.approx(expected, rel=1e-6)
     assert set(by_name) == {"activity"}
     assert len(found) == (1 if kind == "scan" else DEPTH)
+
+
+class _Ensemble(nn.Module):
+    """Three `Block` members made with nn.vmap, their aux losses kept per member."""
+
+    @nn.compact
+    def __call__(self, x):
+        members = nn.vmap(
+            Block,
+            variable_axes=px.scan_axes(params=0),
+            split_rngs={"params": True},
+            in_axes=None,
+            axis_size=3,
+        )
+        return members(name="members")(x)
+
+
+def test_aux_total_of_an_nn_vmap_ensemble_sums_its_members_and_maps_to_one_per_member():
+    variables = _Ensemble().init(jax.random.key(0), X)
+    _, state = _Ensemble().apply(variables, X, mutable=["aux_loss"])
+    each = []
+    for i in range(3):  # each member alone: member i's slice of the variables
+        alone = jax.tree.map(lambda a, i=i: a[i], {k: t["members"] for k, t in variables.items()})
+        _, own = Block().apply(alone, X, mutable=["aux_loss"])
+        each.append(float(px.aux_total(own["aux_loss"])[0]))
+    assert len(set(each)) == 3  # the members differ: the check has teeth
+    total, by_name = px.aux_total(state["aux_loss"])
+    assert float(total) == pytest.approx(sum(each), rel=1e-6)
+    assert float(by_name["activity"]) == pytest.approx(sum(each), rel=1e-6)
+    per_member = jax.vmap(lambda aux: px.aux_total(aux)[0])(state["aux_loss"])
+    np.testing.assert_allclose(per_member, each, rtol=1e-6)
 
 
 def test_note_reaches_blurb_collection_only_when_asked():
