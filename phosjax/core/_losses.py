@@ -8,7 +8,25 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core._paths import SEP, flatten
+from phosjax.core._record import Calls
 from phosjax.core._selectors import select_items
+
+
+def _calls(record: Any) -> list[tuple[Any, int]]:
+    """``(value, lifted axes)`` of each call a record holds; a value outside a `Calls`
+    (a param, `probe`'s output) is one call, its axes all its own."""
+    if isinstance(record, Calls):
+        return [(value, record.lifted_axes(i)) for i, value in enumerate(record)]
+    return [(value, 0) for value in (record if isinstance(record, tuple) else (record,))]
+
+
+def _sum_per_slice(fn: Callable[[Any], jax.Array], value: Any, lifted: int) -> jax.Array:
+    """``fn(value)``; with ``lifted`` leading axes (stacked layers), the sum of ``fn`` of
+    each slice over them, as the unrolled layers would add up."""
+    if not lifted:
+        return fn(value)
+    slices = jax.tree.map(lambda a: a.reshape(-1, *a.shape[lifted:]), value)
+    return jnp.sum(jax.vmap(fn)(slices))
 
 
 def regularize(
@@ -31,6 +49,13 @@ def regularize(
     and a dict's entries as values of their own (select ``"pair/*"``). To give ``fn``
     such a tag whole, pass the collection (or tag a list).
 
+    A value that a lifted transform stacked in a collection (``nn.scan``'s layers, nested
+    scans too, ``nn.vmap``'s members) reaches ``fn`` one slice at a time, and the slices
+    add up: a scanned block regularizes as its unrolled layers do (`tag` records each
+    call's shape, so the collection tells the stacked axes). `probe`'s output holds plain
+    arrays: there ``fn`` gets the whole ``(layers, ...)`` stack. For a scanned model, pass
+    the collection (``model.apply(..., mutable=["intermediates"])``).
+
     Raises:
       SelectorError: a selector matches nothing (the message calls the paths ``what``:
         ``"param"``, ``"tagged value"``...).
@@ -44,8 +69,8 @@ def regularize(
     flat = flatten(nn.meta.unbox(values), unwrap=False)  # boxed params: their arrays
     total = jnp.zeros(())
     for record in select_items(flat, selector, what=what).values():
-        for value in record if isinstance(record, tuple) else (record,):
-            term = fn(value)
+        for value, lifted in _calls(record):
+            term = _sum_per_slice(fn, value, lifted)
             with jax.numpy_dtype_promotion("standard"):  # float32 + bfloat16, even if strict
                 total = total + term
     return total

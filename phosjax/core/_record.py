@@ -7,18 +7,72 @@ from collections.abc import Iterator
 from typing import Any, TypeVar
 
 import flax.linen as nn
+import jax
+import numpy as np
 
 _V = TypeVar("_V")
+
+
+@jax.tree_util.register_pytree_node_class
+class Calls(tuple[Any, ...]):
+    """What `record` keeps at one name: a tuple, one item per call, that also knows the
+    number of axes of each call's leaves as recorded.
+
+    That count is static (the pytree's aux data), so it survives ``jit``, ``nn.scan``
+    and ``nn.vmap`` while the leaves gain the axes those stack the calls on: `lifted_axes`
+    tells a scanned block's ``(layers, ...)`` value from one tagged with that shape.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> calls = add_call(Calls(), jnp.ones((2, 3)))
+      >>> stacked = jax.tree.map(lambda a: jnp.stack([a, a]), calls)  # as nn.scan stacks
+      >>> calls.lifted_axes(0), stacked.lifted_axes(0), stacked == (stacked[0],)
+      (0, 1, True)
+    """
+
+    ndims: tuple[tuple[int, ...], ...]
+
+    def __new__(cls, items: Any = (), ndims: Any = ()) -> "Calls":
+        calls = super().__new__(cls, items)
+        calls.ndims = tuple(ndims)
+        return calls
+
+    def lifted_axes(self, call: int) -> int:
+        """How many leading axes a lifted transform added to ``call``'s value (0 if none).
+
+        The first leaf tells: a transform stacks a whole collection on one axis.
+        """
+        leaves, ndims = jax.tree.leaves(self[call]), self.ndims[call]
+        return max(np.ndim(leaves[0]) - ndims[0], 0) if leaves else 0
+
+    def tree_flatten(self) -> tuple[tuple[Any, ...], tuple[tuple[int, ...], ...]]:
+        return tuple(self), self.ndims
+
+    @classmethod
+    def tree_unflatten(cls, ndims: tuple[tuple[int, ...], ...], items: Any) -> "Calls":
+        return cls(items, ndims)
+
+
+def _ndims(value: Any) -> tuple[int, ...]:
+    return tuple(np.ndim(leaf) for leaf in jax.tree.leaves(value))
+
+
+def add_call(calls: tuple[Any, ...], value: Any) -> Calls:
+    """``calls`` and one more, recording ``value``; ``calls`` may be a plain tuple (a
+    collection passed in as variables), whose values count as recorded as they are."""
+    known = calls.ndims if isinstance(calls, Calls) else tuple(map(_ndims, calls))
+    return Calls((*calls, value), (*known, _ndims(value)))
 
 
 def record(module: nn.Module, collection: str, name: str, value: Any) -> None:
     """Sows ``value`` into ``collection`` when the caller made it mutable; never during init.
 
     Skipping init keeps ``model.init`` from handing back transient collections as state.
+    The collection holds a `Calls` there, a tuple with one item per call.
     """
     if module.is_initializing() or not module.is_mutable_collection(collection):
         return
-    module.sow(collection, name, value)
+    module.sow(collection, name, value, reduce_fn=add_call, init_fn=Calls)
 
 
 @contextlib.contextmanager

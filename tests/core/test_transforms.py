@@ -119,6 +119,21 @@ def test_probe_returns_what_the_forward_pass_computed():
     np.testing.assert_array_equal(out, model.apply(variables, X))
 
 
+def unrolled(variables):
+    """The variables of a plain `Stack` with the scanned one's weights: layer i gets
+    slice i of the scanned params and knobs."""
+
+    def layers(tree):
+        block = tree["blocks"]["Block_0"]
+        return {f"blocks_{i}": jax.tree.map(lambda a, i=i: a[i], block) for i in range(DEPTH)}
+
+    params = variables["params"]
+    return {
+        "params": {"stem": params["stem"], "head": params["head"], **layers(params)},
+        "knobs": layers(variables["knobs"]),
+    }
+
+
 def test_probe_under_scan_stacks_layers():
     variables = init("scan")
     temperatures = jnp.array([0.5, 1.0, 2.0])  # distinct per layer: a mixed-up slice shows
@@ -126,23 +141,65 @@ def test_probe_under_scan_stacks_layers():
     out, scanned = px.probe(Stack("scan"), variables, X, "**/pre_act")
     stacked = scanned["blocks/Block_0/pre_act"]
     assert stacked.shape == (DEPTH, 2, WIDTH)
-    # the same weights as a plain stack: layer i gets slice i of the scanned params
-    params = variables["params"]
-    layer = lambda i: jax.tree.map(lambda a: a[i], params["blocks"]["Block_0"])
-    plain = {
-        "params": {
-            "stem": params["stem"],
-            "head": params["head"],
-            **{f"blocks_{i}": layer(i) for i in range(DEPTH)},
-        },
-        "knobs": {f"blocks_{i}": {"T": temperatures[i]} for i in range(DEPTH)},
-    }
+    plain = unrolled(variables)
     plain_out, found = px.probe(Stack("plain"), plain, X, "**/pre_act")
     assert list(found) == [f"blocks_{i}/pre_act" for i in range(DEPTH)]
     for i in range(DEPTH):
         np.testing.assert_allclose(stacked[i], found[f"blocks_{i}/pre_act"], rtol=1e-6, atol=1e-7)
     assert not np.allclose(stacked[0], stacked[1])  # layers differ: the check has teeth
     np.testing.assert_allclose(out, plain_out, rtol=1e-6, atol=1e-7)
+
+
+def regularized(kind, params, variables, fn):
+    """`regularize` over the ``pre_act`` values a `Stack` records in ``intermediates``."""
+    _, state = Stack(kind).apply({**variables, "params": params}, X, mutable=["intermediates"])
+    return px.regularize(state["intermediates"], "**/pre_act", fn)
+
+
+@pytest.mark.parametrize(
+    "fn", [lambda h: jnp.mean(jnp.abs(h)), lambda h: jnp.sqrt(jnp.sum(h**2))], ids=["l1", "norm"]
+)
+def test_regularize_under_scan_adds_up_each_layer_as_the_unrolled_stack_does(fn):
+    scanned = init("scan")
+    plain = unrolled(scanned)
+    value, grads = jax.value_and_grad(regularized, 1)("scan", scanned["params"], scanned, fn)
+    plain_value, plain_grads = jax.value_and_grad(regularized, 1)(
+        "plain", plain["params"], plain, fn
+    )
+    assert float(value) == pytest.approx(float(plain_value), rel=1e-6)
+    as_plain = unrolled({**scanned, "params": grads})["params"]
+    assert_trees_close(as_plain, plain_grads, rtol=1e-5, atol=1e-7)
+    assert float(jnp.abs(grads["blocks"]["Block_0"]["dense"]["kernel"]).min()) > 0  # every layer
+
+
+class _ScanOfScans(nn.Module):
+    """Two scanned groups of three scanned blocks: the values stack on two layer axes."""
+
+    @nn.compact
+    def __call__(self, x):
+        inner = nn.scan(
+            ScanBlock, variable_axes=px.scan_axes(params=0), length=3, split_rngs={"params": True}
+        )
+        outer = nn.scan(
+            lambda parent, x, _: (inner(parent=parent)(x, None)[0], None),
+            variable_axes=px.scan_axes(params=0),
+            length=2,
+            split_rngs={"params": True},
+        )
+        return outer(self, x, None)[0]
+
+
+def test_regularize_under_nested_scans_adds_up_each_layer():
+    model, x = _ScanOfScans(), jnp.ones((2, WIDTH))
+    variables = model.init(jax.random.key(0), x)
+    _, state = model.apply(variables, x, mutable=["intermediates"])
+    [stacked] = px.probe(model, variables, x, "**/pre_act")[1].values()
+    assert stacked.shape == (2, 3, 2, WIDTH)
+    norm = lambda h: jnp.sqrt(jnp.sum(h**2))
+    expected = sum(float(norm(stacked[i, j])) for i in range(2) for j in range(3))
+    assert float(px.regularize(state["intermediates"], "**/pre_act", norm)) == pytest.approx(
+        expected, rel=1e-6
+    )
 
 
 def test_probe_unknown_selector_lists_tags():
