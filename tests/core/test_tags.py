@@ -228,20 +228,27 @@ class _Ensemble(nn.Module):
         return members(name="members")(x)
 
 
-def test_aux_total_of_an_nn_vmap_ensemble_sums_its_members_and_maps_to_one_per_member():
+def test_an_nn_vmap_ensemble_s_aux_total_and_regularize_sum_its_members():
+    """aux_total and regularize add up the members, each as the member alone would; one
+    total per member is jax.vmap(aux_total)."""
     variables = _Ensemble().init(jax.random.key(0), X)
-    _, state = _Ensemble().apply(variables, X, mutable=["aux_loss"])
-    each = []
+    collections = ["aux_loss", "intermediates"]
+    _, state = _Ensemble().apply(variables, X, mutable=collections)
+    norm = lambda h: jnp.sqrt(jnp.sum(h**2))
+    each, each_norm = [], []
     for i in range(3):  # each member alone: member i's slice of the variables
         alone = jax.tree.map(lambda a, i=i: a[i], {k: t["members"] for k, t in variables.items()})
-        _, own = Block().apply(alone, X, mutable=["aux_loss"])
+        _, own = Block().apply(alone, X, mutable=collections)
         each.append(float(px.aux_total(own["aux_loss"])[0]))
+        each_norm.append(float(px.regularize(own["intermediates"], "pre_act", norm)))
     assert len(set(each)) == 3  # the members differ: the check has teeth
     total, by_name = px.aux_total(state["aux_loss"])
     assert float(total) == pytest.approx(sum(each), rel=1e-6)
     assert float(by_name["activity"]) == pytest.approx(sum(each), rel=1e-6)
     per_member = jax.vmap(lambda aux: px.aux_total(aux)[0])(state["aux_loss"])
     np.testing.assert_allclose(per_member, each, rtol=1e-6)
+    penalty = px.regularize(state["intermediates"], "**/pre_act", norm)
+    assert float(penalty) == pytest.approx(sum(each_norm), rel=1e-6)
 
 
 def test_note_reaches_blurb_collection_only_when_asked():
