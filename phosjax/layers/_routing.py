@@ -1,5 +1,6 @@
 """Routing layers: a mixture of experts with top-k routing and a load-balancing loss."""
 
+import numbers
 from typing import Any
 
 import flax.linen as nn
@@ -32,8 +33,8 @@ class MixtureOfExperts(nn.Module):
     (``(num_experts,)``, sums to 1) and ``balance`` (the unweighted loss).
 
     Attributes:
-      num_experts: how many experts.
-      top_k: how many experts each token uses (``1 <= top_k <= num_experts``).
+      num_experts: how many experts (an int >= 1).
+      top_k: how many experts each token uses (an int, ``1 <= top_k <= num_experts``).
       hidden_features: the experts' hidden width (``None``: twice the input width).
       dtype: the computation dtype of the experts (``None``: the input's).
       features: the output width (``None``: the input's).
@@ -59,15 +60,20 @@ class MixtureOfExperts(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        if not 1 <= self.top_k <= self.num_experts:
+        experts = checked_size(self, "num_experts")
+        top_k = self.top_k
+        if (
+            not isinstance(top_k, numbers.Integral)
+            or isinstance(top_k, bool)
+            or not 1 <= top_k <= experts
+        ):
             raise ValueError(
-                f"MixtureOfExperts top_k must be in [1, num_experts={self.num_experts}], "
-                f"got {self.top_k}."
+                f"MixtureOfExperts top_k must be an int in [1, num_experts={experts}], "
+                f"got {top_k!r}."
             )
         width = x.shape[-1]
         features = checked_size(self, "features", width)
         hidden = checked_size(self, "hidden_features", 2 * width)
-        experts = self.num_experts
         dtype = compute_dtype(self.dtype, x)
 
         router = nn.Dense(experts, dtype=jnp.float32, param_dtype=self.param_dtype, name="router")

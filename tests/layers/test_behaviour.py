@@ -463,11 +463,28 @@ class Pair(nn.Module):
             (2, 3),
             r"embedding_features must be an int >= 1, got 0",
         ),
-        (L.MixtureOfExperts(num_experts=2, top_k=3), (2, 4), r"top_k must be in \[1"),
+        (
+            L.MixtureOfExperts(num_experts=2, top_k=3),
+            (2, 4),
+            r"top_k must be an int in \[1, num_experts=2\], got 3",
+        ),
         (
             L.MixtureOfExperts(num_experts=2, top_k=0),
             (2, 4),
-            r"top_k must be in \[1, num_experts=2\], got 0",
+            r"top_k must be an int in \[1, num_experts=2\], got 0",
+        ),
+        *(
+            (
+                L.MixtureOfExperts(num_experts=n),
+                (2, 4),
+                rf"num_experts must be an int >= 1, got {n}",
+            )
+            for n in (0, -2, 2.0)
+        ),
+        (
+            L.MixtureOfExperts(top_k=1.5),
+            (2, 4),
+            r"top_k must be an int in \[1, num_experts=4\], got 1\.5",
         ),
         (L.DropPath(1.0), (2, 3), r"rate must be in \[0, 1\)"),
         *(
