@@ -45,7 +45,8 @@ class FourierFeatures(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        shape, init = (x.shape[-1], self.num_frequencies), nn.initializers.normal(1.0)
+        shape = (x.shape[-1], checked_size(self, "num_frequencies"))
+        init = nn.initializers.normal(1.0)
         if self.trainable:
             frequencies = self.param("frequencies", init, shape, self.param_dtype)
         else:
@@ -134,7 +135,7 @@ class LipschitzDense(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        shape = (x.shape[-1], self.features)
+        shape = (x.shape[-1], checked_size(self, "features"))
         kernel = self.param("kernel", nn.initializers.lecun_normal(), shape, self.param_dtype)
         bound = knob(self, "bound", 1.0, doc="upper bound on the Lipschitz constant")
         singular_values = jnp.linalg.svd(kernel.astype(jnp.float32), compute_uv=False)

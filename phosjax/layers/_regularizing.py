@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core import aux_loss, knob, tag
-from phosjax.layers._common import compute_dtype
+from phosjax.layers._common import checked_size, compute_dtype
 
 
 class DropPath(nn.Module):
@@ -117,7 +117,7 @@ class OrthogonalDense(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         fan_in = x.shape[-1]
-        shape = (fan_in, self.features)
+        shape = (fan_in, checked_size(self, "features"))
         kernel = self.param("kernel", _orthogonal, shape, self.param_dtype)
         wide = kernel.astype(jnp.float32)  # the penalty in float32 whatever the storage
         gram = wide.T @ wide if self.features <= fan_in else wide @ wide.T

@@ -486,6 +486,15 @@ class Pair(nn.Module):
             (2, 4),
             r"top_k must be an int in \[1, num_experts=4\], got 1\.5",
         ),
+        *(
+            (layer(size), (2, 3), rf"{layer.__name__} {name} must be an int >= 1, got {size}")
+            for layer, name in [
+                (L.LipschitzDense, "features"),
+                (L.OrthogonalDense, "features"),
+                (L.FourierFeatures, "num_frequencies"),
+            ]
+            for size in (0, -1)
+        ),
         (L.DropPath(1.0), (2, 3), r"rate must be in \[0, 1\)"),
         *(
             (
