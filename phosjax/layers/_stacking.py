@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax
 
 from phosjax.core import scan_axes
-from phosjax.layers._common import call_block, check_shape
+from phosjax.layers._common import call_block, check_shape, checked_size
 
 
 class Sequence(nn.Module):
@@ -55,7 +55,8 @@ class Repeat(nn.Module):
     Attributes:
       block: maps ``x`` to an output of the same shape (anything else is an error); the
         output is cast to ``x``'s dtype.
-      num_layers: how many times to apply it, each time with its own parameters.
+      num_layers: how many times to apply it (an int >= 1), each time with its own
+        parameters.
 
     Examples:
       >>> import flax.linen as nn, jax, jax.numpy as jnp, phosjax as px
@@ -73,8 +74,7 @@ class Repeat(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        if self.num_layers < 1:
-            raise ValueError(f"Repeat needs num_layers >= 1, got {self.num_layers}.")
+        num_layers = checked_size(self, "num_layers")
 
         def body(block: nn.Module, carry: jax.Array, _: None) -> tuple[jax.Array, None]:
             y = call_block(block, carry, train)
@@ -85,7 +85,7 @@ class Repeat(nn.Module):
             body,
             variable_axes=scan_axes(params=0, batch_stats=0),
             split_rngs={"params": True, "dropout": True},
-            length=self.num_layers,
+            length=num_layers,
         )
         x, _ = scanned(self.block, x, None)
         return x

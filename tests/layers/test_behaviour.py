@@ -517,7 +517,14 @@ class Pair(nn.Module):
             (3, 4),
             r"Choice's branch 1 must return branch 0's shape \(3, 4\), but returned \(3, 1\)",
         ),
-        (L.Repeat(L.GLU(), num_layers=0), (2, 3), "num_layers >= 1"),
+        *(
+            (
+                L.Repeat(L.GLU(), num_layers=n),
+                (2, 3),
+                rf"Repeat num_layers must be an int >= 1, got {n}",
+            )
+            for n in (0, 2.5)
+        ),
         (
             L.Repeat(nn.Dense(5), num_layers=2),
             (2, 4),
