@@ -126,6 +126,7 @@ class LayerScale(nn.Module):
 
     Put it at the end of a residual branch so that a deep stack starts close to the
     identity (Touvron et al., CaiT, arXiv 2103.17239). Tags ``scaled`` (the output).
+    The output has the input's dtype; an integer input is scaled in float32.
 
     Attributes:
       init_value: the initial scale of every channel.
@@ -147,4 +148,4 @@ class LayerScale(nn.Module):
         scale = self.param(
             "scale", nn.initializers.constant(self.init_value), x.shape[-1:], self.param_dtype
         )
-        return tag(self, "scaled", x * scale.astype(x.dtype))
+        return tag(self, "scaled", x * scale.astype(compute_dtype(None, x)))

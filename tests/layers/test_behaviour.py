@@ -324,6 +324,13 @@ def test_integer_inputs_are_computed_in_float32_and_a_set_dtype_wins(key):
     assert L.LipschitzDense(3, dtype=jnp.bfloat16).apply(variables, x).dtype == jnp.bfloat16
 
 
+def test_layer_scale_scales_an_integer_input_in_float32(key):
+    layer, x = L.LayerScale(0.5), jnp.arange(4, dtype=jnp.int32).reshape(2, 2)
+    out = layer.apply(layer.init(key, x), x)
+    assert out.dtype == jnp.float32
+    np.testing.assert_array_equal(out, [[0.0, 0.5], [1.0, 1.5]])
+
+
 def test_repeat_equals_the_block_applied_layer_by_layer(key):
     block = L.ReZero(L.SwiGLU())
     layer = L.Repeat(block, num_layers=3)
