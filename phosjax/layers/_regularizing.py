@@ -21,7 +21,8 @@ class DropPath(nn.Module):
     ``train=False`` the layer is the identity. Apply it to a residual branch's output
     (Huang et al., arXiv 1603.09382). Draws from the rng stream ``"dropout"`` (not at
     ``rate=0``). Tags ``keep_mask`` (booleans of shape ``(B,)``) in training, all true at
-    ``rate=0``, so a probe works over a sweep of rates.
+    ``rate=0``, so a probe works over a sweep of rates. In training the input needs its
+    batch axis first, ``(B, ...)``; a scalar is an error.
 
     Attributes:
       rate: the probability of dropping an example, in ``[0, 1)``.
@@ -45,6 +46,10 @@ class DropPath(nn.Module):
             raise ValueError(f"DropPath rate must be in [0, 1), got {self.rate}.")
         if not train:
             return x
+        if x.ndim < 1:
+            raise ValueError(
+                f"DropPath needs a batch axis in training: input shape (B, ...), got {x.shape}."
+            )
         if self.rate == 0.0:  # keeps every example, drawing nothing
             tag(self, "keep_mask", jnp.ones(x.shape[:1], bool))
             return x

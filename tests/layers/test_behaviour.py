@@ -154,6 +154,14 @@ def test_drop_path_identity_in_eval_and_drops_whole_examples_in_training(key):
     np.testing.assert_allclose(out[kept], x[kept] / 0.7, rtol=1e-6)
 
 
+@pytest.mark.parametrize("rate", [0.0, 0.5])
+def test_drop_path_needs_a_batch_axis_in_training_only(rate, key):
+    layer, x = L.DropPath(rate), jnp.ones(())
+    assert layer.apply({}, x) == x
+    with pytest.raises(ValueError, match=r"DropPath needs a batch axis .*\(B, \.\.\.\), got \(\)"):
+        layer.apply({}, x, train=True, rngs={"dropout": key})
+
+
 def test_drop_path_tags_its_keep_mask_in_training_at_every_rate(key):
     x = jax.random.normal(key, (6, 3))
     rngs = {"dropout": jax.random.key(1)}
