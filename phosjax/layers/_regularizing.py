@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core import aux_loss, knob, tag
-from phosjax.layers._common import checked_size, compute_dtype
+from phosjax.layers._common import checked_rate, checked_size, compute_dtype
 
 
 class DropPath(nn.Module):
@@ -42,18 +42,17 @@ class DropPath(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        if not 0.0 <= self.rate < 1.0:
-            raise ValueError(f"DropPath rate must be in [0, 1), got {self.rate}.")
+        rate = checked_rate(self, "rate")
         if not train:
             return x
         if x.ndim < 1:
             raise ValueError(
                 f"DropPath needs a batch axis in training: input shape (B, ...), got {x.shape}."
             )
-        if self.rate == 0.0:  # keeps every example, drawing nothing
+        if rate == 0.0:  # keeps every example, drawing nothing
             tag(self, "keep_mask", jnp.ones(x.shape[:1], bool))
             return x
-        keep_rate = 1.0 - self.rate
+        keep_rate = 1.0 - rate
         shape = (x.shape[0],) + (1,) * (x.ndim - 1)
         keep = jax.random.bernoulli(self.make_rng("dropout"), keep_rate, shape)
         tag(self, "keep_mask", keep.reshape(x.shape[:1]))

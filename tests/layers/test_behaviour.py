@@ -510,7 +510,10 @@ class Pair(nn.Module):
             ]
             for size in (0, -1)
         ),
-        (L.DropPath(1.0), (2, 3), r"rate must be in \[0, 1\)"),
+        *(
+            (L.DropPath(rate), (2, 3), rf"DropPath rate must be a number in \[0, 1\), got {rate!r}")
+            for rate in (1.0, -0.1, "0.5", True)
+        ),
         *(
             (
                 layer(2, dropout_rate=rate),
