@@ -122,12 +122,12 @@ class TransformerBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        features = x.shape[-1]
+        features, num_heads = x.shape[-1], checked_size(self, "num_heads")
         dtype = compute_dtype(self.dtype, x)
         dropout = nn.Dropout(checked_rate(self, "dropout_rate"), deterministic=not train)
         h = nn.LayerNorm(dtype=dtype, param_dtype=self.param_dtype, name="attention_norm")(x)
         h = MultiHeadSelfAttention(
-            self.num_heads,
+            num_heads,
             self.causal,
             self.dropout_rate,
             dtype,

@@ -434,7 +434,14 @@ class Pair(nn.Module):
     [
         (L.Choice([]), (2, 3), "at least one branch"),
         (L.MultiHeadSelfAttention(num_heads=3), (2, 5, 4), "width 4 must be divisible"),
-        (L.TransformerBlock(num_heads=0), (2, 5, 4), r"num_heads must be an int >= 1, got 0"),
+        *(
+            (
+                L.TransformerBlock(num_heads=n),
+                (2, 5, 4),
+                rf"TransformerBlock num_heads must be an int >= 1, got {n}",
+            )
+            for n in (0, -2)
+        ),
         (
             L.MultiHeadSelfAttention(num_heads=-2),
             (2, 5, 4),
