@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax
 
 from phosjax.core import scan_axes
-from phosjax.layers._common import call_block, check_shape, checked_size
+from phosjax.layers._common import call_block, check_shape, checked_size, compute_dtype
 
 
 class Sequence(nn.Module):
@@ -50,11 +50,11 @@ class Repeat(nn.Module):
     statistics) get a leading layer axis of size ``num_layers``; so do the values it tags,
     its auxiliary losses and path weights (``variable_axes=scan_axes(params=0, ...)``),
     so probing returns one value per layer stacked on axis 0. The output keeps the
-    input's dtype (the scan carry).
+    input's dtype (the scan carry); an integer input is carried in float32.
 
     Attributes:
       block: maps ``x`` to an output of the same shape (anything else is an error); the
-        output is cast to ``x``'s dtype.
+        output is cast to the carry's dtype.
       num_layers: how many times to apply it (an int >= 1), each time with its own
         parameters.
 
@@ -87,5 +87,5 @@ class Repeat(nn.Module):
             split_rngs={"params": True, "dropout": True},
             length=num_layers,
         )
-        x, _ = scanned(self.block, x, None)
+        x, _ = scanned(self.block, x.astype(compute_dtype(None, x)), None)
         return x

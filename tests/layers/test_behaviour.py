@@ -356,6 +356,13 @@ def test_repeat_equals_the_block_applied_layer_by_layer(key):
     np.testing.assert_allclose(out, h, rtol=1e-5, atol=1e-6)
 
 
+def test_repeat_carries_an_integer_input_in_float32(key):
+    layer, x = L.Repeat(L.LayerScale(0.5), num_layers=2), jnp.arange(4).reshape(2, 2)
+    out = layer.apply(layer.init(key, x), x)
+    assert out.dtype == jnp.float32
+    np.testing.assert_array_equal(out, [[0.0, 0.25], [0.5, 0.75]])
+
+
 def test_repeat_keeps_one_knob_per_layer_and_tweak_reaches_them(key):
     layer = L.Repeat(L.Choice([nn.Dense(4), L.GLU()]), num_layers=3)
     x = jax.random.normal(key, (2, 4))
