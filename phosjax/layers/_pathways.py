@@ -13,12 +13,15 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core import knob, path_weight, tag
-from phosjax.layers._common import call_block, check_shape, returned
+from phosjax.layers._common import call_block, check_shape, compute_dtype, returned
 
 
 def _per_example(weight: jax.Array, like: jax.Array) -> jax.Array:
-    """``weight`` (scalar or ``(B,)``) cast to ``like``'s dtype and broadcastable to it."""
-    return weight.astype(like.dtype).reshape(weight.shape + (1,) * (like.ndim - weight.ndim))
+    """``weight`` (scalar or ``(B,)``) cast to ``like``'s dtype (float32 for an integer
+    one) and broadcastable to it."""
+    return weight.astype(compute_dtype(None, like)).reshape(
+        weight.shape + (1,) * (like.ndim - weight.ndim)
+    )
 
 
 class Choice(nn.Module):
@@ -32,7 +35,7 @@ class Choice(nn.Module):
     ``i`` runs inside ``path_weight(self, "branch_i", w_i)``.
 
     Tags ``weights`` (``(num_branches,)``, or ``(B, num_branches)`` per example).
-    The output has the dtype of the branch outputs.
+    The output has the dtype of the branch outputs (float32 for integer ones).
 
     Attributes:
       branches: the candidate blocks; each maps ``x`` to outputs of one common shape
@@ -126,7 +129,7 @@ class GatedSkip(nn.Module):
         with path_weight(self, "block_weight", gate):
             y = call_block(self.block, x, train)
         check_shape(y, x.shape, "GatedSkip's block must keep the input shape")
-        gate = gate.astype(y.dtype)
+        gate = gate.astype(compute_dtype(None, y))
         return (1 - gate) * x + gate * y
 
 
@@ -207,4 +210,4 @@ class ReZero(nn.Module):
         alpha = self.param("alpha", nn.initializers.zeros, (), self.param_dtype)
         y = call_block(self.block, x, train)
         check_shape(y, x.shape, "ReZero's block must keep the input shape")
-        return x + tag(self, "residual", alpha.astype(y.dtype) * y)
+        return x + tag(self, "residual", alpha.astype(compute_dtype(None, y)) * y)

@@ -238,6 +238,20 @@ def test_attention_entropy_gradients_are_finite_and_match_finite_differences(cau
     np.testing.assert_allclose(sum(jnp.vdot(g, d) for g, d in pairs), numeric, rtol=2e-3)
 
 
+@pytest.mark.parametrize(
+    ("layer", "params", "expected"),
+    [
+        (L.Choice([jnp.abs, jnp.abs]), {"gate_logits": jnp.zeros(2)}, [[0.0, 1.0], [2.0, 3.0]]),
+        (L.GatedSkip(jnp.negative), {"gate_logit": jnp.array(0.0)}, [[0.0, 0.0], [0.0, 0.0]]),
+        (L.ReZero(jnp.negative), {"alpha": jnp.array(0.5)}, [[0.0, 0.5], [1.0, 1.5]]),
+    ],
+)
+def test_an_integer_branch_output_is_weighted_in_float32(layer, params, expected):
+    """Not by its weight cast to an integer (0 for a weight in (0, 1))."""
+    x = jnp.arange(4).reshape(2, 2)
+    np.testing.assert_array_equal(layer.apply({"params": params}, x), expected)
+
+
 def test_rezero_is_identity_at_init(key):
     x = jax.random.normal(key, (2, 3))
     layer = L.ReZero(L.SwiGLU())
