@@ -27,26 +27,21 @@ def test_a_misspelt_option_is_the_error_with_the_nearest_option(command, tmp_pat
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_an_empty_dir_is_refused_as_empty(command, capsys):
-    args = ["--dir", ""] + (["--mlflow", "x"] if command == "export" else [])
+@pytest.mark.parametrize(
+    ("dir_args", "said"),
+    [
+        (["--dir", ""], "--dir is empty; give the bench directory, e.g. --dir runs/NAME"),
+        ([], "the following arguments are required: --dir"),  # the option, not the key 'dir'
+    ],
+    ids=["empty", "missing"],
+)
+def test_an_empty_or_missing_dir_is_one_line_naming_the_option(command, dir_args, said, capsys):
+    args = dir_args + (["--mlflow", "x"] if command == "export" else [])
     with pytest.raises(SystemExit) as exit_info:
         _main(command)(args)
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == (
-        "error: --dir is empty; give the bench directory, e.g. --dir runs/NAME; "
-        f"python -m phosjax.bench.{command} --help lists the options.\n"
-    )
-
-
-@pytest.mark.parametrize("command", COMMANDS)
-def test_a_missing_dir_is_named_as_the_option_to_give(command, capsys):
-    args = ["--mlflow", "x"] if command == "export" else []
-    with pytest.raises(SystemExit) as exit_info:
-        _main(command)(args)
-    assert exit_info.value.code == 2
-    assert capsys.readouterr().err == (
-        "error: the following arguments are required: --dir; "
-        f"python -m phosjax.bench.{command} --help lists the options.\n"
+        f"error: {said}; python -m phosjax.bench.{command} --help lists the options.\n"
     )
 
 
