@@ -21,9 +21,9 @@ from typing import Any, TypeVar
 import jax
 import numpy as np
 import yaml
-from jax.experimental import multihost_utils
 
 from phosjax._aside import aside_path
+from phosjax._hosts import gather_rows
 from phosjax.bench import _layout
 from phosjax.bench._config import BenchConfig, BenchError, read_yaml
 from phosjax.bench._env import environment
@@ -452,7 +452,7 @@ def gather(value: str) -> list[str]:
         raise ValueError(f"gather: {len(encoded)} bytes, at most {_AGREED_BYTES}: {value!r}.")
     buffer = np.zeros(_AGREED_BYTES + 1, np.uint8)  # one zero byte ends every value
     buffer[: len(encoded)] = np.frombuffer(encoded, np.uint8)
-    rows = np.asarray(multihost_utils.process_allgather(buffer))
+    rows = gather_rows(buffer)
     return [bytes(row).split(b"\0", 1)[0].decode() for row in rows]
 
 

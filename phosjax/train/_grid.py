@@ -8,8 +8,8 @@ from typing import Any
 import jax
 import numpy as np
 import pandas as pd
-from jax.experimental import multihost_utils
 
+from phosjax._hosts import barrier
 from phosjax.train._config import Cell
 from phosjax.train._group import Group, plan_groups
 from phosjax.train._run import Chunk, GroupRun, check_strategy, local_devices, run_group
@@ -277,7 +277,7 @@ def train_grid(
         # reach jax.distributed's shutdown barrier early, which aborts every process once it
         # times out (300 s by default)
         if process is None and jax.process_count() > 1:
-            multihost_utils.sync_global_devices("train_grid")
+            barrier("train_grid")
     if not groups:  # more processes than cells
         return GridResult((), *_frames_without_rows(), (), (), ())
     final = pd.concat(finals, ignore_index=True).sort_values("cell", ignore_index=True)
