@@ -129,8 +129,11 @@ def why_not_a_bench(directory: str | os.PathLike) -> str:
     return f"it has no {MARKER}"
 
 
-def enclosing_bench(directory: str | os.PathLike) -> pathlib.Path | None:
-    """The bench that ``directory`` lies inside (at any depth; resolved), or None. A run
+def enclosing_bench(
+    directory: str | os.PathLike, holds: Callable[[pathlib.Path], bool] = is_bench
+) -> pathlib.Path | None:
+    """The bench (or, with ``holds``, the folder that ``holds`` accepts: the viewer also
+    takes morph runs) that ``directory`` lies inside (at any depth; resolved), or None. A run
     written there would mix its files into that bench's: ``pandas.read_parquet`` of its
     ``results`` reads every Parquet file below it.
 
@@ -141,7 +144,7 @@ def enclosing_bench(directory: str | os.PathLike) -> pathlib.Path | None:
       ...     enclosing_bench(f"{root}/results/new") == pathlib.Path(root).resolve()
       True
     """
-    return next((p for p in pathlib.Path(directory).resolve().parents if is_bench(p)), None)
+    return next((p for p in pathlib.Path(directory).resolve().parents if holds(p)), None)
 
 
 def benches_inside(

@@ -45,7 +45,7 @@ def _holds_a_run(directory: pathlib.Path) -> bool:
 
 def _not_a_bench_message(directory: pathlib.Path) -> str:
     message = f"{directory} is not a bench: {_layout.why_not_a_bench(directory)}."
-    around = next((p for p in directory.resolve().parents if _holds_a_run(p)), None)
+    around = _layout.enclosing_bench(directory, _holds_a_run)
     if around is not None:  # a file or folder of a bench
         return f"{message} It is inside the bench {around}: view that one."
     inside = _layout.benches_inside(directory, _holds_a_run)
