@@ -63,8 +63,27 @@ def default_adapter(shape_a: tuple[int, ...], shape_b: tuple[int, ...]) -> nn.Mo
     return nn.Conv(shape_b[-1], (1,) * (len(shape_a) - 2))
 
 
-def _activation(model: GraphModel, variables: Variables, layer: str, x: Any) -> jax.Array:
-    out: Any = model.apply(variables, x, outputs=[layer])  # Any: apply's type is a union
+def _activation(
+    model: GraphModel, variables: Variables, layer: str, x: Any, side: str
+) -> jax.Array:
+    """What ``model``, stitch's ``side`` (``"a"`` or ``"b"``), computes at ``layer`` on
+    ``x``; an error says which model ``x`` was fed to (a `GraphError` in its message, any
+    other in a note, its type kept).
+
+    Examples:
+      >>> from phosjax.models.graph import Input
+      >>> two = GraphModel({"x": Input(), "y": Input(), "s": node(inputs=("x", "y"), combine=max)})
+      >>> _activation(two, {}, "s", jnp.ones(2), "b")
+      Traceback (most recent call last):
+      phosjax.models.graph._spec.GraphError: stitch's x, fed to b (up to its 's'): The graph ...
+    """
+    try:
+        out: Any = model.apply(variables, x, outputs=[layer])  # Any: apply's type is a union
+    except GraphError as error:
+        raise GraphError(f"stitch's x, fed to {side} (up to its {layer!r}): {error}") from None
+    except Exception as error:
+        error.add_note(f"(raised feeding stitch's x to {side}, up to its {layer!r})")
+        raise
     return out[layer]
 
 
@@ -212,7 +231,8 @@ def stitch(
         ``adapter`` is no module instance or function, or its output has not the shape of
         ``b``'s ``layer_b`` (both named), the back of ``b`` reads an input node that ``a``
         lacks, or ``vars_a`` or ``vars_b`` are not what ``init`` makes (the params alone,
-        None: `check_variables`).
+        None: `check_variables`). An ``x`` that ``a`` or ``b`` cannot take is an error
+        naming which model (in a `GraphError`'s message, in a note of any other error).
 
     Examples:
       >>> import flax.linen as nn, jax, jax.numpy as jnp
@@ -230,9 +250,9 @@ def stitch(
         graph = _graph(model, f"stitch's {side}")
         graph.check_nodes([layer], f"stitch's layer_{side} (a node of {side})")
         check_variables(variables, graph.nodes, f"stitch's vars_{side}")
-    h_a = _activation(a, vars_a, layer_a, x)
+    h_a = _activation(a, vars_a, layer_a, x, "a")
     if adapter is None:
-        h_b = _activation(b, vars_b, layer_b, x)
+        h_b = _activation(b, vars_b, layer_b, x, "b")
         _check_arrays(h_a, h_b, layer_a, layer_b)
         try:
             adapter = default_adapter(h_a.shape, h_b.shape)
@@ -244,7 +264,7 @@ def stitch(
         adapter_vars: Mapping[str, Any] = {"params": fit_adapter(h_a, h_b)}
     else:
         adapter_vars, made = _given_adapter(adapter, h_a, key)
-        h_b = jax.eval_shape(lambda: _activation(b, vars_b, layer_b, x))
+        h_b = jax.eval_shape(lambda: _activation(b, vars_b, layer_b, x, "b"))
         _check_adapter(made, h_a, h_b, layer_a, layer_b)
     back = extract(b, vars_b, inputs=[layer_b])
     _check_shared_inputs(a, back[0], layer_b)

@@ -498,3 +498,22 @@ def test_fill_missing_refuses_a_given_variable_of_another_shape(net, key):
         + r", but the model makes float32\[3, 1, 8\] there",
     ):
         fill_missing(wide, variables, key, x)
+
+
+def test_stitch_errors_about_x_name_the_model_it_was_fed_to(key):
+    two = GraphModel({"input": Input(), "extra": Input(), "h": node(nn.Dense(3), inputs="input")})
+    other = GraphModel({"input": Input(), "side": Input(), "h": node(nn.Dense(3), inputs="input")})
+    x = {"input": jnp.ones((4, 5)), "extra": jnp.ones((4, 5))}
+    two_vars = two.init(key, x)
+    other_vars = other.init(key, {"input": x["input"], "side": x["extra"]})
+    with pytest.raises(GraphError, match=r"^stitch's x, fed to a \(up to its 'h'\): The outputs"):
+        stitch(two, two_vars, "h", two, two_vars, "h", x=None)
+    with pytest.raises(
+        GraphError, match=r"^stitch's x, fed to b \(up to its 'h'\): x has keys that are not input"
+    ):
+        stitch(two, two_vars, "h", other, other_vars, "h", x=x)
+    dense = GraphModel({"h": nn.Dense(3)})
+    wide, narrow = dense.init(key, x["input"]), dense.init(key, jnp.ones((4, 2)))
+    with pytest.raises(flax.errors.ScopeParamShapeError) as raised:
+        stitch(dense, wide, "h", dense, narrow, "h", x=x["input"])
+    assert "(raised feeding stitch's x to b, up to its 'h')" in raised.value.__notes__
