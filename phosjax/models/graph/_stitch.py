@@ -42,9 +42,13 @@ def _check_adaptable(shape_a: tuple[int, ...], shape_b: tuple[int, ...]) -> None
         )
 
 
-def default_adapter(shape_a: tuple[int, ...], shape_b: tuple[int, ...]) -> nn.Module:
+def default_adapter(
+    shape_a: tuple[int, ...], shape_b: tuple[int, ...], dtype: Any = None
+) -> nn.Module:
     """A Dense layer for ``(batch, features)``, a 1x1 convolution for ``(batch, ...,
-    channels)``, mapping activations of ``shape_a`` to ``shape_b``.
+    channels)``, mapping activations of ``shape_a`` to ``shape_b``; it computes in
+    ``dtype`` (the dtype of ``b``'s activations, so a bfloat16 back half gets bfloat16)
+    or, when None, in the dtype its input and float32 params promote to.
 
     Raises:
       GraphError: the shapes differ in anything but their channels.
@@ -56,11 +60,13 @@ def default_adapter(shape_a: tuple[int, ...], shape_b: tuple[int, ...]) -> nn.Mo
           features = 6
           kernel_size = (1,)
           ...
+      >>> default_adapter((8, 4), (8, 6), jnp.bfloat16).dtype
+      <class 'jax.numpy.bfloat16'>
     """
     _check_adaptable(shape_a, shape_b)
     if len(shape_a) == 2:
-        return nn.Dense(shape_b[-1])
-    return nn.Conv(shape_b[-1], (1,) * (len(shape_a) - 2))
+        return nn.Dense(shape_b[-1], dtype=dtype)
+    return nn.Conv(shape_b[-1], (1,) * (len(shape_a) - 2), dtype=dtype)
 
 
 def _activation(
@@ -215,7 +221,8 @@ def stitch(
       b, vars_b, layer_b: the back model, its variables and the layer it restarts from.
       adapter: a Flax module or a function (``lambda h: h``: none) mapping ``a``'s
         activations to ``b``'s; default: a 1x1 convolution or Dense layer fitted by least
-        squares on ``x`` (`fit_adapter`).
+        squares on ``x`` (`fit_adapter`, float32 params) that computes in the dtype of
+        ``b``'s ``layer_b`` on ``x`` (bfloat16 for a back half that computes bfloat16).
       x: a batch of inputs of ``a`` and ``b``: it fixes the adapter's shapes and, for the
         default adapter, is the regression data (a few hundred examples).
       key: initialises a given ``adapter`` module (default ``jax.random.key(0)``).
@@ -255,7 +262,7 @@ def stitch(
         h_b = _activation(b, vars_b, layer_b, x, "b")
         _check_arrays(h_a, h_b, layer_a, layer_b)
         try:
-            adapter = default_adapter(h_a.shape, h_b.shape)
+            adapter = default_adapter(h_a.shape, h_b.shape, h_b.dtype)
         except GraphError as error:
             raise GraphError(
                 f"stitch: a's {layer_a!r} to b's {layer_b!r}: {error} Cut at layers whose "

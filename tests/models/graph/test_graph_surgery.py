@@ -517,3 +517,18 @@ def test_stitch_errors_about_x_name_the_model_it_was_fed_to(key):
     with pytest.raises(flax.errors.ScopeParamShapeError) as raised:
         stitch(dense, wide, "h", dense, narrow, "h", x=x["input"])
     assert "(raised feeding stitch's x to b, up to its 'h')" in raised.value.__notes__
+
+
+def test_the_default_adapter_hands_a_bfloat16_back_half_bfloat16(key):
+    net = GraphModel({"hidden": nn.Dense(3), "act": nn.relu, "logits": nn.Dense(2)})
+    x = jnp.sin(jnp.arange(40.0)).reshape(8, 5)
+    bf16 = lambda tree: jax.tree.map(lambda leaf: leaf.astype(jnp.bfloat16), tree)
+    vars_a, vars_b = net.init(key, x), bf16(net.init(jax.random.fold_in(key, 1), x))
+    x_low = x.astype(jnp.bfloat16)  # b computes bfloat16 on it, a (float32 params) float32
+    model, variables = stitch(net, vars_a, "act", net, vars_b, "act", x=x_low)
+    out = model.apply(variables, x_low)
+    assert out["a/act"].dtype == jnp.float32
+    assert [out[p].dtype for p in ("adapter", "b/act", "b/logits")] == [jnp.bfloat16] * 3
+    assert variables["params"]["adapter"]["kernel"].dtype == jnp.float32  # fitted in float32
+    expected = net.apply(vars_b, None, outputs="logits", inject={"act": out["adapter"]})
+    np.testing.assert_array_equal(out["b/logits"], expected["logits"])
