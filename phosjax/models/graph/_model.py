@@ -40,10 +40,34 @@ def _feed_error(x: Any, inputs: tuple[str, ...]) -> GraphError:
     unknown = [key for key in x if key not in inputs]
     missing = [path for path in inputs if path not in x]
     gives = f", and x gives no value for {listing(missing)}" if missing else ""
+    value = (
+        " (a dict whose keys name no node and no input node feeds the input node as one value)"
+        if len(inputs) == 1
+        else ""
+    )
     return GraphError(
         f"x has keys that are not input nodes: {listing(unknown)}; "
-        f"the input nodes are {listing(inputs)}{gives}."
+        f"the input nodes are {listing(inputs)}{gives}.{value}"
     )
+
+
+def _misnamed_feeds(x: Mapping[Any, Any], graph: Graph) -> list[str]:
+    """The keys of the dict ``x`` that look like an input node's name without being one:
+    a node of ``graph``, or a path that ends like one of its input nodes (``'input'`` for
+    ``'a/input'``, and the other way round).
+
+    Examples:
+      >>> _misnamed_feeds({"a/input": 1, "p": 2, "h": 3}, Graph({"h": abs}))
+      ['a/input', 'h']
+    """
+    ends = {path.split(SEP)[-1] for path in graph.inputs}
+    return [
+        key
+        for key in x
+        if isinstance(key, str)
+        and key not in graph.inputs
+        and (key in graph.nodes or key.split(SEP)[-1] in ends)
+    ]
 
 
 def _entry(tree: Any, keys: Iterable[str]) -> Any:
@@ -257,8 +281,9 @@ class GraphModel(nn.Module):
 
         Args:
           x: the input; a dict ``{input node: value}`` when the graph has several
-            (with one, either; a dict with the input's name and other keys is an
-            error). May be ``None`` when no input node is needed.
+            (with one, either; a dict with the input's name and other keys, or with a
+            key that names a node or ends like the input's name, is an error). May be
+            ``None`` when no input node is needed.
           train: training mode, passed to the nodes that take it.
           outputs: node selectors (``"logits"``, ``"block/*"``); only what they need is
             computed and only they are returned. ``None``: the `returns` node, or
@@ -332,9 +357,9 @@ class GraphModel(nn.Module):
         inputs = self._graph.inputs
         if isinstance(x, Mapping) and set(x) <= set(inputs) and (x or len(inputs) > 1):
             feeds = dict(x)
-        elif isinstance(x, Mapping) and inputs[0] in x:  # a feed dict with other keys too
-            raise _feed_error(x, inputs)
-        elif len(inputs) == 1 and x is not None:  # any value, a dict too, feeds the input
+        elif isinstance(x, Mapping) and (inputs[0] in x or _misnamed_feeds(x, self._graph)):
+            raise _feed_error(x, inputs)  # a feed dict with other keys, or a misnamed one
+        elif len(inputs) == 1 and x is not None:  # any other value, a dict too, feeds it
             feeds = {inputs[0]: x}
         elif x is not None:
             raise _feed_error(x, inputs)

@@ -392,6 +392,22 @@ def test_one_input_takes_a_value_a_feed_dict_or_a_dict_value():
         model.apply({}, {"input": one, "extra": one})
 
 
+@pytest.mark.parametrize("key", ["a/input", "sum"])
+def test_one_input_refuses_a_dict_keyed_like_an_input_node(key):
+    """A key that names a node, or ends like the input node's name, is a misnamed feed:
+    fed as the value, it would fail in the first node with an unrelated error."""
+    model = GraphModel({"sum": lambda h: h["p"] + h["q"] if isinstance(h, dict) else 2 * h})
+    with pytest.raises(
+        GraphError,
+        match=rf"^x has keys that are not input nodes: '{key}'; the input nodes are 'input', "
+        r"and x gives no value for 'input'. \(a dict whose keys name no node and no input",
+    ):
+        model.apply({}, {key: jnp.ones(2)})
+    stitched = GraphModel({"a": {"input": Input()}, "h": node(abs, inputs="a/input")})
+    with pytest.raises(GraphError, match=r"^x has keys that are not input nodes: 'input'; the"):
+        stitched.apply({}, {"input": jnp.ones(2)})
+
+
 def test_missing_input_names_it_and_lists_the_nodes():
     with pytest.raises(
         GraphError,
