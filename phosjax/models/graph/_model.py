@@ -283,7 +283,8 @@ class GraphModel(nn.Module):
           x: the input; a dict ``{input node: value}`` when the graph has several
             (with one, either; a dict with the input's name and other keys, or with a
             key that names a node or ends like the input's name, is an error). May be
-            ``None`` when no input node is needed.
+            ``None`` when no input node is needed; must be for a graph without input
+            nodes (all its nodes compute from constants).
           train: training mode, passed to the nodes that take it.
           outputs: node selectors (``"logits"``, ``"block/*"``); only what they need is
             computed and only they are returned. ``None``: the `returns` node, or
@@ -355,6 +356,11 @@ class GraphModel(nn.Module):
 
     def _feeds(self, x: Any, needed: list[str]) -> dict[str, Any]:
         inputs = self._graph.inputs
+        if not inputs and x is not None:
+            raise GraphError(
+                "The graph has no input node (its nodes compute from constants), but x is "
+                f"given (a {type(x).__name__}); call it with x=None."
+            )
         if isinstance(x, Mapping) and set(x) <= set(inputs) and (x or len(inputs) > 1):
             feeds = dict(x)
         elif isinstance(x, Mapping) and (inputs[0] in x or _misnamed_feeds(x, self._graph)):

@@ -425,13 +425,53 @@ def _check_arity(path: str, n: Node, inputs: tuple[str, ...]) -> None:
         ) from None
 
 
+def _with_default_input(entries: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """The ``(path, value)`` entries of a spec without `Input` nodes, with the default
+    input node first; as they are when a node is named like it and the first node names
+    its inputs (an input `rewire` made a pass-through: the graph has no input), else a
+    `GraphError`.
+
+    Examples:
+      >>> [path for path, _ in _with_default_input([("h", abs)])]
+      ['input', 'h']
+      >>> _with_default_input([("input", abs)])
+      Traceback (most recent call last):
+      phosjax.models.graph._spec.GraphError: The graph has no Input() node and a node ...
+    """
+    if all(path != DEFAULT_INPUT for path, _ in entries):
+        return [(DEFAULT_INPUT, Input()), *entries]
+    first = entries[0][1]
+    if isinstance(first, Node) and first.inputs is not None:
+        return entries
+    raise GraphError(
+        f"The graph has no Input() node and a node named {DEFAULT_INPUT!r}; "
+        f"mark the input with {DEFAULT_INPUT!r}: Input() or rename the node."
+    )
+
+
+def _without_unread_default_input(nodes: dict[str, Node | Input]) -> dict[str, Node | Input]:
+    """The resolved ``nodes`` of a spec without `Input` nodes, less the default input
+    `_with_default_input` added when no node reads it and it is not alone: a graph whose
+    nodes compute from constants has no input.
+
+    Examples:
+      >>> list(_without_unread_default_input({"input": Input(), "c": Node(lambda: 1, ())}))
+      ['c']
+    """
+    read = any(DEFAULT_INPUT in (n.inputs or ()) for n in nodes.values() if isinstance(n, Node))
+    if read or len(nodes) == 1 or not isinstance(nodes.get(DEFAULT_INPUT), Input):
+        return nodes
+    return {path: n for path, n in nodes.items() if path != DEFAULT_INPUT}
+
+
 class Graph:
     """A checked graph: every input resolved to an existing node, no cycles.
 
     Attributes:
       nodes: ``{path: Node | Input}`` in spec order; each `Node`'s inputs are absolute.
       order: the paths in an order where every node follows its inputs.
-      inputs: the paths of the `Input` nodes.
+      inputs: the paths of the `Input` nodes; none when the spec has no `Input` and no
+        node reads the default ``"input"`` (its nodes compute from constants).
       sinks: the paths no node takes as input (the graph's outputs).
       edges: ``(source, target)`` pairs.
 
@@ -451,20 +491,17 @@ class Graph:
                 "{'dense': nn.Dense(8), 'act': nn.relu} (nodes run in insertion order)."
             )
         entries = list(walk(spec))
-        if not any(isinstance(value, Input) for _, value in entries):
-            if any(path == DEFAULT_INPUT for path, _ in entries):
-                raise GraphError(
-                    f"The graph has no Input() node and a node named {DEFAULT_INPUT!r}; "
-                    f"mark the input with {DEFAULT_INPUT!r}: Input() or rename the node."
-                )
-            entries.insert(0, (DEFAULT_INPUT, Input()))
+        added = not any(isinstance(value, Input) for _, value in entries)
+        if added:
+            entries = _with_default_input(entries)
         nodes: dict[str, Node | Input] = {}
         for path, value in entries:
             if path in nodes:
                 raise GraphError(f"Node {path!r} is defined twice.")
             nodes[path] = _as_node(path, value)
         _check_groups(nodes)
-        self.nodes = self._resolve(nodes)
+        resolved = self._resolve(nodes)
+        self.nodes = _without_unread_default_input(resolved) if added else resolved
         self.inputs = tuple(p for p, n in self.nodes.items() if isinstance(n, Input))
         self.edges = tuple(
             (source, path)

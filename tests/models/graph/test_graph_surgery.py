@@ -532,3 +532,40 @@ def test_the_default_adapter_hands_a_bfloat16_back_half_bfloat16(key):
     assert variables["params"]["adapter"]["kernel"].dtype == jnp.float32  # fitted in float32
     expected = net.apply(vars_b, None, outputs="logits", inject={"act": out["adapter"]})
     np.testing.assert_array_equal(out["b/logits"], expected["logits"])
+
+
+def test_rewiring_the_only_input_to_a_constant_gives_a_graph_without_inputs(key):
+    model = GraphModel(
+        {
+            "c": node(lambda: jnp.full((1, 3), 2.0), inputs=()),
+            "h": node(nn.Dense(2), inputs="input"),
+        }
+    )
+    variables = model.init(key, jnp.ones((1, 3)))
+    fixed = rewire(model, "input", "c")  # "input" is now a pass-through of "c"
+    assert fixed.graph.inputs == () and fixed.edges == (("c", "input"), ("input", "h"))
+    expected = model.apply(variables, jnp.full((1, 3), 2.0))["h"]
+    np.testing.assert_array_equal(fixed.apply(variables, None)["h"], expected)
+    with pytest.raises(
+        GraphError,
+        match=r"^The graph has no input node \(its nodes compute from constants\), but x is "
+        r"given \(a ArrayImpl\); call it with x=None\.",
+    ):
+        fixed.apply(variables, jnp.ones((1, 3)))
+
+
+def test_extracting_a_part_fed_by_constants_alone_gives_a_graph_without_inputs(key):
+    model = GraphModel(
+        {
+            "bias": node(lambda: jnp.ones((1, 3)), inputs=()),
+            "d": nn.Dense(2),
+            "x": node(nn.Dense(2), inputs="input"),
+            "sum": node(inputs=("d", "x"), combine="add"),
+        }
+    )
+    variables = model.init(key, jnp.ones((1, 4)))
+    sub, sub_vars = extract(model, variables, outputs="d")
+    assert sub.nodes == ("bias", "d") and sub.graph.inputs == ()
+    out = sub.apply(sub_vars, None)
+    assert sorted(out) == ["bias", "d"]  # no input node among the outputs
+    np.testing.assert_array_equal(out["d"], model.apply(variables, jnp.ones((1, 4)))["d"])
