@@ -271,7 +271,7 @@ class GraphModel(nn.Module):
     @nn.compact
     def __call__(
         self,
-        x: Any,
+        x: Any = None,
         train: bool = False,
         *,
         outputs: str | Iterable[str] | None = None,
@@ -283,8 +283,9 @@ class GraphModel(nn.Module):
           x: the input; a dict ``{input node: value}`` when the graph has several
             (with one, either; a dict with the input's name and other keys, or with a
             key that names a node or ends like the input's name, is an error). May be
-            ``None`` when no input node is needed; must be for a graph without input
-            nodes (all its nodes compute from constants).
+            ``None`` (the default) when no input node is needed; must be for a graph
+            without input nodes (all its nodes compute from constants), which is
+            therefore called without it (``model.apply(variables)``).
           train: training mode, passed to the nodes that take it.
           outputs: node selectors (``"logits"``, ``"block/*"``); only what they need is
             computed and only they are returned. ``None``: the `returns` node, or
@@ -359,7 +360,7 @@ class GraphModel(nn.Module):
         if not inputs and x is not None:
             raise GraphError(
                 "The graph has no input node (its nodes compute from constants), but x is "
-                f"given (a {type(x).__name__}); call it with x=None."
+                f"given (a {type(x).__name__}); call it without x (x=None)."
             )
         if isinstance(x, Mapping) and set(x) <= set(inputs) and (x or len(inputs) > 1):
             feeds = dict(x)

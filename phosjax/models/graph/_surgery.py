@@ -102,7 +102,7 @@ def extract(
     are several); the sub-model keeps the node paths and exactly the variables of the
     nodes it computes. Its outputs equal the full model's with the same values injected.
     Original input nodes that the outputs still need stay inputs (a part fed by constants
-    alone has none: call it with ``x=None``). The model's `returns`
+    alone has none: call it without ``x``). The model's `returns`
     node is kept when the sub-model computes it.
 
     Args:
@@ -281,7 +281,7 @@ def fill_missing(
 def rewire(model: GraphModel, path: str, inputs: str | Iterable[str]) -> GraphModel:
     """``model`` with node ``path`` taking ``inputs`` (full node paths, like every surgery
     function). An `Input` node becomes a pass-through of its new input (a graph whose only
-    input is rewired to a constant node has none: call it with ``x=None``). The variables
+    input is rewired to a constant node has none: call it without ``x``). The variables
     do not change.
 
     Raises:

@@ -549,7 +549,7 @@ def test_rewiring_the_only_input_to_a_constant_gives_a_graph_without_inputs(key)
     with pytest.raises(
         GraphError,
         match=r"^The graph has no input node \(its nodes compute from constants\), but x is "
-        r"given \(a ArrayImpl\); call it with x=None\.",
+        r"given \(a ArrayImpl\); call it without x \(x=None\)\.",
     ):
         fixed.apply(variables, jnp.ones((1, 3)))
 
@@ -569,3 +569,10 @@ def test_extracting_a_part_fed_by_constants_alone_gives_a_graph_without_inputs(k
     out = sub.apply(sub_vars, None)
     assert sorted(out) == ["bias", "d"]  # no input node among the outputs
     np.testing.assert_array_equal(out["d"], model.apply(variables, jnp.ones((1, 4)))["d"])
+
+
+def test_a_graph_without_inputs_is_called_and_initialised_without_x(key):
+    model = GraphModel({"bias": node(lambda: jnp.ones((1, 3)), inputs=()), "d": nn.Dense(2)})
+    variables = model.init(key)
+    assert jax.tree.map(jnp.shape, variables) == {"params": {"d": {"kernel": (3, 2), "bias": (2,)}}}
+    np.testing.assert_array_equal(model.apply(variables)["d"], model.apply(variables, None)["d"])
