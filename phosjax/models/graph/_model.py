@@ -139,8 +139,8 @@ def _check_nested(graph: Graph) -> None:
 
 
 class Function(nn.Module):
-    """Gives a function node (or an identity) a scope, so its output can be tagged; it
-    combines the inputs itself, so `blurb` counts the combine on the node."""
+    """Gives a function node (or an identity: an input node) a scope, so its output can
+    be tagged; it combines the inputs itself, so `blurb` counts the combine on the node."""
 
     fn: Callable[..., Any] | None
     combine: Callable[..., Any] | None = None
@@ -187,6 +187,8 @@ def _run_node(
     if args is not None:
         assert isinstance(spec, Node)
         value = _call_node(path, spec, child, args, train)
+    elif isinstance(spec, Input):  # passed through its module, so `blurb` lists it
+        value = child((value,))
     return tag(child, OUT, value)
 
 

@@ -137,9 +137,11 @@ def test_node_outputs_are_tagged_for_probe_inject_and_grad_of(model_and_variable
 
 def test_blurb_lists_every_node(model_and_variables):
     model, variables, x = model_and_variables
-    table = px.blurb(model, variables, x).table()
-    for path in model.nodes[1:]:  # the input node computes nothing
+    b = px.blurb(model, variables, x)
+    table = b.table()
+    for path in model.nodes:
         assert f"  {path} " in table
+    assert b["input"].outputs[""].shape == x.shape and b["input"].params == 0
     row = next(line for line in table.splitlines() if " block/act " in line)
     assert row.split()[1:3] == ["Function", "0"]
 
