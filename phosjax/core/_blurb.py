@@ -81,7 +81,9 @@ class ModuleBlurb:
 
     Attributes:
       path: the module's path (``""`` for the top module).
-      type: its class name (``""`` for a module seen only in the variables).
+      type: its class name, or its ``blurb_type`` where it has that attribute (a graph
+        model's function node: what it computes, ``relu``, ``add``, ``Input``); ``""``
+        for a module seen only in the variables.
       own_params: parameters (``params`` collection) held by the module itself.
       params: parameters of the module and all its children.
       variables: ``{collection: {name: ArraySpec}}`` of the module's own variables in
@@ -291,7 +293,7 @@ class _Call:
         own = {c: tree for c, tree in module.variables.items() if c in persistent}
         return cls(
             module.clone(parent=None),
-            type(module).__name__,
+            getattr(module, "blurb_type", None) or type(module).__name__,
             _abstract(own),
             _abstract((args, kwargs)),
             _output_specs(out),

@@ -140,10 +140,12 @@ def _check_nested(graph: Graph) -> None:
 
 class Function(nn.Module):
     """Gives a function node (or an identity: an input node) a scope, so its output can
-    be tagged; it combines the inputs itself, so `blurb` counts the combine on the node."""
+    be tagged; it combines the inputs itself, so `blurb` counts the combine on the node,
+    and lists it as ``blurb_type``, the node's op (``relu``, ``add``, ``Input``)."""
 
     fn: Callable[..., Any] | None
     combine: Callable[..., Any] | None = None
+    blurb_type: str = "identity"
 
     def __call__(self, inputs: tuple[Any, ...], *flag_args: Any, **flag_kwargs: Any) -> Any:
         if self.combine is not None:
@@ -183,7 +185,7 @@ def _run_node(
     if isinstance(fn, nn.Module):
         child = fn.clone(parent=owner, name=key)
     else:
-        child = Function(fn, _combine_of(spec), parent=owner, name=key)
+        child = Function(fn, _combine_of(spec), _draw.op_name(spec), parent=owner, name=key)
     if args is not None:
         assert isinstance(spec, Node)
         value = _call_node(path, spec, child, args, train)

@@ -143,7 +143,13 @@ def test_blurb_lists_every_node(model_and_variables):
         assert f"  {path} " in table
     assert b["input"].outputs[""].shape == x.shape and b["input"].params == 0
     row = next(line for line in table.splitlines() if " block/act " in line)
-    assert row.split()[1:3] == ["Function", "0"]
+    assert row.split()[1:3] == ["act", "0"]  # a function node's type is its op (its name)
+    assert [b[p].type for p in ("input", "stem", "block", "block/add")] == [
+        "Input",
+        "Dense",
+        "Group",
+        "add",
+    ]
 
 
 def test_blurb_of_a_group_sums_its_nodes_and_gives_its_last_output(key):
