@@ -12,16 +12,35 @@ from phosjax.core import flatten
 from phosjax.models.graph._spec import SEP, Graph, Input, Node
 
 
+def _callable_name(fn: Any) -> str:
+    """A module's class name, a named combine's name, a function's ``__name__``.
+
+    Examples:
+      >>> _callable_name(nn.Dense(2)), _callable_name("add"), _callable_name(max)
+      ('Dense', 'add', 'max')
+    """
+    if isinstance(fn, str):
+        return fn
+    if isinstance(fn, nn.Module):
+        return type(fn).__name__
+    return getattr(fn, "__name__", type(fn).__name__)
+
+
 def op_name(spec: Node | Input) -> str:
-    """A short label for what a node computes: ``Conv``, ``relu``, ``add``, ``Input``."""
+    """A short label for what a node computes: ``Conv``, ``relu``, ``add``, ``Input``; a
+    ``fn`` applied to its combined inputs shows both, ``Dense(concat)``.
+
+    Examples:
+      >>> op_name(Node(nn.Dense(2), ("a", "b"), "concat")), op_name(Node(None, ("a",)))
+      ('Dense(concat)', 'identity')
+    """
     if isinstance(spec, Input):
         return "Input"
-    if isinstance(spec.fn, nn.Module):
-        return type(spec.fn).__name__
-    if spec.fn is not None:
-        return getattr(spec.fn, "__name__", type(spec.fn).__name__)
-    combine = spec.combine
-    return combine if isinstance(combine, str) else getattr(combine, "__name__", "identity")
+    combine = None if spec.combine is None else _callable_name(spec.combine)
+    if spec.fn is None:
+        return combine or "identity"
+    fn = _callable_name(spec.fn)
+    return fn if combine is None else f"{fn}({combine})"
 
 
 def param_counts(graph: Graph, variables: Mapping[str, Any]) -> dict[str, int]:

@@ -497,6 +497,29 @@ def test_to_json_describes_nodes_edges_shapes_and_params(model_and_variables):
     assert json.loads(model.to_json())["nodes"][1]["shape"] is None
 
 
+def test_a_node_that_combines_its_inputs_for_its_fn_shows_both(key):
+    model = GraphModel(
+        {
+            "a": nn.Dense(3),
+            "cat": node(nn.Dense(2), inputs=("input", "a"), combine="concat"),
+            "sum": node(jnp.tanh, inputs=("a", "a"), combine="add"),
+            "odd": node(inputs=("a", "a"), combine=jnp.maximum),
+        }
+    )
+    x = jnp.ones((2, 3))
+    ops = {n["id"]: n["op"] for n in json.loads(model.to_json(x))["nodes"]}
+    assert ops == {
+        "input": "Input",
+        "a": "Dense",
+        "cat": "Dense(concat)",
+        "sum": "tanh(add)",
+        "odd": "maximum",
+    }
+    assert '"sum" [label="sum\\ntanh(add)\\n(2, 3)"' in model.to_dot(x)
+    b = px.blurb(model, model.init(key, x), x, measure_latency=False)
+    assert b["sum"].type == "tanh(add)"
+
+
 def test_to_json_counts_boxed_params_by_their_arrays():
     kernel_init = nn.with_partitioning(nn.initializers.lecun_normal(), (None, "model"))
     model = GraphModel({"dense": nn.Dense(4, kernel_init=kernel_init)})
