@@ -58,10 +58,11 @@ def param_counts(graph: Graph, variables: Mapping[str, Any]) -> dict[str, int]:
 
 def describe(graph: Graph, x: Any = None, model: nn.Module | None = None) -> dict[str, Any]:
     """The graph as plain data: nodes (path, group, op, inputs, shape, dtype, params), edges,
-    inputs and outputs. Shapes and parameter counts need an example input ``x``."""
+    inputs and outputs. Shapes and parameter counts need an example input ``x``, or none
+    for a graph without input nodes."""
     shapes: dict[str, Any] = {}
     counts: dict[str, int] = {}
-    if x is not None and model is not None:
+    if model is not None and (x is not None or not graph.inputs):
         shapes, variables = jax.eval_shape(
             lambda x: model.init_with_output(jax.random.key(0), x, outputs=graph.order), x
         )

@@ -393,9 +393,10 @@ class GraphModel(nn.Module):
         """``(source, target)`` pairs."""
         return self._graph.edges
 
-    def shapes(self, x: Any, variables: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def shapes(self, x: Any = None, variables: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """``{path: jax.ShapeDtypeStruct}`` of every node on input ``x`` (which may itself be
-        a `jax.ShapeDtypeStruct`), traced with `jax.eval_shape`: nothing is computed."""
+        a `jax.ShapeDtypeStruct`; None for a graph without input nodes), traced with
+        `jax.eval_shape`: nothing is computed."""
         every = self.nodes
         if variables is None:
             init = lambda x: self.init_with_output(jax.random.key(0), x, outputs=every)[0]
@@ -403,8 +404,8 @@ class GraphModel(nn.Module):
         return jax.eval_shape(lambda v, x: self.apply(v, x, outputs=every), variables, x)
 
     def to_dot(self, x: Any = None) -> str:
-        """Graphviz DOT text of the graph (`dot -Tsvg`); with an example input ``x`` the
-        boxes show output shapes.
+        """Graphviz DOT text of the graph (`dot -Tsvg`); with an example input ``x`` (or
+        without one for a graph without input nodes) the boxes show output shapes.
 
         Examples:
           >>> import flax.linen as nn, jax.numpy as jnp
@@ -422,7 +423,8 @@ class GraphModel(nn.Module):
     def to_json(self, x: Any = None) -> str:
         """JSON for the web viewer: ``{"nodes": [{"id", "name", "group", "op", "inputs",
         "shape", "dtype", "params"}], "edges": [{"source", "target"}], "inputs",
-        "outputs"}``; shapes and parameter counts are filled in when ``x`` is given."""
+        "outputs"}``; shapes and parameter counts are filled in when ``x`` is given (always
+        for a graph without input nodes)."""
         return _draw.to_json(self._graph, x, self)
 
     @property

@@ -1,5 +1,6 @@
 """Surgery: extract, merge, rewire, stitch with a least-squares adapter, train_only."""
 
+import json
 import re
 
 import flax
@@ -576,3 +577,11 @@ def test_a_graph_without_inputs_is_called_and_initialised_without_x(key):
     variables = model.init(key)
     assert jax.tree.map(jnp.shape, variables) == {"params": {"d": {"kernel": (3, 2), "bias": (2,)}}}
     np.testing.assert_array_equal(model.apply(variables)["d"], model.apply(variables, None)["d"])
+
+
+def test_a_graph_without_inputs_is_drawn_with_its_shapes():
+    model = GraphModel({"bias": node(lambda: jnp.ones((1, 3)), inputs=()), "d": nn.Dense(2)})
+    assert {p: s.shape for p, s in model.shapes().items()} == {"bias": (1, 3), "d": (1, 2)}
+    described = json.loads(model.to_json())["nodes"]
+    assert [(n["shape"], n["params"]) for n in described] == [([1, 3], 0), ([1, 2], 8)]
+    assert '"d" [label="d\\nDense\\n(1, 2)", shape=box];' in model.to_dot()
