@@ -41,7 +41,8 @@ def _feed_error(x: Any, inputs: tuple[str, ...]) -> GraphError:
     missing = [path for path in inputs if path not in x]
     gives = f", and x gives no value for {listing(missing)}" if missing else ""
     value = (
-        " (a dict whose keys name no node and no input node feeds the input node as one value)"
+        f" To feed a dict as the value of {inputs[0]!r}, pass {{{inputs[0]!r}: the dict}} (a "
+        "dict whose keys name no node and no input node is fed as one value as it is)."
         if len(inputs) == 1
         else ""
     )

@@ -408,9 +408,12 @@ def test_one_input_refuses_a_dict_keyed_like_an_input_node(key):
     with pytest.raises(
         GraphError,
         match=rf"^x has keys that are not input nodes: '{key}'; the input nodes are 'input', "
-        r"and x gives no value for 'input'. \(a dict whose keys name no node and no input",
+        r"and x gives no value for 'input'. To feed a dict as the value of 'input', pass "
+        r"\{'input': the dict\} \(a dict whose keys name no node and no input node is fed",
     ):
         model.apply({}, {key: jnp.ones(2)})
+    wrapped = {"input": {"p": jnp.ones(2), "q": jnp.ones(2), key: jnp.ones(2)}}
+    np.testing.assert_array_equal(model.apply({}, wrapped)["sum"], [2.0, 2.0])
     stitched = GraphModel({"a": {"input": Input()}, "h": node(abs, inputs="a/input")})
     with pytest.raises(GraphError, match=r"^x has keys that are not input nodes: 'input'; the"):
         stitched.apply({}, {"input": jnp.ones(2)})
