@@ -240,10 +240,11 @@ def merge(
 
 
 def fill_missing(
-    model: GraphModel, variables: Variables, key: Any, x: Any, **init_kwargs: Any
+    model: GraphModel, variables: Variables, key: Any, x: Any = None, **init_kwargs: Any
 ) -> dict[str, Any]:
     """``variables`` with every variable ``model.init(key, x)`` makes that they lack:
-    those of the nodes `merge` (or a spec edit) added, initialized; the given ones kept.
+    those of the nodes `merge` (or a spec edit) added, initialized; the given ones kept
+    (``x`` left out for a model without input nodes).
 
     Raises:
       GraphError: a given variable has another shape or dtype than ``model`` makes

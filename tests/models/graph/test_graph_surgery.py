@@ -579,6 +579,14 @@ def test_a_graph_without_inputs_is_called_and_initialised_without_x(key):
     np.testing.assert_array_equal(model.apply(variables)["d"], model.apply(variables, None)["d"])
 
 
+def test_fill_missing_initialises_a_graph_without_inputs_without_x(key):
+    part = GraphModel({"bias": node(lambda: jnp.ones((1, 3)), inputs=()), "d": nn.Dense(2)})
+    part_vars = part.init(key)
+    both, both_vars = merge({"a": (part, part_vars)}, {"head": node(nn.Dense(4), inputs="a/d")})
+    filled = fill_missing(both, both_vars, key)
+    assert jax.tree.map(jnp.shape, filled["params"]["head"]) == {"kernel": (2, 4), "bias": (4,)}
+
+
 def test_a_graph_without_inputs_is_drawn_with_its_shapes():
     model = GraphModel({"bias": node(lambda: jnp.ones((1, 3)), inputs=()), "d": nn.Dense(2)})
     assert {p: s.shape for p, s in model.shapes().items()} == {"bias": (1, 3), "d": (1, 2)}
