@@ -69,6 +69,20 @@ def default_adapter(
     return nn.Conv(shape_b[-1], (1,) * (len(shape_a) - 2), dtype=dtype)
 
 
+def _adapter_dtype(h_a: jax.Array, h_b: jax.Array) -> Any:
+    """The dtype the default adapter computes in: that of ``h_b`` (``b``'s activation at
+    the cut) where its float32 params would promote ``h_a`` to another, else None, so a
+    stitched model run in mixed precision (params and input cast) computes it in that.
+
+    Examples:
+      >>> f32, bf16 = jnp.ones(2), jnp.ones(2, jnp.bfloat16)
+      >>> _adapter_dtype(f32, bf16), _adapter_dtype(bf16, bf16), _adapter_dtype(bf16, f32)
+      (dtype(bfloat16), dtype(bfloat16), None)
+    """
+    promoted = jnp.promote_types(h_a.dtype, jnp.float32)
+    return None if promoted == h_b.dtype else h_b.dtype
+
+
 def _activation(
     model: GraphModel, variables: Variables, layer: str, x: Any, side: str
 ) -> jax.Array:
@@ -221,8 +235,10 @@ def stitch(
       b, vars_b, layer_b: the back model, its variables and the layer it restarts from.
       adapter: a Flax module or a function (``lambda h: h``: none) mapping ``a``'s
         activations to ``b``'s; default: a 1x1 convolution or Dense layer fitted by least
-        squares on ``x`` (`fit_adapter`, float32 params) that computes in the dtype of
-        ``b``'s ``layer_b`` on ``x`` (bfloat16 for a back half that computes bfloat16).
+        squares on ``x`` (`fit_adapter`, float32 params) that hands the back half ``b``'s
+        dtype at ``layer_b`` on ``x`` (bfloat16 for a back half that computes bfloat16;
+        otherwise it computes in the dtype its input and params promote to, so bfloat16
+        when the stitched model runs in mixed precision).
       x: a batch of inputs of ``a`` and ``b``: it fixes the adapter's shapes and, for the
         default adapter, is the regression data (a few hundred examples).
       key: initialises a given ``adapter`` module (default ``jax.random.key(0)``).
@@ -262,7 +278,7 @@ def stitch(
         h_b = _activation(b, vars_b, layer_b, x, "b")
         _check_arrays(h_a, h_b, layer_a, layer_b)
         try:
-            adapter = default_adapter(h_a.shape, h_b.shape, h_b.dtype)
+            adapter = default_adapter(h_a.shape, h_b.shape, _adapter_dtype(h_a, h_b))
         except GraphError as error:
             raise GraphError(
                 f"stitch: a's {layer_a!r} to b's {layer_b!r}: {error} Cut at layers whose "

@@ -535,6 +535,17 @@ def test_the_default_adapter_hands_a_bfloat16_back_half_bfloat16(key):
     np.testing.assert_array_equal(out["b/logits"], expected["logits"])
 
 
+def test_the_default_adapter_of_float32_models_follows_mixed_precision(key):
+    net = GraphModel({"hidden": nn.Dense(3), "act": nn.relu, "logits": nn.Dense(2)})
+    x = jnp.sin(jnp.arange(40.0)).reshape(8, 5)
+    vars_a, vars_b = net.init(key, x), net.init(jax.random.fold_in(key, 1), x)
+    model, variables = stitch(net, vars_a, "act", net, vars_b, "act", x=x)
+    bf16 = lambda tree: jax.tree.map(lambda leaf: leaf.astype(jnp.bfloat16), tree)
+    out = model.apply(bf16(variables), x.astype(jnp.bfloat16))  # as precision_apply runs it
+    assert [out[p].dtype for p in ("a/act", "adapter", "b/logits")] == [jnp.bfloat16] * 3
+    assert model.apply(variables, x)["adapter"].dtype == jnp.float32
+
+
 def test_rewiring_the_only_input_to_a_constant_gives_a_graph_without_inputs(key):
     model = GraphModel(
         {
