@@ -154,24 +154,32 @@ def _check_adapter(made: Any, h_a: Any, h_b: Any, layer_a: str, layer_b: str) ->
         )
 
 
-def _given_adapter(adapter: Any, h_a: Any, key: jax.Array | None) -> tuple[Any, Any]:
+def _given_adapter(adapter: Any, h_a: Any, layer_a: str, key: jax.Array | None) -> tuple[Any, Any]:
     """The variables of a given ``adapter`` (a Flax module, initialised with ``key``; a
-    function has none) and the shapes it makes of ``h_a``; a `GraphError` for anything else.
+    function has none) and the shapes it makes of ``h_a``, a's activation at ``layer_a``;
+    a `GraphError` for anything else, and a note naming the adapter and ``h_a``'s shape
+    on an error it raises.
 
     Examples:
-      >>> _given_adapter(lambda h: 2 * h, jnp.ones((8, 4)), None)
+      >>> _given_adapter(lambda h: 2 * h, jnp.ones((8, 4)), "act1", None)
       ({}, ShapeDtypeStruct(shape=(8, 4), dtype=float32))
     """
-    if isinstance(adapter, nn.Module):
-        variables = adapter.init(jax.random.key(0) if key is None else key, h_a)
-        return variables, jax.eval_shape(adapter.apply, variables, h_a)
-    if callable(adapter) and not isinstance(adapter, type):
+    if not isinstance(adapter, nn.Module) and (not callable(adapter) or isinstance(adapter, type)):
+        raise GraphError(
+            f"stitch's adapter is {adapter!r} (of type {type(adapter).__name__}), not a Flax "
+            "module instance or a function from a's activations to b's; give e.g. "
+            "nn.Conv(16, (1,)) or lambda h: h."
+        )
+    try:
+        if isinstance(adapter, nn.Module):
+            variables = adapter.init(jax.random.key(0) if key is None else key, h_a)
+            return variables, jax.eval_shape(adapter.apply, variables, h_a)
         return {}, jax.eval_shape(adapter, h_a)
-    raise GraphError(
-        f"stitch's adapter is {adapter!r} (of type {type(adapter).__name__}), not a Flax "
-        "module instance or a function from a's activations to b's; give e.g. "
-        "nn.Conv(16, (1,)) or lambda h: h."
-    )
+    except Exception as error:
+        error.add_note(
+            f"(raised running stitch's adapter on a's {layer_a!r} of shape {_shapes(h_a)})"
+        )
+        raise
 
 
 def _check_arrays(h_a: Any, h_b: Any, layer_a: str, layer_b: str) -> None:
@@ -255,7 +263,8 @@ def stitch(
         ``b``'s ``layer_b`` (both named), the back of ``b`` reads an input node that ``a``
         lacks, or ``vars_a`` or ``vars_b`` are not what ``init`` makes (the params alone,
         None: `check_variables`). An ``x`` that ``a`` or ``b`` cannot take is an error
-        naming which model (in a `GraphError`'s message, in a note of any other error).
+        naming which model (in a `GraphError`'s message, in a note of any other error);
+        an error a given ``adapter`` raises on ``a``'s activation gets a note saying so.
 
     Examples:
       >>> import flax.linen as nn, jax, jax.numpy as jnp
@@ -286,7 +295,7 @@ def stitch(
             ) from None
         adapter_vars: Mapping[str, Any] = {"params": fit_adapter(h_a, h_b)}
     else:
-        adapter_vars, made = _given_adapter(adapter, h_a, key)
+        adapter_vars, made = _given_adapter(adapter, h_a, layer_a, key)
         h_b = jax.eval_shape(lambda: _activation(b, vars_b, layer_b, x, "b"))
         _check_adapter(made, h_a, h_b, layer_a, layer_b)
     back = extract(b, vars_b, inputs=[layer_b])

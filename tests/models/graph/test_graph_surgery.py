@@ -604,3 +604,13 @@ def test_a_graph_without_inputs_is_drawn_with_its_shapes():
     described = json.loads(model.to_json())["nodes"]
     assert [(n["shape"], n["params"]) for n in described] == [([1, 3], 0), ([1, 2], 8)]
     assert '"d" [label="d\\nDense\\n(1, 2)", shape=box];' in model.to_dot()
+
+
+def test_an_error_a_given_adapter_raises_is_noted_as_the_adapter_s(net):
+    model, variables, x = net
+    with pytest.raises(TypeError, match="dot_general requires contracting dimensions") as raised:
+        adapter = lambda h: h @ jnp.ones((4, 6))  # a's act1 has 6 channels
+        stitch(model, variables, "act1", model, variables, "act1", adapter=adapter, x=x)
+    assert raised.value.__notes__[-1] == (
+        "(raised running stitch's adapter on a's 'act1' of shape (4, 10, 6))"
+    )
