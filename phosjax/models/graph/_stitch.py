@@ -47,8 +47,9 @@ def default_adapter(
 ) -> nn.Module:
     """A Dense layer for ``(batch, features)``, a 1x1 convolution for ``(batch, ...,
     channels)``, mapping activations of ``shape_a`` to ``shape_b``; it computes in
-    ``dtype`` (the dtype of ``b``'s activations, so a bfloat16 back half gets bfloat16)
-    or, when None, in the dtype its input and float32 params promote to.
+    ``dtype`` (`stitch` gives ``b``'s at the cut where the params would promote to
+    another: a bfloat16 back half gets bfloat16) or, when None, in the dtype its input
+    and float32 params promote to.
 
     Raises:
       GraphError: the shapes differ in anything but their channels.
