@@ -365,7 +365,7 @@ class GraphModel(nn.Module):
         if not inputs and x is not None:
             raise GraphError(
                 "The graph has no input node (its nodes compute from constants), but x is "
-                f"given (a {type(x).__name__}); call it without x (x=None)."
+                f"given (of type {type(x).__name__}); call it without x (x=None)."
             )
         if isinstance(x, Mapping) and set(x) <= set(inputs) and (x or len(inputs) > 1):
             feeds = dict(x)

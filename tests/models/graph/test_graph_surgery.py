@@ -561,7 +561,7 @@ def test_rewiring_the_only_input_to_a_constant_gives_a_graph_without_inputs(key)
     with pytest.raises(
         GraphError,
         match=r"^The graph has no input node \(its nodes compute from constants\), but x is "
-        r"given \(a ArrayImpl\); call it without x \(x=None\)\.",
+        r"given \(of type ArrayImpl\); call it without x \(x=None\)\.",
     ):
         fixed.apply(variables, jnp.ones((1, 3)))
 
