@@ -12,6 +12,7 @@ from phosjax._lazy import lazy_exports
 _EXPORTS = {
     "COSTS": "phosjax.morph._cost",
     "ITERATIONS": "phosjax.morph._loop",
+    "Folded": "phosjax.morph._fold",
     "SOURCES": "phosjax.morph._regularizer",
     "ChannelGroup": "phosjax.morph._groups",
     "ChannelGroups": "phosjax.morph._groups",
@@ -28,6 +29,7 @@ _EXPORTS = {
     "evaluate": "phosjax.morph._cost",
     "expand": "phosjax.morph._expand",
     "expressible": "phosjax.morph._fit",
+    "fold": "phosjax.morph._fold",
     "fit_config": "phosjax.morph._fit",
     "importance": "phosjax.morph._regularizer",
     "latency_table": "phosjax.morph._cost",
@@ -58,6 +60,8 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs (a test keeps th
     from phosjax.morph._expand import scale_widths as scale_widths
     from phosjax.morph._fit import expressible as expressible
     from phosjax.morph._fit import fit_config as fit_config
+    from phosjax.morph._fold import Folded as Folded
+    from phosjax.morph._fold import fold as fold
     from phosjax.morph._groups import ChannelGroup as ChannelGroup
     from phosjax.morph._groups import ChannelGroups as ChannelGroups
     from phosjax.morph._groups import Member as Member

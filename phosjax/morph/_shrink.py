@@ -41,11 +41,16 @@ class Shrunk:
 
 
 def _dead(
-    groups: ChannelGroups, alive: Mapping[str, Any], tree: Any, zeroed: bool = False
+    groups: ChannelGroups,
+    alive: Mapping[str, Any],
+    tree: Any,
+    zeroed: bool = False,
+    keep_biases: bool = False,
 ) -> dict[tuple[str, int], np.ndarray]:
     """``{(path in tree, axis): dead position}`` with a flag per position.
 
-    With ``zeroed``, only the axes `mask` zeroes. Member paths resolve in ``tree`` by
+    With ``zeroed``, only the axes `mask` zeroes (with ``keep_biases``, not the ones only
+    added). Member paths resolve in ``tree`` by
     `member_leaf` (a KeyError names one that ``tree`` lacks, a ValueError one of
     another width than traced).
     """
@@ -55,6 +60,8 @@ def _dead(
         for member in group.members:
             key = (member_leaf(group.name, member, paths), member.axis)
             if zeroed and not member.zeroed:
+                continue
+            if keep_biases and not member.kinds & {"out", "scale"}:
                 continue
             held = member.channels >= 0
             here = held & ~keep[np.where(held, member.channels, 0)]
@@ -71,14 +78,18 @@ def _edit(tree: Any, prefix: str, edit: Any) -> Any:
     return jax.tree.unflatten(treedef, leaves)
 
 
-def mask(variables: Any, alive: Mapping[str, Any], groups: ChannelGroups) -> Any:
+def mask(
+    variables: Any, alive: Mapping[str, Any], groups: ChannelGroups, *, keep_biases: bool = False
+) -> Any:
     """``variables`` with the slices that produce dead channels set to zero.
 
     A dead channel's kernel column, bias, and normalization scale and shift (in every
     tied layer) become zero, so the channel's output is zero and the next layer sees
     zero there: the model computes exactly what the `shrink`-ed model computes.
-    ``variables`` may be the variables or their params, whatever the groups were
-    traced from.
+    With ``keep_biases``, only the kernel columns and scales become zero: a dead channel
+    then outputs its constant (``act(shift)`` after a BatchNorm), which `fold` moves
+    into the next layer's bias. ``variables`` may be the variables or their params,
+    whatever the groups were traced from.
 
     Raises:
       KeyError: a group member's leaf (e.g. a batch statistic, when only params are
@@ -96,7 +107,7 @@ def mask(variables: Any, alive: Mapping[str, Any], groups: ChannelGroups) -> Any
       >>> masked["params"]["layers_0"]["kernel"][:, 1]
       Array([0., 0., 0., 0.], dtype=float32)
     """
-    dead = _dead(groups, alive, variables, zeroed=True)
+    dead = _dead(groups, alive, variables, zeroed=True, keep_biases=keep_biases)
 
     def edit(path: str, leaf: Any) -> Any:
         for (where, axis), positions in dead.items():
@@ -180,7 +191,8 @@ def shrink(
     tree shaped like ``variables`` or like one of its collections (Adam's moments),
     leaves masked out by `optax.masked` or `optax.multi_transform` aside.
     The shrunk model computes what the original computes with the dead channels masked
-    to zero (see `mask`). Shrinking again with everything alive changes nothing.
+    to zero (see `mask`; `fold` first keeps the constant a dead channel outputs, e.g. a
+    BatchNorm's shift). Shrinking again with everything alive changes nothing.
 
     Args:
       variables: the model's variables or their params, whatever the groups were

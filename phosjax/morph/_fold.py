@@ -1,0 +1,252 @@
+"""`fold`: `mask`, with each dead channel's constant output moved into its consumers' biases.
+
+A channel is dead when its producer (a kernel's column, a BatchNorm scale) is near zero;
+its output is then a constant, not zero: ``act(shift)`` after a BatchNorm with a zero
+scale and a nonzero shift. `mask` and `shrink` drop that constant; `fold` adds it to the
+biases of the layers that read the channel first, where that is exact.
+"""
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from phosjax.morph._groups import ChannelGroups, key_path, leaf_paths, member_leaf
+from phosjax.morph._shrink import mask
+
+
+@dataclasses.dataclass(frozen=True)
+class Folded:
+    """The result of `fold`.
+
+    Attributes:
+      variables: the variables with the dead channels zeroed (as `mask` does) and their
+        constant outputs added to their consumers' biases.
+      alive: ``{group name: bool per channel}``: the given alive channels, plus the dead
+        ones whose constant could not be folded exactly (they are kept).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, flax.linen as nn
+      >>> from phosjax.morph import channel_groups, fold
+      >>> model = nn.Sequential([nn.Dense(3), nn.relu, nn.Dense(2)])
+      >>> x = jnp.ones((1, 4)); variables = model.init(jax.random.key(0), x)
+      >>> groups = channel_groups(model, variables, x)
+      >>> fold(model, variables, {"layers_0": [True, False, True]}, groups, x).alive
+      {'layers_0': array([ True, False,  True])}
+    """
+
+    variables: Any
+    alive: dict[str, np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Consumer:
+    """A kernel that reads dead channels: ``dead`` flags its positions along ``axis``,
+    ``owners`` names each position's ``(group, channel)`` (``None``: no group's)."""
+
+    axis: int
+    dead: np.ndarray
+    owners: tuple[tuple[str, int] | None, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Seen:
+    """One call of a consumer on the reference model, restricted to its dead inputs:
+    which of them are nonzero, whether each is one constant, and what they add to the
+    output (``delta``, and whether it is the same at every position)."""
+
+    nonzero: np.ndarray
+    constant: bool
+    delta: np.ndarray
+    delta_constant: bool
+
+
+def _consumers(
+    groups: ChannelGroups, alive: Mapping[str, np.ndarray], tree: Any
+) -> dict[str, _Consumer]:
+    """``{kernel path in tree: _Consumer}`` for the kernels contracting dead channels."""
+    paths = leaf_paths(tree)
+    found: dict[str, tuple[int, list[tuple[str, int] | None], np.ndarray]] = {}
+    for group in groups.groups:
+        for member in group.members:
+            if "in" not in member.kinds:
+                continue
+            path = member_leaf(group.name, member, paths)
+            size = len(member.channels)
+            _, owners, dead = found.setdefault(
+                path, (member.axis, [None] * size, np.zeros(size, bool))
+            )
+            for position, channel in enumerate(member.channels):
+                if channel >= 0 and not alive[group.name][channel]:
+                    owners[position], dead[position] = (group.name, int(channel)), True
+    return {
+        path: _Consumer(axis, dead, tuple(owners))
+        for path, (axis, owners, dead) in found.items()
+        if dead.any()
+    }
+
+
+def _same_everywhere(values: np.ndarray) -> bool:
+    """Whether ``values`` is one row along its last axis, repeated over the others.
+
+    Examples:
+      >>> _same_everywhere(np.array([[1.0, 2.0], [1.0, 2.0]]))
+      True
+      >>> _same_everywhere(np.array([[1.0, 2.0], [1.0, 3.0]]))
+      False
+    """
+    rows = values.reshape(-1, values.shape[-1])
+    scale = 1.0 + float(np.abs(rows).max(initial=0.0))
+    return bool(np.allclose(rows, rows[:1], rtol=0.0, atol=1e-5 * scale))
+
+
+def _kernel_path(module: nn.Module, kernels: Mapping[str, _Consumer]) -> str | None:
+    """The path in ``kernels`` of ``module``'s kernel, if it is a Dense or Conv with a bias
+    whose input's last axis is the kernel's contracted axis (the second last)."""
+    if not isinstance(module, nn.Dense | nn.Conv) or not module.use_bias:
+        return None
+    name = "/".join((*module.path, "kernel"))
+    return next((path for path in kernels if name in (path, path.split("/", 1)[-1])), None)
+
+
+def _seen(layer: nn.Module, dead: np.ndarray, x: Any) -> _Seen:
+    """What the ``dead`` inputs (flags along ``x``'s last axis) of a bound Dense or Conv
+    ``layer`` are on ``x``, and what they add to its output."""
+    inputs = jnp.where(dead, x, 0)
+    alone = layer.clone(parent=None)  # the layer on its own, to call it twice more
+    params = {"params": layer.variables["params"]}
+    with_dead, without = (np.asarray(alone.apply(params, v)) for v in (inputs, 0 * inputs))
+    delta = with_dead - without
+    values = np.asarray(inputs)[..., dead]
+    return _Seen(
+        nonzero=np.abs(values).reshape(-1, values.shape[-1]).max(0) > 0,
+        constant=_same_everywhere(values),
+        delta=delta.reshape(-1, delta.shape[-1])[0],
+        delta_constant=_same_everywhere(delta),
+    )
+
+
+def _observe(
+    model: nn.Module, reference: Any, kernels: Mapping[str, _Consumer], args: Any, kwargs: Any
+) -> dict[str, list[_Seen]]:
+    """Every call of a consumer (a Dense or Conv with a bias) on the reference model."""
+    seen: dict[str, list[_Seen]] = {}
+
+    def intercept(call: Callable[..., Any], call_args: Any, call_kwargs: Any, context: Any) -> Any:
+        path = _kernel_path(context.module, kernels)
+        if path is not None and context.method_name == "__call__" and len(call_args) == 1:
+            x, consumer = call_args[0], kernels[path]
+            kernel = context.module.variables["params"]["kernel"]
+            if (
+                not isinstance(x, jax.core.Tracer)
+                and np.shape(x)[-1:] == consumer.dead.shape
+                and np.ndim(kernel) - 2 == consumer.axis
+            ):
+                seen.setdefault(path, []).append(_seen(context.module, consumer.dead, x))
+        return call(*call_args, **call_kwargs)
+
+    with nn.intercept_methods(intercept):
+        model.apply(reference, *args, **kwargs)
+    return seen
+
+
+def _foldable(calls: list[_Seen]) -> bool:
+    """Whether the calls' dead inputs add one constant to the output, the same in each."""
+    return bool(calls) and all(
+        c.constant and c.delta_constant and np.allclose(c.delta, calls[0].delta, atol=1e-5)
+        for c in calls
+    )
+
+
+def _unfoldable(consumer: _Consumer, calls: list[_Seen]) -> set[tuple[str, int]]:
+    """The dead channels of ``consumer`` to keep: all if it was not seen (not a Dense or
+    Conv with a bias, or traced by jit), else the nonzero ones if not foldable."""
+    owners = [o for o, dead in zip(consumer.owners, consumer.dead, strict=True) if dead]
+    if not calls:
+        return {o for o in owners if o is not None}
+    if _foldable(calls):
+        return set()
+    nonzero = np.logical_or.reduce([c.nonzero for c in calls])
+    return {o for o, flag in zip(owners, nonzero, strict=True) if flag and o is not None}
+
+
+def _add_to_biases(variables: Any, deltas: Mapping[str, np.ndarray]) -> Any:
+    """``variables`` with ``deltas[kernel path]`` added to the bias beside each kernel."""
+    biases = {path.rsplit("/", 1)[0] + "/bias": delta for path, delta in deltas.items()}
+
+    def add(keys: Any, leaf: Any) -> Any:
+        delta = biases.get(key_path(keys))
+        return leaf if delta is None else (leaf + delta).astype(leaf.dtype)
+
+    return jax.tree_util.tree_map_with_path(add, variables)
+
+
+def fold(
+    model: nn.Module,
+    variables: Any,
+    alive: Mapping[str, Any],
+    groups: ChannelGroups,
+    *args: Any,
+    **kwargs: Any,
+) -> Folded:
+    """`mask`, with each dead channel's constant output added to its consumers' biases.
+
+    A dead channel (its kernel column or normalization scale near zero) outputs a
+    constant, ``act(shift)`` after a BatchNorm with a zero scale and a nonzero shift,
+    which `mask` and `shrink` drop. `fold` runs ``model`` on ``args`` with the dead
+    channels' kernels and scales at zero (their biases kept), records what the dead
+    channels add to each ``nn.Dense`` or ``nn.Conv`` that reads them, and adds it to
+    that layer's bias, where it is the same at every position: ``sum_c act(shift_c) *
+    W[c, :]`` for a Dense, the kernel's taps summed for a conv ('VALID' padding, or a
+    zero constant). Where it is not (a 'SAME' conv sees fewer taps at the border, a
+    value that depends on the input), the dead channels with a nonzero output there are
+    kept alive; where a kernel that is not a Dense's or Conv's with a bias reads them
+    (an einsum), all of them are. Then
+    ``shrink(variables, folded.alive, groups)`` on ``folded.variables`` computes what
+    ``model`` computes with the dead channels' kernels and scales at zero.
+
+    Args:
+      model: the Flax module the groups were traced from.
+      variables: its variables (or params, whatever the groups were traced from).
+      alive: ``{group name: bool per channel}`` (see `alive_channels`).
+      groups: the model's `ChannelGroups`.
+      *args: example inputs (the consumers' inputs are checked to be constant on them:
+        give varied inputs, not zeros).
+      **kwargs: passed to ``model.apply`` (e.g. ``train=False``).
+
+    Returns:
+      A `Folded`: the folded variables and the channels to keep.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, flax.linen as nn
+      >>> from phosjax.morph import channel_groups, fold, shrink
+      >>> model = nn.Sequential([nn.Dense(2), nn.relu, nn.Dense(1)])
+      >>> x = jnp.array([[1.0], [2.0]])
+      >>> variables = {"params": {
+      ...     "layers_0": {"kernel": jnp.array([[1.0, 0.0]]), "bias": jnp.array([0.0, 3.0])},
+      ...     "layers_2": {"kernel": jnp.array([[1.0], [2.0]]), "bias": jnp.array([0.5])}}}
+      >>> groups = channel_groups(model, variables, x)
+      >>> folded = fold(model, variables, {"layers_0": [True, False]}, groups, x)
+      >>> folded.variables["params"]["layers_2"]["bias"]  # 0.5 + relu(3) * 2
+      Array([6.5], dtype=float32)
+      >>> small = shrink(folded.variables, folded.alive, groups).variables
+      >>> nn.Sequential([nn.Dense(1), nn.relu, nn.Dense(1)]).apply(small, x)[:, 0]
+      Array([7.5, 8.5], dtype=float32)
+    """
+    kept = dict(zip(groups.names, groups.alive_arrays(alive), strict=True))
+    reference = mask(variables, kept, groups, keep_biases=True)
+    while True:
+        consumers = _consumers(groups, kept, variables)
+        seen = _observe(model, reference, consumers, args, kwargs)
+        revive = set().union(*(_unfoldable(c, seen.get(p, [])) for p, c in consumers.items()))
+        if not revive:
+            break
+        for name, channel in revive:
+            kept[name] = kept[name].copy()
+            kept[name][channel] = True
+    deltas = {path: calls[0].delta for path, calls in seen.items() if _foldable(calls)}
+    return Folded(mask(_add_to_biases(variables, deltas), kept, groups), kept)

@@ -1,0 +1,71 @@
+"""fold: a dead channel with a zero BatchNorm scale and a nonzero shift outputs a constant;
+the shrunk model keeps it (in the next layer's bias, or by keeping the channel)."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from phosjax.morph import alive_channels, channel_groups, fold, shrink
+
+
+def _network(conv: nn.Module | None, hidden: int) -> nn.Sequential:
+    """A layer, BatchNorm, relu and a conv (or Dense) of ``hidden`` channels, reading it."""
+    first = nn.Conv(hidden, (3,), padding="VALID") if conv else nn.Dense(hidden)
+    last = conv if conv else nn.Dense(3)
+    return nn.Sequential([first, nn.BatchNorm(use_running_average=True), nn.relu, last])
+
+
+def _with_dead_scales(variables, dead, shift):
+    """``variables`` with BatchNorm scale 0 and shift ``shift`` on the ``dead`` channels."""
+    bn = dict(variables["params"]["layers_1"])
+    dead = np.asarray(dead)
+    bn["scale"] = bn["scale"].at[dead].set(0.0)
+    bn["bias"] = bn["bias"].at[dead].set(shift)
+    return {**variables, "params": {**variables["params"], "layers_1": bn}}
+
+
+CASES = {
+    "mlp": (None, (6, 5)),
+    "cnn, valid padding": (nn.Conv(4, (3,), padding="VALID"), (6, 9, 2)),
+    "cnn, same padding": (nn.Conv(4, (3,), padding="SAME"), (6, 9, 2)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_shrunk_model_computes_what_the_model_with_dead_scales_at_zero_computes(case):
+    conv, shape = CASES[case]
+    model = _network(conv, hidden=8)
+    x = jax.random.normal(jax.random.key(1), shape)
+    variables = _with_dead_scales(model.init(jax.random.key(0), x), [1, 4, 6], [0.7, -0.3, 1.2])
+    groups = channel_groups(model, variables, x)
+    alive = alive_channels(groups, variables, source="gamma")
+    assert alive["layers_0"].tolist() == [True, False, True, True, False, True, False, True]
+
+    folded = fold(model, variables, alive, groups, x)
+    small = shrink(folded.variables, folded.alive, groups)
+    width = small.widths["layers_0"]
+    got = _network(conv and conv.clone(), hidden=width).apply(small.variables, x)
+
+    np.testing.assert_allclose(got, model.apply(variables, x), rtol=1e-5, atol=1e-5)
+    # relu(-0.3) is zero: always dropped; 0.7 and 1.2 are folded, except where a 'SAME'
+    # conv's border sees fewer of their taps than its interior: those are kept
+    assert width == (7 if case == "cnn, same padding" else 5)
+
+
+def test_a_consumer_that_is_not_a_dense_or_conv_keeps_the_nonzero_dead_channels():
+    class Einsum(nn.Module):  # a kernel read by jnp.einsum: fold cannot see its input
+        @nn.compact
+        def __call__(self, h):
+            return jnp.einsum("bi,io->bo", h, self.param("w", nn.initializers.ones, (8, 3)))
+
+    model = nn.Sequential([nn.Dense(8), nn.BatchNorm(use_running_average=True), nn.relu, Einsum()])
+    x = jax.random.normal(jax.random.key(1), (6, 5))
+    variables = _with_dead_scales(model.init(jax.random.key(0), x), [1, 4], [0.7, 0.0])
+    groups = channel_groups(model, variables, x)
+    alive = alive_channels(groups, variables, source="gamma")
+
+    folded = fold(model, variables, alive, groups, x)
+
+    assert folded.alive["layers_0"].tolist() == [True] * 8
