@@ -5,8 +5,9 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, NoReturn
+from typing import Any, ClassVar, NoReturn
 
+import yaml
 from jsonargparse import ArgumentParser
 
 from phosjax.bench._config import BenchError
@@ -101,6 +102,63 @@ class Parser(ArgumentParser):
     def parse_args(self, *args: Any, **kwargs: Any) -> Any:
         """jsonargparse's `parse_args`; an empty ``--dir`` is refused (`refuse_empty_dir`)."""
         return refuse_empty_dir(self, super().parse_args(*args, **kwargs))
+
+
+class ConfigParser(Parser):
+    """A `Parser` whose ``--print_config`` prints the config alone, without the command's
+    own options (``own``, e.g. ``dir``), once `check` has passed it: saved to a file and
+    given back with ``--config``, it runs the same."""
+
+    own: ClassVar[frozenset[str]] = frozenset()
+
+    def check(self, config: dict[str, Any], options: dict[str, Any]) -> None:
+        """Raises for a ``config`` that a run with ``options`` (its own) would refuse."""
+
+    def dump(self, cfg: Any, *args: Any, **kwargs: Any) -> str:
+        data = yaml.safe_load(super().dump(cfg, *args, **kwargs)) or {}
+        config = {k: v for k, v in data.items() if k not in self.own}
+        self.check(config, {k: v for k, v in data.items() if k in self.own})
+        return yaml.safe_dump(config, sort_keys=False)
+
+
+def refuse_unknown_options(parser: ArgumentParser, argv: Sequence[str]) -> None:
+    """A `usage_error` for the options of ``argv`` that ``parser`` does not know (the
+    nearest named), before its config files are read: the misspelling is the error.
+
+    Examples:
+      >>> parser = Parser(prog="cmd"); add_common(parser)
+      >>> refuse_unknown_options(parser, ["--dir", "d", "--import=m"])  # all known
+      >>> import contextlib, io
+      >>> with contextlib.redirect_stderr(io.StringIO()) as err, contextlib.suppress(SystemExit):
+      ...     refuse_unknown_options(parser, ["--dirr", "d"])
+      >>> print(err.getvalue(), end="")
+      error: unrecognized arguments: --dirr d (did you mean --dir?); cmd --help lists the options.
+    """
+    known = {option for action in parser._actions for option in action.option_strings}
+    unknown, taking = [], False  # taking: the values after an unknown option
+    for arg in argv:
+        if arg.startswith("--"):
+            taking = arg.split("=", 1)[0] not in known
+        if taking:
+            unknown.append(arg)
+    if unknown:
+        usage_error(parser, f"unrecognized arguments: {' '.join(unknown)}")
+
+
+def config_files(argv: Sequence[str]) -> list[str]:
+    """The files ``argv`` gives with ``--config``, to check before jsonargparse reads them.
+
+    Examples:
+      >>> config_files(["--config", "a.yaml", "--dir", "d", "--config=b.yaml"])
+      ['a.yaml', 'b.yaml']
+    """
+    files = []
+    for i, arg in enumerate(argv):
+        if arg == "--config" and i + 1 < len(argv):
+            files.append(argv[i + 1])
+        elif arg.startswith("--config="):
+            files.append(arg.split("=", 1)[1])
+    return files
 
 
 def add_common(parser: ArgumentParser) -> None:

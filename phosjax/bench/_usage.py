@@ -1,7 +1,7 @@
-"""How the bench's commands report a usage error, for jsonargparse's parsers (`_cli.Parser`)
-and argparse's (`ArgParser`, for ``view``, ``export`` and ``python -m phosjax.morph``): one line,
-``error: ...`` (a near option name for a misspelt one) and exit status 2; a module without
-jax or jsonargparse."""
+"""How the bench's commands report a usage error, for jsonargparse's parsers (`_cli.Parser`,
+for ``new`` and ``python -m phosjax.morph``) and argparse's (`ArgParser`, for ``view`` and
+``export``): one line, ``error: ...`` (a near option name for a misspelt one) and exit
+status 2; a module without jax or jsonargparse."""
 
 import argparse
 import difflib

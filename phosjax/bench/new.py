@@ -19,15 +19,15 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 import phosjax.bench._interrupt  # noqa: F401  first: a Ctrl-C while jax loads is kept
 from phosjax.bench import _layout
 from phosjax.bench._cli import (
     RESUMES,
-    Parser,
+    ConfigParser,
     add_common,
+    config_files,
     entry_point,
     exit_process,
 )
@@ -42,20 +42,19 @@ from phosjax.train import STRATEGIES
 _OWN = ("config", "dir", "import", "resume", "force", "no_progress")
 
 
-class _Parser(Parser):
-    """Dumps (``--print_config``) the bench config alone: a file `load_config` reads,
-    checked as a run would check it (keys, values, model names after ``--import``)."""
+class _Parser(ConfigParser):
+    """Checks the bench config (``--print_config``) as a run would: keys, values, model
+    names after ``--import``."""
 
-    def dump(self, cfg: Any, *args: Any, **kwargs: Any) -> str:
-        data = yaml.safe_load(super().dump(cfg, *args, **kwargs)) or {}
-        bench = {k: v for k, v in data.items() if k not in _OWN}
-        config = BenchConfig.from_dict(bench)
-        directory, force = data.get("dir"), bool(data.get("force"))
+    own = frozenset(_OWN)
+
+    def check(self, config: dict[str, Any], options: dict[str, Any]) -> None:
+        bench = BenchConfig.from_dict(config)
+        directory, force = options.get("dir"), bool(options.get("force"))
         import_for_bench(
-            directory, data.get("import") or [], planned_models(directory, config, force)
+            directory, options.get("import") or [], planned_models(directory, bench, force)
         )
-        check_models(config.model_entries())
-        return yaml.safe_dump(bench, sort_keys=False)
+        check_models(bench.model_entries())
 
 
 _NAMED = {
@@ -130,21 +129,11 @@ def _config_keys(argv: Sequence[str]) -> set[str]:
     return {key for key in given if key in keys}
 
 
-def _config_files(argv: Sequence[str]) -> list[str]:
-    files = []
-    for i, arg in enumerate(argv):
-        if arg == "--config" and i + 1 < len(argv):
-            files.append(argv[i + 1])
-        elif arg.startswith("--config="):
-            files.append(arg.split("=", 1)[1])
-    return files
-
-
 @entry_point(RESUMES)
 def main(argv: Sequence[str] | None = None) -> None:
     """Runs the command line ``argv`` (default ``sys.argv[1:]``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    for path in _config_files(argv):  # named, clear errors before jsonargparse's
+    for path in config_files(argv):  # named, clear errors before jsonargparse's
         _check_config_file(path)
     args = parser().parse_args(argv)
     if args.resume and args.force:

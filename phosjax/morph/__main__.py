@@ -6,6 +6,11 @@ channels, expands it to the start model's cost and retrains it. Prints one row p
 stage and writes them to ``DIR/morph/iterations.parquet`` after every iteration; the
 viewer shows them (``python -m phosjax.bench.view --dir DIR``). An interrupted run does
 not resume: ``--overwrite`` moves its rows aside and starts over.
+
+Any config key can be set or overridden on the command line (``--iterations 1``,
+``--model.width '[16, 16, 16]'``); ``--print_config`` prints the resolved config
+(without ``--dir`` and ``--overwrite``), checked as a run checks its fields, and exits:
+saved to a file and given back with ``--config``, it runs the same loop.
 """
 
 import dataclasses
@@ -15,13 +20,20 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import yaml
+from jsonargparse import ActionConfigFile
 
 import phosjax.bench._interrupt  # noqa: F401  first: a Ctrl-C while jax loads is kept
 from phosjax._yaml import safe_load
-from phosjax.bench._cli import entry_point, exit_process
+from phosjax.bench._cli import (
+    ConfigParser,
+    config_files,
+    entry_point,
+    exit_process,
+    refuse_unknown_options,
+)
 from phosjax.bench._config import BenchConfig
 from phosjax.bench._summary import dir_command
-from phosjax.bench._usage import ArgParser
+from phosjax.models import ModelConfig
 from phosjax.morph._loop import ITERATIONS, MorphConfig, MorphConfigError, RunDirectoryError, run
 
 
@@ -62,20 +74,31 @@ def _fail(message: str) -> int:
     return 2
 
 
-@entry_point(
-    "the rows of the iterations finished so far are kept in --dir's morph/iterations.parquet; "
-    "the loop does not resume: run again with --overwrite to start over (it moves them aside)."
-)
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parses the command line and runs the MorphNet loop (see `phosjax.morph.run`).
+_OWN = ("config", "dir", "overwrite", "print_config")
+_LOOSE_MODEL_FIELDS = {
+    "input_shape": (int | tuple[int, ...], "one example's shape, e.g. [40] (an int: one axis)"),
+    "options": (dict[str, Any] | list[Any] | None, "model-specific extras, e.g. {pool: max}"),
+}
+"""The `ModelConfig` fields a config file writes in more forms than their types (which
+`ModelConfig` normalizes): their types and help on the command line."""
 
-    Returns 0, or 2 after printing ``error: <file>: ...`` when the config file is invalid
-    or names a model or data set that cannot run, or ``error: --dir: ...`` when ``--dir``
-    holds an earlier run's rows (without ``--overwrite``), lies inside a bench or cannot
-    be written (all checked before anything trains).
-    """
-    parser = ArgParser(prog="python -m phosjax.morph", description=__doc__)
-    parser.add_argument("--config", required=True, help="a YAML file of MorphConfig fields")
+
+class _Parser(ConfigParser):
+    """Checks the config (``--print_config``) as `MorphConfig` checks its fields."""
+
+    own = frozenset(_OWN)
+
+    def check(self, config: dict[str, Any], options: dict[str, Any]) -> None:
+        MorphConfig.from_dict(config)
+
+
+def parser() -> _Parser:
+    """The command line of ``python -m phosjax.morph``: the command's own options, and
+    every `MorphConfig` field (``--model.<field>`` for the model's)."""
+    parser = _Parser(prog="python -m phosjax.morph", description=__doc__)
+    parser.add_argument(
+        "--config", action=ActionConfigFile, help="a YAML file of MorphConfig fields"
+    )
     parser.add_argument(
         "--dir",
         required=True,
@@ -87,17 +110,71 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="move the rows of an earlier run in --dir aside (to iterations.parquet.old-<time>)",
     )
-    args = parser.parse_args(argv)
+    parser.add_class_arguments(ModelConfig, "model", skip=set(_LOOSE_MODEL_FIELDS))
+    defaults = {field.name: field.default for field in dataclasses.fields(ModelConfig)}
+    for name, (kind, help) in _LOOSE_MODEL_FIELDS.items():
+        default = defaults[name]
+        given: dict[str, Any] = (
+            {"required": True} if default is dataclasses.MISSING else {"default": default}
+        )
+        parser.add_argument(f"--model.{name}", type=kind, help=help, **given)
+    parser.add_class_arguments(MorphConfig, None, skip={"model"})
+    return parser
+
+
+def _source(argv: Sequence[str]) -> str:
+    """Where the config came from, to start an error about it: the ``--config`` files,
+    and ``the command line`` where it sets keys.
+
+    Examples:
+      >>> _source(["--config", "a.yaml", "--dir", "d"])
+      'a.yaml'
+      >>> _source(["--config", "a.yaml", "--iterations", "1", "--dir", "d"])
+      'a.yaml with the command line (--iterations)'
+    """
+    given = [arg.split("=", 1)[0] for arg in argv if arg.startswith("--")]
+    keys = [arg for arg in given if arg[2:] not in _OWN]
+    files = ", ".join(config_files(argv))
+    if not keys:
+        return files
+    line = f"the command line ({', '.join(keys)})"
+    return f"{files} with {line}" if files else line
+
+
+@entry_point(
+    "the rows of the iterations finished so far are kept in --dir's morph/iterations.parquet; "
+    "the loop does not resume: run again with --overwrite to start over (it moves them aside)."
+)
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parses the command line and runs the MorphNet loop (see `phosjax.morph.run`).
+
+    Returns 0, or 2 after printing ``error: <file>: ...`` when the config file is invalid
+    or names a model or data set that cannot run (``error: <file> with the command line
+    (--key): ...`` when options set keys), or ``error: --dir: ...`` when ``--dir``
+    holds an earlier run's rows (without ``--overwrite``), lies inside a bench or cannot
+    be written (all checked before anything trains); a misspelt option is a usage error
+    naming the nearest one.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command_line = parser()
+    refuse_unknown_options(command_line, argv)
     try:
-        config = load_config(args.config)
+        for path in config_files(argv):  # named, clear errors before jsonargparse's
+            load_config(path)
     except ValueError as error:
         return _fail(str(error))
+    source = _source(argv)
+    try:
+        args = command_line.parse_args(argv)
+        config = MorphConfig.from_dict({k: v for k, v in args.as_dict().items() if k not in _OWN})
+    except (ValueError, TypeError) as error:  # a MorphConfigError, a ModelConfig's
+        return _fail(f"{source}: {error}")
     try:
         rows = run(config, args.dir, overwrite=args.overwrite)
     except RunDirectoryError as error:  # --dir's, not the config file's
         return _fail(f"--dir: {error}")
     except MorphConfigError as error:  # raised before anything trains or is written
-        return _fail(f"{args.config}: {error}")
+        return _fail(f"{source}: {error}")
     columns = ["iteration", "kind", "widths", "params", "flops", "latency_s", "accuracy"]
     print(rows[columns].to_string(index=False))
     print(f"wrote {pathlib.Path(args.dir) / ITERATIONS}", file=sys.stderr)

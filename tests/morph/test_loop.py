@@ -304,3 +304,41 @@ def test_a_bench_config_is_refused_saying_which_command_runs_it(tmp_path, capsys
         "loop's config has a model, a dataset and iterations (configs/morph_mnist1d.yaml)\n"
     )
     assert not (tmp_path / "run").exists()
+
+
+def _print_config(tmp_path, capsys, *options):
+    """What ``--print_config`` prints for the example config and ``options``."""
+    config = pathlib.Path(__file__).resolve().parents[2] / "configs" / "morph_mnist1d.yaml"
+    argv = ["--config", str(config), "--dir", str(tmp_path / "run"), *options]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--print_config"])
+    assert exit_info.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_command_line_options_override_any_key_and_print_config_gives_them_back(tmp_path, capsys):
+    printed = _print_config(
+        tmp_path, capsys, "--iterations", "1", "--model.name", "mlp", "--model.width=[16]"
+    )
+    saved = tmp_path / "resolved.yaml"
+    saved.write_text(printed)
+    config = cli.load_config(str(saved))
+    assert (config.iterations, config.model.name, config.model.width) == (1, "mlp", (16,))
+    assert (config.steps, config.threshold, config.model.input_shape) == (1500, 0.05, (40,))
+    assert "dir" not in yaml.safe_load(printed)  # the command's own options stay out
+    assert _print_config(tmp_path, capsys, "--config", str(saved)) == printed
+
+
+def test_a_misspelt_key_names_the_nearest_and_a_bad_value_names_where_it_came_from(
+    tmp_path, capsys
+):
+    config = tmp_path / "morph.yaml"
+    config.write_text("model: {name: cnn1d, num_classes: 10, input_shape: [40]}\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--config", str(config), "--dir", str(tmp_path / "run"), "--model.widht", "8"])
+    assert exit_info.value.code == 2
+    assert "--model.widht 8 (did you mean --model.width?)" in capsys.readouterr().err
+    assert main(["--config", str(config), "--dir", str(tmp_path), "--cost", "bytes"]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"error: {config} with the command line (--cost): MorphConfig.cost='bytes': expected "
+    )
