@@ -34,7 +34,14 @@ from phosjax.bench._cli import (
 from phosjax.bench._config import BenchConfig
 from phosjax.bench._summary import dir_command
 from phosjax.models import ModelConfig
-from phosjax.morph._loop import ITERATIONS, MorphConfig, MorphConfigError, RunDirectoryError, run
+from phosjax.morph._loop import (
+    ITERATIONS,
+    MorphConfig,
+    MorphConfigError,
+    RunDirectoryError,
+    resolved_model,
+    run,
+)
 
 
 def _is_bench_config(data: Any) -> bool:
@@ -89,7 +96,24 @@ class _Parser(ConfigParser):
     own = frozenset(_OWN)
 
     def check(self, config: dict[str, Any], options: dict[str, Any]) -> None:
-        MorphConfig.from_dict(config)
+        resolved_model(morph_config(config))
+
+
+def morph_config(fields: Mapping[str, Any]) -> MorphConfig:
+    """The `MorphConfig` of the parsed ``fields``; a model field that must be given and
+    was not (``None``) is left out, so the error names it as missing.
+
+    Examples:
+      >>> morph_config({"model": {"name": "mlp", "num_classes": None, "input_shape": None}})
+      Traceback (most recent call last):
+      ...
+      ValueError: ModelConfig needs the field(s) ['num_classes', 'input_shape']; got ['name']
+    """
+    required = {f.name for f in dataclasses.fields(ModelConfig) if f.default is dataclasses.MISSING}
+    model = fields.get("model")
+    if isinstance(model, Mapping):
+        model = {k: v for k, v in model.items() if v is not None or k not in required}
+    return MorphConfig.from_dict({**fields, "model": model})
 
 
 def parser() -> _Parser:
@@ -131,13 +155,15 @@ def _source(argv: Sequence[str]) -> str:
       'a.yaml'
       >>> _source(["--config", "a.yaml", "--iterations", "1", "--dir", "d"])
       'a.yaml with the command line (--iterations)'
+      >>> _source(["--dir", "d"])
+      'the command line'
     """
     given = [arg.split("=", 1)[0] for arg in argv if arg.startswith("--")]
     keys = [arg for arg in given if arg[2:] not in _OWN]
     files = ", ".join(config_files(argv))
-    if not keys:
+    if files and not keys:
         return files
-    line = f"the command line ({', '.join(keys)})"
+    line = f"the command line ({', '.join(keys)})" if keys else "the command line"
     return f"{files} with {line}" if files else line
 
 
@@ -166,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     source = _source(argv)
     try:
         args = command_line.parse_args(argv)
-        config = MorphConfig.from_dict({k: v for k, v in args.as_dict().items() if k not in _OWN})
+        config = morph_config({k: v for k, v in args.as_dict().items() if k not in _OWN})
     except (ValueError, TypeError) as error:  # a MorphConfigError, a ModelConfig's
         return _fail(f"{source}: {error}")
     try:

@@ -209,6 +209,25 @@ def _traced_groups(model: ModelConfig) -> ChannelGroups:
         raise MorphConfigError(f"MorphConfig.model {model.name!r}: {why}") from error
 
 
+def resolved_model(config: MorphConfig) -> ModelConfig:
+    """``config``'s model with its defaults filled in (see `ModelConfig.resolved`).
+
+    Raises:
+      MorphConfigError: an unknown model (the nearest names listed) or a bad option of it.
+
+    Examples:
+      >>> config = MorphConfig(ModelConfig("mlpp", 10, (40,)))
+      >>> resolved_model(config)
+      Traceback (most recent call last):
+      ...
+      phosjax.morph._loop.MorphConfigError: MorphConfig.model: unknown model 'mlpp'. Did ...
+    """
+    try:
+        return config.model.resolved()
+    except (ValueError, TypeError) as error:
+        raise MorphConfigError(f"MorphConfig.model: {error}") from error
+
+
 def prepare(config: MorphConfig) -> tuple[ModelConfig, ArrayDataset]:
     """``config``'s model, resolved, and its data set, checked against each other.
 
@@ -221,10 +240,7 @@ def prepare(config: MorphConfig) -> tuple[ModelConfig, ArrayDataset]:
         normalization scale for ``gamma``), or whose narrowest config (every width
         ``multiple``) costs more than the model itself, so no expansion can fit it.
     """
-    try:
-        model = config.model.resolved()
-    except (ValueError, TypeError) as error:
-        raise MorphConfigError(f"MorphConfig.model: {error}") from error
+    model = resolved_model(config)
     try:
         data = load(config.dataset, data_dir=config.data_dir)
     except (ValueError, PermissionError) as error:  # PermissionError: data_dir not writable

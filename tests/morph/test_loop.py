@@ -342,3 +342,20 @@ def test_a_misspelt_key_names_the_nearest_and_a_bad_value_names_where_it_came_fr
     assert capsys.readouterr().err.startswith(
         f"error: {config} with the command line (--cost): MorphConfig.cost='bytes': expected "
     )
+
+
+@pytest.mark.parametrize(
+    "options, expected",
+    [
+        (
+            ["--model.name", "mlpp", "--model.num_classes", "10", "--model.input_shape", "40"],
+            "error: the command line (--model.name, --model.num_classes, --model.input_shape): "
+            "MorphConfig.model: unknown model 'mlpp'. Did you mean 'mlp'?",
+        ),
+        ([], "error: the command line: ModelConfig needs the field(s) ['name', 'num_classes', "),
+    ],
+)
+def test_print_config_refuses_a_model_a_run_would_refuse(tmp_path, capsys, options, expected):
+    """It printed an unknown model's config (exit 0), or a model of None fields."""
+    assert main(["--dir", str(tmp_path), *options, "--print_config"]) == 2
+    assert capsys.readouterr().err.startswith(expected)
