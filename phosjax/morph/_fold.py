@@ -211,7 +211,7 @@ def fold(
 
     Args:
       model: the Flax module the groups were traced from.
-      variables: its variables (or params, whatever the groups were traced from).
+      variables: its variables, as ``model.apply`` takes them (``{"params": ...}``).
       alive: ``{group name: bool per channel}`` (see `alive_channels`).
       groups: the model's `ChannelGroups`.
       *args: example inputs (the consumers' inputs are checked to be constant on them:
@@ -220,6 +220,10 @@ def fold(
 
     Returns:
       A `Folded`: the folded variables and the channels to keep.
+
+    Raises:
+      TypeError: ``model`` is not a Flax module (a bare ``apply`` function): fold
+        watches the inputs of its ``nn.Dense`` and ``nn.Conv`` layers.
 
     Examples:
       >>> import jax, jax.numpy as jnp, flax.linen as nn
@@ -237,6 +241,12 @@ def fold(
       >>> nn.Sequential([nn.Dense(1), nn.relu, nn.Dense(1)]).apply(small, x)[:, 0]
       Array([7.5, 8.5], dtype=float32)
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"fold: model is a {type(model).__name__}, not a flax.linen Module; give the "
+            "module the groups were traced from (fold watches its nn.Dense and nn.Conv "
+            "layers' inputs), or use mask and shrink, which drop the dead channels' constants"
+        )
     kept = dict(zip(groups.names, groups.alive_arrays(alive), strict=True))
     reference = mask(variables, kept, groups, keep_biases=True)
     while True:

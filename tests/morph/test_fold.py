@@ -69,3 +69,13 @@ def test_a_consumer_that_is_not_a_dense_or_conv_keeps_the_nonzero_dead_channels(
     folded = fold(model, variables, alive, groups, x)
 
     assert folded.alive["layers_0"].tolist() == [True] * 8
+
+
+def test_a_bare_apply_function_is_refused_naming_what_fold_needs():
+    """A callable got as far as apply's AttributeError (no attribute 'apply')."""
+    model = nn.Sequential([nn.Dense(3), nn.relu, nn.Dense(2)])
+    x = jnp.ones((2, 4))
+    variables = model.init(jax.random.key(0), x)
+    groups = channel_groups(model.apply, variables, x)
+    with pytest.raises(TypeError, match=r"model is a \w+, not a flax\.linen Module"):
+        fold(model.apply, variables, {"layers_0": [True, False, True]}, groups, x)
