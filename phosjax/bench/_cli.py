@@ -145,6 +145,27 @@ def refuse_unknown_options(parser: ArgumentParser, argv: Sequence[str]) -> None:
         usage_error(parser, f"unrecognized arguments: {' '.join(unknown)}")
 
 
+def config_files_first(argv: Sequence[str]) -> list[str]:
+    """``argv`` with its ``--config`` files moved to the front (in their order), so every
+    other option overrides them wherever it stands; jsonargparse applies options in order,
+    and a file after an option silently set that key back.
+
+    Examples:
+      >>> config_files_first(["--grid.steps", "7", "--config", "a.yaml", "--config=b.yaml"])
+      ['--config', 'a.yaml', '--config=b.yaml', '--grid.steps', '7']
+    """
+    files: list[str] = []
+    rest: list[str] = []
+    taking = False  # the file after a bare --config
+    for arg in argv:
+        if taking or arg == "--config" or arg.startswith("--config="):
+            files.append(arg)
+            taking = arg == "--config"
+        else:
+            rest.append(arg)
+    return files + rest
+
+
 def config_files(argv: Sequence[str]) -> list[str]:
     """The files ``argv`` gives with ``--config``, to check before jsonargparse reads them.
 

@@ -28,6 +28,7 @@ from phosjax.bench._cli import (
     ConfigParser,
     add_common,
     config_files,
+    config_files_first,
     entry_point,
     exit_process,
 )
@@ -132,7 +133,7 @@ def _config_keys(argv: Sequence[str]) -> set[str]:
 @entry_point(RESUMES)
 def main(argv: Sequence[str] | None = None) -> None:
     """Runs the command line ``argv`` (default ``sys.argv[1:]``)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = config_files_first(sys.argv[1:] if argv is None else argv)
     for path in config_files(argv):  # named, clear errors before jsonargparse's
         _check_config_file(path)
     args = parser().parse_args(argv)

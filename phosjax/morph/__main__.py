@@ -27,6 +27,7 @@ from phosjax._yaml import safe_load
 from phosjax.bench._cli import (
     ConfigParser,
     config_files,
+    config_files_first,
     entry_point,
     exit_process,
     refuse_unknown_options,
@@ -181,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     be written (all checked before anything trains); a misspelt option is a usage error
     naming the nearest one.
     """
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = config_files_first(sys.argv[1:] if argv is None else argv)
     command_line = parser()
     refuse_unknown_options(command_line, argv)
     try:

@@ -316,6 +316,18 @@ def test_printed_config_passed_back_plans_the_same_grid(tmp_path, capsys, toy):
     assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
 
 
+def test_an_option_before_config_overrides_the_file_too(tmp_path, capsys):
+    """jsonargparse applies options in order: the file set grid.steps back to 400."""
+    config = pathlib.Path(__file__).resolve().parents[2] / "configs" / "example.yaml"
+    argv = ["--grid.steps", "7", "--config", str(config), "--dir", str(tmp_path / "b")]
+    with pytest.raises(SystemExit) as exit_info:
+        new_main([*argv, "--print_config"])
+    assert exit_info.value.code == 0
+    printed = tmp_path / "printed.yaml"
+    printed.write_text(capsys.readouterr().out)
+    assert load_config(printed).grid.steps == 7
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [

@@ -359,3 +359,13 @@ def test_print_config_refuses_a_model_a_run_would_refuse(tmp_path, capsys, optio
     """It printed an unknown model's config (exit 0), or a model of None fields."""
     assert main(["--dir", str(tmp_path), *options, "--print_config"]) == 2
     assert capsys.readouterr().err.startswith(expected)
+
+
+def test_an_option_before_config_overrides_the_file_too(tmp_path, capsys):
+    """jsonargparse applies options in order: the file set iterations back to 2."""
+    config = pathlib.Path(__file__).resolve().parents[2] / "configs" / "morph_mnist1d.yaml"
+    argv = ["--iterations", "1", "--config", str(config), "--dir", str(tmp_path / "run")]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--print_config"])
+    assert exit_info.value.code == 0
+    assert yaml.safe_load(capsys.readouterr().out)["iterations"] == 1
