@@ -106,8 +106,10 @@ def _same_everywhere(values: np.ndarray) -> bool:
 
 def _kernel_path(module: nn.Module, kernels: Mapping[str, _Consumer]) -> str | None:
     """The path in ``kernels`` of ``module``'s kernel, if it is a Dense or Conv with a bias
-    whose input's last axis is the kernel's contracted axis (the second last)."""
-    if not isinstance(module, nn.Dense | nn.Conv) or not module.use_bias:
+    whose input's last axis is the kernel's contracted axis (the second last); not a
+    subclass, whose call may do more than add the bias last (a constant added inside an
+    activation is not one added to its output)."""
+    if type(module) not in (nn.Dense, nn.Conv) or not module.use_bias:
         return None
     name = "/".join((*module.path, "kernel"))
     return next((path for path in kernels if name in (path, path.split("/", 1)[-1])), None)

@@ -79,3 +79,26 @@ def test_a_bare_apply_function_is_refused_naming_what_fold_needs():
     groups = channel_groups(model.apply, variables, x)
     with pytest.raises(TypeError, match=r"model is a \w+, not a flax\.linen Module"):
         fold(model.apply, variables, {"layers_0": [True, False, True]}, groups, x)
+
+
+def test_a_subclass_of_dense_that_adds_an_activation_keeps_the_nonzero_dead_channels():
+    """Its bias sits inside the tanh: fold added act(shift) * W to it, which is not exact."""
+
+    class TanhDense(nn.Dense):
+        def __call__(self, inputs):
+            return jnp.tanh(super().__call__(inputs))
+
+    model = nn.Sequential(
+        [nn.Dense(8), nn.BatchNorm(use_running_average=True), nn.relu, TanhDense(3)]
+    )
+    x = jax.random.normal(jax.random.key(1), (6, 5))
+    variables = _with_dead_scales(model.init(jax.random.key(0), x), [1, 4], [0.7, -0.3])
+    groups = channel_groups(model, variables, x)
+    alive = alive_channels(groups, variables, source="gamma")
+
+    folded = fold(model, variables, alive, groups, x)
+
+    assert folded.alive["layers_0"].tolist() == [True] * 8
+    np.testing.assert_allclose(
+        model.apply(folded.variables, x), model.apply(variables, x), rtol=1e-5, atol=1e-6
+    )
