@@ -89,6 +89,8 @@ _LOOSE_MODEL_FIELDS = {
 }
 """The `ModelConfig` fields a config file writes in more forms than their types (which
 `ModelConfig` normalizes): their types and help on the command line."""
+_MODEL_DEFAULTS = {field.name: field.default for field in dataclasses.fields(ModelConfig)}
+"""Each `ModelConfig` field's default (`dataclasses.MISSING`: it must be given)."""
 
 
 class _Parser(ConfigParser):
@@ -110,10 +112,13 @@ def morph_config(fields: Mapping[str, Any]) -> MorphConfig:
       ...
       ValueError: ModelConfig needs the field(s) ['num_classes', 'input_shape']; got ['name']
     """
-    required = {f.name for f in dataclasses.fields(ModelConfig) if f.default is dataclasses.MISSING}
     model = fields.get("model")
     if isinstance(model, Mapping):
-        model = {k: v for k, v in model.items() if v is not None or k not in required}
+        model = {
+            k: v
+            for k, v in model.items()
+            if v is not None or _MODEL_DEFAULTS.get(k) is not dataclasses.MISSING
+        }
     return MorphConfig.from_dict({**fields, "model": model})
 
 
@@ -136,9 +141,8 @@ def parser() -> _Parser:
         help="move the rows of an earlier run in --dir aside (to iterations.parquet.old-<time>)",
     )
     parser.add_class_arguments(ModelConfig, "model", skip=set(_LOOSE_MODEL_FIELDS))
-    defaults = {field.name: field.default for field in dataclasses.fields(ModelConfig)}
     for name, (kind, help) in _LOOSE_MODEL_FIELDS.items():
-        default = defaults[name]
+        default = _MODEL_DEFAULTS[name]
         given: dict[str, Any] = (
             {"required": True} if default is dataclasses.MISSING else {"default": default}
         )
