@@ -57,12 +57,14 @@ class _Consumer:
 class _Seen:
     """One call of a consumer on the reference model, restricted to its dead inputs:
     which of them are nonzero, whether each is one constant, and what they add to the
-    output (``delta``, and whether it is the same at every position)."""
+    output (``delta``, and whether it is the same at every position); ``bias``: whether
+    the consumer has a bias to take it."""
 
     nonzero: np.ndarray
     constant: bool
     delta: np.ndarray
     delta_constant: bool
+    bias: bool
 
 
 def _consumers(
@@ -105,11 +107,11 @@ def _same_everywhere(values: np.ndarray) -> bool:
 
 
 def _kernel_path(module: nn.Module, kernels: Mapping[str, _Consumer]) -> str | None:
-    """The path in ``kernels`` of ``module``'s kernel, if it is a Dense or Conv with a bias
-    whose input's last axis is the kernel's contracted axis (the second last); not a
-    subclass, whose call may do more than add the bias last (a constant added inside an
-    activation is not one added to its output)."""
-    if type(module) not in (nn.Dense, nn.Conv) or not module.use_bias:
+    """The path in ``kernels`` of ``module``'s kernel, if it is a Dense or Conv, whose
+    input's last axis is the kernel's contracted axis (the second last); not a subclass,
+    whose call may do more than add the bias last (a constant added inside an activation
+    is not one added to its output)."""
+    if type(module) not in (nn.Dense, nn.Conv):
         return None
     name = "/".join((*module.path, "kernel"))
     return next((path for path in kernels if name in (path, path.split("/", 1)[-1])), None)
@@ -129,13 +131,14 @@ def _seen(layer: nn.Module, dead: np.ndarray, x: Any) -> _Seen:
         constant=_same_everywhere(values),
         delta=delta.reshape(-1, delta.shape[-1])[0],
         delta_constant=_same_everywhere(delta),
+        bias=bool(layer.use_bias),
     )
 
 
 def _observe(
     model: nn.Module, reference: Any, kernels: Mapping[str, _Consumer], args: Any, kwargs: Any
 ) -> dict[str, list[_Seen]]:
-    """Every call of a consumer (a Dense or Conv with a bias) on the reference model."""
+    """Every call of a consumer (a Dense or Conv) on the reference model."""
     seen: dict[str, list[_Seen]] = {}
 
     def intercept(call: Callable[..., Any], call_args: Any, call_kwargs: Any, context: Any) -> Any:
@@ -157,16 +160,20 @@ def _observe(
 
 
 def _foldable(calls: list[_Seen]) -> bool:
-    """Whether the calls' dead inputs add one constant to the output, the same in each."""
+    """Whether the calls' dead inputs add one constant to the output, the same in each,
+    that a bias takes (or that is zero)."""
     return bool(calls) and all(
-        c.constant and c.delta_constant and np.allclose(c.delta, calls[0].delta, atol=1e-5)
+        c.constant
+        and c.delta_constant
+        and np.allclose(c.delta, calls[0].delta, atol=1e-5)
+        and (c.bias or not c.nonzero.any())
         for c in calls
     )
 
 
 def _unfoldable(consumer: _Consumer, calls: list[_Seen]) -> set[tuple[str, int]]:
     """The dead channels of ``consumer`` to keep: all if it was not seen (not a Dense or
-    Conv with a bias, or traced by jit), else the nonzero ones if not foldable."""
+    Conv, or traced by jit), else the nonzero ones if not foldable."""
     owners = [o for o, dead in zip(consumer.owners, consumer.dead, strict=True) if dead]
     if not calls:
         return {o for o in owners if o is not None}
@@ -205,9 +212,9 @@ def fold(
     that layer's bias, where it is the same at every position: ``sum_c act(shift_c) *
     W[c, :]`` for a Dense, the kernel's taps summed for a conv ('VALID' padding, or a
     zero constant). Where it is not (a 'SAME' conv sees fewer taps at the border, a
-    value that depends on the input), the dead channels with a nonzero output there are
-    kept alive; where a kernel that is not a Dense's or Conv's with a bias reads them
-    (an einsum), all of them are. Then
+    value that depends on the input, a layer without a bias), the dead channels with a
+    nonzero output there are kept alive; where a kernel that is not a Dense's or Conv's
+    reads them (an einsum), all of them are. Then
     ``shrink(variables, folded.alive, groups)`` on ``folded.variables`` computes what
     ``model`` computes with the dead channels' kernels and scales at zero.
 
@@ -260,5 +267,5 @@ def fold(
         for name, channel in revive:
             kept[name] = kept[name].copy()
             kept[name][channel] = True
-    deltas = {path: calls[0].delta for path, calls in seen.items() if _foldable(calls)}
+    deltas = {path: c[0].delta for path, c in seen.items() if _foldable(c) and c[0].bias}
     return Folded(mask(_add_to_biases(variables, deltas), kept, groups), kept)

@@ -102,3 +102,26 @@ def test_a_subclass_of_dense_that_adds_an_activation_keeps_the_nonzero_dead_chan
     np.testing.assert_allclose(
         model.apply(folded.variables, x), model.apply(variables, x), rtol=1e-5, atol=1e-6
     )
+
+
+def test_a_layer_without_a_bias_keeps_only_the_dead_channels_with_a_nonzero_output():
+    """Conv-BN nets read BatchNorm outputs with bias-free layers: a dead channel whose
+    relu(shift) is zero is dropped there too (all dead channels were kept)."""
+    model = nn.Sequential(
+        [nn.Dense(8), nn.BatchNorm(use_running_average=True), nn.relu, nn.Dense(3, use_bias=False)]
+    )
+    x = jax.random.normal(jax.random.key(1), (6, 5))
+    variables = _with_dead_scales(model.init(jax.random.key(0), x), [1, 4], [0.7, -0.3])
+    groups = channel_groups(model, variables, x)
+    alive = alive_channels(groups, variables, source="gamma")
+
+    folded = fold(model, variables, alive, groups, x)
+    small = shrink(folded.variables, folded.alive, groups)
+
+    assert folded.alive["layers_0"].tolist() == [True] * 4 + [False] + [True] * 3
+    narrow = nn.Sequential(
+        [nn.Dense(7), nn.BatchNorm(use_running_average=True), nn.relu, nn.Dense(3, use_bias=False)]
+    )
+    np.testing.assert_allclose(
+        narrow.apply(small.variables, x), model.apply(variables, x), rtol=1e-5, atol=1e-5
+    )
