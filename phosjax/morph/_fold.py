@@ -27,7 +27,8 @@ class Folded:
       variables: the variables with the dead channels zeroed (as `mask` does) and their
         constant outputs added to their consumers' biases.
       alive: ``{group name: bool per channel}``: the given alive channels, plus the dead
-        ones whose constant could not be folded exactly (they are kept).
+        ones whose constant could not be folded exactly (kept, their kernels and scales
+        at zero: they output that constant).
 
     Examples:
       >>> import jax, jax.numpy as jnp, flax.linen as nn
@@ -213,8 +214,9 @@ def fold(
     W[c, :]`` for a Dense, the kernel's taps summed for a conv ('VALID' padding, or a
     zero constant). Where it is not (a 'SAME' conv sees fewer taps at the border, a
     value that depends on the input, a layer without a bias), the dead channels with a
-    nonzero output there are kept alive; where a kernel that is not a Dense's or Conv's
-    reads them (an einsum), all of them are. Then
+    nonzero output there are kept alive (their kernels and scales at zero: they output
+    the constant); where a kernel that is not a Dense's or Conv's reads them (an
+    einsum), all of them are. Then
     ``shrink(variables, folded.alive, groups)`` on ``folded.variables`` computes what
     ``model`` computes with the dead channels' kernels and scales at zero.
 
@@ -268,4 +270,4 @@ def fold(
             kept[name] = kept[name].copy()
             kept[name][channel] = True
     deltas = {path: c[0].delta for path, c in seen.items() if _foldable(c) and c[0].bias}
-    return Folded(mask(_add_to_biases(variables, deltas), kept, groups), kept)
+    return Folded(mask(_add_to_biases(reference, deltas), kept, groups), kept)

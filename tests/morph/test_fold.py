@@ -17,11 +17,12 @@ def _network(conv: nn.Module | None, hidden: int) -> nn.Sequential:
     return nn.Sequential([first, nn.BatchNorm(use_running_average=True), nn.relu, last])
 
 
-def _with_dead_scales(variables, dead, shift):
-    """``variables`` with BatchNorm scale 0 and shift ``shift`` on the ``dead`` channels."""
+def _with_dead_scales(variables, dead, shift, scale=0.0):
+    """``variables`` with BatchNorm scale ``scale`` and shift ``shift`` on the ``dead``
+    channels."""
     bn = dict(variables["params"]["layers_1"])
     dead = np.asarray(dead)
-    bn["scale"] = bn["scale"].at[dead].set(0.0)
+    bn["scale"] = bn["scale"].at[dead].set(scale)
     bn["bias"] = bn["bias"].at[dead].set(shift)
     return {**variables, "params": {**variables["params"], "layers_1": bn}}
 
@@ -52,6 +53,26 @@ def test_the_shrunk_model_computes_what_the_model_with_dead_scales_at_zero_compu
     # relu(-0.3) is zero: always dropped; 0.7 and 1.2 are folded, except where a 'SAME'
     # conv's border sees fewer of their taps than its interior: those are kept
     assert width == (7 if case == "cnn, same padding" else 5)
+
+
+def test_a_kept_dead_channel_outputs_its_constant_as_with_its_scale_at_zero():
+    """A 'SAME' conv keeps the dead channels: their scales, 1e-3, below the threshold,
+    stayed, so the model was not the one with the dead scales at zero (off by ~1e-3)."""
+    conv = nn.Conv(4, (3,), padding="SAME")
+    model = _network(conv, hidden=8)
+    x = jax.random.normal(jax.random.key(1), (6, 9, 2))
+    initial = model.init(jax.random.key(0), x)
+    variables = _with_dead_scales(initial, [1, 6], [0.7, 1.2], scale=1e-3)
+    groups = channel_groups(model, variables, x)
+    alive = alive_channels(groups, variables, source="gamma")
+
+    folded = fold(model, variables, alive, groups, x)
+
+    assert folded.alive["layers_0"].all()
+    at_zero = _with_dead_scales(initial, [1, 6], [0.7, 1.2])
+    np.testing.assert_allclose(
+        model.apply(folded.variables, x), model.apply(at_zero, x), rtol=1e-6, atol=1e-6
+    )
 
 
 def test_a_consumer_that_is_not_a_dense_or_conv_keeps_the_nonzero_dead_channels():
