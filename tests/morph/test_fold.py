@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from phosjax.morph import alive_channels, channel_groups, fold, shrink
+from phosjax.morph import alive_channels, channel_groups, fold, mask, shrink
+from tests.morph.test_shrink import PlainCNN, _grouped
 
 
 def _network(conv: nn.Module | None, hidden: int) -> nn.Sequential:
@@ -145,4 +146,24 @@ def test_a_layer_without_a_bias_keeps_only_the_dead_channels_with_a_nonzero_outp
     )
     np.testing.assert_allclose(
         narrow.apply(small.variables, x), model.apply(variables, x), rtol=1e-5, atol=1e-5
+    )
+
+
+def test_a_cnn_with_a_residual_pair_a_depthwise_conv_and_a_flatten_head_folds_exactly():
+    """PlainCNN (tests/morph/test_shrink.py): dead channels reach 'SAME' convs (kept), a
+    residual add and a depthwise conv (tied), a concatenation and a flattened head."""
+    model = PlainCNN()
+    x, variables, groups = _grouped(model, (2, 5, 5, 2))
+    alive = {"conv0": [1, 0, 1, 1, 0, 1], "conv1": [0, 1, 1, 0, 1], "side": [1, 1, 1]}
+
+    folded = fold(model, variables, alive, groups, x)
+    small = shrink(folded.variables, folded.alive, groups)
+
+    widths = (small.widths["conv0"], small.widths["conv1"])
+    assert widths == (6, 3)  # conv0's dead channels reach conv1, a 'SAME' 3x3 conv
+    np.testing.assert_allclose(
+        PlainCNN(widths=widths).apply(small.variables, x),
+        model.apply(mask(variables, alive, groups, keep_biases=True), x),
+        rtol=1e-5,
+        atol=1e-5 * float(np.abs(model.apply(variables, x)).max()),
     )
