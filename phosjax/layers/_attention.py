@@ -20,6 +20,58 @@ def _entropy(weights: jax.Array, log_weights: jax.Array) -> jax.Array:
     return -(weights * finite_logs).sum(-1).mean(-1)
 
 
+def _attention_mask(
+    mask: Any, batch: tuple[int, ...], heads: int, length: int, causal: bool
+) -> jax.Array | None:
+    """``mask`` (see `MultiHeadSelfAttention`) as booleans broadcastable to the attention
+    logits ``(*batch, H, L, L)``, and-ed with the causal mask; None when there is neither.
+
+    Raises:
+      ValueError: ``mask`` has neither shape it may have (both named).
+
+    Examples:
+      >>> _attention_mask(jnp.array([[1, 1, 0]]), (1,), 2, 3, causal=False).shape
+      (1, 1, 1, 3)
+      >>> _attention_mask(None, (1,), 2, 3, causal=True).astype(int).tolist()
+      [[1, 0, 0], [1, 1, 0], [1, 1, 1]]
+    """
+    causal_mask = jnp.tril(jnp.ones((length, length), bool)) if causal else None
+    if mask is None:
+        return causal_mask
+    mask = jnp.asarray(mask)
+    keys, pairs = (*batch, length), (*batch, heads, length, length)
+    fits = lambda shape: (
+        mask.ndim == len(shape)
+        and all(size in (1, full) for size, full in zip(mask.shape, shape, strict=True))
+    )
+    if fits(keys):
+        mask = mask[..., None, None, :]
+    elif not fits(pairs):
+        raise ValueError(
+            f"MultiHeadSelfAttention mask must have the shape {keys} (the keys each query "
+            f"may attend) or {pairs} (query-key pairs, batch and heads), axes of size 1 "
+            f"broadcasting, but got {mask.shape}."
+        )
+    mask = mask.astype(bool)
+    return mask if causal_mask is None else mask & causal_mask
+
+
+def _masked_log_softmax(logits: jax.Array, mask: jax.Array | None) -> jax.Array:
+    """The log-softmax of ``logits`` over the keys ``mask`` keeps; ``-inf`` at the others,
+    and on a row that keeps no key (its weights are all 0, its gradients finite).
+
+    Examples:
+      >>> mask = jnp.array([[True, False], [False, False]])
+      >>> jnp.exp(_masked_log_softmax(jnp.zeros((2, 2)), mask)).tolist()
+      [[1.0, 0.0], [0.0, 0.0]]
+    """
+    if mask is None:
+        return jax.nn.log_softmax(logits, axis=-1)
+    kept = mask | ~mask.any(-1, keepdims=True)  # a row with no key: over all, then dropped
+    log_weights = jax.nn.log_softmax(jnp.where(kept, logits, -jnp.inf), axis=-1)
+    return jnp.where(mask, log_weights, -jnp.inf)
+
+
 class MultiHeadSelfAttention(nn.Module):
     """Multi-head scaled dot-product self-attention over the second-to-last axis.
 
@@ -28,6 +80,14 @@ class MultiHeadSelfAttention(nn.Module):
     float32, each row sums to 1) and ``attention_entropy`` (``(..., H)``: the entropy in
     nats of each query's weights, averaged over queries; ``log L`` is uniform attention,
     0 is attention to one position).
+
+    The call's ``mask`` says which keys each query may attend (true or nonzero: attend,
+    as Flax's `flax.linen.make_attention_mask` makes them), in one of two shapes, with
+    ``...`` the input's batch axes and axes of size 1 broadcasting: ``(..., L)``, the
+    keys every query may attend (a padding mask), or ``(..., H, L, L)``, per head,
+    query and key. It is and-ed with the causal mask. A query left no key has weights
+    all 0 (its row sums to 0; its entropy is 0), so its attention output is 0 and the
+    layer returns the output projection's bias there, not NaN.
 
     Attributes:
       num_heads: the number of heads ``H``.
@@ -44,6 +104,10 @@ class MultiHeadSelfAttention(nn.Module):
       >>> out, found = px.probe(layer, variables, x, "attention_*")
       >>> out.shape, found["attention_weights"].shape, found["attention_entropy"].shape
       ((3, 5, 4), (3, 2, 5, 5), (3, 2))
+      >>> padding = jnp.arange(5) < jnp.array([[5], [3], [1]])  # (3, 5): the real tokens
+      >>> _, found = px.probe(layer, variables, x, "attention_weights", mask=padding)
+      >>> [round(w, 3) for w in found["attention_weights"][1, 0, 0].tolist()]  # example 1
+      [0.333, 0.333, 0.333, 0.0, 0.0]
     """
 
     num_heads: int
@@ -53,7 +117,7 @@ class MultiHeadSelfAttention(nn.Module):
     param_dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = False, *, mask: Any = None) -> jax.Array:
         if x.ndim < 2:
             raise ValueError(f"Self-attention needs inputs (..., L, C), got shape {x.shape}.")
         features, length = x.shape[-1], x.shape[-2]
@@ -72,10 +136,8 @@ class MultiHeadSelfAttention(nn.Module):
         query, key, value = qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
         logits = jnp.einsum("...qhd,...khd->...hqk", query, key).astype(jnp.float32)
         logits = logits / math.sqrt(head)
-        if self.causal:
-            mask = jnp.tril(jnp.ones((length, length), bool))
-            logits = jnp.where(mask, logits, -jnp.inf)
-        log_weights = jax.nn.log_softmax(logits, axis=-1)
+        mask = _attention_mask(mask, x.shape[:-2], self.num_heads, length, self.causal)
+        log_weights = _masked_log_softmax(logits, mask)
         weights = tag(self, "attention_weights", jnp.exp(log_weights))
         tag(self, "attention_entropy", _entropy(weights, log_weights))
         weights = nn.Dropout(self.dropout_rate)(weights, deterministic=not train)
@@ -90,12 +152,14 @@ class TransformerBlock(nn.Module):
 
     Maps ``(..., L, C)`` to ``(..., L, C)`` (Xiong et al., arXiv 2002.04745). The MLP is
     ``Dense(mlp_features) -> gelu -> Dense(C)``. Tags ``mlp_hidden`` (after the gelu);
-    its attention layer ``attention`` tags its weights and their entropy.
+    its attention layer ``attention`` tags its weights and their entropy. The call's
+    ``mask`` goes to the attention layer (see `MultiHeadSelfAttention` for its shapes).
 
     Attributes:
       num_heads: attention heads; ``C`` must divide by it.
       mlp_features: the MLP's hidden width (``None``: four times ``C``).
-      causal: causal attention.
+      causal: causal attention (and-ed with the call's ``mask``, as in
+        `MultiHeadSelfAttention`).
       dropout_rate: dropout on the attention weights and on both residual branches in
         training (rng ``"dropout"``).
       dtype: the branches' computation dtype (``None``: the input's). The residual
@@ -121,7 +185,7 @@ class TransformerBlock(nn.Module):
     param_dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = False, *, mask: Any = None) -> jax.Array:
         features, num_heads = x.shape[-1], checked_size(self, "num_heads")
         dtype = compute_dtype(self.dtype, x)
         dropout = nn.Dropout(checked_rate(self, "dropout_rate"), deterministic=not train)
@@ -133,7 +197,7 @@ class TransformerBlock(nn.Module):
             dtype,
             param_dtype=self.param_dtype,
             name="attention",
-        )(h, train=train)
+        )(h, train=train, mask=mask)
         x = x + dropout(h).astype(x.dtype)
         h = nn.LayerNorm(dtype=dtype, param_dtype=self.param_dtype, name="mlp_norm")(x)
         hidden = checked_size(self, "mlp_features", 4 * features)

@@ -1,5 +1,7 @@
 """Per-layer behaviour: what each layer is for, checked against exact or numpy values."""
 
+import re
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -236,6 +238,89 @@ def test_attention_entropy_gradients_are_finite_and_match_finite_differences(cau
     numeric = (along(eps) - along(-eps)) / (2 * eps)
     pairs = zip(jax.tree.leaves(grads), jax.tree.leaves(direction), strict=True)
     np.testing.assert_allclose(sum(jnp.vdot(g, d) for g, d in pairs), numeric, rtol=2e-3)
+
+
+LENGTHS = jnp.array([5, 3, 1])
+"""The real tokens of each example of a (3, 5, ...) batch; the rest is padding."""
+PADDING = jnp.arange(5) < LENGTHS[:, None]
+"""Their padding mask, (3, 5)."""
+MASKS = {
+    "padding": PADDING,
+    "flax_pairs": nn.make_attention_mask(jnp.ones((3, 5)), PADDING),  # float32 (3, 1, 5, 5)
+}
+ATTENTION_LAYERS = {
+    "attention": lambda **kw: L.MultiHeadSelfAttention(num_heads=2, **kw),
+    "block": lambda **kw: L.TransformerBlock(num_heads=2, mlp_features=8, **kw),
+}
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+@pytest.mark.parametrize("mask", MASKS.values(), ids=MASKS.keys())
+@pytest.mark.parametrize("make", ATTENTION_LAYERS.values(), ids=ATTENTION_LAYERS.keys())
+def test_masked_keys_do_not_reach_the_real_tokens(make, mask, dtype, key):
+    layer, x = make(dtype=dtype), jax.random.normal(key, (3, 5, 4))
+    variables = layer.init(key, x)
+    changed = jnp.where(PADDING[..., None], x, 100.0)  # the padding's inputs changed
+    apply = jax.jit(lambda x: layer.apply(variables, x, mask=mask))
+    before, after = np.asarray(apply(x), np.float32), np.asarray(apply(changed), np.float32)
+    np.testing.assert_array_equal(before[PADDING], after[PADDING])
+    assert not np.allclose(before[~PADDING], after[~PADDING])  # the padding itself changed
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_a_mask_zeroes_exactly_the_weights_it_masks_and_others_sum_to_one(causal, key):
+    layer, x = (
+        L.MultiHeadSelfAttention(num_heads=2, causal=causal),
+        jax.random.normal(key, (3, 5, 4)),
+    )
+    per_head = jax.random.bernoulli(key, 0.6, (3, 2, 5, 5))
+    _, found = px.probe(layer, layer.init(key, x), x, "attention_weights", mask=per_head)
+    kept = per_head & (np.tril(np.ones((5, 5), bool)) if causal else True)
+    weights = np.asarray(found["attention_weights"])
+    assert np.all(weights[~kept] == 0) and np.all(weights[kept] > 0)
+    np.testing.assert_allclose(weights.sum(-1), kept.any(-1), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_a_query_with_no_key_to_attend_gives_the_output_bias_and_finite_gradients(dtype, key):
+    layer, x = L.MultiHeadSelfAttention(num_heads=2, dtype=dtype), jax.random.normal(key, (3, 5, 4))
+    variables = layer.init(key, x)
+    variables["params"]["out"]["bias"] = jnp.arange(4.0)
+    nothing = jnp.zeros((3, 5), bool).at[0].set(True)  # examples 1 and 2 attend nothing
+    out, found = px.probe(layer, variables, x, "attention_*", mask=nothing)
+    np.testing.assert_array_equal(
+        out[1:], jnp.broadcast_to(jnp.arange(4.0, dtype=dtype), (2, 5, 4))
+    )
+    assert np.all(found["attention_weights"][1:] == 0)
+    np.testing.assert_array_equal(found["attention_entropy"][1:], 0.0)
+
+    def loss(params, x):
+        out, found = px.probe(layer, {"params": params}, x, "attention_entropy", mask=nothing)
+        return jnp.sum(out.astype(jnp.float32) ** 2) + jnp.sum(found["attention_entropy"])
+
+    grads = jax.grad(loss, argnums=(0, 1))(variables["params"], x)
+    assert all(np.isfinite(np.asarray(g, np.float32)).all() for g in jax.tree.leaves(grads))
+
+
+@pytest.mark.parametrize("mask", MASKS.values(), ids=MASKS.keys())
+def test_a_vmapped_layer_takes_each_examples_mask(mask, key):
+    layer, x = L.TransformerBlock(num_heads=2), jax.random.normal(key, (3, 5, 4))
+    variables = layer.init(key, x)
+    one = jax.vmap(lambda x, mask: layer.apply(variables, x, mask=mask))
+    np.testing.assert_allclose(
+        one(x, mask), layer.apply(variables, x, mask=mask), rtol=1e-5, atol=1e-6
+    )
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(5,), (3, 4), (2, 5), (3, 5, 5), (3, 3, 5, 5), (3, 1, 5, 4), (1, 3, 2, 5, 5)],
+)
+def test_a_mask_of_the_wrong_shape_is_an_error_naming_the_shapes_it_takes(shape, key):
+    layer = L.TransformerBlock(num_heads=2)
+    expected = r"mask must have the shape \(3, 5\) .* or \(3, 2, 5, 5\) .*"
+    with pytest.raises(ValueError, match=expected + rf"got {re.escape(str(shape))}\."):
+        jax.eval_shape(layer.init, key, jnp.ones((3, 5, 4)), mask=jnp.ones(shape, bool))
 
 
 @pytest.mark.parametrize(
