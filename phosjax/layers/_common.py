@@ -148,6 +148,47 @@ def call_block(block: nn.Module, x: jax.Array, train: bool) -> Any:
     return block(x, *args, **kwargs)
 
 
+def check_block(block: Any, what: str, *, functions: bool = True) -> None:
+    """Raises a TypeError when ``block`` (``what``, e.g. ``"Choice's branch 1"``) is no
+    Flax module, nor a function when ``functions`` are allowed.
+
+    Examples:
+      >>> check_block(abs, "Choice's branch 0")
+      >>> check_block(3, "Choice's branch 1")
+      Traceback (most recent call last):
+      ...
+      TypeError: Choice's branch 1 must be a Flax module or a function of the input, got 3 (an int).
+    """
+    if isinstance(block, nn.Module) or (functions and callable(block)):
+        return
+    expected = "a Flax module or a function of the input"
+    expected = expected if functions else "a Flax module (wrap a function in one)"
+    name = type(block).__name__
+    article = "an" if name[0].lower() in "aeiou" else "a"
+    raise TypeError(f"{what} must be {expected}, got {block!r:.60} ({article} {name}).")
+
+
+def check_blocks(module: nn.Module, name: str, one: str, *, functions: bool = True) -> None:
+    """Raises a TypeError when ``module``'s attribute ``name`` is no list or tuple of
+    blocks, naming a wrong one as ``one`` with its index (see `check_block`).
+
+    Examples:
+      >>> class Choice:
+      ...     branches = [abs, 3]
+      >>> check_blocks(Choice(), "branches", "branch")
+      Traceback (most recent call last):
+      ...
+      TypeError: Choice's branch 1 must be a Flax module or a function of the input, got 3 (an int).
+    """
+    blocks, owner = getattr(module, name), type(module).__name__
+    if not isinstance(blocks, list | tuple):
+        raise TypeError(
+            f"{owner} {name} must be a list or tuple of blocks, got {returned(blocks)}."
+        )
+    for i, block in enumerate(blocks):
+        check_block(block, f"{owner}'s {one} {i}", functions=functions)
+
+
 def returned(y: Any) -> str:
     """What a block returned, for an error: its shape, or its type if it is no array.
 

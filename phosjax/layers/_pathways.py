@@ -13,7 +13,14 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core import knob, path_weight, tag
-from phosjax.layers._common import call_block, check_shape, compute_dtype, returned
+from phosjax.layers._common import (
+    call_block,
+    check_block,
+    check_blocks,
+    check_shape,
+    compute_dtype,
+    returned,
+)
 
 
 def _per_example(weight: jax.Array, like: jax.Array) -> jax.Array:
@@ -38,8 +45,9 @@ class Choice(nn.Module):
     The output has the dtype of the branch outputs (float32 for integer ones).
 
     Attributes:
-      branches: the candidate blocks; each maps ``x`` to outputs of one common shape
-        (anything else is an error that names the branch).
+      branches: the candidate blocks (a list or tuple of Flax modules or functions);
+        each maps ``x`` to outputs of one common shape (anything else is an error that
+        names the branch).
       per_example: compute the gate logits from the input instead of learning them
         directly.
       param_dtype: the dtype the gate's parameters are stored in (as Flax's
@@ -62,6 +70,7 @@ class Choice(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        check_blocks(self, "branches", "branch")
         if not self.branches:
             raise ValueError("Choice needs at least one branch, got an empty `branches`.")
         num = len(self.branches)
@@ -123,6 +132,7 @@ class GatedSkip(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        check_block(self.block, "GatedSkip's block")
         init = nn.initializers.constant(self.gate_init)
         logit = self.param("gate_logit", init, (), self.param_dtype)
         gate = tag(self, "gate", nn.sigmoid(logit.astype(jnp.float32)))
@@ -159,6 +169,7 @@ class Residual(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        check_block(self.block, "Residual's block")
         y = tag(self, "residual", call_block(self.block, x, train))
         if getattr(y, "shape", None) is None or y.shape[:-1] != x.shape[:-1]:
             raise ValueError(
@@ -207,6 +218,7 @@ class ReZero(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        check_block(self.block, "ReZero's block")
         alpha = self.param("alpha", nn.initializers.zeros, (), self.param_dtype)
         y = call_block(self.block, x, train)
         check_shape(y, x.shape, "ReZero's block must keep the input shape")

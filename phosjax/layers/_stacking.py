@@ -6,7 +6,14 @@ import flax.linen as nn
 import jax
 
 from phosjax.core import scan_axes
-from phosjax.layers._common import call_block, check_shape, checked_size, compute_dtype
+from phosjax.layers._common import (
+    call_block,
+    check_block,
+    check_blocks,
+    check_shape,
+    checked_size,
+    compute_dtype,
+)
 
 
 class Sequence(nn.Module):
@@ -33,12 +40,8 @@ class Sequence(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        check_blocks(self, "layers", "layer", functions=False)
         for layer in self.layers:
-            if not isinstance(layer, nn.Module):
-                raise TypeError(
-                    f"Sequence takes Flax modules, got {type(layer).__name__}; wrap "
-                    "functions in a module."
-                )
             x = call_block(layer, x, train)
         return x
 
@@ -53,8 +56,9 @@ class Repeat(nn.Module):
     input's dtype (the scan carry); an integer input is carried in float32.
 
     Attributes:
-      block: maps ``x`` to an output of the same shape (anything else is an error); the
-        output is cast to the carry's dtype.
+      block: a Flax module (`flax.linen.scan` stacks its parameters; wrap a function in
+        one) that maps ``x`` to an output of the same shape (anything else is an error);
+        the output is cast to the carry's dtype.
       num_layers: how many times to apply it (an int >= 1), each time with its own
         parameters.
 
@@ -74,6 +78,7 @@ class Repeat(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        check_block(self.block, "Repeat's block", functions=False)
         num_layers = checked_size(self, "num_layers")
 
         def body(block: nn.Module, carry: jax.Array, _: None) -> tuple[jax.Array, None]:

@@ -681,9 +681,31 @@ def test_bad_configuration_raises_a_clear_error(layer, shape, match):
         jax.eval_shape(layer.init, jax.random.key(0), jnp.ones(shape))
 
 
-def test_sequence_rejects_plain_functions():
-    with pytest.raises(TypeError, match="takes Flax modules, got builtin_function_or_method"):
-        L.Sequence([print]).init(jax.random.key(0), jnp.ones((1, 2)))
+MODULE_OR_FUNCTION = r"must be a Flax module or a function of the input, got "
+MODULE_ONLY = r"must be a Flax module \(wrap a function in one\), got "
+
+
+@pytest.mark.parametrize(
+    ("layer", "match"),
+    [
+        (L.Choice([3]), rf"Choice's branch 0 {MODULE_OR_FUNCTION}3 \(an int\)\."),
+        (L.Choice([nn.Dense(2), "relu"]), rf"Choice's branch 1 {MODULE_OR_FUNCTION}'relu' \(a str"),
+        (L.Choice(nn.Dense(2)), r"Choice branches must be a list or tuple of blocks, got a Dense"),
+        (L.GatedSkip(3), rf"GatedSkip's block {MODULE_OR_FUNCTION}3"),
+        (L.Residual(None), rf"Residual's block {MODULE_OR_FUNCTION}None \(a NoneType\)"),
+        (L.ReZero(2.0), rf"ReZero's block {MODULE_OR_FUNCTION}2\.0 \(a float\)"),
+        (L.Repeat(3, num_layers=2), rf"Repeat's block {MODULE_ONLY}3 \(an int\)"),
+        (L.Repeat(jnp.abs, num_layers=2), rf"Repeat's block {MODULE_ONLY}<PjitFunction"),
+        (L.Sequence([nn.Dense(2), print]), rf"Sequence's layer 1 {MODULE_ONLY}<built-in function"),
+        (
+            L.Sequence(nn.Dense(2)),
+            r"Sequence layers must be a list or tuple of blocks, got a Dense",
+        ),
+    ],
+)
+def test_a_block_that_is_no_module_or_function_is_an_error_naming_it(layer, match):
+    with pytest.raises(TypeError, match=match):
+        layer.init(jax.random.key(0), jnp.ones((1, 2)))
 
 
 def test_public_names():
