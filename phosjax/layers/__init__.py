@@ -2,11 +2,13 @@
 
 Every layer tags its notable values (`phosjax.core.tag`), raises its auxiliary losses
 with `phosjax.core.aux_loss` (scaled by enclosing path weights) and declares its
-tunable constants as knobs. Layers that behave differently in training take
-``train: bool = False``; features are on the last axis. As Flax's layers do, every layer
-that creates parameters takes ``param_dtype``, their storage dtype (float32 by default;
-``dtype``, where a layer has it, is the computation's); containers leave their blocks'
-parameters alone.
+tunable constants as knobs; a knob set out of its range (a temperature or a bound of 0
+or less, a negative penalty weight, a NaN) is a ValueError naming it, or, where its value
+is traced (under ``jit`` or ``vmap``: a knob swept over a grid), makes the output NaN.
+Layers that behave differently in training take ``train: bool = False``; features are on
+the last axis. As Flax's layers do, every layer that creates parameters takes
+``param_dtype``, their storage dtype (float32 by default; ``dtype``, where a layer has
+it, is the computation's); containers leave their blocks' parameters alone.
 
 Containers (`Choice`, `GatedSkip`, `Residual`, `ReZero`, `Sequence`, `Repeat`) pass the
 train flag to a block positionally when it is the parameter after the input, so a

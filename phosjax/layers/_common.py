@@ -8,6 +8,10 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from phosjax.core import knob
+from phosjax.core._paths import module_path
 
 TRAIN_FLAGS = ("train", "training", "is_training", "deterministic", "use_running_average")
 """The call parameters that take the train flag: ``train``, ``training`` and
@@ -237,6 +241,42 @@ def checked_rate(module: nn.Module, name: str) -> float:
     if not isinstance(rate, numbers.Real) or isinstance(rate, bool) or not 0 <= float(rate) < 1:
         raise ValueError(f"{type(module).__name__} {name} must be a number in [0, 1), got {rate!r}")
     return float(rate)
+
+
+def checked_knob(
+    module: nn.Module, name: str, default: float, *, doc: str, positive: bool
+) -> jax.Array:
+    """`phosjax.core.knob` ``name`` of ``module``, which must be a finite number > 0 when
+    ``positive`` (a temperature, a bound), >= 0 otherwise (a penalty's weight).
+
+    A concrete value out of range is a ValueError; a traced one (under ``jit`` or
+    ``vmap``, where nothing can be raised) is replaced by NaN, so that it shows.
+
+    Raises:
+      ValueError: naming the knob's path, its value and the range (``Tempered knob 'T'
+        must be a finite number > 0, got 0.0.``).
+
+    Examples:
+      >>> import flax.linen as nn, jax, jax.numpy as jnp, phosjax as px
+      >>> class Tempered(nn.Module):
+      ...     @nn.compact
+      ...     def __call__(self, x):
+      ...         return x / checked_knob(self, "T", 1.0, doc="temperature", positive=True)
+      >>> px.tweak(Tempered(), {}, jnp.ones(1), {"T": 2.0}).tolist()
+      [0.5]
+      >>> jax.jit(lambda T: px.tweak(Tempered(), {}, jnp.ones(1), {"T": T}))(-1.0).tolist()
+      [nan]
+    """
+    value = knob(module, name, default, doc=doc)
+    in_range = lambda v, xp: xp.isfinite(v) & ((v > 0) if positive else (v >= 0))
+    if isinstance(value, jax.core.Tracer):
+        return jnp.where(in_range(value, jnp), value, jnp.nan)
+    if not in_range(np.asarray(value), np).all():  # in numpy: jnp is staged in a trace
+        raise ValueError(
+            f"{type(module).__name__} knob {module_path(module, name)!r} must be a finite "
+            f"number {'>' if positive else '>='} 0, got {np.asarray(value).tolist()}."
+        )
+    return value
 
 
 def compute_dtype(dtype: Any, x: jax.Array) -> Any:

@@ -12,12 +12,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from phosjax.core import knob, path_weight, tag
+from phosjax.core import path_weight, tag
 from phosjax.layers._common import (
     call_block,
     check_block,
     check_blocks,
     check_shape,
+    checked_knob,
     compute_dtype,
     returned,
 )
@@ -38,7 +39,8 @@ class Choice(nn.Module):
     parameter per branch (``gate_logits``, a global choice that training sharpens, as in
     phos and DARTS); with ``per_example=True`` a ``Dense`` layer named ``gate`` computes
     them from the input averaged over its middle axes, giving one weight per example.
-    The weights are ``softmax(logits / T)`` with the temperature ``T`` a knob. Branch
+    The weights are ``softmax(logits / T)`` with the temperature ``T`` a knob (a finite
+    number > 0). Branch
     ``i`` runs inside ``path_weight(self, "branch_i", w_i)``.
 
     Tags ``weights`` (``(num_branches,)``, or ``(B, num_branches)`` per example).
@@ -88,7 +90,9 @@ class Choice(nn.Module):
         else:
             logits = self.param("gate_logits", nn.initializers.zeros, (num,), self.param_dtype)
             logits = logits.astype(jnp.float32)
-        temperature = knob(self, "T", 1.0, doc="softmax temperature of the branch weights")
+        temperature = checked_knob(
+            self, "T", 1.0, doc="softmax temperature of the branch weights", positive=True
+        )
         weights = tag(self, "weights", nn.softmax(logits / temperature, axis=-1))
         outputs = []
         for i, branch in enumerate(self.branches):

@@ -7,8 +7,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from phosjax.core import CONSTANTS, knob, tag
-from phosjax.layers._common import checked_size, compute_dtype
+from phosjax.core import CONSTANTS, tag
+from phosjax.layers._common import checked_knob, checked_size, compute_dtype
 
 
 class FourierFeatures(nn.Module):
@@ -17,9 +17,9 @@ class FourierFeatures(nn.Module):
     ``B`` (``(C, num_frequencies)``) is drawn from a standard normal at init (rng
     ``"params"``). Unless ``trainable`` it is fixed: it lives in the ``constants``
     collection, not in ``params``, so no optimizer (weight decay included) changes it.
-    The scale ``s`` is a knob (default 1), so the bandwidth can be tweaked or swept
-    without re-initializing (Tancik et al., arXiv 2006.10739). Maps ``(..., C)`` to
-    ``(..., 2 * num_frequencies)``. Tags ``phases`` (``2 pi s x B``).
+    The scale ``s`` is a knob (default 1, a finite number >= 0), so the bandwidth can be
+    tweaked or swept without re-initializing (Tancik et al., arXiv 2006.10739). Maps
+    ``(..., C)`` to ``(..., 2 * num_frequencies)``. Tags ``phases`` (``2 pi s x B``).
 
     Attributes:
       num_frequencies: the number of frequencies (half the output width).
@@ -52,7 +52,9 @@ class FourierFeatures(nn.Module):
         else:
             draw = lambda: init(self.make_rng("params"), shape, self.param_dtype)
             frequencies = self.variable(CONSTANTS, "frequencies", draw).value
-        scale = knob(self, "scale", 1.0, doc="bandwidth: frequencies are multiplied by it")
+        scale = checked_knob(
+            self, "scale", 1.0, doc="bandwidth: frequencies are multiplied by it", positive=False
+        )
         dtype = compute_dtype(self.dtype, x)
         frequencies = (2 * math.pi * scale * frequencies.astype(jnp.float32)).astype(dtype)
         phases = tag(self, "phases", x.astype(dtype) @ frequencies)
@@ -109,8 +111,9 @@ class LipschitzDense(nn.Module):
     The kernel ``W`` is used as ``W * bound / max(sigma, bound)``, where ``sigma`` is its
     largest singular value, computed exactly in float32 (an SVD of the kernel per call:
     cheap for the small layers this library targets, and unlike power iteration it needs
-    no state and always holds). ``bound`` is a knob (default 1). Spectral normalization: Miyato et
-    al., arXiv 1802.05957. Tags ``spectral_norm`` (``sigma``, before the rescaling).
+    no state and always holds). ``bound`` is a knob (default 1, a finite number > 0).
+    Spectral normalization: Miyato et al., arXiv 1802.05957. Tags ``spectral_norm``
+    (``sigma``, before the rescaling).
 
     Attributes:
       features: the output width.
@@ -137,7 +140,9 @@ class LipschitzDense(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         shape = (x.shape[-1], checked_size(self, "features"))
         kernel = self.param("kernel", nn.initializers.lecun_normal(), shape, self.param_dtype)
-        bound = knob(self, "bound", 1.0, doc="upper bound on the Lipschitz constant")
+        bound = checked_knob(
+            self, "bound", 1.0, doc="upper bound on the Lipschitz constant", positive=True
+        )
         singular_values = jnp.linalg.svd(kernel.astype(jnp.float32), compute_uv=False)
         sigma = tag(self, "spectral_norm", singular_values[0])
         kernel = kernel * (bound / jnp.maximum(sigma, bound))

@@ -10,8 +10,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from phosjax.core import aux_loss, knob, tag
-from phosjax.layers._common import checked_rate, checked_size, compute_dtype
+from phosjax.core import aux_loss, tag
+from phosjax.layers._common import checked_knob, checked_rate, checked_size, compute_dtype
 
 
 class DropPath(nn.Module):
@@ -62,8 +62,8 @@ class DropPath(nn.Module):
 class ActivityL1(nn.Module):
     """The identity, raising ``strength * mean |x|`` per example as the aux loss ``activity_l1``.
 
-    ``strength`` is a knob (default ``1e-3``). Tags ``activity`` (mean ``|x|`` per
-    example, shape ``(B,)``; a scalar for a 1-D input).
+    ``strength`` is a knob (default ``1e-3``, a finite number >= 0). Tags ``activity``
+    (mean ``|x|`` per example, shape ``(B,)``; a scalar for a 1-D input).
 
     Examples:
       >>> import jax.numpy as jnp, phosjax as px
@@ -76,7 +76,9 @@ class ActivityL1(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        strength = knob(self, "strength", 1e-3, doc="weight of the L1 activity penalty")
+        strength = checked_knob(
+            self, "strength", 1e-3, doc="weight of the L1 activity penalty", positive=False
+        )
         magnitude = jnp.abs(x.astype(jnp.float32))
         activity = magnitude.reshape(x.shape[0], -1).mean(1) if x.ndim > 1 else magnitude.mean()
         aux_loss(self, "activity_l1", strength * tag(self, "activity", activity))
@@ -94,8 +96,9 @@ class OrthogonalDense(nn.Module):
 
     The penalty is ``strength * ||G - I||_F^2`` with ``G`` the smaller Gram matrix of the
     kernel ``W`` (``W^T W`` when ``features <= C``, else ``W W^T``), so it is zero exactly
-    when ``W`` has orthonormal columns (or rows). ``strength`` is a knob (default 1). The
-    kernel starts orthogonal. Tags ``orthogonality_penalty`` (before ``strength``).
+    when ``W`` has orthonormal columns (or rows). ``strength`` is a knob (default 1, a
+    finite number >= 0). The kernel starts orthogonal. Tags ``orthogonality_penalty``
+    (before ``strength``).
 
     Attributes:
       features: the number of output features.
@@ -126,7 +129,9 @@ class OrthogonalDense(nn.Module):
         wide = kernel.astype(jnp.float32)  # the penalty in float32 whatever the storage
         gram = wide.T @ wide if self.features <= fan_in else wide @ wide.T
         penalty = jnp.sum((gram - jnp.eye(gram.shape[0], dtype=gram.dtype)) ** 2)
-        strength = knob(self, "strength", 1.0, doc="weight of the orthogonality penalty")
+        strength = checked_knob(
+            self, "strength", 1.0, doc="weight of the orthogonality penalty", positive=False
+        )
         aux_loss(self, "orthogonality", strength * tag(self, "orthogonality_penalty", penalty))
         dtype = compute_dtype(self.dtype, x)
         y = x.astype(dtype) @ kernel.astype(dtype)

@@ -7,8 +7,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from phosjax.core import aux_loss, knob, tag
-from phosjax.layers._common import checked_size, compute_dtype
+from phosjax.core import aux_loss, tag
+from phosjax.layers._common import checked_knob, checked_size, compute_dtype
 
 
 class MixtureOfExperts(nn.Module):
@@ -26,8 +26,8 @@ class MixtureOfExperts(nn.Module):
     ``balance = num_experts * sum_e load_e * mean_prob_e`` over all tokens, where
     ``load_e`` is the fraction of routing slots sent to expert ``e`` and ``mean_prob_e``
     its mean router probability; it is 1.0 for uniform router probabilities and grows
-    as routing concentrates. ``balance_weight * balance`` (a knob, default 0.01) is
-    raised as the aux loss ``balance``.
+    as routing concentrates. ``balance_weight * balance`` (a knob, default 0.01, a finite
+    number >= 0) is raised as the aux loss ``balance``.
 
     Tags ``router_probs`` (``(..., num_experts)``), ``expert_load``
     (``(num_experts,)``, sums to 1) and ``balance`` (the unweighted loss).
@@ -86,7 +86,9 @@ class MixtureOfExperts(nn.Module):
         load = tag(self, "expert_load", chosen.reshape(-1, experts).mean(0) / self.top_k)
         mean_prob = probs.reshape(-1, experts).mean(0)
         balance = tag(self, "balance", experts * jnp.sum(load * mean_prob))
-        weight = knob(self, "balance_weight", 0.01, doc="weight of the load-balancing loss")
+        weight = checked_knob(
+            self, "balance_weight", 0.01, doc="weight of the load-balancing loss", positive=False
+        )
         aux_loss(self, "balance", weight * balance)
 
         init = nn.initializers.lecun_normal(in_axis=-2, out_axis=-1, batch_axis=(0,))

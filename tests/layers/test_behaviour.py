@@ -681,6 +681,39 @@ def test_bad_configuration_raises_a_clear_error(layer, shape, match):
         jax.eval_shape(layer.init, jax.random.key(0), jnp.ones(shape))
 
 
+KNOBS = [  # (layer, its input's shape, its knob's path, the range it takes)
+    (L.Choice([nn.Dense(3), nn.Dense(3)]), (2, 3), "T", "> 0"),
+    (L.LipschitzDense(3), (2, 3), "bound", "> 0"),
+    (L.FourierFeatures(3), (2, 3), "scale", ">= 0"),
+    (L.Sequence([L.ActivityL1()]), (2, 3), "layers_0/strength", ">= 0"),
+    (L.OrthogonalDense(3), (2, 3), "strength", ">= 0"),
+    (L.MixtureOfExperts(), (2, 3), "balance_weight", ">= 0"),
+]
+OUT_OF_RANGE = {"> 0": (0.0, -1.0, np.nan, np.inf), ">= 0": (-1e-3, np.nan, -np.inf)}
+
+
+@pytest.mark.parametrize(
+    ("layer", "shape", "path", "valid", "value"),
+    [(*case, value) for case in KNOBS for value in OUT_OF_RANGE[case[-1]]],
+)
+def test_a_knob_out_of_its_range_is_an_error_naming_it_or_nan_where_traced(
+    layer, shape, path, valid, value, key
+):
+    x = jax.random.normal(key, shape)
+    variables = layer.init(key, x)
+    with pytest.raises(ValueError, match=rf"knob '{path}' must be a finite number {valid}, got"):
+        px.tweak(layer, variables, x, {path: value})
+
+    @jax.jit
+    def tweaked(value):  # the knob traced: no error can be raised, the output shows it
+        return px.tweak(layer, variables, x, {path: value}, mutable=[px.AUX_LOSS])
+
+    out, state = tweaked(value)
+    assert not all(np.isfinite(leaf).all() for leaf in jax.tree.leaves((out, state)))
+    edge = tweaked(0.0 if valid == ">= 0" else 0.5)  # in range
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(edge))
+
+
 MODULE_OR_FUNCTION = r"must be a Flax module or a function of the input, got "
 MODULE_ONLY = r"must be a Flax module \(wrap a function in one\), got "
 
