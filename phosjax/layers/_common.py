@@ -243,6 +243,26 @@ def checked_rate(module: nn.Module, name: str) -> float:
     return float(rate)
 
 
+def checked_finite(module: nn.Module, name: str) -> Any:
+    """``module``'s attribute ``name``, an initial value: a number (or an array of them,
+    which Flax's ``constant`` initializer broadcasts).
+
+    Raises:
+      ValueError: naming the attribute when it is no number nor numeric array, or holds
+        a NaN or an infinity (which would make the output NaN, or a gate stuck). A traced
+        value (the attribute set under a transform) is not checked.
+    """
+    value = getattr(module, name)
+    if isinstance(value, jax.core.Tracer):
+        return value
+    numeric = isinstance(value, numbers.Real | np.ndarray | jax.Array) and jnp.issubdtype(
+        np.asarray(value).dtype, jnp.number
+    )
+    if not numeric or not np.isfinite(np.asarray(value, float)).all():
+        raise ValueError(f"{type(module).__name__} {name} must be a finite number, got {value!r}")
+    return value
+
+
 def checked_knob(
     module: nn.Module, name: str, default: float, *, doc: str, positive: bool
 ) -> jax.Array:

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core import tag
-from phosjax.layers._common import checked_size, compute_dtype
+from phosjax.layers._common import checked_finite, checked_size, compute_dtype
 
 
 class GLU(nn.Module):
@@ -129,7 +129,7 @@ class LayerScale(nn.Module):
     The output has the input's dtype; an integer input is scaled in float32.
 
     Attributes:
-      init_value: the initial scale of every channel.
+      init_value: the initial scale of every channel (a finite number).
       param_dtype: the dtype parameters are stored in (as Flax's ``param_dtype``).
 
     Examples:
@@ -145,7 +145,6 @@ class LayerScale(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        scale = self.param(
-            "scale", nn.initializers.constant(self.init_value), x.shape[-1:], self.param_dtype
-        )
+        init = nn.initializers.constant(checked_finite(self, "init_value"))
+        scale = self.param("scale", init, x.shape[-1:], self.param_dtype)
         return tag(self, "scaled", x * scale.astype(compute_dtype(None, x)))

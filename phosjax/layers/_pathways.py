@@ -18,6 +18,7 @@ from phosjax.layers._common import (
     check_block,
     check_blocks,
     check_shape,
+    checked_finite,
     checked_knob,
     compute_dtype,
     returned,
@@ -117,7 +118,7 @@ class GatedSkip(nn.Module):
 
     Attributes:
       block: maps ``x`` to an output of the same shape (anything else is an error).
-      gate_init: the initial gate logit (0 gives ``g = 0.5``).
+      gate_init: the initial gate logit, a finite number (0 gives ``g = 0.5``).
       param_dtype: the dtype ``gate_logit`` is stored in (as Flax's ``param_dtype``; the
         gate is computed in float32); the block is the caller's and keeps its own.
 
@@ -137,7 +138,7 @@ class GatedSkip(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         check_block(self.block, "GatedSkip's block")
-        init = nn.initializers.constant(self.gate_init)
+        init = nn.initializers.constant(checked_finite(self, "gate_init"))
         logit = self.param("gate_logit", init, (), self.param_dtype)
         gate = tag(self, "gate", nn.sigmoid(logit.astype(jnp.float32)))
         with path_weight(self, "block_weight", gate):

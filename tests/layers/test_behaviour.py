@@ -537,6 +537,9 @@ def test_layer_wrapped_into_nnx_matches_linen(key):
     np.testing.assert_allclose(wrapped(x), layer.apply({"params": params}, x), rtol=1e-6)
 
 
+FINITE = "must be a finite number, got "
+
+
 class Pair(nn.Module):
     """A block that returns a pair of arrays (as a recurrent cell returns its state too)."""
 
@@ -647,6 +650,14 @@ class Pair(nn.Module):
             )
             for layer in (L.MultiHeadSelfAttention, L.TransformerBlock)
             for rate in (1.5, -0.1, 1.0)
+        ),
+        *(
+            (L.GatedSkip(nn.Dense(3), gate_init=v), (2, 3), rf"GatedSkip gate_init {FINITE}{v!r}")
+            for v in (np.nan, np.inf, "1", None)
+        ),
+        *(
+            (L.LayerScale(v), (2, 3), rf"LayerScale init_value {FINITE}{re.escape(repr(v))}")
+            for v in (-np.inf, "0.1", None, (0.1, 0.2, 0.3), np.array([1.0, np.nan, 1.0]))
         ),
         (L.GatedSkip(nn.Dense(5)), (2, 3), r"GatedSkip's block must keep the input shape \(2, 3\)"),
         (
