@@ -154,7 +154,8 @@ def call_block(block: nn.Module, x: jax.Array, train: bool) -> Any:
 
 def check_block(block: Any, what: str, *, functions: bool = True) -> None:
     """Raises a TypeError when ``block`` (``what``, e.g. ``"Choice's branch 1"``) is no
-    Flax module, nor a function when ``functions`` are allowed.
+    Flax module, nor a function when ``functions`` are allowed; a module class (a
+    callable whose call builds a module) too.
 
     Examples:
       >>> check_block(abs, "Choice's branch 0")
@@ -163,6 +164,11 @@ def check_block(block: Any, what: str, *, functions: bool = True) -> None:
       ...
       TypeError: Choice's branch 1 must be a Flax module or a function of the input, got 3 (an int).
     """
+    if isinstance(block, type) and issubclass(block, nn.Module):
+        raise TypeError(
+            f"{what} is the class {block.__name__}, not a module: pass an instance, "
+            f"{block.__name__}(...)."
+        )
     if isinstance(block, nn.Module) or (functions and callable(block)):
         return
     expected = "a Flax module or a function of the input"

@@ -755,6 +755,17 @@ MODULE_ONLY = r"must be a Flax module \(wrap a function in one\), got "
             L.Sequence(nn.Dense(2)),
             r"Sequence layers must be a list or tuple of blocks, got a Dense",
         ),
+        *(
+            (layer, rf"{who} is the class {cls}, not a module: pass an instance, {cls}\(\.\.\.\)")
+            for layer, who, cls in [
+                (L.GatedSkip(nn.Dense), "GatedSkip's block", "Dense"),
+                (L.Choice([L.GLU(), L.GLU]), "Choice's branch 1", "GLU"),
+                (L.Residual(L.SwiGLU), "Residual's block", "SwiGLU"),
+                (L.ReZero(L.SwiGLU), "ReZero's block", "SwiGLU"),
+                (L.Sequence([nn.Dense]), "Sequence's layer 0", "Dense"),
+                (L.Repeat(L.GLU, num_layers=2), "Repeat's block", "GLU"),
+            ]
+        ),
     ],
 )
 def test_a_block_that_is_no_module_or_function_is_an_error_naming_it(layer, match):
