@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core import tag
-from phosjax.layers._common import checked_rate, checked_size, compute_dtype
+from phosjax.layers._common import checked_rate, checked_size, compute_dtype, input_width
 
 
 def _entropy(weights: jax.Array, log_weights: jax.Array) -> jax.Array:
@@ -119,9 +119,7 @@ class MultiHeadSelfAttention(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, *, mask: Any = None) -> jax.Array:
-        if x.ndim < 2:
-            raise ValueError(f"Self-attention needs inputs (..., L, C), got shape {x.shape}.")
-        features, length = x.shape[-1], x.shape[-2]
+        features, length = input_width(self, x, "..., L, C"), x.shape[-2]
         checked_size(self, "num_heads")
         checked_rate(self, "dropout_rate")
         if features % self.num_heads:
@@ -187,7 +185,8 @@ class TransformerBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, *, mask: Any = None) -> jax.Array:
-        features, num_heads = x.shape[-1], checked_size(self, "num_heads")
+        features = input_width(self, x, "..., L, C")
+        num_heads = checked_size(self, "num_heads")
         dtype = compute_dtype(self.dtype, x)
         dropout = nn.Dropout(checked_rate(self, "dropout_rate"), deterministic=not train)
         h = nn.LayerNorm(dtype=dtype, param_dtype=self.param_dtype, name="attention_norm")(x)

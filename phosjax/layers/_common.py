@@ -210,6 +210,24 @@ def returned(y: Any) -> str:
     return f"a {type(y).__name__}" if shape is None else str(shape)
 
 
+def input_width(module: nn.Module, x: jax.Array, layout: str = "..., C") -> int:
+    """The width of ``x``'s last axis (its features), for ``module`` that takes inputs laid
+    out as ``layout``.
+
+    Raises:
+      ValueError: naming the layer, the layout and the shape when ``x`` has fewer axes
+        than ``layout`` names (a scalar for ``"..., C"``).
+
+    Examples:
+      >>> import flax.linen as nn, jax.numpy as jnp
+      >>> input_width(nn.Dense(3), jnp.ones((2, 5))), input_width(nn.Dense(3), jnp.ones(4))
+      (5, 4)
+    """
+    if x.ndim < len([axis for axis in layout.split(", ") if axis != "..."]):
+        raise ValueError(f"{type(module).__name__} needs inputs ({layout}), got shape {x.shape}.")
+    return int(x.shape[-1])
+
+
 def check_shape(y: Any, expected: tuple[int, ...], what: str) -> None:
     """Raises a ValueError when ``y`` (the output of ``what``) is not an array of shape
     ``expected``.

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core import tag
-from phosjax.layers._common import checked_finite, checked_size, compute_dtype
+from phosjax.layers._common import checked_finite, checked_size, compute_dtype, input_width
 
 
 class GLU(nn.Module):
@@ -35,7 +35,7 @@ class GLU(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        features = checked_size(self, "features", x.shape[-1])
+        features = checked_size(self, "features", input_width(self, x))
         dtype = compute_dtype(self.dtype, x)
         proj = nn.Dense(2 * features, dtype=dtype, param_dtype=self.param_dtype, name="proj")
         value, gate = jnp.split(proj(x), 2, -1)
@@ -69,8 +69,9 @@ class SwiGLU(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        hidden = checked_size(self, "hidden_features", 2 * x.shape[-1])
-        features = checked_size(self, "features", x.shape[-1])
+        width = input_width(self, x)
+        hidden = checked_size(self, "hidden_features", 2 * width)
+        features = checked_size(self, "features", width)
         dtype = compute_dtype(self.dtype, x)
         dense = functools.partial(nn.Dense, dtype=dtype, param_dtype=self.param_dtype)
         gate = tag(self, "gate", nn.silu(dense(hidden, name="gate_proj")(x)))
@@ -107,10 +108,8 @@ class SqueezeExcite(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        if x.ndim < 2:
-            raise ValueError(f"SqueezeExcite needs inputs (B, ..., C), got shape {x.shape}.")
+        channels = input_width(self, x, "B, ..., C")
         checked_size(self, "reduction")
-        channels = x.shape[-1]
         dtype = compute_dtype(self.dtype, x)
         squeezed = x.reshape(x.shape[0], -1, channels).mean(1)
         bottleneck = max(1, channels // self.reduction)

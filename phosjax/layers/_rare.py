@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core import CONSTANTS, tag
-from phosjax.layers._common import checked_knob, checked_size, compute_dtype
+from phosjax.layers._common import checked_knob, checked_size, compute_dtype, input_width
 
 
 class FourierFeatures(nn.Module):
@@ -48,7 +48,7 @@ class FourierFeatures(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        shape = (x.shape[-1], checked_size(self, "num_frequencies"))
+        shape = (input_width(self, x), checked_size(self, "num_frequencies"))
         init = nn.initializers.normal(1.0)
         if self.trainable:
             frequencies = self.param("frequencies", init, shape, self.param_dtype)
@@ -94,7 +94,7 @@ class HyperDense(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        fan_in, features = x.shape[-1], checked_size(self, "features")
+        fan_in, features = input_width(self, x), checked_size(self, "features")
         embedding_shape = (checked_size(self, "embedding_features"),)
         embedding = self.param(
             "embedding", nn.initializers.normal(1.0), embedding_shape, self.param_dtype
@@ -142,7 +142,7 @@ class LipschitzDense(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        shape = (x.shape[-1], checked_size(self, "features"))
+        shape = (input_width(self, x), checked_size(self, "features"))
         kernel = self.param("kernel", nn.initializers.lecun_normal(), shape, self.param_dtype)
         bound = checked_knob(
             self, "bound", 1.0, doc="upper bound on the Lipschitz constant", positive=True

@@ -11,7 +11,13 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core import aux_loss, tag
-from phosjax.layers._common import checked_knob, checked_rate, checked_size, compute_dtype
+from phosjax.layers._common import (
+    checked_knob,
+    checked_rate,
+    checked_size,
+    compute_dtype,
+    input_width,
+)
 
 
 class DropPath(nn.Module):
@@ -123,7 +129,7 @@ class OrthogonalDense(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        fan_in = x.shape[-1]
+        fan_in = input_width(self, x)
         shape = (fan_in, checked_size(self, "features"))
         kernel = self.param("kernel", _orthogonal, shape, self.param_dtype)
         wide = kernel.astype(jnp.float32)  # the penalty in float32 whatever the storage

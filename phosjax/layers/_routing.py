@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core import aux_loss, tag
-from phosjax.layers._common import checked_knob, checked_size, compute_dtype
+from phosjax.layers._common import checked_knob, checked_size, compute_dtype, input_width
 
 
 class MixtureOfExperts(nn.Module):
@@ -71,7 +71,7 @@ class MixtureOfExperts(nn.Module):
                 f"MixtureOfExperts top_k must be an int in [1, num_experts={experts}], "
                 f"got {top_k!r}."
             )
-        width = x.shape[-1]
+        width = input_width(self, x)
         features = checked_size(self, "features", width)
         hidden = checked_size(self, "hidden_features", 2 * width)
         dtype = compute_dtype(self.dtype, x)

@@ -684,6 +684,24 @@ class Pair(nn.Module):
         ),
         (L.Residual(L.MultiHeadSelfAttention(1)), (2,), r"inputs \(\.\.\., L, C\)"),
         *(
+            (layer, (), rf"{type(layer).__name__} needs inputs \(\.\.\., C\), got shape \(\)\.")
+            for layer in (
+                L.GLU(),
+                L.SwiGLU(),
+                L.FourierFeatures(),
+                L.HyperDense(3),
+                L.LipschitzDense(3),
+                L.OrthogonalDense(3),
+                L.MixtureOfExperts(),
+            )
+        ),
+        (
+            L.TransformerBlock(2),
+            (4,),
+            r"TransformerBlock needs inputs \(\.\.\., L, C\), got shape \(4,\)",
+        ),
+        (L.SqueezeExcite(), (4,), r"SqueezeExcite needs inputs \(B, \.\.\., C\), got shape \(4,\)"),
+        *(
             (layer, (2, 4), rf"{who} .*, but returned a tuple\.")
             for layer, who in [
                 (L.Residual(Pair()), "Residual's block"),
