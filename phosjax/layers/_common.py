@@ -1,4 +1,5 @@
-"""Helpers shared by the layer families: calling inner blocks and choosing dtypes."""
+"""Helpers shared by the layer families: calling inner blocks, checking the blocks,
+attributes, knobs and inputs they are given, and choosing dtypes."""
 
 import functools
 import inspect
