@@ -4,7 +4,8 @@ Every layer tags its notable values (`phosjax.core.tag`), raises its auxiliary l
 with `phosjax.core.aux_loss` (scaled by enclosing path weights) and declares its
 tunable constants as knobs; a knob set out of its range (a temperature or a bound of 0
 or less, a negative penalty weight, a NaN) is a ValueError naming it, or, where its value
-is traced (under ``jit`` or ``vmap``: a knob swept over a grid), makes the output NaN.
+is traced (under ``jit`` or ``vmap``, as a knob swept over a grid, or in a `Repeat`'s
+scan), makes the output NaN.
 Layers that behave differently in training take ``train: bool = False``; features are on
 the last axis. As Flax's layers do, every layer that creates parameters takes
 ``param_dtype``, their storage dtype (float32 by default; ``dtype``, where a layer has

@@ -294,8 +294,9 @@ def checked_knob(
     """`phosjax.core.knob` ``name`` of ``module``, which must be a finite number > 0 when
     ``positive`` (a temperature, a bound), >= 0 otherwise (a penalty's weight).
 
-    A concrete value out of range is a ValueError; a traced one (under ``jit`` or
-    ``vmap``, where nothing can be raised) is replaced by NaN, so that it shows.
+    A concrete value out of range is a ValueError; a traced one (under ``jit``, ``vmap``
+    or `flax.linen.scan`, where nothing can be raised) is replaced by NaN, so that it
+    shows.
 
     Raises:
       ValueError: naming the knob's path, its value and the range (``Tempered knob 'T'

@@ -753,6 +753,14 @@ def test_a_knob_out_of_its_range_is_an_error_naming_it_or_nan_where_traced(
     assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(edge))
 
 
+def test_a_knob_out_of_its_range_inside_repeat_makes_the_output_nan(key):
+    """Repeat scans its block: the knob is traced even in an eager call."""
+    layer, x = L.Repeat(L.Choice([nn.Dense(3), nn.Dense(3)]), num_layers=2), jnp.ones((2, 3))
+    variables = layer.init(key, x)
+    assert np.isnan(px.tweak(layer, variables, x, {"block/T": -1.0})).all()
+    assert np.isfinite(px.tweak(layer, variables, x, {"block/T": 2.0})).all()
+
+
 MODULE_OR_FUNCTION = r"must be a Flax module or a function of the input, got "
 MODULE_ONLY = r"must be a Flax module \(wrap a function in one\), got "
 
