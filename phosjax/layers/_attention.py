@@ -78,9 +78,10 @@ class MultiHeadSelfAttention(nn.Module):
 
     Maps ``(..., L, C)`` to ``(..., L, C)``; ``C`` must divide by ``num_heads``. The
     softmax is computed in float32. Tags ``attention_weights`` (``(..., H, L, L)``,
-    float32, each row sums to 1) and ``attention_entropy`` (``(..., H)``: the entropy in
-    nats of each query's weights, averaged over queries; ``log L`` is uniform attention,
-    0 is attention to one position).
+    float32, each row sums to 1, or to 0 where a ``mask`` leaves its query no key) and
+    ``attention_entropy`` (``(..., H)``: the entropy in nats of each query's weights,
+    averaged over queries; ``log L`` is uniform attention, 0 is attention to one
+    position).
 
     The call's ``mask`` says which keys each query may attend (true or nonzero: attend,
     as Flax's `flax.linen.make_attention_mask` makes them), in one of two shapes, with
