@@ -16,7 +16,8 @@ atomically (a temporary file, then a rename), so a reader never sees half a file
       env.json            package versions, devices, host, Python (earlier runs: "earlier")
       cells.parquet       the plan: one row per cell (see CELL_COLUMNS + hparam columns)
       status.json         {"groups": {group_id: {"steps_done", "steps", "finished",
-                           "strategy", "timings", "cells": [cell_id, ...]}}}
+                           "diverged": how many of its cells have diverged (absent in
+                           old benches), "strategy", "timings", "cells": [cell_id, ...]}}}
       results/            Parquet data set, one part file per group and chunk:
         part-<group_id>-<first step:09d>.parquet
                           one row per (cell, step, split); see docs/results.md

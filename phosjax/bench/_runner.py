@@ -330,7 +330,7 @@ def _write_and_train(
     mine = jobs(plan_, process)
     todo = _unfinished(mine, status)
     cells = sum(len(j.cells) for j in mine)  # this process's share of the plan
-    cells_done = cells - sum(len(j.cells) for j in todo)
+    described = lambda: _progress_text([status["groups"].get(j.key, {}) for j in mine], cells)
     total = sum(len(j.cells) * j.steps for j in todo)
     # The bar counts cell-steps (one step of one cell): its rate is cell-steps per second.
     bar = tqdm.tqdm(
@@ -340,13 +340,12 @@ def _write_and_train(
         disable=not progress or not todo,  # a finished bench: no empty bar
         smoothing=0.1,
         miniters=1,  # every chunk may show (at most every 0.1 s): no adaptive skipping
-        desc=f"cells {cells_done}/{cells}",
+        desc=described(),
     )
     phases_file = _per_process(root / _layout.PHASES, process)
     memory_file = _per_process(root / _layout.MEMORY, process)
 
     def train_share() -> None:
-        nonlocal cells_done
         with bar, MemorySampler() as sampler:  # the bar closed before Ctrl-C's line
             profile = ProfileFiles(phases_file, memory_file, sampler)
             for job in todo:
@@ -354,6 +353,7 @@ def _write_and_train(
                 def on_status(key: str, entry: dict[str, Any]) -> None:
                     status["groups"][key] = dict(entry)
                     write_json(status_file, status)
+                    bar.set_description(described())
 
                 train_group(
                     root,
@@ -368,8 +368,6 @@ def _write_and_train(
                     on_progress=bar.update,
                     on_profile=profile.write,
                 )
-                cells_done += len(job.cells)
-                bar.set_description(f"cells {cells_done}/{cells}")
         if todo:
             profile.flush_memory()  # the samples of the last group's end
 
@@ -389,6 +387,21 @@ def _write_and_train(
     if progress:
         print(summary_text(str(root), results, plan_.hparam_columns))
     return results
+
+
+def _progress_text(groups: Sequence[Mapping[str, Any]], cells: int) -> str:
+    """The progress bar's description: how many of the ``cells`` the status entries
+    ``groups`` record as finished and, when any, how many diverged (an entry written
+    before phosjax recorded ``diverged`` counts none).
+
+    Examples:
+      >>> groups = [{"cells": ["a", "b"], "finished": True, "diverged": 1}, {"cells": ["c"]}]
+      >>> _progress_text(groups, 3), _progress_text([{}], 3)
+      ('cells 2/3, 1 diverged', 'cells 0/3')
+    """
+    finished = sum(len(g.get("cells", [])) for g in groups if g.get("finished"))
+    diverged = sum(g.get("diverged", 0) for g in groups)
+    return f"cells {finished}/{cells}" + (f", {diverged} diverged" if diverged else "")
 
 
 def _lacking_rows(

@@ -26,7 +26,7 @@ from phosjax.bench._plan import PlannedCell
 from phosjax.bench._profile import PhaseClock, device_bytes, init_rows
 from phosjax.bench._store import STEP_TIME, as_table, drop_parts_after, part_path, write_table
 from phosjax.data import ArrayDataset
-from phosjax.train import Chunk, Group, init_group, run_group
+from phosjax.train import Chunk, Group, GroupState, init_group, run_group
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +76,22 @@ def chunk_rows(chunk: Chunk, rows: tuple[dict[str, Any], ...], schema: pa.Schema
             test[name] = np.asarray(value)
         tables.append(as_table(test, schema, measured=list(chunk.eval)))
     return pa.concat_tables(tables)
+
+
+def diverged_cells(state: GroupState) -> int:
+    """How many of a group's cells have diverged (`GroupState.diverged_at` is a step).
+
+    Examples:
+      >>> from phosjax.data import random_dataset
+      >>> from phosjax.models import ModelConfig
+      >>> from phosjax.train import Cell, HParams, plan_groups
+      >>> model, hp = ModelConfig("mlp", 3, (8,), width=8), HParams(batch_size=16, steps=10)
+      >>> [group] = plan_groups([Cell(model, "toy", hp, seed=0), Cell(model, "toy", hp, seed=1)])
+      >>> state = init_group(group, random_dataset("toy", (8,), 3))
+      >>> diverged_cells(state), diverged_cells(state.replace(diverged_at=state.step + 3))
+      (0, 2)
+    """
+    return int((np.asarray(jax.device_get(state.diverged_at)) >= 0).sum())
 
 
 def _segments(start: int, steps: int, every: int) -> list[int]:
@@ -134,6 +150,7 @@ def train_group(
         "steps_done": latest,
         "steps": job.steps,
         "finished": latest >= job.steps,
+        "diverged": diverged_cells(state),
     }
     status |= {**chosen, "cells": [r["cell_id"] for r in job.rows]}
     on_status(job.key, status)
@@ -167,5 +184,6 @@ def train_group(
             on_status(job.key, status)
         checkpoints.save(stop, state)
         status |= {"steps_done": stop, "finished": stop >= job.steps}
+        status |= {"diverged": diverged_cells(state)}
         on_status(job.key, status)
     checkpoints.close()

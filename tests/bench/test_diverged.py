@@ -3,6 +3,7 @@ loss and gradient: frozen before that step, they report finite metrics from then
 the results, the leaderboard and the viewer say they diverged."""
 
 import dataclasses
+import json
 import pathlib
 
 import numpy as np
@@ -112,3 +113,28 @@ def test_a_bench_written_before_the_column_gains_it_null_when_continued(tmp_path
     assert results[~before].diverged.tolist() == expected[~before].tolist()
     board = leaderboard(results.reset_index(), ["optimizer"]).set_index("optimizer")
     assert board["diverged"].to_dict() == {"sgd": 0, "adam": 2}  # the rows trained since
+
+
+def _diverged_by_group(root: pathlib.Path) -> dict[str, int]:
+    return {
+        k: g["diverged"]
+        for k, g in json.loads((root / _layout.STATUS).read_text())["groups"].items()
+    }
+
+
+def test_the_status_counts_each_groups_diverged_cells_and_the_bar_shows_them(
+    tmp_path, data, bench, capsys
+):
+    """status.json counts each group's diverged cells as of its last checkpoint (a
+    resumed group's from the state it restored), and the progress bar of a run says how
+    many diverged."""
+    cells = pd.read_parquet(bench[0] / _layout.CELLS)
+    expected = (cells.optimizer == "adam").groupby(cells.group_id).sum().to_dict()
+    assert _diverged_by_group(bench[0]) == expected and sum(expected.values()) == 2
+    with killed_after_save(6):  # after the adam cells diverged, before the status says so
+        run(CONFIG, tmp_path, datasets=data, progress=False)
+    assert set(_diverged_by_group(tmp_path).values()) == {0}
+    capsys.readouterr()
+    run(CONFIG, tmp_path, datasets=data, progress=True)
+    assert _diverged_by_group(tmp_path) == expected
+    assert "cells 4/4, 2 diverged" in capsys.readouterr().err

@@ -892,6 +892,26 @@ def test_the_stopped_chip_counts_the_groups_not_started_when_every_run_is_gone(t
     assert summary[2:4] == ["0 / 2 groups finished", "2 groups stopped"]
 
 
+def test_the_cells_the_status_counts_as_diverged_are_shown_in_a_chip_and_the_run_panel(
+    tmp_path, page
+):
+    """A group's ``diverged`` in status.json (how many of its cells diverged) is shown on
+    its line of the Run panel and summed in a chip; a group whose entry lacks it (written
+    before it was recorded) says nothing of divergence."""
+    written = write_bench(tmp_path / "diverged", blurb_json())
+    status = json.loads((written.root / _layout.STATUS).read_text())
+    status["groups"]["g-choice"]["diverged"] = 2
+    (written.root / _layout.STATUS).write_text(json.dumps(status))
+    chips = "[...document.querySelectorAll('#summary .chip')].map((c) => c.textContent)"
+    with serving(written.root) as server:
+        page.open(server.url)
+        run_panel = page.run("document.getElementById('groups').innerText")
+        summary = page.run(chips)
+    lines = {line.split("\t")[0]: line for line in run_panel.splitlines()}
+    assert lines["g-choice"].endswith(" · 2 diverged") and "diverged" not in lines["g-mlp"]
+    assert summary[3] == "2 cells diverged"
+
+
 @pytest.mark.parametrize("gone", [False, True], ids=["running", "every run gone"])
 def test_the_run_panel_lists_the_groups_not_started(tmp_path, page, gone):
     """A group none started yet is listed with its cells and nothing done: "not started"

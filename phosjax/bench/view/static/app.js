@@ -773,14 +773,15 @@ function renderRun() {
   const { info, board } = state;
   $("config").textContent = info.config || "(no config.yaml)";
   $("env").replaceChildren(keyValueTable(Object.entries(info.env || {})));
-  const line = (id, cells, done, steps, shown, strategy) => [
-    id, [counted(cells, "cell"), `${format(done)} / ${counted(steps, "step")}`, shown, strategy].filter(Boolean).join(" · "),
+  const line = (id, cells, done, steps, shown, strategy, diverged) => [
+    id, [counted(cells, "cell"), `${format(done)} / ${counted(steps, "step")}`, shown, strategy, diverged && `${diverged} diverged`]
+      .filter(Boolean).join(" · "),
     shown === "stopped" ? { class: "stopped", title: STOPPED } : {},
   ];
   const states = groupStates(info.status, board.rows);
   const groups = [
     ...Object.entries(info.status?.groups || {}).map(([id, g]) => line(
-      id, (g.cells || []).length, g.steps_done, g.steps, g.finished ? "finished" : g.stopped ? "stopped" : "running", g.strategy)),
+      id, (g.cells || []).length, g.steps_done, g.steps, g.finished ? "finished" : g.stopped ? "stopped" : "running", g.strategy, g.diverged)),
     ...[...unstartedGroups(info.status, board.rows)].map(([id, cells]) => line(id, cells.length, 0, null, states.get(id))),
   ];
   $("groups").replaceChildren(groups.length ? keyValueTable(groups) : el("p", { class: "hint" }, "No group has started."));
@@ -818,6 +819,14 @@ const renderMorph = panel("morph", async () => {
 // What the page says of a group the run writing it is known to have left unfinished.
 const STOPPED = "stopped: the run training it ended before it finished (killed, out of memory, "
   + "a reboot); run `python -m phosjax.bench.new --dir DIR` on this bench again to continue it";
+
+// What the page says of the cells the status files count as diverged.
+const DIVERGED = "diverged: a non-finite loss, gradient or optimizer state; the cell's state is frozen "
+  + "as it was before that step (its rows from there on say `diverged`)";
+
+// How many cells the status files count as diverged (`diverged` of each group; none in a
+// status written before phosjax recorded it).
+const divergedCells = (status) => Object.values(status?.groups || {}).reduce((n, g) => n + (g.diverged || 0), 0);
 
 // The group id of a status key (`<group_id>`, or `<group_id>.p<i>of<n>` for a process's share).
 const groupIdOf = (key) => key.replace(/\.p\d+of\d+$/, "");
@@ -863,11 +872,13 @@ function renderSummary() {
   const states = groupStates(info.status, board.rows); // not started too
   const count = (state) => [...states.values()].filter((g) => g === state).length;
   const stopped = count("stopped");
+  const diverged = divergedCells(info.status);
   const chips = [
     counted(board.rows.length, "cell"),
     counted(info.models.length, "model"),
     `${count("finished")} / ${counted(states.size, "group")} finished`,
     stopped ? el("span", { class: "chip stopped", title: STOPPED }, `${counted(stopped, "group")} stopped`) : null,
+    diverged ? el("span", { class: "chip diverged", title: DIVERGED }, `${counted(diverged, "cell")} diverged`) : null,
     info.marker?.created ? `created ${info.marker.created.replace("T", " ").slice(0, 19)}` : null,
     info.marker?.config_hash ? `config ${info.marker.config_hash.slice(0, 10)}` : null,
   ].filter(Boolean);
