@@ -27,6 +27,7 @@ from phosjax.bench._profile import PhaseClock, device_bytes, init_rows
 from phosjax.bench._store import STEP_TIME, as_table, drop_parts_after, part_path, write_table
 from phosjax.data import ArrayDataset
 from phosjax.train import Chunk, Group, GroupState, init_group, run_group
+from phosjax.train._grid import chunk_splits
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,29 +53,14 @@ class GroupJob:
 
 
 def chunk_rows(chunk: Chunk, rows: tuple[dict[str, Any], ...], schema: pa.Schema) -> pa.Table:
-    """The results rows of one chunk in ``schema``: per (cell, step) train rows, then
-    test rows. A metric a split does not report is null; a NaN it reports stays NaN.
-    ``diverged`` says whether the cell had diverged by the row's step (`Chunk.diverged`);
-    ``step_time_s`` is the chunk's training and evaluation time per step (compile
-    excluded)."""
-    n, diverged = len(chunk.steps), chunk.diverged()
-    cells = pd.DataFrame(list(rows))
-    train = cells.loc[cells.index.repeat(n)].reset_index(drop=True)
-    train["step"] = np.tile(chunk.steps, len(rows))
-    train["split"] = "train"
-    train[_layout.DIVERGED] = diverged.reshape(-1)
-    for name, value in chunk.train.items():
-        train[name] = np.asarray(value).reshape(-1)
-    train[STEP_TIME] = (chunk.train_s + chunk.eval_s) / n
+    """The results rows of one chunk (`phosjax.train._grid.chunk_splits`, a cell's
+    columns from its row of ``rows``) in ``schema``. A metric a split does not report is
+    null; a NaN it reports stays NaN. ``step_time_s`` is the chunk's training and
+    evaluation time per step (compile excluded), on train rows."""
+    train, *test = chunk_splits(chunk, pd.DataFrame(list(rows)))
+    train[STEP_TIME] = (chunk.train_s + chunk.eval_s) / len(chunk.steps)
     tables = [as_table(train, schema, measured=[*chunk.train, STEP_TIME])]
-    if chunk.eval:
-        test = cells.copy()
-        test["step"] = int(chunk.steps[-1])
-        test["split"] = "test"
-        test[_layout.DIVERGED] = diverged[:, -1]
-        for name, value in chunk.eval.items():
-            test[name] = np.asarray(value)
-        tables.append(as_table(test, schema, measured=list(chunk.eval)))
+    tables += [as_table(frame, schema, measured=list(chunk.eval)) for frame in test]
     return pa.concat_tables(tables)
 
 

@@ -81,24 +81,45 @@ TRAIN_METRICS = ("accuracy", "grad_norm", "loss", "task_loss")
 ``jax.device_get`` gives a dict); regularizers, aux losses and path weights add more."""
 
 
-def chunk_frame(chunk: Chunk, cells: Sequence[int]) -> pd.DataFrame:
-    """The rows of one `Chunk`: per (cell, step) train rows, then any test rows."""
-    cells_, diverged = np.asarray(cells, np.int64), chunk.diverged()
-    n = len(chunk.steps)
-    train = pd.DataFrame(
-        {
-            "cell": np.repeat(cells_, n),
-            "step": np.tile(chunk.steps, len(cells_)),
-            "split": "train",
-            "diverged": diverged.reshape(-1),
-            **{name: value.reshape(-1) for name, value in chunk.train.items()},
-        }
+def chunk_splits(chunk: Chunk, cells: pd.DataFrame) -> list[pd.DataFrame]:
+    """The rows of one `Chunk`, a frame per split: per (cell, step) train rows, then,
+    when the chunk ended on an evaluation, a test row per cell. Each row is its cell's row
+    of ``cells`` (one per cell, in the chunk's order), then ``step``, ``split``,
+    ``diverged`` (`Chunk.diverged`) and the split's metrics.
+
+    Examples:
+      >>> chunk = Chunk(np.array([1, 2]), {"loss": np.array([[0.5, 0.25]])},
+      ...               {"accuracy": np.array([0.75])}, np.array([2]))
+      >>> train, test = chunk_splits(chunk, pd.DataFrame({"cell": [7]}))
+      >>> list(train), train.step.tolist(), train.diverged.tolist()
+      (['cell', 'step', 'split', 'diverged', 'loss'], [1, 2], [False, True])
+      >>> test.to_dict("list")
+      {'cell': [7], 'step': [2], 'split': ['test'], 'diverged': [True], 'accuracy': [0.75]}
+    """
+    n, diverged = len(chunk.steps), chunk.diverged()
+    train = (
+        cells.loc[cells.index.repeat(n)]
+        .reset_index(drop=True)
+        .assign(
+            step=np.tile(chunk.steps, len(cells)),
+            split="train",
+            diverged=diverged.reshape(-1),
+            **{name: np.asarray(value).reshape(-1) for name, value in chunk.train.items()},
+        )
     )
     if not chunk.eval:
-        return train
-    last = {"step": chunk.steps[-1], "split": "test", "diverged": diverged[:, -1]}
-    test = pd.DataFrame({"cell": cells_, **last, **chunk.eval})
-    return pd.concat([train, test], ignore_index=True)
+        return [train]
+    test = cells.reset_index(drop=True).assign(
+        step=chunk.steps[-1], split="test", diverged=diverged[:, -1], **chunk.eval
+    )
+    return [train, test]
+
+
+def chunk_frame(chunk: Chunk, cells: Sequence[int]) -> pd.DataFrame:
+    """The rows of one `Chunk` (`chunk_splits`) in one frame, each cell's position in
+    ``cell``: a metric one split does not report is NaN in the other's rows."""
+    cell = pd.DataFrame({"cell": np.asarray(cells, np.int64)})
+    return pd.concat(chunk_splits(chunk, cell), ignore_index=True)
 
 
 def final_frame(cells: Sequence[int], run: GroupRun) -> pd.DataFrame:

@@ -35,13 +35,15 @@ from phosjax.bench._profile import MemorySampler, ProfileFiles, init_rows
 from phosjax.bench._runner import jobs
 from phosjax.bench._store import TEMPORARY, drop_parts_after, part_path, widen_parts, write_table
 from phosjax.bench._summary import profile_text, read_profile
+from phosjax.bench._train import chunk_rows
 from phosjax.bench.add_models import main as add_models_main
 from phosjax.bench.profile import main as profile_main
 from phosjax.bench.view import BenchFiles, BrokenFileError
 from phosjax.bench.view._api import curves, leaderboard
 from phosjax.models import ModelConfig, register_model, registered_models
 from phosjax.models.graph import GraphModel, node
-from phosjax.train import train_grid
+from phosjax.train import Chunk, train_grid
+from phosjax.train._grid import chunk_frame
 from tests.bench.runner_tiny import Killed, killed_after_save, tiny_config
 
 NOT_STEP_TIME = lambda frame: frame.drop(columns="step_time_s")
@@ -789,6 +791,33 @@ def test_resuming_drops_the_parts_after_the_checkpoint_and_keeps_the_one_ending_
         f"part-{key}-000000002.parquet",
         f"part-{key}2-000000003.parquet",
     ]
+
+
+def test_a_chunks_rows_are_the_engines_a_metric_not_reported_null_not_nan():
+    """The bench writes a chunk's rows as the engine's `chunk_frame` has them, in its
+    order, a NaN measured kept; a metric a split does not report is null there (NaN in
+    the engine's frame)."""
+    nan = np.float32("nan")
+    chunk = Chunk(
+        np.array([3, 4]),
+        {"grad_norm": np.array([[1.0, nan]], np.float32), "loss": np.array([[0.5, 2.0]])},
+        {"loss": np.array([nan], np.float32)},
+        np.array([4]),
+        train_s=1.0,
+        eval_s=3.0,
+    )
+    schema = pa.schema([
+        ("cell_id", pa.string()), ("step", pa.int64()), ("split", pa.string()),
+        ("diverged", pa.bool_()), ("grad_norm", pa.float32()), ("loss", pa.float32()),
+        ("step_time_s", pa.float64()),
+    ])  # fmt: skip
+    table = chunk_rows(chunk, ({"cell_id": "c"},), schema)
+    nulls = {name: table.column(name).is_null().to_pylist() for name in ("grad_norm", "loss")}
+    assert nulls == {"grad_norm": [False, False, True], "loss": [False, False, False]}
+    assert table.column("step_time_s").to_pylist() == [2.0, 2.0, None]
+    engine = chunk_frame(chunk, [0]).rename(columns={"cell": "cell_id"}).assign(cell_id="c")
+    written = table.to_pandas().drop(columns="step_time_s")
+    pd.testing.assert_frame_equal(written, engine, check_dtype=False)
 
 
 def test_a_diverged_cell_is_stored_as_nan_and_a_metric_not_reported_as_null(tmp_path, toy):
