@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import optax
 
 from phosjax.train._config import LR_SCHEDULES, OPTIMIZERS, HParams, int_at_least
-from phosjax.train._reduce import global_norm
+from phosjax.train._reduce import scaled_global_norm
 
 
 def _check_schedule(schedule: str) -> None:
@@ -55,8 +55,10 @@ def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
 
     optax's norm (`optax.tree.norm`) reaches inf for a finite float32 gradient of norm
     above ~1.8e19, and the clip then scaled the gradient by ``max_norm / inf``, to zeros.
-    Where it does, this clip takes `global_norm` instead; elsewhere optax's norm, so that
-    a run rounds as before (XLA computes that `global_norm` once with the step's own).
+    Where it does, this clip divides by `scaled_global_norm` instead (``t / norm`` as
+    ``t * scale / root``: finite even for a norm above the dtype's largest value);
+    elsewhere by optax's norm, so that a run rounds as before (XLA computes that
+    `scaled_global_norm` once with the step's own).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -64,16 +66,23 @@ def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
       >>> clipped, _ = clip.update({"w": jnp.array([3e19, 4e19])}, clip.init(None))
       >>> [round(v, 6) for v in clipped["w"].tolist()]
       [0.6, 0.8]
+      >>> clipped, _ = clip.update({"w": jnp.array([3e38, 3e38])}, clip.init(None))
+      >>> [round(v, 6) for v in clipped["w"].tolist()]  # its norm overflows float32
+      [0.707107, 0.707107]
     """
 
     def update(updates: optax.Updates, state: optax.OptState, params: object = None) -> tuple:
         del params
-        norm = optax.tree.norm(updates)
-        norm = jnp.where(jnp.isfinite(norm), norm, global_norm(updates))
-        within = norm < max_norm
-        return jax.tree.map(
-            lambda t: jnp.where(within, t, (t / norm.astype(t.dtype)) * max_norm), updates
-        ), state
+        plain = optax.tree.norm(updates)
+        root, scale = scaled_global_norm(updates)
+        overflowed = ~jnp.isfinite(plain)
+        root, scale = jnp.where(overflowed, root, plain), jnp.where(overflowed, scale, 1)
+        within = root / scale < max_norm
+
+        def clipped(t: jax.Array) -> jax.Array:
+            return (t * scale.astype(t.dtype) / root.astype(t.dtype)) * max_norm
+
+        return jax.tree.map(lambda t: jnp.where(within, t, clipped(t)), updates), state
 
     return optax.GradientTransformation(optax.init_empty_state, update)
 

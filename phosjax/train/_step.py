@@ -22,7 +22,7 @@ from phosjax.train._config import HParams, Regularizer
 from phosjax.train._matmul_convs import rewrite_before_grad
 from phosjax.train._optim import hparams_multiplier, hparams_optimizer
 from phosjax.train._precision import precision_apply
-from phosjax.train._reduce import all_finite, global_norm
+from phosjax.train._reduce import all_finite, scaled_global_norm
 from phosjax.train._state import GroupState
 
 Metrics = dict[str, jax.Array]
@@ -245,7 +245,8 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
         rng = jax.random.fold_in(jax.random.wrap_key_data(state.dropout_key), state.step)
         grad_fn = jax.value_and_grad(rewrite_before_grad(loss_fn), has_aux=True)
         (loss, (written, metrics)), grads = grad_fn(state.params, state, *batch, rng)
-        grad_norm = global_norm(grads)
+        root, scale = scaled_global_norm(grads)  # root: finite where every entry is
+        grad_norm = root / scale  # inf above the dtype's largest value
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         # An update can overflow the params, a running statistic or the optimizer state
@@ -253,7 +254,7 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
         # loss and the gradient are finite. The unguarded step leaves the optimizer state to
         # `run_group`, which checks it at the chunk's end (`_optimizer_state_finite`).
         checked = (params, written, opt_state) if guard else (params, written)
-        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & all_finite(checked)
+        finite = jnp.isfinite(loss) & jnp.isfinite(root) & all_finite(checked)
         collections = {**state.collections, **written}
         if guard:
             live = finite & ~state.diverged

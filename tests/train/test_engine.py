@@ -12,12 +12,13 @@ import pytest
 
 import phosjax as px
 from phosjax.core import SelectorError
-from phosjax.data import batch_indices
+from phosjax.data import ArrayDataset, batch_indices
 from phosjax.models import ModelConfig
 from phosjax.train import (
     STRATEGIES,
     Cell,
     GroupRun,
+    GroupState,
     HParams,
     Regularizer,
     _strategy,
@@ -394,23 +395,48 @@ def test_a_finite_gradient_whose_squares_overflow_is_not_divergence(toy, grad_cl
     ~1.8e19 where float32's sum of squares overflows: the cell is not diverged, its
     ``grad_norm`` is finite, and clipping scales the gradient to the clip's norm (the
     clip's overflowed norm, inf, made it zeros)."""
-    hp = HParams(optimizer="sgd", learning_rate=0.1, batch_size=16, steps=8, grad_clip=grad_clip)
-    [group] = plan_groups([Cell(Linear(), "toy", hp, 0)])
-    state = jax.tree.map(lambda a: a[0], init_group(group, toy))
     huge = dataclasses.replace(toy, x_train=toy.x_train * np.float32(1e21))
-    after, metrics = jax.jit(make_train_step(Linear().build(), hp))(
-        state, jax.device_put(device_arrays(huge))
-    )
+    after, metrics, moved = _sgd_step(huge, grad_clip)
     assert not after.diverged and int(after.diverged_at) == -1
     assert 1e20 < float(metrics["grad_norm"]) < 1e23
+    expected = metrics["grad_norm"] if grad_clip is None else grad_clip
+    np.testing.assert_allclose(moved, 0.1 * expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("grad_clip", [None, 1.0])
+def test_a_finite_gradient_whose_norm_float32_cannot_hold_is_not_divergence(toy, grad_clip):
+    """Zero weights on inputs of 3e38 in four features, every label 0: a gradient of
+    finite entries (3e38 · (-2/3, 1/3, 1/3) per feature) whose global norm, ~4.9e38, is
+    above float32's largest value. The cell is not diverged (it was: its norm read inf),
+    ``grad_norm`` reads inf, and the step moves the params by the learning rate times
+    the gradient's norm, or clipped, the clip's."""
+    x = np.zeros_like(toy.x_train)
+    x[:, :4] = np.float32(3e38)
+    huge = dataclasses.replace(toy, x_train=x, y_train=np.zeros_like(toy.y_train))
+    after, metrics, moved = _sgd_step(huge, grad_clip, zero_params=True)
+    assert not after.diverged and int(after.diverged_at) == -1
+    assert np.isfinite(float(metrics["loss"])) and float(metrics["grad_norm"]) == np.inf
+    norm = np.sqrt(4 * 6 / 9) * 3e38
+    np.testing.assert_allclose(moved, 0.1 * (norm if grad_clip is None else grad_clip), rtol=1e-5)
+
+
+def _sgd_step(
+    data: ArrayDataset, grad_clip: float | None, zero_params: bool = False
+) -> tuple[GroupState, dict, float]:
+    """``(state after, metrics, how far the params moved)`` of one SGD step (learning rate
+    0.1, ``grad_clip``) of `Linear` on ``data``, from zero weights if ``zero_params``."""
+    hp = HParams(optimizer="sgd", learning_rate=0.1, batch_size=16, steps=8, grad_clip=grad_clip)
+    [group] = plan_groups([Cell(Linear(), data.name, hp, 0)])
+    state = jax.tree.map(lambda a: a[0], init_group(group, data))
+    if zero_params:
+        state = state.replace(params=jax.tree.map(jnp.zeros_like, state.params))
+    after, metrics = jax.jit(make_train_step(Linear().build(), hp))(
+        state, jax.device_put(device_arrays(data))
+    )
     moves = jax.tree.map(
         lambda a, b: np.subtract(a, b, dtype=np.float64), after.params, state.params
     )
-    moved = np.sqrt(sum(np.sum(np.square(m)) for m in jax.tree.leaves(moves)))
-    if grad_clip is None:
-        np.testing.assert_allclose(moved, 0.1 * metrics["grad_norm"], rtol=1e-5)
-    else:
-        np.testing.assert_allclose(moved, 0.1 * grad_clip, rtol=1e-5)
+    return after, metrics, np.sqrt(sum(np.sum(np.square(m)) for m in jax.tree.leaves(moves)))
 
 
 class _Tracks(nn.Module):
