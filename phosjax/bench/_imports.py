@@ -82,13 +82,13 @@ def import_recorded(directory: str | os.PathLike | None, needed: Iterable[str]) 
             f"{module!r}" + (f" (it needs {name!r})" if name != module else "")
             for module, name in lost.items()
         )
+        ways = "; ".join(f"for {m!r}, {_how_to_import(m, name)}" for m, name in lost.items())
         raise BenchError(
             f"the bench {str(root)!r} registers its model{'s' * (len(missing) > 1)} "
             f"{', '.join(map(repr, missing))} by importing {modules} (recorded in its "
-            f"{_layout.MARKER} by an earlier --import), which Python cannot find now; run "
-            "from the folder that holds it (`python -m` puts the current folder on the "
-            "path), or pip install it, or, if it was renamed, pass --import NEW_NAME (the "
-            "bench then records that one)"
+            f"{_layout.MARKER} by an earlier --import), which Python cannot find now on its "
+            f"path; {ways}; or, if it was renamed, pass --import NEW_NAME (the bench then "
+            "records that one)"
         )
     return added
 
@@ -106,9 +106,27 @@ def _is_part(name: str, module: str) -> bool:
 def _not_found(module: str, missing: str) -> str:
     of = f" (for {module!r})" if missing != module else ""
     return (
-        f"--import {module}: no module named {missing!r}{of} on Python's path; run from the "
-        "folder that holds it (`python -m` puts the current folder on the path), or pip "
-        "install it"
+        f"--import {module}: no module named {missing!r}{of} on Python's path; "
+        f"{_how_to_import(module, missing)}"
+    )
+
+
+def _how_to_import(module: str, missing: str) -> str:
+    """What makes ``module`` importable where Python did not find ``missing`` (``module``,
+    or a package it is in): the file or folder to look for, and the ways onto the path.
+
+    Examples:
+      >>> _how_to_import("my_models", "my_models").split(" (`")[0]
+      'run from the folder that holds my_models.py or the package my_models/'
+      >>> _how_to_import("lab.models", "lab").split(" (`")[0]
+      'run from the folder that holds the package lab/'
+    """
+    path = missing.replace(".", "/")
+    what = f"{path}.py or the package {path}/" if missing == module else f"the package {path}/"
+    return (
+        f"run from the folder that holds {what} (`python -m` puts the current folder on "
+        "Python's path), or add that folder to PYTHONPATH (PYTHONPATH=FOLDER python -m "
+        "...), or pip install it"
     )
 
 

@@ -101,6 +101,8 @@ def test_a_recorded_module_not_found_is_one_error_saying_what_to_do(made, monkey
     err = capsys.readouterr().err
     assert err.startswith(f"error: the bench {str(root)!r} registers its model 'my_dense' ")
     assert "importing 'my_models'" in err and "pip install it" in err
+    assert "for 'my_models', run from the folder that holds my_models.py or the package " in err
+    assert "or add that folder to PYTHONPATH (PYTHONPATH=FOLDER python -m ...)" in err
     assert "--import NEW_NAME" in err and "Traceback" not in err and err.count("\n") == 1
     _fresh(monkeypatch, "my_models", "our_models")  # its new name: used, and recorded
     command = ["--dir", str(root), "--no_progress", "--import", "our_models"]

@@ -79,9 +79,11 @@ def test_an_import_not_found_is_one_line_with_where_python_looks(tmp_path, capsy
     assert _main("new")(["--dir", str(tmp_path / "b"), "--import", module]) == 2
     name = module.split(".")[0]
     of = f" (for {module!r})" if missing else ""
+    holds = f"the package {name}/" if missing else f"{name}.py or the package {name}/"
     assert capsys.readouterr().err == (
         f"error: --import {module}: no module named {name!r}{of} on Python's path; run from "
-        "the folder that holds it (`python -m` puts the current folder on the path), or pip "
+        f"the folder that holds {holds} (`python -m` puts the current folder on Python's "
+        "path), or add that folder to PYTHONPATH (PYTHONPATH=FOLDER python -m ...), or pip "
         "install it\n"
     )
     assert not (tmp_path / "b").exists()
