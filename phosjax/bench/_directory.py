@@ -399,6 +399,26 @@ def recorded_imports(config: BenchConfig, modules: Sequence[str]) -> list[str]:
     ]
 
 
+def import_folder(module: str) -> str | None:
+    """The folder on Python's path that the imported ``module`` came from: the one that
+    holds its top-level module or package; None when that is not imported or has no file
+    (a built-in, a namespace package).
+
+    Examples:
+      >>> import json
+      >>> import_folder("json.decoder") == str(pathlib.Path(json.__file__).parents[1])
+      True
+      >>> import_folder("sys"), import_folder("not_imported_xyz")
+      (None, None)
+    """
+    top = sys.modules.get(module.split(".")[0])
+    file = getattr(top, "__file__", None)
+    if file is None:
+        return None
+    path = pathlib.Path(file).resolve()
+    return str(path.parents[1] if path.name == "__init__.py" else path.parent)
+
+
 def write_meta(
     root: pathlib.Path,
     config: BenchConfig,
@@ -415,7 +435,8 @@ def write_meta(
     register models (``--import``); with those already recorded, the ones that registered
     a model of the bench (`recorded_imports`) are recorded in ``imports`` (absent when
     none: a bench of built-in models, or one made before the record, is written as
-    before), for later commands to import again."""
+    before), for later commands to import again, and the folder each came from in
+    ``import_folders`` (`import_folder`; a module not imported now keeps its earlier one)."""
     marker_path = root / _layout.MARKER
     created = None
     marker: dict[str, Any] = {}
@@ -424,6 +445,9 @@ def write_meta(
         created, registered = marker.get("created"), marker.get("registered_models", registered)
     earlier = marker.get(_layout.IMPORTS_KEY, [])
     modules = recorded_imports(config, [*(earlier if isinstance(earlier, list) else []), *imports])
+    found = marker.get(_layout.IMPORT_FOLDERS_KEY)
+    found = found if isinstance(found, dict) else {}
+    folders = {m: f for m in modules if (f := import_folder(m) or found.get(m))}
     write_text(root / _layout.CONFIG, yaml.safe_dump(config.to_dict(), sort_keys=False))
     write_json(root / _layout.ENV, _with_earlier(environment(), root / _layout.ENV))
     write_json(
@@ -435,6 +459,7 @@ def write_meta(
             "registered_models": registered,
             "processes": processes,
             **({_layout.IMPORTS_KEY: modules} if modules else {}),
+            **({_layout.IMPORT_FOLDERS_KEY: folders} if folders else {}),
         },
     )
 

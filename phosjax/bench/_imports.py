@@ -3,6 +3,7 @@ recorded (``bench.json``'s ``imports``), for the commands and the Python API ali
 
 import os
 import pathlib
+import shlex
 import sys
 import traceback
 from collections.abc import Iterable, Sequence
@@ -64,7 +65,10 @@ def import_recorded(directory: str | os.PathLike | None, needed: Iterable[str]) 
     root = pathlib.Path(directory or "")
     if directory is None or not _layout.is_bench(root):
         return []
-    recorded = read_bench_json(root / _layout.MARKER).get(_layout.IMPORTS_KEY, [])
+    marker = read_bench_json(root / _layout.MARKER)
+    recorded = marker.get(_layout.IMPORTS_KEY, [])
+    folders = marker.get(_layout.IMPORT_FOLDERS_KEY)
+    folders = folders if isinstance(folders, dict) else {}  # none in older benches
     added, lost = [], {}
     for module in recorded if isinstance(recorded, list) else []:
         try:
@@ -82,7 +86,9 @@ def import_recorded(directory: str | os.PathLike | None, needed: Iterable[str]) 
             f"{module!r}" + (f" (it needs {name!r})" if name != module else "")
             for module, name in lost.items()
         )
-        ways = "; ".join(f"for {m!r}, {_how_to_import(m, name)}" for m, name in lost.items())
+        ways = "; ".join(
+            f"for {m!r}, {_how_to_import(m, name, folders.get(m))}" for m, name in lost.items()
+        )
         raise BenchError(
             f"the bench {str(root)!r} registers its model{'s' * (len(missing) > 1)} "
             f"{', '.join(map(repr, missing))} by importing {modules} (recorded in its "
@@ -111,22 +117,29 @@ def _not_found(module: str, missing: str) -> str:
     )
 
 
-def _how_to_import(module: str, missing: str) -> str:
+def _how_to_import(module: str, missing: str, folder: str | None = None) -> str:
     """What makes ``module`` importable where Python did not find ``missing`` (``module``,
-    or a package it is in): the file or folder to look for, and the ways onto the path.
+    or a package it is in): the file or folder to look for (in ``folder`` when the bench
+    recorded it, if known), and the ways onto the path.
 
     Examples:
       >>> _how_to_import("my_models", "my_models").split(" (`")[0]
       'run from the folder that holds my_models.py or the package my_models/'
       >>> _how_to_import("lab.models", "lab").split(" (`")[0]
       'run from the folder that holds the package lab/'
+      >>> print(_how_to_import("my_models", "my_models", "/home/me/my src"))
+      run from the folder that holds my_models.py or the package my_models/, which was
+      '/home/me/my src' when the bench recorded it (`python -m` puts the current folder
+      on Python's path), or add that folder to PYTHONPATH (PYTHONPATH='/home/me/my src'
+      python -m ...), or pip install it
     """
     path = missing.replace(".", "/")
     what = f"{path}.py or the package {path}/" if missing == module else f"the package {path}/"
+    was = f", which was {folder!r} when the bench recorded it" if folder else ""
     return (
-        f"run from the folder that holds {what} (`python -m` puts the current folder on "
-        "Python's path), or add that folder to PYTHONPATH (PYTHONPATH=FOLDER python -m "
-        "...), or pip install it"
+        f"run from the folder that holds {what}{was} (`python -m` puts the current folder on "
+        "Python's path), or add that folder to PYTHONPATH (PYTHONPATH="
+        f"{shlex.quote(folder) if folder else 'FOLDER'} python -m ...), or pip install it"
     )
 
 

@@ -11,7 +11,10 @@ atomically (a temporary file, then a rename), so a reader never sees half a file
                            "registered_models": [names registered when last planned],
                            "processes": how many processes share it (absent in old benches),
                            "imports": [modules that register its models: ``--import``s,
-                           imported again by later commands] (absent when none)}
+                           imported again by later commands] (absent when none),
+                           "import_folders": {module: the folder on Python's path it was
+                           imported from, for the error when it is not found} (absent when
+                           none, or in older benches)}
       config.yaml         the resolved config, exactly what was planned
       env.json            package versions, devices, host, Python (earlier runs: "earlier")
       cells.parquet       the plan: one row per cell (see CELL_COLUMNS + hparam columns)
@@ -52,6 +55,8 @@ FORMAT = 1
 MARKER = "bench.json"
 IMPORTS_KEY = "imports"
 """The key of ``bench.json`` that records the modules registering the bench's models."""
+IMPORT_FOLDERS_KEY = "import_folders"
+"""The key of ``bench.json`` that records where each of its ``imports`` was imported from."""
 CONFIG = "config.yaml"
 ENV = "env.json"
 CELLS = "cells.parquet"

@@ -7,6 +7,7 @@ models not registered (`_fresh`).
 
 import json
 import pathlib
+import shlex
 import sys
 
 import pytest
@@ -70,9 +71,10 @@ def _marker(root: pathlib.Path) -> dict:
 
 
 def test_the_modules_that_register_the_benchs_models_are_recorded_outside_its_identity(made):
-    root, _ = made
+    root, source = made
     marker = _marker(root)
     assert marker[_layout.IMPORTS_KEY] == ["my_models"]  # json registers none of its models
+    assert marker[_layout.IMPORT_FOLDERS_KEY] == {"my_models": str(source.resolve())}
     config = BenchConfig.from_dict(yaml.safe_load((root / _layout.CONFIG).read_text()))
     assert marker["config_hash"] == config.digest()  # the record is not in the config
 
@@ -102,20 +104,41 @@ def test_a_recorded_module_not_found_is_one_error_saying_what_to_do(made, monkey
     assert err.startswith(f"error: the bench {str(root)!r} registers its model 'my_dense' ")
     assert "importing 'my_models'" in err and "pip install it" in err
     assert "for 'my_models', run from the folder that holds my_models.py or the package " in err
-    assert "or add that folder to PYTHONPATH (PYTHONPATH=FOLDER python -m ...)" in err
+    folder = str(source.resolve())
+    assert f"my_models/, which was {folder!r} when the bench recorded it (`python -m`" in err
+    assert f"or add that folder to PYTHONPATH (PYTHONPATH={shlex.quote(folder)} python" in err
     assert "--import NEW_NAME" in err and "Traceback" not in err and err.count("\n") == 1
     _fresh(monkeypatch, "my_models", "our_models")  # its new name: used, and recorded
     command = ["--dir", str(root), "--no_progress", "--import", "our_models"]
     assert new_main(command) == 0, capsys.readouterr().err
     assert _marker(root)[_layout.IMPORTS_KEY] == ["our_models"]
+    assert _marker(root)[_layout.IMPORT_FOLDERS_KEY] == {"our_models": folder}
     _fresh(monkeypatch, "my_models", "our_models")
     assert profile_main(["--dir", str(root)]) == 0
 
 
-def test_a_bench_made_before_the_record_is_written_as_before(made, monkeypatch, capsys):
-    root, _ = made
+def test_a_recorded_module_not_found_in_an_older_bench_says_where_to_look(
+    made, monkeypatch, capsys
+):
+    """A bench made before the folders were recorded: the error names the file to look
+    for, and PYTHONPATH=FOLDER for the folder that holds it."""
+    root, source = made
     marker = _marker(root)
-    del marker[_layout.IMPORTS_KEY]  # as a bench made before
+    del marker[_layout.IMPORT_FOLDERS_KEY]
+    (root / _layout.MARKER).write_text(json.dumps(marker))
+    (source / "my_models.py").rename(source / "our_models.py")
+    _fresh(monkeypatch, "my_models", "our_models")
+    assert new_main(["--dir", str(root), "--no_progress"]) == 2
+    err = capsys.readouterr().err
+    assert "run from the folder that holds my_models.py or the package my_models/ (`py" in err
+    assert "or add that folder to PYTHONPATH (PYTHONPATH=FOLDER python -m ...)" in err
+    assert _marker(root) == marker
+
+
+def test_a_bench_made_before_the_record_is_written_as_before(made, monkeypatch, capsys):
+    root, source = made
+    marker = _marker(root)
+    del marker[_layout.IMPORTS_KEY], marker[_layout.IMPORT_FOLDERS_KEY]  # as a bench made before
     (root / _layout.MARKER).write_text(json.dumps(marker))
     _fresh(monkeypatch, "my_models")
     assert new_main(["--dir", str(root), "--no_progress"]) == 2  # as before: --import it
@@ -123,7 +146,9 @@ def test_a_bench_made_before_the_record_is_written_as_before(made, monkeypatch, 
     assert _marker(root) == marker
     _fresh(monkeypatch, "my_models")
     assert new_main(["--dir", str(root), "--no_progress", "--import", "my_models"]) == 0
-    assert _marker(root) == {**marker, _layout.IMPORTS_KEY: ["my_models"]}
+    folders = {"my_models": str(source.resolve())}
+    expected = {**marker, _layout.IMPORTS_KEY: ["my_models"], _layout.IMPORT_FOLDERS_KEY: folders}
+    assert _marker(root) == expected
 
 
 def test_a_recorded_module_that_raises_is_named_as_the_benchs(made, monkeypatch, capsys):
