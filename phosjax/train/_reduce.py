@@ -43,9 +43,10 @@ def scaled_l2_norm(v: jax.Array) -> tuple[jax.Array, jax.Array]:
     ~1.8e19, every entry finite), of the sum of the squares of ``v`` times ``scale``, a
     power of two (exact; a square it makes underflow is too small to count beside such a
     norm). That second sum runs only then (in a `jax.lax.cond`; `jax.vmap` makes it a
-    select, which computes both). ``scale`` leaves room for 2^32 entries of the dtype's
-    largest value, so ``root`` is finite wherever every entry is (of up to 2^32 entries),
-    even where the norm is not: whether ``v`` is finite is whether ``root`` is.
+    select, which computes both). ``scale`` leaves room for 2^32 entries of float32's
+    (and bfloat16's) largest value, far more of float64's, only 2^4 of float16's (which
+    params never are): so ``root`` is finite wherever every entry is (of up to that many
+    entries), even where the norm is not: whether ``v`` is finite is whether ``root`` is.
 
     Examples:
       >>> [float(x) for x in scaled_l2_norm(jnp.array([3.0, 4.0]))]
