@@ -121,7 +121,8 @@ def load(
     Where it looks: in `data_dir` alone if given; else in ``$PHOSJAX_DATA_DIR`` alone if
     set; else in ``~/.cache/phosjax/tfds`` (where built-in ones are prepared), then in
     TFDS's own data dir (``$TFDS_DATA_DIR``, else ``~/tensorflow_datasets``), so that data
-    sets TFDS prepared load by name, without a copy; the first dir that holds the name wins.
+    sets TFDS prepared load by name, without a copy; the first dir that holds the name wins (a
+    damaged copy there raises, naming its folder: it is not passed over for a later one).
 
     Args:
         name: the data set's name.
@@ -327,7 +328,8 @@ def _prepared_builder(
 ) -> tuple[tfds.core.DatasetBuilder, pathlib.Path]:
     """`name`'s builder from the first of `data_dirs` where it is prepared, and that dir;
     raises why it does not load from the first that holds a folder of `dataset`, else why
-    it is unknown (naming every dir)."""
+    it is unknown (naming every dir). A damaged folder of what `name` asks for is never
+    passed over for a copy in a later dir: it raises, naming the folder."""
     holding = [data_dir for data_dir in data_dirs if (data_dir / dataset).is_dir()]
     if len(data_dirs) > 1 and not holding:
         raise ValueError(_not_prepared(name, dataset, data_dirs[0], data_dirs))
@@ -336,8 +338,27 @@ def _prepared_builder(
         try:
             return _prepared_builder_in(name, dataset, data_dir), data_dir
         except ValueError as error:
+            if _damaged_folder(name, dataset, data_dir) is not None:
+                later = holding[holding.index(data_dir) + 1 :]
+                raise ValueError(f"{error}{_passed_over(later)}") from error
             errors.append(error)
     raise errors[0]
+
+
+def _passed_over(later: list[pathlib.Path]) -> str:
+    """What to pass to read instead the copy in the first of the `later` data dirs, if any.
+
+    Examples:
+        >>> print(_passed_over([pathlib.Path("/tfds")]))
+        . It was not passed over for the copy in /tfds, as the first data dir that holds a
+        data set wins; to read that copy, pass data_dir='/tfds'
+    """
+    if not later:
+        return ""
+    return (
+        f". It was not passed over for the copy in {later[0]}, as the first data dir that "
+        f"holds a data set wins; to read that copy, pass data_dir={str(later[0])!r}"
+    )
 
 
 def _prepared_builder_in(

@@ -501,6 +501,36 @@ def test_a_data_set_prepared_in_tfds_data_dir_loads_by_name_after_phosjax_dir(
         load("toy_int_labels")
 
 
+@pytest.mark.parametrize(
+    ("damage", "why"),
+    [
+        (lambda folder: (folder / "dataset_info.json").unlink(), r"it has no dataset_info\.json"),
+        (lambda folder: (folder / "features.json").write_text(""), "its features.json is not JSON"),
+    ],
+    ids=["no_info", "empty_features"],
+)
+def test_a_damaged_copy_in_phosjax_dir_is_named_not_passed_over_for_tfds_dir(
+    no_data_dir_set, tmp_path, monkeypatch, damage, why
+):
+    tfds_dir = tmp_path / "tfds"
+    tfds_toys.prepare(tfds_toys.ToyIntLabels, tfds_dir)
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tfds_dir))
+    tfds_toys.prepare(ShadowIntLabels, no_data_dir_set)
+    folder = no_data_dir_set / "toy_int_labels" / "1.0.0"
+    damage(folder)
+    for check in (load, check_loadable):  # both read tfds_dir's copy, saying nothing
+        with pytest.raises(
+            ValueError,
+            match=rf"data set 'toy_int_labels' is incomplete or damaged in {folder} \({why}.*"
+            rf"It was not passed over for the copy in {tfds_dir}, as the first data dir that "
+            rf"holds a data set wins; to read that copy, pass data_dir='{tfds_dir}'$",
+        ):
+            check("toy_int_labels")
+    np.testing.assert_array_equal(
+        np.sort(load("toy_int_labels", data_dir=tfds_dir).y_train), [0, 0, 1, 1, 2]
+    )
+
+
 def test_an_unknown_name_names_phosjax_and_tfds_data_dirs(no_data_dir_set, tmp_path, monkeypatch):
     tfds_dir = tmp_path / "tfds"
     tfds_toys.prepare(tfds_toys.ToyIntLabels, tfds_dir)
