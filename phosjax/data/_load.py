@@ -125,7 +125,8 @@ def load(
     damaged copy there raises, naming its folder: it is not passed over for a later one).
 
     Args:
-        name: the data set's name.
+        name: the data set's name, without a split (``"digits[:10%]"`` is refused): `load`
+            reads the whole train and test splits.
         data_dir: the TFDS data dir; default: as above.
         features: the names of the input and the label feature, e.g. ``("image", "label")``
             for a data set without supervised keys, or to pick others than those.
@@ -257,12 +258,34 @@ def _parse(name: str) -> tuple[str, dict[str, Any]]:
     except ValueError:
         dataset = None
     if dataset is None or dataset.namespace:  # "ns:name" would look the name up in a registry
+        _refuse_a_split(name)
         namespace = f", without a namespace ({dataset.namespace!r} here)" if dataset else ""
         raise ValueError(
             f"data set name {name!r} is malformed; expected a TFDS name: 'name', 'name/config', "
             f"'name:1.2.3' or 'name/config:1.2.3'{namespace}"
         )
     return dataset.name, kwargs
+
+
+_SPLIT = re.compile(r"(?:[:/](?:train|test|validation))?\[.*\]$|:(?:train|test|validation)$")
+"""A split or slice at the end of a data set's name, as in tfds.load's ``split=``."""
+
+
+def _refuse_a_split(name: str) -> None:
+    """Raises if `name` ends with a split or a slice of one, which `load` does not take.
+
+    Examples:
+        >>> _refuse_a_split("digits:train[:10%]")
+        Traceback (most recent call last):
+        ValueError: data set name 'digits:train[:10%]' names a split (':train[:10%]'); load ...
+    """
+    split = _SPLIT.search(name)
+    if split:
+        raise ValueError(
+            f"data set name {name!r} names a split ({split.group()!r}); load takes the data "
+            f"set's name alone ({name[: split.start()]!r}) and reads its whole train and test "
+            "splits: slice the arrays it returns instead, e.g. x_train[:100]"
+        )
 
 
 def _builtin_builder(

@@ -554,6 +554,26 @@ def test_a_malformed_name_says_what_a_name_looks_like(toys_dir):
         load("toy_configs:1.0", data_dir=toys_dir)
 
 
+@pytest.mark.parametrize(
+    ("name", "split"),
+    [
+        ("toy_int_labels[:10%]", "[:10%]"),
+        ("toy_int_labels:train", ":train"),
+        ("toy_int_labels/test[50:]", "/test[50:]"),
+        ("digits:validation[:5]", ":validation[:5]"),
+    ],
+)
+def test_a_split_in_the_name_says_load_reads_whole_splits(toys_dir, name, split):
+    for check in (load, check_loadable):  # was "malformed" (':train': "a namespace")
+        with pytest.raises(
+            ValueError,
+            match=rf"data set name '{re.escape(name)}' names a split \('{re.escape(split)}'\); "
+            rf"load takes the data set's name alone \('{name[: -len(split)]}'\) and reads its "
+            r"whole train and test splits: slice the arrays it returns instead",
+        ):
+            check(name, data_dir=toys_dir)
+
+
 @pytest.mark.parametrize("name", ["toy_configs:v1", "huggingface:toy_configs"])
 def test_a_name_with_a_namespace_is_malformed_not_looked_up(toys_dir, name):
     namespace = name.split(":")[0]
