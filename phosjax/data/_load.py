@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import jax
 import numpy as np
 
+from phosjax._nearest import did_you_mean
 from phosjax.data._checks import first_outside
 from phosjax.data._dataset import ArrayDataset
 
@@ -584,7 +585,7 @@ def _keys(
     for key in (x_key, y_key):
         if key not in known:
             why = (
-                f"features={features!r} names no feature of it"
+                f"features={features!r} names no feature of it{did_you_mean([key], known.keys())}"
                 if features
                 else "load needs an input and a class label (features=(input, label), "
                 "supervised_keys, or 'image' and 'label')"

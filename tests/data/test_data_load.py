@@ -167,6 +167,23 @@ def test_features_naming_a_missing_feature_list_the_features(toys_dir, tmp_path,
     assert prepared_names(tmp_path) == []  # a built-in one is checked before it is prepared
 
 
+@pytest.mark.parametrize(
+    ("name", "features", "near"),
+    [
+        ("digits", ("imgae", "label"), "image"),
+        ("digits", ("image", "lable"), "label"),
+        ("toy_named_features", ("pixel", "digit"), "pixels"),
+    ],
+)
+def test_a_misspelt_feature_names_the_nearest_one(toys_dir, tmp_path, name, features, near):
+    data_dir = tmp_path if name == "digits" else toys_dir
+    with pytest.raises(
+        ValueError,
+        match=rf"names no feature of it\. Did you mean '{near}'\?$",
+    ):
+        check_loadable(name, data_dir=data_dir, features=features)
+
+
 @pytest.mark.parametrize("features", ["image", ("image",), ("x", "x"), ("x", 1), {"x", "y"}])
 def test_features_that_are_no_pair_of_names_are_refused(toys_dir, features):
     with pytest.raises(ValueError, match=r"features must name the input feature and the label"):
