@@ -489,8 +489,19 @@ def _damaged_folder(
 
 
 def _metadata_problem(folder: pathlib.Path) -> str | None:
-    """Why TFDS cannot read the metadata of the prepared `folder` (a file of it is missing or
-    not JSON); None if it can."""
+    """Why TFDS cannot read the metadata of the prepared `folder` (a file of it is missing,
+    not JSON, or JSON without what TFDS reads from it); None if it can.
+
+    Examples:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     for file in _METADATA:
+        ...         _ = (pathlib.Path(tmp) / file).write_text("{}")
+        ...     print(_metadata_problem(pathlib.Path(tmp)))
+        TFDS cannot read its metadata (ValueError: Invalid version ''. ...)
+    """
+    import tensorflow_datasets as tfds
+
     for file in _METADATA:
         try:
             json.loads((folder / file).read_bytes())
@@ -498,6 +509,10 @@ def _metadata_problem(folder: pathlib.Path) -> str | None:
             return f"it has no {file}"
         except ValueError as error:
             return f"its {file} is not JSON: {error}"
+    try:
+        tfds.builder_from_directory(os.fspath(folder))
+    except Exception as error:  # TFDS's checks of the fields: a version, a feature's class, ...
+        return f"TFDS cannot read its metadata ({type(error).__name__}: {error})"
     return None
 
 

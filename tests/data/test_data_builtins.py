@@ -201,8 +201,12 @@ def _cut(path: pathlib.Path) -> None:
         ),
         (lambda folder: _cut(next(folder.glob("digits-test.*"))), "reading its 'test' split"),
         (lambda folder: (folder / "dataset_info.json").write_text(""), "its dataset_info.json"),
+        (
+            lambda folder: (folder / "dataset_info.json").write_text("{}"),
+            r"TFDS cannot read its metadata \(ValueError: Invalid version ''",
+        ),
     ],
-    ids=["no_info", "no_train_file", "cut_test_file", "empty_info"],
+    ids=["no_info", "no_train_file", "cut_test_file", "empty_info", "info_not_tfds"],
 )
 def test_a_damaged_built_in_folder_is_named_with_how_to_make_it_anew(
     tmp_path, datasets, data_dir, damage, why

@@ -376,8 +376,16 @@ def test_a_prepared_folder_without_its_info_file_is_damaged_not_unknown(
         (lambda folder: (folder / "dataset_info.json").write_text('{"name": '), "its dataset_info"),
         (lambda folder: (folder / "features.json").write_text(""), "its features"),
         (lambda folder: (folder / "features.json").unlink(), r"it has no features\.json"),
+        (
+            lambda folder: (folder / "dataset_info.json").write_text("{}"),
+            r"TFDS cannot read its metadata \(ValueError: Invalid version ''",
+        ),
+        (
+            lambda folder: (folder / "features.json").write_text("[]"),
+            r"TFDS cannot read its metadata \(",
+        ),
     ],
-    ids=["cut_info", "empty_features", "no_features"],
+    ids=["cut_info", "empty_features", "no_features", "info_not_tfds", "features_not_tfds"],
 )
 def test_unreadable_metadata_is_damaged_not_another_version(toys_dir, tmp_path, damage, why):
     shutil.copytree(toys_dir / "toy_weighted", tmp_path / "toy_weighted")
@@ -523,8 +531,9 @@ def test_a_data_set_prepared_in_tfds_data_dir_loads_by_name_after_phosjax_dir(
     [
         (lambda folder: (folder / "dataset_info.json").unlink(), r"it has no dataset_info\.json"),
         (lambda folder: (folder / "features.json").write_text(""), "its features.json is not JSON"),
+        (lambda folder: (folder / "dataset_info.json").write_text("{}"), "TFDS cannot read its"),
     ],
-    ids=["no_info", "empty_features"],
+    ids=["no_info", "empty_features", "info_not_tfds"],
 )
 def test_a_damaged_copy_in_phosjax_dir_is_named_not_passed_over_for_tfds_dir(
     no_data_dir_set, tmp_path, monkeypatch, damage, why
