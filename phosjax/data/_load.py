@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import difflib
 import fcntl
 import json
 import os
@@ -15,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import jax
 import numpy as np
 
-from phosjax._nearest import did_you_mean
+from phosjax._nearest import did_you_mean, nearest_names
 from phosjax.data._checks import first_outside
 from phosjax.data._dataset import ArrayDataset
 
@@ -517,15 +516,17 @@ def _metadata_problem(folder: pathlib.Path) -> str | None:
 
 
 def _near(dataset: str, names: list[str]) -> str:
-    """`` Did you mean 'x'?`` for the name among `names` closest to `dataset`, if any is
-    close (TFDS reads ``"MNIST1D"`` as ``"mnis_t1_d"``).
+    """`` Did you mean 'x'?`` for the names among `names` (their data sets, without a config)
+    closest to `dataset`, if any is close (TFDS reads ``"MNIST1D"`` as ``"mnis_t1_d"``).
 
     Examples:
         >>> _near("mnis_t1_d", ["digits", "mnist1d"]), _near("cifar10", ["digits"])
         (" Did you mean 'mnist1d'?", '')
+        >>> _near("mnist1d_s", ["mnist1d", "mnist1d_shuffled/big"])
+        " Did you mean 'mnist1d' or 'mnist1d_shuffled'?"
     """
-    close = difflib.get_close_matches(dataset, [name.split("/")[0] for name in names], n=1)
-    return f" Did you mean {close[0]!r}?" if close else ""
+    near = nearest_names(dataset, dict.fromkeys(name.split("/")[0] for name in names))
+    return f" Did you mean {near}?" if near else ""
 
 
 def _how_to_prepare(name: str, data_dir: pathlib.Path) -> str:

@@ -80,11 +80,18 @@ def test_unknown_name_lists_known_names_and_how_to_prepare(user_data_dir):
     assert f"tfds build no_such_set --data_dir {user_data_dir}" in message
 
 
-@pytest.mark.parametrize(("name", "near"), [("MNIST1D", "mnist1d"), ("digit", "digits")])
+@pytest.mark.parametrize(
+    ("name", "near"),
+    [
+        ("MNIST1D", "'mnist1d'"),
+        ("digit", "'digits'"),
+        ("mnist1d_shufled", "'mnist1d_shuffled' or 'mnist1d'"),  # named only the first
+    ],
+)
 def test_an_unknown_name_close_to_a_known_one_suggests_it(tmp_path, name, near):
     with pytest.raises(
         ValueError,
-        match=rf"unknown data set '{name}': .*\(none\)\. Did you mean '{near}'\? To load",
+        match=rf"unknown data set '{name}': .*\(none\)\. Did you mean {near}\? To load",
     ):
         check_loadable(name, data_dir=tmp_path)
 
