@@ -169,14 +169,15 @@ def check_loadable(
     A bench checks all its names this way before it loads any.
 
     Raises:
-        ValueError: `name` is malformed; it is neither built in nor prepared in `data_dir` (or
-            prepared at another version or config: the message lists the prepared ones); its
-            prepared folder's metadata is missing or damaged (the message names the folder and
-            how to make it anew); it is stored in neither of the formats TFDS reads without
-            TensorFlow (``array_record``, ``parquet``); it lacks a train or test split, an input
-            or a label (or one of the `features` named: the message lists its features); or
-            its input or label is of a kind `load` does not support (each message
-            names the data set, the feature, its kind, dtype and shape, and what is supported).
+        ValueError: `name` is malformed or names a split; it is neither built in nor prepared
+            in `data_dir` (or prepared at another version or config: the message lists the
+            prepared ones); its prepared folder's metadata is missing or damaged (the message
+            names the folder and how to make it anew); it is stored in neither of the formats
+            TFDS reads without TensorFlow (``array_record``, ``parquet``); it lacks a train or
+            test split, an input or a label (or one of the `features` named: the message lists
+            its features and the nearest); or its input or label is of a kind `load` does not
+            support (each message names the data set, the feature, its kind, dtype and shape,
+            and what is supported).
 
     Examples:
         >>> import tempfile
