@@ -137,8 +137,9 @@ def load(
     Raises:
         ValueError: the data set is not one `load` can read (as `check_loadable` explains,
             before any example is read), its prepared folder is incomplete or damaged (the
-            message names the folder and how to make it anew), or its labels fall outside
-            ``[0, num_classes)``.
+            message names the folder and how to make it anew), the folder of a built-in name
+            holds a data set phosjax did not prepare (a user's own ``digits``), or its labels
+            fall outside ``[0, num_classes)``.
         PermissionError: a built-in data set is to be prepared in a ``data_dir`` that
             cannot be made or written (read-only, say).
 
@@ -311,7 +312,22 @@ def _builtin_builder(
         raise ValueError(f"built-in data set {name!r} cannot be loaded: {error}") from error
     if builder.data_path.exists() and not _is_prepared(builder):  # TFDS would reuse it as it is
         raise ValueError(_damaged(name, builder.data_path, data_dir, _NO_INFO))
+    _check_made_by(name, builder)
     return builder
+
+
+def _check_made_by(name: str, builder: tfds.core.DatasetBuilder) -> None:
+    """Raises when `builder`'s prepared folder was made by another builder than phosjax's of
+    that name (a user's own ``digits``), which TFDS would read as phosjax's without a word."""
+    info = pathlib.Path(builder.data_path) / "dataset_info.json"
+    made_by = json.loads(info.read_bytes()).get("moduleName") if info.is_file() else None
+    if made_by not in (None, type(builder).__module__):
+        raise ValueError(
+            f"data set {name!r} in {builder.data_path} is not phosjax's built-in "
+            f"{builder.name!r}: its dataset_info.json says {made_by!r} prepared it, not "
+            f"{type(builder).__module__!r}. A built-in name loads only the built-in data set: "
+            "load yours under another name, or load the built-in from a data_dir without it"
+        )
 
 
 def _is_prepared(builder: tfds.core.DatasetBuilder) -> bool:

@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import pytest
 
 from phosjax.data import _load, check_loadable, load
 from phosjax.data._builders import _global_rng_restored, mnist1d_permutation
+from tests.data import tfds_toys
 
 EXPECTED = {
     # name: (input_shape, num_train, num_test)
@@ -224,6 +226,24 @@ def test_a_damaged_built_in_folder_is_named_with_how_to_make_it_anew(
     np.testing.assert_array_equal(
         load("digits", data_dir=tmp_path).x_test, datasets["digits"].x_test
     )
+
+
+class UsersDigits(tfds_toys.ToyIntLabels, skip_registration=True):
+    """A user's own data set named like a built-in one, at its version."""
+
+    name = "digits"
+
+
+def test_a_users_data_set_of_a_built_in_name_is_refused_not_read_as_the_built_in(tmp_path):
+    tfds_toys.prepare(UsersDigits, tmp_path)
+    for check in (load, check_loadable):  # load read its 5 examples as digits
+        with pytest.raises(
+            ValueError,
+            match=rf"data set 'digits' in {tmp_path / 'digits' / '1.0.0'} is not phosjax's "
+            rf"built-in 'digits': its dataset_info.json says '{re.escape(UsersDigits.__module__)}' "
+            r"prepared it, not 'phosjax\.data\._builders'\. A built-in name loads only",
+        ):
+            check("digits", data_dir=tmp_path)
 
 
 def test_check_loadable_names_a_built_in_folder_without_its_info_file(tmp_path):
