@@ -459,7 +459,7 @@ def _not_prepared(
     else:
         found = {path: _names(_prepared_variants(path)) for path in searched or [data_dir]}
         prepared = " or in ".join(
-            f"{path} ({', '.join(names) or 'none'})" for path, names in found.items()
+            f"{path} ({', '.join(names) or _none_in(path)})" for path, names in found.items()
         )
         near = _near(
             dataset, [*BUILTIN_NAMES, *(known for names in found.values() for known in names)]
@@ -470,6 +470,16 @@ def _not_prepared(
             f"{'one of those' if len(found) > 1 else 'there'} first"
         )
     return f"{problem}: {_how_to_prepare(name, data_dir)}"
+
+
+def _none_in(data_dir: pathlib.Path) -> str:
+    """What is prepared in `data_dir` where nothing is: ``none``, and why if it is no folder.
+
+    Examples:
+        >>> _none_in(pathlib.Path("/no/such/dir"))
+        'none: no such folder'
+    """
+    return "none" if data_dir.is_dir() else "none: no such folder"
 
 
 def _damaged_folder(

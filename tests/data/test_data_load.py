@@ -529,7 +529,9 @@ def test_a_data_set_prepared_in_tfds_data_dir_loads_by_name_after_phosjax_dir(
     np.testing.assert_array_equal(load("toy_int_labels").y_train, [0] * 5)
     # $PHOSJAX_DATA_DIR (or data_dir) is the only dir looked in.
     monkeypatch.setenv("PHOSJAX_DATA_DIR", str(tmp_path / "only"))
-    with pytest.raises(ValueError, match=rf"nor prepared in {tmp_path}/only \(none\)\."):
+    with pytest.raises(
+        ValueError, match=rf"nor prepared in {tmp_path}/only \(none: no such folder\)\."
+    ):
         load("toy_int_labels")
 
 
@@ -572,7 +574,8 @@ def test_an_unknown_name_names_phosjax_and_tfds_data_dirs(no_data_dir_set, tmp_p
         with pytest.raises(
             ValueError,
             match=rf"unknown data set 'toy_int_label': it is neither built in \(.*\) nor "
-            rf"prepared in {no_data_dir_set} \(none\) or in {tfds_dir} \(toy_int_labels\)\. "
+            rf"prepared in {no_data_dir_set} \(none: no such folder\) or in {tfds_dir} "
+            r"\(toy_int_labels\)\. "
             r"Did you mean 'toy_int_labels'\? To load another TFDS data set, prepare it in one "
             "of those first",
         ):
