@@ -631,7 +631,7 @@ def _keys(
                 f"features={features!r} names no feature of it{did_you_mean([key], known.keys())}"
                 if features
                 else "load needs an input and a class label (features=(input, label), "
-                "supervised_keys, or 'image' and 'label')"
+                f"supervised_keys, or 'image' and 'label'){_suggested_features(known)}"
             )
             raise ValueError(
                 f"data set {name!r} has no feature {key!r} (features: {sorted(known.keys())}); "
@@ -653,12 +653,48 @@ def _supervised_keys(name: str, info: tfds.core.DatasetInfo) -> tuple[str, str]:
     return keys[0], keys[1]
 
 
-def _check_input(name: str, key: str, feature: tfds.features.FeatureConnector) -> None:
+def _suggested_features(known: tfds.features.FeaturesDict) -> str:
+    """``; e.g. features=(input, label)`` with features of `known` that `load` can read as
+    those (a ClassLabel and a non-scalar input first); "" if it has none.
+
+    Examples:
+        >>> import tensorflow_datasets as tfds
+        >>> _suggested_features(tfds.features.FeaturesDict({
+        ...     "id": tfds.features.Tensor(shape=(), dtype=np.int64),
+        ...     "digit": tfds.features.ClassLabel(num_classes=3),
+        ...     "pixels": tfds.features.Tensor(shape=(2,), dtype=np.float32)}))
+        "; e.g. features=('pixels', 'digit')"
+    """
+    import tensorflow_datasets as tfds
+
+    labels = sorted(
+        (key for key, feature in known.items() if _is_label(feature)),
+        key=lambda key: not isinstance(known[key], tfds.features.ClassLabel),
+    )
+    inputs = sorted(
+        (key for key, feature in known.items() if key not in labels and _is_input(feature)),
+        key=lambda key: known[key].shape == (),
+    )
+    return f"; e.g. features=({inputs[0]!r}, {labels[0]!r})" if inputs and labels else ""
+
+
+def _is_input(feature: tfds.features.FeatureConnector) -> bool:
+    """Whether `load` reads `feature` as an input: a fixed shape and a numeric dtype."""
     shape = feature.shape
-    if isinstance(shape, tuple) and None not in shape:
-        dtype = np.dtype(feature.np_dtype)
-        if np.issubdtype(dtype, np.number) or dtype == np.bool_:
-            return
+    if not isinstance(shape, tuple) or None in shape:
+        return False
+    dtype = np.dtype(feature.np_dtype)
+    return bool(np.issubdtype(dtype, np.number) or dtype == np.bool_)
+
+
+def _is_label(feature: tfds.features.FeatureConnector) -> bool:
+    """Whether `load` reads `feature` as a label: a ClassLabel or an integer scalar."""
+    return feature.shape == () and np.issubdtype(np.dtype(feature.np_dtype), np.integer)
+
+
+def _check_input(name: str, key: str, feature: tfds.features.FeatureConnector) -> None:
+    if _is_input(feature):
+        return
     raise ValueError(
         f"data set {name!r}: input feature {key!r} ({_describe(feature)}) is not supported; load "
         "supports inputs of a fixed shape and a numeric dtype (a Tensor or an Image without None "
@@ -667,8 +703,8 @@ def _check_input(name: str, key: str, feature: tfds.features.FeatureConnector) -
 
 
 def _check_label(name: str, key: str, feature: tfds.features.FeatureConnector) -> None:
-    if feature.shape == () and np.issubdtype(np.dtype(feature.np_dtype), np.integer):
-        return  # a ClassLabel, or an integer scalar Tensor
+    if _is_label(feature):
+        return
     raise ValueError(
         f"data set {name!r}: label feature {key!r} ({_describe(feature)}) is not supported; load "
         "supports one class label per example: a ClassLabel or an integer Tensor of shape (), not "

@@ -147,7 +147,11 @@ def test_unsupported_features_are_named_with_their_kind_dtype_and_shape(toys_dir
 
 
 def test_features_pick_the_input_and_label_of_a_data_set_without_supervised_keys(toys_dir):
-    with pytest.raises(ValueError, match=r"no feature 'image' \(features: \['digit', 'pixels'\]\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"no feature 'image' \(features: \['digit', 'pixels'\]\); load needs an input and a "
+        r"class label \(.*\); e\.g\. features=\('pixels', 'digit'\)$",
+    ):
         check_loadable("toy_named_features", data_dir=toys_dir)
     ds = load("toy_named_features", data_dir=toys_dir, features=("pixels", "digit"))
     assert (ds.input_shape, ds.num_classes) == ((2,), 3)
