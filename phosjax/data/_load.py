@@ -441,11 +441,18 @@ def _not_prepared(
     variants = _prepared_variants(data_dir)
     same = [variant for variant in variants if re.split("[/:]", variant)[0] == dataset]
     own = next((folder for folder in (data_dir, *data_dir.parents) if folder.name == dataset), None)
+    unfinished = _unfinished(data_dir / dataset)
     if same:
         problem = (
             f"data set {name!r} is not prepared in {data_dir} at the version or config it asks "
             f"for; the prepared versions of {dataset!r} are {', '.join(same)}. Load one of "
             "those, or prepare it there first"
+        )
+    elif unfinished:
+        problem = (
+            f"data set {name!r} is not prepared in {data_dir}: a preparation of it there did "
+            f"not finish, leaving {unfinished[0]}. Unless one is running now, delete that folder "
+            "and prepare it again"
         )
     elif own is not None and any(
         any(own.glob(f"{levels}dataset_info.json"))
@@ -470,6 +477,21 @@ def _not_prepared(
             f"{'one of those' if len(found) > 1 else 'there'} first"
         )
     return f"{problem}: {_how_to_prepare(name, data_dir)}"
+
+
+def _unfinished(folder: pathlib.Path) -> list[pathlib.Path]:
+    """The folders that TFDS's unfinished preparations left in a data set's `folder`
+    (``[config/]incomplete.XXXXXX_<version>``, renamed to ``<version>`` when one finishes).
+
+    Examples:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     (pathlib.Path(tmp) / "incomplete.AB12CD_1.0.0").mkdir()
+        ...     [path.name for path in _unfinished(pathlib.Path(tmp))]
+        ['incomplete.AB12CD_1.0.0']
+    """
+    pattern = re.compile(rf"incomplete\.\w+_{_VERSION.pattern}")
+    return sorted(path for path in folder.glob("**/incomplete.*") if pattern.fullmatch(path.name))
 
 
 def _none_in(data_dir: pathlib.Path) -> str:

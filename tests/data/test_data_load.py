@@ -411,6 +411,21 @@ def test_unreadable_metadata_is_damaged_not_another_version(toys_dir, tmp_path, 
             check("toy_weighted", data_dir=tmp_path)
 
 
+@pytest.mark.parametrize("asked", ["toy_weighted", "toy_configs/small"])
+def test_an_unfinished_preparation_is_named_not_an_unknown_data_set(toys_dir, tmp_path, asked):
+    """What a preparation killed midway leaves: TFDS renames the folder only when it ends."""
+    left = tmp_path / asked / "incomplete.AB12CD_1.0.0"
+    shutil.copytree(toys_dir / asked / "1.0.0", left)
+    (left / "dataset_info.json").unlink()
+    with pytest.raises(
+        ValueError,
+        match=rf"data set '{asked}' is not prepared in {tmp_path}: a preparation of it there "
+        rf"did not finish, leaving {left}\. Unless one is running now, delete that folder and "
+        rf"prepare it again: `tfds build {asked} --data_dir {tmp_path} ",
+    ):
+        load(asked, data_dir=tmp_path)
+
+
 def test_another_version_than_the_damaged_folder_is_still_unknown(toys_dir, tmp_path):
     shutil.copytree(toys_dir / "toy_weighted", tmp_path / "toy_weighted")
     (tmp_path / "toy_weighted" / "1.0.0" / "dataset_info.json").unlink()
