@@ -3,11 +3,12 @@
 A channel is dead when its producer (a kernel's column, a BatchNorm scale) is near zero;
 its output is then a constant, not zero: ``act(shift)`` after a BatchNorm with a zero
 scale and a nonzero shift. `mask` and `shrink` drop that constant; `fold` adds it to the
-biases of the layers that read the channel first, where that is exact.
+biases of the layers that read the channel first (or subtracts it from the running mean
+of the BatchNorm after a bias-free one), where that is exact.
 """
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -59,13 +60,15 @@ class _Seen:
     """One call of a consumer on the reference model, restricted to its dead inputs:
     which of them are nonzero, whether each is one constant, and what they add to the
     output (``delta``, and whether it is the same at every position); ``bias``: whether
-    the consumer has a bias to take it."""
+    the consumer has a bias to take it; ``norm_mean``: the path of the running mean of
+    the BatchNorm that its output went to, as is (which takes it too: lowered by it)."""
 
     nonzero: np.ndarray
     constant: bool
     delta: np.ndarray
     delta_constant: bool
     bias: bool
+    norm_mean: str | None = None
 
 
 def _consumers(
@@ -136,15 +139,39 @@ def _seen(layer: nn.Module, dead: np.ndarray, x: Any) -> _Seen:
     )
 
 
+def _running_mean(module: nn.Module, leaves: Collection[str]) -> str | None:
+    """The path in ``leaves`` of ``module``'s running mean, if it is a BatchNorm over the
+    last axis (not a subclass): the channel axis of a Dense's or Conv's output."""
+    if type(module) is not nn.BatchNorm or module.axis not in (-1, (-1,)):
+        return None
+    path = "/".join(("batch_stats", *module.path, "mean"))
+    return path if path in leaves else None
+
+
 def _observe(
-    model: nn.Module, reference: Any, kernels: Mapping[str, _Consumer], args: Any, kwargs: Any
+    model: nn.Module,
+    reference: Any,
+    kernels: Mapping[str, _Consumer],
+    args: Any,
+    kwargs: Any,
+    into_norms: bool,
 ) -> dict[str, list[_Seen]]:
-    """Every call of a consumer (a Dense or Conv) on the reference model."""
+    """Every call of a consumer (a Dense or Conv) on the reference model, with (if
+    ``into_norms``) the running mean of the BatchNorm called on its output, if one is."""
     seen: dict[str, list[_Seen]] = {}
+    outputs: list[tuple[Any, str, int]] = []  # (a consumer call's output, its path, call)
+    leaves = leaf_paths(reference) if into_norms else {}
 
     def intercept(call: Callable[..., Any], call_args: Any, call_kwargs: Any, context: Any) -> Any:
+        if context.method_name != "__call__" or not call_args:
+            return call(*call_args, **call_kwargs)
+        mean = _running_mean(context.module, leaves)
+        for output, read, index in outputs if mean else ():
+            if call_args[0] is output:
+                seen[read][index] = dataclasses.replace(seen[read][index], norm_mean=mean)
         path = _kernel_path(context.module, kernels)
-        if path is not None and context.method_name == "__call__" and len(call_args) == 1:
+        result = call(*call_args, **call_kwargs)
+        if path is not None and len(call_args) == 1:
             x, consumer = call_args[0], kernels[path]
             kernel = context.module.variables["params"]["kernel"]
             if (
@@ -152,8 +179,10 @@ def _observe(
                 and np.shape(x)[-1:] == consumer.dead.shape
                 and np.ndim(kernel) - 2 == consumer.axis
             ):
-                seen.setdefault(path, []).append(_seen(context.module, consumer.dead, x))
-        return call(*call_args, **call_kwargs)
+                calls = seen.setdefault(path, [])
+                calls.append(_seen(context.module, consumer.dead, x))
+                outputs.append((result, path, len(calls) - 1))
+        return result
 
     with nn.intercept_methods(intercept):
         model.apply(reference, *args, **kwargs)
@@ -162,14 +191,31 @@ def _observe(
 
 def _foldable(calls: list[_Seen]) -> bool:
     """Whether the calls' dead inputs add one constant to the output, the same in each,
-    that a bias takes (or that is zero)."""
+    that a bias or the BatchNorm reading the output takes (or that is zero)."""
     return bool(calls) and all(
         c.constant
         and c.delta_constant
         and np.allclose(c.delta, calls[0].delta, atol=1e-5)
-        and (c.bias or not c.nonzero.any())
+        and (c.bias or c.norm_mean is not None or not c.nonzero.any())
         for c in calls
     )
+
+
+def _takers(kernel: str, calls: list[_Seen]) -> dict[str, np.ndarray]:
+    """``{leaf path: what to add to it}`` to take foldable ``calls``' constant: the
+    consumer's bias, else each running mean its output went to, lowered by it
+    (``BatchNorm(y + c)`` with mean ``m`` is ``BatchNorm(y)`` with mean ``m - c``).
+
+    Examples:
+      >>> seen = _Seen(np.array([True]), True, np.array([2.0]), True, False, "bn/mean")
+      >>> _takers("params/dense/kernel", [seen])
+      {'bn/mean': array([-2.])}
+      >>> _takers("params/dense/kernel", [dataclasses.replace(seen, bias=True)])
+      {'params/dense/bias': array([2.])}
+    """
+    if calls[0].bias:
+        return {kernel.rsplit("/", 1)[0] + "/bias": calls[0].delta}
+    return {c.norm_mean: -c.delta for c in calls if c.norm_mean is not None}
 
 
 def _unfoldable(consumer: _Consumer, calls: list[_Seen]) -> set[tuple[str, int]]:
@@ -184,15 +230,52 @@ def _unfoldable(consumer: _Consumer, calls: list[_Seen]) -> set[tuple[str, int]]
     return {o for o, flag in zip(owners, nonzero, strict=True) if flag and o is not None}
 
 
-def _add_to_biases(variables: Any, deltas: Mapping[str, np.ndarray]) -> Any:
-    """``variables`` with ``deltas[kernel path]`` added to the bias beside each kernel."""
-    biases = {path.rsplit("/", 1)[0] + "/bias": delta for path, delta in deltas.items()}
+def _add_to_leaves(variables: Any, deltas: Mapping[str, np.ndarray]) -> Any:
+    """``variables`` with ``deltas[leaf path]`` added to each of those leaves."""
 
     def add(keys: Any, leaf: Any) -> Any:
-        delta = biases.get(key_path(keys))
+        delta = deltas.get(key_path(keys))
         return leaf if delta is None else (leaf + delta).astype(leaf.dtype)
 
     return jax.tree_util.tree_map_with_path(add, variables)
+
+
+def _fold_into(
+    model: nn.Module,
+    reference: Any,
+    alive: Mapping[str, np.ndarray],
+    groups: ChannelGroups,
+    args: Any,
+    kwargs: Any,
+    into_norms: bool,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The channels to keep, and ``{leaf path: what to add to it}`` to fold the others'
+    constants (into biases, and into running means if ``into_norms``)."""
+    kept = dict(alive)
+    while True:
+        consumers = _consumers(groups, kept, reference)
+        seen = _observe(model, reference, consumers, args, kwargs, into_norms)
+        revive = set().union(*(_unfoldable(c, seen.get(p, [])) for p, c in consumers.items()))
+        if not revive:
+            break
+        for name, channel in revive:
+            kept[name] = kept[name].copy()
+            kept[name][channel] = True
+    deltas = [_takers(path, calls) for path, calls in seen.items() if _foldable(calls)]
+    return kept, {path: delta for taken in deltas for path, delta in taken.items()}
+
+
+def _outputs_agree(model: nn.Module, a: Any, b: Any, args: Any, kwargs: Any) -> bool:
+    """Whether ``model`` computes the same on ``args`` with variables ``a`` and ``b``
+    (its output only, not the state that ``mutable`` returns)."""
+    outputs = [model.apply(v, *args, **kwargs) for v in (a, b)]
+    if "mutable" in kwargs:
+        outputs = [output[0] for output in outputs]
+    pairs = zip(*(jax.tree_util.tree_leaves(o) for o in outputs), strict=True)
+    return all(
+        np.allclose(x, y, rtol=1e-5, atol=1e-5 * (1.0 + float(np.abs(y).max(initial=0.0))))
+        for x, y in pairs
+    )
 
 
 def fold(
@@ -212,8 +295,14 @@ def fold(
     channels add to each ``nn.Dense`` or ``nn.Conv`` that reads them, and adds it to
     that layer's bias, where it is the same at every position: ``sum_c act(shift_c) *
     W[c, :]`` for a Dense, the kernel's taps summed for a conv ('VALID' padding, or a
-    zero constant). Where it is not (a 'SAME' conv sees fewer taps at the border, a
-    value that depends on the input, a layer without a bias), the dead channels with a
+    zero constant). A layer without a bias (conv-BN) whose output goes as is to an
+    ``nn.BatchNorm`` over its last axis, and nowhere else, has it subtracted from that
+    BatchNorm's running mean instead (``batch_stats``: exact with
+    ``use_running_average=True``; a batch mean takes any constant anyway); where its
+    output is read elsewhere too (a residual), the model then computes something else
+    on ``args``, and fold keeps to the biases. Where neither takes it (a 'SAME' conv
+    sees fewer taps at the border, a value that depends on the input, a layer without
+    a bias or BatchNorm), the dead channels with a
     nonzero output there are kept alive (their kernels and scales at zero: they output
     the constant); where a kernel that is not a Dense's or Conv's reads them (an
     einsum), all of them are. Then
@@ -258,16 +347,12 @@ def fold(
             "module the groups were traced from (fold watches its nn.Dense and nn.Conv "
             "layers' inputs), or use mask and shrink, which drop the dead channels' constants"
         )
-    kept = dict(zip(groups.names, groups.alive_arrays(alive), strict=True))
-    reference = mask(variables, kept, groups, keep_biases=True)
-    while True:
-        consumers = _consumers(groups, kept, variables)
-        seen = _observe(model, reference, consumers, args, kwargs)
-        revive = set().union(*(_unfoldable(c, seen.get(p, [])) for p, c in consumers.items()))
-        if not revive:
-            break
-        for name, channel in revive:
-            kept[name] = kept[name].copy()
-            kept[name][channel] = True
-    deltas = {path: c[0].delta for path, c in seen.items() if _foldable(c) and c[0].bias}
-    return Folded(mask(_add_to_biases(reference, deltas), kept, groups), kept)
+    given = dict(zip(groups.names, groups.alive_arrays(alive), strict=True))
+    reference = mask(variables, given, groups, keep_biases=True)
+    for into_norms in (True, False):
+        kept, deltas = _fold_into(model, reference, given, groups, args, kwargs, into_norms)
+        folded = mask(_add_to_leaves(reference, deltas), kept, groups)
+        into_a_mean = any(path.startswith("batch_stats/") for path in deltas)
+        if not into_a_mean or _outputs_agree(model, folded, reference, args, kwargs):
+            break  # else a BatchNorm's input was read elsewhere too: keep to the biases
+    return Folded(folded, kept)

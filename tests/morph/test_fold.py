@@ -167,3 +167,96 @@ def test_a_cnn_with_a_residual_pair_a_depthwise_conv_and_a_flatten_head_folds_ex
         rtol=1e-5,
         atol=1e-5 * float(np.abs(model.apply(variables, x)).max()),
     )
+
+
+class ConvBN(nn.Module):
+    """Bias-free 'VALID' convs (or Dense layers), each followed by a BatchNorm: the dead
+    channels of the first reach a bias-free layer, whose BatchNorm takes their constant."""
+
+    widths: tuple[int, int] = (8, 6)
+    conv: bool = True
+    bias: bool = False
+
+    @nn.compact
+    def __call__(self, x):
+        for width in self.widths:
+            conv = nn.Conv(width, (3,), padding="VALID", use_bias=self.bias) if self.conv else None
+            x = (conv or nn.Dense(width, use_bias=self.bias))(x)
+            x = nn.relu(nn.BatchNorm(use_running_average=True)(x))
+        return nn.Dense(3)(x.reshape(x.shape[0], -1))
+
+
+def _with_running_stats(variables, key):
+    """``variables`` with random running means and variances (not the initial 0 and 1)."""
+    keys = iter(jax.random.split(key, 2 * len(variables["batch_stats"])))
+    stats = {
+        name: {
+            "mean": jax.random.normal(next(keys), bn["mean"].shape),
+            "var": jax.random.uniform(next(keys), bn["var"].shape, minval=0.5, maxval=2.0),
+        }
+        for name, bn in variables["batch_stats"].items()
+    }
+    return {**variables, "batch_stats": stats}
+
+
+def _dead_in_first_norm(variables, dead, shift):
+    bn = dict(variables["params"]["BatchNorm_0"])
+    bn["scale"] = bn["scale"].at[np.asarray(dead)].set(0.0)
+    bn["bias"] = bn["bias"].at[np.asarray(dead)].set(shift)
+    return {**variables, "params": {**variables["params"], "BatchNorm_0": bn}}
+
+
+@pytest.mark.parametrize(
+    "conv, bias",
+    [(True, False), (False, False), (True, True)],
+    ids=["conv-bn cnn", "dense-bn mlp", "conv-bn cnn with biases"],
+)
+def test_a_bias_free_layer_followed_by_batchnorm_folds_into_its_running_mean(conv, bias):
+    """The dead channels with a nonzero relu(shift) were kept (width 7 of 8, not 5): the
+    layer reading them has no bias; its BatchNorm's running mean now takes the constant
+    (a layer with a bias takes it in its bias, as before)."""
+    model = ConvBN(conv=conv, bias=bias)
+    x = jax.random.normal(jax.random.key(1), (6, 9, 2) if conv else (6, 5))
+    initial = _with_running_stats(model.init(jax.random.key(0), x), jax.random.key(2))
+    variables = _dead_in_first_norm(initial, [1, 4, 6], [0.7, -0.3, 1.2])
+    groups = channel_groups(model, variables, x)
+    alive = alive_channels(groups, variables, source="gamma")
+
+    folded = fold(model, variables, alive, groups, x)
+    small = shrink(folded.variables, folded.alive, groups)
+
+    widths = (small.widths["Conv_0" if conv else "Dense_0"], 6)
+    assert widths[0] == 5  # relu(-0.3) is zero, 0.7 and 1.2 are folded: all 3 dropped
+    reference = model.apply(mask(variables, alive, groups, keep_biases=True), x)
+    np.testing.assert_allclose(
+        ConvBN(widths, conv, bias).apply(small.variables, x), reference, rtol=1e-6, atol=1e-6
+    )
+
+
+def test_a_batchnorm_input_read_elsewhere_too_keeps_the_dead_channels_exactly():
+    """The constant is in the BatchNorm's input and in the residual beside it: a running
+    mean would take it from the BatchNorm only, so the channels are kept."""
+
+    class ReadTwice(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            h = nn.relu(nn.BatchNorm(use_running_average=True)(nn.Dense(8, use_bias=False)(x)))
+            y = nn.Dense(4, use_bias=False)(h)
+            return nn.BatchNorm(use_running_average=True)(y) + y
+
+    model = ReadTwice()
+    x = jax.random.normal(jax.random.key(1), (6, 5))
+    initial = _with_running_stats(model.init(jax.random.key(0), x), jax.random.key(2))
+    variables = _dead_in_first_norm(initial, [1, 4, 6], [0.7, -0.3, 1.2])
+    groups = channel_groups(model, variables, x)
+    alive = alive_channels(groups, variables, source="gamma")
+
+    folded = fold(model, variables, alive, groups, x)
+
+    assert folded.alive["Dense_0"].tolist() == [True] * 4 + [False] + [True] * 3
+    np.testing.assert_allclose(
+        model.apply(folded.variables, x),
+        model.apply(mask(variables, alive, groups, keep_biases=True), x),
+        rtol=1e-6,
+        atol=1e-6,
+    )
