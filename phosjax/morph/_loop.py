@@ -408,8 +408,9 @@ def run(
 
     Rows: ``kind`` is ``"start"`` (the starting model, trained without regularizer),
     ``"regularized"`` (trained with it), ``"shrunk"`` (its alive channels; accuracy
-    of the shrunk network, same outputs as the masked one) and ``"expanded"`` (widened
-    to the budget and retrained from scratch).
+    of the shrunk network, same outputs as the masked one: with ``source="gamma"``,
+    without the dead channels' constants ``act(shift)``, which `fold` would keep; see
+    docs/morph.md) and ``"expanded"`` (widened to the budget and retrained from scratch).
 
     ``python -m phosjax.morph --config configs/morph_mnist1d.yaml --dir runs/morph`` calls
     ``run(config, "runs/morph")`` with that file's `MorphConfig`. A tiny run, e.g.
