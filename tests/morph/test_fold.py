@@ -260,3 +260,33 @@ def test_a_batchnorm_input_read_elsewhere_too_keeps_the_dead_channels_exactly():
         rtol=1e-6,
         atol=1e-6,
     )
+
+
+def test_folding_in_training_mode_keeps_both_modes_exact():
+    """Folded with the batch statistics (``mutable``): the batch mean takes the constant,
+    and the running mean, lowered by it, serves inference."""
+
+    def mlp(hidden, train):
+        def norm():
+            return nn.BatchNorm(use_running_average=not train)
+
+        return nn.Sequential(
+            [nn.Dense(hidden), norm(), nn.relu, nn.Dense(4, use_bias=False), norm(), nn.Dense(2)]
+        )
+
+    x = jax.random.normal(jax.random.key(1), (16, 5))
+    variables = _with_dead_scales(
+        mlp(8, False).init(jax.random.key(0), x), [1, 4, 6], [0.7, -0.3, 1.2]
+    )
+    groups = channel_groups(mlp(8, False), variables, x)
+    alive = alive_channels(groups, variables, source="gamma")
+
+    folded = fold(mlp(8, True), variables, alive, groups, x, mutable=["batch_stats"])
+    small = shrink(folded.variables, folded.alive, groups)
+
+    assert small.widths["layers_0"] == 5
+    reference = mask(variables, alive, groups, keep_biases=True)
+    for train, mutable in [(True, ["batch_stats"]), (False, False)]:
+        got = mlp(5, train).apply(small.variables, x, mutable=mutable)
+        want = mlp(8, train).apply(reference, x, mutable=mutable)
+        np.testing.assert_allclose(got[0] if train else got, want[0] if train else want, atol=1e-6)
