@@ -29,6 +29,7 @@ _EXPORTS = {
     "PERTURBATIONS": "phosjax.core",
     "Blurb": "phosjax.core",
     "Knob": "phosjax.core",
+    "Range": "phosjax.core",
     "SelectorError": "phosjax.core",
     "aux_loss": "phosjax.core",
     "aux_total": "phosjax.core",
@@ -82,6 +83,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs (a test keeps th
     from phosjax.core import PERTURBATIONS as PERTURBATIONS
     from phosjax.core import Blurb as Blurb
     from phosjax.core import Knob as Knob
+    from phosjax.core import Range as Range
     from phosjax.core import SelectorError as SelectorError
     from phosjax.core import aux_loss as aux_loss
     from phosjax.core import aux_total as aux_total

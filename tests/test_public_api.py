@@ -23,6 +23,7 @@ EXPECTED = sorted(
         "PATH_WEIGHTS",
         "PERTURBATIONS",
         "Knob",
+        "Range",
         "SelectorError",
         "aux_loss",
         "aux_total",

@@ -16,7 +16,7 @@ from phosjax.core._collections import (
 )
 from phosjax.core._grad import grad_of, perturbations
 from phosjax.core._inject import inject, injections
-from phosjax.core._knobs import Knob, knob, knobs, set_knobs, with_knobs
+from phosjax.core._knobs import Knob, Range, knob, knobs, set_knobs, with_knobs
 from phosjax.core._losses import aux_total, regularize
 from phosjax.core._path_weights import current_path_weight, path_weight
 from phosjax.core._paths import flatten, unflatten
@@ -40,6 +40,7 @@ __all__ = [
     "Knob",
     "KnobValue",
     "ModuleBlurb",
+    "Range",
     "SelectorError",
     "aux_loss",
     "aux_total",

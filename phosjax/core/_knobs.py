@@ -1,9 +1,14 @@
 """Knobs: values declared where they are used (Ptera's idea), kept in the variables tree.
 
-``T = knob(self, "T", 1.0, doc="softmax temperature")`` inside a module. ``model.init``
+``T = knob(self, "T", 1.0, doc="softmax temperature", valid=Range(gt=0))`` inside a
+module; ``valid`` (optional) is the one place that states the values it takes. ``model.init``
 stores every knob in the ``knobs`` collection, so changing one is a tree edit
 (`set_knobs`, `tweak`), a grid can vmap over it, and a train step can learn it.
 Variables without a ``knobs`` collection (say, params alone) run with the defaults.
+
+A value out of its knob's `Range` is a ValueError wherever it is concrete: at
+``set_knobs(..., declared=...)``, `tweak`, a bench's planning, `init_group`, and in the
+module itself; under ``jit`` or ``vmap``, where it is traced, the knob reads NaN instead.
 """
 
 import contextlib
@@ -24,22 +29,89 @@ from phosjax.core._selectors import SelectorError, select
 
 
 @dataclasses.dataclass(frozen=True)
+class Range:
+    """The values a knob takes: finite numbers within the bounds given (``gt``/``ge`` a
+    lower bound, open or closed; ``lt``/``le`` an upper one); NaN and infinities never.
+
+    Examples:
+      >>> Range(gt=0), str(Range(gt=0)), str(Range(ge=0, lt=1))
+      (Range(gt=0), 'a finite number > 0', 'a finite number >= 0 and < 1')
+      >>> Range(ge=0).contains(np.array([0.0, 2.0])), Range(gt=0).contains(np.inf)
+      (True, False)
+    """
+
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+
+    def __post_init__(self) -> None:
+        for low, high in ((self.gt, self.ge), (self.lt, self.le)):
+            if low is not None and high is not None:
+                raise ValueError(f"{self!r}: give one lower and one upper bound at most.")
+
+    def __repr__(self) -> str:
+        bounds = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        return f"Range({', '.join(f'{k}={v!r}' for k, v in bounds.items())})"
+
+    def __str__(self) -> str:
+        signs = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+        bounds = [f"{signs[k]} {v:g}" for k, v in dataclasses.asdict(self).items() if v is not None]
+        return " ".join(["a finite number", " and ".join(bounds)]).strip()
+
+    def mask(self, value: Any, xp: Any = np) -> Any:
+        """Whether each entry of ``value`` is in range, computed with ``xp`` (numpy, or
+        jax.numpy for a traced value)."""
+        inside = xp.isfinite(value)
+        for bound, within in (
+            (self.gt, xp.greater),
+            (self.ge, xp.greater_equal),
+            (self.lt, xp.less),
+            (self.le, xp.less_equal),
+        ):
+            if bound is not None:
+                inside = inside & within(value, bound)
+        return inside
+
+    def contains(self, value: Any) -> bool:
+        """Whether every entry of ``value`` (concrete: a number or an array) is in range."""
+        return bool(np.all(self.mask(np.asarray(value, dtype=float))))
+
+
+@dataclasses.dataclass(frozen=True)
 class Knob:
-    """One declared knob: where it lives, its default and what it does (`knobs` lists them).
+    """One declared knob: where it lives, its default, what it does and the values it
+    takes (``valid``; None: any), as `knobs` lists them.
 
     Examples:
       >>> import flax.linen as nn, jax.numpy as jnp, phosjax as px
       >>> class Softmax(nn.Module):
       ...     @nn.compact
       ...     def __call__(self, x):
-      ...         return nn.softmax(x / px.knob(self, "T", 1.0, doc="temperature"))
+      ...         T = px.knob(self, "T", 1.0, doc="temperature", valid=px.Range(gt=0))
+      ...         return nn.softmax(x / T)
       >>> px.knobs(Softmax(), jnp.zeros(3))["T"]
-      Knob(path='T', default=1.0, doc='temperature')
+      Knob(path='T', default=1.0, doc='temperature', valid=Range(gt=0))
     """
 
     path: str
     default: Any
     doc: str
+    valid: Range | None = None
+
+    def check(self, value: Any, where: str = "") -> None:
+        """Raises a ValueError naming the knob (after ``where``, e.g. the module), the
+        value and its range when a concrete ``value`` is out of ``valid``.
+
+        Examples:
+          >>> Knob("blocks_0/T", 1.0, "", Range(gt=0)).check(0.0, where="Choice ")
+          Traceback (most recent call last):
+          ValueError: Choice knob 'blocks_0/T' must be a finite number > 0, got 0.0.
+        """
+        if self.valid is not None and not self.valid.contains(value):
+            raise ValueError(
+                f"{where}knob {self.path!r} must be {self.valid}, got {np.asarray(value).tolist()}."
+            )
 
 
 _DECLARED: contextvars.ContextVar[dict[str, Knob] | None] = contextvars.ContextVar(
@@ -47,14 +119,25 @@ _DECLARED: contextvars.ContextVar[dict[str, Knob] | None] = contextvars.ContextV
 )
 
 
-def knob(module: nn.Module, name: str, default: Any, *, doc: str = "") -> jax.Array:
+def knob(
+    module: nn.Module, name: str, default: Any, *, doc: str = "", valid: Range | None = None
+) -> jax.Array:
     """Declares a knob in ``module`` and returns its current value.
+
+    A value out of ``valid`` is a ValueError when concrete; a traced one (under ``jit``,
+    ``vmap`` or `flax.linen.scan`, where nothing can be raised) reads NaN, so that it shows
+    (an integer knob, which cannot hold NaN, reads it as it is).
 
     Args:
       module: the bound module that uses the value (``self``).
       name: the knob's name, the last segment of its path.
       default: its value until tweaked; sets shape and dtype.
       doc: one line saying what it does (listed by `knobs`).
+      valid: the values it takes, e.g. ``Range(gt=0)`` for a temperature; None: any.
+
+    Raises:
+      ValueError: the default, or the value in ``module``'s variables, is out of ``valid``
+        (naming the module, the knob's path, the value and the range).
 
     Examples:
       >>> import flax.linen as nn, jax, jax.numpy as jnp, phosjax as px
@@ -65,16 +148,43 @@ def knob(module: nn.Module, name: str, default: Any, *, doc: str = "") -> jax.Ar
       >>> variables = Softmax().init(jax.random.key(0), jnp.zeros(3))
       >>> variables["knobs"]["T"].item()
       1.0
+      >>> class Tempered(nn.Module):
+      ...     @nn.compact
+      ...     def __call__(self, x):
+      ...         return x / px.knob(self, "T", 1.0, valid=px.Range(gt=0))
+      >>> px.tweak(Tempered(), {}, jnp.ones(1), {"T": 0.0})
+      Traceback (most recent call last):
+      ValueError: Tempered knob 'T' must be a finite number > 0, got 0.0....
+      >>> jax.jit(lambda T: px.tweak(Tempered(), {}, jnp.ones(1), {"T": T}))(-1.0).tolist()
+      [nan]
     """
     check_path(module, name, "knob")
     path = module_path(module, name)
     value = _default_array(path, default)
+    declaration = Knob(path, default, doc, valid)
+    if not isinstance(default, jax.core.Tracer):  # value is one under a trace (eval_shape)
+        declaration.check(
+            default, where=f"{type(module).__name__} declares a default out of range: "
+        )
     declared = _DECLARED.get()
     if declared is not None:
-        declared.setdefault(path, Knob(path, default, doc))
+        declared.setdefault(path, declaration)
     if module.has_variable(KNOBS, name) or module.is_mutable_collection(KNOBS):
-        return module.variable(KNOBS, name, lambda: value).value
-    return value
+        value = module.variable(KNOBS, name, lambda: value).value
+    return _in_range(declaration, value, type(module).__name__)
+
+
+def _in_range(declaration: Knob, value: jax.Array, owner: str) -> jax.Array:
+    """``value`` checked against ``declaration``'s range: raises when it is concrete (in
+    numpy: jnp is staged in a trace), NaN where it is out when traced and a float."""
+    if declaration.valid is None:
+        return value
+    if not isinstance(value, jax.core.Tracer):
+        declaration.check(value, where=f"{owner} ")
+        return value
+    if not jnp.issubdtype(value.dtype, jnp.inexact):
+        return value
+    return jnp.where(declaration.valid.mask(value, jnp), value, jnp.nan)
 
 
 def _default_array(path: str, default: Any) -> jax.Array:
@@ -127,7 +237,7 @@ def _read_default(knob: Knob, stored: jax.Array) -> Knob:
     if not isinstance(knob.default, jax.core.Tracer):
         return knob
     layer_axes = stored.ndim - knob.default.ndim
-    return Knob(knob.path, stored[(0,) * layer_axes], knob.doc)
+    return dataclasses.replace(knob, default=stored[(0,) * layer_axes])
 
 
 def knobs(model: nn.Module, *args: Any, **kwargs: Any) -> dict[str, Knob]:
@@ -142,7 +252,7 @@ def knobs(model: nn.Module, *args: Any, **kwargs: Any) -> dict[str, Knob]:
       ...     def __call__(self, x):
       ...         return x * px.knob(self, "gain", 2.0, doc="output gain")
       >>> px.knobs(Scaled(), jnp.ones(3))
-      {'gain': Knob(path='gain', default=2.0, doc='output gain')}
+      {'gain': Knob(path='gain', default=2.0, doc='output gain', valid=None)}
     """
     return _trace_init(model, *args, **kwargs)[0]
 

@@ -1,5 +1,6 @@
 """Helpers shared by the layer families: calling inner blocks, checking the blocks,
-attributes, knobs and inputs they are given, and choosing dtypes."""
+attributes and inputs they are given, and choosing dtypes (a knob's range is checked by
+`phosjax.core.knob` itself, from its ``valid``)."""
 
 import functools
 import inspect
@@ -10,9 +11,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-from phosjax.core import knob
-from phosjax.core._paths import module_path
 
 TRAIN_FLAGS = ("train", "training", "is_training", "deterministic", "use_running_average")
 """The call parameters that take the train flag: ``train``, ``training`` and
@@ -285,43 +283,6 @@ def checked_finite(module: nn.Module, name: str) -> Any:
     )
     if not numeric or not np.isfinite(np.asarray(value, float)).all():
         raise ValueError(f"{type(module).__name__} {name} must be a finite number, got {value!r}")
-    return value
-
-
-def checked_knob(
-    module: nn.Module, name: str, default: float, *, doc: str, positive: bool
-) -> jax.Array:
-    """`phosjax.core.knob` ``name`` of ``module``, which must be a finite number > 0 when
-    ``positive`` (a temperature, a bound), >= 0 otherwise (a penalty's weight).
-
-    A concrete value out of range is a ValueError; a traced one (under ``jit``, ``vmap``
-    or `flax.linen.scan`, where nothing can be raised) is replaced by NaN, so that it
-    shows.
-
-    Raises:
-      ValueError: naming the knob's path, its value and the range (``Tempered knob 'T'
-        must be a finite number > 0, got 0.0.``).
-
-    Examples:
-      >>> import flax.linen as nn, jax, jax.numpy as jnp, phosjax as px
-      >>> class Tempered(nn.Module):
-      ...     @nn.compact
-      ...     def __call__(self, x):
-      ...         return x / checked_knob(self, "T", 1.0, doc="temperature", positive=True)
-      >>> px.tweak(Tempered(), {}, jnp.ones(1), {"T": 2.0}).tolist()
-      [0.5]
-      >>> jax.jit(lambda T: px.tweak(Tempered(), {}, jnp.ones(1), {"T": T}))(-1.0).tolist()
-      [nan]
-    """
-    value = knob(module, name, default, doc=doc)
-    in_range = lambda v, xp: xp.isfinite(v) & ((v > 0) if positive else (v >= 0))
-    if isinstance(value, jax.core.Tracer):
-        return jnp.where(in_range(value, jnp), value, jnp.nan)
-    if not in_range(np.asarray(value), np).all():  # in numpy: jnp is staged in a trace
-        raise ValueError(
-            f"{type(module).__name__} knob {module_path(module, name)!r} must be a finite "
-            f"number {'>' if positive else '>='} 0, got {np.asarray(value).tolist()}."
-        )
     return value
 
 

@@ -12,14 +12,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from phosjax.core import path_weight, tag
+from phosjax.core import Range, knob, path_weight, tag
 from phosjax.layers._common import (
     call_block,
     check_block,
     check_blocks,
     check_shape,
     checked_finite,
-    checked_knob,
     compute_dtype,
     returned,
 )
@@ -91,8 +90,8 @@ class Choice(nn.Module):
         else:
             logits = self.param("gate_logits", nn.initializers.zeros, (num,), self.param_dtype)
             logits = logits.astype(jnp.float32)
-        temperature = checked_knob(
-            self, "T", 1.0, doc="softmax temperature of the branch weights", positive=True
+        temperature = knob(
+            self, "T", 1.0, doc="softmax temperature of the branch weights", valid=Range(gt=0)
         )
         weights = tag(self, "weights", nn.softmax(logits / temperature, axis=-1))
         outputs = []

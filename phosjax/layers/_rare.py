@@ -7,8 +7,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from phosjax.core import CONSTANTS, tag
-from phosjax.layers._common import checked_knob, checked_size, compute_dtype, input_width
+from phosjax.core import CONSTANTS, Range, knob, tag
+from phosjax.layers._common import checked_size, compute_dtype, input_width
 
 
 class FourierFeatures(nn.Module):
@@ -55,8 +55,8 @@ class FourierFeatures(nn.Module):
         else:
             draw = lambda: init(self.make_rng("params"), shape, self.param_dtype)
             frequencies = self.variable(CONSTANTS, "frequencies", draw).value
-        scale = checked_knob(
-            self, "scale", 1.0, doc="bandwidth: frequencies are multiplied by it", positive=False
+        scale = knob(
+            self, "scale", 1.0, doc="bandwidth: frequencies are multiplied by it", valid=Range(ge=0)
         )
         dtype = compute_dtype(self.dtype, x)
         phase_dtype = jnp.promote_types(dtype, jnp.float32)  # bfloat16 phases lose radians
@@ -144,8 +144,8 @@ class LipschitzDense(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         shape = (input_width(self, x), checked_size(self, "features"))
         kernel = self.param("kernel", nn.initializers.lecun_normal(), shape, self.param_dtype)
-        bound = checked_knob(
-            self, "bound", 1.0, doc="upper bound on the Lipschitz constant", positive=True
+        bound = knob(
+            self, "bound", 1.0, doc="upper bound on the Lipschitz constant", valid=Range(gt=0)
         )
         singular_values = jnp.linalg.svd(kernel.astype(jnp.float32), compute_uv=False)
         sigma = tag(self, "spectral_norm", singular_values[0])

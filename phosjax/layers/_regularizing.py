@@ -10,9 +10,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from phosjax.core import aux_loss, tag
+from phosjax.core import Range, aux_loss, knob, tag
 from phosjax.layers._common import (
-    checked_knob,
     checked_rate,
     checked_size,
     compute_dtype,
@@ -82,8 +81,8 @@ class ActivityL1(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        strength = checked_knob(
-            self, "strength", 1e-3, doc="weight of the L1 activity penalty", positive=False
+        strength = knob(
+            self, "strength", 1e-3, doc="weight of the L1 activity penalty", valid=Range(ge=0)
         )
         magnitude = jnp.abs(x.astype(jnp.float32))
         activity = magnitude.reshape(x.shape[0], -1).mean(1) if x.ndim > 1 else magnitude.mean()
@@ -135,8 +134,8 @@ class OrthogonalDense(nn.Module):
         wide = kernel.astype(jnp.float32)  # the penalty in float32 whatever the storage
         gram = wide.T @ wide if self.features <= fan_in else wide @ wide.T
         penalty = jnp.sum((gram - jnp.eye(gram.shape[0], dtype=gram.dtype)) ** 2)
-        strength = checked_knob(
-            self, "strength", 1.0, doc="weight of the orthogonality penalty", positive=False
+        strength = knob(
+            self, "strength", 1.0, doc="weight of the orthogonality penalty", valid=Range(ge=0)
         )
         aux_loss(self, "orthogonality", strength * tag(self, "orthogonality_penalty", penalty))
         dtype = compute_dtype(self.dtype, x)

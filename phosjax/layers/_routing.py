@@ -7,8 +7,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from phosjax.core import aux_loss, tag
-from phosjax.layers._common import checked_knob, checked_size, compute_dtype, input_width
+from phosjax.core import Range, aux_loss, knob, tag
+from phosjax.layers._common import checked_size, compute_dtype, input_width
 
 
 class MixtureOfExperts(nn.Module):
@@ -86,8 +86,8 @@ class MixtureOfExperts(nn.Module):
         load = tag(self, "expert_load", chosen.reshape(-1, experts).mean(0) / self.top_k)
         mean_prob = probs.reshape(-1, experts).mean(0)
         balance = tag(self, "balance", experts * jnp.sum(load * mean_prob))
-        weight = checked_knob(
-            self, "balance_weight", 0.01, doc="weight of the load-balancing loss", positive=False
+        weight = knob(
+            self, "balance_weight", 0.01, doc="weight of the load-balancing loss", valid=Range(ge=0)
         )
         aux_loss(self, "balance", weight * balance)
 

@@ -306,6 +306,30 @@ def test_knobs_lists_path_default_doc():
     assert list(px.knobs(Stack("scan"), X)) == ["blocks/Block_0/T"]
 
 
+class Bounded(nn.Module):
+    """A knob that takes values in [0, 1): its default is ``default``."""
+
+    default: float = 0.5
+
+    @nn.compact
+    def __call__(self, x):
+        return x * px.knob(self, "p", self.default, doc="share", valid=px.Range(ge=0, lt=1))
+
+
+def test_knobs_lists_the_range_a_knob_declares():
+    assert px.knobs(Bounded(), X)["p"] == px.Knob("p", 0.5, "share", px.Range(ge=0, lt=1))
+
+
+def test_a_default_out_of_its_own_range_is_an_error_at_declaration():
+    with pytest.raises(ValueError, match=r"Bounded declares a default out of range: knob 'p' "):
+        px.knobs(Bounded(default=1.0), X)
+
+
+def test_a_range_takes_one_lower_bound_at_most():
+    with pytest.raises(ValueError, match=r"Range\(gt=0, ge=0\): give one lower"):
+        px.Range(gt=0, ge=0)
+
+
 def test_knobs_of_a_model_under_nn_jit_are_found_after_its_init():
     # nn.jit reuses the trace of init: no knob is declared in Python, and tweak on
     # params alone raised a bare KeyError

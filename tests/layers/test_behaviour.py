@@ -753,6 +753,11 @@ def test_a_knob_out_of_its_range_is_an_error_naming_it_or_nan_where_traced(
     assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(edge))
 
 
+@pytest.mark.parametrize(("layer", "shape", "path", "valid"), KNOBS)
+def test_knobs_lists_the_range_each_layer_declares(layer, shape, path, valid):
+    assert str(px.knobs(layer, jnp.ones(shape))[path].valid) == f"a finite number {valid}"
+
+
 def test_a_knob_out_of_its_range_inside_repeat_makes_the_output_nan(key):
     """Repeat scans its block: the knob is traced even in an eager call."""
     layer, x = L.Repeat(L.Choice([nn.Dense(3), nn.Dense(3)]), num_layers=2), jnp.ones((2, 3))
