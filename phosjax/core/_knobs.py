@@ -6,8 +6,8 @@ stores every knob in the ``knobs`` collection, so changing one is a tree edit
 (`set_knobs`, `tweak`), a grid can vmap over it, and a train step can learn it.
 Variables without a ``knobs`` collection (say, params alone) run with the defaults.
 
-A value out of its knob's `Range` is a ValueError wherever it is concrete: at
-``set_knobs(..., declared=...)``, `tweak`, a bench's planning, `init_group`, and in the
+A value out of its knob's `Range` is a ValueError wherever it is concrete: in `tweak`
+and ``set_knobs(..., declared=knobs(model, x))`` before the model runs, and in the
 module itself; under ``jit`` or ``vmap``, where it is traced, the knob reads NaN instead.
 """
 
@@ -154,7 +154,7 @@ def knob(
       ...         return x / px.knob(self, "T", 1.0, valid=px.Range(gt=0))
       >>> px.tweak(Tempered(), {}, jnp.ones(1), {"T": 0.0})
       Traceback (most recent call last):
-      ValueError: Tempered knob 'T' must be a finite number > 0, got 0.0....
+      ValueError: knob 'T' must be a finite number > 0, got 0.0.
       >>> jax.jit(lambda T: px.tweak(Tempered(), {}, jnp.ones(1), {"T": T}))(-1.0).tolist()
       [nan]
     """
@@ -257,24 +257,36 @@ def knobs(model: nn.Module, *args: Any, **kwargs: Any) -> dict[str, Knob]:
     return _trace_init(model, *args, **kwargs)[0]
 
 
-def set_knobs(variables: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+def set_knobs(
+    variables: Mapping[str, Any],
+    values: Mapping[str, Any],
+    *,
+    declared: Mapping[str, Knob] | None = None,
+) -> dict[str, Any]:
     """Returns ``variables`` with the knobs that each selector matches set to its value.
 
     A value is cast to the knob's dtype (its weak type kept) and broadcast to its shape
-    (so a knob stacked on a grid axis takes one value for every cell).
+    (so a knob stacked on a grid axis takes one value for every cell). Given the model's
+    knobs as ``declared`` (`knobs`), a concrete value is checked against its knob's
+    ``valid`` range here, before anything is traced (a traced one reads NaN in the model).
 
     Raises:
       SelectorError: a selector matches no knob (the message lists the nearest), or
         ``variables`` hold no ``knobs`` collection (see `with_knobs`).
       TypeError: a value is not a number or an array (the knob named).
-      ValueError: a value's shape does not broadcast to the knob's (both named), or an
-        integer or bool knob cannot hold it exactly (2.5, NaN; the knob named).
+      ValueError: a value's shape does not broadcast to the knob's (both named), an
+        integer or bool knob cannot hold it exactly (2.5, NaN; the knob named), or it is
+        out of the range ``declared`` gives its knob (the knob, value and range named).
 
     Examples:
       >>> import jax.numpy as jnp
       >>> v = {"params": {}, "knobs": {"blocks_1": {"T": jnp.array(1.0)}}}
       >>> set_knobs(v, {"**/T": 3})["knobs"]["blocks_1"]["T"].item()
       3.0
+      >>> declared = {"blocks_1/T": Knob("blocks_1/T", 1.0, "temperature", Range(gt=0))}
+      >>> set_knobs(v, {"**/T": 0}, declared=declared)
+      Traceback (most recent call last):
+      ValueError: knob 'blocks_1/T' must be a finite number > 0, got 0.
     """
     if values and KNOBS not in variables:
         raise SelectorError(
@@ -282,9 +294,11 @@ def set_knobs(variables: Mapping[str, Any], values: Mapping[str, Any]) -> dict[s
             f"{KNOBS!r} collection (params alone?); px.core.with_knobs(model, variables, x) "
             "adds every knob at its default, and px.tweak does so itself."
         )
-    flat = flatten(variables.get(KNOBS, {}))
+    flat, declared = flatten(variables.get(KNOBS, {})), declared or {}
     for selector, value in values.items():
         for path in select(flat, selector, what="knob"):
+            if path in declared and not isinstance(value, jax.core.Tracer):
+                declared[path].check(value)
             flat[path] = _refill(path, jnp.asarray(flat[path]), value)
     return {**variables, KNOBS: unflatten(flat)}
 
@@ -378,10 +392,17 @@ def with_knobs(model: nn.Module, variables: Mapping[str, Any], *args: Any, **kwa
       >>> with_knobs(Gain(), {"params": {}}, jnp.ones(3))["knobs"]["gain"].item()
       2.0
     """
+    return _with_knobs_declared(model, variables, *args, **kwargs)[0]
+
+
+def _with_knobs_declared(
+    model: nn.Module, variables: Mapping[str, Any], *args: Any, **kwargs: Any
+) -> tuple[dict[str, Any], dict[str, Knob]]:
+    """`with_knobs`, and the knobs ``model`` declares (`knobs`), from one trace."""
     declared, shapes = _trace_init(model, *args, **kwargs)
     flat = {  # as init stores it: jnp.asarray(default), weak type kept, stacked by nn.scan
         path: jnp.broadcast_to(jnp.asarray(declared[path].default), shape.shape)
         for path, shape in shapes.items()
     }
     flat.update(flatten(variables.get(KNOBS, {})))
-    return {**variables, KNOBS: unflatten(flat)}
+    return {**variables, KNOBS: unflatten(flat)}, declared

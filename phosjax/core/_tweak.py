@@ -5,7 +5,7 @@ from typing import Any
 
 import flax.linen as nn
 
-from phosjax.core._knobs import init_kwargs, set_knobs, with_knobs
+from phosjax.core._knobs import _with_knobs_declared, init_kwargs, set_knobs
 
 
 def tweak(
@@ -30,6 +30,8 @@ def tweak(
 
     Raises:
       SelectorError: a selector matches no knob; the message lists the nearest.
+      ValueError: a concrete value is out of its knob's range (see `knob`'s ``valid``),
+        checked before the model runs.
 
     Examples:
       >>> import flax.linen as nn, jax.numpy as jnp, phosjax as px
@@ -40,5 +42,5 @@ def tweak(
       >>> px.tweak(Gain(), {}, jnp.ones(2), {"gain": 3.0}).tolist()
       [3.0, 3.0]
     """
-    full = with_knobs(model, variables, x, **init_kwargs(kwargs))
-    return model.apply(set_knobs(full, values), x, **kwargs)
+    full, declared = _with_knobs_declared(model, variables, x, **init_kwargs(kwargs))
+    return model.apply(set_knobs(full, values, declared=declared), x, **kwargs)

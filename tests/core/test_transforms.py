@@ -325,6 +325,20 @@ def test_a_default_out_of_its_own_range_is_an_error_at_declaration():
         px.knobs(Bounded(default=1.0), X)
 
 
+def test_set_knobs_checks_a_value_against_the_declared_range():
+    variables = px.core.with_knobs(Bounded(), {}, X)
+    declared = px.knobs(Bounded(), X)
+    with pytest.raises(ValueError, match=r"knob 'p' must be a finite number >= 0 and < 1, got 1"):
+        px.set_knobs(variables, {"p": 1}, declared=declared)
+    assert float(px.set_knobs(variables, {"p": 0.0}, declared=declared)["knobs"]["p"]) == 0.0
+
+
+def test_tweak_checks_a_value_against_its_range_before_the_model_runs():
+    # the module's own check named it too, from inside apply, prefixed by its class
+    with pytest.raises(ValueError, match=r"^knob 'p' must be a finite number >= 0 and < 1"):
+        px.tweak(Bounded(), {}, X, {"p": -0.5})
+
+
 def test_a_range_takes_one_lower_bound_at_most():
     with pytest.raises(ValueError, match=r"Range\(gt=0, ge=0\): give one lower"):
         px.Range(gt=0, ge=0)
