@@ -758,12 +758,16 @@ def test_knobs_lists_the_range_each_layer_declares(layer, shape, path, valid):
     assert str(px.knobs(layer, jnp.ones(shape))[path].valid) == f"a finite number {valid}"
 
 
-def test_a_knob_out_of_its_range_inside_repeat_makes_the_output_nan(key):
-    """Repeat scans its block: the knob is traced even in an eager call."""
+def test_a_knob_out_of_its_range_inside_repeat_is_an_error_before_the_scan(key):
+    """Repeat scans its block, where the knob is traced even in an eager call (it read NaN
+    there); tweak checks the concrete value against the declared range first."""
     layer, x = L.Repeat(L.Choice([nn.Dense(3), nn.Dense(3)]), num_layers=2), jnp.ones((2, 3))
     variables = layer.init(key, x)
-    assert np.isnan(px.tweak(layer, variables, x, {"block/T": -1.0})).all()
+    with pytest.raises(ValueError, match=r"knob 'block/T' must be a finite number > 0, got -1"):
+        px.tweak(layer, variables, x, {"block/T": -1.0})
     assert np.isfinite(px.tweak(layer, variables, x, {"block/T": 2.0})).all()
+    stacked = px.set_knobs(px.with_knobs(layer, variables, x), {"block/T": -1.0})
+    assert np.isnan(layer.apply(stacked, x)).all()  # unchecked: traced in the scan
 
 
 MODULE_OR_FUNCTION = r"must be a Flax module or a function of the input, got "
