@@ -5,9 +5,10 @@ listed with the known ones; a model name that cannot name a file (``a/b``) is re
 a data set `phosjax.data.load` cannot read (another version prepared, no class label, a
 text input) is named with the reason; bad model options,
 models that fail to build on a data set, batch sizes larger than a data set's train
-split, knob selectors that match no knob of any model and regularizers that apply to
-no model (a selector that matches none of any model's params, tagged values or channel
-groups) are errors.
+split, knob selectors that match no knob of any model, knob values out of the range a
+matched knob declares (`phosjax.core.Range`) and regularizers that apply to no model
+(a selector that matches none of any model's params, tagged values or channel groups)
+are errors.
 """
 
 import dataclasses
@@ -15,6 +16,7 @@ import functools
 import hashlib
 import itertools
 import json
+import types
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -34,6 +36,7 @@ from phosjax.core import (
     AUX_LOSS,
     INTERMEDIATES,
     PATH_WEIGHTS,
+    Knob,
     SelectorError,
     aux_total,
     flatten,
@@ -258,8 +261,8 @@ def _own_sizes_hint(entry: ModelEntry, data: ArrayDataset, taken: list[str]) -> 
     )
 
 
-def _built(name: str, dataset: str, config: ModelConfig) -> tuple[str, ...]:
-    """The knob paths of ``config``'s model, once its init and train step trace (nothing
+def _built(name: str, dataset: str, config: ModelConfig) -> Mapping[str, Knob]:
+    """The knobs of ``config``'s model, once its init and train step trace (nothing
     is computed): a model that fails to build is a `BenchError` naming it and the data set."""
     try:
         model_metrics(config)
@@ -270,10 +273,10 @@ def _built(name: str, dataset: str, config: ModelConfig) -> tuple[str, ...]:
 
 
 @functools.cache
-def model_knobs(config: ModelConfig) -> tuple[str, ...]:
-    """The paths of the knobs the model declares (traced abstractly)."""
+def model_knobs(config: ModelConfig) -> Mapping[str, Knob]:
+    """The knobs the model declares, by path (traced abstractly; read-only: cached)."""
     x = jnp.zeros((1, *config.input_shape), jnp.float32)
-    return tuple(knobs(config.build(), x))
+    return types.MappingProxyType(knobs(config.build(), x))
 
 
 @functools.cache
@@ -371,6 +374,30 @@ def _check_knobs(selectors: Sequence[str], by_model: Mapping[str, Iterable[str]]
             )
 
 
+def _check_knob_ranges(
+    model: str, dataset: str, declared: Mapping[str, Knob], values: Mapping[str, float]
+) -> None:
+    """Raises `BenchError` when a grid value (``values``, by selector) is out of the range
+    of a knob of ``model`` its selector matches, naming the axis, the model and the knob.
+
+    Examples:
+      >>> from phosjax.core import Range
+      >>> declared = {"blocks_0/T": Knob("blocks_0/T", 1.0, "temperature", Range(gt=0))}
+      >>> _check_knob_ranges("choicenet", "toy", declared, {"**/T": 0.0})
+      Traceback (most recent call last):
+      phosjax.bench._errors.BenchError: grid.knobs['**/T'] = 0.0 for model 'choicenet' on ...
+    """
+    for selector, value in values.items():
+        for knob in (k for path, k in declared.items() if matches(selector, path)):
+            try:
+                knob.check(value)
+            except ValueError as error:
+                raise BenchError(
+                    f"grid.knobs[{selector!r}] = {value} for model {model!r} on {dataset!r}: "
+                    f"{error} Give grid.knobs values in its range."
+                ) from None
+
+
 def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None) -> Plan:
     """Every cell of ``config``, grouped as the engine trains them, with stable ids.
 
@@ -385,7 +412,8 @@ def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None
       BenchError: an unknown model or data set, a data set `phosjax.data.load` cannot
         read (`phosjax.data.check_loadable` gives the reason), a bad model option, a
         model that fails to build on a data set, a batch size larger than a data set's
-        train split, a knob selector that matches no knob of any model, or a regularizer
+        train split, a knob selector that matches no knob of any model, a knob value out
+        of the range of a knob it sets (`phosjax.core.Range`), or a regularizer
         that applies to no model (each model's reason is listed, with the nearest paths).
 
     Examples:
@@ -434,6 +462,7 @@ def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None
                 for s in selectors
                 if any(matches(s, p) for p in paths)
             }
+            _check_knob_ranges(entry.name, dataset, paths, knob_values)
             strengths, nan = {}, float("nan")
             for reg, column in zip(reg_entries, reg_columns, strict=True):
                 reason = _applies(reg, model)

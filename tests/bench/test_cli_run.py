@@ -241,6 +241,29 @@ def test_a_morph_config_is_refused_saying_which_command_runs_it(tmp_path, capsys
     assert not root.exists()
 
 
+def test_a_knob_value_out_of_its_range_is_one_error_line_and_nothing_written(
+    tmp_path, capsys, monkeypatch
+):
+    """A grid temperature of 0 planned and trained cells with NaN outputs."""
+    monkeypatch.setattr(
+        _plan, "load_datasets", lambda names, data_dir, features: {"toy": toy_data()}
+    )
+    config, root = tmp_path / "bench.yaml", tmp_path / "bench"
+    config.write_text(
+        CONFIG.replace("{name: mlp, width: 6}", "{name: choicenet, width: 6, depth: 1}").replace(
+            "learning_rate: [0.01, 0.003]", "knobs: {'**/T': [1.0, -2.0]}"
+        )
+    )
+    assert new_main(["--config", str(config), "--dir", str(root), "--no_progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "error: grid.knobs['**/T'] = -2.0 for model 'choicenet' on 'toy': knob 'blocks_0/T' "
+        "must be a finite number > 0, got -2.0."
+    ), err
+    assert "Traceback" not in err
+    assert not root.exists()
+
+
 def test_a_data_set_that_cannot_load_is_one_error_line_and_nothing_written(tmp_path, capsys):
     config = tmp_path / "bench.yaml"
     config.write_text(CONFIG.replace("datasets: [toy]", "datasets: ['digits:9.9.9']"))

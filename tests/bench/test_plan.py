@@ -191,6 +191,17 @@ def test_knob_selector_matching_no_knob_is_an_error(toy):
         plan(config, toy)
 
 
+def test_a_knob_value_out_of_its_range_is_an_error_at_planning(toy):
+    # it planned, and the cells trained with NaN outputs (the temperature traced)
+    config = tiny_config(models=["choicenet"], grid=small(knobs={"**/T": [1, 0]}))
+    with pytest.raises(
+        BenchError,
+        match=r"grid.knobs\['\*\*/T'\] = 0 for model 'choicenet' on 'toy': knob "
+        r"'blocks_0/T' must be a finite number > 0, got 0\.",
+    ):
+        plan(config, toy)
+
+
 @pytest.mark.parametrize("depths", [[1, 3], [3, 1]])
 def test_a_knob_applies_to_each_config_of_a_model_that_declares_it(toy, depths):
     config = tiny_config(models=["choicenet"], grid=small(depth=depths, knobs={"blocks_2/T": 2}))
