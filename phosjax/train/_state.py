@@ -2,6 +2,8 @@
 
 import functools
 import os
+import types
+from collections.abc import Mapping
 from typing import Any
 
 import flax.struct
@@ -9,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from phosjax.core import KNOBS, flatten, select, set_knobs
+from phosjax.core import KNOBS, Knob, flatten, knobs, select, set_knobs
 from phosjax.core._knobs import holds_exactly
 from phosjax.train._group import Group
 from phosjax.train._optim import hparams_optimizer
@@ -207,6 +209,31 @@ def _check_whole_knob_values(group: Group, data: Any) -> None:
                 )
 
 
+@functools.cache
+def _declared_knobs(model: Any, input_shape: tuple[int, ...]) -> Mapping[str, Knob]:
+    """The knobs ``model`` (a `ModelConfig`) declares on inputs of ``input_shape``, by
+    path (traced abstractly; read-only: cached)."""
+    x = jnp.zeros((1, *input_shape), jnp.float32)
+    return types.MappingProxyType(knobs(model.build(), x, train=False))
+
+
+def _check_knob_ranges(group: Group, data: Any) -> None:
+    """Raises unless each cell sets its knobs to values in the ranges they declare
+    (`phosjax.core.Range`): traced in init and the train step, a value out reads NaN."""
+    if not group.hparams.knobs:
+        return
+    declared = _declared_knobs(group.model, tuple(data.input_shape))
+    for cell, index in zip(group.cells, group.index, strict=True):
+        for selector, value in cell.hparams.knobs:
+            for path in select(tuple(declared), selector, what="knob"):
+                try:
+                    declared[path].check(value)
+                except ValueError as error:
+                    raise ValueError(
+                        f"init_group: cell {index} (HParams knobs {selector!r}): {error}"
+                    ) from None
+
+
 INIT_DATA_FIELDS = ("name", "input_shape", "num_classes")
 """What `init_group` reads of a data set; `run_group` reads its splits too."""
 
@@ -254,8 +281,9 @@ def init_group(group: Group, data: Any) -> GroupState:
     Raises:
       ValueError: a cell's seed is one `jax.random.key` refuses (names the cell), a
         knob of an integer or bool dtype is set to a value it cannot hold exactly (names
-        the knob and the cell), or the model does not return ``data.num_classes`` logits
-        per example, one row per example.
+        the knob and the cell) or one out of the range its knob declares (names the
+        knob, the value, the range and the cell), or the model does not return
+        ``data.num_classes`` logits per example, one row per example.
       TypeError: ``group`` is no `Group` or ``data`` no data set.
 
     Examples:
@@ -275,6 +303,7 @@ def init_group(group: Group, data: Any) -> GroupState:
     check_arguments("init_group", group, data, INIT_DATA_FIELDS)
     _check_classes(group, data)
     _check_whole_knob_values(group, data)
+    _check_knob_ranges(group, data)
     keys = _root_keys(group)
     traced = isinstance(keys, jax.core.Tracer)  # e.g. under jax.eval_shape: nothing compiles
     init = (_init_fn if traced else _cheap_init_fn)(group.signature(), tuple(data.input_shape))

@@ -648,6 +648,33 @@ def test_an_integer_knob_refuses_a_value_it_cannot_hold(toy, value, shown):
         init_group(group, toy)
 
 
+class _Tempered(nn.Module):
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        return nn.Dense(3)(x) / px.knob(self, "T", 1.0, valid=px.Range(gt=0))
+
+
+@dataclasses.dataclass(frozen=True)
+class _TemperedConfig:
+    def build(self) -> nn.Module:
+        return _Tempered()
+
+
+def test_a_knob_value_out_of_its_range_is_refused_naming_the_cell(toy):
+    """It was set in the vmapped init, traced: the cell trained with NaN logits."""
+    ok = HParams(batch_size=16, steps=2, knobs={"T": 2.0})
+    bad = dataclasses.replace(ok, knobs={"T": -1.0})
+    [group] = plan_groups(
+        [Cell(_TemperedConfig(), "toy", ok, 0), Cell(_TemperedConfig(), "toy", bad, 1)]
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"init_group: cell 1 \(HParams knobs 'T'\): knob 'T' must be a finite "
+        r"number > 0, got -1.0\.",
+    ):
+        init_group(group, toy)
+
+
 def test_run_group_refuses_a_state_with_other_knob_values(toy):
     hp = dataclasses.replace(DIVERGING, knobs={"**/T": 2.0})
     [made_for] = plan_groups([Cell(Tiny(rich=True), "toy", hp, 0)])
