@@ -2,10 +2,12 @@
 
 Every layer tags its notable values (`phosjax.core.tag`), raises its auxiliary losses
 with `phosjax.core.aux_loss` (scaled by enclosing path weights) and declares its
-tunable constants as knobs; a knob set out of its range (a temperature or a bound of 0
-or less, a negative penalty weight, a NaN) is a ValueError naming it, or, where its value
-is traced (under ``jit`` or ``vmap``, as a knob swept over a grid, or in a `Repeat`'s
-scan), makes the output NaN.
+tunable constants as knobs, each with the range it takes (`phosjax.core.Range`, listed by
+`phosjax.core.knobs`); a value out of it (a temperature or a bound of 0 or less, a
+negative penalty weight, a NaN) is a ValueError naming it wherever it is concrete
+(`phosjax.core.tweak`, a bench's planning, `phosjax.train.init_group`, the layer itself),
+and makes the output NaN only where it is traced (set under ``jit`` or ``vmap``, or in a
+`Repeat`'s scan, unchecked).
 Layers that behave differently in training take ``train: bool = False``; features are on
 the last axis. As Flax's layers do, every layer that creates parameters takes
 ``param_dtype``, their storage dtype (float32 by default; ``dtype``, where a layer has
