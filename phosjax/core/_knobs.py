@@ -14,6 +14,7 @@ module itself; under ``jit`` or ``vmap``, where it is traced, the knob reads NaN
 import contextlib
 import contextvars
 import dataclasses
+import numbers
 from collections.abc import Mapping
 from typing import Any
 
@@ -46,9 +47,16 @@ class Range:
     le: float | None = None
 
     def __post_init__(self) -> None:
+        bounds = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        for name, bound in bounds.items():
+            if not isinstance(bound, numbers.Real) or isinstance(bound, bool) or bound != bound:
+                raise TypeError(f"Range {name} must be a number, got {bound!r}.")
         for low, high in ((self.gt, self.ge), (self.lt, self.le)):
             if low is not None and high is not None:
                 raise ValueError(f"{self!r}: give one lower and one upper bound at most.")
+        low, high = self.ge if self.gt is None else self.gt, self.le if self.lt is None else self.lt
+        if low is not None and high is not None and not self.mask(np.mean([low, high])):
+            raise ValueError(f"{self!r} holds no number: give a lower bound below the upper.")
 
     def __repr__(self) -> str:
         bounds = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}

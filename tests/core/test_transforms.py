@@ -339,6 +339,32 @@ def test_tweak_checks_a_value_against_its_range_before_the_model_runs():
         px.tweak(Bounded(), {}, X, {"p": -0.5})
 
 
+@pytest.mark.parametrize(
+    ("bounds", "error", "match"),
+    [
+        ({"gt": "0"}, TypeError, r"Range gt must be a number, got '0'"),
+        ({"le": np.nan}, TypeError, r"Range le must be a number, got nan"),
+        ({"gt": 1, "lt": 0}, ValueError, r"Range\(gt=1, lt=0\) holds no number"),
+        ({"gt": 0, "le": 0}, ValueError, r"Range\(gt=0, le=0\) holds no number"),
+    ],
+)
+def test_a_range_that_holds_no_number_is_refused(bounds, error, match):
+    with pytest.raises(error, match=match):
+        px.Range(**bounds)
+    assert px.Range(ge=0, le=0).contains(0.0)  # one number
+
+
+def test_a_traced_integer_knob_with_a_range_keeps_its_dtype():
+    class Index(nn.Module):  # NaN is no int: the value is left as it is
+        @nn.compact
+        def __call__(self, x):
+            return x[px.knob(self, "i", 0, valid=px.Range(ge=0, lt=3))]
+
+    variables = px.core.with_knobs(Index(), {}, X[0])
+    pick = jax.jit(lambda i: Index().apply(px.set_knobs(variables, {"i": i}), X[0]))
+    assert float(pick(1)) == float(X[0, 1])
+
+
 def test_a_range_takes_one_lower_bound_at_most():
     with pytest.raises(ValueError, match=r"Range\(gt=0, ge=0\): give one lower"):
         px.Range(gt=0, ge=0)
