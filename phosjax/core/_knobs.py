@@ -55,7 +55,8 @@ class Range:
             if low is not None and high is not None:
                 raise ValueError(f"{self!r}: give one lower and one upper bound at most.")
         low, high = self.ge if self.gt is None else self.gt, self.le if self.lt is None else self.lt
-        if low is not None and high is not None and not self.mask(np.mean([low, high])):
+        open_end = self.gt is not None or self.lt is not None
+        if low is not None and high is not None and (low > high or (low == high and open_end)):
             raise ValueError(f"{self!r} holds no number: give a lower bound below the upper.")
 
     def __repr__(self) -> str:

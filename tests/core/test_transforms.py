@@ -352,6 +352,7 @@ def test_a_range_that_holds_no_number_is_refused(bounds, error, match):
     with pytest.raises(error, match=match):
         px.Range(**bounds)
     assert px.Range(ge=0, le=0).contains(0.0)  # one number
+    assert px.Range(ge=0, le=np.inf).contains(1e30)  # an infinite bound: any finite number
 
 
 def test_a_traced_integer_knob_with_a_range_keeps_its_dtype():
