@@ -47,8 +47,7 @@ class Range:
     le: float | None = None
 
     def __post_init__(self) -> None:
-        bounds = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
-        for name, bound in bounds.items():
+        for name, bound in self.bounds().items():
             if not isinstance(bound, numbers.Real) or isinstance(bound, bool) or bound != bound:
                 raise TypeError(f"Range {name} must be a number, got {bound!r}.")
         for low, high in ((self.gt, self.ge), (self.lt, self.le)):
@@ -59,13 +58,16 @@ class Range:
         if low is not None and high is not None and (low > high or (low == high and open_end)):
             raise ValueError(f"{self!r} holds no number: give a lower bound below the upper.")
 
+    def bounds(self) -> dict[str, float]:
+        """The bounds given, by name (``{"gt": 0}`` for ``Range(gt=0)``)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
     def __repr__(self) -> str:
-        bounds = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
-        return f"Range({', '.join(f'{k}={v!r}' for k, v in bounds.items())})"
+        return f"Range({', '.join(f'{k}={v!r}' for k, v in self.bounds().items())})"
 
     def __str__(self) -> str:
         signs = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
-        bounds = [f"{signs[k]} {v:g}" for k, v in dataclasses.asdict(self).items() if v is not None]
+        bounds = [f"{signs[k]} {v:g}" for k, v in self.bounds().items()]
         return " ".join(["a finite number", " and ".join(bounds)]).strip()
 
     def mask(self, value: Any, xp: Any = np) -> Any:
