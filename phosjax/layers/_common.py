@@ -129,9 +129,54 @@ def train_args(
     return ((value,), {}) if positional else ((), {name: value})
 
 
-def call_block(block: nn.Module, x: jax.Array, train: bool) -> Any:
+def takes_keyword(block: Any, name: str) -> bool:
+    """Whether ``block`` (a module or a function) can be called with the keyword ``name``
+    after its input: its call names it, or takes ``**kwargs``.
+
+    Examples:
+      >>> from phosjax.layers import TransformerBlock
+      >>> takes_keyword(TransformerBlock(2), "mask"), takes_keyword(nn.Dense(2), "mask")
+      (True, False)
+      >>> takes_keyword(lambda x, **options: x, "mask")
+      True
+    """
+    call = type(block).__call__ if isinstance(block, nn.Module) else block
+    return any(
+        p.kind == p.VAR_KEYWORD
+        or (p.name == name and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+        for p in _parameters(call, 2 if isinstance(block, nn.Module) else 1)
+    )
+
+
+def check_keywords(module: nn.Module, blocks: Any, keywords: dict[str, Any]) -> None:
+    """Raises a TypeError when one of the ``keywords`` that ``module`` (a container) was
+    called with is taken by none of its ``blocks`` (a block or a list of them), so a
+    misspelled one does not go unused.
+
+    Examples:
+      >>> import flax.linen as nn
+      >>> from phosjax.layers import Residual
+      >>> check_keywords(Residual(nn.Dense(2)), nn.Dense(2), {"mask": None})
+      Traceback (most recent call last):
+      ...
+      TypeError: Residual was called with the keyword 'mask', which none of its blocks takes ...
+    """
+    blocks = blocks if isinstance(blocks, list | tuple) else [blocks]
+    for name in keywords:
+        if not any(takes_keyword(block, name) for block in blocks):
+            kinds = ", ".join(getattr(b, "__qualname__", type(b).__name__) for b in blocks)
+            raise TypeError(
+                f"{type(module).__name__} was called with the keyword {name!r}, which none of "
+                f"its blocks takes ({kinds}); pass it to a container only when one of its "
+                f"blocks' calls names it (or takes **kwargs)."
+            )
+
+
+def call_block(block: nn.Module, x: jax.Array, train: bool, **keywords: Any) -> Any:
     """Calls ``block`` on ``x``, passing the train flag the way its ``__call__`` takes it
-    (see `train_args`): positionally when it is the parameter after ``x``.
+    (see `train_args`): positionally when it is the parameter after ``x``; and those of
+    the ``keywords`` (a container's extra call arguments, such as an attention ``mask``)
+    that its call takes (see `takes_keyword`), by keyword.
 
     A block lifted with ``nn.remat`` (or ``nn.jit``) must declare the flag static, as
     ``nn.remat(Block, static_argnums=(2,))`` (``self``, ``x``, ``train``); otherwise it is
@@ -146,9 +191,12 @@ def call_block(block: nn.Module, x: jax.Array, train: bool) -> Any:
       ...         return x if deterministic else x + 1
       >>> [call_block(Noisy(), 0, train) for train in (True, False)]
       [1, 0]
+      >>> call_block(lambda x, mask=1: x * mask, 3, True, mask=2, ignored=0)
+      6
     """
     args, kwargs = train_args(block, train)
-    return block(x, *args, **kwargs)
+    taken = {name: value for name, value in keywords.items() if takes_keyword(block, name)}
+    return block(x, *args, **kwargs, **taken)
 
 
 def check_block(block: Any, what: str, *, functions: bool = True) -> None:

@@ -17,6 +17,7 @@ from phosjax.layers._common import (
     call_block,
     check_block,
     check_blocks,
+    check_keywords,
     check_shape,
     checked_finite,
     compute_dtype,
@@ -71,8 +72,9 @@ class Choice(nn.Module):
     param_dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = False, **keywords: Any) -> jax.Array:
         check_blocks(self, "branches", "branch")
+        check_keywords(self, self.branches, keywords)
         if not self.branches:
             raise ValueError("Choice needs at least one branch, got an empty `branches`.")
         num = len(self.branches)
@@ -97,7 +99,7 @@ class Choice(nn.Module):
         outputs = []
         for i, branch in enumerate(self.branches):
             with path_weight(self, f"branch_{i}", weights[..., i]):
-                outputs.append(call_block(branch, x, train))
+                outputs.append(call_block(branch, x, train, **keywords))
             if i == 0 and getattr(outputs[0], "shape", None) is None:
                 raise ValueError(
                     f"Choice's branch 0 must return an array, but returned {returned(outputs[0])}."
@@ -135,13 +137,14 @@ class GatedSkip(nn.Module):
     param_dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = False, **keywords: Any) -> jax.Array:
         check_block(self.block, "GatedSkip's block")
+        check_keywords(self, self.block, keywords)
         init = nn.initializers.constant(checked_finite(self, "gate_init"))
         logit = self.param("gate_logit", init, (), self.param_dtype)
         gate = tag(self, "gate", nn.sigmoid(logit.astype(jnp.float32)))
         with path_weight(self, "block_weight", gate):
-            y = call_block(self.block, x, train)
+            y = call_block(self.block, x, train, **keywords)
         check_shape(y, x.shape, "GatedSkip's block must keep the input shape")
         gate = gate.astype(compute_dtype(None, y))
         return (1 - gate) * x + gate * y
@@ -172,9 +175,10 @@ class Residual(nn.Module):
     param_dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = False, **keywords: Any) -> jax.Array:
         check_block(self.block, "Residual's block")
-        y = tag(self, "residual", call_block(self.block, x, train))
+        check_keywords(self, self.block, keywords)
+        y = tag(self, "residual", call_block(self.block, x, train, **keywords))
         if getattr(y, "shape", None) is None or y.shape[:-1] != x.shape[:-1]:
             raise ValueError(
                 f"Residual's block must keep every axis but the last of the input shape "
@@ -221,9 +225,10 @@ class ReZero(nn.Module):
     param_dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = False, **keywords: Any) -> jax.Array:
         check_block(self.block, "ReZero's block")
+        check_keywords(self, self.block, keywords)
         alpha = self.param("alpha", nn.initializers.zeros, (), self.param_dtype)
-        y = call_block(self.block, x, train)
+        y = call_block(self.block, x, train, **keywords)
         check_shape(y, x.shape, "ReZero's block must keep the input shape")
         return x + tag(self, "residual", alpha.astype(compute_dtype(None, y)) * y)

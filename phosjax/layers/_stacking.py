@@ -1,6 +1,7 @@
 """Stacking layers: a list of layers in order, and one block repeated with `nn.scan`."""
 
 import collections.abc as abc
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -10,6 +11,7 @@ from phosjax.layers._common import (
     call_block,
     check_block,
     check_blocks,
+    check_keywords,
     check_shape,
     checked_size,
     compute_dtype,
@@ -23,6 +25,9 @@ class Sequence(nn.Module):
     in training: as ``train`` (`DropPath`...), or as ``deterministic`` /
     ``use_running_average`` set to ``not train`` (`flax.linen.Dropout`,
     `flax.linen.BatchNorm`). Plain functions are not allowed (wrap them in a module).
+
+    Other keywords of the call (an attention ``mask``) go to the layers whose call takes
+    them (see `phosjax.layers`).
 
     Attributes:
       layers: the modules to apply, first to last.
@@ -39,10 +44,11 @@ class Sequence(nn.Module):
     layers: abc.Sequence[nn.Module]
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = False, **keywords: Any) -> jax.Array:
         check_blocks(self, "layers", "layer", functions=False)
+        check_keywords(self, self.layers, keywords)
         for layer in self.layers:
-            x = call_block(layer, x, train)
+            x = call_block(layer, x, train, **keywords)
         return x
 
 
@@ -54,6 +60,9 @@ class Repeat(nn.Module):
     its auxiliary losses and path weights (``variable_axes=scan_axes(params=0, ...)``),
     so probing returns one value per layer stacked on axis 0. The output keeps the
     input's dtype (the scan carry); an integer input is carried in float32.
+
+    Other keywords of the call (an attention ``mask``) go to every layer, broadcast
+    over the scan (see `phosjax.layers`).
 
     Attributes:
       block: a Flax module (`flax.linen.scan` stacks its parameters; wrap a function in
@@ -71,18 +80,31 @@ class Repeat(nn.Module):
       (3, 4, 4)
       >>> px.probe(layer, variables, x, "block/residual")[1]["block/residual"].shape
       (3, 2, 4)
+
+      Other keywords of the call go to the block (see `phosjax.layers`), every layer
+      getting the same value:
+
+      >>> from phosjax.layers import TransformerBlock
+      >>> layer = Repeat(TransformerBlock(num_heads=2), num_layers=2)
+      >>> x = jnp.ones((2, 5, 4)); variables = layer.init(jax.random.key(0), x)
+      >>> real = jnp.arange(5) < jnp.array([[5], [3]])  # example 1: 3 tokens, 2 padded
+      >>> layer.apply(variables, x, mask=real).shape
+      (2, 5, 4)
     """
 
     block: nn.Module
     num_layers: int
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = False, **keywords: Any) -> jax.Array:
         check_block(self.block, "Repeat's block", functions=False)
+        check_keywords(self, self.block, keywords)
         num_layers = checked_size(self, "num_layers")
 
-        def body(block: nn.Module, carry: jax.Array, _: None) -> tuple[jax.Array, None]:
-            y = call_block(block, carry, train)
+        def body(
+            block: nn.Module, carry: jax.Array, shared: dict[str, Any]
+        ) -> tuple[jax.Array, None]:
+            y = call_block(block, carry, train, **shared)
             check_shape(y, carry.shape, "Repeat's block must keep the input shape")
             return y.astype(carry.dtype), None
 
@@ -90,7 +112,8 @@ class Repeat(nn.Module):
             body,
             variable_axes=scan_axes(params=0, batch_stats=0),
             split_rngs={"params": True, "dropout": True},
+            in_axes=nn.broadcast,
             length=num_layers,
         )
-        x, _ = scanned(self.block, x.astype(compute_dtype(None, x)), None)
+        x, _ = scanned(self.block, x.astype(compute_dtype(None, x)), keywords)
         return x

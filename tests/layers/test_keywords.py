@@ -1,0 +1,65 @@
+"""Containers pass their call's extra keywords (an attention ``mask``) to their blocks."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from phosjax.layers import Choice, Repeat, Residual, ReZero, Sequence, TransformerBlock
+
+X = jax.random.normal(jax.random.key(0), (2, 5, 8))
+REAL = jnp.arange(5) < jnp.array([[5], [3]])  # example 1 has 2 padded tokens
+
+
+def one_by_one(stacked: dict, x: jax.Array, mask: jax.Array) -> jax.Array:
+    """The Repeat's blocks, each with its own params, applied in turn with ``mask``."""
+    for i in range(3):
+        params = jax.tree.map(lambda a, i=i: a[i], stacked)
+        x = TransformerBlock(2).apply({"params": params}, x, mask=mask)
+    return x
+
+
+@pytest.mark.parametrize("lifted", [False, True])
+def test_masked_repeat_equals_the_blocks_one_by_one(lifted):
+    block = nn.remat(TransformerBlock, static_argnums=(2,))(2) if lifted else TransformerBlock(2)
+    layer = Repeat(block, num_layers=3)
+    variables = layer.init(jax.random.key(1), X)
+    out = jax.jit(lambda v, x, m: layer.apply(v, x, mask=m))(variables, X, REAL)
+    expected = one_by_one(variables["params"]["block"], X, REAL)
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+    assert not np.allclose(out, layer.apply(variables, X), atol=1e-3)  # the mask counts
+
+
+def test_masked_sequence_equals_the_blocks_one_by_one():
+    layer = Sequence([TransformerBlock(2), nn.Dense(8), TransformerBlock(2)])  # Dense: no mask
+    variables = layer.init(jax.random.key(1), X)
+    params = variables["params"]
+    expected = TransformerBlock(2).apply({"params": params["layers_0"]}, X, mask=REAL)
+    expected = nn.Dense(8).apply({"params": params["layers_1"]}, expected)
+    expected = TransformerBlock(2).apply({"params": params["layers_2"]}, expected, mask=REAL)
+    np.testing.assert_allclose(layer.apply(variables, X, mask=REAL), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Repeat(TransformerBlock(2), num_layers=3),
+        lambda: Sequence([TransformerBlock(2), TransformerBlock(2)]),
+        lambda: Residual(Repeat(ReZero(TransformerBlock(2)), num_layers=2)),
+        lambda: Choice([TransformerBlock(2), TransformerBlock(2)]),
+    ],
+)
+def test_padded_inputs_do_not_change_real_outputs(make):
+    layer = make()
+    variables = layer.init(jax.random.key(1), X)
+    other = X.at[1, 3:].set(100.0)  # new values in example 1's padded tokens
+    apply = jax.vmap(lambda x, m: layer.apply(variables, x[None], mask=m[None])[0])
+    out, out_other = apply(X, REAL), apply(other, REAL)
+    np.testing.assert_allclose(out[1, :3], out_other[1, :3], atol=1e-5)
+    np.testing.assert_allclose(out[0], out_other[0], atol=1e-5)
+
+
+def test_a_keyword_no_block_takes_is_an_error_naming_both():
+    with pytest.raises(TypeError, match=r"Repeat .* keyword 'maks'.* \(TransformerBlock\)"):
+        Repeat(TransformerBlock(2), num_layers=2).init(jax.random.key(0), X, maks=REAL)
