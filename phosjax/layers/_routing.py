@@ -11,6 +11,47 @@ from phosjax.core import Range, aux_loss, knob, tag
 from phosjax.layers._common import checked_size, compute_dtype, input_width
 
 
+def _real_tokens(mask: Any, tokens: tuple[int, ...]) -> jax.Array | None:
+    """``mask`` (true or nonzero: a real token) as float32 weights of the ``tokens``
+    (the input's shape but its features), one per token; None when ``mask`` is None.
+
+    Raises:
+      ValueError: ``mask`` does not broadcast to ``tokens`` (both shapes named).
+
+    Examples:
+      >>> _real_tokens(jnp.array([[1, 1, 0]]), (2, 3)).tolist()
+      [[1.0, 1.0, 0.0], [1.0, 1.0, 0.0]]
+    """
+    if mask is None:
+        return None
+    mask = jnp.asarray(mask)
+    fits = mask.ndim == len(tokens) and all(
+        size in (1, full) for size, full in zip(mask.shape, tokens, strict=True)
+    )
+    if not fits:
+        raise ValueError(
+            f"MixtureOfExperts mask must have the shape of the tokens {tokens} (the input's "
+            f"but its features; true: a real token), axes of size 1 broadcasting, but got "
+            f"{mask.shape}."
+        )
+    return jnp.broadcast_to(mask.astype(bool), tokens).astype(jnp.float32)
+
+
+def _token_mean(values: jax.Array, real: jax.Array | None) -> jax.Array:
+    """The mean of ``values`` ``(..., E)`` over the tokens, ``(E,)``: over the ``real``
+    ones (weights ``(...)``) when given, zeros when there are none.
+
+    Examples:
+      >>> _token_mean(jnp.array([[1.0, 0.0], [0.0, 1.0], [9.0, 9.0]]), jnp.array([1.0, 1, 0]))
+      Array([0.5, 0.5], dtype=float32)
+    """
+    flat = values.reshape(-1, values.shape[-1])
+    if real is None:
+        return flat.mean(0)
+    weights = real.reshape(-1, 1)
+    return (flat * weights).sum(0) / jnp.maximum(weights.sum(), 1.0)
+
+
 class MixtureOfExperts(nn.Module):
     """Mixture of MLP experts, each token routed to its ``top_k`` experts.
 
@@ -28,6 +69,13 @@ class MixtureOfExperts(nn.Module):
     its mean router probability; it is 1.0 for uniform router probabilities and grows
     as routing concentrates. ``balance_weight * balance`` (a knob, default 0.01, a finite
     number >= 0) is raised as the aux loss ``balance``.
+
+    The call's ``mask`` (the input's shape but its features, axes of size 1
+    broadcasting; true or nonzero: a real token) leaves padded tokens out of the
+    balance loss and the load: both count only real tokens, as if the padding were
+    not in the batch (no real token: both 0). Padded tokens are still routed and
+    computed as the others, so the output does not depend on the mask (mask it
+    downstream, as attention does with the same ``mask``).
 
     Tags ``router_probs`` (``(..., num_experts)``), ``expert_load``
     (``(num_experts,)``, sums to 1) and ``balance`` (the unweighted loss).
@@ -49,6 +97,10 @@ class MixtureOfExperts(nn.Module):
       >>> out, found = px.probe(layer, variables, x, "expert_load")
       >>> out.shape, round(float(found["expert_load"].sum()), 6)
       ((2, 5, 8), 1.0)
+      >>> real = jnp.arange(5) < jnp.array([[5], [2]])  # example 1: 2 tokens, 3 padded
+      >>> _, found = px.probe(layer, variables, x, "expert_load", mask=real)
+      >>> round(float(found["expert_load"].sum()), 6)
+      1.0
     """
 
     num_experts: int = 4
@@ -59,7 +111,7 @@ class MixtureOfExperts(nn.Module):
     param_dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, *, mask: Any = None) -> jax.Array:
         experts = checked_size(self, "num_experts")
         top_k = self.top_k
         if (
@@ -72,6 +124,7 @@ class MixtureOfExperts(nn.Module):
                 f"got {top_k!r}."
             )
         width = input_width(self, x)
+        real = _real_tokens(mask, x.shape[:-1])
         features = checked_size(self, "features", width)
         hidden = checked_size(self, "hidden_features", 2 * width)
         dtype = compute_dtype(self.dtype, x)
@@ -83,8 +136,8 @@ class MixtureOfExperts(nn.Module):
         chosen = jax.nn.one_hot(chosen_index, experts, dtype=probs.dtype).sum(-2)
         gates = probs * chosen
 
-        load = tag(self, "expert_load", chosen.reshape(-1, experts).mean(0) / self.top_k)
-        mean_prob = probs.reshape(-1, experts).mean(0)
+        load = tag(self, "expert_load", _token_mean(chosen, real) / self.top_k)
+        mean_prob = _token_mean(probs, real)
         balance = tag(self, "balance", experts * jnp.sum(load * mean_prob))
         weight = knob(
             self, "balance_weight", 0.01, doc="weight of the load-balancing loss", valid=Range(ge=0)

@@ -208,6 +208,28 @@ def test_moe_balance_loss_is_one_for_uniform_routing_and_larger_when_concentrate
     )
 
 
+def test_moe_balance_with_padding_masked_equals_the_unpadded_batch(key):
+    layer = L.MixtureOfExperts(num_experts=4, top_k=2)
+    x = jax.random.normal(key, (2, 5, 4))
+    real = jnp.arange(5) < jnp.array([[5], [2]])  # example 1: 2 real tokens, 3 padded
+    variables = layer.init(key, x)
+    names = ["balance", "expert_load"]
+    out, masked = px.probe(layer, variables, x, names, mask=real)
+    _, unpadded = px.probe(layer, variables, jnp.concatenate([x[0], x[1, :2]]), names)
+    for name in names:
+        np.testing.assert_allclose(masked[name], unpadded[name], rtol=1e-5, atol=1e-7)
+    _, padded = px.probe(layer, variables, x, names)
+    assert not np.allclose(padded["expert_load"], unpadded["expert_load"])
+    np.testing.assert_array_equal(out, layer.apply(variables, x))  # padding still routed
+
+
+def test_moe_mask_of_the_wrong_shape_names_both_shapes(key):
+    layer = L.MixtureOfExperts(num_experts=2)
+    x = jnp.ones((2, 5, 4))
+    with pytest.raises(ValueError, match=r"tokens \(2, 5\) .* got \(5, 2\)"):
+        layer.init(key, x, mask=jnp.ones((5, 2)))
+
+
 def test_attention_rows_sum_to_one_and_entropy_matches_numpy(key):
     layer = L.MultiHeadSelfAttention(num_heads=2, causal=True)
     x = jax.random.normal(key, (3, 5, 4))
