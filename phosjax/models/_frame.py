@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core import tag
-from phosjax.layers._common import call_block
+from phosjax.layers._common import call_block, check_keywords
 from phosjax.models._kinds import view_as
 
 POOLS = ("mean", "max", "flatten", "last")
@@ -49,6 +49,13 @@ class Frame(nn.Module):
     else is an error that names the block and both shapes. Usually built by
     `build_model` from a `ModelConfig`; the registry constructs the stem and blocks.
 
+    The call's optional ``mask`` goes to the blocks whose call takes it (an error when
+    none does), not to the stem: for `TransformerBlock` blocks it is an attention mask
+    over the tokens they see, the stem's output (``(batch, tokens)``, true for a real
+    token; the transformer's ``Patches`` stem makes ``length // patch_size`` tokens),
+    so padded tokens' inputs do not change real tokens' block outputs. The head's
+    pooling still takes every token.
+
     Tagged values: ``stem/out``, ``blocks_<i>/out`` (each block's output), ``features``
     (pooled) and ``logits``, plus whatever the stem and blocks tag themselves.
 
@@ -75,6 +82,13 @@ class Frame(nn.Module):
       >>> logits, variables = jax.eval_shape(frame.init_with_output, jax.random.key(0), x)
       >>> logits.shape, sorted(variables["params"])
       ((2, 3), ['blocks_0', 'head', 'stem'])
+      >>> from phosjax.layers import TransformerBlock
+      >>> frame = Frame(num_classes=3, input_shape=(4, 2), input_kind="sequence", widths=(2,),
+      ...               depth=1, blocks=(TransformerBlock(num_heads=1),))
+      >>> real = jnp.array([[True, True, False, False]])  # 2 tokens, 2 padded
+      >>> x = jnp.ones((1, 4, 2)); variables = frame.init(jax.random.key(0), x)
+      >>> frame.apply(variables, x, mask=real).shape
+      (1, 3)
     """
 
     num_classes: int
@@ -89,7 +103,7 @@ class Frame(nn.Module):
     param_dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = False, *, mask: Any = None) -> jax.Array:
         if x.shape[1:] != tuple(self.input_shape):
             raise ValueError(
                 f"{type(self).__name__} was built for examples of shape {self.input_shape}; "
@@ -102,17 +116,21 @@ class Frame(nn.Module):
             )
         if self.pool not in POOLS:
             raise ValueError(f"pool {self.pool!r} is not one of {POOLS}")
+        keywords = {} if mask is None else {"mask": mask}
+        check_keywords(self, self.blocks, keywords)
         h = view_as(x, self.input_kind)
         if self.stem is not None:
             h = self._run(self.stem, h, train, self.widths[0])
         for i, block in enumerate(self.blocks):
-            h = self._run(block, h, train, self.widths[i // self.depth])
+            h = self._run(block, h, train, self.widths[i // self.depth], **keywords)
         h = tag(self, "features", _pool(h, self.pool))
         h = nn.Dropout(self.dropout, deterministic=not train)(h)
         head = nn.Dense(self.num_classes, param_dtype=self.param_dtype, name="head")
         return tag(self, "logits", head(h))
 
-    def _run(self, module: nn.Module, h: jax.Array, train: bool, features: int) -> jax.Array:
-        out = call_block(module, h, train)
+    def _run(
+        self, module: nn.Module, h: jax.Array, train: bool, features: int, **keywords: Any
+    ) -> jax.Array:
+        out = call_block(module, h, train, **keywords)
         _check_features(module, h, out, features)
         return tag(module, "out", out)

@@ -328,3 +328,30 @@ def test_options_that_cannot_build_are_refused_when_the_config_resolves(
 def test_a_patch_as_long_as_the_sequence_and_top_k_of_every_expert_resolve():
     assert ModelConfig("transformer", NUM_CLASSES, (8,), options={"patch_size": 8}).resolved()
     assert ModelConfig("moenet", NUM_CLASSES, MNIST1D, options={"top_k": 4}).resolved()
+
+
+def test_the_transformer_takes_a_padding_mask_that_its_blocks_honour():
+    config = ModelConfig("transformer", NUM_CLASSES, MNIST1D, **TINY["transformer"])
+    model = build_model(config)  # patch_size 8: 5 tokens
+    x = jax.random.normal(jax.random.key(0), (2, *MNIST1D))
+    variables = model.init(jax.random.key(1), x)
+    assert jax.tree.map(jnp.shape, variables) == jax.tree.map(
+        jnp.shape, model.init(jax.random.key(1), x, mask=jnp.ones((2, 5), bool))
+    )
+    everything = jnp.ones((2, 5), bool)
+    np.testing.assert_allclose(
+        model.apply(variables, x, mask=everything), model.apply(variables, x), atol=1e-6
+    )
+    real = jnp.arange(5) < jnp.array([[5], [3]])  # example 1: tokens 3 and 4 padded
+    other = x.at[1, 24:].set(50.0)  # new values in example 1's padded tokens
+    outs = [px.probe(model, variables, v, "blocks_0/out", mask=real)[1] for v in (x, other)]
+    first, second = (found["blocks_0/out"] for found in outs)
+    np.testing.assert_allclose(first[1, :3], second[1, :3], atol=1e-5)
+    np.testing.assert_allclose(first[0], second[0], atol=1e-5)
+
+
+def test_a_mask_for_a_model_whose_blocks_take_none_names_them():
+    model = build_model(ModelConfig("mlp", NUM_CLASSES, MNIST1D, **TINY["mlp"]))
+    x = jnp.ones((2, *MNIST1D))
+    with pytest.raises(TypeError, match=r"Frame .* keyword 'mask'.* \(DenseBlock\)"):
+        model.init(jax.random.key(0), x, mask=jnp.ones((2, 40), bool))
