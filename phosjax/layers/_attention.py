@@ -8,7 +8,13 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core import tag
-from phosjax.layers._common import checked_rate, checked_size, compute_dtype, input_width
+from phosjax.layers._common import (
+    broadcasts_to,
+    checked_rate,
+    checked_size,
+    compute_dtype,
+    input_width,
+)
 
 
 def _entropy(weights: jax.Array, log_weights: jax.Array) -> jax.Array:
@@ -40,13 +46,9 @@ def _attention_mask(
         return causal_mask
     mask = jnp.asarray(mask)
     keys, pairs = (*batch, length), (*batch, heads, length, length)
-    fits = lambda shape: (
-        mask.ndim == len(shape)
-        and all(size in (1, full) for size, full in zip(mask.shape, shape, strict=True))
-    )
-    if fits(keys):
+    if broadcasts_to(mask.shape, keys):
         mask = mask[..., None, None, :]
-    elif not fits(pairs):
+    elif not broadcasts_to(mask.shape, pairs):
         raise ValueError(
             f"MultiHeadSelfAttention mask must have the shape {keys} (the keys each query "
             f"may attend) or {pairs} (query-key pairs, batch and heads), axes of size 1 "

@@ -246,6 +246,18 @@ def check_blocks(module: nn.Module, name: str, one: str, *, functions: bool = Tr
         check_block(block, f"{owner}'s {one} {i}", functions=functions)
 
 
+def broadcasts_to(shape: tuple[int, ...], full: tuple[int, ...]) -> bool:
+    """Whether an array of ``shape`` (a mask) has ``full``'s axes, each of its size or 1.
+
+    Examples:
+      >>> broadcasts_to((1, 5), (2, 5)), broadcasts_to((5,), (2, 5)), broadcasts_to((2, 4), (2, 5))
+      (True, False, False)
+    """
+    return len(shape) == len(full) and all(
+        size in (1, whole) for size, whole in zip(shape, full, strict=True)
+    )
+
+
 def returned(y: Any) -> str:
     """What a block returned, for an error: its shape, or its type if it is no array.
 

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core import Range, aux_loss, knob, tag
-from phosjax.layers._common import checked_size, compute_dtype, input_width
+from phosjax.layers._common import broadcasts_to, checked_size, compute_dtype, input_width
 
 
 def _real_tokens(mask: Any, tokens: tuple[int, ...]) -> jax.Array | None:
@@ -25,10 +25,7 @@ def _real_tokens(mask: Any, tokens: tuple[int, ...]) -> jax.Array | None:
     if mask is None:
         return None
     mask = jnp.asarray(mask)
-    fits = mask.ndim == len(tokens) and all(
-        size in (1, full) for size, full in zip(mask.shape, tokens, strict=True)
-    )
-    if not fits:
+    if not broadcasts_to(mask.shape, tokens):
         raise ValueError(
             f"MixtureOfExperts mask must have the shape of the tokens {tokens} (the input's "
             f"but its features; true: a real token), axes of size 1 broadcasting, but got "
