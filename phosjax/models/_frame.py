@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core import tag
-from phosjax.layers._common import call_block, check_keywords
+from phosjax.layers._common import broadcasts_to, call_block, check_keywords
 from phosjax.models._kinds import view_as
 
 POOLS = ("mean", "max", "flatten", "last")
@@ -30,9 +30,51 @@ def _check_features(module: nn.Module, x: jax.Array, y: Any, features: int) -> N
         )
 
 
-def _pool(h: jax.Array, pool: str) -> jax.Array:
+def _padding(mask: Any, h: jax.Array) -> jax.Array | None:
+    """``mask`` as booleans ``(batch, tokens)``, the tokens of ``h`` ``(batch, ..., C)``
+    in order, when it is a padding mask of them (``h.shape[:-1]``, axes of size 1
+    broadcasting); None for no mask, a per-pair attention mask, or an ``h`` of no tokens.
+
+    Examples:
+      >>> h = jnp.ones((2, 3, 4))
+      >>> _padding(jnp.array([[1, 1, 0]]), h).tolist(), _padding(jnp.ones((2, 1, 3, 3)), h)
+      ([[True, True, False], [True, True, False]], None)
+    """
+    if mask is None or h.ndim < 3 or not broadcasts_to(jnp.shape(mask), h.shape[:-1]):
+        return None
+    real = jnp.broadcast_to(jnp.asarray(mask).astype(bool), h.shape[:-1])
+    return real.reshape(h.shape[0], -1)
+
+
+def _pool_real(h: jax.Array, pool: str, real: jax.Array) -> jax.Array:
+    """``h`` ``(batch, ..., C)`` pooled over the tokens that ``real`` ``(batch, tokens)``
+    keeps: their mean, max or last one, or all flattened with the others zeroed; an
+    example with no real token pools to zeros (its last token for ``"last"``).
+
+    Examples:
+      >>> h, real = jnp.array([[[1.0], [3.0], [9.0]]]), jnp.array([[True, True, False]])
+      >>> [_pool_real(h, pool, real).tolist() for pool in POOLS]
+      [[[2.0]], [[3.0]], [[1.0, 3.0, 0.0]], [[3.0]]]
+    """
+    tokens, kept = h.reshape(h.shape[0], -1, h.shape[-1]), real[..., None]
+    if pool == "flatten":
+        return jnp.where(kept, tokens, 0).reshape(h.shape[0], -1)
+    if pool == "last":
+        last = real.shape[1] - 1 - jnp.argmax(real[:, ::-1], axis=1)
+        return jnp.take_along_axis(tokens, last[:, None, None], axis=1)[:, 0]
+    count = real.sum(1, keepdims=True)
+    if pool == "mean":
+        return jnp.where(kept, tokens, 0).sum(1) / jnp.maximum(count, 1).astype(h.dtype)
+    return jnp.where(count > 0, jnp.where(kept, tokens, -jnp.inf).max(1), 0).astype(h.dtype)
+
+
+def _pool(h: jax.Array, pool: str, real: jax.Array | None = None) -> jax.Array:
+    """``h`` ``(batch, ..., C)`` reduced to ``(batch, C')`` as ``pool`` says, over the
+    ``real`` tokens only when given (see `_pool_real`)."""
     if h.ndim == 2:
         return h
+    if real is not None:
+        return _pool_real(h, pool, real)
     if pool == "flatten":
         return h.reshape(h.shape[0], -1)
     if pool == "last":
@@ -53,8 +95,11 @@ class Frame(nn.Module):
     none does), not to the stem: for `TransformerBlock` blocks it is an attention mask
     over the tokens they see, the stem's output (``(batch, tokens)``, true for a real
     token; the transformer's ``Patches`` stem makes ``length // patch_size`` tokens),
-    so padded tokens' inputs do not change real tokens' block outputs. The head's
-    pooling still takes every token.
+    so padded tokens' inputs do not change real tokens' block outputs. A padding mask
+    (``(batch, tokens)``) also leaves the padded tokens out of the head's pooling (the
+    mean, max or last of the real tokens; ``"flatten"`` zeroes the padded ones), so they
+    do not change the logits either; a per-pair mask does not (the pooling takes every
+    token).
 
     Tagged values: ``stem/out``, ``blocks_<i>/out`` (each block's output), ``features``
     (pooled) and ``logits``, plus whatever the stem and blocks tag themselves.
@@ -123,7 +168,7 @@ class Frame(nn.Module):
             h = self._run(self.stem, h, train, self.widths[0])
         for i, block in enumerate(self.blocks):
             h = self._run(block, h, train, self.widths[i // self.depth], **keywords)
-        h = tag(self, "features", _pool(h, self.pool))
+        h = tag(self, "features", _pool(h, self.pool, _padding(mask, h)))
         h = nn.Dropout(self.dropout, deterministic=not train)(h)
         head = nn.Dense(self.num_classes, param_dtype=self.param_dtype, name="head")
         return tag(self, "logits", head(h))

@@ -355,3 +355,20 @@ def test_a_mask_for_a_model_whose_blocks_take_none_names_them():
     x = jnp.ones((2, *MNIST1D))
     with pytest.raises(TypeError, match=r"Frame .* keyword 'mask'.* \(DenseBlock\)"):
         model.init(jax.random.key(0), x, mask=jnp.ones((2, 40), bool))
+
+
+@pytest.mark.parametrize("pool", ["mean", "max", "last", "flatten"])
+def test_a_padding_mask_leaves_padded_tokens_out_of_the_logits(pool):
+    options = {**TINY["transformer"]["options"], "pool": pool}
+    config = ModelConfig(
+        "transformer", NUM_CLASSES, MNIST1D, **{**TINY["transformer"], "options": options}
+    )
+    model = build_model(config)  # patch_size 8: 5 tokens
+    x = jax.random.normal(jax.random.key(0), (2, *MNIST1D))
+    variables = model.init(jax.random.key(1), x)
+    real = jnp.arange(5) < jnp.array([[5], [3]])  # example 1: tokens 3 and 4 padded
+    other = x.at[1, 24:].set(50.0)
+    logits, other_logits = (model.apply(variables, v, mask=real) for v in (x, other))
+    np.testing.assert_allclose(logits, other_logits, atol=1e-5)
+    short = model.apply(variables, x, mask=jnp.ones((2, 5), bool))
+    np.testing.assert_allclose(short[0], logits[0], atol=1e-5)  # example 0 has no padding
