@@ -38,10 +38,12 @@ def _parameters(call: Any, inputs: int) -> list[inspect.Parameter]:
     return parameters[taken:]
 
 
-def _find_train_parameter(call: Any, inputs: int) -> tuple[str, bool] | None:
+def _find_train_parameter(
+    call: Any, inputs: int, keywords: frozenset[str] = frozenset()
+) -> tuple[str, bool] | None:
     """The parameter of ``call`` that takes the train flag when ``call`` gets ``inputs``
-    positional arguments (``self`` counted), and whether it can be passed positionally
-    (it comes right after the inputs); None when there is none.
+    positional arguments (``self`` counted) and the named ``keywords``, and whether it
+    can be passed positionally (it comes right after the inputs); None when there is none.
 
     ``*args``/``**kwargs`` do not count: ``nn.Sequential`` would forward the flag to a layer
     that does not take it.
@@ -61,14 +63,16 @@ def _find_train_parameter(call: Any, inputs: int) -> tuple[str, bool] | None:
         p.name
         for p in parameters
         if p.name not in TRAIN_FLAGS
+        and p.name not in keywords
         and p.default is p.empty
         and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
     ]
     if required:
         raise TypeError(
             f"{name} requires the parameter {required[0]!r}, which phosjax cannot "
-            f"pass: a block is called with its input(s) and at most one of {TRAIN_FLAGS} (rename "
-            f"a train flag to `train`, or give {required[0]!r} a default)."
+            f"pass: a block is called with its input(s), at most one of {TRAIN_FLAGS} and the "
+            f"keywords its container is called with (rename a train flag to `train`, give "
+            f"{required[0]!r} a default, or, in a phosjax container, pass it to its call)."
         )
     if not flags:
         return None
@@ -80,13 +84,15 @@ _train_parameter = functools.lru_cache(maxsize=256)(_find_train_parameter)
 """`_find_train_parameter` cached, for module classes' ``__call__``."""
 
 
-def _train_flag(block: Any, train: bool, inputs: int) -> tuple[str, bool, bool] | None:
+def _train_flag(
+    block: Any, train: bool, inputs: int, keywords: frozenset[str]
+) -> tuple[str, bool, bool] | None:
     """The flag to pass ``block`` in mode ``train``: its parameter's name, its value and
     whether it can go positionally; None when none is to be passed (see `train_args`)."""
     if isinstance(block, nn.Module):
-        found = _train_parameter(type(block).__call__, 1 + inputs)
+        found = _train_parameter(type(block).__call__, 1 + inputs, keywords)
     else:  # functions need not be hashable, so no cache
-        found = _find_train_parameter(block, inputs)
+        found = _find_train_parameter(block, inputs, keywords)
     if found is None:
         return None
     name, positional = found
@@ -98,7 +104,7 @@ def _train_flag(block: Any, train: bool, inputs: int) -> tuple[str, bool, bool] 
 
 
 def train_args(
-    block: Any, train: bool, inputs: int = 1
+    block: Any, train: bool, inputs: int = 1, keywords: frozenset[str] = frozenset()
 ) -> tuple[tuple[bool, ...], dict[str, bool]]:
     """The argument that tells ``block`` (a module or a function) the mode, as
     ``(args, kwargs)``.
@@ -109,6 +115,9 @@ def train_args(
     other block. Positional when the parameter comes right after the ``inputs``
     positional inputs, so lifted blocks (``nn.remat``, ``nn.jit``) can mark it static with
     ``static_argnums``; by keyword otherwise.
+
+    ``keywords`` are the other parameters the block will be given by name (a container's
+    keywords, see `call_block`), which it may require.
 
     Raises:
       TypeError: the block takes several of these flags, or requires another parameter.
@@ -122,7 +131,7 @@ def train_args(
       >>> train_args(lambda a, b, *, is_training=False: a, True, inputs=2)
       ((), {'is_training': True})
     """
-    flag = _train_flag(block, train, inputs)
+    flag = _train_flag(block, train, inputs, keywords)
     if flag is None:
         return (), {}
     name, value, positional = flag
@@ -194,8 +203,8 @@ def call_block(block: nn.Module, x: jax.Array, train: bool, **keywords: Any) -> 
       >>> call_block(lambda x, mask=1: x * mask, 3, True, mask=2, ignored=0)
       6
     """
-    args, kwargs = train_args(block, train)
     taken = {name: value for name, value in keywords.items() if takes_keyword(block, name)}
+    args, kwargs = train_args(block, train, keywords=frozenset(taken))
     return block(x, *args, **kwargs, **taken)
 
 

@@ -63,3 +63,19 @@ def test_padded_inputs_do_not_change_real_outputs(make):
 def test_a_keyword_no_block_takes_is_an_error_naming_both():
     with pytest.raises(TypeError, match=r"Repeat .* keyword 'maks'.* \(TransformerBlock\)"):
         Repeat(TransformerBlock(2), num_layers=2).init(jax.random.key(0), X, maks=REAL)
+
+
+class NeedsMask(nn.Module):
+    """A block whose call requires its ``mask``."""
+
+    @nn.compact
+    def __call__(self, x, train: bool = False, *, mask):
+        return x * mask[..., None]
+
+
+@pytest.mark.parametrize("make", [lambda: Repeat(NeedsMask(), 2), lambda: Sequence([NeedsMask()])])
+def test_a_block_that_requires_the_keyword_gets_it(make):
+    out = make().apply({}, X, mask=REAL)
+    np.testing.assert_array_equal(out, X * REAL[..., None])
+    with pytest.raises(TypeError, match=r"requires the parameter 'mask'.* pass it to its call"):
+        make().apply({}, X)
