@@ -74,9 +74,9 @@ class Choice(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, **keywords: Any) -> jax.Array:
         check_blocks(self, "branches", "branch")
-        check_keywords(self, self.branches, keywords)
         if not self.branches:
             raise ValueError("Choice needs at least one branch, got an empty `branches`.")
+        check_keywords(self, self.branches, keywords)
         num = len(self.branches)
         if self.per_example:
             if x.ndim < 2:

@@ -79,3 +79,10 @@ def test_a_block_that_requires_the_keyword_gets_it(make):
     np.testing.assert_array_equal(out, X * REAL[..., None])
     with pytest.raises(TypeError, match=r"requires the parameter 'mask'.* pass it to its call"):
         make().apply({}, X)
+
+
+def test_an_empty_container_called_with_a_keyword_says_what_is_wrong():
+    with pytest.raises(ValueError, match="Choice needs at least one branch"):
+        Choice([]).init(jax.random.key(0), X, mask=REAL)
+    with pytest.raises(TypeError, match=r"Sequence .* keyword 'mask'.* \(it has none\)"):
+        Sequence([]).init(jax.random.key(0), X, mask=REAL)
