@@ -61,9 +61,28 @@ def _is_bench_config(data: Any) -> bool:
     return bool({"models", "grid"} & set(data)) and set(data) <= fields
 
 
-def load_config(path: str) -> MorphConfig:
+_STAND_INS = {"name": "mlp", "num_classes": 1, "input_shape": (1,)}
+"""A value for each `ModelConfig` field that must be given, standing in (in a config
+file's check) for one that the command line sets."""
+
+
+def load_config(path: str, given: Sequence[str] = ()) -> MorphConfig:
     """The `MorphConfig` of the YAML file ``path``; any problem is a ValueError naming it
-    (a bench's config, the command that runs it)."""
+    (a bench's config, the command that runs it). ``given`` are the model fields that the
+    command line sets (``name``, ...): the file may leave them out (a stand-in is read).
+
+    Examples:
+      >>> import tempfile
+      >>> with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as file:
+      ...     _ = file.write("model: {name: mlp, num_classes: 10}")
+      >>> load_config(file.name, given=["input_shape"]).model.num_classes
+      10
+      >>> load_config(file.name)
+      Traceback (most recent call last):
+      ...
+      ValueError: /...yaml: ModelConfig needs the field(s) ['input_shape']; got [...]
+      >>> pathlib.Path(file.name).unlink()
+    """
     try:
         data = safe_load(pathlib.Path(path).read_text(encoding="utf-8"))
         if _is_bench_config(data):
@@ -72,6 +91,11 @@ def load_config(path: str) -> MorphConfig:
                 f"`python -m phosjax.bench.new --config {path} --dir DIR`; a MorphNet loop's "
                 "config has a model, a dataset and iterations (configs/morph_mnist1d.yaml)"
             )
+        stand_ins = {k: v for k, v in _STAND_INS.items() if k in given}
+        if stand_ins and isinstance(data, Mapping):
+            model = data.get("model", {})
+            if isinstance(model, Mapping):
+                data = {**data, "model": {**stand_ins, **model}}
         return MorphConfig.from_dict(data)
     except (OSError, yaml.YAMLError, ValueError, TypeError) as error:
         raise ValueError(f"{path}: {error}") from error
@@ -99,6 +123,12 @@ class _Parser(ConfigParser):
     own = frozenset(_OWN)
 
     def check(self, config: dict[str, Any], options: dict[str, Any]) -> None:
+        missing = _missing_model_fields(config)
+        if missing:  # as a run's usage error says it, not as ModelConfig's
+            raise ValueError(
+                f"the following arguments are required: {', '.join(missing)} (neither "
+                "the --config files nor the command line set them)"
+            )
         resolved_model(morph_config(config))
 
 
@@ -151,6 +181,38 @@ def parser() -> _Parser:
     return parser
 
 
+def _model_fields_given(argv: Sequence[str]) -> list[str]:
+    """The `ModelConfig` fields that ``argv`` sets (``--model FILE``: all of them).
+
+    Examples:
+      >>> _model_fields_given(["--config", "a.yaml", "--model.input_shape=40", "--steps", "9"])
+      ['input_shape']
+      >>> len(_model_fields_given(["--model", "m.yaml"])) == len(_MODEL_DEFAULTS)
+      True
+    """
+    options = [arg.split("=", 1)[0] for arg in argv if arg.startswith("--")]
+    if "--model" in options:
+        return list(_MODEL_DEFAULTS)
+    return [name for name in _MODEL_DEFAULTS if f"--model.{name}" in options]
+
+
+def _missing_model_fields(config: Mapping[str, Any]) -> list[str]:
+    """The options of the `ModelConfig` fields that must be given and that neither the
+    config files nor the command line set (``None`` in the parsed ``config``).
+
+    Examples:
+      >>> _missing_model_fields({"model": {"name": "mlp", "num_classes": None}})
+      ['--model.num_classes', '--model.input_shape']
+    """
+    model = config.get("model")
+    model = model if isinstance(model, Mapping) else {}
+    return [
+        f"--model.{name}"
+        for name, default in _MODEL_DEFAULTS.items()
+        if default is dataclasses.MISSING and model.get(name) is None
+    ]
+
+
 def _source(argv: Sequence[str]) -> str:
     """Where the config came from, to start an error about it: the ``--config`` files,
     and ``the command line`` where it sets keys.
@@ -189,9 +251,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = config_files_first(sys.argv[1:] if argv is None else argv)
     command_line = parser()
     refuse_unknown_options(command_line, argv)
+    given = _model_fields_given(argv)
     try:
         for path in config_files(argv):  # named, clear errors before jsonargparse's
-            load_config(path)
+            load_config(path, given)
     except ValueError as error:
         return _fail(str(error))
     source = _source(argv)

@@ -352,7 +352,13 @@ def test_a_misspelt_key_names_the_nearest_and_a_bad_value_names_where_it_came_fr
             "error: the command line (--model.name, --model.num_classes, --model.input_shape): "
             "MorphConfig.model: unknown model 'mlpp'. Did you mean 'mlp'?",
         ),
-        ([], "error: the command line: ModelConfig needs the field(s) ['name', 'num_classes', "),
+        (
+            ["--model.name", "mlp"],
+            "error: the command line (--model.name): the following arguments are required: "
+            "--model.num_classes, --model.input_shape (neither the --config files nor the "
+            "command line set them)\n",
+        ),
+        ([], "error: the command line: the following arguments are required: --model.name, "),
     ],
 )
 def test_print_config_refuses_a_model_a_run_would_refuse(tmp_path, capsys, options, expected):
@@ -369,3 +375,29 @@ def test_an_option_before_config_overrides_the_file_too(tmp_path, capsys):
         main([*argv, "--print_config"])
     assert exit_info.value.code == 0
     assert yaml.safe_load(capsys.readouterr().out)["iterations"] == 1
+
+
+@pytest.mark.parametrize(
+    "text, options",
+    [
+        ("model: {name: mlp, num_classes: 10}\niterations: 1\n", ["--model.input_shape", "40"]),
+        (
+            "iterations: 1\n",
+            ["--model.name", "mlp", "--model.num_classes=10", "--model.input_shape", "[40]"],
+        ),
+    ],
+)
+def test_the_command_line_sets_model_fields_a_config_file_leaves_out(
+    tmp_path, capsys, text, options
+):
+    """The file was checked alone first: 'ModelConfig needs the field(s) ['input_shape']'
+    (or 'MorphConfig needs a 'model''), though the command line set them."""
+    config = tmp_path / "partial.yaml"
+    config.write_text(text)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--config", str(config), "--dir", str(tmp_path / "run"), *options, "--print_config"])
+    assert exit_info.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["iterations"] == 1
+    assert (printed["model"]["name"], printed["model"]["num_classes"]) == ("mlp", 10)
+    assert cli.morph_config(printed).model.input_shape == (40,)
