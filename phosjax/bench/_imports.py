@@ -33,6 +33,8 @@ def import_all(modules: Sequence[str]) -> list[str]:
     """
     added = []
     for module in modules:
+        if "/" in module or os.sep in module or module.endswith(".py"):
+            raise BenchError(_a_path(module))
         try:
             added += import_models(module)
         except Exception as error:
@@ -107,6 +109,33 @@ def _is_part(name: str, module: str) -> bool:
       (True, False)
     """
     return module == name or module.startswith(f"{name}.")
+
+
+def _a_path(module: str) -> str:
+    """The error for an ``--import`` given a file or folder (``my_models.py``) rather
+    than a module's name, with the name and the folder that make it one.
+
+    Examples:
+      >>> print(_a_path("src/my_models.py"))
+      --import src/my_models.py: --import takes a module's name, as Python's import
+      does, not a file or folder; pass --import my_models and run from the folder
+      'src' or add it to PYTHONPATH (PYTHONPATH=src python -m ...)
+      >>> _a_path("my_models.py").split("; ")[1]
+      'pass --import my_models and run from the folder that holds my_models.py'
+    """
+    path = pathlib.PurePath(module)
+    name = path.stem if path.suffix == ".py" else path.name
+    folder = str(path.parent)
+    where = (
+        f"run from the folder that holds {path.name}"
+        if folder == "."
+        else f"run from the folder {folder!r} or add it to PYTHONPATH (PYTHONPATH="
+        f"{shlex.quote(folder)} python -m ...)"
+    )
+    return (
+        f"--import {module}: --import takes a module's name, as Python's import does, not "
+        f"a file or folder; pass --import {name} and {where}"
+    )
 
 
 def _not_found(module: str, missing: str) -> str:

@@ -90,6 +90,30 @@ def test_an_import_not_found_is_one_line_with_where_python_looks(tmp_path, capsy
 
 
 @pytest.mark.parametrize(
+    ("given", "then"),
+    [
+        ("my_models.py", "run from the folder that holds my_models.py"),
+        ("./my_models.py", "run from the folder that holds my_models.py"),
+        (
+            "/x/src/my_models.py",
+            "run from the folder '/x/src' or add it to PYTHONPATH "
+            "(PYTHONPATH=/x/src python -m ...)",
+        ),
+    ],
+)
+def test_an_import_of_a_file_path_names_the_module_and_its_folder(tmp_path, capsys, given, then):
+    """A path read as a module name: './my_models.py' failed 'in its own code' with
+    TypeError: the 'package' argument is required to perform a relative import, and
+    'my_models.py' said to run from the folder holding my_models/py.py."""
+    assert _main("new")(["--dir", str(tmp_path / "b"), "--import", given]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --import {given}: --import takes a module's name, as Python's import does, "
+        f"not a file or folder; pass --import my_models and {then}\n"
+    )
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize(
     ("module", "last", "line"),
     [
         ("raises_inside", "ValueError: bad width", "raise ValueError('bad width')"),
