@@ -398,7 +398,7 @@ def _capture(
 def blurb(
     model: nn.Module,
     variables: Mapping[str, Any],
-    x: Any,
+    x: Any = None,
     *,
     measure_latency: bool = True,
     flops: bool = True,
@@ -410,7 +410,8 @@ def blurb(
     Args:
       model: a Flax linen module.
       variables: its variables (never modified).
-      x: the input (an array or a pytree of arrays).
+      x: the input (an array or a pytree of arrays); leave it out (``None``) for a model
+        that reads none, such as a graph model without input nodes.
       measure_latency: time jitted calls (median of ``repeats`` after a warm-up).
       flops: ask XLA's cost analysis for FLOP counts.
       repeats: timed calls per measurement.

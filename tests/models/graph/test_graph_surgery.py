@@ -11,6 +11,7 @@ import numpy as np
 import optax
 import pytest
 
+import phosjax as px
 from phosjax.models.graph import (
     GraphError,
     GraphModel,
@@ -604,6 +605,15 @@ def test_a_graph_without_inputs_is_drawn_with_its_shapes():
     described = json.loads(model.to_json())["nodes"]
     assert [(n["shape"], n["params"]) for n in described] == [([1, 3], 0), ([1, 2], 8)]
     assert '"d" [label="d\\nDense\\n(1, 2)", shape=box];' in model.to_dot()
+
+
+def test_a_graph_without_inputs_is_blurbed_without_x(key):
+    """blurb required x (TypeError: missing 1 required positional argument: 'x'), though
+    such a graph is called, initialised and drawn without one."""
+    model = GraphModel({"bias": node(lambda: jnp.ones((1, 3)), inputs=()), "d": nn.Dense(2)})
+    summary = px.blurb(model, model.init(key), measure_latency=False)
+    assert summary["d"].params == 8 and summary["d"].outputs[""].shape == (1, 2)
+    assert summary.root.params == 8
 
 
 def test_an_error_a_given_adapter_raises_is_noted_as_the_adapter_s(net):
