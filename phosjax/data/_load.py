@@ -650,7 +650,8 @@ def _keys(
     for key in (x_key, y_key):
         if key not in known:
             why = (
-                f"features={features!r} names no feature of it{did_you_mean([key], known.keys())}"
+                f"features={features!r} names no feature of it"
+                f"{did_you_mean([key], known.keys()) or _suggested_features(known)}"
                 if features
                 else "load needs an input and a class label (features=(input, label), "
                 f"supervised_keys, or 'image' and 'label'){_suggested_features(known)}"

@@ -195,6 +195,21 @@ def test_a_misspelt_feature_names_the_nearest_one(toys_dir, tmp_path, name, feat
         check_loadable(name, data_dir=data_dir, features=features)
 
 
+@pytest.mark.parametrize(
+    ("name", "suggested"),
+    [("digits", "('image', 'label')"), ("toy_named_features", "('pixels', 'digit')")],
+)
+def test_features_near_no_feature_end_with_ones_that_load(toys_dir, tmp_path, name, suggested):
+    """features=('x', 'y'), near no feature, named none that would do."""
+    data_dir = tmp_path if name == "digits" else toys_dir
+    with pytest.raises(
+        ValueError,
+        match=rf"features=\('x', 'y'\) names no feature of it; e\.g\. "
+        rf"features={re.escape(suggested)}$",
+    ):
+        check_loadable(name, data_dir=data_dir, features=("x", "y"))
+
+
 @pytest.mark.parametrize("features", ["image", ("image",), ("x", "x"), ("x", 1), {"x", "y"}])
 def test_features_that_are_no_pair_of_names_are_refused(toys_dir, features):
     with pytest.raises(ValueError, match=r"features must name the input feature and the label"):
