@@ -130,6 +130,40 @@ def _config_keys(argv: Sequence[str]) -> set[str]:
     return {key for key in given if key in keys}
 
 
+def _refuse_defaults_for_a_bench(directory: str, config: BenchConfig, argv: Sequence[str]) -> None:
+    """Raises where ``directory`` holds a bench whose stored config differs from
+    ``config`` (options given without ``--config``: the built-in defaults with them) in
+    keys that no option set: the options were meant for that bench, not for the defaults.
+
+    Raises:
+      BenchError: naming those keys and the ``--config`` that sets the options on the
+        bench's own config.
+    """
+    root = pathlib.Path(directory)
+    if not _layout.is_bench(root):
+        return
+    given = [arg[2:].split("=", 1)[0] for arg in argv if arg.startswith("--")]
+    given = [key for key in given if key.split(".", 1)[0] in _config_keys([f"--{key}"])]
+
+    def is_set(line: str) -> bool:
+        key = line.split(":", 1)[0]
+        return any(key == g or key.startswith(f"{g}.") or g.startswith(f"{key}.") for g in given)
+
+    unset = [line for line in open_bench(root)[0].differences(config) if not is_set(line)]
+    if not unset:
+        return
+    more = f"; and {len(unset) - 5} more" if len(unset) > 5 else ""
+    options = ", ".join(f"--{key}" for key in given)
+    raise BenchError(
+        f"{directory!r} holds a bench, but without --config the options ({options}) set "
+        "keys of the built-in defaults, not of its stored config, which differs from them "
+        f"also where no option is given (stored -> given: {'; '.join(unset[:5])}{more}). "
+        f"To change only what the options set, start from the bench's config: --config "
+        f"{root / _layout.CONFIG} with the same options (then --force to move the bench aside "
+        "and start over); --resume continues it under its stored config."
+    )
+
+
 @entry_point(RESUMES)
 def main(argv: Sequence[str] | None = None) -> None:
     """Runs the command line ``argv`` (default ``sys.argv[1:]``)."""
@@ -149,6 +183,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         config = dataclasses.replace(open_bench(args.dir)[0], data_dir=args.data_dir)
     else:
         config = BenchConfig.from_dict(fields) if keys else None
+    if config is not None and "config" not in keys and not (args.resume or args.force):
+        _refuse_defaults_for_a_bench(args.dir, config, argv)
     run(
         config,
         args.dir,

@@ -144,6 +144,23 @@ def test_another_config_is_refused_on_the_command_line(cli_bench, tmp_path, caps
     assert {p: p.stat().st_mtime_ns for p in root.rglob("*")} == before
 
 
+def test_options_without_config_on_a_bench_name_the_defaults_they_set(cli_bench, capsys):
+    """--dir BENCH --grid.steps 24 (no --config) said the bench had a different config,
+    listing models, learning_rate, seeds... that no option touched (the defaults')."""
+    root, _, _ = cli_bench
+    before = {p: p.stat().st_mtime_ns for p in root.rglob("*")}
+    assert new_main(["--dir", str(root), "--grid.steps", "24"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"error: {str(root)!r} holds a bench, but without --config the options (--grid.steps) "
+        "set keys of the built-in defaults, not of its stored config, which differs from "
+        "them also where no option is given (stored -> given: "
+    )
+    assert "grid.steps" not in err.split("stored -> given: ")[1].split(")")[0]
+    assert f"--config {root / 'config.yaml'} with the same options" in err
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("*")} == before
+
+
 def test_resume_with_another_config_says_it_keeps_the_stored_one(
     cli_bench, tmp_path, capsys, monkeypatch
 ):
