@@ -344,6 +344,20 @@ def test_a_mask_of_the_wrong_shape_is_an_error_naming_the_shapes_it_takes(shape,
         jax.eval_shape(layer.init, key, jnp.ones((3, 5, 4)), mask=jnp.ones(shape, bool))
 
 
+def test_an_additive_float_mask_is_an_error_and_a_0_1_float_mask_is_read(key):
+    """A 0 / -inf mask (attend / not, as an additive mask) read the other way round: the
+    padding attended, the real tokens not."""
+    layer, x = L.MultiHeadSelfAttention(num_heads=2), jax.random.normal(key, (2, 5, 4))
+    variables = layer.init(key, x)
+    keep = jnp.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
+    with pytest.raises(ValueError, match=r"a float mask with other values: an additive mask"):
+        layer.apply(variables, x, mask=jnp.where(keep, 0.0, -jnp.inf))
+    np.testing.assert_array_equal(  # make_attention_mask's float32 0 and 1
+        layer.apply(variables, x, mask=nn.make_attention_mask(keep, keep)),
+        layer.apply(variables, x, mask=keep[:, None, None, :] & keep[:, None, :, None]),
+    )
+
+
 @pytest.mark.parametrize(
     ("layer", "params", "expected"),
     [
