@@ -164,10 +164,38 @@ def _refuse_defaults_for_a_bench(directory: str, config: BenchConfig, argv: Sequ
     )
 
 
+def _stored_config_to_print(argv: list[str]) -> list[str]:
+    """``argv``, with the stored config of the bench in ``--dir`` as its ``--config``
+    where it asks ``--print_config`` of that bench continued (no config given but
+    ``--data_dir``), so that it prints the config the run continues rather than the
+    built-in defaults.
+
+    Examples:
+      >>> _stored_config_to_print(["--dir", "/no/bench", "--print_config"])
+      ['--dir', '/no/bench', '--print_config']
+    """
+    options = [arg.split("=", 1)[0] for arg in argv if arg.startswith("--")]
+    if "--print_config" not in options or "--force" in options or config_files(argv):
+        return argv
+    if not _config_keys(argv) <= {"data_dir"}:
+        return argv
+    directory = next(
+        (
+            arg.split("=", 1)[1] if arg.startswith("--dir=") else argv[i + 1]
+            for i, arg in enumerate(argv)
+            if (arg == "--dir" and i + 1 < len(argv)) or arg.startswith("--dir=")
+        ),
+        None,
+    )
+    if directory is None or not _layout.is_bench(pathlib.Path(directory)):
+        return argv
+    return ["--config", str(pathlib.Path(directory) / _layout.CONFIG), *argv]
+
+
 @entry_point(RESUMES)
 def main(argv: Sequence[str] | None = None) -> None:
     """Runs the command line ``argv`` (default ``sys.argv[1:]``)."""
-    argv = config_files_first(sys.argv[1:] if argv is None else argv)
+    argv = _stored_config_to_print(config_files_first(sys.argv[1:] if argv is None else argv))
     for path in config_files(argv):  # named, clear errors before jsonargparse's
         _check_config_file(path)
     args = parser().parse_args(argv)

@@ -21,6 +21,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import tqdm
+import yaml
 
 from phosjax.bench import BenchConfig, _cli, _layout, _plan, _runner, load_config, plan
 from phosjax.bench.new import main as new_main
@@ -159,6 +160,20 @@ def test_options_without_config_on_a_bench_name_the_defaults_they_set(cli_bench,
     assert "grid.steps" not in err.split("stored -> given: ")[1].split(")")[0]
     assert f"--config {root / 'config.yaml'} with the same options" in err
     assert {p: p.stat().st_mtime_ns for p in root.rglob("*")} == before
+
+
+@pytest.mark.parametrize("options", [[], ["--data_dir", "/moved/data"]])
+def test_print_config_of_a_bench_continued_prints_its_stored_config(cli_bench, capsys, options):
+    """--dir BENCH --print_config printed the built-in defaults (mlp, learning_rate
+    0.001, 400 steps...), not the config that --dir BENCH continues."""
+    root, _, _ = cli_bench
+    with pytest.raises(SystemExit) as exit_info:
+        new_main(["--dir", str(root), *options, "--print_config"])
+    assert exit_info.value.code == 0
+    printed = BenchConfig.from_dict(yaml.safe_load(capsys.readouterr().out))
+    stored = load_config(root / _layout.CONFIG)
+    assert printed.digest() == stored.digest()
+    assert printed.data_dir == (options[1] if options else stored.data_dir)
 
 
 def test_resume_with_another_config_says_it_keeps_the_stored_one(
