@@ -15,6 +15,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from phosjax._nearest import did_you_mean
 from phosjax.core import select
 from phosjax.layers._common import TRAIN_FLAGS, train_args
 
@@ -545,11 +546,22 @@ class Graph:
 
     @staticmethod
     def missing(path: str, nodes: Iterable[str], what: str) -> GraphError:
-        """The error for a name that is not a node (it lists the existing nodes)."""
+        """The error for a name that is not a node (it lists the existing nodes, and the
+        nearest, as a list of many is cut).
+
+        Examples:
+          >>> nodes = [f"block{i}/conv" for i in range(50)] + ["head"]
+          >>> print(Graph.missing("haed", nodes, "rewire names 'haed'"))
+          rewire names 'haed', but 'haed' is not a node; existing nodes: 'block0/conv', ...,
+          'block39/conv', ... (51 in all). Did you mean 'head'?
+        """
         nodes = list(nodes)
         below = [p for p in nodes if p.startswith(path + SEP)]
         kind = f"is a group (its nodes: {listing(below)})" if below else "is not a node"
-        return GraphError(f"{what}, but {path!r} {kind}; existing nodes: {listing(nodes)}.")
+        hint = "" if below else did_you_mean([path], nodes)
+        return GraphError(
+            f"{what}, but {path!r} {kind}; existing nodes: {listing(nodes)}{hint or '.'}"
+        )
 
     def _sorted(self) -> tuple[str, ...]:
         order: list[str] = []

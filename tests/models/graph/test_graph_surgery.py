@@ -607,6 +607,16 @@ def test_a_graph_without_inputs_is_drawn_with_its_shapes():
     assert '"d" [label="d\\nDense\\n(1, 2)", shape=box];' in model.to_dot()
 
 
+def test_a_misspelt_node_is_named_by_the_nearest_where_the_listing_is_cut():
+    """A graph of more than 40 nodes listed the first 40 only, without the one meant."""
+    spec = {f"block{i}": nn.relu for i in range(45)}
+    model = GraphModel({**spec, "head": nn.Dense(2)})
+    with pytest.raises(
+        GraphError, match=r"^rewire names 'haed', .* \(47 in all\)\. Did you mean 'head'\?$"
+    ):
+        rewire(model, "haed", "block3")
+
+
 def test_a_graph_without_inputs_is_blurbed_without_x(key):
     """blurb required x (TypeError: missing 1 required positional argument: 'x'), though
     such a graph is called, initialised and drawn without one."""
