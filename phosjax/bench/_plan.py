@@ -182,11 +182,25 @@ def load_datasets(
     """Loads each data set (reading its `features`, where given), after checking every name
     as `load` would; its errors as BenchError."""
     features = features or {}
+    check_datasets(names, data_dir, features)
+    try:
+        return {name: load(name, data_dir=data_dir, features=features.get(name)) for name in names}
+    except (ValueError, PermissionError) as error:  # a bad name; a read-only data dir
+        raise BenchError(str(error)) from error
+
+
+def check_datasets(
+    names: Sequence[str],
+    data_dir: str | None,
+    features: Mapping[str, Sequence[str]] | None = None,
+) -> None:
+    """Raises a BenchError for the first data set of ``names`` that `load` would refuse
+    (`phosjax.data.check_loadable`: nothing is prepared or read)."""
+    features = features or {}
     try:
         for name in names:
             check_loadable(name, data_dir=data_dir, features=features.get(name))
-        return {name: load(name, data_dir=data_dir, features=features.get(name)) for name in names}
-    except (ValueError, PermissionError) as error:  # a bad name; a read-only data dir
+    except (ValueError, PermissionError) as error:
         raise BenchError(str(error)) from error
 
 

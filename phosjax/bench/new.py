@@ -22,7 +22,7 @@ from typing import Any
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 import phosjax.bench._interrupt  # noqa: F401  first: a Ctrl-C while jax loads is kept
-from phosjax.bench import _layout
+from phosjax.bench import _layout, _plan
 from phosjax.bench._cli import (
     RESUMES,
     ConfigParser,
@@ -45,7 +45,7 @@ _OWN = ("config", "dir", "import", "resume", "force", "no_progress")
 
 class _Parser(ConfigParser):
     """Checks the bench config (``--print_config``) as a run would: keys, values, model
-    names after ``--import``."""
+    names after ``--import``, data set names (`phosjax.data.check_loadable`)."""
 
     own = frozenset(_OWN)
 
@@ -56,6 +56,7 @@ class _Parser(ConfigParser):
             directory, options.get("import") or [], planned_models(directory, bench, force)
         )
         check_models(bench.model_entries())
+        _plan.check_datasets(bench.datasets, bench.data_dir, bench.dataset_features)
 
 
 _NAMED = {

@@ -34,6 +34,7 @@ from phosjax.bench._cli import (
 )
 from phosjax.bench._config import BenchConfig
 from phosjax.bench._summary import dir_command
+from phosjax.data import check_loadable
 from phosjax.models import ModelConfig
 from phosjax.morph._loop import (
     ITERATIONS,
@@ -129,7 +130,12 @@ class _Parser(ConfigParser):
                 f"the following arguments are required: {', '.join(missing)} (neither "
                 "the --config files nor the command line set them)"
             )
-        resolved_model(morph_config(config))
+        morph = morph_config(config)
+        resolved_model(morph)
+        try:  # as prepare checks it, without preparing or reading it
+            check_loadable(morph.dataset, data_dir=morph.data_dir)
+        except (ValueError, PermissionError) as error:
+            raise MorphConfigError(f"MorphConfig.dataset={morph.dataset!r}: {error}") from error
 
 
 def morph_config(fields: Mapping[str, Any]) -> MorphConfig:

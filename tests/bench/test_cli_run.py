@@ -163,10 +163,13 @@ def test_options_without_config_on_a_bench_name_the_defaults_they_set(cli_bench,
 
 
 @pytest.mark.parametrize("options", [[], ["--data_dir", "/moved/data"]])
-def test_print_config_of_a_bench_continued_prints_its_stored_config(cli_bench, capsys, options):
+def test_print_config_of_a_bench_continued_prints_its_stored_config(
+    cli_bench, capsys, monkeypatch, options
+):
     """--dir BENCH --print_config printed the built-in defaults (mlp, learning_rate
     0.001, 400 steps...), not the config that --dir BENCH continues."""
     root, _, _ = cli_bench
+    monkeypatch.setattr(_plan, "check_datasets", lambda *args: None)  # the toy data set
     with pytest.raises(SystemExit) as exit_info:
         new_main(["--dir", str(root), *options, "--print_config"])
     assert exit_info.value.code == 0
@@ -340,7 +343,8 @@ def test_no_config_on_a_bench_continues_it_under_its_stored_config(cli_bench, mo
     assert len(pd.read_parquet(root / _layout.RESULTS)) == rows  # finished: nothing trained
 
 
-def test_printed_config_passed_back_plans_the_same_grid(tmp_path, capsys, toy):
+def test_printed_config_passed_back_plans_the_same_grid(tmp_path, capsys, monkeypatch, toy):
+    monkeypatch.setattr(_plan, "check_datasets", lambda *args: None)  # the toy data set
     path = tmp_path / "bench.yaml"
     path.write_text(
         "models: [mlp, {name: choicenet, width: 8, depth: 1}]\ndatasets: [toy]\n"

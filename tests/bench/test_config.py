@@ -237,6 +237,16 @@ def test_print_config_prints_the_resolved_config(tmp_path, capsys):
     assert "- cnn1d" in out and "steps: 50" in out and "checkpoint_every: 500" in out
 
 
+def test_print_config_refuses_a_data_set_a_run_would_refuse(tmp_path, capsys):
+    """It printed datasets: [mnist1dd] (exit 0), which the run then refused."""
+    from phosjax.bench.new import main
+
+    path = write(tmp_path, "models: [mlp]\ndatasets: [mnist1dd]\n")
+    assert main(["--config", str(path), "--dir", str(tmp_path / "b"), "--print_config"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown data set 'mnist1dd'") and "Did you mean 'mnist1d'" in err
+
+
 @pytest.mark.parametrize(
     ("text", "extra", "message"),
     [

@@ -359,6 +359,11 @@ def test_a_misspelt_key_names_the_nearest_and_a_bad_value_names_where_it_came_fr
             "command line set them)\n",
         ),
         ([], "error: the command line: the following arguments are required: --model.name, "),
+        (
+            ["--model.name=mlp", "--model.num_classes=9", "--model.input_shape=4", "--dataset=x"],
+            "error: the command line (--model.name, --model.num_classes, --model.input_shape, "
+            "--dataset): MorphConfig.dataset='x': unknown data set 'x'",
+        ),
     ],
 )
 def test_print_config_refuses_a_model_a_run_would_refuse(tmp_path, capsys, options, expected):
