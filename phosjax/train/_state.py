@@ -161,20 +161,31 @@ def _logits_shape(model_config: Any, input_shape: tuple[int, ...]) -> Any:
 
 
 def _check_classes(group: Group, data: Any) -> None:
-    """Raises unless the group's model returns ``data.num_classes`` logits per example, one
-    row per example."""
+    """Raises unless the group's model takes ``data``'s examples (when its config names an
+    ``input_shape``) and returns ``data.num_classes`` logits per example, one row per
+    example."""
+    name = getattr(group.model, "name", group.model)
+    built_for = getattr(group.model, "input_shape", None)
+    if built_for is not None and tuple(built_for) != tuple(data.input_shape):
+        raise ValueError(
+            f"model {name!r} is built for examples of shape {tuple(built_for)} (its config's "
+            f"input_shape) but data set {data.name!r} has examples of shape "
+            f"{tuple(data.input_shape)}; build the model with "
+            f"input_shape={tuple(data.input_shape)} or train it on a data set of "
+            f"{tuple(built_for)} examples"
+        )
     batch_shape = _logits_shape(group.model, tuple(data.input_shape))
     one_array = isinstance(batch_shape, tuple) and all(isinstance(n, int) for n in batch_shape)
     if not one_array:
         raise ValueError(
-            f"model {getattr(group.model, 'name', group.model)!r} returns a "
+            f"model {name!r} returns a "
             f"{type(batch_shape).__name__}, not an array of logits; a graph model returns "
             "{node: value}: build it with GraphModel(spec, returns='head') (a zoo twin: "
             "graph_model(config).clone(returns='head')) so it returns its logits node"
         )
     if batch_shape[:1] != (CHECKED_BATCH,):
         raise ValueError(
-            f"model {getattr(group.model, 'name', group.model)!r} returns an output of shape "
+            f"model {name!r} returns an output of shape "
             f"{batch_shape} for a batch of {CHECKED_BATCH} examples; it must return one row "
             f"of logits per example, shape (batch, num_classes) = ({CHECKED_BATCH}, "
             f"{data.num_classes}) for data set {data.name!r} (does it reduce over the batch "
@@ -184,7 +195,7 @@ def _check_classes(group: Group, data: Any) -> None:
     if shape != (data.num_classes,):
         what = f"{shape[0]} logits" if len(shape) == 1 else f"logits of shape {shape}"
         raise ValueError(
-            f"model {getattr(group.model, 'name', group.model)!r} returns {what} "
+            f"model {name!r} returns {what} "
             f"per example but data set {data.name!r} has num_classes={data.num_classes}; "
             f"build the model for {data.num_classes} classes or train it on a data set "
             "with as many classes as it has logits"
@@ -282,8 +293,9 @@ def init_group(group: Group, data: Any) -> GroupState:
       ValueError: a cell's seed is one `jax.random.key` refuses (names the cell), a
         knob of an integer or bool dtype is set to a value it cannot hold exactly (names
         the knob and the cell) or one out of the range its knob declares (names the
-        knob, the value, the range and the cell), or the model does not return
-        ``data.num_classes`` logits per example, one row per example.
+        knob, the value, the range and the cell), the model's config has another
+        ``input_shape`` than ``data``, or the model does not return ``data.num_classes``
+        logits per example, one row per example.
       TypeError: ``group`` is no `Group` or ``data`` no data set.
 
     Examples:

@@ -710,6 +710,17 @@ def test_a_model_whose_logits_are_not_the_data_sets_classes_is_refused(toy, mode
         run_group(fits, init_group(plan_groups(CELLS[:1])[0], toy), six)  # the state's data
 
 
+def test_a_model_built_for_other_examples_than_the_data_sets_is_refused(toy):
+    [group] = plan_groups([Cell(ModelConfig("mlp", 3, (9,)), "toy", ADAM, 0)])
+    with pytest.raises(
+        ValueError,
+        match=r"model 'mlp' is built for examples of shape \(9,\) \(its config's input_shape\) "
+        r"but data set 'toy' has examples of shape \(8,\); build the model with "
+        r"input_shape=\(8,\)",
+    ):
+        init_group(group, toy)
+
+
 class _BatchMean(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
