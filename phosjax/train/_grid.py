@@ -11,7 +11,7 @@ import pandas as pd
 
 from phosjax._hosts import barrier
 from phosjax.train._config import Cell
-from phosjax.train._group import Group, plan_groups
+from phosjax.train._group import Group, check_cells, plan_groups
 from phosjax.train._run import Chunk, GroupRun, check_strategy, local_devices, run_group
 from phosjax.train._state import GroupState, init_group
 
@@ -261,6 +261,7 @@ def train_grid(
       {'train': 20, 'test': 2}
     """
     check_strategy(strategy, "train_grid")  # before any data set loads or group trains
+    check_cells("train_grid", cells)
     share = process_share(len(cells), *(process or (None, None)))
     given, datasets = list(datasets or {}), dict(datasets or {})
     features = _check_dataset_features(dataset_features, cells, given)

@@ -89,6 +89,24 @@ class Group:
         return values
 
 
+def check_cells(where: str, cells: Any) -> None:
+    """Raises a TypeError naming ``where`` unless ``cells`` is a list or tuple (of cells,
+    which the caller checks one by one).
+
+    Examples:
+      >>> check_cells("plan_groups", (cell for cell in []))
+      Traceback (most recent call last):
+      TypeError: plan_groups: cells must be a list (or tuple) of Cells, got a generator; ...
+    """
+    if isinstance(cells, list | tuple):
+        return
+    if isinstance(cells, Cell):
+        hint = "one Cell; pass [cell]"
+    else:
+        hint = f"a {type(cells).__name__}; e.g. list(cells)"
+    raise TypeError(f"{where}: cells must be a list (or tuple) of Cells, got {hint}")
+
+
 def plan_groups(cells: Sequence[Cell]) -> list[Group]:
     """Splits ``cells`` into groups that each train with one compiled step.
 
@@ -105,6 +123,7 @@ def plan_groups(cells: Sequence[Cell]) -> list[Group]:
       >>> [g.index for g in plan_groups([a, b, c])]
       [(0, 1), (2,)]
     """
+    check_cells("plan_groups", cells)
     by_signature: dict[tuple[Any, ...], list[int]] = {}
     for i, cell in enumerate(cells):
         if not isinstance(cell, Cell):

@@ -86,6 +86,13 @@ def test_bad_configs_raise_clear_errors():
         Cell(Tiny(), "toy", seed=1.5)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"cells\[1\] is a str, not a Cell"):
         plan_groups([Cell(Tiny(), "toy"), "mlp"])
+    one = r"cells must be a list \(or tuple\) of Cells, got one Cell; pass \[cell\]"
+    with pytest.raises(TypeError, match=rf"plan_groups: {one}"):
+        plan_groups(Cell(Tiny(), "toy"))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=rf"train_grid: {one}"):
+        train_grid(Cell(Tiny(), "toy"))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"train_grid: cells .*, got a generator; e.g. list\(ce"):
+        train_grid(Cell(Tiny(), "toy", seed=seed) for seed in range(2))  # type: ignore[arg-type]
     a, b = Cell(Tiny(), "toy"), Cell(Tiny(), "other")
     with pytest.raises(ValueError, match="share one signature"):
         Group((a, b), (0, 1))
