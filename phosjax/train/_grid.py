@@ -263,6 +263,17 @@ def train_grid(
     check_strategy(strategy, "train_grid")  # before any data set loads or group trains
     check_cells("train_grid", cells)
     share = process_share(len(cells), *(process or (None, None)))
+    if datasets is not None and not isinstance(datasets, Mapping):
+        raise TypeError(
+            "train_grid: datasets must map data set names to data sets, e.g. "
+            f"{{'toy': phosjax.data.random_dataset('toy', (8,), 3)}}, got a "
+            f"{type(datasets).__name__}"
+            + (
+                ": key each by its name, {data.name: data for data in datasets}"
+                if isinstance(datasets, list | tuple)
+                else ""
+            )
+        )
     given, datasets = list(datasets or {}), dict(datasets or {})
     features = _check_dataset_features(dataset_features, cells, given)
     frames, finals, groups, states, runs = [], [], [], [], []

@@ -18,7 +18,7 @@ from phosjax.train import (
     run_group,
     train_grid,
 )
-from tests.train.tiny import Tiny
+from tests.train.tiny import Tiny, toy_data
 
 
 def test_cells_differing_only_in_per_cell_values_share_a_group():
@@ -93,6 +93,12 @@ def test_bad_configs_raise_clear_errors():
         train_grid(Cell(Tiny(), "toy"))  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"train_grid: cells .*, got a generator; e.g. list\(ce"):
         train_grid(Cell(Tiny(), "toy", seed=seed) for seed in range(2))  # type: ignore[arg-type]
+    with pytest.raises(
+        TypeError,
+        match=r"train_grid: datasets must map data set names to data sets, .*, got a list: "
+        r"key each by its name, \{data.name: data for data in datasets\}",
+    ):
+        train_grid([Cell(Tiny(), "toy")], datasets=[toy_data()])  # type: ignore[arg-type]
     a, b = Cell(Tiny(), "toy"), Cell(Tiny(), "other")
     with pytest.raises(ValueError, match="share one signature"):
         Group((a, b), (0, 1))
