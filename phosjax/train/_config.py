@@ -350,7 +350,9 @@ class Cell:
         ``module(x, train=...)`` (e.g. `phosjax.models.ModelConfig`).
       dataset: the data set's name (see `phosjax.data.load`).
       hparams: how to train.
-      seed: seeds the initialization, the batch order and dropout.
+      seed: seeds the initialization, the batch order and dropout. Without
+        ``jax_enable_x64`` `jax.random.key` keeps its low 32 bits: `plan_groups` and
+        `train_grid` refuse two seeds that make one key (e.g. 0 and ``2**32``).
 
     Examples:
       >>> from phosjax.models import ModelConfig

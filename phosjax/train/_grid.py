@@ -261,7 +261,7 @@ def train_grid(
       {'train': 20, 'test': 2}
     """
     check_strategy(strategy, "train_grid")  # before any data set loads or group trains
-    check_cells("train_grid", cells)
+    check_cells("train_grid", cells)  # all: a process's share may hide a pair
     share = process_share(len(cells), *(process or (None, None)))
     if datasets is not None and not isinstance(datasets, Mapping):
         raise TypeError(

@@ -4,6 +4,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
+import jax
 import numpy as np
 
 from phosjax.train._config import Cell, HParams
@@ -90,21 +91,47 @@ class Group:
 
 
 def check_cells(where: str, cells: Any) -> None:
-    """Raises a TypeError naming ``where`` unless ``cells`` is a list or tuple (of cells,
-    which the caller checks one by one).
+    """Raises naming ``where`` unless ``cells`` is a list or tuple of cells whose
+    different seeds make different keys (`jax.random.key`).
+
+    Without ``jax_enable_x64`` JAX keeps a seed's low 32 bits, so seeds 0 and ``2**32``
+    would train the same models; seeds in ``[0, 2**32)`` never collide.
+
+    Raises:
+      TypeError: ``cells`` is no list or tuple (one `Cell`, a generator), or holds
+        something else than a `Cell`.
+      ValueError: two cells' seeds differ but make the same key (both named).
 
     Examples:
       >>> check_cells("plan_groups", (cell for cell in []))
       Traceback (most recent call last):
       TypeError: plan_groups: cells must be a list (or tuple) of Cells, got a generator; ...
     """
-    if isinstance(cells, list | tuple):
-        return
-    if isinstance(cells, Cell):
-        hint = "one Cell; pass [cell]"
-    else:
-        hint = f"a {type(cells).__name__}; e.g. list(cells)"
-    raise TypeError(f"{where}: cells must be a list (or tuple) of Cells, got {hint}")
+    if not isinstance(cells, list | tuple):
+        if isinstance(cells, Cell):
+            hint = "one Cell; pass [cell]"
+        else:
+            hint = f"a {type(cells).__name__}; e.g. list(cells)"
+        raise TypeError(f"{where}: cells must be a list (or tuple) of Cells, got {hint}")
+    for i, cell in enumerate(cells):
+        if not isinstance(cell, Cell):
+            raise TypeError(f"{where}: cells[{i}] is a {type(cell).__name__}, not a Cell.")
+    if all(0 <= cell.seed < 2**32 for cell in cells):
+        return  # distinct keys, in either mode
+    first: dict[bytes, int] = {}
+    for i, cell in enumerate(cells):
+        try:
+            key = np.asarray(jax.random.key_data(jax.random.key(cell.seed))).tobytes()
+        except (OverflowError, TypeError):
+            continue  # init_group names the cell and the seed
+        j = first.setdefault(key, i)
+        if cells[j].seed != cell.seed:
+            raise ValueError(
+                f"{where}: cells {j} and {i} have seeds {cells[j].seed} and {cell.seed}, "
+                "which make the same jax.random.key (JAX keeps a seed's low 32 bits unless "
+                "jax_enable_x64 is set), so they would draw the same params, batches and "
+                "dropout; use seeds in [0, 2**32)."
+            )
 
 
 def plan_groups(cells: Sequence[Cell]) -> list[Group]:
@@ -113,6 +140,9 @@ def plan_groups(cells: Sequence[Cell]) -> list[Group]:
     Cells share a group when their model config, data set and hparams agree except for
     the per-cell values (seed, learning rate, weight decay, momentum, label smoothing,
     regularizer strengths, knob values). Groups come in order of their first cell.
+
+    Raises:
+      TypeError, ValueError: see `check_cells` (e.g. seeds 0 and ``2**32``, one key).
 
     Examples:
       >>> from phosjax.models import ModelConfig
@@ -126,7 +156,5 @@ def plan_groups(cells: Sequence[Cell]) -> list[Group]:
     check_cells("plan_groups", cells)
     by_signature: dict[tuple[Any, ...], list[int]] = {}
     for i, cell in enumerate(cells):
-        if not isinstance(cell, Cell):
-            raise TypeError(f"plan_groups: cells[{i}] is a {type(cell).__name__}, not a Cell.")
         by_signature.setdefault(cell.signature(), []).append(i)
     return [Group(tuple(cells[i] for i in index), tuple(index)) for index in by_signature.values()]

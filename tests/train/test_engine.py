@@ -739,7 +739,7 @@ def test_a_model_whose_logits_do_not_follow_the_examples_is_refused(toy):
         init_group(group, toy)
 
 
-@pytest.mark.parametrize("seeds", [[0, 7, 2**31 - 1], [-1, 2**31, 2**32 + 5, 2**63 - 1]])
+@pytest.mark.parametrize("seeds", [[0, 7, 2**31 - 1], [-1, 2**31, 2**32 + 5, 2**63 - 2]])
 def test_any_seed_jax_random_key_takes_gives_the_keys_of_the_cell_alone(toy, seeds):
     [group] = plan_groups([Cell(Tiny(), "toy", ADAM, seed) for seed in seeds])
     state = init_group(group, toy)

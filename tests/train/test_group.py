@@ -99,6 +99,16 @@ def test_bad_configs_raise_clear_errors():
         r"key each by its name, \{data.name: data for data in datasets\}",
     ):
         train_grid([Cell(Tiny(), "toy")], datasets=[toy_data()])  # type: ignore[arg-type]
+    same_key = r"cells 0 and 2 have seeds 1 and 4294967297, which make the same jax.random.key"
+    collide = [
+        Cell(Tiny(), "toy", seed=1),
+        Cell(Tiny(), "toy", seed=2),
+        Cell(Tiny(), "toy", seed=2**32 + 1),
+    ]
+    with pytest.raises(ValueError, match=rf"plan_groups: {same_key}"):
+        plan_groups(collide)
+    with pytest.raises(ValueError, match=rf"train_grid: {same_key} .*use seeds in \[0, 2\*\*32\)"):
+        train_grid(collide, datasets={"toy": toy_data()}, strategy="vmap", process=(1, 2))
     a, b = Cell(Tiny(), "toy"), Cell(Tiny(), "other")
     with pytest.raises(ValueError, match="share one signature"):
         Group((a, b), (0, 1))
