@@ -235,7 +235,9 @@ class HParams:
       steps: total number of steps. It, ``batch_size``, ``eval_every`` and
         ``warmup_steps`` are ints of at most ``2**31 - 1`` (`INT32_MAX`): the engine
         counts steps and indexes examples in int32 on device.
-      eval_every: evaluate on the test split every this many steps (0: only at the end).
+      eval_every: evaluate on the test split every this many steps, and always after the
+        last step (0, or more than ``steps``: only there); one that does not divide
+        ``steps`` adds that last evaluation, e.g. steps 7, eval_every 3: after 3, 6 and 7.
       label_smoothing: mass spread uniformly over the classes in the targets, in [0, 1].
       grad_clip: clip gradients to this global norm, > 0 (None: no clipping).
       regularizers: extra penalties (`Regularizer`).
