@@ -16,7 +16,7 @@ class Block(nn.Module):
     @nn.compact
     def __call__(self, x):
         h = px.tag(self, "pre_act", nn.Dense(self.features)(x))
-        temperature = px.knob(self, "T", 1.0, doc="activation temperature")
+        temperature = px.knob(self, "T", 1.0, doc="activation temperature", valid=px.Range(gt=0))
         px.aux_loss(self, "activity", jnp.mean(jnp.abs(h)))
         return jnp.tanh(h / temperature)
 
