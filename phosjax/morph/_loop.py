@@ -388,7 +388,8 @@ def _output(directory: str | os.PathLike, overwrite: bool) -> pathlib.Path:
     if path.exists() and not overwrite:
         raise RunDirectoryError(
             f"{str(path)!r} holds the rows of an earlier run; choose another directory, "
-            "or pass --overwrite (overwrite=True) to move them aside and start over"
+            "or pass --overwrite (in Python: run(..., overwrite=True)) to move them aside and "
+            "start over"
         )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
