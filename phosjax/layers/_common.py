@@ -268,6 +268,49 @@ def broadcasts_to(shape: tuple[int, ...], full: tuple[int, ...]) -> bool:
     )
 
 
+def real_tokens(module: nn.Module, mask: Any, tokens: tuple[int, ...]) -> jax.Array | None:
+    """``module``'s call ``mask`` (true or nonzero: a real token) as float32 weights of the
+    ``tokens`` (the input's shape but its features), one per token; None when ``mask`` is
+    None.
+
+    Raises:
+      ValueError: ``mask`` does not broadcast to ``tokens`` (both shapes named).
+
+    Examples:
+      >>> real_tokens(nn.Dense(2), jnp.array([[1, 1, 0]]), (2, 3)).tolist()
+      [[1.0, 1.0, 0.0], [1.0, 1.0, 0.0]]
+    """
+    if mask is None:
+        return None
+    mask = jnp.asarray(mask)
+    if not broadcasts_to(mask.shape, tokens):
+        raise ValueError(
+            f"{type(module).__name__} mask must have the shape of the tokens {tokens} (the "
+            f"input's but its features; true: a real token), axes of size 1 broadcasting, "
+            f"but got {mask.shape}."
+        )
+    return jnp.broadcast_to(mask.astype(bool), tokens).astype(jnp.float32)
+
+
+def token_mean(values: jax.Array, real: jax.Array | None, kept: int = 0) -> jax.Array:
+    """The mean of ``values`` ``(..., E)`` over the tokens, every axis but the first
+    ``kept`` and the last: over the ``real`` ones (weights, ``values``' shape but its
+    last axis) when given, zeros when there are none.
+
+    Examples:
+      >>> values = jnp.array([[[1.0], [3.0], [8.0]]])  # one example, 3 tokens
+      >>> token_mean(values, None, kept=1).tolist()
+      [[4.0]]
+      >>> token_mean(values, jnp.array([[1.0, 1, 0]])).tolist()  # the 3rd token padded
+      [2.0]
+    """
+    flat = values.reshape(*values.shape[:kept], -1, values.shape[-1])
+    if real is None:
+        return flat.mean(kept)
+    weights = real.reshape(*real.shape[:kept], -1, 1)
+    return (flat * weights).sum(kept) / jnp.maximum(weights.sum(kept), 1.0)
+
+
 def returned(y: Any) -> str:
     """What a block returned, for an error: its shape, or its type if it is no array.
 

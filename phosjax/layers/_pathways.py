@@ -21,7 +21,9 @@ from phosjax.layers._common import (
     check_shape,
     checked_finite,
     compute_dtype,
+    real_tokens,
     returned,
+    token_mean,
 )
 
 
@@ -39,7 +41,10 @@ class Choice(nn.Module):
     The gate logits are learned. With ``per_example=False`` (the default) they are one
     parameter per branch (``gate_logits``, a global choice that training sharpens, as in
     phos and DARTS); with ``per_example=True`` a ``Dense`` layer named ``gate`` computes
-    them from the input averaged over its middle axes, giving one weight per example.
+    them from the input averaged over its middle axes, giving one weight per example;
+    over the real tokens only when the call has a ``mask`` (``(B, ..., L)``, the input's
+    shape but its features, axes of size 1 broadcasting; true: a real token), which
+    also goes to the branches that take it.
     The weights are ``softmax(logits / T)`` with the temperature ``T`` a knob (a finite
     number > 0). Branch
     ``i`` runs inside ``path_weight(self, "branch_i", w_i)``.
@@ -65,6 +70,11 @@ class Choice(nn.Module):
       >>> out, found = px.probe(layer, variables, x, "weights")
       >>> out.shape, found["weights"].tolist()
       ((2, 3), [0.5, 0.5])
+      >>> layer = Choice([nn.Dense(3), nn.Dense(3)], per_example=True)
+      >>> x = jnp.ones((2, 4, 3)); real = jnp.arange(4) < jnp.array([[4], [2]])
+      >>> variables = layer.init(jax.random.key(0), x, mask=real)
+      >>> layer.apply(variables, x, mask=real).shape
+      (2, 4, 3)
     """
 
     branches: Sequence[nn.Module]
@@ -76,7 +86,9 @@ class Choice(nn.Module):
         check_blocks(self, "branches", "branch")
         if not self.branches:
             raise ValueError("Choice needs at least one branch, got an empty `branches`.")
-        check_keywords(self, self.branches, keywords)
+        own = ("mask",) if self.per_example else ()  # the gate reads it, so no branch must
+        check_keywords(self, self.branches, {k: v for k, v in keywords.items() if k not in own})
+        mask = keywords.get("mask") if self.per_example else None
         num = len(self.branches)
         if self.per_example:
             if x.ndim < 2:
@@ -84,7 +96,13 @@ class Choice(nn.Module):
                     f"Choice(per_example=True) needs a batch axis: input shape (B, ..., C), "
                     f"got {x.shape}."
                 )
-            summary = x.reshape(x.shape[0], -1, x.shape[-1]).astype(jnp.float32).mean(1)
+            if mask is not None and x.ndim < 3:
+                raise ValueError(
+                    f"Choice(per_example=True) called with a mask needs a token axis: input "
+                    f"shape (B, ..., L, C), got {x.shape}."
+                )
+            real = real_tokens(self, mask, x.shape[:-1])
+            summary = token_mean(x.astype(jnp.float32), real, kept=1)
             gate = nn.Dense(
                 num, kernel_init=nn.initializers.zeros, param_dtype=self.param_dtype, name="gate"
             )

@@ -8,45 +8,13 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core import Range, aux_loss, knob, tag
-from phosjax.layers._common import broadcasts_to, checked_size, compute_dtype, input_width
-
-
-def _real_tokens(mask: Any, tokens: tuple[int, ...]) -> jax.Array | None:
-    """``mask`` (true or nonzero: a real token) as float32 weights of the ``tokens``
-    (the input's shape but its features), one per token; None when ``mask`` is None.
-
-    Raises:
-      ValueError: ``mask`` does not broadcast to ``tokens`` (both shapes named).
-
-    Examples:
-      >>> _real_tokens(jnp.array([[1, 1, 0]]), (2, 3)).tolist()
-      [[1.0, 1.0, 0.0], [1.0, 1.0, 0.0]]
-    """
-    if mask is None:
-        return None
-    mask = jnp.asarray(mask)
-    if not broadcasts_to(mask.shape, tokens):
-        raise ValueError(
-            f"MixtureOfExperts mask must have the shape of the tokens {tokens} (the input's "
-            f"but its features; true: a real token), axes of size 1 broadcasting, but got "
-            f"{mask.shape}."
-        )
-    return jnp.broadcast_to(mask.astype(bool), tokens).astype(jnp.float32)
-
-
-def _token_mean(values: jax.Array, real: jax.Array | None) -> jax.Array:
-    """The mean of ``values`` ``(..., E)`` over the tokens, ``(E,)``: over the ``real``
-    ones (weights ``(...)``) when given, zeros when there are none.
-
-    Examples:
-      >>> _token_mean(jnp.array([[1.0, 0.0], [0.0, 1.0], [9.0, 9.0]]), jnp.array([1.0, 1, 0]))
-      Array([0.5, 0.5], dtype=float32)
-    """
-    flat = values.reshape(-1, values.shape[-1])
-    if real is None:
-        return flat.mean(0)
-    weights = real.reshape(-1, 1)
-    return (flat * weights).sum(0) / jnp.maximum(weights.sum(), 1.0)
+from phosjax.layers._common import (
+    checked_size,
+    compute_dtype,
+    input_width,
+    real_tokens,
+    token_mean,
+)
 
 
 class MixtureOfExperts(nn.Module):
@@ -121,7 +89,7 @@ class MixtureOfExperts(nn.Module):
                 f"got {top_k!r}."
             )
         width = input_width(self, x)
-        real = _real_tokens(mask, x.shape[:-1])
+        real = real_tokens(self, mask, x.shape[:-1])
         features = checked_size(self, "features", width)
         hidden = checked_size(self, "hidden_features", 2 * width)
         dtype = compute_dtype(self.dtype, x)
@@ -133,8 +101,8 @@ class MixtureOfExperts(nn.Module):
         chosen = jax.nn.one_hot(chosen_index, experts, dtype=probs.dtype).sum(-2)
         gates = probs * chosen
 
-        load = tag(self, "expert_load", _token_mean(chosen, real) / self.top_k)
-        mean_prob = _token_mean(probs, real)
+        load = tag(self, "expert_load", token_mean(chosen, real) / self.top_k)
+        mean_prob = token_mean(probs, real)
         balance = tag(self, "balance", experts * jnp.sum(load * mean_prob))
         weight = knob(
             self, "balance_weight", 0.01, doc="weight of the load-balancing loss", valid=Range(ge=0)

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import phosjax as px
 from phosjax.layers import Choice, Repeat, Residual, ReZero, Sequence, TransformerBlock
 
 X = jax.random.normal(jax.random.key(0), (2, 5, 8))
@@ -86,3 +87,30 @@ def test_an_empty_container_called_with_a_keyword_says_what_is_wrong():
         Choice([]).init(jax.random.key(0), X, mask=REAL)
     with pytest.raises(TypeError, match=r"Sequence .* keyword 'mask'.* \(it has none\)"):
         Sequence([]).init(jax.random.key(0), X, mask=REAL)
+
+
+def test_a_per_example_choice_gates_on_the_real_tokens_only():
+    layer = Choice([nn.Dense(8), nn.Dense(8)], per_example=True)  # token-wise branches
+    variables = layer.init(jax.random.key(1), X, mask=REAL)
+    kernel = jnp.stack([jnp.ones(8), -jnp.ones(8)], 1)  # the gate starts at zeros: even
+    gate = {**variables["params"]["gate"], "kernel": kernel}
+    variables = {"params": {**variables["params"], "gate": gate}}
+    other = X.at[1, 3:].set(100.0)  # new values in example 1's padded tokens
+    out, found = px.probe(layer, variables, X, "weights", mask=REAL)
+    out_other, found_other = px.probe(layer, variables, other, "weights", mask=REAL)
+    np.testing.assert_allclose(found["weights"], found_other["weights"], atol=1e-6)
+    np.testing.assert_allclose(out[1, :3], out_other[1, :3], atol=1e-5)
+    np.testing.assert_allclose(out[0], out_other[0], atol=1e-5)
+    _, unmasked = px.probe(layer, variables, other, "weights")  # without a mask: all tokens
+    assert not np.allclose(unmasked["weights"][1], found["weights"][1], atol=1e-3)
+    _, all_real = px.probe(layer, variables, X, "weights", mask=jnp.ones((2, 5), bool))
+    _, no_mask = px.probe(layer, variables, X, "weights")
+    np.testing.assert_allclose(all_real["weights"], no_mask["weights"], atol=1e-6)
+
+
+def test_a_per_example_choice_says_when_its_mask_does_not_fit():
+    layer = Choice([nn.Dense(8), nn.Dense(8)], per_example=True)
+    with pytest.raises(ValueError, match=r"Choice mask must have the shape of the tokens \(2, 5\)"):
+        layer.init(jax.random.key(0), X, mask=REAL[:, :4])
+    with pytest.raises(ValueError, match=r"with a mask needs a token axis.* got \(2, 8\)"):
+        layer.init(jax.random.key(0), X[:, 0], mask=REAL[:, 0])
