@@ -352,7 +352,8 @@ class Cell:
         ``module(x, train=...)`` (e.g. `phosjax.models.ModelConfig`).
       dataset: the data set's name (see `phosjax.data.load`).
       hparams: how to train.
-      seed: seeds the initialization, the batch order and dropout. Without
+      seed: seeds the initialization, the batch order and dropout: an int in
+        ``[-2**63, 2**63)`` (int64, what `jax.random.key` takes). Without
         ``jax_enable_x64`` `jax.random.key` keeps its low 32 bits: `plan_groups` and
         `train_grid` refuse two seeds that make one key (e.g. 0 and ``2**32``).
 
@@ -391,6 +392,11 @@ class Cell:
             )
         if not isinstance(self.dataset, str):
             raise ValueError(f"Cell dataset must be a data set's name, got {self.dataset!r}.")
+        if is_int(self.seed) and not -(2**63) <= self.seed < 2**63:
+            raise ValueError(
+                f"Cell seed must lie in [-2**63, 2**63) (int64, the seeds jax.random.key "
+                f"takes), got {self.seed}."
+            )
         object.__setattr__(self, "seed", int_at_least("Cell seed", self.seed, -(2**63)))
 
     def signature(self) -> tuple[Any, ...]:

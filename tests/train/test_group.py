@@ -84,6 +84,14 @@ def test_bad_configs_raise_clear_errors():
         Cell(Tiny(), 3)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"Cell seed must be an int, got 1.5 \(float\)"):
         Cell(Tiny(), "toy", seed=1.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"Cell seed must be an int, got True \(bool\)"):
+        Cell(Tiny(), "toy", seed=True)
+    for seed in (2**63, 2**64, -(2**63) - 1):
+        where = r"\[-2\*\*63, 2\*\*63\) \(int64, the seeds jax.random.key takes\)"
+        with pytest.raises(ValueError, match=rf"Cell seed must lie in {where}, got {seed}\."):
+            Cell(Tiny(), "toy", seed=seed)
+    for seed in (2**63 - 1, -(2**63), np.uint64(2**63 - 1)):  # jax.random.key's extremes
+        jax.random.key(Cell(Tiny(), "toy", seed=seed).seed)
     with pytest.raises(TypeError, match=r"cells\[1\] is a str, not a Cell"):
         plan_groups([Cell(Tiny(), "toy"), "mlp"])
     one = r"cells must be a list \(or tuple\) of Cells, got one Cell; pass \[cell\]"
