@@ -58,16 +58,7 @@ def _root_keys(group: Group) -> jax.Array:
     seeds = [cell.seed for cell in group.cells]
     if all(isinstance(s, int) and 0 <= s < 2**31 for s in seeds):
         return jax.random.key_data(jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.int32)))
-    keys = []
-    for seed, index in zip(seeds, group.index, strict=True):
-        try:
-            keys.append(jax.random.key_data(jax.random.key(seed)))
-        except (OverflowError, TypeError) as error:
-            raise ValueError(
-                f"init_group: cell {index} has seed {seed!r}, which jax.random.key "
-                f"refuses ({error}); use an int in [-2**63, 2**63)"
-            ) from error
-    return jnp.stack(keys)
+    return jnp.stack([jax.random.key_data(jax.random.key(seed)) for seed in seeds])
 
 
 # `init_group`'s program runs once per group, so XLA:CPU's default (LLVM -O3) spends
@@ -290,12 +281,11 @@ def init_group(group: Group, data: Any) -> GroupState:
       The state at step 0, on the default device.
 
     Raises:
-      ValueError: a cell's seed is one `jax.random.key` refuses (names the cell), a
-        knob of an integer or bool dtype is set to a value it cannot hold exactly (names
-        the knob and the cell) or one out of the range its knob declares (names the
-        knob, the value, the range and the cell), the model's config has another
-        ``input_shape`` than ``data``, or the model does not return ``data.num_classes``
-        logits per example, one row per example.
+      ValueError: a knob of an integer or bool dtype is set to a value it cannot hold
+        exactly (names the knob and the cell) or one out of the range its knob declares
+        (names the knob, the value, the range and the cell), the model's config has
+        another ``input_shape`` than ``data``, or the model does not return
+        ``data.num_classes`` logits per example, one row per example.
       TypeError: ``group`` is no `Group` or ``data`` no data set.
 
     Examples:
