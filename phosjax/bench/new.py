@@ -143,8 +143,9 @@ def _refuse_defaults_for_a_bench(directory: str, config: BenchConfig, argv: Sequ
     root = pathlib.Path(directory)
     if not _layout.is_bench(root):
         return
-    given = [arg[2:].split("=", 1)[0] for arg in argv if arg.startswith("--")]
-    given = [key for key in given if key.split(".", 1)[0] in _config_keys([f"--{key}"])]
+    options = [arg[2:].split("=", 1)[0] for arg in argv if arg.startswith("--")]
+    top = _config_keys(argv)  # the config's top-level keys that argv sets
+    given = [key for key in options if key.split(".", 1)[0] in top]
 
     def is_set(line: str) -> bool:
         key = line.split(":", 1)[0]
@@ -154,9 +155,9 @@ def _refuse_defaults_for_a_bench(directory: str, config: BenchConfig, argv: Sequ
     if not unset:
         return
     more = f"; and {len(unset) - 5} more" if len(unset) > 5 else ""
-    options = ", ".join(f"--{key}" for key in given)
     raise BenchError(
-        f"{directory!r} holds a bench, but without --config the options ({options}) set "
+        f"{directory!r} holds a bench, but without --config the options "
+        f"({', '.join(f'--{key}' for key in given)}) set "
         "keys of the built-in defaults, not of its stored config, which differs from them "
         f"also where no option is given (stored -> given: {'; '.join(unset[:5])}{more}). "
         f"To change only what the options set, start from the bench's config: --config "
