@@ -16,7 +16,6 @@ import functools
 import hashlib
 import itertools
 import json
-import types
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -40,7 +39,6 @@ from phosjax.core import (
     SelectorError,
     aux_total,
     flatten,
-    knobs,
     matches,
     select,
 )
@@ -48,6 +46,7 @@ from phosjax.data import ArrayDataset, check_batch_size, check_loadable, load
 from phosjax.models import ModelConfig, registered_models
 from phosjax.morph import UnsupportedOpError, channel_groups
 from phosjax.train import Cell, HParams, plan_groups
+from phosjax.train._state import declared_knobs
 
 _LATER_HPARAMS = ("compute_dtype", "lr_schedule", "warmup_steps")
 """HParams fields added after benches existed: in a cell's id only when not at their default,
@@ -280,17 +279,10 @@ def _built(name: str, dataset: str, config: ModelConfig) -> Mapping[str, Knob]:
     is computed): a model that fails to build is a `BenchError` naming it and the data set."""
     try:
         model_metrics(config)
-        return model_knobs(config)
+        return declared_knobs(config, tuple(config.input_shape))
     except Exception as error:  # a model's own code, a plugin's too: any failure to build
         why = error if isinstance(error, ValueError | TypeError) else repr(error)
         raise BenchError(f"model {name!r} on {dataset!r}: {why}") from error
-
-
-@functools.cache
-def model_knobs(config: ModelConfig) -> Mapping[str, Knob]:
-    """The knobs the model declares, by path (traced abstractly; read-only: cached)."""
-    x = jnp.zeros((1, *config.input_shape), jnp.float32)
-    return types.MappingProxyType(knobs(config.build(), x))
 
 
 @functools.cache

@@ -212,9 +212,10 @@ def _check_whole_knob_values(group: Group, data: Any) -> None:
 
 
 @functools.cache
-def _declared_knobs(model: Any, input_shape: tuple[int, ...]) -> Mapping[str, Knob]:
+def declared_knobs(model: Any, input_shape: tuple[int, ...]) -> Mapping[str, Knob]:
     """The knobs ``model`` (a `ModelConfig`) declares on inputs of ``input_shape``, by
-    path (traced abstractly; read-only: cached)."""
+    path (traced abstractly; read-only: cached, shared by the bench's planning and
+    `init_group`)."""
     x = jnp.zeros((1, *input_shape), jnp.float32)
     return types.MappingProxyType(knobs(model.build(), x, train=False))
 
@@ -224,7 +225,7 @@ def _check_knob_ranges(group: Group, data: Any) -> None:
     (`phosjax.core.Range`): traced in init and the train step, a value out reads NaN."""
     if not group.hparams.knobs:
         return
-    declared = _declared_knobs(group.model, tuple(data.input_shape))
+    declared = declared_knobs(group.model, tuple(data.input_shape))
     for cell, index in zip(group.cells, group.index, strict=True):
         for selector, value in cell.hparams.knobs:
             for path in select(tuple(declared), selector, what="knob"):
