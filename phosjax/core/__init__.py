@@ -17,12 +17,12 @@ from phosjax.core._collections import (
 from phosjax.core._grad import grad_of, perturbations
 from phosjax.core._inject import inject, injections
 from phosjax.core._knobs import Knob, Range, knob, knobs, set_knobs, with_knobs
-from phosjax.core._losses import aux_total, regularize
+from phosjax.core._losses import aux_total, check_aux_losses_kept, regularize
 from phosjax.core._path_weights import current_path_weight, path_weight
 from phosjax.core._paths import flatten, unflatten
 from phosjax.core._probe import probe
 from phosjax.core._selectors import SelectorError, compile_selector, matches, select
-from phosjax.core._tags import aux_loss, note, tag
+from phosjax.core._tags import aux_loss, aux_losses_raised, note, tag
 from phosjax.core._tweak import tweak
 
 __all__ = [
@@ -43,8 +43,10 @@ __all__ = [
     "Range",
     "SelectorError",
     "aux_loss",
+    "aux_losses_raised",
     "aux_total",
     "blurb",
+    "check_aux_losses_kept",
     "compile_selector",
     "current_path_weight",
     "flatten",

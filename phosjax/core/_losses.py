@@ -7,6 +7,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from phosjax.core._collections import AUX_LOSS
 from phosjax.core._paths import SEP, flatten
 from phosjax.core._record import Calls
 from phosjax.core._selectors import select_items
@@ -87,7 +88,8 @@ def aux_total(aux: Mapping[str, Any]) -> tuple[jax.Array, dict[str, jax.Array]]:
     members' totals, as the loss of members trained together is the sum of theirs. Both
     axes look alike in the collection; for one total per member, map over the member
     axis: ``jax.vmap(lambda a: aux_total(a)[0])(aux)`` (``aux_loss=0``, as
-    `scan_axes` gives).
+    `scan_axes` gives). A transform whose ``variable_axes`` omit ``aux_loss`` drops the
+    losses raised inside it (`check_aux_losses_kept` tells).
 
     Args:
       aux: the ``aux_loss`` collection that ``model.apply(..., mutable=["aux_loss"])``
@@ -113,3 +115,31 @@ def aux_total(aux: Mapping[str, Any]) -> tuple[jax.Array, dict[str, jax.Array]]:
                 by_name[name] = by_name.get(name, jnp.zeros(())) + jnp.sum(value)
     total = sum(by_name.values(), jnp.zeros(()))
     return total, by_name
+
+
+def check_aux_losses_kept(raised: Iterable[str], aux: Mapping[str, Any]) -> None:
+    """Raises unless every aux loss in ``raised`` (their paths, as `aux_losses_raised`
+    kept them during a call) is in ``aux``, the ``aux_loss`` collection that call returned.
+
+    A lifted transform (``nn.vmap``, ``nn.scan``...) whose ``variable_axes`` omit
+    ``aux_loss`` makes the collection immutable inside it: the losses raised there are
+    dropped, and `aux_total` would silently add nothing for them.
+
+    Raises:
+      ValueError: naming the first loss missing and the fix.
+
+    Examples:
+      >>> check_aux_losses_kept(["members/l1"], {})
+      Traceback (most recent call last):
+      ValueError: aux loss 'members/l1' was raised but not recorded: ...
+    """
+    kept = flatten(aux, unwrap=False)
+    missed = [path for path in raised if path not in kept]
+    if missed:
+        raise ValueError(
+            f"aux loss {missed[0]!r} was raised but not recorded: a lifted transform "
+            f"(nn.vmap, nn.scan...) whose variable_axes omit {AUX_LOSS!r} dropped it, so "
+            f"it would add nothing to the loss. Give that transform variable_axes listing "
+            f"{AUX_LOSS!r}, e.g. px.scan_axes(params=0), which lists all of phosjax's "
+            "collections."
+        )

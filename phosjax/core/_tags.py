@@ -96,6 +96,32 @@ def _this_calls_perturbation(module: nn.Module, name: str, value: Any) -> Any:
     return entry[len(module.get_variable(INTERMEDIATES, name, ()))]
 
 
+_RAISED: contextvars.ContextVar[dict[str, None] | None] = contextvars.ContextVar(
+    "phosjax_aux_losses_raised", default=None
+)
+
+
+def aux_losses_raised() -> contextlib.AbstractContextManager[dict[str, None]]:
+    """Within it, `aux_loss` keeps the path of each loss raised outside ``init`` in the
+    dict yielded, whether or not it was recorded: one missing from the ``aux_loss``
+    collection the call returns was dropped by a lifted transform (`check_aux_losses_kept`).
+
+    Examples:
+      >>> import flax.linen as nn, jax.numpy as jnp, phosjax as px
+      >>> class Member(nn.Module):
+      ...     @nn.compact
+      ...     def __call__(self, x):
+      ...         px.aux_loss(self, "l1", jnp.abs(x).mean())
+      ...         return x
+      >>> Ensemble = nn.vmap(Member, variable_axes={"params": 0}, axis_size=2)  # no aux_loss
+      >>> with aux_losses_raised() as raised:
+      ...     _, state = Ensemble().apply({}, jnp.ones((2, 3)), mutable=["aux_loss"])
+      >>> list(raised), state  # raised, but dropped
+      (['l1'], {})
+    """
+    return collecting(_RAISED)
+
+
 def aux_loss(module: nn.Module, name: str, value: jax.Array) -> jax.Array:
     """Records an auxiliary loss, multiplied by the path weight of the enclosing branches.
 
@@ -128,6 +154,9 @@ def aux_loss(module: nn.Module, name: str, value: jax.Array) -> jax.Array:
     what = f"aux loss {module_path(module, name)!r}"
     scaled = jnp.mean(scale_by_path_weight(jnp.asarray(value), current_path_weight(), what))
     record(module, AUX_LOSS, name, scaled)
+    raised = _RAISED.get()
+    if raised is not None and not module.is_initializing():
+        raised.setdefault(module_path(module, name))
     count_aux_loss(module)
     return scaled
 

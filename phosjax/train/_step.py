@@ -15,7 +15,16 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from phosjax.core import AUX_LOSS, INTERMEDIATES, PATH_WEIGHTS, aux_total, flatten, regularize
+from phosjax.core import (
+    AUX_LOSS,
+    INTERMEDIATES,
+    PATH_WEIGHTS,
+    aux_losses_raised,
+    aux_total,
+    check_aux_losses_kept,
+    flatten,
+    regularize,
+)
 from phosjax.data import batch_indices
 from phosjax.morph import channel_groups, morph_regularizer
 from phosjax.train._config import HParams, Regularizer
@@ -208,16 +217,19 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
         params: Any, state: GroupState, x: jax.Array, y: jax.Array, rng: jax.Array
     ) -> tuple[jax.Array, tuple[dict[str, Any], Metrics]]:
         mutable = [c for c in state.collections if c in PERSISTENT_MUTABLE] + collect
-        logits, written = apply(
-            {"params": params, **state.collections},
-            x,
-            train=True,
-            rngs={"dropout": rng},
-            mutable=mutable,
-        )
+        with aux_losses_raised() as raised:
+            logits, written = apply(
+                {"params": params, **state.collections},
+                x,
+                train=True,
+                rngs={"dropout": rng},
+                mutable=mutable,
+            )
         written = dict(written)
         task = jnp.mean(_cross_entropy(logits, y, state.hparams["label_smoothing"]))
-        aux, aux_by_name = aux_total(written.pop(AUX_LOSS, {}))
+        aux_losses = written.pop(AUX_LOSS, {})
+        check_aux_losses_kept(raised, aux_losses)  # else a dropped one would add 0
+        aux, aux_by_name = aux_total(aux_losses)
         activations = written.pop(INTERMEDIATES, {})
         path_weights = flatten(written.pop(PATH_WEIGHTS, {}), unwrap=False)
         reg = jnp.zeros(())

@@ -762,6 +762,57 @@ def test_a_regularizer_matching_nothing_names_what_it_looked_among(toy, on, what
         run_group(group, init_group(group, toy), toy)
 
 
+class _Member(nn.Module):
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        logits = nn.Dense(3)(x)
+        px.aux_loss(self, "l1", jnp.abs(logits).mean())
+        return logits
+
+
+class _Ensemble(nn.Module):
+    axes: tuple[tuple[str, int], ...]
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        members = nn.vmap(
+            _Member,
+            variable_axes=dict(self.axes),
+            split_rngs={"params": True},
+            in_axes=None,
+            axis_size=2,
+        )
+        return members(name="members")(x).mean(0)
+
+
+@dataclasses.dataclass(frozen=True)
+class _EnsembleConfig:
+    axes: tuple[tuple[str, int], ...]
+
+    def build(self) -> nn.Module:
+        return _Ensemble(self.axes)
+
+
+def test_an_aux_loss_a_lifted_transform_drops_is_refused_naming_it_and_the_fix(toy):
+    hp = HParams(batch_size=16, steps=2)
+    dropped = _EnsembleConfig((("params", 0),))
+    kept = _EnsembleConfig(tuple(px.scan_axes(params=0).items()))
+    [group] = plan_groups([Cell(dropped, "toy", hp, 0)])
+    with pytest.raises(
+        ValueError,
+        match=r"aux loss 'members/l1' was raised but not recorded.*"
+        r"variable_axes omit 'aux_loss'.*px.scan_axes\(params=0\)",
+    ):
+        run_group(group, init_group(group, toy), toy, strategy="vmap")
+    [group] = plan_groups([Cell(kept, "toy", hp, 0)])
+    _, run = run_group(group, init_group(group, toy), toy, strategy="vmap")
+    [chunk] = run.chunks  # both members' losses, in the loss
+    assert (chunk.train["aux/l1"] > 0).all()
+    np.testing.assert_allclose(
+        chunk.train["loss"], chunk.train["task_loss"] + chunk.train["aux/l1"], rtol=1e-6
+    )
+
+
 DIVERGING = HParams(optimizer="sgd", batch_size=16, steps=9)  # its own compiled programs
 
 
