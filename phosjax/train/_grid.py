@@ -25,11 +25,12 @@ class GridResult:
       final: one row per trained cell: ``cell`` (its position), ``test_loss``,
         ``test_accuracy``, ``train_loss`` (last step), ``diverged_at`` (-1: never),
         ``strategy``.
-      metrics: one row per (``cell``, ``step``, ``split``), with ``diverged``: whether
-        the cell had diverged by that step (`Chunk.diverged`; its metrics are then
-        those of its state frozen before it, often finite); ``split="train"`` rows hold
-        the step's metrics (``loss``, ``task_loss``, ``regularizer`` (with
-        regularizers), ``accuracy``, ``grad_norm``, ``aux/<name>``,
+      metrics: one row per (``cell``, ``step``, ``split``), in that order (a step's
+        ``train`` row before its ``test`` row, as in a bench's results), with
+        ``diverged``: whether the cell had diverged by that step (`Chunk.diverged`; its
+        metrics are then those of its state frozen before it, often finite);
+        ``split="train"`` rows hold the step's metrics (``loss``, ``task_loss``,
+        ``regularizer`` (with regularizers), ``accuracy``, ``grad_norm``, ``aux/<name>``,
         ``path_weight/<path>``, ``lr`` (under a schedule)), ``split="test"`` rows the
         evaluation.
         Without cells (none for this process) both frames have no rows but the same
@@ -314,7 +315,8 @@ def train_grid(
     if not groups:  # more processes than cells
         return GridResult((), *_frames_without_rows(), (), (), ())
     final = pd.concat(finals, ignore_index=True).sort_values("cell", ignore_index=True)
+    # stable: each step's train row stays before its test row, as the chunks made them
     metrics = pd.concat(frames, ignore_index=True).sort_values(
-        ["cell", "step", "split"], ignore_index=True
+        ["cell", "step"], ignore_index=True, kind="stable"
     )
     return GridResult(tuple(share), final, metrics, tuple(groups), tuple(states), tuple(runs))

@@ -548,6 +548,10 @@ def test_train_grid_returns_tidy_frames(toy):
     assert len(m) == 4 * 8 + 4 * 2  # a train row per step, a test row per evaluation
     test = m[m.split == "test"]
     assert test["step"].tolist() == [4, 8] * 4
+    for cell in range(4):  # by step, a step's train row before its evaluation
+        rows = m[m.cell == cell]
+        assert rows["step"].tolist() == [1, 2, 3, 4, 4, 5, 6, 7, 8, 8]
+        assert rows["split"].tolist() == (["train"] * 4 + ["test"]) * 2
     last = test[test.step == 8]
     [state] = result.states
     for i in range(4):  # the final evaluation is of the final params
