@@ -230,7 +230,8 @@ class HParams:
       warmup_steps: the learning rate rises linearly from 0 (at the first step) to
         ``learning_rate`` over this many steps, at most ``steps`` (0: no warmup).
       weight_decay: see ``optimizer``.
-      momentum: the momentum of ``"momentum"`` (ignored by the others).
+      momentum: the momentum of ``"momentum"`` (ignored by the others: `plan_groups`
+        refuses cells that differ only in it under another optimizer).
       batch_size: examples per step.
       steps: total number of steps. It, ``batch_size``, ``eval_every`` and
         ``warmup_steps`` are ints of at most ``2**31 - 1`` (`INT32_MAX`): the engine

@@ -334,3 +334,27 @@ def test_train_grid_loads_a_data_set_with_its_dataset_features(monkeypatch):
 def test_train_grid_refuses_dataset_features_naming_what_is_wrong(features, given, match):
     with pytest.raises(ValueError, match=match):
         train_grid([Cell(Tiny(), "toy")], datasets=given, dataset_features=features)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+def test_cells_differing_only_in_a_momentum_their_optimizer_ignores_are_refused(optimizer):
+    cells = [
+        Cell(Tiny(), "toy", HParams(optimizer=optimizer, momentum=m), seed)
+        for m in (0.9, 0.5)
+        for seed in (0, 1)
+    ]
+    message = (
+        rf"plan_groups: cells 0 and 2 differ only in momentum \(0.9 and 0.5\), which "
+        rf"optimizer '{optimizer}' ignores, so they would train the same model twice; a grid "
+        r"over momentum needs optimizer='momentum'"
+    )
+    with pytest.raises(ValueError, match=message):
+        plan_groups(cells)
+    with pytest.raises(ValueError, match=message.replace("plan_groups", "train_grid")):
+        train_grid(cells, datasets={"toy": toy_data()})
+    momentum = [
+        Cell(c.model, c.dataset, dataclasses.replace(c.hparams, optimizer="momentum"), c.seed)
+        for c in cells
+    ]
+    assert [g.index for g in plan_groups(momentum)] == [(0, 1, 2, 3)]  # it uses them
+    assert [g.index for g in plan_groups([*cells[:2], cells[0]])] == [(0, 1, 2)]  # as asked
