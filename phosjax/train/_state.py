@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from phosjax.core import KNOBS, Knob, flatten, knobs, select, set_knobs
+from phosjax.core import KNOBS, Knob, SelectorError, flatten, knobs, select, set_knobs
 from phosjax.core._knobs import holds_exactly
 from phosjax.train._group import Group
 from phosjax.train._optim import hparams_optimizer
@@ -221,14 +221,23 @@ def declared_knobs(model: Any, input_shape: tuple[int, ...]) -> Mapping[str, Kno
 
 
 def _check_knob_ranges(group: Group, data: Any) -> None:
-    """Raises unless each cell sets its knobs to values in the ranges they declare
-    (`phosjax.core.Range`): traced in init and the train step, a value out reads NaN."""
+    """Raises unless each cell's knob selectors match knobs of the model and set them to
+    values in the ranges they declare (`phosjax.core.Range`): traced in init and the
+    train step, a value out reads NaN."""
     if not group.hparams.knobs:
         return
     declared = declared_knobs(group.model, tuple(data.input_shape))
     for cell, index in zip(group.cells, group.index, strict=True):
         for selector, value in cell.hparams.knobs:
-            for path in select(tuple(declared), selector, what="knob"):
+            try:
+                paths = select(tuple(declared), selector, what="knob")
+            except SelectorError as error:
+                name = getattr(group.model, "name", group.model)
+                raise SelectorError(
+                    f"init_group: cell {index} (HParams knobs {selector!r}) of model {name!r}: "
+                    f"{error}"
+                ) from None
+            for path in paths:
                 try:
                     declared[path].check(value)
                 except ValueError as error:
@@ -282,6 +291,8 @@ def init_group(group: Group, data: Any) -> GroupState:
       The state at step 0, on the default device.
 
     Raises:
+      SelectorError: a cell's knob selector matches no knob of the model (names the
+        cell, the selector, the model and the nearest knobs).
       ValueError: a knob of an integer or bool dtype is set to a value it cannot hold
         exactly (names the knob and the cell) or one out of the range its knob declares
         (names the knob, the value, the range and the cell), the model's config has
@@ -305,8 +316,8 @@ def init_group(group: Group, data: Any) -> GroupState:
     """
     check_arguments("init_group", group, data, INIT_DATA_FIELDS)
     _check_classes(group, data)
+    _check_knob_ranges(group, data)  # first: it names a selector that matches no knob
     _check_whole_knob_values(group, data)
-    _check_knob_ranges(group, data)
     keys = _root_keys(group)
     traced = isinstance(keys, jax.core.Tracer)  # e.g. under jax.eval_shape: nothing compiles
     init = (_init_fn if traced else _cheap_init_fn)(group.signature(), tuple(data.input_shape))

@@ -679,6 +679,18 @@ def test_a_knob_value_out_of_its_range_is_refused_naming_the_cell(toy):
         init_group(group, toy)
 
 
+def test_a_knob_selector_matching_no_knob_names_the_cell_and_the_model(toy):
+    hp = HParams(batch_size=16, steps=2, knobs={"**/TT": 2.0})
+    [group] = plan_groups([Cell(Tiny(rich=True), "toy", hp, 0)])
+    with pytest.raises(
+        SelectorError,
+        match=r"^init_group: cell 0 \(HParams knobs '\*\*/TT'\) of model "
+        r"Tiny\(width=8, rich=True\): Selector '\*\*/TT' matched no knob among 1; "
+        r"nearest: 'T'\.",
+    ):
+        init_group(group, toy)
+
+
 def test_run_group_refuses_a_state_with_other_knob_values(toy):
     hp = dataclasses.replace(DIVERGING, knobs={"**/T": 2.0})
     [made_for] = plan_groups([Cell(Tiny(rich=True), "toy", hp, 0)])
