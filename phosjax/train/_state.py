@@ -13,6 +13,7 @@ import numpy as np
 
 from phosjax.core import KNOBS, Knob, SelectorError, flatten, knobs, select, set_knobs
 from phosjax.core._knobs import holds_exactly
+from phosjax.models._registry import _checked_build
 from phosjax.train._group import Group
 from phosjax.train._optim import hparams_optimizer
 
@@ -144,8 +145,15 @@ an output whose rows are not the examples' (e.g. a mean over the batch) shows.""
 @functools.cache
 def _logits_shape(model_config: Any, input_shape: tuple[int, ...]) -> Any:
     """The shape of the model's output for a batch of `CHECKED_BATCH` examples (traced, not
-    computed); a pytree of shapes for a model that returns a pytree (a graph model's dict)."""
-    init = functools.partial(model_config.build().init_with_output, train=False)
+    computed); a pytree of shapes for a model that returns a pytree (a graph model's dict).
+
+    Raises:
+      TypeError: naming the model: its ``build`` returned no Flax module, or one whose
+        ``__call__`` takes no ``train`` (the engine calls ``model(x, train=...)``).
+    """
+    name = str(getattr(model_config, "name", model_config))
+    module = _checked_build(model_config.build(), name)
+    init = functools.partial(module.init_with_output, train=False)
     x = jax.ShapeDtypeStruct((CHECKED_BATCH, *input_shape), jnp.float32)
     logits, _ = jax.eval_shape(init, jax.random.key(0), x)
     return jax.tree.map(lambda leaf: tuple(leaf.shape), logits)
@@ -298,7 +306,8 @@ def init_group(group: Group, data: Any) -> GroupState:
         (names the knob, the value, the range and the cell), the model's config has
         another ``input_shape`` than ``data``, or the model does not return
         ``data.num_classes`` logits per example, one row per example.
-      TypeError: ``group`` is no `Group` or ``data`` no data set.
+      TypeError: ``group`` is no `Group` or ``data`` no data set; the model's ``build``
+        returns no Flax module, or one that takes no ``train`` argument.
 
     Examples:
       >>> from phosjax.data import random_dataset

@@ -2,6 +2,7 @@
 
 import dataclasses
 import types
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -752,6 +753,38 @@ class _BatchMeanConfig:
 def test_a_model_whose_logits_do_not_follow_the_examples_is_refused(toy):
     [group] = plan_groups([Cell(_BatchMeanConfig(), "toy", ADAM, 0)])
     with pytest.raises(ValueError, match=r"shape \(1, 3\) for a batch of 2 examples; .*= \(2, 3\)"):
+        init_group(group, toy)
+
+
+class _NoTrain(nn.Module):
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return nn.Dense(3)(x)
+
+
+@dataclasses.dataclass(frozen=True)
+class _BuildsConfig:
+    module: Any
+
+    def build(self) -> Any:
+        return self.module
+
+
+@pytest.mark.parametrize(
+    ("module", "message"),
+    [
+        (
+            _NoTrain(),
+            r"^model '_BuildsConfig\(module=_NoTrain\(.*\)\)': its build returned _NoTrain, "
+            r"whose __call__ takes no train argument; a model is called as "
+            r"model\(x, train=...\): add `train: bool = False` to it$",
+        ),
+        (lambda x, train=False: x, r"its build returned <function .*>, not a Flax module"),
+    ],
+)
+def test_a_model_that_cannot_be_called_with_train_is_refused_by_name(toy, module, message):
+    [group] = plan_groups([Cell(_BuildsConfig(module), "toy", ADAM, 0)])
+    with pytest.raises(TypeError, match=message):
         init_group(group, toy)
 
 
