@@ -308,9 +308,10 @@ def set_knobs(
     flat, declared = flatten(variables.get(KNOBS, {})), declared or {}
     for selector, value in values.items():
         for path in select(flat, selector, what="knob"):
+            refilled = _refill(path, jnp.asarray(flat[path]), value)  # first: names a non-number
             if path in declared and not isinstance(value, jax.core.Tracer):
                 declared[path].check(value)
-            flat[path] = _refill(path, jnp.asarray(flat[path]), value)
+            flat[path] = refilled
     return {**variables, KNOBS: unflatten(flat)}
 
 

@@ -333,6 +333,17 @@ def test_set_knobs_checks_a_value_against_the_declared_range():
     assert float(px.set_knobs(variables, {"p": 0.0}, declared=declared)["knobs"]["p"]) == 0.0
 
 
+@pytest.mark.parametrize("value", ["hot", None])
+def test_a_value_that_is_no_number_for_a_knob_with_a_range_names_the_knob(value):
+    # the range's check came first and raised numpy's bare "could not convert ... to float"
+    variables = px.core.with_knobs(Bounded(), {}, X)
+    message = rf"^Knob 'p' takes a number or an array \(float32, shape \(\)\), got {value!r}\.$"
+    with pytest.raises(TypeError, match=message):
+        px.set_knobs(variables, {"p": value}, declared=px.knobs(Bounded(), X))
+    with pytest.raises(TypeError, match=message):
+        px.tweak(Bounded(), {}, X, {"p": value})
+
+
 def test_tweak_checks_a_value_against_its_range_before_the_model_runs():
     # the module's own check named it too, from inside apply, prefixed by its class
     with pytest.raises(ValueError, match=r"^knob 'p' must be a finite number >= 0 and < 1"):
