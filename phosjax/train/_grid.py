@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from phosjax._hosts import barrier
-from phosjax.train._config import Cell
+from phosjax.train._config import Cell, int_at_least
 from phosjax.train._group import Group, check_cells, plan_groups
 from phosjax.train._run import Chunk, GroupRun, check_strategy, local_devices, run_group
 from phosjax.train._state import GroupState, init_group
@@ -232,7 +232,7 @@ def train_grid(
         as a bench config's ``dataset_features``); by default a data set's supervised
         keys, else ``image`` and ``label``.
       strategy: see `run_group`.
-      chunk_steps: steps per dispatch.
+      chunk_steps: steps per dispatch, an int >= 1 (checked before any data set loads).
       devices: the devices to shard each group over (``None``: all local devices; see
         `run_group`).
       process: ``(index, count)``; default ``(jax.process_index(), jax.process_count())``,
@@ -262,6 +262,7 @@ def train_grid(
       {'train': 20, 'test': 2}
     """
     check_strategy(strategy, "train_grid")  # before any data set loads or group trains
+    chunk_steps = int_at_least("train_grid: chunk_steps", chunk_steps, 1)
     check_cells("train_grid", cells)  # all: a process's share may hide a pair
     share = process_share(len(cells), *(process or (None, None)))
     if datasets is not None and not isinstance(datasets, Mapping):

@@ -950,6 +950,19 @@ def test_a_misspelt_data_set_names_those_given_before_any_group_trains(toy):
     assert chunks == []
 
 
+@pytest.mark.parametrize(
+    ("chunk_steps", "message"),
+    [(0, "must be >= 1, got 0"), (2.5, r"must be an int, got 2\.5 \(float\)")],
+)
+def test_train_grid_refuses_a_chunk_steps_by_its_name_before_any_data_set_loads(
+    chunk_steps, message
+):
+    # it was refused by run_group, named so, once the data sets had loaded and a group
+    # had been initialized: here a data set that does not load would have failed first
+    with pytest.raises(ValueError, match=rf"^train_grid: chunk_steps {message}"):
+        train_grid([Cell(Tiny(), "no_such_set", ADAM, 0)], chunk_steps=chunk_steps)
+
+
 def test_a_batch_size_above_the_train_split_names_the_data_set_and_hparams(toy):
     cell = _other(batch_size=100)  # toy's train split holds 64 examples
     with pytest.raises(
