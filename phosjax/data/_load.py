@@ -109,7 +109,7 @@ def load(
     4000/1000), ``"mnist1d_shuffled"`` (its positions permuted), ``"digits"`` (x ``(8, 8, 1)``,
     1437/360). Any other TFDS data set already prepared in `data_dir` as ``array_record`` or
     ``parquet`` (the formats TFDS reads without TensorFlow) loads by its TFDS name
-    (``"name"``, ``"name/config"``, ``"name:1.0.0"``; ``"Name"`` reads as ``"name"``): the
+    (``"name"``, ``"name/config"``, ``"name:1.0.0"``; ``"Name"`` is refused): the
     two `features` named, else its supervised keys (a third, weights key is ignored), else
     ``image`` and ``label``, give x and y, its ``test`` (else ``validation``) split is the
     test split. x must have a fixed shape and a numeric dtype; y must be a class label: a
@@ -170,20 +170,21 @@ def check_loadable(
     A bench checks all its names this way before it loads any.
 
     Raises:
-        ValueError: `name` is malformed or names a split; it is neither built in nor prepared
-            in `data_dir` (or prepared at another version or config: the message lists the
-            prepared ones); its prepared folder's metadata is missing or damaged (the message
-            names the folder and how to make it anew); it is stored in neither of the formats
-            TFDS reads without TensorFlow (``array_record``, ``parquet``); it lacks a train or
-            test split, an input or a label (or one of the `features` named: the message lists
-            its features and the nearest); or its input or label is of a kind `load` does not
-            support (each message names the data set, the feature, its kind, dtype and shape,
-            and what is supported).
+        ValueError: `name` is malformed, names a split or spells its data set otherwise than
+            TFDS names it (``"Digits"``: the message names the right spelling); it is neither
+            built in nor prepared in `data_dir` (or prepared at another version or config: the
+            message lists the prepared ones); its prepared folder's metadata is missing or
+            damaged (the message names the folder and how to make it anew); it is stored in
+            neither of the formats TFDS reads without TensorFlow (``array_record``,
+            ``parquet``); it lacks a train or test split, an input or a label (or one of the
+            `features` named: the message lists its features and the nearest); or its input or
+            label is of a kind `load` does not support (each message names the data set, the
+            feature, its kind, dtype and shape, and what is supported).
 
     Examples:
         >>> import tempfile
         >>> with tempfile.TemporaryDirectory() as tmp:
-        ...     check_loadable("Digits:1.0.0", data_dir=tmp)  # built in: nothing prepared
+        ...     check_loadable("digits:1.0.0", data_dir=tmp)  # built in: nothing prepared
         ...     check_loadable("no_such_set", data_dir=tmp)
         Traceback (most recent call last):
         ValueError: unknown data set 'no_such_set': it is neither built in ...
@@ -266,7 +267,29 @@ def _parse(name: str) -> tuple[str, dict[str, Any]]:
             f"data set name {name!r} is malformed; expected a TFDS name: 'name', 'name/config', "
             f"'name:1.2.3' or 'name/config:1.2.3'{namespace}"
         )
+    _refuse_another_spelling(name, dataset.name)
     return dataset.name, kwargs
+
+
+def _refuse_another_spelling(name: str, dataset: str) -> None:
+    """Raises if `name` spells its data set otherwise than TFDS names it (``"Digits"`` for
+    ``digits``): each data set has one name, or a bench would hold it twice.
+
+    Examples:
+        >>> _refuse_another_spelling("MNIST1D:1.0.0", "mnis_t1_d")
+        Traceback (most recent call last):
+        ValueError: data set name 'MNIST1D:1.0.0' spells its data set 'MNIST1D', which TFDS ...
+    """
+    spelled = re.split("[/:]", name, maxsplit=1)[0]
+    if spelled == dataset:
+        return
+    right = spelled.lower() if spelled.lower() in BUILTIN_NAMES else dataset
+    raise ValueError(
+        f"data set name {name!r} spells its data set {spelled!r}, which TFDS reads as "
+        f"{dataset!r}; write {right + name[len(spelled) :]!r}: data set names are lower-case "
+        f"snake_case as TFDS names them, one name per data set (a bench given {spelled!r} "
+        f"and {right!r} would train and report them as two)"
+    )
 
 
 _SPLIT = re.compile(r"(?:[:/](?:train|test|validation))?\[.*\]$|:(?:train|test|validation)$")
@@ -566,10 +589,10 @@ def _metadata_problem(folder: pathlib.Path) -> str | None:
 
 def _near(dataset: str, names: list[str]) -> str:
     """`` Did you mean 'x'?`` for the names among `names` (their data sets, without a config)
-    closest to `dataset`, if any is close (TFDS reads ``"MNIST1D"`` as ``"mnis_t1_d"``).
+    closest to `dataset`, if any is close.
 
     Examples:
-        >>> _near("mnis_t1_d", ["digits", "mnist1d"]), _near("cifar10", ["digits"])
+        >>> _near("mnist_1d", ["digits", "mnist1d"]), _near("cifar10", ["digits"])
         (" Did you mean 'mnist1d'?", '')
         >>> _near("mnist1d_s", ["mnist1d", "mnist1d_shuffled/big"])
         " Did you mean 'mnist1d' or 'mnist1d_shuffled'?"

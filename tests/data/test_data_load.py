@@ -83,7 +83,7 @@ def test_unknown_name_lists_known_names_and_how_to_prepare(user_data_dir):
 @pytest.mark.parametrize(
     ("name", "near"),
     [
-        ("MNIST1D", "'mnist1d'"),
+        ("mnist_1d", "'mnist1d'"),
         ("digit", "'digits'"),
         ("mnist1d_shufled", "'mnist1d_shuffled' or 'mnist1d'"),  # named only the first
     ],
@@ -271,8 +271,6 @@ def test_the_test_split_is_read_rather_than_validation_when_both_exist(toys_dir)
         "toy_configs/small",
         "toy_configs:1.0.0",
         "toy_configs/small:1.0.0",
-        "TOY_CONFIGS",
-        "ToyConfigs/small",
     ],
 )
 def test_every_tfds_form_of_a_prepared_name_loads(toys_dir, name):
@@ -656,8 +654,33 @@ def test_a_name_with_a_namespace_is_malformed_not_looked_up(toys_dir, name):
             check(name, data_dir=toys_dir)
 
 
+@pytest.mark.parametrize(
+    ("name", "spelled", "dataset", "right"),
+    [
+        ("Digits", "Digits", "digits", "digits"),
+        ("MNIST1D:1.0.0", "MNIST1D", "mnis_t1_d", "mnist1d"),  # built in: lower-cased
+        ("TOY_CONFIGS", "TOY_CONFIGS", "toy_configs", "toy_configs"),
+        ("ToyConfigs/small", "ToyConfigs", "toy_configs", "toy_configs"),  # its class's name
+    ],
+)
+def test_a_name_spelled_otherwise_than_tfds_names_it_is_refused_naming_the_spelling(
+    toys_dir, name, spelled, dataset, right
+):
+    written = right + name[len(spelled) :]
+    for check in (load, check_loadable):
+        with pytest.raises(
+            ValueError,
+            match=rf"^data set name '{name}' spells its data set '{spelled}', which TFDS reads "
+            rf"as '{dataset}'; write '{written}': data set names are lower-case snake_case as "
+            rf"TFDS names them, one name per data set \(a bench given '{spelled}' and "
+            rf"'{right}' would train and report them as two\)$",
+        ):
+            check(name, data_dir=toys_dir)
+    assert "digits" not in prepared_names(toys_dir)
+
+
 def test_a_built_in_name_is_checked_without_being_prepared(tmp_path):
-    check_loadable("Digits:1.0.0", data_dir=tmp_path)
+    check_loadable("digits:1.0.0", data_dir=tmp_path)
     assert prepared_names(tmp_path) == []
     with pytest.raises(
         ValueError, match=r"built-in data set 'digits:2\.0\.0' cannot be loaded: .*only: 1\.0\.0"
