@@ -74,6 +74,10 @@ def scale_widths(config: ModelConfig, multiplier: float, multiple: int = 8) -> M
     becomes 32 at multiple 8) and never below it. Head counts stay; a width
     they must divide is rounded to a multiple of ``lcm(multiple, heads)``.
 
+    Raises:
+      ValueError: ``multiplier`` is not a finite number >= 0 (NaN, infinity, negative, a
+        string), or ``multiple`` is not an int >= 1.
+
     Examples:
       >>> from phosjax.models import ModelConfig
       >>> from phosjax.morph import scale_widths
@@ -86,6 +90,11 @@ def scale_widths(config: ModelConfig, multiplier: float, multiple: int = 8) -> M
       (24, 32)
     """
     _check_multiple(multiple)
+    if not _finite_number(multiplier) or multiplier < 0:
+        raise ValueError(
+            f"multiplier={multiplier!r}: every width is multiplied by it, so expected a finite "
+            f"number >= 0 (0 gives the narrowest config, every width {multiple})"
+        )
     base = config.resolved()
     scaled = base
     for field in _fields(base):

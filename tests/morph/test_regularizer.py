@@ -2,6 +2,7 @@
 
 import functools
 import math
+import re
 
 import flax.linen as nn
 import jax
@@ -326,6 +327,18 @@ def test_scale_widths_rounds_a_tie_up_to_the_multiple():
     config = ModelConfig("mlp", 10, (40,), depth=1, width=(20, 28, 19, 21))
     assert scale_widths(config, 1.0).width == (24, 32, 16, 24)
     assert scale_widths(config.replace(width=(12, 4)), 1.0, multiple=8).width == (16, 8)
+
+
+@pytest.mark.parametrize("multiplier", [math.nan, math.inf, -0.5, "2", True, None])
+def test_scale_widths_refuses_a_multiplier_that_is_no_finite_number_at_least_zero(multiplier):
+    # NaN and infinity raised numpy's "cannot convert float NaN to integer" (an
+    # OverflowError for infinity); a negative one gave the narrowest config silently
+    with pytest.raises(
+        ValueError,
+        match=rf"^multiplier={re.escape(repr(multiplier))}: every width is multiplied by it, "
+        r"so expected a finite number >= 0 \(0 gives the narrowest config, every width 8\)$",
+    ):
+        scale_widths(ModelConfig("mlp", 10, (40,), width=16), multiplier)
 
 
 def test_a_config_that_does_not_build_does_not_fit(monkeypatch):
