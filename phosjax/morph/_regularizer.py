@@ -1,5 +1,7 @@
 """Channel importance (GammaL1, GroupLasso), alive channels, the MorphNet regularizer."""
 
+import math
+import numbers
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -41,6 +43,28 @@ def check_source(source: str, groups: ChannelGroups | None = None) -> None:
             f"but group(s) {bare} have none; use source 'auto' (their group lasso instead) "
             "or 'group_lasso'"
         )
+
+
+def check_threshold(threshold: Any) -> float:
+    """``threshold`` as a float; raises a ValueError naming it unless it is one real number
+    (NaN, a bool or a string is not: against NaN no channel would be alive, and each group
+    would keep only its most important channel).
+
+    Examples:
+      >>> check_threshold(float("nan"))
+      Traceback (most recent call last):
+      ValueError: threshold=nan: a channel whose importance is at or below it is dead, so ...
+    """
+    number = math.nan
+    real = isinstance(threshold, numbers.Real | np.ndarray | jax.Array)
+    if real and np.ndim(threshold) == 0 and np.asarray(threshold).dtype != bool:
+        number = float(threshold)
+    if math.isnan(number):
+        raise ValueError(
+            f"threshold={threshold!r}: a channel whose importance is at or below it is dead, "
+            "so expected a number, e.g. 1e-2"
+        )
+    return number
 
 
 def _per_channel(member: Member, leaf: jax.Array, kind: str) -> jax.Array:
@@ -155,7 +179,8 @@ def alive_channels(
     """``{group name: importance > threshold}`` (at least one channel stays alive): a
     channel exactly at ``threshold`` is dead.
 
-    ``variables`` may be the variables or their params (see `importance`).
+    ``variables`` may be the variables or their params (see `importance`). A
+    ``threshold`` that is no number (NaN, a string) is a ValueError naming it.
 
     Examples:
       >>> import jax, jax.numpy as jnp, flax.linen as nn
@@ -168,6 +193,7 @@ def alive_channels(
       >>> alive_channels(groups, variables)
       {'layers_0': array([ True, False,  True])}
     """
+    threshold = check_threshold(threshold)
     alive: dict[str, np.ndarray] = {}
     for group, values in zip(groups.groups, importance(groups, variables, source), strict=True):
         scores = np.asarray(values)
@@ -210,8 +236,9 @@ def morph_regularizer(
 
     Raises:
       SelectorError: ``selector`` matches no group (the nearest names are listed).
-      ValueError: an unknown ``cost`` or ``source``, or ``gamma`` and a group has no
-        normalization scale (see `check_source`).
+      ValueError: an unknown ``cost`` or ``source``, ``gamma`` and a group has no
+        normalization scale (see `check_source`), or a ``threshold`` that is no number
+        (NaN, a string).
 
     References:
       Gordon et al., MorphNet, https://arxiv.org/abs/1711.06798 (section 3).
@@ -227,6 +254,7 @@ def morph_regularizer(
     """
     check_cost(cost)
     check_source(source, groups)
+    threshold = check_threshold(threshold)
     poly = cost_polynomial(groups, cost)
     full = evaluate(poly, [g.size for g in groups.groups]) if normalize else 1.0
     terms = [(c / max(full, 1e-30), gs) for c, gs in poly if gs]

@@ -442,6 +442,33 @@ def test_the_relaxation_prices_a_group_by_the_alive_counts_of_its_neighbours():
     np.testing.assert_allclose(grad[:, 2], 2 * (5 + n1) * column / lasso("layers_0")[2], rtol=1e-4)
 
 
+@pytest.mark.parametrize("threshold", [math.nan, "0.05", None, True, jnp.ones(2)])
+def test_a_threshold_that_is_no_number_is_refused_naming_it(threshold):
+    # against NaN no channel was above it: each group silently kept its best channel only
+    config = ModelConfig("mlp", 3, (5,), width=4)
+    x = jnp.ones((2, 5))
+    variables = config.build().init(jax.random.key(0), x)
+    groups = channel_groups(config.build(), variables, x)
+    message = (
+        rf"^threshold={re.escape(repr(threshold))}: a channel whose importance is at or "
+        r"below it is dead, so expected a number, e.g. 1e-2$"
+    )
+    for call in (alive_channels, report, morph_regularizer):
+        with pytest.raises(ValueError, match=message):
+            if call is morph_regularizer:
+                call(groups, threshold=threshold)
+            else:
+                call(groups, variables, threshold=threshold)
+    with pytest.raises(ValueError, match=message):
+        once(config, variables, threshold=threshold)
+    for number in (np.float32(0.5), jnp.asarray(0.5), 0):  # numpy, jax and int numbers pass
+        got = alive_channels(groups, variables, threshold=number)
+        expected = alive_channels(groups, variables, threshold=float(number))
+        assert {k: v.tolist() for k, v in got.items()} == {
+            k: v.tolist() for k, v in expected.items()
+        }
+
+
 def test_alive_channels_keep_the_most_important_channel_of_an_all_dead_group():
     model = nn.Sequential([nn.Dense(4), nn.relu, nn.Dense(3)])
     x = jnp.ones((2, 5))
