@@ -113,7 +113,7 @@ def expand(
     """The config with the largest uniform width multiplier whose cost fits ``budget``.
 
     Bisection over the multiplier; widths are rounded to a multiple of ``multiple``
-    (never to zero).
+    (never to zero). A config without widths (``logreg``) is its own expansion, if it fits.
 
     Raises:
       ValueError: an unknown ``cost``, a ``multiple`` that is not an int >= 1, a
@@ -152,6 +152,8 @@ def expand(
                 else f"costs {narrowest:g}"
             )
         )
+    if not _fields(base):  # no width (logreg): every multiplier gives the config itself
+        return base
     low, high = 0.0, 1.0
     while fits(high):
         if high >= _WIDEST:

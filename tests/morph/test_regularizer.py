@@ -526,6 +526,18 @@ def test_expand_takes_a_numpy_or_jax_scalar_budget(kind):
     assert expand(config, kind(config_cost(config, "params")), "params").width == (16,)
 
 
+def test_a_config_without_widths_is_its_own_expansion_and_once_keeps_it():
+    # it was "the budget 410 is beyond the widest config searched (every width times
+    # 4096, widths (), costs 410)": no multiplier changes a config without widths
+    config = ModelConfig("logreg", 10, (40,))
+    assert expand(config, config_cost(config, "params"), "params") == config.resolved()
+    with pytest.raises(ValueError, match=r"^no width multiplier fits the params budget 409: "):
+        expand(config, 409, "params")
+    variables = config.build().init(jax.random.key(0), jnp.zeros((1, 40)))
+    morphed = once(config, variables, cost="params")
+    assert (morphed.shrunk.widths, morphed.config) == ({}, config.resolved())
+
+
 def test_expand_refuses_a_budget_beyond_the_widest_config_it_searches():
     # every width times 2**12 costs ~1e11 FLOPs: a larger budget would be met silently
     # by that config, far below the budget, rather than by the largest one that fits
