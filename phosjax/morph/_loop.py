@@ -236,7 +236,8 @@ def prepare(config: MorphConfig) -> tuple[ModelConfig, ArrayDataset]:
         unknown data set, a model whose ``num_classes`` or ``input_shape`` is not the
         data set's, a ``batch_size`` larger than its train split, or (with
         ``iterations``) a model that does not build, whose channels `channel_groups`
-        cannot follow (an `UnsupportedOpError`), that lacks what ``source`` reads (a
+        cannot follow (an `UnsupportedOpError`), that has none to prune (``logreg``), that
+        lacks what ``source`` reads (a
         normalization scale for ``gamma``), or whose narrowest config (every width
         ``multiple``) costs more than the model itself, so no expansion can fit it.
     """
@@ -250,6 +251,13 @@ def prepare(config: MorphConfig) -> tuple[ModelConfig, ArrayDataset]:
         raise MorphConfigError(problem)
     if config.iterations:
         groups = _traced_groups(model)
+        if not groups.groups:
+            raise MorphConfigError(
+                f"MorphConfig.model {model.name!r} has no channels to prune (no channel "
+                "group: no hidden width, or every one pinned), so each iteration would train "
+                "the same model again; pick a model with hidden widths, e.g. 'mlp', or set "
+                "iterations: 0"
+            )
         try:
             check_source(config.source, groups)
         except ValueError as error:

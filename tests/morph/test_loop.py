@@ -180,6 +180,12 @@ CNN = "{name: cnn1d, num_classes: 10, input_shape: [40], width: [8, 8]}"
             f"model: {CNN}\nmultiple: 64\n",
             "MorphConfig.multiple=64: no width multiplier fits the flops budget",
         ),
+        (  # it blamed the multiple: "the flops budget 800 is beyond the widest config ..."
+            "model: {name: logreg, num_classes: 10, input_shape: [40]}\n",
+            "MorphConfig.model 'logreg' has no channels to prune (no channel group: no hidden "
+            "width, or every one pinned), so each iteration would train the same model again; "
+            "pick a model with hidden widths, e.g. 'mlp', or set iterations: 0\n",
+        ),
     ],
 )
 def test_the_cli_rejects_a_model_or_data_set_that_cannot_run_before_training(
