@@ -98,7 +98,7 @@ class MorphConfig:
       threshold: a channel whose importance is at or below it is dead.
       source: the importance source (``"auto"``, ``"gamma"``, ``"group_lasso"``).
       multiple: widths are rounded to a multiple of this.
-      seed: the seed of every training run.
+      seed: the seed of every training run, an int64 (in ``[-2**63, 2**63)``).
       data_dir: where data sets are prepared (``None``: the default).
 
     Examples:
@@ -142,6 +142,11 @@ class MorphConfig:
                 raise MorphConfigError(problem)
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise MorphConfigError(f"MorphConfig.seed={self.seed!r}: expected an integer")
+        if not -(2**63) <= self.seed < 2**63:
+            raise MorphConfigError(
+                f"MorphConfig.seed={self.seed}: expected an integer in [-2**63, 2**63) (int64, "
+                "the seeds jax.random.key takes)"
+            )
         if not isinstance(self.dataset, str):
             raise MorphConfigError(f"MorphConfig.dataset={self.dataset!r}: expected a name")
         if self.data_dir is not None and not isinstance(self.data_dir, str):

@@ -65,6 +65,11 @@ MODEL = ModelConfig("cnn1d", 10, (40,), depth=1, width=(16, 16))
         ("strength", math.inf, "MorphConfig.strength=inf: expected a finite number >= 0"),
         ("threshold", "small", "MorphConfig.threshold='small': expected a finite number >= 0"),
         ("seed", 1.5, "MorphConfig.seed=1.5: expected an integer"),
+        # jax.random.key overflowed when the run trained, after it had made --dir
+        *(
+            ("seed", seed, rf"^MorphConfig.seed={seed}: expected an integer in \[-2\*\*63, ")
+            for seed in (2**63, 2**64, -(2**63) - 1)
+        ),
         ("dataset", 5, "MorphConfig.dataset=5: expected a name"),
         ("data_dir", 3, r"MorphConfig.data_dir=3: expected a folder \(a path\) or null"),
     ],
