@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from phosjax.data._checks import first_outside
@@ -20,8 +21,9 @@ class ArrayDataset:
     `load` returns numpy arrays. The class is a pytree whose leaves are the four arrays
     (`name`, `num_classes` and `input_shape` are static), so `jax.device_put(dataset)` puts
     every split on a device (or sharding) at once and the result can enter `jax.jit`.
-    Constructing one checks that the four are arrays, their shapes and that concrete labels
-    lie in ``[0, num_classes)``; tree ops (``jax.tree.map``, ``jax.vmap``, ...) rebuild it
+    Constructing one checks that the four are arrays, their shapes, that inputs are real
+    numbers (not complex, strings or objects) and that concrete labels lie in
+    ``[0, num_classes)``; tree ops (``jax.tree.map``, ``jax.vmap``, ...) rebuild it
     without checks, whatever their leaves.
 
     Attributes:
@@ -84,6 +86,12 @@ class ArrayDataset:
                     f"ArrayDataset {self.name!r}: x_{split} has shape {tuple(x.shape)}, expected "
                     f"(num_examples, *input_shape) with input_shape={tuple(self.input_shape)}"
                 )
+            if not _is_real(x.dtype):
+                raise TypeError(
+                    f"ArrayDataset {self.name!r}: x_{split} has dtype {x.dtype}; inputs are "
+                    "real numbers, a float, integer or bool dtype (training reads them as "
+                    "float32, e.g. x.astype(np.float32))"
+                )
             if y.shape != x.shape[:1]:
                 raise ValueError(
                     f"ArrayDataset {self.name!r}: y_{split} has shape {tuple(y.shape)}, expected "
@@ -111,6 +119,17 @@ class ArrayDataset:
     def num_test(self) -> int:
         """Number of test examples."""
         return int(self.x_test.shape[0])
+
+
+def _is_real(dtype: Any) -> bool:
+    """Whether ``dtype`` holds real numbers: a float (bfloat16 too), integer or bool dtype,
+    not complex (float32 would drop the imaginary part), strings or objects.
+
+    Examples:
+      >>> _is_real(np.dtype(np.uint8)), _is_real(jnp.bfloat16), _is_real(np.complex64)
+      (True, True, False)
+    """
+    return any(jnp.issubdtype(dtype, kind) for kind in (np.floating, np.integer, np.bool_))
 
 
 _DATA_FIELDS = ("x_train", "y_train", "x_test", "y_test")

@@ -758,6 +758,23 @@ def test_array_dataset_refuses_labels_that_are_not_integers():
         _toy(y_test=np.zeros(2, np.float32))
 
 
+@pytest.mark.parametrize("dtype", [np.complex64, np.str_, object])
+def test_array_dataset_refuses_inputs_that_are_not_real_numbers(dtype):
+    # they were taken: training cast complex inputs to float32, dropping their imaginary
+    # part (a warning), and failed on strings only when it read them
+    for split in ("train", "test"):
+        x = getattr(_toy(), f"x_{split}").astype(dtype)
+        with pytest.raises(
+            TypeError,
+            match=rf"^ArrayDataset 'toy': x_{split} has dtype {x.dtype}; inputs are real "
+            r"numbers, a float, integer or bool dtype \(training reads them as float32, e\.g\. "
+            r"x\.astype\(np\.float32\)\)$",
+        ):
+            _toy(**{f"x_{split}": x})
+    for dtype in (np.uint8, np.bool_, jnp.bfloat16):  # real numbers of any kind pass
+        _toy(x_train=jnp.zeros((4, 3), dtype))
+
+
 def test_tree_ops_rebuild_an_array_dataset_whatever_its_leaves():
     ds = _toy(x_train=np.ones((4, 3), np.float32))
     means = jax.tree.map(jnp.mean, ds)
