@@ -148,6 +148,50 @@ def _running_mean(module: nn.Module, leaves: Collection[str]) -> str | None:
     return path if path in leaves else None
 
 
+def _watched(
+    model: nn.Module,
+    reference: Any,
+    kernels: Mapping[str, _Consumer],
+    call: tuple[Any, Any],
+    leaves: Collection[str],
+    shift: tuple[str, int, np.ndarray] | None = None,
+) -> tuple[dict[str, list[_Seen]], list[tuple[str, np.ndarray]]]:
+    """``model`` applied to ``call`` (args, kwargs) with the reference variables: every call
+    of a consumer (a Dense or Conv; not `_seen` when ``shift`` is given), and the running
+    mean in ``leaves`` and input of each BatchNorm call, in order. ``shift``: ``(path,
+    index, probe)`` adds ``probe`` to the output of that call of that consumer."""
+    seen: dict[str, list[_Seen]] = {}
+    counts: dict[str, int] = {}
+    norms: list[tuple[str, np.ndarray]] = []
+
+    def intercept(run: Callable[..., Any], run_args: Any, run_kwargs: Any, context: Any) -> Any:
+        if context.method_name != "__call__" or not run_args:
+            return run(*run_args, **run_kwargs)
+        mean = _running_mean(context.module, leaves)
+        if mean is not None and not isinstance(run_args[0], jax.core.Tracer):
+            norms.append((mean, np.asarray(run_args[0])))
+        path = _kernel_path(context.module, kernels)
+        result = run(*run_args, **run_kwargs)
+        if path is not None and len(run_args) == 1:
+            x, consumer = run_args[0], kernels[path]
+            kernel = context.module.variables["params"]["kernel"]
+            if (
+                not isinstance(x, jax.core.Tracer)
+                and np.shape(x)[-1:] == consumer.dead.shape
+                and np.ndim(kernel) - 2 == consumer.axis
+            ):
+                index = counts[path] = counts.get(path, -1) + 1
+                if shift is None:
+                    seen.setdefault(path, []).append(_seen(context.module, consumer.dead, x))
+                elif shift[:2] == (path, index):
+                    result = result + shift[2]
+        return result
+
+    with nn.intercept_methods(intercept):
+        model.apply(reference, *call[0], **call[1])
+    return seen, norms
+
+
 def _observe(
     model: nn.Module,
     reference: Any,
@@ -157,36 +201,42 @@ def _observe(
     into_norms: bool,
 ) -> dict[str, list[_Seen]]:
     """Every call of a consumer (a Dense or Conv) on the reference model, with (if
-    ``into_norms``) the running mean of the BatchNorm called on its output, if one is."""
-    seen: dict[str, list[_Seen]] = {}
-    outputs: list[tuple[Any, str, int]] = []  # (a consumer call's output, its path, call)
+    ``into_norms``, for one without a bias) the running mean of the one BatchNorm whose
+    input its output shifts as is: what is added to the output is added to that input, at
+    every position (the output itself, or reshaped, or added to others on the way)."""
     leaves = leaf_paths(reference) if into_norms else {}
-
-    def intercept(call: Callable[..., Any], call_args: Any, call_kwargs: Any, context: Any) -> Any:
-        if context.method_name != "__call__" or not call_args:
-            return call(*call_args, **call_kwargs)
-        mean = _running_mean(context.module, leaves)
-        for output, read, index in outputs if mean else ():
-            if call_args[0] is output:
-                seen[read][index] = dataclasses.replace(seen[read][index], norm_mean=mean)
-        path = _kernel_path(context.module, kernels)
-        result = call(*call_args, **call_kwargs)
-        if path is not None and len(call_args) == 1:
-            x, consumer = call_args[0], kernels[path]
-            kernel = context.module.variables["params"]["kernel"]
-            if (
-                not isinstance(x, jax.core.Tracer)
-                and np.shape(x)[-1:] == consumer.dead.shape
-                and np.ndim(kernel) - 2 == consumer.axis
-            ):
-                calls = seen.setdefault(path, [])
-                calls.append(_seen(context.module, consumer.dead, x))
-                outputs.append((result, path, len(calls) - 1))
-        return result
-
-    with nn.intercept_methods(intercept):
-        model.apply(reference, *args, **kwargs)
+    seen, norms = _watched(model, reference, kernels, (args, kwargs), leaves)
+    for path, calls in seen.items() if into_norms else ():
+        for index, c in enumerate(calls):
+            if c.bias or not c.nonzero.any():
+                continue
+            probe = 1.0 + np.arange(c.delta.size, dtype=np.float32) / c.delta.size
+            shift = (path, index, probe)
+            _, shifted = _watched(model, reference, kernels, (args, kwargs), leaves, shift)
+            taking = [
+                mean
+                for (mean, before), (_, after) in zip(norms, shifted, strict=False)
+                if len(norms) == len(shifted) and _shifted_by(after - before, probe, before)
+            ]
+            if len(taking) == 1:
+                calls[index] = dataclasses.replace(c, norm_mean=taking[0])
     return seen
+
+
+def _shifted_by(difference: np.ndarray, probe: np.ndarray, before: np.ndarray) -> bool:
+    """Whether ``difference`` is ``probe`` (along the last axis) at every position.
+
+    Examples:
+      >>> probe = np.array([1.0, 1.5])
+      >>> _shifted_by(np.array([[1.0, 1.5], [1.0, 1.5]]), probe, np.zeros((2, 2)))
+      True
+      >>> _shifted_by(np.array([[2.0, 3.0], [2.0, 3.0]]), probe, np.zeros((2, 2)))
+      False
+    """
+    if difference.shape[-1:] != probe.shape:
+        return False
+    scale = 1.0 + float(np.abs(before).max(initial=0.0))
+    return bool(np.allclose(difference, probe, rtol=0.0, atol=1e-5 * scale))
 
 
 def _foldable(calls: list[_Seen]) -> bool:
@@ -261,8 +311,11 @@ def _fold_into(
         for name, channel in revive:
             kept[name] = kept[name].copy()
             kept[name][channel] = True
-    deltas = [_takers(path, calls) for path, calls in seen.items() if _foldable(calls)]
-    return kept, {path: delta for taken in deltas for path, delta in taken.items()}
+    deltas: dict[str, np.ndarray] = {}  # what consumers added together take adds up
+    for path, calls in seen.items():
+        for leaf, delta in _takers(path, calls).items() if _foldable(calls) else ():
+            deltas[leaf] = deltas.get(leaf, 0.0) + delta
+    return kept, deltas
 
 
 def _outputs_agree(model: nn.Module, a: Any, b: Any, args: Any, kwargs: Any) -> bool:
@@ -296,7 +349,9 @@ def fold(
     that layer's bias, where it is the same at every position: ``sum_c act(shift_c) *
     W[c, :]`` for a Dense, the kernel's taps summed for a conv ('VALID' padding, or a
     zero constant). A layer without a bias (conv-BN) whose output goes as is to an
-    ``nn.BatchNorm`` over its last axis, and nowhere else, has it subtracted from that
+    ``nn.BatchNorm`` over its last axis (itself, reshaped with its channel axis kept, or
+    added to other layers' outputs: what is added to the output is added to that
+    BatchNorm's input), and nowhere else, has it subtracted from that
     BatchNorm's running mean instead (``batch_stats``: exact with
     ``use_running_average=True``; a batch mean takes any constant anyway); where its
     output is read elsewhere too (a residual), the model then computes something else

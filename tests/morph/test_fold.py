@@ -233,6 +233,47 @@ def test_a_bias_free_layer_followed_by_batchnorm_folds_into_its_running_mean(con
     )
 
 
+class Between(nn.Module):
+    """A bias-free 'VALID' conv reading dead channels, its output reshaped (the channel axis
+    kept) or added to a second one's on its way to a BatchNorm."""
+
+    widths: tuple[int, int] = (8, 6)
+    between: str = "reshape"
+
+    @nn.compact
+    def __call__(self, x):
+        def conv(width):
+            return nn.Conv(width, (3,), padding="VALID", use_bias=False)
+
+        h = nn.relu(nn.BatchNorm(use_running_average=True)(conv(self.widths[0])(x)))
+        y = conv(self.widths[1])(h)
+        y = y.reshape(*y.shape[:2], 1, -1) if self.between == "reshape" else y + conv(6)(h)
+        y = nn.relu(nn.BatchNorm(use_running_average=True)(y))
+        return nn.Dense(3)(y.reshape(y.shape[0], -1))
+
+
+@pytest.mark.parametrize("between", ["reshape", "add"])
+def test_a_bias_free_layer_whose_output_is_reshaped_or_added_folds_into_the_batchnorm(between):
+    """Only an output handed to the BatchNorm as it is was seen: reshaped, or added to
+    another bias-free layer's, its dead inputs with a nonzero constant were kept (width 7
+    of 8, not 5); the running mean now takes the constant (added up over the layers)."""
+    model = Between(between=between)
+    x = jax.random.normal(jax.random.key(1), (6, 9, 2))
+    initial = _with_running_stats(model.init(jax.random.key(0), x), jax.random.key(2))
+    variables = _dead_in_first_norm(initial, [1, 4, 6], [0.7, -0.3, 1.2])
+    groups = channel_groups(model, variables, x)
+    alive = alive_channels(groups, variables, source="gamma")
+
+    folded = fold(model, variables, alive, groups, x)
+    small = shrink(folded.variables, folded.alive, groups)
+
+    assert small.widths["Conv_0"] == 5  # relu(-0.3) is zero, 0.7 and 1.2 are folded
+    reference = model.apply(mask(variables, alive, groups, keep_biases=True), x)
+    np.testing.assert_allclose(
+        Between((5, 6), between).apply(small.variables, x), reference, rtol=1e-6, atol=1e-6
+    )
+
+
 def test_a_batchnorm_input_read_elsewhere_too_keeps_the_dead_channels_exactly():
     """The constant is in the BatchNorm's input and in the residual beside it: a running
     mean would take it from the BatchNorm only, so the channels are kept."""
