@@ -1,8 +1,9 @@
 """MorphNet vs. uniform width scaling on MNIST-1D: accuracy against FLOPs.
 
-Runs the loop of ``configs/morph_mnist1d.yaml`` (or reads its results with ``--dir``),
-then retrains every morphed (expanded) network and a uniformly scaled copy of the
-starting network with the same FLOP budget (its widths rounded to ``--baseline-multiple``,
+Runs the loop of ``configs/morph_mnist1d.yaml`` (or reads its results with ``--dir``,
+which must have started from that config's model), then retrains every morphed
+(expanded) network and a uniformly scaled copy of the starting network with the same
+FLOP budget (its widths rounded to ``--baseline-multiple``,
 default 1, so its FLOPs come as close as possible), over several seeds, and prints a table.
 
     python benchmarks/morph_vs_uniform.py --config configs/morph_mnist1d.yaml --seeds 3
@@ -33,8 +34,15 @@ def main() -> None:
     config = MorphConfig.from_dict(yaml.safe_load(pathlib.Path(args.config).read_text()))
     path = pathlib.Path(args.dir) / ITERATIONS
     rows = pd.read_parquet(path) if path.exists() else run(config, args.dir)
-    data = load(config.dataset, data_dir=config.data_dir)
     start = config.model.resolved()
+    ran = ModelConfig.from_dict(json.loads(rows[rows.kind == "start"].config.iloc[0]))
+    if ran != start:
+        raise SystemExit(
+            f"error: {path} holds a run that started from {ran}, but --config {args.config} "
+            f"starts from {start}: the baselines would scale another network; pass the "
+            "config that run used, or another --dir"
+        )
+    data = load(config.dataset, data_dir=config.data_dir)
     morphed = [ModelConfig.from_dict(json.loads(c)) for c in rows[rows.kind == "expanded"].config]
     networks = [("start", start)]
     for index, candidate in enumerate(morphed, 1):

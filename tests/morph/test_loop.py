@@ -417,3 +417,49 @@ def test_the_command_line_sets_model_fields_a_config_file_leaves_out(
     assert printed["iterations"] == 1
     assert (printed["model"]["name"], printed["model"]["num_classes"]) == ("mlp", 10)
     assert cli.morph_config(printed).model.input_shape == (40,)
+
+
+def _benchmark():
+    """benchmarks/morph_vs_uniform.py as a module (the benchmarks are scripts, no package)."""
+    import importlib.util
+
+    path = pathlib.Path(__file__).parents[2] / "benchmarks" / "morph_vs_uniform.py"
+    spec = importlib.util.spec_from_file_location("morph_vs_uniform", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("width", [16, 32])
+def test_the_benchmark_refuses_the_rows_of_a_run_from_another_start_model(
+    tmp_path, monkeypatch, width
+):
+    """It scaled the --config file's start model for its baselines, whatever model the
+    run in --dir had started from (a run with --model.width '[16, 16, 16]', say)."""
+    benchmark = _benchmark()
+    config = pathlib.Path(__file__).parents[2] / "configs" / "morph_mnist1d.yaml"
+    start = MorphConfig.from_dict(yaml.safe_load(config.read_text())).model.resolved()
+    ran = start.replace(width=(width,) * 3)
+    (tmp_path / "morph").mkdir()
+    rows = pd.DataFrame([{"kind": "start", "config": json.dumps(ran.to_dict())}])
+    rows.to_parquet(tmp_path / "morph" / "iterations.parquet")
+
+    class Loaded(Exception):
+        """Stands for loading the data set: the rows passed the check."""
+
+    def loaded(*args, **kwargs):
+        raise Loaded
+
+    monkeypatch.setattr(benchmark, "load", loaded)
+    monkeypatch.setattr("sys.argv", ["x", "--config", str(config), "--dir", str(tmp_path)])
+    if ran == start:
+        with pytest.raises(Loaded):
+            benchmark.main()
+        return
+    with pytest.raises(SystemExit) as error:
+        benchmark.main()
+    assert str(error.value) == (
+        f"error: {tmp_path / 'morph' / 'iterations.parquet'} holds a run that started from "
+        f"{ran}, but --config {config} starts from {start}: the baselines would scale another "
+        "network; pass the config that run used, or another --dir"
+    )
