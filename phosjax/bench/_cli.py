@@ -2,7 +2,9 @@
 
 import functools
 import os
+import pathlib
 import re
+import shlex
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar, NoReturn
@@ -10,9 +12,13 @@ from typing import Any, ClassVar, NoReturn
 import yaml
 from jsonargparse import ArgumentParser
 
+from phosjax.bench import _layout
 from phosjax.bench._config import BenchError
+from phosjax.bench._errors import BrokenFileError
 from phosjax.bench._interrupt import ctrl_c_kept
+from phosjax.bench._summary import counted
 from phosjax.bench._usage import refuse_empty_dir, usage_error
+from phosjax.bench.view._bench import BenchFiles
 
 _KEY = re.compile(r'\AParser key "([^"]+)":\s*')
 
@@ -196,19 +202,71 @@ def add_common(parser: ArgumentParser) -> None:
 INTERRUPTED = 130
 """The exit status after Ctrl-C (128 + SIGINT), as shells report it."""
 
-RESUMES = (
-    "everything written so far is kept (a bench continues from its last checkpoint when "
-    "the same command runs again)."
-)
-"""What Ctrl-C leaves, for the commands that train a bench (``new``, ``add_models``)."""
+
+def dir_option(argv: Sequence[str]) -> str | None:
+    """The ``--dir`` that ``argv`` gives (the last, as the parser takes it); None: none.
+
+    Examples:
+      >>> dir_option(["--dir", "a", "--dir=b"]), dir_option(["--config", "c.yaml"])
+      ('b', None)
+    """
+    found = None
+    for i, arg in enumerate(argv):
+        if arg == "--dir" and i + 1 < len(argv):
+            found = argv[i + 1]
+        elif arg.startswith("--dir="):
+            found = arg.split("=", 1)[1]
+    return found
+
+
+def _kept(directory: str) -> str:
+    """What the bench in ``directory`` holds after Ctrl-C: its finished cells of all,
+    or that it was not started (no ``bench.json``)."""
+    if not _layout.is_bench(pathlib.Path(directory)):
+        return f"the bench was not started in --dir {directory!r} yet (it has no bench.json)"
+    files = BenchFiles(directory)
+    finished = sum(cell["finished"] for cell in files.progress().values())
+    return (
+        f"{directory!r} keeps {finished} of {counted(len(files.cells()), 'cell')} finished, "
+        "and the others' rows up to their group's last checkpoint"
+    )
+
+
+def kept_in_bench(module: str) -> Callable[[Sequence[str]], str]:
+    """What Ctrl-C leaves of ``python -m <module> ARGV``, a command that trains the bench
+    in ``--dir`` (``new``, ``add_models``), for `entry_point`: how many of its cells are
+    finished, and the command that continues it (the same one, which resumes each group
+    from its last checkpoint).
+
+    Examples:
+      >>> said = kept_in_bench("phosjax.bench.new")(["--config", "my bench.yaml", "--dir", "/no/b"])
+      >>> print(*said.split("; "), sep="\\n")
+      the bench was not started in --dir '/no/b' yet (it has no bench.json)
+      the same command starts it: python -m phosjax.bench.new --config 'my bench.yaml' --dir /no/b
+    """
+
+    def said(argv: Sequence[str]) -> str:
+        command = f"python -m {module} {shlex.join(argv)}"
+        directory = dir_option(argv)
+        if directory is None:  # the parser refuses that before anything runs
+            return f"nothing was written; the same command runs it: {command}"
+        try:
+            kept = _kept(directory)
+        except (BrokenFileError, OSError, ValueError):  # a file cut short: what is sure
+            kept = f"everything written in --dir {directory!r} is kept"
+        verb = "starts" if kept.startswith("the bench was not started") else "continues"
+        return f"{kept}; the same command {verb} it: {command}"
+
+    return said
 
 
 def entry_point(
-    interrupted: str,
+    interrupted: str | Callable[[Sequence[str]], str],
 ) -> Callable[[Callable[[Sequence[str] | None], int | None]], Callable[..., int]]:
     """Wraps ``main(argv)``, which returns its exit status (None: 0): a `BenchError`
     prints ``error: ...`` and returns 2; Ctrl-C prints ``interrupted: <interrupted>``
-    (what it leaves and how to go on) and returns `INTERRUPTED`.
+    (what it leaves and how to go on; a function of the command's arguments, such as
+    `kept_in_bench`, says it once they are known) and returns `INTERRUPTED`.
 
     Examples:
       >>> @entry_point("nothing was written.")
@@ -224,14 +282,16 @@ def entry_point(
     def wrap(main: Callable[[Sequence[str] | None], int | None]) -> Callable[..., int]:
         @functools.wraps(main)
         def wrapped(argv: Sequence[str] | None = None) -> int:
+            args = sys.argv[1:] if argv is None else list(argv)
             try:
                 with ctrl_c_kept():
-                    return main(argv) or 0
+                    return main(args) or 0
             except BenchError as error:
                 print(f"error: {error}", file=sys.stderr)
                 return 2
             except KeyboardInterrupt:  # "\n": off the line where the terminal echoed ^C
-                print(f"\ninterrupted: {interrupted}", file=sys.stderr)
+                said = interrupted if isinstance(interrupted, str) else interrupted(args)
+                print(f"\ninterrupted: {said}", file=sys.stderr)
                 return INTERRUPTED
 
         return wrapped

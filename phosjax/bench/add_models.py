@@ -18,11 +18,11 @@ from jsonargparse import ArgumentParser
 import phosjax.bench._interrupt  # noqa: F401  first: a Ctrl-C while jax loads is kept
 from phosjax._yaml import safe_load
 from phosjax.bench._cli import (
-    RESUMES,
     Parser,
     add_common,
     entry_point,
     exit_process,
+    kept_in_bench,
 )
 from phosjax.bench._config import BenchError
 from phosjax.bench._runner import add_models_to
@@ -61,7 +61,7 @@ def model_argument(text: str) -> str | dict[str, Any]:
         ) from error
 
 
-@entry_point(RESUMES)
+@entry_point(kept_in_bench("phosjax.bench.add_models"))
 def main(argv: Sequence[str] | None = None) -> None:
     """Runs the command line ``argv`` (default ``sys.argv[1:]``)."""
     args = parser().parse_args(argv)

@@ -24,13 +24,14 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 import phosjax.bench._interrupt  # noqa: F401  first: a Ctrl-C while jax loads is kept
 from phosjax.bench import _layout, _plan
 from phosjax.bench._cli import (
-    RESUMES,
     ConfigParser,
     add_common,
     config_files,
     config_files_first,
+    dir_option,
     entry_point,
     exit_process,
+    kept_in_bench,
 )
 from phosjax.bench._config import NAMED_HPARAMS, BenchConfig, BenchError, read_yaml
 from phosjax.bench._directory import open_bench
@@ -181,20 +182,13 @@ def _stored_config_to_print(argv: list[str]) -> list[str]:
         return argv
     if not _config_keys(argv) <= {"data_dir"}:
         return argv
-    directory = next(
-        (
-            arg.split("=", 1)[1] if arg.startswith("--dir=") else argv[i + 1]
-            for i, arg in enumerate(argv)
-            if (arg == "--dir" and i + 1 < len(argv)) or arg.startswith("--dir=")
-        ),
-        None,
-    )
+    directory = dir_option(argv)
     if directory is None or not _layout.is_bench(pathlib.Path(directory)):
         return argv
     return ["--config", str(pathlib.Path(directory) / _layout.CONFIG), *argv]
 
 
-@entry_point(RESUMES)
+@entry_point(kept_in_bench("phosjax.bench.new"))
 def main(argv: Sequence[str] | None = None) -> None:
     """Runs the command line ``argv`` (default ``sys.argv[1:]``)."""
     argv = _stored_config_to_print(config_files_first(sys.argv[1:] if argv is None else argv))

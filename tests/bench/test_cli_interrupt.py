@@ -21,7 +21,13 @@ def _interrupted(*args, **kwargs):
 @pytest.mark.parametrize(
     ("module", "work", "argv", "line"),
     [
-        ("phosjax.bench.add_models", "add_models_to", ["--dir", "b"], _cli.RESUMES),
+        (
+            "phosjax.bench.add_models",
+            "add_models_to",
+            ["--dir", "b"],
+            "the bench was not started in --dir 'b' yet (it has no bench.json); the same "
+            "command starts it: python -m phosjax.bench.add_models --dir b",
+        ),
         (
             "phosjax.bench.profile",
             "open_bench",

@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import functools
 import io
+import json
 import math
 import pathlib
 import re
@@ -23,7 +24,7 @@ import pytest
 import tqdm
 import yaml
 
-from phosjax.bench import BenchConfig, _cli, _layout, _plan, _runner, load_config, plan
+from phosjax.bench import BenchConfig, _layout, _plan, _runner, load_config, plan
 from phosjax.bench.new import main as new_main
 from phosjax.bench.new import parser
 from phosjax.bench.profile import main as profile_main
@@ -454,17 +455,42 @@ def test_a_usage_error_is_one_line_naming_the_option_and_what_it_takes(
     assert not (tmp_path / "b").exists()
 
 
-def test_ctrl_c_is_one_line_saying_how_to_continue(tmp_path, capsys, monkeypatch):
+def test_ctrl_c_before_the_bench_is_written_says_the_command_that_starts_it(
+    tmp_path, capsys, monkeypatch
+):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr("phosjax.bench.new.run", interrupted)
-    command = ["--config", "configs/example.yaml", "--dir", str(tmp_path / "b")]
-    assert new_main(command) == 130
-    err = capsys.readouterr().err
-    assert err.strip() == (
-        "interrupted: everything written so far is kept (a bench continues from its last "
-        "checkpoint when the same command runs again)."
+    root = tmp_path / "my b"
+    assert new_main(["--config", "configs/example.yaml", "--dir", str(root)]) == 130
+    assert capsys.readouterr().err == (
+        f"\ninterrupted: the bench was not started in --dir {str(root)!r} yet (it has no "
+        "bench.json); the same command starts it: python -m phosjax.bench.new --config "
+        f"configs/example.yaml --dir '{root}'\n"
+    )
+
+
+@pytest.mark.parametrize("finished", [True, False])
+def test_ctrl_c_says_how_many_cells_are_kept_and_the_command_that_continues(
+    cli_bench, tmp_path, capsys, monkeypatch, finished
+):
+    root = tmp_path / "bench"
+    shutil.copytree(cli_bench[0], root)
+    status = json.loads((root / _layout.STATUS).read_text())
+    for group in status["groups"].values():
+        group |= {"finished": finished, "steps_done": 12 if finished else 0}
+    (root / _layout.STATUS).write_text(json.dumps(status))
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("phosjax.bench.new.run", interrupted)
+    assert new_main(["--dir", str(root), "--no_progress"]) == 130
+    assert capsys.readouterr().err == (
+        f"\ninterrupted: {str(root)!r} keeps {4 if finished else 0} of 4 cells finished, and "
+        "the others' rows up to their group's last checkpoint; the same command continues "
+        f"it: python -m phosjax.bench.new --dir {root} --no_progress\n"
     )
 
 
@@ -484,7 +510,8 @@ def test_ctrl_c_mid_training_closes_the_bar_before_its_line(tmp_path, capsys, mo
     assert new_main(["--config", str(config), "--dir", str(tmp_path / "b")]) == 130
     assert not tqdm.tqdm._instances  # closed, not waiting for the garbage collector
     err = capsys.readouterr().err
-    assert err.endswith(f"\ninterrupted: {_cli.RESUMES}\n") and "4/48" in err
+    kept = f"{str(tmp_path / 'b')!r} keeps 0 of 4 cells finished"
+    assert f"\ninterrupted: {kept}, and the others' rows up to" in err and "4/48" in err
 
 
 def test_data_dir_alone_continues_the_bench_reading_from_there(cli_bench, tmp_path, monkeypatch):
