@@ -15,7 +15,7 @@ from jsonargparse import ArgumentParser
 from phosjax.bench import _layout
 from phosjax.bench._config import BenchError
 from phosjax.bench._errors import BrokenFileError
-from phosjax.bench._interrupt import ctrl_c_kept
+from phosjax.bench._interrupt import INTERRUPTED, ctrl_c_kept
 from phosjax.bench._summary import counted
 from phosjax.bench._usage import refuse_empty_dir, usage_error
 from phosjax.bench.view._bench import BenchFiles
@@ -197,10 +197,6 @@ def add_common(parser: ArgumentParser) -> None:
         default=[],
         help="modules to import first, e.g. ones that register models",
     )
-
-
-INTERRUPTED = 130
-"""The exit status after Ctrl-C (128 + SIGINT), as shells report it."""
 
 
 def dir_option(argv: Sequence[str]) -> str | None:

@@ -5,17 +5,23 @@ the main thread a moment later.
 
 The commands that train (``new``, ``add_models``, ``python -m phosjax.morph``) import this
 module first: when one of them runs as ``__main__``, that keeps a Ctrl-C pressed while
-jax is still being imported too. `ctrl_c_kept` keeps it around a call of their ``main``.
-Only the standard library is imported here.
+jax is still being imported too, and such a Ctrl-C, before ``main`` runs, ends the command
+with one line (`said_at_start`), as one in ``main`` does, not a traceback. `ctrl_c_kept`
+keeps it around a call of their ``main``. Only the standard library is imported here.
 """
 
 import _thread
 import contextlib
+import os
+import shlex
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
+
+INTERRUPTED = 130
+"""The exit status after Ctrl-C (128 + SIGINT), as shells report it."""
 
 
 def _interrupt_main_soon() -> None:
@@ -54,11 +60,55 @@ def ctrl_c_kept() -> Iterator[None]:
         sys.unraisablehook = previous
 
 
-def _run_as_command() -> bool:
-    """Whether the program is one of phosjax's commands (``python -m phosjax...``)."""
+def _command() -> str | None:
+    """The module of the phosjax command the program is (``python -m phosjax.morph``:
+    ``phosjax.morph``); None when it is none (pytest, a script).
+
+    Examples:
+      >>> _command() is None
+      True
+    """
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    return spec is not None and spec.name.startswith("phosjax.")
+    if spec is None or not spec.name.startswith("phosjax."):
+        return None
+    return spec.name.removesuffix(".__main__")
 
 
-if _run_as_command():  # for the whole process: imports included
+def said_at_start(previous: Callable[..., object], module: str) -> Callable[..., None]:
+    """A `sys.excepthook` that ends ``python -m <module>`` stopped by Ctrl-C before its
+    ``main`` ran (while it imports jax: seconds) with one line, the command to run again,
+    and exit status `INTERRUPTED`; anything else goes to ``previous``.
+
+    Examples:
+      >>> import contextlib, io, unittest.mock
+      >>> hook = said_at_start(sys.__excepthook__, "phosjax.bench.new")
+      >>> argv = ["-m", "--config", "my bench.yaml", "--dir", "b"]
+      >>> with contextlib.redirect_stderr(io.StringIO()) as err, unittest.mock.patch.object(
+      ...     sys, "argv", argv
+      ... ), unittest.mock.patch.object(os, "_exit") as exit:
+      ...     hook(KeyboardInterrupt, KeyboardInterrupt(), None)
+      >>> print(err.getvalue().strip()); exit.call_args.args
+      interrupted: the command was still starting, nothing was written; the same command
+      runs it: python -m phosjax.bench.new --config 'my bench.yaml' --dir b
+      (130,)
+    """
+
+    def hook(kind: type[BaseException], value: BaseException, traceback: Any) -> None:
+        if not issubclass(kind, KeyboardInterrupt):
+            previous(kind, value, traceback)
+            return
+        print(
+            "\ninterrupted: the command was still starting, nothing was written; the same "
+            f"command runs it: python -m {module} {shlex.join(sys.argv[1:])}",
+            file=sys.stderr,
+        )
+        sys.stderr.flush()
+        os._exit(INTERRUPTED)  # as `phosjax.bench._cli.exit_process` after Ctrl-C
+
+    return hook
+
+
+_COMMAND = _command()
+if _COMMAND is not None:  # for the whole process: imports included
     sys.unraisablehook = _keeping(sys.unraisablehook)
+    sys.excepthook = said_at_start(sys.excepthook, _COMMAND)
