@@ -2,19 +2,21 @@
 
 ``python -m phosjax.bench.export --dir runs/example --mlflow URI [--experiment NAME]``
 
-Each run gets the cell's columns and hyperparameters as params, every metric per step
-and split as ``<split>/<metric>`` (``test/accuracy``, ``train/aux/balance``): a column
-MLflow cannot name, such as ``knob/**/T`` or ``aux/kl(1e-3)``, under a key with ``_`` for
-each character it refuses (see `mlflow_keys`; the tags ``phosjax.param_names`` and
-``phosjax.metric_names`` map such keys to the columns), the model's blurb (and graph
-drawing) as artifacts under ``blurb/`` (``graph/``), the bench's ``config.yaml`` and
-``env.json`` under ``bench/``, and the tags ``phosjax.cell_id``, ``phosjax.bench``,
-``phosjax.bench_created``, ``phosjax.config_hash`` and, for a cell that diverged,
-``phosjax.diverged_at``: the first step whose row says ``diverged`` (its metrics from there
-on are those of its state frozen before it, often finite). Exporting again skips the cells
-already exported (finished runs with the same cell id from the same bench, known by the
-creation time in its ``bench.json``, which `add_models` keeps); cells whose group has not
-finished training are left for later. Needs the ``mlflow`` extra (``mlflow-skinny``).
+Each run gets the cell's columns and hyperparameters as params (those it has: a null
+one, another model's knob or ``momentum`` under adam, is left out, not logged as
+``nan``), every metric per step and split as ``<split>/<metric>`` (``test/accuracy``,
+``train/aux/balance``): a column MLflow cannot name, such as ``knob/**/T`` or
+``aux/kl(1e-3)``, under a key with ``_`` for each character it refuses (see
+`mlflow_keys`; the tags ``phosjax.param_names`` and ``phosjax.metric_names`` map such
+keys to the columns), the model's blurb (and graph drawing) as artifacts under
+``blurb/`` (``graph/``), the bench's ``config.yaml`` and ``env.json`` under ``bench/``,
+and the tags ``phosjax.cell_id``, ``phosjax.bench``, ``phosjax.bench_created``,
+``phosjax.config_hash`` and, for a cell that diverged, ``phosjax.diverged_at``: the
+first step whose row says ``diverged`` (its metrics from there on are those of its state
+frozen before it, often finite). Exporting again skips the cells already exported
+(finished runs with the same cell id from the same bench, known by the creation time in
+its ``bench.json``, which `add_models` keeps); cells whose group has not finished
+training are left for later. Needs the ``mlflow`` extra (``mlflow-skinny``).
 
 MLflow 3 refuses ``file:`` stores unless ``MLFLOW_ALLOW_FILE_STORE=true`` is set; a
 tracking server (``http://...``) or ``sqlite:///mlflow.db`` (full ``mlflow``) need nothing.
@@ -22,6 +24,7 @@ tracking server (``http://...``) or ``sqlite:///mlflow.db`` (full ``mlflow``) ne
 
 import dataclasses
 import json
+import math
 import re
 import sys
 import time
@@ -77,6 +80,18 @@ def mlflow_keys(names: Sequence[str]) -> dict[str, str]:
             key = f"{base}_{count}"
         keys[name] = key
     return keys
+
+
+def _unset(value: Any) -> bool:
+    """Whether a cell's ``cells.parquet`` value is null: a hyperparameter the cell does not
+    have (another model's knob, ``momentum`` under adam) or leaves off (``grad_clip``),
+    which the cell's run does not log (rather than as ``nan``, a value).
+
+    Examples:
+      >>> _unset(None), _unset(float("nan")), _unset(0.0), _unset("nan")
+      (True, True, False, False)
+    """
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _renamed(keys: dict[str, str]) -> dict[str, str]:
@@ -231,12 +246,13 @@ def export_mlflow(directory: str, tracking_uri: str, experiment: str | None = No
             TAG_CREATED: created,
             TAG_CONFIG: config_hash,
         }
-        keys = mlflow_keys([str(k) for k in cell])
+        keys = mlflow_keys([str(k) for k in cell])  # every column's: the same in every run
+        given = {str(k): v for k, v in cell.items() if not _unset(v)}
         rows = results[results["cell_id"] == cell_id]
         tags |= _diverged_at(rows)
         recorded = {m: k for m, k in metric_keys.items() if rows[m].notna().any()}
         for tag, renamed in (
-            (TAG_PARAM_NAMES, _renamed(keys)),
+            (TAG_PARAM_NAMES, _renamed({k: keys[k] for k in given})),
             (TAG_METRIC_NAMES, _renamed(recorded)),
         ):
             if renamed:
@@ -244,7 +260,7 @@ def export_mlflow(directory: str, tracking_uri: str, experiment: str | None = No
         run_name = f"{cell['model']}-{cell_id}"
         run_id = client.create_run(experiment_id, tags=tags, run_name=run_name).info.run_id
         try:
-            params = [Param(keys[str(k)], str(v)) for k, v in cell.items()]
+            params = [Param(keys[k], str(v)) for k, v in given.items()]
             for batch in _chunks(params, _PARAMS_BATCH):
                 client.log_batch(run_id, params=batch)
             for batch in _chunks(_metrics(rows, recorded, int(time.time() * 1e3)), _BATCH):

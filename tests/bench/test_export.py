@@ -278,6 +278,25 @@ def test_columns_mlflow_cannot_name_are_params_under_keys_it_takes(written, stor
         assert json.loads(run.data.tags[TAG_PARAM_NAMES]) == renamed
 
 
+def test_a_hyperparameter_a_cell_does_not_have_is_no_param_of_its_run(written, store, tmp_path):
+    """A null in ``cells.parquet`` (another model's knob, ``momentum`` under adam, no
+    ``grad_clip``) is left out of the run's params, not logged as the value ``nan``."""
+    root = tmp_path / "example"
+    shutil.copytree(written.root, root)
+    cells = pd.read_parquet(root / _layout.CELLS)
+    cells["knob/**/T"] = [2.0 if m == "choice" else None for m in cells.model]
+    cells["momentum"] = None
+    cells.to_parquet(root / _layout.CELLS)
+    export_mlflow(str(root), store)
+    _, runs = _runs(store)
+    for cell in written.cells.to_dict("records"):
+        run = runs[cell["cell_id"]]
+        knob = {"knob/__/T": "2.0"} if cell["model"] == "choice" else {}
+        assert run.data.params == {k: str(v) for k, v in cell.items()} | knob
+        renamed = {"knob/__/T": "knob/**/T"} if knob else None
+        assert json.loads(run.data.tags.get(TAG_PARAM_NAMES, "null")) == renamed
+
+
 def test_metrics_mlflow_cannot_name_are_logged_under_keys_it_takes(written, store, tmp_path):
     """An aux loss's name may hold characters MLflow refuses in a metric key (``kl(1e-3)``)."""
     root = tmp_path / "example"
