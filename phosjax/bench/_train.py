@@ -2,11 +2,12 @@
 
 A group trains in segments of ``checkpoint_every`` steps. After each segment its rows
 are written as one part file and its profile rows are handed on, then its state is
-checkpointed, then ``status.json`` is updated. On restart the newest checkpoint is
-restored and the part files past it (rows that will be trained again) are deleted, as
-are the profile rows past it (the profile's ``init`` row, handed on once the state is
-restored, replaces them: `phosjax.bench._profile.superseded`), so the results and the
-profile hold every segment's rows exactly once, wherever a kill landed.
+checkpointed, then ``status.json`` is updated; its count of diverged cells is updated
+after each chunk that changes it, as soon as the bar can say it. On restart the newest
+checkpoint is restored and the part files past it (rows that will be trained again) are
+deleted, as are the profile rows past it (the profile's ``init`` row, handed on once the
+state is restored, replaces them: `phosjax.bench._profile.superseded`), so the results
+and the profile hold every segment's rows exactly once, wherever a kill landed.
 """
 
 import dataclasses
@@ -147,10 +148,17 @@ def train_group(
         clock = PhaseClock(first - 1, warm=index > 0)
 
         def report(
-            chunk: Chunk, tables: list[pa.Table] = tables, clock: PhaseClock = clock
+            chunk: Chunk,
+            tables: list[pa.Table] = tables,
+            clock: PhaseClock = clock,
+            status: dict[str, Any] = status,
         ) -> None:
             clock.add_chunk(chunk)
             tables.append(chunk_rows(chunk, job.rows, schema))
+            diverged = int((np.asarray(chunk.diverged_at) >= 0).sum())
+            if diverged != status["diverged"]:  # said now, not at the segment's end
+                status["diverged"] = diverged
+                on_status(job.key, status)
             on_progress(len(chunk.steps) * len(group))
 
         state, run = run_group(
@@ -170,6 +178,5 @@ def train_group(
             on_status(job.key, status)
         checkpoints.save(stop, state)
         status |= {"steps_done": stop, "finished": stop >= job.steps}
-        status |= {"diverged": diverged_cells(state)}
         on_status(job.key, status)
     checkpoints.close()
