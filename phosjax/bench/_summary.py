@@ -130,11 +130,17 @@ def _loss(value: float) -> str:
     return f"{value:.3f}" if abs(value) < 1e4 else f"{value:.3g}"
 
 
+UNSET = "–"
+"""What the summary shows for a hyperparameter a row's model does not have (another
+model's knob) or leaves unset, as the viewer does: not ``NaN``, which reads as a value."""
+
+
 def summary_text(
     directory: str, results: pd.DataFrame, hparam_columns: Sequence[str], rows: int = 12
 ) -> str:
     """The one-screen summary printed at the end of a run: counts, the leaderboard's top
-    ``rows`` rows, where the results are and how to view them."""
+    ``rows`` rows (`UNSET` for a hyperparameter a row lacks), where the results are and
+    how to view them."""
     board = leaderboard(results, hparam_columns)
     cells = results["cell_id"].nunique() if len(results) else 0
     lines = [f"bench {directory}: {counted(cells, 'cell')}, {counted(len(results), 'result row')}"]
@@ -152,6 +158,8 @@ def summary_text(
         )
     ]
     shown["test loss"] = shown.pop("loss").map(_loss)
+    for column in [c for c in hparam_columns if c in shown and shown[c].isna().any()]:
+        shown[column] = shown[column].astype(object).where(shown[column].notna(), UNSET)
     lines.append(shown.to_string(index=False))
     if len(board) > rows:
         lines.append(f"... {counted(len(board) - rows, 'more row')}")

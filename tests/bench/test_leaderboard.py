@@ -186,3 +186,21 @@ def test_summary_says_one_cell_and_one_row_in_the_singular():
     assert summary_text("b", one_row, ["learning_rate"]).splitlines()[0] == (
         "bench b: 1 cell, 1 result row"
     )
+
+
+def test_summary_shows_a_knob_a_model_does_not_have_as_a_dash_not_nan():
+    """Only choice declares T (at 2.0 and 4.0): the mlp rows show ``–`` there (as the
+    viewer does), not ``NaN``, which in this table reads as a value (a diverged run's)."""
+    mlp = _results()[lambda r: r["cell_id"] == "c"]
+    choice = [
+        mlp.assign(model="choice", cell_id=f"c{t}", loss=0.3 / t, **{"knob/**/T": t})
+        for t in (2.0, 4.0)
+    ]
+    text = summary_text("b", pd.concat([mlp, *choice]), ["learning_rate", "knob/**/T"])
+    header = ["model", "dataset", "knob/**/T", "seeds", "test", "accuracy", "test", "loss"]
+    assert [line.split() for line in text.splitlines()[1:5]] == [
+        header,
+        ["mlp", "d", "–", "1", "0.900", "±", "0.000", "0.300"],
+        ["choice", "d", "2.0", "1", "0.900", "±", "0.000", "0.150"],
+        ["choice", "d", "4.0", "1", "0.900", "±", "0.000", "0.075"],
+    ]
