@@ -15,7 +15,7 @@ from jsonargparse import ArgumentParser
 from phosjax.bench import _layout
 from phosjax.bench._config import BenchError
 from phosjax.bench._errors import BrokenFileError
-from phosjax.bench._interrupt import INTERRUPTED, ctrl_c_kept
+from phosjax.bench._interrupt import INTERRUPTED, ctrl_c_ignored, ctrl_c_kept
 from phosjax.bench._summary import counted
 from phosjax.bench._usage import refuse_empty_dir, usage_error
 from phosjax.bench.view._bench import BenchFiles
@@ -286,8 +286,9 @@ def entry_point(
                 print(f"error: {error}", file=sys.stderr)
                 return 2
             except KeyboardInterrupt:  # "\n": off the line where the terminal echoed ^C
-                said = interrupted if isinstance(interrupted, str) else interrupted(args)
-                print(f"\ninterrupted: {said}", file=sys.stderr)
+                with ctrl_c_ignored():  # pressed again meanwhile: the line is still said
+                    said = interrupted if isinstance(interrupted, str) else interrupted(args)
+                    print(f"\ninterrupted: {said}", file=sys.stderr)
                 return INTERRUPTED
 
         return wrapped

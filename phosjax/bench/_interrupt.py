@@ -7,13 +7,16 @@ The commands that train (``new``, ``add_models``, ``python -m phosjax.morph``) i
 module first: when one of them runs as ``__main__``, that keeps a Ctrl-C pressed while
 jax is still being imported too, and such a Ctrl-C, before ``main`` runs, ends the command
 with one line (`said_at_start`), as one in ``main`` does, not a traceback. `ctrl_c_kept`
-keeps it around a call of their ``main``. Only the standard library is imported here.
+keeps it around a call of their ``main``, and `ctrl_c_ignored` keeps a second Ctrl-C
+from cutting short the line that says what the first left. Only the standard library is
+imported here.
 """
 
 import _thread
 import contextlib
 import os
 import shlex
+import signal
 import sys
 import threading
 import time
@@ -58,6 +61,30 @@ def ctrl_c_kept() -> Iterator[None]:
         yield
     finally:
         sys.unraisablehook = previous
+
+
+@contextlib.contextmanager
+def ctrl_c_ignored() -> Iterator[None]:
+    """While the body runs (in the main thread, where Python handles signals), Ctrl-C
+    is ignored: a second one, pressed while a command says what the first left, would
+    cut that line short with a traceback.
+
+    Examples:
+      >>> import signal
+      >>> with ctrl_c_ignored():
+      ...     signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+      True
+      >>> signal.getsignal(signal.SIGINT) is signal.default_int_handler
+      True
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _command() -> str | None:

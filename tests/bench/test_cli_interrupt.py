@@ -3,6 +3,7 @@
 import gc
 import importlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -69,6 +70,23 @@ def test_ctrl_c_is_one_line_saying_what_the_command_leaves(
     (tmp_path / "CONFIG").write_text(MORPH_CONFIG)
     assert cli.main([*argv, "--out", "s"] if module.endswith("speed") else argv) == 130
     assert capsys.readouterr().err == f"\ninterrupted: {line}\n"
+
+
+def test_ctrl_c_pressed_again_while_the_line_is_said_still_says_it(capsys):
+    """A second Ctrl-C while the command reads what the first left (the bench's status)
+    is ignored: the line is said whole, not cut short by a traceback."""
+
+    def kept(argv):
+        signal.raise_signal(signal.SIGINT)  # pressed again
+        return "kept."
+
+    @_cli.entry_point(kept)
+    def main(argv=None):
+        raise KeyboardInterrupt
+
+    assert main([]) == 130
+    assert capsys.readouterr().err == "\ninterrupted: kept.\n"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # as before
 
 
 class _Ended(Exception):
