@@ -14,7 +14,6 @@ from jsonargparse import ArgumentParser
 
 from phosjax.bench import _layout
 from phosjax.bench._config import BenchError
-from phosjax.bench._errors import BrokenFileError
 from phosjax.bench._interrupt import INTERRUPTED, ctrl_c_ignored, ctrl_c_kept
 from phosjax.bench._summary import counted
 from phosjax.bench._usage import refuse_empty_dir, usage_error
@@ -215,17 +214,15 @@ def dir_option(argv: Sequence[str]) -> str | None:
     return found
 
 
-def _kept(directory: str) -> str:
-    """What the bench in ``directory`` holds after Ctrl-C: its finished cells of all,
-    or that it was not started (no ``bench.json``)."""
-    if not _layout.is_bench(pathlib.Path(directory)):
-        return f"the bench was not started in --dir {directory!r} yet (it has no bench.json)"
+def _finished(directory: str) -> str:
+    """How many of the cells of the bench in ``directory`` are finished, of all.
+
+    Raises:
+      BrokenFileError: a status file or ``cells.parquet`` cannot be read.
+    """
     files = BenchFiles(directory)
     finished = sum(cell["finished"] for cell in files.progress().values())
-    return (
-        f"{directory!r} keeps {finished} of {counted(len(files.cells()), 'cell')} finished, "
-        "and the others' rows up to their group's last checkpoint"
-    )
+    return f"{finished} of {counted(len(files.cells()), 'cell')}"
 
 
 def kept_in_bench(module: str) -> Callable[[Sequence[str]], str]:
@@ -246,12 +243,17 @@ def kept_in_bench(module: str) -> Callable[[Sequence[str]], str]:
         directory = dir_option(argv)
         if directory is None:  # the parser refuses that before anything runs
             return f"nothing was written; the same command runs it: {command}"
+        if not _layout.is_bench(pathlib.Path(directory)):
+            return (
+                f"the bench was not started in --dir {directory!r} yet (it has no "
+                f"bench.json); the same command starts it: {command}"
+            )
         try:
-            kept = _kept(directory)
-        except (BrokenFileError, OSError, ValueError):  # a file cut short: what is sure
+            kept = f"{directory!r} keeps {_finished(directory)} finished, and the others' "
+            kept += "rows up to their group's last checkpoint"
+        except (OSError, ValueError):  # a BrokenFileError, a file cut short: what is sure
             kept = f"everything written in --dir {directory!r} is kept"
-        verb = "starts" if kept.startswith("the bench was not started") else "continues"
-        return f"{kept}; the same command {verb} it: {command}"
+        return f"{kept}; the same command continues it: {command}"
 
     return said
 

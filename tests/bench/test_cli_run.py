@@ -494,6 +494,24 @@ def test_ctrl_c_says_how_many_cells_are_kept_and_the_command_that_continues(
     )
 
 
+def test_ctrl_c_on_a_bench_whose_status_is_cut_short_still_says_how_to_continue(
+    cli_bench, tmp_path, capsys, monkeypatch
+):
+    root = tmp_path / "bench"
+    shutil.copytree(cli_bench[0], root)
+    (root / _layout.STATUS).write_text('{"groups": ')
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("phosjax.bench.new.run", interrupted)
+    assert new_main(["--dir", str(root)]) == 130
+    assert capsys.readouterr().err == (
+        f"\ninterrupted: everything written in --dir {str(root)!r} is kept; the same command "
+        f"continues it: python -m phosjax.bench.new --dir {root}\n"
+    )
+
+
 def test_ctrl_c_mid_training_closes_the_bar_before_its_line(tmp_path, capsys, monkeypatch):
     """The bar is not left open, to be drawn again after the line (or at exit)."""
 
