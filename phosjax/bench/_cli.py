@@ -4,7 +4,6 @@ import functools
 import os
 import pathlib
 import re
-import shlex
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar, NoReturn
@@ -15,7 +14,7 @@ from jsonargparse import ArgumentParser
 from phosjax.bench import _layout
 from phosjax.bench._config import BenchError
 from phosjax.bench._interrupt import INTERRUPTED, ctrl_c_ignored, ctrl_c_kept
-from phosjax.bench._summary import counted
+from phosjax.bench._summary import command_line, counted
 from phosjax.bench._usage import refuse_empty_dir, usage_error
 from phosjax.bench.view._bench import BenchFiles
 
@@ -239,7 +238,7 @@ def kept_in_bench(module: str) -> Callable[[Sequence[str]], str]:
     """
 
     def said(argv: Sequence[str]) -> str:
-        command = f"python -m {module} {shlex.join(argv)}"
+        command = command_line(module, argv)
         directory = dir_option(argv)
         if directory is None:  # the parser refuses that before anything runs
             return f"nothing was written; the same command runs it: {command}"
@@ -256,6 +255,18 @@ def kept_in_bench(module: str) -> Callable[[Sequence[str]], str]:
         return f"{kept}; the same command continues it: {command}"
 
     return said
+
+
+def then_command(module: str, kept: str) -> Callable[[Sequence[str]], str]:
+    """What Ctrl-C leaves of ``python -m <module> ARGV``, for `entry_point`: ``kept``, a
+    text ending in what the same command does when run again, then that command.
+
+    Examples:
+      >>> said = then_command("phosjax.bench.speed", "the same command measures them again:")
+      >>> said(["--quick", "--out", "s"])
+      'the same command measures them again: python -m phosjax.bench.speed --quick --out s'
+    """
+    return lambda argv: f"{kept} {command_line(module, argv)}"
 
 
 def entry_point(

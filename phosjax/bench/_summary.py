@@ -22,15 +22,25 @@ def counted(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
+def command_line(module: str, argv: Sequence[str]) -> str:
+    """The command that runs ``module`` with the arguments ``argv``, each quoted so that
+    it runs as printed, copied into a shell.
+
+    Examples:
+      >>> command_line("phosjax.bench.speed", ["--quick", "--out", "runs/my speed"])
+      "python -m phosjax.bench.speed --quick --out 'runs/my speed'"
+    """
+    return f"python -m {module} {shlex.join(argv)}".rstrip()
+
+
 def dir_command(module: str, directory: str | os.PathLike) -> str:
-    """The command that runs ``module`` on ``--dir directory``, the directory quoted so
-    that it runs as printed, copied into a shell.
+    """The `command_line` that runs ``module`` on ``--dir directory``.
 
     Examples:
       >>> dir_command("phosjax.bench.view", "runs/my bench")
       "python -m phosjax.bench.view --dir 'runs/my bench'"
     """
-    return f"python -m {module} --dir {shlex.quote(os.fspath(directory))}"
+    return command_line(module, ["--dir", os.fspath(directory)])
 
 
 def _mean(values: pd.Series) -> float:

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from phosjax.bench import _layout
-from phosjax.bench._cli import entry_point, exit_process
+from phosjax.bench._cli import entry_point, exit_process, then_command
 from phosjax.bench._summary import counted
 from phosjax.bench._usage import ArgParser
 from phosjax.bench.view._bench import BenchFiles, BrokenFileError, NotABenchError
@@ -276,8 +276,11 @@ def export_mlflow(directory: str, tracking_uri: str, experiment: str | None = No
 
 
 @entry_point(
-    "the cells exported so far stay in MLflow (a half-logged run is deleted); exporting "
-    "again skips them."
+    then_command(
+        "phosjax.bench.export",
+        "the cells exported so far stay in MLflow (a half-logged run is deleted); the same "
+        "command exports the others, skipping them:",
+    )
 )
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line; returns the exit status (2 for bad input)."""

@@ -19,7 +19,7 @@ from typing import Any
 
 from jsonargparse import ArgumentParser
 
-from phosjax.bench._cli import Parser, either, entry_point, exit_process
+from phosjax.bench._cli import Parser, either, entry_point, exit_process, then_command
 from phosjax.bench._config import BenchError
 from phosjax.bench._speed import METHODS, MODELS, SpeedConfig, measure
 from phosjax.bench._speed_config import SpeedConfigError
@@ -119,8 +119,12 @@ def config_from_args(args: Any) -> SpeedConfig:
 
 
 @entry_point(
-    "the (model, K) cases measured so far are kept in --out (speed.parquet, speed.txt, "
-    "the plot); nothing resumes: run the command again to measure them all."
+    then_command(
+        "phosjax.bench.speed",
+        "the (model, K) cases measured so far are kept in --out (speed.parquet, speed.txt, "
+        "the plot); nothing resumes: the same command measures them all again (moving "
+        "those files aside):",
+    )
 )
 def main(argv: Sequence[str] | None = None) -> None:
     """Runs the command line ``argv`` (default ``sys.argv[1:]``)."""

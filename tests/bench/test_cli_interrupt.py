@@ -40,7 +40,8 @@ def _interrupted(*args, **kwargs):
             "measure",
             ["--quick"],
             "the (model, K) cases measured so far are kept in --out (speed.parquet, speed.txt, "
-            "the plot); nothing resumes: run the command again to measure them all.",
+            "the plot); nothing resumes: the same command measures them all again (moving "
+            "those files aside): python -m phosjax.bench.speed --quick --out s",
         ),
         (
             "phosjax.morph.__main__",
@@ -54,8 +55,9 @@ def _interrupted(*args, **kwargs):
             "phosjax.bench.export",
             "export_mlflow",
             ["--dir", "b", "--mlflow", "file:mlruns"],
-            "the cells exported so far stay in MLflow (a half-logged run is deleted); "
-            "exporting again skips them.",
+            "the cells exported so far stay in MLflow (a half-logged run is deleted); the same "
+            "command exports the others, skipping them: python -m phosjax.bench.export --dir b "
+            "--mlflow file:mlruns",
         ),
     ],
 )
