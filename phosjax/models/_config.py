@@ -45,6 +45,22 @@ def _plain(value: Any) -> Any:
     return int(value) if is_int(value) else value
 
 
+def plain_width(value: Any) -> Any:
+    """A ``width`` as given to a config or to `register_model`: a tuple of Python ints
+    (one per stage) for a list, tuple, range or 1-D numpy array, a Python int for any integer
+    (a 0-d array too); anything else as is, for `ModelSpec.resolve` to check.
+
+    Examples:
+      >>> plain_width(np.array([16, 32])), plain_width(np.int64(8)), plain_width(8)
+      ((16, 32), 8, 8)
+    """
+    if isinstance(value, np.ndarray):
+        value = value.tolist()  # Python numbers, nested lists for 2-D (refused later)
+    if isinstance(value, list | tuple | range):
+        return tuple(_plain(w) for w in value)
+    return _plain(value)
+
+
 def _shape(value: Any, name: str) -> tuple[int, ...]:
     """``input_shape`` as a tuple of positive ints (an int is one axis)."""
     shape = (value,) if is_int(value) else value
@@ -134,10 +150,7 @@ class ModelConfig:
         object.__setattr__(self, "num_classes", int(self.num_classes))
         object.__setattr__(self, "input_shape", _shape(self.input_shape, self.name))
         object.__setattr__(self, "depth", _plain(self.depth))
-        if isinstance(self.width, list | tuple | np.ndarray):
-            object.__setattr__(self, "width", tuple(_plain(w) for w in self.width))
-        else:
-            object.__setattr__(self, "width", _plain(self.width))
+        object.__setattr__(self, "width", plain_width(self.width))
 
     @property
     def widths(self) -> tuple[int, ...] | None:

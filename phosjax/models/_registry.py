@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from phosjax._nearest import did_you_mean, nearest_names
-from phosjax.models._config import ModelConfig, is_int
+from phosjax.models._config import ModelConfig, is_int, plain_width
 from phosjax.models._frame import Frame
 from phosjax.models._kinds import IMAGE, KINDS, SEQUENCE, VECTOR, choose_kind, natural_kind
 from phosjax.models._options import (
@@ -246,8 +246,9 @@ def register_model(
       stem: an optional module factory taking ``features``, run before the blocks.
       build: a free-form builder, instead of ``block``/``stem``.
       depth: the default number of blocks per stage.
-      width: the default width per stage (an int is one stage); ``()``: none, so a
-        config of a model with blocks or a stem must give its width.
+      width: the default width per stage (an int is one stage; a list, tuple or numpy
+        array gives one per stage, as a config's ``width``); ``()``: none, so a config
+        of a model with blocks or a stem must give its width.
       input_kinds: the kinds the blocks take (``"vector"``, ``"sequence"``,
         ``"image"``; a string is one kind): the input's own kind if listed, else the
         first listed that can view it (see `choose_kind`); ``None`` takes whatever the
@@ -318,6 +319,7 @@ def register_model(
                 f"a config's options name them), got {key!r}"
             )
     kinds = (input_kinds,) if isinstance(input_kinds, str) else input_kinds
+    widths = plain_width(width)
     if kinds is not None and not kinds:
         raise ValueError(
             f"model {name!r}: input_kinds is empty; list the kinds its blocks take, from "
@@ -334,7 +336,7 @@ def register_model(
         stem=stem,
         build=build,
         depth=depth,
-        width=tuple(width) if isinstance(width, Sequence) else (width,),
+        width=widths if isinstance(widths, tuple) else (widths,),
         input_kinds=None if kinds is None else tuple(kinds),
         options=tuple(sorted((options or {}).items())),
         module=module,

@@ -188,6 +188,13 @@ def test_no_default_width_is_allowed_when_a_config_gives_one(registry):
     assert config.replace(width=4).resolved().width == (4,)
 
 
+def test_a_numpy_array_of_default_widths_is_one_width_per_stage(registry):
+    spec = register_model("arrayed", Doubling, width=np.array([3, 5]), input_kinds=["vector"])
+    assert spec.width == (3, 5) and all(type(width) is int for width in spec.width)
+    config = ModelConfig("arrayed", num_classes=2, input_shape=(4,)).resolved()
+    assert config.width == (3, 5) and json.dumps(config.to_dict()["width"]) == "[3, 5]"
+
+
 def test_a_user_block_is_built_into_the_frame(registry, rbg_key):
     register_model("doubling", Doubling, depth=2, width=(3, 5), input_kinds=["vector"])
     model = build_model(ModelConfig("doubling", num_classes=2, input_shape=(4,)))
