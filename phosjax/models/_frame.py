@@ -95,7 +95,8 @@ class Frame(nn.Module):
     none does), not to the stem: for `TransformerBlock` blocks it is an attention mask
     over the tokens they see, the stem's output (``(batch, tokens)``, true for a real
     token; the transformer's ``Patches`` stem makes ``length // patch_size`` tokens),
-    so padded tokens' inputs do not change real tokens' block outputs. A padding mask
+    so padded tokens' inputs do not change real tokens' block outputs; `GRUBlock` blocks
+    (``gru``) skip the padded tokens in their recurrence. A padding mask
     (``(batch, tokens)``) also leaves the padded tokens out of the head's pooling (the
     mean, max or last of the real tokens; ``"flatten"`` zeroes the padded ones), so they
     do not change the logits either; a per-pair mask does not (the pooling takes every

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core import tag
-from phosjax.layers._common import compute_dtype
+from phosjax.layers._common import compute_dtype, real_tokens
 
 
 class Patches(nn.Module):
@@ -49,6 +49,17 @@ class Patches(nn.Module):
         return tag(self, "tokens", tokens + positions.astype(tokens.dtype))
 
 
+class _SkippingGRUCell(nn.GRUCell):
+    """A `flax.linen.GRUCell` whose step input ends with one more feature, 1 for a real
+    token and 0 for a padded one: a padded step keeps the carry (and outputs it). Its
+    parameters are a `GRUCell`'s of the input without that feature."""
+
+    def __call__(self, carry: jax.Array, inputs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        new, _ = super().__call__(carry, inputs[..., :-1])
+        new = jnp.where(inputs[..., -1:] > 0, new, carry)
+        return new, new
+
+
 class GRUBlock(nn.Module):
     """A GRU layer over the sequence: ``(batch, length, c) -> (batch, length, features)``.
 
@@ -57,6 +68,11 @@ class GRUBlock(nn.Module):
     (Flax's float32 default state promoted every step to float32). Tags
     ``final_state`` (the last hidden state, ``(batch, features)``).
 
+    The call's ``mask`` (``(batch, length)``, axes of size 1 broadcasting; true or
+    nonzero: a real token) makes the recurrence skip the padded tokens: their step keeps
+    the hidden state, which is their output, so real tokens' outputs and the final state
+    are those of the real tokens alone, wherever the padding is (left, right, between).
+
     Examples:
       >>> import jax, jax.numpy as jnp
       >>> from phosjax.models import GRUBlock
@@ -64,14 +80,24 @@ class GRUBlock(nn.Module):
       >>> y, _ = jax.eval_shape(gru.init_with_output, jax.random.key(0), jnp.ones((2, 5, 1)))
       >>> y.shape
       (2, 5, 3)
+      >>> x = jnp.arange(10.0).reshape(2, 5, 1); variables = gru.init(jax.random.key(0), x)
+      >>> real = jnp.arange(5) < jnp.array([[5], [3]])  # example 1: 3 tokens, 2 padded
+      >>> y = gru.apply(variables, x, mask=real)
+      >>> bool((y[1, 2:] == y[1, 2]).all())  # the padded steps keep the last real state
+      True
     """
 
     features: int
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, *, mask: Any = None) -> jax.Array:
         dtype = compute_dtype(None, x)
-        rnn = nn.RNN(nn.GRUCell(self.features, dtype=dtype), return_carry=True, name="rnn")
+        real = real_tokens(self, mask, x.shape[:-1])
+        kind = nn.GRUCell if real is None else _SkippingGRUCell
+        cell = kind(self.features, dtype=dtype, name="GRUCell_0")  # the same params either way
+        if real is not None:  # the mask rides along as a last input feature
+            x = jnp.concatenate([x.astype(dtype), real[..., None].astype(dtype)], axis=-1)
+        rnn = nn.RNN(cell, return_carry=True, name="rnn")
         state = jnp.zeros((x.shape[0], self.features), dtype)
         final_state, outputs = rnn(x, initial_carry=state)
         tag(self, "final_state", final_state)

@@ -350,6 +350,24 @@ def test_the_transformer_takes_a_padding_mask_that_its_blocks_honour():
     np.testing.assert_allclose(first[0], second[0], atol=1e-5)
 
 
+def test_the_gru_skips_padded_tokens_wherever_they_are():
+    config = ModelConfig("gru", NUM_CLASSES, (6, 2), width=4)
+    model, short = build_model(config), build_model(config.replace(input_shape=(4, 2)))
+    x = jax.random.normal(jax.random.key(0), (2, 6, 2))
+    variables = model.init(jax.random.key(1), x)
+    assert jax.tree.map(jnp.shape, variables) == jax.tree.map(
+        jnp.shape, model.init(jax.random.key(1), x, mask=jnp.ones((2, 6), bool))
+    )
+    np.testing.assert_array_equal(
+        model.apply(variables, x, mask=jnp.ones((2, 6), bool)), model.apply(variables, x)
+    )
+    real = jnp.array([[0, 0, 1, 1, 1, 1], [1, 1, 0, 0, 1, 1]], bool)  # padded before, between
+    padded = jnp.where(real[..., None], x, 50.0)
+    logits = model.apply(variables, padded, mask=real)
+    alone = short.apply(variables, jnp.stack([x[0, 2:], x[1, jnp.array([0, 1, 4, 5])]]))
+    np.testing.assert_allclose(logits, alone, atol=1e-5)  # as if the padding were not there
+
+
 def test_a_mask_for_a_model_whose_blocks_take_none_names_them():
     model = build_model(ModelConfig("mlp", NUM_CLASSES, MNIST1D, **TINY["mlp"]))
     x = jnp.ones((2, *MNIST1D))
