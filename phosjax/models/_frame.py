@@ -46,6 +46,28 @@ def _padding(mask: Any, h: jax.Array) -> jax.Array | None:
     return real.reshape(h.shape[0], -1)
 
 
+def _check_mask_tokens(stem: nn.Module, mask: Any, viewed: jax.Array, h: jax.Array) -> None:
+    """Raises a ValueError when ``mask`` is a padding mask of the tokens of ``viewed`` (the
+    input, as the stem takes it) while ``stem`` made other tokens, ``h``'s, of which the
+    blocks need one.
+
+    Examples:
+      >>> viewed, h = jnp.ones((1, 8, 1)), jnp.ones((1, 2, 4))  # 8 tokens in, 2 out
+      >>> _check_mask_tokens(nn.Dense(2), jnp.ones((1, 8)), viewed, h)
+      Traceback (most recent call last):
+      ValueError: Frame's mask has shape (1, 8), which fits the input's tokens (1, 8), but ...
+    """
+    if mask is None:
+        return
+    tokens, inputs, shape = h.shape[:-1], viewed.shape[:-1], jnp.shape(mask)
+    if broadcasts_to(shape, inputs) and not broadcasts_to(shape, tokens):
+        raise ValueError(
+            f"Frame's mask has shape {shape}, which fits the input's tokens {inputs}, but "
+            f"its blocks see the tokens of its stem's output ({type(stem).__name__}, "
+            f"{h.shape}): give a mask of shape {tokens} (true: a real token)."
+        )
+
+
 def _pool_real(h: jax.Array, pool: str, real: jax.Array) -> jax.Array:
     """``h`` ``(batch, ..., C)`` pooled over the tokens that ``real`` ``(batch, tokens)``
     keeps: their mean, max or last one, or all flattened with the others zeroed; an
@@ -94,7 +116,8 @@ class Frame(nn.Module):
     The call's optional ``mask`` goes to the blocks whose call takes it (an error when
     none does), not to the stem: for `TransformerBlock` blocks it is an attention mask
     over the tokens they see, the stem's output (``(batch, tokens)``, true for a real
-    token; the transformer's ``Patches`` stem makes ``length // patch_size`` tokens),
+    token; the transformer's ``Patches`` stem makes ``length // patch_size`` tokens, and
+    a mask of the input's tokens is an error that gives the shape to use),
     so padded tokens' inputs do not change real tokens' block outputs; `GRUBlock` blocks
     (``gru``) skip the padded tokens in their recurrence. A padding mask
     (``(batch, tokens)``) also leaves the padded tokens out of the head's pooling (the
@@ -166,7 +189,8 @@ class Frame(nn.Module):
         check_keywords(self, self.blocks, keywords)
         h = view_as(x, self.input_kind)
         if self.stem is not None:
-            h = self._run(self.stem, h, train, self.widths[0])
+            viewed, h = h, self._run(self.stem, h, train, self.widths[0])
+            _check_mask_tokens(self.stem, mask, viewed, h)
         for i, block in enumerate(self.blocks):
             h = self._run(block, h, train, self.widths[i // self.depth], **keywords)
         h = tag(self, "features", _pool(h, self.pool, _padding(mask, h)))

@@ -350,6 +350,19 @@ def test_the_transformer_takes_a_padding_mask_that_its_blocks_honour():
     np.testing.assert_allclose(first[0], second[0], atol=1e-5)
 
 
+def test_a_mask_of_the_input_tokens_where_the_blocks_see_patches_gives_their_shape():
+    config = ModelConfig("transformer", NUM_CLASSES, MNIST1D, **TINY["transformer"])
+    model = build_model(config)  # patch_size 8: 5 tokens
+    x = jnp.ones((2, *MNIST1D))
+    message = (
+        r"^Frame's mask has shape \(2, 40\), which fits the input's tokens \(2, 40\), but its "
+        r"blocks see the tokens of its stem's output \(Patches, \(2, 5, 8\)\): give a mask of "
+        r"shape \(2, 5\) \(true: a real token\)\."
+    )
+    with pytest.raises(ValueError, match=message):
+        model.init(jax.random.key(0), x, mask=jnp.ones((2, 40), bool))
+
+
 def test_the_gru_skips_padded_tokens_wherever_they_are():
     config = ModelConfig("gru", NUM_CLASSES, (6, 2), width=4)
     model, short = build_model(config), build_model(config.replace(input_shape=(4, 2)))
