@@ -30,9 +30,21 @@ def check_frame_options(options: Mapping[str, Any], where: str) -> None:
     """
     if options["pool"] not in POOLS:
         raise ValueError(f"{where}: option pool must be one of {POOLS}, got {options['pool']!r}")
-    dropout = options["dropout"]
-    if not isinstance(dropout, int | float) or isinstance(dropout, bool) or not 0 <= dropout < 1:
-        raise ValueError(f"{where}: option dropout must be a number in [0, 1), got {dropout!r}")
+    check_rate(options, "dropout", where)
+
+
+def check_rate(options: Mapping[str, Any], key: str, where: str) -> None:
+    """Raises a ValueError naming the option ``key`` (a dropout rate) of ``options`` when
+    it is given but no number in ``[0, 1)``.
+
+    Examples:
+      >>> check_rate({"dropout_rate": 1.0}, "dropout_rate", "model 'transformer'")
+      Traceback (most recent call last):
+      ValueError: model 'transformer': option dropout_rate must be a number in [0, 1), got 1.0
+    """
+    rate = options.get(key, 0.0)
+    if not isinstance(rate, int | float) or isinstance(rate, bool) or not 0 <= rate < 1:
+        raise ValueError(f"{where}: option {key} must be a number in [0, 1), got {rate!r}")
 
 
 def check_counts(

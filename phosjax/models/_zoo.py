@@ -11,7 +11,7 @@ from phosjax.models._blocks import DenseBlock, Layer, ResBlock
 from phosjax.models._config import ModelConfig
 from phosjax.models._kinds import IMAGE, SEQUENCE, VECTOR
 from phosjax.models._mixing import choice_block, moe_block
-from phosjax.models._options import check_counts, factory_defaults
+from phosjax.models._options import check_counts, check_rate, factory_defaults
 from phosjax.models._registry import register_model
 from phosjax.models._sequence import GRUBlock, Patches
 
@@ -43,8 +43,9 @@ def _check_convolutions(config: ModelConfig) -> None:
 
 
 def _check_transformer(config: ModelConfig) -> None:
-    """``num_heads`` divides every stage width, and ``patch_size`` is at most the length of
-    the input viewed as a sequence (``(L,)`` is ``L`` long, ``(H, W, C)`` ``H * W``).
+    """``num_heads`` divides every stage width, ``patch_size`` is at most the length of
+    the input viewed as a sequence (``(L,)`` is ``L`` long, ``(H, W, C)`` ``H * W``), and
+    ``dropout_rate`` is a rate, in ``[0, 1)``.
 
     Examples:
       >>> _check_transformer(ModelConfig("transformer", 3, (40,), width=30).resolved())
@@ -52,6 +53,7 @@ def _check_transformer(config: ModelConfig) -> None:
       ValueError: model 'transformer': option num_heads 4 does not divide the width 30 ...
     """
     options, where = dict(config.options), f"model {config.name!r}"
+    check_rate(options, "dropout_rate", where)
     heads = options["num_heads"]
     for width in config.widths or ():
         if width % heads:

@@ -226,10 +226,14 @@ def test_moenet_stages_of_different_widths_project_the_residual(width):
     assert projected == ["blocks_1"]
 
 
-def test_transformer_dropout_rate_out_of_range_is_an_error_naming_it():
-    config = ModelConfig("transformer", NUM_CLASSES, MNIST1D, options={"dropout_rate": 1.5})
-    with pytest.raises(ValueError, match=r"dropout_rate must be a number in \[0, 1\), got 1.5"):
-        jax.eval_shape(build_model(config).init, jax.random.key(0), jnp.ones((1, *MNIST1D)))
+@pytest.mark.parametrize("rate", [1.5, -0.1, "0.1"])
+def test_transformer_dropout_rate_out_of_range_is_refused_when_the_config_resolves(rate):
+    config = ModelConfig("transformer", NUM_CLASSES, MNIST1D, options={"dropout_rate": rate})
+    message = (
+        rf"^model 'transformer': option dropout_rate must be a number in \[0, 1\), got {rate!r}$"
+    )
+    with pytest.raises(ValueError, match=message):
+        config.resolved()  # as a bench plans, before any model is built
 
 
 @pytest.mark.parametrize("name", ["mlp", "choicenet", "moenet"])
