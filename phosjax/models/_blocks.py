@@ -32,8 +32,9 @@ class DenseBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        h = nn.relu(tag(self, "pre_act", nn.Dense(self.features)(x)))
-        return x + h if x.shape[-1] == self.features else h
+        features = checked_size(self, "features")
+        h = nn.relu(tag(self, "pre_act", nn.Dense(features)(x)))
+        return x + h if x.shape[-1] == features else h
 
 
 class Layer(nn.Module):
@@ -58,13 +59,14 @@ class Layer(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
+        features = checked_size(self, "features")
         checked_size(self, "kernel_size")
         checked_size(self, "stride")
         if x.ndim == 2:
-            h = nn.Dense(self.features)(x)
+            h = nn.Dense(features)(x)
         else:
             stride = _window(2 if self.downsample else self.stride, x)
-            h = nn.Conv(self.features, _window(self.kernel_size, x), stride)(x)
+            h = nn.Conv(features, _window(self.kernel_size, x), stride)(x)
         return nn.relu(tag(self, "pre_act", h))
 
 
@@ -93,6 +95,7 @@ class ResBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        checked_size(self, "features")
         checked_size(self, "kernel_size")
         strides = _window(2 if self.downsample else 1, x)
         window = _window(self.kernel_size, x)

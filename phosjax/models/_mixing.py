@@ -4,6 +4,7 @@ import flax.linen as nn
 import jax
 
 from phosjax.layers import Choice, MixtureOfExperts, Residual
+from phosjax.layers._common import checked_size
 from phosjax.models._blocks import DenseBlock, Layer
 
 
@@ -26,7 +27,7 @@ class Skip(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        if self.features is None or x.shape[-1] == self.features:
+        if self.features is None or x.shape[-1] == checked_size(self, "features"):
             return x
         return nn.Dense(self.features, name="projection")(x)
 

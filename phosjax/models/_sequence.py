@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core import tag
-from phosjax.layers._common import compute_dtype, real_tokens
+from phosjax.layers._common import checked_size, compute_dtype, real_tokens
 
 
 class Patches(nn.Module):
@@ -33,6 +33,8 @@ class Patches(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
+        checked_size(self, "features")
+        checked_size(self, "patch_size")
         if x.shape[1] < self.patch_size:
             raise ValueError(
                 f"Patches: a sequence of length {x.shape[1]} is shorter than patch_size "
@@ -91,6 +93,7 @@ class GRUBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, *, mask: Any = None) -> jax.Array:
+        checked_size(self, "features")
         dtype = compute_dtype(None, x)
         real = real_tokens(self, mask, x.shape[:-1])
         kind = nn.GRUCell if real is None else _SkippingGRUCell

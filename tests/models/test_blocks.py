@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from phosjax.models import DenseBlock, Layer, ResBlock
+from phosjax.models import DenseBlock, GRUBlock, Layer, Patches, ResBlock, Skip
 
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 
@@ -83,4 +83,22 @@ def test_res_block_running_statistics_move_a_tenth_of_the_way_per_step(rbg_key):
 )
 def test_a_convolution_size_below_one_is_an_error_naming_it(block, shape, message):
     with pytest.raises(ValueError, match=message):
+        jax.eval_shape(block.init, jax.random.key(0), jnp.ones(shape))
+
+
+@pytest.mark.parametrize(
+    ("block", "shape", "message"),
+    [
+        (DenseBlock(0), (2, 3), r"^DenseBlock features must be an int >= 1, got 0"),
+        (Layer(0), (2, 3), r"^Layer features must be an int >= 1, got 0"),
+        (Layer(-1), (2, 8, 3), r"^Layer features must be an int >= 1, got -1"),
+        (ResBlock(0), (2, 8, 3), r"^ResBlock features must be an int >= 1, got 0"),
+        (GRUBlock(0), (2, 8, 3), r"^GRUBlock features must be an int >= 1, got 0"),
+        (Patches(0), (2, 8, 3), r"^Patches features must be an int >= 1, got 0"),
+        (Patches(4, patch_size=0), (2, 8, 3), r"^Patches patch_size must be an int >= 1, got 0"),
+        (Skip(0), (2, 3), r"^Skip features must be an int >= 1, got 0"),
+    ],
+)
+def test_a_block_size_below_one_is_an_error_naming_it(block, shape, message):
+    with pytest.raises(ValueError, match=message):  # not a ZeroDivisionError in Flax's init
         jax.eval_shape(block.init, jax.random.key(0), jnp.ones(shape))
