@@ -89,12 +89,17 @@ def _masked_log_softmax(logits: jax.Array, mask: jax.Array | None) -> jax.Array:
 class MultiHeadSelfAttention(nn.Module):
     """Multi-head scaled dot-product self-attention over the second-to-last axis.
 
-    Maps ``(..., L, C)`` to ``(..., L, C)``; ``C`` must divide by ``num_heads``. The
-    softmax is computed in float32. Tags ``attention_weights`` (``(..., H, L, L)``,
-    float32, each row sums to 1, or to 0 where a ``mask`` leaves its query no key) and
+    Maps ``(..., L, C)`` to ``(..., L, C)``; ``C`` must divide by ``num_heads``: each head's
+    query, key and value have ``C / H`` features, made by one ``DenseGeneral`` named ``qkv``
+    (kernel ``(C, 3, H, C / H)``, bias ``(3, H, C / H)``: query, key, value), and the heads'
+    values go back to ``C`` through ``out``. The key's bias adds the same number to every
+    logit of a query, which the softmax ignores: it changes no output and its gradient is
+    zero up to rounding (as in `flax.linen.MultiHeadDotProductAttention`, which has one
+    too). The softmax is computed in float32. Tags ``attention_weights``
+    (``(..., H, L, L)``, float32, each row sums to 1, or to 0 where a ``mask`` leaves its
+    query no key) and
     ``attention_entropy`` (``(..., H)``: the entropy in nats of each query's weights,
-    averaged over queries; ``log L`` is uniform attention, 0 is attention to one
-    position).
+    averaged over queries; ``log L`` is uniform attention, 0 is attention to one position).
 
     The call's ``mask`` says which keys each query may attend (true or nonzero: attend,
     as Flax's `flax.linen.make_attention_mask` makes them; not an additive mask of 0 and

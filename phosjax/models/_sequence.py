@@ -67,7 +67,8 @@ class GRUBlock(nn.Module):
 
     It computes in the input's dtype (float32 for an integer input), its hidden state
     too, whatever the params' dtype: bfloat16 inputs and params compute in bfloat16
-    (Flax's float32 default state promoted every step to float32). Tags
+    (Flax's float32 default state promoted every step to float32). The hidden state
+    starts at zeros, not learned (as Flax's `flax.linen.GRUCell.initialize_carry`). Tags
     ``final_state`` (the last hidden state, ``(batch, features)``).
 
     The call's ``mask`` (``(batch, length)``, axes of size 1 broadcasting; true or
