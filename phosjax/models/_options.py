@@ -11,6 +11,7 @@ import jax.numpy as jnp
 
 from phosjax.models._config import is_int
 from phosjax.models._frame import POOLS
+from phosjax.models._kinds import VECTOR
 
 BlockFactory = Callable[..., nn.Module]
 
@@ -31,6 +32,25 @@ def check_frame_options(options: Mapping[str, Any], where: str) -> None:
     if options["pool"] not in POOLS:
         raise ValueError(f"{where}: option pool must be one of {POOLS}, got {options['pool']!r}")
     check_rate(options, "dropout", where)
+
+
+def check_pool(kind: str, given: Mapping[str, Any], default: Any, where: str) -> None:
+    """Raises a ValueError when ``given`` (a config's options) sets ``pool`` to other than
+    its ``default`` for a model that views its input as a ``kind`` with no axes to pool,
+    a vector: the option would change nothing (as a vector model's ``kernel_size``).
+
+    Examples:
+      >>> check_pool("vector", {"pool": "max"}, "mean", "model 'mlp'")
+      Traceback (most recent call last):
+      ValueError: model 'mlp': option pool 'max' would change nothing: the model views ...
+    """
+    pool = given.get("pool", default)
+    if kind == VECTOR and pool != default:
+        raise ValueError(
+            f"{where}: option pool {pool!r} would change nothing: the model views its input "
+            f"as a vector, which has no axes to pool (pool reduces a sequence's or an "
+            f"image's); leave it out"
+        )
 
 
 def check_rate(options: Mapping[str, Any], key: str, where: str) -> None:

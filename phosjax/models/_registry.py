@@ -22,6 +22,7 @@ from phosjax.models._options import (
     check_dtypes,
     check_flags,
     check_frame_options,
+    check_pool,
     check_stage_widths,
     factory_defaults,
     factory_flags,
@@ -126,7 +127,8 @@ class ModelSpec:
         check_counts(defaults, dict(config.options), where, nullable)
         if self.build is None:
             check_frame_options(options, where)
-            self._input_kind(config.input_shape, options["input_kind"])
+            kind = self._input_kind(config.input_shape, options["input_kind"])
+            check_pool(kind, dict(config.options), defaults["pool"], where)
             flags = factory_flags(self.block, self.stem) - set(FRAME_OPTIONS)
             check_flags(flags, dict(config.options), where)
         check_dtypes({**signature, **defaults}, dict(config.options), where)
@@ -233,7 +235,9 @@ def register_model(
     of every stage after the first gets ``downsample=True``. Config options whose names
     match the block's or stem's other arguments are passed to them (to an argument
     annotated ``bool``, only a bool); ``input_kind``, ``pool`` and ``dropout`` go only to
-    the frame (a block's own ``dropout`` keeps its default). A ``param_dtype`` option
+    the frame (a block's own ``dropout`` keeps its default; a ``pool`` other than the
+    default, which would change nothing where the input is viewed as a vector, is refused
+    there). A ``param_dtype`` option
     the block or stem takes goes to the frame's head too, so every param is stored in it.
 
     Alternatively ``build`` takes the resolved `ModelConfig` and returns any Flax module

@@ -155,7 +155,7 @@ def test_numpy_integers_become_plain_ints_that_json_writes():
 
 def test_numpy_scalar_options_become_plain_values_that_json_writes():
     options = {"dropout": np.float32(0.25), "pool": np.str_("max")}
-    config = ModelConfig("mlp", 10, (40,), options=options).resolved()
+    config = ModelConfig("cnn1d", 10, (40,), options=options).resolved()  # pools a sequence
     assert json.loads(json.dumps(config.to_dict()))["options"]["dropout"] == 0.25
     flag = dict(ModelConfig("choicenet", 2, (4,), options={"per_example": np.bool_(True)}).options)
     assert type(flag["per_example"]) is bool

@@ -236,6 +236,22 @@ def test_transformer_dropout_rate_out_of_range_is_refused_when_the_config_resolv
         config.resolved()  # as a bench plans, before any model is built
 
 
+@pytest.mark.parametrize(("name", "shape"), [("mlp", MNIST1D), ("logreg", DIGITS)])
+def test_a_pool_is_refused_where_the_input_is_a_vector_and_it_would_change_nothing(name, shape):
+    config = ModelConfig(name, NUM_CLASSES, shape, options={"pool": "max"})
+    message = (
+        rf"^model '{name}': option pool 'max' would change nothing: the model views its input "
+        r"as a vector, which has no axes to pool \(pool reduces a sequence's or an image's\); "
+        r"leave it out$"
+    )
+    with pytest.raises(ValueError, match=message):
+        config.resolved()
+    resolved = config.replace(options={}).resolved()  # the default, which resolved configs hold
+    assert dict(resolved.options)["pool"] == "mean" and resolved.resolved() == resolved
+    sequence = ModelConfig("cnn1d", NUM_CLASSES, MNIST1D, options={"pool": "max"}).resolved()
+    assert dict(sequence.options)["pool"] == "max"  # (40,) viewed as a sequence: pooled
+
+
 @pytest.mark.parametrize("name", ["mlp", "choicenet", "moenet"])
 @pytest.mark.parametrize("option", ["kernel_size", "stride"])
 def test_vector_models_refuse_convolution_options_that_would_change_nothing(name, option):
