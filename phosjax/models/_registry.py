@@ -462,8 +462,10 @@ def import_models(module: str) -> list[str]:
     return sorted(set(_REGISTRY) - before)
 
 
-def param_count(config: ModelConfig) -> int:
-    """The number of parameters (the ``params`` collection) of the model ``config`` builds.
+def param_count(config: ModelConfig, dtype: Any = jnp.float32) -> int:
+    """The number of parameters (the ``params`` collection) of the model ``config`` builds,
+    on inputs of ``dtype`` (an integer one for a model that embeds tokens, whose
+    `flax.linen.Embed` refuses floats).
 
     Computed abstractly (`jax.eval_shape`), so nothing is allocated.
 
@@ -473,6 +475,6 @@ def param_count(config: ModelConfig) -> int:
       410
     """
     model = build_model(config)
-    x = jax.ShapeDtypeStruct((1, *config.input_shape), jnp.float32)
+    x = jax.ShapeDtypeStruct((1, *config.input_shape), dtype)
     shapes = jax.eval_shape(model.init, jax.random.key(0), x)
     return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(shapes.get("params", {})))

@@ -20,6 +20,7 @@ from phosjax.models import (
     ModelConfig,
     build_model,
     import_models,
+    param_count,
     register_model,
     registered_models,
 )
@@ -193,6 +194,20 @@ def test_a_numpy_array_of_default_widths_is_one_width_per_stage(registry):
     assert spec.width == (3, 5) and all(type(width) is int for width in spec.width)
     config = ModelConfig("arrayed", num_classes=2, input_shape=(4,)).resolved()
     assert config.width == (3, 5) and json.dumps(config.to_dict()["width"]) == "[3, 5]"
+
+
+class Embedder(nn.Module):
+    @nn.compact
+    def __call__(self, x, train=False):
+        return nn.Dense(2)(nn.Embed(50, 4)(x).mean(1))
+
+
+def test_param_count_takes_the_input_dtype_of_a_model_that_embeds_tokens(registry):
+    register_model("tokens", build=lambda config: Embedder())
+    config = ModelConfig("tokens", num_classes=2, input_shape=(6,))
+    assert param_count(config, jnp.int32) == 50 * 4 + (4 * 2 + 2)
+    with pytest.raises(ValueError, match="Input type must be an integer"):
+        param_count(config)  # float32 by default, which nn.Embed refuses
 
 
 def test_a_user_block_is_built_into_the_frame(registry, rbg_key):
