@@ -257,7 +257,9 @@ def register_model(
         ``"image"``; a string is one kind): the input's own kind if listed, else the
         first listed that can view it (see `choose_kind`); ``None`` takes whatever the
         input shape is (an empty list is an error).
-      options: default option values (the keys the model reads beyond the arguments).
+      options: default option values (the keys the model reads beyond the arguments;
+        of a frame model, none of ``features``, ``downsample``, ``name``, ``parent``,
+        which the frame sets).
         An option whose default is an int >= 1 is a count: a config must give it one
         (or ``None`` where the block or stem itself defaults to ``None``).
       check: called with each resolved `ModelConfig` (its options filled in): raises a
@@ -269,8 +271,9 @@ def register_model(
       The registered `ModelSpec`.
 
     Raises:
-      ValueError: ``name`` is taken, or the arguments do not make a model (checked
-        here, by resolving a config with the defaults; ``name`` is then left free).
+      ValueError: ``name`` is taken, a frame model's option is one the frame sets
+        (named), or the arguments do not make a model (checked here, by resolving a
+        config with the defaults; ``name`` is then left free).
       TypeError: ``name`` is not a non-empty string, ``block``, ``stem`` or
         ``build`` is not callable or is a module instance (give its class), or an
         option name is not a non-empty string.
@@ -321,6 +324,12 @@ def register_model(
             raise TypeError(
                 f"register_model({name!r}, ...): option names must be non-empty strings (as "
                 f"a config's options name them), got {key!r}"
+            )
+        if build is None and key in _FRAME_ARGUMENTS:
+            raise ValueError(
+                f"register_model({name!r}, ...): option {key!r} would be ignored: the frame "
+                f"sets the blocks' and stem's {', '.join(_FRAME_ARGUMENTS)} itself (features: "
+                "the stage's width, from width=); give it another name"
             )
     kinds = (input_kinds,) if isinstance(input_kinds, str) else input_kinds
     widths = plain_width(width)

@@ -58,6 +58,19 @@ def test_unknown_name_lists_nearest_and_all_names():
     assert all(name in str(info.value) for name in ZOO)
 
 
+@pytest.mark.parametrize("key", ["features", "downsample", "name"])
+def test_a_frame_model_option_the_frame_sets_itself_is_refused(registry, key):
+    message = (
+        rf"^register_model\('framed', \.\.\.\): option '{key}' would be ignored: the frame sets "
+        r"the blocks' and stem's features, downsample, name, parent itself \(features: the "
+        r"stage's width, from width=\); give it another name$"
+    )
+    with pytest.raises(ValueError, match=message):
+        register_model("framed", Doubling, width=4, options={key: 8})
+    assert "framed" not in registered_models()
+    register_model("built", build=lambda config: nn.Dense(2), options={"features": 8})  # free
+
+
 def test_registering_a_name_twice_is_an_error(registry):
     with pytest.raises(ValueError, match=r"model 'mlp' is already registered \(by phosjax"):
         register_model("mlp", Doubling)
