@@ -18,11 +18,13 @@ train flag to a block positionally when it is the parameter after the input, so 
 block lifted with `flax.linen.remat` (or `flax.linen.jit`) works once it marks the flag
 static: ``nn.remat(Block, static_argnums=(2,))`` (``self``, ``x``, ``train``).
 They pass the other keyword arguments of their call (an attention ``mask``) to those of
-their blocks whose call names them (or takes ``**kwargs``), as `Sequence` passes the
-train flag only to the layers that take one: ``Repeat(TransformerBlock(2), 3)(x,
-mask=real)`` gives every block ``mask=real``, ``Sequence([TransformerBlock(2),
-nn.Dense(8)])`` only the first. A keyword that none of a container's blocks takes is a
-TypeError naming it and the blocks (a misspelled one does not go unused).
+their blocks whose call names them (or takes ``**kwargs``; not a ``mask`` to Flax's
+normalization layers, whose ``mask`` selects the elements their statistics count), as
+`Sequence` passes the train flag only to the layers that take one:
+``Repeat(TransformerBlock(2), 3)(x, mask=real)`` gives every block ``mask=real``,
+``Sequence([TransformerBlock(2), nn.Dense(8)])`` only the first. A keyword that none
+of a container's blocks takes is a TypeError naming it and the blocks (a misspelled one
+does not go unused).
 """
 
 from phosjax.layers._attention import MultiHeadSelfAttention, TransformerBlock

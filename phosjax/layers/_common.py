@@ -138,17 +138,27 @@ def train_args(
     return ((value,), {}) if positional else ((), {name: value})
 
 
+_OTHER_MASKS = ("flax.linen.normalization",)
+"""The modules of Flax layers whose call's ``mask`` means something else than a
+container's (the real tokens): `flax.linen.LayerNorm`'s, `flax.linen.BatchNorm`'s...
+select the elements their statistics count, of the input's full shape."""
+
+
 def takes_keyword(block: Any, name: str) -> bool:
     """Whether ``block`` (a module or a function) can be called with the keyword ``name``
-    after its input: its call names it, or takes ``**kwargs``.
+    after its input: its call names it, or takes ``**kwargs``; not ``mask`` for Flax's
+    normalization layers, whose ``mask`` (the elements their statistics count) is not a
+    container's (the real tokens).
 
     Examples:
       >>> from phosjax.layers import TransformerBlock
       >>> takes_keyword(TransformerBlock(2), "mask"), takes_keyword(nn.Dense(2), "mask")
       (True, False)
-      >>> takes_keyword(lambda x, **options: x, "mask")
-      True
+      >>> takes_keyword(lambda x, **options: x, "mask"), takes_keyword(nn.LayerNorm(), "mask")
+      (True, False)
     """
+    if name == "mask" and isinstance(block, nn.Module) and type(block).__module__ in _OTHER_MASKS:
+        return False
     call = type(block).__call__ if isinstance(block, nn.Module) else block
     return any(
         p.kind == p.VAR_KEYWORD

@@ -61,6 +61,18 @@ def test_padded_inputs_do_not_change_real_outputs(make):
     np.testing.assert_allclose(out[0], out_other[0], atol=1e-5)
 
 
+@pytest.mark.parametrize("norm", [nn.LayerNorm, nn.RMSNorm, lambda: nn.GroupNorm(2)])
+def test_a_pre_norm_stack_gives_the_mask_to_its_attention_not_to_flax_norms(norm):
+    layer = Sequence([norm(), TransformerBlock(2)])  # a Flax norm's mask is another thing
+    variables = layer.init(jax.random.key(1), X, mask=REAL)
+    params = variables["params"]
+    expected = norm().apply({"params": params["layers_0"]}, X)
+    expected = TransformerBlock(2).apply({"params": params["layers_1"]}, expected, mask=REAL)
+    np.testing.assert_allclose(layer.apply(variables, X, mask=REAL), expected, atol=1e-5)
+    with pytest.raises(TypeError, match=r"Sequence .* keyword 'mask', which none of its blocks"):
+        Sequence([norm()]).init(jax.random.key(0), X, mask=REAL)
+
+
 def test_a_keyword_no_block_takes_is_an_error_naming_both():
     with pytest.raises(TypeError, match=r"Repeat .* keyword 'maks'.* \(TransformerBlock\)"):
         Repeat(TransformerBlock(2), num_layers=2).init(jax.random.key(0), X, maks=REAL)
