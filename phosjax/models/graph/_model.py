@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core import INJECTIONS, tag
+from phosjax.layers._common import check_keywords, takes_keyword
 from phosjax.models.graph import _draw
 from phosjax.models.graph._spec import (
     COMBINES,
@@ -168,8 +169,10 @@ def _run_node(
     args: tuple[Any, ...] | None,
     value: Any,
     train: bool,
+    keywords: Mapping[str, Any],
 ) -> Any:
-    """Computes (``args`` given) or takes ``value`` for the node ``prefix + rel``, tagged.
+    """Computes (``args`` given) or takes ``value`` for the node ``prefix + rel``, tagged;
+    a computed node's fn gets those of the model's call ``keywords`` it takes.
 
     Nodes in groups run inside a `Group` module per group, so a node's variables live
     at its path (``params/block/conv``).
@@ -179,7 +182,7 @@ def _run_node(
     if len(rel) > 1:
         if key not in groups:
             groups[key] = Group(graph, (*prefix, key), name=key)
-        return groups[key](rel[1:], args, value, train)
+        return groups[key](rel[1:], args, value, train, keywords)
     path = SEP.join((*prefix, key))
     spec = graph.nodes[path]
     fn = spec.fn if isinstance(spec, Node) else None
@@ -189,20 +192,32 @@ def _run_node(
         child = Function(fn, _combine_of(spec), _draw.op_name(spec), parent=owner, name=key)
     if args is not None:
         assert isinstance(spec, Node)
-        value = _call_node(path, spec, child, args, train)
+        value = _call_node(path, spec, child, args, train, keywords)
     elif isinstance(spec, Input):  # passed through its module, so `blurb` lists it
         value = child((value,))
     return tag(child, OUT, value)
 
 
-def _call_node(path: str, spec: Node, child: nn.Module, args: tuple[Any, ...], train: bool) -> Any:
+def _call_node(
+    path: str,
+    spec: Node,
+    child: nn.Module,
+    args: tuple[Any, ...],
+    train: bool,
+    keywords: Mapping[str, Any],
+) -> Any:
     """Node ``path``'s (combined) ``args`` through ``child`` (a module's combine runs in
-    the scope of its group); an error of the call gets a note naming the node (its type
-    and message unchanged)."""
+    the scope of its group), with the ``keywords`` its fn takes; an error of the call
+    gets a note naming the node (its type and message unchanged)."""
     try:
         combine = _combine_of(spec)
         inputs = len(args) if combine is None else 1
         flag_args, flag_kwargs = node_train_args(path, spec.fn, train, inputs)
+        if spec.fn is not None:
+            flag_kwargs = {
+                **flag_kwargs,
+                **{k: v for k, v in keywords.items() if takes_keyword(spec.fn, k)},
+            }
         if isinstance(child, Function):
             return child(args, *flag_args, **flag_kwargs)
         if combine is not None:
@@ -223,8 +238,15 @@ class Group(nn.Module):
     blurb_sums_calls: ClassVar[bool] = True
 
     @nn.compact
-    def __call__(self, rel: tuple[str, ...], args: Any, value: Any, train: bool) -> Any:
-        return _run_node(self, {}, self.prefix, rel, args, value, train)
+    def __call__(
+        self,
+        rel: tuple[str, ...],
+        args: Any,
+        value: Any,
+        train: bool,
+        keywords: Mapping[str, Any],
+    ) -> Any:
+        return _run_node(self, {}, self.prefix, rel, args, value, train, keywords)
 
 
 class GraphModel(nn.Module):
@@ -281,6 +303,7 @@ class GraphModel(nn.Module):
         *,
         outputs: str | Iterable[str] | None = None,
         inject: Mapping[str, Any] | None = None,
+        **keywords: Any,
     ) -> Any:
         """Runs the nodes that ``outputs`` need.
 
@@ -303,6 +326,10 @@ class GraphModel(nn.Module):
             injected with `phosjax.inject` at ``<node>/out`` skip their upstream nodes too
             (a value it injects at a skipped node is taken, unused), unless the node has
             one for a tag inside it too: it then runs.
+          **keywords: passed to the nodes whose fn's call names them (or takes
+            ``**kwargs``), as `phosjax.layers.Sequence` passes them to its layers: an
+            attention ``mask`` reaches the attention nodes. One that no node takes is a
+            TypeError naming it.
 
         Returns:
           ``{path: value}``, or the `returns` node's value.
@@ -312,6 +339,8 @@ class GraphModel(nn.Module):
             ``outputs`` not a str or an iterable of them.
         """
         graph = self._graph
+        fns = [n.fn for n in graph.nodes.values() if isinstance(n, Node) and n.fn is not None]
+        check_keywords(self, fns, keywords)
         inject = dict(inject or {})
         graph.check_nodes(inject, "inject")
         tagged, inside = _injected(graph, self.variables.get(INJECTIONS, {}))  # px.inject's
@@ -326,7 +355,7 @@ class GraphModel(nn.Module):
             targets = tuple(dict.fromkeys((*graph.sinks, *targets)))
         plan = graph.needed((*targets, *tagged, *inside), given)  # px.inject's reach their tags
         feeds = self._feeds(x, [p for p in plan if p in graph.inputs and p not in given])
-        self._check_inject(inject, feeds, train)
+        self._check_inject(inject, feeds, train, keywords)
         values: dict[str, Any] = {}
         groups: dict[str, Group] = {}
         for path in plan:
@@ -334,13 +363,18 @@ class GraphModel(nn.Module):
                 args, value = None, inject.get(path, feeds.get(path))
             else:
                 args, value = tuple(values[s] for s in graph.inputs_of(path)), None
-            values[path] = _run_node(self, groups, (), tuple(path.split(SEP)), args, value, train)
+            rel = tuple(path.split(SEP))
+            values[path] = _run_node(self, groups, (), rel, args, value, train, keywords)
         if outputs is None and self.returns is not None:
             return values[self.returns]
         return values if chosen is None else {t: values[t] for t in targets}
 
     def _check_inject(
-        self, inject: Mapping[str, Any], feeds: Mapping[str, Any], train: bool
+        self,
+        inject: Mapping[str, Any],
+        feeds: Mapping[str, Any],
+        train: bool,
+        keywords: Mapping[str, Any],
     ) -> None:
         """Checks each injected value whose node ``feeds`` can compute against the node's
         output, traced with `jax.eval_shape` on an unbound copy with the model's variables
@@ -353,9 +387,12 @@ class GraphModel(nn.Module):
         model = self.clone(parent=None, returns=None)
         rngs = {"params": jax.random.key(0)}  # Flax falls back to it for other streams
         expected = jax.eval_shape(
-            lambda v, f: model.apply(v, f, train, outputs=checked, rngs=rngs, mutable=True)[0],
+            lambda v, f, k: model.apply(v, f, train, outputs=checked, rngs=rngs, mutable=True, **k)[
+                0
+            ],
             dict(self.variables),
             dict(feeds),
+            dict(keywords),
         )
         for path in checked:
             _check_injected(path, inject[path], expected[path])

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from phosjax.layers import MultiHeadSelfAttention
 from phosjax.models import FRAME_OPTIONS, ModelConfig, model_spec
-from phosjax.models._frame import _pool
+from phosjax.models._frame import _padding, _pool
 from phosjax.models._kinds import choose_kind, view_as
 from phosjax.models.graph._model import GraphModel
 from phosjax.models.graph._spec import node
@@ -153,7 +153,9 @@ def graph_model(config: ModelConfig) -> GraphModel:
     ``add``, ``act`` for a ResNet; ``attention_norm``, ``attention``, ``attention_add``,
     ``mlp_norm``, ``mlp_in``, ``gelu``, ``mlp_out``, ``mlp_add`` for a transformer),
     ``features`` (pooled), ``dropout`` (when the option is set) and ``head`` (the logits).
-    ``view`` checks the input shape as the zoo model does. For code that expects the
+    ``view`` checks the input shape as the zoo model does. A transformer's call takes the
+    zoo model's ``mask`` (see `phosjax.models.Frame`): its attention nodes attend the real
+    tokens only and ``features`` pools them. For code that expects the
     logits alone (the training engine, `phosjax.morph`), use
     ``graph_model(config).clone(returns="head")``.
 
@@ -189,7 +191,11 @@ def graph_model(config: ModelConfig) -> GraphModel:
     def pool(h: jax.Array) -> jax.Array:
         return _pool(h, options["pool"])
 
-    spec: Spec = {"view": view, **blocks, "features": node(pool, inputs=last)}
+    def pool_real(h: jax.Array, mask: Any = None) -> jax.Array:  # the tokens a mask keeps
+        return _pool(h, options["pool"], _padding(mask, h))
+
+    masked = config.name == "transformer"  # its attention takes the zoo's mask, a ResNet none
+    spec: Spec = {"view": view, **blocks, "features": node(pool_real if masked else pool, last)}
     if options["dropout"]:
         spec["dropout"] = nn.Dropout(options["dropout"])
     spec["head"] = nn.Dense(config.num_classes, param_dtype=options.get("param_dtype", jnp.float32))

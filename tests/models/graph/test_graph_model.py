@@ -13,6 +13,7 @@ import pytest
 
 import phosjax as px
 from phosjax.core import ArraySpec
+from phosjax.layers import TransformerBlock
 from phosjax.models.graph import GraphError, GraphModel, Input, extract, node, train_only
 
 
@@ -799,3 +800,22 @@ def test_outputs_that_are_no_names_are_named(model_and_variables):
         GraphError, match=r"^train_only's selectors is 3 \(of type int\), not a parameter name"
     ):
         train_only(optax.sgd(1.0), 3)
+
+
+def test_call_keywords_reach_the_nodes_that_take_them_in_any_group(key):
+    model = GraphModel(
+        {"norm": nn.LayerNorm(), "g": {"block": TransformerBlock(2)}, "out": nn.Dense(3)},
+        returns="out",
+    )
+    x = jax.random.normal(key, (2, 5, 4))
+    real = jnp.arange(5) < jnp.array([[5], [3]])  # example 1: 2 padded tokens
+    variables = model.init(key, x, mask=real)  # LayerNorm's mask is another thing: not given
+    params = variables["params"]
+    h = nn.LayerNorm().apply({"params": params["norm"]}, x)
+    h = TransformerBlock(2).apply({"params": params["g"]["block"]}, h, mask=real)
+    expected = nn.Dense(3).apply({"params": params["out"]}, h)
+    np.testing.assert_allclose(model.apply(variables, x, mask=real), expected, atol=1e-5)
+    injected = model.apply(variables, x, outputs="out", inject={"norm": x}, mask=real)["out"]
+    assert injected.shape == (2, 5, 3)
+    with pytest.raises(TypeError, match=r"^GraphModel was called with the keyword 'maks'"):
+        model.apply(variables, x, maks=real)

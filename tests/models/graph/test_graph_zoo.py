@@ -46,6 +46,28 @@ def test_graph_twin_has_the_zoo_parameters_and_outputs(config, key):
     jax.tree.map(np.testing.assert_allclose, graph_state, zoo_state)
 
 
+@pytest.mark.parametrize("pool", ["mean", "last", "flatten"])
+def test_the_transformer_twin_takes_the_zoo_models_padding_mask(pool, key):
+    options = {"num_heads": 2, "mlp_features": 8, "patch_size": 8, "pool": pool}
+    config = ModelConfig("transformer", 3, (40,), depth=2, width=8, options=options)
+    zoo, twin = build_model(config), graph_model(config).clone(returns="head")
+    x = jax.random.normal(key, (2, 40))
+    variables = zoo.init(jax.random.fold_in(key, 1), x)
+    real = jnp.arange(5) < jnp.array([[5], [3]])  # example 1: its last 2 patches padded
+    logits = twin.apply(variables, x, mask=real)
+    np.testing.assert_allclose(logits, zoo.apply(variables, x, mask=real), atol=1e-5)
+    assert not np.allclose(logits, twin.apply(variables, x), atol=1e-3)  # the mask counts
+    other = x.at[1, 24:].set(50.0)  # new values in example 1's padded patches
+    np.testing.assert_allclose(twin.apply(variables, other, mask=real), logits, atol=1e-5)
+
+
+def test_the_resnet_twin_refuses_a_mask_as_the_zoo_model_does(key):
+    x = jnp.ones((2, 40))
+    twin = graph_model(ModelConfig("resnet", 3, (40,), width=4))
+    with pytest.raises(TypeError, match=r"^GraphModel was called with the keyword 'mask'"):
+        twin.init(key, x, mask=jnp.ones((2, 40), bool))
+
+
 def test_every_layer_of_the_twin_is_a_node(key):
     config = CONFIGS[0]
     graph = graph_model(config)
