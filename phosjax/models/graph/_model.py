@@ -386,14 +386,14 @@ class GraphModel(nn.Module):
             return
         model = self.clone(parent=None, returns=None)
         rngs = {"params": jax.random.key(0)}  # Flax falls back to it for other streams
-        expected = jax.eval_shape(
-            lambda v, f, k: model.apply(v, f, train, outputs=checked, rngs=rngs, mutable=True, **k)[
-                0
-            ],
-            dict(self.variables),
-            dict(feeds),
-            dict(keywords),
-        )
+
+        def outputs(variables: Any, given: Any, options: Any) -> Any:
+            run = model.apply(
+                variables, given, train, outputs=checked, rngs=rngs, mutable=True, **options
+            )
+            return run[0]
+
+        expected = jax.eval_shape(outputs, dict(self.variables), dict(feeds), dict(keywords))
         for path in checked:
             _check_injected(path, inject[path], expected[path])
 
