@@ -21,13 +21,24 @@ def _calls(record: Any) -> list[tuple[Any, int]]:
     return [(value, 0) for value in (record if isinstance(record, tuple) else (record,))]
 
 
-def _sum_per_slice(fn: Callable[[Any], jax.Array], value: Any, lifted: int) -> jax.Array:
+def _sum_per_slice(fn: Callable[[Any], jax.Array], value: Any, lifted: int, path: str) -> jax.Array:
     """``fn(value)``; with ``lifted`` leading axes (stacked layers), the sum of ``fn`` of
-    each slice over them, as the unrolled layers would add up."""
-    if not lifted:
-        return fn(value)
-    slices = jax.tree.map(lambda a: a.reshape(-1, *a.shape[lifted:]), value)
-    return jnp.sum(jax.vmap(fn)(slices))
+    each slice over them, as the unrolled layers would add up.
+
+    Raises:
+      ValueError: ``fn`` returned no scalar (for one slice), naming ``path`` and the shape.
+    """
+    if lifted:
+        slices = jax.tree.map(lambda a: a.reshape(-1, *a.shape[lifted:]), value)
+        terms = jax.vmap(fn)(slices)
+    else:
+        terms = jnp.asarray(fn(value))[None]
+    if terms.shape[1:]:
+        raise ValueError(
+            f"regularize: fn gave {path!r} a value of shape {terms.shape[1:]}, not a "
+            "scalar; reduce it in fn, e.g. lambda h: jnp.abs(h).mean()."
+        )
+    return jnp.sum(terms)
 
 
 def regularize(
@@ -60,6 +71,8 @@ def regularize(
     Raises:
       SelectorError: a selector matches nothing (the message calls the paths ``what``:
         ``"param"``, ``"tagged value"``...).
+      ValueError: ``fn`` returns no scalar (an array would add up elementwise, or fail
+        to broadcast): the message names the path and the shape.
 
     Examples:
       >>> import jax.numpy as jnp, phosjax as px
@@ -69,9 +82,9 @@ def regularize(
     """
     flat = flatten(nn.meta.unbox(values), unwrap=False)  # boxed params: their arrays
     total = jnp.zeros(())
-    for record in select_items(flat, selector, what=what).values():
+    for path, record in select_items(flat, selector, what=what).items():
         for value, lifted in _calls(record):
-            term = _sum_per_slice(fn, value, lifted)
+            term = _sum_per_slice(fn, value, lifted, path)
             with jax.numpy_dtype_promotion("standard"):  # float32 + bfloat16, even if strict
                 total = total + term
     return total

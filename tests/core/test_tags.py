@@ -280,6 +280,20 @@ def test_regularize_over_probed_values_and_params():
         px.regularize(params, "**/gamma", jnp.sum, what="param")
 
 
+def test_regularize_refuses_an_fn_that_returns_no_scalar():
+    """An elementwise fn (jnp.abs, no mean) summed to an array of one value's shape (or
+    failed to broadcast between values of two shapes), naming neither; per layer of a
+    scanned stack it summed to a scalar. It is refused, naming the path and the shape."""
+    found = {"a": jnp.array([1.0, -3.0]), "b": jnp.array([2.0, 1.0])}
+    with pytest.raises(ValueError, match=r"fn gave 'a' a value of shape \(2,\), not a scalar"):
+        px.regularize(found, "*", jnp.abs)
+    _, state = Stack("scan").apply(
+        Stack("scan").init(jax.random.key(0), X), X, mutable=["intermediates"]
+    )
+    with pytest.raises(ValueError, match=r"fn gave 'blocks/Block_0/pre_act' a value of shape"):
+        px.regularize(state["intermediates"], "**/pre_act", jnp.abs)
+
+
 def test_regularize_reaches_boxed_params_by_their_arrays():
     """Params made with nn.with_partitioning are nn.Partitioned boxes; fn gets the array."""
     init = nn.with_partitioning(nn.initializers.ones, (None, "model"))
