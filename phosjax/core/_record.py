@@ -3,12 +3,14 @@ collection, and `collecting`, what a trace declares by the way (knobs, constant 
 
 import contextlib
 import contextvars
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, TypeVar
 
 import flax.linen as nn
 import jax
 import numpy as np
+
+from phosjax.core._paths import SEP, module_path
 
 _V = TypeVar("_V")
 
@@ -69,9 +71,20 @@ def record(module: nn.Module, collection: str, name: str, value: Any) -> None:
 
     Skipping init keeps ``model.init`` from handing back transient collections as state.
     The collection holds a `Calls` there, a tuple with one item per call.
+
+    Raises:
+      ValueError: ``name`` is the name of a submodule that recorded in ``collection``
+        first: its values sit under that path, and the record would swallow them.
     """
     if module.is_initializing() or not module.is_mutable_collection(collection):
         return
+    if isinstance(module.get_variable(collection, name), Mapping):
+        raise ValueError(
+            f"Cannot record {module_path(module, name)!r} in {collection!r}: {name!r} is also "
+            f"a submodule of {SEP.join(module.path) or 'the top module'}, whose values there "
+            f"sit under {module_path(module, name) + SEP!r}, so the paths would collide. "
+            "Give the value or the submodule another name."
+        )
     module.sow(collection, name, value, reduce_fn=add_call, init_fn=Calls)
 
 

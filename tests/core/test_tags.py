@@ -349,3 +349,29 @@ def test_regularize_gives_fn_a_dict_valued_tag_whole_from_its_collection_or_by_e
     assert float(whole) == 10.0  # <x, 2x>
     _, found = px.probe(_Named(), {}, x, "named")
     assert float(px.regularize(found, "named/*", jnp.sum)) == 9.0  # 3 + 6
+
+
+class TagsX(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return px.tag(self, "x", 2 * x)
+
+
+class TagNamedLikeChild(nn.Module):
+    """Tags ``h`` after its submodule ``h`` tagged ``x``: paths ``h`` and ``h/x`` collide."""
+
+    @nn.compact
+    def __call__(self, x):
+        return px.tag(self, "h", TagsX(name="h")(x) + 1)
+
+
+def test_a_tag_named_like_a_submodule_that_recorded_is_refused():
+    """The tag's record swallowed the submodule's subtree: probe returned
+    ``{"h": ("x", value)}`` (the child's key as a first 'call'), 'h/x' was gone."""
+    with pytest.raises(
+        ValueError,
+        match=r"Cannot record 'h' in 'intermediates': 'h' is also a submodule of the top "
+        r"module, whose values there sit under 'h/'",
+    ):
+        px.probe(TagNamedLikeChild(), {}, X)
+    np.testing.assert_array_equal(TagNamedLikeChild().apply({}, X), 2 * X + 1)  # not recorded
