@@ -45,18 +45,38 @@ def flatten(tree: Mapping[str, Any], *, unwrap: bool = True) -> dict[str, Any]:
 def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
     """Builds a nested dict from ``{path: value}``; the inverse of `flatten` for plain trees.
 
+    Raises:
+      ValueError: one path is a prefix of another (``"a"`` and ``"a/b"``): a tree cannot
+        hold a value at ``a`` and another below it; both paths are named.
+
     Examples:
       >>> unflatten({"a/b": 1, "a/c": 2})
       {'a': {'b': 1, 'c': 2}}
+      >>> unflatten({"a/b": 1, "a": 2})
+      Traceback (most recent call last):
+      ValueError: Paths 'a' and 'a/b' cannot both be in one tree: 'a' holds a value, ...
     """
     tree: dict[str, Any] = {}
+    made = {id(tree)}  # the dicts built here, not values that happen to be dicts
     for path, value in flat.items():
         *parents, leaf = path.split(SEP)
         node = tree
-        for key in parents:
+        for depth, key in enumerate(parents):
+            if key in node and id(node[key]) not in made:
+                _collide(SEP.join(parents[: depth + 1]), path)
             node = node.setdefault(key, {})
+            made.add(id(node))
+        if leaf in node:
+            _collide(path, next(p for p in flat if p.startswith(path + SEP)))
         node[leaf] = value
     return tree
+
+
+def _collide(value_path: str, below: str) -> None:
+    raise ValueError(
+        f"Paths {value_path!r} and {below!r} cannot both be in one tree: {value_path!r} holds "
+        f"a value, and {below!r} would put another below it."
+    )
 
 
 def check_name(name: Any, what: str) -> None:

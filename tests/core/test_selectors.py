@@ -83,3 +83,22 @@ def test_bad_selectors():
         compile_selector("x/a[]")
     with pytest.raises(ValueError, match=r"Selector 're:\(' is no regular expression"):
         compile_selector("re:(")
+
+
+@pytest.mark.parametrize("flat", [{"a/b": 1, "a": 2}, {"a": 2, "a/b": 1}])
+def test_unflatten_refuses_a_path_below_a_value_in_either_order(flat):
+    """A value at 'a' overwrote the subtree of 'a/b' (after it) silently, or failed with
+    "'int' object does not support item assignment" (before it)."""
+    with pytest.raises(ValueError, match=r"Paths 'a' and 'a/b' cannot both be in one tree"):
+        px.core.unflatten(flat)
+
+
+def test_unflatten_never_merges_into_a_value_that_is_a_dict():
+    value = {"z": 1}
+    with pytest.raises(ValueError, match=r"Paths 'a' and 'a/b' cannot both"):
+        px.core.unflatten({"a": value, "a/b": 2})
+    assert value == {"z": 1}
+    assert px.core.unflatten({"a/b": 1, "a/c/d": 2, "e": value}) == {
+        "a": {"b": 1, "c": {"d": 2}},
+        "e": {"z": 1},
+    }
