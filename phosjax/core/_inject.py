@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core._apply import apply_reaching_tags, select_tags, tag_call_shapes
-from phosjax.core._collections import INJECTIONS
+from phosjax.core._collections import INJECTIONS, INTERMEDIATES
 from phosjax.core._paths import unflatten
 
 
@@ -25,7 +25,9 @@ def injections(
       SelectorError: a selector matches no tagged value (one that Flax's ``sow`` stored
         in ``intermediates``, not `tag`, cannot be reached: the message says so).
       ValueError: a value's structure, shape or dtype differs from the tagged value's
-        (both named), or several calls tag the selected value.
+        (both named), or several calls tag the selected value and it is no tuple of one
+        value per call (each call finds its own only when ``intermediates`` is mutable:
+        ``model.apply(..., mutable=["intermediates"])``).
 
     Examples:
       >>> import flax.linen as nn, jax.numpy as jnp, phosjax as px
@@ -39,7 +41,7 @@ def injections(
       >>> Double().apply({"injections": tree}, jnp.ones(2)).tolist()
       [10.0, 12.0]
     """
-    return unflatten(_flat_injections(model, variables, x, values, **kwargs))
+    return unflatten(_flat_injections(model, variables, x, values, **kwargs)[0])
 
 
 def _flat_injections(
@@ -48,34 +50,51 @@ def _flat_injections(
     x: Any,
     values: Mapping[str, Any],
     **kwargs: Any,
-) -> dict[str, Any]:
-    """`injections` as ``{path: value}``, unnested, so pytree values stay whole."""
+) -> tuple[dict[str, Any], bool]:
+    """`injections` as ``{path: value}``, unnested, so pytree values stay whole, and
+    whether a value there is tagged by several calls (each call then finds its own
+    through ``intermediates``)."""
     calls, sown = tag_call_shapes(model, variables, x, **kwargs)
-    return {
+    flat = {
         path: _checked(path, value, calls[path])
         for selector, value in values.items()
         for path in select_tags(calls, sown, selector)
     }
+    return flat, any(len(calls[path]) > 1 for path in flat)
 
 
 def _checked(path: str, value: Any, calls: tuple[Any, ...]) -> Any:
-    """``value`` as arrays, once it has the structure, shapes and dtypes tagged at ``path``.
+    """``value`` as arrays, once it has the structure, shapes and dtypes tagged at ``path``;
+    for a value tagged by several calls, a tuple of one such value per call.
 
     Raises:
-      ValueError: several calls tag ``path``, or ``value`` differs from the tagged value.
+      ValueError: ``value`` differs from the tagged value, or several calls tag ``path``
+        and ``value`` is no tuple of one value per call.
     """
-    if len(calls) != 1:
+    if len(calls) == 1:
+        return _checked_call(repr(path), value, calls[0])
+    if not (isinstance(value, tuple) and len(value) == len(calls)):
+        given = f"a tuple of {len(value)}" if isinstance(value, tuple) else type(value).__name__
         raise ValueError(
-            f"Cannot inject {path!r}: it is tagged by {len(calls)} calls of one module; "
-            "inject works on values tagged once."
+            f"Cannot inject {path!r}: it is tagged by {len(calls)} calls of one module, so "
+            f"it takes a tuple of {len(calls)} values, one per call (as px.probe returns "
+            f"them), got {given}."
         )
-    expected = calls[0]
+    return tuple(
+        _checked_call(f"{path!r} (call {i + 1} of {len(calls)})", item, expected)
+        for i, (item, expected) in enumerate(zip(value, calls, strict=True))
+    )
+
+
+def _checked_call(where: str, value: Any, expected: Any) -> Any:
+    """``value`` as arrays, once it has the structure, shapes and dtypes of ``expected``,
+    what one call tagged (``where`` names it in the errors)."""
     value = jax.tree.map(jnp.asarray, value)
     given_tree: Any = jax.tree.structure(value)  # Any: jaxlib's PyTreeDef has no stubs
     expected_tree = jax.tree.structure(expected)
     if given_tree != expected_tree:
         raise ValueError(
-            f"Injected value for {path!r} has structure {given_tree}, but the tagged value "
+            f"Injected value for {where} has structure {given_tree}, but the tagged value "
             f"there has structure {expected_tree}."
         )
     for (key, given), want in zip(
@@ -83,7 +102,7 @@ def _checked(path: str, value: Any, calls: tuple[Any, ...]) -> Any:
     ):
         if given.shape != want.shape or given.dtype != want.dtype:
             raise ValueError(
-                f"Injected value for {path!r}{jax.tree_util.keystr(key)} has shape "
+                f"Injected value for {where}{jax.tree_util.keystr(key)} has shape "
                 f"{given.shape} and dtype {given.dtype}, but the tagged value there has shape "
                 f"{want.shape} and dtype {want.dtype}."
             )
@@ -106,14 +125,16 @@ def inject(
       variables: its variables.
       x: the input.
       values: ``{selector: value}``; each value has the structure (an array or pytree of
-        arrays), shapes and dtypes of the tagged value it replaces.
+        arrays), shapes and dtypes of the tagged value it replaces. A value that a module
+        called several times tags takes a tuple, one value per call, as `probe` returns it.
       **kwargs: passed to ``model.apply``.
 
     Raises:
       SelectorError: a selector matches no tagged value (one that Flax's ``sow`` stored
         in ``intermediates``, not `tag`, cannot be reached: the message says so).
-      ValueError: a value of the wrong structure, shape or dtype (the path and both named),
-        or one that never reached its tag (a lifted transform, such as nn.scan, whose
+      ValueError: a value of the wrong structure, shape or dtype (the path, the call and
+        both named), no tuple of one value per call for a value tagged by several, or
+        one that never reached its tag (a lifted transform, such as nn.scan, whose
         ``variable_axes`` omit ``injections`` dropped it; `scan_axes` lists them all).
 
     Examples:
@@ -125,8 +146,9 @@ def inject(
       >>> px.inject(Double(), {}, jnp.ones(2), {"h": jnp.array([5.0, 6.0])}).tolist()
       [10.0, 12.0]
     """
-    flat = _flat_injections(model, variables, x, values, **kwargs)
+    flat, several = _flat_injections(model, variables, x, values, **kwargs)
     injected = {**variables, INJECTIONS: unflatten(flat)}
+    collect = [INTERMEDIATES] if several else []  # tags count their calls there
     return apply_reaching_tags(
-        model, injected, x, collection=INJECTIONS, paths=flat, collect=[], **kwargs
+        model, injected, x, collection=INJECTIONS, paths=flat, collect=collect, **kwargs
     )[0]

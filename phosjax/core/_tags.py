@@ -68,30 +68,34 @@ def tag(module: nn.Module, name: str, value: Any) -> Any:
     """
     check_path(module, name, "tag")
     if module.has_variable(INJECTIONS, name):
-        value = module.get_variable(INJECTIONS, name)
+        value = _this_calls_entry(module, INJECTIONS, name, value)
         _seen(INJECTIONS, module, name)
     if module.has_variable(PERTURBATIONS, name):
-        value = jax.tree.map(jnp.add, value, _this_calls_perturbation(module, name, value))
+        value = jax.tree.map(jnp.add, value, _this_calls_entry(module, PERTURBATIONS, name, value))
         _seen(PERTURBATIONS, module, name)
     record(module, INTERMEDIATES, name, value)
     _seen(INTERMEDIATES, module, name)
     return value
 
 
-def _this_calls_perturbation(module: nn.Module, name: str, value: Any) -> Any:
-    """The perturbation for this call of ``tag``: the entry, or this call's item of a tuple.
+_ENTRY = {PERTURBATIONS: "a perturbation", INJECTIONS: "an injected value"}
 
-    `grad_of` gives a value tagged by several calls one perturbation per call, in a
+
+def _this_calls_entry(module: nn.Module, collection: str, name: str, value: Any) -> Any:
+    """The ``collection`` entry (perturbation, injection) for this call of ``tag``: the
+    entry, or this call's item of a tuple.
+
+    `grad_of` and `inject` give a value tagged by several calls one entry per call, in a
     tuple; the values recorded so far in ``intermediates`` say which call this is.
     """
-    entry: Any = module.get_variable(PERTURBATIONS, name)
+    entry: Any = module.get_variable(collection, name)
     entry_tree: Any = jax.tree.structure(entry)  # Any: jaxlib's PyTreeDef has no stubs
     if entry_tree == jax.tree.structure(value):
         return entry
     if not module.is_mutable_collection(INTERMEDIATES):
         raise ValueError(
-            f"{module_path(module, name)!r} has a perturbation for each of {len(entry)} calls; "
-            f"apply with mutable=['{INTERMEDIATES}'] so that each call takes its own."
+            f"{module_path(module, name)!r} has {_ENTRY[collection]} for each of {len(entry)} "
+            f"calls; apply with mutable=['{INTERMEDIATES}'] so that each call takes its own."
         )
     return entry[len(module.get_variable(INTERMEDIATES, name, ()))]
 

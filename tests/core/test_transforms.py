@@ -517,21 +517,53 @@ def test_inject_wrong_dtype_names_both():
         px.inject(Stack(), init("plain"), X, {"blocks_1/pre_act": bad})
 
 
-def test_inject_refuses_a_value_tagged_by_several_calls():
-    class Shared(nn.Module):
-        @nn.compact
-        def __call__(self, x):
-            return px.tag(self, "h", x)
+class Shared(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return px.tag(self, "h", x)
 
-    class CalledTwice(nn.Module):
-        @nn.compact
-        def __call__(self, x):
-            shared = Shared(name="s")
-            return shared(shared(x) * 2.0)
 
-    x = jnp.array([1.0, 2.0])
-    with pytest.raises(ValueError, match=r"Cannot inject 's/h': it is tagged by 2 calls"):
-        px.inject(CalledTwice(), {}, x, {"s/h": jnp.zeros(2)})
+class CalledTwice(nn.Module):
+    """Returns ``2 * first + second``, the values its shared module tags at ``s/h``."""
+
+    @nn.compact
+    def __call__(self, x):
+        shared = Shared(name="s")
+        return 2.0 * shared(x) + shared(x + 1.0)
+
+
+def test_inject_takes_one_value_per_call_of_a_module_called_several_times():
+    """inject refused a value tagged by several calls (a shared layer, an RNN cell in a
+    loop), though probe returns one value per call and grad_of differentiates each."""
+    x, a, b = jnp.array([1.0, 2.0]), jnp.array([5.0, 6.0]), jnp.array([-1.0, 3.0])
+    out, found = px.probe(CalledTwice(), {}, x)
+    np.testing.assert_array_equal(px.inject(CalledTwice(), {}, x, found), out)
+    np.testing.assert_array_equal(px.inject(CalledTwice(), {}, x, {"s/h": (a, b)}), 2 * a + b)
+    tree = px.core.injections(CalledTwice(), {}, x, {"s/h": (a, b)})
+    injected, state = CalledTwice().apply({"injections": tree}, x, mutable=["intermediates"])
+    np.testing.assert_array_equal(injected, 2 * a + b)
+    first, second = state["intermediates"]["s"]["h"]
+    np.testing.assert_array_equal(first, a)
+    np.testing.assert_array_equal(second, b)
+    with pytest.raises(ValueError, match=r"'s/h' has an injected value for each of 2 calls"):
+        CalledTwice().apply({"injections": tree}, x)
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        (
+            jnp.zeros(2),
+            r"a tuple of 2 values, one per call \(as px.probe returns them\), got Array",
+        ),
+        ((jnp.zeros(2),), r"a tuple of 2 values, one per call .*, got a tuple of 1"),
+        ((jnp.zeros(2), jnp.zeros(3)), r"'s/h' \(call 2 of 2\) has shape \(3,\) .* \(2,\)"),
+    ],
+    ids=["one value", "one item", "wrong shape"],
+)
+def test_inject_names_what_a_value_tagged_by_several_calls_takes(value, message):
+    with pytest.raises(ValueError, match=message):
+        px.inject(CalledTwice(), {}, jnp.array([1.0, 2.0]), {"s/h": value})
 
 
 class Sown(nn.Module):
