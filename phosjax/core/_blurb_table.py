@@ -20,6 +20,19 @@ def _fit(text: str, width: int, align: str) -> str:
     return f"{text:{align}{width}}"
 
 
+def _fit_path(depth: int, path: str, width: int) -> str:
+    """``path`` indented by ``depth``, cut on the left where too long: the end of a path
+    (``…/branch_1/dense``) tells it from its siblings, which share its start.
+
+    Examples:
+      >>> _fit_path(2, "blocks_1/choice/branch_0/dense", 20)
+      '    …/branch_0/dense'
+    """
+    indent = "  " * depth
+    room = max(width - len(indent), 2)
+    return indent + (path if len(path) <= room else "…" + path[len(path) - room + 1 :])
+
+
 def _number(value: Json) -> str:
     if isinstance(value, bool | str) or value is None:
         return str(value)
@@ -76,7 +89,7 @@ def table(summary: "Blurb") -> str:
         lines.append(
             row(
                 [
-                    "  " * depth + (module.path or "(top)"),
+                    _fit_path(depth, module.path or "(top)", _COLUMNS[0][1]),
                     module.type or "-",
                     f"{module.params:,}",
                     shapes or "-",

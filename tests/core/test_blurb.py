@@ -107,6 +107,23 @@ def test_table_lists_every_path_within_120_columns(two_level):
     assert "    block/dense_0 " in table  # indented below its parent
 
 
+class Projections(nn.Module):
+    """Sibling modules whose paths differ only past the table's module column."""
+
+    @nn.compact
+    def __call__(self, x):
+        return sum(nn.Dense(2, name=f"{'long_name_' * 3}{i}")(x) for i in range(2))
+
+
+def test_table_cuts_a_long_path_on_the_left_so_siblings_differ():
+    """Cut on the right, both rows read '  long_name_long_name_long_nam…' alike."""
+    x = jnp.ones((1, 3))
+    table = blurb(Projections(), Projections().init(jax.random.key(0), x), x, flops=False,
+                  measure_latency=False).table()  # fmt: skip
+    rows = [line[:30] for line in table.splitlines()[2:4]]
+    assert rows == ["  …_name_long_name_long_name_0", "  …_name_long_name_long_name_1"]
+
+
 def test_records_are_frozen(two_level):
     with pytest.raises(dataclasses.FrozenInstanceError):
         two_level.root.params = 0
