@@ -44,6 +44,7 @@ def main() -> None:
 
     _, state = model.apply(variables, x, mutable=["aux_loss", "path_weights"])
     total, by_name = px.aux_total(state["aux_loss"])
+    by_name = {name: round(float(value), 4) for name, value in by_name.items()}
     print(f"aux loss total {float(total):.4f} (path-weighted), by name {by_name}")
 
     hot = px.tweak(model, variables, x, {"deep_*/T": 5.0})
@@ -53,7 +54,10 @@ def main() -> None:
     )
 
     zeroed = px.inject(model, variables, x, {"shallow/pre_act": jnp.zeros((4, 8))})
-    print("injecting zeros into the shallow branch moves it by", jnp.abs(zeroed - out).max())
+    print(
+        "injecting zeros into the shallow branch moves the output by",
+        float(jnp.abs(zeroed - out).max()),
+    )
 
     loss, grads = px.grad_of(lambda y: jnp.mean(y**2), model, variables, x, wrt="**/pre_act")
     print(

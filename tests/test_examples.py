@@ -1,0 +1,22 @@
+"""The scripts in examples/ run, and print what their docstrings promise."""
+
+import pathlib
+import runpy
+
+EXAMPLES = pathlib.Path(__file__).parent.parent / "examples"
+
+
+def test_tour_prints_each_step_as_plain_numbers(capsys):
+    """The tour printed jax reprs (``Array(0.41, dtype=float32)``) among its numbers, and
+    no test ran it."""
+    runpy.run_path(str(EXAMPLES / "tour.py"), run_name="__main__")
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == [
+        "knobs:", "probed:", "aux", "tweaking", "injecting", "loss"
+    ]  # fmt: skip
+    assert not any("Array(" in line or "dtype" in line for line in lines)
+    assert lines[1] == (
+        "probed: {'deep_0/pre_act': (4, 8), 'deep_1/pre_act': (4, 8), 'shallow/pre_act': (4, 8)}"
+    )
+    moved = [float(line.rsplit(" ", 1)[1]) for line in lines[3:5]]
+    assert all(0 < m < 10 for m in moved)  # tweak and inject change the output
