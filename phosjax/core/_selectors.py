@@ -7,8 +7,9 @@ Syntax, matched against the whole path:
 * ``[1-3]``, ``?`` character classes and single characters within a segment,
 * ``re:<regex>`` a Python regular expression (full match).
 
-A selector equal to a path also matches it, so a name with brackets (a channel group
-``qkv[2]``) selects itself.
+A class also matches its own text, and a selector equal to a path matches it, so a name
+with brackets (a channel group ``qkv[2]``) selects itself, in a glob too
+(``blocks_*/qkv[2]``).
 """
 
 import difflib
@@ -60,8 +61,10 @@ def _segment_regex(segment: str) -> str:
                     f"Selector segment {segment!r} has a malformed class '[{body}]': {error.msg}."
                 ) from None
             # a class stays within its segment: it never matches '/', not even as part
-            # of a range such as '+-0'
-            out.append(f"(?!/)[{'^' if negated else ''}{members}]")
+            # of a range such as '+-0'; it also matches its own text, as in a channel
+            # group's name ('*/qkv[2]' selects 'blocks_0/qkv[2]')
+            literal = re.escape(segment[i : end + 1])
+            out.append(f"(?:(?!/)[{'^' if negated else ''}{members}]|{literal})")
             i = end
         else:
             out.append(re.escape(char))
@@ -80,6 +83,8 @@ def compile_selector(selector: str) -> re.Pattern[str]:
       True
       >>> bool(compile_selector("**/T").fullmatch("T"))
       True
+      >>> [bool(compile_selector("*/qkv[2]").fullmatch(p)) for p in ("b/qkv[2]", "b/qkv[1]")]
+      [True, False]
     """
     if not isinstance(selector, str) or not selector:  # checked before the cache hashes it
         raise ValueError(f"A selector must be a non-empty string, got {selector!r}.")

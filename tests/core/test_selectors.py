@@ -54,6 +54,15 @@ def test_wildcards_and_classes_stay_within_one_segment():
         assert matched == [True, True, False, False, False]
 
 
+def test_a_glob_selects_names_with_brackets_by_their_text():
+    """A channel group's name holds brackets (``qkv[2]``); only the whole path selected it,
+    since in a glob ``[2]`` is a class: ``*/qkv[2]`` matched no group."""
+    groups = ["blocks_0/qkv[2]", "blocks_1/qkv[2]", "blocks_1/qkv[1]", "blocks_1/out"]
+    assert px.select(groups, "blocks_*/qkv[2]") == ["blocks_0/qkv[2]", "blocks_1/qkv[2]"]
+    assert px.select(groups, "blocks_[1]/*") == groups[1:]  # still a class
+    assert not matches("a[!-_]b", "a-b") and not matches("x/qkv[2]", "x/qkv[1]")
+
+
 def test_a_malformed_class_is_a_value_error_naming_the_selector():
     with pytest.raises(ValueError, match=r"segment 'blocks_\[9-0\]' has a malformed class "):
         px.select(["blocks_1/T"], "blocks_[9-0]/T")
