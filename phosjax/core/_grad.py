@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from phosjax.core._apply import apply_reaching_tags, select_tags, tag_call_shapes
 from phosjax.core._collections import INTERMEDIATES, PERTURBATIONS
 from phosjax.core._paths import unflatten
+from phosjax.core._selectors import selector_list
 
 
 def _zeros_per_call(path: str, calls: tuple[Any, ...]) -> Any:
@@ -39,7 +40,7 @@ def _flat_perturbations(
     calls, sown = tag_call_shapes(model, variables, x, **kwargs)
     return {
         path: _zeros_per_call(path, calls[path])
-        for selector in ([wrt] if isinstance(wrt, str) else wrt)
+        for selector in selector_list(wrt)
         for path in select_tags(calls, sown, selector)
     }
 
@@ -63,6 +64,7 @@ def perturbations(
       SelectorError: a selector matches no tagged value (one that Flax's ``sow`` stored
         in ``intermediates``, not `tag`, cannot be reached: the message says so).
       TypeError: a selected value is not floating point.
+      ValueError: ``wrt`` is an empty list.
 
     Examples:
       >>> import flax.linen as nn, jax.numpy as jnp, phosjax as px
@@ -110,9 +112,10 @@ def grad_of(
     Raises:
       SelectorError: a selector matches no tagged value (see `perturbations`).
       TypeError: a selected value is not floating point.
-      ValueError: a perturbation never reached its tag: a lifted transform, such as
-        nn.scan, whose ``variable_axes`` omit ``perturbations`` dropped it, though it kept
-        the tagged value (`scan_axes` lists all of phosjax's collections).
+      ValueError: ``wrt`` is an empty list, or a perturbation never reached its tag: a
+        lifted transform, such as nn.scan, whose ``variable_axes`` omit ``perturbations``
+        dropped it, though it kept the tagged value (`scan_axes` lists all of phosjax's
+        collections).
 
     Examples:
       >>> import flax.linen as nn, jax.numpy as jnp, phosjax as px

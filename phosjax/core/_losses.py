@@ -71,8 +71,9 @@ def regularize(
     Raises:
       SelectorError: a selector matches nothing (the message calls the paths ``what``:
         ``"param"``, ``"tagged value"``...).
-      ValueError: ``fn`` returns no scalar (an array would add up elementwise, or fail
-        to broadcast): the message names the path and the shape.
+      ValueError: ``selector`` is an empty list, or ``fn`` returns no scalar (an array
+        would add up elementwise, or fail to broadcast): the message names the path and
+        the shape.
 
     Examples:
       >>> import jax.numpy as jnp, phosjax as px

@@ -36,6 +36,7 @@ def probe(
 
     Raises:
       SelectorError: a selector matched no tagged value.
+      ValueError: ``selector`` is an empty list.
 
     Examples:
       >>> import flax.linen as nn, jax, jax.numpy as jnp, phosjax as px

@@ -188,13 +188,34 @@ def select(
     return found
 
 
+def selector_list(selectors: str | Iterable[str]) -> list[str]:
+    """``selectors`` as a list: one selector, or several.
+
+    Raises:
+      ValueError: there are none (an empty list would select nothing, silently).
+
+    Examples:
+      >>> selector_list("**/T"), selector_list(("a", "b"))
+      (['**/T'], ['a', 'b'])
+      >>> selector_list([])
+      Traceback (most recent call last):
+      ValueError: No selector given (an empty list): give one, such as '**/pre_act', or '**' ...
+    """
+    found = [selectors] if isinstance(selectors, str) else list(selectors)
+    if not found:
+        raise ValueError(
+            f"No selector given (an empty {type(selectors).__name__}): give one, such as "
+            "'**/pre_act', or '**' for every path."
+        )
+    return found
+
+
 def select_items(
     flat: Mapping[str, Any], selectors: str | Iterable[str], *, what: str = "path"
 ) -> dict[str, Any]:
-    """``{path: value}`` for the paths any of ``selectors`` match (each must match)."""
-    if isinstance(selectors, str):
-        selectors = [selectors]
+    """``{path: value}`` for the paths any of ``selectors`` match (each must match;
+    `selector_list` says what they may be)."""
     chosen: set[str] = set()
-    for selector in selectors:
+    for selector in selector_list(selectors):
         chosen.update(select(flat, selector, what=what))
     return {p: v for p, v in flat.items() if p in chosen}

@@ -1,3 +1,5 @@
+import flax.linen as nn
+import jax.numpy as jnp
 import pytest
 
 import phosjax as px
@@ -111,3 +113,24 @@ def test_unflatten_never_merges_into_a_value_that_is_a_dict():
         "a": {"b": 1, "c": {"d": 2}},
         "e": {"z": 1},
     }
+
+
+class Tagged(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return px.tag(self, "h", x)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: px.regularize({"a": jnp.ones(2)}, [], jnp.sum),
+        lambda: px.probe(Tagged(), {}, jnp.ones(2), []),
+        lambda: px.grad_of(jnp.sum, Tagged(), {}, jnp.ones(2), wrt=()),
+    ],
+    ids=["regularize", "probe", "grad_of"],
+)
+def test_an_empty_list_of_selectors_is_refused(call):
+    """It selected nothing, silently: regularize gave 0, probe {} and grad_of no gradient."""
+    with pytest.raises(ValueError, match=r"No selector given \(an empty (list|tuple)\)"):
+        call()
