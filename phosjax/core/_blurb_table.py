@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from phosjax.core._blurb import Blurb, ModuleBlurb
+    from phosjax.core._blurb import ArraySpec, Blurb, ModuleBlurb
 
 Json = Any
 
@@ -31,6 +31,24 @@ def _fit_path(depth: int, path: str, width: int) -> str:
     indent = "  " * depth
     room = max(width - len(indent), 2)
     return indent + (path if len(path) <= room else "…" + path[len(path) - room + 1 :])
+
+
+_SHORT_DTYPES = {"bfloat16": "bf16", "float16": "f16", "float64": "f64", "int32": "i32",
+                 "int64": "i64", "int8": "i8", "uint8": "u8", "bool": "bool"}  # fmt: skip
+
+
+def _output(spec: "ArraySpec") -> str:
+    """``spec`` as ``2x5x3``, its dtype added where it is not float32 (``2x5x3 bf16``).
+
+    Examples:
+      >>> from phosjax.core import ArraySpec
+      >>> _output(ArraySpec((2, 3), "float32")), _output(ArraySpec((), "bfloat16"))
+      ('2x3', 'scalar bf16')
+    """
+    shape = "x".join(map(str, spec.shape)) or "scalar"
+    if spec.dtype == "float32":
+        return shape
+    return f"{shape} {_SHORT_DTYPES.get(spec.dtype, spec.dtype)}"
 
 
 def _number(value: Json) -> str:
@@ -85,7 +103,7 @@ def table(summary: "Blurb") -> str:
     lines = [row([name for name, _, _ in _COLUMNS] + ["notes"])]
 
     def walk(module: "ModuleBlurb", depth: int) -> None:
-        shapes = ", ".join("x".join(map(str, s.shape)) or "scalar" for s in module.outputs.values())
+        shapes = ", ".join(map(_output, module.outputs.values()))
         lines.append(
             row(
                 [

@@ -124,6 +124,24 @@ def test_table_cuts_a_long_path_on_the_left_so_siblings_differ():
     assert rows == ["  …_name_long_name_long_name_0", "  …_name_long_name_long_name_1"]
 
 
+class HalfAndFull(nn.Module):
+    """A bfloat16 layer, a float32 one, and an integer output."""
+
+    @nn.compact
+    def __call__(self, x):
+        h = nn.Dense(3, dtype=jnp.bfloat16, name="half")(x)
+        return jnp.argmax(nn.Dense(2, name="full")(h), -1)
+
+
+def test_table_shows_each_output_dtype_but_float32():
+    """The table showed shapes alone: a bfloat16 layer read as a float32 one."""
+    x = jnp.ones((4, 3))
+    summary = blurb(HalfAndFull(), HalfAndFull().init(jax.random.key(0), x), x, flops=False,
+                    measure_latency=False)  # fmt: skip
+    outputs = {line.split()[0]: line[53:66].strip() for line in summary.table().splitlines()[1:-1]}
+    assert outputs == {"(top)": "4 i32", "half": "4x3 bf16", "full": "4x2"}
+
+
 def test_records_are_frozen(two_level):
     with pytest.raises(dataclasses.FrozenInstanceError):
         two_level.root.params = 0
