@@ -1,5 +1,6 @@
 """`inject`: run a model with some tagged values replaced."""
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,6 +11,7 @@ import jax.numpy as jnp
 from phosjax.core._apply import apply_reaching_tags, select_tags, tag_call_shapes
 from phosjax.core._collections import INJECTIONS, INTERMEDIATES
 from phosjax.core._paths import unflatten
+from phosjax.core._record import Calls, add_call
 
 
 def injections(
@@ -65,7 +67,7 @@ def _flat_injections(
 
 def _checked(path: str, value: Any, calls: tuple[Any, ...]) -> Any:
     """``value`` as arrays, once it has the structure, shapes and dtypes tagged at ``path``;
-    for a value tagged by several calls, a tuple of one such value per call.
+    for a value tagged by several calls, a `Calls` of one such value per call.
 
     Raises:
       ValueError: ``value`` differs from the tagged value, or several calls tag ``path``
@@ -80,10 +82,11 @@ def _checked(path: str, value: Any, calls: tuple[Any, ...]) -> Any:
             f"it takes a tuple of {len(calls)} values, one per call (as px.probe returns "
             f"them), got {given}."
         )
-    return tuple(
+    checked = [
         _checked_call(f"{path!r} (call {i + 1} of {len(calls)})", item, expected)
         for i, (item, expected) in enumerate(zip(value, calls, strict=True))
-    )
+    ]
+    return functools.reduce(add_call, checked, Calls())  # one value per call, to `tag`
 
 
 def _checked_call(where: str, value: Any, expected: Any) -> Any:

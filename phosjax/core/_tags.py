@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from phosjax.core._collections import AUX_LOSS, BLURB, INJECTIONS, INTERMEDIATES, PERTURBATIONS
 from phosjax.core._path_weights import count_aux_loss, current_path_weight, scale_by_path_weight
 from phosjax.core._paths import check_path, module_path
-from phosjax.core._record import collecting, record
+from phosjax.core._record import Calls, collecting, record
 
 _SEEN: contextvars.ContextVar[dict[str, dict[str, None]] | None] = contextvars.ContextVar(
     "phosjax_tags_seen", default=None
@@ -68,34 +68,45 @@ def tag(module: nn.Module, name: str, value: Any) -> Any:
     """
     check_path(module, name, "tag")
     if module.has_variable(INJECTIONS, name):
-        value = _this_calls_entry(module, INJECTIONS, name, value)
+        value = _this_calls_injection(module, name)
         _seen(INJECTIONS, module, name)
     if module.has_variable(PERTURBATIONS, name):
-        value = jax.tree.map(jnp.add, value, _this_calls_entry(module, PERTURBATIONS, name, value))
+        value = jax.tree.map(jnp.add, value, _this_calls_perturbation(module, name, value))
         _seen(PERTURBATIONS, module, name)
     record(module, INTERMEDIATES, name, value)
     _seen(INTERMEDIATES, module, name)
     return value
 
 
-_ENTRY = {PERTURBATIONS: "a perturbation", INJECTIONS: "an injected value"}
+def _this_calls_injection(module: nn.Module, name: str) -> Any:
+    """The injected value for this call of ``tag``: the entry, or this call's item of a
+    `Calls`, in which `inject` gives a value tagged by several calls one value per call
+    (a tuple is a tuple-valued tag's value; the tagged value may be a placeholder, as a
+    graph model's skipped node tags, so its structure cannot tell)."""
+    entry: Any = module.get_variable(INJECTIONS, name)
+    return _this_call(module, name, entry, "an injected value") if type(entry) is Calls else entry
 
 
-def _this_calls_entry(module: nn.Module, collection: str, name: str, value: Any) -> Any:
-    """The ``collection`` entry (perturbation, injection) for this call of ``tag``: the
-    entry, or this call's item of a tuple.
+def _this_calls_perturbation(module: nn.Module, name: str, value: Any) -> Any:
+    """The perturbation for this call of ``tag``: the entry, or this call's item of a tuple.
 
-    `grad_of` and `inject` give a value tagged by several calls one entry per call, in a
-    tuple; the values recorded so far in ``intermediates`` say which call this is.
+    `grad_of` gives a value tagged by several calls one perturbation per call, in a
+    tuple.
     """
-    entry: Any = module.get_variable(collection, name)
+    entry: Any = module.get_variable(PERTURBATIONS, name)
     entry_tree: Any = jax.tree.structure(entry)  # Any: jaxlib's PyTreeDef has no stubs
     if entry_tree == jax.tree.structure(value):
         return entry
+    return _this_call(module, name, entry, "a perturbation")
+
+
+def _this_call(module: nn.Module, name: str, entry: tuple[Any, ...], what: str) -> Any:
+    """This call's item of ``entry``, one per call: the values recorded so far in
+    ``intermediates`` say which call this is."""
     if not module.is_mutable_collection(INTERMEDIATES):
         raise ValueError(
-            f"{module_path(module, name)!r} has {_ENTRY[collection]} for each of {len(entry)} "
-            f"calls; apply with mutable=['{INTERMEDIATES}'] so that each call takes its own."
+            f"{module_path(module, name)!r} has {what} for each of {len(entry)} calls; "
+            f"apply with mutable=['{INTERMEDIATES}'] so that each call takes its own."
         )
     return entry[len(module.get_variable(INTERMEDIATES, name, ()))]
 

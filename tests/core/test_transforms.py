@@ -549,6 +549,25 @@ def test_inject_takes_one_value_per_call_of_a_module_called_several_times():
         CalledTwice().apply({"injections": tree}, x)
 
 
+class SkipsWhenInjected(nn.Module):
+    """Tags a placeholder instead of computing ``h`` when ``h`` is injected, as a graph
+    model's skipped node does: the tag's value then has another structure."""
+
+    @nn.compact
+    def __call__(self, x):
+        injected = self.has_variable("injections", "h")
+        return px.tag(self, "h", None if injected else (x, 2 * x))
+
+
+def test_an_injection_replaces_a_placeholder_of_another_structure_whole():
+    """Per-call injections were told by structure: the injected pair, unlike the None
+    tagged, was taken for one value per call (graph models' px.inject broke)."""
+    x, pair = jnp.ones(2), (jnp.zeros(2), jnp.ones(2))
+    out = px.inject(SkipsWhenInjected(), {}, x, {"h": pair})
+    np.testing.assert_array_equal(out[0], pair[0])
+    np.testing.assert_array_equal(out[1], pair[1])
+
+
 @pytest.mark.parametrize(
     "value, message",
     [
