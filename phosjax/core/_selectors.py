@@ -53,7 +53,7 @@ def _segment_regex(segment: str) -> str:
             negated = body[:1] in ("!", "^")
             if not body[negated:]:
                 raise ValueError(f"Selector segment {segment!r} has an empty class '[]'.")
-            members = body[negated:]
+            members = body[negated:].replace("[", "\\[")  # '[[]' is '[', as in fnmatch
             try:
                 re.compile(f"[{members}]")
             except re.error as error:
