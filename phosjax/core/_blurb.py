@@ -56,23 +56,27 @@ class ArraySpec:
 
 @dataclasses.dataclass(frozen=True)
 class KnobValue:
-    """A knob's value in the summarized variables (its default when they lack it).
+    """A knob's value in the summarized variables (its default when they lack it), its
+    default, doc, and the values it takes (``valid``: `Range.short`, e.g. ``"> 0"``; None:
+    any).
 
     Examples:
       >>> import flax.linen as nn, jax, jax.numpy as jnp, phosjax as px
       >>> class Scaled(nn.Module):
       ...     @nn.compact
       ...     def __call__(self, x):
-      ...         return x * px.knob(self, "gain", 2.0, doc="output gain")
+      ...         gain = px.knob(self, "gain", 2.0, doc="output gain", valid=px.Range(gt=0))
+      ...         return x * gain
       >>> variables = Scaled().init(jax.random.key(0), jnp.ones(3))
       >>> b = px.blurb(Scaled(), variables, jnp.ones(3), measure_latency=False, flops=False)
       >>> b.root.knobs["gain"]
-      KnobValue(value=2.0, default=2.0, doc='output gain')
+      KnobValue(value=2.0, default=2.0, doc='output gain', valid='> 0')
     """
 
     value: Json
     default: Json
     doc: str
+    valid: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -390,7 +394,10 @@ def _capture(
         module, leaf = _split(path)
         default = _plain(defaults.get(path, knob).default)
         recorded.setdefault(module, {}).setdefault("knobs", {})[leaf] = KnobValue(
-            _plain(knob_values.get(path, default)), default, knob.doc
+            _plain(knob_values.get(path, default)),
+            default,
+            knob.doc,
+            knob.valid.short() if knob.valid is not None else None,
         )
     return {path: calls[path] for path in entered if path in calls}, recorded, outputs
 

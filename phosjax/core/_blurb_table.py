@@ -86,7 +86,10 @@ def _seconds(seconds: float | None) -> str:
 
 
 def _notes(module: "ModuleBlurb") -> str:
-    parts = [f"{k}={_number(v.value)}" for k, v in module.knobs.items()]
+    parts = [
+        f"{k}={_number(v.value)}" + (f" ({v.valid})" if v.valid else "")
+        for k, v in module.knobs.items()
+    ]
     parts += [f"{k}={_number(v)}" for k, v in module.notes.items()]
     parts += [f"aux:{k}={_number(v)}" for k, v in module.aux_losses.items()]
     parts += [f"w:{k}={_number(v)}" for k, v in module.path_weights.items()]

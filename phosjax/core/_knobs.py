@@ -70,6 +70,24 @@ class Range:
         bounds = [f"{signs[k]} {v:g}" for k, v in self.bounds().items()]
         return " ".join(["a finite number", " and ".join(bounds)]).strip()
 
+    def short(self) -> str:
+        """The range in a few characters, for a table or the viewer: one bound as
+        ``"> 0"``, two as an interval, none as ``"finite"``.
+
+        Examples:
+          >>> Range(gt=0).short(), Range(ge=0, lt=1).short(), Range(gt=-1, le=1).short()
+          ('> 0', '[0, 1)', '(-1, 1]')
+          >>> Range(le=0.5).short(), Range().short()
+          ('<= 0.5', 'finite')
+        """
+        bounds = self.bounds()  # lower, then upper: at most one of each
+        if len(bounds) == 2:
+            (low, low_at), (high, high_at) = bounds.items()
+            opens, closes = "(" if low == "gt" else "[", ")" if high == "lt" else "]"
+            return f"{opens}{low_at:g}, {high_at:g}{closes}"
+        signs = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+        return " ".join(f"{signs[k]} {v:g}" for k, v in bounds.items()) or "finite"
+
     def mask(self, value: Any, xp: Any = np) -> Any:
         """Whether each entry of ``value`` is in range, computed with ``xp`` (numpy, or
         jax.numpy for a traced value)."""

@@ -80,7 +80,7 @@ def blurb_json() -> str:
         "Choice",
         {},
         (_dense("block_0/dense", 3),),
-        knobs={"T": KnobValue(1.0, 1.0, "softmax temperature")},
+        knobs={"T": KnobValue(1.0, 1.0, "softmax temperature", "> 0")},
         notes={"mean_abs": 0.35, "rule": NOTE_TEXT},
         aux_losses={"balance": 0.127},
         path_weights={"branch_0": 0.6, "branch_1": 0.4},

@@ -95,7 +95,7 @@ def test_page_shows_leaderboard_curves_blurb_and_profile(written, tmp_path):
     assert aux.count('class="curve"') == 3 * choice_cells  # aux/balance and two path weights
     blurb = _between(dom, 'id="blurb"', 'id="graph"')
     assert blurb.count('<details class="module') == _modules(written.blurb["root"])
-    assert "softmax temperature" in blurb
+    assert "softmax temperature" in blurb and "(default 1, range &gt; 0)" in blurb
     assert html.escape(NOTE_TEXT, quote=False) in blurb  # a note's text shown, not parsed
     graph = _between(dom, 'id="graph"', 'id="profile"')
     assert graph.count('class="edge"') == 5 and graph.count('class="node ') == 5

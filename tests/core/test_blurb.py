@@ -243,6 +243,32 @@ def test_notes_aux_losses_path_weights_and_knobs_sit_under_their_module(key):
     assert Blurb.from_json(summary.to_json()) == summary
 
 
+class Ranged(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        T = px.knob(self, "T", 1.0, doc="temperature", valid=px.Range(gt=0))
+        p = px.knob(self, "p", 0.5, valid=px.Range(ge=0, lt=1))
+        return x / T * p * px.knob(self, "gain", 2.0)
+
+
+def test_a_knob_s_range_is_in_the_blurb_its_table_and_json(key):
+    """The viewer shows it from the JSON; a blurb written before ranges were (no
+    ``valid`` key) still reads, as a knob without one."""
+    x = jnp.ones((1, 2))
+    summary = blurb(Ranged(), Ranged().init(key, x), x, flops=False, measure_latency=False)
+    assert summary.root.knobs == {
+        "T": KnobValue(1.0, 1.0, "temperature", "> 0"),
+        "p": KnobValue(0.5, 0.5, "", "[0, 1)"),
+        "gain": KnobValue(2.0, 2.0, ""),
+    }
+    assert "T=1 (> 0) p=0.5 ([0, 1)) gain=2" in summary.table()
+    assert Blurb.from_json(summary.to_json()) == summary
+    old = json.loads(summary.to_json())
+    for knob in old["root"]["knobs"].values():
+        del knob["valid"]
+    assert Blurb.from_json(json.dumps(old)).root.knobs["T"] == KnobValue(1.0, 1.0, "temperature")
+
+
 class Described(nn.Module):
     @nn.compact
     def __call__(self, x):

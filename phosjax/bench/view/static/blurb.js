@@ -24,7 +24,7 @@ function infoLines(module) {
   const lines = [];
   for (const [name, knob] of Object.entries(module.knobs || {})) {
     const doc = knob.doc ? ` <span class="muted">${escapeHtml(knob.doc)}</span>` : "";
-    lines.push(`<span class="tag knob">knob</span> ${escapeHtml(name)} = <b>${shown(knob.value)}</b> <span class="muted">(default ${shown(knob.default)})</span>${doc}`);
+    lines.push(`<span class="tag knob">knob</span> ${escapeHtml(name)} = <b>${shown(knob.value)}</b> <span class="muted">(default ${shown(knob.default)}${knob.valid ? `, range ${escapeHtml(knob.valid)}` : ""})</span>${doc}`);
   }
   for (const [kind, label] of [["aux_losses", "aux loss"], ["path_weights", "path weight"], ["notes", "note"]]) {
     for (const [name, v] of Object.entries(module[kind] || {})) {
