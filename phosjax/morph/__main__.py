@@ -19,6 +19,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import pandas as pd
 import yaml
 from jsonargparse import ActionConfigFile
 
@@ -28,12 +29,13 @@ from phosjax.bench._cli import (
     ConfigParser,
     config_files,
     config_files_first,
+    dir_option,
     entry_point,
     exit_process,
     refuse_unknown_options,
 )
 from phosjax.bench._config import BenchConfig
-from phosjax.bench._summary import dir_command
+from phosjax.bench._summary import command_line, counted, dir_command
 from phosjax.data import check_loadable
 from phosjax.models import ModelConfig
 from phosjax.morph._loop import (
@@ -240,10 +242,40 @@ def _source(argv: Sequence[str]) -> str:
     return f"{files} with {line}" if files else line
 
 
-@entry_point(
-    "the rows of the iterations finished so far are kept in --dir's morph/iterations.parquet; "
-    "the loop does not resume: run again with --overwrite to start over (it moves them aside)."
-)
+def _kept(argv: Sequence[str]) -> str:
+    """What Ctrl-C leaves of ``python -m phosjax.morph ARGV``, for `entry_point`: the rows
+    in ``--dir`` (the start model's and those of each iteration finished), and the command
+    that starts the loop over (it does not resume; ``--overwrite`` moves the rows aside).
+
+    Examples:
+      >>> said = _kept(["--config", "my m.yaml", "--dir", "/no/run"])
+      >>> print(*said.split("; "), sep="\\n")
+      no rows were written in --dir '/no/run' yet
+      the same command starts the loop: python -m phosjax.morph --config 'my m.yaml' --dir /no/run
+    """
+    command = command_line("phosjax.morph", argv)
+    directory = dir_option(argv)
+    if directory is None:  # the parser refuses that before anything runs
+        return f"nothing was written; the same command runs it: {command}"
+    path = pathlib.Path(directory) / ITERATIONS
+    if not path.exists():
+        return (
+            f"no rows were written in --dir {directory!r} yet; the same command starts the "
+            f"loop: {command}"
+        )
+    try:
+        done = int(pd.read_parquet(path, columns=["iteration"])["iteration"].max())
+        kept = "the start model's rows" + (f" and {counted(done, 'iteration')}'" if done else "")
+    except (OSError, ValueError, KeyError):  # a file cut short, or not the loop's rows
+        kept = "the rows written"
+    overwrite = "" if "--overwrite" in argv else " --overwrite"
+    return (
+        f"{directory!r} keeps {kept} in {ITERATIONS}; the loop does not resume: "
+        f"this command starts it over, moving them aside: {command}{overwrite}"
+    )
+
+
+@entry_point(_kept)
 def main(argv: Sequence[str] | None = None) -> int:
     """Parses the command line and runs the MorphNet loop (see `phosjax.morph.run`).
 

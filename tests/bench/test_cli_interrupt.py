@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import pandas as pd
 import pytest
 
 from phosjax.bench import _cli
@@ -47,9 +48,8 @@ def _interrupted(*args, **kwargs):
             "phosjax.morph.__main__",
             "run",
             ["--config", "CONFIG", "--dir", "m"],
-            "the rows of the iterations finished so far are kept in --dir's "
-            "morph/iterations.parquet; the loop does not resume: run again with --overwrite "
-            "to start over (it moves them aside).",
+            "no rows were written in --dir 'm' yet; the same command starts the loop: "
+            "python -m phosjax.morph --config CONFIG --dir m",
         ),
         (
             "phosjax.bench.export",
@@ -72,6 +72,33 @@ def test_ctrl_c_is_one_line_saying_what_the_command_leaves(
     (tmp_path / "CONFIG").write_text(MORPH_CONFIG)
     assert cli.main([*argv, "--out", "s"] if module.endswith("speed") else argv) == 130
     assert capsys.readouterr().err == f"\ninterrupted: {line}\n"
+
+
+@pytest.mark.parametrize(
+    ("iterations", "options", "kept"),
+    [
+        ([0], [], "the start model's rows"),
+        ([0, 1, 1, 1, 2, 2, 2], ["--overwrite"], "the start model's rows and 2 iterations'"),
+    ],
+)
+def test_ctrl_c_in_a_morph_run_names_its_rows_and_the_command_that_starts_over(
+    tmp_path, capsys, monkeypatch, iterations, options, kept
+):
+    """The loop does not resume: the line gives the command with ``--overwrite`` (once)."""
+    cli = importlib.import_module("phosjax.morph.__main__")
+    monkeypatch.setattr(cli, "run", _interrupted)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "CONFIG").write_text(MORPH_CONFIG)
+    (tmp_path / "my run" / "morph").mkdir(parents=True)
+    pd.DataFrame({"iteration": iterations}).to_parquet(
+        tmp_path / "my run" / "morph" / "iterations.parquet"
+    )
+    assert cli.main(["--config", "CONFIG", "--dir", "my run", *options]) == 130
+    assert capsys.readouterr().err == (
+        f"\ninterrupted: 'my run' keeps {kept} in morph/iterations.parquet; the loop does not "
+        "resume: this command starts it over, moving them aside: python -m phosjax.morph "
+        "--config CONFIG --dir 'my run' --overwrite\n"
+    )
 
 
 def test_ctrl_c_pressed_again_while_the_line_is_said_still_says_it(capsys):
