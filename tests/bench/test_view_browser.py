@@ -244,6 +244,8 @@ def test_a_bench_without_cells_says_so(tmp_path):
         dom = _render(server.url, tmp_path / "profile")
     assert 'data-ready="true"' in dom and "No cells planned yet." in dom
     assert "No cell matches the filters." not in dom
+    assert 'class="chip"' not in _between(dom, 'id="filters"', "</div>")  # no "model = –"
+    assert '<div id="graph" class="graph" hidden=""></div>' in dom  # no empty box beside
 
 
 def test_a_morph_run_directory_shows_its_morph_panel_alone(tmp_path, page):

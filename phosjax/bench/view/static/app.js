@@ -88,7 +88,7 @@ function describeColumns() {
   // options) only lengthen the labels, so they are filters but not table columns.
   const models = [...new Set(rows.map((r) => r.model))].map((m) => rows.filter((r) => r.model === m));
   state.shownColumns = descriptive.filter((c) => c === "model" || (c === "dataset" && varying(rows, c)) || models.some((m) => varying(m, c)));
-  state.constantColumns = descriptive.filter((c) => !varying(rows, c));
+  state.constantColumns = rows.length ? descriptive.filter((c) => !varying(rows, c)) : []; // none: no cells to share one
   state.filterColumns = [...descriptive, "seed", "group_id"].filter((c) => varying(rows, c));
   state.splits = [...state.board.splits].sort((a, b) => (a === "test" ? -1 : b === "test" ? 1 : a.localeCompare(b)));
   const labelColumns = state.shownColumns.filter((c) => c !== "model");
