@@ -565,6 +565,15 @@ def test_other_host_names_are_refused_on_loopback(server):
     assert get(server, "/api/bench", host=f"localhost:{server.server_address[1]}")[0] == 200
 
 
+def test_the_address_printed_for_another_loopback_address_is_answered(written):
+    """Bound to 127.0.0.2, the viewer refused its own URL (only localhost, 127.0.0.1 and
+    ::1 were allowed) with 'Host not allowed'."""
+    with serving(written.root, host="127.0.0.2") as server:
+        assert server.url.startswith("http://127.0.0.2:")
+        assert get(server, "/api/bench", host=server.url.split("/")[2])[0] == 200
+        assert get(server, "/api/bench", host="evil.example.com")[0] == 403
+
+
 def test_a_bench_that_just_started(tmp_path):
     (tmp_path / _layout.MARKER).write_text(json.dumps({"format": 1}))
     with serving(tmp_path) as server:

@@ -3,7 +3,8 @@
 It serves nothing but the files of its package's ``static/`` folder and the JSON built
 from the bench directory; any path that climbs out (``..``, encoded or not, absolute,
 a symlink out of the bench) is refused with 403. Bound to a loopback address, it also
-refuses requests for other host names (DNS rebinding).
+refuses requests for host names other than ``localhost`` and loopback addresses (DNS
+rebinding).
 """
 
 import errno
@@ -35,7 +36,6 @@ _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
-_LOCAL_NAMES = {"localhost", "127.0.0.1", "::1"}
 _MODEL_ROUTE = re.compile(r"/api/(blurb|graph)/([^/]+)")
 _QUERY_PARAMETERS = {"/api/results": ("columns", "cells", "max_points")}
 """The query parameters each endpoint takes (the others take none)."""
@@ -52,6 +52,12 @@ class CannotServeError(OSError):
 
 
 def _is_loopback(host: str) -> bool:
+    """Whether ``host`` is ``localhost`` or a loopback address (``127.0.0.2`` too).
+
+    Examples:
+      >>> _is_loopback("127.0.0.2"), _is_loopback("::1"), _is_loopback("example.com")
+      (True, True, False)
+    """
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -235,7 +241,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             host = urllib.parse.urlsplit("//" + self.headers.get("Host", "")).hostname
         except ValueError:  # unparsable (``Host: [``): no name to allow
             return False
-        return host in _LOCAL_NAMES
+        return host is not None and _is_loopback(host)  # a name no DNS can rebind
 
     def do_HEAD(self) -> None:
         self.do_GET()
@@ -247,7 +253,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self._error(
                 403,
                 "Host not allowed: bound to a loopback address, this viewer answers only "
-                "localhost (use an SSH tunnel, or start it with --host 0.0.0.0).",
+                "localhost and loopback addresses (use an SSH tunnel, or start it with "
+                "--host 0.0.0.0).",
             )
         # "//": an absolute name after a route's prefix (/static//etc/passwd, %2F encoded)
         if ".." in path.split("/") or "\\" in path or "\x00" in path or "//" in path:
