@@ -648,6 +648,30 @@ def test_a_blurb_notes_the_knob_values_its_cells_train_with(tmp_path, page):
         assert page.run("document.querySelectorAll('#blurb details.module').length") > 0
 
 
+def test_the_address_keeps_the_choices_made_so_that_a_reload_shows_them(tmp_path, page):
+    """Reloading (for the rows a running bench wrote since) reset the mode and menus: the
+    page read them from its address but never wrote them there."""
+    written = write_bench(tmp_path / "address", blurb_json())
+    search = "location.search"
+    with serving(written.root) as server:
+        page.open(server.url + "#curves")
+        page.run("document.querySelector('button[data-mode=configs]').click()")
+        page.run(f"({CHOOSE})('curve-metric', 'accuracy')")
+        page.run("document.getElementById('all-metrics').click()")
+        page.settle()
+        assert page.run(search) == "?mode=configs&metrics=all&metric=accuracy"
+        assert page.run("location.hash") == "#curves"
+        page.run("document.body.dataset.ready = 'reloading'")
+        page.open(page.run("location.href.split('#')[0]"))  # no fragment: a new page
+        assert page.run("location.hash") == ""
+        assert page.run("document.getElementById('curve-metric').value") == "accuracy"
+        assert page.run("document.getElementById('all-metrics').checked") is True
+        on = "document.querySelector('button[data-mode=configs]').classList.contains('on')"
+        assert page.run(on) is True
+        page.run(f"({CHOOSE})('curve-metric', 'loss')")  # the default again: not written
+        assert page.run(search) == "?mode=configs&metrics=all"
+
+
 def test_a_model_picked_while_the_one_before_loads_shows_its_own(tmp_path, page):
     """The choice model picked, whose blurb and graph come slowly, then the mlp before they
     came: the mlp's blurb and no graph (the late answers drew the choice model's graph)."""

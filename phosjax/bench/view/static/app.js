@@ -893,6 +893,21 @@ function modelLabel({ model, model_id }) {
   return ids.size > 1 && datasets.length ? `${model} on ${datasets.join(", ")} (${model_id})` : `${model} (${model_id})`;
 }
 
+// The menus whose choice the page's address keeps, by query parameter (see `main`).
+const ADDRESS_MENUS = [["metric", "curve-metric"], ["model", "model-select"], ["smoothing", "smoothing"], ["x", "hp-x"], ["y", "hp-metric"]];
+
+// Puts the page's state in its address, each choice that differs from the page's
+// `defaults`, so that a reload (for the rows a running bench wrote since) or a copied link
+// shows the same.
+function rememberInAddress(defaults) {
+  const params = new URLSearchParams();
+  if (state.mode === "configs") params.set("mode", "configs");
+  if ($("all-metrics").checked) params.set("metrics", "all");
+  for (const [name, id] of ADDRESS_MENUS) if ($(id).value !== defaults[name]) params.set(name, $(id).value);
+  const query = params.toString();
+  history.replaceState(null, "", `${location.pathname}${query ? `?${query}` : ""}${location.hash}`);
+}
+
 function fillSelect(select, options, selected) {
   select.replaceChildren(...options.map(([value, label]) => el("option", { value }, label)));
   if (selected !== undefined) select.value = selected;
@@ -923,18 +938,22 @@ async function main() {
   fillSelect($("hp-metric"), finals.map((m) => [m.key, `${m.split} ${m.metric}`]), finals.some((m) => m.key === "test:accuracy") ? "test:accuracy" : finals[0]?.key);
   renderFilters();
   // ?mode=configs&metrics=all&metric=accuracy&model=ID&smoothing=0.8&x=learning_rate&y=test:accuracy
+  const defaults = Object.fromEntries(ADDRESS_MENUS.map(([name, id]) => [name, $(id).value]));
   const params = new URLSearchParams(location.search);
   if (params.get("mode") === "configs") state.mode = "configs";
   state.allMetrics = $("all-metrics").checked = params.get("metrics") === "all";
-  for (const [name, id] of [["metric", "curve-metric"], ["model", "model-select"], ["smoothing", "smoothing"], ["x", "hp-x"], ["y", "hp-metric"]]) {
+  for (const [name, id] of ADDRESS_MENUS) {
     if ([...$(id).options].some((o) => o.value === params.get(name))) $(id).value = params.get(name);
   }
+  const remember = () => rememberInAddress(defaults);
+  for (const [, id] of ADDRESS_MENUS) $(id).addEventListener("change", remember);
+  $("all-metrics").addEventListener("change", remember);
   $("hp-log-x").checked = logSuits($("hp-x").value);
   const modeButtons = document.querySelectorAll(".segmented button[data-mode]");
   const showMode = () => { for (const b of modeButtons) b.classList.toggle("on", b.dataset.mode === state.mode); };
   showMode();
   for (const button of modeButtons) {
-    button.addEventListener("click", () => { state.mode = button.dataset.mode; showMode(); renderAll(); });
+    button.addEventListener("click", () => { state.mode = button.dataset.mode; showMode(); remember(); renderAll(); });
   }
   $("all-metrics").addEventListener("change", (e) => { state.allMetrics = e.target.checked; renderAll(); });
   $("sort-by").addEventListener("change", () => {
