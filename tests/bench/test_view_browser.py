@@ -791,6 +791,24 @@ def test_a_count_of_one_is_singular(tmp_path, page):
         assert "1 compiled program: " in page.run(text("tooltip"))
 
 
+def test_a_long_group_id_in_the_phases_plot_fits_its_margin(tmp_path, page):
+    """A group id longer than the bars' left margin ran off the plot's left edge, its start
+    cut away; it keeps its start and end (model and hash), the whole id on hover."""
+    written = write_bench(tmp_path / "long", blurb_json())
+    long_id = "a_model_with_a_rather_long_registered_name-1a2b3c4d"
+    phases = written.phases.replace({"group_id": {"g-choice": long_id}})
+    phases.to_parquet(written.root / _layout.PHASES)
+    labels = """[...document.querySelectorAll('#phases .bar-label')].map((t) => ({
+      text: t.firstChild.nodeValue, left: t.getBBox().x, title: t.querySelector('title')?.textContent ?? null}))"""
+    with serving(written.root) as server:
+        page.open(server.url)
+        shown = {label["title"] or label["text"]: label for label in page.run(labels)}
+    start, _, end = shown[long_id]["text"].partition("…")  # as many as the font fits
+    assert long_id.startswith(start) and long_id.endswith(end) and len(end) >= len("-1a2b3c4d")
+    assert all(label["left"] >= 0 for label in shown.values()), shown
+    assert shown["g-mlp"]["text"] == "g-mlp" and shown["g-mlp"]["title"] is None
+
+
 SEARCH = """(text) => { const box = document.querySelector('#filters input[type=search]');
   box.value = text; box.dispatchEvent(new Event('input'));
   return [...document.querySelectorAll('.board-row')].map((r) => r.dataset.key); }"""

@@ -265,7 +265,11 @@ export function stackedBars(el, { rows, xLabel = "seconds", title = "", legend =
   if (title) svg("text", { class: "chart-title", x: 8, y: 18 }, root).textContent = title;
   rows.forEach((row, r) => {
     const y = MARGIN.top + r * rowHeight + 4;
-    svg("text", { class: "bar-label", x: left - 8, y: y + rowHeight / 2 + 1, "text-anchor": "end" }, root).textContent = row.label;
+    const label = svg("text", { class: "bar-label", x: left - 8, y: y + rowHeight / 2 + 1, "text-anchor": "end" }, root);
+    let fits = row.label.length; // characters, fewer until the label fits its margin
+    do label.textContent = clipMiddle(row.label, fits--);
+    while (fits > 4 && label.getComputedTextLength() > left - 12);
+    if (label.textContent !== row.label) svg("title", {}, label).textContent = row.label;
     let acc = 0;
     for (const seg of row.segments) {
       const bar = svg("rect", { class: "bar", x: sx(acc), y, width: Math.max(0, sx(acc + seg.value) - sx(acc)), height: rowHeight - 8, fill: seg.color }, root);
@@ -276,6 +280,14 @@ export function stackedBars(el, { rows, xLabel = "seconds", title = "", legend =
     svg("text", { class: "bar-total", x: sx(acc) + 4, y: y + rowHeight / 2 + 1 }, root).textContent = `${format(acc, 3)} s`;
   });
   if (legend.length) el.appendChild(legendOf(legend));
+}
+
+// `text` in at most `n` characters: a long one keeps its start and its end (a group id's
+// model and hash), joined by "…".
+function clipMiddle(text, n) {
+  if (text.length <= n) return text;
+  const head = Math.ceil((n - 1) / 2);
+  return `${text.slice(0, head)}…${text.slice(text.length - (n - 1 - head))}`;
 }
 
 export function legendOf(entries) {
