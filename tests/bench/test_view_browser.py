@@ -82,6 +82,7 @@ def test_page_shows_leaderboard_curves_blurb_and_profile(written, tmp_path):
 
     assert 'data-ready="true"' in dom, "the page's script did not finish"
     assert '<p id="error" class="error" hidden="">' in dom
+    assert ">created 2026-01-01 00:00:00 UTC</span>" in dom  # written in UTC: not local time
     assert dom.count('class="board-row"') == cells
     for cell_id in written.cells.cell_id:
         assert f">{cell_id}</td>" in dom

@@ -879,10 +879,17 @@ function renderSummary() {
     `${count("finished")} / ${counted(states.size, "group")} finished`,
     stopped ? el("span", { class: "chip stopped", title: STOPPED }, `${counted(stopped, "group")} stopped`) : null,
     diverged ? el("span", { class: "chip diverged", title: DIVERGED }, `${counted(diverged, "cell")} diverged`) : null,
-    info.marker?.created ? `created ${info.marker.created.replace("T", " ").slice(0, 19)}` : null,
+    info.marker?.created ? `created ${createdAt(info.marker.created)}` : null,
     info.marker?.config_hash ? `config ${info.marker.config_hash.slice(0, 10)}` : null,
   ].filter(Boolean);
   $("summary").replaceChildren(...chips.map((c) => (typeof c === "string" ? el("span", { class: "chip" }, c) : c)));
+}
+
+// An ISO time to the second, with its zone: "2026-01-01 00:00:00 UTC" (phosjax writes UTC),
+// else its offset ("... +02:00"), if any.
+function createdAt(iso) {
+  const zone = iso.slice(19).replace(/^\.\d+/, "");
+  return `${iso.replace("T", " ").slice(0, 19)} ${["+00:00", "Z"].includes(zone) ? "UTC" : zone}`.trim();
 }
 
 // A model's entry in the Models menu, `model (model_id)`; where the bench has the model
