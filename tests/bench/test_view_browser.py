@@ -613,6 +613,22 @@ def test_a_flat_curve_smoothed_gets_an_axis(tmp_path, page):
     assert "0.75" in ticks and len(set(ticks)) == len(ticks) <= 10
 
 
+def test_an_axis_gets_at_least_two_ticks(tmp_path, page):
+    """A path weight from 0.02 to 0.33 in a short aux plot (3 ticks asked): its step was
+    rounded up to 0.2, which left one tick, 0.2, and so no scale."""
+    (tmp_path / _layout.MARKER).write_text(json.dumps({"format": _layout.FORMAT}))
+    cases = [(0.0075, 0.346, 3), (0.09, 0.345, 3), (0, 1.7, 2), (-3, 14, 2), (0.1, 0.3, 4)]
+    with serving(tmp_path) as server:
+        page.open(server.url)
+        found = page.run(
+            f"import('./static/plot.js').then((m) => {json.dumps(cases)}.map("
+            "([lo, hi, count]) => m.ticks(lo, hi, count)))"
+        )
+    assert found[0] == [0.1, 0.2, 0.3]
+    for (lo, hi, count), ticks in zip(cases, found, strict=True):
+        assert 2 <= len(ticks) <= 2 * count + 1 and lo <= min(ticks) <= max(ticks) <= hi, ticks
+
+
 def test_a_log_axis_over_many_decades_is_labelled_sparsely(tmp_path, page):
     """Learning rates 0.01 and 1e30 on a log x axis: a label every few decades, as many
     as a linear axis of that width gets (one per decade, 35 of them, ran into each other)."""

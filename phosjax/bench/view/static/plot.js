@@ -60,7 +60,8 @@ export function escapeHtml(text) {
   return String(text).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 }
 
-// About `count` round tick values covering [lo, hi].
+// About `count` round tick values covering [lo, hi], at least two (one tick is no scale:
+// a step rounded up past half the span left one, in a short plot asking for 3).
 export function ticks(lo, hi, count = 5) {
   if (!(hi > lo)) return [lo];
   const raw = (hi - lo) / count;
@@ -69,7 +70,7 @@ export function ticks(lo, hi, count = 5) {
   const first = Math.ceil(lo / step) * step;
   const out = []; // first + k steps, not a running sum: a step below the rounding of lo ends too
   for (let k = 0; first + k * step <= hi + step * 1e-9; k++) out.push(Number((first + k * step).toPrecision(12)));
-  return out;
+  return out.length >= 2 || count > 64 ? out : ticks(lo, hi, count * 2);
 }
 
 // Round tick values covering [lo, hi] on a log axis: 1, 2 and 5 times each power of ten
