@@ -816,7 +816,8 @@ def test_a_long_group_id_in_the_phases_plot_fits_its_margin(tmp_path, page):
     phases = written.phases.replace({"group_id": {"g-choice": long_id}})
     phases.to_parquet(written.root / _layout.PHASES)
     labels = """[...document.querySelectorAll('#phases .bar-label')].map((t) => ({
-      text: t.firstChild.nodeValue, left: t.getBBox().x, title: t.querySelector('title')?.textContent ?? null}))"""
+      text: t.firstChild.nodeValue, left: t.getBBox().x,
+      title: t.querySelector('title')?.textContent ?? null}))"""
     with serving(written.root) as server:
         page.open(server.url)
         shown = {label["title"] or label["text"]: label for label in page.run(labels)}
