@@ -92,8 +92,10 @@ def test_page_shows_leaderboard_curves_blurb_and_profile(written, tmp_path):
     curves = _between(dom, 'id="curve-plots"', 'id="legend"')
     assert curves.count('class="curve"') == cells * len(SPLITS)
     assert all(curves.count(f">{split}</text>") == 1 for split in SPLITS)  # one plot each
-    aux = _between(dom, 'id="aux-plots"', 'id="models"')
+    aux = _between(dom, 'id="aux-plots"', 'id="aux-legend"')
     assert aux.count('class="curve"') == 3 * choice_cells  # aux/balance and two path weights
+    aux_legend = _between(dom, 'id="aux-legend"', 'id="models"')  # whose each colour is
+    assert aux_legend.count(">choice · ") == len(LEARNING_RATES) and ">mlp · " not in aux_legend
     blurb = _between(dom, 'id="blurb"', 'id="graph"')
     assert blurb.count('<details class="module') == _modules(written.blurb["root"])
     assert "softmax temperature" in blurb and "(default 1, range &gt; 0)" in blurb

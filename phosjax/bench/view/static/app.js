@@ -540,8 +540,12 @@ const renderCurves = panel("curves", async (current) => {
   const weight = Number($("smoothing").value);
   const plots = state.splits.map((split) => ({ series: plotSeries(raw, split, weight), title: split, yLabel: metric, logY, onHover: highlight }));
   drawPlots(box, plots, `No ${metric} to draw for the rows shown (ticked and matching the filters).`);
-  // One legend entry per config with a line (its seeds share its colour), counting its
-  // diverged seeds.
+  $("legend").replaceChildren(linesLegend(plots, raw));
+});
+
+// The legend of `plots`' lines: one entry per config with a line (its seeds share its
+// colour), counting its diverged seeds in the series `raw`, and the note of the line cap.
+function linesLegend(plots, raw) {
   const lines = new Set(plots.flatMap((plot) => plot.series.map((s) => s.key)));
   const plotted = visibleRows().slice(0, MAX_LINES).filter((r) => lines.has(r.key));
   const diverged = divergedByConfig(raw, plotted);
@@ -555,12 +559,13 @@ const renderCurves = panel("curves", async (current) => {
   const legend = legendOf([...shown.values(), { label: note, color: null }]);
   const cap = lineCapNote();
   if (cap) legend.prepend(el("p", { class: "line-cap" }, cap));
-  $("legend").replaceChildren(legend);
-});
+  return legend;
+}
 
 const renderAux = panel("aux", async (current) => {
   const box = $("aux-plots");
   const columns = state.board.metrics.filter((m) => m.startsWith("aux/") || m.startsWith("path_weight/"));
+  $("aux-legend").replaceChildren();
   if (!columns.length) { box.innerHTML = `<p class="hint">No aux losses or path weights were recorded.</p>`; return; }
   const data = await seriesOf(columns, drawnCells());
   if (!current()) return;
@@ -570,8 +575,7 @@ const renderAux = panel("aux", async (current) => {
     return { series: plotSeries(data[column], split), title: rest.join("/"), yLabel: kind.replace("_", " "), height: 240, onHover: highlight };
   });
   drawPlots(box, plots, `No aux losses or path weights to draw on the ${split} split for the rows shown (ticked and matching the filters).`);
-  const cap = lineCapNote();
-  if (cap) box.prepend(el("p", { class: "line-cap" }, cap));
+  if (plots.some((plot) => plot.series.length)) $("aux-legend").replaceChildren(linesLegend(plots, Object.values(data).flat()));
 });
 
 // ---- hyperparameters -----------------------------------------------------------------------
