@@ -265,7 +265,8 @@ def _kept(argv: Sequence[str]) -> str:
         )
     try:
         done = int(pd.read_parquet(path, columns=["iteration"])["iteration"].max())
-        kept = "the start model's rows" + (f" and {counted(done, 'iteration')}'" if done else "")
+        owner = counted(done, "iteration") + ("'s" if done == 1 else "'")
+        kept = "the start model's rows" + (f" and {owner}" if done else "")
     except (OSError, ValueError, KeyError):  # a file cut short, or not the loop's rows
         kept = "the rows written"
     overwrite = "" if "--overwrite" in argv else " --overwrite"

@@ -78,6 +78,7 @@ def test_ctrl_c_is_one_line_saying_what_the_command_leaves(
     ("iterations", "options", "kept"),
     [
         ([0], [], "the start model's rows"),
+        ([0, 1, 1, 1], [], "the start model's rows and 1 iteration's"),
         ([0, 1, 1, 1, 2, 2, 2], ["--overwrite"], "the start model's rows and 2 iterations'"),
     ],
 )
