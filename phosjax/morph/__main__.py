@@ -112,7 +112,7 @@ def _fail(message: str) -> int:
 _OWN = ("config", "dir", "overwrite", "print_config")
 _LOOSE_MODEL_FIELDS = {
     "input_shape": (int | tuple[int, ...], "one example's shape, e.g. [40] (an int: one axis)"),
-    "options": (dict[str, Any] | list[Any] | None, "model-specific extras, e.g. {pool: max}"),
+    "options": (dict[str, Any] | list[Any] | None, "model-specific extras, e.g. {dropout: 0.1}"),
 }
 """The `ModelConfig` fields a config file writes in more forms than their types (which
 `ModelConfig` normalizes): their types and help on the command line."""
