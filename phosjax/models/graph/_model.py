@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from phosjax.core import INJECTIONS, tag
 from phosjax.layers._common import check_keywords, takes_keyword
@@ -198,6 +199,28 @@ def _run_node(
     return tag(child, OUT, value)
 
 
+def _check_add(path: str, spec: Node, args: tuple[Any, ...]) -> None:
+    """Raises a `GraphError` when node ``path`` adds (``combine="add"``) arrays of
+    different shapes, which would broadcast silently (a ``(3, 1)`` branch onto ``(3, 4)``).
+
+    Examples:
+      >>> _check_add("s", Node(None, ("a", "b"), "add"), (jnp.ones((3, 4)), jnp.ones((3, 1))))
+      Traceback (most recent call last):
+      phosjax.models.graph._spec.GraphError: Node 's' adds inputs of different shapes ('a' ...
+    """
+    if spec.combine != "add" or not all(isinstance(a, jax.Array | np.ndarray) for a in args):
+        return
+    shapes = [tuple(a.shape) for a in args]
+    if len(set(shapes)) > 1:
+        named = zip(spec.inputs or (), shapes, strict=True)
+        given = ", ".join(f"{source!r} {shape}" for source, shape in named)
+        raise GraphError(
+            f"Node {path!r} adds inputs of different shapes ({given}); combine='add' does "
+            "not broadcast: give them one shape, or combine them with a function that "
+            "broadcasts (combine=lambda a, b: a + b)."
+        )
+
+
 def _call_node(
     path: str,
     spec: Node,
@@ -210,6 +233,7 @@ def _call_node(
     the scope of its group), with the ``keywords`` its fn takes; an error of the call
     gets a note naming the node (its type and message unchanged)."""
     try:
+        _check_add(path, spec, args)
         combine = _combine_of(spec)
         inputs = len(args) if combine is None else 1
         flag_args, flag_kwargs = node_train_args(path, spec.fn, train, inputs)

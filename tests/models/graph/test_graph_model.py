@@ -545,6 +545,22 @@ def test_a_pass_through_of_several_inputs_needs_a_combine():
     np.testing.assert_array_equal(summed.apply({}, x)["c"], x)
 
 
+def test_add_refuses_inputs_of_different_shapes_instead_of_broadcasting(key):
+    spec = {"a": nn.Dense(4), "b": node(nn.Dense(1), inputs="input")}
+    model = GraphModel({**spec, "sum": node(inputs=("a", "b"), combine="add")})
+    message = (
+        r"^Node 'sum' adds inputs of different shapes \('a' \(3, 4\), 'b' \(3, 1\)\); "
+        r"combine='add' does not broadcast: give them one shape, or combine them with a "
+        r"function that broadcasts \(combine=lambda a, b: a \+ b\)\."
+    )
+    with pytest.raises(GraphError, match=message):
+        model.init(key, jnp.ones((3, 5)))
+    broadcast = GraphModel({**spec, "sum": node(inputs=("a", "b"), combine=lambda a, b: a + b)})
+    variables = broadcast.init(key, jnp.ones((3, 5)))
+    out = broadcast.apply(variables, jnp.ones((3, 5)))
+    np.testing.assert_array_equal(out["sum"], out["a"] + out["b"])
+
+
 @pytest.mark.parametrize("combine", ["add", "concat"])
 def test_a_named_combine_of_no_inputs_is_an_error(combine):
     message = rf"Node 'c' combines its inputs with '{combine}' but takes none \(inputs=\(\)\)"
