@@ -403,7 +403,8 @@ class GraphModel(nn.Module):
         """Checks each injected value whose node ``feeds`` can compute against the node's
         output, traced with `jax.eval_shape` on an unbound copy with the model's variables
         (no values computed; params cast to bfloat16 compute bfloat16; missing variables
-        are made, as ``init`` makes them)."""
+        are made, as ``init`` makes them), given the call's ``keywords`` as they are (a
+        Python flag such as ``double=True`` stays a Python value, not a tracer)."""
         graph = self._graph
         checked = [p for p in inject if set(graph.needed([p])) & set(graph.inputs) <= set(feeds)]
         if not checked:
@@ -411,13 +412,13 @@ class GraphModel(nn.Module):
         model = self.clone(parent=None, returns=None)
         rngs = {"params": jax.random.key(0)}  # Flax falls back to it for other streams
 
-        def outputs(variables: Any, given: Any, options: Any) -> Any:
+        def outputs(variables: Any, given: Any) -> Any:  # keywords as given: a bool stays one
             run = model.apply(
-                variables, given, train, outputs=checked, rngs=rngs, mutable=True, **options
+                variables, given, train, outputs=checked, rngs=rngs, mutable=True, **keywords
             )
             return run[0]
 
-        expected = jax.eval_shape(outputs, dict(self.variables), dict(feeds), dict(keywords))
+        expected = jax.eval_shape(outputs, dict(self.variables), dict(feeds))
         for path in checked:
             _check_injected(path, inject[path], expected[path])
 

@@ -835,3 +835,16 @@ def test_call_keywords_reach_the_nodes_that_take_them_in_any_group(key):
     assert injected.shape == (2, 5, 3)
     with pytest.raises(TypeError, match=r"^GraphModel was called with the keyword 'maks'"):
         model.apply(variables, x, maks=real)
+
+
+def test_a_python_flag_keyword_reaches_the_nodes_when_a_value_is_injected(key):
+    def scaled(h, *, double=False):
+        return 2 * h if double else h  # a Python bool: a traced one cannot be branched on
+
+    model = GraphModel({"a": nn.Dense(4), "s": scaled, "b": nn.Dense(4), "t": scaled})
+    x = jnp.ones((3, 5))
+    variables = model.init(key, x)
+    h = jnp.full((3, 4), 0.5)
+    out = model.apply(variables, x, inject={"s": h}, double=True)
+    b = nn.Dense(4).apply({"params": variables["params"]["b"]}, h)
+    np.testing.assert_array_equal(out["t"], 2 * b)
