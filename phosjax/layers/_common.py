@@ -148,7 +148,9 @@ def takes_keyword(block: Any, name: str) -> bool:
     """Whether ``block`` (a module or a function) can be called with the keyword ``name``
     after its input: its call names it, or takes ``**kwargs``; not ``mask`` for Flax's
     normalization layers, whose ``mask`` (the elements their statistics count) is not a
-    container's (the real tokens).
+    container's (the real tokens). A module with a ``takes_keyword(name)`` method (a
+    `phosjax.models.graph.GraphModel`, which passes its call's keywords on to its nodes)
+    says itself.
 
     Examples:
       >>> from phosjax.layers import TransformerBlock
@@ -159,6 +161,8 @@ def takes_keyword(block: Any, name: str) -> bool:
     """
     if name == "mask" and isinstance(block, nn.Module) and type(block).__module__ in _OTHER_MASKS:
         return False
+    if isinstance(block, nn.Module) and callable(getattr(block, "takes_keyword", None)):
+        return bool(block.takes_keyword(name))
     call = type(block).__call__ if isinstance(block, nn.Module) else block
     return any(
         p.kind == p.VAR_KEYWORD

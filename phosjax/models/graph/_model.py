@@ -363,8 +363,7 @@ class GraphModel(nn.Module):
             ``outputs`` not a str or an iterable of them.
         """
         graph = self._graph
-        fns = [n.fn for n in graph.nodes.values() if isinstance(n, Node) and n.fn is not None]
-        check_keywords(self, fns, keywords)
+        check_keywords(self, self._fns(), keywords)
         inject = dict(inject or {})
         graph.check_nodes(inject, "inject")
         tagged, inside = _injected(graph, self.variables.get(INJECTIONS, {}))  # px.inject's
@@ -445,6 +444,24 @@ class GraphModel(nn.Module):
                     f"The outputs need input node {path!r}, but x gives no value for it."
                 )
         return feeds
+
+    def _fns(self) -> list[Any]:
+        """The fns of the nodes (modules and functions)."""
+        nodes = self._graph.nodes.values()
+        return [n.fn for n in nodes if isinstance(n, Node) and n.fn is not None]
+
+    def takes_keyword(self, name: str) -> bool:
+        """Whether one of the nodes takes the call keyword ``name`` (see `__call__`), so a
+        graph model used as a node of another is given only the keywords its nodes take.
+
+        Examples:
+          >>> from phosjax.layers import TransformerBlock
+          >>> inner = GraphModel({"dense": nn.Dense(4)})
+          >>> attention = GraphModel({"block": TransformerBlock(2)})
+          >>> inner.takes_keyword("mask"), attention.takes_keyword("mask")
+          (False, True)
+        """
+        return any(takes_keyword(fn, name) for fn in self._fns())
 
     @property
     def nodes(self) -> tuple[str, ...]:

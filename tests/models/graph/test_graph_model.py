@@ -848,3 +848,17 @@ def test_a_python_flag_keyword_reaches_the_nodes_when_a_value_is_injected(key):
     out = model.apply(variables, x, inject={"s": h}, double=True)
     b = nn.Dense(4).apply({"params": variables["params"]["b"]}, h)
     np.testing.assert_array_equal(out["t"], 2 * b)
+
+
+def test_a_graph_model_node_gets_only_the_call_keywords_its_nodes_take(key):
+    inner = GraphModel({"dense": nn.Dense(4)}, returns="dense")  # takes no mask
+    model = GraphModel({"inner": inner, "block": TransformerBlock(2)}, returns="block")
+    x = jax.random.normal(key, (2, 5, 4))
+    real = jnp.arange(5) < jnp.array([[5], [3]])  # example 1: 2 padded tokens
+    variables = model.init(key, x, mask=real)
+    params = variables["params"]
+    h = inner.apply({"params": params["inner"]}, x)
+    expected = TransformerBlock(2).apply({"params": params["block"]}, h, mask=real)
+    np.testing.assert_allclose(model.apply(variables, x, mask=real), expected, atol=1e-6)
+    with pytest.raises(TypeError, match=r"^GraphModel was called with the keyword 'maks'"):
+        model.apply(variables, x, maks=real)
