@@ -427,6 +427,30 @@ def _check_arity(path: str, n: Node, inputs: tuple[str, ...]) -> None:
         ) from None
 
 
+def _outer_hint(name: str, group: tuple[str, ...], nodes: Iterable[str]) -> str:
+    """For input ``name``, written in ``group`` where it names no node, the way to write
+    the node it names from an enclosing group (input names are relative); "" if none.
+
+    Examples:
+      >>> _outer_hint("stem", ("block", "inner"), ["stem", "block/inner/add"])
+      ". Input names are relative to the node's group 'block/inner': write '../../stem' ...
+    """
+    if name.startswith(SEP):
+        return ""
+    for depth in range(len(group) - 1, -1, -1):
+        try:
+            outer = resolve(name, group[:depth], "")
+        except GraphError:  # goes above the root from there
+            return ""
+        if outer in nodes:
+            up = "../" * (len(group) - depth)
+            return (
+                f". Input names are relative to the node's group {SEP.join(group)!r}: write "
+                f"{up + name!r} or {SEP + outer!r} for node {outer!r}."
+            )
+    return ""
+
+
 def _with_default_input(entries: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
     """The ``(path, value)`` entries of a spec without `Input` nodes, with the default
     input node first; as they are when a node is named like it and the first node names
@@ -538,7 +562,8 @@ class Graph:
                 )
                 for name, source in zip(names, absolute, strict=True):
                     if source not in nodes:
-                        raise self.missing(source, nodes, f"Node {path!r} takes input {name!r}")
+                        what = f"Node {path!r} takes input {name!r}"
+                        raise self.missing(source, nodes, what, _outer_hint(name, group, nodes))
                 _check_arity(path, n, absolute)
                 n = dataclasses.replace(n, inputs=absolute)
             resolved[path] = n
@@ -546,9 +571,9 @@ class Graph:
         return resolved
 
     @staticmethod
-    def missing(path: str, nodes: Iterable[str], what: str) -> GraphError:
+    def missing(path: str, nodes: Iterable[str], what: str, hint: str = "") -> GraphError:
         """The error for a name that is not a node (it lists the existing nodes, and the
-        nearest, as a list of many is cut).
+        nearest, as a list of many is cut, or ends with ``hint`` when given).
 
         Examples:
           >>> nodes = [f"block{i}/conv" for i in range(50)] + ["head"]
@@ -559,7 +584,7 @@ class Graph:
         nodes = list(nodes)
         below = [p for p in nodes if p.startswith(path + SEP)]
         kind = f"is a group (its nodes: {listing(below)})" if below else "is not a node"
-        hint = "" if below else did_you_mean([path], nodes)
+        hint = hint or ("" if below else did_you_mean([path], nodes))
         return GraphError(
             f"{what}, but {path!r} {kind}; existing nodes: {listing(nodes)}{hint or '.'}"
         )

@@ -437,6 +437,18 @@ def test_missing_input_names_it_and_lists_the_nodes():
         GraphModel({"block": {"act": node(inputs="../../x")}})
 
 
+def test_an_input_named_as_from_the_top_level_says_how_to_write_it_from_its_group():
+    block = {"d": nn.Dense(2), "g": {"add": node(inputs=("../d", "stem"), combine="add")}}
+    with pytest.raises(
+        GraphError,
+        match=r"^Node 'block/g/add' takes input 'stem', but 'block/g/stem' is not a node; "
+        r"existing nodes: 'input', 'stem', 'block/d', 'block/g/add'\. Input names are "
+        r"relative to the node's group 'block/g': write '\.\./\.\./stem' or '/stem' for node "
+        r"'stem'\.$",
+    ):
+        GraphModel({"stem": nn.Dense(2), "block": block})
+
+
 def test_a_node_that_is_also_a_group_is_an_error():
     with pytest.raises(
         GraphError, match="Node 'a' is also the group of node 'a/b'; a path is either a node"
