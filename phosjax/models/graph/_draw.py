@@ -1,5 +1,6 @@
 """Drawing a graph: Graphviz DOT text and a JSON description for the web viewer."""
 
+import functools
 import json
 import math
 from collections.abc import Mapping
@@ -13,14 +14,19 @@ from phosjax.models.graph._spec import SEP, Graph, Input, Node
 
 
 def _callable_name(fn: Any) -> str:
-    """A module's class name, a named combine's name, a function's ``__name__``.
+    """A module's class name, a named combine's name, a function's ``__name__`` (that of
+    the function a `functools.partial` wraps).
 
     Examples:
       >>> _callable_name(nn.Dense(2)), _callable_name("add"), _callable_name(max)
       ('Dense', 'add', 'max')
+      >>> _callable_name(functools.partial(round, ndigits=2))
+      'round'
     """
     if isinstance(fn, str):
         return fn
+    if isinstance(fn, functools.partial):
+        return _callable_name(fn.func)
     if isinstance(fn, nn.Module):
         return type(fn).__name__
     return getattr(fn, "__name__", type(fn).__name__)

@@ -536,6 +536,21 @@ def test_a_node_that_combines_its_inputs_for_its_fn_shows_both(key):
     assert b["sum"].type == "tanh(add)"
 
 
+def test_a_partial_node_is_drawn_and_blurbed_by_the_function_it_wraps(key):
+    larger = functools.partial(jnp.maximum)
+    model = GraphModel(
+        {
+            "clip": functools.partial(jnp.clip, min=0.0),
+            "sum": node(inputs=("clip", "input"), combine=larger),
+        }
+    )
+    x = jnp.ones((2, 3))
+    ops = {n["id"]: n["op"] for n in json.loads(model.to_json(x))["nodes"]}
+    assert ops == {"input": "Input", "clip": "clip", "sum": "maximum"}
+    assert '"clip" [label="clip\\nclip\\n(2, 3)"' in model.to_dot(x)
+    assert px.blurb(model, model.init(key, x), x, measure_latency=False)["clip"].type == "clip"
+
+
 def test_to_json_counts_boxed_params_by_their_arrays():
     kernel_init = nn.with_partitioning(nn.initializers.lecun_normal(), (None, "model"))
     model = GraphModel({"dense": nn.Dense(4, kernel_init=kernel_init)})
