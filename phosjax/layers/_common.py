@@ -5,7 +5,7 @@ attributes and inputs they are given, and choosing dtypes (a knob's range is che
 import functools
 import inspect
 import numbers
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -169,6 +169,28 @@ def takes_keyword(block: Any, name: str) -> bool:
         or (p.name == name and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
         for p in _parameters(call, 2 if isinstance(block, nn.Module) else 1)
     )
+
+
+class PassesKeywords:
+    """A container whose call passes its extra keywords on to the blocks that take them
+    (`call_block`): it says it takes a keyword only when one of its blocks (the attribute
+    named ``blocks_field``) does, so a container inside another is given only those.
+
+    Examples:
+      >>> from phosjax.layers import Sequence, TransformerBlock
+      >>> takes_keyword(Sequence([nn.Dense(2)]), "mask")
+      False
+      >>> takes_keyword(Sequence([Sequence([TransformerBlock(2)])]), "mask")
+      True
+    """
+
+    blocks_field: ClassVar[str]
+
+    def takes_keyword(self, name: str) -> bool:
+        """Whether one of its blocks takes the call keyword ``name``."""
+        blocks = getattr(self, self.blocks_field)
+        blocks = blocks if isinstance(blocks, list | tuple) else [blocks]
+        return any(takes_keyword(block, name) for block in blocks)
 
 
 def check_keywords(module: nn.Module, blocks: Any, keywords: dict[str, Any]) -> None:

@@ -6,7 +6,7 @@ are scaled by it (the phos idea).
 """
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from phosjax.core import Range, knob, path_weight, tag
 from phosjax.layers._common import (
+    PassesKeywords,
     call_block,
     check_block,
     check_blocks,
@@ -35,7 +36,7 @@ def _per_example(weight: jax.Array, like: jax.Array) -> jax.Array:
     )
 
 
-class Choice(nn.Module):
+class Choice(PassesKeywords, nn.Module):
     """A softmax-gated mixture of branches: ``sum_i w_i * branch_i(x)``.
 
     The gate logits are learned. With ``per_example=False`` (the default) they are one
@@ -78,8 +79,13 @@ class Choice(nn.Module):
     """
 
     branches: Sequence[nn.Module]
+    blocks_field: ClassVar[str] = "branches"
     per_example: bool = False
     param_dtype: Any = jnp.float32
+
+    def takes_keyword(self, name: str) -> bool:
+        """As `PassesKeywords`, and ``mask`` when ``per_example`` (its gate reads it)."""
+        return (self.per_example and name == "mask") or super().takes_keyword(name)
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, **keywords: Any) -> jax.Array:
@@ -129,7 +135,7 @@ class Choice(nn.Module):
         return sum(terms[1:], terms[0])
 
 
-class GatedSkip(nn.Module):
+class GatedSkip(PassesKeywords, nn.Module):
     """A learned gate between identity and a block: ``(1 - g) * x + g * block(x)``.
 
     ``g = sigmoid(gate_logit)`` is one learned scalar (the original phos ``Skip``); the
@@ -151,6 +157,7 @@ class GatedSkip(nn.Module):
     """
 
     block: nn.Module
+    blocks_field: ClassVar[str] = "block"
     gate_init: float = 0.0
     param_dtype: Any = jnp.float32
 
@@ -168,7 +175,7 @@ class GatedSkip(nn.Module):
         return (1 - gate) * x + gate * y
 
 
-class Residual(nn.Module):
+class Residual(PassesKeywords, nn.Module):
     """A residual connection ``x + block(x)``, projecting ``x`` when the widths differ.
 
     When the block changes the number of features, ``x`` goes through a bias-free
@@ -190,6 +197,7 @@ class Residual(nn.Module):
     """
 
     block: nn.Module
+    blocks_field: ClassVar[str] = "block"
     param_dtype: Any = jnp.float32
 
     @nn.compact
@@ -214,7 +222,7 @@ class Residual(nn.Module):
         return x + y
 
 
-class ReZero(nn.Module):
+class ReZero(PassesKeywords, nn.Module):
     """``x + alpha * block(x)`` with a learned scalar ``alpha`` that starts at 0.
 
     At initialization the layer is the identity, which lets deep stacks train without
@@ -240,6 +248,7 @@ class ReZero(nn.Module):
     """
 
     block: nn.Module
+    blocks_field: ClassVar[str] = "block"
     param_dtype: Any = jnp.float32
 
     @nn.compact

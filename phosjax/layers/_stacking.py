@@ -1,13 +1,14 @@
 """Stacking layers: a list of layers in order, and one block repeated with `nn.scan`."""
 
 import collections.abc as abc
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
 
 from phosjax.core import scan_axes
 from phosjax.layers._common import (
+    PassesKeywords,
     call_block,
     check_block,
     check_blocks,
@@ -18,7 +19,7 @@ from phosjax.layers._common import (
 )
 
 
-class Sequence(nn.Module):
+class Sequence(PassesKeywords, nn.Module):
     """Applies ``layers`` in order, passing the train flag to each layer that takes one.
 
     Unlike `flax.linen.Sequential`, the flag reaches the layers that behave differently
@@ -42,6 +43,7 @@ class Sequence(nn.Module):
     """
 
     layers: abc.Sequence[nn.Module]
+    blocks_field: ClassVar[str] = "layers"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, **keywords: Any) -> jax.Array:
@@ -52,7 +54,7 @@ class Sequence(nn.Module):
         return x
 
 
-class Repeat(nn.Module):
+class Repeat(PassesKeywords, nn.Module):
     """One block repeated ``num_layers`` times with `flax.linen.scan` over stacked params.
 
     The block is compiled once whatever the depth. Its parameters (and knobs, batch
@@ -93,6 +95,7 @@ class Repeat(nn.Module):
     """
 
     block: nn.Module
+    blocks_field: ClassVar[str] = "block"
     num_layers: int
 
     @nn.compact

@@ -49,6 +49,9 @@ def test_masked_sequence_equals_the_blocks_one_by_one():
         lambda: Sequence([TransformerBlock(2), TransformerBlock(2)]),
         lambda: Residual(Repeat(ReZero(TransformerBlock(2)), num_layers=2)),
         lambda: Choice([TransformerBlock(2), TransformerBlock(2)]),
+        # containers inside that hold no block taking the mask are not given it
+        lambda: Sequence([Sequence([nn.Dense(8)]), Residual(nn.Dense(8)), TransformerBlock(2)]),
+        lambda: Sequence([Choice([nn.Dense(8), ReZero(nn.Dense(8))]), TransformerBlock(2)]),
     ],
 )
 def test_padded_inputs_do_not_change_real_outputs(make):
