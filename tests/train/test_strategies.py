@@ -115,6 +115,32 @@ def test_measuring_an_unknown_strategy_names_the_strategies_and_not_auto(toy, ca
         )
 
 
+def test_measuring_places_the_data_once_per_set_of_devices(toy, monkeypatch):
+    """The candidates sharing devices share one copy of the data: one per candidate held
+    every copy at once, several times the data on each device while measuring."""
+    placed = []
+    original = Executor.put_data
+    monkeypatch.setattr(
+        Executor,
+        "put_data",
+        lambda self, a: placed.append(tuple(self.mesh.devices.flat)) or original(self, a),
+    )
+    [group] = plan_groups([Cell(Tiny(), "toy", HParams(batch_size=16, steps=2), s) for s in (0, 1)])
+    timings = measure_strategies(
+        group.signature(),
+        lambda: make_train_step(Tiny().build(), group.hparams),
+        init_group(group, toy),
+        device_arrays(toy),
+        num_cells=2,
+        devices=jax.devices(),
+        candidates=STRATEGIES,
+        steps=1,
+        repeats=1,
+    )
+    assert set(timings) == set(STRATEGIES)
+    assert sorted(placed) == [tuple(jax.devices()[:1]), tuple(jax.devices()[:2])]
+
+
 def test_auto_breaks_near_ties_in_the_order_of_strategies():
     """Timings within ``TIE`` of the fastest tie; the earliest in `STRATEGIES` wins."""
     assert fastest({"stepwise": 1.0, "map": 1.03, "vmap": 1.049}) == "vmap"
