@@ -186,7 +186,7 @@ def _train_chunk(
         start = state if owned or not guard else jax.tree.map(jnp.copy, state)
         ended, metrics = executor.run_steps(key, step, start, arrays, num_steps, donate=guard)
         fetched = (metrics, ended.diverged_at, _optimizer_state_finite(ended))
-        metrics, diverged_at, finite = jax.device_get(executor.take(fetched))
+        metrics, diverged_at, finite = executor.take(jax.device_get(fetched))
         return ended, (metrics, diverged_at), finite
 
     if not guarded:
@@ -405,7 +405,7 @@ def run_group(
                     arrays,
                     donate=False,
                 )
-                scores = jax.device_get(executor.take(scores))
+                scores = executor.take(jax.device_get(scores))
         end = _clock()
         chunk = Chunk(
             np.arange(step + 1, stop + 1),

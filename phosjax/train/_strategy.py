@@ -313,10 +313,20 @@ class Executor:
         return jax.device_put(arrays, NamedSharding(self.mesh, PartitionSpec()))
 
     def take(self, tree: Any) -> Any:
-        """``tree`` without the padding cells."""
+        """``tree`` without the padding cells: host arrays sliced; device arrays sharded
+        over the most of the mesh's first devices that split the cells evenly (a slice
+        alone would land whole on every device: 6 cells padded to 8 on 4 devices come
+        back 2 on each of the first 3)."""
         if self.padded == self.num_cells:
             return tree
-        return jax.tree.map(lambda a: a[: self.num_cells], tree)
+        cells = self.num_cells
+        used = max(n for n in range(1, self.mesh.size + 1) if cells % n == 0)
+        sharding = NamedSharding(Mesh(self.mesh.devices[:used], (GRID,)), PartitionSpec(GRID))
+
+        def take(a: Any) -> Any:
+            return jax.device_put(a[:cells], sharding) if isinstance(a, jax.Array) else a[:cells]
+
+        return jax.tree.map(take, tree)
 
     def run(self, key: Any, make: Callable[[], CellFn], state: Any, arrays: Any, *, donate: bool):
         """Runs the one-cell function ``make()`` over every cell.

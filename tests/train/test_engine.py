@@ -253,6 +253,23 @@ def test_sharded_equals_unsharded_and_pads_five_cells_on_four_devices(toy):
     assert_trees_close(outs["one"], outs["four"])
 
 
+@pytest.mark.parametrize("seeds, devices", [(6, 3), (5, 1)])
+def test_a_padded_groups_state_comes_back_sharded_not_copied_to_every_device(toy, seeds, devices):
+    """6 cells on 4 devices train as 8; the state returned holds each cell once, 2 on
+    each of 3 devices (5 cells: all on the first), where it was copied whole to each of
+    the 4; a run resumed from it gives the same numbers as one on one device."""
+    hp = HParams(batch_size=16, steps=4)
+    [group] = plan_groups([Cell(Tiny(), "toy", hp, seed) for seed in range(seeds)])
+    half, _ = run_group(group, init_group(group, toy), toy, 2, strategy="vmap")
+    for leaf in jax.tree.leaves(half):
+        assert [shard.device for shard in leaf.addressable_shards] == jax.devices()[:devices]
+        assert {shard.data.shape[0] for shard in leaf.addressable_shards} == {seeds // devices}
+    resumed, _ = run_group(group, half, toy, strategy="vmap")
+    one = jax.devices()[:1]
+    whole, _ = run_group(group, init_group(group, toy), toy, strategy="vmap", devices=one)
+    assert_trees_close(jax.device_get(resumed), jax.device_get(whole))
+
+
 def test_divergent_cell_is_frozen_and_leaves_its_neighbours_alone(toy):
     sgd = HParams(optimizer="sgd", learning_rate=0.1, batch_size=16, steps=8)
     good = [Cell(Tiny(), "toy", sgd, seed) for seed in range(4)]
