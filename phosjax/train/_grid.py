@@ -69,12 +69,32 @@ def process_share(num_cells: int, index: int | None = None, count: int | None = 
     Examples:
       >>> process_share(5, 1, 2)
       [1, 3]
+      >>> process_share(5, 1.0, 2)
+      Traceback (most recent call last):
+      ValueError: process_share: index must be an int, got 1.0 (float); give a whole number ...
     """
-    index = jax.process_index() if index is None else index
-    count = jax.process_count() if count is None else count
-    if not 0 <= index < count:
+    num_cells = int_at_least("process_share: num_cells", num_cells, 0)
+    count = int_at_least("process_share: count", jax.process_count() if count is None else count, 1)
+    index = int_at_least("process_share: index", jax.process_index() if index is None else index, 0)
+    if index >= count:
         raise ValueError(f"process_share: index {index} is not in range(count={count}).")
     return list(range(index, num_cells, count))
+
+
+def _train_grid_share(num_cells: int, process: Any) -> list[int]:
+    """`process_share` of ``train_grid(process=...)``: ``None`` or an ``(index, count)``
+    pair; a wrong one is refused naming ``process``."""
+    if process is None:
+        return process_share(num_cells)
+    if isinstance(process, str) or not isinstance(process, Sequence) or len(process) != 2:
+        raise ValueError(
+            "train_grid: process must be an (index, count) pair, e.g. (1, 2) for the second "
+            f"of two processes, or None for jax.distributed's; got {process!r}"
+        )
+    try:
+        return process_share(num_cells, *process)
+    except ValueError as error:
+        raise ValueError(f"train_grid: process={tuple(process)!r}: {error}") from None
 
 
 TRAIN_METRICS = ("accuracy", "grad_norm", "loss", "task_loss")
@@ -235,9 +255,9 @@ def train_grid(
       chunk_steps: steps per dispatch, an int >= 1 (checked before any data set loads).
       devices: the devices to shard each group over (``None``: all local devices; see
         `run_group`).
-      process: ``(index, count)``; default ``(jax.process_index(), jax.process_count())``,
-        and then every process returns (or raises its error) once all have trained
-        their shares.
+      process: ``(index, count)``, ints with ``0 <= index < count``; default
+        ``(jax.process_index(), jax.process_count())``, and then every process returns
+        (or raises its error) once all have trained their shares.
       on_chunk: called with ``(group, chunk)`` after each chunk.
 
     Returns:
@@ -264,7 +284,7 @@ def train_grid(
     check_strategy(strategy, "train_grid")  # before any data set loads or group trains
     chunk_steps = int_at_least("train_grid: chunk_steps", chunk_steps, 1)
     check_cells("train_grid", cells)  # all: a process's share may hide a pair
-    share = process_share(len(cells), *(process or (None, None)))
+    share = _train_grid_share(len(cells), process)
     if datasets is not None and not isinstance(datasets, Mapping):
         raise TypeError(
             "train_grid: datasets must map data set names to data sets, e.g. "

@@ -130,6 +130,26 @@ def test_bad_configs_raise_clear_errors():
         process_share(5, 2, 2)
 
 
+@pytest.mark.parametrize(
+    "process, message",
+    [
+        ((2, 2), r"process=\(2, 2\): process_share: index 2 is not in range\(count=2\)\.$"),
+        ((0, 2.0), r"process=\(0, 2.0\): process_share: count must be an int, got 2.0 \(float\)"),
+        ((True, 2), r"process=\(True, 2\): process_share: index must be an int, got True \(bool"),
+        ((0, 0), r"process=\(0, 0\): process_share: count must be >= 1, got 0\.$"),
+        ((0, 2, 3), r"process must be an \(index, count\) pair, e.g. \(1, 2\) .* got \(0, 2, 3\)$"),
+        (1, r"process must be an \(index, count\) pair, e.g. \(1, 2\) for the second .* got 1$"),
+    ],
+)
+def test_a_wrong_process_is_refused_by_name_before_anything_trains(process, message):
+    """Each once failed in Python's own words (a float: "'float' object cannot be
+    interpreted as an integer"; a triple: "process_share() takes from 1 to 3 positional
+    arguments but 4 were given"), or, for ``True``, trained process 1's share."""
+    cells = [Cell(Tiny(), "toy", seed=seed) for seed in range(3)]
+    with pytest.raises(ValueError, match=rf"^train_grid: {message}"):
+        train_grid(cells, datasets={"toy": toy_data()}, strategy="vmap", process=process)
+
+
 @pytest.mark.parametrize("name", ["steps", "batch_size", "eval_every", "warmup_steps"])
 def test_an_int_hparam_beyond_int32_is_refused_by_name_value_and_range(name):
     """The engine holds steps and batch indices in int32 on device: 2**31 would wrap."""
