@@ -34,8 +34,8 @@ def measure_strategies(
     rounds in which the candidates take turns.
 
     Times the very programs `run_group` then runs (`Executor.run_steps` of ``steps``
-    steps, without donation: its unguarded chunks) on ``state`` placed for each (and the
-    data placed once per set of devices, which the candidates running there share), so
+    steps, without donation: its unguarded chunks) on ``state`` and the data placed once
+    per set of devices, which the candidates running there share, so
     measuring compiles nothing extra when the run's chunks have ``steps`` steps. A
     candidate that runs out of device memory is left out of the timings (e.g. a
     `MATMUL_STRATEGIES` one, whose slices take the kernel's size times the input's memory).
@@ -76,16 +76,18 @@ def measure_strategies(
         return time.perf_counter() - start
 
     ready, exhausted = {}, None
-    data: dict[tuple[jax.Device, ...], Any] = {}  # once per set of devices, not per candidate
+    # (state, data) placed once per set of devices, which the candidates there share (none
+    # donates them: every timed call is without donation)
+    placed: dict[tuple[jax.Device, ...], tuple[Any, Any]] = {}
     for strategy in candidates:  # the first call of each compiles
         executor = Executor(strategy, num_cells, devices)
-        # A copy on the device keeps the leaves' weak types, so the programs timed are
-        # those the run then runs (a host copy would not). Each is placed once.
-        placed = jax.block_until_ready(executor.put_state(jax.tree.map(jnp.copy, state)))
         mesh = tuple(executor.mesh.devices.flat)
-        if mesh not in data:
-            data[mesh] = executor.put_data(arrays)
-        ready[strategy] = executor, placed, data[mesh]
+        if mesh not in placed:
+            # A copy on the device keeps the leaves' weak types, so the programs timed are
+            # those the run then runs (a host copy would not).
+            copy = executor.put_state(jax.tree.map(jnp.copy, state))
+            placed[mesh] = jax.block_until_ready(copy), executor.put_data(arrays)
+        ready[strategy] = executor, *placed[mesh]
         try:
             timed(*ready[strategy])
         except jax.errors.JaxRuntimeError as error:

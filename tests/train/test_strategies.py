@@ -115,14 +115,15 @@ def test_measuring_an_unknown_strategy_names_the_strategies_and_not_auto(toy, ca
         )
 
 
-def test_measuring_places_the_data_once_per_set_of_devices(toy, monkeypatch):
-    """The candidates sharing devices share one copy of the data: one per candidate held
-    every copy at once, several times the data on each device while measuring."""
+@pytest.mark.parametrize("put", ["put_data", "put_state"])
+def test_measuring_places_the_data_and_state_once_per_set_of_devices(toy, monkeypatch, put):
+    """The candidates sharing devices share one copy of the data and of the state: one
+    per candidate held every copy at once, several times each on each device."""
     placed = []
-    original = Executor.put_data
+    original = getattr(Executor, put)
     monkeypatch.setattr(
         Executor,
-        "put_data",
+        put,
         lambda self, a: placed.append(tuple(self.mesh.devices.flat)) or original(self, a),
     )
     [group] = plan_groups([Cell(Tiny(), "toy", HParams(batch_size=16, steps=2), s) for s in (0, 1)])
