@@ -26,7 +26,13 @@ from phosjax.train._state import (
     with_weak_types,
 )
 from phosjax.train._step import device_arrays, make_evaluate, make_train_step
-from phosjax.train._strategy import STRATEGIES, Executor, compile_totals, program_memory
+from phosjax.train._strategy import (
+    STRATEGIES,
+    Executor,
+    _Program,
+    compile_totals,
+    program_memory,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,13 +157,17 @@ def _stops(start: int, until: int, chunk_steps: int, eval_every: int) -> list[in
     return stops
 
 
-@jax.jit
 def _optimizer_state_finite(state: GroupState) -> jax.Array:
     """``(cells,)`` whether each cell's optimizer state is finite. The unguarded step
     leaves it unchecked (an ``isfinite`` over Adam's two moments in every step cost a
     one-cell MLP step 7-12%): in the engine's optimizers an inf or NaN in a moment stays
     there, so a check at a chunk's end finds every cell whose state overflowed in it."""
     return jax.vmap(all_finite)(state.opt_state)
+
+
+OPTIMIZER_STATE_FINITE = _Program(jax.jit(_optimizer_state_finite))
+"""`_optimizer_state_finite`, compiled ahead of time: its compile counts in a chunk's
+``compile_s``, not its ``train_s``."""
 
 
 def _train_chunk(
@@ -185,7 +195,7 @@ def _train_chunk(
         step = functools.partial(make_step, guard)
         start = state if owned or not guard else jax.tree.map(jnp.copy, state)
         ended, metrics = executor.run_steps(key, step, start, arrays, num_steps, donate=guard)
-        fetched = (metrics, ended.diverged_at, _optimizer_state_finite(ended))
+        fetched = (metrics, ended.diverged_at, OPTIMIZER_STATE_FINITE(ended))
         metrics, diverged_at, finite = executor.take(jax.device_get(fetched))
         return ended, (metrics, diverged_at), finite
 
