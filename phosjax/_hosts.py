@@ -2,9 +2,11 @@
 local device: `jax.experimental.multihost_utils.process_allgather` returns the first
 local device's copy while the gathers of the others may still run, and a process that
 leaves then (an error every process raises alike) tears its backend down under them:
-its teardown waited ~150 s for gloo to give up connecting to the peer already gone."""
+its teardown waited ~150 s for gloo to give up connecting to the peer already gone.
+`local_devices` checks that devices given to train on are this process's own."""
 
 import zlib
+from collections.abc import Iterable, Sequence
 
 import jax
 import numpy as np
@@ -43,3 +45,35 @@ def barrier(name: str) -> None:
     names = gather_rows(np.array([zlib.crc32(name.encode())], np.uint32))
     if len(set(names[:, 0].tolist())) > 1:
         raise RuntimeError(f"barrier {name!r}: the processes named different barriers.")
+
+
+def local_devices(devices: Sequence[jax.Device] | None, where: str) -> list[jax.Device]:
+    """``devices`` as a list (``None``: `jax.local_devices`); raises unless it names
+    distinct devices, at least one, each this process's own (``where`` named): a
+    group's cells are this process's share, trained on its devices alone."""
+    chosen = jax.local_devices() if devices is None else devices
+    listed = list(chosen) if isinstance(chosen, Iterable) else None  # e.g. one device
+    if listed is None or not all(isinstance(device, jax.Device) for device in listed):
+        raise TypeError(
+            f"{where}: devices must be a sequence of jax devices, e.g. jax.local_devices()[:2] "
+            f"or [jax.local_devices()[0]], got {devices!r}"
+        )
+    if not listed:
+        raise ValueError(
+            f"{where}: devices is empty; pass at least one device, e.g. "
+            "[jax.local_devices()[0]], or None for all local devices."
+        )
+    if len(set(listed)) < len(listed):
+        raise ValueError(
+            f"{where}: devices lists a device more than once ({listed!r}); each device "
+            "holds its own block of cells, so name each at most once."
+        )
+    for device in listed:
+        if device.process_index != jax.process_index():
+            raise ValueError(
+                f"{where}: devices must be this process's own, but device {device.id} "
+                f"belongs to process {device.process_index} (this is process "
+                f"{jax.process_index()}); pass jax.local_devices() or some of them: under "
+                "jax.distributed each process trains its own share of the cells."
+            )
+    return listed

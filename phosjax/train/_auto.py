@@ -6,7 +6,9 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from phosjax._hosts import local_devices
 from phosjax.train._matmul_convs import has_convs
 from phosjax.train._strategy import MATMUL_STRATEGIES, STRATEGIES, Executor
 
@@ -51,6 +53,10 @@ def measure_strategies(
       steps: steps per timed call.
       repeats: timed rounds (after one call of each candidate that compiles).
 
+    Raises:
+      ValueError: ``devices`` as `run_group` refuses them (empty, a device named twice,
+        another process's), or ``num_cells`` is not the state's cell count.
+
     Examples:
       >>> import jax
       >>> from phosjax.data import random_dataset
@@ -68,6 +74,15 @@ def measure_strategies(
       >>> list(timings), timings["vmap"] > 0
       (['vmap'], True)
     """
+
+    devices = local_devices(devices, "measure_strategies")
+    cells = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in jax.tree.leaves(state)}
+    if cells != {num_cells}:
+        raise ValueError(
+            f"measure_strategies: num_cells={num_cells!r}, but the state's leaves lead with "
+            f"{sorted(cells, key=str)} cells; pass the group's state (init_group) and "
+            "num_cells=len(group)."
+        )
 
     def timed(executor: Executor, placed: Any, data: Any) -> float:
         start = time.perf_counter()

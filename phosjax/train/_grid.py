@@ -9,10 +9,10 @@ import jax
 import numpy as np
 import pandas as pd
 
-from phosjax._hosts import barrier
+from phosjax._hosts import barrier, local_devices
 from phosjax.train._config import Cell, int_at_least
 from phosjax.train._group import Group, check_cells, plan_groups
-from phosjax.train._run import Chunk, GroupRun, check_strategy, local_devices, run_group
+from phosjax.train._run import Chunk, GroupRun, check_strategy, run_group
 from phosjax.train._state import GroupState, init_group
 
 

@@ -6,13 +6,14 @@ import functools
 import math
 import time
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from phosjax._hosts import local_devices
 from phosjax.data import check_batch_size
 from phosjax.train._auto import choose_strategy
 from phosjax.train._config import int_at_least
@@ -205,38 +206,6 @@ def _train_chunk(
             return ended, host, False
     ended, host, _ = run(guard=True)
     return ended, host, True
-
-
-def local_devices(devices: Sequence[jax.Device] | None, where: str) -> list[jax.Device]:
-    """``devices`` as a list (``None``: `jax.local_devices`); raises unless it names
-    distinct devices, at least one, each this process's own (``where`` named): a
-    group's cells are this process's share, trained on its devices alone."""
-    chosen = jax.local_devices() if devices is None else devices
-    listed = list(chosen) if isinstance(chosen, Iterable) else None  # e.g. one device
-    if listed is None or not all(isinstance(device, jax.Device) for device in listed):
-        raise TypeError(
-            f"{where}: devices must be a sequence of jax devices, e.g. jax.local_devices()[:2] "
-            f"or [jax.local_devices()[0]], got {devices!r}"
-        )
-    if not listed:
-        raise ValueError(
-            f"{where}: devices is empty; pass at least one device, e.g. "
-            "[jax.local_devices()[0]], or None for all local devices."
-        )
-    if len(set(listed)) < len(listed):
-        raise ValueError(
-            f"{where}: devices lists a device more than once ({listed!r}); each device "
-            "holds its own block of cells, so name each at most once."
-        )
-    for device in listed:
-        if device.process_index != jax.process_index():
-            raise ValueError(
-                f"{where}: devices must be this process's own, but device {device.id} "
-                f"belongs to process {device.process_index} (this is process "
-                f"{jax.process_index()}); pass jax.local_devices() or some of them: under "
-                "jax.distributed each process trains its own share of the cells."
-            )
-    return listed
 
 
 def check_strategy(strategy: str, where: str) -> None:

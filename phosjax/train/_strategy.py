@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from phosjax._hosts import local_devices
 from phosjax.train._matmul_convs import convs_as_matmuls
 
 STRATEGIES = ("vmap", "map", "sequential", "stepwise", "vmap_matmul", "map_matmul")
@@ -282,8 +283,6 @@ class Executor:
         self.strategy = strategy
         self.unroll = unroll
         self.num_cells = num_cells
-        from phosjax.train._run import local_devices  # run_group's check (it imports us)
-
         devices = local_devices(devices, "Executor")
         # A group smaller than the device count uses one device per cell (no padding).
         used = 1 if strategy in ("sequential", "stepwise") else min(len(devices), num_cells)

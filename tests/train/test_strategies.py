@@ -143,6 +143,31 @@ def test_measuring_places_the_data_and_state_once_per_set_of_devices(toy, monkey
     assert sorted(placed) == [tuple(jax.devices()[:1]), tuple(jax.devices()[:2])]
 
 
+@pytest.mark.parametrize(
+    "num_cells, devices, message",
+    [
+        (1, None, r"num_cells=1, but the state's leaves lead with \[2\] cells; pass the group's"),
+        (3, None, r"num_cells=3, but the state's leaves lead with \[2\] cells"),
+        (2, [], r"devices is empty; pass at least one device"),
+        (2, [jax.devices()[0]] * 2, r"devices lists a device more than once"),
+    ],
+)
+def test_measuring_refuses_wrong_arguments_by_name(toy, num_cells, devices, message):
+    """A wrong cell count was measured as given (1: both cells on one device; 3: a third,
+    padding, cell timed too); wrong devices were refused in the name of ``Executor``."""
+    [group] = plan_groups([Cell(Tiny(), "toy", HParams(batch_size=16, steps=2), s) for s in (0, 1)])
+    with pytest.raises(ValueError, match=rf"^measure_strategies: {message}"):
+        measure_strategies(
+            group.signature(),
+            lambda: make_train_step(Tiny().build(), group.hparams),
+            init_group(group, toy),
+            device_arrays(toy),
+            num_cells=num_cells,
+            devices=jax.devices() if devices is None else devices,
+            candidates=("vmap",),
+        )
+
+
 def test_auto_breaks_near_ties_in_the_order_of_strategies():
     """Timings within ``TIE`` of the fastest tie; the earliest in `STRATEGIES` wins."""
     assert fastest({"stepwise": 1.0, "map": 1.03, "vmap": 1.049}) == "vmap"
