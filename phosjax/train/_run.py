@@ -166,6 +166,14 @@ def _optimizer_state_finite(state: GroupState) -> jax.Array:
     return jax.vmap(all_finite)(state.opt_state)
 
 
+def _copy(state: GroupState) -> GroupState:
+    """``state`` in new buffers (of the same shardings), which a call may donate."""
+    return jax.tree.map(jnp.copy, state)
+
+
+COPY = _Program(jax.jit(_copy))
+"""`_copy`, compiled ahead of time: its compile counts in a chunk's ``compile_s``."""
+
 OPTIMIZER_STATE_FINITE = _Program(jax.jit(_optimizer_state_finite))
 """`_optimizer_state_finite`, compiled ahead of time: its compile counts in a chunk's
 ``compile_s``, not its ``train_s``."""
@@ -194,7 +202,7 @@ def _train_chunk(
     def run(guard: bool) -> tuple[Any, tuple[Any, np.ndarray], np.ndarray]:
         key = ("train-guarded" if guard else "train", signature)
         step = functools.partial(make_step, guard)
-        start = state if owned or not guard else jax.tree.map(jnp.copy, state)
+        start = state if owned or not guard else COPY(state)
         ended, metrics = executor.run_steps(key, step, start, arrays, num_steps, donate=guard)
         fetched = (metrics, ended.diverged_at, OPTIMIZER_STATE_FINITE(ended))
         metrics, diverged_at, finite = executor.take(jax.device_get(fetched))

@@ -336,9 +336,13 @@ def test_a_chunk_reports_the_memory_of_its_largest_program_per_device(toy):
     assert program_bytes(CELLS, None) == alone
 
 
-def test_every_program_a_chunk_compiles_counts_in_its_compile_s_not_its_train_s(toy, monkeypatch):
-    """The check of the optimizer state at a chunk's end once compiled inside the first
-    chunk's ``train_s`` (0.26 s of a one-step chunk's 0.26 s: 0.04 s without it)."""
+@pytest.mark.parametrize("resumed", [False, True], ids=["fresh", "resumed-diverged"])
+def test_every_program_a_chunk_compiles_counts_in_its_compile_s_not_its_train_s(
+    toy, monkeypatch, resumed
+):
+    """Once compiled inside a chunk's ``train_s``: the check of the optimizer state at its
+    end (0.26 s of a one-step chunk's 0.26 s: 0.04 s without it); resumed from a placed
+    state with a diverged cell (its chunks guarded), the copy of the state it donates."""
     import phosjax.train._run as run_module
 
     compiled, marks = [], []  # XLA compiles so far, at each of run_group's clock readings
@@ -347,20 +351,28 @@ def test_every_program_a_chunk_compiles_counts_in_its_compile_s_not_its_train_s(
         if name == "/jax/core/compile/backend_compile_duration":
             compiled.append(seconds)
 
+    width = 12 if resumed else 11  # shapes no other test compiled for
+    sgd = HParams(optimizer="sgd", batch_size=16, steps=3)
+    bad = dataclasses.replace(sgd, learning_rate=1e38)
+    cells = [Cell(Tiny(width=width), "toy", hp, seed) for seed, hp in enumerate([bad, sgd])]
+    [group] = plan_groups(cells if resumed else cells[1:])
+    state = init_group(group, toy)
+    if resumed:  # placed, a cell diverged: run_group donates a copy of the caller's state
+        state, _ = run_group(group, state, toy, 2, strategy="vmap", chunk_steps=2)
+        assert jax.device_get(state.diverged).tolist() == [True, False]
     clock = run_module._clock
     monkeypatch.setattr(run_module, "_clock", lambda: marks.append(len(compiled)) or clock())
-    [group] = plan_groups([Cell(Tiny(width=11), "toy", HParams(batch_size=16, steps=3), 0)])
     jax.monitoring.register_event_duration_secs_listener(listen)
     try:
-        _, run = run_group(group, init_group(group, toy), toy, strategy="vmap", chunk_steps=2)
+        _, run = run_group(group, state, toy, strategy="vmap", chunk_steps=2)
     finally:
         jax.monitoring.unregister_event_duration_listener(listen)
     marks = marks[1:]  # each chunk reads the clock as it begins, (evaluates,) and ends
+    assert run.chunks
     for chunk in run.chunks:
         begin, *_, end = marks[: 3 if chunk.eval else 2]
         marks = marks[3 if chunk.eval else 2 :]
         assert end - begin == chunk.compiles
-    assert [chunk.compiles > 0 for chunk in run.chunks] == [True, True]  # 2 steps; 1 and eval
 
 
 def test_program_memory_sees_the_programs_called_inside_it():
