@@ -165,6 +165,8 @@ class Regularizer:
         return Regularizer(self.selector, self.kind, 0.0, self.on)
 
 
+GRAD_CLIP_HINT = " (a global norm) or None (no clipping)"
+
 INT32_HINT = " (2**31 - 1 at most: the engine holds it in an int32 on device)"
 
 REGULARIZER_EXAMPLE = 'regularizers=(Regularizer("**/kernel", "l2", 1e-4),)'
@@ -312,8 +314,9 @@ class HParams:
             number = number_in(f"HParams {name}", getattr(self, name), least, most, hint=hint)
             object.__setattr__(self, name, number)
         if self.grad_clip is not None:
-            hint = " (a global norm) or None (no clipping)"
-            clip = number_in("HParams grad_clip", self.grad_clip, 0, strict=True, hint=hint)
+            clip = number_in(
+                "HParams grad_clip", self.grad_clip, 0, strict=True, hint=GRAD_CLIP_HINT
+            )
             object.__setattr__(self, "grad_clip", clip)
         object.__setattr__(self, "knobs", _knob_pairs(self.knobs))
         regularizers = _sequence("HParams regularizers", self.regularizers, REGULARIZER_EXAMPLE)

@@ -6,7 +6,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from phosjax.train._config import LR_SCHEDULES, OPTIMIZERS, HParams, int_at_least
+from phosjax.train._config import (
+    GRAD_CLIP_HINT,
+    LR_SCHEDULES,
+    OPTIMIZERS,
+    HParams,
+    int_at_least,
+    number_in,
+)
 from phosjax.train._reduce import scaled_global_norm
 
 
@@ -135,10 +142,15 @@ def make_optimizer(
       learning_rate: the initial value stored in the state (the peak, under a schedule).
       weight_decay: L2 added to the gradient (``adamw``: decoupled decay).
       momentum: used by ``"momentum"``.
-      grad_clip: clip gradients to this global norm first (None: no clipping).
+      grad_clip: clip gradients to this global norm first, > 0 (None: no clipping).
       lr_schedule: ``"constant"``, ``"cosine"`` or ``"linear"`` (see `lr_multiplier`).
       warmup_steps: updates over which the learning rate rises from 0.
       steps: the number of updates the schedule spans; needed by a decay or a warmup.
+
+    Raises:
+      ValueError: an unknown ``name`` or ``lr_schedule``, a schedule without ``steps``, or a
+        ``grad_clip`` that is no number above 0 (a negative one would turn every clipped
+        step up the loss; 0, every step to nothing).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -156,6 +168,10 @@ def make_optimizer(
     if name not in OPTIMIZERS:
         raise ValueError(f"Unknown optimizer {name!r}: expected one of {OPTIMIZERS}.")
     _check_schedule(lr_schedule)  # before asking for the steps an unknown one would need
+    if grad_clip is not None:
+        grad_clip = number_in(
+            "make_optimizer grad_clip", grad_clip, 0, strict=True, hint=GRAD_CLIP_HINT
+        )
     multiplier = None
     if lr_schedule != "constant" or warmup_steps:
         if steps is None:
