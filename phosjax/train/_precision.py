@@ -7,6 +7,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from phosjax.train._config import COMPUTE_DTYPES
+
 
 def cast_floating(tree: Any, dtype: Any) -> Any:
     """``tree`` with every floating-point leaf cast to ``dtype`` (others left as they are).
@@ -36,6 +38,11 @@ def precision_apply(model: nn.Module, compute_dtype: str) -> Callable[..., Any]:
     optimizer see float32. Gradients with respect to the float32 params flow through the
     cast and come back float32.
 
+    Raises:
+      ValueError: ``compute_dtype`` is not one of `COMPUTE_DTYPES` (e.g. ``"int8"``,
+        which would round every param to an integer; ``"float16"``, whose gradients
+        underflow without loss scaling).
+
     Examples:
       >>> import jax, jax.numpy as jnp, flax.linen as nn
       >>> model = nn.Dense(2)
@@ -48,6 +55,10 @@ def precision_apply(model: nn.Module, compute_dtype: str) -> Callable[..., Any]:
       >>> str(grads["kernel"].dtype)
       'float32'
     """
+    if compute_dtype not in COMPUTE_DTYPES:
+        raise ValueError(
+            f"precision_apply compute_dtype {compute_dtype!r}: expected one of {COMPUTE_DTYPES}."
+        )
     if compute_dtype == "float32":
         return model.apply
     dtype = jnp.dtype(compute_dtype)

@@ -70,3 +70,11 @@ def test_the_model_computes_in_the_compute_dtype_and_returns_float32(dtype):
 def test_bad_compute_dtype_names_the_allowed_values():
     with pytest.raises(ValueError, match=r"compute_dtype 'float16'.*\('float32', 'bfloat16'\)"):
         HParams(compute_dtype="float16")
+
+
+@pytest.mark.parametrize("dtype", ["int8", "float16"])
+def test_precision_apply_refuses_a_compute_dtype_the_engine_does_not_take(dtype):
+    """``"int8"`` had cast every param to an integer: the model silently output zeros."""
+    expected = r"expected one of \('float32', 'bfloat16'\)"
+    with pytest.raises(ValueError, match=rf"precision_apply compute_dtype '{dtype}': {expected}"):
+        precision_apply(nn.Dense(2), dtype)
