@@ -27,7 +27,7 @@ from phosjax.core import (
 )
 from phosjax.data import batch_indices
 from phosjax.morph import channel_groups, morph_regularizer
-from phosjax.train._config import HParams, Regularizer
+from phosjax.train._config import HParams, Regularizer, int_at_least
 from phosjax.train._matmul_convs import rewrite_before_grad
 from phosjax.train._optim import hparams_multiplier, hparams_optimizer
 from phosjax.train._precision import precision_apply
@@ -45,7 +45,7 @@ def device_arrays(data: Any, eval_batch_size: int = 1000) -> dict[str, np.ndarra
 
     Raises:
       ValueError: a split is empty (the steps draw their batches from the train split,
-        the evaluation reads the test split).
+        the evaluation reads the test split), or ``eval_batch_size`` is no int >= 1.
 
     Examples:
       >>> from phosjax.data import random_dataset
@@ -62,6 +62,7 @@ def device_arrays(data: Any, eval_batch_size: int = 1000) -> dict[str, np.ndarra
                 f"data set {data.name!r} has an empty {split} split (x_{split} shape "
                 f"{tuple(x.shape)}); training {use} it and needs at least one {split} example"
             )
+    eval_batch_size = int_at_least("device_arrays eval_batch_size", eval_batch_size, 1)
     num_test = int(data.x_test.shape[0])
     size = min(eval_batch_size, num_test)
     batches = -(-num_test // size)

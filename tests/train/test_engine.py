@@ -195,6 +195,19 @@ def test_evaluation_over_padded_batches_equals_one_plain_apply(toy):
     np.testing.assert_allclose(float(got["loss"]), direct["loss"], **TOL)
 
 
+@pytest.mark.parametrize(
+    "size, message",
+    [
+        (0, r"must be >= 1, got 0"),  # was a ZeroDivisionError
+        (-5, r"must be >= 1, got -5"),  # was numpy's "can only specify one unknown dimension"
+        (16.0, r"must be an int, got 16.0 \(float\)"),
+    ],
+)
+def test_an_eval_batch_size_below_one_or_no_int_is_refused_by_name(toy, size, message):
+    with pytest.raises(ValueError, match=r"device_arrays eval_batch_size " + message):
+        device_arrays(toy, eval_batch_size=size)
+
+
 class _UnitNorm(nn.Module):
     """Scales each example to unit length: NaN logits on an all-zero (padding) row."""
 
