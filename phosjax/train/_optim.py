@@ -38,7 +38,8 @@ def lr_multiplier(schedule: str, warmup_steps: int, steps: int) -> optax.Schedul
     """
     _check_schedule(schedule)
     steps = int_at_least("lr schedule: steps", steps, 1)
-    if not 0 <= warmup_steps <= steps:
+    warmup_steps = int_at_least("lr schedule: warmup_steps", warmup_steps, 0)
+    if warmup_steps > steps:
         raise ValueError(
             f"lr schedule: warmup_steps must be in [0, steps={steps}], got {warmup_steps}."
         )

@@ -55,6 +55,11 @@ def test_bad_schedules_are_refused_by_name():
         lr_multiplier("cosine", 11, 10)
     with pytest.raises(ValueError, match=r"lr schedule: steps must be >= 1, got 0"):
         lr_multiplier("cosine", 0, 0)
+    with pytest.raises(ValueError, match=r"lr schedule: warmup_steps must be >= 0, got -1"):
+        lr_multiplier("cosine", -1, 10)
+    # A float warmup was taken as is: a rise over 2.5 updates, not the whole ones HParams takes.
+    with pytest.raises(ValueError, match=r"lr schedule: warmup_steps must be an int, got 2.5"):
+        make_optimizer("adam", warmup_steps=2.5, steps=10)
     with pytest.raises(ValueError, match=r"Unknown lr schedule 'cosin': expected one of"):
         make_optimizer("adam", lr_schedule="cosin")  # not 'needs steps='
     with pytest.raises(ValueError, match=r"lr_schedule='cosine' .* needs steps="):
