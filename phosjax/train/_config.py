@@ -165,6 +165,13 @@ class Regularizer:
         return Regularizer(self.selector, self.kind, 0.0, self.on)
 
 
+OPTIMIZER_RANGES = (
+    ("learning_rate", 0, math.inf, ""),
+    ("weight_decay", 0, math.inf, " (0: none)"),
+    ("momentum", 0, 1, ""),
+)
+"""``(name, least, most, hint)`` of the optimizer's per-cell values (`number_in`'s ranges)."""
+
 GRAD_CLIP_HINT = " (a global norm) or None (no clipping)"
 
 INT32_HINT = " (2**31 - 1 at most: the engine holds it in an int32 on device)"
@@ -306,9 +313,7 @@ class HParams:
                 "warmup's end)."
             )
         for name, least, most, hint in (
-            ("learning_rate", 0, math.inf, ""),
-            ("weight_decay", 0, math.inf, " (0: none)"),
-            ("momentum", 0, 1, ""),
+            *OPTIMIZER_RANGES,
             ("label_smoothing", 0, 1, " (the mass spread over the classes)"),
         ):
             number = number_in(f"HParams {name}", getattr(self, name), least, most, hint=hint)

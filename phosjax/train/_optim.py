@@ -9,6 +9,7 @@ import optax
 from phosjax.train._config import (
     GRAD_CLIP_HINT,
     LR_SCHEDULES,
+    OPTIMIZER_RANGES,
     OPTIMIZERS,
     HParams,
     int_at_least,
@@ -149,9 +150,11 @@ def make_optimizer(
       steps: the number of updates the schedule spans; needed by a decay or a warmup.
 
     Raises:
-      ValueError: an unknown ``name`` or ``lr_schedule``, a schedule without ``steps``, or a
+      ValueError: an unknown ``name`` or ``lr_schedule``, a schedule without ``steps``, a
         ``grad_clip`` that is no number above 0 (a negative one would turn every clipped
-        step up the loss; 0, every step to nothing).
+        step up the loss; 0, every step to nothing), or a ``learning_rate``,
+        ``weight_decay`` or ``momentum`` given as a number (not a JAX array, which may be
+        traced) out of the range `HParams` takes (a negative rate climbs the loss).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -169,6 +172,10 @@ def make_optimizer(
     if name not in OPTIMIZERS:
         raise ValueError(f"Unknown optimizer {name!r}: expected one of {OPTIMIZERS}.")
     _check_schedule(lr_schedule)  # before asking for the steps an unknown one would need
+    given = {"learning_rate": learning_rate, "weight_decay": weight_decay, "momentum": momentum}
+    for key, least, most, hint in OPTIMIZER_RANGES:
+        if not isinstance(given[key], jax.Array):  # a cell's value in a grid's init is traced
+            number_in(f"make_optimizer {key}", given[key], least, most, hint=hint)
     if grad_clip is not None:
         grad_clip = number_in(
             "make_optimizer grad_clip", grad_clip, 0, strict=True, hint=GRAD_CLIP_HINT

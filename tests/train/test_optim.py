@@ -26,3 +26,25 @@ def test_a_positive_grad_clip_scales_the_gradient_to_that_norm():
     params = {"w": jnp.zeros(2)}
     updates, _ = tx.update({"w": jnp.array([3.0, 4.0])}, tx.init(params), params)
     assert [round(u, 6) for u in updates["w"].tolist()] == [-0.06, -0.08]
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        ({"learning_rate": -0.1}, r"learning_rate must be >= 0, got -0.1"),
+        ({"weight_decay": -1}, r"weight_decay must be >= 0 \(0: none\), got -1.0"),
+        ({"momentum": 1.5}, r"momentum must lie in \[0, 1\], got 1.5"),
+        ({"learning_rate": "1e-3"}, r"learning_rate must be a number, got '1e-3' \(str\)"),
+    ],
+)
+def test_a_value_hparams_would_refuse_is_refused_by_name(option, message):
+    """A negative learning rate had made every update climb the loss."""
+    with pytest.raises(ValueError, match=r"make_optimizer " + message):
+        make_optimizer("momentum", **option)
+
+
+def test_a_jax_array_value_is_taken_unchecked_as_a_grids_traced_one_is():
+    tx = make_optimizer("sgd", learning_rate=jnp.asarray(0.5))
+    params = {"w": jnp.zeros(2)}
+    updates, _ = tx.update({"w": jnp.ones(2)}, tx.init(params), params)
+    assert updates["w"].tolist() == [-0.5, -0.5]
