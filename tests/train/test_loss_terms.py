@@ -1,0 +1,87 @@
+"""The step's loss terms (label smoothing, aux losses, regularizers on params and on
+tagged values) with dropout and BatchNorm, against a plain optax loop written by hand."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from phosjax.data import batch_indices
+from phosjax.train import Cell, HParams, Regularizer, init_group, plan_groups, run_group
+from tests.train.tiny import Tiny
+
+TOL = {"rtol": 2e-5, "atol": 2e-6}
+STRENGTHS = [(1e-2, 3e-2), (1e-1, 0.0)]  # (L1 on a kernel, L2 on a tagged value) per cell
+
+
+def rich_cell(seed: int, l1: float, l2: float) -> Cell:
+    regularizers = (
+        Regularizer("**/head_0/kernel", "l1", l1),
+        Regularizer("**/pre_act_1", "l2", l2, on="activations"),
+    )
+    hp = HParams(
+        optimizer="adamw",
+        learning_rate=1e-2,
+        weight_decay=0.1,
+        label_smoothing=0.1 * seed,
+        batch_size=16,
+        steps=5,
+        regularizers=regularizers,
+    )
+    return Cell(Tiny(rich=True), "toy", hp, seed)
+
+
+def train_by_hand(cell: Cell, data, l1: float, l2: float):
+    """Params, batch_stats and losses of ``cell`` from a jitted loop of plain JAX and optax:
+    keys ``split(key(seed), 3)`` (init, data, dropout), dropout ``fold_in(key, step)``."""
+    hp, model = cell.hparams, cell.model.build()
+    init_key, data_key, dropout_key = jax.random.split(jax.random.key(cell.seed), 3)
+    variables = model.init(init_key, jnp.zeros((1, 8)), train=False)
+    params, stats, knobs = variables["params"], variables["batch_stats"], variables["knobs"]
+    tx = optax.adamw(hp.learning_rate, weight_decay=hp.weight_decay)
+    opt_state = tx.init(params)
+
+    @jax.jit
+    def step(params, stats, opt_state, i):
+        idx = batch_indices(data_key, i, data.num_train, hp.batch_size)
+        x, y = jnp.asarray(data.x_train)[idx], jnp.asarray(data.y_train)[idx]
+        targets = optax.smooth_labels(jax.nn.one_hot(y, 3), hp.label_smoothing)
+
+        def loss_fn(p):
+            logits, written = model.apply(
+                {"params": p, "batch_stats": stats, "knobs": knobs},
+                x,
+                train=True,
+                rngs={"dropout": jax.random.fold_in(dropout_key, i)},
+                mutable=["batch_stats", "aux_loss", "intermediates"],
+            )
+            task = optax.softmax_cross_entropy(logits, targets).mean()
+            aux = sum(jnp.sum(v) for v in jax.tree.leaves(written["aux_loss"]))
+            tagged = jax.tree_util.tree_leaves_with_path(written["intermediates"])
+            pre_act_1 = [v for path, v in tagged if "pre_act_1" in jax.tree_util.keystr(path)]
+            assert len(pre_act_1) == 1
+            reg = l1 * jnp.abs(p["head_0"]["kernel"]).sum() + l2 * jnp.mean(pre_act_1[0] ** 2)
+            return task + aux + reg, written["batch_stats"]
+
+        (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), stats, opt_state, loss
+
+    losses = []
+    for i in range(hp.steps):
+        params, stats, opt_state, loss = step(params, stats, opt_state, i)
+        losses.append(loss)
+    return params, stats, np.asarray(losses)
+
+
+def test_a_groups_losses_regularizers_dropout_and_batch_stats_equal_a_loop_by_hand(toy):
+    cells = [rich_cell(seed, l1, l2) for seed, (l1, l2) in enumerate(STRENGTHS)]
+    [group] = plan_groups(cells)  # one group: the strengths and the smoothing are per cell
+    state, run = run_group(group, init_group(group, toy), toy, strategy="vmap", chunk_steps=5)
+    [chunk] = run.chunks
+    assert (chunk.train["regularizer"] > 0).all() and (chunk.train["aux/l1"] > 0).all()
+    for i, (cell, (l1, l2)) in enumerate(zip(cells, STRENGTHS, strict=True)):
+        params, stats, losses = train_by_hand(cell, toy, l1, l2)
+        mine = jax.tree.map(lambda a, i=i: a[i], (state.params, state.collections["batch_stats"]))
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **TOL), mine, (params, stats))
+        np.testing.assert_allclose(chunk.train["loss"][i], losses, **TOL)
