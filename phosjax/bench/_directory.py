@@ -154,6 +154,22 @@ def _foreign(root: pathlib.Path) -> list[str]:
     return sorted(p.name for p in entries if p.name not in leftovers | gone)
 
 
+def _not_benches(root: pathlib.Path, foreign: list[str], lead: str) -> str:
+    """For a message on ``root``: ``lead`` and the first five of its ``foreign`` entries
+    that are no benches (`_layout.benches_inside` names those), as what no bench run left
+    there; ``""`` when every one is a bench.
+
+    Examples:
+      >>> _not_benches(pathlib.Path("/no/such"), ["notes.txt", "old"], ": it holds ")
+      ': it holds notes.txt, old, which no bench run left there'
+    """
+    others = [name for name in foreign if not _layout.is_bench(root / name)]
+    if not others:
+        return ""
+    more = f" and {len(others) - 5} more" if len(others) > 5 else ""
+    return f"{lead}{', '.join(others[:5])}{more}, which no bench run left there"
+
+
 def _shown(changed: list[str]) -> str:
     """The first five of a config's ``differences``, for a message."""
     more = f"; and {len(changed) - 5} more" if len(changed) > 5 else ""
@@ -170,9 +186,9 @@ def _nothing_to_resume(root: pathlib.Path) -> str:
     foreign = _foreign(root)
     if foreign:
         return (
-            f"--resume: {str(root)!r} holds no bench to resume (no {_layout.MARKER}), and "
-            f"holds {', '.join(foreign[:5])}, which no bench run left there; give the --dir "
-            f"of a bench. {_layout.benches_inside(root)}".rstrip()
+            f"--resume: {str(root)!r} holds no bench to resume (no {_layout.MARKER})"
+            f"{_not_benches(root, foreign, ', and holds ')}; give the --dir of a bench. "
+            f"{_layout.benches_inside(root)}".rstrip()
         )
     return (
         f"--resume: {str(root)!r} holds no bench to resume: it has no {_layout.MARKER} "
@@ -232,17 +248,14 @@ def choose_config(
             )
         foreign = _foreign(root) if root.exists() else []
         if foreign:
-            shown = ", ".join(foreign[:5]) + (
-                f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
-            )
             inside = _layout.benches_inside(root)
             raise BenchError(
-                f"{str(root)!r} is not empty and holds no bench ({_layout.MARKER}): it holds "
-                f"{shown}, which no bench run left there; "
+                f"{str(root)!r} is not empty and holds no bench ({_layout.MARKER})"
+                f"{_not_benches(root, foreign, ': it holds ')}"
                 + (
-                    f"{inside} (to continue it), or pick a new or empty --dir for a new bench."
+                    f". {inside} (to continue it), or pick a new or empty --dir for a new bench."
                     if inside
-                    else "pick a new or empty --dir."
+                    else "; pick a new or empty --dir."
                 )
             )
         if config is None:

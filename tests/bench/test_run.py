@@ -363,11 +363,25 @@ def test_a_folder_holding_benches_names_them_as_view_does(bench, toy, capsys):
     for main in (add_models_main, profile_main):
         assert main(["--dir", str(parent)]) == 2
         assert capsys.readouterr().err.endswith(f"it has no bench.json. {inside}\n")
-    with pytest.raises(BenchError, match=rf"; {re.escape(inside)} \(to continue it\), or pick"):
+    new = f"{str(parent)!r} is not empty and holds no bench (bench.json)"
+    then = f". {inside} (to continue it), or pick a new or empty --dir for a new bench."
+    resume = f"--resume: {str(parent)!r} holds no bench to resume (no bench.json)"
+    bench_only = "; give the --dir of a bench. "
+    with pytest.raises(BenchError) as refused:  # b is a bench, not what no bench run left
         run(tiny_config(), parent, datasets=toy, progress=False)  # as new --dir does
-    with pytest.raises(BenchError, match=rf"give the --dir of a bench\. {re.escape(inside)}$"):
+    assert str(refused.value) == new + then
+    with pytest.raises(BenchError) as refused:
         choose_config(parent, None, resume=True)
-    assert [p.name for p in parent.iterdir()] == ["b"]
+    assert str(refused.value) == resume + bench_only + inside
+    (parent / "notes.txt").write_text("mine")  # beside the bench: named, as not a bench
+    with pytest.raises(BenchError) as refused:
+        run(tiny_config(), parent, datasets=toy, progress=False)
+    assert str(refused.value) == f"{new}: it holds notes.txt, which no bench run left there{then}"
+    with pytest.raises(BenchError) as refused:
+        choose_config(parent, None, resume=True)
+    held = ", and holds notes.txt, which no bench run left there"
+    assert str(refused.value) == resume + held + bench_only + inside
+    assert sorted(p.name for p in parent.iterdir()) == ["b", "notes.txt"]
 
 
 @pytest.mark.parametrize(
