@@ -82,8 +82,8 @@ CELL_COLUMNS = ("cell_id", "group_id", "model_id", "model", "dataset", "seed")
 """Columns of ``cells.parquet`` and of every results row, before the hparam columns.
 
 ``cell_id``: stable id of the cell (a short hash of its full config); ``group_id``: the
-compiled group it trained in; ``model_id``: a short hash of the model config (names the
-blurb file); ``model``: the registered model name.
+compiled group it trained in; ``model_id``: the model name and a short hash of the model
+config, ``<model>-<hash>`` (names the blurb file); ``model``: the registered model name.
 """
 
 RESULT_KEYS = ("step", "split")
