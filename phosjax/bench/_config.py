@@ -40,10 +40,26 @@ def _nearest(word: str, known: list[str]) -> str:
 
 
 def check_axis(key: str, values: Any) -> None:
-    """Raises `BenchError` when ``values`` (the config's ``key``) is an empty list: an axis
-    with no value would make a grid with no cell."""
-    if isinstance(values, list | tuple) and not values:
+    """Raises `BenchError` when ``values`` (the config's ``key``) is an empty list (an axis
+    with no value would make a grid with no cell), or lists a value twice (its cells would
+    be planned once: the bench would silently have fewer cells than the config lists).
+
+    Examples:
+      >>> check_axis("seeds", [0, 1, 0])
+      Traceback (most recent call last):
+      phosjax.bench._errors.BenchError: seeds lists 0 twice; a repeat plans no more cells ...
+    """
+    if not isinstance(values, list | tuple):
+        return
+    if not values:
         raise BenchError(f"{key} is an empty list; give one value or a list of at least one value.")
+    for index, value in enumerate(values):
+        if value in values[:index]:
+            raise BenchError(
+                f"{key} lists {value!r} twice; a repeat plans no more cells (each is "
+                "trained once), so the bench would have fewer cells than the config lists: "
+                "remove it."
+            )
 
 
 def _as_number(value: Any) -> Any:
@@ -108,7 +124,7 @@ def _check_distinct_keys(seeds: list[int]) -> None:
     """Raises `BenchError` naming two different seeds that make the same
     ``jax.random.key`` (without ``jax_enable_x64`` JAX keeps a seed's low 32 bits)."""
     first: dict[bytes, int] = {}
-    for seed in dict.fromkeys(seeds):
+    for seed in seeds:  # each once (check_axis)
         key = np.asarray(jax.random.key_data(jax.random.key(seed))).tobytes()
         if key in first:
             raise BenchError(
@@ -466,6 +482,8 @@ class BenchConfig:
             )
         if not self.models or not self.datasets:
             raise BenchError("a bench needs at least one model and one data set.")
+        check_axis("models", self.models)
+        check_axis("datasets", self.datasets)
         self._check_dataset_features()
         if self.data_dir is not None and not isinstance(self.data_dir, str):
             raise BenchError(f"data_dir must be a folder (a path) or null, got {self.data_dir!r}.")

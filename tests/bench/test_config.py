@@ -78,6 +78,26 @@ def test_a_grid_with_no_cell_or_an_unknown_strategy_is_a_clear_error(tmp_path, t
         load_config(write(tmp_path, f"models: [mlp]\n{text}"))
 
 
+@pytest.mark.parametrize(
+    ("text", "repeated"),
+    [
+        ("models: [mlp]\nseeds: [3, 1, 3]\n", "seeds lists 3"),
+        ("models: [mlp]\ndatasets: [mnist1d, toy, mnist1d]\n", "datasets lists 'mnist1d'"),
+        ("models: [mlp, logreg, mlp]\n", "models lists 'mlp'"),
+        (
+            "models: [mlp]\ngrid: {learning_rate: [0.01, 0.001, 0.01]}\n",
+            r"grid\.learning_rate lists 0\.01",
+        ),
+        ("models: [mlp]\ngrid: {width: [[8, 4], 8, [8, 4]]}\n", r"grid\.width lists \[8, 4\]"),
+        ("models: [mlp]\ngrid: {knobs: {'**/T': [2, 2]}}\n", r"grid\.knobs\['\*\*/T'\] lists 2"),
+    ],
+)
+def test_a_value_listed_twice_is_refused_by_name(tmp_path, text, repeated):
+    # A repeat planned its cells once: seeds [3, 1, 3] trained 2 cells, silently.
+    with pytest.raises(BenchError, match=rf"^{repeated} twice; a repeat plans no more cells "):
+        load_config(write(tmp_path, text))
+
+
 def test_a_bench_without_models_is_an_error():
     with pytest.raises(BenchError, match=r"a bench needs at least one model and one data set"):
         BenchConfig.from_dict({"models": []})
