@@ -375,12 +375,12 @@ class Grid:
     regularizers: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
+        for name, rule in _GRID_NUMBERS.items():  # first: "1e-2" repeats 0.01
+            value = checked_numbers(f"grid.{name}", getattr(self, name), **rule)
+            object.__setattr__(self, name, value)
         for field in dataclasses.fields(self):
             if field.name not in ("knobs", "regularizers"):
                 check_axis(f"grid.{field.name}", getattr(self, field.name))
-        for name, rule in _GRID_NUMBERS.items():
-            value = checked_numbers(f"grid.{name}", getattr(self, name), **rule)
-            object.__setattr__(self, name, value)
         for name in _HPARAMS:
             for one in _as_axis(getattr(self, name)):
                 _check_hparam(name, one)
@@ -391,8 +391,8 @@ class Grid:
             )
         knobs = {}
         for selector, values in self.knobs.items():
-            check_axis(f"grid.knobs[{selector!r}]", values)
             knobs[selector] = checked_numbers(f"grid.knobs[{selector!r}]", values)
+            check_axis(f"grid.knobs[{selector!r}]", knobs[selector])
         object.__setattr__(self, "knobs", knobs)
 
     def axes(self) -> dict[str, list[Any]]:

@@ -98,6 +98,19 @@ def test_a_value_listed_twice_is_refused_by_name(tmp_path, text, repeated):
         load_config(write(tmp_path, text))
 
 
+@pytest.mark.parametrize(
+    ("grid", "repeated"),
+    [
+        ({"learning_rate": [0.01, "1e-2"]}, r"grid\.learning_rate lists 0\.01"),
+        ({"knobs": {"**/T": [0.5, "5e-1"]}}, r"grid\.knobs\['\*\*/T'\] lists 0\.5"),
+    ],
+)
+def test_a_repeat_written_as_a_string_in_python_is_refused(grid, repeated):
+    # from_dict takes "1e-2" for 0.01; the repeat was checked before it was read so.
+    with pytest.raises(BenchError, match=rf"^{repeated} twice; "):
+        BenchConfig.from_dict({"models": ["mlp"], "datasets": ["toy"], "grid": grid})
+
+
 def test_a_bench_without_models_is_an_error():
     with pytest.raises(BenchError, match=r"a bench needs at least one model and one data set"):
         BenchConfig.from_dict({"models": []})
