@@ -235,7 +235,7 @@ def part_path(root: pathlib.Path, group_key: str, first_step: int) -> pathlib.Pa
 
 
 def _parts(root: pathlib.Path, group_key: str) -> list[tuple[int, pathlib.Path]]:
-    pattern = re.compile(rf"part-{re.escape(group_key)}-(\d{{9}})\.parquet")
+    pattern = re.compile(rf"part-{re.escape(group_key)}-(\d{{9,}})\.parquet")  # 9: 09d
     found = []
     for path in (root / _layout.RESULTS).glob(f"part-{glob.escape(group_key)}-*.parquet"):
         if match := pattern.fullmatch(path.name):

@@ -271,6 +271,21 @@ def test_a_scheduled_bench_resumed_mid_schedule_matches_an_uninterrupted_run(tmp
     assert not np.allclose(cosine, linear) and not np.allclose(cosine, plain.loss)
 
 
+def test_parts_past_step_999_999_999_are_dropped_when_trained_again(tmp_path):
+    # part_path writes 10 digits from step 1e9 on (steps go to 2**31 - 1); they were not
+    # found, so a group resumed there kept them beside their rows trained again.
+    names = [_store.part_path(tmp_path, "mlp-0a", s) for s in (1, 999_999_999, 1_000_000_001)]
+    for path in [*names, _store.part_path(tmp_path, "mlp-0a.p0of2", 1_000_000_001)]:
+        _store.write_text(path, "")
+    assert _store.drop_parts_after(tmp_path, "mlp-0a", 999_999_999) == 1
+    kept = sorted(p.name for p in (tmp_path / _layout.RESULTS).iterdir())
+    assert kept == [
+        "part-mlp-0a-000000001.parquet",
+        "part-mlp-0a-999999999.parquet",
+        "part-mlp-0a.p0of2-1000000001.parquet",
+    ]
+
+
 def test_stale_temporaries_are_removed_and_live_writers_kept(tmp_path):
     """What a writer killed mid-write leaves is removed (this machine: its process is
     gone; any machine: an hour old); a live writer's file, or a recent one of another
