@@ -41,7 +41,7 @@ from phosjax.bench._store import (
     write_text,
 )
 from phosjax.bench._summary import summary_text
-from phosjax.bench._train import GroupJob, train_group
+from phosjax.bench._train import GroupJob, restored_step, train_group
 from phosjax.core import blurb
 from phosjax.data import ArrayDataset
 from phosjax.models import registered_models
@@ -332,9 +332,12 @@ def _write_and_train(
     cells = sum(len(j.cells) for j in mine)  # this process's share of the plan
     described = lambda: _progress_text([status["groups"].get(j.key, {}) for j in mine], cells)
     total = sum(len(j.cells) * j.steps for j in todo)
-    # The bar counts cell-steps (one step of one cell): its rate is cell-steps per second.
+    restored = sum(len(j.cells) * restored_step(root, j.key) for j in todo)
+    # The bar counts cell-steps (one step of one cell): its rate is cell-steps per second,
+    # of those trained now (those restored from checkpoints start it, trained in no time).
     bar = tqdm.tqdm(
         total=total,
+        initial=restored,
         unit="step",
         unit_scale=total >= 100_000,
         disable=not progress or not todo,  # a finished bench: no empty bar

@@ -96,6 +96,11 @@ def _segments(start: int, steps: int, every: int) -> list[int]:
     return [min(stop, steps) for stop in range((start // every + 1) * every, steps + every, every)]
 
 
+def restored_step(root: pathlib.Path, key: str) -> int:
+    """The step the group ``key`` resumes from: its newest whole checkpoint's (0: none)."""
+    return Checkpoints(root / _layout.CHECKPOINTS / key).latest() or 0
+
+
 def train_group(
     root: pathlib.Path,
     job: GroupJob,
@@ -113,7 +118,8 @@ def train_group(
     """Trains (or finishes) one group, giving ``on_profile`` its ``profile/phases`` rows:
     the ``init`` row once its state is built or restored, then each segment's rows
     before its checkpoint is saved (with its part file), so a group recorded as finished
-    has its whole profile.
+    has its whole profile. ``on_progress`` gets the cell-steps each chunk trains, not
+    those restored (`restored_step`: a bar starts with them, so its rate is not theirs).
 
     ``previous`` is the group's entry of an earlier ``status.json``: a strategy it
     chose is kept, with the timings that chose it, so a resumed group runs the very
@@ -122,7 +128,7 @@ def train_group(
     group = Group(tuple(c.cell for c in job.cells), tuple(range(len(job.cells))))
     checkpoints = Checkpoints(root / _layout.CHECKPOINTS / job.key)
     start_time = time.perf_counter()
-    latest = checkpoints.latest() or 0
+    latest = restored_step(root, job.key)
     chosen: dict[str, Any] = {"strategy": strategy, "timings": {}}
     if latest:
         state = checkpoints.restore(latest, jax.eval_shape(lambda: init_group(group, data)))
@@ -132,7 +138,6 @@ def train_group(
     state = jax.block_until_ready(state)
     drop_parts_after(root, job.key, latest)
     on_profile(init_rows(job.key, time.perf_counter() - start_time, latest, device_bytes()[1]))
-    on_progress(latest * len(group))
     status: dict[str, Any] = {
         "steps_done": latest,
         "steps": job.steps,

@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+import tqdm
 
 from phosjax.bench import _layout, _runner, _store, load_config, run
 from phosjax.bench._errors import BenchError, BrokenFileError
@@ -92,6 +93,32 @@ def test_killed_after_the_last_checkpoint_before_its_status_resumes_and_matches(
     firsts = sorted(int(p.stem.rsplit("-", 1)[1]) for p in (killed / _layout.RESULTS).iterdir())
     assert firsts == [1, 6, 11]  # one part per segment, none empty
     assert set(pd.read_parquet(killed / _layout.PHASES).group_id) == {group}
+
+
+def test_a_resumed_bar_starts_at_the_restored_steps_and_counts_only_those_trained(
+    tmp_path, toy, monkeypatch
+):
+    """The steps restored from a checkpoint were counted as trained at once, so the
+    resumed bar's rate (and ETA) held them: thousands of steps a second, an ETA of 0 s."""
+    config = tiny_config(models=[{"name": "mlp", "width": 8}])  # 2 cells, 12 steps
+    with killed_after_save(6):
+        run(config, tmp_path, datasets=toy, progress=False)
+    bars = []
+
+    class Recorded(tqdm.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.given, self.updates = kwargs, []
+            bars.append(self)
+
+        def update(self, n=1):
+            self.updates.append(n)
+            return super().update(n)
+
+    monkeypatch.setattr(_runner.tqdm, "tqdm", Recorded)
+    run(config, tmp_path, datasets=toy, progress=False)
+    ((bar,),) = [bars]
+    assert (bar.given["total"], bar.given.get("initial", 0), sum(bar.updates)) == (24, 12, 12)
 
 
 def measured(root: pathlib.Path) -> list[tuple[str, str, int, int, int]]:
