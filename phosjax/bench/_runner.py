@@ -427,6 +427,16 @@ def _lacking_rows(
     return lacking
 
 
+def _plans_new_cells(root: pathlib.Path, plan_: Plan) -> bool:
+    """Whether ``plan_`` has cells that the bench in ``root`` lacks (True when its
+    ``cells.parquet`` cannot be read: the run rewrites it)."""
+    try:
+        stored = set(pd.read_parquet(root / _layout.CELLS, columns=["cell_id"]).cell_id)
+    except UNREADABLE:
+        return True
+    return any(cell.cell_id not in stored for cell in plan_.cells)
+
+
 def _has_entry(entries: list[ModelEntry], entry: ModelEntry) -> bool:
     """Whether ``entries`` hold ``entry``; a bare name is held by any entry of that name."""
     if entry == ModelEntry(entry.name):
@@ -448,7 +458,9 @@ def add_models_to(
     A model is a registered name or an entry ``{name, depth, width, options}`` as in the
     config's ``models``: an entry adds another configuration of a model the bench may
     already have (``{"name": "mlp", "width": 64}`` beside its ``mlp``). A name the bench
-    has, or an entry equal to one of its entries, is not added again. With nothing to
+    has, or an entry equal to one of its entries, is not added again, nor an entry that
+    plans only cells the bench has (``{"name": "mlp", "depth": 1}``, the defaults of its
+    ``mlp``: recorded, it would train nothing). With nothing to
     add, a bench with unfinished groups is continued, as ``new --resume`` does: the same
     command run again after a kill resumes it.
 
@@ -519,11 +531,13 @@ def add_models_to(
     if new:
         check_models(entries)  # an unknown model is named before anything claims to add it
         extended = BenchConfig.from_dict({**config.to_dict(), "models": [*config.models, *new]})
-        if progress:
-            print(f"adding models {new} to {directory}", file=sys.stderr)
-        return _execute(
-            extended, root, datasets, None, progress, None, marker.get("config_hash"), imports
-        )
+        grown = in_every_process(lambda: plan(extended, datasets), "plan the bench")
+        if _plans_new_cells(root, grown):  # else ({name: mlp, depth: 1}) the bench's own
+            if progress:
+                print(f"adding models {new} to {directory}", file=sys.stderr)
+            return _execute(
+                extended, root, datasets, None, progress, grown, marker.get("config_hash"), imports
+            )
     process = (jax.process_index(), jax.process_count())
     check_processes(root, process[1])
     planned = in_every_process(lambda: plan(config, datasets), "plan the bench")

@@ -431,6 +431,18 @@ def test_a_hand_edited_config_yaml_is_refused_and_nothing_touched(bench, toy, tm
     assert unlocked() == before
 
 
+def test_an_entry_planning_only_the_benches_cells_is_not_added(bench, toy, tmp_path):
+    """{name: mlp, width: 8, depth: 1} is the bench's mlp (depth 1 is its default): it was
+    said to be added and recorded in config.yaml, yet trained nothing."""
+    copy = tmp_path / "copy"
+    shutil.copytree(bench[0], copy)
+    before = {k: v for k, v in _contents(copy).items() if k != _layout.LOCK}
+    entry = {"name": "mlp", "width": 8, "depth": 1}
+    with pytest.raises(BenchError, match=r"^the bench already has every model named, \["):
+        add_models_to(copy, [entry], datasets=toy, progress=False)
+    assert {k: v for k, v in _contents(copy).items() if k != _layout.LOCK} == before
+
+
 def test_a_config_that_is_no_bench_config_is_refused(tmp_path, toy):
     for config in ({"models": ["mlp"]}, "configs/example.yaml"):
         with pytest.raises(
