@@ -70,14 +70,7 @@ def open_bench(directory: str | os.PathLike) -> tuple[BenchConfig, dict[str, Any
     """
     root = pathlib.Path(directory)
     if not _layout.is_bench(root):
-        around = _layout.enclosing_bench(root)
-        hint = (
-            f"It is inside the bench {str(around)!r}: pass that one."
-            if around is not None
-            else _layout.benches_inside(root)
-            or "Make one with `python -m phosjax.bench.new --config ... --dir ...`."
-        )
-        raise BenchError(f"{str(root)!r} is not a bench: {_layout.why_not_a_bench(root)}. {hint}")
+        raise BenchError(_layout.not_a_bench(root))
     marker = read_bench_json(root / _layout.MARKER)
     if marker.get("format") != _layout.FORMAT:
         raise BenchError(

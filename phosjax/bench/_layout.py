@@ -178,6 +178,29 @@ def benches_inside(
     return f"Benches inside it: {', '.join(names)}; pass one: --dir {first}"
 
 
+def not_a_bench(
+    directory: str | os.PathLike,
+    holds: Callable[[pathlib.Path], bool] = is_bench,
+    use: str = "pass",
+) -> str:
+    """The message for ``directory``, which holds no bench (nor, with ``holds``, what
+    ``holds`` accepts), quoting it: why not, then the bench it lies inside (to ``use``),
+    the benches inside it, or how to make one.
+
+    Examples:
+      >>> not_a_bench("/no/such/bench")
+      "'/no/such/bench' is not a bench: no such directory. Make one with `python -m ..."
+    """
+    around = enclosing_bench(directory, holds)
+    hint = (
+        f"It is inside the bench {str(around)!r}: {use} that one."
+        if around is not None
+        else benches_inside(directory, holds)
+        or "Make one with `python -m phosjax.bench.new --config CONFIG.yaml --dir DIR`."
+    )
+    return f"{str(directory)!r} is not a bench: {why_not_a_bench(directory)}. {hint}"
+
+
 PROCESS_SUFFIX = r"\.p(\d+)of(\d+)"
 """What `process_suffix` adds for process ``i`` of ``n``, as a regular expression (its
 groups: ``i``, ``n``)."""

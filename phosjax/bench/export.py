@@ -215,7 +215,7 @@ def export_mlflow(directory: str, tracking_uri: str, experiment: str | None = No
     bench = BenchFiles(directory)  # all read before MLflow: a damaged file changes nothing
     if not _layout.is_bench(bench.root):  # what the viewer also reads: a morph run
         raise NotABenchError(
-            f"{directory} is not a bench: it has no {_layout.MARKER} (a run of "
+            f"{str(directory)!r} is not a bench: it has no {_layout.MARKER} (a run of "
             "`python -m phosjax.morph`, which has no cells to export)."
         )
     marker = bench.json(_layout.MARKER) or {}

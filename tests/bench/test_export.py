@@ -240,7 +240,7 @@ def test_a_morph_run_directory_is_refused_and_no_experiment_is_made(store, tmp_p
     (run / _layout.MORPH).mkdir(parents=True)
     pd.DataFrame({"iteration": [0]}).to_parquet(run / _layout.MORPH_ITERATIONS)
     assert main(["--dir", str(run), "--mlflow", store]) == 2
-    assert f"error: {run} is not a bench: it has no bench.json" in capsys.readouterr().err
+    assert f"error: {str(run)!r} is not a bench: it has no bench.json" in capsys.readouterr().err
     assert mlflow.tracking.MlflowClient(store).get_experiment_by_name("morph_run") is None
 
 

@@ -37,8 +37,10 @@ from phosjax.bench._store import TEMPORARY, drop_parts_after, part_path, widen_p
 from phosjax.bench._summary import profile_text, read_profile
 from phosjax.bench._train import chunk_rows
 from phosjax.bench.add_models import main as add_models_main
+from phosjax.bench.export import main as export_main
 from phosjax.bench.profile import main as profile_main
 from phosjax.bench.view import BenchFiles, BrokenFileError
+from phosjax.bench.view.__main__ import main as view_main
 from phosjax.bench.view._api import curves, leaderboard
 from phosjax.models import ModelConfig, register_model, registered_models
 from phosjax.models.graph import GraphModel, node
@@ -352,8 +354,26 @@ def test_profile_and_add_models_say_why_a_dir_is_not_a_bench(tmp_path, capsys, m
         assert main(["--dir", str(path)]) == 2
         assert capsys.readouterr().err == (
             f"error: {str(path)!r} is not a bench: {why}. Make one with "
-            "`python -m phosjax.bench.new --config ... --dir ...`.\n"
+            "`python -m phosjax.bench.new --config CONFIG.yaml --dir DIR`.\n"
         )
+
+
+@pytest.mark.parametrize("make", [lambda path: None, lambda path: path.mkdir()])
+def test_every_command_quotes_a_dir_that_is_not_a_bench_alike(tmp_path, capsys, make):
+    path = tmp_path / "given dir"
+    make(path)
+    mlflow = ["--mlflow", (tmp_path / "mlruns").as_uri()]
+    said = []
+    for main, extra in [
+        (add_models_main, []),
+        (profile_main, []),
+        (view_main, ["--port", "0"]),
+        (export_main, mlflow),
+    ]:
+        assert main(["--dir", str(path), *extra]) == 2
+        said.append(capsys.readouterr().err)
+    assert said[0].startswith(f"error: {str(path)!r} is not a bench: ")
+    assert said == [said[0]] * 4
 
 
 def test_a_folder_holding_benches_names_them_as_view_does(bench, toy, capsys):

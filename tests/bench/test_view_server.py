@@ -634,8 +634,8 @@ def test_a_directory_that_is_not_a_bench(tmp_path, written, capsys):
     with pytest.raises(NotABenchError, match=view):  # not "Make one with ... new"
         make_server(written.root.parent)
     assert main(["--dir", str(tmp_path / "missing"), "--port", "0"]) == 2
-    assert "missing is not a bench: no such directory" in capsys.readouterr().err
-    inside = rf" It is inside the bench {re.escape(str(written.root))}: view that one\.$"
+    assert "missing' is not a bench: no such directory" in capsys.readouterr().err
+    inside = rf" It is inside the bench {re.escape(repr(str(written.root)))}: view that one\.$"
     with pytest.raises(NotABenchError, match=rf"it has no bench.json\.{inside}"):
         make_server(written.root / _layout.RESULTS)
     with pytest.raises(NotABenchError, match=rf"it is a file, not a directory\.{inside}"):

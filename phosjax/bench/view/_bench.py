@@ -43,19 +43,6 @@ def _holds_a_run(directory: pathlib.Path) -> bool:
     return _layout.is_bench(directory) or _is_morph_run(directory)
 
 
-def _not_a_bench_message(directory: pathlib.Path) -> str:
-    message = f"{directory} is not a bench: {_layout.why_not_a_bench(directory)}."
-    around = _layout.enclosing_bench(directory, _holds_a_run)
-    if around is not None:  # a file or folder of a bench
-        return f"{message} It is inside the bench {around}: view that one."
-    inside = _layout.benches_inside(directory, _holds_a_run)
-    if inside:  # one of them, not a new one
-        return f"{message} {inside}"
-    return message + (
-        " Make one with `python -m phosjax.bench.new --config CONFIG.yaml --dir DIR`."
-    )
-
-
 def _nullable_floats(type_: pa.DataType) -> pd.ArrowDtype | None:
     """Arrow-backed floats keep a null apart from a NaN (numpy floats make both NaN)."""
     return pd.ArrowDtype(type_) if pat.is_floating(type_) else None
@@ -84,7 +71,7 @@ class BenchFiles:
     def __init__(self, directory: str | pathlib.Path) -> None:
         given = pathlib.Path(directory)
         if not _holds_a_run(given):
-            raise NotABenchError(_not_a_bench_message(given))
+            raise NotABenchError(_layout.not_a_bench(given, _holds_a_run, use="view"))
         self.root = given.resolve()
         self.name = self.root.name
 
