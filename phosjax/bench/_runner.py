@@ -484,8 +484,8 @@ def add_models_to(
       The bench's results, old and new, as one frame.
 
     Raises:
-      BenchError: not a bench, ``models`` not a list, an unknown model or a bad entry,
-        nothing to add to a finished bench, or a bench started with another number of
+      BenchError: not a bench, ``models`` not a list or an empty one, an unknown model or
+        a bad entry, nothing to add to a finished bench, or a bench started with another number of
         processes.
 
     Examples:
@@ -511,6 +511,12 @@ def add_models_to(
     if isinstance(models, str | Mapping):  # its letters, or its keys, are no models
         raise BenchError(
             f"models must be a list of names or entries, got {models!r}; write [{models!r}]."
+        )
+    if models is not None and not models:
+        raise BenchError(
+            "models is an empty list: no model was named; name some (['mlp'], or entries "
+            "such as [{'name': 'mlp', 'width': 64}]), or pass None to add every model "
+            "registered since the bench was made."
         )
     config, marker = open_bench(directory)  # not a bench: said before importing anything
     root = pathlib.Path(directory)

@@ -722,6 +722,18 @@ def test_add_models_refuses_one_name_or_entry_for_the_list(bench, toy):
             add_models_to(bench[0], models, datasets=toy)
 
 
+def test_add_models_refuses_an_empty_list_saying_no_model_was_named(bench, toy):
+    before = {p: p.read_bytes() for p in bench[0].rglob("*") if p.is_file()}
+    with pytest.raises(BenchError) as raised:
+        add_models_to(bench[0], [], datasets=toy)
+    assert str(raised.value) == (
+        "models is an empty list: no model was named; name some (['mlp'], or entries such "
+        "as [{'name': 'mlp', 'width': 64}]), or pass None to add every model registered "
+        "since the bench was made."
+    )
+    assert {p: p.read_bytes() for p in bench[0].rglob("*") if p.is_file()} == before
+
+
 def test_add_models_adds_another_configuration_of_a_model_the_bench_has(bench, toy, tmp_path):
     """An entry with other sizes adds the mlp again, once however often it is named; the
     bare name, or the entry the bench already has, adds nothing."""
