@@ -62,9 +62,11 @@ def plain_width(value: Any) -> Any:
 
 
 def _shape(value: Any, name: str) -> tuple[int, ...]:
-    """``input_shape`` as a tuple of positive ints (an int is one axis)."""
-    shape = (value,) if is_int(value) else value
-    if not isinstance(shape, list | tuple) or not all(is_int(n) and n >= 1 for n in shape):
+    """``input_shape`` as a tuple of positive Python ints (an int is one axis; a list,
+    range or 1-D numpy array is read as `plain_width` reads a width)."""
+    shape = plain_width(value)
+    shape = (shape,) if is_int(shape) else shape
+    if not isinstance(shape, tuple) or not all(is_int(n) and n >= 1 for n in shape):
         raise ValueError(
             f"ModelConfig {name!r}: input_shape must be one example's shape, positive ints "
             f"such as (40,) or (8, 8, 1), got {value!r}"

@@ -126,6 +126,15 @@ def test_an_int_input_shape_is_one_axis():
     assert build_model(ModelConfig("mlp", 2, 40)).input_shape == (40,)
 
 
+def test_a_numpy_input_shape_is_read_as_python_ints():
+    config = ModelConfig("mlp", 2, np.array([8, 8, 1]))
+    assert config == ModelConfig("mlp", 2, (8, 8, 1))
+    assert all(type(n) is int for n in config.input_shape)
+    assert ModelConfig("mlp", 2, np.int64(40)).input_shape == (40,)
+    with pytest.raises(ValueError, match=r"input_shape must be one example's shape"):
+        ModelConfig("mlp", 2, np.array([[8, 8]]))
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
