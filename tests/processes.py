@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -36,7 +37,10 @@ def launch(
 ) -> list[tuple[int, str]]:
     """Runs one ``python -m module PORT ID COUNT *args[i]`` per entry of ``args``, all
     joining one group, with ``env`` added to this process's environment (less
-    ``XLA_FLAGS``: `join` sets it); each worker's exit code and output, in order."""
+    ``XLA_FLAGS``: `join` sets it); each worker's exit code and output, in order.
+
+    All must end within ``timeout`` seconds; else all are killed and a `TimeoutError`
+    says which ran on, with each worker's output so far."""
     environment = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     environment.pop("XLA_FLAGS", None)
     port, count = str(free_port()), str(len(args))
@@ -50,11 +54,26 @@ def launch(
         )
         for i, extra in enumerate(args)
     ]
+    deadline = time.monotonic() + timeout
+    running = []
     try:
-        logs = [w.communicate(timeout=timeout)[0].decode() for w in workers]
+        for w in workers:
+            try:
+                w.communicate(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                running.append(w)
     finally:
         for w in workers:
             w.kill()
+    # Popen keeps what it read before a timeout; this reads the rest, now they are killed.
+    logs = [w.communicate()[0].decode() for w in workers]
+    if running:
+        ids = [workers.index(w) for w in running]
+        outputs = "".join(f"\n--- worker {i} ---\n{log}" for i, log in enumerate(logs))
+        raise TimeoutError(
+            f"{module}: worker(s) {ids} still ran after {timeout} s and were killed; "
+            f"the output of each:{outputs}"
+        )
     return [(w.returncode, log) for w, log in zip(workers, logs, strict=True)]
 
 

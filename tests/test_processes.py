@@ -1,0 +1,28 @@
+"""`launch`: the helper that runs multi-process tests."""
+
+import pytest
+
+from tests.processes import launch
+
+
+def test_a_worker_that_runs_on_is_killed_and_every_output_is_kept(tmp_path):
+    (tmp_path / "sleeper.py").write_text(
+        "import sys, time\n"
+        "print('worker', sys.argv[2], 'started', flush=True)\n"
+        "if sys.argv[2] == '1':\n"
+        "    time.sleep(60)\n"
+    )
+    with pytest.raises(TimeoutError) as raised:
+        launch("sleeper", [[], []], {"PYTHONPATH": str(tmp_path)}, timeout=2)
+    message = str(raised.value)
+    assert message.startswith("sleeper: worker(s) [1] still ran after 2 s and were killed")
+    assert "--- worker 0 ---\nworker 0 started\n" in message
+    assert "--- worker 1 ---\nworker 1 started\n" in message
+
+
+def test_workers_that_end_give_their_exit_codes_and_outputs(tmp_path):
+    (tmp_path / "quitter.py").write_text("import sys\nprint('bye', sys.argv[2])\nsys.exit(3)\n")
+    assert launch("quitter", [[], []], {"PYTHONPATH": str(tmp_path)}) == [
+        (3, "bye 0\n"),
+        (3, "bye 1\n"),
+    ]
