@@ -12,6 +12,7 @@ from phosjax.core._apply import apply_reaching_tags, select_tags, tag_call_shape
 from phosjax.core._collections import INJECTIONS, INTERMEDIATES
 from phosjax.core._paths import unflatten
 from phosjax.core._record import Calls, add_call
+from phosjax.core._selectors import value_per_path
 
 
 def injections(
@@ -26,9 +27,10 @@ def injections(
     Raises:
       SelectorError: a selector matches no tagged value (one that Flax's ``sow`` stored
         in ``intermediates``, not `tag`, cannot be reached: the message says so).
-      ValueError: a value's structure, shape or dtype differs from the tagged value's
-        (both named), or several calls tag the selected value and it is no tuple of one
-        value per call (each call finds its own only when ``intermediates`` is mutable:
+      ValueError: two selectors match one tagged value (both and its path named), a
+        value's structure, shape or dtype differs from the tagged value's (both named), or
+        several calls tag the selected value and it is no tuple of one value per call
+        (each call finds its own only when ``intermediates`` is mutable:
         ``model.apply(..., mutable=["intermediates"])``).
 
     Examples:
@@ -57,11 +59,8 @@ def _flat_injections(
     whether a value there is tagged by several calls (each call then finds its own
     through ``intermediates``)."""
     calls, sown = tag_call_shapes(model, variables, x, **kwargs)
-    flat = {
-        path: _checked(path, value, calls[path])
-        for selector, value in values.items()
-        for path in select_tags(calls, sown, selector)
-    }
+    chosen = value_per_path(values, lambda s: select_tags(calls, sown, s), what="tagged value")
+    flat = {path: _checked(path, value, calls[path]) for path, value in chosen.items()}
     return flat, any(len(calls[path]) > 1 for path in flat)
 
 
@@ -135,10 +134,11 @@ def inject(
     Raises:
       SelectorError: a selector matches no tagged value (one that Flax's ``sow`` stored
         in ``intermediates``, not `tag`, cannot be reached: the message says so).
-      ValueError: a value of the wrong structure, shape or dtype (the path, the call and
-        both named), no tuple of one value per call for a value tagged by several, or
-        one that never reached its tag (a lifted transform, such as nn.scan, whose
-        ``variable_axes`` omit ``injections`` dropped it; `scan_axes` lists them all).
+      ValueError: two selectors match one tagged value (both and its path named), a value
+        of the wrong structure, shape or dtype (the path, the call and both named), no
+        tuple of one value per call for a value tagged by several, or one that never
+        reached its tag (a lifted transform, such as nn.scan, whose ``variable_axes``
+        omit ``injections`` dropped it; `scan_axes` lists them all).
 
     Examples:
       >>> import flax.linen as nn, jax.numpy as jnp, phosjax as px

@@ -26,7 +26,7 @@ import numpy as np
 from phosjax.core._collections import KNOBS
 from phosjax.core._paths import check_path, flatten, module_path, unflatten
 from phosjax.core._record import collecting
-from phosjax.core._selectors import SelectorError, select
+from phosjax.core._selectors import SelectorError, select, value_per_path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -303,9 +303,10 @@ def set_knobs(
       SelectorError: a selector matches no knob (the message lists the nearest), or
         ``variables`` hold no ``knobs`` collection (see `with_knobs`).
       TypeError: a value is not a number or an array (the knob named).
-      ValueError: a value's shape does not broadcast to the knob's (both named), an
-        integer or bool knob cannot hold it exactly (2.5, NaN; the knob named), or it is
-        out of the range ``declared`` gives its knob (the knob, value and range named).
+      ValueError: two selectors match one knob (both and the knob named), a value's shape
+        does not broadcast to the knob's (both named), an integer or bool knob cannot hold
+        it exactly (2.5, NaN; the knob named), or it is out of the range ``declared``
+        gives its knob (the knob, value and range named).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -324,12 +325,12 @@ def set_knobs(
             "adds every knob at its default, and px.tweak does so itself."
         )
     flat, declared = flatten(variables.get(KNOBS, {})), declared or {}
-    for selector, value in values.items():
-        for path in select(flat, selector, what="knob"):
-            refilled = _refill(path, jnp.asarray(flat[path]), value)  # first: names a non-number
-            if path in declared and not isinstance(value, jax.core.Tracer):
-                declared[path].check(value)
-            flat[path] = refilled
+    chosen = value_per_path(values, lambda s: select(flat, s, what="knob"), what="knob")
+    for path, value in chosen.items():
+        refilled = _refill(path, jnp.asarray(flat[path]), value)  # first: names a non-number
+        if path in declared and not isinstance(value, jax.core.Tracer):
+            declared[path].check(value)
+        flat[path] = refilled
     return {**variables, KNOBS: unflatten(flat)}
 
 

@@ -15,7 +15,7 @@ with brackets (a channel group ``qkv[2]``) selects itself, in a glob too
 import difflib
 import functools
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from phosjax.core._paths import SEP
@@ -219,3 +219,35 @@ def select_items(
     for selector in selector_list(selectors):
         chosen.update(select(flat, selector, what=what))
     return {p: v for p, v in flat.items() if p in chosen}
+
+
+def value_per_path(
+    values: Mapping[str, Any], find: Callable[[str], list[str]], *, what: str = "path"
+) -> dict[str, Any]:
+    """``{path: value}`` for ``{selector: value}``, ``find(selector)`` giving each one's
+    paths (in the selectors' order).
+
+    Raises:
+      ValueError: two selectors match one path (both and the path named): which value
+        was meant is unclear.
+
+    Examples:
+      >>> paths = ["a/T", "b/T"]
+      >>> value_per_path({"a/T": 1, "b/*": 2}, lambda s: select(paths, s))
+      {'a/T': 1, 'b/T': 2}
+      >>> value_per_path({"**/T": 1, "b/T": 2}, lambda s: select(paths, s), what="knob")
+      Traceback (most recent call last):
+      ValueError: Selectors '**/T' and 'b/T' both match knob 'b/T'; give each knob one ...
+    """
+    found: dict[str, Any] = {}
+    matched_by: dict[str, str] = {}
+    for selector, value in values.items():
+        for path in find(selector):
+            if path in matched_by:
+                raise ValueError(
+                    f"Selectors {matched_by[path]!r} and {selector!r} both match {what} "
+                    f"{path!r}; give each {what} one value (narrow a selector so that it "
+                    "leaves the other's paths out)."
+                )
+            matched_by[path], found[path] = selector, value
+    return found

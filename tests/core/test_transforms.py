@@ -511,6 +511,21 @@ def test_inject_wrong_shape_names_path_and_shapes():
         px.inject(Stack(), init("plain"), X, {"blocks_1/pre_act": jnp.zeros((3, WIDTH))})
 
 
+def test_two_selectors_that_match_one_path_are_refused_naming_both():
+    model, variables = Stack(), init("plain")
+    zeros = jnp.zeros((2, WIDTH))
+    with pytest.raises(
+        ValueError,
+        match=r"^Selectors '\*\*/pre_act' and 'blocks_1/pre_act' both match tagged value "
+        r"'blocks_1/pre_act'; give each tagged value one value",
+    ):
+        px.inject(model, variables, X, {"**/pre_act": zeros, "blocks_1/pre_act": zeros + 1})
+    with pytest.raises(
+        ValueError, match=r"^Selectors 'blocks_\*/T' and '\*\*/T' both match knob 'blocks_0/T'"
+    ):
+        px.tweak(model, variables, X, {"blocks_*/T": 2.0, "**/T": 3.0})
+
+
 def test_inject_wrong_dtype_names_both():
     bad = jnp.zeros((2, WIDTH), jnp.int32)
     with pytest.raises(ValueError, match=r"dtype int32.*dtype float32"):
