@@ -100,7 +100,12 @@ class ModuleBlurb:
         ``latency_s`` summed over its calls.
       flops: XLA's FLOP count; the whole model for the top module, otherwise one call of
         the module compiled on its own (None when switched off or when the module cannot
-        run on its own). A loop (``nn.scan``) counts its body once.
+        run on its own). A loop (``nn.scan``) counts its body once. Likewise an ensemble
+        (``nn.vmap``) shows one member: the vmapped module and those inside it give one
+        member's ``outputs`` and ``flops`` (the modules around it see all members), but
+        ``params`` and ``variables`` count every member (stacked on a leading axis, e.g. a
+        kernel of shape ``(members, in, out)``): 4 members of ``Dense(3)`` on 5 features
+        show ``params`` 72 = 4 x 18, an output ``(batch, 3)`` and one member's FLOPs.
       latency_s: median seconds of one jitted call, measured like ``flops`` (modules on
         zero inputs of the recorded shapes; the top module on the real input).
       knobs: ``{name: KnobValue}`` of the knobs the module declares.
