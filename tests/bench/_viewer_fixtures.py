@@ -84,9 +84,10 @@ def blurb_json() -> str:
         notes={"mean_abs": 0.35, "rule": NOTE_TEXT},
         aux_losses={"balance": 0.127},
         path_weights={"branch_0": 0.6, "branch_1": 0.4},
+        latency_s=2.5e-5,
     )
     children = (_dense("stem", 4), block, _dense("head", 3))
-    root = _module("", "Net", {}, children, flops=66.0, latency_s=2.5e-5)
+    root = _module("", "Net", {}, children, flops=66.0, latency_s=1.2)
     return Blurb(root, "cpu").to_json()
 
 

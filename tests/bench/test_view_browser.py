@@ -100,6 +100,7 @@ def test_page_shows_leaderboard_curves_blurb_and_profile(written, tmp_path):
     assert blurb.count('<details class="module') == _modules(written.blurb["root"])
     assert "softmax temperature" in blurb and "(default 1, range &gt; 0)" in blurb
     assert html.escape(NOTE_TEXT, quote=False) in blurb  # a note's text shown, not parsed
+    assert ">1.2 s</span>" in blurb and ">25 µs</span>" in blurb  # as the text table: s, ms, µs
     graph = _between(dom, 'id="graph"', 'id="profile"')
     assert graph.count('class="edge"') == 5 and graph.count('class="node ') == 5
     phases = _between(dom, 'id="phases"', 'id="memory"')

@@ -1,6 +1,6 @@
 // A model's blurb (`phosjax.core.blurb`, as JSON) as a collapsible tree of modules.
 
-import { format, escapeHtml } from "./plot.js";
+import { format, formatSeconds, escapeHtml } from "./plot.js";
 
 const COLUMNS = ["module", "type", "params", "output", "FLOPs", "latency"];
 
@@ -49,7 +49,7 @@ function moduleNode(module, depth) {
   const name = module.path ? module.path.split("/").pop() : "(model)";
   const cells = [name, module.type || "", format(module.params), shapeText(module.outputs),
     module.flops === null ? "–" : format(module.flops, 3),
-    module.latency_s === null ? "–" : `${format(module.latency_s * 1e6, 3)} µs`];
+    formatSeconds(module.latency_s)];
   cells.forEach((text, i) => {
     const span = document.createElement("span");
     span.className = `col col-${i}`;

@@ -27,6 +27,14 @@ export function fixed(value) {
   return abs !== 0 && (abs < 1e-3 || abs >= 1e6) ? value.toExponential(2) : value.toPrecision(4);
 }
 
+// A duration as the text blurb table writes it (`phosjax.core`'s `_seconds`): in s from
+// 1 s up, in ms from 1 ms up, in µs below; three significant digits.
+export function formatSeconds(value) {
+  if (value === null || value === undefined) return "–";
+  for (const [unit, scale] of [["s", 1], ["ms", 1e-3]]) if (value >= scale) return `${format(value / scale, 3)} ${unit}`;
+  return `${format(value / 1e-6, 3)} µs`;
+}
+
 export function formatBytes(value) {
   if (value === null || value === undefined) return "–";
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
