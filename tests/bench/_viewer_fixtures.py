@@ -213,7 +213,10 @@ def write_bench(
     }
     (root / _layout.MARKER).write_text(json.dumps(marker))
     (root / _layout.CONFIG).write_text(config)
-    (root / _layout.ENV).write_text(json.dumps({"python": "3.11", "jax": jax.__version__}))
+    devices = [{"id": i, "platform": "gpu", "kind": "NVIDIA H100", "process": 0} for i in range(2)]
+    packages = {"jax": jax.__version__, "tensorflow-datasets": None}
+    env = {"python": "3.11", "packages": packages, "devices": devices}
+    (root / _layout.ENV).write_text(json.dumps(env))
     cells = _cells(seeds, learning_rates)
     cells.to_parquet(root / _layout.CELLS)
     rng = np.random.default_rng(0)

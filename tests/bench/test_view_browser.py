@@ -17,6 +17,7 @@ import subprocess
 import time
 from typing import Any
 
+import jax
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -108,6 +109,10 @@ def test_page_shows_leaderboard_curves_blurb_and_profile(written, tmp_path):
     memory = _between(dom, 'id="memory"', 'id="morph"')
     assert memory.count('class="curve"') == 2  # see test_view_memory for several processes
     assert "host_rss_bytes</span>" in memory and "(process" not in memory
+
+    env = _between(dom, 'id="env"', "</table>")  # readable, not env.json's raw JSON
+    assert f"<td>jax=={jax.__version__}, tensorflow-datasets (not installed)</td>" in env
+    assert "<th>devices</th><td>NVIDIA H100 × 2</td>" in env and "<td>3.11</td>" in env
 
     widths = _between(dom, 'data-column="width"', "</select>")  # text in natural order
     assert widths.index(">25,50</option>") < widths.index(">100</option>")

@@ -773,10 +773,23 @@ function keyValueTable(entries) {
   return table;
 }
 
+// An env.json value as short text: packages as name==version, devices as kind × count.
+function envValue(key, value) {
+  if (key === "packages" && value && typeof value === "object") {
+    return Object.entries(value).map(([name, version]) => (version === null ? `${name} (not installed)` : `${name}==${version}`)).join(", ");
+  }
+  if (key === "devices" && Array.isArray(value)) {
+    const counts = new Map();
+    for (const d of value) counts.set(d.kind ?? d.platform, (counts.get(d.kind ?? d.platform) || 0) + 1);
+    return [...counts].map(([kind, n]) => `${kind} × ${n}`).join(", ");
+  }
+  return value;
+}
+
 function renderRun() {
   const { info, board } = state;
   $("config").textContent = info.config || "(no config.yaml)";
-  $("env").replaceChildren(keyValueTable(Object.entries(info.env || {})));
+  $("env").replaceChildren(keyValueTable(Object.entries(info.env || {}).map(([k, v]) => [k, envValue(k, v)])));
   const line = (id, cells, done, steps, shown, strategy, diverged) => [
     id, [counted(cells, "cell"), `${format(done)} / ${counted(steps, "step")}`, shown, strategy, diverged && `${diverged} diverged`]
       .filter(Boolean).join(" · "),
