@@ -733,6 +733,30 @@ def test_a_broken_file_fails_only_its_panel(tmp_path):
     assert "failed" not in curves and curves.count('class="curve"') == len(written.cells) * 2
 
 
+def test_a_profile_with_one_file_says_why_the_other_box_is_empty(tmp_path):
+    """Phase timings without memory samples, and the reverse: the empty box says which
+    file is missing (it was left blank) while the other is drawn."""
+    boxes = {}
+    for kept, removed in ((_layout.PHASES, _layout.MEMORY), (_layout.MEMORY, _layout.PHASES)):
+        written = write_bench(tmp_path / pathlib.PurePath(kept).stem, blurb_json())
+        (written.root / removed).unlink()
+        with serving(written.root) as server:
+            dom = _render(server.url, tmp_path / "profile")
+        boxes[removed] = (
+            _between(dom, 'id="phases"', 'id="memory"'),
+            _between(dom, 'id="memory"', "</section>"),
+        )
+    phases, memory = boxes[_layout.MEMORY]
+    assert phases.count('class="bar"') == len(written.phases)
+    assert memory.startswith(
+        'id="memory" class="plot-box"><p class="hint">No memory figures: '
+        "profile/memory.parquet is missing or has no samples.</p></div>"
+    )
+    phases, memory = boxes[_layout.PHASES]
+    assert "No phase timings: profile/phases.parquet is missing or has no rows.</p>" in phases
+    assert memory.count('class="curve"') == 2
+
+
 def test_the_curves_legend_names_only_the_configurations_drawn(tmp_path):
     """aux/balance is the choice model's alone: mlp's configurations, which draw no line
     of it, are not in the legend (they were)."""

@@ -729,6 +729,8 @@ const renderProfile = panel("profile", async (current) => {
       })),
     }));
     stackedBars($("phases"), { rows, title: "seconds per phase, per group (hover for each step, evaluation, compile)", legend: names.map((n, i) => ({ label: n, color: color(n, i) })) });
+  } else {
+    $("phases").innerHTML = `<p class="hint">No phase timings: profile/phases.parquet is missing or has no rows.</p>`;
   }
   if (memory && memory.rows.length) {
     const xColumn = ["time_s", "elapsed_s", "seconds", "time", "t"].find((c) => memory.columns.includes(c)) || memory.columns[0];
@@ -759,6 +761,8 @@ const renderProfile = panel("profile", async (current) => {
     const xLabel = first === null ? xColumn : "seconds since the bench first ran";
     linePlot($("memory"), { series, title: "memory over time", xLabel, yLabel: bytes ? "MiB" : "" });
     $("memory").appendChild(legendOf([...series, ...missing]));
+  } else {
+    $("memory").innerHTML = `<p class="hint">No memory figures: profile/memory.parquet is missing or has no samples.</p>`;
   }
 });
 
