@@ -215,7 +215,9 @@ def write_bench(
     (root / _layout.CONFIG).write_text(config)
     devices = [{"id": i, "platform": "gpu", "kind": "NVIDIA H100", "process": 0} for i in range(2)]
     packages = {"jax": jax.__version__, "tensorflow-datasets": None}
-    env = {"python": "3.11", "packages": packages, "devices": devices}
+    cpu = [{"id": 0, "platform": "cpu", "kind": "cpu", "process": 0}]
+    earlier = [{"python": "3.10", "packages": {"jax": "0.4.30"}, "devices": cpu}]
+    env = {"python": "3.11", "packages": packages, "devices": devices, "earlier": earlier}
     (root / _layout.ENV).write_text(json.dumps(env))
     cells = _cells(seeds, learning_rates)
     cells.to_parquet(root / _layout.CELLS)

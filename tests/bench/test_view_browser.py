@@ -113,6 +113,7 @@ def test_page_shows_leaderboard_curves_blurb_and_profile(written, tmp_path):
     env = _between(dom, 'id="env"', "</table>")  # readable, not env.json's raw JSON
     assert f"<td>jax=={jax.__version__}, tensorflow-datasets (not installed)</td>" in env
     assert "<th>devices</th><td>NVIDIA H100 × 2</td>" in env and "<td>3.11</td>" in env
+    assert "<th>earlier</th><td>python 3.10; packages jax==0.4.30; devices cpu × 1</td>" in env
 
     widths = _between(dom, 'data-column="width"', "</select>")  # text in natural order
     assert widths.index(">25,50</option>") < widths.index(">100</option>")

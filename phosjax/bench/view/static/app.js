@@ -777,8 +777,13 @@ function keyValueTable(entries) {
   return table;
 }
 
-// An env.json value as short text: packages as name==version, devices as kind × count.
+// An env.json value as short text: packages as name==version, devices as kind × count,
+// each earlier run's environment (a resumed bench's that differed) on a line of its own.
 function envValue(key, value) {
+  if (key === "earlier" && Array.isArray(value)) {
+    const text = (k, v) => { const shown = envValue(k, v); return typeof shown === "object" && shown !== null ? JSON.stringify(shown) : format(shown); };
+    return value.map((env) => Object.entries(env).map(([k, v]) => `${k} ${text(k, v)}`).join("; ")).join("\n");
+  }
   if (key === "packages" && value && typeof value === "object") {
     return Object.entries(value).map(([name, version]) => (version === null ? `${name} (not installed)` : `${name}==${version}`)).join(", ");
   }
