@@ -206,6 +206,18 @@ def _dead_in_first_norm(variables, dead, shift):
     return {**variables, "params": {**variables["params"], "BatchNorm_0": bn}}
 
 
+def _fold_shrink_and_mask(model: nn.Module, x: jax.Array):
+    """``model`` with channels 1, 4, 6 of its first BatchNorm dead (shifts 0.7, -0.3, 1.2),
+    folded and shrunk; and the masked model's output on ``x``, which the shrunk one must give."""
+    initial = _with_running_stats(model.init(jax.random.key(0), x), jax.random.key(2))
+    variables = _dead_in_first_norm(initial, [1, 4, 6], [0.7, -0.3, 1.2])
+    groups = channel_groups(model, variables, x)
+    alive = alive_channels(groups, variables, source="gamma")
+    folded = fold(model, variables, alive, groups, x)
+    small = shrink(folded.variables, folded.alive, groups)
+    return small, model.apply(mask(variables, alive, groups, keep_biases=True), x)
+
+
 @pytest.mark.parametrize(
     "conv, bias",
     [(True, False), (False, False), (True, True)],
@@ -217,17 +229,10 @@ def test_a_bias_free_layer_followed_by_batchnorm_folds_into_its_running_mean(con
     (a layer with a bias takes it in its bias, as before)."""
     model = ConvBN(conv=conv, bias=bias)
     x = jax.random.normal(jax.random.key(1), (6, 9, 2) if conv else (6, 5))
-    initial = _with_running_stats(model.init(jax.random.key(0), x), jax.random.key(2))
-    variables = _dead_in_first_norm(initial, [1, 4, 6], [0.7, -0.3, 1.2])
-    groups = channel_groups(model, variables, x)
-    alive = alive_channels(groups, variables, source="gamma")
-
-    folded = fold(model, variables, alive, groups, x)
-    small = shrink(folded.variables, folded.alive, groups)
+    small, reference = _fold_shrink_and_mask(model, x)
 
     widths = (small.widths["Conv_0" if conv else "Dense_0"], 6)
     assert widths[0] == 5  # relu(-0.3) is zero, 0.7 and 1.2 are folded: all 3 dropped
-    reference = model.apply(mask(variables, alive, groups, keep_biases=True), x)
     np.testing.assert_allclose(
         ConvBN(widths, conv, bias).apply(small.variables, x), reference, rtol=1e-6, atol=1e-6
     )
@@ -259,16 +264,9 @@ def test_a_bias_free_layer_whose_output_is_reshaped_or_added_folds_into_the_batc
     of 8, not 5); the running mean now takes the constant (added up over the layers)."""
     model = Between(between=between)
     x = jax.random.normal(jax.random.key(1), (6, 9, 2))
-    initial = _with_running_stats(model.init(jax.random.key(0), x), jax.random.key(2))
-    variables = _dead_in_first_norm(initial, [1, 4, 6], [0.7, -0.3, 1.2])
-    groups = channel_groups(model, variables, x)
-    alive = alive_channels(groups, variables, source="gamma")
-
-    folded = fold(model, variables, alive, groups, x)
-    small = shrink(folded.variables, folded.alive, groups)
+    small, reference = _fold_shrink_and_mask(model, x)
 
     assert small.widths["Conv_0"] == 5  # relu(-0.3) is zero, 0.7 and 1.2 are folded
-    reference = model.apply(mask(variables, alive, groups, keep_biases=True), x)
     np.testing.assert_allclose(
         Between((5, 6), between).apply(small.variables, x), reference, rtol=1e-6, atol=1e-6
     )
