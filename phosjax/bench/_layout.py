@@ -270,11 +270,22 @@ def _per_process_pattern(name: str) -> re.Pattern[str]:
     return re.compile(rf"{re.escape(path.stem)}(?:{PROCESS_SUFFIX})?{re.escape(path.suffix)}")
 
 
+PART = re.compile(r"part-(?P<group>.+)-(?P<step>\d{9,})\.parquet")
+"""A part file's name: its group key and first step (``{step:09d}``: 10 digits from 1e9)."""
+
+
 def part_files(results: pathlib.Path) -> list[pathlib.Path]:
-    """The part files (``part-*.parquet``) in the folder ``results``, sorted; empty when it
-    is not a directory. Readers read only these: never a writer's hidden temporary file,
-    nor anything else a user put there (a ``README.txt``)."""
-    return sorted(results.glob("part-*.parquet")) if results.is_dir() else []
+    """The part files (``part-*.parquet``) in the folder ``results``, in order of group,
+    then first step as a number (``...-1000000000`` after ``...-999999999``); empty when
+    it is not a directory. Readers read only these: never a writer's hidden temporary
+    file, nor anything else a user put there (a ``README.txt``)."""
+    found = results.glob("part-*.parquet") if results.is_dir() else []
+    return sorted(found, key=_part_order)
+
+
+def _part_order(path: pathlib.Path) -> tuple[str, int]:
+    match = PART.fullmatch(path.name)
+    return (match["group"], int(match["step"])) if match else (path.name, -1)
 
 
 def per_process_files(folder: pathlib.Path, name: str) -> list[str]:

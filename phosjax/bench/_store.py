@@ -6,7 +6,6 @@ of ``results/`` skip hidden files; a writer killed mid-write leaves only its tem
 file, which the next run removes (`remove_stale_temporaries`).
 """
 
-import glob
 import json
 import os
 import pathlib
@@ -235,12 +234,12 @@ def part_path(root: pathlib.Path, group_key: str, first_step: int) -> pathlib.Pa
 
 
 def _parts(root: pathlib.Path, group_key: str) -> list[tuple[int, pathlib.Path]]:
-    pattern = re.compile(rf"part-{re.escape(group_key)}-(\d{{9,}})\.parquet")  # 9: 09d
-    found = []
-    for path in (root / _layout.RESULTS).glob(f"part-{glob.escape(group_key)}-*.parquet"):
-        if match := pattern.fullmatch(path.name):
-            found.append((int(match.group(1)), path))
-    return sorted(found)
+    """The group's part files with their first steps, in step order."""
+    return [
+        (int(match["step"]), path)
+        for path in _layout.part_files(root / _layout.RESULTS)
+        if (match := _layout.PART.fullmatch(path.name)) and match["group"] == group_key
+    ]
 
 
 def drop_parts_after(root: pathlib.Path, group_key: str, step: int) -> int:

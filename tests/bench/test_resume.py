@@ -313,6 +313,20 @@ def test_parts_past_step_999_999_999_are_dropped_when_trained_again(tmp_path):
     ]
 
 
+def test_part_files_are_in_step_order_past_step_999_999_999(tmp_path):
+    # In name order a group's 10-digit parts came before its 9-digit ones, so the rows
+    # read from results/ were out of step order.
+    steps = (1_000_000_001, 999_999_999, 1)
+    for key, step in [("mlp-0a", s) for s in steps] + [("mlp-0b", 2)]:
+        _store.write_text(_store.part_path(tmp_path, key, step), "")
+    assert [p.name for p in _layout.part_files(tmp_path / _layout.RESULTS)] == [
+        "part-mlp-0a-000000001.parquet",
+        "part-mlp-0a-999999999.parquet",
+        "part-mlp-0a-1000000001.parquet",
+        "part-mlp-0b-000000002.parquet",
+    ]
+
+
 def test_stale_temporaries_are_removed_and_live_writers_kept(tmp_path):
     """What a writer killed mid-write leaves is removed (this machine: its process is
     gone; any machine: an hour old); a live writer's file, or a recent one of another
