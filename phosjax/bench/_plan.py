@@ -22,7 +22,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from phosjax._nearest import nearest_names
+from phosjax._nearest import did_you_mean, nearest_names
 from phosjax.bench import _layout
 from phosjax.bench._config import (
     LATER_GRID_FIELDS,
@@ -43,6 +43,7 @@ from phosjax.core import (
     select,
 )
 from phosjax.data import ArrayDataset, check_batch_size, check_loadable, load
+from phosjax.data._load import NoSuchFeatureError
 from phosjax.models import ModelConfig, registered_models
 from phosjax.morph import UnsupportedOpError, channel_groups
 from phosjax.train import Cell, HParams, plan_groups
@@ -196,11 +197,24 @@ def check_datasets(
     """Raises a BenchError for the first data set of ``names`` that `load` would refuse
     (`phosjax.data.check_loadable`: nothing is prepared or read)."""
     features = features or {}
-    try:
-        for name in names:
+    for name in names:
+        try:
             check_loadable(name, data_dir=data_dir, features=features.get(name))
-    except (ValueError, PermissionError) as error:
-        raise BenchError(str(error)) from error
+        except NoSuchFeatureError as error:  # features given: from dataset_features
+            raise BenchError(_no_such_feature_text(error)) from error
+        except (ValueError, PermissionError) as error:
+            raise BenchError(str(error)) from error
+
+
+def _no_such_feature_text(error: NoSuchFeatureError) -> str:
+    """`error` in a bench config's terms: the ``dataset_features`` entry, and what to write."""
+    pair = error.suggested or ("INPUT", "LABEL")
+    return (
+        f"dataset_features.{error.name} names {error.missing!r}, which data set "
+        f"{error.name!r} lacks (its features: {error.known})"
+        f"{did_you_mean([error.missing], error.known)}; name its input and label feature "
+        f"there, e.g. dataset_features: {{{error.name}: [{pair[0]}, {pair[1]}]}}"
+    )
 
 
 def check_models(entries: Sequence[ModelEntry]) -> None:

@@ -671,17 +671,13 @@ def _keys(
     x_key, y_key = features or _supervised_keys(name, info)
     known = info.features
     for key in (x_key, y_key):
+        if key not in known and features:
+            raise NoSuchFeatureError(name, key, features, known)
         if key not in known:
-            why = (
-                f"features={features!r} names no feature of it"
-                f"{did_you_mean([key], known.keys()) or _suggested_features(known)}"
-                if features
-                else "load needs an input and a class label (features=(input, label), "
-                f"supervised_keys, or 'image' and 'label'){_suggested_features(known)}"
-            )
             raise ValueError(
                 f"data set {name!r} has no feature {key!r} (features: {sorted(known.keys())}); "
-                f"{why}"
+                "load needs an input and a class label (features=(input, label), "
+                f"supervised_keys, or 'image' and 'label'){_suggested_features(known)}"
             )
     _check_input(name, x_key, known[x_key])
     _check_label(name, y_key, known[y_key])
@@ -699,9 +695,29 @@ def _supervised_keys(name: str, info: tfds.core.DatasetInfo) -> tuple[str, str]:
     return keys[0], keys[1]
 
 
+class NoSuchFeatureError(ValueError):
+    """`load`'s ``features`` name ``missing``, which data set ``name`` lacks; ``known``: its
+    features, sorted; ``suggested``: an (input, label) pair of them `load` can read, or None.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        missing: str,
+        features: tuple[str, str],
+        known: tfds.features.FeaturesDict,
+    ):
+        self.name, self.missing, self.known = name, missing, sorted(known.keys())
+        self.suggested = _suggested_pair(known)
+        hint = did_you_mean([missing], self.known) or _suggested_features(known)
+        super().__init__(
+            f"data set {name!r} has no feature {missing!r} (features: {self.known}); "
+            f"features={features!r} names no feature of it{hint}"
+        )
+
+
 def _suggested_features(known: tfds.features.FeaturesDict) -> str:
-    """``; e.g. features=(input, label)`` with features of `known` that `load` can read as
-    those (a ClassLabel and a non-scalar input first); "" if it has none.
+    """``; e.g. features=(input, label)`` with `_suggested_pair`; "" if there is none.
 
     Examples:
         >>> import tensorflow_datasets as tfds
@@ -711,6 +727,13 @@ def _suggested_features(known: tfds.features.FeaturesDict) -> str:
         ...     "pixels": tfds.features.Tensor(shape=(2,), dtype=np.float32)}))
         "; e.g. features=('pixels', 'digit')"
     """
+    pair = _suggested_pair(known)
+    return f"; e.g. features={pair!r}" if pair else ""
+
+
+def _suggested_pair(known: tfds.features.FeaturesDict) -> tuple[str, str] | None:
+    """Features of `known` that `load` can read as (input, label) (a ClassLabel and a
+    non-scalar input first); None if it has none."""
     import tensorflow_datasets as tfds
 
     labels = sorted(
@@ -721,7 +744,7 @@ def _suggested_features(known: tfds.features.FeaturesDict) -> str:
         (key for key, feature in known.items() if key not in labels and _is_input(feature)),
         key=lambda key: known[key].shape == (),
     )
-    return f"; e.g. features=({inputs[0]!r}, {labels[0]!r})" if inputs and labels else ""
+    return (inputs[0], labels[0]) if inputs and labels else None
 
 
 def _is_input(feature: tfds.features.FeatureConnector) -> bool:

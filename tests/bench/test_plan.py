@@ -140,8 +140,27 @@ def test_dataset_features_pick_the_input_and_label_a_bench_reads(toys_dir):
     planned = plan(tiny_config(**named, dataset_features=features))
     data = planned.datasets["toy_named_features"]
     assert (data.input_shape, data.num_classes) == ((2,), 3)
-    with pytest.raises(BenchError, match=r"has no feature 'digits' \(features: \['digit', "):
-        plan(tiny_config(**named, dataset_features={"toy_named_features": ["pixels", "digits"]}))
+
+
+@pytest.mark.parametrize(
+    ("features", "hint"),
+    [
+        (["pixels", "digits"], ". Did you mean 'digit'?"),
+        (["pixels", "zzz"], ""),
+    ],
+)
+def test_a_dataset_features_entry_naming_no_feature_names_the_entry(toys_dir, features, hint):
+    # It was load's Python wording: "features=('pixels', 'digits') names no feature of it".
+    named = {"datasets": ["toy_named_features"], "data_dir": toys_dir}
+    config = tiny_config(**named, dataset_features={"toy_named_features": features})
+    with pytest.raises(BenchError) as raised:
+        plan(config)
+    assert str(raised.value) == (
+        f"dataset_features.toy_named_features names {features[1]!r}, which data set "
+        f"'toy_named_features' lacks (its features: ['digit', 'pixels']){hint}; name its "
+        "input and label feature there, e.g. dataset_features: "
+        "{toy_named_features: [pixels, digit]}"
+    )
 
 
 def test_data_set_names_load_accepts_the_bench_accepts(toys_dir):
