@@ -17,7 +17,7 @@ import hashlib
 import itertools
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -42,8 +42,8 @@ from phosjax.core import (
     matches,
     select,
 )
-from phosjax.data import ArrayDataset, check_batch_size, check_loadable, load
-from phosjax.data._load import NoSuchFeatureError
+from phosjax.data import ArrayDataset, check_batch_size, load
+from phosjax.data._load import NoSuchFeatureError, declared_shapes
 from phosjax.models import ModelConfig, registered_models
 from phosjax.morph import UnsupportedOpError, channel_groups
 from phosjax.train import Cell, HParams, plan_groups
@@ -189,21 +189,55 @@ def load_datasets(
         raise BenchError(str(error)) from error
 
 
+class DataShape(Protocol):
+    """What a models entry's config reads of a data set (an `ArrayDataset` has it)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def input_shape(self) -> tuple[int, ...]: ...
+    @property
+    def num_classes(self) -> int: ...
+
+
+class DeclaredShape(NamedTuple):
+    """A data set's `DataShape` as its metadata declares it (`check_datasets`)."""
+
+    name: str
+    input_shape: tuple[int, ...]
+    num_classes: int
+
+
 def check_datasets(
     names: Sequence[str],
     data_dir: str | None,
     features: Mapping[str, Sequence[str]] | None = None,
-) -> None:
+) -> dict[str, DeclaredShape]:
     """Raises a BenchError for the first data set of ``names`` that `load` would refuse
-    (`phosjax.data.check_loadable`: nothing is prepared or read)."""
+    (`phosjax.data.check_loadable`: nothing is prepared or read); else the shapes of those
+    whose metadata declares their number of classes."""
     features = features or {}
+    declared = {}
     for name in names:
         try:
-            check_loadable(name, data_dir=data_dir, features=features.get(name))
+            shape, classes = declared_shapes(name, data_dir=data_dir, features=features.get(name))
         except NoSuchFeatureError as error:  # features given: from dataset_features
             raise BenchError(_no_such_feature_text(error)) from error
         except (ValueError, PermissionError) as error:
             raise BenchError(str(error)) from error
+        if classes is not None:
+            declared[name] = DeclaredShape(name, shape, classes)
+    return declared
+
+
+def check_model_sizes(config: BenchConfig, datasets: Mapping[str, DataShape]) -> None:
+    """Raises the `BenchError` `plan` would for a models entry whose depth, width or
+    options its model refuses on one of ``datasets`` (with the grid's depths and widths);
+    nothing is built."""
+    axes = config.grid.axes()
+    for entry, data in itertools.product(config.model_entries(), datasets.values()):
+        for depth, width in itertools.product(axes["depth"], axes["width"]):
+            _model_config(entry, data, depth, width)
 
 
 def _no_such_feature_text(error: NoSuchFeatureError) -> str:
@@ -242,7 +276,7 @@ def _width(width: Any) -> int | tuple[int, ...] | None:
     return tuple(width) if isinstance(width, list) else width
 
 
-def _resolved(entry: ModelEntry, data: ArrayDataset, depth: Any, width: Any) -> ModelConfig:
+def _resolved(entry: ModelEntry, data: DataShape, depth: Any, width: Any) -> ModelConfig:
     return ModelConfig(
         entry.name,
         num_classes=data.num_classes,
@@ -253,7 +287,7 @@ def _resolved(entry: ModelEntry, data: ArrayDataset, depth: Any, width: Any) -> 
     ).resolved()
 
 
-def _model_config(entry: ModelEntry, data: ArrayDataset, depth: Any, width: Any) -> ModelConfig:
+def _model_config(entry: ModelEntry, data: DataShape, depth: Any, width: Any) -> ModelConfig:
     """``entry``'s resolved model on ``data``; the grid's ``depth`` and ``width`` apply
     where the entry sets none."""
     sizes = {"depth": depth, "width": width}
@@ -270,7 +304,7 @@ def _own_sizes(entry: ModelEntry) -> dict[str, Any]:
     return {k: v for k, v in (("depth", entry.depth), ("width", entry.width)) if v is not None}
 
 
-def _own_sizes_hint(entry: ModelEntry, data: ArrayDataset, taken: list[str]) -> str:
+def _own_sizes_hint(entry: ModelEntry, data: DataShape, taken: list[str]) -> str:
     """When ``entry`` fails with the grid's sizes it took (``taken``: ``"depth"``,
     ``"width"``) yet builds with the model's defaults: how to give it those (a
     block-less ``logreg`` in a grid of widths)."""

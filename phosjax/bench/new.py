@@ -46,7 +46,9 @@ _OWN = ("config", "dir", "import", "resume", "force", "no_progress")
 
 class _Parser(ConfigParser):
     """Checks the bench config (``--print_config``) as a run would: keys, values, model
-    names after ``--import``, data set names (`phosjax.data.check_loadable`)."""
+    names after ``--import``, data set names (`phosjax.data.check_loadable`), and each
+    models entry's depth, width and options on each data set whose metadata declares its
+    input shape and class count (`_plan.check_model_sizes`)."""
 
     own = frozenset(_OWN)
 
@@ -57,7 +59,8 @@ class _Parser(ConfigParser):
             directory, options.get("import") or [], planned_models(directory, bench, force)
         )
         check_models(bench.model_entries())
-        _plan.check_datasets(bench.datasets, bench.data_dir, bench.dataset_features)
+        shapes = _plan.check_datasets(bench.datasets, bench.data_dir, bench.dataset_features)
+        _plan.check_model_sizes(bench, shapes)
 
 
 _NAMED = {

@@ -192,6 +192,29 @@ def check_loadable(
     _builder(name, _data_dirs(data_dir), _features(features))
 
 
+def declared_shapes(
+    name: str,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    features: Sequence[str] | None = None,
+) -> tuple[tuple[int, ...], int | None]:
+    """`check_loadable`, then the input shape and the number of classes `load` gives
+    `name`, from its metadata alone; the number is None where the label is no
+    ``ClassLabel`` (`load` counts the classes in the data).
+
+    Examples:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     declared_shapes("mnist1d", data_dir=tmp)  # built in: nothing prepared
+        ((40,), 10)
+    """
+    builder, _ = _builder(name, _data_dirs(data_dir), _features(features))
+    x_key, y_key = _keys(name, builder.info, _features(features))
+    known = builder.info.features
+    classes = getattr(known[y_key], "num_classes", None)
+    return tuple(known[x_key].shape), int(classes) if classes else None
+
+
 def is_feature_pair(value: Any) -> bool:
     """Whether ``value`` names two different features, (input, label): a sequence (not a
     string) of two different strings.

@@ -53,7 +53,7 @@ def made(tmp_path, monkeypatch) -> tuple[pathlib.Path, pathlib.Path]:
     monkeypatch.setattr(
         _plan, "load_datasets", lambda names, data_dir, features: {"toy": toy_data()}
     )
-    monkeypatch.setattr(_plan, "check_datasets", lambda *args: None)  # --print_config's
+    monkeypatch.setattr(_plan, "check_datasets", lambda *args: {})  # --print_config's
     source = tmp_path / "src"
     source.mkdir()
     (source / "my_models.py").write_text(MODULE)

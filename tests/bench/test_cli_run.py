@@ -171,7 +171,7 @@ def test_print_config_of_a_bench_continued_prints_its_stored_config(
     """--dir BENCH --print_config printed the built-in defaults (mlp, learning_rate
     0.001, 400 steps...), not the config that --dir BENCH continues."""
     root, _, _ = cli_bench
-    monkeypatch.setattr(_plan, "check_datasets", lambda *args: None)  # the toy data set
+    monkeypatch.setattr(_plan, "check_datasets", lambda *args: {})  # the toy data set
     with pytest.raises(SystemExit) as exit_info:
         new_main(["--dir", str(root), *options, "--print_config"])
     assert exit_info.value.code == 0
@@ -346,7 +346,7 @@ def test_no_config_on_a_bench_continues_it_under_its_stored_config(cli_bench, mo
 
 
 def test_printed_config_passed_back_plans_the_same_grid(tmp_path, capsys, monkeypatch, toy):
-    monkeypatch.setattr(_plan, "check_datasets", lambda *args: None)  # the toy data set
+    monkeypatch.setattr(_plan, "check_datasets", lambda *args: {})  # the toy data set
     path = tmp_path / "bench.yaml"
     path.write_text(
         "models: [mlp, {name: choicenet, width: 8, depth: 1}]\ndatasets: [toy]\n"
@@ -398,6 +398,15 @@ def test_an_option_before_config_overrides_the_file_too(tmp_path, capsys):
         (  # a pair the plan would refuse: said before any data set is loaded
             "--grid.warmup_steps=[0, 500]",
             "grid.warmup_steps 500 is more than grid.steps 400, and the grid trains every pair",
+        ),
+        (  # entries the plan refuses: mnist1d's metadata gives its shape and classes
+            '--models=[{"name": "mlp", "width": 0}]',
+            "model 'mlp' on 'mnist1d': model 'mlp': width must be an int >= 1 or a list of "
+            "them (one per stage), got 0\n",
+        ),
+        (
+            '--models=[{"name": "mlp", "options": {"nosuch": 1}}]',
+            "model 'mlp' on 'mnist1d': model 'mlp' has no option(s) ['nosuch']; it takes ",
         ),
     ],
 )
