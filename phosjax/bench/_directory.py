@@ -94,7 +94,7 @@ _PROFILE_STEMS = "|".join(
     re.escape(pathlib.PurePath(p).stem) for p in (_layout.PHASES, _layout.MEMORY)
 )
 _PEER_FILES = {
-    _layout.RESULTS: re.compile(rf"part-{_PEER}-\d{{9}}\.parquet"),
+    _layout.RESULTS: re.compile(rf"part-{_PEER}-\d{{9,}}\.parquet"),  # 9: {step:09d}
     _layout.PROFILE: re.compile(rf"(?:{_PROFILE_STEMS}){_layout.PROCESS_SUFFIX}\.parquet"),
     _layout.CHECKPOINTS: re.compile(rf"{_PEER}/\d+"),
 }

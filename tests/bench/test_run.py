@@ -577,6 +577,7 @@ def test_what_a_start_killed_before_its_marker_leaves_is_taken_over(tmp_path, to
         "run.p1of2.lock",
         f"{TEMPORARY}elsewhere~1~status.p1of2.json",
         "results/part-mlp-be0040c2.p1of2-000000001.parquet",
+        "results/part-mlp-be0040c2.p1of2-1000000001.parquet",  # past step 999,999,999
         "checkpoints/mlp-be0040c2.p1of2/6",
         f"checkpoints/mlp-be0040c2.p1of2/{TEMPORARY}elsewhere~1~12",
         "profile/phases.p1of2.parquet",
