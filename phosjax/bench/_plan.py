@@ -245,9 +245,9 @@ def _no_such_feature_text(error: NoSuchFeatureError) -> str:
     pair = error.suggested or ("INPUT", "LABEL")
     return (
         f"dataset_features.{error.name} names {error.missing!r}, which data set "
-        f"{error.name!r} lacks (its features: {error.known})"
-        f"{did_you_mean([error.missing], error.known)}; name its input and label feature "
-        f"there, e.g. dataset_features: {{{error.name}: [{pair[0]}, {pair[1]}]}}"
+        f"{error.name!r} lacks (its features: {error.known}); name its input and label "
+        f"feature there, e.g. dataset_features: {{{error.name}: [{pair[0]}, {pair[1]}]}}"
+        f"{did_you_mean([error.missing], error.known)}"
     )
 
 

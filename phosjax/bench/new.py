@@ -3,9 +3,10 @@
 Any config key can be overridden on the command line (``--grid.learning_rate
 '[0.1, 0.01]'``); ``--print_config`` prints the resolved bench config (without the
 command's own options such as ``--dir``), after checking it as a run would (keys, values,
-model names once ``--import`` ran), and exits: saved to a file and passed back with
-``--config``, it plans the same grid. Running the same command again continues an
-interrupted bench from its checkpoints; so does ``--dir DIR`` alone (no config given),
+model names once ``--import`` ran, data set names, each model entry's depth, width and
+options where a data set's metadata gives its input shape), and exits: saved to a file
+and passed back with ``--config``, it plans the same grid. Running the same command again
+continues an interrupted bench from its checkpoints; so does ``--dir DIR`` alone (no config given),
 which never trains the built-in defaults into a new directory, and ``--dir DIR
 --data_dir NEW`` continues it reading its data sets from ``NEW``. A bench records the
 ``--import`` modules that registered its models (``bench.json``'s ``imports``) and

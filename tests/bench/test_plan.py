@@ -157,9 +157,9 @@ def test_a_dataset_features_entry_naming_no_feature_names_the_entry(toys_dir, fe
         plan(config)
     assert str(raised.value) == (
         f"dataset_features.toy_named_features names {features[1]!r}, which data set "
-        f"'toy_named_features' lacks (its features: ['digit', 'pixels']){hint}; name its "
-        "input and label feature there, e.g. dataset_features: "
-        "{toy_named_features: [pixels, digit]}"
+        "'toy_named_features' lacks (its features: ['digit', 'pixels']); name its input "
+        "and label feature there, e.g. dataset_features: {toy_named_features: [pixels, digit]}"
+        f"{hint}"
     )
 
 
