@@ -158,7 +158,7 @@ class ModelSpec:
         """Builds the module for ``config``."""
         resolved = self.resolve(config)
         if self.build is not None:
-            return _checked_build(self.build(resolved), self.name)
+            return checked_build(self.build(resolved), self.name)
         options = dict(resolved.options)
         widths, depth = resolved.widths or (), resolved.depth or 0
         kind = self._input_kind(config.input_shape, options["input_kind"])
@@ -188,7 +188,7 @@ def _takes_train(module: nn.Module) -> bool:
     return any(p.name == "train" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
-def _checked_build(module: Any, name: str) -> nn.Module:
+def checked_build(module: Any, name: str) -> nn.Module:
     """``module``, which a model's ``build`` returned, if the bench, the engine and morph
     can call it: a Flax module that takes ``train`` (they call ``apply(v, x, train=...)``).
 

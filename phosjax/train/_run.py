@@ -29,8 +29,8 @@ from phosjax.train._state import (
 from phosjax.train._step import device_arrays, make_evaluate, make_train_step
 from phosjax.train._strategy import (
     STRATEGIES,
+    CompiledProgram,
     Executor,
-    _Program,
     compile_totals,
     program_memory,
 )
@@ -171,10 +171,10 @@ def _copy(state: GroupState) -> GroupState:
     return jax.tree.map(jnp.copy, state)
 
 
-COPY = _Program(jax.jit(_copy))
+COPY = CompiledProgram(jax.jit(_copy))
 """`_copy`, compiled ahead of time: its compile counts in a chunk's ``compile_s``."""
 
-OPTIMIZER_STATE_FINITE = _Program(jax.jit(_optimizer_state_finite))
+OPTIMIZER_STATE_FINITE = CompiledProgram(jax.jit(_optimizer_state_finite))
 """`_optimizer_state_finite`, compiled ahead of time: its compile counts in a chunk's
 ``compile_s``, not its ``train_s``."""
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from phosjax.core import KNOBS, Knob, SelectorError, flatten, knobs, select, set_knobs
 from phosjax.core._knobs import holds_exactly
-from phosjax.models._registry import _checked_build
+from phosjax.models._registry import checked_build
 from phosjax.train._group import Group
 from phosjax.train._optim import hparams_optimizer
 
@@ -152,7 +152,7 @@ def _logits_shape(model_config: Any, input_shape: tuple[int, ...]) -> Any:
         ``__call__`` takes no ``train`` (the engine calls ``model(x, train=...)``).
     """
     name = str(getattr(model_config, "name", model_config))
-    module = _checked_build(model_config.build(), name)
+    module = checked_build(model_config.build(), name)
     init = functools.partial(module.init_with_output, train=False)
     x = jax.ShapeDtypeStruct((CHECKED_BATCH, *input_shape), jnp.float32)
     logits, _ = jax.eval_shape(init, jax.random.key(0), x)

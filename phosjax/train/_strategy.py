@@ -121,7 +121,7 @@ def program_memory() -> Iterator[ProgramMemory]:
         _WATCHING.remove(memory)
 
 
-class _Program:
+class CompiledProgram:
     """A jitted function, lowered and compiled ahead of time (``.lower(...).compile()``)
     once per argument signature (shapes, dtypes, shardings); each compile is timed, and
     each use reported to the `program_memory` blocks around it."""
@@ -168,7 +168,7 @@ def _stack(trees: list[Any]) -> Any:
     return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
 
 
-UNSTACK, STACK = _Program(jax.jit(_unstack)), _Program(jax.jit(_stack))
+UNSTACK, STACK = CompiledProgram(jax.jit(_unstack)), CompiledProgram(jax.jit(_stack))
 """One compiled call each: a stacked tree into its cells, and cells into one stacked tree."""
 
 
@@ -177,7 +177,7 @@ def _lift(fn: CellFn, strategy: str, mesh: Mesh, donate: bool) -> Callable[..., 
     if strategy in MATMUL_STRATEGIES:
         fn, strategy = convs_as_matmuls(fn), MATMUL_STRATEGIES[strategy]
     if strategy in ("sequential", "stepwise"):
-        single = _Program(jax.jit(fn, donate_argnums=donate_argnums))
+        single = CompiledProgram(jax.jit(fn, donate_argnums=donate_argnums))
         if strategy == "stepwise":
             return single
 
@@ -198,7 +198,7 @@ def _lift(fn: CellFn, strategy: str, mesh: Mesh, donate: bool) -> Callable[..., 
     sharded = jax.shard_map(
         local, mesh=mesh, in_specs=(spec, replicated), out_specs=spec, check_vma=False
     )
-    return _Program(jax.jit(sharded, donate_argnums=donate_argnums))
+    return CompiledProgram(jax.jit(sharded, donate_argnums=donate_argnums))
 
 
 def _steps(
@@ -232,13 +232,13 @@ def _concatenate(parts: list[Any]) -> Any:
     return jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts)
 
 
-CONCATENATE = _Program(jax.jit(_concatenate))
+CONCATENATE = CompiledProgram(jax.jit(_concatenate))
 """One compiled call: trees stacked on a leading axis into one, along that axis."""
 
 
 def _stepwise(blocks: list[tuple[Any, int]], states: Any, arrays: Any) -> Any:
     """Cell after cell, ``count`` calls of each ``(program, count)`` of ``blocks`` in turn
-    (each program a `_Program`, as `_lift` makes for ``"stepwise"``)."""
+    (each program a `CompiledProgram`, as `_lift` makes for ``"stepwise"``)."""
     outs = []
     for state in UNSTACK(states):
         parts = []

@@ -27,7 +27,13 @@ from phosjax.train import (
     run_group,
 )
 from phosjax.train._auto import TIE, fastest
-from phosjax.train._strategy import _LIFTED, STEPWISE_UNROLL, Executor, _Program, program_memory
+from phosjax.train._strategy import (
+    _LIFTED,
+    STEPWISE_UNROLL,
+    CompiledProgram,
+    Executor,
+    program_memory,
+)
 from tests.train.tiny import Tiny, assert_same_run
 
 TOL = {"rtol": 2e-5, "atol": 2e-6}
@@ -55,9 +61,9 @@ def runs(toy):
     for each tree of arguments on each set of devices over the runs."""
     [group] = plan_groups(CELLS)
     compiles: collections.Counter[tuple[int, object, object]] = collections.Counter()
-    executable = _Program.executable
+    executable = CompiledProgram.executable
 
-    def counting(program: _Program, *args: object) -> object:
+    def counting(program: CompiledProgram, *args: object) -> object:
         before = len(program.compiled)
         out = executable(program, *args)
         if len(program.compiled) > before:  # compiled here, not by an earlier test
@@ -67,7 +73,7 @@ def runs(toy):
 
     out = {}
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_Program, "executable", counting)
+        patch.setattr(CompiledProgram, "executable", counting)
         for strategy in ["auto", *STRATEGIES]:
             state, run = run_group(group, init_group(group, toy), toy, strategy=strategy)
             out[strategy] = jax.device_get(state), run
@@ -376,7 +382,7 @@ def test_every_program_a_chunk_compiles_counts_in_its_compile_s_not_its_train_s(
 
 
 def test_program_memory_sees_the_programs_called_inside_it():
-    double = _Program(jax.jit(lambda x: 2 * x))
+    double = CompiledProgram(jax.jit(lambda x: 2 * x))
     with program_memory() as outer:
         with program_memory() as inner:
             double(jnp.zeros(256))
