@@ -30,14 +30,14 @@ def _check_features(module: nn.Module, x: jax.Array, y: Any, features: int) -> N
         )
 
 
-def _padding(mask: Any, h: jax.Array) -> jax.Array | None:
+def padding_mask(mask: Any, h: jax.Array) -> jax.Array | None:
     """``mask`` as booleans ``(batch, tokens)``, the tokens of ``h`` ``(batch, ..., C)``
     in order, when it is a padding mask of them (``h.shape[:-1]``, axes of size 1
     broadcasting); None for no mask, a per-pair attention mask, or an ``h`` of no tokens.
 
     Examples:
       >>> h = jnp.ones((2, 3, 4))
-      >>> _padding(jnp.array([[1, 1, 0]]), h).tolist(), _padding(jnp.ones((2, 1, 3, 3)), h)
+      >>> padding_mask(jnp.array([[1, 1, 0]]), h).tolist(), padding_mask(jnp.ones((2, 1, 3, 3)), h)
       ([[True, True, False], [True, True, False]], None)
     """
     if mask is None or h.ndim < 3 or not broadcasts_to(jnp.shape(mask), h.shape[:-1]):
@@ -90,7 +90,7 @@ def _pool_real(h: jax.Array, pool: str, real: jax.Array) -> jax.Array:
     return jnp.where(count > 0, jnp.where(kept, tokens, -jnp.inf).max(1), 0).astype(h.dtype)
 
 
-def _pool(h: jax.Array, pool: str, real: jax.Array | None = None) -> jax.Array:
+def pool_tokens(h: jax.Array, pool: str, real: jax.Array | None = None) -> jax.Array:
     """``h`` ``(batch, ..., C)`` reduced to ``(batch, C')`` as ``pool`` says, over the
     ``real`` tokens only when given (see `_pool_real`)."""
     if h.ndim == 2:
@@ -193,7 +193,7 @@ class Frame(nn.Module):
             _check_mask_tokens(self.stem, mask, viewed, h)
         for i, block in enumerate(self.blocks):
             h = self._run(block, h, train, self.widths[i // self.depth], **keywords)
-        h = tag(self, "features", _pool(h, self.pool, _padding(mask, h)))
+        h = tag(self, "features", pool_tokens(h, self.pool, padding_mask(mask, h)))
         h = nn.Dropout(self.dropout, deterministic=not train)(h)
         head = nn.Dense(self.num_classes, param_dtype=self.param_dtype, name="head")
         return tag(self, "logits", head(h))

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from phosjax.layers import MultiHeadSelfAttention
 from phosjax.models import FRAME_OPTIONS, ModelConfig, model_spec
-from phosjax.models._frame import _padding, _pool
+from phosjax.models._frame import padding_mask, pool_tokens
 from phosjax.models._kinds import choose_kind, view_as
 from phosjax.models.graph._model import GraphModel
 from phosjax.models.graph._spec import node
@@ -189,10 +189,10 @@ def graph_model(config: ModelConfig) -> GraphModel:
         return view_as(x, kind)
 
     def pool(h: jax.Array) -> jax.Array:
-        return _pool(h, options["pool"])
+        return pool_tokens(h, options["pool"])
 
     def pool_real(h: jax.Array, mask: Any = None) -> jax.Array:  # the tokens a mask keeps
-        return _pool(h, options["pool"], _padding(mask, h))
+        return pool_tokens(h, options["pool"], padding_mask(mask, h))
 
     masked = config.name == "transformer"  # its attention takes the zoo's mask, a ResNet none
     spec: Spec = {"view": view, **blocks, "features": node(pool_real if masked else pool, last)}
