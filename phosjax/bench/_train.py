@@ -27,7 +27,7 @@ from phosjax.bench._plan import PlannedCell
 from phosjax.bench._profile import PhaseClock, device_bytes, init_rows
 from phosjax.bench._store import STEP_TIME, as_table, drop_parts_after, part_path, write_table
 from phosjax.data import ArrayDataset
-from phosjax.train import Chunk, Group, GroupState, init_group, run_group
+from phosjax.train import Chunk, Group, init_group, run_group
 from phosjax.train._grid import chunk_splits
 
 
@@ -65,8 +65,9 @@ def chunk_rows(chunk: Chunk, rows: tuple[dict[str, Any], ...], schema: pa.Schema
     return pa.concat_tables(tables)
 
 
-def diverged_cells(state: GroupState) -> int:
-    """How many of a group's cells have diverged (`GroupState.diverged_at` is a step).
+def diverged_cells(diverged_at: Any) -> int:
+    """How many of a group's cells have diverged: their ``diverged_at`` (a
+    `GroupState`'s or a `Chunk`'s, on device or host) is a step, not -1.
 
     Examples:
       >>> from phosjax.data import random_dataset
@@ -75,10 +76,10 @@ def diverged_cells(state: GroupState) -> int:
       >>> model, hp = ModelConfig("mlp", 3, (8,), width=8), HParams(batch_size=16, steps=10)
       >>> [group] = plan_groups([Cell(model, "toy", hp, seed=0), Cell(model, "toy", hp, seed=1)])
       >>> state = init_group(group, random_dataset("toy", (8,), 3))
-      >>> diverged_cells(state), diverged_cells(state.replace(diverged_at=state.step + 3))
+      >>> diverged_cells(state.diverged_at), diverged_cells(state.step + 3)
       (0, 2)
     """
-    return int((np.asarray(jax.device_get(state.diverged_at)) >= 0).sum())
+    return int((np.asarray(jax.device_get(diverged_at)) >= 0).sum())
 
 
 def _segments(start: int, steps: int, every: int) -> list[int]:
@@ -128,7 +129,7 @@ def train_group(
     group = Group(tuple(c.cell for c in job.cells), tuple(range(len(job.cells))))
     checkpoints = Checkpoints(root / _layout.CHECKPOINTS / job.key)
     start_time = time.perf_counter()
-    latest = restored_step(root, job.key)
+    latest = checkpoints.latest() or 0  # as restored_step
     chosen: dict[str, Any] = {"strategy": strategy, "timings": {}}
     if latest:
         state = checkpoints.restore(latest, jax.eval_shape(lambda: init_group(group, data)))
@@ -142,7 +143,7 @@ def train_group(
         "steps_done": latest,
         "steps": job.steps,
         "finished": latest >= job.steps,
-        "diverged": diverged_cells(state),
+        "diverged": diverged_cells(state.diverged_at),
     }
     status |= {**chosen, "cells": [r["cell_id"] for r in job.rows]}
     on_status(job.key, status)
@@ -160,7 +161,7 @@ def train_group(
         ) -> None:
             clock.add_chunk(chunk)
             tables.append(chunk_rows(chunk, job.rows, schema))
-            diverged = int((np.asarray(chunk.diverged_at) >= 0).sum())
+            diverged = diverged_cells(chunk.diverged_at)
             if diverged != status["diverged"]:  # said now, not at the segment's end
                 status["diverged"] = diverged
                 on_status(job.key, status)
