@@ -65,10 +65,13 @@ class Range:
     def __repr__(self) -> str:
         return f"Range({', '.join(f'{k}={v!r}' for k, v in self.bounds().items())})"
 
-    def __str__(self) -> str:
+    def _inequalities(self) -> list[str]:
+        """Each bound as an inequality (``"> 0"``), lower first."""
         signs = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
-        bounds = [f"{signs[k]} {v:g}" for k, v in self.bounds().items()]
-        return " ".join(["a finite number", " and ".join(bounds)]).strip()
+        return [f"{signs[k]} {v:g}" for k, v in self.bounds().items()]
+
+    def __str__(self) -> str:
+        return " ".join(["a finite number", " and ".join(self._inequalities())]).strip()
 
     def short(self) -> str:
         """The range in a few characters, for a table or the viewer: one bound as
@@ -85,8 +88,7 @@ class Range:
             (low, low_at), (high, high_at) = bounds.items()
             opens, closes = "(" if low == "gt" else "[", ")" if high == "lt" else "]"
             return f"{opens}{low_at:g}, {high_at:g}{closes}"
-        signs = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
-        return " ".join(f"{signs[k]} {v:g}" for k, v in bounds.items()) or "finite"
+        return " ".join(self._inequalities()) or "finite"
 
     def mask(self, value: Any, xp: Any = np) -> Any:
         """Whether each entry of ``value`` is in range, computed with ``xp`` (numpy, or
