@@ -980,7 +980,6 @@ async function main() {
   }
   const remember = () => rememberInAddress(defaults);
   for (const [, id] of ADDRESS_MENUS) $(id).addEventListener("change", remember);
-  $("all-metrics").addEventListener("change", remember);
   $("hp-log-x").checked = logSuits($("hp-x").value);
   const modeButtons = document.querySelectorAll(".segmented button[data-mode]");
   const showMode = () => { for (const b of modeButtons) b.classList.toggle("on", b.dataset.mode === state.mode); };
@@ -988,7 +987,7 @@ async function main() {
   for (const button of modeButtons) {
     button.addEventListener("click", () => { state.mode = button.dataset.mode; showMode(); remember(); renderAll(); });
   }
-  $("all-metrics").addEventListener("change", (e) => { state.allMetrics = e.target.checked; renderAll(); });
+  $("all-metrics").addEventListener("change", (e) => { state.allMetrics = e.target.checked; remember(); renderAll(); });
   $("sort-by").addEventListener("change", () => {
     const key = $("sort-by").value;
     state.sort = { key, dir: tableColumns().find((c) => c.key === key)?.numeric ? -1 : 1 };
