@@ -3,7 +3,7 @@
 import dataclasses
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -59,6 +59,18 @@ def int_at_least(
     if most is not None and value > most:
         raise ValueError(f"{where} must lie in [{least}, {most}]{hint}, got {value}.")
     return int(value)
+
+
+def one_of(where: str, value: Any, choices: Sequence[Any]) -> None:
+    """Raises a ValueError naming ``where`` unless ``value`` is one of ``choices``.
+
+    Examples:
+      >>> one_of("HParams compute_dtype", "int8", ("float32", "bfloat16"))
+      Traceback (most recent call last):
+      ValueError: HParams compute_dtype 'int8': expected one of ('float32', 'bfloat16').
+    """
+    if value not in choices:
+        raise ValueError(f"{where} {value!r}: expected one of {choices}.")
 
 
 def number_in(
@@ -287,16 +299,9 @@ class HParams:
     compute_dtype: str = "float32"
 
     def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"HParams optimizer {self.optimizer!r}: expected one of {OPTIMIZERS}.")
-        if self.compute_dtype not in COMPUTE_DTYPES:
-            raise ValueError(
-                f"HParams compute_dtype {self.compute_dtype!r}: expected one of {COMPUTE_DTYPES}."
-            )
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(
-                f"HParams lr_schedule {self.lr_schedule!r}: expected one of {LR_SCHEDULES}."
-            )
+        one_of("HParams optimizer", self.optimizer, OPTIMIZERS)
+        one_of("HParams compute_dtype", self.compute_dtype, COMPUTE_DTYPES)
+        one_of("HParams lr_schedule", self.lr_schedule, LR_SCHEDULES)
         for name, least in (
             ("batch_size", 1),
             ("steps", 1),

@@ -7,7 +7,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from phosjax.train._config import COMPUTE_DTYPES
+from phosjax.train._config import COMPUTE_DTYPES, one_of
 
 
 def cast_floating(tree: Any, dtype: Any) -> Any:
@@ -55,10 +55,7 @@ def precision_apply(model: nn.Module, compute_dtype: str) -> Callable[..., Any]:
       >>> str(grads["kernel"].dtype)
       'float32'
     """
-    if compute_dtype not in COMPUTE_DTYPES:
-        raise ValueError(
-            f"precision_apply compute_dtype {compute_dtype!r}: expected one of {COMPUTE_DTYPES}."
-        )
+    one_of("precision_apply compute_dtype", compute_dtype, COMPUTE_DTYPES)
     if compute_dtype == "float32":
         return model.apply
     dtype = jnp.dtype(compute_dtype)
