@@ -208,8 +208,9 @@ def declared_shapes(
         ...     declared_shapes("mnist1d", data_dir=tmp)  # built in: nothing prepared
         ((40,), 10)
     """
-    builder, _ = _builder(name, _data_dirs(data_dir), _features(features))
-    x_key, y_key = _keys(name, builder.info, _features(features))
+    pair = _features(features)
+    builder, _ = _builder(name, _data_dirs(data_dir), pair)
+    x_key, y_key = _keys(name, builder.info, pair)
     known = builder.info.features
     classes = getattr(known[y_key], "num_classes", None)
     return tuple(known[x_key].shape), int(classes) if classes else None
