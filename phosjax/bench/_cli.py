@@ -197,6 +197,16 @@ def add_common(parser: ArgumentParser) -> None:
     )
 
 
+def option_names(argv: Sequence[str]) -> list[str]:
+    """The options ``argv`` gives, each as ``--name`` (without an ``=value``).
+
+    Examples:
+      >>> option_names(["--dir", "a", "--grid.steps=7", "x.yaml"])
+      ['--dir', '--grid.steps']
+    """
+    return [arg.split("=", 1)[0] for arg in argv if arg.startswith("--")]
+
+
 def dir_option(argv: Sequence[str]) -> str | None:
     """The ``--dir`` that ``argv`` gives (the last, as the parser takes it); None: none.
 

@@ -33,6 +33,7 @@ from phosjax.bench._cli import (
     entry_point,
     exit_process,
     kept_in_bench,
+    option_names,
 )
 from phosjax.bench._config import NAMED_HPARAMS, BenchConfig, BenchError, read_yaml
 from phosjax.bench._directory import open_bench
@@ -132,7 +133,7 @@ def _config_keys(argv: Sequence[str]) -> set[str]:
       set()
     """
     keys = {"config", *(field.name for field in dataclasses.fields(BenchConfig))}
-    given = (arg[2:].split("=", 1)[0].split(".", 1)[0] for arg in argv if arg.startswith("--"))
+    given = (name[2:].split(".", 1)[0] for name in option_names(argv))
     return {key for key in given if key in keys}
 
 
@@ -148,7 +149,7 @@ def _refuse_defaults_for_a_bench(directory: str, config: BenchConfig, argv: Sequ
     root = pathlib.Path(directory)
     if not _layout.is_bench(root):
         return
-    options = [arg[2:].split("=", 1)[0] for arg in argv if arg.startswith("--")]
+    options = [name[2:] for name in option_names(argv)]
     top = _config_keys(argv)  # the config's top-level keys that argv sets
     given = [key for key in options if key.split(".", 1)[0] in top]
 
@@ -181,7 +182,7 @@ def _stored_config_to_print(argv: list[str]) -> list[str]:
       >>> _stored_config_to_print(["--dir", "/no/bench", "--print_config"])
       ['--dir', '/no/bench', '--print_config']
     """
-    options = [arg.split("=", 1)[0] for arg in argv if arg.startswith("--")]
+    options = option_names(argv)
     if "--print_config" not in options or "--force" in options or config_files(argv):
         return argv
     if not _config_keys(argv) <= {"data_dir"}:

@@ -32,6 +32,7 @@ from phosjax.bench._cli import (
     dir_option,
     entry_point,
     exit_process,
+    option_names,
     refuse_unknown_options,
 )
 from phosjax.bench._config import BenchConfig
@@ -198,7 +199,7 @@ def _model_fields_given(argv: Sequence[str]) -> list[str]:
       >>> len(_model_fields_given(["--model", "m.yaml"])) == len(_MODEL_DEFAULTS)
       True
     """
-    options = [arg.split("=", 1)[0] for arg in argv if arg.startswith("--")]
+    options = option_names(argv)
     if "--model" in options:
         return list(_MODEL_DEFAULTS)
     return [name for name in _MODEL_DEFAULTS if f"--model.{name}" in options]
@@ -233,7 +234,7 @@ def _source(argv: Sequence[str]) -> str:
       >>> _source(["--dir", "d"])
       'the command line'
     """
-    given = [arg.split("=", 1)[0] for arg in argv if arg.startswith("--")]
+    given = option_names(argv)
     keys = [arg for arg in given if arg[2:] not in _OWN]
     files = ", ".join(config_files(argv))
     if files and not keys:
