@@ -159,16 +159,27 @@ def takes_keyword(block: Any, name: str) -> bool:
       >>> takes_keyword(lambda x, **options: x, "mask"), takes_keyword(nn.LayerNorm(), "mask")
       (True, False)
     """
-    if name == "mask" and isinstance(block, nn.Module) and type(block).__module__ in _OTHER_MASKS:
+    if not isinstance(block, nn.Module):  # functions need not be hashable, so no cache
+        return _call_takes(block, 1, name)
+    if name == "mask" and type(block).__module__ in _OTHER_MASKS:
         return False
-    if isinstance(block, nn.Module) and callable(getattr(block, "takes_keyword", None)):
+    if callable(getattr(block, "takes_keyword", None)):
         return bool(block.takes_keyword(name))
-    call = type(block).__call__ if isinstance(block, nn.Module) else block
+    return _call_takes_cached(type(block).__call__, 2, name)
+
+
+def _call_takes(call: Any, inputs: int, name: str) -> bool:
+    """Whether ``call``, given ``inputs`` positional arguments, takes the keyword ``name``
+    (names it, or takes ``**kwargs``)."""
     return any(
         p.kind == p.VAR_KEYWORD
         or (p.name == name and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
-        for p in _parameters(call, 2 if isinstance(block, nn.Module) else 1)
+        for p in _parameters(call, inputs)
     )
+
+
+_call_takes_cached = functools.lru_cache(maxsize=256)(_call_takes)
+"""`_call_takes` cached, for module classes' ``__call__`` (a container asks on every call)."""
 
 
 class PassesKeywords:

@@ -1,5 +1,7 @@
 """Containers pass their call's extra keywords (an attention ``mask``) to their blocks."""
 
+import inspect
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -129,3 +131,19 @@ def test_a_per_example_choice_says_when_its_mask_does_not_fit():
         layer.init(jax.random.key(0), X, mask=REAL[:, :4])
     with pytest.raises(ValueError, match=r"with a mask needs a token axis.* got \(2, 8\)"):
         layer.init(jax.random.key(0), X[:, 0], mask=REAL[:, 0])
+
+
+def test_a_container_reads_a_block_class_signature_once(monkeypatch):
+    class Masked(nn.Module):  # a new class: nothing cached about it yet
+        @nn.compact
+        def __call__(self, x, *, mask=None):
+            return x if mask is None else x * mask[..., None]
+
+    layer = Sequence([Masked(), nn.Dense(8)])
+    layer.apply(layer.init(jax.random.key(0), X), X, mask=REAL)
+    read = []
+    signature = inspect.signature
+    monkeypatch.setattr(inspect, "signature", lambda f, **kw: read.append(f) or signature(f, **kw))
+    out = layer.apply(layer.init(jax.random.key(0), X), X, mask=REAL)
+    assert out.shape == (2, 5, 8)
+    assert Masked.__call__ not in read and nn.Dense.__call__ not in read
