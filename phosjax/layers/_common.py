@@ -342,7 +342,8 @@ def real_tokens(module: nn.Module, mask: Any, tokens: tuple[int, ...]) -> jax.Ar
 def token_mean(values: jax.Array, real: jax.Array | None, kept: int = 0) -> jax.Array:
     """The mean of ``values`` ``(..., E)`` over the tokens, every axis but the first
     ``kept`` and the last: over the ``real`` ones (weights, ``values``' shape but its
-    last axis) when given, zeros when there are none.
+    last axis) when given, zeros when there are none. The others do not count whatever
+    they hold (an infinity, a NaN).
 
     Examples:
       >>> values = jnp.array([[[1.0], [3.0], [8.0]]])  # one example, 3 tokens
@@ -350,12 +351,15 @@ def token_mean(values: jax.Array, real: jax.Array | None, kept: int = 0) -> jax.
       [[4.0]]
       >>> token_mean(values, jnp.array([[1.0, 1, 0]])).tolist()  # the 3rd token padded
       [2.0]
+      >>> token_mean(values.at[0, 2].set(jnp.inf), jnp.array([[1.0, 1, 0]])).tolist()
+      [2.0]
     """
     flat = values.reshape(*values.shape[:kept], -1, values.shape[-1])
     if real is None:
         return flat.mean(kept)
     weights = real.reshape(*real.shape[:kept], -1, 1)
-    return (flat * weights).sum(kept) / jnp.maximum(weights.sum(kept), 1.0)
+    weighted = jnp.where(weights > 0, flat * weights, 0)  # no 0 * inf
+    return weighted.sum(kept) / jnp.maximum(weights.sum(kept), 1).astype(weighted.dtype)
 
 
 def returned(y: Any) -> str:

@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 
 import phosjax as px
-from phosjax.layers import Choice, Repeat, Residual, ReZero, Sequence, TransformerBlock
+from phosjax.layers import (
+    Choice,
+    MixtureOfExperts,
+    Repeat,
+    Residual,
+    ReZero,
+    Sequence,
+    TransformerBlock,
+)
 
 X = jax.random.normal(jax.random.key(0), (2, 5, 8))
 REAL = jnp.arange(5) < jnp.array([[5], [3]])  # example 1 has 2 padded tokens
@@ -147,3 +155,18 @@ def test_a_container_reads_a_block_class_signature_once(monkeypatch):
     out = layer.apply(layer.init(jax.random.key(0), X), X, mask=REAL)
     assert out.shape == (2, 5, 8)
     assert Masked.__call__ not in read and nn.Dense.__call__ not in read
+
+
+@pytest.mark.parametrize("padding", [jnp.inf, jnp.nan])
+def test_what_padded_tokens_hold_does_not_reach_a_masked_mean(padding):
+    other = X.at[1, 3:].set(padding)  # example 1's padded tokens hold an infinity, a NaN
+    choice = Choice([nn.Dense(8), nn.Dense(8)], per_example=True)
+    variables = choice.init(jax.random.key(1), X, mask=REAL)
+    _, found = px.probe(choice, variables, X, "weights", mask=REAL)
+    _, found_other = px.probe(choice, variables, other, "weights", mask=REAL)
+    np.testing.assert_array_equal(found_other["weights"], found["weights"])
+    moe = MixtureOfExperts(num_experts=3)
+    variables = moe.init(jax.random.key(1), X)
+    _, found = px.probe(moe, variables, X.at[1, 3:].set(0.0), "expert_load", mask=REAL)
+    _, found_other = px.probe(moe, variables, other, "expert_load", mask=REAL)
+    np.testing.assert_allclose(found_other["expert_load"], found["expert_load"], atol=1e-6)
