@@ -315,10 +315,10 @@ def broadcasts_to(shape: tuple[int, ...], full: tuple[int, ...]) -> bool:
     )
 
 
-def real_tokens(module: nn.Module, mask: Any, tokens: tuple[int, ...]) -> jax.Array | None:
-    """``module``'s call ``mask`` (true or nonzero: a real token) as float32 weights of the
-    ``tokens`` (the input's shape but its features), one per token; None when ``mask`` is
-    None.
+def real_tokens(module: Any, mask: Any, tokens: tuple[int, ...]) -> jax.Array | None:
+    """``module``'s (a module, or its name) call ``mask`` (true or nonzero: a real token)
+    as float32 weights of the ``tokens`` (the input's shape but its features), one per
+    token; None when ``mask`` is None.
 
     Raises:
       ValueError: ``mask`` does not broadcast to ``tokens`` (both shapes named).
@@ -331,8 +331,9 @@ def real_tokens(module: nn.Module, mask: Any, tokens: tuple[int, ...]) -> jax.Ar
         return None
     mask = jnp.asarray(mask)
     if not broadcasts_to(mask.shape, tokens):
+        owner = module if isinstance(module, str) else type(module).__name__
         raise ValueError(
-            f"{type(module).__name__} mask must have the shape of the tokens {tokens} (the "
+            f"{owner} mask must have the shape of the tokens {tokens} (the "
             f"input's but its features; true: a real token), axes of size 1 broadcasting, "
             f"but got {mask.shape}."
         )

@@ -7,7 +7,13 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core import tag
-from phosjax.layers._common import broadcasts_to, call_block, check_keywords
+from phosjax.layers._common import (
+    broadcasts_to,
+    call_block,
+    check_keywords,
+    real_tokens,
+    token_mean,
+)
 from phosjax.models._kinds import view_as
 
 POOLS = ("mean", "max", "flatten", "last")
@@ -31,19 +37,19 @@ def _check_features(module: nn.Module, x: jax.Array, y: Any, features: int) -> N
 
 
 def padding_mask(mask: Any, h: jax.Array) -> jax.Array | None:
-    """``mask`` as booleans ``(batch, tokens)``, the tokens of ``h`` ``(batch, ..., C)``
-    in order, when it is a padding mask of them (``h.shape[:-1]``, axes of size 1
-    broadcasting); None for no mask, a per-pair attention mask, or an ``h`` of no tokens.
+    """``mask`` as float32 weights ``(batch, tokens)`` (1: a real token), the tokens of
+    ``h`` ``(batch, ..., C)`` in order, when it is a padding mask of them (``h.shape[:-1]``,
+    axes of size 1 broadcasting; see `real_tokens`); None for no mask, a per-pair
+    attention mask, or an ``h`` of no tokens.
 
     Examples:
       >>> h = jnp.ones((2, 3, 4))
       >>> padding_mask(jnp.array([[1, 1, 0]]), h).tolist(), padding_mask(jnp.ones((2, 1, 3, 3)), h)
-      ([[True, True, False], [True, True, False]], None)
+      ([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0]], None)
     """
-    if mask is None or h.ndim < 3 or not broadcasts_to(jnp.shape(mask), h.shape[:-1]):
-        return None
-    real = jnp.broadcast_to(jnp.asarray(mask).astype(bool), h.shape[:-1])
-    return real.reshape(h.shape[0], -1)
+    fits = mask is not None and h.ndim >= 3 and broadcasts_to(jnp.shape(mask), h.shape[:-1])
+    real = real_tokens("Frame", mask, h.shape[:-1]) if fits else None
+    return None if real is None else real.reshape(h.shape[0], -1)
 
 
 def _check_mask_tokens(stem: nn.Module, mask: Any, viewed: jax.Array, h: jax.Array) -> None:
@@ -69,25 +75,26 @@ def _check_mask_tokens(stem: nn.Module, mask: Any, viewed: jax.Array, h: jax.Arr
 
 
 def _pool_real(h: jax.Array, pool: str, real: jax.Array) -> jax.Array:
-    """``h`` ``(batch, ..., C)`` pooled over the tokens that ``real`` ``(batch, tokens)``
-    keeps: their mean, max or last one, or all flattened with the others zeroed; an
-    example with no real token pools to zeros (its last token for ``"last"``).
+    """``h`` ``(batch, ..., C)`` pooled over the tokens that ``real`` ``(batch, tokens)``,
+    float weights (1: a real token), keeps: their mean, max or last one, or all flattened
+    with the others zeroed; an example with no real token pools to zeros (its last token
+    for ``"last"``).
 
     Examples:
-      >>> h, real = jnp.array([[[1.0], [3.0], [9.0]]]), jnp.array([[True, True, False]])
+      >>> h, real = jnp.array([[[1.0], [3.0], [9.0]]]), jnp.array([[1.0, 1.0, 0.0]])
       >>> [_pool_real(h, pool, real).tolist() for pool in POOLS]
       [[[2.0]], [[3.0]], [[1.0, 3.0, 0.0]], [[3.0]]]
     """
-    tokens, kept = h.reshape(h.shape[0], -1, h.shape[-1]), real[..., None]
+    if pool == "mean":
+        return token_mean(h, real, kept=1).astype(h.dtype)
+    tokens, kept = h.reshape(h.shape[0], -1, h.shape[-1]), real[..., None] > 0
     if pool == "flatten":
         return jnp.where(kept, tokens, 0).reshape(h.shape[0], -1)
     if pool == "last":
-        last = real.shape[1] - 1 - jnp.argmax(real[:, ::-1], axis=1)
+        last = real.shape[1] - 1 - jnp.argmax(real[:, ::-1] > 0, axis=1)
         return jnp.take_along_axis(tokens, last[:, None, None], axis=1)[:, 0]
-    count = real.sum(1, keepdims=True)
-    if pool == "mean":
-        return jnp.where(kept, tokens, 0).sum(1) / jnp.maximum(count, 1).astype(h.dtype)
-    return jnp.where(count > 0, jnp.where(kept, tokens, -jnp.inf).max(1), 0).astype(h.dtype)
+    some = kept.any(1)
+    return jnp.where(some, jnp.where(kept, tokens, -jnp.inf).max(1), 0).astype(h.dtype)
 
 
 def pool_tokens(h: jax.Array, pool: str, real: jax.Array | None = None) -> jax.Array:
