@@ -19,7 +19,10 @@ block lifted with `flax.linen.remat` (or `flax.linen.jit`) works once it marks t
 static: ``nn.remat(Block, static_argnums=(2,))`` (``self``, ``x``, ``train``).
 They pass the other keyword arguments of their call (an attention ``mask``) to those of
 their blocks whose call names them (or takes ``**kwargs``; not a ``mask`` to Flax's
-normalization layers, whose ``mask`` selects the elements their statistics count), as
+normalization layers, whose ``mask`` selects the elements their statistics count;
+Flax's attention layers, `flax.linen.MultiHeadDotProductAttention`, which read a mask
+of query-key pairs, get a padding mask ``(..., L)`` as ``(..., 1, 1, L)``, the keys every
+query may attend, as `MultiHeadSelfAttention` reads it), as
 `Sequence` passes the train flag only to the layers that take one:
 ``Repeat(TransformerBlock(2), 3)(x, mask=real)`` gives every block ``mask=real``,
 ``Sequence([TransformerBlock(2), nn.Dense(8)])`` only the first. A keyword that none

@@ -229,11 +229,35 @@ def check_keywords(module: nn.Module, blocks: Any, keywords: dict[str, Any]) -> 
             )
 
 
+def block_keywords(block: Any, x: Any, keywords: dict[str, Any]) -> dict[str, Any]:
+    """Those of ``keywords`` (a container's extra call arguments) that ``block`` takes
+    (see `takes_keyword`), as it reads them: Flax's attention layers
+    (`flax.linen.MultiHeadDotProductAttention`, `flax.linen.SelfAttention`) read a
+    ``mask`` as query-key pairs ``(..., H, Lq, Lk)``, so a padding mask of ``x``'s tokens
+    (``(..., L)``, true: a real token) reaches them as ``(..., 1, 1, L)``, the keys every
+    query may attend (as `phosjax.layers.MultiHeadSelfAttention` reads one).
+
+    Examples:
+      >>> x, real = jnp.ones((2, 3, 4)), jnp.array([[1, 1, 0], [1, 0, 0]])
+      >>> block_keywords(nn.MultiHeadDotProductAttention(2), x, {"mask": real})["mask"].shape
+      (2, 1, 1, 3)
+      >>> block_keywords(nn.Dense(2), x, {"mask": real})
+      {}
+    """
+    taken = {name: value for name, value in keywords.items() if takes_keyword(block, name)}
+    mask = taken.get("mask")
+    if isinstance(block, nn.MultiHeadDotProductAttention) and mask is not None:
+        tokens = jnp.shape(x)[:-1]
+        if broadcasts_to(jnp.shape(mask), tokens) and len(tokens) >= 1:
+            taken["mask"] = jnp.asarray(mask).astype(bool)[..., None, None, :]
+    return taken
+
+
 def call_block(block: nn.Module, x: jax.Array, train: bool, **keywords: Any) -> Any:
     """Calls ``block`` on ``x``, passing the train flag the way its ``__call__`` takes it
     (see `train_args`): positionally when it is the parameter after ``x``; and those of
     the ``keywords`` (a container's extra call arguments, such as an attention ``mask``)
-    that its call takes (see `takes_keyword`), by keyword.
+    that its call takes, by keyword, as it reads them (see `block_keywords`).
 
     A block lifted with ``nn.remat`` (or ``nn.jit``) must declare the flag static, as
     ``nn.remat(Block, static_argnums=(2,))`` (``self``, ``x``, ``train``); otherwise it is
@@ -251,7 +275,7 @@ def call_block(block: nn.Module, x: jax.Array, train: bool, **keywords: Any) -> 
       >>> call_block(lambda x, mask=1: x * mask, 3, True, mask=2, ignored=0)
       6
     """
-    taken = {name: value for name, value in keywords.items() if takes_keyword(block, name)}
+    taken = block_keywords(block, x, keywords)
     args, kwargs = train_args(block, train, keywords=frozenset(taken))
     return block(x, *args, **kwargs, **taken)
 

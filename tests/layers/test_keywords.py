@@ -18,6 +18,7 @@ from phosjax.layers import (
     Sequence,
     TransformerBlock,
 )
+from phosjax.models.graph import GraphModel
 
 X = jax.random.normal(jax.random.key(0), (2, 5, 8))
 REAL = jnp.arange(5) < jnp.array([[5], [3]])  # example 1 has 2 padded tokens
@@ -170,3 +171,29 @@ def test_what_padded_tokens_hold_does_not_reach_a_masked_mean(padding):
     _, found = px.probe(moe, variables, X.at[1, 3:].set(0.0), "expert_load", mask=REAL)
     _, found_other = px.probe(moe, variables, other, "expert_load", mask=REAL)
     np.testing.assert_allclose(found_other["expert_load"], found["expert_load"], atol=1e-6)
+
+
+FLAX_ATTENTION = [
+    lambda: nn.MultiHeadAttention(2),
+    lambda: nn.MultiHeadDotProductAttention(2),
+]
+
+
+@pytest.mark.parametrize("attention", FLAX_ATTENTION)
+@pytest.mark.parametrize(
+    "contain",
+    [
+        lambda block: Sequence([block, nn.Dense(8)]),
+        lambda block: Residual(block),
+        lambda block: GraphModel({"attention": block}, returns="attention"),
+    ],
+)
+def test_flax_attention_in_a_container_reads_a_padding_mask_as_the_keys(attention, contain):
+    layer = contain(attention())
+    variables = layer.init(jax.random.key(1), X, mask=REAL)
+    other = X.at[1, 3:].set(100.0)  # new values in example 1's padded tokens
+    out, out_other = layer.apply(variables, X, mask=REAL), layer.apply(variables, other, mask=REAL)
+    np.testing.assert_allclose(out[1, :3], out_other[1, :3], atol=1e-5)
+    np.testing.assert_allclose(out[0], out_other[0], atol=1e-5)
+    pairs = nn.make_attention_mask(jnp.ones((2, 5), bool), REAL)  # (2, 1, 5, 5): the keys
+    np.testing.assert_array_equal(layer.apply(variables, X, mask=pairs), out)

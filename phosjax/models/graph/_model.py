@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from phosjax.core import INJECTIONS, tag
-from phosjax.layers._common import check_keywords, takes_keyword
+from phosjax.layers._common import block_keywords, check_keywords, takes_keyword
 from phosjax.models.graph import _draw
 from phosjax.models.graph._spec import (
     COMBINES,
@@ -240,7 +240,7 @@ def _call_node(
         if spec.fn is not None:
             flag_kwargs = {
                 **flag_kwargs,
-                **{k: v for k, v in keywords.items() if takes_keyword(spec.fn, k)},
+                **block_keywords(spec.fn, args[-1] if args else None, dict(keywords)),
             }
         if isinstance(child, Function):
             return child(args, *flag_args, **flag_kwargs)
