@@ -1,6 +1,6 @@
 """`Frame`: the standard model skeleton, stem -> blocks -> head."""
 
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -8,6 +8,7 @@ import jax.numpy as jnp
 
 from phosjax.core import tag
 from phosjax.layers._common import (
+    PassesKeywords,
     broadcasts_to,
     call_block,
     check_keywords,
@@ -112,7 +113,7 @@ def pool_tokens(h: jax.Array, pool: str, real: jax.Array | None = None) -> jax.A
     return jnp.mean(h, axis=axes) if pool == "mean" else jnp.max(h, axis=axes)
 
 
-class Frame(nn.Module):
+class Frame(PassesKeywords, nn.Module):
     """The standard model: input view -> stem -> blocks -> pooling -> ``Dense(num_classes)``.
 
     Blocks are grouped in stages of equal width: block ``i`` must map ``(batch, ...,
@@ -130,7 +131,8 @@ class Frame(nn.Module):
     (``(batch, tokens)``) also leaves the padded tokens out of the head's pooling (the
     mean, max or last of the real tokens; ``"flatten"`` zeroes the padded ones), so they
     do not change the logits either; a per-pair mask does not (the pooling takes every
-    token).
+    token). In a container (a `phosjax.layers.Sequence`, a graph), a frame is given the
+    mask only when one of its blocks takes it.
 
     Tagged values: ``stem/out``, ``blocks_<i>/out`` (each block's output), ``features``
     (pooled) and ``logits``, plus whatever the stem and blocks tag themselves.
@@ -173,6 +175,7 @@ class Frame(nn.Module):
     widths: tuple[int, ...]
     depth: int
     blocks: tuple[nn.Module, ...] = ()
+    blocks_field: ClassVar[str] = "blocks"
     stem: nn.Module | None = None
     pool: str = "mean"
     dropout: float = 0.0

@@ -1,5 +1,6 @@
 """The frame: how each input kind is viewed, pooled, and checked (shapes traced abstractly)."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,6 +8,8 @@ import pytest
 
 import phosjax as px
 from phosjax.core import tag_shapes
+from phosjax.layers import Sequence, TransformerBlock
+from phosjax.layers._common import takes_keyword
 from phosjax.models import Frame, ModelConfig, build_model
 from phosjax.models._kinds import choose_kind
 
@@ -116,3 +119,18 @@ def test_choose_kind_prefers_the_inputs_own_kind_then_the_models_order(
     input_shape, supported, kind
 ):
     assert choose_kind(input_shape, supported, None, "m") == kind
+
+
+def test_a_frame_in_a_container_is_given_the_mask_only_when_its_blocks_take_it():
+    dense = Frame(2, (5, 4), "sequence", (4,), 1, blocks=(nn.Dense(4),))
+    attending = Frame(2, (5, 4), "sequence", (4,), 1, blocks=(TransformerBlock(2),))
+    x, real = jnp.ones((2, 5, 4)), jnp.arange(5) < jnp.array([[5], [3]])
+    layer = Sequence([TransformerBlock(2), dense])
+    variables = layer.init(jax.random.key(0), x, mask=real)
+    params = variables["params"]
+    h = TransformerBlock(2).apply({"params": params["layers_0"]}, x, mask=real)
+    expected = dense.apply({"params": params["layers_1"]}, h)
+    np.testing.assert_allclose(layer.apply(variables, x, mask=real), expected, atol=1e-6)
+    assert takes_keyword(attending, "mask")
+    with pytest.raises(TypeError, match=r"Frame was called with the keyword 'mask'"):
+        dense.init(jax.random.key(0), x, mask=real)
