@@ -17,6 +17,7 @@ import numpy as np
 import optax
 
 from phosjax.core import select
+from phosjax.layers._common import broadcasts_to
 from phosjax.models.graph._model import GraphModel
 from phosjax.models.graph._spec import SEP, GraphError, as_names, listing, node
 from phosjax.models.graph._surgery import (
@@ -85,11 +86,11 @@ def _adapter_dtype(h_a: jax.Array, h_b: jax.Array) -> Any:
 
 
 def _activation(
-    model: GraphModel, variables: Variables, layer: str, x: Any, side: str
+    model: GraphModel, variables: Variables, layer: str, x: Any, side: str, mask: Any = None
 ) -> jax.Array:
     """What ``model``, stitch's ``side`` (``"a"`` or ``"b"``), computes at ``layer`` on
-    ``x``; an error says which model ``x`` was fed to (a `GraphError` in its message, any
-    other in a note, its type kept).
+    ``x`` (and ``mask``, where one of its nodes takes it); an error says which model ``x``
+    was fed to (a `GraphError` in its message, any other in a note, its type kept).
 
     Examples:
       >>> from phosjax.models.graph import Input
@@ -99,7 +100,8 @@ def _activation(
       phosjax.models.graph._spec.GraphError: stitch's x, fed to b (up to its 's'): The graph ...
     """
     try:
-        out: Any = model.apply(variables, x, outputs=[layer])  # Any: apply's type is a union
+        keywords = {} if mask is None or not model.takes_keyword("mask") else {"mask": mask}
+        out: Any = model.apply(variables, x, outputs=[layer], **keywords)  # Any: a union
     except GraphError as error:
         raise GraphError(f"stitch's x, fed to {side} (up to its {layer!r}): {error}") from None
     except Exception as error:
@@ -108,19 +110,28 @@ def _activation(
     return out[layer]
 
 
-def fit_adapter(h_a: jax.Array, h_b: jax.Array) -> dict[str, jax.Array]:
+def fit_adapter(
+    h_a: jax.Array, h_b: jax.Array, real: jax.Array | None = None
+) -> dict[str, jax.Array]:
     """Parameters ``{"kernel", "bias"}`` of the 1x1 adapter (see `default_adapter`) that
     best maps ``h_a`` to ``h_b`` in the least-squares sense (`jnp.linalg.lstsq`; every
-    position of every example is one sample), solved in at least float32 (lstsq takes
-    no bfloat16 or float16).
+    position of every example is one sample; only those ``real`` keeps, when given: a
+    padding mask of the positions, ``h_a.shape[:-1]``, axes of size 1 broadcasting;
+    true: a real token), solved in at least float32 (lstsq takes no bfloat16 or float16).
 
     Raises:
       GraphError: the shapes differ in anything but their channels (both named), so the
-        positions of ``h_a`` and ``h_b`` do not pair up.
+        positions of ``h_a`` and ``h_b`` do not pair up, or ``real`` has not the shape
+        of the positions (both named).
 
     Examples:
       >>> h_a = jnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
       >>> fitted = fit_adapter(h_a, 2 * h_a[:, :1] + 1)
+      >>> jnp.round(fitted["kernel"], 3).tolist(), jnp.round(fitted["bias"], 3).tolist()
+      ([[2.0], [0.0]], [1.0])
+      >>> padded = jnp.concatenate([h_a, jnp.array([[5.0, 5.0]])])  # a 4th row, padded
+      >>> target = jnp.concatenate([2 * h_a[:, :1] + 1, jnp.array([[-99.0]])])
+      >>> fitted = fit_adapter(padded, target, jnp.array([True, True, True, False]))
       >>> jnp.round(fitted["kernel"], 3).tolist(), jnp.round(fitted["bias"], 3).tolist()
       ([[2.0], [0.0]], [1.0])
     """
@@ -129,7 +140,16 @@ def fit_adapter(h_a: jax.Array, h_b: jax.Array) -> dict[str, jax.Array]:
     dtype = jnp.promote_types(jnp.result_type(h_a, h_b), jnp.float32)
     rows = h_a.reshape(-1, c_a).astype(dtype)
     design = jnp.concatenate([rows, jnp.ones((rows.shape[0], 1), dtype)], axis=1)
-    solution = jnp.linalg.lstsq(design, h_b.reshape(-1, c_b).astype(dtype))[0]
+    target = h_b.reshape(-1, c_b).astype(dtype)
+    if real is not None:  # a zero row (its target zero too) leaves the solution as it is
+        if not broadcasts_to(jnp.shape(real), h_a.shape[:-1]):
+            raise GraphError(
+                f"fit_adapter: the padding mask has shape {jnp.shape(real)}, but the "
+                f"activations' positions are {h_a.shape[:-1]} (axes of size 1 broadcasting)."
+            )
+        kept = jnp.broadcast_to(jnp.asarray(real).astype(bool), h_a.shape[:-1]).reshape(-1, 1)
+        design, target = jnp.where(kept, design, 0), jnp.where(kept, target, 0)
+    solution = jnp.linalg.lstsq(design, target)[0]
     kernel = solution[:-1].reshape((1,) * (h_a.ndim - 2) + (c_a, c_b))
     return {"kernel": kernel, "bias": solution[-1]}
 
@@ -226,6 +246,7 @@ def stitch(
     *,
     x: Any,
     key: jax.Array | None = None,
+    mask: Any = None,
 ) -> tuple[GraphModel, dict[str, Any]]:
     """``a`` up to ``layer_a``, an adapter, then ``b`` from ``layer_b`` on.
 
@@ -251,6 +272,12 @@ def stitch(
       x: a batch of inputs of ``a`` and ``b``: it fixes the adapter's shapes and, for the
         default adapter, is the regression data (a few hundred examples).
       key: initialises a given ``adapter`` module (default ``jax.random.key(0)``).
+      mask: ``x``'s padding mask (true: a real token), given to ``a`` and ``b`` where one
+        of their nodes takes it; the default adapter is fitted on the real tokens only
+        (the positions of ``a``'s ``layer_a`` that it keeps, its shape but the channels,
+        axes of size 1 broadcasting): padded ones, whatever they hold, do not change it.
+        The stitched model takes it as ``a`` and ``b`` do (``model.apply(variables, x,
+        mask=mask)``).
 
     Returns:
       ``(model, variables)``; the model returns ``b/<node>`` alone where ``b`` has
@@ -283,9 +310,9 @@ def stitch(
         graph = _graph(model, f"stitch's {side}")
         graph.check_nodes([layer], f"stitch's layer_{side} (a node of {side})")
         check_variables(variables, graph.nodes, f"stitch's vars_{side}")
-    h_a = _activation(a, vars_a, layer_a, x, "a")
+    h_a = _activation(a, vars_a, layer_a, x, "a", mask)
     if adapter is None:
-        h_b = _activation(b, vars_b, layer_b, x, "b")
+        h_b = _activation(b, vars_b, layer_b, x, "b", mask)
         _check_arrays(h_a, h_b, layer_a, layer_b)
         try:
             adapter = default_adapter(h_a.shape, h_b.shape, _adapter_dtype(h_a, h_b))
@@ -294,10 +321,17 @@ def stitch(
                 f"stitch: a's {layer_a!r} to b's {layer_b!r}: {error} Cut at layers whose "
                 "shapes do, or give an adapter (a module from a's shape to b's)."
             ) from None
-        adapter_vars: Mapping[str, Any] = {"params": fit_adapter(h_a, h_b)}
+        try:
+            adapter_vars: Mapping[str, Any] = {"params": fit_adapter(h_a, h_b, mask)}
+        except GraphError as error:
+            raise GraphError(
+                f"stitch's mask, for a's {layer_a!r} of shape {h_a.shape}: {error} Give a "
+                "mask of its positions (true: a real token), or cut at a layer that keeps "
+                "x's tokens."
+            ) from None
     else:
         adapter_vars, made = _given_adapter(adapter, h_a, layer_a, key)
-        h_b = jax.eval_shape(lambda: _activation(b, vars_b, layer_b, x, "b"))
+        h_b = jax.eval_shape(lambda: _activation(b, vars_b, layer_b, x, "b", mask))
         _check_adapter(made, h_a, h_b, layer_a, layer_b)
     back = extract(b, vars_b, inputs=[layer_b])
     _check_shared_inputs(a, back[0], layer_b)

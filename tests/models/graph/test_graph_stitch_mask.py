@@ -1,0 +1,41 @@
+"""`stitch` with a padding mask: the models get it, the adapter is fitted on real tokens."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from phosjax.layers import TransformerBlock
+from phosjax.models.graph import GraphError, GraphModel, fit_adapter, stitch
+
+NET = GraphModel(
+    {"block": TransformerBlock(2), "hidden": nn.Dense(4), "logits": nn.Dense(2)},
+    returns="logits",
+)
+X = jax.random.normal(jax.random.key(0), (8, 6, 4))
+REAL = jnp.arange(6) < jnp.array([[6], [5], [4], [3], [6], [2], [5], [4]])
+PADDED = jnp.where(REAL[..., None], X, 50.0)  # the padded tokens hold something else
+
+
+def test_stitch_fits_its_adapter_on_the_real_tokens_only():
+    vars_a, vars_b = NET.init(jax.random.key(1), X), NET.init(jax.random.key(2), X)
+    model, variables = stitch(NET, vars_a, "hidden", NET, vars_b, "hidden", x=X, mask=REAL)
+    h_a = NET.apply(vars_a, X, outputs=["hidden"], mask=REAL)["hidden"]
+    h_b = NET.apply(vars_b, X, outputs=["hidden"], mask=REAL)["hidden"]
+    expected = fit_adapter(h_a[REAL][None], h_b[REAL][None])  # the real tokens, in a row
+    fitted = variables["params"]["adapter"]
+    np.testing.assert_allclose(fitted["kernel"], expected["kernel"], atol=1e-4)
+    np.testing.assert_allclose(fitted["bias"], expected["bias"], atol=1e-4)
+    _, other = stitch(NET, vars_a, "hidden", NET, vars_b, "hidden", x=PADDED, mask=REAL)
+    np.testing.assert_allclose(other["params"]["adapter"]["kernel"], fitted["kernel"], atol=1e-4)
+    _, unmasked = stitch(NET, vars_a, "hidden", NET, vars_b, "hidden", x=PADDED)
+    assert not np.allclose(unmasked["params"]["adapter"]["kernel"], fitted["kernel"], atol=1e-2)
+    assert model.apply(variables, X, mask=REAL).shape == (8, 6, 2)
+
+
+def test_a_stitch_mask_that_does_not_fit_the_cut_names_its_shape_and_the_layer():
+    dense = GraphModel({"hidden": nn.Dense(4)})  # takes no mask: only the fit reads it
+    variables = dense.init(jax.random.key(1), X)
+    with pytest.raises(GraphError, match=r"stitch's mask, for a's 'hidden' of shape \(8, 6, 4\)"):
+        stitch(dense, variables, "hidden", dense, variables, "hidden", x=X, mask=REAL[:, :5])
