@@ -475,6 +475,17 @@ def checked_finite(module: nn.Module, name: str) -> Any:
     return value
 
 
+def orthogonal(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
+    """`flax.linen.initializers.orthogonal` drawn in float32 and cast to ``dtype`` (its QR
+    does not take bfloat16), for layers whose ``param_dtype`` may be bfloat16.
+
+    Examples:
+      >>> orthogonal(jax.random.key(0), (3, 3), jnp.bfloat16).dtype
+      dtype(bfloat16)
+    """
+    return nn.initializers.orthogonal()(key, shape, jnp.float32).astype(dtype)
+
+
 def compute_dtype(dtype: Any, x: jax.Array) -> Any:
     """The dtype a layer computes in: its own ``dtype`` if set, else the input's."""
     if dtype is not None:

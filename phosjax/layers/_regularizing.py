@@ -16,6 +16,7 @@ from phosjax.layers._common import (
     checked_size,
     compute_dtype,
     input_width,
+    orthogonal,
 )
 
 
@@ -90,12 +91,6 @@ class ActivityL1(nn.Module):
         return x
 
 
-def _orthogonal(key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
-    """`flax.linen.initializers.orthogonal` drawn in float32 and cast to ``dtype`` (its QR
-    does not take bfloat16)."""
-    return nn.initializers.orthogonal()(key, shape, jnp.float32).astype(dtype)
-
-
 class OrthogonalDense(nn.Module):
     """A dense layer whose aux loss ``orthogonality`` pushes its kernel to be orthogonal.
 
@@ -130,7 +125,7 @@ class OrthogonalDense(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         fan_in = input_width(self, x)
         shape = (fan_in, checked_size(self, "features"))
-        kernel = self.param("kernel", _orthogonal, shape, self.param_dtype)
+        kernel = self.param("kernel", orthogonal, shape, self.param_dtype)
         wide = kernel.astype(jnp.float32)  # the penalty in float32 whatever the storage
         gram = wide.T @ wide if self.features <= fan_in else wide @ wide.T
         penalty = jnp.sum((gram - jnp.eye(gram.shape[0], dtype=gram.dtype)) ** 2)

@@ -2,10 +2,17 @@
 
 Convolutions work on sequences ``(batch, length, channels)`` and images ``(batch,
 height, width, channels)`` alike: the kernel gets one axis per spatial axis of the input.
+As Flax's layers, each block takes ``dtype``, the computation dtype of its layers
+(``None``: what the input and params promote to), and ``param_dtype``, the dtype its
+params are stored in (float32).
 """
+
+import functools
+from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from phosjax.core import tag
 from phosjax.layers._common import checked_size
@@ -29,11 +36,14 @@ class DenseBlock(nn.Module):
     """
 
     features: int
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         features = checked_size(self, "features")
-        h = nn.relu(tag(self, "pre_act", nn.Dense(features)(x)))
+        dense = nn.Dense(features, dtype=self.dtype, param_dtype=self.param_dtype)
+        h = nn.relu(tag(self, "pre_act", dense(x)))
         return x + h if x.shape[-1] == features else h
 
 
@@ -56,17 +66,20 @@ class Layer(nn.Module):
     kernel_size: int = 3
     stride: int = 1
     downsample: bool = False
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         features = checked_size(self, "features")
         checked_size(self, "kernel_size")
         checked_size(self, "stride")
+        dtypes = {"dtype": self.dtype, "param_dtype": self.param_dtype}
         if x.ndim == 2:
-            h = nn.Dense(features)(x)
+            h = nn.Dense(features, **dtypes)(x)
         else:
             stride = _window(2 if self.downsample else self.stride, x)
-            h = nn.Conv(features, _window(self.kernel_size, x), stride)(x)
+            h = nn.Conv(features, _window(self.kernel_size, x), stride, **dtypes)(x)
         return nn.relu(tag(self, "pre_act", h))
 
 
@@ -92,6 +105,8 @@ class ResBlock(nn.Module):
     features: int
     kernel_size: int = 3
     downsample: bool = False
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -99,16 +114,16 @@ class ResBlock(nn.Module):
         checked_size(self, "kernel_size")
         strides = _window(2 if self.downsample else 1, x)
         window = _window(self.kernel_size, x)
-
-        def norm(name: str) -> nn.BatchNorm:
-            return nn.BatchNorm(use_running_average=not train, momentum=0.9, name=name)
-
-        h = nn.Conv(self.features, window, strides, use_bias=False, name="conv_0")(x)
-        h = nn.relu(norm("norm_0")(h))
-        h = nn.Conv(self.features, window, use_bias=False, name="conv_1")(h)
-        h = norm("norm_1")(h)
+        dtypes = {"dtype": self.dtype, "param_dtype": self.param_dtype}
+        conv = functools.partial(nn.Conv, self.features, use_bias=False, **dtypes)
+        norm = functools.partial(
+            nn.BatchNorm, use_running_average=not train, momentum=0.9, **dtypes
+        )
+        h = conv(kernel_size=window, strides=strides, name="conv_0")(x)
+        h = nn.relu(norm(name="norm_0")(h))
+        h = norm(name="norm_1")(conv(kernel_size=window, name="conv_1")(h))
         shortcut = x
         if self.downsample or x.shape[-1] != self.features:
-            proj = nn.Conv(self.features, _window(1, x), strides, use_bias=False, name="proj")
-            shortcut = norm("proj_norm")(proj(x))
+            proj = conv(kernel_size=_window(1, x), strides=strides, name="proj")
+            shortcut = norm(name="proj_norm")(proj(x))
         return nn.relu(tag(self, "pre_act", h + shortcut))

@@ -1,7 +1,14 @@
-"""Blocks built from `phosjax.layers`: a learned choice of branches, a mixture of experts."""
+"""Blocks built from `phosjax.layers`: a learned choice of branches, a mixture of experts.
+
+Each takes ``dtype`` (computation, ``None``: what the input and params promote to) and
+``param_dtype`` (storage, float32), as Flax's layers, and gives them to all its layers.
+"""
+
+from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from phosjax.layers import Choice, MixtureOfExperts, Residual
 from phosjax.layers._common import checked_size
@@ -24,15 +31,22 @@ class Skip(nn.Module):
     """
 
     features: int | None = None
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         if self.features is None or x.shape[-1] == checked_size(self, "features"):
             return x
-        return nn.Dense(self.features, name="projection")(x)
+        dense = nn.Dense(
+            self.features, dtype=self.dtype, param_dtype=self.param_dtype, name="projection"
+        )
+        return dense(x)
 
 
-def choice_block(features: int, per_example: bool = False) -> Choice:
+def choice_block(
+    features: int, per_example: bool = False, dtype: Any = None, param_dtype: Any = jnp.float32
+) -> Choice:
     """A `Choice` between a residual ReLU layer, a plain ReLU layer and a skip.
 
     Branch weights are recorded in the ``path_weights`` collection under
@@ -41,6 +55,8 @@ def choice_block(features: int, per_example: bool = False) -> Choice:
     Args:
       features: the width of every branch (the skip projects an input of another width).
       per_example: the gate depends on the input (one weight per example).
+      dtype: the branches' computation dtype (the gate computes in float32).
+      param_dtype: the dtype every param is stored in.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -50,11 +66,18 @@ def choice_block(features: int, per_example: bool = False) -> Choice:
       >>> y.shape, sorted(variables["params"])
       ((2, 4), ['branches_0', 'branches_1', 'gate_logits'])
     """
-    return Choice([DenseBlock(features), Layer(features), Skip(features)], per_example=per_example)
+    dtypes = {"dtype": dtype, "param_dtype": param_dtype}
+    branches = [DenseBlock(features, **dtypes), Layer(features, **dtypes), Skip(features, **dtypes)]
+    return Choice(branches, per_example=per_example, param_dtype=param_dtype)
 
 
 def moe_block(
-    features: int, num_experts: int = 4, top_k: int = 1, hidden_features: int = 64
+    features: int,
+    num_experts: int = 4,
+    top_k: int = 1,
+    hidden_features: int = 64,
+    dtype: Any = None,
+    param_dtype: Any = jnp.float32,
 ) -> Residual:
     """``x + MixtureOfExperts(x)``: each example (or token) routed to ``top_k`` experts.
 
@@ -68,6 +91,8 @@ def moe_block(
       num_experts: how many experts.
       top_k: experts per example.
       hidden_features: each expert's hidden width.
+      dtype: the experts' computation dtype (the router computes in float32).
+      param_dtype: the dtype every param is stored in.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -77,4 +102,7 @@ def moe_block(
       >>> y.shape
       (2, 4)
     """
-    return Residual(MixtureOfExperts(num_experts, top_k, hidden_features, features=features))
+    experts = MixtureOfExperts(
+        num_experts, top_k, hidden_features, dtype, features=features, param_dtype=param_dtype
+    )
+    return Residual(experts, param_dtype=param_dtype)

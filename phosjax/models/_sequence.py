@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core import tag
-from phosjax.layers._common import checked_size, compute_dtype, real_tokens
+from phosjax.layers._common import checked_size, compute_dtype, orthogonal, real_tokens
 
 
 class Patches(nn.Module):
@@ -65,9 +65,10 @@ class _SkippingGRUCell(nn.GRUCell):
 class GRUBlock(nn.Module):
     """A GRU layer over the sequence: ``(batch, length, c) -> (batch, length, features)``.
 
-    It computes in the input's dtype (float32 for an integer input), its hidden state
-    too, whatever the params' dtype: bfloat16 inputs and params compute in bfloat16
-    (Flax's float32 default state promoted every step to float32). The hidden state
+    It computes in ``dtype``, its hidden state too, or when ``dtype`` is ``None`` in the
+    input's (float32 for an integer input), whatever the params' dtype (``param_dtype``,
+    float32 by default): bfloat16 inputs compute in bfloat16 (Flax's float32 default
+    state promoted every step to float32). The hidden state
     starts at zeros, not learned (as Flax's `flax.linen.GRUCell.initialize_carry`). Tags
     ``final_state`` (the last hidden state, ``(batch, features)``).
 
@@ -91,14 +92,22 @@ class GRUBlock(nn.Module):
     """
 
     features: int
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, *, mask: Any = None) -> jax.Array:
         checked_size(self, "features")
-        dtype = compute_dtype(None, x)
+        dtype = compute_dtype(self.dtype, x)
         real = real_tokens(self, mask, x.shape[:-1])
         kind = nn.GRUCell if real is None else _SkippingGRUCell
-        cell = kind(self.features, dtype=dtype, name="GRUCell_0")  # the same params either way
+        cell = kind(  # the same params either way
+            self.features,
+            recurrent_kernel_init=orthogonal,  # Flax's default, which takes no bfloat16
+            dtype=dtype,
+            param_dtype=self.param_dtype,
+            name="GRUCell_0",
+        )
         if real is not None:  # the mask rides along as a last input feature
             x = jnp.concatenate([x.astype(dtype), real[..., None].astype(dtype)], axis=-1)
         rnn = nn.RNN(cell, return_carry=True, name="rnn")

@@ -5,6 +5,9 @@ resolved `ModelConfig`, so a pruned params tree always has a config that builds 
 """
 
 import math
+from typing import Any
+
+import jax.numpy as jnp
 
 from phosjax.layers import TransformerBlock
 from phosjax.models._blocks import DenseBlock, Layer, ResBlock
@@ -16,11 +19,11 @@ from phosjax.models._registry import register_model
 from phosjax.models._sequence import GRUBlock, Patches
 
 
-def _vector_stem(features: int) -> Layer:
+def _vector_stem(features: int, dtype: Any = None, param_dtype: Any = jnp.float32) -> Layer:
     """The stem of the vector models: a `Layer`, which on vectors is a ``Dense``, so its
     convolution options (``kernel_size``, ``stride``), which would change nothing, are
-    not theirs."""
-    return Layer(features)
+    not theirs (its dtypes are)."""
+    return Layer(features, dtype=dtype, param_dtype=param_dtype)
 
 
 _CONVOLUTION_COUNTS = {

@@ -263,16 +263,18 @@ def test_vector_models_refuse_convolution_options_that_would_change_nothing(name
 PARAM_DTYPE_MODELS = [name for name in TINY if "param_dtype" in model_spec(name).accepted_options()]
 
 
-def test_the_transformer_takes_a_param_dtype_option():
-    assert "transformer" in PARAM_DTYPE_MODELS
+def test_every_zoo_model_with_blocks_or_a_stem_takes_the_dtype_options():
+    assert set(PARAM_DTYPE_MODELS) == set(TINY) - {"logreg"}  # a head alone
+    for name in PARAM_DTYPE_MODELS:
+        assert "dtype" in model_spec(name).accepted_options(), name
 
 
 @pytest.mark.parametrize("name", PARAM_DTYPE_MODELS)
 def test_every_param_is_stored_in_the_param_dtype_option(name):
-    tiny = TINY[name]
+    tiny, shape = TINY[name], DIGITS if name in IMAGE_ONLY else MNIST1D
     options = {**tiny.get("options", {}), "param_dtype": "bfloat16"}
-    config = ModelConfig(name, NUM_CLASSES, MNIST1D, **{**tiny, "options": options})
-    x = jnp.ones((1, *MNIST1D))
+    config = ModelConfig(name, NUM_CLASSES, shape, **{**tiny, "options": options})
+    x = jnp.ones((1, *shape))
     params = jax.eval_shape(build_model(config).init, jax.random.key(0), x)["params"]
     assert {path: leaf.dtype for path, leaf in flatten(params).items()} == {
         path: jnp.dtype(jnp.bfloat16) for path in flatten(params)

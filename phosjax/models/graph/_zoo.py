@@ -24,21 +24,27 @@ Spec = dict[str, Any]
 
 
 def _resnet_block(
-    features: int, spatial: int, kernel_size: int, downsample: bool, fan_in: int, previous: str
+    features: int,
+    spatial: int,
+    kernel_size: int,
+    downsample: bool,
+    fan_in: int,
+    previous: str,
+    typed: dict[str, Any],
 ) -> Spec:
     """`phosjax.models.ResBlock`, opened: conv-BN-ReLU-conv-BN, shortcut, sum, ReLU."""
     window, strides = (kernel_size,) * spatial, (2 if downsample else 1,) * spatial
-    norm = lambda: nn.BatchNorm(momentum=0.9)
+    norm = lambda: nn.BatchNorm(momentum=0.9, **typed)
     block: Spec = {
-        "conv_0": node(nn.Conv(features, window, strides, use_bias=False), inputs=previous),
+        "conv_0": node(nn.Conv(features, window, strides, use_bias=False, **typed), previous),
         "norm_0": norm(),
         "act_0": nn.relu,
-        "conv_1": nn.Conv(features, window, use_bias=False),
+        "conv_1": nn.Conv(features, window, use_bias=False, **typed),
         "norm_1": norm(),
     }
     shortcut = previous
     if downsample or fan_in != features:
-        projection = nn.Conv(features, (1,) * spatial, strides, use_bias=False)
+        projection = nn.Conv(features, (1,) * spatial, strides, use_bias=False, **typed)
         block["proj"] = node(projection, inputs=previous)
         block["proj_norm"] = norm()
         shortcut = "proj_norm"
@@ -47,14 +53,20 @@ def _resnet_block(
     return block
 
 
+def _dtypes(options: dict[str, Any]) -> dict[str, Any]:
+    """The ``dtype`` and ``param_dtype`` options (their defaults: None, float32)."""
+    return {"dtype": options.get("dtype"), "param_dtype": options.get("param_dtype", jnp.float32)}
+
+
 def _resnet(config: ModelConfig, spatial: int) -> tuple[Spec, str]:
     options = dict(config.options)
     widths, depth = config.widths or (), config.depth or 0
     kernel_size = options.get("kernel_size", 3)
     stem_stride = (options.get("stride", 1),) * spatial
+    typed = _dtypes(options)
     spec: Spec = {
         "stem": {
-            "Conv_0": nn.Conv(widths[0], (kernel_size,) * spatial, stem_stride),
+            "Conv_0": nn.Conv(widths[0], (kernel_size,) * spatial, stem_stride, **typed),
             "act": nn.relu,
         }
     }
@@ -62,7 +74,7 @@ def _resnet(config: ModelConfig, spatial: int) -> tuple[Spec, str]:
     for i, (stage, width) in enumerate((s, w) for s, w in enumerate(widths) for _ in range(depth)):
         downsample = stage > 0 and i % depth == 0
         spec[f"blocks_{i}"] = _resnet_block(
-            width, spatial, kernel_size, downsample, fan_in, previous
+            width, spatial, kernel_size, downsample, fan_in, previous, typed
         )
         previous, fan_in = f"/blocks_{i}/act", width
     return spec, previous
@@ -73,8 +85,7 @@ def _transformer(config: ModelConfig, spatial: int) -> tuple[Spec, str]:
 
     options = dict(config.options)
     widths, depth = config.widths or (), config.depth or 0
-    rate, dtype = options.get("dropout_rate", 0.0), options.get("dtype")
-    typed = {"dtype": dtype, "param_dtype": options.get("param_dtype", jnp.float32)}
+    rate, typed = options.get("dropout_rate", 0.0), _dtypes(options)
     stem = Patches(widths[0], patch_size=options["patch_size"], param_dtype=typed["param_dtype"])
     spec: Spec = {"stem": stem}
     previous = "/stem"
@@ -106,7 +117,7 @@ _BUILDERS: dict[str, Callable[[ModelConfig, int], tuple[Spec, str]]] = {
 }
 
 TWIN_OPTIONS = {
-    "resnet": frozenset({"kernel_size", "stride", *FRAME_OPTIONS}),
+    "resnet": frozenset({"kernel_size", "stride", "dtype", "param_dtype", *FRAME_OPTIONS}),
     "transformer": frozenset(
         {
             "patch_size",
