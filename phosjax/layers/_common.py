@@ -141,7 +141,8 @@ def train_args(
 _OTHER_MASKS = ("flax.linen.normalization",)
 """The modules of Flax layers whose call's ``mask`` means something else than a
 container's (the real tokens): `flax.linen.LayerNorm`'s, `flax.linen.BatchNorm`'s...
-select the elements their statistics count, of the input's full shape."""
+select the elements their statistics count, of the input's full shape (a subclass that
+keeps their call too)."""
 
 
 def takes_keyword(block: Any, name: str) -> bool:
@@ -161,7 +162,7 @@ def takes_keyword(block: Any, name: str) -> bool:
     """
     if not isinstance(block, nn.Module):  # functions need not be hashable, so no cache
         return _call_takes(block, 1, name)
-    if name == "mask" and type(block).__module__ in _OTHER_MASKS:
+    if name == "mask" and type(block).__call__.__module__ in _OTHER_MASKS:
         return False
     if callable(getattr(block, "takes_keyword", None)):
         return bool(block.takes_keyword(name))

@@ -197,3 +197,16 @@ def test_flax_attention_in_a_container_reads_a_padding_mask_as_the_keys(attentio
     np.testing.assert_allclose(out[0], out_other[0], atol=1e-5)
     pairs = nn.make_attention_mask(jnp.ones((2, 5), bool), REAL)  # (2, 1, 5, 5): the keys
     np.testing.assert_array_equal(layer.apply(variables, X, mask=pairs), out)
+
+
+class ScaledNorm(nn.LayerNorm):
+    """A user's LayerNorm: its call, and so its ``mask``, is Flax's."""
+
+
+def test_a_subclass_of_a_flax_norm_is_not_given_the_mask_either():
+    layer = Sequence([ScaledNorm(), TransformerBlock(2)])
+    variables = layer.init(jax.random.key(1), X, mask=REAL)
+    params = variables["params"]
+    expected = ScaledNorm().apply({"params": params["layers_0"]}, X)
+    expected = TransformerBlock(2).apply({"params": params["layers_1"]}, expected, mask=REAL)
+    np.testing.assert_allclose(layer.apply(variables, X, mask=REAL), expected, atol=1e-5)
