@@ -149,7 +149,8 @@ def takes_keyword(block: Any, name: str) -> bool:
     """Whether ``block`` (a module or a function) can be called with the keyword ``name``
     after its input: its call names it, or takes ``**kwargs``; not ``mask`` for Flax's
     normalization layers, whose ``mask`` (the elements their statistics count) is not a
-    container's (the real tokens). A module with a ``takes_keyword(name)`` method (a
+    container's (the real tokens); `flax.linen.Sequential` when its first layer does (it
+    passes its keywords to that one alone). A module with a ``takes_keyword(name)`` method (a
     `phosjax.models.graph.GraphModel`, which passes its call's keywords on to its nodes)
     says itself.
 
@@ -164,6 +165,8 @@ def takes_keyword(block: Any, name: str) -> bool:
         return _call_takes(block, 1, name)
     if name == "mask" and type(block).__call__.__module__ in _OTHER_MASKS:
         return False
+    if isinstance(block, nn.Sequential):  # passes its keywords to its first layer alone
+        return bool(block.layers) and takes_keyword(block.layers[0], name)
     if callable(getattr(block, "takes_keyword", None)):
         return bool(block.takes_keyword(name))
     return _call_takes_cached(type(block).__call__, 2, name)
@@ -246,8 +249,10 @@ def block_keywords(block: Any, x: Any, keywords: dict[str, Any]) -> dict[str, An
       {}
     """
     taken = {name: value for name, value in keywords.items() if takes_keyword(block, name)}
-    mask = taken.get("mask")
-    if isinstance(block, nn.MultiHeadDotProductAttention) and mask is not None:
+    mask, first = taken.get("mask"), block
+    while mask is not None and isinstance(first, nn.Sequential):  # its first layer gets it
+        first = first.layers[0]
+    if isinstance(first, nn.MultiHeadDotProductAttention) and mask is not None:
         tokens = jnp.shape(x)[:-1]
         if broadcasts_to(jnp.shape(mask), tokens) and len(tokens) >= 1:
             taken["mask"] = jnp.asarray(mask).astype(bool)[..., None, None, :]

@@ -210,3 +210,22 @@ def test_a_subclass_of_a_flax_norm_is_not_given_the_mask_either():
     expected = ScaledNorm().apply({"params": params["layers_0"]}, X)
     expected = TransformerBlock(2).apply({"params": params["layers_1"]}, expected, mask=REAL)
     np.testing.assert_allclose(layer.apply(variables, X, mask=REAL), expected, atol=1e-5)
+
+
+FIRST_LAYERS = {
+    "dense": (lambda: nn.Dense(8), {}),
+    "layer_norm": (lambda: nn.LayerNorm(), {}),  # its mask is another thing
+    "attention": (lambda: nn.MultiHeadDotProductAttention(2), {"mask": REAL[:, None, None, :]}),
+}
+
+
+@pytest.mark.parametrize("first", sorted(FIRST_LAYERS))
+def test_flax_sequential_in_a_container_gets_the_mask_when_its_first_layer_takes_it(first):
+    make, keywords = FIRST_LAYERS[first]
+    inner = nn.Sequential([make(), nn.relu])  # Flax passes keywords to the first alone
+    layer = Sequence([inner, TransformerBlock(2)])
+    variables = layer.init(jax.random.key(1), X, mask=REAL)
+    params = variables["params"]
+    expected = inner.apply({"params": params["layers_0"]}, X, **keywords)
+    expected = TransformerBlock(2).apply({"params": params["layers_1"]}, expected, mask=REAL)
+    np.testing.assert_allclose(layer.apply(variables, X, mask=REAL), expected, atol=1e-5)
