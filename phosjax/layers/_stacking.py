@@ -60,8 +60,10 @@ class Repeat(PassesKeywords, nn.Module):
     The block is compiled once whatever the depth. Its parameters (and knobs, batch
     statistics) get a leading layer axis of size ``num_layers``; so do the values it tags,
     its auxiliary losses and path weights (``variable_axes=scan_axes(params=0, ...)``),
-    so probing returns one value per layer stacked on axis 0. The output keeps the
-    input's dtype (the scan carry); an integer input is carried in float32.
+    so probing returns one value per layer stacked on axis 0. Every rng stream the block
+    draws from (``"params"``, ``"dropout"``, a stream of its own) is split: each layer
+    gets its own draws. The output keeps the input's dtype (the scan carry); an integer
+    input is carried in float32.
 
     Other keywords of the call (an attention ``mask``) go to every layer, broadcast
     over the scan (see `phosjax.layers`).
@@ -114,7 +116,7 @@ class Repeat(PassesKeywords, nn.Module):
         scanned = nn.scan(
             body,
             variable_axes=scan_axes(params=0, batch_stats=0),
-            split_rngs={"params": True, "dropout": True},
+            split_rngs={True: True},
             in_axes=nn.broadcast,
             length=num_layers,
         )

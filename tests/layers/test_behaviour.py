@@ -508,6 +508,23 @@ def test_repeat_carries_an_integer_input_in_float32(key):
     np.testing.assert_array_equal(out, [[0.0, 0.25], [0.5, 0.75]])
 
 
+class _Noise(nn.Module):
+    """Adds noise drawn from an rng stream of its own, ``"noise"``; tags it."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return x + px.tag(self, "noise", jax.random.normal(self.make_rng("noise"), x.shape))
+
+
+def test_repeat_gives_each_layer_its_own_draws_of_any_rng_stream(key):
+    layer, x = L.Repeat(_Noise(), num_layers=3), jnp.zeros((2, 4))
+    out, found = px.probe(layer, {}, x, "block/noise", rngs={"noise": key})
+    noise = found["block/noise"]
+    assert noise.shape == (3, 2, 4)
+    assert not np.allclose(noise[0], noise[1]) and not np.allclose(noise[1], noise[2])
+    np.testing.assert_allclose(out, noise.sum(0), rtol=1e-6)
+
+
 def test_repeat_keeps_one_knob_per_layer_and_tweak_reaches_them(key):
     layer = L.Repeat(L.Choice([nn.Dense(4), L.GLU()]), num_layers=3)
     x = jax.random.normal(key, (2, 4))
