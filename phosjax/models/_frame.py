@@ -12,10 +12,12 @@ from phosjax.layers._common import (
     broadcasts_to,
     call_block,
     check_keywords,
+    checked_rate,
+    checked_size,
     real_tokens,
     token_mean,
 )
-from phosjax.models._kinds import view_as
+from phosjax.models._kinds import KINDS, view_as
 
 POOLS = ("mean", "max", "flatten", "last")
 
@@ -195,6 +197,9 @@ class Frame(PassesKeywords, nn.Module):
             )
         if self.pool not in POOLS:
             raise ValueError(f"pool {self.pool!r} is not one of {POOLS}")
+        if self.input_kind not in KINDS:
+            raise ValueError(f"Frame input_kind must be one of {KINDS}, got {self.input_kind!r}")
+        num_classes, dropout = checked_size(self, "num_classes"), checked_rate(self, "dropout")
         keywords = {} if mask is None else {"mask": mask}
         check_keywords(self, self.blocks, keywords)
         h = view_as(x, self.input_kind)
@@ -204,8 +209,8 @@ class Frame(PassesKeywords, nn.Module):
         for i, block in enumerate(self.blocks):
             h = self._run(block, h, train, self.widths[i // self.depth], **keywords)
         h = tag(self, "features", pool_tokens(h, self.pool, padding_mask(mask, h)))
-        h = nn.Dropout(self.dropout, deterministic=not train)(h)
-        head = nn.Dense(self.num_classes, param_dtype=self.param_dtype, name="head")
+        h = nn.Dropout(dropout, deterministic=not train)(h)
+        head = nn.Dense(num_classes, param_dtype=self.param_dtype, name="head")
         return tag(self, "logits", head(h))
 
     def _run(

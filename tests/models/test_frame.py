@@ -134,3 +134,18 @@ def test_a_frame_in_a_container_is_given_the_mask_only_when_its_blocks_take_it()
     assert takes_keyword(attending, "mask")
     with pytest.raises(TypeError, match=r"Frame was called with the keyword 'mask'"):
         dense.init(jax.random.key(0), x, mask=real)
+
+
+@pytest.mark.parametrize(
+    ("attribute", "value", "message"),
+    [
+        ("num_classes", 0, r"Frame num_classes must be an int >= 1, got 0"),
+        ("dropout", 1.5, r"Frame dropout must be a number in \[0, 1\), got 1.5"),
+        ("input_kind", "vectors", r"Frame input_kind must be one of .*'vector'.*, got 'vectors'"),
+    ],
+)
+def test_a_frame_built_by_hand_checks_its_attributes(attribute, value, message):
+    attributes = {"num_classes": 3, "input_kind": "vector", "dropout": 0.0, attribute: value}
+    frame = Frame(input_shape=(4,), widths=(5,), depth=1, blocks=(nn.Dense(5),), **attributes)
+    with pytest.raises(ValueError, match=message):
+        frame.init(jax.random.key(0), jnp.ones((2, 4)))
