@@ -7,7 +7,13 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core import tag
-from phosjax.layers._common import checked_size, compute_dtype, orthogonal, real_tokens
+from phosjax.layers._common import (
+    checked_size,
+    compute_dtype,
+    input_width,
+    orthogonal,
+    real_tokens,
+)
 
 
 class Patches(nn.Module):
@@ -35,6 +41,7 @@ class Patches(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         checked_size(self, "features")
         checked_size(self, "patch_size")
+        input_width(self, x, "batch, length, channels")
         if x.shape[1] < self.patch_size:
             raise ValueError(
                 f"Patches: a sequence of length {x.shape[1]} is shorter than patch_size "
@@ -98,6 +105,7 @@ class GRUBlock(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, *, mask: Any = None) -> jax.Array:
         checked_size(self, "features")
+        input_width(self, x, "batch, length, channels")
         dtype = compute_dtype(self.dtype, x)
         real = real_tokens(self, mask, x.shape[:-1])
         kind = nn.GRUCell if real is None else _SkippingGRUCell

@@ -102,3 +102,11 @@ def test_a_convolution_size_below_one_is_an_error_naming_it(block, shape, messag
 def test_a_block_size_below_one_is_an_error_naming_it(block, shape, message):
     with pytest.raises(ValueError, match=message):  # not a ZeroDivisionError in Flax's init
         jax.eval_shape(block.init, jax.random.key(0), jnp.ones(shape))
+
+
+@pytest.mark.parametrize("block", [GRUBlock(3), Patches(8, patch_size=4)])
+def test_a_sequence_block_given_no_channel_axis_says_so(block):
+    layout = r"needs inputs \(batch, length, channels\), got shape \(2, 40\)"
+    message = rf"^{type(block).__name__} {layout}"
+    with pytest.raises(ValueError, match=message):
+        block.init(jax.random.key(0), jnp.ones((2, 40)))
