@@ -219,11 +219,14 @@ def top_level_why(name: str) -> str | None:
 
 def walk(spec: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, Any]]:
     """``(path, node)`` of each node of a (nested) spec, in spec order; a `GraphError`
-    names a key that cannot name a node.
+    names a key that cannot name a node, or an empty group (it would be dropped).
 
     Examples:
       >>> [path for path, _ in walk({"a": abs, "g": {"b": abs}})]
       ['a', 'g/b']
+      >>> list(walk({"a": abs, "g": {"h": {}}}))
+      Traceback (most recent call last):
+      phosjax.models.graph._spec.GraphError: Group 'g/h' is empty: a group is a dict of ...
     """
     for key, value in spec.items():
         parts = tuple(str(key).split(SEP))
@@ -232,6 +235,11 @@ def walk(spec: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> Iterator[tupl
         if why:
             where = f"in group {SEP.join(prefix)!r}" if prefix else "at the top level"
             raise GraphError(f"Bad node name {key!r} {where}: {why}; rename it.")
+        if isinstance(value, Mapping) and not value:
+            raise GraphError(
+                f"Group {SEP.join(prefix + parts)!r} is empty: a group is a dict of nodes, "
+                "so it would add none; give it its nodes, or leave it out of the spec."
+            )
         if isinstance(value, Mapping):
             yield from walk(value, prefix + parts)
         else:

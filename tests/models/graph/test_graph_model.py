@@ -458,6 +458,14 @@ def test_a_node_that_is_also_a_group_is_an_error():
         GraphModel({"g": {"a/b": {"c": nn.relu}, "a": nn.relu}})
 
 
+def test_an_empty_group_is_an_error_naming_its_path():
+    message = r"^Group 'block/inner' is empty: a group is a dict of nodes, so it would add none"
+    with pytest.raises(GraphError, match=message):
+        GraphModel({"stem": nn.Dense(2), "block": {"d": nn.Dense(2), "inner": {}}})
+    with pytest.raises(GraphError, match=r"^Group 'g' is empty"):
+        GraphModel({"g": {}, "head": nn.Dense(2)})
+
+
 def test_a_cycle_is_named():
     spec = {"a": node(inputs="c"), "b": nn.relu, "c": nn.relu, "d": nn.relu}
     with pytest.raises(GraphError, match="The graph has a cycle: a -> b -> c -> a"):
