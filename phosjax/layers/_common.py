@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from phosjax._callables import callable_name
+
 TRAIN_FLAGS = ("train", "training", "is_training", "deterministic", "use_running_average")
 """The call parameters that take the train flag: ``train``, ``training`` and
 ``is_training`` as is, Flax's ``deterministic`` (`flax.linen.Dropout`) and
@@ -53,7 +55,7 @@ def _find_train_parameter(
     """
     parameters = _parameters(call, inputs)
     flags = [p.name for p in parameters if p.name in TRAIN_FLAGS]
-    name = getattr(call, "__qualname__", type(call).__name__)
+    name = callable_name(call, "__qualname__")
     if len(flags) > 1:
         raise TypeError(
             f"{name} takes both {flags[0]!r} and {flags[1]!r}; a block called "

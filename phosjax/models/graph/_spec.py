@@ -15,6 +15,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from phosjax._callables import callable_name
 from phosjax._nearest import did_you_mean
 from phosjax.core import select
 from phosjax.layers._common import TRAIN_FLAGS, train_args
@@ -334,8 +335,11 @@ def _described(fn: Any, signature: inspect.Signature) -> str:
     Examples:
       >>> _described(lambda p, q=1: p, inspect.signature(lambda p, q=1: p))
       '<lambda>(p, q)'
+      >>> import functools; where = functools.partial(jnp.where, True)
+      >>> _described(where, inspect.signature(where))
+      'partial(where, True)(x, y, size, fill_value)'
     """
-    return f"{getattr(fn, '__name__', type(fn).__name__)}({', '.join(signature.parameters)})"
+    return f"{callable_name(fn)}({', '.join(signature.parameters)})"
 
 
 def node_train_args(

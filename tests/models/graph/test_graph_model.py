@@ -559,6 +559,25 @@ def test_a_partial_node_is_drawn_and_blurbed_by_the_function_it_wraps(key):
     assert px.blurb(model, model.init(key, x), x, measure_latency=False)["clip"].type == "clip"
 
 
+def select_rows(a, b, rows):
+    return a[rows] + b
+
+
+def test_a_partial_node_that_cannot_take_its_inputs_is_named_with_what_it_binds():
+    where = functools.partial(jnp.where, True)
+    spec = {"a": nn.relu, "c": node(where, inputs=("a", "input", "a", "input"))}
+    with pytest.raises(GraphError, match=r"its fn partial\(where, True\)\(x, y, size, fill"):
+        GraphModel(spec)
+    stack = functools.partial(jnp.concatenate, axis=0)
+    spec = {"a": nn.relu, "c": node(inputs=("a", "input"), combine=stack)}
+    with pytest.raises(GraphError, match=r"its combine partial\(concatenate, axis=0\)\(arrays,"):
+        GraphModel(spec)
+    spec = {"c": node(functools.partial(select_rows, rows=[0]), inputs="input")}
+    message = r"^Node 'c': partial\(select_rows, rows=\[0\]\) requires the parameter 'b'"
+    with pytest.raises(GraphError, match=message):
+        GraphModel(spec)
+
+
 def test_to_json_counts_boxed_params_by_their_arrays():
     kernel_init = nn.with_partitioning(nn.initializers.lecun_normal(), (None, "model"))
     model = GraphModel({"dense": nn.Dense(4, kernel_init=kernel_init)})
