@@ -234,6 +234,48 @@ def _finished(directory: str) -> str:
     return f"{finished} of {counted(len(files.cells()), 'cell')}"
 
 
+def kept_in_dir(
+    module: str, kept: Callable[[str, str, Sequence[str]], str]
+) -> Callable[[Sequence[str]], str]:
+    """What Ctrl-C leaves of ``python -m <module> ARGV``, a command that writes in
+    ``--dir``, for `entry_point`: ``kept(directory, command, argv)`` (``command``: the same
+    command line), or, without ``--dir`` (the parser refuses that before anything runs),
+    that nothing was written.
+
+    Examples:
+      >>> said = kept_in_dir("phosjax.morph", lambda d, command, argv: f"{d}: {command}")
+      >>> said(["--dir", "r"])
+      'r: python -m phosjax.morph --dir r'
+      >>> said([])
+      'nothing was written; the same command runs it: python -m phosjax.morph'
+    """
+
+    def said(argv: Sequence[str]) -> str:
+        command = command_line(module, argv)
+        directory = dir_option(argv)
+        if directory is None:
+            return f"nothing was written; the same command runs it: {command}"
+        return kept(directory, command, argv)
+
+    return said
+
+
+def _kept_in_bench(directory: str, command: str, argv: Sequence[str]) -> str:
+    """What Ctrl-C leaves of a command that trains the bench in ``directory``, ``command``
+    run with ``argv`` (see `kept_in_bench`)."""
+    if not _layout.is_bench(pathlib.Path(directory)):
+        return (
+            f"the bench was not started in --dir {directory!r} yet (it has no "
+            f"bench.json); the same command starts it: {command}"
+        )
+    try:
+        kept = f"{directory!r} keeps {_finished(directory)} finished, and the others' "
+        kept += "rows up to their group's last checkpoint"
+    except (OSError, ValueError):  # a BrokenFileError, a file cut short: what is sure
+        kept = f"everything written in --dir {directory!r} is kept"
+    return f"{kept}; the same command continues it: {command}"
+
+
 def kept_in_bench(module: str) -> Callable[[Sequence[str]], str]:
     """What Ctrl-C leaves of ``python -m <module> ARGV``, a command that trains the bench
     in ``--dir`` (``new``, ``add_models``), for `entry_point`: how many of its cells are
@@ -246,25 +288,7 @@ def kept_in_bench(module: str) -> Callable[[Sequence[str]], str]:
       the bench was not started in --dir '/no/b' yet (it has no bench.json)
       the same command starts it: python -m phosjax.bench.new --config 'my bench.yaml' --dir /no/b
     """
-
-    def said(argv: Sequence[str]) -> str:
-        command = command_line(module, argv)
-        directory = dir_option(argv)
-        if directory is None:  # the parser refuses that before anything runs
-            return f"nothing was written; the same command runs it: {command}"
-        if not _layout.is_bench(pathlib.Path(directory)):
-            return (
-                f"the bench was not started in --dir {directory!r} yet (it has no "
-                f"bench.json); the same command starts it: {command}"
-            )
-        try:
-            kept = f"{directory!r} keeps {_finished(directory)} finished, and the others' "
-            kept += "rows up to their group's last checkpoint"
-        except (OSError, ValueError):  # a BrokenFileError, a file cut short: what is sure
-            kept = f"everything written in --dir {directory!r} is kept"
-        return f"{kept}; the same command continues it: {command}"
-
-    return said
+    return kept_in_dir(module, _kept_in_bench)
 
 
 def then_command(module: str, kept: str) -> Callable[[Sequence[str]], str]:

@@ -29,14 +29,14 @@ from phosjax.bench._cli import (
     ConfigParser,
     config_files,
     config_files_first,
-    dir_option,
     entry_point,
     exit_process,
+    kept_in_dir,
     option_names,
     refuse_unknown_options,
 )
 from phosjax.bench._config import BenchConfig
-from phosjax.bench._summary import command_line, counted, dir_command
+from phosjax.bench._summary import counted, dir_command
 from phosjax.data import check_loadable
 from phosjax.models import ModelConfig
 from phosjax.morph._loop import (
@@ -243,21 +243,18 @@ def _source(argv: Sequence[str]) -> str:
     return f"{files} with {line}" if files else line
 
 
-def _kept(argv: Sequence[str]) -> str:
-    """What Ctrl-C leaves of ``python -m phosjax.morph ARGV``, for `entry_point`: the rows
-    in ``--dir`` (the start model's and those of each iteration finished), and the command
-    that starts the loop over (it does not resume; ``--overwrite`` moves the rows aside).
+def _kept(directory: str, command: str, argv: Sequence[str]) -> str:
+    """What Ctrl-C leaves of ``python -m phosjax.morph ARGV`` (``command``), for
+    `kept_in_dir`: the rows in ``directory`` (the start model's and those of each
+    iteration finished), and the command that starts the loop over (it does not resume;
+    ``--overwrite`` moves the rows aside).
 
     Examples:
-      >>> said = _kept(["--config", "my m.yaml", "--dir", "/no/run"])
+      >>> said = kept_in_dir("phosjax.morph", _kept)(["--config", "my m.yaml", "--dir", "/no/run"])
       >>> print(*said.split("; "), sep="\\n")
       no rows were written in --dir '/no/run' yet
       the same command starts the loop: python -m phosjax.morph --config 'my m.yaml' --dir /no/run
     """
-    command = command_line("phosjax.morph", argv)
-    directory = dir_option(argv)
-    if directory is None:  # the parser refuses that before anything runs
-        return f"nothing was written; the same command runs it: {command}"
     path = pathlib.Path(directory) / ITERATIONS
     if not path.exists():
         return (
@@ -277,7 +274,7 @@ def _kept(argv: Sequence[str]) -> str:
     )
 
 
-@entry_point(_kept)
+@entry_point(kept_in_dir("phosjax.morph", _kept))
 def main(argv: Sequence[str] | None = None) -> int:
     """Parses the command line and runs the MorphNet loop (see `phosjax.morph.run`).
 
