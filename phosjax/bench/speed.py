@@ -7,23 +7,27 @@ engine (``engine``), one model on batch K x B (``fused``, the ceiling) and, if t
 installed, ``torch.func.vmap`` (``torch``). It prints a table of absolute rates and
 engine/method ratios and writes ``speed.parquet`` (one row per model, K, method),
 ``speed.txt`` and a plot (``speed.png``, or ``speed.svg`` without matplotlib) to ``--out``
-(an earlier run's files there are moved aside to ``<name>.old-<time>``, never overwritten).
+(an earlier run's files there are moved aside to ``<name>.old-<time>``, never overwritten;
+a bench, a folder inside one or one holding other files is refused).
 
 Example: ``python -m phosjax.bench.speed --models mlp,cnn1d --sizes 1,8,64 --out runs/speed``
 """
 
 import pathlib
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from jsonargparse import ArgumentParser
 
+from phosjax.bench import _layout
 from phosjax.bench._cli import Parser, either, entry_point, exit_process, then_command
 from phosjax.bench._config import BenchError
 from phosjax.bench._speed import METHODS, MODELS, SpeedConfig, measure
 from phosjax.bench._speed_config import SpeedConfigError
-from phosjax.bench._speed_report import move_earlier, table, write
+from phosjax.bench._speed_report import OUTPUTS, move_earlier, table, write
+from phosjax.bench._store import is_temporary
 from phosjax.train import COMPUTE_DTYPES, STRATEGIES
 
 QUICK: dict[str, Any] = {"sizes": "2", "steps": 2, "batch": 8, "min_time": 0.0}
@@ -118,6 +122,38 @@ def config_from_args(args: Any) -> SpeedConfig:
         raise BenchError(f"--{error.field}: {error.problem}") from error
 
 
+def _check_out(out: pathlib.Path, given: str) -> None:
+    """Raises a `BenchError` naming ``--out`` (``given``) unless it is new, empty or an
+    earlier speed run's: a file, a bench (or a folder inside one, whose ``results`` would
+    read ``speed.parquet`` as its rows) or a folder holding other files is refused.
+
+    Examples:
+      >>> import tempfile
+      >>> out = pathlib.Path(tempfile.mkdtemp()); _ = (out / "notes.txt").write_text("mine")
+      >>> _check_out(out, "o")
+      Traceback (most recent call last):
+      phosjax.bench._errors.BenchError: --out 'o' holds notes.txt, which no speed run ...
+    """
+    if out.exists() and not out.is_dir():
+        raise BenchError(f"--out {given!r} is a file; it must be a directory (made if new).")
+    bench = out.resolve() if _layout.is_bench(out) else _layout.enclosing_bench(out)
+    if bench is not None:
+        where = "is a bench" if bench == out.resolve() else f"is inside the bench {str(bench)!r}"
+        raise BenchError(
+            f"--out {given!r} {where}, whose files speed.* would mix with its own; pick an "
+            "--out outside it (new, empty or an earlier speed run's)."
+        )
+    ours = re.compile(rf"({'|'.join(map(re.escape, OUTPUTS))})(\.old-[-0-9]+)?")
+    entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    others = [n for n in entries if not (ours.fullmatch(n) or is_temporary(n))]
+    if others:
+        more = f" and {len(others) - 5} more" if len(others) > 5 else ""
+        raise BenchError(
+            f"--out {given!r} holds {', '.join(others[:5])}{more}, which no speed run wrote; "
+            "pick a new or empty --out, or an earlier speed run's (its files are moved aside)."
+        )
+
+
 @entry_point(
     then_command(
         "phosjax.bench.speed",
@@ -131,8 +167,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_args(argv)
     config = config_from_args(args)
     out = pathlib.Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise BenchError(f"--out {args.out!r} is a file; it must be a directory (made if new).")
+    _check_out(out, args.out)
     try:  # before anything is measured
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:

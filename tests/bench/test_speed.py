@@ -82,6 +82,32 @@ def test_an_out_that_is_a_file_is_refused_before_measuring(tmp_path, capsys):
     assert out.read_text() == "keep me"
 
 
+def test_an_out_that_is_a_bench_or_holds_other_files_is_refused_before_measuring(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setattr(speed, "measure", lambda *a, **k: pytest.fail("measured"))
+    bench = tmp_path / "bench"
+    (bench / "results").mkdir(parents=True)
+    (bench / "bench.json").write_text("{}")
+    for out, where in (
+        (bench, "is a bench"),
+        (bench / "results", f"is inside the bench {str(bench.resolve())!r}"),
+    ):
+        assert speed.main(["--quick", "--models", "mlp", "--out", str(out)]) == 2
+        assert f"error: --out {str(out)!r} {where}, whose files speed.* would mix" in (
+            capsys.readouterr().err
+        )
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    (mine / "speed.txt.old-20260101-000000").write_text("an earlier table")
+    assert speed.main(["--quick", "--models", "mlp", "--out", str(mine)]) == 2
+    said = f"error: --out {str(mine)!r} holds notes.txt, which no speed run wrote; pick a new"
+    assert said in capsys.readouterr().err
+    assert sorted(p.name for p in bench.rglob("*")) == ["bench.json", "results"]
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt", "speed.txt.old-20260101-000000"]
+
+
 def test_help_names_what_each_option_of_names_takes(capsys):
     """--compute_dtype's help read "or bfloat16"; --models, --methods and --strategy named
     none of the names they take."""
