@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from phosjax.data._checks import first_outside
+from phosjax.data._checks import first_outside, int_at_least
 
 Array = np.ndarray | jax.Array
 
@@ -166,7 +166,8 @@ def check_batch_size(field: str, batch_size: int, data: ArrayDataset) -> None:
 
     Raises:
       ValueError: naming ``field``, its value, the data set and the largest batch size
-        that fits (or that the train split is empty).
+        that fits (or that the train split is empty); or ``batch_size`` is below 1.
+      TypeError: ``batch_size`` is no int (naming ``field``).
 
     Examples:
       >>> x, y = np.zeros((8, 2), np.float32), np.zeros(8, np.int32)
@@ -175,6 +176,7 @@ def check_batch_size(field: str, batch_size: int, data: ArrayDataset) -> None:
       ValueError: HParams.batch_size=16 is larger than the train split of data set 'toy',
       which has 8 examples; set HParams.batch_size to at most 8
     """
+    int_at_least(field, batch_size)
     num_train = data.num_train
     if batch_size <= num_train:
         return

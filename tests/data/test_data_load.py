@@ -816,3 +816,10 @@ def test_check_batch_size_passes_the_whole_train_split_and_names_one_larger():
         "data set 'toy' has an empty train split: HParams.batch_size=1 needs at least that "
         "many train examples"
     )
+    for size in (0, -4):  # no batch at all, not one that always fits
+        message = rf"^grid.batch_size must be a positive int, got {size}$"
+        with pytest.raises(ValueError, match=message):
+            check_batch_size("grid.batch_size", size, _toy())
+    message = r"^grid.batch_size must be a static positive int, got 2.5$"
+    with pytest.raises(TypeError, match=message):
+        check_batch_size("grid.batch_size", 2.5, _toy())
