@@ -25,6 +25,7 @@ from phosjax._nearest import did_you_mean
 from phosjax.bench import _layout
 from phosjax.bench._store import write_table
 from phosjax.data import ArrayDataset, batch_indices, check_batch_size, load
+from phosjax.data._checks import int_at_least
 from phosjax.models import ModelConfig, build_model
 from phosjax.morph._cost import COSTS
 from phosjax.morph._expand import config_cost, expand, once
@@ -340,6 +341,9 @@ def train(
 def measured_latency(config: ModelConfig, variables: Any, batch: int = 100) -> float:
     """Seconds per example of the jitted forward pass (median of 20 calls on ``batch``).
 
+    Raises:
+      ValueError: ``batch`` is below 1 (TypeError: no int); it is named.
+
     Examples:
       >>> import jax, jax.numpy as jnp
       >>> from phosjax.models import ModelConfig
@@ -349,6 +353,7 @@ def measured_latency(config: ModelConfig, variables: Any, batch: int = 100) -> f
       >>> 0.0 < seconds < 1.0  # per example, on this machine
       True
     """
+    batch = int_at_least("measured_latency batch", batch)
     apply = jax.jit(build_model(config).apply)
     x = jnp.zeros((batch, *config.input_shape), jnp.float32)
     jax.block_until_ready(apply(variables, x))

@@ -117,6 +117,17 @@ def test_measured_latency_of_a_real_model_is_a_positive_time():
     assert 0 < measured_latency(CNN1D, variables, batch=4) < 1.0
 
 
+def test_measured_latency_of_no_examples_is_an_error_naming_batch(monkeypatch):
+    monkeypatch.setattr(_loop, "build_model", lambda config: pytest.fail("built"))
+    for batch in (0, -2):  # no time per example: a ZeroDivisionError, a shape error
+        with pytest.raises(
+            ValueError, match=rf"^measured_latency batch must be a positive int, got {batch}$"
+        ):
+            measured_latency(CNN1D, {}, batch=batch)
+    with pytest.raises(TypeError, match=r"^measured_latency batch must be a static positive int"):
+        measured_latency(CNN1D, {}, batch=2.5)
+
+
 def test_blocks_tied_by_skips_are_pruned_through_the_stage_width():
     """choicenet's blocks compute the same split one stage per block, but a skip ties
     each block's width to the next, so only the stage width can express a prune."""
