@@ -1,13 +1,14 @@
 """`fit_config`: the `ModelConfig` whose model has a given tree of variable shapes."""
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from phosjax._nearest import did_you_mean
 from phosjax.models import ModelConfig, build_model
 from phosjax.morph._groups import ChannelGroups, leaf_shapes
 
@@ -136,6 +137,39 @@ def _driven(candidate: ModelConfig, groups: ChannelGroups) -> dict[Field, list[s
     return out
 
 
+def _score_arrays(
+    scores: Mapping[str, Any], groups: ChannelGroups, needed: Iterable[str]
+) -> dict[str, np.ndarray]:
+    """`expressible`'s ``scores`` as float arrays, once they name channel groups only,
+    give one score per channel and have an entry for each of the ``needed`` groups.
+
+    Raises:
+      ValueError: naming the unknown, missing or misshapen entries and what is right.
+    """
+    unknown = [name for name in scores if name not in groups.names]
+    if unknown:
+        raise ValueError(
+            f"expressible scores names {unknown[0]!r}, which is no channel group"
+            f"{did_you_mean(unknown[:1], groups.names) or '.'} The groups: {list(groups.names)}."
+        )
+    missing = [name for name in needed if name not in scores]
+    if missing:
+        raise ValueError(
+            f"expressible scores has no entry for the groups {missing} (a config field "
+            "sizes them, so their channels are kept by score); give each group one score "
+            "per channel (or scores=None: keep the alive channels, then the first)."
+        )
+    arrays = {name: np.asarray(score, float) for name, score in scores.items()}
+    for group in groups.groups:
+        shape = arrays.get(group.name, np.zeros(group.size)).shape
+        if shape != (group.size,):
+            raise ValueError(
+                f"expressible scores[{group.name!r}] has shape {shape}; the group has "
+                f"{group.size} channels, so expected ({group.size},)."
+            )
+    return arrays
+
+
 def expressible(
     config: ModelConfig,
     groups: ChannelGroups,
@@ -148,6 +182,10 @@ def expressible(
     stage) keep the same number of channels: the largest alive count among them, each
     keeping its best channels by ``scores`` (default: the alive ones, then the first).
     Groups no field sizes keep all their channels.
+
+    Raises:
+      ValueError: ``scores`` misses a group that a field sizes, names no group, or has
+        an entry of another size than its group.
 
     Examples:
       >>> import jax, jax.numpy as jnp, numpy as np
@@ -167,10 +205,12 @@ def expressible(
     fields = max(reversed(drives), key=lambda d: len({n for names in d.values() for n in names}))
     arrays = dict(zip(groups.names, groups.alive_arrays(alive), strict=True))
     result = {name: np.ones_like(keep) for name, keep in arrays.items()}
+    needed = [name for driven in fields.values() for name in driven]
+    scored = None if scores is None else _score_arrays(scores, groups, needed)
     for driven in fields.values():
         count = max((int(arrays[name].sum()) for name in driven), default=0)
         for name in driven:
-            score = np.asarray(scores[name], float) if scores else -np.arange(arrays[name].size)
+            score = -np.arange(arrays[name].size) if scored is None else scored[name]
             order = np.lexsort((-score, ~arrays[name]))
             keep = np.zeros(arrays[name].size, bool)
             keep[order[: max(count, 1)]] = True

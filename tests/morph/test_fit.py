@@ -128,6 +128,31 @@ def test_measured_latency_of_no_examples_is_an_error_naming_batch(monkeypatch):
         measured_latency(CNN1D, {}, batch=2.5)
 
 
+def test_expressible_scores_that_miss_or_misname_a_group_are_named():
+    config = ModelConfig("resnet", 3, (4, 4, 1), width=8)
+    model, x = config.build(), jnp.zeros((2, 4, 4, 1))
+    groups = channel_groups(model, jax.eval_shape(model.init, jax.random.key(0), x), x)
+    alive = {"blocks_0/conv_0": np.arange(8) < 2, "blocks_0/conv_1": np.arange(8) % 2 == 1}
+    missing = r"^expressible scores has no entry for the groups \['blocks_0/conv_1'\] \(a config"
+    with pytest.raises(ValueError, match=missing):  # was a bare KeyError: 'blocks_0/conv_1'
+        expressible(config, groups, alive, {"blocks_0/conv_0": np.ones(8)})
+    scores = {name: np.arange(8.0) for name in groups.names}
+    misnamed = (
+        r"^expressible scores names 'blocks_0/conv0', which is no channel group\. Did you "
+        r"mean 'blocks_0/conv_0'"
+    )
+    with pytest.raises(ValueError, match=misnamed):
+        expressible(config, groups, alive, {**scores, "blocks_0/conv0": np.ones(8)})
+    short = r"^expressible scores\['blocks_0/conv_0'\] has shape \(3,\); the group has 8 channels"
+    with pytest.raises(ValueError, match=short):
+        expressible(config, groups, alive, {**scores, "blocks_0/conv_0": np.ones(3)})
+    kept = expressible(config, groups, alive, scores)  # the best scored, the alive first
+    assert {name: np.flatnonzero(keep).tolist() for name, keep in kept.items()} == {
+        "blocks_0/conv_0": [0, 1, 6, 7],
+        "blocks_0/conv_1": [1, 3, 5, 7],
+    }
+
+
 def test_blocks_tied_by_skips_are_pruned_through_the_stage_width():
     """choicenet's blocks compute the same split one stage per block, but a skip ties
     each block's width to the next, so only the stage width can express a prune."""
