@@ -378,7 +378,8 @@ def fold(
 
     Raises:
       TypeError: ``model`` is not a Flax module (a bare ``apply`` function): fold
-        watches the inputs of its ``nn.Dense`` and ``nn.Conv`` layers.
+        watches the inputs of its ``nn.Dense`` and ``nn.Conv`` layers; or no ``args``
+        were given and the model cannot run without them.
 
     Examples:
       >>> import jax, jax.numpy as jnp, flax.linen as nn
@@ -405,7 +406,16 @@ def fold(
     given = dict(zip(groups.names, groups.alive_arrays(alive), strict=True))
     reference = mask(variables, given, groups, keep_biases=True)
     for into_norms in (True, False):
-        kept, deltas = _fold_into(model, reference, given, groups, args, kwargs, into_norms)
+        try:
+            kept, deltas = _fold_into(model, reference, given, groups, args, kwargs, into_norms)
+        except TypeError as error:
+            if args:
+                raise
+            raise TypeError(
+                f"fold: no example inputs given, and the model cannot run without them "
+                f"({error}); pass them after groups, as model.apply takes them: fold(model, "
+                "variables, alive, groups, x), with varied inputs, not zeros."
+            ) from error
         folded = mask(_add_to_leaves(reference, deltas), kept, groups)
         into_a_mean = any(path.startswith("batch_stats/") for path in deltas)
         if not into_a_mean or _outputs_agree(model, folded, reference, args, kwargs):

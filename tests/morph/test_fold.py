@@ -103,6 +103,21 @@ def test_a_bare_apply_function_is_refused_naming_what_fold_needs():
         fold(model.apply, variables, {"layers_0": [True, False, True]}, groups, x)
 
 
+def test_fold_without_example_inputs_says_to_pass_them():
+    """It was Flax's own 'Dense.__call__() missing 1 required positional argument'."""
+    model = nn.Sequential([nn.Dense(3), nn.relu, nn.Dense(2)])
+    x = jnp.ones((2, 4))
+    variables = model.init(jax.random.key(0), x)
+    groups = channel_groups(model, variables, x)
+    message = (
+        r"^fold: no example inputs given, and the model cannot run without them \(.*'inputs'\); "
+        r"pass them after groups, as model.apply takes them: fold\(model, variables, alive, "
+        r"groups, x\)"
+    )
+    with pytest.raises(TypeError, match=message):
+        fold(model, variables, {"layers_0": [True, False, True]}, groups)
+
+
 def test_a_subclass_of_dense_that_adds_an_activation_keeps_the_nonzero_dead_channels():
     """Its bias sits inside the tanh: fold added act(shift) * W to it, which is not exact."""
 
