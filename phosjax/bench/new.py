@@ -50,7 +50,8 @@ class _Parser(ConfigParser):
     """Checks the bench config (``--print_config``) as a run would: keys, values, model
     names after ``--import``, data set names (`phosjax.data.check_loadable`), and each
     models entry's depth, width and options on each data set whose metadata declares its
-    input shape and class count (`_plan.check_model_sizes`)."""
+    input shape and class count (`_plan.check_model_sizes`); a note on stderr names the
+    data sets it could not check them on (a label that is no ``ClassLabel``)."""
 
     own = frozenset(_OWN)
 
@@ -63,6 +64,14 @@ class _Parser(ConfigParser):
         check_models(bench.model_entries())
         shapes = _plan.check_datasets(bench.datasets, bench.data_dir, bench.dataset_features)
         _plan.check_model_sizes(bench, shapes)
+        unchecked = [name for name in bench.datasets if name not in shapes]
+        if unchecked:
+            print(
+                f"note: the models entries' depth, width and options were not checked on "
+                f"{', '.join(unchecked)}: a label that is no ClassLabel declares no number of "
+                "classes, known only once the data is loaded (a run checks them as it plans).",
+                file=sys.stderr,
+            )
 
 
 _NAMED = {

@@ -280,6 +280,27 @@ def test_print_config_refuses_a_data_set_a_run_would_refuse(tmp_path, capsys):
     assert err.startswith("error: unknown data set 'mnist1dd'") and "Did you mean 'mnist1d'" in err
 
 
+def test_print_config_names_the_data_sets_whose_class_count_it_cannot_read(tmp_path, capsys):
+    """It printed the config (exit 0) without a word that the models went unchecked there."""
+    from phosjax.bench.new import main
+    from tests.data import tfds_toys
+
+    tfds_toys.prepare(tfds_toys.ToyIntLabels, tmp_path / "data")
+    text = f"models: [mlp]\ndatasets: [mnist1d, toy_int_labels]\ndata_dir: {tmp_path / 'data'}\n"
+    path = write(tmp_path, text)
+    capsys.readouterr()  # what preparing it said
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--config", str(path), "--dir", str(tmp_path / "b"), "--print_config"])
+    assert exit_info.value.code == 0
+    captured = capsys.readouterr()
+    assert "- toy_int_labels" in captured.out
+    assert captured.err == (
+        "note: the models entries' depth, width and options were not checked on "
+        "toy_int_labels: a label that is no ClassLabel declares no number of classes, known "
+        "only once the data is loaded (a run checks them as it plans).\n"
+    )
+
+
 @pytest.mark.parametrize(
     ("text", "extra", "message"),
     [
