@@ -97,13 +97,27 @@ def tag_shapes(
     return {path: shape for path, shape in flat.items() if _is_tag(path, seen)}
 
 
+def dropped_tags(seen: Mapping[str, Mapping[str, None]], recorded: Iterable[str]) -> list[str]:
+    """The paths where `tag` ran (as `tags_seen` saw) that the ``recorded`` paths of
+    ``intermediates`` lack: a lifted transform whose ``variable_axes`` do not list
+    ``intermediates`` dropped them.
+
+    Examples:
+      >>> dropped_tags({"intermediates": {"pre": None, "scan/h": None}}, ["pre"])
+      ['scan/h']
+    """
+    recorded = set(recorded)
+    return [path for path in seen.get(INTERMEDIATES, {}) if path not in recorded]
+
+
 def tag_call_shapes(
     model: nn.Module, variables: Mapping[str, Any], *args: Any, **kwargs: Any
-) -> tuple[dict[str, tuple[Any, ...]], list[str]]:
-    """``({path: (shapes of call 1, call 2, ...)}, sown)``: the shapes of every value
-    `tag` records, with one item per call, and the paths of the other values in
+) -> tuple[dict[str, tuple[Any, ...]], list[str], list[str]]:
+    """``({path: (shapes of call 1, call 2, ...)}, sown, dropped)``: the shapes of every
+    value `tag` records, with one item per call, the paths of the other values in
     ``intermediates`` (put there by Flax's ``sow`` or ``capture_intermediates``, which
-    `inject` and `grad_of` cannot reach).
+    `inject` and `grad_of` cannot reach) and those of the tags a lifted transform dropped
+    (`dropped_tags`).
 
     Unlike `tag_shapes`, a tag recorded once is a 1-tuple too, so a tuple-valued tag is
     never mistaken for several calls.
@@ -115,23 +129,25 @@ def tag_call_shapes(
       ...     def __call__(self, x):
       ...         self.sow("intermediates", "sown", x)
       ...         return px.tag(self, "pair", (x, 2 * x))
-      >>> calls, sown = tag_call_shapes(Pair(), {}, jnp.ones(3))
+      >>> calls, sown, _ = tag_call_shapes(Pair(), {}, jnp.ones(3))
       >>> {path: len(shapes) for path, shapes in calls.items()}, sown
       ({'pair': 1}, ['sown'])
     """
     with tags_seen() as seen:
         flat = flatten(_recorded_shapes(model, variables, *args, **kwargs), unwrap=False)
-    return {p: c for p, c in flat.items() if _is_tag(p, seen)}, [
-        p for p in flat if not _is_tag(p, seen)
-    ]
+    calls = {p: c for p, c in flat.items() if _is_tag(p, seen)}
+    return calls, [p for p in flat if not _is_tag(p, seen)], dropped_tags(seen, flat)
 
 
-def select_tags(tags: Mapping[str, Any], sown: Sequence[str], selector: str) -> list[str]:
+def select_tags(
+    tags: Mapping[str, Any], sown: Sequence[str], selector: str, dropped: Sequence[str] = ()
+) -> list[str]:
     """The paths of ``tags`` that ``selector`` matches (see `select`).
 
     Raises:
       SelectorError: it matches none; the message lists the nearest tags, and says so
-        when it matches a value that Flax's ``sow`` stored.
+        when it matches a value that Flax's ``sow`` stored, or one of the tags a lifted
+        transform ``dropped``.
     """
     found = select(tags, selector, what="tagged value", allow_empty=True)
     foreign = [] if found else select(sown, selector, allow_empty=True)
@@ -142,7 +158,7 @@ def select_tags(tags: Mapping[str, Any], sown: Sequence[str], selector: str) -> 
             "px.tag: only a value tagged with px.tag(self, name, value) can be injected or "
             "differentiated with respect to."
         )
-    return found or select(tags, selector, what="tagged value")  # raises, naming the nearest
+    return found or select(tags, selector, what="tagged value", dropped=dropped)  # raises
 
 
 def apply_reaching_tags(

@@ -37,11 +37,11 @@ def _flat_perturbations(
     **kwargs: Any,
 ) -> dict[str, Any]:
     """`perturbations` as ``{path: zeros}``, unnested, so pytree-valued zeros stay whole."""
-    calls, sown = tag_call_shapes(model, variables, x, **kwargs)
+    calls, sown, dropped = tag_call_shapes(model, variables, x, **kwargs)
     return {
         path: _zeros_per_call(path, calls[path])
         for selector in selector_list(wrt)
-        for path in select_tags(calls, sown, selector)
+        for path in select_tags(calls, sown, selector, dropped)
     }
 
 

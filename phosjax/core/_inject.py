@@ -58,8 +58,10 @@ def _flat_injections(
     """`injections` as ``{path: value}``, unnested, so pytree values stay whole, and
     whether a value there is tagged by several calls (each call then finds its own
     through ``intermediates``)."""
-    calls, sown = tag_call_shapes(model, variables, x, **kwargs)
-    chosen = value_per_path(values, lambda s: select_tags(calls, sown, s), what="tagged value")
+    calls, sown, dropped = tag_call_shapes(model, variables, x, **kwargs)
+    chosen = value_per_path(
+        values, lambda s: select_tags(calls, sown, s, dropped), what="tagged value"
+    )
     flat = {path: _checked(path, value, calls[path]) for path, value in chosen.items()}
     return flat, any(len(calls[path]) > 1 for path in flat)
 

@@ -327,7 +327,10 @@ def set_knobs(
             "adds every knob at its default, and px.tweak does so itself."
         )
     flat, declared = flatten(variables.get(KNOBS, {})), declared or {}
-    chosen = value_per_path(values, lambda s: select(flat, s, what="knob"), what="knob")
+    dropped = [path for path in declared if path not in flat]  # by a lifted transform
+    chosen = value_per_path(
+        values, lambda s: select(flat, s, what="knob", dropped=dropped), what="knob"
+    )
     for path, value in chosen.items():
         refilled = _refill(path, jnp.asarray(flat[path]), value)  # first: names a non-number
         if path in declared and not isinstance(value, jax.core.Tracer):

@@ -5,10 +5,11 @@ from typing import Any
 
 import flax.linen as nn
 
-from phosjax.core._apply import Mutable, apply_collecting
+from phosjax.core._apply import Mutable, apply_collecting, dropped_tags
 from phosjax.core._collections import INTERMEDIATES
 from phosjax.core._paths import flatten
 from phosjax.core._selectors import select_items
+from phosjax.core._tags import tags_seen
 
 
 def probe(
@@ -50,8 +51,10 @@ def probe(
       >>> sorted(px.probe(Net(), variables, x, "h*")[1])
       ['h0', 'h1']
     """
-    output, collected = apply_collecting(
-        model, variables, x, collect=[INTERMEDIATES], mutable=mutable, **kwargs
-    )
-    found = select_items(flatten(collected[INTERMEDIATES]), selector, what="tagged value")
+    with tags_seen() as seen:
+        output, collected = apply_collecting(
+            model, variables, x, collect=[INTERMEDIATES], mutable=mutable, **kwargs
+        )
+    flat = flatten(collected[INTERMEDIATES])
+    found = select_items(flat, selector, what="tagged value", dropped=dropped_tags(seen, flat))
     return output, found

@@ -147,17 +147,51 @@ def _nearest(selector: str, paths: list[str], n: int = 5) -> list[str]:
     return sorted(paths, key=score, reverse=True)[:n]
 
 
-_LIFTED_HINT = {
-    what: f" A {what} made inside nn.scan (or nn.vmap) is kept only if its variable_axes "
-    "lists phosjax's collections: variable_axes=px.scan_axes(params=0)."
-    for what in ("tagged value", "knob")
-}
-"""What to add to the error when no tagged value or knob matches: a lifted transform drops
-the collections its ``variable_axes`` do not list, silently."""
+_LIFTED = (
+    "nn.scan (or nn.vmap) keeps a {what} made inside it only if its variable_axes list "
+    "phosjax's collections: variable_axes=px.scan_axes(params=0)."
+)
+"""How a {what} (tagged value, knob) is lost: a lifted transform drops the collections its
+``variable_axes`` do not list, silently."""
+
+_LIFTED_KINDS = ("tagged value", "knob")
+"""The kinds of path a lifted transform can drop (see `_LIFTED`)."""
+
+
+def _no_match(selector: str, paths: list[str], what: str, dropped: Iterable[str]) -> str:
+    """The message of `select` when ``selector`` matches none of ``paths``: the nearest,
+    and how a lifted transform loses a {what} where it can have (the selector matches one
+    of the ``dropped`` paths, or there are none at all).
+
+    Examples:
+      >>> print(_no_match("blocks/h", ["pre"], "tagged value", ["blocks/h"]))
+      Selector 'blocks/h' matched no tagged value among 1; nearest: 'pre'. It matches
+      'blocks/h', which a lifted transform dropped: nn.scan (or nn.vmap) keeps a tagged
+      value made inside it only if its variable_axes list phosjax's collections:
+      variable_axes=px.scan_axes(params=0).
+      >>> print(_no_match("pree", ["pre"], "tagged value", []))
+      Selector 'pree' matched no tagged value among 1; nearest: 'pre'.
+    """
+    regex = compile_selector(selector)
+    lost = [p for p in dropped if p == selector or regex.fullmatch(p)]
+    if lost:
+        hint = f" It matches {lost[0]!r}, which a lifted transform dropped: "
+        hint += _LIFTED.format(what=what)
+    else:  # none at all: a lifted transform may have dropped every one
+        hint = f" {_LIFTED.format(what=what)}" if not paths and what in _LIFTED_KINDS else ""
+    if not paths:
+        return f"Selector {selector!r} matched no {what}: there are none.{hint}"
+    nearest = ", ".join(repr(p) for p in _nearest(selector, paths))
+    return f"Selector {selector!r} matched no {what} among {len(paths)}; nearest: {nearest}.{hint}"
 
 
 def select(
-    paths: Iterable[str], selector: str, *, what: str = "path", allow_empty: bool = False
+    paths: Iterable[str],
+    selector: str,
+    *,
+    what: str = "path",
+    allow_empty: bool = False,
+    dropped: Iterable[str] = (),
 ) -> list[str]:
     """The paths that ``selector`` matches, in their original order.
 
@@ -166,9 +200,12 @@ def select(
       selector: see the module docstring.
       what: what the paths are (``"tagged value"``, ``"knob"``...), for the error.
       allow_empty: return ``[]`` instead of raising when nothing matches.
+      dropped: paths that a lifted transform dropped (made, but not among ``paths``):
+        the error says how to keep one the selector matches.
 
     Raises:
-      SelectorError: nothing matched; the message lists the nearest paths.
+      SelectorError: nothing matched; the message lists the nearest paths (and says how
+        a lifted transform loses one where it can have: see `_no_match`).
 
     Examples:
       >>> select(["a/pre_act", "b/pre_act", "b/out"], "*/pre_act")
@@ -178,13 +215,7 @@ def select(
     regex = compile_selector(selector)
     found = [p for p in paths if p == selector or regex.fullmatch(p)]
     if not found and not allow_empty:
-        hint = _LIFTED_HINT.get(what, "")
-        if not paths:
-            raise SelectorError(f"Selector {selector!r} matched no {what}: there are none.{hint}")
-        nearest = ", ".join(repr(p) for p in _nearest(selector, paths))
-        raise SelectorError(
-            f"Selector {selector!r} matched no {what} among {len(paths)}; nearest: {nearest}.{hint}"
-        )
+        raise SelectorError(_no_match(selector, paths, what, dropped))
     return found
 
 
@@ -211,13 +242,18 @@ def selector_list(selectors: str | Iterable[str]) -> list[str]:
 
 
 def select_items(
-    flat: Mapping[str, Any], selectors: str | Iterable[str], *, what: str = "path"
+    flat: Mapping[str, Any],
+    selectors: str | Iterable[str],
+    *,
+    what: str = "path",
+    dropped: Iterable[str] = (),
 ) -> dict[str, Any]:
     """``{path: value}`` for the paths any of ``selectors`` match (each must match;
-    `selector_list` says what they may be)."""
+    `selector_list` says what they may be; ``dropped`` as `select` takes it)."""
     chosen: set[str] = set()
+    dropped = list(dropped)
     for selector in selector_list(selectors):
-        chosen.update(select(flat, selector, what=what))
+        chosen.update(select(flat, selector, what=what, dropped=dropped))
     return {p: v for p, v in flat.items() if p in chosen}
 
 

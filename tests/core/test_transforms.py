@@ -709,6 +709,61 @@ def test_a_scan_that_drops_phosjax_s_collections_is_named_in_the_selector_error(
         px.tweak(model, variables, x, {"**/T": 2.0})
 
 
+def test_a_selector_that_misses_says_how_a_scan_drops_values_only_where_one_did():
+    """Every miss carried the nn.scan hint, a typo in a model without any scan too."""
+
+    class PartlyDropping(nn.Module):
+        """A tag and a knob outside a scan that drops phosjax's collections."""
+
+        @nn.compact
+        def __call__(self, x):
+            x = px.tag(self, "stem", x * px.knob(self, "gain", 1.0))
+            scanned = nn.scan(
+                ScanBlock, variable_axes={"params": 0}, split_rngs={"params": True}, length=DEPTH
+            )
+            return jnp.sum(scanned(name="blocks")(x, None)[0])
+
+    typos = {
+        "probe": lambda m, v: px.probe(m, v, X, "blocks_1/pre_actt"),
+        "inject": lambda m, v: px.inject(m, v, X, {"blocks_1/pre_actt": jnp.zeros((2, WIDTH))}),
+        "grad_of": lambda m, v: px.grad_of(jnp.sum, m, v, X, wrt="blocks_1/pre_actt"),
+    }
+    model = Stack()
+    variables = model.init(jax.random.key(0), X)
+    for name, run in typos.items():
+        with pytest.raises(px.SelectorError) as error:
+            run(model, variables)
+        assert str(error.value).startswith(
+            "Selector 'blocks_1/pre_actt' matched no tagged value among"
+        ), name
+        assert "nearest: 'blocks_1/pre_act'" in str(error.value), name
+        assert "nn.scan" not in str(error.value), name
+    with pytest.raises(px.SelectorError) as error:
+        px.tweak(model, variables, X, {"blocks_1/TT": 2.0})
+    assert "nearest: 'blocks_1/T'" in str(error.value) and "nn.scan" not in str(error.value)
+
+    model, x = PartlyDropping(), jnp.ones((2, WIDTH))
+    variables = model.init(jax.random.key(0), x)
+    path = "blocks/Block_0/pre_act"
+    dropped = {
+        "probe": lambda: px.probe(model, variables, x, path),
+        "inject": lambda: px.inject(model, variables, x, {path: jnp.zeros((DEPTH, 2, WIDTH))}),
+        "grad_of": lambda: px.grad_of(lambda y: y, model, variables, x, wrt=path),
+    }
+    said = (
+        rf"^Selector '{path}' matched no tagged value among 1; nearest: 'stem'\. It matches "
+        rf"'{path}', which a lifted transform dropped: nn\.scan \(or nn\.vmap\) keeps a "
+        r"tagged value made inside it only if its variable_axes list phosjax's collections: "
+        r"variable_axes=px\.scan_axes\(params=0\)\.$"
+    )
+    for run in dropped.values():
+        with pytest.raises(px.SelectorError, match=said):
+            run()
+    knob = r"It matches 'blocks/Block_0/T', which a lifted transform dropped: .* keeps a knob"
+    with pytest.raises(px.SelectorError, match=rf"^Selector '\*\*/T' matched no knob .*{knob}"):
+        px.tweak(model, variables, x, {"**/T": 2.0})
+
+
 @pytest.mark.parametrize("transform", ["inject", "grad_of"])
 def test_a_scan_that_keeps_intermediates_but_drops_the_transform_s_collection_is_an_error(
     transform,
