@@ -651,9 +651,21 @@ class Graph:
 
         Raises:
           SelectorError: a selector matches no node (the nearest are listed).
-          GraphError: ``selectors`` are not a str or an iterable of them.
+          GraphError: ``selectors`` are not a str or an iterable of them, or none (an
+            empty list would select nothing, silently).
+
+        Examples:
+          >>> Graph({"h": abs}).select([], "outputs")
+          Traceback (most recent call last):
+          phosjax.models.graph._spec.GraphError: outputs is empty ([]), so it selects no ...
         """
-        selectors = as_names(selectors, what, self.order[-1])
+        given, selectors = selectors, as_names(selectors, what, self.order[-1])
+        if not selectors:
+            raise GraphError(
+                f"{what} is empty ({given!r}), so it selects no node; give "
+                f"a node selector, such as {self.order[-1]!r} or '**' for every node (or "
+                "None, the default: the graph's outputs)."
+            )
         paths = (p for s in selectors for p in select(self.order, s, what="node"))
         return tuple(dict.fromkeys(paths))
 

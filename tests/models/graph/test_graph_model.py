@@ -458,6 +458,19 @@ def test_a_node_that_is_also_a_group_is_an_error():
         GraphModel({"g": {"a/b": {"c": nn.relu}, "a": nn.relu}})
 
 
+def test_empty_outputs_are_an_error_not_an_empty_result(model_and_variables):
+    """outputs=[] returned {} (extract's, a model of the input node alone), silently."""
+    model, variables, x = model_and_variables
+    message = (
+        r"^outputs is empty \(\[\]\), so it selects no node; give a node selector, such as "
+        r"'head' or '\*\*' for every node \(or None, the default: the graph's outputs\)\."
+    )
+    with pytest.raises(GraphError, match=message):
+        model.apply(variables, x, outputs=[])
+    with pytest.raises(GraphError, match=r"^extract's outputs is empty \(\(\)\), so it selects"):
+        extract(model, variables, outputs=())
+
+
 def test_an_empty_group_is_an_error_naming_its_path():
     message = r"^Group 'block/inner' is empty: a group is a dict of nodes, so it would add none"
     with pytest.raises(GraphError, match=message):
