@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from phosjax._callables import callable_name
 from phosjax._nearest import did_you_mean
-from phosjax.core import select
+from phosjax.core import SelectorError, select
 from phosjax.layers._common import TRAIN_FLAGS, train_args
 
 SEP = "/"
@@ -650,7 +650,8 @@ class Graph:
         `phosjax.select`), each must match.
 
         Raises:
-          SelectorError: a selector matches no node (the nearest are listed).
+          SelectorError: a selector matches no node (the nearest are listed; a group's
+            path is said to be one, with the selector of its nodes).
           GraphError: ``selectors`` are not a str or an iterable of them, or none (an
             empty list would select nothing, silently).
 
@@ -666,7 +667,16 @@ class Graph:
                 f"a node selector, such as {self.order[-1]!r} or '**' for every node (or "
                 "None, the default: the graph's outputs)."
             )
-        paths = (p for s in selectors for p in select(self.order, s, what="node"))
+        paths = []
+        for selector in selectors:
+            found = select(self.order, selector, what="node", allow_empty=True)
+            below = [p for p in self.order if p.startswith(selector + SEP)]
+            if not found and below:
+                raise SelectorError(
+                    f"{what} selects {selector!r}, a group, not a node (its nodes: "
+                    f"{listing(below)}); select them with '{selector}/**', or name one."
+                )
+            paths += found or select(self.order, selector, what="node")  # raises: nearest
         return tuple(dict.fromkeys(paths))
 
     def check_nodes(self, paths: Iterable[str], what: str) -> None:

@@ -471,6 +471,24 @@ def test_empty_outputs_are_an_error_not_an_empty_result(model_and_variables):
         extract(model, variables, outputs=())
 
 
+def test_outputs_naming_a_group_say_it_is_one_and_how_to_select_its_nodes(model_and_variables):
+    """It was 'matched no node among 7; nearest: ...', as for a typo."""
+    model, variables, x = model_and_variables
+    message = (
+        r"^outputs selects 'block', a group, not a node \(its nodes: 'block/dense', "
+        r"'block/act', 'block/add'\); select them with 'block/\*\*', or name one\."
+    )
+    with pytest.raises(px.SelectorError, match=message):
+        model.apply(variables, x, outputs=["head", "block"])
+    assert list(model.apply(variables, x, outputs="block/**")) == [
+        "block/dense",
+        "block/act",
+        "block/add",
+    ]
+    with pytest.raises(px.SelectorError, match=r"^extract's outputs selects 'block', a group"):
+        extract(model, variables, outputs="block")
+
+
 def test_an_empty_group_is_an_error_naming_its_path():
     message = r"^Group 'block/inner' is empty: a group is a dict of nodes, so it would add none"
     with pytest.raises(GraphError, match=message):
