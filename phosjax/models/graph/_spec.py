@@ -230,7 +230,13 @@ def walk(spec: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> Iterator[tupl
       phosjax.models.graph._spec.GraphError: Group 'g/h' is empty: a group is a dict of ...
     """
     for key, value in spec.items():
-        parts = tuple(str(key).split(SEP))
+        if not isinstance(key, str):
+            where = f"in group {SEP.join(prefix)!r}" if prefix else "at the top level"
+            raise GraphError(
+                f"Node key {key!r} {where} is of type {type(key).__name__}, not a str: a "
+                "node or group is named by a str, such as 'dense' (its variables' path)."
+            )
+        parts = tuple(key.split(SEP))
         why = next((bad_name(part) for part in parts if bad_name(part)), None)
         why = why or (None if prefix else top_level_why(parts[0]))
         if why:

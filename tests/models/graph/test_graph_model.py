@@ -489,6 +489,15 @@ def test_outputs_naming_a_group_say_it_is_one_and_how_to_select_its_nodes(model_
         extract(model, variables, outputs="block")
 
 
+def test_a_node_key_that_is_no_str_is_an_error():
+    """{1: nn.Dense(2)} was node '1' (its params at 'params/1'), silently renamed."""
+    message = r"^Node key 1 at the top level is of type int, not a str: a node or group is named"
+    with pytest.raises(GraphError, match=message):
+        GraphModel({1: nn.Dense(2)})
+    with pytest.raises(GraphError, match=r"^Node key \('a', 'b'\) in group 'g' is of type tuple"):
+        GraphModel({"g": {("a", "b"): nn.relu}})
+
+
 def test_an_empty_group_is_an_error_naming_its_path():
     message = r"^Group 'block/inner' is empty: a group is a dict of nodes, so it would add none"
     with pytest.raises(GraphError, match=message):
