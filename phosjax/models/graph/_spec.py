@@ -147,6 +147,26 @@ def as_names(value: str | Iterable[str], what: str, example: str, kind: str = "n
     return names
 
 
+def as_selectors(
+    value: str | Iterable[str], what: str, example: str, kind: str = "node", default: str = ""
+) -> list[str]:
+    """`as_names` of selectors, of which there must be one at least (an empty list would
+    select nothing, silently); ``default`` ends the error, saying what else to give.
+
+    Examples:
+      >>> as_selectors([], "train_only's selectors", "adapter/**", "parameter")
+      Traceback (most recent call last):
+      phosjax.models.graph._spec.GraphError: train_only's selectors is empty ([]), so it ...
+    """
+    names = as_names(value, what, example, kind)
+    if not names:
+        raise GraphError(
+            f"{what} is empty ({value!r}), so it selects no {kind}; give a {kind} selector, "
+            f"such as {example!r} or '**' for every {kind}{default}."
+        )
+    return names
+
+
 def listing(paths: Iterable[str]) -> str:
     """``'a', 'b', ...`` for error messages (long lists are cut)."""
     paths = list(paths)
@@ -666,13 +686,8 @@ class Graph:
           Traceback (most recent call last):
           phosjax.models.graph._spec.GraphError: outputs is empty ([]), so it selects no ...
         """
-        given, selectors = selectors, as_names(selectors, what, self.order[-1])
-        if not selectors:
-            raise GraphError(
-                f"{what} is empty ({given!r}), so it selects no node; give "
-                f"a node selector, such as {self.order[-1]!r} or '**' for every node (or "
-                "None, the default: the graph's outputs)."
-            )
+        default = " (or None, the default: the graph's outputs)"
+        selectors = as_selectors(selectors, what, self.order[-1], default=default)
         paths = []
         for selector in selectors:
             found = select(self.order, selector, what="node", allow_empty=True)

@@ -19,7 +19,7 @@ import optax
 from phosjax.core import select
 from phosjax.layers._common import broadcasts_to
 from phosjax.models.graph._model import GraphModel
-from phosjax.models.graph._spec import SEP, GraphError, as_names, listing, node
+from phosjax.models.graph._spec import SEP, GraphError, as_selectors, listing, node
 from phosjax.models.graph._surgery import (
     Variables,
     _graph,
@@ -356,7 +356,8 @@ def train_only(
     frozen (zero updates), via `optax.multi_transform`.
 
     Raises:
-      GraphError: ``selectors`` are not a str or an iterable of them.
+      GraphError: ``selectors`` are not a str or an iterable of them, or none (which
+        would freeze every parameter).
       SelectorError: (at ``init``) a selector matches no parameter.
 
     Examples:
@@ -367,7 +368,7 @@ def train_only(
       >>> updates["adapter"]["kernel"].tolist(), updates["b"]["kernel"].tolist()
       ([-1.0, -1.0], [0.0, 0.0])
     """
-    selectors = as_names(selectors, "train_only's selectors", "adapter/**", "parameter")
+    selectors = as_selectors(selectors, "train_only's selectors", "adapter/**", "parameter")
 
     def labels(params: Any) -> Any:
         leaves = jax.tree_util.tree_leaves_with_path(params)

@@ -912,6 +912,15 @@ def test_outputs_that_are_no_names_are_named(model_and_variables):
         train_only(optax.sgd(1.0), 3)
 
 
+def test_train_only_of_no_selectors_is_an_error_not_every_parameter_frozen():
+    message = (
+        r"^train_only's selectors is empty \(\[\]\), so it selects no parameter; give a "
+        r"parameter selector, such as 'adapter/\*\*' or '\*\*' for every parameter\.$"
+    )
+    with pytest.raises(GraphError, match=message):
+        train_only(optax.sgd(1.0), [])
+
+
 def test_call_keywords_reach_the_nodes_that_take_them_in_any_group(key):
     model = GraphModel(
         {"norm": nn.LayerNorm(), "g": {"block": TransformerBlock(2)}, "out": nn.Dense(3)},
