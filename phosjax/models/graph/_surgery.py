@@ -174,6 +174,26 @@ def _check_part_name(name: str) -> None:
         )
 
 
+def _check_first_inputs(nodes: Mapping[str, Any], parts: list[str]) -> None:
+    """Raises a `GraphError` when the first of `merge`'s new ``nodes`` names no inputs:
+    it would take the last of the ``parts``' nodes, which depends on their order.
+
+    Examples:
+      >>> _check_first_inputs({"head": abs}, ["a/input", "a/logits", "b/input", "b/logits"])
+      Traceback (most recent call last):
+      phosjax.models.graph._spec.GraphError: merge's new node 'head' names no inputs, so ...
+    """
+    path, first = next(iter(nodes.items()), (None, None))
+    if path is None or not parts or isinstance(first, Input):
+        return
+    if not (isinstance(first, Node) and first.inputs is not None):
+        raise GraphError(
+            f"merge's new node {path!r} names no inputs, so it would take the last node "
+            f"of the parts ({parts[-1]!r}), whichever part comes last; give it its inputs, "
+            f"e.g. node(..., inputs={parts[-1]!r})."
+        )
+
+
 def merge(
     parts: Mapping[str, tuple[GraphModel, Variables]],
     nodes: Mapping[str, Any] | None = None,
@@ -197,7 +217,8 @@ def merge(
       GraphError: a part is not a pair ``(model, variables)``, a part name is not one
         plain path segment (``"x/y"``, ``".."``, ``""``) or is ``"params"``,
         a new node has the path of a part's node (use `rewire` to change a node's
-        inputs), a path is both a node and a group, or a part's variables are not what
+        inputs), the first new node names no inputs (it would take the last part's last
+        node), a path is both a node and a group, or a part's variables are not what
         its ``init`` makes (`check_variables`).
 
     Examples:
@@ -235,6 +256,7 @@ def merge(
             f"merge's new node {taken[0]!r} is already a node of a part; give the new "
             "node another path, or use rewire to change that node's inputs."
         )
+    _check_first_inputs(nodes, list(spec))
     spec.update(nodes)
     return GraphModel(spec), merged
 

@@ -144,6 +144,22 @@ def test_merge_rejects_new_nodes_that_clash_with_the_parts(net):
     assert merged.nodes[-2:] == ("a/logits", "a/head")
 
 
+def test_merge_refuses_a_first_new_node_without_inputs(net):
+    """It took the last part's last node, 'b/logits' here, silently."""
+    model, variables, _ = net
+    message = (
+        r"^merge's new node 'head/dense' names no inputs, so it would take the last node of "
+        r"the parts \('b/logits'\), whichever part comes last; give it its inputs, e\.g\. "
+        r"node\(\.\.\., inputs='b/logits'\)\.$"
+    )
+    parts = {"a": (model, variables), "b": (model, variables)}
+    with pytest.raises(GraphError, match=message):
+        merge(parts, {"head": {"dense": nn.Dense(2), "act": nn.relu}})
+    head = {"dense": node(nn.Dense(2), inputs="/a/logits"), "act": nn.relu}  # the next follows
+    merged, _ = merge(parts, {"head": head})
+    assert merged.edges[-2:] == (("a/logits", "head/dense"), ("head/dense", "head/act"))
+
+
 def test_merge_names_a_part_that_is_not_a_model_and_its_variables(net):
     model, variables, _ = net
     for part, kind in ((model, "GraphModel"), ((model,), "tuple")):
