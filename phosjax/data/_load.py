@@ -419,15 +419,15 @@ def _prepared_builder(
     passed over for a copy in a later dir: it raises, naming the folder."""
     holding = [data_dir for data_dir in data_dirs if (data_dir / dataset).is_dir()]
     if len(data_dirs) > 1 and not holding:
-        raise ValueError(_not_prepared(name, dataset, data_dirs[0], data_dirs))
+        raise _not_prepared(name, dataset, data_dirs[0], data_dirs)
     errors = []
     for data_dir in holding or data_dirs:
         try:
             return _prepared_builder_in(name, dataset, data_dir), data_dir
+        except _DamagedFolder as error:
+            later = holding[holding.index(data_dir) + 1 :]
+            raise ValueError(f"{error}{_passed_over(later)}") from error
         except ValueError as error:
-            if _damaged_folder(name, dataset, data_dir) is not None:
-                later = holding[holding.index(data_dir) + 1 :]
-                raise ValueError(f"{error}{_passed_over(later)}") from error
             errors.append(error)
     raise errors[0]
 
@@ -456,11 +456,11 @@ def _prepared_builder_in(
     try:
         builder = tfds.builder(name, data_dir=os.fspath(data_dir))
     except tfds.core.registered.DatasetNotFoundError:
-        raise ValueError(_not_prepared(name, dataset, data_dir)) from None
+        raise _not_prepared(name, dataset, data_dir) from None
     except Exception as error:  # a builder registered in this process checks its own arguments
-        raise ValueError(f"{_not_prepared(name, dataset, data_dir)} (TFDS: {error})") from error
+        raise _not_prepared(name, dataset, data_dir, tail=f" (TFDS: {error})") from error
     if not _is_prepared(builder):
-        raise ValueError(_not_prepared(name, dataset, data_dir))
+        raise _not_prepared(name, dataset, data_dir)
     random_access = tfds.core.FileFormat.with_random_access()
     if not builder.info.available_file_formats() & random_access:
         raise ValueError(
@@ -472,19 +472,34 @@ def _prepared_builder_in(
     return builder
 
 
+class _DamagedFolder(ValueError):
+    """A prepared folder of the data set asked for whose metadata TFDS cannot read
+    (`_damaged_folder`): `load` never passes it over for a copy in a later data dir."""
+
+
 def _not_prepared(
     name: str,
     dataset: str,
     data_dir: pathlib.Path,
     searched: list[pathlib.Path] | None = None,
-) -> str:
-    """Why `name` does not load from `data_dir`: its folder there has metadata TFDS cannot
-    read, `data_dir` is its own folder, or what is prepared there (in each of the `searched`
+    tail: str = "",
+) -> ValueError:
+    """The error for `name` not loading from `data_dir`, its message ending in `tail`: a
+    `_DamagedFolder` where its folder there has metadata TFDS cannot read; else why:
+    `data_dir` is its own folder, or what is prepared there (in each of the `searched`
     dirs, default `data_dir`), and how to prepare it."""
     damaged = _damaged_folder(name, dataset, data_dir)
     if damaged is not None:
         folder, why = damaged
-        return _damaged(name, folder, data_dir, why)
+        return _DamagedFolder(_damaged(name, folder, data_dir, why) + tail)
+    return ValueError(_why_not_prepared(name, dataset, data_dir, searched) + tail)
+
+
+def _why_not_prepared(
+    name: str, dataset: str, data_dir: pathlib.Path, searched: list[pathlib.Path] | None
+) -> str:
+    """Why `name`, whose folder in `data_dir` (if any) TFDS can read, does not load from
+    `data_dir` (see `_not_prepared`)."""
     variants = _prepared_variants(data_dir)
     same = [variant for variant in variants if re.split("[/:]", variant)[0] == dataset]
     own = next((folder for folder in (data_dir, *data_dir.parents) if folder.name == dataset), None)

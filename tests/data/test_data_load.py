@@ -11,8 +11,10 @@ import PIL.Image
 import pytest
 import tensorflow_datasets as tfds
 
-from phosjax.data import ArrayDataset, check_batch_size, check_loadable, load, prepared_names
+from phosjax.data import ArrayDataset, _load, check_batch_size, check_loadable, load, prepared_names
 from tests.data import tfds_toys
+
+damaged_folder = _load._damaged_folder
 
 
 def _images(index: int) -> np.ndarray:
@@ -585,7 +587,12 @@ def test_a_damaged_copy_in_phosjax_dir_is_named_not_passed_over_for_tfds_dir(
     tfds_toys.prepare(ShadowIntLabels, no_data_dir_set)
     folder = no_data_dir_set / "toy_int_labels" / "1.0.0"
     damage(folder)
+    looked = []  # each look reads every matching folder's metadata with TFDS
+    monkeypatch.setattr(
+        _load, "_damaged_folder", lambda *args: looked.append(args) or damaged_folder(*args)
+    )
     for check in (load, check_loadable):  # both read tfds_dir's copy, saying nothing
+        looked.clear()
         with pytest.raises(
             ValueError,
             match=rf"data set 'toy_int_labels' is incomplete or damaged in {folder} \({why}.*"
@@ -593,6 +600,7 @@ def test_a_damaged_copy_in_phosjax_dir_is_named_not_passed_over_for_tfds_dir(
             rf"holds a data set wins; to read that copy, pass data_dir='{tfds_dir}'$",
         ):
             check("toy_int_labels")
+        assert len(looked) == 1  # was twice: for the message, then to stop at the folder
     np.testing.assert_array_equal(
         np.sort(load("toy_int_labels", data_dir=tfds_dir).y_train), [0, 0, 1, 1, 2]
     )
