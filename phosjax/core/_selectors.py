@@ -224,6 +224,7 @@ def selector_list(selectors: str | Iterable[str]) -> list[str]:
 
     Raises:
       ValueError: there are none (an empty list would select nothing, silently).
+      TypeError: ``selectors`` are neither a str nor an iterable (a number).
 
     Examples:
       >>> selector_list("**/T"), selector_list(("a", "b"))
@@ -231,7 +232,16 @@ def selector_list(selectors: str | Iterable[str]) -> list[str]:
       >>> selector_list([])
       Traceback (most recent call last):
       ValueError: No selector given (an empty list): give one, such as '**/pre_act', or '**' ...
+      >>> selector_list(3)
+      Traceback (most recent call last):
+      TypeError: The selector is 3 (of type int), not a selector (a str) or a list of them; ...
     """
+    if not isinstance(selectors, str | Iterable):
+        raise TypeError(
+            f"The selector is {selectors!r} (of type {type(selectors).__name__}), not a "
+            "selector (a str) or a list of them; give one such as '**/pre_act', or '**' for "
+            "every path."
+        )
     found = [selectors] if isinstance(selectors, str) else list(selectors)
     if not found:
         raise ValueError(

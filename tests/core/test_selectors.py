@@ -140,3 +140,19 @@ def test_an_empty_list_of_selectors_is_refused(call):
     """It selected nothing, silently: regularize gave 0, probe {} and grad_of no gradient."""
     with pytest.raises(ValueError, match=r"No selector given \(an empty (list|tuple)\)"):
         call()
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: px.regularize({"a": jnp.ones(2)}, 3, jnp.sum),
+        lambda: px.probe(Tagged(), {}, jnp.ones(2), 3),
+        lambda: px.grad_of(jnp.sum, Tagged(), {}, jnp.ones(2), wrt=3),
+    ],
+    ids=["regularize", "probe", "grad_of"],
+)
+def test_a_selector_that_is_no_str_nor_list_is_named(call):
+    """It was Python's own "TypeError: 'int' object is not iterable"."""
+    message = r"^The selector is 3 \(of type int\), not a selector \(a str\) or a list of them"
+    with pytest.raises(TypeError, match=message):
+        call()
