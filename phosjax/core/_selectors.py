@@ -276,6 +276,7 @@ def value_per_path(
     Raises:
       ValueError: two selectors match one path (both and the path named): which value
         was meant is unclear.
+      TypeError: ``values`` are no mapping (a bare value, a selector).
 
     Examples:
       >>> paths = ["a/T", "b/T"]
@@ -285,6 +286,12 @@ def value_per_path(
       Traceback (most recent call last):
       ValueError: Selectors '**/T' and 'b/T' both match knob 'b/T'; give each knob one ...
     """
+    if not isinstance(values, Mapping):
+        raise TypeError(
+            f"The values are {values!r} (of type {type(values).__name__}), not a dict "
+            f"{{selector: value}} giving each {what} it selects its value, e.g. "
+            "{'**/T': 2.0}."
+        )
     found: dict[str, Any] = {}
     matched_by: dict[str, str] = {}
     for selector, value in values.items():

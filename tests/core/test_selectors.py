@@ -156,3 +156,20 @@ def test_a_selector_that_is_no_str_nor_list_is_named(call):
     message = r"^The selector is 3 \(of type int\), not a selector \(a str\) or a list of them"
     with pytest.raises(TypeError, match=message):
         call()
+
+
+@pytest.mark.parametrize(
+    ("call", "what"),
+    [
+        (lambda: px.tweak(Tagged(), {}, jnp.ones(2), 3.0), "knob"),
+        (lambda: px.inject(Tagged(), {}, jnp.ones(2), "h"), "tagged value"),
+    ],
+    ids=["tweak", "inject"],
+)
+def test_values_that_are_no_dict_are_named(call, what):
+    """It was Python's own "AttributeError: 'float' object has no attribute 'items'"."""
+    message = (
+        rf"^The values are .* \(of type \w+\), not a dict \{{selector: value\}} giving each {what}"
+    )
+    with pytest.raises(TypeError, match=message):
+        call()
