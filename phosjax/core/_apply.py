@@ -97,22 +97,27 @@ def tag_shapes(
     return {path: shape for path, shape in flat.items() if _is_tag(path, seen)}
 
 
-def dropped_tags(seen: Mapping[str, Mapping[str, None]], recorded: Iterable[str]) -> list[str]:
+def dropped_tags(
+    seen: Mapping[str, Mapping[str, None]], recorded: Iterable[str]
+) -> list[str] | None:
     """The paths where `tag` ran (as `tags_seen` saw) that the ``recorded`` paths of
     ``intermediates`` lack: a lifted transform whose ``variable_axes`` do not list
-    ``intermediates`` dropped them.
+    ``intermediates`` dropped them; None when no tag was seen running (a trace that
+    `nn.jit` cached runs no Python), so what was dropped is unknown.
 
     Examples:
       >>> dropped_tags({"intermediates": {"pre": None, "scan/h": None}}, ["pre"])
       ['scan/h']
     """
+    if not seen:
+        return None
     recorded = set(recorded)
     return [path for path in seen.get(INTERMEDIATES, {}) if path not in recorded]
 
 
 def tag_call_shapes(
     model: nn.Module, variables: Mapping[str, Any], *args: Any, **kwargs: Any
-) -> tuple[dict[str, tuple[Any, ...]], list[str], list[str]]:
+) -> tuple[dict[str, tuple[Any, ...]], list[str], list[str] | None]:
     """``({path: (shapes of call 1, call 2, ...)}, sown, dropped)``: the shapes of every
     value `tag` records, with one item per call, the paths of the other values in
     ``intermediates`` (put there by Flax's ``sow`` or ``capture_intermediates``, which
@@ -140,7 +145,10 @@ def tag_call_shapes(
 
 
 def select_tags(
-    tags: Mapping[str, Any], sown: Sequence[str], selector: str, dropped: Sequence[str] = ()
+    tags: Mapping[str, Any],
+    sown: Sequence[str],
+    selector: str,
+    dropped: Sequence[str] | None = None,
 ) -> list[str]:
     """The paths of ``tags`` that ``selector`` matches (see `select`).
 

@@ -326,8 +326,9 @@ def set_knobs(
             f"{KNOBS!r} collection (params alone?); px.core.with_knobs(model, variables, x) "
             "adds every knob at its default, and px.tweak does so itself."
         )
-    flat, declared = flatten(variables.get(KNOBS, {})), declared or {}
-    dropped = [path for path in declared if path not in flat]  # by a lifted transform
+    flat = flatten(variables.get(KNOBS, {}))
+    dropped = None if declared is None else [p for p in declared if p not in flat]  # lifted
+    declared = declared or {}
     chosen = value_per_path(
         values, lambda s: select(flat, s, what="knob", dropped=dropped), what="knob"
     )

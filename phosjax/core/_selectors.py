@@ -158,10 +158,11 @@ _LIFTED_KINDS = ("tagged value", "knob")
 """The kinds of path a lifted transform can drop (see `_LIFTED`)."""
 
 
-def _no_match(selector: str, paths: list[str], what: str, dropped: Iterable[str]) -> str:
+def _no_match(selector: str, paths: list[str], what: str, dropped: Iterable[str] | None) -> str:
     """The message of `select` when ``selector`` matches none of ``paths``: the nearest,
-    and how a lifted transform loses a {what} where it can have (the selector matches one
-    of the ``dropped`` paths, or there are none at all).
+    and how a lifted transform loses a {what} where it can have: the selector matches one
+    of the ``dropped`` paths, or there are none at all and what was dropped is unknown
+    (``dropped`` None).
 
     Examples:
       >>> print(_no_match("blocks/h", ["pre"], "tagged value", ["blocks/h"]))
@@ -171,14 +172,17 @@ def _no_match(selector: str, paths: list[str], what: str, dropped: Iterable[str]
       variable_axes=px.scan_axes(params=0).
       >>> print(_no_match("pree", ["pre"], "tagged value", []))
       Selector 'pree' matched no tagged value among 1; nearest: 'pre'.
+      >>> print(_no_match("T", [], "knob", []))  # none made: none dropped
+      Selector 'T' matched no knob: there are none.
     """
     regex = compile_selector(selector)
-    lost = [p for p in dropped if p == selector or regex.fullmatch(p)]
+    lost = [p for p in dropped or () if p == selector or regex.fullmatch(p)]
+    unknown = dropped is None and not paths and what in _LIFTED_KINDS  # all dropped, maybe
     if lost:
         hint = f" It matches {lost[0]!r}, which a lifted transform dropped: "
         hint += _LIFTED.format(what=what)
-    else:  # none at all: a lifted transform may have dropped every one
-        hint = f" {_LIFTED.format(what=what)}" if not paths and what in _LIFTED_KINDS else ""
+    else:
+        hint = f" {_LIFTED.format(what=what)}" if unknown else ""
     if not paths:
         return f"Selector {selector!r} matched no {what}: there are none.{hint}"
     nearest = ", ".join(repr(p) for p in _nearest(selector, paths))
@@ -191,7 +195,7 @@ def select(
     *,
     what: str = "path",
     allow_empty: bool = False,
-    dropped: Iterable[str] = (),
+    dropped: Iterable[str] | None = None,
 ) -> list[str]:
     """The paths that ``selector`` matches, in their original order.
 
@@ -201,7 +205,8 @@ def select(
       what: what the paths are (``"tagged value"``, ``"knob"``...), for the error.
       allow_empty: return ``[]`` instead of raising when nothing matches.
       dropped: paths that a lifted transform dropped (made, but not among ``paths``):
-        the error says how to keep one the selector matches.
+        the error says how to keep one the selector matches; None: unknown (the error
+        then says how a lifted transform drops them where there are none at all).
 
     Raises:
       SelectorError: nothing matched; the message lists the nearest paths (and says how
@@ -256,12 +261,12 @@ def select_items(
     selectors: str | Iterable[str],
     *,
     what: str = "path",
-    dropped: Iterable[str] = (),
+    dropped: Iterable[str] | None = None,
 ) -> dict[str, Any]:
     """``{path: value}`` for the paths any of ``selectors`` match (each must match;
     `selector_list` says what they may be; ``dropped`` as `select` takes it)."""
     chosen: set[str] = set()
-    dropped = list(dropped)
+    dropped = None if dropped is None else list(dropped)
     for selector in selector_list(selectors):
         chosen.update(select(flat, selector, what=what, dropped=dropped))
     return {p: v for p, v in flat.items() if p in chosen}

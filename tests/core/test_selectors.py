@@ -173,3 +173,10 @@ def test_values_that_are_no_dict_are_named(call, what):
     )
     with pytest.raises(TypeError, match=message):
         call()
+
+
+def test_tweaking_a_model_without_knobs_gives_no_lifted_transform_hint():
+    """It ended with how nn.scan drops knobs, though the model has no scan and no knob."""
+    with pytest.raises(px.SelectorError) as error:
+        px.tweak(Tagged(), {}, jnp.ones(2), {"T": 1.0})
+    assert str(error.value) == "Selector 'T' matched no knob: there are none."
