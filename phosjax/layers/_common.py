@@ -226,7 +226,7 @@ def check_keywords(module: nn.Module, blocks: Any, keywords: dict[str, Any]) -> 
     blocks = blocks if isinstance(blocks, list | tuple) else [blocks]
     for name in keywords:
         if not any(takes_keyword(block, name) for block in blocks):
-            kinds = ", ".join(getattr(b, "__qualname__", type(b).__name__) for b in blocks)
+            kinds = ", ".join(callable_name(b, "__qualname__") for b in blocks)
             kinds = kinds or "it has none"
             raise TypeError(
                 f"{type(module).__name__} was called with the keyword {name!r}, which none of "

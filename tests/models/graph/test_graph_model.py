@@ -618,6 +618,13 @@ def test_a_partial_node_that_cannot_take_its_inputs_is_named_with_what_it_binds(
         GraphModel(spec)
 
 
+def test_a_call_keyword_no_node_takes_names_a_partial_node_by_what_it_wraps(key):
+    model = GraphModel({"clip": functools.partial(jnp.clip, min=0.0), "dense": nn.Dense(2)})
+    message = r"none of its blocks takes \(partial\(clip, min=0\.0\), Dense\)"
+    with pytest.raises(TypeError, match=message):
+        model.init(key, jnp.ones((1, 3)), mask=1)
+
+
 def test_to_json_counts_boxed_params_by_their_arrays():
     kernel_init = nn.with_partitioning(nn.initializers.lecun_normal(), (None, "model"))
     model = GraphModel({"dense": nn.Dense(4, kernel_init=kernel_init)})
