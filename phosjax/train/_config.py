@@ -212,14 +212,18 @@ def _knob_pairs(knobs: Any) -> tuple[tuple[str, float], ...]:
 
     Raises:
       ValueError: ``knobs`` is neither, an item is no pair, a selector does not compile
-        or a value is no number (the selector named).
+        or is given twice, or a value is no number (the selector named).
 
     Examples:
       >>> _knob_pairs({"**/T": 2})
       (('**/T', 2.0),)
+      >>> _knob_pairs((("T", 5), ("T", 7)))
+      Traceback (most recent call last):
+      ValueError: HParams knobs: selector 'T' is given twice (5 and 7); give each knob one value.
     """
     items = tuple(knobs.items()) if isinstance(knobs, Mapping) else knobs
     checked = []
+    given: dict[Any, Any] = {}
     for item in _sequence("HParams knobs", items, KNOBS_EXAMPLE):
         if not (isinstance(item, list | tuple) and len(item) == 2):
             raise ValueError(
@@ -228,6 +232,12 @@ def _knob_pairs(knobs: Any) -> tuple[tuple[str, float], ...]:
             )
         selector, value = item
         _check_selector("HParams knobs", selector)
+        if selector in given:
+            raise ValueError(
+                f"HParams knobs: selector {selector!r} is given twice ({given[selector]} and "
+                f"{value}); give each knob one value."
+            )
+        given[selector] = value
         checked.append((selector, number_in(f"HParams knob {selector!r}", value, -math.inf)))
     return tuple(checked)
 
@@ -263,9 +273,9 @@ class HParams:
       label_smoothing: mass spread uniformly over the classes in the targets, in [0, 1].
       grad_clip: clip gradients to this global norm, > 0 (None: no clipping).
       regularizers: extra penalties (`Regularizer`).
-      knobs: ``{selector: value}`` set with `phosjax.set_knobs` before training, in the
-        order given (a later selector overrides an earlier one); a mapping is stored as
-        a tuple of pairs.
+      knobs: ``{selector: value}`` set with `phosjax.set_knobs` before training; a
+        mapping is stored as a tuple of pairs. As in `phosjax.set_knobs`, each knob takes
+        one value: `init_group` refuses two selectors that match one knob.
       compute_dtype: ``"float32"`` or ``"bfloat16"`` (mixed precision: the forward and
         backward pass see the inputs and params cast to bfloat16; the master params, the
         gradients, the loss and the optimizer stay float32; other collections, e.g.

@@ -13,6 +13,7 @@ import numpy as np
 
 from phosjax.core import KNOBS, Knob, SelectorError, flatten, knobs, select, set_knobs
 from phosjax.core._knobs import holds_exactly
+from phosjax.core._selectors import value_per_path
 from phosjax.models._registry import checked_build
 from phosjax.train._group import Group
 from phosjax.train._optim import hparams_optimizer
@@ -83,8 +84,9 @@ def _vmapped_init(signature: Any, input_shape: tuple[int, ...]) -> Any:
         root = jax.random.wrap_key_data(root_key)
         init_key, data_key, dropout_key = jax.random.split(root, 3)
         variables = dict(model.init(init_key, x0, train=False))
-        for i, selector in enumerate(knob_selectors):  # in order: a repeated one overrides
-            variables = set_knobs(variables, {selector: v["knob_value"][i]})
+        if knob_selectors:  # no two match one knob (`_check_knob_ranges`)
+            values = {selector: v["knob_value"][i] for i, selector in enumerate(knob_selectors)}
+            variables = set_knobs(variables, values)
         params = variables.pop("params")
         tx = hparams_optimizer(
             hp,
@@ -229,29 +231,36 @@ def declared_knobs(model: Any, input_shape: tuple[int, ...]) -> Mapping[str, Kno
 
 
 def _check_knob_ranges(group: Group, data: Any) -> None:
-    """Raises unless each cell's knob selectors match knobs of the model and set them to
-    values in the ranges they declare (`phosjax.core.Range`): traced in init and the
-    train step, a value out reads NaN."""
+    """Raises unless the cells' knob selectors (one group: the same for every cell) each
+    match knobs of the model, no two the same knob (`phosjax.core.set_knobs` refuses
+    that too), and each cell sets them to values in the ranges they declare
+    (`phosjax.core.Range`): traced in init and the train step, a value out reads NaN."""
     if not group.hparams.knobs:
         return
     declared = declared_knobs(group.model, tuple(data.input_shape))
+    name = getattr(group.model, "name", group.model)
+    where = f"init_group: cell {group.index[0]} (HParams knobs"
+
+    def paths(selector: str) -> list[str]:
+        try:
+            return select(tuple(declared), selector, what="knob")
+        except SelectorError as error:
+            raise SelectorError(f"{where} {selector!r}) of model {name!r}: {error}") from None
+
+    selectors = {selector: j for j, (selector, _) in enumerate(group.hparams.knobs)}
+    try:
+        chosen = value_per_path(selectors, paths, what="knob")
+    except ValueError as error:
+        raise ValueError(f"{where} of model {name!r}): {error}") from None
     for cell, index in zip(group.cells, group.index, strict=True):
-        for selector, value in cell.hparams.knobs:
+        for path, j in chosen.items():
+            selector, value = cell.hparams.knobs[j]
             try:
-                paths = select(tuple(declared), selector, what="knob")
-            except SelectorError as error:
-                name = getattr(group.model, "name", group.model)
-                raise SelectorError(
-                    f"init_group: cell {index} (HParams knobs {selector!r}) of model {name!r}: "
-                    f"{error}"
+                declared[path].check(value)
+            except ValueError as error:
+                raise ValueError(
+                    f"init_group: cell {index} (HParams knobs {selector!r}): {error}"
                 ) from None
-            for path in paths:
-                try:
-                    declared[path].check(value)
-                except ValueError as error:
-                    raise ValueError(
-                        f"init_group: cell {index} (HParams knobs {selector!r}): {error}"
-                    ) from None
 
 
 INIT_DATA_FIELDS = ("name", "input_shape", "num_classes")
@@ -303,7 +312,8 @@ def init_group(group: Group, data: Any) -> GroupState:
         cell, the selector, the model and the nearest knobs).
       ValueError: a knob of an integer or bool dtype is set to a value it cannot hold
         exactly (names the knob and the cell) or one out of the range its knob declares
-        (names the knob, the value, the range and the cell), the model's config has
+        (names the knob, the value, the range and the cell), two knob selectors match
+        one knob (names both and the knob), the model's config has
         another ``input_shape`` than ``data``, or the model does not return
         ``data.num_classes`` logits per example, one row per example.
       TypeError: ``group`` is no `Group` or ``data`` no data set; the model's ``build``
@@ -381,7 +391,7 @@ def _knob_values(collections: Any, hp: Any, values: Any) -> dict[str, tuple[Any,
     """``{knob path: (its value in collections, what the knob selectors set)}``."""
     flat = flatten(collections.get(KNOBS, {}))
     out = {}
-    for j, (selector, _) in enumerate(hp.knobs):  # a later selector overrides, as set_knobs
+    for j, (selector, _) in enumerate(hp.knobs):  # no two match one knob (init_group)
         for path in select(flat, selector, what="knob"):
             out[f"knob {path!r}"] = flat[path], values[:, j]
     return out

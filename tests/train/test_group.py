@@ -1,11 +1,13 @@
 """Configs and grouping: which cells share a compiled step, and clear errors."""
 
 import dataclasses
+import re
 
 import jax
 import numpy as np
 import pytest
 
+import phosjax as px
 import phosjax.train
 from phosjax.train import (
     Cell,
@@ -161,20 +163,31 @@ def test_an_int_hparam_beyond_int32_is_refused_by_name_value_and_range(name):
     assert getattr(top, name) == 2**31 - 1
 
 
-def test_knob_selectors_apply_in_the_order_given_as_in_set_knobs(toy):
-    for knobs, want in [({"T": 5.0, "**/T": 2.0}, 2.0), ({"**/T": 2.0, "T": 5.0}, 5.0)]:
-        assert [s for s, _ in HParams(knobs=knobs).knobs] == list(knobs)
-        [group] = plan_groups([Cell(Tiny(rich=True), "toy", HParams(knobs=knobs))])
-        assert float(init_group(group, toy).collections["knobs"]["T"][0]) == want
+@pytest.mark.parametrize(("first", "second"), [("T", "**/T"), ("**/T", "T")])
+def test_two_knob_selectors_matching_one_knob_are_refused_as_set_knobs_refuses_them(
+    toy, first, second
+):
+    """The later silently won: {"T": 5, "**/T": 2} trained at T=2."""
+    hp = HParams(batch_size=16, steps=1, knobs={first: 5.0, second: 2.0})
+    assert [s for s, _ in hp.knobs] == [first, second]  # kept in the order given
+    cells = [Cell(Tiny(rich=True), "toy", hp, seed) for seed in (3, 4)]
+    [group] = plan_groups([Cell(Tiny(), "toy", hp), *cells])[1:]
+    both = rf"Selectors {re.escape(repr(first))} and {re.escape(repr(second))} both match knob 'T'"
+    with pytest.raises(
+        ValueError, match=rf"^init_group: cell 1 \(HParams knobs of model .*\): {both}"
+    ):
+        init_group(group, toy)
+    with pytest.raises(ValueError, match=both):  # the very check set_knobs makes
+        px.set_knobs({"knobs": {"T": 1.0}}, dict(hp.knobs))
 
 
-def test_a_repeated_knob_selector_overrides_in_the_order_given(toy):
-    knobs = (("T", 5.0), ("**/T", 2.0), ("T", 7.0))  # the last "T" comes last
-    hp = HParams(batch_size=16, steps=1, knobs=knobs)
-    [group] = plan_groups([Cell(Tiny(rich=True), "toy", hp)])
-    state = init_group(group, toy)
-    assert float(state.collections["knobs"]["T"][0]) == 7.0
-    run_group(group, state, toy, strategy="vmap")  # its own state is not refused
+def test_a_repeated_knob_selector_is_refused_naming_it_and_its_values():
+    """It overrode the earlier one: (("T", 5), ("T", 7)) trained at T=7."""
+    with pytest.raises(
+        ValueError,
+        match=r"^HParams knobs: selector 'T' is given twice \(5.0 and 7.0\); give each knob one",
+    ):
+        HParams(knobs=(("T", 5.0), ("**/T", 2.0), ("T", 7.0)))
 
 
 @dataclasses.dataclass  # not frozen: unhashable
