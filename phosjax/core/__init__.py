@@ -18,7 +18,12 @@ from phosjax.core._grad import grad_of, perturbations
 from phosjax.core._inject import inject, injections
 from phosjax.core._knobs import Knob, Range, knob, knobs, set_knobs, with_knobs
 from phosjax.core._losses import aux_total, check_aux_losses_kept, regularize
-from phosjax.core._path_weights import current_path_weight, path_weight
+from phosjax.core._path_weights import (
+    check_path_weights_kept,
+    current_path_weight,
+    path_weight,
+    path_weights_opened,
+)
 from phosjax.core._paths import flatten, unflatten
 from phosjax.core._probe import probe
 from phosjax.core._selectors import SelectorError, compile_selector, matches, select
@@ -47,6 +52,7 @@ __all__ = [
     "aux_total",
     "blurb",
     "check_aux_losses_kept",
+    "check_path_weights_kept",
     "compile_selector",
     "current_path_weight",
     "flatten",
@@ -58,6 +64,7 @@ __all__ = [
     "matches",
     "note",
     "path_weight",
+    "path_weights_opened",
     "perturbations",
     "probe",
     "regularize",

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from phosjax.core._collections import AUX_LOSS
 from phosjax.core._paths import SEP, flatten
-from phosjax.core._record import Calls
+from phosjax.core._record import Calls, check_recorded
 from phosjax.core._selectors import select_items
 
 
@@ -147,13 +147,5 @@ def check_aux_losses_kept(raised: Iterable[str], aux: Mapping[str, Any]) -> None
       Traceback (most recent call last):
       ValueError: aux loss 'members/l1' was raised but not recorded: ...
     """
-    kept = flatten(aux, unwrap=False)
-    missed = [path for path in raised if path not in kept]
-    if missed:
-        raise ValueError(
-            f"aux loss {missed[0]!r} was raised but not recorded: a lifted transform "
-            f"(nn.vmap, nn.scan...) whose variable_axes omit {AUX_LOSS!r} dropped it, so "
-            f"it would add nothing to the loss. Give that transform variable_axes listing "
-            f"{AUX_LOSS!r}, e.g. px.scan_axes(params=0), which lists all of phosjax's "
-            "collections."
-        )
+    what = "aux loss {!r} was raised"
+    check_recorded(AUX_LOSS, raised, aux, what, "it would add nothing to the loss")

@@ -17,7 +17,7 @@ seen.) Jit the layer that owns the path weight, never the branch.
 import contextlib
 import contextvars
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -25,8 +25,8 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core._collections import AUX_LOSS, PATH_WEIGHTS
-from phosjax.core._paths import check_path
-from phosjax.core._record import record
+from phosjax.core._paths import check_path, module_path
+from phosjax.core._record import check_recorded, collecting, record
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +48,52 @@ class _Tally:
 
     owner: tuple[str, ...]  # the path of the module that opened the scope
     raised: int = 0
+
+
+_OPENED: contextvars.ContextVar[dict[str, None] | None] = contextvars.ContextVar(
+    "phosjax_path_weights_opened", default=None
+)
+
+
+def path_weights_opened() -> contextlib.AbstractContextManager[dict[str, None]]:
+    """Within it, `path_weight` keeps the path of each weight it opens outside ``init`` in
+    the dict yielded, whether or not it was recorded: one missing from the
+    ``path_weights`` collection the call returns was dropped by a lifted transform
+    (`check_path_weights_kept`).
+
+    Examples:
+      >>> import flax.linen as nn, jax.numpy as jnp, phosjax as px
+      >>> class Member(nn.Module):
+      ...     @nn.compact
+      ...     def __call__(self, x):
+      ...         with px.path_weight(self, "branch", 0.5):
+      ...             return x
+      >>> Ensemble = nn.vmap(Member, variable_axes={"params": 0}, axis_size=2)  # no path_weights
+      >>> with path_weights_opened() as opened:
+      ...     _, state = Ensemble().apply({}, jnp.ones((2, 3)), mutable=["path_weights"])
+      >>> list(opened), state  # opened, but dropped
+      (['branch'], {})
+    """
+    return collecting(_OPENED)
+
+
+def check_path_weights_kept(opened: Iterable[str], weights: Mapping[str, Any]) -> None:
+    """Raises unless every path weight in ``opened`` (their paths, as `path_weights_opened`
+    kept them during a call) is in ``weights``, the ``path_weights`` collection that call
+    returned: a lifted transform whose ``variable_axes`` omit ``path_weights`` drops the
+    weights opened inside it, and the train step would report no ``path_weight/<path>``
+    metric for them.
+
+    Raises:
+      ValueError: naming the first weight missing and the fix.
+
+    Examples:
+      >>> check_path_weights_kept(["members/branch"], {})
+      Traceback (most recent call last):
+      ValueError: path weight 'members/branch' was opened but not recorded: ...
+    """
+    what, lost = "path weight {!r} was opened", "its metric would be missing"
+    check_recorded(PATH_WEIGHTS, opened, weights, what, lost)
 
 
 _TALLIES: contextvars.ContextVar[tuple[_Tally, ...]] = contextvars.ContextVar(
@@ -198,6 +244,9 @@ def path_weight(module: nn.Module, name: str, weight: Any) -> Iterator[jax.Array
             f"must be a scalar or one per example (B,), got shape {weight.shape}."
         )
     record(module, PATH_WEIGHTS, name, jnp.mean(weight))
+    opened = _OPENED.get()
+    if opened is not None and not module.is_initializing():
+        opened.setdefault(module_path(module, name))
     outer = _CURRENT.get()
     with jax.numpy_dtype_promotion("standard"):  # even where the caller's is strict
         combined = weight if outer is None else _readable(outer) * weight  # scalar or (B,)

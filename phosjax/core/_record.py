@@ -3,14 +3,14 @@ collection, and `collecting`, what a trace declares by the way (knobs, constant 
 
 import contextlib
 import contextvars
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import flax.linen as nn
 import jax
 import numpy as np
 
-from phosjax.core._paths import SEP, module_path
+from phosjax.core._paths import SEP, flatten, module_path
 
 _V = TypeVar("_V")
 
@@ -106,3 +106,31 @@ def collecting(var: contextvars.ContextVar[dict[str, _V] | None]) -> Iterator[di
         yield found
     finally:
         var.reset(token)
+
+
+def check_recorded(
+    collection: str, seen: Iterable[str], recorded: Mapping[str, Any], what: str, lost: str
+) -> None:
+    """Raises unless every path in ``seen`` (what a call wrote to ``collection``, kept
+    whether or not it was recorded) is in ``recorded``, the ``collection`` the call
+    returned. A lifted transform (``nn.vmap``, ``nn.scan``...) whose ``variable_axes``
+    omit ``collection`` makes it immutable inside: what is written there is dropped.
+
+    Raises:
+      ValueError: naming the first path missing (as ``what.format(path)``), what is
+        ``lost`` and the fix.
+
+    Examples:
+      >>> check_recorded("aux_loss", ["a/l1"], {}, "aux loss {!r} was raised", "it is lost")
+      Traceback (most recent call last):
+      ValueError: aux loss 'a/l1' was raised but not recorded: a lifted transform ...
+    """
+    kept = flatten(recorded, unwrap=False)
+    missed = [path for path in seen if path not in kept]
+    if missed:
+        raise ValueError(
+            f"{what.format(missed[0])} but not recorded: a lifted transform (nn.vmap, "
+            f"nn.scan...) whose variable_axes omit {collection!r} dropped it, so {lost}. "
+            f"Give that transform variable_axes listing {collection!r}, e.g. "
+            "px.scan_axes(params=0), which lists all of phosjax's collections."
+        )

@@ -849,13 +849,24 @@ class _Member(nn.Module):
         return logits
 
 
+class _WeightedMember(nn.Module):
+    """A branch weighted by a learned gate, no aux loss."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        gate = jax.nn.sigmoid(self.param("gate", nn.initializers.zeros, ()))
+        with px.path_weight(self, "branch", gate):
+            return gate * nn.Dense(3)(x)
+
+
 class _Ensemble(nn.Module):
     axes: tuple[tuple[str, int], ...]
+    weighted: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         members = nn.vmap(
-            _Member,
+            _WeightedMember if self.weighted else _Member,
             variable_axes=dict(self.axes),
             split_rngs={"params": True},
             in_axes=None,
@@ -867,9 +878,10 @@ class _Ensemble(nn.Module):
 @dataclasses.dataclass(frozen=True)
 class _EnsembleConfig:
     axes: tuple[tuple[str, int], ...]
+    weighted: bool = False
 
     def build(self) -> nn.Module:
-        return _Ensemble(self.axes)
+        return _Ensemble(self.axes, self.weighted)
 
 
 def test_an_aux_loss_a_lifted_transform_drops_is_refused_naming_it_and_the_fix(toy):
@@ -890,6 +902,24 @@ def test_an_aux_loss_a_lifted_transform_drops_is_refused_naming_it_and_the_fix(t
     np.testing.assert_allclose(
         chunk.train["loss"], chunk.train["task_loss"] + chunk.train["aux/l1"], rtol=1e-6
     )
+
+
+def test_a_path_weight_a_lifted_transform_drops_is_refused_naming_it_and_the_fix(toy):
+    """Its path_weight/<path> metric was silently missing."""
+    hp = HParams(batch_size=16, steps=2)
+    dropped = _EnsembleConfig((("params", 0),), weighted=True)
+    kept = _EnsembleConfig(tuple(px.scan_axes(params=0).items()), weighted=True)
+    [group] = plan_groups([Cell(dropped, "toy", hp, 0)])
+    with pytest.raises(
+        ValueError,
+        match=r"path weight 'members/branch' was opened but not recorded.*"
+        r"variable_axes omit 'path_weights'.*px.scan_axes\(params=0\)",
+    ):
+        run_group(group, init_group(group, toy), toy, strategy="vmap")
+    [group] = plan_groups([Cell(kept, "toy", hp, 0)])
+    _, run = run_group(group, init_group(group, toy), toy, strategy="vmap")
+    [chunk] = run.chunks  # the mean over both members' gates (0.5 at init)
+    np.testing.assert_allclose(chunk.train["path_weight/members/branch"][:, 0], 0.5)
 
 
 DIVERGING = HParams(optimizer="sgd", batch_size=16, steps=9)  # its own compiled programs
