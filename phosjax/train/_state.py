@@ -63,13 +63,18 @@ def _root_keys(group: Group) -> jax.Array:
     return jnp.stack([jax.random.key_data(jax.random.key(seed)) for seed in seeds])
 
 
+INIT_PROGRAMS_KEPT = 16
+"""How many group signatures keep their `init_group` program compiled (the least
+recently used dropped first): a session sweeping many models does not keep them all."""
+
+
 # `init_group`'s program runs once per group, so XLA:CPU's default (LLVM -O3) spends
 # seconds optimising code that runs for milliseconds: -O1 compiled the example bench's
 # init programs 3-5x faster, to bitwise the same states (docs/performance.md).
 INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
 
 
-@functools.cache
+@functools.lru_cache(maxsize=INIT_PROGRAMS_KEPT)
 def _vmapped_init(signature: Any, input_shape: tuple[int, ...]) -> Any:
     """``(root keys, per-cell values) -> GroupState`` of a group, not jitted (`_init_fn`
     and `_cheap_init_fn` jit it)."""
@@ -109,7 +114,7 @@ def _vmapped_init(signature: Any, input_shape: tuple[int, ...]) -> Any:
     return jax.vmap(init_cell)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=INIT_PROGRAMS_KEPT)
 def _init_fn(signature: Any, input_shape: tuple[int, ...]) -> Any:
     return jax.jit(_vmapped_init(signature, input_shape))
 
@@ -131,7 +136,7 @@ def init_compiler_options(backend: str, xla_flags: str) -> dict[str, int] | None
     return INIT_COMPILER_OPTIONS
 
 
-@functools.cache
+@functools.lru_cache(maxsize=INIT_PROGRAMS_KEPT)
 def _cheap_init_fn(signature: Any, input_shape: tuple[int, ...]) -> Any:
     """`_init_fn`'s program compiled with `init_compiler_options`: for calls outside any
     trace only (jax refuses compiler options on a jit nested in another trace)."""

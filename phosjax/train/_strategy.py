@@ -16,12 +16,13 @@ convolution of the function computed as a matrix product (`convs_as_matmuls`): a
 one under `jax.vmap`, where a convolution would become a grouped one.
 """
 
+import collections
 import contextlib
 import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -53,8 +54,45 @@ same as two and compiled 0.6 s longer (``python benchmarks/stepwise_unroll.py``)
 
 CellFn = Callable[[Any, Any], Any]
 
-_LIFTED: dict[tuple[Any, ...], Callable[..., Any]] = {}
-"""Compiled programs by (caller's key, strategy, devices, donation): later calls reuse them."""
+LIFTED_KEPT = 64
+"""How many lifted programs (one per function, chunk length, strategy, devices and
+donation: a group trained with one strategy uses a few, ``"auto"`` about a dozen) stay
+compiled, the least recently used dropped first: a session sweeping many models does not
+keep every executable, while the bench's repeated `run_group` calls on one group (chunk,
+checkpoint, resume) recompile nothing."""
+
+SIGNATURES_KEPT = 16
+"""How many argument signatures (shapes, dtypes, devices) each `CompiledProgram` keeps
+compiled, the least recently used dropped first (the engine's helper programs, e.g.
+`UNSTACK`, see one signature per group state)."""
+
+_LIFTED: collections.OrderedDict[tuple[Any, ...], Callable[..., Any]] = collections.OrderedDict()
+"""Compiled programs by (caller's key, strategy, devices, donation): later calls reuse them
+(at most `LIFTED_KEPT`)."""
+
+_V = TypeVar("_V")
+
+
+def kept(
+    cache: collections.OrderedDict[Any, _V], key: Any, make: Callable[[], _V], size: int
+) -> _V:
+    """``cache[key]``, made by ``make()`` on a miss; ``cache`` keeps the ``size`` entries
+    used last, in the order of use (the least recently used is dropped first).
+
+    Examples:
+      >>> cache = collections.OrderedDict()
+      >>> [kept(cache, key, lambda: key * 10, 2) for key in (1, 2, 1, 3)]
+      [10, 20, 10, 30]
+      >>> list(cache)  # 2 was used least recently
+      [1, 3]
+    """
+    if key in cache:
+        cache.move_to_end(key)
+        return cache[key]
+    cache[key] = value = make()
+    while len(cache) > size:
+        cache.popitem(last=False)
+    return value
 
 
 @dataclasses.dataclass
@@ -123,24 +161,27 @@ def program_memory() -> Iterator[ProgramMemory]:
 
 class CompiledProgram:
     """A jitted function, lowered and compiled ahead of time (``.lower(...).compile()``)
-    once per argument signature (shapes, dtypes, shardings); each compile is timed, and
-    each use reported to the `program_memory` blocks around it."""
+    once per argument signature (shapes, dtypes, shardings), the last `SIGNATURES_KEPT`
+    kept; each compile is timed, and each use reported to the `program_memory` blocks
+    around it."""
 
     def __init__(self, jitted: Any) -> None:
         self.jitted = jitted
-        self.compiled: dict[Any, tuple[Any, float]] = {}
+        self.compiled: collections.OrderedDict[Any, tuple[Any, float]] = collections.OrderedDict()
 
     def executable(self, *args: Any) -> Any:
         """The compiled program for ``args``' signature (compiled on first use)."""
         leaves, treedef = jax.tree.flatten(args)
         signature = (treedef, tuple(_signature(a) for a in leaves))
-        if signature not in self.compiled:
+
+        def compile_() -> tuple[Any, float]:
             start = time.perf_counter()
             compiled = self.jitted.lower(*args).compile()
             _COMPILED.seconds += time.perf_counter() - start
             _COMPILED.programs += 1
-            self.compiled[signature] = compiled, program_bytes(compiled)
-        compiled, size = self.compiled[signature]
+            return compiled, program_bytes(compiled)
+
+        compiled, size = kept(self.compiled, signature, compile_, SIGNATURES_KEPT)
         for memory in _WATCHING:
             memory.add(size)
         return compiled
@@ -382,6 +423,6 @@ class Executor:
         self, key: Any, make: Callable[[], CellFn], strategy: str, donate: bool
     ) -> Callable[..., Any]:
         cache_key = (key, strategy, tuple(self.mesh.devices.flat), donate)
-        if cache_key not in _LIFTED:
-            _LIFTED[cache_key] = _lift(make(), strategy, self.mesh, donate)
-        return _LIFTED[cache_key]
+        return kept(
+            _LIFTED, cache_key, lambda: _lift(make(), strategy, self.mesh, donate), LIFTED_KEPT
+        )

@@ -19,6 +19,8 @@ from phosjax.train import (
     Cell,
     HParams,
     Regularizer,
+    _state,
+    _strategy,
     device_arrays,
     init_group,
     make_train_step,
@@ -27,11 +29,14 @@ from phosjax.train import (
     run_group,
 )
 from phosjax.train._auto import TIE, fastest
+from phosjax.train._state import INIT_PROGRAMS_KEPT
 from phosjax.train._strategy import (
     _LIFTED,
     STEPWISE_UNROLL,
+    CellFn,
     CompiledProgram,
     Executor,
+    compile_totals,
     program_memory,
 )
 from tests.train.tiny import Tiny, assert_same_run
@@ -390,3 +395,40 @@ def test_program_memory_sees_the_programs_called_inside_it():
     with program_memory() as after:
         pass
     assert 2 * 256 * 4 <= inner.largest < outer.largest and np.isnan(after.largest)
+
+
+def test_compiled_programs_stay_compiled_up_to_a_bound_the_least_recently_used_dropped(
+    monkeypatch,
+):
+    """A session sweeping many models kept every executable it ever compiled: now each
+    program keeps `SIGNATURES_KEPT` argument signatures, the engine `LIFTED_KEPT` lifted
+    programs and `init_group` `INIT_PROGRAMS_KEPT` signatures; a hit compiles nothing."""
+    monkeypatch.setattr(_strategy, "SIGNATURES_KEPT", 2)
+    double = CompiledProgram(jax.jit(lambda x: 2 * x))
+
+    def compiles(n: int) -> int:
+        before = compile_totals()[1]
+        assert double(jnp.ones(n)).tolist() == [2.0] * n
+        return compile_totals()[1] - before
+
+    # 1 used after 2, so 3 drops 2; 2 then drops 3 (used before 1)
+    assert [compiles(n) for n in (1, 2, 1, 3, 1, 2, 1)] == [1, 1, 0, 1, 0, 1, 0]
+    assert [signature[1][0][0] for signature in double.compiled] == [(2,), (1,)]  # by use
+
+    monkeypatch.setattr(_strategy, "LIFTED_KEPT", 2)
+    monkeypatch.setattr(_strategy, "_LIFTED", collections.OrderedDict())
+    executor = Executor("vmap", 1, jax.devices()[:1])
+    made = []
+
+    def make(factor: float) -> CellFn:
+        made.append(factor)
+        return lambda state, arrays: state * factor
+
+    for factor in (2.0, 3.0, 2.0, 5.0, 2.0, 3.0):
+        out = executor.run(
+            ("scale", factor), lambda f=factor: make(f), jnp.ones(1), None, donate=False
+        )
+        assert out.tolist() == [factor]
+    assert made == [2.0, 3.0, 5.0, 3.0] and len(_strategy._LIFTED) == 2
+    for init in (_state._vmapped_init, _state._init_fn, _state._cheap_init_fn):
+        assert init.cache_info().maxsize == INIT_PROGRAMS_KEPT
