@@ -19,6 +19,7 @@ from phosjax.train import (
     Cell,
     HParams,
     Regularizer,
+    _auto,
     _state,
     _strategy,
     device_arrays,
@@ -318,7 +319,9 @@ def test_run_group_places_a_data_set_once(toy, monkeypatch):
     assert len(placed) == 2
 
 
-def test_a_later_auto_call_neither_measures_nor_converts_the_data_again(toy, monkeypatch):
+def test_auto_converts_the_data_once_and_a_later_call_neither_measures_nor_converts(
+    toy, monkeypatch
+):
     import phosjax.train._run as run_module
 
     converted = []
@@ -326,10 +329,11 @@ def test_a_later_auto_call_neither_measures_nor_converts_the_data_again(toy, mon
     monkeypatch.setattr(run_module, "device_arrays", lambda d: converted.append(1) or original(d))
     [group] = plan_groups(CELLS[:1])
     data = dataclasses.replace(toy)
+    monkeypatch.setattr(_auto, "_CHOICES", {})  # the first call measures
     state, first = run_group(group, init_group(group, data), data, 2, strategy="auto")
-    before = len(converted)
+    assert first.timings and len(converted) == 1  # measured and trained on one conversion
     _, second = run_group(group, state, data, 4, strategy="auto")
-    assert len(converted) == before and second.strategy == first.strategy
+    assert len(converted) == 1 and second.strategy == first.strategy
 
 
 def test_a_chunk_reports_the_memory_of_its_largest_program_per_device(toy):
