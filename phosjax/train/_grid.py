@@ -36,7 +36,9 @@ class GridResult:
         Without cells (none for this process) both frames have no rows but the same
         columns and dtypes (of ``metrics``, those every model reports).
       groups: the groups trained, with their final states and runs (strategy, timings).
-      states: the final `GroupState` of each group.
+      states: the final `GroupState` of each group, on the host (numpy: fetched as its
+        group ends, so the devices hold one group's state at a time however large the
+        grid; `run_group` resumes from it).
       runs: the `GroupRun` of each group.
 
     Examples:
@@ -48,8 +50,8 @@ class GridResult:
       >>> cells = [Cell(model, "toy", hp, seed=0), Cell(model, "toy", hp, seed=1)]
       >>> result = train_grid(cells, datasets={"toy": random_dataset("toy", (8,), 3)},
       ...                     strategy="vmap")
-      >>> result.index, len(result.final), result.runs[0].strategy, result.states[0].step.tolist()
-      ((0, 1), 2, 'vmap', [10, 10])
+      >>> result.index, len(result.final), result.runs[0].strategy, result.states[0].step
+      ((0, 1), 2, 'vmap', array([10, 10], dtype=int32))
     """
 
     index: tuple[int, ...]
@@ -326,7 +328,7 @@ def train_grid(
             frames += [chunk_frame(chunk, index) for chunk in run.chunks]
             finals.append(final_frame(index, run))
             groups.append(group)
-            states.append(state)
+            states.append(jax.device_get(state))  # off the devices before the next group
             runs.append(run)
     finally:  # all leave together, even when this one fails: one leaving first would
         # reach jax.distributed's shutdown barrier early, which aborts every process once it

@@ -585,6 +585,8 @@ def test_train_grid_returns_tidy_frames(toy):
         assert rows["split"].tolist() == (["train"] * 4 + ["test"]) * 2
     last = test[test.step == 8]
     [state] = result.states
+    # on the host: kept on the devices, the states of a grid's groups added up there
+    assert all(isinstance(leaf, np.ndarray) for leaf in jax.tree.leaves(state))
     for i in range(4):  # the final evaluation is of the final params
         direct = evaluate_directly(jax.tree.map(lambda a, i=i: a[i], state.params), toy)
         np.testing.assert_allclose(last["accuracy"].iloc[i], direct["accuracy"], **TOL)
