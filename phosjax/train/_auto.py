@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from phosjax._hosts import local_devices
+from phosjax.train._config import int_at_least
 from phosjax.train._matmul_convs import has_convs
 from phosjax.train._strategy import MATMUL_STRATEGIES, STRATEGIES, Executor
 
@@ -49,13 +50,15 @@ def measure_strategies(
       arrays: the data arrays (`device_arrays`).
       num_cells: the group's number of cells.
       devices: the devices the group runs on.
-      candidates: strategies to time.
-      steps: steps per timed call.
-      repeats: timed rounds (after one call of each candidate that compiles).
+      candidates: strategies to time (a list or tuple of at least one of `STRATEGIES`).
+      steps: steps per timed call, an int >= 1.
+      repeats: timed rounds (after one call of each candidate that compiles), an int >= 1.
 
     Raises:
       ValueError: ``devices`` as `run_group` refuses them (empty, a device named twice,
-        another process's), or ``num_cells`` is not the state's cell count.
+        another process's), ``num_cells`` is not the state's cell count, ``candidates``
+        is empty, a string or names an unknown strategy, or ``steps`` or ``repeats`` is
+        no int >= 1; before anything compiles.
 
     Examples:
       >>> import jax
@@ -76,6 +79,14 @@ def measure_strategies(
     """
 
     devices = local_devices(devices, "measure_strategies")
+    steps = int_at_least("measure_strategies: steps", steps, 1)
+    repeats = int_at_least("measure_strategies: repeats", repeats, 1)
+    if isinstance(candidates, str) or not isinstance(candidates, Sequence) or not candidates:
+        raise ValueError(
+            "measure_strategies: candidates must be a list or tuple of at least one of "
+            f"{STRATEGIES}, got {candidates!r}"
+            + (f"; for one, candidates=({candidates!r},)" if isinstance(candidates, str) else "")
+        )
     cells = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in jax.tree.leaves(state)}
     if cells != {num_cells}:
         raise ValueError(
@@ -90,12 +101,13 @@ def measure_strategies(
         jax.block_until_ready(out)
         return time.perf_counter() - start
 
+    # each checked (an unknown strategy named) before any compiles
+    executors = {strategy: Executor(strategy, num_cells, devices) for strategy in candidates}
     ready, exhausted = {}, None
     # (state, data) placed once per set of devices, which the candidates there share (none
     # donates them: every timed call is without donation)
     placed: dict[tuple[jax.Device, ...], tuple[Any, Any]] = {}
-    for strategy in candidates:  # the first call of each compiles
-        executor = Executor(strategy, num_cells, devices)
+    for strategy, executor in executors.items():  # the first call of each compiles
         mesh = tuple(executor.mesh.devices.flat)
         if mesh not in placed:
             # A copy on the device keeps the leaves' weak types, so the programs timed are

@@ -180,6 +180,34 @@ def test_measuring_refuses_wrong_arguments_by_name(toy, num_cells, devices, mess
         )
 
 
+@pytest.mark.parametrize(
+    "wrong, message",
+    [
+        ({"steps": 0}, r"steps must be >= 1, got 0"),  # was a ZeroDivisionError
+        ({"steps": 2.5}, r"steps must be an int, got 2.5"),  # was a scan length error
+        ({"repeats": 0}, r"repeats must be >= 1, got 0"),  # was {'vmap': inf}
+        ({"candidates": ()}, r"candidates must be a list or tuple of at least one of"),  # {}
+        ({"candidates": "vmap"}, r"got 'vmap'; for one, candidates=\('vmap',\)"),  # 'v'
+        ({"candidates": ("vmap", "fast")}, r"'fast': expected one of"),  # after timing vmap
+    ],
+)
+def test_measuring_refuses_wrong_settings_by_name_before_compiling(
+    toy, monkeypatch, wrong, message
+):
+    monkeypatch.setattr(Executor, "run_steps", lambda *a, **k: pytest.fail("it compiled"))
+    [group] = plan_groups([Cell(Tiny(), "toy", HParams(batch_size=16, steps=2))])
+    with pytest.raises(ValueError, match=message):
+        measure_strategies(
+            group.signature(),
+            lambda: make_train_step(Tiny().build(), group.hparams),
+            init_group(group, toy),
+            device_arrays(toy),
+            num_cells=1,
+            devices=jax.devices(),
+            **{"candidates": ("vmap",), **wrong},
+        )
+
+
 def test_auto_breaks_near_ties_in_the_order_of_strategies():
     """Timings within ``TIE`` of the fastest tie; the earliest in `STRATEGIES` wins."""
     assert fastest({"stepwise": 1.0, "map": 1.03, "vmap": 1.049}) == "vmap"
