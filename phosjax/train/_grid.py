@@ -6,14 +6,17 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
 from phosjax._hosts import barrier, local_devices
+from phosjax.data import check_batch_size
 from phosjax.train._config import Cell, int_at_least
 from phosjax.train._group import Group, check_cells, plan_groups
 from phosjax.train._run import Chunk, GroupRun, check_strategy, run_group
 from phosjax.train._state import GroupState, init_group
+from phosjax.train._step import make_train_step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,6 +234,25 @@ def _check_dataset_features(
     return checked
 
 
+def _check_group(group: Group, data: Any) -> None:
+    """Raises what training ``group`` on ``data`` would raise for its cells, model or data
+    set: `init_group`'s checks, the batch size, the train step's (e.g. a regularizer
+    selector that matches none of the model's params), traced abstractly (nothing is
+    computed or compiled)."""
+    state = jax.eval_shape(lambda: init_group(group, data))
+    check_batch_size("HParams.batch_size", group.hparams.batch_size, data)
+    cell = jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype, weak_type=a.weak_type), state
+    )
+    num_train = data.num_train  # what a step reads: its batch (`device_arrays`)
+    arrays = {
+        "x_train": jax.ShapeDtypeStruct((num_train, *data.input_shape), jnp.float32),
+        "y_train": jax.ShapeDtypeStruct((num_train,), jnp.int32),
+    }
+    step = make_train_step(group.model.build(), group.hparams, guard=False)
+    jax.eval_shape(step, cell, arrays)
+
+
 def train_grid(
     cells: Sequence[Cell],
     *,
@@ -264,6 +286,13 @@ def train_grid(
 
     Returns:
       A `GridResult` for the cells this process trained.
+
+    Raises:
+      ValueError, TypeError, SelectorError: before any cell trains, what `init_group` or
+        `run_group` would raise for a group's cells, model or data set (the batch size,
+        the model's output, knobs, a regularizer that matches none of its params, ...:
+        each traced abstractly), with a note naming the group's cells, so that an error
+        in a later group does not lose the results of the earlier ones.
 
     Examples:
       >>> from phosjax.data import random_dataset
@@ -303,14 +332,25 @@ def train_grid(
     frames, finals, groups, states, runs = [], [], [], [], []
     try:
         chosen = local_devices(devices, "train_grid")  # once: e.g. a generator, for each group
-        planned = plan_groups([cells[i] for i in share])
-        for name in dict.fromkeys(local.dataset for local in planned):  # before any trains
+        planned = [
+            Group(local.cells, tuple(share[i] for i in local.index))
+            for local in plan_groups([cells[i] for i in share])
+        ]
+        for name in dict.fromkeys(group.dataset for group in planned):  # before any trains
             if name not in datasets:
                 datasets[name] = _load(name, data_dir, given, features.get(name))
-        for local in planned:
-            index = tuple(share[i] for i in local.index)
-            group = Group(local.cells, index)
-            data = datasets[group.dataset]
+        for group in planned:  # before any trains: a later group's error loses no results
+            try:
+                _check_group(group, datasets[group.dataset])
+            except Exception as error:
+                name = getattr(group.model, "name", group.model)
+                error.add_note(
+                    f"train_grid: raised for cells {list(group.index)} (model {name!r}, data "
+                    f"set {group.dataset!r}), before any cell trained"
+                )
+                raise
+        for group in planned:
+            index, data = group.index, datasets[group.dataset]
 
             def report(chunk: Chunk, group: Group = group) -> None:
                 if on_chunk is not None:

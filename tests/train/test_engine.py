@@ -712,6 +712,33 @@ def test_a_knob_value_out_of_its_range_is_refused_naming_the_cell(toy):
         init_group(group, toy)
 
 
+@pytest.mark.parametrize(
+    "wrong, error, message",
+    [
+        ({"batch_size": 65}, ValueError, r"HParams.batch_size=65 is larger than the train split"),
+        (
+            {"regularizers": (Regularizer("**/kernal", "l2", 1e-3),)},
+            SelectorError,
+            r"Selector '\*\*/kernal' matched no param",
+        ),
+        ({"model": _TemperedConfig(), "knobs": {"T": -1.0}}, ValueError, r"knob 'T' must be"),
+    ],
+)
+def test_a_grid_refuses_a_later_groups_error_before_any_group_trains(toy, wrong, error, message):
+    """It was raised once that group came to train, losing the earlier groups' results."""
+    cells = [CELLS[0], CELLS[1], _other(**wrong)]
+    chunks = []
+    with pytest.raises(error, match=message) as raised:
+        train_grid(
+            cells, datasets={"toy": toy}, strategy="vmap", on_chunk=lambda *a: chunks.append(a)
+        )
+    assert chunks == []
+    assert raised.value.__notes__[-1:] == [  # under a trace, after jax's own
+        f"train_grid: raised for cells [2] (model {cells[2].model!r}, data set 'toy'), before "
+        "any cell trained"
+    ]
+
+
 def test_a_knob_selector_matching_no_knob_names_the_cell_and_the_model(toy):
     hp = HParams(batch_size=16, steps=2, knobs={"**/TT": 2.0})
     [group] = plan_groups([Cell(Tiny(rich=True), "toy", hp, 0)])
@@ -1030,7 +1057,9 @@ def test_a_batch_size_above_the_train_split_names_the_data_set_and_hparams(toy):
     with pytest.raises(
         ValueError,
         match=r"^HParams\.batch_size=100 is larger than the train split of data set 'toy', "
-        r"which has 64 examples; set HParams\.batch_size to at most 64$",
+        r"which has 64 examples; set HParams\.batch_size to at most 64\ntrain_grid: raised for "
+        r"cells \[0\] \(model Tiny\(width=8, rich=False\), data set 'toy'\), before any cell "
+        r"trained$",
     ):
         train_grid([cell], datasets={"toy": toy}, strategy="auto")
 
