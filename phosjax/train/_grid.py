@@ -14,7 +14,7 @@ from phosjax._hosts import barrier, local_devices
 from phosjax.data import check_batch_size
 from phosjax.train._config import Cell, int_at_least
 from phosjax.train._group import Group, check_cells, plan_groups
-from phosjax.train._run import Chunk, GroupRun, check_strategy, run_group
+from phosjax.train._run import Chunk, GroupRun, check_on_chunk, check_strategy, run_group
 from phosjax.train._state import GroupState, init_group
 from phosjax.train._step import make_train_step
 
@@ -313,6 +313,7 @@ def train_grid(
       {'train': 20, 'test': 2}
     """
     check_strategy(strategy, "train_grid")  # before any data set loads or group trains
+    check_on_chunk("train_grid", on_chunk, "group", "chunk")
     chunk_steps = int_at_least("train_grid: chunk_steps", chunk_steps, 1)
     check_cells("train_grid", cells)  # all: a process's share may hide a pair
     share = _train_grid_share(len(cells), process)

@@ -3,6 +3,7 @@
 import collections
 import dataclasses
 import functools
+import inspect
 import math
 import time
 import weakref
@@ -229,6 +230,35 @@ def check_strategy(strategy: str, where: str) -> None:
         raise ValueError(f"{where}: unknown strategy {strategy!r}; expected 'auto' or {STRATEGIES}")
 
 
+def check_on_chunk(where: str, on_chunk: Any, *args: str) -> None:
+    """Raises a TypeError naming ``where`` unless ``on_chunk`` is None or a callable that
+    takes ``args`` (their names, shown in the message) positionally: else it would fail
+    only once the first chunk had trained.
+
+    Examples:
+      >>> check_on_chunk("train_grid", lambda chunk: None, "group", "chunk")
+      Traceback (most recent call last):
+      TypeError: train_grid: on_chunk is called as on_chunk(group, chunk), but <lambda>(chunk) ...
+    """
+    if on_chunk is None:
+        return
+    call = f"on_chunk({', '.join(args)})"
+    if not callable(on_chunk):
+        raise TypeError(f"{where}: on_chunk must be a function, called as {call}; got {on_chunk!r}")
+    try:
+        signature = inspect.signature(on_chunk)
+    except (TypeError, ValueError):  # a builtin without one: taken as it is
+        return
+    try:
+        signature.bind(*args)
+    except TypeError as error:
+        name = getattr(on_chunk, "__qualname__", type(on_chunk).__name__).rsplit(".", 1)[-1]
+        raise TypeError(
+            f"{where}: on_chunk is called as {call}, but {name}{signature} cannot take that "
+            f"({error})"
+        ) from None
+
+
 def run_group(
     group: Group,
     state: GroupState,
@@ -285,7 +315,8 @@ def run_group(
       the one asked for (``"auto"`` measures nothing then).
 
     Raises:
-      TypeError: ``group`` is no `Group`, ``data`` no data set or ``state`` no `GroupState`.
+      TypeError: ``group`` is no `Group`, ``data`` no data set, ``state`` no `GroupState`
+        or ``on_chunk`` no function of one argument.
       ValueError: an unknown ``strategy``, ``chunk_steps`` not an int >= 1, ``until_step``
         not an int in ``[state's step, hparams.steps]``, ``devices`` empty, with a
         repeated device or another process's, a state whose cells are at
@@ -311,6 +342,7 @@ def run_group(
       {'accuracy': (2,), 'loss': (2,)}
     """
     check_strategy(strategy, "run_group")
+    check_on_chunk("run_group", on_chunk, "chunk")
     devices = local_devices(devices, "run_group")  # even where nothing is left to run
     chunk_steps = int_at_least("run_group: chunk_steps", chunk_steps, 1)
     if until_step is not None:

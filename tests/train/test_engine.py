@@ -739,6 +739,46 @@ def test_a_grid_refuses_a_later_groups_error_before_any_group_trains(toy, wrong,
     ]
 
 
+@pytest.mark.parametrize(
+    "on_chunk, grid_message, group_message",
+    [
+        (
+            5,
+            r"must be a function, called as on_chunk\(group, chunk\); got 5",
+            r"must be a function, called as on_chunk\(chunk\); got 5",
+        ),
+        (
+            lambda chunk: None,  # run_group's, given to train_grid
+            r"is called as on_chunk\(group, chunk\), but <lambda>\(chunk\) cannot take that",
+            None,
+        ),
+        (
+            lambda group, chunk: None,  # train_grid's, given to run_group
+            None,
+            r"is called as on_chunk\(chunk\), but <lambda>\(group, chunk\) cannot take that",
+        ),
+    ],
+)
+def test_an_on_chunk_that_cannot_be_called_so_is_refused_before_anything_trains(
+    toy, monkeypatch, on_chunk, grid_message, group_message
+):
+    """It failed once the first chunk had trained (train_grid lost it, and its result)."""
+    [group] = plan_groups(CELLS[:1])
+    state = init_group(group, toy)
+    monkeypatch.setattr(_strategy.Executor, "run_steps", lambda *a, **k: pytest.fail("trained"))
+    for where, message, call in [
+        (
+            "train_grid",
+            grid_message,
+            lambda: train_grid(CELLS[:1], datasets={"toy": toy}, on_chunk=on_chunk),
+        ),
+        ("run_group", group_message, lambda: run_group(group, state, toy, on_chunk=on_chunk)),
+    ]:
+        if message is not None:
+            with pytest.raises(TypeError, match=rf"^{where}: on_chunk {message}"):
+                call()
+
+
 def test_a_knob_selector_matching_no_knob_names_the_cell_and_the_model(toy):
     hp = HParams(batch_size=16, steps=2, knobs={"**/TT": 2.0})
     [group] = plan_groups([Cell(Tiny(rich=True), "toy", hp, 0)])
