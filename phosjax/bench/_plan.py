@@ -6,7 +6,8 @@ a data set `phosjax.data.load` cannot read (another version prepared, no class l
 text input) is named with the reason; bad model options,
 models that fail to build on a data set, batch sizes larger than a data set's train
 split, knob selectors that match no knob of any model, knob values out of the range a
-matched knob declares (`phosjax.core.Range`) and regularizers that apply to no model
+matched knob declares (`phosjax.core.Range`), two knob selectors that match one knob of a
+model and regularizers that apply to no model
 (a selector that matches none of any model's params, tagged values or channel groups)
 are errors.
 """
@@ -42,6 +43,7 @@ from phosjax.core import (
     matches,
     select,
 )
+from phosjax.core._selectors import value_per_path
 from phosjax.data import ArrayDataset, check_batch_size, load
 from phosjax.data._load import NoSuchFeatureError, declared_shapes
 from phosjax.models import ModelConfig, registered_models
@@ -431,8 +433,9 @@ def _check_knobs(selectors: Sequence[str], by_model: Mapping[str, Iterable[str]]
 def _check_knob_ranges(
     model: str, dataset: str, declared: Mapping[str, Knob], values: Mapping[str, float]
 ) -> None:
-    """Raises `BenchError` when a grid value (``values``, by selector) is out of the range
-    of a knob of ``model`` its selector matches, naming the axis, the model and the knob.
+    """Raises `BenchError` when two knob axes (``values``, by selector) match one knob of
+    ``model`` (the engine sets each knob once), or a grid value is out of the range of a
+    knob of ``model`` its selector matches, naming the axis, the model and the knob.
 
     Examples:
       >>> from phosjax.core import Range
@@ -441,6 +444,10 @@ def _check_knob_ranges(
       Traceback (most recent call last):
       phosjax.bench._errors.BenchError: grid.knobs['**/T'] = 0.0 for model 'choicenet' on ...
     """
+    try:
+        value_per_path(values, lambda s: [p for p in declared if matches(s, p)], what="knob")
+    except ValueError as error:
+        raise BenchError(f"grid.knobs for model {model!r} on {dataset!r}: {error}") from None
     for selector, value in values.items():
         for knob in (k for path, k in declared.items() if matches(selector, path)):
             try:
@@ -466,8 +473,9 @@ def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None
       BenchError: an unknown model or data set, a data set `phosjax.data.load` cannot
         read (`phosjax.data.check_loadable` gives the reason), a bad model option, a
         model that fails to build on a data set, a batch size larger than a data set's
-        train split, a knob selector that matches no knob of any model, a knob value out
-        of the range of a knob it sets (`phosjax.core.Range`), or a regularizer
+        train split, a knob selector that matches no knob of any model, two that match one
+        knob of a model, a knob value out of the range of a knob it sets
+        (`phosjax.core.Range`), or a regularizer
         that applies to no model (each model's reason is listed, with the nearest paths).
 
     Examples:

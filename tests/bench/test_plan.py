@@ -222,6 +222,17 @@ def test_a_knob_value_out_of_its_range_is_an_error_at_planning(toy):
         plan(config, toy)
 
 
+def test_two_knob_axes_matching_one_knob_are_an_error_at_planning(toy):
+    """Planned, the bench failed once the group came to train (init_group refuses them)."""
+    config = tiny_config(models=["choicenet"], grid=small(knobs={"**/T": [1], "blocks_0/T": [2]}))
+    with pytest.raises(
+        BenchError,
+        match=r"^grid.knobs for model 'choicenet' on 'toy': Selectors '\*\*/T' and "
+        r"'blocks_0/T' both match knob 'blocks_0/T'",
+    ):
+        plan(config, toy)
+
+
 @pytest.mark.parametrize("depths", [[1, 3], [3, 1]])
 def test_a_knob_applies_to_each_config_of_a_model_that_declares_it(toy, depths):
     config = tiny_config(models=["choicenet"], grid=small(depth=depths, knobs={"blocks_2/T": 2}))
