@@ -7,9 +7,10 @@ text input) is named with the reason; bad model options,
 models that fail to build on a data set, batch sizes larger than a data set's train
 split, knob selectors that match no knob of any model, knob values out of the range a
 matched knob declares (`phosjax.core.Range`), two knob selectors that match one knob of a
-model and regularizers that apply to no model
-(a selector that matches none of any model's params, tagged values or channel groups)
-are errors.
+model, regularizers that apply to no model
+(a selector that matches none of any model's params, tagged values or channel groups) and
+models whose aux losses or path weights a lifted transform drops (as the train step refuses
+them) are errors.
 """
 
 import dataclasses
@@ -38,9 +39,13 @@ from phosjax.core import (
     PATH_WEIGHTS,
     Knob,
     SelectorError,
+    aux_losses_raised,
     aux_total,
+    check_aux_losses_kept,
+    check_path_weights_kept,
     flatten,
     matches,
+    path_weights_opened,
     select,
 )
 from phosjax.core._selectors import value_per_path
@@ -348,7 +353,10 @@ def _traced_step(config: ModelConfig) -> dict[str, tuple[str, ...]]:
         variables = model.init(key, x)
         mutable = [c for c in variables if c != "params"]
         mutable += [AUX_LOSS, PATH_WEIGHTS, INTERMEDIATES]
-        _, out = model.apply(variables, x, train=True, rngs={"dropout": key}, mutable=mutable)
+        with aux_losses_raised() as raised, path_weights_opened() as opened:
+            _, out = model.apply(variables, x, train=True, rngs={"dropout": key}, mutable=mutable)
+        check_aux_losses_kept(raised, out.get(AUX_LOSS, {}))  # as the train step refuses
+        check_path_weights_kept(opened, out.get(PATH_WEIGHTS, {}))  # them, when it trains
         _, aux = aux_total(out.get(AUX_LOSS, {}))
         weights = flatten(out.get(PATH_WEIGHTS, {}), unwrap=False)
         metrics = {

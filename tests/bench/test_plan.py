@@ -2,9 +2,12 @@
 
 import re
 
+import flax.linen as nn
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import phosjax as px
 from phosjax.bench import BenchError, _plan, plan
 from phosjax.bench._plan import load_datasets
 from phosjax.models import register_model, registered_models
@@ -22,6 +25,31 @@ def _broken(config):
 
 if BROKEN not in registered_models():
     register_model(BROKEN, build=_broken)
+
+LIFTED = "test_plan_lifted"
+"""A registered model whose members (nn.vmap without path_weights axes) drop a path weight."""
+
+
+class _Member(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        with px.path_weight(self, "branch", 0.5):
+            return nn.Dense(3)(x)
+
+
+class _Members(nn.Module):
+    num_classes: int
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        members = nn.vmap(
+            _Member, variable_axes={"params": 0}, split_rngs={"params": True}, axis_size=2
+        )
+        return members(name="members")(jnp.stack([x, x])).mean(0)[..., : self.num_classes]
+
+
+if LIFTED not in registered_models():
+    register_model(LIFTED, build=lambda config: _Members(config.num_classes))
 
 SLASHED = "test_plan/mlp"
 """A registered model whose name holds a path separator."""
@@ -229,6 +257,17 @@ def test_two_knob_axes_matching_one_knob_are_an_error_at_planning(toy):
         BenchError,
         match=r"^grid.knobs for model 'choicenet' on 'toy': Selectors '\*\*/T' and "
         r"'blocks_0/T' both match knob 'blocks_0/T'",
+    ):
+        plan(config, toy)
+
+
+def test_a_model_whose_path_weight_a_lifted_transform_drops_is_an_error_at_planning(toy):
+    """Planned, the bench failed once its group came to train (the train step refuses it)."""
+    config = tiny_config(models=[LIFTED], grid=small())
+    with pytest.raises(
+        BenchError,
+        match=rf"^model '{LIFTED}' on 'toy': path weight 'members/branch' was opened but not "
+        r"recorded.*px.scan_axes\(params=0\)",
     ):
         plan(config, toy)
 
