@@ -16,7 +16,7 @@ from phosjax.train._config import Cell, int_at_least
 from phosjax.train._group import Group, check_cells, plan_groups
 from phosjax.train._run import Chunk, GroupRun, check_on_chunk, check_strategy, run_group
 from phosjax.train._state import GroupState, init_group
-from phosjax.train._step import make_train_step
+from phosjax.train._step import check_splits, make_train_step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,10 +236,11 @@ def _check_dataset_features(
 
 def _check_group(group: Group, data: Any) -> None:
     """Raises what training ``group`` on ``data`` would raise for its cells, model or data
-    set: `init_group`'s checks, the batch size, the train step's (e.g. a regularizer
+    set: `init_group`'s checks, an empty split, the batch size, the train step's (e.g. a regularizer
     selector that matches none of the model's params), traced abstractly (nothing is
     computed or compiled)."""
     state = jax.eval_shape(lambda: init_group(group, data))
+    check_splits(data)  # as device_arrays, which converts the data only once the group trains
     check_batch_size("HParams.batch_size", group.hparams.batch_size, data)
     cell = jax.tree.map(
         lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype, weak_type=a.weak_type), state

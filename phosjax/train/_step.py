@@ -42,12 +42,24 @@ EvalFn = Callable[[GroupState, dict[str, jax.Array]], Metrics]
 PERSISTENT_MUTABLE = ("batch_stats",)
 
 
+def check_splits(data: Any) -> None:
+    """Raises a ValueError naming ``data`` and the split unless its train split (the steps
+    draw their batches from it) and its test split (the evaluation reads it) each hold at
+    least one example."""
+    for split, use in (("train", "draws its batches from"), ("test", "evaluates on")):
+        x = getattr(data, f"x_{split}")
+        if x.shape[0] == 0:
+            raise ValueError(
+                f"data set {data.name!r} has an empty {split} split (x_{split} shape "
+                f"{tuple(x.shape)}); training {use} it and needs at least one {split} example"
+            )
+
+
 def device_arrays(data: Any, eval_batch_size: int = 1000) -> dict[str, np.ndarray]:
     """The arrays a step reads, from an `ArrayDataset`: train split, padded test batches.
 
     Raises:
-      ValueError: a split is empty (the steps draw their batches from the train split,
-        the evaluation reads the test split), or ``eval_batch_size`` is no int >= 1.
+      ValueError: a split is empty (`check_splits`), or ``eval_batch_size`` is no int >= 1.
 
     Examples:
       >>> from phosjax.data import random_dataset
@@ -57,13 +69,7 @@ def device_arrays(data: Any, eval_batch_size: int = 1000) -> dict[str, np.ndarra
       >>> arrays["test_mask"].sum(axis=1).tolist()  # the padding rows are masked
       [20, 12]
     """
-    for split, use in (("train", "draws its batches from"), ("test", "evaluates on")):
-        x = getattr(data, f"x_{split}")
-        if x.shape[0] == 0:
-            raise ValueError(
-                f"data set {data.name!r} has an empty {split} split (x_{split} shape "
-                f"{tuple(x.shape)}); training {use} it and needs at least one {split} example"
-            )
+    check_splits(data)
     eval_batch_size = int_at_least("device_arrays eval_batch_size", eval_batch_size, 1)
     num_test = int(data.x_test.shape[0])
     size = min(eval_batch_size, num_test)

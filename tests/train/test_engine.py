@@ -1026,6 +1026,12 @@ def test_an_empty_split_is_refused_by_name(split):
         device_arrays(data)
     with pytest.raises(ValueError, match=rf"empty {split} split"):  # before any step
         train_grid(CELLS[:1], datasets={"toy": data}, strategy="auto")
+    chunks = []  # a later group's: before the first group trains, as its other errors
+    cells = [CELLS[0], dataclasses.replace(CELLS[0], dataset="empty")]
+    with pytest.raises(ValueError, match=rf"empty {split} split") as raised:
+        datasets = {"toy": toy_data(), "empty": data}
+        train_grid(cells, datasets=datasets, on_chunk=lambda *a: chunks.append(a))
+    assert chunks == [] and "raised for cells [1]" in raised.value.__notes__[-1]
 
 
 def within_ulps(a, b, ulps):
