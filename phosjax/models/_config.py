@@ -206,3 +206,23 @@ class ModelConfig:
         if required:
             raise ValueError(f"ModelConfig needs the field(s) {required}; got {sorted(data)}")
         return cls(**data)
+
+
+def checked_config(config: Any, caller: str) -> ModelConfig:
+    """``config`` if it is a `ModelConfig`; anything else (a model's name alone, which
+    says neither the number of classes nor the input shape; a dict) is a TypeError
+    naming ``caller`` and what to pass.
+
+    Examples:
+      >>> checked_config("resnet", "build_model")
+      Traceback (most recent call last):
+      TypeError: build_model takes a ModelConfig, got 'resnet' (a str): pass ...
+    """
+    if isinstance(config, ModelConfig):
+        return config
+    example = f"{config!r}" if isinstance(config, str) else "'resnet'"
+    mapping = " (a dict: ModelConfig.from_dict(it))" if isinstance(config, Mapping) else ""
+    raise TypeError(
+        f"{caller} takes a ModelConfig, got {config!r} (a {type(config).__name__}): pass "
+        f"{caller}(ModelConfig({example}, num_classes=10, input_shape=(40,))){mapping}."
+    )

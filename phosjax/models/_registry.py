@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from phosjax._nearest import did_you_mean, nearest_names
-from phosjax.models._config import ModelConfig, is_int, plain_width
+from phosjax.models._config import ModelConfig, checked_config, is_int, plain_width
 from phosjax.models._frame import Frame
 from phosjax.models._kinds import IMAGE, KINDS, SEQUENCE, VECTOR, choose_kind, natural_kind
 from phosjax.models._options import (
@@ -449,8 +449,11 @@ def build_model(config: ModelConfig) -> nn.Module:
       >>> logits, variables = jax.eval_shape(model.init_with_output, jax.random.key(0), x)
       >>> logits.shape, sorted(variables["params"])
       ((2, 10), ['blocks_0', 'head', 'stem'])
+
+    Raises:
+      TypeError: ``config`` is no `ModelConfig` (a model's name alone), naming what to pass.
     """
-    return model_spec(config.name).make(config)
+    return model_spec(checked_config(config, "build_model").name).make(config)
 
 
 def import_models(module: str) -> list[str]:

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 
 from phosjax.layers import MultiHeadSelfAttention
 from phosjax.models import FRAME_OPTIONS, ModelConfig, model_spec
+from phosjax.models._config import checked_config
 from phosjax.models._frame import padding_mask, pool_tokens
 from phosjax.models._kinds import choose_kind, view_as
 from phosjax.models.graph._model import GraphModel
@@ -173,6 +174,7 @@ def graph_model(config: ModelConfig) -> GraphModel:
     Raises:
       ValueError: the model has no graph version (the ones that have are listed), or
         ``config`` sets an option the twin does not support (named).
+      TypeError: ``config`` is no `ModelConfig` (a model's name alone), naming what to pass.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -182,7 +184,7 @@ def graph_model(config: ModelConfig) -> GraphModel:
       >>> graph.shapes(jnp.ones((2, 40)))["blocks_1/add"].shape
       (2, 20, 32)
     """
-    if config.name not in _BUILDERS:
+    if checked_config(config, "graph_model").name not in _BUILDERS:
         raise ValueError(
             f"model {config.name!r} has no graph version; these have: {sorted(_BUILDERS)}."
         )

@@ -162,3 +162,18 @@ def test_the_training_engine_needs_returns_head():
     ):
         _check_classes(types.SimpleNamespace(model=_TwinConfig(None)), data)
     _check_classes(types.SimpleNamespace(model=_TwinConfig("head")), data)
+
+
+@pytest.mark.parametrize("build", [build_model, graph_model], ids=lambda f: f.__name__)
+def test_a_model_name_instead_of_a_config_is_a_type_error_naming_what_to_pass(build):
+    """build_model('resnet') and graph_model('resnet') died in "'str' object has no
+    attribute 'name'"."""
+    said = (
+        f"{build.__name__} takes a ModelConfig, got 'resnet' (a str): pass "
+        f"{build.__name__}(ModelConfig('resnet', num_classes=10, input_shape=(40,)))."
+    )
+    with pytest.raises(TypeError) as error:
+        build("resnet")
+    assert str(error.value) == said
+    with pytest.raises(TypeError, match=r"got \{'name': 'mlp'\} \(a dict\).*from_dict\(it\)"):
+        build({"name": "mlp"})
