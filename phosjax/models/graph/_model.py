@@ -13,6 +13,7 @@ from phosjax.layers._common import block_keywords, check_keywords, takes_keyword
 from phosjax.models.graph import _draw
 from phosjax.models.graph._spec import (
     COMBINES,
+    OUT,
     SEP,
     Graph,
     GraphError,
@@ -21,9 +22,6 @@ from phosjax.models.graph._spec import (
     listing,
     node_train_args,
 )
-
-OUT = "out"
-"""The tag name of a node's output: node ``block/conv`` is tagged ``block/conv/out``."""
 
 
 def _feed_error(x: Any, inputs: tuple[str, ...]) -> GraphError:

@@ -21,6 +21,8 @@ from phosjax.core import SelectorError, select
 from phosjax.layers._common import TRAIN_FLAGS, train_args
 
 SEP = "/"
+OUT = "out"
+"""The tag name of a node's output: node ``block/conv`` is tagged ``block/conv/out``."""
 DEFAULT_INPUT = "input"
 _MAX_LISTED = 40
 _PATTERN_CHARS = "*?[]"
@@ -697,6 +699,9 @@ class Graph:
                     f"{what} selects {selector!r}, a group, not a node (its nodes: "
                     f"{listing(below)}); select them with '{selector}/**', or name one."
                 )
+            inside = "" if found else self.inside_graph_node(selector)
+            if inside:
+                raise SelectorError(f"{what} selects {selector!r}, which is no node{inside}")
             paths += found or select(self.order, selector, what="node")  # raises: nearest
         return tuple(dict.fromkeys(paths))
 
@@ -711,7 +716,31 @@ class Graph:
         """
         for path in as_names(paths, what, self.order[-1]):
             if path not in self.nodes:
-                raise self.missing(path, self.nodes, f"{what} names {path!r}")
+                hint = self.inside_graph_node(path)
+                raise self.missing(path, self.nodes, f"{what} names {path!r}", hint)
+
+    def inside_graph_node(self, path: str) -> str:
+        """For ``path``, which names no node, how to reach it when it lies inside a node
+        that is a graph model (whose nodes are tagged inside it, no nodes of this graph):
+        by its tag, with `phosjax.probe` and `phosjax.inject`; "" otherwise.
+
+        Examples:
+          >>> from phosjax.models.graph import GraphModel
+          >>> print(Graph({"inner": GraphModel({"d": abs})}).inside_graph_node("inner/d"))
+          ; it lies inside node 'inner', a graph model, whose nodes are no nodes of this
+          graph: reach them by their tags, px.probe(model, variables, x, 'inner/d/out')
+          (px.inject(model, variables, x, {'inner/d/out': value}) replaces one).
+        """
+        node = next((n for n in self.order if path.startswith(n + SEP)), None)
+        fn = getattr(self.nodes[node], "fn", None) if node is not None else None
+        if not isinstance(getattr(fn, "graph", None), Graph):
+            return ""
+        tag = f"{path}{SEP}{OUT}"
+        return (
+            f"; it lies inside node {node!r}, a graph model, whose nodes are no nodes of "
+            f"this graph: reach them by their tags, px.probe(model, variables, x, {tag!r}) "
+            f"(px.inject(model, variables, x, {{{tag!r}: value}}) replaces one)."
+        )
 
     def spec(self) -> dict[str, Node | Input]:
         """A flat spec ``{path: node}`` with absolute inputs, which rebuilds this graph."""

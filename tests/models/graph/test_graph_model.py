@@ -972,3 +972,29 @@ def test_a_graph_model_node_gets_only_the_call_keywords_its_nodes_take(key):
     np.testing.assert_allclose(model.apply(variables, x, mask=real), expected, atol=1e-6)
     with pytest.raises(TypeError, match=r"^GraphModel was called with the keyword 'maks'"):
         model.apply(variables, x, maks=real)
+
+
+def test_selecting_a_node_of_a_nested_graph_model_says_how_to_reach_it(key):
+    """outputs='inner/d' (a node of a graph model used as node 'inner') failed as a typo,
+    'matched no node; nearest: 'inner', ...', though px.probe reaches it at 'inner/d/out'."""
+    inner = GraphModel({"d": nn.Dense(3), "e": nn.relu}, returns="e")
+    outer = GraphModel({"inner": inner, "head": nn.Dense(2)})
+    x = jnp.ones((2, 4))
+    variables = outer.init(key, x)
+    how = (
+        "; it lies inside node 'inner', a graph model, whose nodes are no nodes of this "
+        "graph: reach them by their tags, px.probe(model, variables, x, 'inner/d/out') "
+        "(px.inject(model, variables, x, {'inner/d/out': value}) replaces one)."
+    )
+    with pytest.raises(px.SelectorError) as error:
+        outer.apply(variables, x, outputs=["head", "inner/d"])
+    assert str(error.value) == "outputs selects 'inner/d', which is no node" + how
+    with pytest.raises(GraphError) as error:
+        outer.apply(variables, x, inject={"inner/d": jnp.ones((2, 3))})
+    assert str(error.value).endswith("existing nodes: 'input', 'inner', 'head'" + how)
+    _, found = px.probe(outer, variables, x, "inner/d/out")  # the way the error gives
+    dense = inner.graph.nodes["d"].fn
+    expected = dense.apply({"params": variables["params"]["inner"]["d"]}, x)
+    np.testing.assert_allclose(found["inner/d/out"], expected, rtol=1e-6)
+    with pytest.raises(px.SelectorError, match="matched no node among 3; nearest: 'head'"):
+        outer.apply(variables, x, outputs="head/kernel")  # inside a module: no such hint
