@@ -174,12 +174,21 @@ def _no_match(selector: str, paths: list[str], what: str, dropped: Iterable[str]
       Selector 'pree' matched no tagged value among 1; nearest: 'pre'.
       >>> print(_no_match("T", [], "knob", []))  # none made: none dropped
       Selector 'T' matched no knob: there are none.
+      >>> print(_no_match("hh", [], "tagged value", ["scan/h"]))  # all dropped
+      Selector 'hh' matched no tagged value: there are none. A lifted transform dropped
+      every one made ('scan/h'): nn.scan (or nn.vmap) keeps a tagged value made inside it
+      only if its variable_axes list phosjax's collections: variable_axes=px.scan_axes(params=0).
     """
     regex = compile_selector(selector)
+    dropped = None if dropped is None else list(dropped)
     lost = [p for p in dropped or () if p == selector or regex.fullmatch(p)]
     unknown = dropped is None and not paths and what in _LIFTED_KINDS  # all dropped, maybe
     if lost:
         hint = f" It matches {lost[0]!r}, which a lifted transform dropped: "
+        hint += _LIFTED.format(what=what)
+    elif dropped and not paths:  # "there are none" alone would be false
+        shown = ", ".join(repr(p) for p in dropped[:5]) + (", ..." if len(dropped) > 5 else "")
+        hint = f" A lifted transform dropped every one made ({shown}): "
         hint += _LIFTED.format(what=what)
     else:
         hint = f" {_LIFTED.format(what=what)}" if unknown else ""

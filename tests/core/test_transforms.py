@@ -707,6 +707,19 @@ def test_a_scan_that_drops_phosjax_s_collections_is_named_in_the_selector_error(
         px.probe(model, variables, x, "**/pre_act")
     with pytest.raises(px.SelectorError, match=r"no knob: .*nn.scan.*scan_axes"):
         px.tweak(model, variables, x, {"**/T": 2.0})
+    # a typo, where the scan dropped every one: "there are none" alone was false
+    for what, made, run in (
+        ("tagged value", "'blocks/Block_0/pre_act', 'blocks/Block_0/out'", px.probe),
+        ("knob", "'blocks/Block_0/T'", lambda m, v, x, s: px.tweak(m, v, x, {s: 2.0})),
+    ):
+        with pytest.raises(px.SelectorError) as error:
+            run(model, variables, x, "typo")
+        assert str(error.value) == (
+            f"Selector 'typo' matched no {what}: there are none. A lifted transform dropped "
+            f"every one made ({made}): nn.scan (or nn.vmap) keeps a {what} made inside it "
+            "only if its variable_axes list phosjax's collections: "
+            "variable_axes=px.scan_axes(params=0)."
+        )
 
 
 def test_a_selector_that_misses_says_how_a_scan_drops_values_only_where_one_did():
