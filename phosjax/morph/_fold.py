@@ -379,7 +379,7 @@ def fold(
     Raises:
       TypeError: ``model`` is not a Flax module (a bare ``apply`` function): fold
         watches the inputs of its ``nn.Dense`` and ``nn.Conv`` layers; or no ``args``
-        were given and the model cannot run without them.
+        nor ``kwargs`` were given and the model cannot run without them.
 
     Examples:
       >>> import jax, jax.numpy as jnp, flax.linen as nn
@@ -409,7 +409,7 @@ def fold(
         try:
             kept, deltas = _fold_into(model, reference, given, groups, args, kwargs, into_norms)
         except TypeError as error:
-            if args:
+            if args or kwargs:  # inputs given (by keyword too): not what failed
                 raise
             raise TypeError(
                 f"fold: no example inputs given, and the model cannot run without them "

@@ -116,6 +116,10 @@ def test_fold_without_example_inputs_says_to_pass_them():
     )
     with pytest.raises(TypeError, match=message):
         fold(model, variables, {"layers_0": [True, False, True]}, groups)
+    # inputs given by keyword, another TypeError: said 'no example inputs given' (false)
+    with pytest.raises(TypeError) as error:
+        fold(model, variables, {"layers_0": [True, False, True]}, groups, inputs=x, train=False)
+    assert str(error.value) == "Dense.__call__() got an unexpected keyword argument 'train'"
 
 
 def test_a_subclass_of_dense_that_adds_an_activation_keeps_the_nonzero_dead_channels():
