@@ -161,8 +161,8 @@ _LIFTED_KINDS = ("tagged value", "knob")
 def _no_match(selector: str, paths: list[str], what: str, dropped: Iterable[str] | None) -> str:
     """The message of `select` when ``selector`` matches none of ``paths``: the nearest,
     and how a lifted transform loses a {what} where it can have: the selector matches one
-    of the ``dropped`` paths, or there are none at all and what was dropped is unknown
-    (``dropped`` None).
+    of the ``dropped`` paths, there are none at all as all were ``dropped`` (named), or
+    there are none and what was dropped is unknown (``dropped`` None).
 
     Examples:
       >>> print(_no_match("blocks/h", ["pre"], "tagged value", ["blocks/h"]))
@@ -214,8 +214,9 @@ def select(
       what: what the paths are (``"tagged value"``, ``"knob"``...), for the error.
       allow_empty: return ``[]`` instead of raising when nothing matches.
       dropped: paths that a lifted transform dropped (made, but not among ``paths``):
-        the error says how to keep one the selector matches; None: unknown (the error
-        then says how a lifted transform drops them where there are none at all).
+        the error says how to keep one the selector matches, or, where all were dropped,
+        names them; None: unknown (the error then says how a lifted transform drops them
+        where there are none at all).
 
     Raises:
       SelectorError: nothing matched; the message lists the nearest paths (and says how
