@@ -63,7 +63,8 @@ def perturbations(
     Raises:
       SelectorError: a selector matches no tagged value (one that Flax's ``sow`` stored
         in ``intermediates``, not `tag`, cannot be reached: the message says so).
-      TypeError: a selected value is not floating point.
+      TypeError: a selected value is not floating point, or ``wrt`` is neither a str nor
+        a list of them.
       ValueError: ``wrt`` is an empty list.
 
     Examples:
@@ -111,7 +112,8 @@ def grad_of(
 
     Raises:
       SelectorError: a selector matches no tagged value (see `perturbations`).
-      TypeError: a selected value is not floating point.
+      TypeError: a selected value is not floating point, or ``wrt`` is neither a str nor
+        a list of them.
       ValueError: ``wrt`` is an empty list, or a perturbation never reached its tag: a
         lifted transform, such as nn.scan, whose ``variable_axes`` omit ``perturbations``
         dropped it, though it kept the tagged value (`scan_axes` lists all of phosjax's

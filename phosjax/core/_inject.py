@@ -27,6 +27,7 @@ def injections(
     Raises:
       SelectorError: a selector matches no tagged value (one that Flax's ``sow`` stored
         in ``intermediates``, not `tag`, cannot be reached: the message says so).
+      TypeError: ``values`` is no dict ``{selector: value}`` (a bare value).
       ValueError: two selectors match one tagged value (both and its path named), a
         value's structure, shape or dtype differs from the tagged value's (both named), or
         several calls tag the selected value and it is no tuple of one value per call
@@ -136,6 +137,7 @@ def inject(
     Raises:
       SelectorError: a selector matches no tagged value (one that Flax's ``sow`` stored
         in ``intermediates``, not `tag`, cannot be reached: the message says so).
+      TypeError: ``values`` is no dict ``{selector: value}`` (a bare value).
       ValueError: two selectors match one tagged value (both and its path named), a value
         of the wrong structure, shape or dtype (the path, the call and both named), no
         tuple of one value per call for a value tagged by several, or one that never

@@ -37,6 +37,7 @@ def probe(
 
     Raises:
       SelectorError: a selector matched no tagged value.
+      TypeError: ``selector`` is neither a str nor a list of them (a number).
       ValueError: ``selector`` is an empty list.
 
     Examples:

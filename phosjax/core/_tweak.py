@@ -30,6 +30,7 @@ def tweak(
 
     Raises:
       SelectorError: a selector matches no knob; the message lists the nearest.
+      TypeError: ``values`` is no dict ``{selector: value}`` (a bare value).
       ValueError: a concrete value is out of its knob's range (see `knob`'s ``valid``),
         checked before the model runs.
 
