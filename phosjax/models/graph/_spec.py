@@ -722,14 +722,15 @@ class Graph:
     def inside_graph_node(self, path: str) -> str:
         """For ``path``, which names no node, how to reach it when it lies inside a node
         that is a graph model (whose nodes are tagged inside it, no nodes of this graph):
-        by its tag, with `phosjax.probe` and `phosjax.inject`; "" otherwise.
+        its value by its tag, with `phosjax.probe` and `phosjax.inject`, the node itself
+        (`rewire`, `extract`) in that graph model; "" otherwise.
 
         Examples:
           >>> from phosjax.models.graph import GraphModel
           >>> print(Graph({"inner": GraphModel({"d": abs})}).inside_graph_node("inner/d"))
-          ; it lies inside node 'inner', a graph model, whose nodes are no nodes of this
-          graph: reach them by their tags, px.probe(model, variables, x, 'inner/d/out')
-          (px.inject(model, variables, x, {'inner/d/out': value}) replaces one).
+          ; it lies inside node 'inner', a graph model, whose nodes are not this graph's:
+          px.probe(model, variables, x, 'inner/d/out') reaches its value (px.inject
+          replaces it there), and rewire or extract goes on that graph model itself.
         """
         node = next((n for n in self.order if path.startswith(n + SEP)), None)
         fn = getattr(self.nodes[node], "fn", None) if node is not None else None
@@ -737,9 +738,9 @@ class Graph:
             return ""
         tag = f"{path}{SEP}{OUT}"
         return (
-            f"; it lies inside node {node!r}, a graph model, whose nodes are no nodes of "
-            f"this graph: reach them by their tags, px.probe(model, variables, x, {tag!r}) "
-            f"(px.inject(model, variables, x, {{{tag!r}: value}}) replaces one)."
+            f"; it lies inside node {node!r}, a graph model, whose nodes are not this "
+            f"graph's: px.probe(model, variables, x, {tag!r}) reaches its value (px.inject "
+            "replaces it there), and rewire or extract goes on that graph model itself."
         )
 
     def spec(self) -> dict[str, Node | Input]:

@@ -14,7 +14,7 @@ import pytest
 import phosjax as px
 from phosjax.core import ArraySpec
 from phosjax.layers import TransformerBlock
-from phosjax.models.graph import GraphError, GraphModel, Input, extract, node, train_only
+from phosjax.models.graph import GraphError, GraphModel, Input, extract, node, rewire, train_only
 
 
 def residual_graph(calls: list[str] | None = None) -> GraphModel:
@@ -982,15 +982,18 @@ def test_selecting_a_node_of_a_nested_graph_model_says_how_to_reach_it(key):
     x = jnp.ones((2, 4))
     variables = outer.init(key, x)
     how = (
-        "; it lies inside node 'inner', a graph model, whose nodes are no nodes of this "
-        "graph: reach them by their tags, px.probe(model, variables, x, 'inner/d/out') "
-        "(px.inject(model, variables, x, {'inner/d/out': value}) replaces one)."
+        "; it lies inside node 'inner', a graph model, whose nodes are not this graph's: "
+        "px.probe(model, variables, x, 'inner/d/out') reaches its value (px.inject replaces "
+        "it there), and rewire or extract goes on that graph model itself."
     )
     with pytest.raises(px.SelectorError) as error:
         outer.apply(variables, x, outputs=["head", "inner/d"])
     assert str(error.value) == "outputs selects 'inner/d', which is no node" + how
     with pytest.raises(GraphError) as error:
         outer.apply(variables, x, inject={"inner/d": jnp.ones((2, 3))})
+    assert str(error.value).endswith("existing nodes: 'input', 'inner', 'head'" + how)
+    with pytest.raises(GraphError) as error:  # surgery: on the inner model, not by probe
+        rewire(outer, "inner/d", "input")
     assert str(error.value).endswith("existing nodes: 'input', 'inner', 'head'" + how)
     _, found = px.probe(outer, variables, x, "inner/d/out")  # the way the error gives
     dense = inner.graph.nodes["d"].fn
