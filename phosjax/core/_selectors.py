@@ -282,6 +282,10 @@ def select_items(
     return {p: v for p, v in flat.items() if p in chosen}
 
 
+_EXAMPLES = {"tagged value": "**/pre_act", "knob": "**/T"}
+"""A selector of each kind of path, for an error's example."""
+
+
 def value_per_path(
     values: Mapping[str, Any], find: Callable[[str], list[str]], *, what: str = "path"
 ) -> dict[str, Any]:
@@ -302,10 +306,11 @@ def value_per_path(
       ValueError: Selectors '**/T' and 'b/T' both match knob 'b/T'; give each knob one ...
     """
     if not isinstance(values, Mapping):
+        selector = values if isinstance(values, str) else _EXAMPLES.get(what, "**")
         raise TypeError(
             f"The values are {values!r} (of type {type(values).__name__}), not a dict "
             f"{{selector: value}} giving each {what} it selects its value, e.g. "
-            "{'**/T': 2.0}."
+            f"{{{selector!r}: value}}."
         )
     found: dict[str, Any] = {}
     matched_by: dict[str, str] = {}
