@@ -19,7 +19,14 @@ import pytest
 
 from phosjax.bench import _layout
 from phosjax.bench._store import TEMPORARY
-from phosjax.bench.view import CannotServeError, NotABenchError, PortInUseError, _api, make_server
+from phosjax.bench.view import (
+    CannotServeError,
+    NotABenchError,
+    PortInUseError,
+    ViewerServer,
+    _api,
+    make_server,
+)
 from phosjax.bench.view.__main__ import main
 from tests.bench._viewer_fixtures import (
     DIVERGED,
@@ -834,3 +841,30 @@ def test_profile_merges_a_groups_segments_and_runs_per_phase(tmp_path):
         ("g", "compile", 3.0, 3, 3.0),
         ("h", "step", 0.3, 3, 0.9),
     ]
+
+
+@pytest.mark.parametrize("host, local", [("0.0.0.0", "127.0.0.1"), ("::", "[::1]")])
+def test_serving_every_interface_prints_addresses_a_browser_opens(
+    written, monkeypatch, capsys, host, local
+):
+    """``--host 0.0.0.0`` printed ``http://0.0.0.0:PORT/``, an address no browser is sure
+    to open, and did not say that others could reach the viewer at this machine's name."""
+    monkeypatch.setattr(socket, "gethostname", lambda: "gpu-box")
+    served = []
+
+    with serving(written.root, host) as server:  # the address printed is answered
+        assert server.url == f"http://{local}:{server.server_address[1]}/"
+        status, _, _ = get(server, "/api/bench", host=server.url.split("/")[2])
+        assert status == 200
+
+    def serve_once(server):
+        served.append(server.server_address[1])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ViewerServer, "serve_forever", serve_once)
+    assert main(["--dir", str(written.root), "--host", host, "--port", "0"]) == 0
+    (port,) = served
+    assert capsys.readouterr().out == (
+        f"Viewing {written.root} at http://{local}:{port}/ (this machine); listening on all "
+        f"interfaces, others open http://gpu-box:{port}/  (Ctrl-C stops)\n"
+    )

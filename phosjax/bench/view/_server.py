@@ -64,6 +64,19 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def _is_everywhere(host: str) -> bool:
+    """Whether binding ``host`` listens on every interface (``0.0.0.0``, ``::``, ``""``).
+
+    Examples:
+      >>> _is_everywhere("0.0.0.0"), _is_everywhere("::"), _is_everywhere("localhost")
+      (True, True, False)
+    """
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return host == ""
+
+
 def _unbracketed(host: str) -> str:
     """``host`` without the brackets an IPv6 address takes in a URL (``[::1]``: ``::1``).
 
@@ -90,7 +103,9 @@ class ViewerServer(http.server.ThreadingHTTPServer):
 
     Attributes:
       bench: the bench's files.
-      url: the address to open in a browser.
+      url: the address to open in a browser (bound to every interface, ``0.0.0.0`` or
+        ``::``: this machine's loopback address, which a browser can open).
+      everywhere: bound to every interface (`url` then opens it on this machine only).
     """
 
     daemon_threads = True
@@ -116,7 +131,33 @@ class ViewerServer(http.server.ThreadingHTTPServer):
             hint = f"--port {near}" if near else "--port 0 (any free port)"
             message = f"Port {port} on {host} is already in use (another viewer?). Try {hint}."
             raise PortInUseError(message) from None
+        self.everywhere = _is_everywhere(host)
+        if self.everywhere:  # no browser opens http://0.0.0.0:PORT/ on every system
+            shown = "[::1]" if ":" in host else "127.0.0.1"
         self.url = f"http://{shown}:{self.server_address[1]}/"
+
+    def banner(self) -> str:
+        """What `serve` prints: where the viewer is, and, bound to every interface, the
+        address others reach it at (this machine's host name).
+
+        Examples:
+          >>> import pathlib, tempfile
+          >>> bench = pathlib.Path(tempfile.mkdtemp())
+          >>> _ = (bench / "bench.json").write_text('{"format": 1}')
+          >>> server = make_server(bench, port=0, host="0.0.0.0")
+          >>> print(server.banner())
+          Viewing ... at http://127.0.0.1:... (this machine); listening on all interfaces,
+          others open http://...:.../  (Ctrl-C stops)
+          >>> server.server_close()
+        """
+        text = f"Viewing {self.bench.root} at {self.url}"
+        if self.everywhere:
+            port = self.server_address[1]
+            text += (
+                f" (this machine); listening on all interfaces, others open "
+                f"http://{socket.gethostname()}:{port}/"
+            )
+        return f"{text}  (Ctrl-C stops)"
 
 
 def make_server(
@@ -321,7 +362,7 @@ def serve(directory: str | pathlib.Path, port: int = 1337, host: str = "127.0.0.
       host: the address to bind (``127.0.0.1``: this machine only).
     """
     server = make_server(directory, port, host)
-    print(f"Viewing {server.bench.root} at {server.url}  (Ctrl-C stops)", flush=True)
+    print(server.banner(), flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
