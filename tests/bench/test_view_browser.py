@@ -736,11 +736,17 @@ def test_a_broken_file_fails_only_its_panel(tmp_path):
 
 def test_a_profile_with_one_file_says_why_the_other_box_is_empty(tmp_path):
     """Phase timings without memory samples, and the reverse: the empty box says which
-    file is missing (it was left blank) while the other is drawn."""
+    file is missing (it was left blank) while the other is drawn. Where each process
+    wrote its own memory file, without samples yet, the box names those files (it named
+    ``profile/memory.parquet``, which no process writes then, as missing)."""
     boxes = {}
     for kept, removed in ((_layout.PHASES, _layout.MEMORY), (_layout.MEMORY, _layout.PHASES)):
         written = write_bench(tmp_path / pathlib.PurePath(kept).stem, blurb_json())
         (written.root / removed).unlink()
+        if removed == _layout.MEMORY:  # two processes' files, no sample in either
+            for i in range(2):
+                name = _layout.process_name(_layout.MEMORY, (i, 2))
+                written.memory.iloc[:0].to_parquet(written.root / name)
         with serving(written.root) as server:
             dom = _render(server.url, tmp_path / "profile")
         boxes[removed] = (
@@ -751,10 +757,13 @@ def test_a_profile_with_one_file_says_why_the_other_box_is_empty(tmp_path):
     assert phases.count('class="bar"') == len(written.phases)
     assert memory.startswith(
         'id="memory" class="plot-box"><p class="hint">No memory figures: '
-        "profile/memory.parquet is missing or has no samples.</p></div>"
+        "profile/memory.p0of2.parquet, profile/memory.p1of2.parquet have no samples.</p></div>"
     )
     phases, memory = boxes[_layout.PHASES]
-    assert "No phase timings: profile/phases.parquet is missing or has no rows.</p>" in phases
+    assert (
+        "No phase timings: neither profile/phases.parquet nor a process's "
+        "profile/phases.p&lt;i&gt;of&lt;n&gt;.parquet was written.</p>"
+    ) in phases
     assert memory.count('class="curve"') == 2
 
 

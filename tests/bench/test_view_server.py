@@ -587,7 +587,8 @@ def test_a_bench_that_just_started(tmp_path):
         assert get_json(server, "/api/cells")["rows"] == []
         info = get_json(server, "/api/bench")
         assert info["metrics"] == [] and info["models"] == [] and not info["has_profile"]
-        assert get_json(server, "/api/profile") == {"phases": None, "memory": None}
+        nothing = {"phases": None, "memory": None, "files": {"phases": [], "memory": []}}
+        assert get_json(server, "/api/profile") == nothing
         assert get(server, "/api/morph")[0] == 404
 
 
@@ -612,8 +613,15 @@ def test_memory_of_a_single_run_and_of_per_process_runs_keeps_whose_each_sample_
         frame = pd.DataFrame({"time_s": [0.0, 1.0], "host_rss_bytes": [rss, rss]})
         frame.to_parquet(tmp_path / _layout.MEMORY.replace(".parquet", f"{suffix}.parquet"))
     with serving(tmp_path) as server:
-        memory = get_json(server, "/api/profile")["memory"]
+        profile = get_json(server, "/api/profile")
+    memory, files = profile["memory"], profile["files"]
     assert memory["columns"] == ["time_s", "host_rss_bytes", "process"]
+    read = [
+        "profile/memory.parquet",
+        "profile/memory.p0of2.parquet",
+        "profile/memory.p1of2.parquet",
+    ]
+    assert files == {"phases": [], "memory": read}
     whose = [(row["host_rss_bytes"], row["process"]) for row in memory["rows"]]
     # Two samples each (the files' order is not what this checks).
     assert sorted(whose, key=str) == sorted([(1.0, None), (2.0, "0/2"), (3.0, "1/2")] * 2, key=str)

@@ -306,9 +306,14 @@ def profile(bench: BenchFiles, max_points: int = DEFAULT_POINTS) -> dict[str, An
     column's peak (so that the plot's peak is the true one), its rows kept in the order
     written (time order); with per-process files, a ``process`` column (``"<i>/<n>"``,
     None for ``memory.parquet``) says whose each sample is, one series per process.
+    ``files``: the files read of each (those that exist), by ``phases`` and ``memory``.
     """
+    files = {
+        "phases": bench.per_process(_layout.PHASES),
+        "memory": bench.per_process(_layout.MEMORY),
+    }
     frames, memory_name = [], pathlib.PurePath(_layout.MEMORY).name
-    for relative in bench.per_process(_layout.MEMORY):
+    for relative in files["memory"]:
         frame = bench.table(relative)
         if frame is not None:
             process = _layout.process_of(pathlib.PurePath(relative).name, memory_name)
@@ -319,7 +324,7 @@ def profile(bench: BenchFiles, max_points: int = DEFAULT_POINTS) -> dict[str, An
     if memory is not None and memory["process"].isna().all():
         memory = memory.drop(columns="process")  # a single process: no column to tell apart
     phases = per_group_and_phase(bench.tables(_layout.PHASES))
-    return {"phases": _records(phases), "memory": _records(memory)}
+    return {"phases": _records(phases), "memory": _records(memory), "files": files}
 
 
 def _has_model_file(bench: BenchFiles, folder: str, model_id: str) -> bool:

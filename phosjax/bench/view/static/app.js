@@ -712,9 +712,17 @@ function phaseDetail(r) {
   return lines.join("");
 }
 
+// Why a profile box is empty: the files of `profile/<kind>.parquet` read (`files` of
+// api/profile; a process's own, `<kind>.p<i>of<n>.parquet`, where several shared the bench)
+// hold no `what`, or none was written.
+function unwritten(read, kind, what) {
+  if (read.length) return `${read.join(", ")} ${read.length === 1 ? "has" : "have"} no ${what}.`;
+  return `neither profile/${kind}.parquet nor a process's profile/${kind}.p<i>of<n>.parquet was written.`;
+}
+
 const renderProfile = panel("profile", async (current) => {
   if (!state.info.has_profile) { $("phases").innerHTML = `<p class="hint">No profile recorded.</p>`; return; }
-  const { phases, memory } = await getJson("api/profile");
+  const { phases, memory, files } = await getJson("api/profile");
   if (!current()) return;
   if (phases) {
     const groupColumn = phases.columns.includes("group_id") ? "group_id" : phases.columns[0];
@@ -730,7 +738,7 @@ const renderProfile = panel("profile", async (current) => {
     }));
     stackedBars($("phases"), { rows, title: "seconds per phase, per group (hover for each step, evaluation, compile)", legend: names.map((n, i) => ({ label: n, color: color(n, i) })) });
   } else {
-    $("phases").innerHTML = `<p class="hint">No phase timings: profile/phases.parquet is missing or has no rows.</p>`;
+    $("phases").replaceChildren(el("p", { class: "hint" }, `No phase timings: ${unwritten(files.phases, "phases", "rows")}`));
   }
   if (memory && memory.rows.length) {
     const xColumn = ["time_s", "elapsed_s", "seconds", "time", "t"].find((c) => memory.columns.includes(c)) || memory.columns[0];
@@ -762,7 +770,7 @@ const renderProfile = panel("profile", async (current) => {
     linePlot($("memory"), { series, title: "memory over time", xLabel, yLabel: bytes ? "MiB" : "" });
     $("memory").appendChild(legendOf([...series, ...missing]));
   } else {
-    $("memory").innerHTML = `<p class="hint">No memory figures: profile/memory.parquet is missing or has no samples.</p>`;
+    $("memory").replaceChildren(el("p", { class: "hint" }, `No memory figures: ${unwritten(files.memory, "memory", "samples")}`));
   }
 });
 
