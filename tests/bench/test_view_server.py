@@ -360,6 +360,40 @@ def test_a_part_file_being_written_is_not_read(tmp_path, content):
     assert all(series["step"] == list(STEPS) for series in curves["series"])
 
 
+@pytest.mark.parametrize("path", ["/api/cells", "/api/results?columns=loss"])
+def test_a_part_dropped_by_a_resume_while_read_is_read_again(tmp_path, monkeypatch, path):
+    """A resume drops the part files it trains again: one listed by a request, then gone
+    before it was read, failed the request with 500 (``FileNotFoundError``). The request
+    is answered from the files as they are then, as a request after the drop is."""
+    bench = write_bench(tmp_path / "example", blurb_json())
+    results = bench.root / _layout.RESULTS
+    whole = pd.read_parquet(results / "part-g-mlp-000000000.parquet")
+    later = results / "part-g-mlp-000000160.parquet"
+    whole[whole.step < 160].to_parquet(results / "part-g-mlp-000000000.parquet", index=False)
+    whole[whole.step >= 160].to_parquet(later, index=False)
+    with serving(bench.root) as server:
+        part_files, listed = _layout.part_files, []
+
+        def list_then_drop(folder):
+            found = part_files(folder)
+            listed.append([p.name for p in found])
+            later.unlink(missing_ok=True)  # the resume, right after the viewer listed them
+            return found
+
+        monkeypatch.setattr(_layout, "part_files", list_then_drop)
+        status, _, body = get(server, path)
+        assert status == 200, body[:300]
+        assert later.name in listed[0]
+        monkeypatch.setattr(_layout, "part_files", part_files)
+        assert json.loads(body) == get_json(server, path)  # as a request after the drop
+    answer, mlp = json.loads(body), set(bench.cells[bench.cells.model == "mlp"].cell_id)
+    last = {row["cell"]["cell_id"]: row["progress"]["steps_done"] for row in answer.get("rows", [])}
+    last |= {series["cell_id"]: series["step"][-1] for series in answer.get("series", [])}
+    assert {cell_id: step for cell_id, step in last.items() if cell_id in mlp} == dict.fromkeys(
+        mlp, 150
+    )
+
+
 def test_result_parts_linking_out_of_the_bench_are_skipped(tmp_path):
     bench = write_bench(tmp_path / "example", blurb_json())
     results = bench.root / _layout.RESULTS

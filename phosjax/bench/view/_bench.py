@@ -1,5 +1,6 @@
 """Reading a bench directory safely: the files `_layout` names, and nothing outside it."""
 
+import copy
 import json
 import os
 import pathlib
@@ -25,6 +26,17 @@ class NotABenchError(ValueError):
 
 class OutsideBenchError(PermissionError):
     """A path that would leave the bench directory (``..``, absolute, a symlink out)."""
+
+
+def vanished(error: Exception) -> bool:
+    """Whether ``error`` is a file found, then gone before it was read (a resume drops
+    the part files it trains again; the viewer reads on), not a broken one.
+
+    Examples:
+      >>> vanished(FileNotFoundError("part-g-000000010.parquet")), vanished(ValueError())
+      (True, False)
+    """
+    return isinstance(error, FileNotFoundError) or isinstance(error.__cause__, FileNotFoundError)
 
 
 _T = TypeVar("_T")
@@ -74,6 +86,26 @@ class BenchFiles:
             raise NotABenchError(_layout.not_a_bench(given, _holds_a_run, use="view"))
         self.root = given.resolve()
         self.name = self.root.name
+        self._listing: list[pathlib.Path] | None = None
+        self._keeps_listing = False
+
+    def snapshot(self) -> "BenchFiles":
+        """This bench read as one snapshot: its part files listed once, at the first read
+        of the results, and every later read of the copy reads those (a request's answer
+        then holds no rows of a part one of its reads saw and another did not). A part
+        that vanishes meanwhile (a resume drops those it trains again) fails the read
+        (`vanished`): take a new snapshot and read again.
+
+        Examples:
+          >>> import tempfile
+          >>> bench = pathlib.Path(tempfile.mkdtemp())
+          >>> _ = (bench / "bench.json").write_text('{"format": 1}')
+          >>> BenchFiles(bench).snapshot().metrics()
+          []
+        """
+        copied = copy.copy(self)
+        copied._listing, copied._keeps_listing = None, True
+        return copied
 
     def path(self, relative: str) -> pathlib.Path:
         """``root / relative``, refused when it is absolute, climbs or links out of the bench."""
@@ -207,10 +239,15 @@ class BenchFiles:
 
     def _parts(self) -> list[pathlib.Path]:
         """The result part files (only the runner's: `_store.part_path`), those that link
-        out of the bench skipped."""
+        out of the bench skipped; a `snapshot`'s as listed at its first read."""
+        if self._listing is not None:
+            return self._listing
         found = _layout.part_files(self.path(_layout.RESULTS))
         inside = (self._inside(f"{_layout.RESULTS}/{p.name}") for p in found)
-        return [path for path in inside if path is not None]
+        parts = [path for path in inside if path is not None]
+        if self._keeps_listing:
+            self._listing = parts
+        return parts
 
     def _results(self) -> pads.Dataset | None:
         parts = self._parts()

@@ -21,7 +21,7 @@ from typing import Any
 
 from phosjax.bench import _layout
 from phosjax.bench.view import _api
-from phosjax.bench.view._bench import BenchFiles, BrokenFileError, OutsideBenchError
+from phosjax.bench.view._bench import BenchFiles, BrokenFileError, OutsideBenchError, vanished
 
 STATIC = pathlib.Path(__file__).parent / "static"
 _CONTENT_TYPES = {
@@ -316,15 +316,25 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             print(f"viewer: {self.path}: {message}", file=sys.stderr)
             self._error(500, message)
 
+    def _json(self, build: Callable[[BenchFiles], Any]) -> None:
+        """Sends ``build`` of a `BenchFiles.snapshot` of the bench, built again from a new
+        one where a file it found vanished before it was read (a resume dropped a part)."""
+        try:
+            content = build(self.server.bench.snapshot())
+        except Exception as error:
+            if not vanished(error):
+                raise
+            content = build(self.server.bench.snapshot())
+        self._send(200, _api.encode(content), "application/json")
+
     def _route(self, path: str, query: str) -> None:
-        bench = self.server.bench
         parameters = _parameters(query) if path.startswith("/api/") else {}  # not the page's
-        routes: dict[str, Callable[[], Any]] = {
-            "/api/bench": lambda: _api.bench_info(bench),
-            "/api/cells": lambda: _api.leaderboard(bench),
-            "/api/profile": lambda: _api.profile(bench),
-            "/api/morph": lambda: _api.morph(bench),
-            "/api/results": lambda: _api.curves(
+        routes: dict[str, Callable[[BenchFiles], Any]] = {
+            "/api/bench": _api.bench_info,
+            "/api/cells": _api.leaderboard,
+            "/api/profile": _api.profile,
+            "/api/morph": _api.morph,
+            "/api/results": lambda bench: _api.curves(
                 bench,
                 _ids(parameters, "cells", "cell id (leave it out for all)"),
                 _ids(parameters, "columns", "metric") or [],
@@ -333,13 +343,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         }
         if path in routes:
             _check_parameters(path, parameters)
-            return self._send(200, _api.encode(routes[path]()), "application/json")
+            return self._json(routes[path])
         model = _MODEL_ROUTE.fullmatch(path)
         if model:
             _check_parameters(f"/api/{model[1]}/<model_id>", parameters)
             folder = {"blurb": _layout.BLURBS, "graph": _layout.GRAPHS}[model[1]]
-            content = _api.model_file(bench, folder, model[2])
-            return self._send(200, _api.encode(content), "application/json")
+            return self._json(lambda bench: _api.model_file(bench, folder, model[2]))
         if path in ("/", "/index.html"):
             return self._static("index.html")
         if path.startswith("/static/"):
