@@ -698,6 +698,39 @@ def test_the_address_keeps_the_choices_made_so_that_a_reload_shows_them(tmp_path
         assert page.run(search) == "?mode=configs&metrics=all"
 
 
+def test_the_address_keeps_the_filters_search_and_sort_so_that_a_reload_shows_them(tmp_path, page):
+    """A reload kept the menus but dropped the leaderboard's filter menus, text search and
+    sort (and the log scale): all the rows again, in the default order."""
+    written = write_bench(tmp_path / "address", blurb_json())
+    board = "[...document.querySelectorAll('#board .board-row')].map((r) => r.dataset.key)"
+    with serving(written.root) as server:
+        page.open(server.url)
+        page.run("""(() => { const s = document.querySelector('select[data-column="model"]');
+          s.value = '"mlp"'; s.dispatchEvent(new Event('change')); })()""")
+        page.run("""(() => { const s = document.querySelector('#filters input[type=search]');
+          s.value = 'seed=1'; s.dispatchEvent(new Event('input')); })()""")
+        page.run(f"({CHOOSE})('sort-by', 'lr')")  # ascending: text-like columns first up
+        page.run("document.getElementById('sort-dir').click()")
+        page.run("document.getElementById('log-y').click()")
+        page.settle()
+        query = "?log=y&sort=-lr&q=seed%3D1&f.model=%22mlp%22"
+        assert page.run("location.search") == query
+        rows = page.run(board)
+        mlp = written.cells[(written.cells.model == "mlp") & (written.cells.seed == 1)]
+        assert rows == mlp.sort_values("lr", ascending=False).cell_id.tolist()
+        page.run("document.body.dataset.ready = 'reloading'")
+        page.open(page.run("location.href"))
+        assert page.run(board) == rows
+        assert page.run("document.querySelector('#filters input[type=search]').value") == "seed=1"
+        assert page.run("document.querySelector('select[data-column=\"model\"]').value") == '"mlp"'
+        assert page.run("document.getElementById('sort-by').value") == "lr"
+        assert page.run("document.getElementById('log-y').checked") is True
+        assert page.run("location.search") == query
+        page.open(server.url + "?sort=-nosuch&f.model=%22nosuch%22&f.nosuch=1")  # left out
+        assert len(page.run(board)) == len(written.cells)
+        assert page.run("location.search") == ""
+
+
 def test_a_model_picked_while_the_one_before_loads_shows_its_own(tmp_path, page):
     """The choice model picked, whose blurb and graph come slowly, then the mlp before they
     came: the mlp's blurb and no graph (the late answers drew the choice model's graph)."""

@@ -935,18 +935,47 @@ function modelLabel({ model, model_id }) {
 }
 
 // The menus whose choice the page's address keeps, by query parameter (see `main`).
-const ADDRESS_MENUS = [["metric", "curve-metric"], ["model", "model-select"], ["smoothing", "smoothing"], ["x", "hp-x"], ["y", "hp-metric"]];
+const ADDRESS_MENUS = [["metric", "curve-metric"], ["model", "model-select"], ["smoothing", "smoothing"], ["split", "aux-split"], ["x", "hp-x"], ["y", "hp-metric"]];
 
-// Puts the page's state in its address, each choice that differs from the page's
-// `defaults`, so that a reload (for the rows a running bench wrote since) or a copied link
-// shows the same.
-function rememberInAddress(defaults) {
+// The query parameter of the leaderboard's filter menu of a column: `f.<column>`, its
+// value the menu's, as JSON (`f.model="mlp"`, `f.lr=0.01`).
+const FILTER = "f.";
+
+// Puts the page's state in its address, each choice that differs from the page's default
+// (`state.defaults`, the table's `defaultSort`), so that a reload or a copied link shows
+// the same: the menus, mode, metrics, log scale, sort (`sort=-key`: descending), text
+// search (`q=`) and filter menus.
+function rememberInAddress() {
   const params = new URLSearchParams();
   if (state.mode === "configs") params.set("mode", "configs");
-  if ($("all-metrics").checked) params.set("metrics", "all");
-  for (const [name, id] of ADDRESS_MENUS) if ($(id).value !== defaults[name]) params.set(name, $(id).value);
+  if (state.allMetrics) params.set("metrics", "all");
+  if ($("log-y").checked) params.set("log", "y");
+  for (const [name, id] of ADDRESS_MENUS) if ($(id).value !== state.defaults[name]) params.set(name, $(id).value);
+  const first = defaultSort();
+  if (state.sort && (state.sort.key !== first.key || state.sort.dir !== first.dir)) params.set("sort", `${state.sort.dir < 0 ? "-" : ""}${state.sort.key}`);
+  if (state.text) params.set("q", state.text);
+  for (const [column, value] of Object.entries(state.filters)) if (value !== "") params.set(`${FILTER}${column}`, value);
   const query = params.toString();
   history.replaceState(null, "", `${location.pathname}${query ? `?${query}` : ""}${location.hash}`);
+}
+
+// The page's state as its address `params` says (see `rememberInAddress`); a value the
+// bench does not have (a metric, a filter value no cell takes) leaves the default.
+function restoreFromAddress(params) {
+  if (params.get("mode") === "configs") state.mode = "configs";
+  state.allMetrics = $("all-metrics").checked = params.get("metrics") === "all";
+  $("log-y").checked = params.get("log") === "y";
+  for (const [name, id] of ADDRESS_MENUS) {
+    if ([...$(id).options].some((o) => o.value === params.get(name))) $(id).value = params.get(name);
+  }
+  const sort = params.get("sort"); // a column the table lacks: its default (`renderBoard`)
+  if (sort) state.sort = sort.startsWith("-") ? { key: sort.slice(1), dir: -1 } : { key: sort, dir: 1 };
+  state.text = params.get("q") ?? "";
+  for (const [name, value] of params) {
+    const column = name.slice(FILTER.length);
+    const taken = state.board.rows.some((r) => JSON.stringify(r[column]) === value);
+    if (name.startsWith(FILTER) && state.filterColumns.includes(column) && taken) state.filters[column] = value;
+  }
 }
 
 function fillSelect(select, options, selected) {
@@ -955,7 +984,8 @@ function fillSelect(select, options, selected) {
 }
 
 async function renderAll() {
-  renderBoard();
+  renderBoard(); // a sort the table lacks goes back to its default first
+  rememberInAddress();
   renderHparams();
   await Promise.all([renderCurves(), renderAux()]);
 }
@@ -977,25 +1007,18 @@ async function main() {
   fillSelect($("hp-x"), xs.map((c) => [c, c]), firstHparam(xs));
   const finals = metricColumns(true);
   fillSelect($("hp-metric"), finals.map((m) => [m.key, `${m.split} ${m.metric}`]), finals.some((m) => m.key === "test:accuracy") ? "test:accuracy" : finals[0]?.key);
+  state.defaults = Object.fromEntries(ADDRESS_MENUS.map(([name, id]) => [name, $(id).value]));
+  restoreFromAddress(new URLSearchParams(location.search));
   renderFilters();
-  // ?mode=configs&metrics=all&metric=accuracy&model=ID&smoothing=0.8&x=learning_rate&y=test:accuracy
-  const defaults = Object.fromEntries(ADDRESS_MENUS.map(([name, id]) => [name, $(id).value]));
-  const params = new URLSearchParams(location.search);
-  if (params.get("mode") === "configs") state.mode = "configs";
-  state.allMetrics = $("all-metrics").checked = params.get("metrics") === "all";
-  for (const [name, id] of ADDRESS_MENUS) {
-    if ([...$(id).options].some((o) => o.value === params.get(name))) $(id).value = params.get(name);
-  }
-  const remember = () => rememberInAddress(defaults);
-  for (const [, id] of ADDRESS_MENUS) $(id).addEventListener("change", remember);
+  for (const id of [...ADDRESS_MENUS.map(([, menu]) => menu), "log-y"]) $(id).addEventListener("change", rememberInAddress);
   $("hp-log-x").checked = logSuits($("hp-x").value);
   const modeButtons = document.querySelectorAll(".segmented button[data-mode]");
   const showMode = () => { for (const b of modeButtons) b.classList.toggle("on", b.dataset.mode === state.mode); };
   showMode();
   for (const button of modeButtons) {
-    button.addEventListener("click", () => { state.mode = button.dataset.mode; showMode(); remember(); renderAll(); });
+    button.addEventListener("click", () => { state.mode = button.dataset.mode; showMode(); renderAll(); });
   }
-  $("all-metrics").addEventListener("change", (e) => { state.allMetrics = e.target.checked; remember(); renderAll(); });
+  $("all-metrics").addEventListener("change", (e) => { state.allMetrics = e.target.checked; renderAll(); });
   $("sort-by").addEventListener("change", () => {
     const key = $("sort-by").value;
     state.sort = { key, dir: tableColumns().find((c) => c.key === key)?.numeric ? -1 : 1 };
