@@ -21,6 +21,7 @@ import jax
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -226,6 +227,8 @@ def test_the_curves_of_many_cells_are_asked_for_in_requests_a_server_takes(tmp_p
     assert len(sent) > 2 and max(sent) < 10_000  # the curves' and the aux plots', in parts
 
 
+LIVE = "document.getElementById('live-state').textContent"
+"""The header's live indicator."""
 CHOOSE = """(id, value) => { const s = document.getElementById(id);
   s.value = value; s.dispatchEvent(new Event('change')); }"""
 """Picks ``value`` in the menu ``id`` as a user does."""
@@ -729,6 +732,42 @@ def test_the_address_keeps_the_filters_search_and_sort_so_that_a_reload_shows_th
         page.open(server.url + "?sort=-nosuch&f.model=%22nosuch%22&f.nosuch=1")  # left out
         assert len(page.run(board)) == len(written.cells)
         assert page.run("location.search") == ""
+
+
+def test_rows_a_running_bench_writes_show_without_a_reload_the_choices_kept(tmp_path, page):
+    """The page showed the bench as it was when it loaded: a part file a run wrote since
+    (the mlp group's steps past 150) showed only after a reload. It polls the bench's
+    version and redraws the table and curves in place, the filter, sort and scroll kept;
+    the header says when it last updated, and it can be paused."""
+    written = write_bench(tmp_path / "running", blurb_json())
+    results = written.root / _layout.RESULTS
+    table = pq.read_table(results / "part-g-mlp-000000000.parquet")
+    later = pc.greater_equal(table.column("step"), 160)
+    pq.write_table(table.filter(pc.invert(later)), results / "part-g-mlp-000000000.parquet")
+    steps = """[...document.querySelectorAll('#board .board-row td.num')]
+      .map((td) => td.textContent).filter((text) => text.includes(' / '))"""
+    ticks = "[...document.querySelectorAll('#curve-plots .axes text')].map((t) => t.textContent)"
+    rows = "[...document.querySelectorAll('#board .board-row')].map((r) => r.dataset.key)"
+    with serving(written.root) as server:
+        page.open(server.url + "?sort=-seed&f.model=%22mlp%22&f.lr=0.01")
+        page.run("window.scrollTo(0, 700)")
+        before = page.run(rows), page.run("window.scrollY")
+        assert before[1] == 700
+        assert page.run(steps) == ["150 / 300"] * 2
+        assert "300" not in page.run(ticks)
+        assert re.fullmatch(r"live · updated \d\d:\d\d:\d\d", page.run(LIVE))
+        pq.write_table(table.filter(later), results / "part-g-mlp-000000160.parquet")
+        deadline = time.monotonic() + 15
+        while page.run(steps) != ["300 / 300"] * 2:
+            assert time.monotonic() < deadline, page.run(steps)
+            time.sleep(0.2)
+        page.settle()
+        assert (page.run(rows), page.run("window.scrollY")) == before
+        assert "300" in page.run(ticks)  # the curves read again
+        assert page.run("location.search") == "?sort=-seed&f.model=%22mlp%22&f.lr=0.01"
+        page.run("document.getElementById('live-toggle').click()")
+        assert page.run(LIVE).startswith("paused · updated ")
+        assert page.run("document.getElementById('live-toggle').textContent") == "resume"
 
 
 def test_a_model_picked_while_the_one_before_loads_shows_its_own(tmp_path, page):

@@ -394,6 +394,37 @@ def test_a_part_dropped_by_a_resume_while_read_is_read_again(tmp_path, monkeypat
     )
 
 
+def test_the_version_changes_with_the_files_the_page_shows_alone(tmp_path):
+    """`/api/version`, which the page polls to refresh: a new part, a rewritten status or
+    a run known to have stopped change it; a writer's hidden temporary and a checkpoint
+    do not."""
+    bench = write_bench(tmp_path / "example", blurb_json())
+    with serving(bench.root) as server:
+        version = lambda: get_json(server, "/api/version")["version"]
+        first = version()
+        assert re.fullmatch(r"[0-9a-f]{16}", first) and version() == first
+        (bench.root / _layout.RESULTS / f"{TEMPORARY}host~1~part-g-mlp-000000310.parquet").touch()
+        (bench.root / _layout.CHECKPOINTS).mkdir()
+        (bench.root / _layout.CHECKPOINTS / "g-mlp").write_text("a checkpoint")
+        assert version() == first
+        part = bench.root / _layout.RESULTS / "part-g-mlp-000000310.parquet"
+        part.write_bytes(
+            (bench.root / _layout.RESULTS / "part-g-mlp-000000000.parquet").read_bytes()
+        )
+        second = version()
+        assert second != first
+        (bench.root / _layout.STATUS).write_text('{"groups": {}}')
+        third = version()
+        assert third != second
+        with subprocess.Popen(["sleep", "60"]) as run:  # the run, its lock file written
+            (bench.root / _layout.LOCK).write_text(
+                f"pid {run.pid} on {socket.gethostname()} since -"
+            )
+            fourth = version()
+            run.kill()
+        assert version() not in (first, second, third, fourth)  # the run died: no file changed
+
+
 def test_result_parts_linking_out_of_the_bench_are_skipped(tmp_path):
     bench = write_bench(tmp_path / "example", blurb_json())
     results = bench.root / _layout.RESULTS

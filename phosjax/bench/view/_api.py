@@ -164,6 +164,12 @@ def bench_info(bench: BenchFiles) -> dict[str, Any]:
     }
 
 
+def version(bench: BenchFiles) -> dict[str, str]:
+    """``{"version": digest}`` (`BenchFiles.version`): the page asks for it every few
+    seconds and reads the bench again when it changes."""
+    return {"version": bench.version()}
+
+
 def _absent_if_outside(check: Callable[..., bool], *args: Any) -> bool:
     """``check(*args)``, False where it meets a link out of the bench (never read: absent)."""
     try:

@@ -1,6 +1,8 @@
 """Reading a bench directory safely: the files `_layout` names, and nothing outside it."""
 
+import contextlib
 import copy
+import hashlib
 import json
 import os
 import pathlib
@@ -40,6 +42,9 @@ def vanished(error: Exception) -> bool:
 
 
 _T = TypeVar("_T")
+_WATCHED = ("", _layout.RESULTS, _layout.PROFILE, _layout.BLURBS, _layout.GRAPHS, _layout.MORPH)
+"""The folders whose files `BenchFiles.version` watches (``""``: the bench's own; not
+its checkpoints, which the viewer never reads)."""
 _PANDAS_INDEX = re.compile(r"__index_level_\d+__")
 """The column pandas writes an unnamed index to (a part a user rewrote with ``to_parquet``)."""
 
@@ -227,6 +232,43 @@ class BenchFiles:
         then never will until the bench is run again."""
         locks = self.per_process(_layout.LOCK)
         return bool(locks) and all(self.stopped(lock) for lock in locks)
+
+    def version(self) -> str:
+        """A digest of what the viewer shows: the name, size and modification time of each
+        file of the bench's folder and of those it reads (`_WATCHED`), and which runs are
+        known to have stopped (a run that dies writes nothing). Equal digests: nothing a
+        page shows changed between them (the page polls it to refresh).
+
+        Examples:
+          >>> import tempfile
+          >>> root = pathlib.Path(tempfile.mkdtemp())
+          >>> _ = (root / "bench.json").write_text('{"format": 1}')
+          >>> bench = BenchFiles(root)
+          >>> before = bench.version()
+          >>> (root / "results").mkdir()
+          >>> _ = (root / "results" / "part-g-000000000.parquet").write_bytes(b"PAR1")
+          >>> before == bench.version(), bench.version() == bench.version()
+          (False, True)
+        """
+        files = [(folder, *entry) for folder in _WATCHED for entry in self._listed(folder)]
+        stopped = [lock for lock in self.per_process(_layout.LOCK) if self.stopped(lock)]
+        return hashlib.sha256(repr((files, stopped)).encode()).hexdigest()[:16]
+
+    def _listed(self, folder: str) -> list[tuple[str, int, int]]:
+        """``(name, size, modification time)`` of each file in ``folder`` of the bench
+        (``""``: its own), sorted; hidden ones (a writer's temporaries) left out, and
+        none where the folder is not there (yet) or links out of the bench."""
+        path = self._inside(folder) if folder else self.root
+        if path is None or not path.is_dir():
+            return []
+        files = []
+        with os.scandir(path) as entries:
+            for entry in entries:
+                with contextlib.suppress(FileNotFoundError):  # gone since listed
+                    if not entry.name.startswith(".") and entry.is_file():
+                        stat = entry.stat()
+                        files.append((entry.name, stat.st_size, stat.st_mtime_ns))
+        return sorted(files)
 
     def cells(self) -> pd.DataFrame:
         """The plan (``cells.parquet``); an empty frame of the cell columns before it exists."""

@@ -334,6 +334,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             "/api/cells": _api.leaderboard,
             "/api/profile": _api.profile,
             "/api/morph": _api.morph,
+            "/api/version": _api.version,
             "/api/results": lambda bench: _api.curves(
                 bench,
                 _ids(parameters, "cells", "cell id (leave it out for all)"),

@@ -221,13 +221,19 @@ function tableRows() {
 
 // ---- leaderboard -----------------------------------------------------------------------------
 
+// The filter row: the text search, a menu per column that varies, a chip per column that
+// does not. Drawn again when the page reads the bench again, it keeps its search box (and
+// so its focus, where a user is typing).
 function renderFilters() {
   const box = $("filters");
-  box.innerHTML = "";
-  const search = el("input", { type: "search", placeholder: "filter: words in any column", "aria-label": "filter text" });
+  let search = box.querySelector("input[type=search]");
+  if (!search) {
+    search = el("input", { type: "search", placeholder: "filter: words in any column", "aria-label": "filter text" });
+    search.addEventListener("input", () => { state.text = search.value; renderAll(); });
+    box.appendChild(search);
+  }
   search.value = state.text;
-  search.addEventListener("input", () => { state.text = search.value; renderAll(); });
-  box.appendChild(search);
+  for (const node of [...box.children]) if (node !== search) node.remove();
   for (const column of state.filterColumns) {
     const values = [...new Set(state.board.rows.map((r) => JSON.stringify(r[column])))].sort((a, b) => compare(JSON.parse(a), JSON.parse(b)));
     const select = el("select", { "data-column": column, "aria-label": column });
@@ -959,15 +965,13 @@ function rememberInAddress() {
   history.replaceState(null, "", `${location.pathname}${query ? `?${query}` : ""}${location.hash}`);
 }
 
-// The page's state as its address `params` says (see `rememberInAddress`); a value the
-// bench does not have (a metric, a filter value no cell takes) leaves the default.
+// The page's state as its address `params` says (see `rememberInAddress`; its menus:
+// `fillMenus`); a value the bench does not have (a filter value no cell takes) leaves the
+// default.
 function restoreFromAddress(params) {
   if (params.get("mode") === "configs") state.mode = "configs";
   state.allMetrics = $("all-metrics").checked = params.get("metrics") === "all";
   $("log-y").checked = params.get("log") === "y";
-  for (const [name, id] of ADDRESS_MENUS) {
-    if ([...$(id).options].some((o) => o.value === params.get(name))) $(id).value = params.get(name);
-  }
   const sort = params.get("sort"); // a column the table lacks: its default (`renderBoard`)
   if (sort) state.sort = sort.startsWith("-") ? { key: sort.slice(1), dir: -1 } : { key: sort, dir: 1 };
   state.text = params.get("q") ?? "";
@@ -990,15 +994,22 @@ async function renderAll() {
   await Promise.all([renderCurves(), renderAux()]);
 }
 
-async function main() {
-  [state.info, state.board] = await Promise.all([getJson("api/bench"), getJson("api/cells")]);
-  state.board.rows = state.board.rows.map(({ cell, progress, final }) => ({
+// Reads the bench (api/bench, api/cells) into `state`: its rows as the page keeps them.
+async function loadBench() {
+  const [info, board] = await Promise.all([getJson("api/bench"), getJson("api/cells")]);
+  board.rows = board.rows.map(({ cell, progress, final }) => ({
     ...cell, _done: progress.steps_done, _steps: progress.steps, _finished: progress.finished, _stopped: progress.stopped,
     _final: Object.fromEntries(Object.entries(final).map(([split, values]) => [split, Object.fromEntries(
       Object.entries(values).map(([metric, v]) => [metric, number(v)]))])),
   }));
+  [state.info, state.board] = [info, board];
   describeColumns();
-  renderSummary();
+}
+
+// Fills the menus of the bench's metrics, splits, models and hyperparameters, each at its
+// default (`state.defaults`), then at `wanted(name)` where it has that option: the
+// address's choice as the page loads, the choice made when it reads the bench again.
+function fillMenus(wanted) {
   const metrics = state.board.metrics;
   fillSelect($("curve-metric"), metrics.map((m) => [m, m]), metrics.includes("loss") ? "loss" : metrics[0]);
   fillSelect($("aux-split"), state.splits.map((s) => [s, s]), state.splits.includes("train") ? "train" : state.splits[0]);
@@ -1007,8 +1018,84 @@ async function main() {
   fillSelect($("hp-x"), xs.map((c) => [c, c]), firstHparam(xs));
   const finals = metricColumns(true);
   fillSelect($("hp-metric"), finals.map((m) => [m.key, `${m.split} ${m.metric}`]), finals.some((m) => m.key === "test:accuracy") ? "test:accuracy" : finals[0]?.key);
+  $("smoothing").value = "0";
   state.defaults = Object.fromEntries(ADDRESS_MENUS.map(([name, id]) => [name, $(id).value]));
-  restoreFromAddress(new URLSearchParams(location.search));
+  for (const [name, id] of ADDRESS_MENUS) {
+    if ([...$(id).options].some((o) => o.value === wanted(name))) $(id).value = wanted(name);
+  }
+}
+
+// ---- live updates ----------------------------------------------------------------------------
+
+// Every `LIVE_SECONDS` while the page is shown (not in a hidden tab) and not paused, it asks
+// api/version, a digest of the bench's files; when that changed (a running bench wrote rows,
+// its status, its profile), it reads the bench again and redraws the panels in place, the
+// choices made kept (`refresh`).
+const LIVE_SECONDS = 3;
+const live = { version: null, updated: null, paused: false, failed: null, polling: false, timer: null };
+
+// "live · updated 12:00:00" (the last time the page read the bench), "paused · ...", or
+// what failed.
+function showLive() {
+  const time = live.updated.toLocaleTimeString("en-GB", { hour12: false });
+  const mode = live.paused ? "paused" : live.failed ? `not updating (${live.failed})` : "live";
+  $("live-state").textContent = `${mode} · updated ${time}`;
+  $("live-state").classList.toggle("failed", !live.paused && Boolean(live.failed));
+  $("live-toggle").textContent = live.paused ? "resume" : "pause";
+}
+
+// Reads the bench again and redraws every panel in place: the menus, filters, text search,
+// sort, mode, rows unticked and the page's scroll stay; the curves are asked for again.
+async function refresh() {
+  const chosen = Object.fromEntries(ADDRESS_MENUS.map(([name, id]) => [name, $(id).value]));
+  const [models, model] = [JSON.stringify(state.info.models), $("model-select").value];
+  await loadBench();
+  state.curves = new Map();
+  renderSummary();
+  fillMenus((name) => chosen[name]);
+  renderFilters();
+  renderRun();
+  const modelChanged = JSON.stringify(state.info.models) !== models || $("model-select").value !== model;
+  await Promise.all([renderAll(), renderProfile(), renderMorph(), modelChanged ? renderModel() : null]);
+}
+
+// One look at api/version (none while paused, hidden or already looking), then the next.
+async function poll() {
+  clearTimeout(live.timer);
+  if (live.paused || document.hidden || live.polling) return;
+  live.polling = true;
+  try {
+    const { version } = await getJson("api/version");
+    if (version !== live.version) {
+      await refresh();
+      [live.version, live.updated] = [version, new Date()];
+    }
+    live.failed = null;
+  } catch (error) {
+    console.error(error);
+    live.failed = error instanceof TypeError ? "the viewer is not answering" : error.message;
+  } finally {
+    live.polling = false;
+  }
+  showLive();
+  if (!live.paused && !document.hidden) live.timer = setTimeout(poll, LIVE_SECONDS * 1000);
+}
+
+function startLive(version) {
+  [live.version, live.updated] = [version, new Date()];
+  $("live-toggle").addEventListener("click", () => { live.paused = !live.paused; showLive(); poll(); });
+  document.addEventListener("visibilitychange", poll);
+  showLive();
+  live.timer = setTimeout(poll, LIVE_SECONDS * 1000);
+}
+
+async function main() {
+  const { version } = await getJson("api/version"); // before the reads: a change during them is seen
+  await loadBench();
+  renderSummary();
+  const params = new URLSearchParams(location.search);
+  fillMenus((name) => params.get(name));
+  restoreFromAddress(params);
   renderFilters();
   for (const id of [...ADDRESS_MENUS.map(([, menu]) => menu), "log-y"]) $(id).addEventListener("change", rememberInAddress);
   $("hp-log-x").checked = logSuits($("hp-x").value);
@@ -1038,6 +1125,7 @@ async function main() {
   window.addEventListener("resize", () => { clearTimeout(timer); timer = setTimeout(() => { renderAll(); renderProfile(); }, 150); });
   renderRun();
   await Promise.all([renderAll(), renderModel(), renderProfile(), renderMorph()]);
+  startLive(version);
   document.body.dataset.ready = "true";
 }
 
