@@ -770,6 +770,31 @@ def test_rows_a_running_bench_writes_show_without_a_reload_the_choices_kept(tmp_
         assert page.run("document.getElementById('live-toggle').textContent") == "resume"
 
 
+def test_a_page_opened_as_a_bench_starts_takes_the_defaults_of_its_results(tmp_path, page):
+    """Opened on a bench with no cells yet, the page kept the defaults of an empty table
+    once the cells and results came: sorted by model (and so wrote ``?sort=model`` into its
+    address), not by test accuracy; a linear x for learning rates a factor 100 apart."""
+    written = write_bench(tmp_path / "full", blurb_json(), learning_rates=(0.1, 0.001))
+    root = tmp_path / "starting"
+    root.mkdir()
+    shutil.copy(written.root / _layout.MARKER, root / _layout.MARKER)
+    with serving(root) as server:
+        page.open(server.url)
+        assert page.run("document.querySelectorAll('#board .board-row').length") == 0
+        shutil.copy(written.root / _layout.CELLS, root / _layout.CELLS)
+        shutil.copytree(written.root / _layout.RESULTS, root / _layout.RESULTS)
+        deadline = time.monotonic() + 15
+        while page.run("document.querySelectorAll('#board .board-row').length") == 0:
+            assert time.monotonic() < deadline, "the page did not read the bench again"
+            time.sleep(0.2)
+        page.settle()
+        assert page.run("document.getElementById('sort-by').value") == "test:accuracy"
+        assert page.run("document.getElementById('hp-log-x').checked") is True
+        assert page.run("location.search") == ""
+        page.run("document.getElementById('sort-dir').click()")  # a choice: kept
+        assert page.run("location.search") == "?sort=test%3Aaccuracy"
+
+
 def test_a_model_picked_while_the_one_before_loads_shows_its_own(tmp_path, page):
     """The choice model picked, whose blurb and graph come slowly, then the mlp before they
     came: the mlp's blurb and no graph (the late answers drew the choice model's graph)."""

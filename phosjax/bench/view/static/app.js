@@ -10,7 +10,7 @@ const PRIMARY_METRICS = ["accuracy", "loss"];
 const MAX_LINES = 80;
 const state = {
   info: null, board: null, mode: "cells", sort: null, filters: {}, text: "", hidden: new Set(),
-  allMetrics: false, curves: new Map(), configs: new Map(),
+  allMetrics: false, curves: new Map(), configs: new Map(), chosenSort: null,
 };
 const $ = (id) => document.getElementById(id);
 
@@ -319,12 +319,20 @@ function sortedRows() {
   return rows;
 }
 
+// Sorts the table by `sort` (`{key, dir}`), the user's choice: it stays while the column
+// does (a table without it sorts by its default, `defaultSort`, and by it again once back).
+function chooseSort(sort) {
+  state.chosenSort = sort;
+  renderAll();
+}
+
 function renderBoard() {
   const table = $("board");
   table.innerHTML = "";
   const columns = tableColumns();
   const sortable = sortColumns(columns);
-  if (!state.sort || !sortable.some((c) => c.key === state.sort.key)) state.sort = defaultSort();
+  const chosen = state.chosenSort;
+  state.sort = chosen && sortable.some((c) => c.key === chosen.key) ? chosen : defaultSort();
   renderSortBy(sortable);
   const rows = sortedRows();
   const head = el("tr");
@@ -342,10 +350,7 @@ function renderBoard() {
       th.textContent = column.label;
       th.classList.add("sortable");
       if (state.sort.key === column.key) th.classList.add(state.sort.dir > 0 ? "asc" : "desc");
-      th.addEventListener("click", () => {
-        state.sort = state.sort.key === column.key ? { key: column.key, dir: -state.sort.dir } : { key: column.key, dir: column.numeric ? -1 : 1 };
-        renderAll();
-      });
+      th.addEventListener("click", () => chooseSort(state.sort.key === column.key ? { key: column.key, dir: -state.sort.dir } : { key: column.key, dir: column.numeric ? -1 : 1 }));
     }
     head.appendChild(th);
   }
@@ -973,7 +978,7 @@ function restoreFromAddress(params) {
   state.allMetrics = $("all-metrics").checked = params.get("metrics") === "all";
   $("log-y").checked = params.get("log") === "y";
   const sort = params.get("sort"); // a column the table lacks: its default (`renderBoard`)
-  if (sort) state.sort = sort.startsWith("-") ? { key: sort.slice(1), dir: -1 } : { key: sort, dir: 1 };
+  if (sort) state.chosenSort = sort.startsWith("-") ? { key: sort.slice(1), dir: -1 } : { key: sort, dir: 1 };
   state.text = params.get("q") ?? "";
   for (const [name, value] of params) {
     const column = name.slice(FILTER.length);
@@ -1053,6 +1058,7 @@ async function refresh() {
   state.curves = new Map();
   renderSummary();
   fillMenus((name) => chosen[name]);
+  if ($("hp-x").value !== chosen.x) $("hp-log-x").checked = logSuits($("hp-x").value); // as when chosen
   renderFilters();
   renderRun();
   const modelChanged = JSON.stringify(state.info.models) !== models || $("model-select").value !== model;
@@ -1108,10 +1114,9 @@ async function main() {
   $("all-metrics").addEventListener("change", (e) => { state.allMetrics = e.target.checked; renderAll(); });
   $("sort-by").addEventListener("change", () => {
     const key = $("sort-by").value;
-    state.sort = { key, dir: tableColumns().find((c) => c.key === key)?.numeric ? -1 : 1 };
-    renderAll();
+    chooseSort({ key, dir: tableColumns().find((c) => c.key === key)?.numeric ? -1 : 1 });
   });
-  $("sort-dir").addEventListener("click", () => { state.sort.dir = -state.sort.dir; renderAll(); });
+  $("sort-dir").addEventListener("click", () => chooseSort({ ...state.sort, dir: -state.sort.dir }));
   $("curve-metric").addEventListener("change", renderCurves);
   $("log-y").addEventListener("change", renderCurves);
   $("smoothing").addEventListener("change", renderCurves);
