@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from phosjax.bench import _layout
+from phosjax.bench.view import BenchFiles
 from tests.bench._viewer_fixtures import (
     DIVERGED,
     LEARNING_RATES,
@@ -793,6 +794,26 @@ def test_a_page_opened_as_a_bench_starts_takes_the_defaults_of_its_results(tmp_p
         assert page.run("location.search") == ""
         page.run("document.getElementById('sort-dir').click()")  # a choice: kept
         assert page.run("location.search") == "?sort=test%3Aaccuracy"
+
+
+def test_a_page_whose_version_fails_loads_and_says_it_cannot_follow(tmp_path, page, monkeypatch):
+    """``/api/version`` failing (a folder of the bench the viewer may not list) failed the
+    whole page (``Could not load the bench``): the page loads, its header says why it
+    does not update."""
+
+    def unlisted(bench):
+        raise PermissionError(13, "Permission denied", str(bench.root / _layout.PROFILE))
+
+    monkeypatch.setattr(BenchFiles, "version", unlisted)
+    written = write_bench(tmp_path / "unlisted", blurb_json())
+    with serving(written.root) as server:
+        page.open(server.url)  # fails unless the page loaded
+        assert page.run("document.querySelectorAll('#board .board-row').length") == len(
+            written.cells
+        )
+        assert page.run(LIVE).startswith(
+            "not updating (PermissionError: [Errno 13] Permission denied: "
+        )
 
 
 def test_a_model_picked_while_the_one_before_loads_shows_its_own(tmp_path, page):

@@ -1096,7 +1096,15 @@ function startLive(version) {
 }
 
 async function main() {
-  const { version } = await getJson("api/version"); // before the reads: a change during them is seen
+  // Asked before the reads, so that a change during them is seen; failing, the page loads
+  // all the same, and its header says why it cannot follow the bench.
+  let version = null;
+  try {
+    ({ version } = await getJson("api/version"));
+  } catch (error) {
+    console.error(error);
+    live.failed = error.message;
+  }
   await loadBench();
   renderSummary();
   const params = new URLSearchParams(location.search);
