@@ -796,6 +796,30 @@ def test_a_page_opened_as_a_bench_starts_takes_the_defaults_of_its_results(tmp_p
         assert page.run("location.search") == "?sort=test%3Aaccuracy"
 
 
+def test_a_menu_left_at_its_default_takes_the_new_default_when_test_rows_come(tmp_path, page):
+    """Opened while a bench had train rows alone, the hyperparameter plot's result was
+    train loss (the default then), and stayed so once test rows came (and wrote
+    ``?y=train:loss`` into the address) rather than go to test accuracy; a menu the user
+    chose stays."""
+    written = write_bench(tmp_path / "train-first", blurb_json())
+    parts = sorted((written.root / _layout.RESULTS).iterdir())
+    tables = {part: pq.read_table(part) for part in parts}
+    for part, table in tables.items():
+        pq.write_table(table.filter(pc.equal(table.column("split"), "train")), part)
+    with serving(written.root) as server:
+        page.open(server.url + "?metric=accuracy")
+        assert page.run("document.getElementById('hp-metric').value") == "train:loss"
+        for part, table in tables.items():
+            pq.write_table(table, part)
+        deadline = time.monotonic() + 15
+        while page.run("document.getElementById('hp-metric').value") != "test:accuracy":
+            assert time.monotonic() < deadline, "the result stayed train loss"
+            time.sleep(0.2)
+        page.settle()
+        assert page.run("document.getElementById('curve-metric').value") == "accuracy"
+        assert page.run("location.search") == "?metric=accuracy"
+
+
 def test_a_page_whose_version_fails_loads_and_says_it_cannot_follow(tmp_path, page, monkeypatch):
     """``/api/version`` failing (a folder of the bench the viewer may not list) failed the
     whole page (``Could not load the bench``): the page loads, its header says why it

@@ -1050,15 +1050,18 @@ function showLive() {
 }
 
 // Reads the bench again and redraws every panel in place: the menus, filters, text search,
-// sort, mode, rows unticked and the page's scroll stay; the curves are asked for again.
+// sort, mode, rows unticked and the page's scroll stay; the curves are asked for again. A
+// menu left at its default takes the bench's new default (test accuracy once the first
+// test rows come, where train accuracy was all there was).
 async function refresh() {
-  const chosen = Object.fromEntries(ADDRESS_MENUS.map(([name, id]) => [name, $(id).value]));
-  const [models, model] = [JSON.stringify(state.info.models), $("model-select").value];
+  const menus = ADDRESS_MENUS.map(([name, id]) => [name, $(id).value]);
+  const chosen = Object.fromEntries(menus.filter(([name, value]) => value !== state.defaults[name]));
+  const [models, model, x] = [JSON.stringify(state.info.models), $("model-select").value, $("hp-x").value];
   await loadBench();
   state.curves = new Map();
   renderSummary();
   fillMenus((name) => chosen[name]);
-  if ($("hp-x").value !== chosen.x) $("hp-log-x").checked = logSuits($("hp-x").value); // as when chosen
+  if ($("hp-x").value !== x) $("hp-log-x").checked = logSuits($("hp-x").value); // as when chosen
   renderFilters();
   renderRun();
   const modelChanged = JSON.stringify(state.info.models) !== models || $("model-select").value !== model;
