@@ -738,8 +738,9 @@ def test_the_address_keeps_the_filters_search_and_sort_so_that_a_reload_shows_th
 def test_rows_a_running_bench_writes_show_without_a_reload_the_choices_kept(tmp_path, page):
     """The page showed the bench as it was when it loaded: a part file a run wrote since
     (the mlp group's steps past 150) showed only after a reload. It polls the bench's
-    version and redraws the table and curves in place, the filter, sort and scroll kept;
-    the header says when it last updated, and it can be paused."""
+    version and redraws the table and curves in place, the filter, sort and scroll kept
+    (a tooltip of the curves drawn before, its values old, gone); the header says when it
+    last updated, and it can be paused."""
     written = write_bench(tmp_path / "running", blurb_json())
     results = written.root / _layout.RESULTS
     table = pq.read_table(results / "part-g-mlp-000000000.parquet")
@@ -751,9 +752,10 @@ def test_rows_a_running_bench_writes_show_without_a_reload_the_choices_kept(tmp_
     rows = "[...document.querySelectorAll('#board .board-row')].map((r) => r.dataset.key)"
     with serving(written.root) as server:
         page.open(server.url + "?sort=-seed&f.model=%22mlp%22&f.lr=0.01")
-        page.run("window.scrollTo(0, 700)")
+        page.hover("#curve-plots .overlay")  # its tooltip shows the values at a step
+        assert page.run("document.getElementById('tooltip').hidden") is False
         before = page.run(rows), page.run("window.scrollY")
-        assert before[1] == 700
+        assert before[1] > 0
         assert page.run(steps) == ["150 / 300"] * 2
         assert "300" not in page.run(ticks)
         assert re.fullmatch(r"live · updated \d\d:\d\d:\d\d", page.run(LIVE))
@@ -765,6 +767,7 @@ def test_rows_a_running_bench_writes_show_without_a_reload_the_choices_kept(tmp_
         page.settle()
         assert (page.run(rows), page.run("window.scrollY")) == before
         assert "300" in page.run(ticks)  # the curves read again
+        assert page.run("document.getElementById('tooltip').hidden") is True  # its values old
         assert page.run("location.search") == "?sort=-seed&f.model=%22mlp%22&f.lr=0.01"
         page.run("document.getElementById('live-toggle').click()")
         assert page.run(LIVE).startswith("paused · updated ")

@@ -64,6 +64,13 @@ export function hideTooltip() {
   document.getElementById("tooltip").hidden = true;
 }
 
+// Empties a chart's box to draw it again (the page read the bench again): the tooltip its
+// mouse showed goes too, since no mouse leaves a chart taken away, and its values are old.
+function clear(el) {
+  el.innerHTML = "";
+  hideTooltip();
+}
+
 export function escapeHtml(text) {
   return String(text).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 }
@@ -117,7 +124,7 @@ function logExtent(values, pad = 0) {
 // The frame of a chart: the svg, scales, grid, axes, labels and title. `xPad` widens the x
 // range by that part of its span (room for the points of a scatter plot).
 function frame(el, { xs, ys, xLabel, yLabel, title, logX = false, logY = false, xPad = 0, height = 300, yFormat = format }) {
-  el.innerHTML = "";
+  clear(el);
   const width = Math.max(280, el.clientWidth || 560);
   const root = svg("svg", { width, height, class: "chart", viewBox: `0 0 ${width} ${height}` }, el);
   const inner = { w: width - MARGIN.left - MARGIN.right, h: height - MARGIN.top - MARGIN.bottom };
@@ -257,7 +264,7 @@ export function stackedBars(el, { rows, xLabel = "seconds", title = "", legend =
   const rowHeight = 26;
   const height = MARGIN.top + MARGIN.bottom + rows.length * rowHeight + 8;
   const totals = rows.map((r) => r.segments.reduce((a, s) => a + s.value, 0));
-  el.innerHTML = "";
+  clear(el);
   const width = Math.max(280, el.clientWidth || 560);
   const labelWidth = Math.min(160, 12 + 7 * Math.max(...rows.map((r) => r.label.length), 4));
   const root = svg("svg", { width, height, class: "chart", viewBox: `0 0 ${width} ${height}` }, el);
