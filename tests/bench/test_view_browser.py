@@ -774,6 +774,41 @@ def test_rows_a_running_bench_writes_show_without_a_reload_the_choices_kept(tmp_
         assert page.run("document.getElementById('live-toggle').textContent") == "resume"
 
 
+LIVE_JS = "import(new URL('static/live.js', location.href))"
+"""The page's module of live updates."""
+
+
+def test_a_bench_slow_to_read_is_asked_for_less_often(tmp_path, page):
+    """The page asked for the bench's version every 3 s and, a file changed, read it all
+    again, however long that took (a 2,000-cell bench: ~1 s of the viewer's work each
+    time, while it runs). It waits five times as long as its last reading took (3 to
+    60 s) before it asks again, and says so in the indicator's title."""
+    written = write_bench(tmp_path / "slow", blurb_json())
+    delays = f"{LIVE_JS}.then((live) => [0, 0.1, 1.2, 30].map(live.pollDelay))"
+    with serving(written.root) as server:
+        page.open(server.url)
+        assert page.run(delays) == [3, 3, 6, 60]
+        page.run(
+            "(() => { window.polls = []; const later = window.setTimeout;"
+            " window.setTimeout = (f, ms, ...rest) => {"
+            " if (f.name === 'poll') polls.push(ms); return later(f, ms, ...rest); }; })()"
+        )
+        page.delay_fetches(r"api/cells", seconds=2)  # reading the bench takes 2 s
+        part = written.root / _layout.RESULTS / "part-g-mlp-000000000.parquet"
+        os.utime(part, ns=(part.stat().st_atime_ns, part.stat().st_mtime_ns + 10**9))
+        page.run("document.dispatchEvent(new Event('visibilitychange'))")  # look now
+        deadline = time.monotonic() + 15
+        while not page.run("window.polls.length"):
+            assert time.monotonic() < deadline, "the page did not read the bench again"
+            time.sleep(0.2)
+        title = page.run("document.getElementById('live-state').title")
+        every, took = re.fullmatch(
+            r"asks the bench every (\S+) s \(reading it took (\S+) s\)", title
+        ).groups()
+        assert float(took) >= 2 and float(every) == pytest.approx(5 * float(took), rel=0.05)
+        assert page.run("window.polls[0]") >= 10_000
+
+
 def test_a_page_opened_as_a_bench_starts_takes_the_defaults_of_its_results(tmp_path, page):
     """Opened on a bench with no cells yet, the page kept the defaults of an empty table
     once the cells and results came: sorted by model (and so wrote ``?sort=model`` into its

@@ -1,8 +1,9 @@
 // The bench viewer page: loads the bench's JSON from this server and draws every section.
 
-import { linePlot, scatterPlot, stackedBars, legendOf, format, fixed, formatBytes, escapeHtml } from "./plot.js";
+import { linePlot, scatterPlot, stackedBars, legendOf, format, fixed, formatBytes, formatSeconds, escapeHtml } from "./plot.js";
 import { renderBlurb } from "./blurb.js";
 import { drawGraph } from "./graph.js";
+import { pollDelay } from "./live.js";
 
 const PALETTE = ["#4269d0", "#ef7b2d", "#3ca951", "#d63c5e", "#9b6bd0", "#8c564b", "#e377c2", "#6b7b8c", "#b5b028", "#17becf",
   "#1f3f8f", "#a34d10", "#1e6b32", "#8a1f3b", "#5e3a91"];
@@ -1032,12 +1033,15 @@ function fillMenus(wanted) {
 
 // ---- live updates ----------------------------------------------------------------------------
 
-// Every `LIVE_SECONDS` while the page is shown (not in a hidden tab) and not paused, it asks
-// api/version, a digest of the bench's files; when that changed (a running bench wrote rows,
-// its status, its profile), it reads the bench again and redraws the panels in place, the
-// choices made kept (`refresh`).
-const LIVE_SECONDS = 3;
-const live = { version: null, updated: null, paused: false, failed: null, polling: false, timer: null };
+// While the page is shown (not in a hidden tab) and not paused, it asks api/version, a
+// digest of the bench's files; when that changed (a running bench wrote rows, its status,
+// its profile), it reads the bench again and redraws the panels in place, the choices made
+// kept (`refresh`). It asks again `pollDelay(cost)` seconds later, `cost` what the last
+// reading of the bench took (3 s for a small bench, longer for a large one).
+const live = { version: null, updated: null, paused: false, failed: null, polling: false, timer: null, cost: 0 };
+
+// Seconds since `start` (a `performance.now()`).
+const since = (start) => (performance.now() - start) / 1000;
 
 // "live · updated 12:00:00" (the last time the page read the bench), "paused · ...", or
 // what failed.
@@ -1045,6 +1049,7 @@ function showLive() {
   const time = live.updated.toLocaleTimeString("en-GB", { hour12: false });
   const mode = live.paused ? "paused" : live.failed ? `not updating (${live.failed})` : "live";
   $("live-state").textContent = `${mode} · updated ${time}`;
+  $("live-state").title = `asks the bench every ${format(pollDelay(live.cost), 2)} s (reading it took ${formatSeconds(live.cost)})`;
   $("live-state").classList.toggle("failed", !live.paused && Boolean(live.failed));
   $("live-toggle").textContent = live.paused ? "resume" : "pause";
 }
@@ -1076,8 +1081,9 @@ async function poll() {
   try {
     const { version } = await getJson("api/version");
     if (version !== live.version) {
+      const start = performance.now();
       await refresh();
-      [live.version, live.updated] = [version, new Date()];
+      [live.version, live.updated, live.cost] = [version, new Date(), since(start)];
     }
     live.failed = null;
   } catch (error) {
@@ -1087,18 +1093,20 @@ async function poll() {
     live.polling = false;
   }
   showLive();
-  if (!live.paused && !document.hidden) live.timer = setTimeout(poll, LIVE_SECONDS * 1000);
+  if (!live.paused && !document.hidden) live.timer = setTimeout(poll, pollDelay(live.cost) * 1000);
 }
 
-function startLive(version) {
-  [live.version, live.updated] = [version, new Date()];
+// Follows the bench from its `version` on, which the page read in `cost` seconds.
+function startLive(version, cost) {
+  [live.version, live.updated, live.cost] = [version, new Date(), cost];
   $("live-toggle").addEventListener("click", () => { live.paused = !live.paused; showLive(); poll(); });
   document.addEventListener("visibilitychange", poll);
   showLive();
-  live.timer = setTimeout(poll, LIVE_SECONDS * 1000);
+  live.timer = setTimeout(poll, pollDelay(cost) * 1000);
 }
 
 async function main() {
+  const start = performance.now();
   // Asked before the reads, so that a change during them is seen; failing, the page loads
   // all the same, and its header says why it cannot follow the bench.
   let version = null;
@@ -1141,7 +1149,7 @@ async function main() {
   window.addEventListener("resize", () => { clearTimeout(timer); timer = setTimeout(() => { renderAll(); renderProfile(); }, 150); });
   renderRun();
   await Promise.all([renderAll(), renderModel(), renderProfile(), renderMorph()]);
-  startLive(version);
+  startLive(version, since(start));
   document.body.dataset.ready = "true";
 }
 
