@@ -809,6 +809,36 @@ def test_a_bench_slow_to_read_is_asked_for_less_often(tmp_path, page):
         assert page.run("window.polls[0]") >= 10_000
 
 
+def test_the_live_indicator_is_written_only_when_its_text_changes(tmp_path, page):
+    """The indicator (``aria-live``: a screen reader reads out what is written into it)
+    was written after each look at the bench, every 3 s, its text unchanged when nothing
+    had; it is written when its text changes alone (paused, here)."""
+    written = write_bench(tmp_path / "still", blurb_json())
+    observe = """(() => { window.writes = 0; window.versions = 0;
+      new MutationObserver((changes) => { writes += changes.length; }).observe(
+        document.getElementById('live-state'),
+        { childList: true, characterData: true, subtree: true });
+      const fetchNow = window.fetch;
+      window.fetch = async (url, ...rest) => {
+        const answer = await fetchNow(url, ...rest);
+        if (String(url).includes('api/version')) setTimeout(() => { versions += 1; }, 100);
+        return answer; }; })()"""
+    with serving(written.root) as server:
+        page.open(server.url)
+        text = page.run(LIVE)
+        page.run(observe)
+        for looks in (1, 2):
+            page.run("document.dispatchEvent(new Event('visibilitychange'))")  # look now
+            deadline = time.monotonic() + 10
+            while page.run("window.versions") < looks:
+                assert time.monotonic() < deadline, "the page did not look at the bench"
+                time.sleep(0.1)
+        time.sleep(0.2)
+        assert (page.run("window.writes"), page.run(LIVE)) == (0, text)
+        page.run("document.getElementById('live-toggle').click()")
+        assert page.run("window.writes") > 0 and page.run(LIVE).startswith("paused · ")
+
+
 def test_a_page_opened_as_a_bench_starts_takes_the_defaults_of_its_results(tmp_path, page):
     """Opened on a bench with no cells yet, the page kept the defaults of an empty table
     once the cells and results came: sorted by model (and so wrote ``?sort=model`` into its

@@ -1044,11 +1044,13 @@ const live = { version: null, updated: null, paused: false, failed: null, pollin
 const since = (start) => (performance.now() - start) / 1000;
 
 // "live · updated 12:00:00" (the last time the page read the bench), "paused · ...", or
-// what failed.
+// what failed. The text is written only when it changes: a screen reader reads it out
+// (aria-live) whenever it is written, unchanged or not.
 function showLive() {
   const time = live.updated.toLocaleTimeString("en-GB", { hour12: false });
   const mode = live.paused ? "paused" : live.failed ? `not updating (${live.failed})` : "live";
-  $("live-state").textContent = `${mode} · updated ${time}`;
+  const text = `${mode} · updated ${time}`;
+  if ($("live-state").textContent !== text) $("live-state").textContent = text;
   $("live-state").title = `asks the bench every ${format(pollDelay(live.cost), 2)} s (reading it took ${formatSeconds(live.cost)})`;
   $("live-state").classList.toggle("failed", !live.paused && Boolean(live.failed));
   $("live-toggle").textContent = live.paused ? "resume" : "pause";
