@@ -778,6 +778,23 @@ LIVE_JS = "import(new URL('static/live.js', location.href))"
 """The page's module of live updates."""
 
 
+def _look_now(page) -> int:
+    """Makes the page look at the bench now, as a tab shown again does (and read it again,
+    where it changed), and waits until it has set when it looks next: in how many ms."""
+    page.run(
+        "window.polls || (() => { window.polls = []; const later = window.setTimeout;"
+        " window.setTimeout = (f, ms, ...rest) => {"
+        " if (f.name === 'poll') polls.push(ms); return later(f, ms, ...rest); }; })()"
+    )
+    looked = page.run("window.polls.length")
+    page.run("document.dispatchEvent(new Event('visibilitychange'))")
+    deadline = time.monotonic() + 15
+    while page.run("window.polls.length") == looked:
+        assert time.monotonic() < deadline, "the page did not look at the bench"
+        time.sleep(0.1)
+    return page.run("window.polls.at(-1)")
+
+
 def test_a_bench_slow_to_read_is_asked_for_less_often(tmp_path, page):
     """The page asked for the bench's version every 3 s and, a file changed, read it all
     again, however long that took (a 2,000-cell bench: ~1 s of the viewer's work each
@@ -788,25 +805,15 @@ def test_a_bench_slow_to_read_is_asked_for_less_often(tmp_path, page):
     with serving(written.root) as server:
         page.open(server.url)
         assert page.run(delays) == [3, 3, 6, 60]
-        page.run(
-            "(() => { window.polls = []; const later = window.setTimeout;"
-            " window.setTimeout = (f, ms, ...rest) => {"
-            " if (f.name === 'poll') polls.push(ms); return later(f, ms, ...rest); }; })()"
-        )
         page.delay_fetches(r"api/cells", seconds=2)  # reading the bench takes 2 s
         part = written.root / _layout.RESULTS / "part-g-mlp-000000000.parquet"
         os.utime(part, ns=(part.stat().st_atime_ns, part.stat().st_mtime_ns + 10**9))
-        page.run("document.dispatchEvent(new Event('visibilitychange'))")  # look now
-        deadline = time.monotonic() + 15
-        while not page.run("window.polls.length"):
-            assert time.monotonic() < deadline, "the page did not read the bench again"
-            time.sleep(0.2)
+        assert _look_now(page) >= 10_000
         title = page.run("document.getElementById('live-state').title")
         every, took = re.fullmatch(
             r"asks the bench every (\S+) s \(reading it took (\S+) s\)", title
         ).groups()
         assert float(took) >= 2 and float(every) == pytest.approx(5 * float(took), rel=0.05)
-        assert page.run("window.polls[0]") >= 10_000
 
 
 def test_the_live_indicator_is_written_only_when_its_text_changes(tmp_path, page):
@@ -814,29 +821,54 @@ def test_the_live_indicator_is_written_only_when_its_text_changes(tmp_path, page
     was written after each look at the bench, every 3 s, its text unchanged when nothing
     had; it is written when its text changes alone (paused, here)."""
     written = write_bench(tmp_path / "still", blurb_json())
-    observe = """(() => { window.writes = 0; window.versions = 0;
+    observe = """(() => { window.writes = 0;
       new MutationObserver((changes) => { writes += changes.length; }).observe(
         document.getElementById('live-state'),
-        { childList: true, characterData: true, subtree: true });
-      const fetchNow = window.fetch;
-      window.fetch = async (url, ...rest) => {
-        const answer = await fetchNow(url, ...rest);
-        if (String(url).includes('api/version')) setTimeout(() => { versions += 1; }, 100);
-        return answer; }; })()"""
+        { childList: true, characterData: true, subtree: true }); })()"""
     with serving(written.root) as server:
         page.open(server.url)
         text = page.run(LIVE)
         page.run(observe)
-        for looks in (1, 2):
-            page.run("document.dispatchEvent(new Event('visibilitychange'))")  # look now
-            deadline = time.monotonic() + 10
-            while page.run("window.versions") < looks:
-                assert time.monotonic() < deadline, "the page did not look at the bench"
-                time.sleep(0.1)
-        time.sleep(0.2)
+        _look_now(page)
+        _look_now(page)
         assert (page.run("window.writes"), page.run(LIVE)) == (0, text)
         page.run("document.getElementById('live-toggle').click()")
         assert page.run("window.writes") > 0 and page.run(LIVE).startswith("paused · ")
+
+
+OPENED = "[...document.querySelectorAll('#blurb details.module')].map((d) => d.open)"
+"""Whether each module of the blurb shown is open."""
+
+
+def test_the_modules_opened_in_a_blurb_stay_open_as_the_bench_changes(tmp_path, page):
+    """A blurb written for another model (a bench starting writes them one by one) drew
+    the blurb shown again, closing every module the user had opened; it is drawn again
+    only where its own model's files changed (its graph written, here), and then with the
+    modules open as they were."""
+    written = write_bench(tmp_path / "starting", blurb_json())
+    for model_id in MODELS.values():
+        (written.root / _layout.BLURBS / f"{model_id}.json").unlink()
+    graph = written.root / _layout.GRAPHS / "m-choice.json"
+    kept = graph.read_text()
+    graph.unlink()
+    with serving(written.root) as server:
+        page.open(server.url + "?model=m-choice")
+        assert "No blurb was written" in page.run("document.getElementById('blurb').textContent")
+        (written.root / _layout.BLURBS / "m-choice.json").write_text(blurb_json())
+        _look_now(page)
+        page.settle()
+        assert False in page.run(OPENED)  # a module below the first two levels
+        page.run("document.querySelector('#blurb details.module:not([open])').open = true")
+        opened = page.run(OPENED)
+        (written.root / _layout.BLURBS / "m-mlp.json").write_text(blurb_json())  # another's
+        _look_now(page)
+        page.settle()
+        assert page.run(OPENED) == opened
+        graph.write_text(kept)  # its own model's graph: drawn again, as it was
+        _look_now(page)
+        page.settle()
+        assert page.run("document.querySelectorAll('#graph .node').length") > 0
+        assert page.run(OPENED) == opened
 
 
 def test_a_page_opened_as_a_bench_starts_takes_the_defaults_of_its_results(tmp_path, page):

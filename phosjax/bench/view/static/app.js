@@ -1,7 +1,7 @@
 // The bench viewer page: loads the bench's JSON from this server and draws every section.
 
 import { linePlot, scatterPlot, stackedBars, legendOf, format, fixed, formatBytes, formatSeconds, escapeHtml } from "./plot.js";
-import { renderBlurb } from "./blurb.js";
+import { renderBlurb, openModules } from "./blurb.js";
 import { drawGraph } from "./graph.js";
 import { pollDelay } from "./live.js";
 
@@ -695,8 +695,10 @@ const renderModel = panel("models", async (current) => {
   const file = (kind, has) => (has ? getJson(`api/${kind}/${encodeURIComponent(id)}`) : null);
   const [blurb, graph] = await Promise.all([file("blurb", model.has_blurb), file("graph", model.has_graph)]);
   if (!current()) return;
-  if (blurb) renderBlurb($("blurb"), blurb);
+  const opened = $("blurb").dataset.model === id ? openModules($("blurb")) : undefined; // drawn again
+  if (blurb) renderBlurb($("blurb"), blurb, opened);
   else $("blurb").innerHTML = `<p class="hint">No blurb was written for ${escapeHtml(id)}.</p>`;
+  $("blurb").dataset.model = id;
   const note = blurb && knobNote(id);
   if (note) $("blurb").prepend(note);
   if (graph) drawGraph($("graph"), graph);
@@ -1059,11 +1061,14 @@ function showLive() {
 // Reads the bench again and redraws every panel in place: the menus, filters, text search,
 // sort, mode, rows unticked and the page's scroll stay; the curves are asked for again. A
 // menu left at its default takes the bench's new default (test accuracy once the first
-// test rows come, where train accuracy was all there was).
+// test rows come, where train accuracy was all there was). The Models panel is drawn
+// again only where the model shown changed (another, or its blurb or graph written), its
+// modules open as they were.
 async function refresh() {
   const menus = ADDRESS_MENUS.map(([name, id]) => [name, $(id).value]);
   const chosen = Object.fromEntries(menus.filter(([name, value]) => value !== state.defaults[name]));
-  const [models, model, x] = [JSON.stringify(state.info.models), $("model-select").value, $("hp-x").value];
+  const shown = () => JSON.stringify(state.info.models.find((m) => m.model_id === $("model-select").value) ?? null);
+  const [model, x] = [shown(), $("hp-x").value];
   await loadBench();
   state.curves = new Map();
   renderSummary();
@@ -1071,7 +1076,7 @@ async function refresh() {
   if ($("hp-x").value !== x) $("hp-log-x").checked = logSuits($("hp-x").value); // as when chosen
   renderFilters();
   renderRun();
-  const modelChanged = JSON.stringify(state.info.models) !== models || $("model-select").value !== model;
+  const modelChanged = shown() !== model; // another model, or its blurb or graph written
   await Promise.all([renderAll(), renderProfile(), renderMorph(), modelChanged ? renderModel() : null]);
 }
 

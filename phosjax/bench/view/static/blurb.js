@@ -38,13 +38,14 @@ function infoLines(module) {
   return lines;
 }
 
-function moduleNode(module, depth) {
+function moduleNode(module, depth, opened) {
   const node = document.createElement("details");
   node.className = "module";
+  node.dataset.path = module.path || "";
   const children = module.children || [];
   const lines = infoLines(module);
   if (!children.length && !lines.length) node.classList.add("leaf");
-  node.open = depth < 2;
+  node.open = opened.get(node.dataset.path) ?? depth < 2;
   const summary = document.createElement("summary");
   const name = module.path ? module.path.split("/").pop() : "(model)";
   const cells = [name, module.type || "", format(module.params), shapeText(module.outputs),
@@ -65,11 +66,19 @@ function moduleNode(module, depth) {
     info.innerHTML = lines.map((l) => `<div>${l}</div>`).join("");
     node.appendChild(info);
   }
-  for (const child of children) node.appendChild(moduleNode(child, depth + 1));
+  for (const child of children) node.appendChild(moduleNode(child, depth + 1, opened));
   return node;
 }
 
-export function renderBlurb(el, blurb) {
+// Which modules of the blurb drawn in `el` are open, by path: `renderBlurb` of the same
+// model again opens (and closes) them as they were.
+export function openModules(el) {
+  return new Map([...el.querySelectorAll("details.module")].map((d) => [d.dataset.path, d.open]));
+}
+
+// Draws `blurb` in `el`, each module open as `opened` says (`openModules`), else the
+// first two levels.
+export function renderBlurb(el, blurb, opened = new Map()) {
   el.innerHTML = "";
   const head = document.createElement("div");
   head.className = "blurb-head";
@@ -80,7 +89,7 @@ export function renderBlurb(el, blurb) {
     head.appendChild(span);
   }
   el.appendChild(head);
-  el.appendChild(moduleNode(blurb.root, 0));
+  el.appendChild(moduleNode(blurb.root, 0, opened));
   const foot = document.createElement("p");
   foot.className = "hint";
   foot.textContent = `measured on ${blurb.backend}; click a module to open or close it`;
