@@ -795,6 +795,11 @@ def _look_now(page) -> int:
     return page.run("window.polls.at(-1)")
 
 
+def _touch(path: pathlib.Path) -> None:
+    """Moves ``path``'s modification time on a second, as writing it again would."""
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+
+
 def test_a_bench_slow_to_read_is_asked_for_less_often(tmp_path, page):
     """The page asked for the bench's version every 3 s and, a file changed, read it all
     again, however long that took (a 2,000-cell bench: ~1 s of the viewer's work each
@@ -806,8 +811,7 @@ def test_a_bench_slow_to_read_is_asked_for_less_often(tmp_path, page):
         page.open(server.url)
         assert page.run(delays) == [3, 3, 6, 60]
         page.delay_fetches(r"api/cells", seconds=2)  # reading the bench takes 2 s
-        part = written.root / _layout.RESULTS / "part-g-mlp-000000000.parquet"
-        os.utime(part, ns=(part.stat().st_atime_ns, part.stat().st_mtime_ns + 10**9))
+        _touch(written.root / _layout.RESULTS / "part-g-mlp-000000000.parquet")
         assert _look_now(page) >= 10_000
         title = page.run("document.getElementById('live-state').title")
         every, took = re.fullmatch(
@@ -869,6 +873,38 @@ def test_the_modules_opened_in_a_blurb_stay_open_as_the_bench_changes(tmp_path, 
         page.settle()
         assert page.run("document.querySelectorAll('#graph .node').length") > 0
         assert page.run(OPENED) == opened
+
+
+FOCUSED = """(() => { const e = document.activeElement;
+  return e.dataset.column ?? e.closest('tr')?.dataset.key ?? e.tagName; })()"""
+"""The control that has the focus: a filter menu's column, a row's key, else its tag."""
+
+
+def test_the_control_a_user_is_on_keeps_the_focus_as_the_page_draws_again(tmp_path, page):
+    """A keyboard user on a filter menu or on a row's tick box lost the focus (to the
+    page's body) whenever the page read a running bench again, every few seconds, and on
+    ticking a row: the control was drawn anew. The same control, drawn anew, has it."""
+    written = write_bench(tmp_path / "running", blurb_json())
+    part = written.root / _layout.RESULTS / "part-g-mlp-000000000.parquet"
+    with serving(written.root) as server:
+        page.open(server.url)
+        page.run("document.querySelector('#filters select[data-column=\"model\"]').focus()")
+        _touch(part)
+        _look_now(page)
+        page.settle()
+        assert page.run(FOCUSED) == "model"
+        key = page.run("document.querySelector('#board .board-row').dataset.key")
+        page.run(
+            "(() => { const box = document.querySelector('#board .board-row input');"
+            " box.focus(); box.click(); })()"
+        )  # unticked
+        page.settle()
+        assert page.run(FOCUSED) == key
+        _touch(part)
+        _look_now(page)
+        page.settle()
+        assert page.run(FOCUSED) == key
+        assert page.run("document.activeElement.checked") is False
 
 
 def test_a_page_opened_as_a_bench_starts_takes_the_defaults_of_its_results(tmp_path, page):

@@ -996,10 +996,37 @@ function fillSelect(select, options, selected) {
 }
 
 async function renderAll() {
-  renderBoard(); // a sort the table lacks goes back to its default first
-  rememberInAddress();
-  renderHparams();
-  await Promise.all([renderCurves(), renderAux()]);
+  await keepingFocus(async () => {
+    renderBoard(); // a sort the table lacks goes back to its default first
+    rememberInAddress();
+    renderHparams();
+    await Promise.all([renderCurves(), renderAux()]);
+  });
+}
+
+// A selector that finds the control with the focus once it is drawn anew: by its id, its
+// filter menu's column or its row's key (the tick boxes); null for none.
+function focusedSelector() {
+  const node = document.activeElement;
+  if (!node || node === document.body) return null;
+  if (node.id) return `#${CSS.escape(node.id)}`;
+  if (node.matches("#filters select")) return `#filters select[data-column="${CSS.escape(node.dataset.column)}"]`;
+  const row = node.closest("#board tr.board-row");
+  if (row && node.matches("input")) return `#board tr.board-row[data-key="${CSS.escape(row.dataset.key)}"] input`;
+  return node.matches("#board thead input") ? "#board thead input" : null;
+}
+
+// Calls `draw` (which may draw the control with the focus anew: the page reading the
+// bench again, a row ticked), then gives the focus back to that control, drawn anew,
+// unless the user has put it elsewhere meanwhile: a keyboard user stays where they were.
+async function keepingFocus(draw) {
+  const selector = focusedSelector();
+  try {
+    await draw();
+  } finally {
+    const lost = !document.activeElement || document.activeElement === document.body;
+    if (selector && lost) document.querySelector(selector)?.focus({ preventScroll: true });
+  }
 }
 
 // Reads the bench (api/bench, api/cells) into `state`: its rows as the page keeps them.
@@ -1063,7 +1090,7 @@ function showLive() {
 // menu left at its default takes the bench's new default (test accuracy once the first
 // test rows come, where train accuracy was all there was). The Models panel is drawn
 // again only where the model shown changed (another, or its blurb or graph written), its
-// modules open as they were.
+// modules open as they were. The control with the focus keeps it (`poll`).
 async function refresh() {
   const menus = ADDRESS_MENUS.map(([name, id]) => [name, $(id).value]);
   const chosen = Object.fromEntries(menus.filter(([name, value]) => value !== state.defaults[name]));
@@ -1089,7 +1116,7 @@ async function poll() {
     const { version } = await getJson("api/version");
     if (version !== live.version) {
       const start = performance.now();
-      await refresh();
+      await keepingFocus(refresh);
       [live.version, live.updated, live.cost] = [version, new Date(), since(start)];
     }
     live.failed = null;
