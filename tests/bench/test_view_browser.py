@@ -907,6 +907,33 @@ def test_the_control_a_user_is_on_keeps_the_focus_as_the_page_draws_again(tmp_pa
         assert page.run("document.activeElement.checked") is False
 
 
+def test_the_menus_are_kept_as_the_page_reads_the_bench_again(tmp_path, page):
+    """Reading a running bench again, every few seconds, the page made its filter menus
+    and the options of its other menus anew: a menu a user had opened (its list of values
+    shown) closed before a value was picked. A menu whose values are the same is kept as
+    it is; one with other values (a model added) is filled anew."""
+    written = write_bench(tmp_path / "running", blurb_json())
+    mark = "document.querySelectorAll('select, option').forEach((n) => { n.kept = true; })"
+    made = "[...document.querySelectorAll('select, option')].filter((n) => !n.kept).length"
+    models = "[...document.querySelectorAll('#model-select option')].map((o) => o.value)"
+    cells = pd.read_parquet(written.root / _layout.CELLS)
+    with serving(written.root) as server:
+        page.open(server.url + "?f.lr=0.01")
+        page.run(mark)
+        _touch(written.root / _layout.RESULTS / "part-g-mlp-000000000.parquet")
+        _look_now(page)
+        page.settle()
+        assert page.run(made) == 0
+        assert page.run("document.querySelector('select[data-column=\"lr\"]').value") == "0.01"
+        added = cells[cells.model == "mlp"].assign(
+            model_id="m-mlp2", cell_id=lambda c: c.cell_id + "2"
+        )
+        pd.concat([cells, added]).to_parquet(written.root / _layout.CELLS)
+        _look_now(page)
+        page.settle()
+        assert page.run(models) == ["m-mlp", "m-choice", "m-mlp2"]
+
+
 def test_a_page_opened_as_a_bench_starts_takes_the_defaults_of_its_results(tmp_path, page):
     """Opened on a bench with no cells yet, the page kept the defaults of an empty table
     once the cells and results came: sorted by model (and so wrote ``?sort=model`` into its

@@ -223,34 +223,44 @@ function tableRows() {
 // ---- leaderboard -----------------------------------------------------------------------------
 
 // The filter row: the text search, a menu per column that varies, a chip per column that
-// does not. Drawn again when the page reads the bench again, it keeps its search box (and
-// so its focus, where a user is typing).
+// does not. Drawn again when the page reads the bench again, it keeps its search box and
+// menus (and so the focus, where a user is typing, and a menu's open list of values).
 function renderFilters() {
   const box = $("filters");
   let search = box.querySelector("input[type=search]");
   if (!search) {
     search = el("input", { type: "search", placeholder: "filter: words in any column", "aria-label": "filter text" });
     search.addEventListener("input", () => { state.text = search.value; renderAll(); });
-    box.appendChild(search);
   }
   search.value = state.text;
-  for (const node of [...box.children]) if (node !== search) node.remove();
-  for (const column of state.filterColumns) {
-    const values = [...new Set(state.board.rows.map((r) => JSON.stringify(r[column])))].sort((a, b) => compare(JSON.parse(a), JSON.parse(b)));
-    const select = el("select", { "data-column": column, "aria-label": column });
-    select.appendChild(el("option", { value: "" }, `all`));
-    // Whole values: shortened, a model's options read alike (the menu is narrow, its list not).
-    for (const v of values) select.appendChild(el("option", { value: v }, format(JSON.parse(v))));
-    select.value = state.filters[column] || "";
-    select.addEventListener("change", () => { state.filters[column] = select.value; renderAll(); });
-    const label = el("label", { class: "filter" }, `${column} `);
-    label.appendChild(select);
-    box.appendChild(label);
-  }
-  for (const column of state.constantColumns) {
+  const chips = state.constantColumns.map((column) => {
     const value = format(state.board.rows[0]?.[column]);
-    box.appendChild(el("span", { class: "chip", title: `${column} = ${value}` }, `${column} = ${short(value)}`));
+    return el("span", { class: "chip", title: `${column} = ${value}` }, `${column} = ${short(value)}`);
+  });
+  const kept = [...box.children].filter((node) => !node.matches(".chip"));
+  const menus = [search, ...state.filterColumns.map(filterMenu)];
+  if (menus.length !== kept.length || menus.some((node, i) => node !== kept[i])) box.replaceChildren(...menus);
+  const shown = [...box.querySelectorAll(".chip")];
+  const same = (a, b) => a.textContent === b.textContent && a.title === b.title;
+  if (chips.length !== shown.length || chips.some((chip, i) => !same(chip, shown[i]))) {
+    shown.forEach((chip) => chip.remove());
+    box.append(...chips);
   }
+}
+
+// The filter menu of `column` (its label), the one shown where there is one, filled with
+// the values its cells take: whole values, shortened, a model's options read alike (the
+// menu is narrow, its list not).
+function filterMenu(column) {
+  const values = [...new Set(state.board.rows.map((r) => JSON.stringify(r[column])))].sort((a, b) => compare(JSON.parse(a), JSON.parse(b)));
+  let select = [...$("filters").querySelectorAll("select")].find((s) => s.dataset.column === column);
+  if (!select) {
+    select = el("select", { "data-column": column, "aria-label": column });
+    select.addEventListener("change", () => { state.filters[column] = select.value; renderAll(); });
+    el("label", { class: "filter" }, `${column} `).appendChild(select);
+  }
+  fillSelect(select, [["", "all"], ...values.map((v) => [v, format(JSON.parse(v))])], state.filters[column] || "");
+  return select.parentElement;
 }
 
 function tableColumns() {
@@ -278,8 +288,7 @@ function sortColumns(columns) {
 
 function renderSortBy(sortable) {
   const select = $("sort-by");
-  select.replaceChildren(...sortable.map((c) => el("option", { value: c.key }, c.label)));
-  select.value = state.sort.key;
+  fillSelect(select, sortable.map((c) => [c.key, c.label]), state.sort.key);
   $("sort-dir").textContent = state.sort.dir > 0 ? "↑" : "↓";
 }
 
@@ -990,8 +999,14 @@ function restoreFromAddress(params) {
   }
 }
 
+// Fills the menu `select` with `options` (`[value, label]` pairs), unless it holds them
+// already (the page reading the bench again: a menu's open list stays open), then picks
+// `selected`, if given.
 function fillSelect(select, options, selected) {
-  select.replaceChildren(...options.map(([value, label]) => el("option", { value }, label)));
+  const held = [...select.options].map((o) => [o.value, o.textContent]);
+  if (JSON.stringify(held) !== JSON.stringify(options.map(([value, label]) => [String(value), label]))) {
+    select.replaceChildren(...options.map(([value, label]) => el("option", { value }, label)));
+  }
   if (selected !== undefined) select.value = selected;
 }
 
