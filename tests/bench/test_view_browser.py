@@ -934,6 +934,26 @@ def test_the_menus_are_kept_as_the_page_reads_the_bench_again(tmp_path, page):
         assert page.run(models) == ["m-mlp", "m-choice", "m-mlp2"]
 
 
+def test_selected_text_stays_selected_as_the_page_reads_the_bench_again(tmp_path, page):
+    """Text a user selected (to copy it) in the config, the environment or the summary was
+    unselected whenever the page read a running bench again, every few seconds: each was
+    written anew, the same. What reads the same is left as it is."""
+    written = write_bench(tmp_path / "running", blurb_json())
+    select = """((selector) => { const range = document.createRange();
+      range.selectNodeContents(document.querySelector(selector));
+      getSelection().removeAllRanges(); getSelection().addRange(range);
+      return getSelection().toString(); })"""
+    with serving(written.root) as server:
+        page.open(server.url)
+        for selector in ("#config", "#env td", "#summary .chip"):
+            chosen = page.run(f"({select})({json.dumps(selector)})")
+            assert chosen
+            _touch(written.root / _layout.RESULTS / "part-g-mlp-000000000.parquet")
+            _look_now(page)
+            page.settle()
+            assert page.run("getSelection().toString()") == chosen, selector
+
+
 def test_a_page_opened_as_a_bench_starts_takes_the_defaults_of_its_results(tmp_path, page):
     """Opened on a bench with no cells yet, the page kept the defaults of an empty table
     once the cells and results came: sorted by model (and so wrote ``?sort=model`` into its

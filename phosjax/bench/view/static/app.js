@@ -71,6 +71,17 @@ function el(tag, attrs = {}, text = null) {
   return node;
 }
 
+// Sets the text of `node`, or puts `nodes` in `box` in place of its contents, unless they
+// read the same already: text a user selected there (to copy it) stays selected as the
+// page reads the bench again, and a screen reader does not read out an `aria-live` one.
+function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
+}
+
+function replaceIfChanged(box, ...nodes) {
+  if (box.innerHTML !== nodes.map((node) => node.outerHTML).join("")) box.replaceChildren(...nodes);
+}
+
 // ---- cells, configs, colours -------------------------------------------------------------
 
 function varying(rows, column) {
@@ -828,8 +839,8 @@ function envValue(key, value) {
 
 function renderRun() {
   const { info, board } = state;
-  $("config").textContent = info.config || "(no config.yaml)";
-  $("env").replaceChildren(keyValueTable(Object.entries(info.env || {}).map(([k, v]) => [k, envValue(k, v)])));
+  setText($("config"), info.config || "(no config.yaml)");
+  replaceIfChanged($("env"), keyValueTable(Object.entries(info.env || {}).map(([k, v]) => [k, envValue(k, v)])));
   const line = (id, cells, done, steps, shown, strategy, diverged) => [
     id, [counted(cells, "cell"), `${format(done)} / ${counted(steps, "step")}`, shown, strategy, diverged && `${diverged} diverged`]
       .filter(Boolean).join(" · "),
@@ -841,7 +852,7 @@ function renderRun() {
       id, (g.cells || []).length, g.steps_done, g.steps, g.finished ? "finished" : g.stopped ? "stopped" : "running", g.strategy, g.diverged)),
     ...[...unstartedGroups(info.status, board.rows)].map(([id, cells]) => line(id, cells.length, 0, null, states.get(id))),
   ];
-  $("groups").replaceChildren(groups.length ? keyValueTable(groups) : el("p", { class: "hint" }, "No group has started."));
+  replaceIfChanged($("groups"), groups.length ? keyValueTable(groups) : el("p", { class: "hint" }, "No group has started."));
 }
 
 const renderMorph = panel("morph", async () => {
@@ -939,7 +950,7 @@ function renderSummary() {
     info.marker?.created ? `created ${createdAt(info.marker.created)}` : null,
     info.marker?.config_hash ? `config ${info.marker.config_hash.slice(0, 10)}` : null,
   ].filter(Boolean);
-  $("summary").replaceChildren(...chips.map((c) => (typeof c === "string" ? el("span", { class: "chip" }, c) : c)));
+  replaceIfChanged($("summary"), ...chips.map((c) => (typeof c === "string" ? el("span", { class: "chip" }, c) : c)));
 }
 
 // An ISO time to the second, with its zone: "2026-01-01 00:00:00 UTC" (phosjax writes UTC),
@@ -1088,13 +1099,12 @@ const live = { version: null, updated: null, paused: false, failed: null, pollin
 const since = (start) => (performance.now() - start) / 1000;
 
 // "live · updated 12:00:00" (the last time the page read the bench), "paused · ...", or
-// what failed. The text is written only when it changes: a screen reader reads it out
-// (aria-live) whenever it is written, unchanged or not.
+// what failed. The text is written only when it changes (`setText`): a screen reader
+// reads it out (aria-live) whenever it is written, unchanged or not.
 function showLive() {
   const time = live.updated.toLocaleTimeString("en-GB", { hour12: false });
   const mode = live.paused ? "paused" : live.failed ? `not updating (${live.failed})` : "live";
-  const text = `${mode} · updated ${time}`;
-  if ($("live-state").textContent !== text) $("live-state").textContent = text;
+  setText($("live-state"), `${mode} · updated ${time}`);
   $("live-state").title = `asks the bench every ${format(pollDelay(live.cost), 2)} s (reading it took ${formatSeconds(live.cost)})`;
   $("live-state").classList.toggle("failed", !live.paused && Boolean(live.failed));
   $("live-toggle").textContent = live.paused ? "resume" : "pause";
