@@ -778,9 +778,10 @@ LIVE_JS = "import(new URL('static/live.js', location.href))"
 """The page's module of live updates."""
 
 
-def _look_now(page) -> int:
+def _look_now(page, meanwhile: str | None = None) -> int:
     """Makes the page look at the bench now, as a tab shown again does (and read it again,
-    where it changed), and waits until it has set when it looks next: in how many ms."""
+    where it changed), and waits until it has set when it looks next: in how many ms.
+    ``meanwhile``: JavaScript run half a second after it began to look."""
     page.run(
         "window.polls || (() => { window.polls = []; const later = window.setTimeout;"
         " window.setTimeout = (f, ms, ...rest) => {"
@@ -788,6 +789,9 @@ def _look_now(page) -> int:
     )
     looked = page.run("window.polls.length")
     page.run("document.dispatchEvent(new Event('visibilitychange'))")
+    if meanwhile is not None:
+        time.sleep(0.5)
+        page.run(meanwhile)
     deadline = time.monotonic() + 15
     while page.run("window.polls.length") == looked:
         assert time.monotonic() < deadline, "the page did not look at the bench"
@@ -952,6 +956,25 @@ def test_selected_text_stays_selected_as_the_page_reads_the_bench_again(tmp_path
             _look_now(page)
             page.settle()
             assert page.run("getSelection().toString()") == chosen, selector
+
+
+def test_a_menu_picked_while_the_page_reads_the_bench_stays_picked(tmp_path, page):
+    """A menu picked while the page read the bench again (a large bench: a second, every
+    few seconds) went back to the value it had before, its plot with it, once the reading
+    was done; it stays as picked."""
+    written = write_bench(tmp_path / "running", blurb_json())
+    with serving(written.root) as server:
+        page.open(server.url)
+        page.delay_fetches(r"api/cells", seconds=1.5)  # reading the bench takes 1.5 s
+        _touch(written.root / _layout.RESULTS / "part-g-mlp-000000000.parquet")
+        _look_now(page, meanwhile=f"({CHOOSE})('curve-metric', 'accuracy')")
+        page.settle()
+        assert page.run("document.getElementById('curve-metric').value") == "accuracy"
+        assert page.run("location.search") == "?metric=accuracy"
+        labels = (
+            "[...document.querySelectorAll('#curve-plots .axis-label')].map((t) => t.textContent)"
+        )
+        assert "accuracy" in page.run(labels)
 
 
 def test_a_page_opened_as_a_bench_starts_takes_the_defaults_of_its_results(tmp_path, page):

@@ -1117,11 +1117,13 @@ function showLive() {
 // again only where the model shown changed (another, or its blurb or graph written), its
 // modules open as they were. The control with the focus keeps it (`poll`).
 async function refresh() {
+  const shown = () => JSON.stringify(state.info.models.find((m) => m.model_id === $("model-select").value) ?? null);
+  const model = shown();
+  await loadBench();
+  // The menus as they are now: one picked while the bench was read stays picked.
   const menus = ADDRESS_MENUS.map(([name, id]) => [name, $(id).value]);
   const chosen = Object.fromEntries(menus.filter(([name, value]) => value !== state.defaults[name]));
-  const shown = () => JSON.stringify(state.info.models.find((m) => m.model_id === $("model-select").value) ?? null);
-  const [model, x] = [shown(), $("hp-x").value];
-  await loadBench();
+  const x = $("hp-x").value;
   state.curves = new Map();
   renderSummary();
   fillMenus((name) => chosen[name]);
