@@ -977,6 +977,33 @@ def test_a_menu_picked_while_the_page_reads_the_bench_stays_picked(tmp_path, pag
         assert "accuracy" in page.run(labels)
 
 
+def test_a_configuration_unticked_stays_so_when_a_model_brings_a_new_column(tmp_path, page):
+    """With *mean over seeds*, a configuration unticked (hidden from the plots) came back
+    once a model added to the running bench (add_models) brought a hyperparameter column
+    the others lack: a configuration's key held every column, the new one too. It holds
+    those the configuration has a value in."""
+    written = write_bench(tmp_path / "growing", blurb_json())
+    hidden = "[...document.querySelectorAll('#board .hidden-row')].map((r) => r.dataset.key)"
+    cells = pd.read_parquet(written.root / _layout.CELLS)
+    with serving(written.root) as server:
+        page.open(server.url + "?mode=configs")
+        key = page.run("document.querySelector('#board .board-row').dataset.key")
+        page.run("document.querySelector('#board .board-row input').click()")
+        page.settle()
+        assert page.run(hidden) == [key]
+        added = cells[cells.model == "mlp"].assign(
+            model="new", model_id="m-new", group_id="g-new", cell_id=cells.cell_id + "-new"
+        )
+        grown = pd.concat([cells.assign(**{"knob/gain": None}), added.assign(**{"knob/gain": 2.0})])
+        grown.to_parquet(written.root / _layout.CELLS)
+        _look_now(page)
+        page.settle()
+        assert page.run("document.querySelectorAll('#board .board-row').length") == len(
+            grown.drop(columns=["cell_id", "group_id", "seed"]).drop_duplicates()
+        )
+        assert page.run(hidden) == [key]
+
+
 def test_a_page_opened_as_a_bench_starts_takes_the_defaults_of_its_results(tmp_path, page):
     """Opened on a bench with no cells yet, the page kept the defaults of an empty table
     once the cells and results came: sorted by model (and so wrote ``?sort=model`` into its

@@ -105,7 +105,9 @@ function describeColumns() {
   state.splits = [...state.board.splits].sort((a, b) => (a === "test" ? -1 : b === "test" ? 1 : a.localeCompare(b)));
   const labelColumns = state.shownColumns.filter((c) => c !== "model");
   for (const row of rows) {
-    row.config = JSON.stringify(configColumns().map((c) => row[c]));
+    // The columns it has a value in, by name: a column a model added later brings (its
+    // knob, null for the others) leaves the other configurations' keys as they were.
+    row.config = JSON.stringify(configColumns().filter((c) => hasValue(row, c)).map((c) => [c, row[c]]));
     row.configLabel = labelOf(row, labelColumns);
     row.searchText = searchText(row);
     row.searchValues = searchValues(row);
