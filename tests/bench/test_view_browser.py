@@ -824,6 +824,37 @@ def test_a_bench_slow_to_read_is_asked_for_less_often(tmp_path, page):
         assert float(took) >= 2 and float(every) == pytest.approx(5 * float(took), rel=0.05)
 
 
+def test_the_page_reads_again_the_parts_of_the_bench_that_changed(tmp_path, page):
+    """Any file of the bench changed, the page read it all again: the curves of every line
+    drawn and the profile too where a run had written its status alone. It asks again for
+    those whose files changed (api/version's parts), the leaderboard always."""
+    written = write_bench(tmp_path / "running", blurb_json())
+    asked = """(() => { const asked = window.asked || []; window.asked = [];
+      return [...new Set(asked.map((url) => url.split('?')[0]))].sort(); })()"""
+    with serving(written.root) as server:
+        page.open(server.url)
+        page.run(
+            "(() => { const fetchNow = window.fetch; window.asked = [];"
+            " window.fetch = (url, ...rest) => { asked.push(String(url));"
+            " return fetchNow(url, ...rest); }; })()"
+        )
+        _touch(written.root / _layout.STATUS)
+        _look_now(page)
+        page.settle()
+        assert page.run(asked) == ["api/bench", "api/cells", "api/version"]
+        _touch(written.root / _layout.PHASES)
+        _look_now(page)
+        page.settle()
+        assert page.run(asked) == ["api/bench", "api/cells", "api/profile", "api/version"]
+        _touch(written.root / _layout.RESULTS / "part-g-mlp-000000000.parquet")
+        _look_now(page)
+        page.settle()
+        assert page.run(asked) == ["api/bench", "api/cells", "api/results", "api/version"]
+        assert page.run(
+            f"{LIVE_JS}.then((live) => [...live.changedParts(null, {{parts: {{a: 1}}}})])"
+        ) == ["a"]
+
+
 def test_the_live_indicator_is_written_only_when_its_text_changes(tmp_path, page):
     """The indicator (``aria-live``: a screen reader reads out what is written into it)
     was written after each look at the bench, every 3 s, its text unchanged when nothing
@@ -1061,7 +1092,7 @@ def test_a_page_whose_version_fails_loads_and_says_it_cannot_follow(tmp_path, pa
     def unlisted(bench):
         raise PermissionError(13, "Permission denied", str(bench.root / _layout.PROFILE))
 
-    monkeypatch.setattr(BenchFiles, "version", unlisted)
+    monkeypatch.setattr(BenchFiles, "versions", unlisted)
     written = write_bench(tmp_path / "unlisted", blurb_json())
     with serving(written.root) as server:
         page.open(server.url)  # fails unless the page loaded

@@ -425,6 +425,35 @@ def test_the_version_changes_with_the_files_the_page_shows_alone(tmp_path):
         assert version() not in (first, second, third, fourth)  # the run died: no file changed
 
 
+def test_the_version_tells_the_parts_of_the_bench_apart(tmp_path):
+    """`/api/version`'s ``parts``: a new result part changes ``results`` alone, a status
+    ``bench`` alone, a profile file ``profile`` alone, a blurb ``models`` alone (the page
+    reads those again alone); ``version`` changes with each."""
+    bench = write_bench(tmp_path / "example", blurb_json())
+    results, profile = bench.root / _layout.RESULTS, bench.root / _layout.PHASES
+
+    def changed(write) -> list[str]:
+        before = get_json(server, "/api/version")
+        write()
+        after = get_json(server, "/api/version")
+        assert after["version"] != before["version"]
+        return sorted(p for p in after["parts"] if after["parts"][p] != before["parts"][p])
+
+    with serving(bench.root) as server:
+        part = (results / "part-g-mlp-000000000.parquet").read_bytes()
+        assert changed(lambda: (results / "part-g-mlp-000000310.parquet").write_bytes(part)) == [
+            "results"
+        ]
+        assert changed(lambda: (bench.root / _layout.STATUS).write_text("{}")) == ["bench"]
+        stat = profile.stat()
+        assert changed(lambda: os.utime(profile, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))) == [
+            "profile"
+        ]
+        assert changed(lambda: (bench.root / _layout.BLURBS / "m-new.json").write_text("{}")) == [
+            "models"
+        ]
+
+
 def test_result_parts_linking_out_of_the_bench_are_skipped(tmp_path):
     bench = write_bench(tmp_path / "example", blurb_json())
     results = bench.root / _layout.RESULTS

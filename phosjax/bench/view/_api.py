@@ -11,7 +11,7 @@ import pandas as pd
 
 from phosjax.bench import _layout
 from phosjax.bench._summary import per_group_and_phase
-from phosjax.bench.view._bench import BenchFiles, OutsideBenchError
+from phosjax.bench.view._bench import BenchFiles, OutsideBenchError, digest
 
 DEFAULT_POINTS = 400
 """Points per curve the server sends unless asked otherwise (long curves are thinned)."""
@@ -164,10 +164,24 @@ def bench_info(bench: BenchFiles) -> dict[str, Any]:
     }
 
 
-def version(bench: BenchFiles) -> dict[str, str]:
-    """``{"version": digest}`` (`BenchFiles.version`): the page asks for it every few
-    seconds and reads the bench again when it changes."""
-    return {"version": bench.version()}
+def version(bench: BenchFiles) -> dict[str, Any]:
+    """``{"version": digest, "parts": {part: digest}}``: `BenchFiles.versions` and a
+    digest of them all. The page asks for it every few seconds and reads again the parts
+    of the bench that changed.
+
+    Examples:
+      >>> import tempfile
+      >>> root = pathlib.Path(tempfile.mkdtemp())
+      >>> _ = (root / "bench.json").write_text('{"format": 1}')
+      >>> before = version(BenchFiles(root))
+      >>> (root / "results").mkdir()
+      >>> _ = (root / "results" / "part-g-000000000.parquet").write_bytes(b"PAR1")
+      >>> after = version(BenchFiles(root))
+      >>> before["version"] != after["version"], sorted(after["parts"])
+      (True, ['bench', 'models', 'morph', 'profile', 'results'])
+    """
+    parts = bench.versions()
+    return {"version": digest(parts), "parts": parts}
 
 
 def _absent_if_outside(check: Callable[..., bool], *args: Any) -> bool:

@@ -42,9 +42,15 @@ def vanished(error: Exception) -> bool:
 
 
 _T = TypeVar("_T")
-_WATCHED = ("", _layout.RESULTS, _layout.PROFILE, _layout.BLURBS, _layout.GRAPHS, _layout.MORPH)
-"""The folders whose files `BenchFiles.version` watches (``""``: the bench's own; not
-its checkpoints, which the viewer never reads)."""
+_WATCHED = {
+    "bench": ("",),
+    "results": (_layout.RESULTS,),
+    "profile": (_layout.PROFILE,),
+    "models": (_layout.BLURBS, _layout.GRAPHS),
+    "morph": (_layout.MORPH,),
+}
+"""The folders whose files `BenchFiles.versions` watches, by the part of the page they
+feed (``""``: the bench's own; not its checkpoints, which the viewer never reads)."""
 _PANDAS_INDEX = re.compile(r"__index_level_\d+__")
 """The column pandas writes an unnamed index to (a part a user rewrote with ``to_parquet``)."""
 
@@ -63,6 +69,16 @@ def _holds_a_run(directory: pathlib.Path) -> bool:
 def _nullable_floats(type_: pa.DataType) -> pd.ArrowDtype | None:
     """Arrow-backed floats keep a null apart from a NaN (numpy floats make both NaN)."""
     return pd.ArrowDtype(type_) if pat.is_floating(type_) else None
+
+
+def digest(value: Any) -> str:
+    """16 hex digits of the SHA-256 of ``repr(value)``.
+
+    Examples:
+      >>> digest([1, 2]) == digest([1, 2]) != digest([2, 1])
+      True
+    """
+    return hashlib.sha256(repr(value).encode()).hexdigest()[:16]
 
 
 class BenchFiles:
@@ -233,26 +249,31 @@ class BenchFiles:
         locks = self.per_process(_layout.LOCK)
         return bool(locks) and all(self.stopped(lock) for lock in locks)
 
-    def version(self) -> str:
-        """A digest of what the viewer shows: the name, size and modification time of each
-        file of the bench's folder and of those it reads (`_WATCHED`), and which runs are
-        known to have stopped (a run that dies writes nothing). Equal digests: nothing a
-        page shows changed between them (the page polls it to refresh).
+    def versions(self) -> dict[str, str]:
+        """A digest per part of what the viewer shows (`_WATCHED`): of the name, size and
+        modification time of each file of its folders (hidden ones, a writer's
+        temporaries, left out); ``bench``'s (the bench's own files: its status, plan,
+        lock) of which runs are known to have stopped too (a run that dies writes
+        nothing). Equal digests: nothing the page shows of that part changed between them
+        (it polls them, `_api.version`, and reads again the parts that changed).
 
         Examples:
           >>> import tempfile
           >>> root = pathlib.Path(tempfile.mkdtemp())
           >>> _ = (root / "bench.json").write_text('{"format": 1}')
           >>> bench = BenchFiles(root)
-          >>> before = bench.version()
-          >>> (root / "results").mkdir()
-          >>> _ = (root / "results" / "part-g-000000000.parquet").write_bytes(b"PAR1")
-          >>> before == bench.version(), bench.version() == bench.version()
-          (False, True)
+          >>> before = bench.versions()
+          >>> _ = (root / "status.json").write_text('{"groups": {}}')
+          >>> [part for part, now in bench.versions().items() if before[part] != now]
+          ['bench']
         """
-        files = [(folder, *entry) for folder in _WATCHED for entry in self._listed(folder)]
         stopped = [lock for lock in self.per_process(_layout.LOCK) if self.stopped(lock)]
-        return hashlib.sha256(repr((files, stopped)).encode()).hexdigest()[:16]
+        listed = {
+            part: [self._listed(folder) for folder in folders] for part, folders in _WATCHED.items()
+        }
+        return {
+            part: digest((files, part == "bench" and stopped)) for part, files in listed.items()
+        }
 
     def _listed(self, folder: str) -> list[tuple[str, int, int]]:
         """``(name, size, modification time)`` of each file in ``folder`` of the bench

@@ -3,7 +3,7 @@
 import { linePlot, scatterPlot, stackedBars, legendOf, format, fixed, formatBytes, formatSeconds, escapeHtml } from "./plot.js";
 import { renderBlurb, openModules } from "./blurb.js";
 import { drawGraph } from "./graph.js";
-import { pollDelay } from "./live.js";
+import { pollDelay, changedParts } from "./live.js";
 
 const PALETTE = ["#4269d0", "#ef7b2d", "#3ca951", "#d63c5e", "#9b6bd0", "#8c564b", "#e377c2", "#6b7b8c", "#b5b028", "#17becf",
   "#1f3f8f", "#a34d10", "#1e6b32", "#8a1f3b", "#5e3a91"];
@@ -1091,9 +1091,9 @@ function fillMenus(wanted) {
 // ---- live updates ----------------------------------------------------------------------------
 
 // While the page is shown (not in a hidden tab) and not paused, it asks api/version, a
-// digest of the bench's files; when that changed (a running bench wrote rows, its status,
-// its profile), it reads the bench again and redraws the panels in place, the choices made
-// kept (`refresh`). It asks again `pollDelay(cost)` seconds later, `cost` what the last
+// digest of the bench's files (`live.version`: its answer); when that changed (a running
+// bench wrote rows, its status, its profile), it reads the bench again and redraws the
+// panels in place, the choices made kept (`refresh`). It asks again `pollDelay(cost)` seconds later, `cost` what the last
 // reading of the bench took (3 s for a small bench, longer for a large one).
 const live = { version: null, updated: null, paused: false, failed: null, polling: false, timer: null, cost: 0 };
 
@@ -1117,8 +1117,10 @@ function showLive() {
 // menu left at its default takes the bench's new default (test accuracy once the first
 // test rows come, where train accuracy was all there was). The Models panel is drawn
 // again only where the model shown changed (another, or its blurb or graph written), its
-// modules open as they were. The control with the focus keeps it (`poll`).
-async function refresh() {
+// modules open as they were. The control with the focus keeps it (`poll`). The curves,
+// profile and morph files are asked for again only where their files `changed` (a Set of
+// the parts of api/version).
+async function refresh(changed) {
   const shown = () => JSON.stringify(state.info.models.find((m) => m.model_id === $("model-select").value) ?? null);
   const model = shown();
   await loadBench();
@@ -1126,14 +1128,15 @@ async function refresh() {
   const menus = ADDRESS_MENUS.map(([name, id]) => [name, $(id).value]);
   const chosen = Object.fromEntries(menus.filter(([name, value]) => value !== state.defaults[name]));
   const x = $("hp-x").value;
-  state.curves = new Map();
+  if (changed.has("results")) state.curves = new Map();
   renderSummary();
   fillMenus((name) => chosen[name]);
   if ($("hp-x").value !== x) $("hp-log-x").checked = logSuits($("hp-x").value); // as when chosen
   renderFilters();
   renderRun();
   const modelChanged = shown() !== model; // another model, or its blurb or graph written
-  await Promise.all([renderAll(), renderProfile(), renderMorph(), modelChanged ? renderModel() : null]);
+  const again = (part, render) => (changed.has(part) ? render() : null);
+  await Promise.all([renderAll(), again("profile", renderProfile), again("morph", renderMorph), modelChanged ? renderModel() : null]);
 }
 
 // One look at api/version (none while paused, hidden or already looking), then the next.
@@ -1142,10 +1145,10 @@ async function poll() {
   if (live.paused || document.hidden || live.polling) return;
   live.polling = true;
   try {
-    const { version } = await getJson("api/version");
-    if (version !== live.version) {
+    const version = await getJson("api/version");
+    if (version.version !== live.version?.version) {
       const start = performance.now();
-      await keepingFocus(refresh);
+      await keepingFocus(() => refresh(changedParts(live.version, version)));
       [live.version, live.updated, live.cost] = [version, new Date(), since(start)];
     }
     live.failed = null;
@@ -1159,7 +1162,8 @@ async function poll() {
   if (!live.paused && !document.hidden) live.timer = setTimeout(poll, pollDelay(live.cost) * 1000);
 }
 
-// Follows the bench from its `version` on, which the page read in `cost` seconds.
+// Follows the bench from its `version` on (the answer of api/version; null where it
+// failed), which the page read in `cost` seconds.
 function startLive(version, cost) {
   [live.version, live.updated, live.cost] = [version, new Date(), cost];
   $("live-toggle").addEventListener("click", () => { live.paused = !live.paused; showLive(); poll(); });
@@ -1174,7 +1178,7 @@ async function main() {
   // all the same, and its header says why it cannot follow the bench.
   let version = null;
   try {
-    ({ version } = await getJson("api/version"));
+    version = await getJson("api/version");
   } catch (error) {
     console.error(error);
     live.failed = error.message;
