@@ -146,6 +146,22 @@ container's (the real tokens): `flax.linen.LayerNorm`'s, `flax.linen.BatchNorm`'
 select the elements their statistics count, of the input's full shape (a subclass that
 keeps their call too)."""
 
+_PAIR_MASKS = ("flax.linen.attention",)
+"""The modules of Flax layers whose call's ``mask`` is of query-key pairs ``(..., H, Lq,
+Lk)``: `flax.linen.MultiHeadDotProductAttention`'s, `flax.linen.SelfAttention`'s."""
+
+
+def _call_module(block: Any) -> str | None:
+    """The module ``block``'s call is defined in, when it is a Flax module: a subclass
+    that keeps its parent's call (or a lifted one, ``nn.remat(nn.LayerNorm)``) reads its
+    arguments as the parent does, one that overrides it as its own module says.
+
+    Examples:
+      >>> _call_module(nn.remat(nn.LayerNorm)()), _call_module(abs)
+      ('flax.linen.normalization', None)
+    """
+    return type(block).__call__.__module__ if isinstance(block, nn.Module) else None
+
 
 def takes_keyword(block: Any, name: str) -> bool:
     """Whether ``block`` (a module or a function) can be called with the keyword ``name``
@@ -165,7 +181,7 @@ def takes_keyword(block: Any, name: str) -> bool:
     """
     if not isinstance(block, nn.Module):  # functions need not be hashable, so no cache
         return _call_takes(block, 1, name)
-    if name == "mask" and type(block).__call__.__module__ in _OTHER_MASKS:
+    if name == "mask" and _call_module(block) in _OTHER_MASKS:
         return False
     if isinstance(block, nn.Sequential):  # passes its keywords to its first layer alone
         return bool(block.layers) and takes_keyword(block.layers[0], name)
@@ -241,7 +257,8 @@ def block_keywords(block: Any, x: Any, keywords: dict[str, Any]) -> dict[str, An
     (`flax.linen.MultiHeadDotProductAttention`, `flax.linen.SelfAttention`) read a
     ``mask`` as query-key pairs ``(..., H, Lq, Lk)``, so a padding mask of ``x``'s tokens
     (``(..., L)``, true: a real token) reaches them as ``(..., 1, 1, L)``, the keys every
-    query may attend (as `phosjax.layers.MultiHeadSelfAttention` reads one).
+    query may attend (as `phosjax.layers.MultiHeadSelfAttention` reads one); a subclass
+    that overrides their call reads its ``mask`` as its own call says, so gets it as given.
 
     Examples:
       >>> x, real = jnp.ones((2, 3, 4)), jnp.array([[1, 1, 0], [1, 0, 0]])
@@ -254,7 +271,7 @@ def block_keywords(block: Any, x: Any, keywords: dict[str, Any]) -> dict[str, An
     mask, first = taken.get("mask"), block
     while mask is not None and isinstance(first, nn.Sequential):  # its first layer gets it
         first = first.layers[0]
-    if isinstance(first, nn.MultiHeadDotProductAttention) and mask is not None:
+    if mask is not None and _call_module(first) in _PAIR_MASKS:
         tokens = jnp.shape(x)[:-1]
         if broadcasts_to(jnp.shape(mask), tokens) and len(tokens) >= 1:
             taken["mask"] = jnp.asarray(mask).astype(bool)[..., None, None, :]

@@ -199,6 +199,25 @@ def test_flax_attention_in_a_container_reads_a_padding_mask_as_the_keys(attentio
     np.testing.assert_array_equal(layer.apply(variables, X, mask=pairs), out)
 
 
+class PaddedAttention(nn.MultiHeadDotProductAttention):
+    """A user's Flax attention whose own call reads a padding mask ``(B, L)``."""
+
+    def __call__(self, x, *, mask=None):
+        pairs = None if mask is None else nn.make_attention_mask(mask, mask)
+        return super().__call__(x, mask=pairs)
+
+
+def test_a_subclass_overriding_flax_attentions_call_gets_the_mask_as_given():
+    layer = Sequence([PaddedAttention(2), nn.Dense(8)])
+    variables = layer.init(jax.random.key(1), X, mask=REAL)
+    params = variables["params"]
+    expected = PaddedAttention(2).apply({"params": params["layers_0"]}, X, mask=REAL)
+    expected = nn.Dense(8).apply({"params": params["layers_1"]}, expected)
+    out = layer.apply(variables, X, mask=REAL)
+    assert out.shape == X.shape  # not (2, 1, 2, 5, 8): a (B, 1, 1, L) mask made into pairs
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
 class ScaledNorm(nn.LayerNorm):
     """A user's LayerNorm: its call, and so its ``mask``, is Flax's."""
 
