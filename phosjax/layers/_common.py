@@ -150,6 +150,10 @@ _PAIR_MASKS = ("flax.linen.attention",)
 """The modules of Flax layers whose call's ``mask`` is of query-key pairs ``(..., H, Lq,
 Lk)``: `flax.linen.MultiHeadDotProductAttention`'s, `flax.linen.SelfAttention`'s."""
 
+_FIRST_LAYER_KEYWORDS = ("flax.linen.combinators",)
+"""The modules of Flax layers whose call passes its keywords to its first layer alone:
+`flax.linen.Sequential`'s."""
+
 
 def _call_module(block: Any) -> str | None:
     """The module ``block``'s call is defined in, when it is a Flax module: a subclass
@@ -168,7 +172,8 @@ def takes_keyword(block: Any, name: str) -> bool:
     after its input: its call names it, or takes ``**kwargs``; not ``mask`` for Flax's
     normalization layers, whose ``mask`` (the elements their statistics count) is not a
     container's (the real tokens); `flax.linen.Sequential` when its first layer does (it
-    passes its keywords to that one alone). A module with a ``takes_keyword(name)`` method (a
+    passes its keywords to that one alone; a subclass overriding its call, as that call
+    says). A module with a ``takes_keyword(name)`` method (a
     `phosjax.models.graph.GraphModel`, which passes its call's keywords on to its nodes)
     says itself.
 
@@ -183,7 +188,7 @@ def takes_keyword(block: Any, name: str) -> bool:
         return _call_takes(block, 1, name)
     if name == "mask" and _call_module(block) in _OTHER_MASKS:
         return False
-    if isinstance(block, nn.Sequential):  # passes its keywords to its first layer alone
+    if _call_module(block) in _FIRST_LAYER_KEYWORDS:  # a subclass's own call says itself
         return bool(block.layers) and takes_keyword(block.layers[0], name)
     if callable(getattr(block, "takes_keyword", None)):
         return bool(block.takes_keyword(name))
@@ -269,7 +274,7 @@ def block_keywords(block: Any, x: Any, keywords: dict[str, Any]) -> dict[str, An
     """
     taken = {name: value for name, value in keywords.items() if takes_keyword(block, name)}
     mask, first = taken.get("mask"), block
-    while mask is not None and isinstance(first, nn.Sequential):  # its first layer gets it
+    while mask is not None and _call_module(first) in _FIRST_LAYER_KEYWORDS:  # its first gets it
         first = first.layers[0]
     if mask is not None and _call_module(first) in _PAIR_MASKS:
         tokens = jnp.shape(x)[:-1]

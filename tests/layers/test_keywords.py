@@ -18,6 +18,7 @@ from phosjax.layers import (
     Sequence,
     TransformerBlock,
 )
+from phosjax.layers._common import takes_keyword
 from phosjax.models.graph import GraphModel
 
 X = jax.random.normal(jax.random.key(0), (2, 5, 8))
@@ -246,5 +247,25 @@ def test_flax_sequential_in_a_container_gets_the_mask_when_its_first_layer_takes
     variables = layer.init(jax.random.key(1), X, mask=REAL)
     params = variables["params"]
     expected = inner.apply({"params": params["layers_0"]}, X, **keywords)
+    expected = TransformerBlock(2).apply({"params": params["layers_1"]}, expected, mask=REAL)
+    np.testing.assert_allclose(layer.apply(variables, X, mask=REAL), expected, atol=1e-5)
+
+
+class MaskedSequential(nn.Sequential):
+    """A user's Sequential whose own call masks every layer's output."""
+
+    def __call__(self, x, *, mask=None):
+        for layer in self.layers:
+            x = layer(x) * mask[..., None]
+        return x
+
+
+def test_a_subclass_overriding_flax_sequentials_call_gets_the_mask_as_its_call_says():
+    inner = MaskedSequential([nn.Dense(8)])  # its first layer takes no mask, its call does
+    assert takes_keyword(inner, "mask")
+    layer = Sequence([inner, TransformerBlock(2)])
+    variables = layer.init(jax.random.key(1), X, mask=REAL)
+    params = variables["params"]
+    expected = inner.apply({"params": params["layers_0"]}, X, mask=REAL)
     expected = TransformerBlock(2).apply({"params": params["layers_1"]}, expected, mask=REAL)
     np.testing.assert_allclose(layer.apply(variables, X, mask=REAL), expected, atol=1e-5)
