@@ -21,7 +21,8 @@ class Patches(nn.Module):
 
     Maps ``(batch, length, channels)`` to ``(batch, length // patch_size, features)``:
     a convolution with kernel and stride ``patch_size`` (a remainder is dropped), plus a
-    learned position embedding ``positions``, both stored in ``param_dtype``. Tags
+    learned position embedding ``positions``, both stored in ``param_dtype`` and computed
+    in ``dtype`` (``None``: what the input and params promote to), as Flax's layers. Tags
     ``tokens``.
 
     Examples:
@@ -35,6 +36,7 @@ class Patches(nn.Module):
 
     features: int
     patch_size: int = 4
+    dtype: Any = None
     param_dtype: Any = jnp.float32
 
     @nn.compact
@@ -49,7 +51,13 @@ class Patches(nn.Module):
             )
         size = (self.patch_size,)
         embed = nn.Conv(
-            self.features, size, size, padding="VALID", param_dtype=self.param_dtype, name="embed"
+            self.features,
+            size,
+            size,
+            padding="VALID",
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="embed",
         )
         tokens = embed(x)
         init = nn.initializers.normal(0.02)

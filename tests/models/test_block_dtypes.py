@@ -15,6 +15,7 @@ from phosjax.models import (
     GRUBlock,
     Layer,
     ModelConfig,
+    Patches,
     ResBlock,
     Skip,
     build_model,
@@ -32,6 +33,7 @@ BLOCKS: dict[str, tuple[Make, tuple[int, ...]]] = {
     "layer_conv": (lambda **kw: Layer(4, stride=2, **kw), (2, 8, 3)),
     "res_block": (lambda **kw: ResBlock(4, downsample=True, **kw), (2, 8, 3)),
     "gru_block": (lambda **kw: GRUBlock(4, **kw), (2, 5, 3)),
+    "patches": (lambda **kw: Patches(4, patch_size=2, **kw), (2, 8, 3)),
     "skip_projected": (lambda **kw: Skip(4, **kw), (2, 3)),
     "choice_block": (lambda **kw: choice_block(4, **kw), (2, 3)),
     "moe_block": (lambda **kw: moe_block(4, num_experts=2, hidden_features=4, **kw), (2, 3)),
@@ -85,4 +87,14 @@ def test_the_resnet_graph_twin_takes_the_dtype_options_as_the_zoo_model():
     }
     out = graph.apply(variables, x)
     assert out["blocks_1/conv_1"].dtype == jnp.bfloat16
+    np.testing.assert_array_equal(out["head"], zoo.apply(variables, x))
+
+
+def test_the_transformer_and_its_graph_twin_compute_their_stem_in_the_dtype_option():
+    config = ModelConfig("transformer", 3, (16,), width=8, depth=1, options={"dtype": "bfloat16"})
+    zoo, graph = build_model(config), graph_model(config)
+    x = jax.random.normal(jax.random.key(1), (2, 16))
+    variables = zoo.init(jax.random.key(0), x)
+    out = graph.apply(variables, x)
+    assert out["stem"].dtype == jnp.bfloat16  # the patches' embedding, not float32
     np.testing.assert_array_equal(out["head"], zoo.apply(variables, x))

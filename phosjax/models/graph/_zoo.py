@@ -87,7 +87,7 @@ def _transformer(config: ModelConfig, spatial: int) -> tuple[Spec, str]:
     options = dict(config.options)
     widths, depth = config.widths or (), config.depth or 0
     rate, typed = options.get("dropout_rate", 0.0), _dtypes(options)
-    stem = Patches(widths[0], patch_size=options["patch_size"], param_dtype=typed["param_dtype"])
+    stem = Patches(widths[0], patch_size=options["patch_size"], **typed)
     spec: Spec = {"stem": stem}
     previous = "/stem"
     for i, width in enumerate(w for w in widths for _ in range(depth)):
