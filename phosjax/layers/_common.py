@@ -434,14 +434,20 @@ def input_width(module: nn.Module, x: jax.Array, layout: str = "..., C") -> int:
 
     Raises:
       ValueError: naming the layer, the layout and the shape when ``x`` has fewer axes
-        than ``layout`` names (a scalar for ``"..., C"``).
+        than ``layout`` names (a scalar for ``"..., C"``), or another number of them
+        when ``layout`` has no ``...`` (an image for ``"batch, length, channels"``).
 
     Examples:
       >>> import flax.linen as nn, jax.numpy as jnp
       >>> input_width(nn.Dense(3), jnp.ones((2, 5))), input_width(nn.Dense(3), jnp.ones(4))
       (5, 4)
+      >>> input_width(nn.Dense(3), jnp.ones((2, 8, 8, 1)), "batch, length, channels")
+      Traceback (most recent call last):
+      ValueError: Dense needs inputs (batch, length, channels), got shape (2, 8, 8, 1).
     """
-    if x.ndim < len([axis for axis in layout.split(", ") if axis != "..."]):
+    axes = layout.split(", ")
+    named = len([axis for axis in axes if axis != "..."])
+    if x.ndim < named or ("..." not in axes and x.ndim != named):
         raise ValueError(f"{type(module).__name__} needs inputs ({layout}), got shape {x.shape}.")
     return int(x.shape[-1])
 

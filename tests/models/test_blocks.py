@@ -1,5 +1,7 @@
 """The zoo's blocks compute what their docstrings say, checked against numpy by hand."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -104,9 +106,10 @@ def test_a_block_size_below_one_is_an_error_naming_it(block, shape, message):
         jax.eval_shape(block.init, jax.random.key(0), jnp.ones(shape))
 
 
+@pytest.mark.parametrize("shape", [(2, 40), (2, 8, 32, 1)])  # no channel axis; an image
 @pytest.mark.parametrize("block", [GRUBlock(3), Patches(8, patch_size=4)])
-def test_a_sequence_block_given_no_channel_axis_says_so(block):
-    layout = r"needs inputs \(batch, length, channels\), got shape \(2, 40\)"
+def test_a_sequence_block_given_another_layout_says_so(block, shape):
+    layout = rf"needs inputs \(batch, length, channels\), got shape {re.escape(str(shape))}"
     message = rf"^{type(block).__name__} {layout}"
-    with pytest.raises(ValueError, match=message):
-        block.init(jax.random.key(0), jnp.ones((2, 40)))
+    with pytest.raises(ValueError, match=message):  # not Patches' (2, 8, 8, 8) of mixed tokens
+        block.init(jax.random.key(0), jnp.ones(shape))
