@@ -512,14 +512,16 @@ def checked_finite(module: nn.Module, name: str) -> Any:
 
 
 def orthogonal(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
-    """`flax.linen.initializers.orthogonal` drawn in float32 and cast to ``dtype`` (its QR
-    does not take bfloat16), for layers whose ``param_dtype`` may be bfloat16.
+    """`flax.linen.initializers.orthogonal` drawn in at least float32 and cast to ``dtype``
+    (its QR does not take bfloat16), for layers whose ``param_dtype`` may be bfloat16; a
+    float64 one is drawn in float64, orthogonal to its own precision.
 
     Examples:
       >>> orthogonal(jax.random.key(0), (3, 3), jnp.bfloat16).dtype
       dtype(bfloat16)
     """
-    return nn.initializers.orthogonal()(key, shape, jnp.float32).astype(dtype)
+    drawn = jnp.promote_types(dtype, jnp.float32)
+    return nn.initializers.orthogonal()(key, shape, drawn).astype(dtype)
 
 
 def compute_dtype(dtype: Any, x: jax.Array) -> Any:
