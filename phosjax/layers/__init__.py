@@ -23,8 +23,9 @@ normalization layers, whose ``mask`` selects the elements their statistics count
 Flax's attention layers, `flax.linen.MultiHeadDotProductAttention`, which read a mask
 of query-key pairs, get a padding mask ``(..., L)`` as ``(..., 1, 1, L)``, the keys every
 query may attend, as `MultiHeadSelfAttention` reads it; a `flax.linen.Sequential`, which
-passes keywords to its first layer alone, gets them when that layer takes them), as
-`Sequence` passes the train flag only to the layers that take one:
+passes keywords to its first layer alone, gets them when that layer takes them; a
+subclass of these that keeps their call is read as they are, one that overrides it as
+its own call says), as `Sequence` passes the train flag only to the layers that take one:
 ``Repeat(TransformerBlock(2), 3)(x, mask=real)`` gives every block ``mask=real``,
 ``Sequence([TransformerBlock(2), nn.Dense(8)])`` only the first. A keyword that none
 of a container's blocks takes is a TypeError naming it and the blocks (a misspelled one
