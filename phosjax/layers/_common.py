@@ -249,10 +249,17 @@ def check_keywords(module: nn.Module, blocks: Any, keywords: dict[str, Any]) -> 
         if not any(takes_keyword(block, name) for block in blocks):
             kinds = ", ".join(callable_name(b, "__qualname__") for b in blocks)
             kinds = kinds or "it has none"
+            norms = [type(b).__name__ for b in blocks if _call_module(b) in _OTHER_MASKS]
+            why = (
+                f"; {', '.join(norms)}'s own mask selects the elements its statistics count, "
+                "of the input's full shape, not the real tokens: call it yourself to give one"
+                if name == "mask" and norms
+                else ""
+            )
             raise TypeError(
                 f"{type(module).__name__} was called with the keyword {name!r}, which none of "
                 f"its blocks takes ({kinds}); pass it to a container only when one of its "
-                f"blocks' calls names it (or takes **kwargs)."
+                f"blocks' calls names it (or takes **kwargs){why}."
             )
 
 

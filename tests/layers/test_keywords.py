@@ -232,6 +232,18 @@ def test_a_subclass_of_a_flax_norm_is_not_given_the_mask_either():
     np.testing.assert_allclose(layer.apply(variables, X, mask=REAL), expected, atol=1e-5)
 
 
+def test_a_mask_only_a_flax_norm_names_is_an_error_saying_why_the_norm_does_not_get_it():
+    layer = Residual(nn.LayerNorm())  # LayerNorm's call names a mask, but another one
+    message = (
+        r"Residual was called with the keyword 'mask', which none of its blocks takes "
+        r"\(LayerNorm\); .*\(or takes \*\*kwargs\); LayerNorm's own mask selects the elements "
+        r"its statistics count, of the input's full shape, not the real tokens: call it "
+        r"yourself to give one\."
+    )
+    with pytest.raises(TypeError, match=message):
+        layer.init(jax.random.key(0), X, mask=REAL)
+
+
 FIRST_LAYERS = {
     "dense": (lambda: nn.Dense(8), {}),
     "layer_norm": (lambda: nn.LayerNorm(), {}),  # its mask is another thing
