@@ -2,6 +2,19 @@
 
 Defaults are small enough to train on a CPU in seconds; every size is explicit in the
 resolved `ModelConfig`, so a pruned params tree always has a config that builds it.
+
+Every zoo model but ``logreg`` (a head alone) takes the options ``dtype``, the dtype its
+stem and blocks compute in (``None``: what the input and params promote to), and
+``param_dtype``, the one every param is stored in (float32), as Flax's layers do (a
+bench's ``compute_dtype`` instead casts float32 master params for each step):
+
+  >>> import jax, jax.numpy as jnp
+  >>> from phosjax.models import ModelConfig, build_model
+  >>> options = {"dtype": "bfloat16", "param_dtype": "bfloat16"}
+  >>> model = build_model(ModelConfig("gru", 3, (8,), width=4, options=options))
+  >>> params = jax.eval_shape(model.init, jax.random.key(0), jnp.ones((1, 8)))["params"]
+  >>> {str(leaf.dtype) for leaf in jax.tree.leaves(params)}
+  {'bfloat16'}
 """
 
 import math
