@@ -63,9 +63,11 @@ def _root_keys(group: Group) -> jax.Array:
     return jnp.stack([jax.random.key_data(jax.random.key(seed)) for seed in seeds])
 
 
-INIT_PROGRAMS_KEPT = 16
+INIT_PROGRAMS_KEPT = 256
 """How many group signatures keep their `init_group` program compiled (the least
-recently used dropped first): a session sweeping many models does not keep them all."""
+recently used dropped first): a session sweeping many models does not keep them all,
+while running a grid of up to that many groups again compiles none of them (an LRU
+smaller than the grid drops each program before its group comes round again)."""
 
 
 # `init_group`'s program runs once per group, so XLA:CPU's default (LLVM -O3) spends

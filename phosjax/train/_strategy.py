@@ -54,17 +54,17 @@ same as two and compiled 0.6 s longer (``python benchmarks/stepwise_unroll.py``)
 
 CellFn = Callable[[Any, Any], Any]
 
-LIFTED_KEPT = 64
+LIFTED_KEPT = 1024
 """How many lifted programs (one per function, chunk length, strategy, devices and
 donation: a group trained with one strategy uses a few, ``"auto"`` about a dozen) stay
 compiled, the least recently used dropped first: a session sweeping many models does not
 keep every executable, while the bench's repeated `run_group` calls on one group (chunk,
-checkpoint, resume) recompile nothing."""
+checkpoint, resume), and a grid of a few hundred groups run again, recompile nothing."""
 
-SIGNATURES_KEPT = 16
+SIGNATURES_KEPT = 256
 """How many argument signatures (shapes, dtypes, devices) each `CompiledProgram` keeps
 compiled, the least recently used dropped first (the engine's helper programs, e.g.
-`UNSTACK`, see one signature per group state)."""
+`UNSTACK`, see one signature per group state: as `INIT_PROGRAMS_KEPT`)."""
 
 _LIFTED: collections.OrderedDict[tuple[Any, ...], Callable[..., Any]] = collections.OrderedDict()
 """Compiled programs by (caller's key, strategy, devices, donation): later calls reuse them

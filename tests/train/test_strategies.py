@@ -464,3 +464,20 @@ def test_compiled_programs_stay_compiled_up_to_a_bound_the_least_recently_used_d
     assert made == [2.0, 3.0, 5.0, 3.0] and len(_strategy._LIFTED) == 2
     for init in (_state._vmapped_init, _state._init_fn, _state._cheap_init_fn):
         assert init.cache_info().maxsize == INIT_PROGRAMS_KEPT
+
+
+def test_a_grid_of_many_groups_run_again_finds_every_init_program_still_compiled():
+    """The init programs were an LRU of 16: a grid of 17+ groups run again in a session
+    (a notebook re-run, a sweep's second pass) found each group's program dropped by the
+    groups after it, and compiled all of them again (20 tiny groups: 0.2 s -> 57 s)."""
+    signatures = [
+        group.signature()
+        for group in plan_groups([Cell(Tiny(width=w), "toy", HParams()) for w in range(1, 101)])
+    ]
+    for signature in signatures:  # the grid's first run
+        _state._cheap_init_fn(signature, (4,))
+    before = _state._cheap_init_fn.cache_info()
+    for signature in signatures:  # run again: every program is still there
+        _state._cheap_init_fn(signature, (4,))
+    after = _state._cheap_init_fn.cache_info()
+    assert (after.hits - before.hits, after.misses - before.misses) == (100, 0)
