@@ -1,5 +1,6 @@
 """`train_grid`: plan, initialize and train every cell of a grid; tidy results."""
 
+import collections
 import dataclasses
 import difflib
 from collections.abc import Callable, Mapping, Sequence
@@ -15,8 +16,9 @@ from phosjax.data import check_batch_size
 from phosjax.train._config import Cell, int_at_least
 from phosjax.train._group import Group, check_cells, plan_groups
 from phosjax.train._run import Chunk, GroupRun, check_on_chunk, check_strategy, run_group
-from phosjax.train._state import GroupState, init_group
+from phosjax.train._state import INIT_PROGRAMS_KEPT, GroupState, init_group
 from phosjax.train._step import check_splits, make_train_step
+from phosjax.train._strategy import kept
 
 
 @dataclasses.dataclass(frozen=True)
@@ -234,24 +236,34 @@ def _check_dataset_features(
     return checked
 
 
+_STEPS_CHECKED: collections.OrderedDict[Any, None] = collections.OrderedDict()
+"""The (group signature, train split shape) whose train step `_check_group` traced without
+error, the last `INIT_PROGRAMS_KEPT`: a grid run again traces none of them again."""
+
+
 def _check_group(group: Group, data: Any) -> None:
     """Raises what training ``group`` on ``data`` would raise for its cells, model or data
     set: `init_group`'s checks, an empty split, the batch size, the train step's (e.g. a regularizer
     selector that matches none of the model's params), traced abstractly (nothing is
-    computed or compiled)."""
+    computed or compiled; the step once per signature and train split shape)."""
     state = jax.eval_shape(lambda: init_group(group, data))
     check_splits(data)  # as device_arrays, which converts the data only once the group trains
     check_batch_size("HParams.batch_size", group.hparams.batch_size, data)
-    cell = jax.tree.map(
-        lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype, weak_type=a.weak_type), state
-    )
-    num_train = data.num_train  # what a step reads: its batch (`device_arrays`)
-    arrays = {
-        "x_train": jax.ShapeDtypeStruct((num_train, *data.input_shape), jnp.float32),
-        "y_train": jax.ShapeDtypeStruct((num_train,), jnp.int32),
-    }
-    step = make_train_step(group.model.build(), group.hparams, guard=False)
-    jax.eval_shape(step, cell, arrays)
+    num_train, input_shape = data.num_train, tuple(data.input_shape)
+
+    def check_step() -> None:
+        cell = jax.tree.map(
+            lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype, weak_type=a.weak_type), state
+        )
+        arrays = {  # what a step reads: its batch (`device_arrays`)
+            "x_train": jax.ShapeDtypeStruct((num_train, *input_shape), jnp.float32),
+            "y_train": jax.ShapeDtypeStruct((num_train,), jnp.int32),
+        }
+        step = make_train_step(group.model.build(), group.hparams, guard=False)
+        jax.eval_shape(step, cell, arrays)
+
+    key = (group.signature(), num_train, input_shape)
+    kept(_STEPS_CHECKED, key, check_step, INIT_PROGRAMS_KEPT)
 
 
 def train_grid(

@@ -1,5 +1,6 @@
 """The engine trains each cell of a group exactly as if it were trained alone."""
 
+import collections
 import dataclasses
 import types
 from typing import Any
@@ -22,6 +23,7 @@ from phosjax.train import (
     GroupState,
     HParams,
     Regularizer,
+    _grid,
     _strategy,
     init_group,
     plan_groups,
@@ -1108,6 +1110,29 @@ def test_a_batch_size_above_the_train_split_names_the_data_set_and_hparams(toy):
         r"trained$",
     ):
         train_grid([cell], datasets={"toy": toy}, strategy="auto")
+
+
+def test_a_grid_run_again_traces_no_train_step_its_check_traced_before(toy, monkeypatch):
+    """train_grid's check before any group trains traced each group's train step on every
+    call: 20 tiny groups run again took 2.1 s, 1.9 s of it that check (0.2 s without it).
+    A step checked without error (per signature and train split) is not traced again; one
+    that raised is checked, and raises, again."""
+    monkeypatch.setattr(_grid, "_STEPS_CHECKED", collections.OrderedDict(), raising=False)
+    traced = []
+
+    def tracing(*args: Any, **kwargs: Any) -> Any:
+        traced.append(args[1])
+        return make_train_step(*args, **kwargs)
+
+    monkeypatch.setattr(_grid, "make_train_step", tracing)
+    [good] = plan_groups([Cell(Tiny(), "toy", ADAM, 0)])
+    bad_hp = dataclasses.replace(ADAM, regularizers=(Regularizer("**/no_such_param"),))
+    [bad] = plan_groups([Cell(Tiny(), "toy", bad_hp, 0)])
+    for _ in range(2):
+        _grid._check_group(good, toy)
+        with pytest.raises(SelectorError, match="no_such_param"):
+            _grid._check_group(bad, toy)
+    assert traced == [good.hparams, bad.hparams, bad.hparams]
 
 
 def test_run_group_accepts_a_state_made_under_another_prng_implementation(toy):
