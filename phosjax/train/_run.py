@@ -404,6 +404,7 @@ def run_group(
         )
     executor = Executor(strategy, len(group), devices)
     placed, arrays = executor.put_state(state), _placed_data(data, executor, host)
+    host.cache_clear()  # placed: the host copy is not kept while the group trains
     owned = placed is not state  # else the caller's own arrays: not donated
     state = placed
     chunks = []

@@ -4,6 +4,9 @@ weights and regularizers all reach the train step."""
 import collections
 import dataclasses
 import functools
+import gc
+import weakref
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -362,6 +365,37 @@ def test_auto_converts_the_data_once_and_a_later_call_neither_measures_nor_conve
     assert first.timings and len(converted) == 1  # measured and trained on one conversion
     _, second = run_group(group, state, data, 4, strategy="auto")
     assert len(converted) == 1 and second.strategy == first.strategy
+
+
+@pytest.mark.parametrize("strategy", ["vmap", "auto"])
+def test_the_data_converted_for_the_devices_is_not_kept_on_the_host_while_training(
+    toy, monkeypatch, strategy
+):
+    """run_group kept the host arrays it made of the data set (`device_arrays`: the padded
+    test batches; cached so that "auto" converts once) until it returned, a second copy
+    of the test split in host memory while the group trained. They are let go once placed."""
+    import phosjax.train._run as run_module
+
+    converted = []
+
+    def convert(data: Any) -> dict[str, np.ndarray]:
+        arrays = device_arrays(data)
+        own = [id(data.x_train), id(data.y_train)]  # float32, int32: taken as they are
+        converted.extend(weakref.ref(a) for a in arrays.values() if id(a) not in own)
+        return arrays
+
+    monkeypatch.setattr(run_module, "device_arrays", convert)
+    monkeypatch.setattr(_auto, "_CHOICES", {})  # "auto" measures on the same conversion
+    [group] = plan_groups(CELLS[:1])
+    data = dataclasses.replace(toy)  # not placed yet
+    kept_while_training = []
+
+    def on_chunk(chunk: Any) -> None:
+        gc.collect()
+        kept_while_training.append(sum(ref() is not None for ref in converted))
+
+    run_group(group, init_group(group, data), data, 2, strategy=strategy, on_chunk=on_chunk)
+    assert len(converted) == 3 and kept_while_training == [0]  # x_test, y_test, test_mask
 
 
 def test_a_chunk_reports_the_memory_of_its_largest_program_per_device(toy):
