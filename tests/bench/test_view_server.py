@@ -20,6 +20,7 @@ import pytest
 from phosjax.bench import _layout
 from phosjax.bench._store import TEMPORARY
 from phosjax.bench.view import (
+    BenchFiles,
     CannotServeError,
     NotABenchError,
     PortInUseError,
@@ -970,3 +971,22 @@ def test_serving_every_interface_prints_addresses_a_browser_opens(
         f"Viewing {written.root} at http://{local}:{port}/ (this machine); listening on all "
         f"interfaces, others open http://gpu-box:{port}/  (Ctrl-C stops)\n"
     )
+
+
+def test_the_version_changes_with_a_file_replaced_within_a_clock_tick(tmp_path):
+    """A status rewritten (``os.replace``) with one of the same size within a tick of the
+    file system's clock (a few ms on Linux, 2 s on FAT) left the version as it was, and
+    the page showed the older status until another file changed (never, the run done);
+    the file's inode, new with each replacement, tells them apart."""
+    bench = write_bench(tmp_path / "example", blurb_json())
+    status = bench.root / _layout.STATUS
+    files = BenchFiles(bench.root)
+    before = files.versions()
+    stat = status.stat()
+    written = bench.root / ".status.json.tmp"
+    written.write_text(status.read_text().replace("1", "2").replace("0", "1"))
+    assert written.stat().st_size == stat.st_size and written.read_text() != status.read_text()
+    os.utime(written, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # within the same tick
+    os.replace(written, status)
+    after = files.versions()
+    assert [part for part in after if after[part] != before[part]] == ["bench"]

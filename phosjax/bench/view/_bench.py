@@ -250,12 +250,14 @@ class BenchFiles:
         return bool(locks) and all(self.stopped(lock) for lock in locks)
 
     def versions(self) -> dict[str, str]:
-        """A digest per part of what the viewer shows (`_WATCHED`): of the name, size and
-        modification time of each file of its folders (hidden ones, a writer's
-        temporaries, left out); ``bench``'s (the bench's own files: its status, plan,
-        lock) of which runs are known to have stopped too (a run that dies writes
-        nothing). Equal digests: nothing the page shows of that part changed between them
-        (it polls them, `_api.version`, and reads again the parts that changed).
+        """A digest per part of what the viewer shows (`_WATCHED`): of the name, inode,
+        size and modification time of each file of its folders (hidden ones, a writer's
+        temporaries, left out; the inode tells apart a file replaced, ``os.replace``, by
+        one of the same size within a tick of the file system's clock); ``bench``'s (the
+        bench's own files: its status, plan, lock) of which runs are known to have
+        stopped too (a run that dies writes nothing). Equal digests: nothing the page
+        shows of that part changed between them (it polls them, `_api.version`, and
+        reads again the parts that changed).
 
         Examples:
           >>> import tempfile
@@ -275,8 +277,8 @@ class BenchFiles:
             part: digest((files, part == "bench" and stopped)) for part, files in listed.items()
         }
 
-    def _listed(self, folder: str) -> list[tuple[str, int, int]]:
-        """``(name, size, modification time)`` of each file in ``folder`` of the bench
+    def _listed(self, folder: str) -> list[tuple[str, int, int, int]]:
+        """``(name, inode, size, modification time)`` of each file in ``folder`` of the bench
         (``""``: its own), sorted; hidden ones (a writer's temporaries) left out, and
         none where the folder is not there (yet) or links out of the bench."""
         path = self._inside(folder) if folder else self.root
@@ -288,7 +290,7 @@ class BenchFiles:
                 with contextlib.suppress(FileNotFoundError):  # gone since listed
                     if not entry.name.startswith(".") and entry.is_file():
                         stat = entry.stat()
-                        files.append((entry.name, stat.st_size, stat.st_mtime_ns))
+                        files.append((entry.name, entry.inode(), stat.st_size, stat.st_mtime_ns))
         return sorted(files)
 
     def cells(self) -> pd.DataFrame:
