@@ -1449,3 +1449,23 @@ def test_the_run_panel_lists_the_groups_not_started(tmp_path, page, gone):
     assert lines["g-mlp"].endswith(f"4 cells · 0 / – steps · {not_started}")  # no strategy yet
     # steps done / planned; amber (running) once started, grey (stopped) once every run is gone
     assert sorted(set(steps_done)) == ["0 / –: num" + f" {shown}" * gone, f"300 / 300: num {shown}"]
+
+
+def test_a_refresh_failing_in_the_page_says_why_and_not_that_the_viewer_is_silent(tmp_path, page):
+    """A refresh that failed in the page's own code (an answer it cannot use: a viewer of
+    another version restarted under an open page) said 'not updating (the viewer is not
+    answering)', the viewer answering; the header gives the error, and 'not answering'
+    only where no answer came (the viewer stopped)."""
+    written = write_bench(tmp_path / "answering", blurb_json())
+    with serving(written.root) as server:
+        page.open(server.url)
+        page.run(
+            "(() => { const fetchNow = window.fetch; window.fetch = (url, ...rest) =>"
+            " String(url).startsWith('api/cells') ? Promise.resolve(new Response('{}'))"
+            " : fetchNow(url, ...rest); })()"
+        )
+        _touch(written.root / _layout.STATUS)
+        _look_now(page)
+        assert page.run(LIVE).startswith("not updating (Cannot read properties of undefined")
+    _look_now(page)
+    assert page.run(LIVE).startswith("not updating (the viewer is not answering) · updated ")

@@ -15,8 +15,11 @@ const state = {
 };
 const $ = (id) => document.getElementById(id);
 
+// The JSON the server answers to `url`. It fails with the server's message (a broken file,
+// say) or, where no answer came (the viewer stopped, the network down), saying so; any
+// other error is the page's own, its message as it is.
 async function getJson(url) {
-  const response = await fetch(url);
+  const response = await fetch(url).catch(() => { throw new Error("the viewer is not answering"); });
   const body = await response.json();
   if (!response.ok) throw new Error(body.error || `${url}: HTTP ${response.status}`);
   return body;
@@ -1154,7 +1157,7 @@ async function poll() {
     live.failed = null;
   } catch (error) {
     console.error(error);
-    live.failed = error instanceof TypeError ? "the viewer is not answering" : error.message;
+    live.failed = error.message;
   } finally {
     live.polling = false;
   }
