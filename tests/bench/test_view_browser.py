@@ -1469,3 +1469,26 @@ def test_a_refresh_failing_in_the_page_says_why_and_not_that_the_viewer_is_silen
         assert page.run(LIVE).startswith("not updating (Cannot read properties of undefined")
     _look_now(page)
     assert page.run(LIVE).startswith("not updating (the viewer is not answering) · updated ")
+
+
+def test_a_page_that_could_not_load_the_bench_shows_no_live_controls(tmp_path, page, monkeypatch):
+    """A page that could not load the bench (a broken plan, here) showed a *pause* button
+    in its header that did nothing (the page follows no bench it could not load), next to
+    an empty indicator; they show once the page follows the bench."""
+
+    def broken(bench):
+        raise RuntimeError("a broken plan")
+
+    written = write_bench(tmp_path / "broken", blurb_json())
+    shown = "document.getElementById('live-toggle').checkVisibility()"
+    with serving(written.root) as server:
+        page.open(server.url)
+        assert page.run(shown) is True
+        monkeypatch.setattr(BenchFiles, "cells", broken)
+        page.run("location.reload()")
+        deadline = time.monotonic() + 30
+        while page.run("document.getElementById('error')?.hidden !== false"):
+            assert time.monotonic() < deadline, "the page did not fail"
+            time.sleep(0.1)
+        assert "a broken plan" in page.run("document.getElementById('error').textContent")
+        assert page.run(shown) is False

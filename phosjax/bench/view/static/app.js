@@ -1166,9 +1166,11 @@ async function poll() {
 }
 
 // Follows the bench from its `version` on (the answer of api/version; null where it
-// failed), which the page read in `cost` seconds.
+// failed), which the page read in `cost` seconds. The indicator and its pause button show
+// from then on: a page that could not load the bench follows nothing.
 function startLive(version, cost) {
   [live.version, live.updated, live.cost] = [version, new Date(), cost];
+  $("live").hidden = false;
   $("live-toggle").addEventListener("click", () => { live.paused = !live.paused; showLive(); poll(); });
   document.addEventListener("visibilitychange", poll);
   showLive();
