@@ -13,6 +13,8 @@ import numpy as np
 from phosjax.core._paths import SEP, flatten, module_path
 
 _V = TypeVar("_V")
+_COLLECTED: set[contextvars.ContextVar[Any]] = set()
+"""Every variable `collecting` has filled (`set_aside` silences them)."""
 
 
 @jax.tree_util.register_pytree_node_class
@@ -101,11 +103,36 @@ def collecting(var: contextvars.ContextVar[dict[str, _V] | None]) -> Iterator[di
       ({'a': 1}, None)
     """
     found: dict[str, _V] = {}
+    _COLLECTED.add(var)
     token = var.set(found)
     try:
         yield found
     finally:
         var.reset(token)
+
+
+@contextlib.contextmanager
+def set_aside() -> Iterator[None]:
+    """Within it, no `collecting` context takes what the code run there declares (the
+    tags, knobs, aux losses and path weights of a trace whose variables are not the
+    caller's, e.g. a shape check tracing a detached copy of the model): the caller's
+    checks see only its own call.
+
+    Examples:
+      >>> var = contextvars.ContextVar("found", default=None)
+      >>> with collecting(var) as found:
+      ...     with set_aside():
+      ...         print(var.get())  # not collecting: nothing is taken
+      None
+      >>> found
+      {}
+    """
+    tokens = [(var, var.set(None)) for var in _COLLECTED]
+    try:
+        yield
+    finally:
+        for var, token in reversed(tokens):
+            var.reset(token)
 
 
 def check_recorded(

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from phosjax.core import INJECTIONS, tag
+from phosjax.core._record import set_aside
 from phosjax.layers._common import block_keywords, check_keywords, takes_keyword
 from phosjax.models.graph import _draw
 from phosjax.models.graph._spec import (
@@ -415,7 +416,8 @@ class GraphModel(nn.Module):
             )
             return run[0]
 
-        expected = jax.eval_shape(outputs, dict(self.variables), dict(feeds))
+        with set_aside():  # the copy's aux losses, path weights... are not this call's
+            expected = jax.eval_shape(outputs, dict(self.variables), dict(feeds))
         for path in checked:
             _check_injected(path, inject[path], expected[path])
 

@@ -784,6 +784,34 @@ def test_inject_checks_against_what_the_given_variables_compute(key):
         model.apply(cast, x, inject={"stem": stem.astype(jnp.float32)})
 
 
+class _Penalized(nn.Module):
+    """A node that raises an aux loss under a path weight."""
+
+    @nn.compact
+    def __call__(self, x):
+        px.aux_loss(self, "l1", jnp.abs(x).mean())
+        with px.path_weight(self, "branch", 0.5):
+            return nn.Dense(4)(x)
+
+
+def test_the_check_of_an_injected_value_records_nothing_the_callers_checks_see(key):
+    """The check traces a detached copy of the model: its aux loss and path weight (at the
+    copy's paths, and recorded nowhere) made the train step's checks say a lifted
+    transform had dropped them ('pen/l1' was raised but not recorded)."""
+
+    class Outer(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            graph = GraphModel({"stem": nn.Dense(4), "pen": _Penalized(), "head": nn.Dense(2)})
+            return graph(x, inject={"pen": jnp.zeros((x.shape[0], 4))})["head"]
+
+    x = jnp.ones((3, 5))
+    variables = Outer().init(key, x)
+    with px.core.aux_losses_raised() as raised, px.core.path_weights_opened() as opened:
+        _, state = Outer().apply(variables, x, mutable=["aux_loss", "path_weights"])
+    assert (list(raised), list(opened), state) == ([], [], {})  # pen is injected: not run
+
+
 def test_px_inject_of_a_dict_valued_node_skips_its_upstream(key):
     calls: list[str] = []
 
