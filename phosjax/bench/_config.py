@@ -345,7 +345,9 @@ class Grid:
     list of per-stage widths (``width: [[16, 32]]`` is ONE two-stage width). ``depth``
     and ``width`` apply to models whose entry does not set them (None: the model's
     default). ``knobs`` maps a knob selector to a value or a list of values; a model
-    that declares no knob the selector matches ignores that axis. ``regularizers`` lists
+    that declares no knob the selector matches ignores that axis, and two selectors that
+    match one knob of a model (``"**/T"`` and ``"blocks_0/T"``) are an error when the
+    bench plans, as each knob takes one value. ``regularizers`` lists
     penalties (`RegularizerEntry`), each with a strength or a list of strengths (an
     axis); a model whose channels `phosjax.morph` cannot follow, or that has no channel
     group the selector matches, ignores a ``morph`` entry, and a model with no param (no
