@@ -249,8 +249,10 @@ def check_keywords(module: nn.Module, blocks: Any, keywords: dict[str, Any]) -> 
         if not any(takes_keyword(block, name) for block in blocks):
             kinds = ", ".join(callable_name(b, "__qualname__") for b in blocks)
             kinds = kinds or "it has none"
-            norms = [type(b).__name__ for b in blocks if _call_module(b) in _OTHER_MASKS]
-            why = (
+            sequentials = [_first_layer_why(b) for b in blocks if _first_layer(b) is not b]
+            firsts = [_first_layer(b) for b in blocks]
+            norms = [type(b).__name__ for b in firsts if _call_module(b) in _OTHER_MASKS]
+            why = "".join(f"; {said}" for said in sequentials) + (
                 f"; {', '.join(norms)}'s own mask selects the elements its statistics count, "
                 "of the input's full shape, not the real tokens: call it yourself to give one"
                 if name == "mask" and norms
@@ -261,6 +263,29 @@ def check_keywords(module: nn.Module, blocks: Any, keywords: dict[str, Any]) -> 
                 f"its blocks takes ({kinds}); pass it to a container only when one of its "
                 f"blocks' calls names it (or takes **kwargs){why}."
             )
+
+
+def _first_layer(block: Any) -> Any:
+    """The layer a `flax.linen.Sequential` (one keeping Flax's call; nested ones too)
+    passes its call's keywords to, its first; ``block`` itself for any other block or an
+    empty Sequential.
+
+    Examples:
+      >>> _first_layer(nn.Sequential([nn.Sequential([nn.LayerNorm(), nn.relu])]))
+      LayerNorm(...)
+      >>> _first_layer(nn.Dense(2)).features
+      2
+    """
+    while _call_module(block) in _FIRST_LAYER_KEYWORDS and block.layers:
+        block = block.layers[0]
+    return block
+
+
+def _first_layer_why(block: Any) -> str:
+    """Why a `flax.linen.Sequential`, whose call takes ``**kwargs``, takes no keyword its
+    first layer does not: it passes them to that layer alone."""
+    first = callable_name(_first_layer(block), "__qualname__")
+    return f"{type(block).__name__} passes its keywords to its first layer alone, {first}"
 
 
 def block_keywords(block: Any, x: Any, keywords: dict[str, Any]) -> dict[str, Any]:
@@ -280,10 +305,8 @@ def block_keywords(block: Any, x: Any, keywords: dict[str, Any]) -> dict[str, An
       {}
     """
     taken = {name: value for name, value in keywords.items() if takes_keyword(block, name)}
-    mask, first = taken.get("mask"), block
-    while mask is not None and _call_module(first) in _FIRST_LAYER_KEYWORDS:  # its first gets it
-        first = first.layers[0]
-    if mask is not None and _call_module(first) in _PAIR_MASKS:
+    mask = taken.get("mask")
+    if mask is not None and _call_module(_first_layer(block)) in _PAIR_MASKS:
         tokens = jnp.shape(x)[:-1]
         if broadcasts_to(jnp.shape(mask), tokens) and len(tokens) >= 1:
             taken["mask"] = jnp.asarray(mask).astype(bool)[..., None, None, :]

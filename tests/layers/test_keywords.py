@@ -244,6 +244,28 @@ def test_a_mask_only_a_flax_norm_names_is_an_error_saying_why_the_norm_does_not_
         layer.init(jax.random.key(0), X, mask=REAL)
 
 
+@pytest.mark.parametrize(
+    ("sequential", "why"),
+    [
+        (
+            nn.Sequential([nn.Dense(8), nn.relu]),
+            r"Sequential passes its keywords to its first layer alone, Dense\.(\n|$)",
+        ),
+        (
+            nn.Sequential([nn.Sequential([nn.LayerNorm()])]),
+            r"Sequential passes its keywords to its first layer alone, LayerNorm; LayerNorm's own "
+            r"mask selects the elements its statistics count",
+        ),
+    ],
+)
+def test_a_mask_a_flax_sequential_refuses_is_an_error_naming_the_first_layer(sequential, why):
+    """The error said to pass it only to a block whose call takes **kwargs, as Sequential's
+    does, without saying why Sequential did not take it."""
+    message = r"none of its blocks takes \(Sequential\); .*\(or takes \*\*kwargs\); " + why
+    with pytest.raises(TypeError, match=message):
+        Residual(sequential).init(jax.random.key(0), X, mask=REAL)
+
+
 FIRST_LAYERS = {
     "dense": (lambda: nn.Dense(8), {}),
     "layer_norm": (lambda: nn.LayerNorm(), {}),  # its mask is another thing
