@@ -79,6 +79,7 @@ def test_every_public_name_exists_and_is_documented(package):
 PACKAGES_WITH_EXAMPLES = (
     "phosjax",
     "phosjax.bench",
+    "phosjax.bench.view",
     "phosjax.core",
     "phosjax.data",
     "phosjax.layers",

@@ -14,4 +14,16 @@ class BenchError(ValueError):
 
 class BrokenFileError(BenchError):
     """A bench file that cannot be read (cut off, not JSON or Parquet); names the file
-    (`phosjax.bench._reading.read_file` raises it)."""
+    (`phosjax.bench._reading.read_file` raises it).
+
+    Examples:
+      >>> import pathlib, tempfile
+      >>> from phosjax.bench.view import BenchFiles
+      >>> bench = pathlib.Path(tempfile.mkdtemp())
+      >>> _ = (bench / "bench.json").write_text('{"format": 1}')
+      >>> _ = (bench / "status.json").write_text("{")  # cut off
+      >>> BenchFiles(bench).status()
+      Traceback (most recent call last):
+      phosjax.bench._errors.BrokenFileError: cannot read status.json: JSONDecodeError:
+      Expecting property name enclosed in double quotes: line 1 column 2 (char 1)
+    """

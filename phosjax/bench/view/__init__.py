@@ -1,6 +1,8 @@
 """The bench viewer: a local web page of a bench's leaderboard, curves, blurbs and profile.
 
-Run it with ``python -m phosjax.bench.view --dir runs/example --port 1337``.
+Run it with ``python -m phosjax.bench.view --dir runs/example --port 1337``. The page
+follows a bench still training (or resumed): it redraws its panels as the bench writes,
+keeping its menus, filters and scroll (docs/viewer.md, "Live updates").
 """
 
 from phosjax.bench.view._bench import (

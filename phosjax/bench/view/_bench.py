@@ -23,11 +23,31 @@ from phosjax.bench._reading import read_file
 
 
 class NotABenchError(ValueError):
-    """A directory that holds no bench (no ``bench.json`` marker)."""
+    """A directory that holds no bench (no ``bench.json`` marker).
+
+    Examples:
+      >>> import tempfile
+      >>> from phosjax.bench.view import make_server
+      >>> with tempfile.TemporaryDirectory() as empty:
+      ...     make_server(empty, port=0)
+      Traceback (most recent call last):
+      phosjax.bench.view._bench.NotABenchError: ... is not a bench: it has no bench.json. ...
+    """
 
 
 class OutsideBenchError(PermissionError):
-    """A path that would leave the bench directory (``..``, absolute, a symlink out)."""
+    """A path that would leave the bench directory (``..``, absolute, a symlink out); the
+    server answers such a request with 403.
+
+    Examples:
+      >>> import pathlib, tempfile
+      >>> bench = pathlib.Path(tempfile.mkdtemp())
+      >>> _ = (bench / "bench.json").write_text('{"format": 1}')
+      >>> BenchFiles(bench).path("../secrets.json")
+      Traceback (most recent call last):
+      phosjax.bench.view._bench.OutsideBenchError: '../secrets.json' is not a path inside
+      the bench.
+    """
 
 
 def vanished(error: Exception) -> bool:

@@ -44,11 +44,34 @@ _MAX_DIGITS = 18
 
 
 class PortInUseError(OSError):
-    """The port asked for is taken (the message suggests a free one)."""
+    """The port asked for is taken (the message suggests a free one).
+
+    Examples:
+      >>> import pathlib, tempfile
+      >>> bench = pathlib.Path(tempfile.mkdtemp())
+      >>> _ = (bench / "bench.json").write_text('{"format": 1}')
+      >>> first = make_server(bench, port=0)
+      >>> make_server(bench, port=first.server_address[1])
+      Traceback (most recent call last):
+      phosjax.bench.view._server.PortInUseError: Port ... on 127.0.0.1 is already in use
+      (another viewer?). Try --port ....
+      >>> first.server_close()
+    """
 
 
 class CannotServeError(OSError):
-    """The address cannot be bound (an unknown host name, an address not of this machine)."""
+    """The address cannot be bound (an unknown host name, an address not of this machine,
+    a port outside 0 to 65535).
+
+    Examples:
+      >>> import pathlib, tempfile
+      >>> bench = pathlib.Path(tempfile.mkdtemp())
+      >>> _ = (bench / "bench.json").write_text('{"format": 1}')
+      >>> make_server(bench, port=80000)
+      Traceback (most recent call last):
+      phosjax.bench.view._server.CannotServeError: cannot serve on 127.0.0.1:80000: a port is
+      a number from 0 to 65535 (0: any free one).
+    """
 
 
 def _is_loopback(host: str) -> bool:
@@ -106,6 +129,21 @@ class ViewerServer(http.server.ThreadingHTTPServer):
       url: the address to open in a browser (bound to every interface, ``0.0.0.0`` or
         ``::``: this machine's loopback address, which a browser can open).
       everywhere: bound to every interface (`url` then opens it on this machine only).
+      local_only: bound to a loopback address (it then answers only requests for
+        ``localhost`` or a loopback address).
+
+    Examples:
+      `make_server` binds one; ``serve_forever`` runs it:
+
+      >>> import pathlib, tempfile
+      >>> bench = pathlib.Path(tempfile.mkdtemp())
+      >>> _ = (bench / "bench.json").write_text('{"format": 1}')
+      >>> server = make_server(bench, port=0)
+      >>> server.url
+      'http://127.0.0.1:.../'
+      >>> server.bench.root == bench.resolve(), server.local_only, server.everywhere
+      (True, True, False)
+      >>> server.server_close()
     """
 
     daemon_threads = True
@@ -370,6 +408,22 @@ def serve(directory: str | pathlib.Path, port: int = 1337, host: str = "127.0.0.
       directory: a bench directory.
       port: the TCP port (0 for any free one).
       host: the address to bind (``127.0.0.1``: this machine only).
+
+    Raises:
+      NotABenchError, PortInUseError, CannotServeError: as `make_server`.
+
+    Examples:
+      It prints where the viewer is, then serves until Ctrl-C (SIGINT), and returns:
+
+      >>> import pathlib, signal, subprocess, sys, tempfile
+      >>> bench = pathlib.Path(tempfile.mkdtemp())
+      >>> _ = (bench / "bench.json").write_text('{"format": 1}')
+      >>> code = f"from phosjax.bench.view import serve; serve({str(bench)!r}, port=0)"
+      >>> viewer = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+      >>> print(viewer.stdout.readline(), end="")
+      Viewing ... at http://127.0.0.1:.../  (Ctrl-C stops)
+      >>> viewer.send_signal(signal.SIGINT); viewer.wait(timeout=10); viewer.stdout.close()
+      0
     """
     server = make_server(directory, port, host)
     print(server.banner(), flush=True)
