@@ -91,8 +91,6 @@ PACKAGES_WITH_EXAMPLES = (
 
 NO_EXAMPLE: dict[str, str] = {
     # "package.name": "why its docstring cannot hold a short runnable example",
-    "phosjax.train.Chunk": "what run_group hands on_chunk: GroupRun's example shows one",
-    "phosjax.train.GroupState": "what init_group makes: its example shows one",
 }
 """Public callables excused from having a ``>>>`` example; each needs a reason. Keep it
 short: an example that would be slow can usually show a quick case (a check, an error)."""

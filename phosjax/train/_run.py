@@ -55,6 +55,27 @@ class Chunk:
       eval_s: seconds evaluating the test split, compile excluded (0 without ``eval``).
       program_bytes: the memory one device needs for the largest program the chunk ran
         (`program_bytes`: XLA's memory analysis; NaN where the backend gives none).
+
+    Examples:
+      `run_group` hands each chunk to ``on_chunk`` as soon as it is on the host:
+
+      >>> from phosjax.data import random_dataset
+      >>> from phosjax.models import ModelConfig
+      >>> from phosjax.train import Cell, HParams, init_group, plan_groups
+      >>> data = random_dataset("toy", (8,), 3)
+      >>> model = ModelConfig("mlp", 3, (8,), width=8)
+      >>> hp = HParams(batch_size=16, steps=10)
+      >>> [group] = plan_groups([Cell(model, "toy", hp, seed=0), Cell(model, "toy", hp, seed=1)])
+      >>> chunks = []
+      >>> state = init_group(group, data)
+      >>> _ = run_group(group, state, data, strategy="vmap", chunk_steps=5, on_chunk=chunks.append)
+      >>> first, last = chunks
+      >>> first.steps.tolist(), sorted(first.train), first.train["loss"].shape  # (cells, n)
+      ([1, 2, 3, 4, 5], ['accuracy', 'grad_norm', 'loss', 'task_loss'], (2, 5))
+      >>> first.eval, sorted(last.eval), last.eval["accuracy"].shape  # evaluated at step 10
+      ({}, ['accuracy', 'loss'], (2,))
+      >>> last.diverged_at.tolist(), bool(last.diverged().any()), last.train_s > 0
+      ([-1, -1], False, True)
     """
 
     steps: np.ndarray

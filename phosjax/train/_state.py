@@ -40,6 +40,28 @@ class GroupState:
       diverged: whether the loss, the gradient norm, an updated param, running statistic
         (e.g. ``batch_stats``) or optimizer state became NaN/inf; the cell is then frozen.
       diverged_at: the step at which it diverged (-1: never).
+
+    Examples:
+      `init_group` makes one; `run_group` trains it, from numpy too (a checkpoint):
+
+      >>> from phosjax.data import random_dataset
+      >>> from phosjax.models import ModelConfig
+      >>> from phosjax.train import Cell, HParams, init_group, plan_groups, run_group
+      >>> data = random_dataset("toy", (8,), 3)
+      >>> model = ModelConfig("mlp", 3, (8,), width=8)
+      >>> hp = HParams(batch_size=16, steps=10)
+      >>> [group] = plan_groups([Cell(model, "toy", hp, seed=0), Cell(model, "toy", hp, seed=1)])
+      >>> state = init_group(group, data)
+      >>> {leaf.shape[0] for leaf in jax.tree.leaves(state)}  # every leaf: one row a cell
+      {2}
+      >>> state.data_key.dtype, state.step.tolist(), state.diverged.tolist()
+      (dtype('uint32'), [0, 0], [False, False])
+      >>> saved = jax.device_get(state)  # numpy, what a checkpoint stores
+      >>> type(saved.params["head"]["kernel"]).__name__
+      'ndarray'
+      >>> state, _ = run_group(group, saved, data, 5, strategy="vmap")
+      >>> state.step.tolist(), state.diverged_at.tolist()
+      ([5, 5], [-1, -1])
     """
 
     params: Any
