@@ -45,18 +45,34 @@ class Group:
 
     @property
     def model(self) -> Any:
+        """The model config every cell trains."""
         return self.cells[0].model
 
     @property
     def dataset(self) -> str:
+        """The name of the data set every cell trains on."""
         return self.cells[0].dataset
 
     @property
     def hparams(self) -> HParams:
-        """The hparams the cells share (per-cell values zeroed)."""
+        """The hparams the cells share (per-cell values zeroed).
+
+        Examples:
+          >>> from phosjax.models import ModelConfig
+          >>> from phosjax.train import Cell, HParams
+          >>> model = ModelConfig("mlp", 10, (40,))
+          >>> a = Cell(model, "mnist1d", HParams(learning_rate=1e-3, steps=50), seed=0)
+          >>> b = Cell(model, "mnist1d", HParams(learning_rate=1e-2, steps=50), seed=1)
+          >>> group = Group((a, b), (0, 1))
+          >>> group.model.name, group.dataset, len(group)
+          ('mlp', 'mnist1d', 2)
+          >>> group.hparams.steps, group.hparams.learning_rate  # in `values`, per cell
+          (50, 0.0)
+        """
         return self.cells[0].hparams.shared()
 
     def signature(self) -> tuple[Any, ...]:
+        """What the cells share, `Cell.signature`: their model, data set and `hparams`."""
         return self.cells[0].signature()
 
     def __len__(self) -> int:
@@ -67,6 +83,16 @@ class Group:
 
         ``regularizer_strength`` and ``knob_value`` (one column per regularizer or knob)
         are left out when there are none.
+
+        Examples:
+          >>> from phosjax.models import ModelConfig
+          >>> from phosjax.train import Cell, HParams
+          >>> model = ModelConfig("mlp", 10, (40,))
+          >>> a = Cell(model, "mnist1d", HParams(learning_rate=1e-3), seed=0)
+          >>> b = Cell(model, "mnist1d", HParams(learning_rate=1e-2), seed=1)
+          >>> values = Group((a, b), (0, 1)).values()
+          >>> sorted(values), values["learning_rate"].tolist()
+          (['label_smoothing', 'learning_rate', 'momentum', 'weight_decay'], [0.001, 0.01])
         """
 
         def stack(get: Any, width: int | None = None) -> np.ndarray:
