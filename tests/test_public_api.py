@@ -113,6 +113,24 @@ def test_every_public_callable_has_an_example(name):
     assert not missing, f"no '>>>' example in the docstring of: {', '.join(missing)}"
 
 
+@pytest.mark.parametrize("name", PACKAGES_WITH_EXAMPLES)
+def test_every_public_method_and_property_of_a_public_class_has_a_docstring(name):
+    """A method or property a public class defines (not one it inherits) says what it
+    gives: `help` and an IDE show nothing else of it."""
+    package = importlib.import_module(name)
+    missing = []
+    for attr in package.__all__:
+        cls = getattr(package, attr)
+        if not isinstance(cls, type):
+            continue
+        for member, value in vars(cls).items():
+            function = value.fget if isinstance(value, property) else value
+            function = getattr(function, "__func__", function)  # classmethod, staticmethod
+            if not member.startswith("_") and callable(function) and not function.__doc__:
+                missing.append(f"{name}.{attr}.{member}")
+    assert not missing, f"no docstring: {', '.join(missing)}"
+
+
 def test_the_allowlist_of_callables_without_examples_is_current():
     for qualified, reason in NO_EXAMPLE.items():
         name, _, attr = qualified.rpartition(".")

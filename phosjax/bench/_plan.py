@@ -129,6 +129,8 @@ class PlannedCell:
 
     @property
     def cell_id(self) -> str:
+        """The cell's id in the bench's files (12 hex digits of a hash of its model
+        config, data set, hparams and seed: planned again, the same)."""
         return self.row["cell_id"]
 
 
@@ -174,10 +176,24 @@ class Plan:
 
     @property
     def cells(self) -> list[PlannedCell]:
+        """Every group's cells, group by group."""
         return [cell for group in self.groups for cell in group.cells]
 
     def models(self) -> dict[str, ModelConfig]:
-        """The resolved model config of each model id."""
+        """The resolved model config of each model id (``model_id`` of a cell's row).
+
+        Examples:
+          >>> from phosjax.bench import BenchConfig, plan
+          >>> from phosjax.data import random_dataset
+          >>> config = BenchConfig.from_dict(
+          ...     {"models": ["mlp"], "datasets": ["toy"], "seeds": 2, "grid": {"batch_size": 16}}
+          ... )
+          >>> planned = plan(config, datasets={"toy": random_dataset("toy", (8,), 3)})
+          >>> [model_id] = {cell.row["model_id"] for cell in planned.cells}  # both seeds'
+          >>> model = planned.models()[model_id]
+          >>> model.name, model.input_shape, model.num_classes  # read from the data set
+          ('mlp', (8,), 3)
+        """
         return {c.row["model_id"]: c.cell.model for c in self.cells}
 
 
