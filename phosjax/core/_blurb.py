@@ -49,7 +49,13 @@ class ArraySpec:
     @classmethod
     def of(cls, x: Any) -> "ArraySpec":
         """The spec of an array, a number, or a jax literal (a scalar with a dtype and no
-        shape, as `nn.remat` hands back a constant variable)."""
+        shape, as `nn.remat` hands back a constant variable).
+
+        Examples:
+          >>> import jax.numpy as jnp
+          >>> ArraySpec.of(jnp.ones((2, 3), jnp.bfloat16)), ArraySpec.of(1.5)
+          (ArraySpec(shape=(2, 3), dtype='bfloat16'), ArraySpec(shape=(), dtype='float64'))
+        """
         dtype = x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
         return cls(tuple(int(d) for d in np.shape(x)), str(dtype))
 
@@ -138,7 +144,15 @@ class ModuleBlurb:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ModuleBlurb":
-        """The inverse of `dataclasses.asdict` after a trip through JSON."""
+        """The inverse of `dataclasses.asdict` after a trip through JSON.
+
+        Examples:
+          >>> import dataclasses, json, flax.linen as nn, jax, jax.numpy as jnp
+          >>> x = jnp.ones((1, 4)); variables = nn.Dense(3).init(jax.random.key(0), x)
+          >>> root = blurb(nn.Dense(3), variables, x, measure_latency=False, flops=False).root
+          >>> ModuleBlurb.from_dict(json.loads(json.dumps(dataclasses.asdict(root)))) == root
+          True
+        """
         spec = lambda s: ArraySpec(tuple(s["shape"]), s["dtype"])
         return cls(
             **{
@@ -169,7 +183,16 @@ class Blurb:
     backend: str
 
     def modules(self) -> dict[str, ModuleBlurb]:
-        """Every module's summary by path, parents before children."""
+        """Every module's summary by path, parents before children.
+
+        Examples:
+          >>> import flax.linen as nn, jax, jax.numpy as jnp
+          >>> model = nn.Sequential([nn.Dense(8), nn.relu, nn.Dense(3)])
+          >>> x = jnp.ones((1, 4)); variables = model.init(jax.random.key(0), x)
+          >>> b = blurb(model, variables, x, measure_latency=False, flops=False)
+          >>> {path: module.params for path, module in b.modules().items()}
+          {'': 67, 'layers_0': 40, 'layers_2': 27}
+        """
         found: dict[str, ModuleBlurb] = {}
 
         def walk(module: ModuleBlurb) -> None:
@@ -193,17 +216,45 @@ class Blurb:
         return modules[path]
 
     def to_json(self, indent: int | None = None) -> str:
-        """The summary as JSON (only numbers, strings, lists and objects)."""
+        """The summary as JSON (only numbers, strings, lists and objects).
+
+        Examples:
+          >>> import json, flax.linen as nn, jax, jax.numpy as jnp
+          >>> x = jnp.ones((1, 4)); variables = nn.Dense(3).init(jax.random.key(0), x)
+          >>> b = blurb(nn.Dense(3), variables, x, measure_latency=False, flops=False)
+          >>> json.loads(b.to_json())["root"]["outputs"]
+          {'': {'shape': [1, 3], 'dtype': 'float32'}}
+        """
         return json.dumps(dataclasses.asdict(self), indent=indent)
 
     @classmethod
     def from_json(cls, text: str) -> "Blurb":
-        """Reads what `to_json` wrote: ``Blurb.from_json(b.to_json()) == b``."""
+        """Reads what `to_json` wrote: ``Blurb.from_json(b.to_json()) == b``.
+
+        Examples:
+          >>> import flax.linen as nn, jax, jax.numpy as jnp
+          >>> x = jnp.ones((1, 4)); variables = nn.Dense(3).init(jax.random.key(0), x)
+          >>> b = blurb(nn.Dense(3), variables, x, measure_latency=False, flops=False)
+          >>> Blurb.from_json(b.to_json()) == b
+          True
+        """
         d = json.loads(text)
         return cls(ModuleBlurb.from_dict(d["root"]), d["backend"])
 
     def table(self) -> str:
-        """One line per module, indented by depth (about 120 columns)."""
+        """One line per module, indented by depth (about 120 columns); ``str(blurb)`` too.
+
+        Examples:
+          >>> import flax.linen as nn, jax, jax.numpy as jnp
+          >>> model = nn.Sequential([nn.Dense(8), nn.relu, nn.Dense(3)])
+          >>> x = jnp.ones((1, 4)); variables = model.init(jax.random.key(0), x)
+          >>> print(blurb(model, variables, x, measure_latency=False, flops=False).table())
+          module                         type           params output          flops   latency notes
+          (top)                          Sequential         67 1x3                 -         -
+            layers_0                     Dense              40 1x8                 -         -
+            layers_2                     Dense              27 1x3                 -         -
+          backend: ...
+        """
         return table(self)
 
     def __str__(self) -> str:
