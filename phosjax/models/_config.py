@@ -156,7 +156,13 @@ class ModelConfig:
 
     @property
     def widths(self) -> tuple[int, ...] | None:
-        """``width`` as a tuple (one entry per stage), or ``None`` for the default."""
+        """``width`` as a tuple (one entry per stage), or ``None`` for the default.
+
+        Examples:
+          >>> config = ModelConfig("mlp", 10, (40,))
+          >>> config.widths, config.replace(width=64).widths, config.replace(width=[64, 32]).widths
+          (None, (64,), (64, 32))
+        """
         return (self.width,) if isinstance(self.width, int) else self.width
 
     def replace(self, **changes: Any) -> "ModelConfig":
@@ -167,19 +173,38 @@ class ModelConfig:
         """This config with every default filled in: depth, width (a tuple) and options.
 
         The result builds exactly the same model; record it to keep the explicit sizes.
+
+        Examples:
+          >>> ModelConfig("mlp", 10, (40,)).resolved()
+          ModelConfig(name='mlp', num_classes=10, input_shape=(40,), depth=1, width=(100,),
+                      options=(('dropout', 0.0), ('input_kind', None), ('pool', 'mean')))
         """
         from phosjax.models._registry import model_spec
 
         return model_spec(self.name).resolve(self)
 
     def build(self) -> nn.Module:
-        """The Flax module this config describes (same as `build_model`)."""
+        """The Flax module this config describes (same as `build_model`).
+
+        Examples:
+          >>> import jax, jax.numpy as jnp
+          >>> model = ModelConfig("mlp", 10, (40,), width=16).build()
+          >>> x = jnp.ones((2, 40))
+          >>> model.apply(model.init(jax.random.key(0), x), x).shape  # (batch, classes)
+          (2, 10)
+        """
         from phosjax.models._registry import build_model
 
         return build_model(self)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serializable dict (tuples become lists, options a dict)."""
+        """A JSON-serializable dict (tuples become lists, options a dict).
+
+        Examples:
+          >>> ModelConfig("mlp", 10, (40,), width=(64, 32), options={"pool": "max"}).to_dict()
+          {'name': 'mlp', 'num_classes': 10, 'input_shape': [40], 'depth': None,
+           'width': [64, 32], 'options': {'pool': 'max'}}
+        """
         width = self.width if isinstance(self.width, int | None) else list(self.width)
         return {
             "name": self.name,
@@ -192,7 +217,18 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "ModelConfig":
-        """The inverse of `to_dict`; unknown or missing keys are an error that lists them."""
+        """The inverse of `to_dict`; unknown or missing keys are an error that lists them.
+
+        Examples:
+          >>> ModelConfig.from_dict({"name": "mlp", "num_classes": 10, "input_shape": [40]})
+          ModelConfig(name='mlp', num_classes=10, input_shape=(40,), depth=None, width=None,
+                      options=())
+          >>> ModelConfig.from_dict({"name": "mlp", "num_classes": 10, "input_shape": [40],
+          ...                        "widht": 64})
+          Traceback (most recent call last):
+          ValueError: ModelConfig has no field(s) ['widht']; known: ['depth', 'input_shape',
+          'name', 'num_classes', 'options', 'width']. Did you mean 'width'?
+        """
         known = {field.name for field in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

@@ -72,7 +72,12 @@ class ModelSpec:
     check: Callable[[ModelConfig], None] | None = None
 
     def accepted_options(self) -> set[str]:
-        """The option keys this model reads."""
+        """The option keys this model reads.
+
+        Examples:
+          >>> sorted(model_spec("mlp").accepted_options())
+          ['dropout', 'dtype', 'input_kind', 'param_dtype', 'pool']
+        """
         accepted = set(dict(self.options))
         if self.build is None:
             accepted |= set(FRAME_OPTIONS)
@@ -84,7 +89,15 @@ class ModelSpec:
     def resolve(self, config: ModelConfig) -> ModelConfig:
         """``config`` with the defaults filled in and checked (see `ModelConfig.resolved`),
         by the model's own ``check`` too (options that must fit each other or the input
-        shape), so that a bench refuses them when it plans."""
+        shape), so that a bench refuses them when it plans.
+
+        Examples:
+          >>> from phosjax.models import ModelConfig
+          >>> model_spec("mlp").resolve(ModelConfig("mlp", 10, (40,), options={"pool": "min"}))
+          Traceback (most recent call last):
+          ValueError: model 'mlp': option pool must be one of ('mean', 'max', 'flatten',
+          'last'), got 'min'
+        """
         resolved = self._resolve_defaults(config)
         if self.check is not None:
             self.check(resolved)
@@ -155,7 +168,14 @@ class ModelSpec:
         return choose_kind(input_shape, supported, forced, self.name)
 
     def make(self, config: ModelConfig) -> nn.Module:
-        """Builds the module for ``config``."""
+        """Builds the module for ``config`` (`ModelConfig.build` calls it).
+
+        Examples:
+          >>> from phosjax.models import ModelConfig
+          >>> config = ModelConfig("mlp", 10, (40,), width=16)
+          >>> model_spec("mlp").make(config) == config.build()
+          True
+        """
         resolved = self.resolve(config)
         if self.build is not None:
             return checked_build(self.build(resolved), self.name)
