@@ -171,7 +171,13 @@ class Regularizer:
 
     def shared(self) -> "Regularizer":
         """This penalty at strength 0, less the fields its kind ignores: what a compiled
-        group shares."""
+        group shares.
+
+        Examples:
+          >>> Regularizer("**/kernel", "l2", 1e-3, cost="params").shared()  # l2 has no cost
+          Regularizer(selector='**/kernel', kind='l2', strength=0.0, on='params',
+                      cost='flops', source='auto', threshold=0.01)
+        """
         if self.kind == "morph":
             return dataclasses.replace(self, strength=0.0)
         return Regularizer(self.selector, self.kind, 0.0, self.on)
@@ -351,11 +357,22 @@ class HParams:
     @property
     def scheduled(self) -> bool:
         """Whether the learning rate moves during the run (a warmup or a decay): then the
-        step reports it as the metric ``lr``."""
+        step reports it as the metric ``lr``.
+
+        Examples:
+          >>> HParams().scheduled, HParams(lr_schedule="cosine").scheduled
+          (False, True)
+        """
         return self.lr_schedule != "constant" or self.warmup_steps > 0
 
     def shared(self) -> "HParams":
-        """These hparams with every per-cell value zeroed: what a compiled group shares."""
+        """These hparams with every per-cell value zeroed: what a compiled group shares.
+
+        Examples:
+          >>> shared = HParams(learning_rate=1e-2, knobs={"**/T": 2.0}, steps=50).shared()
+          >>> shared.learning_rate, shared.knobs, shared.steps
+          (0.0, (('**/T', 0.0),), 50)
+        """
         return dataclasses.replace(
             self,
             learning_rate=0.0,
@@ -424,5 +441,15 @@ class Cell:
         object.__setattr__(self, "seed", int_at_least("Cell seed", self.seed, -(2**63)))
 
     def signature(self) -> tuple[Any, ...]:
-        """What must be equal for two cells to share one compiled step."""
+        """What must be equal for two cells to share one compiled step.
+
+        Examples:
+          >>> from phosjax.models import ModelConfig
+          >>> model = ModelConfig("mlp", 10, (40,))
+          >>> a = Cell(model, "mnist1d", HParams(learning_rate=1e-3), seed=0)
+          >>> b = Cell(model, "mnist1d", HParams(learning_rate=1e-2), seed=1)
+          >>> c = Cell(model, "mnist1d", HParams(batch_size=64), seed=0)
+          >>> a.signature() == b.signature(), a.signature() == c.signature()  # c: other shapes
+          (True, False)
+        """
         return (self.model, self.dataset, self.hparams.shared())
