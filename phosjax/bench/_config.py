@@ -399,7 +399,17 @@ class Grid:
 
     def axes(self) -> dict[str, list[Any]]:
         """Every field as a list of values, in field order, then knobs as
-        ``knob/<selector>`` and regularizer strengths as `RegularizerEntry.column`."""
+        ``knob/<selector>`` and regularizer strengths as `RegularizerEntry.column`.
+
+        Examples:
+          >>> grid = BenchConfig.from_dict({"grid": {
+          ...     "learning_rate": [1e-3, 1e-2], "knobs": {"**/T": [1.0, 2.0]},
+          ...     "regularizers": [{"kind": "l2", "selector": "**/kernel", "strength": [0, 1e-4]}],
+          ... }}).grid
+          >>> {name: values for name, values in grid.axes().items() if len(values) > 1}
+          {'learning_rate': [0.001, 0.01], 'knob/**/T': [1.0, 2.0],
+           'reg/l2/**/kernel': [0.0, 0.0001]}
+        """
         out = {}
         for field in dataclasses.fields(self):
             if field.name in ("knobs", "regularizers"):
@@ -412,7 +422,15 @@ class Grid:
         return out
 
     def regularizer_entries(self) -> list[RegularizerEntry]:
-        """The regularizers as checked `RegularizerEntry` values (columns must differ)."""
+        """The regularizers as checked `RegularizerEntry` values (columns must differ).
+
+        Examples:
+          >>> entry = {"kind": "l2", "selector": "**/kernel", "strength": 1e-4}
+          >>> BenchConfig.from_dict({"grid": {"regularizers": [entry, entry]}})
+          Traceback (most recent call last):
+          phosjax.bench._errors.BenchError: grid.regularizers: two entries share the column
+          'reg/l2/**/kernel'; give them different selectors.
+        """
         if not isinstance(self.regularizers, list | tuple):
             raise BenchError(f"grid.regularizers must be a list, got {self.regularizers!r}.")
         entries = [RegularizerEntry.parse(entry) for entry in self.regularizers]
@@ -546,15 +564,33 @@ class BenchConfig:
                 )
 
     def model_entries(self) -> list[ModelEntry]:
-        """The models as `ModelEntry` values."""
+        """The models as `ModelEntry` values.
+
+        Examples:
+          >>> config = BenchConfig.from_dict({"models": ["mlp", {"name": "cnn", "width": 32}]})
+          >>> config.model_entries()
+          [ModelEntry(name='mlp', depth=None, width=None, options={}),
+           ModelEntry(name='cnn', depth=None, width=32, options={})]
+        """
         return [ModelEntry.parse(entry) for entry in self.models]
 
     def seed_list(self) -> list[int]:
-        """The seeds: ``range(seeds)`` for a count, else the list."""
+        """The seeds: ``range(seeds)`` for a count, else the list.
+
+        Examples:
+          >>> BenchConfig(seeds=3).seed_list(), BenchConfig(seeds=[3, 7]).seed_list()
+          ([0, 1, 2], [3, 7])
+        """
         return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data (JSON and YAML friendly) that `from_dict` reads back."""
+        """Plain data (JSON and YAML friendly) that `from_dict` reads back.
+
+        Examples:
+          >>> config = BenchConfig.from_dict({"models": ["mlp"], "grid": {"steps": 20}})
+          >>> config.to_dict()["grid"]["steps"], BenchConfig.from_dict(config.to_dict()) == config
+          (20, True)
+        """
         data = self._plain()
         if not data["grid"]["regularizers"]:  # benches made before the field keep their file
             del data["grid"]["regularizers"]
@@ -562,7 +598,14 @@ class BenchConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "BenchConfig":
-        """A config from plain data; unknown keys are named with the nearest valid ones."""
+        """A config from plain data; unknown keys are named with the nearest valid ones.
+
+        Examples:
+          >>> BenchConfig.from_dict({"model": ["mlp"]})
+          Traceback (most recent call last):
+          phosjax.bench._errors.BenchError: unknown key 'model' in the bench config. Did you
+          mean 'models'? Valid keys: models, datasets, ...
+        """
         check_keys(data, cls, "the bench config")
         grid = data.get("grid", {})
         check_keys(grid, Grid, "grid")
@@ -595,7 +638,15 @@ class BenchConfig:
 
     def digest(self) -> str:
         """The sha256 of the config's canonical JSON, less ``data_dir``: configs of one
-        bench, one digest."""
+        bench, one digest.
+
+        Examples:
+          >>> config = BenchConfig.from_dict({"models": ["mlp"]})
+          >>> moved = BenchConfig.from_dict({"models": ["mlp"], "data_dir": "/data"})
+          >>> more = BenchConfig.from_dict({"models": ["mlp"], "seeds": 3})
+          >>> config.digest() == moved.digest() != more.digest(), len(config.digest())
+          (True, 64)
+        """
         text = json.dumps(_identity(self._plain()), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
 
