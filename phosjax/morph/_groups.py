@@ -54,13 +54,29 @@ class Member:
 
     @property
     def module(self) -> str:
-        """The path of the module holding the leaf (the path without the leaf's name)."""
+        """The path of the module holding the leaf (the path without the leaf's name).
+
+        Examples:
+          >>> Member("params/block/Dense_0/kernel", 1, frozenset({"out"}), np.arange(8)).module
+          'params/block/Dense_0'
+        """
         return self.path.rsplit("/", 1)[0] if "/" in self.path else ""
 
     @property
     def zeroed(self) -> bool:
         """Whether `mask` zeroes this axis's dead slices (it produces the channel, and
-        zeroing it makes no inf or NaN)."""
+        zeroing it makes no inf or NaN).
+
+        Examples:
+          >>> import jax, jax.numpy as jnp, flax.linen as nn
+          >>> from phosjax.morph import channel_groups
+          >>> model = nn.Sequential([nn.Dense(8), nn.BatchNorm(use_running_average=True),
+          ...                        nn.relu, nn.Dense(3)])
+          >>> x = jnp.ones((2, 4)); variables = model.init(jax.random.key(0), x)
+          >>> [group] = channel_groups(model, variables, x).groups
+          >>> [m.path for m in group.members if not m.zeroed]  # a variance; a consumer
+          ['batch_stats/layers_1/var', 'params/layers_3/kernel']
+        """
         return bool(self.kinds & ZEROING) and "normalized" not in self.kinds
 
 
@@ -85,7 +101,18 @@ class ChannelGroup:
     members: tuple[Member, ...]
 
     def sources(self, kind: str) -> tuple[Member, ...]:
-        """Members used as ``kind`` (``"out"``: kernels; ``"scale"``: norm scales)."""
+        """Members used as ``kind`` (``"out"``: kernels; ``"scale"``: norm scales).
+
+        Examples:
+          >>> import jax, jax.numpy as jnp, flax.linen as nn
+          >>> from phosjax.morph import channel_groups
+          >>> model = nn.Sequential([nn.Dense(8), nn.BatchNorm(use_running_average=True),
+          ...                        nn.relu, nn.Dense(3)])
+          >>> x = jnp.ones((2, 4)); variables = model.init(jax.random.key(0), x)
+          >>> [group] = channel_groups(model, variables, x).groups
+          >>> [m.path for m in group.sources("out")], [m.path for m in group.sources("scale")]
+          (['params/layers_0/kernel'], ['params/layers_1/scale'])
+        """
         return tuple(m for m in self.members if kind in m.kinds)
 
 
@@ -122,15 +149,54 @@ class ChannelGroups:
 
     @property
     def names(self) -> tuple[str, ...]:
-        """The groups' names."""
+        """The groups' names (the keys of `full` and of an ``alive`` mapping).
+
+        Examples:
+          >>> import jax, jax.numpy as jnp, flax.linen as nn
+          >>> from phosjax.morph import channel_groups
+          >>> model = nn.Sequential([nn.Dense(8), nn.BatchNorm(use_running_average=True),
+          ...                        nn.relu, nn.Dense(3)])
+          >>> x = jnp.ones((2, 4)); variables = model.init(jax.random.key(0), x)
+          >>> channel_groups(model, variables, x).names
+          ('layers_0',)
+        """
         return tuple(g.name for g in self.groups)
 
     def full(self) -> dict[str, np.ndarray]:
-        """Every channel alive: ``{group name: all True}``."""
+        """Every channel alive: ``{group name: all True}``.
+
+        Examples:
+          >>> import jax, jax.numpy as jnp, flax.linen as nn
+          >>> from phosjax.morph import channel_groups
+          >>> model = nn.Sequential([nn.Dense(8), nn.BatchNorm(use_running_average=True),
+          ...                        nn.relu, nn.Dense(3)])
+          >>> x = jnp.ones((2, 4)); variables = model.init(jax.random.key(0), x)
+          >>> groups = channel_groups(model, variables, x)
+          >>> {name: alive.tolist() for name, alive in groups.full().items()}
+          {'layers_0': [True, True, True, True, True, True, True, True]}
+        """
         return {g.name: np.ones(g.size, bool) for g in self.groups}
 
     def alive_arrays(self, alive: Mapping[str, Any]) -> list[np.ndarray]:
-        """``alive`` checked and in group order (missing groups are fully alive)."""
+        """``alive`` checked and in group order (missing groups are fully alive).
+
+        Examples:
+          >>> import jax, jax.numpy as jnp, flax.linen as nn
+          >>> from phosjax.morph import channel_groups
+          >>> model = nn.Sequential([nn.Dense(8), nn.BatchNorm(use_running_average=True),
+          ...                        nn.relu, nn.Dense(3)])
+          >>> x = jnp.ones((2, 4)); variables = model.init(jax.random.key(0), x)
+          >>> groups = channel_groups(model, variables, x)
+          >>> [int(alive.sum()) for alive in groups.alive_arrays({})]  # all 8 alive
+          [8]
+          >>> groups.alive_arrays({"layers_0": [True] * 5})
+          Traceback (most recent call last):
+          ValueError: alive['layers_0'] has shape (5,); the group has 8 channels, so expected (8,)
+          >>> groups.alive_arrays({"layers_1": [True] * 8})
+          Traceback (most recent call last):
+          KeyError: "no channel group named ['layers_1']; nearest: ['layers_0'];
+          groups: ['layers_0']"
+        """
         unknown = sorted(set(alive) - set(self.names))
         if unknown:
             near = difflib.get_close_matches(unknown[0], self.names, n=3)

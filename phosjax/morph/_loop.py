@@ -158,7 +158,17 @@ class MorphConfig:
     @classmethod
     def from_dict(cls, data: Any) -> "MorphConfig":
         """From a YAML/JSON mapping with at least ``model``; anything else is a
-        `MorphConfigError` that names the required and known fields."""
+        `MorphConfigError` that names the required and known fields.
+
+        Examples:
+          >>> model = {"name": "mlp", "num_classes": 10, "input_shape": [8, 8, 1]}
+          >>> MorphConfig.from_dict({"model": model, "steps": 20}).steps
+          20
+          >>> MorphConfig.from_dict({"model": model, "step": 20})
+          Traceback (most recent call last):
+          phosjax.morph._loop.MorphConfigError: MorphConfig has no field(s) ['step']; required:
+          ['model']; known: ['model', 'dataset', ...]. Did you mean 'steps'?
+        """
         known = [f.name for f in dataclasses.fields(cls)]
         fields = f"required: ['model']; known: {known}"
         if not isinstance(data, Mapping):
