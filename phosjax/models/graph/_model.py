@@ -476,7 +476,15 @@ class GraphModel(nn.Module):
     def shapes(self, x: Any = None, variables: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """``{path: jax.ShapeDtypeStruct}`` of every node on input ``x`` (which may itself be
         a `jax.ShapeDtypeStruct`; None for a graph without input nodes), traced with
-        `jax.eval_shape`: nothing is computed."""
+        `jax.eval_shape`: nothing is computed.
+
+        Examples:
+          >>> import flax.linen as nn, jax.numpy as jnp
+          >>> from phosjax.models.graph import GraphModel, Input, node
+          >>> model = GraphModel({"x": Input(), "h": node(nn.Dense(4), inputs="x"), "y": nn.relu})
+          >>> {path: s.shape for path, s in model.shapes(jnp.ones((2, 3))).items()}
+          {'h': (2, 4), 'x': (2, 3), 'y': (2, 4)}
+        """
         every = self.nodes
         if variables is None:
             init = lambda x: self.init_with_output(jax.random.key(0), x, outputs=every)[0]
@@ -504,7 +512,17 @@ class GraphModel(nn.Module):
         """JSON for the web viewer: ``{"nodes": [{"id", "name", "group", "op", "inputs",
         "shape", "dtype", "params"}], "edges": [{"source", "target"}], "inputs",
         "outputs"}``; shapes and parameter counts are filled in when ``x`` is given (always
-        for a graph without input nodes)."""
+        for a graph without input nodes).
+
+        Examples:
+          >>> import flax.linen as nn, jax.numpy as jnp
+          >>> from phosjax.models.graph import GraphModel, Input, node
+          >>> model = GraphModel({"x": Input(), "h": node(nn.Dense(4), inputs="x"), "y": nn.relu})
+          >>> import json
+          >>> drawn = json.loads(model.to_json(jnp.ones((2, 3))))
+          >>> [(n["id"], n["shape"], n["params"]) for n in drawn["nodes"]], drawn["outputs"]
+          ([('x', [2, 3], 0), ('h', [2, 4], 16), ('y', [2, 4], 0)], ['y'])
+        """
         return _draw.to_json(self._graph, x, self)
 
     @property

@@ -654,7 +654,14 @@ class Graph:
         return tuple(order)
 
     def inputs_of(self, path: str) -> tuple[str, ...]:
-        """The absolute paths of the inputs of node ``path`` (none for an `Input`)."""
+        """The absolute paths of the inputs of node ``path`` (none for an `Input`).
+
+        Examples:
+          >>> block = {"a": abs, "b": node(inputs=("a", "/h"), combine="add")}
+          >>> g = Graph({"h": node(abs), "block": block})
+          >>> g.inputs_of("block/b"), g.inputs_of("block/a"), g.inputs_of("input")
+          (('block/a', 'h'), ('h',), ())
+        """
         n = self.nodes[path]
         return n.inputs or () if isinstance(n, Node) else ()
 
@@ -662,6 +669,12 @@ class Graph:
         """The nodes that computing ``targets`` needs when the ``given`` nodes are known.
 
         Returned in `order`; the search stops at given nodes, which are included.
+
+        Examples:
+          >>> block = {"a": abs, "b": node(inputs=("a", "/h"), combine="add")}
+          >>> g = Graph({"h": node(abs), "block": block})
+          >>> g.needed(["h"]), g.needed(["block/b"], given=["h"])
+          (('input', 'h'), ('h', 'block/a', 'block/b'))
         """
         given, seen = set(given), set()
         todo = list(targets)
@@ -744,7 +757,16 @@ class Graph:
         )
 
     def spec(self) -> dict[str, Node | Input]:
-        """A flat spec ``{path: node}`` with absolute inputs, which rebuilds this graph."""
+        """A flat spec ``{path: node}`` with absolute inputs, which rebuilds this graph.
+
+        Examples:
+          >>> block = {"a": abs, "b": node(inputs=("a", "/h"), combine="add")}
+          >>> g = Graph({"h": node(abs), "block": block})
+          >>> list(g.spec()), g.spec()["block/b"].inputs
+          (['input', 'h', 'block/a', 'block/b'], ('/block/a', '/h'))
+          >>> Graph(g.spec()).edges == g.edges
+          True
+        """
         return {
             p: dataclasses.replace(n, inputs=tuple(SEP + s for s in n.inputs or ()))
             if isinstance(n, Node)
