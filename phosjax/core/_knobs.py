@@ -59,7 +59,12 @@ class Range:
             raise ValueError(f"{self!r} holds no number: give a lower bound below the upper.")
 
     def bounds(self) -> dict[str, float]:
-        """The bounds given, by name (``{"gt": 0}`` for ``Range(gt=0)``)."""
+        """The bounds given, by name (``{"gt": 0}`` for ``Range(gt=0)``).
+
+        Examples:
+          >>> Range(ge=0, lt=1).bounds()
+          {'ge': 0, 'lt': 1}
+        """
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
     def __repr__(self) -> str:
@@ -92,7 +97,15 @@ class Range:
 
     def mask(self, value: Any, xp: Any = np) -> Any:
         """Whether each entry of ``value`` is in range, computed with ``xp`` (numpy, or
-        jax.numpy for a traced value)."""
+        jax.numpy for a traced value); a non-finite entry never is.
+
+        Examples:
+          >>> Range(gt=0).mask(np.array([-1.0, 0.5, np.inf])).tolist()
+          [False, True, False]
+          >>> import jax, jax.numpy as jnp
+          >>> jax.jit(lambda v: Range(gt=0).mask(v, jnp))(jnp.array([-1.0, 0.5])).tolist()
+          [False, True]
+        """
         inside = xp.isfinite(value)
         for bound, within in (
             (self.gt, xp.greater),
