@@ -84,7 +84,15 @@ class Choice(PassesKeywords, nn.Module):
     param_dtype: Any = jnp.float32
 
     def takes_keyword(self, name: str) -> bool:
-        """As `PassesKeywords`, and ``mask`` when ``per_example`` (its gate reads it)."""
+        """As `PassesKeywords`, and ``mask`` when ``per_example`` (its gate reads it).
+
+        Examples:
+          >>> import flax.linen as nn
+          >>> Choice([nn.Dense(3), nn.Dense(3)]).takes_keyword("mask")  # no branch takes it
+          False
+          >>> Choice([nn.Dense(3), nn.Dense(3)], per_example=True).takes_keyword("mask")
+          True
+        """
         return (self.per_example and name == "mask") or super().takes_keyword(name)
 
     @nn.compact
