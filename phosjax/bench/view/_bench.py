@@ -170,17 +170,45 @@ class BenchFiles:
         return read_file(path, read, path.relative_to(self.root).as_posix())
 
     def json(self, relative: str) -> Any:
-        """The parsed JSON file, or None when it does not exist."""
+        """The parsed JSON file, or None when it does not exist.
+
+        Examples:
+          >>> import tempfile
+          >>> root = pathlib.Path(tempfile.mkdtemp())
+          >>> _ = (root / "bench.json").write_text('{"format": 1}')
+          >>> BenchFiles(root).json("bench.json"), BenchFiles(root).json("status.json")
+          ({'format': 1}, None)
+        """
         path = self.path(relative)
         return self._read(path, lambda p: json.loads(p.read_text())) if path.is_file() else None
 
     def text(self, relative: str) -> str | None:
-        """The file's text, or None when it does not exist."""
+        """The file's text, or None when it does not exist.
+
+        Examples:
+          >>> import tempfile
+          >>> root = pathlib.Path(tempfile.mkdtemp())
+          >>> _ = (root / "bench.json").write_text('{"format": 1}')
+          >>> _ = (root / "config.yaml").write_text("models: [mlp]")
+          >>> BenchFiles(root).text("config.yaml"), BenchFiles(root).text("env.json")
+          ('models: [mlp]', None)
+        """
         path = self.path(relative)
         return self._read(path, pathlib.Path.read_text) if path.is_file() else None
 
     def table(self, relative: str) -> pd.DataFrame | None:
-        """The Parquet file as a frame, or None when it does not exist."""
+        """The Parquet file as a frame, or None when it does not exist.
+
+        Examples:
+          >>> import tempfile
+          >>> root = pathlib.Path(tempfile.mkdtemp())
+          >>> _ = (root / "bench.json").write_text('{"format": 1}')
+          >>> pd.DataFrame({"cell_id": ["a", "b"]}).to_parquet(root / "cells.parquet")
+          >>> BenchFiles(root).table("cells.parquet").cell_id.tolist()
+          ['a', 'b']
+          >>> BenchFiles(root).table("profile/groups.parquet") is None
+          True
+        """
         path = self.path(relative)
         return self._read(path, pd.read_parquet) if path.is_file() else None
 
@@ -208,7 +236,19 @@ class BenchFiles:
         """``status.json`` and the per-process status files merged: ``{"groups": {key: entry}}``,
         the key of process ``i`` of ``n``'s share of a group being ``<group_id>.p<i>of<n>``.
         An unfinished entry whose process's run is known to have stopped (`stopped`) gets
-        ``"stopped": True``."""
+        ``"stopped": True``.
+
+        Examples:
+          >>> import tempfile
+          >>> root = pathlib.Path(tempfile.mkdtemp())
+          >>> _ = (root / "bench.json").write_text('{"format": 1}')
+          >>> group = {"steps": 10, "cells": ["a", "b"], "finished": True}
+          >>> _ = (root / "status.json").write_text(json.dumps({"groups": {"mlp-1": group}}))
+          >>> other = {"mlp-2.p1of2": {"steps": 4, "cells": ["c"]}}
+          >>> _ = (root / "status.p1of2.json").write_text(json.dumps({"groups": other}))
+          >>> list(BenchFiles(root).status()["groups"])
+          ['mlp-1', 'mlp-2.p1of2']
+        """
         groups: dict[str, Any] = {}
         for relative in self.per_process(_layout.STATUS):
             data = self.json(relative)
@@ -233,7 +273,19 @@ class BenchFiles:
         host that no longer exists (the run was killed, ran out of memory, or the machine
         rebooted). False when that is not known: no such file, one that names another
         host, or one that cannot be read. The lock itself is never taken (a viewer holding
-        it, even shared, would stop a run starting at that instant)."""
+        it, even shared, would stop a run starting at that instant).
+
+        Examples:
+          >>> import tempfile
+          >>> root = pathlib.Path(tempfile.mkdtemp())
+          >>> _ = (root / "bench.json").write_text('{"format": 1}')
+          >>> import subprocess, sys
+          >>> gone = subprocess.Popen([sys.executable, "-c", ""]); _ = gone.wait()
+          >>> text = f"pid {gone.pid} on {socket.gethostname()} since 2026-01-01T00:00:00+00:00"
+          >>> _ = (root / "run.lock").write_text(text)
+          >>> BenchFiles(root).stopped("run.lock"), BenchFiles(root).stopped("run.p0of2.lock")
+          (True, False)
+        """
         try:
             text = self.text(lock) if self._inside(lock) is not None else None
         except BrokenFileError:
@@ -251,7 +303,19 @@ class BenchFiles:
 
     def progress(self) -> dict[str, dict[str, Any]]:
         """``{cell_id: {"steps", "finished", "stopped"}}`` from the status files (empty
-        before any); ``stopped``: its group's run is known to have stopped (see `status`)."""
+        before any); ``stopped``: its group's run is known to have stopped (see `status`).
+
+        Examples:
+          >>> import tempfile
+          >>> root = pathlib.Path(tempfile.mkdtemp())
+          >>> _ = (root / "bench.json").write_text('{"format": 1}')
+          >>> BenchFiles(root).progress()  # no status yet
+          {}
+          >>> group = {"steps": 10, "cells": ["a", "b"], "finished": True}
+          >>> _ = (root / "status.json").write_text(json.dumps({"groups": {"mlp-1": group}}))
+          >>> BenchFiles(root).progress()["b"]
+          {'steps': 10, 'finished': True, 'stopped': False}
+        """
         return {
             cell: {
                 "steps": group.get("steps"),
@@ -265,7 +329,15 @@ class BenchFiles:
     def all_stopped(self) -> bool:
         """Whether every run that wrote the bench is known to have stopped (`stopped`): at
         least one lock file, and each names a run that is gone. A group none has started
-        then never will until the bench is run again."""
+        then never will until the bench is run again.
+
+        Examples:
+          >>> import tempfile
+          >>> root = pathlib.Path(tempfile.mkdtemp())
+          >>> _ = (root / "bench.json").write_text('{"format": 1}')
+          >>> BenchFiles(root).all_stopped()  # no lock file: no run known to have stopped
+          False
+        """
         locks = self.per_process(_layout.LOCK)
         return bool(locks) and all(self.stopped(lock) for lock in locks)
 
@@ -314,12 +386,30 @@ class BenchFiles:
         return sorted(files)
 
     def cells(self) -> pd.DataFrame:
-        """The plan (``cells.parquet``); an empty frame of the cell columns before it exists."""
+        """The plan (``cells.parquet``); an empty frame of the cell columns before it exists.
+
+        Examples:
+          >>> import tempfile
+          >>> root = pathlib.Path(tempfile.mkdtemp())
+          >>> _ = (root / "bench.json").write_text('{"format": 1}')
+          >>> list(BenchFiles(root).cells().columns)
+          ['cell_id', 'group_id', 'model_id', 'model', 'dataset', 'seed']
+        """
         cells = self.table(_layout.CELLS)
         return pd.DataFrame(columns=list(_layout.CELL_COLUMNS)) if cells is None else cells
 
     def hparams(self) -> list[str]:
-        """The hyperparameter columns: those of ``cells.parquet`` after the cell columns."""
+        """The hyperparameter columns: those of ``cells.parquet`` after the cell columns.
+
+        Examples:
+          >>> import tempfile
+          >>> root = pathlib.Path(tempfile.mkdtemp())
+          >>> _ = (root / "bench.json").write_text('{"format": 1}')
+          >>> cells = {"cell_id": ["a"], "model": ["mlp"], "learning_rate": [1e-3], "steps": [10]}
+          >>> pd.DataFrame(cells).to_parquet(root / "cells.parquet")
+          >>> BenchFiles(root).hparams()
+          ['learning_rate', 'steps']
+        """
         return [c for c in self.cells().columns if c not in _layout.CELL_COLUMNS]
 
     def _parts(self) -> list[pathlib.Path]:
