@@ -18,7 +18,9 @@ _EXPORTS = {
     "ChannelGroups": "phosjax.morph._groups",
     "Member": "phosjax.morph._groups",
     "MorphConfig": "phosjax.morph._loop",
+    "MorphConfigError": "phosjax.morph._loop",
     "Morphed": "phosjax.morph._expand",
+    "RunDirectoryError": "phosjax.morph._loop",
     "Shrunk": "phosjax.morph._shrink",
     "UnsupportedOpError": "phosjax.morph._trace",
     "alive_channels": "phosjax.morph._regularizer",
@@ -68,6 +70,8 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs (a test keeps th
     from phosjax.morph._groups import channel_groups as channel_groups
     from phosjax.morph._loop import ITERATIONS as ITERATIONS
     from phosjax.morph._loop import MorphConfig as MorphConfig
+    from phosjax.morph._loop import MorphConfigError as MorphConfigError
+    from phosjax.morph._loop import RunDirectoryError as RunDirectoryError
     from phosjax.morph._loop import measured_latency as measured_latency
     from phosjax.morph._loop import run as run
     from phosjax.morph._loop import train as train

@@ -59,12 +59,36 @@ def _read_number(name: str, value: Any) -> Any:
 
 
 class MorphConfigError(ValueError):
-    """A `MorphConfig` field (or the mapping it is read from) is invalid."""
+    """A `MorphConfig` field (or the mapping it is read from) is invalid.
+
+    Examples:
+      >>> from phosjax.models import ModelConfig
+      >>> from phosjax.morph import MorphConfig, MorphConfigError
+      >>> try:
+      ...     MorphConfig(ModelConfig("mlp", 10, (8, 8, 1)), steps=0)
+      ... except MorphConfigError as error:
+      ...     print(error)
+      MorphConfig.steps=0: expected an integer >= 1
+    """
 
 
 class RunDirectoryError(MorphConfigError):
     """The run directory cannot take the loop's rows (a `MorphConfigError` too: both are
-    raised before anything trains)."""
+    raised before anything trains).
+
+    Examples:
+      >>> import tempfile
+      >>> from phosjax.models import ModelConfig
+      >>> from phosjax.morph import ITERATIONS, MorphConfig, run
+      >>> directory = pathlib.Path(tempfile.mkdtemp())
+      >>> (directory / ITERATIONS).parent.mkdir()
+      >>> _ = (directory / ITERATIONS).write_text("")  # an earlier run's rows
+      >>> run(MorphConfig(ModelConfig("mlp", 10, (8, 8, 1)), dataset="digits"), directory)
+      Traceback (most recent call last):
+      phosjax.morph._loop.RunDirectoryError: '...iterations.parquet' holds the rows of an
+      earlier run; choose another directory, or pass --overwrite (in Python:
+      run(..., overwrite=True)) to move them aside and start over
+    """
 
 
 def _number_error(name: str, value: Any) -> str | None:

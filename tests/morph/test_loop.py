@@ -12,7 +12,7 @@ import yaml
 import phosjax.morph.__main__ as cli
 from phosjax.data import ArrayDataset, load
 from phosjax.models import ModelConfig
-from phosjax.morph import MorphConfig, _loop, config_cost
+from phosjax.morph import MorphConfig, MorphConfigError, RunDirectoryError, _loop, config_cost
 from phosjax.morph.__main__ import main
 from tests.morph.unfollowable import NAME as SORTED
 
@@ -269,6 +269,17 @@ def test_earlier_rows_are_kept_or_moved_aside_and_a_bad_dir_fails_before_trainin
     error = f"error: --dir: {str(bench / 'results')!r} is inside the bench {str(bench)!r}, "
     assert capsys.readouterr().err.startswith(error)
     assert sorted(bench.rglob("*")) == [bench / "bench.json", bench / "results"]
+
+
+def test_the_errors_a_morph_run_raises_are_public_so_that_a_caller_can_catch_them(tmp_path):
+    with pytest.raises(MorphConfigError, match=r"^MorphConfig.steps=0: expected an integer >= 1"):
+        MorphConfig(ModelConfig("mlp", 10, (8, 8, 1)), steps=0)
+    rows = tmp_path / _loop.ITERATIONS
+    rows.parent.mkdir()
+    rows.write_text("")
+    with pytest.raises(RunDirectoryError, match="holds the rows of an earlier run"):
+        _loop._output(tmp_path, overwrite=False)
+    assert issubclass(RunDirectoryError, MorphConfigError)
 
 
 def test_the_printed_view_command_quotes_a_dir_with_spaces(tmp_path, capsys, monkeypatch):
