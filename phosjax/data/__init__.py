@@ -7,6 +7,7 @@ from phosjax.data._batching import batch_indices, take_batch
 from phosjax.data._dataset import ArrayDataset, check_batch_size
 from phosjax.data._load import (
     BUILTIN_NAMES,
+    NoSuchFeatureError,
     check_loadable,
     default_data_dir,
     load,
@@ -18,6 +19,7 @@ from phosjax.data._shuffle import shuffled_positions
 __all__ = [
     "BUILTIN_NAMES",
     "ArrayDataset",
+    "NoSuchFeatureError",
     "batch_indices",
     "check_batch_size",
     "check_loadable",

@@ -737,6 +737,21 @@ def _supervised_keys(name: str, info: tfds.core.DatasetInfo) -> tuple[str, str]:
 class NoSuchFeatureError(ValueError):
     """`load`'s ``features`` name ``missing``, which data set ``name`` lacks; ``known``: its
     features, sorted; ``suggested``: an (input, label) pair of them `load` can read, or None.
+
+    Examples:
+        >>> import tempfile
+        >>> from phosjax.data import NoSuchFeatureError, check_loadable
+        >>> tmp = tempfile.mkdtemp()
+        >>> check_loadable("digits", data_dir=tmp, features=("image", "lable"))  # not prepared
+        Traceback (most recent call last):
+        phosjax.data._load.NoSuchFeatureError: data set 'digits' has no feature 'lable'
+        (features: ['image', 'label']); features=('image', 'lable') names no feature of it.
+        Did you mean 'label'?
+        >>> try:
+        ...     check_loadable("digits", data_dir=tmp, features=("pixels", "label"))
+        ... except NoSuchFeatureError as error:
+        ...     print(error.missing, error.known, error.suggested)
+        pixels ['image', 'label'] ('image', 'label')
     """
 
     def __init__(

@@ -11,7 +11,15 @@ import PIL.Image
 import pytest
 import tensorflow_datasets as tfds
 
-from phosjax.data import ArrayDataset, _load, check_batch_size, check_loadable, load, prepared_names
+from phosjax.data import (
+    ArrayDataset,
+    NoSuchFeatureError,
+    _load,
+    check_batch_size,
+    check_loadable,
+    load,
+    prepared_names,
+)
 from tests.data import tfds_toys
 
 damaged_folder = _load._damaged_folder
@@ -172,7 +180,7 @@ def test_features_naming_a_missing_feature_list_the_features(toys_dir, tmp_path,
     }[name]
     for check in (load, check_loadable):
         with pytest.raises(
-            ValueError,
+            NoSuchFeatureError,  # public, so that a caller can catch it alone
             match=rf"data set '{name}' has no feature 'lable' \(features: "
             rf"{re.escape(known)}\); features=\('{x}', 'lable'\) names no feature",
         ):
