@@ -26,7 +26,7 @@ import jax.numpy as jnp
 
 from phosjax.core._collections import AUX_LOSS, PATH_WEIGHTS
 from phosjax.core._paths import check_path, module_path
-from phosjax.core._record import check_recorded, collecting, record
+from phosjax.core._record import check_recorded, collecting, record, taking
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +59,8 @@ def path_weights_opened() -> contextlib.AbstractContextManager[dict[str, None]]:
     """Within it, `path_weight` keeps the path of each weight it opens outside ``init`` in
     the dict yielded, whether or not it was recorded: one missing from the
     ``path_weights`` collection the call returns was dropped by a lifted transform
-    (`check_path_weights_kept`).
+    (`check_path_weights_kept`). The weights of a model the call applies inside itself
+    (a frozen teacher's ``.apply``) are that apply's, not the call's: they are not kept.
 
     Examples:
       >>> import flax.linen as nn, jax.numpy as jnp, phosjax as px
@@ -244,7 +245,7 @@ def path_weight(module: nn.Module, name: str, weight: Any) -> Iterator[jax.Array
             f"must be a scalar or one per example (B,), got shape {weight.shape}."
         )
     record(module, PATH_WEIGHTS, name, jnp.mean(weight))
-    opened = _OPENED.get()
+    opened = taking(_OPENED)
     if opened is not None and not module.is_initializing():
         opened.setdefault(module_path(module, name))
     outer = _CURRENT.get()

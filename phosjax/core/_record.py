@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import flax.linen as nn
+import flax.linen.module as linen_module
 import jax
 import numpy as np
 
@@ -90,10 +91,30 @@ def record(module: nn.Module, collection: str, name: str, value: Any) -> None:
     module.sow(collection, name, value, reduce_fn=add_call, init_fn=Calls)
 
 
+class _Found(dict[str, _V]):
+    """What `collecting` yields: a dict that knows how many Flax applies ran around
+    the context (`_apply_depth`) when it was entered."""
+
+    depth: int
+
+
+def _apply_depth() -> int:
+    """How many Flax ``apply``/``init`` calls run here, one inside another.
+
+    Linen keeps one entry per running apply or init on its stack of
+    ``capture_intermediates`` filters; a lifted transform (``nn.vmap``, ``nn.scan``...)
+    adds none, so it tells a nested ``.apply`` from the lifted scopes of one call.
+    """
+    return len(linen_module._context.capture_stack)
+
+
 @contextlib.contextmanager
 def collecting(var: contextvars.ContextVar[dict[str, _V] | None]) -> Iterator[dict[str, _V]]:
     """Within it, ``var`` holds a new dict, yielded, that the code run there fills (the
     knobs a trace declares, the notes it keeps aside); ``var``'s value before is restored.
+
+    Only the calls run there fill it, not an ``.apply`` (or ``.init``) nested in them,
+    e.g. a frozen teacher a model applies in its own call: `taking` tells.
 
     Examples:
       >>> var = contextvars.ContextVar("found", default=None)
@@ -102,13 +123,48 @@ def collecting(var: contextvars.ContextVar[dict[str, _V] | None]) -> Iterator[di
       >>> found, var.get()
       ({'a': 1}, None)
     """
-    found: dict[str, _V] = {}
+    found: _Found[_V] = _Found()
+    found.depth = _apply_depth()
     _COLLECTED.add(var)
     token = var.set(found)
     try:
         yield found
     finally:
         var.reset(token)
+
+
+def taking(var: contextvars.ContextVar[dict[str, _V] | None]) -> dict[str, _V] | None:
+    """The dict `collecting` put in ``var`` where the code run here is one of that
+    context's calls; None outside any, or inside a Flax ``.apply`` (``.init``) nested
+    in such a call: the nested model's records are not the caller's (its collections
+    are its own), so they are neither what the call declares nor what it dropped.
+
+    Lifted transforms (``nn.vmap``, ``nn.scan``...) stay the call's own: what is written
+    inside them is the call's, kept or dropped.
+
+    Examples:
+      >>> import flax.linen as nn, jax.numpy as jnp
+      >>> var = contextvars.ContextVar("found", default=None)
+      >>> class Inner(nn.Module):
+      ...     def __call__(self, x):
+      ...         taken = taking(var)
+      ...         if taken is not None:
+      ...             taken[type(self).__name__] = 1
+      ...         return x
+      >>> apart = Inner()  # unbound: applied apart
+      >>> class Outer(nn.Module):
+      ...     @nn.compact
+      ...     def __call__(self, x):
+      ...         return Inner()(apart.apply({}, x))
+      >>> with collecting(var) as found:
+      ...     _ = Outer().apply({}, jnp.ones(2))
+      >>> found  # the call's own Inner, not the one applied apart (named None)
+      {'Inner': 1}
+    """
+    found = var.get()
+    if not isinstance(found, _Found) or _apply_depth() > found.depth + 1:
+        return None
+    return found
 
 
 @contextlib.contextmanager
@@ -142,6 +198,8 @@ def check_recorded(
     whether or not it was recorded) is in ``recorded``, the ``collection`` the call
     returned. A lifted transform (``nn.vmap``, ``nn.scan``...) whose ``variable_axes``
     omit ``collection`` makes it immutable inside: what is written there is dropped.
+    A model the call applies inside itself (``.apply`` of a frozen teacher) is not
+    checked: `taking` leaves its paths out of ``seen``.
 
     Raises:
       ValueError: naming the first path missing (as ``what.format(path)``), what is

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from phosjax.core._collections import AUX_LOSS, BLURB, INJECTIONS, INTERMEDIATES, PERTURBATIONS
 from phosjax.core._path_weights import count_aux_loss, current_path_weight, scale_by_path_weight
 from phosjax.core._paths import check_path, module_path
-from phosjax.core._record import Calls, collecting, record
+from phosjax.core._record import Calls, collecting, record, taking
 
 _SEEN: contextvars.ContextVar[dict[str, dict[str, None]] | None] = contextvars.ContextVar(
     "phosjax_tags_seen", default=None
@@ -120,6 +120,8 @@ def aux_losses_raised() -> contextlib.AbstractContextManager[dict[str, None]]:
     """Within it, `aux_loss` keeps the path of each loss raised outside ``init`` in the
     dict yielded, whether or not it was recorded: one missing from the ``aux_loss``
     collection the call returns was dropped by a lifted transform (`check_aux_losses_kept`).
+    The losses of a model the call applies inside itself (a frozen teacher's
+    ``.apply``) are that apply's, not the call's: they are not kept.
 
     Examples:
       >>> import flax.linen as nn, jax.numpy as jnp, phosjax as px
@@ -169,7 +171,7 @@ def aux_loss(module: nn.Module, name: str, value: jax.Array) -> jax.Array:
     what = f"aux loss {module_path(module, name)!r}"
     scaled = jnp.mean(scale_by_path_weight(jnp.asarray(value), current_path_weight(), what))
     record(module, AUX_LOSS, name, scaled)
-    raised = _RAISED.get()
+    raised = taking(_RAISED)
     if raised is not None and not module.is_initializing():
         raised.setdefault(module_path(module, name))
     count_aux_loss(module)

@@ -993,6 +993,40 @@ def test_a_path_weight_a_lifted_transform_drops_is_refused_naming_it_and_the_fix
     np.testing.assert_allclose(chunk.train["path_weight/members/branch"][:, 0], 0.5)
 
 
+class _Teacher(nn.Module):
+    """Raises an aux loss in a weighted branch."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        with px.path_weight(self, "branch", 0.5):
+            return _Member(name="member")(x)
+
+
+class _Distilled(nn.Module):
+    """Applies a frozen teacher in its own call, its records not the call's."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        teacher = _Teacher()
+        soft = teacher.apply(teacher.init(jax.random.key(0), x), x)
+        return nn.Dense(3)(x) + jax.lax.stop_gradient(soft)
+
+
+@dataclasses.dataclass(frozen=True)
+class _DistilledConfig:
+    def build(self) -> nn.Module:
+        return _Distilled()
+
+
+def test_a_teacher_applied_inside_a_model_is_no_lifted_transform_dropping_its_records(toy):
+    """Its aux loss and path weight were refused as dropped by a lifted transform."""
+    [group] = plan_groups([Cell(_DistilledConfig(), "toy", HParams(batch_size=16, steps=2), 0)])
+    _, run = run_group(group, init_group(group, toy), toy, strategy="vmap")
+    [chunk] = run.chunks  # the teacher's loss and weight are its apply's, not the model's
+    assert not [m for m in chunk.train if m.startswith(("aux/", "path_weight/"))]
+    np.testing.assert_array_equal(chunk.train["loss"], chunk.train["task_loss"])
+
+
 DIVERGING = HParams(optimizer="sgd", batch_size=16, steps=9)  # its own compiled programs
 
 

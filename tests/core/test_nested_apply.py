@@ -1,0 +1,66 @@
+"""A model that applies another model inside its own call (a frozen teacher): what the
+nested apply raises, opens, tags or declares is not the outer call's."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import pytest
+
+import phosjax as px
+from phosjax.core import (
+    aux_losses_raised,
+    check_aux_losses_kept,
+    check_path_weights_kept,
+    path_weights_opened,
+)
+
+
+class Teacher(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        with px.path_weight(self, "branch", 0.5):
+            px.aux_loss(self, "l1", jnp.abs(x).mean())
+        return px.tag(self, "out", nn.Dense(2)(x))
+
+
+TEACHER = Teacher()
+TEACHER_VARIABLES = TEACHER.init(jax.random.key(0), jnp.ones((1, 3)))
+
+
+class Student(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        soft = TEACHER.apply(TEACHER_VARIABLES, x)  # a frozen teacher: nothing mutable
+        px.aux_loss(self, "own", jnp.abs(x).mean())
+        return nn.Dense(2)(x) + soft
+
+
+def test_a_nested_apply_raises_and_opens_nothing_for_the_outer_call():
+    x = jnp.ones((4, 3))
+    variables = Student().init(jax.random.key(1), x)
+    with aux_losses_raised() as raised, path_weights_opened() as opened:
+        _, state = Student().apply(variables, x, mutable=["aux_loss", "path_weights"])
+    assert (list(raised), opened) == (["own"], {})
+    check_aux_losses_kept(raised, state["aux_loss"])  # nothing taken as dropped
+    check_path_weights_kept(opened, state.get("path_weights", {}))
+
+
+def test_a_lifted_transform_dropping_records_beside_a_nested_apply_is_still_refused():
+    """The outer call's own drop is still refused beside a nested apply."""
+    Members = nn.vmap(
+        Teacher, variable_axes={"params": 0}, split_rngs={"params": True}, in_axes=None, axis_size=2
+    )
+
+    class Both(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            TEACHER.apply(TEACHER_VARIABLES, x)
+            return Members(name="members")(x)
+
+    x = jnp.ones((4, 3))
+    variables = Both().init(jax.random.key(1), x)
+    with aux_losses_raised() as raised:
+        _, state = Both().apply(variables, x, mutable=["aux_loss"])
+    assert list(raised) == ["members/l1"]
+    with pytest.raises(ValueError, match="aux loss 'members/l1' was raised but not recorded"):
+        check_aux_losses_kept(raised, state)
