@@ -25,7 +25,7 @@ import numpy as np
 
 from phosjax.core._collections import KNOBS
 from phosjax.core._paths import check_path, flatten, module_path, unflatten
-from phosjax.core._record import collecting
+from phosjax.core._record import collecting, taking
 from phosjax.core._selectors import SelectorError, select, value_per_path
 
 
@@ -210,7 +210,7 @@ def knob(
         declaration.check(
             default, where=f"{type(module).__name__} declares a default out of range: "
         )
-    declared = _DECLARED.get()
+    declared = taking(_DECLARED)
     if declared is not None:
         declared.setdefault(path, declaration)
     if module.has_variable(KNOBS, name) or module.is_mutable_collection(KNOBS):
@@ -287,7 +287,9 @@ def _read_default(knob: Knob, stored: jax.Array) -> Knob:
 def knobs(model: nn.Module, *args: Any, **kwargs: Any) -> dict[str, Knob]:
     """Every knob ``model`` declares when called on ``args``, by path.
 
-    Traces ``model.init`` abstractly (nothing is computed; see `_trace_init`).
+    Traces ``model.init`` abstractly (nothing is computed; see `_trace_init`). The knobs
+    of a model ``model`` applies inside its call (a frozen teacher's ``.apply``) are that
+    model's, set through its own variables: they are not listed.
 
     Examples:
       >>> import flax.linen as nn, jax.numpy as jnp, phosjax as px

@@ -64,3 +64,30 @@ def test_a_lifted_transform_dropping_records_beside_a_nested_apply_is_still_refu
     assert list(raised) == ["members/l1"]
     with pytest.raises(ValueError, match="aux loss 'members/l1' was raised but not recorded"):
         check_aux_losses_kept(raised, state)
+
+
+class Tempered(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return x / px.knob(self, "T", 1.0)
+
+
+TEMPERED = Tempered()
+
+
+class Gained(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        soft = TEMPERED.apply(TEMPERED.init(jax.random.key(0), x), x)
+        return soft * px.knob(self, "gain", 2.0)
+
+
+def test_the_knobs_of_a_nested_apply_are_not_the_models():
+    """Its 'T' was listed, and tweaking it blamed a lifted transform for dropping it."""
+    x = jnp.ones(3)
+    assert list(px.knobs(Gained(), x)) == ["gain"]
+    variables = Gained().init(jax.random.key(1), x)
+    with pytest.raises(
+        px.SelectorError, match=r"^Selector 'T' matched no knob among 1; nearest: 'gain'\.$"
+    ):
+        px.tweak(Gained(), variables, x, {"T": 5.0})
