@@ -31,12 +31,14 @@ def tags_seen() -> contextlib.AbstractContextManager[dict[str, dict[str, None]]]
     So the values of ``intermediates`` that `tag` made can be told from those Flax's
     ``sow`` put there, and an injection or perturbation that never reached its tag (a
     lifted transform's ``variable_axes`` dropped it) can be told from one that did.
+    The tags of a model the call applies inside itself (a frozen teacher's ``.apply``)
+    are that apply's, not the call's: they are not kept.
     """
     return collecting(_SEEN)
 
 
 def _seen(collection: str, module: nn.Module, name: str) -> None:
-    seen = _SEEN.get()
+    seen = taking(_SEEN)
     if seen is not None:
         seen.setdefault(collection, {}).setdefault(module_path(module, name))
 

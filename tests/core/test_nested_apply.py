@@ -91,3 +91,29 @@ def test_the_knobs_of_a_nested_apply_are_not_the_models():
         px.SelectorError, match=r"^Selector 'T' matched no knob among 1; nearest: 'gain'\.$"
     ):
         px.tweak(Gained(), variables, x, {"T": 5.0})
+
+
+class Doubled(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return px.tag(self, "soft", 2 * x)
+
+
+DOUBLED = Doubled()
+
+
+class Shifted(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return px.tag(self, "h", DOUBLED.apply({}, x) + 1)
+
+
+def test_the_tags_of_a_nested_apply_are_not_taken_as_dropped_by_a_lifted_transform():
+    """Probing 'soft' blamed a lifted transform for dropping it."""
+    x = jnp.ones(3)
+    with pytest.raises(
+        px.SelectorError,
+        match=r"^Selector 'soft' matched no tagged value among 1; nearest: 'h'\.$",
+    ):
+        px.probe(Shifted(), {}, x, "soft")
+    assert px.probe(Shifted(), {}, x, "h")[1]["h"].tolist() == [3.0, 3.0, 3.0]
