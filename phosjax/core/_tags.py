@@ -201,7 +201,8 @@ def constant_notes() -> contextlib.AbstractContextManager[dict[str, Any]]:
     first call recorded it, not in the collection: `nn.scan` and `nn.remat` carry arrays
     alone, and a string there is a TypeError. A note that holds both keeps its arrays in
     the collection and the rest here, with `ARRAY` where each array was (`with_arrays`
-    puts them back)."""
+    puts them back). The notes of a model the call applies inside itself (a frozen
+    teacher's ``.apply``) are that apply's, not the call's: they are not kept."""
     return collecting(_CONSTANT_NOTES)
 
 
@@ -260,7 +261,7 @@ def note(module: nn.Module, name: str, value: Any) -> None:
       0.5
     """
     check_path(module, name, "note")
-    constants = _CONSTANT_NOTES.get()
+    constants = taking(_CONSTANT_NOTES)
     if constants is None or not _holds_constants(value):
         record(module, BLURB, name, value)
         return

@@ -117,3 +117,25 @@ def test_the_tags_of_a_nested_apply_are_not_taken_as_dropped_by_a_lifted_transfo
     ):
         px.probe(Shifted(), {}, x, "soft")
     assert px.probe(Shifted(), {}, x, "h")[1]["h"].tolist() == [3.0, 3.0, 3.0]
+
+
+class Gelu(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        px.note(self, "activation", "gelu")
+        return nn.gelu(x)
+
+
+GELU = Gelu()
+
+
+class Noted(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        px.note(self, "mean", x.mean())
+        return GELU.apply({}, x)
+
+
+def test_the_notes_of_a_nested_apply_are_not_the_models():
+    """The blurb showed the teacher's activation=gelu as the model's own note."""
+    assert px.blurb(Noted(), {}, jnp.ones(3)).root.notes == {"mean": 1.0}
