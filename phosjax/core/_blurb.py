@@ -25,6 +25,7 @@ from phosjax.core._blurb_table import table
 from phosjax.core._collections import AUX_LOSS, BLURB, KNOBS, PATH_WEIGHTS
 from phosjax.core._knobs import _declarations, init_kwargs, knobs
 from phosjax.core._paths import SEP, flatten
+from phosjax.core._record import applied_apart, apply_depth
 from phosjax.core._selectors import SelectorError, select
 from phosjax.core._tags import constant_notes, with_arrays
 
@@ -411,8 +412,11 @@ def _capture(
     persistent = set(variables)
     entered: dict[str, None] = {}
     calls: dict[str, list[_Call]] = {}
+    depth = apply_depth()
 
     def intercept(next_fun: Callable[..., Any], args: Any, kwargs: Any, context: Any) -> Any:
+        if applied_apart(depth):  # a model applied inside the call: not one of its modules
+            return next_fun(*args, **kwargs)
         path = SEP.join(context.module.path)
         if context.method_name == "__call__":
             entered.setdefault(path)
@@ -469,6 +473,10 @@ def blurb(
     **apply_kwargs: Any,
 ) -> Blurb:
     """Summarizes every module of ``model`` called on ``x``.
+
+    A model that ``model`` applies inside its call (``teacher.apply(...)``, a frozen
+    teacher) has no rows: its modules are not ``model``'s (its cost counts in the
+    enclosing module's).
 
     Args:
       model: a Flax linen module.

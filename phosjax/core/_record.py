@@ -93,12 +93,12 @@ def record(module: nn.Module, collection: str, name: str, value: Any) -> None:
 
 class _Found(dict[str, _V]):
     """What `collecting` yields: a dict that knows how many Flax applies ran around
-    the context (`_apply_depth`) when it was entered."""
+    the context (`apply_depth`) when it was entered."""
 
     depth: int
 
 
-def _apply_depth() -> int:
+def apply_depth() -> int:
     """How many Flax ``apply``/``init`` calls run here, one inside another.
 
     Linen keeps one entry per running apply or init on its stack of
@@ -106,6 +106,13 @@ def _apply_depth() -> int:
     adds none, so it tells a nested ``.apply`` from the lifted scopes of one call.
     """
     return len(linen_module._context.capture_stack)
+
+
+def applied_apart(depth: int) -> bool:
+    """Whether the code run here is inside a Flax ``.apply`` (``.init``) nested in a call
+    begun where `apply_depth` was ``depth``: a model that call applies inside itself (a
+    frozen teacher), whose modules and records are not the call's."""
+    return apply_depth() > depth + 1
 
 
 @contextlib.contextmanager
@@ -124,7 +131,7 @@ def collecting(var: contextvars.ContextVar[dict[str, _V] | None]) -> Iterator[di
       ({'a': 1}, None)
     """
     found: _Found[_V] = _Found()
-    found.depth = _apply_depth()
+    found.depth = apply_depth()
     _COLLECTED.add(var)
     token = var.set(found)
     try:
@@ -162,7 +169,7 @@ def taking(var: contextvars.ContextVar[dict[str, _V] | None]) -> dict[str, _V] |
       {'Inner': 1}
     """
     found = var.get()
-    if not isinstance(found, _Found) or _apply_depth() > found.depth + 1:
+    if not isinstance(found, _Found) or applied_apart(found.depth):
         return None
     return found
 

@@ -13,6 +13,7 @@ from phosjax.core import (
     check_path_weights_kept,
     path_weights_opened,
 )
+from phosjax.core._blurb import ArraySpec
 
 
 class Teacher(nn.Module):
@@ -139,3 +140,28 @@ class Noted(nn.Module):
 def test_the_notes_of_a_nested_apply_are_not_the_models():
     """The blurb showed the teacher's activation=gelu as the model's own note."""
     assert px.blurb(Noted(), {}, jnp.ones(3)).root.notes == {"mean": 1.0}
+
+
+class Widened(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(5, name="d")(x)
+
+
+WIDENED = Widened()
+WIDENED_VARIABLES = WIDENED.init(jax.random.key(0), jnp.ones(3))
+
+
+class Narrowed(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(2, name="d")(WIDENED.apply(WIDENED_VARIABLES, x))
+
+
+def test_the_modules_of_a_nested_apply_are_not_the_models_in_its_blurb():
+    """The teacher's Dense 'd' (output 5) took the row of the model's own 'd' (output 2)."""
+    variables = Narrowed().init(jax.random.key(1), jnp.ones(3))
+    summary = px.blurb(Narrowed(), variables, jnp.ones(3))
+    assert summary["d"].outputs == {"": ArraySpec((2,), "float32")}
+    assert summary["d"].flops == 2 * 5 * 2 + 2
+    assert list(summary.modules()) == ["", "d"]
