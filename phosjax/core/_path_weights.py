@@ -26,7 +26,7 @@ import jax.numpy as jnp
 
 from phosjax.core._collections import AUX_LOSS, PATH_WEIGHTS
 from phosjax.core._paths import check_path, module_path
-from phosjax.core._record import check_recorded, collecting, record, taking
+from phosjax.core._record import apply_depth, check_recorded, collecting, record, taking
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +47,13 @@ class _Tally:
     """The aux losses raised inside one `path_weight` scope by its owner or beneath it."""
 
     owner: tuple[str, ...]  # the path of the module that opened the scope
+    depth: int  # the `apply_depth` where it was opened
     raised: int = 0
+
+    def applied_apart(self) -> bool:
+        """Whether the code run here is in a Flax ``.apply`` nested in the call that opened
+        the scope (a frozen teacher's), whose losses are not the branch's."""
+        return apply_depth() > self.depth
 
 
 _OPENED: contextvars.ContextVar[dict[str, None] | None] = contextvars.ContextVar(
@@ -105,7 +111,7 @@ _TALLIES: contextvars.ContextVar[tuple[_Tally, ...]] = contextvars.ContextVar(
 def count_aux_loss(module: nn.Module) -> None:
     """Counts an aux loss raised by ``module`` in every enclosing scope it lies beneath."""
     for tally in _TALLIES.get():
-        if module.path[: len(tally.owner)] == tally.owner:
+        if module.path[: len(tally.owner)] == tally.owner and not tally.applied_apart():
             tally.raised += 1
 
 
@@ -141,6 +147,9 @@ def _readable(weight: jax.Array | _Unreadable) -> jax.Array:
 def current_path_weight() -> jax.Array:
     """The product of the weights of all enclosing `path_weight` scopes (1.0 outside any).
 
+    A model applied apart inside a scope (a frozen teacher's ``.apply``) is outside it:
+    its aux losses are its own, not scaled by the branch's weight.
+
     Raises:
       ValueError: the caller runs under `flax.linen.jit` inside a scope opened outside it.
 
@@ -155,8 +164,16 @@ def current_path_weight() -> jax.Array:
       >>> float(out), float(px.current_path_weight())  # 0.5 * 0.4 inside; 1.0 outside
       (0.2, 1.0)
     """
-    weight = _CURRENT.get()
+    weight = _enclosing()
     return jnp.ones(()) if weight is None else _readable(weight)
+
+
+def _enclosing() -> jax.Array | _Unreadable | None:
+    """The weight of the enclosing scopes; None outside any, or inside a Flax ``.apply``
+    nested in the call that opened them (a frozen teacher's losses are its own, not the
+    branch's)."""
+    tallies = _TALLIES.get()
+    return _CURRENT.get() if tallies and not tallies[-1].applied_apart() else None
 
 
 def _jit_depth(module: nn.Module) -> int:
@@ -248,13 +265,13 @@ def path_weight(module: nn.Module, name: str, weight: Any) -> Iterator[jax.Array
     opened = taking(_OPENED)
     if opened is not None and not module.is_initializing():
         opened.setdefault(module_path(module, name))
-    outer = _CURRENT.get()
+    outer = _enclosing()
     with jax.numpy_dtype_promotion("standard"):  # even where the caller's is strict
         combined = weight if outer is None else _readable(outer) * weight  # scalar or (B,)
     scope = f"{name!r} in {'/'.join(module.path) or 'the top module'}"
     checked = module.is_mutable_collection(AUX_LOSS) and not module.is_initializing()
     before = _recorded_aux_losses(module) if checked else 0
-    tally = _Tally(tuple(module.path))
+    tally = _Tally(tuple(module.path), apply_depth())
     token = _CURRENT.set(combined)
     tallies_token = _TALLIES.set((*_TALLIES.get(), tally))
     try:

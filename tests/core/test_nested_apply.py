@@ -165,3 +165,23 @@ def test_the_modules_of_a_nested_apply_are_not_the_models_in_its_blurb():
     assert summary["d"].outputs == {"": ArraySpec((2,), "float32")}
     assert summary["d"].flops == 2 * 5 * 2 + 2
     assert list(summary.modules()) == ["", "d"]
+
+
+class Distilling(nn.Module):
+    """Reads its teacher's aux loss in a weighted branch of its own."""
+
+    @nn.compact
+    def __call__(self, x):
+        with px.path_weight(self, "branch", 0.25):
+            _, state = TEACHER.apply(TEACHER_VARIABLES, x, mutable=["aux_loss"])
+            px.aux_loss(self, "own", jnp.ones(()))
+        return state["aux_loss"]
+
+
+def test_a_branch_weight_does_not_scale_the_losses_of_a_model_applied_inside_it():
+    """The teacher's loss came out scaled by the student's branch weight, 0.25."""
+    x = -jnp.ones((4, 3))
+    teacher_losses, state = Distilling().apply({}, x, mutable=["aux_loss"])
+    alone = TEACHER.apply(TEACHER_VARIABLES, x, mutable=["aux_loss"])[1]["aux_loss"]
+    assert float(teacher_losses["l1"][0]) == float(alone["l1"][0]) == 0.5  # its own branch
+    assert float(state["aux_loss"]["own"][0]) == 0.25
