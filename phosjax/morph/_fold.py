@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from phosjax.core._record import applied_apart, apply_depth
 from phosjax.morph._groups import ChannelGroups, key_path, leaf_paths, member_leaf
 from phosjax.morph._shrink import mask
 
@@ -163,9 +164,11 @@ def _watched(
     seen: dict[str, list[_Seen]] = {}
     counts: dict[str, int] = {}
     norms: list[tuple[str, np.ndarray]] = []
+    depth = apply_depth()
 
     def intercept(run: Callable[..., Any], run_args: Any, run_kwargs: Any, context: Any) -> Any:
-        if context.method_name != "__call__" or not run_args:
+        apart = applied_apart(depth)  # a model applied inside the call: not its layers
+        if context.method_name != "__call__" or not run_args or apart:
             return run(*run_args, **run_kwargs)
         mean = _running_mean(context.module, leaves)
         if mean is not None and not isinstance(run_args[0], jax.core.Tracer):

@@ -348,3 +348,40 @@ def test_folding_in_training_mode_keeps_both_modes_exact():
         got = mlp(5, train).apply(small.variables, x, mutable=mutable)
         want = mlp(8, train).apply(reference, x, mutable=mutable)
         np.testing.assert_allclose(got[0] if train else got, want[0] if train else want, atol=1e-6)
+
+
+class _Net(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(2, name="b")(nn.relu(nn.Dense(3, name="a")(x)))
+
+
+_TEACHER = _Net()
+_X = jnp.ones((2, 4)) * jnp.arange(4.0)
+_TEACHER_VARIABLES = _TEACHER.init(jax.random.key(5), _X)
+
+
+class _Distilled(nn.Module):
+    """_Net, plus a frozen teacher of the same layers applied inside its call."""
+
+    @nn.compact
+    def __call__(self, x):
+        soft = _TEACHER.apply(_TEACHER_VARIABLES, x)
+        return nn.Dense(2, name="b")(nn.relu(nn.Dense(3, name="a")(x))) + 0 * soft
+
+
+def test_a_model_applied_inside_the_call_is_not_taken_for_its_consumers():
+    """The teacher's 'b' calls counted as the model's: the dead channel stayed unfolded."""
+    folded = {}
+    for model in (_Net(), _Distilled()):
+        params = model.init(jax.random.key(0), _X)["params"]
+        a = {
+            "kernel": params["a"]["kernel"].at[:, 1].set(0.0),
+            "bias": params["a"]["bias"].at[1].set(0.7),
+        }
+        variables = {"params": {**params, "a": a}}
+        groups = channel_groups(model, variables, _X)
+        folded[model] = fold(model, variables, {"a": [True, False, True]}, groups, _X)
+        assert folded[model].alive["a"].tolist() == [True, False, True]
+    net, distilled = folded.values()
+    jax.tree.map(np.testing.assert_array_equal, distilled.variables, net.variables)
