@@ -103,9 +103,20 @@ def apply_depth() -> int:
 
     Linen keeps one entry per running apply or init on its stack of
     ``capture_intermediates`` filters; a lifted transform (``nn.vmap``, ``nn.scan``...)
-    adds none, so it tells a nested ``.apply`` from the lifted scopes of one call.
+    adds none, so it tells a nested ``.apply`` from the lifted scopes of one call. A
+    Flax without that (private) stack reads 0 everywhere: a nested apply then counts as
+    the call's own, as it did before phosjax told them apart.
+
+    Examples:
+      >>> import flax.linen as nn, jax.numpy as jnp
+      >>> class Depth(nn.Module):
+      ...     def __call__(self, x):
+      ...         return apply_depth()
+      >>> apply_depth(), Depth().apply({}, jnp.ones(2))
+      (0, 1)
     """
-    return len(linen_module._context.capture_stack)
+    stack = getattr(getattr(linen_module, "_context", None), "capture_stack", None)
+    return 0 if stack is None else len(stack)
 
 
 def applied_apart(depth: int) -> bool:

@@ -46,6 +46,21 @@ def test_a_nested_apply_raises_and_opens_nothing_for_the_outer_call():
     check_path_weights_kept(opened, state.get("path_weights", {}))
 
 
+def test_a_flax_without_the_apply_stack_counts_a_nested_apply_as_the_calls_own(monkeypatch):
+    """`apply_depth` reads a private stack of Flax: where a Flax lacks it, every record is
+    taken, as before nested applies were told apart (none lost, nothing raised)."""
+    import types
+
+    from phosjax.core import _record
+
+    monkeypatch.setattr(_record, "linen_module", types.SimpleNamespace())
+    x = jnp.ones((4, 3))
+    variables = Student().init(jax.random.key(1), x)
+    with aux_losses_raised() as raised:
+        Student().apply(variables, x, mutable=["aux_loss"])
+    assert (_record.apply_depth(), sorted(raised)) == (0, ["l1", "own"])
+
+
 def test_a_lifted_transform_dropping_records_beside_a_nested_apply_is_still_refused():
     """The outer call's own drop is still refused beside a nested apply."""
     Members = nn.vmap(
