@@ -55,26 +55,40 @@ def padding_mask(mask: Any, h: jax.Array) -> jax.Array | None:
     return None if real is None else real.reshape(h.shape[0], -1)
 
 
-def _check_mask_tokens(stem: nn.Module, mask: Any, viewed: jax.Array, h: jax.Array) -> None:
-    """Raises a ValueError when ``mask`` is a padding mask of the tokens of ``viewed`` (the
-    input, as the stem takes it) while ``stem`` made other tokens, ``h``'s, of which the
-    blocks need one.
+def _check_mask_tokens(
+    module: nn.Module, mask: Any, before: jax.Array, h: jax.Array, *, stem: bool = True
+) -> None:
+    """Raises a ValueError when ``mask`` is a padding mask of the tokens of ``before``
+    (``module``'s input) while ``module`` made other tokens, ``h``'s: for the ``stem``,
+    the blocks need a mask of those; for a block, no mask fits both its input and the
+    head's pooling, which would then take the padded tokens too.
 
     Examples:
       >>> viewed, h = jnp.ones((1, 8, 1)), jnp.ones((1, 2, 4))  # 8 tokens in, 2 out
       >>> _check_mask_tokens(nn.Dense(2), jnp.ones((1, 8)), viewed, h)
       Traceback (most recent call last):
       ValueError: Frame's mask has shape (1, 8), which fits the input's tokens (1, 8), but ...
+      >>> _check_mask_tokens(nn.Dense(2, name="blocks_1"), jnp.ones((1, 8)), viewed, h, stem=False)
+      Traceback (most recent call last):
+      ValueError: block 'blocks_1' (Dense) maps the tokens (1, 8) to (1, 2), so Frame's ...
     """
     if mask is None:
         return
-    tokens, inputs, shape = h.shape[:-1], viewed.shape[:-1], jnp.shape(mask)
-    if broadcasts_to(shape, inputs) and not broadcasts_to(shape, tokens):
+    tokens, inputs, shape = h.shape[:-1], before.shape[:-1], jnp.shape(mask)
+    if not broadcasts_to(shape, inputs) or broadcasts_to(shape, tokens):
+        return
+    if stem:
         raise ValueError(
             f"Frame's mask has shape {shape}, which fits the input's tokens {inputs}, but "
-            f"its blocks see the tokens of its stem's output ({type(stem).__name__}, "
+            f"its blocks see the tokens of its stem's output ({type(module).__name__}, "
             f"{h.shape}): give a mask of shape {tokens} (true: a real token)."
         )
+    raise ValueError(
+        f"block {module.name!r} ({type(module).__name__}) maps the tokens {inputs} to "
+        f"{tokens}, so Frame's padding mask {shape} does not fit the tokens its head pools, "
+        "which would take the padded ones too: change the token count in the stem (and "
+        "give a mask of its output's tokens), or call without a mask (every token counts)."
+    )
 
 
 def _pool_real(h: jax.Array, pool: str, real: jax.Array) -> jax.Array:
@@ -133,8 +147,10 @@ class Frame(PassesKeywords, nn.Module):
     (``(batch, tokens)``) also leaves the padded tokens out of the head's pooling (the
     mean, max or last of the real tokens; ``"flatten"`` zeroes the padded ones), so they
     do not change the logits either; a per-pair mask does not (the pooling takes every
-    token). In a container (a `phosjax.layers.Sequence`, a graph), a frame is given the
-    mask only when one of its blocks takes it.
+    token). A block that changes the token count under a padding mask (a strided
+    convolution, say) is an error naming it and both token shapes, since the mask no
+    longer fits the tokens pooled. In a container (a `phosjax.layers.Sequence`, a
+    graph), a frame is given the mask only when one of its blocks takes it.
 
     Tagged values: ``stem/out``, ``blocks_<i>/out`` (each block's output), ``features``
     (pooled) and ``logits``, plus whatever the stem and blocks tag themselves.
@@ -207,7 +223,8 @@ class Frame(PassesKeywords, nn.Module):
             viewed, h = h, self._run(self.stem, h, train, self.widths[0])
             _check_mask_tokens(self.stem, mask, viewed, h)
         for i, block in enumerate(self.blocks):
-            h = self._run(block, h, train, self.widths[i // self.depth], **keywords)
+            before, h = h, self._run(block, h, train, self.widths[i // self.depth], **keywords)
+            _check_mask_tokens(block, mask, before, h, stem=False)
         h = tag(self, "features", pool_tokens(h, self.pool, padding_mask(mask, h)))
         h = nn.Dropout(dropout, deterministic=not train)(h)
         head = nn.Dense(num_classes, param_dtype=self.param_dtype, name="head")

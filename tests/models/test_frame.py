@@ -149,3 +149,18 @@ def test_a_frame_built_by_hand_checks_its_attributes(attribute, value, message):
     frame = Frame(input_shape=(4,), widths=(5,), depth=1, blocks=(nn.Dense(5),), **attributes)
     with pytest.raises(ValueError, match=message):
         frame.init(jax.random.key(0), jnp.ones((2, 4)))
+
+
+def test_a_block_that_changes_the_token_count_under_a_padding_mask_is_an_error():
+    strided = nn.Conv(2, (2,), strides=2)
+    frame = Frame(3, (8, 2), "sequence", (2,), 2, blocks=(TransformerBlock(1), strided))
+    x, real = jnp.ones((1, 8, 2)), jnp.arange(8) < jnp.array([[5]])
+    message = (
+        r"block 'blocks_1' \(Conv\) maps the tokens \(1, 8\) to \(1, 4\), so Frame's padding "
+        r"mask \(1, 8\) does not fit the tokens its head pools"
+    )
+    with pytest.raises(ValueError, match=message):
+        frame.init(jax.random.key(0), x, mask=real)
+    pairs = real[:, None, :, None] & real[:, None, None, :]  # a per-pair mask: every token pooled
+    variables = frame.init(jax.random.key(0), x, mask=pairs)
+    assert frame.apply(variables, x, mask=pairs).shape == (1, 3)
