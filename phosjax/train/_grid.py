@@ -17,7 +17,7 @@ from phosjax.train._config import Cell, int_at_least
 from phosjax.train._group import Group, check_cells, plan_groups
 from phosjax.train._run import Chunk, GroupRun, check_on_chunk, check_strategy, run_group
 from phosjax.train._state import INIT_PROGRAMS_KEPT, GroupState, init_group
-from phosjax.train._step import check_splits, make_train_step
+from phosjax.train._step import check_splits, eval_batches, make_evaluate, make_train_step
 from phosjax.train._strategy import kept
 
 
@@ -237,32 +237,39 @@ def _check_dataset_features(
 
 
 _STEPS_CHECKED: collections.OrderedDict[Any, None] = collections.OrderedDict()
-"""The (group signature, train split shape) whose train step `_check_group` traced without
-error, the last `INIT_PROGRAMS_KEPT`: a grid run again traces none of them again."""
+"""The (group signature, split shapes) whose train step and evaluation `_check_group`
+traced without error, the last `INIT_PROGRAMS_KEPT`: a grid run again traces none of
+them again."""
 
 
 def _check_group(group: Group, data: Any) -> None:
     """Raises what training ``group`` on ``data`` would raise for its cells, model or data
-    set: `init_group`'s checks, an empty split, the batch size, the train step's (e.g. a regularizer
-    selector that matches none of the model's params), traced abstractly (nothing is
-    computed or compiled; the step once per signature and train split shape)."""
+    set: `init_group`'s checks, an empty split, the batch size, the train step's (e.g. a
+    regularizer selector that matches none of the model's params) and the evaluation's
+    (e.g. a model that draws dropout at evaluation, which has no rng), traced abstractly
+    (nothing is computed or compiled; both once per signature and split shapes)."""
     state = jax.eval_shape(lambda: init_group(group, data))
     check_splits(data)  # as device_arrays, which converts the data only once the group trains
     check_batch_size("HParams.batch_size", group.hparams.batch_size, data)
-    num_train, input_shape = data.num_train, tuple(data.input_shape)
+    num_train, num_test, input_shape = data.num_train, data.num_test, tuple(data.input_shape)
 
     def check_step() -> None:
         cell = jax.tree.map(
             lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype, weak_type=a.weak_type), state
         )
-        arrays = {  # what a step reads: its batch (`device_arrays`)
+        tests = eval_batches(num_test)
+        arrays = {  # what a step and an evaluation read (`device_arrays`)
             "x_train": jax.ShapeDtypeStruct((num_train, *input_shape), jnp.float32),
             "y_train": jax.ShapeDtypeStruct((num_train,), jnp.int32),
+            "x_test": jax.ShapeDtypeStruct((*tests, *input_shape), jnp.float32),
+            "y_test": jax.ShapeDtypeStruct(tests, jnp.int32),
+            "test_mask": jax.ShapeDtypeStruct(tests, jnp.bool_),
         }
-        step = make_train_step(group.model.build(), group.hparams, guard=False)
-        jax.eval_shape(step, cell, arrays)
+        model, hp = group.model.build(), group.hparams
+        jax.eval_shape(make_train_step(model, hp, guard=False), cell, arrays)
+        jax.eval_shape(make_evaluate(model, hp.compute_dtype), cell, arrays)
 
-    key = (group.signature(), num_train, input_shape)
+    key = (group.signature(), num_train, num_test, input_shape)
     kept(_STEPS_CHECKED, key, check_step, INIT_PROGRAMS_KEPT)
 
 
@@ -303,9 +310,9 @@ def train_grid(
     Raises:
       ValueError, TypeError, SelectorError: before any cell trains, what `init_group` or
         `run_group` would raise for a group's cells, model or data set (the batch size,
-        the model's output, knobs, a regularizer that matches none of its params, ...:
-        each traced abstractly), with a note naming the group's cells, so that an error
-        in a later group does not lose the results of the earlier ones.
+        the model's output, knobs, a regularizer that matches none of its params, its
+        evaluation, ...: each traced abstractly), with a note naming the group's cells,
+        so that an error in a later group does not lose the results of the earlier ones.
 
     Examples:
       >>> from phosjax.data import random_dataset

@@ -55,6 +55,18 @@ def check_splits(data: Any) -> None:
             )
 
 
+def eval_batches(num_test: int, eval_batch_size: int = 1000) -> tuple[int, int]:
+    """``(batches, size)``: how `device_arrays` cuts a test split of ``num_test >= 1``
+    examples, the last batch padded.
+
+    Examples:
+      >>> eval_batches(32, 20), eval_batches(40)
+      ((2, 20), (1, 40))
+    """
+    size = min(eval_batch_size, num_test)
+    return -(-num_test // size), size
+
+
 def device_arrays(data: Any, eval_batch_size: int = 1000) -> dict[str, np.ndarray]:
     """The arrays a step reads, from an `ArrayDataset`: train split, padded test batches.
 
@@ -72,8 +84,7 @@ def device_arrays(data: Any, eval_batch_size: int = 1000) -> dict[str, np.ndarra
     check_splits(data)
     eval_batch_size = int_at_least("device_arrays eval_batch_size", eval_batch_size, 1)
     num_test = int(data.x_test.shape[0])
-    size = min(eval_batch_size, num_test)
-    batches = -(-num_test // size)
+    batches, size = eval_batches(num_test, eval_batch_size)
     pad = batches * size - num_test
 
     def cut(a: Any) -> np.ndarray:

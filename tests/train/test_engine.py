@@ -5,6 +5,7 @@ import dataclasses
 import types
 from typing import Any
 
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -1229,3 +1230,27 @@ def test_devices_are_checked_even_when_the_state_is_at_until_step(toy):
     state = init_group(group, toy)
     with pytest.raises(ValueError, match=r"run_group: devices lists a device more than once"):
         run_group(group, state, toy, 0, strategy="vmap", devices=[jax.devices()[0]] * 2)
+
+
+class _DropsAtEvaluation(nn.Module):
+    """Dropout on whatever the train flag: its evaluation, which has no rng, fails."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        return nn.Dense(3)(nn.Dropout(0.5)(x, deterministic=False))
+
+
+@dataclasses.dataclass(frozen=True)
+class _DropsAtEvaluationConfig:
+    def build(self) -> nn.Module:
+        return _DropsAtEvaluation()
+
+
+def test_a_later_group_failing_only_in_its_evaluation_fails_before_any_group_trains(toy):
+    # its train step traces (it has a dropout rng): only the evaluation raised, once the
+    # first group had trained and the second had run its steps
+    cells = [_other(), _other(model=_DropsAtEvaluationConfig())]
+    chunks = []
+    with pytest.raises(flax.errors.InvalidRngError, match='needs PRNG for "dropout"') as raised:
+        train_grid(cells, datasets={"toy": toy}, on_chunk=lambda *a: chunks.append(a))
+    assert chunks == [] and "raised for cells [1]" in raised.value.__notes__[-1]
