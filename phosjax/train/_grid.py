@@ -40,7 +40,9 @@ class GridResult:
         evaluation.
         Without cells (none for this process) both frames have no rows but the same
         columns and dtypes (of ``metrics``, those every model reports).
-      groups: the groups trained, with their final states and runs (strategy, timings).
+      groups: the `Group` of each group trained (its cells and their positions in the
+        ``cells`` given), in the order trained; ``states[i]`` and ``runs[i]`` are
+        ``groups[i]``'s.
       states: the final `GroupState` of each group, on the host (numpy: fetched as its
         group ends, so the devices hold one group's state at a time however large the
         grid; `run_group` resumes from it).
@@ -57,6 +59,8 @@ class GridResult:
       ...                     strategy="vmap")
       >>> result.index, len(result.final), result.runs[0].strategy, result.states[0].step
       ((0, 1), 2, 'vmap', array([10, 10], dtype=int32))
+      >>> result.groups[0].index  # the cells that states[0] and runs[0] hold
+      (0, 1)
     """
 
     index: tuple[int, ...]
