@@ -346,8 +346,9 @@ def _own_sizes_hint(entry: ModelEntry, data: DataShape, taken: list[str]) -> str
 
 
 def _built(name: str, dataset: str, config: ModelConfig) -> Mapping[str, Knob]:
-    """The knobs of ``config``'s model, once its init and train step trace (nothing
-    is computed): a model that fails to build is a `BenchError` naming it and the data set."""
+    """The knobs of ``config``'s model, once its init, train step and evaluation trace
+    (nothing is computed): a model that fails to build is a `BenchError` naming it and the
+    data set."""
     try:
         model_metrics(config)
         return declared_knobs(config, tuple(config.input_shape))
@@ -358,9 +359,10 @@ def _built(name: str, dataset: str, config: ModelConfig) -> Mapping[str, Knob]:
 
 @functools.cache
 def _traced_step(config: ModelConfig) -> dict[str, tuple[str, ...]]:
-    """What a train step of the model writes, traced abstractly (nothing is computed):
-    the paths of its ``params`` and of the ``activations`` it sows, and the ``metrics``
-    it reports besides the base ones (``aux/<name>``, ``path_weight/<path>``)."""
+    """What a train step of the model writes, traced abstractly (nothing is computed)
+    with its evaluation (a model failing only there fails when planned): the paths of its
+    ``params`` and of the ``activations`` it sows, and the ``metrics`` it reports besides
+    the base ones (``aux/<name>``, ``path_weight/<path>``)."""
     model = config.build()
     x = jnp.zeros((2, *config.input_shape), jnp.float32)
     key = jax.random.key(0)
@@ -371,6 +373,7 @@ def _traced_step(config: ModelConfig) -> dict[str, tuple[str, ...]]:
         mutable += [AUX_LOSS, PATH_WEIGHTS, INTERMEDIATES]
         with aux_losses_raised() as raised, path_weights_opened() as opened:
             _, out = model.apply(variables, x, train=True, rngs={"dropout": key}, mutable=mutable)
+        model.apply(variables, x, train=False)  # as an evaluation: no rng, nothing written
         check_aux_losses_kept(raised, out.get(AUX_LOSS, {}))  # as the train step refuses
         check_path_weights_kept(opened, out.get(PATH_WEIGHTS, {}))  # them, when it trains
         _, aux = aux_total(out.get(AUX_LOSS, {}))

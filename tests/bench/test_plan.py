@@ -51,6 +51,21 @@ class _Members(nn.Module):
 if LIFTED not in registered_models():
     register_model(LIFTED, build=lambda config: _Members(config.num_classes))
 
+DROPS_AT_EVALUATION = "test_plan_drops_at_evaluation"
+"""A registered model whose dropout ignores the train flag: its evaluation has no rng."""
+
+
+class _DropsAtEvaluation(nn.Module):
+    num_classes: int
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        return nn.Dense(self.num_classes)(nn.Dropout(0.5)(x, deterministic=False))
+
+
+if DROPS_AT_EVALUATION not in registered_models():
+    register_model(DROPS_AT_EVALUATION, build=lambda config: _DropsAtEvaluation(config.num_classes))
+
 SLASHED = "test_plan/mlp"
 """A registered model whose name holds a path separator."""
 
@@ -349,6 +364,10 @@ def test_bad_model_option_names_the_model(toy):
             r"model 'cnn1d' on 'toy': .*option kernel_size must be an int >= 1",
         ),
         ({"name": BROKEN}, rf"model '{BROKEN}' on 'toy': ZeroDivisionError\('a bug in its code'"),
+        (  # its train step traces: only its evaluation, once its group had trained, failed
+            {"name": DROPS_AT_EVALUATION},
+            rf"model '{DROPS_AT_EVALUATION}' on 'toy': InvalidRngError\(.*needs PRNG for",
+        ),
     ],
 )
 def test_a_model_that_fails_to_build_names_the_model_and_data_set(toy, entry, match):
