@@ -15,6 +15,7 @@ from phosjax.layers._common import (
     checked_rate,
     checked_size,
     real_tokens,
+    takes_keyword,
     token_mean,
 )
 from phosjax.models._kinds import KINDS, view_as
@@ -56,11 +57,18 @@ def padding_mask(mask: Any, h: jax.Array) -> jax.Array | None:
 
 
 def _check_mask_tokens(
-    module: nn.Module, mask: Any, before: jax.Array, h: jax.Array, *, stem: bool = True
+    module: nn.Module,
+    mask: Any,
+    before: jax.Array,
+    h: jax.Array,
+    *,
+    stem: bool = True,
+    taken: bool = False,
 ) -> None:
     """Raises a ValueError when ``mask`` is a padding mask of the tokens of ``before``
-    (``module``'s input) while ``module`` made other tokens, ``h``'s: for the ``stem``,
-    the blocks need a mask of those; for a block, no mask fits both its input and the
+    (``module``'s input: the ``stem``'s, else a block's) while ``module`` made other
+    tokens, ``h``'s. When no block up to ``module`` has ``taken`` the mask, those after it
+    need a mask of ``h``'s tokens; else no mask fits both a block that takes it and the
     head's pooling, which would then take the padded tokens too.
 
     Examples:
@@ -68,7 +76,8 @@ def _check_mask_tokens(
       >>> _check_mask_tokens(nn.Dense(2), jnp.ones((1, 8)), viewed, h)
       Traceback (most recent call last):
       ValueError: Frame's mask has shape (1, 8), which fits the input's tokens (1, 8), but ...
-      >>> _check_mask_tokens(nn.Dense(2, name="blocks_1"), jnp.ones((1, 8)), viewed, h, stem=False)
+      >>> block = nn.Dense(2, name="blocks_1")
+      >>> _check_mask_tokens(block, jnp.ones((1, 8)), viewed, h, stem=False, taken=True)
       Traceback (most recent call last):
       ValueError: block 'blocks_1' (Dense) maps the tokens (1, 8) to (1, 2), so Frame's ...
     """
@@ -77,17 +86,25 @@ def _check_mask_tokens(
     tokens, inputs, shape = h.shape[:-1], before.shape[:-1], jnp.shape(mask)
     if not broadcasts_to(shape, inputs) or broadcasts_to(shape, tokens):
         return
+    kind = type(module).__name__
     if stem:
         raise ValueError(
             f"Frame's mask has shape {shape}, which fits the input's tokens {inputs}, but "
-            f"its blocks see the tokens of its stem's output ({type(module).__name__}, "
-            f"{h.shape}): give a mask of shape {tokens} (true: a real token)."
+            f"its blocks see the tokens of its stem's output ({kind}, {h.shape}): give a "
+            f"mask of shape {tokens} (true: a real token)."
+        )
+    if not taken:
+        raise ValueError(
+            f"Frame's mask has shape {shape}, which fits the tokens {inputs} of block "
+            f"{module.name!r} ({kind}), but no block up to it takes the mask, and those "
+            f"after it see the tokens of its output {h.shape}: give a mask of shape "
+            f"{tokens} (true: a real token)."
         )
     raise ValueError(
-        f"block {module.name!r} ({type(module).__name__}) maps the tokens {inputs} to "
-        f"{tokens}, so Frame's padding mask {shape} does not fit the tokens its head pools, "
-        "which would take the padded ones too: change the token count in the stem (and "
-        "give a mask of its output's tokens), or call without a mask (every token counts)."
+        f"block {module.name!r} ({kind}) maps the tokens {inputs} to {tokens}, so Frame's "
+        f"padding mask {shape} does not fit the tokens its head pools, which would take the "
+        "padded ones too: change the token count in the stem (and give a mask of its "
+        "output's tokens), or call without a mask (every token counts)."
     )
 
 
@@ -148,9 +165,11 @@ class Frame(PassesKeywords, nn.Module):
     mean, max or last of the real tokens; ``"flatten"`` zeroes the padded ones), so they
     do not change the logits either; a per-pair mask does not (the pooling takes every
     token). A block that changes the token count under a padding mask (a strided
-    convolution, say) is an error naming it and both token shapes, since the mask no
-    longer fits the tokens pooled. In a container (a `phosjax.layers.Sequence`, a
-    graph), a frame is given the mask only when one of its blocks takes it.
+    convolution, say) is an error naming it and both token shapes: after a block that
+    takes the mask, since it no longer fits the tokens pooled; before any, since the
+    blocks that take it see the new tokens (the error gives the shape to use). In a
+    container (a `phosjax.layers.Sequence`, a graph), a frame is given the mask only when
+    one of its blocks takes it.
 
     Tagged values: ``stem/out``, ``blocks_<i>/out`` (each block's output), ``features``
     (pooled) and ``logits``, plus whatever the stem and blocks tag themselves.
@@ -222,9 +241,11 @@ class Frame(PassesKeywords, nn.Module):
         if self.stem is not None:
             viewed, h = h, self._run(self.stem, h, train, self.widths[0])
             _check_mask_tokens(self.stem, mask, viewed, h)
+        taken = False  # whether a block so far took the mask
         for i, block in enumerate(self.blocks):
+            taken = taken or takes_keyword(block, "mask")
             before, h = h, self._run(block, h, train, self.widths[i // self.depth], **keywords)
-            _check_mask_tokens(block, mask, before, h, stem=False)
+            _check_mask_tokens(block, mask, before, h, stem=False, taken=taken)
         h = tag(self, "features", pool_tokens(h, self.pool, padding_mask(mask, h)))
         h = nn.Dropout(dropout, deterministic=not train)(h)
         head = nn.Dense(num_classes, param_dtype=self.param_dtype, name="head")

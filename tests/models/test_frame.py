@@ -164,3 +164,19 @@ def test_a_block_that_changes_the_token_count_under_a_padding_mask_is_an_error()
     pairs = real[:, None, :, None] & real[:, None, None, :]  # a per-pair mask: every token pooled
     variables = frame.init(jax.random.key(0), x, mask=pairs)
     assert frame.apply(variables, x, mask=pairs).shape == (1, 3)
+
+
+def test_a_mask_of_the_tokens_before_a_block_that_changes_them_gives_the_shape_after():
+    strided = nn.Conv(2, (2,), strides=2)  # no block before it takes the mask
+    frame = Frame(3, (8, 2), "sequence", (2,), 2, blocks=(strided, TransformerBlock(1)))
+    x, real = jnp.ones((1, 8, 2)), jnp.arange(8) < jnp.array([[5]])
+    message = (
+        r"^Frame's mask has shape \(1, 8\), which fits the tokens \(1, 8\) of block 'blocks_0' "
+        r"\(Conv\), but no block up to it takes the mask, and those after it see the tokens "
+        r"of its output \(1, 4, 2\): give a mask of shape \(1, 4\) \(true: a real token\)\."
+    )
+    with pytest.raises(ValueError, match=message):
+        frame.init(jax.random.key(0), x, mask=real)
+    real = real[:, ::2]  # a mask of the tokens the TransformerBlock sees
+    variables = frame.init(jax.random.key(0), x, mask=real)
+    assert frame.apply(variables, x, mask=real).shape == (1, 3)
