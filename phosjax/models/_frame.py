@@ -56,6 +56,25 @@ def padding_mask(mask: Any, h: jax.Array) -> jax.Array | None:
     return None if real is None else real.reshape(h.shape[0], -1)
 
 
+def _viewed_mask(mask: Any, x: jax.Array, viewed: jax.Array) -> Any:
+    """``mask``, a padding mask of ``x``'s tokens (its shape but the features, axes of
+    size 1 broadcasting), as one of ``viewed``'s when the frame's view flattened them (an
+    image seen as a sequence of pixels); any other ``mask`` as given.
+
+    Examples:
+      >>> x, viewed = jnp.ones((1, 2, 2, 1)), jnp.ones((1, 4, 1))  # 2 x 2 pixels: 4 tokens
+      >>> _viewed_mask(jnp.array([[[True], [False]]]), x, viewed).tolist()
+      [[True, True, False, False]]
+    """
+    inputs, tokens = x.shape[:-1], viewed.shape[:-1]
+    if mask is None or viewed.ndim < 3 or inputs == tokens:
+        return mask
+    shape = jnp.shape(mask)
+    if not broadcasts_to(shape, inputs) or broadcasts_to(shape, tokens):
+        return mask
+    return jnp.broadcast_to(jnp.asarray(mask), inputs).reshape(tokens)
+
+
 def _check_mask_tokens(
     module: nn.Module,
     mask: Any,
@@ -164,12 +183,13 @@ class Frame(PassesKeywords, nn.Module):
     (``(batch, tokens)``) also leaves the padded tokens out of the head's pooling (the
     mean, max or last of the real tokens; ``"flatten"`` zeroes the padded ones), so they
     do not change the logits either; a per-pair mask does not (the pooling takes every
-    token). A block that changes the token count under a padding mask (a strided
-    convolution, say) is an error naming it and both token shapes: after a block that
-    takes the mask, since it no longer fits the tokens pooled; before any, since the
-    blocks that take it see the new tokens (the error gives the shape to use). In a
-    container (a `phosjax.layers.Sequence`, a graph), a frame is given the mask only when
-    one of its blocks takes it.
+    token). An image's mask (``(batch, height, width)``) is flattened as the image is
+    when the frame views it as a sequence of pixels. A block that changes the token
+    count under a padding mask (a strided convolution, say) is an error naming it and
+    both token shapes: after a block that takes the mask, since it no longer fits the
+    tokens pooled; before any, since the blocks that take it see the new tokens (the
+    error gives the shape to use). In a container (a `phosjax.layers.Sequence`, a graph),
+    a frame is given the mask only when one of its blocks takes it.
 
     Tagged values: ``stem/out``, ``blocks_<i>/out`` (each block's output), ``features``
     (pooled) and ``logits``, plus whatever the stem and blocks tag themselves.
@@ -235,9 +255,10 @@ class Frame(PassesKeywords, nn.Module):
         if self.input_kind not in KINDS:
             raise ValueError(f"Frame input_kind must be one of {KINDS}, got {self.input_kind!r}")
         num_classes, dropout = checked_size(self, "num_classes"), checked_rate(self, "dropout")
-        keywords = {} if mask is None else {"mask": mask}
-        check_keywords(self, self.blocks, keywords)
+        check_keywords(self, self.blocks, {} if mask is None else {"mask": mask})
         h = view_as(x, self.input_kind)
+        mask = _viewed_mask(mask, x, h)
+        keywords = {} if mask is None else {"mask": mask}
         if self.stem is not None:
             viewed, h = h, self._run(self.stem, h, train, self.widths[0])
             _check_mask_tokens(self.stem, mask, viewed, h)

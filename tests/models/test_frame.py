@@ -180,3 +180,16 @@ def test_a_mask_of_the_tokens_before_a_block_that_changes_them_gives_the_shape_a
     real = real[:, ::2]  # a mask of the tokens the TransformerBlock sees
     variables = frame.init(jax.random.key(0), x, mask=real)
     assert frame.apply(variables, x, mask=real).shape == (1, 3)
+
+
+def test_an_images_mask_is_flattened_as_the_image_for_a_model_that_sees_pixels():
+    model = build_model(ModelConfig("gru", 3, (4, 4, 1), width=4))  # 16 pixel tokens
+    x = jax.random.normal(jax.random.key(0), (2, 4, 4, 1))
+    variables = model.init(jax.random.key(1), x)
+    real = jnp.arange(4) < jnp.array([[4], [2]])[..., None]  # (2, 1, 4): ex. 1's columns 2, 3
+    pixels = jnp.broadcast_to(real, (2, 4, 4)).reshape(2, 16)
+    logits = model.apply(variables, x, mask=real)  # was an error: GRUBlock wants (2, 16)
+    np.testing.assert_array_equal(logits, model.apply(variables, x, mask=pixels))
+    unmasked = model.apply(variables, x)
+    np.testing.assert_allclose(logits[0], unmasked[0], atol=1e-6)  # example 0: no padding
+    assert not np.allclose(logits[1], unmasked[1])  # example 1's padding skipped
