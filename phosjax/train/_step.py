@@ -55,7 +55,11 @@ def check_splits(data: Any) -> None:
             )
 
 
-def eval_batches(num_test: int, eval_batch_size: int = 1000) -> tuple[int, int]:
+EVAL_BATCH_SIZE = 1000
+"""How many test examples one evaluation batch holds, by default (`device_arrays`)."""
+
+
+def eval_batches(num_test: int, eval_batch_size: int = EVAL_BATCH_SIZE) -> tuple[int, int]:
     """``(batches, size)``: how `device_arrays` cuts a test split of ``num_test >= 1``
     examples, the last batch padded.
 
@@ -67,7 +71,7 @@ def eval_batches(num_test: int, eval_batch_size: int = 1000) -> tuple[int, int]:
     return -(-num_test // size), size
 
 
-def device_arrays(data: Any, eval_batch_size: int = 1000) -> dict[str, np.ndarray]:
+def device_arrays(data: Any, eval_batch_size: int = EVAL_BATCH_SIZE) -> dict[str, np.ndarray]:
     """The arrays a step reads, from an `ArrayDataset`: train split, padded test batches.
 
     Raises:
