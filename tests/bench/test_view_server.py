@@ -990,3 +990,19 @@ def test_the_version_changes_with_a_file_replaced_within_a_clock_tick(tmp_path):
     os.replace(written, status)
     after = files.versions()
     assert [part for part in after if after[part] != before[part]] == ["bench"]
+
+
+def test_a_ctrl_c_as_the_address_shows_stops_the_viewer_quietly(written, monkeypatch, capsys):
+    """A Ctrl-C that came just after the address was printed, before serving began, ended
+    in a KeyboardInterrupt traceback (and the socket left open) where a later one returns."""
+    closed = []
+
+    def banner_then_ctrl_c(server):
+        print("Viewing ...")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ViewerServer, "banner", banner_then_ctrl_c)
+    close = ViewerServer.server_close
+    monkeypatch.setattr(ViewerServer, "server_close", lambda server: closed.append(close(server)))
+    assert main(["--dir", str(written.root), "--port", "0"]) == 0
+    assert (capsys.readouterr().out, closed) == ("Viewing ...\n", [None])

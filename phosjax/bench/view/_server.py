@@ -426,8 +426,8 @@ def serve(directory: str | pathlib.Path, port: int = 1337, host: str = "127.0.0.
       0
     """
     server = make_server(directory, port, host)
-    print(server.banner(), flush=True)
-    try:
+    try:  # a Ctrl-C as soon as the address shows stops it as quietly as one later
+        print(server.banner(), flush=True)
         server.serve_forever()
     except KeyboardInterrupt:
         pass
