@@ -83,12 +83,15 @@ def _check_mask_tokens(
     *,
     stem: bool = True,
     taken: bool = False,
+    given: Any = None,
 ) -> None:
     """Raises a ValueError when ``mask`` is a padding mask of the tokens of ``before``
     (``module``'s input: the ``stem``'s, else a block's) while ``module`` made other
     tokens, ``h``'s. When no block up to ``module`` has ``taken`` the mask, those after it
     need a mask of ``h``'s tokens; else no mask fits both a block that takes it and the
-    head's pooling, which would then take the padded tokens too.
+    head's pooling, which would then take the padded tokens too. ``given``: the mask as
+    the call was given it, when the frame flattened it as the image (`_viewed_mask`),
+    which the error shows with its flattened shape.
 
     Examples:
       >>> viewed, h = jnp.ones((1, 8, 1)), jnp.ones((1, 2, 4))  # 8 tokens in, 2 out
@@ -105,23 +108,25 @@ def _check_mask_tokens(
     tokens, inputs, shape = h.shape[:-1], before.shape[:-1], jnp.shape(mask)
     if not broadcasts_to(shape, inputs) or broadcasts_to(shape, tokens):
         return
-    kind = type(module).__name__
+    kind, shown = type(module).__name__, f"{shape}"
+    if given is not None and jnp.shape(given) != shape:
+        shown = f"{jnp.shape(given)} (flattened as the image: {shape})"
     if stem:
         raise ValueError(
-            f"Frame's mask has shape {shape}, which fits the input's tokens {inputs}, but "
+            f"Frame's mask has shape {shown}, which fits the input's tokens {inputs}, but "
             f"its blocks see the tokens of its stem's output ({kind}, {h.shape}): give a "
             f"mask of shape {tokens} (true: a real token)."
         )
     if not taken:
         raise ValueError(
-            f"Frame's mask has shape {shape}, which fits the tokens {inputs} of block "
+            f"Frame's mask has shape {shown}, which fits the tokens {inputs} of block "
             f"{module.name!r} ({kind}), but no block up to it takes the mask, and those "
             f"after it see the tokens of its output {h.shape}: give a mask of shape "
             f"{tokens} (true: a real token)."
         )
     raise ValueError(
         f"block {module.name!r} ({kind}) maps the tokens {inputs} to {tokens}, so Frame's "
-        f"padding mask {shape} does not fit the tokens its head pools, which would take the "
+        f"padding mask {shown} does not fit the tokens its head pools, which would take the "
         "padded ones too: change the token count in the stem (and give a mask of its "
         "output's tokens), or call without a mask (every token counts)."
     )
@@ -257,16 +262,16 @@ class Frame(PassesKeywords, nn.Module):
         num_classes, dropout = checked_size(self, "num_classes"), checked_rate(self, "dropout")
         check_keywords(self, self.blocks, {} if mask is None else {"mask": mask})
         h = view_as(x, self.input_kind)
-        mask = _viewed_mask(mask, x, h)
+        given, mask = mask, _viewed_mask(mask, x, h)
         keywords = {} if mask is None else {"mask": mask}
         if self.stem is not None:
             viewed, h = h, self._run(self.stem, h, train, self.widths[0])
-            _check_mask_tokens(self.stem, mask, viewed, h)
+            _check_mask_tokens(self.stem, mask, viewed, h, given=given)
         taken = False  # whether a block so far took the mask
         for i, block in enumerate(self.blocks):
             taken = taken or takes_keyword(block, "mask")
             before, h = h, self._run(block, h, train, self.widths[i // self.depth], **keywords)
-            _check_mask_tokens(block, mask, before, h, stem=False, taken=taken)
+            _check_mask_tokens(block, mask, before, h, stem=False, taken=taken, given=given)
         h = tag(self, "features", pool_tokens(h, self.pool, padding_mask(mask, h)))
         h = nn.Dropout(dropout, deterministic=not train)(h)
         head = nn.Dense(num_classes, param_dtype=self.param_dtype, name="head")

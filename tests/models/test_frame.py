@@ -193,3 +193,15 @@ def test_an_images_mask_is_flattened_as_the_image_for_a_model_that_sees_pixels()
     unmasked = model.apply(variables, x)
     np.testing.assert_allclose(logits[0], unmasked[0], atol=1e-6)  # example 0: no padding
     assert not np.allclose(logits[1], unmasked[1])  # example 1's padding skipped
+
+
+def test_a_wrong_image_mask_is_named_as_given_with_its_flattened_shape():
+    """The error named the flattened mask (2, 16) alone, a shape the call never gave."""
+    model = build_model(ModelConfig("transformer", 3, (4, 4, 1), width=4, depth=1))
+    message = (
+        r"^Frame's mask has shape \(2, 4, 4\) \(flattened as the image: \(2, 16\)\), which "
+        r"fits the input's tokens \(2, 16\), but its blocks see the tokens of its stem's "
+        r"output \(Patches, \(2, 4, 4\)\): give a mask of shape \(2, 4\)"
+    )
+    with pytest.raises(ValueError, match=message):
+        model.init(jax.random.key(0), jnp.ones((2, 4, 4, 1)), mask=jnp.ones((2, 4, 4), bool))
