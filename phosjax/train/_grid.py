@@ -7,7 +7,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
@@ -17,7 +16,7 @@ from phosjax.train._config import Cell, int_at_least
 from phosjax.train._group import Group, check_cells, plan_groups
 from phosjax.train._run import Chunk, GroupRun, check_on_chunk, check_strategy, run_group
 from phosjax.train._state import INIT_PROGRAMS_KEPT, GroupState, init_group
-from phosjax.train._step import check_splits, eval_batches, make_evaluate, make_train_step
+from phosjax.train._step import check_splits, device_array_specs, make_evaluate, make_train_step
 from phosjax.train._strategy import kept
 
 
@@ -261,14 +260,7 @@ def _check_group(group: Group, data: Any) -> None:
         cell = jax.tree.map(
             lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype, weak_type=a.weak_type), state
         )
-        tests = eval_batches(num_test)
-        arrays = {  # what a step and an evaluation read (`device_arrays`)
-            "x_train": jax.ShapeDtypeStruct((num_train, *input_shape), jnp.float32),
-            "y_train": jax.ShapeDtypeStruct((num_train,), jnp.int32),
-            "x_test": jax.ShapeDtypeStruct((*tests, *input_shape), jnp.float32),
-            "y_test": jax.ShapeDtypeStruct(tests, jnp.int32),
-            "test_mask": jax.ShapeDtypeStruct(tests, jnp.bool_),
-        }
+        arrays = device_array_specs(data)  # what a step and an evaluation read
         model, hp = group.model.build(), group.hparams
         jax.eval_shape(make_train_step(model, hp, guard=False), cell, arrays)
         jax.eval_shape(make_evaluate(model, hp.compute_dtype), cell, arrays)

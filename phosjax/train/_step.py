@@ -105,6 +105,31 @@ def device_arrays(data: Any, eval_batch_size: int = EVAL_BATCH_SIZE) -> dict[str
     }
 
 
+def device_array_specs(data: Any) -> dict[str, jax.ShapeDtypeStruct]:
+    """The shapes and dtypes of `device_arrays` of ``data`` (an `ArrayDataset`), from its
+    sizes alone: nothing is converted (a step is traced on them before the data is).
+
+    Examples:
+      >>> from phosjax.data import random_dataset
+      >>> data = random_dataset("toy", (8,), 3)
+      >>> specs = device_array_specs(data)
+      >>> specs["x_test"]
+      ShapeDtypeStruct(shape=(1, 32, 8), dtype=float32)
+      >>> arrays = device_arrays(data)
+      >>> all(specs[k] == jax.ShapeDtypeStruct(a.shape, a.dtype) for k, a in arrays.items())
+      True
+    """
+    inputs, num_train = tuple(data.input_shape), data.num_train
+    tests = eval_batches(data.num_test)
+    return {
+        "x_train": jax.ShapeDtypeStruct((num_train, *inputs), jnp.float32),
+        "y_train": jax.ShapeDtypeStruct((num_train,), jnp.int32),
+        "x_test": jax.ShapeDtypeStruct((*tests, *inputs), jnp.float32),
+        "y_test": jax.ShapeDtypeStruct(tests, jnp.int32),
+        "test_mask": jax.ShapeDtypeStruct(tests, jnp.bool_),
+    }
+
+
 def _penalty(kind: str, on: str) -> Callable[[jax.Array], jax.Array]:
     elementwise = jnp.abs if kind == "l1" else jnp.square
     reduce = jnp.sum if on == "params" else jnp.mean
