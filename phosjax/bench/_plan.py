@@ -39,13 +39,10 @@ from phosjax.core import (
     PATH_WEIGHTS,
     Knob,
     SelectorError,
-    aux_losses_raised,
+    apply_checking_records,
     aux_total,
-    check_aux_losses_kept,
-    check_path_weights_kept,
     flatten,
     matches,
-    path_weights_opened,
     select,
 )
 from phosjax.core._selectors import value_per_path
@@ -371,11 +368,10 @@ def _traced_step(config: ModelConfig) -> dict[str, tuple[str, ...]]:
         variables = model.init(key, x)
         mutable = [c for c in variables if c != "params"]
         mutable += [AUX_LOSS, PATH_WEIGHTS, INTERMEDIATES]
-        with aux_losses_raised() as raised, path_weights_opened() as opened:
-            _, out = model.apply(variables, x, train=True, rngs={"dropout": key}, mutable=mutable)
+        _, out = apply_checking_records(  # as the train step does
+            model.apply, variables, x, train=True, rngs={"dropout": key}, mutable=mutable
+        )
         model.apply(variables, x, train=False)  # as an evaluation: no rng, nothing written
-        check_aux_losses_kept(raised, out.get(AUX_LOSS, {}))  # as the train step refuses
-        check_path_weights_kept(opened, out.get(PATH_WEIGHTS, {}))  # them, when it trains
         _, aux = aux_total(out.get(AUX_LOSS, {}))
         weights = flatten(out.get(PATH_WEIGHTS, {}), unwrap=False)
         metrics = {

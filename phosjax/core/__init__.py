@@ -17,7 +17,12 @@ from phosjax.core._collections import (
 from phosjax.core._grad import grad_of, perturbations
 from phosjax.core._inject import inject, injections
 from phosjax.core._knobs import Knob, Range, knob, knobs, set_knobs, with_knobs
-from phosjax.core._losses import aux_total, check_aux_losses_kept, regularize
+from phosjax.core._losses import (
+    apply_checking_records,
+    aux_total,
+    check_aux_losses_kept,
+    regularize,
+)
 from phosjax.core._path_weights import (
     check_path_weights_kept,
     current_path_weight,
@@ -47,6 +52,7 @@ __all__ = [
     "ModuleBlurb",
     "Range",
     "SelectorError",
+    "apply_checking_records",
     "aux_loss",
     "aux_losses_raised",
     "aux_total",

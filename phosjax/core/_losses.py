@@ -7,10 +7,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from phosjax.core._collections import AUX_LOSS
+from phosjax.core._collections import AUX_LOSS, PATH_WEIGHTS
+from phosjax.core._path_weights import check_path_weights_kept, path_weights_opened
 from phosjax.core._paths import SEP, flatten
 from phosjax.core._record import Calls, check_recorded
 from phosjax.core._selectors import select_items
+from phosjax.core._tags import aux_losses_raised
 
 
 def _calls(record: Any) -> list[tuple[Any, int]]:
@@ -149,3 +151,26 @@ def check_aux_losses_kept(raised: Iterable[str], aux: Mapping[str, Any]) -> None
     """
     what = "aux loss {!r} was raised"
     check_recorded(AUX_LOSS, raised, aux, what, "it would add nothing to the loss")
+
+
+def apply_checking_records(apply: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``apply(*args, **kwargs)``, a Flax ``apply`` whose ``mutable`` lists ``aux_loss``
+    and ``path_weights``, raising where a lifted transform dropped an aux loss raised or a
+    path weight opened in it (`check_aux_losses_kept`, `check_path_weights_kept`): what
+    the train step and the bench's planning run the model with.
+
+    Examples:
+      >>> import flax.linen as nn, jax.numpy as jnp, phosjax as px
+      >>> class Member(nn.Module):
+      ...     def __call__(self, x):
+      ...         return px.aux_loss(self, "l1", jnp.abs(x).mean())
+      >>> Members = nn.vmap(Member, variable_axes={}, axis_size=2)  # no aux_loss axis
+      >>> apply_checking_records(Members().apply, {}, jnp.ones((2, 3)), mutable=["aux_loss"])
+      Traceback (most recent call last):
+      ValueError: aux loss 'l1' was raised but not recorded: ...
+    """
+    with aux_losses_raised() as raised, path_weights_opened() as opened:
+        out, written = apply(*args, **kwargs)
+    check_aux_losses_kept(raised, written.get(AUX_LOSS, {}))  # else a dropped one adds 0
+    check_path_weights_kept(opened, written.get(PATH_WEIGHTS, {}))  # else no metric for it
+    return out, written

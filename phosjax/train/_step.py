@@ -19,12 +19,9 @@ from phosjax.core import (
     AUX_LOSS,
     INTERMEDIATES,
     PATH_WEIGHTS,
-    aux_losses_raised,
+    apply_checking_records,
     aux_total,
-    check_aux_losses_kept,
-    check_path_weights_kept,
     flatten,
-    path_weights_opened,
     regularize,
 )
 from phosjax.data import batch_indices
@@ -266,23 +263,19 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
         params: Any, state: GroupState, x: jax.Array, y: jax.Array, rng: jax.Array
     ) -> tuple[jax.Array, tuple[dict[str, Any], Metrics]]:
         mutable = [c for c in state.collections if c in PERSISTENT_MUTABLE] + collect
-        with aux_losses_raised() as raised, path_weights_opened() as opened:
-            logits, written = apply(
-                {"params": params, **state.collections},
-                x,
-                train=True,
-                rngs={"dropout": rng},
-                mutable=mutable,
-            )
+        logits, written = apply_checking_records(
+            apply,
+            {"params": params, **state.collections},
+            x,
+            train=True,
+            rngs={"dropout": rng},
+            mutable=mutable,
+        )
         written = dict(written)
         task = jnp.mean(_cross_entropy(logits, y, state.hparams["label_smoothing"]))
-        aux_losses = written.pop(AUX_LOSS, {})
-        check_aux_losses_kept(raised, aux_losses)  # else a dropped one would add 0
-        aux, aux_by_name = aux_total(aux_losses)
+        aux, aux_by_name = aux_total(written.pop(AUX_LOSS, {}))
         activations = written.pop(INTERMEDIATES, {})
-        path_weights = written.pop(PATH_WEIGHTS, {})
-        check_path_weights_kept(opened, path_weights)  # else its metric would be missing
-        path_weights = flatten(path_weights, unwrap=False)
+        path_weights = flatten(written.pop(PATH_WEIGHTS, {}), unwrap=False)
         reg = jnp.zeros(())
         for i, (selector, on, fn) in enumerate(penalties):
             if i in morph:
