@@ -28,8 +28,20 @@ INTERRUPTED = 130
 
 
 def _interrupt_main_soon() -> None:
-    time.sleep(0.01)  # the main thread is out of the callback by then
-    _thread.interrupt_main()
+    """Raise `KeyboardInterrupt` in the main thread a moment after the unraisable hook
+    calling this has returned: raised while the hook still runs (starting the thread
+    can take longer than the moment on a busy machine), it would be dropped again."""
+    hook_done = threading.Event()
+
+    def interrupt() -> None:
+        hook_done.wait()
+        time.sleep(0.01)  # the main thread is out of the hook and the callback by then
+        _thread.interrupt_main()
+
+    try:
+        threading.Thread(target=interrupt, daemon=True).start()
+    finally:
+        hook_done.set()
 
 
 def _keeping(previous: Callable[[Any], object]) -> Callable[[Any], None]:
@@ -38,7 +50,7 @@ def _keeping(previous: Callable[[Any], object]) -> Callable[[Any], None]:
 
     def hook(unraisable: Any) -> None:
         if isinstance(unraisable.exc_value, KeyboardInterrupt):
-            threading.Thread(target=_interrupt_main_soon, daemon=True).start()
+            _interrupt_main_soon()
         else:
             previous(unraisable)
 

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pandas as pd
@@ -136,10 +137,24 @@ def test_exit_process_skips_the_teardown_only_after_ctrl_c(monkeypatch):
     assert exit_info.value.code == 2
 
 
-def test_ctrl_c_dropped_in_a_garbage_collector_callback_still_stops_the_command(capsys):
+@pytest.mark.parametrize("slow_thread_start", [False, True])
+def test_ctrl_c_dropped_in_a_garbage_collector_callback_still_stops_the_command(
+    capsys, monkeypatch, slow_thread_start
+):
     """Ctrl-C's KeyboardInterrupt raised inside a gc callback (jax registers one) is
     dropped by Python as unraisable; the command still stops as after any Ctrl-C,
-    instead of running on to its end (a whole bench) with the Ctrl-C ignored."""
+    instead of running on to its end (a whole bench) with the Ctrl-C ignored. On a busy
+    machine, starting the thread that raises it again can take longer than that thread's
+    wait: the Ctrl-C must still not land while the unraisable hook runs (Python would
+    drop it a second time)."""
+    if slow_thread_start:
+        start = threading.Thread.start
+
+        def slow_start(self):
+            start(self)
+            time.sleep(0.2)  # the main thread descheduled right after the thread started
+
+        monkeypatch.setattr(threading.Thread, "start", slow_start)
     raised = []
 
     def callback(phase: str, info: object) -> None:
