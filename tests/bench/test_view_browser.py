@@ -704,8 +704,12 @@ def test_the_address_keeps_the_choices_made_so_that_a_reload_shows_them(tmp_path
 
 def test_the_address_keeps_the_filters_search_and_sort_so_that_a_reload_shows_them(tmp_path, page):
     """A reload kept the menus but dropped the leaderboard's filter menus, text search and
-    sort (and the log scale): all the rows again, in the default order."""
+    sort (and the log scale): all the rows again, in the default order. A column whose
+    name starts with ``-``, sorted ascending, came back sorted descending by the column
+    named without it (``sort=-key`` meant both)."""
     written = write_bench(tmp_path / "address", blurb_json())
+    cells = written.cells.assign(**{"-lr": -written.cells.lr})  # a hyperparameter "-lr"
+    cells.to_parquet(written.root / _layout.CELLS)
     board = "[...document.querySelectorAll('#board .board-row')].map((r) => r.dataset.key)"
     with serving(written.root) as server:
         page.open(server.url)
@@ -717,7 +721,7 @@ def test_the_address_keeps_the_filters_search_and_sort_so_that_a_reload_shows_th
         page.run("document.getElementById('sort-dir').click()")
         page.run("document.getElementById('log-y').click()")
         page.settle()
-        query = "?log=y&sort=-lr&q=seed%3D1&f.model=%22mlp%22"
+        query = "?log=y&sort=lr&order=desc&q=seed%3D1&f.model=%22mlp%22"
         assert page.run("location.search") == query
         rows = page.run(board)
         mlp = written.cells[(written.cells.model == "mlp") & (written.cells.seed == 1)]
@@ -730,7 +734,17 @@ def test_the_address_keeps_the_filters_search_and_sort_so_that_a_reload_shows_th
         assert page.run("document.getElementById('sort-by').value") == "lr"
         assert page.run("document.getElementById('log-y').checked") is True
         assert page.run("location.search") == query
-        page.open(server.url + "?sort=-nosuch&f.model=%22nosuch%22&f.nosuch=1")  # left out
+        page.run(f"({CHOOSE})('sort-by', '-lr')")  # ascending: -lr up, so lr down
+        page.settle()
+        assert page.run("location.search") == "?log=y&sort=-lr&q=seed%3D1&f.model=%22mlp%22"
+        page.run("document.body.dataset.ready = 'reloading'")
+        page.open(page.run("location.href"))
+        assert page.run("document.getElementById('sort-by').value") == "-lr"
+        assert page.run("document.getElementById('sort-dir').textContent") == "↑"
+        assert page.run(board) == rows
+        page.open(
+            server.url + "?sort=nosuch&order=desc&f.model=%22nosuch%22&f.nosuch=1"
+        )  # left out
         assert len(page.run(board)) == len(written.cells)
         assert page.run("location.search") == ""
 
@@ -751,7 +765,7 @@ def test_rows_a_running_bench_writes_show_without_a_reload_the_choices_kept(tmp_
     ticks = "[...document.querySelectorAll('#curve-plots .axes text')].map((t) => t.textContent)"
     rows = "[...document.querySelectorAll('#board .board-row')].map((r) => r.dataset.key)"
     with serving(written.root) as server:
-        page.open(server.url + "?sort=-seed&f.model=%22mlp%22&f.lr=0.01")
+        page.open(server.url + "?sort=seed&order=desc&f.model=%22mlp%22&f.lr=0.01")
         page.hover("#curve-plots .overlay")  # its tooltip shows the values at a step
         assert page.run("document.getElementById('tooltip').hidden") is False
         before = page.run(rows), page.run("window.scrollY")
@@ -768,7 +782,7 @@ def test_rows_a_running_bench_writes_show_without_a_reload_the_choices_kept(tmp_
         assert (page.run(rows), page.run("window.scrollY")) == before
         assert "300" in page.run(ticks)  # the curves read again
         assert page.run("document.getElementById('tooltip').hidden") is True  # its values old
-        assert page.run("location.search") == "?sort=-seed&f.model=%22mlp%22&f.lr=0.01"
+        assert page.run("location.search") == "?sort=seed&order=desc&f.model=%22mlp%22&f.lr=0.01"
         page.run("document.getElementById('live-toggle').click()")
         assert page.run(LIVE).startswith("paused · updated ")
         assert page.run("document.getElementById('live-toggle').textContent") == "resume"

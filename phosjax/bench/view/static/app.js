@@ -982,8 +982,8 @@ const FILTER = "f.";
 
 // Puts the page's state in its address, each choice that differs from the page's default
 // (`state.defaults`, the table's `defaultSort`), so that a reload or a copied link shows
-// the same: the menus, mode, metrics, log scale, sort (`sort=-key`: descending), text
-// search (`q=`) and filter menus.
+// the same: the menus, mode, metrics, log scale, sort (`sort=<key>`, with `order=desc`
+// descending: a key may start with `-`), text search (`q=`) and filter menus.
 function rememberInAddress() {
   const params = new URLSearchParams();
   if (state.mode === "configs") params.set("mode", "configs");
@@ -991,7 +991,10 @@ function rememberInAddress() {
   if ($("log-y").checked) params.set("log", "y");
   for (const [name, id] of ADDRESS_MENUS) if ($(id).value !== state.defaults[name]) params.set(name, $(id).value);
   const first = defaultSort();
-  if (state.sort && (state.sort.key !== first.key || state.sort.dir !== first.dir)) params.set("sort", `${state.sort.dir < 0 ? "-" : ""}${state.sort.key}`);
+  if (state.sort && (state.sort.key !== first.key || state.sort.dir !== first.dir)) {
+    params.set("sort", state.sort.key);
+    if (state.sort.dir < 0) params.set("order", "desc");
+  }
   if (state.text) params.set("q", state.text);
   for (const [column, value] of Object.entries(state.filters)) if (value !== "") params.set(`${FILTER}${column}`, value);
   const query = params.toString();
@@ -1006,7 +1009,7 @@ function restoreFromAddress(params) {
   state.allMetrics = $("all-metrics").checked = params.get("metrics") === "all";
   $("log-y").checked = params.get("log") === "y";
   const sort = params.get("sort"); // a column the table lacks: its default (`renderBoard`)
-  if (sort) state.chosenSort = sort.startsWith("-") ? { key: sort.slice(1), dir: -1 } : { key: sort, dir: 1 };
+  if (sort) state.chosenSort = { key: sort, dir: params.get("order") === "desc" ? -1 : 1 };
   state.text = params.get("q") ?? "";
   for (const [name, value] of params) {
     const column = name.slice(FILTER.length);
