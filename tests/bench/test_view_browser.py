@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import time
+import urllib.parse
 from typing import Any
 
 import jax
@@ -680,7 +681,8 @@ def test_a_blurb_notes_the_knob_values_its_cells_train_with(tmp_path, page):
 
 def test_the_address_keeps_the_choices_made_so_that_a_reload_shows_them(tmp_path, page):
     """Reloading (for the rows a running bench wrote since) reset the mode and menus: the
-    page read them from its address but never wrote them there."""
+    page read them from its address but never wrote them there. The rows unticked for
+    the plots came back ticked."""
     written = write_bench(tmp_path / "address", blurb_json())
     search = "location.search"
     with serving(written.root) as server:
@@ -688,8 +690,11 @@ def test_the_address_keeps_the_choices_made_so_that_a_reload_shows_them(tmp_path
         page.run("document.querySelector('button[data-mode=configs]').click()")
         page.run(f"({CHOOSE})('curve-metric', 'accuracy')")
         page.run("document.getElementById('all-metrics').click()")
+        page.run("document.querySelector('#board .board-row input').click()")  # unticked
         page.settle()
-        assert page.run(search) == "?mode=configs&metrics=all&metric=accuracy"
+        hidden = page.run("document.querySelector('#board .hidden-row').dataset.key")
+        hide = urllib.parse.urlencode({"hide": hidden})
+        assert page.run(search) == f"?mode=configs&metrics=all&metric=accuracy&{hide}"
         assert page.run("location.hash") == "#curves"
         page.run("document.body.dataset.ready = 'reloading'")
         page.open(page.run("location.href.split('#')[0]"))  # no fragment: a new page
@@ -698,8 +703,12 @@ def test_the_address_keeps_the_choices_made_so_that_a_reload_shows_them(tmp_path
         assert page.run("document.getElementById('all-metrics').checked") is True
         on = "document.querySelector('button[data-mode=configs]').classList.contains('on')"
         assert page.run(on) is True
+        unticked = "[...document.querySelectorAll('#board .hidden-row')].map((r) => r.dataset.key)"
+        assert page.run(unticked) == [hidden]
+        drawn = "[...document.querySelectorAll('#curve-plots .curve')].map((c) => c.dataset.key)"
+        assert hidden not in page.run(drawn) and len(set(page.run(drawn))) == 3
         page.run(f"({CHOOSE})('curve-metric', 'loss')")  # the default again: not written
-        assert page.run(search) == "?mode=configs&metrics=all"
+        assert page.run(search) == f"?mode=configs&metrics=all&{hide}"
 
 
 def test_the_address_keeps_the_filters_search_and_sort_so_that_a_reload_shows_them(tmp_path, page):

@@ -983,7 +983,8 @@ const FILTER = "f.";
 // Puts the page's state in its address, each choice that differs from the page's default
 // (`state.defaults`, the table's `defaultSort`), so that a reload or a copied link shows
 // the same: the menus, mode, metrics, log scale, sort (`sort=<key>`, with `order=desc`
-// descending: a key may start with `-`), text search (`q=`) and filter menus.
+// descending: a key may start with `-`), text search (`q=`), filter menus and the rows
+// unticked for the plots (`hide=<key>` each: a cell id, or a configuration's key).
 function rememberInAddress() {
   const params = new URLSearchParams();
   if (state.mode === "configs") params.set("mode", "configs");
@@ -997,6 +998,7 @@ function rememberInAddress() {
   }
   if (state.text) params.set("q", state.text);
   for (const [column, value] of Object.entries(state.filters)) if (value !== "") params.set(`${FILTER}${column}`, value);
+  for (const key of state.hidden) params.append("hide", key);
   const query = params.toString();
   history.replaceState(null, "", `${location.pathname}${query ? `?${query}` : ""}${location.hash}`);
 }
@@ -1011,6 +1013,8 @@ function restoreFromAddress(params) {
   const sort = params.get("sort"); // a column the table lacks: its default (`renderBoard`)
   if (sort) state.chosenSort = { key: sort, dir: params.get("order") === "desc" ? -1 : 1 };
   state.text = params.get("q") ?? "";
+  const keys = new Set(state.board.rows.flatMap((r) => [r.cell_id, r.config]));
+  state.hidden = new Set(params.getAll("hide").filter((key) => keys.has(key)));
   for (const [name, value] of params) {
     const column = name.slice(FILTER.length);
     const taken = state.board.rows.some((r) => JSON.stringify(r[column]) === value);
