@@ -263,6 +263,31 @@ def test_a_bench_without_cells_says_so(tmp_path):
     assert '<div id="graph" class="graph" hidden=""></div>' in dom  # no empty box beside
 
 
+def test_a_page_opened_before_its_bench_starts_waits_for_it(tmp_path, page):
+    """A viewer started with its bench (`bench.new` and `view` at once) was refused until
+    bench.json existed. Its page says what it waits for in place of the panels, and shows
+    the bench once it starts there."""
+    folder = tmp_path / "bench"
+    staged = write_bench(tmp_path / "staged", blurb_json())
+    note = "document.getElementById('waiting')"
+    panels = "[...document.querySelectorAll('main > section')].filter((s) => s.offsetParent)"
+    with serving(folder) as server:
+        page.navigate(server.url)
+        deadline = time.monotonic() + 30
+        while page.run(f"{note}?.hidden") is not False:
+            assert time.monotonic() < deadline, "the page did not say it waits"
+            time.sleep(0.1)
+        said = f"Waiting for the bench to start in {str(folder)!r} (no such directory yet)."
+        assert page.run(f"{note}.textContent") == said
+        assert page.run(f"{panels}.length") == 0
+        staged.root.rename(folder)
+        page.wait_ready()
+        assert page.run(f"{note}.hidden") is True
+        assert page.run(f"{panels}.length") == 8  # the morph panel too
+        rows = len(page.run("[...document.querySelectorAll('#board .board-row')]"))
+        assert rows == len(staged.cells)
+
+
 def test_a_morph_run_directory_shows_its_morph_panel_alone(tmp_path, page):
     """A run directory of `python -m phosjax.morph` has no bench: the page shows its Morph
     panel, not the bench's panels, each empty ("No cells planned yet.", ...)."""
@@ -345,7 +370,15 @@ class _Page:
 
     def open(self, url: str) -> None:
         """Loads ``url`` and waits for the page's script to finish (or fail)."""
+        self.navigate(url)
+        self.wait_ready()
+
+    def navigate(self, url: str) -> None:
+        """Starts loading ``url`` (`wait_ready` waits for its script)."""
         self._call("Page.navigate", {"url": url})
+
+    def wait_ready(self) -> None:
+        """Waits for the page's script to finish (or fail)."""
         deadline = time.monotonic() + 60
         ready = (
             "document.body?.dataset.ready === 'true'"

@@ -738,18 +738,60 @@ def test_a_model_named_with_a_space_or_accent_shows_its_blurb(tmp_path, model):
 
 
 def test_a_directory_that_is_not_a_bench(tmp_path, written, capsys):
-    with pytest.raises(NotABenchError, match=r"is not a bench: it has no bench.json"):
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "data").mkdir()
+    unrelated = (
+        rf"^{re.escape(repr(str(tmp_path)))} is not a bench: it has no bench.json, and holds "
+        r"\['data', 'notes.txt'\], which no bench writes: a bench starts only in a new or "
+        r"empty folder\. Make one with `python -m phosjax.bench.new "
+    )
+    with pytest.raises(NotABenchError, match=unrelated):
         make_server(tmp_path)
+    assert main(["--dir", str(tmp_path), "--port", "0"]) == 2
+    said = capsys.readouterr().err
+    assert said.startswith(f"error: {str(tmp_path)!r} is not a bench: it has no bench.json, ")
     view = rf"Benches inside it: example; pass one: --dir {re.escape(str(written.root))}$"
     with pytest.raises(NotABenchError, match=view):  # not "Make one with ... new"
         make_server(written.root.parent)
-    assert main(["--dir", str(tmp_path / "missing"), "--port", "0"]) == 2
-    assert "missing' is not a bench: no such directory" in capsys.readouterr().err
+    with pytest.raises(NotABenchError, match=r"no such directory\. It is inside the bench "):
+        make_server(written.root / _layout.RESULTS / "new")
     inside = rf" It is inside the bench {re.escape(repr(str(written.root)))}: view that one\.$"
     with pytest.raises(NotABenchError, match=rf"it has no bench.json\.{inside}"):
         make_server(written.root / _layout.RESULTS)
     with pytest.raises(NotABenchError, match=rf"it is a file, not a directory\.{inside}"):
         make_server(written.root / _layout.CONFIG)
+
+
+@pytest.mark.parametrize("exists", [False, True], ids=["no folder yet", "an empty folder"])
+def test_a_viewer_started_before_its_bench_waits_for_it(tmp_path, exists):
+    """A viewer started with its bench (`bench.new` and `view` at once) was refused until
+    bench.json existed. It serves, says what it waits for (in its banner, api/version
+    and in place of the bench's data), and serves the bench once it starts; a file no
+    bench writes put in the folder meanwhile is named as why none will start there."""
+    folder = tmp_path / "bench"
+    if exists:
+        folder.mkdir()
+    why = "no bench.json" if exists else "no such directory"
+    waiting = f"waiting for the bench to start in {str(folder)!r} ({why} yet)"
+    with serving(folder) as server:
+        assert server.banner() == f"Viewing {folder} at {server.url}; {waiting}  (Ctrl-C stops)"
+        assert get_json(server, "/api/version") == _api.waiting(waiting)
+        status, _, body = get(server, "/api/cells")
+        assert (status, json.loads(body)) == (503, {"error": waiting})
+        folder.mkdir(exist_ok=True)
+        (folder / _layout.LOCK).write_text("pid 1 on host since 2026-01-01T00:00:00+00:00")
+        (folder / "notes.txt").write_text("mine")  # no bench writes it
+        unrelated = get_json(server, "/api/version")["waiting"]
+        assert unrelated.endswith(
+            "holds ['notes.txt'], which no bench writes: a bench starts "
+            "only in a new or empty folder. Make one with `python -m "
+            "phosjax.bench.new --config CONFIG.yaml --dir DIR`."
+        )
+        (folder / "notes.txt").unlink()
+        (folder / _layout.MARKER).write_text(json.dumps({"format": 1}))
+        assert "waiting" not in get_json(server, "/api/version")
+        assert get_json(server, "/api/cells")["rows"] == []
+        assert server.banner() == f"Viewing {folder} at {server.url}  (Ctrl-C stops)"
 
 
 def test_a_port_in_use(written, capsys):
@@ -915,8 +957,8 @@ def test_help_says_a_morph_run_directory_is_viewed_too(capsys):
     assert exit_info.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
     assert (
-        "--dir DIR the bench directory (runs/NAME), or the --dir of a python -m phosjax.morph run"
-        in text
+        "--dir DIR the bench directory (runs/NAME; one not started yet is waited for), or the "
+        "--dir of a python -m phosjax.morph run" in text
     )
 
 

@@ -9,6 +9,7 @@ from phosjax.bench.view._bench import (
     BenchFiles,
     BrokenFileError,
     NotABenchError,
+    NotStartedError,
     OutsideBenchError,
 )
 from phosjax.bench.view._server import (
@@ -24,6 +25,7 @@ __all__ = [
     "BrokenFileError",
     "CannotServeError",
     "NotABenchError",
+    "NotStartedError",
     "OutsideBenchError",
     "PortInUseError",
     "ViewerServer",

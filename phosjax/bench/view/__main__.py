@@ -23,7 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--dir",
         required=True,
-        help="the bench directory (runs/NAME), or the --dir of a python -m phosjax.morph run",
+        help="the bench directory (runs/NAME; one not started yet is waited for), or the "
+        "--dir of a python -m phosjax.morph run",
     )
     parser.add_argument(
         "--port", type=_port, default=1337, help="TCP port (default 1337; 0: any free one)"

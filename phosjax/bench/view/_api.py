@@ -11,7 +11,7 @@ import pandas as pd
 
 from phosjax.bench import _layout
 from phosjax.bench._summary import per_group_and_phase
-from phosjax.bench.view._bench import BenchFiles, OutsideBenchError, digest
+from phosjax.bench.view._bench import BenchFiles, OutsideBenchError, digest, listed
 
 DEFAULT_POINTS = 400
 """Points per curve the server sends unless asked otherwise (long curves are thinned)."""
@@ -184,6 +184,18 @@ def version(bench: BenchFiles) -> dict[str, Any]:
     return {"version": digest(parts), "parts": parts}
 
 
+def waiting(why: str) -> dict[str, Any]:
+    """What `version` answers before the bench starts: ``{"version", "parts": {},
+    "waiting": why}`` (`phosjax.bench.view._bench.not_started`); the page says ``why``
+    and asks again until the bench is there.
+
+    Examples:
+      >>> waiting("waiting for the bench to start in 'runs/a' (no bench.json yet)")["parts"]
+      {}
+    """
+    return {"version": digest(why), "parts": {}, "waiting": why}
+
+
 def _absent_if_outside(check: Callable[..., bool], *args: Any) -> bool:
     """``check(*args)``, False where it meets a link out of the bench (never read: absent)."""
     try:
@@ -224,21 +236,6 @@ def leaderboard(bench: BenchFiles) -> dict[str, Any]:
         "splits": sorted(results["split"].unique().tolist()) if len(results) else [],
         "rows": rows,
     }
-
-
-_LISTED = 10
-"""The most names an error message lists (a bench may have thousands of cells)."""
-
-
-def listed(names: Sequence[str], limit: int = _LISTED) -> str:
-    """``names`` as a list for a message, cut after ``limit`` with a count of the rest.
-
-    Examples:
-      >>> listed(["a", "b"]), listed(["a", "b", "c", "d"], limit=2)
-      ("['a', 'b']", "['a', 'b'] and 2 more")
-    """
-    more = f" and {len(names) - limit} more" if len(names) > limit else ""
-    return f"{list(names[:limit])}{more}"
 
 
 def _check_known(parameter: str, asked: Sequence[str], known: Sequence[str], where: str) -> None:

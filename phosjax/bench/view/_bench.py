@@ -8,7 +8,7 @@ import os
 import pathlib
 import re
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import pandas as pd
@@ -28,10 +28,27 @@ class NotABenchError(ValueError):
     Examples:
       >>> import tempfile
       >>> from phosjax.bench.view import make_server
-      >>> with tempfile.TemporaryDirectory() as empty:
-      ...     make_server(empty, port=0)
+      >>> with tempfile.TemporaryDirectory() as folder:
+      ...     _ = (pathlib.Path(folder) / "notes.txt").write_text("mine")
+      ...     make_server(folder, port=0)
       Traceback (most recent call last):
-      phosjax.bench.view._bench.NotABenchError: ... is not a bench: it has no bench.json. ...
+      phosjax.bench.view._bench.NotABenchError: ... is not a bench: it has no bench.json, ...
+    """
+
+
+class NotStartedError(NotABenchError):
+    """A directory that holds no bench yet but may (`not_started` says why): the server
+    answers its requests for the bench's data with 503 until a bench starts there.
+
+    Examples:
+      >>> import tempfile
+      >>> from phosjax.bench.view import make_server
+      >>> server = make_server(tempfile.mkdtemp(), port=0)
+      >>> server.bench
+      Traceback (most recent call last):
+      phosjax.bench.view._bench.NotStartedError: waiting for the bench to start in '...' (no
+      bench.json yet)
+      >>> server.server_close()
     """
 
 
@@ -84,6 +101,74 @@ def _is_morph_run(directory: pathlib.Path) -> bool:
 def _holds_a_run(directory: pathlib.Path) -> bool:
     """Whether ``directory`` is a bench or a morph run directory."""
     return _layout.is_bench(directory) or _is_morph_run(directory)
+
+
+_LISTED = 10
+"""The most names an error message lists (a bench may have thousands of cells)."""
+
+
+def listed(names: Sequence[str], limit: int = _LISTED) -> str:
+    """``names`` as a list for a message, cut after ``limit`` with a count of the rest.
+
+    Examples:
+      >>> listed(["a", "b"]), listed(["a", "b", "c", "d"], limit=2)
+      ("['a', 'b']", "['a', 'b'] and 2 more")
+    """
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return f"{list(names[:limit])}{more}"
+
+
+def _unrelated(directory: pathlib.Path) -> list[str]:
+    """The names in ``directory`` (no hidden ones: a writer's temporaries) that a bench
+    starting there does not write before its marker (its config, env, lock and status
+    files; a morph run's ``morph/`` folder), sorted."""
+    names = [p.name for p in directory.iterdir() if not p.name.startswith(".")]
+    starting = {_layout.CONFIG, _layout.ENV, _layout.MORPH}
+    starting |= {*_layout.per_process_names(_layout.LOCK, names)}
+    starting |= {*_layout.per_process_names(_layout.STATUS, names)}
+    return sorted(name for name in names if name not in starting)
+
+
+def not_started(directory: str | pathlib.Path) -> str | None:
+    """Why the viewer waits for a bench in ``directory``, one may start there (no such
+    directory yet: a bench makes its ``--dir``; or one holding nothing but what a bench
+    writes before its ``bench.json``); None where it holds a bench or a morph run.
+
+    Raises:
+      NotABenchError: none can start there: a file, a folder inside a bench or holding
+        benches, or one holding files no bench writes (a bench starts only in a new or
+        empty folder).
+
+    Examples:
+      >>> import tempfile
+      >>> folder = pathlib.Path(tempfile.mkdtemp())
+      >>> not_started(folder / "new")
+      "waiting for the bench to start in '.../new' (no such directory yet)"
+      >>> _ = (folder / "notes.txt").write_text("mine")
+      >>> not_started(folder)
+      Traceback (most recent call last):
+      phosjax.bench.view._bench.NotABenchError: '...' is not a bench: it has no bench.json,
+      and holds ['notes.txt'], which no bench writes: a bench starts only in a new or empty
+      folder. ...
+    """
+    given = pathlib.Path(directory)
+    if _holds_a_run(given):
+        return None
+    where = f"waiting for the bench to start in {str(given.resolve())!r}"
+    inside = _layout.enclosing_bench(given, _holds_a_run) is not None
+    if not given.exists() and not inside:
+        return f"{where} (no such directory yet)"
+    if inside or not given.is_dir() or _layout.benches_inside(given, _holds_a_run):
+        raise NotABenchError(_layout.not_a_bench(given, _holds_a_run, use="view"))
+    unrelated = _unrelated(given)
+    if unrelated:
+        raise NotABenchError(
+            f"{str(given)!r} is not a bench: it has no {_layout.MARKER}, and holds "
+            f"{listed(unrelated)}, which no bench writes: a bench starts only in a new or "
+            "empty folder. Make one with `python -m phosjax.bench.new --config CONFIG.yaml "
+            "--dir DIR`."
+        )
+    return f"{where} (no {_layout.MARKER} yet)"
 
 
 def _nullable_floats(type_: pa.DataType) -> pd.ArrowDtype | None:

@@ -21,7 +21,15 @@ from typing import Any
 
 from phosjax.bench import _layout
 from phosjax.bench.view import _api
-from phosjax.bench.view._bench import BenchFiles, BrokenFileError, OutsideBenchError, vanished
+from phosjax.bench.view._bench import (
+    BenchFiles,
+    BrokenFileError,
+    NotABenchError,
+    NotStartedError,
+    OutsideBenchError,
+    not_started,
+    vanished,
+)
 
 STATIC = pathlib.Path(__file__).parent / "static"
 _CONTENT_TYPES = {
@@ -125,7 +133,7 @@ class ViewerServer(http.server.ThreadingHTTPServer):
     """A threading HTTP server that holds the bench it shows.
 
     Attributes:
-      bench: the bench's files.
+      directory: the bench directory, as given.
       url: the address to open in a browser (bound to every interface, ``0.0.0.0`` or
         ``::``: this machine's loopback address, which a browser can open).
       everywhere: bound to every interface (`url` then opens it on this machine only).
@@ -148,8 +156,10 @@ class ViewerServer(http.server.ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, bench: BenchFiles, host: str, port: int) -> None:
-        self.bench = bench
+    def __init__(self, directory: str | pathlib.Path, host: str, port: int) -> None:
+        self.directory = pathlib.Path(directory)
+        self._bench: BenchFiles | None = None
+        not_started(self.directory)  # NotABenchError where no bench can start there
         host = _unbracketed(host)
         self.local_only = _is_loopback(host)
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -174,9 +184,42 @@ class ViewerServer(http.server.ThreadingHTTPServer):
             shown = "[::1]" if ":" in host else "127.0.0.1"
         self.url = f"http://{shown}:{self.server_address[1]}/"
 
+    @property
+    def bench(self) -> BenchFiles:
+        """The bench's files; until a bench starts in `directory`, `NotStartedError` saying
+        so (`not_started`), and `NotABenchError` where none can start there any more."""
+        if self._bench is None:
+            waiting = not_started(self.directory)
+            if waiting is not None:
+                raise NotStartedError(waiting)
+            self._bench = BenchFiles(self.directory)
+        return self._bench
+
+    def waiting_for(self) -> str | None:
+        """Why the viewer waits for the bench (`not_started`, or why none can start there
+        now: a file no bench writes put in its folder), None once it is there.
+
+        Examples:
+          >>> import pathlib, tempfile
+          >>> folder = pathlib.Path(tempfile.mkdtemp())
+          >>> server = make_server(folder, port=0)
+          >>> server.waiting_for()
+          "waiting for the bench to start in '...' (no bench.json yet)"
+          >>> _ = (folder / "bench.json").write_text('{"format": 1}')
+          >>> server.waiting_for() is None
+          True
+          >>> server.server_close()
+        """
+        try:
+            _ = self.bench  # read once it is there
+        except NotABenchError as error:
+            return str(error)
+        return None
+
     def banner(self) -> str:
-        """What `serve` prints: where the viewer is, and, bound to every interface, the
-        address others reach it at (this machine's host name).
+        """What `serve` prints: where the viewer is; bound to every interface, the address
+        others reach it at (this machine's host name); before the bench starts, that it
+        waits for it (`waiting_for`).
 
         Examples:
           >>> import pathlib, tempfile
@@ -188,14 +231,15 @@ class ViewerServer(http.server.ThreadingHTTPServer):
           others open http://...:.../  (Ctrl-C stops)
           >>> server.server_close()
         """
-        text = f"Viewing {self.bench.root} at {self.url}"
+        text = f"Viewing {self.directory.resolve()} at {self.url}"
         if self.everywhere:
             port = self.server_address[1]
             text += (
                 f" (this machine); listening on all interfaces, others open "
                 f"http://{socket.gethostname()}:{port}/"
             )
-        return f"{text}  (Ctrl-C stops)"
+        waiting = self.waiting_for()
+        return f"{text}{'' if waiting is None else f'; {waiting}'}  (Ctrl-C stops)"
 
 
 def make_server(
@@ -204,14 +248,16 @@ def make_server(
     """Binds the viewer of the bench in ``directory`` (call ``serve_forever`` to run it).
 
     Args:
-      directory: a bench directory.
+      directory: a bench directory, or one a bench is about to start in (none yet, or an
+        empty one): the page then says it waits, and shows the bench once it starts.
       port: the TCP port (0 for any free one).
       host: the address to bind (an IPv6 one with or without brackets: ``::1``, ``[::1]``);
         the default serves only this machine (reach it from elsewhere through an SSH
         tunnel, ``ssh -L 1337:localhost:1337 HOST``).
 
     Raises:
-      NotABenchError: ``directory`` holds no bench.
+      NotABenchError: ``directory`` holds no bench, and none can start there (a file, a
+        folder inside a bench, one holding benches or files no bench writes).
       PortInUseError: the port is taken.
       CannotServeError: the address cannot be bound (say, an unknown host name, or a
         port outside 0 to 65535).
@@ -226,7 +272,7 @@ def make_server(
       []
       >>> server.shutdown(); server.server_close()
     """
-    return ViewerServer(BenchFiles(directory), host, port)
+    return ViewerServer(directory, host, port)
 
 
 def _parameters(query: str) -> dict[str, str]:
@@ -342,6 +388,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._route(path, split.query)
         except OutsideBenchError as error:
             self._error(403, str(error))
+        except NotABenchError as error:  # no bench yet (the page waits: api/version)
+            self._error(503, str(error))
         except _api.NotFound as error:
             self._error(404, str(error))
         except _api.BadRequest as error:
@@ -382,6 +430,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         }
         if path in routes:
             _check_parameters(path, parameters)
+            waiting = self.server.waiting_for() if path == "/api/version" else None
+            if waiting is not None:
+                return self._send(200, _api.encode(_api.waiting(waiting)), "application/json")
             return self._json(routes[path])
         model = _MODEL_ROUTE.fullmatch(path)
         if model:

@@ -1184,17 +1184,37 @@ function startLive(version, cost) {
   live.timer = setTimeout(poll, pollDelay(cost) * 1000);
 }
 
+// Seconds between two looks at api/version while the page waits for the bench to start.
+const WAITING = 1;
+
+// Until the viewer's directory holds a bench (api/version's answer `version` has `waiting`:
+// the viewer started before the bench, or the folder holds files no bench writes), says
+// why in place of the panels and asks again every `WAITING` seconds; then the first answer
+// of the bench's.
+async function untilTheBenchStarts(version) {
+  while (version.waiting) {
+    document.body.classList.add("waiting");
+    $("waiting").hidden = false;
+    setText($("waiting"), `${version.waiting[0].toUpperCase()}${version.waiting.slice(1)}.`);
+    await new Promise((resolve) => setTimeout(resolve, WAITING * 1000));
+    version = await getJson("api/version");
+  }
+  document.body.classList.remove("waiting");
+  $("waiting").hidden = true;
+  return version;
+}
+
 async function main() {
-  const start = performance.now();
   // Asked before the reads, so that a change during them is seen; failing, the page loads
   // all the same, and its header says why it cannot follow the bench.
   let version = null;
   try {
-    version = await getJson("api/version");
+    version = await untilTheBenchStarts(await getJson("api/version"));
   } catch (error) {
     console.error(error);
     live.failed = error.message;
   }
+  const start = performance.now();
   await loadBench();
   renderSummary();
   const params = new URLSearchParams(location.search);
