@@ -1,16 +1,18 @@
 """How long the viewer's leaderboard and curves take on a bench of many runs.
 
-Run: ``python benchmarks/view_api.py [--cells 2000] [--steps 200]``
+Run: ``python benchmarks/view_api.py [--cells 2000] [--steps 200] [--groups 4] [--segments 1]``
 
 Writes a synthetic bench to a temporary folder: ``--cells`` cells of 8 metrics, each
 logged on train rows at every one of ``--steps`` steps and on test rows every 10th step,
-a few NaN values (diverged runs) and metrics some models never record (nulls). Then times,
-in this one run (best of three):
+a few NaN values (diverged runs) and metrics some models never record (nulls), in
+``--groups`` groups of ``--segments`` part files each (a bench of many groups, trained in
+chunks, has thousands). Then times, in this one run (best of three):
 
 * the leaderboard's final values: the per-(cell, split) loop the viewer had (one call
   per cell, split and metric, kept here) against `phosjax.bench.view._api.final_values`,
   one vectorised computation, and their ratio (the two must agree);
-* ``/api/cells`` (`leaderboard`) and ``/api/results?columns=loss`` (`curves`), each with
+* ``/api/bench`` (`bench_info`) and ``/api/cells`` (`leaderboard`), a new viewer's first
+  read and the page's reads again; then ``/api/results?columns=loss`` (`curves`), each with
   its JSON encoding, as the server builds them: the curves of every cell (the page asked
   for them all) against those of the 80 cells a plot draws, the leaderboard's first rows
   (``cells=<id>,...``, as the page asks now), each with the size of its body; for the
@@ -37,14 +39,17 @@ AUX = ("aux/balance", "aux/l1", "path_weight/a", "path_weight/b")
 """Recorded by half the models only (null for the others)."""
 
 
-def write_bench(root: pathlib.Path, cells: int, steps: int) -> None:
-    """A bench of ``cells`` cells (4 models, a third finished) under ``root``."""
+def write_bench(
+    root: pathlib.Path, cells: int, steps: int, groups: int = 4, segments: int = 1
+) -> None:
+    """A bench of ``cells`` cells (4 models) in ``groups`` groups under ``root``, each
+    group's rows in ``segments`` part files (by step)."""
     rng = np.random.default_rng(0)
     (root / _layout.MARKER).write_text(json.dumps({"format": _layout.FORMAT}))
     plan = pd.DataFrame(
         {
             "cell_id": [f"c{i:06d}" for i in range(cells)],
-            "group_id": [f"g{i % 4}" for i in range(cells)],
+            "group_id": [f"g{i % groups}" for i in range(cells)],
             "model_id": [f"m{i % 4}" for i in range(cells)],
             "model": [f"model{i % 4}" for i in range(cells)],
             "dataset": "mnist1d",
@@ -69,9 +74,11 @@ def write_bench(root: pathlib.Path, cells: int, steps: int) -> None:
         for metric in AUX:  # null where a model does not record it
             values = rng.random(len(part))
             part[metric] = pd.array(values, dtype="Float64")
-            if group_id in ("g0", "g1"):
+            if part["model_id"].iloc[0] in ("m0", "m1"):
                 part[metric] = pd.NA
-        part.to_parquet(root / _layout.RESULTS / f"part-{group_id}-{0:09d}.parquet")
+        for start in train[:: math.ceil(steps / segments)]:
+            rows = part[(part.step >= start) & (part.step < start + math.ceil(steps / segments))]
+            rows.to_parquet(root / _layout.RESULTS / f"part-{group_id}-{start:09d}.parquet")
 
 
 def per_cell_finals(results: pd.DataFrame, metrics: list[str]) -> dict[str, Any]:
@@ -122,23 +129,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", type=int, default=2000)
     parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--groups", type=int, default=4)
+    parser.add_argument("--segments", type=int, default=1)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         root = pathlib.Path(folder)
-        write_bench(root, args.cells, args.steps)
+        write_bench(root, args.cells, args.steps, args.groups, args.segments)
         bench = BenchFiles(root)
         metrics = bench.metrics()
         results = bench.results(metrics)
         shape = f"{len(results):,} rows of {len(metrics)} metrics"
-        print(f"{args.cells} cells x {args.steps} steps: {shape}")
+        parts = len(list((root / _layout.RESULTS).iterdir()))
+        print(f"{args.cells} cells x {args.steps} steps: {shape}, in {parts} part files")
         old_s, old = best_of(lambda: per_cell_finals(results, metrics))
         new_s, new = best_of(lambda: _api.final_values(results, metrics))
         assert json.dumps(old, sort_keys=True) == json.dumps(new, sort_keys=True)
         print(
             f"final values: per cell {old_s:.3f} s, vectorised {new_s:.3f} s, {old_s / new_s:.0f}x"
         )
-        cells_s, _ = best_of(lambda: _api.encode(_api.leaderboard(bench)))
-        print(f"/api/cells {cells_s:.2f} s")
+        for path, build in (("bench", _api.bench_info), ("cells", _api.leaderboard)):
+            # A new viewer's first read, then the page's reads again (the parts' schemas
+            # read once: `BenchFiles._schemas_of`).
+            first_s, _ = best_of(lambda b=build: _api.encode(b(BenchFiles(root).snapshot())))
+            again_s, _ = best_of(lambda b=build: _api.encode(b(bench.snapshot())))
+            print(f"/api/{path} {first_s:.2f} s, read again {again_s:.2f} s")
         drawn = first_rows(new)
         for columns in (["loss"], list(AUX)):  # the curves' request, and the aux plots'
             print(f"/api/results?columns={','.join(columns)}:")

@@ -8,6 +8,7 @@ import os
 import pathlib
 import re
 import socket
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -214,6 +215,8 @@ class BenchFiles:
         self.name = self.root.name
         self._listing: list[pathlib.Path] | None = None
         self._keeps_listing = False
+        self._schemas: dict[tuple[str, int, int, int], pa.Schema] = {}  # its snapshots' too
+        self._schemas_lock = threading.Lock()
 
     def snapshot(self) -> "BenchFiles":
         """This bench read as one snapshot: its part files listed once, at the first read
@@ -509,12 +512,33 @@ class BenchFiles:
             self._listing = parts
         return parts
 
+    def _schemas_of(self, parts: list[pathlib.Path]) -> list[pa.Schema]:
+        """The schema of each part file, read once per version of the file (its name,
+        inode, size and modification time; a part is replaced whole, never changed in
+        place): the page reads the bench again every few seconds, and a bench of
+        thousands of parts took seconds to read their schemas each time. Those of
+        parts no longer there are forgotten."""
+        keys = []
+        for part in parts:
+            stat = part.stat()  # FileNotFoundError: `vanished`, read again
+            keys.append((part.name, stat.st_ino, stat.st_size, stat.st_mtime_ns))
+        missing = [(k, p) for k, p in zip(keys, parts, strict=True) if k not in self._schemas]
+        read = {key: self._read(part, pq.read_schema) for key, part in missing}
+        with self._schemas_lock:
+            self._schemas.update(read)
+            schemas = [self._schemas[key] for key in keys]
+            if len(self._schemas) > len(keys):
+                kept = set(keys)
+                for key in [k for k in self._schemas if k not in kept]:
+                    del self._schemas[key]
+        return schemas
+
     def _results(self) -> pads.Dataset | None:
         parts = self._parts()
         if not parts:
             return None
         # Part files may differ in columns (models added later bring their own aux losses).
-        schema = pa.unify_schemas([self._read(p, pq.read_schema) for p in parts])
+        schema = pa.unify_schemas(self._schemas_of(parts))
         return pads.dataset([str(p) for p in parts], schema=schema, format="parquet")
 
     def metrics(self) -> list[str]:
