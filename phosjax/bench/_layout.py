@@ -274,6 +274,18 @@ PART = re.compile(r"part-(?P<group>.+)-(?P<step>\d{9,})\.parquet")
 """A part file's name: its group key and first step (``{step:09d}``: 10 digits from 1e9)."""
 
 
+def group_of_part(name: str) -> str | None:
+    """The id of the group whose rows the part file ``name`` holds (its key, less the
+    ``.p<i>of<n>`` of a process's share), or None for a name `PART` does not match.
+
+    Examples:
+      >>> group_of_part("part-g-mlp.p1of2-000000100.parquet"), group_of_part("part-x.parquet")
+      ('g-mlp', None)
+    """
+    match = PART.fullmatch(name)
+    return None if match is None else re.sub(rf"{PROCESS_SUFFIX}$", "", match["group"])
+
+
 def part_files(results: pathlib.Path) -> list[pathlib.Path]:
     """The part files (``part-*.parquet``) in the folder ``results``, in order of group,
     then first step as a number (``...-1000000000`` after ``...-999999999``); empty when

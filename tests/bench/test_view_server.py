@@ -4,6 +4,7 @@ import http.client
 import json
 import math
 import os
+import pathlib
 import re
 import shutil
 import socket
@@ -15,6 +16,7 @@ import urllib.parse
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 
@@ -1073,3 +1075,23 @@ def test_a_parts_schema_is_read_once_per_version_of_the_part(tmp_path, monkeypat
     pq.write_table(table.append_column("aux/new", pa.array([1.0] * len(table))), part)
     assert "aux/new" in files.snapshot().metrics()
     assert read == [part.name]
+
+
+def test_the_curves_of_some_cells_read_the_parts_of_their_groups_alone(tmp_path, monkeypatch):
+    """The curves of the 80 cells a plot draws read every part file of the bench: 5.1 s
+    on one of 4,000 parts (1,000 groups), nearly what every cell's took. They read the
+    parts of those cells' groups alone (a part holds its group's rows alone), and send
+    what the request for every cell sends of them."""
+    bench = write_bench(tmp_path / "example", blurb_json())
+    files = BenchFiles(bench.root)
+    asked = bench.cells.loc[bench.cells.model == "mlp", "cell_id"].tolist()[:2]
+    everything = _api.curves(files, None, ["loss"])["series"]
+    read = []
+    dataset = pads.dataset
+    monkeypatch.setattr(
+        pads, "dataset", lambda paths, **kw: read.append(paths) or dataset(paths, **kw)
+    )
+    some = _api.curves(files, asked, ["loss"])["series"]
+    assert some == [s for s in everything if s["cell_id"] in asked]
+    parts = {pathlib.Path(path).name for paths in read for path in paths}
+    assert parts == {"part-g-mlp-000000000.parquet"}

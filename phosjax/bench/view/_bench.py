@@ -533,24 +533,41 @@ class BenchFiles:
                     del self._schemas[key]
         return schemas
 
-    def _results(self) -> pads.Dataset | None:
+    def _schema(self) -> pa.Schema | None:
+        """The columns of the results, those of every part file (None before any)."""
         parts = self._parts()
-        if not parts:
-            return None
         # Part files may differ in columns (models added later bring their own aux losses).
-        schema = pa.unify_schemas(self._schemas_of(parts))
+        return pa.unify_schemas(self._schemas_of(parts)) if parts else None
+
+    def _results(self, groups: set[str] | None = None) -> pads.Dataset | None:
+        """The results as one dataset of the part files, those of ``groups`` alone where
+        given (a part holds its group's rows alone; one its name does not tell the group
+        of is kept), in the columns of them all (`_schema`)."""
+        schema = self._schema()
+        if schema is None:
+            return None
+        parts = self._parts()
+        if groups is not None:
+            parts = [p for p in parts if _layout.group_of_part(p.name) in {*groups, None}]
         return pads.dataset([str(p) for p in parts], schema=schema, format="parquet")
 
     def metrics(self) -> list[str]:
         """The numeric result columns that are neither cell, hparam, key nor pandas index
         columns."""
-        dataset = self._results()
-        if dataset is None:
+        schema = self._schema()
+        if schema is None:
             return []
         known = {*_layout.CELL_COLUMNS, *self.hparams(), *_layout.RESULT_KEYS}
         numeric = lambda t: pat.is_integer(t) or pat.is_floating(t)
         metric = lambda f: numeric(f.type) and not _PANDAS_INDEX.fullmatch(f.name)
-        return [f.name for f in dataset.schema if f.name not in known and metric(f)]
+        return [f.name for f in schema if f.name not in known and metric(f)]
+
+    def _groups_of(self, cells: list[str]) -> set[str] | None:
+        """The groups of ``cells`` in the plan (a curves request reads their part files
+        alone: a few of a bench's thousands); None where one is not in the plan."""
+        plan = self.cells()
+        asked = plan[plan["cell_id"].isin(cells)]
+        return set(asked["group_id"]) if asked["cell_id"].nunique() == len(set(cells)) else None
 
     def results(self, columns: list[str], cells: list[str] | None = None) -> pd.DataFrame:
         """``cell_id``, ``step``, ``split``, ``diverged`` (in benches that record it) and
@@ -562,7 +579,7 @@ class BenchFiles:
           cells: only these cells (all when None).
         """
         keys = ["cell_id", *_layout.RESULT_KEYS]
-        dataset = self._results()
+        dataset = self._results(None if cells is None else self._groups_of(cells))
         if dataset is None:
             return pd.DataFrame(columns=[*keys, *columns])
         recorded = [_layout.DIVERGED] if _layout.DIVERGED in dataset.schema.names else []
