@@ -213,7 +213,7 @@ class BenchFiles:
             raise NotABenchError(_layout.not_a_bench(given, _holds_a_run, use="view"))
         self.root = given.resolve()
         self.name = self.root.name
-        self._listing: list[pathlib.Path] | None = None
+        self._listing: tuple[list[pathlib.Path], pa.Schema | None] | None = None
         self._keeps_listing = False
         self._schemas: dict[tuple[str, int, int, int], pa.Schema] = {}  # its snapshots' too
         self._schemas_lock = threading.Lock()
@@ -500,17 +500,24 @@ class BenchFiles:
         """
         return [c for c in self.cells().columns if c not in _layout.CELL_COLUMNS]
 
-    def _parts(self) -> list[pathlib.Path]:
+    def _parts(self) -> tuple[list[pathlib.Path], pa.Schema | None]:
         """The result part files (only the runner's: `_store.part_path`), those that link
-        out of the bench skipped; a `snapshot`'s as listed at its first read."""
+        out of the bench skipped, and the columns of them all (None before any); a
+        `snapshot`'s as found at its first read."""
         if self._listing is not None:
             return self._listing
-        found = _layout.part_files(self.path(_layout.RESULTS))
-        inside = (self._inside(f"{_layout.RESULTS}/{p.name}") for p in found)
+        folder = self.path(_layout.RESULTS)  # resolved: inside the bench
+        found = _layout.part_files(folder)
+        # A file of the folder is inside the bench, unless it links elsewhere.
+        inside = (
+            self._inside(f"{_layout.RESULTS}/{p.name}") if p.is_symlink() else p for p in found
+        )
         parts = [path for path in inside if path is not None]
+        # Part files may differ in columns (models added later bring their own aux losses).
+        schema = pa.unify_schemas(self._schemas_of(parts)) if parts else None
         if self._keeps_listing:
-            self._listing = parts
-        return parts
+            self._listing = parts, schema
+        return parts, schema
 
     def _schemas_of(self, parts: list[pathlib.Path]) -> list[pa.Schema]:
         """The schema of each part file, read once per version of the file (its name,
@@ -533,20 +540,13 @@ class BenchFiles:
                     del self._schemas[key]
         return schemas
 
-    def _schema(self) -> pa.Schema | None:
-        """The columns of the results, those of every part file (None before any)."""
-        parts = self._parts()
-        # Part files may differ in columns (models added later bring their own aux losses).
-        return pa.unify_schemas(self._schemas_of(parts)) if parts else None
-
     def _results(self, groups: set[str] | None = None) -> pads.Dataset | None:
         """The results as one dataset of the part files, those of ``groups`` alone where
         given (a part holds its group's rows alone; one its name does not tell the group
-        of is kept), in the columns of them all (`_schema`)."""
-        schema = self._schema()
+        of is kept), in the columns of them all."""
+        parts, schema = self._parts()
         if schema is None:
             return None
-        parts = self._parts()
         if groups is not None:
             parts = [p for p in parts if _layout.group_of_part(p.name) in {*groups, None}]
         return pads.dataset([str(p) for p in parts], schema=schema, format="parquet")
@@ -554,7 +554,7 @@ class BenchFiles:
     def metrics(self) -> list[str]:
         """The numeric result columns that are neither cell, hparam, key nor pandas index
         columns."""
-        schema = self._schema()
+        schema = self._parts()[1]
         if schema is None:
             return []
         known = {*_layout.CELL_COLUMNS, *self.hparams(), *_layout.RESULT_KEYS}
