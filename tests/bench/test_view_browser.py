@@ -524,6 +524,7 @@ def test_the_hyperparameter_plot_takes_a_log_x_for_a_wide_range(tmp_path, page):
         page.run("document.getElementById('hp-log-x').click()")  # the box overrides it
         xs = {cells.lr[p["cell"]]: p["cx"] for p in page.run(POINTS)}
         assert (xs[1e-3] - xs[1e-4]) * 5 < xs[1e-2] - xs[1e-3]
+        assert page.run("location.search") == "?hp-log-x=off"  # kept, as it is not the default
 
 
 def test_a_log_x_leaves_out_a_zero_of_the_mean_lines(tmp_path, page):
@@ -715,7 +716,7 @@ def test_a_blurb_notes_the_knob_values_its_cells_train_with(tmp_path, page):
 def test_the_address_keeps_the_choices_made_so_that_a_reload_shows_them(tmp_path, page):
     """Reloading (for the rows a running bench wrote since) reset the mode and menus: the
     page read them from its address but never wrote them there. The rows unticked for
-    the plots came back ticked."""
+    the plots, and the hyperparameter plot's log axes, came back as they were before."""
     written = write_bench(tmp_path / "address", blurb_json())
     search = "location.search"
     with serving(written.root) as server:
@@ -724,10 +725,13 @@ def test_the_address_keeps_the_choices_made_so_that_a_reload_shows_them(tmp_path
         page.run(f"({CHOOSE})('curve-metric', 'accuracy')")
         page.run("document.getElementById('all-metrics').click()")
         page.run("document.querySelector('#board .board-row input').click()")  # unticked
+        page.run("document.getElementById('hp-log-x').click()")  # not log by default here
+        page.run("document.getElementById('hp-log-y').click()")
         page.settle()
         hidden = page.run("document.querySelector('#board .hidden-row').dataset.key")
         hide = urllib.parse.urlencode({"hide": hidden})
-        assert page.run(search) == f"?mode=configs&metrics=all&metric=accuracy&{hide}"
+        logs = "hp-log-x=on&hp-log-y=on"
+        assert page.run(search) == f"?mode=configs&metrics=all&metric=accuracy&{logs}&{hide}"
         assert page.run("location.hash") == "#curves"
         page.run("document.body.dataset.ready = 'reloading'")
         page.open(page.run("location.href.split('#')[0]"))  # no fragment: a new page
@@ -740,8 +744,10 @@ def test_the_address_keeps_the_choices_made_so_that_a_reload_shows_them(tmp_path
         assert page.run(unticked) == [hidden]
         drawn = "[...document.querySelectorAll('#curve-plots .curve')].map((c) => c.dataset.key)"
         assert hidden not in page.run(drawn) and len(set(page.run(drawn))) == 3
+        checked = "['hp-log-x', 'hp-log-y'].map((id) => document.getElementById(id).checked)"
+        assert page.run(checked) == [True, True]
         page.run(f"({CHOOSE})('curve-metric', 'loss')")  # the default again: not written
-        assert page.run(search) == f"?mode=configs&metrics=all&{hide}"
+        assert page.run(search) == f"?mode=configs&metrics=all&{logs}&{hide}"
 
 
 def test_the_address_keeps_the_filters_search_and_sort_so_that_a_reload_shows_them(tmp_path, page):

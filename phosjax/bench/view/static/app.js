@@ -982,7 +982,8 @@ const FILTER = "f.";
 
 // Puts the page's state in its address, each choice that differs from the page's default
 // (`state.defaults`, the table's `defaultSort`), so that a reload or a copied link shows
-// the same: the menus, mode, metrics, log scale, sort (`sort=<key>`, with `order=desc`
+// the same: the menus, mode, metrics, log scales (the curves' `log=y`; the hyperparameter
+// plot's `hp-log-x`, `hp-log-y`: `on`, or `off` for an x axis log by default), sort (`sort=<key>`, with `order=desc`
 // descending: a key may start with `-`), text search (`q=`), filter menus and the rows
 // unticked for the plots (`hide=<key>` each: a cell id, or a configuration's key).
 function rememberInAddress() {
@@ -991,6 +992,8 @@ function rememberInAddress() {
   if (state.allMetrics) params.set("metrics", "all");
   if ($("log-y").checked) params.set("log", "y");
   for (const [name, id] of ADDRESS_MENUS) if ($(id).value !== state.defaults[name]) params.set(name, $(id).value);
+  if ($("hp-log-x").checked !== logSuits($("hp-x").value)) params.set("hp-log-x", $("hp-log-x").checked ? "on" : "off");
+  if ($("hp-log-y").checked) params.set("hp-log-y", "on");
   const first = defaultSort();
   if (state.sort && (state.sort.key !== first.key || state.sort.dir !== first.dir)) {
     params.set("sort", state.sort.key);
@@ -1010,6 +1013,7 @@ function restoreFromAddress(params) {
   if (params.get("mode") === "configs") state.mode = "configs";
   state.allMetrics = $("all-metrics").checked = params.get("metrics") === "all";
   $("log-y").checked = params.get("log") === "y";
+  for (const id of ["hp-log-x", "hp-log-y"]) if (["on", "off"].includes(params.get(id))) $(id).checked = params.get(id) === "on";
   const sort = params.get("sort"); // a column the table lacks: its default (`renderBoard`)
   if (sort) state.chosenSort = { key: sort, dir: params.get("order") === "desc" ? -1 : 1 };
   state.text = params.get("q") ?? "";
@@ -1219,10 +1223,10 @@ async function main() {
   renderSummary();
   const params = new URLSearchParams(location.search);
   fillMenus((name) => params.get(name));
+  $("hp-log-x").checked = logSuits($("hp-x").value);
   restoreFromAddress(params);
   renderFilters();
-  for (const id of [...ADDRESS_MENUS.map(([, menu]) => menu), "log-y"]) $(id).addEventListener("change", rememberInAddress);
-  $("hp-log-x").checked = logSuits($("hp-x").value);
+  for (const id of [...ADDRESS_MENUS.map(([, menu]) => menu), "log-y", "hp-log-x", "hp-log-y"]) $(id).addEventListener("change", rememberInAddress);
   const modeButtons = document.querySelectorAll(".segmented button[data-mode]");
   const showMode = () => { for (const b of modeButtons) b.classList.toggle("on", b.dataset.mode === state.mode); };
   showMode();
@@ -1239,7 +1243,7 @@ async function main() {
   $("log-y").addEventListener("change", renderCurves);
   $("smoothing").addEventListener("change", renderCurves);
   $("aux-split").addEventListener("change", renderAux);
-  $("hp-x").addEventListener("change", () => { $("hp-log-x").checked = logSuits($("hp-x").value); renderHparams(); });
+  $("hp-x").addEventListener("change", () => { $("hp-log-x").checked = logSuits($("hp-x").value); rememberInAddress(); renderHparams(); });
   for (const id of ["hp-metric", "hp-log-x", "hp-log-y"]) $(id).addEventListener("change", renderHparams);
   $("model-select").addEventListener("change", renderModel);
   $("expand-all").addEventListener("click", () => document.querySelectorAll("#blurb details").forEach((d) => { d.open = true; }));
