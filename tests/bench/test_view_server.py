@@ -745,11 +745,16 @@ def test_a_directory_that_is_not_a_bench(tmp_path, written, capsys):
     (tmp_path / "data").mkdir()
     unrelated = (
         rf"^{re.escape(repr(str(tmp_path)))} is not a bench: it has no bench.json, and holds "
-        r"\['data', 'notes.txt'\], which no bench writes: a bench starts only in a new or "
-        r"empty folder\. Make one with `python -m phosjax.bench.new "
+        r"\['data', 'notes.txt'\], which no bench writes before its bench.json: a bench starts "
+        r"only in a new or empty folder\. Make one with `python -m phosjax.bench.new "
     )
     with pytest.raises(NotABenchError, match=unrelated):
         make_server(tmp_path)
+    lost = tmp_path / "lost"  # a bench's folders, its bench.json gone: not "no bench writes"
+    (lost / _layout.RESULTS).mkdir(parents=True)
+    before = r"holds \['results'\], which no bench writes before its bench.json: "
+    with pytest.raises(NotABenchError, match=before):
+        make_server(lost)
     assert main(["--dir", str(tmp_path), "--port", "0"]) == 2
     said = capsys.readouterr().err
     assert said.startswith(f"error: {str(tmp_path)!r} is not a bench: it has no bench.json, ")
@@ -786,8 +791,8 @@ def test_a_viewer_started_before_its_bench_waits_for_it(tmp_path, exists):
         (folder / "notes.txt").write_text("mine")  # no bench writes it
         unrelated = get_json(server, "/api/version")["waiting"]
         assert unrelated.endswith(
-            "holds ['notes.txt'], which no bench writes: a bench starts "
-            "only in a new or empty folder. Make one with `python -m "
+            "holds ['notes.txt'], which no bench writes before its bench.json: a bench "
+            "starts only in a new or empty folder. Make one with `python -m "
             "phosjax.bench.new --config CONFIG.yaml --dir DIR`."
         )
         (folder / "notes.txt").unlink()

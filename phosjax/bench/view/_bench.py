@@ -137,8 +137,8 @@ def not_started(directory: str | pathlib.Path) -> str | None:
 
     Raises:
       NotABenchError: none can start there: a file, a folder inside a bench or holding
-        benches, or one holding files no bench writes (a bench starts only in a new or
-        empty folder).
+        benches, or one holding files no bench writes before its marker (a bench starts
+        only in a new or empty folder; a bench's own ``results/`` without its marker too).
 
     Examples:
       >>> import tempfile
@@ -149,8 +149,8 @@ def not_started(directory: str | pathlib.Path) -> str | None:
       >>> not_started(folder)
       Traceback (most recent call last):
       phosjax.bench.view._bench.NotABenchError: '...' is not a bench: it has no bench.json,
-      and holds ['notes.txt'], which no bench writes: a bench starts only in a new or empty
-      folder. ...
+      and holds ['notes.txt'], which no bench writes before its bench.json: a bench starts
+      only in a new or empty folder. ...
     """
     given = pathlib.Path(directory)
     if _holds_a_run(given):
@@ -165,9 +165,9 @@ def not_started(directory: str | pathlib.Path) -> str | None:
     if unrelated:
         raise NotABenchError(
             f"{str(given)!r} is not a bench: it has no {_layout.MARKER}, and holds "
-            f"{listed(unrelated)}, which no bench writes: a bench starts only in a new or "
-            "empty folder. Make one with `python -m phosjax.bench.new --config CONFIG.yaml "
-            "--dir DIR`."
+            f"{listed(unrelated)}, which no bench writes before its {_layout.MARKER}: a bench "
+            "starts only in a new or empty folder. Make one with `python -m "
+            "phosjax.bench.new --config CONFIG.yaml --dir DIR`."
         )
     return f"{where} (no {_layout.MARKER} yet)"
 
