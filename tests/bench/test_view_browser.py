@@ -795,6 +795,18 @@ def test_the_address_keeps_the_filters_search_and_sort_so_that_a_reload_shows_th
         )  # left out
         assert len(page.run(board)) == len(written.cells)
         assert page.run("location.search") == ""
+        # Most rows unticked: the address lists those left ticked, short on a large bench.
+        page.run("document.querySelector('#board thead input').click()")  # all unticked
+        page.run("document.querySelector('#board .board-row input').click()")
+        page.settle()
+        ticked = "[...document.querySelectorAll('#board .board-row:not(.hidden-row)')]"
+        (shown,) = page.run(f"{ticked}.map((r) => r.dataset.key)")
+        assert page.run("location.search") == f"?show={shown}"
+        page.run("document.body.dataset.ready = 'reloading'")
+        page.open(page.run("location.href"))
+        assert page.run(f"{ticked}.map((r) => r.dataset.key)") == [shown]
+        page.run("document.querySelector('#board .board-row:not(.hidden-row) input').click()")
+        assert page.run("location.search") == "?show="  # none ticked
 
 
 def test_rows_a_running_bench_writes_show_without_a_reload_the_choices_kept(tmp_path, page):

@@ -985,7 +985,7 @@ const FILTER = "f.";
 // the same: the menus, mode, metrics, log scales (the curves' `log=y`; the hyperparameter
 // plot's `hp-log-x`, `hp-log-y`: `on`, or `off` for an x axis log by default), sort (`sort=<key>`, with `order=desc`
 // descending: a key may start with `-`), text search (`q=`), filter menus and the rows
-// unticked for the plots (`hide=<key>` each: a cell id, or a configuration's key).
+// unticked for the plots (`uncheckedInAddress`).
 function rememberInAddress() {
   const params = new URLSearchParams();
   if (state.mode === "configs") params.set("mode", "configs");
@@ -1001,9 +1001,26 @@ function rememberInAddress() {
   }
   if (state.text) params.set("q", state.text);
   for (const [column, value] of Object.entries(state.filters)) if (value !== "") params.set(`${FILTER}${column}`, value);
-  for (const key of state.hidden) params.append("hide", key);
+  for (const [name, key] of uncheckedInAddress()) params.append(name, key);
   const query = params.toString();
   history.replaceState(null, "", `${location.pathname}${query ? `?${query}` : ""}${location.hash}`);
+}
+
+// A row's key in the table's mode: its cell id, or its configuration's key.
+const rowKey = (row) => (state.mode === "configs" ? row.config : row.cell_id);
+
+// The rows unticked for the plots as the address keeps them, `[name, key]` pairs: `hide=<key>`
+// each (a cell id, or a configuration's key), or, where fewer of the mode's rows are left
+// ticked, `show=<key>` each of those (an empty `show=` for none), every other row of the
+// mode unticked: an address with most rows of a large bench unticked stays short enough to
+// load (the server takes a request line of up to 64 KiB; a configuration's key is long).
+function uncheckedInAddress() {
+  const keys = [...new Set(state.board.rows.map(rowKey))];
+  const mode = new Set(keys);
+  const other = [...state.hidden].filter((key) => !mode.has(key)).map((key) => ["hide", key]);
+  const [hidden, shown] = [keys.filter((key) => state.hidden.has(key)), keys.filter((key) => !state.hidden.has(key))];
+  if (hidden.length <= shown.length) return [...other, ...hidden.map((key) => ["hide", key])];
+  return [...other, ...(shown.length ? shown : [""]).map((key) => ["show", key])];
 }
 
 // The page's state as its address `params` says (see `rememberInAddress`; its menus:
@@ -1019,6 +1036,8 @@ function restoreFromAddress(params) {
   state.text = params.get("q") ?? "";
   const keys = new Set(state.board.rows.flatMap((r) => [r.cell_id, r.config]));
   state.hidden = new Set(params.getAll("hide").filter((key) => keys.has(key)));
+  const shown = new Set(params.getAll("show"));
+  if (params.has("show")) for (const row of state.board.rows) if (!shown.has(rowKey(row))) state.hidden.add(rowKey(row));
   for (const [name, value] of params) {
     const column = name.slice(FILTER.length);
     const taken = state.board.rows.some((r) => JSON.stringify(r[column]) === value);
