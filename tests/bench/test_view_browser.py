@@ -814,7 +814,8 @@ def test_rows_a_running_bench_writes_show_without_a_reload_the_choices_kept(tmp_
     (the mlp group's steps past 150) showed only after a reload. It polls the bench's
     version and redraws the table and curves in place, the filter, sort and scroll kept
     (a tooltip of the curves drawn before, its values old, gone); the header says when it
-    last updated, and it can be paused."""
+    last updated, and it can be paused. An address written before ``order=desc``
+    (``sort=-seed``) sorts as it did, and is written anew."""
     written = write_bench(tmp_path / "running", blurb_json())
     results = written.root / _layout.RESULTS
     table = pq.read_table(results / "part-g-mlp-000000000.parquet")
@@ -825,7 +826,12 @@ def test_rows_a_running_bench_writes_show_without_a_reload_the_choices_kept(tmp_
     ticks = "[...document.querySelectorAll('#curve-plots .axes text')].map((t) => t.textContent)"
     rows = "[...document.querySelectorAll('#board .board-row')].map((r) => r.dataset.key)"
     with serving(written.root) as server:
-        page.open(server.url + "?sort=seed&order=desc&f.model=%22mlp%22&f.lr=0.01")
+        page.open(server.url + "?sort=-seed&f.model=%22mlp%22&f.lr=0.01")  # as written before
+        sort_by = "document.getElementById('sort-by').value"
+        assert page.run(f"[{sort_by}, document.getElementById('sort-dir').textContent]") == [
+            "seed",
+            "↓",
+        ]
         page.hover("#curve-plots .overlay")  # its tooltip shows the values at a step
         assert page.run("document.getElementById('tooltip').hidden") is False
         before = page.run(rows), page.run("window.scrollY")

@@ -983,9 +983,9 @@ const FILTER = "f.";
 // Puts the page's state in its address, each choice that differs from the page's default
 // (`state.defaults`, the table's `defaultSort`), so that a reload or a copied link shows
 // the same: the menus, mode, metrics, log scales (the curves' `log=y`; the hyperparameter
-// plot's `hp-log-x`, `hp-log-y`: `on`, or `off` for an x axis log by default), sort (`sort=<key>`, with `order=desc`
-// descending: a key may start with `-`), text search (`q=`), filter menus and the rows
-// unticked for the plots (`uncheckedInAddress`).
+// plot's `hp-log-x`, `hp-log-y`: `on`, or `off` for an x axis log by default), sort
+// (`sort=<key>`, with `order=desc` descending: a key may start with `-`), text search
+// (`q=`), filter menus and the rows unticked for the plots (`uncheckedInAddress`).
 function rememberInAddress() {
   const params = new URLSearchParams();
   if (state.mode === "configs") params.set("mode", "configs");
@@ -1032,7 +1032,10 @@ function restoreFromAddress(params) {
   $("log-y").checked = params.get("log") === "y";
   for (const id of ["hp-log-x", "hp-log-y"]) if (["on", "off"].includes(params.get(id))) $(id).checked = params.get(id) === "on";
   const sort = params.get("sort"); // a column the table lacks: its default (`renderBoard`)
-  if (sort) state.chosenSort = { key: sort, dir: params.get("order") === "desc" ? -1 : 1 };
+  // An address written before `order=` sorted descending by `sort=-<key>`: read so where
+  // the table has no column `-<key>`.
+  const older = sort?.startsWith("-") && !params.has("order") && !sortColumns(tableColumns()).some((c) => c.key === sort);
+  if (sort) state.chosenSort = older ? { key: sort.slice(1), dir: -1 } : { key: sort, dir: params.get("order") === "desc" ? -1 : 1 };
   state.text = params.get("q") ?? "";
   const keys = new Set(state.board.rows.flatMap((r) => [r.cell_id, r.config]));
   state.hidden = new Set(params.getAll("hide").filter((key) => keys.has(key)));
