@@ -740,7 +740,7 @@ def test_a_model_named_with_a_space_or_accent_shows_its_blurb(tmp_path, model):
     assert blurb == json.loads(blurb_json())
 
 
-def test_a_directory_that_is_not_a_bench(tmp_path, written, capsys):
+def test_a_directory_that_is_not_a_bench(tmp_path, written, capsys, monkeypatch):
     (tmp_path / "notes.txt").write_text("mine")
     (tmp_path / "data").mkdir()
     unrelated = (
@@ -750,6 +750,22 @@ def test_a_directory_that_is_not_a_bench(tmp_path, written, capsys):
     )
     with pytest.raises(NotABenchError, match=unrelated):
         make_server(tmp_path)
+    unreadable = tmp_path / "unreadable"
+    unreadable.mkdir()
+    listing = pathlib.Path.iterdir
+
+    def refused(path):  # as for a folder of another user (the tests may run as root)
+        if path == unreadable:
+            raise PermissionError(13, "Permission denied", str(path))
+        return listing(path)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(pathlib.Path, "iterdir", refused)
+        assert main(["--dir", str(unreadable), "--port", "0"]) == 2  # not a traceback
+    assert capsys.readouterr().err == (
+        f"error: {str(unreadable)!r} is not a bench: it has no bench.json, and cannot be "
+        "listed (Permission denied).\n"
+    )
     lost = tmp_path / "lost"  # a bench's folders, its bench.json gone: not "no bench writes"
     (lost / _layout.RESULTS).mkdir(parents=True)
     before = r"holds \['results'\], which no bench writes before its bench.json: "

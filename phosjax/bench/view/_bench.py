@@ -161,7 +161,13 @@ def not_started(directory: str | pathlib.Path) -> str | None:
         return f"{where} (no such directory yet)"
     if inside or not given.is_dir() or _layout.benches_inside(given, _holds_a_run):
         raise NotABenchError(_layout.not_a_bench(given, _holds_a_run, use="view"))
-    unrelated = _unrelated(given)
+    try:
+        unrelated = _unrelated(given)
+    except OSError as error:  # unreadable: none can start there for this viewer to see
+        raise NotABenchError(
+            f"{str(given)!r} is not a bench: it has no {_layout.MARKER}, and cannot be "
+            f"listed ({error.strerror or error})."
+        ) from error
     if unrelated:
         raise NotABenchError(
             f"{str(given)!r} is not a bench: it has no {_layout.MARKER}, and holds "
