@@ -122,9 +122,11 @@ def listed(names: Sequence[str], limit: int = _LISTED) -> str:
 def _unrelated(directory: pathlib.Path) -> list[str]:
     """The names in ``directory`` (no hidden ones: a writer's temporaries) that a bench
     starting there does not write before its marker (its config, env, lock and status
-    files; a morph run's ``morph/`` folder), sorted."""
+    files; the ``results/``, ``profile/`` and ``checkpoints/`` of its processes run apart,
+    which may train before process 0 writes the marker; a morph run's ``morph/``), sorted."""
     names = [p.name for p in directory.iterdir() if not p.name.startswith(".")]
     starting = {_layout.CONFIG, _layout.ENV, _layout.MORPH}
+    starting |= {_layout.RESULTS, _layout.PROFILE, _layout.CHECKPOINTS}
     starting |= {*_layout.per_process_names(_layout.LOCK, names)}
     starting |= {*_layout.per_process_names(_layout.STATUS, names)}
     return sorted(name for name in names if name not in starting)
@@ -138,7 +140,7 @@ def not_started(directory: str | pathlib.Path) -> str | None:
     Raises:
       NotABenchError: none can start there: a file, a folder inside a bench or holding
         benches, or one holding files no bench writes before its marker (a bench starts
-        only in a new or empty folder; a bench's own ``results/`` without its marker too).
+        only in a new or empty folder).
 
     Examples:
       >>> import tempfile
