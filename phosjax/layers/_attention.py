@@ -15,6 +15,7 @@ from phosjax.layers._common import (
     checked_size,
     compute_dtype,
     input_width,
+    zero_padding,
 )
 
 
@@ -69,6 +70,25 @@ def _attention_mask(
     return mask if causal_mask is None else mask & causal_mask
 
 
+def _real_tokens(mask: Any, batch: tuple[int, ...], heads: int, length: int) -> jax.Array | None:
+    """The tokens ``(*batch, L)`` that ``mask`` (see `MultiHeadSelfAttention`) lets some
+    query attend, in some head (a padding mask's real tokens); None when there is no mask.
+    The others are padding, which the layer zeroes (`zero_padding`) before it computes on
+    them.
+
+    Examples:
+      >>> _real_tokens(jnp.array([[1, 1, 0]]), (1,), 2, 3).tolist()
+      [[True, True, False]]
+      >>> pairs = jnp.array([[[1, 0, 0], [1, 1, 0], [1, 0, 0]]])  # token 2: no query's key
+      >>> _real_tokens(pairs, (), 1, 3).tolist()
+      [True, True, False]
+    """
+    allowed = _attention_mask(mask, batch, heads, length, causal=False)
+    if allowed is None:
+        return None
+    return jnp.broadcast_to(allowed, (*batch, heads, length, length)).any((-3, -2))
+
+
 def _masked_log_softmax(logits: jax.Array, mask: jax.Array | None) -> jax.Array:
     """The log-softmax of ``logits`` over the keys ``mask`` keeps; ``-inf`` at the others,
     and on a row that keeps no key (its weights are all 0, its gradients finite, and no
@@ -109,7 +129,11 @@ class MultiHeadSelfAttention(nn.Module):
     keys every query may attend (a padding mask), or ``(..., H, L, L)``, per head,
     query and key. It is and-ed with the causal mask. A query left no key has weights
     all 0 (its row sums to 0; its entropy is 0), so its attention output is 0 and the
-    layer returns the output projection's bias there, not NaN.
+    layer returns the output projection's bias there, not NaN. The tokens no query may
+    attend (a padding mask's padded ones; with a per-pair mask, those no pair takes as
+    the key, in any head) are read as zeros, so what they hold (an infinity, a NaN)
+    reaches neither the outputs nor the gradients; their own outputs are those of a zero
+    input.
 
     Attributes:
       num_heads: the number of heads ``H``.
@@ -150,6 +174,7 @@ class MultiHeadSelfAttention(nn.Module):
             )
         head = features // self.num_heads
         dtype = compute_dtype(self.dtype, x)
+        x = zero_padding(x, _real_tokens(mask, x.shape[:-2], self.num_heads, length))
         qkv = nn.DenseGeneral(
             (3, self.num_heads, head), dtype=dtype, param_dtype=self.param_dtype, name="qkv"
         )(x)
@@ -173,7 +198,9 @@ class TransformerBlock(nn.Module):
     Maps ``(..., L, C)`` to ``(..., L, C)`` (Xiong et al., arXiv 2002.04745). The MLP is
     ``Dense(mlp_features) -> gelu -> Dense(C)``. Tags ``mlp_hidden`` (after the gelu);
     its attention layer ``attention`` tags its weights and their entropy. The call's
-    ``mask`` goes to the attention layer (see `MultiHeadSelfAttention` for its shapes).
+    ``mask`` goes to the attention layer (see `MultiHeadSelfAttention` for its shapes);
+    the tokens no query may attend are read as zeros by the whole block, so what they
+    hold reaches neither the outputs nor the gradients.
 
     Attributes:
       num_heads: attention heads; ``C`` must divide by it.
@@ -210,6 +237,7 @@ class TransformerBlock(nn.Module):
         num_heads = checked_size(self, "num_heads")
         dtype = compute_dtype(self.dtype, x)
         dropout = nn.Dropout(checked_rate(self, "dropout_rate"), deterministic=not train)
+        x = zero_padding(x, _real_tokens(mask, x.shape[:-2], num_heads, x.shape[-2]))
         h = nn.LayerNorm(dtype=dtype, param_dtype=self.param_dtype, name="attention_norm")(x)
         h = MultiHeadSelfAttention(
             num_heads,

@@ -424,6 +424,25 @@ def real_tokens(module: Any, mask: Any, tokens: tuple[int, ...]) -> jax.Array | 
     return jnp.broadcast_to(mask.astype(bool), tokens).astype(jnp.float32)
 
 
+def zero_padding(x: jax.Array, real: jax.Array | None) -> jax.Array:
+    """``x`` ``(..., C)`` with the tokens that ``real`` (weights or booleans, ``x``'s shape
+    but its features; nonzero: a real token) leaves out set to 0; ``x`` itself when
+    ``real`` is None. A layer given a padding mask computes on this, so what padded tokens
+    hold (an infinity, a NaN) reaches neither its outputs nor its gradients (a NaN times a
+    zero cotangent is still a NaN).
+
+    Examples:
+      >>> x = jnp.array([[[1.0], [jnp.nan]]])
+      >>> zero_padding(x, jnp.array([[1.0, 0.0]])).tolist()
+      [[[1.0], [0.0]]]
+      >>> jax.grad(lambda x: zero_padding(x, jnp.array([[1.0, 0.0]])).sum())(x).tolist()
+      [[[1.0], [0.0]]]
+    """
+    if real is None:
+        return x
+    return jnp.where(jnp.asarray(real)[..., None] > 0, x, jnp.zeros((), x.dtype))
+
+
 def token_mean(values: jax.Array, real: jax.Array | None, kept: int = 0) -> jax.Array:
     """The mean of ``values`` ``(..., E)`` over the tokens, every axis but the first
     ``kept`` and the last: over the ``real`` ones (weights, ``values``' shape but its

@@ -12,6 +12,7 @@ import phosjax as px
 from phosjax.layers import (
     Choice,
     MixtureOfExperts,
+    MultiHeadSelfAttention,
     Repeat,
     Residual,
     ReZero,
@@ -172,6 +173,34 @@ def test_what_padded_tokens_hold_does_not_reach_a_masked_mean(padding):
     _, found = px.probe(moe, variables, X.at[1, 3:].set(0.0), "expert_load", mask=REAL)
     _, found_other = px.probe(moe, variables, other, "expert_load", mask=REAL)
     np.testing.assert_allclose(found_other["expert_load"], found["expert_load"], atol=1e-6)
+
+
+def real_loss_grads(layer: nn.Module, mask: jax.Array, *inputs: jax.Array) -> list:
+    """For each of the ``inputs``, the gradients, as to ``layer``'s params and input, of
+    the squared outputs of its real tokens (those of ``REAL``) when called with ``mask``."""
+    variables = layer.init(jax.random.key(1), X, mask=mask)
+
+    def loss(params: dict, x: jax.Array) -> jax.Array:
+        y = layer.apply({**variables, "params": params}, x, mask=mask)
+        return (jnp.where(REAL[..., None], y, 0) ** 2).sum()
+
+    grad = jax.jit(jax.grad(loss, argnums=(0, 1)))
+    return [grad(variables["params"], x) for x in inputs]
+
+
+@pytest.mark.parametrize(
+    ("make", "mask"),
+    [
+        (lambda: MultiHeadSelfAttention(2), REAL),
+        (lambda: MultiHeadSelfAttention(2, causal=True), nn.make_attention_mask(REAL, REAL)),
+        (lambda: TransformerBlock(2), REAL),
+    ],
+)
+def test_what_padded_tokens_hold_reaches_no_gradient(make, mask):
+    held = X.at[1, 3].set(jnp.inf).at[1, 4].set(jnp.nan)  # example 1's padded tokens
+    grads, expected = real_loss_grads(make(), mask, held, X.at[1, 3:].set(0.0))
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(grads))
+    jax.tree.map(np.testing.assert_array_equal, grads, expected)
 
 
 FLAX_ATTENTION = [
