@@ -14,6 +14,7 @@ from phosjax.layers._common import (
     input_width,
     real_tokens,
     token_mean,
+    zero_padding,
 )
 
 
@@ -39,8 +40,9 @@ class MixtureOfExperts(nn.Module):
     broadcasting; true or nonzero: a real token) leaves padded tokens out of the
     balance loss and the load: both count only real tokens, as if the padding were
     not in the batch (no real token: both 0). Padded tokens are still routed and
-    computed as the others, so the output does not depend on the mask (mask it
-    downstream, as attention does with the same ``mask``).
+    computed as the others, as zeros: what they hold (an infinity, a NaN) reaches
+    neither the outputs nor the gradients, and their outputs are those of a zero input
+    (mask them downstream, as attention does with the same ``mask``).
 
     Tags ``router_probs`` (``(..., num_experts)``), ``expert_load``
     (``(num_experts,)``, sums to 1) and ``balance`` (the unweighted loss).
@@ -90,6 +92,7 @@ class MixtureOfExperts(nn.Module):
             )
         width = input_width(self, x)
         real = real_tokens(self, mask, x.shape[:-1])
+        x = zero_padding(x, real)
         features = checked_size(self, "features", width)
         hidden = checked_size(self, "hidden_features", 2 * width)
         dtype = compute_dtype(self.dtype, x)

@@ -194,6 +194,7 @@ def real_loss_grads(layer: nn.Module, mask: jax.Array, *inputs: jax.Array) -> li
         (lambda: MultiHeadSelfAttention(2), REAL),
         (lambda: MultiHeadSelfAttention(2, causal=True), nn.make_attention_mask(REAL, REAL)),
         (lambda: TransformerBlock(2), REAL),
+        (lambda: MixtureOfExperts(num_experts=3, top_k=2), REAL),
     ],
 )
 def test_what_padded_tokens_hold_reaches_no_gradient(make, mask):
