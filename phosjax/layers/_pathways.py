@@ -25,6 +25,7 @@ from phosjax.layers._common import (
     real_tokens,
     returned,
     token_mean,
+    zero_padding,
 )
 
 
@@ -45,7 +46,9 @@ class Choice(PassesKeywords, nn.Module):
     them from the input averaged over its middle axes, giving one weight per example;
     over the real tokens only when the call has a ``mask`` (``(B, ..., L)``, the input's
     shape but its features, axes of size 1 broadcasting; true: a real token), which
-    also goes to the branches that take it.
+    also goes to the branches that take it. The padded tokens are then read as zeros,
+    by the branches too, so what they hold (an infinity, a NaN) reaches neither the
+    outputs nor the gradients.
     The weights are ``softmax(logits / T)`` with the temperature ``T`` a knob (a finite
     number > 0). Branch
     ``i`` runs inside ``path_weight(self, "branch_i", w_i)``.
@@ -116,6 +119,7 @@ class Choice(PassesKeywords, nn.Module):
                     f"shape (B, ..., L, C), got {x.shape}."
                 )
             real = real_tokens(self, mask, x.shape[:-1])
+            x = zero_padding(x, real)  # for the branches too
             summary = token_mean(x.astype(jnp.float32), real, kept=1)
             gate = nn.Dense(
                 num, kernel_init=nn.initializers.zeros, param_dtype=self.param_dtype, name="gate"

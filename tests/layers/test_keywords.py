@@ -195,7 +195,9 @@ def real_loss_grads(layer: nn.Module, mask: jax.Array, *inputs: jax.Array) -> li
         (lambda: MultiHeadSelfAttention(2, causal=True), nn.make_attention_mask(REAL, REAL)),
         (lambda: TransformerBlock(2), REAL),
         (lambda: MixtureOfExperts(num_experts=3, top_k=2), REAL),
+        (lambda: Choice([nn.Dense(8), nn.Dense(8)], per_example=True), REAL),
     ],
+    ids=["attention", "attention_pairs", "transformer", "moe", "choice"],
 )
 def test_what_padded_tokens_hold_reaches_no_gradient(make, mask):
     held = X.at[1, 3].set(jnp.inf).at[1, 4].set(jnp.nan)  # example 1's padded tokens
