@@ -13,6 +13,7 @@ from phosjax.layers._common import (
     input_width,
     orthogonal,
     real_tokens,
+    zero_padding,
 )
 
 
@@ -90,7 +91,9 @@ class GRUBlock(nn.Module):
     The call's ``mask`` (``(batch, length)``, axes of size 1 broadcasting; true or
     nonzero: a real token) makes the recurrence skip the padded tokens: their step keeps
     the hidden state, which is their output, so real tokens' outputs and the final state
-    are those of the real tokens alone, wherever the padding is (left, right, between).
+    are those of the real tokens alone, wherever the padding is (left, right, between);
+    the padded tokens are read as zeros, so what they hold (an infinity, a NaN) reaches
+    neither the outputs nor the gradients.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -125,7 +128,8 @@ class GRUBlock(nn.Module):
             name="GRUCell_0",
         )
         if real is not None:  # the mask rides along as a last input feature
-            x = jnp.concatenate([x.astype(dtype), real[..., None].astype(dtype)], axis=-1)
+            x = zero_padding(x.astype(dtype), real)  # a NaN there: no NaN gradient
+            x = jnp.concatenate([x, real[..., None].astype(dtype)], axis=-1)
         rnn = nn.RNN(cell, return_carry=True, name="rnn")
         state = jnp.zeros((x.shape[0], self.features), dtype)
         final_state, outputs = rnn(x, initial_carry=state)

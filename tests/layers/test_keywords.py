@@ -20,6 +20,7 @@ from phosjax.layers import (
     TransformerBlock,
 )
 from phosjax.layers._common import takes_keyword
+from phosjax.models import GRUBlock
 from phosjax.models.graph import GraphModel
 
 X = jax.random.normal(jax.random.key(0), (2, 5, 8))
@@ -196,8 +197,9 @@ def real_loss_grads(layer: nn.Module, mask: jax.Array, *inputs: jax.Array) -> li
         (lambda: TransformerBlock(2), REAL),
         (lambda: MixtureOfExperts(num_experts=3, top_k=2), REAL),
         (lambda: Choice([nn.Dense(8), nn.Dense(8)], per_example=True), REAL),
+        (lambda: GRUBlock(4), REAL),
     ],
-    ids=["attention", "attention_pairs", "transformer", "moe", "choice"],
+    ids=["attention", "attention_pairs", "transformer", "moe", "choice", "gru"],
 )
 def test_what_padded_tokens_hold_reaches_no_gradient(make, mask):
     held = X.at[1, 3].set(jnp.inf).at[1, 4].set(jnp.nan)  # example 1's padded tokens
