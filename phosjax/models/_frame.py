@@ -17,6 +17,7 @@ from phosjax.layers._common import (
     real_tokens,
     takes_keyword,
     token_mean,
+    zero_padding,
 )
 from phosjax.models._kinds import KINDS, view_as
 
@@ -188,7 +189,11 @@ class Frame(PassesKeywords, nn.Module):
     (``(batch, tokens)``) also leaves the padded tokens out of the head's pooling (the
     mean, max or last of the real tokens; ``"flatten"`` zeroes the padded ones), so they
     do not change the logits either; a per-pair mask does not (the pooling takes every
-    token). An image's mask (``(batch, height, width)``) is flattened as the image is
+    token). A padding mask of the input's tokens (no stem, or one that keeps them) makes
+    the frame read the padded tokens as zeros, its stem too, so what they hold (an
+    infinity, a NaN) reaches neither the logits nor the gradients; a mask of the stem's
+    tokens (the transformer's patches) leaves the stem the input as it is. An image's
+    mask (``(batch, height, width)``) is flattened as the image is
     when the frame views it as a sequence of pixels. A block that changes the token
     count under a padding mask (a strided convolution, say) is an error naming it and
     both token shapes: after a block that takes the mask, since it no longer fits the
@@ -264,6 +269,8 @@ class Frame(PassesKeywords, nn.Module):
         h = view_as(x, self.input_kind)
         given, mask = mask, _viewed_mask(mask, x, h)
         keywords = {} if mask is None else {"mask": mask}
+        real = padding_mask(mask, h)  # of the input's tokens: read as zeros, by the stem too
+        h = h if real is None else zero_padding(h, real.reshape(h.shape[:-1]))
         if self.stem is not None:
             viewed, h = h, self._run(self.stem, h, train, self.widths[0])
             _check_mask_tokens(self.stem, mask, viewed, h, given=given)

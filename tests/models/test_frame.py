@@ -205,3 +205,24 @@ def test_a_wrong_image_mask_is_named_as_given_with_its_flattened_shape():
     )
     with pytest.raises(ValueError, match=message):
         model.init(jax.random.key(0), jnp.ones((2, 4, 4, 1)), mask=jnp.ones((2, 4, 4), bool))
+
+
+def test_what_padded_input_tokens_hold_reaches_neither_the_stem_nor_the_gradients():
+    frame = Frame(
+        num_classes=3,
+        input_shape=(5, 4),
+        input_kind="sequence",
+        widths=(4,),
+        depth=1,
+        blocks=(TransformerBlock(2),),
+        stem=nn.Dense(4),  # takes no mask: the frame zeroes the padded tokens it is given
+    )
+    x = jax.random.normal(jax.random.key(0), (2, 5, 4))
+    real = jnp.arange(5) < jnp.array([[5], [3]])  # example 1: 2 padded tokens
+    variables = frame.init(jax.random.key(1), x)
+    loss = lambda params, x: (frame.apply({"params": params}, x, mask=real) ** 2).sum()
+    grad = jax.jit(jax.grad(loss, argnums=(0, 1)))
+    grads = grad(variables["params"], x.at[1, 3].set(jnp.inf).at[1, 4].set(jnp.nan))
+    expected = grad(variables["params"], x.at[1, 3:].set(0.0))
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(grads))
+    jax.tree.map(np.testing.assert_array_equal, grads, expected)
