@@ -215,6 +215,8 @@ class Frame(PassesKeywords, nn.Module):
       pool: how the head reduces spatial axes: ``"mean"``, ``"max"``, ``"flatten"`` or
         ``"last"`` (the last position, for recurrent blocks).
       dropout: dropout rate before the head (rng stream ``"dropout"``, train only).
+      dtype: the head's computation dtype (``None``: what the pooled features and its
+        params promote to, as Flax's layers); the stem and blocks keep their own.
       param_dtype: the dtype the head's params are stored in (the registry gives it a
         model's ``param_dtype`` option, which its stem and blocks take too).
 
@@ -246,6 +248,7 @@ class Frame(PassesKeywords, nn.Module):
     stem: nn.Module | None = None
     pool: str = "mean"
     dropout: float = 0.0
+    dtype: Any = None
     param_dtype: Any = jnp.float32
 
     @nn.compact
@@ -281,7 +284,7 @@ class Frame(PassesKeywords, nn.Module):
             _check_mask_tokens(block, mask, before, h, stem=False, taken=taken, given=given)
         h = tag(self, "features", pool_tokens(h, self.pool, padding_mask(mask, h)))
         h = nn.Dropout(dropout, deterministic=not train)(h)
-        head = nn.Dense(num_classes, param_dtype=self.param_dtype, name="head")
+        head = nn.Dense(num_classes, dtype=self.dtype, param_dtype=self.param_dtype, name="head")
         return tag(self, "logits", head(h))
 
     def _run(

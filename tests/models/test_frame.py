@@ -226,3 +226,18 @@ def test_what_padded_input_tokens_hold_reaches_neither_the_stem_nor_the_gradient
     expected = grad(variables["params"], x.at[1, 3:].set(0.0))
     assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(grads))
     jax.tree.map(np.testing.assert_array_equal, grads, expected)
+
+
+def test_the_head_computes_in_the_frame_dtype_and_stores_its_params_in_its_param_dtype():
+    def head(**dtypes):
+        return Frame(3, input_shape=(4,), input_kind="vector", widths=(), depth=0, **dtypes)
+
+    x = jax.random.normal(jax.random.key(0), (2, 4))
+    variables = head().init(jax.random.key(1), x)
+    logits = head().apply(variables, x)
+    assert logits.dtype == jnp.float32  # the default: as before, what x and params promote to
+    in_bfloat16 = head(dtype=jnp.bfloat16).apply(variables, x)
+    assert in_bfloat16.dtype == jnp.bfloat16
+    np.testing.assert_allclose(in_bfloat16.astype(jnp.float32), logits, rtol=2e-2, atol=2e-2)
+    stored = head(param_dtype=jnp.bfloat16).init(jax.random.key(1), x)["params"]["head"]
+    assert {leaf.dtype for leaf in jax.tree.leaves(stored)} == {jnp.dtype(jnp.bfloat16)}
