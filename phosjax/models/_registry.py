@@ -37,6 +37,12 @@ is listed."""
 FRAME_OPTIONS = {"input_kind": None, "pool": "mean", "dropout": 0.0}
 """Options every frame model takes, with their defaults (see `Frame`)."""
 
+_HEAD_OPTIONS = {"dtype": None, "param_dtype": jnp.float32}
+"""Options a frame model without stem and blocks (a head alone, ``logreg``) takes, with
+their defaults: its head's dtypes (see `Frame`). A model with a stem or blocks takes them
+when those do; its head stores its params in ``param_dtype`` and computes in what its
+features and params promote to."""
+
 _FRAME_ARGUMENTS = ("features", "downsample", "name", "parent")
 
 
@@ -78,13 +84,19 @@ class ModelSpec:
           >>> sorted(model_spec("mlp").accepted_options())
           ['dropout', 'dtype', 'input_kind', 'param_dtype', 'pool']
         """
-        accepted = set(dict(self.options))
+        accepted = set(dict(self.options)) | set(self._head_options())
         if self.build is None:
             accepted |= set(FRAME_OPTIONS)
             for factory in (self.block, self.stem):
                 if factory is not None:
                     accepted |= factory_parameters(factory) - set(_FRAME_ARGUMENTS)
         return accepted
+
+    def _head_options(self) -> dict[str, Any]:
+        """`_HEAD_OPTIONS` for a frame model that is a head alone (no stem, no blocks),
+        else none."""
+        alone = self.build is None and self.block is None and self.stem is None
+        return _HEAD_OPTIONS if alone else {}
 
     def resolve(self, config: ModelConfig) -> ModelConfig:
         """``config`` with the defaults filled in and checked (see `ModelConfig.resolved`),
@@ -135,7 +147,7 @@ class ModelSpec:
             raise ValueError(f"{where} has no option(s) {unknown}; it takes {accepted}{hint}")
         defaults = {**(FRAME_OPTIONS if self.build is None else {}), **dict(self.options)}
         options = {**defaults, **dict(config.options)}
-        signature = factory_defaults(self.block, self.stem)
+        signature = {**factory_defaults(self.block, self.stem), **self._head_options()}
         nullable = {key for key, value in signature.items() if value is None}
         check_counts(defaults, dict(config.options), where, nullable)
         if self.build is None:
@@ -199,6 +211,7 @@ class ModelSpec:
             stem=stem,
             pool=options["pool"],
             dropout=options["dropout"],
+            dtype=options.get("dtype") if self._head_options() else None,
             param_dtype=options.get("param_dtype", jnp.float32),
         )
 
@@ -258,7 +271,9 @@ def register_model(
     the frame (a block's own ``dropout`` keeps its default; a ``pool`` other than the
     default, which would change nothing where the input is viewed as a vector, is refused
     there). A ``param_dtype`` option
-    the block or stem takes goes to the frame's head too, so every param is stored in it.
+    the block or stem takes goes to the frame's head too, so every param is stored in it;
+    a frame model with neither block nor stem (a head alone) takes ``dtype`` and
+    ``param_dtype`` for its head (see `Frame`).
 
     Alternatively ``build`` takes the resolved `ModelConfig` and returns any Flax module
     called as ``module(x, train=False)`` that returns the logits; it reads the options

@@ -3,8 +3,8 @@
 Defaults are small enough to train on a CPU in seconds; every size is explicit in the
 resolved `ModelConfig`, so a pruned params tree always has a config that builds it.
 
-Every zoo model but ``logreg`` (a head alone) takes the options ``dtype``, the dtype its
-stem and blocks compute in (``None``: what the input and params promote to), and
+Every zoo model takes the options ``dtype``, the dtype its stem and blocks compute in
+(``logreg``, a head alone: its head; ``None``: what the input and params promote to), and
 ``param_dtype``, the one every param is stored in (float32), as Flax's layers do (a
 bench's ``compute_dtype`` instead casts float32 master params for each step):
 

@@ -263,10 +263,21 @@ def test_vector_models_refuse_convolution_options_that_would_change_nothing(name
 PARAM_DTYPE_MODELS = [name for name in TINY if "param_dtype" in model_spec(name).accepted_options()]
 
 
-def test_every_zoo_model_with_blocks_or_a_stem_takes_the_dtype_options():
-    assert set(PARAM_DTYPE_MODELS) == set(TINY) - {"logreg"}  # a head alone
+def test_every_zoo_model_takes_the_dtype_options():
+    assert set(PARAM_DTYPE_MODELS) == set(TINY)  # logreg, a head alone, too
     for name in PARAM_DTYPE_MODELS:
         assert "dtype" in model_spec(name).accepted_options(), name
+
+
+def test_logreg_a_head_alone_computes_in_its_dtype_option():
+    x = jax.random.normal(jax.random.key(1), (2, *DIGITS))
+    logits = {}
+    for dtype in (None, "bfloat16"):
+        config = ModelConfig("logreg", NUM_CLASSES, DIGITS, options={"dtype": dtype})
+        model = build_model(config)
+        logits[dtype] = model.apply(model.init(jax.random.key(0), x), x)
+    assert logits[None].dtype == jnp.float32 and logits["bfloat16"].dtype == jnp.bfloat16
+    np.testing.assert_allclose(logits["bfloat16"], logits[None], rtol=5e-2, atol=5e-2)
 
 
 @pytest.mark.parametrize("name", PARAM_DTYPE_MODELS)
