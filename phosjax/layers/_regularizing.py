@@ -17,6 +17,9 @@ from phosjax.layers._common import (
     compute_dtype,
     input_width,
     orthogonal,
+    real_tokens,
+    token_mean,
+    zero_padding,
 )
 
 
@@ -71,6 +74,12 @@ class ActivityL1(nn.Module):
     ``strength`` is a knob (default ``1e-3``, a finite number >= 0). Tags ``activity``
     (mean ``|x|`` per example, shape ``(B,)``; a scalar for a 1-D input).
 
+    The call's ``mask`` (``(B, ..., L)``, the input's shape but its features, axes of
+    size 1 broadcasting; true: a real token), which containers pass it with an attention
+    ``mask``, leaves the padded tokens out: the mean is over the real ones (0 for an
+    example with none), and what padded tokens hold (an infinity, a NaN) reaches neither
+    the penalty nor its gradient.
+
     Examples:
       >>> import jax.numpy as jnp, phosjax as px
       >>> from phosjax.layers import ActivityL1
@@ -78,15 +87,30 @@ class ActivityL1(nn.Module):
       >>> _, state = ActivityL1().apply({}, x, mutable=["aux_loss"])
       >>> round(float(state["aux_loss"]["activity_l1"][0]), 6)  # mean over examples
       0.0015
+      >>> tokens = jnp.array([[[1.0], [3.0], [jnp.nan]]])  # one example, its 3rd token padded
+      >>> _, state = ActivityL1().apply({}, tokens, mask=jnp.array([[1, 1, 0]]), mutable=True)
+      >>> state["intermediates"]["activity"][0].tolist()
+      [2.0]
     """
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, *, mask: Any = None) -> jax.Array:
         strength = knob(
             self, "strength", 1e-3, doc="weight of the L1 activity penalty", valid=Range(ge=0)
         )
-        magnitude = jnp.abs(x.astype(jnp.float32))
-        activity = magnitude.reshape(x.shape[0], -1).mean(1) if x.ndim > 1 else magnitude.mean()
+        if mask is not None and x.ndim < 2:
+            raise ValueError(
+                f"ActivityL1 called with a mask needs a batch axis: input shape (B, ..., C), "
+                f"got {x.shape}."
+            )
+        real = real_tokens(self, mask, x.shape[:-1])
+        magnitude = jnp.abs(zero_padding(x, real).astype(jnp.float32))
+        if real is not None:
+            activity = token_mean(magnitude, real, kept=1).mean(-1)
+        elif x.ndim > 1:
+            activity = magnitude.reshape(x.shape[0], -1).mean(1)
+        else:
+            activity = magnitude.mean()
         aux_loss(self, "activity_l1", strength * tag(self, "activity", activity))
         return x
 

@@ -10,6 +10,7 @@ import pytest
 
 import phosjax as px
 from phosjax.layers import (
+    ActivityL1,
     Choice,
     MixtureOfExperts,
     MultiHeadSelfAttention,
@@ -206,6 +207,19 @@ def test_what_padded_tokens_hold_reaches_no_gradient(make, mask):
     grads, expected = real_loss_grads(make(), mask, held, X.at[1, 3:].set(0.0))
     assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(grads))
     jax.tree.map(np.testing.assert_array_equal, grads, expected)
+
+
+def test_an_activity_penalty_under_a_mask_averages_the_real_tokens_alone():
+    def penalty(x: jax.Array) -> jax.Array:
+        _, state = ActivityL1().apply({}, x, mask=REAL, mutable=["aux_loss"])
+        return state["aux_loss"]["activity_l1"][0]
+
+    held = X.at[1, 3].set(jnp.inf).at[1, 4].set(jnp.nan)  # example 1's padded tokens
+    expected = 1e-3 * (jnp.abs(X[0]).mean() + jnp.abs(X[1, :3]).mean()) / 2  # default strength
+    np.testing.assert_allclose(penalty(held), expected, rtol=1e-6)
+    grad = jax.grad(penalty)(held)
+    np.testing.assert_array_equal(grad, jax.grad(penalty)(X.at[1, 3:].set(0.0)))
+    assert np.isfinite(grad).all() and not grad[1, 3:].any()
 
 
 FLAX_ATTENTION = [
