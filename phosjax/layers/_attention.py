@@ -210,9 +210,9 @@ class TransformerBlock(nn.Module):
       dropout_rate: dropout on the attention weights and on both residual branches in
         training (rng ``"dropout"``).
       dtype: the branches' computation dtype (``None``: the input's). The residual
-        stream keeps the input's dtype: the branches are cast to it before they are
-        added, so a float32 input gives a float32 output with bfloat16 branches, and a
-        bfloat16 input a bfloat16 output with float32 branches.
+        stream keeps the input's dtype (float32 for an integer input): the branches are
+        cast to it before they are added, so a float32 input gives a float32 output with
+        bfloat16 branches, and a bfloat16 input a bfloat16 output with float32 branches.
       param_dtype: the dtype parameters are stored in (as Flax's ``param_dtype``).
 
     Examples:
@@ -237,6 +237,7 @@ class TransformerBlock(nn.Module):
         num_heads = checked_size(self, "num_heads")
         dtype = compute_dtype(self.dtype, x)
         dropout = nn.Dropout(checked_rate(self, "dropout_rate"), deterministic=not train)
+        x = x.astype(compute_dtype(None, x))  # an integer residual stream would truncate
         x = zero_padding(x, _real_tokens(mask, x.shape[:-2], num_heads, x.shape[-2]))
         h = nn.LayerNorm(dtype=dtype, param_dtype=self.param_dtype, name="attention_norm")(x)
         h = MultiHeadSelfAttention(

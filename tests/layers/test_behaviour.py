@@ -479,6 +479,14 @@ def test_integer_inputs_are_computed_in_float32_and_a_set_dtype_wins(key):
     assert L.LipschitzDense(3, dtype=jnp.bfloat16).apply(variables, x).dtype == jnp.bfloat16
 
 
+def test_a_transformer_block_carries_an_integer_input_in_float32(key):
+    layer, x = L.TransformerBlock(2), jnp.arange(24).reshape(2, 3, 4)
+    variables = layer.init(key, x)
+    out = layer.apply(variables, x)
+    assert out.dtype == jnp.float32  # not its branches truncated to integers
+    np.testing.assert_array_equal(out, layer.apply(variables, x.astype(jnp.float32)))
+
+
 def test_layer_scale_scales_an_integer_input_in_float32(key):
     layer, x = L.LayerScale(0.5), jnp.arange(4, dtype=jnp.int32).reshape(2, 2)
     out = layer.apply(layer.init(key, x), x)
