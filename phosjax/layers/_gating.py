@@ -8,7 +8,15 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core import tag
-from phosjax.layers._common import checked_finite, checked_size, compute_dtype, input_width
+from phosjax.layers._common import (
+    checked_finite,
+    checked_size,
+    compute_dtype,
+    input_width,
+    real_tokens,
+    token_mean,
+    zero_padding,
+)
 
 
 class GLU(nn.Module):
@@ -87,6 +95,12 @@ class SqueezeExcite(nn.Module):
     ``Dense(C // reduction) -> relu -> Dense(C) -> sigmoid``, and multiply the input
     (Hu et al., arXiv 1709.01507). Tags ``channel_gate`` (``(B, C)``).
 
+    The call's ``mask`` (``(B, ..., L)``, the input's shape but its features, axes of
+    size 1 broadcasting; true: a real token), which containers pass it with an attention
+    ``mask``, averages the real tokens alone (zeros for an example with none); the
+    padded ones are read as zeros (their outputs are 0), so what they hold (an infinity,
+    a NaN) reaches neither the outputs nor the gradients.
+
     Attributes:
       reduction: the bottleneck's reduction factor (its width is at least 1).
       dtype: the gate's computation dtype (``None``: the input's). The output is the
@@ -100,6 +114,10 @@ class SqueezeExcite(nn.Module):
       >>> x = jnp.ones((2, 4, 4, 8)); variables = SqueezeExcite().init(jax.random.key(0), x)
       >>> SqueezeExcite().apply(variables, x).shape
       (2, 4, 4, 8)
+      >>> tokens = jnp.ones((2, 5, 8)).at[1, 3:].set(jnp.nan)  # example 1: 2 tokens padded
+      >>> real = jnp.arange(5) < jnp.array([[5], [3]])
+      >>> bool(jnp.isfinite(SqueezeExcite().apply(variables, tokens, mask=real)).all())
+      True
     """
 
     reduction: int = 4
@@ -107,11 +125,16 @@ class SqueezeExcite(nn.Module):
     param_dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, *, mask: Any = None) -> jax.Array:
         channels = input_width(self, x, "B, ..., C")
         checked_size(self, "reduction")
         dtype = compute_dtype(self.dtype, x)
-        squeezed = x.reshape(x.shape[0], -1, channels).mean(1)
+        real = real_tokens(self, mask, x.shape[:-1])
+        x = zero_padding(x, real)
+        if real is None:
+            squeezed = x.reshape(x.shape[0], -1, channels).mean(1)
+        else:
+            squeezed = token_mean(x, real, kept=1)
         bottleneck = max(1, channels // self.reduction)
         dense = functools.partial(nn.Dense, dtype=dtype, param_dtype=self.param_dtype)
         h = nn.relu(dense(bottleneck, name="down")(squeezed))

@@ -18,6 +18,7 @@ from phosjax.layers import (
     Residual,
     ReZero,
     Sequence,
+    SqueezeExcite,
     TransformerBlock,
 )
 from phosjax.layers._common import takes_keyword
@@ -199,14 +200,24 @@ def real_loss_grads(layer: nn.Module, mask: jax.Array, *inputs: jax.Array) -> li
         (lambda: MixtureOfExperts(num_experts=3, top_k=2), REAL),
         (lambda: Choice([nn.Dense(8), nn.Dense(8)], per_example=True), REAL),
         (lambda: GRUBlock(4), REAL),
+        (lambda: SqueezeExcite(2), REAL),
     ],
-    ids=["attention", "attention_pairs", "transformer", "moe", "choice", "gru"],
+    ids=["attention", "attention_pairs", "transformer", "moe", "choice", "gru", "squeeze"],
 )
 def test_what_padded_tokens_hold_reaches_no_gradient(make, mask):
     held = X.at[1, 3].set(jnp.inf).at[1, 4].set(jnp.nan)  # example 1's padded tokens
     grads, expected = real_loss_grads(make(), mask, held, X.at[1, 3:].set(0.0))
     assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(grads))
     jax.tree.map(np.testing.assert_array_equal, grads, expected)
+
+
+def test_a_masked_squeeze_excite_gates_each_example_on_its_real_tokens_alone():
+    layer = SqueezeExcite(2)
+    variables = layer.init(jax.random.key(1), X)
+    out = layer.apply(variables, X, mask=REAL)
+    np.testing.assert_allclose(out[1, :3], layer.apply(variables, X[1:, :3])[0], rtol=1e-6)
+    np.testing.assert_allclose(out[0], layer.apply(variables, X[:1])[0], rtol=1e-6)
+    np.testing.assert_array_equal(out[1, 3:], 0.0)  # the padding, read as zeros
 
 
 def test_an_activity_penalty_under_a_mask_averages_the_real_tokens_alone():
