@@ -168,9 +168,11 @@ class MultiHeadSelfAttention(nn.Module):
         checked_size(self, "num_heads")
         checked_rate(self, "dropout_rate")
         if features % self.num_heads:
+            divisors = [n for n in range(1, features + 1) if features % n == 0]
             raise ValueError(
-                f"Self-attention input width {features} must be divisible by "
-                f"num_heads={self.num_heads}."
+                f"MultiHeadSelfAttention input width {features} (input shape {x.shape}) must "
+                f"be divisible by num_heads={self.num_heads} (each head takes width / "
+                f"num_heads features); give num_heads one of {divisors}."
             )
         head = features // self.num_heads
         dtype = compute_dtype(self.dtype, x)

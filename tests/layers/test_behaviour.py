@@ -615,7 +615,13 @@ class Pair(nn.Module):
     ("layer", "shape", "match"),
     [
         (L.Choice([]), (2, 3), "at least one branch"),
-        (L.MultiHeadSelfAttention(num_heads=3), (2, 5, 4), "width 4 must be divisible"),
+        (
+            L.TransformerBlock(num_heads=3),
+            (2, 5, 4),
+            r"^MultiHeadSelfAttention input width 4 \(input shape \(2, 5, 4\)\) must be "
+            r"divisible by num_heads=3 \(each head takes width / num_heads features\); give "
+            r"num_heads one of \[1, 2, 4\]\.",
+        ),
         *(
             (
                 L.TransformerBlock(num_heads=n),
