@@ -191,8 +191,10 @@ class Frame(PassesKeywords, nn.Module):
     do not change the logits either; a per-pair mask does not (the pooling takes every
     token). A padding mask of the input's tokens (no stem, or one that keeps them) makes
     the frame read the padded tokens as zeros, its stem too, so what they hold (an
-    infinity, a NaN) reaches neither the logits nor the gradients; a mask of the stem's
-    tokens (the transformer's patches) leaves the stem the input as it is. An image's
+    infinity, a NaN) reaches neither the logits nor the gradients; so does a mask of the
+    stem's tokens when the stem has an ``input_mask(mask, x)`` method that gives the
+    input tokens making up its real ones (`Patches`); any other stem gets the input as it
+    is. An image's
     mask (``(batch, height, width)``) is flattened as the image is
     when the frame views it as a sequence of pixels. A block that changes the token
     count under a padding mask (a strided convolution, say) is an error naming it and
@@ -273,6 +275,9 @@ class Frame(PassesKeywords, nn.Module):
         given, mask = mask, _viewed_mask(mask, x, h)
         keywords = {} if mask is None else {"mask": mask}
         real = padding_mask(mask, h)  # of the input's tokens: read as zeros, by the stem too
+        input_mask = getattr(self.stem, "input_mask", None)  # of the stem's tokens: Patches
+        if real is None and callable(input_mask):
+            real = input_mask(mask, h)
         h = h if real is None else zero_padding(h, real.reshape(h.shape[:-1]))
         if self.stem is not None:
             viewed, h = h, self._run(self.stem, h, train, self.widths[0])

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 
 from phosjax.core import tag
 from phosjax.layers._common import (
+    broadcasts_to,
     checked_size,
     compute_dtype,
     input_width,
@@ -24,7 +25,8 @@ class Patches(nn.Module):
     a convolution with kernel and stride ``patch_size`` (a remainder is dropped), plus a
     learned position embedding ``positions``, both stored in ``param_dtype`` and computed
     in ``dtype`` (``None``: what the input and params promote to), as Flax's layers. Tags
-    ``tokens``.
+    ``tokens``. `input_mask` gives the input tokens that make up the real patches (a
+    `Frame` zeroes the others before its stem).
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -39,6 +41,27 @@ class Patches(nn.Module):
     patch_size: int = 4
     dtype: Any = None
     param_dtype: Any = jnp.float32
+
+    def input_mask(self, mask: Any, x: jax.Array) -> jax.Array | None:
+        """``mask``, a padding mask of the patches made of ``x`` (``(batch, length //
+        patch_size)``, axes of size 1 broadcasting; true: a real patch), as float32
+        weights of ``x``'s tokens ``(batch, length)``: a patch's tokens are real with it,
+        the remainder it drops is not; None when ``mask`` is no such mask.
+
+        Examples:
+          >>> x = jnp.ones((1, 5, 1))  # 2 patches of 2 tokens, and a remainder
+          >>> Patches(8, patch_size=2).input_mask(jnp.array([[True, False]]), x).tolist()
+          [[1.0, 1.0, 0.0, 0.0, 0.0]]
+        """
+        if mask is None or x.ndim != 3:
+            return None
+        size, (batch, length) = checked_size(self, "patch_size"), x.shape[:2]
+        patches = (batch, length // size)
+        if not broadcasts_to(jnp.shape(mask), patches):
+            return None
+        real = jnp.repeat(jnp.broadcast_to(jnp.asarray(mask) != 0, patches), size, axis=1)
+        real = real.astype(jnp.float32)
+        return jnp.pad(real, ((0, 0), (0, length - real.shape[1])))
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:

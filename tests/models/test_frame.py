@@ -228,6 +228,20 @@ def test_what_padded_input_tokens_hold_reaches_neither_the_stem_nor_the_gradient
     jax.tree.map(np.testing.assert_array_equal, grads, expected)
 
 
+def test_what_padded_patches_hold_reaches_no_gradient_of_the_transformer():
+    options = {"patch_size": 2, "num_heads": 2, "mlp_features": 8}
+    model = build_model(ModelConfig("transformer", 3, (9,), width=4, depth=1, options=options))
+    x = jax.random.normal(jax.random.key(0), (2, 9))
+    real = jnp.arange(4) < jnp.array([[4], [2]])  # 4 patches; example 1: 2 padded (tokens 4-7)
+    variables = model.init(jax.random.key(1), x)
+    loss = lambda params, x: (model.apply({"params": params}, x, mask=real) ** 2).sum()
+    grad = jax.jit(jax.grad(loss, argnums=(0, 1)))
+    grads = grad(variables["params"], x.at[1, 4].set(jnp.inf).at[1, 5:].set(jnp.nan))
+    expected = grad(variables["params"], x.at[1, 4:].set(0.0))  # token 8, dropped, too
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(grads))
+    jax.tree.map(np.testing.assert_array_equal, grads, expected)
+
+
 def test_the_head_computes_in_the_frame_dtype_and_stores_its_params_in_its_param_dtype():
     def head(**dtypes):
         return Frame(3, input_shape=(4,), input_kind="vector", widths=(), depth=0, **dtypes)
