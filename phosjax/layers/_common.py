@@ -443,6 +443,27 @@ def zero_padding(x: jax.Array, real: jax.Array | None) -> jax.Array:
     return jnp.where(jnp.asarray(real)[..., None] > 0, x, jnp.zeros((), x.dtype))
 
 
+def zero_mask_padding(module: Any, x: jax.Array, keywords: dict[str, Any]) -> jax.Array:
+    """``x`` as a container (``module``) called with ``keywords`` passes it on: with the
+    tokens its ``mask`` keyword leaves out read as zeros (`zero_padding`) when that is a
+    padding mask of them (``x``'s shape but its features, axes of size 1 broadcasting;
+    true: a real token), so what they hold reaches no block that does not take the mask
+    (a ``Dense`` before the attention), nor the container's own sums and gates; ``x``
+    as it is otherwise (no mask, a per-pair one).
+
+    Examples:
+      >>> x = jnp.array([[[1.0], [jnp.nan]]])
+      >>> zero_mask_padding("Sequence", x, {"mask": jnp.array([[True, False]])}).tolist()
+      [[[1.0], [0.0]]]
+      >>> zero_mask_padding("Sequence", x, {}) is x
+      True
+    """
+    mask, tokens = keywords.get("mask"), jnp.shape(x)[:-1]
+    if mask is None or not tokens or not broadcasts_to(jnp.shape(mask), tokens):
+        return x
+    return zero_padding(x, real_tokens(module, mask, tokens))
+
+
 def token_mean(values: jax.Array, real: jax.Array | None, kept: int = 0) -> jax.Array:
     """The mean of ``values`` ``(..., E)`` over the tokens, every axis but the first
     ``kept`` and the last: over the ``real`` ones (weights, ``values``' shape but its

@@ -25,7 +25,7 @@ from phosjax.layers._common import (
     real_tokens,
     returned,
     token_mean,
-    zero_padding,
+    zero_mask_padding,
 )
 
 
@@ -46,9 +46,8 @@ class Choice(PassesKeywords, nn.Module):
     them from the input averaged over its middle axes, giving one weight per example;
     over the real tokens only when the call has a ``mask`` (``(B, ..., L)``, the input's
     shape but its features, axes of size 1 broadcasting; true: a real token), which
-    also goes to the branches that take it. The padded tokens are then read as zeros,
-    by the branches too, so what they hold (an infinity, a NaN) reaches neither the
-    outputs nor the gradients.
+    also goes to the branches that take it (as a container, it reads the padded tokens
+    as zeros: see `phosjax.layers`).
     The weights are ``softmax(logits / T)`` with the temperature ``T`` a knob (a finite
     number > 0). Branch
     ``i`` runs inside ``path_weight(self, "branch_i", w_i)``.
@@ -105,6 +104,7 @@ class Choice(PassesKeywords, nn.Module):
             raise ValueError("Choice needs at least one branch, got an empty `branches`.")
         own = ("mask",) if self.per_example else ()  # the gate reads it, so no branch must
         check_keywords(self, self.branches, {k: v for k, v in keywords.items() if k not in own})
+        x = zero_mask_padding(self, x, keywords)
         mask = keywords.get("mask") if self.per_example else None
         num = len(self.branches)
         if self.per_example:
@@ -119,7 +119,6 @@ class Choice(PassesKeywords, nn.Module):
                     f"shape (B, ..., L, C), got {x.shape}."
                 )
             real = real_tokens(self, mask, x.shape[:-1])
-            x = zero_padding(x, real)  # for the branches too
             summary = token_mean(x.astype(jnp.float32), real, kept=1)
             gate = nn.Dense(
                 num, kernel_init=nn.initializers.zeros, param_dtype=self.param_dtype, name="gate"
@@ -177,6 +176,7 @@ class GatedSkip(PassesKeywords, nn.Module):
     def __call__(self, x: jax.Array, train: bool = False, **keywords: Any) -> jax.Array:
         check_block(self.block, "GatedSkip's block")
         check_keywords(self, self.block, keywords)
+        x = zero_mask_padding(self, x, keywords)
         init = nn.initializers.constant(checked_finite(self, "gate_init"))
         logit = self.param("gate_logit", init, (), self.param_dtype)
         gate = tag(self, "gate", nn.sigmoid(logit.astype(jnp.float32)))
@@ -216,6 +216,7 @@ class Residual(PassesKeywords, nn.Module):
     def __call__(self, x: jax.Array, train: bool = False, **keywords: Any) -> jax.Array:
         check_block(self.block, "Residual's block")
         check_keywords(self, self.block, keywords)
+        x = zero_mask_padding(self, x, keywords)
         y = tag(self, "residual", call_block(self.block, x, train, **keywords))
         if getattr(y, "shape", None) is None or y.shape[:-1] != x.shape[:-1]:
             raise ValueError(
@@ -267,6 +268,7 @@ class ReZero(PassesKeywords, nn.Module):
     def __call__(self, x: jax.Array, train: bool = False, **keywords: Any) -> jax.Array:
         check_block(self.block, "ReZero's block")
         check_keywords(self, self.block, keywords)
+        x = zero_mask_padding(self, x, keywords)
         alpha = self.param("alpha", nn.initializers.zeros, (), self.param_dtype)
         y = call_block(self.block, x, train, **keywords)
         check_shape(y, x.shape, "ReZero's block must keep the input shape")

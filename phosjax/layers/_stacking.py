@@ -16,6 +16,7 @@ from phosjax.layers._common import (
     check_shape,
     checked_size,
     compute_dtype,
+    zero_mask_padding,
 )
 
 
@@ -49,6 +50,7 @@ class Sequence(PassesKeywords, nn.Module):
     def __call__(self, x: jax.Array, train: bool = False, **keywords: Any) -> jax.Array:
         check_blocks(self, "layers", "layer", functions=False)
         check_keywords(self, self.layers, keywords)
+        x = zero_mask_padding(self, x, keywords)
         for layer in self.layers:
             x = call_block(layer, x, train, **keywords)
         return x
@@ -104,6 +106,7 @@ class Repeat(PassesKeywords, nn.Module):
     def __call__(self, x: jax.Array, train: bool = False, **keywords: Any) -> jax.Array:
         check_block(self.block, "Repeat's block", functions=False)
         check_keywords(self, self.block, keywords)
+        x = zero_mask_padding(self, x, keywords)
         num_layers = checked_size(self, "num_layers")
 
         def body(

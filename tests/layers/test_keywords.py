@@ -12,6 +12,7 @@ import phosjax as px
 from phosjax.layers import (
     ActivityL1,
     Choice,
+    GatedSkip,
     MixtureOfExperts,
     MultiHeadSelfAttention,
     Repeat,
@@ -27,6 +28,7 @@ from phosjax.models.graph import GraphModel
 
 X = jax.random.normal(jax.random.key(0), (2, 5, 8))
 REAL = jnp.arange(5) < jnp.array([[5], [3]])  # example 1 has 2 padded tokens
+ZEROED = jnp.where(REAL[..., None], X, 0.0)  # X as a container called with REAL reads it
 
 
 def one_by_one(stacked: dict, x: jax.Array, mask: jax.Array) -> jax.Array:
@@ -85,7 +87,7 @@ def test_a_pre_norm_stack_gives_the_mask_to_its_attention_not_to_flax_norms(norm
     layer = Sequence([norm(), TransformerBlock(2)])  # a Flax norm's mask is another thing
     variables = layer.init(jax.random.key(1), X, mask=REAL)
     params = variables["params"]
-    expected = norm().apply({"params": params["layers_0"]}, X)
+    expected = norm().apply({"params": params["layers_0"]}, ZEROED)  # GroupNorm: stats of 0s
     expected = TransformerBlock(2).apply({"params": params["layers_1"]}, expected, mask=REAL)
     np.testing.assert_allclose(layer.apply(variables, X, mask=REAL), expected, atol=1e-5)
     with pytest.raises(TypeError, match=r"Sequence .* keyword 'mask', which none of its blocks"):
@@ -201,8 +203,15 @@ def real_loss_grads(layer: nn.Module, mask: jax.Array, *inputs: jax.Array) -> li
         (lambda: Choice([nn.Dense(8), nn.Dense(8)], per_example=True), REAL),
         (lambda: GRUBlock(4), REAL),
         (lambda: SqueezeExcite(2), REAL),
+        # containers: a block that takes no mask, a gate, a projected residual
+        (lambda: Sequence([nn.Dense(8), TransformerBlock(2)]), REAL),
+        (lambda: GatedSkip(TransformerBlock(2)), REAL),
+        (lambda: Residual(Sequence([TransformerBlock(2), nn.Dense(4)])), REAL),
     ],
-    ids=["attention", "attention_pairs", "transformer", "moe", "choice", "gru", "squeeze"],
+    ids=[
+        *("attention", "attention_pairs", "transformer", "moe", "choice", "gru", "squeeze"),
+        *("sequence", "gated_skip", "residual"),
+    ],
 )
 def test_what_padded_tokens_hold_reaches_no_gradient(make, mask):
     held = X.at[1, 3].set(jnp.inf).at[1, 4].set(jnp.nan)  # example 1's padded tokens
@@ -256,7 +265,7 @@ def test_flax_attention_in_a_container_reads_a_padding_mask_as_the_keys(attentio
     np.testing.assert_allclose(out[1, :3], out_other[1, :3], atol=1e-5)
     np.testing.assert_allclose(out[0], out_other[0], atol=1e-5)
     pairs = nn.make_attention_mask(jnp.ones((2, 5), bool), REAL)  # (2, 1, 5, 5): the keys
-    np.testing.assert_array_equal(layer.apply(variables, X, mask=pairs), out)
+    np.testing.assert_array_equal(layer.apply(variables, X, mask=pairs)[REAL], out[REAL])
 
 
 class PaddedAttention(nn.MultiHeadDotProductAttention):
@@ -271,7 +280,7 @@ def test_a_subclass_overriding_flax_attentions_call_gets_the_mask_as_given():
     layer = Sequence([PaddedAttention(2), nn.Dense(8)])
     variables = layer.init(jax.random.key(1), X, mask=REAL)
     params = variables["params"]
-    expected = PaddedAttention(2).apply({"params": params["layers_0"]}, X, mask=REAL)
+    expected = PaddedAttention(2).apply({"params": params["layers_0"]}, ZEROED, mask=REAL)
     expected = nn.Dense(8).apply({"params": params["layers_1"]}, expected)
     out = layer.apply(variables, X, mask=REAL)
     assert out.shape == X.shape  # not (2, 1, 2, 5, 8): a (B, 1, 1, L) mask made into pairs
