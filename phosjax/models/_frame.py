@@ -57,6 +57,23 @@ def padding_mask(mask: Any, h: jax.Array) -> jax.Array | None:
     return None if real is None else real.reshape(h.shape[0], -1)
 
 
+def zero_padded_input(mask: Any, h: jax.Array, stem: Any = None) -> jax.Array:
+    """``h``, a frame's input as viewed, with the tokens ``mask`` pads read as zeros (see
+    `Frame`): ``mask`` is a padding mask of ``h``'s tokens, or of those ``stem`` makes
+    when it has an ``input_mask(mask, x)`` method (`Patches`); ``h`` as it is otherwise.
+
+    Examples:
+      >>> h = jnp.array([[[1.0], [jnp.nan]]])
+      >>> zero_padded_input(jnp.array([[True, False]]), h).tolist()
+      [[[1.0], [0.0]]]
+    """
+    real = padding_mask(mask, h)
+    input_mask = getattr(stem, "input_mask", None)
+    if real is None and callable(input_mask):
+        real = input_mask(mask, h)
+    return h if real is None else zero_padding(h, real.reshape(h.shape[:-1]))
+
+
 def _viewed_mask(mask: Any, x: jax.Array, viewed: jax.Array) -> Any:
     """``mask``, a padding mask of ``x``'s tokens (its shape but the features, axes of
     size 1 broadcasting), as one of ``viewed``'s when the frame's view flattened them (an
@@ -274,11 +291,7 @@ class Frame(PassesKeywords, nn.Module):
         h = view_as(x, self.input_kind)
         given, mask = mask, _viewed_mask(mask, x, h)
         keywords = {} if mask is None else {"mask": mask}
-        real = padding_mask(mask, h)  # of the input's tokens: read as zeros, by the stem too
-        input_mask = getattr(self.stem, "input_mask", None)  # of the stem's tokens: Patches
-        if real is None and callable(input_mask):
-            real = input_mask(mask, h)
-        h = h if real is None else zero_padding(h, real.reshape(h.shape[:-1]))
+        h = zero_padded_input(mask, h, self.stem)  # padding read as zeros, by the stem too
         if self.stem is not None:
             viewed, h = h, self._run(self.stem, h, train, self.widths[0])
             _check_mask_tokens(self.stem, mask, viewed, h, given=given)

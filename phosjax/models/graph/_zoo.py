@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from phosjax.layers import MultiHeadSelfAttention
 from phosjax.models import FRAME_OPTIONS, ModelConfig, model_spec
 from phosjax.models._config import checked_config
-from phosjax.models._frame import padding_mask, pool_tokens
+from phosjax.models._frame import padding_mask, pool_tokens, zero_padded_input
 from phosjax.models._kinds import choose_kind, view_as
 from phosjax.models.graph._model import GraphModel
 from phosjax.models.graph._spec import node
@@ -166,8 +166,9 @@ def graph_model(config: ModelConfig) -> GraphModel:
     ``mlp_norm``, ``mlp_in``, ``gelu``, ``mlp_out``, ``mlp_add`` for a transformer),
     ``features`` (pooled), ``dropout`` (when the option is set) and ``head`` (the logits).
     ``view`` checks the input shape as the zoo model does. A transformer's call takes the
-    zoo model's ``mask`` (see `phosjax.models.Frame`): its attention nodes attend the real
-    tokens only and ``features`` pools them. For code that expects the
+    zoo model's ``mask`` (see `phosjax.models.Frame`): ``view`` reads the padded tokens
+    as zeros, its attention nodes attend the real tokens only and ``features`` pools
+    them. For code that expects the
     logits alone (the training engine, `phosjax.morph`), use
     ``graph_model(config).clone(returns="head")``.
 
@@ -201,6 +202,9 @@ def graph_model(config: ModelConfig) -> GraphModel:
         _check_input(x, config)
         return view_as(x, kind)
 
+    def view_padded(x: jax.Array, mask: Any = None) -> jax.Array:  # padding read as zeros
+        return zero_padded_input(mask, view(x), blocks["stem"])
+
     def pool(h: jax.Array) -> jax.Array:
         return pool_tokens(h, options["pool"])
 
@@ -208,7 +212,11 @@ def graph_model(config: ModelConfig) -> GraphModel:
         return pool_tokens(h, options["pool"], padding_mask(mask, h))
 
     masked = config.name == "transformer"  # its attention takes the zoo's mask, a ResNet none
-    spec: Spec = {"view": view, **blocks, "features": node(pool_real if masked else pool, last)}
+    spec: Spec = {
+        "view": view_padded if masked else view,
+        **blocks,
+        "features": node(pool_real if masked else pool, last),
+    }
     if options["dropout"]:
         spec["dropout"] = nn.Dropout(options["dropout"])
     spec["head"] = nn.Dense(config.num_classes, param_dtype=options.get("param_dtype", jnp.float32))

@@ -61,6 +61,20 @@ def test_the_transformer_twin_takes_the_zoo_models_padding_mask(pool, key):
     np.testing.assert_allclose(twin.apply(variables, other, mask=real), logits, atol=1e-5)
 
 
+def test_what_the_transformer_twins_padded_patches_hold_reaches_no_gradient(key):
+    options = {"num_heads": 2, "mlp_features": 8, "patch_size": 8}
+    config = ModelConfig("transformer", 3, (40,), depth=1, width=8, options=options)
+    twin = graph_model(config).clone(returns="head")
+    x = jax.random.normal(key, (2, 40))
+    params = build_model(config).init(jax.random.fold_in(key, 1), x)["params"]
+    real = jnp.arange(5) < jnp.array([[5], [3]])  # example 1: its last 2 patches padded
+    loss = lambda params, x: (twin.apply({"params": params}, x, mask=real) ** 2).sum()
+    grad = jax.jit(jax.grad(loss, argnums=(0, 1)))
+    grads = grad(params, x.at[1, 24].set(jnp.inf).at[1, 25:].set(jnp.nan))
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(grads))
+    jax.tree.map(np.testing.assert_array_equal, grads, grad(params, x.at[1, 24:].set(0.0)))
+
+
 def test_the_resnet_twin_refuses_a_mask_as_the_zoo_model_does(key):
     x = jnp.ones((2, 40))
     twin = graph_model(ModelConfig("resnet", 3, (40,), width=4))
