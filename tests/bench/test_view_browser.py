@@ -858,30 +858,75 @@ LIVE_JS = "import(new URL('static/live.js', location.href))"
 """The page's module of live updates."""
 
 
+LOOKS = (
+    "window.looks || (() => { window.looks = []; const later = window.setTimeout;"
+    " window.setTimeout = (f, ms, ...rest) => {"
+    " if (f.name === 'poll') looks.push(ms); return later(f, ms, ...rest); };"
+    " const fetchNow = window.fetch; window.fetch = (url, ...rest) => {"
+    " if (String(url).startsWith('api/version')) looks.push('asked');"
+    " return fetchNow(url, ...rest); }; })()"
+)
+"""Keeps in ``window.looks`` what the page's looks at the bench do, in order: ``'asked'``
+where one asks api/version, the ms it waits before the next where one ends."""
+
+
 def _look_now(page, meanwhile: str | None = None) -> int:
     """Makes the page look at the bench now, as a tab shown again does (and read it again,
-    where it changed), and waits until it has set when it looks next: in how many ms.
-    ``meanwhile``: JavaScript run half a second after it began to look."""
-    page.run(
-        "window.polls || (() => { window.polls = []; const later = window.setTimeout;"
-        " window.setTimeout = (f, ms, ...rest) => {"
-        " if (f.name === 'poll') polls.push(ms); return later(f, ms, ...rest); }; })()"
-    )
-    looked = page.run("window.polls.length")
-    page.run("document.dispatchEvent(new Event('visibilitychange'))")
+    where it changed), and waits until that look has set when it looks next: in how many
+    ms. A look already under way ignores the tab shown (it may have asked before a file
+    changed): the tab is shown again once it is done. ``meanwhile``: JavaScript run half a
+    second after the look began."""
+    page.run(LOOKS)
+    since = f"window.looks.slice({page.run('window.looks.length')})"
+    show = f"(() => {{ document.dispatchEvent(new Event('visibilitychange')); return {since}; }})()"
+    deadline = time.monotonic() + 30
+    while "asked" not in page.run(show):
+        assert time.monotonic() < deadline, "the page did not look at the bench"
+        time.sleep(0.05)
     if meanwhile is not None:
         time.sleep(0.5)
         page.run(meanwhile)
-    deadline = time.monotonic() + 15
-    while page.run("window.polls.length") == looked:
-        assert time.monotonic() < deadline, "the page did not look at the bench"
+    while (looks := page.run(since))[-1] == "asked":
+        assert time.monotonic() < deadline, "the page's look at the bench did not end"
         time.sleep(0.1)
-    return page.run("window.polls.at(-1)")
+    return looks[-1]
 
 
 def _touch(path: pathlib.Path) -> None:
     """Moves ``path``'s modification time on a second, as writing it again would."""
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+
+
+def test_a_look_under_way_as_a_file_changes_is_not_the_look_waited_for(tmp_path, page):
+    """`_look_now` waited for the end of any look: one under way as a run wrote a part (the
+    page looks every 3 s), which had read api/version before, ended saying nothing changed
+    and the test went on before the page read the part (a flake on a busy machine). It
+    waits for a look begun after the part was written."""
+    written = write_bench(tmp_path / "running", blurb_json())
+    part = written.root / _layout.RESULTS / "part-g-mlp-000000000.parquet"
+    table = pq.read_table(part)
+    later = pc.greater_equal(table.column("step"), 160)
+    pq.write_table(table.filter(pc.invert(later)), part)
+    steps = "[...document.querySelectorAll('#board .board-row td.num')].map((td) => td.textContent)"
+    late = (  # api/version answered, the answer handed to the page half a second later
+        "(() => { const fetchNow = window.fetch; window.fetch = (url, ...rest) =>"
+        " fetchNow(url, ...rest).then((answer) => String(url).startsWith('api/version')"
+        " ? (window.answered = true, new Promise((done) => setTimeout(() => done(answer), 500)))"
+        " : answer); })()"
+    )
+    with serving(written.root) as server:
+        page.open(server.url)
+        assert "150 / 300" in page.run(steps)
+        page.run(late)
+        page.run("document.dispatchEvent(new Event('visibilitychange'))")  # a look begins
+        deadline = time.monotonic() + 30
+        while not page.run("window.answered === true"):
+            assert time.monotonic() < deadline, "the page did not ask api/version"
+            time.sleep(0.02)
+        pq.write_table(table.filter(later), part.with_name("part-g-mlp-000000160.parquet"))
+        _look_now(page)
+        page.settle()
+        assert "150 / 300" not in page.run(steps)
 
 
 def test_a_bench_slow_to_read_is_asked_for_less_often(tmp_path, page):
