@@ -46,13 +46,18 @@ def _interrupt_main_soon() -> None:
 
 def _keeping(previous: Callable[[Any], object]) -> Callable[[Any], None]:
     """An unraisable hook that raises a dropped `KeyboardInterrupt` again in the main
-    thread and hands anything else to ``previous``."""
+    thread and hands anything else to ``previous``. One raised while the hook runs (the
+    main thread stopped for longer than `_interrupt_main_soon`'s moment, or a Ctrl-C
+    while ``previous`` prints) is raised again too: Python would drop it."""
 
     def hook(unraisable: Any) -> None:
-        if isinstance(unraisable.exc_value, KeyboardInterrupt):
-            _interrupt_main_soon()
-        else:
-            previous(unraisable)
+        dropped = isinstance(unraisable.exc_value, KeyboardInterrupt)
+        while True:
+            try:
+                _interrupt_main_soon() if dropped else previous(unraisable)
+                return
+            except KeyboardInterrupt:  # raised while the hook runs: Python would drop it
+                dropped = True
 
     return hook
 

@@ -137,24 +137,32 @@ def test_exit_process_skips_the_teardown_only_after_ctrl_c(monkeypatch):
     assert exit_info.value.code == 2
 
 
-@pytest.mark.parametrize("slow_thread_start", [False, True])
+@pytest.mark.parametrize(
+    "slow",
+    [None, (threading.Thread, "start"), (threading.Event, "set")],
+    ids=["plain", "thread_start", "event_set"],
+)
 def test_ctrl_c_dropped_in_a_garbage_collector_callback_still_stops_the_command(
-    capsys, monkeypatch, slow_thread_start
+    capsys, monkeypatch, slow
 ):
     """Ctrl-C's KeyboardInterrupt raised inside a gc callback (jax registers one) is
     dropped by Python as unraisable; the command still stops as after any Ctrl-C,
     instead of running on to its end (a whole bench) with the Ctrl-C ignored. On a busy
-    machine, starting the thread that raises it again can take longer than that thread's
-    wait: the Ctrl-C must still not land while the unraisable hook runs (Python would
-    drop it a second time)."""
-    if slow_thread_start:
-        start = threading.Thread.start
+    machine, the main thread can stop for longer than the thread raising it again waits,
+    while the unraisable hook still runs (starting that thread, or right after letting it
+    go): the Ctrl-C must still not be dropped a second time there."""
+    if slow is not None:
+        owner, name = slow
+        method = getattr(owner, name)
+        slowed = []
 
-        def slow_start(self):
-            start(self)
-            time.sleep(0.2)  # the main thread descheduled right after the thread started
+        def slow_once(self, *args):
+            method(self, *args)
+            if threading.get_ident() == threading.main_thread().ident and not slowed:
+                slowed.append(name)
+                time.sleep(0.2)  # the main thread descheduled right after
 
-        monkeypatch.setattr(threading.Thread, "start", slow_start)
+        monkeypatch.setattr(owner, name, slow_once)
     raised = []
 
     def callback(phase: str, info: object) -> None:
@@ -169,7 +177,8 @@ def test_ctrl_c_dropped_in_a_garbage_collector_callback_still_stops_the_command(
             gc.collect()
         finally:
             gc.callbacks.remove(callback)
-        for _ in range(200):  # the rest of the command: 2 s
+        deadline = time.monotonic() + 30  # the rest of the command
+        while time.monotonic() < deadline:
             time.sleep(0.01)
         return 0
 
