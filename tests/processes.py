@@ -6,6 +6,7 @@ import jax.
 """
 
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -22,11 +23,28 @@ time. Without LLVM's optimizations (level 0) and with XLA's older loop emitters 
 its fusion emitters, the engine's tests compile about 3x faster."""
 
 
+def lowest_ephemeral_port() -> int:
+    """The lowest port the system hands out for port 0 and outgoing connections (Linux's
+    ``ip_local_port_range``; 32768 where it cannot be read)."""
+    ports = Path("/proc/sys/net/ipv4/ip_local_port_range")
+    return int(ports.read_text().split()[0]) if ports.is_file() else 32768
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nothing is bound to now, from 10000 up to below
+    `lowest_ephemeral_port` (any free one where that leaves none): between this and the
+    workers' coordinator binding it (seconds), another test's server on port 0 (a
+    viewer's, gloo's) cannot take it."""
+    low = lowest_ephemeral_port()
+    for _ in range(100):
+        port = random.SystemRandom().randrange(10_000, low) if low > 10_000 else 0
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # taken
+            return s.getsockname()[1]
+    raise OSError(f"no free TCP port from 10000 to {low - 1} on 127.0.0.1 in 100 tries")
 
 
 def launch(

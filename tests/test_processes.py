@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.processes import launch
+from tests.processes import free_port, launch, lowest_ephemeral_port
 
 
 def test_a_worker_that_runs_on_is_killed_and_every_output_is_kept(tmp_path):
@@ -26,3 +26,10 @@ def test_workers_that_end_give_their_exit_codes_and_outputs(tmp_path):
         (3, "bye 0\n"),
         (3, "bye 1\n"),
     ]
+
+
+def test_the_port_is_one_no_server_on_port_0_can_take_meanwhile():
+    """A port the kernel hands out for port 0 (a viewer's, gloo's) could be taken by
+    another test between `launch` choosing it and the coordinator binding it: the
+    workers failed. It is below that range."""
+    assert all(10_000 <= free_port() < lowest_ephemeral_port() for _ in range(20))
