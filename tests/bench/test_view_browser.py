@@ -246,7 +246,7 @@ def test_curves_overtaken_while_fetching_draw_nothing(tmp_path, page):
         page.delay_fetches(r"accuracy", seconds=0.5)
         page.run(f"(({CHOOSE})('curve-metric', 'accuracy'), ({CHOOSE})('curve-metric', 'loss'))")
         page.settle()
-        time.sleep(1.5)  # the slow answer came and was handled
+        page.answered()  # the slow answer came and was handled
         assert sorted(page.run(labels)) == ["loss", "loss", "step", "step"]
         assert page.run("document.getElementById('curve-metric').value") == "loss"
 
@@ -400,13 +400,29 @@ class _Page:
 
     def delay_fetches(self, pattern: str, seconds: float) -> None:
         """Makes the page's requests whose address matches the regex ``pattern`` answer
-        ``seconds`` late (the others as ever)."""
+        ``seconds`` late (the others as ever), counting in ``window.unanswered`` those
+        whose answer the page has not read yet (`answered`)."""
         self.run(
-            "(() => { const fetchNow = window.fetch;"
+            "(() => { const fetchNow = window.fetch; window.unanswered = 0;"
             f" const slow = new RegExp({json.dumps(pattern)});"
-            " window.fetch = (url, ...rest) => new Promise((done) => setTimeout("
-            f" () => done(fetchNow(url, ...rest)), slow.test(url) ? {seconds * 1000} : 0)); }})()"
+            " const read = () => setTimeout(() => { window.unanswered--; });"
+            " const reading = (answer) => { const json = answer.json.bind(answer);"
+            " answer.json = () => json().finally(read); return answer; };"
+            " window.fetch = (url, ...rest) => { window.unanswered++;"
+            " return new Promise((done) => setTimeout(() => done(fetchNow(url, ...rest)),"
+            f" slow.test(url) ? {seconds * 1000} : 0))"
+            " .then(reading, (error) => { read(); throw error; }); }; })()"
         )
+
+    def answered(self) -> None:
+        """Waits until the page has read the answer of each request it made since
+        `delay_fetches`, the late ones too, and done what it does with them (once read, a
+        request the page then makes is counted before the count drops)."""
+        unanswered = "new Promise((done) => setTimeout(() => done(window.unanswered)))"
+        deadline = time.monotonic() + 30
+        while self.run(unanswered):
+            assert time.monotonic() < deadline, "the page's requests were not answered"
+            time.sleep(0.05)
 
     def hover(self, selector: str) -> None:
         """Moves the mouse onto the middle of the first element matching ``selector``."""
@@ -1242,7 +1258,7 @@ def test_a_model_picked_while_the_one_before_loads_shows_its_own(tmp_path, page)
         page.delay_fetches(r"m-choice", seconds=0.5)
         page.run(f"(({CHOOSE})('model-select', 'm-choice'), ({CHOOSE})('model-select', 'm-mlp'))")
         page.settle()
-        time.sleep(1.5)  # the slow answers came and were handled
+        page.answered()  # the slow answers came and were handled
         assert page.run("document.getElementById('graph').hidden") is True
         assert page.run("document.querySelectorAll('#graph .node').length") == 0
         assert page.run("document.querySelectorAll('#blurb details.module').length") > 0
