@@ -118,10 +118,36 @@ def _command() -> str | None:
     return spec.name.removesuffix(".__main__")
 
 
+def by_ctrl_c(error: BaseException | None) -> bool:
+    """Whether ``error`` is Ctrl-C's `KeyboardInterrupt` or was raised by one (its cause or
+    context, at any depth): a Ctrl-C while a compiled extension initializes (jaxlib's, as
+    jax loads) comes out as ``ImportError: Encountered an error while initializing the
+    extension.``, raised from it.
+
+    Examples:
+      >>> try:
+      ...     try:
+      ...         raise KeyboardInterrupt
+      ...     except KeyboardInterrupt as ctrl_c:
+      ...         raise ImportError("Encountered an error while initializing") from ctrl_c
+      ... except ImportError as error:
+      ...     by_ctrl_c(error), by_ctrl_c(ImportError("no module named x"))
+      (True, False)
+    """
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
 def said_at_start(previous: Callable[..., object], module: str) -> Callable[..., None]:
     """A `sys.excepthook` that ends ``python -m <module>`` stopped by Ctrl-C before its
     ``main`` ran (while it imports jax: seconds) with one line, the command to run again,
-    and exit status `INTERRUPTED`; anything else goes to ``previous``.
+    and exit status `INTERRUPTED`, an error a Ctrl-C caused too (`by_ctrl_c`); anything
+    else goes to ``previous``.
 
     Examples:
       >>> import contextlib, io, unittest.mock
@@ -138,7 +164,7 @@ def said_at_start(previous: Callable[..., object], module: str) -> Callable[...,
     """
 
     def hook(kind: type[BaseException], value: BaseException, traceback: Any) -> None:
-        if not issubclass(kind, KeyboardInterrupt):
+        if not by_ctrl_c(value):
             previous(kind, value, traceback)
             return
         print(

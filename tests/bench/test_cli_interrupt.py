@@ -12,7 +12,7 @@ import time
 import pandas as pd
 import pytest
 
-from phosjax.bench import _cli
+from phosjax.bench import _cli, _interrupt
 
 MORPH_CONFIG = "model: {name: mlp, num_classes: 10, input_shape: [8]}\n"
 
@@ -186,6 +186,12 @@ def test_ctrl_c_dropped_in_a_garbage_collector_callback_still_stops_the_command(
     assert raised and capsys.readouterr().err == "\ninterrupted: kept.\n"
 
 
+STARTING = (
+    "\ninterrupted: the command was still starting, nothing was written; the same command "
+    "runs it: python -m {} --help\n"
+)
+"""What a command stopped by Ctrl-C as it imports jax says (`python -m MODULE --help`)."""
+
 DROPS_ONE_CTRL_C = """
 import gc, runpy, sys
 def callback(phase, info):  # a Ctrl-C landing in a gc callback while jax loads
@@ -209,8 +215,28 @@ def test_ctrl_c_dropped_while_a_command_imports_jax_still_stops_it(module):
     code = DROPS_ONE_CTRL_C.replace("MODULE", repr(module))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 130, done.stderr[-2000:]
-    assert done.stderr == (
-        "\ninterrupted: the command was still starting, nothing was written; the same "
-        f"command runs it: python -m {module} --help\n"
-    )
+    assert done.stderr == STARTING.format(module)
     assert "usage:" not in done.stdout  # it did not go on to print its help
+
+
+@pytest.mark.parametrize("caused", [True, False])
+def test_ctrl_c_made_an_import_error_as_jax_loads_is_said_as_ctrl_c(capsys, monkeypatch, caused):
+    """A Ctrl-C while a compiled extension initializes (jaxlib's, as the command imports
+    jax) comes out as an ImportError raised from the KeyboardInterrupt: the command ended
+    with its traceback and exit status 1; it ends as after any Ctrl-C then. An ImportError
+    of its own still goes to the previous hook."""
+    monkeypatch.setattr(os, "_exit", lambda status: print("exit", status))
+    monkeypatch.setattr(sys, "argv", ["-m", "--help"])
+    previous = []
+    hook = _interrupt.said_at_start(lambda *info: previous.append(info[1]), "phosjax.morph")
+    try:
+        try:
+            raise KeyboardInterrupt if caused else ModuleNotFoundError("No module named 'x'")
+        except BaseException as error:
+            raise ImportError("Encountered an error while initializing the extension.") from error
+    except ImportError as error:
+        hook(type(error), error, error.__traceback__)
+        assert previous == ([] if caused else [error])
+    assert capsys.readouterr() == (
+        ("exit 130\n", STARTING.format("phosjax.morph")) if caused else ("", "")
+    )
