@@ -21,21 +21,50 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from importlib.machinery import ExtensionFileLoader
 from typing import Any
 
 INTERRUPTED = 130
 """The exit status after Ctrl-C (128 + SIGINT), as shells report it."""
 
 
+_EXTENSION_INIT = frozenset(
+    {ExtensionFileLoader.create_module.__code__, ExtensionFileLoader.exec_module.__code__}
+)
+"""The code of the import steps that run a compiled extension module's init."""
+
+
+def _initializing_extension() -> bool:
+    """Whether the main thread is initializing a compiled extension module (jaxlib's, as
+    jax loads): a `KeyboardInterrupt` raised in the Python code such an init calls can
+    abort the process (nanobind's C++ inits: "terminate called") or come out as an
+    ImportError.
+
+    Examples:
+      >>> _initializing_extension()
+      False
+    """
+    main = threading.main_thread().ident
+    frame = None if main is None else sys._current_frames().get(main)
+    while frame is not None:
+        if frame.f_code in _EXTENSION_INIT:
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _interrupt_main_soon() -> None:
     """Raise `KeyboardInterrupt` in the main thread a moment after the unraisable hook
     calling this has returned: raised while the hook still runs (starting the thread
-    can take longer than the moment on a busy machine), it would be dropped again."""
+    can take longer than the moment on a busy machine), it would be dropped again; and
+    once no compiled extension initializes there (`_initializing_extension`)."""
     hook_done = threading.Event()
 
     def interrupt() -> None:
         hook_done.wait()
         time.sleep(0.01)  # the main thread is out of the hook and the callback by then
+        while _initializing_extension():
+            time.sleep(0.01)
         _thread.interrupt_main()
 
     try:

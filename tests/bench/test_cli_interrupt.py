@@ -8,6 +8,8 @@ import subprocess
 import sys
 import threading
 import time
+import types
+from importlib.machinery import ExtensionFileLoader
 
 import pandas as pd
 import pytest
@@ -137,6 +139,31 @@ def test_exit_process_skips_the_teardown_only_after_ctrl_c(monkeypatch):
     assert exit_info.value.code == 2
 
 
+def _collect_dropping_a_ctrl_c() -> None:
+    """A garbage collection whose callback raises KeyboardInterrupt, as Ctrl-C landing in
+    one (jax registers one) does: Python drops it as unraisable."""
+    raised = []
+
+    def callback(phase: str, info: object) -> None:
+        if phase == "start" and not raised:
+            raised.append(phase)
+            raise KeyboardInterrupt
+
+    gc.callbacks.append(callback)
+    try:
+        gc.collect()
+    finally:
+        gc.callbacks.remove(callback)
+    assert raised
+
+
+def _the_rest_of_the_command() -> None:
+    """30 s of a command's work (a Ctrl-C cuts it short)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 @pytest.mark.parametrize(
     "slow",
     [None, (threading.Thread, "start"), (threading.Event, "set")],
@@ -163,27 +190,44 @@ def test_ctrl_c_dropped_in_a_garbage_collector_callback_still_stops_the_command(
                 time.sleep(0.2)  # the main thread descheduled right after
 
         monkeypatch.setattr(owner, name, slow_once)
-    raised = []
-
-    def callback(phase: str, info: object) -> None:
-        if phase == "start" and not raised:
-            raised.append(phase)
-            raise KeyboardInterrupt
 
     @_cli.entry_point("kept.")
     def main(argv=None):
-        gc.callbacks.append(callback)
-        try:
-            gc.collect()
-        finally:
-            gc.callbacks.remove(callback)
-        deadline = time.monotonic() + 30  # the rest of the command
-        while time.monotonic() < deadline:
-            time.sleep(0.01)
+        _collect_dropping_a_ctrl_c()
+        _the_rest_of_the_command()
         return 0
 
     assert main([]) == 130
-    assert raised and capsys.readouterr().err == "\ninterrupted: kept.\n"
+    assert capsys.readouterr().err == "\ninterrupted: kept.\n"
+
+
+def test_ctrl_c_dropped_while_an_extension_initializes_is_raised_once_it_is_done(
+    capsys, monkeypatch
+):
+    """A Ctrl-C dropped while a compiled extension initialized (jaxlib's, as jax loads)
+    was raised again inside that init, a moment later: nanobind's C++ inits abort the
+    process then ("terminate called"), others fail with an ImportError. It is raised once
+    the init is done."""
+    landed = []
+
+    def init(module):  # stands for the extension's init: a gc drops a Ctrl-C, it runs on
+        _collect_dropping_a_ctrl_c()
+        try:
+            time.sleep(0.2)
+        except KeyboardInterrupt:
+            landed.append(module.__name__)
+
+    @_cli.entry_point("kept.")
+    def main(argv=None):
+        with monkeypatch.context() as patch:
+            initializing = types.SimpleNamespace(exec_dynamic=init)  # what exec_module calls
+            patch.setattr(importlib._bootstrap_external, "_imp", initializing)
+            ExtensionFileLoader("ext", "ext.so").exec_module(types.ModuleType("ext"))
+        _the_rest_of_the_command()
+        return 0
+
+    assert main([]) == 130
+    assert landed == [] and capsys.readouterr().err == "\ninterrupted: kept.\n"
 
 
 STARTING = (
