@@ -1095,6 +1095,35 @@ def test_a_parts_schema_is_read_once_per_version_of_the_part(tmp_path, monkeypat
     assert read == [part.name]
 
 
+def test_a_part_replaced_while_another_request_reads_the_schemas_is_no_error(tmp_path, monkeypatch):
+    """Two requests at once (the page asks for several as the bench changes), one reading
+    a new part's schema while the other finds a part replaced meanwhile and forgets its
+    version: the first failed with a KeyError (500), the version it had found cached
+    gone before it took it. Each request takes the schemas it found."""
+    bench = write_bench(tmp_path / "example", blurb_json())
+    results = bench.root / _layout.RESULTS
+    files = BenchFiles(bench.root)
+    first = files.snapshot().metrics()
+    mlp, choice = (results / f"part-g-{model}-000000000.parquet" for model in ("mlp", "choice"))
+
+    def replace(part):  # a new file renamed over it: another inode
+        table = pq.read_table(part)
+        pq.write_table(table, part.with_name(".new"))
+        part.with_name(".new").replace(part)
+
+    replace(mlp)
+    read_schema = pq.read_schema
+
+    def meanwhile(path):  # as the first request reads the new mlp part, another comes
+        monkeypatch.setattr(pq, "read_schema", read_schema)
+        replace(choice)
+        assert files.snapshot().metrics() == first
+        return read_schema(path)
+
+    monkeypatch.setattr(pq, "read_schema", meanwhile)
+    assert files.snapshot().metrics() == first
+
+
 def test_a_read_of_the_leaderboard_looks_at_each_part_once(tmp_path, monkeypatch):
     """Each read of the leaderboard looked up each part file's version twice (its
     columns, then its rows) and resolved its path (a link out of the bench is skipped):

@@ -532,21 +532,24 @@ class BenchFiles:
         inode, size and modification time; a part is replaced whole, never changed in
         place): the page reads the bench again every few seconds, and a bench of
         thousands of parts took seconds to read their schemas each time. Those of
-        parts no longer there are forgotten."""
+        parts no longer there are forgotten (a request reading at the same time keeps
+        those it found)."""
         keys = []
         for part in parts:
             stat = part.stat()  # FileNotFoundError: `vanished`, read again
             keys.append((part.name, stat.st_ino, stat.st_size, stat.st_mtime_ns))
-        missing = [(k, p) for k, p in zip(keys, parts, strict=True) if k not in self._schemas]
+        with self._schemas_lock:
+            found = {key: self._schemas[key] for key in keys if key in self._schemas}
+        missing = [(k, p) for k, p in zip(keys, parts, strict=True) if k not in found]
         read = {key: self._read(part, pq.read_schema) for key, part in missing}
         with self._schemas_lock:
             self._schemas.update(read)
-            schemas = [self._schemas[key] for key in keys]
             if len(self._schemas) > len(keys):
                 kept = set(keys)
                 for key in [k for k in self._schemas if k not in kept]:
                     del self._schemas[key]
-        return schemas
+        found |= read
+        return [found[key] for key in keys]
 
     def _results(self, groups: set[str] | None = None) -> pads.Dataset | None:
         """The results as one dataset of the part files, those of ``groups`` alone where
