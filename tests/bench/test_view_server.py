@@ -32,6 +32,7 @@ from phosjax.bench.view import (
     make_server,
 )
 from phosjax.bench.view.__main__ import main
+from phosjax.bench.view._bench import not_started
 from tests.bench._viewer_fixtures import (
     DIVERGED,
     DIVERGED_STEP,
@@ -813,6 +814,31 @@ def test_a_viewer_started_before_its_bench_waits_for_it(tmp_path, exists):
         assert "waiting" not in get_json(server, "/api/version")
         assert get_json(server, "/api/cells")["rows"] == []
         assert server.banner() == f"Viewing {folder} at {server.url}  (Ctrl-C stops)"
+
+
+def test_a_dir_not_made_yet_names_the_benches_beside_it_of_a_name_close_to_its(tmp_path):
+    """A typo in --dir (`runs/exmaple`) waited for a bench to start there, forever, saying
+    no more than 'no such directory yet'. The line names the benches beside it of a name
+    close to its (not another folder), and where the folder above it is missing too, that
+    one and the folders beside it of a name close to its (a bench may start there still:
+    `bench.new` makes every folder of its --dir)."""
+    runs = tmp_path / "runs"
+    (runs / "example").mkdir(parents=True)
+    (runs / "example" / _layout.MARKER).write_text(json.dumps({"format": 1}))
+    (runs / "examples").mkdir()  # no bench
+    waiting = lambda path, why: f"waiting for the bench to start in {str(path)!r} ({why})"
+    typo = runs / "exmaple"
+    assert not_started(typo) == waiting(
+        typo, "no such directory yet; a typo of the bench 'example' beside it?"
+    )
+    assert not_started(runs / "mlp-sweep") == waiting(runs / "mlp-sweep", "no such directory yet")
+    above = tmp_path / "rusn"
+    assert not_started(above / "example") == waiting(
+        above / "example", f"no such directory yet, nor {str(above)!r}; a typo of 'runs' beside it?"
+    )
+    assert not_started(tmp_path / "new" / "a") == waiting(
+        tmp_path / "new" / "a", f"no such directory yet, nor {str(tmp_path / 'new')!r}"
+    )
 
 
 def test_a_port_in_use(written, capsys):
