@@ -285,6 +285,16 @@ def test_a_page_opened_before_its_bench_starts_waits_for_it(tmp_path, page):
         said = f"Waiting for the bench to start in {str(folder)!r} (no such directory yet)."
         assert page.run(f"{note}.textContent") == said
         assert page.run(f"{panels}.length") == 0
+        page.run(  # the viewer restarted: a look fails (it ended the wait, the page dead)
+            "(() => { const fetchNow = window.fetch; let failed = false;"
+            " window.fetch = (url, ...rest) => (String(url) === 'api/version' && !failed)"
+            " ? (failed = true, Promise.reject(new TypeError('down')))"
+            " : fetchNow(url, ...rest); })()"
+        )
+        for text in (f"{said[:-1]} (the viewer is not answering; asking again).", said):
+            while page.run(f"{note}.textContent") != text:
+                assert time.monotonic() < deadline, page.run(f"{note}.textContent")
+                time.sleep(0.1)
         staged.root.rename(folder)
         page.wait_ready()
         assert page.run(f"{note}.hidden") is True

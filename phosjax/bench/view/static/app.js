@@ -1216,14 +1216,21 @@ const WAITING = 1;
 // Until the viewer's directory holds a bench (api/version's answer `version` has `waiting`:
 // the viewer started before the bench, or the folder holds files no bench writes), says
 // why in place of the panels and asks again every `WAITING` seconds; then the first answer
-// of the bench's.
+// of the bench's. A look that fails (the viewer restarted) is said and asked again.
 async function untilTheBenchStarts(version) {
+  let failed = null;
   while (version.waiting) {
     document.body.classList.add("waiting");
     $("waiting").hidden = false;
-    setText($("waiting"), `${version.waiting[0].toUpperCase()}${version.waiting.slice(1)}.`);
+    const why = `${version.waiting[0].toUpperCase()}${version.waiting.slice(1)}`;
+    setText($("waiting"), failed ? `${why} (${failed}; asking again).` : `${why}.`);
     await new Promise((resolve) => setTimeout(resolve, WAITING * 1000));
-    version = await getJson("api/version");
+    try {
+      [version, failed] = [await getJson("api/version"), null];
+    } catch (error) {
+      console.error(error);
+      failed = error.message;
+    }
   }
   document.body.classList.remove("waiting");
   $("waiting").hidden = true;
