@@ -832,12 +832,19 @@ def test_the_address_keeps_the_filters_search_and_sort_so_that_a_reload_shows_th
         page.settle()
         ticked = "[...document.querySelectorAll('#board .board-row:not(.hidden-row)')]"
         (shown,) = page.run(f"{ticked}.map((r) => r.dataset.key)")
-        assert page.run("location.search") == f"?show={shown}"
+        assert page.run("location.search") == f"?show.cells={shown}"
         page.run("document.body.dataset.ready = 'reloading'")
         page.open(page.run("location.href"))
         assert page.run(f"{ticked}.map((r) => r.dataset.key)") == [shown]
         page.run("document.querySelector('#board .board-row:not(.hidden-row) input').click()")
-        assert page.run("location.search") == "?show="  # none ticked
+        assert page.run("location.search") == "?show.cells="  # none ticked
+        # The other mode's rows, unticked apart, are kept as short (they were each listed).
+        page.run("document.querySelector('button[data-mode=configs]').click()")
+        assert page.run("location.search") == "?mode=configs&show.cells="
+        page.run("document.body.dataset.ready = 'reloading'")
+        page.open(page.run("location.href"))
+        page.run("document.querySelector('button[data-mode=cells]').click()")
+        assert page.run(f"{ticked}.length") == 0 and len(page.run(board)) == len(written.cells)
 
 
 def test_rows_a_running_bench_writes_show_without_a_reload_the_choices_kept(tmp_path, page):

@@ -1006,21 +1006,23 @@ function rememberInAddress() {
   history.replaceState(null, "", `${location.pathname}${query ? `?${query}` : ""}${location.hash}`);
 }
 
-// A row's key in the table's mode: its cell id, or its configuration's key.
-const rowKey = (row) => (state.mode === "configs" ? row.config : row.cell_id);
+// The keys of the rows of the table in `mode` (`cells`: cell ids; `configs`: the
+// configurations' keys).
+const modeKeys = (mode) => [...new Set(state.board.rows.map((row) => (mode === "configs" ? row.config : row.cell_id)))];
 
-// The rows unticked for the plots as the address keeps them, `[name, key]` pairs: `hide=<key>`
-// each (a cell id, or a configuration's key), or, where fewer of the mode's rows are left
-// ticked, `show=<key>` each of those (an empty `show=` for none), every other row of the
-// mode unticked: an address with most rows of a large bench unticked stays short enough to
-// load (the server takes a request line of up to 64 KiB; a configuration's key is long).
+// The rows unticked for the plots as the address keeps them, `[name, key]` pairs, those of
+// each mode apart (its rows are unticked apart): `hide=<key>` each (a cell id, or a
+// configuration's key), or, where fewer of a mode's rows are left ticked, `show.<mode>=<key>`
+// each of those (an empty `show.<mode>=` for none), every other row of the mode unticked:
+// an address with most rows of a large bench unticked, in either mode, stays short enough
+// to load (the server takes a request line of up to 64 KiB; a configuration's key is long).
 function uncheckedInAddress() {
-  const keys = [...new Set(state.board.rows.map(rowKey))];
-  const mode = new Set(keys);
-  const other = [...state.hidden].filter((key) => !mode.has(key)).map((key) => ["hide", key]);
-  const [hidden, shown] = [keys.filter((key) => state.hidden.has(key)), keys.filter((key) => !state.hidden.has(key))];
-  if (hidden.length <= shown.length) return [...other, ...hidden.map((key) => ["hide", key])];
-  return [...other, ...(shown.length ? shown : [""]).map((key) => ["show", key])];
+  return ["cells", "configs"].flatMap((mode) => {
+    const keys = modeKeys(mode);
+    const [hidden, shown] = [keys.filter((key) => state.hidden.has(key)), keys.filter((key) => !state.hidden.has(key))];
+    if (hidden.length <= shown.length) return hidden.map((key) => ["hide", key]);
+    return (shown.length ? shown : [""]).map((key) => [`show.${mode}`, key]);
+  });
 }
 
 // The page's state as its address `params` says (see `rememberInAddress`; its menus:
@@ -1039,8 +1041,10 @@ function restoreFromAddress(params) {
   state.text = params.get("q") ?? "";
   const keys = new Set(state.board.rows.flatMap((r) => [r.cell_id, r.config]));
   state.hidden = new Set(params.getAll("hide").filter((key) => keys.has(key)));
-  const shown = new Set(params.getAll("show"));
-  if (params.has("show")) for (const row of state.board.rows) if (!shown.has(rowKey(row))) state.hidden.add(rowKey(row));
+  for (const mode of ["cells", "configs"]) {
+    const shown = new Set(params.getAll(`show.${mode}`));
+    if (params.has(`show.${mode}`)) for (const key of modeKeys(mode)) if (!shown.has(key)) state.hidden.add(key);
+  }
   for (const [name, value] of params) {
     const column = name.slice(FILTER.length);
     const taken = state.board.rows.some((r) => JSON.stringify(r[column]) === value);
