@@ -286,16 +286,21 @@ def test_a_page_opened_before_its_bench_starts_waits_for_it(tmp_path, page):
         assert page.run(f"{note}.textContent") == said
         assert page.run(f"{panels}.length") == 0
         page.run(  # the viewer restarted: a look fails (it ended the wait, the page dead)
-            "(() => { const fetchNow = window.fetch; let failed = false;"
-            " window.fetch = (url, ...rest) => (String(url) === 'api/version' && !failed)"
-            " ? (failed = true, Promise.reject(new TypeError('down')))"
-            " : fetchNow(url, ...rest); })()"
+            "(() => { const fetchNow = window.fetch; window.looks = 0;"
+            " window.fetch = (url, ...rest) => (String(url) === 'api/version' && !looks++)"
+            " ? Promise.reject(new TypeError('down')) : fetchNow(url, ...rest); })()"
         )
         for text in (f"{said[:-1]} (the viewer is not answering; asking again).", said):
             while page.run(f"{note}.textContent") != text:
                 assert time.monotonic() < deadline, page.run(f"{note}.textContent")
                 time.sleep(0.1)
+        page.run("Object.defineProperty(document, 'hidden', {configurable: true, get: () => true})")
+        time.sleep(1.1)  # a look under way ends
+        looks = page.run("window.looks")
         staged.root.rename(folder)
+        time.sleep(1.2)
+        assert page.run("window.looks") == looks  # none in a hidden tab (one a second)
+        page.run("delete document.hidden; document.dispatchEvent(new Event('visibilitychange'))")
         page.wait_ready()
         assert page.run(f"{note}.hidden") is True
         assert page.run(f"{panels}.length") == 8  # the morph panel too

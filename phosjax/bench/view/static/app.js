@@ -1220,15 +1220,18 @@ const WAITING = 1;
 // Until the viewer's directory holds a bench (api/version's answer `version` has `waiting`:
 // the viewer started before the bench, or the folder holds files no bench writes), says
 // why in place of the panels and asks again every `WAITING` seconds; then the first answer
-// of the bench's. A look that fails (the viewer restarted) is said and asked again.
+// of the bench's. A look that fails (the viewer restarted) is said and asked again. As
+// the live updates, it asks nothing while the tab is hidden, and again once it shows.
 async function untilTheBenchStarts(version) {
   let failed = null;
+  const shown = (resolve) => document.addEventListener("visibilitychange", resolve, { once: true });
   while (version.waiting) {
     document.body.classList.add("waiting");
     $("waiting").hidden = false;
     const why = `${version.waiting[0].toUpperCase()}${version.waiting.slice(1)}`;
     setText($("waiting"), failed ? `${why} (${failed}; asking again).` : `${why}.`);
     await new Promise((resolve) => setTimeout(resolve, WAITING * 1000));
+    while (document.hidden) await new Promise(shown);
     try {
       [version, failed] = [await getJson("api/version"), null];
     } catch (error) {
