@@ -294,6 +294,14 @@ def test_a_page_opened_before_its_bench_starts_waits_for_it(tmp_path, page):
             while page.run(f"{note}.textContent") != text:
                 assert time.monotonic() < deadline, page.run(f"{note}.textContent")
                 time.sleep(0.1)
+        folder.mkdir()
+        (folder / "notes.txt").write_text("mine")  # named as why no bench starts there
+        while not page.run(f"{note}.textContent").startswith(f"{str(folder)!r} is not a "):
+            assert time.monotonic() < deadline, page.run(f"{note}.textContent")
+            time.sleep(0.1)
+        assert page.run(f"{note}.textContent").endswith(" --dir DIR`.")  # one full stop
+        (folder / "notes.txt").unlink()
+        folder.rmdir()
         page.run("Object.defineProperty(document, 'hidden', {configurable: true, get: () => true})")
         time.sleep(1.1)  # a look under way ends
         looks = page.run("window.looks")

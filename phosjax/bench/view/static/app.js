@@ -1228,7 +1228,7 @@ async function untilTheBenchStarts(version) {
   while (version.waiting) {
     document.body.classList.add("waiting");
     $("waiting").hidden = false;
-    const why = `${version.waiting[0].toUpperCase()}${version.waiting.slice(1)}`;
+    const why = `${version.waiting[0].toUpperCase()}${version.waiting.slice(1)}`.replace(/\.$/, "");
     setText($("waiting"), failed ? `${why} (${failed}; asking again).` : `${why}.`);
     await new Promise((resolve) => setTimeout(resolve, WAITING * 1000));
     while (document.hidden) await new Promise(shown);
