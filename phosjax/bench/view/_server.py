@@ -456,7 +456,8 @@ def serve(directory: str | pathlib.Path, port: int = 1337, host: str = "127.0.0.
     """Serves the viewer of the bench in ``directory`` until interrupted (Ctrl-C).
 
     Args:
-      directory: a bench directory.
+      directory: a bench directory, or one a bench is about to start in (as
+        `make_server`: it prints that it waits, and shows the bench once it starts).
       port: the TCP port (0 for any free one).
       host: the address to bind (``127.0.0.1``: this machine only).
 
