@@ -810,6 +810,11 @@ def test_a_viewer_started_before_its_bench_waits_for_it(tmp_path, exists):
             "phosjax.bench.new --config CONFIG.yaml --dir DIR`."
         )
         (folder / "notes.txt").unlink()
+        (folder / f"{TEMPORARY}host~12~{_layout.MARKER}").write_text("{")  # being written
+        assert get_json(server, "/api/version")["waiting"] == waiting.replace(why, "no bench.json")
+        (folder / ".DS_Store").write_bytes(b"")  # hidden, but bench.new refuses it too
+        assert "holds ['.DS_Store'], which no bench" in get_json(server, "/api/version")["waiting"]
+        (folder / ".DS_Store").unlink()
         (folder / _layout.MARKER).write_text(json.dumps({"format": 1}))
         assert "waiting" not in get_json(server, "/api/version")
         assert get_json(server, "/api/cells")["rows"] == []

@@ -22,6 +22,7 @@ from phosjax._nearest import nearest_names
 from phosjax.bench import _layout
 from phosjax.bench._errors import BrokenFileError
 from phosjax.bench._reading import read_file
+from phosjax.bench._store import is_temporary
 
 
 class NotABenchError(ValueError):
@@ -121,11 +122,12 @@ def listed(names: Sequence[str], limit: int = _LISTED) -> str:
 
 
 def _unrelated(directory: pathlib.Path) -> list[str]:
-    """The names in ``directory`` (no hidden ones: a writer's temporaries) that a bench
-    starting there does not write before its marker (its config, env, lock and status
-    files; the ``results/``, ``profile/`` and ``checkpoints/`` of its processes run apart,
-    which may train before process 0 writes the marker; a morph run's ``morph/``), sorted."""
-    names = [p.name for p in directory.iterdir() if not p.name.startswith(".")]
+    """The names in ``directory`` that a bench starting there does not write before its
+    marker (a writer's temporaries; its config, env, lock and status files; the
+    ``results/``, ``profile/`` and ``checkpoints/`` of its processes run apart, which may
+    train before process 0 writes the marker; a morph run's ``morph/``), sorted: a hidden
+    one too (a ``.DS_Store``), which ``python -m phosjax.bench.new`` refuses as well."""
+    names = [p.name for p in directory.iterdir() if not is_temporary(p.name)]
     starting = {_layout.CONFIG, _layout.ENV, _layout.MORPH}
     starting |= {_layout.RESULTS, _layout.PROFILE, _layout.CHECKPOINTS}
     starting |= {*_layout.per_process_names(_layout.LOCK, names)}
