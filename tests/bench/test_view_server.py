@@ -780,6 +780,14 @@ def test_a_directory_that_is_not_a_bench(tmp_path, written, capsys, monkeypatch)
         make_server(written.root / _layout.RESULTS)
     with pytest.raises(NotABenchError, match=rf"it is a file, not a directory\.{inside}"):
         make_server(written.root / _layout.CONFIG)
+    # No bench can start there (bench.new refuses them): not waited for.
+    under = r"^'.*/notes.txt/b' is not a bench: no such directory, and none can be made: "
+    with pytest.raises(NotABenchError, match=rf"{under}'.*/notes.txt' is a file\.$"):
+        make_server(tmp_path / "notes.txt" / "b")
+    (tmp_path / "gone").symlink_to(tmp_path / "nowhere")
+    dangling = r"^'.*/gone' is not a bench: it is a link to '.*/nowhere', which does not exist"
+    with pytest.raises(NotABenchError, match=dangling):
+        make_server(tmp_path / "gone")
 
 
 @pytest.mark.parametrize("exists", [False, True], ids=["no folder yet", "an empty folder"])

@@ -173,8 +173,8 @@ def not_started(directory: str | pathlib.Path) -> str | None:
 
     Raises:
       NotABenchError: none can start there: a file, a folder inside a bench or holding
-        benches, or one holding files no bench writes before its marker (a bench starts
-        only in a new or empty folder).
+        benches, one holding files no bench writes before its marker (a bench starts
+        only in a new or empty folder), one under a file, or a link to nothing.
 
     Examples:
       >>> import tempfile
@@ -191,6 +191,17 @@ def not_started(directory: str | pathlib.Path) -> str | None:
     given = pathlib.Path(directory)
     if _holds_a_run(given):
         return None
+    above = next((p for p in given.absolute().parents if p.exists()), None)
+    if given.is_symlink() and not given.exists():  # as `python -m phosjax.bench.new`
+        raise NotABenchError(
+            f"{str(given)!r} is not a bench: it is a link to {os.readlink(given)!r}, which "
+            "does not exist; no bench can start there."
+        )
+    if not given.exists() and above is not None and not above.is_dir():
+        raise NotABenchError(
+            f"{str(given)!r} is not a bench: no such directory, and none can be made: "
+            f"{str(above)!r} is a file."
+        )
     where = f"waiting for the bench to start in {str(given.resolve())!r}"
     inside = _layout.enclosing_bench(given, _holds_a_run) is not None
     if not given.exists() and not inside:
