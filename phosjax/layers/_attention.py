@@ -71,22 +71,30 @@ def _attention_mask(
 
 
 def _real_tokens(mask: Any, batch: tuple[int, ...], heads: int, length: int) -> jax.Array | None:
-    """The tokens ``(*batch, L)`` that ``mask`` (see `MultiHeadSelfAttention`) lets some
-    query attend, in some head (a padding mask's real tokens); None when there is no mask.
-    The others are padding, which the layer zeroes (`zero_padding`) before it computes on
-    them.
+    """The real tokens ``(*batch, L)`` of ``mask`` (see `MultiHeadSelfAttention`); None
+    when there is no mask. A mask of the keys (a padding mask) leaves padding the tokens
+    no query may attend; a per-pair mask those that neither attend nor are attended, in
+    any head (one that attends others is a real query: a summary token, the last one of
+    a strictly causal mask). The layer zeroes the padding (`zero_padding`) before it
+    computes on it.
 
     Examples:
       >>> _real_tokens(jnp.array([[1, 1, 0]]), (1,), 2, 3).tolist()
       [[True, True, False]]
-      >>> pairs = jnp.array([[[1, 0, 0], [1, 1, 0], [1, 0, 0]]])  # token 2: no query's key
+      >>> pairs = jnp.array([[[1, 0, 0], [1, 1, 0], [0, 0, 0]]])  # token 2: isolated
       >>> _real_tokens(pairs, (), 1, 3).tolist()
       [True, True, False]
+      >>> _real_tokens(jnp.tril(jnp.ones((1, 3, 3)), -1), (), 1, 3).tolist()  # strictly causal
+      [True, True, True]
     """
     allowed = _attention_mask(mask, batch, heads, length, causal=False)
     if allowed is None:
         return None
-    return jnp.broadcast_to(allowed, (*batch, heads, length, length)).any((-3, -2))
+    pairs = jnp.broadcast_to(allowed, (*batch, heads, length, length))
+    attended = pairs.any((-3, -2))
+    if allowed.shape[-2] == 1:  # the same keys for every query
+        return attended
+    return attended | pairs.any((-3, -1))
 
 
 def _masked_log_softmax(logits: jax.Array, mask: jax.Array | None) -> jax.Array:
@@ -129,11 +137,14 @@ class MultiHeadSelfAttention(nn.Module):
     keys every query may attend (a padding mask), or ``(..., H, L, L)``, per head,
     query and key. It is and-ed with the causal mask. A query left no key has weights
     all 0 (its row sums to 0; its entropy is 0), so its attention output is 0 and the
-    layer returns the output projection's bias there, not NaN. The tokens no query may
-    attend (a padding mask's padded ones; with a per-pair mask, those no pair takes as
-    the key, in any head) are read as zeros, so what they hold (an infinity, a NaN)
-    reaches neither the outputs nor the gradients; their own outputs are those of a zero
-    input.
+    layer returns the output projection's bias there, not NaN. The padded tokens (with
+    a mask of the keys, those no query may attend; with a per-pair mask, those that
+    neither attend nor are attended, in any head, so a token that only attends, a
+    summary token say, is real) are read as zeros, so what they hold (an infinity, a
+    NaN) reaches neither the outputs nor the gradients; their own outputs are those of a
+    zero input. A per-pair mask whose padded queries attend the real keys (Flax's
+    ``make_attention_mask(ones, real)``) leaves them real: give ``real`` alone, or
+    ``make_attention_mask(real, real)``, for that.
 
     Attributes:
       num_heads: the number of heads ``H``.
@@ -201,8 +212,8 @@ class TransformerBlock(nn.Module):
     ``Dense(mlp_features) -> gelu -> Dense(C)``. Tags ``mlp_hidden`` (after the gelu);
     its attention layer ``attention`` tags its weights and their entropy. The call's
     ``mask`` goes to the attention layer (see `MultiHeadSelfAttention` for its shapes);
-    the tokens no query may attend are read as zeros by the whole block, so what they
-    hold reaches neither the outputs nor the gradients.
+    its padded tokens (as it reads them) are read as zeros by the whole block, so what
+    they hold reaches neither the outputs nor the gradients.
 
     Attributes:
       num_heads: attention heads; ``C`` must divide by it.

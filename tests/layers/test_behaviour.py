@@ -269,7 +269,7 @@ PADDING = jnp.arange(5) < LENGTHS[:, None]
 """Their padding mask, (3, 5)."""
 MASKS = {
     "padding": PADDING,
-    "flax_pairs": nn.make_attention_mask(jnp.ones((3, 5)), PADDING),  # float32 (3, 1, 5, 5)
+    "flax_pairs": nn.make_attention_mask(PADDING, PADDING),  # float32 (3, 1, 5, 5)
 }
 ATTENTION_LAYERS = {
     "attention": lambda **kw: L.MultiHeadSelfAttention(num_heads=2, **kw),
@@ -289,6 +289,20 @@ def test_masked_keys_do_not_reach_the_real_tokens(make, mask, dtype, key):
     np.testing.assert_array_equal(before[PADDING], after[PADDING])
     zeroed = np.asarray(apply(jnp.where(PADDING[..., None], x, 0.0)), np.float32)
     np.testing.assert_array_equal(after, zeroed)  # the padding is read as zeros
+
+
+@pytest.mark.parametrize("make", ATTENTION_LAYERS.values(), ids=ATTENTION_LAYERS.keys())
+def test_a_query_no_token_attends_is_read_as_it_is_not_as_padding(make, key):
+    layer, x = make(), jax.random.normal(key, (3, 6, 4))
+    variables = layer.init(key, x)
+    strict = jnp.tril(jnp.ones((1, 1, 6, 6), bool), -1)  # each token attends the earlier ones
+    out = layer.apply(variables, x[:, :5], mask=strict[..., :5, :5])  # none attends token 4
+    np.testing.assert_allclose(out, layer.apply(variables, x, mask=strict)[:, :5], atol=1e-6)
+    keys = nn.make_attention_mask(jnp.ones((3, 5)), PADDING)  # padded queries attend keys
+    changed, zeroed = (jnp.where(PADDING[..., None], x[:, :5], v) for v in (100.0, 0.0))
+    out, out_zeroed = (layer.apply(variables, v, mask=keys) for v in (changed, zeroed))
+    np.testing.assert_array_equal(out[PADDING], out_zeroed[PADDING])
+    assert not np.allclose(out[~PADDING], out_zeroed[~PADDING])  # queries: read as they are
 
 
 @pytest.mark.parametrize("causal", [False, True])
