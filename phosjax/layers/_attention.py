@@ -15,6 +15,7 @@ from phosjax.layers._common import (
     checked_size,
     compute_dtype,
     input_width,
+    pair_tokens,
     zero_padding,
 )
 
@@ -71,30 +72,20 @@ def _attention_mask(
 
 
 def _real_tokens(mask: Any, batch: tuple[int, ...], heads: int, length: int) -> jax.Array | None:
-    """The real tokens ``(*batch, L)`` of ``mask`` (see `MultiHeadSelfAttention`); None
-    when there is no mask. A mask of the keys (a padding mask) leaves padding the tokens
-    no query may attend; a per-pair mask those that neither attend nor are attended, in
-    any head (one that attends others is a real query: a summary token, the last one of
-    a strictly causal mask). The layer zeroes the padding (`zero_padding`) before it
-    computes on it.
+    """The real tokens ``(*batch, L)`` of ``mask`` (see `MultiHeadSelfAttention`), as
+    `pair_tokens` reads them; None when there is no mask. The layer zeroes the others,
+    the padding (`zero_padding`), before it computes on them.
 
     Examples:
       >>> _real_tokens(jnp.array([[1, 1, 0]]), (1,), 2, 3).tolist()
       [[True, True, False]]
-      >>> pairs = jnp.array([[[1, 0, 0], [1, 1, 0], [0, 0, 0]]])  # token 2: isolated
-      >>> _real_tokens(pairs, (), 1, 3).tolist()
-      [True, True, False]
       >>> _real_tokens(jnp.tril(jnp.ones((1, 3, 3)), -1), (), 1, 3).tolist()  # strictly causal
       [True, True, True]
     """
     allowed = _attention_mask(mask, batch, heads, length, causal=False)
     if allowed is None:
         return None
-    pairs = jnp.broadcast_to(allowed, (*batch, heads, length, length))
-    attended = pairs.any((-3, -2))
-    if allowed.shape[-2] == 1:  # the same keys for every query
-        return attended
-    return attended | pairs.any((-3, -1))
+    return jnp.broadcast_to(pair_tokens(allowed), (*batch, length))
 
 
 def _masked_log_softmax(logits: jax.Array, mask: jax.Array | None) -> jax.Array:

@@ -399,10 +399,33 @@ def broadcasts_to(shape: tuple[int, ...], full: tuple[int, ...]) -> bool:
     )
 
 
-def real_tokens(module: Any, mask: Any, tokens: tuple[int, ...]) -> jax.Array | None:
+def pair_tokens(pairs: jax.Array) -> jax.Array:
+    """The real tokens ``(..., L)`` of a per-pair attention mask ``pairs`` ``(..., H, L,
+    L)`` (true or nonzero: the query, second to last axis, may attend the key; axes of
+    size 1 broadcasting): with a query axis of size 1 (a mask of the keys), those some
+    query may attend, in some head; else those that attend or are attended (a token that
+    only attends is a real query: the padding neither attends nor is attended).
+
+    Examples:
+      >>> pair_tokens(jnp.array([[[1, 0, 0], [1, 1, 0], [0, 0, 0]]])).tolist()
+      [True, True, False]
+      >>> pair_tokens(jnp.tril(jnp.ones((1, 3, 3)), -1)).tolist()  # strictly causal
+      [True, True, True]
+    """
+    pairs = jnp.asarray(pairs) != 0
+    attended = pairs.any((-3, -2))
+    return attended if pairs.shape[-2] == 1 else attended | pairs.any((-3, -1))
+
+
+def real_tokens(
+    module: Any, mask: Any, tokens: tuple[int, ...], pairs: bool = False
+) -> jax.Array | None:
     """``module``'s (a module, or its name) call ``mask`` (true or nonzero: a real token)
     as float32 weights of the ``tokens`` (the input's shape but its features), one per
-    token; None when ``mask`` is None.
+    token; None when ``mask`` is None. With ``pairs``, ``mask`` may instead be a per-pair
+    attention mask of a sequence's tokens ``(B, L)``, ``(B, H, L, L)`` (one a container
+    passes along for its attention), its tokens read as attention reads them
+    (`pair_tokens`).
 
     Raises:
       ValueError: ``mask`` does not broadcast to ``tokens`` (both shapes named).
@@ -410,16 +433,25 @@ def real_tokens(module: Any, mask: Any, tokens: tuple[int, ...]) -> jax.Array | 
     Examples:
       >>> real_tokens(nn.Dense(2), jnp.array([[1, 1, 0]]), (2, 3)).tolist()
       [[1.0, 1.0, 0.0], [1.0, 1.0, 0.0]]
+      >>> real_tokens("ActivityL1", jnp.ones((2, 1, 3, 3)), (2, 3), pairs=True).tolist()
+      [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]
     """
     if mask is None:
         return None
     mask = jnp.asarray(mask)
+    if pairs and len(tokens) == 2 and mask.ndim == 4:
+        batch, length = tokens
+        if broadcasts_to(mask.shape, (batch, mask.shape[1], length, length)):
+            mask = pair_tokens(mask)
     if not broadcasts_to(mask.shape, tokens):
         owner = module if isinstance(module, str) else type(module).__name__
+        pair = ""
+        if pairs and len(tokens) == 2:
+            pair = f" or per attention pair ({tokens[0]}, H, {tokens[1]}, {tokens[1]})"
         raise ValueError(
             f"{owner} mask must have the shape of the tokens {tokens} (the "
-            f"input's but its features; true: a real token), axes of size 1 broadcasting, "
-            f"but got {mask.shape}."
+            f"input's but its features; true: a real token){pair}, axes of size 1 "
+            f"broadcasting, but got {mask.shape}."
         )
     return jnp.broadcast_to(mask.astype(bool), tokens).astype(jnp.float32)
 

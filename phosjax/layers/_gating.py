@@ -97,9 +97,10 @@ class SqueezeExcite(nn.Module):
 
     The call's ``mask`` (``(B, ..., L)``, the input's shape but its features, axes of
     size 1 broadcasting; true: a real token), which containers pass it with an attention
-    ``mask``, averages the real tokens alone (zeros for an example with none); the
-    padded ones are read as zeros (their outputs are 0), so what they hold (an infinity,
-    a NaN) reaches neither the outputs nor the gradients.
+    ``mask`` (a per-pair one, ``(B, H, L, L)``, is read as attention reads it),
+    averages the real tokens alone (zeros for an example with none); the padded ones are
+    read as zeros (their outputs are 0), so what they hold (an infinity, a NaN) reaches
+    neither the outputs nor the gradients.
 
     Attributes:
       reduction: the bottleneck's reduction factor (its width is at least 1).
@@ -129,7 +130,7 @@ class SqueezeExcite(nn.Module):
         channels = input_width(self, x, "B, ..., C")
         checked_size(self, "reduction")
         dtype = compute_dtype(self.dtype, x)
-        real = real_tokens(self, mask, x.shape[:-1])
+        real = real_tokens(self, mask, x.shape[:-1], pairs=True)
         x = zero_padding(x, real)
         if real is None:
             squeezed = x.reshape(x.shape[0], -1, channels).mean(1)

@@ -76,7 +76,8 @@ class ActivityL1(nn.Module):
 
     The call's ``mask`` (``(B, ..., L)``, the input's shape but its features, axes of
     size 1 broadcasting; true: a real token), which containers pass it with an attention
-    ``mask``, leaves the padded tokens out: the mean is over the real ones (0 for an
+    ``mask`` (a per-pair one, ``(B, H, L, L)``, is read as attention reads it), leaves
+    the padded tokens out: the mean is over the real ones (0 for an
     example with none), and what padded tokens hold (an infinity, a NaN) reaches neither
     the penalty nor its gradient.
 
@@ -103,7 +104,7 @@ class ActivityL1(nn.Module):
                 f"ActivityL1 called with a mask needs a batch axis: input shape (B, ..., C), "
                 f"got {x.shape}."
             )
-        real = real_tokens(self, mask, x.shape[:-1])
+        real = real_tokens(self, mask, x.shape[:-1], pairs=True)
         magnitude = jnp.abs(zero_padding(x, real).astype(jnp.float32))
         if real is not None:
             activity = token_mean(magnitude, real, kept=1).mean(-1)

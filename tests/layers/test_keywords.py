@@ -1,5 +1,6 @@
 """Containers pass their call's extra keywords (an attention ``mask``) to their blocks."""
 
+import functools
 import inspect
 
 import flax.linen as nn
@@ -240,6 +241,20 @@ def test_an_activity_penalty_under_a_mask_averages_the_real_tokens_alone():
     grad = jax.grad(penalty)(held)
     np.testing.assert_array_equal(grad, jax.grad(penalty)(X.at[1, 3:].set(0.0)))
     assert np.isfinite(grad).all() and not grad[1, 3:].any()
+
+
+@pytest.mark.parametrize("layer", [ActivityL1(), SqueezeExcite(2)], ids=["activity", "squeeze"])
+def test_a_masked_layer_after_attention_reads_a_per_pair_mask_as_attention_does(layer):
+    model = Sequence([TransformerBlock(2), layer])  # the container passes the mask to both
+    pairs = nn.make_attention_mask(REAL, REAL)  # (2, 1, 5, 5)
+    variables = model.init(jax.random.key(1), X, mask=REAL)
+    out, found = model.apply(variables, X, mask=pairs, mutable=True)
+    expected, found_real = model.apply(variables, X, mask=REAL, mutable=True)
+    np.testing.assert_allclose(out[REAL], expected[REAL], rtol=1e-6)
+    tags, tags_real = (f["intermediates"]["layers_1"] for f in (found, found_real))
+    jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-6), tags, tags_real)
+    with pytest.raises(ValueError, match=r"or per attention pair \(2, H, 5, 5\), axes of size 1 "):
+        layer.apply({}, X, mask=jnp.ones((2, 1, 4, 5)))
 
 
 FLAX_ATTENTION = [
