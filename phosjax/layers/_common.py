@@ -417,6 +417,16 @@ def pair_tokens(pairs: jax.Array) -> jax.Array:
     return attended if pairs.shape[-2] == 1 else attended | pairs.any((-3, -1))
 
 
+def _fits_pairs(shape: tuple[int, ...], tokens: tuple[int, ...]) -> bool:
+    """Whether a mask of ``shape`` is a per-pair attention mask ``(B, H, L, L)`` of a
+    sequence's ``tokens`` ``(B, L)`` (axes of size 1 broadcasting, any ``H``)."""
+    return (
+        len(tokens) == 2
+        and len(shape) == 4
+        and broadcasts_to(shape, (tokens[0], shape[1], tokens[1], tokens[1]))
+    )
+
+
 def real_tokens(
     module: Any, mask: Any, tokens: tuple[int, ...], pairs: bool = False
 ) -> jax.Array | None:
@@ -439,10 +449,8 @@ def real_tokens(
     if mask is None:
         return None
     mask = jnp.asarray(mask)
-    if pairs and len(tokens) == 2 and mask.ndim == 4:
-        batch, length = tokens
-        if broadcasts_to(mask.shape, (batch, mask.shape[1], length, length)):
-            mask = pair_tokens(mask)
+    if pairs and _fits_pairs(mask.shape, tokens):
+        mask = pair_tokens(mask)
     if not broadcasts_to(mask.shape, tokens):
         owner = module if isinstance(module, str) else type(module).__name__
         pair = ""
@@ -479,21 +487,28 @@ def zero_mask_padding(module: Any, x: jax.Array, keywords: dict[str, Any]) -> ja
     """``x`` as a container (``module``) called with ``keywords`` passes it on: with the
     tokens its ``mask`` keyword leaves out read as zeros (`zero_padding`) when that is a
     padding mask of them (``x``'s shape but its features, axes of size 1 broadcasting;
-    true: a real token), so what they hold reaches no block that does not take the mask
-    (a ``Dense`` before the attention), nor the container's own sums and gates; ``x``
-    as it is otherwise (no mask, a per-pair one).
+    true: a real token) or an attention mask of a sequence's ``(B, H, L, L)``, its
+    padding as attention reads it (`pair_tokens`), so what they hold reaches no block
+    that does not take the mask (a ``Dense`` before the attention), nor the container's
+    own sums and gates; ``x`` as it is otherwise (no mask, another one).
 
     Examples:
       >>> x = jnp.array([[[1.0], [jnp.nan]]])
       >>> zero_mask_padding("Sequence", x, {"mask": jnp.array([[True, False]])}).tolist()
       [[[1.0], [0.0]]]
+      >>> keys = jnp.array([[True, False]])[:, None, None, :]  # (B, 1, 1, L)
+      >>> zero_mask_padding("Sequence", x, {"mask": keys}).tolist()
+      [[[1.0], [0.0]]]
       >>> zero_mask_padding("Sequence", x, {}) is x
       True
     """
     mask, tokens = keywords.get("mask"), jnp.shape(x)[:-1]
-    if mask is None or not tokens or not broadcasts_to(jnp.shape(mask), tokens):
+    if mask is None or not tokens:
         return x
-    return zero_padding(x, real_tokens(module, mask, tokens))
+    shape = jnp.shape(mask)
+    if not (broadcasts_to(shape, tokens) or _fits_pairs(shape, tokens)):
+        return x
+    return zero_padding(x, real_tokens(module, mask, tokens, pairs=True))
 
 
 def token_mean(values: jax.Array, real: jax.Array | None, kept: int = 0) -> jax.Array:

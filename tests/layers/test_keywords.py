@@ -208,10 +208,12 @@ def real_loss_grads(layer: nn.Module, mask: jax.Array, *inputs: jax.Array) -> li
         (lambda: Sequence([nn.Dense(8), TransformerBlock(2)]), REAL),
         (lambda: GatedSkip(TransformerBlock(2)), REAL),
         (lambda: Residual(Sequence([TransformerBlock(2), nn.Dense(4)])), REAL),
+        (lambda: Sequence([nn.Dense(8), TransformerBlock(2)]), REAL[:, None, None, :]),
+        (lambda: Sequence([nn.Dense(8), TransformerBlock(2)]), nn.make_attention_mask(REAL, REAL)),
     ],
     ids=[
         *("attention", "attention_pairs", "transformer", "moe", "choice", "gru", "squeeze"),
-        *("sequence", "gated_skip", "residual"),
+        *("sequence", "gated_skip", "residual", "sequence_keys", "sequence_pairs"),
     ],
 )
 def test_what_padded_tokens_hold_reaches_no_gradient(make, mask):
