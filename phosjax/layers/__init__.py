@@ -34,7 +34,10 @@ but the features, axes of size 1 broadcasting), or an attention mask of a sequen
 ``(B, H, L, L)`` (its padding as `MultiHeadSelfAttention` reads it), also makes a
 container read the padded tokens as zeros, as the layers that take one do (`MultiHeadSelfAttention`,
 `MixtureOfExperts`, `SqueezeExcite`, `ActivityL1`...): what they hold (an infinity, a
-NaN) reaches neither a block that does not take the mask nor any gradient.
+NaN) reaches neither a block that does not take the mask nor any gradient. A norm whose
+statistics span the tokens (`flax.linen.GroupNorm`, `flax.linen.BatchNorm`), which gets
+no mask, counts the padded tokens as zeros, so its real tokens' outputs still depend on
+how many there are.
 """
 
 from phosjax.layers._attention import MultiHeadSelfAttention, TransformerBlock
