@@ -45,9 +45,10 @@ class Choice(PassesKeywords, nn.Module):
     phos and DARTS); with ``per_example=True`` a ``Dense`` layer named ``gate`` computes
     them from the input averaged over its middle axes, giving one weight per example;
     over the real tokens only when the call has a ``mask`` (``(B, ..., L)``, the input's
-    shape but its features, axes of size 1 broadcasting; true: a real token), which
-    also goes to the branches that take it (as a container, it reads the padded tokens
-    as zeros: see `phosjax.layers`).
+    shape but its features, axes of size 1 broadcasting; true: a real token; or an
+    attention mask ``(B, H, L, L)``, read as attention reads it), which also goes to
+    the branches that take it (as a container, it reads the padded tokens as zeros: see
+    `phosjax.layers`).
     The weights are ``softmax(logits / T)`` with the temperature ``T`` a knob (a finite
     number > 0). Branch
     ``i`` runs inside ``path_weight(self, "branch_i", w_i)``.
@@ -118,7 +119,7 @@ class Choice(PassesKeywords, nn.Module):
                     f"Choice(per_example=True) called with a mask needs a token axis: input "
                     f"shape (B, ..., L, C), got {x.shape}."
                 )
-            real = real_tokens(self, mask, x.shape[:-1])
+            real = real_tokens(self, mask, x.shape[:-1], pairs=True)
             summary = token_mean(x.astype(jnp.float32), real, kept=1)
             gate = nn.Dense(
                 num, kernel_init=nn.initializers.zeros, param_dtype=self.param_dtype, name="gate"

@@ -37,7 +37,8 @@ class MixtureOfExperts(nn.Module):
     number >= 0) is raised as the aux loss ``balance``.
 
     The call's ``mask`` (the input's shape but its features, axes of size 1
-    broadcasting; true or nonzero: a real token) leaves padded tokens out of the
+    broadcasting; true or nonzero: a real token; for a sequence, an attention mask
+    ``(B, H, L, L)`` too, read as attention reads it) leaves padded tokens out of the
     balance loss and the load: both count only real tokens, as if the padding were
     not in the batch (no real token: both 0). Padded tokens are still routed and
     computed as the others, as zeros: what they hold (an infinity, a NaN) reaches
@@ -91,7 +92,7 @@ class MixtureOfExperts(nn.Module):
                 f"got {top_k!r}."
             )
         width = input_width(self, x)
-        real = real_tokens(self, mask, x.shape[:-1])
+        real = real_tokens(self, mask, x.shape[:-1], pairs=True)
         x = zero_padding(x, real)
         features = checked_size(self, "features", width)
         hidden = checked_size(self, "hidden_features", 2 * width)

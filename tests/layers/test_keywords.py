@@ -245,7 +245,16 @@ def test_an_activity_penalty_under_a_mask_averages_the_real_tokens_alone():
     assert np.isfinite(grad).all() and not grad[1, 3:].any()
 
 
-@pytest.mark.parametrize("layer", [ActivityL1(), SqueezeExcite(2)], ids=["activity", "squeeze"])
+@pytest.mark.parametrize(
+    "layer",
+    [
+        ActivityL1(),
+        SqueezeExcite(2),
+        MixtureOfExperts(num_experts=3, top_k=2),
+        Choice([nn.Dense(8), nn.Dense(8)], per_example=True),
+    ],
+    ids=["activity", "squeeze", "moe", "choice"],
+)
 def test_a_masked_layer_after_attention_reads_a_per_pair_mask_as_attention_does(layer):
     model = Sequence([TransformerBlock(2), layer])  # the container passes the mask to both
     pairs = nn.make_attention_mask(REAL, REAL)  # (2, 1, 5, 5)
@@ -256,7 +265,7 @@ def test_a_masked_layer_after_attention_reads_a_per_pair_mask_as_attention_does(
     tags, tags_real = (f["intermediates"]["layers_1"] for f in (found, found_real))
     jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-6), tags, tags_real)
     with pytest.raises(ValueError, match=r"or per attention pair \(2, H, 5, 5\), axes of size 1 "):
-        layer.apply({}, X, mask=jnp.ones((2, 1, 4, 5)))
+        layer.init(jax.random.key(1), X, mask=jnp.ones((2, 1, 4, 5)))
 
 
 FLAX_ATTENTION = [
