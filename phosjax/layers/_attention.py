@@ -20,13 +20,20 @@ from phosjax.layers._common import (
 )
 
 
-def _entropy(weights: jax.Array, log_weights: jax.Array) -> jax.Array:
-    """The entropy of each row of ``weights``, averaged over rows (the last two axes).
+def _entropy(
+    weights: jax.Array, log_weights: jax.Array, real: jax.Array | None = None
+) -> jax.Array:
+    """The entropy of each row of ``weights`` ``(..., H, L, L)``, averaged over the rows
+    (queries) ``real`` ``(..., L)`` keeps (all when None; 0 when it keeps none).
 
     Masked entries (``log_weights`` of ``-inf``) count 0, with finite gradients.
     """
     finite_logs = jnp.where(jnp.isfinite(log_weights), log_weights, 0.0)  # no 0 * -inf
-    return -(weights * finite_logs).sum(-1).mean(-1)
+    per_query = -(weights * finite_logs).sum(-1)
+    if real is None:
+        return per_query.mean(-1)
+    kept = real[..., None, :].astype(per_query.dtype)
+    return (per_query * kept).sum(-1) / jnp.maximum(kept.sum(-1), 1.0)
 
 
 def _attention_mask(
@@ -118,7 +125,8 @@ class MultiHeadSelfAttention(nn.Module):
     (``(..., H, L, L)``, float32, each row sums to 1, or to 0 where a ``mask`` leaves its
     query no key) and
     ``attention_entropy`` (``(..., H)``: the entropy in nats of each query's weights,
-    averaged over queries; ``log L`` is uniform attention, 0 is attention to one position).
+    averaged over the queries, the real ones alone under a ``mask`` (padded ones,
+    below, do not count); ``log L`` is uniform attention, 0 is attention to one position).
 
     The call's ``mask`` says which keys each query may attend (true or nonzero: attend,
     as Flax's `flax.linen.make_attention_mask` makes them; not an additive mask of 0 and
@@ -178,7 +186,8 @@ class MultiHeadSelfAttention(nn.Module):
             )
         head = features // self.num_heads
         dtype = compute_dtype(self.dtype, x)
-        x = zero_padding(x, _real_tokens(mask, x.shape[:-2], self.num_heads, length))
+        real = _real_tokens(mask, x.shape[:-2], self.num_heads, length)
+        x = zero_padding(x, real)
         qkv = nn.DenseGeneral(
             (3, self.num_heads, head), dtype=dtype, param_dtype=self.param_dtype, name="qkv"
         )(x)
@@ -188,7 +197,7 @@ class MultiHeadSelfAttention(nn.Module):
         mask = _attention_mask(mask, x.shape[:-2], self.num_heads, length, self.causal)
         log_weights = _masked_log_softmax(logits, mask)
         weights = tag(self, "attention_weights", jnp.exp(log_weights))
-        tag(self, "attention_entropy", _entropy(weights, log_weights))
+        tag(self, "attention_entropy", _entropy(weights, log_weights, real))
         weights = nn.Dropout(self.dropout_rate)(weights, deterministic=not train)
         out = jnp.einsum("...hqk,...khd->...qhd", weights.astype(dtype), value)
         return nn.DenseGeneral(

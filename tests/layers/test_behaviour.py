@@ -291,6 +291,18 @@ def test_masked_keys_do_not_reach_the_real_tokens(make, mask, dtype, key):
     np.testing.assert_array_equal(after, zeroed)  # the padding is read as zeros
 
 
+@pytest.mark.parametrize("mask", MASKS.values(), ids=MASKS.keys())
+def test_attention_entropy_under_a_mask_averages_the_real_queries_alone(mask, key):
+    layer, x = L.MultiHeadSelfAttention(num_heads=2), jax.random.normal(key, (3, 5, 4))
+    variables = layer.init(key, x)
+    _, found = px.probe(layer, variables, x, "attention_entropy", mask=mask)
+    for example, length in enumerate(LENGTHS.tolist()):  # as if unpadded
+        _, alone = px.probe(layer, variables, x[example : example + 1, :length], "attention_*")
+        np.testing.assert_allclose(
+            found["attention_entropy"][example], alone["attention_entropy"][0], rtol=1e-6
+        )
+
+
 @pytest.mark.parametrize("make", ATTENTION_LAYERS.values(), ids=ATTENTION_LAYERS.keys())
 def test_a_query_no_token_attends_is_read_as_it_is_not_as_padding(make, key):
     layer, x = make(), jax.random.normal(key, (3, 6, 4))
