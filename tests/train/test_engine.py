@@ -323,13 +323,16 @@ def test_a_cell_diverging_mid_chunk_is_frozen_at_its_last_finite_step(toy, strat
     whole, run = run_group(group, init_group(group, toy), toy, strategy=strategy, chunk_steps=8)
     at = int(whole.diverged_at[1])
     assert 2 <= at <= 8 and run.chunks[0].diverged_at.tolist() == [-1, at]  # mid-chunk
-    before, _ = run_group(group, init_group(group, toy), toy, at - 1, strategy=strategy)
-    bad = lambda state: jax.tree.map(lambda a: a[1], (state.params, state.opt_state))
-    assert_trees_close(bad(whole), bad(before))  # frozen after step at - 1
     in_small_chunks, _ = run_group(  # later chunks stay guarded
         group, init_group(group, toy), toy, strategy=strategy, chunk_steps=2
     )
     assert_trees_close(jax.device_get(in_small_chunks), jax.device_get(whole))
+    # In chunks of 2 as well: the unguarded program of 2 steps just compiled serves it.
+    before, _ = run_group(
+        group, init_group(group, toy), toy, at - 1, strategy=strategy, chunk_steps=2
+    )
+    bad = lambda state: jax.tree.map(lambda a: a[1], (state.params, state.opt_state))
+    assert_trees_close(bad(whole), bad(before))  # frozen after step at - 1
 
 
 def test_an_unguarded_step_sets_the_divergence_flags_but_applies_the_update(toy):
