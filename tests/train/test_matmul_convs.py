@@ -269,13 +269,18 @@ def test_a_rewritten_loop_keeps_its_varying_mesh_axes_under_shard_map():
 CNN = ModelConfig("cnn1d", 3, (8,), depth=2, width=4)
 
 
-@pytest.fixture(scope="module")
-def cnn_runs(toy):
+def _cnn_group():
     cells = [
         Cell(CNN, "toy", HParams(batch_size=16, steps=4, learning_rate=lr), seed)
         for seed, lr in enumerate([1e-2, 3e-2, 1e-3])
     ]
     [group] = plan_groups(cells)
+    return group
+
+
+@pytest.fixture(scope="module")
+def cnn_runs(toy):
+    group = _cnn_group()
     return {
         strategy: run_group(group, init_group(group, toy), toy, strategy=strategy)
         for strategy in ("auto", "vmap", *MATMUL_STRATEGIES)
@@ -352,8 +357,10 @@ def test_an_input_dilation_is_computed_phase_by_phase_as_by_xla(case):
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
 
 
-def test_auto_leaves_out_a_strategy_that_runs_out_of_device_memory(toy, monkeypatch):
-    """The matmul strategies' slices take more memory: one that does not fit is no candidate."""
+def test_auto_leaves_out_a_strategy_that_runs_out_of_device_memory(toy, cnn_runs, monkeypatch):
+    """The matmul strategies' slices take more memory: one that does not fit is no candidate.
+
+    The group is `cnn_runs`' (whose programs are compiled), measured afresh."""
     from phosjax.train._strategy import Executor
 
     original = Executor.run_steps
@@ -364,11 +371,8 @@ def test_auto_leaves_out_a_strategy_that_runs_out_of_device_memory(toy, monkeypa
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(Executor, "run_steps", run_steps)
-    cells = [
-        Cell(CNN, "toy", HParams(batch_size=16, steps=2, learning_rate=1e-2), seed)
-        for seed in range(2)
-    ]
-    [group] = plan_groups(cells)
+    monkeypatch.setattr("phosjax.train._auto._CHOICES", {})  # cnn_runs' choice: not kept
+    group = _cnn_group()
     _, run = run_group(group, init_group(group, toy), toy, strategy="auto")
     assert set(run.timings) == set(STRATEGIES) - set(MATMUL_STRATEGIES)
     with pytest.raises(jax.errors.JaxRuntimeError, match="RESOURCE_EXHAUSTED"):
