@@ -153,22 +153,7 @@ def test_shuffled_positions_is_a_permutation_of_any_size(n):
     assert perm.dtype == np.int32
 
 
-def _printed_by(script: str) -> str:
-    """What ``script`` prints, run in a subprocess with a timeout (code that once hung)."""
-    return subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=pathlib.Path(__file__).parents[2],
-        env={**os.environ, "JAX_PLATFORMS": "cpu"},
-        check=True,
-    ).stdout
-
-
-def test_positions_outside_the_range_are_refused_or_wrap_without_hanging():
-    """In a subprocess with a timeout: such positions once looped forever."""
-    script = """
+OUTSIDE = """
 import jax, jax.numpy as jnp
 from phosjax.data import shuffled_positions
 key = jax.random.key(0)
@@ -180,18 +165,7 @@ for bad in ([3, 16], [12], [-1]):
 traced = jax.jit(shuffled_positions, static_argnums=2)
 print(traced(key, jnp.array([-1, 10, 12, 16, 2**30]), 10).tolist())
 """
-    out = _printed_by(script).splitlines()
-    *errors, traced = out
-    for position, error in zip((16, 12, -1), errors, strict=True):
-        assert f"position {position} is outside [0, n=10)" in error
-    perm = np.asarray(shuffled_positions(jax.random.key(0), jnp.arange(10), 10))
-    assert json.loads(traced) == perm[np.array([-1, 10, 12, 16, 2**30]) % 10].tolist()
-
-
-def test_positions_of_a_dtype_too_narrow_for_n_draw_the_same_values_without_hanging():
-    """In a subprocess with a timeout: ``n`` cast to such a dtype once wrapped (1000 to -24 in
-    int8), giving other values or looping forever."""
-    script = """
+NARROW = """
 import jax, jax.numpy as jnp
 from phosjax.data import shuffled_positions
 key = jax.random.key(0)
@@ -200,8 +174,47 @@ for dtype, n in (("int8", 1000), ("uint8", 1000), ("int16", 40000), ("uint16", 7
     print(shuffled_positions(key, positions.astype(dtype), n).tolist()
           == shuffled_positions(key, positions, n).tolist())
 """
-    out = _printed_by(script).split()
-    assert out == ["True"] * 4
+
+
+@pytest.fixture(scope="module")
+def printed() -> dict[str, list[str]]:
+    """The lines `OUTSIDE` and `NARROW` print, run in a subprocess with a timeout (code
+    that once hung), each in its own namespace: one start of python and jax for both.
+    A script that raises or hangs ends its lines with a line saying so."""
+    scripts = {"outside": OUTSIDE, "narrow": NARROW}
+    runner = "".join(
+        f"print({name!r})\ntry:\n    exec({body!r}, {{}})\n"
+        "except Exception as error:\n    print(f'raised {error!r}')\n"
+        for name, body in scripts.items()
+    )
+    command = [sys.executable, "-c", runner]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    cwd = pathlib.Path(__file__).parents[2]
+    try:
+        out = subprocess.run(
+            command, capture_output=True, text=True, timeout=120, cwd=cwd, env=env, check=True
+        ).stdout.splitlines()
+    except subprocess.TimeoutExpired as timeout:  # its stdout: bytes, whatever text=
+        out = [*(timeout.stdout or b"").decode().splitlines(), "timed out after 120 s"]
+    at = [out.index(name) if name in out else len(out) for name in scripts]
+    return {
+        name: out[i + 1 : j] for name, i, j in zip(scripts, at, [*at[1:], len(out)], strict=True)
+    }
+
+
+def test_positions_outside_the_range_are_refused_or_wrap_without_hanging(printed):
+    """In a subprocess with a timeout: such positions once looped forever."""
+    *errors, traced = printed["outside"]
+    for position, error in zip((16, 12, -1), errors, strict=True):
+        assert f"position {position} is outside [0, n=10)" in error
+    perm = np.asarray(shuffled_positions(jax.random.key(0), jnp.arange(10), 10))
+    assert json.loads(traced) == perm[np.array([-1, 10, 12, 16, 2**30]) % 10].tolist()
+
+
+def test_positions_of_a_dtype_too_narrow_for_n_draw_the_same_values_without_hanging(printed):
+    """In a subprocess with a timeout: ``n`` cast to such a dtype once wrapped (1000 to -24 in
+    int8), giving other values or looping forever."""
+    assert printed["narrow"] == ["True"] * 4
 
 
 def test_shuffled_positions_look_uniform():
