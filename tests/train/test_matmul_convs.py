@@ -298,6 +298,28 @@ def test_auto_times_the_matmul_strategies_for_a_model_with_convolutions(cnn_runs
     assert set(run.timings) == set(STRATEGIES) and run.strategy in STRATEGIES
 
 
+def test_auto_leaves_out_a_strategy_that_runs_out_of_device_memory(toy, cnn_runs, monkeypatch):
+    """The matmul strategies' slices take more memory: one that does not fit is no candidate.
+
+    The group is `cnn_runs`' (whose programs are compiled), measured afresh."""
+    from phosjax.train._strategy import Executor
+
+    original = Executor.run_steps
+
+    def run_steps(self, *args, **kwargs):
+        if self.strategy in MATMUL_STRATEGIES:
+            raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 9 GiB")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Executor, "run_steps", run_steps)
+    monkeypatch.setattr("phosjax.train._auto._CHOICES", {})  # cnn_runs' choice: not kept
+    group = _cnn_group()
+    _, run = run_group(group, init_group(group, toy), toy, strategy="auto")
+    assert set(run.timings) == set(STRATEGIES) - set(MATMUL_STRATEGIES)
+    with pytest.raises(jax.errors.JaxRuntimeError, match="RESOURCE_EXHAUSTED"):
+        run_group(group, init_group(group, toy), toy, strategy="vmap_matmul")
+
+
 def dilated_reference(x, k, layout, lhs_dilation, padding, rhs_dilation):
     """XLA's convolution of ``x`` dilated, padded and cropped by hand (NWC / NHWC)."""
     spatial = x.ndim - 2
@@ -355,28 +377,6 @@ def test_an_input_dilation_is_computed_phase_by_phase_as_by_xla(case):
     expected = dilated_reference(x, k, params["dimension_numbers"], s, pads, tuple(d))
     got = jax.jit(lambda x, k: conv_as_matmul(x, k, **params))(x, k)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
-
-
-def test_auto_leaves_out_a_strategy_that_runs_out_of_device_memory(toy, cnn_runs, monkeypatch):
-    """The matmul strategies' slices take more memory: one that does not fit is no candidate.
-
-    The group is `cnn_runs`' (whose programs are compiled), measured afresh."""
-    from phosjax.train._strategy import Executor
-
-    original = Executor.run_steps
-
-    def run_steps(self, *args, **kwargs):
-        if self.strategy in MATMUL_STRATEGIES:
-            raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 9 GiB")
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(Executor, "run_steps", run_steps)
-    monkeypatch.setattr("phosjax.train._auto._CHOICES", {})  # cnn_runs' choice: not kept
-    group = _cnn_group()
-    _, run = run_group(group, init_group(group, toy), toy, strategy="auto")
-    assert set(run.timings) == set(STRATEGIES) - set(MATMUL_STRATEGIES)
-    with pytest.raises(jax.errors.JaxRuntimeError, match="RESOURCE_EXHAUSTED"):
-        run_group(group, init_group(group, toy), toy, strategy="vmap_matmul")
 
 
 def random_conv(rng):
