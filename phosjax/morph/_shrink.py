@@ -213,6 +213,7 @@ def shrink(
         model before a shrink); the message names the leaf, the group and both lengths.
       ValueError: an ``opt_state`` leaf has a shrunk variable's path and shape, but its
         sub-tree could not be matched to the variables (it would be left too wide).
+      ValueError: ``alive`` keeps no channel of a group (a layer 0 channels wide).
 
     References:
       Gordon et al., MorphNet, https://arxiv.org/abs/1711.06798
@@ -227,13 +228,20 @@ def shrink(
       >>> small.widths, small.variables["params"]["layers_2"]["kernel"].shape
       ({'layers_0': 2}, (2, 2))
     """
-    dead = _dead(groups, alive, variables)
-    new_variables = _shrink_tree(variables, "", dead)
-    new_opt_state = None if opt_state is None else _shrink_state(opt_state, variables, dead)
     widths = {
         name: int(keep.sum())
         for name, keep in zip(groups.names, groups.alive_arrays(alive), strict=True)
     }
+    emptied = [name for name, width in widths.items() if width == 0]
+    if emptied:
+        raise ValueError(
+            f"shrink: alive keeps no channel of group(s) {emptied}, which would leave layers "
+            "0 channels wide; keep at least one per group (alive_channels and expressible "
+            "keep each group's best one)"
+        )
+    dead = _dead(groups, alive, variables)
+    new_variables = _shrink_tree(variables, "", dead)
+    new_opt_state = None if opt_state is None else _shrink_state(opt_state, variables, dead)
     new_config = None
     if config is not None:
         new_config = fit_config(config, new_variables)

@@ -652,6 +652,15 @@ def test_unsupported_ops_and_bad_alive_raise_clear_errors():
         shrink(variables, {"layers_0": [1.0, 0.5, 0.0, 1.0]}, groups)
     with_floats = shrink(variables, {"layers_0": [1.0, 0.0, 0.0, 1.0]}, groups)
     assert with_floats.variables["params"]["layers_0"]["kernel"].shape == (3, 2)
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "shrink: alive keeps no channel of group(s) ['layers_0'], which would leave layers 0 "
+            "channels wide; keep at least one per group (alive_channels and expressible keep "
+            "each group's best one)"
+        ),
+    ):
+        shrink(variables, {"layers_0": [False] * 4}, groups)
 
 
 def test_a_config_that_cannot_express_the_widths_is_an_error():
