@@ -84,7 +84,7 @@ def load_config(path: str, given: Sequence[str] = ()) -> MorphConfig:
       >>> load_config(file.name)
       Traceback (most recent call last):
       ...
-      ValueError: /...yaml: ModelConfig needs the field(s) ['input_shape']; got [...]
+      ValueError: /...yaml: MorphConfig.model: ModelConfig needs the field(s) ['input_shape']; ...
       >>> pathlib.Path(file.name).unlink()
     """
     try:
@@ -149,7 +149,8 @@ def morph_config(fields: Mapping[str, Any]) -> MorphConfig:
       >>> morph_config({"model": {"name": "mlp", "num_classes": None, "input_shape": None}})
       Traceback (most recent call last):
       ...
-      ValueError: ModelConfig needs the field(s) ['num_classes', 'input_shape']; got ['name']
+      phosjax.morph._loop.MorphConfigError: MorphConfig.model: ModelConfig needs the field(s)
+      ['num_classes', 'input_shape']; got ['name']
     """
     model = fields.get("model")
     if isinstance(model, Mapping):

@@ -192,6 +192,10 @@ class MorphConfig:
           Traceback (most recent call last):
           phosjax.morph._loop.MorphConfigError: MorphConfig has no field(s) ['step']; required:
           ['model']; known: ['model', 'dataset', ...]. Did you mean 'steps'?
+          >>> MorphConfig.from_dict({"model": {**model, "widht": 8}})
+          Traceback (most recent call last):
+          phosjax.morph._loop.MorphConfigError: MorphConfig.model: ModelConfig has no
+          field(s) ['widht']; known: [...]. Did you mean 'width'?
         """
         known = [f.name for f in dataclasses.fields(cls)]
         fields = f"required: ['model']; known: {known}"
@@ -209,8 +213,12 @@ class MorphConfig:
                 f"MorphConfig.model={data['model']!r}: expected a ModelConfig mapping "
                 "(name, num_classes, input_shape, ...)"
             )
+        try:
+            model = ModelConfig.from_dict(data["model"])
+        except (ValueError, TypeError) as error:  # a missing, unknown or bad model field
+            raise MorphConfigError(f"MorphConfig.model: {error}") from error
         fields_ = {name: _read_number(name, value) for name, value in data.items()}
-        return cls(**{**fields_, "model": ModelConfig.from_dict(data["model"])})
+        return cls(**{**fields_, "model": model})
 
 
 def _mismatch(model: ModelConfig, data: ArrayDataset, batch_size: int) -> str | None:

@@ -3,6 +3,7 @@
 import json
 import math
 import pathlib
+import re
 
 import numpy as np
 import pandas as pd
@@ -274,6 +275,13 @@ def test_earlier_rows_are_kept_or_moved_aside_and_a_bad_dir_fails_before_trainin
 def test_the_errors_a_morph_run_raises_are_public_so_that_a_caller_can_catch_them(tmp_path):
     with pytest.raises(MorphConfigError, match=r"^MorphConfig.steps=0: expected an integer >= 1"):
         MorphConfig(ModelConfig("mlp", 10, (8, 8, 1)), steps=0)
+    for model, expected in [  # were plain ValueErrors, without the field's name
+        ({"name": "mlp"}, "ModelConfig needs the field(s) ['num_classes', 'input_shape']"),
+        ({**MODEL.to_dict(), "widht": 8}, "ModelConfig has no field(s) ['widht']"),
+        ({**MODEL.to_dict(), "num_classes": "ten"}, "ModelConfig 'cnn1d': num_classes must be"),
+    ]:
+        with pytest.raises(MorphConfigError, match=re.escape(f"MorphConfig.model: {expected}")):
+            MorphConfig.from_dict({"model": model})
     rows = tmp_path / _loop.ITERATIONS
     rows.parent.mkdir()
     rows.write_text("")
