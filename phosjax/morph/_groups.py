@@ -281,10 +281,14 @@ def leaf_path(path: str, paths: Collection[str]) -> str:
         if candidate in paths:
             return candidate
     top = list(dict.fromkeys(p.split("/", 1)[0] for p in paths))
+    modules = list(dict.fromkeys(p.rsplit("/", 1)[0] for p in paths if "/" in p))
+    listed = f"{modules[:8]}{' ...' if len(modules) > 8 else ''}"
     raise KeyError(
-        f"the tree has no leaf {path!r} (tried {tried}); its top-level keys are {top}; "
-        "give a tree holding every traced leaf (the variables, if batch statistics or "
-        "other collections were traced)"
+        f"the tree has no leaf {path!r} (tried {tried}); its top-level keys are {top}, its "
+        f"modules {listed}; give a tree holding every traced leaf (the variables, if batch "
+        "statistics or other collections were traced), or, for another model than the "
+        "traced one (its layers renamed, say), trace its groups: channel_groups(model, "
+        "variables, x)"
     )
 
 

@@ -963,6 +963,26 @@ def test_a_tree_without_a_member_leaf_is_an_error_naming_it(traced):
             mask(tree, {"layers_0": np.arange(8) < 4}, groups)
 
 
+def test_the_tree_of_a_model_with_renamed_layers_is_an_error_naming_its_modules():
+    """It said only the top-level keys (['params']) and to give the variables."""
+    x = jnp.ones((2, 4))
+    groups = channel_groups(SEQ, SEQ.init(jax.random.key(0), x), x)
+
+    class Renamed(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.Dense(3, name="head")(nn.relu(nn.Dense(8, name="enc")(x)))
+
+    with pytest.raises(KeyError) as error:
+        shrink(Renamed().init(jax.random.key(0), x), {"layers_0": np.arange(8) < 4}, groups)
+    assert error.value.args[0].endswith(
+        "its top-level keys are ['params'], its modules ['params/enc', 'params/head']; give a "
+        "tree holding every traced leaf (the variables, if batch statistics or other "
+        "collections were traced), or, for another model than the traced one (its layers "
+        "renamed, say), trace its groups: channel_groups(model, variables, x)"
+    )
+
+
 def test_a_tree_of_other_widths_than_traced_is_an_error_naming_leaf_and_group():
     x = jnp.ones((2, 4))
     variables = SEQ.init(jax.random.key(0), x)
