@@ -2,8 +2,9 @@
 
 Runs the MorphNet loop of the config (`phosjax.morph.MorphConfig`): trains the start
 model, then per iteration trains it with the regularizer, shrinks it to its alive
-channels, expands it to the start model's cost and retrains it. Prints one row per
-stage and writes them to ``DIR/morph/iterations.parquet`` after every iteration; the
+channels, expands it to the start model's cost and retrains it. A progress bar on
+stderr counts the stages and estimates the time left; at the end it prints one row per
+stage. It writes them to ``DIR/morph/iterations.parquet`` after every iteration; the
 viewer shows them (``python -m phosjax.bench.view --dir DIR``). An interrupted run does
 not resume: ``--overwrite`` moves its rows aside and starts over.
 

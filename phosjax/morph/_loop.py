@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pandas as pd
+import tqdm
 
 from phosjax._aside import aside_path
 from phosjax._nearest import did_you_mean
@@ -462,8 +463,59 @@ def _output(directory: str | os.PathLike, overwrite: bool) -> pathlib.Path:
     return path
 
 
+_NEXT_STAGE = {
+    "start": "regularized",
+    "regularized": "shrunk",
+    "shrunk": "expanded",
+    "expanded": "regularized",
+}
+"""The stage `run` computes after a row of each kind."""
+
+
+class _Stages:
+    """The progress bar of `run`: one tick per row (stage) added, described by the stage
+    that runs next; a context manager that closes the bar (before a Ctrl-C's line).
+
+    Examples:
+      >>> rows = []
+      >>> with _Stages(1, progress=False) as stages:  # a bar of 4 stages, not shown
+      ...     stages.done(rows, {"iteration": 0, "kind": "start"})
+      >>> rows
+      [{'iteration': 0, 'kind': 'start'}]
+    """
+
+    def __init__(self, iterations: int, progress: bool) -> None:
+        self.iterations = iterations
+        self.bar = tqdm.tqdm(
+            total=1 + 3 * iterations,
+            unit="stage",
+            disable=not progress,
+            mininterval=0,  # a stage takes seconds at least: show each
+            desc="start model",
+        )
+
+    def __enter__(self) -> "_Stages":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
+
+    def done(self, rows: list[dict[str, Any]], row: dict[str, Any]) -> None:
+        """Adds ``row`` to ``rows`` and ticks the bar, naming the next stage."""
+        rows.append(row)
+        kind, iteration = _NEXT_STAGE[row["kind"]], row["iteration"]
+        iteration += kind == "regularized"  # after start or expanded: the next iteration
+        if iteration <= self.iterations:
+            self.bar.set_description(f"iteration {iteration}/{self.iterations}: {kind}", False)
+        self.bar.update()
+
+
 def run(
-    config: MorphConfig, directory: str | os.PathLike, *, overwrite: bool = False
+    config: MorphConfig,
+    directory: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
 ) -> pd.DataFrame:
     """Runs the loop (see the module docstring); returns the rows it wrote.
 
@@ -479,6 +531,9 @@ def run(
     iterations=1, steps=20), "runs/tiny")``, returns (and writes) four rows: start,
     regularized, shrunk, expanded. It takes tens of seconds on CPU, most of it compiling
     and timing latency, so it is not a doctest; tests/morph/test_loop.py runs one.
+
+    With ``progress``, a progress bar on stderr counts the stages (rows) done, names the
+    one running (``iteration 1/2: regularized``) and estimates the time left.
 
     Raises:
       MorphConfigError: before anything trains or is written (see `prepare`), also when
@@ -504,31 +559,34 @@ def run(
     path = _output(directory, overwrite)
     common = (config.steps, config.batch_size, config.learning_rate, config.seed)
     budget = config_cost(current, config.cost)
-    variables, accuracy = train(current, data, *common)
-    rows = [_row(0, "start", current, variables, accuracy)]
-    _write(rows, path)
-    for iteration in range(1, config.iterations + 1):
-        model = build_model(current)
-        groups = channel_groups(model, variables, jnp.zeros((2, *current.input_shape)))
-        penalty = morph_regularizer(groups, config.cost, config.source, config.threshold)
-        variables, accuracy = train(current, data, *common, penalty, config.strength)
-        rows.append(_row(iteration, "regularized", current, variables, accuracy))
-        morphed = once(
-            current,
-            variables,
-            cost=config.cost,
-            budget=budget,
-            threshold=config.threshold,
-            source=config.source,
-            multiple=config.multiple,
-        )
-        shrunk = morphed.shrunk
-        assert shrunk.config is not None
-        logits = jax.jit(build_model(shrunk.config).apply)(shrunk.variables, data.x_test)
-        shrunk_accuracy = float(np.mean(np.argmax(logits, -1) == data.y_test))
-        rows.append(_row(iteration, "shrunk", shrunk.config, shrunk.variables, shrunk_accuracy))
-        current = morphed.config
+    rows: list[dict[str, Any]] = []
+    with _Stages(config.iterations, progress) as stages:
         variables, accuracy = train(current, data, *common)
-        rows.append(_row(iteration, "expanded", current, variables, accuracy))
+        stages.done(rows, _row(0, "start", current, variables, accuracy))
         _write(rows, path)
+        for iteration in range(1, config.iterations + 1):
+            model = build_model(current)
+            groups = channel_groups(model, variables, jnp.zeros((2, *current.input_shape)))
+            penalty = morph_regularizer(groups, config.cost, config.source, config.threshold)
+            variables, accuracy = train(current, data, *common, penalty, config.strength)
+            stages.done(rows, _row(iteration, "regularized", current, variables, accuracy))
+            morphed = once(
+                current,
+                variables,
+                cost=config.cost,
+                budget=budget,
+                threshold=config.threshold,
+                source=config.source,
+                multiple=config.multiple,
+            )
+            shrunk = morphed.shrunk
+            assert shrunk.config is not None
+            logits = jax.jit(build_model(shrunk.config).apply)(shrunk.variables, data.x_test)
+            shrunk_accuracy = float(np.mean(np.argmax(logits, -1) == data.y_test))
+            row = _row(iteration, "shrunk", shrunk.config, shrunk.variables, shrunk_accuracy)
+            stages.done(rows, row)
+            current = morphed.config
+            variables, accuracy = train(current, data, *common)
+            stages.done(rows, _row(iteration, "expanded", current, variables, accuracy))
+            _write(rows, path)
     return pd.DataFrame(rows)

@@ -5,6 +5,7 @@ import math
 import pathlib
 import re
 
+import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,7 +13,7 @@ import yaml
 
 import phosjax.morph.__main__ as cli
 from phosjax.data import ArrayDataset, load
-from phosjax.models import ModelConfig
+from phosjax.models import ModelConfig, build_model
 from phosjax.morph import MorphConfig, MorphConfigError, RunDirectoryError, _loop, config_cost
 from phosjax.morph.__main__ import main
 from tests.morph.unfollowable import NAME as SORTED
@@ -272,6 +273,33 @@ def test_earlier_rows_are_kept_or_moved_aside_and_a_bad_dir_fails_before_trainin
     assert sorted(bench.rglob("*")) == [bench / "bench.json", bench / "results"]
 
 
+def _untrained(config, data, *args, **kwargs):
+    """Stands for training: the model's initial variables, at accuracy 0.5."""
+    x = np.zeros((1, *config.input_shape), np.float32)
+    return build_model(config).init(jax.random.key(0), x), 0.5
+
+
+def test_a_run_shows_a_progress_bar_of_its_stages_on_stderr(tmp_path, capsys, monkeypatch):
+    """It printed nothing until every stage had trained (minutes, at 1500 steps each)."""
+    monkeypatch.setattr(_loop, "load", _small_mnist1d)
+    monkeypatch.setattr(_loop, "train", _untrained)
+    monkeypatch.setattr(_loop, "measured_latency", lambda *args: 1e-6)
+    config = MorphConfig(ModelConfig("mlp", 10, (40,), width=16), iterations=1)
+    _loop.run(config, tmp_path / "quiet", progress=False)
+    assert capsys.readouterr().err == ""
+    rows = _loop.run(config, tmp_path / "shown")
+    assert rows["kind"].tolist() == ["start", "regularized", "shrunk", "expanded"]
+    shown = capsys.readouterr().err.split("\r")
+    assert list(dict.fromkeys(line.split("|")[0] for line in shown if "%" in line)) == [
+        "start model:   0%",
+        "iteration 1/1: regularized:  25%",
+        "iteration 1/1: shrunk:  50%",
+        "iteration 1/1: expanded:  75%",
+        "iteration 1/1: expanded: 100%",  # then closed: the bar gone before a Ctrl-C's line
+    ]
+    assert "4/4" in shown[-1]
+
+
 def test_the_errors_a_morph_run_raises_are_public_so_that_a_caller_can_catch_them(tmp_path):
     with pytest.raises(MorphConfigError, match=r"^MorphConfig.steps=0: expected an integer >= 1"):
         MorphConfig(ModelConfig("mlp", 10, (8, 8, 1)), steps=0)
@@ -306,7 +334,8 @@ def test_help_says_what_the_loop_writes_and_that_it_does_not_resume(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
-    assert "writes them to ``DIR/morph/iterations.parquet`` after every iteration" in text
+    assert "It writes them to ``DIR/morph/iterations.parquet`` after every iteration" in text
+    assert "A progress bar on stderr counts the stages and estimates the time left" in text
     assert "An interrupted run does not resume: ``--overwrite`` moves its rows aside" in text
     assert "a bench's own directory works, a folder inside a bench does not" in text
 
