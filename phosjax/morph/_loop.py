@@ -221,6 +221,18 @@ class MorphConfig:
         fields_ = {name: _read_number(name, value) for name, value in data.items()}
         return cls(**{**fields_, "model": model})
 
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serializable dict that `from_dict` reads back (the model's `to_dict`).
+
+        Examples:
+          >>> config = MorphConfig(ModelConfig("mlp", 10, (40,)), steps=20)
+          >>> data = config.to_dict()
+          >>> data["model"]["input_shape"], data["steps"], MorphConfig.from_dict(data) == config
+          ([40], 20, True)
+        """
+        fields = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        return {**fields, "model": self.model.to_dict()}
+
 
 def _mismatch(model: ModelConfig, data: ArrayDataset, batch_size: int) -> str | None:
     """Why ``model`` cannot train on ``data`` in batches of ``batch_size`` (None: it can)."""
@@ -408,9 +420,21 @@ def measured_latency(config: ModelConfig, variables: Any, batch: int = 100) -> f
     return float(np.median(times)) / batch
 
 
-def _write(rows: list[dict[str, Any]], path: pathlib.Path) -> None:
-    """Writes ``rows`` to ``path`` as Parquet atomically and durably (`write_table`)."""
-    write_table(path, pd.DataFrame(rows))
+MORPH_CONFIG = "morph_config"
+"""The key of the run's `MorphConfig` (`MorphConfig.to_dict`) in its rows' ``attrs``."""
+
+
+def _frame(rows: list[dict[str, Any]], config: MorphConfig) -> pd.DataFrame:
+    """``rows`` as a frame whose ``attrs`` hold the run's config (Parquet keeps them)."""
+    frame = pd.DataFrame(rows)
+    frame.attrs[MORPH_CONFIG] = config.to_dict()
+    return frame
+
+
+def _write(rows: list[dict[str, Any]], path: pathlib.Path, config: MorphConfig) -> None:
+    """Writes ``rows`` to ``path`` as Parquet atomically and durably (`write_table`), with
+    ``config`` in its metadata."""
+    write_table(path, _frame(rows, config))
 
 
 def _row(
@@ -519,6 +543,10 @@ def run(
 ) -> pd.DataFrame:
     """Runs the loop (see the module docstring); returns the rows it wrote.
 
+    The rows' ``attrs`` (in the file too: ``pd.read_parquet(path).attrs``) hold the
+    run's config under ``"morph_config"`` (`MorphConfig.to_dict`; `MorphConfig.from_dict`
+    reads it back), so a run's file says which data set, steps, strength... made it.
+
     Rows: ``kind`` is ``"start"`` (the starting model, trained without regularizer),
     ``"regularized"`` (trained with it), ``"shrunk"`` (its alive channels; accuracy
     of the shrunk network, same outputs as the masked one: with ``source="gamma"``,
@@ -563,7 +591,7 @@ def run(
     with _Stages(config.iterations, progress) as stages:
         variables, accuracy = train(current, data, *common)
         stages.done(rows, _row(0, "start", current, variables, accuracy))
-        _write(rows, path)
+        _write(rows, path, config)
         for iteration in range(1, config.iterations + 1):
             model = build_model(current)
             groups = channel_groups(model, variables, jnp.zeros((2, *current.input_shape)))
@@ -588,5 +616,5 @@ def run(
             current = morphed.config
             variables, accuracy = train(current, data, *common)
             stages.done(rows, _row(iteration, "expanded", current, variables, accuracy))
-            _write(rows, path)
-    return pd.DataFrame(rows)
+            _write(rows, path, config)
+    return _frame(rows, config)

@@ -903,13 +903,13 @@ def test_a_morph_run_directory_shows_its_iterations(tmp_path):
     import pandas as pd
 
     from phosjax.models import ModelConfig
-    from phosjax.morph import ITERATIONS
+    from phosjax.morph import ITERATIONS, MorphConfig
     from phosjax.morph._loop import _output, _row, _write
 
     config = ModelConfig("mlp", num_classes=3, input_shape=(8,), width=4).resolved()
     variables = config.build().init(jax.random.key(0), jnp.zeros((1, 8)))
     rows = [_row(0, "start", config, variables, 0.5), _row(1, "expanded", config, variables, 0.75)]
-    _write(rows, _output(tmp_path, overwrite=False))  # the folder and file `run` writes
+    _write(rows, _output(tmp_path, overwrite=False), MorphConfig(config))  # as `run` writes
     frame = pd.read_parquet(tmp_path / ITERATIONS)
     with serving(tmp_path) as server:
         info = get_json(server, "/api/bench")

@@ -300,6 +300,19 @@ def test_a_run_shows_a_progress_bar_of_its_stages_on_stderr(tmp_path, capsys, mo
     assert "4/4" in shown[-1]
 
 
+def test_a_run_s_rows_carry_its_config_which_reads_back_as_it(tmp_path, monkeypatch):
+    """The file held the model's config per row, not the data set, steps, strength..."""
+    monkeypatch.setattr(_loop, "load", _small_mnist1d)
+    monkeypatch.setattr(_loop, "train", _untrained)
+    monkeypatch.setattr(_loop, "measured_latency", lambda *args: 1e-6)
+    config = MorphConfig(MODEL, iterations=0, steps=7, strength=0.25, seed=3)
+    rows = _loop.run(config, tmp_path, progress=False)
+    written = pd.read_parquet(tmp_path / _loop.ITERATIONS)
+    assert written.attrs == rows.attrs == {"morph_config": config.to_dict()}
+    assert written.attrs["morph_config"]["steps"] == 7
+    assert MorphConfig.from_dict(written.attrs["morph_config"]) == config
+
+
 def test_the_errors_a_morph_run_raises_are_public_so_that_a_caller_can_catch_them(tmp_path):
     with pytest.raises(MorphConfigError, match=r"^MorphConfig.steps=0: expected an integer >= 1"):
         MorphConfig(ModelConfig("mlp", 10, (8, 8, 1)), steps=0)
