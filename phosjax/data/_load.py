@@ -505,10 +505,18 @@ def _why_not_prepared(
     own = next((folder for folder in (data_dir, *data_dir.parents) if folder.name == dataset), None)
     unfinished = _unfinished(data_dir / dataset)
     if same:
+        version = _parse(name)[1].get("version")
+        left = [path for path in unfinished if not version or path.name.endswith(f"_{version}")]
+        killed = (
+            f": a preparation of it there did not finish, leaving {left[0]} (unless one is "
+            "running now, delete that folder)"
+            if left
+            else ""
+        )
         problem = (
             f"data set {name!r} is not prepared in {data_dir} at the version or config it asks "
-            f"for; the prepared versions of {dataset!r} are {', '.join(same)}. Load one of "
-            "those, or prepare it there first"
+            f"for{killed}; the prepared versions of {dataset!r} are {', '.join(same)}. Load "
+            "one of those, or prepare it there first"
         )
     elif unfinished:
         problem = (

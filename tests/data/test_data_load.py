@@ -449,6 +449,26 @@ def test_an_unfinished_preparation_is_named_not_an_unknown_data_set(toys_dir, tm
         load(asked, data_dir=tmp_path)
 
 
+def test_an_unfinished_preparation_of_another_version_than_the_prepared_one_is_named(
+    toys_dir, tmp_path
+):
+    """It said only that 1.0.0 was prepared, not that a preparation of 2.0.0 was killed."""
+    shutil.copytree(toys_dir / "toy_weighted", tmp_path / "toy_weighted")
+    left = tmp_path / "toy_weighted" / "incomplete.AB12CD_2.0.0"
+    shutil.copytree(toys_dir / "toy_weighted" / "1.0.0", left)
+    (left / "dataset_info.json").unlink()
+    with pytest.raises(ValueError) as error:
+        check_loadable("toy_weighted:2.0.0", data_dir=tmp_path)
+    assert str(error.value).startswith(
+        f"data set 'toy_weighted:2.0.0' is not prepared in {tmp_path} at the version or config "
+        f"it asks for: a preparation of it there did not finish, leaving {left} (unless one is "
+        "running now, delete that folder); the prepared versions of 'toy_weighted' are "
+        "toy_weighted:1.0.0. Load one of those, or prepare it there first: `tfds build "
+    )
+    with pytest.raises(ValueError, match=r"asks for; the prepared versions"):  # not 3.0.0's
+        check_loadable("toy_weighted:3.0.0", data_dir=tmp_path)
+
+
 def test_another_version_than_the_damaged_folder_is_still_unknown(toys_dir, tmp_path):
     shutil.copytree(toys_dir / "toy_weighted", tmp_path / "toy_weighted")
     (tmp_path / "toy_weighted" / "1.0.0" / "dataset_info.json").unlink()
