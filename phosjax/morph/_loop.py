@@ -125,7 +125,8 @@ class MorphConfig:
       source: the importance source (``"auto"``, ``"gamma"``, ``"group_lasso"``).
       multiple: widths are rounded to a multiple of this.
       seed: the seed of every training run, an int64 (in ``[-2**63, 2**63)``).
-      data_dir: where data sets are prepared (``None``: the default).
+      data_dir: where data sets are prepared (``None``: the default); a path given as an
+        ``os.PathLike`` (``pathlib.Path``) is kept as its str.
 
     Examples:
       >>> from phosjax.models import ModelConfig
@@ -175,10 +176,12 @@ class MorphConfig:
             )
         if not isinstance(self.dataset, str):
             raise MorphConfigError(f"MorphConfig.dataset={self.dataset!r}: expected a name")
-        if self.data_dir is not None and not isinstance(self.data_dir, str):
+        if self.data_dir is not None and not isinstance(self.data_dir, str | os.PathLike):
             raise MorphConfigError(
                 f"MorphConfig.data_dir={self.data_dir!r}: expected a folder (a path) or null"
             )
+        if isinstance(self.data_dir, os.PathLike):  # kept as a str: a YAML or JSON value
+            object.__setattr__(self, "data_dir", os.fspath(self.data_dir))
 
     @classmethod
     def from_dict(cls, data: Any) -> "MorphConfig":

@@ -86,6 +86,14 @@ def test_bad_fields_fail_at_construction_before_anything_trains(
         MorphConfig.from_dict({"model": MODEL.to_dict(), field: value})
 
 
+def test_a_data_dir_given_as_a_path_is_taken_as_its_str(tmp_path):
+    """It was refused: 'MorphConfig.data_dir=PosixPath(...): expected a folder (a path)'."""
+    config = MorphConfig(MODEL, data_dir=tmp_path)
+    assert config.data_dir == str(tmp_path)
+    assert config == MorphConfig(MODEL, data_dir=str(tmp_path))
+    assert MorphConfig.from_dict(config.to_dict()) == config
+
+
 def test_a_yaml_number_without_a_dot_is_read_as_a_number():
     """PyYAML reads ``learning_rate: 3e-3`` as the string '3e-3'."""
     data = yaml.safe_load("learning_rate: 3e-3\nstrength: 1e-4\n")
