@@ -154,7 +154,16 @@ class MorphConfig:
     data_dir: str | None = None
 
     def __post_init__(self) -> None:
-        """Checks every field, so a bad value fails here, before anything trains."""
+        """Checks every field, so a bad value fails here, before anything trains; numpy
+        numbers become Python ones (``np.int64(100)`` steps: 100)."""
+        for field in ("iterations", "steps", "batch_size", "multiple", "seed"):
+            value = getattr(self, field)
+            if isinstance(value, np.integer):
+                object.__setattr__(self, field, int(value))
+        for field in ("learning_rate", "strength", "threshold"):
+            value = getattr(self, field)
+            if isinstance(value, np.floating | np.integer):
+                object.__setattr__(self, field, float(value))
         if not isinstance(self.model, ModelConfig):
             raise MorphConfigError(
                 f"MorphConfig.model={self.model!r}: expected a phosjax.models.ModelConfig"

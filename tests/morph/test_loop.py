@@ -94,6 +94,20 @@ def test_a_data_dir_given_as_a_path_is_taken_as_its_str(tmp_path):
     assert MorphConfig.from_dict(config.to_dict()) == config
 
 
+def test_numpy_numbers_are_taken_as_python_ones():
+    """np.int64 steps were refused: 'MorphConfig.steps=np.int64(100): expected an integer'."""
+    config = MorphConfig(
+        MODEL,
+        steps=np.int64(100),
+        seed=np.int32(3),
+        strength=np.float32(0.5),
+        threshold=np.int64(0),
+    )
+    assert config == MorphConfig(MODEL, steps=100, seed=3, strength=0.5, threshold=0.0)
+    assert [type(config.steps), type(config.strength)] == [int, float]
+    assert json.loads(json.dumps(config.to_dict()))["steps"] == 100  # the rows' metadata
+
+
 def test_a_yaml_number_without_a_dot_is_read_as_a_number():
     """PyYAML reads ``learning_rate: 3e-3`` as the string '3e-3'."""
     data = yaml.safe_load("learning_rate: 3e-3\nstrength: 1e-4\n")
