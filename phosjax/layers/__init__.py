@@ -34,10 +34,14 @@ but the features, axes of size 1 broadcasting), or an attention mask of a sequen
 ``(B, H, L, L)`` (its padding as `MultiHeadSelfAttention` reads it), also makes a
 container read the padded tokens as zeros, as the layers that take one do (`MultiHeadSelfAttention`,
 `MixtureOfExperts`, `SqueezeExcite`, `ActivityL1`...): what they hold (an infinity, a
-NaN) reaches neither a block that does not take the mask nor any gradient. A norm whose
-statistics span the tokens (`flax.linen.GroupNorm`, `flax.linen.BatchNorm`), which gets
-no mask, counts the padded tokens as zeros, so its real tokens' outputs still depend on
-how many there are.
+NaN) reaches neither a block that does not take the mask nor any gradient. Only the
+container's input is zeroed (a container nested in it zeroes its own): a block after
+the first (a `Sequence`'s, a `Repeat`'s next layer) gets the padded tokens as the
+blocks before made them (a `TransformerBlock`'s output there is that of a zero input,
+not zeros). A norm whose statistics span the tokens (`flax.linen.GroupNorm`,
+`flax.linen.BatchNorm`), which gets no mask, counts the padded tokens too (as zeros
+where it comes first, else as they were made), so its real tokens' outputs still depend
+on how many there are.
 """
 
 from phosjax.layers._attention import MultiHeadSelfAttention, TransformerBlock
