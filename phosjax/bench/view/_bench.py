@@ -123,10 +123,11 @@ def listed(names: Sequence[str], limit: int = _LISTED) -> str:
 
 def _unrelated(directory: pathlib.Path) -> list[str]:
     """The names in ``directory`` that a bench starting there does not write before its
-    marker (a writer's temporaries; its config, env, lock and status files; the
-    ``results/``, ``profile/`` and ``checkpoints/`` of its processes run apart, which may
-    train before process 0 writes the marker; a morph run's ``morph/``), sorted: a hidden
-    one too (a ``.DS_Store``), which ``python -m phosjax.bench.new`` refuses as well."""
+    marker, sorted: every one but a writer's temporaries, the bench's config, env, lock
+    and status files, the ``results/``, ``profile/`` and ``checkpoints/`` of its
+    processes run apart (which may train before process 0 writes the marker) and a morph
+    run's ``morph/``; a hidden one too (a ``.DS_Store``), which ``python -m
+    phosjax.bench.new`` refuses as well."""
     names = [p.name for p in directory.iterdir() if not is_temporary(p.name)]
     starting = {_layout.CONFIG, _layout.ENV, _layout.MORPH}
     starting |= {_layout.RESULTS, _layout.PROFILE, _layout.CHECKPOINTS}
@@ -174,7 +175,8 @@ def not_started(directory: str | pathlib.Path) -> str | None:
     Raises:
       NotABenchError: none can start there: a file, a folder inside a bench or holding
         benches, one holding files no bench writes before its marker (a bench starts
-        only in a new or empty folder), one under a file, or a link to nothing.
+        only in a new or empty folder), one it cannot list, one under a file, or a link
+        to nothing.
 
     Examples:
       >>> import tempfile

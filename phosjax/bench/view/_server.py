@@ -248,8 +248,9 @@ def make_server(
     """Binds the viewer of the bench in ``directory`` (call ``serve_forever`` to run it).
 
     Args:
-      directory: a bench directory, or one a bench is about to start in (none yet, or an
-        empty one): the page then says it waits, and shows the bench once it starts.
+      directory: a bench directory, or one a bench is about to start in (none yet, an
+        empty one, or one holding only what a bench writes before its ``bench.json``):
+        the page then says it waits, and shows the bench once it starts.
       port: the TCP port (0 for any free one).
       host: the address to bind (an IPv6 one with or without brackets: ``::1``, ``[::1]``);
         the default serves only this machine (reach it from elsewhere through an SSH
@@ -257,7 +258,8 @@ def make_server(
 
     Raises:
       NotABenchError: ``directory`` holds no bench, and none can start there (a file, a
-        folder inside a bench, one holding benches or files no bench writes).
+        folder inside a bench, one holding benches or files no bench writes, one it
+        cannot list, one under a file, a link to nothing: see `not_started`).
       PortInUseError: the port is taken.
       CannotServeError: the address cannot be bound (say, an unknown host name, or a
         port outside 0 to 65535).
