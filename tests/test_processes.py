@@ -32,4 +32,7 @@ def test_the_port_is_one_no_server_on_port_0_can_take_meanwhile():
     """A port the kernel hands out for port 0 (a viewer's, gloo's) could be taken by
     another test between `launch` choosing it and the coordinator binding it: the
     workers failed. It is below that range."""
-    assert all(10_000 <= free_port() < lowest_ephemeral_port() for _ in range(20))
+    low = lowest_ephemeral_port()
+    if low <= 10_000:  # free_port then takes any free port
+        pytest.skip(f"this machine hands out ports from {low} for port 0: none below it")
+    assert all(10_000 <= free_port() < low for _ in range(20))
