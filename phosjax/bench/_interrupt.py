@@ -28,6 +28,12 @@ INTERRUPTED = 130
 """The exit status after Ctrl-C (128 + SIGINT), as shells report it."""
 
 
+_main_began = False
+"""Whether the command's ``main`` has begun (`ctrl_c_kept` in a phosjax command): from then
+on an error ending the process is not one at start-up, whatever caused it
+(`said_at_start`)."""
+
+
 _EXTENSION_INIT = frozenset(
     {ExtensionFileLoader.create_module.__code__, ExtensionFileLoader.exec_module.__code__}
 )
@@ -94,13 +100,17 @@ def _keeping(previous: Callable[[Any], object]) -> Callable[[Any], None]:
 @contextlib.contextmanager
 def ctrl_c_kept() -> Iterator[None]:
     """While the body runs, a Ctrl-C that Python drops as unraisable is raised again in
-    the main thread a moment later.
+    the main thread a moment later. The body is a command's ``main``: once it began,
+    `said_at_start` leaves an error to the previous hook.
 
     Examples:
       >>> with ctrl_c_kept():
       ...     sys.unraisablehook is sys.__unraisablehook__
       False
     """
+    global _main_began
+    if _COMMAND is not None:
+        _main_began = True
     previous = sys.unraisablehook
     sys.unraisablehook = _keeping(previous)
     try:
@@ -176,7 +186,9 @@ def said_at_start(previous: Callable[..., object], module: str) -> Callable[...,
     """A `sys.excepthook` that ends ``python -m <module>`` stopped by Ctrl-C before its
     ``main`` ran (while it imports jax: seconds) with one line, the command to run again,
     and exit status `INTERRUPTED`, an error a Ctrl-C caused too (`by_ctrl_c`); anything
-    else goes to ``previous``.
+    else goes to ``previous``, and so does everything once ``main`` began (`ctrl_c_kept`):
+    an error escaping it after a Ctrl-C (a file that failed to close as it stopped) is
+    no Ctrl-C at start-up, and files may have been written.
 
     Examples:
       >>> import contextlib, io, unittest.mock
@@ -193,7 +205,7 @@ def said_at_start(previous: Callable[..., object], module: str) -> Callable[...,
     """
 
     def hook(kind: type[BaseException], value: BaseException, traceback: Any) -> None:
-        if not by_ctrl_c(value):
+        if _main_began or not by_ctrl_c(value):
             previous(kind, value, traceback)
             return
         print(

@@ -284,3 +284,27 @@ def test_ctrl_c_made_an_import_error_as_jax_loads_is_said_as_ctrl_c(capsys, monk
     assert capsys.readouterr() == (
         ("exit 130\n", STARTING.format("phosjax.morph")) if caused else ("", "")
     )
+
+
+def test_an_error_after_main_began_is_not_said_as_ctrl_c_at_start(capsys, monkeypatch):
+    """An error escaping a command's ``main`` after a Ctrl-C (a file failing to close as
+    it stopped) was said as a Ctrl-C at start-up: 'the command was still starting, nothing
+    was written', exit 130, its traceback hidden, though the bench had cells written. Once
+    ``main`` began, the start-up hook hands every error to the previous hook."""
+    monkeypatch.setattr(os, "_exit", lambda status: print("exit", status))
+    monkeypatch.setattr(_interrupt, "_COMMAND", "phosjax.bench.new")
+    monkeypatch.setattr(_interrupt, "_main_began", False, raising=False)
+    previous = []
+    hook = _interrupt.said_at_start(lambda *info: previous.append(info[1]), "phosjax.bench.new")
+
+    @_cli.entry_point("kept.")
+    def main(argv=None):
+        try:
+            raise KeyboardInterrupt
+        finally:
+            raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError) as raised:
+        main([])
+    hook(raised.type, raised.value, raised.tb)
+    assert previous == [raised.value] and capsys.readouterr() == ("", "")
