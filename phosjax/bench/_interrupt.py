@@ -39,6 +39,11 @@ _EXTENSION_INIT = frozenset(
 )
 """The code of the import steps that run a compiled extension module's init."""
 
+_EXTENSION_WAIT_S = 5.0
+"""How long a dropped Ctrl-C waits for the init of a compiled extension to end (jaxlib's
+takes under a second): one whose init runs on (a program compiled as an extension runs
+in its init) gets it there, rather than never."""
+
 
 def _initializing_extension() -> bool:
     """Whether the main thread is initializing a compiled extension module (jaxlib's, as
@@ -63,13 +68,15 @@ def _interrupt_main_soon() -> None:
     """Raise `KeyboardInterrupt` in the main thread a moment after the unraisable hook
     calling this has returned: raised while the hook still runs (starting the thread
     can take longer than the moment on a busy machine), it would be dropped again; and
-    once no compiled extension initializes there (`_initializing_extension`)."""
+    once no compiled extension initializes there (`_initializing_extension`), or after
+    `_EXTENSION_WAIT_S` of one."""
     hook_done = threading.Event()
 
     def interrupt() -> None:
         hook_done.wait()
         time.sleep(0.01)  # the main thread is out of the hook and the callback by then
-        while _initializing_extension():
+        deadline = time.monotonic() + _EXTENSION_WAIT_S
+        while _initializing_extension() and time.monotonic() < deadline:
             time.sleep(0.01)
         _thread.interrupt_main()
 

@@ -230,6 +230,19 @@ def test_ctrl_c_dropped_while_an_extension_initializes_is_raised_once_it_is_done
     assert landed == [] and capsys.readouterr().err == "\ninterrupted: kept.\n"
 
 
+def test_ctrl_c_dropped_in_an_extension_init_that_runs_on_is_raised_there(monkeypatch):
+    """A Ctrl-C dropped while a compiled extension initialized waited for the init to end:
+    one that ran on (a program compiled as an extension runs in its init) never got it,
+    and its thread polled the main thread's frames every 10 ms meanwhile. It is raised
+    there after `_interrupt._EXTENSION_WAIT_S`."""
+    raised = threading.Event()
+    monkeypatch.setattr(_interrupt, "_initializing_extension", lambda: True)
+    monkeypatch.setattr(_interrupt, "_EXTENSION_WAIT_S", 0.05, raising=False)
+    monkeypatch.setattr(_interrupt, "_thread", types.SimpleNamespace(interrupt_main=raised.set))
+    _interrupt._interrupt_main_soon()
+    assert raised.wait(2)
+
+
 STARTING = (
     "\ninterrupted: the command was still starting, nothing was written; the same command "
     "runs it: python -m {} --help\n"
