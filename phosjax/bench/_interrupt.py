@@ -64,12 +64,22 @@ def _initializing_extension() -> bool:
     return False
 
 
+_ON_ITS_WAY = threading.Event()
+"""Set while a dropped Ctrl-C waits to be raised again (`_interrupt_main_soon`): a second
+one dropped meanwhile (pressed twice, or both kept while an extension initializes) would
+be raised right after the first, in what the command does on Ctrl-C (before the line
+saying what is kept, `ctrl_c_ignored`: cut short with a traceback)."""
+
+
 def _interrupt_main_soon() -> None:
     """Raise `KeyboardInterrupt` in the main thread a moment after the unraisable hook
     calling this has returned: raised while the hook still runs (starting the thread
     can take longer than the moment on a busy machine), it would be dropped again; and
     once no compiled extension initializes there (`_initializing_extension`), or after
-    `_EXTENSION_WAIT_S` of one."""
+    `_EXTENSION_WAIT_S` of one. A Ctrl-C dropped while one is on its way adds none
+    (`_ON_ITS_WAY`)."""
+    if _ON_ITS_WAY.is_set():
+        return
     hook_done = threading.Event()
 
     def interrupt() -> None:
@@ -78,10 +88,17 @@ def _interrupt_main_soon() -> None:
         deadline = time.monotonic() + _EXTENSION_WAIT_S
         while _initializing_extension() and time.monotonic() < deadline:
             time.sleep(0.01)
+        _ON_ITS_WAY.clear()  # before: one landing in the hook is raised again
         _thread.interrupt_main()
 
+    thread = threading.Thread(target=interrupt, daemon=True)
+    _ON_ITS_WAY.set()
     try:
-        threading.Thread(target=interrupt, daemon=True).start()
+        thread.start()
+    except BaseException:
+        if not thread.is_alive():  # not started (or not yet: raised twice, never lost)
+            _ON_ITS_WAY.clear()
+        raise
     finally:
         hook_done.set()
 

@@ -243,6 +243,31 @@ def test_ctrl_c_dropped_in_an_extension_init_that_runs_on_is_raised_there(monkey
     assert raised.wait(2)
 
 
+def test_two_ctrl_c_dropped_before_the_first_is_raised_are_raised_once(monkeypatch):
+    """Two Ctrl-Cs dropped before the first was raised again (both kept while an
+    extension initialized) were raised one right after the other, the second in what
+    the command does on Ctrl-C (a traceback before the line saying what is kept). The
+    second adds none; one dropped after the first was raised is raised too."""
+    raised, done = [], threading.Event()
+    interrupt_main = lambda: raised.append("KeyboardInterrupt")
+    monkeypatch.setattr(_interrupt, "_initializing_extension", lambda: not done.is_set())
+    monkeypatch.setattr(_interrupt, "_thread", types.SimpleNamespace(interrupt_main=interrupt_main))
+    hook = _interrupt._keeping(sys.__unraisablehook__)
+    dropped = types.SimpleNamespace(exc_value=KeyboardInterrupt())
+    before = threading.active_count()
+    for _ in range(2):
+        hook(dropped)
+    done.set()
+    deadline = time.monotonic() + 2
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert raised == ["KeyboardInterrupt"]
+    hook(dropped)
+    while len(raised) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert raised == ["KeyboardInterrupt"] * 2
+
+
 STARTING = (
     "\ninterrupted: the command was still starting, nothing was written; the same command "
     "runs it: python -m {} --help\n"
