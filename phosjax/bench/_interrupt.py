@@ -208,11 +208,12 @@ def by_ctrl_c(error: BaseException | None) -> bool:
 
 def said_at_start(previous: Callable[..., object], module: str) -> Callable[..., None]:
     """A `sys.excepthook` that ends ``python -m <module>`` stopped by Ctrl-C before its
-    ``main`` ran (while it imports jax: seconds) with one line, the command to run again,
-    and exit status `INTERRUPTED`, an error a Ctrl-C caused too (`by_ctrl_c`); anything
-    else goes to ``previous``, and so does everything once ``main`` began (`ctrl_c_kept`):
-    an error escaping it after a Ctrl-C (a file that failed to close as it stopped) is
-    no Ctrl-C at start-up, and files may have been written.
+    ``main`` ran (while it imports jax: seconds) with one line, the command to run again
+    (Ctrl-C pressed again meanwhile is ignored), and exit status `INTERRUPTED`, an error
+    a Ctrl-C caused too (`by_ctrl_c`); anything else goes to ``previous``, and so does
+    everything once ``main`` began (`ctrl_c_kept`): an error escaping it after a Ctrl-C
+    (a file that failed to close as it stopped) is no Ctrl-C at start-up, and files may
+    have been written.
 
     Examples:
       >>> import contextlib, io, unittest.mock
@@ -232,13 +233,14 @@ def said_at_start(previous: Callable[..., object], module: str) -> Callable[...,
         if _main_began or not by_ctrl_c(value):
             previous(kind, value, traceback)
             return
-        print(
-            "\ninterrupted: the command was still starting, nothing was written; the same "
-            f"command runs it: python -m {module} {shlex.join(sys.argv[1:])}",
-            file=sys.stderr,
-        )
-        sys.stderr.flush()
-        os._exit(INTERRUPTED)  # as `phosjax.bench._cli.exit_process` after Ctrl-C
+        with ctrl_c_ignored():  # pressed again meanwhile: the line is still said
+            print(
+                "\ninterrupted: the command was still starting, nothing was written; the same "
+                f"command runs it: python -m {module} {shlex.join(sys.argv[1:])}",
+                file=sys.stderr,
+            )
+            sys.stderr.flush()
+            os._exit(INTERRUPTED)  # as `phosjax.bench._cli.exit_process` after Ctrl-C
 
     return hook
 

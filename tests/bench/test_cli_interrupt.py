@@ -324,6 +324,33 @@ def test_ctrl_c_made_an_import_error_as_jax_loads_is_said_as_ctrl_c(capsys, monk
     )
 
 
+def test_ctrl_c_pressed_again_as_the_start_up_line_is_said_still_says_it(monkeypatch):
+    """Ctrl-C pressed again while the command says that it stopped at start-up (pressed
+    twice as jax loads) cut the line short: 'Error in sys.excepthook', two tracebacks,
+    exit status 1. It is ignored there, as in `_cli.entry_point`."""
+    said, exits = [], []
+
+    class Terminal:
+        def write(self, text):
+            if not said:
+                signal.raise_signal(signal.SIGINT)  # pressed again
+            said.append(text)
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr(os, "_exit", exits.append)
+    monkeypatch.setattr(sys, "argv", ["-m", "--help"])
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    hook = _interrupt.said_at_start(sys.__excepthook__, "phosjax.morph")
+    try:
+        hook(KeyboardInterrupt, KeyboardInterrupt(), None)
+    except KeyboardInterrupt:
+        said.append("<cut short>")
+    assert ("".join(said), exits) == (STARTING.format("phosjax.morph"), [130])
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # as before
+
+
 def test_an_error_after_main_began_is_not_said_as_ctrl_c_at_start(capsys, monkeypatch):
     """An error escaping a command's ``main`` after a Ctrl-C (a file failing to close as
     it stopped) was said as a Ctrl-C at start-up: 'the command was still starting, nothing
