@@ -178,27 +178,31 @@ def test_ctrl_c_dropped_in_a_garbage_collector_callback_still_stops_the_command(
     machine, the main thread can stop for longer than the thread raising it again waits,
     while the unraisable hook still runs (starting that thread, or right after letting it
     go): the Ctrl-C must still not be dropped a second time there."""
+    earlier, slowed = set(), []
     if slow is not None:
         owner, name = slow
         method = getattr(owner, name)
-        slowed = []
 
         def slow_once(self, *args):
             method(self, *args)
-            if threading.get_ident() == threading.main_thread().ident and not slowed:
-                slowed.append(name)
+            main = threading.get_ident() == threading.main_thread().ident
+            if main and self is not _interrupt._ON_ITS_WAY and not slowed:
+                started = [t for t in threading.enumerate() if t not in earlier]
+                slowed.append((name, len(started)))  # with the thread raising it started
                 time.sleep(0.2)  # the main thread descheduled right after
 
         monkeypatch.setattr(owner, name, slow_once)
 
     @_cli.entry_point("kept.")
     def main(argv=None):
+        earlier.update(threading.enumerate())
         _collect_dropping_a_ctrl_c()
         _the_rest_of_the_command()
         return 0
 
     assert main([]) == 130
     assert capsys.readouterr().err == "\ninterrupted: kept.\n"
+    assert slowed == ([] if slow is None else [(slow[1], 1)])
 
 
 def test_ctrl_c_dropped_while_an_extension_initializes_is_raised_once_it_is_done(
