@@ -1,7 +1,6 @@
 """Channel groups: the sets of tied channels of a params tree, found by tracing the model."""
 
 import dataclasses
-import difflib
 import itertools
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
@@ -10,6 +9,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
+from phosjax._nearest import did_you_mean
 from phosjax.models.graph import GraphModel
 from phosjax.morph._labels import PROD, SUM
 from phosjax.morph._trace import ZEROING, Trace, trace
@@ -194,15 +194,13 @@ class ChannelGroups:
           ValueError: alive['layers_0'] has shape (5,); the group has 8 channels, so expected (8,)
           >>> groups.alive_arrays({"layers_1": [True] * 8})
           Traceback (most recent call last):
-          KeyError: "no channel group named ['layers_1']; nearest: ['layers_0'];
-          groups: ['layers_0']"
+          KeyError: "no channel group named ['layers_1']; groups: ['layers_0'].
+          Did you mean 'layers_0'?"
         """
         unknown = sorted(set(alive) - set(self.names))
         if unknown:
-            near = difflib.get_close_matches(unknown[0], self.names, n=3)
-            raise KeyError(
-                f"no channel group named {unknown}; nearest: {near}; groups: {list(self.names)}"
-            )
+            hint = did_you_mean(unknown, self.names)
+            raise KeyError(f"no channel group named {unknown}; groups: {list(self.names)}{hint}")
         arrays = []
         for group in self.groups:
             given = np.asarray(alive.get(group.name, np.ones(group.size, bool)))

@@ -644,8 +644,17 @@ def test_unsupported_ops_and_bad_alive_raise_clear_errors():
     mlp = nn.Sequential([nn.Dense(4), nn.relu, model])
     variables = mlp.init(jax.random.key(0), x)
     groups = channel_groups(mlp, variables, x)
-    with pytest.raises(KeyError, match="no channel group named \\['layer_0'\\]; nearest"):
+    with pytest.raises(KeyError) as error:
         shrink(variables, {"layer_0": [True] * 4}, groups)
+    assert error.value.args[0] == (
+        "no channel group named ['layer_0']; groups: ['layers_0']. Did you mean 'layers_0'?"
+    )
+    with pytest.raises(KeyError) as error:  # each unknown group gets its hint, not the first
+        shrink(variables, {"layer_0": [True] * 4, "layers_9": [True] * 4}, groups)
+    assert error.value.args[0] == (
+        "no channel group named ['layer_0', 'layers_9']; groups: ['layers_0']. "
+        "Did you mean 'layers_0' for 'layer_0', 'layers_0' for 'layers_9'?"
+    )
     with pytest.raises(ValueError, match="expected \\(4,\\)"):
         shrink(variables, {"layers_0": [True] * 3}, groups)
     with pytest.raises(ValueError, match=r"alive\['layers_0'\] holds 0.5; alive is a mask"):
