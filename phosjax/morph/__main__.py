@@ -3,15 +3,16 @@
 Runs the MorphNet loop of the config (`phosjax.morph.MorphConfig`): trains the start
 model, then per iteration trains it with the regularizer, shrinks it to its alive
 channels, expands it to the start model's cost and retrains it. A progress bar on
-stderr counts the stages and estimates the time left; at the end it prints one row per
-stage. It writes them to ``DIR/morph/iterations.parquet`` after every iteration; the
-viewer shows them (``python -m phosjax.bench.view --dir DIR``). An interrupted run does
-not resume: ``--overwrite`` moves its rows aside and starts over.
+stderr counts the stages and estimates the time left (``--no_progress`` hides it, for a
+log); at the end it prints one row per stage. It writes them to
+``DIR/morph/iterations.parquet`` after every iteration; the viewer shows them
+(``python -m phosjax.bench.view --dir DIR``). An interrupted run does not resume:
+``--overwrite`` moves its rows aside and starts over.
 
 Any config key can be set or overridden on the command line (``--iterations 1``,
 ``--model.width '[16, 16, 16]'``); ``--print_config`` prints the resolved config
-(without ``--dir`` and ``--overwrite``), checked as a run checks its fields, and exits:
-saved to a file and given back with ``--config``, it runs the same loop.
+(without ``--dir``, ``--overwrite`` and ``--no_progress``), checked as a run checks its
+fields, and exits: saved to a file and given back with ``--config``, it runs the same loop.
 """
 
 import dataclasses
@@ -111,7 +112,7 @@ def _fail(message: str) -> int:
     return 2
 
 
-_OWN = ("config", "dir", "overwrite", "print_config")
+_OWN = ("config", "dir", "overwrite", "no_progress", "print_config")
 _LOOSE_MODEL_FIELDS = {
     "input_shape": (int | tuple[int, ...], "one example's shape, e.g. [40] (an int: one axis)"),
     "options": (dict[str, Any] | list[Any] | None, "model-specific extras, e.g. {dropout: 0.1}"),
@@ -181,6 +182,7 @@ def parser() -> _Parser:
         action="store_true",
         help="move the rows of an earlier run in --dir aside (to iterations.parquet.old-<time>)",
     )
+    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     parser.add_class_arguments(ModelConfig, "model", skip=set(_LOOSE_MODEL_FIELDS))
     for name, (kind, help) in _LOOSE_MODEL_FIELDS.items():
         default = _MODEL_DEFAULTS[name]
@@ -303,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, TypeError) as error:  # a MorphConfigError, a ModelConfig's
         return _fail(f"{source}: {error}")
     try:
-        rows = run(config, args.dir, overwrite=args.overwrite)
+        rows = run(config, args.dir, overwrite=args.overwrite, progress=not args.no_progress)
     except RunDirectoryError as error:  # --dir's, not the config file's
         return _fail(f"--dir: {error}")
     except MorphConfigError as error:  # raised before anything trains or is written

@@ -364,6 +364,22 @@ def test_the_printed_view_command_quotes_a_dir_with_spaces(tmp_path, capsys, mon
     assert capsys.readouterr().err.splitlines()[-1] == view
 
 
+def test_no_progress_hides_the_bar_as_the_bench_s_commands_do(tmp_path, capsys, monkeypatch):
+    """The bar could not be hidden from the command line (a log got its lines)."""
+    columns = ["iteration", "kind", "widths", "params", "flops", "latency_s", "accuracy"]
+    calls = []
+    run = lambda *args, **kwargs: calls.append(kwargs) or pd.DataFrame(columns=columns)
+    monkeypatch.setattr(cli, "run", run)
+    config = tmp_path / "morph.yaml"
+    config.write_text(f"model: {CNN}\n")
+    for options in ([], ["--no_progress"]):
+        assert main(["--config", str(config), "--dir", str(tmp_path), *options]) == 0
+    assert calls == [
+        {"overwrite": False, "progress": True},
+        {"overwrite": False, "progress": False},
+    ]
+
+
 def test_help_says_what_the_loop_writes_and_that_it_does_not_resume(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
@@ -371,6 +387,7 @@ def test_help_says_what_the_loop_writes_and_that_it_does_not_resume(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "It writes them to ``DIR/morph/iterations.parquet`` after every iteration" in text
     assert "A progress bar on stderr counts the stages and estimates the time left" in text
+    assert "(``--no_progress`` hides it, for a log)" in text
     assert "An interrupted run does not resume: ``--overwrite`` moves its rows aside" in text
     assert "a bench's own directory works, a folder inside a bench does not" in text
 
