@@ -505,8 +505,14 @@ def _why_not_prepared(
     own = next((folder for folder in (data_dir, *data_dir.parents) if folder.name == dataset), None)
     unfinished = _unfinished(data_dir / dataset)
     if same:
-        version = _parse(name)[1].get("version")
-        left = [path for path in unfinished if not version or path.name.endswith(f"_{version}")]
+        asked = _parse(name)[1]  # the config and version the name gives, if any
+        version, config = asked.get("version"), asked.get("config")
+        left = [
+            path
+            for path in unfinished
+            if (not version or path.name.endswith(f"_{version}"))
+            and (not config or path.parent.name == config)  # not another config's
+        ]
         killed = (
             f": a preparation of it there did not finish, leaving {left[0]} (unless one is "
             "running now, delete that folder)"

@@ -469,6 +469,23 @@ def test_an_unfinished_preparation_of_another_version_than_the_prepared_one_is_n
         check_loadable("toy_weighted:3.0.0", data_dir=tmp_path)
 
 
+@pytest.mark.parametrize("asked", ["toy_configs/big", "toy_configs/big:2.0.0"])
+def test_an_unfinished_preparation_of_another_config_is_not_named(toys_dir, tmp_path, asked):
+    """It said a preparation of toy_configs/big had not finished, naming small's folder."""
+    shutil.copytree(toys_dir / "toy_configs", tmp_path / "toy_configs")
+    left = tmp_path / "toy_configs" / "small" / "incomplete.AB12CD_2.0.0"
+    shutil.copytree(toys_dir / "toy_configs" / "small" / "1.0.0", left)
+    (left / "dataset_info.json").unlink()
+    with pytest.raises(ValueError) as error:
+        check_loadable(asked, data_dir=tmp_path)
+    assert str(error.value).startswith(
+        f"data set {asked!r} is not prepared in {tmp_path} at the version or config it asks "
+        "for; the prepared versions of 'toy_configs' are toy_configs/small:1.0.0. Load one of "
+    )
+    with pytest.raises(ValueError, match=f"did not finish, leaving {left} "):  # its own config's
+        check_loadable("toy_configs/small:2.0.0", data_dir=tmp_path)
+
+
 def test_another_version_than_the_damaged_folder_is_still_unknown(toys_dir, tmp_path):
     shutil.copytree(toys_dir / "toy_weighted", tmp_path / "toy_weighted")
     (tmp_path / "toy_weighted" / "1.0.0" / "dataset_info.json").unlink()
