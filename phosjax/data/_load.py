@@ -503,16 +503,15 @@ def _why_not_prepared(
     variants = _prepared_variants(data_dir)
     same = [variant for variant in variants if re.split("[/:]", variant)[0] == dataset]
     own = next((folder for folder in (data_dir, *data_dir.parents) if folder.name == dataset), None)
-    unfinished = _unfinished(data_dir / dataset)
+    asked = _parse(name)[1]  # the config and version the name gives, if any
+    version, config = asked.get("version"), asked.get("config")
+    left = [  # the unfinished preparations of `name`, not another config's or version's
+        path
+        for path in _unfinished(data_dir / dataset)
+        if (not version or path.name.endswith(f"_{version}"))
+        and (not config or path.parent.name == config)
+    ]
     if same:
-        asked = _parse(name)[1]  # the config and version the name gives, if any
-        version, config = asked.get("version"), asked.get("config")
-        left = [
-            path
-            for path in unfinished
-            if (not version or path.name.endswith(f"_{version}"))
-            and (not config or path.parent.name == config)  # not another config's
-        ]
         killed = (
             f": a preparation of it there did not finish, leaving {left[0]} (unless one is "
             "running now, delete that folder)"
@@ -524,10 +523,10 @@ def _why_not_prepared(
             f"for{killed}; the prepared versions of {dataset!r} are {', '.join(same)}. Load "
             "one of those, or prepare it there first"
         )
-    elif unfinished:
+    elif left:
         problem = (
             f"data set {name!r} is not prepared in {data_dir}: a preparation of it there did "
-            f"not finish, leaving {unfinished[0]}. Unless one is running now, delete that folder "
+            f"not finish, leaving {left[0]}. Unless one is running now, delete that folder "
             "and prepare it again"
         )
     elif own is not None and any(

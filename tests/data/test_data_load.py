@@ -486,6 +486,22 @@ def test_an_unfinished_preparation_of_another_config_is_not_named(toys_dir, tmp_
         check_loadable("toy_configs/small:2.0.0", data_dir=tmp_path)
 
 
+@pytest.mark.parametrize("asked", ["toy_configs/big", "toy_configs:2.0.0"])
+def test_with_nothing_prepared_another_config_s_unfinished_preparation_is_not_named(
+    toys_dir, tmp_path, asked
+):
+    """It said a preparation of the name asked had not finished, naming small:1.0.0's."""
+    left = tmp_path / "toy_configs" / "small" / "incomplete.AB12CD_1.0.0"
+    shutil.copytree(toys_dir / "toy_configs" / "small" / "1.0.0", left)
+    (left / "dataset_info.json").unlink()
+    with pytest.raises(ValueError) as error:
+        check_loadable(asked, data_dir=tmp_path)
+    assert str(error.value).startswith(
+        f"unknown data set {asked!r}: it is neither built in (digits, mnist1d, "
+        f"mnist1d_shuffled) nor prepared in {tmp_path} (none). "
+    )
+
+
 def test_another_version_than_the_damaged_folder_is_still_unknown(toys_dir, tmp_path):
     shutil.copytree(toys_dir / "toy_weighted", tmp_path / "toy_weighted")
     (tmp_path / "toy_weighted" / "1.0.0" / "dataset_info.json").unlink()
