@@ -215,9 +215,9 @@ class MorphConfig:
         if not isinstance(data, Mapping):
             got = "nothing (empty)" if data is None else f"{type(data).__name__} {data!r}"
             raise MorphConfigError(f"a MorphConfig is a mapping of fields, got {got}; {fields}")
-        unknown = sorted(set(data) - set(known))
+        unknown = sorted(set(data) - set(known), key=str)  # YAML's `1:` or `on:`: not a str
         if unknown:
-            hint = did_you_mean(unknown, known)
+            hint = did_you_mean(list(map(str, unknown)), known)
             raise MorphConfigError(f"MorphConfig has no field(s) {unknown}; {fields}{hint}")
         if "model" not in data:
             raise MorphConfigError(f"MorphConfig needs a 'model' (a ModelConfig mapping); {fields}")

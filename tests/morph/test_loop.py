@@ -1,5 +1,6 @@
 """The MorphNet loop end to end on a tiny config (a smoke test of `run` and the CLI)."""
 
+import dataclasses
 import json
 import math
 import pathlib
@@ -333,6 +334,18 @@ def test_a_run_s_rows_carry_its_config_which_reads_back_as_it(tmp_path, monkeypa
     assert written.attrs == rows.attrs == {"morph_config": config.to_dict()}
     assert written.attrs["morph_config"]["steps"] == 7
     assert MorphConfig.from_dict(written.attrs["morph_config"]) == config
+
+
+def test_a_key_that_is_no_str_is_named_as_an_unknown_field():
+    """YAML reads a key `1:` or `on:` as a number or a bool: from_dict raised a TypeError,
+    "'int' object is not iterable" or "'<' not supported between 'str' and 'bool'"."""
+    known = [field.name for field in dataclasses.fields(MorphConfig)]
+    for keys, hint in [([1], ""), ([True, "stepz"], ". Did you mean 'steps' for 'stepz'?")]:
+        with pytest.raises(MorphConfigError) as error:
+            MorphConfig.from_dict({"model": MODEL.to_dict(), **dict.fromkeys(keys, 2)})
+        assert str(error.value) == (
+            f"MorphConfig has no field(s) {keys}; required: ['model']; known: {known}{hint}"
+        )
 
 
 def test_the_errors_a_morph_run_raises_are_public_so_that_a_caller_can_catch_them(tmp_path):
