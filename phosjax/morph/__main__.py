@@ -3,7 +3,7 @@
 Runs the MorphNet loop of the config (`phosjax.morph.MorphConfig`): trains the start
 model, then per iteration trains it with the regularizer, shrinks it to its alive
 channels, expands it to the start model's cost and retrains it. A progress bar on
-stderr counts the stages and estimates the time left (``--no_progress`` hides it, for a
+stderr counts the trainings and estimates the time left (``--no_progress`` hides it, for a
 log); at the end it prints one row per stage. It writes them to
 ``DIR/morph/iterations.parquet`` after every iteration; the viewer shows them
 (``python -m phosjax.bench.view --dir DIR``). An interrupted run does not resume:

@@ -509,12 +509,14 @@ _NEXT_STAGE = {
 
 
 class _Stages:
-    """The progress bar of `run`: one tick per row (stage) added, described by the stage
-    that runs next; a context manager that closes the bar (before a Ctrl-C's line).
+    """The progress bar of `run`: one tick per training (the start model's, then two per
+    iteration), so that its time left counts them, not the shrink between them (seconds,
+    where a training takes tens); described by the stage that runs next; a context manager
+    that closes the bar (before a Ctrl-C's line).
 
     Examples:
       >>> rows = []
-      >>> with _Stages(1, progress=False) as stages:  # a bar of 4 stages, not shown
+      >>> with _Stages(1, progress=False) as stages:  # a bar of 3 trainings, not shown
       ...     stages.done(rows, {"iteration": 0, "kind": "start"})
       >>> rows
       [{'iteration': 0, 'kind': 'start'}]
@@ -523,10 +525,10 @@ class _Stages:
     def __init__(self, iterations: int, progress: bool) -> None:
         self.iterations = iterations
         self.bar = tqdm.tqdm(
-            total=1 + 3 * iterations,
-            unit="stage",
+            total=1 + 2 * iterations,
+            unit="training",
             disable=not progress,
-            mininterval=0,  # a stage takes seconds at least: show each
+            mininterval=0,  # a training takes seconds at least: show each
             desc="start model",
         )
 
@@ -537,13 +539,17 @@ class _Stages:
         self.bar.close()
 
     def done(self, rows: list[dict[str, Any]], row: dict[str, Any]) -> None:
-        """Adds ``row`` to ``rows`` and ticks the bar, naming the next stage."""
+        """Adds ``row`` to ``rows``, names the next stage and ticks the bar if ``row``'s
+        stage trained (all but ``shrunk``)."""
         rows.append(row)
         kind, iteration = _NEXT_STAGE[row["kind"]], row["iteration"]
         iteration += kind == "regularized"  # after start or expanded: the next iteration
+        trained = row["kind"] != "shrunk"
         if iteration <= self.iterations:
-            self.bar.set_description(f"iteration {iteration}/{self.iterations}: {kind}", False)
-        self.bar.update()
+            description = f"iteration {iteration}/{self.iterations}: {kind}"
+            self.bar.set_description(description, refresh=not trained)
+        if trained:
+            self.bar.update()
 
 
 def run(
@@ -572,8 +578,8 @@ def run(
     regularized, shrunk, expanded. It takes tens of seconds on CPU, most of it compiling
     and timing latency, so it is not a doctest; tests/morph/test_loop.py runs one.
 
-    With ``progress``, a progress bar on stderr counts the stages (rows) done, names the
-    one running (``iteration 1/2: regularized``) and estimates the time left.
+    With ``progress``, a progress bar on stderr counts the trainings done, names the stage
+    running (``iteration 1/2: regularized``) and estimates the time left.
 
     Raises:
       MorphConfigError: before anything trains or is written (see `prepare`), also when
