@@ -1,7 +1,8 @@
 """MorphNet vs. uniform width scaling on MNIST-1D: accuracy against FLOPs.
 
 Runs the loop of ``configs/morph_mnist1d.yaml`` (or reads its results with ``--dir``,
-which must have started from that config's model), then retrains every morphed
+which must have started from that config's model and, where its rows carry the run's
+config, run with that config), then retrains every morphed
 (expanded) network and a uniformly scaled copy of the starting network with the same
 FLOP budget (its widths rounded to ``--baseline-multiple``,
 default 1, so its FLOPs come as close as possible), over several seeds, and prints a table.
@@ -10,6 +11,7 @@ default 1, so its FLOPs come as close as possible), over several seeds, and prin
 """
 
 import argparse
+import dataclasses
 import json
 import pathlib
 
@@ -34,6 +36,22 @@ def main() -> None:
     config = MorphConfig.from_dict(yaml.safe_load(pathlib.Path(args.config).read_text()))
     path = pathlib.Path(args.dir) / ITERATIONS
     rows = pd.read_parquet(path) if path.exists() else run(config, args.dir)
+    ran_with = rows.attrs.get("morph_config")  # absent from the rows of older runs
+    if ran_with is not None:  # its start model is checked below (resolved); data_dir: where
+        other = MorphConfig.from_dict(ran_with)
+        differ = {
+            field.name: (getattr(other, field.name), getattr(config, field.name))
+            for field in dataclasses.fields(config)
+            if field.name not in ("model", "data_dir")
+            and getattr(other, field.name) != getattr(config, field.name)
+        }
+        if differ:
+            said = ", ".join(f"{name}: {a!r} there, {b!r} here" for name, (a, b) in differ.items())
+            raise SystemExit(
+                f"error: {path} holds a run of another config than --config {args.config} "
+                f"({said}): its morphed networks are not this config's; pass the config that "
+                "run used, or another --dir"
+            )
     start = config.model.resolved()
     ran = ModelConfig.from_dict(json.loads(rows[rows.kind == "start"].config.iloc[0]))
     if ran != start:

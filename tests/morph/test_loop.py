@@ -579,3 +579,26 @@ def test_the_benchmark_refuses_the_rows_of_a_run_from_another_start_model(
         f"{ran}, but --config {config} starts from {start}: the baselines would scale another "
         "network; pass the config that run used, or another --dir"
     )
+
+
+def test_the_benchmark_refuses_the_rows_of_a_run_of_another_config(tmp_path, monkeypatch):
+    """It took the morphed networks of a run of other steps or another data set of the
+    same shape (mnist1d_shuffled) as --config's, checking only the start model."""
+    benchmark = _benchmark()
+    config = pathlib.Path(__file__).parents[2] / "configs" / "morph_mnist1d.yaml"
+    ours = MorphConfig.from_dict(yaml.safe_load(config.read_text()))
+    other = dataclasses.replace(ours, steps=300, dataset="mnist1d_shuffled", data_dir="/else")
+    start = json.dumps(ours.model.resolved().to_dict())
+    (tmp_path / "morph").mkdir()
+    rows = pd.DataFrame([{"kind": "start", "config": start}])
+    rows.attrs["morph_config"] = other.to_dict()
+    rows.to_parquet(tmp_path / "morph" / "iterations.parquet")
+    monkeypatch.setattr("sys.argv", ["x", "--config", str(config), "--dir", str(tmp_path)])
+    with pytest.raises(SystemExit) as error:
+        benchmark.main()
+    assert str(error.value) == (  # data_dir, where the data lie, may differ
+        f"error: {tmp_path / 'morph' / 'iterations.parquet'} holds a run of another config "
+        f"than --config {config} (dataset: 'mnist1d_shuffled' there, 'mnist1d' here, steps: "
+        "300 there, 1500 here): its morphed networks are not this config's; pass the config "
+        "that run used, or another --dir"
+    )
