@@ -593,6 +593,8 @@ def test_the_benchmark_refuses_the_rows_of_a_run_of_another_config(tmp_path, mon
     rows = pd.DataFrame([{"kind": "start", "config": start}])
     rows.attrs["morph_config"] = other.to_dict()
     rows.to_parquet(tmp_path / "morph" / "iterations.parquet")
+    loaded = lambda *args, **kwargs: pytest.fail("the rows passed the check: it loaded the data")
+    monkeypatch.setattr(benchmark, "load", loaded)
     monkeypatch.setattr("sys.argv", ["x", "--config", str(config), "--dir", str(tmp_path)])
     with pytest.raises(SystemExit) as error:
         benchmark.main()
