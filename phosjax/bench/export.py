@@ -20,14 +20,19 @@ training are left for later. Needs the ``mlflow`` extra (``mlflow-skinny``).
 
 MLflow 3 refuses ``file:`` stores unless ``MLFLOW_ALLOW_FILE_STORE=true`` is set; a
 tracking server (``http://...``) or ``sqlite:///mlflow.db`` (full ``mlflow``) need nothing.
+A file store that is a bench or lies inside one is refused: MLflow would write among its
+files.
 """
 
 import dataclasses
 import json
 import math
+import pathlib
 import re
 import sys
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -191,6 +196,21 @@ def _artifacts(bench: BenchFiles, model_id: str) -> list[tuple[str, str]]:
     return [(str(path), folder) for path, folder in files if path.is_file()]
 
 
+def _local_store(tracking_uri: str) -> pathlib.Path | None:
+    """The folder of a file store (a ``file:`` URI or a plain path), else None.
+
+    Examples:
+      >>> _local_store("file:/tmp/mlruns"), _local_store("runs/mlruns")
+      (PosixPath('/tmp/mlruns'), PosixPath('runs/mlruns'))
+      >>> _local_store("http://localhost:5000") is None
+      True
+    """
+    parsed = urllib.parse.urlparse(tracking_uri)
+    if parsed.scheme not in ("", "file"):
+        return None
+    return pathlib.Path(urllib.request.url2pathname(parsed.path))
+
+
 def export_mlflow(directory: str, tracking_uri: str, experiment: str | None = None) -> Exported:
     """Logs every finished cell of the bench in ``directory`` as an MLflow run.
 
@@ -218,6 +238,16 @@ def export_mlflow(directory: str, tracking_uri: str, experiment: str | None = No
             f"{str(directory)!r} is not a bench: it has no {_layout.MARKER} (a run of "
             "`python -m phosjax.morph`, which has no cells to export)."
         )
+    store = _local_store(tracking_uri)
+    if store is not None:
+        inside = store.resolve() if _layout.is_bench(store) else _layout.enclosing_bench(store)
+        if inside is not None:
+            where = "is the bench" if inside == store.resolve() else "is inside the bench"
+            raise MlflowException(
+                f"the MLflow store {tracking_uri} {where} {str(inside)!r}: MLflow would write "
+                "its experiments among the bench's files; pass a folder outside every bench "
+                "(--mlflow file:mlruns)."
+            )
     marker = bench.json(_layout.MARKER) or {}
     created, config_hash = str(marker.get("created", "")), str(marker.get("config_hash", ""))
     progress = bench.progress()

@@ -211,6 +211,25 @@ def test_a_store_that_cannot_be_made_is_an_error_naming_it(written, store, tmp_p
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
+@pytest.mark.parametrize("inside", ["", "mlruns", "results"])
+@pytest.mark.parametrize("scheme", ["", "file:"])
+def test_a_file_store_in_a_bench_is_refused_and_nothing_is_written(
+    written, store, tmp_path, capsys, inside, scheme
+):
+    root = tmp_path / "example"
+    shutil.copytree(written.root, root)
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    uri = f"{scheme}{root / inside}"
+    assert main(["--dir", str(written.root), "--mlflow", uri]) == 2
+    where = "is inside the bench" if inside else "is the bench"
+    assert capsys.readouterr().err == (
+        f"error: the MLflow store {uri} {where} {str(root.resolve())!r}: MLflow would write "
+        "its experiments among the bench's files; pass a folder outside every bench "
+        "(--mlflow file:mlruns).\n"
+    )
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
+
+
 def test_a_sqlite_store_without_the_full_mlflow_says_to_install_it(written, tmp_path, capsys):
     """README: a ``sqlite:`` store needs the full ``mlflow`` package; mlflow-skinny's own
     error (an unsupported model registry URI) does not say so."""
