@@ -5,8 +5,8 @@ Adds to an existing bench the models registered since it was made (after importi
 finishes the bench's unfinished groups), under the bench's stored config. The modules
 the bench recorded (the ``--import``s that registered its models) are imported again
 first; a new ``--import`` that registers a model it adds is recorded too. A ``--models``
-value is a registered name or a YAML entry, as in the config's ``models``: ``--models
-logreg '{name: mlp, width: [64]}'``.
+value is a registered name, a YAML entry or a YAML list of them, as in the config's
+``models``: ``--models logreg '{name: mlp, width: [64]}'`` or ``--models '[logreg, cnn1d]'``.
 """
 
 from collections.abc import Sequence
@@ -42,30 +42,36 @@ def parser() -> ArgumentParser:
     return parser
 
 
-def model_argument(text: str) -> str | dict[str, Any]:
-    """A ``--models`` value: a name, or an entry written as a YAML mapping.
+def model_arguments(text: str) -> list[str | dict[str, Any]]:
+    """The models of one ``--models`` value: a name, an entry written as a YAML mapping, or
+    a YAML list of them, as ``new --models`` takes.
 
     Examples:
-      >>> model_argument("logreg"), model_argument("{name: mlp, width: [64]}")
-      ('logreg', {'name': 'mlp', 'width': [64]})
+      >>> model_arguments("logreg"), model_arguments("{name: mlp, width: [64]}")
+      (['logreg'], [{'name': 'mlp', 'width': [64]}])
+      >>> model_arguments("[logreg, {name: mlp, width: [64]}]")
+      ['logreg', {'name': 'mlp', 'width': [64]}]
     """
-    if not text.lstrip().startswith("{"):
-        return text
+    start = text.lstrip()[:1]
+    if start not in ("{", "["):
+        return [text]
+    kind = "mapping" if start == "{" else "list"
     try:
-        return safe_load(text)
+        loaded = safe_load(text)
     except yaml.YAMLError as error:
         raise BenchError(
-            f"--models {text!r} is not a YAML mapping ({getattr(error, 'problem', error)}); "
-            "write an entry as "
-            "'{name: mlp, width: [64]}'."
+            f"--models {text!r} is not a YAML {kind} ({getattr(error, 'problem', error)}); "
+            "write an entry as '{name: mlp, width: [64]}', a list as "
+            "'[logreg, {name: mlp, width: [64]}]'."
         ) from error
+    return loaded if isinstance(loaded, list) else [loaded]
 
 
 @entry_point(kept_in_bench("phosjax.bench.add_models"))
 def main(argv: Sequence[str] | None = None) -> None:
     """Runs the command line ``argv`` (default ``sys.argv[1:]``)."""
     args = parser().parse_args(argv)
-    models = None if args.models is None else [model_argument(m) for m in args.models]
+    models = None if args.models is None else [m for a in args.models for m in model_arguments(a)]
     add_models_to(args.dir, models, progress=not args.no_progress, imports=args["import"])
 
 

@@ -755,6 +755,15 @@ def test_add_models_command_reads_entries_as_yaml_and_names_a_bad_one(bench, cap
     assert "unknown key 'nam' in a models entry" in capsys.readouterr().err
 
 
+def test_add_models_command_reads_a_yaml_list_as_new_does(bench, capsys):
+    """``--models '[mlp, nosuch]'``, as ``new`` takes it, names two models (not one
+    model '[mlp, nosuch]')."""
+    assert add_models_main(["--dir", str(bench[0]), "--models", "[mlp, nosuch]"]) == 2
+    assert capsys.readouterr().err.startswith("error: unknown model 'nosuch'; registered ")
+    assert add_models_main(["--dir", str(bench[0]), "--models", "[mlp, {name: cnn1d"]) == 2
+    assert "--models '[mlp, {name: cnn1d' is not a YAML list (" in capsys.readouterr().err
+
+
 def test_add_models_names_an_unknown_model_without_saying_it_adds_it(bench, capsys):
     assert add_models_main(["--dir", str(bench[0]), "--models", "nosuch"]) == 2
     err = capsys.readouterr().err
