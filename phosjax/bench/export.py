@@ -232,7 +232,10 @@ def export_mlflow(directory: str, tracking_uri: str, experiment: str | None = No
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    bench = BenchFiles(directory)  # all read before MLflow: a damaged file changes nothing
+    try:
+        bench = BenchFiles(directory)  # all read before MLflow: a damaged file changes nothing
+    except NotABenchError:  # the viewer's words ("view that one"), which also takes morph runs
+        raise NotABenchError(_layout.not_a_bench(directory, use="export")) from None
     if not _layout.is_bench(bench.root):  # what the viewer also reads: a morph run
         raise NotABenchError(
             f"{str(directory)!r} is not a bench: it has no {_layout.MARKER} (a run of "

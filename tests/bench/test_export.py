@@ -253,6 +253,25 @@ def test_a_damaged_bench_file_is_an_error_naming_it_and_nothing_is_exported(
     assert mlflow.tracking.MlflowClient(store).get_experiment_by_name("example") is None
 
 
+def test_a_folder_inside_or_holding_benches_names_the_benches_to_export(
+    written, store, tmp_path, capsys
+):
+    inside = written.root / _layout.RESULTS
+    assert main(["--dir", str(inside), "--mlflow", store]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {str(inside)!r} is not a bench: it has no bench.json. It is inside the bench "
+        f"{str(written.root)!r}: export that one.\n"
+    )
+    (tmp_path / "morph_run" / _layout.MORPH).mkdir(parents=True)  # no bench: not offered
+    pd.DataFrame({"iteration": [0]}).to_parquet(tmp_path / "morph_run" / _layout.MORPH_ITERATIONS)
+    shutil.copytree(written.root, tmp_path / "b")
+    assert main(["--dir", str(tmp_path), "--mlflow", store]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {str(tmp_path)!r} is not a bench: it has no bench.json. Benches inside it: b; "
+        f"pass one: --dir {tmp_path / 'b'}\n"
+    )
+
+
 def test_a_morph_run_directory_is_refused_and_no_experiment_is_made(store, tmp_path, capsys):
     """The viewer reads a ``python -m phosjax.morph`` run directory; it holds no cells."""
     run = tmp_path / "morph_run"
