@@ -96,7 +96,12 @@ def required_as_options(message: str) -> str:
 class Parser(ArgumentParser):
     """The bench commands' parser: a usage error is one line, ``error: ...`` (the option,
     what was given and what it takes; a near option name for a misspelt one) and exit
-    status 2, without jsonargparse's usage of every option."""
+    status 2, without jsonargparse's usage of every option. An option is spelt in full:
+    argparse's abbreviations took ``--eval 5`` as ``--eval_every 5`` but called
+    ``--grid.learning_rat`` ambiguous (its ``--grid.learning_rate+`` twin)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, allow_abbrev=False, **kwargs)
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         if not self.exit_on_error:  # jsonargparse parsing inside: it raises

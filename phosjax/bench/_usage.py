@@ -13,18 +13,21 @@ from typing import Any, NoReturn
 
 def near_options(message: str, known: Sequence[str]) -> str:
     """``message`` with, after an ``unrecognized arguments:`` one, the option nearest each
-    misspelt one.
+    misspelt one: the one it abbreviates, else the most alike.
 
     Examples:
       >>> near_options("unrecognized arguments: --dirr x", ["--dir", "--port"])
       'unrecognized arguments: --dirr x (did you mean --dir?)'
+      >>> near_options("unrecognized arguments: --eval 5", ["--help", "--eval_every"])
+      'unrecognized arguments: --eval 5 (did you mean --eval_every?)'
       >>> near_options("argument --port: bad", ["--port"])
       'argument --port: bad'
     """
     if not message.startswith("unrecognized arguments:"):
         return message
     for given in re.findall(r"--[\w.+-]+", message):
-        near = difflib.get_close_matches(given, known, n=1)
+        longer = [option for option in known if option.startswith(given)]
+        near = longer[:1] if len(longer) == 1 else difflib.get_close_matches(given, known, n=1)
         if near:
             message += f" (did you mean {near[0]}?)"
     return message

@@ -26,6 +26,24 @@ def test_a_misspelt_option_is_the_error_with_the_nearest_option(command, tmp_pat
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.parametrize(
+    ("given", "near"),
+    [
+        ("--eval", "--eval_every"),  # was taken as --eval_every
+        ("--grid.learning_rat", "--grid.learning_rate"),  # was ambiguous with its '+' twin
+    ],
+)
+def test_an_abbreviated_option_is_the_error_with_the_option_in_full(given, near, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _main("new")(["--dir", str(tmp_path / "b"), given, "5"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        f"error: unrecognized arguments: {given} 5 (did you mean {near}?); "
+        "python -m phosjax.bench.new --help lists the options.\n"
+    )
+    assert not (tmp_path / "b").exists()
+
+
 @pytest.mark.parametrize("command", COMMANDS)
 @pytest.mark.parametrize(
     ("dir_args", "said"),
