@@ -228,15 +228,20 @@ def dir_option(argv: Sequence[str]) -> str | None:
     return found
 
 
-def _finished(directory: str) -> str:
-    """How many of the cells of the bench in ``directory`` are finished, of all.
+def finished_cells(directory: str) -> tuple[int, int]:
+    """How many of the cells of the bench in ``directory`` are finished, and how many it has.
 
     Raises:
       BrokenFileError: a status file or ``cells.parquet`` cannot be read.
     """
     files = BenchFiles(directory)
-    finished = sum(cell["finished"] for cell in files.progress().values())
-    return f"{finished} of {counted(len(files.cells()), 'cell')}"
+    return sum(cell["finished"] for cell in files.progress().values()), len(files.cells())
+
+
+def _finished(directory: str) -> str:
+    """How many of the cells of the bench in ``directory`` are finished, of all, as text."""
+    finished, cells = finished_cells(directory)
+    return f"{finished} of {counted(cells, 'cell')}"
 
 
 def kept_in_dir(

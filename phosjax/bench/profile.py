@@ -1,12 +1,16 @@
-"""``python -m phosjax.bench.profile --dir DIR``: print a bench's phase times and memory."""
+"""``python -m phosjax.bench.profile --dir DIR``: print a bench's phase times and memory.
+
+On a bench with unfinished cells (a run is training it, or stopped) a note says how many
+are finished: its groups not started yet have no row, the others the times so far.
+"""
 
 from collections.abc import Sequence
 
 from jsonargparse import ArgumentParser
 
-from phosjax.bench._cli import Parser, entry_point, exit_process
+from phosjax.bench._cli import Parser, entry_point, exit_process, finished_cells
 from phosjax.bench._directory import open_bench
-from phosjax.bench._summary import profile_text
+from phosjax.bench._summary import counted, profile_text
 
 
 def parser() -> ArgumentParser:
@@ -22,6 +26,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_args(argv)
     open_bench(args.dir)
     print(profile_text(args.dir))
+    finished, cells = finished_cells(args.dir)
+    if finished < cells:
+        print(
+            f"note: {args.dir!r} keeps {finished} of {counted(cells, 'cell')} finished: a run "
+            "is training it, or stopped (`python -m phosjax.bench.new --dir "
+            f"{args.dir}` continues it); its groups not started yet have no row above, the "
+            "others the times so far."
+        )
 
 
 if __name__ == "__main__":

@@ -135,6 +135,26 @@ def test_profile_prints_every_phase(cli_bench, capsys):
     assert float(row.split()[-2]) == float(f"{program:.4g}")
 
 
+def test_profile_of_a_bench_with_unfinished_cells_says_how_many_are_finished(
+    cli_bench, tmp_path, capsys
+):
+    root = tmp_path / "b"
+    shutil.copytree(cli_bench[0], root)
+    status = json.loads((root / _layout.STATUS).read_text())
+    for group in status["groups"].values():  # as while a run trains it
+        group["finished"] = False
+    (root / _layout.STATUS).write_text(json.dumps(status))
+    cells = len(pd.read_parquet(root / _layout.CELLS))
+    assert profile_main(["--dir", str(root)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"note: {str(root)!r} keeps 0 of {cells} cells finished: a run is training it, or "
+        f"stopped (`python -m phosjax.bench.new --dir {root}` continues it); its groups not "
+        "started yet have no row above, the others the times so far."
+    )
+    assert profile_main(["--dir", str(cli_bench[0])]) == 0
+    assert "note:" not in capsys.readouterr().out
+
+
 def test_another_config_is_refused_on_the_command_line(cli_bench, tmp_path, capsys):
     root, _, _ = cli_bench
     other = tmp_path / "other.yaml"
