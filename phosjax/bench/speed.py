@@ -11,6 +11,7 @@ engine/method ratios and writes ``speed.parquet`` (one row per model, K, method)
 a bench, a folder inside one or one holding other files is refused).
 
 Example: ``python -m phosjax.bench.speed --models mlp,cnn1d --sizes 1,8,64 --out runs/speed``
+(a list may also be written as ``new`` takes one: ``--sizes '[1, 8, 64]'``).
 """
 
 import pathlib
@@ -85,6 +86,16 @@ def parser() -> ArgumentParser:
 
 
 def _names(text: str) -> tuple[str, ...]:
+    """The items of a comma-separated option, bracketed or not (``new`` writes a list
+    ``[a, b]``).
+
+    Examples:
+      >>> _names("mlp,cnn1d"), _names(" [1, 8] ")
+      (('mlp', 'cnn1d'), ('1', '8'))
+    """
+    text = text.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 

@@ -314,6 +314,10 @@ def _config(*argv: str) -> SpeedConfig:
         ),
         (["--min_time", "0"], dict(steps=100, min_time=0.0)),  # 0 given is not "unset"
         (["--sizes", "3, 5", "--budget", "7"], dict(sizes=(3, 5), budget=7.0)),
+        (  # a list as new takes it: '[a, b]'
+            ["--sizes", "[1, 8]", "--models", "[mlp, cnn1d]", "--methods", "[vmap]"],
+            dict(sizes=(1, 8), models=("mlp", "cnn1d"), methods=("vmap",)),
+        ),
     ],
 )
 def test_the_command_line_flows_into_the_config(argv, expected):
