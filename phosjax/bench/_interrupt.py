@@ -1,7 +1,10 @@
 """Ctrl-C that Python would drop: a `KeyboardInterrupt` raised inside a garbage collector
 callback (jax registers one) is "unraisable" (printed, then ignored), so a command would
 run on to its end, a whole bench, with the Ctrl-C ignored. Here it is raised again in
-the main thread a moment later.
+the main thread a moment later: once the hook that caught it has returned (raised inside
+it, Python would drop it again), and once the main thread is out of a compiled
+extension's init (jaxlib's, as jax loads: raised in there, it aborts the process), at
+most `_EXTENSION_WAIT_S` later; one dropped while another is on its way adds none.
 
 The commands that train (``new``, ``add_models``, ``python -m phosjax.morph``) import this
 module first: when one of them runs as ``__main__``, that keeps a Ctrl-C pressed while
