@@ -230,9 +230,9 @@ class ModelConfig:
           'name', 'num_classes', 'options', 'width']. Did you mean 'width'?
         """
         known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(set(data) - known, key=str)  # YAML's `1:` or `on:`: not a str
         if unknown:
-            hint = did_you_mean(unknown, sorted(known))
+            hint = did_you_mean(list(map(str, unknown)), sorted(known))
             raise ValueError(f"ModelConfig has no field(s) {unknown}; known: {sorted(known)}{hint}")
         required = [
             field.name

@@ -29,6 +29,8 @@ def test_bad_fields_and_options_are_errors():
         ModelConfig.from_dict({"name": "mlp", "num_classes": 2, "input_shape": [4], "widht": 3})
     with pytest.raises(ValueError, match=r"'width'\]\. Did you mean 'width'\?$"):
         ModelConfig.from_dict({"name": "mlp", "num_classes": 2, "input_shape": [4], "widht": 3})
+    with pytest.raises(ValueError, match=r"no field\(s\) \[2, True\]; known: "):  # YAML's 2:, on:
+        ModelConfig.from_dict({"name": "mlp", "num_classes": 2, "input_shape": [4], 2: 2, True: 1})
     with pytest.raises(ValueError, match=r"needs the field\(s\) \['num_classes'\]; got"):
         ModelConfig.from_dict({"name": "mlp", "input_shape": [4]})
     with pytest.raises(ValueError, match=r"an option is given twice in \['pool', 'pool'\]"):
