@@ -606,7 +606,8 @@ class BenchFiles:
         if schema is None:
             return None
         if groups is not None:
-            parts = [p for p in parts if _layout.group_of_part(p.name) in {*groups, None}]
+            kept = {*groups, None}  # None: a part whose name does not tell its group
+            parts = [p for p in parts if _layout.group_of_part(p.name) in kept]
         return pads.dataset([str(p) for p in parts], schema=schema, format="parquet")
 
     def metrics(self) -> list[str]:
