@@ -9,7 +9,9 @@ most `_EXTENSION_WAIT_S` later; one dropped while another is on its way adds non
 The commands that train (``new``, ``add_models``, ``python -m phosjax.morph``) import this
 module first: when one of them runs as ``__main__``, that keeps a Ctrl-C pressed while
 jax is still being imported too, and such a Ctrl-C, before ``main`` runs, ends the command
-with one line (`said_at_start`), as one in ``main`` does, not a traceback. `ctrl_c_kept`
+with one line (`said_at_start`), as one in ``main`` does, not a traceback; their SIGINT
+handler holds a Ctrl-C pressed while an extension initializes until the init is done
+(`_ctrl_c_after_extension_init`). `ctrl_c_kept`
 keeps it around a call of their ``main``, and `ctrl_c_ignored` keeps a second Ctrl-C
 from cutting short the line that says what the first left. Only the standard library is
 imported here.
@@ -25,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from importlib.machinery import ExtensionFileLoader
+from types import FrameType
 from typing import Any
 
 INTERRUPTED = 130
@@ -48,18 +51,19 @@ takes under a second): one whose init runs on (a program compiled as an extensio
 in its init) gets it there, rather than never."""
 
 
-def _initializing_extension() -> bool:
-    """Whether the main thread is initializing a compiled extension module (jaxlib's, as
-    jax loads): a `KeyboardInterrupt` raised in the Python code such an init calls can
-    abort the process (nanobind's C++ inits: "terminate called") or come out as an
-    ImportError.
+def _initializing_extension(frame: FrameType | None = None) -> bool:
+    """Whether the main thread (at ``frame``: by default where it is now) is initializing
+    a compiled extension module (jaxlib's, as jax loads): a `KeyboardInterrupt` raised in
+    the Python code such an init calls can abort the process (nanobind's C++ inits:
+    "terminate called") or come out as an ImportError.
 
     Examples:
       >>> _initializing_extension()
       False
     """
-    main = threading.main_thread().ident
-    frame = None if main is None else sys._current_frames().get(main)
+    if frame is None:
+        main = threading.main_thread().ident
+        frame = None if main is None else sys._current_frames().get(main)
     while frame is not None:
         if frame.f_code in _EXTENSION_INIT:
             return True
@@ -92,6 +96,8 @@ def _interrupt_main_soon() -> None:
         while _initializing_extension() and time.monotonic() < deadline:
             time.sleep(0.01)
         _ON_ITS_WAY.clear()  # before: one landing in the hook is raised again
+        if _initializing_extension() and _handling_ctrl_c():
+            _WAITED.set()  # it raises it now, in the init
         _thread.interrupt_main()
 
     thread = threading.Thread(target=interrupt, daemon=True)
@@ -104,6 +110,40 @@ def _interrupt_main_soon() -> None:
         raise
     finally:
         hook_done.set()
+
+
+_WAITED = threading.Event()
+"""Set by `_interrupt_main_soon` as it raises a Ctrl-C again in an extension's init that
+ran on for `_EXTENSION_WAIT_S`: `_ctrl_c_after_extension_init` raises it there."""
+
+
+def _handling_ctrl_c() -> bool:
+    """Whether `_ctrl_c_after_extension_init` is the SIGINT handler (in a phosjax command).
+
+    Examples:
+      >>> _handling_ctrl_c()
+      False
+    """
+    return signal.getsignal(signal.SIGINT) is _ctrl_c_after_extension_init
+
+
+def _ctrl_c_after_extension_init(signum: int, frame: FrameType | None) -> None:
+    """The SIGINT handler of the phosjax commands: Ctrl-C raises `KeyboardInterrupt`, as
+    Python's own handler does, except while a compiled extension initializes in the main
+    thread (jaxlib's, as jax loads: raised in there, it aborts the process); then it is
+    raised once the init is done (`_interrupt_main_soon`).
+
+    Examples:
+      >>> try:
+      ...     _ctrl_c_after_extension_init(signal.SIGINT, sys._getframe())
+      ... except KeyboardInterrupt:
+      ...     print("raised: no extension initializes here")
+      raised: no extension initializes here
+    """
+    if _WAITED.is_set() or not _initializing_extension(frame):
+        _WAITED.clear()
+        signal.default_int_handler(signum, frame)
+    _interrupt_main_soon()
 
 
 def _keeping(previous: Callable[[Any], object]) -> Callable[[Any], None]:
@@ -250,5 +290,7 @@ def said_at_start(previous: Callable[..., object], module: str) -> Callable[...,
 
 _COMMAND = _command()
 if _COMMAND is not None:  # for the whole process: imports included
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _ctrl_c_after_extension_init)
     sys.unraisablehook = _keeping(sys.unraisablehook)
     sys.excepthook = said_at_start(sys.excepthook, _COMMAND)

@@ -247,6 +247,30 @@ def test_ctrl_c_dropped_in_an_extension_init_that_runs_on_is_raised_there(monkey
     assert raised.wait(2)
 
 
+def test_ctrl_c_pressed_while_an_extension_initializes_is_raised_once_it_is_done(monkeypatch):
+    """A real Ctrl-C pressed while a compiled extension initialized (jaxlib's, as a command
+    imports jax) was raised in the Python code the init called: the process aborted
+    ("terminate called"). The commands' SIGINT handler raises it once the init is done."""
+    landed = []
+
+    def init(module):  # what exec_module calls: the extension's init
+        signal.raise_signal(signal.SIGINT)
+        landed.append("init done")
+
+    initializing = types.SimpleNamespace(exec_dynamic=init)
+    monkeypatch.setattr(importlib._bootstrap_external, "_imp", initializing)
+    previous = signal.signal(signal.SIGINT, _interrupt._ctrl_c_after_extension_init)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            ExtensionFileLoader("ext", "ext.so").exec_module(types.ModuleType("ext"))
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                time.sleep(0.01)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert landed == ["init done"]
+
+
 def test_two_ctrl_c_dropped_before_the_first_is_raised_are_raised_once(monkeypatch):
     """Two Ctrl-Cs dropped before the first was raised again (both kept while an
     extension initialized) were raised one right after the other, the second in what
