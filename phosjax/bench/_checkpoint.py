@@ -16,6 +16,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from phosjax._listing import listing
 from phosjax.bench._config import BenchError
 from phosjax.bench._store import write_bytes
 
@@ -69,9 +70,9 @@ def decode(path: pathlib.Path, like: Any) -> Any:
         if want != got:
             problems.append(f"{name}: expected {want}, found {got}")
     if problems:
-        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" * (len(problems) > 5))
         raise BenchError(
-            f"checkpoint {str(path)!r} does not hold this group's training state ({shown}). "
+            f"checkpoint {str(path)!r} does not hold this group's training state "
+            f"({listing(problems, sep='; ')}). "
             "Was the bench started with other model code? Move the group's checkpoints "
             "away to train it again from the start."
         )

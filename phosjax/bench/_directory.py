@@ -24,6 +24,7 @@ import yaml
 
 from phosjax._aside import aside_path
 from phosjax._hosts import gather_rows
+from phosjax._listing import listing
 from phosjax.bench import _layout
 from phosjax.bench._config import BenchConfig, BenchError, read_yaml
 from phosjax.bench._env import environment
@@ -159,14 +160,12 @@ def _not_benches(root: pathlib.Path, foreign: list[str], lead: str) -> str:
     others = [name for name in foreign if not _layout.is_bench(root / name)]
     if not others:
         return ""
-    more = f" and {len(others) - 5} more" if len(others) > 5 else ""
-    return f"{lead}{', '.join(others[:5])}{more}, which no bench run left there"
+    return f"{lead}{listing(others)}, which no bench run left there"
 
 
-def _shown(changed: list[str]) -> str:
+def shown_differences(changed: list[str]) -> str:
     """The first five of a config's ``differences``, for a message."""
-    more = f"; and {len(changed) - 5} more" if len(changed) > 5 else ""
-    return "stored -> given: " + "; ".join(changed[:5]) + more
+    return "stored -> given: " + listing(changed, sep="; ")
 
 
 def _nothing_to_resume(root: pathlib.Path) -> str:
@@ -269,7 +268,7 @@ def choose_config(
     if resume:  # said, so that a changed config is never dropped silently
         print(
             f"--resume: continuing {str(root)!r} under its stored config; the config given "
-            f"differs ({_shown(changed)}) and is not used.",
+            f"differs ({shown_differences(changed)}) and is not used.",
             file=sys.stderr,
         )
         return stored, None
@@ -285,7 +284,7 @@ def choose_config(
         os.replace(root, target)
         return config, target
     raise BenchError(
-        f"{str(root)!r} holds a bench with a different config ({_shown(changed)}). "
+        f"{str(root)!r} holds a bench with a different config ({shown_differences(changed)}). "
         "Pass --resume to continue it under its stored config, or --force to move it aside "
         f"(to {root.name}.old-<time>) and start over, or pick another --dir."
     )

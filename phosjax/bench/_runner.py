@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import pandas as pd
 import tqdm
 
+from phosjax._listing import listing
 from phosjax.bench import _layout
 from phosjax.bench._config import BenchConfig, BenchError, ModelEntry
 from phosjax.bench._directory import (
@@ -292,10 +293,9 @@ def _check_keeps_cells(root: pathlib.Path, plan_: Plan) -> None:
     planned = {cell.row["cell_id"]: cell.row["group_id"] for cell in plan_.cells}
     moved = [c for c, g in zip(stored.cell_id, stored.group_id, strict=True) if planned.get(c) != g]
     if moved:
-        shown = ", ".join(moved[:3]) + (f" and {len(moved) - 3} more" if len(moved) > 3 else "")
         raise BenchError(
             f"{str(root / _layout.CONFIG)!r} no longer plans {len(moved)} of the bench's "
-            f"{len(stored)} cells as they were trained ({shown}): it was edited, or a "
+            f"{len(stored)} cells as they were trained ({listing(moved, 3)}): it was edited, or a "
             "model's code changed. Restore it (a bench's config only grows, by add_models); "
             "to train a changed config, give it to `python -m phosjax.bench.new --config "
             "FILE --dir NEW_DIR`."

@@ -36,7 +36,7 @@ from phosjax.bench._cli import (
     option_names,
 )
 from phosjax.bench._config import NAMED_HPARAMS, BenchConfig, BenchError, read_yaml
-from phosjax.bench._directory import open_bench
+from phosjax.bench._directory import open_bench, shown_differences
 from phosjax.bench._imports import import_for_bench, planned_models
 from phosjax.bench._plan import check_models
 from phosjax.bench._runner import run
@@ -169,12 +169,11 @@ def _refuse_defaults_for_a_bench(directory: str, config: BenchConfig, argv: Sequ
     unset = [line for line in open_bench(root)[0].differences(config) if not is_set(line)]
     if not unset:
         return
-    more = f"; and {len(unset) - 5} more" if len(unset) > 5 else ""
     raise BenchError(
         f"{directory!r} holds a bench, but without --config the options "
         f"({', '.join(f'--{key}' for key in given)}) set "
         "keys of the built-in defaults, not of its stored config, which differs from them "
-        f"also where no option is given (stored -> given: {'; '.join(unset[:5])}{more}). "
+        f"also where no option is given ({shown_differences(unset)}). "
         f"To change only what the options set, start from the bench's config: --config "
         f"{root / _layout.CONFIG} with the same options (then --force to move the bench aside "
         "and start over); --resume continues it under its stored config."

@@ -22,6 +22,7 @@ from typing import Any
 
 from jsonargparse import ArgumentParser
 
+from phosjax._listing import listing
 from phosjax.bench import _layout
 from phosjax.bench._cli import Parser, either, entry_point, exit_process, then_command
 from phosjax.bench._config import BenchError
@@ -158,9 +159,8 @@ def _check_out(out: pathlib.Path, given: str) -> None:
     entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
     others = [n for n in entries if not (ours.fullmatch(n) or is_temporary(n))]
     if others:
-        more = f" and {len(others) - 5} more" if len(others) > 5 else ""
         raise BenchError(
-            f"--out {given!r} holds {', '.join(others[:5])}{more}, which no speed run wrote; "
+            f"--out {given!r} holds {listing(others)}, which no speed run wrote; "
             "pick a new or empty --out, or an earlier speed run's (its files are moved aside)."
         )
 
