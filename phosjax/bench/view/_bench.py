@@ -18,6 +18,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pyarrow.types as pat
 
+from phosjax._listing import listing
 from phosjax._nearest import nearest_names
 from phosjax.bench import _layout
 from phosjax.bench._errors import BrokenFileError
@@ -110,15 +111,14 @@ _LISTED = 10
 """The most names an error message lists (a bench may have thousands of cells)."""
 
 
-def listed(names: Sequence[str], limit: int = _LISTED) -> str:
-    """``names`` as a list for a message, cut after ``limit`` with a count of the rest.
+def listed(names: Sequence[str]) -> str:
+    """``names`` as a list for a message, cut after `_LISTED` with a count of the rest.
 
     Examples:
-      >>> listed(["a", "b"]), listed(["a", "b", "c", "d"], limit=2)
-      ("['a', 'b']", "['a', 'b'] and 2 more")
+      >>> listed(["a", "b"]), listed([str(i) for i in range(12)])
+      ("['a', 'b']", "['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'] and 2 more")
     """
-    more = f" and {len(names) - limit} more" if len(names) > limit else ""
-    return f"{list(names[:limit])}{more}"
+    return listing(names, _LISTED, as_list=True)
 
 
 def _unrelated(directory: pathlib.Path) -> list[str]:
