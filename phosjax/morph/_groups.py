@@ -9,6 +9,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
+from phosjax._listing import listing
 from phosjax._nearest import did_you_mean
 from phosjax.models.graph import GraphModel
 from phosjax.morph._labels import PROD, SUM
@@ -280,13 +281,12 @@ def leaf_path(path: str, paths: Collection[str]) -> str:
             return candidate
     top = list(dict.fromkeys(p.split("/", 1)[0] for p in paths))
     modules = list(dict.fromkeys(p.rsplit("/", 1)[0] for p in paths if "/" in p))
-    listed = f"{modules[:8]}{' ...' if len(modules) > 8 else ''}"
     raise KeyError(
         f"the tree has no leaf {path!r} (tried {tried}); its top-level keys are {top}, its "
-        f"modules {listed}; give a tree holding every traced leaf (the variables, if batch "
-        "statistics or other collections were traced), or, for another model than the "
-        "traced one (its layers renamed, say), trace its groups: channel_groups(model, "
-        "variables, x)"
+        f"modules {listing(modules, 8, as_list=True)}; give a tree holding every traced "
+        "leaf (the variables, if batch statistics or other collections were traced), or, "
+        "for another model than the traced one (its layers renamed, say), trace its "
+        "groups: channel_groups(model, variables, x)"
     )
 
 

@@ -22,6 +22,7 @@ from phosjax.morph import (
     report,
     shrink,
 )
+from phosjax.morph._groups import leaf_path
 from phosjax.train import make_optimizer
 from tests.morph.perturb import perturbed
 
@@ -990,6 +991,15 @@ def test_the_tree_of_a_model_with_renamed_layers_is_an_error_naming_its_modules(
         "collections were traced), or, for another model than the traced one (its layers "
         "renamed, say), trace its groups: channel_groups(model, variables, x)"
     )
+
+
+def test_a_tree_of_many_modules_names_the_first_eight_and_counts_the_rest():
+    """It cut the list with '...', without saying how many were left out."""
+    paths = [f"params/dense_{i}/kernel" for i in range(11)]
+    with pytest.raises(KeyError) as error:
+        leaf_path("params/head/kernel", paths)
+    shown = [f"params/dense_{i}" for i in range(8)]
+    assert f"its modules {shown} and 3 more; give a tree" in error.value.args[0]
 
 
 def test_a_tree_of_other_widths_than_traced_is_an_error_naming_leaf_and_group():
