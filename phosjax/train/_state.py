@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from phosjax._listing import listing
 from phosjax.core import KNOBS, Knob, SelectorError, flatten, knobs, select, set_knobs
 from phosjax.core._knobs import holds_exactly
 from phosjax.core._selectors import value_per_path
@@ -376,11 +377,6 @@ def _leaves(tree: Any) -> dict[str, Any]:
     return {jax.tree_util.keystr(path): leaf for path, leaf in jax.tree.leaves_with_path(tree)}
 
 
-def _some(paths: list[str]) -> str:
-    more = f" (and {len(paths) - 3} more)" if len(paths) > 3 else ""
-    return ", ".join(paths[:3]) + more
-
-
 def _same_spec(leaf: Any, spec: Any) -> bool:
     return np.shape(leaf) == spec.shape and np.dtype(leaf.dtype) == spec.dtype
 
@@ -400,7 +396,7 @@ def _layout_difference(state: Any, like: GroupState) -> str | None:
     missing, extra = [p for p in want if p not in got], [p for p in got if p not in want]
     if missing or extra:
         sides = [(" lacks ", missing), (" has extra ", extra)]
-        text = "the state" + " and".join(verb + _some(paths) for verb, paths in sides if paths)
+        text = "the state" + "; it".join(verb + listing(paths, 3) for verb, paths in sides if paths)
         if all(path.startswith(".opt_state") for path in missing + extra):
             return f"its optimizer state was made for {_OPTIMIZER_SHAPE}: {text}"
         return text

@@ -32,6 +32,7 @@ from phosjax.train import (
     train_grid,
 )
 from phosjax.train._run import _stops
+from phosjax.train._state import _layout_difference
 from phosjax.train._step import device_arrays, make_evaluate, make_train_step
 from tests.train.tiny import Tiny, toy_data
 
@@ -659,6 +660,14 @@ def test_run_group_refuses_a_state_made_for_another_group_saying_what_differs(to
     state = jax.device_get(init_group(made_for, toy))  # a checkpoint's host numpy, too
     with pytest.raises(ValueError, match=r"the state was made for another group.*" + message):
         run_group(group, state, toy, strategy="vmap")
+
+
+def test_a_state_of_other_paths_names_three_of_each_side_and_counts_the_rest():
+    """It said "lacks ['x0'], ['x1'], ['x2'] (and 2 more) and has extra ['a']"."""
+    like = {f"x{i}": np.zeros(1) for i in range(5)}
+    assert _layout_difference({"a": np.zeros(1)}, like) == (
+        "the state lacks ['x0'], ['x1'], ['x2'] and 2 more; it has extra ['a']"
+    )
 
 
 class _Counted(nn.Module):
