@@ -4,15 +4,24 @@ import difflib
 from collections.abc import Iterable, Sequence
 
 
+def nearest(word: str, known: Iterable[str], cutoff: float = 0.6) -> list[str]:
+    """Up to three of ``known`` closest to ``word``, the closest first.
+
+    Examples:
+      >>> nearest("--dirr", ["--dir", "--dirs", "--port"]), nearest("zzz", ["mlp"])
+      (['--dir', '--dirs'], [])
+    """
+    return difflib.get_close_matches(word, list(known), n=3, cutoff=cutoff)
+
+
 def nearest_names(word: str, known: Iterable[str], cutoff: float = 0.6) -> str:
-    """Up to three of ``known`` closest to ``word``, quoted and joined by "or"; "" if none.
+    """`nearest`, quoted and joined by "or"; "" if none.
 
     Examples:
       >>> nearest_names("mpl", ["mlp", "cnn1d"]), nearest_names("zzz", ["mlp"])
       ("'mlp'", '')
     """
-    near = difflib.get_close_matches(word, list(known), n=3, cutoff=cutoff)
-    return " or ".join(map(repr, near))
+    return " or ".join(map(repr, nearest(word, known, cutoff)))
 
 
 def did_you_mean(unknown: Sequence[str], known: Iterable[str]) -> str:

@@ -4,11 +4,12 @@ for ``new`` and ``python -m phosjax.morph``) and argparse's (`ArgParser`, for ``
 status 2; a module without jax or jsonargparse."""
 
 import argparse
-import difflib
 import re
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
+
+from phosjax._nearest import nearest
 
 
 def near_options(message: str, known: Sequence[str]) -> str:
@@ -27,7 +28,7 @@ def near_options(message: str, known: Sequence[str]) -> str:
         return message
     for given in re.findall(r"--[\w.+-]+", message):
         longer = [option for option in known if option.startswith(given)]
-        near = longer[:1] if len(longer) == 1 else difflib.get_close_matches(given, known, n=1)
+        near = longer[:1] if len(longer) == 1 else nearest(given, known)[:1]
         if near:
             message += f" (did you mean {near[0]}?)"
     return message

@@ -2,7 +2,6 @@
 
 import collections
 import dataclasses
-import difflib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -11,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from phosjax._hosts import barrier, local_devices
+from phosjax._nearest import nearest, nearest_names
 from phosjax.data import check_batch_size
 from phosjax.train._config import Cell, int_at_least
 from phosjax.train._group import Group, check_cells, plan_groups
@@ -190,8 +190,7 @@ def _load(
     except ValueError as error:
         if not given:
             raise
-        near = difflib.get_close_matches(name, given, n=1)
-        shown = ", ".join(map(repr, dict.fromkeys([*near, *given])))
+        shown = ", ".join(map(repr, dict.fromkeys([*nearest(name, given)[:1], *given])))
         raise ValueError(
             f"data set {name!r} is not one of those datasets= gives ({shown}), and it does "
             f"not load: {error}"
@@ -221,11 +220,11 @@ def _check_dataset_features(
     checked: dict[str, tuple[str, str] | None] = {}
     for name, pair in features.items():
         if name not in names:
-            hint = difflib.get_close_matches(str(name), names, n=1)
+            hint = nearest_names(str(name), names)
             raise ValueError(
                 f"train_grid: dataset_features names {name!r}, which is not among the cells' "
                 f"datasets ({', '.join(map(repr, names))})"
-                + (f"; did you mean {hint[0]!r}?" if hint else "")
+                + (f"; did you mean {hint}?" if hint else "")
             )
         if name in given:
             raise ValueError(
