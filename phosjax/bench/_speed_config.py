@@ -3,6 +3,7 @@
 import dataclasses
 from typing import Any
 
+from phosjax._nearest import did_you_mean
 from phosjax.models import ModelConfig
 from phosjax.train import COMPUTE_DTYPES
 
@@ -81,7 +82,8 @@ class SpeedConfig:
                 )
             unknown = [g for g in given if g not in known]
             if unknown:
-                raise SpeedConfigError(name, f"unknown {unknown}; choose from {list(known)}")
+                hint = did_you_mean(unknown, known)
+                raise SpeedConfigError(name, f"unknown {unknown}; choose from {list(known)}{hint}")
         named: list[tuple[str, tuple[Any, ...]]] = [
             ("models", self.models),
             ("sizes", self.sizes),

@@ -48,6 +48,16 @@ def test_quick_run_writes_parquet_table_and_plot(tmp_path, capsys):
             "--models: unknown ['resnet50']; choose from ['mlp', 'cnn1d'",
         ),
         (["--methods", "jit"], "--methods: unknown ['jit']; choose from ['one_by_one'"),
+        (
+            ["--models", "mlpp,cnn1d"],
+            "error: --models: unknown ['mlpp']; choose from ['mlp', 'cnn1d', 'cnn2d', "
+            "'transformer']. Did you mean 'mlp'?\n",
+        ),
+        (
+            ["--methods", "vamp"],
+            "error: --methods: unknown ['vamp']; choose from ['one_by_one', "
+            "'vmap', 'engine', 'fused', 'torch']. Did you mean 'vmap'?\n",
+        ),
         (["--compute_dtype", "float16"], "--compute_dtype: 'float16': expected one of ('float32'"),
         (["--sizes", "1,eight"], "--sizes '1,eight': expected integers"),
         (["--strategy", "fast"], "--strategy 'fast': expected one of ('auto'"),
