@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from phosjax._listing import listing
 from phosjax.core._apply import apply_collecting, jit_keeping_constants
 from phosjax.core._blurb_table import table
 from phosjax.core._collections import AUX_LOSS, BLURB, KNOBS, PATH_WEIGHTS
@@ -265,7 +266,7 @@ class Blurb:
 def _raise_not_a_module(modules: Mapping[str, ModuleBlurb], path: str) -> None:
     """Raises `SelectorError` for ``path``, naming the modules a glob matches."""
     matched = select(modules, path, what="module path")  # raises, naming the nearest paths
-    shown = ", ".join(repr(p) for p in matched[:10]) + (", ..." if len(matched) > 10 else "")
+    shown = listing([repr(p) for p in matched], 10)
     raise SelectorError(
         f"Blurb[...] takes an exact module path, not a selector: {path!r} matches "
         f"{len(matched)} module(s): {shown}. Use one of them, or select over b.modules()."

@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from phosjax._listing import listing
 from phosjax.core._paths import SEP
 
 
@@ -187,7 +188,7 @@ def _no_match(selector: str, paths: list[str], what: str, dropped: Iterable[str]
         hint = f" It matches {lost[0]!r}, which a lifted transform dropped: "
         hint += _LIFTED.format(what=what)
     elif dropped and not paths:  # "there are none" alone would be false
-        shown = ", ".join(repr(p) for p in dropped[:5]) + (", ..." if len(dropped) > 5 else "")
+        shown = listing([repr(p) for p in dropped])
         hint = f" A lifted transform dropped every one made ({shown}): "
         hint += _LIFTED.format(what=what)
     else:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import phosjax as px
-from phosjax.core._blurb import ArraySpec, Blurb, KnobValue, blurb
+from phosjax.core._blurb import ArraySpec, Blurb, KnobValue, _raise_not_a_module, blurb
 
 BATCH = 2
 
@@ -157,6 +157,14 @@ def test_a_glob_is_refused_naming_the_modules_it_matches(two_level):
     pattern = rf"exact module path.*'block/\*' matches 2 module\(s\): {matched}"
     with pytest.raises(px.SelectorError, match=pattern):
         two_level["block/*"]
+
+
+def test_a_glob_matching_many_modules_names_ten_and_counts_the_rest():
+    """It ended "'m9', .... Use one", without a count."""
+    with pytest.raises(px.SelectorError) as info:
+        _raise_not_a_module({f"m{i}": None for i in range(12)}, "m*")
+    shown = ", ".join(f"'m{i}'" for i in range(10))
+    assert f"matches 12 module(s): {shown} and 2 more. Use one of them" in str(info.value)
 
 
 class Partitioned(nn.Module):

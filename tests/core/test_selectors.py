@@ -4,6 +4,7 @@ import pytest
 
 import phosjax as px
 from phosjax.core import compile_selector, matches
+from phosjax.core._selectors import _no_match
 
 PATHS = [
     "stem/pre_act",
@@ -82,6 +83,12 @@ def test_no_match_lists_nearest_paths():
     ) as err:
         px.select(PATHS, "blocks_3/pre_act", what="tagged value")
     assert "matched no tagged value among 6" in str(err.value)
+
+
+def test_many_paths_dropped_are_named_five_and_counted():
+    """It ended "'h4', ...)", without a count."""
+    message = _no_match("hh", [], "tagged value", [f"h{i}" for i in range(7)])
+    assert "dropped every one made ('h0', 'h1', 'h2', 'h3', 'h4' and 2 more): " in message
 
 
 def test_no_paths_at_all():
