@@ -15,6 +15,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from phosjax import _listing
 from phosjax._callables import callable_name
 from phosjax._nearest import did_you_mean
 from phosjax.core import SelectorError, select
@@ -170,10 +171,13 @@ def as_selectors(
 
 
 def listing(paths: Iterable[str]) -> str:
-    """``'a', 'b', ...`` for error messages (long lists are cut)."""
-    paths = list(paths)
-    shown = ", ".join(repr(p) for p in paths[:_MAX_LISTED])
-    return shown + (f", ... ({len(paths)} in all)" if len(paths) > _MAX_LISTED else "")
+    """``'a', 'b'`` for error messages, cut after `_MAX_LISTED` with a count of the rest.
+
+    Examples:
+      >>> listing(["a", "b"]), listing(map(str, range(42)))[-21:]
+      ("'a', 'b'", "'38', '39' and 2 more")
+    """
+    return _listing.listing([repr(p) for p in paths], _MAX_LISTED)
 
 
 def resolve(name: str, group: tuple[str, ...], what: str) -> str:
@@ -619,7 +623,7 @@ class Graph:
           >>> nodes = [f"block{i}/conv" for i in range(50)] + ["head"]
           >>> print(Graph.missing("haed", nodes, "rewire names 'haed'"))
           rewire names 'haed', but 'haed' is not a node; existing nodes: 'block0/conv', ...,
-          'block39/conv', ... (51 in all). Did you mean 'head'?
+          'block39/conv' and 11 more. Did you mean 'head'?
         """
         nodes = list(nodes)
         below = [p for p in nodes if p.startswith(path + SEP)]
