@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from phosjax._listing import listing
 from phosjax._nearest import did_you_mean
 from phosjax.models import ModelConfig, build_model
 from phosjax.morph._groups import ChannelGroups, leaf_shapes
@@ -250,8 +251,8 @@ def fit_config(config: ModelConfig, variables: Any) -> ModelConfig:
     )
     raise ValueError(
         f"no {config.name!r} ModelConfig (varying its widths and integer options) builds "
-        f"variables of these shapes; changed leaves: {differing[:6]}"
-        f"{' ...' if len(differing) > 6 else ''}. The model's config cannot express these "
+        f"variables of these shapes; changed leaves: {listing(differing, 6, as_list=True)}. "
+        "The model's config cannot express these "
         "widths (e.g. per-block widths within a stage, or heads of another size); "
         "round the alive channels to widths it can express with "
         "expressible(config, groups, alive) before shrinking (once does)."

@@ -9,6 +9,7 @@ import pytest
 
 from phosjax.models import ModelConfig, build_model
 from phosjax.morph import (
+    _fit,
     _loop,
     channel_groups,
     expressible,
@@ -76,6 +77,15 @@ def test_variables_no_config_builds_are_an_error(base, target, changed):
     with pytest.raises(ValueError, match="cannot express these widths") as error:
         fit_config(base, _shapes(target))
     assert changed in str(error.value)
+
+
+def test_many_changed_leaves_are_named_six_and_counted(monkeypatch):
+    """It cut them with '...', without a count."""
+    monkeypatch.setattr(_fit, "_candidates", lambda config: [])  # straight to the error
+    deep = ModelConfig("mlp", num_classes=5, input_shape=(40,), depth=5, width=8)
+    with pytest.raises(ValueError) as error:
+        fit_config(deep, _shapes(deep.replace(depth=1)))
+    assert "'params/blocks_3/Dense_0/kernel'] and 2 more. The model's" in str(error.value)
 
 
 class _Clock:
