@@ -24,9 +24,10 @@ def nearest_names(word: str, known: Iterable[str], cutoff: float = 0.6) -> str:
     return " or ".join(map(repr, nearest(word, known, cutoff)))
 
 
-def did_you_mean(unknown: Sequence[str], known: Iterable[str]) -> str:
+def did_you_mean(unknown: Sequence[str], known: Iterable[str], cutoff: float = 0.6) -> str:
     """``". Did you mean ...?"`` with the nearest of ``known`` to each of ``unknown`` (named
-    when there are several), for the end of an error message; "" if none is near.
+    when there are several), for the end of an error message; "" if none is near
+    (`nearest`, ``cutoff``).
 
     Examples:
       >>> did_you_mean(["widht"], ["width", "depth"])
@@ -35,8 +36,10 @@ def did_you_mean(unknown: Sequence[str], known: Iterable[str]) -> str:
       ". Did you mean 'width' for 'widht', 'stride' for 'strid'?"
       >>> did_you_mean(["zzz"], ["width"])
       ''
+      >>> did_you_mean(["eval"], ["eval_every"]), did_you_mean(["eval"], ["eval_every"], cutoff=0.5)
+      ('', ". Did you mean 'eval_every'?")
     """
     known = list(known)
-    near = {word: nearest_names(word, known) for word in unknown}
+    near = {word: nearest_names(word, known, cutoff) for word in unknown}
     hints = [f"{n} for {w!r}" if len(unknown) > 1 else n for w, n in near.items() if n]
     return f". Did you mean {', '.join(hints)}?" if hints else ""

@@ -18,7 +18,7 @@ import jax
 import numpy as np
 import yaml
 
-from phosjax._nearest import did_you_mean, nearest_names
+from phosjax._nearest import did_you_mean
 from phosjax._yaml import safe_load
 from phosjax.bench._errors import BenchError
 from phosjax.data._load import is_feature_pair
@@ -34,9 +34,7 @@ from phosjax.train._config import INT32_HINT, INT32_MAX, int_at_least
 
 
 def _nearest(word: str, known: list[str]) -> str:
-    near = nearest_names(word, known, cutoff=0.5)
-    hint = f" Did you mean {near}?" if near else ""
-    return f"{hint} Valid keys: {', '.join(known)}."
+    return f"{did_you_mean([word], known, cutoff=0.5) or '.'} Valid keys: {', '.join(known)}."
 
 
 def check_axis(key: str, values: Any) -> None:
@@ -142,7 +140,7 @@ def check_keys(data: Any, cls: type, where: str) -> None:
     known = [field.name for field in dataclasses.fields(cls)]
     for key in data:
         if key not in known:
-            raise BenchError(f"unknown key {key!r} in {where}.{_nearest(str(key), known)}")
+            raise BenchError(f"unknown key {key!r} in {where}{_nearest(str(key), known)}")
 
 
 @dataclasses.dataclass(frozen=True)

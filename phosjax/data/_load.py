@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import jax
 import numpy as np
 
-from phosjax._nearest import did_you_mean, nearest_names
+from phosjax._nearest import did_you_mean
 from phosjax.data._checks import first_outside
 from phosjax.data._dataset import ArrayDataset
 
@@ -548,7 +548,7 @@ def _why_not_prepared(
         )
         problem = (
             f"unknown data set {name!r}: it is neither built in ({', '.join(BUILTIN_NAMES)}) nor "
-            f"prepared in {prepared}.{near} To load another TFDS data set, prepare it in "
+            f"prepared in {prepared}{near or '.'} To load another TFDS data set, prepare it in "
             f"{'one of those' if len(found) > 1 else 'there'} first"
         )
     return f"{problem}: {_how_to_prepare(name, data_dir)}"
@@ -640,17 +640,15 @@ def _metadata_problem(folder: pathlib.Path) -> str | None:
 
 
 def _near(dataset: str, names: list[str]) -> str:
-    """`` Did you mean 'x'?`` for the names among `names` (their data sets, without a config)
-    closest to `dataset`, if any is close.
+    """`did_you_mean` among `names` (their data sets, without a config) for `dataset`.
 
     Examples:
         >>> _near("mnist_1d", ["digits", "mnist1d"]), _near("cifar10", ["digits"])
-        (" Did you mean 'mnist1d'?", '')
+        (". Did you mean 'mnist1d'?", '')
         >>> _near("mnist1d_s", ["mnist1d", "mnist1d_shuffled/big"])
-        " Did you mean 'mnist1d' or 'mnist1d_shuffled'?"
+        ". Did you mean 'mnist1d' or 'mnist1d_shuffled'?"
     """
-    near = nearest_names(dataset, dict.fromkeys(name.split("/")[0] for name in names))
-    return f" Did you mean {near}?" if near else ""
+    return did_you_mean([dataset], dict.fromkeys(name.split("/")[0] for name in names))
 
 
 def _how_to_prepare(name: str, data_dir: pathlib.Path) -> str:

@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from phosjax._nearest import did_you_mean, nearest_names
+from phosjax._nearest import did_you_mean
 from phosjax.models._config import ModelConfig, checked_config, is_int, plain_width
 from phosjax.models._frame import Frame
 from phosjax.models._kinds import IMAGE, KINDS, SEQUENCE, VECTOR, choose_kind, natural_kind
@@ -467,9 +467,8 @@ def model_spec(name: str) -> ModelSpec:
         _load_entry_points()
     if name not in _REGISTRY:
         names = sorted(_REGISTRY)
-        near = nearest_names(name, names)
-        hint = f" Did you mean {near}?" if near else ""
-        raise ValueError(f"unknown model {name!r}.{hint} Registered models: {', '.join(names)}.")
+        hint = did_you_mean([name], names) or "."
+        raise ValueError(f"unknown model {name!r}{hint} Registered models: {', '.join(names)}.")
     return _REGISTRY[name]
 
 
