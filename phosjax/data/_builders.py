@@ -20,6 +20,7 @@ MNIST1D_LENGTH = 40
 MNIST1D_SHUFFLE_SEED = 0
 DIGITS_NUM_TEST = 360
 DIGITS_SPLIT_SEED = 0
+SPLITS = ("train", "test")
 
 _MNIST1D_CITATION = """@article{greydanus2020scaling,
   title={Scaling down Deep Learning},
@@ -109,7 +110,7 @@ class _ArrayBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):  #
         arrays = self._arrays()
         return {
             split: self._generate_examples(arrays[f"x_{split}"], arrays[f"y_{split}"])
-            for split in ("train", "test")
+            for split in SPLITS
         }
 
     def _generate_examples(self, x: np.ndarray, y: np.ndarray) -> Iterator[Example]:

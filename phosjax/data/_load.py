@@ -17,6 +17,7 @@ import numpy as np
 from phosjax._nearest import did_you_mean
 from phosjax.data._checks import first_outside
 from phosjax.data._dataset import ArrayDataset
+from phosjax.data._splits import check_split_names, checked_splits, chosen_splits
 
 if TYPE_CHECKING:
     import tensorflow_datasets as tfds
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
 BUILTIN_NAMES = ("digits", "mnist1d", "mnist1d_shuffled")
 DATA_DIR_ENV = "PHOSJAX_DATA_DIR"
 TFDS_DATA_DIR_ENV = "TFDS_DATA_DIR"
-_TEST_SPLITS = ("test", "validation")
 _VERSION = re.compile(r"\d+\.\d+\.\d+")
 _NO_INFO = "it has no dataset_info.json"
 _METADATA = ("dataset_info.json", "features.json")
@@ -101,6 +101,7 @@ def load(
     *,
     data_dir: str | os.PathLike | None = None,
     features: Sequence[str] | None = None,
+    splits: Sequence[str] | None = None,
 ) -> ArrayDataset:
     """Load a data set whole into numpy arrays, preparing a built-in one on first use.
 
@@ -111,9 +112,10 @@ def load(
     ``parquet`` (the formats TFDS reads without TensorFlow) loads by its TFDS name
     (``"name"``, ``"name/config"``, ``"name:1.0.0"``; ``"Name"`` is refused): the
     two `features` named, else its supervised keys (a third, weights key is ignored), else
-    ``image`` and ``label``, give x and y, its ``test`` (else ``validation``) split is the
-    test split. x must have a fixed shape and a numeric dtype; y must be a class label: a
-    ``ClassLabel`` or an integer scalar. Integer images (an ``Image`` feature, or any uint8
+    ``image`` and ``label``, give x and y; its ``train`` split is the train split and its
+    ``test`` (else ``validation``) split the test split, unless `splits` names others. x
+    must have a fixed shape and a numeric dtype; y must be a class label: a ``ClassLabel``
+    or an integer scalar. Integer images (an ``Image`` feature, or any uint8
     input) are scaled to float32 in [0, 1] (NHWC); other inputs become float32; labels int32.
     The number of classes is the ``ClassLabel``'s, else one more than the largest train or
     test label.
@@ -125,11 +127,15 @@ def load(
     damaged copy there raises, naming its folder: it is not passed over for a later one).
 
     Args:
-        name: the data set's name, without a split (``"digits[:10%]"`` is refused): `load`
-            reads the whole train and test splits.
+        name: the data set's name, without a split (``"digits[:10%]"`` is refused: give
+            ``splits``).
         data_dir: the TFDS data dir; default: as above.
         features: the names of the input and the label feature, e.g. ``("image", "label")``
             for a data set without supervised keys, or to pick others than those.
+        splits: the split to train on and the split to test on, as TFDS writes splits: a
+            name (``("train", "val")``), a slice (``("train[:90%]", "train[90%:]")`` holds
+            out the last tenth of ``train``, the same examples on every load) or a sum
+            (``"train+val"``). The two must not share an example.
 
     Returns:
         The `ArrayDataset`.
@@ -137,7 +143,9 @@ def load(
     Raises:
         ValueError: the data set is not one `load` can read (as `check_loadable` explains,
             before any example is read), its prepared folder is incomplete or damaged (the
-            message names the folder and how to make it anew), the folder of a built-in name
+            message names the folder and how to make it anew), `splits` names a split it
+            lacks, no example or an example twice (the message lists its splits and their
+            sizes), the folder of a built-in name
             holds a data set phosjax did not prepare (a user's own ``digits``), or its labels
             fall outside ``[0, num_classes)``.
         PermissionError: a built-in data set is to be prepared in a ``data_dir`` that
@@ -147,16 +155,19 @@ def load(
         >>> import tempfile
         >>> with tempfile.TemporaryDirectory() as tmp:
         ...     ds = load("digits", data_dir=tmp)  # the first load prepares it
+        ...     held_out = load("digits", data_dir=tmp, splits=("train[:80%]", "train[80%:]"))
         Downloading and preparing dataset ...
         Dataset digits downloaded and prepared to .../digits/1.0.0. Subsequent calls will ...
         >>> ds.x_train.shape, ds.x_test.shape, ds.num_classes
         ((1437, 8, 8, 1), (360, 8, 8, 1), 10)
+        >>> held_out.num_train, held_out.num_test
+        (1150, 287)
     """
-    keys = _features(features)
-    builder, found_in = _builder(name, _data_dirs(data_dir), keys)
+    keys, pair = _features(features), checked_splits(splits)
+    builder, found_in = _builder(name, _data_dirs(data_dir), keys, pair)
     if not _is_prepared(builder):  # a built-in data set, on first use
         builder = _prepare_builtin(name, found_in)
-    return _read(name, builder, found_in, keys)
+    return _read(name, builder, found_in, keys, pair)
 
 
 def check_loadable(
@@ -164,6 +175,7 @@ def check_loadable(
     *,
     data_dir: str | os.PathLike | None = None,
     features: Sequence[str] | None = None,
+    splits: Sequence[str] | None = None,
 ) -> None:
     """Raises what `load` would raise for `name` before reading it; prepares and reads nothing.
 
@@ -176,7 +188,8 @@ def check_loadable(
             message lists the prepared ones); its prepared folder's metadata is missing or
             damaged (the message names the folder and how to make it anew); it is stored in
             neither of the formats TFDS reads without TensorFlow (``array_record``,
-            ``parquet``); it lacks a train or test split, an input or a label (or one of the
+            ``parquet``); it lacks a train or test split (or one `splits` names: the message
+            lists its splits), an input or a label (or one of the
             `features` named: the message lists its features and the nearest); or its input or
             label is of a kind `load` does not support (each message names the data set, the
             feature, its kind, dtype and shape, and what is supported).
@@ -189,7 +202,7 @@ def check_loadable(
         Traceback (most recent call last):
         ValueError: unknown data set 'no_such_set': it is neither built in ...
     """
-    _builder(name, _data_dirs(data_dir), _features(features))
+    _builder(name, _data_dirs(data_dir), _features(features), checked_splits(splits))
 
 
 def declared_shapes(
@@ -197,6 +210,7 @@ def declared_shapes(
     *,
     data_dir: str | os.PathLike | None = None,
     features: Sequence[str] | None = None,
+    splits: Sequence[str] | None = None,
 ) -> tuple[tuple[int, ...], int | None]:
     """`check_loadable`, then the input shape and the number of classes `load` gives
     `name`, from its metadata alone; the number is None where the label is no
@@ -209,7 +223,7 @@ def declared_shapes(
         ((40,), 10)
     """
     pair = _features(features)
-    builder, _ = _builder(name, _data_dirs(data_dir), pair)
+    builder, _ = _builder(name, _data_dirs(data_dir), pair, checked_splits(splits))
     x_key, y_key = _keys(name, builder.info, pair)
     known = builder.info.features
     classes = getattr(known[y_key], "num_classes", None)
@@ -257,17 +271,23 @@ def _file_lock(path: pathlib.Path) -> Iterator[None]:
 
 
 def _builder(
-    name: str, data_dirs: list[pathlib.Path], features: tuple[str, str] | None = None
+    name: str,
+    data_dirs: list[pathlib.Path],
+    features: tuple[str, str] | None = None,
+    splits: tuple[str, str] | None = None,
 ) -> tuple[tfds.core.DatasetBuilder, pathlib.Path]:
-    """The builder `load` reads `name` from, its metadata and `features` checked, and the data
-    dir it is in (a built-in one: the first of `data_dirs`); prepares nothing."""
+    """The builder `load` reads `name` from, its metadata, `features` and `splits` checked,
+    and the data dir it is in (a built-in one: the first of `data_dirs`); prepares nothing."""
     dataset, kwargs = _parse(name)
     if dataset in BUILTIN_NAMES:
+        from phosjax.data._builders import SPLITS
+
         builder = _builtin_builder(name, dataset, kwargs, data_dirs[0])
-        _keys(name, builder.info, features)  # known good splits, none until prepared
+        _keys(name, builder.info, features)
+        check_split_names(name, splits, SPLITS)  # their sizes are known once prepared
         return builder, data_dirs[0]
     builder, data_dir = _prepared_builder(name, dataset, data_dirs)
-    _layout(name, builder.info, features)
+    _layout(name, builder.info, features, splits)
     return builder, data_dir
 
 
@@ -330,10 +350,13 @@ def _refuse_a_split(name: str) -> None:
     """
     split = _SPLIT.search(name)
     if split:
+        spec = split.group().lstrip(":/")
+        spec = f"train{spec}" if spec.startswith("[") else spec
+        pair = ("train", spec) if spec.startswith(("test", "validation")) else (spec, "test")
         raise ValueError(
             f"data set name {name!r} names a split ({split.group()!r}); load takes the data "
-            f"set's name alone ({name[: split.start()]!r}) and reads its whole train and test "
-            "splits: slice the arrays it returns instead, e.g. x_train[:100]"
+            f"set's name alone ({name[: split.start()]!r}) and the splits to read apart: "
+            f"splits=(train, test), e.g. splits={pair!r}"
         )
 
 
@@ -700,17 +723,15 @@ def _names(variants: list[str]) -> list[str]:
 
 
 def _layout(
-    name: str, info: tfds.core.DatasetInfo, features: tuple[str, str] | None = None
-) -> tuple[str, str, str]:
-    """The input feature, label feature and test split `load` reads; raises unless supported."""
+    name: str,
+    info: tfds.core.DatasetInfo,
+    features: tuple[str, str] | None = None,
+    splits: tuple[str, str] | None = None,
+) -> tuple[str, str, tuple[str, str]]:
+    """The input feature, label feature and (train, test) splits `load` reads; raises unless
+    supported."""
     x_key, y_key = _keys(name, info, features)
-    test_split = next((split for split in _TEST_SPLITS if split in info.splits), None)
-    if "train" not in info.splits or test_split is None:
-        raise ValueError(
-            f"data set {name!r} has splits {sorted(info.splits.keys())}; load needs 'train' and "
-            f"one of {list(_TEST_SPLITS)}"
-        )
-    return x_key, y_key, test_split
+    return x_key, y_key, chosen_splits(name, splits, info.splits)
 
 
 def _keys(
@@ -861,10 +882,11 @@ def _read(
     builder: tfds.core.DatasetBuilder,
     data_dir: pathlib.Path,
     features: tuple[str, str] | None = None,
+    splits: tuple[str, str] | None = None,
 ) -> ArrayDataset:
-    x_key, y_key, test_split = _layout(name, builder.info, features)
+    x_key, y_key, (train_split, test_split) = _layout(name, builder.info, features, splits)
     arrays = {}
-    for split, out in (("train", "train"), (test_split, "test")):
+    for split, out in ((train_split, "train"), (test_split, "test")):
         try:
             examples = _examples(builder, split)
         except (OSError, RuntimeError, ValueError) as error:  # a missing, cut or bad file

@@ -126,6 +126,7 @@ def toys_dir(tmp_path_factory):
         tfds_toys.ToyUint8Tensor,
         tfds_toys.ToyValidationAndTest,
         tfds_toys.ToyNamedFeatures,
+        tfds_toys.ToyTrainOnly,
     ):
         tfds_toys.prepare(builder, data_dir)
     tfds_toys.prepare(tfds_toys.ToyConfigs, data_dir, config="small")
@@ -272,6 +273,89 @@ def test_the_test_split_is_read_rather_than_validation_when_both_exist(toys_dir)
     np.testing.assert_array_equal(ds.y_test, [1, 1, 1])  # test's label; validation's is 0
     np.testing.assert_array_equal(np.sort(ds.x_test[:, 0]), [5.0, 6.0, 7.0])
     assert ds.num_train == 5
+
+
+def test_a_data_set_without_a_test_split_asks_for_splits(toys_dir):
+    for check in (load, check_loadable):
+        with pytest.raises(
+            ValueError,
+            match=re.escape(
+                "data set 'toy_train_only' has splits ['train']; load reads 'train' and one of "
+                "['test', 'validation'] unless given the two to read: pass splits=(train, test), "
+                "e.g. splits=('train[:90%]', 'train[90%:]')"
+            ),
+        ):
+            check("toy_train_only", data_dir=toys_dir)
+
+
+def test_splits_hold_out_the_same_part_of_train_on_every_load(toys_dir):
+    check_loadable("toy_train_only", data_dir=toys_dir, splits=["train[:60%]", "train[60%:]"])
+    first, again = (
+        load("toy_train_only", data_dir=toys_dir, splits=("train[:60%]", "train[60%:]"))
+        for _ in range(2)
+    )
+    assert (first.num_train, first.num_test) == (3, 2)
+    seen = np.concatenate([first.x_train[:, 0], first.x_test[:, 0]])
+    np.testing.assert_array_equal(np.sort(seen), np.arange(5))  # every example, once
+    np.testing.assert_array_equal(again.x_test, first.x_test)
+    np.testing.assert_array_equal(first.y_test, first.x_test[:, 0].astype(np.int32) % 2)
+
+
+def test_splits_name_the_splits_to_train_and_test_on(toys_dir):
+    ds = load("toy_validation_and_test", data_dir=toys_dir, splits=("train+test", "validation"))
+    np.testing.assert_array_equal(ds.y_test, [0, 0])  # validation's label; test's is 1
+    np.testing.assert_array_equal(np.sort(ds.x_train[:, 0]), np.arange(8))
+
+
+@pytest.mark.parametrize(
+    ("splits", "message"),
+    [
+        (
+            ("train", "tset"),
+            "data set 'toy_validation_and_test' has no split 'tset' (splits=('train', 'tset') "
+            "names it; its splits: ['test', 'train', 'validation']). Did you mean 'test'?",
+        ),
+        (
+            ("train[:80%]", "test+train[60%:]"),
+            "data set 'toy_validation_and_test': splits=('train[:80%]', 'test+train[60%:]') "
+            "trains and tests on the same 1 examples of split 'train'; name disjoint parts, e.g. "
+            "splits=('train[:90%]', 'train[90%:]')",
+        ),
+        (
+            ("train", "test[2:2]"),
+            "data set 'toy_validation_and_test': splits=('train', 'test[2:2]') reads no example "
+            "for the test split ('test[2:2]'; its splits hold test: 3, train: 5, validation: 2)",
+        ),
+        (
+            ("train", "test[:10]"),
+            "data set 'toy_validation_and_test': splits=('train', 'test[:10]') holds "
+            "'test[:10]': Requested slice [:10] incompatible with 3 examples. (its splits hold "
+            "test: 3, train: 5, validation: 2)",
+        ),
+        (
+            ("train", "test[half]"),
+            "data set 'toy_validation_and_test': splits=('train', 'test[half]') holds "
+            "'test[half]', which is no TFDS split spec (Unrecognized split format: 'test[half]'. "
+            "See format at https://www.tensorflow.org/datasets/splits); write a split's name, a "
+            "slice of one ('train[:90%]', 'train[-500:]') or a sum ('train+val')",
+        ),
+        (
+            "train",
+            "splits must name the split to train on and the split to test on, two TFDS split "
+            "specs, e.g. ('train', 'val') or ('train[:90%]', 'train[90%:]'); got 'train'",
+        ),
+    ],
+)
+def test_splits_naming_no_split_no_example_or_one_twice_are_refused(toys_dir, splits, message):
+    for check in (load, check_loadable):
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            check("toy_validation_and_test", data_dir=toys_dir, splits=splits)
+
+
+def test_splits_of_a_built_in_data_set_are_checked_before_it_is_prepared(tmp_path):
+    with pytest.raises(ValueError, match=r"^data set 'digits' has no split 'validation' \("):
+        check_loadable("digits", data_dir=tmp_path, splits=("train", "validation"))
+    assert not list(tmp_path.iterdir())  # nothing prepared
 
 
 @pytest.mark.parametrize(
@@ -692,21 +776,21 @@ def test_a_malformed_name_says_what_a_name_looks_like(toys_dir):
 
 
 @pytest.mark.parametrize(
-    ("name", "split"),
+    ("name", "split", "pair"),
     [
-        ("toy_int_labels[:10%]", "[:10%]"),
-        ("toy_int_labels:train", ":train"),
-        ("toy_int_labels/test[50:]", "/test[50:]"),
-        ("digits:validation[:5]", ":validation[:5]"),
+        ("toy_int_labels[:10%]", "[:10%]", ("train[:10%]", "test")),
+        ("toy_int_labels:train", ":train", ("train", "test")),
+        ("toy_int_labels/test[50:]", "/test[50:]", ("train", "test[50:]")),
+        ("digits:validation[:5]", ":validation[:5]", ("train", "validation[:5]")),
     ],
 )
-def test_a_split_in_the_name_says_load_reads_whole_splits(toys_dir, name, split):
+def test_a_split_in_the_name_says_to_give_splits(toys_dir, name, split, pair):
     for check in (load, check_loadable):  # was "malformed" (':train': "a namespace")
         with pytest.raises(
             ValueError,
             match=rf"data set name '{re.escape(name)}' names a split \('{re.escape(split)}'\); "
-            rf"load takes the data set's name alone \('{name[: -len(split)]}'\) and reads its "
-            r"whole train and test splits: slice the arrays it returns instead",
+            rf"load takes the data set's name alone \('{name[: -len(split)]}'\) and the splits "
+            rf"to read apart: splits=\(train, test\), e.g. splits={re.escape(repr(pair))}$",
         ):
             check(name, data_dir=toys_dir)
 

@@ -205,6 +205,24 @@ class ToyValidationAndTest(_Toy, skip_registration=True):
         return {"image": _vector(index), "label": int(split == "test")}
 
 
+class ToyTrainOnly(_Toy, skip_registration=True):
+    """A train split alone, its example i holding (i, i) and the label i % 2."""
+
+    def features(self):
+        return F.FeaturesDict(
+            {
+                "image": F.Tensor(shape=(2,), dtype=np.float32),
+                "label": F.ClassLabel(num_classes=2),
+            }
+        )
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples(range(5), "train")}
+
+    def example(self, index, split):
+        return {"image": _vector(index), "label": index % 2}
+
+
 class ToyConfigs(_Toy, skip_registration=True):
     """Two configs, ``small`` the default; the tests prepare ``small`` only."""
 

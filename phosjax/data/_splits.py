@@ -1,0 +1,154 @@
+"""The splits `load` reads: ``train`` and ``test`` (else ``validation``), or the two given."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from phosjax._nearest import did_you_mean
+
+DEFAULT_TEST_SPLITS = ("test", "validation")
+_SLICES = "a split's name, a slice of one ('train[:90%]', 'train[-500:]') or a sum ('train+val')"
+
+
+def checked_splits(splits: Sequence[str] | None) -> tuple[str, str] | None:
+    """`splits` checked: None, or two TFDS split specs, (train, test).
+
+    Examples:
+        >>> checked_splits(["train", "val"])
+        ('train', 'val')
+        >>> checked_splits("train")
+        Traceback (most recent call last):
+        ValueError: splits must name the split to train on and the split to test on, ...
+    """
+    if splits is None:
+        return None
+    if (
+        isinstance(splits, str)
+        or not isinstance(splits, Sequence)
+        or len(splits) != 2
+        or not all(isinstance(spec, str) for spec in splits)
+    ):
+        raise ValueError(
+            "splits must name the split to train on and the split to test on, two TFDS split "
+            f"specs, e.g. ('train', 'val') or ('train[:90%]', 'train[90%:]'); got {splits!r}"
+        )
+    return splits[0], splits[1]
+
+
+def split_names(spec: str) -> list[str]:
+    """The names of the splits a TFDS split spec reads.
+
+    Examples:
+        >>> split_names("train[:90%]+validation")
+        ['train', 'validation']
+    """
+    return [re.sub(r"\[.*", "", part) for part in spec.split("+")]
+
+
+def check_split_names(name: str, splits: tuple[str, str] | None, known: Sequence[str]) -> None:
+    """Raises unless each of `splits` is a well-formed TFDS split spec of the `known` splits
+    of data set `name`; reads no example.
+
+    Examples:
+        >>> check_split_names("toy", ("train", "tset"), ["test", "train"])
+        Traceback (most recent call last):
+        ValueError: data set 'toy' has no split 'tset' (splits=('train', 'tset') names it; its
+        splits: ['test', 'train']). Did you mean 'test'?
+    """
+    import tensorflow_datasets as tfds
+
+    for spec in splits or ():
+        try:
+            tfds.core.ReadInstruction.from_spec(spec)
+        except (ValueError, AssertionError) as error:
+            why = str(error).splitlines()[-1]
+            raise ValueError(
+                f"data set {name!r}: splits={splits!r} holds {spec!r}, which is no TFDS split "
+                f"spec ({why}); write {_SLICES}"
+            ) from None
+        unknown = [split for split in split_names(spec) if split not in known]
+        if unknown:
+            raise ValueError(
+                f"data set {name!r} has no split {unknown[0]!r} (splits={splits!r} names it; "
+                f"its splits: {sorted(known)}){did_you_mean(unknown[:1], known)}"
+            )
+
+
+def chosen_splits(
+    name: str, splits: tuple[str, str] | None, infos: Mapping[str, Any]
+) -> tuple[str, str]:
+    """The (train, test) split specs `load` reads from data set `name`, whose splits are
+    `infos` (a TFDS ``SplitDict``): `splits` if given (checked: known splits, not empty, no
+    example in both), else ``train`` and ``test`` (else ``validation``).
+
+    Raises:
+        ValueError: naming the data set, its splits and the splits to pass.
+    """
+    known = sorted(infos)
+    if splits is None:
+        test = next((split for split in DEFAULT_TEST_SPLITS if split in infos), None)
+        if "train" in infos and test is not None:
+            return "train", test
+        raise ValueError(
+            f"data set {name!r} has splits {known}; load reads 'train' and one of "
+            f"{list(DEFAULT_TEST_SPLITS)} unless given the two to read: pass "
+            f"splits=(train, test), e.g. splits={_example(known)!r}"
+        )
+    check_split_names(name, splits, known)
+    spans = [_spans(name, splits, spec, infos) for spec in splits]
+    for role, spec, spanned in zip(("train", "test"), splits, spans, strict=True):
+        if not sum(end - start for _, start, end in spanned):
+            raise ValueError(
+                f"data set {name!r}: splits={splits!r} reads no example for the {role} split "
+                f"({spec!r}; its splits hold {_sizes(infos)})"
+            )
+    for split, start, end in spans[0]:
+        for other, other_start, other_end in spans[1]:
+            both = min(end, other_end) - max(start, other_start)
+            if other == split and both > 0:
+                raise ValueError(
+                    f"data set {name!r}: splits={splits!r} trains and tests on the same "
+                    f"{both} examples of split {split!r}; name disjoint parts, e.g. "
+                    f"splits={(f'{split}[:90%]', f'{split}[90%:]')!r}"
+                )
+    return splits
+
+
+def _spans(
+    name: str, splits: tuple[str, str], spec: str, infos: Mapping[str, Any]
+) -> list[tuple[str, int, int]]:
+    """(split, start, end) of each part of `spec`: the examples it reads."""
+    import tensorflow_datasets as tfds
+
+    try:
+        parts = tfds.core.ReadInstruction.from_spec(spec).to_absolute(infos)
+    except ValueError as error:  # a slice beyond the split's examples
+        raise ValueError(
+            f"data set {name!r}: splits={splits!r} holds {spec!r}: {error} (its splits hold "
+            f"{_sizes(infos)})"
+        ) from None
+    spans = []
+    for part in parts:
+        size = infos[part.splitname].num_examples
+        start = 0 if part.from_ is None else part.from_
+        spans.append((part.splitname, start, max(start, size if part.to is None else part.to)))
+    return spans
+
+
+def _sizes(infos: Mapping[str, Any]) -> str:
+    """Each split's number of examples, e.g. ``train: 5, test: 3``."""
+    return ", ".join(f"{split}: {info.num_examples}" for split, info in sorted(infos.items()))
+
+
+def _example(known: list[str]) -> tuple[str, str]:
+    """A (train, test) pair of `known` splits to suggest, else halves of one split.
+
+    Examples:
+        >>> _example(["train", "val"]), _example(["all"])
+        (('train', 'val'), ('all[:90%]', 'all[90%:]'))
+    """
+    train = "train" if "train" in known or not known else known[0]
+    others = [split for split in known if split != train]
+    return (train, others[0]) if others else (f"{train}[:90%]", f"{train}[90%:]")
