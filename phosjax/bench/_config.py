@@ -11,7 +11,7 @@ import hashlib
 import json
 import numbers
 import pathlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -452,6 +452,10 @@ class BenchConfig:
       dataset_features: for some of those names, the input and the label feature to read,
         ``{name: [input, label]}`` (`phosjax.data.load`'s ``features``); by default a data
         set's supervised keys, else ``image`` and ``label``.
+      dataset_splits: for some of those names, the split to train on and the split to
+        test on, ``{name: [train, test]}`` (`phosjax.data.load`'s ``splits``, e.g.
+        ``['train[:90%]', 'train[90%:]']``); by default ``train`` and ``test`` (else
+        ``validation``).
       grid: the hyperparameters (`Grid`); lists are axes.
       seeds: a number of seeds (0, 1, ...) or the list of seeds.
       eval_every: evaluate on the test split every this many steps (0: only at the end).
@@ -475,6 +479,7 @@ class BenchConfig:
     models: list[str | dict[str, Any]] = dataclasses.field(default_factory=lambda: ["mlp"])
     datasets: list[str] = dataclasses.field(default_factory=lambda: ["mnist1d"])
     dataset_features: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    dataset_splits: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     grid: Grid = dataclasses.field(default_factory=Grid)
     seeds: int | list[int] = 2
     eval_every: int = 100
@@ -502,7 +507,19 @@ class BenchConfig:
             raise BenchError("a bench needs at least one model and one data set.")
         check_axis("models", self.models)
         check_axis("datasets", self.datasets)
-        self._check_dataset_features()
+        self._check_per_dataset(
+            "dataset_features",
+            "[input, label] feature names, e.g. {my_set: [pixels, digit]}",
+            "the input and the label feature, two different names, e.g. [image, label]",
+            is_feature_pair,
+        )
+        self._check_per_dataset(
+            "dataset_splits",
+            "[train, test] splits, e.g. {my_set: [train, val]}",
+            "the split to train on and the split to test on, e.g. [train, val] or "
+            "['train[:90%]', 'train[90%:]']",
+            lambda pair: len(pair) == 2 and all(isinstance(spec, str) for spec in pair),
+        )
         if self.data_dir is not None and not isinstance(self.data_dir, str):
             raise BenchError(f"data_dir must be a folder (a path) or null, got {self.data_dir!r}.")
         check_axis("seeds", self.seeds)
@@ -542,24 +559,21 @@ class BenchConfig:
             except ValueError as error:
                 raise BenchError(str(error)) from None
 
-    def _check_dataset_features(self) -> None:
-        features = self.dataset_features
-        if not isinstance(features, Mapping):
-            raise BenchError(
-                "dataset_features must map data set names to [input, label] feature names, "
-                f"e.g. {{my_set: [pixels, digit]}}, got {features!r}."
-            )
-        for name, pair in features.items():
+    def _check_per_dataset(
+        self, field: str, mapping: str, entry: str, valid: Callable[[Any], bool]
+    ) -> None:
+        """Raises unless `field` maps names among the datasets to `valid` lists."""
+        entries = getattr(self, field)
+        if not isinstance(entries, Mapping):
+            raise BenchError(f"{field} must map data set names to {mapping}, got {entries!r}.")
+        for name, value in entries.items():
             if name not in self.datasets:
                 raise BenchError(
-                    f"dataset_features names {name!r}, which is not among the datasets "
+                    f"{field} names {name!r}, which is not among the datasets "
                     f"({', '.join(map(repr, self.datasets))})."
                 )
-            if not isinstance(pair, list | tuple) or not is_feature_pair(pair):
-                raise BenchError(
-                    f"dataset_features.{name} must name the input and the label feature, two "
-                    f"different names, e.g. [image, label], got {pair!r}."
-                )
+            if not isinstance(value, list | tuple) or not valid(value):
+                raise BenchError(f"{field}.{name} must name {entry}, got {value!r}.")
 
     def model_entries(self) -> list[ModelEntry]:
         """The models as `ModelEntry` values.
@@ -625,10 +639,12 @@ class BenchConfig:
 
     def _plain(self) -> dict[str, Any]:
         """`_fields` less the `LATER_GRID_FIELDS` at their defaults, and less an empty
-        ``dataset_features``: benches made before them keep their bench.json and digest."""
+        ``dataset_features`` or ``dataset_splits``: benches made before them keep their
+        bench.json and digest."""
         data = self._fields()
-        if not data["dataset_features"]:
-            del data["dataset_features"]
+        for name in ("dataset_features", "dataset_splits"):
+            if not data[name]:
+                del data[name]
         for name, default in LATER_GRID_FIELDS.items():
             if data["grid"][name] == default:
                 del data["grid"][name]

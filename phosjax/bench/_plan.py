@@ -48,6 +48,7 @@ from phosjax.core import (
 from phosjax.core._selectors import value_per_path
 from phosjax.data import ArrayDataset, check_batch_size, load
 from phosjax.data._load import NoSuchFeatureError, declared_shapes
+from phosjax.data._splits import MissingSplitsError
 from phosjax.models import ModelConfig, registered_models
 from phosjax.morph import UnsupportedOpError, channel_groups
 from phosjax.train import Cell, HParams, plan_groups
@@ -198,13 +199,19 @@ def load_datasets(
     names: Sequence[str],
     data_dir: str | None,
     features: Mapping[str, Sequence[str]] | None = None,
+    splits: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, ArrayDataset]:
-    """Loads each data set (reading its `features`, where given), after checking every name
-    as `load` would; its errors as BenchError."""
-    features = features or {}
-    check_datasets(names, data_dir, features)
+    """Loads each data set (reading its `features` and `splits`, where given), after
+    checking every name as `load` would; its errors as BenchError."""
+    features, splits = features or {}, splits or {}
+    check_datasets(names, data_dir, features, splits)
     try:
-        return {name: load(name, data_dir=data_dir, features=features.get(name)) for name in names}
+        return {
+            name: load(
+                name, data_dir=data_dir, features=features.get(name), splits=splits.get(name)
+            )
+            for name in names
+        }
     except (ValueError, PermissionError) as error:  # a bad name; a read-only data dir
         raise BenchError(str(error)) from error
 
@@ -232,17 +239,22 @@ def check_datasets(
     names: Sequence[str],
     data_dir: str | None,
     features: Mapping[str, Sequence[str]] | None = None,
+    splits: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, DeclaredShape]:
     """Raises a BenchError for the first data set of ``names`` that `load` would refuse
     (`phosjax.data.check_loadable`: nothing is prepared or read); else the shapes of those
     whose metadata declares their number of classes."""
-    features = features or {}
+    features, splits = features or {}, splits or {}
     declared = {}
     for name in names:
         try:
-            shape, classes = declared_shapes(name, data_dir=data_dir, features=features.get(name))
+            shape, classes = declared_shapes(
+                name, data_dir=data_dir, features=features.get(name), splits=splits.get(name)
+            )
         except NoSuchFeatureError as error:  # features given: from dataset_features
             raise BenchError(_no_such_feature_text(error)) from error
+        except MissingSplitsError as error:  # no dataset_splits entry
+            raise BenchError(_missing_splits_text(error)) from error
         except (ValueError, PermissionError) as error:
             raise BenchError(str(error)) from error
         if classes is not None:
@@ -268,6 +280,16 @@ def _no_such_feature_text(error: NoSuchFeatureError) -> str:
         f"{error.name!r} lacks (its features: {error.known}); name its input and label "
         f"feature there, e.g. dataset_features: {{{error.name}: [{pair[0]}, {pair[1]}]}}"
         f"{did_you_mean([error.missing], error.known)}"
+    )
+
+
+def _missing_splits_text(error: MissingSplitsError) -> str:
+    """`error` in a bench config's terms: the ``dataset_splits`` entry to write."""
+    train, test = error.suggested
+    return (
+        f"data set {error.name!r} has splits {error.known}; a bench trains on 'train' and "
+        "tests on 'test' (else 'validation') unless its dataset_splits entry names the two, "
+        f"e.g. dataset_splits: {{{error.name}: [{train!r}, {test!r}]}}"
     )
 
 
@@ -521,7 +543,9 @@ def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None
     entries = config.model_entries()
     check_models(entries)
     if datasets is None:
-        datasets = load_datasets(config.datasets, config.data_dir, config.dataset_features)
+        datasets = load_datasets(
+            config.datasets, config.data_dir, config.dataset_features, config.dataset_splits
+        )
     datasets = {name: datasets[name] for name in config.datasets}
     axes = config.grid.axes()
     _check_batch_sizes(axes["batch_size"], datasets)

@@ -62,7 +62,9 @@ class _Parser(ConfigParser):
             directory, options.get("import") or [], planned_models(directory, bench, force)
         )
         check_models(bench.model_entries())
-        shapes = _plan.check_datasets(bench.datasets, bench.data_dir, bench.dataset_features)
+        shapes = _plan.check_datasets(
+            bench.datasets, bench.data_dir, bench.dataset_features, bench.dataset_splits
+        )
         _plan.check_model_sizes(bench, shapes)
         unchecked = [name for name in bench.datasets if name not in shapes]
         if unchecked:

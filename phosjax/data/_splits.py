@@ -76,6 +76,27 @@ def check_split_names(name: str, splits: tuple[str, str] | None, known: Sequence
             )
 
 
+class MissingSplitsError(ValueError):
+    """Data set ``name`` lacks ``train``, or both ``test`` and ``validation``, and no
+    ``splits`` were given; ``known``: its splits, sorted; ``suggested``: a (train, test)
+    pair of them to give.
+
+    Examples:
+        >>> print(MissingSplitsError("toy", ["train", "val"]))
+        data set 'toy' has splits ['train', 'val']; load reads 'train' and one of ['test',
+        'validation'] unless given the two to read: pass splits=(train, test), e.g.
+        splits=('train', 'val')
+    """
+
+    def __init__(self, name: str, known: list[str]):
+        self.name, self.known, self.suggested = name, known, _example(known)
+        super().__init__(
+            f"data set {name!r} has splits {known}; load reads 'train' and one of "
+            f"{list(DEFAULT_TEST_SPLITS)} unless given the two to read: pass "
+            f"splits=(train, test), e.g. splits={self.suggested!r}"
+        )
+
+
 def chosen_splits(
     name: str, splits: tuple[str, str] | None, infos: Mapping[str, Any]
 ) -> tuple[str, str]:
@@ -91,11 +112,7 @@ def chosen_splits(
         test = next((split for split in DEFAULT_TEST_SPLITS if split in infos), None)
         if "train" in infos and test is not None:
             return "train", test
-        raise ValueError(
-            f"data set {name!r} has splits {known}; load reads 'train' and one of "
-            f"{list(DEFAULT_TEST_SPLITS)} unless given the two to read: pass "
-            f"splits=(train, test), e.g. splits={_example(known)!r}"
-        )
+        raise MissingSplitsError(name, known)
     check_split_names(name, splits, known)
     spans = [_spans(name, splits, spec, infos) for spec in splits]
     for role, spec, spanned in zip(("train", "test"), splits, spans, strict=True):

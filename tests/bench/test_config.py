@@ -167,6 +167,15 @@ def test_a_config_built_directly_checks_its_models_and_grid():
             r"names, e.g. \[image, label\], got \['x'\]\.",
         ),
         (
+            "dataset_splits: {mnist: [train, test]}\n",
+            r"dataset_splits names 'mnist', which is not among the datasets \('mnist1d'\)\.",
+        ),
+        (
+            "dataset_splits: {mnist1d: 'train[:90%]'}\n",
+            r"dataset_splits.mnist1d must name the split to train on and the split to test on, "
+            r"e\.g\. \[train, val\] or \['train\[:90%\]', 'train\[90%:\]'\], got 'train\[:90%\]'\.",
+        ),
+        (
             "grid: {regularizers: [{kind: l2, strength: [0, -0.1]}]}\n",
             r"the strength of grid\.regularizers entry 'l2' must be a number >= 0, got -0\.1\.",
         ),
@@ -410,6 +419,14 @@ def test_fields_added_later_keep_the_digest_and_file_of_benches_made_before_them
     assert BenchConfig.from_dict(picked.to_dict()) == picked
     assert picked.digest() != plain.digest()
     assert plain.differences(picked) == ["dataset_features.mnist1d: (absent) -> ['x', 'label']"]
+    # And dataset_splits.
+    assert "dataset_splits" not in plain.to_dict()
+    splits = {"datasets": ["mnist1d"], "dataset_splits": {"mnist1d": ["train[:90%]", "test"]}}
+    split = BenchConfig.from_dict({"models": ["mlp"], **splits})
+    assert BenchConfig.from_dict(split.to_dict()) == split and split.digest() != plain.digest()
+    assert plain.differences(split) == [
+        "dataset_splits.mnist1d: (absent) -> ['train[:90%]', 'test']"
+    ]
 
 
 def test_the_largest_int32_interval_is_taken_when_constructed():

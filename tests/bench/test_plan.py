@@ -172,6 +172,7 @@ def toys_dir(tmp_path_factory):
     tfds_toys.prepare(tfds_toys.ToyConfigs, data_dir, config="small")
     tfds_toys.prepare(tfds_toys.ToyRegression, data_dir)
     tfds_toys.prepare(tfds_toys.ToyNamedFeatures, data_dir)
+    tfds_toys.prepare(tfds_toys.ToyTrainOnly, data_dir)
     return str(data_dir)
 
 
@@ -204,6 +205,20 @@ def test_a_dataset_features_entry_naming_no_feature_names_the_entry(toys_dir, fe
         "and label feature there, e.g. dataset_features: {toy_named_features: [pixels, digit]}"
         f"{hint}"
     )
+
+
+def test_dataset_splits_pick_the_splits_a_bench_trains_and_tests_on(toys_dir):
+    named = {"datasets": ["toy_train_only"], "data_dir": toys_dir, "grid": {"batch_size": 2}}
+    with pytest.raises(BenchError) as raised:
+        plan(tiny_config(**named))
+    assert str(raised.value) == (
+        "data set 'toy_train_only' has splits ['train']; a bench trains on 'train' and tests "
+        "on 'test' (else 'validation') unless its dataset_splits entry names the two, e.g. "
+        "dataset_splits: {toy_train_only: ['train[:90%]', 'train[90%:]']}"
+    )
+    splits = {"toy_train_only": ["train[:60%]", "train[60%:]"]}
+    data = plan(tiny_config(**named, dataset_splits=splits)).datasets["toy_train_only"]
+    assert (data.num_train, data.num_test) == (3, 2)
 
 
 def test_data_set_names_load_accepts_the_bench_accepts(toys_dir):
