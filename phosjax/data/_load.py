@@ -278,17 +278,43 @@ def _builder(
 ) -> tuple[tfds.core.DatasetBuilder, pathlib.Path]:
     """The builder `load` reads `name` from, its metadata, `features` and `splits` checked,
     and the data dir it is in (a built-in one: the first of `data_dirs`); prepares nothing."""
-    dataset, kwargs = _parse(name)
-    if dataset in BUILTIN_NAMES:
+    builder, data_dir = _located(name, data_dirs)
+    if _parse(name)[0] in BUILTIN_NAMES:
         from phosjax.data._builders import SPLITS
 
-        builder = _builtin_builder(name, dataset, kwargs, data_dirs[0])
         _keys(name, builder.info, features)
         check_split_names(name, splits, SPLITS)  # their sizes are known once prepared
-        return builder, data_dirs[0]
-    builder, data_dir = _prepared_builder(name, dataset, data_dirs)
-    _layout(name, builder.info, features, splits)
+    else:
+        _layout(name, builder.info, features, splits)
     return builder, data_dir
+
+
+def _located(
+    name: str, data_dirs: list[pathlib.Path]
+) -> tuple[tfds.core.DatasetBuilder, pathlib.Path]:
+    """`name`'s builder and the data dir it is in, its features and splits unchecked."""
+    dataset, kwargs = _parse(name)
+    if dataset in BUILTIN_NAMES:
+        return _builtin_builder(name, dataset, kwargs, data_dirs[0]), data_dirs[0]
+    return _prepared_builder(name, dataset, data_dirs)
+
+
+def resolved_name(name: str, *, data_dir: str | os.PathLike | None = None) -> str:
+    """The full TFDS name, ``name[/config]:version``, of the data set `load` finds for
+    `name`: which config and version a name given without them stands for.
+
+    Raises:
+        ValueError: `name` is one `load` cannot find, as `check_loadable` says.
+
+    Examples:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     resolved_name("digits", data_dir=tmp)  # built in: nothing prepared
+        'digits:1.0.0'
+    """
+    builder, _ = _located(name, _data_dirs(data_dir))
+    config = f"/{builder.builder_config.name}" if builder.builder_config else ""
+    return f"{builder.name}{config}:{builder.version}"
 
 
 def _parse(name: str) -> tuple[str, dict[str, Any]]:

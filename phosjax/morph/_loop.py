@@ -27,6 +27,7 @@ from phosjax.bench import _layout
 from phosjax.bench._store import write_table
 from phosjax.data import ArrayDataset, batch_indices, check_batch_size, load
 from phosjax.data._checks import int_at_least
+from phosjax.data._load import resolved_name
 from phosjax.models import ModelConfig, build_model
 from phosjax.morph._cost import COSTS
 from phosjax.morph._expand import config_cost, expand, once
@@ -434,19 +435,18 @@ def measured_latency(config: ModelConfig, variables: Any, batch: int = 100) -> f
 
 MORPH_CONFIG = "morph_config"
 """The key of the run's `MorphConfig` (`MorphConfig.to_dict`) in its rows' ``attrs``."""
+RESOLVED_DATASET = "resolved_dataset"
+"""The key of the full TFDS name of the run's data set (``"mnist1d:1.0.0"``, where its
+config says ``"mnist1d"``) in its rows' ``attrs``."""
 
 
-def _frame(rows: list[dict[str, Any]], config: MorphConfig) -> pd.DataFrame:
-    """``rows`` as a frame whose ``attrs`` hold the run's config (Parquet keeps them)."""
+def _frame(rows: list[dict[str, Any]], config: MorphConfig, dataset: str) -> pd.DataFrame:
+    """``rows`` as a frame whose ``attrs`` hold the run's config and the full name of its
+    data set (Parquet keeps them)."""
     frame = pd.DataFrame(rows)
     frame.attrs[MORPH_CONFIG] = config.to_dict()
+    frame.attrs[RESOLVED_DATASET] = dataset
     return frame
-
-
-def _write(rows: list[dict[str, Any]], path: pathlib.Path, config: MorphConfig) -> None:
-    """Writes ``rows`` to ``path`` as Parquet atomically and durably (`write_table`), with
-    ``config`` in its metadata."""
-    write_table(path, _frame(rows, config))
 
 
 def _row(
@@ -563,7 +563,9 @@ def run(
 
     The rows' ``attrs`` (in the file too: ``pd.read_parquet(path).attrs``) hold the
     run's config under ``"morph_config"`` (`MorphConfig.to_dict`; `MorphConfig.from_dict`
-    reads it back), so a run's file says which data set, steps, strength... made it.
+    reads it back), so a run's file says which data set, steps, strength... made it, and
+    the full name of its data set, with its version, under ``"resolved_dataset"``
+    (``"mnist1d:1.0.0"`` where the config says ``"mnist1d"``).
 
     Rows: ``kind`` is ``"start"`` (the starting model, trained without regularizer),
     ``"regularized"`` (trained with it), ``"shrunk"`` (its alive channels; accuracy
@@ -602,6 +604,7 @@ def run(
       phosjax.morph._loop.MorphConfigError: MorphConfig.dataset='nope': unknown data set ...
     """
     current, data = prepare(config)
+    dataset = resolved_name(config.dataset, data_dir=config.data_dir)
     path = _output(directory, overwrite)
     common = (config.steps, config.batch_size, config.learning_rate, config.seed)
     budget = config_cost(current, config.cost)
@@ -609,7 +612,7 @@ def run(
     with _Stages(config.iterations, progress) as stages:
         variables, accuracy = train(current, data, *common)
         stages.done(rows, _row(0, "start", current, variables, accuracy))
-        _write(rows, path, config)
+        write_table(path, _frame(rows, config, dataset))
         for iteration in range(1, config.iterations + 1):
             model = build_model(current)
             groups = channel_groups(model, variables, jnp.zeros((2, *current.input_shape)))
@@ -634,5 +637,5 @@ def run(
             current = morphed.config
             variables, accuracy = train(current, data, *common)
             stages.done(rows, _row(iteration, "expanded", current, variables, accuracy))
-            _write(rows, path, config)
-    return _frame(rows, config)
+            write_table(path, _frame(rows, config, dataset))
+    return _frame(rows, config, dataset)

@@ -372,6 +372,7 @@ def test_every_tfds_form_of_a_prepared_name_loads(toys_dir, name):
     check_loadable(name, data_dir=toys_dir)
     ds = load(name, data_dir=toys_dir)
     assert (ds.name, ds.x_train.shape, ds.num_classes) == (name, (5, 2), 2)
+    assert _load.resolved_name(name, data_dir=toys_dir) == "toy_configs/small:1.0.0"
 
 
 @pytest.mark.parametrize("name", ["toy_configs:9.9.9", "toy_configs/big", "toy_configs/big:1.0.0"])

@@ -334,7 +334,14 @@ def test_a_run_s_rows_carry_its_config_which_reads_back_as_it(tmp_path, monkeypa
     config = MorphConfig(MODEL, iterations=0, steps=7, strength=0.25, seed=3)
     rows = _loop.run(config, tmp_path, progress=False)
     written = pd.read_parquet(tmp_path / _loop.ITERATIONS)
-    assert written.attrs == rows.attrs == {"morph_config": config.to_dict()}
+    assert (
+        written.attrs
+        == rows.attrs
+        == {
+            "morph_config": config.to_dict(),
+            "resolved_dataset": "mnist1d:1.0.0",  # the config's "mnist1d", with its version
+        }
+    )
     assert written.attrs["morph_config"]["steps"] == 7
     assert MorphConfig.from_dict(written.attrs["morph_config"]) == config
 
