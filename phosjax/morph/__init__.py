@@ -39,6 +39,7 @@ _EXPORTS = {
     "measured_latency": "phosjax.morph._loop",
     "morph_regularizer": "phosjax.morph._regularizer",
     "once": "phosjax.morph._expand",
+    "read_runs": "phosjax.morph._runs",
     "report": "phosjax.morph._regularizer",
     "run": "phosjax.morph._loop",
     "scale_widths": "phosjax.morph._expand",
@@ -80,6 +81,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs (a test keeps th
     from phosjax.morph._regularizer import importance as importance
     from phosjax.morph._regularizer import morph_regularizer as morph_regularizer
     from phosjax.morph._regularizer import report as report
+    from phosjax.morph._runs import read_runs as read_runs
     from phosjax.morph._shrink import Shrunk as Shrunk
     from phosjax.morph._shrink import mask as mask
     from phosjax.morph._shrink import shrink as shrink

@@ -15,7 +15,14 @@ import yaml
 import phosjax.morph.__main__ as cli
 from phosjax.data import ArrayDataset, load
 from phosjax.models import ModelConfig, build_model
-from phosjax.morph import MorphConfig, MorphConfigError, RunDirectoryError, _loop, config_cost
+from phosjax.morph import (
+    MorphConfig,
+    MorphConfigError,
+    RunDirectoryError,
+    _loop,
+    config_cost,
+    read_runs,
+)
 from phosjax.morph.__main__ import main
 from tests.morph.unfollowable import NAME as SORTED
 
@@ -344,6 +351,42 @@ def test_a_run_s_rows_carry_its_config_which_reads_back_as_it(tmp_path, monkeypa
     )
     assert written.attrs["morph_config"]["steps"] == 7
     assert MorphConfig.from_dict(written.attrs["morph_config"]) == config
+
+
+def _written_run(directory: pathlib.Path, config: MorphConfig, **attrs: object) -> None:
+    """Writes a run's two rows with ``config`` (and ``attrs``) in their metadata."""
+    rows = pd.DataFrame({"kind": ["start", "regularized"], "accuracy": [0.5, config.strength]})
+    rows.attrs = {"morph_config": config.to_dict(), **attrs}
+    (directory / "morph").mkdir(parents=True)
+    rows.to_parquet(directory / _loop.ITERATIONS)
+
+
+def test_read_runs_gives_each_row_its_run_s_config_where_concat_drops_them(tmp_path):
+    weak, strong = (MorphConfig(MODEL, strength=strength) for strength in (0.25, 2.0))
+    _written_run(tmp_path / "weak", weak, resolved_dataset="mnist1d:1.0.0")
+    _written_run(tmp_path / "strong", strong)  # written before resolved_dataset was stored
+    paths = [tmp_path / run / _loop.ITERATIONS for run in ("weak", "strong")]
+    assert pd.concat(map(pd.read_parquet, paths)).attrs == {}  # dropped: the configs differ
+    frame = read_runs(tmp_path / "weak", str(tmp_path / "strong"))
+    assert list(frame.columns) == ["run", *weak.to_dict(), "resolved_dataset", "kind", "accuracy"]
+    assert frame["run"].tolist() == [str(tmp_path / "weak")] * 2 + [str(tmp_path / "strong")] * 2
+    assert frame["strength"].tolist() == [0.25, 0.25, 2.0, 2.0]
+    assert frame["resolved_dataset"].tolist() == ["mnist1d:1.0.0"] * 2 + [None] * 2
+    assert frame["model"].map(json.loads).tolist() == [MODEL.to_dict()] * 4
+    assert frame["accuracy"].tolist() == [0.5, 0.25, 0.5, 2.0] and frame.attrs == {}
+
+
+def test_read_runs_names_a_directory_without_a_run_and_a_file_without_a_config(tmp_path):
+    with pytest.raises(
+        FileNotFoundError,
+        match=rf"^'{re.escape(str(tmp_path))}' holds no morph run: it has no "
+        rf"morph/iterations.parquet \(python -m phosjax.morph --dir {re.escape(str(tmp_path))} ",
+    ):
+        read_runs(tmp_path)
+    (tmp_path / "morph").mkdir()
+    pd.DataFrame({"kind": ["start"]}).to_parquet(tmp_path / _loop.ITERATIONS)
+    with pytest.raises(ValueError, match=r"holds no run config in its metadata"):
+        read_runs(tmp_path)
 
 
 def test_a_key_that_is_no_str_is_named_as_an_unknown_field():

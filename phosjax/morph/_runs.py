@@ -1,0 +1,59 @@
+"""`read_runs`: the rows of several morph runs in one frame, each run's config as columns."""
+
+import json
+import os
+import pathlib
+
+import pandas as pd
+
+from phosjax.morph._loop import ITERATIONS, MORPH_CONFIG, RESOLVED_DATASET
+
+
+def read_runs(*directories: str | os.PathLike) -> pd.DataFrame:
+    """The rows of the morph runs in `directories` (as `run` writes them) in one frame.
+
+    ``pd.concat`` of runs' ``iterations.parquet`` keeps their ``attrs`` (the config) only
+    where every run's is equal, and drops them without a word otherwise. Here each row
+    carries its run's: the column ``run`` (its directory, as given), one column per
+    `MorphConfig` field (``model``: the start model's config as JSON), ``resolved_dataset``
+    (None for a run written before it was stored), then the rows' own columns. So runs of
+    other strengths compare by ``frame.groupby(["strength", "kind"]).accuracy.mean()``.
+
+    Raises:
+      FileNotFoundError: a directory holds no ``morph/iterations.parquet``.
+      ValueError: a file's metadata holds no run config (not written by `run`), or no
+        directory is given.
+
+    Examples:
+      >>> read_runs("runs/none")
+      Traceback (most recent call last):
+      FileNotFoundError: 'runs/none' holds no morph run: it has no morph/iterations.parquet
+      (python -m phosjax.morph --dir runs/none writes one)
+    """
+    if not directories:
+        raise ValueError("read_runs needs the directory of at least one run, e.g. 'runs/morph'")
+    frames = []
+    for directory in directories:
+        path = pathlib.Path(directory) / ITERATIONS
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{os.fspath(directory)!r} holds no morph run: it has no {ITERATIONS} "
+                f"(python -m phosjax.morph --dir {os.fspath(directory)} writes one)"
+            )
+        rows = pd.read_parquet(path)
+        config = rows.attrs.get(MORPH_CONFIG)
+        if not isinstance(config, dict):
+            raise ValueError(
+                f"{str(path)!r} holds no run config in its metadata (attrs[{MORPH_CONFIG!r}]): "
+                "phosjax.morph.run did not write it"
+            )
+        columns = {
+            "run": os.fspath(directory),
+            **config,
+            "model": json.dumps(config["model"]),
+            RESOLVED_DATASET: rows.attrs.get(RESOLVED_DATASET),
+        }
+        frames.append(pd.DataFrame(columns, index=rows.index).join(rows))
+    frame = pd.concat(frames, ignore_index=True)
+    frame.attrs = {}  # kept by concat where every run's are equal: the columns hold them
+    return frame
