@@ -238,7 +238,7 @@ def test_data_set_names_load_accepts_the_bench_accepts(toys_dir):
     ],
 )
 def test_every_name_is_checked_before_any_loads(toys_dir, monkeypatch, name, match):
-    def load(name, data_dir, features):
+    def load(name, data_dir, features, splits):
         raise AssertionError(f"loaded {name!r} before checking every name")
 
     monkeypatch.setattr(_plan, "load", load)
@@ -254,7 +254,7 @@ def test_every_name_is_checked_before_any_loads(toys_dir, monkeypatch, name, mat
     ],
 )
 def test_an_error_of_load_is_a_bench_error(toys_dir, monkeypatch, kind, message):
-    def load(name, data_dir, features):
+    def load(name, data_dir, features, splits):
         raise kind(message)
 
     monkeypatch.setattr(_plan, "load", load)
