@@ -51,7 +51,7 @@ def made(tmp_path, monkeypatch) -> tuple[pathlib.Path, pathlib.Path]:
     """``(bench, folder of the user's module)``: a bench of ``my_dense`` that
     ``new --import my_models`` trained (``json`` imported too, registering nothing)."""
     monkeypatch.setattr(
-        _plan, "load_datasets", lambda names, data_dir, features: {"toy": toy_data()}
+        _plan, "load_datasets", lambda names, data_dir, features, splits: {"toy": toy_data()}
     )
     monkeypatch.setattr(_plan, "check_datasets", lambda *args: {})  # --print_config's
     source = tmp_path / "src"

@@ -51,7 +51,9 @@ def cli_bench(tmp_path_factory) -> tuple[pathlib.Path, str, str]:
     root = tmp / "bench"
     out, err = io.StringIO(), io.StringIO()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_plan, "load_datasets", lambda names, data_dir, features: {"toy": toy_data()})
+        patch.setattr(
+            _plan, "load_datasets", lambda names, data_dir, features, splits: {"toy": toy_data()}
+        )
         # Every chunk shows, however close together chunks end on a slow machine.
         patch.setattr(tqdm, "tqdm", functools.partial(tqdm.tqdm, mininterval=0))
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -206,7 +208,7 @@ def test_resume_with_another_config_says_it_keeps_the_stored_one(
 ):
     root, _, _ = cli_bench
     monkeypatch.setattr(
-        _plan, "load_datasets", lambda names, data_dir, features: {"toy": toy_data()}
+        _plan, "load_datasets", lambda names, data_dir, features, splits: {"toy": toy_data()}
     )
     other = tmp_path / "other.yaml"
     other.write_text(CONFIG.replace("seeds: 2", "seeds: 3"))
@@ -225,7 +227,7 @@ def test_a_finished_bench_run_again_shows_no_empty_progress_bar(cli_bench, capsy
     """Nothing left to train: the summary, without a bar of zero steps before it."""
     root, _, _ = cli_bench
     monkeypatch.setattr(
-        _plan, "load_datasets", lambda names, data_dir, features: {"toy": toy_data()}
+        _plan, "load_datasets", lambda names, data_dir, features, splits: {"toy": toy_data()}
     )
     capsys.readouterr()
     assert new_main(["--dir", str(root)]) == 0
@@ -303,7 +305,7 @@ def test_a_knob_value_out_of_its_range_is_one_error_line_and_nothing_written(
 ):
     """A grid temperature of 0 planned and trained cells with NaN outputs."""
     monkeypatch.setattr(
-        _plan, "load_datasets", lambda names, data_dir, features: {"toy": toy_data()}
+        _plan, "load_datasets", lambda names, data_dir, features, splits: {"toy": toy_data()}
     )
     config, root = tmp_path / "bench.yaml", tmp_path / "bench"
     config.write_text(
@@ -356,7 +358,7 @@ def test_a_config_file_that_cannot_be_read_or_is_empty_is_one_error_line(
 def test_no_config_on_a_bench_continues_it_under_its_stored_config(cli_bench, monkeypatch):
     root, _, _ = cli_bench
     monkeypatch.setattr(
-        _plan, "load_datasets", lambda names, data_dir, features: {"toy": toy_data()}
+        _plan, "load_datasets", lambda names, data_dir, features, splits: {"toy": toy_data()}
     )
     stored = (root / _layout.CONFIG).read_text()
     rows = len(pd.read_parquet(root / _layout.RESULTS))
@@ -550,7 +552,7 @@ def test_ctrl_c_mid_training_closes_the_bar_before_its_line(tmp_path, capsys, mo
         raise KeyboardInterrupt
 
     monkeypatch.setattr(
-        _plan, "load_datasets", lambda names, data_dir, features: {"toy": toy_data()}
+        _plan, "load_datasets", lambda names, data_dir, features, splits: {"toy": toy_data()}
     )
     monkeypatch.setattr(_runner, "train_group", interrupted_after_a_chunk)
     config = tmp_path / "bench.yaml"
@@ -567,7 +569,7 @@ def test_data_dir_alone_continues_the_bench_reading_from_there(cli_bench, tmp_pa
     shutil.copytree(cli_bench[0], root)
     read_from = []
 
-    def load(names, data_dir, features):
+    def load(names, data_dir, features, splits):
         read_from.append(data_dir)
         return {"toy": toy_data()}
 
