@@ -28,6 +28,7 @@ from phosjax.bench._store import write_table
 from phosjax.data import ArrayDataset, batch_indices, check_batch_size, load
 from phosjax.data._checks import int_at_least
 from phosjax.data._load import resolved_name
+from phosjax.data._splits import checked_splits
 from phosjax.models import ModelConfig, build_model
 from phosjax.morph._cost import COSTS
 from phosjax.morph._expand import config_cost, expand, once
@@ -116,6 +117,9 @@ class MorphConfig:
     Attributes:
       model: the starting `ModelConfig` (its cost is the budget).
       dataset: a `phosjax.data.load` name.
+      splits: the split to train on and the split to test on (`phosjax.data.load`'s
+        ``splits``, e.g. ``[train, val]`` or ``['train[:90%]', 'train[90%:]']``); None:
+        ``train`` and ``test`` (else ``validation``).
       iterations: shrink/expand rounds.
       steps: training steps per training run (Adam, batches from `batch_indices`).
       batch_size: examples per step.
@@ -142,6 +146,7 @@ class MorphConfig:
 
     model: ModelConfig
     dataset: str = "mnist1d"
+    splits: list[str] | None = None
     iterations: int = 2
     steps: int = 1500
     batch_size: int = 100
@@ -186,6 +191,11 @@ class MorphConfig:
             )
         if not isinstance(self.dataset, str):
             raise MorphConfigError(f"MorphConfig.dataset={self.dataset!r}: expected a name")
+        try:
+            splits = checked_splits(self.splits)
+        except ValueError as error:
+            raise MorphConfigError(f"MorphConfig.{error}") from None
+        object.__setattr__(self, "splits", None if splits is None else list(splits))
         if self.data_dir is not None and not isinstance(self.data_dir, str | os.PathLike):
             raise MorphConfigError(
                 f"MorphConfig.data_dir={self.data_dir!r}: expected a folder (a path) or null"
@@ -317,7 +327,7 @@ def prepare(config: MorphConfig) -> tuple[ModelConfig, ArrayDataset]:
     """
     model = resolved_model(config)
     try:
-        data = load(config.dataset, data_dir=config.data_dir)
+        data = load(config.dataset, data_dir=config.data_dir, splits=config.splits)
     except (ValueError, PermissionError) as error:  # PermissionError: data_dir not writable
         raise MorphConfigError(f"MorphConfig.dataset={config.dataset!r}: {error}") from error
     problem = _mismatch(model, data, config.batch_size)

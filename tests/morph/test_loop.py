@@ -24,6 +24,7 @@ from phosjax.morph import (
     read_runs,
 )
 from phosjax.morph.__main__ import main
+from tests.data import tfds_toys
 from tests.morph.unfollowable import NAME as SORTED
 
 
@@ -82,6 +83,7 @@ MODEL = ModelConfig("cnn1d", 10, (40,), depth=1, width=(16, 16))
         ),
         ("dataset", 5, "MorphConfig.dataset=5: expected a name"),
         ("data_dir", 3, r"MorphConfig.data_dir=3: expected a folder \(a path\) or null"),
+        ("splits", "train", r"^MorphConfig.splits must name the split to train on and the "),
     ],
 )
 def test_bad_fields_fail_at_construction_before_anything_trains(
@@ -157,10 +159,10 @@ def test_the_cli_rejects_bad_config_files_with_exit_2(
         assert "required: ['model']; known: ['model', 'dataset'" in error
 
 
-def _small_mnist1d(name: str, data_dir: str | None = None) -> ArrayDataset:
+def _small_mnist1d(name: str, data_dir: str | None = None, splits=None) -> ArrayDataset:
     """A 128-example stand-in for mnist1d (10 classes, shape (40,)); other names: `load`."""
     if name != "mnist1d":
-        return load(name, data_dir=data_dir)
+        return load(name, data_dir=data_dir, splits=splits)
     x = np.zeros((160, 40), np.float32)
     y = np.arange(160, dtype=np.int32) % 10
     return ArrayDataset("mnist1d", x[:128], y[:128], x[128:], y[128:], 10, (40,))
@@ -184,8 +186,9 @@ CNN = "{name: cnn1d, num_classes: 10, input_shape: [40], width: [8, 8]}"
         (
             f"model: {CNN}\nstrenght: 0.5\n",
             "MorphConfig has no field(s) ['strenght']; required: ['model']; known: ['model', "
-            "'dataset', 'iterations', 'steps', 'batch_size', 'learning_rate', 'strength', 'cost', "
-            "'threshold', 'source', 'multiple', 'seed', 'data_dir']. Did you mean 'strength'?",
+            "'dataset', 'splits', 'iterations', 'steps', 'batch_size', 'learning_rate', "
+            "'strength', 'cost', 'threshold', 'source', 'multiple', 'seed', 'data_dir']. Did "
+            "you mean 'strength'?",
         ),
         (
             "model: {name: cnn1d, num_classes: 10, input_shape: [40], widht: [8]}\n",
@@ -257,6 +260,22 @@ def test_prepare_passes_a_model_that_fits_its_data_set(monkeypatch):
     model = MorphConfig(ModelConfig("cnn1d", 10, (40,), width=(8, 8)), batch_size=128)
     resolved, data = _loop.prepare(model)
     assert resolved == model.model.resolved() and data.num_train == 128
+
+
+def test_splits_pick_the_splits_a_run_trains_and_tests_on(tmp_path):
+    tfds_toys.prepare(tfds_toys.ToyTrainOnly, tmp_path)
+    named = {"dataset": "toy_train_only", "data_dir": str(tmp_path), "batch_size": 2}
+    model = ModelConfig("mlp", 2, (2,), width=8)
+    with pytest.raises(
+        MorphConfigError,
+        match=r"^MorphConfig.dataset='toy_train_only': data set 'toy_train_only' has splits "
+        r"\['train'\]; .* pass splits=\(train, test\)",
+    ):
+        _loop.prepare(MorphConfig(model, **named))
+    config = MorphConfig(model, splits=("train[:60%]", "train[60%:]"), **named)
+    assert MorphConfig.from_dict(config.to_dict()) == config
+    _, data = _loop.prepare(config)
+    assert (data.num_train, data.num_test) == (3, 2)
 
 
 class _Trained(Exception):
