@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from phosjax.core import select
+from phosjax.core import SelectorError, select
 from phosjax.morph._cost import COSTS, check_cost, cost_polynomial, evaluate
 from phosjax.morph._groups import ChannelGroup, ChannelGroups, Member, leaf_paths, member_leaf
 
@@ -203,6 +203,28 @@ def alive_channels(
     return alive
 
 
+def _no_groups(groups: ChannelGroups) -> str:
+    """Why a regularizer of `groups`, which hold no group, has nothing to price.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, flax.linen as nn
+      >>> from phosjax.morph import channel_groups
+      >>> model, x = nn.Dense(3), jnp.ones((2, 4))
+      >>> print(_no_groups(channel_groups(model, model.init(jax.random.key(0), x), x)))
+      the model has no channel group to price: channel_groups found no hidden width it can
+      prune (a model without hidden layers, such as logreg; kept whole: 'params/kernel:1'
+      (model output)), so the regularizer would be 0 whatever the weights
+    """
+    pinned = [f"{path!r} ({why})" for path, why in list(groups.pinned.items())[:3]]
+    more = ", ..." if len(groups.pinned) > 3 else ""
+    kept = f"; kept whole: {', '.join(pinned)}{more}" if pinned else ""
+    return (
+        "the model has no channel group to price: channel_groups found no hidden width it "
+        f"can prune (a model without hidden layers, such as logreg{kept}), so the "
+        "regularizer would be 0 whatever the weights"
+    )
+
+
 def morph_regularizer(
     groups: ChannelGroups,
     cost: str = "flops",
@@ -235,7 +257,8 @@ def morph_regularizer(
         ``"blocks_0/**"``); the others still count in their neighbours' prices.
 
     Raises:
-      SelectorError: ``selector`` matches no group (the nearest names are listed).
+      SelectorError: ``selector`` matches no group (the nearest names are listed), or
+        there is none (the model has no hidden width to prune).
       ValueError: an unknown ``cost`` or ``source``, ``gamma`` and a group has no
         normalization scale (see `check_source`), or a ``threshold`` that is no number
         (NaN, a string).
@@ -258,6 +281,8 @@ def morph_regularizer(
     poly = cost_polynomial(groups, cost)
     full = evaluate(poly, [g.size for g in groups.groups]) if normalize else 1.0
     terms = [(c / max(full, 1e-30), gs) for c, gs in poly if gs]
+    if not groups.groups:
+        raise SelectorError(_no_groups(groups))
     priced = {groups.names.index(n) for n in select(groups.names, selector, what="channel group")}
 
     def regularizer(tree: Any) -> jax.Array:

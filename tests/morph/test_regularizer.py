@@ -127,6 +127,20 @@ def test_the_regularizer_prices_only_the_selected_groups():
         morph_regularizer(groups, selector="stem/**")
 
 
+def test_the_regularizer_of_a_model_without_channel_groups_says_it_has_none_to_price():
+    """It said "Selector '**' matched no channel group: there are none.", of a selector the
+    caller had not given, without why."""
+    model, x = nn.Dense(3), jnp.ones((2, 4))
+    groups = channel_groups(model, model.init(jax.random.key(0), x), x)
+    with pytest.raises(SelectorError) as raised:
+        morph_regularizer(groups)
+    assert raised.value.args[0] == (
+        "the model has no channel group to price: channel_groups found no hidden width it "
+        "can prune (a model without hidden layers, such as logreg; kept whole: "
+        "'params/kernel:1' (model output)), so the regularizer would be 0 whatever the weights"
+    )
+
+
 def test_annotate_writes_the_report_into_the_blurb():
     model = nn.Sequential([nn.Dense(8), nn.relu, nn.Dense(3)])
     x = jnp.ones((2, 4))
