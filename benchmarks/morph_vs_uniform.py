@@ -60,7 +60,9 @@ def main() -> None:
             f"starts from {start}: the baselines would scale another network; pass the "
             "config that run used, or another --dir"
         )
-    data = load(config.dataset, data_dir=config.data_dir, splits=config.splits)
+    data = load(
+        config.dataset, data_dir=config.data_dir, features=config.features, splits=config.splits
+    )
     morphed = [ModelConfig.from_dict(json.loads(c)) for c in rows[rows.kind == "expanded"].config]
     networks = [("start", start)]
     for index, candidate in enumerate(morphed, 1):

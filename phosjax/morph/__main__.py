@@ -138,7 +138,12 @@ class _Parser(ConfigParser):
         morph = morph_config(config)
         resolved_model(morph)
         try:  # as prepare checks it, without preparing or reading it
-            check_loadable(morph.dataset, data_dir=morph.data_dir, splits=morph.splits)
+            check_loadable(
+                morph.dataset,
+                data_dir=morph.data_dir,
+                features=morph.features,
+                splits=morph.splits,
+            )
         except (ValueError, PermissionError) as error:
             raise MorphConfigError(f"MorphConfig.dataset={morph.dataset!r}: {error}") from error
 

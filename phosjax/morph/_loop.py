@@ -27,7 +27,7 @@ from phosjax.bench import _layout
 from phosjax.bench._store import write_table
 from phosjax.data import ArrayDataset, batch_indices, check_batch_size, load
 from phosjax.data._checks import int_at_least
-from phosjax.data._load import resolved_name
+from phosjax.data._load import _features, resolved_name
 from phosjax.data._splits import checked_splits
 from phosjax.models import ModelConfig, build_model
 from phosjax.morph._cost import COSTS
@@ -117,6 +117,9 @@ class MorphConfig:
     Attributes:
       model: the starting `ModelConfig` (its cost is the budget).
       dataset: a `phosjax.data.load` name.
+      features: the input and the label feature to read (`phosjax.data.load`'s
+        ``features``, e.g. ``[pixels, digit]``); None: the data set's supervised keys, else
+        ``image`` and ``label``.
       splits: the split to train on and the split to test on (`phosjax.data.load`'s
         ``splits``, e.g. ``[train, val]`` or ``['train[:90%]', 'train[90%:]']``); None:
         ``train`` and ``test`` (else ``validation``).
@@ -146,6 +149,7 @@ class MorphConfig:
 
     model: ModelConfig
     dataset: str = "mnist1d"
+    features: list[str] | None = None
     splits: list[str] | None = None
     iterations: int = 2
     steps: int = 1500
@@ -191,11 +195,12 @@ class MorphConfig:
             )
         if not isinstance(self.dataset, str):
             raise MorphConfigError(f"MorphConfig.dataset={self.dataset!r}: expected a name")
-        try:
-            splits = checked_splits(self.splits)
-        except ValueError as error:
-            raise MorphConfigError(f"MorphConfig.{error}") from None
-        object.__setattr__(self, "splits", None if splits is None else list(splits))
+        for field, checked in (("features", _features), ("splits", checked_splits)):
+            try:
+                pair = checked(getattr(self, field))
+            except ValueError as error:
+                raise MorphConfigError(f"MorphConfig.{error}") from None
+            object.__setattr__(self, field, None if pair is None else list(pair))
         if self.data_dir is not None and not isinstance(self.data_dir, str | os.PathLike):
             raise MorphConfigError(
                 f"MorphConfig.data_dir={self.data_dir!r}: expected a folder (a path) or null"
@@ -327,7 +332,12 @@ def prepare(config: MorphConfig) -> tuple[ModelConfig, ArrayDataset]:
     """
     model = resolved_model(config)
     try:
-        data = load(config.dataset, data_dir=config.data_dir, splits=config.splits)
+        data = load(
+            config.dataset,
+            data_dir=config.data_dir,
+            features=config.features,
+            splits=config.splits,
+        )
     except (ValueError, PermissionError) as error:  # PermissionError: data_dir not writable
         raise MorphConfigError(f"MorphConfig.dataset={config.dataset!r}: {error}") from error
     problem = _mismatch(model, data, config.batch_size)

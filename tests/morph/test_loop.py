@@ -84,6 +84,7 @@ MODEL = ModelConfig("cnn1d", 10, (40,), depth=1, width=(16, 16))
         ("dataset", 5, "MorphConfig.dataset=5: expected a name"),
         ("data_dir", 3, r"MorphConfig.data_dir=3: expected a folder \(a path\) or null"),
         ("splits", "train", r"^MorphConfig.splits must name the split to train on and the "),
+        ("features", ["x", "x"], r"^MorphConfig.features must name the input feature and the "),
     ],
 )
 def test_bad_fields_fail_at_construction_before_anything_trains(
@@ -159,10 +160,10 @@ def test_the_cli_rejects_bad_config_files_with_exit_2(
         assert "required: ['model']; known: ['model', 'dataset'" in error
 
 
-def _small_mnist1d(name: str, data_dir: str | None = None, splits=None) -> ArrayDataset:
+def _small_mnist1d(name: str, data_dir: str | None = None, **options) -> ArrayDataset:
     """A 128-example stand-in for mnist1d (10 classes, shape (40,)); other names: `load`."""
     if name != "mnist1d":
-        return load(name, data_dir=data_dir, splits=splits)
+        return load(name, data_dir=data_dir, **options)
     x = np.zeros((160, 40), np.float32)
     y = np.arange(160, dtype=np.int32) % 10
     return ArrayDataset("mnist1d", x[:128], y[:128], x[128:], y[128:], 10, (40,))
@@ -186,9 +187,9 @@ CNN = "{name: cnn1d, num_classes: 10, input_shape: [40], width: [8, 8]}"
         (
             f"model: {CNN}\nstrenght: 0.5\n",
             "MorphConfig has no field(s) ['strenght']; required: ['model']; known: ['model', "
-            "'dataset', 'splits', 'iterations', 'steps', 'batch_size', 'learning_rate', "
-            "'strength', 'cost', 'threshold', 'source', 'multiple', 'seed', 'data_dir']. Did "
-            "you mean 'strength'?",
+            "'dataset', 'features', 'splits', 'iterations', 'steps', 'batch_size', "
+            "'learning_rate', 'strength', 'cost', 'threshold', 'source', 'multiple', 'seed', "
+            "'data_dir']. Did you mean 'strength'?",
         ),
         (
             "model: {name: cnn1d, num_classes: 10, input_shape: [40], widht: [8]}\n",
@@ -276,6 +277,18 @@ def test_splits_pick_the_splits_a_run_trains_and_tests_on(tmp_path):
     assert MorphConfig.from_dict(config.to_dict()) == config
     _, data = _loop.prepare(config)
     assert (data.num_train, data.num_test) == (3, 2)
+
+
+def test_features_pick_the_input_and_label_a_run_reads(tmp_path):
+    tfds_toys.prepare(tfds_toys.ToyNamedFeatures, tmp_path)
+    named = {"dataset": "toy_named_features", "data_dir": str(tmp_path), "batch_size": 2}
+    model = ModelConfig("mlp", 3, (2,), width=8)
+    with pytest.raises(MorphConfigError, match=r"has no feature 'image' \(features: \['digit'"):
+        _loop.prepare(MorphConfig(model, **named))
+    config = MorphConfig(model, features=("pixels", "digit"), **named)
+    assert MorphConfig.from_dict(config.to_dict()) == config
+    _, data = _loop.prepare(config)
+    np.testing.assert_array_equal(data.y_train, data.x_train[:, 0].astype(int) % 3)  # digit
 
 
 class _Trained(Exception):
