@@ -179,14 +179,18 @@ def _frames_without_rows() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _load(
-    name: str, data_dir: str | None, given: Sequence[str], features: Sequence[str] | None = None
+    name: str,
+    data_dir: str | None,
+    given: Sequence[str],
+    features: Sequence[str] | None = None,
+    splits: Sequence[str] | None = None,
 ) -> Any:
-    """`phosjax.data.load` (with ``features``); when it cannot load ``name``, the error
-    also names the data sets given (``datasets=``), the nearest first."""
+    """`phosjax.data.load` (with ``features`` and ``splits``); when it cannot load ``name``,
+    the error also names the data sets given (``datasets=``), the nearest first."""
     from phosjax.data import load
 
     try:
-        return load(name, data_dir=data_dir, features=features)
+        return load(name, data_dir=data_dir, features=features, splits=splits)
     except ValueError as error:
         if not given:
             raise
@@ -197,44 +201,53 @@ def _load(
         ) from error
 
 
-def _check_dataset_features(
-    features: Any, cells: Sequence[Cell], given: Sequence[str]
+_PER_DATASET = {
+    "dataset_features": ("features", "(input, label) feature names", "('pixels', 'digit')"),
+    "dataset_splits": ("splits", "(train, test) splits", "('train[:90%]', 'train[90%:]')"),
+}
+"""``{train_grid argument: (load's argument, what it maps to, an example)}``."""
+
+
+def _check_per_dataset(
+    field: str, entries: Any, cells: Sequence[Cell], given: Sequence[str]
 ) -> dict[str, tuple[str, str] | None]:
-    """``dataset_features`` checked: a mapping from names of data sets the cells train on
-    (and that ``datasets=`` does not give, for only a loaded set reads features) to an
-    input and a label feature name.
+    """``dataset_features`` or ``dataset_splits`` (`field`) checked: a mapping from names
+    of data sets the cells train on (and that ``datasets=`` does not give, for only a
+    loaded set reads them) to what `phosjax.data.load` takes for them.
 
     Raises:
       ValueError: naming the wrong name or pair and what would be right.
     """
     from phosjax.data._load import _features
+    from phosjax.data._splits import checked_splits
 
-    if features is None:
+    argument, what, example = _PER_DATASET[field]
+    if entries is None:
         return {}
-    if not isinstance(features, Mapping):
+    if not isinstance(entries, Mapping):
         raise ValueError(
-            "train_grid: dataset_features must map data set names to (input, label) feature "
-            f"names, e.g. {{'my_set': ('pixels', 'digit')}}, got {features!r}"
+            f"train_grid: {field} must map data set names to {what}, e.g. "
+            f"{{'my_set': {example}}}, got {entries!r}"
         )
     names = list(dict.fromkeys(cell.dataset for cell in cells))
     checked: dict[str, tuple[str, str] | None] = {}
-    for name, pair in features.items():
+    for name, pair in entries.items():
         if name not in names:
             hint = nearest_names(str(name), names)
             raise ValueError(
-                f"train_grid: dataset_features names {name!r}, which is not among the cells' "
+                f"train_grid: {field} names {name!r}, which is not among the cells' "
                 f"datasets ({', '.join(map(repr, names))})"
                 + (f"; did you mean {hint}?" if hint else "")
             )
         if name in given:
             raise ValueError(
-                f"train_grid: dataset_features names {name!r}, which datasets= gives as "
-                "arrays; only a data set train_grid loads reads features: drop one of them"
+                f"train_grid: {field} names {name!r}, which datasets= gives as arrays; only "
+                f"a data set train_grid loads reads {argument}: drop one of them"
             )
         try:
-            checked[name] = _features(pair)
+            checked[name] = (_features if argument == "features" else checked_splits)(pair)
         except ValueError as error:
-            raise ValueError(f"train_grid: dataset_features[{name!r}]: {error}") from None
+            raise ValueError(f"train_grid: {field}[{name!r}]: {error}") from None
     return checked
 
 
@@ -274,6 +287,7 @@ def train_grid(
     data_dir: str | None = None,
     datasets: Mapping[str, Any] | None = None,
     dataset_features: Mapping[str, Sequence[str]] | None = None,
+    dataset_splits: Mapping[str, Sequence[str]] | None = None,
     strategy: str = "auto",
     chunk_steps: int = 100,
     devices: Sequence[jax.Device] | None = None,
@@ -290,6 +304,10 @@ def train_grid(
         feature to read, ``{name: (input, label)}`` (`phosjax.data.load`'s ``features``,
         as a bench config's ``dataset_features``); by default a data set's supervised
         keys, else ``image`` and ``label``.
+      dataset_splits: for some of the data sets loaded, the split to train on and the
+        split to test on, ``{name: (train, test)}`` (`phosjax.data.load`'s ``splits``, as
+        a bench config's ``dataset_splits``); by default ``train`` and ``test`` (else
+        ``validation``).
       strategy: see `run_group`.
       chunk_steps: steps per dispatch, an int >= 1 (checked before any data set loads).
       devices: the devices to shard each group over (``None``: all local devices; see
@@ -344,7 +362,8 @@ def train_grid(
             )
         )
     given, datasets = list(datasets or {}), dict(datasets or {})
-    features = _check_dataset_features(dataset_features, cells, given)
+    features = _check_per_dataset("dataset_features", dataset_features, cells, given)
+    splits = _check_per_dataset("dataset_splits", dataset_splits, cells, given)
     frames, finals, groups, states, runs = [], [], [], [], []
     try:
         chosen = local_devices(devices, "train_grid")  # once: e.g. a generator, for each group
@@ -354,7 +373,7 @@ def train_grid(
         ]
         for name in dict.fromkeys(group.dataset for group in planned):  # before any trains
             if name not in datasets:
-                datasets[name] = _load(name, data_dir, given, features.get(name))
+                datasets[name] = _load(name, data_dir, given, features.get(name), splits.get(name))
         for group in planned:  # before any trains: a later group's error loses no results
             try:
                 _check_group(group, datasets[group.dataset])

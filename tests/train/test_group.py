@@ -334,20 +334,24 @@ def test_init_programs_compiled_cheaply_give_the_states_xla_defaults_give(name):
         np.testing.assert_array_equal(leaf, want)  # bitwise, not just close
 
 
-def test_train_grid_loads_a_data_set_with_its_dataset_features(monkeypatch):
+def test_train_grid_loads_a_data_set_with_its_dataset_features_and_splits(monkeypatch):
     import phosjax.data
 
     loaded = []
 
-    def load(name, *, data_dir=None, features=None):
-        loaded.append((name, features))
+    def load(name, *, data_dir=None, features=None, splits=None):
+        loaded.append((name, features, splits))
         raise RuntimeError("loaded")  # stops before anything trains
 
     monkeypatch.setattr(phosjax.data, "load", load)
     cells = [Cell(Tiny(), "toy"), Cell(Tiny(), "other")]
     with pytest.raises(RuntimeError, match="loaded"):
-        train_grid(cells, dataset_features={"toy": ["pixels", "digit"]})
-    assert loaded == [("toy", ("pixels", "digit"))]
+        train_grid(
+            cells,
+            dataset_features={"toy": ["pixels", "digit"]},
+            dataset_splits={"toy": ["train[:90%]", "train[90%:]"]},
+        )
+    assert loaded == [("toy", ("pixels", "digit"), ("train[:90%]", "train[90%:]"))]
 
 
 @pytest.mark.parametrize(
@@ -367,6 +371,19 @@ def test_train_grid_loads_a_data_set_with_its_dataset_features(monkeypatch):
 def test_train_grid_refuses_dataset_features_naming_what_is_wrong(features, given, match):
     with pytest.raises(ValueError, match=match):
         train_grid([Cell(Tiny(), "toy")], datasets=given, dataset_features=features)
+
+
+@pytest.mark.parametrize(
+    ("splits", "match"),
+    [
+        ({"tyo": ["a", "b"]}, r"^train_grid: dataset_splits names 'tyo', which is not among"),
+        ({"toy": "train"}, r"^train_grid: dataset_splits\['toy'\]: splits must name the split"),
+        (["toy"], r"^train_grid: dataset_splits must map data set names to \(train, test\)"),
+    ],
+)
+def test_train_grid_refuses_dataset_splits_naming_what_is_wrong(splits, match):
+    with pytest.raises(ValueError, match=match):
+        train_grid([Cell(Tiny(), "toy")], dataset_splits=splits)
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
