@@ -63,8 +63,19 @@ def _key_words(key: jax.Array) -> jax.Array:
       >>> _key_words(jax.random.split(jax.random.key(0), 3))
       Traceback (most recent call last):
       ValueError: shuffled_positions: key must be one PRNG key ... of shape (3,); ...
+      >>> _key_words(0)
+      Traceback (most recent call last):
+      TypeError: shuffled_positions: key must be a PRNG key, e.g. jax.random.key(0) (or its
+      raw uint32 key data), got the int 0
     """
-    typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    dtype = getattr(key, "dtype", None)
+    typed = dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+    if not typed and dtype != jnp.dtype(jnp.uint32):  # a seed, or an array that no key's data is
+        got = f"the {type(key).__name__} {key!r}" if dtype is None else f"an array of {dtype}"
+        raise TypeError(
+            "shuffled_positions: key must be a PRNG key, e.g. jax.random.key(0) (or its raw "
+            f"uint32 key data), got {got}"
+        )
     words = jax.random.key_data(key) if typed else jnp.asarray(key)
     if words.ndim != 1:
         kind = "a typed key" if typed else "raw key data"

@@ -240,6 +240,21 @@ def test_raw_key_data_and_typed_keys_draw_the_same_batches(key):
     np.testing.assert_array_equal(batch_indices(raw, 9, 50, 8), batch_indices(key, 9, 50, 8))
 
 
+@pytest.mark.parametrize(
+    ("key", "got"),
+    [(0, "the int 0"), (np.zeros(2, np.int32), "an array of int32"), (1.5, "the float 1.5")],
+)
+def test_a_seed_or_data_no_key_has_is_refused_naming_what_a_key_is(key, got):
+    """A seed raised "AttributeError: 'int' object has no attribute 'dtype'"; int32 or
+    float key data drew batches, cast to uint32 without a word."""
+    with pytest.raises(
+        TypeError,
+        match=r"^shuffled_positions: key must be a PRNG key, e.g. jax.random.key\(0\) \(or its "
+        rf"raw uint32 key data\), got {re.escape(got)}$",
+    ):
+        batch_indices(key, 0, 10, 2)
+
+
 def test_a_batch_of_keys_is_refused_rather_than_mixed_into_one(key):
     keys = jax.random.split(key, 3)
     for batch in (keys, jax.random.key_data(keys)):
