@@ -5,6 +5,7 @@ import itertools
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
+import flax.errors
 import flax.linen as nn
 import jax
 import numpy as np
@@ -356,6 +357,22 @@ def _is_array_tree(value: Any) -> bool:
     return bool(leaves) and all(isinstance(leaf, arrays) for leaf in leaves)
 
 
+def _params_alone(variables: Mapping[str, Any]) -> str:
+    """What to pass instead of `variables`, a Flax module's params without their collection.
+
+    Examples:
+      >>> print(_params_alone({"layers_0": {}, "layers_2": {}}))
+      channel_groups: variables has no 'params' collection (its keys: ['layers_0',
+      'layers_2']): a Flax module's apply takes the variables, e.g. model.init's; pass
+      {'params': params} for its params alone
+    """
+    return (
+        f"channel_groups: variables has no 'params' collection (its keys: {list(variables)}): "
+        "a Flax module's apply takes the variables, e.g. model.init's; pass "
+        "{'params': params} for its params alone"
+    )
+
+
 def channel_groups(
     model: nn.Module | Callable[..., Any], variables: Any, *args: Any, **kwargs: Any
 ) -> ChannelGroups:
@@ -441,7 +458,12 @@ def channel_groups(
         return apply(jax.tree.unflatten(treedef, leaves), *given, **kwargs)
 
     arrays = tuple(args[i] for i in traced)
-    first = trace(run, leaves, arrays)
+    try:
+        first = trace(run, leaves, arrays)
+    except (flax.errors.ScopeCollectionNotFound, flax.errors.ScopeParamNotFoundError) as error:
+        if isinstance(variables, Mapping) and "params" not in variables:
+            raise ValueError(_params_alone(variables)) from error
+        raise
     zeroing = {key for key, kinds in first.kinds.items() if kinds & ZEROING}
     facts = trace(run, leaves, arrays, zeroing)
     unzeroed: set[tuple[int, int]] = set()

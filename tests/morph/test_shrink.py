@@ -1053,6 +1053,20 @@ def test_params_alone_cannot_shrink_groups_holding_batch_statistics():
         shrink(variables["params"], {"conv0": [1, 0, 1, 1, 0, 1]}, groups)
 
 
+def test_tracing_the_params_alone_says_to_pass_the_variables():
+    """It raised flax's "Could not find parameter named "kernel" in scope "/layers_0"",
+    or, through once, "the collection is empty"."""
+    model, x = nn.Sequential([nn.Dense(8), nn.relu, nn.Dense(2)]), jnp.ones((2, 4))
+    params = model.init(jax.random.key(0), x)["params"]
+    with pytest.raises(
+        ValueError,
+        match=r"^channel_groups: variables has no 'params' collection \(its keys: \['layers_0', "
+        r"'layers_2'\]\): .* pass \{'params': params\} for its params alone$",
+    ):
+        channel_groups(model, params, x)
+    assert channel_groups(model, {"params": params}, x).names == ("layers_0",)
+
+
 def test_a_graph_model_returning_every_node_is_refused_with_how_to_pick_the_logits():
     nodes = {"hidden": nn.Dense(8), "act": nn.relu, "head": nn.Dense(2)}
     x = jnp.ones((2, 4))
