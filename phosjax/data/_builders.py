@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import random
+import sys
 from collections.abc import Iterator
 
 import numpy as np
@@ -115,6 +116,18 @@ class _ArrayBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):  #
 
     def _generate_examples(self, x: np.ndarray, y: np.ndarray) -> Iterator[Example]:
         return _labelled_examples(x, y, self.FEATURE)
+
+    # TFDS's own lines, on stdout, said "Downloading and preparing dataset Unknown size
+    # (download: Unknown size, ...)" of a data set generated here, without a download.
+    def _log_download_bytes(self) -> None:
+        print(
+            f"preparing built-in data set {self.name!r} in {self.data_dir}: generated here, "
+            "offline, once (later loads read it)",
+            file=sys.stderr,
+        )
+
+    def _log_download_done(self) -> None:
+        print(f"prepared built-in data set {self.name!r} in {self.data_dir}", file=sys.stderr)
 
     def _arrays(self) -> dict[str, np.ndarray]:
         raise NotImplementedError

@@ -156,8 +156,6 @@ def load(
         >>> with tempfile.TemporaryDirectory() as tmp:
         ...     ds = load("digits", data_dir=tmp)  # the first load prepares it
         ...     held_out = load("digits", data_dir=tmp, splits=("train[:80%]", "train[80%:]"))
-        Downloading and preparing dataset ...
-        Dataset digits downloaded and prepared to .../digits/1.0.0. Subsequent calls will ...
         >>> ds.x_train.shape, ds.x_test.shape, ds.num_classes
         ((1437, 8, 8, 1), (360, 8, 8, 1), 10)
         >>> held_out.num_train, held_out.num_test

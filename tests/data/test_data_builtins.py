@@ -138,7 +138,7 @@ def test_concurrent_preparation_yields_one_valid_data_set(tmp_path, datasets):
         assert "num_train 1437" in out
         assert "has no dataset_info.json" not in err  # TFDS's warning about a folder to come
     # Exactly one process prepared it; the other waited on the lock and found it prepared.
-    assert sum("downloaded and prepared" in out for out, _ in outputs) == 1
+    assert sum("prepared built-in data set 'digits'" in err for _, err in outputs) == 1
     versions = sorted(p.name for p in pathlib.Path(tmp_path, "digits").iterdir())
     assert versions == ["1.0.0"]  # no leftover "incomplete.*" dir
     prepared_elsewhere = load("digits", data_dir=tmp_path)
@@ -146,6 +146,22 @@ def test_concurrent_preparation_yields_one_valid_data_set(tmp_path, datasets):
         np.testing.assert_array_equal(
             getattr(prepared_elsewhere, field), getattr(datasets["digits"], field)
         )
+
+
+def test_preparing_a_built_in_says_so_on_stderr_not_that_it_downloads(tmp_path, capfd):
+    """TFDS printed "Downloading and preparing dataset Unknown size (download: Unknown
+    size, ...)" on stdout, of a data set generated offline."""
+    load("digits", data_dir=tmp_path)
+    out, err = capfd.readouterr()
+    folder = tmp_path / "digits" / "1.0.0"
+    assert "Download" not in out + err and "downloaded" not in out + err
+    assert err.startswith(
+        f"preparing built-in data set 'digits' in {folder}: generated here, offline, once "
+        "(later loads read it)\n"
+    )
+    assert err.endswith(f"prepared built-in data set 'digits' in {folder}\n")
+    load("digits", data_dir=tmp_path)
+    assert capfd.readouterr() == ("", "")  # read, not prepared again
 
 
 def test_a_data_dir_that_cannot_be_made_is_named():
