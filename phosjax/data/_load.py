@@ -360,7 +360,10 @@ def _refuse_another_spelling(name: str, dataset: str) -> None:
     )
 
 
-_SPLIT = re.compile(r"(?:[:/](?:train|test|validation))?\[.*\]$|:(?:train|test|validation)$")
+_HELD_OUT = ("test", "validation", "valid", "val", "eval", "dev")
+"""Names of the splits data sets hold out, tested on."""
+_NAMED = "|".join(("train", *_HELD_OUT))
+_SPLIT = re.compile(rf"(?:[:/](?:{_NAMED}))?\[.*\]$|:(?:{_NAMED})$")
 """A split or slice at the end of a data set's name, as in tfds.load's ``split=``."""
 
 
@@ -376,7 +379,7 @@ def _refuse_a_split(name: str) -> None:
     if split:
         spec = split.group().lstrip(":/")
         spec = f"train{spec}" if spec.startswith("[") else spec
-        pair = ("train", spec) if spec.startswith(("test", "validation")) else (spec, "test")
+        pair = ("train", spec) if spec.startswith(_HELD_OUT) else (spec, "test")
         raise ValueError(
             f"data set name {name!r} names a split ({split.group()!r}); load takes the data "
             f"set's name alone ({name[: split.start()]!r}) and the splits to read apart: "

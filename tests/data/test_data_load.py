@@ -783,6 +783,9 @@ def test_a_malformed_name_says_what_a_name_looks_like(toys_dir):
         ("toy_int_labels:train", ":train", ("train", "test")),
         ("toy_int_labels/test[50:]", "/test[50:]", ("train", "test[50:]")),
         ("digits:validation[:5]", ":validation[:5]", ("train", "validation[:5]")),
+        # "a namespace" (':val'), or train[:10] for test (a slice of val)
+        ("toy_int_labels:val", ":val", ("train", "val")),
+        ("toy_int_labels/eval[:10]", "/eval[:10]", ("train", "eval[:10]")),
     ],
 )
 def test_a_split_in_the_name_says_to_give_splits(toys_dir, name, split, pair):
