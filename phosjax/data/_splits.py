@@ -123,11 +123,11 @@ def chosen_splits(
             )
     for split, start, end in spans[0]:
         for other, other_start, other_end in spans[1]:
-            both = min(end, other_end) - max(start, other_start)
-            if other == split and both > 0:
+            first, stop = max(start, other_start), min(end, other_end)
+            if other == split and first < stop:
                 raise ValueError(
-                    f"data set {name!r}: splits={splits!r} trains and tests on the same "
-                    f"{both} examples of split {split!r}; name disjoint parts, e.g. "
+                    f"data set {name!r}: splits={splits!r} reads the examples {split}[{first}:"
+                    f"{stop}] both to train and to test; name disjoint parts, e.g. "
                     f"splits={(f'{split}[:90%]', f'{split}[90%:]')!r}"
                 )
     return splits

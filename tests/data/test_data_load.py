@@ -318,7 +318,7 @@ def test_splits_name_the_splits_to_train_and_test_on(toys_dir):
         (
             ("train[:80%]", "test+train[60%:]"),
             "data set 'toy_validation_and_test': splits=('train[:80%]', 'test+train[60%:]') "
-            "trains and tests on the same 1 examples of split 'train'; name disjoint parts, e.g. "
+            "reads the examples train[3:4] both to train and to test; name disjoint parts, e.g. "
             "splits=('train[:90%]', 'train[90%:]')",
         ),
         (
