@@ -1209,3 +1209,20 @@ def test_the_curves_of_some_cells_read_the_parts_of_their_groups_alone(tmp_path,
     assert some == [s for s in everything if s["cell_id"] in asked]
     parts = {pathlib.Path(path).name for paths in read for path in paths}
     assert parts == {"part-g-mlp-000000000.parquet"}
+
+
+@pytest.mark.parametrize("cells", [None, ["some"]], ids=["every cell", "some cells"])
+def test_a_request_reads_the_plan_once(tmp_path, monkeypatch, cells):
+    """The curves of a few cells read the plan four times (to check the cells and the
+    columns asked, to pick their groups' parts, twice), the leaderboard twice: a read
+    of the plan, cells.parquet, is once per request, whose answer then holds the cells
+    of one version of the plan."""
+    bench = write_bench(tmp_path / "example", blurb_json())
+    asked = None if cells is None else bench.cells["cell_id"].tolist()[:2]
+    read = []
+    read_parquet = pd.read_parquet
+    monkeypatch.setattr(pd, "read_parquet", lambda p: read.append(p.name) or read_parquet(p))
+    files = BenchFiles(bench.root)
+    assert _api.curves(files.snapshot(), asked, ["loss"])["series"]
+    assert _api.leaderboard(files.snapshot())["rows"]
+    assert read == [_layout.CELLS, _layout.CELLS]

@@ -269,14 +269,16 @@ class BenchFiles:
         self.root = given.resolve()
         self.name = self.root.name
         self._listing: tuple[list[pathlib.Path], pa.Schema | None] | None = None
+        self._plan: pd.DataFrame | None = None
         self._keeps_listing = False
         self._schemas: dict[tuple[str, int, int, int], pa.Schema] = {}  # its snapshots' too
         self._schemas_lock = threading.Lock()
 
     def snapshot(self) -> "BenchFiles":
-        """This bench read as one snapshot: its part files listed once, at the first read
-        of the results, and every later read of the copy reads those (a request's answer
-        then holds no rows of a part one of its reads saw and another did not). A part
+        """This bench read as one snapshot: its plan read once and its part files listed
+        once, at the first read of each, and every later read of the copy reads those (a
+        request's answer then holds no rows of a part one of its reads saw and another did
+        not, nor of a cell one of its reads had in the plan and another did not). A part
         that vanishes meanwhile (a resume drops those it trains again) fails the read
         (`vanished`): take a new snapshot and read again.
 
@@ -288,7 +290,7 @@ class BenchFiles:
           []
         """
         copied = copy.copy(self)
-        copied._listing, copied._keeps_listing = None, True
+        copied._listing, copied._plan, copied._keeps_listing = None, None, True
         return copied
 
     def path(self, relative: str) -> pathlib.Path:
@@ -529,7 +531,8 @@ class BenchFiles:
         return sorted(files)
 
     def cells(self) -> pd.DataFrame:
-        """The plan (``cells.parquet``); an empty frame of the cell columns before it exists.
+        """The plan (``cells.parquet``); an empty frame of the cell columns before it
+        exists. A `snapshot` reads it once (do not change the frame in place).
 
         Examples:
           >>> import tempfile
@@ -538,8 +541,13 @@ class BenchFiles:
           >>> list(BenchFiles(root).cells().columns)
           ['cell_id', 'group_id', 'model_id', 'model', 'dataset', 'seed']
         """
+        if self._plan is not None:
+            return self._plan
         cells = self.table(_layout.CELLS)
-        return pd.DataFrame(columns=list(_layout.CELL_COLUMNS)) if cells is None else cells
+        plan = pd.DataFrame(columns=list(_layout.CELL_COLUMNS)) if cells is None else cells
+        if self._keeps_listing:
+            self._plan = plan
+        return plan
 
     def hparams(self) -> list[str]:
         """The hyperparameter columns: those of ``cells.parquet`` after the cell columns.
