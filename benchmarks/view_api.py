@@ -12,7 +12,8 @@ chunks, has thousands). Then times, in this one run (best of three):
   per cell, split and metric, kept here) against `phosjax.bench.view._api.final_values`,
   one vectorised computation, and their ratio (the two must agree);
 * ``/api/bench`` (`bench_info`) and ``/api/cells`` (`leaderboard`), a new viewer's first
-  read and the page's reads again; then ``/api/results?columns=loss`` (`curves`), each with
+  read, the page's reads again, and its reads after one part changed (a running bench);
+  then ``/api/results?columns=loss`` (`curves`), each with
   its JSON encoding, as the server builds them: the curves of every cell (the page asked
   for them all) against those of the 80 cells a plot draws, the leaderboard's first rows
   (``cells=<id>,...``, as the page asks now), each with the size of its body; for the
@@ -22,6 +23,7 @@ chunks, has thousands). Then times, in this one run (best of three):
 import argparse
 import json
 import math
+import os
 import pathlib
 import tempfile
 import time
@@ -147,12 +149,19 @@ def main() -> None:
         print(
             f"final values: per cell {old_s:.3f} s, vectorised {new_s:.3f} s, {old_s / new_s:.0f}x"
         )
+        part = sorted((root / _layout.RESULTS).iterdir())[0]
+        touch = lambda: os.utime(part, ns=(part.stat().st_atime_ns, time.time_ns()))
         for path, build in (("bench", _api.bench_info), ("cells", _api.leaderboard)):
             # A new viewer's first read, then the page's reads again (the parts' schemas
-            # read once: `BenchFiles._schemas_of`).
+            # and last rows read once per version of each part: `BenchFiles._per_version`).
             first_s, _ = best_of(lambda b=build: _api.encode(b(BenchFiles(root).snapshot())))
             again_s, _ = best_of(lambda b=build: _api.encode(b(bench.snapshot())))
-            print(f"/api/{path} {first_s:.2f} s, read again {again_s:.2f} s")
+            # A running bench: one part written anew (a new version of its file) each time.
+            changed_s, _ = best_of(lambda b=build: touch() or _api.encode(b(bench.snapshot())))
+            print(
+                f"/api/{path} {first_s:.2f} s, read again {again_s:.2f} s, "
+                f"after a part changed {changed_s:.2f} s"
+            )
         drawn = first_rows(new)
         for columns in (["loss"], list(AUX)):  # the curves' request, and the aux plots'
             print(f"/api/results?columns={','.join(columns)}:")

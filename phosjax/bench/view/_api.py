@@ -77,7 +77,10 @@ _SERIES = ["cell_id", "split"]
 
 
 def nonfinite_marks(
-    results: pd.DataFrame, columns: list[str], rows: slice | np.ndarray = slice(None)
+    results: pd.DataFrame,
+    columns: list[str],
+    rows: slice | np.ndarray = slice(None),
+    seen: pd.DataFrame | None = None,
 ) -> np.ndarray:
     """The values of ``columns`` in ``rows`` of `BenchFiles.results` (sorted by step) as
     JSON, an object array (rows by columns) of numbers, ``"nan"``, ``"inf"``, ``"-inf"``,
@@ -87,7 +90,9 @@ def nonfinite_marks(
     the two apart stored a NaN as a null, so there a null after its series' first value
     is ``"nan"`` too. A value recorded in a row whose cell had diverged by its step
     (`_layout.DIVERGED`) is ``"diverged"``: the engine froze the cell before that step,
-    so the value is its frozen state's, often finite, no longer the run's.
+    so the value is its frozen state's, often finite, no longer the run's. ``seen``: of
+    some rows of each series (`BenchFiles.last_rows`), whether the series had recorded
+    each column by then (by default, whether the row holds it).
 
     Examples:
       >>> import pyarrow as pa
@@ -101,7 +106,8 @@ def nonfinite_marks(
       [None, 'diverged', 'nan']
     """
     recorded = results[columns].notna()
-    by_series = recorded.groupby([results[k] for k in _SERIES], sort=False)
+    had = recorded if seen is None else seen[columns]
+    by_series = had.groupby([results[k] for k in _SERIES], sort=False)
     started = by_series.cummax().to_numpy(dtype=bool)[rows]
     values = results[columns].to_numpy(dtype=float, na_value=np.nan)[rows]
     marks = values.astype(object)
@@ -115,10 +121,12 @@ def nonfinite_marks(
     return marks
 
 
-def final_values(results: pd.DataFrame, metrics: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
+def final_values(
+    results: pd.DataFrame, metrics: list[str], seen: pd.DataFrame | None = None
+) -> dict[str, dict[str, dict[str, Any]]]:
     """``{cell_id: {split: {metric: last value}}}`` of `BenchFiles.results` (sorted by
-    step): each series' value at its last row, as `nonfinite_marks` sends it (None for a
-    metric the series never recorded).
+    step), or of `BenchFiles.last_rows` and its ``seen``: each series' value at its last
+    row, as `nonfinite_marks` sends it (None for a metric the series never recorded).
 
     Examples:
       >>> import pyarrow as pa
@@ -129,7 +137,7 @@ def final_values(results: pd.DataFrame, metrics: list[str]) -> dict[str, dict[st
       {'a': {'test': {'loss': 1.0}}, 'b': {'test': {'loss': 'nan'}}, 'c': {'test': {'loss': None}}}
     """
     last = ~results.duplicated(_SERIES, keep="last").to_numpy()
-    marks = nonfinite_marks(results, metrics, last).tolist()
+    marks = nonfinite_marks(results, metrics, last, seen).tolist()
     final: dict[str, dict[str, dict[str, Any]]] = {}
     for cell_id, split, row in zip(*(results[k][last] for k in _SERIES), marks, strict=True):
         final.setdefault(cell_id, {})[split] = dict(zip(metrics, row, strict=True))
@@ -213,8 +221,8 @@ def leaderboard(bench: BenchFiles) -> dict[str, Any]:
     when every run that wrote the bench has (`BenchFiles.all_stopped`)."""
     cells = bench.cells()
     metrics = bench.metrics()
-    results = bench.results(metrics)
-    final = final_values(results, metrics)
+    results, seen = bench.last_rows(metrics)  # each part's read once per version
+    final = final_values(results, metrics, seen)
     steps_done = results.groupby("cell_id")["step"].max().to_dict() if len(results) else {}
     progress = bench.progress()
     not_started = {"steps": None, "finished": False, "stopped": bench.all_stopped()}

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pyarrow.types as pat
@@ -227,6 +228,15 @@ def not_started(directory: str | pathlib.Path) -> str | None:
     return f"{where} (no {_layout.MARKER} yet)"
 
 
+_Version = tuple[str, int, int, int]
+"""A version of a file: its name, inode, size and modification time (ns)."""
+
+
+def _version(path: pathlib.Path) -> _Version:
+    stat = path.stat()
+    return path.name, stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
 def _nullable_floats(type_: pa.DataType) -> pd.ArrowDtype | None:
     """Arrow-backed floats keep a null apart from a NaN (numpy floats make both NaN)."""
     return pd.ArrowDtype(type_) if pat.is_floating(type_) else None
@@ -268,11 +278,13 @@ class BenchFiles:
             raise NotABenchError(_layout.not_a_bench(given, _holds_a_run, use="view"))
         self.root = given.resolve()
         self.name = self.root.name
-        self._listing: tuple[list[pathlib.Path], pa.Schema | None] | None = None
+        self._listing: tuple[list[pathlib.Path], list[_Version], pa.Schema | None] | None = None
         self._plan: pd.DataFrame | None = None
         self._keeps_listing = False
-        self._schemas: dict[tuple[str, int, int, int], pa.Schema] = {}  # its snapshots' too
-        self._schemas_lock = threading.Lock()
+        # Read once per version of each part file, shared with its snapshots.
+        self._schemas: dict[_Version, pa.Schema] = {}
+        self._last_rows: dict[_Version, tuple[pa.Table, pd.DataFrame]] = {}
+        self._cache_lock = threading.Lock()
 
     def snapshot(self) -> "BenchFiles":
         """This bench read as one snapshot: its plan read once and its part files listed
@@ -563,10 +575,10 @@ class BenchFiles:
         """
         return [c for c in self.cells().columns if c not in _layout.CELL_COLUMNS]
 
-    def _parts(self) -> tuple[list[pathlib.Path], pa.Schema | None]:
+    def _parts(self) -> tuple[list[pathlib.Path], list[_Version], pa.Schema | None]:
         """The result part files (only the runner's: `_store.part_path`), those that link
-        out of the bench skipped, and the columns of them all (None before any); a
-        `snapshot`'s as found at its first read."""
+        out of the bench skipped, the version of each (`_version`) and the columns of them
+        all (None before any); a `snapshot`'s as found at its first read."""
         if self._listing is not None:
             return self._listing
         folder = self.path(_layout.RESULTS)  # resolved: inside the bench
@@ -576,41 +588,44 @@ class BenchFiles:
             self._inside(f"{_layout.RESULTS}/{p.name}") if p.is_symlink() else p for p in found
         )
         parts = [path for path in inside if path is not None]
+        versions = [_version(part) for part in parts]  # FileNotFoundError: `vanished`
         # Part files may differ in columns (models added later bring their own aux losses).
-        schema = pa.unify_schemas(self._schemas_of(parts)) if parts else None
+        schemas = self._per_version(self._schemas, parts, versions, pq.read_schema)
+        listing = parts, versions, pa.unify_schemas(schemas) if parts else None
         if self._keeps_listing:
-            self._listing = parts, schema
-        return parts, schema
+            self._listing = listing
+        return listing
 
-    def _schemas_of(self, parts: list[pathlib.Path]) -> list[pa.Schema]:
-        """The schema of each part file, read once per version of the file (its name,
-        inode, size and modification time; a part is replaced whole, never changed in
-        place): the page reads the bench again every few seconds, and a bench of
-        thousands of parts took seconds to read their schemas each time. Those of
-        parts no longer there are forgotten (a request reading at the same time keeps
-        those it found)."""
-        keys = []
-        for part in parts:
-            stat = part.stat()  # FileNotFoundError: `vanished`, read again
-            keys.append((part.name, stat.st_ino, stat.st_size, stat.st_mtime_ns))
-        with self._schemas_lock:
-            found = {key: self._schemas[key] for key in keys if key in self._schemas}
-        missing = [(k, p) for k, p in zip(keys, parts, strict=True) if k not in found]
-        read = {key: self._read(part, pq.read_schema) for key, part in missing}
-        with self._schemas_lock:
-            self._schemas.update(read)
-            if len(self._schemas) > len(keys):
-                kept = set(keys)
-                for key in [k for k in self._schemas if k not in kept]:
-                    del self._schemas[key]
-        found |= read
-        return [found[key] for key in keys]
+    def _per_version(
+        self,
+        cache: dict["_Version", _T],
+        parts: list[pathlib.Path],
+        versions: list["_Version"],
+        read: Callable[[pathlib.Path], _T],
+    ) -> list[_T]:
+        """``read`` of each part file, from ``cache`` where it holds the part's version (a
+        part is replaced whole, never changed in place): the page reads the bench again
+        every few seconds, and reading each of thousands of parts took seconds each time.
+        The versions of parts no longer there are forgotten (a request reading at the
+        same time keeps those it found)."""
+        with self._cache_lock:
+            found = {key: cache[key] for key in versions if key in cache}
+        missing = [(k, p) for k, p in zip(versions, parts, strict=True) if k not in found]
+        new = {key: self._read(part, read) for key, part in missing}
+        with self._cache_lock:
+            cache.update(new)
+            if len(cache) > len(versions):
+                kept = set(versions)
+                for key in [k for k in cache if k not in kept]:
+                    del cache[key]
+        found |= new
+        return [found[key] for key in versions]
 
     def _results(self, groups: set[str] | None = None) -> pads.Dataset | None:
         """The results as one dataset of the part files, those of ``groups`` alone where
         given (a part holds its group's rows alone; one its name does not tell the group
         of is kept), in the columns of them all."""
-        parts, schema = self._parts()
+        parts, _, schema = self._parts()
         if schema is None:
             return None
         if groups is not None:
@@ -621,12 +636,11 @@ class BenchFiles:
     def metrics(self) -> list[str]:
         """The numeric result columns that are neither cell, hparam, key nor pandas index
         columns."""
-        schema = self._parts()[1]
+        schema = self._parts()[2]
         if schema is None:
             return []
         known = {*_layout.CELL_COLUMNS, *self.hparams(), *_layout.RESULT_KEYS}
-        numeric = lambda t: pat.is_integer(t) or pat.is_floating(t)
-        metric = lambda f: numeric(f.type) and not _PANDAS_INDEX.fullmatch(f.name)
+        metric = lambda f: _numeric(f.type) and not _PANDAS_INDEX.fullmatch(f.name)
         return [f.name for f in schema if f.name not in known and metric(f)]
 
     def _groups_of(self, cells: list[str]) -> set[str] | None:
@@ -645,12 +659,79 @@ class BenchFiles:
           columns: metric columns to read (see `metrics`).
           cells: only these cells (all when None).
         """
-        keys = ["cell_id", *_layout.RESULT_KEYS]
         dataset = self._results(None if cells is None else self._groups_of(cells))
         if dataset is None:
-            return pd.DataFrame(columns=[*keys, *columns])
+            return pd.DataFrame(columns=[*_KEYS, *columns])
         recorded = [_layout.DIVERGED] if _layout.DIVERGED in dataset.schema.names else []
         filter_ = None if cells is None else pads.field("cell_id").isin(cells)
-        table = dataset.to_table(columns=[*keys, *recorded, *columns], filter=filter_)
+        table = dataset.to_table(columns=[*_KEYS, *recorded, *columns], filter=filter_)
         frame = table.to_pandas(types_mapper=_nullable_floats)
-        return frame.sort_values(keys, kind="stable").reset_index(drop=True)
+        return frame.sort_values(_KEYS, kind="stable").reset_index(drop=True)
+
+    def last_rows(self, columns: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The last row of each (cell, split) series in each part file, as `results` reads
+        them (so the last of those of a series is its last row in the results), and
+        whether the series had recorded each of ``columns`` (a value, NaN too, not a null)
+        by that row, a frame of booleans of the same rows. Each part's rows are read once
+        per version of the file (`_per_version`): the leaderboard, which the page asks for
+        again at each change of a running bench, reads the parts written since alone.
+
+        Examples:
+          >>> import tempfile
+          >>> root = pathlib.Path(tempfile.mkdtemp())
+          >>> _ = (root / "bench.json").write_text('{"format": 1}')
+          >>> (root / "results").mkdir()
+          >>> rows = {"cell_id": "a", "step": [1, 2], "split": "test", "loss": [0.5, None]}
+          >>> pd.DataFrame(rows).to_parquet(root / "results" / "part-g-000000000.parquet")
+          >>> last, seen = BenchFiles(root).last_rows(["loss"])
+          >>> last[["step", "loss"]].to_dict("records"), seen.to_dict("records")
+          ([{'step': 2, 'loss': None}], [{'loss': True}])
+        """
+        parts, versions, schema = self._parts()
+        if schema is None:
+            return pd.DataFrame(columns=[*_KEYS, *columns]), pd.DataFrame(columns=columns)
+        recorded = [_layout.DIVERGED] if _layout.DIVERGED in schema.names else []
+        ends = self._per_version(self._last_rows, parts, versions, _series_ends)
+        kept = [schema.field(name) for name in [*_KEYS, *recorded, *columns]]
+        table = pa.concat_tables(_conformed(rows, kept) for rows, _ in ends)
+        frame = table.to_pandas(types_mapper=_nullable_floats)
+        had = [seen.reindex(columns=columns, fill_value=False) for _, seen in ends]
+        seen = pd.concat(had, ignore_index=True)
+        order = frame.sort_values(_KEYS, kind="stable").index
+        return frame.loc[order].reset_index(drop=True), seen.loc[order].reset_index(drop=True)
+
+
+_KEYS = ["cell_id", *_layout.RESULT_KEYS]
+"""The columns that order the results' rows (`BenchFiles.results`)."""
+
+
+def _numeric(type_: pa.DataType) -> bool:
+    return pat.is_integer(type_) or pat.is_floating(type_)
+
+
+def _series_ends(path: pathlib.Path) -> tuple[pa.Table, pd.DataFrame]:
+    """The last row (by step) of each (cell, split) series in the part file ``path``, of
+    its `_KEYS`, ``diverged`` and numeric columns, and whether the series recorded each
+    numeric column in any of its rows there (a frame of booleans, one row each)."""
+    with pq.ParquetFile(path) as file:
+        names = file.schema_arrow.names
+        numeric = [f.name for f in file.schema_arrow if f.name not in _KEYS and _numeric(f.type)]
+        recorded = [_layout.DIVERGED] if _layout.DIVERGED in names else []
+        table = file.read(columns=list(dict.fromkeys([*_KEYS, *recorded, *numeric])))
+    keys = table.select(_KEYS).to_pandas()
+    series = [keys["cell_id"], keys["split"]]
+    order = keys.sort_values(_KEYS, kind="stable").index
+    last = order[~keys.loc[order].duplicated(["cell_id", "split"], keep="last").to_numpy()]
+    valid = {name: pc.is_valid(table[name]).to_numpy() for name in numeric}
+    had = pd.DataFrame(valid, index=keys.index).groupby(series).transform("any")
+    return table.take(last.to_numpy()), had.loc[last].reset_index(drop=True)
+
+
+def _conformed(table: pa.Table, fields: list[pa.Field]) -> pa.Table:
+    """``table``'s columns of ``fields``, each of its field's type (all null where
+    ``table`` lacks it: a part written before a model that records it was added)."""
+    columns = [
+        table[f.name].cast(f.type) if f.name in table.column_names else pa.nulls(len(table), f.type)
+        for f in fields
+    ]
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields))
