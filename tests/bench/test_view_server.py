@@ -1280,3 +1280,34 @@ def test_the_leaderboard_reads_each_part_once_per_version(tmp_path, monkeypatch,
     assert leaderboard()[0][mlp]["test"]["aux/new"] == 1.0
     read.clear()
     assert leaderboard() == uncached() and read == []
+
+
+@pytest.mark.parametrize("files", [[_layout.CONFIG], [_layout.RESULTS], [_layout.STATUS, "notes"]])
+def test_a_benchs_files_without_its_lock_are_no_bench_starting(tmp_path, files):
+    """A config.yaml written by hand, or an empty results/, in a folder without
+    bench.json was waited on as a bench starting, forever, while bench.new refuses such
+    a folder. A bench takes its lock file (run.lock) before it writes anything there:
+    without one, the viewer says what is wrong; with one, it waits for the bench."""
+    folder = tmp_path / "bench"
+    folder.mkdir()
+    for name in files:
+        if name == _layout.RESULTS:
+            (folder / name).mkdir()
+        else:
+            (folder / name).write_text("{}")
+    with pytest.raises(NotABenchError) as refused:
+        make_server(folder, port=0)
+    assert str(refused.value) == (
+        f"{str(folder)!r} is not a bench: it has no bench.json, and holds {sorted(files)}, "
+        "which no bench writes before it holds its run.lock, and there is none: a bench "
+        "starts only in a new or empty folder. Make one with `python -m phosjax.bench.new "
+        "--config CONFIG.yaml --dir DIR`."
+    )
+    (folder / _layout.LOCK).write_text("pid 1 on host since 2026-01-01T00:00:00+00:00")
+    if "notes" in files:  # no bench writes it, lock or not
+        with pytest.raises(NotABenchError, match=r"holds \['notes'\], which no bench writes "):
+            not_started(folder)
+    else:
+        assert not_started(folder) == f"waiting for the bench to start in {str(folder)!r} " + (
+            "(no bench.json yet)"
+        )

@@ -122,19 +122,25 @@ def listed(names: Sequence[str]) -> str:
     return listing(names, _LISTED, as_list=True)
 
 
-def _unrelated(directory: pathlib.Path) -> list[str]:
+def _unrelated(directory: pathlib.Path) -> tuple[list[str], bool]:
     """The names in ``directory`` that a bench starting there does not write before its
-    marker, sorted: every one but a writer's temporaries, the bench's config, env, lock
-    and status files, the ``results/``, ``profile/`` and ``checkpoints/`` of its
-    processes run apart (which may train before process 0 writes the marker) and a morph
-    run's ``morph/``; a hidden one too (a ``.DS_Store``), which ``python -m
-    phosjax.bench.new`` refuses as well."""
+    marker, sorted, and whether one is of a bench's files found without its lock file.
+
+    A bench's processes each take their lock file first (``run.lock``,
+    ``run.p<i>of<n>.lock``), then write its config, env and status files, and the
+    ``results/``, ``profile/`` and ``checkpoints/`` of processes run apart (which may
+    train before process 0 writes the marker): with no lock file, those are no bench's
+    starting (a ``config.yaml`` written by hand, an empty ``results/``), as ``python
+    -m phosjax.bench.new`` refuses them too. Every other name but a writer's
+    temporaries and a morph run's ``morph/`` is unrelated, a hidden one too (a
+    ``.DS_Store``)."""
     names = [p.name for p in directory.iterdir() if not is_temporary(p.name)]
-    starting = {_layout.CONFIG, _layout.ENV, _layout.MORPH}
-    starting |= {_layout.RESULTS, _layout.PROFILE, _layout.CHECKPOINTS}
-    starting |= {*_layout.per_process_names(_layout.LOCK, names)}
-    starting |= {*_layout.per_process_names(_layout.STATUS, names)}
-    return sorted(name for name in names if name not in starting)
+    locks = _layout.per_process_names(_layout.LOCK, names)
+    locked = {_layout.CONFIG, _layout.ENV, *_layout.per_process_names(_layout.STATUS, names)}
+    locked |= {_layout.RESULTS, _layout.PROFILE, _layout.CHECKPOINTS}
+    starting = {_layout.MORPH, *locks, *(locked if locks else ())}
+    unrelated = sorted(name for name in names if name not in starting)
+    return unrelated, not locks and any(name in locked for name in unrelated)
 
 
 def _no_such_directory(directory: pathlib.Path) -> str:
@@ -176,8 +182,8 @@ def not_started(directory: str | pathlib.Path) -> str | None:
     Raises:
       NotABenchError: none can start there: a file, a folder inside a bench or holding
         benches, one holding files no bench writes before its marker (a bench starts
-        only in a new or empty folder), one it cannot list, one under a file, or a link
-        to nothing.
+        only in a new or empty folder; a bench's own files without its lock, see
+        `_unrelated`), one it cannot list, one under a file, or a link to nothing.
 
     Examples:
       >>> import tempfile
@@ -212,18 +218,20 @@ def not_started(directory: str | pathlib.Path) -> str | None:
     if inside or not given.is_dir() or _layout.benches_inside(given, _holds_a_run):
         raise NotABenchError(_layout.not_a_bench(given, _holds_a_run, use="view"))
     try:
-        unrelated = _unrelated(given)
+        unrelated, unlocked = _unrelated(given)
     except OSError as error:  # unreadable: none can start there for this viewer to see
         raise NotABenchError(
             f"{str(given)!r} is not a bench: it has no {_layout.MARKER}, and cannot be "
             f"listed ({error.strerror or error})."
         ) from error
     if unrelated:
+        lock, marker = f"it holds its {_layout.LOCK}, and there is none", _layout.MARKER
+        before = lock if unlocked else f"its {marker}"
         raise NotABenchError(
             f"{str(given)!r} is not a bench: it has no {_layout.MARKER}, and holds "
-            f"{listed(unrelated)}, which no bench writes before its {_layout.MARKER}: a bench "
-            "starts only in a new or empty folder. Make one with `python -m "
-            "phosjax.bench.new --config CONFIG.yaml --dir DIR`."
+            f"{listed(unrelated)}, which no bench writes before {before}: a bench starts "
+            "only in a new or empty folder. Make one with `python -m phosjax.bench.new "
+            "--config CONFIG.yaml --dir DIR`."
         )
     return f"{where} (no {_layout.MARKER} yet)"
 
