@@ -2,6 +2,7 @@
 
 import contextlib
 import copy
+import dataclasses
 import hashlib
 import json
 import os
@@ -12,6 +13,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -291,7 +293,7 @@ class BenchFiles:
         self._keeps_listing = False
         # Read once per version of each part file, shared with its snapshots.
         self._schemas: dict[_Version, pa.Schema] = {}
-        self._last_rows: dict[_Version, tuple[pa.Table, pd.DataFrame]] = {}
+        self._ends: list[_Ends] = []  # the parts' last rows, as last read (at most one)
         self._cache_lock = threading.Lock()
 
     def snapshot(self) -> "BenchFiles":
@@ -680,9 +682,9 @@ class BenchFiles:
         """The last row of each (cell, split) series in each part file, as `results` reads
         them (so the last of those of a series is its last row in the results), and
         whether the series had recorded each of ``columns`` (a value, NaN too, not a null)
-        by that row, a frame of booleans of the same rows. Each part's rows are read once
-        per version of the file (`_per_version`): the leaderboard, which the page asks for
-        again at each change of a running bench, reads the parts written since alone.
+        by that row, a frame of booleans of the same rows. The rows of a part are read
+        once per version of its file (`_version`): the leaderboard, which the page asks
+        for again at each change of a running bench, reads the parts written since alone.
 
         Examples:
           >>> import tempfile
@@ -698,14 +700,27 @@ class BenchFiles:
         parts, versions, schema = self._parts()
         if schema is None:
             return pd.DataFrame(columns=[*_KEYS, *columns]), pd.DataFrame(columns=columns)
+        names = [repr(version) for version in versions]
+        with self._cache_lock:
+            ends = self._ends[0] if self._ends else None
+        if ends is None or ends.read != set(names):
+            kept = None if ends is None else ends.of(names)
+            missing = [
+                p for p, n in zip(parts, names, strict=True) if kept is None or n not in kept.read
+            ]
+            new = _series_ends(missing, names, parts, schema) if missing else None
+            ends = _Ends.joined([e for e in (kept, new) if e is not None])
+            with self._cache_lock:
+                self._ends[:] = [ends]
         recorded = [_layout.DIVERGED] if _layout.DIVERGED in schema.names else []
-        ends = self._per_version(self._last_rows, parts, versions, _series_ends)
-        kept = [schema.field(name) for name in [*_KEYS, *recorded, *columns]]
-        table = pa.concat_tables(_conformed(rows, kept) for rows, _ in ends)
-        frame = table.to_pandas(types_mapper=_nullable_floats)
-        had = [seen.reindex(columns=columns, fill_value=False) for _, seen in ends]
-        seen = pd.concat(had, ignore_index=True)
-        order = frame.sort_values(_KEYS, kind="stable").index
+        fields = [schema.field(name) for name in [*_KEYS, *recorded, *columns]]
+        frame = _conformed(ends.rows, fields).to_pandas(types_mapper=_nullable_floats)
+        absent = np.zeros(ends.rows.num_rows, dtype=bool)
+        had = {c: ends.had.get(c, absent) for c in columns}
+        seen = pd.DataFrame(had, columns=columns, index=range(ends.rows.num_rows))
+        position = pd.Series(range(len(names)), index=names)
+        keys = frame[_KEYS].assign(part=position[ends.parts].to_numpy())
+        order = keys.sort_values([*_KEYS, "part"], kind="stable").index
         return frame.loc[order].reset_index(drop=True), seen.loc[order].reset_index(drop=True)
 
 
@@ -717,22 +732,68 @@ def _numeric(type_: pa.DataType) -> bool:
     return pat.is_integer(type_) or pat.is_floating(type_)
 
 
-def _series_ends(path: pathlib.Path) -> tuple[pa.Table, pd.DataFrame]:
-    """The last row (by step) of each (cell, split) series in the part file ``path``, of
-    its `_KEYS`, ``diverged`` and numeric columns, and whether the series recorded each
-    numeric column in any of its rows there (a frame of booleans, one row each)."""
-    with pq.ParquetFile(path) as file:
-        names = file.schema_arrow.names
-        numeric = [f.name for f in file.schema_arrow if f.name not in _KEYS and _numeric(f.type)]
-        recorded = [_layout.DIVERGED] if _layout.DIVERGED in names else []
-        table = file.read(columns=list(dict.fromkeys([*_KEYS, *recorded, *numeric])))
-    keys = table.select(_KEYS).to_pandas()
-    series = [keys["cell_id"], keys["split"]]
-    order = keys.sort_values(_KEYS, kind="stable").index
-    last = order[~keys.loc[order].duplicated(["cell_id", "split"], keep="last").to_numpy()]
-    valid = {name: pc.is_valid(table[name]).to_numpy() for name in numeric}
-    had = pd.DataFrame(valid, index=keys.index).groupby(series).transform("any")
-    return table.take(last.to_numpy()), had.loc[last].reset_index(drop=True)
+@dataclasses.dataclass(frozen=True)
+class _Ends:
+    """`_series_ends` of some part files: ``rows``, the last row of each (part, cell,
+    split) series; ``had``, by numeric column, whether the series had recorded it by
+    then; ``parts``, the version (``repr`` of `_version`) of each row's part; ``read``,
+    those of every part read."""
+
+    rows: pa.Table
+    had: dict[str, np.ndarray]
+    parts: np.ndarray
+    read: frozenset[str]
+
+    def of(self, names: list[str]) -> "_Ends":
+        """Those of the parts ``names`` (the others forgotten: gone, or replaced)."""
+        wanted = set(names)
+        kept = np.fromiter((part in wanted for part in self.parts), bool, len(self.parts))
+        had = {name: values[kept] for name, values in self.had.items()}
+        return _Ends(self.rows.filter(kept), had, self.parts[kept], self.read & wanted)
+
+    @staticmethod
+    def joined(ends: list["_Ends"]) -> "_Ends":
+        """``ends`` as one (a column one lacks: null, never recorded)."""
+        rows = pa.concat_tables([e.rows for e in ends], promote_options="default")
+        absent = lambda e: np.zeros(e.rows.num_rows, dtype=bool)
+        names = dict.fromkeys(name for e in ends for name in e.had)
+        had = {n: np.concatenate([e.had.get(n, absent(e)) for e in ends]) for n in names}
+        parts = np.concatenate([e.parts for e in ends])
+        return _Ends(rows, had, parts, frozenset().union(*(e.read for e in ends)))
+
+
+def _series_ends(
+    paths: list[pathlib.Path], names: list[str], parts: list[pathlib.Path], schema: pa.Schema
+) -> _Ends:
+    """The `_Ends` of the part files ``paths``, read in ``schema`` (their `_KEYS`,
+    ``diverged`` and numeric columns), one of ``parts``, whose versions are ``names``."""
+    name_of = {str(part): name for part, name in zip(parts, names, strict=True)}
+    index_of = {str(path): i for i, path in enumerate(paths)}
+    numeric = [f.name for f in schema if f.name not in _KEYS and _numeric(f.type)]
+    recorded = [_layout.DIVERGED] if _layout.DIVERGED in schema.names else []
+    dataset = pads.dataset(list(index_of), schema=schema, format="parquet")
+    scanner = dataset.scanner(columns=list(dict.fromkeys([*_KEYS, *recorded, *numeric])))
+    batches, of_part = [], [np.zeros(0, dtype=int)]
+    for tagged in scanner.scan_batches():
+        batches.append(tagged.record_batch)
+        of_part.append(np.full(tagged.record_batch.num_rows, index_of[tagged.fragment.path]))
+    table = pa.Table.from_batches(batches, schema=scanner.projected_schema).combine_chunks()
+    part = np.concatenate(of_part)
+    codes = lambda name: pc.dictionary_encode(table[name]).combine_chunks().indices.to_numpy()
+    series = np.stack([part, codes("cell_id"), codes("split")]) if len(table) else np.zeros((3, 0))
+    # By series, then step, then as written (the last of a step's rows is its last).
+    order = np.lexsort((np.arange(len(table)), table["step"].to_numpy(), *series[::-1]))
+    ordered = series[:, order]
+    starts = np.flatnonzero(np.r_[True, (ordered[:, 1:] != ordered[:, :-1]).any(axis=0)])
+    ends = order[np.r_[starts[1:], len(order)] - 1] if len(order) else order
+    valid = {name: pc.is_valid(table[name]).to_numpy(zero_copy_only=False) for name in numeric}
+    had = {
+        name: np.logical_or.reduceat(v[order], starts) if len(order) else v
+        for name, v in valid.items()
+    }
+    versions = np.array([name_of[str(paths[i])] for i in part[ends]], dtype=object)
+    read = frozenset(name_of[path] for path in index_of)
+    return _Ends(table.take(ends), had, versions, read)
 
 
 def _conformed(table: pa.Table, fields: list[pa.Field]) -> pa.Table:
