@@ -23,6 +23,7 @@ import jax
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from phosjax.bench import _layout
@@ -260,6 +261,16 @@ def write_bench(
     memory.to_parquet(root / _layout.MEMORY, index=False)
     (root / _layout.MORPH / "summary.json").write_text(json.dumps({"flops_before": 1e6}))
     return WrittenBench(root, cells, results, json.loads(blurb_text), phases, memory)
+
+
+def stop_at(written: WrittenBench, cell_id: str, step: int) -> None:
+    """Drops the rows of ``cell_id`` after ``step`` from its part file, as a run that
+    crashed there leaves them where processes run apart train a group's cells apart."""
+    group_id = written.cells.set_index("cell_id").at[cell_id, "group_id"]
+    part = written.root / _layout.RESULTS / f"part-{group_id}-{0:09d}.parquet"
+    rows = pq.read_table(part)
+    later = pc.and_(pc.equal(rows["cell_id"], cell_id), pc.greater(rows["step"], step))
+    pq.write_table(rows.filter(pc.invert(later)), part)
 
 
 @contextlib.contextmanager

@@ -37,6 +37,7 @@ from tests.bench._viewer_fixtures import (
     SPLITS,
     blurb_json,
     serving,
+    stop_at,
     write_bench,
 )
 
@@ -1672,3 +1673,38 @@ def test_a_page_that_could_not_load_the_bench_shows_no_live_controls(tmp_path, p
             time.sleep(0.1)
         assert "a broken plan" in page.run("document.getElementById('error').textContent")
         assert page.run(shown) is False
+
+
+ROWS = """[...document.querySelectorAll('#board tr.board-row')].map((tr) => [...tr.children].map(
+  (td) => [td.firstChild?.textContent ?? '', td.querySelector('.at-step')?.textContent ?? null,
+           td.querySelector('.at-step')?.title ?? null]))"""
+HEADS = "[...document.querySelectorAll('#board thead th')].map((th) => th.textContent)"
+
+
+def test_a_mean_over_seeds_stopped_at_different_steps_is_at_the_last_step_all_reached(
+    tmp_path, page
+):
+    """The mean over seeds averaged each seed's last value, one seed stopped (crashed) at
+    step 150 and the other at 300, and said nothing of it. It averages their values at
+    step 150, the last both reached, and says so by each value ('@ 150')."""
+    written = write_bench(tmp_path / "crashed", blurb_json())
+    crashed = written.cells.iloc[0]
+    stop_at(written, crashed.cell_id, 150)
+    alike = (written.cells.model == crashed.model) & (written.cells.lr == crashed.lr)
+    at_150 = written.results[written.results.cell_id.isin(written.cells.cell_id[alike])]
+    at_150 = at_150[at_150.step == 150]
+    with serving(written.root) as server:
+        page.open(server.url + "?mode=configs")
+        heads, rows = page.run(HEADS), page.run(ROWS)
+    marked = [row for row in rows if any(at is not None for _, at, _ in row)]
+    assert len(marked) == 1 and len(rows) == len(written.cells) // len(SEEDS)
+    said = "at step 150, the last all its seeds reached (they stopped at 150 to 300)"
+    means = {}
+    for head, (text, at, title) in zip(heads, marked[0], strict=True):
+        split, _, metric = head.partition(" ")
+        if split in SPLITS and metric in at_150:
+            means[head] = float(text)
+            assert (at, title) == (" @ 150", said)
+            want = at_150.loc[at_150.split == split, metric].mean()
+            assert means[head] == pytest.approx(want, rel=1e-3), head
+    assert "test loss" in means

@@ -47,6 +47,7 @@ from tests.bench._viewer_fixtures import (
     get,
     get_json,
     serving,
+    stop_at,
     write_bench,
 )
 
@@ -1317,3 +1318,25 @@ def test_a_benchs_files_without_its_lock_are_no_bench_starting(tmp_path, files):
         assert not_started(folder) == f"waiting for the bench to start in {str(folder)!r} " + (
             "(no bench.json yet)"
         )
+
+
+def test_seeds_stopped_at_different_steps_are_compared_at_the_last_step_all_reached(tmp_path):
+    """The mean over seeds averaged each seed's last value, one seed stopped at step 150
+    (crashed) and the other at 300. The leaderboard's rows of such a configuration hold,
+    per split, the last step all its seeds reached and each one's values there, which
+    the mean takes; the other configurations' rows hold none."""
+    bench = write_bench(tmp_path / "example", blurb_json())
+    crashed = bench.cells.iloc[0]
+    stop_at(bench, crashed.cell_id, 150)
+    files = BenchFiles(bench.root)
+    board = _api.leaderboard(files.snapshot())
+    alike = (bench.cells.model == crashed.model) & (bench.cells.lr == crashed.lr)
+    seeds = bench.cells.loc[alike, "cell_id"].tolist()
+    results = files.results(board["metrics"])
+    at_150 = _api.final_values(results[results.step <= 150], board["metrics"])
+    common = {r["cell"]["cell_id"]: r.get("common") for r in board["rows"]}
+    want = {cell: {s: {"step": 150, "final": at_150[cell][s]} for s in SPLITS} for cell in seeds}
+    assert {cell: common.pop(cell) for cell in seeds} == want
+    assert set(common.values()) == {None}
+    final = {r["cell"]["cell_id"]: r["final"] for r in board["rows"]}
+    assert final[seeds[1]] != at_150[seeds[1]]  # its last values: at step 300

@@ -218,12 +218,16 @@ def leaderboard(bench: BenchFiles) -> dict[str, Any]:
     `nonfinite_marks` sends it. ``steps_done``: its last step in the results, 0 before
     any row. ``stopped``: the run training it is known to have stopped
     before it finished (`BenchFiles.stopped`); for a cell whose group has not started,
-    when every run that wrote the bench has (`BenchFiles.all_stopped`)."""
+    when every run that wrote the bench has (`BenchFiles.all_stopped`). ``common``, only
+    in the rows of a configuration whose seeds stopped at different steps of a split:
+    ``{split: {"step", "final"}}``, the last step all its seeds reached and the cell's
+    values there (`_at_common_steps`), which a mean over seeds takes."""
     cells = bench.cells()
     metrics = bench.metrics()
     results, seen = bench.last_rows(metrics)  # each part's read once per version
     final = final_values(results, metrics, seen)
     steps_done = results.groupby("cell_id")["step"].max().to_dict() if len(results) else {}
+    common = _at_common_steps(bench, cells, results, final, metrics)
     progress = bench.progress()
     not_started = {"steps": None, "finished": False, "stopped": bench.all_stopped()}
     rows = [
@@ -234,6 +238,7 @@ def leaderboard(bench: BenchFiles) -> dict[str, Any]:
                 **progress.get(cell["cell_id"], not_started),
             },
             "final": final.get(cell["cell_id"], {}),
+            **({"common": common[cell["cell_id"]]} if cell["cell_id"] in common else {}),
         }
         for cell in cells.to_dict("records")
     ]
@@ -244,6 +249,50 @@ def leaderboard(bench: BenchFiles) -> dict[str, Any]:
         "splits": sorted(results["split"].unique().tolist()) if len(results) else [],
         "rows": rows,
     }
+
+
+_SEEDS_OF = ("cell_id", "group_id", "seed")
+"""The columns of the plan that tell the seeds of a configuration apart (its others)."""
+
+
+def _at_common_steps(
+    bench: BenchFiles,
+    cells: pd.DataFrame,
+    last: pd.DataFrame,
+    final: dict[str, dict[str, dict[str, Any]]],
+    metrics: list[str],
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{cell_id: {split: {"step": S, "final": {metric: value}}}}`` for the cells of each
+    configuration (the plan's cells alike but for `_SEEDS_OF`) whose seeds stopped at
+    different steps of a split (one crashed; processes run apart train a group's cells
+    apart): ``S``, the last step of the split that every one of them with a row reached,
+    and the cell's value of each metric at its last row up to ``S``, as `final_values`
+    sends it. A mean of their last values would mix steps. ``last``: `BenchFiles.last_rows`,
+    ``final`` its `final_values` (the rows of the cells stopped later are read again,
+    theirs alone)."""
+    if not len(last):
+        return {}
+    ends = last.groupby(_SERIES, sort=False)["step"].max().rename("end").reset_index()
+    config = [c for c in cells.columns if c not in _SEEDS_OF]
+    ends = ends.merge(cells[["cell_id", *config]], on="cell_id")
+    by = [*config, "split"]
+    ends["common"] = ends.groupby(by, dropna=False)["end"].transform("min")
+    uneven = ends[ends.groupby(by, dropna=False)["end"].transform("max") > ends["common"]]
+    if not len(uneven):
+        return {}
+    later = uneven[uneven["end"] > uneven["common"]]
+    results = bench.results(metrics, sorted(set(later["cell_id"])))
+    limit = results.merge(later[[*_SERIES, "common"]], on=_SERIES, how="left")["common"]
+    upto = results[(results["step"] <= limit).to_numpy()].reset_index(drop=True)
+    before = final_values(upto, metrics)
+    found: dict[str, dict[str, dict[str, Any]]] = {}
+    for cell_id, split, end, step in uneven[["cell_id", "split", "end", "common"]].itertuples(
+        index=False
+    ):
+        values = (final if end == step else before).get(cell_id, {}).get(split)
+        values = values or dict.fromkeys(metrics)
+        found.setdefault(cell_id, {})[split] = {"step": int(step), "final": values}
+    return found
 
 
 def _check_known(parameter: str, asked: Sequence[str], known: Sequence[str], where: str) -> None:

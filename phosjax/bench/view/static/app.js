@@ -221,17 +221,21 @@ function tableRows() {
   if (state.mode === "cells") {
     return cells.map((row) => ({
       key: row.cell_id, row, color: state.configs.get(row.config), cells: [row],
-      value: (split, metric) => row._final?.[split]?.[metric] ?? null, spread: () => null, note: () => null,
+      value: (split, metric) => row._final?.[split]?.[metric] ?? null, spread: () => null, note: () => null, at: () => null,
     }));
   }
   const groups = new Map();
   for (const row of cells) (groups.get(row.config) || groups.set(row.config, []).get(row.config)).push(row);
   return [...groups.entries()].map(([key, members]) => {
-    const values = (split, metric) => members.map((m) => m._final?.[split]?.[metric] ?? null);
+    // Seeds stopped at different steps (one crashed) are compared at the last step all
+    // reached (`common`, from the server), not each at its own last.
+    const final = (m, split) => (m._common?.[split] ?? { final: m._final?.[split] }).final;
+    const values = (split, metric) => members.map((m) => final(m, split)?.[metric] ?? null);
     return {
       key, row: members[0], color: state.configs.get(key), cells: members,
       value: (split, metric) => mean(values(split, metric)), spread: (split, metric) => std(values(split, metric)),
       note: (split, metric) => divergedNote(values(split, metric)),
+      at: (split) => members.find((m) => m._common?.[split])?._common[split].step ?? null,
     };
   });
 }
@@ -402,6 +406,12 @@ function renderBoard() {
         if (nonfinite(column.get(r))) td.classList.add("diverged");
         const spread = r.spread(column.metric.split, column.metric.metric);
         if (spread !== null) td.appendChild(el("span", { class: "spread" }, ` ± ${format(spread, 2)}`));
+        const at = r.at(column.metric.split);
+        if (at !== null) {
+          const ends = r.cells.map((c) => c._done);
+          const title = `at step ${format(at)}, the last all its seeds reached (they stopped at ${format(Math.min(...ends))} to ${format(Math.max(...ends))})`;
+          td.appendChild(el("span", { class: "at-step", title }, ` @ ${format(at)}`));
+        }
       } else if (column.key === "_steps") {
         const done = column.get(r), total = r.row._steps;
         td.textContent = `${format(done)} / ${format(total)}`; // total null: not started
@@ -1100,10 +1110,13 @@ async function keepingFocus(draw) {
 // Reads the bench (api/bench, api/cells) into `state`: its rows as the page keeps them.
 async function loadBench() {
   const [info, board] = await Promise.all([getJson("api/bench"), getJson("api/cells")]);
-  board.rows = board.rows.map(({ cell, progress, final }) => ({
+  const numbered = (values) => Object.fromEntries(Object.entries(values).map(([metric, v]) => [metric, number(v)]));
+  const numbers = (final) => Object.fromEntries(Object.entries(final).map(([split, values]) => [split, numbered(values)]));
+  board.rows = board.rows.map(({ cell, progress, final, common }) => ({
     ...cell, _done: progress.steps_done, _steps: progress.steps, _finished: progress.finished, _stopped: progress.stopped,
-    _final: Object.fromEntries(Object.entries(final).map(([split, values]) => [split, Object.fromEntries(
-      Object.entries(values).map(([metric, v]) => [metric, number(v)]))])),
+    _final: numbers(final),
+    // Its seeds stopped at different steps: the last all reached, and its values there.
+    _common: common && Object.fromEntries(Object.entries(common).map(([split, at]) => [split, { step: at.step, final: numbered(at.final) }])),
   }));
   [state.info, state.board] = [info, board];
   describeColumns();
