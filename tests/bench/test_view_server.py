@@ -215,7 +215,8 @@ def test_seeds_at_different_steps_are_thinned_on_the_same_steps(tmp_path):
         ("columns=loss&columns=accuracy", "'columns' is given more than once"),
         ("columns=loss&cells=", r"cells must name at least one cell id \(leave it out for all"),
         ("columns=loss&cells=,", "cells must name at least one cell id"),
-        ("columns=", r"columns must name at least one metric\.$"),
+        ("columns=", r"columns is required: name the metrics .*; the bench has \['loss'"),
+        ("columns=,", r"columns is required: name the metrics .*; the bench has \['loss'"),
     ],
 )
 def test_results_endpoint_names_what_is_wrong(server, query, message):

@@ -292,13 +292,14 @@ def _parameters(query: str) -> dict[str, str]:
     return parameters
 
 
-def _ids(parameters: dict[str, str], name: str, what: str) -> list[str] | None:
+def _ids(parameters: dict[str, str], name: str, what: str | None) -> list[str] | None:
     """The comma-separated ids of parameter ``name`` (None when absent), each decoded;
-    ``what`` says in the error of an empty one what it takes."""
+    ``what`` says in the error of an empty one what it takes (None: an empty one is
+    returned, for the endpoint to say what it takes)."""
     if name not in parameters:
         return None
     ids = [urllib.parse.unquote_plus(v) for v in parameters[name].split(",") if v]
-    if not ids:
+    if not ids and what is not None:
         raise _api.BadRequest(f"{name} must name at least one {what}.")
     return ids
 
@@ -426,7 +427,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             "/api/results": lambda bench: _api.curves(
                 bench,
                 _ids(parameters, "cells", "cell id (leave it out for all)"),
-                _ids(parameters, "columns", "metric") or [],
+                _ids(parameters, "columns", None) or [],  # none: `curves` lists the metrics
                 _integer(parameters, "max_points", _api.DEFAULT_POINTS),
             ),
         }
