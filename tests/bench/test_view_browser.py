@@ -1708,3 +1708,5 @@ def test_a_mean_over_seeds_stopped_at_different_steps_is_at_the_last_step_all_re
             want = at_150.loc[at_150.split == split, metric].mean()
             assert means[head] == pytest.approx(want, rel=1e-3), head
     assert "test loss" in means
+    steps = marked[0][heads.index("steps done")][0]
+    assert steps == "150–300 / 300"  # not the mean, 225, of steps none stopped at

@@ -413,8 +413,10 @@ function renderBoard() {
           td.appendChild(el("span", { class: "at-step", title }, ` @ ${format(at)}`));
         }
       } else if (column.key === "_steps") {
-        const done = column.get(r), total = r.row._steps;
-        td.textContent = `${format(done)} / ${format(total)}`; // total null: not started
+        const ends = r.cells.map((c) => c._done), total = r.row._steps;
+        const [first, last] = [Math.min(...ends), Math.max(...ends)]; // seeds at different steps: both
+        const done = first === last ? format(first) : `${format(first)}–${format(last)}`;
+        td.textContent = `${done} / ${format(total)}`; // total null: not started
         const unfinished = r.cells.filter((c) => !c._finished);
         if (unfinished.length && unfinished.every((c) => c._stopped)) {
           td.classList.add("stopped");
