@@ -1693,9 +1693,17 @@ def test_a_mean_over_seeds_stopped_at_different_steps_is_at_the_last_step_all_re
     alike = (written.cells.model == crashed.model) & (written.cells.lr == crashed.lr)
     at_150 = written.results[written.results.cell_id.isin(written.cells.cell_id[alike])]
     at_150 = at_150[at_150.step == 150]
+    seeds = written.cells.cell_id[alike].tolist()
     with serving(written.root) as server:
-        page.open(server.url + "?mode=configs")
+        page.open(server.url + "?mode=configs&x=lr&y=test:loss")
         heads, rows = page.run(HEADS), page.run(ROWS)
+        tips = []
+        for cell in seeds:  # the hyperparameter plot's points: at step 150 too
+            page.hover(f'#hp-plot circle.point[data-cell="{cell}"]')
+            tips.append(page.run("document.getElementById('tooltip').textContent"))
+    for cell, tip in zip(seeds, tips, strict=True):
+        loss = at_150.loc[(at_150.cell_id == cell) & (at_150.split == "test"), "loss"].item()
+        assert tip.endswith(f"test loss at step 150, the last all its seeds reached {loss:.4g}")
     marked = [row for row in rows if any(at is not None for _, at, _ in row)]
     assert len(marked) == 1 and len(rows) == len(written.cells) // len(SEEDS)
     said = "at step 150, the last all its seeds reached (they stopped at 150 to 300)"

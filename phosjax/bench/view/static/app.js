@@ -215,6 +215,11 @@ function divergedNote(values) {
   return bad ? `diverged (${bad}/${ok.length})` : null;
 }
 
+// A cell's last values on `split` as its configuration's seeds are compared: where they
+// stopped at different steps (one crashed), at the last step all reached (`common`, from
+// the server), not each at its own last.
+const seedsFinal = (row, split) => (row._common?.[split] ?? { final: row._final?.[split] }).final;
+
 // Table rows for the current mode: cells as they are, or configs averaged over their seeds.
 function tableRows() {
   const cells = state.board.rows.filter(passes);
@@ -227,10 +232,7 @@ function tableRows() {
   const groups = new Map();
   for (const row of cells) (groups.get(row.config) || groups.set(row.config, []).get(row.config)).push(row);
   return [...groups.entries()].map(([key, members]) => {
-    // Seeds stopped at different steps (one crashed) are compared at the last step all
-    // reached (`common`, from the server), not each at its own last.
-    const final = (m, split) => (m._common?.[split] ?? { final: m._final?.[split] }).final;
-    const values = (split, metric) => members.map((m) => final(m, split)?.[metric] ?? null);
+    const values = (split, metric) => members.map((m) => seedsFinal(m, split)?.[metric] ?? null);
     return {
       key, row: members[0], color: state.configs.get(key), cells: members,
       value: (split, metric) => mean(values(split, metric)), spread: (split, metric) => std(values(split, metric)),
@@ -694,10 +696,12 @@ function renderHparams() {
   if (!key) return hint("No results yet.");
   const [split, metric] = [key.slice(0, key.indexOf(":")), key.slice(key.indexOf(":") + 1)];
   const label = `${split} ${metric}`;
-  const cells = visibleRows().flatMap((r) => r.cells.map((row) => ({ r, row, x: row[column], y: row._final?.[split]?.[metric] ?? null })))
+  // Its seeds compared at one step, as the table's mean over seeds (`seedsFinal`).
+  const cells = visibleRows().flatMap((r) => r.cells.map((row) => ({ r, row, x: row[column], y: seedsFinal(row, split)?.[metric] ?? null })))
     .filter((c) => typeof c.x === "number" && c.y !== null);
   if (!cells.length) return hint(`No ${label} to plot for the rows shown (ticked and matching the filters).`);
-  const item = (c) => ({ key: c.r.key, color: c.r.color, x: c.x, y: c.y, detail: cellDetail(c.row, label, c.y), data: { cell: c.row.cell_id } });
+  const at = (row) => (row._common?.[split] ? ` at step ${format(row._common[split].step)}, the last all its seeds reached` : "");
+  const item = (c) => ({ key: c.r.key, color: c.r.color, x: c.x, y: c.y, detail: cellDetail(c.row, `${label}${at(c.row)}`, c.y), data: { cell: c.row.cell_id } });
   const points = cells.filter((c) => !nonfinite(c.y)).map(item);
   const marks = cells.filter((c) => nonfinite(c.y)).map(item);
   const lines = trendLines(cells, column);
