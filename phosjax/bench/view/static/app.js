@@ -232,12 +232,16 @@ function tableRows() {
   const groups = new Map();
   for (const row of cells) (groups.get(row.config) || groups.set(row.config, []).get(row.config)).push(row);
   return [...groups.entries()].map(([key, members]) => {
-    const values = (split, metric) => members.map((m) => seedsFinal(m, split)?.[metric] ?? null);
+    // The seeds shown (a filter may leave out some) stopped at different steps: compared
+    // at one; at the same step: each at its own last.
+    const uneven = new Set(members.map((m) => m._done)).size > 1;
+    const final = (m, split) => (uneven ? seedsFinal(m, split) : m._final?.[split]);
+    const values = (split, metric) => members.map((m) => final(m, split)?.[metric] ?? null);
     return {
       key, row: members[0], color: state.configs.get(key), cells: members,
       value: (split, metric) => mean(values(split, metric)), spread: (split, metric) => std(values(split, metric)),
       note: (split, metric) => divergedNote(values(split, metric)),
-      at: (split) => members.find((m) => m._common?.[split])?._common[split].step ?? null,
+      at: (split) => (uneven ? members.find((m) => m._common?.[split])?._common[split].step ?? null : null),
     };
   });
 }
