@@ -179,6 +179,9 @@ def apply_reaching_tags(
 ) -> Any:
     """`apply_collecting` (``kwargs`` hold ``collect=``), raising unless every one of
     ``paths`` in ``collection`` (``injections`` or ``perturbations``) reached its tag.
+    Under ``mutable=True`` the state handed back is ``model.apply``'s without
+    ``collection``: the values the caller's transform put there are no state of the
+    model, and variables updated from it would inject them again in every later call.
 
     Raises:
       ValueError: a path's entry never reached its tag: a lifted transform (nn.scan,
@@ -194,7 +197,10 @@ def apply_reaching_tags(
             "it, though it kept the tagged value in 'intermediates'. Give it "
             "variable_axes=px.scan_axes(params=0), which lists all of phosjax's collections."
         )
-    return result
+    if kwargs.get("mutable") is not True:
+        return result
+    (output, state), collected = result
+    return (output, {name: tree for name, tree in state.items() if name != collection}), collected
 
 
 def jit_keeping_constants(fn: Callable[..., Any], *args: Any) -> Any:

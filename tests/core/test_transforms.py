@@ -217,6 +217,32 @@ def test_probe_keeps_user_mutable_state():
         assert set(state) == set(applied) and "intermediates" in state
 
 
+def _inject_keeping_state(mutable):
+    value = jnp.full((2, WIDTH), 0.3)
+    return px.inject(Stack(), init("plain"), X, {"blocks_0/pre_act": value}, mutable=mutable)[1]
+
+
+def _grad_of_keeping_state(mutable):
+    loss = lambda out: (jnp.sum(out[0] ** 2), out[1])
+    wrt = "**/pre_act"
+    (_, state), _ = px.grad_of(
+        loss, Stack(), init("plain"), X, wrt=wrt, has_aux=True, mutable=mutable
+    )
+    return state
+
+
+@pytest.mark.parametrize("run", [_inject_keeping_state, _grad_of_keeping_state])
+def test_the_state_handed_back_is_the_model_s_not_what_the_transform_put_in(run):
+    # under mutable=True it held the injections (or zeros) given: variables updated from
+    # it injected the values again in every later call
+    for mutable in (["intermediates"], True):  # as model.apply returns it
+        state = run(mutable)
+        _, applied = Stack().apply(init("plain"), X, mutable=mutable)
+        assert set(state) == set(applied)
+    updated = {**init("plain"), **run(True)}
+    assert_trees_close(Stack().apply(updated, X), Stack().apply(init("plain"), X), rtol=0)
+
+
 @pytest.mark.parametrize("transform", ["probe", "grad_of"])
 def test_intermediates_merged_back_into_the_variables_add_nothing(transform):
     # the usual Flax idiom after an apply: variables = {**variables, **mutated}
