@@ -339,7 +339,8 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
 
 
 def make_evaluate(model: nn.Module, compute_dtype: str = "float32") -> EvalFn:
-    """``(cell_state, arrays) -> {"loss", "accuracy"}`` of one cell on the whole test split."""
+    """``(cell_state, arrays) -> {"loss", "accuracy"}`` of one cell on the whole test split,
+    float32 (summed so from the logits, whatever dtype the model computes them in)."""
     apply = precision_apply(model, compute_dtype)
 
     def evaluate(state: GroupState, arrays: dict[str, jax.Array]) -> Metrics:
@@ -347,7 +348,8 @@ def make_evaluate(model: nn.Module, compute_dtype: str = "float32") -> EvalFn:
 
         def batch(xym: tuple[jax.Array, jax.Array, jax.Array]) -> jax.Array:
             x, y, mask = xym
-            logits: jax.Array = apply(variables, x, train=False)
+            # float32 sums: in bfloat16 (a model's dtype) a count above 256 goes by 2s
+            logits = jnp.asarray(apply(variables, x, train=False), jnp.float32)
             loss = optax.softmax_cross_entropy_with_integer_labels(logits, y)
             correct = jnp.argmax(logits, -1) == y
             return jnp.stack([jnp.sum(jnp.where(mask, loss, 0)), jnp.sum(correct & mask)])

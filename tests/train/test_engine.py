@@ -15,7 +15,7 @@ import pytest
 
 import phosjax as px
 from phosjax.core import SelectorError
-from phosjax.data import ArrayDataset, batch_indices
+from phosjax.data import ArrayDataset, batch_indices, random_dataset
 from phosjax.models import ModelConfig
 from phosjax.train import (
     STRATEGIES,
@@ -232,6 +232,35 @@ def test_padding_rows_whose_logits_are_nan_do_not_reach_the_test_loss(toy):
     logits = model.apply({"params": params}, jnp.asarray(toy.x_test))
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.asarray(toy.y_test))
     np.testing.assert_allclose(float(got["loss"]), float(loss.mean()), **TOL)
+
+
+class _Bfloat16(nn.Module):
+    """A head computing in and storing its params in bfloat16 (a zoo model's options)."""
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        return nn.Dense(3, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16)(x)
+
+
+def test_a_model_with_bfloat16_logits_is_evaluated_in_float32():
+    # its evaluation summed the losses and the correct examples in bfloat16, which counts
+    # by 2s above 256: 353 correct of 1000 came out as accuracy 0.3515625 (bfloat16)
+    data = random_dataset("toy", (8,), 3, num_test=1000)
+    model = _Bfloat16()
+    params = model.init(jax.random.key(0), data.x_test[:1])["params"]
+    cell = types.SimpleNamespace(params=params, collections={})
+    got = make_evaluate(model)(cell, device_arrays(data))
+    assert {name: value.dtype for name, value in got.items()} == {
+        "loss": jnp.float32,
+        "accuracy": jnp.float32,
+    }
+    logits = model.apply({"params": params}, jnp.asarray(data.x_test)).astype(jnp.float32)
+    labels = jnp.asarray(data.y_test)
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    correct = int(jnp.sum(jnp.argmax(logits, -1) == labels))
+    np.testing.assert_allclose(float(got["accuracy"]), correct / 1000, atol=1.5e-3, rtol=0)
+    assert float(got["accuracy"]) * 1000 == pytest.approx(round(float(got["accuracy"]) * 1000))
+    np.testing.assert_allclose(float(got["loss"]), float(loss.mean()), rtol=1e-5)
 
 
 def test_chunks_end_at_every_evaluation():
