@@ -299,7 +299,9 @@ def train_grid(
     Args:
       cells: the whole grid (every process passes the same list).
       data_dir: where `phosjax.data.load` finds or prepares the data sets.
-      datasets: data sets by name, used instead of loading them.
+      datasets: data sets by name, used instead of loading them. A key is the name the
+        cells give (`Cell.dataset`); the data set's own ``name`` need not be it (one data
+        set may serve under several names: ``{"a": data, "b": data}``).
       dataset_features: for some of the data sets loaded, the input and the label
         feature to read, ``{name: (input, label)}`` (`phosjax.data.load`'s ``features``,
         as a bench config's ``dataset_features``); by default a data set's supervised
