@@ -151,7 +151,9 @@ def _morph_penalty(model: nn.Module, reg: Regularizer) -> Callable[[Any, jax.Arr
 
 
 def _cross_entropy(logits: jax.Array, labels: jax.Array, smoothing: jax.Array) -> jax.Array:
-    classes = logits.shape[-1]
+    """Per example, in float32 whatever dtype the model computes its logits in (a
+    bfloat16 log-softmax rounds the loss and its gradient)."""
+    logits, classes = jnp.asarray(logits, jnp.float32), logits.shape[-1]
     targets = jax.nn.one_hot(labels, classes) * (1 - smoothing) + smoothing / classes
     return optax.softmax_cross_entropy(logits, targets)
 
@@ -233,7 +235,8 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
     Without it the step applies every update: the selects that freeze a cell cost XLA
     copies of the whole state each step (2-25% of a one-cell MLP step on CPU), so
     `run_group` runs its chunks unguarded and re-runs a chunk guarded, from its start, when a cell
-    diverged in it. The model computes in ``hp.compute_dtype`` (`precision_apply`).
+    diverged in it. The model computes in ``hp.compute_dtype`` (`precision_apply`); the
+    task loss is taken from its logits in float32, whatever their dtype.
 
     Examples:
       >>> import jax

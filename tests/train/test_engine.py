@@ -263,6 +263,26 @@ def test_a_model_with_bfloat16_logits_is_evaluated_in_float32():
     np.testing.assert_allclose(float(got["loss"]), float(loss.mean()), rtol=1e-5)
 
 
+class _Bfloat16Config:
+    def build(self) -> nn.Module:
+        return _Bfloat16()
+
+
+def test_a_model_with_bfloat16_logits_takes_its_train_loss_in_float32(toy):
+    # its log-softmax ran in bfloat16: the task loss was off by ~1e-4 of itself, and its
+    # gradient rounded so
+    hp = HParams(batch_size=16, steps=1, label_smoothing=0.1)
+    [group] = plan_groups([Cell(_Bfloat16Config(), "toy", hp, 0)])
+    cell = jax.tree.map(lambda a: a[0], init_group(group, toy))
+    step, arrays = make_train_step(_Bfloat16(), hp), device_arrays(toy)
+    _, metrics = jax.jit(step)(cell, arrays)
+    x, y = step.batches(cell, arrays, 1, budget_bytes=np.inf)
+    logits = jax.jit(_Bfloat16().apply)({"params": cell.params}, x[0]).astype(jnp.float32)
+    targets = jax.nn.one_hot(y[0], 3) * 0.9 + 0.1 / 3
+    task = optax.softmax_cross_entropy(logits, targets).mean()
+    np.testing.assert_allclose(float(metrics["task_loss"]), float(task), rtol=1e-6)
+
+
 def test_chunks_end_at_every_evaluation():
     assert _stops(0, 8, 3, 4) == [3, 4, 7, 8]
     assert _stops(2, 9, 5, 0) == [7, 9]
