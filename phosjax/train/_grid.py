@@ -313,7 +313,7 @@ def train_grid(
       strategy: see `run_group`.
       chunk_steps: steps per dispatch, an int >= 1 (checked before any data set loads).
       devices: the devices to shard each group over (``None``: all local devices; see
-        `run_group`).
+        `run_group`); each group is initialized on the first of them.
       process: ``(index, count)``, ints with ``0 <= index < count``; default
         ``(jax.process_index(), jax.process_count())``, and then every process returns
         (or raises its error) once all have trained their shares.
@@ -393,9 +393,11 @@ def train_grid(
                 if on_chunk is not None:
                     on_chunk(group, chunk)
 
+            with jax.default_device(chosen[0]):  # not on a device it was not given
+                state = init_group(group, data)
             state, run = run_group(
                 group,
-                init_group(group, data),
+                state,
                 data,
                 strategy=strategy,
                 chunk_steps=chunk_steps,

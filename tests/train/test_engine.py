@@ -1287,6 +1287,21 @@ def test_train_grid_takes_devices_once_for_every_group(toy):
     assert [len(state.step) for state in result.states] == [1, 1]
 
 
+def test_train_grid_initializes_each_group_on_its_devices_not_the_default_one(toy, monkeypatch):
+    # every group's initial state, all of its cells, was made on the default device,
+    # though train_grid was given others (e.g. to leave that one to another job)
+    placed = []
+
+    def recording(group, state, *args, **kwargs):
+        placed.append({device for leaf in jax.tree.leaves(state) for device in leaf.devices()})
+        return run_group(group, state, *args, **kwargs)
+
+    monkeypatch.setattr(_grid, "run_group", recording)
+    devices = jax.local_devices()[2:]
+    train_grid(CELLS[:2], datasets={"toy": toy}, strategy="vmap", devices=devices)
+    assert placed == [{devices[0]}]
+
+
 def test_devices_are_checked_even_when_the_state_is_at_until_step(toy):
     [group] = plan_groups(CELLS[:1])
     state = init_group(group, toy)
