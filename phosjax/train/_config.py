@@ -9,6 +9,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from phosjax._nearest import did_you_mean
 from phosjax.core import compile_selector
 from phosjax.models._config import is_int
 from phosjax.morph import COSTS, SOURCES
@@ -62,15 +63,21 @@ def int_at_least(
 
 
 def one_of(where: str, value: Any, choices: Sequence[Any]) -> None:
-    """Raises a ValueError naming ``where`` unless ``value`` is one of ``choices``.
+    """Raises a ValueError naming ``where`` unless ``value`` is one of ``choices``; for a
+    misspelt name, the nearest choice (`did_you_mean`).
 
     Examples:
       >>> one_of("HParams compute_dtype", "int8", ("float32", "bfloat16"))
       Traceback (most recent call last):
       ValueError: HParams compute_dtype 'int8': expected one of ('float32', 'bfloat16').
+      >>> one_of("Regularizer on", "activation", ("params", "activations"))
+      Traceback (most recent call last):
+      ValueError: Regularizer on 'activation': expected one of (...). Did you mean 'activations'?
     """
     if value not in choices:
-        raise ValueError(f"{where} {value!r}: expected one of {choices}.")
+        names = [choice for choice in choices if isinstance(choice, str)]
+        hint = did_you_mean([value], names) if isinstance(value, str) else ""
+        raise ValueError(f"{where} {value!r}: expected one of {tuple(choices)}{hint or '.'}")
 
 
 def number_in(
@@ -156,16 +163,12 @@ class Regularizer:
 
     def __post_init__(self) -> None:
         _check_selector("Regularizer selector", self.selector)
-        if self.kind not in REGULARIZER_KINDS:
-            raise ValueError(f"Regularizer kind {self.kind!r}: expected one of {REGULARIZER_KINDS}")
-        if self.on not in REGULARIZER_TARGETS:
-            raise ValueError(f"Regularizer on={self.on!r}: expected one of {REGULARIZER_TARGETS}.")
+        one_of("Regularizer kind", self.kind, REGULARIZER_KINDS)
+        one_of("Regularizer on", self.on, REGULARIZER_TARGETS)
         object.__setattr__(self, "strength", number_in("Regularizer strength", self.strength, 0))
         object.__setattr__(self, "threshold", number_in("Regularizer threshold", self.threshold, 0))
-        if self.cost not in COSTS:  # checked for every kind: a typo is never silent
-            raise ValueError(f"Regularizer cost {self.cost!r}: expected one of {COSTS}.")
-        if self.source not in SOURCES:
-            raise ValueError(f"Regularizer source {self.source!r}: expected one of {SOURCES}.")
+        one_of("Regularizer cost", self.cost, COSTS)  # for every kind: a typo is never silent
+        one_of("Regularizer source", self.source, SOURCES)
         if self.kind == "morph" and self.on != "params":
             raise ValueError("Regularizer kind 'morph' prices params: it needs on='params'.")
 

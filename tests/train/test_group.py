@@ -53,6 +53,27 @@ def test_cells_differing_only_in_per_cell_values_share_a_group():
     assert groups[0].hparams.learning_rate == 0.0  # shared part only
 
 
+@pytest.mark.parametrize(
+    ("make", "start", "nearest"),
+    [
+        (lambda: HParams(optimizer="adamw "), "HParams optimizer 'adamw '", "'adamw' or 'adam'"),
+        (lambda: HParams(lr_schedule="cosin"), "HParams lr_schedule 'cosin'", "'cosine'"),
+        (
+            lambda: Regularizer("**", on="activation"),
+            "Regularizer on 'activation'",
+            "'activations'",
+        ),
+        (lambda: Regularizer("**", "morf"), "Regularizer kind 'morf'", "'morph'"),
+        (lambda: Regularizer("**", cost="flop"), "Regularizer cost 'flop'", "'flops'"),
+    ],
+)
+def test_a_misspelt_choice_names_the_nearest(make, start, nearest):
+    # it said only 'expected one of (...)', the right spelling left to find there
+    message = rf"^{re.escape(start)}: expected one of \(.*\)\. Did you mean {nearest}\?$"
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
 def test_bad_configs_raise_clear_errors():
     with pytest.raises(ValueError, match=r"optimizer 'adamm'.*expected one of"):
         HParams(optimizer="adamm")
