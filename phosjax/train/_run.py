@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from phosjax._hosts import local_devices
+from phosjax._nearest import did_you_mean
 from phosjax.data import check_batch_size
 from phosjax.train._auto import choose_strategy
 from phosjax.train._config import int_at_least
@@ -240,15 +241,22 @@ def _train_chunk(
 
 
 def check_strategy(strategy: str, where: str) -> None:
-    """Raises unless ``strategy`` is ``"auto"`` or one of `STRATEGIES` (``where`` named).
+    """Raises unless ``strategy`` is ``"auto"`` or one of `STRATEGIES` (``where`` named;
+    a misspelt one, the nearest).
 
     Examples:
       >>> check_strategy("fast", "train_grid")
       Traceback (most recent call last):
       ValueError: train_grid: unknown strategy 'fast'; expected 'auto' or ('vmap', ...)
+      >>> check_strategy("vmpa", "train_grid")
+      Traceback (most recent call last):
+      ValueError: train_grid: unknown strategy 'vmpa'; ... Did you mean 'vmap'?
     """
     if strategy != "auto" and strategy not in STRATEGIES:
-        raise ValueError(f"{where}: unknown strategy {strategy!r}; expected 'auto' or {STRATEGIES}")
+        hint = did_you_mean([strategy], ("auto", *STRATEGIES)) if isinstance(strategy, str) else ""
+        raise ValueError(
+            f"{where}: unknown strategy {strategy!r}; expected 'auto' or {STRATEGIES}{hint}"
+        )
 
 
 def check_on_chunk(where: str, on_chunk: Any, *args: str) -> None:

@@ -149,6 +149,9 @@ def test_bad_configs_raise_clear_errors():
         run_group(plan_groups([a])[0], None, None)
     with pytest.raises(ValueError, match=r"train_grid: unknown strategy 'fast'"):
         train_grid([a], strategy="fast")  # refused before the unknown data set 'toy' loads
+    # a misspelt one said only 'expected ...', the right spelling left to find there
+    with pytest.raises(ValueError, match=r"'vmpa'; .*\)\. Did you mean 'vmap'\?$"):
+        train_grid([a], strategy="vmpa")
     with pytest.raises(ValueError, match=r"index 2 is not in range\(count=2\)"):
         process_share(5, 2, 2)
 
