@@ -14,13 +14,13 @@ from phosjax.train._config import (
     HParams,
     int_at_least,
     number_in,
+    one_of,
 )
 from phosjax.train._reduce import scaled_global_norm
 
 
 def _check_schedule(schedule: str) -> None:
-    if schedule not in LR_SCHEDULES:
-        raise ValueError(f"Unknown lr schedule {schedule!r}: expected one of {LR_SCHEDULES}.")
+    one_of("Unknown lr schedule", schedule, LR_SCHEDULES)
 
 
 def lr_multiplier(schedule: str, warmup_steps: int, steps: int) -> optax.Schedule:
@@ -169,8 +169,7 @@ def make_optimizer(
       >>> tx.update({"w": jnp.ones(2)}, tx.init(params), params)[0]["w"].tolist()
       [-0.5, -0.5]
     """
-    if name not in OPTIMIZERS:
-        raise ValueError(f"Unknown optimizer {name!r}: expected one of {OPTIMIZERS}.")
+    one_of("Unknown optimizer", name, OPTIMIZERS)
     _check_schedule(lr_schedule)  # before asking for the steps an unknown one would need
     given = {"learning_rate": learning_rate, "weight_decay": weight_decay, "momentum": momentum}
     for key, least, most, hint in OPTIMIZER_RANGES:

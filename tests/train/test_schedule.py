@@ -60,8 +60,13 @@ def test_bad_schedules_are_refused_by_name():
     # A float warmup was taken as is: a rise over 2.5 updates, not the whole ones HParams takes.
     with pytest.raises(ValueError, match=r"lr schedule: warmup_steps must be an int, got 2.5"):
         make_optimizer("adam", warmup_steps=2.5, steps=10)
-    with pytest.raises(ValueError, match=r"Unknown lr schedule 'cosin': expected one of"):
+    with pytest.raises(
+        ValueError,
+        match=r"^Unknown lr schedule 'cosin': expected one of .*\. Did you mean 'cosine'\?$",
+    ):
         make_optimizer("adam", lr_schedule="cosin")  # not 'needs steps='
+    with pytest.raises(ValueError, match=r"^Unknown optimizer 'adamm': .*\. Did you mean 'adam'"):
+        make_optimizer("adamm")  # it said only 'expected one of (...)'
     with pytest.raises(ValueError, match=r"lr_schedule='cosine' .* needs steps="):
         make_optimizer("adam", lr_schedule="cosine")
     with pytest.raises(ValueError, match=r"lr_schedule='constant' with warmup_steps=5 needs"):
