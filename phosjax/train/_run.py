@@ -145,15 +145,21 @@ PLACED_DATA_SETS = 4
 def _placed_data(data: Any, executor: Executor, host: Callable[[], Any]) -> Any:
     """``host()`` (``device_arrays(data)``) placed for ``executor``; the last
     `PLACED_DATA_SETS` data set objects stay placed, so calling `run_group` again on one
-    converts and transfers nothing."""
+    converts and transfers nothing, while it lives: a data set let go is let go on the
+    devices too."""
     key = (id(data), tuple(executor.mesh.devices.flat))
     ref, arrays = _PLACED.get(key, (None, None))
     if ref is not None and ref() is data:
         _PLACED.move_to_end(key)
         return arrays
     arrays = executor.put_data(host())
+
+    def forget(gone: weakref.ref[Any]) -> None:
+        if _PLACED.get(key, (None, None))[0] is gone:
+            del _PLACED[key]
+
     try:
-        _PLACED[key] = (weakref.ref(data), arrays)
+        _PLACED[key] = (weakref.ref(data, forget), arrays)
     except TypeError:  # not weak-referenceable: placed again next time
         return arrays
     while len(_PLACED) > PLACED_DATA_SETS:

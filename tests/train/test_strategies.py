@@ -350,6 +350,22 @@ def test_run_group_places_a_data_set_once(toy, monkeypatch):
     assert len(placed) == 2
 
 
+def test_a_data_set_let_go_does_not_stay_placed_on_the_devices(toy):
+    # its copy on the devices stayed among the data sets kept placed (PLACED_DATA_SETS) until
+    # others pushed it out, holding device memory for a data set no one could use again
+    import phosjax.train._run as run_module
+
+    [group] = plan_groups(CELLS[:1])
+    data = dataclasses.replace(toy)  # an object no other test has placed
+    run_group(group, init_group(group, data), data, 2, strategy="vmap")
+    mine = [arrays for key, (_, arrays) in run_module._PLACED.items() if key[0] == id(data)]
+    placed = [weakref.ref(a) for a in jax.tree.leaves(mine)]
+    assert placed
+    del data, mine
+    gc.collect()
+    assert sum(ref() is not None for ref in placed) == 0  # of 5 arrays
+
+
 def test_auto_converts_the_data_once_and_a_later_call_neither_measures_nor_converts(
     toy, monkeypatch
 ):
