@@ -235,7 +235,9 @@ class Frame(PassesKeywords, nn.Module):
         ``"last"`` (the last position, for recurrent blocks).
       dropout: dropout rate before the head (rng stream ``"dropout"``, train only).
       dtype: the head's computation dtype (``None``: what the pooled features and its
-        params promote to, as Flax's layers); the stem and blocks keep their own.
+        params promote to, as Flax's layers); the stem and blocks keep their own. The
+        logits are what the features and params promote to either way (float32 for
+        float32 params), as the loss expects.
       param_dtype: the dtype the head's params are stored in (the registry gives it a
         model's ``param_dtype`` option, which its stem and blocks take too).
 
@@ -303,7 +305,9 @@ class Frame(PassesKeywords, nn.Module):
         h = tag(self, "features", pool_tokens(h, self.pool, padding_mask(mask, h)))
         h = nn.Dropout(dropout, deterministic=not train)(h)
         head = nn.Dense(num_classes, dtype=self.dtype, param_dtype=self.param_dtype, name="head")
-        return tag(self, "logits", head(h))
+        logits = head(h)  # in what h and its params promote to, as with no dtype:
+        logits = logits.astype(jnp.result_type(h, *jax.tree.leaves(head.variables)))
+        return tag(self, "logits", logits)
 
     def _run(
         self, module: nn.Module, h: jax.Array, train: bool, features: int, **keywords: Any

@@ -6,7 +6,9 @@ resolved `ModelConfig`, so a pruned params tree always has a config that builds 
 Every zoo model takes the options ``dtype``, the dtype its stem and blocks compute in
 (``logreg``, a head alone: its head; ``None``: what the input and params promote to), and
 ``param_dtype``, the one every param is stored in (float32), as Flax's layers do (a
-bench's ``compute_dtype`` instead casts float32 master params for each step):
+bench's ``compute_dtype`` instead casts float32 master params for each step). The logits
+are what the last features and the head's params promote to: float32 ones with float32
+params, whatever ``dtype`` computes in (``logreg``'s too), as the loss expects:
 
   >>> import jax, jax.numpy as jnp
   >>> from phosjax.models import ModelConfig, build_model

@@ -269,15 +269,25 @@ def test_every_zoo_model_takes_the_dtype_options():
         assert "dtype" in model_spec(name).accepted_options(), name
 
 
-def test_logreg_a_head_alone_computes_in_its_dtype_option():
+@pytest.mark.parametrize("name", ["logreg", "mlp"])
+def test_a_zoo_model_computing_in_bfloat16_gives_logits_of_its_params_dtype(name):
+    """The head of ``logreg`` (a head alone) computes in its ``dtype``, yet its logits are
+    float32 with float32 params, as the loss expects and the other zoo models give: what
+    the last features (logreg's: the float32 input) and the head's params promote to."""
     x = jax.random.normal(jax.random.key(1), (2, *DIGITS))
     logits = {}
-    for dtype in (None, "bfloat16"):
-        config = ModelConfig("logreg", NUM_CLASSES, DIGITS, options={"dtype": dtype})
-        model = build_model(config)
-        logits[dtype] = model.apply(model.init(jax.random.key(0), x), x)
-    assert logits[None].dtype == jnp.float32 and logits["bfloat16"].dtype == jnp.bfloat16
-    np.testing.assert_allclose(logits["bfloat16"], logits[None], rtol=5e-2, atol=5e-2)
+    for dtype, param_dtype in ((None, "float32"), ("bfloat16", "float32"), ("bfloat16",) * 2):
+        options = {"dtype": dtype, "param_dtype": param_dtype}
+        model = build_model(ModelConfig(name, NUM_CLASSES, DIGITS, **TINY[name], options=options))
+        logits[dtype, param_dtype] = model.apply(model.init(jax.random.key(0), x), x)
+    assert {key: str(value.dtype) for key, value in logits.items()} == {
+        (None, "float32"): "float32",
+        ("bfloat16", "float32"): "float32",
+        ("bfloat16", "bfloat16"): "float32" if name == "logreg" else "bfloat16",
+    }
+    computed, exact = logits["bfloat16", "float32"], logits[None, "float32"]
+    assert not np.array_equal(computed, exact)  # computed in bfloat16, rounded
+    np.testing.assert_allclose(computed, exact, rtol=5e-2, atol=5e-2)
 
 
 @pytest.mark.parametrize("name", PARAM_DTYPE_MODELS)
