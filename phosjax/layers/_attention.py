@@ -6,7 +6,6 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from phosjax.core import tag
 from phosjax.layers._common import (
@@ -43,8 +42,8 @@ def _attention_mask(
     logits ``(*batch, H, L, L)``, and-ed with the causal mask; None when there is neither.
 
     Raises:
-      ValueError: ``mask`` has neither shape it may have (both named), or it is a float
-        mask, seen outside jit, with values other than 0 and 1 (an additive mask).
+      ValueError: ``mask`` has neither shape it may have (both named).
+      TypeError: ``mask`` is a float mask (which may be an additive one).
 
     Examples:
       >>> _attention_mask(jnp.array([[1, 1, 0]]), (1,), 2, 3, causal=False).shape
@@ -65,15 +64,13 @@ def _attention_mask(
             f"may attend) or {pairs} (query-key pairs, batch and heads), axes of size 1 "
             f"broadcasting, but got {mask.shape}."
         )
-    floating = jnp.issubdtype(mask.dtype, jnp.floating)
-    if floating and not isinstance(mask, jax.core.Tracer):  # a traced one cannot be seen
-        values = np.asarray(mask, np.float32)
-        if not ((values == 0) | (values == 1)).all():
-            raise ValueError(
-                "MultiHeadSelfAttention mask must be booleans or 0 and 1 (nonzero: attend), "
-                "but got a float mask with other values: an additive mask (0: attend, -inf: "
-                "not) would read the other way round here; pass mask == 0 for one."
-            )
+    if jnp.issubdtype(mask.dtype, jnp.floating):  # by its dtype, so under jit too
+        raise TypeError(
+            "MultiHeadSelfAttention mask must be booleans (or integers; nonzero: attend), "
+            f"got a {mask.dtype} one, which may be an additive mask (0: attend, -inf: not) "
+            "and would read the other way round: pass mask == 0 for an additive mask, "
+            "mask != 0 for one of 0 and 1 (make_attention_mask(..., dtype=bool) makes one)."
+        )
     mask = mask.astype(bool)
     return mask if causal_mask is None else mask & causal_mask
 
@@ -86,7 +83,7 @@ def _real_tokens(mask: Any, batch: tuple[int, ...], heads: int, length: int) -> 
     Examples:
       >>> _real_tokens(jnp.array([[1, 1, 0]]), (1,), 2, 3).tolist()
       [[True, True, False]]
-      >>> _real_tokens(jnp.tril(jnp.ones((1, 3, 3)), -1), (), 1, 3).tolist()  # strictly causal
+      >>> _real_tokens(jnp.tril(jnp.ones((1, 3, 3), bool), -1), (), 1, 3).tolist()  # strict
       [True, True, True]
     """
     allowed = _attention_mask(mask, batch, heads, length, causal=False)
@@ -128,10 +125,10 @@ class MultiHeadSelfAttention(nn.Module):
     averaged over the queries, the real ones alone under a ``mask`` (padded ones,
     below, do not count); ``log L`` is uniform attention, 0 is attention to one position).
 
-    The call's ``mask`` says which keys each query may attend (true or nonzero: attend,
-    as Flax's `flax.linen.make_attention_mask` makes them; not an additive mask of 0 and
-    ``-inf``, which would read the other way round: a float mask with values other than 0
-    and 1 is an error where it is not traced), in one of two shapes, with
+    The call's ``mask`` says which keys each query may attend (booleans or integers, true
+    or nonzero: attend; a float mask is an error, traced or not, as it may be an additive
+    one of 0 and ``-inf`` that would read the other way round: give Flax's
+    `flax.linen.make_attention_mask` ``dtype=bool``), in one of two shapes, with
     ``...`` the input's batch axes and axes of size 1 broadcasting: ``(..., L)``, the
     keys every query may attend (a padding mask), or ``(..., H, L, L)``, per head,
     query and key. It is and-ed with the causal mask. A query left no key has weights

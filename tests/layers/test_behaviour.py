@@ -269,7 +269,7 @@ PADDING = jnp.arange(5) < LENGTHS[:, None]
 """Their padding mask, (3, 5)."""
 MASKS = {
     "padding": PADDING,
-    "flax_pairs": nn.make_attention_mask(PADDING, PADDING),  # float32 (3, 1, 5, 5)
+    "flax_pairs": nn.make_attention_mask(PADDING, PADDING, dtype=bool),  # (3, 1, 5, 5)
 }
 ATTENTION_LAYERS = {
     "attention": lambda **kw: L.MultiHeadSelfAttention(num_heads=2, **kw),
@@ -310,7 +310,7 @@ def test_a_query_no_token_attends_is_read_as_it_is_not_as_padding(make, key):
     strict = jnp.tril(jnp.ones((1, 1, 6, 6), bool), -1)  # each token attends the earlier ones
     out = layer.apply(variables, x[:, :5], mask=strict[..., :5, :5])  # none attends token 4
     np.testing.assert_allclose(out, layer.apply(variables, x, mask=strict)[:, :5], atol=1e-6)
-    keys = nn.make_attention_mask(jnp.ones((3, 5)), PADDING)  # padded queries attend keys
+    keys = nn.make_attention_mask(jnp.ones((3, 5)), PADDING, dtype=bool)  # padded queries too
     changed, zeroed = (jnp.where(PADDING[..., None], x[:, :5], v) for v in (100.0, 0.0))
     out, out_zeroed = (layer.apply(variables, v, mask=keys) for v in (changed, zeroed))
     np.testing.assert_array_equal(out[PADDING], out_zeroed[PADDING])
@@ -372,17 +372,26 @@ def test_a_mask_of_the_wrong_shape_is_an_error_naming_the_shapes_it_takes(shape,
         jax.eval_shape(layer.init, key, jnp.ones((3, 5, 4)), mask=jnp.ones(shape, bool))
 
 
-def test_an_additive_float_mask_is_an_error_and_a_0_1_float_mask_is_read(key):
-    """A 0 / -inf mask (attend / not, as an additive mask) read the other way round: the
-    padding attended, the real tokens not."""
-    layer, x = L.MultiHeadSelfAttention(num_heads=2), jax.random.normal(key, (2, 5, 4))
+@pytest.mark.parametrize("make", ATTENTION_LAYERS.values(), ids=ATTENTION_LAYERS.keys())
+def test_a_float_mask_is_an_error_by_its_dtype_under_jit_too(make, key):
+    """A 0 / -inf mask (attend / not, as an additive mask) would read the other way round:
+    the padding attended, the real tokens not; under jit its values cannot be seen, so
+    every float mask is refused, 0 and 1 ones too (Flax's make_attention_mask's default)."""
+    layer, x = make(), jax.random.normal(key, (2, 5, 4))
     variables = layer.init(key, x)
     keep = jnp.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
-    with pytest.raises(ValueError, match=r"a float mask with other values: an additive mask"):
-        layer.apply(variables, x, mask=jnp.where(keep, 0.0, -jnp.inf))
-    np.testing.assert_array_equal(  # make_attention_mask's float32 0 and 1
-        layer.apply(variables, x, mask=nn.make_attention_mask(keep, keep)),
-        layer.apply(variables, x, mask=keep[:, None, None, :] & keep[:, None, :, None]),
+    message = (
+        r"^MultiHeadSelfAttention mask must be booleans \(or integers; nonzero: attend\), got a "
+        r"float32 one, which may be an additive mask \(0: attend, -inf: not\) and would read "
+        r"the other way round: pass mask == 0 for an additive mask, mask != 0 for one of 0 "
+        r"and 1 \(make_attention_mask\(..., dtype=bool\) makes one\)\."
+    )
+    apply = jax.jit(lambda mask: layer.apply(variables, x, mask=mask))
+    for mask in (jnp.where(keep, 0.0, -jnp.inf), nn.make_attention_mask(keep, keep)):
+        with pytest.raises(TypeError, match=message):
+            apply(mask)
+    np.testing.assert_array_equal(  # as the message says: booleans, or integers
+        apply(jnp.where(keep, 0.0, -jnp.inf) == 0), apply(keep.astype(jnp.int32))
     )
 
 

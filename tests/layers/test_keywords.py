@@ -198,7 +198,10 @@ def real_loss_grads(layer: nn.Module, mask: jax.Array, *inputs: jax.Array) -> li
     ("make", "mask"),
     [
         (lambda: MultiHeadSelfAttention(2), REAL),
-        (lambda: MultiHeadSelfAttention(2, causal=True), nn.make_attention_mask(REAL, REAL)),
+        (
+            lambda: MultiHeadSelfAttention(2, causal=True),
+            nn.make_attention_mask(REAL, REAL, dtype=bool),
+        ),
         (lambda: TransformerBlock(2), REAL),
         (lambda: MixtureOfExperts(num_experts=3, top_k=2), REAL),
         (lambda: Choice([nn.Dense(8), nn.Dense(8)], per_example=True), REAL),
@@ -209,7 +212,10 @@ def real_loss_grads(layer: nn.Module, mask: jax.Array, *inputs: jax.Array) -> li
         (lambda: GatedSkip(TransformerBlock(2)), REAL),
         (lambda: Residual(Sequence([TransformerBlock(2), nn.Dense(4)])), REAL),
         (lambda: Sequence([nn.Dense(8), TransformerBlock(2)]), REAL[:, None, None, :]),
-        (lambda: Sequence([nn.Dense(8), TransformerBlock(2)]), nn.make_attention_mask(REAL, REAL)),
+        (
+            lambda: Sequence([nn.Dense(8), TransformerBlock(2)]),
+            nn.make_attention_mask(REAL, REAL, dtype=bool),
+        ),
     ],
     ids=[
         *("attention", "attention_pairs", "transformer", "moe", "choice", "gru", "squeeze"),
@@ -257,7 +263,7 @@ def test_an_activity_penalty_under_a_mask_averages_the_real_tokens_alone():
 )
 def test_a_masked_layer_after_attention_reads_a_per_pair_mask_as_attention_does(layer):
     model = Sequence([TransformerBlock(2), layer])  # the container passes the mask to both
-    pairs = nn.make_attention_mask(REAL, REAL)  # (2, 1, 5, 5)
+    pairs = nn.make_attention_mask(REAL, REAL, dtype=bool)  # (2, 1, 5, 5)
     variables = model.init(jax.random.key(1), X, mask=REAL)
     out, found = model.apply(variables, X, mask=pairs, mutable=True)
     expected, found_real = model.apply(variables, X, mask=REAL, mutable=True)
