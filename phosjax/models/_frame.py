@@ -150,6 +150,34 @@ def _check_mask_tokens(
     )
 
 
+def _check_stem_padding(stem: nn.Module, mask: Any, viewed: jax.Array, h: jax.Array) -> None:
+    """Raises a ValueError when ``mask`` is a padding mask of the tokens the ``stem`` made
+    (``h``'s) but not of those of its input ``viewed``, and the stem has no
+    ``input_mask(mask, x)`` method to say which input tokens make up its real ones: the
+    frame could not read the padded ones as zeros, so what they hold would reach the
+    real tokens.
+
+    Examples:
+      >>> viewed, h = jnp.ones((1, 8, 1)), jnp.ones((1, 2, 4))  # 8 tokens in, 2 out
+      >>> _check_stem_padding(nn.Conv(4, (4,), 4), jnp.array([[True, False]]), viewed, h)
+      Traceback (most recent call last):
+      ValueError: Frame's stem (Conv) maps the tokens (1, 8) to (1, 2), and the mask ...
+    """
+    tokens, inputs = h.shape[:-1], viewed.shape[:-1]
+    if padding_mask(mask, h) is None or broadcasts_to(jnp.shape(mask), inputs):
+        return
+    if callable(getattr(stem, "input_mask", None)):
+        return
+    raise ValueError(
+        f"Frame's stem ({type(stem).__name__}) maps the tokens {inputs} to {tokens}, and "
+        f"the mask {jnp.shape(mask)} pads some of its tokens, but the frame cannot tell which "
+        "input tokens make them up, so what those hold (an infinity, a NaN) would reach "
+        "the real tokens: give the stem an input_mask(mask, x) method that returns them as "
+        f"weights of shape {inputs} (1: a real token, as Patches does), or None to take "
+        "the input as it is."
+    )
+
+
 def _pool_real(h: jax.Array, pool: str, real: jax.Array) -> jax.Array:
     """``h`` ``(batch, ..., C)`` pooled over the tokens that ``real`` ``(batch, tokens)``,
     float weights (1: a real token), keeps: their mean, max or last one, or all flattened
@@ -210,10 +238,10 @@ class Frame(PassesKeywords, nn.Module):
     the frame read the padded tokens as zeros, its stem too, so what they hold (an
     infinity, a NaN) reaches neither the logits nor the gradients; so does a mask of the
     stem's tokens when the stem has an ``input_mask(mask, x)`` method that gives the
-    input tokens making up its real ones (`Patches`); any other stem gets the input as it
-    is. An image's
-    mask (``(batch, height, width)``) is flattened as the image is
-    when the frame views it as a sequence of pixels. A block that changes the token
+    input tokens making up its real ones (`Patches`; one returning None takes the input
+    as it is); with any other stem, such a mask is an error (which input tokens it pads
+    cannot be told). An image's mask (``(batch, height, width)``) is flattened as the
+    image is when the frame views it as a sequence of pixels. A block that changes the token
     count under a padding mask (a strided convolution, say) is an error naming it and
     both token shapes: after a block that takes the mask, since it no longer fits the
     tokens pooled; before any, since the blocks that take it see the new tokens (the
@@ -297,6 +325,7 @@ class Frame(PassesKeywords, nn.Module):
         if self.stem is not None:
             viewed, h = h, self._run(self.stem, h, train, self.widths[0])
             _check_mask_tokens(self.stem, mask, viewed, h, given=given)
+            _check_stem_padding(self.stem, mask, viewed, h)
         taken = False  # whether a block so far took the mask
         for i, block in enumerate(self.blocks):
             taken = taken or takes_keyword(block, "mask")

@@ -256,3 +256,50 @@ def test_the_head_computes_in_the_frame_dtype_and_stores_its_params_in_its_param
     np.testing.assert_allclose(in_bfloat16, logits, rtol=2e-2, atol=2e-2)
     stored = head(param_dtype=jnp.bfloat16).init(jax.random.key(1), x)["params"]["head"]
     assert {leaf.dtype for leaf in jax.tree.leaves(stored)} == {jnp.dtype(jnp.bfloat16)}
+
+
+class _Strided(nn.Module):
+    """A stem that halves the token count: ``(batch, 8, C)`` to ``(batch, 4, 4)``."""
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.Conv(4, (2,), 2)(x)
+
+
+class _StridedSaysIts(_Strided):
+    def input_mask(self, mask, x):  # each of its tokens is made of two input tokens
+        return jnp.repeat(jnp.asarray(mask, jnp.float32), 2, axis=1)
+
+
+class _StridedTakesAsIs(_Strided):
+    def input_mask(self, mask, x):
+        return None
+
+
+def test_a_stem_changing_the_token_count_with_no_input_mask_is_an_error_under_a_mask():
+    """Such a stem got the padded input tokens as they were: what they held (a NaN)
+    reached the real tokens, without a word."""
+
+    def frame(stem):
+        blocks = (TransformerBlock(2),)
+        return Frame(3, (8, 2), "sequence", widths=(4,), depth=1, blocks=blocks, stem=stem)
+
+    x = jax.random.normal(jax.random.key(0), (2, 8, 2))
+    real = jnp.array([[True] * 4, [True, True, False, False]])  # the stem's 4 tokens
+    variables = frame(_Strided()).init(jax.random.key(1), x)
+    message = (
+        r"^Frame's stem \(_Strided\) maps the tokens \(2, 8\) to \(2, 4\), and the mask "
+        r"\(2, 4\) pads some of its tokens, but the frame cannot tell which input tokens make "
+        r"them up, so what those hold \(an infinity, a NaN\) would reach the real tokens: "
+        r"give the stem an input_mask\(mask, x\) method that returns them as weights of "
+        r"shape \(2, 8\) \(1: a real token, as Patches does\), or None to take the input as "
+        r"it is\."
+    )
+    with pytest.raises(ValueError, match=message):
+        frame(_Strided()).apply(variables, x, mask=real)
+    held = x.at[1, 4:].set(jnp.nan)  # example 1's padded input tokens
+    said = frame(_StridedSaysIts()).apply(variables, held, mask=real)
+    zeroed = frame(_StridedSaysIts()).apply(variables, x.at[1, 4:].set(0.0), mask=real)
+    np.testing.assert_array_equal(said, zeroed)
+    as_is = frame(_StridedTakesAsIs()).apply(variables, held, mask=real)  # its NaN tokens:
+    np.testing.assert_array_equal(as_is, said)  # padded ones, which the block zeroes
