@@ -216,10 +216,11 @@ def real_loss_grads(layer: nn.Module, mask: jax.Array, *inputs: jax.Array) -> li
             lambda: Sequence([nn.Dense(8), TransformerBlock(2)]),
             nn.make_attention_mask(REAL, REAL, dtype=bool),
         ),
+        (lambda: GraphModel({"dense": nn.Dense(8), "block": TransformerBlock(2)}, "block"), REAL),
     ],
     ids=[
         *("attention", "attention_pairs", "transformer", "moe", "choice", "gru", "squeeze"),
-        *("sequence", "gated_skip", "residual", "sequence_keys", "sequence_pairs"),
+        *("sequence", "gated_skip", "residual", "sequence_keys", "sequence_pairs", "graph"),
     ],
 )
 def test_what_padded_tokens_hold_reaches_no_gradient(make, mask):

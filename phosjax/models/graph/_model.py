@@ -10,7 +10,12 @@ import numpy as np
 
 from phosjax.core import INJECTIONS, tag
 from phosjax.core._record import set_aside
-from phosjax.layers._common import block_keywords, check_keywords, takes_keyword
+from phosjax.layers._common import (
+    block_keywords,
+    check_keywords,
+    takes_keyword,
+    zero_mask_padding,
+)
 from phosjax.models.graph import _draw
 from phosjax.models.graph._spec import (
     COMBINES,
@@ -352,7 +357,9 @@ class GraphModel(nn.Module):
           **keywords: passed to the nodes whose fn's call names them (or takes
             ``**kwargs``), as `phosjax.layers.Sequence` passes them to its layers: an
             attention ``mask`` reaches the attention nodes. One that no node takes is a
-            TypeError naming it.
+            TypeError naming it. A ``mask`` that is a padding mask of an input's tokens
+            (or a per-pair one) makes the model read that input's padded tokens as
+            zeros, as those containers do, so what they hold reaches no node.
 
         Returns:
           ``{path: value}``, or the `returns` node's value.
@@ -377,6 +384,10 @@ class GraphModel(nn.Module):
             targets = tuple(dict.fromkeys((*graph.sinks, *targets)))
         plan = graph.needed((*targets, *tagged, *inside), given)  # px.inject's reach their tags
         feeds = self._feeds(x, [p for p in plan if p in graph.inputs and p not in given])
+        feeds = {  # the padding read as zeros, by the nodes that take no mask too
+            path: zero_mask_padding(self, v, keywords) if isinstance(v, jax.Array) else v
+            for path, v in feeds.items()
+        }
         self._check_inject(inject, feeds, train, keywords)
         values: dict[str, Any] = {}
         groups: dict[str, Group] = {}
