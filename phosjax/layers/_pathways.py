@@ -192,13 +192,15 @@ class Residual(PassesKeywords, nn.Module):
     """A residual connection ``x + block(x)``, projecting ``x`` when the widths differ.
 
     When the block changes the number of features, ``x`` goes through a bias-free
-    ``Dense`` named ``projection`` first (He et al., arXiv 1512.03385). Tags ``residual``
-    (the block's output).
+    ``Dense`` named ``projection`` first (He et al., arXiv 1512.03385). The output is
+    what ``x`` and the block's output promote to, whether it projects or not (a float32
+    input and a bfloat16 block give float32). Tags ``residual`` (the block's output).
 
     Attributes:
       block: maps ``(..., C)`` to ``(..., C')``, every other axis kept.
       param_dtype: the dtype ``projection``'s kernel is stored in (as Flax's
         ``param_dtype``); the block is the caller's and keeps its own.
+      dtype: the dtype ``projection`` computes in (``None``: the output's).
 
     Examples:
       >>> import flax.linen as nn, jax, jax.numpy as jnp
@@ -212,6 +214,7 @@ class Residual(PassesKeywords, nn.Module):
     block: nn.Module
     blocks_field: ClassVar[str] = "block"
     param_dtype: Any = jnp.float32
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, **keywords: Any) -> jax.Array:
@@ -225,14 +228,15 @@ class Residual(PassesKeywords, nn.Module):
                 f"{x.shape}, but returned {returned(y)}."
             )
         if y.shape[-1] != x.shape[-1]:
+            summed = jnp.result_type(x, y)  # as without a projection
             projection = nn.Dense(
                 y.shape[-1],
                 use_bias=False,
-                dtype=y.dtype,
+                dtype=summed if self.dtype is None else self.dtype,
                 param_dtype=self.param_dtype,
                 name="projection",
             )
-            x = projection(x)
+            x = projection(x).astype(summed)
         return x + y
 
 

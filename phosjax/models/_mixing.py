@@ -91,7 +91,8 @@ def moe_block(
       num_experts: how many experts.
       top_k: experts per example.
       hidden_features: each expert's hidden width.
-      dtype: the experts' computation dtype (the router computes in float32).
+      dtype: the experts' and the projection's computation dtype (the router computes
+        in float32).
       param_dtype: the dtype every param is stored in.
 
     Examples:
@@ -105,4 +106,4 @@ def moe_block(
     experts = MixtureOfExperts(
         num_experts, top_k, hidden_features, dtype, features=features, param_dtype=param_dtype
     )
-    return Residual(experts, param_dtype=param_dtype)
+    return Residual(experts, param_dtype=param_dtype, dtype=dtype)

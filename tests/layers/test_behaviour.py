@@ -1004,3 +1004,15 @@ def test_the_residual_stream_keeps_the_inputs_dtype(make, shape, branch, stream,
     out, found = px.probe(layer, variables, x, branch)
     assert out.dtype == stream
     assert found[branch].dtype == compute
+
+
+@pytest.mark.parametrize("width", [4, 6])
+@pytest.mark.parametrize(
+    ("stream", "block"), [(jnp.float32, jnp.bfloat16), (jnp.bfloat16, jnp.float32)]
+)
+def test_a_residual_gives_one_dtype_whether_it_projects_or_not(width, stream, block, key):
+    """With a projection (the block widening 4 features to 6) the output was the block's
+    dtype (bfloat16 for a float32 input), without one what the two promote to."""
+    layer, x = L.Residual(nn.Dense(width, dtype=block)), jax.random.normal(key, (2, 4), stream)
+    out = layer.apply(layer.init(key, x), x)
+    assert out.dtype == jnp.float32 and out.shape == (2, width)
