@@ -148,8 +148,9 @@ class LayerScale(nn.Module):
     """Multiplies each channel by a learned scale that starts small (``init_value``).
 
     Put it at the end of a residual branch so that a deep stack starts close to the
-    identity (Touvron et al., CaiT, arXiv 2103.17239). Tags ``scaled`` (the output).
-    The output has the input's dtype; an integer input is scaled in float32.
+    identity (Touvron et al., CaiT, arXiv 2103.17239). Maps ``(..., C)`` to ``(..., C)``
+    (a scalar is an error). Tags ``scaled`` (the output). The output has the input's
+    dtype; an integer input is scaled in float32.
 
     Attributes:
       init_value: the initial scale of every channel (a finite number).
@@ -169,5 +170,5 @@ class LayerScale(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         init = nn.initializers.constant(checked_finite(self, "init_value"))
-        scale = self.param("scale", init, x.shape[-1:], self.param_dtype)
+        scale = self.param("scale", init, (input_width(self, x),), self.param_dtype)
         return tag(self, "scaled", x * scale.astype(compute_dtype(None, x)))

@@ -797,6 +797,7 @@ class Pair(nn.Module):
                 L.LipschitzDense(3),
                 L.OrthogonalDense(3),
                 L.MixtureOfExperts(),
+                L.LayerScale(),  # made one scale for a scalar, as if it were a channel
             )
         ),
         (
