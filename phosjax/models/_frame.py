@@ -17,6 +17,7 @@ from phosjax.layers._common import (
     real_tokens,
     takes_keyword,
     token_mean,
+    zero_mask_padding,
     zero_padding,
 )
 from phosjax.models._kinds import KINDS, view_as
@@ -59,19 +60,25 @@ def padding_mask(mask: Any, h: jax.Array) -> jax.Array | None:
 
 def zero_padded_input(mask: Any, h: jax.Array, stem: Any = None) -> jax.Array:
     """``h``, a frame's input as viewed, with the tokens ``mask`` pads read as zeros (see
-    `Frame`): ``mask`` is a padding mask of ``h``'s tokens, or of those ``stem`` makes
-    when it has an ``input_mask(mask, x)`` method (`Patches`); ``h`` as it is otherwise.
+    `Frame`): ``mask`` is a padding mask of ``h``'s tokens, a per-pair attention mask of
+    them (its padding as attention reads it, `zero_mask_padding`), or a padding mask of
+    the tokens ``stem`` makes when it has an ``input_mask(mask, x)`` method (`Patches`);
+    ``h`` as it is otherwise.
 
     Examples:
       >>> h = jnp.array([[[1.0], [jnp.nan]]])
       >>> zero_padded_input(jnp.array([[True, False]]), h).tolist()
+      [[[1.0], [0.0]]]
+      >>> zero_padded_input(jnp.array([[True, False]])[:, None, None, :], h).tolist()
       [[[1.0], [0.0]]]
     """
     real = padding_mask(mask, h)
     input_mask = getattr(stem, "input_mask", None)
     if real is None and callable(input_mask):
         real = input_mask(mask, h)
-    return h if real is None else zero_padding(h, real.reshape(h.shape[:-1]))
+    if real is None:
+        return zero_mask_padding("Frame", h, {"mask": mask})
+    return zero_padding(h, real.reshape(h.shape[:-1]))
 
 
 def _viewed_mask(mask: Any, x: jax.Array, viewed: jax.Array) -> Any:
@@ -234,7 +241,8 @@ class Frame(PassesKeywords, nn.Module):
     (``(batch, tokens)``) also leaves the padded tokens out of the head's pooling (the
     mean, max or last of the real tokens; ``"flatten"`` zeroes the padded ones), so they
     do not change the logits either; a per-pair mask does not (the pooling takes every
-    token). A padding mask of the input's tokens (no stem, or one that keeps them) makes
+    token). A padding mask of the input's tokens (no stem, or one that keeps them), or
+    a per-pair one of them (its padding as attention reads it), makes
     the frame read the padded tokens as zeros, its stem too, so what they hold (an
     infinity, a NaN) reaches neither the logits nor the gradients; so does a mask of the
     stem's tokens when the stem has an ``input_mask(mask, x)`` method that gives the

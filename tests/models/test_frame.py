@@ -207,7 +207,10 @@ def test_a_wrong_image_mask_is_named_as_given_with_its_flattened_shape():
         model.init(jax.random.key(0), jnp.ones((2, 4, 4, 1)), mask=jnp.ones((2, 4, 4), bool))
 
 
-def test_what_padded_input_tokens_hold_reaches_neither_the_stem_nor_the_gradients():
+@pytest.mark.parametrize("pairs", [False, True], ids=["padding", "pairs"])
+def test_what_padded_input_tokens_hold_reaches_neither_the_stem_nor_the_gradients(pairs):
+    """A per-pair mask (Flax's make_attention_mask) too: its padded tokens reached the
+    stem as they were, and a NaN there the gradients."""
     frame = Frame(
         num_classes=3,
         input_shape=(5, 4),
@@ -219,8 +222,9 @@ def test_what_padded_input_tokens_hold_reaches_neither_the_stem_nor_the_gradient
     )
     x = jax.random.normal(jax.random.key(0), (2, 5, 4))
     real = jnp.arange(5) < jnp.array([[5], [3]])  # example 1: 2 padded tokens
+    mask = nn.make_attention_mask(real, real, dtype=bool) if pairs else real
     variables = frame.init(jax.random.key(1), x)
-    loss = lambda params, x: (frame.apply({"params": params}, x, mask=real) ** 2).sum()
+    loss = lambda params, x: (frame.apply({"params": params}, x, mask=mask) ** 2).sum()
     grad = jax.jit(jax.grad(loss, argnums=(0, 1)))
     grads = grad(variables["params"], x.at[1, 3].set(jnp.inf).at[1, 4].set(jnp.nan))
     expected = grad(variables["params"], x.at[1, 3:].set(0.0))
