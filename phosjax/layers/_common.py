@@ -417,7 +417,7 @@ def pair_tokens(pairs: jax.Array) -> jax.Array:
     return attended if pairs.shape[-2] == 1 else attended | pairs.any((-3, -1))
 
 
-def _fits_pairs(shape: tuple[int, ...], tokens: tuple[int, ...]) -> bool:
+def fits_pairs(shape: tuple[int, ...], tokens: tuple[int, ...]) -> bool:
     """Whether a mask of ``shape`` is a per-pair attention mask ``(B, H, L, L)`` of a
     sequence's ``tokens`` ``(B, L)`` (axes of size 1 broadcasting, any ``H``)."""
     return (
@@ -449,7 +449,7 @@ def real_tokens(
     if mask is None:
         return None
     mask = jnp.asarray(mask)
-    if pairs and _fits_pairs(mask.shape, tokens):
+    if pairs and fits_pairs(mask.shape, tokens):
         mask = pair_tokens(mask)
     if not broadcasts_to(mask.shape, tokens):
         owner = module if isinstance(module, str) else type(module).__name__
@@ -506,7 +506,7 @@ def zero_mask_padding(module: Any, x: jax.Array, keywords: dict[str, Any]) -> ja
     if mask is None or not tokens:
         return x
     shape = jnp.shape(mask)
-    if not (broadcasts_to(shape, tokens) or _fits_pairs(shape, tokens)):
+    if not (broadcasts_to(shape, tokens) or fits_pairs(shape, tokens)):
         return x
     return zero_padding(x, real_tokens(module, mask, tokens, pairs=True))
 

@@ -11,6 +11,7 @@ from phosjax.layers._common import (
     broadcasts_to,
     checked_size,
     compute_dtype,
+    fits_pairs,
     input_width,
     orthogonal,
     real_tokens,
@@ -44,23 +45,29 @@ class Patches(nn.Module):
 
     def input_mask(self, mask: Any, x: jax.Array) -> jax.Array | None:
         """``mask``, a padding mask of the patches made of ``x`` (``(batch, length //
-        patch_size)``, axes of size 1 broadcasting; true: a real patch), as float32
-        weights of ``x``'s tokens ``(batch, length)``: a patch's tokens are real with it,
-        the remainder it drops is not; None when ``mask`` is no such mask.
+        patch_size)``, axes of size 1 broadcasting; true: a real patch) or a per-pair
+        attention mask of them (``(batch, H, patches, patches)``, its padding as attention
+        reads it), as float32 weights of ``x``'s tokens ``(batch, length)``: a patch's
+        tokens are real with it, the remainder it drops is not; None when ``mask`` is no
+        such mask.
 
         Examples:
           >>> x = jnp.ones((1, 5, 1))  # 2 patches of 2 tokens, and a remainder
           >>> Patches(8, patch_size=2).input_mask(jnp.array([[True, False]]), x).tolist()
           [[1.0, 1.0, 0.0, 0.0, 0.0]]
+          >>> pairs = jnp.array([[[[True, False], [False, False]]]])  # (1, 1, 2, 2)
+          >>> Patches(8, patch_size=2).input_mask(pairs, x).tolist()
+          [[1.0, 1.0, 0.0, 0.0, 0.0]]
         """
         if mask is None or x.ndim != 3:
             return None
         size, (batch, length) = checked_size(self, "patch_size"), x.shape[:2]
-        patches = (batch, length // size)
-        if not broadcasts_to(jnp.shape(mask), patches):
+        patches, shape = (batch, length // size), jnp.shape(mask)
+        fits = broadcasts_to(shape, patches) or fits_pairs(shape, patches)
+        real = real_tokens(self, mask, patches, pairs=True) if fits else None
+        if real is None:
             return None
-        real = jnp.repeat(jnp.broadcast_to(jnp.asarray(mask) != 0, patches), size, axis=1)
-        real = real.astype(jnp.float32)
+        real = jnp.repeat(real, size, axis=1)
         return jnp.pad(real, ((0, 0), (0, length - real.shape[1])))
 
     @nn.compact

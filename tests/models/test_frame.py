@@ -232,11 +232,15 @@ def test_what_padded_input_tokens_hold_reaches_neither_the_stem_nor_the_gradient
     jax.tree.map(np.testing.assert_array_equal, grads, expected)
 
 
-def test_what_padded_patches_hold_reaches_no_gradient_of_the_transformer():
+@pytest.mark.parametrize("pairs", [False, True], ids=["padding", "pairs"])
+def test_what_padded_patches_hold_reaches_no_gradient_of_the_transformer(pairs):
+    """A per-pair mask of the patches too: Patches gave no input tokens for it, so the
+    padded ones reached the stem as they were, and a NaN there the gradients."""
     options = {"patch_size": 2, "num_heads": 2, "mlp_features": 8}
     model = build_model(ModelConfig("transformer", 3, (9,), width=4, depth=1, options=options))
     x = jax.random.normal(jax.random.key(0), (2, 9))
     real = jnp.arange(4) < jnp.array([[4], [2]])  # 4 patches; example 1: 2 padded (tokens 4-7)
+    real = nn.make_attention_mask(real, real, dtype=bool) if pairs else real
     variables = model.init(jax.random.key(1), x)
     loss = lambda params, x: (model.apply({"params": params}, x, mask=real) ** 2).sum()
     grad = jax.jit(jax.grad(loss, argnums=(0, 1)))
