@@ -14,6 +14,7 @@ from phosjax.layers._common import (
     check_keywords,
     checked_rate,
     checked_size,
+    fits_pairs,
     real_tokens,
     takes_keyword,
     token_mean,
@@ -159,7 +160,7 @@ def _check_mask_tokens(
 
 def _check_stem_padding(stem: nn.Module, mask: Any, viewed: jax.Array, h: jax.Array) -> None:
     """Raises a ValueError when ``mask`` is a padding mask of the tokens the ``stem`` made
-    (``h``'s) but not of those of its input ``viewed``, and the stem has no
+    (``h``'s), or a per-pair one, but not of those of its input ``viewed``, and the stem has no
     ``input_mask(mask, x)`` method to say which input tokens make up its real ones: the
     frame could not read the padded ones as zeros, so what they hold would reach the
     real tokens.
@@ -170,8 +171,11 @@ def _check_stem_padding(stem: nn.Module, mask: Any, viewed: jax.Array, h: jax.Ar
       Traceback (most recent call last):
       ValueError: Frame's stem (Conv) maps the tokens (1, 8) to (1, 2), and the mask ...
     """
-    tokens, inputs = h.shape[:-1], viewed.shape[:-1]
-    if padding_mask(mask, h) is None or broadcasts_to(jnp.shape(mask), inputs):
+    if mask is None or h.ndim < 3:
+        return
+    tokens, inputs, shape = h.shape[:-1], viewed.shape[:-1], jnp.shape(mask)
+    fits = lambda tokens: broadcasts_to(shape, tokens) or fits_pairs(shape, tokens)
+    if not fits(tokens) or fits(inputs):
         return
     if callable(getattr(stem, "input_mask", None)):
         return

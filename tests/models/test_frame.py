@@ -305,6 +305,9 @@ def test_a_stem_changing_the_token_count_with_no_input_mask_is_an_error_under_a_
     )
     with pytest.raises(ValueError, match=message):
         frame(_Strided()).apply(variables, x, mask=real)
+    pairs = nn.make_attention_mask(real, real, dtype=bool)
+    with pytest.raises(ValueError, match=r"the mask \(2, 1, 4, 4\) pads some of its tokens"):
+        frame(_Strided()).apply(variables, x, mask=pairs)
     held = x.at[1, 4:].set(jnp.nan)  # example 1's padded input tokens
     said = frame(_StridedSaysIts()).apply(variables, held, mask=real)
     zeroed = frame(_StridedSaysIts()).apply(variables, x.at[1, 4:].set(0.0), mask=real)
