@@ -15,7 +15,8 @@ def read_runs(*directories: str | os.PathLike) -> pd.DataFrame:
     ``pd.concat`` of runs' ``iterations.parquet`` keeps their ``attrs`` (the config) only
     where every run's is equal, and drops them without a word otherwise. Here each row
     carries its run's: the column ``run`` (its directory, as given), one column per
-    `MorphConfig` field (``model``: the start model's config as JSON), ``resolved_dataset``
+    `MorphConfig` field (``model``, and ``features`` or ``splits`` where given: as JSON,
+    ``'["train", "val"]'``), ``resolved_dataset``
     (None for a run written before it was stored), then the rows' own columns. So runs of
     other strengths compare by ``frame.groupby(["strength", "kind"]).accuracy.mean()``.
 
@@ -49,8 +50,10 @@ def read_runs(*directories: str | os.PathLike) -> pd.DataFrame:
             )
         columns = {
             "run": os.fspath(directory),
-            **config,
-            "model": json.dumps(config["model"]),
+            **{
+                field: json.dumps(value) if isinstance(value, list | dict) else value
+                for field, value in config.items()
+            },
             RESOLVED_DATASET: rows.attrs.get(RESOLVED_DATASET),
         }
         frames.append(pd.DataFrame(columns, index=rows.index).join(rows))

@@ -408,6 +408,17 @@ def test_read_runs_gives_each_row_its_run_s_config_where_concat_drops_them(tmp_p
     assert frame["accuracy"].tolist() == [0.5, 0.25, 0.5, 2.0] and frame.attrs == {}
 
 
+def test_read_runs_gives_each_row_its_run_s_splits_and_features_as_json(tmp_path):
+    """A list in the config was read as a column: of a two-row run, 'train' in one row and
+    'val' in the other; of any other, "Length of values (2) does not match length of
+    index"."""
+    config = MorphConfig(MODEL, splits=["train", "val"], features=["pixels", "digit"])
+    _written_run(tmp_path, config)
+    frame = read_runs(tmp_path)
+    assert frame["splits"].map(json.loads).tolist() == [["train", "val"]] * 2
+    assert frame["features"].map(json.loads).tolist() == [["pixels", "digit"]] * 2
+
+
 def test_read_runs_names_a_directory_without_a_run_and_a_file_without_a_config(tmp_path):
     with pytest.raises(
         FileNotFoundError,
