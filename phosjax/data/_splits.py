@@ -38,13 +38,13 @@ def checked_splits(splits: Sequence[str] | None) -> tuple[str, str] | None:
 
 
 def split_names(spec: str) -> list[str]:
-    """The names of the splits a TFDS split spec reads.
+    """The names of the splits a TFDS split spec reads (TFDS allows spaces around ``+``).
 
     Examples:
-        >>> split_names("train[:90%]+validation")
-        ['train', 'validation']
+        >>> split_names("train[:90%]+validation"), split_names("train + val")
+        (['train', 'validation'], ['train', 'val'])
     """
-    return [re.sub(r"\[.*", "", part) for part in spec.split("+")]
+    return [re.sub(r"\[.*", "", part) for part in re.split(r"\s*\+\s*", spec)]
 
 
 def check_split_names(name: str, splits: tuple[str, str] | None, known: Sequence[str]) -> None:

@@ -307,6 +307,16 @@ def test_splits_name_the_splits_to_train_and_test_on(toys_dir):
     np.testing.assert_array_equal(np.sort(ds.x_train[:, 0]), np.arange(8))
 
 
+def test_splits_may_write_a_sum_with_spaces_as_tfds_does(toys_dir):
+    """TFDS reads 'train + test' (its own docs write sums so); it was refused as naming no
+    split 'train ', with "Did you mean 'train'?"."""
+    spaced, plain = (
+        load("toy_validation_and_test", data_dir=toys_dir, splits=(train, "validation"))
+        for train in ("train + test", "train+test")
+    )
+    np.testing.assert_array_equal(spaced.x_train, plain.x_train)
+
+
 @pytest.mark.parametrize(
     ("splits", "message"),
     [
