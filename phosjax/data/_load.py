@@ -135,7 +135,8 @@ def load(
         splits: the split to train on and the split to test on, as TFDS writes splits: a
             name (``("train", "val")``), a slice (``("train[:90%]", "train[90%:]")`` holds
             out the last tenth of ``train``, the same examples on every load) or a sum
-            (``"train+val"``). The two must not share an example.
+            (``"train+val"``). No example may be read twice: by both, or
+            by two parts of a sum.
 
     Returns:
         The `ArrayDataset`.

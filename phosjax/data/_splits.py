@@ -102,7 +102,7 @@ def chosen_splits(
 ) -> tuple[str, str]:
     """The (train, test) split specs `load` reads from data set `name`, whose splits are
     `infos` (a TFDS ``SplitDict``): `splits` if given (checked: known splits, not empty, no
-    example in both), else ``train`` and ``test`` (else ``validation``).
+    example in both or twice in one), else ``train`` and ``test`` (else ``validation``).
 
     Raises:
         ValueError: naming the data set, its splits and the splits to pass.
@@ -121,15 +121,19 @@ def chosen_splits(
                 f"data set {name!r}: splits={splits!r} reads no example for the {role} split "
                 f"({spec!r}; its splits hold {_sizes(infos)})"
             )
-    for split, start, end in spans[0]:
-        for other, other_start, other_end in spans[1]:
-            first, stop = max(start, other_start), min(end, other_end)
-            if other == split and first < stop:
+        for index, part in enumerate(spanned):
+            if twice := _shared([part], spanned[index + 1 :]):
                 raise ValueError(
-                    f"data set {name!r}: splits={splits!r} reads the examples {split}[{first}:"
-                    f"{stop}] both to train and to test; name disjoint parts, e.g. "
-                    f"splits={(f'{split}[:90%]', f'{split}[90%:]')!r}"
+                    f"data set {name!r}: splits={splits!r} reads the examples {twice} twice "
+                    f"for the {role} split ({spec!r}); sum disjoint parts, each example once"
                 )
+    if both := _shared(spans[0], spans[1]):
+        split = both.split("[")[0]
+        raise ValueError(
+            f"data set {name!r}: splits={splits!r} reads the examples {both} both to train "
+            f"and to test; name disjoint parts, e.g. "
+            f"splits={(f'{split}[:90%]', f'{split}[90%:]')!r}"
+        )
     return splits
 
 
@@ -152,6 +156,22 @@ def _spans(
         start = 0 if part.from_ is None else part.from_
         spans.append((part.splitname, start, max(start, size if part.to is None else part.to)))
     return spans
+
+
+def _shared(spans: list[tuple[str, int, int]], others: list[tuple[str, int, int]]) -> str | None:
+    """The first examples both `spans` and `others` read, as ``split[start:end]``; None if
+    they read none in common.
+
+    Examples:
+        >>> _shared([("train", 0, 4)], [("test", 0, 2), ("train", 3, 5)])
+        'train[3:4]'
+    """
+    for split, start, end in spans:
+        for other, other_start, other_end in others:
+            first, stop = max(start, other_start), min(end, other_end)
+            if other == split and first < stop:
+                return f"{split}[{first}:{stop}]"
+    return None
 
 
 def _sizes(infos: Mapping[str, Any]) -> str:

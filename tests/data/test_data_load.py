@@ -331,6 +331,12 @@ def test_splits_may_write_a_sum_with_spaces_as_tfds_does(toys_dir):
             "reads the examples train[3:4] both to train and to test; name disjoint parts, e.g. "
             "splits=('train[:90%]', 'train[90%:]')",
         ),
+        (  # TFDS reads it, each example twice
+            ("train[:60%]+train[40%:]", "test"),
+            "data set 'toy_validation_and_test': splits=('train[:60%]+train[40%:]', 'test') "
+            "reads the examples train[2:3] twice for the train split ('train[:60%]+train[40%:]'"
+            "); sum disjoint parts, each example once",
+        ),
         (
             ("train", "test[2:2]"),
             "data set 'toy_validation_and_test': splits=('train', 'test[2:2]') reads no example "
