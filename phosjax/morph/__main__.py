@@ -46,6 +46,7 @@ from phosjax.morph._loop import (
     MorphConfig,
     MorphConfigError,
     RunDirectoryError,
+    dataset_error,
     resolved_model,
     run,
 )
@@ -145,7 +146,7 @@ class _Parser(ConfigParser):
                 splits=morph.splits,
             )
         except (ValueError, PermissionError) as error:
-            raise MorphConfigError(f"MorphConfig.dataset={morph.dataset!r}: {error}") from error
+            raise dataset_error(morph, error) from error
 
 
 def morph_config(fields: Mapping[str, Any]) -> MorphConfig:

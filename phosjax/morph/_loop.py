@@ -28,7 +28,7 @@ from phosjax.bench._store import write_table
 from phosjax.data import ArrayDataset, batch_indices, check_batch_size, load
 from phosjax.data._checks import int_at_least
 from phosjax.data._load import _features, resolved_name
-from phosjax.data._splits import checked_splits
+from phosjax.data._splits import MissingSplitsError, checked_splits
 from phosjax.models import ModelConfig, build_model
 from phosjax.morph._cost import COSTS
 from phosjax.morph._expand import config_cost, expand, once
@@ -317,6 +317,27 @@ def resolved_model(config: MorphConfig) -> ModelConfig:
         raise MorphConfigError(f"MorphConfig.model: {error}") from error
 
 
+def dataset_error(config: MorphConfig, error: ValueError | PermissionError) -> MorphConfigError:
+    """`error`, raised loading ``config.dataset``, in a morph config's terms.
+
+    Examples:
+      >>> from phosjax.data._splits import MissingSplitsError
+      >>> config = MorphConfig(ModelConfig("mlp", 2, (2,)), dataset="mine")
+      >>> print(dataset_error(config, MissingSplitsError("mine", ["train"])))
+      MorphConfig.dataset='mine': data set 'mine' has splits ['train']; a morph run trains on
+      'train' and tests on 'test' (else 'validation') unless MorphConfig.splits names the
+      two, e.g. splits: ['train[:90%]', 'train[90%:]']
+    """
+    why = str(error)
+    if isinstance(error, MissingSplitsError):
+        why = (
+            f"data set {error.name!r} has splits {error.known}; a morph run trains on 'train' "
+            "and tests on 'test' (else 'validation') unless MorphConfig.splits names the two, "
+            f"e.g. splits: {list(error.suggested)}"
+        )
+    return MorphConfigError(f"MorphConfig.dataset={config.dataset!r}: {why}")
+
+
 def prepare(config: MorphConfig) -> tuple[ModelConfig, ArrayDataset]:
     """``config``'s model, resolved, and its data set, checked against each other.
 
@@ -339,7 +360,7 @@ def prepare(config: MorphConfig) -> tuple[ModelConfig, ArrayDataset]:
             splits=config.splits,
         )
     except (ValueError, PermissionError) as error:  # PermissionError: data_dir not writable
-        raise MorphConfigError(f"MorphConfig.dataset={config.dataset!r}: {error}") from error
+        raise dataset_error(config, error) from error
     problem = _mismatch(model, data, config.batch_size)
     if problem:
         raise MorphConfigError(problem)

@@ -263,16 +263,22 @@ def test_prepare_passes_a_model_that_fits_its_data_set(monkeypatch):
     assert resolved == model.model.resolved() and data.num_train == 128
 
 
-def test_splits_pick_the_splits_a_run_trains_and_tests_on(tmp_path):
+def test_splits_pick_the_splits_a_run_trains_and_tests_on(tmp_path, capsys):
     tfds_toys.prepare(tfds_toys.ToyTrainOnly, tmp_path)
+    capsys.readouterr()  # TFDS's lines, preparing it
     named = {"dataset": "toy_train_only", "data_dir": str(tmp_path), "batch_size": 2}
     model = ModelConfig("mlp", 2, (2,), width=8)
-    with pytest.raises(
-        MorphConfigError,
-        match=r"^MorphConfig.dataset='toy_train_only': data set 'toy_train_only' has splits "
-        r"\['train'\]; .* pass splits=\(train, test\)",
-    ):
+    missing = (  # said 'pass splits=(train, test), e.g. splits=(...)', load's argument
+        "MorphConfig.dataset='toy_train_only': data set 'toy_train_only' has splits ['train']; "
+        "a morph run trains on 'train' and tests on 'test' (else 'validation') unless "
+        "MorphConfig.splits names the two, e.g. splits: ['train[:90%]', 'train[90%:]']"
+    )
+    with pytest.raises(MorphConfigError, match=f"^{re.escape(missing)}$"):
         _loop.prepare(MorphConfig(model, **named))
+    path = tmp_path / "morph.yaml"
+    path.write_text(yaml.safe_dump({"model": model.to_dict(), **named}))
+    assert main(["--config", str(path), "--dir", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err == f"error: {path}: {missing}\n"
     config = MorphConfig(model, splits=("train[:60%]", "train[60%:]"), **named)
     assert MorphConfig.from_dict(config.to_dict()) == config
     _, data = _loop.prepare(config)
