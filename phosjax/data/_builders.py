@@ -13,6 +13,7 @@ import functools
 import random
 import sys
 from collections.abc import Iterator
+from typing import ClassVar
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -21,7 +22,6 @@ MNIST1D_LENGTH = 40
 MNIST1D_SHUFFLE_SEED = 0
 DIGITS_NUM_TEST = 360
 DIGITS_SPLIT_SEED = 0
-SPLITS = ("train", "test")
 
 _MNIST1D_CITATION = """@article{greydanus2020scaling,
   title={Scaling down Deep Learning},
@@ -86,6 +86,7 @@ class _ArrayBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):  #
     FEATURE = "x"
     SHAPE: tuple[int, ...] = ()
     NUM_CLASSES = 10
+    SIZES: ClassVar[dict[str, int]] = {}  # examples per split, known before it is prepared
     DESCRIPTION = ""
     HOMEPAGE = ""
     CITATION = ""
@@ -111,7 +112,20 @@ class _ArrayBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):  #
         arrays = self._arrays()
         return {
             split: self._generate_examples(arrays[f"x_{split}"], arrays[f"y_{split}"])
-            for split in SPLITS
+            for split in self.SIZES
+        }
+
+    @classmethod
+    def split_infos(cls) -> dict[str, tfds.core.SplitInfo]:
+        """Its splits as TFDS describes them once prepared (one shard each), known before.
+
+        Examples:
+            >>> {split: info.num_examples for split, info in Digits.split_infos().items()}
+            {'train': 1437, 'test': 360}
+        """
+        return {
+            split: tfds.core.SplitInfo(name=split, shard_lengths=[size], num_bytes=0)
+            for split, size in cls.SIZES.items()
         }
 
     def _generate_examples(self, x: np.ndarray, y: np.ndarray) -> Iterator[Example]:
@@ -139,6 +153,7 @@ class Mnist1d(_ArrayBuilder):
     name = "mnist1d"
     FEATURE = "signal"
     SHAPE = (MNIST1D_LENGTH,)
+    SIZES: ClassVar[dict[str, int]] = {"train": 4000, "test": 1000}
     DESCRIPTION = "MNIST-1D (Greydanus 2020), the standard 5000-example split, seed 42."
     HOMEPAGE = "https://github.com/greydanus/mnist1d"
     CITATION = _MNIST1D_CITATION
@@ -170,6 +185,7 @@ class Digits(_ArrayBuilder):
     name = "digits"
     FEATURE = "image"
     SHAPE = (8, 8, 1)
+    SIZES: ClassVar[dict[str, int]] = {"train": 1797 - DIGITS_NUM_TEST, "test": DIGITS_NUM_TEST}
     DESCRIPTION = (
         "The UCI optical recognition of handwritten digits (8x8, 1797 images, as bundled with "
         f"scikit-learn), scaled to [0, 1]; a fixed split of {DIGITS_NUM_TEST} test images drawn "

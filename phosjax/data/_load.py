@@ -17,7 +17,7 @@ import numpy as np
 from phosjax._nearest import did_you_mean
 from phosjax.data._checks import first_outside
 from phosjax.data._dataset import ArrayDataset
-from phosjax.data._splits import check_split_names, checked_splits, chosen_splits
+from phosjax.data._splits import checked_splits, chosen_splits
 
 if TYPE_CHECKING:
     import tensorflow_datasets as tfds
@@ -278,11 +278,11 @@ def _builder(
     """The builder `load` reads `name` from, its metadata, `features` and `splits` checked,
     and the data dir it is in (a built-in one: the first of `data_dirs`); prepares nothing."""
     builder, data_dir = _located(name, data_dirs)
-    if _parse(name)[0] in BUILTIN_NAMES:
-        from phosjax.data._builders import SPLITS
+    if _parse(name)[0] in BUILTIN_NAMES:  # checked before it is prepared: its sizes are known
+        from phosjax.data._builders import BUILDERS
 
         _keys(name, builder.info, features)
-        check_split_names(name, splits, SPLITS)  # their sizes are known once prepared
+        chosen_splits(name, splits, BUILDERS[_parse(name)[0]].split_infos())
     else:
         _layout(name, builder.info, features, splits)
     return builder, data_dir

@@ -9,9 +9,10 @@ import sys
 
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 
 from phosjax.data import _load, check_loadable, load
-from phosjax.data._builders import _global_rng_restored, mnist1d_permutation
+from phosjax.data._builders import BUILDERS, _global_rng_restored, mnist1d_permutation
 from tests.data import tfds_toys
 
 EXPECTED = {
@@ -44,6 +45,13 @@ def test_builtin_shapes_dtypes_and_classes(datasets, name):
     for y in (ds.y_train, ds.y_test):
         assert isinstance(y, np.ndarray) and y.dtype == np.int32
         assert set(np.unique(y).tolist()) == set(range(10))
+
+
+def test_builtin_split_sizes_known_before_preparing_are_those_prepared(datasets, data_dir):
+    for name in EXPECTED:  # load checks splits= against them before preparing
+        prepared = tfds.builder_from_directory(os.path.join(data_dir, name, "1.0.0"))
+        sizes = {split: info.num_examples for split, info in prepared.info.splits.items()}
+        assert sizes == BUILDERS[name].SIZES
 
 
 def test_builtin_loads_are_deterministic(datasets, data_dir):

@@ -371,6 +371,12 @@ def test_splits_naming_no_split_no_example_or_one_twice_are_refused(toys_dir, sp
 def test_splits_of_a_built_in_data_set_are_checked_before_it_is_prepared(tmp_path):
     with pytest.raises(ValueError, match=r"^data set 'digits' has no split 'validation' \("):
         check_loadable("digits", data_dir=tmp_path, splits=("train", "validation"))
+    with pytest.raises(  # passed check_loadable: load refused it once it had prepared digits
+        ValueError,
+        match=r"^data set 'digits': splits=\('train\[:60%\]', 'train\[50%:\]'\) reads the "
+        r"examples train\[718:862\] both to train and to test; ",
+    ):
+        check_loadable("digits", data_dir=tmp_path, splits=("train[:60%]", "train[50%:]"))
     assert not list(tmp_path.iterdir())  # nothing prepared
 
 
