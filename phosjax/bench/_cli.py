@@ -71,7 +71,26 @@ def value_error_line(message: str) -> str:
     ]
     expected = either(names)
     hint = " (a list is written '[a, b]')" if "list" in expected else ""
+    if problem := _yaml_problem(given[1]):
+        hint = (
+            f" (YAML cannot read it: {problem}; quote the items that hold brackets or commas, "
+            """e.g. "['train[:90%]', 'train[90%:]']")"""
+        )
     return f"--{key[1]} {given[1]}: expected {expected}{hint}"
+
+
+def _yaml_problem(text: str) -> str | None:
+    """Why YAML cannot read `text`, an option's value; None if it can.
+
+    Examples:
+      >>> _yaml_problem("[train[:90%], train[90%:]]"), _yaml_problem("[train, val]")
+      ("expected ',' or ']', but got '['", None)
+    """
+    try:
+        yaml.safe_load(text)
+    except yaml.MarkedYAMLError as error:
+        return error.problem
+    return None
 
 
 _REQUIRED = "the following arguments are required: "

@@ -466,6 +466,12 @@ def test_print_config_knows_the_models_an_import_registers(tmp_path, capsys, mon
             "--grid.steps ten: expected int or list[int] (a list is written ",
         ),
         (["--models", "mlp"], "--models mlp: expected list (a list is written '[a, b]')"),
+        (  # said only 'expected dict', of a dict whose items YAML cannot read unquoted
+            ["--dataset_splits", "{digits: [train[:60%], train[60%:]]}"],
+            "--dataset_splits {digits: [train[:60%], train[60%:]]}: expected dict (YAML cannot "
+            "read it: expected ',' or ']', but got '['; quote the items that hold brackets or "
+            """commas, e.g. "['train[:90%]', 'train[90%:]']")""",
+        ),
         (["--eval_every", "1.5"], "--eval_every 1.5: expected int"),
         (
             ["--grid.stesp", "3"],
