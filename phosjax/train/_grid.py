@@ -188,9 +188,16 @@ def _load(
     """`phosjax.data.load` (with ``features`` and ``splits``); when it cannot load ``name``,
     the error also names the data sets given (``datasets=``), the nearest first."""
     from phosjax.data import load
+    from phosjax.data._splits import MissingSplitsError
 
     try:
         return load(name, data_dir=data_dir, features=features, splits=splits)
+    except MissingSplitsError as error:  # said 'pass splits=', load's argument
+        raise ValueError(
+            f"train_grid: data set {name!r} has splits {error.known}; it trains on 'train' and "
+            "tests on 'test' (else 'validation') unless dataset_splits names the two, e.g. "
+            f"dataset_splits={{{name!r}: {error.suggested!r}}}"
+        ) from error
     except ValueError as error:
         if not given:
             raise

@@ -378,6 +378,23 @@ def test_train_grid_loads_a_data_set_with_its_dataset_features_and_splits(monkey
     assert loaded == [("toy", ("pixels", "digit"), ("train[:90%]", "train[90%:]"))]
 
 
+def test_train_grid_names_its_dataset_splits_for_a_data_set_without_a_test_split(monkeypatch):
+    import phosjax.data
+    from phosjax.data._splits import MissingSplitsError
+
+    def load(name, **kwargs):
+        raise MissingSplitsError(name, ["train", "val"])
+
+    monkeypatch.setattr(phosjax.data, "load", load)
+    with pytest.raises(ValueError) as error:  # said 'pass splits=(train, test)', load's argument
+        train_grid([Cell(Tiny(), "toy")])
+    assert str(error.value) == (
+        "train_grid: data set 'toy' has splits ['train', 'val']; it trains on 'train' and tests "
+        "on 'test' (else 'validation') unless dataset_splits names the two, e.g. "
+        "dataset_splits={'toy': ('train', 'val')}"
+    )
+
+
 @pytest.mark.parametrize(
     ("features", "given", "match"),
     [
