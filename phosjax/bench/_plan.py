@@ -286,11 +286,8 @@ def _no_such_feature_text(error: NoSuchFeatureError) -> str:
 def _missing_splits_text(error: MissingSplitsError) -> str:
     """`error` in a bench config's terms: the ``dataset_splits`` entry to write."""
     train, test = error.suggested
-    return (
-        f"data set {error.name!r} has splits {error.known}; a bench trains on 'train' and "
-        "tests on 'test' (else 'validation') unless its dataset_splits entry names the two, "
-        f"e.g. dataset_splits: {{{error.name}: [{train!r}, {test!r}]}}"
-    )
+    entry = f"dataset_splits: {{{error.name}: [{train!r}, {test!r}]}}"
+    return error.told_by("a bench", "its dataset_splits entry", entry)
 
 
 def check_models(entries: Sequence[ModelEntry]) -> None:

@@ -96,6 +96,22 @@ class MissingSplitsError(ValueError):
             f"splits=(train, test), e.g. splits={self.suggested!r}"
         )
 
+    def told_by(self, reader: str, field: str, example: str) -> str:
+        """This error as `reader` says it, which reads the splits its `field` names;
+        `example`: `field` written with `suggested`.
+
+        Examples:
+            >>> error = MissingSplitsError("toy", ["train", "val"])
+            >>> print(error.told_by("a bench", "dataset_splits", "{toy: [train, val]}"))
+            data set 'toy' has splits ['train', 'val']; a bench trains on 'train' and tests on
+            'test' (else 'validation') unless dataset_splits names the two, e.g.
+            {toy: [train, val]}
+        """
+        return (
+            f"data set {self.name!r} has splits {self.known}; {reader} trains on 'train' and "
+            f"tests on 'test' (else 'validation') unless {field} names the two, e.g. {example}"
+        )
+
 
 def chosen_splits(
     name: str, splits: tuple[str, str] | None, infos: Mapping[str, Any]

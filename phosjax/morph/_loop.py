@@ -330,11 +330,7 @@ def dataset_error(config: MorphConfig, error: ValueError | PermissionError) -> M
     """
     why = str(error)
     if isinstance(error, MissingSplitsError):
-        why = (
-            f"data set {error.name!r} has splits {error.known}; a morph run trains on 'train' "
-            "and tests on 'test' (else 'validation') unless MorphConfig.splits names the two, "
-            f"e.g. splits: {list(error.suggested)}"
-        )
+        why = error.told_by("a morph run", "MorphConfig.splits", f"splits: {list(error.suggested)}")
     return MorphConfigError(f"MorphConfig.dataset={config.dataset!r}: {why}")
 
 

@@ -193,11 +193,8 @@ def _load(
     try:
         return load(name, data_dir=data_dir, features=features, splits=splits)
     except MissingSplitsError as error:  # said 'pass splits=', load's argument
-        raise ValueError(
-            f"train_grid: data set {name!r} has splits {error.known}; it trains on 'train' and "
-            "tests on 'test' (else 'validation') unless dataset_splits names the two, e.g. "
-            f"dataset_splits={{{name!r}: {error.suggested!r}}}"
-        ) from error
+        example = f"dataset_splits={{{name!r}: {error.suggested!r}}}"
+        raise ValueError(f"train_grid: {error.told_by('it', 'dataset_splits', example)}") from error
     except ValueError as error:
         if not given:
             raise
