@@ -47,7 +47,7 @@ from phosjax.core import (
 )
 from phosjax.core._selectors import value_per_path
 from phosjax.data import ArrayDataset, check_batch_size, load
-from phosjax.data._load import NoSuchFeatureError, declared_shapes
+from phosjax.data._load import NoSuchFeatureError, SplitInNameError, declared_shapes
 from phosjax.data._splits import MissingSplitsError
 from phosjax.models import ModelConfig, registered_models
 from phosjax.morph import UnsupportedOpError, channel_groups
@@ -255,6 +255,8 @@ def check_datasets(
             raise BenchError(_no_such_feature_text(error)) from error
         except MissingSplitsError as error:  # no dataset_splits entry
             raise BenchError(_missing_splits_text(error)) from error
+        except SplitInNameError as error:  # said 'load takes ... splits=(train, test)'
+            raise BenchError(_split_in_name_text(error)) from error
         except (ValueError, PermissionError) as error:
             raise BenchError(str(error)) from error
         if classes is not None:
@@ -288,6 +290,18 @@ def _missing_splits_text(error: MissingSplitsError) -> str:
     train, test = error.suggested
     entry = f"dataset_splits: {{{error.name}: [{train!r}, {test!r}]}}"
     return error.told_by("a bench", "its dataset_splits entry", entry)
+
+
+def _split_in_name_text(error: SplitInNameError) -> str:
+    """`error` in a bench config's terms: the data set's name alone in ``datasets``, its
+    splits in ``dataset_splits``."""
+    train, test = error.suggested
+    return (
+        f"datasets names {error.name!r}, a data set with a split ({error.split!r}); a bench "
+        f"takes the data set's name alone in datasets ({error.dataset}) and the splits to "
+        f"train and test on in dataset_splits, e.g. dataset_splits: {{{error.dataset}: "
+        f"[{train!r}, {test!r}]}}"
+    )
 
 
 def check_models(entries: Sequence[ModelEntry]) -> None:

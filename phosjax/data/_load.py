@@ -374,17 +374,34 @@ def _refuse_a_split(name: str) -> None:
     Examples:
         >>> _refuse_a_split("digits:train[:10%]")
         Traceback (most recent call last):
-        ValueError: data set name 'digits:train[:10%]' names a split (':train[:10%]'); load ...
+        phosjax.data._load.SplitInNameError: data set name 'digits:train[:10%]' names a
+        split (':train[:10%]'); load ...
     """
     split = _SPLIT.search(name)
     if split:
-        spec = split.group().lstrip(":/")
+        raise SplitInNameError(name, split.start())
+
+
+class SplitInNameError(ValueError):
+    """`load`'s data set ``name`` ends with a split or a slice of one; ``dataset``: the name
+    without it; ``split``: what it ends with; ``suggested``: the (train, test) splits to
+    read instead.
+
+    Examples:
+        >>> error = SplitInNameError("digits[:10%]", 6)
+        >>> error.dataset, error.split, error.suggested
+        ('digits', '[:10%]', ('train[:10%]', 'test'))
+    """
+
+    def __init__(self, name: str, start: int):
+        self.name, self.dataset, self.split = name, name[:start], name[start:]
+        spec = self.split.lstrip(":/")
         spec = f"train{spec}" if spec.startswith("[") else spec
-        pair = ("train", spec) if spec.startswith(_HELD_OUT) else (spec, "test")
-        raise ValueError(
-            f"data set name {name!r} names a split ({split.group()!r}); load takes the data "
-            f"set's name alone ({name[: split.start()]!r}) and the splits to read apart: "
-            f"splits=(train, test), e.g. splits={pair!r}"
+        self.suggested = ("train", spec) if spec.startswith(_HELD_OUT) else (spec, "test")
+        super().__init__(
+            f"data set name {name!r} names a split ({self.split!r}); load takes the data "
+            f"set's name alone ({self.dataset!r}) and the splits to read apart: "
+            f"splits=(train, test), e.g. splits={self.suggested!r}"
         )
 
 

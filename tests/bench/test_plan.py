@@ -221,6 +221,18 @@ def test_dataset_splits_pick_the_splits_a_bench_trains_and_tests_on(toys_dir):
     assert (data.num_train, data.num_test) == (3, 2)
 
 
+def test_a_data_set_name_with_a_split_names_the_dataset_splits_entry_to_write(tmp_path):
+    # It was load's Python wording: "load takes the data set's name alone ... splits=(...)".
+    with pytest.raises(BenchError) as raised:
+        plan(tiny_config(datasets=["digits[:10%]"], data_dir=str(tmp_path)))
+    assert str(raised.value) == (
+        "datasets names 'digits[:10%]', a data set with a split ('[:10%]'); a bench takes the "
+        "data set's name alone in datasets (digits) and the splits to train and test on in "
+        "dataset_splits, e.g. dataset_splits: {digits: ['train[:10%]', 'test']}"
+    )
+    assert not list(tmp_path.iterdir())  # nothing prepared
+
+
 def test_data_set_names_load_accepts_the_bench_accepts(toys_dir):
     names = ["toy_configs", "toy_configs/small:1.0.0"]
     datasets = load_datasets(names, toys_dir)
