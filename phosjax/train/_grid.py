@@ -188,10 +188,18 @@ def _load(
     """`phosjax.data.load` (with ``features`` and ``splits``); when it cannot load ``name``,
     the error also names the data sets given (``datasets=``), the nearest first."""
     from phosjax.data import load
+    from phosjax.data._load import SplitInNameError
     from phosjax.data._splits import MissingSplitsError
 
     try:
         return load(name, data_dir=data_dir, features=features, splits=splits)
+    except SplitInNameError as error:  # said 'load takes ... splits=', load's argument
+        raise ValueError(
+            f"train_grid: a cell's data set {name!r} names a split ({error.split!r}); give the "
+            f"cells the data set's name alone ({error.dataset!r}) and the splits to train and "
+            f"test on in dataset_splits, e.g. dataset_splits={{{error.dataset!r}: "
+            f"{error.suggested!r}}}"
+        ) from error
     except MissingSplitsError as error:  # said 'pass splits=', load's argument
         example = f"dataset_splits={{{name!r}: {error.suggested!r}}}"
         raise ValueError(f"train_grid: {error.told_by('it', 'dataset_splits', example)}") from error

@@ -395,6 +395,16 @@ def test_train_grid_names_its_dataset_splits_for_a_data_set_without_a_test_split
     )
 
 
+def test_train_grid_names_its_dataset_splits_for_a_data_set_name_with_a_split():
+    with pytest.raises(ValueError) as error:  # said 'load takes ... splits=(train, test)'
+        train_grid([Cell(Tiny(), "digits[:10%]")])
+    assert str(error.value) == (
+        "train_grid: a cell's data set 'digits[:10%]' names a split ('[:10%]'); give the cells "
+        "the data set's name alone ('digits') and the splits to train and test on in "
+        "dataset_splits, e.g. dataset_splits={'digits': ('train[:10%]', 'test')}"
+    )
+
+
 @pytest.mark.parametrize(
     ("features", "given", "match"),
     [
