@@ -27,7 +27,7 @@ from phosjax.bench import _layout
 from phosjax.bench._store import write_table
 from phosjax.data import ArrayDataset, batch_indices, check_batch_size, load
 from phosjax.data._checks import int_at_least
-from phosjax.data._load import _features, resolved_name
+from phosjax.data._load import SplitInNameError, _features, resolved_name
 from phosjax.data._splits import MissingSplitsError, checked_splits
 from phosjax.models import ModelConfig, build_model
 from phosjax.morph._cost import COSTS
@@ -331,6 +331,11 @@ def dataset_error(config: MorphConfig, error: ValueError | PermissionError) -> M
     why = str(error)
     if isinstance(error, MissingSplitsError):
         why = error.told_by("a morph run", "MorphConfig.splits", f"splits: {list(error.suggested)}")
+    if isinstance(error, SplitInNameError):  # said 'load takes ...'
+        why = (
+            f"the name holds a split ({error.split!r}); give the data set's name alone and the "
+            f"splits apart: dataset: {error.dataset}, splits: {list(error.suggested)}"
+        )
     return MorphConfigError(f"MorphConfig.dataset={config.dataset!r}: {why}")
 
 

@@ -285,6 +285,17 @@ def test_splits_pick_the_splits_a_run_trains_and_tests_on(tmp_path, capsys):
     assert (data.num_train, data.num_test) == (3, 2)
 
 
+def test_a_dataset_with_a_split_names_the_dataset_and_splits_to_set(tmp_path):
+    config = MorphConfig(MODEL, dataset="mnist1d[:50%]", data_dir=str(tmp_path))
+    with pytest.raises(MorphConfigError) as error:  # said 'load takes ... splits=(...)'
+        _loop.prepare(config)
+    assert str(error.value) == (
+        "MorphConfig.dataset='mnist1d[:50%]': the name holds a split ('[:50%]'); give the data "
+        "set's name alone and the splits apart: dataset: mnist1d, splits: ['train[:50%]', "
+        "'test']"
+    )
+
+
 def test_features_pick_the_input_and_label_a_run_reads(tmp_path):
     tfds_toys.prepare(tfds_toys.ToyNamedFeatures, tmp_path)
     named = {"dataset": "toy_named_features", "data_dir": str(tmp_path), "batch_size": 2}
