@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from phosjax._listing import listing
 from phosjax.core import SelectorError, select
 from phosjax.morph._cost import COSTS, check_cost, cost_polynomial, evaluate
 from phosjax.morph._groups import ChannelGroup, ChannelGroups, Member, leaf_paths, member_leaf
@@ -215,9 +216,8 @@ def _no_groups(groups: ChannelGroups) -> str:
       prune (a model without hidden layers, such as logreg; kept whole: 'params/kernel:1'
       (model output)), so the regularizer would be 0 whatever the weights
     """
-    pinned = [f"{path!r} ({why})" for path, why in list(groups.pinned.items())[:3]]
-    more = ", ..." if len(groups.pinned) > 3 else ""
-    kept = f"; kept whole: {', '.join(pinned)}{more}" if pinned else ""
+    pinned = [f"{path!r} ({why})" for path, why in groups.pinned.items()]
+    kept = f"; kept whole: {listing(pinned, 3)}" if pinned else ""
     return (
         "the model has no channel group to price: channel_groups found no hidden width it "
         f"can prune (a model without hidden layers, such as logreg{kept}), so the "

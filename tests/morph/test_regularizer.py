@@ -141,6 +141,24 @@ def test_the_regularizer_of_a_model_without_channel_groups_says_it_has_none_to_p
     )
 
 
+class _FiveHeads(nn.Module):
+    """Five Dense heads on the input: no hidden width, five outputs kept whole."""
+
+    @nn.compact
+    def __call__(self, x):
+        return [nn.Dense(2)(x) for _ in range(5)]
+
+
+def test_the_regularizer_without_channel_groups_names_three_axes_kept_whole_and_counts_the_rest():
+    """They were cut with ', ...', not saying how many more (the shared listing counts)."""
+    model, x = _FiveHeads(), jnp.ones((2, 3))
+    groups = channel_groups(model, model.init(jax.random.key(0), x), x)
+    with pytest.raises(SelectorError) as raised:
+        morph_regularizer(groups)
+    kept = ", ".join(f"'params/Dense_{i}/kernel:1' (model output)" for i in range(3))
+    assert f"; kept whole: {kept} and 2 more), so the regularizer" in raised.value.args[0]
+
+
 def test_annotate_writes_the_report_into_the_blurb():
     model = nn.Sequential([nn.Dense(8), nn.relu, nn.Dense(3)])
     x = jnp.ones((2, 4))
