@@ -188,7 +188,8 @@ def check_loadable(
             damaged (the message names the folder and how to make it anew); it is stored in
             neither of the formats TFDS reads without TensorFlow (``array_record``,
             ``parquet``); it lacks a train or test split (or one `splits` names: the message
-            lists its splits), an input or a label (or one of the
+            lists its splits), `splits` read no example or one twice (a built-in's split
+            sizes are known before it is prepared), an input or a label (or one of the
             `features` named: the message lists its features and the nearest); or its input or
             label is of a kind `load` does not support (each message names the data set, the
             feature, its kind, dtype and shape, and what is supported).
