@@ -73,8 +73,8 @@ def value_error_line(message: str) -> str:
     hint = " (a list is written '[a, b]')" if "list" in expected else ""
     if problem := _yaml_problem(given[1]):
         hint = (
-            f" (YAML cannot read it: {problem}; quote the items that hold brackets or commas, "
-            """e.g. "['train[:90%]', 'train[90%:]']")"""
+            f" (YAML cannot read it: {problem}; an item holding brackets or commas is quoted, "
+            """as in "['train[:90%]', 'train[90%:]']")"""
         )
     return f"--{key[1]} {given[1]}: expected {expected}{hint}"
 

@@ -469,8 +469,13 @@ def test_print_config_knows_the_models_an_import_registers(tmp_path, capsys, mon
         (  # said only 'expected dict', of a dict whose items YAML cannot read unquoted
             ["--dataset_splits", "{digits: [train[:60%], train[60%:]]}"],
             "--dataset_splits {digits: [train[:60%], train[60%:]]}: expected dict (YAML cannot "
-            "read it: expected ',' or ']', but got '['; quote the items that hold brackets or "
-            """commas, e.g. "['train[:90%]', 'train[90%:]']")""",
+            "read it: expected ',' or ']', but got '['; an item holding brackets or commas is "
+            """quoted, as in "['train[:90%]', 'train[90%:]']")""",
+        ),
+        (  # was told to quote its items
+            ["--models", "[mlp"],
+            "--models [mlp: expected list (YAML cannot read it: expected ',' or ']', but got "
+            "'<stream end>'; an item holding brackets or commas is quoted, as in ",
         ),
         (["--eval_every", "1.5"], "--eval_every 1.5: expected int"),
         (
