@@ -381,9 +381,10 @@ def test_a_users_old_files_and_folders_named_like_temporaries_are_kept(tmp_path)
 def _write_rows_as_the_morph_loop(path: pathlib.Path, frame: pd.DataFrame) -> None:
     from phosjax.models import ModelConfig
     from phosjax.morph import MorphConfig
-    from phosjax.morph._loop import _write
+    from phosjax.morph._loop import _frame
 
-    _write(frame.to_dict("records"), path, MorphConfig(ModelConfig("mlp", 10, (40,))))
+    config = MorphConfig(ModelConfig("mlp", 10, (40,)))
+    _store.write_table(path, _frame(frame.to_dict("records"), config, "mnist1d:1.0.0"))
 
 
 @pytest.mark.parametrize("write", [_store.write_table, _write_rows_as_the_morph_loop])

@@ -906,14 +906,16 @@ def test_a_morph_run_directory_shows_its_iterations(tmp_path):
     import jax.numpy as jnp
     import pandas as pd
 
+    from phosjax.bench._store import write_table
     from phosjax.models import ModelConfig
     from phosjax.morph import ITERATIONS, MorphConfig
-    from phosjax.morph._loop import _output, _row, _write
+    from phosjax.morph._loop import _frame, _output, _row
 
     config = ModelConfig("mlp", num_classes=3, input_shape=(8,), width=4).resolved()
     variables = config.build().init(jax.random.key(0), jnp.zeros((1, 8)))
     rows = [_row(0, "start", config, variables, 0.5), _row(1, "expanded", config, variables, 0.75)]
-    _write(rows, _output(tmp_path, overwrite=False), MorphConfig(config))  # as `run` writes
+    path = _output(tmp_path, overwrite=False)
+    write_table(path, _frame(rows, MorphConfig(config), "digits:1.0.0"))  # as `run` writes
     frame = pd.read_parquet(tmp_path / ITERATIONS)
     with serving(tmp_path) as server:
         info = get_json(server, "/api/bench")
