@@ -112,12 +112,13 @@ def _check_mask_tokens(
     given: Any = None,
 ) -> None:
     """Raises a ValueError when ``mask`` is a padding mask of the tokens of ``before``
-    (``module``'s input: the ``stem``'s, else a block's) while ``module`` made other
-    tokens, ``h``'s. When no block up to ``module`` has ``taken`` the mask, those after it
-    need a mask of ``h``'s tokens; else no mask fits both a block that takes it and the
-    head's pooling, which would then take the padded tokens too. ``given``: the mask as
-    the call was given it, when the frame flattened it as the image (`_viewed_mask`),
-    which the error shows with its flattened shape.
+    (``module``'s input: the ``stem``'s, else a block's), or a per-pair attention mask of
+    them before any block has ``taken`` it, while ``module`` made other tokens, ``h``'s
+    (the error gives the shape to use). When no block up to ``module`` has ``taken`` the
+    mask, those after it need a mask of ``h``'s tokens; else no mask fits both a block
+    that takes it and the head's pooling, which would then take the padded tokens too.
+    ``given``: the mask as the call was given it, when the frame flattened it as the
+    image (`_viewed_mask`), which the error shows with its flattened shape.
 
     Examples:
       >>> viewed, h = jnp.ones((1, 8, 1)), jnp.ones((1, 2, 4))  # 8 tokens in, 2 out
@@ -132,23 +133,27 @@ def _check_mask_tokens(
     if mask is None:
         return
     tokens, inputs, shape = h.shape[:-1], before.shape[:-1], jnp.shape(mask)
-    if not broadcasts_to(shape, inputs) or broadcasts_to(shape, tokens):
+    pairs = fits_pairs(shape, inputs) and not fits_pairs(shape, tokens) and not taken
+    if not (pairs or broadcasts_to(shape, inputs)) or broadcasts_to(shape, tokens):
         return
     kind, shown = type(module).__name__, f"{shape}"
     if given is not None and jnp.shape(given) != shape:
         shown = f"{jnp.shape(given)} (flattened as the image: {shape})"
+    wanted = f"{tokens} (true: a real token)"
+    if pairs and len(tokens) == 2:
+        wanted = f"({tokens[0]}, H, {tokens[1]}, {tokens[1]}) (true: the pair may attend)"
     if stem:
         raise ValueError(
             f"Frame's mask has shape {shown}, which fits the input's tokens {inputs}, but "
             f"its blocks see the tokens of its stem's output ({kind}, {h.shape}): give a "
-            f"mask of shape {tokens} (true: a real token)."
+            f"mask of shape {wanted}."
         )
     if not taken:
         raise ValueError(
             f"Frame's mask has shape {shown}, which fits the tokens {inputs} of block "
             f"{module.name!r} ({kind}), but no block up to it takes the mask, and those "
             f"after it see the tokens of its output {h.shape}: give a mask of shape "
-            f"{tokens} (true: a real token)."
+            f"{wanted}."
         )
     raise ValueError(
         f"block {module.name!r} ({kind}) maps the tokens {inputs} to {tokens}, so Frame's "
@@ -239,7 +244,8 @@ class Frame(PassesKeywords, nn.Module):
     none does), not to the stem: for `TransformerBlock` blocks it is an attention mask
     over the tokens they see, the stem's output (``(batch, tokens)``, true for a real
     token; the transformer's ``Patches`` stem makes ``length // patch_size`` tokens, and
-    a mask of the input's tokens is an error that gives the shape to use),
+    a mask of the input's tokens, a per-pair one too, is an error that gives the shape
+    to use),
     so padded tokens' inputs do not change real tokens' block outputs; `GRUBlock` blocks
     (``gru``) skip the padded tokens in their recurrence. A padding mask
     (``(batch, tokens)``) also leaves the padded tokens out of the head's pooling (the

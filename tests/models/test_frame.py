@@ -10,7 +10,7 @@ import phosjax as px
 from phosjax.core import tag_shapes
 from phosjax.layers import Sequence, TransformerBlock
 from phosjax.layers._common import takes_keyword
-from phosjax.models import Frame, ModelConfig, build_model
+from phosjax.models import Frame, ModelConfig, Patches, build_model
 from phosjax.models._kinds import choose_kind
 
 
@@ -180,6 +180,34 @@ def test_a_mask_of_the_tokens_before_a_block_that_changes_them_gives_the_shape_a
     real = real[:, ::2]  # a mask of the tokens the TransformerBlock sees
     variables = frame.init(jax.random.key(0), x, mask=real)
     assert frame.apply(variables, x, mask=real).shape == (1, 3)
+
+
+def test_a_per_pair_mask_of_the_tokens_before_a_change_of_their_count_gives_the_shape_after():
+    """A per-pair mask of the input's tokens reached the attention, whose error named
+    neither the stem or block that changed the tokens nor the shape to give."""
+    x, real = jnp.ones((1, 8, 2)), jnp.arange(8) < jnp.array([[5]])
+    pairs = nn.make_attention_mask(real, real, dtype=bool)  # (1, 1, 8, 8)
+    attention = TransformerBlock(1)
+    patched = Frame(3, (8, 2), "sequence", (4,), 1, (attention,), stem=Patches(4, 2))
+    message = (
+        r"^Frame's mask has shape \(1, 1, 8, 8\), which fits the input's tokens \(1, 8\), "
+        r"but its blocks see the tokens of its stem's output \(Patches, \(1, 4, 4\)\): give "
+        r"a mask of shape \(1, H, 4, 4\) \(true: the pair may attend\)\."
+    )
+    with pytest.raises(ValueError, match=message):
+        patched.init(jax.random.key(0), x, mask=pairs)
+    strided = Frame(3, (8, 2), "sequence", (2,), 2, (nn.Conv(2, (2,), 2), attention))
+    message = (
+        r"^Frame's mask has shape \(1, 1, 8, 8\), which fits the tokens \(1, 8\) of block "
+        r"'blocks_0' \(Conv\), but no block up to it takes the mask, and those after it see "
+        r"the tokens of its output \(1, 4, 2\): give a mask of shape \(1, H, 4, 4\) \(true: "
+        r"the pair may attend\)\."
+    )
+    with pytest.raises(ValueError, match=message):
+        strided.init(jax.random.key(0), x, mask=pairs)
+    pairs = pairs[:, :, ::2, ::2]  # a per-pair mask of the tokens the TransformerBlock sees
+    variables = strided.init(jax.random.key(0), x, mask=pairs)
+    assert strided.apply(variables, x, mask=pairs).shape == (1, 3)
 
 
 def test_an_images_mask_is_flattened_as_the_image_for_a_model_that_sees_pixels():
