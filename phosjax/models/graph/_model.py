@@ -384,8 +384,11 @@ class GraphModel(nn.Module):
             targets = tuple(dict.fromkeys((*graph.sinks, *targets)))
         plan = graph.needed((*targets, *tagged, *inside), given)  # px.inject's reach their tags
         feeds = self._feeds(x, [p for p in plan if p in graph.inputs and p not in given])
-        feeds = {  # the padding read as zeros, by the nodes that take no mask too
-            path: zero_mask_padding(self, v, keywords) if isinstance(v, jax.Array) else v
+        masked = keywords.get("mask") is not None  # padding read as zeros, by all nodes
+        feeds = {
+            path: zero_mask_padding(self, jnp.asarray(v), keywords)
+            if masked and isinstance(v, jax.Array | np.ndarray)
+            else v
             for path, v in feeds.items()
         }
         self._check_inject(inject, feeds, train, keywords)

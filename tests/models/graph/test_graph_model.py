@@ -1002,6 +1002,24 @@ def test_a_graph_model_node_gets_only_the_call_keywords_its_nodes_take(key):
         model.apply(variables, x, maks=real)
 
 
+def test_a_numpy_input_s_padded_tokens_are_read_as_zeros_too(key):
+    """A NumPy input (as a data pipeline gives it) went to the nodes as it was: a NaN in
+    its padded tokens reached the gradients through the node that takes no mask."""
+    model = GraphModel({"dense": nn.Dense(4), "block": TransformerBlock(2)}, returns="block")
+    x = jax.random.normal(key, (2, 5, 4))
+    real = jnp.arange(5) < jnp.array([[5], [3]])  # example 1: 2 padded tokens
+    variables = model.init(key, x, mask=real)
+
+    def grads(x):
+        loss = lambda v: (jnp.where(real[..., None], model.apply(v, x, mask=real), 0) ** 2).sum()
+        return jax.grad(loss)(variables)
+
+    held = np.array(x)
+    held[1, 3:] = np.nan
+    expected = grads(x.at[1, 3:].set(0.0))
+    jax.tree.map(np.testing.assert_array_equal, grads(held), expected)
+
+
 def test_selecting_a_node_of_a_nested_graph_model_says_how_to_reach_it(key):
     """outputs='inner/d' (a node of a graph model used as node 'inner') failed as a typo,
     'matched no node; nearest: 'inner', ...', though px.probe reaches it at 'inner/d/out'."""
