@@ -16,8 +16,9 @@ import jax.numpy as jnp
 from phosjax.layers import MultiHeadSelfAttention
 from phosjax.models import FRAME_OPTIONS, ModelConfig, model_spec
 from phosjax.models._config import checked_config
-from phosjax.models._frame import padding_mask, pool_tokens, zero_padded_input
+from phosjax.models._frame import pool_tokens
 from phosjax.models._kinds import choose_kind, view_as
+from phosjax.models._masks import padding_mask, zero_padded_input
 from phosjax.models.graph._model import GraphModel
 from phosjax.models.graph._spec import node
 
