@@ -419,7 +419,14 @@ def pair_tokens(pairs: jax.Array) -> jax.Array:
 
 def fits_pairs(shape: tuple[int, ...], tokens: tuple[int, ...]) -> bool:
     """Whether a mask of ``shape`` is a per-pair attention mask ``(B, H, L, L)`` of a
-    sequence's ``tokens`` ``(B, L)`` (axes of size 1 broadcasting, any ``H``)."""
+    sequence's ``tokens`` ``(B, L)`` (axes of size 1 broadcasting, any ``H``).
+
+    Examples:
+      >>> fits_pairs((2, 4, 5, 5), (2, 5)), fits_pairs((1, 1, 1, 5), (2, 5))  # keys alone
+      (True, True)
+      >>> fits_pairs((2, 1, 5, 5), (2, 4)), fits_pairs((2, 5), (2, 5))  # a padding mask
+      (False, False)
+    """
     return (
         len(tokens) == 2
         and len(shape) == 4

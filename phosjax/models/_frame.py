@@ -70,7 +70,15 @@ def _pool_real(h: jax.Array, pool: str, real: jax.Array) -> jax.Array:
 
 def pool_tokens(h: jax.Array, pool: str, real: jax.Array | None = None) -> jax.Array:
     """``h`` ``(batch, ..., C)`` reduced to ``(batch, C')`` as ``pool`` says, over the
-    ``real`` tokens only when given (see `_pool_real`)."""
+    ``real`` tokens only when given (see `_pool_real`); a ``(batch, C)`` ``h`` as it is.
+
+    Examples:
+      >>> h = jnp.array([[[1.0], [3.0], [9.0]]])
+      >>> [pool_tokens(h, pool).tolist() for pool in POOLS]
+      [[[4.333333492279053]], [[9.0]], [[1.0, 3.0, 9.0]], [[9.0]]]
+      >>> pool_tokens(h, "mean", jnp.array([[1.0, 1.0, 0.0]])).tolist()
+      [[2.0]]
+    """
     if h.ndim == 2:
         return h
     if real is not None:
