@@ -1017,3 +1017,21 @@ def test_a_residual_gives_one_dtype_whether_it_projects_or_not(width, stream, bl
     layer, x = L.Residual(nn.Dense(width, dtype=block)), jax.random.normal(key, (2, 4), stream)
     out = layer.apply(layer.init(key, x), x)
     assert out.dtype == jnp.float32 and out.shape == (2, width)
+
+
+def test_a_residuals_dtype_sets_the_projections_computation_dtype_alone(key):
+    layer, x = L.Residual(nn.Dense(6), dtype=jnp.bfloat16), jax.random.normal(key, (2, 4))
+    variables = layer.init(key, x)
+    params = variables["params"]
+    projection = nn.Dense(6, use_bias=False, dtype=jnp.bfloat16)
+    projected = projection.apply({"params": params["projection"]}, x)
+    expected = projected.astype(jnp.float32) + nn.Dense(6).apply({"params": params["block"]}, x)
+    out = layer.apply(variables, x)
+    assert out.dtype == jnp.float32  # what x and the block's output promote to
+    np.testing.assert_array_equal(out, expected)
+    in_float32 = L.Residual(nn.Dense(6)).apply(variables, x)
+    assert not np.array_equal(out, in_float32)  # the projection computed in bfloat16
+    same = L.Residual(nn.Dense(4), dtype=jnp.bfloat16)  # no projection: nothing to set
+    np.testing.assert_array_equal(
+        same.apply(same.init(key, x), x), L.Residual(nn.Dense(4)).apply(same.init(key, x), x)
+    )
