@@ -1,6 +1,8 @@
 """phosjax.data: small TFDS data sets as whole arrays, random ones, and on-device batching.
 
 Importing this package does not import `tensorflow_datasets`; `load` does, on first use.
+The names, features and splits it reads, and where a bench, a morph config and
+`phosjax.train.train_grid` set them: docs/data.md.
 """
 
 from phosjax.data._batching import batch_indices, take_batch
