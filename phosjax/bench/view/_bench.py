@@ -602,7 +602,8 @@ class BenchFiles:
         versions = [_version(part) for part in parts]  # FileNotFoundError: `vanished`
         # Part files may differ in columns (models added later bring their own aux losses).
         schemas = self._per_version(self._schemas, parts, versions, pq.read_schema)
-        listing = parts, versions, pa.unify_schemas(schemas) if parts else None
+        distinct = list({id(schema): schema for schema in schemas}.values())  # shared: alike
+        listing = parts, versions, pa.unify_schemas(distinct) if parts else None
         if self._keeps_listing:
             self._listing = listing
         return listing
