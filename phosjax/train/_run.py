@@ -155,8 +155,10 @@ def _placed_data(data: Any, executor: Executor, host: Callable[[], Any]) -> Any:
     arrays = executor.put_data(host())
 
     def forget(gone: weakref.ref[Any]) -> None:
+        # The GC may call it in another thread, between that one's look-up of the entry
+        # and its `popitem` of it: the entry may be gone by the time it is dropped here.
         if _PLACED.get(key, (None, None))[0] is gone:
-            del _PLACED[key]
+            _PLACED.pop(key, None)
 
     try:
         _PLACED[key] = (weakref.ref(data, forget), arrays)

@@ -366,6 +366,32 @@ def test_a_data_set_let_go_does_not_stay_placed_on_the_devices(toy):
     assert sum(ref() is not None for ref in placed) == 0  # of 5 arrays
 
 
+def test_a_data_set_let_go_as_its_entry_is_dropped_elsewhere_is_no_error(toy, monkeypatch):
+    # the GC may let a data set go in another thread, between this one's look-up of its
+    # placed copy and a popitem of the same entry: its callback then raised a KeyError
+    # ('Exception ignored in: <function _placed_data.<locals>.forget>')
+    import sys
+
+    import phosjax.train._run as run_module
+
+    class Racing(collections.OrderedDict):
+        def get(self, key, default=None):  # the entry dropped meanwhile, as by a popitem
+            found = super().get(key, default)
+            self.pop(key, None)
+            return found
+
+    monkeypatch.setattr(run_module, "_PLACED", Racing())
+    [group] = plan_groups(CELLS[:1])
+    data = dataclasses.replace(toy)
+    run_group(group, init_group(group, data), data, 2, strategy="vmap")
+    assert len(run_module._PLACED) == 1
+    raised = []
+    monkeypatch.setattr(sys, "unraisablehook", raised.append)
+    del data
+    gc.collect()
+    assert (raised, len(run_module._PLACED)) == ([], 0)
+
+
 def test_auto_converts_the_data_once_and_a_later_call_neither_measures_nor_converts(
     toy, monkeypatch
 ):
