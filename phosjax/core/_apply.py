@@ -6,13 +6,14 @@ from typing import Any
 
 import flax.linen as nn
 import jax
+from flax.core.scope import DenyList, in_filter, union_filters
 
 from phosjax.core._collections import INTERMEDIATES
 from phosjax.core._paths import flatten
 from phosjax.core._selectors import SelectorError, select
 from phosjax.core._tags import tags_seen
 
-Mutable = bool | str | Sequence[str]
+Mutable = bool | str | Sequence[str] | DenyList
 
 
 def apply_collecting(
@@ -27,23 +28,19 @@ def apply_collecting(
 
     The ``collect`` collections start empty: what ``variables`` holds of them (say, the
     ``intermediates`` of an earlier call merged back in) would add to this call's.
+    ``mutable`` is any of Flax's filters, ``nn.DenyList(...)`` too.
 
     Returns:
       ``(output, collected)``: ``output`` is exactly what ``model.apply(variables, *args,
       mutable=mutable, **kwargs)`` returns (a pair with the updated state when
       ``mutable`` asks for any), ``collected`` maps each name in ``collect`` to its tree.
     """
-    if mutable is True:
-        asked: Any = True
-    else:
-        user = [] if mutable is False else [mutable] if isinstance(mutable, str) else list(mutable)
-        asked = [*user, *(c for c in collect if c not in user)]
+    asked = union_filters(mutable, list(collect))
     fresh = {name: tree for name, tree in variables.items() if name not in collect}
     out, state = model.apply(fresh, *args, mutable=asked, **kwargs)
-    state = dict(state)
     collected = {name: state.get(name, {}) for name in collect}
-    if mutable is not True:  # the caller's collections stay in ``state``, even collected ones
-        state = {name: tree for name, tree in state.items() if name in user}
+    # the caller's collections stay in ``state``, even collected ones
+    state = {name: tree for name, tree in state.items() if in_filter(mutable, name)}
     return (out if mutable is False else (out, state)), collected
 
 
@@ -179,9 +176,10 @@ def apply_reaching_tags(
 ) -> Any:
     """`apply_collecting` (``kwargs`` hold ``collect=``), raising unless every one of
     ``paths`` in ``collection`` (``injections`` or ``perturbations``) reached its tag.
-    Under ``mutable=True`` the state handed back is ``model.apply``'s without
-    ``collection``: the values the caller's transform put there are no state of the
-    model, and variables updated from it would inject them again in every later call.
+    Under ``mutable=True`` (or an ``nn.DenyList``) the state handed back is
+    ``model.apply``'s without ``collection``: the values the caller's transform put there
+    are no state of the model, and variables updated from it would inject them again in
+    every later call.
 
     Raises:
       ValueError: a path's entry never reached its tag: a lifted transform (nn.scan,
@@ -197,7 +195,8 @@ def apply_reaching_tags(
             "it, though it kept the tagged value in 'intermediates'. Give it "
             "variable_axes=px.scan_axes(params=0), which lists all of phosjax's collections."
         )
-    if kwargs.get("mutable") is not True:
+    mutable = kwargs.get("mutable", False)
+    if mutable is not True and not isinstance(mutable, DenyList):  # those named, as asked
         return result
     (output, state), collected = result
     return (output, {name: tree for name, tree in state.items() if name != collection}), collected

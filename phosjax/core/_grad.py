@@ -103,8 +103,8 @@ def grad_of(
       wrt: selector(s) of the tagged values to differentiate with respect to.
       has_aux: as in `jax.value_and_grad`.
       **kwargs: passed to ``model.apply``; with ``mutable=...`` it returns
-        ``(output, state)``, and that pair is what ``fn`` gets (under ``mutable=True``,
-        a state without the ``perturbations`` the gradient is taken to).
+        ``(output, state)``, and that pair is what ``fn`` gets (under ``mutable=True``
+        or an ``nn.DenyList``, a state without the ``perturbations`` the gradient is taken to).
 
     Returns:
       ``(value, {path: gradient})``. A gradient has the structure of its tagged value; where

@@ -132,8 +132,9 @@ def inject(
       values: ``{selector: value}``; each value has the structure (an array or pytree of
         arrays), shapes and dtypes of the tagged value it replaces. A value that a module
         called several times tags takes a tuple, one value per call, as `probe` returns it.
-      **kwargs: passed to ``model.apply``; under ``mutable=True`` the state it hands back
-        holds no ``injections`` (the values given are no state of the model).
+      **kwargs: passed to ``model.apply``; under ``mutable=True`` (or an
+        ``nn.DenyList``) the state it hands back holds no ``injections`` (the values
+        given are no state of the model).
 
     Raises:
       SelectorError: a selector matches no tagged value (one that Flax's ``sow`` stored

@@ -243,6 +243,17 @@ def test_the_state_handed_back_is_the_model_s_not_what_the_transform_put_in(run)
     assert_trees_close(Stack().apply(updated, X), Stack().apply(init("plain"), X), rtol=0)
 
 
+@pytest.mark.parametrize("run", [_inject_keeping_state, _grad_of_keeping_state])
+def test_a_deny_list_as_mutable_hands_back_the_state_model_apply_does(run):
+    # mutable=nn.DenyList("params"), one of Flax's filters, raised TypeError: 'DenyList'
+    # object is not iterable
+    mutable = nn.DenyList("params")
+    _, applied = Stack().apply(init("plain"), X, mutable=mutable)
+    assert set(run(mutable)) == set(applied) == {"aux_loss", "intermediates", "knobs"}
+    (_, state), _ = px.probe(Stack(), init("plain"), X, "**/out", mutable=mutable)
+    assert set(state) == set(applied)
+
+
 @pytest.mark.parametrize("transform", ["probe", "grad_of"])
 def test_intermediates_merged_back_into_the_variables_add_nothing(transform):
     # the usual Flax idiom after an apply: variables = {**variables, **mutated}
