@@ -1701,10 +1701,17 @@ def test_a_mean_over_seeds_stopped_at_different_steps_is_at_the_last_step_all_re
         for cell in seeds:  # the hyperparameter plot's points: at step 150 too
             page.hover(f'#hp-plot circle.point[data-cell="{cell}"]')
             tips.append(page.run("document.getElementById('tooltip').textContent"))
-        page.open(server.url + "?mode=configs&q=seed%3D1")  # the seed that trained to 300
+        page.open(server.url + "?mode=configs&q=seed%3D1&x=lr&y=test:loss")  # trained to 300
         alone = page.run(ROWS)
+        page.hover(f'#hp-plot circle.point[data-cell="{seeds[1]}"]')  # the plot's point too
+        alone_tip = page.run("document.getElementById('tooltip').textContent")
     assert len(alone) == len(rows)  # shown alone: its own last values
     assert [at for row in alone for _, at, _ in row if at is not None] == []
+    tests = written.results[
+        (written.results.cell_id == seeds[1]) & (written.results.split == "test")
+    ]
+    last = tests.sort_values("step").loss.iloc[-1]
+    assert alone_tip.endswith(f"test loss {last:.4g}"), alone_tip
     for cell, tip in zip(seeds, tips, strict=True):
         loss = at_150.loc[(at_150.cell_id == cell) & (at_150.split == "test"), "loss"].item()
         assert tip.endswith(f"test loss at step 150, the last all its seeds reached {loss:.4g}")

@@ -700,11 +700,16 @@ function renderHparams() {
   if (!key) return hint("No results yet.");
   const [split, metric] = [key.slice(0, key.indexOf(":")), key.slice(key.indexOf(":") + 1)];
   const label = `${split} ${metric}`;
-  // Its seeds compared at one step, as the table's mean over seeds (`seedsFinal`).
-  const cells = visibleRows().flatMap((r) => r.cells.map((row) => ({ r, row, x: row[column], y: seedsFinal(row, split)?.[metric] ?? null })))
+  // As the table's mean over seeds: the seeds shown of a configuration that stopped at
+  // different steps compared at one (`seedsFinal`), those at the same step each at its last.
+  const shown = visibleRows().flatMap((r) => r.cells.map((row) => ({ r, row })));
+  const ends = new Map();
+  for (const { row } of shown) (ends.get(row.config) || ends.set(row.config, new Set()).get(row.config)).add(row._done);
+  const common = (row) => (ends.get(row.config).size > 1 ? row._common?.[split] : undefined);
+  const cells = shown.map(({ r, row }) => ({ r, row, x: row[column], y: (common(row) ?? { final: row._final?.[split] }).final?.[metric] ?? null }))
     .filter((c) => typeof c.x === "number" && c.y !== null);
   if (!cells.length) return hint(`No ${label} to plot for the rows shown (ticked and matching the filters).`);
-  const at = (row) => (row._common?.[split] ? ` at step ${format(row._common[split].step)}, the last all its seeds reached` : "");
+  const at = (row) => (common(row) ? ` at step ${format(common(row).step)}, the last all its seeds reached` : "");
   const item = (c) => ({ key: c.r.key, color: c.r.color, x: c.x, y: c.y, detail: cellDetail(c.row, `${label}${at(c.row)}`, c.y), data: { cell: c.row.cell_id } });
   const points = cells.filter((c) => !nonfinite(c.y)).map(item);
   const marks = cells.filter((c) => nonfinite(c.y)).map(item);
