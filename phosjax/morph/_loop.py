@@ -425,6 +425,7 @@ def train(
             mutable=list(state),
             rngs={"dropout": jax.random.fold_in(key, step)},
         )
+        logits = logits.astype(jnp.float32)  # as the engine's step: bfloat16 ones rounded it
         task = optax.softmax_cross_entropy_with_integer_labels(logits, y_train[index]).mean()
         extra = strength * penalty({"params": params, **state}) if penalty else 0.0
         return task + extra, new_state

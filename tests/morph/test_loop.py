@@ -714,3 +714,26 @@ def test_the_benchmark_refuses_the_rows_of_a_run_of_another_config(tmp_path, mon
         "300 there, 1500 here): its morphed networks are not this config's; pass the config "
         "that run used, or another --dir"
     )
+
+
+def test_a_model_with_bfloat16_logits_is_trained_on_a_float32_loss(monkeypatch):
+    """A model computing its logits in bfloat16 (``dtype``/``param_dtype`` options) took
+    its cross-entropy in bfloat16 (rounded loss and gradients); the engine's train step
+    takes it in float32, and so does the loop's."""
+    import optax
+
+    from phosjax.data import random_dataset
+    from phosjax.morph import _loop
+
+    taken = []
+    cross_entropy = optax.softmax_cross_entropy_with_integer_labels
+
+    def recording(logits, labels):
+        taken.append(logits.dtype)
+        return cross_entropy(logits, labels)
+
+    monkeypatch.setattr(optax, "softmax_cross_entropy_with_integer_labels", recording)
+    options = {"dtype": "bfloat16", "param_dtype": "bfloat16"}
+    config = ModelConfig("mlp", 3, (8,), width=8, options=options)
+    _loop.train(config, random_dataset("toy", (8,), 3), 1, 4, 1e-2, seed=0)
+    assert taken == [np.dtype("float32")]
