@@ -14,21 +14,26 @@ from phosjax._nearest import nearest
 
 def near_options(message: str, known: Sequence[str]) -> str:
     """``message`` with, after an ``unrecognized arguments:`` one, the option nearest each
-    misspelt one: the one it abbreviates, else the most alike.
+    misspelt one: the one it abbreviates, else the most alike by name (the ``--`` that
+    every option shares makes any two short ones look alike: ``--bogus``, ``--host``).
 
     Examples:
       >>> near_options("unrecognized arguments: --dirr x", ["--dir", "--port"])
       'unrecognized arguments: --dirr x (did you mean --dir?)'
       >>> near_options("unrecognized arguments: --eval 5", ["--help", "--eval_every"])
       'unrecognized arguments: --eval 5 (did you mean --eval_every?)'
+      >>> near_options("unrecognized arguments: --bogus 1", ["--host", "--port"])
+      'unrecognized arguments: --bogus 1'
       >>> near_options("argument --port: bad", ["--port"])
       'argument --port: bad'
     """
     if not message.startswith("unrecognized arguments:"):
         return message
+    names = {option.lstrip("-"): option for option in known}
     for given in re.findall(r"--[\w.+-]+", message):
         longer = [option for option in known if option.startswith(given)]
-        near = longer[:1] if len(longer) == 1 else nearest(given, known)[:1]
+        alike = [names[name] for name in nearest(given.lstrip("-"), names)]
+        near = longer[:1] if len(longer) == 1 else alike[:1]
         if near:
             message += f" (did you mean {near[0]}?)"
     return message

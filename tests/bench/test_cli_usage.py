@@ -27,6 +27,24 @@ def test_a_misspelt_option_is_the_error_with_the_nearest_option(command, tmp_pat
 
 
 @pytest.mark.parametrize(
+    ("command", "given", "said"),
+    [
+        ("view", ["--bogus", "1", "--prot", "2"], "--bogus 1 --prot 2 (did you mean --port?)"),
+        ("new", ["--bogus", "1"], "--bogus 1"),
+    ],
+)
+def test_an_option_like_none_is_the_error_without_a_guess(command, given, said, tmp_path, capsys):
+    """The '--' every option shares made '--bogus' near '--host' (view's)."""
+    with pytest.raises(SystemExit) as exit_info:
+        _main(command)(["--dir", str(tmp_path / "b"), *given])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        f"error: unrecognized arguments: {said}; "
+        f"python -m phosjax.bench.{command} --help lists the options.\n"
+    )
+
+
+@pytest.mark.parametrize(
     ("given", "near"),
     [
         ("--eval", "--eval_every"),  # was taken as --eval_every
