@@ -50,6 +50,8 @@ import re
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
+from phosjax._listing import listing
+
 FORMAT = 1
 
 MARKER = "bench.json"
@@ -153,12 +155,17 @@ def enclosing_bench(
     return next((p for p in pathlib.Path(directory).resolve().parents if holds(p)), None)
 
 
+BENCHES_LISTED = 10
+"""The most benches `benches_inside` names (a folder such as ``/tmp`` may hold hundreds)."""
+
+
 def benches_inside(
     directory: str | os.PathLike, holds: Callable[[pathlib.Path], bool] = is_bench
 ) -> str:
     """For ``directory``, which holds no bench, the folders in it that ``holds`` (default:
-    benches; the viewer also takes morph runs) and how to pass one, for a message; ``""``
-    when there are none (or it cannot be read).
+    benches; the viewer also takes morph runs; the first `BENCHES_LISTED`, then how many
+    more) and how to pass one, for a message; ``""`` when there are none (or it cannot be
+    read).
 
     Examples:
       >>> import tempfile
@@ -175,7 +182,7 @@ def benches_inside(
     if not names:
         return ""
     first = pathlib.Path(directory, names[0])
-    return f"Benches inside it: {', '.join(names)}; pass one: --dir {first}"
+    return f"Benches inside it: {listing(names, BENCHES_LISTED)}; pass one: --dir {first}"
 
 
 def not_a_bench(

@@ -371,6 +371,19 @@ def test_every_command_quotes_a_dir_that_is_not_a_bench_alike(tmp_path, capsys, 
     assert said == [said[0]] * 3
 
 
+def test_a_folder_holding_many_benches_names_the_first_ten(tmp_path, capsys):
+    """A folder such as /tmp, with hundreds of benches, filled the terminal with them."""
+    for i in range(12):
+        (tmp_path / f"b{i:02}").mkdir()
+        (tmp_path / f"b{i:02}" / "bench.json").write_text("{}")
+    assert profile_main(["--dir", str(tmp_path)]) == 2
+    names = ", ".join(f"b{i:02}" for i in range(10))
+    assert capsys.readouterr().err.endswith(
+        f"it has no bench.json. Benches inside it: {names} and 2 more; "
+        f"pass one: --dir {tmp_path / 'b00'}\n"
+    )
+
+
 def test_a_folder_holding_benches_names_them_as_view_does(bench, toy, capsys):
     root = bench[0]
     parent = root.parent  # holds the bench b alone
