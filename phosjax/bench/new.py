@@ -1,17 +1,18 @@
 """``python -m phosjax.bench.new --config FILE --dir DIR``: plan, train and write a bench.
 
 Any config key can be overridden on the command line (``--grid.learning_rate
-'[0.1, 0.01]'``); ``--print_config`` prints the resolved bench config (without the
-command's own options such as ``--dir``), after checking it as a run would (keys, values,
-model names once ``--import`` ran, data set names, each model entry's depth, width and
-options where a data set's metadata gives its input shape), and exits: saved to a file
-and passed back with ``--config``, it plans the same grid. Running the same command again
-continues an interrupted bench from its checkpoints; so does ``--dir DIR`` alone (no config given),
-which never trains the built-in defaults into a new directory, and ``--dir DIR
---data_dir NEW`` continues it reading its data sets from ``NEW``. A bench records the
-``--import`` modules that registered its models (``bench.json``'s ``imports``) and
-imports them again when continued, so ``--dir DIR`` alone continues a bench of your own
-models too.
+'[0.1, 0.01]'``; ``--models`` and ``--datasets`` take one name, names joined by commas
+or a YAML list: ``--models mlp,cnn1d``); ``--print_config`` prints the resolved bench
+config (without the command's own options such as ``--dir``), after checking it as a run
+would (keys, values, model names once ``--import`` ran, data set names, each model entry's
+depth, width and options where a data set's metadata gives its input shape), and exits:
+saved to a file and passed back with ``--config``, it plans the same grid. Running the
+same command again continues an interrupted bench from its checkpoints; so does ``--dir
+DIR`` alone (no config given), which never trains the built-in defaults into a new
+directory, and ``--dir DIR --data_dir NEW`` continues it reading its data sets from
+``NEW``. A bench records the ``--import`` modules that registered its models
+(``bench.json``'s ``imports``) and imports them again when continued, so ``--dir DIR``
+alone continues a bench of your own models too.
 """
 
 import dataclasses
@@ -182,6 +183,39 @@ def _refuse_defaults_for_a_bench(directory: str, config: BenchConfig, argv: Sequ
     )
 
 
+_LISTS = ("--models", "--datasets")
+"""The options whose value is a list of names, where one name or several joined by
+commas are taken as that list (as ``add_models --models`` takes them)."""
+
+
+def _names_as_lists(argv: Sequence[str]) -> list[str]:
+    """``argv`` with each `_LISTS` value that is not a YAML list written as one: ``mlp``
+    as ``[mlp]``, ``mlp,cnn1d`` as ``[mlp,cnn1d]``, an entry ``{name: mlp}`` as
+    ``[{name: mlp}]``; jsonargparse took only ``[...]`` (its usage, ``--models
+    [ITEM,...]``, says so) and refused ``--datasets digits``.
+
+    Examples:
+      >>> _names_as_lists(["--models", "mlp,cnn1d", "--datasets=digits", "--dir", "d"])
+      ['--models', '[mlp,cnn1d]', '--datasets=[digits]', '--dir', 'd']
+      >>> _names_as_lists(["--models", "[mlp]", "--models+", "cnn1d"])
+      ['--models', '[mlp]', '--models+', 'cnn1d']
+    """
+
+    def as_list(value: str) -> str:
+        return value if value.lstrip()[:1] in ("[", "-", "") else f"[{value}]"
+
+    argv = list(argv)
+    for i, arg in enumerate(argv):
+        option, equals, value = arg.partition("=")
+        if option not in _LISTS:
+            continue
+        if equals:
+            argv[i] = f"{option}={as_list(value)}"
+        elif i + 1 < len(argv):
+            argv[i + 1] = as_list(argv[i + 1])
+    return argv
+
+
 def _stored_config_to_print(argv: list[str]) -> list[str]:
     """``argv``, with the stored config of the bench in ``--dir`` as its ``--config``
     where it asks ``--print_config`` of that bench continued (no config given but
@@ -206,7 +240,8 @@ def _stored_config_to_print(argv: list[str]) -> list[str]:
 @entry_point(kept_in_bench("phosjax.bench.new"))
 def main(argv: Sequence[str] | None = None) -> None:
     """Runs the command line ``argv`` (default ``sys.argv[1:]``)."""
-    argv = _stored_config_to_print(config_files_first(sys.argv[1:] if argv is None else argv))
+    argv = config_files_first(sys.argv[1:] if argv is None else argv)
+    argv = _stored_config_to_print(_names_as_lists(argv))
     for path in config_files(argv):  # named, clear errors before jsonargparse's
         _check_config_file(path)
     args = parser().parse_args(argv)

@@ -439,6 +439,24 @@ def test_print_config_refuses_a_config_a_run_would_refuse(tmp_path, capsys, over
     assert out == "" and err.startswith(f"error: {message}"), err
 
 
+@pytest.mark.parametrize(
+    "given",
+    [
+        ["--models", "mlp,cnn1d", "--datasets", "digits"],
+        ["--models=mlp,cnn1d", "--datasets=digits"],
+        ["--models", "[mlp, cnn1d]", "--datasets", "[digits]"],
+    ],
+)
+def test_models_and_datasets_take_names_as_add_models_does(tmp_path, capsys, given):
+    """'--datasets digits' was 'expected list (a list is written '[a, b]')'."""
+    with pytest.raises(SystemExit) as exit_info:
+        new_main(["--dir", str(tmp_path / "b"), *given, "--print_config"])
+    assert exit_info.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert (printed["models"], printed["datasets"]) == (["mlp", "cnn1d"], ["digits"])
+    assert not (tmp_path / "b").exists()
+
+
 def test_print_config_knows_the_models_an_import_registers(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(_registry, "_REGISTRY", dict(_registry._REGISTRY))
     (tmp_path / "my_models.py").write_text(
@@ -465,7 +483,10 @@ def test_print_config_knows_the_models_an_import_registers(tmp_path, capsys, mon
             ["--grid.steps", "ten"],
             "--grid.steps ten: expected int or list[int] (a list is written ",
         ),
-        (["--models", "mlp"], "--models mlp: expected list (a list is written '[a, b]')"),
+        (
+            ["--grid.regularizers", "l1"],
+            "--grid.regularizers l1: expected list (a list is written '[a, b]')",
+        ),
         (  # said only 'expected dict', of a dict whose items YAML cannot read unquoted
             ["--dataset_splits", "{digits: [train[:60%], train[60%:]]}"],
             "--dataset_splits {digits: [train[:60%], train[60%:]]}: expected dict (YAML cannot "
