@@ -188,6 +188,20 @@ def _nothing_to_resume(root: pathlib.Path) -> str:
     )
 
 
+def _continued(root: pathlib.Path, config: BenchConfig, force: bool) -> tuple[BenchConfig, None]:
+    """`choose_config`'s answer for the bench in ``root`` continued under ``config``, its
+    own; saying so on stderr where ``force`` asked to start over, which it moves aside
+    only for another config."""
+    if force:
+        print(
+            f"--force: {str(root)!r} holds a bench of this config, so it continues; --force "
+            "moves aside only a bench of another config. To start it over, pick another "
+            "--dir or delete this one.",
+            file=sys.stderr,
+        )
+    return config, None
+
+
 def choose_config(
     directory: str | os.PathLike,
     config: BenchConfig | None,
@@ -204,7 +218,7 @@ def choose_config(
     differs only in how its numbers are written (``0`` for ``0.0``) or in ``data_dir``
     is the stored one, reading its data from the given ``data_dir``.
     ``force`` moves a bench with another config aside to ``<dir>.old-<time>`` (never
-    deleting it) and starts over.
+    deleting it) and starts over; one of the same config continues (saying so on stderr).
 
     Raises:
       BenchError: the directory holds another config and neither flag is given; it is
@@ -258,13 +272,13 @@ def choose_config(
         return config, None
     stored, marker = open_bench(root)
     if config is None:
-        return stored, None
+        return _continued(root, stored, force)
     relocated = dataclasses.replace(stored, data_dir=config.data_dir)  # data may move
     if marker.get("config_hash") == config.digest():
-        return relocated, None
+        return _continued(root, relocated, force)
     changed = stored.differences(config)
     if not changed:  # the same bench, its numbers written otherwise (0 and 0.0)
-        return relocated, None
+        return _continued(root, relocated, force)
     if resume:  # said, so that a changed config is never dropped silently
         print(
             f"--resume: continuing {str(root)!r} under its stored config; the config given "

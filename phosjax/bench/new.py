@@ -90,7 +90,12 @@ def parser() -> ArgumentParser:
     parser.add_argument("--config", action=ActionConfigFile, help="a YAML bench config")
     add_common(parser)
     parser.add_argument("--resume", action="store_true", help="continue the bench in --dir")
-    parser.add_argument("--force", action="store_true", help="move an old bench aside")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="move aside a bench of another config and start over (a bench of the same "
+        "config continues)",
+    )
     parser.add_argument("--no_progress", action="store_true", help="no progress bar, no summary")
     parser.add_class_arguments(BenchConfig, None, fail_untyped=False)
     for action in parser._actions:

@@ -248,6 +248,21 @@ def test_force_moves_the_old_bench_aside(bench, tmp_path, toy, capsys):
     assert results.seed.unique().tolist() == [5]
 
 
+@pytest.mark.parametrize("given", ["same", "none"])
+def test_force_on_a_bench_of_the_same_config_says_it_continues(bench, capsys, given):
+    """--force (help: 'move an old bench aside') continued it without a word."""
+    root = bench[0]
+    config = tiny_config(models=[{"name": "mlp", "width": 8}]) if given == "same" else None
+    stored = load_config(root / _layout.CONFIG)
+    assert choose_config(root, config, force=True) == (stored, None)
+    assert capsys.readouterr().err == (
+        f"--force: {str(root)!r} holds a bench of this config, so it continues; --force "
+        "moves aside only a bench of another config. To start it over, pick another --dir "
+        "or delete this one.\n"
+    )
+    assert not list(root.parent.glob(f"{root.name}.old-*"))
+
+
 def test_force_with_a_config_that_cannot_plan_moves_nothing(bench, tmp_path, toy):
     root = tmp_path / "b"
     shutil.copytree(bench[0], root)
