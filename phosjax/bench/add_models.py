@@ -5,8 +5,9 @@ Adds to an existing bench the models registered since it was made (after importi
 finishes the bench's unfinished groups), under the bench's stored config. The modules
 the bench recorded (the ``--import``s that registered its models) are imported again
 first; a new ``--import`` that registers a model it adds is recorded too. A ``--models``
-value is a registered name, a YAML entry or a YAML list of them, as in the config's
-``models``: ``--models logreg '{name: mlp, width: [64]}'`` or ``--models '[logreg, cnn1d]'``.
+value is a registered name, names joined by commas, a YAML entry or a YAML list of them,
+as in the config's ``models``: ``--models logreg '{name: mlp, width: [64]}'``,
+``--models logreg,cnn1d`` or ``--models '[logreg, cnn1d]'``.
 """
 
 from collections.abc import Sequence
@@ -36,25 +37,28 @@ def parser() -> ArgumentParser:
         "--models",
         nargs="+",
         default=None,
-        help="model names or YAML entries to add, e.g. logreg '{name: mlp, width: [64]}'",
+        help="model names (or names joined by commas) or YAML entries to add, e.g. logreg "
+        "'{name: mlp, width: [64]}'",
     )
     parser.add_argument("--no_progress", action="store_true", help="no progress bar, no summary")
     return parser
 
 
 def model_arguments(text: str) -> list[str | dict[str, Any]]:
-    """The models of one ``--models`` value: a name, an entry written as a YAML mapping, or
-    a YAML list of them, as ``new --models`` takes.
+    """The models of one ``--models`` value: a name, names joined by commas, an entry
+    written as a YAML mapping, or a YAML list of them, as ``new --models`` takes.
 
     Examples:
       >>> model_arguments("logreg"), model_arguments("{name: mlp, width: [64]}")
       (['logreg'], [{'name': 'mlp', 'width': [64]}])
+      >>> model_arguments("logreg,cnn1d")
+      ['logreg', 'cnn1d']
       >>> model_arguments("[logreg, {name: mlp, width: [64]}]")
       ['logreg', {'name': 'mlp', 'width': [64]}]
     """
     start = text.lstrip()[:1]
     if start not in ("{", "["):
-        return [text]
+        return [name.strip() for name in text.split(",")]
     kind = "mapping" if start == "{" else "list"
     try:
         loaded = safe_load(text)

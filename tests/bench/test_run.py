@@ -792,6 +792,12 @@ def test_add_models_command_reads_a_yaml_list_as_new_does(bench, capsys):
     assert "--models '[mlp, {name: cnn1d' is not a YAML list (" in capsys.readouterr().err
 
 
+def test_add_models_command_reads_names_joined_by_commas_as_new_does(bench, capsys):
+    """``--models mlp,mlpp`` was one model, 'mlp,mlpp', near none."""
+    assert add_models_main(["--dir", str(bench[0]), "--models", "mlp,mlpp"]) == 2
+    assert capsys.readouterr().err.startswith("error: unknown model 'mlpp' (did you mean 'mlp'?)")
+
+
 def test_add_models_names_an_unknown_model_without_saying_it_adds_it(bench, capsys):
     assert add_models_main(["--dir", str(bench[0]), "--models", "nosuch"]) == 2
     err = capsys.readouterr().err
