@@ -4,12 +4,30 @@ for ``new`` and ``python -m phosjax.morph``) and argparse's (`ArgParser`, for ``
 status 2; a module without jax or jsonargparse."""
 
 import argparse
+import os
 import re
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from phosjax._nearest import nearest
+
+
+def _option_for(given: str, known: Sequence[str]) -> str | None:
+    """The option of ``known`` that ``given``, an argument without one, would be the value
+    of: ``--config`` for a YAML file, ``--dir`` for a directory that exists; else None.
+
+    Examples:
+      >>> _option_for("configs/my.yaml", ["--config", "--dir"]), _option_for(".", ["--dir"])
+      ('--config', '--dir')
+      >>> _option_for("cnn1d", ["--dir"]), _option_for("--dir", ["--dir"])
+      (None, None)
+    """
+    if given.endswith((".yaml", ".yml")) and "--config" in known:
+        return "--config"
+    if not given.startswith("-") and os.path.isdir(given) and "--dir" in known:
+        return "--dir"
+    return None
 
 
 def near_options(message: str, known: Sequence[str]) -> str:
@@ -26,17 +44,21 @@ def near_options(message: str, known: Sequence[str]) -> str:
       'unrecognized arguments: --bogus 1'
       >>> near_options("argument --port: bad", ["--port"])
       'argument --port: bad'
+
+    A first argument given without an option, a YAML file or a directory, is the
+    ``--config`` or ``--dir`` it would be (`_option_for`).
     """
     if not message.startswith("unrecognized arguments:"):
         return message
+    given = message.removeprefix("unrecognized arguments:").split()
+    option = _option_for(given[0], known) if given else None
+    hints = [f"{option} {given[0]}"] if option is not None else []
     names = {option.lstrip("-"): option for option in known}
-    for given in re.findall(r"--[\w.+-]+", message):
-        longer = [option for option in known if option.startswith(given)]
-        alike = [names[name] for name in nearest(given.lstrip("-"), names)]
-        near = longer[:1] if len(longer) == 1 else alike[:1]
-        if near:
-            message += f" (did you mean {near[0]}?)"
-    return message
+    for misspelt in re.findall(r"--[\w.+-]+", message):
+        longer = [option for option in known if option.startswith(misspelt)]
+        alike = [names[name] for name in nearest(misspelt.lstrip("-"), names)]
+        hints += longer[:1] if len(longer) == 1 else alike[:1]
+    return message + "".join(f" (did you mean {hint}?)" for hint in hints)
 
 
 def usage_error(parser: argparse.ArgumentParser, line: str) -> NoReturn:

@@ -44,6 +44,21 @@ def test_an_option_like_none_is_the_error_without_a_guess(command, given, said, 
     )
 
 
+@pytest.mark.parametrize("command", ["new", "view"])
+def test_a_file_or_dir_given_without_its_option_is_named_with_it(command, tmp_path, capsys):
+    """'new configs/example.yaml' and 'view runs/example' said only 'unrecognized'."""
+    given = "configs/example.yaml" if command == "new" else str(tmp_path)
+    option = "--config" if command == "new" else "--dir"
+    with pytest.raises(SystemExit) as exit_info:
+        _main(command)([given, *(["--dir", str(tmp_path / "b")] if command == "new" else [])])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        f"error: unrecognized arguments: {given} (did you mean {option} {given}?); "
+        f"python -m phosjax.bench.{command} --help lists the options.\n"
+    )
+    assert not (tmp_path / "b").exists()
+
+
 @pytest.mark.parametrize(
     ("given", "near"),
     [
