@@ -534,7 +534,8 @@ class BenchConfig:
         if self.strategy not in strategies:
             raise BenchError(
                 f"unknown strategy {self.strategy!r}; strategy must be one of "
-                f"{', '.join(map(repr, strategies))}."
+                f"{', '.join(map(repr, strategies))}"
+                f"{did_you_mean([str(self.strategy)], strategies) or '.'}"
             )
         self._check_int32()
 

@@ -23,6 +23,7 @@ from typing import Any
 from jsonargparse import ArgumentParser
 
 from phosjax._listing import listing
+from phosjax._nearest import did_you_mean
 from phosjax.bench import _layout
 from phosjax.bench._cli import Parser, either, entry_point, exit_process, then_command
 from phosjax.bench._config import BenchError
@@ -116,7 +117,8 @@ def config_from_args(args: Any) -> SpeedConfig:
         raise BenchError(f"--sizes {values['sizes']!r}: expected integers like 1,8,64") from error
     strategies = ("auto", *STRATEGIES)
     if get("strategy") not in strategies:
-        raise BenchError(f"--strategy {get('strategy')!r}: expected one of {strategies}")
+        near = did_you_mean([str(get("strategy"))], strategies)
+        raise BenchError(f"--strategy {get('strategy')!r}: expected one of {strategies}{near}")
     try:
         return SpeedConfig(
             models=_names(get("models")),

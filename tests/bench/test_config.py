@@ -71,6 +71,7 @@ def test_bad_config_is_a_clear_error(tmp_path, text, match):
             r"unknown strategy 'bogus'; strategy must be one of 'auto', 'vmap', 'map', "
             r"'sequential', 'stepwise', 'vmap_matmul', 'map_matmul'\.",
         ),
+        ("strategy: vamp\n", r"'map_matmul'\. Did you mean 'vmap'\?$"),
     ],
 )
 def test_a_grid_with_no_cell_or_an_unknown_strategy_is_a_clear_error(tmp_path, text, match):

@@ -61,6 +61,7 @@ def test_quick_run_writes_parquet_table_and_plot(tmp_path, capsys):
         (["--compute_dtype", "float16"], "--compute_dtype: 'float16': expected one of ('float32'"),
         (["--sizes", "1,eight"], "--sizes '1,eight': expected integers"),
         (["--strategy", "fast"], "--strategy 'fast': expected one of ('auto'"),
+        (["--strategy", "vamp"], "'map_matmul'). Did you mean 'vmap'?\n"),
         (["--sizes", "1,8,1"], "--sizes: repeat [1]; give each size once"),
         (["--sizes", ","], "--sizes: empty; give at least one size"),
         (["--models", "mlp,mlp"], "--models: repeat ['mlp']; give each model once"),
