@@ -59,12 +59,14 @@ _INSTALL = "Exporting to MLflow needs the mlflow extra: pip install 'phosjax[mlf
 
 @dataclasses.dataclass(frozen=True)
 class Exported:
-    """What `export_mlflow` did: ``{cell_id: run_id}`` of new runs and the cells it skipped."""
+    """What `export_mlflow` did: ``{cell_id: run_id}`` of new runs and the cells it skipped,
+    in the experiment of that id and name."""
 
     experiment_id: str
     runs: dict[str, str]
     already_exported: list[str]
     unfinished: list[str]
+    experiment: str = ""
 
 
 def mlflow_keys(names: Sequence[str]) -> dict[str, str]:
@@ -260,11 +262,12 @@ def export_mlflow(directory: str, tracking_uri: str, experiment: str | None = No
     cells = bench.cells()
     try:
         client = MlflowClient(tracking_uri)
-        experiment_id = _experiment_id(client, experiment or bench.name, tracking_uri)
+        experiment = experiment or bench.name
+        experiment_id = _experiment_id(client, experiment, tracking_uri)
     except OSError as error:  # a file: store that is a file, or cannot be made or written
         raise MlflowException(f"cannot use the MLflow store {tracking_uri}: {error}") from error
     done = _exported_cells(client, experiment_id, created, config_hash)
-    exported = Exported(experiment_id, {}, [], [])
+    exported = Exported(experiment_id, {}, [], [], experiment)
     for cell in cells.to_dict("records"):
         cell_id = cell["cell_id"]
         if cell_id in done:
@@ -339,7 +342,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(
         f"Exported {counted(len(exported.runs), 'cell')} to MLflow experiment "
-        f"{exported.experiment_id} at {args.mlflow}; {len(exported.already_exported)} "
+        f"{exported.experiment!r} (id {exported.experiment_id}) at {args.mlflow}; "
+        f"{len(exported.already_exported)} "
         f"{'was' if len(exported.already_exported) == 1 else 'were'} already there, "
         f"{len(exported.unfinished)} not finished yet."
     )

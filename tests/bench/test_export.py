@@ -194,7 +194,12 @@ def test_mlflow_keys_number_every_column_that_would_share_a_key():
 
 def test_command_line(written, store, tmp_path, capsys, monkeypatch):
     assert main(["--dir", str(written.root), "--mlflow", store, "--experiment", "cli"]) == 0
-    assert f"Exported {len(written.cells)} cells to MLflow experiment" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    experiment_id = mlflow.tracking.MlflowClient(store).get_experiment_by_name("cli").experiment_id
+    assert (
+        f"Exported {len(written.cells)} cells to MLflow experiment 'cli' (id {experiment_id}) "
+        in out
+    )
     assert len(_runs(store, "cli")[1]) == len(written.cells)
     assert main(["--dir", str(tmp_path), "--mlflow", store]) == 2
     assert "is not a bench: it has no bench.json" in capsys.readouterr().err
