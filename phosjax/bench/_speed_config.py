@@ -108,6 +108,8 @@ class SpeedConfig:
             if seconds < 0:
                 raise SpeedConfigError(name, f"must be >= 0 seconds, got {seconds}")
         if self.compute_dtype not in COMPUTE_DTYPES:
+            near = did_you_mean([str(self.compute_dtype)], COMPUTE_DTYPES)
             raise SpeedConfigError(
-                "compute_dtype", f"{self.compute_dtype!r}: expected one of {COMPUTE_DTYPES}"
+                "compute_dtype",
+                f"unknown {self.compute_dtype!r}; choose from {list(COMPUTE_DTYPES)}{near}",
             )

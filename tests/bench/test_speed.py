@@ -58,7 +58,11 @@ def test_quick_run_writes_parquet_table_and_plot(tmp_path, capsys):
             "error: --methods: unknown ['vamp']; choose from ['one_by_one', "
             "'vmap', 'engine', 'fused', 'torch']. Did you mean 'vmap'?\n",
         ),
-        (["--compute_dtype", "float16"], "--compute_dtype: 'float16': expected one of ('float32'"),
+        (  # was "--compute_dtype: 'float16': expected one of ('float32', 'bfloat16')"
+            ["--compute_dtype", "float16"],
+            "error: --compute_dtype: unknown 'float16'; choose from ['float32', 'bfloat16']. "
+            "Did you mean 'bfloat16' or 'float32'?\n",
+        ),
         (["--sizes", "1,eight"], "--sizes '1,eight': expected integers"),
         (["--strategy", "fast"], "--strategy 'fast': expected one of ('auto'"),
         (["--strategy", "vamp"], "'map_matmul'). Did you mean 'vmap'?\n"),
