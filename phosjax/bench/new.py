@@ -1,8 +1,8 @@
 """``python -m phosjax.bench.new --config FILE --dir DIR``: plan, train and write a bench.
 
 Any config key can be overridden on the command line (``--grid.learning_rate
-'[0.1, 0.01]'``; ``--models`` and ``--datasets`` take one name, names joined by commas
-or a YAML list: ``--models mlp,cnn1d``); ``--print_config`` prints the resolved bench
+'[0.1, 0.01]'``; ``--models`` and ``--datasets`` take one name or several, joined by
+commas or not, or a YAML list: ``--models mlp,cnn1d``); ``--print_config`` prints the resolved bench
 config (without the command's own options such as ``--dir``), after checking it as a run
 would (keys, values, model names once ``--import`` ran, data set names, each model entry's
 depth, width and options where a data set's metadata gives its input shape), and exits:
@@ -196,28 +196,31 @@ commas are taken as that list (as ``add_models --models`` takes them)."""
 def _names_as_lists(argv: Sequence[str]) -> list[str]:
     """``argv`` with each `_LISTS` value that is not a YAML list written as one: ``mlp``
     as ``[mlp]``, ``mlp,cnn1d`` as ``[mlp,cnn1d]``, an entry ``{name: mlp}`` as
-    ``[{name: mlp}]``; jsonargparse took only ``[...]`` (its usage, ``--models
+    ``[{name: mlp}]``, and several values (``--models mlp cnn1d``, as ``add_models``
+    takes them) as one list; jsonargparse took only ``[...]`` (its usage, ``--models
     [ITEM,...]``, says so) and refused ``--datasets digits``.
 
     Examples:
       >>> _names_as_lists(["--models", "mlp,cnn1d", "--datasets=digits", "--dir", "d"])
       ['--models', '[mlp,cnn1d]', '--datasets=[digits]', '--dir', 'd']
-      >>> _names_as_lists(["--models", "[mlp]", "--models+", "cnn1d"])
-      ['--models', '[mlp]', '--models+', 'cnn1d']
+      >>> _names_as_lists(["--models", "mlp", "{name: gru}", "--models+", "cnn1d"])
+      ['--models', '[mlp, {name: gru}]', '--models+', 'cnn1d']
+      >>> _names_as_lists(["--models", "[mlp]", "[gru]"])  # refused as before
+      ['--models', '[mlp]', '[gru]']
     """
-
-    def as_list(value: str) -> str:
-        return value if value.lstrip()[:1] in ("[", "-", "") else f"[{value}]"
-
-    argv = list(argv)
-    for i, arg in enumerate(argv):
+    given, argv = list(argv), []
+    while given:
+        arg = given.pop(0)
         option, equals, value = arg.partition("=")
-        if option not in _LISTS:
-            continue
-        if equals:
-            argv[i] = f"{option}={as_list(value)}"
-        elif i + 1 < len(argv):
-            argv[i + 1] = as_list(argv[i + 1])
+        values = [value] if equals else []
+        while option in _LISTS and not equals and given and not given[0].startswith("-"):
+            values.append(given.pop(0))
+        if option not in _LISTS or not all(v.strip() and v.lstrip()[0] != "[" for v in values):
+            argv += [arg, *([] if equals else values)]
+        elif equals:
+            argv.append(f"{option}=[{value}]")
+        else:
+            argv += [arg, *([f"[{', '.join(values)}]"] if values else [])]
     return argv
 
 
