@@ -275,10 +275,10 @@ def test_a_model_with_bfloat16_logits_takes_its_train_loss_in_float32(toy):
     [group] = plan_groups([Cell(_Bfloat16Config(), "toy", hp, 0)])
     cell = jax.tree.map(lambda a: a[0], init_group(group, toy))
     step, arrays = make_train_step(_Bfloat16(), hp), device_arrays(toy)
-    _, metrics = jax.jit(step)(cell, arrays)
-    x, y = step.batches(cell, arrays, 1, budget_bytes=np.inf)
-    logits = jax.jit(_Bfloat16().apply)({"params": cell.params}, x[0]).astype(jnp.float32)
-    targets = jax.nn.one_hot(y[0], 3) * 0.9 + 0.1 / 3
+    x, y = arrays["x_train"][:16], arrays["y_train"][:16]  # the step's batch, given
+    _, metrics = jax.jit(step)(cell, arrays, (x, y))
+    logits = jax.jit(_Bfloat16().apply)({"params": cell.params}, x).astype(jnp.float32)
+    targets = jax.nn.one_hot(y, 3) * 0.9 + 0.1 / 3
     task = optax.softmax_cross_entropy(logits, targets).mean()
     np.testing.assert_allclose(float(metrics["task_loss"]), float(task), rtol=1e-6)
 
