@@ -16,6 +16,7 @@ alone continues a bench of your own models too.
 """
 
 import dataclasses
+import json
 import pathlib
 import sys
 from collections.abc import Mapping, Sequence
@@ -195,16 +196,16 @@ commas are taken as that list (as ``add_models --models`` takes them)."""
 
 def _names_as_lists(argv: Sequence[str]) -> list[str]:
     """``argv`` with each `_LISTS` value that is not a YAML list written as one: ``mlp``
-    as ``[mlp]``, ``mlp,cnn1d`` as ``[mlp,cnn1d]``, an entry ``{name: mlp}`` as
-    ``[{name: mlp}]``, and several values (``--models mlp cnn1d``, as ``add_models``
-    takes them) as one list; jsonargparse took only ``[...]`` (its usage, ``--models
-    [ITEM,...]``, says so) and refused ``--datasets digits``.
+    as ``["mlp"]``, ``mlp,cnn1d`` as ``["mlp", "cnn1d"]`` (`_yaml_list`), an entry
+    ``{name: mlp}`` as ``[{name: mlp}]``, and several values (``--models mlp cnn1d``, as
+    ``add_models`` takes them) as one list; jsonargparse took only ``[...]`` (its usage,
+    ``--models [ITEM,...]``, says so) and refused ``--datasets digits``.
 
     Examples:
       >>> _names_as_lists(["--models", "mlp,cnn1d", "--datasets=digits", "--dir", "d"])
-      ['--models', '[mlp,cnn1d]', '--datasets=[digits]', '--dir', 'd']
+      ['--models', '["mlp", "cnn1d"]', '--datasets=["digits"]', '--dir', 'd']
       >>> _names_as_lists(["--models", "mlp", "{name: gru}", "--models+", "cnn1d"])
-      ['--models', '[mlp, {name: gru}]', '--models+', 'cnn1d']
+      ['--models', '["mlp", {name: gru}]', '--models+', 'cnn1d']
       >>> _names_as_lists(["--models", "[mlp]", "[gru]"])  # refused as before
       ['--models', '[mlp]', '[gru]']
     """
@@ -218,10 +219,31 @@ def _names_as_lists(argv: Sequence[str]) -> list[str]:
         if option not in _LISTS or not all(v.strip() and v.lstrip()[0] != "[" for v in values):
             argv += [arg, *([] if equals else values)]
         elif equals:
-            argv.append(f"{option}=[{value}]")
+            argv.append(f"{option}={_yaml_list([value])}")
         else:
-            argv += [arg, *([f"[{', '.join(values)}]"] if values else [])]
+            argv += [arg, *([_yaml_list(values)] if values else [])]
     return argv
+
+
+def _yaml_list(values: Sequence[str]) -> str:
+    """``values``, names (joined by commas or not) and entries (``{name: mlp}``), as one
+    YAML list; each name quoted, so that one holding brackets (``digits[:10%]``) reads as
+    written and its error is the config's, not YAML's about a list no one wrote.
+
+    Examples:
+      >>> print(_yaml_list(["mlp, cnn1d", "{name: gru}", "digits[:10%],"]))
+      ["mlp", "cnn1d", {name: gru}, "digits[:10%]"]
+    """
+    items = [
+        item
+        for value in values
+        for item in (
+            [value]
+            if value.lstrip().startswith("{")
+            else [json.dumps(name.strip()) for name in value.split(",") if name.strip()]
+        )
+    ]
+    return f"[{', '.join(items)}]"
 
 
 def _stored_config_to_print(argv: list[str]) -> list[str]:

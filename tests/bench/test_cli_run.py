@@ -458,6 +458,16 @@ def test_models_and_datasets_take_names_as_add_models_does(tmp_path, capsys, giv
     assert not (tmp_path / "b").exists()
 
 
+def test_a_data_set_name_with_a_split_is_read_as_written(tmp_path, capsys):
+    """'--datasets digits[:10%]' was a YAML error about '[digits[:10%]]', a list no one
+    wrote, not the config's error naming the dataset_splits entry to write."""
+    assert new_main(["--dir", str(tmp_path / "b"), "--datasets", "digits[:10%]"]) == 2
+    assert capsys.readouterr().err.startswith(
+        "error: datasets names 'digits[:10%]', a data set with a split ('[:10%]'); a bench "
+        "takes the data set's name alone in datasets (digits)"
+    )
+
+
 def test_print_config_knows_the_models_an_import_registers(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(_registry, "_REGISTRY", dict(_registry._REGISTRY))
     (tmp_path / "my_models.py").write_text(
