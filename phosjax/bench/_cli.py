@@ -32,6 +32,30 @@ def _split_top(text: str) -> list[str]:
     return [*parts, text[start:].strip()]
 
 
+def comma_names(option: str, text: str) -> list[str]:
+    """The names of ``option``'s value ``text``: one, or several joined by commas (outside
+    brackets: ``digits[:10%]`` is one), spaces around each dropped.
+
+    Examples:
+      >>> comma_names("--models", "mlp, cnn1d"), comma_names("--datasets", "digits[:10%]")
+      (['mlp', 'cnn1d'], ['digits[:10%]'])
+      >>> comma_names("--models", "mlp,")
+      Traceback (most recent call last):
+      ...
+      phosjax.bench._errors.BenchError: --models 'mlp,' holds an empty name (before, ...
+
+    Raises:
+      BenchError: naming ``option`` and ``text`` where a name is empty (``mlp,``).
+    """
+    names = _split_top(text)
+    if not all(names):
+        raise BenchError(
+            f"{option} {text!r} holds an empty name (before, between or after its commas); "
+            f"give names joined by commas, e.g. {option} mlp,cnn1d"
+        )
+    return names
+
+
 def either(names: Iterable[str]) -> str:
     """``names`` in words: ``"a, b or c"``.
 

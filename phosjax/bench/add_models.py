@@ -21,6 +21,7 @@ from phosjax._yaml import safe_load
 from phosjax.bench._cli import (
     Parser,
     add_common,
+    comma_names,
     entry_point,
     exit_process,
     kept_in_bench,
@@ -58,7 +59,7 @@ def model_arguments(text: str) -> list[str | dict[str, Any]]:
     """
     start = text.lstrip()[:1]
     if start not in ("{", "["):
-        return [name.strip() for name in text.split(",")]
+        return list(comma_names("--models", text))
     kind = "mapping" if start == "{" else "list"
     try:
         loaded = safe_load(text)

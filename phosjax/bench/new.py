@@ -29,6 +29,7 @@ from phosjax.bench import _layout, _plan
 from phosjax.bench._cli import (
     ConfigParser,
     add_common,
+    comma_names,
     config_files,
     config_files_first,
     dir_option,
@@ -219,19 +220,20 @@ def _names_as_lists(argv: Sequence[str]) -> list[str]:
         if option not in _LISTS or not all(v.strip() and v.lstrip()[0] != "[" for v in values):
             argv += [arg, *([] if equals else values)]
         elif equals:
-            argv.append(f"{option}={_yaml_list([value])}")
+            argv.append(f"{option}={_yaml_list(option, [value])}")
         else:
-            argv += [arg, *([_yaml_list(values)] if values else [])]
+            argv += [arg, *([_yaml_list(option, values)] if values else [])]
     return argv
 
 
-def _yaml_list(values: Sequence[str]) -> str:
-    """``values``, names (joined by commas or not) and entries (``{name: mlp}``), as one
-    YAML list; each name quoted, so that one holding brackets (``digits[:10%]``) reads as
-    written and its error is the config's, not YAML's about a list no one wrote.
+def _yaml_list(option: str, values: Sequence[str]) -> str:
+    """``values`` of ``option``, names (joined by commas or not: `comma_names`) and entries
+    (``{name: mlp}``), as one YAML list; each name quoted, so that one holding brackets
+    (``digits[:10%]``) reads as written and its error is the config's, not YAML's about a
+    list no one wrote.
 
     Examples:
-      >>> print(_yaml_list(["mlp, cnn1d", "{name: gru}", "digits[:10%],"]))
+      >>> print(_yaml_list("--models", ["mlp, cnn1d", "{name: gru}", "digits[:10%]"]))
       ["mlp", "cnn1d", {name: gru}, "digits[:10%]"]
     """
     items = [
@@ -240,7 +242,7 @@ def _yaml_list(values: Sequence[str]) -> str:
         for item in (
             [value]
             if value.lstrip().startswith("{")
-            else [json.dumps(name.strip()) for name in value.split(",") if name.strip()]
+            else [json.dumps(name) for name in comma_names(option, value)]
         )
     ]
     return f"[{', '.join(items)}]"

@@ -458,6 +458,17 @@ def test_models_and_datasets_take_names_as_add_models_does(tmp_path, capsys, giv
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.parametrize("value", ["mlp,", "mlp,,cnn1d", ","])
+def test_an_empty_name_between_commas_is_an_error_as_in_add_models(tmp_path, capsys, value):
+    """'--models mlp,' was the list [mlp] (YAML drops a last comma), 'mlp,,cnn1d' a YAML
+    error about '[mlp,,cnn1d]'; add_models said "unknown model ''" of both."""
+    assert new_main(["--dir", str(tmp_path / "b"), "--models", value, "--print_config"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --models {value!r} holds an empty name (before, between or after its "
+        "commas); give names joined by commas, e.g. --models mlp,cnn1d\n"
+    )
+
+
 def test_a_data_set_name_with_a_split_is_read_as_written(tmp_path, capsys):
     """'--datasets digits[:10%]' was a YAML error about '[digits[:10%]]', a list no one
     wrote, not the config's error naming the dataset_splits entry to write."""

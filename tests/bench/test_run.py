@@ -798,6 +798,12 @@ def test_add_models_command_reads_names_joined_by_commas_as_new_does(bench, caps
     assert capsys.readouterr().err.startswith("error: unknown model 'mlpp' (did you mean 'mlp'?)")
 
 
+def test_add_models_command_refuses_an_empty_name_between_commas_as_new_does(bench, capsys):
+    """``--models mlp,`` said "unknown model ''; registered models: ..."."""
+    assert add_models_main(["--dir", str(bench[0]), "--models", "mlp,"]) == 2
+    assert capsys.readouterr().err.startswith("error: --models 'mlp,' holds an empty name")
+
+
 def test_add_models_names_an_unknown_model_without_saying_it_adds_it(bench, capsys):
     assert add_models_main(["--dir", str(bench[0]), "--models", "nosuch"]) == 2
     err = capsys.readouterr().err
