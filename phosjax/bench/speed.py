@@ -118,7 +118,9 @@ def config_from_args(args: Any) -> SpeedConfig:
     strategies = ("auto", *STRATEGIES)
     if get("strategy") not in strategies:
         near = did_you_mean([str(get("strategy"))], strategies)
-        raise BenchError(f"--strategy {get('strategy')!r}: expected one of {strategies}{near}")
+        raise BenchError(
+            f"--strategy: unknown {get('strategy')!r}; choose from {list(strategies)}{near}"
+        )
     try:
         return SpeedConfig(
             models=_names(get("models")),

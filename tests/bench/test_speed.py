@@ -64,8 +64,11 @@ def test_quick_run_writes_parquet_table_and_plot(tmp_path, capsys):
             "Did you mean 'bfloat16' or 'float32'?\n",
         ),
         (["--sizes", "1,eight"], "--sizes '1,eight': expected integers"),
-        (["--strategy", "fast"], "--strategy 'fast': expected one of ('auto'"),
-        (["--strategy", "vamp"], "'map_matmul'). Did you mean 'vmap'?\n"),
+        (  # was "--strategy 'vamp': expected one of ('auto', ...)", unlike the others
+            ["--strategy", "vamp"],
+            "error: --strategy: unknown 'vamp'; choose from ['auto', 'vmap', 'map', "
+            "'sequential', 'stepwise', 'vmap_matmul', 'map_matmul']. Did you mean 'vmap'?\n",
+        ),
         (["--sizes", "1,8,1"], "--sizes: repeat [1]; give each size once"),
         (["--sizes", ","], "--sizes: empty; give at least one size"),
         (["--models", "mlp,mlp"], "--models: repeat ['mlp']; give each model once"),
