@@ -1,18 +1,18 @@
 """``python -m phosjax.bench.new --config FILE --dir DIR``: plan, train and write a bench.
 
-Any config key can be overridden on the command line (``--grid.learning_rate
-'[0.1, 0.01]'``; ``--models`` and ``--datasets`` take one name or several, joined by
-commas or not, or a YAML list: ``--models mlp,cnn1d``); ``--print_config`` prints the resolved bench
-config (without the command's own options such as ``--dir``), after checking it as a run
-would (keys, values, model names once ``--import`` ran, data set names, each model entry's
-depth, width and options where a data set's metadata gives its input shape), and exits:
-saved to a file and passed back with ``--config``, it plans the same grid. Running the
-same command again continues an interrupted bench from its checkpoints; so does ``--dir
-DIR`` alone (no config given), which never trains the built-in defaults into a new
-directory, and ``--dir DIR --data_dir NEW`` continues it reading its data sets from
-``NEW``. A bench records the ``--import`` modules that registered its models
-(``bench.json``'s ``imports``) and imports them again when continued, so ``--dir DIR``
-alone continues a bench of your own models too.
+Any config key can be overridden on the command line (``--grid.learning_rate '[0.1,
+0.01]'``; ``--models`` and ``--datasets`` take one name or several, joined by commas or not,
+or a YAML list: ``--models mlp,cnn1d``, and ``--models+ gru`` appends); ``--print_config``
+prints the resolved bench config (without the command's own options such as ``--dir``),
+after checking it as a run would (keys, values, model names once ``--import`` ran, data set
+names, each model entry's depth, width and options where a data set's metadata gives its
+input shape), and exits: saved to a file and passed back with ``--config``, it plans the
+same grid. Running the same command again continues an interrupted bench from its
+checkpoints; so does ``--dir DIR`` alone (no config given), which never trains the built-in
+defaults into a new directory, and ``--dir DIR --data_dir NEW`` continues it reading its
+data sets from ``NEW``. A bench records the ``--import`` modules that registered its models
+(``bench.json``'s ``imports``) and imports them again when continued, so ``--dir DIR`` alone
+continues a bench of your own models too.
 """
 
 import dataclasses
@@ -190,9 +190,10 @@ def _refuse_defaults_for_a_bench(directory: str, config: BenchConfig, argv: Sequ
     )
 
 
-_LISTS = ("--models", "--datasets")
+_LISTS = ("--models", "--datasets", "--models+", "--datasets+")
 """The options whose value is a list of names, where one name or several joined by
-commas are taken as that list (as ``add_models --models`` takes them)."""
+commas are taken as that list (as ``add_models --models`` takes them); ``--models+``
+appends it to the list so far."""
 
 
 def _names_as_lists(argv: Sequence[str]) -> list[str]:
@@ -206,7 +207,7 @@ def _names_as_lists(argv: Sequence[str]) -> list[str]:
       >>> _names_as_lists(["--models", "mlp,cnn1d", "--datasets=digits", "--dir", "d"])
       ['--models', '["mlp", "cnn1d"]', '--datasets=["digits"]', '--dir', 'd']
       >>> _names_as_lists(["--models", "mlp", "{name: gru}", "--models+", "cnn1d"])
-      ['--models', '["mlp", {name: gru}]', '--models+', 'cnn1d']
+      ['--models', '["mlp", {name: gru}]', '--models+', '["cnn1d"]']
       >>> _names_as_lists(["--models", "[mlp]", "[gru]"])  # refused as before
       ['--models', '[mlp]', '[gru]']
     """

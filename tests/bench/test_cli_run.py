@@ -446,6 +446,16 @@ def test_print_config_refuses_a_config_a_run_would_refuse(tmp_path, capsys, over
         ["--models=mlp,cnn1d", "--datasets=digits"],
         ["--models", "[mlp, cnn1d]", "--datasets", "[digits]"],
         ["--models", "mlp", "cnn1d", "--datasets", "digits"],  # was 'unrecognized: cnn1d'
+        ["--models", "mlp", "--models+", "cnn1d", "--datasets", "digits"],
+        [
+            "--models",
+            "[]",
+            "--models+",
+            "mlp,cnn1d",
+            "--datasets",
+            "digits",
+        ],  # was "unknown model 'mlp,cnn1d'"
+        ["--models", "[]", "--models+", "mlp", "cnn1d", "--datasets", "digits"],
     ],
 )
 def test_models_and_datasets_take_names_as_add_models_does(tmp_path, capsys, given):
