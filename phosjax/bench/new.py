@@ -43,6 +43,7 @@ from phosjax.bench._directory import open_bench, shown_differences
 from phosjax.bench._imports import import_for_bench, planned_models
 from phosjax.bench._plan import check_models
 from phosjax.bench._runner import run
+from phosjax.bench._usage import _option_for
 from phosjax.morph._loop import MorphConfig
 from phosjax.train import STRATEGIES
 
@@ -216,7 +217,7 @@ def _names_as_lists(argv: Sequence[str]) -> list[str]:
         arg = given.pop(0)
         option, equals, value = arg.partition("=")
         values = [value] if equals else []
-        while option in _LISTS and not equals and given and not given[0].startswith("-"):
+        while option in _LISTS and not equals and given and not _another_option(given[0]):
             values.append(given.pop(0))
         if option not in _LISTS or not all(v.strip() and v.lstrip()[0] != "[" for v in values):
             argv += [arg, *([] if equals else values)]
@@ -225,6 +226,19 @@ def _names_as_lists(argv: Sequence[str]) -> list[str]:
         else:
             argv += [arg, *([_yaml_list(option, values)] if values else [])]
     return argv
+
+
+def _another_option(arg: str) -> bool:
+    """Whether ``arg``, after a name of ``--models`` or ``--datasets``, is no further name
+    but an option, or a config file meant for ``--config`` (`_option_for`): ``new --models
+    mlp configs/example.yaml`` is told to pass ``--config configs/example.yaml``, not that
+    no model has that name.
+
+    Examples:
+      >>> _another_option("--dir"), _another_option("my.yaml"), _another_option("cnn1d")
+      (True, True, False)
+    """
+    return arg.startswith("-") or _option_for(arg, ["--config"]) is not None
 
 
 def _yaml_list(option: str, values: Sequence[str]) -> str:

@@ -479,6 +479,16 @@ def test_an_empty_name_between_commas_is_an_error_as_in_add_models(tmp_path, cap
     )
 
 
+def test_a_config_file_after_the_models_is_not_taken_for_a_model(tmp_path, capsys):
+    """It was "unknown model 'my.yaml'", without the hint to pass --config."""
+    argv = ["--models", "mlp", "cnn1d", "my.yaml", "--dir", str(tmp_path / "b")]
+    with pytest.raises(SystemExit, match="2"):
+        new_main(argv)
+    assert capsys.readouterr().err.startswith(
+        "error: unrecognized arguments: my.yaml (did you mean --config my.yaml?)"
+    )
+
+
 def test_a_data_set_name_with_a_split_is_read_as_written(tmp_path, capsys):
     """'--datasets digits[:10%]' was a YAML error about '[digits[:10%]]', a list no one
     wrote, not the config's error naming the dataset_splits entry to write."""
