@@ -15,18 +15,21 @@ from phosjax._nearest import nearest
 
 def _option_for(given: str, known: Sequence[str]) -> str | None:
     """The option of ``known`` that ``given``, an argument without one, would be the value
-    of: ``--config`` for a YAML file, ``--dir`` for a directory that exists; else None.
+    of: ``--config`` for a YAML file, ``--dir`` (else ``--out``, as speed's) for a
+    directory that exists; else None.
 
     Examples:
       >>> _option_for("configs/my.yaml", ["--config", "--dir"]), _option_for(".", ["--dir"])
       ('--config', '--dir')
+      >>> _option_for(".", ["--out"]), _option_for(".", ["--dir", "--out"])
+      ('--out', '--dir')
       >>> _option_for("cnn1d", ["--dir"]), _option_for("--dir", ["--dir"])
       (None, None)
     """
     if given.endswith((".yaml", ".yml")) and "--config" in known:
         return "--config"
-    if not given.startswith("-") and os.path.isdir(given) and "--dir" in known:
-        return "--dir"
+    if not given.startswith("-") and os.path.isdir(given):
+        return next((option for option in ("--dir", "--out") if option in known), None)
     return None
 
 

@@ -44,11 +44,12 @@ def test_an_option_like_none_is_the_error_without_a_guess(command, given, said, 
     )
 
 
-@pytest.mark.parametrize("command", ["new", "view"])
+@pytest.mark.parametrize("command", ["new", "view", "speed"])
 def test_a_file_or_dir_given_without_its_option_is_named_with_it(command, tmp_path, capsys):
-    """'new configs/example.yaml' and 'view runs/example' said only 'unrecognized'."""
+    """'new configs/example.yaml', 'view runs/example' and 'speed runs/speed' said only
+    'unrecognized'."""
     given = "configs/example.yaml" if command == "new" else str(tmp_path)
-    option = "--config" if command == "new" else "--dir"
+    option = {"new": "--config", "view": "--dir", "speed": "--out"}[command]
     with pytest.raises(SystemExit) as exit_info:
         _main(command)([given, *(["--dir", str(tmp_path / "b")] if command == "new" else [])])
     assert exit_info.value.code == 2
