@@ -188,13 +188,16 @@ def _nothing_to_resume(root: pathlib.Path) -> str:
     )
 
 
-def _continued(root: pathlib.Path, config: BenchConfig, force: bool) -> tuple[BenchConfig, None]:
+def _continued(
+    root: pathlib.Path, config: BenchConfig, force: bool, given: bool = True
+) -> tuple[BenchConfig, None]:
     """`choose_config`'s answer for the bench in ``root`` continued under ``config``, its
-    own; saying so on stderr where ``force`` asked to start over, which it moves aside
-    only for another config."""
+    own (the config ``given``, or none); saying so on stderr where ``force`` asked to
+    start over, which it moves aside only for another config."""
     if force:
+        why = "holds a bench of this config" if given else "holds a bench and no config was given"
         print(
-            f"--force: {str(root)!r} holds a bench of this config, so it continues; --force "
+            f"--force: {str(root)!r} {why}, so it continues; --force "
             "moves aside only a bench of another config. To start it over, pick another "
             "--dir or delete this one.",
             file=sys.stderr,
@@ -272,7 +275,7 @@ def choose_config(
         return config, None
     stored, marker = open_bench(root)
     if config is None:
-        return _continued(root, stored, force)
+        return _continued(root, stored, force, given=False)
     relocated = dataclasses.replace(stored, data_dir=config.data_dir)  # data may move
     if marker.get("config_hash") == config.digest():
         return _continued(root, relocated, force)

@@ -248,15 +248,19 @@ def test_force_moves_the_old_bench_aside(bench, tmp_path, toy, capsys):
     assert results.seed.unique().tolist() == [5]
 
 
-@pytest.mark.parametrize("given", ["same", "none"])
-def test_force_on_a_bench_of_the_same_config_says_it_continues(bench, capsys, given):
-    """--force (help: 'move an old bench aside') continued it without a word."""
+@pytest.mark.parametrize(
+    ("given", "why"),
+    [("same", "holds a bench of this config"), ("none", "holds a bench and no config was given")],
+)
+def test_force_on_a_bench_of_the_same_config_says_it_continues(bench, capsys, given, why):
+    """--force (help: 'move an old bench aside') continued it without a word; given no
+    config, it was said to be 'of this config'."""
     root = bench[0]
     config = tiny_config(models=[{"name": "mlp", "width": 8}]) if given == "same" else None
     stored = load_config(root / _layout.CONFIG)
     assert choose_config(root, config, force=True) == (stored, None)
     assert capsys.readouterr().err == (
-        f"--force: {str(root)!r} holds a bench of this config, so it continues; --force "
+        f"--force: {str(root)!r} {why}, so it continues; --force "
         "moves aside only a bench of another config. To start it over, pick another --dir "
         "or delete this one.\n"
     )
