@@ -176,14 +176,17 @@ def test_gradients_of_a_flax_cnn_match_with_every_convolution_rewritten():
     rewritten = convs_as_matmuls(grad)
     assert count_convs(rewritten, params, x) == 0
     assert has_convs(grad, params, x) and not has_convs(rewritten, params, x)
+    # jitted: run op by op, the rewritten gradient alone took 2.5 s
     jax.tree.map(
-        lambda a, b: np.testing.assert_allclose(a, b, **TOL), rewritten(params, x), grad(params, x)
+        lambda a, b: np.testing.assert_allclose(a, b, **TOL),
+        jax.jit(rewritten)(params, x),
+        jax.jit(grad)(params, x),
     )
     xs = jnp.stack([x, -x])  # a batch of two inputs: a batched matmul, not a grouped conv
     jax.tree.map(
         lambda a, b: np.testing.assert_allclose(a, b, **TOL),
         jax.jit(jax.vmap(rewritten, (None, 0)))(params, xs),
-        jax.vmap(grad, (None, 0))(params, xs),
+        jax.jit(jax.vmap(grad, (None, 0)))(params, xs),
     )
 
 
