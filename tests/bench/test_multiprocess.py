@@ -59,19 +59,16 @@ def test_killed_mid_group_then_resumed_matches_an_uninterrupted_run(tmp_path):
     assert list(killed.rglob(".tmp*")) == []
 
 
-def test_a_process_without_cells_does_not_hold_up_the_other(tmp_path):
-    one_cell = {"models": MLP, "seeds": 1}  # process 1: no cell
-    succeeded(launch(tmp_path, [one_cell, one_cell]))
-    assert len(frame(tmp_path)) == 14  # 12 train rows and 2 test rows of the one cell
-    assert [p.name for p in tmp_path.glob("status*")] == ["status.p0of2.json"]
-
-
 def test_a_process_without_cells_waits_for_the_other_so_their_shutdown_does_not_fail(tmp_path):
+    """Nor does it hold the other up: all its rows, one status (one pair of processes
+    checks both; each pair costs seconds)."""
     one_cell = {"models": MLP, "seeds": 1}  # process 1: no cell; process 0: 6 s of saves
     outcomes = launch(tmp_path, [one_cell, one_cell], SHUTDOWN_TIMEOUT_S="2", SLOW_SAVE_S="3")
     succeeded(outcomes)  # process 1 at the shutdown barrier 6 s early: both aborted
     printed = [[row for row in log.splitlines() if row.startswith("rows ")] for _, log in outcomes]
     assert printed == [["rows 14"], ["rows 14"]]  # gloo may print after it
+    assert len(frame(tmp_path)) == 14  # 12 train rows and 2 test rows of the one cell
+    assert [p.name for p in tmp_path.glob("status*")] == ["status.p0of2.json"]
 
 
 def test_a_process_whose_training_fails_stops_the_other_once_it_is_done(tmp_path):
