@@ -13,9 +13,12 @@ from tests.train.tiny import GRID, save, toy_data
 @pytest.mark.slow
 @pytest.mark.multiprocess
 def test_two_processes_split_the_grid_and_match_one_process(tmp_path):
+    """And the process done first waits for the other, so their shutdown does not fail (one
+    pair of processes checks both; each pair costs seconds)."""
     outs = [tmp_path / f"process_{i}.npz" for i in range(2)]
-    for code, log in launch("tests.train.worker", [[str(out)] for out in outs]):
-        assert code == 0, log[-3000:]
+    env = {"SHUTDOWN_TIMEOUT_S": "2", "SLOW_CHUNK_S": "4"}  # process 1 done 4 s first
+    for code, log in launch("tests.train.worker", [[str(out)] for out in outs], env):
+        assert code == 0, log[-3000:]  # process 1 at the shutdown barrier early: both aborted
     together = {}
     for out in outs:
         together.update(np.load(out))
@@ -25,16 +28,6 @@ def test_two_processes_split_the_grid_and_match_one_process(tmp_path):
     assert {key.split("/")[0].split("[")[0] for key in together} == {"0", "1", "2", "3", "4"}
     for key, value in alone.items():
         np.testing.assert_allclose(together[key], value, rtol=2e-5, atol=2e-6, err_msg=key)
-
-
-@pytest.mark.slow
-@pytest.mark.multiprocess
-def test_a_process_done_first_waits_for_the_other_so_their_shutdown_does_not_fail(tmp_path):
-    outs = [tmp_path / f"process_{i}.npz" for i in range(2)]
-    env = {"SHUTDOWN_TIMEOUT_S": "2", "SLOW_CHUNK_S": "4"}  # process 1 done 4 s first
-    for code, log in launch("tests.train.worker", [[str(out)] for out in outs], env):
-        assert code == 0, log[-3000:]  # process 1 at the shutdown barrier early: both aborted
-    assert all(out.is_file() for out in outs)
 
 
 @pytest.mark.slow
