@@ -58,3 +58,40 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     if done.returncode != 0:
         pytest.fail(f"{pyfuncitem.nodeid} failed in its optimized subprocess", pytrace=False)
     return True
+
+
+MAPPINGS_KEPT = 20_000
+"""How many memory mappings a test process may hold before the compiled programs kept
+so far are let go (`pytest_runtest_teardown`)."""
+
+
+def _mappings() -> int:
+    """How many memory mappings this process holds (0 where /proc is not there)."""
+    try:
+        with open("/proc/self/maps", "rb") as maps:
+            return sum(1 for _ in maps)
+    except OSError:
+        return 0
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
+    """After a test module, lets go of the programs compiled so far (jax's caches and the
+    engine's) once the process holds `MAPPINGS_KEPT` memory mappings: each XLA:CPU
+    executable maps about three, and a worker running half the suite neared Linux's
+    limit (``vm.max_map_count``, 65,530), where compiling one more crashed it
+    (a segmentation fault in ``backend_compile_and_load``)."""
+    yield
+    if nextitem is not None and nextitem.module is item.module:
+        return
+    if _mappings() < MAPPINGS_KEPT:
+        return
+    import gc
+
+    from phosjax.train import _state, _strategy
+
+    jax.clear_caches()
+    _strategy._LIFTED.clear()
+    for cached in (_state._vmapped_init, _state._init_fn, _state._cheap_init_fn):
+        cached.cache_clear()
+    gc.collect()
