@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -445,8 +446,13 @@ def train(
 
     params, state = fit(params, state)
     variables = {"params": params, **state}
+    return variables, _test_accuracy(model, variables, data)
+
+
+def _test_accuracy(model: nn.Module, variables: Any, data: ArrayDataset) -> float:
+    """The share of ``data``'s test examples that ``model`` with ``variables`` classifies right."""
     logits = jax.jit(model.apply)(variables, jnp.asarray(data.x_test))
-    return variables, float(np.mean(np.argmax(logits, -1) == data.y_test))
+    return float(np.mean(np.argmax(logits, -1) == data.y_test))
 
 
 def measured_latency(config: ModelConfig, variables: Any, batch: int = 100) -> float:
@@ -673,8 +679,8 @@ def run(
             )
             shrunk = morphed.shrunk
             assert shrunk.config is not None
-            logits = jax.jit(build_model(shrunk.config).apply)(shrunk.variables, data.x_test)
-            shrunk_accuracy = float(np.mean(np.argmax(logits, -1) == data.y_test))
+            shrunk_model = build_model(shrunk.config)
+            shrunk_accuracy = _test_accuracy(shrunk_model, shrunk.variables, data)
             row = _row(iteration, "shrunk", shrunk.config, shrunk.variables, shrunk_accuracy)
             stages.done(rows, row)
             current = morphed.config
