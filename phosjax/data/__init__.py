@@ -10,6 +10,7 @@ from phosjax.data._dataset import ArrayDataset, check_batch_size
 from phosjax.data._load import (
     BUILTIN_NAMES,
     NoSuchFeatureError,
+    SplitInNameError,
     check_loadable,
     default_data_dir,
     load,
@@ -17,11 +18,14 @@ from phosjax.data._load import (
 )
 from phosjax.data._random import random_dataset
 from phosjax.data._shuffle import shuffled_positions
+from phosjax.data._splits import MissingSplitsError
 
 __all__ = [
     "BUILTIN_NAMES",
     "ArrayDataset",
+    "MissingSplitsError",
     "NoSuchFeatureError",
+    "SplitInNameError",
     "batch_indices",
     "check_batch_size",
     "check_loadable",

@@ -13,7 +13,9 @@ import tensorflow_datasets as tfds
 
 from phosjax.data import (
     ArrayDataset,
+    MissingSplitsError,
     NoSuchFeatureError,
+    SplitInNameError,
     _load,
     check_batch_size,
     check_loadable,
@@ -278,7 +280,7 @@ def test_the_test_split_is_read_rather_than_validation_when_both_exist(toys_dir)
 def test_a_data_set_without_a_test_split_asks_for_splits(toys_dir):
     for check in (load, check_loadable):
         with pytest.raises(
-            ValueError,
+            MissingSplitsError,  # public, so that a caller can catch it alone
             match=re.escape(
                 "data set 'toy_train_only' has splits ['train']; load reads 'train' and one of "
                 "['test', 'validation'] unless given the two to read: pass splits=(train, test), "
@@ -286,6 +288,12 @@ def test_a_data_set_without_a_test_split_asks_for_splits(toys_dir):
             ),
         ):
             check("toy_train_only", data_dir=toys_dir)
+    with pytest.raises(MissingSplitsError) as caught:
+        load("toy_train_only", data_dir=toys_dir)
+    assert (caught.value.known, caught.value.suggested) == (
+        ["train"],
+        ("train[:90%]", "train[90%:]"),
+    )
 
 
 def test_splits_hold_out_the_same_part_of_train_on_every_load(toys_dir):
@@ -813,12 +821,19 @@ def test_a_malformed_name_says_what_a_name_looks_like(toys_dir):
 def test_a_split_in_the_name_says_to_give_splits(toys_dir, name, split, pair):
     for check in (load, check_loadable):  # was "malformed" (':train': "a namespace")
         with pytest.raises(
-            ValueError,
+            SplitInNameError,  # public, so that a caller can catch it alone
             match=rf"data set name '{re.escape(name)}' names a split \('{re.escape(split)}'\); "
             rf"load takes the data set's name alone \('{name[: -len(split)]}'\) and the splits "
             rf"to read apart: splits=\(train, test\), e.g. splits={re.escape(repr(pair))}$",
         ):
             check(name, data_dir=toys_dir)
+    with pytest.raises(SplitInNameError) as caught:
+        load(name, data_dir=toys_dir)
+    assert (caught.value.dataset, caught.value.split, caught.value.suggested) == (
+        name[: -len(split)],
+        split,
+        pair,
+    )
 
 
 @pytest.mark.parametrize("name", ["toy_configs:v1", "huggingface:toy_configs"])
