@@ -6,6 +6,7 @@ number; every phosjax config file is read the same way, so a number anywhere in 
 (an option, a regularizer's threshold) is a number.
 """
 
+import pathlib
 import re
 from typing import Any
 
@@ -56,3 +57,31 @@ def safe_load(text: str) -> Any:
       ...
     """
     return yaml.load(text, Loader=_Loader)
+
+
+def read_file(path: str | pathlib.Path) -> Any:
+    """The data of the YAML file at ``path`` (`safe_load`).
+
+    Examples:
+      >>> read_file("/no/such.yaml")
+      Traceback (most recent call last):
+      ...
+      ValueError: config file '/no/such.yaml' does not exist.
+
+    Raises:
+      ValueError: naming the file and why it cannot be read: missing, a directory, not
+        readable, not UTF-8 text or not valid YAML.
+    """
+    path = pathlib.Path(path)
+    try:
+        return safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise ValueError(f"config file {str(path)!r} does not exist.") from error
+    except IsADirectoryError as error:
+        raise ValueError(f"config file {str(path)!r} is a directory, not a file.") from error
+    except OSError as error:
+        raise ValueError(f"config file {str(path)!r} cannot be read: {error}") from error
+    except UnicodeDecodeError as error:
+        raise ValueError(f"config file {str(path)!r} is not UTF-8 text: {error}") from error
+    except yaml.YAMLError as error:
+        raise ValueError(f"config file {str(path)!r} is not valid YAML: {error}") from error

@@ -16,10 +16,9 @@ from typing import Any
 
 import jax
 import numpy as np
-import yaml
 
 from phosjax._nearest import did_you_mean
-from phosjax._yaml import safe_load
+from phosjax._yaml import read_file
 from phosjax.bench._errors import BenchError
 from phosjax.data._load import is_feature_pair
 from phosjax.train import (
@@ -724,19 +723,10 @@ def read_yaml(path: str | pathlib.Path) -> Any:
     """Safely parsed YAML; a clear `BenchError` if the file is missing, unreadable (a
     folder, not UTF-8), malformed, or empty (nothing but comments: the command line's
     parser refuses such a file, so `load_config` does too)."""
-    path = pathlib.Path(path)
     try:
-        data = safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as error:
-        raise BenchError(f"config file {str(path)!r} does not exist.") from error
-    except IsADirectoryError as error:
-        raise BenchError(f"config file {str(path)!r} is a directory, not a file.") from error
-    except OSError as error:
-        raise BenchError(f"config file {str(path)!r} cannot be read: {error}") from error
-    except UnicodeDecodeError as error:
-        raise BenchError(f"config file {str(path)!r} is not UTF-8 text: {error}") from error
-    except yaml.YAMLError as error:
-        raise BenchError(f"config file {str(path)!r} is not valid YAML: {error}") from error
+        data = read_file(path)
+    except ValueError as error:
+        raise BenchError(str(error)) from error
     if data is None:
         raise BenchError(
             f"config file {str(path)!r} is empty (nothing but comments or blank lines); "

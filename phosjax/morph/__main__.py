@@ -22,11 +22,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
-import yaml
 from jsonargparse import ActionConfigFile
 
 import phosjax.bench._interrupt  # noqa: F401  first: a Ctrl-C while jax loads is kept
-from phosjax._yaml import safe_load
+from phosjax._yaml import read_file
 from phosjax.bench._cli import (
     ConfigParser,
     config_files,
@@ -89,9 +88,13 @@ def load_config(path: str, given: Sequence[str] = ()) -> MorphConfig:
       ...
       ValueError: /...yaml: MorphConfig.model: ModelConfig needs the field(s) ['input_shape']; ...
       >>> pathlib.Path(file.name).unlink()
+      >>> load_config("/no/such.yaml")
+      Traceback (most recent call last):
+      ...
+      ValueError: config file '/no/such.yaml' does not exist.
     """
+    data = read_file(path)  # its errors name the file and say why it cannot be read
     try:
-        data = safe_load(pathlib.Path(path).read_text(encoding="utf-8"))
         if _is_bench_config(data):
             raise ValueError(
                 "a bench's config (models x data sets x grid), not a MorphNet loop's: run "
@@ -104,7 +107,7 @@ def load_config(path: str, given: Sequence[str] = ()) -> MorphConfig:
             if isinstance(model, Mapping):
                 data = {**data, "model": {**stand_ins, **model}}
         return MorphConfig.from_dict(data)
-    except (OSError, yaml.YAMLError, ValueError, TypeError) as error:
+    except (ValueError, TypeError) as error:
         raise ValueError(f"{path}: {error}") from error
 
 

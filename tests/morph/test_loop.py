@@ -160,6 +160,30 @@ def test_the_cli_rejects_bad_config_files_with_exit_2(
         assert "required: ['model']; known: ['model', 'dataset'" in error
 
 
+@pytest.mark.parametrize(
+    "name, content, expected",
+    [
+        ("missing.yaml", None, "does not exist."),
+        ("folder.yaml", "dir", "is a directory, not a file."),
+        ("latin1.yaml", b"\xff\xfe model", "is not UTF-8 text: "),
+        ("bad.yaml", b"model: [mlp\n", "is not valid YAML: "),
+    ],
+)
+def test_a_config_file_that_cannot_be_read_is_named_with_why_not_an_os_error(
+    tmp_path, capsys, monkeypatch, name, content, expected
+):
+    monkeypatch.setattr(cli, "run", lambda *a, **k: pytest.fail("ran"))
+    path = tmp_path / name
+    if content == "dir":
+        path.mkdir()
+    elif content is not None:
+        path.write_bytes(content)
+    assert main(["--config", str(path), "--dir", str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: config file {str(path)!r} {expected}"), error
+    assert "Errno" not in error
+
+
 def _small_mnist1d(name: str, data_dir: str | None = None, **options) -> ArrayDataset:
     """A 128-example stand-in for mnist1d (10 classes, shape (40,)); other names: `load`."""
     if name != "mnist1d":
