@@ -100,7 +100,30 @@ def value_error_line(message: str) -> str:
             f" (YAML cannot read it: {problem}; an item holding brackets or commas is quoted, "
             """as in "['train[:90%]', 'train[90%:]']")"""
         )
+    elif glued := _glued_key(given[1]):
+        spaced = given[1].replace(glued, glued.replace(":", ": ", 1), 1)
+        hint = (
+            f" (YAML reads {glued!r} as one key without a value: a colon takes a space "
+            f"after it, as in {spaced!r})"
+        )
     return f"--{key[1]} {given[1]}: expected {expected}{hint}"
+
+
+def _glued_key(text: str) -> str | None:
+    """A key of the YAML mapping ``text`` that holds a colon and has no value: a key and
+    value written without the space YAML needs after a colon (``{T:1}``); else None.
+
+    Examples:
+      >>> _glued_key("{T:1}"), _glued_key("{T: 1}"), _glued_key("{'a:b': 1}"), _glued_key("[")
+      ('T:1', None, None, None)
+    """
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    return next((k for k, v in data.items() if v is None and ":" in str(k)), None)
 
 
 def _yaml_problem(text: str) -> str | None:
