@@ -41,7 +41,7 @@ import numpy as np
 from phosjax.bench import _layout
 from phosjax.bench._cli import entry_point, exit_process, then_command
 from phosjax.bench._summary import counted
-from phosjax.bench._usage import ArgParser
+from phosjax.bench._usage import ArgParser, usage_error
 from phosjax.bench.view._bench import BenchFiles, BrokenFileError, NotABenchError
 
 TAG_CELL = "phosjax.cell_id"
@@ -327,6 +327,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--mlflow", required=True, metavar="URI", help="MLflow tracking URI")
     parser.add_argument("--experiment", help="experiment name (default: the bench's name)")
     args = parser.parse_args(argv)
+    if args.experiment is not None and not args.experiment.strip():
+        usage_error(
+            parser,
+            f"--experiment {args.experiment!r} is empty; give the experiment's name, or leave "
+            "--experiment out for the bench's name",
+        )
     try:
         import mlflow.exceptions
     except ImportError:

@@ -208,6 +208,17 @@ def test_command_line(written, store, tmp_path, capsys, monkeypatch):
     assert "needs the mlflow extra: pip install 'phosjax[mlflow]'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("name", ["", "  "])
+def test_an_empty_experiment_name_is_refused_naming_the_option(written, store, capsys, name):
+    """``--experiment ""`` exported into the bench's experiment as if it were left out."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--dir", str(written.root), "--mlflow", store, "--experiment", name])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --experiment {name!r} is empty; give the experiment's name"), err
+    assert not pathlib.Path(store.removeprefix("file:")).exists()  # no store, no experiment
+
+
 def test_a_store_that_cannot_be_made_is_an_error_naming_it(written, store, tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("mine")
     for uri in (f"file:{tmp_path / 'notes.txt'}", "file:/proc/mlruns"):
