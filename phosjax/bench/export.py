@@ -327,6 +327,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--mlflow", required=True, metavar="URI", help="MLflow tracking URI")
     parser.add_argument("--experiment", help="experiment name (default: the bench's name)")
     args = parser.parse_args(argv)
+    if not args.mlflow.strip():  # MLflow would take its default store in the working dir
+        usage_error(
+            parser,
+            f"--mlflow {args.mlflow!r} is empty; give MLflow's tracking URI, e.g. --mlflow "
+            "http://localhost:5000 or --mlflow file:mlruns",
+        )
     if args.experiment is not None and not args.experiment.strip():
         usage_error(
             parser,

@@ -219,6 +219,16 @@ def test_an_empty_experiment_name_is_refused_naming_the_option(written, store, c
     assert not pathlib.Path(store.removeprefix("file:")).exists()  # no store, no experiment
 
 
+def test_an_empty_tracking_uri_is_refused_naming_the_option(written, tmp_path, capsys, monkeypatch):
+    """``--mlflow ""`` was MLflow's default store, ``sqlite:///mlflow.db`` in the working dir."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--dir", str(written.root), "--mlflow", ""])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.startswith("error: --mlflow '' is empty; give MLflow's ")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_store_that_cannot_be_made_is_an_error_naming_it(written, store, tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("mine")
     for uri in (f"file:{tmp_path / 'notes.txt'}", "file:/proc/mlruns"):
