@@ -32,9 +32,10 @@ def _split_top(text: str) -> list[str]:
     return [*parts, text[start:].strip()]
 
 
-def comma_names(option: str, text: str) -> list[str]:
+def comma_names(option: str, text: str, example: str = "mlp,cnn1d") -> list[str]:
     """The names of ``option``'s value ``text``: one, or several joined by commas (outside
-    brackets: ``digits[:10%]`` is one), spaces around each dropped.
+    brackets: ``digits[:10%]`` is one), spaces around each dropped; ``example``, names
+    as ``option`` takes them, shows what is right in its error.
 
     Examples:
       >>> comma_names("--models", "mlp, cnn1d"), comma_names("--datasets", "digits[:10%]")
@@ -51,7 +52,7 @@ def comma_names(option: str, text: str) -> list[str]:
     if not all(names):
         raise BenchError(
             f"{option} {text!r} holds an empty name (before, between or after its commas); "
-            f"give names joined by commas, e.g. {option} mlp,cnn1d"
+            f"give names joined by commas, e.g. {option} {example}"
         )
     return names
 

@@ -25,7 +25,14 @@ from jsonargparse import ArgumentParser
 from phosjax._listing import listing
 from phosjax._nearest import did_you_mean
 from phosjax.bench import _layout
-from phosjax.bench._cli import Parser, either, entry_point, exit_process, then_command
+from phosjax.bench._cli import (
+    Parser,
+    comma_names,
+    either,
+    entry_point,
+    exit_process,
+    then_command,
+)
 from phosjax.bench._config import BenchError
 from phosjax.bench._speed import METHODS, MODELS, SpeedConfig, measure
 from phosjax.bench._speed_config import SpeedConfigError
@@ -87,18 +94,22 @@ def parser() -> ArgumentParser:
     return parser
 
 
-def _names(text: str) -> tuple[str, ...]:
+def _names(option: str, text: str, example: str) -> tuple[str, ...]:
     """The items of a comma-separated option, bracketed or not (``new`` writes a list
-    ``[a, b]``).
+    ``[a, b]``); none for an empty value; an empty item is an error (`comma_names`).
 
     Examples:
-      >>> _names("mlp,cnn1d"), _names(" [1, 8] ")
+      >>> _names("--models", "mlp,cnn1d", "mlp,cnn1d"), _names("--sizes", " [1, 8] ", "1,8")
       (('mlp', 'cnn1d'), ('1', '8'))
+      >>> _names("--models", "mlp,,cnn1d", "mlp,cnn1d")
+      Traceback (most recent call last):
+      ...
+      phosjax.bench._errors.BenchError: --models 'mlp,,cnn1d' holds an empty name (before, ...
     """
     text = text.strip()
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]
-    return tuple(part.strip() for part in text.split(",") if part.strip())
+    return tuple(comma_names(option, text, example)) if text.strip() else ()
 
 
 def config_from_args(args: Any) -> SpeedConfig:
@@ -111,8 +122,9 @@ def config_from_args(args: Any) -> SpeedConfig:
     get = args.__getitem__
     base = QUICK if get("quick") else DEFAULTS
     values = {key: base[key] if get(key) is None else get(key) for key in base}
+    given_sizes = _names("--sizes", str(values["sizes"]), "1,8,64")
     try:
-        sizes = tuple(int(k) for k in _names(str(values["sizes"])))
+        sizes = tuple(int(k) for k in given_sizes)
     except ValueError as error:
         raise BenchError(f"--sizes {values['sizes']!r}: expected integers like 1,8,64") from error
     strategies = ("auto", *STRATEGIES)
@@ -123,11 +135,11 @@ def config_from_args(args: Any) -> SpeedConfig:
         )
     try:
         return SpeedConfig(
-            models=_names(get("models")),
+            models=_names("--models", get("models"), "mlp,cnn1d"),
             sizes=sizes,
             steps=int(values["steps"]),
             batch=int(values["batch"]),
-            methods=_names(get("methods")),
+            methods=_names("--methods", get("methods"), "vmap,engine"),
             strategy=get("strategy"),
             compute_dtype=get("compute_dtype"),
             budget=get("budget"),

@@ -70,9 +70,17 @@ def test_quick_run_writes_parquet_table_and_plot(tmp_path, capsys):
             "'sequential', 'stepwise', 'vmap_matmul', 'map_matmul']. Did you mean 'vmap'?\n",
         ),
         (["--sizes", "1,8,1"], "--sizes: repeat [1]; give each size once"),
-        (["--sizes", ","], "--sizes: empty; give at least one size"),
+        (["--sizes", "[]"], "--sizes: empty; give at least one size"),
+        (  # the empty item was dropped: mlp and cnn1d measured
+            ["--models", "mlp,,cnn1d"],
+            "error: --models 'mlp,,cnn1d' holds an empty name (before, between or after its "
+            "commas); give names joined by commas, e.g. --models mlp,cnn1d\n",
+        ),
+        (["--sizes", "1,8,"], "error: --sizes '1,8,' holds an empty name (before, between or "),
+        (["--sizes", ","], "error: --sizes ',' holds an empty name"),
         (["--models", "mlp,mlp"], "--models: repeat ['mlp']; give each model once"),
-        (["--methods", ","], "--methods: empty; give at least one method"),
+        (["--methods", ""], "--methods: empty; give at least one method"),
+        (["--methods", "vmap,"], "e.g. --methods vmap,engine\n"),
         (["--budget", "-5"], "error: --budget: must be >= 0 seconds, got -5.0\n"),
         (["--sizes", "0"], "error: --sizes: must be >= 1, got 0\n"),
         (["--sizes", "2,-3"], "error: --sizes: must be >= 1, got -3\n"),
@@ -82,7 +90,8 @@ def test_quick_run_writes_parquet_table_and_plot(tmp_path, capsys):
         (["--min_time", "-1"], "error: --min_time: must be >= 0 seconds, got -1.0\n"),
     ],
 )
-def test_bad_input_is_a_clear_error(tmp_path, capsys, argv, message):
+def test_bad_input_is_a_clear_error(tmp_path, capsys, monkeypatch, argv, message):
+    monkeypatch.setattr(speed, "measure", lambda *a, **k: pytest.fail("measured"))
     assert speed.main([*argv, "--out", str(tmp_path)]) == 2
     assert message in capsys.readouterr().err
     assert not list(tmp_path.iterdir())  # nothing measured, nothing written
