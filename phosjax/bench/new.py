@@ -191,10 +191,16 @@ def _refuse_defaults_for_a_bench(directory: str, config: BenchConfig, argv: Sequ
     )
 
 
-_LISTS = ("--models", "--datasets", "--models+", "--datasets+")
+_EXAMPLES = {
+    "--models": "mlp,cnn1d",
+    "--datasets": "digits,mnist1d",
+    "--models+": "gru,resnet",
+    "--datasets+": "mnist1d,mnist1d_shuffled",
+}
 """The options whose value is a list of names, where one name or several joined by
-commas are taken as that list (as ``add_models --models`` takes them); ``--models+``
-appends it to the list so far."""
+commas are taken as that list (as ``add_models --models`` takes them; ``--models+``
+appends it to the list so far), and an example of each's value."""
+_LISTS = tuple(_EXAMPLES)
 
 
 def _names_as_lists(argv: Sequence[str]) -> list[str]:
@@ -257,7 +263,7 @@ def _yaml_list(option: str, values: Sequence[str]) -> str:
         for item in (
             [value]
             if value.lstrip().startswith("{")
-            else [json.dumps(name) for name in comma_names(option, value)]
+            else [json.dumps(name) for name in comma_names(option, value, _EXAMPLES[option])]
         )
     ]
     return f"[{', '.join(items)}]"

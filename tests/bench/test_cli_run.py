@@ -468,14 +468,25 @@ def test_models_and_datasets_take_names_as_add_models_does(tmp_path, capsys, giv
     assert not (tmp_path / "b").exists()
 
 
-@pytest.mark.parametrize("value", ["mlp,", "mlp,,cnn1d", ","])
-def test_an_empty_name_between_commas_is_an_error_as_in_add_models(tmp_path, capsys, value):
+@pytest.mark.parametrize(
+    ("option", "value", "example"),
+    [
+        ("--models", "mlp,", "mlp,cnn1d"),
+        ("--models", "mlp,,cnn1d", "mlp,cnn1d"),
+        ("--models", ",", "mlp,cnn1d"),
+        ("--datasets", "digits,,mnist1d", "digits,mnist1d"),  # was told 'mlp,cnn1d'
+        ("--datasets+", "digits,", "mnist1d,mnist1d_shuffled"),
+    ],
+)
+def test_an_empty_name_between_commas_is_an_error_as_in_add_models(
+    tmp_path, capsys, option, value, example
+):
     """'--models mlp,' was the list [mlp] (YAML drops a last comma), 'mlp,,cnn1d' a YAML
     error about '[mlp,,cnn1d]'; add_models said "unknown model ''" of both."""
-    assert new_main(["--dir", str(tmp_path / "b"), "--models", value, "--print_config"]) == 2
+    assert new_main(["--dir", str(tmp_path / "b"), option, value, "--print_config"]) == 2
     assert capsys.readouterr().err == (
-        f"error: --models {value!r} holds an empty name (before, between or after its "
-        "commas); give names joined by commas, e.g. --models mlp,cnn1d\n"
+        f"error: {option} {value!r} holds an empty name (before, between or after its "
+        f"commas); give names joined by commas, e.g. {option} {example}\n"
     )
 
 
