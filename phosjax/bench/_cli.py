@@ -1,11 +1,12 @@
 """What the bench's entry points share: a clean exit on bad input, `--import`, `--dir`."""
 
+import contextlib
 import functools
 import os
 import pathlib
 import re
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, ClassVar, NoReturn
 
 import yaml
@@ -418,6 +419,30 @@ def entry_point(
         return wrapped
 
     return wrap
+
+
+@contextlib.contextmanager
+def data_bars_hidden(hidden: bool) -> Iterator[None]:
+    """Within it, where ``hidden`` (``--no_progress``), TFDS shows no progress bars as it
+    prepares a built-in data set (its ``Generating splits...``), so that a log gets none;
+    TFDS's own setting again after.
+
+    Examples:
+      >>> with data_bars_hidden(True):
+      ...     pass
+    """
+    if not hidden:
+        yield
+        return
+    import tensorflow_datasets as tfds
+    from tensorflow_datasets.core.utils import tqdm_utils
+
+    shown = bool(tqdm_utils._active)
+    tfds.disable_progress_bar()
+    try:
+        yield
+    finally:
+        tfds.display_progress_bar(shown)
 
 
 def exit_process(status: int) -> NoReturn:

@@ -22,6 +22,7 @@ from phosjax.bench._cli import (
     Parser,
     add_common,
     comma_names,
+    data_bars_hidden,
     entry_point,
     exit_process,
     kept_in_bench,
@@ -77,7 +78,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Runs the command line ``argv`` (default ``sys.argv[1:]``)."""
     args = parser().parse_args(argv)
     models = None if args.models is None else [m for a in args.models for m in model_arguments(a)]
-    add_models_to(args.dir, models, progress=not args.no_progress, imports=args["import"])
+    with data_bars_hidden(args.no_progress):
+        add_models_to(args.dir, models, progress=not args.no_progress, imports=args["import"])
 
 
 if __name__ == "__main__":

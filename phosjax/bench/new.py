@@ -32,6 +32,7 @@ from phosjax.bench._cli import (
     comma_names,
     config_files,
     config_files_first,
+    data_bars_hidden,
     dir_option,
     entry_point,
     exit_process,
@@ -312,14 +313,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         config = BenchConfig.from_dict(fields) if keys else None
     if config is not None and "config" not in keys and not (args.resume or args.force):
         _refuse_defaults_for_a_bench(args.dir, config, argv)
-    run(
-        config,
-        args.dir,
-        resume=args.resume,
-        force=args.force,
-        progress=not args.no_progress,
-        imports=args["import"],
-    )
+    with data_bars_hidden(args.no_progress):
+        run(
+            config,
+            args.dir,
+            resume=args.resume,
+            force=args.force,
+            progress=not args.no_progress,
+            imports=args["import"],
+        )
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from phosjax.bench._cli import (
     ConfigParser,
     config_files,
     config_files_first,
+    data_bars_hidden,
     entry_point,
     exit_process,
     kept_in_dir,
@@ -314,7 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, TypeError) as error:  # a MorphConfigError, a ModelConfig's
         return _fail(f"{source}: {error}")
     try:
-        rows = run(config, args.dir, overwrite=args.overwrite, progress=not args.no_progress)
+        with data_bars_hidden(args.no_progress):
+            rows = run(config, args.dir, overwrite=args.overwrite, progress=not args.no_progress)
     except RunDirectoryError as error:  # --dir's, not the config file's
         return _fail(f"--dir: {error}")
     except MorphConfigError as error:  # raised before anything trains or is written

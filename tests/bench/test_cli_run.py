@@ -681,3 +681,22 @@ def test_resume_with_force_is_one_error_line_naming_both(tmp_path, capsys):
         "--dir under its stored config, --force moves it aside and starts over; give one.\n"
     )
     assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("no_progress", [True, False])
+def test_no_progress_hides_tfds_s_bars_as_it_prepares_a_data_set(
+    tmp_path, capsys, monkeypatch, no_progress
+):
+    """TFDS drew 'Generating splits...' bars into a log run with --no_progress."""
+    from phosjax.bench import new
+    from phosjax.data import load
+
+    def preparing_run(*args, **kwargs):
+        load("digits", data_dir=str(tmp_path / "data"))
+
+    monkeypatch.setattr(new, "run", preparing_run)
+    command = ["--models", "mlp", "--dir", str(tmp_path / "b")]
+    assert new_main([*command, *(["--no_progress"] if no_progress else [])]) == 0
+    err = capsys.readouterr().err
+    assert "preparing built-in data set 'digits'" in err  # a line, said either way
+    assert ("Generating splits" in err) is not no_progress, err
