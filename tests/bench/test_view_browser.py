@@ -1729,3 +1729,23 @@ def test_a_mean_over_seeds_stopped_at_different_steps_is_at_the_last_step_all_re
     assert "test loss" in means
     steps = marked[0][heads.index("steps done")][0]
     assert steps == "150–300 / 300"  # not the mean, 225, of steps none stopped at
+
+
+def test_the_seeds_shown_are_compared_at_the_last_step_they_all_reached(tmp_path, page):
+    """Of three seeds stopped at steps 150, 200 and 300, the one at 150 hidden: the
+    hyperparameter plot took the other two at step 150, the last all three reached,
+    though both reached 200. It takes them at step 200."""
+    written = write_bench(tmp_path / "uneven", blurb_json(), seeds=(0, 1, 2))
+    first = written.cells.iloc[0]
+    alike = (written.cells.model == first.model) & (written.cells.lr == first.lr)
+    seeds = written.cells.cell_id[alike].tolist()
+    stop_at(written, seeds[0], 150)
+    stop_at(written, seeds[1], 200)
+    with serving(written.root) as server:
+        page.open(server.url + f"?x=lr&y=test:loss&hide={seeds[0]}")
+        page.hover(f'#hp-plot circle.point[data-cell="{seeds[1]}"]')  # drawn over seeds[2]'s
+        tip = page.run("document.getElementById('tooltip').textContent")
+    results = written.results
+    at_200 = results[(results.cell_id == seeds[1]) & (results.step == 200)]
+    loss = at_200.loc[at_200.split == "test", "loss"].item()
+    assert tip.endswith(f"test loss at step 200, the last all its seeds reached {loss:.4g}"), tip

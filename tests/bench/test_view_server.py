@@ -1373,8 +1373,46 @@ def test_seeds_stopped_at_different_steps_are_compared_at_the_last_step_all_reac
     results = files.results(board["metrics"])
     at_150 = _api.final_values(results[results.step <= 150], board["metrics"])
     common = {r["cell"]["cell_id"]: r.get("common") for r in board["rows"]}
-    want = {cell: {s: {"step": 150, "final": at_150[cell][s]} for s in SPLITS} for cell in seeds}
+    final = {r["cell"]["cell_id"]: r["final"] for r in board["rows"]}
+    stops = {seeds[0]: {"150": at_150[seeds[0]]}, seeds[1]: {"150": at_150[seeds[1]]}}
+    stops[seeds[1]]["300"] = final[seeds[1]]  # its own last
+    want = {
+        cell: {
+            s: {"step": 150, "final": at_150[cell][s], "at": {k: v[s] for k, v in at.items()}}
+            for s in SPLITS
+        }
+        for cell, at in stops.items()
+    }
     assert {cell: common.pop(cell) for cell in seeds} == want
     assert set(common.values()) == {None}
-    final = {r["cell"]["cell_id"]: r["final"] for r in board["rows"]}
     assert final[seeds[1]] != at_150[seeds[1]]  # its last values: at step 300
+
+
+def test_seeds_a_filter_leaves_are_compared_at_the_last_step_they_all_reached(tmp_path):
+    """Three seeds stopped at steps 150, 200 and 300: the leaderboard sent each one's
+    values at step 150 alone, the last all three reached, so that the page compared the
+    two a filter leaves (200 and 300) at step 150 too, not at 200. Each row of such a
+    configuration holds its values at every step one of its seeds stopped at (up to its
+    own last): the page takes those at the last step the seeds shown all reached."""
+    bench = write_bench(tmp_path / "example", blurb_json(), seeds=(0, 1, 2))
+    first = bench.cells.iloc[0]
+    alike = (bench.cells.model == first.model) & (bench.cells.lr == first.lr)
+    seeds = bench.cells.loc[alike, "cell_id"].tolist()
+    stop_at(bench, seeds[0], 150)
+    stop_at(bench, seeds[1], 200)
+    files = BenchFiles(bench.root)
+    board = _api.leaderboard(files.snapshot())
+    results = files.results(board["metrics"])
+    up_to = {
+        step: _api.final_values(results[results.step <= step], board["metrics"])
+        for step in (150, 200, 300)
+    }
+    common = {r["cell"]["cell_id"]: r["common"] for r in board["rows"] if "common" in r}
+    assert sorted(common) == sorted(seeds)
+    for cell, stops in zip(seeds, ((150,), (150, 200), (150, 200, 300)), strict=True):
+        for split in SPLITS:
+            want = {str(step): up_to[step][cell][split] for step in stops}
+            assert common[cell][split]["at"] == want
+            assert common[cell][split]["step"] == 150
+            assert common[cell][split]["final"] == up_to[150][cell][split]
+    assert up_to[200][seeds[2]] != up_to[150][seeds[2]]

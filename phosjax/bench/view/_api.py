@@ -262,36 +262,46 @@ def _at_common_steps(
     final: dict[str, dict[str, dict[str, Any]]],
     metrics: list[str],
 ) -> dict[str, dict[str, dict[str, Any]]]:
-    """``{cell_id: {split: {"step": S, "final": {metric: value}}}}`` for the cells of each
-    configuration (the plan's cells alike but for `_SEEDS_OF`) whose seeds stopped at
-    different steps of a split (one crashed; processes run apart train a group's cells
-    apart): ``S``, the last step of the split that every one of them with a row reached,
-    and the cell's value of each metric at its last row up to ``S``, as `final_values`
-    sends it. A mean of their last values would mix steps. ``last``: `BenchFiles.last_rows`,
-    ``final`` its `final_values` (the rows of the cells stopped later are read again,
-    theirs alone)."""
+    """``{cell_id: {split: {"step": S, "final": {metric: value}, "at": {T: {metric:
+    value}}}}}`` for the cells of each configuration (the plan's cells alike but for
+    `_SEEDS_OF`) whose seeds stopped at different steps of a split (one crashed;
+    processes run apart train a group's cells apart): ``S``, the last step of the split
+    that every one of them with a row reached, and the cell's value of each metric at its
+    last row up to ``S``, as `final_values` sends it; ``at``, its values so at each step
+    ``T`` (a string) that one of these seeds stopped at, up to its own last, so that the
+    page compares the seeds a filter leaves at the last step all of those reached. A mean
+    of their last values would mix steps. ``last``: `BenchFiles.last_rows`, ``final`` its
+    `final_values` (the rows of the cells stopped later are read again, theirs alone)."""
     if not len(last):
         return {}
     ends = last.groupby(_SERIES, sort=False)["step"].max().rename("end").reset_index()
     config = [c for c in cells.columns if c not in _SEEDS_OF]
     ends = ends.merge(cells[["cell_id", *config]], on="cell_id")
-    by = [*config, "split"]
-    ends["common"] = ends.groupby(by, dropna=False)["end"].transform("min")
-    uneven = ends[ends.groupby(by, dropna=False)["end"].transform("max") > ends["common"]]
+    ends["config"] = ends.groupby([*config, "split"], dropna=False).ngroup()
+    by_config = ends.groupby("config")["end"]
+    uneven = ends[by_config.transform("max") > by_config.transform("min")]
     if not len(uneven):
         return {}
-    later = uneven[uneven["end"] > uneven["common"]]
-    results = bench.results(metrics, sorted(set(later["cell_id"])))
-    limit = results.merge(later[[*_SERIES, "common"]], on=_SERIES, how="left")["common"]
-    upto = results[(results["step"] <= limit).to_numpy()].reset_index(drop=True)
-    before = final_values(upto, metrics)
+    stops = uneven[["config", "end"]].drop_duplicates().rename(columns={"end": "at"})
+    targets = uneven[[*_SERIES, "config", "end"]].merge(stops, on="config")
+    targets = targets[targets["at"] <= targets["end"]]
+    earlier = targets[targets["at"] < targets["end"]]
+    results = bench.results(metrics, sorted(set(earlier["cell_id"])))
+    before: dict[tuple[str, str, int], dict[str, Any] | None] = {}
+    for step, chosen in earlier.groupby("at"):
+        upto = results.merge(chosen[_SERIES], on=_SERIES)
+        there = final_values(upto[upto["step"] <= step].reset_index(drop=True), metrics)
+        for cell_id, split in chosen[_SERIES].itertuples(index=False):
+            before[cell_id, split, int(step)] = there.get(cell_id, {}).get(split)
     found: dict[str, dict[str, dict[str, Any]]] = {}
-    for cell_id, split, end, step in uneven[["cell_id", "split", "end", "common"]].itertuples(
-        index=False
-    ):
-        values = (final if end == step else before).get(cell_id, {}).get(split)
-        values = values or dict.fromkeys(metrics)
-        found.setdefault(cell_id, {})[split] = {"step": int(step), "final": values}
+    for cell_id, split, end, step in targets[[*_SERIES, "end", "at"]].itertuples(index=False):
+        last = final.get(cell_id, {}).get(split) if step == end else None  # at its own last
+        values = last or before.get((cell_id, split, int(step))) or dict.fromkeys(metrics)
+        found.setdefault(cell_id, {}).setdefault(split, {"at": {}})["at"][str(int(step))] = values
+    for splits in found.values():
+        for entry in splits.values():
+            step = min(entry["at"], key=int)
+            entry.update(step=int(step), final=entry["at"][step])
     return found
 
 

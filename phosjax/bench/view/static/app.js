@@ -215,10 +215,16 @@ function divergedNote(values) {
   return bad ? `diverged (${bad}/${ok.length})` : null;
 }
 
-// A cell's last values on `split` as its configuration's seeds are compared: where they
-// stopped at different steps (one crashed), at the last step all reached (`common`, from
-// the server), not each at its own last.
-const seedsFinal = (row, split) => (row._common?.[split] ?? { final: row._final?.[split] }).final;
+// The step the seeds `members` of a configuration are compared at on `split`: where the
+// seeds shown (a filter may leave out some) stopped at different steps (one crashed), the
+// last all of them reached; null where they stopped at one (each at its own last).
+function sharedStep(members, split) {
+  const ends = new Set(members.map((m) => m._common?.[split]?.end).filter((end) => end !== undefined));
+  return ends.size > 1 ? Math.min(...ends) : null;
+}
+
+// A cell's values on `split` at `step` (`sharedStep`: from the server's `common`), or its last.
+const seedsFinal = (row, split, step) => (step === null ? row._final?.[split] : row._common?.[split]?.at.get(step));
 
 // Table rows for the current mode: cells as they are, or configs averaged over their seeds.
 function tableRows() {
@@ -232,16 +238,13 @@ function tableRows() {
   const groups = new Map();
   for (const row of cells) (groups.get(row.config) || groups.set(row.config, []).get(row.config)).push(row);
   return [...groups.entries()].map(([key, members]) => {
-    // The seeds shown (a filter may leave out some) stopped at different steps: compared
-    // at one; at the same step: each at its own last.
-    const uneven = new Set(members.map((m) => m._done)).size > 1;
-    const final = (m, split) => (uneven ? seedsFinal(m, split) : m._final?.[split]);
-    const values = (split, metric) => members.map((m) => final(m, split)?.[metric] ?? null);
+    // The seeds shown stopped at different steps: compared at the last all reached.
+    const values = (split, metric) => members.map((m) => seedsFinal(m, split, sharedStep(members, split))?.[metric] ?? null);
     return {
       key, row: members[0], color: state.configs.get(key), cells: members,
       value: (split, metric) => mean(values(split, metric)), spread: (split, metric) => std(values(split, metric)),
       note: (split, metric) => divergedNote(values(split, metric)),
-      at: (split) => (uneven ? members.find((m) => m._common?.[split])?._common[split].step ?? null : null),
+      at: (split) => sharedStep(members, split),
     };
   });
 }
@@ -703,13 +706,14 @@ function renderHparams() {
   // As the table's mean over seeds: the seeds shown of a configuration that stopped at
   // different steps compared at one (`seedsFinal`), those at the same step each at its last.
   const shown = visibleRows().flatMap((r) => r.cells.map((row) => ({ r, row })));
-  const ends = new Map();
-  for (const { row } of shown) (ends.get(row.config) || ends.set(row.config, new Set()).get(row.config)).add(row._done);
-  const common = (row) => (ends.get(row.config).size > 1 ? row._common?.[split] : undefined);
-  const cells = shown.map(({ r, row }) => ({ r, row, x: row[column], y: (common(row) ?? { final: row._final?.[split] }).final?.[metric] ?? null }))
+  const seeds = new Map();
+  for (const { row } of shown) (seeds.get(row.config) || seeds.set(row.config, []).get(row.config)).push(row);
+  const steps = new Map([...seeds].map(([config, members]) => [config, sharedStep(members, split)]));
+  const cells = shown.map(({ r, row }) => ({ r, row, x: row[column], y: seedsFinal(row, split, steps.get(row.config))?.[metric] ?? null }))
     .filter((c) => typeof c.x === "number" && c.y !== null);
   if (!cells.length) return hint(`No ${label} to plot for the rows shown (ticked and matching the filters).`);
-  const at = (row) => (common(row) ? ` at step ${format(common(row).step)}, the last all its seeds reached` : "");
+  const step = (row) => steps.get(row.config);
+  const at = (row) => (step(row) !== null ? ` at step ${format(step(row))}, the last all its seeds reached` : "");
   const item = (c) => ({ key: c.r.key, color: c.r.color, x: c.x, y: c.y, detail: cellDetail(c.row, `${label}${at(c.row)}`, c.y), data: { cell: c.row.cell_id } });
   const points = cells.filter((c) => !nonfinite(c.y)).map(item);
   const marks = cells.filter((c) => nonfinite(c.y)).map(item);
@@ -1130,8 +1134,11 @@ async function loadBench() {
   board.rows = board.rows.map(({ cell, progress, final, common }) => ({
     ...cell, _done: progress.steps_done, _steps: progress.steps, _finished: progress.finished, _stopped: progress.stopped,
     _final: numbers(final),
-    // Its seeds stopped at different steps: the last all reached, and its values there.
-    _common: common && Object.fromEntries(Object.entries(common).map(([split, at]) => [split, { step: at.step, final: numbered(at.final) }])),
+    // Its seeds stopped at different steps: its values at each step one of them stopped at.
+    _common: common && Object.fromEntries(Object.entries(common).map(([split, { at }]) => {
+      const values = new Map(Object.entries(at).map(([step, final]) => [Number(step), numbered(final)]));
+      return [split, { at: values, end: Math.max(...values.keys()) }];
+    })),
   }));
   [state.info, state.board] = [info, board];
   describeColumns();
