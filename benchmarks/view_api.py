@@ -1,12 +1,15 @@
 """How long the viewer's leaderboard and curves take on a bench of many runs.
 
-Run: ``python benchmarks/view_api.py [--cells 2000] [--steps 200] [--groups 4] [--segments 1]``
+Run: ``python benchmarks/view_api.py [--cells 2000] [--steps 200] [--groups 4] [--segments 1]
+[--behind]``
 
 Writes a synthetic bench to a temporary folder: ``--cells`` cells of 8 metrics, each
 logged on train rows at every one of ``--steps`` steps and on test rows every 10th step,
 a few NaN values (diverged runs) and metrics some models never record (nulls), in
 ``--groups`` groups of ``--segments`` part files each (a bench of many groups, trained in
-chunks, has thousands). Then times, in this one run (best of three):
+chunks, has thousands); with ``--behind``, the seed-0 cells of each group lack its last
+part (a process training them apart is behind: every configuration's seeds stopped at
+different steps). Then times, in this one run (best of three):
 
 * the leaderboard's final values: the per-(cell, split) loop the viewer had (one call
   per cell, split and metric, kept here) against `phosjax.bench.view._api.final_values`,
@@ -42,10 +45,16 @@ AUX = ("aux/balance", "aux/l1", "path_weight/a", "path_weight/b")
 
 
 def write_bench(
-    root: pathlib.Path, cells: int, steps: int, groups: int = 4, segments: int = 1
+    root: pathlib.Path,
+    cells: int,
+    steps: int,
+    groups: int = 4,
+    segments: int = 1,
+    behind: bool = False,
 ) -> None:
     """A bench of ``cells`` cells (4 models) in ``groups`` groups under ``root``, each
-    group's rows in ``segments`` part files (by step)."""
+    group's rows in ``segments`` part files (by step), its last lacking the rows of the
+    seed-0 cells where ``behind``."""
     rng = np.random.default_rng(0)
     (root / _layout.MARKER).write_text(json.dumps({"format": _layout.FORMAT}))
     plan = pd.DataFrame(
@@ -78,8 +87,11 @@ def write_bench(
             part[metric] = pd.array(values, dtype="Float64")
             if part["model_id"].iloc[0] in ("m0", "m1"):
                 part[metric] = pd.NA
-        for start in train[:: math.ceil(steps / segments)]:
+        starts = train[:: math.ceil(steps / segments)]
+        for start in starts:
             rows = part[(part.step >= start) & (part.step < start + math.ceil(steps / segments))]
+            if behind and start == starts[-1]:
+                rows = rows[rows.seed != 0]
             rows.to_parquet(root / _layout.RESULTS / f"part-{group_id}-{start:09d}.parquet")
 
 
@@ -133,10 +145,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--groups", type=int, default=4)
     parser.add_argument("--segments", type=int, default=1)
+    parser.add_argument("--behind", action="store_true")
     args = parser.parse_args()
+    if args.behind and args.segments < 2:
+        parser.error("--behind needs --segments 2 or more (seed 0 lacks the last segment)")
     with tempfile.TemporaryDirectory() as folder:
         root = pathlib.Path(folder)
-        write_bench(root, args.cells, args.steps, args.groups, args.segments)
+        write_bench(root, args.cells, args.steps, args.groups, args.segments, args.behind)
         bench = BenchFiles(root)
         metrics = bench.metrics()
         results = bench.results(metrics)

@@ -1416,3 +1416,42 @@ def test_seeds_a_filter_leaves_are_compared_at_the_last_step_they_all_reached(tm
             assert common[cell][split]["step"] == 150
             assert common[cell][split]["final"] == up_to[150][cell][split]
     assert up_to[200][seeds[2]] != up_to[150][seeds[2]]
+
+
+def test_seeds_behind_at_the_end_of_a_part_are_compared_without_reading_the_results(
+    tmp_path, monkeypatch
+):
+    """A bench whose processes train a group's seeds apart has seeds at different steps
+    while it runs: /api/cells read every row of the cells ahead at each request, to take
+    them at the step the others reached (2.9 s of 4,000 parts where 0.4 s without). A
+    seed behind stops where a part ends (at a checkpoint): the parts' last rows, read
+    once per version, hold the values there, and nothing more is read."""
+    bench = write_bench(tmp_path / "example", blurb_json())
+    results = bench.root / _layout.RESULTS
+    for part in sorted(results.iterdir()):  # each group's rows in two parts: steps 0-140, 150-
+        table = pq.read_table(part)
+        early = pc.less(table["step"], 150)
+        pq.write_table(table.filter(early), part)
+        pq.write_table(
+            table.filter(pc.invert(early)), results / part.name.replace("000000000", "000000150")
+        )
+    behind = bench.cells.iloc[0]
+    stop_at(bench, behind.cell_id, 140)  # the first part holds all its rows: none to drop
+    later = results / f"part-{behind.group_id}-000000150.parquet"
+    table = pq.read_table(later)
+    pq.write_table(table.filter(pc.invert(pc.equal(table["cell_id"], behind.cell_id))), later)
+    files = BenchFiles(bench.root)
+    _api.leaderboard(files.snapshot())  # reads each part's last rows
+    opened = []
+    dataset = pads.dataset
+    monkeypatch.setattr(pads, "dataset", lambda *a, **k: opened.append(a) or dataset(*a, **k))
+    board = _api.leaderboard(files.snapshot())
+    assert opened == []
+    metrics = board["metrics"]
+    rows = files.results(metrics)
+    at_140 = _api.final_values(rows[rows.step <= 140], metrics)
+    alike = (bench.cells.model == behind.model) & (bench.cells.lr == behind.lr)
+    common = {r["cell"]["cell_id"]: r.get("common") for r in board["rows"]}
+    for cell in bench.cells.cell_id[alike]:
+        assert {s: common[cell][s]["final"] for s in SPLITS} == at_140[cell]
+        assert {s: common[cell][s]["step"] for s in SPLITS} == dict.fromkeys(SPLITS, 140)

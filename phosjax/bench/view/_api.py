@@ -271,7 +271,7 @@ def _at_common_steps(
     ``T`` (a string) that one of these seeds stopped at, up to its own last, so that the
     page compares the seeds a filter leaves at the last step all of those reached. A mean
     of their last values would mix steps. ``last``: `BenchFiles.last_rows`, ``final`` its
-    `final_values` (the rows of the cells stopped later are read again, theirs alone)."""
+    `final_values`; their values at an earlier step come from `BenchFiles.rows_upto`."""
     if not len(last):
         return {}
     ends = last.groupby(_SERIES, sort=False)["step"].max().rename("end").reset_index()
@@ -286,17 +286,19 @@ def _at_common_steps(
     targets = uneven[[*_SERIES, "config", "end"]].merge(stops, on="config")
     targets = targets[targets["at"] <= targets["end"]]
     earlier = targets[targets["at"] < targets["end"]]
-    results = bench.results(metrics, sorted(set(earlier["cell_id"])))
+    rows, seen = bench.rows_upto(earlier, metrics)
     before: dict[tuple[str, str, int], dict[str, Any] | None] = {}
-    for step, chosen in earlier.groupby("at"):
-        upto = results.merge(chosen[_SERIES], on=_SERIES)
-        there = final_values(upto[upto["step"] <= step].reset_index(drop=True), metrics)
-        for cell_id, split in chosen[_SERIES].itertuples(index=False):
-            before[cell_id, split, int(step)] = there.get(cell_id, {}).get(split)
+    for step, upto in rows.groupby("at", sort=False).indices.items():
+        there = final_values(
+            rows.iloc[upto].reset_index(drop=True), metrics, seen.iloc[upto].reset_index(drop=True)
+        )
+        for cell_id, splits in there.items():
+            for split, values in splits.items():
+                before[cell_id, split, int(step)] = values
     found: dict[str, dict[str, dict[str, Any]]] = {}
     for cell_id, split, end, step in targets[[*_SERIES, "end", "at"]].itertuples(index=False):
-        last = final.get(cell_id, {}).get(split) if step == end else None  # at its own last
-        values = last or before.get((cell_id, split, int(step))) or dict.fromkeys(metrics)
+        own = final.get(cell_id, {}).get(split) if step == end else None  # at its own last
+        values = own or before.get((cell_id, split, int(step))) or dict.fromkeys(metrics)
         found.setdefault(cell_id, {}).setdefault(split, {"at": {}})["at"][str(int(step))] = values
     for splits in found.values():
         for entry in splits.values():

@@ -704,9 +704,18 @@ class BenchFiles:
           >>> last[["step", "loss"]].to_dict("records"), seen.to_dict("records")
           ([{'step': 2, 'loss': None}], [{'loss': True}])
         """
+        frame, seen, _, _ = self._last_rows(columns)
+        return frame, seen
+
+    def _last_rows(
+        self, columns: list[str]
+    ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, list[pathlib.Path]]:
+        """`last_rows`, and of each row the first step of its series in its part and that
+        part's file (for `rows_upto`)."""
         parts, versions, schema = self._parts()
         if schema is None:
-            return pd.DataFrame(columns=[*_KEYS, *columns]), pd.DataFrame(columns=columns)
+            empty = pd.DataFrame(columns=[*_KEYS, *columns]), pd.DataFrame(columns=columns)
+            return *empty, np.zeros(0, dtype=int), []
         names = [repr(version) for version in versions]
         with self._cache_lock:
             ends = self._ends[0] if self._ends else None
@@ -726,9 +735,62 @@ class BenchFiles:
         had = {c: ends.had.get(c, absent) for c in columns}
         seen = pd.DataFrame(had, columns=columns, index=range(ends.rows.num_rows))
         position = pd.Series(range(len(names)), index=names)
-        keys = frame[_KEYS].assign(part=position[ends.parts].to_numpy())
-        order = keys.sort_values([*_KEYS, "part"], kind="stable").index
-        return frame.loc[order].reset_index(drop=True), seen.loc[order].reset_index(drop=True)
+        part = position[ends.parts].to_numpy()
+        order = frame[_KEYS].assign(part=part).sort_values([*_KEYS, "part"], kind="stable").index
+        of_part = [parts[i] for i in part[order]]
+        frame = frame.loc[order].reset_index(drop=True)
+        return frame, seen.loc[order].reset_index(drop=True), ends.first[order], of_part
+
+    def rows_upto(
+        self, targets: pd.DataFrame, columns: list[str]
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The rows of the results that give each series its value at a step, as
+        `last_rows` gives them its last: for each row of ``targets`` (``cell_id``,
+        ``split``, ``at``: a step), those of its series up to ``at``, with an ``at``
+        column, and ``seen``. From `last_rows` where each part of the series ends by
+        ``at`` or starts after it (it stopped where a part ends: a process behind, or
+        crashed, stops at a checkpoint); a part holding rows of the series on both
+        sides of ``at`` is read, that part's rows of the series alone.
+
+        Examples:
+          >>> import tempfile
+          >>> root = pathlib.Path(tempfile.mkdtemp())
+          >>> _ = (root / "bench.json").write_text('{"format": 1}')
+          >>> (root / "results").mkdir()
+          >>> rows = {"cell_id": "a", "step": [1, 2, 3], "split": "test", "loss": [0.5, 0.4, 0.3]}
+          >>> pd.DataFrame(rows).to_parquet(root / "results" / "part-g-000000001.parquet")
+          >>> targets = pd.DataFrame({"cell_id": ["a"], "split": ["test"], "at": [2]})
+          >>> rows, seen = BenchFiles(root).rows_upto(targets, ["loss"])
+          >>> rows[["step", "loss", "at"]].to_dict("records")
+          [{'step': 1, 'loss': 0.5, 'at': 2}, {'step': 2, 'loss': 0.4, 'at': 2}]
+        """
+        frame, seen, first, of_part = self._last_rows(columns)
+        asked = targets[["cell_id", "split", "at"]]
+        rows = frame.assign(_row=np.arange(len(frame))).merge(asked, on=["cell_id", "split"])
+        index = rows.pop("_row").to_numpy()
+        steps, at = rows["step"].to_numpy(), rows["at"].to_numpy()
+        straddle = (steps > at) & (first[index] <= at)
+        kept = steps <= at
+        found = [rows[kept]]
+        seen_found = [seen.iloc[index[kept]].reset_index(drop=True)]
+        if straddle.any():
+            read = sorted({str(of_part[i]) for i in index[straddle]})
+            cells = sorted(set(rows["cell_id"][straddle]))
+            schema = self._parts()[2]
+            dataset = pads.dataset(read, schema=schema, format="parquet")
+            filter_ = pads.field("cell_id").isin(cells)
+            table = dataset.to_table(columns=list(frame.columns), filter=filter_)
+            fresh = table.to_pandas(types_mapper=_nullable_floats)
+            fresh = fresh.merge(
+                rows.loc[straddle, ["cell_id", "split", "at"]], on=["cell_id", "split"]
+            )
+            fresh = fresh[fresh["step"] <= fresh["at"]]
+            found.append(fresh)
+            seen_found.append(fresh[columns].notna())
+        rows = pd.concat(found, ignore_index=True)
+        seen = pd.concat(seen_found, ignore_index=True)
+        order = rows.sort_values(["at", *_KEYS], kind="stable").index
+        return rows.loc[order].reset_index(drop=True), seen.loc[order].reset_index(drop=True)
 
 
 def _alike(value: Any) -> Any:
@@ -757,11 +819,12 @@ def _numeric(type_: pa.DataType) -> bool:
 class _Ends:
     """`_series_ends` of some part files: ``rows``, the last row of each (part, cell,
     split) series; ``had``, by numeric column, whether the series had recorded it by
-    then; ``parts``, the version (``repr`` of `_version`) of each row's part; ``read``,
-    those of every part read."""
+    then; ``first``, the series' first step in the part; ``parts``, the version (``repr``
+    of `_version`) of each row's part; ``read``, those of every part read."""
 
     rows: pa.Table
     had: dict[str, np.ndarray]
+    first: np.ndarray
     parts: np.ndarray
     read: frozenset[str]
 
@@ -770,7 +833,8 @@ class _Ends:
         wanted = set(names)
         kept = np.fromiter((part in wanted for part in self.parts), bool, len(self.parts))
         had = {name: values[kept] for name, values in self.had.items()}
-        return _Ends(self.rows.filter(kept), had, self.parts[kept], self.read & wanted)
+        rows, first, parts = self.rows.filter(kept), self.first[kept], self.parts[kept]
+        return _Ends(rows, had, first, parts, self.read & wanted)
 
     @staticmethod
     def joined(ends: list["_Ends"]) -> "_Ends":
@@ -779,8 +843,9 @@ class _Ends:
         absent = lambda e: np.zeros(e.rows.num_rows, dtype=bool)
         names = dict.fromkeys(name for e in ends for name in e.had)
         had = {n: np.concatenate([e.had.get(n, absent(e)) for e in ends]) for n in names}
+        first = np.concatenate([e.first for e in ends])
         parts = np.concatenate([e.parts for e in ends])
-        return _Ends(rows, had, parts, frozenset().union(*(e.read for e in ends)))
+        return _Ends(rows, had, first, parts, frozenset().union(*(e.read for e in ends)))
 
 
 def _series_ends(
@@ -812,9 +877,10 @@ def _series_ends(
         name: np.logical_or.reduceat(v[order], starts) if len(order) else v
         for name, v in valid.items()
     }
+    first = table["step"].to_numpy()[order[starts]] if len(order) else np.zeros(0, dtype=int)
     versions = np.array([name_of[str(paths[i])] for i in part[ends]], dtype=object)
     read = frozenset(name_of[path] for path in index_of)
-    return _Ends(table.take(ends), had, versions, read)
+    return _Ends(table.take(ends), had, first, versions, read)
 
 
 def _conformed(table: pa.Table, fields: list[pa.Field]) -> pa.Table:
