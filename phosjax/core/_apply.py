@@ -166,6 +166,18 @@ def select_tags(
     return found or select(tags, selector, what="tagged value", dropped=dropped)  # raises
 
 
+def hands_back_every_collection(mutable: Mutable) -> bool:
+    """Whether ``model.apply(..., mutable=mutable)`` hands back collections the caller did
+    not name (``True``, an ``nn.DenyList``): a transform's own values put in a collection
+    must then be taken out of the state, or variables updated from it keep them.
+
+    Examples:
+      >>> hands_back_every_collection(True), hands_back_every_collection(["batch_stats"])
+      (True, False)
+    """
+    return mutable is True or isinstance(mutable, DenyList)
+
+
 def apply_reaching_tags(
     model: nn.Module,
     variables: Mapping[str, Any],
@@ -195,8 +207,7 @@ def apply_reaching_tags(
             "it, though it kept the tagged value in 'intermediates'. Give it "
             "variable_axes=px.scan_axes(params=0), which lists all of phosjax's collections."
         )
-    mutable = kwargs.get("mutable", False)
-    if mutable is not True and not isinstance(mutable, DenyList):  # those named, as asked
+    if not hands_back_every_collection(kwargs.get("mutable", False)):  # those named, as asked
         return result
     (output, state), collected = result
     return (output, {name: tree for name, tree in state.items() if name != collection}), collected

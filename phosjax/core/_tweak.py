@@ -5,6 +5,8 @@ from typing import Any
 
 import flax.linen as nn
 
+from phosjax.core._apply import hands_back_every_collection
+from phosjax.core._collections import KNOBS
 from phosjax.core._knobs import _with_knobs_declared, init_kwargs, set_knobs
 
 
@@ -26,7 +28,9 @@ def tweak(
       x: the input.
       values: ``{selector: value}``, e.g. ``{"blocks_1/**/T": 10.0}``.
       **kwargs: passed to ``model.apply`` (``method`` too: the knobs it declares are the
-        ones found).
+        ones found); under ``mutable=True`` (or an ``nn.DenyList``) the state it hands back
+        holds the knobs as ``model.apply(variables, x, ...)`` would, not the tweaked
+        values, so variables updated from it are not tweaked for good.
 
     Raises:
       SelectorError: a selector matches no knob; the message lists the nearest.
@@ -44,4 +48,8 @@ def tweak(
       [3.0, 3.0]
     """
     full, declared = _with_knobs_declared(model, variables, x, **init_kwargs(kwargs))
-    return model.apply(set_knobs(full, values, declared=declared), x, **kwargs)
+    out = model.apply(set_knobs(full, values, declared=declared), x, **kwargs)
+    if not hands_back_every_collection(kwargs.get("mutable", False)) or KNOBS not in out[1]:
+        return out  # the collections named, as asked
+    output, state = out
+    return output, {**state, KNOBS: full[KNOBS]}

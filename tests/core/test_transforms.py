@@ -254,6 +254,20 @@ def test_a_deny_list_as_mutable_hands_back_the_state_model_apply_does(run):
     assert set(state) == set(applied)
 
 
+@pytest.mark.parametrize("mutable", [True, nn.DenyList("params")])
+@pytest.mark.parametrize("with_knobs", [True, False])
+def test_tweak_hands_back_the_variables_knobs_not_the_tweaked_ones(mutable, with_knobs):
+    # the state held the tweaked knobs: variables updated from it stayed tweaked for good
+    variables = init("plain") if with_knobs else {"params": init("plain")["params"]}
+    _, state = px.tweak(Stack(), variables, X, {"**/T": 2.0}, mutable=mutable)
+    _, applied = Stack().apply(variables, X, mutable=mutable)
+    assert_trees_close(state["knobs"], applied["knobs"], rtol=0)
+    updated = {**variables, **state}
+    assert_trees_close(Stack().apply(updated, X), Stack().apply(variables, X), rtol=0)
+    _, named = px.tweak(Stack(), variables, X, {"**/T": 2.0}, mutable=["knobs"])
+    assert {float(t) for t in jax.tree.leaves(named)} == {2.0}  # named: as asked
+
+
 @pytest.mark.parametrize("transform", ["probe", "grad_of"])
 def test_intermediates_merged_back_into_the_variables_add_nothing(transform):
     # the usual Flax idiom after an apply: variables = {**variables, **mutated}
