@@ -196,7 +196,30 @@ def _no_match(selector: str, paths: list[str], what: str, dropped: Iterable[str]
     if not paths:
         return f"Selector {selector!r} matched no {what}: there are none.{hint}"
     nearest = ", ".join(repr(p) for p in _nearest(selector, paths))
-    return f"Selector {selector!r} matched no {what} among {len(paths)}; nearest: {nearest}.{hint}"
+    return (
+        f"Selector {selector!r} matched no {what} among {len(paths)}; nearest: "
+        f"{nearest}.{_at_any_depth(selector, paths)}{hint}"
+    )
+
+
+def _at_any_depth(selector: str, paths: list[str]) -> str:
+    """A hint for a selector that names the end of paths (``"T"`` for ``"blocks_0/T"``):
+    it matches whole paths, and ``"**/"`` before it would match those; "" otherwise.
+
+    Examples:
+      >>> _at_any_depth("T", ["blocks_0/T", "blocks_1/T", "head"])
+      " A selector matches whole paths; '**/T' would match 'blocks_0/T', 'blocks_1/T'."
+      >>> _at_any_depth("U", ["blocks_0/T"]), _at_any_depth("re:T", ["blocks_0/T"])
+      ('', '')
+    """
+    if selector.startswith(("re:", "**")):
+        return ""
+    deeper = f"**{SEP}{selector}"
+    found = select(paths, deeper, allow_empty=True)
+    if not found:
+        return ""
+    shown = listing([repr(p) for p in found], 3)
+    return f" A selector matches whole paths; {deeper!r} would match {shown}."
 
 
 def select(

@@ -85,6 +85,23 @@ def test_no_match_lists_nearest_paths():
     assert "matched no tagged value among 6" in str(err.value)
 
 
+@pytest.mark.parametrize(
+    "selector, hint",
+    [
+        ("T", " A selector matches whole paths; '**/T' would match 'a/T', 'b/c/T'."),
+        ("c/T", " A selector matches whole paths; '**/c/T' would match 'b/c/T'."),
+        ("U", ""),
+        ("**/U", ""),
+    ],
+)
+def test_a_selector_naming_the_end_of_paths_is_told_to_start_with_any_depth(selector, hint):
+    # 'T' matched none of 'a/T', 'b/c/T': the nearest were listed, not that '**/T' selects them
+    with pytest.raises(px.SelectorError) as error:
+        px.select(["a/T", "b/c/T", "d"], selector, what="knob")
+    assert str(error.value).endswith(f".{hint}")
+    assert ("would match" in str(error.value)) == bool(hint)
+
+
 def test_many_paths_dropped_are_named_five_and_counted():
     """It ended "'h4', ...)", without a count."""
     message = _no_match("hh", [], "tagged value", [f"h{i}" for i in range(7)])
