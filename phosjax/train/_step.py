@@ -224,7 +224,7 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
 
     The step draws its batch with `phosjax.data.batch_indices` from the cell's data key
     and its step, so any strategy and any resumption replays the same batches. Metrics
-    are scalars: ``loss`` (the total), ``task_loss``, ``regularizer`` (the weighted sum
+    are float32 scalars: ``loss`` (the total), ``task_loss``, ``regularizer`` (the weighted sum
     of the regularizers, when there are any), ``accuracy``,
     ``grad_norm``, ``aux/<name>``, ``path_weight/<path>`` and, under a schedule
     (`HParams.scheduled`), ``lr``: the learning rate of the step's update. A cell whose loss or
@@ -336,7 +336,10 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
         if multiplier is not None:  # the rate this update ran at: the peak times the schedule
             peak = state.opt_state.hyperparams["learning_rate"]
             metrics["lr"] = peak * multiplier(state.step)
-        return new, metrics
+        # float32 whatever the params' dtype: a bfloat16 grad_norm or path weight (of a
+        # model storing its params in bfloat16) would reach numpy as ml_dtypes' bfloat16,
+        # which pandas cannot put in a results frame
+        return new, {name: jnp.asarray(value, jnp.float32) for name, value in metrics.items()}
 
     return TrainStep(update, hp.batch_size)
 

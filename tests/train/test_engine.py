@@ -20,6 +20,7 @@ from phosjax.models import ModelConfig
 from phosjax.train import (
     STRATEGIES,
     Cell,
+    Chunk,
     GroupRun,
     GroupState,
     HParams,
@@ -281,6 +282,21 @@ def test_a_model_with_bfloat16_logits_takes_its_train_loss_in_float32(toy):
     targets = jax.nn.one_hot(y, 3) * 0.9 + 0.1 / 3
     task = optax.softmax_cross_entropy(logits, targets).mean()
     np.testing.assert_allclose(float(metrics["task_loss"]), float(task), rtol=1e-6)
+
+
+def test_a_model_storing_its_params_in_bfloat16_reports_float32_metrics(toy):
+    # its grad_norm came out bfloat16 (numpy's ml_dtypes), which pandas refused: train_grid
+    # failed building its frames ("no types given") once the steps had run
+    hp = HParams(optimizer="sgd", batch_size=16, steps=1)
+    [group] = plan_groups([Cell(_Bfloat16Config(), "toy", hp, 0)])
+    cell = jax.tree.map(lambda a: a[0], init_group(group, toy))
+    _, metrics = jax.jit(make_train_step(_Bfloat16(), hp))(cell, device_arrays(toy))
+    assert {name: value.dtype for name, value in metrics.items()} == dict.fromkeys(
+        metrics, jnp.float32
+    )
+    train = {name: np.asarray(value).reshape(1, 1) for name, value in metrics.items()}
+    frame = _grid.chunk_frame(Chunk(np.ones(1, np.int64), train, {}, np.full(1, -1)), [0])
+    assert frame["grad_norm"].dtype == np.float32
 
 
 def test_chunks_end_at_every_evaluation():
