@@ -1,6 +1,7 @@
 """Optimizers whose hyperparameters live in their state, so cells of a group may differ."""
 
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -96,6 +97,30 @@ def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
     return optax.GradientTransformation(optax.init_empty_state, update)
 
 
+def _as_dtype_of(new: jax.Array, old: jax.Array) -> jax.Array:
+    return new if new.dtype == old.dtype else new.astype(old.dtype)
+
+
+def _keeping_state_dtypes(
+    tx: optax.GradientTransformationExtraArgs,
+) -> optax.GradientTransformationExtraArgs:
+    """``tx`` whose update hands back its state in the dtypes it was given.
+
+    ``tx.init`` makes the moments in the params' dtype, but a hyperparameter injected as
+    a float32 array (a grid's per-cell value) promotes the update of bfloat16 params, and
+    the moments with it: a loop carrying the state (the engine's `jax.lax.scan` over a
+    chunk's steps) refused a state whose dtypes changed.
+    """
+
+    def update(
+        updates: optax.Updates, state: optax.OptState, params: Any = None, **extra: Any
+    ) -> tuple[optax.Updates, optax.OptState]:
+        updates, new = tx.update(updates, state, params, **extra)
+        return updates, jax.tree.map(_as_dtype_of, new, state)
+
+    return optax.GradientTransformationExtraArgs(tx.init, update)
+
+
 def _family(
     name: str, grad_clip: float | None, multiplier: optax.Schedule | None
 ) -> "optax.GradientTransformationExtraArgs | optax.GradientTransformation":
@@ -137,7 +162,9 @@ def make_optimizer(
     state (``state.hyperparams``), so a grid stacks them on its cell axis and one compiled
     update serves cells with different values. A schedule scales each update by
     `lr_multiplier` (``adamw``'s decoupled decay too, as optax does with a scheduled
-    learning rate).
+    learning rate). An update hands back the state in the dtypes ``init`` made it (the
+    moments of bfloat16 params stay bfloat16, though a float32 hyperparameter promotes
+    the update), so a `jax.lax.scan` can carry it.
 
     Args:
       name: ``"adam"``, ``"adamw"``, ``"sgd"`` or ``"momentum"``.
@@ -187,9 +214,10 @@ def make_optimizer(
                 f"{warmup_steps} needs steps=, the number of updates it spans."
             )
         multiplier = lr_multiplier(lr_schedule, warmup_steps, steps)
-    return _family(name, grad_clip, multiplier)(
+    injected = _family(name, grad_clip, multiplier)(
         learning_rate=learning_rate, weight_decay=weight_decay, momentum=momentum
     )
+    return _keeping_state_dtypes(injected)
 
 
 def hparams_multiplier(hp: HParams) -> optax.Schedule | None:

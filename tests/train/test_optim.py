@@ -1,9 +1,11 @@
 """`make_optimizer`'s arguments: values that would train wrongly are refused by name."""
 
+import jax
 import jax.numpy as jnp
+import optax
 import pytest
 
-from phosjax.train import make_optimizer
+from phosjax.train import OPTIMIZERS, make_optimizer
 
 
 @pytest.mark.parametrize(
@@ -48,3 +50,24 @@ def test_a_jax_array_value_is_taken_unchecked_as_a_grids_traced_one_is():
     params = {"w": jnp.zeros(2)}
     updates, _ = tx.update({"w": jnp.ones(2)}, tx.init(params), params)
     assert updates["w"].tolist() == [-0.5, -0.5]
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_updates_keep_the_state_of_bfloat16_params_in_its_dtypes(name):
+    """A grid's per-cell values are float32 arrays: they promoted the update of bfloat16
+    params, and the moments with it, which the engine's scan over a chunk's steps refused
+    (a model storing its params in bfloat16 could not train with adam or momentum)."""
+    params = {"w": jnp.ones(3, jnp.bfloat16)}
+    values = {"learning_rate": 1e-2, "weight_decay": 1e-3, "momentum": 0.9}
+    tx = make_optimizer(name, **{k: jnp.asarray(v, jnp.float32) for k, v in values.items()})
+    state = tx.init(params)
+
+    def step(carry, _):
+        params, state = carry
+        updates, state = tx.update({"w": jnp.ones(3, jnp.bfloat16)}, state, params)
+        return (optax.apply_updates(params, updates), state), None
+
+    (moved, after), _ = jax.lax.scan(step, (params, state), length=2)
+    dtypes = lambda tree: [leaf.dtype for leaf in jax.tree.leaves(tree)]
+    assert dtypes(after) == dtypes(state)
+    assert moved["w"].dtype == jnp.bfloat16 and float(moved["w"][0]) < 1
