@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from phosjax.core import tag
 from phosjax.layers._common import (
     broadcasts_to,
+    check_mask_dtype,
     checked_rate,
     checked_size,
     compute_dtype,
@@ -64,13 +65,7 @@ def _attention_mask(
             f"may attend) or {pairs} (query-key pairs, batch and heads), axes of size 1 "
             f"broadcasting, but got {mask.shape}."
         )
-    if jnp.issubdtype(mask.dtype, jnp.floating):  # by its dtype, so under jit too
-        raise TypeError(
-            "MultiHeadSelfAttention mask must be booleans (or integers; nonzero: attend), "
-            f"got a {mask.dtype} one, which may be an additive mask (0: attend, -inf: not) "
-            "and would read the other way round: pass mask == 0 for an additive mask, "
-            "mask != 0 for one of 0 and 1 (make_attention_mask(..., dtype=bool) makes one)."
-        )
+    check_mask_dtype("MultiHeadSelfAttention", mask, attend=True)
     mask = mask.astype(bool)
     return mask if causal_mask is None else mask & causal_mask
 

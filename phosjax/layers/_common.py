@@ -434,6 +434,31 @@ def fits_pairs(shape: tuple[int, ...], tokens: tuple[int, ...]) -> bool:
     )
 
 
+def check_mask_dtype(owner: str, mask: jax.Array, attend: bool = False) -> None:
+    """Raises a TypeError when ``mask``, ``owner``'s call ``mask`` (of keys to ``attend``,
+    else of real tokens), holds floats: an additive mask (0: keep, ``-inf``: not) would read
+    the other way round, and under ``jit`` its values cannot be seen, so its dtype decides.
+
+    Examples:
+      >>> check_mask_dtype("ActivityL1", jnp.array([True, False]))
+      >>> check_mask_dtype("ActivityL1", jnp.array([0.0, -jnp.inf]))
+      Traceback (most recent call last):
+      ...
+      TypeError: ActivityL1 mask must be booleans (or integers; nonzero: a real token), got a
+      float32 one, which may be an additive mask (0: a real token, -inf: not) and would read
+      the other way round: pass mask == 0 for an additive mask, mask != 0 for one of 0 and 1.
+    """
+    if not jnp.issubdtype(mask.dtype, jnp.floating):
+        return
+    kept = "attend" if attend else "a real token"
+    maker = " (make_attention_mask(..., dtype=bool) makes one)" if attend else ""
+    raise TypeError(
+        f"{owner} mask must be booleans (or integers; nonzero: {kept}), got a {mask.dtype} "
+        f"one, which may be an additive mask (0: {kept}, -inf: not) and would read the other "
+        f"way round: pass mask == 0 for an additive mask, mask != 0 for one of 0 and 1{maker}."
+    )
+
+
 def real_tokens(
     module: Any, mask: Any, tokens: tuple[int, ...], pairs: bool = False
 ) -> jax.Array | None:
@@ -446,20 +471,20 @@ def real_tokens(
 
     Raises:
       ValueError: ``mask`` does not broadcast to ``tokens`` (both shapes named).
+      TypeError: ``mask`` holds floats (`check_mask_dtype`).
 
     Examples:
       >>> real_tokens(nn.Dense(2), jnp.array([[1, 1, 0]]), (2, 3)).tolist()
       [[1.0, 1.0, 0.0], [1.0, 1.0, 0.0]]
-      >>> real_tokens("ActivityL1", jnp.ones((2, 1, 3, 3)), (2, 3), pairs=True).tolist()
+      >>> real_tokens("ActivityL1", jnp.ones((2, 1, 3, 3), bool), (2, 3), pairs=True).tolist()
       [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]
     """
     if mask is None:
         return None
     mask = jnp.asarray(mask)
-    if pairs and fits_pairs(mask.shape, tokens):
-        mask = pair_tokens(mask)
-    if not broadcasts_to(mask.shape, tokens):
-        owner = module if isinstance(module, str) else type(module).__name__
+    owner = module if isinstance(module, str) else type(module).__name__
+    per_pair = pairs and fits_pairs(mask.shape, tokens)
+    if not (per_pair or broadcasts_to(mask.shape, tokens)):
         pair = ""
         if pairs and len(tokens) == 2:
             pair = f" or per attention pair ({tokens[0]}, H, {tokens[1]}, {tokens[1]})"
@@ -468,6 +493,8 @@ def real_tokens(
             f"input's but its features; true: a real token){pair}, axes of size 1 "
             f"broadcasting, but got {mask.shape}."
         )
+    check_mask_dtype(owner, mask)
+    mask = pair_tokens(mask) if per_pair else mask
     return jnp.broadcast_to(mask.astype(bool), tokens).astype(jnp.float32)
 
 

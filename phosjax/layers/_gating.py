@@ -96,7 +96,8 @@ class SqueezeExcite(nn.Module):
     (Hu et al., arXiv 1709.01507). Tags ``channel_gate`` (``(B, C)``).
 
     The call's ``mask`` (``(B, ..., L)``, the input's shape but its features, axes of
-    size 1 broadcasting; true: a real token), which containers pass it with an attention
+    size 1 broadcasting; booleans or integers, true: a real token; a float one is a
+    TypeError), which containers pass it with an attention
     ``mask`` (a per-pair one, ``(B, H, L, L)``, is read as attention reads it),
     averages the real tokens alone (zeros for an example with none); the padded ones are
     read as zeros (their outputs are 0), so what they hold (an infinity, a NaN) reaches

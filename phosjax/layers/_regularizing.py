@@ -75,7 +75,8 @@ class ActivityL1(nn.Module):
     (mean ``|x|`` per example, shape ``(B,)``; a scalar for a 1-D input).
 
     The call's ``mask`` (``(B, ..., L)``, the input's shape but its features, axes of
-    size 1 broadcasting; true: a real token), which containers pass it with an attention
+    size 1 broadcasting; booleans or integers, true: a real token; a float one is a
+    TypeError), which containers pass it with an attention
     ``mask`` (a per-pair one, ``(B, H, L, L)``, is read as attention reads it), leaves
     the padded tokens out: the mean is over the real ones (0 for an
     example with none), and what padded tokens hold (an infinity, a NaN) reaches neither

@@ -37,7 +37,8 @@ class MixtureOfExperts(nn.Module):
     number >= 0) is raised as the aux loss ``balance``.
 
     The call's ``mask`` (the input's shape but its features, axes of size 1
-    broadcasting; true or nonzero: a real token; for a sequence, an attention mask
+    broadcasting; booleans or integers, nonzero: a real token, a float one is a
+    TypeError; for a sequence, an attention mask
     ``(B, H, L, L)`` too, read as attention reads it) leaves padded tokens out of the
     balance loss and the load: both count only real tokens, as if the padding were
     not in the batch (no real token: both 0). Padded tokens are still routed and

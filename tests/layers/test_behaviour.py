@@ -395,6 +395,36 @@ def test_a_float_mask_is_an_error_by_its_dtype_under_jit_too(make, key):
     )
 
 
+PADDING_READERS = {
+    "moe": lambda: L.MixtureOfExperts(num_experts=2, top_k=1),
+    "squeeze": lambda: L.SqueezeExcite(2),
+    "activity": lambda: L.ActivityL1(),
+    "container": lambda: L.Sequence([nn.Dense(4), L.TransformerBlock(num_heads=2)]),
+}
+
+
+@pytest.mark.parametrize("make", PADDING_READERS.values(), ids=PADDING_READERS.keys())
+def test_every_layer_reading_a_mask_refuses_a_float_one_as_attention_does(make, key):
+    """An additive padding mask (0: real, -inf: not) was read as nonzero: real, the real
+    tokens dropped and the padding kept, without a word; as attention, every layer that
+    reads a mask refuses a float one by its dtype, under jit too."""
+    layer, x = make(), jax.random.normal(key, (2, 5, 4))
+    keep = jnp.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
+    variables = layer.init(key, x, mask=keep)
+    name = type(layer).__name__
+    message = (
+        rf"^{name} mask must be booleans \(or integers; nonzero: a real token\), got a float32 "
+        r"one, which may be an additive mask \(0: a real token, -inf: not\) and would read "
+        r"the other way round: pass mask == 0 for an additive mask, mask != 0 for one of 0 "
+        r"and 1\."
+    )
+    apply = jax.jit(lambda mask: layer.apply(variables, x, mask=mask, mutable=True)[0])
+    for mask in (jnp.where(keep, 0.0, -jnp.inf), keep.astype(jnp.float32)):
+        with pytest.raises(TypeError, match=message):
+            apply(mask)
+    np.testing.assert_array_equal(apply(jnp.where(keep, 0.0, -jnp.inf) == 0), apply(keep))
+
+
 @pytest.mark.parametrize(
     ("layer", "params", "expected"),
     [

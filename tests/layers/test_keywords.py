@@ -297,7 +297,7 @@ def test_flax_attention_in_a_container_reads_a_padding_mask_as_the_keys(attentio
     out, out_other = layer.apply(variables, X, mask=REAL), layer.apply(variables, other, mask=REAL)
     np.testing.assert_allclose(out[1, :3], out_other[1, :3], atol=1e-5)
     np.testing.assert_allclose(out[0], out_other[0], atol=1e-5)
-    pairs = nn.make_attention_mask(jnp.ones((2, 5), bool), REAL)  # (2, 1, 5, 5): the keys
+    pairs = nn.make_attention_mask(jnp.ones((2, 5), bool), REAL, dtype=bool)  # the keys
     np.testing.assert_array_equal(layer.apply(variables, X, mask=pairs)[REAL], out[REAL])
 
 
