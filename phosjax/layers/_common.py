@@ -642,23 +642,42 @@ def checked_rate(module: nn.Module, name: str) -> float:
     return float(rate)
 
 
-def checked_finite(module: nn.Module, name: str) -> Any:
-    """``module``'s attribute ``name``, an initial value: a number (or an array of them,
-    which Flax's ``constant`` initializer broadcasts).
+def checked_finite(module: nn.Module, name: str, shape: tuple[int, ...] = ()) -> Any:
+    """``module``'s attribute ``name``, the initial value of a parameter of ``shape``: a
+    number (or an array of them that broadcasts to ``shape``, as Flax's ``constant``
+    initializer broadcasts it).
 
     Raises:
-      ValueError: naming the attribute when it is no number nor numeric array, or holds
-        a NaN or an infinity (which would make the output NaN, or a gate stuck). A traced
-        value (the attribute set under a transform) is not checked.
+      ValueError: naming the attribute when it is no number nor numeric array, holds
+        a NaN or an infinity (which would make the output NaN, or a gate stuck), or does
+        not broadcast to ``shape`` (both shapes named). A traced value (the attribute set
+        under a transform) is checked for its shape alone.
+
+    Examples:
+      >>> from phosjax.layers import LayerScale
+      >>> checked_finite(LayerScale(jnp.ones(3)), "init_value", (3,)).shape
+      (3,)
+      >>> checked_finite(LayerScale(jnp.ones(2)), "init_value", (3,))
+      Traceback (most recent call last):
+      ValueError: LayerScale init_value must be a number or an array that broadcasts to the
+      shape (3,) of the parameter it initializes, got one of shape (2,).
     """
-    value = getattr(module, name)
-    if isinstance(value, jax.core.Tracer):
-        return value
-    numeric = isinstance(value, numbers.Real | np.ndarray | jax.Array) and jnp.issubdtype(
-        np.asarray(value).dtype, jnp.number
-    )
-    if not numeric or not np.isfinite(np.asarray(value, float)).all():
-        raise ValueError(f"{type(module).__name__} {name} must be a finite number, got {value!r}")
+    value, owner = getattr(module, name), type(module).__name__
+    if not isinstance(value, jax.core.Tracer):
+        numeric = isinstance(value, numbers.Real | np.ndarray | jax.Array) and jnp.issubdtype(
+            np.asarray(value).dtype, jnp.number
+        )
+        if not numeric or not np.isfinite(np.asarray(value, float)).all():
+            raise ValueError(f"{owner} {name} must be a finite number, got {value!r}")
+    try:
+        fits = np.broadcast_shapes(np.shape(value), shape) == tuple(shape)
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(
+            f"{owner} {name} must be a number or an array that broadcasts to the shape "
+            f"{tuple(shape)} of the parameter it initializes, got one of shape {np.shape(value)}."
+        )
     return value
 
 

@@ -154,7 +154,8 @@ class LayerScale(nn.Module):
     dtype; an integer input is scaled in float32.
 
     Attributes:
-      init_value: the initial scale of every channel (a finite number).
+      init_value: the initial scale of every channel (a finite number, or an array of
+        them that broadcasts to ``(C,)``).
       param_dtype: the dtype parameters are stored in (as Flax's ``param_dtype``).
 
     Examples:
@@ -170,6 +171,7 @@ class LayerScale(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        init = nn.initializers.constant(checked_finite(self, "init_value"))
-        scale = self.param("scale", init, (input_width(self, x),), self.param_dtype)
+        width = input_width(self, x)
+        init = nn.initializers.constant(checked_finite(self, "init_value", (width,)))
+        scale = self.param("scale", init, (width,), self.param_dtype)
         return tag(self, "scaled", x * scale.astype(compute_dtype(None, x)))

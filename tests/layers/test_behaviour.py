@@ -792,6 +792,20 @@ class Pair(nn.Module):
             (L.LayerScale(v), (2, 3), rf"LayerScale init_value {FINITE}{re.escape(repr(v))}")
             for v in (-np.inf, "0.1", None, (0.1, 0.2, 0.3), np.array([1.0, np.nan, 1.0]))
         ),
+        *(  # Flax's constant initializer failed on the shape, naming neither layer nor value
+            (
+                layer,
+                (2, 3),
+                rf"{type(layer).__name__} {name} must be a number or an array that broadcasts "
+                rf"to the shape {re.escape(str(param))} of the parameter it initializes, got one "
+                rf"of shape {re.escape(str(shape))}\.",
+            )
+            for layer, name, param, shape in [
+                (L.LayerScale(np.ones(7)), "init_value", (3,), (7,)),
+                (L.LayerScale(np.ones((2, 3))), "init_value", (3,), (2, 3)),
+                (L.GatedSkip(nn.Dense(3), gate_init=np.ones(3)), "gate_init", (), (3,)),
+            ]
+        ),
         (L.GatedSkip(nn.Dense(5)), (2, 3), r"GatedSkip's block must keep the input shape \(2, 3\)"),
         (
             L.ReZero(nn.Dense(1)),
