@@ -222,12 +222,12 @@ class Residual(PassesKeywords, nn.Module):
         check_keywords(self, self.block, keywords)
         x = zero_mask_padding(self, x, keywords)
         y = tag(self, "residual", call_block(self.block, x, train, **keywords))
-        if getattr(y, "shape", None) is None or y.shape[:-1] != x.shape[:-1]:
+        if getattr(y, "shape", None) is None or (y.ndim, y.shape[:-1]) != (x.ndim, x.shape[:-1]):
             raise ValueError(
                 f"Residual's block must keep every axis but the last of the input shape "
                 f"{x.shape}, but returned {returned(y)}."
             )
-        if y.shape[-1] != x.shape[-1]:
+        if y.shape != x.shape:
             summed = jnp.result_type(x, y)  # as without a projection
             projection = nn.Dense(
                 y.shape[-1],

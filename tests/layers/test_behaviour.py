@@ -1063,6 +1063,15 @@ def test_a_residual_gives_one_dtype_whether_it_projects_or_not(width, stream, bl
     assert out.dtype == jnp.float32 and out.shape == (2, width)
 
 
+def test_a_residual_of_a_scalar_adds_and_a_block_adding_axes_to_one_is_an_error(key):
+    """Both read the scalar's missing last axis (IndexError: tuple index out of range)."""
+    layer, x = L.Residual(jnp.sin), jnp.asarray(0.5)
+    assert float(layer.apply(layer.init(key, x), x)) == pytest.approx(0.5 + np.sin(0.5))
+    message = r"keep every axis but the last of the input shape \(\), but returned \(5,\)\."
+    with pytest.raises(ValueError, match=message):
+        L.Residual(lambda h: jnp.ones(5)).init(key, x)
+
+
 def test_a_residuals_dtype_sets_the_projections_computation_dtype_alone(key):
     layer, x = L.Residual(nn.Dense(6), dtype=jnp.bfloat16), jax.random.normal(key, (2, 4))
     variables = layer.init(key, x)
