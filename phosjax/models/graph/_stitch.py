@@ -17,7 +17,7 @@ import numpy as np
 import optax
 
 from phosjax.core import select
-from phosjax.layers._common import broadcasts_to
+from phosjax.layers._common import broadcasts_to, check_mask_dtype
 from phosjax.models.graph._model import GraphModel
 from phosjax.models.graph._spec import SEP, GraphError, as_selectors, listing, node
 from phosjax.models.graph._surgery import (
@@ -123,6 +123,8 @@ def fit_adapter(
       GraphError: the shapes differ in anything but their channels (both named), so the
         positions of ``h_a`` and ``h_b`` do not pair up, or ``real`` has not the shape
         of the positions (both named).
+      TypeError: ``real`` holds floats, which may be an additive mask (0: real, ``-inf``:
+        not; pass ``real == 0`` for one, `phosjax.layers`).
 
     Examples:
       >>> h_a = jnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
@@ -147,6 +149,7 @@ def fit_adapter(
                 f"fit_adapter: the padding mask has shape {jnp.shape(real)}, but the "
                 f"activations' positions are {h_a.shape[:-1]} (axes of size 1 broadcasting)."
             )
+        check_mask_dtype("fit_adapter", jnp.asarray(real))
         kept = jnp.broadcast_to(jnp.asarray(real).astype(bool), h_a.shape[:-1]).reshape(-1, 1)
         design, target = jnp.where(kept, design, 0), jnp.where(kept, target, 0)
     solution = jnp.linalg.lstsq(design, target)[0]
@@ -272,7 +275,8 @@ def stitch(
       x: a batch of inputs of ``a`` and ``b``: it fixes the adapter's shapes and, for the
         default adapter, is the regression data (a few hundred examples).
       key: initialises a given ``adapter`` module (default ``jax.random.key(0)``).
-      mask: ``x``'s padding mask (true: a real token), given to ``a`` and ``b`` where one
+      mask: ``x``'s padding mask (booleans or integers, true: a real token; a float one
+        is a TypeError, as in `phosjax.layers`), given to ``a`` and ``b`` where one
         of their nodes takes it; the default adapter is fitted on the real tokens only
         (the positions of ``a``'s ``layer_a`` that it keeps, its shape but the channels,
         axes of size 1 broadcasting): padded ones, whatever they hold, do not change it.
@@ -306,6 +310,8 @@ def stitch(
       >>> variables["params"]["adapter"]["kernel"].shape, model.apply(variables, x).shape
       ((3, 3), (8, 2))
     """
+    if mask is not None:
+        check_mask_dtype("stitch", jnp.asarray(mask))
     for model, variables, layer, side in ((a, vars_a, layer_a, "a"), (b, vars_b, layer_b, "b")):
         graph = _graph(model, f"stitch's {side}")
         graph.check_nodes([layer], f"stitch's layer_{side} (a node of {side})")

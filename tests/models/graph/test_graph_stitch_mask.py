@@ -39,3 +39,15 @@ def test_a_stitch_mask_that_does_not_fit_the_cut_names_its_shape_and_the_layer()
     variables = dense.init(jax.random.key(1), X)
     with pytest.raises(GraphError, match=r"stitch's mask, for a's 'hidden' of shape \(8, 6, 4\)"):
         stitch(dense, variables, "hidden", dense, variables, "hidden", x=X, mask=REAL[:, :5])
+
+
+def test_a_float_stitch_mask_is_refused_as_the_layers_refuse_one():
+    """An additive mask (0: real, -inf: not) fitted the adapter on the padded tokens alone,
+    without a word, where no node of the models reads the mask (a Dense net)."""
+    dense = GraphModel({"hidden": nn.Dense(4)})
+    variables = dense.init(jax.random.key(1), X)
+    additive = jnp.where(REAL, 0.0, -jnp.inf)
+    with pytest.raises(TypeError, match=r"^stitch mask must be booleans .* pass mask == 0 "):
+        stitch(dense, variables, "hidden", dense, variables, "hidden", x=X, mask=additive)
+    with pytest.raises(TypeError, match=r"^fit_adapter mask must be booleans \(or integers"):
+        fit_adapter(X, X, REAL.astype(jnp.float32))
