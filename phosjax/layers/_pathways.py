@@ -45,7 +45,8 @@ class Choice(PassesKeywords, nn.Module):
     phos and DARTS); with ``per_example=True`` a ``Dense`` layer named ``gate`` computes
     them from the input averaged over its middle axes, giving one weight per example;
     over the real tokens only when the call has a ``mask`` (``(B, ..., L)``, the input's
-    shape but its features, axes of size 1 broadcasting; true: a real token; or an
+    shape but its features, axes of size 1 broadcasting; booleans or integers, true: a
+    real token, a float one is a TypeError; or an
     attention mask ``(B, H, L, L)``, read as attention reads it), which also goes to
     the branches that take it (as a container, it reads the padded tokens as zeros: see
     `phosjax.layers`).

@@ -102,7 +102,8 @@ class Frame(PassesKeywords, nn.Module):
     The call's optional ``mask`` goes to the blocks whose call takes it (an error when
     none does), not to the stem: for `TransformerBlock` blocks it is an attention mask
     over the tokens they see, the stem's output (``(batch, tokens)``, true for a real
-    token; the transformer's ``Patches`` stem makes ``length // patch_size`` tokens, and
+    token; booleans or integers, a float mask is a TypeError, see `phosjax.layers`;
+    the transformer's ``Patches`` stem makes ``length // patch_size`` tokens, and
     a mask of the input's tokens, a per-pair one too, is an error that gives the shape
     to use),
     so padded tokens' inputs do not change real tokens' block outputs; `GRUBlock` blocks

@@ -118,8 +118,9 @@ class GRUBlock(nn.Module):
     starts at zeros, not learned (as Flax's `flax.linen.GRUCell.initialize_carry`). Tags
     ``final_state`` (the last hidden state, ``(batch, features)``).
 
-    The call's ``mask`` (``(batch, length)``, axes of size 1 broadcasting; true or
-    nonzero: a real token) makes the recurrence skip the padded tokens: their step keeps
+    The call's ``mask`` (``(batch, length)``, axes of size 1 broadcasting; booleans or
+    integers, nonzero: a real token; a float one is a TypeError) makes the recurrence
+    skip the padded tokens: their step keeps
     the hidden state, which is their output, so real tokens' outputs and the final state
     are those of the real tokens alone, wherever the padding is (left, right, between);
     the padded tokens are read as zeros, so what they hold (an infinity, a NaN) reaches

@@ -235,6 +235,18 @@ def test_a_wrong_image_mask_is_named_as_given_with_its_flattened_shape():
         model.init(jax.random.key(0), jnp.ones((2, 4, 4, 1)), mask=jnp.ones((2, 4, 4), bool))
 
 
+@pytest.mark.parametrize("name", ["gru", "transformer"])
+def test_a_zoo_model_refuses_a_float_mask_as_the_layers_do(name):
+    """An additive mask (0: real, -inf: not) made the GRU skip the real tokens and the
+    pooling average the padded ones, without a word."""
+    model = build_model(ModelConfig(name, 3, (8, 2), width=4, depth=1))
+    x, real = jnp.ones((2, 8, 2)), jnp.arange(8) < jnp.array([[8], [5]])
+    real = real if name == "gru" else real[:, ::4]  # the transformer's 2 patches of 4
+    variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x, mask=real))
+    with pytest.raises(TypeError, match=r"mask must be booleans \(or integers; nonzero: "):
+        jax.eval_shape(lambda v: model.apply(v, x, mask=jnp.where(real, 0.0, -jnp.inf)), variables)
+
+
 @pytest.mark.parametrize("pairs", [False, True], ids=["padding", "pairs"])
 def test_what_padded_input_tokens_hold_reaches_neither_the_stem_nor_the_gradients(pairs):
     """A per-pair mask (Flax's make_attention_mask) too: its padded tokens reached the
