@@ -37,13 +37,19 @@ def _entropy(
 
 
 def _attention_mask(
-    mask: Any, batch: tuple[int, ...], heads: int, length: int, causal: bool
+    mask: Any,
+    batch: tuple[int, ...],
+    heads: int,
+    length: int,
+    causal: bool,
+    owner: str = "MultiHeadSelfAttention",
 ) -> jax.Array | None:
     """``mask`` (see `MultiHeadSelfAttention`) as booleans broadcastable to the attention
     logits ``(*batch, H, L, L)``, and-ed with the causal mask; None when there is neither.
 
     Raises:
-      ValueError: ``mask`` has neither shape it may have (both named).
+      ValueError: ``mask`` has neither shape it may have (both named), naming ``owner``
+        (the layer called with it).
       TypeError: ``mask`` is a float mask (which may be an additive one).
 
     Examples:
@@ -61,30 +67,58 @@ def _attention_mask(
         mask = mask[..., None, None, :]
     elif not broadcasts_to(mask.shape, pairs):
         raise ValueError(
-            f"MultiHeadSelfAttention mask must have the shape {keys} (the keys each query "
+            f"{owner} mask must have the shape {keys} (the keys each query "
             f"may attend) or {pairs} (query-key pairs, batch and heads), axes of size 1 "
             f"broadcasting, but got {mask.shape}."
         )
-    check_mask_dtype("MultiHeadSelfAttention", mask, attend=True)
+    check_mask_dtype(owner, mask, attend=True)
     mask = mask.astype(bool)
     return mask if causal_mask is None else mask & causal_mask
 
 
-def _real_tokens(mask: Any, batch: tuple[int, ...], heads: int, length: int) -> jax.Array | None:
+def _real_tokens(
+    mask: Any, batch: tuple[int, ...], heads: int, length: int, owner: str
+) -> jax.Array | None:
     """The real tokens ``(*batch, L)`` of ``mask`` (see `MultiHeadSelfAttention`), as
-    `pair_tokens` reads them; None when there is no mask. The layer zeroes the others,
-    the padding (`zero_padding`), before it computes on them.
+    `pair_tokens` reads them; None when there is no mask. The layer (``owner``, named by
+    the errors of `_attention_mask`) zeroes the others, the padding (`zero_padding`),
+    before it computes on them.
 
     Examples:
-      >>> _real_tokens(jnp.array([[1, 1, 0]]), (1,), 2, 3).tolist()
+      >>> _real_tokens(jnp.array([[1, 1, 0]]), (1,), 2, 3, "TransformerBlock").tolist()
       [[True, True, False]]
-      >>> _real_tokens(jnp.tril(jnp.ones((1, 3, 3), bool), -1), (), 1, 3).tolist()  # strict
+      >>> _real_tokens(jnp.tril(jnp.ones((1, 3, 3), bool), -1), (), 1, 3, "T").tolist()  # strict
       [True, True, True]
     """
-    allowed = _attention_mask(mask, batch, heads, length, causal=False)
+    allowed = _attention_mask(mask, batch, heads, length, False, owner)
     if allowed is None:
         return None
     return jnp.broadcast_to(pair_tokens(allowed), (*batch, length))
+
+
+def _head_width(module: nn.Module, x: jax.Array) -> int:
+    """The width of each of ``module``'s ``num_heads`` heads on ``x`` ``(..., L, C)``.
+
+    Raises:
+      ValueError: ``num_heads`` is no int >= 1, or does not divide ``C``: naming
+        ``module``, ``C``, ``x``'s shape and the head counts that would.
+
+    Examples:
+      >>> _head_width(TransformerBlock(3), jnp.ones((2, 5, 4)))
+      Traceback (most recent call last):
+      ValueError: TransformerBlock input width 4 (input shape (2, 5, 4)) must be divisible
+      by num_heads=3 (each head takes width / num_heads features); give num_heads one of
+      [1, 2, 4].
+    """
+    features, heads = input_width(module, x, "..., L, C"), checked_size(module, "num_heads")
+    if features % heads:
+        divisors = [n for n in range(1, features + 1) if features % n == 0]
+        raise ValueError(
+            f"{type(module).__name__} input width {features} (input shape {x.shape}) must "
+            f"be divisible by num_heads={heads} (each head takes width / num_heads "
+            f"features); give num_heads one of {divisors}."
+        )
+    return features // heads
 
 
 def _masked_log_softmax(logits: jax.Array, mask: jax.Array | None) -> jax.Array:
@@ -167,18 +201,10 @@ class MultiHeadSelfAttention(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, *, mask: Any = None) -> jax.Array:
         features, length = input_width(self, x, "..., L, C"), x.shape[-2]
-        checked_size(self, "num_heads")
+        head = _head_width(self, x)
         checked_rate(self, "dropout_rate")
-        if features % self.num_heads:
-            divisors = [n for n in range(1, features + 1) if features % n == 0]
-            raise ValueError(
-                f"MultiHeadSelfAttention input width {features} (input shape {x.shape}) must "
-                f"be divisible by num_heads={self.num_heads} (each head takes width / "
-                f"num_heads features); give num_heads one of {divisors}."
-            )
-        head = features // self.num_heads
         dtype = compute_dtype(self.dtype, x)
-        real = _real_tokens(mask, x.shape[:-2], self.num_heads, length)
+        real = _real_tokens(mask, x.shape[:-2], self.num_heads, length, "MultiHeadSelfAttention")
         x = zero_padding(x, real)
         qkv = nn.DenseGeneral(
             (3, self.num_heads, head), dtype=dtype, param_dtype=self.param_dtype, name="qkv"
@@ -239,11 +265,13 @@ class TransformerBlock(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, *, mask: Any = None) -> jax.Array:
         features = input_width(self, x, "..., L, C")
-        num_heads = checked_size(self, "num_heads")
+        num_heads = self.num_heads
+        _head_width(self, x)  # as its attention checks it, naming this block
         dtype = compute_dtype(self.dtype, x)
         dropout = nn.Dropout(checked_rate(self, "dropout_rate"), deterministic=not train)
         x = x.astype(compute_dtype(None, x))  # an integer residual stream would truncate
-        x = zero_padding(x, _real_tokens(mask, x.shape[:-2], num_heads, x.shape[-2]))
+        real = _real_tokens(mask, x.shape[:-2], num_heads, x.shape[-2], "TransformerBlock")
+        x = zero_padding(x, real)
         h = nn.LayerNorm(dtype=dtype, param_dtype=self.param_dtype, name="attention_norm")(x)
         h = MultiHeadSelfAttention(
             num_heads,

@@ -367,7 +367,7 @@ def test_a_vmapped_layer_takes_each_examples_mask(mask, key):
 )
 def test_a_mask_of_the_wrong_shape_is_an_error_naming_the_shapes_it_takes(shape, key):
     layer = L.TransformerBlock(num_heads=2)
-    expected = r"mask must have the shape \(3, 5\) .* or \(3, 2, 5, 5\) .*"
+    expected = r"^TransformerBlock mask must have the shape \(3, 5\) .* or \(3, 2, 5, 5\) .*"
     with pytest.raises(ValueError, match=expected + rf"got {re.escape(str(shape))}\."):
         jax.eval_shape(layer.init, key, jnp.ones((3, 5, 4)), mask=jnp.ones(shape, bool))
 
@@ -380,8 +380,8 @@ def test_a_float_mask_is_an_error_by_its_dtype_under_jit_too(make, key):
     layer, x = make(), jax.random.normal(key, (2, 5, 4))
     variables = layer.init(key, x)
     keep = jnp.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
-    message = (
-        r"^MultiHeadSelfAttention mask must be booleans \(or integers; nonzero: attend\), got a "
+    message = (  # naming the layer called, not a TransformerBlock's attention
+        rf"^{type(layer).__name__} mask must be booleans \(or integers; nonzero: attend\), got a "
         r"float32 one, which may be an additive mask \(0: attend, -inf: not\) and would read "
         r"the other way round: pass mask == 0 for an additive mask, mask != 0 for one of 0 "
         r"and 1 \(make_attention_mask\(..., dtype=bool\) makes one\)\."
@@ -683,7 +683,7 @@ class Pair(nn.Module):
         (
             L.TransformerBlock(num_heads=3),
             (2, 5, 4),
-            r"^MultiHeadSelfAttention input width 4 \(input shape \(2, 5, 4\)\) must be "
+            r"^TransformerBlock input width 4 \(input shape \(2, 5, 4\)\) must be "
             r"divisible by num_heads=3 \(each head takes width / num_heads features\); give "
             r"num_heads one of \[1, 2, 4\]\.",
         ),
