@@ -361,9 +361,7 @@ def check_block(block: Any, what: str, *, functions: bool = True) -> None:
         return
     expected = "a Flax module or a function of the input"
     expected = expected if functions else "a Flax module (wrap a function in one)"
-    name = type(block).__name__
-    article = "an" if name[0].lower() in "aeiou" else "a"
-    raise TypeError(f"{what} must be {expected}, got {block!r:.60} ({article} {name}).")
+    raise TypeError(f"{what} must be {expected}, got {block!r:.60} ({a_type(block)}).")
 
 
 def check_blocks(module: nn.Module, name: str, one: str, *, functions: bool = True) -> None:
@@ -568,6 +566,17 @@ def token_mean(values: jax.Array, real: jax.Array | None, kept: int = 0) -> jax.
     return weighted.sum(kept) / jnp.maximum(weights.sum(kept), 1).astype(weighted.dtype)
 
 
+def a_type(value: Any) -> str:
+    """``value``'s type name with its article, for an error.
+
+    Examples:
+      >>> a_type(3), a_type(jnp.ones(2)), a_type(nn.Dense(2))
+      ('an int', 'an ArrayImpl', 'a Dense')
+    """
+    name = type(value).__name__
+    return f"{'an' if name[0].lower() in 'aeiou' else 'a'} {name}"
+
+
 def returned(y: Any) -> str:
     """What a block returned, for an error: its shape, or its type if it is no array.
 
@@ -576,7 +585,7 @@ def returned(y: Any) -> str:
       ('(2, 3)', 'a tuple')
     """
     shape = getattr(y, "shape", None)
-    return f"a {type(y).__name__}" if shape is None else str(shape)
+    return a_type(y) if shape is None else str(shape)
 
 
 def input_width(module: nn.Module, x: jax.Array, layout: str = "..., C") -> int:

@@ -19,7 +19,7 @@ from phosjax import _listing
 from phosjax._callables import callable_name
 from phosjax._nearest import did_you_mean
 from phosjax.core import SelectorError, select
-from phosjax.layers._common import TRAIN_FLAGS, train_args
+from phosjax.layers._common import TRAIN_FLAGS, a_type, train_args
 
 SEP = "/"
 OUT = "out"
@@ -327,7 +327,7 @@ def _as_node(path: str, value: Any) -> Node | Input:
     if isinstance(value, nn.Module) or callable(value):
         return Node(value)
     raise GraphError(
-        f"Node {path!r} is a {type(value).__name__}; a node is a Flax module, a function, "
+        f"Node {path!r} is {a_type(value)}; a node is a Flax module, a function, "
         "node(...), Input() or a dict of nodes."
     )
 
@@ -557,7 +557,7 @@ class Graph:
     def __init__(self, spec: Mapping[str, Any]) -> None:
         if not isinstance(spec, Mapping):
             raise GraphError(
-                f"A graph spec is a dict {{name: node}}, not a {type(spec).__name__}; e.g. "
+                f"A graph spec is a dict {{name: node}}, not {a_type(spec)}; e.g. "
                 "{'dense': nn.Dense(8), 'act': nn.relu} (nodes run in insertion order)."
             )
         entries = list(walk(spec))

@@ -17,7 +17,7 @@ import numpy as np
 import optax
 
 from phosjax.core import select
-from phosjax.layers._common import broadcasts_to, check_mask_dtype
+from phosjax.layers._common import a_type, broadcasts_to, check_mask_dtype
 from phosjax.models.graph._model import GraphModel
 from phosjax.models.graph._spec import SEP, GraphError, as_selectors, listing, node
 from phosjax.models.graph._surgery import (
@@ -218,7 +218,7 @@ def _check_arrays(h_a: Any, h_b: Any, layer_a: str, layer_b: str) -> None:
     for side, layer, h in (("a", layer_a, h_a), ("b", layer_b, h_b)):
         if not isinstance(h, jax.Array | np.ndarray):
             raise GraphError(
-                f"stitch: {side}'s {layer!r} computes a {type(h).__name__} (shapes "
+                f"stitch: {side}'s {layer!r} computes {a_type(h)} (shapes "
                 f"{_shapes(h)}), not an array, which the default 1x1 adapter maps; cut at a "
                 "node that computes an array, or give an adapter that takes and makes these."
             )

@@ -9,6 +9,7 @@ from typing import Any
 import flax.linen as nn
 
 from phosjax.core import flatten, unflatten
+from phosjax.layers._common import a_type
 from phosjax.models.graph._model import GraphModel
 from phosjax.models.graph._spec import (
     SEP,
@@ -39,7 +40,7 @@ def _graph(model: GraphModel, what: str = "model") -> Graph:
     """
     if not isinstance(model, GraphModel):
         raise GraphError(
-            f"{what} is a {type(model).__name__}, not a GraphModel; surgery needs a graph "
+            f"{what} is {a_type(model)}, not a GraphModel; surgery needs a graph "
             "model (for a zoo model, its twin graph_model(config))."
         )
     assert isinstance(model.graph, Graph)
@@ -58,7 +59,7 @@ def check_variables(variables: Any, nodes: Iterable[str], what: str) -> None:
     """
     if not isinstance(variables, Mapping):
         raise GraphError(
-            f"{what} are a {type(variables).__name__}, not the variables {{collection: "
+            f"{what} are {a_type(variables)}, not the variables {{collection: "
             "tree}} that model.init makes ({'params': ...}; {} for a model without any)."
         )
     tops = {n.split(SEP)[0] for n in nodes}
@@ -240,7 +241,7 @@ def merge(
         _check_part_name(name)
         if not (isinstance(part, tuple | list) and len(part) == 2):
             raise GraphError(
-                f"merge's part {name!r} is a {type(part).__name__}, not a pair (model, "
+                f"merge's part {name!r} is {a_type(part)}, not a pair (model, "
                 f"variables); pass {{{name!r}: (model, variables), ...}}."
             )
         model, variables = part

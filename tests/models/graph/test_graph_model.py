@@ -712,6 +712,8 @@ def test_a_top_level_node_or_group_named_params_is_an_error(key):
 def test_unclear_specs_are_named():
     with pytest.raises(GraphError, match=r"A graph spec is a dict \{name: node\}, not a list"):
         GraphModel([nn.relu])
+    with pytest.raises(GraphError, match=r"^Node 'a' is an int; a node is"):  # was "a int"
+        GraphModel({"a": 3})
     with pytest.raises(
         GraphError,
         match=r"Node 'c' is node\(Input\(\), ...\), but an input node takes no inputs; "
