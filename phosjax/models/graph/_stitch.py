@@ -362,6 +362,8 @@ def train_only(
     frozen (zero updates), via `optax.multi_transform`.
 
     Raises:
+      TypeError: ``optimizer`` has no ``init`` and ``update`` (a function that makes one,
+        ``optax.adam`` not called, says so).
       GraphError: ``selectors`` are not a str or an iterable of them, or none (which
         would freeze every parameter).
       SelectorError: (at ``init``) a selector matches no parameter.
@@ -374,6 +376,12 @@ def train_only(
       >>> updates["adapter"]["kernel"].tolist(), updates["b"]["kernel"].tolist()
       ([-1.0, -1.0], [0.0, 0.0])
     """
+    if not all(callable(getattr(optimizer, m, None)) for m in ("init", "update")):
+        made = ", which makes one: call it" if callable(optimizer) else ""
+        raise TypeError(
+            "train_only's optimizer must be an optax GradientTransformation, such as "
+            f"optax.adam(1e-3), got {optimizer!r:.60} ({a_type(optimizer)}){made}."
+        )
     selectors = as_selectors(selectors, "train_only's selectors", "adapter/**", "parameter")
 
     def labels(params: Any) -> Any:

@@ -949,6 +949,19 @@ def test_outputs_that_are_no_names_are_named(model_and_variables):
         train_only(optax.sgd(1.0), 3)
 
 
+def test_train_only_of_no_optimizer_says_so_when_made_not_at_init():
+    """optax.adam not called (or None) failed at init: 'function' object has no attribute
+    'init'."""
+    with pytest.raises(
+        TypeError,
+        match=r"^train_only's optimizer must be an optax .*, got "
+        r"<function adam .*\(a function\), which makes one: call it\.$",
+    ):
+        train_only(optax.adam, "adapter/**")
+    with pytest.raises(TypeError, match=r"got None \(a NoneType\)\.$"):
+        train_only(None, "adapter/**")
+
+
 def test_train_only_of_no_selectors_is_an_error_not_every_parameter_frozen():
     message = (
         r"^train_only's selectors is empty \(\[\]\), so it selects no parameter; give a "
