@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core import tag
-from phosjax.layers._common import checked_size
+from phosjax.layers._common import checked_size, input_width
 
 
 def _window(size: int, x: jax.Array) -> tuple[int, ...]:
@@ -42,6 +42,7 @@ class DenseBlock(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         features = checked_size(self, "features")
+        input_width(self, x)
         dense = nn.Dense(features, dtype=self.dtype, param_dtype=self.param_dtype)
         h = nn.relu(tag(self, "pre_act", dense(x)))
         return x + h if x.shape[-1] == features else h
@@ -74,6 +75,7 @@ class Layer(nn.Module):
         features = checked_size(self, "features")
         checked_size(self, "kernel_size")
         checked_size(self, "stride")
+        input_width(self, x)
         dtypes = {"dtype": self.dtype, "param_dtype": self.param_dtype}
         if x.ndim == 2:
             h = nn.Dense(features, **dtypes)(x)
@@ -112,6 +114,7 @@ class ResBlock(nn.Module):
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         checked_size(self, "features")
         checked_size(self, "kernel_size")
+        input_width(self, x)
         strides = _window(2 if self.downsample else 1, x)
         window = _window(self.kernel_size, x)
         dtypes = {"dtype": self.dtype, "param_dtype": self.param_dtype}

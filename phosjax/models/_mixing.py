@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.layers import Choice, MixtureOfExperts, Residual
-from phosjax.layers._common import checked_size
+from phosjax.layers._common import checked_size, input_width
 from phosjax.models._blocks import DenseBlock, Layer
 
 
@@ -36,7 +36,7 @@ class Skip(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        if self.features is None or x.shape[-1] == checked_size(self, "features"):
+        if self.features is None or input_width(self, x) == checked_size(self, "features"):
             return x
         dense = nn.Dense(
             self.features, dtype=self.dtype, param_dtype=self.param_dtype, name="projection"

@@ -113,3 +113,12 @@ def test_a_sequence_block_given_another_layout_says_so(block, shape):
     message = rf"^{type(block).__name__} {layout}"
     with pytest.raises(ValueError, match=message):  # not Patches' (2, 8, 8, 8) of mixed tokens
         block.init(jax.random.key(0), jnp.ones(shape))
+
+
+@pytest.mark.parametrize("block", [DenseBlock(3), Layer(3), ResBlock(3), Skip(3)])
+def test_a_block_given_a_scalar_says_it_needs_features(block):
+    """It failed with IndexError: tuple index out of range (or, for a convolution,
+    conv_general_dilated's 'lhs and rhs must have the same number of dimensions')."""
+    message = rf"^{type(block).__name__} needs inputs \(\.\.\., C\), got shape \(\)\."
+    with pytest.raises(ValueError, match=message):
+        jax.eval_shape(block.init, jax.random.key(0), jnp.ones(()))
