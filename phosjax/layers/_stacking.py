@@ -26,18 +26,19 @@ class Sequence(PassesKeywords, nn.Module):
     Unlike `flax.linen.Sequential`, the flag reaches the layers that behave differently
     in training: as ``train`` (`DropPath`...), or as ``deterministic`` /
     ``use_running_average`` set to ``not train`` (`flax.linen.Dropout`,
-    `flax.linen.BatchNorm`). Plain functions are not allowed (wrap them in a module).
+    `flax.linen.BatchNorm`). A layer may be a function of the input (``nn.relu``), which
+    gets the flag and keywords its signature names, as a module does.
 
     Other keywords of the call (an attention ``mask``) go to the layers whose call takes
     them (see `phosjax.layers`).
 
     Attributes:
-      layers: the modules to apply, first to last.
+      layers: the modules (or functions) to apply, first to last.
 
     Examples:
       >>> import flax.linen as nn, jax, jax.numpy as jnp
       >>> from phosjax.layers import DropPath, Sequence
-      >>> layer = Sequence([nn.Dense(4), DropPath(0.5), nn.Dense(2)])
+      >>> layer = Sequence([nn.Dense(4), nn.relu, DropPath(0.5), nn.Dense(2)])
       >>> x = jnp.ones((3, 5)); variables = layer.init(jax.random.key(0), x)
       >>> layer.apply(variables, x, train=True, rngs={"dropout": jax.random.key(1)}).shape
       (3, 2)
@@ -48,7 +49,7 @@ class Sequence(PassesKeywords, nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, **keywords: Any) -> jax.Array:
-        check_blocks(self, "layers", "layer", functions=False)
+        check_blocks(self, "layers", "layer")
         check_keywords(self, self.layers, keywords)
         x = zero_mask_padding(self, x, keywords)
         for layer in self.layers:

@@ -919,6 +919,18 @@ def test_a_knob_out_of_its_range_inside_repeat_is_an_error_before_the_scan(key):
     assert np.isnan(layer.apply(stacked, x)).all()  # unchecked: traced in the scan
 
 
+def test_a_sequence_takes_functions_as_flax_sequential_does(key):
+    """``Sequence([nn.Dense(4), nn.relu])`` was a TypeError ('wrap a function in one'),
+    though Choice, GatedSkip, Residual and ReZero take functions; a function gets the
+    train flag and the keywords its signature names, as a module does."""
+    layer = L.Sequence([nn.Dense(4), nn.relu, lambda h, train=False: h + train])
+    x = jax.random.normal(key, (3, 2))
+    variables = layer.init(key, x)
+    dense = nn.Dense(4).apply({"params": variables["params"]["layers_0"]}, x)
+    np.testing.assert_array_equal(layer.apply(variables, x), nn.relu(dense))
+    np.testing.assert_array_equal(layer.apply(variables, x, train=True), nn.relu(dense) + 1)
+
+
 MODULE_OR_FUNCTION = r"must be a Flax module or a function of the input, got "
 MODULE_ONLY = r"must be a Flax module \(wrap a function in one\), got "
 
@@ -934,7 +946,7 @@ MODULE_ONLY = r"must be a Flax module \(wrap a function in one\), got "
         (L.ReZero(2.0), rf"ReZero's block {MODULE_OR_FUNCTION}2\.0 \(a float\)"),
         (L.Repeat(3, num_layers=2), rf"Repeat's block {MODULE_ONLY}3 \(an int\)"),
         (L.Repeat(jnp.abs, num_layers=2), rf"Repeat's block {MODULE_ONLY}<PjitFunction"),
-        (L.Sequence([nn.Dense(2), print]), rf"Sequence's layer 1 {MODULE_ONLY}<built-in function"),
+        (L.Sequence([nn.Dense(2), "relu"]), rf"Sequence's layer 1 {MODULE_OR_FUNCTION}'relu'"),
         (
             L.Sequence(nn.Dense(2)),
             r"Sequence layers must be a list or tuple of blocks, got a Dense",
