@@ -295,7 +295,7 @@ class BenchFiles:
         self._schemas: dict[_Version, pa.Schema] = {}
         self._alike: dict[Any, Any] = {}  # the cached values, one of each alike (`_alike`)
         self._ends: list[_Ends] = []  # the parts' last rows, as last read (at most one)
-        self._cache_lock = threading.Lock()
+        self._cache_lock = threading.RLock()  # held while reading (`_per_version`)
 
     def snapshot(self) -> "BenchFiles":
         """This bench read as one snapshot: its plan read once and its part files listed
@@ -620,12 +620,13 @@ class BenchFiles:
         every few seconds, and reading each of thousands of parts took seconds each time.
         Equal values are kept once (the parts of a bench share a few schemas, of 3.6 kB
         each: 360 MB on 100,000 parts otherwise). The versions of parts no longer there
-        are forgotten (a request reading at the same time keeps those it found)."""
+        are forgotten (a request reading at the same time keeps those it found). The lock
+        is held while reading: a request at the same time (the page asks for /api/bench
+        and /api/cells at once) waits for the parts read, and reads none of them again."""
         with self._cache_lock:
             found = {key: cache[key] for key in versions if key in cache}
-        missing = [(k, p) for k, p in zip(versions, parts, strict=True) if k not in found]
-        new = {key: self._read(part, read) for key, part in missing}
-        with self._cache_lock:
+            missing = [(k, p) for k, p in zip(versions, parts, strict=True) if k not in found]
+            new = {key: self._read(part, read) for key, part in missing}
             new = {key: self._alike.setdefault(_alike(value), value) for key, value in new.items()}
             cache.update(new)
             if len(cache) > len(versions):
@@ -717,16 +718,17 @@ class BenchFiles:
             empty = pd.DataFrame(columns=[*_KEYS, *columns]), pd.DataFrame(columns=columns)
             return *empty, np.zeros(0, dtype=int), []
         names = [repr(version) for version in versions]
-        with self._cache_lock:
+        with self._cache_lock:  # held while reading, as `_per_version`
             ends = self._ends[0] if self._ends else None
-        if ends is None or ends.read != set(names):
-            kept = None if ends is None else ends.of(names)
-            missing = [
-                p for p, n in zip(parts, names, strict=True) if kept is None or n not in kept.read
-            ]
-            new = _series_ends(missing, names, parts, schema) if missing else None
-            ends = _Ends.joined([e for e in (kept, new) if e is not None])
-            with self._cache_lock:
+            if ends is None or ends.read != set(names):
+                kept = None if ends is None else ends.of(names)
+                missing = [
+                    p
+                    for p, n in zip(parts, names, strict=True)
+                    if kept is None or n not in kept.read
+                ]
+                new = _series_ends(missing, names, parts, schema) if missing else None
+                ends = _Ends.joined([e for e in (kept, new) if e is not None])
                 self._ends[:] = [ends]
         recorded = [_layout.DIVERGED] if _layout.DIVERGED in schema.names else []
         fields = [schema.field(name) for name in [*_KEYS, *recorded, *columns]]
