@@ -226,6 +226,24 @@ def test_results_endpoint_names_what_is_wrong(server, query, message):
     assert re.search(message, json.loads(body)["error"])
 
 
+@pytest.mark.parametrize(
+    ("cells", "columns", "message"),
+    [
+        (None, ["loss"], "Unknown columns ['loss'] in columns=; the bench has none yet (metrics"),
+        (None, [], "name the metrics to send (columns=loss,accuracy); the bench has none yet (no"),
+    ],
+)
+def test_results_before_any_are_refused_saying_there_are_none_yet(
+    tmp_path, cells, columns, message
+):
+    """Asked for curves before the bench wrote any result, the viewer answered "the
+    bench has 0: []" (or "has []"): it says it has none yet."""
+    (tmp_path / _layout.MARKER).write_text('{"format": 1}')
+    with pytest.raises(_api.BadRequest) as refused:
+        _api.curves(BenchFiles(tmp_path), cells, columns)
+    assert message in str(refused.value)
+
+
 def test_results_of_some_cells_are_those_cells_rows_of_all(server, written):
     """Cells of both groups (two part files), asked in another order than the plan's:
     their series, and no other, each as the request for every cell sends it."""

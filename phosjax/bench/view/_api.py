@@ -313,9 +313,9 @@ def _check_known(parameter: str, asked: Sequence[str], known: Sequence[str], whe
     known_set = set(known)
     unknown = [a for a in asked if a not in known_set]
     if unknown:
+        has = f"{len(known)}: {listed(known)}" if known else "none yet"
         raise BadRequest(
-            f"Unknown {parameter} {listed(unknown)} in {parameter}=; the bench has "
-            f"{len(known)}: {listed(known)} ({where})."
+            f"Unknown {parameter} {listed(unknown)} in {parameter}=; the bench has {has} ({where})."
         )
 
 
@@ -337,9 +337,11 @@ def curves(
     if max_points < 2:
         raise BadRequest(f"max_points must be at least 2, got {max_points}.")
     if not columns:
+        metrics = bench.metrics()
+        has = listed(metrics) if metrics else "none yet (no results written)"
         raise BadRequest(
             f"columns is required: name the metrics to send (columns=loss,accuracy); the "
-            f"bench has {listed(bench.metrics())}."
+            f"bench has {has}."
         )
     columns = list(dict.fromkeys(columns))  # each once, in the order asked
     cells = None if cells is None else list(dict.fromkeys(cells))
