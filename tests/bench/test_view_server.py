@@ -26,6 +26,7 @@ from phosjax.bench import _layout
 from phosjax.bench._store import TEMPORARY
 from phosjax.bench.view import (
     BenchFiles,
+    BrokenFileError,
     CannotServeError,
     NotABenchError,
     PortInUseError,
@@ -1504,3 +1505,22 @@ def test_requests_at_once_read_each_part_once(tmp_path, monkeypatch):
         request.join()
     assert sorted(schemas) == parts
     assert len(ends) == 1
+
+
+def test_a_part_damaged_in_its_rows_is_named(tmp_path):
+    """A part whose footer is whole but a page of its rows is not (a disk error, a copy
+    cut short and patched) failed /api/cells and /api/results with the reader's words
+    alone ('OSError: Couldn't deserialize thrift ...'), naming no file. The error names
+    the part, as that of a part damaged in its footer does."""
+    bench = write_bench(tmp_path / "example", blurb_json())
+    part = sorted((bench.root / _layout.RESULTS).iterdir())[0]
+    data = bytearray(part.read_bytes())
+    footer = int.from_bytes(data[-8:-4], "little")
+    data[4 : len(data) - 8 - footer] = b"\x55" * (len(data) - 12 - footer)
+    part.write_bytes(bytes(data))
+    name = f"cannot read results/{part.name}: "
+    files = BenchFiles(bench.root)
+    with pytest.raises(BrokenFileError, match=re.escape(name)):
+        _api.leaderboard(files.snapshot())
+    with pytest.raises(BrokenFileError, match=re.escape(name)):
+        _api.curves(files.snapshot(), None, ["loss"])

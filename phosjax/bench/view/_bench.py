@@ -25,7 +25,7 @@ from phosjax._listing import listing
 from phosjax._nearest import nearest_names
 from phosjax.bench import _layout
 from phosjax.bench._errors import BrokenFileError
-from phosjax.bench._reading import read_file
+from phosjax.bench._reading import UNREADABLE, read_file
 from phosjax.bench._store import is_temporary
 
 
@@ -682,9 +682,25 @@ class BenchFiles:
             return pd.DataFrame(columns=[*_KEYS, *columns])
         recorded = [_layout.DIVERGED] if _layout.DIVERGED in dataset.schema.names else []
         filter_ = None if cells is None else pads.field("cell_id").isin(cells)
-        table = dataset.to_table(columns=[*_KEYS, *recorded, *columns], filter=filter_)
+        read = [*_KEYS, *recorded, *columns]
+        scan = lambda: dataset.to_table(columns=read, filter=filter_)
+        table = self._scanned(dataset.files, scan)
         frame = table.to_pandas(types_mapper=_nullable_floats)
         return frame.sort_values(_KEYS, kind="stable").reset_index(drop=True)
+
+    def _scanned(self, paths: Sequence[str | pathlib.Path], scan: Callable[[], _T]) -> _T:
+        """``scan()``, a read of the rows of the part files ``paths`` as one dataset;
+        where it fails on a damaged part (its footer whole, a page of rows not), whose
+        name the error does not say, the `BrokenFileError` of the first of ``paths``
+        that fails read alone."""
+        try:
+            return scan()
+        except UNREADABLE as error:
+            if isinstance(error, FileNotFoundError):
+                raise  # gone since listed (`vanished`)
+            for path in paths:
+                self._read(pathlib.Path(path), pq.read_table)
+            raise
 
     def last_rows(self, columns: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
         """The last row of each (cell, split) series in each part file, as `results` reads
@@ -727,7 +743,8 @@ class BenchFiles:
                     for p, n in zip(parts, names, strict=True)
                     if kept is None or n not in kept.read
                 ]
-                new = _series_ends(missing, names, parts, schema) if missing else None
+                scan = lambda: _series_ends(missing, names, parts, schema)
+                new = self._scanned(missing, scan) if missing else None
                 ends = _Ends.joined([e for e in (kept, new) if e is not None])
                 self._ends[:] = [ends]
         recorded = [_layout.DIVERGED] if _layout.DIVERGED in schema.names else []
@@ -781,7 +798,8 @@ class BenchFiles:
             schema = self._parts()[2]
             dataset = pads.dataset(read, schema=schema, format="parquet")
             filter_ = pads.field("cell_id").isin(cells)
-            table = dataset.to_table(columns=list(frame.columns), filter=filter_)
+            scan = lambda: dataset.to_table(columns=list(frame.columns), filter=filter_)
+            table = self._scanned(read, scan)
             fresh = table.to_pandas(types_mapper=_nullable_floats)
             fresh = fresh.merge(
                 rows.loc[straddle, ["cell_id", "split", "at"]], on=["cell_id", "split"]
