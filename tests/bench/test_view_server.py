@@ -1524,3 +1524,27 @@ def test_a_part_damaged_in_its_rows_is_named(tmp_path):
         _api.leaderboard(files.snapshot())
     with pytest.raises(BrokenFileError, match=re.escape(name)):
         _api.curves(files.snapshot(), None, ["loss"])
+
+
+def test_parts_holding_a_column_in_types_that_do_not_merge_are_named(tmp_path):
+    """A part holding a column in another type than the others (written by hand, or by
+    another version) failed every request with 'ArrowTypeError: Unable to merge: Field
+    step_time_s has incompatible types: double vs string', naming no file. The error
+    names the column and two parts that disagree; a column null in a part merges with
+    any type (aux/balance, before it)."""
+    bench = write_bench(tmp_path / "example", blurb_json())
+    choice, mlp = sorted((bench.root / _layout.RESULTS).iterdir())
+    table = pq.read_table(mlp)
+    for name, column in (
+        ("aux/balance", pa.nulls(len(table))),
+        ("step_time_s", table["step_time_s"].cast(pa.string())),
+    ):
+        table = table.set_column(table.schema.get_field_index(name), name, column)
+    assert table.schema.names.index("aux/balance") < table.schema.names.index("step_time_s")
+    pq.write_table(table, mlp)
+    with pytest.raises(BrokenFileError) as refused:
+        BenchFiles(bench.root).metrics()
+    assert str(refused.value).startswith(
+        f"cannot read the results: column 'step_time_s' is double in results/{choice.name} "
+        f"but string in results/{mlp.name}; "
+    )

@@ -603,7 +603,7 @@ class BenchFiles:
         # Part files may differ in columns (models added later bring their own aux losses).
         schemas = self._per_version(self._schemas, parts, versions, pq.read_schema)
         distinct = list({id(schema): schema for schema in schemas}.values())  # shared: alike
-        listing = parts, versions, pa.unify_schemas(distinct) if parts else None
+        listing = parts, versions, _unified(distinct, parts, schemas) if parts else None
         if self._keeps_listing:
             self._listing = listing
         return listing
@@ -901,6 +901,43 @@ def _series_ends(
     versions = np.array([name_of[str(paths[i])] for i in part[ends]], dtype=object)
     read = frozenset(name_of[path] for path in index_of)
     return _Ends(table.take(ends), had, first, versions, read)
+
+
+def _unified(
+    distinct: list[pa.Schema], parts: list[pathlib.Path], schemas: list[pa.Schema]
+) -> pa.Schema:
+    """The columns of all the part files (``distinct``: their ``schemas``, each once);
+    where two parts hold a column in types that do not merge (a part written by hand, or
+    by another version), a `BrokenFileError` naming the column and the two parts.
+
+    Examples:
+      >>> a, b = pa.schema([("loss", pa.float32())]), pa.schema([("loss", pa.string())])
+      >>> _unified([a, b], [pathlib.Path(f"part-{g}-0.parquet") for g in "gh"], [a, b])
+      Traceback (most recent call last):
+      phosjax.bench._errors.BrokenFileError: cannot read the results: column 'loss' is float
+      in results/part-g-0.parquet but string in results/part-h-0.parquet; ...
+    """
+    try:
+        return pa.unify_schemas(distinct)
+    except (pa.ArrowTypeError, pa.ArrowInvalid) as error:
+        merged: dict[str, tuple[pa.Field, pathlib.Path]] = {}  # each column's, and a part's
+        for part, schema in zip(parts, schemas, strict=True):
+            for field in schema:
+                known, where = merged.setdefault(field.name, (field, part))
+                if field.type == known.type:
+                    continue
+                try:  # a column null in one part merges with any type
+                    both = pa.unify_schemas([pa.schema([known]), pa.schema([field])])[0]
+                except (pa.ArrowTypeError, pa.ArrowInvalid):
+                    raise BrokenFileError(
+                        f"cannot read the results: column {field.name!r} is {known.type} in "
+                        f"{_layout.RESULTS}/{where.name} but {field.type} in "
+                        f"{_layout.RESULTS}/{part.name}; the parts of a bench hold each column "
+                        "in one type: write one again in the other's, or move it out of "
+                        f"{_layout.RESULTS}/."
+                    ) from error
+                merged[field.name] = both, part
+        raise BrokenFileError(f"cannot read the results: {error}") from error
 
 
 def _conformed(table: pa.Table, fields: list[pa.Field]) -> pa.Table:
