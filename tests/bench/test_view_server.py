@@ -1548,3 +1548,16 @@ def test_parts_holding_a_column_in_types_that_do_not_merge_are_named(tmp_path):
         f"cannot read the results: column 'step_time_s' is double in results/{choice.name} "
         f"but string in results/{mlp.name}; "
     )
+
+
+def test_a_plan_lacking_a_cell_column_is_named(tmp_path):
+    """A cells.parquet lacking group_id (written by hand) failed /api/results with
+    'KeyError: group_id' (and /api/bench and /api/cells answered as if whole). Every
+    request says the plan lacks it."""
+    written = write_bench(tmp_path / "example", blurb_json())
+    written.cells.drop(columns="group_id").to_parquet(written.root / _layout.CELLS)
+    want = "cannot read cells.parquet: it lacks the columns ['group_id'] of every bench's plan"
+    with serving(written.root) as server:
+        for path in ("/api/bench", "/api/cells", "/api/results?columns=loss"):
+            status, _, body = get(server, path)
+            assert (status, json.loads(body)["error"][: len(want)]) == (500, want), path

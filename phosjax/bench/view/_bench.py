@@ -555,7 +555,8 @@ class BenchFiles:
 
     def cells(self) -> pd.DataFrame:
         """The plan (``cells.parquet``); an empty frame of the cell columns before it
-        exists. A `snapshot` reads it once (do not change the frame in place).
+        exists. A `snapshot` reads it once (do not change the frame in place). A plan
+        lacking a cell column (``group_id``, ...) is a `BrokenFileError` naming them.
 
         Examples:
           >>> import tempfile
@@ -563,11 +564,23 @@ class BenchFiles:
           >>> _ = (root / "bench.json").write_text('{"format": 1}')
           >>> list(BenchFiles(root).cells().columns)
           ['cell_id', 'group_id', 'model_id', 'model', 'dataset', 'seed']
+          >>> pd.DataFrame({"cell_id": ["a"], "model": ["mlp"]}).to_parquet(root / "cells.parquet")
+          >>> BenchFiles(root).cells()
+          Traceback (most recent call last):
+          phosjax.bench._errors.BrokenFileError: cannot read cells.parquet: it lacks the
+          columns ['group_id', 'model_id', 'dataset', 'seed'] of every bench's plan (it has
+          ['cell_id', 'model']).
         """
         if self._plan is not None:
             return self._plan
         cells = self.table(_layout.CELLS)
         plan = pd.DataFrame(columns=list(_layout.CELL_COLUMNS)) if cells is None else cells
+        lacking = [c for c in _layout.CELL_COLUMNS if c not in plan]
+        if lacking:
+            raise BrokenFileError(
+                f"cannot read {_layout.CELLS}: it lacks the columns {lacking} of every "
+                f"bench's plan (it has {listed(list(plan.columns))})."
+            )
         if self._keeps_listing:
             self._plan = plan
         return plan
@@ -579,8 +592,8 @@ class BenchFiles:
           >>> import tempfile
           >>> root = pathlib.Path(tempfile.mkdtemp())
           >>> _ = (root / "bench.json").write_text('{"format": 1}')
-          >>> cells = {"cell_id": ["a"], "model": ["mlp"], "learning_rate": [1e-3], "steps": [10]}
-          >>> pd.DataFrame(cells).to_parquet(root / "cells.parquet")
+          >>> cells = dict.fromkeys(_layout.CELL_COLUMNS, ["a"]) | {"learning_rate": [1e-3]}
+          >>> pd.DataFrame(cells | {"steps": [10]}).to_parquet(root / "cells.parquet")
           >>> BenchFiles(root).hparams()
           ['learning_rate', 'steps']
         """
