@@ -213,6 +213,30 @@ def _local_store(tracking_uri: str) -> pathlib.Path | None:
     return pathlib.Path(urllib.request.url2pathname(parsed.path))
 
 
+def _unreachable(tracking_uri: str, timeout: float = 10.0) -> str | None:
+    """Why the tracking server ``tracking_uri`` (``http(s)://``) cannot be reached (no
+    connection, an unknown host, no answer in ``timeout`` seconds); None if it answers, or
+    for a store that is no server. MLflow retries such a server for minutes before it
+    says so.
+
+    Examples:
+      >>> _unreachable("file:mlruns") is None
+      True
+    """
+    if urllib.parse.urlparse(tracking_uri).scheme not in ("http", "https"):
+        return None
+    import requests  # MLflow's: it honours the same proxies
+
+    try:
+        requests.head(tracking_uri, timeout=timeout)
+    except requests.Timeout:
+        return f"no answer in {timeout:g} s"
+    except requests.ConnectionError as error:
+        reason = re.search(r"\[Errno -?\d+\] ([^'\"()]+)", str(error))
+        return reason[1].strip() if reason else str(error)
+    return None
+
+
 def export_mlflow(directory: str, tracking_uri: str, experiment: str | None = None) -> Exported:
     """Logs every finished cell of the bench in ``directory`` as an MLflow run.
 
@@ -253,6 +277,11 @@ def export_mlflow(directory: str, tracking_uri: str, experiment: str | None = No
                 "its experiments among the bench's files; pass a folder outside every bench "
                 "(--mlflow file:mlruns)."
             )
+    if (why := _unreachable(tracking_uri)) is not None:
+        raise MlflowException(
+            f"cannot reach the MLflow tracking server {tracking_uri} ({why}): start it "
+            "(mlflow server --port PORT) or pass the URI of one that runs with --mlflow."
+        )
     marker = bench.json(_layout.MARKER) or {}
     created, config_hash = str(marker.get("created", "")), str(marker.get("config_hash", ""))
     progress = bench.progress()

@@ -1,10 +1,14 @@
 """`python -m phosjax.bench.export`: every finished cell as an MLflow run in a local store."""
 
+import http.server
 import json
 import math
 import pathlib
 import shutil
+import socket
 import sys
+import threading
+import time
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -17,6 +21,7 @@ from phosjax.bench.export import (
     TAG_DIVERGED_AT,
     TAG_METRIC_NAMES,
     TAG_PARAM_NAMES,
+    _unreachable,
     export_mlflow,
     main,
     mlflow_keys,
@@ -227,6 +232,31 @@ def test_an_empty_tracking_uri_is_refused_naming_the_option(written, tmp_path, c
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.startswith("error: --mlflow '' is empty; give MLflow's ")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_tracking_server_that_cannot_be_reached_is_an_error_at_once(written, capsys):
+    """MLflow retried http://localhost:1 for 4 minutes before its error."""
+    with socket.socket() as sock:  # a port that nothing listens on once closed
+        sock.bind(("127.0.0.1", 0))
+        uri = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    started = time.monotonic()
+    assert main(["--dir", str(written.root), "--mlflow", uri]) == 2
+    assert time.monotonic() - started < 10
+    assert capsys.readouterr().err == (
+        f"error: cannot reach the MLflow tracking server {uri} (Connection refused): start it "
+        "(mlflow server --port PORT) or pass the URI of one that runs with --mlflow.\n"
+    )
+
+
+def test_a_tracking_server_that_answers_is_reachable_whatever_it_answers():
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    thread = threading.Thread(target=server.handle_request)  # one request: 501 to HEAD
+    thread.start()
+    try:
+        assert _unreachable(f"http://127.0.0.1:{server.server_port}") is None
+    finally:
+        thread.join(5)
+        server.server_close()
 
 
 def test_a_store_that_cannot_be_made_is_an_error_naming_it(written, store, tmp_path, capsys):
