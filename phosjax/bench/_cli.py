@@ -16,7 +16,7 @@ from phosjax.bench import _layout
 from phosjax.bench._config import BenchError
 from phosjax.bench._interrupt import INTERRUPTED, ctrl_c_ignored, ctrl_c_kept
 from phosjax.bench._summary import command_line, counted
-from phosjax.bench._usage import refuse_empty_dir, usage_error
+from phosjax.bench._usage import refuse_empty_dirs, usage_error
 from phosjax.bench.view._bench import BenchFiles
 
 _KEY = re.compile(r'\AParser key "([^"]+)":\s*')
@@ -177,8 +177,9 @@ class Parser(ArgumentParser):
         usage_error(self, value_error_line(required_as_options(message)))
 
     def parse_args(self, *args: Any, **kwargs: Any) -> Any:
-        """jsonargparse's `parse_args`; an empty ``--dir`` is refused (`refuse_empty_dir`)."""
-        return refuse_empty_dir(self, super().parse_args(*args, **kwargs))
+        """jsonargparse's `parse_args`; an empty ``--dir`` or ``--out`` is refused
+        (`refuse_empty_dirs`)."""
+        return refuse_empty_dirs(self, super().parse_args(*args, **kwargs))
 
 
 class ConfigParser(Parser):

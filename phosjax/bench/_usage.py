@@ -72,11 +72,19 @@ def usage_error(parser: argparse.ArgumentParser, line: str) -> NoReturn:
     parser.exit(2)
 
 
-def refuse_empty_dir(parser: argparse.ArgumentParser, args: Any) -> Any:
-    """``args``, parsed by ``parser``; an empty ``--dir`` (which paths read as ``.``, the
-    working directory) is a `usage_error`."""
-    if getattr(args, "dir", None) == "":
-        usage_error(parser, "--dir is empty; give the bench directory, e.g. --dir runs/NAME")
+_DIRS = {
+    "dir": "the bench directory, e.g. --dir runs/NAME",
+    "out": "the output directory, e.g. --out runs/speed",
+}
+"""The options that name a directory, and what to give where one is empty."""
+
+
+def refuse_empty_dirs(parser: argparse.ArgumentParser, args: Any) -> Any:
+    """``args``, parsed by ``parser``; an empty ``--dir`` or ``--out`` (which paths read
+    as ``.``, the working directory) is a `usage_error`."""
+    for option, give in _DIRS.items():
+        if getattr(args, option, None) == "":
+            usage_error(parser, f"--{option} is empty; give {give}")
     return args
 
 
@@ -85,7 +93,7 @@ class ArgParser(argparse.ArgumentParser):
     the error even when a required one is missing (``--dirr x`` for ``--dir x``), as with
     jsonargparse's, rather than argparse's "the following arguments are required" (the
     help, which that first pass would show with every option optional, skips it); an
-    empty ``--dir`` is refused (`refuse_empty_dir`)."""
+    empty ``--dir`` or ``--out`` is refused (`refuse_empty_dirs`)."""
 
     def error(self, message: str) -> NoReturn:
         usage_error(self, message)
@@ -104,4 +112,4 @@ class ArgParser(argparse.ArgumentParser):
                 action.required = True
         if unknown:
             self.error(f"unrecognized arguments: {' '.join(unknown)}")
-        return refuse_empty_dir(self, super().parse_args(args, namespace))
+        return refuse_empty_dirs(self, super().parse_args(args, namespace))

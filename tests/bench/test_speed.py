@@ -97,6 +97,20 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys, monkeypatch, argv, message
     assert not list(tmp_path.iterdir())  # nothing measured, nothing written
 
 
+def test_an_empty_out_is_refused_not_taken_for_the_working_directory(tmp_path, capsys, monkeypatch):
+    """``--out ''`` was the working directory: refused for its files, or written into."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(speed, "measure", lambda *a, **k: pytest.fail("measured"))
+    with pytest.raises(SystemExit) as exit_info:
+        speed.main(["--quick", "--out", ""])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        "error: --out is empty; give the output directory, e.g. --out runs/speed; python -m "
+        "phosjax.bench.speed --help lists the options.\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_out_that_is_a_file_is_refused_before_measuring(tmp_path, capsys):
     out = tmp_path / "speed"
     out.write_text("keep me")
