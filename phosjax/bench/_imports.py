@@ -35,6 +35,11 @@ def import_all(modules: Sequence[str]) -> list[str]:
     for module in modules:
         if "/" in module or os.sep in module or module.endswith(".py"):
             raise BenchError(_a_path(module))
+        if not all(part.isidentifier() for part in module.split(".")):
+            raise BenchError(
+                f"--import {module!r} is no module's name: give Python names joined by dots, "
+                "e.g. --import mypkg.models (several modules: --import mypkg.a mypkg.b)"
+            )
         try:
             added += import_models(module)
         except Exception as error:

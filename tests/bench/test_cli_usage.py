@@ -165,6 +165,18 @@ def test_an_import_of_a_file_path_names_the_module_and_its_folder(tmp_path, caps
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.parametrize("given", ["", " ", ".models", "a..b", "my-models", "mypkg.a,mypkg.b"])
+def test_an_import_that_is_no_module_name_says_what_one_is(tmp_path, capsys, given):
+    """'' and '.models' failed 'in its own code' (ValueError: Empty module name; TypeError:
+    the 'package' argument is required); 'my-models' was looked for as my-models.py."""
+    assert _main("new")(["--dir", str(tmp_path / "b"), "--import", given]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --import {given!r} is no module's name: give Python names joined by dots, "
+        "e.g. --import mypkg.models (several modules: --import mypkg.a mypkg.b)\n"
+    )
+    assert not (tmp_path / "b").exists()
+
+
 @pytest.mark.parametrize(
     ("module", "last", "line"),
     [
