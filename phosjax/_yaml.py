@@ -69,9 +69,11 @@ def read_file(path: str | pathlib.Path) -> Any:
       ValueError: config file '/no/such.yaml' does not exist.
 
     Raises:
-      ValueError: naming the file and why it cannot be read: missing, a directory, not
-        readable, not UTF-8 text or not valid YAML.
+      ValueError: naming the file and why it cannot be read: an empty path, missing, a
+        directory, not readable, not UTF-8 text or not valid YAML.
     """
+    if str(path) == "":  # a Path would read it as ".", the working directory
+        raise ValueError("config file path is empty; give a YAML file's path.")
     path = pathlib.Path(path)
     try:
         return safe_load(path.read_text(encoding="utf-8"))

@@ -165,6 +165,19 @@ def test_an_import_of_a_file_path_names_the_module_and_its_folder(tmp_path, caps
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.parametrize("module", ["phosjax.bench.new", "phosjax.morph.__main__"])
+def test_an_empty_config_path_is_named_not_taken_for_the_working_directory(
+    tmp_path, capsys, module
+):
+    """``--config ''`` said "config file '.' is a directory" ('' read as a path)."""
+    main = importlib.import_module(module).main
+    assert main(["--config", "", "--dir", str(tmp_path / "b")]) == 2
+    assert capsys.readouterr().err == (
+        "error: config file path is empty; give a YAML file's path.\n"
+    )
+    assert not (tmp_path / "b").exists()
+
+
 @pytest.mark.parametrize("given", ["", " ", ".models", "a..b", "my-models", "mypkg.a,mypkg.b"])
 def test_an_import_that_is_no_module_name_says_what_one_is(tmp_path, capsys, given):
     """'' and '.models' failed 'in its own code' (ValueError: Empty module name; TypeError:
