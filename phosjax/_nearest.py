@@ -5,13 +5,20 @@ from collections.abc import Iterable, Sequence
 
 
 def nearest(word: str, known: Iterable[str], cutoff: float = 0.6) -> list[str]:
-    """Up to three of ``known`` closest to ``word``, the closest first.
+    """Up to three of ``known`` closest to ``word``, the closest first; letters compared
+    regardless of case (``MLP`` is near ``mlp``).
 
     Examples:
       >>> nearest("--dirr", ["--dir", "--dirs", "--port"]), nearest("zzz", ["mlp"])
       (['--dir', '--dirs'], [])
+      >>> nearest("MLP", ["mlp", "cnn1d"]), nearest("Adam", ["adam", "adamw"])
+      (['mlp'], ['adam', 'adamw'])
     """
-    return difflib.get_close_matches(word, list(known), n=3, cutoff=cutoff)
+    by_folded: dict[str, list[str]] = {}
+    for name in known:
+        by_folded.setdefault(name.casefold(), []).append(name)
+    close = difflib.get_close_matches(word.casefold(), list(by_folded), n=3, cutoff=cutoff)
+    return [name for folded in close for name in by_folded[folded]][:3]
 
 
 def nearest_names(word: str, known: Iterable[str], cutoff: float = 0.6) -> str:

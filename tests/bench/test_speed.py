@@ -53,6 +53,11 @@ def test_quick_run_writes_parquet_table_and_plot(tmp_path, capsys):
             "error: --models: unknown ['mlpp']; choose from ['mlp', 'cnn1d', 'cnn2d', "
             "'transformer']. Did you mean 'mlp'?\n",
         ),
+        (  # no guess: names were compared as written
+            ["--models", "MLP"],
+            "error: --models: unknown ['MLP']; choose from ['mlp', 'cnn1d', 'cnn2d', "
+            "'transformer']. Did you mean 'mlp'?\n",
+        ),
         (
             ["--methods", "vamp"],
             "error: --methods: unknown ['vamp']; choose from ['one_by_one', "
