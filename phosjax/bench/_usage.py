@@ -72,19 +72,31 @@ def usage_error(parser: argparse.ArgumentParser, line: str) -> NoReturn:
     parser.exit(2)
 
 
-_DIRS = {
-    "dir": "the bench directory, e.g. --dir runs/NAME",
-    "out": "the output directory, e.g. --out runs/speed",
-}
-"""The options that name a directory, and what to give where one is empty."""
+_DIRS = {"dir": "runs/NAME", "out": "runs/speed"}
+"""The options that name a directory, and an example of each."""
 
 
 def refuse_empty_dirs(parser: argparse.ArgumentParser, args: Any) -> Any:
     """``args``, parsed by ``parser``; an empty ``--dir`` or ``--out`` (which paths read
-    as ``.``, the working directory) is a `usage_error`."""
-    for option, give in _DIRS.items():
+    as ``.``, the working directory) is a `usage_error` naming what to give, as the
+    option's help calls it (``the run directory``).
+
+    Examples:
+      >>> import contextlib, io
+      >>> parser = ArgParser(prog="cmd"); _ = parser.add_argument("--dir", help="the run directory")
+      >>> with contextlib.redirect_stderr(io.StringIO()) as err, contextlib.suppress(SystemExit):
+      ...     refuse_empty_dirs(parser, parser.parse_args(["--dir", ""]))
+      >>> print(*err.getvalue().split("; "), sep="\\n", end="")
+      error: --dir is empty
+      give the run directory, e.g. --dir runs/NAME
+      cmd --help lists the options.
+    """
+    for option, example in _DIRS.items():
         if getattr(args, option, None) == "":
-            usage_error(parser, f"--{option} is empty; give {give}")
+            helps = [a.help or "" for a in parser._actions if f"--{option}" in a.option_strings]
+            named = re.match(r"the \w+ directory", helps[0] if helps else "")
+            what = named[0] if named else "a directory"
+            usage_error(parser, f"--{option} is empty; give {what}, e.g. --{option} {example}")
     return args
 
 

@@ -88,7 +88,7 @@ def parser() -> ArgumentParser:
         default=None,
         help="seconds a timing lasts at least; faster methods repeat their steps (0.25)",
     )
-    parser.add_argument("--out", type=str, default="runs/speed", help="output directory")
+    parser.add_argument("--out", type=str, default="runs/speed", help="the output directory")
     parser.add_argument("--quick", action="store_true", help="a tiny smoke run")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     return parser

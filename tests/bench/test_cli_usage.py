@@ -97,6 +97,19 @@ def test_an_empty_or_missing_dir_is_one_line_naming_the_option(command, dir_args
     )
 
 
+def test_an_empty_dir_of_a_morph_run_asks_for_the_run_directory(capsys):
+    """It asked for 'the bench directory', which a morph run's --dir need not be."""
+    from phosjax.morph.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--config", "configs/morph_mnist1d.yaml", "--dir", ""])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        "error: --dir is empty; give the run directory, e.g. --dir runs/NAME; "
+        "python -m phosjax.morph --help lists the options.\n"
+    )
+
+
 @pytest.mark.parametrize(
     ("command", "required"), [("view", "--dir DIR"), ("export", "--mlflow URI")]
 )
