@@ -172,6 +172,11 @@ class ModelEntry:
         check_keys(entry, cls, "a models entry")
         if "name" not in entry:
             raise BenchError(f"a models entry needs a 'name', got {dict(entry)!r}.")
+        if not isinstance(entry["name"], str) or not entry["name"]:
+            raise BenchError(
+                f"a models entry's name must be a registered model's name, e.g. "
+                f"{{name: mlp}}, got {entry['name']!r} in {dict(entry)!r}."
+            )
         options = {} if entry.get("options") is None else entry["options"]  # null: none
         if not isinstance(options, Mapping):
             raise BenchError(

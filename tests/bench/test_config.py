@@ -38,6 +38,12 @@ def test_load_config_reads_axes_and_entries(tmp_path):
         ("grid: {learning_rat: 0.1}\n", r"unknown key 'learning_rat' in grid\. .*'learning_rate'"),
         ("models: [{name: mlp, widht: 3}]\n", r"'widht' in a models entry\. .*'width'"),
         ("models: [{depth: 3}]\n", r"a models entry needs a 'name'"),
+        (  # a TypeError from the "did you mean" of an unknown model, as the run planned
+            "models: [{name: , width: 8}]\n",
+            r"a models entry's name must be a registered model's name, e.g. \{name: mlp\}, "
+            r"got None in \{'name': None, 'width': 8\}\.",
+        ),
+        ("models: [{name: 3}]\n", r"entry's name must be .* got 3 in \{'name': 3\}\."),
         ("grid: [1, 2]\n", r"grid must be a mapping"),
         ("models: [mlp\n", r"is not valid YAML"),
         (
