@@ -24,6 +24,7 @@ A file store that is a bench or lies inside one is refused: MLflow would write a
 files.
 """
 
+import argparse
 import dataclasses
 import json
 import math
@@ -350,10 +351,18 @@ def export_mlflow(directory: str, tracking_uri: str, experiment: str | None = No
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line; returns the exit status (2 for bad input)."""
     parser = ArgParser(
-        prog="python -m phosjax.bench.export", description="Log a bench's cells to MLflow."
+        prog="python -m phosjax.bench.export",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--dir", required=True, help="the bench directory (runs/NAME)")
-    parser.add_argument("--mlflow", required=True, metavar="URI", help="MLflow tracking URI")
+    parser.add_argument(
+        "--mlflow",
+        required=True,
+        metavar="URI",
+        help="MLflow's tracking URI: a server (http://localhost:5000), sqlite:///mlflow.db "
+        "(the full mlflow package) or file:mlruns (with MLFLOW_ALLOW_FILE_STORE=true)",
+    )
     parser.add_argument("--experiment", help="experiment name (default: the bench's name)")
     args = parser.parse_args(argv)
     if not args.mlflow.strip():  # MLflow would take its default store in the working dir

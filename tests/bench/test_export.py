@@ -259,6 +259,18 @@ def test_a_tracking_server_that_answers_is_reachable_whatever_it_answers():
         server.server_close()
 
 
+def test_help_says_what_a_tracking_uri_is_and_what_an_export_logs(capsys):
+    """It said 'MLflow tracking URI' and 'Log a bench's cells to MLflow.' alone."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    option = out.split("--mlflow URI MLflow's tracking URI: ")[-1]
+    for said in ("http://localhost:5000", "sqlite:///mlflow.db", "MLFLOW_ALLOW_FILE_STORE=true"):
+        assert said in option, out
+    assert "one MLflow run per finished cell" in out and "skips the cells already exported" in out
+
+
 def test_a_store_that_cannot_be_made_is_an_error_naming_it(written, store, tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("mine")
     for uri in (f"file:{tmp_path / 'notes.txt'}", "file:/proc/mlruns"):
