@@ -261,11 +261,13 @@ def config_files(argv: Sequence[str]) -> list[str]:
 
 
 def add_common(parser: ArgumentParser) -> None:
-    """``--dir`` (required) and ``--import`` (modules that register models)."""
+    """``--dir`` (required) and ``--import`` (modules that register models; given again,
+    it adds to them)."""
     parser.add_argument("--dir", required=True, help="the bench directory")
     parser.add_argument(
         "--import",
         nargs="+",
+        action="extend",
         default=[],
         help="modules to import first, e.g. ones that register models",
     )

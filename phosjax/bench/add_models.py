@@ -38,6 +38,7 @@ def parser() -> ArgumentParser:
     parser.add_argument(
         "--models",
         nargs="+",
+        action="extend",
         default=None,
         help="model names (or names joined by commas) or YAML entries to add, e.g. logreg "
         "'{name: mlp, width: [64]}'",

@@ -228,3 +228,17 @@ def test_an_import_that_raises_shows_its_own_traceback_under_a_line_naming_it(
     )
     assert rest[-1] == last and line in err and str(user_modules / f"{module}.py") in err
     assert "importlib" not in err and "phosjax" not in err  # the user's frames only
+
+
+@pytest.mark.parametrize("command", ["new", "add_models"])
+def test_an_import_or_models_option_given_again_adds_to_it(command):
+    """'--import a --import b' imported b alone (the models a registers then unknown), and
+    add_models' '--models mlp --models gru' added gru alone."""
+    parser = importlib.import_module(f"phosjax.bench.{command}").parser()
+    args = parser.parse_args(["--dir", "d", "--import", "a", "--import", "b", "c"])
+    assert args["import"] == ["a", "b", "c"]
+    assert parser.parse_args(["--dir", "d"])["import"] == []
+    if command == "add_models":
+        args = parser.parse_args(["--dir", "d", "--models", "mlp", "--models", "gru"])
+        assert args.models == ["mlp", "gru"]
+        assert parser.parse_args(["--dir", "d"]).models is None
