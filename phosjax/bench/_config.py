@@ -133,13 +133,30 @@ def _check_distinct_keys(seeds: list[int]) -> None:
 
 
 def check_keys(data: Any, cls: type, where: str) -> None:
-    """Raises `BenchError` naming any key of ``data`` that ``cls`` has no field for."""
+    """Raises `BenchError` naming any key of ``data`` that ``cls`` has no field for (and,
+    for a key and value written without the space YAML needs after a colon, ``{kind:l1}``
+    read as the key ``'kind:l1'``, how to write them).
+
+    Examples:
+      >>> check_keys({"name:mlp": None}, ModelEntry, "a models entry")
+      Traceback (most recent call last):
+      ...
+      phosjax.bench._errors.BenchError: unknown key 'name:mlp' in a models entry (YAML reads it
+      as one key without a value: a colon takes a space after it, as in 'name: mlp'). Did ...
+    """
     if not isinstance(data, Mapping):
         raise BenchError(f"{where} must be a mapping of keys to values, got {data!r}.")
     known = [field.name for field in dataclasses.fields(cls)]
     for key in data:
         if key not in known:
-            raise BenchError(f"unknown key {key!r} in {where}{_nearest(str(key), known)}")
+            glued = isinstance(key, str) and ":" in key and data[key] is None
+            hint = (
+                " (YAML reads it as one key without a value: a colon takes a space after "
+                f"it, as in {key.replace(':', ': ', 1)!r})"
+                if glued
+                else ""
+            )
+            raise BenchError(f"unknown key {key!r} in {where}{hint}{_nearest(str(key), known)}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -38,6 +38,11 @@ def test_load_config_reads_axes_and_entries(tmp_path):
         ("grid: {learning_rat: 0.1}\n", r"unknown key 'learning_rat' in grid\. .*'learning_rate'"),
         ("models: [{name: mlp, widht: 3}]\n", r"'widht' in a models entry\. .*'width'"),
         ("models: [{depth: 3}]\n", r"a models entry needs a 'name'"),
+        (  # said only "Did you mean 'kind'?", of a key the user wrote as kind
+            "grid: {regularizers: [{kind:l1, strength: 0.1}]}\n",
+            r"^unknown key 'kind:l1' in a grid\.regularizers entry \(YAML reads it as one key "
+            r"without a value: a colon takes a space after it, as in 'kind: l1'\)\. Did you",
+        ),
         (  # a TypeError from the "did you mean" of an unknown model, as the run planned
             "models: [{name: , width: 8}]\n",
             r"a models entry's name must be a registered model's name, e.g. \{name: mlp\}, "
