@@ -149,14 +149,26 @@ def check_keys(data: Any, cls: type, where: str) -> None:
     known = [field.name for field in dataclasses.fields(cls)]
     for key in data:
         if key not in known:
-            glued = isinstance(key, str) and ":" in key and data[key] is None
-            hint = (
-                " (YAML reads it as one key without a value: a colon takes a space after "
-                f"it, as in {key.replace(':', ': ', 1)!r})"
-                if glued
-                else ""
-            )
+            hint = _colon_hint(key, data[key])
             raise BenchError(f"unknown key {key!r} in {where}{hint}{_nearest(str(key), known)}")
+
+
+def _colon_hint(key: Any, value: Any) -> str:
+    """How to write ``key`` of a mapping whose ``value`` is None where it is a key and a
+    value written without the space YAML needs after a colon (``{T:1}`` reads as
+    ``{'T:1': None}``); "" for any other.
+
+    Examples:
+      >>> _colon_hint("T:1", None).split(", as in ")[1], _colon_hint("T", None)
+      ("'T: 1')", '')
+    """
+    if not (isinstance(key, str) and ":" in key and value is None):
+        return ""
+    spaced = key.replace(":", ": ", 1)
+    return (
+        " (YAML reads it as one key without a value: a colon takes a space after it, "
+        f"as in {spaced!r})"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -412,6 +424,8 @@ class Grid:
             )
         knobs = {}
         for selector, values in self.knobs.items():
+            if hint := _colon_hint(selector, values):
+                raise BenchError(f"grid.knobs[{selector!r}] has no value{hint}.")
             knobs[selector] = checked_numbers(f"grid.knobs[{selector!r}]", values)
             check_axis(f"grid.knobs[{selector!r}]", knobs[selector])
         object.__setattr__(self, "knobs", knobs)

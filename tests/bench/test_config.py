@@ -73,6 +73,11 @@ def test_bad_config_is_a_clear_error(tmp_path, text, match):
         ("grid: {width: []}\n", r"grid\.width is an empty list"),
         ("grid: {knobs: {'**/T': []}}\n", r"grid\.knobs\['\*\*/T'\] is an empty list"),
         ("grid: {knobs: [1, 2]}\n", r"grid\.knobs must be a mapping of knob selectors"),
+        (  # was "must be a number, got None (NoneType)"
+            "grid: {knobs: {T:1}}\n",
+            r"^grid\.knobs\['T:1'\] has no value \(YAML reads it as one key without a value: a "
+            r"colon takes a space after it, as in 'T: 1'\)\.$",
+        ),
         (
             "grid: {regularizers: [{kind: l2, strength: []}]}\n",
             r"the strength of grid\.regularizers entry 'l2' is an empty list",
