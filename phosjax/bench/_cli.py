@@ -13,7 +13,7 @@ import yaml
 from jsonargparse import ArgumentParser
 
 from phosjax.bench import _layout
-from phosjax.bench._config import BenchError
+from phosjax.bench._config import BenchError, colon_hint
 from phosjax.bench._interrupt import INTERRUPTED, ctrl_c_ignored, ctrl_c_kept
 from phosjax.bench._summary import command_line, counted
 from phosjax.bench._usage import refuse_empty_dirs, usage_error
@@ -102,30 +102,25 @@ def value_error_line(message: str) -> str:
             f" (YAML cannot read it: {problem}; an item holding brackets or commas is quoted, "
             """as in "['train[:90%]', 'train[90%:]']")"""
         )
-    elif glued := _glued_key(given[1]):
-        spaced = given[1].replace(glued, glued.replace(":", ": ", 1), 1)
-        hint = (
-            f" (YAML reads {glued!r} as one key without a value: a colon takes a space "
-            f"after it, as in {spaced!r})"
-        )
+    elif colon := _colon_hint(given[1]):
+        hint = colon
     return f"--{key[1]} {given[1]}: expected {expected}{hint}"
 
 
-def _glued_key(text: str) -> str | None:
-    """A key of the YAML mapping ``text`` that holds a colon and has no value: a key and
-    value written without the space YAML needs after a colon (``{T:1}``); else None.
+def _colon_hint(text: str) -> str:
+    """`colon_hint` of the YAML mapping ``text`` (``{T:1}``: its key ``'T:1'``, a key and
+    value written without the space YAML needs after a colon); "" for any other text.
 
     Examples:
-      >>> _glued_key("{T:1}"), _glued_key("{T: 1}"), _glued_key("{'a:b': 1}"), _glued_key("[")
-      ('T:1', None, None, None)
+      >>> _colon_hint("{T:1}").split(", as in ")[1], _colon_hint("{T: 1}"), _colon_hint("[")
+      ("'T: 1')", '', '')
     """
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError:
-        return None
-    if not isinstance(data, dict):
-        return None
-    return next((k for k, v in data.items() if v is None and ":" in str(k)), None)
+        return ""
+    hints = [colon_hint(k, v) for k, v in data.items()] if isinstance(data, dict) else []
+    return next(filter(None, hints), "")
 
 
 def _yaml_problem(text: str) -> str | None:

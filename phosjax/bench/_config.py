@@ -141,32 +141,33 @@ def check_keys(data: Any, cls: type, where: str) -> None:
       >>> check_keys({"name:mlp": None}, ModelEntry, "a models entry")
       Traceback (most recent call last):
       ...
-      phosjax.bench._errors.BenchError: unknown key 'name:mlp' in a models entry (YAML reads it
-      as one key without a value: a colon takes a space after it, as in 'name: mlp'). Did ...
+      phosjax.bench._errors.BenchError: unknown key 'name:mlp' in a models entry (YAML reads
+      'name:mlp' as one key without a value: a colon takes a space after it, as in 'name: mlp').
+      Did ...
     """
     if not isinstance(data, Mapping):
         raise BenchError(f"{where} must be a mapping of keys to values, got {data!r}.")
     known = [field.name for field in dataclasses.fields(cls)]
     for key in data:
         if key not in known:
-            hint = _colon_hint(key, data[key])
+            hint = colon_hint(key, data[key])
             raise BenchError(f"unknown key {key!r} in {where}{hint}{_nearest(str(key), known)}")
 
 
-def _colon_hint(key: Any, value: Any) -> str:
+def colon_hint(key: Any, value: Any) -> str:
     """How to write ``key`` of a mapping whose ``value`` is None where it is a key and a
     value written without the space YAML needs after a colon (``{T:1}`` reads as
     ``{'T:1': None}``); "" for any other.
 
     Examples:
-      >>> _colon_hint("T:1", None).split(", as in ")[1], _colon_hint("T", None)
+      >>> colon_hint("T:1", None).split(", as in ")[1], colon_hint("T", None)
       ("'T: 1')", '')
     """
     if not (isinstance(key, str) and ":" in key and value is None):
         return ""
     spaced = key.replace(":", ": ", 1)
     return (
-        " (YAML reads it as one key without a value: a colon takes a space after it, "
+        f" (YAML reads {key!r} as one key without a value: a colon takes a space after it, "
         f"as in {spaced!r})"
     )
 
@@ -424,7 +425,7 @@ class Grid:
             )
         knobs = {}
         for selector, values in self.knobs.items():
-            if hint := _colon_hint(selector, values):
+            if hint := colon_hint(selector, values):
                 raise BenchError(f"grid.knobs[{selector!r}] has no value{hint}.")
             knobs[selector] = checked_numbers(f"grid.knobs[{selector!r}]", values)
             check_axis(f"grid.knobs[{selector!r}]", knobs[selector])

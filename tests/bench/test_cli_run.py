@@ -554,7 +554,7 @@ def test_print_config_knows_the_models_an_import_registers(tmp_path, capsys, mon
         (  # said only 'expected dict', of what looks like one
             ["--grid.knobs", "{T:1}"],
             "--grid.knobs {T:1}: expected dict (YAML reads 'T:1' as one key without a value: "
-            "a colon takes a space after it, as in '{T: 1}')",
+            "a colon takes a space after it, as in 'T: 1')",
         ),
         (["--eval_every", "1.5"], "--eval_every 1.5: expected int"),
         (

@@ -40,8 +40,8 @@ def test_load_config_reads_axes_and_entries(tmp_path):
         ("models: [{depth: 3}]\n", r"a models entry needs a 'name'"),
         (  # said only "Did you mean 'kind'?", of a key the user wrote as kind
             "grid: {regularizers: [{kind:l1, strength: 0.1}]}\n",
-            r"^unknown key 'kind:l1' in a grid\.regularizers entry \(YAML reads it as one key "
-            r"without a value: a colon takes a space after it, as in 'kind: l1'\)\. Did you",
+            r"^unknown key 'kind:l1' in a grid\.regularizers entry \(YAML reads 'kind:l1' as one "
+            r"key without a value: a colon takes a space after it, as in 'kind: l1'\)\. Did you",
         ),
         (  # a TypeError from the "did you mean" of an unknown model, as the run planned
             "models: [{name: , width: 8}]\n",
@@ -75,7 +75,7 @@ def test_bad_config_is_a_clear_error(tmp_path, text, match):
         ("grid: {knobs: [1, 2]}\n", r"grid\.knobs must be a mapping of knob selectors"),
         (  # was "must be a number, got None (NoneType)"
             "grid: {knobs: {T:1}}\n",
-            r"^grid\.knobs\['T:1'\] has no value \(YAML reads it as one key without a value: a "
+            r"^grid\.knobs\['T:1'\] has no value \(YAML reads 'T:1' as one key without a value: a "
             r"colon takes a space after it, as in 'T: 1'\)\.$",
         ),
         (
