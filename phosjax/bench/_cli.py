@@ -435,7 +435,7 @@ def data_bars_hidden(hidden: bool) -> Iterator[None]:
     import tensorflow_datasets as tfds
     from tensorflow_datasets.core.utils import tqdm_utils
 
-    shown = bool(tqdm_utils._active)
+    shown = bool(getattr(tqdm_utils, "_active", True))  # private: a TFDS without it shows bars
     tfds.disable_progress_bar()
     try:
         yield
