@@ -242,3 +242,30 @@ def test_an_import_or_models_option_given_again_adds_to_it(command):
         args = parser.parse_args(["--dir", "d", "--models", "mlp", "--models", "gru"])
         assert args.models == ["mlp", "gru"]
         assert parser.parse_args(["--dir", "d"]).models is None
+
+
+def test_python_m_phosjax_bench_lists_every_command_and_runs_none(capsys):
+    """'python -m phosjax.bench' was Python's "cannot be directly executed"."""
+    import pkgutil
+
+    import phosjax.bench
+    from phosjax.bench import __main__ as listing
+
+    modules = {m.name for m in pkgutil.iter_modules(phosjax.bench.__path__)}
+    assert set(listing.COMMANDS) == {m for m in modules if not m.startswith("_")}
+    assert all(callable(_main(name)) for name in listing.COMMANDS)
+
+    assert listing.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert [line.split()[0] for line in out.splitlines() if line.startswith("  ")] == list(
+        listing.COMMANDS
+    )
+    assert listing.main([]) == 2
+    assert capsys.readouterr().err.endswith(
+        "error: give a command: python -m phosjax.bench.COMMAND\n"
+    )
+    assert listing.main(["add_model", "--dir", "b"]) == 2
+    assert capsys.readouterr().err.endswith(
+        "error: no command 'add_model'; run one of the above as python -m "
+        "phosjax.bench.COMMAND. Did you mean 'add_models'?\n"
+    )
