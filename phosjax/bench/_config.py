@@ -531,9 +531,15 @@ class BenchConfig:
         checked_numbers("chunk_steps", self.chunk_steps, integer=True, least=1, optional=True)
         datasets = self.datasets
         if not isinstance(datasets, list | tuple) or not all(isinstance(d, str) for d in datasets):
-            raise BenchError(f"datasets must be a list of data set names, got {self.datasets!r}.")
+            raise BenchError(
+                f"datasets must be a list of data set names, got {self.datasets!r}"
+                f"{_as_list('datasets', self.datasets)}."
+            )
         if not isinstance(self.models, list | tuple):  # as from_dict, for a config built here
-            raise BenchError(f"models must be a list of names or entries, got {self.models!r}.")
+            raise BenchError(
+                f"models must be a list of names or entries, got {self.models!r}"
+                f"{_as_list('models', self.models)}."
+            )
         if not isinstance(self.grid, Grid):
             raise BenchError(
                 f"grid must be a Grid, got {type(self.grid).__name__} {self.grid!r:.80} "
@@ -660,7 +666,10 @@ class BenchConfig:
         check_keys(grid, Grid, "grid")
         models = data.get("models", ["mlp"])
         if not isinstance(models, list):
-            raise BenchError(f"models must be a list of names or entries, got {models!r}.")
+            raise BenchError(
+                f"models must be a list of names or entries, got {models!r}"
+                f"{_as_list('models', models)}."
+            )
         for entry in models:
             ModelEntry.parse(entry)
         try:
@@ -754,6 +763,17 @@ def _differences(a: Any, b: Any, where: str) -> list[str]:
             for line in _differences(x, y, f"{where}[{i}]")
         ]
     return [] if _same(a, b) else [f"{where}: {a!r} -> {b!r}"]
+
+
+def _as_list(key: str, value: Any) -> str:
+    """For an error about ``key`` given one name, ``value``, where a list is taken: the
+    list to write instead; else "".
+
+    Examples:
+      >>> _as_list("models", "mlp"), _as_list("models", 3)
+      ('; write models: [mlp]', '')
+    """
+    return f"; write {key}: [{value}]" if isinstance(value, str) else ""
 
 
 def read_yaml(path: str | pathlib.Path) -> Any:

@@ -134,8 +134,11 @@ def test_a_bench_without_models_is_an_error():
 
 
 def test_a_config_built_directly_checks_its_models_and_grid():
-    with pytest.raises(BenchError, match=r"^models must be a list of names or entries, got 'mlp'"):
+    said = r"^models must be a list of names or entries, got 'mlp'; write models: \[mlp\]\.$"
+    with pytest.raises(BenchError, match=said):
         BenchConfig(models="mlp")  # type: ignore[arg-type]
+    with pytest.raises(BenchError, match=said):
+        BenchConfig.from_dict({"models": "mlp"})
     with pytest.raises(BenchError, match=r"^grid must be a Grid, got dict \{'steps': 5\}"):
         BenchConfig(grid={"steps": 5})  # type: ignore[arg-type]
 
@@ -169,7 +172,11 @@ def test_a_config_built_directly_checks_its_models_and_grid():
         ("seeds: 2147483648\n", r"seeds must lie in \[1, 2147483647\] \(a number of seeds"),
         ("seeds: true\n", r"seeds must be a number of seeds >= 1 or a list, got True\."),
         ("seeds: [0, a]\n", r"each of seeds \(a list of seeds\) must be a whole number, got 'a'"),
-        ("datasets: mnist1d\n", r"datasets must be a list of data set names, got 'mnist1d'\."),
+        (
+            "datasets: mnist1d\n",
+            r"datasets must be a list of data set names, got 'mnist1d'; write datasets: "
+            r"\[mnist1d\]\.",
+        ),
         ("datasets: [mnist1d, 3]\n", r"datasets must be a list of .*, got \['mnist1d', 3\]\."),
         ("datasets: []\n", r"a bench needs at least one model and one data set\."),
         ("data_dir: 3\n", r"data_dir must be a folder \(a path\) or null, got 3\."),
