@@ -11,7 +11,8 @@ and makes the output NaN only where it is traced (set under ``jit`` or ``vmap``,
 Layers that behave differently in training take ``train: bool = False``; features are on
 the last axis. As Flax's layers do, every layer that creates parameters takes
 ``param_dtype``, their storage dtype (float32 by default; ``dtype``, where a layer has
-it, is the computation's); containers leave their blocks' parameters alone.
+it, is the computation's; either must be a floating dtype, another is a ValueError when
+the layer is made); containers leave their blocks' parameters alone.
 
 Containers (`Choice`, `GatedSkip`, `Residual`, `ReZero`, `Sequence`, `Repeat`) pass the
 train flag to a block positionally when it is the parameter after the input, so a

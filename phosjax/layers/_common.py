@@ -703,6 +703,49 @@ def orthogonal(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32)
     return nn.initializers.orthogonal()(key, shape, drawn).astype(dtype)
 
 
+def is_float_dtype(value: Any) -> bool:
+    """Whether ``value`` names a floating dtype (``jnp.bfloat16``, ``"float32"``...).
+
+    Examples:
+      >>> is_float_dtype("bfloat16"), is_float_dtype(jnp.int32), is_float_dtype("bfloat")
+      (True, False, False)
+    """
+    try:
+        return value is not None and bool(jnp.issubdtype(jnp.dtype(value), jnp.floating))
+    except TypeError:
+        return False
+
+
+class FloatDtypes(nn.Module):
+    """A module whose ``dtype`` (computation; ``None``: from the input) and
+    ``param_dtype`` (storage) attributes must be floating dtypes, checked when it is made:
+    an integer one failed deep inside Flax ("Dtype must be inexact"), or silently rounded
+    the parameters (a `LayerScale`'s scale of 1e-4 to 0), a misspelled one with numpy's
+    bare "data type not understood".
+
+    Examples:
+      >>> from phosjax.layers import LayerScale
+      >>> LayerScale(param_dtype=jnp.int32)
+      Traceback (most recent call last):
+      ValueError: LayerScale param_dtype must be a floating dtype (such as jnp.float32 or
+      'bfloat16'), got 'int32'.
+    """
+
+    def __post_init__(self) -> None:
+        for name in ("dtype", "param_dtype"):
+            value = getattr(self, name, None)
+            if value is not None and not is_float_dtype(value):
+                try:
+                    shown = repr(jnp.dtype(value).name)  # jnp.int32 as 'int32'
+                except TypeError:
+                    shown = repr(value)
+                raise ValueError(
+                    f"{type(self).__name__} {name} must be a floating dtype (such as "
+                    f"jnp.float32 or 'bfloat16'), got {shown}."
+                )
+        super().__post_init__()
+
+
 def compute_dtype(dtype: Any, x: jax.Array) -> Any:
     """The dtype a layer computes in: its own ``dtype`` if set, else the input's."""
     if dtype is not None:

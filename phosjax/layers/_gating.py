@@ -9,6 +9,7 @@ import jax.numpy as jnp
 
 from phosjax.core import tag
 from phosjax.layers._common import (
+    FloatDtypes,
     checked_finite,
     checked_size,
     compute_dtype,
@@ -19,7 +20,7 @@ from phosjax.layers._common import (
 )
 
 
-class GLU(nn.Module):
+class GLU(FloatDtypes):
     """Gated linear unit: ``a * sigmoid(b)`` with ``[a, b] = Dense(2 * features)(x)``.
 
     Dauphin et al., arXiv 1612.08083. Tags ``gate`` (``sigmoid(b)``).
@@ -50,7 +51,7 @@ class GLU(nn.Module):
         return value * tag(self, "gate", nn.sigmoid(gate))
 
 
-class SwiGLU(nn.Module):
+class SwiGLU(FloatDtypes):
     """The SwiGLU feed-forward block: ``Dense(features)(silu(x W) * (x V))``.
 
     Shazeer, arXiv 2002.05202. Maps ``(..., C)`` to ``(..., features)``. Tags ``gate``
@@ -87,7 +88,7 @@ class SwiGLU(nn.Module):
         return dense(features, name="out")(gate * value)
 
 
-class SqueezeExcite(nn.Module):
+class SqueezeExcite(FloatDtypes):
     """Squeeze-and-excitation: rescales channels by a gate computed from their means.
 
     Works on ``(B, C)``, ``(B, L, C)``, ``(B, H, W, C)``...: the channels are averaged
@@ -145,7 +146,7 @@ class SqueezeExcite(nn.Module):
         return x * gate.reshape(x.shape[:1] + (1,) * (x.ndim - 2) + (channels,))
 
 
-class LayerScale(nn.Module):
+class LayerScale(FloatDtypes):
     """Multiplies each channel by a learned scale that starts small (``init_value``).
 
     Put it at the end of a residual branch so that a deep stack starts close to the

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from phosjax.core import Range, knob, path_weight, tag
 from phosjax.layers._common import (
+    FloatDtypes,
     PassesKeywords,
     call_block,
     check_block,
@@ -37,7 +38,7 @@ def _per_example(weight: jax.Array, like: jax.Array) -> jax.Array:
     )
 
 
-class Choice(PassesKeywords, nn.Module):
+class Choice(PassesKeywords, FloatDtypes):
     """A softmax-gated mixture of branches: ``sum_i w_i * branch_i(x)``.
 
     The gate logits are learned. With ``per_example=False`` (the default) they are one
@@ -148,7 +149,7 @@ class Choice(PassesKeywords, nn.Module):
         return sum(terms[1:], terms[0])
 
 
-class GatedSkip(PassesKeywords, nn.Module):
+class GatedSkip(PassesKeywords, FloatDtypes):
     """A learned gate between identity and a block: ``(1 - g) * x + g * block(x)``.
 
     ``g = sigmoid(gate_logit)`` is one learned scalar (the original phos ``Skip``); the
@@ -189,7 +190,7 @@ class GatedSkip(PassesKeywords, nn.Module):
         return (1 - gate) * x + gate * y
 
 
-class Residual(PassesKeywords, nn.Module):
+class Residual(PassesKeywords, FloatDtypes):
     """A residual connection ``x + block(x)``, projecting ``x`` when the widths differ.
 
     When the block changes the number of features, ``x`` goes through a bias-free
@@ -241,7 +242,7 @@ class Residual(PassesKeywords, nn.Module):
         return x + y
 
 
-class ReZero(PassesKeywords, nn.Module):
+class ReZero(PassesKeywords, FloatDtypes):
     """``x + alpha * block(x)`` with a learned scalar ``alpha`` that starts at 0.
 
     At initialization the layer is the identity, which lets deep stacks train without

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 
 from phosjax.core import Range, aux_loss, knob, tag
 from phosjax.layers._common import (
+    FloatDtypes,
     checked_rate,
     checked_size,
     compute_dtype,
@@ -117,7 +118,7 @@ class ActivityL1(nn.Module):
         return x
 
 
-class OrthogonalDense(nn.Module):
+class OrthogonalDense(FloatDtypes):
     """A dense layer whose aux loss ``orthogonality`` pushes its kernel to be orthogonal.
 
     The penalty is ``strength * ||G - I||_F^2`` with ``G`` the smaller Gram matrix of the

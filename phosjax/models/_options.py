@@ -7,8 +7,8 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import flax.linen as nn
-import jax.numpy as jnp
 
+from phosjax.layers._common import is_float_dtype
 from phosjax.models._config import is_int
 from phosjax.models._frame import POOLS
 from phosjax.models._kinds import VECTOR
@@ -146,11 +146,7 @@ def check_dtypes(defaults: Mapping[str, Any], given: Mapping[str, Any], where: s
     for key, value in given.items():
         if not key.endswith("dtype") or (value is None and defaults.get(key, 0) is None):
             continue
-        try:
-            ok = value is not None and jnp.issubdtype(jnp.dtype(value), jnp.floating)
-        except TypeError:
-            ok = False
-        if not ok:
+        if not is_float_dtype(value):
             none = " or None" if defaults.get(key, 0) is None else ""
             raise ValueError(
                 f"{where}: option {key} must be a floating dtype, one of {DTYPES}{none}, "

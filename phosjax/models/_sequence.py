@@ -8,6 +8,7 @@ import jax.numpy as jnp
 
 from phosjax.core import tag
 from phosjax.layers._common import (
+    FloatDtypes,
     broadcasts_to,
     checked_size,
     compute_dtype,
@@ -19,7 +20,7 @@ from phosjax.layers._common import (
 )
 
 
-class Patches(nn.Module):
+class Patches(FloatDtypes):
     """Cuts a sequence into non-overlapping patches, embeds them and adds positions.
 
     Maps ``(batch, length, channels)`` to ``(batch, length // patch_size, features)``:
@@ -108,7 +109,7 @@ class _SkippingGRUCell(nn.GRUCell):
         return new, new
 
 
-class GRUBlock(nn.Module):
+class GRUBlock(FloatDtypes):
     """A GRU layer over the sequence: ``(batch, length, c) -> (batch, length, features)``.
 
     It computes in ``dtype``, its hidden state too, or when ``dtype`` is ``None`` in the

@@ -1,5 +1,6 @@
 """``param_dtype``: every public layer with parameters stores them in it, as Flax's do."""
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from phosjax import layers as L
+from phosjax.layers._common import FloatDtypes
 
 
 class _Widen(nn.Module):
@@ -149,3 +151,42 @@ def test_containers_leave_the_dtype_of_their_blocks_parameters_alone(name):
     assert blocks and own
     assert _dtypes(blocks) == {jnp.dtype(jnp.float32)}
     assert _dtypes(own) == {jnp.dtype(jnp.bfloat16)}
+
+
+def _with_dtypes() -> list[type]:
+    """The public layer and zoo block classes that take ``dtype`` or ``param_dtype``."""
+    from phosjax import models
+
+    classes = [getattr(module, name) for module in (L, models) for name in module.__all__]
+    return [
+        cls
+        for cls in classes
+        if isinstance(cls, type)
+        and issubclass(cls, nn.Module)
+        and {"dtype", "param_dtype"} & {f.name for f in dataclasses.fields(cls)}
+    ]
+
+
+def test_every_layer_with_dtypes_checks_them_when_made():
+    unchecked = [cls.__name__ for cls in _with_dtypes() if not issubclass(cls, FloatDtypes)]
+    assert len(_with_dtypes()) > 20 and not unchecked
+
+
+@pytest.mark.parametrize(
+    ("make", "field", "value"),
+    [
+        (lambda **kw: L.LayerScale(**kw), "param_dtype", jnp.int32),
+        (lambda **kw: L.TransformerBlock(2, **kw), "dtype", "int8"),
+        (lambda **kw: L.MultiHeadSelfAttention(2, **kw), "dtype", "bfloat"),
+        (lambda **kw: L.Residual(nn.Dense(2), **kw), "param_dtype", np.int64),
+    ],
+)
+def test_a_non_floating_dtype_is_refused_when_the_layer_is_made(make, field, value):
+    """An integer param_dtype silently rounded LayerScale's scale (1e-4) to 0, an integer
+    dtype failed in Flax ('Dtype must be inexact'), a misspelled one in numpy ('data type
+    not understood'), none naming the layer or the attribute."""
+    name = type(make()).__name__
+    shown = repr(value if isinstance(value, str) else np.dtype(value).name)
+    message = rf"^{name} {field} must be a floating dtype \(such as .*\), got {shown}\.$"
+    with pytest.raises(ValueError, match=message):
+        make(**{field: value})
