@@ -73,7 +73,12 @@ def check_variables(variables: Any, nodes: Iterable[str], what: str) -> None:
 
 
 def node_variables(variables: Variables, nodes: str | Iterable[str]) -> dict[str, Any]:
-    """The variables (every collection) of the modules at the node path or paths ``nodes``.
+    """The variables (every collection) of the modules at the node path or paths ``nodes``
+    (none for a node without variables, an activation).
+
+    Raises:
+      GraphError: ``variables`` are no mapping, or the params alone (keyed by a node's
+        top-level name, not by collection: `check_variables`), which would give none.
 
     Examples:
       >>> v = {"params": {"a": {"w": 1}, "b": {"w": 2}, "g": {"c": {"w": 3}}}}
@@ -82,7 +87,9 @@ def node_variables(variables: Variables, nodes: str | Iterable[str]) -> dict[str
       >>> node_variables(v, "g/c")
       {'params': {'g': {'c': {'w': 3}}}}
     """
-    prefixes = tuple(n + SEP for n in ([nodes] if isinstance(nodes, str) else nodes))
+    nodes = [nodes] if isinstance(nodes, str) else list(nodes)
+    check_variables(variables, nodes, "node_variables' variables")
+    prefixes = tuple(n + SEP for n in nodes)
     picked = {}
     for collection, tree in variables.items():
         kept = {p: v for p, v in flatten(tree, unwrap=False).items() if p.startswith(prefixes)}

@@ -388,6 +388,7 @@ def test_surgery_names_variables_that_are_the_params_alone_or_none(net, key):
         "fill_missing's variables": lambda v: fill_missing(model, v, key, x),
         "stitch's vars_a": lambda v: stitch(model, v, "act1", model, variables, "act1", x=x),
         "stitch's vars_b": lambda v: stitch(model, variables, "act1", model, v, "act1", x=x),
+        "node_variables' variables": lambda v: node_variables(v, "conv1"),  # gave {}
     }
     for what, call in calls.items():
         with pytest.raises(
