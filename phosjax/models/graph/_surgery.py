@@ -60,7 +60,7 @@ def check_variables(variables: Any, nodes: Iterable[str], what: str) -> None:
     if not isinstance(variables, Mapping):
         raise GraphError(
             f"{what} are {a_type(variables)}, not the variables {{collection: "
-            "tree}} that model.init makes ({'params': ...}; {} for a model without any)."
+            "tree} that model.init makes ({'params': ...}; {} for a model without any)."
         )
     tops = {n.split(SEP)[0] for n in nodes}
     keys = [k for k in variables if k in tops]

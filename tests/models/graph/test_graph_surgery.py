@@ -397,7 +397,8 @@ def test_surgery_names_variables_that_are_the_params_alone_or_none(net, key):
             r"collections belong: pass the variables that model.init makes, \{'params'",
         ):
             call(params)
-        with pytest.raises(GraphError, match=rf"^{what} are a NoneType, not the variables"):
+        none = rf"^{what} are a NoneType, not the variables \{{collection: tree\}} that "  # one }
+        with pytest.raises(GraphError, match=none):
             call(None)
 
 
