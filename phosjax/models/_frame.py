@@ -21,6 +21,7 @@ from phosjax.models._kinds import KINDS, view_as
 from phosjax.models._masks import (
     check_mask_tokens,
     check_stem_padding,
+    check_view_tokens,
     padding_mask,
     viewed_mask,
     zero_padded_input,
@@ -120,7 +121,9 @@ class Frame(PassesKeywords, FloatDtypes):
     input tokens making up its real ones (`Patches`; one returning None takes the input
     as it is); with any other stem, such a mask is an error (which input tokens it pads
     cannot be told). An image's mask (``(batch, height, width)``) is flattened as the
-    image is when the frame views it as a sequence of pixels. A block that changes the token
+    image is when the frame views it as a sequence of pixels; a mask of a sequence's or an
+    image's tokens is an error when the frame views it as a vector, which has no tokens
+    to pad. A block that changes the token
     count under a padding mask (a strided convolution, say) is an error naming it and
     both token shapes: after a block that takes the mask, since it no longer fits the
     tokens pooled; before any, since the blocks that take it see the new tokens (the
@@ -198,6 +201,7 @@ class Frame(PassesKeywords, FloatDtypes):
         num_classes, dropout = checked_size(self, "num_classes"), checked_rate(self, "dropout")
         check_keywords(self, self.blocks, {} if mask is None else {"mask": mask})
         h = view_as(x, self.input_kind)
+        check_view_tokens(mask, x, h, self.input_kind)
         given, mask = mask, viewed_mask(mask, x, h)
         keywords = {} if mask is None else {"mask": mask}
         h = zero_padded_input(mask, h, self.stem)  # padding read as zeros, by the stem too

@@ -75,6 +75,29 @@ def viewed_mask(mask: Any, x: jax.Array, viewed: jax.Array) -> Any:
     return jnp.broadcast_to(jnp.asarray(mask), inputs).reshape(tokens)
 
 
+def check_view_tokens(mask: Any, x: jax.Array, viewed: jax.Array, kind: str) -> None:
+    """Raises a ValueError when ``mask`` is a padding (or per-pair) mask of the tokens of
+    ``x`` (a sequence's, an image's) but the frame views ``x`` as ``viewed``, a vector
+    (``kind``), which has no tokens left for it to pad: the blocks that take it would
+    fail on its shape, naming tokens the call never had.
+
+    Examples:
+      >>> x, viewed = jnp.ones((2, 8, 3)), jnp.ones((2, 24))
+      >>> check_view_tokens(jnp.ones((2, 8), bool), x, viewed, "vector")
+      Traceback (most recent call last):
+      ValueError: Frame views its input (2, 8, 3) as a vector (2, 24), which has no tokens ...
+    """
+    if mask is None or x.ndim < 3 or viewed.ndim >= 3:
+        return
+    shape, inputs = jnp.shape(mask), x.shape[:-1]
+    if broadcasts_to(shape, inputs) or fits_pairs(shape, inputs):
+        raise ValueError(
+            f"Frame views its input {x.shape} as a {kind} {viewed.shape}, which has no "
+            f"tokens for the mask {shape} (of the input's tokens {inputs}) to pad: call it "
+            "without a mask (a model that views its input as a sequence or an image takes one)."
+        )
+
+
 def check_mask_tokens(
     module: nn.Module,
     mask: Any,

@@ -1,5 +1,7 @@
 """The frame: how each input kind is viewed, pooled, and checked (shapes traced abstractly)."""
 
+import re
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -221,6 +223,30 @@ def test_an_images_mask_is_flattened_as_the_image_for_a_model_that_sees_pixels()
     unmasked = model.apply(variables, x)
     np.testing.assert_allclose(logits[0], unmasked[0], atol=1e-6)  # example 0: no padding
     assert not np.allclose(logits[1], unmasked[1])  # example 1's padding skipped
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "shape", "mask"),
+    [
+        ("moenet", {}, (8, 3), (2, 8)),
+        ("choicenet", {"per_example": True}, (8, 3), (2, 8)),
+        ("moenet", {}, (4, 4, 1), (2, 4, 4)),
+    ],
+)
+def test_a_mask_of_tokens_a_vector_view_flattened_away_is_named_by_the_frame(
+    name, options, shape, mask
+):
+    """The blocks failed on it, naming tokens the call never had: MixtureOfExperts' 'mask
+    must have the shape of the tokens (2,)', Choice's 'needs a token axis ... got (2, 64)'."""
+    model = build_model(ModelConfig(name, 3, shape, width=8, options=options))
+    x, flat = jnp.ones((2, *shape)), int(np.prod(shape))
+    message = (
+        rf"^Frame views its input {re.escape(str(x.shape))} as a vector \(2, {flat}\), which "
+        rf"has no tokens for the mask {re.escape(str(mask))} \(of the input's tokens "
+        rf"{re.escape(str(x.shape[:-1]))}\) to pad: call it without a mask \(a model that"
+    )
+    with pytest.raises(ValueError, match=message):
+        jax.eval_shape(lambda: model.init(jax.random.key(0), x, mask=jnp.ones(mask, bool)))
 
 
 def test_a_wrong_image_mask_is_named_as_given_with_its_flattened_shape():
