@@ -174,8 +174,9 @@ def graph_model(config: ModelConfig) -> GraphModel:
     ``graph_model(config).clone(returns="head")``.
 
     Raises:
-      ValueError: the model has no graph version (the ones that have are listed), or
-        ``config`` sets an option the twin does not support (named).
+      ValueError: the model is not registered (the nearest names given), has no graph
+        version (the ones that have are listed), or ``config`` sets an option the twin
+        does not support (named).
       TypeError: ``config`` is no `ModelConfig` (a model's name alone), naming what to pass.
 
     Examples:
@@ -186,11 +187,11 @@ def graph_model(config: ModelConfig) -> GraphModel:
       >>> graph.shapes(jnp.ones((2, 40)))["blocks_1/add"].shape
       (2, 20, 32)
     """
-    if checked_config(config, "graph_model").name not in _BUILDERS:
+    spec_of_name = model_spec(checked_config(config, "graph_model").name)  # a known model
+    if config.name not in _BUILDERS:
         raise ValueError(
             f"model {config.name!r} has no graph version; these have: {sorted(_BUILDERS)}."
         )
-    spec_of_name = model_spec(config.name)
     resolved = spec_of_name.resolve(config)
     _check_options(resolved)
     options = dict(resolved.options)

@@ -95,6 +95,8 @@ def test_every_layer_of_the_twin_is_a_node(key):
     assert found["blocks_1/add/out"].shape == (2, 20, 32)
     with pytest.raises(ValueError, match=r"'mlp' has no graph version; these have: \['resnet'"):
         graph_model(ModelConfig("mlp", num_classes=2, input_shape=(3,)))
+    with pytest.raises(ValueError, match=r"^unknown model 'resnt'\. Did you mean 'resnet'\?"):
+        graph_model(ModelConfig("resnt", num_classes=2, input_shape=(3,)))  # had no graph version
 
 
 def test_blurb_gives_each_block_of_the_twin_its_nodes_sum_and_last_output(key):
