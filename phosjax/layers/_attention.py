@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from phosjax.core import tag
 from phosjax.layers._common import (
-    FloatDtypes,
+    CheckedFields,
     broadcasts_to,
     check_mask_dtype,
     checked_rate,
@@ -139,7 +139,7 @@ def _masked_log_softmax(logits: jax.Array, mask: jax.Array | None) -> jax.Array:
     return jnp.where(mask, log_weights, -jnp.inf)
 
 
-class MultiHeadSelfAttention(FloatDtypes):
+class MultiHeadSelfAttention(CheckedFields):
     """Multi-head scaled dot-product self-attention over the second-to-last axis.
 
     Maps ``(..., L, C)`` to ``(..., L, C)``; ``C`` must divide by ``num_heads``: each head's
@@ -224,7 +224,7 @@ class MultiHeadSelfAttention(FloatDtypes):
         )(out)
 
 
-class TransformerBlock(FloatDtypes):
+class TransformerBlock(CheckedFields):
     """A pre-LayerNorm transformer block: ``x + MHSA(LN(x))``, then ``x + MLP(LN(x))``.
 
     Maps ``(..., L, C)`` to ``(..., L, C)`` (Xiong et al., arXiv 2002.04745). The MLP is

@@ -2,6 +2,7 @@
 attributes and inputs they are given, and choosing dtypes (a knob's range is checked by
 `phosjax.core.knob` itself, from its ``valid``)."""
 
+import dataclasses
 import functools
 import inspect
 import numbers
@@ -711,27 +712,41 @@ def is_float_dtype(value: Any) -> bool:
       (True, False, False)
     """
     try:
+        return _is_float_dtype(value)
+    except TypeError:  # unhashable
+        return False
+
+
+@functools.lru_cache(maxsize=64)
+def _is_float_dtype(value: Any) -> bool:
+    """`is_float_dtype` of a hashable ``value``, cached (a module checks its dtypes each
+    time it is made)."""
+    try:
         return value is not None and bool(jnp.issubdtype(jnp.dtype(value), jnp.floating))
     except TypeError:
         return False
 
 
-class FloatDtypes(nn.Module):
+class CheckedFields(nn.Module):
     """A module whose ``dtype`` (computation; ``None``: from the input) and
-    ``param_dtype`` (storage) attributes must be floating dtypes, checked when it is made:
-    an integer one failed deep inside Flax ("Dtype must be inexact"), or silently rounded
-    the parameters (a `LayerScale`'s scale of 1e-4 to 0), a misspelled one with numpy's
-    bare "data type not understood".
+    ``param_dtype`` (storage) attributes must be floating dtypes, and whose attributes
+    annotated ``bool`` (``causal``, ``use_bias``...) bools, checked when it is made: an
+    integer dtype would round the parameters (a `LayerScale`'s scale of 1e-4 to 0) or
+    fail deep inside Flax, a string flag (``causal="false"``) would read as true.
 
     Examples:
-      >>> from phosjax.layers import LayerScale
+      >>> from phosjax.layers import LayerScale, MultiHeadSelfAttention
       >>> LayerScale(param_dtype=jnp.int32)
       Traceback (most recent call last):
       ValueError: LayerScale param_dtype must be a floating dtype (such as jnp.float32 or
       'bfloat16'), got 'int32'.
+      >>> MultiHeadSelfAttention(2, causal="false")
+      Traceback (most recent call last):
+      TypeError: MultiHeadSelfAttention causal must be True or False, got 'false' (a str).
     """
 
     def __post_init__(self) -> None:
+        owner = type(self).__name__
         for name in ("dtype", "param_dtype"):
             value = getattr(self, name, None)
             if value is not None and not is_float_dtype(value):
@@ -740,10 +755,29 @@ class FloatDtypes(nn.Module):
                 except TypeError:
                     shown = repr(value)
                 raise ValueError(
-                    f"{type(self).__name__} {name} must be a floating dtype (such as "
-                    f"jnp.float32 or 'bfloat16'), got {shown}."
+                    f"{owner} {name} must be a floating dtype (such as jnp.float32 or "
+                    f"'bfloat16'), got {shown}."
+                )
+        for name in _flag_fields(type(self)):
+            value = getattr(self, name)
+            if not isinstance(value, bool | np.bool_):
+                raise TypeError(
+                    f"{owner} {name} must be True or False, got {value!r} ({a_type(value)})."
                 )
         super().__post_init__()
+
+
+_FLAG_FIELDS: dict[type, tuple[str, ...]] = {}
+"""Each `CheckedFields` class's fields annotated ``bool``, found once (a module is made
+often: each bind clones it)."""
+
+
+def _flag_fields(cls: type) -> tuple[str, ...]:
+    """The names of ``cls``'s dataclass fields annotated ``bool``."""
+    if cls not in _FLAG_FIELDS:
+        fields = dataclasses.fields(cls)
+        _FLAG_FIELDS[cls] = tuple(f.name for f in fields if f.type in (bool, "bool"))
+    return _FLAG_FIELDS[cls]
 
 
 def compute_dtype(dtype: Any, x: jax.Array) -> Any:

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from phosjax.core import tag
 from phosjax.layers._common import (
-    FloatDtypes,
+    CheckedFields,
     checked_finite,
     checked_size,
     compute_dtype,
@@ -20,7 +20,7 @@ from phosjax.layers._common import (
 )
 
 
-class GLU(FloatDtypes):
+class GLU(CheckedFields):
     """Gated linear unit: ``a * sigmoid(b)`` with ``[a, b] = Dense(2 * features)(x)``.
 
     Dauphin et al., arXiv 1612.08083. Tags ``gate`` (``sigmoid(b)``).
@@ -51,7 +51,7 @@ class GLU(FloatDtypes):
         return value * tag(self, "gate", nn.sigmoid(gate))
 
 
-class SwiGLU(FloatDtypes):
+class SwiGLU(CheckedFields):
     """The SwiGLU feed-forward block: ``Dense(features)(silu(x W) * (x V))``.
 
     Shazeer, arXiv 2002.05202. Maps ``(..., C)`` to ``(..., features)``. Tags ``gate``
@@ -88,7 +88,7 @@ class SwiGLU(FloatDtypes):
         return dense(features, name="out")(gate * value)
 
 
-class SqueezeExcite(FloatDtypes):
+class SqueezeExcite(CheckedFields):
     """Squeeze-and-excitation: rescales channels by a gate computed from their means.
 
     Works on ``(B, C)``, ``(B, L, C)``, ``(B, H, W, C)``...: the channels are averaged
@@ -146,7 +146,7 @@ class SqueezeExcite(FloatDtypes):
         return x * gate.reshape(x.shape[:1] + (1,) * (x.ndim - 2) + (channels,))
 
 
-class LayerScale(FloatDtypes):
+class LayerScale(CheckedFields):
     """Multiplies each channel by a learned scale that starts small (``init_value``).
 
     Put it at the end of a residual branch so that a deep stack starts close to the

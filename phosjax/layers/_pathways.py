@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 from phosjax.core import Range, knob, path_weight, tag
 from phosjax.layers._common import (
-    FloatDtypes,
+    CheckedFields,
     PassesKeywords,
     call_block,
     check_block,
@@ -38,7 +38,7 @@ def _per_example(weight: jax.Array, like: jax.Array) -> jax.Array:
     )
 
 
-class Choice(PassesKeywords, FloatDtypes):
+class Choice(PassesKeywords, CheckedFields):
     """A softmax-gated mixture of branches: ``sum_i w_i * branch_i(x)``.
 
     The gate logits are learned. With ``per_example=False`` (the default) they are one
@@ -149,7 +149,7 @@ class Choice(PassesKeywords, FloatDtypes):
         return sum(terms[1:], terms[0])
 
 
-class GatedSkip(PassesKeywords, FloatDtypes):
+class GatedSkip(PassesKeywords, CheckedFields):
     """A learned gate between identity and a block: ``(1 - g) * x + g * block(x)``.
 
     ``g = sigmoid(gate_logit)`` is one learned scalar (the original phos ``Skip``); the
@@ -190,7 +190,7 @@ class GatedSkip(PassesKeywords, FloatDtypes):
         return (1 - gate) * x + gate * y
 
 
-class Residual(PassesKeywords, FloatDtypes):
+class Residual(PassesKeywords, CheckedFields):
     """A residual connection ``x + block(x)``, projecting ``x`` when the widths differ.
 
     When the block changes the number of features, ``x`` goes through a bias-free
@@ -242,7 +242,7 @@ class Residual(PassesKeywords, FloatDtypes):
         return x + y
 
 
-class ReZero(PassesKeywords, FloatDtypes):
+class ReZero(PassesKeywords, CheckedFields):
     """``x + alpha * block(x)`` with a learned scalar ``alpha`` that starts at 0.
 
     At initialization the layer is the identity, which lets deep stacks train without

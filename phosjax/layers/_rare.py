@@ -8,10 +8,10 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core import CONSTANTS, Range, knob, tag
-from phosjax.layers._common import FloatDtypes, checked_size, compute_dtype, input_width
+from phosjax.layers._common import CheckedFields, checked_size, compute_dtype, input_width
 
 
-class FourierFeatures(FloatDtypes):
+class FourierFeatures(CheckedFields):
     """Random Fourier features ``[cos(2 pi s x B), sin(2 pi s x B)]``.
 
     ``B`` (``(C, num_frequencies)``) is drawn from a standard normal at init (rng
@@ -65,7 +65,7 @@ class FourierFeatures(FloatDtypes):
         return jnp.concatenate([jnp.cos(phases), jnp.sin(phases)], axis=-1).astype(dtype)
 
 
-class HyperDense(FloatDtypes):
+class HyperDense(CheckedFields):
     """A dense layer whose kernel and bias a small hyper-network generates.
 
     A learned embedding ``z`` (``embedding_features`` numbers) goes through a ``Dense``
@@ -109,7 +109,7 @@ class HyperDense(FloatDtypes):
         return x.astype(dtype) @ kernel.astype(dtype) + bias.astype(dtype)
 
 
-class LipschitzDense(FloatDtypes):
+class LipschitzDense(CheckedFields):
     """A dense layer whose Lipschitz constant (in the 2-norm) is at most ``bound``.
 
     The kernel ``W`` is used as ``W * bound / max(sigma, bound)``, where ``sigma`` is its

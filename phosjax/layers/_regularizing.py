@@ -12,7 +12,7 @@ import jax.numpy as jnp
 
 from phosjax.core import Range, aux_loss, knob, tag
 from phosjax.layers._common import (
-    FloatDtypes,
+    CheckedFields,
     checked_rate,
     checked_size,
     compute_dtype,
@@ -118,7 +118,7 @@ class ActivityL1(nn.Module):
         return x
 
 
-class OrthogonalDense(FloatDtypes):
+class OrthogonalDense(CheckedFields):
     """A dense layer whose aux loss ``orthogonality`` pushes its kernel to be orthogonal.
 
     The penalty is ``strength * ||G - I||_F^2`` with ``G`` the smaller Gram matrix of the

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from phosjax.core import Range, aux_loss, knob, tag
 from phosjax.layers._common import (
-    FloatDtypes,
+    CheckedFields,
     checked_size,
     compute_dtype,
     input_width,
@@ -19,7 +19,7 @@ from phosjax.layers._common import (
 )
 
 
-class MixtureOfExperts(FloatDtypes):
+class MixtureOfExperts(CheckedFields):
     """Mixture of MLP experts, each token routed to its ``top_k`` experts.
 
     A linear router gives each token probabilities over the experts; the token's output

@@ -15,14 +15,14 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core import tag
-from phosjax.layers._common import FloatDtypes, checked_size, input_width
+from phosjax.layers._common import CheckedFields, checked_size, input_width
 
 
 def _window(size: int, x: jax.Array) -> tuple[int, ...]:
     return (size,) * (x.ndim - 2)
 
 
-class DenseBlock(FloatDtypes):
+class DenseBlock(CheckedFields):
     """``x + relu(Dense(x))``: a residual hidden layer (plain when the widths differ).
 
     Tags ``pre_act``.
@@ -48,7 +48,7 @@ class DenseBlock(FloatDtypes):
         return x + h if x.shape[-1] == features else h
 
 
-class Layer(FloatDtypes):
+class Layer(CheckedFields):
     """One layer: ``Dense`` (vectors) or a ``SAME`` convolution (sequences, images), then ReLU.
 
     Used as the zoo's stem and as the blocks of ``cnn1d`` and ``cnn2d``. Convolves with
@@ -85,7 +85,7 @@ class Layer(FloatDtypes):
         return nn.relu(tag(self, "pre_act", h))
 
 
-class ResBlock(FloatDtypes):
+class ResBlock(CheckedFields):
     """A residual block: conv-BN-ReLU-conv-BN plus the input, then ReLU (He et al. 2016).
 
     Where the width changes or the block downsamples, the shortcut is a 1x1 convolution

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 
 from phosjax.core import tag
 from phosjax.layers._common import (
-    FloatDtypes,
+    CheckedFields,
     PassesKeywords,
     call_block,
     check_keywords,
@@ -93,7 +93,7 @@ def pool_tokens(h: jax.Array, pool: str, real: jax.Array | None = None) -> jax.A
     return jnp.mean(h, axis=axes) if pool == "mean" else jnp.max(h, axis=axes)
 
 
-class Frame(PassesKeywords, FloatDtypes):
+class Frame(PassesKeywords, CheckedFields):
     """The standard model: input view -> stem -> blocks -> pooling -> ``Dense(num_classes)``.
 
     Blocks are grouped in stages of equal width: block ``i`` must map ``(batch, ...,

@@ -11,11 +11,11 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.layers import Choice, MixtureOfExperts, Residual
-from phosjax.layers._common import FloatDtypes, checked_size, input_width
+from phosjax.layers._common import CheckedFields, checked_size, input_width
 from phosjax.models._blocks import DenseBlock, Layer
 
 
-class Skip(FloatDtypes):
+class Skip(CheckedFields):
     """The identity: a branch that lets a `Choice` skip its block. When the input has
     another width than ``features``, a linear projection (``Dense(features)``, a ResNet's
     shortcut) instead, so that blocks of different widths can follow each other.

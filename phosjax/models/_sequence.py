@@ -8,7 +8,7 @@ import jax.numpy as jnp
 
 from phosjax.core import tag
 from phosjax.layers._common import (
-    FloatDtypes,
+    CheckedFields,
     broadcasts_to,
     checked_size,
     compute_dtype,
@@ -20,7 +20,7 @@ from phosjax.layers._common import (
 )
 
 
-class Patches(FloatDtypes):
+class Patches(CheckedFields):
     """Cuts a sequence into non-overlapping patches, embeds them and adds positions.
 
     Maps ``(batch, length, channels)`` to ``(batch, length // patch_size, features)``:
@@ -109,7 +109,7 @@ class _SkippingGRUCell(nn.GRUCell):
         return new, new
 
 
-class GRUBlock(FloatDtypes):
+class GRUBlock(CheckedFields):
     """A GRU layer over the sequence: ``(batch, length, c) -> (batch, length, features)``.
 
     It computes in ``dtype``, its hidden state too, or when ``dtype`` is ``None`` in the

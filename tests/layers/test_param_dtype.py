@@ -1,6 +1,7 @@
 """``param_dtype``: every public layer with parameters stores them in it, as Flax's do."""
 
 import dataclasses
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from phosjax import layers as L
-from phosjax.layers._common import FloatDtypes
+from phosjax.layers._common import CheckedFields
 
 
 class _Widen(nn.Module):
@@ -168,7 +169,7 @@ def _with_dtypes() -> list[type]:
 
 
 def test_every_layer_with_dtypes_checks_them_when_made():
-    unchecked = [cls.__name__ for cls in _with_dtypes() if not issubclass(cls, FloatDtypes)]
+    unchecked = [cls.__name__ for cls in _with_dtypes() if not issubclass(cls, CheckedFields)]
     assert len(_with_dtypes()) > 20 and not unchecked
 
 
@@ -190,3 +191,21 @@ def test_a_non_floating_dtype_is_refused_when_the_layer_is_made(make, field, val
     message = rf"^{name} {field} must be a floating dtype \(such as .*\), got {shown}\.$"
     with pytest.raises(ValueError, match=message):
         make(**{field: value})
+
+
+@pytest.mark.parametrize(
+    ("make", "field", "value"),
+    [
+        (lambda **kw: L.MultiHeadSelfAttention(2, **kw), "causal", "false"),
+        (lambda **kw: L.TransformerBlock(2, **kw), "causal", 1),
+        (lambda **kw: L.Choice([abs], **kw), "per_example", "yes"),
+        (lambda **kw: L.LipschitzDense(3, **kw), "use_bias", None),
+    ],
+)
+def test_a_flag_that_is_no_bool_is_refused_when_the_layer_is_made(make, field, value):
+    """causal="false" made the attention causal, without a word."""
+    name = type(make()).__name__
+    message = rf"^{name} {field} must be True or False, got {re.escape(repr(value))} \(a"
+    with pytest.raises(TypeError, match=message):
+        make(**{field: value})
+    assert getattr(make(**{field: np.bool_(True)}), field)  # numpy's bool is one
