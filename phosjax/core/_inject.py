@@ -1,5 +1,6 @@
 """`inject`: run a model with some tagged values replaced."""
 
+import contextlib
 import functools
 from collections.abc import Mapping
 from typing import Any
@@ -93,7 +94,17 @@ def _checked(path: str, value: Any, calls: tuple[Any, ...]) -> Any:
 
 def _checked_call(where: str, value: Any, expected: Any) -> Any:
     """``value`` as arrays, once it has the structure, shapes and dtypes of ``expected``,
-    what one call tagged (``where`` names it in the errors)."""
+    what one call tagged (``where`` names it in the errors); a list or tuple for a
+    tagged array is read as one array (as `tweak` reads a knob's value), not as a pytree.
+
+    Examples:
+      >>> _checked_call("'h'", [[1.0, 2.0]], jax.ShapeDtypeStruct((1, 2), jnp.float32))
+      Array([[1., 2.]], dtype=float32)
+    """
+    array_like = isinstance(value, list | tuple)
+    if array_like and jax.tree_util.treedef_is_leaf(jax.tree.structure(expected)):
+        with contextlib.suppress(TypeError, ValueError):  # not numbers: named below
+            value = jnp.asarray(value)
     value = jax.tree.map(jnp.asarray, value)
     given_tree: Any = jax.tree.structure(value)  # Any: jaxlib's PyTreeDef has no stubs
     expected_tree = jax.tree.structure(expected)

@@ -875,6 +875,16 @@ def test_inject_a_pytree_replaces_each_leaf():
     assert float(out) == pytest.approx(1 + 4 + 9 + 0 + 3)
 
 
+def test_inject_reads_a_list_for_a_tagged_array_as_that_array():
+    # it was taken for a pytree of numbers: "has structure PyTreeDef([[*, *, *, *], ...]),
+    # but the tagged value there has structure PyTreeDef(*)"
+    path, value = pre_act_path("plain"), jnp.full((2, WIDTH), 0.25)
+    got = px.inject(Stack(), init("plain"), X, {path: value.tolist()})
+    np.testing.assert_array_equal(got, px.inject(Stack(), init("plain"), X, {path: value}))
+    with pytest.raises(ValueError, match=r"has shape \(1, 4\) .* shape \(2, 4\)"):
+        px.inject(Stack(), init("plain"), X, {path: value[:1].tolist()})
+
+
 def test_inject_a_pytree_of_the_wrong_structure_names_both():
     with pytest.raises(ValueError, match=r"'d' has structure .*'a'.*'c'.*structure .*'a'.*'b'"):
         px.inject(Pytrees(), {}, V, {"d": {"a": V, "c": V}})
