@@ -26,6 +26,7 @@ from phosjax.train._state import (
     GroupState,
     check_arguments,
     check_state,
+    with_stored_dtypes,
     with_weak_types,
 )
 from phosjax.train._step import device_arrays, make_evaluate, make_train_step
@@ -400,6 +401,7 @@ def run_group(
             f"{np.shape(steps_done)}) but the group has {len(group)}; pass the state "
             "init_group (or run_group) made for this group."
         )
+    state = with_stored_dtypes(state, group, data)  # np.load's bfloat16: raw bytes
     check_state(state, group, data)
     check_batch_size("HParams.batch_size", hp.batch_size, data)
     if np.any(steps_done != steps_done[0]):

@@ -511,6 +511,45 @@ def check_state(state: Any, group: Group, data: Any) -> None:
         )
 
 
+def with_stored_dtypes(state: Any, group: Group, data: Any) -> Any:
+    """``state`` with each leaf numpy holds as raw bytes (a void dtype of the same size)
+    read back as the dtype `init_group` gives it.
+
+    ``np.save`` and ``np.savez`` write a bfloat16 array (a model storing its params in
+    bfloat16) as ``|V2``, and ``np.load`` reads it back so: without this, a checkpoint
+    saved as the engine's docs suggest was refused as "void16" params.
+
+    Examples:
+      >>> import io
+      >>> from phosjax.models import ModelConfig
+      >>> from phosjax.train import Cell, HParams, init_group, plan_groups
+      >>> from phosjax.data import random_dataset
+      >>> data = random_dataset("toy", (8,), 3)
+      >>> model = ModelConfig("mlp", 3, (8,), width=8, options={"param_dtype": "bfloat16"})
+      >>> [group] = plan_groups([Cell(model, "toy", HParams(batch_size=4), seed=0)])
+      >>> leaves, tree = jax.tree.flatten(jax.device_get(init_group(group, data)))
+      >>> saved = io.BytesIO(); np.savez(saved, *leaves); _ = saved.seek(0)
+      >>> loaded = jax.tree.unflatten(tree, np.load(saved).values())
+      >>> kernel = lambda state: state.params["head"]["kernel"]
+      >>> kernel(loaded).dtype, kernel(with_stored_dtypes(loaded, group, data)).dtype
+      (dtype('V2'), dtype(bfloat16))
+    """
+    like = _layout(group, data)
+    tree: Any = jax.tree.structure(state)  # Any: jaxlib's PyTreeDef has no stubs
+    if tree != jax.tree.structure(like):
+        return state  # `check_state` names the difference
+
+    def raw(leaf: Any, spec: Any) -> bool:
+        wanted = np.dtype(spec.dtype)
+        stored = np.dtype(getattr(leaf, "dtype", wanted))
+        return stored == np.dtype((np.void, wanted.itemsize)) != wanted
+
+    if not any(map(raw, jax.tree.leaves(state), jax.tree.leaves(like))):
+        return state  # as given: nothing to read
+    read = lambda leaf, spec: np.asarray(leaf).view(spec.dtype) if raw(leaf, spec) else leaf
+    return jax.tree.map(read, state, like)
+
+
 def _weakly_typed(leaf: Any) -> Any:
     """``leaf``'s values, weakly typed (as an array made from a Python number is); ``leaf``
     itself when JAX's Python-number dtype is another (``jax_enable_x64``)."""
