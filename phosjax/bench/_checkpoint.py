@@ -19,6 +19,7 @@ import numpy as np
 from phosjax._listing import listing
 from phosjax.bench._config import BenchError
 from phosjax.bench._store import write_bytes
+from phosjax.train._state import stored_as
 
 
 def encode(state: Any) -> bytes:
@@ -28,14 +29,6 @@ def encode(state: Any) -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     return buffer.getvalue()
-
-
-def _leaf(stored: np.ndarray, like: Any) -> np.ndarray:
-    """``stored`` as ``like``'s dtype when `np.save` kept only its bytes (``bfloat16``)."""
-    dtype = np.dtype(like.dtype)
-    if stored.dtype.kind == "V" and stored.dtype.itemsize == dtype.itemsize:
-        return stored.view(dtype)
-    return stored
 
 
 _DAMAGED = (OSError, ValueError, EOFError, zipfile.BadZipFile)
@@ -54,7 +47,7 @@ def decode(path: pathlib.Path, like: Any) -> Any:
     expected = {jax.tree_util.keystr(p): leaf for p, leaf in leaves}
     try:
         with np.load(path, allow_pickle=False) as archive:
-            stored = {k: _leaf(archive[k], expected[k]) for k in archive.files if k in expected}
+            stored = {k: stored_as(archive[k], expected[k]) for k in archive.files if k in expected}
             extra = sorted(set(archive.files) - set(expected))
     except _DAMAGED as error:  # whole when written: changed on the disk since
         raise BenchError(

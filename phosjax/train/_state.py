@@ -539,15 +539,28 @@ def with_stored_dtypes(state: Any, group: Group, data: Any) -> Any:
     if tree != jax.tree.structure(like):
         return state  # `check_state` names the difference
 
-    def raw(leaf: Any, spec: Any) -> bool:
-        wanted = np.dtype(spec.dtype)
-        stored = np.dtype(getattr(leaf, "dtype", wanted))
-        return stored == np.dtype((np.void, wanted.itemsize)) != wanted
-
-    if not any(map(raw, jax.tree.leaves(state), jax.tree.leaves(like))):
+    if not any(map(_raw_bytes, jax.tree.leaves(state), jax.tree.leaves(like))):
         return state  # as given: nothing to read
-    read = lambda leaf, spec: np.asarray(leaf).view(spec.dtype) if raw(leaf, spec) else leaf
-    return jax.tree.map(read, state, like)
+    return jax.tree.map(stored_as, state, like)
+
+
+def _raw_bytes(leaf: Any, like: Any) -> bool:
+    """Whether numpy holds ``leaf`` as raw bytes of ``like``'s dtype's size (a void)."""
+    wanted = np.dtype(like.dtype)
+    stored = np.dtype(getattr(leaf, "dtype", wanted))
+    return stored == np.dtype((np.void, wanted.itemsize)) != wanted
+
+
+def stored_as(leaf: Any, like: Any) -> Any:
+    """``leaf`` read as ``like``'s dtype where numpy kept only its bytes (``np.save`` of a
+    bfloat16 array); else ``leaf`` itself.
+
+    Examples:
+      >>> raw = np.zeros(2, "V2")
+      >>> stored_as(raw, jax.ShapeDtypeStruct((2,), jnp.bfloat16)).dtype
+      dtype(bfloat16)
+    """
+    return np.asarray(leaf).view(like.dtype) if _raw_bytes(leaf, like) else leaf
 
 
 def _weakly_typed(leaf: Any) -> Any:
