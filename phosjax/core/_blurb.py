@@ -10,6 +10,7 @@ and ``measure_latency`` off for a cheap structural summary.
 
 import dataclasses
 import json
+import numbers
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -486,7 +487,7 @@ def blurb(
         that reads none, such as a graph model without input nodes.
       measure_latency: time jitted calls (median of ``repeats`` after a warm-up).
       flops: ask XLA's cost analysis for FLOP counts.
-      repeats: timed calls per measurement.
+      repeats: timed calls per measurement, an int >= 1.
       **apply_kwargs: passed to ``model.apply`` (``train=``, ``rngs=``...). Without
         ``mutable=``, every collection of ``variables`` but ``params`` is mutable, so
         batch statistics update (and are thrown away).
@@ -507,8 +508,9 @@ def blurb(
       >>> b.root.params, [child.path for child in b.root.children]
       (23, ['hidden', 'out'])
     """
-    if repeats < 1:
-        raise ValueError(f"repeats must be at least 1, got {repeats}.")
+    an_int = isinstance(repeats, numbers.Integral) and not isinstance(repeats, bool)
+    if not an_int or repeats < 1:  # checked before the model is traced and compiled
+        raise ValueError(f"repeats must be at least 1, a whole number of calls, got {repeats!r}.")
     mutable = apply_kwargs.pop("mutable", _state_collections(variables))
     calls, recorded, outputs = _capture(model, variables, x, mutable=mutable, **apply_kwargs)
     measured: dict[str, tuple[float | None, float | None]] = {}

@@ -188,8 +188,16 @@ def test_switched_off_measurements_are_none():
     summary = blurb(Block(), Block().init(jax.random.key(0), x), x, flops=False,
                     measure_latency=False)  # fmt: skip
     assert all(m.flops is None and m.latency_s is None for m in summary.modules().values())
-    with pytest.raises(ValueError, match="repeats must be at least 1, got 0"):
+    with pytest.raises(ValueError, match=r"repeats must be at least 1, .*, got 0"):
         blurb(Block(), {}, x, repeats=0)
+
+
+@pytest.mark.parametrize("repeats", [2.5, True, "3"])
+def test_repeats_that_are_no_whole_number_are_refused_by_name(repeats):
+    # 2.5 failed once the model had compiled ("'float' object cannot be interpreted as an
+    # integer"), True timed one call, "3" failed comparing a str with 1
+    with pytest.raises(ValueError, match=rf"repeats must be at least 1, .*, got {repeats!r}"):
+        blurb(Block(), {}, jnp.ones((1, 3)), repeats=repeats)
 
 
 class AutoEncoder(nn.Module):
