@@ -6,6 +6,7 @@ import types
 from collections.abc import Mapping
 from typing import Any
 
+import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -113,7 +114,9 @@ def _vmapped_init(signature: Any, input_shape: tuple[int, ...]) -> Any:
         x0 = jnp.zeros((1, *input_shape), jnp.float32)
         root = jax.random.wrap_key_data(root_key)
         init_key, data_key, dropout_key = jax.random.split(root, 3)
-        variables = dict(model.init(init_key, x0, train=False))
+        # plain arrays: a param boxed by nn.with_partitioning names a mesh axis of the
+        # model's, which the engine's mesh (one axis, the cells) lacks
+        variables = dict(nn.meta.unbox(model.init(init_key, x0, train=False)))
         if knob_selectors:  # no two match one knob (`_check_knob_ranges`)
             values = {selector: v["knob_value"][i] for i, selector in enumerate(knob_selectors)}
             variables = set_knobs(variables, values)

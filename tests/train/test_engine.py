@@ -316,6 +316,31 @@ def test_a_bfloat16_state_saved_with_np_savez_resumes(toy):
     jax.tree.map(np.testing.assert_array_equal, jax.device_get(resumed), jax.device_get(whole))
 
 
+class _Partitioned(nn.Module):
+    """A Dense whose kernel is boxed for a mesh axis of its own (``nn.with_partitioning``)."""
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        kernel = nn.with_partitioning(nn.initializers.lecun_normal(), (None, "model"))
+        return nn.Dense(3, kernel_init=kernel)(x)
+
+
+class _PartitionedConfig:
+    def build(self) -> nn.Module:
+        return _Partitioned()
+
+
+def test_a_model_with_partitioned_params_gets_a_state_of_plain_arrays(toy):
+    # its state kept the kernel boxed, which then asked the mesh of vmap and map, whose one
+    # axis is 'grid', for its 'model' axis: the first chunk failed, "Resource axis: model
+    # of P(None, 'model') is not found in mesh"
+    model = _PartitionedConfig()
+    [group] = plan_groups([Cell(model, "toy", HParams(batch_size=16), seed) for seed in (0, 1)])
+    state = jax.device_get(init_group(group, toy))
+    assert all(isinstance(leaf, np.ndarray) for leaf in jax.tree.leaves(state.params))
+    assert state.params["Dense_0"]["kernel"].shape == (2, 8, 3)
+
+
 def test_chunks_end_at_every_evaluation():
     assert _stops(0, 8, 3, 4) == [3, 4, 7, 8]
     assert _stops(2, 9, 5, 0) == [7, 9]
