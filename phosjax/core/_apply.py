@@ -16,6 +16,27 @@ from phosjax.core._tags import tags_seen
 Mutable = bool | str | Sequence[str] | DenyList
 
 
+def checked_variables(variables: Any, caller: str) -> Mapping[str, Any]:
+    """``variables``, if it is what ``model.init`` returns: a mapping of collection names
+    to trees; else a TypeError naming ``caller`` and what it was given (a ``None`` or a
+    list failed as "'NoneType' object has no attribute 'items'").
+
+    Examples:
+      >>> checked_variables(None, "probe")
+      Traceback (most recent call last):
+      ...
+      TypeError: probe: variables must be what model.init returns, a mapping of collection
+      names to trees ({'params': ...}), got None.
+    """
+    if isinstance(variables, Mapping):
+        return variables
+    shown = repr(variables) if variables is None else f"a {type(variables).__name__}"
+    raise TypeError(
+        f"{caller}: variables must be what model.init returns, a mapping of collection "
+        f"names to trees ({{'params': ...}}), got {shown}."
+    )
+
+
 def apply_collecting(
     model: nn.Module,
     variables: Mapping[str, Any],

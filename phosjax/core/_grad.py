@@ -7,7 +7,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from phosjax.core._apply import apply_reaching_tags, select_tags, tag_call_shapes
+from phosjax.core._apply import (
+    apply_reaching_tags,
+    checked_variables,
+    select_tags,
+    tag_call_shapes,
+)
 from phosjax.core._collections import INTERMEDIATES, PERTURBATIONS
 from phosjax.core._paths import unflatten
 from phosjax.core._selectors import selector_list
@@ -130,6 +135,7 @@ def grad_of(
       >>> grads["h"].tolist()
       [2.0, 6.0]
     """
+    variables = checked_variables(variables, "grad_of")
     zeros = _flat_perturbations(model, variables, x, wrt, **kwargs)
 
     def run(flat: dict[str, Any]) -> Any:

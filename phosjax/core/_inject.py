@@ -9,7 +9,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from phosjax.core._apply import apply_reaching_tags, select_tags, tag_call_shapes
+from phosjax.core._apply import (
+    apply_reaching_tags,
+    checked_variables,
+    select_tags,
+    tag_call_shapes,
+)
 from phosjax.core._collections import INJECTIONS, INTERMEDIATES
 from phosjax.core._paths import unflatten
 from phosjax.core._record import Calls, add_call
@@ -47,6 +52,7 @@ def injections(
       >>> Double().apply({"injections": tree}, jnp.ones(2)).tolist()
       [10.0, 12.0]
     """
+    variables = checked_variables(variables, "injections")
     return unflatten(_flat_injections(model, variables, x, values, **kwargs)[0])
 
 
@@ -166,6 +172,7 @@ def inject(
       >>> px.inject(Double(), {}, jnp.ones(2), {"h": jnp.array([5.0, 6.0])}).tolist()
       [10.0, 12.0]
     """
+    variables = checked_variables(variables, "inject")
     flat, several = _flat_injections(model, variables, x, values, **kwargs)
     injected = {**variables, INJECTIONS: unflatten(flat)}
     collect = [INTERMEDIATES] if several else []  # tags count their calls there

@@ -5,7 +5,7 @@ from typing import Any
 
 import flax.linen as nn
 
-from phosjax.core._apply import Mutable, apply_collecting, dropped_tags
+from phosjax.core._apply import Mutable, apply_collecting, checked_variables, dropped_tags
 from phosjax.core._collections import INTERMEDIATES
 from phosjax.core._paths import flatten
 from phosjax.core._selectors import select_items
@@ -52,6 +52,7 @@ def probe(
       >>> sorted(px.probe(Net(), variables, x, "h*")[1])
       ['h0', 'h1']
     """
+    variables = checked_variables(variables, "probe")
     with tags_seen() as seen:
         output, collected = apply_collecting(
             model, variables, x, collect=[INTERMEDIATES], mutable=mutable, **kwargs

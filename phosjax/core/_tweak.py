@@ -5,7 +5,7 @@ from typing import Any
 
 import flax.linen as nn
 
-from phosjax.core._apply import hands_back_every_collection
+from phosjax.core._apply import checked_variables, hands_back_every_collection
 from phosjax.core._collections import KNOBS
 from phosjax.core._knobs import _with_knobs_declared, init_kwargs, set_knobs
 
@@ -47,6 +47,7 @@ def tweak(
       >>> px.tweak(Gain(), {}, jnp.ones(2), {"gain": 3.0}).tolist()
       [3.0, 3.0]
     """
+    variables = checked_variables(variables, "tweak")
     full, declared = _with_knobs_declared(model, variables, x, **init_kwargs(kwargs))
     out = model.apply(set_knobs(full, values, declared=declared), x, **kwargs)
     if not hands_back_every_collection(kwargs.get("mutable", False)) or KNOBS not in out[1]:

@@ -893,3 +893,20 @@ def test_inject_a_pytree_of_the_wrong_structure_names_both():
 def test_inject_a_pytree_leaf_of_the_wrong_shape_names_its_key_and_shapes():
     with pytest.raises(ValueError, match=r"'d'\['b'\] has shape \(2,\).*shape \(3,\)"):
         px.inject(Pytrees(), {}, V, {"d": {"a": V, "b": jnp.zeros(2)}})
+
+
+@pytest.mark.parametrize("transform", [*TRANSFORMS, "injections"])
+@pytest.mark.parametrize(("variables", "shown"), [(None, "None"), ([{}], "a list")])
+def test_variables_that_are_no_mapping_name_the_transform_and_what_init_returns(
+    transform, variables, shown
+):
+    """None or a list failed as "'NoneType' object has no attribute 'items'"."""
+    run = TRANSFORMS.get(transform) or (
+        lambda kind, v, x: px.core.injections(Stack(kind), v, x, {})
+    )
+    with pytest.raises(
+        TypeError,
+        match=rf"^{transform}: variables must be what model.init returns, a mapping of "
+        rf"collection names to trees \(\{{'params': \.\.\.\}}\), got {shown}\.$",
+    ):
+        run("plain", variables, X)
