@@ -66,8 +66,8 @@ def open_bench(directory: str | os.PathLike) -> tuple[BenchConfig, dict[str, Any
     """The stored config and marker of an existing bench.
 
     Raises:
-      BenchError: ``directory`` holds no bench (no marker file), or its marker cannot
-        be read.
+      BenchError: ``directory`` holds no bench (no marker file), or its marker or its
+        ``config.yaml`` cannot be read (naming the file).
     """
     root = pathlib.Path(directory)
     if not _layout.is_bench(root):
@@ -78,7 +78,17 @@ def open_bench(directory: str | os.PathLike) -> tuple[BenchConfig, dict[str, Any
             f"{str(root)!r} holds a bench of format {marker.get('format')!r}; this phosjax "
             f"reads format {_layout.FORMAT}."
         )
-    return BenchConfig.from_dict(read_yaml(root / _layout.CONFIG) or {}), marker
+    path = root / _layout.CONFIG
+    data = read_yaml(path)  # missing, not YAML, empty: its error names the file
+    try:
+        return BenchConfig.from_dict(data), marker
+    except BenchError as error:
+        raise BenchError(
+            f"the bench's stored config {str(path)!r} is not valid: {error} phosjax wrote "
+            "it valid, so it was edited since: undo that edit (a bench's config only grows, "
+            "by add_models); to train a changed config, give it to `python -m "
+            "phosjax.bench.new --config FILE --dir NEW_DIR`."
+        ) from error
 
 
 def _runner_env(path: pathlib.Path) -> bool:

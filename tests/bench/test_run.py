@@ -1088,3 +1088,13 @@ def test_resume_without_a_bench_says_the_command_without_resume_starts_it(tmp_pa
     (tmp_path / "mine" / "notes.txt").write_text("mine")
     with pytest.raises(BenchError, match=r"no bench\.json\), and holds notes\.txt, which no"):
         choose_config(tmp_path / "mine", tiny_config(), resume=True)
+
+
+def test_a_stored_config_edited_into_an_invalid_one_is_named_as_the_benchs_file(tmp_path):
+    """`new --config mine.yaml --dir b` must not say 'unknown key' of mine.yaml's keys."""
+    (tmp_path / _layout.MARKER).write_text(json.dumps({"format": _layout.FORMAT}))
+    (tmp_path / _layout.CONFIG).write_text("models: [mlp]\nseed: 2\n")
+    stored = re.escape(repr(str(tmp_path / _layout.CONFIG)))
+    message = rf"the bench's stored config {stored} is not valid: unknown key 'seed'.*undo"
+    with pytest.raises(BenchError, match=message):
+        choose_config(tmp_path, tiny_config())
