@@ -24,6 +24,7 @@ from typing import Any, NamedTuple, Protocol
 import jax
 import jax.numpy as jnp
 
+from phosjax._listing import listing
 from phosjax._nearest import did_you_mean, nearest_names
 from phosjax.bench import _layout
 from phosjax.bench._config import (
@@ -515,6 +516,41 @@ def _check_knob_ranges(
                 ) from None
 
 
+def given_datasets(names: Sequence[str], given: Any) -> dict[str, ArrayDataset]:
+    """The data sets ``names`` of ``given``, the ``datasets`` a caller passed instead of
+    loading them; a `BenchError` names what is wrong: not a mapping, a name it lacks
+    (with the nearest it has), a value that is no `ArrayDataset`.
+
+    Examples:
+      >>> from phosjax.data import random_dataset
+      >>> given_datasets(["toy"], {"tyo": random_dataset("toy", (8,), 3)})
+      Traceback (most recent call last):
+      phosjax.bench._errors.BenchError: datasets has no 'toy', a data set of the config ...
+    """
+    usage = (
+        "pass {name: ArrayDataset} for each of the config's datasets, as {'toy': "
+        "phosjax.data.random_dataset('toy', (8,), 3)}, or None to load them"
+    )
+    if not isinstance(given, Mapping):
+        raise BenchError(f"datasets must be a mapping, got {type(given).__name__}; {usage}.")
+    has = sorted(map(str, given))
+    for name in names:
+        if name not in given:
+            near = nearest_names(name, has)
+            raise BenchError(
+                f"datasets has no {name!r}, a data set of the config ({listing(names)}); it "
+                f"has {listing(has, as_list=True)}"
+                + (f" (did you mean {near}?)" if near else "")
+                + f"; {usage}."
+            )
+        if not isinstance(given[name], ArrayDataset):
+            raise BenchError(
+                f"datasets[{name!r}] is a {type(given[name]).__name__}, not an ArrayDataset; "
+                f"{usage}."
+            )
+    return {name: given[name] for name in names}
+
+
 def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None) -> Plan:
     """Every cell of ``config``, grouped as the engine trains them, with stable ids.
 
@@ -526,7 +562,8 @@ def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None
       The `Plan`; cells are listed model by model, in config order.
 
     Raises:
-      BenchError: an unknown model or data set, a data set `phosjax.data.load` cannot
+      BenchError: an unknown model or data set, ``datasets`` lacking one of the config's
+        or holding something else than an `ArrayDataset`, a data set `phosjax.data.load` cannot
         read (`phosjax.data.check_loadable` gives the reason), a bad model option, a
         model that fails to build on a data set, a batch size larger than a data set's
         train split, a knob selector that matches no knob of any model, two that match one
@@ -557,7 +594,7 @@ def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None
         datasets = load_datasets(
             config.datasets, config.data_dir, config.dataset_features, config.dataset_splits
         )
-    datasets = {name: datasets[name] for name in config.datasets}
+    datasets = given_datasets(config.datasets, datasets)
     axes = config.grid.axes()
     _check_batch_sizes(axes["batch_size"], datasets)
     schedule_columns = [  # only where the grid sets them: older benches keep their columns

@@ -499,3 +499,21 @@ def test_cell_ids_ignore_later_hparams_at_their_default():
         [name] = later
         assert name not in _hparams_identity(default)
         assert _hparams_identity(HParams(**later)) == {**_hparams_identity(default), **later}
+
+
+@pytest.mark.parametrize(
+    "given, match",
+    [
+        (
+            {"toy2": None},
+            r"datasets has no 'toy', a data set of the config \(toy\); it has "
+            r"\['toy2'\] \(did you mean 'toy2'\?\); pass \{name: ArrayDataset\}",
+        ),
+        ({"toy": "toy"}, r"datasets\['toy'\] is a str, not an ArrayDataset; pass \{name:"),
+        (["toy"], r"datasets must be a mapping, got list; pass \{name: ArrayDataset\}"),
+    ],
+)
+def test_datasets_given_instead_of_loaded_name_what_they_lack(given, match):
+    """Not a bare KeyError: 'toy' or AttributeError: 'str' object has no attribute ..."""
+    with pytest.raises(BenchError, match=match):
+        plan(tiny_config(), given)
