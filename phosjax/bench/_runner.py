@@ -2,6 +2,7 @@
 
 import contextlib
 import math
+import numbers
 import os
 import pathlib
 import sys
@@ -90,15 +91,19 @@ def _per_process(path: pathlib.Path, process: tuple[int, int]) -> pathlib.Path:
 
 
 def check_process(process: tuple[int, int]) -> None:
-    """Raises `BenchError` unless ``process`` is ``(index, count)``, ``0 <= index < count``.
+    """Raises `BenchError` unless ``process`` is ``(index, count)``, two whole numbers with
+    ``0 <= index < count``.
 
     Examples:
       >>> check_process((2, 2))
       Traceback (most recent call last):
       phosjax.bench._errors.BenchError: process=(2, 2) is not (index, count) with 0 <= ...
     """
-    index, count = process
-    if not 0 <= index < count:
+    pair = isinstance(process, tuple | list) and len(process) == 2
+    whole = pair and all(
+        isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in process
+    )
+    if not whole or not 0 <= process[0] < process[1]:
         raise BenchError(
             f"process={process!r} is not (index, count) with 0 <= index < count: process i "
             "of n sharing a bench passes (i, n), as (jax.process_index(), "

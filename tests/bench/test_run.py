@@ -980,11 +980,11 @@ def test_processes_write_their_own_parts(tmp_path, toy):
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
 
 
-@pytest.mark.parametrize("process", [(2, 2), (-1, 2), (0, 0)])
+@pytest.mark.parametrize("process", [(2, 2), (-1, 2), (0, 0), (0,), (0, 1, 2), "01", (0.0, 2)])
 def test_a_process_index_outside_its_count_is_refused_and_nothing_written(tmp_path, toy, process):
     with pytest.raises(
         BenchError,
-        match=rf"process={re.escape(str(process))} is not \(index, count\) with 0 <= index "
+        match=rf"process={re.escape(repr(process))} is not \(index, count\) with 0 <= index "
         r"< count: process i of n sharing a bench passes \(i, n\)",
     ):
         run(tiny_config(), tmp_path / "b", datasets=toy, process=process, progress=False)
