@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from phosjax._nearest import did_you_mean
 from phosjax.bench import _layout
 from phosjax.bench._reading import read_file
 
@@ -78,6 +79,10 @@ def leaderboard(results: pd.DataFrame, hparam_columns: Sequence[str]) -> pd.Data
     diverged seed's accuracy and loss enter as NaN, even where its frozen state's are
     finite, and make the mean and std NaN; a NaN accuracy sorts last.
 
+    Raises:
+      TypeError: ``hparam_columns`` is a string, not a list of them.
+      ValueError: a name of ``hparam_columns`` is no column of ``results``.
+
     Examples:
       >>> results = pd.DataFrame({
       ...     "cell_id": ["a", "b", "c"], "model": ["mlp", "mlp", "cnn"],
@@ -89,11 +94,23 @@ def leaderboard(results: pd.DataFrame, hparam_columns: Sequence[str]) -> pd.Data
       0   mlp       d       0.6      0.141421   0.9      2         0
       1   cnn       d       NaN           NaN   NaN      1         1
     """
+    if isinstance(hparam_columns, str):  # its letters are no columns
+        raise TypeError(
+            f"hparam_columns must be a list of column names, got the string "
+            f"{hparam_columns!r}; write [{hparam_columns!r}]."
+        )
     if "split" not in results:  # no results yet: a frame without columns
         return pd.DataFrame()
     test = results[results["split"] == "test"].reset_index(drop=True)  # labels unique
     if test.empty:
         return pd.DataFrame()
+    unknown = [c for c in hparam_columns if c not in results]
+    if unknown:  # else silently no key: every value of it averaged in one row
+        raise ValueError(
+            f"hparam_columns {unknown} are not columns of the results"
+            f"{did_you_mean(unknown, map(str, results.columns))} (hparam columns of a bench: "
+            "those of its cells.parquet after 'seed')."
+        )
     last = test.loc[test.groupby("cell_id")["step"].idxmax()]
     diverged = _diverged(last)
     last = last.assign(
@@ -102,9 +119,7 @@ def leaderboard(results: pd.DataFrame, hparam_columns: Sequence[str]) -> pd.Data
         diverged=diverged,
     )
     within_model = last.groupby("model")
-    varying = [
-        c for c in hparam_columns if c in last and (within_model[c].nunique(dropna=False) > 1).any()
-    ]
+    varying = [c for c in hparam_columns if (within_model[c].nunique(dropna=False) > 1).any()]
     keys = ["model", "dataset", *varying]
     board = last.groupby(keys, dropna=False, sort=False).agg(
         accuracy=("accuracy", _mean),

@@ -204,3 +204,15 @@ def test_summary_shows_a_knob_a_model_does_not_have_as_a_dash_not_nan():
         ["choice", "d", "2.0", "1", "0.900", "±", "0.000", "0.150"],
         ["choice", "d", "4.0", "1", "0.900", "±", "0.000", "0.075"],
     ]
+
+
+def test_hparam_columns_that_name_no_column_are_refused_not_averaged_over():
+    """'learning_rate' (its letters) or a typo silently put every rate in one row."""
+    results = pd.DataFrame(
+        {"cell_id": ["a", "b"], "model": "mlp", "dataset": "d", "learning_rate": [0.1, 0.01]}
+    ).assign(step=5, split="test", accuracy=[0.9, 0.1], loss=[0.3, 2.0])
+    with pytest.raises(TypeError, match=r"got the string 'learning_rate'; write \['learning_rate'"):
+        leaderboard(results, "learning_rate")
+    with pytest.raises(ValueError, match=r"\['learning_rat'\] are not .* mean 'learning_rate'\?"):
+        leaderboard(results, ["learning_rat"])
+    assert len(leaderboard(results, ["learning_rate"])) == 2
