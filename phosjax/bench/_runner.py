@@ -6,7 +6,7 @@ import numbers
 import os
 import pathlib
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -451,7 +451,7 @@ def _has_entry(entries: list[ModelEntry], entry: ModelEntry) -> bool:
 
 def add_models_to(
     directory: str | os.PathLike,
-    models: Sequence[str | Mapping[str, Any]] | None = None,
+    models: Iterable[str | Mapping[str, Any]] | None = None,
     *,
     datasets: Mapping[str, ArrayDataset] | None = None,
     progress: bool = True,
@@ -517,6 +517,7 @@ def add_models_to(
         raise BenchError(
             f"models must be a list of names or entries, got {models!r}; write [{models!r}]."
         )
+    models = None if models is None else list(models)  # an iterator, read once
     if models is not None and not models:
         raise BenchError(
             "models is an empty list: no model was named; name some (['mlp'], or entries "

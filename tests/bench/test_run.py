@@ -750,6 +750,14 @@ def test_add_models_refuses_one_name_or_entry_for_the_list(bench, toy):
             add_models_to(bench[0], models, datasets=toy)
 
 
+def test_add_models_reads_models_given_as_an_iterator_once(bench, toy):
+    """Read up by the names it imports for, its error said "every model named, []"."""
+    with pytest.raises(BenchError, match=r"^the bench already has every model named, \['mlp'\]"):
+        add_models_to(bench[0], iter(["mlp"]), datasets=toy)
+    with pytest.raises(BenchError, match=r"^models is an empty list"):
+        add_models_to(bench[0], iter([]), datasets=toy)
+
+
 def test_add_models_refuses_an_empty_list_saying_no_model_was_named(bench, toy):
     before = {p: p.read_bytes() for p in bench[0].rglob("*") if p.is_file()}
     with pytest.raises(BenchError) as raised:
