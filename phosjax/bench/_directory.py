@@ -73,10 +73,18 @@ def open_bench(directory: str | os.PathLike) -> tuple[BenchConfig, dict[str, Any
     if not _layout.is_bench(root):
         raise BenchError(_layout.not_a_bench(root))
     marker = read_bench_json(root / _layout.MARKER)
-    if marker.get("format") != _layout.FORMAT:
+    found = marker.get("format")
+    if found != _layout.FORMAT:
+        newer = isinstance(found, int) and found > _layout.FORMAT
         raise BenchError(
-            f"{str(root)!r} holds a bench of format {marker.get('format')!r}; this phosjax "
-            f"reads format {_layout.FORMAT}."
+            f"{str(root)!r} holds a bench of format {found!r}; this phosjax reads format "
+            f"{_layout.FORMAT}. "
+            + (
+                "A newer phosjax wrote it: upgrade phosjax to continue or read it."
+                if newer
+                else f'phosjax wrote {_layout.MARKER} with "format": {_layout.FORMAT}, so '
+                "something else changed it; restore it from a backup."
+            )
         )
     path = root / _layout.CONFIG
     data = read_yaml(path)  # missing, not YAML, empty: its error names the file

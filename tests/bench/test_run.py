@@ -1106,3 +1106,19 @@ def test_a_stored_config_edited_into_an_invalid_one_is_named_as_the_benchs_file(
     message = rf"the bench's stored config {stored} is not valid: unknown key 'seed'.*undo"
     with pytest.raises(BenchError, match=message):
         choose_config(tmp_path, tiny_config())
+
+
+@pytest.mark.parametrize(
+    "marker, match",
+    [
+        ({"format": 2}, "A newer phosjax wrote it: upgrade"),
+        ({}, r"phosjax wrote bench.json .* restore"),
+    ],
+)
+def test_a_bench_of_another_format_says_what_to_do(tmp_path, marker, match):
+    (tmp_path / _layout.MARKER).write_text(json.dumps(marker))
+    (tmp_path / _layout.CONFIG).write_text("models: [mlp]\n")
+    with pytest.raises(
+        BenchError, match=r"holds a bench of format .*; this phosjax reads format 1\. " + match
+    ):
+        _directory.open_bench(tmp_path)
