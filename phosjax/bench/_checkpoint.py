@@ -104,6 +104,12 @@ class Checkpoints:
         """The step of the newest whole checkpoint (None: none yet)."""
         return next((s for s in self._steps() if readable(self._directory / str(s))), None)
 
+    def passed_over(self) -> list[pathlib.Path]:
+        """The checkpoint files newer than `latest`: cut short (not whole), so a resume
+        passes them over. phosjax writes each whole: something else cut them short."""
+        latest = self.latest() or 0
+        return [self._directory / str(s) for s in self._steps() if s > latest]
+
     def save(self, step: int, state: Any) -> None:
         """Saves ``state`` (any pytree of arrays) as the checkpoint of ``step``, then
         deletes all but the ``keep`` newest."""

@@ -12,6 +12,7 @@ and the profile hold every segment's rows exactly once, wherever a kill landed.
 
 import dataclasses
 import pathlib
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -130,6 +131,13 @@ def train_group(
     checkpoints = Checkpoints(root / _layout.CHECKPOINTS / job.key)
     start_time = time.perf_counter()
     latest = checkpoints.latest() or 0  # as restored_step
+    for path in checkpoints.passed_over():  # said: steps trained again, not silently
+        print(
+            f"warning: checkpoint {str(path)!r} is cut short (not a whole npz archive; "
+            f"phosjax writes it whole, so something else cut it); {job.key} resumes from "
+            f"step {latest} instead, its steps after that trained again.",
+            file=sys.stderr,
+        )
     chosen: dict[str, Any] = {"strategy": strategy, "timings": {}}
     if latest:
         state = checkpoints.restore(latest, jax.eval_shape(lambda: init_group(group, data)))

@@ -41,6 +41,7 @@ def test_a_newest_checkpoint_cut_short_is_passed_over(tmp_path):
     (tmp_path / "10").write_bytes(whole[: len(whole) // 2])
     (tmp_path / "20").mkdir()  # not a checkpoint file (an orbax one of older benches)
     assert checkpoints.latest() == 5
+    assert checkpoints.passed_over() == [tmp_path / "10"]
 
 
 def test_a_checkpoint_of_another_state_is_refused_by_name(tmp_path):

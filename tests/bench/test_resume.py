@@ -430,7 +430,9 @@ def test_a_damaged_part_file_stops_the_next_run_naming_it(tmp_path, toy, damage)
     assert {path: path.read_bytes() for path in parts} == {**kept, parts[0]: bytes(damaged)}
 
 
-def test_a_damaged_checkpoint_stops_the_run_naming_it_and_moved_out_it_resumes(tmp_path, toy):
+def test_a_damaged_checkpoint_stops_the_run_naming_it_and_moved_out_it_resumes(
+    tmp_path, toy, capsys
+):
     """A checkpoint whose bytes changed on the disk (its zip index intact, a member's CRC
     wrong) stops the run with an error naming it and what to do, not a bare zipfile
     traceback; done (moved out), the group resumes from the checkpoint before and the
@@ -447,7 +449,12 @@ def test_a_damaged_checkpoint_stops_the_run_naming_it_and_moved_out_it_resumes(t
         run(config, killed, datasets=toy, progress=False)
     assert newest.read_bytes() == damaged  # left for the user to look at
     newest.rename(tmp_path / "damaged")
+    cut = newest.with_name("12")  # a newer one cut short (a copy stopped): passed over, said
+    cut.write_bytes(bytes(damaged[:100]))
     run(config, killed, datasets=toy, progress=False)
+    err = capsys.readouterr().err
+    assert f"warning: checkpoint '{cut}' is cut short (not a whole npz archive;" in err
+    assert f"{cut.parent.name} resumes from step 4 instead" in err
     run(config, tmp_path / "whole", datasets=toy, progress=False)
     pd.testing.assert_frame_equal(frame(killed), frame(tmp_path / "whole"), check_exact=True)
 
