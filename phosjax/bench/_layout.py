@@ -21,7 +21,8 @@ atomically (a temporary file, then a rename), so a reader never sees half a file
       status.json         {"groups": {group_id: {"steps_done", "steps", "finished",
                            "diverged": how many of its cells have diverged (absent in
                            old benches), "strategy", "timings", "cells": [cell_id, ...]}}}
-      results/            Parquet data set, one part file per group and chunk:
+      results/            Parquet data set, one part file per group and segment (its
+                           steps up to a checkpoint, ``checkpoint_every``):
         part-<group_id>-<first step:09d>.parquet
                           one row per (cell, step, split); see docs/results.md
       blurbs/<model_id>.json   `phosjax.core.blurb` of each model, JSON
