@@ -165,9 +165,9 @@ def run(
       process returns once all have trained their shares.
 
     Raises:
-      BenchError: bad config or directory, a bench started with another number of
-        processes, a ``process`` whose index is not in ``range(count)``, or processes
-        given different arguments (nothing is written then).
+      BenchError: bad config or directory, both ``resume`` and ``force``, a bench
+        started with another number of processes, a ``process`` whose index is not in
+        ``range(count)``, or processes given different arguments (nothing is written then).
 
     Examples:
       >>> import tempfile
@@ -193,6 +193,11 @@ def run(
         raise BenchError(
             f"config must be a BenchConfig (BenchConfig.from_dict(data), load_config(path)) "
             f"or None, got {type(config).__name__} {config!r:.80}."
+        )
+    if resume and force:  # else resume won, force silently dropped
+        raise BenchError(
+            "resume and force contradict each other: resume continues the bench in "
+            "directory under its stored config, force moves it aside and starts over; pass one."
         )
     if process is not None:  # before anything is moved or written
         check_process(process)

@@ -988,6 +988,12 @@ def test_processes_write_their_own_parts(tmp_path, toy):
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
 
 
+def test_resume_and_force_together_are_refused_before_anything_is_written(tmp_path, toy):
+    with pytest.raises(BenchError, match=r"^resume and force contradict each other: resume"):
+        run(tiny_config(), tmp_path / "b", datasets=toy, resume=True, force=True)
+    assert not (tmp_path / "b").exists()
+
+
 @pytest.mark.parametrize("process", [(2, 2), (-1, 2), (0, 0), (0,), (0, 1, 2), "01", (0.0, 2)])
 def test_a_process_index_outside_its_count_is_refused_and_nothing_written(tmp_path, toy, process):
     with pytest.raises(
