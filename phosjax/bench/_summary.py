@@ -81,7 +81,8 @@ def leaderboard(results: pd.DataFrame, hparam_columns: Sequence[str]) -> pd.Data
 
     Raises:
       TypeError: ``hparam_columns`` is a string, not a list of them.
-      ValueError: a name of ``hparam_columns`` is no column of ``results``.
+      ValueError: ``results`` with test rows lacks a column it reads, or a name of
+        ``hparam_columns`` is no column of it.
 
     Examples:
       >>> results = pd.DataFrame({
@@ -104,6 +105,13 @@ def leaderboard(results: pd.DataFrame, hparam_columns: Sequence[str]) -> pd.Data
     test = results[results["split"] == "test"].reset_index(drop=True)  # labels unique
     if test.empty:
         return pd.DataFrame()
+    needed = ["cell_id", "model", "dataset", "step", "accuracy", "loss"]
+    lacking = [c for c in needed if c not in results]
+    if lacking:  # a frame cut to some columns: not a bare KeyError
+        raise ValueError(
+            f"results lack the columns {lacking}; the leaderboard reads {needed} and "
+            "'split' (pandas.read_parquet of a bench's results has them all)."
+        )
     unknown = [c for c in hparam_columns if c not in results]
     if unknown:  # else silently no key: every value of it averaged in one row
         raise ValueError(

@@ -216,3 +216,11 @@ def test_hparam_columns_that_name_no_column_are_refused_not_averaged_over():
     with pytest.raises(ValueError, match=r"\['learning_rat'\] are not .* mean 'learning_rate'\?"):
         leaderboard(results, ["learning_rat"])
     assert len(leaderboard(results, ["learning_rate"])) == 2
+
+
+def test_results_cut_to_some_columns_name_those_the_leaderboard_lacks():
+    results = pd.DataFrame(
+        {"cell_id": ["a"], "model": "mlp", "dataset": "d", "step": 5, "split": "test"}
+    ).assign(accuracy=0.9)
+    with pytest.raises(ValueError, match=r"^results lack the columns \['loss'\]; the leader"):
+        leaderboard(results, [])
