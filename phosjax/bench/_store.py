@@ -151,15 +151,20 @@ def remove_stale_temporaries(root: str | os.PathLike) -> list[pathlib.Path]:
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Writes ``data`` to ``path`` atomically (temporary file, fsync, rename, fsync of
-    the directory, so that the rename too survives a power cut)."""
+    the directory, so that the rename too survives a power cut). A write that fails (a
+    full disk) removes its temporary file and leaves ``path`` as it was."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = _temporary(path)
-    with open(temporary, "wb") as file:
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:  # a full disk, Ctrl-C: its part written is no file's, and goes
+        temporary.unlink(missing_ok=True)
+        raise
     _sync_directory(path.parent)
 
 

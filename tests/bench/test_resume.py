@@ -410,6 +410,21 @@ def test_a_file_is_on_disk_before_it_takes_its_name_and_its_name_after(
     assert os.listdir(path.parent) == [path.name]
 
 
+def test_a_write_that_fails_removes_its_temporary_file_and_keeps_the_old(tmp_path, monkeypatch):
+    """A full disk: the partial temporary file held its space until the next run."""
+    path = tmp_path / "status.json"
+    _store.write_json(path, {"groups": {}})
+
+    def full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_store.os, "fsync", full)
+    with pytest.raises(OSError, match="No space left"):
+        _store.write_json(path, {"groups": {"g": {}}})
+    assert os.listdir(tmp_path) == ["status.json"]
+    assert read_json(path) == {"groups": {}}
+
+
 @pytest.mark.parametrize("damage", ["cut off", "garbled"])
 def test_a_damaged_part_file_stops_the_next_run_naming_it(tmp_path, toy, damage):
     """A part file damaged on the disk (cut off: no footer; garbled: a page overwritten)
