@@ -128,6 +128,15 @@ def _write_blurbs(root: pathlib.Path, plan_: Plan, flops: bool) -> None:
             write_text(graph_path, model.to_json(x))
 
 
+def _check_imports(imports: Sequence[str]) -> None:
+    """Raises `BenchError` when ``imports`` is one string: its letters are no modules."""
+    if isinstance(imports, str):
+        raise BenchError(
+            f"imports must be a list of module names, got the string {imports!r}; write "
+            f"[{imports!r}]."
+        )
+
+
 def run(
     config: BenchConfig | None,
     directory: str | os.PathLike,
@@ -165,9 +174,10 @@ def run(
       process returns once all have trained their shares.
 
     Raises:
-      BenchError: bad config or directory, both ``resume`` and ``force``, a bench
-        started with another number of processes, a ``process`` whose index is not in
-        ``range(count)``, or processes given different arguments (nothing is written then).
+      BenchError: bad config or directory, both ``resume`` and ``force``, ``imports``
+        given as one string, a bench started with another number of processes, a
+        ``process`` whose index is not in ``range(count)``, or processes given different
+        arguments (nothing is written then).
 
     Examples:
       >>> import tempfile
@@ -201,6 +211,7 @@ def run(
         )
     if process is not None:  # before anything is moved or written
         check_process(process)
+    _check_imports(imports)
     import_for_bench(directory, imports, planned_models(directory, config, force))
     root = pathlib.Path(directory)
     plans: dict[str, Plan] = {}  # with force: planned before an old bench moves aside
@@ -494,9 +505,9 @@ def add_models_to(
       The bench's results, old and new, as one frame.
 
     Raises:
-      BenchError: not a bench, ``models`` not a list or an empty one, an unknown model or
-        a bad entry, nothing to add to a finished bench, or a bench started with another number of
-        processes.
+      BenchError: not a bench, ``models`` not a list or an empty one, ``imports`` one
+        string, an unknown model or a bad entry, nothing to add to a finished bench, or a
+        bench started with another number of processes.
 
     Examples:
       >>> import tempfile
@@ -529,6 +540,7 @@ def add_models_to(
             "such as [{'name': 'mlp', 'width': 64}]), or pass None to add every model "
             "registered since the bench was made."
         )
+    _check_imports(imports)
     config, marker = open_bench(directory)  # not a bench: said before importing anything
     root = pathlib.Path(directory)
     present = config.model_entries()

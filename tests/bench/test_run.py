@@ -988,6 +988,16 @@ def test_processes_write_their_own_parts(tmp_path, toy):
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
 
 
+def test_imports_given_as_one_string_are_refused_not_read_letter_by_letter(bench, tmp_path, toy):
+    """imports='json' said '--import j: no module named 'j''."""
+    written = re.escape("write ['json']")
+    with pytest.raises(BenchError, match=rf"^imports must be a list .* string 'json'; {written}"):
+        run(tiny_config(), tmp_path / "b", datasets=toy, imports="json")
+    with pytest.raises(BenchError, match=rf"^imports must be a list .*; {written}"):
+        add_models_to(bench[0], ["logreg"], datasets=toy, imports="json")
+    assert not (tmp_path / "b").exists()
+
+
 def test_resume_and_force_together_are_refused_before_anything_is_written(tmp_path, toy):
     with pytest.raises(BenchError, match=r"^resume and force contradict each other: resume"):
         run(tiny_config(), tmp_path / "b", datasets=toy, resume=True, force=True)
