@@ -516,6 +516,23 @@ def _check_knob_ranges(
                 ) from None
 
 
+def check_config(config: Any, alternatives: str = "") -> None:
+    """Raises `BenchError` unless ``config`` is a `BenchConfig`, naming how to make one
+    (and ``alternatives``, as "or None", where the caller takes others).
+
+    Examples:
+      >>> check_config({"models": ["mlp"]})
+      Traceback (most recent call last):
+      phosjax.bench._errors.BenchError: config must be a BenchConfig (BenchConfig.from_dict...
+    """
+    if not isinstance(config, BenchConfig):
+        raise BenchError(
+            "config must be a BenchConfig (BenchConfig.from_dict(data), load_config(path))"
+            f"{' ' + alternatives if alternatives else ''}, got {type(config).__name__} "
+            f"{config!r:.80}."
+        )
+
+
 def given_datasets(names: Sequence[str], given: Any) -> dict[str, ArrayDataset]:
     """The data sets ``names`` of ``given``, the ``datasets`` a caller passed instead of
     loading them; a `BenchError` names what is wrong: not a mapping, a name it lacks
@@ -562,9 +579,10 @@ def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None
       The `Plan`; cells are listed model by model, in config order.
 
     Raises:
-      BenchError: an unknown model or data set, ``datasets`` lacking one of the config's
-        or holding something else than an `ArrayDataset`, a data set `phosjax.data.load` cannot
-        read (`phosjax.data.check_loadable` gives the reason), a bad model option, a
+      BenchError: ``config`` not a `BenchConfig`, an unknown model or data set,
+        ``datasets`` lacking one of the config's or holding something else than an
+        `ArrayDataset`, a data set `phosjax.data.load` cannot read
+        (`phosjax.data.check_loadable` gives the reason), a bad model option, a
         model that fails to build on a data set, a batch size larger than a data set's
         train split, a knob selector that matches no knob of any model, two that match one
         knob of a model, a knob value out of the range of a knob it sets
@@ -588,6 +606,7 @@ def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None
       >>> {k: planned.cells[0].row[k] for k in ("model", "dataset", "seed", "learning_rate")}
       {'model': 'mlp', 'dataset': 'toy', 'seed': 0, 'learning_rate': 0.001}
     """
+    check_config(config)
     entries = config.model_entries()
     check_models(entries)
     if datasets is None:

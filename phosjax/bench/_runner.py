@@ -29,7 +29,7 @@ from phosjax.bench._directory import (
     write_meta,
 )
 from phosjax.bench._imports import import_for_bench, planned_models
-from phosjax.bench._plan import Plan, check_models, plan
+from phosjax.bench._plan import Plan, check_config, check_models, plan
 from phosjax.bench._profile import MemorySampler, ProfileFiles
 from phosjax.bench._reading import UNREADABLE
 from phosjax.bench._store import (
@@ -199,11 +199,8 @@ def run(
       >>> again.equals(results)  # a finished bench is not trained again
       True
     """
-    if config is not None and not isinstance(config, BenchConfig):
-        raise BenchError(
-            f"config must be a BenchConfig (BenchConfig.from_dict(data), load_config(path)) "
-            f"or None, got {type(config).__name__} {config!r:.80}."
-        )
+    if config is not None:
+        check_config(config, "or None")
     if resume and force:  # else resume won, force silently dropped
         raise BenchError(
             "resume and force contradict each other: resume continues the bench in "

@@ -517,3 +517,12 @@ def test_datasets_given_instead_of_loaded_name_what_they_lack(given, match):
     """Not a bare KeyError: 'toy' or AttributeError: 'str' object has no attribute ..."""
     with pytest.raises(BenchError, match=match):
         plan(tiny_config(), given)
+
+
+@pytest.mark.parametrize("config", [{"models": ["mlp"]}, "configs/example.yaml"])
+def test_plan_of_a_config_that_is_no_bench_config_says_how_to_make_one(toy, config):
+    """Not AttributeError: 'dict' object has no attribute 'model_entries'."""
+    how = re.escape("(BenchConfig.from_dict(data), load_config(path))")
+    match = rf"^config must be a BenchConfig {how}, got {type(config).__name__} "
+    with pytest.raises(BenchError, match=match):
+        plan(config, toy)
