@@ -998,6 +998,14 @@ def test_imports_given_as_one_string_are_refused_not_read_letter_by_letter(bench
     assert not (tmp_path / "b").exists()
 
 
+def test_a_directory_that_is_no_path_is_refused_naming_it(toy):
+    """Not TypeError: expected str, bytes or os.PathLike object, not NoneType."""
+    with pytest.raises(BenchError, match=r"^directory must be the bench's folder.*got NoneType"):
+        run(tiny_config(), None, datasets=toy)
+    with pytest.raises(BenchError, match=r"^directory must be the bench's folder.*got int 3"):
+        add_models_to(3, ["mlp"], datasets=toy)
+
+
 def test_resume_and_force_together_are_refused_before_anything_is_written(tmp_path, toy):
     with pytest.raises(BenchError, match=r"^resume and force contradict each other: resume"):
         run(tiny_config(), tmp_path / "b", datasets=toy, resume=True, force=True)
