@@ -132,10 +132,11 @@ def _check_distinct_keys(seeds: list[int]) -> None:
         first[key] = seed
 
 
-def check_keys(data: Any, cls: type, where: str) -> None:
+def check_keys(data: Any, cls: type, where: str, elsewhere: tuple[type, str] | None = None) -> None:
     """Raises `BenchError` naming any key of ``data`` that ``cls`` has no field for (and,
     for a key and value written without the space YAML needs after a colon, ``{kind:l1}``
-    read as the key ``'kind:l1'``, how to write them).
+    read as the key ``'kind:l1'``, how to write them; for a key of ``elsewhere``'s class,
+    where it goes, as its phrase says).
 
     Examples:
       >>> check_keys({"name:mlp": None}, ModelEntry, "a models entry")
@@ -144,12 +145,19 @@ def check_keys(data: Any, cls: type, where: str) -> None:
       phosjax.bench._errors.BenchError: unknown key 'name:mlp' in a models entry (YAML reads
       'name:mlp' as one key without a value: a colon takes a space after it, as in 'name: mlp').
       Did ...
+      >>> check_keys({"steps": 5}, BenchConfig, "the bench config", (Grid, "a grid setting"))
+      Traceback (most recent call last):
+      ...
+      phosjax.bench._errors.BenchError: unknown key 'steps' in the bench config: 'steps' is
+      a grid setting
     """
     if not isinstance(data, Mapping):
         raise BenchError(f"{where} must be a mapping of keys to values, got {data!r}.")
     known = [field.name for field in dataclasses.fields(cls)]
     for key in data:
         if key not in known:
+            if elsewhere and key in (field.name for field in dataclasses.fields(elsewhere[0])):
+                raise BenchError(f"unknown key {key!r} in {where}: {key!r} is {elsewhere[1]}")
             hint = colon_hint(key, data[key])
             raise BenchError(f"unknown key {key!r} in {where}{hint}{_nearest(str(key), known)}")
 
@@ -661,9 +669,11 @@ class BenchConfig:
           phosjax.bench._errors.BenchError: unknown key 'model' in the bench config. Did you
           mean 'models'? Valid keys: models, datasets, ...
         """
-        check_keys(data, cls, "the bench config")
+        check_keys(data, cls, "the bench config", (Grid, "a grid setting; write it inside grid"))
         grid = data.get("grid", {})
-        check_keys(grid, Grid, "grid")
+        check_keys(
+            grid, Grid, "grid", (cls, "no grid setting; write it at the top level, beside grid")
+        )
         models = data.get("models", ["mlp"])
         if not isinstance(models, list):
             raise BenchError(

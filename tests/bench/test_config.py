@@ -38,6 +38,16 @@ def test_load_config_reads_axes_and_entries(tmp_path):
         ("grid: {learning_rat: 0.1}\n", r"unknown key 'learning_rat' in grid\. .*'learning_rate'"),
         ("models: [{name: mlp, widht: 3}]\n", r"'widht' in a models entry\. .*'width'"),
         ("models: [{depth: 3}]\n", r"a models entry needs a 'name'"),
+        (  # said only "Valid keys: ...", without the one that was meant
+            "learning_rate: [0.1]\n",
+            r"^unknown key 'learning_rate' in the bench config: 'learning_rate' is a grid "
+            r"setting; write it inside grid$",
+        ),
+        (
+            "grid: {dataset_splits: {digits: [train, test]}}\n",
+            r"^unknown key 'dataset_splits' in grid: 'dataset_splits' is no grid setting; "
+            r"write it at the top level, beside grid$",
+        ),
         (  # said only "Did you mean 'kind'?", of a key the user wrote as kind
             "grid: {regularizers: [{kind:l1, strength: 0.1}]}\n",
             r"^unknown key 'kind:l1' in a grid\.regularizers entry \(YAML reads 'kind:l1' as one "
