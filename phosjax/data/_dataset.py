@@ -81,7 +81,7 @@ class ArrayDataset:
             ("train", self.x_train, self.y_train),
             ("test", self.x_test, self.y_test),
         ):
-            if tuple(x.shape[1:]) != tuple(self.input_shape):
+            if x.ndim == 0 or tuple(x.shape[1:]) != tuple(self.input_shape):
                 raise ValueError(
                     f"ArrayDataset {self.name!r}: x_{split} has shape {tuple(x.shape)}, expected "
                     f"(num_examples, *input_shape) with input_shape={tuple(self.input_shape)}"

@@ -904,6 +904,18 @@ def test_array_dataset_checks_shapes():
         dataclasses.replace(_toy(), x_test=np.zeros((2, 5), np.float32))
 
 
+def test_array_dataset_refuses_a_scalar_split_whose_size_num_train_could_not_read():
+    """A 0-d x_train with input_shape () and a 0-d y_train was taken; its num_train then
+    raised IndexError: tuple index out of range."""
+    with pytest.raises(ValueError, match=r"x_train has shape \(\), expected \(num_examples, \*"):
+        _toy(
+            x_train=np.zeros((), np.float32),
+            y_train=np.zeros((), np.int32),
+            x_test=np.zeros(2, np.float32),
+            input_shape=(),
+        )
+
+
 @pytest.mark.parametrize(
     ("field", "value", "match"),
     [
