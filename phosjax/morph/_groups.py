@@ -373,6 +373,27 @@ def _params_alone(variables: Mapping[str, Any]) -> str:
     )
 
 
+def _not_its_variables(variables: Mapping[str, Any], error: Exception) -> str:
+    """What is wrong with `variables` that lack a variable the model reads (another
+    model's, or a run's of other options).
+
+    Examples:
+      >>> print(_not_its_variables({"params": {"Dense_0": {}}}, ValueError("no kernel")))
+      channel_groups: the model reads a variable that variables lack (no kernel); its
+      'params' hold the modules ['Dense_0']: are they another model's? pass this model's,
+      e.g. model.init's
+    """
+    held = {
+        name: sorted(map(str, tree)) if isinstance(tree, Mapping) else type(tree).__name__
+        for name, tree in variables.items()
+    }
+    modules = "; ".join(f"its {name!r} hold the modules {keys}" for name, keys in held.items())
+    return (
+        f"channel_groups: the model reads a variable that variables lack ({error}); "
+        f"{modules}: are they another model's? pass this model's, e.g. model.init's"
+    )
+
+
 def channel_groups(
     model: nn.Module | Callable[..., Any], variables: Any, *args: Any, **kwargs: Any
 ) -> ChannelGroups:
@@ -461,9 +482,11 @@ def channel_groups(
     try:
         first = trace(run, leaves, arrays)
     except (flax.errors.ScopeCollectionNotFound, flax.errors.ScopeParamNotFoundError) as error:
-        if isinstance(variables, Mapping) and "params" not in variables:
+        if not isinstance(variables, Mapping):
+            raise
+        if "params" not in variables:
             raise ValueError(_params_alone(variables)) from error
-        raise
+        raise ValueError(_not_its_variables(variables, error)) from error
     zeroing = {key for key, kinds in first.kinds.items() if kinds & ZEROING}
     facts = trace(run, leaves, arrays, zeroing)
     unzeroed: set[tuple[int, int]] = set()

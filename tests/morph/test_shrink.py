@@ -1067,6 +1067,20 @@ def test_tracing_the_params_alone_says_to_pass_the_variables():
     assert channel_groups(model, {"params": params}, x).names == ("layers_0",)
 
 
+def test_another_model_s_variables_are_named_as_such_not_a_flax_scope_error():
+    """It raised flax's 'Could not find parameter named "kernel" in scope "/stem/Dense_0"',
+    through once too, without saying that the variables are of another model."""
+    x = jnp.ones((2, 4))
+    variables = nn.Sequential([nn.Dense(8), nn.relu, nn.Dense(2)]).init(jax.random.key(0), x)
+    with pytest.raises(
+        ValueError,
+        match=r"^channel_groups: the model reads a variable that variables lack \(.*kernel.*"
+        r"\); its 'params' hold the modules \['layers_0', 'layers_2'\]: are they another "
+        r"model's\? pass this model's, e.g. model.init's$",
+    ):
+        channel_groups(nn.Sequential([nn.Dense(8), nn.relu, nn.relu, nn.Dense(2)]), variables, x)
+
+
 def test_a_graph_model_returning_every_node_is_refused_with_how_to_pick_the_logits():
     nodes = {"hidden": nn.Dense(8), "act": nn.relu, "head": nn.Dense(2)}
     x = jnp.ones((2, 4))
