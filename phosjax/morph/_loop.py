@@ -263,21 +263,24 @@ class MorphConfig:
         return {**fields, "model": self.model.to_dict()}
 
 
-def _mismatch(model: ModelConfig, data: ArrayDataset, batch_size: int) -> str | None:
-    """Why ``model`` cannot train on ``data`` in batches of ``batch_size`` (None: it can)."""
+def _mismatch(
+    model: ModelConfig, data: ArrayDataset, batch_size: int, owner: str = "MorphConfig."
+) -> str | None:
+    """Why ``model`` cannot train on ``data`` in batches of ``batch_size`` (None: it can);
+    ``owner`` prefixes the fields named (``MorphConfig.model.num_classes``)."""
     name, shape = data.name, list(data.input_shape)
     if model.num_classes != data.num_classes:
         return (
-            f"MorphConfig.model.num_classes={model.num_classes}, but data set {name!r} has "
+            f"{owner}model.num_classes={model.num_classes}, but data set {name!r} has "
             f"{data.num_classes} classes; set num_classes: {data.num_classes}"
         )
     if list(model.input_shape) != shape:
         return (
-            f"MorphConfig.model.input_shape={list(model.input_shape)}, but the examples of "
+            f"{owner}model.input_shape={list(model.input_shape)}, but the examples of "
             f"data set {name!r} have shape {shape}; set input_shape: {shape}"
         )
     try:
-        check_batch_size("MorphConfig.batch_size", batch_size, data)
+        check_batch_size(f"{owner}batch_size", batch_size, data)
     except ValueError as error:
         return str(error)
     return None
@@ -400,6 +403,10 @@ def train(
 ) -> tuple[Any, float]:
     """Trains ``config`` on ``data`` (one jitted scan); returns variables and test accuracy.
 
+    Raises:
+      ValueError: ``config``'s ``num_classes`` or ``input_shape`` is not ``data``'s, or
+        ``batch_size`` does not fit its train split (the field and the value to set named).
+
     Examples:
       >>> from phosjax.data import random_dataset
       >>> from phosjax.models import ModelConfig
@@ -409,6 +416,9 @@ def train(
       >>> sorted(variables["params"]), 0.0 <= accuracy <= 1.0
       (['blocks_0', 'head', 'stem'], True)
     """
+    problem = _mismatch(config, data, batch_size, owner="train: ")
+    if problem:
+        raise ValueError(problem)
     model = build_model(config)
     key = jax.random.key(seed)
     x_train, y_train = jnp.asarray(data.x_train), jnp.asarray(data.y_train)

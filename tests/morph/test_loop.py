@@ -761,3 +761,18 @@ def test_a_model_with_bfloat16_logits_is_trained_on_a_float32_loss(monkeypatch):
     config = ModelConfig("mlp", 3, (8,), width=8, options=options)
     _loop.train(config, random_dataset("toy", (8,), 3), 1, 4, 1e-2, seed=0)
     assert taken == [np.dtype("float32")]
+
+
+def test_train_refuses_a_model_with_fewer_logits_than_the_data_set_has_classes():
+    """train(config, data, ...) with num_classes=3 on labels 0..3 trained on out-of-range
+    labels without a word and returned an accuracy."""
+    from phosjax.data import random_dataset
+
+    with pytest.raises(
+        ValueError,
+        match=r"^train: model.num_classes=3, but data set 'toy' has 4 classes; "
+        r"set num_classes: 4$",
+    ):
+        _loop.train(
+            ModelConfig("mlp", 3, (8,), width=8), random_dataset("toy", (8,), 4), 1, 4, 0.1, 0
+        )
