@@ -163,12 +163,21 @@ def _shrink_state(
             return _shrink_tree(node, prefix, dead)
         where = jax.tree_util.keystr(key, simple=True, separator="/")
         for path, full, shape in watched:
-            if np.shape(node) == shape and (where == path or where.endswith(f"/{path}")):
+            if not (where == path or where.endswith(f"/{path}")):
+                continue
+            if np.shape(node) == shape:
                 raise ValueError(
                     f"opt_state leaf {where!r} has the shape {shape} of {full!r}, which shrink "
                     "changes, but its sub-tree is not shaped like the variables (its leaves "
                     "must be variables' leaves at the same paths, or optax.MaskedNode), so it "
                     "cannot be shrunk; shrink it yourself or re-initialize the optimizer"
+                )
+            if np.ndim(node) == len(shape) and np.size(node) > 1:  # not a (1,) placeholder
+                raise ValueError(
+                    f"opt_state leaf {where!r} has the shape {np.shape(node)}, but {full!r} "
+                    f"has {shape}: an optimizer state of other widths (another model's, or "
+                    "of this one before an earlier shrink); pass the state of these "
+                    "variables or re-initialize the optimizer"
                 )
         return node
 
@@ -212,7 +221,8 @@ def shrink(
       ValueError: a member's leaf has another width than traced (e.g. groups of the
         model before a shrink); the message names the leaf, the group and both lengths.
       ValueError: an ``opt_state`` leaf has a shrunk variable's path and shape, but its
-        sub-tree could not be matched to the variables (it would be left too wide).
+        sub-tree could not be matched to the variables (it would be left too wide), or
+        it has the path but another width (the state of another model).
       ValueError: ``alive`` keeps no channel of a group (a layer 0 channels wide).
 
     References:

@@ -922,6 +922,20 @@ def test_an_optimizer_state_that_cannot_be_matched_is_an_error():
         shrink(variables, {"layers_0": [True, False, True]}, groups, opt_state=state)
 
 
+def test_the_optimizer_state_of_other_widths_is_an_error_not_returned_unshrunk():
+    """Adam's state of a 5-wide MLP came back as it was, too wide for the shrunk params."""
+    x = jnp.ones((1, 4))
+    variables = MLP.init(jax.random.key(0), x)
+    groups = channel_groups(MLP, variables, x)
+    other = nn.Sequential([nn.Dense(5), nn.relu, nn.Dense(2)]).init(jax.random.key(0), x)
+    state = optax.adam(0.1).init(other["params"])
+    match = r"'0/mu/layers_0/bias' has the shape \(5,\), but 'params/layers_0/bias' has \(3,\)"
+    with pytest.raises(ValueError, match=match):
+        shrink(variables, {"layers_0": [True, False, True]}, groups, opt_state=state)
+    small = optax.adafactor(0.1).init(variables["params"])  # (1,) placeholders: shrunk
+    shrink(variables, {"layers_0": [True, False, True]}, groups, opt_state=small)
+
+
 SEQ = nn.Sequential([nn.Dense(8), nn.relu, nn.Dense(3)])
 
 
