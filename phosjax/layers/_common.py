@@ -760,11 +760,25 @@ class CheckedFields(nn.Module):
                 )
         for name in _flag_fields(type(self)):
             value = getattr(self, name)
-            if not isinstance(value, bool | np.bool_):
+            if not _is_flag(value):
                 raise TypeError(
                     f"{owner} {name} must be True or False, got {value!r} ({a_type(value)})."
                 )
         super().__post_init__()
+
+
+def _is_flag(value: Any) -> bool:
+    """Whether ``value`` is a bool: Python's, numpy's, or a 0-d bool array (``jnp.array(True)``,
+    a traced flag).
+
+    Examples:
+      >>> _is_flag(np.bool_(True)), _is_flag(jnp.array(False)), _is_flag(1)
+      (True, True, False)
+    """
+    if isinstance(value, bool | np.bool_):
+        return True
+    array = isinstance(value, np.ndarray | jax.Array)
+    return array and value.shape == () and value.dtype == np.bool_
 
 
 _FLAG_FIELDS: dict[type, tuple[str, ...]] = {}

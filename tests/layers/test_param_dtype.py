@@ -209,3 +209,13 @@ def test_a_flag_that_is_no_bool_is_refused_when_the_layer_is_made(make, field, v
     with pytest.raises(TypeError, match=message):
         make(**{field: value})
     assert getattr(make(**{field: np.bool_(True)}), field)  # numpy's bool is one
+
+
+@pytest.mark.parametrize("flag", [np.array(True), jnp.array(True)])
+def test_a_flag_given_as_a_0d_bool_array_is_accepted(flag):
+    """causal=jnp.array(True) worked before flags were checked, then was refused as no bool."""
+    layer = L.MultiHeadSelfAttention(2, causal=flag)
+    x = jnp.ones((1, 3, 4))
+    assert layer.apply(layer.init(jax.random.key(0), x), x).shape == (1, 3, 4)
+    with pytest.raises(TypeError, match="causal must be True or False"):
+        L.MultiHeadSelfAttention(2, causal=jnp.ones(2, bool))
