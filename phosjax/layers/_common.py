@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import inspect
 import numbers
+import weakref
 from typing import Any, ClassVar
 
 import flax.linen as nn
@@ -781,9 +782,9 @@ def _is_flag(value: Any) -> bool:
     return array and value.shape == () and value.dtype == np.bool_
 
 
-_FLAG_FIELDS: dict[type, tuple[str, ...]] = {}
+_FLAG_FIELDS: "weakref.WeakKeyDictionary[type, tuple[str, ...]]" = weakref.WeakKeyDictionary()
 """Each `CheckedFields` class's fields annotated ``bool``, found once (a module is made
-often: each bind clones it)."""
+often: each bind clones it); weak, as ``nn.vmap`` and the like make a class per call."""
 
 
 def _flag_fields(cls: type) -> tuple[str, ...]:

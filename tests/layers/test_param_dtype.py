@@ -219,3 +219,20 @@ def test_a_flag_given_as_a_0d_bool_array_is_accepted(flag):
     assert layer.apply(layer.init(jax.random.key(0), x), x).shape == (1, 3, 4)
     with pytest.raises(TypeError, match="causal must be True or False"):
         L.MultiHeadSelfAttention(2, causal=jnp.ones(2, bool))
+
+
+def test_the_flag_check_keeps_no_class_alive_that_nn_vmap_made():
+    """nn.vmap (and remat, scan) make a class per call; the flag check's cache of each
+    class's bool fields held every one for good."""
+    import gc
+    import weakref
+
+    from phosjax.layers import _common
+
+    made = nn.vmap(L.LayerScale, variable_axes={"params": 0}, split_rngs={"params": True})
+    made(param_dtype=jnp.float32)  # checks its fields, caching them
+    assert made in _common._FLAG_FIELDS
+    alive = weakref.ref(made)
+    del made
+    gc.collect()
+    assert alive() is None
