@@ -21,6 +21,7 @@ import jax
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import tqdm
 
 from phosjax.bench import _layout
 from phosjax.bench._checkpoint import Checkpoints
@@ -30,6 +31,22 @@ from phosjax.bench._store import STEP_TIME, as_table, drop_parts_after, part_pat
 from phosjax.data import ArrayDataset
 from phosjax.train import Chunk, Group, init_group, run_group
 from phosjax.train._grid import chunk_splits
+
+
+def _warn_cut_short(path: pathlib.Path, key: str, latest: int) -> None:
+    """Says on stderr that checkpoint ``path`` of group ``key`` is passed over, through
+    tqdm so a progress bar showing is cleared and redrawn below the line, not cut.
+
+    Examples:
+      >>> _warn_cut_short(pathlib.Path("ck/g/8"), "g", 4)  # doctest: +SKIP
+      warning: checkpoint 'ck/g/8' is cut short (...); g resumes from step 4 instead, ...
+    """
+    tqdm.tqdm.write(
+        f"warning: checkpoint {str(path)!r} is cut short (not a whole npz archive; "
+        f"phosjax writes it whole, so something else cut it); {key} resumes from "
+        f"step {latest} instead, its steps after that trained again.",
+        file=sys.stderr,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,12 +149,7 @@ def train_group(
     start_time = time.perf_counter()
     latest = checkpoints.latest() or 0  # as restored_step
     for path in checkpoints.passed_over():  # said: steps trained again, not silently
-        print(
-            f"warning: checkpoint {str(path)!r} is cut short (not a whole npz archive; "
-            f"phosjax writes it whole, so something else cut it); {job.key} resumes from "
-            f"step {latest} instead, its steps after that trained again.",
-            file=sys.stderr,
-        )
+        _warn_cut_short(path, job.key, latest)
     chosen: dict[str, Any] = {"strategy": strategy, "timings": {}}
     if latest:
         state = checkpoints.restore(latest, jax.eval_shape(lambda: init_group(group, data)))

@@ -474,6 +474,21 @@ def test_a_damaged_checkpoint_stops_the_run_naming_it_and_moved_out_it_resumes(
     pd.testing.assert_frame_equal(frame(killed), frame(tmp_path / "whole"), check_exact=True)
 
 
+def test_the_cut_short_warning_clears_the_progress_bar_not_lands_mid_bar(capsys):
+    """The warning for a checkpoint cut short, said while the bench's bar shows on
+    stderr, starts on a cleared line (the bar erased, then redrawn below it), not glued
+    to the bar's text."""
+    from phosjax.bench._train import _warn_cut_short
+
+    with tqdm.tqdm(total=10, file=sys.stderr) as bar:
+        bar.update(3)
+        _warn_cut_short(pathlib.Path("ck") / "g" / "8", "g", 4)
+    err = capsys.readouterr().err
+    before, line = err.split("warning: checkpoint", 1)
+    assert before.endswith("\r") and "3/10" in line.split("\n", 1)[1]
+    assert "g resumes from step 4 instead" in line
+
+
 def test_a_damaged_status_says_to_delete_it_and_deleted_the_bench_goes_on(tmp_path, toy):
     """status.json damaged on the disk: the error names it and says it may be deleted
     (not that the bench must start anew); deleted, the next run finds each group's
