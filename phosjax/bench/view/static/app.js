@@ -988,8 +988,10 @@ function renderSummary() {
 }
 
 // An ISO time to the second, with its zone: "2026-01-01 00:00:00 UTC" (phosjax writes UTC),
-// else its offset ("... +02:00"), if any.
+// else its offset ("... +02:00"), if any; a `created` that is no text (another tool's
+// bench.json), as given.
 function createdAt(iso) {
+  if (typeof iso !== "string") return JSON.stringify(iso);
   const zone = iso.slice(19).replace(/^\.\d+/, "");
   return `${iso.replace("T", " ").slice(0, 19)} ${["+00:00", "Z"].includes(zone) ? "UTC" : zone}`.trim();
 }
