@@ -16,6 +16,7 @@ fields, and exits: saved to a file and given back with ``--config``, it runs the
 """
 
 import dataclasses
+import json
 import pathlib
 import sys
 from collections.abc import Mapping, Sequence
@@ -28,6 +29,7 @@ import phosjax.bench._interrupt  # noqa: F401  first: a Ctrl-C while jax loads i
 from phosjax._yaml import read_file
 from phosjax.bench._cli import (
     ConfigParser,
+    comma_names,
     config_files,
     config_files_first,
     data_bars_hidden,
@@ -204,6 +206,40 @@ def parser() -> _Parser:
     return parser
 
 
+_LISTS = {"--features": "pixels,digit", "--splits": "train,val"}
+"""The options of a list of names, each with names as it takes them joined by commas."""
+
+
+def _comma_lists(argv: Sequence[str]) -> list[str]:
+    """``argv`` with each `_LISTS` option's names joined by commas (``pixels,digit``, as
+    ``new --datasets`` takes them: `comma_names`) written as the list they name; a list
+    (``[a, b]``) or ``null`` is kept.
+
+    Examples:
+      >>> _comma_lists(["--features", "pixels, digit", "--splits=train[:90%],train[90%:]"])
+      ['--features', '["pixels", "digit"]', '--splits=["train[:90%]", "train[90%:]"]']
+      >>> _comma_lists(["--splits", "[train, val]", "--features=null"])
+      ['--splits', '[train, val]', '--features=null']
+
+    Raises:
+      BenchError: naming the option and its value where a name is empty (``train,``).
+    """
+    argv = list(argv)
+    for i, arg in enumerate(argv):
+        option, equals, value = arg.partition("=")
+        if option not in _LISTS:
+            continue
+        if not equals:
+            if i + 1 == len(argv):
+                continue
+            i, value = i + 1, argv[i + 1]
+        if value.strip().startswith("[") or value.strip() in ("null", ""):
+            continue
+        names = json.dumps(comma_names(option, value, _LISTS[option]))
+        argv[i] = f"{option}={names}" if equals else names
+    return argv
+
+
 def _model_fields_given(argv: Sequence[str]) -> list[str]:
     """The `ModelConfig` fields that ``argv`` sets (``--model FILE``: all of them).
 
@@ -299,7 +335,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     be written (all checked before anything trains); a misspelt option is a usage error
     naming the nearest one.
     """
-    argv = config_files_first(sys.argv[1:] if argv is None else argv)
+    try:
+        argv = _comma_lists(config_files_first(sys.argv[1:] if argv is None else argv))
+    except ValueError as error:
+        return _fail(str(error))
     command_line = parser()
     refuse_unknown_options(command_line, argv)
     given = _model_fields_given(argv)

@@ -110,6 +110,26 @@ def test_an_empty_dir_of_a_morph_run_asks_for_the_run_directory(capsys):
     )
 
 
+def test_a_morph_runs_features_and_splits_take_names_joined_by_commas(tmp_path, capsys):
+    """``--features signal,label`` and ``--splits=train,test`` name the lists, as ``new
+    --datasets`` takes names; they were refused ("a list is written '[a, b]'")."""
+    import yaml
+
+    from phosjax.morph.__main__ import main
+
+    argv = ["--config", "configs/morph_mnist1d.yaml", "--dir", str(tmp_path / "run")]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--features", "signal, label", "--splits=train,test", "--print_config"])
+    assert exit_info.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert (printed["features"], printed["splits"]) == (["signal", "label"], ["train", "test"])
+    assert main([*argv, "--splits", "train,"]) == 2
+    assert capsys.readouterr().err == (
+        "error: --splits 'train,' holds an empty name (before, between or after its commas); "
+        "give names joined by commas, e.g. --splits train,val\n"
+    )
+
+
 @pytest.mark.parametrize(
     ("command", "required"), [("view", "--dir DIR"), ("export", "--mlflow URI")]
 )
