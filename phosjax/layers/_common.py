@@ -569,14 +569,14 @@ def token_mean(values: jax.Array, real: jax.Array | None, kept: int = 0) -> jax.
 
 
 def a_type(value: Any) -> str:
-    """``value``'s type name with its article, for an error.
+    """``value``'s type name with its article, for an error (``ndarray`` read "en-d-array").
 
     Examples:
-      >>> a_type(3), a_type(jnp.ones(2)), a_type(nn.Dense(2))
-      ('an int', 'an ArrayImpl', 'a Dense')
+      >>> a_type(3), a_type(jnp.ones(2)), a_type(nn.Dense(2)), a_type(np.ones(2))
+      ('an int', 'an ArrayImpl', 'a Dense', 'an ndarray')
     """
     name = type(value).__name__
-    return f"{'an' if name[0].lower() in 'aeiou' else 'a'} {name}"
+    return f"{'an' if name[0].lower() in 'aeiou' or name == 'ndarray' else 'a'} {name}"
 
 
 def returned(y: Any) -> str:

@@ -221,6 +221,12 @@ def test_a_flag_given_as_a_0d_bool_array_is_accepted(flag):
         L.MultiHeadSelfAttention(2, causal=jnp.ones(2, bool))
 
 
+def test_a_flag_given_as_a_numpy_array_names_it_an_ndarray():
+    """The error named its type "a ndarray"."""
+    with pytest.raises(TypeError, match=r"causal must be True or False, .* \(an ndarray\)\.$"):
+        L.MultiHeadSelfAttention(2, causal=np.ones(2, bool))
+
+
 def test_the_flag_check_keeps_no_class_alive_that_nn_vmap_made():
     """nn.vmap (and remat, scan) make a class per call; the flag check's cache of each
     class's bool fields held every one for good."""
