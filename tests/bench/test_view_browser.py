@@ -1389,20 +1389,23 @@ def test_labels_leave_out_a_hyperparameter_a_model_has_not(tmp_path):
 def test_the_groups_chip_counts_the_groups_not_started_yet(tmp_path):
     """A group not in status.json has not started: it is one of the bench's groups all
     the same ("1 / 1 group finished" read as if the bench were done). A bench.json
-    ``created`` that is no text is shown as given (it broke the page: iso.slice)."""
+    ``created`` or ``config_hash`` that is no text is shown as given (each broke the
+    page: ``.slice is not a function``)."""
     written = write_bench(tmp_path / "started", blurb_json())
     status = json.loads((written.root / _layout.STATUS).read_text())
     first = next(iter(status["groups"]))
     status["groups"] = {first: status["groups"][first]}
     (written.root / _layout.STATUS).write_text(json.dumps(status))
     marker = json.loads((written.root / _layout.MARKER).read_text())  # no text: shown as given
-    (written.root / _layout.MARKER).write_text(json.dumps(marker | {"created": 1767225600}))
+    no_text = {"created": 1767225600, "config_hash": 123456789012}
+    (written.root / _layout.MARKER).write_text(json.dumps(marker | no_text))
     with serving(written.root) as server:
         dom = _render(server.url, tmp_path / "profile")
 
     assert 'data-ready="true"' in dom
     assert '<span class="chip">1 / 2 groups finished</span>' in dom
     assert '<span class="chip">created 1767225600</span>' in dom
+    assert '<span class="chip">config 1234567890</span>' in dom
 
 
 def test_a_steps_hyperparameter_and_the_steps_done_are_told_apart(tmp_path):

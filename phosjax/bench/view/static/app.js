@@ -982,7 +982,7 @@ function renderSummary() {
     stopped ? el("span", { class: "chip stopped", title: STOPPED }, `${counted(stopped, "group")} stopped`) : null,
     diverged ? el("span", { class: "chip diverged", title: DIVERGED }, `${counted(diverged, "cell")} diverged`) : null,
     info.marker?.created ? `created ${createdAt(info.marker.created)}` : null,
-    info.marker?.config_hash ? `config ${info.marker.config_hash.slice(0, 10)}` : null,
+    info.marker?.config_hash ? `config ${String(info.marker.config_hash).slice(0, 10)}` : null,
   ].filter(Boolean);
   replaceIfChanged($("summary"), ...chips.map((c) => (typeof c === "string" ? el("span", { class: "chip" }, c) : c)));
 }
