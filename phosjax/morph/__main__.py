@@ -213,13 +213,16 @@ _LISTS = {"--features": "pixels,digit", "--splits": "train,val"}
 def _comma_lists(argv: Sequence[str]) -> list[str]:
     """``argv`` with each `_LISTS` option's names joined by commas (``pixels,digit``, as
     ``new --datasets`` takes them: `comma_names`) written as the list they name; a list
-    (``[a, b]``) or ``null`` is kept.
+    (``[a, b]``) or ``null`` is kept, as is an option next (``--features --splits``: a
+    value missing, the parser's error).
 
     Examples:
       >>> _comma_lists(["--features", "pixels, digit", "--splits=train[:90%],train[90%:]"])
       ['--features', '["pixels", "digit"]', '--splits=["train[:90%]", "train[90%:]"]']
       >>> _comma_lists(["--splits", "[train, val]", "--features=null"])
       ['--splits', '[train, val]', '--features=null']
+      >>> _comma_lists(["--features", "--splits", "train,val"])
+      ['--features', '--splits', '["train", "val"]']
 
     Raises:
       BenchError: naming the option and its value where a name is empty (``train,``).
@@ -230,7 +233,7 @@ def _comma_lists(argv: Sequence[str]) -> list[str]:
         if option not in _LISTS:
             continue
         if not equals:
-            if i + 1 == len(argv):
+            if i + 1 == len(argv) or argv[i + 1].startswith("-"):
                 continue
             i, value = i + 1, argv[i + 1]
         if value.strip().startswith("[") or value.strip() in ("null", ""):

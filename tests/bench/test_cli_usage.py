@@ -128,6 +128,10 @@ def test_a_morph_runs_features_and_splits_take_names_joined_by_commas(tmp_path, 
         "error: --splits 'train,' holds an empty name (before, between or after its commas); "
         "give names joined by commas, e.g. --splits train,val\n"
     )
+    with pytest.raises(SystemExit) as exit_info:  # an option next: no value, not its value
+        main([*argv, "--features", "--splits", "train,test"])
+    assert exit_info.value.code == 2
+    assert "--features/--features+: expected one argument" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
