@@ -38,7 +38,10 @@ def _warn_cut_short(path: pathlib.Path, key: str, latest: int) -> None:
     tqdm so a progress bar showing is cleared and redrawn below the line, not cut.
 
     Examples:
-      >>> _warn_cut_short(pathlib.Path("ck/g/8"), "g", 4)  # doctest: +SKIP
+      >>> import contextlib, io
+      >>> with contextlib.redirect_stderr(io.StringIO()) as err:
+      ...     _warn_cut_short(pathlib.Path("ck/g/8"), "g", 4)
+      >>> print(err.getvalue(), end="")
       warning: checkpoint 'ck/g/8' is cut short (...); g resumes from step 4 instead, ...
     """
     tqdm.tqdm.write(
