@@ -532,7 +532,8 @@ def _output(directory: str | os.PathLike, overwrite: bool) -> pathlib.Path:
 
     Raises:
       RunDirectoryError: the file holds an earlier run's rows and ``overwrite`` is false,
-        ``directory`` lies inside a bench (`enclosing_bench`), or the folder cannot be made.
+        ``directory`` lies inside a bench (`enclosing_bench`), it or a folder above it is a
+        file, or the folder cannot be made.
     """
     path = pathlib.Path(directory) / ITERATIONS
     around = _layout.enclosing_bench(directory)
@@ -546,6 +547,12 @@ def _output(directory: str | os.PathLike, overwrite: bool) -> pathlib.Path:
             f"{str(path)!r} holds the rows of an earlier run; choose another directory, "
             "or pass --overwrite (in Python: run(..., overwrite=True)) to move them aside and "
             "start over"
+        )
+    blocking = next((p for p in (path.parent, *path.parent.parents) if p.is_file()), None)
+    if blocking is not None:
+        raise RunDirectoryError(
+            f"{str(blocking)!r} is a file, not a directory: --dir (in Python: run's "
+            f"directory) wants a run directory, existing or new; got {str(directory)!r}"
         )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

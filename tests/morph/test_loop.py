@@ -365,7 +365,12 @@ def test_earlier_rows_are_kept_or_moved_aside_and_a_bad_dir_fails_before_trainin
     (tmp_path / "a_file").write_text("")
     assert main(["--config", str(config), "--dir", str(tmp_path / "a_file")]) == 2
     error = capsys.readouterr().err  # the directory's fault, not the config file's
-    assert error.startswith(f"error: --dir: cannot write rows into {str(tmp_path / 'a_file')!r}")
+    a_file = str(tmp_path / "a_file")
+    assert error.startswith(f"error: --dir: {a_file!r} is a file, not a directory: "), error
+    assert f"wants a run directory, existing or new; got {a_file!r}" in error
+    assert "Errno" not in error
+    assert main(["--config", str(config), "--dir", str(tmp_path / "a_file" / "below")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: --dir: {a_file!r} is a file, not a ")
 
     bench = tmp_path / "bench"  # its results folder: pandas would read the rows as results
     (bench / "results").mkdir(parents=True)
