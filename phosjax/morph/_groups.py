@@ -1,8 +1,9 @@
 """Channel groups: the sets of tied channels of a params tree, found by tracing the model."""
 
+import contextlib
 import dataclasses
 import itertools
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 import flax.errors
@@ -357,31 +358,30 @@ def _is_array_tree(value: Any) -> bool:
     return bool(leaves) and all(isinstance(leaf, arrays) for leaf in leaves)
 
 
-def _params_alone(variables: Mapping[str, Any]) -> str:
+def _params_alone(caller: str, variables: Mapping[str, Any]) -> str:
     """What to pass instead of `variables`, a Flax module's params without their collection.
 
     Examples:
-      >>> print(_params_alone({"layers_0": {}, "layers_2": {}}))
+      >>> print(_params_alone("channel_groups", {"layers_0": {}, "layers_2": {}}))
       channel_groups: variables has no 'params' collection (its keys: ['layers_0',
       'layers_2']): a Flax module's apply takes the variables, e.g. model.init's; pass
       {'params': params} for its params alone
     """
     return (
-        f"channel_groups: variables has no 'params' collection (its keys: {list(variables)}): "
+        f"{caller}: variables has no 'params' collection (its keys: {list(variables)}): "
         "a Flax module's apply takes the variables, e.g. model.init's; pass "
         "{'params': params} for its params alone"
     )
 
 
-def _not_its_variables(variables: Mapping[str, Any], error: Exception) -> str:
+def _not_its_variables(caller: str, variables: Mapping[str, Any], error: Exception) -> str:
     """What is wrong with `variables` that lack a variable the model reads (another
     model's, or a run's of other options).
 
     Examples:
-      >>> print(_not_its_variables({"params": {"Dense_0": {}}}, ValueError("no kernel")))
-      channel_groups: the model reads a variable that variables lack (no kernel); its
-      'params' hold the modules ['Dense_0']: are they another model's? pass this model's,
-      e.g. model.init's
+      >>> print(_not_its_variables("f", {"params": {"Dense_0": {}}}, ValueError("no kernel")))
+      f: the model reads a variable that variables lack (no kernel); its 'params' hold the
+      modules ['Dense_0']: are they another model's? pass this model's, e.g. model.init's
     """
     held = {
         name: sorted(map(str, tree)) if isinstance(tree, Mapping) else type(tree).__name__
@@ -389,9 +389,32 @@ def _not_its_variables(variables: Mapping[str, Any], error: Exception) -> str:
     }
     modules = "; ".join(f"its {name!r} hold the modules {keys}" for name, keys in held.items())
     return (
-        f"channel_groups: the model reads a variable that variables lack ({error}); "
+        f"{caller}: the model reads a variable that variables lack ({error}); "
         f"{modules}: are they another model's? pass this model's, e.g. model.init's"
     )
+
+
+@contextlib.contextmanager
+def read_by_the_model(caller: str, variables: Any) -> Iterator[None]:
+    """Turns flax's bare scope errors, raised while a model reads ``variables``, into a
+    ValueError beginning ``caller:`` that says what is wrong with them: params without
+    their collection, or another model's variables.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> with read_by_the_model("f", {"params": {}}):
+      ...     nn.Dense(2).apply({"params": {}}, jnp.ones((1, 3)))
+      Traceback (most recent call last):
+      ValueError: f: the model reads a variable that variables lack (...
+    """
+    try:
+        yield
+    except (flax.errors.ScopeCollectionNotFound, flax.errors.ScopeParamNotFoundError) as error:
+        if not isinstance(variables, Mapping):
+            raise
+        if "params" not in variables:
+            raise ValueError(_params_alone(caller, variables)) from error
+        raise ValueError(_not_its_variables(caller, variables, error)) from error
 
 
 def channel_groups(
@@ -479,14 +502,8 @@ def channel_groups(
         return apply(jax.tree.unflatten(treedef, leaves), *given, **kwargs)
 
     arrays = tuple(args[i] for i in traced)
-    try:
+    with read_by_the_model("channel_groups", variables):
         first = trace(run, leaves, arrays)
-    except (flax.errors.ScopeCollectionNotFound, flax.errors.ScopeParamNotFoundError) as error:
-        if not isinstance(variables, Mapping):
-            raise
-        if "params" not in variables:
-            raise ValueError(_params_alone(variables)) from error
-        raise ValueError(_not_its_variables(variables, error)) from error
     zeroing = {key for key, kinds in first.kinds.items() if kinds & ZEROING}
     facts = trace(run, leaves, arrays, zeroing)
     unzeroed: set[tuple[int, int]] = set()

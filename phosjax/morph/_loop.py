@@ -33,7 +33,7 @@ from phosjax.data._splits import MissingSplitsError, checked_splits
 from phosjax.models import ModelConfig, build_model
 from phosjax.morph._cost import COSTS
 from phosjax.morph._expand import config_cost, expand, once
-from phosjax.morph._groups import ChannelGroups, channel_groups
+from phosjax.morph._groups import ChannelGroups, channel_groups, read_by_the_model
 from phosjax.morph._regularizer import SOURCES, check_source, morph_regularizer
 
 ITERATIONS = _layout.MORPH_ITERATIONS
@@ -469,7 +469,8 @@ def measured_latency(config: ModelConfig, variables: Any, batch: int = 100) -> f
     """Seconds per example of the jitted forward pass (median of 20 calls on ``batch``).
 
     Raises:
-      ValueError: ``batch`` is below 1 (TypeError: no int); it is named.
+      ValueError: ``batch`` is below 1 (TypeError: no int); it is named. ``variables``
+        lack what the model reads (another model's, or params without their collection).
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -483,7 +484,8 @@ def measured_latency(config: ModelConfig, variables: Any, batch: int = 100) -> f
     batch = int_at_least("measured_latency batch", batch)
     apply = jax.jit(build_model(config).apply)
     x = jnp.zeros((batch, *config.input_shape), jnp.float32)
-    jax.block_until_ready(apply(variables, x))
+    with read_by_the_model("measured_latency", variables):
+        jax.block_until_ready(apply(variables, x))
     times = []
     for _ in range(20):
         start = time.perf_counter()

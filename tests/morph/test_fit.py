@@ -138,6 +138,20 @@ def test_measured_latency_of_no_examples_is_an_error_naming_batch(monkeypatch):
         measured_latency(CNN1D, {}, batch=2.5)
 
 
+def test_measured_latency_of_another_model_s_variables_names_them_not_a_flax_scope():
+    """It raised flax's bare 'Could not find parameter named "kernel" in scope ...'."""
+    mlp = ModelConfig("mlp", 5, (40,), width=4)
+    variables = mlp.build().init(jax.random.key(0), jnp.ones((1, 40)))
+    with pytest.raises(
+        ValueError,
+        match=r"^measured_latency: the model reads a variable that variables lack \(.*\); "
+        r"its 'params' hold the modules \[.*\]: are they another model's\? pass this model's",
+    ):
+        measured_latency(CNN1D, variables, batch=1)
+    with pytest.raises(ValueError, match=r"^measured_latency: variables has no 'params' "):
+        measured_latency(mlp, variables["params"], batch=1)
+
+
 def test_expressible_scores_that_miss_or_misname_a_group_are_named():
     config = ModelConfig("resnet", 3, (4, 4, 1), width=8)
     model, x = config.build(), jnp.zeros((2, 4, 4, 1))
