@@ -11,7 +11,7 @@ import numpy as np
 from phosjax._listing import listing
 from phosjax._nearest import did_you_mean
 from phosjax.models import ModelConfig, build_model
-from phosjax.morph._groups import ChannelGroups, leaf_shapes
+from phosjax.morph._groups import ChannelGroups, leaf_path, leaf_shapes
 
 Field = tuple[str, int | str]  # ("width", stage) or ("option", key)
 _WIDTH_OPTIONS = ("features", "width", "channels", "heads")
@@ -171,6 +171,23 @@ def _score_arrays(
     return arrays
 
 
+def _check_traced_from(config: ModelConfig, groups: ChannelGroups) -> None:
+    """Raises a ValueError if a leaf of ``groups`` is none of ``config``'s model (the
+    groups were traced from another model), naming the leaf and both models' modules."""
+    paths = variable_shapes(config.resolved())
+    for member in (m for group in groups.groups for m in group.members):
+        try:
+            leaf_path(member.path, paths)
+        except KeyError:
+            modules = list(dict.fromkeys(p.rsplit("/", 1)[0] for p in paths))
+            raise ValueError(
+                f"expressible: the groups hold the leaf {member.path!r}, which the "
+                f"{config.name!r} model of config lacks (its modules: "
+                f"{listing(modules, 8, as_list=True)}); were the groups traced from another "
+                "model? pass the config of the model they were traced from"
+            ) from None
+
+
 def expressible(
     config: ModelConfig,
     groups: ChannelGroups,
@@ -186,7 +203,8 @@ def expressible(
 
     Raises:
       ValueError: ``scores`` misses a group that a field sizes, names no group, or has
-        an entry of another size than its group.
+        an entry of another size than its group; ``groups`` hold a leaf that ``config``'s
+        model lacks (they were traced from another model).
 
     Examples:
       >>> import jax, jax.numpy as jnp, numpy as np
@@ -201,6 +219,7 @@ def expressible(
       >>> {name: np.flatnonzero(keep).tolist() for name, keep in kept.items()}
       {'blocks_0/conv_0': [0, 1, 2, 3], 'blocks_0/conv_1': [1, 3, 5, 7]}
     """
+    _check_traced_from(config, groups)
     drives = [_driven(candidate, groups) for candidate in _candidates(config)]
     # The form whose fields size the most groups; of equals the last (one stage per block).
     fields = max(reversed(drives), key=lambda d: len({n for names in d.values() for n in names}))

@@ -152,6 +152,23 @@ def test_measured_latency_of_another_model_s_variables_names_them_not_a_flax_sco
         measured_latency(mlp, variables["params"], batch=1)
 
 
+def test_expressible_with_the_config_of_another_model_is_refused_naming_a_leaf():
+    """It kept every channel: no field of the other config sized the groups."""
+    config = ModelConfig("resnet", 3, (4, 4, 1), width=8)
+    model, x = config.build(), jnp.zeros((2, 4, 4, 1))
+    groups = channel_groups(model, jax.eval_shape(model.init, jax.random.key(0), x), x)
+    alive = {name: np.arange(8) < 2 for name in groups.names}
+    with pytest.raises(
+        ValueError,
+        match=r"^expressible: the groups hold the leaf '.*blocks_0/.*', which the 'mlp' model "
+        r"of config lacks \(its modules: \[.*'params/head'.*\]\); were the groups traced from "
+        r"another model\? pass the config of the model they were traced from$",
+    ):
+        expressible(ModelConfig("mlp", 3, (16,), width=8), groups, alive)
+    kept = expressible(config.replace(width=(4,)), groups, alive)  # other widths: its form
+    assert {name: int(keep.sum()) for name, keep in kept.items()} == dict.fromkeys(groups.names, 2)
+
+
 def test_expressible_scores_that_miss_or_misname_a_group_are_named():
     config = ModelConfig("resnet", 3, (4, 4, 1), width=8)
     model, x = config.build(), jnp.zeros((2, 4, 4, 1))
