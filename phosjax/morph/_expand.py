@@ -117,7 +117,7 @@ def expand(
 
     Raises:
       ValueError: an unknown ``cost``, a ``multiple`` that is not an int >= 1, a
-        ``budget`` that is not a finite number (NaN, infinity), or even the narrowest
+        ``budget`` that is not a finite positive number (0, NaN, infinity), or even the narrowest
         config (every width ``multiple``) costs more, or does not build, or even the
         widest one searched (every width times ``2**12``) costs less, so the largest
         multiplier that fits is not found. A multiplier whose config does not build
@@ -132,8 +132,8 @@ def expand(
     """
     check_cost(cost)
     _check_multiple(multiple)
-    if not _finite_number(budget):
-        raise ValueError(f"budget={budget!r}: expected a finite {cost} cost to expand to")
+    if not _finite_number(budget) or float(budget) <= 0:
+        raise ValueError(f"budget={budget!r}: expected a finite positive {cost} cost to expand to")
     budget = float(budget)
     base = config.resolved()
 

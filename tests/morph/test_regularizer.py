@@ -546,9 +546,10 @@ def test_gamma_adds_the_scales_of_every_normalization_of_a_group():
     np.testing.assert_allclose(importance(groups, variables, "gamma")[index], expected, rtol=1e-6)
 
 
-@pytest.mark.parametrize("budget", [math.nan, math.inf, "1e5", True, None])
-def test_expand_refuses_a_budget_that_is_not_a_finite_number(budget):
-    with pytest.raises(ValueError, match=r"^budget=.*: expected a finite flops cost"):
+@pytest.mark.parametrize("budget", [math.nan, math.inf, "1e5", True, None, 0, -5.0])
+def test_expand_refuses_a_budget_that_is_not_a_finite_positive_number(budget):
+    """A budget <= 0 said 'no width multiplier fits the budget -5', not asking for one > 0."""
+    with pytest.raises(ValueError, match=r"^budget=.*: expected a finite positive flops cost"):
         expand(ModelConfig("mlp", 10, (40,), width=16), budget)
 
 
