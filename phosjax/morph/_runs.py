@@ -9,6 +9,30 @@ import pandas as pd
 from phosjax.morph._loop import ITERATIONS, MORPH_CONFIG, RESOLVED_DATASET
 
 
+def _no_run(directory: str | os.PathLike) -> str:
+    """Why ``directory`` holds no run; where it lies inside one (its ``morph`` folder or
+    its rows' file), which directory to pass instead.
+
+    Examples:
+      >>> print(_no_run("runs/none"))
+      'runs/none' holds no morph run: it has no morph/iterations.parquet (python -m
+      phosjax.morph --dir runs/none writes one)
+    """
+    name = os.fspath(directory)
+    inside = next(
+        (up for up in pathlib.Path(directory).parents[:2] if (up / ITERATIONS).is_file()), None
+    )
+    if inside is not None:
+        return (
+            f"{name!r} holds no morph run: it lies inside the run {str(inside)!r}; pass "
+            "that run's directory"
+        )
+    return (
+        f"{name!r} holds no morph run: it has no {ITERATIONS} "
+        f"(python -m phosjax.morph --dir {name} writes one)"
+    )
+
+
 def read_runs(*directories: str | os.PathLike) -> pd.DataFrame:
     """The rows of the morph runs in `directories` (as `run` writes them) in one frame.
 
@@ -21,7 +45,8 @@ def read_runs(*directories: str | os.PathLike) -> pd.DataFrame:
     other strengths compare by ``frame.groupby(["strength", "kind"]).accuracy.mean()``.
 
     Raises:
-      FileNotFoundError: a directory holds no ``morph/iterations.parquet``.
+      FileNotFoundError: a directory holds no ``morph/iterations.parquet`` (its
+        ``morph`` folder or that file, given instead, name the run's directory).
       ValueError: a file's metadata holds no run config (not written by `run`), or no
         directory is given.
 
@@ -37,10 +62,7 @@ def read_runs(*directories: str | os.PathLike) -> pd.DataFrame:
     for directory in directories:
         path = pathlib.Path(directory) / ITERATIONS
         if not path.is_file():
-            raise FileNotFoundError(
-                f"{os.fspath(directory)!r} holds no morph run: it has no {ITERATIONS} "
-                f"(python -m phosjax.morph --dir {os.fspath(directory)} writes one)"
-            )
+            raise FileNotFoundError(_no_run(directory))
         rows = pd.read_parquet(path)
         config = rows.attrs.get(MORPH_CONFIG)
         if not isinstance(config, dict):

@@ -476,6 +476,13 @@ def test_read_runs_names_a_directory_without_a_run_and_a_file_without_a_config(t
     pd.DataFrame({"kind": ["start"]}).to_parquet(tmp_path / _loop.ITERATIONS)
     with pytest.raises(ValueError, match=r"holds no run config in its metadata"):
         read_runs(tmp_path)
+    for inside in (tmp_path / "morph", tmp_path / _loop.ITERATIONS):
+        with pytest.raises(  # it said that the run's rows file has no rows file below it
+            FileNotFoundError,
+            match=rf"^'{re.escape(str(inside))}' holds no morph run: it lies inside the run "
+            rf"'{re.escape(str(tmp_path))}'; pass that run's directory$",
+        ):
+            read_runs(inside)
 
 
 def test_a_key_that_is_no_str_is_named_as_an_unknown_field():
