@@ -48,8 +48,9 @@ def check_source(source: str, groups: ChannelGroups | None = None) -> None:
 
 def check_threshold(threshold: Any) -> float:
     """``threshold`` as a float; raises a ValueError naming it unless it is one real number
-    (NaN, a bool or a string is not: against NaN no channel would be alive, and each group
-    would keep only its most important channel).
+    >= 0 (NaN, a bool or a string is not: against NaN no channel would be alive, and each
+    group would keep only its most important channel; importances are >= 0, so below 0
+    every channel would be alive).
 
     Examples:
       >>> check_threshold(float("nan"))
@@ -60,10 +61,10 @@ def check_threshold(threshold: Any) -> float:
     real = isinstance(threshold, numbers.Real | np.ndarray | jax.Array)
     if real and np.ndim(threshold) == 0 and np.asarray(threshold).dtype != bool:
         number = float(threshold)
-    if math.isnan(number):
+    if math.isnan(number) or number < 0:
         raise ValueError(
             f"threshold={threshold!r}: a channel whose importance is at or below it is dead, "
-            "so expected a number, e.g. 1e-2"
+            "so expected a number >= 0, e.g. 1e-2"
         )
     return number
 

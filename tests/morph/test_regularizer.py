@@ -474,16 +474,17 @@ def test_the_relaxation_prices_a_group_by_the_alive_counts_of_its_neighbours():
     np.testing.assert_allclose(grad[:, 2], 2 * (5 + n1) * column / lasso("layers_0")[2], rtol=1e-4)
 
 
-@pytest.mark.parametrize("threshold", [math.nan, "0.05", None, True, jnp.ones(2)])
+@pytest.mark.parametrize("threshold", [math.nan, "0.05", None, True, jnp.ones(2), -1.0])
 def test_a_threshold_that_is_no_number_is_refused_naming_it(threshold):
-    # against NaN no channel was above it: each group silently kept its best channel only
+    # against NaN no channel was above it: each group silently kept its best channel only;
+    # below 0 (importances are >= 0) every channel was silently kept
     config = ModelConfig("mlp", 3, (5,), width=4)
     x = jnp.ones((2, 5))
     variables = config.build().init(jax.random.key(0), x)
     groups = channel_groups(config.build(), variables, x)
     message = (
         rf"^threshold={re.escape(repr(threshold))}: a channel whose importance is at or "
-        r"below it is dead, so expected a number, e.g. 1e-2$"
+        r"below it is dead, so expected a number >= 0, e.g. 1e-2$"
     )
     for call in (alive_channels, report, morph_regularizer):
         with pytest.raises(ValueError, match=message):
