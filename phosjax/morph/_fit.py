@@ -246,7 +246,8 @@ def fit_config(config: ModelConfig, variables: Any) -> ModelConfig:
     a stage have different widths, the stage is split into one stage per block.
 
     Raises:
-      ValueError: no config of that form builds variables of these shapes.
+      ValueError: no config of that form builds variables of these shapes; the variables
+        have other leaves than ``config``'s model (another model's), which are named.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -265,9 +266,16 @@ def fit_config(config: ModelConfig, variables: Any) -> ModelConfig:
         fitted = _fit(candidate, target)
         if fitted is not None:
             return fitted
-    differing = sorted(
-        path for path, shape in variable_shapes(base).items() if target.get(path) != shape
-    )
+    shapes = variable_shapes(base)
+    lacked, foreign = sorted(set(shapes) - set(target)), sorted(set(target) - set(shapes))
+    if lacked or foreign:
+        leaves = [f"lack its leaves {listing(lacked, 6, as_list=True)}"] if lacked else []
+        leaves += [f"hold the leaves {listing(foreign, 6, as_list=True)}"] if foreign else []
+        raise ValueError(
+            f"the variables are not of a {config.name!r} model like config's, whatever its "
+            f"widths: they {' and '.join(leaves)}; pass the config of the model they are of"
+        )
+    differing = sorted(path for path, shape in shapes.items() if target[path] != shape)
     raise ValueError(
         f"no {config.name!r} ModelConfig (varying its widths and integer options) builds "
         f"variables of these shapes; changed leaves: {listing(differing, 6, as_list=True)}. "

@@ -65,12 +65,6 @@ def test_blocks_of_different_widths_get_one_stage_each():
             _with_option(TRANSFORMER, num_heads=2),  # heads of another size
             "['params/blocks_0/attention/out/kernel', 'params/blocks_0/attention/qkv/bias'",
         ),
-        (
-            CNN1D,
-            CNN1D.replace(depth=2),  # a block fewer
-            "['params/blocks_2/Conv_0/bias', 'params/blocks_2/Conv_0/kernel', "
-            "'params/head/kernel']",
-        ),
     ],
 )
 def test_variables_no_config_builds_are_an_error(base, target, changed):
@@ -84,8 +78,23 @@ def test_many_changed_leaves_are_named_six_and_counted(monkeypatch):
     monkeypatch.setattr(_fit, "_candidates", lambda config: [])  # straight to the error
     deep = ModelConfig("mlp", num_classes=5, input_shape=(40,), depth=5, width=8)
     with pytest.raises(ValueError) as error:
-        fit_config(deep, _shapes(deep.replace(depth=1)))
-    assert "'params/blocks_3/Dense_0/kernel'] and 2 more. The model's" in str(error.value)
+        fit_config(deep, _shapes(deep.replace(width=16)))
+    assert "'params/blocks_2/Dense_0/kernel'] and 7 more. The model's" in str(error.value)
+
+
+def test_another_model_s_variables_are_named_so_not_widths_to_round():
+    """A block fewer (or another model) was 'changed leaves ... cannot express these
+    widths', advising expressible, which cannot help: the leaves themselves differ."""
+    fewer = CNN1D.replace(depth=2)
+    with pytest.raises(
+        ValueError,
+        match=r"^the variables are not of a 'cnn1d' model like config's, whatever its widths: "
+        r"they lack its leaves \['params/blocks_2/Conv_0/bias', 'params/blocks_2/Conv_0/kernel'"
+        r"\]; pass the config of the model they are of$",
+    ):
+        fit_config(CNN1D, _shapes(fewer))
+    with pytest.raises(ValueError, match=r"they lack its leaves \[.*\] and hold the leaves \["):
+        fit_config(CNN1D, _shapes(ModelConfig("mlp", 5, (40,))))
 
 
 class _Clock:
