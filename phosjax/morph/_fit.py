@@ -239,7 +239,8 @@ def expressible(
 
 
 def fit_config(config: ModelConfig, variables: Any) -> ModelConfig:
-    """The config, like ``config`` but with other widths, whose model has these variables.
+    """The config, like ``config`` but with other widths, whose model has these variables
+    (or these params, where it has no other collection).
 
     Each integer field of the config (stage widths, integer options) is tied to the
     axes it sizes by building the config with that field one larger. When the blocks of
@@ -261,6 +262,8 @@ def fit_config(config: ModelConfig, variables: Any) -> ModelConfig:
       ((8,), 1)
     """
     target = leaf_shapes(variables)
+    if not any(path.startswith("params/") for path in target):  # params alone
+        target = {f"params/{path}": shape for path, shape in target.items()}
     base = config.resolved()
     for candidate in _candidates(config):
         fitted = _fit(candidate, target)

@@ -17,6 +17,7 @@ from phosjax.morph import (
     mask,
     measured_latency,
     once,
+    shrink,
 )
 
 CNN1D = ModelConfig("cnn1d", num_classes=5, input_shape=(40,))
@@ -43,6 +44,16 @@ def _with_option(config: ModelConfig, **options) -> ModelConfig:
 def test_fit_config_finds_the_widths_that_build_the_variables(target):
     base = CNN1D if target.name == "cnn1d" else TRANSFORMER
     assert fit_config(base, _shapes(target)) == target.resolved()
+
+
+def test_fit_config_and_shrink_take_the_params_alone():
+    """They said the params lacked every leaf ('params/...') of config's model."""
+    model, x = CNN1D.replace(width=(6,)).build(), jnp.ones((1, 40))
+    variables = model.init(jax.random.key(0), x)
+    assert fit_config(CNN1D, variables["params"]).widths == (6,)
+    groups = channel_groups(model, variables, x)
+    alive = {name: np.arange(6) < 2 for name in groups.names}
+    assert shrink(variables["params"], alive, groups, config=CNN1D).config.widths == (2,)
 
 
 def test_fit_config_takes_real_arrays():
