@@ -143,9 +143,13 @@ def expand(
 
     if not fits(0.0):
         narrowest = _cost_or_error(scale_widths(base, 0.0, multiple), cost)
+        which = (
+            f"narrowest config (every width {multiple})"
+            if _fields(base)
+            else f"config ({config.name!r} has no widths to narrow)"
+        )
         raise ValueError(
-            f"no width multiplier fits the {cost} budget {budget:g}: the narrowest "
-            f"config (every width {multiple}) "
+            f"no width multiplier fits the {cost} budget {budget:g}: the {which} "
             + (
                 f"fails to build: {narrowest}"
                 if isinstance(narrowest, str)

@@ -554,6 +554,16 @@ def test_expand_refuses_a_budget_that_is_not_a_finite_positive_number(budget):
         expand(ModelConfig("mlp", 10, (40,), width=16), budget)
 
 
+def test_expand_of_a_config_without_widths_over_budget_says_it_has_none():
+    """It blamed 'the narrowest config (every width 8)' of a logreg, which has no width."""
+    with pytest.raises(
+        ValueError,
+        match=r"^no width multiplier fits the params budget 1: the config \('logreg' has no "
+        r"widths to narrow\) costs 410$",
+    ):
+        expand(ModelConfig("logreg", 10, (40,)), 1.0, "params")
+
+
 @pytest.mark.parametrize("kind", [np.float32, jnp.float32, int])
 def test_expand_takes_a_numpy_or_jax_scalar_budget(kind):
     config = ModelConfig("mlp", 10, (40,), width=16)
