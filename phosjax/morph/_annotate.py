@@ -39,6 +39,8 @@ def annotate(blurb: Blurb, report: Mapping[str, Any]) -> Blurb:
 
     Raises:
       SelectorError: a group's module is not in the blurb (a report of another model).
+      TypeError, ValueError: ``blurb`` is no Blurb, or ``report`` no `report` (both name
+        what they got).
 
     Examples:
       >>> import jax, jax.numpy as jnp, flax.linen as nn, phosjax as px
@@ -52,6 +54,17 @@ def annotate(blurb: Blurb, report: Mapping[str, Any]) -> Blurb:
       >>> b["layers_0"].notes, round(b.root.notes["params_ratio"], 3)  # 16 of 23 params
       ({'alive': '2/3'}, 0.696)
     """
+    if not isinstance(blurb, Blurb):
+        raise TypeError(
+            f"annotate: blurb is a {type(blurb).__name__}; expected the Blurb of "
+            "phosjax.blurb(model, variables, x) (annotate(blurb, report), in that order)"
+        )
+    if not isinstance(report, Mapping) or not {"groups", "cost"} <= set(report):
+        held = list(report) if isinstance(report, Mapping) else type(report).__name__
+        raise ValueError(
+            f"annotate: report ({held}) is no morph report, which holds 'groups' and 'cost'; "
+            "pass report(groups, variables) (not alive_channels')"
+        )
     notes: dict[str, dict[str, Any]] = {}
     for name, counts in report["groups"].items():
         path = _AXIS.sub("", name)

@@ -185,6 +185,11 @@ def test_annotate_writes_the_report_into_the_blurb():
     }
     with pytest.raises(SelectorError, match="layers_0"):
         annotate(summary, {"groups": {"layer_0": {"alive": 1, "total": 2}}, "cost": {}})
+    alive = {"layers_0": np.arange(8) < 2}  # raised a bare KeyError: 'groups'
+    with pytest.raises(ValueError, match=r"^annotate: report \(\['layers_0'\]\) is no morph "):
+        annotate(summary, alive)
+    with pytest.raises(TypeError, match=r"^annotate: blurb is a dict; expected the Blurb of "):
+        annotate(found, summary)  # swapped: raised "'dict' object has no attribute 'root'"
 
 
 class _RootParam(nn.Module):
