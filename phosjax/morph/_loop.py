@@ -534,9 +534,13 @@ def _output(directory: str | os.PathLike, overwrite: bool) -> pathlib.Path:
 
     Raises:
       RunDirectoryError: the file holds an earlier run's rows and ``overwrite`` is false,
-        ``directory`` lies inside a bench (`enclosing_bench`), it or a folder above it is a
-        file, or the folder cannot be made.
+        ``directory`` is ``''`` or lies inside a bench (`enclosing_bench`), it or a folder
+        above it is a file, or the folder cannot be made.
     """
+    if not os.fspath(directory):  # pathlib reads '' as '.': the rows would land in the cwd
+        raise RunDirectoryError(
+            "the run directory is '' (an unset shell variable?); name one, e.g. runs/morph"
+        )
     path = pathlib.Path(directory) / ITERATIONS
     around = _layout.enclosing_bench(directory)
     if around is not None:

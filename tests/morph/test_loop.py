@@ -372,6 +372,11 @@ def test_earlier_rows_are_kept_or_moved_aside_and_a_bad_dir_fails_before_trainin
     assert main(["--config", str(config), "--dir", str(tmp_path / "a_file" / "below")]) == 2
     assert capsys.readouterr().err.startswith(f"error: --dir: {a_file!r} is a file, not a ")
 
+    monkeypatch.chdir(tmp_path)  # run(config, ''): '' was read as '.', the rows went in the cwd
+    with pytest.raises(RunDirectoryError, match=r"^the run directory is '' \(an unset shell "):
+        _loop._output("", overwrite=False)
+    assert not (tmp_path / "morph").exists()
+
     bench = tmp_path / "bench"  # its results folder: pandas would read the rows as results
     (bench / "results").mkdir(parents=True)
     (bench / "bench.json").write_text("{}")
