@@ -398,7 +398,7 @@ def _not_its_variables(caller: str, variables: Mapping[str, Any], error: Excepti
 def read_by_the_model(caller: str, variables: Any) -> Iterator[None]:
     """Turns flax's bare scope errors, raised while a model reads ``variables``, into a
     ValueError beginning ``caller:`` that says what is wrong with them: params without
-    their collection, or another model's variables.
+    their collection, or another model's variables (other leaves, or other shapes).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -415,6 +415,12 @@ def read_by_the_model(caller: str, variables: Any) -> Iterator[None]:
         if "params" not in variables:
             raise ValueError(_params_alone(caller, variables)) from error
         raise ValueError(_not_its_variables(caller, variables, error)) from error
+    except flax.errors.ScopeParamShapeError as error:
+        raise ValueError(
+            f"{caller}: a variable has another shape than the model makes ({error}); are "
+            "the variables of another model, or of other widths? pass this model's, e.g. "
+            "model.init's"
+        ) from error
 
 
 def channel_groups(

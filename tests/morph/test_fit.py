@@ -170,6 +170,12 @@ def test_measured_latency_of_another_model_s_variables_names_them_not_a_flax_sco
         measured_latency(CNN1D, variables, batch=1)
     with pytest.raises(ValueError, match=r"^measured_latency: variables has no 'params' "):
         measured_latency(mlp, variables["params"], batch=1)
+    with pytest.raises(  # it raised flax's ScopeParamShapeError, saying what to pass
+        ValueError,
+        match=r"^measured_latency: a variable has another shape than the model makes \(.*"
+        r"\(40, 8\).*\); are the variables of another model, or of other widths\? pass",
+    ):
+        measured_latency(mlp.replace(width=8), variables, batch=1)
 
 
 def test_expressible_with_the_config_of_another_model_is_refused_naming_a_leaf():
