@@ -358,10 +358,11 @@ def make_evaluate(model: nn.Module, compute_dtype: str = "float32") -> EvalFn:
             logits = jnp.asarray(apply(variables, x, train=False), jnp.float32)
             loss = optax.softmax_cross_entropy_with_integer_labels(logits, y)
             correct = jnp.argmax(logits, -1) == y
-            return jnp.stack([jnp.sum(jnp.where(mask, loss, 0)), jnp.sum(correct & mask)])
+            count = jnp.sum(correct & mask).astype(loss.dtype)
+            return jnp.stack([jnp.sum(jnp.where(mask, loss, 0)), count])
 
         sums = jax.lax.map(batch, (arrays["x_test"], arrays["y_test"], arrays["test_mask"]))
-        total = sums.sum(0) / arrays["test_mask"].sum()
+        total = sums.sum(0) / arrays["test_mask"].sum().astype(sums.dtype)
         return {"loss": total[0], "accuracy": total[1]}
 
     return evaluate

@@ -1389,3 +1389,11 @@ def test_a_later_group_failing_only_in_its_evaluation_fails_before_any_group_tra
     with pytest.raises(flax.errors.InvalidRngError, match='needs PRNG for "dropout"') as raised:
         train_grid(cells, datasets={"toy": toy}, on_chunk=lambda *a: chunks.append(a))
     assert chunks == [] and "raised for cells [1]" in raised.value.__notes__[-1]
+
+
+def test_a_grid_of_strict_clean_model_and_optimizer_trains_under_strict_promotion(toy):
+    # its evaluation divided float32 sums by an int32 count: strict promotion refused it
+    hp = HParams(optimizer="sgd", batch_size=16, steps=2, grad_clip=1.0, lr_schedule="cosine")
+    with jax.numpy_dtype_promotion("strict"):
+        result = train_grid([Cell(Tiny(), "toy", hp, 0)], datasets={"toy": toy}, strategy="vmap")
+    assert 0 <= float(result.final["test_accuracy"][0]) <= 1
