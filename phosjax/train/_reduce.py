@@ -43,10 +43,12 @@ def scaled_l2_norm(v: jax.Array) -> tuple[jax.Array, jax.Array]:
     ~1.8e19, every entry finite), of the sum of the squares of ``v`` times ``scale``, a
     power of two (exact; a square it makes underflow is too small to count beside such a
     norm). That second sum runs only then (in a `jax.lax.cond`; `jax.vmap` makes it a
-    select, which computes both). ``scale`` leaves room for 2^32 entries of float32's
-    (and bfloat16's) largest value, far more of float64's, only 2^4 of float16's (which
-    params never are): so ``root`` is finite wherever every entry is (of up to that many
-    entries), even where the norm is not: whether ``v`` is finite is whether ``root`` is.
+    select, which computes both). A narrower float (bfloat16, float16) or an integer
+    ``v`` is summed in float32, whose ``root`` and ``scale`` come back: a bfloat16 sum
+    of squares would round the norm to bfloat16's 3 digits. ``scale`` leaves room for
+    2^32 entries of float32's (and bfloat16's) largest value, far more of float64's: so
+    ``root`` is finite wherever every entry is (of up to that many entries), even where
+    the norm is not: whether ``v`` is finite is whether ``root`` is.
 
     Examples:
       >>> [float(x) for x in scaled_l2_norm(jnp.array([3.0, 4.0]))]
@@ -55,7 +57,7 @@ def scaled_l2_norm(v: jax.Array) -> tuple[jax.Array, jax.Array]:
       >>> bool(jnp.isfinite(root)), float(root / scale), f"{float(root) / float(scale):.4e}"
       (True, inf, '4.2426e+38')
     """
-    v = v.astype(jnp.result_type(v, 1.0))  # integers as floats, as jnp.linalg.norm does
+    v = v.astype(jnp.promote_types(jnp.result_type(v, 1.0), jnp.float32))
     maxexp = jnp.finfo(v.dtype).maxexp
     scale = jnp.asarray(2.0 ** -(maxexp // 2 + maxexp // 8), v.dtype)  # float32: 2^-80
     plain = jnp.sum(v * v)

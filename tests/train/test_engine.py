@@ -33,6 +33,7 @@ from phosjax.train import (
     run_group,
     train_grid,
 )
+from phosjax.train._reduce import global_norm
 from phosjax.train._run import _stops
 from phosjax.train._state import _layout_difference
 from phosjax.train._step import device_arrays, make_evaluate, make_train_step
@@ -298,6 +299,16 @@ def test_a_model_storing_its_params_in_bfloat16_reports_float32_metrics(toy):
     train = {name: np.asarray(value).reshape(1, 1) for name, value in metrics.items()}
     frame = _grid.chunk_frame(Chunk(np.ones(1, np.int64), train, {}, np.full(1, -1)), [0])
     assert frame["grad_norm"].dtype == np.float32
+
+
+def test_the_grad_norm_of_bfloat16_gradients_is_summed_in_float32():
+    # their squares were summed in bfloat16: the step's grad_norm (and grad_clip's norm,
+    # where it overflows) read 64.5 for a norm of 64.631, 2e-3 off
+    grads = {"w": jax.random.normal(jax.random.key(0), (4097,)).astype(jnp.bfloat16)}
+    want = np.linalg.norm(np.asarray(grads["w"], np.float64))
+    got = global_norm(grads)
+    assert got.dtype == jnp.float32
+    np.testing.assert_allclose(float(got), want, rtol=1e-6)
 
 
 def test_a_bfloat16_state_saved_with_np_savez_resumes(toy):
