@@ -128,9 +128,15 @@ def device_array_specs(data: Any) -> dict[str, jax.ShapeDtypeStruct]:
 
 
 def _penalty(kind: str, on: str) -> Callable[[jax.Array], jax.Array]:
+    """``value -> penalty``, summed in float32 (or wider) whatever ``value``'s dtype: a
+    bfloat16 sum over a kernel rounds it to bfloat16's 3 digits."""
     elementwise = jnp.abs if kind == "l1" else jnp.square
     reduce = jnp.sum if on == "params" else jnp.mean
-    return lambda value: reduce(elementwise(value))
+
+    def penalty(value: jax.Array) -> jax.Array:
+        return reduce(elementwise(value.astype(jnp.promote_types(value.dtype, jnp.float32))))
+
+    return penalty
 
 
 def _morph_penalty(model: nn.Module, reg: Regularizer) -> Callable[[Any, jax.Array], jax.Array]:
