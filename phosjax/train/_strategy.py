@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -213,8 +214,22 @@ UNSTACK, STACK = CompiledProgram(jax.jit(_unstack)), CompiledProgram(jax.jit(_st
 """One compiled call each: a stacked tree into its cells, and cells into one stacked tree."""
 
 
+def _without_logical_rules(fn: CellFn) -> CellFn:
+    """``fn`` traced with no logical axis rules: each cell runs whole on one device, so a
+    model's ``nn.with_logical_constraint`` constrains nothing (as without rules), where
+    the caller's rules (``nn.logical_axis_rules``) would name mesh axes of the caller's,
+    which the engine's mesh (one axis, the cells) lacks."""
+
+    def run(state: Any, arrays: Any) -> Any:
+        with nn.logical_axis_rules(()):
+            return fn(state, arrays)
+
+    return run
+
+
 def _lift(fn: CellFn, strategy: str, mesh: Mesh, donate: bool) -> Callable[..., Any]:
     donate_argnums = (0,) if donate else ()
+    fn = _without_logical_rules(fn)
     if strategy in MATMUL_STRATEGIES:
         fn, strategy = convs_as_matmuls(fn), MATMUL_STRATEGIES[strategy]
     if strategy in ("sequential", "stepwise"):
