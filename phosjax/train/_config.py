@@ -1,5 +1,6 @@
 """What to train: `Regularizer`, `HParams` and `Cell` (frozen, hashable dataclasses)."""
 
+import contextlib
 import dataclasses
 import math
 import numbers
@@ -90,18 +91,26 @@ def number_in(
     hint: str = "",
 ) -> float:
     """``value`` as a float when it is a finite real number (not a bool) in ``[least,
-    most]`` (``strict``: above ``least``); ``hint`` follows the range in the message.
+    most]`` (``strict``: above ``least``); ``hint`` follows the range in the message. A
+    string that spells a float is that float, as in a bench config (YAML reads ``1e-3``,
+    without a dot, as the string ``"1e-3"``).
 
     Raises:
-      ValueError: naming ``where``: ``value`` is no number (a string, a bool, NaN), is
-        infinite or lies outside the range.
+      ValueError: naming ``where``: ``value`` is no number (a string spelling none, a
+        bool, NaN), is infinite or lies outside the range.
 
     Examples:
-      >>> number_in("HParams momentum", 0.9, 0, 1)
-      0.9
+      >>> number_in("HParams momentum", 0.9, 0, 1), number_in("HParams learning_rate", "1e-3", 0)
+      (0.9, 0.001)
+      >>> number_in("HParams learning_rate", "fast", 0)
+      Traceback (most recent call last):
+      ValueError: HParams learning_rate must be a number, got 'fast' (str).
     """
     number = math.nan
-    if isinstance(value, numbers.Real | np.ndarray | jax.Array):
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            number = float(value)
+    elif isinstance(value, numbers.Real | np.ndarray | jax.Array):
         array = np.asarray(value)
         if array.ndim == 0 and array.dtype != bool:
             number = float(array)

@@ -201,7 +201,7 @@ def make_optimizer(
     given = {"learning_rate": learning_rate, "weight_decay": weight_decay, "momentum": momentum}
     for key, least, most, hint in OPTIMIZER_RANGES:
         if not isinstance(given[key], jax.Array):  # a cell's value in a grid's init is traced
-            number_in(f"make_optimizer {key}", given[key], least, most, hint=hint)
+            given[key] = number_in(f"make_optimizer {key}", given[key], least, most, hint=hint)
     if grad_clip is not None:
         grad_clip = number_in(
             "make_optimizer grad_clip", grad_clip, 0, strict=True, hint=GRAD_CLIP_HINT
@@ -214,9 +214,7 @@ def make_optimizer(
                 f"{warmup_steps} needs steps=, the number of updates it spans."
             )
         multiplier = lr_multiplier(lr_schedule, warmup_steps, steps)
-    injected = _family(name, grad_clip, multiplier)(
-        learning_rate=learning_rate, weight_decay=weight_decay, momentum=momentum
-    )
+    injected = _family(name, grad_clip, multiplier)(**given)
     return _keeping_state_dtypes(injected)
 
 

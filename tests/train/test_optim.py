@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import optax
 import pytest
 
-from phosjax.train import OPTIMIZERS, make_optimizer
+from phosjax.train import OPTIMIZERS, HParams, make_optimizer
 
 
 @pytest.mark.parametrize(
@@ -14,7 +14,7 @@ from phosjax.train import OPTIMIZERS, make_optimizer
         (-1.0, r"must be > 0 \(a global norm\) or None \(no clipping\), got -1.0"),
         (0.0, r"must be > 0 .*, got 0.0"),
         (float("nan"), r"must be a number, got nan"),
-        ("1", r"must be a number, got '1' \(str\)"),
+        ("one", r"must be a number, got 'one' \(str\)"),
     ],
 )
 def test_a_grad_clip_that_is_no_positive_norm_is_refused_by_name(grad_clip, message):
@@ -36,13 +36,25 @@ def test_a_positive_grad_clip_scales_the_gradient_to_that_norm():
         ({"learning_rate": -0.1}, r"learning_rate must be >= 0, got -0.1"),
         ({"weight_decay": -1}, r"weight_decay must be >= 0 \(0: none\), got -1.0"),
         ({"momentum": 1.5}, r"momentum must lie in \[0, 1\], got 1.5"),
-        ({"learning_rate": "1e-3"}, r"learning_rate must be a number, got '1e-3' \(str\)"),
+        ({"learning_rate": "fast"}, r"learning_rate must be a number, got 'fast' \(str\)"),
     ],
 )
 def test_a_value_hparams_would_refuse_is_refused_by_name(option, message):
     """A negative learning rate had made every update climb the loss."""
     with pytest.raises(ValueError, match=r"make_optimizer " + message):
         make_optimizer("momentum", **option)
+
+
+def test_a_value_given_as_a_string_spelling_a_float_is_that_float_as_in_a_bench_config():
+    # YAML reads 1e-3 (no dot) as the string '1e-3': HParams and make_optimizer refused
+    # it, while a bench config read it as 0.001
+    hp = HParams(learning_rate="1e-3", weight_decay="0", momentum="5e-1", grad_clip="1")
+    assert (hp.learning_rate, hp.weight_decay, hp.momentum, hp.grad_clip) == (1e-3, 0, 0.5, 1)
+    assert HParams(learning_rate="1e-3") == HParams(learning_rate=1e-3)
+    tx = make_optimizer("sgd", learning_rate="0.5", grad_clip="10")
+    params = {"w": jnp.zeros(2)}
+    updates, _ = tx.update({"w": jnp.ones(2)}, tx.init(params), params)
+    assert updates["w"].tolist() == [-0.5, -0.5]
 
 
 def test_a_jax_array_value_is_taken_unchecked_as_a_grids_traced_one_is():
