@@ -120,7 +120,7 @@ def _vmapped_init(signature: Any, input_shape: tuple[int, ...]) -> Any:
         if knob_selectors:  # no two match one knob (`_check_knob_ranges`)
             values = {selector: v["knob_value"][i] for i, selector in enumerate(knob_selectors)}
             variables = set_knobs(variables, values)
-        params = variables.pop("params")
+        params = variables.pop("params", {})  # none: a model of knobs alone
         tx = hparams_optimizer(
             hp,
             learning_rate=v["learning_rate"],

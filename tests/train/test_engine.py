@@ -402,6 +402,31 @@ def test_a_model_constraining_activations_trains_under_the_callers_logical_rules
     jax.tree.map(np.testing.assert_array_equal, jax.device_get(ruled), jax.device_get(plain))
 
 
+class _KnobsAlone(nn.Module):
+    """No params: logits from the first features at a temperature knob."""
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        return x[:, :3] / px.knob(self, "T", 1.0)
+
+
+class _KnobsAloneConfig:
+    def build(self) -> nn.Module:
+        return _KnobsAlone()
+
+
+@pytest.mark.parametrize("compute_dtype", ["float32", "bfloat16"])
+def test_a_model_without_params_trains_a_grid_over_its_knobs(toy, compute_dtype):
+    # init_group failed with a bare KeyError 'params'
+    hp = HParams(batch_size=16, steps=1, knobs={"T": 2.0}, compute_dtype=compute_dtype)
+    cells = [Cell(_KnobsAloneConfig(), "toy", hp)]
+    result = train_grid(cells, datasets={"toy": toy}, strategy="vmap")
+    logits = jnp.asarray(toy.x_test[:, :3]) / 2
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.asarray(toy.y_test))
+    rtol = 1e-6 if compute_dtype == "float32" else 1e-2  # its input cast to bfloat16
+    np.testing.assert_allclose(result.final["test_loss"][0], float(loss.mean()), rtol=rtol)
+
+
 def test_chunks_end_at_every_evaluation():
     assert _stops(0, 8, 3, 4) == [3, 4, 7, 8]
     assert _stops(2, 9, 5, 0) == [7, 9]
