@@ -61,7 +61,7 @@ def precision_apply(model: nn.Module, compute_dtype: str) -> Callable[..., Any]:
     dtype = jnp.dtype(compute_dtype)
 
     def apply(variables: Any, x: jax.Array, *args: Any, **kwargs: Any) -> Any:
-        variables = {**variables, "params": cast_floating(variables["params"], dtype)}
+        variables = {**variables, "params": cast_floating(variables.get("params", {}), dtype)}
         out = model.apply(variables, cast_floating(x, dtype), *args, **kwargs)
         return cast_floating(out, jnp.float32)
 

@@ -78,3 +78,18 @@ def test_precision_apply_refuses_a_compute_dtype_the_engine_does_not_take(dtype)
     expected = r"expected one of \('float32', 'bfloat16'\)"
     with pytest.raises(ValueError, match=rf"precision_apply compute_dtype '{dtype}': {expected}"):
         precision_apply(nn.Dense(2), dtype)
+
+
+class _Halve(nn.Module):
+    """No params: what ``model.init`` returns for it holds no ``"params"``."""
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        return x / 2
+
+
+def test_precision_apply_takes_the_variables_of_a_model_without_params():
+    # it read variables["params"]: a bare KeyError 'params', where model.apply runs
+    x = jnp.array([[3.0, 5.0]])
+    out = precision_apply(_Halve(), "bfloat16")(_Halve().init(jax.random.key(0), x), x)
+    assert out.dtype == jnp.float32 and out.tolist() == [[1.5, 2.5]]
