@@ -1,9 +1,11 @@
 """``model.apply`` with extra collections made mutable and handed back separately, and
 `jit_keeping_constants` (a jitted call whose output may hold Python values)."""
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+import flax.errors
 import flax.linen as nn
 import jax
 from flax.core.scope import DenyList, in_filter, union_filters
@@ -35,6 +37,42 @@ def checked_variables(variables: Any, caller: str) -> Mapping[str, Any]:
         f"{caller}: variables must be what model.init returns, a mapping of collection "
         f"names to trees ({{'params': ...}}), got {shown}."
     )
+
+
+PARAMS_AS_VARIABLES = flax.errors.ApplyScopeInvalidVariablesTypeError
+"""What Flax raises for a one-module model's params passed as its variables (their
+values are arrays, no collections)."""
+
+
+@contextlib.contextmanager
+def naming_params_alone(variables: Mapping[str, Any], caller: str) -> Iterator[None]:
+    """Runs its block; where the model reads params that ``variables`` lack (no
+    ``"params"`` key: the params passed alone, as ``variables["params"]``), Flax's
+    "collection is empty" becomes a TypeError naming ``caller``, the keys given and
+    what to pass.
+
+    Examples:
+      >>> import flax.linen as nn, jax.numpy as jnp
+      >>> params = nn.Dense(2).init(jax.random.key(0), jnp.ones(3))["params"]
+      >>> with naming_params_alone(params, "probe"):
+      ...     nn.Dense(2).apply(params, jnp.ones(3))
+      Traceback (most recent call last):
+      TypeError: probe: variables hold no 'params' collection (they hold 'kernel', 'bias':
+      the params alone?); pass what model.init returns, {'params': params, ...} (Flax: ...)
+    """
+    try:
+        yield
+    except (flax.errors.ScopeCollectionNotFound, PARAMS_AS_VARIABLES) as error:
+        reads_params = 'from collection "params"' in str(error)
+        if "params" in variables or not (reads_params or isinstance(error, PARAMS_AS_VARIABLES)):
+            raise
+        keys = [repr(key) for key in variables]
+        shown = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+        raise TypeError(
+            f"{caller}: variables hold no 'params' collection (they hold "
+            f"{shown or 'nothing'}: the params alone?); pass what model.init returns, "
+            f"{{'params': params, ...}} (Flax: {str(error).split(' (https')[0]})"
+        ) from None
 
 
 def apply_collecting(

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from phosjax.core._apply import (
     apply_reaching_tags,
     checked_variables,
+    naming_params_alone,
     select_tags,
     tag_call_shapes,
 )
@@ -69,7 +70,8 @@ def perturbations(
       SelectorError: a selector matches no tagged value (one that Flax's ``sow`` stored
         in ``intermediates``, not `tag`, cannot be reached: the message says so).
       TypeError: a selected value is not floating point, or ``wrt`` is neither a str nor
-        a list of them.
+        a list of them; ``variables`` are no
+        collections (the params alone: `naming_params_alone`).
       ValueError: ``wrt`` is an empty list.
 
     Examples:
@@ -82,7 +84,8 @@ def perturbations(
       >>> zeros["h"].tolist()
       [0.0, 0.0]
     """
-    return unflatten(_flat_perturbations(model, variables, x, wrt, **kwargs))
+    with naming_params_alone(variables, "perturbations"):
+        return unflatten(_flat_perturbations(model, variables, x, wrt, **kwargs))
 
 
 def grad_of(
@@ -119,7 +122,8 @@ def grad_of(
     Raises:
       SelectorError: a selector matches no tagged value (see `perturbations`).
       TypeError: a selected value is not floating point, or ``wrt`` is neither a str nor
-        a list of them.
+        a list of them; ``variables`` are no
+        collections (the params alone: `naming_params_alone`).
       ValueError: ``wrt`` is an empty list, or a perturbation never reached its tag: a
         lifted transform, such as nn.scan, whose ``variable_axes`` omit ``perturbations``
         dropped it, though it kept the tagged value (`scan_axes` lists all of phosjax's
@@ -136,7 +140,8 @@ def grad_of(
       [2.0, 6.0]
     """
     variables = checked_variables(variables, "grad_of")
-    zeros = _flat_perturbations(model, variables, x, wrt, **kwargs)
+    with naming_params_alone(variables, "grad_of"):
+        zeros = _flat_perturbations(model, variables, x, wrt, **kwargs)
 
     def run(flat: dict[str, Any]) -> Any:
         perturbed = {**variables, PERTURBATIONS: unflatten(flat)}

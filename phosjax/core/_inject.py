@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from phosjax.core._apply import (
     apply_reaching_tags,
     checked_variables,
+    naming_params_alone,
     select_tags,
     tag_call_shapes,
 )
@@ -33,7 +34,8 @@ def injections(
     Raises:
       SelectorError: a selector matches no tagged value (one that Flax's ``sow`` stored
         in ``intermediates``, not `tag`, cannot be reached: the message says so).
-      TypeError: ``values`` is no dict ``{selector: value}`` (a bare value).
+      TypeError: ``values`` is no dict ``{selector: value}`` (a bare value); ``variables`` are no
+        collections (the params alone: `naming_params_alone`).
       ValueError: two selectors match one tagged value (both and its path named), a
         value's structure, shape or dtype differs from the tagged value's (both named), or
         several calls tag the selected value and it is no tuple of one value per call
@@ -53,7 +55,8 @@ def injections(
       [10.0, 12.0]
     """
     variables = checked_variables(variables, "injections")
-    return unflatten(_flat_injections(model, variables, x, values, **kwargs)[0])
+    with naming_params_alone(variables, "injections"):
+        return unflatten(_flat_injections(model, variables, x, values, **kwargs)[0])
 
 
 def _flat_injections(
@@ -156,7 +159,8 @@ def inject(
     Raises:
       SelectorError: a selector matches no tagged value (one that Flax's ``sow`` stored
         in ``intermediates``, not `tag`, cannot be reached: the message says so).
-      TypeError: ``values`` is no dict ``{selector: value}`` (a bare value).
+      TypeError: ``values`` is no dict ``{selector: value}`` (a bare value); ``variables`` are no
+        collections (the params alone: `naming_params_alone`).
       ValueError: two selectors match one tagged value (both and its path named), a value
         of the wrong structure, shape or dtype (the path, the call and both named), no
         tuple of one value per call for a value tagged by several, or one that never
@@ -173,7 +177,8 @@ def inject(
       [10.0, 12.0]
     """
     variables = checked_variables(variables, "inject")
-    flat, several = _flat_injections(model, variables, x, values, **kwargs)
+    with naming_params_alone(variables, "inject"):
+        flat, several = _flat_injections(model, variables, x, values, **kwargs)
     injected = {**variables, INJECTIONS: unflatten(flat)}
     collect = [INTERMEDIATES] if several else []  # tags count their calls there
     return apply_reaching_tags(

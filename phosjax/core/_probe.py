@@ -5,7 +5,13 @@ from typing import Any
 
 import flax.linen as nn
 
-from phosjax.core._apply import Mutable, apply_collecting, checked_variables, dropped_tags
+from phosjax.core._apply import (
+    Mutable,
+    apply_collecting,
+    checked_variables,
+    dropped_tags,
+    naming_params_alone,
+)
 from phosjax.core._collections import INTERMEDIATES
 from phosjax.core._paths import flatten
 from phosjax.core._selectors import select_items
@@ -37,7 +43,8 @@ def probe(
 
     Raises:
       SelectorError: a selector matched no tagged value.
-      TypeError: ``selector`` is neither a str nor a list of them (a number).
+      TypeError: ``selector`` is neither a str nor a list of them (a number); ``variables`` are no
+        collections (the params alone: `naming_params_alone`).
       ValueError: ``selector`` is an empty list.
 
     Examples:
@@ -53,7 +60,7 @@ def probe(
       ['h0', 'h1']
     """
     variables = checked_variables(variables, "probe")
-    with tags_seen() as seen:
+    with naming_params_alone(variables, "probe"), tags_seen() as seen:
         output, collected = apply_collecting(
             model, variables, x, collect=[INTERMEDIATES], mutable=mutable, **kwargs
         )

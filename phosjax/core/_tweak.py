@@ -5,7 +5,11 @@ from typing import Any
 
 import flax.linen as nn
 
-from phosjax.core._apply import checked_variables, hands_back_every_collection
+from phosjax.core._apply import (
+    checked_variables,
+    hands_back_every_collection,
+    naming_params_alone,
+)
 from phosjax.core._collections import KNOBS
 from phosjax.core._knobs import _with_knobs_declared, init_kwargs, set_knobs
 
@@ -34,7 +38,8 @@ def tweak(
 
     Raises:
       SelectorError: a selector matches no knob; the message lists the nearest.
-      TypeError: ``values`` is no dict ``{selector: value}`` (a bare value).
+      TypeError: ``values`` is no dict ``{selector: value}`` (a bare value); ``variables`` are no
+        collections (the params alone: `naming_params_alone`).
       ValueError: a concrete value is out of its knob's range (see `knob`'s ``valid``),
         checked before the model runs.
 
@@ -48,8 +53,9 @@ def tweak(
       [3.0, 3.0]
     """
     variables = checked_variables(variables, "tweak")
-    full, declared = _with_knobs_declared(model, variables, x, **init_kwargs(kwargs))
-    out = model.apply(set_knobs(full, values, declared=declared), x, **kwargs)
+    with naming_params_alone(variables, "tweak"):
+        full, declared = _with_knobs_declared(model, variables, x, **init_kwargs(kwargs))
+        out = model.apply(set_knobs(full, values, declared=declared), x, **kwargs)
     if not hands_back_every_collection(kwargs.get("mutable", False)) or KNOBS not in out[1]:
         return out  # the collections named, as asked
     output, state = out

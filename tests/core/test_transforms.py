@@ -895,6 +895,27 @@ def test_inject_a_pytree_leaf_of_the_wrong_shape_names_its_key_and_shapes():
         px.inject(Pytrees(), {}, V, {"d": {"a": V, "b": jnp.zeros(2)}})
 
 
+@pytest.mark.parametrize("transform", [*TRANSFORMS, "injections", "perturbations"])
+def test_params_passed_as_variables_name_the_transform_and_what_init_returns(transform):
+    """Flax said only 'Tried to access "kernel" from collection "params" ... the
+    collection is empty'."""
+    run = (
+        TRANSFORMS.get(transform)
+        or {
+            "injections": lambda kind, v, x: px.core.injections(Stack(kind), v, x, {}),
+            "perturbations": lambda kind, v, x: px.perturbations(Stack(kind), v, x, "**"),
+        }[transform]
+    )
+    params = init("plain")["params"]
+    first = next(iter(params))
+    with pytest.raises(
+        TypeError,
+        match=rf"^{transform}: variables hold no 'params' collection \(they hold '{first}'.*: "
+        r"the params alone\?\); pass what model.init returns, \{'params': params, \.\.\.\}",
+    ):
+        run("plain", params, X)
+
+
 @pytest.mark.parametrize("transform", [*TRANSFORMS, "injections"])
 @pytest.mark.parametrize(("variables", "shown"), [(None, "None"), ([{}], "a list")])
 def test_variables_that_are_no_mapping_name_the_transform_and_what_init_returns(
