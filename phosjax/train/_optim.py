@@ -60,6 +60,12 @@ def lr_multiplier(schedule: str, warmup_steps: int, steps: int) -> optax.Schedul
     return multiplier
 
 
+def _widened(t: jax.Array) -> jax.Array:
+    """``t`` in float32 when it is narrower (bfloat16), else as it is."""
+    wide = jnp.promote_types(t.dtype, jnp.float32)
+    return t if t.dtype == wide else t.astype(wide)
+
+
 def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
     """`optax.clip_by_global_norm` with a norm that does not overflow.
 
@@ -83,14 +89,16 @@ def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
 
     def update(updates: optax.Updates, state: optax.OptState, params: object = None) -> tuple:
         del params
-        plain = optax.tree.norm(updates)
+        plain = optax.tree.norm(jax.tree.map(_widened, updates))
         root, scale = scaled_global_norm(updates)
         overflowed = ~jnp.isfinite(plain)
         root, scale = jnp.where(overflowed, root, plain), jnp.where(overflowed, scale, 1)
         within = root / scale < max_norm
 
         def clipped(t: jax.Array) -> jax.Array:
-            return (t * scale.astype(t.dtype) / root.astype(t.dtype)) * max_norm
+            wide = _widened(t)
+            wide = wide * scale.astype(wide.dtype) / root.astype(wide.dtype)
+            return (wide * max_norm).astype(t.dtype)
 
         return jax.tree.map(lambda t: jnp.where(within, t, clipped(t)), updates), state
 

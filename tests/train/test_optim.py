@@ -2,10 +2,12 @@
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import pytest
 
 from phosjax.train import OPTIMIZERS, HParams, make_optimizer
+from phosjax.train._optim import clip_by_global_norm
 
 
 @pytest.mark.parametrize(
@@ -28,6 +30,16 @@ def test_a_positive_grad_clip_scales_the_gradient_to_that_norm():
     params = {"w": jnp.zeros(2)}
     updates, _ = tx.update({"w": jnp.array([3.0, 4.0])}, tx.init(params), params)
     assert [round(u, 6) for u in updates["w"].tolist()] == [-0.06, -0.08]
+
+
+def test_a_bfloat16_gradient_is_clipped_by_its_norm_summed_in_float32():
+    # its norm was summed in bfloat16 (64.5 for 64.631), and the clipped gradient's norm
+    # came out 1.0024 for a clip of 1
+    grads = {"w": jax.random.normal(jax.random.key(0), (4097,)).astype(jnp.bfloat16)}
+    clip = clip_by_global_norm(1.0)
+    clipped, _ = clip.update(grads, clip.init(None))
+    assert clipped["w"].dtype == jnp.bfloat16
+    assert abs(np.linalg.norm(np.asarray(clipped["w"], np.float64)) - 1) < 1e-3
 
 
 @pytest.mark.parametrize(
