@@ -2,11 +2,12 @@
 
 import contextlib
 import functools
+import json
 import os
 import pathlib
 import re
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, NoReturn
 
 import yaml
@@ -16,7 +17,7 @@ from phosjax.bench import _layout
 from phosjax.bench._config import BenchError, colon_hint
 from phosjax.bench._interrupt import INTERRUPTED, ctrl_c_ignored, ctrl_c_kept
 from phosjax.bench._summary import command_line, counted
-from phosjax.bench._usage import refuse_empty_dirs, usage_error
+from phosjax.bench._usage import _option_for, refuse_empty_dirs, usage_error
 from phosjax.bench.view._bench import BenchFiles
 
 _KEY = re.compile(r'\AParser key "([^"]+)":\s*')
@@ -56,6 +57,79 @@ def comma_names(option: str, text: str, example: str = "mlp,cnn1d") -> list[str]
             f"give names joined by commas, e.g. {option} {example}"
         )
     return names
+
+
+def names_as_lists(
+    argv: Sequence[str], examples: Mapping[str, str], *, null: bool = False
+) -> list[str]:
+    """``argv`` with the values of each option of ``examples`` (an option that takes a
+    list of names, and an example of its value) written as one YAML list: a name or
+    several joined by commas (`comma_names`) or given one after another, up to the next
+    option or a config file (``my.yaml``, meant for ``--config``), each quoted so that
+    one holding brackets (``digits[:10%]``) reads as written; an entry ``{name: mlp}`` as
+    it is. A YAML list (``[a, b]``) or an empty value is kept for the parser, as is
+    ``null`` where ``null`` is true (an option that may be unset).
+
+    Examples:
+      >>> lists = {"--models": "mlp,cnn1d", "--splits": "train,val"}
+      >>> names_as_lists(["--models", "mlp,cnn1d", "{name: gru}", "--splits=a,b"], lists)
+      ['--models', '["mlp", "cnn1d", {name: gru}]', '--splits=["a", "b"]']
+      >>> names_as_lists(["--models", "[mlp]", "[gru]", "--splits", "null"], lists, null=True)
+      ['--models', '[mlp]', '[gru]', '--splits', 'null']
+
+    Raises:
+      BenchError: naming the option and its value where a name is empty (``mlp,``).
+    """
+    given, argv = list(argv), []
+    while given:
+        arg = given.pop(0)
+        option, equals, value = arg.partition("=")
+        values = [value] if equals else []
+        while option in examples and not equals and given and not _another_option(given[0]):
+            values.append(given.pop(0))
+        kept = [v for v in values if not v.strip() or v.lstrip()[0] == "["]
+        if null and values == ["null"]:
+            kept = values
+        if option not in examples or kept:
+            argv += [arg, *([] if equals else values)]
+        elif equals:
+            argv.append(f"{option}={_yaml_list(option, [value], examples[option])}")
+        else:
+            argv += [arg, *([_yaml_list(option, values, examples[option])] if values else [])]
+    return argv
+
+
+def _another_option(arg: str) -> bool:
+    """Whether ``arg``, after a name of a list option, is no further name but an option,
+    or a config file meant for ``--config`` (`_option_for`): ``new --models mlp
+    configs/example.yaml`` is told to pass ``--config configs/example.yaml``, not that no
+    model has that name.
+
+    Examples:
+      >>> _another_option("--dir"), _another_option("my.yaml"), _another_option("cnn1d")
+      (True, True, False)
+    """
+    return arg.startswith("-") or _option_for(arg, ["--config"]) is not None
+
+
+def _yaml_list(option: str, values: Sequence[str], example: str) -> str:
+    """``values`` of ``option``, names (joined by commas or not: `comma_names`, with
+    ``example`` in its error) and entries (``{name: mlp}``), as one YAML list.
+
+    Examples:
+      >>> print(_yaml_list("--models", ["mlp, cnn1d", "{name: gru}", "digits[:10%]"], "a,b"))
+      ["mlp", "cnn1d", {name: gru}, "digits[:10%]"]
+    """
+    items = [
+        item
+        for value in values
+        for item in (
+            [value]
+            if value.lstrip().startswith("{")
+            else [json.dumps(name) for name in comma_names(option, value, example)]
+        )
+    ]
+    return f"[{', '.join(items)}]"
 
 
 def either(names: Iterable[str]) -> str:

@@ -16,7 +16,6 @@ continues a bench of your own models too.
 """
 
 import dataclasses
-import json
 import pathlib
 import sys
 from collections.abc import Mapping, Sequence
@@ -29,7 +28,6 @@ from phosjax.bench import _layout, _plan
 from phosjax.bench._cli import (
     ConfigParser,
     add_common,
-    comma_names,
     config_files,
     config_files_first,
     data_bars_hidden,
@@ -37,6 +35,7 @@ from phosjax.bench._cli import (
     entry_point,
     exit_process,
     kept_in_bench,
+    names_as_lists,
     option_names,
 )
 from phosjax.bench._config import NAMED_HPARAMS, BenchConfig, BenchError, read_yaml
@@ -44,7 +43,6 @@ from phosjax.bench._directory import open_bench, shown_differences
 from phosjax.bench._imports import import_for_bench, planned_models
 from phosjax.bench._plan import check_models
 from phosjax.bench._runner import run
-from phosjax.bench._usage import _option_for
 from phosjax.morph._loop import MorphConfig
 from phosjax.train import STRATEGIES
 
@@ -201,73 +199,6 @@ _EXAMPLES = {
 """The options whose value is a list of names, where one name or several joined by
 commas are taken as that list (as ``add_models --models`` takes them; ``--models+``
 appends it to the list so far), and an example of each's value."""
-_LISTS = tuple(_EXAMPLES)
-
-
-def _names_as_lists(argv: Sequence[str]) -> list[str]:
-    """``argv`` with each `_LISTS` value that is not a YAML list written as one: ``mlp``
-    as ``["mlp"]``, ``mlp,cnn1d`` as ``["mlp", "cnn1d"]`` (`_yaml_list`), an entry
-    ``{name: mlp}`` as ``[{name: mlp}]``, and several values (``--models mlp cnn1d``, as
-    ``add_models`` takes them) as one list; jsonargparse took only ``[...]`` (its usage,
-    ``--models [ITEM,...]``, says so) and refused ``--datasets digits``.
-
-    Examples:
-      >>> _names_as_lists(["--models", "mlp,cnn1d", "--datasets=digits", "--dir", "d"])
-      ['--models', '["mlp", "cnn1d"]', '--datasets=["digits"]', '--dir', 'd']
-      >>> _names_as_lists(["--models", "mlp", "{name: gru}", "--models+", "cnn1d"])
-      ['--models', '["mlp", {name: gru}]', '--models+', '["cnn1d"]']
-      >>> _names_as_lists(["--models", "[mlp]", "[gru]"])  # refused as before
-      ['--models', '[mlp]', '[gru]']
-    """
-    given, argv = list(argv), []
-    while given:
-        arg = given.pop(0)
-        option, equals, value = arg.partition("=")
-        values = [value] if equals else []
-        while option in _LISTS and not equals and given and not _another_option(given[0]):
-            values.append(given.pop(0))
-        if option not in _LISTS or not all(v.strip() and v.lstrip()[0] != "[" for v in values):
-            argv += [arg, *([] if equals else values)]
-        elif equals:
-            argv.append(f"{option}={_yaml_list(option, [value])}")
-        else:
-            argv += [arg, *([_yaml_list(option, values)] if values else [])]
-    return argv
-
-
-def _another_option(arg: str) -> bool:
-    """Whether ``arg``, after a name of ``--models`` or ``--datasets``, is no further name
-    but an option, or a config file meant for ``--config`` (`_option_for`): ``new --models
-    mlp configs/example.yaml`` is told to pass ``--config configs/example.yaml``, not that
-    no model has that name.
-
-    Examples:
-      >>> _another_option("--dir"), _another_option("my.yaml"), _another_option("cnn1d")
-      (True, True, False)
-    """
-    return arg.startswith("-") or _option_for(arg, ["--config"]) is not None
-
-
-def _yaml_list(option: str, values: Sequence[str]) -> str:
-    """``values`` of ``option``, names (joined by commas or not: `comma_names`) and entries
-    (``{name: mlp}``), as one YAML list; each name quoted, so that one holding brackets
-    (``digits[:10%]``) reads as written and its error is the config's, not YAML's about a
-    list no one wrote.
-
-    Examples:
-      >>> print(_yaml_list("--models", ["mlp, cnn1d", "{name: gru}", "digits[:10%]"]))
-      ["mlp", "cnn1d", {name: gru}, "digits[:10%]"]
-    """
-    items = [
-        item
-        for value in values
-        for item in (
-            [value]
-            if value.lstrip().startswith("{")
-            else [json.dumps(name) for name in comma_names(option, value, _EXAMPLES[option])]
-        )
-    ]
-    return f"[{', '.join(items)}]"
 
 
 def _stored_config_to_print(argv: list[str]) -> list[str]:
@@ -295,7 +226,7 @@ def _stored_config_to_print(argv: list[str]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> None:
     """Runs the command line ``argv`` (default ``sys.argv[1:]``)."""
     argv = config_files_first(sys.argv[1:] if argv is None else argv)
-    argv = _stored_config_to_print(_names_as_lists(argv))
+    argv = _stored_config_to_print(names_as_lists(argv, _EXAMPLES))
     for path in config_files(argv):  # named, clear errors before jsonargparse's
         _check_config_file(path)
     args = parser().parse_args(argv)

@@ -16,7 +16,6 @@ fields, and exits: saved to a file and given back with ``--config``, it runs the
 """
 
 import dataclasses
-import json
 import pathlib
 import sys
 from collections.abc import Mapping, Sequence
@@ -29,13 +28,13 @@ import phosjax.bench._interrupt  # noqa: F401  first: a Ctrl-C while jax loads i
 from phosjax._yaml import read_file
 from phosjax.bench._cli import (
     ConfigParser,
-    comma_names,
     config_files,
     config_files_first,
     data_bars_hidden,
     entry_point,
     exit_process,
     kept_in_dir,
+    names_as_lists,
     option_names,
     refuse_unknown_options,
 )
@@ -210,39 +209,6 @@ _LISTS = {"--features": "pixels,digit", "--splits": "train,val"}
 """The options of a list of names, each with names as it takes them joined by commas."""
 
 
-def _comma_lists(argv: Sequence[str]) -> list[str]:
-    """``argv`` with each `_LISTS` option's names joined by commas (``pixels,digit``, as
-    ``new --datasets`` takes them: `comma_names`) written as the list they name; a list
-    (``[a, b]``) or ``null`` is kept, as is an option next (``--features --splits``: a
-    value missing, the parser's error).
-
-    Examples:
-      >>> _comma_lists(["--features", "pixels, digit", "--splits=train[:90%],train[90%:]"])
-      ['--features', '["pixels", "digit"]', '--splits=["train[:90%]", "train[90%:]"]']
-      >>> _comma_lists(["--splits", "[train, val]", "--features=null"])
-      ['--splits', '[train, val]', '--features=null']
-      >>> _comma_lists(["--features", "--splits", "train,val"])
-      ['--features', '--splits', '["train", "val"]']
-
-    Raises:
-      BenchError: naming the option and its value where a name is empty (``train,``).
-    """
-    argv = list(argv)
-    for i, arg in enumerate(argv):
-        option, equals, value = arg.partition("=")
-        if option not in _LISTS:
-            continue
-        if not equals:
-            if i + 1 == len(argv) or argv[i + 1].startswith("-"):
-                continue
-            i, value = i + 1, argv[i + 1]
-        if value.strip().startswith("[") or value.strip() in ("null", ""):
-            continue
-        names = json.dumps(comma_names(option, value, _LISTS[option]))
-        argv[i] = f"{option}={names}" if equals else names
-    return argv
-
-
 def _model_fields_given(argv: Sequence[str]) -> list[str]:
     """The `ModelConfig` fields that ``argv`` sets (``--model FILE``: all of them).
 
@@ -339,7 +305,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     naming the nearest one.
     """
     try:
-        argv = _comma_lists(config_files_first(sys.argv[1:] if argv is None else argv))
+        argv = names_as_lists(
+            config_files_first(sys.argv[1:] if argv is None else argv), _LISTS, null=True
+        )
     except ValueError as error:
         return _fail(str(error))
     command_line = parser()

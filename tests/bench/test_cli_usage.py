@@ -134,6 +134,24 @@ def test_a_morph_runs_features_and_splits_take_names_joined_by_commas(tmp_path, 
     assert "--features/--features+: expected one argument" in capsys.readouterr().err
 
 
+def test_a_morph_runs_features_take_names_one_after_another_as_new_s_models(tmp_path, capsys):
+    """``--features signal label`` was "unrecognized arguments: label", where ``new
+    --models mlp cnn1d`` takes both: the two commands share one argv rewriter."""
+    import yaml
+
+    from phosjax.morph.__main__ import main
+
+    argv = ["--config", "configs/morph_mnist1d.yaml", "--dir", str(tmp_path / "run")]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--features", "signal", "label", "--features=null", "--print_config"])
+    assert exit_info.value.code == 0
+    assert yaml.safe_load(capsys.readouterr().out)["features"] is None
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--features", "signal", "label", "--print_config"])
+    assert exit_info.value.code == 0
+    assert yaml.safe_load(capsys.readouterr().out)["features"] == ["signal", "label"]
+
+
 @pytest.mark.parametrize(
     ("command", "required"), [("view", "--dir DIR"), ("export", "--mlflow URI")]
 )
