@@ -13,6 +13,7 @@ from typing import Any, ClassVar, NoReturn
 import yaml
 from jsonargparse import ArgumentParser
 
+from phosjax._yaml import read_file
 from phosjax.bench import _layout
 from phosjax.bench._config import BenchError, colon_hint
 from phosjax.bench._interrupt import INTERRUPTED, ctrl_c_ignored, ctrl_c_kept
@@ -143,6 +144,35 @@ def either(names: Iterable[str]) -> str:
     return " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
 
 
+_UNLOADABLE = re.compile(r"\AParser key \"([^\"]+)\":\s*Unable to load config '(.*)'$", re.M)
+
+
+def unloadable_group(option: str, given: str, keys: Sequence[str]) -> str:
+    """Why ``given``, the value of ``option``, a group of ``keys`` (``--grid``), is neither
+    a YAML file of them that can be read (`read_file`'s error) nor a YAML mapping of them;
+    jsonargparse said "Unable to load config" of a file missing or of a list alike.
+
+    Examples:
+      >>> unloadable_group("--grid", "/no/grid.yaml", ["steps", "batch_size"])
+      "--grid: config file '/no/grid.yaml' does not exist; --grid takes a YAML file of its \
+keys or a YAML mapping of them, e.g. --grid '{steps: VALUE}' (its keys: steps, batch_size)"
+      >>> unloadable_group("--grid", "[1]", ["steps"]).split(";")[0]
+      "--grid '[1]' is neither a YAML file nor a YAML mapping"
+    """
+    hint = (
+        f"{option} takes a YAML file of its keys or a YAML mapping of them, e.g. "
+        f"{option} '{{{keys[0] if keys else 'KEY'}: VALUE}}' (its keys: {', '.join(keys)})"
+    )
+    path = pathlib.Path(given)
+    if not (path.exists() or path.suffix in (".yaml", ".yml") or os.sep in given):
+        return f"{option} {given!r} is neither a YAML file nor a YAML mapping; {hint}"
+    try:
+        data = read_file(path)
+    except ValueError as error:
+        return f"{option}: {str(error).rstrip('.')}; {hint}"
+    return f"{option}: config file {given!r} holds a {type(data).__name__}, not a mapping; {hint}"
+
+
 def value_error_line(message: str) -> str:
     r"""jsonargparse's (multi-line) message about a bad value on one line: the option, the
     value given and the types it takes; other messages as they are.
@@ -243,7 +273,19 @@ class Parser(ArgumentParser):
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         if not self.exit_on_error:  # jsonargparse parsing inside: it raises
             super().error(message, ex)
-        usage_error(self, value_error_line(required_as_options(message)))
+        usage_error(
+            self,
+            self._unloadable_group(message) or value_error_line(required_as_options(message)),
+        )
+
+    def _unloadable_group(self, message: str) -> str | None:
+        """jsonargparse's message that a group's option (``--grid``, ``--model``) could not
+        load its value as `unloadable_group` says it; None for any other message."""
+        found = _UNLOADABLE.match(message)
+        if found is None:
+            return None
+        keys = [a.dest.split(".", 1)[1] for a in self._actions if a.dest.startswith(f"{found[1]}.")]
+        return unloadable_group(f"--{found[1]}", found[2], keys)
 
     def parse_args(self, *args: Any, **kwargs: Any) -> Any:
         """jsonargparse's `parse_args`; an empty ``--dir`` or ``--out`` is refused

@@ -153,6 +153,26 @@ def test_a_morph_runs_features_take_names_one_after_another_as_new_s_models(tmp_
 
 
 @pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ("/no/grid.yaml", "--grid: config file '/no/grid.yaml' does not exist; "),
+        ("steps", "--grid 'steps' is neither a YAML file nor a YAML mapping; "),
+    ],
+)
+def test_a_grid_file_missing_names_the_option_the_path_and_what_it_takes(
+    given, said, tmp_path, capsys
+):
+    """It was "--grid: Unable to load config '/no/grid.yaml'", of a file and a typo alike."""
+    with pytest.raises(SystemExit) as exit_info:
+        _main("new")(["--dir", str(tmp_path / "b"), "--grid", given])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {said}--grid takes a YAML file of its keys or a YAML mapping")
+    assert "e.g. --grid '{optimizer: VALUE}' (its keys: optimizer, learning_rate," in err
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize(
     ("command", "required"), [("view", "--dir DIR"), ("export", "--mlflow URI")]
 )
 def test_help_shows_the_required_options_as_required(command, required, capsys):
