@@ -296,6 +296,14 @@ def _execute(
     process = process or (jax.process_index(), jax.process_count())
     agree("configs or process counts", f"config {config.digest()}, {process[1]} processes")
     check_processes(root, process[1])
+    hparams = _finished_hparams(root, config) if process[1] == 1 and planned is None else None
+    if hparams is not None:  # nothing to train: no plan, no data set loaded
+        check_models(config.model_entries())  # its models registered, as a plan checks
+        with locked(root, process):
+            _check_unchanged(root, seen)
+            remove_stale_temporaries(root)
+            write_meta(root, config, registered_models(), process[1], imports)
+            return _results(root, _status(root, process)["groups"], hparams, progress)
     plan_ = planned or in_every_process(lambda: plan(config, datasets), "plan the bench")
     with contextlib.ExitStack() as lock:  # one run at a time writes the bench
 
@@ -406,9 +414,41 @@ def _write_and_train(
     # All leave together: one leaving first would reach jax.distributed's shutdown
     # barrier early, which aborts every process once it times out (300 s by default).
     in_every_process(train_share, "train its share of the bench")
+    groups = {j.key: status["groups"][j.key] for j in mine if j.key in status["groups"]}
+    return _results(root, groups, plan_.hparam_columns, progress)
+
+
+def _finished_hparams(root: pathlib.Path, config: BenchConfig) -> tuple[str, ...] | None:
+    """The hyperparameter columns of the bench in ``root`` where it is finished under
+    ``config`` (its recorded config hash, and its status records every cell of its
+    ``cells.parquet`` finished): nothing is left to train, so it needs no plan, nor its
+    data sets loaded (``new --dir DIR --data_dir NEW`` prepared them all in ``NEW``).
+    None otherwise, or where a file cannot be read (the run plans, and sees to it)."""
+    try:
+        if _config_hash(root) != config.digest():
+            return None
+        cells = pd.read_parquet(root / _layout.CELLS)
+        groups = _status(root, (0, 1))["groups"].values()
+    except UNREADABLE:
+        return None
+    finished = {cell for group in groups if group.get("finished") for cell in group["cells"]}
+    if cells.empty or not set(cells.cell_id) <= finished:
+        return None
+    return tuple(c for c in cells.columns if c not in _layout.CELL_COLUMNS)
+
+
+def _results(
+    root: pathlib.Path,
+    groups: Mapping[str, Mapping[str, Any]],
+    hparam_columns: Sequence[str],
+    progress: bool,
+) -> pd.DataFrame:
+    """The results of the bench in ``root``, whose status entries ``groups`` record its
+    progress; a warning names the finished ones whose rows are lost, and ``progress``
+    prints the summary."""
     parts = _layout.part_files(root / _layout.RESULTS)  # not a README.txt a user put there
     results = read_parts(parts)
-    lacking = _lacking_rows(results, mine, status)
+    lacking = _lacking_rows(results, groups)
     if lacking:  # said even without progress: the bench is not what its status says
         print(
             f"warning: {str(root / _layout.RESULTS)!r} lacks training rows of finished "
@@ -417,7 +457,7 @@ def _write_and_train(
             file=sys.stderr,
         )
     if progress:
-        print(summary_text(str(root), results, plan_.hparam_columns))
+        print(summary_text(str(root), results, hparam_columns))
     return results
 
 
@@ -436,12 +476,10 @@ def _progress_text(groups: Sequence[Mapping[str, Any]], cells: int) -> str:
     return f"cells {finished}/{cells}" + (f", {diverged} diverged" if diverged else "")
 
 
-def _lacking_rows(
-    results: pd.DataFrame, mine: Sequence[GroupJob], status: Mapping[str, Any]
-) -> list[str]:
-    """The groups of ``mine`` that ``status`` records as finished whose cells lack train
-    rows in ``results`` (a row per step), each with how many of its cells do."""
-    finished = [j for j in mine if status["groups"].get(j.key, {}).get("finished")]
+def _lacking_rows(results: pd.DataFrame, groups: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The status entries ``groups`` recorded as finished whose cells lack train rows in
+    ``results`` (a row per step), each with how many of its cells do."""
+    finished = {key: group for key, group in groups.items() if group.get("finished")}
     if not finished:
         return []
     steps: Mapping[str, int] = {}
@@ -449,10 +487,10 @@ def _lacking_rows(
         train = results[results.split == "train"]
         steps = train.groupby("cell_id").step.nunique().to_dict()
     lacking = []
-    for job in finished:
-        short = [c for c in job.cells if steps.get(c.row["cell_id"], 0) < job.steps]
+    for key, group in finished.items():
+        short = [c for c in group["cells"] if steps.get(c, 0) < group["steps"]]
         if short:
-            lacking.append(f"{job.key} ({len(short)} of its {len(job.cells)} cells)")
+            lacking.append(f"{key} ({len(short)} of its {len(group['cells'])} cells)")
     return lacking
 
 

@@ -1,5 +1,6 @@
 """Resume after ``kill -9``: the finished bench equals an uninterrupted one, row for row."""
 
+import dataclasses
 import os
 import pathlib
 import signal
@@ -522,3 +523,23 @@ def test_a_finished_group_whose_rows_were_lost_is_said_not_silently_summed(tmp_p
     err = capsys.readouterr().err
     assert f"lacks training rows of finished groups: {group} (1 of its 1 cells)" in err
     assert "restore them from a backup" in err
+
+
+def test_a_finished_bench_run_again_plans_nothing_and_loads_no_data(
+    tmp_path, toy, capsys, monkeypatch
+):
+    """``new --dir DIR --data_dir NEW`` of a finished bench planned it, preparing every
+    data set in NEW with nothing to train; it records NEW and prints the summary alone."""
+    config = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1)
+    whole = run(config, tmp_path, datasets=toy, progress=False)
+
+    def planned(*args, **kwargs):
+        raise AssertionError("a finished bench was planned")
+
+    monkeypatch.setattr(_runner, "plan", planned)
+    moved = dataclasses.replace(config, data_dir=str(tmp_path / "moved"))
+    again = run(moved, tmp_path, progress=True)
+    pd.testing.assert_frame_equal(again, whole)
+    assert "mlp" in capsys.readouterr().out  # the summary
+    assert load_config(tmp_path / _layout.CONFIG).data_dir == str(tmp_path / "moved")
+    assert not (tmp_path / "moved").exists()
