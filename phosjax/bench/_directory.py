@@ -403,13 +403,16 @@ def check_processes(root: pathlib.Path, count: int) -> None:
 
 def _with_earlier(env: dict[str, Any], path: pathlib.Path) -> dict[str, Any]:
     """``env`` (this run's `environment`), keeping in ``earlier`` the other environments
-    that earlier runs of the bench recorded in ``path``, oldest first: a bench resumed or
-    extended on another machine still says what trained its first results."""
+    that earlier runs of the bench recorded in ``path``, each once, in the order they
+    first ran it: a bench resumed or extended on another machine still says what trained
+    its first results, and one alternating between two machines lists each once (it
+    grew by one entry per switch)."""
     previous = read_json(path) if path.is_file() and _runner_env(path) else {}
     earlier = list(previous.pop("earlier", []))
     if previous and previous != env:
         earlier.append(previous)
-    return {**env, "earlier": earlier} if earlier else env
+    once = [e for i, e in enumerate(earlier) if e not in earlier[:i]]
+    return {**env, "earlier": once} if once else env
 
 
 def recorded_imports(config: BenchConfig, modules: Sequence[str]) -> list[str]:

@@ -137,6 +137,17 @@ def test_env_json_keeps_the_environments_of_earlier_runs_on_other_machines(tmp_p
     assert [e["host"] for e in earlier] == ["a", "gpu-box"]  # oldest first
 
 
+def test_env_json_of_a_bench_alternating_machines_lists_each_once(tmp_path, monkeypatch):
+    """Each switch between two machines added an entry: 'earlier' grew without bound."""
+    config = BenchConfig(models=["mlp"], datasets=["toy"])
+    machines = [{"packages": {}, "python": "3.11", "host": h, "devices": []} for h in "ab"]
+    for run_on in [*machines, *machines, *machines]:
+        monkeypatch.setattr(_directory, "environment", lambda run_on=run_on: dict(run_on))
+        _directory.write_meta(tmp_path, config, ["mlp"], 1)
+    env = json.loads((tmp_path / _layout.ENV).read_text())
+    assert env["host"] == "b" and [e["host"] for e in env["earlier"]] == ["a", "b"]
+
+
 def test_bench_files(bench):
     root, _ = bench
     marker = json.loads((root / _layout.MARKER).read_text())
