@@ -52,6 +52,7 @@ from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 from phosjax._listing import listing
+from phosjax._nearest import nearest_names
 
 FORMAT = 1
 
@@ -119,23 +120,59 @@ def is_bench(directory: str | pathlib.Path) -> bool:
     return (pathlib.Path(directory) / MARKER).is_file()
 
 
-def why_not_a_bench(directory: str | os.PathLike) -> str:
+def why_not_a_bench(
+    directory: str | os.PathLike, holds: Callable[[pathlib.Path], bool] = is_bench
+) -> str:
     """Why ``directory``, which holds no bench, is not one, for a message: there is no
-    such directory, it is a file, it holds a run of ``python -m phosjax.morph``, or it
-    has no marker.
+    such directory (`no_such_directory`: a typo of a bench beside it, or of what
+    ``holds``), it is a file, it holds a run of ``python -m phosjax.morph``, or it has
+    no marker.
 
     Examples:
       >>> why_not_a_bench("/no/such/bench")
-      'no such directory'
+      "no such directory, nor '/no'"
     """
     path = pathlib.Path(directory)
     if not path.exists():
-        return "no such directory"
+        return no_such_directory(path, holds)
     if not path.is_dir():
         return "it is a file, not a directory"
     if (path / MORPH_ITERATIONS).is_file():
         return f"it holds a run of `python -m phosjax.morph` ({MORPH_ITERATIONS})"
     return f"it has no {MARKER}"
+
+
+def no_such_directory(
+    directory: pathlib.Path, holds: Callable[[pathlib.Path], bool] = is_bench, yet: str = ""
+) -> str:
+    """Why ``directory``, which does not exist, is no bench (``yet``: the viewer waits for
+    one), a typo made plain: where the folder above it is missing too, the first one
+    missing (`python -m phosjax.bench.new` makes them all); the names beside the one
+    missing close to it (benches, or what ``holds``, beside ``directory`` itself).
+
+    Examples:
+      >>> import tempfile
+      >>> runs = pathlib.Path(tempfile.mkdtemp(), "runs")
+      >>> (runs / "example").mkdir(parents=True)
+      >>> _ = (runs / "example" / MARKER).write_text('{"format": 1}')
+      >>> no_such_directory(runs / "exmaple"), no_such_directory(runs / "new", yet="yet")
+      ("no such directory; a typo of the bench 'example' beside it?", 'no such directory yet')
+      >>> no_such_directory(runs.parent / "rusn" / "example")
+      "no such directory, nor '.../rusn'; a typo of 'runs' beside it?"
+    """
+    resolved = missing = directory.resolve()
+    while not missing.parent.exists() and missing.parent != missing:
+        missing = missing.parent
+    beside = holds if missing == resolved else pathlib.Path.is_dir
+    try:
+        names = [p.name for p in missing.parent.iterdir() if not p.name.startswith(".")]
+        near = nearest_names(missing.name, [n for n in names if beside(missing.parent / n)])
+    except OSError:  # unreadable: nothing to suggest
+        near = ""
+    why = " ".join(filter(None, ["no such directory", yet]))
+    why += "" if missing == resolved else f", nor {str(missing)!r}"
+    what = "the bench " if missing == resolved else ""
+    return f"{why}; a typo of {what}{near} beside it?" if near else why
 
 
 def enclosing_bench(
@@ -197,7 +234,7 @@ def not_a_bench(
 
     Examples:
       >>> not_a_bench("/no/such/bench")
-      "'/no/such/bench' is not a bench: no such directory. Make one with `python -m ..."
+      "'/no/such/bench' is not a bench: no such directory, nor '/no'. Make one with `python -m ..."
     """
     around = enclosing_bench(directory, holds)
     hint = (
@@ -206,7 +243,8 @@ def not_a_bench(
         else benches_inside(directory, holds)
         or "Make one with `python -m phosjax.bench.new --config CONFIG.yaml --dir DIR`."
     )
-    return f"{str(directory)!r} is not a bench: {why_not_a_bench(directory)}. {hint}"
+    why = why_not_a_bench(directory, holds)
+    return f"{str(directory)!r} is not a bench: {why}{'' if why.endswith('?') else '.'} {hint}"
 
 
 PROCESS_SUFFIX = r"\.p(\d+)of(\d+)"

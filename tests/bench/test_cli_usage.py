@@ -172,6 +172,20 @@ def test_a_grid_file_missing_names_the_option_the_path_and_what_it_takes(
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.parametrize("command", ["profile", "add_models", "export"])
+def test_a_mistyped_dir_names_the_bench_beside_it(command, tmp_path, capsys):
+    """It said 'no such directory' alone, where the viewer names the bench of a close name."""
+    (tmp_path / "example").mkdir()
+    (tmp_path / "example" / "bench.json").write_text('{"format": 1}')
+    args = ["--dir", str(tmp_path / "exmaple"), "--models", "mlp", "--mlflow", "x"]
+    args = args[:2] + {"profile": [], "add_models": args[2:4], "export": args[4:]}[command]
+    assert _main(command)(args) == 2
+    assert capsys.readouterr().err.startswith(
+        f"error: {str(tmp_path / 'exmaple')!r} is not a bench: no such directory; a typo of "
+        "the bench 'example' beside it? Make one with"
+    )
+
+
 @pytest.mark.parametrize(
     ("command", "required"), [("view", "--dir DIR"), ("export", "--mlflow URI")]
 )

@@ -22,7 +22,6 @@ import pyarrow.parquet as pq
 import pyarrow.types as pat
 
 from phosjax._listing import listing
-from phosjax._nearest import nearest_names
 from phosjax.bench import _layout
 from phosjax.bench._errors import BrokenFileError
 from phosjax.bench._reading import UNREADABLE, read_file
@@ -145,36 +144,6 @@ def _unrelated(directory: pathlib.Path) -> tuple[list[str], bool]:
     return unrelated, not locks and any(name in locked for name in unrelated)
 
 
-def _no_such_directory(directory: pathlib.Path) -> str:
-    """Why the viewer waits on ``directory``, which does not exist, a typo made plain:
-    where the folder above it is missing too, the first one missing (`python -m
-    phosjax.bench.new` makes them all: it may be a bench's still); the names beside the
-    one missing close to it (benches, beside ``directory`` itself).
-
-    Examples:
-      >>> import tempfile
-      >>> runs = pathlib.Path(tempfile.mkdtemp(), "runs")
-      >>> (runs / "example").mkdir(parents=True)
-      >>> _ = (runs / "example" / "bench.json").write_text('{"format": 1}')
-      >>> _no_such_directory(runs / "exmaple"), _no_such_directory(runs / "new")
-      ("no such directory yet; a typo of the bench 'example' beside it?", 'no such directory yet')
-      >>> _no_such_directory(runs.parent / "rusn" / "example")
-      "no such directory yet, nor '.../rusn'; a typo of 'runs' beside it?"
-    """
-    resolved = missing = directory.resolve()
-    while not missing.parent.exists() and missing.parent != missing:
-        missing = missing.parent
-    holds = _holds_a_run if missing == resolved else pathlib.Path.is_dir
-    try:
-        names = [p.name for p in missing.parent.iterdir() if not p.name.startswith(".")]
-        near = nearest_names(missing.name, [n for n in names if holds(missing.parent / n)])
-    except OSError:  # unreadable: nothing to suggest
-        near = ""
-    why = "no such directory yet" + ("" if missing == resolved else f", nor {str(missing)!r}")
-    what = "the bench " if missing == resolved else ""
-    return f"{why}; a typo of {what}{near} beside it?" if near else why
-
-
 def not_started(directory: str | pathlib.Path) -> str | None:
     """Why the viewer waits for a bench in ``directory``, one may start there (no such
     directory yet: a bench makes its ``--dir``, the benches of a name close to its named
@@ -216,7 +185,7 @@ def not_started(directory: str | pathlib.Path) -> str | None:
     where = f"waiting for the bench to start in {str(given.resolve())!r}"
     inside = _layout.enclosing_bench(given, _holds_a_run) is not None
     if not given.exists() and not inside:
-        return f"{where} ({_no_such_directory(given)})"
+        return f"{where} ({_layout.no_such_directory(given, _holds_a_run, 'yet')})"
     if inside or not given.is_dir() or _layout.benches_inside(given, _holds_a_run):
         raise NotABenchError(_layout.not_a_bench(given, _holds_a_run, use="view"))
     try:
