@@ -192,7 +192,8 @@ def _nothing_to_resume(root: pathlib.Path) -> str:
     without ``--resume``)."""
     start = "run the command without --resume, with its --config FILE, to start it"
     if not root.exists():
-        return f"--resume: {str(root)!r} does not exist, so it holds no bench to resume; {start}."
+        why = _layout.no_such_directory(root)  # a typo of a bench beside it named
+        return f"--resume: {str(root)!r} holds no bench to resume ({why}); {start}."
     foreign = _foreign(root)
     if foreign:
         return (
@@ -286,8 +287,9 @@ def choose_config(
                 )
             )
         if config is None:
+            why = "" if root.exists() else f" ({_layout.no_such_directory(root)})"
             raise BenchError(
-                f"no config given, and {str(root)!r} holds no bench to continue: pass "
+                f"no config given, and {str(root)!r} holds no bench to continue{why}: pass "
                 "--config FILE (a YAML bench config, e.g. configs/example.yaml)."
             )
         return config, None

@@ -258,6 +258,24 @@ def test_no_config_on_a_new_dir_is_refused_and_nothing_written(tmp_path, capsys)
     assert not root.exists()
 
 
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ([], "no config given, and {dir} holds no bench to continue ({typo}): pass --config"),
+        (["--resume"], "--resume: {dir} holds no bench to resume ({typo}); run the command"),
+    ],
+)
+def test_a_mistyped_dir_without_config_names_the_bench_beside_it(tmp_path, capsys, given, said):
+    """It said the directory holds no bench (or does not exist) alone, as if new."""
+    (tmp_path / "example").mkdir()
+    (tmp_path / "example" / _layout.MARKER).write_text('{"format": 1}')
+    assert new_main(["--dir", str(tmp_path / "exmaple"), *given]) == 2
+    typo = "no such directory; a typo of the bench 'example' beside it?"
+    said = said.format(dir=repr(str(tmp_path / "exmaple")), typo=typo)
+    assert capsys.readouterr().err.startswith(f"error: {said}")
+    assert not (tmp_path / "exmaple").exists()
+
+
 def test_help_names_the_values_each_named_option_takes(capsys):
     """--grid.optimizer, --grid.lr_schedule, --grid.compute_dtype and --strategy: their
     names listed (--help gave only their type, str)."""
