@@ -13,6 +13,7 @@ from typing import Any, ClassVar, NoReturn
 import yaml
 from jsonargparse import ArgumentParser
 
+from phosjax._nearest import did_you_mean
 from phosjax._yaml import read_file
 from phosjax.bench import _layout
 from phosjax.bench._config import BenchError, colon_hint
@@ -144,6 +145,7 @@ def either(names: Iterable[str]) -> str:
     return " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
 
 
+_UNKNOWN_KEY = re.compile(r"\AGroup '([^']+)' does not accept option '(.*)'$")
 _UNLOADABLE = re.compile(r"\AParser key \"([^\"]+)\":\s*Unable to load config '(.*)'$", re.M)
 
 
@@ -274,18 +276,24 @@ class Parser(ArgumentParser):
         if not self.exit_on_error:  # jsonargparse parsing inside: it raises
             super().error(message, ex)
         usage_error(
-            self,
-            self._unloadable_group(message) or value_error_line(required_as_options(message)),
+            self, self._group_error(message) or value_error_line(required_as_options(message))
         )
 
-    def _unloadable_group(self, message: str) -> str | None:
-        """jsonargparse's message that a group's option (``--grid``, ``--model``) could not
-        load its value as `unloadable_group` says it; None for any other message."""
-        found = _UNLOADABLE.match(message)
+    def _group_error(self, message: str) -> str | None:
+        """jsonargparse's message about the value of a group's option (``--grid``,
+        ``--model``): one it could not load (`unloadable_group`), or one with an unknown
+        key, named with the nearest and the group's keys as a config file's is; None for
+        any other message."""
+        found = _UNLOADABLE.match(message) or _UNKNOWN_KEY.match(message)
         if found is None:
             return None
         keys = [a.dest.split(".", 1)[1] for a in self._actions if a.dest.startswith(f"{found[1]}.")]
-        return unloadable_group(f"--{found[1]}", found[2], keys)
+        if found.re is _UNLOADABLE:
+            return unloadable_group(f"--{found[1]}", found[2], keys)
+        return (
+            f"--{found[1]}: unknown key {found[2]!r}{did_you_mean([found[2]], keys) or '.'} "
+            f"Valid keys: {', '.join(keys)}"
+        )
 
     def parse_args(self, *args: Any, **kwargs: Any) -> Any:
         """jsonargparse's `parse_args`; an empty ``--dir`` or ``--out`` is refused

@@ -172,6 +172,17 @@ def test_a_grid_file_missing_names_the_option_the_path_and_what_it_takes(
     assert not (tmp_path / "b").exists()
 
 
+def test_an_unknown_key_in_a_grid_mapping_names_the_nearest_and_the_keys(tmp_path, capsys):
+    """It was "Group 'grid' does not accept option 'stepz'", where a config file's grid
+    names the nearest key and the valid ones."""
+    with pytest.raises(SystemExit) as exit_info:
+        _main("new")(["--dir", str(tmp_path / "b"), "--grid", "{stepz: 3}"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.startswith(
+        "error: --grid: unknown key 'stepz'. Did you mean 'steps'? Valid keys: optimizer, "
+    )
+
+
 @pytest.mark.parametrize("command", ["profile", "add_models", "export"])
 def test_a_mistyped_dir_names_the_bench_beside_it(command, tmp_path, capsys):
     """It said 'no such directory' alone, where the viewer names the bench of a close name."""
