@@ -7,6 +7,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from phosjax.models import ModelConfig
 from phosjax.morph._fit import fit_config
@@ -130,6 +131,27 @@ def _shrink_tree(tree: Any, prefix: str, dead: Mapping[tuple[str, int], np.ndarr
     return _edit(tree, prefix, edit)
 
 
+def _refuse_factored(opt_state: Any, watched: list[tuple[str, str, tuple[int, ...]]]) -> None:
+    """Raises if ``opt_state`` holds Adafactor's factored second moments of a leaf in
+    ``watched`` (``(path, full path, shape)`` of the leaves shrink narrows): its
+    ``v_row``/``v_col`` are means over the widths, and whether a leaf is factored at all
+    depends on them, so no slice of them is the state of the narrower leaf."""
+    states = jax.tree.leaves(opt_state, is_leaf=lambda n: isinstance(n, optax.FactoredState))
+    for state in states:
+        if not isinstance(state, optax.FactoredState):
+            continue
+        rows, columns = leaf_shapes(state.v_row), leaf_shapes(state.v_col)
+        for path, full, shape in watched:
+            if rows.get(path, (1,)) != (1,) or columns.get(path, (1,)) != (1,):
+                raise ValueError(
+                    f"opt_state holds Adafactor's factored second moments (v_row "
+                    f"{rows[path]}, v_col {columns[path]}) of {full!r} {shape}, which shrink "
+                    "narrows; they are means over its widths and cannot be sliced: "
+                    "re-initialize the optimizer on the shrunk params (tx.init), or use "
+                    "optax.adafactor(..., factored=False)"
+                )
+
+
 def _shrink_state(
     opt_state: Any, variables: Any, dead: Mapping[tuple[str, int], np.ndarray]
 ) -> Any:
@@ -150,6 +172,8 @@ def _shrink_state(
         for path, shape in shapes.items()
         if prefix + path in changed
     ]
+
+    _refuse_factored(opt_state, watched)
 
     def prefix_of(node: Any) -> str | None:
         found = leaf_shapes(node)
@@ -223,6 +247,8 @@ def shrink(
       ValueError: an ``opt_state`` leaf has a shrunk variable's path and shape, but its
         sub-tree could not be matched to the variables (it would be left too wide), or
         it has the path but another width (the state of another model).
+      ValueError: ``opt_state`` holds Adafactor's factored second moments of a leaf
+        that shrink narrows (``factored=False`` states are shrunk).
       ValueError: ``alive`` keeps no channel of a group (a layer 0 channels wide).
 
     References:

@@ -936,6 +936,24 @@ def test_the_optimizer_state_of_other_widths_is_an_error_not_returned_unshrunk()
     shrink(variables, {"layers_0": [True, False, True]}, groups, opt_state=small)
 
 
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_adafactors_factored_moments_are_refused_naming_the_optimizer(use_bias):
+    """Its v_row/v_col came back unshrunk (use_bias=False) or an error blamed the tree's
+    shape; the next update then failed broadcasting (4,) with (3,)."""
+    model = nn.Sequential([nn.Dense(5, use_bias=use_bias), nn.relu, nn.Dense(3)])
+    x = jnp.ones((1, 4))
+    variables = model.init(jax.random.key(0), x)
+    groups = channel_groups(model, variables, x)
+    alive = {"layers_0": [True, False, True, True, False]}
+    factored = optax.adafactor(0.1, min_dim_size_to_factor=2).init(variables["params"])
+    match = r"Adafactor's factored second moments \(v_row \(4,\), v_col \(5,\)\) of "
+    with pytest.raises(ValueError, match=match + "'params/layers_0/kernel'"):
+        shrink(variables, alive, groups, opt_state=factored)
+    plain = optax.adafactor(0.1, min_dim_size_to_factor=2, factored=False)
+    small = shrink(variables, alive, groups, opt_state=plain.init(variables["params"]))
+    assert small.opt_state[0].v["layers_0"]["kernel"].shape == (4, 3)
+
+
 SEQ = nn.Sequential([nn.Dense(8), nn.relu, nn.Dense(3)])
 
 
