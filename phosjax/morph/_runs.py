@@ -5,6 +5,7 @@ import os
 import pathlib
 
 import pandas as pd
+import pyarrow as pa
 
 from phosjax.morph._loop import ITERATIONS, MORPH_CONFIG, RESOLVED_DATASET
 
@@ -47,7 +48,8 @@ def read_runs(*directories: str | os.PathLike) -> pd.DataFrame:
     Raises:
       FileNotFoundError: a directory holds no ``morph/iterations.parquet`` (its
         ``morph`` folder or that file, given instead, name the run's directory).
-      ValueError: a file's metadata holds no run config (not written by `run`), or no
+      ValueError: a file's metadata holds no run config (not written by `run`), a file
+        cannot be read (cut short, not Parquet; the message names it and its run), or no
         directory is given.
 
     Examples:
@@ -63,7 +65,15 @@ def read_runs(*directories: str | os.PathLike) -> pd.DataFrame:
         path = pathlib.Path(directory) / ITERATIONS
         if not path.is_file():
             raise FileNotFoundError(_no_run(directory))
-        rows = pd.read_parquet(path)
+        try:
+            rows = pd.read_parquet(path)
+        except (ValueError, pa.ArrowException) as error:  # cut short, or not Parquet
+            raise ValueError(
+                f"cannot read {str(path)!r}, the rows of the morph run {os.fspath(directory)!r}"
+                f" ({type(error).__name__}: {error}); the file is damaged: leave that run out, "
+                f"or run it again (python -m phosjax.morph --dir {os.fspath(directory)} "
+                "--overwrite moves the file aside)"
+            ) from error
         config = rows.attrs.get(MORPH_CONFIG)
         if not isinstance(config, dict):
             raise ValueError(

@@ -490,6 +490,20 @@ def test_read_runs_names_a_directory_without_a_run_and_a_file_without_a_config(t
             read_runs(inside)
 
 
+def test_read_runs_names_a_damaged_rows_file_and_its_run(tmp_path):
+    """pyarrow's ArrowInvalid ("Parquet magic bytes not found") named neither the run nor
+    what to do."""
+    _written_run(tmp_path / "good", MorphConfig(MODEL))
+    (tmp_path / "cut" / "morph").mkdir(parents=True)
+    rows = (tmp_path / "good" / _loop.ITERATIONS).read_bytes()
+    (tmp_path / "cut" / _loop.ITERATIONS).write_bytes(rows[: len(rows) // 2])
+    run = re.escape(str(tmp_path / "cut"))
+    with pytest.raises(ValueError, match=rf"the rows of the morph run '{run}' \(ArrowInvalid: "):
+        read_runs(tmp_path / "good", tmp_path / "cut")
+    with pytest.raises(ValueError, match=rf"damaged: .* --dir {run} --overwrite moves the file"):
+        read_runs(tmp_path / "cut")
+
+
 def test_a_key_that_is_no_str_is_named_as_an_unknown_field():
     """YAML reads a key `1:` or `on:` as a number or a bool: from_dict raised a TypeError,
     "'int' object is not iterable" or "'<' not supported between 'str' and 'bool'"."""
