@@ -72,13 +72,18 @@ def check_variables(variables: Any, nodes: Iterable[str], what: str) -> None:
         )
 
 
-def node_variables(variables: Variables, nodes: str | Iterable[str]) -> dict[str, Any]:
+def node_variables(
+    variables: Variables, nodes: str | Iterable[str], *, model: GraphModel | None = None
+) -> dict[str, Any]:
     """The variables (every collection) of the modules at the node path or paths ``nodes``
-    (none for a node without variables, an activation).
+    (none for a node without variables, an activation). Given ``model``, each path must
+    be one of its nodes or groups: a misspelt one, which has no variables either, is an
+    error naming it and the nearest nodes, not an empty result.
 
     Raises:
       GraphError: ``variables`` are no mapping, or the params alone (keyed by a node's
-        top-level name, not by collection: `check_variables`), which would give none.
+        top-level name, not by collection: `check_variables`), which would give none;
+        given ``model``, a path is no node or group of it.
 
     Examples:
       >>> v = {"params": {"a": {"w": 1}, "b": {"w": 2}, "g": {"c": {"w": 3}}}}
@@ -86,9 +91,18 @@ def node_variables(variables: Variables, nodes: str | Iterable[str]) -> dict[str
       {'params': {'a': {'w': 1}, 'g': {'c': {'w': 3}}}}
       >>> node_variables(v, "g/c")
       {'params': {'g': {'c': {'w': 3}}}}
+      >>> node_variables(v, "gc", model=GraphModel({"a": abs, "g": {"c": abs}}))
+      Traceback (most recent call last):
+      phosjax.models.graph._spec.GraphError: node_variables' nodes names 'gc', but 'gc' is ...
     """
     nodes = [nodes] if isinstance(nodes, str) else list(nodes)
     check_variables(variables, nodes, "node_variables' variables")
+    if model is not None:
+        graph = _graph(model, "node_variables' model")
+        groups = {
+            SEP.join(p.split(SEP)[:i]) for p in graph.nodes for i in range(1, p.count(SEP) + 1)
+        }
+        graph.check_nodes([n for n in nodes if n not in groups], "node_variables' nodes")
     prefixes = tuple(n + SEP for n in nodes)
     picked = {}
     for collection, tree in variables.items():

@@ -99,6 +99,19 @@ def test_node_variables_takes_one_node_path_as_a_string():
     assert node_variables(variables, ["a", "b"]) == {"params": {"a": {"w": 1}, "b": {"w": 2}}}
 
 
+def test_node_variables_given_the_model_names_a_misspelt_node_and_the_nearest():
+    """A misspelt node returned {}, as an activation does, without a word."""
+    model = GraphModel({"conv1": nn.Dense(2), "act1": nn.relu, "g": {"c": nn.Dense(3)}})
+    variables = {"params": {"conv1": {"w": 1}, "g": {"c": {"w": 3}}}}
+    picked = node_variables(variables, ["act1", "g"], model=model)  # no variables; a group
+    assert picked == {"params": {"g": {"c": {"w": 3}}}}
+    with pytest.raises(
+        GraphError, match=r"^node_variables' nodes names 'cnv1', but 'cnv1' is not a node; "
+    ) as caught:
+        node_variables(variables, ["act1", "cnv1"], model=model)
+    assert str(caught.value).endswith("Did you mean 'conv1'?")
+
+
 def test_extract_front_keeps_original_inputs_and_rejects_unneeded_cuts(net):
     model, variables, x = net
     front, front_vars = extract(model, variables, outputs=["act1"])
