@@ -46,8 +46,9 @@ class Choice(PassesKeywords, CheckedFields):
     phos and DARTS); with ``per_example=True`` a ``Dense`` layer named ``gate`` computes
     them from the input averaged over its middle axes, giving one weight per example;
     over the real tokens only when the call has a ``mask`` (``(B, ..., L)``, the input's
-    shape but its features, axes of size 1 broadcasting; booleans or integers, true: a
-    real token, a float one is a TypeError; or an
+    shape but its features: ``(B,)`` for vectors ``(B, C)``; axes of size 1
+    broadcasting; booleans or integers, true: a real token, a float one is a TypeError;
+    or an
     attention mask ``(B, H, L, L)``, read as attention reads it), which also goes to
     the branches that take it (as a container, it reads the padded tokens as zeros: see
     `phosjax.layers`).
@@ -115,11 +116,6 @@ class Choice(PassesKeywords, CheckedFields):
                 raise ValueError(
                     f"Choice(per_example=True) needs a batch axis: input shape (B, ..., C), "
                     f"got {x.shape}."
-                )
-            if mask is not None and x.ndim < 3:
-                raise ValueError(
-                    f"Choice(per_example=True) called with a mask needs a token axis: input "
-                    f"shape (B, ..., L, C), got {x.shape}."
                 )
             real = real_tokens(self, mask, x.shape[:-1], pairs=True)
             summary = token_mean(x.astype(jnp.float32), real, kept=1)

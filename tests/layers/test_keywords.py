@@ -146,8 +146,21 @@ def test_a_per_example_choice_says_when_its_mask_does_not_fit():
     layer = Choice([nn.Dense(8), nn.Dense(8)], per_example=True)
     with pytest.raises(ValueError, match=r"Choice mask must have the shape of the tokens \(2, 5\)"):
         layer.init(jax.random.key(0), X, mask=REAL[:, :4])
-    with pytest.raises(ValueError, match=r"with a mask needs a token axis.* got \(2, 8\)"):
-        layer.init(jax.random.key(0), X[:, 0], mask=REAL[:, 0])
+
+
+def test_a_per_example_choice_takes_a_mask_of_examples_on_vectors():
+    """On (B, C) the mask (B,), the input's shape but its features as on (B, L, C), was
+    refused as having no token axis, though the branches and MixtureOfExperts take it."""
+    layer = Choice([nn.Dense(8), nn.Dense(8)], per_example=True)
+    x, real = X[:, 0].at[1].set(jnp.nan), jnp.array([True, False])
+    variables = layer.init(jax.random.key(1), x, mask=real)
+    gate = {**variables["params"]["gate"], "kernel": jnp.stack([jnp.ones(8), -jnp.ones(8)], 1)}
+    variables = {"params": {**variables["params"], "gate": gate}}
+    out, found = px.probe(layer, variables, x, "weights", mask=real)
+    alone, alone_found = px.probe(layer, variables, x[:1], "weights")
+    np.testing.assert_allclose(out[:1], alone, atol=1e-6)
+    np.testing.assert_allclose(found["weights"][:1], alone_found["weights"], atol=1e-6)
+    assert np.isfinite(out).all() and found["weights"][1].tolist() == [0.5, 0.5]
 
 
 def test_a_container_reads_a_block_class_signature_once(monkeypatch):
