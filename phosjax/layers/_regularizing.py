@@ -32,7 +32,8 @@ class DropPath(nn.Module):
     (Huang et al., arXiv 1603.09382). Draws from the rng stream ``"dropout"`` (not at
     ``rate=0``). Tags ``keep_mask`` (booleans of shape ``(B,)``) in training, all true at
     ``rate=0``, so a probe works over a sweep of rates. In training the input needs its
-    batch axis first, ``(B, ...)``; a scalar is an error.
+    batch axis first, ``(B, ...)``; a scalar is an error. An integer input comes out as
+    float32 in every mode, as training scales it.
 
     Attributes:
       rate: the probability of dropping an example, in ``[0, 1)``.
@@ -53,6 +54,7 @@ class DropPath(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         rate = checked_rate(self, "rate")
+        x = x.astype(compute_dtype(None, x))  # an integer input would be scaled in float32
         if not train:
             return x
         if x.ndim < 1:

@@ -164,6 +164,17 @@ def test_drop_path_needs_a_batch_axis_in_training_only(rate, key):
         layer.apply({}, x, train=True, rngs={"dropout": key})
 
 
+def test_drop_path_gives_an_integer_input_as_float32_in_every_mode(key):
+    """It came back int32 in eval (and at rate 0), float32 in training."""
+    x = jnp.arange(8).reshape(4, 2)
+    for rate, train in [(0.5, False), (0.0, True), (0.5, True)]:
+        out = L.DropPath(rate).apply({}, x, train=train, rngs={"dropout": key})
+        assert out.dtype == jnp.float32, (rate, train)
+    bf16 = jnp.ones((4, 2), jnp.bfloat16)
+    assert L.DropPath(0.5).apply({}, bf16, train=True, rngs={"dropout": key}).dtype == bf16.dtype
+    assert L.DropPath(0.5).apply({}, bf16).dtype == bf16.dtype
+
+
 def test_drop_path_tags_its_keep_mask_in_training_at_every_rate(key):
     x = jax.random.normal(key, (6, 3))
     rngs = {"dropout": jax.random.key(1)}
