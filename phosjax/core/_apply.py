@@ -18,10 +18,13 @@ from phosjax.core._tags import tags_seen
 Mutable = bool | str | Sequence[str] | DenyList
 
 
-def checked_variables(variables: Any, caller: str) -> Mapping[str, Any]:
+def checked_variables(
+    variables: Any, caller: str, *, name: str = "variables", error: type[TypeError] = TypeError
+) -> Mapping[str, Any]:
     """``variables``, if it is what ``model.init`` returns: a mapping of collection names
-    to trees; else a TypeError naming ``caller`` and what it was given (a ``None`` or a
-    list failed as "'NoneType' object has no attribute 'items'").
+    to trees; else ``error`` (a TypeError, or a subclass: graph surgery's is a
+    GraphError too) naming ``caller``, the argument (``name``) and what it was given (a
+    ``None`` or a list failed as "'NoneType' object has no attribute 'items'").
 
     Examples:
       >>> checked_variables(None, "probe")
@@ -33,8 +36,8 @@ def checked_variables(variables: Any, caller: str) -> Mapping[str, Any]:
     if isinstance(variables, Mapping):
         return variables
     shown = repr(variables) if variables is None else f"a {type(variables).__name__}"
-    raise TypeError(
-        f"{caller}: variables must be what model.init returns, a mapping of collection "
+    raise error(
+        f"{caller}: {name} must be what model.init returns, a mapping of collection "
         f"names to trees ({{'params': ...}}), got {shown}."
     )
 

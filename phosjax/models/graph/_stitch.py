@@ -315,7 +315,7 @@ def stitch(
     for model, variables, layer, side in ((a, vars_a, layer_a, "a"), (b, vars_b, layer_b, "b")):
         graph = _graph(model, f"stitch's {side}")
         graph.check_nodes([layer], f"stitch's layer_{side} (a node of {side})")
-        check_variables(variables, graph.nodes, f"stitch's vars_{side}")
+        check_variables(variables, graph.nodes, "stitch", f"vars_{side}")
     h_a = _activation(a, vars_a, layer_a, x, "a", mask)
     if adapter is None:
         h_b = _activation(b, vars_b, layer_b, x, "b", mask)

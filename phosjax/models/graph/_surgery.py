@@ -9,6 +9,7 @@ from typing import Any
 import flax.linen as nn
 
 from phosjax.core import flatten, unflatten
+from phosjax.core._apply import checked_variables
 from phosjax.layers._common import a_type
 from phosjax.models.graph._model import GraphModel
 from phosjax.models.graph._spec import (
@@ -47,28 +48,31 @@ def _graph(model: GraphModel, what: str = "model") -> Graph:
     return model.graph
 
 
-def check_variables(variables: Any, nodes: Iterable[str], what: str) -> None:
-    """Raises a `GraphError` unless ``variables`` is a mapping of collections, as
-    ``model.init`` makes it: not a mapping, or the params alone (keyed by top-level
-    ``nodes`` of the model, with no ``"params"``), whose trees surgery would not find.
+class VariablesError(GraphError, TypeError):
+    """Surgery's variables are not what ``model.init`` makes: a `GraphError`, as every
+    surgery error, and a TypeError, as `phosjax.probe` and the other transforms raise."""
+
+
+def check_variables(variables: Any, nodes: Iterable[str], caller: str, name: str) -> None:
+    """Raises a `VariablesError` unless ``variables`` (``caller``'s argument ``name``) is
+    a mapping of collections, as ``model.init`` makes it: not a mapping (as
+    `phosjax.core._apply.checked_variables` says), or the params alone (keyed by
+    top-level ``nodes`` of the model, with no ``"params"``), whose trees surgery would
+    not find.
 
     Examples:
-      >>> check_variables({"stem": {"kernel": 1}}, ["stem"], "extract's variables")
+      >>> check_variables({"stem": {"kernel": 1}}, ["stem"], "extract", "variables")
       Traceback (most recent call last):
-      phosjax.models.graph._spec.GraphError: extract's variables have the key 'stem', a ...
+      phosjax.models.graph._surgery.VariablesError: extract: variables have the key 'stem', ...
     """
-    if not isinstance(variables, Mapping):
-        raise GraphError(
-            f"{what} are {a_type(variables)}, not the variables {{collection: "
-            "tree} that model.init makes ({'params': ...}; {} for a model without any)."
-        )
+    checked_variables(variables, caller, name=name, error=VariablesError)
     tops = {n.split(SEP)[0] for n in nodes}
     keys = [k for k in variables if k in tops]
     if keys and "params" not in variables:
-        raise GraphError(
-            f"{what} have the key {keys[0]!r}, a top-level node of the model, where the "
-            "collections belong: pass the variables that model.init makes, {'params': "
-            "params, ...}, not the params alone."
+        raise VariablesError(
+            f"{caller}: {name} have the key {keys[0]!r}, a top-level node of the model, "
+            "where the collections belong: pass the variables that model.init makes, "
+            "{'params': params, ...}, not the params alone."
         )
 
 
@@ -96,7 +100,7 @@ def node_variables(
       phosjax.models.graph._spec.GraphError: node_variables' nodes names 'gc', but 'gc' is ...
     """
     nodes = [nodes] if isinstance(nodes, str) else list(nodes)
-    check_variables(variables, nodes, "node_variables' variables")
+    check_variables(variables, nodes, "node_variables", "variables")
     if model is not None:
         graph = _graph(model, "node_variables' model")
         groups = {
@@ -149,7 +153,7 @@ def extract(
       (('a', 'b'), ['b'])
     """
     graph = _graph(model, "extract's model")
-    check_variables(variables, graph.nodes, "extract's variables")
+    check_variables(variables, graph.nodes, "extract", "variables")
     inputs = as_names(inputs, "extract's inputs", graph.order[-1])
     graph.check_nodes(inputs, "extract's inputs")
     targets = graph.sinks if outputs is None else graph.select(outputs, "extract's outputs")
@@ -267,7 +271,7 @@ def merge(
             )
         model, variables = part
         graph = _graph(model, f"merge's part {name!r}")
-        check_variables(variables, graph.nodes, f"the variables of merge's part {name!r}")
+        check_variables(variables, graph.nodes, "merge", f"the variables of part {name!r}")
         spec.update(_under(name, graph.spec()))
         for collection, tree in variables.items():
             merged.setdefault(collection, {})[name] = tree
@@ -309,7 +313,7 @@ def fill_missing(
       True
     """
     made = model.init(key, x, **init_kwargs)
-    check_variables(variables, made.get("params", {}), "fill_missing's variables")
+    check_variables(variables, made.get("params", {}), "fill_missing", "variables")
     fresh = flatten(dict(made))
     given = flatten(dict(variables))
     for path, boxed in given.items():

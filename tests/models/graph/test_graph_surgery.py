@@ -396,12 +396,12 @@ def test_surgery_names_variables_that_are_the_params_alone_or_none(net, key):
     model, variables, x = net
     params = variables["params"]
     calls = {
-        "extract's variables": lambda v: extract(model, v, inputs="act1"),
-        "the variables of merge's part 'a'": lambda v: merge({"a": (model, v)}),
-        "fill_missing's variables": lambda v: fill_missing(model, v, key, x),
-        "stitch's vars_a": lambda v: stitch(model, v, "act1", model, variables, "act1", x=x),
-        "stitch's vars_b": lambda v: stitch(model, variables, "act1", model, v, "act1", x=x),
-        "node_variables' variables": lambda v: node_variables(v, "conv1"),  # gave {}
+        "extract: variables": lambda v: extract(model, v, inputs="act1"),
+        "merge: the variables of part 'a'": lambda v: merge({"a": (model, v)}),
+        "fill_missing: variables": lambda v: fill_missing(model, v, key, x),
+        "stitch: vars_a": lambda v: stitch(model, v, "act1", model, variables, "act1", x=x),
+        "stitch: vars_b": lambda v: stitch(model, variables, "act1", model, v, "act1", x=x),
+        "node_variables: variables": lambda v: node_variables(v, "conv1"),  # gave {}
     }
     for what, call in calls.items():
         with pytest.raises(
@@ -410,9 +410,11 @@ def test_surgery_names_variables_that_are_the_params_alone_or_none(net, key):
             r"collections belong: pass the variables that model.init makes, \{'params'",
         ):
             call(params)
-        none = rf"^{what} are a NoneType, not the variables \{{collection: tree\}} that "  # one }
-        with pytest.raises(GraphError, match=none):
-            call(None)
+        # As probe and the other transforms say it: one error, a GraphError and TypeError
+        none = rf"^{what} must be what model.init returns, a mapping of collection names to "
+        for error in (GraphError, TypeError):
+            with pytest.raises(error, match=none + r"trees \(\{'params': \.\.\.\}\), got None"):
+                call(None)
 
 
 def test_stitch_names_the_wrong_layer_and_missing_inputs(net, key):
