@@ -13,6 +13,7 @@ import numpy as np
 
 from phosjax._listing import listing
 from phosjax._nearest import did_you_mean
+from phosjax.layers._common import a_type
 from phosjax.models.graph import GraphModel
 from phosjax.morph._labels import PROD, SUM
 from phosjax.morph._trace import ZEROING, Trace, trace
@@ -199,7 +200,16 @@ class ChannelGroups:
           Traceback (most recent call last):
           KeyError: "no channel group named ['layers_1']; groups: ['layers_0'].
           Did you mean 'layers_0'?"
+          >>> groups.alive_arrays([True] * 8)
+          Traceback (most recent call last):
+          TypeError: alive is a list, not a mapping {group name: a flag per channel} as
+          alive_channels returns; groups: ['layers_0']
         """
+        if not isinstance(alive, Mapping):  # a list of flags: its bools read as group names
+            raise TypeError(
+                f"alive is {a_type(alive)}, not a mapping {{group name: a flag per channel}} "
+                f"as alive_channels returns; groups: {list(self.names)}"
+            )
         unknown = sorted(set(alive) - set(self.names))
         if unknown:
             hint = did_you_mean(unknown, self.names)

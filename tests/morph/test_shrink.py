@@ -660,6 +660,8 @@ def test_unsupported_ops_and_bad_alive_raise_clear_errors():
         shrink(variables, {"layers_0": [True] * 3}, groups)
     with pytest.raises(ValueError, match=r"alive\['layers_0'\] holds 0.5; alive is a mask"):
         shrink(variables, {"layers_0": [1.0, 0.5, 0.0, 1.0]}, groups)
+    with pytest.raises(TypeError, match=r"^alive is a list, not a mapping \{group name: "):
+        shrink(variables, [True, False, True, True], groups)  # 'bool' has no 'casefold'
     with_floats = shrink(variables, {"layers_0": [1.0, 0.0, 0.0, 1.0]}, groups)
     assert with_floats.variables["params"]["layers_0"]["kernel"].shape == (3, 2)
     with pytest.raises(
