@@ -5,6 +5,7 @@ attributes and inputs they are given, and choosing dtypes (a knob's range is che
 import dataclasses
 import functools
 import inspect
+import math
 import numbers
 import weakref
 from typing import Any, ClassVar
@@ -560,10 +561,10 @@ def token_mean(values: jax.Array, real: jax.Array | None, kept: int = 0) -> jax.
       >>> token_mean(values.at[0, 2].set(jnp.inf), jnp.array([[1.0, 1, 0]])).tolist()
       [2.0]
     """
-    flat = values.reshape(*values.shape[:kept], -1, values.shape[-1])
+    flat = values.reshape(*values.shape[:kept], math.prod(values.shape[kept:-1]), values.shape[-1])
     if real is None:
         return flat.mean(kept)
-    weights = real.reshape(*real.shape[:kept], -1, 1)
+    weights = real.reshape(*real.shape[:kept], math.prod(real.shape[kept:]), 1)
     weighted = jnp.where(weights > 0, flat * weights, 0)  # no 0 * inf
     return weighted.sum(kept) / jnp.maximum(weights.sum(kept), 1).astype(weighted.dtype)
 

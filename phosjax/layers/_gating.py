@@ -1,6 +1,7 @@
 """Gating and scaling layers: GLU, SwiGLU, squeeze-and-excitation, LayerScale."""
 
 import functools
+import math
 from typing import Any
 
 import flax.linen as nn
@@ -135,7 +136,7 @@ class SqueezeExcite(CheckedFields):
         real = real_tokens(self, mask, x.shape[:-1], pairs=True)
         x = zero_padding(x, real)
         if real is None:
-            squeezed = x.reshape(x.shape[0], -1, channels).mean(1)
+            squeezed = x.reshape(x.shape[0], math.prod(x.shape[1:-1]), channels).mean(1)
         else:
             squeezed = token_mean(x, real, kept=1)
         bottleneck = max(1, channels // self.reduction)

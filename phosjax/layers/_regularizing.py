@@ -4,6 +4,7 @@ The penalties are raised with `phosjax.core.aux_loss`, so an enclosing path weig
 them, and `phosjax.core.aux_total` adds them to the training loss.
 """
 
+import math
 from typing import Any
 
 import flax.linen as nn
@@ -113,7 +114,7 @@ class ActivityL1(nn.Module):
         if real is not None:
             activity = token_mean(magnitude, real, kept=1).mean(-1)
         elif x.ndim > 1:
-            activity = magnitude.reshape(x.shape[0], -1).mean(1)
+            activity = magnitude.reshape(x.shape[0], math.prod(x.shape[1:])).mean(1)
         else:
             activity = magnitude.mean()
         aux_loss(self, "activity_l1", strength * tag(self, "activity", activity))

@@ -1111,3 +1111,13 @@ def test_a_residuals_dtype_sets_the_projections_computation_dtype_alone(key):
     np.testing.assert_array_equal(
         same.apply(same.init(key, x), x), L.Residual(nn.Dense(4)).apply(same.init(key, x), x)
     )
+
+
+@pytest.mark.parametrize("make", [L.ActivityL1, L.SqueezeExcite])
+@pytest.mark.parametrize("shape", [(0, 4), (0, 3, 4)])
+def test_layers_that_average_over_tokens_take_an_empty_batch(make, shape):
+    """reshape(B, -1, ...) of no examples raised ZeroDivisionError 'integer modulo by zero'."""
+    x = jnp.ones(shape)
+    variables = make().init(jax.random.key(0), x)
+    assert make().apply(variables, x).shape == shape
+    assert make().apply(variables, x, mask=jnp.ones(shape[:-1], bool)).shape == shape
