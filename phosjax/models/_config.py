@@ -9,6 +9,7 @@ import flax.linen as nn
 import numpy as np
 
 from phosjax._nearest import did_you_mean
+from phosjax.layers._common import a_type
 
 Width = int | tuple[int, ...]
 
@@ -228,7 +229,17 @@ class ModelConfig:
           Traceback (most recent call last):
           ValueError: ModelConfig has no field(s) ['widht']; known: ['depth', 'input_shape',
           'name', 'num_classes', 'options', 'width']. Did you mean 'width'?
+          >>> ModelConfig.from_dict(None)  # an empty YAML file
+          Traceback (most recent call last):
+          TypeError: ModelConfig.from_dict takes a mapping of its fields, as to_dict gives, got
+          None (a NoneType); e.g. {'name': 'mlp', 'num_classes': 10, 'input_shape': [40]}
         """
+        if not isinstance(data, Mapping):  # an empty YAML file (None), a list: iterated
+            raise TypeError(
+                f"ModelConfig.from_dict takes a mapping of its fields, as to_dict gives, "
+                f"got {data!r} ({a_type(data)}); e.g. {{'name': 'mlp', 'num_classes': 10, "
+                "'input_shape': [40]}"
+            )
         known = {field.name for field in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known, key=str)  # YAML's `1:` or `on:`: not a str
         if unknown:

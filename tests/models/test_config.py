@@ -1,6 +1,7 @@
 """`ModelConfig`: normalization, JSON round trip, defaults and their checks."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -39,6 +40,15 @@ def test_bad_fields_and_options_are_errors():
         ModelConfig("mlp", 2, (4,), options={"nested": {"a": 1}})
     with pytest.raises(TypeError, match=r"option sizes must not be a mapping .* got \{'a': 1\}"):
         ModelConfig("mlp", 2, (4,), options={"sizes": [1, {"a": 1}]})
+
+
+@pytest.mark.parametrize(("data", "shown"), [(None, "None (a NoneType)"), ("mlp", "'mlp' (a str)")])
+def test_from_dict_of_no_mapping_names_what_it_got(data, shown):
+    """An empty YAML file raised "'NoneType' object is not iterable"; a model's name said
+    it had no fields ['l', 'm', 'p']."""
+    match = f"ModelConfig.from_dict takes a mapping of its fields, as to_dict gives, got {shown}"
+    with pytest.raises(TypeError, match="^" + re.escape(match)):
+        ModelConfig.from_dict(data)
 
 
 @pytest.mark.parametrize("options", [["pool"], "pool=max", 3, [("pool", "max", 1)]])
