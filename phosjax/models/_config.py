@@ -167,7 +167,23 @@ class ModelConfig:
         return (self.width,) if isinstance(self.width, int) else self.width
 
     def replace(self, **changes: Any) -> "ModelConfig":
-        """A copy with some fields changed, e.g. ``config.replace(width=(64, 32))``."""
+        """A copy with some fields changed, e.g. ``config.replace(width=(64, 32))``; a key
+        that is no field is a TypeError naming the fields (and ``options`` for an option).
+
+        Examples:
+          >>> ModelConfig("mlp", 10, (40,)).replace(dropout=0.1)
+          Traceback (most recent call last):
+          TypeError: ModelConfig.replace: no field(s) ['dropout']; fields: ['depth', ...,
+          'width'] (an option such as 'dropout' goes in options={'dropout': ...})
+        """
+        known = sorted(field.name for field in dataclasses.fields(self))
+        unknown = sorted(set(changes) - set(known))
+        if unknown:
+            hint = did_you_mean(unknown, known)
+            option = f" (an option such as {unknown[0]!r} goes in options={{{unknown[0]!r}: ...}})"
+            raise TypeError(
+                f"ModelConfig.replace: no field(s) {unknown}; fields: {known}{hint or option}"
+            )
         return dataclasses.replace(self, **changes)
 
     def resolved(self) -> "ModelConfig":

@@ -180,3 +180,13 @@ def test_numpy_scalar_options_become_plain_values_that_json_writes():
     assert json.loads(json.dumps(config.to_dict()))["options"]["dropout"] == 0.25
     flag = dict(ModelConfig("choicenet", 2, (4,), options={"per_example": np.bool_(True)}).options)
     assert type(flag["per_example"]) is bool
+
+
+def test_replace_of_no_field_names_the_fields_and_where_an_option_goes():
+    """It raised dataclasses' "__init__() got an unexpected keyword argument 'dropout'"."""
+    config = ModelConfig("mlp", 2, (4,))
+    with pytest.raises(TypeError, match=r"^ModelConfig.replace: no field\(s\) \['widht'\]; .* "):
+        config.replace(widht=3)
+    with pytest.raises(TypeError, match=r"'width'\] \(an option such as 'dropout' goes in opt"):
+        config.replace(dropout=0.5)
+    assert config.replace(width=3).width == 3
