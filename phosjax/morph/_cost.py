@@ -9,7 +9,7 @@ and convolutions, well under a second) and cached for the process.
 
 import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -116,10 +116,31 @@ def cost_polynomial(groups: ChannelGroups, cost: str = "flops") -> tuple[Monomia
 
 
 def evaluate(poly: Sequence[Monomial], counts: Sequence[float]) -> float:
-    """The polynomial's value for these alive counts (one per group).
+    """The polynomial's value for these alive counts (one per group, in the order of the
+    groups' ``names``).
+
+    Raises:
+      TypeError: ``counts`` is a mapping (``{group name: count}``), not a sequence.
+      ValueError: the polynomial reads a group beyond ``counts`` (too few of them).
 
     Examples:
       >>> evaluate([(4.0, (0,)), (2.0, (0, 1)), (1.0, ())], [3, 5])  # 4a + 2ab + 1
       43.0
+      >>> evaluate([(4.0, (0,)), (2.0, (0, 1)), (1.0, ())], [3])
+      Traceback (most recent call last):
+      ValueError: evaluate: the polynomial reads group 1, but counts has 1 entries; give one
+      per channel group, in the order of groups.names
     """
+    if isinstance(counts, Mapping):
+        raise TypeError(
+            "evaluate: counts must be a sequence, one per channel group in the order of "
+            f"groups.names, not a mapping (keys {list(counts)[:3]}...): "
+            "[counts[name] for name in groups.names]"
+        )
+    read = max((g for _, gs in poly for g in gs), default=-1)
+    if read >= len(counts):
+        raise ValueError(
+            f"evaluate: the polynomial reads group {read}, but counts has {len(counts)} "
+            "entries; give one per channel group, in the order of groups.names"
+        )
     return float(sum(c * np.prod([counts[g] for g in gs]) for c, gs in poly))

@@ -77,6 +77,11 @@ def test_latency_is_overhead_plus_slope_times_flops_per_contraction(monkeypatch)
     assert evaluate(poly, [5, 3]) < evaluate(poly, [6, 4])
     assert evaluate(poly, [6, 3]) < evaluate(poly, [6, 4])
     assert evaluate(poly, [5, 4]) < evaluate(poly, [6, 4])
+    # too few counts raised IndexError 'list index out of range'; a dict, KeyError 0
+    with pytest.raises(ValueError, match=r"reads group 1, but counts has 1 entries; give one"):
+        evaluate(poly, [6])
+    with pytest.raises(TypeError, match=r"not a mapping .*\[counts\[name\] for name in groups"):
+        evaluate(poly, dict(zip(groups.names, [6, 4], strict=True)))
 
 
 def test_the_regularizer_is_morphnets_relaxation():
