@@ -26,6 +26,7 @@ from phosjax._aside import aside_path
 from phosjax._nearest import did_you_mean
 from phosjax.bench import _layout
 from phosjax.bench._store import write_table
+from phosjax.core import AUX_LOSS, aux_total
 from phosjax.data import ArrayDataset, batch_indices, check_batch_size, load
 from phosjax.data._checks import int_at_least
 from phosjax.data._load import SplitInNameError, _features, resolved_name
@@ -403,6 +404,10 @@ def train(
 ) -> tuple[Any, float]:
     """Trains ``config`` on ``data`` (one jitted scan); returns variables and test accuracy.
 
+    The loss is the cross-entropy, plus the model's auxiliary losses (`phosjax.aux_loss`:
+    ``moenet``'s load balance) as the engine's train step adds them, plus ``strength``
+    times ``penalty`` of the variables.
+
     Raises:
       ValueError: ``config``'s ``num_classes`` or ``input_shape`` is not ``data``'s, or
         ``batch_size`` does not fit its train split (the field and the value to set named).
@@ -429,17 +434,19 @@ def train(
 
     def loss(params: Any, state: Any, step: jax.Array) -> tuple[jax.Array, Any]:
         index = batch_indices(key, step, x_train.shape[0], batch_size)
-        logits, new_state = model.apply(
+        logits, written = model.apply(
             {"params": params, **state},
             x_train[index],
             train=True,
-            mutable=list(state),
+            mutable=[*state, AUX_LOSS],
             rngs={"dropout": jax.random.fold_in(key, step)},
         )
+        new_state = {k: v for k, v in written.items() if k != AUX_LOSS}
+        aux, _ = aux_total(written.get(AUX_LOSS, {}))  # as the engine's step (moenet's balance)
         logits = logits.astype(jnp.float32)  # as the engine's step: bfloat16 ones rounded it
         task = optax.softmax_cross_entropy_with_integer_labels(logits, y_train[index]).mean()
         extra = strength * penalty({"params": params, **state}) if penalty else 0.0
-        return task + extra, new_state
+        return task + aux + extra, new_state
 
     def step(carry: Any, i: jax.Array) -> tuple[Any, None]:
         params, state, opt = carry

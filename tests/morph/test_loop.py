@@ -794,6 +794,29 @@ def test_a_model_with_bfloat16_logits_is_trained_on_a_float32_loss(monkeypatch):
     assert taken == [np.dtype("float32")]
 
 
+def test_train_adds_the_models_aux_losses_as_the_engine_does(monkeypatch):
+    """The loop's train took the cross-entropy alone: moenet's load-balance loss (any
+    `aux_loss`) was dropped, so the loop trained another objective than the bench."""
+    import flax.linen as nn
+    import jax.numpy as jnp
+
+    import phosjax as px
+    from phosjax.data import random_dataset
+    from phosjax.morph import _loop
+
+    class Penalized(nn.Module):  # logits that do not depend on w: only its aux loss moves it
+        @nn.compact
+        def __call__(self, x, train=False):
+            w = self.param("w", nn.initializers.ones, (2,))
+            px.aux_loss(self, "w_squared", jnp.sum(w**2))
+            return jnp.zeros((x.shape[0], 3))
+
+    monkeypatch.setattr(_loop, "build_model", lambda config: Penalized())
+    config = ModelConfig("mlp", 3, (8,), width=8)
+    variables, _ = _loop.train(config, random_dataset("toy", (8,), 3), 3, 4, 0.1, seed=0)
+    np.testing.assert_allclose(variables["params"]["w"], [0.7, 0.7], atol=1e-2)  # 3 x 0.1
+
+
 def test_train_refuses_a_model_with_fewer_logits_than_the_data_set_has_classes():
     """train(config, data, ...) with num_classes=3 on labels 0..3 trained on out-of-range
     labels without a word and returned an accuracy."""
