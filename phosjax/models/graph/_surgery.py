@@ -220,6 +220,28 @@ def _check_first_inputs(nodes: Mapping[str, Any], parts: list[str]) -> None:
         )
 
 
+def _check_merge_mappings(parts: Any, nodes: Any) -> None:
+    """Raises a `GraphError` when `merge`'s ``parts`` or ``nodes`` is no dict (a list of
+    parts has no group names; a list of nodes, no paths).
+
+    Examples:
+      >>> _check_merge_mappings([("model", "variables")], None)
+      Traceback (most recent call last):
+      phosjax.models.graph._spec.GraphError: merge's parts are a list, not a dict {group: ...
+    """
+    if not isinstance(parts, Mapping):
+        raise GraphError(
+            f"merge's parts are {a_type(parts)}, not a dict {{group: (model, variables)}}: "
+            "each part goes in its own group, so name it, e.g. merge({'a': (model_a, "
+            "vars_a), 'b': (model_b, vars_b)})."
+        )
+    if nodes is not None and not isinstance(nodes, Mapping):
+        raise GraphError(
+            f"merge's nodes are {a_type(nodes)}, not a dict {{path: node}} as in a spec: "
+            "name each new node, e.g. nodes={'head': node(nn.Dense(2), inputs='a/logits')}."
+        )
+
+
 def merge(
     parts: Mapping[str, tuple[GraphModel, Variables]],
     nodes: Mapping[str, Any] | None = None,
@@ -240,8 +262,9 @@ def merge(
       initializes them.
 
     Raises:
-      GraphError: a part is not a pair ``(model, variables)``, a part name is not one
-        plain path segment (``"x/y"``, ``".."``, ``""``) or is ``"params"``,
+      GraphError: ``parts`` or ``nodes`` is no dict (a list), a part is not a pair
+        ``(model, variables)``, a part name is not one plain path segment (``"x/y"``,
+        ``".."``, ``""``) or is ``"params"``,
         a new node has the path of a part's node (use `rewire` to change a node's
         inputs), the first new node names no inputs (it would take the last part's last
         node), a path is both a node and a group, or a part's variables are not what
@@ -260,6 +283,7 @@ def merge(
       >>> both.apply(both_vars, x, outputs="sum")["sum"].shape
       (1, 2)
     """
+    _check_merge_mappings(parts, nodes)
     spec: dict[str, Any] = {}
     merged: dict[str, dict[str, Any]] = {}
     for name, part in parts.items():

@@ -667,3 +667,13 @@ def test_an_error_a_given_adapter_raises_is_noted_as_the_adapter_s(net):
     assert raised.value.__notes__[-1] == (
         "(raised running stitch's adapter on a's 'act1' of shape (4, 10, 6))"
     )
+
+
+def test_merge_given_lists_instead_of_dicts_says_to_name_the_parts_and_nodes(net):
+    """merge([(model, variables)]) and merge(parts, [node(...)]) died in AttributeError:
+    'list' object has no attribute 'items'."""
+    model, variables, _ = net
+    with pytest.raises(GraphError, match=r"^merge's parts are a list, not a dict \{group: "):
+        merge([(model, variables), (model, variables)])
+    with pytest.raises(GraphError, match=r"^merge's nodes are a list, not a dict \{path: node\}"):
+        merge({"a": (model, variables)}, [node(abs, inputs="a/logits")])
