@@ -8,6 +8,7 @@ from typing import Any
 
 import flax.linen as nn
 
+from phosjax._nearest import did_you_mean
 from phosjax.core import flatten, unflatten
 from phosjax.core._apply import checked_variables
 from phosjax.layers._common import a_type
@@ -320,8 +321,9 @@ def fill_missing(
 
     Raises:
       GraphError: a given variable has another shape or dtype than ``model`` makes
-        there (its path and both named), or ``variables`` are not what ``init`` makes
-        (the params alone, None: `check_variables`).
+        there (its path and both named), or is one it does not make (a renamed node's:
+        its path and the nearest named, as it would be kept unused), or ``variables``
+        are not what ``init`` makes (the params alone, None: `check_variables`).
 
     Examples:
       >>> import flax.linen as nn, jax, jax.numpy as jnp
@@ -340,6 +342,14 @@ def fill_missing(
     check_variables(variables, made.get("params", {}), "fill_missing", "variables")
     fresh = flatten(dict(made))
     given = flatten(dict(variables))
+    stale = [path for path in given if path not in fresh]
+    if stale:
+        nearest = did_you_mean(stale[:1], fresh) or "."
+        raise GraphError(
+            f"fill_missing: the given variable {stale[0]!r} is none the model makes (a node "
+            f"renamed or removed?), so it would be kept unused{nearest} Give variables made "
+            "for this model: move it to its node's path, or leave it out."
+        )
     for path, boxed in given.items():
         made, leaf = nn.meta.unbox(fresh.get(path)), nn.meta.unbox(boxed)  # Partitioned too
         if made is not None and (made.shape, made.dtype) != (leaf.shape, leaf.dtype):

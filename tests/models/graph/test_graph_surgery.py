@@ -677,3 +677,17 @@ def test_merge_given_lists_instead_of_dicts_says_to_name_the_parts_and_nodes(net
         merge([(model, variables), (model, variables)])
     with pytest.raises(GraphError, match=r"^merge's nodes are a list, not a dict \{path: node\}"):
         merge({"a": (model, variables)}, [node(abs, inputs="a/logits")])
+
+
+def test_fill_missing_refuses_a_given_variable_the_model_does_not_make(key):
+    """A node renamed in the spec ('logits' -> 'head') kept its trained variables at the
+    old path, unused, and initialized the new node's afresh, without a word."""
+    x = jnp.ones((2, 3))
+    variables = GraphModel({"logits": nn.Dense(2)}).init(key, x)
+    message = (
+        "fill_missing: the given variable 'params/logits/kernel' is none the model makes (a "
+        "node renamed or removed?), so it would be kept unused. Did you mean "
+        "'params/head/kernel'? Give variables"
+    )
+    with pytest.raises(GraphError, match=re.escape(message)):
+        fill_missing(GraphModel({"head": nn.Dense(2)}), variables, key, x)
