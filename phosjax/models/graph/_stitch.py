@@ -35,8 +35,22 @@ ADAPTER = "adapter"
 
 def _check_adaptable(shape_a: tuple[int, ...], shape_b: tuple[int, ...]) -> None:
     """Raises a `GraphError` unless a 1x1 adapter maps activations of ``shape_a`` to
-    ``shape_b``: ``(batch, ..., channels)`` shapes that differ only in their channels."""
-    if len(shape_a) < 2 or shape_a[:-1] != shape_b[:-1]:
+    ``shape_b``: ``(batch, ..., channels)`` shapes that differ only in their channels.
+
+    Examples:
+      >>> _check_adaptable((4,), (4,))
+      Traceback (most recent call last):
+      phosjax.models.graph._spec.GraphError: Cannot stitch activations of shape (4,) to (4,): ...
+      no batch axis (one value for the whole batch, such as a constant node's).
+    """
+    flat = next((shape for shape in (shape_a, shape_b) if len(shape) < 2), None)
+    if flat is not None:
+        raise GraphError(
+            f"Cannot stitch activations of shape {shape_a} to {shape_b}: a 1x1 adapter "
+            f"needs (batch, ..., channels) shapes, and {flat} has no batch axis (one value "
+            "for the whole batch, such as a constant node's)."
+        )
+    if shape_a[:-1] != shape_b[:-1]:
         raise GraphError(
             f"Cannot stitch activations of shape {shape_a} to {shape_b}: a 1x1 adapter "
             "needs (batch, ..., channels) shapes that differ only in their channels."

@@ -691,3 +691,20 @@ def test_fill_missing_refuses_a_given_variable_the_model_does_not_make(key):
     )
     with pytest.raises(GraphError, match=re.escape(message)):
         fill_missing(GraphModel({"head": nn.Dense(2)}), variables, key, x)
+
+
+def test_stitching_at_a_node_without_a_batch_axis_says_so(key):
+    """A constant node's (4,) to (4,) was refused as shapes that 'differ only in their
+    channels', though they are one shape: the reason, no batch axis, went unsaid."""
+    bias = GraphModel(
+        {"b": node(lambda: jnp.ones(4), inputs=()), "h": node(jnp.add, ("input", "b"))}
+    )
+    x = jnp.ones((2, 4))
+    with pytest.raises(
+        GraphError,
+        match=r"stitch: a's 'b' to b's 'b': Cannot stitch activations of shape \(4,\) to \(4,\): "
+        r"a 1x1 adapter needs \(batch, \.\.\., channels\) shapes, and \(4,\) has no batch axis",
+    ):
+        stitch(bias, {}, "b", bias, {}, "b", x=x)
+    stitched, variables = stitch(bias, {}, "b", bias, {}, "b", lambda h: h, x=x)
+    np.testing.assert_array_equal(stitched.apply(variables, x)["b/h"], 2 * x)
