@@ -129,6 +129,25 @@ def _check_injected(path: str, value: Any, expected: Any) -> None:
         )
 
 
+def _note_unchecked(error: Exception, injected: Mapping[str, Any]) -> None:
+    """Adds a note to ``error``, raised by a node, naming each of its inputs in
+    ``injected``: values `inject` gave that could not be checked (``x`` did not give what
+    computes them), so one of another shape or dtype is the likely cause.
+
+    Examples:
+      >>> error = ValueError("bad kernel"); _note_unchecked(error, {"h": jnp.ones((3, 5))})
+      >>> print(error.__notes__[0])
+      (its input 'h' is the value inject gave, float32[3, 5], unchecked: x did not give ...
+    """
+    for source, value in injected.items():
+        error.add_note(
+            f"(its input {source!r} is the value inject gave, "
+            f"{_describe(jax.tree.map(jnp.asarray, value))}, unchecked: x did not give the "
+            f"inputs that compute {source!r}, so its shape and dtype were not compared with "
+            "what that node computes)"
+        )
+
+
 def _check_nested(graph: Graph) -> None:
     """Raises a `GraphError` when a node is a graph model with a top-level node or group
     named `OUT`: it would take the path ``<node>/out`` where the node's output is tagged."""
@@ -391,7 +410,7 @@ class GraphModel(nn.Module):
             else v
             for path, v in feeds.items()
         }
-        self._check_inject(inject, feeds, train, keywords)
+        unchecked = set(inject) - self._check_inject(inject, feeds, train, keywords)
         values: dict[str, Any] = {}
         groups: dict[str, Group] = {}
         for path in plan:
@@ -400,7 +419,12 @@ class GraphModel(nn.Module):
             else:
                 args, value = tuple(values[s] for s in graph.inputs_of(path)), None
             rel = tuple(path.split(SEP))
-            values[path] = _run_node(self, groups, (), rel, args, value, train, keywords)
+            try:
+                values[path] = _run_node(self, groups, (), rel, args, value, train, keywords)
+            except Exception as error:
+                sources = graph.inputs_of(path) if args is not None else ()
+                _note_unchecked(error, {s: inject[s] for s in sources if s in unchecked})
+                raise
         if outputs is None and self.returns is not None:
             return values[self.returns]
         return values if chosen is None else {t: values[t] for t in targets}
@@ -411,16 +435,17 @@ class GraphModel(nn.Module):
         feeds: Mapping[str, Any],
         train: bool,
         keywords: Mapping[str, Any],
-    ) -> None:
+    ) -> set[str]:
         """Checks each injected value whose node ``feeds`` can compute against the node's
         output, traced with `jax.eval_shape` on an unbound copy with the model's variables
         (no values computed; params cast to bfloat16 compute bfloat16; missing variables
         are made, as ``init`` makes them), given the call's ``keywords`` as they are (a
-        Python flag such as ``double=True`` stays a Python value, not a tracer)."""
+        Python flag such as ``double=True`` stays a Python value, not a tracer); returns
+        the nodes checked."""
         graph = self._graph
         checked = [p for p in inject if set(graph.needed([p])) & set(graph.inputs) <= set(feeds)]
         if not checked:
-            return
+            return set()
         model = self.clone(parent=None, returns=None)
         rngs = {"params": jax.random.key(0)}  # Flax falls back to it for other streams
 
@@ -434,6 +459,7 @@ class GraphModel(nn.Module):
             expected = jax.eval_shape(outputs, dict(self.variables), dict(feeds))
         for path in checked:
             _check_injected(path, inject[path], expected[path])
+        return set(checked)
 
     def _feeds(self, x: Any, needed: list[str]) -> dict[str, Any]:
         inputs = self._graph.inputs

@@ -4,6 +4,7 @@ import functools
 import json
 import re
 
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -770,6 +771,17 @@ def test_inject_checks_shape_and_dtype_when_x_is_given(model_and_variables):
     # With x=None nothing says what stem computes: the value is used as given.
     out = model.apply(variables, None, outputs="side", inject={"stem": stem[:1]})
     assert out["side"].shape == (1, 4)
+
+
+def test_an_unchecked_injected_value_is_named_by_the_node_it_breaks(model_and_variables):
+    """With x=None a value of the wrong shape reached the next node, whose error (Flax's
+    kernel shape) named that node alone, not the value injected into its input."""
+    model, variables, _ = model_and_variables
+    with pytest.raises(flax.errors.ScopeParamShapeError) as error:
+        model.apply(variables, None, outputs="head", inject={"side": jnp.ones((2, 7))})
+    assert "(its input 'side' is the value inject gave, float32[2, 7], unchecked: x did " in (
+        "\n".join(error.value.__notes__)
+    )
 
 
 def test_inject_checks_against_what_the_given_variables_compute(key):
