@@ -240,7 +240,7 @@ def _check_add(path: str, spec: Node, args: tuple[Any, ...]) -> None:
         raise GraphError(
             f"Node {path!r} adds inputs of different shapes ({given}); combine='add' does "
             "not broadcast: give them one shape, or combine them with a function that "
-            "broadcasts (combine=lambda a, b: a + b)."
+            "broadcasts (combine=lambda *values: sum(values))."
         )
 
 

@@ -653,14 +653,18 @@ def test_add_refuses_inputs_of_different_shapes_instead_of_broadcasting(key):
     message = (
         r"^Node 'sum' adds inputs of different shapes \('a' \(3, 4\), 'b' \(3, 1\)\); "
         r"combine='add' does not broadcast: give them one shape, or combine them with a "
-        r"function that broadcasts \(combine=lambda a, b: a \+ b\)\."
+        r"function that broadcasts \(combine=lambda \*values: sum\(values\)\)\."
     )
     with pytest.raises(GraphError, match=message):
         model.init(key, jnp.ones((3, 5)))
-    broadcast = GraphModel({**spec, "sum": node(inputs=("a", "b"), combine=lambda a, b: a + b)})
-    variables = broadcast.init(key, jnp.ones((3, 5)))
-    out = broadcast.apply(variables, jnp.ones((3, 5)))
-    np.testing.assert_array_equal(out["sum"], out["a"] + out["b"])
+    # What the error advises, for any number of inputs (it said lambda a, b: a + b, which
+    # a node of three inputs cannot take).
+    advised = lambda *values: sum(values)
+    three = node(inputs=("a", "b", "input"), combine=advised)
+    broadcast = GraphModel({**spec, "sum": three})
+    variables = broadcast.init(key, jnp.ones((3, 4)))
+    out = broadcast.apply(variables, jnp.ones((3, 4)))
+    np.testing.assert_array_equal(out["sum"], out["a"] + out["b"] + out["input"])
 
 
 @pytest.mark.parametrize("combine", ["add", "concat"])
