@@ -20,3 +20,15 @@ def test_tour_prints_each_step_as_plain_numbers(capsys):
     )
     moved = [float(line.rsplit(" ", 1)[1]) for line in lines[3:5]]
     assert all(0 < m < 10 for m in moved)  # tweak and inject change the output
+
+
+def test_each_step_of_the_tour_is_explained_by_a_comment():
+    """main() printed six steps with no word on what each shows (why the aux loss total
+    is 'path-weighted', what the tweak and the injection change)."""
+    source = (EXAMPLES / "tour.py").read_text().split("def main()")[1].splitlines()
+    explained = False
+    for line in source:
+        explained = explained or line.strip().startswith("#")
+        if line.strip().startswith("print("):
+            assert explained, f"no comment explains the step printed by {line.strip()!r}"
+            explained = False
