@@ -560,6 +560,11 @@ class Graph:
                 f"A graph spec is a dict {{name: node}}, not {a_type(spec)}; e.g. "
                 "{'dense': nn.Dense(8), 'act': nn.relu} (nodes run in insertion order)."
             )
+        if not spec:
+            raise GraphError(
+                "The graph spec is empty ({}), so the model would have no node but the "
+                "input it adds; give it its nodes, e.g. {'dense': nn.Dense(8), 'act': nn.relu}."
+            )
         entries = list(walk(spec))
         added = not any(isinstance(value, Input) for _, value in entries)
         if added:

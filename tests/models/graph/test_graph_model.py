@@ -507,6 +507,12 @@ def test_an_empty_group_is_an_error_naming_its_path():
         GraphModel({"g": {}, "head": nn.Dense(2)})
 
 
+def test_an_empty_spec_is_an_error_as_an_empty_group_is():
+    """GraphModel({}) made a model of the added input node alone, which returned x."""
+    with pytest.raises(GraphError, match=r"^The graph spec is empty \(\{\}\), so the model"):
+        GraphModel({})
+
+
 def test_a_cycle_is_named():
     spec = {"a": node(inputs="c"), "b": nn.relu, "c": nn.relu, "d": nn.relu}
     with pytest.raises(GraphError, match="The graph has a cycle: a -> b -> c -> a"):
