@@ -625,12 +625,20 @@ class Graph:
         nearest, as a list of many is cut, or ends with ``hint`` when given).
 
         Examples:
+          >>> print(Graph.missing("", ["a", "g/b"], "Node 'g/b' takes input '..'"))
+          Node 'g/b' takes input '..', which names the root of the graph, a group, not a
+          node; existing nodes: 'a', 'g/b'.
           >>> nodes = [f"block{i}/conv" for i in range(50)] + ["head"]
           >>> print(Graph.missing("haed", nodes, "rewire names 'haed'"))
           rewire names 'haed', but 'haed' is not a node; existing nodes: 'block0/conv', ...,
           'block39/conv' and 11 more. Did you mean 'head'?
         """
         nodes = list(nodes)
+        if not path:  # '..' from a top-level group, or '/'
+            return GraphError(
+                f"{what}, which names the root of the graph, a group, not a node; existing "
+                f"nodes: {listing(nodes)}."
+            )
         below = [p for p in nodes if p.startswith(path + SEP)]
         kind = f"is a group (its nodes: {listing(below)})" if below else "is not a node"
         hint = hint or ("" if below else did_you_mean([path], nodes))

@@ -450,6 +450,17 @@ def test_an_input_named_as_from_the_top_level_says_how_to_write_it_from_its_grou
         GraphModel({"stem": nn.Dense(2), "block": block})
 
 
+@pytest.mark.parametrize("name", ["..", "/"])
+def test_an_input_naming_the_root_says_so(name):
+    """inputs='..' in a top-level group (or '/') said "'' is not a node"."""
+    message = (
+        rf"^Node 'g/c' takes input '{re.escape(name)}', which names the root of the graph, a "
+        r"group, not a node; existing nodes: 'input', 'a', 'g/b', 'g/c'\.$"
+    )
+    with pytest.raises(GraphError, match=message):
+        GraphModel({"a": abs, "g": {"b": abs, "c": node(abs, inputs=name)}})
+
+
 def test_a_node_that_is_also_a_group_is_an_error():
     with pytest.raises(
         GraphError, match="Node 'a' is also the group of node 'a/b'; a path is either a node"
