@@ -223,7 +223,7 @@ def _check_first_inputs(nodes: Mapping[str, Any], parts: list[str]) -> None:
 
 def _check_merge_mappings(parts: Any, nodes: Any) -> None:
     """Raises a `GraphError` when `merge`'s ``parts`` or ``nodes`` is no dict (a list of
-    parts has no group names; a list of nodes, no paths).
+    parts has no group names; a list of nodes, no paths), or there are no parts.
 
     Examples:
       >>> _check_merge_mappings([("model", "variables")], None)
@@ -235,6 +235,11 @@ def _check_merge_mappings(parts: Any, nodes: Any) -> None:
             f"merge's parts are {a_type(parts)}, not a dict {{group: (model, variables)}}: "
             "each part goes in its own group, so name it, e.g. merge({'a': (model_a, "
             "vars_a), 'b': (model_b, vars_b)})."
+        )
+    if not parts:
+        raise GraphError(
+            "merge's parts are empty ({}), so it would join no model; give it the parts, "
+            "{group: (model, variables)}, e.g. merge({'a': (model_a, vars_a)}, nodes)."
         )
     if nodes is not None and not isinstance(nodes, Mapping):
         raise GraphError(
@@ -263,13 +268,12 @@ def merge(
       initializes them.
 
     Raises:
-      GraphError: ``parts`` or ``nodes`` is no dict (a list), a part is not a pair
-        ``(model, variables)``, a part name is not one plain path segment (``"x/y"``,
-        ``".."``, ``""``) or is ``"params"``,
-        a new node has the path of a part's node (use `rewire` to change a node's
-        inputs), the first new node names no inputs (it would take the last part's last
-        node), a path is both a node and a group, or a part's variables are not what
-        its ``init`` makes (`check_variables`).
+      GraphError: ``parts`` or ``nodes`` is no dict (a list), there are no parts, a part
+        is not a pair ``(model, variables)``, a part name is not one plain path segment
+        (``"x/y"``, ``".."``, ``""``) or is ``"params"``, a new node has the path of a
+        part's node (use `rewire` to change a node's inputs), the first new node names no
+        inputs (it would take the last part's last node), a path is both a node and a
+        group, or a part's variables are not what its ``init`` makes (`check_variables`).
 
     Examples:
       >>> import flax.linen as nn, jax, jax.numpy as jnp

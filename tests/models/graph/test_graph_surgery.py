@@ -679,6 +679,12 @@ def test_merge_given_lists_instead_of_dicts_says_to_name_the_parts_and_nodes(net
         merge({"a": (model, variables)}, [node(abs, inputs="a/logits")])
 
 
+def test_merge_of_no_parts_is_an_error():
+    """merge({}, nodes) made a model of the new nodes alone, joining nothing."""
+    with pytest.raises(GraphError, match=r"^merge's parts are empty \(\{\}\), so it would join"):
+        merge({}, {"head": nn.Dense(2)})
+
+
 def test_fill_missing_refuses_a_given_variable_the_model_does_not_make(key):
     """A node renamed in the spec ('logits' -> 'head') kept its trained variables at the
     old path, unused, and initialized the new node's afresh, without a word."""
