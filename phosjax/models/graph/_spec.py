@@ -304,6 +304,9 @@ def _as_node(path: str, value: Any) -> Node | Input:
     """``value`` as a node, or a `GraphError` naming node ``path``.
 
     Examples:
+      >>> _as_node("act", "relu")
+      Traceback (most recent call last):
+      phosjax.models.graph._spec.GraphError: Node 'act' is a str ('relu' names no node: give ...
       >>> _as_node("d", nn.Dense)
       Traceback (most recent call last):
       phosjax.models.graph._spec.GraphError: Node 'd' is the class Dense, not an instance; ...
@@ -326,8 +329,14 @@ def _as_node(path: str, value: Any) -> Node | Input:
         return value
     if isinstance(value, nn.Module) or callable(value):
         return Node(value)
+    found = getattr(nn, value, None) if isinstance(value, str) else None
+    hint = ""
+    if callable(found):  # a layer or activation named as in Keras
+        made = isinstance(found, type)
+        give = f"an instance, nn.{value}(...)" if made else f"the function itself, nn.{value}"
+        hint = f" ({value!r} names no node: give {give})"
     raise GraphError(
-        f"Node {path!r} is {a_type(value)}; a node is a Flax module, a function, "
+        f"Node {path!r} is {a_type(value)}{hint}; a node is a Flax module, a function, "
         "node(...), Input() or a dict of nodes."
     )
 

@@ -736,6 +736,14 @@ def test_unclear_specs_are_named():
         GraphModel([nn.relu])
     with pytest.raises(GraphError, match=r"^Node 'a' is an int; a node is"):  # was "a int"
         GraphModel({"a": 3})
+    # An activation named as in Keras ('relu') was refused as 'a str' without the fix.
+    message = r"^Node 'act' is a str \('relu' names no node: give the function itself, nn.relu\);"
+    with pytest.raises(GraphError, match=message):
+        GraphModel({"dense": nn.Dense(2), "act": "relu"})
+    with pytest.raises(GraphError, match=r"^Node 'd' is a str \('Dense' names no node: give an "):
+        GraphModel({"d": "Dense"})
+    with pytest.raises(GraphError, match=r"^Node 'act' is a str; a node is"):
+        GraphModel({"act": "no_such_layer"})
     with pytest.raises(
         GraphError,
         match=r"Node 'c' is node\(Input\(\), ...\), but an input node takes no inputs; "
