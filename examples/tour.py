@@ -61,7 +61,7 @@ def main() -> None:
     hot = px.tweak(model, variables, x, {"deep_*/T": 5.0})
     print(
         "tweaking the deep branch's temperature moves the output by",
-        float(jnp.abs(hot - out).max()),
+        round(float(jnp.abs(hot - out).max()), 4),
     )
 
     # injecting: the shallow block's tagged pre-activation replaced by zeros; everything
@@ -70,7 +70,7 @@ def main() -> None:
     zeroed = px.inject(model, variables, x, {"shallow/pre_act": jnp.zeros((4, 8))})
     print(
         "injecting zeros into the shallow branch moves the output by",
-        float(jnp.abs(zeroed - out).max()),
+        round(float(jnp.abs(zeroed - out).max()), 4),
     )
 
     # loss: the gradient of a loss of the logits with respect to each tagged
