@@ -714,3 +714,55 @@ def test_stitching_at_a_node_without_a_batch_axis_says_so(key):
         stitch(bias, {}, "b", bias, {}, "b", x=x)
     stitched, variables = stitch(bias, {}, "b", bias, {}, "b", lambda h: h, x=x)
     np.testing.assert_array_equal(stitched.apply(variables, x)["b/h"], 2 * x)
+
+
+class _Bias(nn.Module):
+    """A learned constant: a node of no inputs."""
+
+    @nn.compact
+    def __call__(self):
+        return self.param("b", nn.initializers.normal(), (4,))
+
+
+def every_kind_of_node() -> GraphModel:
+    """Two inputs, a constant, a combine, a tuple-valued node, a pass-through, a nested
+    graph model and a module given its inputs concatenated."""
+    inner = GraphModel({"d": nn.Dense(4), "r": nn.relu}, returns="r")
+    return GraphModel(
+        {
+            "x": Input(),
+            "y": Input(),
+            "const": node(_Bias(), inputs=()),
+            "dx": node(nn.Dense(4), inputs="x"),
+            "dy": node(nn.Dense(4), inputs="y"),
+            "sum": node(inputs=("dx", "dy", "const"), combine=lambda *values: sum(values)),
+            "split": lambda h: (h[..., :2], h[..., 2:]),
+            "join": lambda parts: jnp.concatenate(parts, -1),
+            "pass": node(inputs="join"),
+            "inner": inner,
+            "mix": node(nn.Dense(4), inputs=("inner", "pass"), combine="concat"),
+            "head": nn.Dense(2),
+        },
+        returns="head",
+    )
+
+
+@pytest.fixture(scope="module")
+def every_kind():
+    model = every_kind_of_node()
+    keys = jax.random.split(jax.random.key(0), 3)
+    x = {"x": jax.random.normal(keys[0], (3, 5)), "y": jax.random.normal(keys[1], (3, 6))}
+    return model, model.init(keys[2], x), x
+
+
+@pytest.mark.parametrize("cut", every_kind_of_node().nodes[:-1])
+def test_cutting_and_stitching_at_every_kind_of_node_gives_the_model_back(every_kind, cut):
+    model, variables, x = every_kind
+    expected = model.apply(variables, x)
+    cut_value = model.apply(variables, x, outputs=cut)[cut]
+    back, back_vars = extract(model, variables, inputs=[cut])
+    feeds = {path: cut_value if path == cut else x[path] for path in back.graph.inputs}
+    np.testing.assert_allclose(back.apply(back_vars, feeds), expected, rtol=1e-6)
+    stitched, stitched_vars = stitch(model, variables, cut, model, variables, cut, lambda h: h, x=x)
+    out = stitched.apply(stitched_vars, {"a/x": x["x"], "a/y": x["y"]})
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
