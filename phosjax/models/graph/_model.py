@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from phosjax._nearest import did_you_mean
 from phosjax.core import INJECTIONS, tag
 from phosjax.core._record import set_aside
 from phosjax.layers._common import (
@@ -36,7 +37,7 @@ def _feed_error(x: Any, inputs: tuple[str, ...]) -> GraphError:
     Examples:
       >>> print(_feed_error({"a": 1, "bb": 2}, ("a", "b")))
       x has keys that are not input nodes: 'bb'; the input nodes are 'a', 'b',
-      and x gives no value for 'b'.
+      and x gives no value for 'b'. Did you mean 'b'?
     """
     if not isinstance(x, Mapping):
         return GraphError(
@@ -52,9 +53,10 @@ def _feed_error(x: Any, inputs: tuple[str, ...]) -> GraphError:
         if len(inputs) == 1
         else ""
     )
+    near = did_you_mean([k for k in unknown if isinstance(k, str)], missing or inputs)
     return GraphError(
         f"x has keys that are not input nodes: {listing(unknown)}; "
-        f"the input nodes are {listing(inputs)}{gives}.{value}"
+        f"the input nodes are {listing(inputs)}{gives}{near or '.'}{value}"
     )
 
 

@@ -372,8 +372,8 @@ def test_several_inputs_and_combines():
         model.apply({}, a)
     with pytest.raises(
         GraphError,
-        match="x has keys that are not input nodes: 'bb'; the input nodes are 'a', 'b', "
-        "and x gives no value for 'b'",
+        match=r"x has keys that are not input nodes: 'bb'; the input nodes are 'a', 'b', "
+        r"and x gives no value for 'b'\. Did you mean 'b'\?",  # a misspelt key: the nearest
     ):
         model.apply({}, {"a": a, "bb": b})
     with pytest.raises(GraphError, match="Unknown combine 'sum'; use one of \\['add', 'concat'\\]"):
@@ -410,7 +410,8 @@ def test_one_input_refuses_a_dict_keyed_like_an_input_node(key):
     with pytest.raises(
         GraphError,
         match=rf"^x has keys that are not input nodes: '{key}'; the input nodes are 'input', "
-        r"and x gives no value for 'input'. To feed a dict as the value of 'input', pass "
+        r"and x gives no value for 'input'(\. Did you mean 'input'\?|\.) To feed a dict as the "
+        r"value of 'input', pass "
         r"\{'input': the dict\} \(a dict whose keys name no node and no input node is fed",
     ):
         model.apply({}, {key: jnp.ones(2)})
