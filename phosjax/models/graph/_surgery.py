@@ -161,8 +161,12 @@ def extract(
     kept = graph.needed(targets, given=inputs)
     unused = [p for p in inputs if p not in kept]
     if unused:
+        upstream = [p for p in kept if p not in targets]
         raise GraphError(
-            f"extract's input {unused[0]!r} is not needed by the outputs {listing(targets)}."
+            f"extract's input {unused[0]!r} is not needed by the outputs {listing(targets)} "
+            f"(it comes after them, or on another branch), so cutting there would cut "
+            f"nothing; cut at a node they need ({listing(upstream) or 'none: they are inputs'}), "
+            "or give outputs that need it."
         )
     spec = graph.spec()
     sub = {p: Input() if p in inputs else spec[p] for p in spec if p in kept}

@@ -119,7 +119,12 @@ def test_extract_front_keeps_original_inputs_and_rejects_unneeded_cuts(net):
     np.testing.assert_array_equal(
         front.apply(front_vars, x)["act1"], model.apply(variables, x)["act1"]
     )
-    with pytest.raises(GraphError, match=r"extract's input 'logits' is not needed by"):
+    message = (
+        r"^extract's input 'logits' is not needed by the outputs 'pool' \(it comes after them, "
+        r"or on another branch\), so cutting there would cut nothing; cut at a node they need "
+        r"\('input', 'channels', 'conv1', 'act1', 'block/conv', 'block/act', 'block/add'\), or "
+    )
+    with pytest.raises(GraphError, match=message):  # the nodes to cut at were not named
         extract(model, variables, inputs=["logits"], outputs=["pool"])
     with pytest.raises(GraphError, match=r"extract's inputs names 'act2', but 'act2' is not"):
         extract(model, variables, inputs=["act2"])
