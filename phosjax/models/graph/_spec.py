@@ -581,7 +581,11 @@ class Graph:
         nodes: dict[str, Node | Input] = {}
         for path, value in entries:
             if path in nodes:
-                raise GraphError(f"Node {path!r} is defined twice.")
+                raise GraphError(
+                    f"Node {path!r} is defined twice: a key with '/' in it names the same "
+                    f"path as a nested group's key (such as {path!r} and a group "
+                    f"{path.split(SEP)[0]!r} holding the rest); keep one of them."
+                )
             nodes[path] = _as_node(path, value)
         _check_groups(nodes)
         resolved = self._resolve(nodes)

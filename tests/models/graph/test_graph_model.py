@@ -525,6 +525,16 @@ def test_an_empty_spec_is_an_error_as_an_empty_group_is():
         GraphModel({})
 
 
+def test_a_node_defined_twice_says_how():
+    """It said only "Node 'g/h' is defined twice.", though a dict cannot hold a key twice."""
+    message = (
+        r"^Node 'g/h' is defined twice: a key with '/' in it names the same path as a nested "
+        r"group's key \(such as 'g/h' and a group 'g' holding the rest\); keep one of them\."
+    )
+    with pytest.raises(GraphError, match=message):
+        GraphModel({"g": {"h": nn.relu}, "g/h": nn.relu})
+
+
 def test_a_cycle_is_named():
     spec = {"a": node(inputs="c"), "b": nn.relu, "c": nn.relu, "d": nn.relu}
     with pytest.raises(GraphError, match="The graph has a cycle: a -> b -> c -> a"):
