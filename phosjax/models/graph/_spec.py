@@ -496,12 +496,25 @@ def _outer_hint(name: str, group: tuple[str, ...], nodes: Iterable[str]) -> str:
         except GraphError:  # goes above the root from there
             return ""
         if outer in nodes:
-            up = "../" * (len(group) - depth)
             return (
                 f". Input names are relative to the node's group {SEP.join(group)!r}: write "
-                f"{up + name!r} or {SEP + outer!r} for node {outer!r}."
+                f"{_relative(outer, group)!r} or {SEP + outer!r} for node {outer!r}."
             )
     return ""
+
+
+def _relative(path: str, group: tuple[str, ...]) -> str:
+    """The shortest name of node ``path`` from ``group`` (no ``.`` or needless ``..``).
+
+    Examples:
+      >>> _relative("stem", ("block", "inner")), _relative("block/stem", ("block", "inner"))
+      ('../../stem', '../stem')
+    """
+    parts = path.split(SEP)
+    shared = 0
+    while shared < min(len(group), len(parts) - 1) and group[shared] == parts[shared]:
+        shared += 1
+    return "../" * (len(group) - shared) + SEP.join(parts[shared:])
 
 
 def _with_default_input(entries: list[tuple[str, Any]]) -> list[tuple[str, Any]]:

@@ -462,6 +462,13 @@ def test_an_input_naming_the_root_says_so(name):
         GraphModel({"a": abs, "g": {"b": abs, "c": node(abs, inputs=name)}})
 
 
+@pytest.mark.parametrize("name", ["./a", "a/../a"])
+def test_the_way_to_write_an_outer_input_is_the_shortest(name):
+    """It prefixed '../' to the name as written: write '.././a' (or '../a/../a')."""
+    with pytest.raises(GraphError, match=r"group 'g': write '\.\./a' or '/a' for node 'a'\."):
+        GraphModel({"a": abs, "g": {"b": abs, "c": node(abs, inputs=name)}})
+
+
 def test_a_node_that_is_also_a_group_is_an_error():
     with pytest.raises(
         GraphError, match="Node 'a' is also the group of node 'a/b'; a path is either a node"
