@@ -117,13 +117,17 @@ def _keeping_state_dtypes(
     ``tx.init`` makes the moments in the params' dtype, but a hyperparameter injected as
     a float32 array (a grid's per-cell value) promotes the update of bfloat16 params, and
     the moments with it: a loop carrying the state (the engine's `jax.lax.scan` over a
-    chunk's steps) refused a state whose dtypes changed.
+    chunk's steps) refused a state whose dtypes changed. The update runs under standard
+    dtype promotion even where the caller's is strict: optax promotes implicitly (adam's
+    bias correction raises a Python float to the int32 step count, ``1 - decay**count``
+    in ``optax.tree.bias_correction``), which the caller cannot fix.
     """
 
     def update(
         updates: optax.Updates, state: optax.OptState, params: Any = None, **extra: Any
     ) -> tuple[optax.Updates, optax.OptState]:
-        updates, new = tx.update(updates, state, params, **extra)
+        with jax.numpy_dtype_promotion("standard"):  # optax's own, even if strict
+            updates, new = tx.update(updates, state, params, **extra)
         return updates, jax.tree.map(_as_dtype_of, new, state)
 
     return optax.GradientTransformationExtraArgs(tx.init, update)
@@ -172,7 +176,8 @@ def make_optimizer(
     `lr_multiplier` (``adamw``'s decoupled decay too, as optax does with a scheduled
     learning rate). An update hands back the state in the dtypes ``init`` made it (the
     moments of bfloat16 params stay bfloat16, though a float32 hyperparameter promotes
-    the update), so a `jax.lax.scan` can carry it.
+    the update), so a `jax.lax.scan` can carry it; it runs under
+    ``jax.numpy_dtype_promotion("strict")`` too (optax's own promotions allowed).
 
     Args:
       name: ``"adam"``, ``"adamw"``, ``"sgd"`` or ``"momentum"``.
