@@ -17,7 +17,7 @@ from phosjax.train._config import (
     number_in,
     one_of,
 )
-from phosjax.train._reduce import scaled_global_norm
+from phosjax.train._reduce import scaled_global_norm, summing_dtype
 
 
 def _check_schedule(schedule: str) -> None:
@@ -62,7 +62,7 @@ def lr_multiplier(schedule: str, warmup_steps: int, steps: int) -> optax.Schedul
 
 def _widened(t: jax.Array) -> jax.Array:
     """``t`` in float32 when it is narrower (bfloat16), else as it is."""
-    wide = jnp.promote_types(t.dtype, jnp.float32)
+    wide = summing_dtype(t.dtype)
     return t if t.dtype == wide else t.astype(wide)
 
 

@@ -5,6 +5,23 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+
+def summing_dtype(dtype: Any) -> np.dtype:
+    """The float dtype to sum values of ``dtype`` in: ``dtype`` itself when it is a float
+    of 32 bits or more, else float32 (a bfloat16 sum rounds to 3 digits), and for integers
+    the default float (float64 under ``jax_enable_x64``). Chosen without promoting types,
+    so that it holds under ``jax.numpy_dtype_promotion("strict")``.
+
+    Examples:
+      >>> [summing_dtype(d).name for d in (jnp.bfloat16, jnp.float32, jnp.int32)]
+      ['float32', 'float32', 'float32']
+    """
+    dtype = np.dtype(dtype)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        return np.dtype(jax.dtypes.canonicalize_dtype(np.float64))
+    return dtype if dtype.itemsize >= 4 else np.dtype(np.float32)
 
 
 def global_norm(tree: Any) -> jax.Array:
@@ -57,7 +74,7 @@ def scaled_l2_norm(v: jax.Array) -> tuple[jax.Array, jax.Array]:
       >>> bool(jnp.isfinite(root)), float(root / scale), f"{float(root) / float(scale):.4e}"
       (True, inf, '4.2426e+38')
     """
-    v = v.astype(jnp.promote_types(jnp.result_type(v, 1.0), jnp.float32))
+    v = v.astype(summing_dtype(v.dtype))
     maxexp = jnp.finfo(v.dtype).maxexp
     scale = jnp.asarray(2.0 ** -(maxexp // 2 + maxexp // 8), v.dtype)  # float32: 2^-80
     plain = jnp.sum(v * v)
@@ -88,4 +105,8 @@ def _reduce_concatenated(tree: Any, reduce: Callable[[jax.Array], Any], empty: A
     """``reduce`` of ``tree``'s leaves flattened and concatenated (one reduction for them
     all), ``empty`` when it has none."""
     leaves = [jnp.ravel(leaf) for leaf in jax.tree.leaves(tree)]
-    return reduce(jnp.concatenate(leaves)) if leaves else empty
+    if not leaves:
+        return empty
+    with jax.numpy_dtype_promotion("standard"):  # as concatenate promotes, even if strict
+        dtype = jnp.result_type(*leaves)
+    return reduce(jnp.concatenate([leaf.astype(dtype) for leaf in leaves]))

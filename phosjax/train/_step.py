@@ -30,7 +30,7 @@ from phosjax.train._config import HParams, Regularizer, int_at_least
 from phosjax.train._matmul_convs import rewrite_before_grad
 from phosjax.train._optim import hparams_multiplier, hparams_optimizer
 from phosjax.train._precision import precision_apply
-from phosjax.train._reduce import all_finite, scaled_global_norm
+from phosjax.train._reduce import all_finite, scaled_global_norm, summing_dtype
 from phosjax.train._state import GroupState
 
 Metrics = dict[str, jax.Array]
@@ -134,7 +134,7 @@ def _penalty(kind: str, on: str) -> Callable[[jax.Array], jax.Array]:
     reduce = jnp.sum if on == "params" else jnp.mean
 
     def penalty(value: jax.Array) -> jax.Array:
-        return reduce(elementwise(value.astype(jnp.promote_types(value.dtype, jnp.float32))))
+        return reduce(elementwise(value.astype(summing_dtype(value.dtype))))
 
     return penalty
 
@@ -313,7 +313,8 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
         root, scale = scaled_global_norm(grads)  # root: finite where every entry is
         grad_norm = root / scale  # inf above the dtype's largest value
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        with jax.numpy_dtype_promotion("standard"):  # bfloat16 params + float32 updates
+            params = optax.apply_updates(state.params, updates)
         # An update can overflow the params, a running statistic or the optimizer state
         # (e.g. Adam's second moment: its params then stop moving or turn NaN) while the
         # loss and the gradient are finite. The unguarded step leaves the optimizer state to

@@ -36,7 +36,12 @@ from phosjax.train import (
 from phosjax.train._reduce import global_norm
 from phosjax.train._run import _stops
 from phosjax.train._state import _layout_difference
-from phosjax.train._step import device_arrays, make_evaluate, make_train_step
+from phosjax.train._step import (
+    device_array_specs,
+    device_arrays,
+    make_evaluate,
+    make_train_step,
+)
 from tests.train.tiny import Tiny, toy_data
 
 TOL = {"rtol": 2e-5, "atol": 2e-6}
@@ -1477,11 +1482,34 @@ def test_a_later_group_failing_only_in_its_evaluation_fails_before_any_group_tra
     assert chunks == [] and "raised for cells [1]" in raised.value.__notes__[-1]
 
 
+def _traced_under_strict_promotion(toy, config, hp):
+    """A group's init, train step and evaluation traced (nothing compiled) under strict
+    dtype promotion: where it refuses a promotion, it does so while tracing."""
+    [group] = plan_groups([Cell(config, "toy", hp)])
+    model, arrays = config.build(), device_array_specs(toy)
+    with jax.numpy_dtype_promotion("strict"):
+        state = jax.eval_shape(lambda: init_group(group, toy))
+        cell = jax.eval_shape(lambda s: jax.tree.map(lambda a: a[0], s), state)
+        _, metrics = jax.eval_shape(make_train_step(model, hp), cell, arrays)
+        jax.eval_shape(make_evaluate(model, hp.compute_dtype), cell, arrays)
+    return cell, metrics
+
+
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_a_grid_of_a_strict_clean_model_trains_under_strict_promotion(toy, optimizer):
+def test_a_strict_clean_model_trains_under_strict_promotion(toy, optimizer):
     # its evaluation divided float32 sums by an int32 count, and adam's bias correction in
     # optax raised a float to the int32 step count: strict promotion refused both
     hp = HParams(optimizer=optimizer, batch_size=16, steps=2, grad_clip=1.0, lr_schedule="cosine")
-    with jax.numpy_dtype_promotion("strict"):
-        result = train_grid([Cell(Tiny(), "toy", hp, 0)], datasets={"toy": toy}, strategy="vmap")
-    assert 0 <= float(result.final["test_accuracy"][0]) <= 1
+    _, metrics = _traced_under_strict_promotion(toy, Tiny(), hp)
+    assert metrics["grad_norm"].dtype == jnp.float32
+
+
+def test_a_model_storing_its_params_in_bfloat16_trains_under_strict_promotion(toy):
+    # its grad_norm, grad_clip and regularizer widened bfloat16 with jnp.promote_types, the
+    # finiteness check concatenated float32 and bfloat16 leaves, and optax.apply_updates
+    # added float32 updates to bfloat16 params: strict promotion refused each
+    l2 = (Regularizer("**/kernel", "l2", 1e-3),)
+    hp = HParams(optimizer="adam", batch_size=16, steps=2, grad_clip=1.0, regularizers=l2)
+    cell, metrics = _traced_under_strict_promotion(toy, _Bfloat16Config(), hp)
+    assert jax.tree.leaves(cell.params)[0].dtype == jnp.bfloat16
+    assert metrics["regularizer"].dtype == jnp.float32
