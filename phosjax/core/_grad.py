@@ -123,7 +123,7 @@ def grad_of(
       SelectorError: a selector matches no tagged value (see `perturbations`).
       TypeError: a selected value is not floating point, or ``wrt`` is neither a str nor
         a list of them; ``variables`` are no
-        collections (the params alone: `naming_params_alone`).
+        collections (the params alone: `naming_params_alone`); ``fn`` is no function.
       ValueError: ``wrt`` is an empty list, or a perturbation never reached its tag: a
         lifted transform, such as nn.scan, whose ``variable_axes`` omit ``perturbations``
         dropped it, though it kept the tagged value (`scan_axes` lists all of phosjax's
@@ -139,6 +139,12 @@ def grad_of(
       >>> grads["h"].tolist()
       [2.0, 6.0]
     """
+    if not callable(fn):
+        raise TypeError(
+            f"grad_of: fn must be a function of the model's output to a scalar (e.g. "
+            f"jnp.sum, or the loss), got {fn!r}; call it as grad_of(fn, model, variables, x, "
+            "wrt=...)."
+        )
     variables = checked_variables(variables, "grad_of")
     with naming_params_alone(variables, "grad_of"):
         zeros = _flat_perturbations(model, variables, x, wrt, **kwargs)

@@ -73,6 +73,7 @@ def regularize(
     Raises:
       SelectorError: a selector matches nothing (the message calls the paths ``what``:
         ``"param"``, ``"tagged value"``...).
+      TypeError: ``fn`` is no function (the arguments swapped?).
       ValueError: ``selector`` is an empty list, or ``fn`` returns no scalar (an array
         would add up elementwise, or fail to broadcast): the message names the path and
         the shape.
@@ -83,6 +84,11 @@ def regularize(
       >>> float(px.regularize(found, "**/pre_act", lambda h: jnp.abs(h).mean()))
       4.0
     """
+    if not callable(fn):
+        raise TypeError(
+            f"regularize: fn must be a function of one value to a scalar (e.g. lambda h: "
+            f"jnp.abs(h).mean()), got {fn!r}; call it as regularize(values, selector, fn)."
+        )
     flat = flatten(nn.meta.unbox(values), unwrap=False)  # boxed params: their arrays
     total = jnp.zeros(())
     for path, record in select_items(flat, selector, what=what).items():

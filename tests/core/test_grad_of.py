@@ -183,3 +183,17 @@ def test_grad_of_pytree_with_an_integer_leaf_names_the_leaf():
 
     with pytest.raises(TypeError, match=r"'m'\['n'\]: its dtype is int32"):
         px.grad_of(lambda y: y, Mixed(), {}, V, wrt="m")
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda v: px.grad_of(None, TwoLayer(), v, X, wrt="pre_act"), r"^grad_of: fn must be"),
+        (lambda v: px.regularize(v["params"], "**/kernel", "l2"), r"^regularize: fn must be"),
+    ],
+)
+def test_an_fn_that_is_no_function_is_refused_naming_it(call, message):
+    # it failed after the model ran: "'NoneType' object is not callable"
+    variables = TwoLayer().init(jax.random.key(0), X)
+    with pytest.raises(TypeError, match=message + r" .*, got (None|'l2'); call it as "):
+        call(variables)
