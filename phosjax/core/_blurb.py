@@ -22,7 +22,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from phosjax._listing import listing
-from phosjax.core._apply import apply_collecting, jit_keeping_constants
+from phosjax.core._apply import (
+    apply_collecting,
+    checked_variables,
+    jit_keeping_constants,
+    naming_params_alone,
+)
 from phosjax.core._blurb_table import table
 from phosjax.core._collections import AUX_LOSS, BLURB, KNOBS, PATH_WEIGHTS
 from phosjax.core._knobs import _declarations, init_kwargs, knobs
@@ -495,6 +500,11 @@ def blurb(
     Returns:
       A `Blurb`: ``b.table()`` to read, ``b["path"]`` for one module, ``b.to_json()``.
 
+    Raises:
+      TypeError: ``variables`` are no collections (None; the params alone:
+        `naming_params_alone`).
+      ValueError: ``repeats`` is no int >= 1.
+
     Examples:
       >>> import flax.linen as nn, jax, jax.numpy as jnp, phosjax as px
       >>> class MLP(nn.Module):
@@ -511,8 +521,10 @@ def blurb(
     an_int = isinstance(repeats, numbers.Integral) and not isinstance(repeats, bool)
     if not an_int or repeats < 1:  # checked before the model is traced and compiled
         raise ValueError(f"repeats must be at least 1, a whole number of calls, got {repeats!r}.")
+    variables = checked_variables(variables, "blurb")
     mutable = apply_kwargs.pop("mutable", _state_collections(variables))
-    calls, recorded, outputs = _capture(model, variables, x, mutable=mutable, **apply_kwargs)
+    with naming_params_alone(variables, "blurb"):
+        calls, recorded, outputs = _capture(model, variables, x, mutable=mutable, **apply_kwargs)
     measured: dict[str, tuple[float | None, float | None]] = {}
     if flops or measure_latency:
         whole = lambda v, x: model.apply(v, x, mutable=mutable, **apply_kwargs)

@@ -895,17 +895,18 @@ def test_inject_a_pytree_leaf_of_the_wrong_shape_names_its_key_and_shapes():
         px.inject(Pytrees(), {}, V, {"d": {"a": V, "b": jnp.zeros(2)}})
 
 
-@pytest.mark.parametrize("transform", [*TRANSFORMS, "injections", "perturbations"])
+MORE_TRANSFORMS = {
+    "injections": lambda kind, v, x: px.core.injections(Stack(kind), v, x, {}),
+    "perturbations": lambda kind, v, x: px.perturbations(Stack(kind), v, x, "**"),
+    "blurb": lambda kind, v, x: px.blurb(Stack(kind), v, x, measure_latency=False, flops=False),
+}
+
+
+@pytest.mark.parametrize("transform", [*TRANSFORMS, *MORE_TRANSFORMS])
 def test_params_passed_as_variables_name_the_transform_and_what_init_returns(transform):
     """Flax said only 'Tried to access "kernel" from collection "params" ... the
     collection is empty'."""
-    run = (
-        TRANSFORMS.get(transform)
-        or {
-            "injections": lambda kind, v, x: px.core.injections(Stack(kind), v, x, {}),
-            "perturbations": lambda kind, v, x: px.perturbations(Stack(kind), v, x, "**"),
-        }[transform]
-    )
+    run = TRANSFORMS.get(transform) or MORE_TRANSFORMS[transform]
     params = init("plain")["params"]
     first = next(iter(params))
     with pytest.raises(
@@ -916,15 +917,14 @@ def test_params_passed_as_variables_name_the_transform_and_what_init_returns(tra
         run("plain", params, X)
 
 
-@pytest.mark.parametrize("transform", [*TRANSFORMS, "injections"])
+@pytest.mark.parametrize("transform", [*TRANSFORMS, "injections", "blurb"])
 @pytest.mark.parametrize(("variables", "shown"), [(None, "None"), ([{}], "a list")])
 def test_variables_that_are_no_mapping_name_the_transform_and_what_init_returns(
     transform, variables, shown
 ):
-    """None or a list failed as "'NoneType' object has no attribute 'items'"."""
-    run = TRANSFORMS.get(transform) or (
-        lambda kind, v, x: px.core.injections(Stack(kind), v, x, {})
-    )
+    """None or a list failed as "'NoneType' object has no attribute 'items'" (blurb:
+    "'NoneType' object is not iterable")."""
+    run = TRANSFORMS.get(transform) or MORE_TRANSFORMS[transform]
     with pytest.raises(
         TypeError,
         match=rf"^{transform}: variables must be what model.init returns, a mapping of "
