@@ -523,8 +523,18 @@ def blurb(
         raise ValueError(f"repeats must be at least 1, a whole number of calls, got {repeats!r}.")
     variables = checked_variables(variables, "blurb")
     mutable = apply_kwargs.pop("mutable", _state_collections(variables))
-    with naming_params_alone(variables, "blurb"):
-        calls, recorded, outputs = _capture(model, variables, x, mutable=mutable, **apply_kwargs)
+    try:
+        with naming_params_alone(variables, "blurb"):
+            calls, recorded, outputs = _capture(
+                model, variables, x, mutable=mutable, **apply_kwargs
+            )
+    except Exception as error:
+        if x is None:  # the model got None: its error names no input (Dense: IndexError)
+            error.add_note(
+                "blurb was given no input (x=None), which only a model that reads none "
+                "takes: pass the input, px.blurb(model, variables, x)."
+            )
+        raise
     measured: dict[str, tuple[float | None, float | None]] = {}
     if flops or measure_latency:
         whole = lambda v, x: model.apply(v, x, mutable=mutable, **apply_kwargs)

@@ -192,6 +192,14 @@ def test_switched_off_measurements_are_none():
         blurb(Block(), {}, x, repeats=0)
 
 
+def test_a_model_that_reads_an_input_given_none_is_told_to_pass_it():
+    # a Dense given x=None raised a bare "IndexError: tuple index out of range"
+    x = jnp.ones((1, 3))
+    with pytest.raises(Exception) as raised:
+        blurb(Block(), Block().init(jax.random.key(0), x), flops=False, measure_latency=False)
+    assert "blurb was given no input (x=None)" in raised.value.__notes__[-1]
+
+
 @pytest.mark.parametrize("repeats", [2.5, True, "3"])
 def test_repeats_that_are_no_whole_number_are_refused_by_name(repeats):
     # 2.5 failed once the model had compiled ("'float' object cannot be interpreted as an
