@@ -236,6 +236,7 @@ def path_weight(module: nn.Module, name: str, weight: Any) -> Iterator[jax.Array
       The combined weight of this branch (the product with all enclosing scopes).
 
     Raises:
+      TypeError: ``weight`` is no number nor array (a string).
       ValueError: ``weight`` has more than one axis; or a module under `flax.linen.jit`
         inside the scope (but not around it) reads the path weight, e.g. raises an aux
         loss: nn.jit would reuse a trace with a stale weight; or the scope recorded aux
@@ -255,11 +256,17 @@ def path_weight(module: nn.Module, name: str, weight: Any) -> Iterator[jax.Array
       (0.5, 0.5)
     """
     check_path(module, name, "path_weight")
-    weight = jnp.asarray(weight)
+    where = f"path_weight {name!r} in {'/'.join(module.path) or 'the top module'}"
+    try:
+        weight = jnp.asarray(weight)
+    except TypeError:  # JAX's message names no path weight: "Value '0.5' with dtype <U3..."
+        raise TypeError(
+            f"{where}: a weight must be a number or an array of them, a scalar or one per "
+            f"example (B,), got {weight!r} ({type(weight).__name__})."
+        ) from None
     if weight.ndim > 1:
         raise ValueError(
-            f"path_weight {name!r} in {'/'.join(module.path) or 'the top module'}: a weight "
-            f"must be a scalar or one per example (B,), got shape {weight.shape}."
+            f"{where}: a weight must be a scalar or one per example (B,), got shape {weight.shape}."
         )
     record(module, PATH_WEIGHTS, name, jnp.mean(weight))
     opened = taking(_OPENED)

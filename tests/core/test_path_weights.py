@@ -104,3 +104,25 @@ def test_aux_losses_raised_in_a_scope_and_recorded_beside_it_are_all_counted():
     _, state = TwoScopes().apply({}, jnp.ones(2), mutable=[px.AUX_LOSS])
     losses = {k: float(v["one"][0]) for k, v in state[px.AUX_LOSS].items()}
     assert losses == {"before": 1.0, "outer_loss": 0.5, "inner_loss": 0.25, "inner_loss_2": 0.25}
+
+
+class _Weighted(nn.Module):
+    weight: object
+
+    @nn.compact
+    def __call__(self, x):
+        with px.path_weight(self, "branch", self.weight):
+            return x
+
+
+@pytest.mark.parametrize(
+    "weight, error, message",
+    [
+        ("0.5", TypeError, r"a weight must be a number or an array of them, .*got '0.5' \(str\)"),
+        (jnp.ones((2, 3)), ValueError, r"a weight must be a scalar .*got shape \(2, 3\)"),
+    ],
+)
+def test_a_weight_that_is_no_scalar_number_names_the_path_weight(weight, error, message):
+    # a string failed in JAX: "Value '0.5' with dtype <U3 is not a valid JAX array type"
+    with pytest.raises(error, match=r"^path_weight 'branch' in the top module: " + message):
+        _Weighted(weight).apply({}, jnp.ones((2, 3)), mutable=["path_weights"])
