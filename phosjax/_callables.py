@@ -1,4 +1,5 @@
-"""How an error message names a function, a module, or a `functools.partial` of one."""
+"""How an error message names a function, a module, a `functools.partial` of one, or a
+value's type."""
 
 import functools
 import reprlib
@@ -24,3 +25,15 @@ def callable_name(fn: Any, attribute: str = "__name__") -> str:
         ]
         return f"partial({', '.join(bound)})"
     return str(getattr(fn, attribute, type(fn).__name__))
+
+
+def a_type(value: Any) -> str:
+    """``value``'s type name with its article, for an error (``ndarray`` read "en-d-array").
+
+    Examples:
+      >>> import numpy as np
+      >>> a_type(3), a_type([]), a_type(np.ones(2)), a_type(abs)
+      ('an int', 'a list', 'an ndarray', 'a builtin_function_or_method')
+    """
+    name = type(value).__name__
+    return f"{'an' if name[0].lower() in 'aeiou' or name == 'ndarray' else 'a'} {name}"

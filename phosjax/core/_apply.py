@@ -10,6 +10,7 @@ import flax.linen as nn
 import jax
 from flax.core.scope import DenyList, in_filter, union_filters
 
+from phosjax._callables import a_type
 from phosjax.core._collections import INTERMEDIATES
 from phosjax.core._paths import flatten
 from phosjax.core._selectors import SelectorError, select
@@ -35,7 +36,7 @@ def checked_variables(
     """
     if isinstance(variables, Mapping):
         return variables
-    shown = repr(variables) if variables is None else f"a {type(variables).__name__}"
+    shown = repr(variables) if variables is None else a_type(variables)
     raise error(
         f"{caller}: {name} must be what model.init returns, a mapping of collection "
         f"names to trees ({{'params': ...}}), got {shown}."

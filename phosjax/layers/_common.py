@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from phosjax._callables import a_type as a_type
 from phosjax._callables import callable_name
 
 TRAIN_FLAGS = ("train", "training", "is_training", "deterministic", "use_running_average")
@@ -567,17 +568,6 @@ def token_mean(values: jax.Array, real: jax.Array | None, kept: int = 0) -> jax.
     weights = real.reshape(*real.shape[:kept], math.prod(real.shape[kept:]), 1)
     weighted = jnp.where(weights > 0, flat * weights, 0)  # no 0 * inf
     return weighted.sum(kept) / jnp.maximum(weights.sum(kept), 1).astype(weighted.dtype)
-
-
-def a_type(value: Any) -> str:
-    """``value``'s type name with its article, for an error (``ndarray`` read "en-d-array").
-
-    Examples:
-      >>> a_type(3), a_type(jnp.ones(2)), a_type(nn.Dense(2)), a_type(np.ones(2))
-      ('an int', 'an ArrayImpl', 'a Dense', 'an ndarray')
-    """
-    name = type(value).__name__
-    return f"{'an' if name[0].lower() in 'aeiou' or name == 'ndarray' else 'a'} {name}"
 
 
 def returned(y: Any) -> str:

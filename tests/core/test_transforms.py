@@ -918,7 +918,9 @@ def test_params_passed_as_variables_name_the_transform_and_what_init_returns(tra
 
 
 @pytest.mark.parametrize("transform", [*TRANSFORMS, "injections", "blurb"])
-@pytest.mark.parametrize(("variables", "shown"), [(None, "None"), ([{}], "a list")])
+@pytest.mark.parametrize(
+    ("variables", "shown"), [(None, "None"), ([{}], "a list"), (X, "an ArrayImpl")]
+)  # an array: the variables and x swapped ('a ArrayImpl')
 def test_variables_that_are_no_mapping_name_the_transform_and_what_init_returns(
     transform, variables, shown
 ):
