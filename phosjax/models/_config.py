@@ -8,8 +8,8 @@ from typing import Any, TypeGuard
 import flax.linen as nn
 import numpy as np
 
+from phosjax._callables import a_type
 from phosjax._nearest import did_you_mean
-from phosjax.layers._common import a_type
 
 Width = int | tuple[int, ...]
 
@@ -286,6 +286,6 @@ def checked_config(config: Any, caller: str) -> ModelConfig:
     example = f"{config!r}" if isinstance(config, str) else "'resnet'"
     mapping = " (a dict: ModelConfig.from_dict(it))" if isinstance(config, Mapping) else ""
     raise TypeError(
-        f"{caller} takes a ModelConfig, got {config!r} (a {type(config).__name__}): pass "
+        f"{caller} takes a ModelConfig, got {config!r} ({a_type(config)}): pass "
         f"{caller}(ModelConfig({example}, num_classes=10, input_shape=(40,))){mapping}."
     )

@@ -5,6 +5,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from phosjax._callables import a_type
 from phosjax.core import Blurb, ModuleBlurb
 
 # "qkv[2]", "proj#1", "a[3]#0": one of a module's groups (its axis, its number)
@@ -56,7 +57,7 @@ def annotate(blurb: Blurb, report: Mapping[str, Any]) -> Blurb:
     """
     if not isinstance(blurb, Blurb):
         raise TypeError(
-            f"annotate: blurb is a {type(blurb).__name__}; expected the Blurb of "
+            f"annotate: blurb is {a_type(blurb)}; expected the Blurb of "
             "phosjax.blurb(model, variables, x) (annotate(blurb, report), in that order)"
         )
     if not isinstance(report, Mapping) or not {"groups", "cost"} <= set(report):

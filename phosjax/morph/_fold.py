@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from phosjax._callables import a_type
 from phosjax.core._record import applied_apart, apply_depth
 from phosjax.morph._groups import ChannelGroups, key_path, leaf_paths, member_leaf
 from phosjax.morph._shrink import mask
@@ -402,7 +403,7 @@ def fold(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(
-            f"fold: model is a {type(model).__name__}, not a flax.linen Module; give the "
+            f"fold: model is {a_type(model)}, not a flax.linen Module; give the "
             "module the groups were traced from (fold watches its nn.Dense and nn.Conv "
             "layers' inputs), or use mask and shrink, which drop the dead channels' constants"
         )

@@ -11,9 +11,9 @@ import flax.linen as nn
 import jax
 import numpy as np
 
+from phosjax._callables import a_type
 from phosjax._listing import listing
 from phosjax._nearest import did_you_mean
-from phosjax.layers._common import a_type
 from phosjax.models.graph import GraphModel
 from phosjax.morph._labels import PROD, SUM
 from phosjax.morph._trace import ZEROING, Trace, trace

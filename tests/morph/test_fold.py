@@ -101,6 +101,8 @@ def test_a_bare_apply_function_is_refused_naming_what_fold_needs():
     groups = channel_groups(model.apply, variables, x)
     with pytest.raises(TypeError, match=r"model is a \w+, not a flax\.linen Module"):
         fold(model.apply, variables, {"layers_0": [True, False, True]}, groups, x)
+    with pytest.raises(TypeError, match=r"^fold: model is an ArrayImpl, not a"):  # 'a ArrayImpl'
+        fold(x, variables, {"layers_0": [True, False, True]}, groups, x)  # arguments swapped
 
 
 def test_fold_without_example_inputs_says_to_pass_them():
