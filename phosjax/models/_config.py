@@ -144,6 +144,11 @@ class ModelConfig:
     options: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:  # YAML's `name:` (None), a number
+            raise ValueError(
+                f"ModelConfig name must be a registered model's name, such as 'mlp', got "
+                f"{self.name!r}"
+            )
         object.__setattr__(self, "options", _options(self.options, self.name))
         if not is_int(self.num_classes) or self.num_classes < 1:
             raise ValueError(

@@ -190,3 +190,14 @@ def test_replace_of_no_field_names_the_fields_and_where_an_option_goes():
     with pytest.raises(TypeError, match=r"'width'\] \(an option such as 'dropout' goes in opt"):
         config.replace(dropout=0.5)
     assert config.replace(width=3).width == 3
+
+
+@pytest.mark.parametrize("name", [None, "", 3])
+def test_a_name_that_is_no_str_is_named_when_the_config_is_made(name):
+    """ModelConfig(None, ...) was made; building it raised AttributeError "'NoneType'
+    object has no attribute 'casefold'"."""
+    with pytest.raises(
+        ValueError,
+        match=rf"^ModelConfig name must be a registered model's name, such as 'mlp', got {name!r}$",
+    ):
+        ModelConfig(name, 2, (4,))
