@@ -285,12 +285,17 @@ def checked_config(config: Any, caller: str) -> ModelConfig:
       >>> checked_config("resnet", "build_model")
       Traceback (most recent call last):
       TypeError: build_model takes a ModelConfig, got 'resnet' (a str): pass ...
+      >>> checked_config(nn.Dense(3), "param_count")
+      Traceback (most recent call last):
+      TypeError: param_count takes a ModelConfig, got a Dense: pass ...
     """
     if isinstance(config, ModelConfig):
         return config
     example = f"{config!r}" if isinstance(config, str) else "'resnet'"
     mapping = " (a dict: ModelConfig.from_dict(it))" if isinstance(config, Mapping) else ""
+    text = repr(config)  # a module's spans many lines: its type says enough
+    shown = f"{text} ({a_type(config)})" if len(text) <= 80 and "\n" not in text else a_type(config)
     raise TypeError(
-        f"{caller} takes a ModelConfig, got {config!r} ({a_type(config)}): pass "
+        f"{caller} takes a ModelConfig, got {shown}: pass "
         f"{caller}(ModelConfig({example}, num_classes=10, input_shape=(40,))){mapping}."
     )

@@ -520,7 +520,7 @@ def param_count(config: ModelConfig, dtype: Any = jnp.float32) -> int:
       >>> param_count(ModelConfig("logreg", num_classes=10, input_shape=(40,)))
       410
     """
-    model = build_model(config)
+    model = build_model(checked_config(config, "param_count"))
     x = jax.ShapeDtypeStruct((1, *config.input_shape), dtype)
     shapes = jax.eval_shape(model.init, jax.random.key(0), x)
     return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(shapes.get("params", {})))

@@ -464,3 +464,13 @@ def test_a_models_check_runs_when_a_config_resolves_not_on_the_stand_in_shape():
         ModelConfig("test_checked", 2, (1,)).resolved()
     with pytest.raises(TypeError, match=r"check must be a function of the resolved ModelConfig"):
         register_model("test_checked_bad", Doubling, check=3)
+
+
+def test_param_count_of_a_built_module_names_itself_and_the_type_not_the_module_repr():
+    """It said 'build_model takes a ModelConfig, got Frame(\n    # attributes ...' (the
+    module's whole repr, dozens of lines)."""
+    from phosjax.models import param_count
+
+    module = ModelConfig("mlp", 3, (4,)).build()
+    with pytest.raises(TypeError, match=r"^param_count takes a ModelConfig, got a Frame: pass "):
+        param_count(module)
