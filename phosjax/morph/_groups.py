@@ -14,6 +14,7 @@ import numpy as np
 from phosjax._callables import a_type
 from phosjax._listing import listing
 from phosjax._nearest import did_you_mean
+from phosjax.core._apply import checked_variables
 from phosjax.models.graph import GraphModel
 from phosjax.morph._labels import PROD, SUM
 from phosjax.morph._trace import ZEROING, Trace, trace
@@ -465,6 +466,8 @@ def channel_groups(
       The `ChannelGroups`.
 
     Raises:
+      TypeError: ``model`` is a Flax module and ``variables`` no mapping (``None``, or
+        ``x`` and the variables swapped).
       UnsupportedOpError: the model uses a primitive whose effect on channels is not
         known (e.g. ``while``, ``sort``); the message names it and where it is.
       ValueError: ``model`` is a `GraphModel` that returns every node's output (no
@@ -496,6 +499,8 @@ def channel_groups(
             "is a model output and none can be pruned; build it with returns=<the logits' "
             "node> (e.g. returns='head'), or pass outputs='head'."
         )
+    if isinstance(model, nn.Module):  # a bare apply function takes any pytree
+        checked_variables(variables, "channel_groups")
     if kwargs.get("mutable"):
         raise ValueError(
             f"channel_groups: mutable={kwargs['mutable']!r} makes apply return the updated "

@@ -1101,6 +1101,18 @@ def test_tracing_the_params_alone_says_to_pass_the_variables():
     assert channel_groups(model, {"params": params}, x).names == ("layers_0",)
 
 
+def test_tracing_a_module_with_variables_that_are_no_mapping_names_them():
+    """x and the variables swapped raised "Array.__contains__: unsupported operand type";
+    None, "argument of type 'NoneType' is not iterable"."""
+    model, x = nn.Sequential([nn.Dense(8), nn.relu, nn.Dense(2)]), jnp.ones((2, 4))
+    variables = model.init(jax.random.key(0), x)
+    start = r"^channel_groups: variables must be what model.init returns, .* got "
+    with pytest.raises(TypeError, match=start + "an ArrayImpl"):
+        channel_groups(model, x, variables)
+    with pytest.raises(TypeError, match=start + "None"):
+        channel_groups(model, None, x)
+
+
 def test_another_model_s_variables_are_named_as_such_not_a_flax_scope_error():
     """It raised flax's 'Could not find parameter named "kernel" in scope "/stem/Dense_0"',
     through once too, without saying that the variables are of another model."""
