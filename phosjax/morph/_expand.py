@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from phosjax.models import ModelConfig, build_model
-from phosjax.models._config import is_int
+from phosjax.models._config import checked_config, is_int
 from phosjax.morph._cost import check_cost, cost_polynomial, evaluate
 from phosjax.morph._fit import Field, _fields, _value, _with, expressible, variable_shapes
 from phosjax.morph._groups import channel_groups
@@ -28,6 +28,7 @@ def config_cost(config: ModelConfig, cost: str = "flops") -> float:
       >>> config_cost(ModelConfig("mlp", 10, (40,), width=8), "params")
       490.0
     """
+    checked_config(config, "config_cost")
     model = build_model(config)
     x = jax.ShapeDtypeStruct((1, *config.input_shape), jnp.float32)
     shapes = jax.eval_shape(model.init, jax.random.key(0), x)
@@ -89,6 +90,7 @@ def scale_widths(config: ModelConfig, multiplier: float, multiple: int = 8) -> M
       >>> scale_widths(ModelConfig("mlp", 10, (40,), width=(20, 28), depth=1), 1.0).width
       (24, 32)
     """
+    checked_config(config, "scale_widths")
     _check_multiple(multiple)
     if not _finite_number(multiplier) or multiplier < 0:
         raise ValueError(
@@ -130,6 +132,7 @@ def expand(
       >>> expand(small, config_cost(small.replace(width=64), "params"), "params").width
       (64,)
     """
+    checked_config(config, "expand")
     check_cost(cost)
     _check_multiple(multiple)
     if not _finite_number(budget) or float(budget) <= 0:
@@ -249,6 +252,7 @@ def once(
       >>> morphed.shrunk.config.width, morphed.config.width
       ((8,), (16,))
     """
+    checked_config(config, "once")
     model = build_model(config)
     x = jnp.zeros((2, *config.input_shape), jnp.float32)
     groups = channel_groups(model, variables, x)

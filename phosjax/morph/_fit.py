@@ -11,6 +11,7 @@ import numpy as np
 from phosjax._listing import listing
 from phosjax._nearest import did_you_mean
 from phosjax.models import ModelConfig, build_model
+from phosjax.models._config import checked_config
 from phosjax.morph._groups import ChannelGroups, leaf_path, leaf_shapes
 
 Field = tuple[str, int | str]  # ("width", stage) or ("option", key)
@@ -219,6 +220,7 @@ def expressible(
       >>> {name: np.flatnonzero(keep).tolist() for name, keep in kept.items()}
       {'blocks_0/conv_0': [0, 1, 2, 3], 'blocks_0/conv_1': [1, 3, 5, 7]}
     """
+    checked_config(config, "expressible")
     _check_traced_from(config, groups)
     drives = [_driven(candidate, groups) for candidate in _candidates(config)]
     # The form whose fields size the most groups; of equals the last (one stage per block).
@@ -261,6 +263,7 @@ def fit_config(config: ModelConfig, variables: Any) -> ModelConfig:
       >>> fitted.width, fitted.depth
       ((8,), 1)
     """
+    checked_config(config, "fit_config")
     target = leaf_shapes(variables)
     if not any(path.startswith("params/") for path in target):  # params alone
         target = {f"params/{path}": shape for path, shape in target.items()}

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from phosjax import morph
 from phosjax.models import ModelConfig, build_model
 from phosjax.morph import (
     _fit,
@@ -234,3 +235,21 @@ def test_blocks_tied_by_skips_are_pruned_through_the_stage_width():
     }
     dead_half = mask(variables, alive, groups)
     assert once(config, dead_half, threshold=0.5, cost="params").shrunk.config.width == (8,)
+
+
+@pytest.mark.parametrize(
+    ("name", "call"),
+    [
+        ("config_cost", lambda c: morph.config_cost(c)),
+        ("scale_widths", lambda c: morph.scale_widths(c, 2.0)),
+        ("expand", lambda c: morph.expand(c, 100.0)),
+        ("once", lambda c: morph.once(c, {})),
+        ("fit_config", lambda c: morph.fit_config(c, {})),
+        ("expressible", lambda c: morph.expressible(c, None, {})),
+    ],
+)
+def test_a_model_name_for_the_config_names_the_function_and_what_to_pass(name, call):
+    """scale_widths('mlp', 2.0) and the like raised "'str' object has no attribute
+    'resolved'" (config_cost and once named build_model)."""
+    with pytest.raises(TypeError, match=rf"^{name} takes a ModelConfig, got 'mlp' \(a str\)"):
+        call("mlp")
