@@ -96,8 +96,9 @@ class RunDirectoryError(MorphConfigError):
     """
 
 
-def _number_error(name: str, value: Any) -> str | None:
-    """Why the numeric field ``name`` cannot be ``value`` (``None``: it can)."""
+def _number_error(name: str, value: Any, owner: str = "MorphConfig.") -> str | None:
+    """Why the numeric field ``name`` cannot be ``value`` (``None``: it can); ``owner``
+    prefixes the name."""
     kind, bound, strict = _BOUNDS[name]
     numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
     if kind is int and not isinstance(value, int):
@@ -106,9 +107,9 @@ def _number_error(name: str, value: Any) -> str | None:
     relation = ">" if strict else ">="
     what = "an integer" if kind is int else "a finite number"
     if not numeric:
-        return f"MorphConfig.{name}={value!r}: expected {what} {relation} {bound:g}"
+        return f"{owner}{name}={value!r}: expected {what} {relation} {bound:g}"
     if value < bound or (strict and value == bound):
-        return f"MorphConfig.{name}={value!r}: expected {what} {relation} {bound:g}"
+        return f"{owner}{name}={value!r}: expected {what} {relation} {bound:g}"
     return None
 
 
@@ -410,7 +411,10 @@ def train(
 
     Raises:
       ValueError: ``config``'s ``num_classes`` or ``input_shape`` is not ``data``'s, or
-        ``batch_size`` does not fit its train split (the field and the value to set named).
+        ``batch_size`` does not fit its train split (the field and the value to set named);
+        ``steps`` is no integer >= 1, ``learning_rate`` no finite number > 0 or
+        ``strength`` none >= 0 (as `MorphConfig` checks them).
+      TypeError: ``seed`` is no integer.
 
     Examples:
       >>> from phosjax.data import random_dataset
@@ -421,6 +425,14 @@ def train(
       >>> sorted(variables["params"]), 0.0 <= accuracy <= 1.0
       (['blocks_0', 'head', 'stem'], True)
     """
+    for name, value in (("steps", steps), ("learning_rate", learning_rate), ("strength", strength)):
+        if isinstance(value, np.generic) or (isinstance(value, jax.Array) and value.ndim == 0):
+            value = value.item()  # numpy's and jax's scalars are numbers too
+        problem = _number_error(name, value, owner="train: ")
+        if problem:  # a negative steps trained nothing, a NaN rate trained NaNs, silently
+            raise ValueError(problem)
+    if not isinstance(seed, int | np.integer) or isinstance(seed, bool):
+        raise TypeError(f"train: seed={seed!r}: expected an integer")
     problem = _mismatch(config, data, batch_size, owner="train: ")
     if problem:
         raise ValueError(problem)

@@ -817,6 +817,25 @@ def test_train_adds_the_models_aux_losses_as_the_engine_does(monkeypatch):
     np.testing.assert_allclose(variables["params"]["w"], [0.7, 0.7], atol=1e-2)  # 3 x 0.1
 
 
+@pytest.mark.parametrize(
+    ("arguments", "error", "message"),
+    [
+        ({"steps": -1}, ValueError, "train: steps=-1: expected an integer >= 1"),
+        ({"learning_rate": float("nan")}, ValueError, "train: learning_rate=nan: expected a"),
+        ({"strength": -1.0}, ValueError, "train: strength=-1.0: expected a finite number >= 0"),
+        ({"seed": "a"}, TypeError, "train: seed='a': expected an integer"),
+    ],
+)
+def test_train_names_a_bad_step_count_rate_strength_or_seed(arguments, error, message):
+    """steps=-1 trained nothing and a NaN rate trained NaNs, without a word; a seed 'a'
+    raised JAX's "Value 'a' with dtype <U1 is not a valid JAX array type"."""
+    from phosjax.data import random_dataset
+
+    given = {"steps": 1, "batch_size": 4, "learning_rate": 0.1, "seed": 0} | arguments
+    with pytest.raises(error, match="^" + re.escape(message)):
+        _loop.train(ModelConfig("mlp", 3, (8,), width=8), random_dataset("toy", (8,), 3), **given)
+
+
 def test_train_refuses_a_model_with_fewer_logits_than_the_data_set_has_classes():
     """train(config, data, ...) with num_classes=3 on labels 0..3 trained on out-of-range
     labels without a word and returned an accuracy."""
