@@ -263,6 +263,7 @@ def morph_regularizer(
       ValueError: an unknown ``cost`` or ``source``, ``gamma`` and a group has no
         normalization scale (see `check_source`), or a ``threshold`` that is no number
         (NaN, a string).
+      TypeError: ``normalize`` is not True or False (a string "false" would be true).
 
     References:
       Gordon et al., MorphNet, https://arxiv.org/abs/1711.06798 (section 3).
@@ -279,6 +280,8 @@ def morph_regularizer(
     check_cost(cost)
     check_source(source, groups)
     threshold = check_threshold(threshold)
+    if not isinstance(normalize, bool | np.bool_):  # "false" from a config is truthy
+        raise TypeError(f"morph_regularizer: normalize must be True or False, got {normalize!r}")
     poly = cost_polynomial(groups, cost)
     full = evaluate(poly, [g.size for g in groups.groups]) if normalize else 1.0
     terms = [(c / max(full, 1e-30), gs) for c, gs in poly if gs]

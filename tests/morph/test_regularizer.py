@@ -414,6 +414,16 @@ def test_an_unknown_source_fails_when_the_regularizer_is_built():
         morph_regularizer(groups, source="gama")
 
 
+def test_a_normalize_that_is_no_bool_fails_when_the_regularizer_is_built():
+    """normalize="false" (read from a config) was true: the penalty was normalized."""
+    model = nn.Sequential([nn.Dense(8), nn.relu, nn.Dense(3)])
+    x = jnp.ones((2, 4))
+    groups = channel_groups(model, model.init(jax.random.key(0), x), x)
+    with pytest.raises(TypeError, match=r"^morph_regularizer: normalize must be True or False, "):
+        morph_regularizer(groups, normalize="false")
+    morph_regularizer(groups, normalize=np.bool_(False))
+
+
 def test_gamma_without_a_normalization_fails_when_the_regularizer_is_built():
     model = nn.Sequential([nn.Dense(8), nn.relu, nn.Dense(3)])
     x = jnp.ones((2, 4))
