@@ -12,6 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from phosjax._callables import a_type
 from phosjax._nearest import did_you_mean
 from phosjax.models._config import ModelConfig, checked_config, is_int, plain_width
 from phosjax.models._frame import Frame
@@ -498,6 +499,11 @@ def import_models(module: str) -> list[str]:
       >>> import_models("phosjax.models")  # already imported: adds nothing
       []
     """
+    if not isinstance(module, str) or not module:  # a list of them: 'startswith'
+        raise TypeError(
+            f"import_models takes one module's dotted name, e.g. 'mypkg.models', got "
+            f"{module!r} ({a_type(module)}); call it once per module"
+        )
     before = set(_REGISTRY)
     try:
         importlib.import_module(module)

@@ -474,3 +474,15 @@ def test_param_count_of_a_built_module_names_itself_and_the_type_not_the_module_
     module = ModelConfig("mlp", 3, (4,)).build()
     with pytest.raises(TypeError, match=r"^param_count takes a ModelConfig, got a Frame: pass "):
         param_count(module)
+
+
+@pytest.mark.parametrize(("module", "shown"), [(["json"], "a list"), ("", "a str")])
+def test_import_models_of_no_module_name_names_what_it_got(module, shown):
+    """A list raised AttributeError "'list' object has no attribute 'startswith'"; '',
+    importlib's "Empty module name"."""
+    from phosjax.models import import_models
+
+    with pytest.raises(
+        TypeError, match=rf"^import_models takes one module's dotted name, .*{shown}"
+    ):
+        import_models(module)
