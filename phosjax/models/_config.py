@@ -276,10 +276,10 @@ class ModelConfig:
         return cls(**data)
 
 
-def checked_config(config: Any, caller: str) -> ModelConfig:
+def checked_config(config: Any, caller: str, more: bool = False) -> ModelConfig:
     """``config`` if it is a `ModelConfig`; anything else (a model's name alone, which
     says neither the number of classes nor the input shape; a dict) is a TypeError
-    naming ``caller`` and what to pass.
+    naming ``caller`` and what to pass (``more``: the call takes more arguments).
 
     Examples:
       >>> checked_config("resnet", "build_model")
@@ -297,5 +297,6 @@ def checked_config(config: Any, caller: str) -> ModelConfig:
     shown = f"{text} ({a_type(config)})" if len(text) <= 80 and "\n" not in text else a_type(config)
     raise TypeError(
         f"{caller} takes a ModelConfig, got {shown}: pass "
-        f"{caller}(ModelConfig({example}, num_classes=10, input_shape=(40,))){mapping}."
+        f"{caller}(ModelConfig({example}, num_classes=10, input_shape=(40,))"
+        f"{', ...' if more else ''}){mapping}."
     )

@@ -90,7 +90,7 @@ def scale_widths(config: ModelConfig, multiplier: float, multiple: int = 8) -> M
       >>> scale_widths(ModelConfig("mlp", 10, (40,), width=(20, 28), depth=1), 1.0).width
       (24, 32)
     """
-    checked_config(config, "scale_widths")
+    checked_config(config, "scale_widths", more=True)
     _check_multiple(multiple)
     if not _finite_number(multiplier) or multiplier < 0:
         raise ValueError(
@@ -132,7 +132,7 @@ def expand(
       >>> expand(small, config_cost(small.replace(width=64), "params"), "params").width
       (64,)
     """
-    checked_config(config, "expand")
+    checked_config(config, "expand", more=True)
     check_cost(cost)
     _check_multiple(multiple)
     if not _finite_number(budget) or float(budget) <= 0:
@@ -252,7 +252,7 @@ def once(
       >>> morphed.shrunk.config.width, morphed.config.width
       ((8,), (16,))
     """
-    checked_config(config, "once")
+    checked_config(config, "once", more=True)
     model = build_model(config)
     x = jnp.zeros((2, *config.input_shape), jnp.float32)
     groups = channel_groups(model, variables, x)

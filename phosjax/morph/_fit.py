@@ -220,7 +220,7 @@ def expressible(
       >>> {name: np.flatnonzero(keep).tolist() for name, keep in kept.items()}
       {'blocks_0/conv_0': [0, 1, 2, 3], 'blocks_0/conv_1': [1, 3, 5, 7]}
     """
-    checked_config(config, "expressible")
+    checked_config(config, "expressible", more=True)
     _check_traced_from(config, groups)
     drives = [_driven(candidate, groups) for candidate in _candidates(config)]
     # The form whose fields size the most groups; of equals the last (one stage per block).
@@ -263,7 +263,7 @@ def fit_config(config: ModelConfig, variables: Any) -> ModelConfig:
       >>> fitted.width, fitted.depth
       ((8,), 1)
     """
-    checked_config(config, "fit_config")
+    checked_config(config, "fit_config", more=True)
     target = leaf_shapes(variables)
     if not any(path.startswith("params/") for path in target):  # params alone
         target = {f"params/{path}": shape for path, shape in target.items()}

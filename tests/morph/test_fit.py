@@ -251,5 +251,7 @@ def test_blocks_tied_by_skips_are_pruned_through_the_stage_width():
 def test_a_model_name_for_the_config_names_the_function_and_what_to_pass(name, call):
     """scale_widths('mlp', 2.0) and the like raised "'str' object has no attribute
     'resolved'" (config_cost and once named build_model)."""
-    with pytest.raises(TypeError, match=rf"^{name} takes a ModelConfig, got 'mlp' \(a str\)"):
+    with pytest.raises(TypeError, match=rf"^{name} takes a ModelConfig, got 'mlp' \(a str\)") as e:
         call("mlp")
+    more = ", ..." if name != "config_cost" else ""  # the call's other arguments
+    assert str(e.value).endswith(f"(ModelConfig('mlp', num_classes=10, input_shape=(40,)){more}).")
