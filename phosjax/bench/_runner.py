@@ -616,8 +616,12 @@ def add_models_to(
             )
     process = (jax.process_index(), jax.process_count())
     check_processes(root, process[1])
-    planned = in_every_process(lambda: plan(config, datasets), "plan the bench")
-    unfinished = len(_unfinished(jobs(planned, process), _status(root, process)))
+    planned = None  # a finished bench: nothing to continue, no data set to load
+    if process[1] > 1 or _finished_hparams(root, config) is None:
+        planned = in_every_process(lambda: plan(config, datasets), "plan the bench")
+    unfinished = 0
+    if planned is not None:
+        unfinished = len(_unfinished(jobs(planned, process), _status(root, process)))
     if not sum(map(int, gather(str(unfinished)))):  # in any process
         raise BenchError(
             f"the bench already has every model named, {list(models)}, and is finished."

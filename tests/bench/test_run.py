@@ -769,6 +769,18 @@ def test_add_models_reads_models_given_as_an_iterator_once(bench, toy):
         add_models_to(bench[0], iter([]), datasets=toy)
 
 
+def test_add_models_of_nothing_new_to_a_finished_bench_plans_nothing(bench, monkeypatch):
+    """It planned the bench first, preparing every data set (in its data_dir) only to say
+    there was nothing to add."""
+
+    def planned(*args, **kwargs):
+        raise AssertionError("a finished bench was planned")
+
+    monkeypatch.setattr(_runner, "plan", planned)
+    with pytest.raises(BenchError, match=r"^the bench already has every model named, \['mlp'\]"):
+        add_models_to(bench[0], ["mlp"])
+
+
 def test_add_models_refuses_an_empty_list_saying_no_model_was_named(bench, toy):
     before = {p: p.read_bytes() for p in bench[0].rglob("*") if p.is_file()}
     with pytest.raises(BenchError) as raised:
