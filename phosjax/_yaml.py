@@ -42,8 +42,9 @@ _Loader.add_implicit_resolver(
 )
 
 
-def safe_load(text: str) -> Any:
-    """The data of the YAML document ``text`` (raises `yaml.YAMLError` if malformed).
+def safe_load(text: str, name: str = "<unicode string>") -> Any:
+    """The data of the YAML document ``text`` (raises `yaml.YAMLError` if malformed, saying
+    where in ``name``: the file it was read from).
 
     Examples:
       >>> safe_load("lr: 1e-3\\nname: 1e-3x\\n")
@@ -56,7 +57,12 @@ def safe_load(text: str) -> Any:
       found the key 'grid' twice (the second would replace the first)
       ...
     """
-    return yaml.load(text, Loader=_Loader)
+    loader = _Loader(text)
+    loader.name = name  # the marks of its errors: the line, the column and the text there
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 def read_file(path: str | pathlib.Path) -> Any:
@@ -76,7 +82,7 @@ def read_file(path: str | pathlib.Path) -> Any:
         raise ValueError("config file path is empty; give a YAML file's path.")
     path = pathlib.Path(path)
     try:
-        return safe_load(path.read_text(encoding="utf-8"))
+        return safe_load(path.read_text(encoding="utf-8"), str(path))
     except FileNotFoundError as error:
         raise ValueError(f"config file {str(path)!r} does not exist.") from error
     except IsADirectoryError as error:

@@ -253,6 +253,15 @@ def test_loading_a_config_never_runs_code(tmp_path):
     assert not marker.exists()
 
 
+def test_a_yaml_error_says_where_in_the_file(tmp_path):
+    """Its marks said 'in "<unicode string>", line 1', not the file's path."""
+    path = write(tmp_path, "models: [mlp]\nmodels: [gru]\n")
+    with pytest.raises(BenchError) as error:
+        load_config(path)
+    assert f'in "{path}", line 2, column 1:\n    models: [gru]\n    ^' in str(error.value)
+    assert "<unicode string>" not in str(error.value)
+
+
 def test_missing_config_file(tmp_path):
     with pytest.raises(BenchError, match="does not exist"):
         load_config(tmp_path / "nope.yaml")
