@@ -384,8 +384,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         exported = export_mlflow(args.dir, args.mlflow, args.experiment)
-    except (NotABenchError, BrokenFileError, mlflow.exceptions.MlflowException) as error:
+    except (NotABenchError, BrokenFileError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except mlflow.exceptions.MlflowException as error:
         message = str(error).strip()
+        if args.mlflow not in message:  # MLflow's own words: the store they are about
+            message = f"--mlflow {args.mlflow}: {message}"
         if args.mlflow.startswith("sqlite:") and "unsupported URI" in message:  # skinny
             message += " (a sqlite: store needs the full mlflow package: pip install mlflow)"
         print(f"error: {message}", file=sys.stderr)

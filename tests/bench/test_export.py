@@ -309,6 +309,20 @@ def test_a_sqlite_store_without_the_full_mlflow_says_to_install_it(written, tmp_
     assert "(a sqlite: store needs the full mlflow package: pip install mlflow)" in err
 
 
+def test_mlflow_s_own_error_names_the_store_it_is_about(written, tmp_path, capsys, monkeypatch):
+    """MLflow's words (a file store it refuses, a registry it lacks) did not say which
+    --mlflow they were about."""
+    from phosjax.bench import export
+
+    def refused(*args, **kwargs):
+        raise mlflow.exceptions.MlflowException("The filesystem tracking backend is refused.")
+
+    monkeypatch.setattr(export, "export_mlflow", refused)
+    assert main(["--dir", str(written.root), "--mlflow", "mlruns"]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: --mlflow mlruns: The filesystem tracking backend is refused.\n"
+
+
 @pytest.mark.parametrize("damaged", [_layout.STATUS, _layout.MARKER, _layout.CELLS])
 def test_a_damaged_bench_file_is_an_error_naming_it_and_nothing_is_exported(
     written, store, tmp_path, capsys, damaged
