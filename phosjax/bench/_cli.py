@@ -287,13 +287,30 @@ class Parser(ArgumentParser):
         found = _UNLOADABLE.match(message) or _UNKNOWN_KEY.match(message)
         if found is None:
             return None
-        keys = [a.dest.split(".", 1)[1] for a in self._actions if a.dest.startswith(f"{found[1]}.")]
+        keys = self._group_keys(found[1])
         if found.re is _UNLOADABLE:
             return unloadable_group(f"--{found[1]}", found[2], keys)
         return (
             f"--{found[1]}: unknown key {found[2]!r}{did_you_mean([found[2]], keys) or '.'} "
             f"Valid keys: {', '.join(keys)}"
         )
+
+    def _group_keys(self, group: str) -> list[str]:
+        """The keys of the options ``--<group>.KEY`` (none: ``group`` is no group)."""
+        return [a.dest.split(".", 1)[1] for a in self._actions if a.dest.startswith(f"{group}.")]
+
+    def format_help(self, *args: Any, **kwargs: Any) -> str:
+        """jsonargparse's help, where a group's option (``--grid``) says what it takes
+        rather than "Path to a configuration file." (a YAML mapping is taken too)."""
+        for action in self._actions:
+            keys = self._group_keys(action.dest)
+            if keys and action.option_strings:
+                option = action.option_strings[0]
+                action.help = (
+                    f"{action.dest}'s keys: a YAML file of them or a YAML mapping, e.g. "
+                    f"{option} '{{{keys[0]}: VALUE}}'; each is also {option}.KEY"
+                )
+        return super().format_help(*args, **kwargs)
 
     def parse_args(self, *args: Any, **kwargs: Any) -> Any:
         """jsonargparse's `parse_args`; an empty ``--dir`` or ``--out`` is refused

@@ -292,6 +292,17 @@ def test_help_names_the_values_each_named_option_takes(capsys):
         assert f"{option} One of: {names}" in text, option
 
 
+def test_help_says_the_grid_option_takes_a_file_or_a_mapping(capsys):
+    """--help said 'Path to a configuration file.', where a YAML mapping is taken too."""
+    with pytest.raises(SystemExit):
+        new_main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert (
+        "--grid CONFIG grid's keys: a YAML file of them or a YAML mapping, e.g. --grid "
+        "'{optimizer: VALUE}'; each is also --grid.KEY"
+    ) in text
+
+
 def test_a_key_given_twice_is_refused_naming_it(tmp_path, capsys):
     """Two grid: blocks: the second replaced the first without a word (its steps lost)."""
     config, root = tmp_path / "bench.yaml", tmp_path / "bench"
