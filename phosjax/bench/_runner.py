@@ -431,7 +431,7 @@ def _finished_hparams(root: pathlib.Path, config: BenchConfig) -> tuple[str, ...
         groups = _status(root, (0, 1))["groups"].values()
     except UNREADABLE:
         return None
-    finished = {cell for group in groups if group.get("finished") for cell in group["cells"]}
+    finished = {c for group in groups if group.get("finished") for c in group.get("cells", [])}
     if cells.empty or not set(cells.cell_id) <= finished:
         return None
     return tuple(c for c in cells.columns if c not in _layout.CELL_COLUMNS)
@@ -488,9 +488,10 @@ def _lacking_rows(results: pd.DataFrame, groups: Mapping[str, Mapping[str, Any]]
         steps = train.groupby("cell_id").step.nunique().to_dict()
     lacking = []
     for key, group in finished.items():
-        short = [c for c in group["cells"] if steps.get(c, 0) < group["steps"]]
+        cells = group.get("cells", [])  # an entry edited by hand may lack them
+        short = [c for c in cells if steps.get(c, 0) < group.get("steps", 0)]
         if short:
-            lacking.append(f"{key} ({len(short)} of its {len(group['cells'])} cells)")
+            lacking.append(f"{key} ({len(short)} of its {len(cells)} cells)")
     return lacking
 
 

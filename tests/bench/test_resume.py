@@ -1,6 +1,7 @@
 """Resume after ``kill -9``: the finished bench equals an uninterrupted one, row for row."""
 
 import dataclasses
+import json
 import os
 import pathlib
 import signal
@@ -543,3 +544,15 @@ def test_a_finished_bench_run_again_plans_nothing_and_loads_no_data(
     assert "mlp" in capsys.readouterr().out  # the summary
     assert load_config(tmp_path / _layout.CONFIG).data_dir == str(tmp_path / "moved")
     assert not (tmp_path / "moved").exists()
+
+
+def test_a_finished_status_entry_without_its_cells_is_no_crash(tmp_path, toy):
+    """An entry edited by hand to lack 'cells' and 'steps' raised a bare KeyError as the
+    run checked the finished groups' rows."""
+    config = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1)
+    whole = run(config, tmp_path, datasets=toy, progress=False)
+    status = read_json(tmp_path / _layout.STATUS)
+    (entry,) = status["groups"].values()
+    del entry["cells"], entry["steps"]
+    (tmp_path / _layout.STATUS).write_text(json.dumps(status))
+    pd.testing.assert_frame_equal(run(config, tmp_path, datasets=toy, progress=False), whole)
