@@ -172,6 +172,17 @@ def test_a_grid_file_missing_names_the_option_the_path_and_what_it_takes(
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.parametrize("host", ["", " "])
+def test_an_empty_view_host_is_refused_not_bound_to_every_interface(host, tmp_path, capsys):
+    """'--host ""' (an unset variable) served everyone: the socket binds all interfaces."""
+    with pytest.raises(SystemExit) as exit_info:
+        _main("view")(["--dir", str(tmp_path), "--host", host, "--port", "0"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.startswith(
+        f"error: --host {host!r} is empty; give the address to bind, e.g. --host 127.0.0.1"
+    )
+
+
 def test_an_unknown_key_in_a_grid_mapping_names_the_nearest_and_the_keys(tmp_path, capsys):
     """It was "Group 'grid' does not accept option 'stepz'", where a config file's grid
     names the nearest key and the valid ones."""

@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from phosjax.bench._usage import ArgParser
+from phosjax.bench._usage import ArgParser, usage_error
 from phosjax.bench.view._bench import NotABenchError
 from phosjax.bench.view._server import CannotServeError, PortInUseError, serve
 
@@ -35,6 +35,12 @@ def main(argv: list[str] | None = None) -> int:
         help="address to bind (default 127.0.0.1, this machine only; 0.0.0.0 for everyone)",
     )
     args = parser.parse_args(argv)
+    if not args.host.strip():  # the socket would bind every interface, serving everyone
+        usage_error(
+            parser,
+            f"--host {args.host!r} is empty; give the address to bind, e.g. --host 127.0.0.1 "
+            "(this machine only) or --host 0.0.0.0 (everyone who can reach it)",
+        )
     try:
         serve(args.dir, args.port, args.host)
     except (NotABenchError, PortInUseError, CannotServeError) as error:
