@@ -202,7 +202,9 @@ def value_error_line(message: str) -> str:
         for t in _split_top(types[1])
     ]
     expected = either(names)
-    hint = " (a list is written '[a, b]')" if "list" in expected else ""
+    items = _split_top(given[1])  # "1e-3,1e-2": the list meant, in its brackets
+    written = f"[{', '.join(items)}]" if len(items) > 1 and given[1][:1] != "[" else "[a, b]"
+    hint = f" (a list is written '{written}')" if "list" in expected else ""
     if problem := _yaml_problem(given[1]):
         hint = (
             f" (YAML cannot read it: {problem}; an item holding brackets or commas is quoted, "

@@ -569,6 +569,11 @@ def test_print_config_knows_the_models_an_import_registers(tmp_path, capsys, mon
             ["--grid.regularizers", "l1"],
             "--grid.regularizers l1: expected list (a list is written '[a, b]')",
         ),
+        (  # was told a list is written '[a, b]', not the one meant
+            ["--grid.learning_rate", "1e-3,1e-2"],
+            "--grid.learning_rate 1e-3,1e-2: expected float or list[float] (a list is written "
+            "'[1e-3, 1e-2]')",
+        ),
         (  # said only 'expected dict', of a dict whose items YAML cannot read unquoted
             ["--dataset_splits", "{digits: [train[:60%], train[60%:]]}"],
             "--dataset_splits {digits: [train[:60%], train[60%:]]}: expected dict (YAML cannot "
