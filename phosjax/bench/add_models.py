@@ -79,6 +79,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Runs the command line ``argv`` (default ``sys.argv[1:]``)."""
     args = parser().parse_args(argv)
     models = None if args.models is None else [m for a in args.models for m in model_arguments(a)]
+    if models == []:  # add_models_to's words ("pass None") are Python's
+        raise BenchError(
+            f"--models {' '.join(args.models)} names no model; name some (--models mlp, or an "
+            "entry '{name: mlp, width: [64]}'), or leave --models out to add every model "
+            "registered since the bench was made."
+        )
     with data_bars_hidden(args.no_progress):
         add_models_to(args.dir, models, progress=not args.no_progress, imports=args["import"])
 

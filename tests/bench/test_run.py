@@ -793,6 +793,16 @@ def test_add_models_refuses_an_empty_list_saying_no_model_was_named(bench, toy):
     assert {p: p.read_bytes() for p in bench[0].rglob("*") if p.is_file()} == before
 
 
+def test_add_models_command_of_an_empty_list_says_to_leave_models_out(tmp_path, capsys):
+    """It said Python's words, 'or pass None to add every model registered since'."""
+    assert add_models_main(["--dir", str(tmp_path), "--models", "[]"]) == 2
+    assert capsys.readouterr().err == (
+        "error: --models [] names no model; name some (--models mlp, or an entry '{name: mlp, "
+        "width: [64]}'), or leave --models out to add every model registered since the bench "
+        "was made.\n"
+    )
+
+
 def test_add_models_adds_another_configuration_of_a_model_the_bench_has(bench, toy, tmp_path):
     """An entry with other sizes adds the mlp again, once however often it is named; the
     bare name, or the entry the bench already has, adds nothing."""
