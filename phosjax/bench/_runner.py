@@ -29,7 +29,7 @@ from phosjax.bench._directory import (
     write_meta,
 )
 from phosjax.bench._imports import import_for_bench, planned_models
-from phosjax.bench._plan import Plan, check_config, check_models, plan
+from phosjax.bench._plan import Plan, check_config, check_datasets, check_models, plan
 from phosjax.bench._profile import MemorySampler, ProfileFiles
 from phosjax.bench._reading import UNREADABLE
 from phosjax.bench._store import (
@@ -298,7 +298,12 @@ def _execute(
     check_processes(root, process[1])
     hparams = _finished_hparams(root, config) if process[1] == 1 and planned is None else None
     if hparams is not None:  # nothing to train: no plan, no data set loaded
-        check_models(config.model_entries())  # its models registered, as a plan checks
+        check_models(config.model_entries())  # as a plan checks them, nothing prepared
+        moved = config.data_dir != open_bench(root)[0].data_dir  # new --data_dir NEW
+        if datasets is None and moved:  # NEW a file, or lacking a data set: as a plan says
+            check_datasets(
+                config.datasets, config.data_dir, config.dataset_features, config.dataset_splits
+            )
         with locked(root, process):
             _check_unchanged(root, seen)
             remove_stale_temporaries(root)

@@ -698,10 +698,13 @@ def test_data_dir_alone_continues_the_bench_reading_from_there(cli_bench, tmp_pa
         return {"toy": toy_data()}
 
     monkeypatch.setattr(_plan, "load_datasets", load)
+    checked_in = []
+    monkeypatch.setattr(_runner, "check_datasets", lambda *args: checked_in.append(args[1]))
     rows = len(pd.read_parquet(root / _layout.RESULTS))
     moved = str(tmp_path / "moved")
     assert new_main(["--dir", str(root), "--data_dir", moved, "--no_progress"]) == 0
     assert read_from == []  # finished: nothing to train, so no data set prepared in moved
+    assert checked_in == [moved]  # but checked there, as a plan checks them
     before = load_config(cli_bench[0] / _layout.CONFIG)
     assert load_config(root / _layout.CONFIG) == dataclasses.replace(before, data_dir=moved)
     assert len(pd.read_parquet(root / _layout.RESULTS)) == rows  # the same bench: nothing new

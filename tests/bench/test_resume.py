@@ -539,7 +539,7 @@ def test_a_finished_bench_run_again_plans_nothing_and_loads_no_data(
 
     monkeypatch.setattr(_runner, "plan", planned)
     moved = dataclasses.replace(config, data_dir=str(tmp_path / "moved"))
-    again = run(moved, tmp_path, progress=True)
+    again = run(moved, tmp_path, datasets=toy, progress=True)
     pd.testing.assert_frame_equal(again, whole)
     assert "mlp" in capsys.readouterr().out  # the summary
     assert load_config(tmp_path / _layout.CONFIG).data_dir == str(tmp_path / "moved")
@@ -556,3 +556,14 @@ def test_a_finished_status_entry_without_its_cells_is_no_crash(tmp_path, toy):
     del entry["cells"], entry["steps"]
     (tmp_path / _layout.STATUS).write_text(json.dumps(status))
     pd.testing.assert_frame_equal(run(config, tmp_path, datasets=toy, progress=False), whole)
+
+
+def test_a_finished_bench_run_again_refuses_a_data_dir_that_is_a_file(tmp_path, toy):
+    """Unplanned, it recorded a data_dir that is a file (a plan refuses it) in config.yaml."""
+    config = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1)
+    run(config, tmp_path / "b", datasets=toy, progress=False)
+    stored = (tmp_path / "b" / _layout.CONFIG).read_text()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(BenchError, match=r"^data_dir '.*file' is not a folder"):
+        run(dataclasses.replace(config, data_dir=str(tmp_path / "file")), tmp_path / "b")
+    assert (tmp_path / "b" / _layout.CONFIG).read_text() == stored
