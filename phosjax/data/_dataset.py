@@ -57,6 +57,11 @@ class ArrayDataset:
         def whole(n: Any) -> bool:
             return isinstance(n, int | np.integer) and not isinstance(n, bool)
 
+        if not isinstance(self.name, str) or not self.name:
+            raise TypeError(
+                f"ArrayDataset: name must be the data set's name, a non-empty str such as "
+                f"'mnist1d' (what results and errors call it), got {self.name!r}"
+            )
         if not whole(self.num_classes) or self.num_classes < 1:
             raise ValueError(
                 f"ArrayDataset {self.name!r}: num_classes must be a whole number >= 1, "

@@ -930,6 +930,13 @@ def test_array_dataset_names_a_bad_input_shape_or_class_count(field, value, matc
         _toy(**{field: value})
 
 
+@pytest.mark.parametrize("name", [3, "", None])
+def test_array_dataset_refuses_a_name_that_is_no_str(name):
+    # it was taken: results and messages then named the data set 3 or ''
+    with pytest.raises(TypeError, match=rf"name must be the data set's name, .*got {name!r}$"):
+        _toy(name=name)
+
+
 def test_array_dataset_takes_a_list_or_numpy_sizes_as_plain_ints():
     ds = _toy(input_shape=[np.int64(3)], num_classes=np.int32(2))
     assert ds.input_shape == (3,) and type(ds.input_shape[0]) is int
