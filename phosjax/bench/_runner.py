@@ -34,6 +34,7 @@ from phosjax.bench._profile import MemorySampler, ProfileFiles
 from phosjax.bench._reading import UNREADABLE
 from phosjax.bench._store import (
     cells_schema,
+    kept_schema,
     read_parts,
     remove_stale_temporaries,
     results_schema,
@@ -353,7 +354,7 @@ def _write_and_train(
     imports: Sequence[str] = (),
 ) -> pd.DataFrame:
     """`_execute`'s writing, once this process holds its lock of the bench."""
-    schema = results_schema(plan_)
+    schema = kept_schema(root, results_schema(plan_))  # new parts keep the older parts' columns
 
     def write_metadata() -> None:
         """Process 0 writes what describes the bench; the others wait for it."""

@@ -261,8 +261,32 @@ def drop_parts_after(root: pathlib.Path, group_key: str, step: int) -> int:
     return dropped
 
 
+def kept_schema(root: pathlib.Path, schema: pa.Schema) -> pa.Schema:
+    """``schema``, then the columns of the part files under ``root`` that it lacks (an aux
+    loss a model's changed code no longer reports, a column of an older phosjax), in the
+    order the parts hold them: the columns a bench's parts keep, whatever it trains now.
+
+    Raises:
+      BrokenFileError: a part file cannot be read (it names the file and what to do).
+
+    Examples:
+      >>> import tempfile
+      >>> with tempfile.TemporaryDirectory() as tmp:
+      ...     root = pathlib.Path(tmp)
+      ...     write_table(part_path(root, "g", 1), pa.table({"step": [1], "aux/a": [0.5]}))
+      ...     kept_schema(root, pa.schema([("step", pa.int64())])).names
+      ['step', 'aux/a']
+    """
+    fields = {field.name: field for field in schema}
+    for path in _layout.part_files(root / _layout.RESULTS):
+        for field in _read_part(path, pq.read_schema):
+            fields.setdefault(field.name, field)
+    return pa.schema(list(fields.values()))
+
+
 def widen_parts(root: pathlib.Path, schema: pa.Schema) -> int:
-    """Rewrites every part file lacking columns of ``schema`` (nulls); how many.
+    """Rewrites every part file lacking columns of ``schema`` (nulls), or of another part
+    (`kept_schema`: no column written is dropped); how many.
 
     When models with new aux losses or path weights join a bench, older parts gain
     the new columns, so ``pandas.read_parquet`` of the directory keeps them all.
@@ -270,7 +294,7 @@ def widen_parts(root: pathlib.Path, schema: pa.Schema) -> int:
     Raises:
       BrokenFileError: a part file cannot be read (it names the file and what to do).
     """
-    rewritten = 0
+    rewritten, schema = 0, kept_schema(root, schema)
     for path in _layout.part_files(root / _layout.RESULTS):
         if _read_part(path, pq.read_schema).names != schema.names:
             table = _read_part(path, pq.read_table)

@@ -33,7 +33,14 @@ from phosjax.bench import (
 from phosjax.bench._directory import choose_config
 from phosjax.bench._profile import MemorySampler, ProfileFiles, init_rows
 from phosjax.bench._runner import jobs
-from phosjax.bench._store import TEMPORARY, drop_parts_after, part_path, widen_parts, write_table
+from phosjax.bench._store import (
+    TEMPORARY,
+    drop_parts_after,
+    kept_schema,
+    part_path,
+    widen_parts,
+    write_table,
+)
 from phosjax.bench._summary import profile_text, read_profile
 from phosjax.bench._train import chunk_rows
 from phosjax.bench.add_models import main as add_models_main
@@ -920,6 +927,20 @@ def test_widen_parts_lets_parts_with_missing_columns_load(tmp_path):
     assert np.isnan(table.column("aux/a")[2].as_py())
     assert table.column("aux/b").to_pylist() == [None, 2.0, None]
     assert list(tmp_path.rglob(".tmp*")) == []
+
+
+def test_widen_parts_keeps_the_columns_of_parts_that_the_schema_lacks(tmp_path):
+    # a model's aux loss its changed code no longer reports: its column was dropped from
+    # every part written, its values lost
+    schema = pa.schema([("step", pa.int64()), ("aux/b", pa.float32())])
+    parts = tmp_path / _layout.RESULTS
+    write_table(parts / "part-x-000000001.parquet", pd.DataFrame({"step": [1], "aux/a": [0.5]}))
+    write_table(parts / "part-x-000000002.parquet", pd.DataFrame({"step": [2], "aux/b": [2.0]}))
+    assert widen_parts(tmp_path, schema) == 2
+    table = pq.read_table(parts).sort_by("step")
+    assert table.column_names == ["step", "aux/b", "aux/a"]
+    assert table.column("aux/a").to_pylist() == [0.5, None]
+    assert kept_schema(tmp_path, schema).names == table.column_names
 
 
 @pytest.mark.parametrize("key", ["g", "net[2]-ab12"])
