@@ -8,6 +8,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -467,9 +468,12 @@ def _prepare_builtin(name: str, data_dir: pathlib.Path) -> tfds.core.DatasetBuil
 def _prepare_builtin_locked(name: str, data_dir: pathlib.Path) -> tfds.core.DatasetBuilder:
     import tensorflow_datasets as tfds
 
-    with _file_lock(data_dir / f".{_parse(name)[0]}.lock"):
+    dataset = _parse(name)[0]
+    with _file_lock(data_dir / f".{dataset}.lock"):
         builder = _builder(name, [data_dir])[0]  # another process may have prepared it meanwhile
         if not _is_prepared(builder):
+            for left in _unfinished(data_dir / dataset):  # by a preparation killed: no other runs
+                shutil.rmtree(left)
             builder.download_and_prepare(
                 download_config=tfds.download.DownloadConfig(
                     try_download_gcs=False,

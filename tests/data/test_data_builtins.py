@@ -252,6 +252,17 @@ def test_a_damaged_built_in_folder_is_named_with_how_to_make_it_anew(
     )
 
 
+def test_preparing_a_built_in_removes_what_a_killed_preparation_left(tmp_path, datasets):
+    # the folder of a preparation killed midway was left there, beside the one made anew
+    left = tmp_path / "digits" / "incomplete.AB12CD_1.0.0"
+    left.mkdir(parents=True)
+    (left / "digits-train.array_record-00000-of-00001").write_bytes(b"half")
+    np.testing.assert_array_equal(
+        load("digits", data_dir=tmp_path).x_test, datasets["digits"].x_test
+    )
+    assert sorted(path.name for path in (tmp_path / "digits").iterdir()) == ["1.0.0"]
+
+
 class UsersDigits(tfds_toys.ToyIntLabels, skip_registration=True):
     """A user's own data set named like a built-in one, at its version."""
 
