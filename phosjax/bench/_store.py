@@ -223,14 +223,33 @@ def write_table(
     path: str | os.PathLike, table: pd.DataFrame | pa.Table, schema: pa.Schema | None = None
 ) -> None:
     """Writes ``table`` as Parquet atomically (`write_bytes`); a frame is first cast to
-    ``schema`` by `as_table` (its NaNs null), or converted as it is when ``schema`` is None."""
+    ``schema`` by `as_table` (its NaNs null), or converted as it is when ``schema`` is None,
+    its text as ``string`` (pandas 3 would make it ``large_string``).
+
+    Examples:
+      >>> import tempfile
+      >>> with tempfile.TemporaryDirectory() as tmp:
+      ...     write_table(pathlib.Path(tmp, "p.parquet"), pd.DataFrame({"group_id": ["mlp-1"]}))
+      ...     pq.read_schema(pathlib.Path(tmp, "p.parquet")).field("group_id").type
+      DataType(string)
+    """
     if isinstance(table, pd.DataFrame) and schema is None:
-        table = pa.Table.from_pandas(table, preserve_index=False)
+        table = _plain_strings(pa.Table.from_pandas(table, preserve_index=False))
     elif isinstance(table, pd.DataFrame):
         table = as_table(table, schema)
     buffer = pa.BufferOutputStream()
     pq.write_table(table, buffer)
     write_bytes(path, buffer.getvalue().to_pybytes())
+
+
+def _plain_strings(table: pa.Table) -> pa.Table:
+    """``table`` with its ``large_string`` columns as ``string``, as the bench documents
+    and its results hold text."""
+    fields = [
+        field.with_type(pa.string()) if pa.types.is_large_string(field.type) else field
+        for field in table.schema
+    ]
+    return table.cast(pa.schema(fields, metadata=table.schema.metadata))
 
 
 def part_path(root: pathlib.Path, group_key: str, first_step: int) -> pathlib.Path:

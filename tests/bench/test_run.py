@@ -707,6 +707,16 @@ def test_a_run_moves_a_damaged_profile_file_aside_and_profiles_anew(tmp_path, ca
     assert f"moved it to {str(aside)!r} and started it anew" in error
 
 
+def test_the_profile_stores_its_text_columns_as_string_as_documented(tmp_path):
+    # pandas 3 converted them to large_string, not the string that results.md gives
+    with MemorySampler() as sampler:
+        files = ProfileFiles(tmp_path / "phases.parquet", tmp_path / "memory.parquet", sampler)
+        files.write(init_rows("g", 0.5, 0, float("nan")))
+    schema = pq.read_schema(tmp_path / "phases.parquet")
+    assert (schema.field("group_id").type, schema.field("phase").type) == (pa.string(),) * 2
+    assert schema.field("seconds").type == pa.float64()
+
+
 def test_the_profile_of_a_bench_with_no_finished_group_says_so(tmp_path):
     text = profile_text(tmp_path)
     assert "no profile yet: a group's timings are written once its state is built" in text
