@@ -354,7 +354,9 @@ def _write_and_train(
     imports: Sequence[str] = (),
 ) -> pd.DataFrame:
     """`_execute`'s writing, once this process holds its lock of the bench."""
-    schema = kept_schema(root, results_schema(plan_))  # new parts keep the older parts' columns
+    schema = in_every_process(  # new parts keep the columns of older parts; read before any widens
+        lambda: kept_schema(root, results_schema(plan_)), "read the bench's part files"
+    )
 
     def write_metadata() -> None:
         """Process 0 writes what describes the bench; the others wait for it."""

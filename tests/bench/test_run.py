@@ -953,6 +953,26 @@ def test_widen_parts_keeps_the_columns_of_parts_that_the_schema_lacks(tmp_path):
     assert kept_schema(tmp_path, schema).names == table.column_names
 
 
+def test_a_process_that_cannot_read_the_part_files_stops_the_others_before_they_write(
+    tmp_path, toy, monkeypatch
+):
+    # process 0 read the part files on its own, then wrote the bench's metadata, before it
+    # heard that process 1 could not read them
+    from phosjax.bench import _directory, _runner
+
+    peer_failed = []
+    real = _runner.kept_schema
+    monkeypatch.setattr(_runner, "kept_schema", lambda *a: peer_failed.append(1) or real(*a))
+    monkeypatch.setattr(
+        _directory,
+        "gather",
+        lambda value: [value, "x" if peer_failed and peer_failed.pop() else value],
+    )
+    with pytest.raises(BenchError, match=r"process 1 could not read the bench's part files"):
+        run(tiny_config(), tmp_path / "b", datasets=toy)
+    assert not (tmp_path / "b" / _layout.CELLS).exists()
+
+
 @pytest.mark.parametrize("key", ["g", "net[2]-ab12"])
 def test_resuming_drops_the_parts_after_the_checkpoint_and_keeps_the_one_ending_there(
     tmp_path, key
