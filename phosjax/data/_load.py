@@ -429,6 +429,8 @@ def _builtin_builder(
         raise ValueError(f"built-in data set {name!r} cannot be loaded: {error}") from error
     if builder.data_path.exists() and not _is_prepared(builder):  # TFDS would reuse it as it is
         raise ValueError(_damaged(name, builder.data_path, data_dir, _NO_INFO))
+    if not _is_prepared(builder) and (own := _in_own_folder(name, dataset, data_dir)):
+        raise ValueError(own)  # it would be prepared again, inside its prepared folder
     _check_made_by(name, builder)
     return builder
 
@@ -575,7 +577,6 @@ def _why_not_prepared(
     `data_dir` (see `_not_prepared`)."""
     variants = _prepared_variants(data_dir)
     same = [variant for variant in variants if re.split("[/:]", variant)[0] == dataset]
-    own = next((folder for folder in (data_dir, *data_dir.parents) if folder.name == dataset), None)
     asked = _parse(name)[1]  # the config and version the name gives, if any
     version, config = asked.get("version"), asked.get("config")
     left = [  # the unfinished preparations of `name`, not another config's or version's
@@ -602,15 +603,8 @@ def _why_not_prepared(
             f"not finish, leaving {left[0]}. Unless one is running now, delete that folder "
             "and prepare it again"
         )
-    elif own is not None and any(
-        any(own.glob(f"{levels}dataset_info.json"))
-        for levels in ("*/", "*/*/")  # [config/]version
-    ):
-        return (
-            f"data set {name!r} cannot be loaded: data_dir {str(data_dir)!r} is no data dir but "
-            f"the prepared data set's own folder (or one inside it); pass the data dir that "
-            f"holds {own.name!r}: data_dir={str(own.parent)!r}"
-        )
+    elif own := _in_own_folder(name, dataset, data_dir):
+        return own
     else:
         found = {path: _names(_prepared_variants(path)) for path in searched or [data_dir]}
         prepared = " or in ".join(
@@ -625,6 +619,36 @@ def _why_not_prepared(
             f"{'one of those' if len(found) > 1 else 'there'} first"
         )
     return f"{problem}: {_how_to_prepare(name, data_dir)}"
+
+
+def _in_own_folder(name: str, dataset: str, data_dir: pathlib.Path) -> str | None:
+    """Why `name` does not load where `data_dir` is, or is inside, the folder of its data
+    set `dataset` holding a prepared version (``<dataset>/[<config>/]<version>``), as
+    ``<data dir>/<dataset>`` is; None where it is not.
+
+    Examples:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     own = pathlib.Path(tmp) / "digits"
+        ...     (own / "1.0.0").mkdir(parents=True)
+        ...     _ = (own / "1.0.0" / "dataset_info.json").write_text("{}")
+        ...     print(_in_own_folder("digits", "digits", own))
+        ...     _in_own_folder("digits", "digits", pathlib.Path(tmp))  # a data dir: None
+        data set 'digits' cannot be loaded: data_dir '/tmp/.../digits' is no data dir but the
+        prepared data set's own folder (or one inside it); pass the data dir that holds
+        'digits': data_dir='/tmp/...'
+    """
+    own = next((folder for folder in (data_dir, *data_dir.parents) if folder.name == dataset), None)
+    if own is None or not any(
+        any(own.glob(f"{levels}dataset_info.json"))
+        for levels in ("*/", "*/*/")  # [config/]version
+    ):
+        return None
+    return (
+        f"data set {name!r} cannot be loaded: data_dir {str(data_dir)!r} is no data dir but "
+        f"the prepared data set's own folder (or one inside it); pass the data dir that "
+        f"holds {own.name!r}: data_dir={str(own.parent)!r}"
+    )
 
 
 def _unfinished(folder: pathlib.Path) -> list[pathlib.Path]:

@@ -263,6 +263,24 @@ def test_preparing_a_built_in_removes_what_a_killed_preparation_left(tmp_path, d
     assert sorted(path.name for path in (tmp_path / "digits").iterdir()) == ["1.0.0"]
 
 
+@pytest.mark.parametrize("inside", ["digits", "digits/1.0.0"])
+def test_a_data_dir_inside_a_built_in_s_own_folder_names_the_data_dir_above(
+    tmp_path, datasets, data_dir, inside
+):
+    # the built-in was prepared again, inside its prepared folder (digits/digits/1.0.0)
+    shutil.copytree(pathlib.Path(data_dir, "digits"), tmp_path / "digits")
+    for check in (load, check_loadable):
+        with pytest.raises(
+            ValueError,
+            match=rf"data set 'digits' cannot be loaded: data_dir '{tmp_path / inside}' is no "
+            r"data dir but the prepared data set's own folder \(or one inside it\); pass the "
+            rf"data dir that holds 'digits': data_dir='{tmp_path}'$",
+        ):
+            check("digits", data_dir=tmp_path / inside)
+    assert sorted(path.name for path in (tmp_path / "digits").iterdir()) == ["1.0.0"]
+    assert load("digits", data_dir=tmp_path).num_train == 1437
+
+
 class UsersDigits(tfds_toys.ToyIntLabels, skip_registration=True):
     """A user's own data set named like a built-in one, at its version."""
 
