@@ -631,7 +631,7 @@ def _in_own_folder(name: str, dataset: str, data_dir: pathlib.Path) -> str | Non
         >>> with tempfile.TemporaryDirectory() as tmp:
         ...     own = pathlib.Path(tmp) / "digits"
         ...     (own / "1.0.0").mkdir(parents=True)
-        ...     _ = (own / "1.0.0" / "dataset_info.json").write_text("{}")
+        ...     _ = (own / "1.0.0" / "dataset_info.json").write_text('{"name": "digits"}')
         ...     print(_in_own_folder("digits", "digits", own))
         ...     _in_own_folder("digits", "digits", pathlib.Path(tmp))  # a data dir: None
         data set 'digits' cannot be loaded: data_dir '/tmp/.../digits' is no data dir but the
@@ -640,8 +640,9 @@ def _in_own_folder(name: str, dataset: str, data_dir: pathlib.Path) -> str | Non
     """
     own = next((folder for folder in (data_dir, *data_dir.parents) if folder.name == dataset), None)
     if own is None or not any(
-        any(own.glob(f"{levels}dataset_info.json"))
+        _info_name(info) == dataset  # not another data set's, in a data dir named like this one
         for levels in ("*/", "*/*/")  # [config/]version
+        for info in own.glob(f"{levels}dataset_info.json")
     ):
         return None
     return (
@@ -649,6 +650,14 @@ def _in_own_folder(name: str, dataset: str, data_dir: pathlib.Path) -> str | Non
         f"the prepared data set's own folder (or one inside it); pass the data dir that "
         f"holds {own.name!r}: data_dir={str(own.parent)!r}"
     )
+
+
+def _info_name(info: pathlib.Path) -> str | None:
+    """The data set's name that the dataset_info.json `info` gives; None if unreadable."""
+    try:
+        return json.loads(info.read_bytes()).get("name")
+    except (OSError, ValueError, AttributeError):  # AttributeError: JSON, but no object
+        return None
 
 
 def _unfinished(folder: pathlib.Path) -> list[pathlib.Path]:

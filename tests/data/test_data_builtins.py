@@ -281,6 +281,14 @@ def test_a_data_dir_inside_a_built_in_s_own_folder_names_the_data_dir_above(
     assert load("digits", data_dir=tmp_path).num_train == 1437
 
 
+def test_a_built_in_is_prepared_in_a_data_dir_named_like_it_holding_another_data_set(
+    tmp_path, datasets, data_dir
+):
+    # the check of a data_dir inside a data set's own folder would take it for digits' own
+    shutil.copytree(pathlib.Path(data_dir, "mnist1d"), tmp_path / "digits" / "mnist1d")
+    assert load("digits", data_dir=tmp_path / "digits").num_train == 1437
+
+
 class UsersDigits(tfds_toys.ToyIntLabels, skip_registration=True):
     """A user's own data set named like a built-in one, at its version."""
 
