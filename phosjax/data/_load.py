@@ -9,6 +9,7 @@ import os
 import pathlib
 import re
 import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -476,12 +477,14 @@ def _prepare_builtin_locked(name: str, data_dir: pathlib.Path) -> tfds.core.Data
         if not _is_prepared(builder):
             for left in _unfinished(data_dir / dataset):  # by a preparation killed: no other runs
                 shutil.rmtree(left)
-            builder.download_and_prepare(
-                download_config=tfds.download.DownloadConfig(
-                    try_download_gcs=False,
-                    compute_stats=tfds.download.ComputeStatsMode.SKIP,
+            with tempfile.TemporaryDirectory() as downloads:  # none: no downloads/ in data_dir
+                builder.download_and_prepare(
+                    download_dir=downloads,
+                    download_config=tfds.download.DownloadConfig(
+                        try_download_gcs=False,
+                        compute_stats=tfds.download.ComputeStatsMode.SKIP,
+                    ),
                 )
-            )
     return builder
 
 

@@ -263,6 +263,12 @@ def test_preparing_a_built_in_removes_what_a_killed_preparation_left(tmp_path, d
     assert sorted(path.name for path in (tmp_path / "digits").iterdir()) == ["1.0.0"]
 
 
+def test_preparing_a_built_in_leaves_no_downloads_folder_in_the_data_dir(tmp_path):
+    # TFDS's empty downloads/extracted was left there, though nothing is downloaded
+    load("digits", data_dir=tmp_path)
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".digits.lock", "digits"]
+
+
 @pytest.mark.parametrize("inside", ["digits", "digits/1.0.0"])
 def test_a_data_dir_inside_a_built_in_s_own_folder_names_the_data_dir_above(
     tmp_path, datasets, data_dir, inside
