@@ -646,7 +646,7 @@ def test_layers_train_inside_a_plain_flax_model_with_optax(key):
     x = jax.random.normal(key, (16, 5))
     labels = jnp.arange(16) % 3
     model = _Classifier()
-    params = model.init(key, x)["params"]
+    params = jax.jit(model.init)(key, x)["params"]  # one program: eager, each op compiles
     optimizer = optax.adam(1e-2)
 
     @jax.jit
