@@ -366,7 +366,7 @@ def test_a_query_with_no_key_to_attend_gives_the_output_bias_and_finite_gradient
 def test_a_vmapped_layer_takes_each_examples_mask(mask, key):
     layer, x = L.TransformerBlock(num_heads=2), jax.random.normal(key, (3, 5, 4))
     variables = layer.init(key, x)
-    one = jax.vmap(lambda x, mask: layer.apply(variables, x, mask=mask))
+    one = jax.jit(jax.vmap(lambda x, mask: layer.apply(variables, x, mask=mask)))
     np.testing.assert_allclose(
         one(x, mask), layer.apply(variables, x, mask=mask), rtol=1e-5, atol=1e-6
     )
