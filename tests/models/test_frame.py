@@ -162,10 +162,10 @@ def test_a_block_that_changes_the_token_count_under_a_padding_mask_is_an_error()
         r"mask \(1, 8\) does not fit the tokens its head pools"
     )
     with pytest.raises(ValueError, match=message):
-        frame.init(jax.random.key(0), x, mask=real)
+        jax.eval_shape(frame.init, jax.random.key(0), x, mask=real)
     pairs = real[:, None, :, None] & real[:, None, None, :]  # a per-pair mask: every token pooled
-    variables = frame.init(jax.random.key(0), x, mask=pairs)
-    assert frame.apply(variables, x, mask=pairs).shape == (1, 3)
+    run = lambda x, mask: frame.apply(frame.init(jax.random.key(0), x, mask=mask), x, mask=mask)
+    assert jax.eval_shape(run, x, pairs).shape == (1, 3)  # traced, its checks run: no compile
 
 
 def test_a_mask_of_the_tokens_before_a_block_that_changes_them_gives_the_shape_after():
@@ -178,10 +178,10 @@ def test_a_mask_of_the_tokens_before_a_block_that_changes_them_gives_the_shape_a
         r"of its output \(1, 4, 2\): give a mask of shape \(1, 4\) \(true: a real token\)\."
     )
     with pytest.raises(ValueError, match=message):
-        frame.init(jax.random.key(0), x, mask=real)
+        jax.eval_shape(frame.init, jax.random.key(0), x, mask=real)
     real = real[:, ::2]  # a mask of the tokens the TransformerBlock sees
-    variables = frame.init(jax.random.key(0), x, mask=real)
-    assert frame.apply(variables, x, mask=real).shape == (1, 3)
+    run = lambda x, mask: frame.apply(frame.init(jax.random.key(0), x, mask=mask), x, mask=mask)
+    assert jax.eval_shape(run, x, real).shape == (1, 3)  # traced, its checks run: no compile
 
 
 def test_a_per_pair_mask_of_the_tokens_before_a_change_of_their_count_gives_the_shape_after():
@@ -197,7 +197,7 @@ def test_a_per_pair_mask_of_the_tokens_before_a_change_of_their_count_gives_the_
         r"a mask of shape \(1, H, 4, 4\) \(true: the pair may attend\)\."
     )
     with pytest.raises(ValueError, match=message):
-        patched.init(jax.random.key(0), x, mask=pairs)
+        jax.eval_shape(patched.init, jax.random.key(0), x, mask=pairs)
     strided = Frame(3, (8, 2), "sequence", (2,), 2, (nn.Conv(2, (2,), 2), attention))
     message = (
         r"^Frame's mask has shape \(1, 1, 8, 8\), which fits the tokens \(1, 8\) of block "
@@ -206,10 +206,10 @@ def test_a_per_pair_mask_of_the_tokens_before_a_change_of_their_count_gives_the_
         r"the pair may attend\)\."
     )
     with pytest.raises(ValueError, match=message):
-        strided.init(jax.random.key(0), x, mask=pairs)
+        jax.eval_shape(strided.init, jax.random.key(0), x, mask=pairs)
     pairs = pairs[:, :, ::2, ::2]  # a per-pair mask of the tokens the TransformerBlock sees
-    variables = strided.init(jax.random.key(0), x, mask=pairs)
-    assert strided.apply(variables, x, mask=pairs).shape == (1, 3)
+    run = lambda x, mask: strided.apply(strided.init(jax.random.key(0), x, mask=mask), x, mask=mask)
+    assert jax.eval_shape(run, x, pairs).shape == (1, 3)  # traced, its checks run: no compile
 
 
 def test_an_images_mask_is_flattened_as_the_image_for_a_model_that_sees_pixels():
@@ -258,7 +258,9 @@ def test_a_wrong_image_mask_is_named_as_given_with_its_flattened_shape():
         r"output \(Patches, \(2, 4, 4\)\): give a mask of shape \(2, 4\)"
     )
     with pytest.raises(ValueError, match=message):
-        model.init(jax.random.key(0), jnp.ones((2, 4, 4, 1)), mask=jnp.ones((2, 4, 4), bool))
+        jax.eval_shape(
+            model.init, jax.random.key(0), jnp.ones((2, 4, 4, 1)), mask=jnp.ones((2, 4, 4), bool)
+        )
 
 
 @pytest.mark.parametrize("name", ["gru", "transformer"])
