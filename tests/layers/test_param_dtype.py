@@ -96,7 +96,8 @@ def test_params_are_float32_by_default_and_stored_in_param_dtype(name):
     make, shape = EXAMPLES[name]
     x = _x(shape)
     default, half = make(), make(param_dtype=jnp.bfloat16)
-    full_vars = default.init(jax.random.key(0), x)
+    # the default's dtypes and shapes alone are read: traced, not run (nothing compiles)
+    full_vars = jax.eval_shape(default.init, jax.random.key(0), x)
     half_vars = half.init(jax.random.key(0), x)
     assert jax.tree.leaves(full_vars["params"])
     assert _dtypes(full_vars["params"]) == {jnp.dtype(jnp.float32)}
@@ -107,7 +108,7 @@ def test_params_are_float32_by_default_and_stored_in_param_dtype(name):
     # The computation dtype is unchanged (the input's here): the output keeps float32, and
     # equals the default layer's applied to the bfloat16 parameters cast up.
     out = half.apply(half_vars, x)
-    assert default.apply(full_vars, x).dtype == out.dtype == jnp.float32
+    assert jax.eval_shape(default.apply, full_vars, x).dtype == out.dtype == jnp.float32
     upcast = jax.tree.map(lambda leaf: leaf.astype(jnp.float32), half_vars)
     np.testing.assert_allclose(out, default.apply(upcast, x), rtol=1e-5, atol=1e-6)
 
