@@ -147,6 +147,7 @@ def either(names: Iterable[str]) -> str:
 
 _UNKNOWN_KEY = re.compile(r"\AGroup '([^']+)' does not accept option '(.*)'$")
 _UNLOADABLE = re.compile(r"\AParser key \"([^\"]+)\":\s*Unable to load config '(.*)'$", re.M)
+_NESTED_KEY = re.compile(r"^  - (Parser key \"[^\"]+\":\n)", re.M)
 
 
 def unloadable_group(option: str, given: str, keys: Sequence[str]) -> str:
@@ -283,13 +284,17 @@ class Parser(ArgumentParser):
 
     def _group_error(self, message: str) -> str | None:
         """jsonargparse's message about the value of a group's option (``--grid``,
-        ``--model``): one it could not load (`unloadable_group`), or one with an unknown
-        key, named with the nearest and the group's keys as a config file's is; None for
-        any other message."""
+        ``--model``): one it could not load (`unloadable_group`), one holding a bad value
+        (the key, the value and the types it takes, as ``--grid.KEY``'s), or one with an
+        unknown key, named with the nearest and the group's keys as a config file's is;
+        None for any other message."""
         found = _UNLOADABLE.match(message) or _UNKNOWN_KEY.match(message)
         if found is None:
             return None
         keys = self._group_keys(found[1])
+        if found.re is _UNLOADABLE and (nested := _NESTED_KEY.search(message)):
+            value = re.sub("^  ", "", message[nested.end() :], flags=re.M)  # a key's value
+            return f"--{found[1]} {found[2]}: {value_error_line(nested[1] + value)}"
         if found.re is _UNLOADABLE:
             return unloadable_group(f"--{found[1]}", found[2], keys)
         return (

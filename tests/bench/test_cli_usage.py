@@ -172,6 +172,20 @@ def test_a_grid_file_missing_names_the_option_the_path_and_what_it_takes(
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.parametrize("given", ["{steps: abc}", "grid.yaml"])
+def test_a_grid_mapping_with_a_bad_value_names_the_key_not_the_mapping(given, tmp_path, capsys):
+    """A mapping (or a file of one) whose steps was 'abc' was called "neither a YAML file
+    nor a YAML mapping" ("holds a dict, not a mapping"); it names the key and its value."""
+    (tmp_path / "grid.yaml").write_text("steps: abc\n")
+    given = str(tmp_path / given) if given.endswith(".yaml") else given
+    with pytest.raises(SystemExit) as exit_info:
+        _main("new")(["--dir", str(tmp_path / "b"), "--grid", given])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.startswith(
+        f"error: --grid {given}: --grid.steps abc: expected int or list[int]"
+    )
+
+
 @pytest.mark.parametrize("host", ["", " "])
 def test_an_empty_view_host_is_refused_not_bound_to_every_interface(host, tmp_path, capsys):
     """'--host ""' (an unset variable) served everyone: the socket binds all interfaces."""
