@@ -393,6 +393,19 @@ def prepare(config: MorphConfig) -> tuple[ModelConfig, ArrayDataset]:
     return model, data
 
 
+def _python_scalar(value: Any) -> Any:
+    """``value`` as Python's number where it is numpy's or jax's scalar (``np.int64(3)``,
+    ``jnp.array(0.1)``), as `jax.random.key` and optax take them; else as it is.
+
+    Examples:
+      >>> _python_scalar(np.int64(3)), _python_scalar(jnp.array(2)), _python_scalar([1])
+      (3, 2, [1])
+    """
+    if isinstance(value, np.generic | np.ndarray | jax.Array) and np.ndim(value) == 0:
+        return value.item()
+    return value
+
+
 def train(
     config: ModelConfig,
     data: ArrayDataset,
@@ -426,12 +439,11 @@ def train(
       (['blocks_0', 'head', 'stem'], True)
     """
     for name, value in (("steps", steps), ("learning_rate", learning_rate), ("strength", strength)):
-        if isinstance(value, np.generic) or (isinstance(value, jax.Array) and value.ndim == 0):
-            value = value.item()  # numpy's and jax's scalars are numbers too
-        problem = _number_error(name, value, owner="train: ")
+        problem = _number_error(name, _python_scalar(value), owner="train: ")
         if problem:  # a negative steps trained nothing, a NaN rate trained NaNs, silently
             raise ValueError(problem)
-    if not isinstance(seed, int | np.integer) or isinstance(seed, bool):
+    whole = _python_scalar(seed)  # np.int64(0), jnp.array(0): seeds as jax.random.key takes
+    if not isinstance(whole, int) or isinstance(whole, bool):
         raise TypeError(f"train: seed={seed!r}: expected an integer")
     problem = _mismatch(config, data, batch_size, owner="train: ")
     if problem:

@@ -7,6 +7,7 @@ import pathlib
 import re
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
@@ -834,6 +835,23 @@ def test_train_names_a_bad_step_count_rate_strength_or_seed(arguments, error, me
     given = {"steps": 1, "batch_size": 4, "learning_rate": 0.1, "seed": 0} | arguments
     with pytest.raises(error, match="^" + re.escape(message)):
         _loop.train(ModelConfig("mlp", 3, (8,), width=8), random_dataset("toy", (8,), 3), **given)
+
+
+@pytest.mark.parametrize("seed", [np.array(3), jnp.array(3, jnp.int32), np.uint8(3)])
+def test_train_takes_a_numpy_or_jax_integer_seed(seed):
+    """A 0-d array seed (np.array(3), jnp.array(3)), which jax.random.key takes, was refused
+    as "expected an integer"; it passes that check (a batch too big stops it, untrained)."""
+    from phosjax.data import random_dataset
+
+    with pytest.raises(ValueError, match="batch_size"):
+        _loop.train(
+            ModelConfig("mlp", 3, (8,), width=8),
+            random_dataset("toy", (8,), 3),
+            1,
+            10**6,
+            0.1,
+            seed,
+        )
 
 
 def test_train_refuses_a_model_with_fewer_logits_than_the_data_set_has_classes():
