@@ -161,11 +161,15 @@ def unloadable_group(option: str, given: str, keys: Sequence[str]) -> str:
 keys or a YAML mapping of them, e.g. --grid '{steps: VALUE}' (its keys: steps, batch_size)"
       >>> unloadable_group("--grid", "[1]", ["steps"]).split(";")[0]
       "--grid '[1]' is neither a YAML file nor a YAML mapping"
+      >>> unloadable_group("--grid", "", ["steps"]).split(";")[0]
+      "--grid '' is empty"
     """
     hint = (
         f"{option} takes a YAML file of its keys or a YAML mapping of them, e.g. "
         f"{option} '{{{keys[0] if keys else 'KEY'}: VALUE}}' (its keys: {', '.join(keys)})"
     )
+    if not given.strip():  # pathlib reads '' as '.', "a directory"
+        return f"{option} {given!r} is empty; {hint}"
     path = pathlib.Path(given)
     if not (path.exists() or path.suffix in (".yaml", ".yml") or os.sep in given):
         return f"{option} {given!r} is neither a YAML file nor a YAML mapping; {hint}"

@@ -157,6 +157,7 @@ def test_a_morph_runs_features_take_names_one_after_another_as_new_s_models(tmp_
     [
         ("/no/grid.yaml", "--grid: config file '/no/grid.yaml' does not exist; "),
         ("steps", "--grid 'steps' is neither a YAML file nor a YAML mapping; "),
+        ("", "--grid '' is empty; "),  # was "config file '.' is a directory"
     ],
 )
 def test_a_grid_file_missing_names_the_option_the_path_and_what_it_takes(
