@@ -205,8 +205,14 @@ def parser() -> _Parser:
     return parser
 
 
-_LISTS = {"--features": "pixels,digit", "--splits": "train,val"}
-"""The options of a list of names, each with names as it takes them joined by commas."""
+_LISTS = {
+    "--features": "pixels,digit",
+    "--splits": "train,val",
+    "--features+": "digit",
+    "--splits+": "val",
+}
+"""The options of a list of names, each with names as it takes them joined by commas
+(``--features+`` appends them to the list so far, as ``new --models+`` does)."""
 
 
 def _model_fields_given(argv: Sequence[str]) -> list[str]:

@@ -152,6 +152,22 @@ def test_a_morph_runs_features_take_names_one_after_another_as_new_s_models(tmp_
     assert yaml.safe_load(capsys.readouterr().out)["features"] == ["signal", "label"]
 
 
+def test_a_morph_runs_features_plus_takes_names_joined_by_commas_as_new_s_models_plus(
+    tmp_path, capsys
+):
+    """``--features+ signal,label`` appended one feature named 'signal,label', where
+    ``new --models+ gru,resnet`` appends two models."""
+    import yaml
+
+    from phosjax.morph.__main__ import main
+
+    argv = ["--config", "configs/morph_mnist1d.yaml", "--dir", str(tmp_path / "run")]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--features", "[]", "--features+", "signal,label", "--print_config"])
+    assert exit_info.value.code == 0
+    assert yaml.safe_load(capsys.readouterr().out)["features"] == ["signal", "label"]
+
+
 @pytest.mark.parametrize(
     ("given", "said"),
     [
