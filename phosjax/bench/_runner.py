@@ -429,9 +429,10 @@ def _write_and_train(
 def _finished_hparams(root: pathlib.Path, config: BenchConfig) -> tuple[str, ...] | None:
     """The hyperparameter columns of the bench in ``root`` where it is finished under
     ``config`` (its recorded config hash, and its status records every cell of its
-    ``cells.parquet`` finished): nothing is left to train, so it needs no plan, nor its
-    data sets loaded (``new --dir DIR --data_dir NEW`` prepared them all in ``NEW``).
-    None otherwise, or where a file cannot be read (the run plans, and sees to it)."""
+    ``cells.parquet`` finished, and it holds their models' blurbs): nothing is left to
+    train, so it needs no plan, nor its data sets loaded (``new --dir DIR --data_dir NEW``
+    prepared them all in ``NEW``). None otherwise, or where a file cannot be read (the run
+    plans, and sees to it)."""
     try:
         if _config_hash(root) != config.digest():
             return None
@@ -442,6 +443,8 @@ def _finished_hparams(root: pathlib.Path, config: BenchConfig) -> tuple[str, ...
     finished = {c for group in groups if group.get("finished") for c in group.get("cells", [])}
     if cells.empty or not set(cells.cell_id) <= finished:
         return None
+    if not all((root / _layout.BLURBS / f"{m}.json").is_file() for m in set(cells.model_id)):
+        return None  # deleted, or never written: the plan writes them
     return tuple(c for c in cells.columns if c not in _layout.CELL_COLUMNS)
 
 

@@ -530,7 +530,8 @@ def test_a_finished_bench_run_again_plans_nothing_and_loads_no_data(
     tmp_path, toy, capsys, monkeypatch
 ):
     """``new --dir DIR --data_dir NEW`` of a finished bench planned it, preparing every
-    data set in NEW with nothing to train; it records NEW and prints the summary alone."""
+    data set in NEW with nothing to train; it records NEW and prints the summary alone.
+    Where a model's blurb is missing it plans, writing it again (it stayed missing)."""
     config = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1)
     whole = run(config, tmp_path, datasets=toy, progress=False)
 
@@ -544,6 +545,11 @@ def test_a_finished_bench_run_again_plans_nothing_and_loads_no_data(
     assert "mlp" in capsys.readouterr().out  # the summary
     assert load_config(tmp_path / _layout.CONFIG).data_dir == str(tmp_path / "moved")
     assert not (tmp_path / "moved").exists()
+    monkeypatch.undo()  # a blurb deleted: the plan writes it again, as before
+    (blurb,) = (tmp_path / _layout.BLURBS).iterdir()
+    blurb.unlink()
+    run(config, tmp_path, datasets=toy, progress=False)
+    assert blurb.is_file()
 
 
 def test_a_finished_status_entry_without_its_cells_is_no_crash(tmp_path, toy):
