@@ -208,7 +208,8 @@ def value_error_line(message: str) -> str:
     ]
     expected = either(names)
     items = _split_top(given[1])  # "1e-3,1e-2": the list meant, in its brackets
-    written = f"[{', '.join(items)}]" if len(items) > 1 and given[1][:1] != "[" else "[a, b]"
+    meant = len(items) > 1 and given[1][:1] not in ("[", "{")  # a mapping's commas: no list
+    written = f"[{', '.join(items)}]" if meant else "[a, b]"
     hint = f" (a list is written '{written}')" if "list" in expected else ""
     if problem := _yaml_problem(given[1]):
         hint = (

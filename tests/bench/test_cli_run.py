@@ -574,6 +574,11 @@ def test_print_config_knows_the_models_an_import_registers(tmp_path, capsys, mon
             "--grid.learning_rate 1e-3,1e-2: expected float or list[float] (a list is written "
             "'[1e-3, 1e-2]')",
         ),
+        (  # was told a list is written "[{'a': 1, 'b': 2}]", the mapping split at its comma
+            ["--grid.learning_rate", "{a: 1, b: 2}"],
+            "--grid.learning_rate {'a': 1, 'b': 2}: expected float or list[float] (a list is "
+            "written '[a, b]')",
+        ),
         (  # said only 'expected dict', of a dict whose items YAML cannot read unquoted
             ["--dataset_splits", "{digits: [train[:60%], train[60%:]]}"],
             "--dataset_splits {digits: [train[:60%], train[60%:]]}: expected dict (YAML cannot "
