@@ -17,7 +17,7 @@ def _no_run(directory: str | os.PathLike) -> str:
     Examples:
       >>> print(_no_run("runs/none"))
       'runs/none' holds no morph run: it has no morph/iterations.parquet (python -m
-      phosjax.morph --dir runs/none writes one)
+      phosjax.morph --config CONFIG.yaml --dir runs/none writes one)
     """
     name = os.fspath(directory)
     inside = next(
@@ -30,7 +30,7 @@ def _no_run(directory: str | os.PathLike) -> str:
         )
     return (
         f"{name!r} holds no morph run: it has no {ITERATIONS} "
-        f"(python -m phosjax.morph --dir {name} writes one)"
+        f"(python -m phosjax.morph --config CONFIG.yaml --dir {name} writes one)"
     )
 
 
@@ -56,7 +56,7 @@ def read_runs(*directories: str | os.PathLike) -> pd.DataFrame:
       >>> read_runs("runs/none")
       Traceback (most recent call last):
       FileNotFoundError: 'runs/none' holds no morph run: it has no morph/iterations.parquet
-      (python -m phosjax.morph --dir runs/none writes one)
+      (python -m phosjax.morph --config CONFIG.yaml --dir runs/none writes one)
     """
     if not directories:
         raise ValueError("read_runs needs the directory of at least one run, e.g. 'runs/morph'")
@@ -71,8 +71,8 @@ def read_runs(*directories: str | os.PathLike) -> pd.DataFrame:
             raise ValueError(
                 f"cannot read {str(path)!r}, the rows of the morph run {os.fspath(directory)!r}"
                 f" ({type(error).__name__}: {error}); the file is damaged: leave that run out, "
-                f"or run it again (python -m phosjax.morph --dir {os.fspath(directory)} "
-                "--overwrite moves the file aside)"
+                "or run it again (python -m phosjax.morph --config CONFIG.yaml --dir "
+                f"{os.fspath(directory)} --overwrite moves the file aside)"
             ) from error
         config = rows.attrs.get(MORPH_CONFIG)
         if not isinstance(config, dict):

@@ -475,7 +475,8 @@ def test_read_runs_names_a_directory_without_a_run_and_a_file_without_a_config(t
     with pytest.raises(
         FileNotFoundError,
         match=rf"^'{re.escape(str(tmp_path))}' holds no morph run: it has no "
-        rf"morph/iterations.parquet \(python -m phosjax.morph --dir {re.escape(str(tmp_path))} ",
+        rf"morph/iterations.parquet \(python -m phosjax.morph --config CONFIG.yaml --dir "
+        rf"{re.escape(str(tmp_path))} ",
     ):
         read_runs(tmp_path)
     (tmp_path / "morph").mkdir()
@@ -501,7 +502,8 @@ def test_read_runs_names_a_damaged_rows_file_and_its_run(tmp_path):
     run = re.escape(str(tmp_path / "cut"))
     with pytest.raises(ValueError, match=rf"the rows of the morph run '{run}' \(ArrowInvalid: "):
         read_runs(tmp_path / "good", tmp_path / "cut")
-    with pytest.raises(ValueError, match=rf"damaged: .* --dir {run} --overwrite moves the file"):
+    advice = rf"damaged: .*phosjax.morph --config CONFIG.yaml --dir {run} --overwrite moves"
+    with pytest.raises(ValueError, match=advice):
         read_runs(tmp_path / "cut")
 
 
