@@ -187,6 +187,8 @@ def value_error_line(message: str) -> str:
     Examples:
       >>> value_error_line('Parser key "eval_every":\n  Expected a <class \'int\'>. Got value: 1.5')
       '--eval_every 1.5: expected int'
+      >>> value_error_line('Parser key "eval_every":\n  Expected a <class \'int\'>. Got value: ')
+      "--eval_every '': expected int"
       >>> value_error_line("unrecognized arguments: --x")
       'unrecognized arguments: --x'
     """
@@ -218,7 +220,8 @@ def value_error_line(message: str) -> str:
         )
     elif colon := _colon_hint(given[1]):
         hint = colon
-    return f"--{key[1]} {given[1]}: expected {expected}{hint}"
+    shown = given[1] if given[1].strip() else repr(given[1])  # '' (an unset variable)
+    return f"--{key[1]} {shown}: expected {expected}{hint}"
 
 
 def _colon_hint(text: str) -> str:

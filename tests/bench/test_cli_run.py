@@ -596,6 +596,7 @@ def test_print_config_knows_the_models_an_import_registers(tmp_path, capsys, mon
             "a colon takes a space after it, as in 'T: 1')",
         ),
         (["--eval_every", "1.5"], "--eval_every 1.5: expected int"),
+        (["--eval_every", ""], "--eval_every '': expected int"),  # was '--eval_every : '
         (
             ["--grid.stesp", "3"],
             "unrecognized arguments: --grid.stesp 3 (did you mean --grid.steps?)",
