@@ -424,6 +424,27 @@ def add_common(parser: ArgumentParser) -> None:
     )
 
 
+def parsed_fields(args: Any, own: Iterable[str]) -> dict[str, Any]:
+    """The config fields that the parser read into ``args`` (its namespace), less the
+    command's ``own`` options (``dir``) and jsonargparse's metadata: the ``__path__`` of
+    a group read from a file (``--grid FILE``), which a config has no key for.
+
+    Examples:
+      >>> from jsonargparse import Namespace
+      >>> args = Namespace(dir="runs/a", grid=Namespace(steps=3, __path__="grid.yaml"))
+      >>> parsed_fields(args, ["dir"])
+      {'grid': {'steps': 3}}
+    """
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items() if k != "__path__"}
+        return value
+
+    own = set(own)
+    return {k: plain(v) for k, v in args.as_dict().items() if k not in own and k != "__path__"}
+
+
 def option_names(argv: Sequence[str]) -> list[str]:
     """The options ``argv`` gives, each as ``--name`` (without an ``=value``).
 

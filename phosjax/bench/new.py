@@ -37,6 +37,7 @@ from phosjax.bench._cli import (
     kept_in_bench,
     names_as_lists,
     option_names,
+    parsed_fields,
 )
 from phosjax.bench._config import NAMED_HPARAMS, BenchConfig, BenchError, read_yaml
 from phosjax.bench._directory import open_bench, shown_differences
@@ -235,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "--resume and --force contradict each other: --resume continues the bench in "
             "--dir under its stored config, --force moves it aside and starts over; give one."
         )
-    fields = {k: v for k, v in args.as_dict().items() if k not in _OWN}
+    fields = parsed_fields(args, _OWN)
     keys = _config_keys(argv)
     config: BenchConfig | None
     if keys == {"data_dir"} and _layout.is_bench(pathlib.Path(args.dir)):  # the data moved

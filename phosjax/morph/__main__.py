@@ -36,6 +36,7 @@ from phosjax.bench._cli import (
     kept_in_dir,
     names_as_lists,
     option_names,
+    parsed_fields,
     refuse_unknown_options,
 )
 from phosjax.bench._config import BenchConfig
@@ -327,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     source = _source(argv)
     try:
         args = command_line.parse_args(argv)
-        config = morph_config({k: v for k, v in args.as_dict().items() if k not in _OWN})
+        config = morph_config(parsed_fields(args, _OWN))
     except (ValueError, TypeError) as error:  # a MorphConfigError, a ModelConfig's
         return _fail(f"{source}: {error}")
     try:

@@ -189,6 +189,25 @@ def test_a_grid_file_missing_names_the_option_the_path_and_what_it_takes(
     assert not (tmp_path / "b").exists()
 
 
+def test_a_grid_or_model_file_is_read_as_its_keys(tmp_path, monkeypatch):
+    """``new --grid grid.yaml`` was refused, "unknown key '__path__' in grid" (morph
+    --model model.yaml alike), the file's path that jsonargparse keeps beside its keys."""
+    import phosjax.bench.new
+    import phosjax.morph.__main__
+
+    given = []
+    monkeypatch.setattr(phosjax.bench.new, "run", lambda config, *a, **k: given.append(config))
+    monkeypatch.setattr(phosjax.morph.__main__, "run", lambda c, *a, **k: given.append(c) or 1 / 0)
+    (tmp_path / "grid.yaml").write_text("steps: 3\n")
+    (tmp_path / "model.yaml").write_text("{name: mlp, num_classes: 10, input_shape: [40]}\n")
+    run = ["--dir", str(tmp_path / "b"), "--grid", str(tmp_path / "grid.yaml")]
+    phosjax.bench.new.main(["--config", "configs/example.yaml", *run])
+    run = ["--dir", str(tmp_path / "m"), "--model", str(tmp_path / "model.yaml")]
+    with pytest.raises(ZeroDivisionError):  # the run, given its config
+        phosjax.morph.__main__.main(["--config", "configs/morph_mnist1d.yaml", *run])
+    assert [given[0].grid.steps, given[1].model.input_shape] == [3, (40,)]
+
+
 @pytest.mark.parametrize("given", ["{steps: abc}", "grid.yaml"])
 def test_a_grid_mapping_with_a_bad_value_names_the_key_not_the_mapping(given, tmp_path, capsys):
     """A mapping (or a file of one) whose steps was 'abc' was called "neither a YAML file
