@@ -411,7 +411,7 @@ def train(
     data: ArrayDataset,
     steps: int,
     batch_size: int,
-    learning_rate: float,
+    learning_rate: float | optax.Schedule,
     seed: int,
     penalty: Callable[[Any], jax.Array] | None = None,
     strength: float = 0.0,
@@ -425,8 +425,9 @@ def train(
     Raises:
       ValueError: ``config``'s ``num_classes`` or ``input_shape`` is not ``data``'s, or
         ``batch_size`` does not fit its train split (the field and the value to set named);
-        ``steps`` is no integer >= 1, ``learning_rate`` no finite number > 0 or
-        ``strength`` none >= 0 (as `MorphConfig` checks them).
+        ``steps`` is no integer >= 1, ``learning_rate`` no finite number > 0 (nor an
+        optax schedule, step -> rate) or ``strength`` none >= 0 (as `MorphConfig` checks
+        them).
       TypeError: ``seed`` is no integer.
 
     Examples:
@@ -439,6 +440,8 @@ def train(
       (['blocks_0', 'head', 'stem'], True)
     """
     for name, value in (("steps", steps), ("learning_rate", learning_rate), ("strength", strength)):
+        if name == "learning_rate" and callable(value):  # an optax schedule, as adam takes
+            continue
         problem = _number_error(name, _python_scalar(value), owner="train: ")
         if problem:  # a negative steps trained nothing, a NaN rate trained NaNs, silently
             raise ValueError(problem)

@@ -839,6 +839,25 @@ def test_train_names_a_bad_step_count_rate_strength_or_seed(arguments, error, me
         _loop.train(ModelConfig("mlp", 3, (8,), width=8), random_dataset("toy", (8,), 3), **given)
 
 
+def test_train_takes_an_optax_schedule_as_its_learning_rate():
+    """optax.adam takes a schedule, and train passed it on, until a check of the rate
+    refused it as "expected a finite number > 0" (a batch too big stops it, untrained)."""
+    import optax
+
+    from phosjax.data import random_dataset
+
+    schedule = optax.linear_schedule(0.1, 0.0, 10)
+    with pytest.raises(ValueError, match="batch_size"):
+        _loop.train(
+            ModelConfig("mlp", 3, (8,), width=8),
+            random_dataset("toy", (8,), 3),
+            1,
+            10**6,
+            schedule,
+            0,
+        )
+
+
 @pytest.mark.parametrize("seed", [np.array(3), jnp.array(3, jnp.int32), np.uint8(3)])
 def test_train_takes_a_numpy_or_jax_integer_seed(seed):
     """A 0-d array seed (np.array(3), jnp.array(3)), which jax.random.key takes, was refused
