@@ -329,8 +329,31 @@ class Parser(ArgumentParser):
 
     def parse_args(self, *args: Any, **kwargs: Any) -> Any:
         """jsonargparse's `parse_args`; an empty ``--dir`` or ``--out`` is refused
-        (`refuse_empty_dirs`)."""
+        (`refuse_empty_dirs`), as is a group's file (``--grid FILE``) that a config file
+        could not be (`_read_group_files`)."""
+        given = args[0] if args else kwargs.get("args")
+        self._read_group_files(sys.argv[1:] if given is None else given)
         return refuse_empty_dirs(self, super().parse_args(*args, **kwargs))
+
+    def _read_group_files(self, argv: Sequence[str]) -> None:
+        """Reads each file that ``argv`` gives a group's option (``--grid FILE``) as a
+        config file is read (`read_file`): one naming a key twice is a usage error, where
+        jsonargparse's YAML keeps the second value silently."""
+        groups = {
+            a.option_strings[0]
+            for a in self._actions
+            if a.option_strings and self._group_keys(a.dest)
+        }
+        for i, arg in enumerate(argv):
+            option, equals, value = arg.partition("=")
+            if option not in groups or not (equals or i + 1 < len(argv)):
+                continue
+            path = pathlib.Path(value if equals else argv[i + 1])
+            if path.is_file():
+                try:
+                    read_file(path)
+                except ValueError as error:
+                    usage_error(self, f"{option}: {str(error).rstrip('.')}")
 
 
 class ConfigParser(Parser):

@@ -208,6 +208,18 @@ def test_a_grid_or_model_file_is_read_as_its_keys(tmp_path, monkeypatch):
     assert [given[0].grid.steps, given[1].model.input_shape] == [3, (40,)]
 
 
+def test_a_grid_file_naming_a_key_twice_is_refused_as_a_config_file_is(tmp_path, capsys):
+    """``--grid grid.yaml`` of 'steps: 3' then 'steps: 4' trained 4 steps without a word,
+    where a --config file naming a key twice is refused."""
+    (tmp_path / "grid.yaml").write_text("steps: 3\nsteps: 4\n")
+    with pytest.raises(SystemExit) as exit_info:
+        _main("new")(["--dir", str(tmp_path / "b"), "--grid=" + str(tmp_path / "grid.yaml")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --grid: config file '{tmp_path / 'grid.yaml'}' is not valid")
+    assert "found the key 'steps' twice (the second would replace the first)" in err
+
+
 @pytest.mark.parametrize("given", ["{steps: abc}", "grid.yaml"])
 def test_a_grid_mapping_with_a_bad_value_names_the_key_not_the_mapping(given, tmp_path, capsys):
     """A mapping (or a file of one) whose steps was 'abc' was called "neither a YAML file
