@@ -19,7 +19,7 @@ from phosjax.bench import _layout
 from phosjax.bench._config import BenchError, colon_hint
 from phosjax.bench._interrupt import INTERRUPTED, ctrl_c_ignored, ctrl_c_kept
 from phosjax.bench._summary import command_line, counted
-from phosjax.bench._usage import _option_for, refuse_empty_dirs, usage_error
+from phosjax.bench._usage import option_for, refuse_empty_dirs, usage_error
 from phosjax.bench.view._bench import BenchFiles
 
 _KEY = re.compile(r'\AParser key "([^"]+)":\s*')
@@ -103,7 +103,7 @@ def names_as_lists(
 
 def _another_option(arg: str) -> bool:
     """Whether ``arg``, after a name of a list option, is no further name but an option,
-    or a config file meant for ``--config`` (`_option_for`): ``new --models mlp
+    or a config file meant for ``--config`` (`option_for`): ``new --models mlp
     configs/example.yaml`` is told to pass ``--config configs/example.yaml``, not that no
     model has that name.
 
@@ -111,7 +111,7 @@ def _another_option(arg: str) -> bool:
       >>> _another_option("--dir"), _another_option("my.yaml"), _another_option("cnn1d")
       (True, True, False)
     """
-    return arg.startswith("-") or _option_for(arg, ["--config"]) is not None
+    return arg.startswith("-") or option_for(arg, ["--config"]) is not None
 
 
 def _yaml_list(option: str, values: Sequence[str], example: str) -> str:

@@ -13,17 +13,17 @@ from typing import Any, NoReturn
 from phosjax._nearest import nearest
 
 
-def _option_for(given: str, known: Sequence[str]) -> str | None:
+def option_for(given: str, known: Sequence[str]) -> str | None:
     """The option of ``known`` that ``given``, an argument without one, would be the value
     of: ``--config`` for a YAML file, ``--dir`` (else ``--out``, as speed's) for a
     directory that exists; else None.
 
     Examples:
-      >>> _option_for("configs/my.yaml", ["--config", "--dir"]), _option_for(".", ["--dir"])
+      >>> option_for("configs/my.yaml", ["--config", "--dir"]), option_for(".", ["--dir"])
       ('--config', '--dir')
-      >>> _option_for(".", ["--out"]), _option_for(".", ["--dir", "--out"])
+      >>> option_for(".", ["--out"]), option_for(".", ["--dir", "--out"])
       ('--out', '--dir')
-      >>> _option_for("cnn1d", ["--dir"]), _option_for("--dir", ["--dir"])
+      >>> option_for("cnn1d", ["--dir"]), option_for("--dir", ["--dir"])
       (None, None)
     """
     if given.endswith((".yaml", ".yml")) and "--config" in known:
@@ -49,12 +49,12 @@ def near_options(message: str, known: Sequence[str]) -> str:
       'argument --port: bad'
 
     A first argument given without an option, a YAML file or a directory, is the
-    ``--config`` or ``--dir`` it would be (`_option_for`).
+    ``--config`` or ``--dir`` it would be (`option_for`).
     """
     if not message.startswith("unrecognized arguments:"):
         return message
     given = message.removeprefix("unrecognized arguments:").split()
-    option = _option_for(given[0], known) if given else None
+    option = option_for(given[0], known) if given else None
     hints = [f"{option} {given[0]}"] if option is not None else []
     names = {option.lstrip("-"): option for option in known}
     for misspelt in re.findall(r"--[\w.+-]+", message):
