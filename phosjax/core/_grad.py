@@ -70,8 +70,8 @@ def perturbations(
       SelectorError: a selector matches no tagged value (one that Flax's ``sow`` stored
         in ``intermediates``, not `tag`, cannot be reached: the message says so).
       TypeError: a selected value is not floating point, or ``wrt`` is neither a str nor
-        a list of them; ``variables`` are no
-        collections (the params alone: `naming_params_alone`).
+        a list of them; ``variables`` are no mapping (None), or the params alone
+        (`naming_params_alone`).
       ValueError: ``wrt`` is an empty list.
 
     Examples:
@@ -84,6 +84,7 @@ def perturbations(
       >>> zeros["h"].tolist()
       [0.0, 0.0]
     """
+    variables = checked_variables(variables, "perturbations")
     with naming_params_alone(variables, "perturbations"):
         return unflatten(_flat_perturbations(model, variables, x, wrt, **kwargs))
 

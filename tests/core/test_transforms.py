@@ -917,7 +917,7 @@ def test_params_passed_as_variables_name_the_transform_and_what_init_returns(tra
         run("plain", params, X)
 
 
-@pytest.mark.parametrize("transform", [*TRANSFORMS, "injections", "blurb"])
+@pytest.mark.parametrize("transform", [*TRANSFORMS, *MORE_TRANSFORMS])
 @pytest.mark.parametrize(
     ("variables", "shown"), [(None, "None"), ([{}], "a list"), (X, "an ArrayImpl")]
 )  # an array: the variables and x swapped ('a ArrayImpl')
