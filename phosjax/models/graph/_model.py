@@ -53,7 +53,7 @@ def _feed_error(x: Any, inputs: tuple[str, ...]) -> GraphError:
         if len(inputs) == 1
         else ""
     )
-    near = did_you_mean([k for k in unknown if isinstance(k, str)], missing or inputs)
+    near = did_you_mean([k for k in unknown if isinstance(k, str)], missing)  # given: no hint
     return GraphError(
         f"x has keys that are not input nodes: {listing(unknown)}; "
         f"the input nodes are {listing(inputs)}{gives}{near or '.'}{value}"

@@ -376,6 +376,10 @@ def test_several_inputs_and_combines():
         r"and x gives no value for 'b'\. Did you mean 'b'\?",  # a misspelt key: the nearest
     ):
         model.apply({}, {"a": a, "bb": b})
+    with pytest.raises(  # 'b' given too: renaming 'bb' to it would not help
+        GraphError, match=r"not input nodes: 'bb'; the input nodes are 'a', 'b'\.(?! Did)"
+    ):
+        model.apply({}, {"a": a, "b": b, "bb": b})
     with pytest.raises(GraphError, match="Unknown combine 'sum'; use one of \\['add', 'concat'\\]"):
         node(inputs=("a", "b"), combine="sum")
 
