@@ -2,6 +2,7 @@
 `jit_keeping_constants` (a jitted call whose output may hold Python values)."""
 
 import contextlib
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -53,7 +54,7 @@ def naming_params_alone(variables: Mapping[str, Any], caller: str) -> Iterator[N
     """Runs its block; where the model reads params that ``variables`` lack (no
     ``"params"`` key: the params passed alone, as ``variables["params"]``), Flax's
     "collection is empty" becomes a TypeError naming ``caller``, the keys given and
-    what to pass.
+    what to pass (asking "the params alone?" where a key is the module read).
 
     Examples:
       >>> import flax.linen as nn, jax.numpy as jnp
@@ -63,18 +64,25 @@ def naming_params_alone(variables: Mapping[str, Any], caller: str) -> Iterator[N
       Traceback (most recent call last):
       TypeError: probe: variables hold no 'params' collection (they hold 'kernel', 'bias':
       the params alone?); pass what model.init returns, {'params': params, ...} (Flax: ...)
+      >>> with naming_params_alone({"batch_stats": {}}, "probe"):
+      ...     nn.Dense(2).apply({"batch_stats": {}}, jnp.ones(3))
+      Traceback (most recent call last):
+      TypeError: probe: variables hold no 'params' collection (they hold 'batch_stats'); ...
     """
     try:
         yield
     except (flax.errors.ScopeCollectionNotFound, PARAMS_AS_VARIABLES) as error:
-        reads_params = 'from collection "params"' in str(error)
-        if "params" in variables or not (reads_params or isinstance(error, PARAMS_AS_VARIABLES)):
+        reads = re.search(r'access "(.*?)" from collection "params" in "(.*?)"', str(error))
+        if "params" in variables or not (reads or isinstance(error, PARAMS_AS_VARIABLES)):
             raise
+        # the params alone are keyed by the module read (its variable's name at the top)
+        alone = not reads or (reads[2].strip("/").split("/")[0] or reads[1]) in variables
         keys = [repr(key) for key in variables]
         shown = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
         raise TypeError(
             f"{caller}: variables hold no 'params' collection (they hold "
-            f"{shown or 'nothing'}: the params alone?); pass what model.init returns, "
+            f"{shown or 'nothing'}{': the params alone?' if alone else ''}); pass what "
+            "model.init returns, "
             f"{{'params': params, ...}} (Flax: {str(error).split(' (https')[0]})"
         ) from None
 

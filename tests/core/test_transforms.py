@@ -917,6 +917,16 @@ def test_params_passed_as_variables_name_the_transform_and_what_init_returns(tra
         run("plain", params, X)
 
 
+@pytest.mark.parametrize(("variables", "shown"), [({}, "nothing"), ({"state": {}}, "'state'")])
+def test_variables_lacking_params_but_not_the_params_alone_are_not_called_params(variables, shown):
+    """A key that is no module of the model (a collection, none) was asked about as 'the
+    params alone?'."""
+    with pytest.raises(
+        TypeError, match=rf"^probe: variables hold no 'params' collection \(they hold {shown}\); "
+    ):
+        TRANSFORMS["probe"]("plain", variables, X)
+
+
 @pytest.mark.parametrize("transform", [*TRANSFORMS, *MORE_TRANSFORMS])
 @pytest.mark.parametrize(
     ("variables", "shown"), [(None, "None"), ([{}], "a list"), (X, "an ArrayImpl")]
