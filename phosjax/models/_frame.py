@@ -1,5 +1,6 @@
 """`Frame`: the standard model skeleton, stem -> blocks -> head."""
 
+import math
 from typing import Any, ClassVar
 
 import flax.linen as nn
@@ -47,6 +48,12 @@ def _check_features(module: nn.Module, x: jax.Array, y: Any, features: int) -> N
         )
 
 
+def _tokens(h: jax.Array) -> jax.Array:
+    """``h`` ``(batch, ..., C)`` as ``(batch, tokens, C)`` (no ``-1``: an empty batch
+    leaves it unknown)."""
+    return h.reshape(h.shape[0], math.prod(h.shape[1:-1]), h.shape[-1])
+
+
 def _pool_real(h: jax.Array, pool: str, real: jax.Array) -> jax.Array:
     """``h`` ``(batch, ..., C)`` pooled over the tokens that ``real`` ``(batch, tokens)``,
     float weights (1: a real token), keeps: their mean, max or last one, or all flattened
@@ -60,9 +67,9 @@ def _pool_real(h: jax.Array, pool: str, real: jax.Array) -> jax.Array:
     """
     if pool == "mean":
         return token_mean(h, real, kept=1).astype(h.dtype)
-    tokens, kept = h.reshape(h.shape[0], -1, h.shape[-1]), real[..., None] > 0
+    tokens, kept = _tokens(h), real[..., None] > 0
     if pool == "flatten":
-        return jnp.where(kept, tokens, 0).reshape(h.shape[0], -1)
+        return jnp.where(kept, tokens, 0).reshape(h.shape[0], math.prod(tokens.shape[1:]))
     if pool == "last":
         last = real.shape[1] - 1 - jnp.argmax(real[:, ::-1] > 0, axis=1)
         return jnp.take_along_axis(tokens, last[:, None, None], axis=1)[:, 0]
@@ -86,9 +93,9 @@ def pool_tokens(h: jax.Array, pool: str, real: jax.Array | None = None) -> jax.A
     if real is not None:
         return _pool_real(h, pool, real)
     if pool == "flatten":
-        return h.reshape(h.shape[0], -1)
+        return h.reshape(h.shape[0], math.prod(h.shape[1:]))
     if pool == "last":
-        return h[:, -1] if h.ndim == 3 else h.reshape(h.shape[0], -1, h.shape[-1])[:, -1]
+        return _tokens(h)[:, -1]
     axes = tuple(range(1, h.ndim - 1))
     return jnp.mean(h, axis=axes) if pool == "mean" else jnp.max(h, axis=axes)
 

@@ -2,6 +2,7 @@
 mask of the tokens it pools, its input read with the padded tokens as zeros, and the
 errors for a mask that no longer fits once a stem or block changes the token count."""
 
+import math
 from typing import Any
 
 import flax.linen as nn
@@ -30,7 +31,7 @@ def padding_mask(mask: Any, h: jax.Array) -> jax.Array | None:
     """
     fits = mask is not None and h.ndim >= 3 and broadcasts_to(jnp.shape(mask), h.shape[:-1])
     real = real_tokens("Frame", mask, h.shape[:-1]) if fits else None
-    return None if real is None else real.reshape(h.shape[0], -1)
+    return None if real is None else real.reshape(h.shape[0], math.prod(h.shape[1:-1]))
 
 
 def zero_padded_input(mask: Any, h: jax.Array, stem: Any = None) -> jax.Array:

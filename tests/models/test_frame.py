@@ -13,7 +13,9 @@ from phosjax.core import tag_shapes
 from phosjax.layers import Sequence, TransformerBlock
 from phosjax.layers._common import takes_keyword
 from phosjax.models import Frame, ModelConfig, Patches, build_model
+from phosjax.models._frame import POOLS, pool_tokens
 from phosjax.models._kinds import choose_kind
+from phosjax.models._masks import padding_mask
 
 
 def _out_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
@@ -382,3 +384,15 @@ def test_a_stem_changing_the_token_count_with_no_input_mask_is_an_error_under_a_
     np.testing.assert_array_equal(said, zeroed)
     as_is = frame(_StridedTakesAsIs()).apply(variables, held, mask=real)  # its NaN tokens:
     np.testing.assert_array_equal(as_is, said)  # padded ones, which the block zeroes
+
+
+@pytest.mark.parametrize("pool", POOLS)
+@pytest.mark.parametrize("masked", [False, True])
+def test_pooling_an_empty_batch_gives_an_empty_output(pool, masked):
+    # a reshape to (0, -1, C) raised ZeroDivisionError 'integer modulo by zero' (cnn1d's
+    # flatten of an empty batch), as the layers' token means did
+    h = jnp.ones((0, 3, 2, 4))
+    real = jnp.ones((0, 6)) if masked else None
+    width = 24 if pool == "flatten" else 4
+    assert pool_tokens(h, pool, real).shape == (0, width)
+    assert padding_mask(jnp.ones((0, 3, 2), bool), h).shape == (0, 6)
