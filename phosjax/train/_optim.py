@@ -17,7 +17,7 @@ from phosjax.train._config import (
     number_in,
     one_of,
 )
-from phosjax.train._reduce import scaled_global_norm, summing_dtype
+from phosjax.train._reduce import scaled_global_norm, widened
 
 
 def _check_schedule(schedule: str) -> None:
@@ -60,12 +60,6 @@ def lr_multiplier(schedule: str, warmup_steps: int, steps: int) -> optax.Schedul
     return multiplier
 
 
-def _widened(t: jax.Array) -> jax.Array:
-    """``t`` in float32 when it is narrower (bfloat16), else as it is."""
-    wide = summing_dtype(t.dtype)
-    return t if t.dtype == wide else t.astype(wide)
-
-
 def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
     """`optax.clip_by_global_norm` with a norm that does not overflow.
 
@@ -89,14 +83,14 @@ def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
 
     def update(updates: optax.Updates, state: optax.OptState, params: object = None) -> tuple:
         del params
-        plain = optax.tree.norm(jax.tree.map(_widened, updates))
+        plain = optax.tree.norm(jax.tree.map(widened, updates))
         root, scale = scaled_global_norm(updates)
         overflowed = ~jnp.isfinite(plain)
         root, scale = jnp.where(overflowed, root, plain), jnp.where(overflowed, scale, 1)
         within = root / scale < max_norm
 
         def clipped(t: jax.Array) -> jax.Array:
-            wide = _widened(t)
+            wide = widened(t)
             wide = wide * scale.astype(wide.dtype) / root.astype(wide.dtype)
             return (wide * max_norm).astype(t.dtype)
 

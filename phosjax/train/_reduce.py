@@ -24,6 +24,19 @@ def summing_dtype(dtype: Any) -> np.dtype:
     return dtype if dtype.itemsize >= 4 else np.dtype(np.float32)
 
 
+def widened(value: jax.Array) -> jax.Array:
+    """A floating ``value`` in its `summing_dtype` (bfloat16 as float32), any other as it is.
+
+    Examples:
+      >>> widened(jnp.ones(2, jnp.bfloat16)).dtype, widened(jnp.ones(2, jnp.int32)).dtype
+      (dtype('float32'), dtype('int32'))
+    """
+    if not jnp.issubdtype(value.dtype, jnp.floating):
+        return value
+    wide = summing_dtype(value.dtype)
+    return value if value.dtype == wide else value.astype(wide)
+
+
 def global_norm(tree: Any) -> jax.Array:
     """The L2 norm of all of ``tree``'s leaves together, in one reduction over them
     concatenated (`scaled_l2_norm`): one reduction per leaf (`optax.tree.norm`) made a one-cell

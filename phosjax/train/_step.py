@@ -30,7 +30,7 @@ from phosjax.train._config import HParams, Regularizer, int_at_least
 from phosjax.train._matmul_convs import rewrite_before_grad
 from phosjax.train._optim import hparams_multiplier, hparams_optimizer
 from phosjax.train._precision import precision_apply
-from phosjax.train._reduce import all_finite, scaled_global_norm, summing_dtype
+from phosjax.train._reduce import all_finite, scaled_global_norm, summing_dtype, widened
 from phosjax.train._state import GroupState
 
 Metrics = dict[str, jax.Array]
@@ -140,7 +140,9 @@ def _penalty(kind: str, on: str) -> Callable[[jax.Array], jax.Array]:
 
 
 def _morph_penalty(model: nn.Module, reg: Regularizer) -> Callable[[Any, jax.Array], jax.Array]:
-    """``(variables, x) -> penalty``: `morph_regularizer`, its groups traced from the shapes."""
+    """``(variables, x) -> penalty``: `morph_regularizer`, its groups traced from the shapes,
+    taken of the floating variables in float32 (or wider), as `_penalty` sums: bfloat16
+    params would round it, and add it to the float32 loss by implicit promotion."""
     cache: dict[Any, Callable[[Any], jax.Array]] = {}
 
     def penalty(variables: Any, x: jax.Array) -> jax.Array:
@@ -151,7 +153,7 @@ def _morph_penalty(model: nn.Module, reg: Regularizer) -> Callable[[Any, jax.Arr
             cache[key] = morph_regularizer(
                 groups, reg.cost, reg.source, reg.threshold, selector=reg.selector
             )
-        return cache[key](variables)
+        return cache[key](jax.tree.map(widened, variables))
 
     return penalty
 

@@ -2,6 +2,7 @@
 
 import collections
 import dataclasses
+import functools
 import io
 import types
 from typing import Any
@@ -1512,4 +1513,27 @@ def test_a_model_storing_its_params_in_bfloat16_trains_under_strict_promotion(to
     hp = HParams(optimizer="adam", batch_size=16, steps=2, grad_clip=1.0, regularizers=l2)
     cell, metrics = _traced_under_strict_promotion(toy, _Bfloat16Config(), hp)
     assert jax.tree.leaves(cell.params)[0].dtype == jnp.bfloat16
+    assert metrics["regularizer"].dtype == jnp.float32
+
+
+class _Bfloat16Hidden(nn.Module):
+    """A hidden layer and a head, computing in and storing their params in bfloat16."""
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        dense = functools.partial(nn.Dense, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16)
+        return dense(3)(nn.relu(dense(8)(x)))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Bfloat16HiddenConfig:
+    def build(self) -> nn.Module:
+        return _Bfloat16Hidden()
+
+
+def test_a_morph_regularizer_of_bfloat16_params_is_taken_in_float32_under_strict_promotion(toy):
+    # its channel importances were summed in bfloat16, and the bfloat16 penalty was added
+    # to the float32 loss: strict promotion refused it
+    hp = HParams(batch_size=16, steps=2, regularizers=(Regularizer("**", "morph", 1e-3),))
+    _, metrics = _traced_under_strict_promotion(toy, _Bfloat16HiddenConfig(), hp)
     assert metrics["regularizer"].dtype == jnp.float32
