@@ -15,8 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from phosjax._callables import a_type as a_type
-from phosjax._callables import callable_name
+from phosjax._callables import a_type, callable_name
 
 TRAIN_FLAGS = ("train", "training", "is_training", "deterministic", "use_running_average")
 """The call parameters that take the train flag: ``train``, ``training`` and

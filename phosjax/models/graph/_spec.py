@@ -16,10 +16,10 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from phosjax import _listing
-from phosjax._callables import callable_name
+from phosjax._callables import a_type, callable_name
 from phosjax._nearest import did_you_mean
 from phosjax.core import SelectorError, select
-from phosjax.layers._common import TRAIN_FLAGS, a_type, train_args
+from phosjax.layers._common import TRAIN_FLAGS, train_args
 
 SEP = "/"
 OUT = "out"

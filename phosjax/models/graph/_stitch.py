@@ -16,8 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from phosjax._callables import a_type
 from phosjax.core import select
-from phosjax.layers._common import a_type, broadcasts_to, check_mask_dtype
+from phosjax.layers._common import broadcasts_to, check_mask_dtype
 from phosjax.models.graph._model import GraphModel
 from phosjax.models.graph._spec import SEP, GraphError, as_selectors, listing, node
 from phosjax.models.graph._surgery import (

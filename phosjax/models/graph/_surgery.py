@@ -8,10 +8,10 @@ from typing import Any
 
 import flax.linen as nn
 
+from phosjax._callables import a_type
 from phosjax._nearest import did_you_mean
 from phosjax.core import flatten, unflatten
 from phosjax.core._apply import checked_variables
-from phosjax.layers._common import a_type
 from phosjax.models.graph._model import GraphModel
 from phosjax.models.graph._spec import (
     SEP,
