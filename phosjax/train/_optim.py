@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from phosjax._widening import widened
 from phosjax.train._config import (
     GRAD_CLIP_HINT,
     LR_SCHEDULES,
@@ -17,7 +18,7 @@ from phosjax.train._config import (
     number_in,
     one_of,
 )
-from phosjax.train._reduce import scaled_global_norm, widened
+from phosjax.train._reduce import scaled_global_norm
 
 
 def _check_schedule(schedule: str) -> None:

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from phosjax._widening import summing_dtype, widened
 from phosjax.core import (
     AUX_LOSS,
     INTERMEDIATES,
@@ -30,7 +31,7 @@ from phosjax.train._config import HParams, Regularizer, int_at_least
 from phosjax.train._matmul_convs import rewrite_before_grad
 from phosjax.train._optim import hparams_multiplier, hparams_optimizer
 from phosjax.train._precision import precision_apply
-from phosjax.train._reduce import all_finite, scaled_global_norm, summing_dtype, widened
+from phosjax.train._reduce import all_finite, scaled_global_norm
 from phosjax.train._state import GroupState
 
 Metrics = dict[str, jax.Array]
