@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from phosjax._listing import listing
+from phosjax._widening import widened
 from phosjax.core import SelectorError, select
 from phosjax.morph._cost import COSTS, check_cost, cost_polynomial, evaluate
 from phosjax.morph._groups import ChannelGroup, ChannelGroups, Member, leaf_paths, member_leaf
@@ -70,8 +71,9 @@ def check_threshold(threshold: Any) -> float:
 
 
 def _per_channel(member: Member, leaf: jax.Array, kind: str) -> jax.Array:
-    """Per group channel: the sum of ``|x|`` (``"scale"``) or of ``x**2`` (``"lasso"``)."""
-    flat = jnp.moveaxis(leaf, member.axis, 0).reshape(leaf.shape[member.axis], -1)
+    """Per group channel: the sum of ``|x|`` (``"scale"``) or of ``x**2`` (``"lasso"``),
+    taken in float32 for a bfloat16 or float16 ``leaf`` (`widened`)."""
+    flat = jnp.moveaxis(widened(leaf), member.axis, 0).reshape(leaf.shape[member.axis], -1)
     per_position = jnp.abs(flat).sum(1) if kind == "scale" else jnp.square(flat).sum(1)
     size = int(member.channels.max()) + 1
     index = np.where(member.channels >= 0, member.channels, size)
