@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from phosjax._widening import summing_dtype, widened
+from phosjax._widening import summing_dtype
 from phosjax.core import (
     AUX_LOSS,
     INTERMEDIATES,
@@ -141,9 +141,8 @@ def _penalty(kind: str, on: str) -> Callable[[jax.Array], jax.Array]:
 
 
 def _morph_penalty(model: nn.Module, reg: Regularizer) -> Callable[[Any, jax.Array], jax.Array]:
-    """``(variables, x) -> penalty``: `morph_regularizer`, its groups traced from the shapes,
-    taken of the floating variables in float32 (or wider), as `_penalty` sums: bfloat16
-    params would round it, and add it to the float32 loss by implicit promotion."""
+    """``(variables, x) -> penalty``: `morph_regularizer`, its groups traced from the shapes
+    (it sums bfloat16 params in float32, as `_penalty` does)."""
     cache: dict[Any, Callable[[Any], jax.Array]] = {}
 
     def penalty(variables: Any, x: jax.Array) -> jax.Array:
@@ -154,7 +153,7 @@ def _morph_penalty(model: nn.Module, reg: Regularizer) -> Callable[[Any, jax.Arr
             cache[key] = morph_regularizer(
                 groups, reg.cost, reg.source, reg.threshold, selector=reg.selector
             )
-        return cache[key](jax.tree.map(widened, variables))
+        return cache[key](variables)
 
     return penalty
 
