@@ -28,10 +28,13 @@ class ArrayDataset:
 
     Attributes:
         name: the data set's name, e.g. ``"mnist1d"``.
-        x_train: float32 inputs, shape ``(num_train, *input_shape)``.
-        y_train: int32 labels in ``[0, num_classes)``, shape ``(num_train,)``.
-        x_test: float32 inputs, shape ``(num_test, *input_shape)``.
-        y_test: int32 labels in ``[0, num_classes)``, shape ``(num_test,)``.
+        x_train: inputs, shape ``(num_train, *input_shape)``, of a float, integer or bool
+          dtype that training casts to float32 as they are: `load` scales integer images
+          to [0, 1], an ``ArrayDataset`` of your own is not scaled (divide uint8 by 255).
+        y_train: labels in ``[0, num_classes)``, of an integer dtype, shape
+          ``(num_train,)``.
+        x_test: inputs, shape ``(num_test, *input_shape)``, as ``x_train``.
+        y_test: labels in ``[0, num_classes)``, shape ``(num_test,)``, as ``y_train``.
         num_classes: number of classes.
         input_shape: the shape of ONE example, e.g. ``(40,)`` or ``(8, 8, 1)``.
 
@@ -43,6 +46,9 @@ class ArrayDataset:
         (4, 2)
         >>> jax.device_put(ds).x_train.shape
         (4, 3)
+        >>> pixels = np.full((4, 3), 255, np.uint8)  # kept as given: scale it yourself
+        >>> ArrayDataset("toy", pixels, ds.y_train, ds.x_test, ds.y_test, 4, (3,)).x_train.max()
+        np.uint8(255)
     """
 
     name: str
