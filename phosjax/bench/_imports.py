@@ -127,12 +127,21 @@ def _a_path(module: str) -> str:
       'src' or add it to PYTHONPATH (PYTHONPATH=src python -m ...)
       >>> _a_path("my_models.py").split("; ")[1]
       'pass --import my_models and run from the folder that holds my_models.py'
+
+    A file in a package (folders holding ``__init__.py``) is named with the package:
+    ``mypkg/models.py`` gives ``--import mypkg.models``, run from the folder above it.
     """
-    path = pathlib.PurePath(module)
-    name = path.stem if path.suffix == ".py" else path.name
-    folder = str(path.parent)
+    path = pathlib.Path(module)
+    parts = [path.stem if path.suffix == ".py" else path.name]
+    parent = path.parent
+    while parent.name and (parent / "__init__.py").is_file():
+        parts.insert(0, parent.name)
+        parent = parent.parent
+    name = ".".join(parts)
+    folder = str(parent)
+    holds = f"the package {parts[0]}/" if len(parts) > 1 else path.name
     where = (
-        f"run from the folder that holds {path.name}"
+        f"run from the folder that holds {holds}"
         if folder == "."
         else f"run from the folder {folder!r} or add it to PYTHONPATH (PYTHONPATH="
         f"{shlex.quote(folder)} python -m ...)"

@@ -13,7 +13,7 @@ import sys
 import pytest
 import yaml
 
-from phosjax.bench import BenchConfig, BenchError, _layout, _plan, add_models_to, run
+from phosjax.bench import BenchConfig, BenchError, _imports, _layout, _plan, add_models_to, run
 from phosjax.bench.add_models import main as add_models_main
 from phosjax.bench.new import main as new_main
 from phosjax.bench.new import parser as new_parser
@@ -192,3 +192,18 @@ def test_print_config_on_a_bench_imports_its_recorded_modules(made, monkeypatch,
         new_parser().parse_args(command)
     assert exit_info.value.code == 0
     assert "name: my_dense" in capsys.readouterr().out
+
+
+def test_an_import_given_a_file_in_a_package_names_the_dotted_module(tmp_path, monkeypatch):
+    """``--import mypkg/models.py`` suggests ``--import mypkg.models``, not ``models``
+    (which Python would not find from the package's folder: its relative imports break)."""
+    (tmp_path / "mypkg").mkdir()
+    (tmp_path / "mypkg" / "__init__.py").write_text("")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(BenchError) as caught:
+        _imports.import_all(["mypkg/models.py"])
+    assert "pass --import mypkg.models and run from the folder that holds the package mypkg/" in (
+        str(caught.value)
+    )
+    with pytest.raises(BenchError, match=r"pass --import mypkg\.models and run from the folder "):
+        _imports.import_all([str(tmp_path / "mypkg" / "models.py")])
