@@ -621,6 +621,10 @@ def _why_not_prepared(
             f"prepared in {prepared}{near or '.'} To load another TFDS data set, prepare it in "
             f"{'one of those' if len(found) > 1 else 'there'} first"
         )
+        return (
+            f"{problem}: {_how_to_prepare(name, data_dir)}; or, if it is prepared in another "
+            "data dir, pass that dir (data_dir=..., a bench's --data_dir)"
+        )
     return f"{problem}: {_how_to_prepare(name, data_dir)}"
 
 

@@ -617,6 +617,17 @@ def test_with_nothing_prepared_another_config_s_unfinished_preparation_is_not_na
     )
 
 
+def test_an_unknown_data_set_says_to_pass_the_data_dir_it_is_prepared_in(tmp_path):
+    """It said only to prepare it where it looked: one prepared in another data dir (and
+    the data dir not passed) was told to be prepared again."""
+    with pytest.raises(ValueError) as error:
+        check_loadable("my_set", data_dir=tmp_path)
+    assert str(error.value).endswith(
+        "; or, if it is prepared in another data dir, pass that dir (data_dir=..., a bench's "
+        "--data_dir)"
+    )
+
+
 def test_another_version_than_the_damaged_folder_is_still_unknown(toys_dir, tmp_path):
     shutil.copytree(toys_dir / "toy_weighted", tmp_path / "toy_weighted")
     (tmp_path / "toy_weighted" / "1.0.0" / "dataset_info.json").unlink()
