@@ -4,8 +4,11 @@ import dataclasses
 import importlib
 import importlib.metadata
 import json
+import pathlib
+import re
 import sys
 import textwrap
+import tomllib
 
 import flax.linen as nn
 import jax
@@ -416,6 +419,31 @@ def test_entry_points_are_loaded_when_listing_and_only_once(registry, tmp_path, 
     assert "user_b" in registered_models()
     assert "user_b" in registered_models()
     assert entry_point.loads == 1
+
+
+def test_the_readme_s_entry_point_registers_the_models_of_the_module_it_names(
+    registry, tmp_path, monkeypatch
+):
+    """The README's ``pyproject.toml`` lines, as installed, register the models."""
+    readme = (pathlib.Path(__file__).parents[2] / "README.md").read_text()
+    toml = re.search(r"```toml\n(.*?)```", readme, re.DOTALL)
+    assert toml, "README.md shows no pyproject.toml entry point"
+    declared = tomllib.loads(toml.group(1))["project"]["entry-points"][ENTRY_POINT_GROUP]
+    ((name, module),) = declared.items()
+    *packages, last = module.split(".")
+    folder = tmp_path.joinpath(*packages)
+    folder.mkdir(parents=True)
+    for depth in range(len(packages)):
+        (tmp_path.joinpath(*packages[: depth + 1]) / "__init__.py").write_text("")
+        monkeypatch.delitem(sys.modules, ".".join(packages[: depth + 1]), raising=False)
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    source = "import flax.linen as nn\nfrom phosjax.models import register_model\n"
+    (folder / f"{last}.py").write_text(
+        source + "register_model('readme_plugin', stem=nn.Dense, depth=0, width=3)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    _fake_entry_points(monkeypatch, _entry_point(name, module))
+    assert "readme_plugin" in registered_models()
 
 
 def test_entry_points_are_loaded_when_a_name_is_missing(registry, tmp_path, monkeypatch, rbg_key):
