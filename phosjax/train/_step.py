@@ -6,9 +6,11 @@ and the test split cut into padded batches ``x_test (B, E, ...)``, ``y_test (B, 
 """
 
 import dataclasses
+import re
 from collections.abc import Callable
 from typing import Any
 
+import flax.errors
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -227,6 +229,26 @@ class TrainStep:
         return self.update(state, arrays, batch)
 
 
+def _other_rng_stream(model: nn.Module, error: Exception) -> ValueError:
+    """The error for ``model`` drawing in training from an rng stream other than
+    ``"dropout"``, the one stream the step gives it (Flax's `InvalidRngError` names the
+    stream, not what to do).
+
+    Examples:
+      >>> print(_other_rng_stream(nn.Dense(2), ValueError('None needs PRNG for "noise"')))
+      Dense draws random numbers from the rng stream 'noise', but training gives a model only
+      'dropout' (a new key each step): draw with self.make_rng('dropout') (Flax's Dropout
+      does)
+    """
+    stream = re.search(r'PRNG for "([^"]*)"', str(error))
+    named = f"the rng stream {stream.group(1)!r}" if stream else f"an rng stream ({error})"
+    return ValueError(
+        f"{type(model).__name__} draws random numbers from {named}, but training gives a "
+        "model only 'dropout' (a new key each step): draw with self.make_rng('dropout') "
+        "(Flax's Dropout does)"
+    )
+
+
 def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> TrainStep:
     """``(cell_state, arrays) -> (cell_state, metrics)``: one train step of one cell.
 
@@ -274,14 +296,17 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
         params: Any, state: GroupState, x: jax.Array, y: jax.Array, rng: jax.Array
     ) -> tuple[jax.Array, tuple[dict[str, Any], Metrics]]:
         mutable = [c for c in state.collections if c in PERSISTENT_MUTABLE] + collect
-        logits, written = apply_checking_records(
-            apply,
-            {"params": params, **state.collections},
-            x,
-            train=True,
-            rngs={"dropout": rng},
-            mutable=mutable,
-        )
+        try:
+            logits, written = apply_checking_records(
+                apply,
+                {"params": params, **state.collections},
+                x,
+                train=True,
+                rngs={"dropout": rng},
+                mutable=mutable,
+            )
+        except flax.errors.InvalidRngError as error:
+            raise _other_rng_stream(model, error) from error
         written = dict(written)
         task = jnp.mean(_cross_entropy(logits, y, state.hparams["label_smoothing"]))
         aux, aux_by_name = aux_total(written.pop(AUX_LOSS, {}))

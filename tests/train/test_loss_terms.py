@@ -1,13 +1,25 @@
 """The step's loss terms (label smoothing, aux losses, regularizers on params and on
 tagged values) with dropout and BatchNorm, against a plain optax loop written by hand."""
 
+import dataclasses
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from phosjax.data import batch_indices
-from phosjax.train import Cell, HParams, Regularizer, init_group, plan_groups, run_group
+from phosjax.train import (
+    Cell,
+    HParams,
+    Regularizer,
+    init_group,
+    plan_groups,
+    run_group,
+    train_grid,
+)
 from tests.train.tiny import Tiny
 
 TOL = {"rtol": 2e-5, "atol": 2e-6}
@@ -85,3 +97,26 @@ def test_a_groups_losses_regularizers_dropout_and_batch_stats_equal_a_loop_by_ha
         mine = jax.tree.map(lambda a, i=i: a[i], (state.params, state.collections["batch_stats"]))
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **TOL), mine, (params, stats))
         np.testing.assert_allclose(chunk.train["loss"][i], losses, **TOL)
+
+
+class _Noisy(nn.Module):
+    """Draws noise in training from a stream of its own, not ``dropout``."""
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        if train:
+            x = x + jax.random.normal(self.make_rng("noise"), x.shape)
+        return nn.Dense(3)(x)
+
+
+@dataclasses.dataclass(frozen=True)
+class _NoisyConfig:
+    def build(self) -> nn.Module:
+        return _Noisy()
+
+
+def test_a_model_drawing_from_another_rng_stream_is_told_to_draw_from_dropout(toy):
+    """Flax's error said only ``None needs PRNG for "noise"``."""
+    cell = Cell(_NoisyConfig(), "toy", HParams(batch_size=16, steps=1), 0)
+    with pytest.raises(ValueError, match=r"the rng stream 'noise', but training gives a model"):
+        train_grid([cell], datasets={"toy": toy}, strategy="sequential")
