@@ -21,6 +21,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 
+import flax.errors
 import jax
 import jax.numpy as jnp
 
@@ -54,6 +55,7 @@ from phosjax.models import ModelConfig, registered_models
 from phosjax.morph import UnsupportedOpError, channel_groups
 from phosjax.train import Cell, HParams, plan_groups
 from phosjax.train._state import declared_knobs
+from phosjax.train._step import rng_stream_error
 
 _LATER_HPARAMS = ("compute_dtype", "lr_schedule", "warmup_steps")
 """HParams fields added after benches existed: in a cell's id only when not at their default,
@@ -402,9 +404,12 @@ def _traced_step(config: ModelConfig) -> dict[str, tuple[str, ...]]:
         variables = model.init(key, x)
         mutable = [c for c in variables if c != "params"]
         mutable += [AUX_LOSS, PATH_WEIGHTS, INTERMEDIATES]
-        _, out = apply_checking_records(  # as the train step does
-            model.apply, variables, x, train=True, rngs={"dropout": key}, mutable=mutable
-        )
+        try:
+            _, out = apply_checking_records(  # as the train step does
+                model.apply, variables, x, train=True, rngs={"dropout": key}, mutable=mutable
+            )
+        except flax.errors.InvalidRngError as error:
+            raise rng_stream_error(model, error) from error
         model.apply(variables, x, train=False)  # as an evaluation: no rng, nothing written
         _, aux = aux_total(out.get(AUX_LOSS, {}))
         weights = flatten(out.get(PATH_WEIGHTS, {}), unwrap=False)

@@ -229,13 +229,13 @@ class TrainStep:
         return self.update(state, arrays, batch)
 
 
-def _other_rng_stream(model: nn.Module, error: Exception) -> ValueError:
+def rng_stream_error(model: nn.Module, error: Exception) -> ValueError:
     """The error for ``model`` drawing in training from an rng stream other than
     ``"dropout"``, the one stream the step gives it (Flax's `InvalidRngError` names the
     stream, not what to do).
 
     Examples:
-      >>> print(_other_rng_stream(nn.Dense(2), ValueError('None needs PRNG for "noise"')))
+      >>> print(rng_stream_error(nn.Dense(2), ValueError('None needs PRNG for "noise"')))
       Dense draws random numbers from the rng stream 'noise', but training gives a model only
       'dropout' (a new key each step): draw with self.make_rng('dropout') (Flax's Dropout
       does)
@@ -306,7 +306,7 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
                 mutable=mutable,
             )
         except flax.errors.InvalidRngError as error:
-            raise _other_rng_stream(model, error) from error
+            raise rng_stream_error(model, error) from error
         written = dict(written)
         task = jnp.mean(_cross_entropy(logits, y, state.hparams["label_smoothing"]))
         aux, aux_by_name = aux_total(written.pop(AUX_LOSS, {}))

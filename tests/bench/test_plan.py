@@ -3,6 +3,7 @@
 import re
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -65,6 +66,22 @@ class _DropsAtEvaluation(nn.Module):
 
 if DROPS_AT_EVALUATION not in registered_models():
     register_model(DROPS_AT_EVALUATION, build=lambda config: _DropsAtEvaluation(config.num_classes))
+
+OWN_STREAM = "test_plan_own_stream"
+"""A registered model that draws noise in training from an rng stream of its own."""
+
+
+class _OwnStream(nn.Module):
+    num_classes: int
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        noise = jax.random.normal(self.make_rng("noise"), x.shape) if train else 0
+        return nn.Dense(self.num_classes)(x + noise)
+
+
+if OWN_STREAM not in registered_models():
+    register_model(OWN_STREAM, build=lambda config: _OwnStream(config.num_classes))
 
 SLASHED = "test_plan/mlp"
 """A registered model whose name holds a path separator."""
@@ -394,6 +411,11 @@ def test_bad_model_option_names_the_model(toy):
         (  # its train step traces: only its evaluation, once its group had trained, failed
             {"name": DROPS_AT_EVALUATION},
             rf"model '{DROPS_AT_EVALUATION}' on 'toy': InvalidRngError\(.*needs PRNG for",
+        ),
+        (
+            {"name": OWN_STREAM},
+            rf"model '{OWN_STREAM}' on 'toy': _OwnStream draws random numbers from the rng "
+            r"stream 'noise', but training gives a model only 'dropout'",
         ),
     ],
 )
