@@ -163,7 +163,9 @@ def apply_checking_records(apply: Callable[..., Any], *args: Any, **kwargs: Any)
     """``apply(*args, **kwargs)``, a Flax ``apply`` whose ``mutable`` lists ``aux_loss``
     and ``path_weights``, raising where a lifted transform dropped an aux loss raised or a
     path weight opened in it (`check_aux_losses_kept`, `check_path_weights_kept`): what
-    the train step and the bench's planning run the model with.
+    the train step and the bench's planning run the model with. Of the two, it checks
+    those ``mutable`` lists (a collection not listed records nothing, by the caller's
+    choice, and is not taken for one a transform dropped).
 
     Examples:
       >>> import flax.linen as nn, jax.numpy as jnp, phosjax as px
@@ -175,8 +177,13 @@ def apply_checking_records(apply: Callable[..., Any], *args: Any, **kwargs: Any)
       Traceback (most recent call last):
       ValueError: aux loss 'l1' was raised but not recorded: ...
     """
+    mutable = kwargs.get("mutable")
+    listed = {mutable} if isinstance(mutable, str) else mutable
+    checked = set(listed) if isinstance(listed, list | tuple | set) else {AUX_LOSS, PATH_WEIGHTS}
     with aux_losses_raised() as raised, path_weights_opened() as opened:
         out, written = apply(*args, **kwargs)
-    check_aux_losses_kept(raised, written.get(AUX_LOSS, {}))  # else a dropped one adds 0
-    check_path_weights_kept(opened, written.get(PATH_WEIGHTS, {}))  # else no metric for it
+    if AUX_LOSS in checked:
+        check_aux_losses_kept(raised, written.get(AUX_LOSS, {}))  # else a dropped one adds 0
+    if PATH_WEIGHTS in checked:
+        check_path_weights_kept(opened, written.get(PATH_WEIGHTS, {}))  # else no metric for it
     return out, written

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import pytest
 
 import phosjax as px
+from phosjax.core import apply_checking_records
 
 
 class Loss(nn.Module):
@@ -126,3 +127,15 @@ def test_a_weight_that_is_no_scalar_number_names_the_path_weight(weight, error, 
     # a string failed in JAX: "Value '0.5' with dtype <U3 is not a valid JAX array type"
     with pytest.raises(error, match=r"^path_weight 'branch' in the top module: " + message):
         _Weighted(weight).apply({}, jnp.ones((2, 3)), mutable=["path_weights"])
+
+
+def test_apply_checking_records_checks_only_the_collections_mutable_lists():
+    """A path weight opened outside any transform, with ``path_weights`` not mutable, was
+    blamed on a lifted transform dropping it; the aux losses are still checked."""
+    net, x = Gated(Loss()), jnp.ones(2)
+    variables = net.init(jax.random.key(0), x)
+    _, written = apply_checking_records(net.apply, variables, x, mutable=["aux_loss"])
+    assert float(px.aux_total(written["aux_loss"])[0]) == 0.5
+    dropped = nn.vmap(Loss, variable_axes={}, axis_size=2)
+    with pytest.raises(ValueError, match="aux loss 'one' was raised but not recorded"):
+        apply_checking_records(dropped().apply, {}, jnp.ones((2, 3)), mutable="aux_loss")
