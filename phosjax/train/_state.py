@@ -226,10 +226,16 @@ def _check_classes(group: Group, data: Any) -> None:
             "axis?)"
         )
     shape = batch_shape[1:]
-    if shape != (data.num_classes,):
-        what = f"{shape[0]} logits" if len(shape) == 1 else f"logits of shape {shape}"
+    if len(shape) != 1:
         raise ValueError(
-            f"model {name!r} returns {what} "
+            f"model {name!r} returns logits of shape {shape} per example, where one vector "
+            f"of num_classes={data.num_classes} logits (shape ({data.num_classes},)) is due "
+            f"for data set {data.name!r}; pool or flatten the other axes before its last layer "
+            "(x.mean(axis=1) over a sequence's positions, x.reshape(len(x), -1))"
+        )
+    if shape != (data.num_classes,):
+        raise ValueError(
+            f"model {name!r} returns {shape[0]} logits "
             f"per example but data set {data.name!r} has num_classes={data.num_classes}; "
             f"build the model for {data.num_classes} classes or train it on a data set "
             "with as many classes as it has logits"

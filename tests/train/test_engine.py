@@ -1040,6 +1040,27 @@ def test_a_model_whose_logits_are_not_the_data_sets_classes_is_refused(toy, mode
         run_group(fits, init_group(plan_groups(CELLS[:1])[0], toy), six)  # the state's data
 
 
+class _Unpooled(nn.Module):
+    """Logits per position of a sequence, ``(batch, 2, 3)``: no pooling before the head."""
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        return nn.Dense(3)(jnp.stack([x, x], axis=1))
+
+
+@dataclasses.dataclass(frozen=True)
+class _UnpooledConfig:
+    def build(self) -> nn.Module:
+        return _Unpooled()
+
+
+def test_a_model_with_logits_per_position_is_told_to_pool_not_to_change_its_classes(toy):
+    """It said the model had logits of shape (2, 3) "but 'toy' has num_classes=3"."""
+    [group] = plan_groups([Cell(_UnpooledConfig(), "toy", ADAM, 0)])
+    with pytest.raises(ValueError, match=r"shape \(2, 3\) per example, where one vector of "):
+        init_group(group, toy)
+
+
 def test_a_model_built_for_other_examples_than_the_data_sets_is_refused(toy):
     [group] = plan_groups([Cell(ModelConfig("mlp", 3, (9,)), "toy", ADAM, 0)])
     with pytest.raises(
