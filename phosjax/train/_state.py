@@ -211,11 +211,15 @@ def _check_classes(group: Group, data: Any) -> None:
     batch_shape = _logits_shape(group.model, tuple(data.input_shape))
     one_array = isinstance(batch_shape, tuple) and all(isinstance(n, int) for n in batch_shape)
     if not one_array:
+        fix = (
+            "a graph model returns {node: value}: build it with GraphModel(spec, "
+            "returns='head') (a zoo twin: graph_model(config).clone(returns='head')) so it "
+            "returns its logits node"
+            if isinstance(batch_shape, Mapping)
+            else "return the logits alone, and tag the other values (px.tag) for px.probe to read"
+        )
         raise ValueError(
-            f"model {name!r} returns a "
-            f"{type(batch_shape).__name__}, not an array of logits; a graph model returns "
-            "{node: value}: build it with GraphModel(spec, returns='head') (a zoo twin: "
-            "graph_model(config).clone(returns='head')) so it returns its logits node"
+            f"model {name!r} returns a {type(batch_shape).__name__}, not an array of logits; {fix}"
         )
     if batch_shape[:1] != (CHECKED_BATCH,):
         raise ValueError(

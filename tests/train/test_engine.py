@@ -1061,6 +1061,28 @@ def test_a_model_with_logits_per_position_is_told_to_pool_not_to_change_its_clas
         init_group(group, toy)
 
 
+class _WithExtras(nn.Module):
+    """Returns ``(logits, extras)``."""
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        logits = nn.Dense(3)(x)
+        return logits, {"hidden": x}
+
+
+@dataclasses.dataclass(frozen=True)
+class _WithExtrasConfig:
+    def build(self) -> nn.Module:
+        return _WithExtras()
+
+
+def test_a_model_returning_a_tuple_is_told_to_return_its_logits_alone(toy):
+    """It was told to build a graph model with returns='head'."""
+    [group] = plan_groups([Cell(_WithExtrasConfig(), "toy", ADAM, 0)])
+    with pytest.raises(ValueError, match=r"returns a tuple, not an array of logits; return the "):
+        init_group(group, toy)
+
+
 def test_a_model_built_for_other_examples_than_the_data_sets_is_refused(toy):
     [group] = plan_groups([Cell(ModelConfig("mlp", 3, (9,)), "toy", ADAM, 0)])
     with pytest.raises(
