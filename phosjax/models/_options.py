@@ -3,6 +3,7 @@ model, the option and what it takes: counts, flags, dtypes, the frame's options 
 stage widths a block can be told."""
 
 import inspect
+import numbers
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
@@ -94,29 +95,43 @@ def check_counts(
             )
 
 
-def factory_flags(*factories: BlockFactory | None) -> set[str]:
-    """The keyword arguments of ``factories`` annotated ``bool``: yes/no options."""
+def factory_flags(*factories: BlockFactory | None) -> dict[str, str]:
+    """The keyword arguments of ``factories`` annotated ``bool``, ``int`` or ``float``,
+    each with that annotation's name: the options whose values a config must match."""
     return {
-        key
+        key: name
         for factory in factories
         if factory is not None
         for key, parameter in inspect.signature(factory).parameters.items()
-        if parameter.annotation in (bool, "bool")
+        for name, kind in (("bool", bool), ("int", int), ("float", float))
+        if parameter.annotation in (kind, name)
     }
 
 
-def check_flags(flags: set[str], given: Mapping[str, Any], where: str) -> None:
-    """Raises a ValueError naming a given option among ``flags`` whose value is not a bool
-    (``"yes"`` or ``2`` would silently read as true).
+def check_flags(flags: Mapping[str, str], given: Mapping[str, Any], where: str) -> None:
+    """Raises a ValueError naming a given option among ``flags`` whose value does not fit
+    its annotation: not a bool (``"yes"`` or ``2`` would silently read as true), not an
+    int, or not a number (a block's ``rate: float`` given ``"high"`` failed only once it
+    trained); ``None`` is taken for an ``int`` or ``float``.
 
     Examples:
-      >>> check_flags({"causal"}, {"causal": "yes"}, "model 'transformer'")
+      >>> check_flags({"causal": "bool"}, {"causal": "yes"}, "model 'transformer'")
       Traceback (most recent call last):
       ValueError: model 'transformer': option causal takes true or false, got 'yes'
+      >>> check_flags({"rate": "float"}, {"rate": "high"}, "model 'mine'")
+      Traceback (most recent call last):
+      ValueError: model 'mine': option rate takes a number (float), got 'high'
     """
     for key, value in given.items():
-        if key in flags and not isinstance(value, bool):
+        kind = flags.get(key)
+        if kind == "bool" and not isinstance(value, bool):
             raise ValueError(f"{where}: option {key} takes true or false, got {value!r}")
+        number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        if value is not None and (
+            (kind == "int" and not is_int(value)) or (kind == "float" and not number)
+        ):
+            what = "an int" if kind == "int" else "a number"
+            raise ValueError(f"{where}: option {key} takes {what} ({kind}), got {value!r}")
 
 
 DTYPES = ("float32", "bfloat16", "float16", "float64")

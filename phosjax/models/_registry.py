@@ -155,8 +155,9 @@ class ModelSpec:
             check_frame_options(options, where)
             kind = self._input_kind(config.input_shape, options["input_kind"])
             check_pool(kind, dict(config.options), defaults["pool"], where)
-            flags = factory_flags(self.block, self.stem) - set(FRAME_OPTIONS)
-            check_flags(flags, dict(config.options), where)
+            flags = factory_flags(self.block, self.stem)
+            own = {key: kind for key, kind in flags.items() if key not in FRAME_OPTIONS}
+            check_flags(own, dict(config.options), where)
         check_dtypes({**signature, **defaults}, dict(config.options), where)
         return config.replace(depth=depth, width=widths, options=options)
 

@@ -367,6 +367,27 @@ def test_a_yes_no_option_must_be_a_bool(model, option, value):
         assert dict(config.replace(options={option: flag}).resolved().options)[option] == flag
 
 
+class _Noisy(nn.Module):
+    """A user block with a number option, ``rate: float``."""
+
+    features: int
+    rate: float = 0.1
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        return nn.Dropout(self.rate, deterministic=not train)(nn.Dense(self.features)(x))
+
+
+def test_a_number_option_of_a_user_block_must_be_a_number(registry):
+    """``rate: "high"`` built and initialized, and failed only once it trained."""
+    register_model("user_noisy", _Noisy, width=4)
+    config = ModelConfig("user_noisy", num_classes=2, input_shape=(5,), options={"rate": "high"})
+    with pytest.raises(ValueError, match=r"option rate takes a number \(float\), got 'high'"):
+        config.resolved()
+    for rate in (0, 0.5, np.float32(0.5), None):
+        assert dict(config.replace(options={"rate": rate}).resolved().options)["rate"] == rate
+
+
 def _write_plugin(tmp_path, monkeypatch, module: str, model: str) -> None:
     source = f"""
         import flax.linen as nn
