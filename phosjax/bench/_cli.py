@@ -2,12 +2,11 @@
 
 import contextlib
 import functools
-import json
 import os
 import pathlib
 import re
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, ClassVar, NoReturn
 
 import yaml
@@ -16,122 +15,14 @@ from jsonargparse import ArgumentParser
 from phosjax._nearest import did_you_mean
 from phosjax._yaml import read_file
 from phosjax.bench import _layout
+from phosjax.bench._argv import dir_option, split_top
 from phosjax.bench._config import BenchError, colon_hint
 from phosjax.bench._interrupt import INTERRUPTED, ctrl_c_ignored, ctrl_c_kept
 from phosjax.bench._summary import command_line, counted
-from phosjax.bench._usage import option_for, refuse_empty_dirs, usage_error
+from phosjax.bench._usage import refuse_empty_dirs, usage_error
 from phosjax.bench.view._bench import BenchFiles
 
 _KEY = re.compile(r'\AParser key "([^"]+)":\s*')
-
-
-def _split_top(text: str) -> list[str]:
-    """``text`` split at the commas outside brackets: ``"int, list[int, str]"`` in two."""
-    parts, depth, start = [], 0, 0
-    for i, char in enumerate(text):
-        depth += {"[": 1, "]": -1}.get(char, 0)
-        if char == "," and depth == 0:
-            parts.append(text[start:i].strip())
-            start = i + 1
-    return [*parts, text[start:].strip()]
-
-
-def comma_names(option: str, text: str, example: str = "mlp,cnn1d") -> list[str]:
-    """The names of ``option``'s value ``text``: one, or several joined by commas (outside
-    brackets: ``digits[:10%]`` is one), spaces around each dropped; ``example``, names
-    as ``option`` takes them, shows what is right in its error.
-
-    Examples:
-      >>> comma_names("--models", "mlp, cnn1d"), comma_names("--datasets", "digits[:10%]")
-      (['mlp', 'cnn1d'], ['digits[:10%]'])
-      >>> comma_names("--models", "mlp,")
-      Traceback (most recent call last):
-      ...
-      phosjax.bench._errors.BenchError: --models 'mlp,' holds an empty name (before, ...
-
-    Raises:
-      BenchError: naming ``option`` and ``text`` where a name is empty (``mlp,``).
-    """
-    names = _split_top(text)
-    if not all(names):
-        raise BenchError(
-            f"{option} {text!r} holds an empty name (before, between or after its commas); "
-            f"give names joined by commas, e.g. {option} {example}"
-        )
-    return names
-
-
-def names_as_lists(
-    argv: Sequence[str], examples: Mapping[str, str], *, null: bool = False
-) -> list[str]:
-    """``argv`` with the values of each option of ``examples`` (an option that takes a
-    list of names, and an example of its value) written as one YAML list: a name or
-    several joined by commas (`comma_names`) or given one after another, up to the next
-    option or a config file (``my.yaml``, meant for ``--config``), each quoted so that
-    one holding brackets (``digits[:10%]``) reads as written; an entry ``{name: mlp}`` as
-    it is. A YAML list (``[a, b]``) or an empty value is kept for the parser, as is
-    ``null`` where ``null`` is true (an option that may be unset).
-
-    Examples:
-      >>> lists = {"--models": "mlp,cnn1d", "--splits": "train,val"}
-      >>> names_as_lists(["--models", "mlp,cnn1d", "{name: gru}", "--splits=a,b"], lists)
-      ['--models', '["mlp", "cnn1d", {name: gru}]', '--splits=["a", "b"]']
-      >>> names_as_lists(["--models", "[mlp]", "[gru]", "--splits", "null"], lists, null=True)
-      ['--models', '[mlp]', '[gru]', '--splits', 'null']
-
-    Raises:
-      BenchError: naming the option and its value where a name is empty (``mlp,``).
-    """
-    given, argv = list(argv), []
-    while given:
-        arg = given.pop(0)
-        option, equals, value = arg.partition("=")
-        values = [value] if equals else []
-        while option in examples and not equals and given and not _another_option(given[0]):
-            values.append(given.pop(0))
-        kept = [v for v in values if not v.strip() or v.lstrip()[0] == "["]
-        if null and values == ["null"]:
-            kept = values
-        if option not in examples or kept:
-            argv += [arg, *([] if equals else values)]
-        elif equals:
-            argv.append(f"{option}={_yaml_list(option, [value], examples[option])}")
-        else:
-            argv += [arg, *([_yaml_list(option, values, examples[option])] if values else [])]
-    return argv
-
-
-def _another_option(arg: str) -> bool:
-    """Whether ``arg``, after a name of a list option, is no further name but an option,
-    or a config file meant for ``--config`` (`option_for`): ``new --models mlp
-    configs/example.yaml`` is told to pass ``--config configs/example.yaml``, not that no
-    model has that name.
-
-    Examples:
-      >>> _another_option("--dir"), _another_option("my.yaml"), _another_option("cnn1d")
-      (True, True, False)
-    """
-    return arg.startswith("-") or option_for(arg, ["--config"]) is not None
-
-
-def _yaml_list(option: str, values: Sequence[str], example: str) -> str:
-    """``values`` of ``option``, names (joined by commas or not: `comma_names`, with
-    ``example`` in its error) and entries (``{name: mlp}``), as one YAML list.
-
-    Examples:
-      >>> print(_yaml_list("--models", ["mlp, cnn1d", "{name: gru}", "digits[:10%]"], "a,b"))
-      ["mlp", "cnn1d", {name: gru}, "digits[:10%]"]
-    """
-    items = [
-        item
-        for value in values
-        for item in (
-            [value]
-            if value.lstrip().startswith("{")
-            else [json.dumps(name) for name in comma_names(option, value, example)]
-        )
-    ]
-    return f"[{', '.join(items)}]"
 
 
 def either(names: Iterable[str]) -> str:
@@ -206,10 +97,10 @@ def value_error_line(message: str) -> str:
         return f"--{key[1]}: {rest.strip().splitlines()[0].strip()}"
     names = [
         re.sub(r"<class '(\w+)'>", r"\1", t).replace("NoneType", "null")
-        for t in _split_top(types[1])
+        for t in split_top(types[1])
     ]
     expected = either(names)
-    items = _split_top(given[1])  # "1e-3,1e-2": the list meant, in its brackets
+    items = split_top(given[1])  # "1e-3,1e-2": the list meant, in its brackets
     meant = len(items) > 1 and given[1][:1] not in ("[", "{")  # a mapping's commas: no list
     written = f"[{', '.join(items)}]" if meant else "[a, b]"
     hint = f" (a list is written '{written}')" if "list" in expected else ""
@@ -397,43 +288,6 @@ def refuse_unknown_options(parser: ArgumentParser, argv: Sequence[str]) -> None:
         usage_error(parser, f"unrecognized arguments: {' '.join(unknown)}")
 
 
-def config_files_first(argv: Sequence[str]) -> list[str]:
-    """``argv`` with its ``--config`` files moved to the front (in their order), so every
-    other option overrides them wherever it stands; jsonargparse applies options in order,
-    and a file after an option silently set that key back.
-
-    Examples:
-      >>> config_files_first(["--grid.steps", "7", "--config", "a.yaml", "--config=b.yaml"])
-      ['--config', 'a.yaml', '--config=b.yaml', '--grid.steps', '7']
-    """
-    files: list[str] = []
-    rest: list[str] = []
-    taking = False  # the file after a bare --config
-    for arg in argv:
-        if taking or arg == "--config" or arg.startswith("--config="):
-            files.append(arg)
-            taking = arg == "--config"
-        else:
-            rest.append(arg)
-    return files + rest
-
-
-def config_files(argv: Sequence[str]) -> list[str]:
-    """The files ``argv`` gives with ``--config``, to check before jsonargparse reads them.
-
-    Examples:
-      >>> config_files(["--config", "a.yaml", "--dir", "d", "--config=b.yaml"])
-      ['a.yaml', 'b.yaml']
-    """
-    files = []
-    for i, arg in enumerate(argv):
-        if arg == "--config" and i + 1 < len(argv):
-            files.append(argv[i + 1])
-        elif arg.startswith("--config="):
-            files.append(arg.split("=", 1)[1])
-    return files
-
-
 def add_common(parser: ArgumentParser) -> None:
     """``--dir`` (required) and ``--import`` (modules that register models; given again,
     it adds to them)."""
@@ -466,32 +320,6 @@ def parsed_fields(args: Any, own: Iterable[str]) -> dict[str, Any]:
 
     own = set(own)
     return {k: plain(v) for k, v in args.as_dict().items() if k not in own and k != "__path__"}
-
-
-def option_names(argv: Sequence[str]) -> list[str]:
-    """The options ``argv`` gives, each as ``--name`` (without an ``=value``).
-
-    Examples:
-      >>> option_names(["--dir", "a", "--grid.steps=7", "x.yaml"])
-      ['--dir', '--grid.steps']
-    """
-    return [arg.split("=", 1)[0] for arg in argv if arg.startswith("--")]
-
-
-def dir_option(argv: Sequence[str]) -> str | None:
-    """The ``--dir`` that ``argv`` gives (the last, as the parser takes it); None: none.
-
-    Examples:
-      >>> dir_option(["--dir", "a", "--dir=b"]), dir_option(["--config", "c.yaml"])
-      ('b', None)
-    """
-    found = None
-    for i, arg in enumerate(argv):
-        if arg == "--dir" and i + 1 < len(argv):
-            found = argv[i + 1]
-        elif arg.startswith("--dir="):
-            found = arg.split("=", 1)[1]
-    return found
 
 
 def finished_cells(directory: str) -> tuple[int, int]:

@@ -18,10 +18,10 @@ from jsonargparse import ArgumentParser
 
 import phosjax.bench._interrupt  # noqa: F401  first: a Ctrl-C while jax loads is kept
 from phosjax._yaml import safe_load
+from phosjax.bench._argv import comma_names
 from phosjax.bench._cli import (
     Parser,
     add_common,
-    comma_names,
     data_bars_hidden,
     entry_point,
     exit_process,

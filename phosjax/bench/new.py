@@ -25,18 +25,20 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 
 import phosjax.bench._interrupt  # noqa: F401  first: a Ctrl-C while jax loads is kept
 from phosjax.bench import _layout, _plan
+from phosjax.bench._argv import (
+    config_files,
+    config_files_first,
+    dir_option,
+    names_as_lists,
+    option_names,
+)
 from phosjax.bench._cli import (
     ConfigParser,
     add_common,
-    config_files,
-    config_files_first,
     data_bars_hidden,
-    dir_option,
     entry_point,
     exit_process,
     kept_in_bench,
-    names_as_lists,
-    option_names,
     parsed_fields,
 )
 from phosjax.bench._config import NAMED_HPARAMS, BenchConfig, BenchError, read_yaml

@@ -25,9 +25,9 @@ from jsonargparse import ArgumentParser
 from phosjax._listing import listing
 from phosjax._nearest import did_you_mean
 from phosjax.bench import _layout
+from phosjax.bench._argv import comma_names
 from phosjax.bench._cli import (
     Parser,
-    comma_names,
     either,
     entry_point,
     exit_process,

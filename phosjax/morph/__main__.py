@@ -26,16 +26,13 @@ from jsonargparse import ActionConfigFile
 
 import phosjax.bench._interrupt  # noqa: F401  first: a Ctrl-C while jax loads is kept
 from phosjax._yaml import read_file
+from phosjax.bench._argv import config_files, config_files_first, names_as_lists, option_names
 from phosjax.bench._cli import (
     ConfigParser,
-    config_files,
-    config_files_first,
     data_bars_hidden,
     entry_point,
     exit_process,
     kept_in_dir,
-    names_as_lists,
-    option_names,
     parsed_fields,
     refuse_unknown_options,
 )
