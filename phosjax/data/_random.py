@@ -35,8 +35,8 @@ def random_dataset(
       seed: the numpy seed (an int >= 0); the same seed gives the same data set.
 
     Raises:
-      TypeError: naming the argument: ``name`` is no str, ``input_shape`` is no tuple
-        (or list) of ints, or a count or the seed is no int.
+      TypeError: naming the argument: ``name`` is no str (or empty), ``input_shape`` is
+        no tuple (or list) of ints, or a count or the seed is no int.
       ValueError: naming the argument: a size in ``input_shape`` is below 0,
         ``num_classes``, ``num_train`` or ``num_test`` is below 1, or ``seed`` below 0.
 
@@ -50,8 +50,8 @@ def random_dataset(
       Traceback (most recent call last):
       ValueError: random_dataset: num_train must be a positive int, got 0
     """
-    if not isinstance(name, str):
-        raise TypeError(f"random_dataset: name must be a str, got {name!r}")
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"random_dataset: name must be a non-empty str, got {name!r}")
     if not isinstance(input_shape, tuple | list):
         raise TypeError(
             "random_dataset: input_shape must be the shape of one example, a tuple of ints "

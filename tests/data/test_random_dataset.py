@@ -69,7 +69,8 @@ def test_numpy_ints_are_taken():
 @pytest.mark.parametrize(
     ("args", "kwargs", "error", "message"),
     [
-        ((None, (8,), 3), {}, TypeError, "name must be a str, got None"),
+        ((None, (8,), 3), {}, TypeError, "name must be a non-empty str, got None"),
+        (("", (8,), 3), {}, TypeError, "name must be a non-empty str, got ''"),  # ArrayDataset's
         (("toy", 8, 3), {}, TypeError, "input_shape must be the shape of one example, a tuple"),
         (("toy", (8, 2.0), 3), {}, TypeError, "input_shape[1] must be a static int >= 0, got 2.0"),
         (("toy", (-1,), 3), {}, ValueError, "input_shape[0] must be an int >= 0, got -1"),
