@@ -28,12 +28,14 @@ def callable_name(fn: Any, attribute: str = "__name__") -> str:
 
 
 def a_type(value: Any) -> str:
-    """``value``'s type name with its article, for an error (``ndarray`` read "en-d-array").
+    """``value``'s type name with its article, for an error, as the name is read
+    (``ndarray`` "en-d-array", ``uint8`` "you-int-eight").
 
     Examples:
       >>> import numpy as np
-      >>> a_type(3), a_type([]), a_type(np.ones(2)), a_type(abs)
-      ('an int', 'a list', 'an ndarray', 'a builtin_function_or_method')
+      >>> a_type(3), a_type([]), a_type(np.ones(2)), a_type(abs), a_type(np.uint8(1))
+      ('an int', 'a list', 'an ndarray', 'a builtin_function_or_method', 'a uint8')
     """
     name = type(value).__name__
-    return f"{'an' if name[0].lower() in 'aeiou' or name == 'ndarray' else 'a'} {name}"
+    vowel = name[0].lower() in "aeiou" and not name.lower().startswith(("uint", "uni", "use"))
+    return f"{'an' if vowel or name == 'ndarray' else 'a'} {name}"
