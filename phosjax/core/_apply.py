@@ -50,11 +50,12 @@ values are arrays, no collections)."""
 
 
 @contextlib.contextmanager
-def naming_params_alone(variables: Mapping[str, Any], caller: str) -> Iterator[None]:
-    """Runs its block; where the model reads params that ``variables`` lack (no
-    ``"params"`` key: the params passed alone, as ``variables["params"]``), Flax's
-    "collection is empty" becomes a TypeError naming ``caller``, the keys given and
-    what to pass (asking "the params alone?" where a key is the module read).
+def naming_params_alone(variables: Any, caller: str) -> Iterator[Mapping[str, Any]]:
+    """``variables``, checked (`checked_variables`), for its block; where the model reads
+    params that they lack (no ``"params"`` key: the params passed alone, as
+    ``variables["params"]``), Flax's "collection is empty" becomes a TypeError naming
+    ``caller``, the keys given and what to pass (asking "the params alone?" where a key
+    is the module read).
 
     Examples:
       >>> import flax.linen as nn, jax.numpy as jnp
@@ -68,9 +69,14 @@ def naming_params_alone(variables: Mapping[str, Any], caller: str) -> Iterator[N
       ...     nn.Dense(2).apply({"batch_stats": {}}, jnp.ones(3))
       Traceback (most recent call last):
       TypeError: probe: variables hold no 'params' collection (they hold 'batch_stats'); ...
+      >>> with naming_params_alone(None, "probe"):
+      ...     pass
+      Traceback (most recent call last):
+      TypeError: probe: variables must be what model.init returns, a mapping of collection ...
     """
+    variables = checked_variables(variables, caller)
     try:
-        yield
+        yield variables
     except (flax.errors.ScopeCollectionNotFound, PARAMS_AS_VARIABLES) as error:
         reads = re.search(r'access "(.*?)" from collection "params" in "(.*?)"', str(error))
         if "params" in variables or not (reads or isinstance(error, PARAMS_AS_VARIABLES)):

@@ -9,7 +9,6 @@ import jax.numpy as jnp
 
 from phosjax.core._apply import (
     apply_reaching_tags,
-    checked_variables,
     naming_params_alone,
     select_tags,
     tag_call_shapes,
@@ -84,8 +83,7 @@ def perturbations(
       >>> zeros["h"].tolist()
       [0.0, 0.0]
     """
-    variables = checked_variables(variables, "perturbations")
-    with naming_params_alone(variables, "perturbations"):
+    with naming_params_alone(variables, "perturbations") as variables:
         return unflatten(_flat_perturbations(model, variables, x, wrt, **kwargs))
 
 
@@ -146,8 +144,7 @@ def grad_of(
             f"jnp.sum, or the loss), got {fn!r}; call it as grad_of(fn, model, variables, x, "
             "wrt=...)."
         )
-    variables = checked_variables(variables, "grad_of")
-    with naming_params_alone(variables, "grad_of"):
+    with naming_params_alone(variables, "grad_of") as variables:
         zeros = _flat_perturbations(model, variables, x, wrt, **kwargs)
 
     def run(flat: dict[str, Any]) -> Any:

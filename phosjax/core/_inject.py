@@ -11,7 +11,6 @@ import jax.numpy as jnp
 
 from phosjax.core._apply import (
     apply_reaching_tags,
-    checked_variables,
     naming_params_alone,
     select_tags,
     tag_call_shapes,
@@ -54,8 +53,7 @@ def injections(
       >>> Double().apply({"injections": tree}, jnp.ones(2)).tolist()
       [10.0, 12.0]
     """
-    variables = checked_variables(variables, "injections")
-    with naming_params_alone(variables, "injections"):
+    with naming_params_alone(variables, "injections") as variables:
         return unflatten(_flat_injections(model, variables, x, values, **kwargs)[0])
 
 
@@ -176,8 +174,7 @@ def inject(
       >>> px.inject(Double(), {}, jnp.ones(2), {"h": jnp.array([5.0, 6.0])}).tolist()
       [10.0, 12.0]
     """
-    variables = checked_variables(variables, "inject")
-    with naming_params_alone(variables, "inject"):
+    with naming_params_alone(variables, "inject") as variables:
         flat, several = _flat_injections(model, variables, x, values, **kwargs)
     injected = {**variables, INJECTIONS: unflatten(flat)}
     collect = [INTERMEDIATES] if several else []  # tags count their calls there

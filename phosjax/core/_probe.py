@@ -8,7 +8,6 @@ import flax.linen as nn
 from phosjax.core._apply import (
     Mutable,
     apply_collecting,
-    checked_variables,
     dropped_tags,
     naming_params_alone,
 )
@@ -59,8 +58,7 @@ def probe(
       >>> sorted(px.probe(Net(), variables, x, "h*")[1])
       ['h0', 'h1']
     """
-    variables = checked_variables(variables, "probe")
-    with naming_params_alone(variables, "probe"), tags_seen() as seen:
+    with naming_params_alone(variables, "probe") as variables, tags_seen() as seen:
         output, collected = apply_collecting(
             model, variables, x, collect=[INTERMEDIATES], mutable=mutable, **kwargs
         )

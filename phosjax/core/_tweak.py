@@ -6,7 +6,6 @@ from typing import Any
 import flax.linen as nn
 
 from phosjax.core._apply import (
-    checked_variables,
     hands_back_every_collection,
     naming_params_alone,
 )
@@ -52,8 +51,7 @@ def tweak(
       >>> px.tweak(Gain(), {}, jnp.ones(2), {"gain": 3.0}).tolist()
       [3.0, 3.0]
     """
-    variables = checked_variables(variables, "tweak")
-    with naming_params_alone(variables, "tweak"):
+    with naming_params_alone(variables, "tweak") as variables:
         full, declared = _with_knobs_declared(model, variables, x, **init_kwargs(kwargs))
         out = model.apply(set_knobs(full, values, declared=declared), x, **kwargs)
     if not hands_back_every_collection(kwargs.get("mutable", False)) or KNOBS not in out[1]:
