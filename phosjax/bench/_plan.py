@@ -21,7 +21,6 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 
-import flax.errors
 import jax
 import jax.numpy as jnp
 
@@ -41,7 +40,6 @@ from phosjax.core import (
     PATH_WEIGHTS,
     Knob,
     SelectorError,
-    apply_checking_records,
     aux_total,
     flatten,
     matches,
@@ -55,7 +53,7 @@ from phosjax.models import ModelConfig, registered_models
 from phosjax.morph import UnsupportedOpError, channel_groups
 from phosjax.train import Cell, HParams, plan_groups
 from phosjax.train._state import declared_knobs
-from phosjax.train._step import rng_stream_error
+from phosjax.train._step import training_apply
 
 _LATER_HPARAMS = ("compute_dtype", "lr_schedule", "warmup_steps")
 """HParams fields added after benches existed: in a cell's id only when not at their default,
@@ -404,12 +402,7 @@ def _traced_step(config: ModelConfig) -> dict[str, tuple[str, ...]]:
         variables = model.init(key, x)
         mutable = [c for c in variables if c != "params"]
         mutable += [AUX_LOSS, PATH_WEIGHTS, INTERMEDIATES]
-        try:
-            _, out = apply_checking_records(  # as the train step does
-                model.apply, variables, x, train=True, rngs={"dropout": key}, mutable=mutable
-            )
-        except flax.errors.InvalidRngError as error:
-            raise rng_stream_error(model, error) from error
+        _, out = training_apply(model, model.apply, variables, x, key, mutable)
         model.apply(variables, x, train=False)  # as an evaluation: no rng, nothing written
         _, aux = aux_total(out.get(AUX_LOSS, {}))
         weights = flatten(out.get(PATH_WEIGHTS, {}), unwrap=False)

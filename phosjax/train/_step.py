@@ -249,6 +249,26 @@ def rng_stream_error(model: nn.Module, error: Exception) -> ValueError:
     )
 
 
+def training_apply(
+    model: nn.Module,
+    apply: Callable[..., Any],
+    variables: Any,
+    x: jax.Array,
+    rng: jax.Array,
+    mutable: list[str],
+) -> tuple[Any, Any]:
+    """``apply(variables, x)`` (``model``'s apply) as a train step calls it: in training,
+    the key ``rng`` as its one rng stream ``"dropout"``, ``mutable`` handed back and its
+    records checked (`apply_checking_records`); a draw from another stream is named
+    (`rng_stream_error`)."""
+    try:
+        return apply_checking_records(
+            apply, variables, x, train=True, rngs={"dropout": rng}, mutable=mutable
+        )
+    except flax.errors.InvalidRngError as error:
+        raise rng_stream_error(model, error) from error
+
+
 def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> TrainStep:
     """``(cell_state, arrays) -> (cell_state, metrics)``: one train step of one cell.
 
@@ -296,17 +316,9 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
         params: Any, state: GroupState, x: jax.Array, y: jax.Array, rng: jax.Array
     ) -> tuple[jax.Array, tuple[dict[str, Any], Metrics]]:
         mutable = [c for c in state.collections if c in PERSISTENT_MUTABLE] + collect
-        try:
-            logits, written = apply_checking_records(
-                apply,
-                {"params": params, **state.collections},
-                x,
-                train=True,
-                rngs={"dropout": rng},
-                mutable=mutable,
-            )
-        except flax.errors.InvalidRngError as error:
-            raise rng_stream_error(model, error) from error
+        logits, written = training_apply(
+            model, apply, {"params": params, **state.collections}, x, rng, mutable
+        )
         written = dict(written)
         task = jnp.mean(_cross_entropy(logits, y, state.hparams["label_smoothing"]))
         aux, aux_by_name = aux_total(written.pop(AUX_LOSS, {}))
