@@ -69,7 +69,9 @@ def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
     Where it does, this clip divides by `scaled_global_norm` instead (``t / norm`` as
     ``t * scale / root``: finite even for a norm above the dtype's largest value);
     elsewhere by optax's norm, so that a run rounds as before (XLA computes that
-    `scaled_global_norm` once with the step's own).
+    `scaled_global_norm` once with the step's own). NumPy gradients come back as JAX
+    arrays (float64 ones as float32 without x64, as `jax.numpy.asarray` makes them,
+    without its warning on each update that casting to float64 gave).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -84,6 +86,7 @@ def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
 
     def update(updates: optax.Updates, state: optax.OptState, params: object = None) -> tuple:
         del params
+        updates = jax.tree.map(jnp.asarray, updates)
         plain = optax.tree.norm(jax.tree.map(widened, updates))
         root, scale = scaled_global_norm(updates)
         overflowed = ~jnp.isfinite(plain)

@@ -95,3 +95,10 @@ def test_updates_keep_the_state_of_bfloat16_params_in_its_dtypes(name):
     dtypes = lambda tree: [leaf.dtype for leaf in jax.tree.leaves(tree)]
     assert dtypes(after) == dtypes(state)
     assert moved["w"].dtype == jnp.bfloat16 and float(moved["w"][0]) < 1
+
+
+def test_numpy_float64_gradients_are_clipped_without_a_warning_on_each_update():
+    # without x64, casting back to their float64 dtype warned "float64 ... not available"
+    clip = clip_by_global_norm(1.0)
+    clipped, _ = clip.update({"w": np.array([3.0, 4.0])}, clip.init(None))
+    assert clipped["w"].tolist() == pytest.approx([0.6, 0.8])
