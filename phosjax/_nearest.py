@@ -4,20 +4,31 @@ import difflib
 from collections.abc import Iterable, Sequence
 
 
+def _one_letter_apart(word: str, name: str) -> bool:
+    return len(word) == len(name) and sum(a != b for a, b in zip(word, name, strict=True)) == 1
+
+
 def nearest(word: str, known: Iterable[str], cutoff: float = 0.6) -> list[str]:
     """Up to three of ``known`` closest to ``word``, the closest first; letters compared
-    regardless of case (``MLP`` is near ``mlp``).
+    regardless of case (``MLP`` is near ``mlp``). A two-letter ``word`` is also near a
+    name of two letters one of which differs (``dz`` and ``dx``), which the ratio of
+    ``cutoff`` never finds (1 letter of 2 in common is 0.5); a one-letter one is near none.
 
     Examples:
       >>> nearest("--dirr", ["--dir", "--dirs", "--port"]), nearest("zzz", ["mlp"])
       (['--dir', '--dirs'], [])
       >>> nearest("MLP", ["mlp", "cnn1d"]), nearest("Adam", ["adam", "adamw"])
       (['mlp'], ['adam', 'adamw'])
+      >>> nearest("dz", ["dx", "dxx", "zd"]), nearest("x", ["y", "z"])
+      (['dx'], [])
     """
     by_folded: dict[str, list[str]] = {}
     for name in known:
         by_folded.setdefault(name.casefold(), []).append(name)
-    close = difflib.get_close_matches(word.casefold(), list(by_folded), n=3, cutoff=cutoff)
+    folded_word = word.casefold()
+    close = difflib.get_close_matches(folded_word, list(by_folded), n=3, cutoff=cutoff)
+    if len(folded_word) == 2:
+        close += [f for f in by_folded if _one_letter_apart(folded_word, f) and f not in close]
     return [name for folded in close for name in by_folded[folded]][:3]
 
 
