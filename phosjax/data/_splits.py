@@ -56,10 +56,22 @@ def check_split_names(name: str, splits: tuple[str, str] | None, known: Sequence
         Traceback (most recent call last):
         ValueError: data set 'toy' has no split 'tset' (splits=('train', 'tset') names it; its
         splits: ['test', 'train']). Did you mean 'test'?
+        >>> check_split_names("toy", ("all", "test"), ["test", "train", "val"])
+        Traceback (most recent call last):
+        ValueError: data set 'toy': splits=('all', 'test') holds 'all'; TFDS's 'all' reads every
+        split, the one to test on too: sum the splits to read instead, e.g. 'train+val' (its
+        splits: ['test', 'train', 'val'])
     """
     import tensorflow_datasets as tfds
 
     for spec in splits or ():
+        if "all" in split_names(spec):  # TFDS's every split, test included (and no slice)
+            kept = [split for split in sorted(known) if split not in DEFAULT_TEST_SPLITS]
+            raise ValueError(
+                f"data set {name!r}: splits={splits!r} holds {spec!r}; TFDS's 'all' reads "
+                f"every split, the one to test on too: sum the splits to read instead, e.g. "
+                f"{'+'.join(kept or sorted(known))!r} (its splits: {sorted(known)})"
+            )
         try:
             tfds.core.ReadInstruction.from_spec(spec)
         except (ValueError, AssertionError) as error:

@@ -363,6 +363,12 @@ def test_splits_may_write_a_sum_with_spaces_as_tfds_does(toys_dir):
             "See format at https://www.tensorflow.org/datasets/splits); write a split's name, a "
             "slice of one ('train[:90%]', 'train[-500:]') or a sum ('train+val')",
         ),
+        (  # TFDS reads every split for 'all' (and refuses a slice of it)
+            ("train", "all[:10%]"),
+            "data set 'toy_validation_and_test': splits=('train', 'all[:10%]') holds "
+            "'all[:10%]'; TFDS's 'all' reads every split, the one to test on too: sum the splits "
+            "to read instead, e.g. 'train' (its splits: ['test', 'train', 'validation'])",
+        ),
         (
             "train",
             "splits must name the split to train on and the split to test on, two TFDS split "
