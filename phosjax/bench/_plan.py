@@ -265,14 +265,24 @@ def check_datasets(
     return declared
 
 
-def check_model_sizes(config: BenchConfig, datasets: Mapping[str, DataShape]) -> None:
+def check_model_sizes(
+    config: BenchConfig, datasets: Mapping[str, DataShape]
+) -> dict[str, set[str]]:
     """Raises the `BenchError` `plan` would for a models entry whose depth, width or
     options its model refuses on one of ``datasets`` (with the grid's depths and widths);
-    nothing is built."""
+    else the ``model_id`` of each model `plan` makes on each of them, by data set name
+    (a model whose code changed its defaults has another); nothing is built."""
     axes = config.grid.axes()
-    for entry, data in itertools.product(config.model_entries(), datasets.values()):
+    ids: dict[str, set[str]] = {name: set() for name in datasets}
+    for entry, (name, data) in itertools.product(config.model_entries(), datasets.items()):
         for depth, width in itertools.product(axes["depth"], axes["width"]):
-            _model_config(entry, data, depth, width)
+            ids[name].add(_model_id(_model_config(entry, data, depth, width)))
+    return ids
+
+
+def _model_id(model: ModelConfig) -> str:
+    """The ``model_id`` of a resolved ``model``: its name and a hash of its config."""
+    return f"{model.name}-{short_hash(model.to_dict(), 8)}"
 
 
 def _no_such_feature_text(error: NoSuchFeatureError) -> str:
@@ -665,7 +675,7 @@ def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None
             except (ValueError, TypeError) as error:
                 raise BenchError(f"grid: {error}") from error
             model_dict = model.to_dict()
-            model_id = f"{entry.name}-{short_hash(model_dict, 8)}"
+            model_id = _model_id(model)
             hparam_row = {
                 **{k: values[k] for k in HPARAM_COLUMNS[:9]},  # optimizer to compute_dtype
                 **{k: values[k] for k in schedule_columns},

@@ -29,7 +29,15 @@ from phosjax.bench._directory import (
     write_meta,
 )
 from phosjax.bench._imports import import_for_bench, planned_models
-from phosjax.bench._plan import Plan, check_config, check_datasets, check_models, plan
+from phosjax.bench._plan import (
+    DataShape,
+    Plan,
+    check_config,
+    check_datasets,
+    check_model_sizes,
+    check_models,
+    plan,
+)
 from phosjax.bench._profile import MemorySampler, ProfileFiles
 from phosjax.bench._reading import UNREADABLE
 from phosjax.bench._store import (
@@ -301,12 +309,18 @@ def _execute(
     if hparams is not None:  # nothing to train: no plan, no data set loaded
         check_models(config.model_entries())  # as a plan checks them, nothing prepared
         moved = config.data_dir != open_bench(root)[0].data_dir  # new --data_dir NEW
-        if datasets is None and moved:  # NEW a file, or lacking a data set: as a plan says
-            check_datasets(
+        shapes: Mapping[str, DataShape]
+        if datasets is not None:
+            shapes = {name: datasets[name] for name in config.datasets if name in datasets}
+        elif moved:  # NEW a file, or lacking a data set: as a plan says
+            shapes = check_datasets(
                 config.datasets, config.data_dir, config.dataset_features, config.dataset_splits
             )
+        else:
+            shapes = _readable_shapes(config)
         with locked(root, process):
             _check_unchanged(root, seen)
+            _check_keeps_models(root, check_model_sizes(config, shapes))
             remove_stale_temporaries(root)
             write_meta(root, config, registered_models(), process[1], imports)
             return _results(root, _status(root, process)["groups"], hparams, progress)
@@ -336,13 +350,34 @@ def _check_keeps_cells(root: pathlib.Path, plan_: Plan) -> None:
     planned = {cell.row["cell_id"]: cell.row["group_id"] for cell in plan_.cells}
     moved = [c for c, g in zip(stored.cell_id, stored.group_id, strict=True) if planned.get(c) != g]
     if moved:
-        raise BenchError(
-            f"{str(root / _layout.CONFIG)!r} no longer plans {len(moved)} of the bench's "
-            f"{len(stored)} cells as they were trained ({listing(moved, 3)}): it was edited, or a "
-            "model's code changed. Restore it (a bench's config only grows, by add_models); "
-            "to train a changed config, give it to `python -m phosjax.bench.new --config "
-            "FILE --dir NEW_DIR`."
-        )
+        raise _not_as_trained(root, moved, len(stored))
+
+
+def _check_keeps_models(root: pathlib.Path, model_ids: Mapping[str, set[str]]) -> None:
+    """`_check_keeps_cells` of a finished bench, which is not planned: raises `BenchError`
+    when a cell of a data set in ``model_ids`` (the ids its models now resolve to,
+    `check_model_sizes`) has a model that is not among them, e.g. one whose code changed
+    its defaults. A data set whose shape is unknown unloaded is not checked."""
+    try:
+        stored = pd.read_parquet(root / _layout.CELLS, columns=["cell_id", "dataset", "model_id"])
+    except UNREADABLE:
+        return
+    rows = zip(stored.cell_id, stored.dataset, stored.model_id, strict=True)
+    moved = [c for c, d, m in rows if d in model_ids and m not in model_ids[d]]
+    if moved:
+        raise _not_as_trained(root, moved, len(stored))
+
+
+def _not_as_trained(root: pathlib.Path, moved: list[str], cells: int) -> BenchError:
+    """The error that the config of the bench in ``root`` no longer plans the cells
+    ``moved`` (of its ``cells``) as they were trained."""
+    return BenchError(
+        f"{str(root / _layout.CONFIG)!r} no longer plans {len(moved)} of the bench's "
+        f"{cells} cells as they were trained ({listing(moved, 3)}): it was edited, or a "
+        "model's code changed. Restore it (a bench's config only grows, by add_models); "
+        "to train a changed config, give it to `python -m phosjax.bench.new --config "
+        "FILE --dir NEW_DIR`."
+    )
 
 
 def _write_and_train(
@@ -424,6 +459,21 @@ def _write_and_train(
     in_every_process(train_share, "train its share of the bench")
     groups = {j.key: status["groups"][j.key] for j in mine if j.key in status["groups"]}
     return _results(root, groups, plan_.hparam_columns, progress)
+
+
+def _readable_shapes(config: BenchConfig) -> dict[str, DataShape]:
+    """The shapes that the metadata of ``config``'s data sets declares (`check_datasets`),
+    of those it still can: a finished bench needs no data set, so one no longer there
+    (deleted, or on another machine) is not checked."""
+    shapes: dict[str, DataShape] = {}
+    for name in config.datasets:
+        try:
+            shapes |= check_datasets(
+                [name], config.data_dir, config.dataset_features, config.dataset_splits
+            )
+        except BenchError:
+            continue
+    return shapes
 
 
 def _finished_hparams(root: pathlib.Path, config: BenchConfig) -> tuple[str, ...] | None:

@@ -705,7 +705,7 @@ def test_data_dir_alone_continues_the_bench_reading_from_there(cli_bench, tmp_pa
 
     monkeypatch.setattr(_plan, "load_datasets", load)
     checked_in = []
-    monkeypatch.setattr(_runner, "check_datasets", lambda *args: checked_in.append(args[1]))
+    monkeypatch.setattr(_runner, "check_datasets", lambda *a: checked_in.append(a[1]) or {})
     rows = len(pd.read_parquet(root / _layout.RESULTS))
     moved = str(tmp_path / "moved")
     assert new_main(["--dir", str(root), "--data_dir", moved, "--no_progress"]) == 0

@@ -49,6 +49,7 @@ from phosjax.bench.profile import main as profile_main
 from phosjax.bench.view import BenchFiles, BrokenFileError
 from phosjax.bench.view._api import curves, leaderboard
 from phosjax.models import ModelConfig, register_model, registered_models
+from phosjax.models._registry import FRAME_OPTIONS
 from phosjax.models.graph import GraphModel, node
 from phosjax.train import Chunk, train_grid
 from phosjax.train._grid import chunk_frame
@@ -494,6 +495,21 @@ def test_a_hand_edited_config_yaml_is_refused_and_nothing_touched(bench, toy, tm
     with pytest.raises(BenchError, match=message):  # its seeds' group would train them again
         run(None, copy, datasets=toy)
     assert unlocked() == before
+
+
+def test_a_finished_bench_whose_models_code_changed_its_defaults_is_refused(
+    bench, toy, tmp_path, monkeypatch
+):
+    """A finished bench run again is not planned: it printed its summary, as if its cells
+    were still those of its config, where an unfinished one was refused."""
+    copy = tmp_path / "copy"
+    shutil.copytree(bench[0], copy)
+    before = {k: v for k, v in _contents(copy).items() if k != _layout.LOCK}
+    monkeypatch.setitem(FRAME_OPTIONS, "dropout", 0.5)  # as a new version of the code
+    message = r"config\.yaml' no longer plans 2 of the bench's 2 cells as they were trained"
+    with pytest.raises(BenchError, match=message + r" .*: it was edited, or a model's code"):
+        run(None, copy, datasets=toy, progress=False)
+    assert {k: v for k, v in _contents(copy).items() if k != _layout.LOCK} == before
 
 
 def test_an_entry_planning_only_the_benches_cells_is_not_added(bench, toy, tmp_path):
