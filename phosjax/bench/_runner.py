@@ -234,7 +234,8 @@ def run(
     plans: dict[str, Plan] = {}  # with force: planned before an old bench moves aside
 
     def check(given: BenchConfig) -> None:
-        plans[given.digest()] = plan(given, datasets)
+        if _config_hash(root) != given.digest():  # a bench of this config stays, continued
+            plans[given.digest()] = plan(given, datasets)
 
     config, moved = choose_config_together(root, config, resume=resume, force=force, check=check)
     seen = _config_hash(root)  # what was chosen on; another run may write there until locked

@@ -286,6 +286,22 @@ def test_force_on_a_bench_of_the_same_config_says_it_continues(bench, capsys, gi
     assert not list(root.parent.glob(f"{root.name}.old-*"))
 
 
+def test_force_on_a_finished_bench_of_the_same_config_plans_nothing(
+    bench, toy, tmp_path, monkeypatch
+):
+    """It continues, as without --force: it planned (preparing every data set) first."""
+
+    def planned(*args: object) -> None:
+        raise AssertionError("planned")
+
+    copy = tmp_path / "copy"
+    shutil.copytree(bench[0], copy)
+    monkeypatch.setattr("phosjax.bench._runner.plan", planned)
+    config = tiny_config(models=[{"name": "mlp", "width": 8}])
+    results = run(config, copy, datasets=toy, force=True, progress=False)
+    pd.testing.assert_frame_equal(sort(results), sort(bench[1]))
+
+
 def test_force_with_a_config_that_cannot_plan_moves_nothing(bench, tmp_path, toy):
     root = tmp_path / "b"
     shutil.copytree(bench[0], root)
