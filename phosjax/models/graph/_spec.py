@@ -819,3 +819,18 @@ class Graph:
 
     def __repr__(self) -> str:
         return f"Graph({len(self.nodes)} nodes, inputs={self.inputs}, sinks={self.sinks})"
+
+    def __eq__(self, other: object) -> bool:
+        """Graphs of the same nodes, in the same order, are equal (as are models built
+        from one spec twice: a `GraphModel` compares its fields).
+
+        Examples:
+          >>> Graph({"h": abs, "y": abs}) == Graph({"h": abs, "y": abs}), Graph({"h": abs}) == 1
+          (True, False)
+        """
+        if not isinstance(other, Graph):
+            return NotImplemented
+        return list(self.nodes.items()) == list(other.nodes.items())
+
+    def __hash__(self) -> int:  # of the paths alone: a node's fn may be unhashable
+        return hash(tuple(self.nodes))

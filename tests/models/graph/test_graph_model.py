@@ -65,6 +65,15 @@ def test_spec_resolves_defaults_relative_and_absolute_names():
     assert model.graph.sinks == ("block/add", "head")
 
 
+def test_a_model_built_twice_from_one_spec_equals_it_and_no_other():
+    """A `Graph` compared by identity: two models of one spec were unequal."""
+    spec = {"h": nn.Dense(3), "a": nn.relu, "y": node(inputs=("h", "a"), combine="add")}
+    one, again = GraphModel(spec), GraphModel(dict(spec))
+    assert one == again and hash(one) == hash(again)
+    assert one != GraphModel({**spec, "h": nn.Dense(4)})
+    assert one != GraphModel({"a": nn.relu, "h": nn.Dense(3), "y": spec["y"]})  # a after h
+
+
 def test_outputs_match_a_hand_written_forward_pass(model_and_variables):
     model, variables, x = model_and_variables
     params = variables["params"]
