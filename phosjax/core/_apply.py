@@ -49,13 +49,56 @@ PARAMS_AS_VARIABLES = flax.errors.ApplyScopeInvalidVariablesTypeError
 values are arrays, no collections)."""
 
 
+MISSING_PARAMS = (
+    flax.errors.ScopeCollectionNotFound,
+    flax.errors.ScopeParamNotFoundError,
+    PARAMS_AS_VARIABLES,
+)
+"""What Flax raises where a model reads a variable that its variables lack (the params
+alone among them: `params_alone_text`)."""
+
+_READS = (
+    re.compile(r'access "(.*?)" from collection "params" in "(.*?)"'),
+    re.compile(r'parameter named "(.*?)" in scope "(.*?)"'),
+)
+"""Flax's two wordings of a param read and not found: (its name, its module's path)."""
+
+
+def params_alone_text(variables: Mapping[str, Any], error: Exception, caller: str) -> str | None:
+    """What ``caller`` says of Flax's ``error`` (one of `MISSING_PARAMS`) where the model
+    read params that ``variables`` lack, having no ``"params"`` key (the params passed
+    alone, as ``variables["params"]``): the keys given and what to pass, asking "the
+    params alone?" where a key is the module read; None where ``error`` says another thing.
+
+    Examples:
+      >>> error = flax.errors.ScopeParamNotFoundError("kernel", "/Dense_0")
+      >>> print(params_alone_text({"Dense_0": {}}, error, "f"))
+      f: variables hold no 'params' collection (they hold 'Dense_0': the params alone?); pass
+      what model.init returns, {'params': params, ...} (Flax: Could not find parameter named
+      "kernel" in scope "/Dense_0".)
+      >>> params_alone_text({"params": {}}, error, "f") is None
+      True
+    """
+    reads = next((found for r in _READS if (found := r.search(str(error)))), None)
+    if "params" in variables or not (reads or isinstance(error, PARAMS_AS_VARIABLES)):
+        return None
+    # the params alone are keyed by the module read (its variable's name at the top)
+    alone = not reads or (reads[2].strip("/").split("/")[0] or reads[1]) in variables
+    keys = [repr(key) for key in variables]
+    shown = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+    return (
+        f"{caller}: variables hold no 'params' collection (they hold "
+        f"{shown or 'nothing'}{': the params alone?' if alone else ''}); pass what "
+        "model.init returns, "
+        f"{{'params': params, ...}} (Flax: {str(error).split(' (https')[0]})"
+    )
+
+
 @contextlib.contextmanager
 def naming_params_alone(variables: Any, caller: str) -> Iterator[Mapping[str, Any]]:
     """``variables``, checked (`checked_variables`), for its block; where the model reads
     params that they lack (no ``"params"`` key: the params passed alone, as
-    ``variables["params"]``), Flax's "collection is empty" becomes a TypeError naming
-    ``caller``, the keys given and what to pass (asking "the params alone?" where a key
-    is the module read).
+    ``variables["params"]``), Flax's error becomes a TypeError (`params_alone_text`).
 
     Examples:
       >>> import flax.linen as nn, jax.numpy as jnp
@@ -77,20 +120,11 @@ def naming_params_alone(variables: Any, caller: str) -> Iterator[Mapping[str, An
     variables = checked_variables(variables, caller)
     try:
         yield variables
-    except (flax.errors.ScopeCollectionNotFound, PARAMS_AS_VARIABLES) as error:
-        reads = re.search(r'access "(.*?)" from collection "params" in "(.*?)"', str(error))
-        if "params" in variables or not (reads or isinstance(error, PARAMS_AS_VARIABLES)):
+    except MISSING_PARAMS as error:
+        text = params_alone_text(variables, error, caller)
+        if text is None:
             raise
-        # the params alone are keyed by the module read (its variable's name at the top)
-        alone = not reads or (reads[2].strip("/").split("/")[0] or reads[1]) in variables
-        keys = [repr(key) for key in variables]
-        shown = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
-        raise TypeError(
-            f"{caller}: variables hold no 'params' collection (they hold "
-            f"{shown or 'nothing'}{': the params alone?' if alone else ''}); pass what "
-            "model.init returns, "
-            f"{{'params': params, ...}} (Flax: {str(error).split(' (https')[0]})"
-        ) from None
+        raise TypeError(text) from None
 
 
 def apply_collecting(

@@ -14,7 +14,7 @@ import numpy as np
 from phosjax._callables import a_type
 from phosjax._listing import listing
 from phosjax._nearest import did_you_mean
-from phosjax.core._apply import checked_variables
+from phosjax.core._apply import MISSING_PARAMS, checked_variables, params_alone_text
 from phosjax.models.graph import GraphModel
 from phosjax.morph._labels import PROD, SUM
 from phosjax.morph._trace import ZEROING, Trace, trace
@@ -369,22 +369,6 @@ def _is_array_tree(value: Any) -> bool:
     return bool(leaves) and all(isinstance(leaf, arrays) for leaf in leaves)
 
 
-def _params_alone(caller: str, variables: Mapping[str, Any]) -> str:
-    """What to pass instead of `variables`, a Flax module's params without their collection.
-
-    Examples:
-      >>> print(_params_alone("channel_groups", {"layers_0": {}, "layers_2": {}}))
-      channel_groups: variables has no 'params' collection (its keys: ['layers_0',
-      'layers_2']): a Flax module's apply takes the variables, e.g. model.init's; pass
-      {'params': params} for its params alone
-    """
-    return (
-        f"{caller}: variables has no 'params' collection (its keys: {list(variables)}): "
-        "a Flax module's apply takes the variables, e.g. model.init's; pass "
-        "{'params': params} for its params alone"
-    )
-
-
 def _not_its_variables(caller: str, variables: Mapping[str, Any], error: Exception) -> str:
     """What is wrong with `variables` that lack a variable the model reads (another
     model's, or a run's of other options).
@@ -420,12 +404,11 @@ def read_by_the_model(caller: str, variables: Any) -> Iterator[None]:
     """
     try:
         yield
-    except (flax.errors.ScopeCollectionNotFound, flax.errors.ScopeParamNotFoundError) as error:
+    except MISSING_PARAMS as error:
         if not isinstance(variables, Mapping):
             raise
-        if "params" not in variables:
-            raise ValueError(_params_alone(caller, variables)) from error
-        raise ValueError(_not_its_variables(caller, variables, error)) from error
+        alone = params_alone_text(variables, error, caller)
+        raise ValueError(alone or _not_its_variables(caller, variables, error)) from error
     except flax.errors.ScopeParamShapeError as error:
         raise ValueError(
             f"{caller}: a variable has another shape than the model makes ({error}); are "

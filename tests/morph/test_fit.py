@@ -169,7 +169,7 @@ def test_measured_latency_of_another_model_s_variables_names_them_not_a_flax_sco
         r"its 'params' hold the modules \[.*\]: are they another model's\? pass this model's",
     ):
         measured_latency(CNN1D, variables, batch=1)
-    with pytest.raises(ValueError, match=r"^measured_latency: variables has no 'params' "):
+    with pytest.raises(ValueError, match=r"^measured_latency: variables hold no 'params' "):
         measured_latency(mlp, variables["params"], batch=1)
     with pytest.raises(  # it raised flax's ScopeParamShapeError, saying what to pass
         ValueError,

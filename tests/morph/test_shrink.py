@@ -1094,11 +1094,25 @@ def test_tracing_the_params_alone_says_to_pass_the_variables():
     params = model.init(jax.random.key(0), x)["params"]
     with pytest.raises(
         ValueError,
-        match=r"^channel_groups: variables has no 'params' collection \(its keys: \['layers_0', "
-        r"'layers_2'\]\): .* pass \{'params': params\} for its params alone$",
+        match=r"^channel_groups: variables hold no 'params' collection \(they hold 'layers_0', "
+        r"'layers_2': the params alone\?\); pass what model.init returns, \{'params': params, "
+        r"\.\.\.\} \(Flax: .*\"kernel\".*\"/layers_0\".*\)$",
     ):
         channel_groups(model, params, x)
     assert channel_groups(model, {"params": params}, x).names == ("layers_0",)
+
+
+def test_tracing_the_params_alone_of_one_module_says_to_pass_the_variables():
+    """Its params hold arrays, no collections: flax's bare "The first argument passed to
+    an apply function should be a dictionary of collections" came out."""
+    model, x = nn.Dense(3), jnp.ones((2, 4))
+    params = model.init(jax.random.key(0), x)["params"]
+    with pytest.raises(
+        ValueError,
+        match=r"^channel_groups: variables hold no 'params' collection \(they hold 'kernel', "
+        r"'bias': the params alone\?\); pass what model.init returns",
+    ):
+        channel_groups(model, params, x)
 
 
 def test_tracing_a_module_with_variables_that_are_no_mapping_names_them():
