@@ -36,6 +36,7 @@ from phosjax.bench._plan import (
     check_datasets,
     check_model_sizes,
     check_models,
+    given_datasets,
     plan,
 )
 from phosjax.bench._profile import MemorySampler, ProfileFiles
@@ -312,7 +313,7 @@ def _execute(
         moved = config.data_dir != open_bench(root)[0].data_dir  # new --data_dir NEW
         shapes: Mapping[str, DataShape]
         if datasets is not None:
-            shapes = {name: datasets[name] for name in config.datasets if name in datasets}
+            shapes = given_datasets(config.datasets, datasets)
         elif moved:  # NEW a file, or lacking a data set: as a plan says
             shapes = check_datasets(
                 config.datasets, config.data_dir, config.dataset_features, config.dataset_splits

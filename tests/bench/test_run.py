@@ -528,6 +528,19 @@ def test_a_finished_bench_whose_models_code_changed_its_defaults_is_refused(
     assert {k: v for k, v in _contents(copy).items() if k != _layout.LOCK} == before
 
 
+def test_a_finished_bench_given_no_data_sets_for_its_own_is_refused_as_a_plan_refuses(
+    bench, tmp_path
+):
+    """Read for its models' shapes, {'toy': 'junk'} raised AttributeError: 'str' object has
+    no attribute 'input_shape'."""
+    copy = tmp_path / "copy"
+    shutil.copytree(bench[0], copy)
+    with pytest.raises(BenchError, match=r"^datasets\['toy'\] is a str, not an ArrayDataset"):
+        run(None, copy, datasets={"toy": "junk"}, progress=False)
+    with pytest.raises(BenchError, match=r"^datasets has no 'toy', a data set of the config"):
+        run(None, copy, datasets={}, progress=False)
+
+
 def test_an_entry_planning_only_the_benches_cells_is_not_added(bench, toy, tmp_path):
     """{name: mlp, width: 8, depth: 1} is the bench's mlp (depth 1 is its default): it was
     said to be added and recorded in config.yaml, yet trained nothing."""
