@@ -152,19 +152,33 @@ def remove_stale_temporaries(root: str | os.PathLike) -> list[pathlib.Path]:
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Writes ``data`` to ``path`` atomically (temporary file, fsync, rename, fsync of
     the directory, so that the rename too survives a power cut). A write that fails (a
-    full disk) removes its temporary file and leaves ``path`` as it was."""
+    full disk) removes its temporary file, leaves ``path`` as it was, and raises its
+    `OSError` naming ``path``, where the system named no file or the temporary one.
+
+    Examples:
+      >>> import tempfile
+      >>> with tempfile.TemporaryDirectory() as tmp:  # a folder named like the file
+      ...     write_bytes(pathlib.Path(tmp), b"")  # doctest: +ELLIPSIS
+      Traceback (most recent call last):
+      IsADirectoryError: [Errno 21] Is a directory: '...'
+    """
     path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = _temporary(path)
     try:
-        with open(temporary, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:  # a full disk, Ctrl-C: its part written is no file's, and goes
-        temporary.unlink(missing_ok=True)
-        raise
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(temporary, "wb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, path)
+        except BaseException:  # a full disk, Ctrl-C: its part written is no file's, and goes
+            temporary.unlink(missing_ok=True)
+            raise
+    except OSError as error:  # ENOSPC from a write names no file
+        if error.errno is None or error.filename not in (None, str(temporary)):
+            raise
+        raise type(error)(error.errno, error.strerror, str(path)) from error
     _sync_directory(path.parent)
 
 

@@ -413,7 +413,8 @@ def test_a_file_is_on_disk_before_it_takes_its_name_and_its_name_after(
 
 
 def test_a_write_that_fails_removes_its_temporary_file_and_keeps_the_old(tmp_path, monkeypatch):
-    """A full disk: the partial temporary file held its space until the next run."""
+    """A full disk: the partial temporary file held its space until the next run. The
+    error names the file being written, which the system's (from a write) does not."""
     path = tmp_path / "status.json"
     _store.write_json(path, {"groups": {}})
 
@@ -421,8 +422,9 @@ def test_a_write_that_fails_removes_its_temporary_file_and_keeps_the_old(tmp_pat
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(_store.os, "fsync", full)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(OSError, match=f"No space left on device: '{path}'$") as raised:
         _store.write_json(path, {"groups": {"g": {}}})
+    assert raised.value.errno == 28
     assert os.listdir(tmp_path) == ["status.json"]
     assert read_json(path) == {"groups": {}}
 
