@@ -2,6 +2,8 @@
 
 import collections
 import dataclasses
+import re
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -9,7 +11,7 @@ import jax
 import numpy as np
 import pandas as pd
 
-from phosjax._hosts import barrier, local_devices
+from phosjax._hosts import barrier, gather_rows, local_devices
 from phosjax._nearest import nearest, nearest_names
 from phosjax.data import check_batch_size
 from phosjax.train._config import Cell, int_at_least
@@ -105,6 +107,30 @@ def _train_grid_share(num_cells: int, process: Any) -> list[int]:
         return process_share(num_cells, *process)
     except ValueError as error:
         raise ValueError(f"train_grid: process={tuple(process)!r}: {error}") from None
+
+
+def _check_same_cells(cells: Sequence[Cell]) -> None:
+    """Raises in every process of a `jax.distributed` group unless all were given the
+    same ``cells`` (their count, and each cell's model config, data set, hparams and
+    seed): each trains its share of its own list, so lists that differ (hparams drawn at
+    random in each process) would train some cells twice and others never.
+
+    Examples:
+      >>> _check_same_cells([])  # one process: nothing to compare
+    """
+    if jax.process_count() == 1:
+        return
+    described = [(cell.model, cell.dataset, cell.hparams, cell.seed) for cell in cells]
+    text = re.sub(r" at 0x[0-9a-fA-F]+", "", repr(described))  # a function's address differs
+    mine = np.array([len(cells), zlib.crc32(text.encode())], np.uint32)
+    given = gather_rows(mine)
+    if (given != given[0]).any():
+        each = [f"process {i}: {n} cells, digest {d:08x}" for i, (n, d) in enumerate(given)]
+        raise ValueError(
+            f"train_grid: the {len(given)} processes were given different cells "
+            f"({'; '.join(each)}). Give every process the whole grid, built alike (hparams "
+            "drawn at random from one fixed seed): each trains its share of it."
+        )
 
 
 TRAIN_METRICS = ("accuracy", "grad_norm", "loss", "task_loss")
@@ -309,7 +335,8 @@ def train_grid(
     """Trains this process's share of ``cells``, one compiled step per group.
 
     Args:
-      cells: the whole grid (every process passes the same list).
+      cells: the whole grid (every process passes the same list: under
+        ``jax.distributed``, lists that differ are refused in every process).
       data_dir: where `phosjax.data.load` finds or prepares the data sets.
       datasets: data sets by name, used instead of loading them. A key is the name the
         cells give (`Cell.dataset`); the data set's own ``name`` need not be it (one data
@@ -339,7 +366,9 @@ def train_grid(
         `run_group` would raise for a group's cells, model or data set (the batch size,
         the model's output, knobs, a regularizer that matches none of its params, its
         evaluation, ...: each traced abstractly), with a note naming the group's cells,
-        so that an error in a later group does not lose the results of the earlier ones.
+        so that an error in a later group does not lose the results of the earlier ones;
+        and, in every process, a ValueError when the processes of a `jax.distributed`
+        group were given different ``cells`` (each one's count and digest named).
 
     Examples:
       >>> from phosjax.data import random_dataset
@@ -380,6 +409,8 @@ def train_grid(
     splits = _check_per_dataset("dataset_splits", dataset_splits, cells, given)
     frames, finals, groups, states, runs = [], [], [], [], []
     try:
+        if process is None:
+            _check_same_cells(cells)
         chosen = local_devices(devices, "train_grid")  # once: e.g. a generator, for each group
         planned = [
             Group(local.cells, tuple(share[i] for i in local.index))

@@ -1495,6 +1495,47 @@ def test_train_grid_initializes_each_group_on_its_devices_not_the_default_one(to
     assert placed == [{devices[0]}]
 
 
+@dataclasses.dataclass(frozen=True)
+class _WithActivation:
+    """A model config holding a function: its repr has the function's address."""
+
+    act: Any
+
+    def build(self) -> nn.Module:
+        return Tiny().build()
+
+
+def _activation() -> Any:
+    return lambda x: x
+
+
+def test_processes_given_different_cells_are_refused_before_any_trains(toy, monkeypatch):
+    """Each process trains its share of its own list: lists that differ (hparams drawn at
+    random in each process) trained some cells twice and others never, silently. Two
+    processes are stood for by their gather (two real ones print the same message in
+    each); a function's address in a model's repr, which differs from one process to
+    another, is not compared."""
+    rows = []
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    monkeypatch.setattr(_grid, "gather_rows", lambda row: rows.append(row) or np.stack([row, row]))
+    alike = [Cell(_WithActivation(_activation()), "toy") for _ in range(2)]
+    assert repr(alike[0]) != repr(alike[1])  # both alive: at two addresses
+    for cell in alike:
+        _grid._check_same_cells([cell])
+    np.testing.assert_array_equal(*rows)
+    other = np.array([0, 1], np.uint32)  # process 1: the same count, another digest
+    monkeypatch.setattr(_grid, "gather_rows", lambda row: np.stack([row, row + other]))
+    monkeypatch.setattr(_grid, "barrier", lambda name: None)
+    monkeypatch.setattr(_grid, "run_group", None)  # nothing trains
+    message = (
+        r"train_grid: the 2 processes were given different cells \(process 0: 4 cells, "
+        r"digest ([0-9a-f]{8}); process 1: 4 cells, digest (?!\1)[0-9a-f]{8}\)\. Give every "
+        r"process the whole grid, built alike"
+    )
+    with pytest.raises(ValueError, match=message):
+        train_grid(CELLS, datasets={"toy": toy}, strategy="vmap")
+
+
 def test_devices_are_checked_even_when_the_state_is_at_until_step(toy):
     [group] = plan_groups(CELLS[:1])
     state = init_group(group, toy)
