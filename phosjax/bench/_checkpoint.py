@@ -31,9 +31,25 @@ def encode(state: Any) -> bytes:
     return buffer.getvalue()
 
 
-_DAMAGED = (OSError, ValueError, EOFError, zipfile.BadZipFile)
+_DAMAGED = (ValueError, EOFError, zipfile.BadZipFile)
 """What reading a damaged ``.npz`` raises: a bad CRC or header (`zipfile.BadZipFile`), a
-cut-off member (`EOFError`, `ValueError`), or the OS's errors."""
+cut-off member (`EOFError`, `ValueError`); the OS's errors are `_unreadable`."""
+
+
+def _unreadable(path: pathlib.Path, error: OSError) -> BenchError:
+    """The error for checkpoint ``path``, which the system would not read (``error``:
+    its permissions, the disk), whatever its bytes.
+
+    Examples:
+      >>> print(_unreadable(pathlib.Path("ck/g/8"), PermissionError(13, "Permission denied")))
+      cannot read checkpoint 'ck/g/8': [Errno 13] Permission denied. Let this user read it ...
+    """
+    return BenchError(
+        f"cannot read checkpoint {str(path)!r}: {error}. Let this user read it (its "
+        f"permissions, those of {str(path.parent)!r}), or, where the disk fails, move it out "
+        "and run the command again: the group resumes from its checkpoint before (or from "
+        "the start), its rows after that trained again."
+    )
 
 
 def decode(path: pathlib.Path, like: Any) -> Any:
@@ -49,6 +65,8 @@ def decode(path: pathlib.Path, like: Any) -> Any:
         with np.load(path, allow_pickle=False) as archive:
             stored = {k: stored_as(archive[k], expected[k]) for k in archive.files if k in expected}
             extra = sorted(set(archive.files) - set(expected))
+    except OSError as error:
+        raise _unreadable(path, error) from error
     except _DAMAGED as error:  # whole when written: changed on the disk since
         raise BenchError(
             f"cannot read checkpoint {str(path)!r}: {type(error).__name__}: {error}. It was "
@@ -73,12 +91,18 @@ def decode(path: pathlib.Path, like: Any) -> Any:
 
 
 def readable(path: pathlib.Path) -> bool:
-    """Whether ``path`` is a whole ``.npz`` archive (its index, at the end, is there)."""
+    """Whether ``path`` is a whole ``.npz`` archive (its index, at the end, is there).
+
+    Raises:
+      BenchError: the system would not read it (`_unreadable`): it is not cut short.
+    """
     try:
         with zipfile.ZipFile(path) as archive:
             return bool(archive.namelist())
-    except (OSError, zipfile.BadZipFile):
+    except (FileNotFoundError, zipfile.BadZipFile):  # gone meanwhile; cut short
         return False
+    except OSError as error:
+        raise _unreadable(path, error) from error
 
 
 class Checkpoints:

@@ -1,5 +1,8 @@
 """`Checkpoints` are files of this process alone: whole or absent, checked on restore."""
 
+import builtins
+import io
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -55,3 +58,30 @@ def test_a_checkpoint_of_another_state_is_refused_by_name(tmp_path):
     assert "unexpected leaves [\"['params']['**/T']\"]" in message
     assert "['params']['w']: expected float32(2, 4), found float32(2, 3)" in message
     assert "['params']['b']: expected float32(2,), found nothing" in message
+
+
+@pytest.mark.parametrize("reading", ["latest", "restore"])
+def test_a_checkpoint_the_system_will_not_read_is_named_not_passed_over(
+    tmp_path, monkeypatch, reading
+):
+    """A checkpoint this user may not read (or a failing disk's) is not cut short: a
+    resume passed it over, saying so, and trained its steps again from the one before;
+    restored, it was said to be damaged. Either names it and what to do."""
+    checkpoints = Checkpoints(tmp_path)
+    checkpoints.save(5, state(5))
+    checkpoints.save(10, state(10))
+    newest, opened = tmp_path / "10", builtins.open
+
+    def refusing(file, *args, **kwargs):
+        if str(file) == str(newest):
+            raise PermissionError(13, "Permission denied", str(file))
+        return opened(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", refusing)  # numpy's
+    monkeypatch.setattr(io, "open", refusing)  # zipfile's
+    message = rf"cannot read checkpoint '{newest}': \[Errno 13\] Permission denied: .* Let "
+    with pytest.raises(BenchError, match=message + "this user read it"):
+        if reading == "latest":
+            checkpoints.latest()
+        else:
+            checkpoints.restore(10, state(0))
