@@ -405,32 +405,37 @@ def _write_and_train(
             widen_parts(root, schema)  # before the others drop parts they will train again
 
     in_every_process(write_metadata, "write the bench's metadata")
-    if process[0] == 0:
-        _write_blurbs(root, plan_, config.blurb_flops)
     status_file = _per_process(root / _layout.STATUS, process)
-    status = _status(root, process)
+    status: dict[str, Any] = {"groups": {}}
     mine = jobs(plan_, process)
-    todo = _unfinished(mine, status)
     cells = sum(len(j.cells) for j in mine)  # this process's share of the plan
-    described = lambda: _progress_text([status["groups"].get(j.key, {}) for j in mine], cells)
-    total = sum(len(j.cells) * j.steps for j in todo)
-    restored = sum(len(j.cells) * restored_step(root, j.key) for j in todo)
-    # The bar counts cell-steps (one step of one cell): its rate is cell-steps per second,
-    # of those trained now (those restored from checkpoints start it, trained in no time).
-    bar = tqdm.tqdm(
-        total=total,
-        initial=restored,
-        unit="step",
-        unit_scale=total >= 100_000,
-        disable=not progress or not todo,  # a finished bench: no empty bar
-        smoothing=0.1,
-        miniters=1,  # every chunk may show (at most every 0.1 s): no adaptive skipping
-        desc=described(),
-    )
     phases_file = _per_process(root / _layout.PHASES, process)
     memory_file = _per_process(root / _layout.MEMORY, process)
 
     def train_share() -> None:
+        """Process 0 writes the blurbs; then each reads its status and checkpoints and
+        trains what they lack. All in `in_every_process`: each of these may fail in one
+        process alone (a damaged status, a checkpoint it may not read), and the others
+        then stop too, instead of waiting for it at the shutdown barrier."""
+        if process[0] == 0:
+            _write_blurbs(root, plan_, config.blurb_flops)
+        status.update(_status(root, process))
+        todo = _unfinished(mine, status)
+        described = lambda: _progress_text([status["groups"].get(j.key, {}) for j in mine], cells)
+        total = sum(len(j.cells) * j.steps for j in todo)
+        restored = sum(len(j.cells) * restored_step(root, j.key) for j in todo)
+        # The bar counts cell-steps (one step of one cell): its rate is cell-steps per
+        # second, of those trained now (those restored from checkpoints start it).
+        bar = tqdm.tqdm(
+            total=total,
+            initial=restored,
+            unit="step",
+            unit_scale=total >= 100_000,
+            disable=not progress or not todo,  # a finished bench: no empty bar
+            smoothing=0.1,
+            miniters=1,  # every chunk may show (at most every 0.1 s): no adaptive skipping
+            desc=described(),
+        )
         with bar, MemorySampler() as sampler:  # the bar closed before Ctrl-C's line
             profile = ProfileFiles(phases_file, memory_file, sampler)
             for job in todo:
@@ -684,8 +689,10 @@ def add_models_to(
     if process[1] > 1 or _finished_hparams(root, config) is None:
         planned = in_every_process(lambda: plan(config, datasets), "plan the bench")
     unfinished = 0
-    if planned is not None:
-        unfinished = len(_unfinished(jobs(planned, process), _status(root, process)))
+    if planned is not None:  # a damaged status of one process stops the others too
+        mine = jobs(planned, process)
+        status = in_every_process(lambda: _status(root, process), "read its status")
+        unfinished = len(_unfinished(mine, status))
     if not sum(map(int, gather(str(unfinished)))):  # in any process
         raise BenchError(
             f"the bench already has every model named, {list(models)}, and is finished."

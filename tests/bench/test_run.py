@@ -1275,3 +1275,48 @@ def test_a_bench_of_another_format_says_what_to_do(tmp_path, marker, match):
         BenchError, match=r"holds a bench of format .*; this phosjax reads format 1\. " + match
     ):
         _directory.open_bench(tmp_path)
+
+
+def test_what_may_fail_in_one_process_alone_runs_where_every_process_hears_of_it(
+    tmp_path, toy, monkeypatch
+):
+    """A damaged ``status.p1of2.json`` (or a checkpoint process 1 may not read, or a blurb
+    process 0 could not write) raised outside `in_every_process`: the other process
+    trained on, then waited for it at jax.distributed's shutdown barrier for 300 s, and
+    both aborted. Inside, both stop at once, each with its message (two processes, a
+    damaged status: 14 s)."""
+    inside: list[str] = []
+    shared = _runner.in_every_process
+
+    def recording(fn, what):
+        inside.append(what)
+        try:
+            return shared(fn, what)
+        finally:
+            inside.pop()
+
+    seen: dict[str, list[list[str]]] = {}
+
+    def watched(name):
+        real = getattr(_runner, name)
+
+        def call(*args, **kwargs):
+            seen.setdefault(name, []).append(list(inside))
+            return real(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(_runner, "in_every_process", recording)
+    for name in ("_status", "restored_step", "_write_blurbs"):
+        monkeypatch.setattr(_runner, name, watched(name))
+    config = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1)
+    with killed_after_save(6):
+        run(config, tmp_path, datasets=toy, progress=False)
+    add_models_to(tmp_path, ["mlp"], datasets=toy, progress=False)  # continues it
+    assert {name: [bool(w) for w in whats] for name, whats in seen.items()} == {
+        # the run's; add_models_to's: one process's shortcut (several skip it), its
+        # count of unfinished groups, its run's
+        "_status": [True, False, True, True],
+        "restored_step": [True, True],
+        "_write_blurbs": [True, True],
+    }
