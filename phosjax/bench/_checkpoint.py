@@ -136,9 +136,10 @@ class Checkpoints:
 
     def save(self, step: int, state: Any) -> None:
         """Saves ``state`` (any pytree of arrays) as the checkpoint of ``step``, then
-        deletes all but the ``keep`` newest."""
+        deletes the older ones but the ``keep`` - 1 newest. Newer files (`passed_over`:
+        cut short) count for nothing: saves that reach them replace them."""
         write_bytes(self._directory / str(step), encode(state))
-        for old in self._steps()[self._keep :]:
+        for old in [s for s in self._steps() if s < step][self._keep - 1 :]:
             (self._directory / str(old)).unlink()
 
     def restore(self, step: int, like: Any) -> Any:

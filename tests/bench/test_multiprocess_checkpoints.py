@@ -47,6 +47,22 @@ def test_a_newest_checkpoint_cut_short_is_passed_over(tmp_path):
     assert checkpoints.passed_over() == [tmp_path / "10"]
 
 
+def test_checkpoints_cut_short_do_not_count_among_those_kept(tmp_path):
+    """Two newer files cut short were the two kept: a save deleted the whole checkpoint
+    before it, then itself, so a resume started over."""
+    checkpoints = Checkpoints(tmp_path, keep=2)
+    checkpoints.save(5, state(5))
+    for cut in (20, 25):
+        (tmp_path / str(cut)).write_bytes(b"PK")
+    checkpoints.save(10, state(10))
+    assert checkpoints.latest() == 10
+    assert sorted(int(p.name) for p in tmp_path.iterdir()) == [5, 10, 20, 25]
+    checkpoints.save(15, state(15))
+    assert sorted(int(p.name) for p in tmp_path.iterdir()) == [10, 15, 20, 25]
+    checkpoints.save(20, state(20))  # replaces the file cut short
+    assert checkpoints.latest() == 20
+
+
 def test_a_checkpoint_of_another_state_is_refused_by_name(tmp_path):
     checkpoints = Checkpoints(tmp_path)
     checkpoints.save(5, state(5))
