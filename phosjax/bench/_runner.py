@@ -460,6 +460,14 @@ def _write_and_train(
                 )
         if todo:
             profile.flush_memory()  # the samples of the last group's end
+        if process[1] > 1:  # said: a peer that died leaves it waiting, silent, for ~100 s
+            print(
+                f"process {process[0]} of {process[1]} trained its share; waiting for the "
+                "others to train theirs (one that died stops this one too once "
+                "jax.distributed notices, ~100 s: then run the same command again).",
+                file=sys.stderr,
+                flush=True,
+            )
 
     # All leave together: one leaving first would reach jax.distributed's shutdown
     # barrier early, which aborts every process once it times out (300 s by default).
