@@ -1,9 +1,10 @@
-"""Collectives across the processes of a `jax.distributed` group, waited for on every
-local device: `jax.experimental.multihost_utils.process_allgather` returns the first
-local device's copy while the gathers of the others may still run, and a process that
-leaves then (an error every process raises alike) tears its backend down under them:
-its teardown waited ~150 s for gloo to give up connecting to the peer already gone.
-`local_devices` checks that devices given to train on are this process's own."""
+"""Collectives across the processes of a `jax.distributed` group, on one device of each
+process and waited for there: `jax.experimental.multihost_utils.process_allgather`
+returns the first local device's copy while the gathers of the others may still run,
+and a process that leaves then (an error every process raises alike) tears its backend
+down under them: its teardown waited ~150 s for gloo to give up connecting to the peer
+already gone. One device each, not all: processes may have different numbers of local
+devices. `local_devices` checks that devices given to train on are this process's own."""
 
 import zlib
 from collections.abc import Iterable, Sequence
@@ -14,8 +15,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 
 def gather_rows(row: np.ndarray) -> np.ndarray:
-    """Every process's ``row`` (one per process, in process order), once the gather has
-    finished on every local device.
+    """Every process's ``row`` (one per process, in process order), gathered on each
+    process's first device and finished there.
 
     Examples:
       >>> gather_rows(np.array([1, 2]))  # one process: its row alone
@@ -23,8 +24,10 @@ def gather_rows(row: np.ndarray) -> np.ndarray:
     """
     if jax.process_count() == 1:
         return np.asarray(row)[None]
-    devices = np.array(jax.devices()).reshape(jax.process_count(), jax.local_device_count())
-    mesh = Mesh(devices, ("processes", "local"))
+    firsts: dict[int, jax.Device] = {}  # of each process, whatever its number of devices
+    for device in sorted(jax.devices(), key=lambda device: device.id):
+        firsts.setdefault(device.process_index, device)
+    mesh = Mesh(np.array([firsts[i] for i in range(jax.process_count())]), ("processes",))
     rows = jax.make_array_from_process_local_data(
         NamedSharding(mesh, PartitionSpec("processes")), np.asarray(row)[None]
     )
@@ -33,8 +36,7 @@ def gather_rows(row: np.ndarray) -> np.ndarray:
 
 
 def barrier(name: str) -> None:
-    """Returns once every process has called ``barrier(name)`` (and its gathers are done
-    on every local device).
+    """Returns once every process has called ``barrier(name)`` (and its gather is done).
 
     Raises:
       RuntimeError: the processes named different barriers.

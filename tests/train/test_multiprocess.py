@@ -13,10 +13,12 @@ from tests.train.tiny import GRID, save, toy_data
 @pytest.mark.slow
 @pytest.mark.multiprocess
 def test_two_processes_split_the_grid_and_match_one_process(tmp_path):
-    """And the process done first waits for the other, so their shutdown does not fail (one
-    pair of processes checks both; each pair costs seconds)."""
+    """And the process done first waits for the other, so their shutdown does not fail;
+    processes with different numbers of devices (2 and 3) gather their rows, where the
+    gather needed a device grid of one count per process (one pair of processes checks
+    all; each pair costs seconds)."""
     outs = [tmp_path / f"process_{i}.npz" for i in range(2)]
-    env = {"SHUTDOWN_TIMEOUT_S": "2", "SLOW_CHUNK_S": "4"}  # process 1 done 4 s first
+    env = {"SHUTDOWN_TIMEOUT_S": "2", "SLOW_CHUNK_S": "4", "DEVICES_IN_1": "3"}  # 1 done 4 s first
     for code, log in launch("tests.train.worker", [[str(out)] for out in outs], env):
         assert code == 0, log[-3000:]  # process 1 at the shutdown barrier early: both aborted
     together = {}
