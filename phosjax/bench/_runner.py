@@ -270,9 +270,22 @@ def _check_unchanged(root: pathlib.Path, seen: str | None) -> None:
 
 
 def _status(root: pathlib.Path, process: tuple[int, int]) -> dict[str, Any]:
-    """This process's ``status.json`` (no group yet before its first)."""
+    """This process's ``status.json`` (no group yet before its first).
+
+    Raises:
+      BenchError: it cannot be read, or holds no ``{"groups": {group_id: {...}}}``.
+    """
     path = _per_process(root / _layout.STATUS, process)
-    return read_bench_json(path, _STATUS_HINT) if path.is_file() else {"groups": {}}
+    if not path.is_file():
+        return {"groups": {}}
+    status = read_bench_json(path, _STATUS_HINT)
+    groups = status.get("groups")
+    if not isinstance(groups, dict) or not all(isinstance(g, dict) for g in groups.values()):
+        raise BenchError(
+            f'{str(path)!r} does not hold the {{"groups": {{group_id: {{...}}}}}} object '
+            f"phosjax writes there; {_STATUS_HINT}"
+        )
+    return status
 
 
 _STATUS_HINT = (

@@ -513,6 +513,19 @@ def test_a_damaged_status_says_to_delete_it_and_deleted_the_bench_goes_on(tmp_pa
     assert (entry["steps_done"], entry["finished"]) == (12, True)
 
 
+@pytest.mark.parametrize("text", ["{}", '{"groups": []}', '{"groups": {"mlp-1": 3}}'])
+def test_a_status_of_another_shape_is_named_not_a_key_error(tmp_path, toy, text):
+    """JSON, but not what phosjax writes (edited by hand): a KeyError or AttributeError
+    from deep in the run; now the error names the file and what to do, as for one cut off."""
+    config = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1)
+    with killed_after_save(6):
+        run(config, tmp_path, datasets=toy, progress=False)
+    (tmp_path / _layout.STATUS).write_text(text)
+    message = rf"'{tmp_path / _layout.STATUS}' does not hold the .*groups.* or delete it"
+    with pytest.raises(BenchError, match=message):
+        run(config, tmp_path, datasets=toy, progress=False)
+
+
 def test_a_finished_group_whose_rows_were_lost_is_said_not_silently_summed(tmp_path, toy, capsys):
     """A part file of a finished group removed by hand: the next run, which trusts the
     status and trains nothing, says which group lacks rows and what to do, instead of
