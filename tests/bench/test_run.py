@@ -1320,3 +1320,18 @@ def test_what_may_fail_in_one_process_alone_runs_where_every_process_hears_of_it
         "restored_step": [True, True],
         "_write_blurbs": [True, True],
     }
+
+
+def test_a_models_blurb_compiles_its_init_as_one_program(tmp_path, toy):
+    # op by op, model.init compiled a program for each initializer op of each new shape
+    planned = plan(tiny_config(models=[{"name": "mlp", "width": 11, "depth": 3}]), toy)
+    compiles = []
+    event = "/jax/core/compile/backend_compile_duration"
+    listener = lambda name, *_, **__: compiles.append(name) if name == event else None
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        _runner._write_blurbs(tmp_path, planned, flops=False)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert len(list((tmp_path / _layout.BLURBS).iterdir())) == 1
+    assert len(compiles) <= 2  # the init, and the run that records the blurb
