@@ -494,6 +494,30 @@ def test_every_program_a_chunk_compiles_counts_in_its_compile_s_not_its_train_s(
         assert end - begin == chunk.compiles
 
 
+@pytest.mark.parametrize("strategy", ["vmap", "stepwise"])
+def test_training_on_with_the_shapes_trained_before_compiles_nothing(toy, strategy):
+    """A later `run_group` of the same group and chunk lengths, from its state on the
+    device or fetched to the host (as a checkpoint), compiles no program: neither the
+    engine's nor a jnp op of its checks, placing or fetching."""
+    compiled = []
+
+    def listen(name: str, seconds: float, **_: object) -> None:
+        if name == "/jax/core/compile/backend_compile_duration":
+            compiled.append(seconds)
+
+    hp = HParams(batch_size=16, steps=6, eval_every=2)
+    [group] = plan_groups([Cell(Tiny(width=13), "toy", hp, seed) for seed in range(2)])
+    state, _ = run_group(group, init_group(group, toy), toy, 2, strategy=strategy)
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        state, run = run_group(group, state, toy, 4, strategy=strategy)
+        state, _ = run_group(group, jax.device_get(state), toy, strategy=strategy)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert [chunk.compiles for chunk in run.chunks] == [0]
+    assert jax.device_get(state.step).tolist() == [6, 6] and compiled == []
+
+
 def test_program_memory_sees_the_programs_called_inside_it():
     double = CompiledProgram(jax.jit(lambda x: 2 * x))
     with program_memory() as outer:
