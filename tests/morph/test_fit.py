@@ -69,6 +69,22 @@ def test_blocks_of_different_widths_get_one_stage_each():
     assert (fitted.depth, fitted.widths) == (1, (7, 9, 11))
 
 
+def test_telling_a_config_split_per_block_computes_the_same_compiles_one_program():
+    # op by op, the models' init and applies compiled a program per op (24 for an mlp)
+    base = ModelConfig("mlp", 5, (13,), depth=3, width=17)  # shapes no other test uses
+    split = base.replace(depth=1, width=(17, 17, 17))
+    assert _fit.variable_shapes(base) == _fit.variable_shapes(split)  # traced, kept
+    compiles = []
+    event = "/jax/core/compile/backend_compile_duration"
+    listener = lambda name, *_, **__: compiles.append(name) if name == event else None
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        assert _fit.same_function(base, split)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert len(compiles) <= 1
+
+
 @pytest.mark.parametrize(
     ("base", "target", "changed"),
     [
