@@ -204,6 +204,8 @@ def test_seeds_at_different_steps_are_thinned_on_the_same_steps(tmp_path):
     ("query", "message"),
     [
         ("columns=lossy", r"Unknown columns \['lossy'\] in columns=; the bench has 6: \['loss'"),
+        ("columns=acuracy", r"\(metrics in /api/bench\)\. Did you mean 'accuracy'\?$"),
+        ("columns=zzz", r"\(metrics in /api/bench\)\.$"),
         ("columns=loss&cells=nope", r"Unknown cells \['nope'\] in cells=; the bench has 8: \['"),
         ("columns=loss&max_points=" + "9" * 5000, "max_points must have at most 18 digits"),
         ("cells=a", r"columns is required: name the metrics .*; the bench has \['loss'"),

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from phosjax._nearest import did_you_mean
 from phosjax.bench import _layout
 from phosjax.bench._summary import per_group_and_phase
 from phosjax.bench.view._bench import BenchFiles, OutsideBenchError, digest, listed
@@ -307,15 +308,28 @@ def _at_common_steps(
     return found
 
 
-def _check_known(parameter: str, asked: Sequence[str], known: Sequence[str], where: str) -> None:
+def _check_known(
+    parameter: str, asked: Sequence[str], known: Sequence[str], where: str, near: bool = False
+) -> None:
     """Refuses the names of query parameter ``parameter`` that are not ``known`` (the
-    message lists some of those, and ``where`` says where to find them all)."""
+    message lists some of those, and ``where`` says where to find them all); with
+    ``near``, it names the known ones nearest each (a misspelt metric: the list is cut
+    after ten, a bench has more).
+
+    Examples:
+      >>> _check_known("columns", ["acuracy"], ["loss", "accuracy"], "in /api/bench", near=True)
+      Traceback (most recent call last):
+      phosjax.bench.view._api.BadRequest: Unknown columns ['acuracy'] in columns=; the bench
+      has 2: ['loss', 'accuracy'] (in /api/bench). Did you mean 'accuracy'?
+    """
     known_set = set(known)
     unknown = [a for a in asked if a not in known_set]
     if unknown:
         has = f"{len(known)}: {listed(known)}" if known else "none yet"
+        hint = did_you_mean(unknown, known) if near else ""
         raise BadRequest(
-            f"Unknown {parameter} {listed(unknown)} in {parameter}=; the bench has {has} ({where})."
+            f"Unknown {parameter} {listed(unknown)} in {parameter}=; the bench has {has} "
+            f"({where}){hint or '.'}"
         )
 
 
@@ -345,7 +359,7 @@ def curves(
         )
     columns = list(dict.fromkeys(columns))  # each once, in the order asked
     cells = None if cells is None else list(dict.fromkeys(cells))
-    _check_known("columns", columns, bench.metrics(), "metrics in /api/bench")
+    _check_known("columns", columns, bench.metrics(), "metrics in /api/bench", near=True)
     if cells is not None:
         _check_known("cells", cells, bench.cells()["cell_id"].tolist(), "all in /api/cells")
     results = bench.results(columns, cells)
