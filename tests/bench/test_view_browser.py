@@ -322,13 +322,21 @@ def test_a_morph_run_directory_shows_its_morph_panel_alone(tmp_path, page):
     panel, not the bench's panels, each empty ("No cells planned yet.", ...)."""
     (tmp_path / "morph").mkdir()
     iterations = {"iteration": [0, 1], "kind": ["start", "expanded"], "accuracy": [0.5, 0.7]}
-    pd.DataFrame(iterations).to_parquet(tmp_path / "morph" / "iterations.parquet")
+    frame = pd.DataFrame(iterations)
+    frame.attrs = {"morph_config": {"strength": 0.25, "cost": "flops"}, "resolved_dataset": "d:1"}
+    frame.to_parquet(tmp_path / "morph" / "iterations.parquet")
     shown = "[...document.querySelectorAll('{}')].filter((e) => !e.hidden).map((e) => e.{})"
     with serving(tmp_path) as server:
         page.open(server.url)
         assert page.run(shown.format("main > section", "id")) == ["morph"]
         assert page.run(shown.format("nav a", "textContent")) == ["Morph"]
         assert "expanded" in page.run("document.getElementById('morph-files').textContent")
+        config = "[...document.querySelectorAll('#morph-files .kv tr')].map((r) => r.innerText)"
+        assert page.run(config) == [  # the run's config, from the table's metadata
+            "morph_config.strength\t0.25",
+            "morph_config.cost\tflops",
+            "resolved_dataset\td:1",
+        ]
         assert "morph run" in page.run("document.getElementById('summary').textContent")
 
 

@@ -947,6 +947,8 @@ def test_a_morph_run_directory_shows_its_iterations(tmp_path):
         assert table["columns"] == list(frame.columns)
         assert [r["kind"] for r in table["rows"]] == ["start", "expanded"]
         assert [r["widths"] for r in table["rows"]] == ["[4]", "[4]"]
+        assert table["attrs"]["resolved_dataset"] == "digits:1.0.0"  # what the run ran
+        assert table["attrs"]["morph_config"] == MorphConfig(config).to_dict()
         assert all(
             _same(r[c], want)
             for r, (_, w) in zip(table["rows"], frame.iterrows(), strict=True)

@@ -145,10 +145,12 @@ def final_values(
     return final
 
 
-def _records(frame: pd.DataFrame | None) -> dict[str, Any] | None:
+def _records(frame: pd.DataFrame | None, with_attrs: bool = False) -> dict[str, Any] | None:
+    """``{"columns", "rows"}`` of ``frame``; ``with_attrs``: its ``attrs`` too, if any."""
     if frame is None:
         return None
-    return {"columns": list(frame.columns), "rows": frame.to_dict("records")}
+    records = {"columns": list(frame.columns), "rows": frame.to_dict("records")}
+    return records | {"attrs": frame.attrs} if with_attrs and frame.attrs else records
 
 
 def bench_info(bench: BenchFiles) -> dict[str, Any]:
@@ -459,7 +461,9 @@ def model_file(bench: BenchFiles, folder: str, model_id: str) -> Any:
 
 
 def morph(bench: BenchFiles) -> dict[str, Any]:
-    """The JSON and Parquet files directly under ``morph/``, by name (links out skipped)."""
+    """The JSON and Parquet files directly under ``morph/``, by name (links out skipped):
+    a Parquet file as ``{"columns", "rows"}``, and its pandas ``attrs`` where it has any
+    (``iterations.parquet``'s ``morph_config`` and ``resolved_dataset``: what the run ran)."""
     folder = bench.path(_layout.MORPH)
     if not folder.is_dir():
         raise NotFound(f"The bench has no {_layout.MORPH}/ folder (run `python -m phosjax.morph`).")
@@ -470,7 +474,7 @@ def morph(bench: BenchFiles) -> dict[str, Any]:
             if path.suffix == ".json":
                 files[path.name] = bench.json(relative)
             elif path.suffix == ".parquet":
-                files[path.name] = _records(bench.table(relative))
+                files[path.name] = _records(bench.table(relative), with_attrs=True)
         except OutsideBenchError:
             continue  # a link out of the bench is never read
     return {"files": files}

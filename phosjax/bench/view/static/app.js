@@ -898,6 +898,7 @@ const renderMorph = panel("morph", async () => {
   box.innerHTML = "";
   for (const [name, content] of Object.entries(files)) {
     box.appendChild(el("h3", {}, name));
+    if (content?.attrs) box.appendChild(keyValueTable(metadataEntries(content.attrs)));
     if (content && content.columns && content.rows) {
       const table = el("table", { class: "board" });
       const head = el("tr");
@@ -917,6 +918,13 @@ const renderMorph = panel("morph", async () => {
     }
   }
 });
+
+// A table's metadata (pandas `attrs`) as rows of a key-value table, an object's fields
+// each a row (iterations.parquet's `morph_config`: the run's strength, cost, steps, ...).
+function metadataEntries(attrs) {
+  return Object.entries(attrs).flatMap(([key, value]) => (value && typeof value === "object" && !Array.isArray(value)
+    ? Object.entries(value).map(([k, v]) => [`${key}.${k}`, v]) : [[key, value]]));
+}
 
 // What the page says of a group the run writing it is known to have left unfinished.
 const STOPPED = "stopped: the run training it ended before it finished (killed, out of memory, "
