@@ -766,6 +766,20 @@ def test_a_blurb_notes_the_knob_values_its_cells_train_with(tmp_path, page):
         assert page.run("document.querySelectorAll('#blurb details.module').length") > 0
 
 
+def test_an_open_module_with_nothing_inside_is_marked_as_a_leaf_unturned(tmp_path, page):
+    """A module of no children nor details (a Dropout) opened, as those near the top are,
+    had its leaf's dot turned as an open module's arrow is, drawn off its line."""
+    blurb = json.loads(blurb_json())
+    leaf = blurb["root"]["children"][0] | {"path": "drop", "type": "Dropout", "children": []}
+    blurb["root"]["children"].append(leaf | {"variables": {}, "params": 0, "own_params": 0})
+    written = write_bench(tmp_path / "leaf", json.dumps(blurb))
+    marker = "document.querySelector('#blurb details.leaf > summary .col-0')"
+    with serving(written.root) as server:
+        page.open(server.url + "?model=m-mlp")
+        assert page.run(f"{marker}.closest('details').open") is True
+        assert page.run(f"getComputedStyle({marker}, '::before').transform") == "none"
+
+
 def test_the_address_keeps_the_choices_made_so_that_a_reload_shows_them(tmp_path, page):
     """Reloading (for the rows a running bench wrote since) reset the mode and menus: the
     page read them from its address but never wrote them there. The rows unticked for
