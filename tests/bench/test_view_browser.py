@@ -730,6 +730,17 @@ def test_an_axis_gets_at_least_two_ticks(tmp_path, page):
         assert 2 <= len(ticks) <= 2 * count + 1 and lo <= min(ticks) <= max(ticks) <= hi, ticks
 
 
+def test_a_table_value_is_written_out_below_a_million(tmp_path, page):
+    """A leaderboard value from 10,000 up (a grad_norm of a run blowing up) read
+    "1.235e+4" (toPrecision's exponent), where the plots' labels read 12350."""
+    (tmp_path / _layout.MARKER).write_text(json.dumps({"format": _layout.FORMAT}))
+    cases = [0.5, 12.345678, 1234.5678, 12345.67, -54321.2, 999999.4, 1234567.5, 0.000123]
+    with serving(tmp_path) as server:
+        page.open(server.url)
+        found = page.run(f"import('./static/plot.js').then((m) => {cases}.map(m.fixed))")
+    assert found == ["0.5000", "12.35", "1235", "12346", "-54321", "999999", "1.23e+6", "1.23e-4"]
+
+
 def test_a_log_axis_over_many_decades_is_labelled_sparsely(tmp_path, page):
     """Learning rates 0.01 and 1e30 on a log x axis: a label every few decades, as many
     as a linear axis of that width gets (one per decade, 35 of them, ran into each other)."""

@@ -20,11 +20,13 @@ export function format(value, digits = 4) {
   return Number(value.toPrecision(digits)).toString();
 }
 
-// A table value: four significant digits, trailing zeros kept so that columns line up.
+// A table value: four significant digits, trailing zeros kept so that columns line up;
+// from 10,000 up, whole (toPrecision writes 12345.6 as "1.235e+4"), as `format` does.
 export function fixed(value) {
   if (typeof value !== "number" || !Number.isFinite(value) || Number.isInteger(value)) return format(value);
   const abs = Math.abs(value);
-  return abs !== 0 && (abs < 1e-3 || abs >= 1e6) ? value.toExponential(2) : value.toPrecision(4);
+  if (abs !== 0 && (abs < 1e-3 || abs >= 1e6)) return value.toExponential(2);
+  return abs >= 1e4 ? String(Math.round(value)) : value.toPrecision(4);
 }
 
 // A duration as the text blurb table writes it (`phosjax.core`'s `_seconds`): in s from
