@@ -1387,6 +1387,18 @@ def test_a_profile_with_one_file_says_why_the_other_box_is_empty(tmp_path):
     assert memory.count('class="curve"') == 2
 
 
+def test_a_phases_file_without_rows_is_said_to_have_none(tmp_path, page):
+    """profile/phases.parquet written with no rows drew an empty chart, an axis from 0 to
+    1e-9 seconds; the box says the file has no rows, as the memory box does."""
+    written = write_bench(tmp_path / "empty", blurb_json())
+    written.phases.iloc[:0].to_parquet(written.root / _layout.PHASES)
+    with serving(written.root) as server:
+        page.open(server.url)
+        assert page.run("document.getElementById('phases').textContent") == (
+            "No phase timings: profile/phases.parquet has no rows."
+        )
+
+
 def test_the_curves_legend_names_only_the_configurations_drawn(tmp_path):
     """aux/balance is the choice model's alone: mlp's configurations, which draw no line
     of it, are not in the legend (they were)."""

@@ -792,7 +792,7 @@ const renderProfile = panel("profile", async (current) => {
   if (!state.info.has_profile) { $("phases").innerHTML = `<p class="hint">No profile recorded.</p>`; return; }
   const { phases, memory, files } = await getJson("api/profile");
   if (!current()) return;
-  if (phases) {
+  if (phases && phases.rows.length) {
     const groupColumn = phases.columns.includes("group_id") ? "group_id" : phases.columns[0];
     const groups = new Map();
     for (const row of phases.rows) (groups.get(row[groupColumn]) || groups.set(row[groupColumn], []).get(row[groupColumn])).push(row);
