@@ -516,6 +516,8 @@ CUT_SHORT = '{"cut short": '
         (_layout.STATUS, "/api/bench", "[]"),
         (_layout.STATUS, "/api/cells", '{"groups": {"g": {"cells": 5}}}'),
         (f"{_layout.BLURBS}/m-mlp.json", "/api/blurb/m-mlp", CUT_SHORT),
+        (f"{_layout.BLURBS}/m-mlp.json", "/api/blurb/m-mlp", "{}"),  # JSON, but no blurb
+        (f"{_layout.BLURBS}/m-mlp.json", "/api/blurb/m-mlp", '{"root": [], "backend": "cpu"}'),
         (f"{_layout.RESULTS}/part-g-mlp-{0:09d}.parquet", "/api/cells", CUT_SHORT),
         (_layout.PHASES, "/api/profile", CUT_SHORT),
     ],

@@ -11,6 +11,7 @@ import pandas as pd
 
 from phosjax._nearest import did_you_mean
 from phosjax.bench import _layout
+from phosjax.bench._errors import BrokenFileError
 from phosjax.bench._summary import per_group_and_phase
 from phosjax.bench.view._bench import BenchFiles, OutsideBenchError, digest, listed
 
@@ -454,10 +455,33 @@ def _peaks(frame: pd.DataFrame) -> np.ndarray:
 
 
 def model_file(bench: BenchFiles, folder: str, model_id: str) -> Any:
-    """The parsed ``<folder>/<model_id>.json`` (a blurb or a graph drawing)."""
+    """The parsed ``<folder>/<model_id>.json`` (a blurb or a graph drawing); a blurb
+    without its module tree (``root``) is a `BrokenFileError` naming the file, which the
+    page would fail on without naming it.
+
+    Examples:
+      >>> import tempfile
+      >>> root = pathlib.Path(tempfile.mkdtemp())
+      >>> _ = (root / "bench.json").write_text('{"format": 1}')
+      >>> (root / "blurbs").mkdir()
+      >>> _ = (root / "blurbs" / "mlp-1.json").write_text("{}")
+      >>> model_file(BenchFiles(root), "blurbs", "mlp-1")
+      Traceback (most recent call last):
+      phosjax.bench._errors.BrokenFileError: cannot read blurbs/mlp-1.json: it does not hold
+      a blurb ({"root": {module}, "backend": ...}, as phosjax.core.Blurb.to_json writes it)
+    """
     if not _has_model_file(bench, folder, model_id):
         raise NotFound(f"The bench has no {folder}/{model_id}.json.")
-    return bench.json(f"{folder}/{model_id}.json")
+    relative = f"{folder}/{model_id}.json"
+    content = bench.json(relative)
+    if folder == _layout.BLURBS and not (
+        isinstance(content, dict) and isinstance(content.get("root"), dict)
+    ):
+        raise BrokenFileError(
+            f'cannot read {relative}: it does not hold a blurb ({{"root": {{module}}, '
+            '"backend": ...}, as phosjax.core.Blurb.to_json writes it)'
+        )
+    return content
 
 
 def morph(bench: BenchFiles) -> dict[str, Any]:
