@@ -1318,6 +1318,34 @@ def test_a_page_whose_version_fails_loads_and_says_it_cannot_follow(tmp_path, pa
         )
 
 
+def test_a_page_whose_bench_is_removed_waits_for_it_to_start_again(tmp_path, page):
+    """A bench deleted to start it over (``rm -r``, then ``bench.new``) was read as an
+    empty morph run: the page hid every bench panel and kept them hidden once the new
+    bench came. The page keeps what it showed, its header says it waits, and it shows
+    the new bench once there."""
+    written = write_bench(tmp_path / "redo", blurb_json())
+    rows = "document.querySelectorAll('#board .board-row').length"
+    look = "(() => { const b = document.getElementById('live-toggle'); b.click(); b.click(); })()"
+
+    def look_until(expected: str) -> None:
+        deadline = time.monotonic() + 10
+        page.run(look)  # pause, resume: a look at once
+        while not page.run(LIVE).startswith(expected):
+            assert time.monotonic() < deadline, page.run(LIVE)
+            time.sleep(0.1)
+
+    with serving(written.root) as server:
+        page.open(server.url)
+        shutil.rmtree(written.root)
+        look_until("not updating (waiting for the bench to start in ")
+        assert page.run("document.getElementById('leaderboard').hidden") is False
+        assert page.run(rows) == len(written.cells)  # as it was
+        again = write_bench(written.root, blurb_json(), learning_rates=(0.5,))
+        look_until("live · ")
+        page.settle()
+        assert page.run(rows) == len(again.cells) != len(written.cells)
+
+
 def test_a_model_picked_while_the_one_before_loads_shows_its_own(tmp_path, page):
     """The choice model picked, whose blurb and graph come slowly, then the mlp before they
     came: the mlp's blurb and no graph (the late answers drew the choice model's graph)."""

@@ -857,6 +857,22 @@ def test_a_viewer_started_before_its_bench_waits_for_it(tmp_path, exists):
         assert server.banner() == f"Viewing {folder} at {server.url}  (Ctrl-C stops)"
 
 
+def test_a_bench_removed_while_viewed_is_waited_for_again(tmp_path):
+    """A bench deleted to start it over (``rm -r``, then ``bench.new`` again) was served as
+    an empty morph run (``marker`` null: the page hid every bench panel, for good); the
+    viewer waits for a bench to start there again, and serves the new one."""
+    written = write_bench(tmp_path / "bench", blurb_json())
+    with serving(written.root) as server:
+        assert len(get_json(server, "/api/cells")["rows"]) == len(written.cells)
+        shutil.rmtree(written.root)
+        waiting = f"waiting for the bench to start in {str(written.root)!r} (no such directory yet)"
+        assert get_json(server, "/api/version") == _api.waiting(waiting)
+        status, _, body = get(server, "/api/bench")
+        assert (status, json.loads(body)) == (503, {"error": waiting})
+        again = write_bench(written.root, blurb_json(), learning_rates=(0.5,))
+        assert len(get_json(server, "/api/cells")["rows"]) == len(again.cells)
+
+
 def test_a_dir_not_made_yet_names_the_benches_beside_it_of_a_name_close_to_its(tmp_path):
     """A typo in --dir (`runs/exmaple`) waited for a bench to start there, forever, saying
     no more than 'no such directory yet'. The line names the benches beside it of a name

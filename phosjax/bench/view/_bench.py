@@ -104,7 +104,7 @@ def _is_morph_run(directory: pathlib.Path) -> bool:
     return (directory / _layout.MORPH_ITERATIONS).is_file()
 
 
-def _holds_a_run(directory: pathlib.Path) -> bool:
+def holds_a_run(directory: pathlib.Path) -> bool:
     """Whether ``directory`` is a bench or a morph run directory."""
     return _layout.is_bench(directory) or _is_morph_run(directory)
 
@@ -169,7 +169,7 @@ def not_started(directory: str | pathlib.Path) -> str | None:
       only in a new or empty folder. ...
     """
     given = pathlib.Path(directory)
-    if _holds_a_run(given):
+    if holds_a_run(given):
         return None
     above = next((p for p in given.absolute().parents if p.exists()), None)
     if given.is_symlink() and not given.exists():  # as `python -m phosjax.bench.new`
@@ -183,11 +183,11 @@ def not_started(directory: str | pathlib.Path) -> str | None:
             f"{str(above)!r} is a file."
         )
     where = f"waiting for the bench to start in {str(given.resolve())!r}"
-    inside = _layout.enclosing_bench(given, _holds_a_run) is not None
+    inside = _layout.enclosing_bench(given, holds_a_run) is not None
     if not given.exists() and not inside:
-        return f"{where} ({_layout.no_such_directory(given, _holds_a_run, 'yet')})"
-    if inside or not given.is_dir() or _layout.benches_inside(given, _holds_a_run):
-        raise NotABenchError(_layout.not_a_bench(given, _holds_a_run, use="view"))
+        return f"{where} ({_layout.no_such_directory(given, holds_a_run, 'yet')})"
+    if inside or not given.is_dir() or _layout.benches_inside(given, holds_a_run):
+        raise NotABenchError(_layout.not_a_bench(given, holds_a_run, use="view"))
     try:
         unrelated, unlocked = _unrelated(given)
     except OSError as error:  # unreadable: none can start there for this viewer to see
@@ -253,8 +253,8 @@ class BenchFiles:
 
     def __init__(self, directory: str | pathlib.Path) -> None:
         given = pathlib.Path(directory)
-        if not _holds_a_run(given):
-            raise NotABenchError(_layout.not_a_bench(given, _holds_a_run, use="view"))
+        if not holds_a_run(given):
+            raise NotABenchError(_layout.not_a_bench(given, holds_a_run, use="view"))
         self.root = given.resolve()
         self.name = self.root.name
         self._listing: tuple[list[pathlib.Path], list[_Version], pa.Schema | None] | None = None

@@ -27,6 +27,7 @@ from phosjax.bench.view._bench import (
     NotABenchError,
     NotStartedError,
     OutsideBenchError,
+    holds_a_run,
     not_started,
     vanished,
 )
@@ -187,7 +188,10 @@ class ViewerServer(http.server.ThreadingHTTPServer):
     @property
     def bench(self) -> BenchFiles:
         """The bench's files; until a bench starts in `directory`, `NotStartedError` saying
-        so (`not_started`), and `NotABenchError` where none can start there any more."""
+        so (`not_started`), and `NotABenchError` where none can start there any more. A
+        bench removed since (deleted to start it over) is waited for again."""
+        if self._bench is not None and not holds_a_run(self._bench.root):
+            self._bench = None  # its caches were of the files gone
         if self._bench is None:
             waiting = not_started(self.directory)
             if waiting is not None:
