@@ -926,6 +926,25 @@ def test_a_port_out_of_range_is_an_error_naming_it_and_the_range(written, port):
         make_server(written.root, port=port)
 
 
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"directory": None}, "directory must be the bench's folder, a str or pathlib.Path "),
+        ({"port": "8080"}, r"port must be an int from 0 to 65535 \(0: any free one\), got a str"),
+        ({"port": True}, "port must be an int from 0 to 65535 .*, got a bool: True"),
+        ({"port": 8080.0}, "port must be an int .*, got a float: 8080.0"),
+        ({"host": None}, "host must be the address to bind, a str such as '127.0.0.1', got a No"),
+    ],
+)
+def test_make_server_names_an_argument_of_the_wrong_type(written, arguments, message):
+    """From Python, make_server(None) said "expected str, bytes or os.PathLike object",
+    port="8080" "'<=' not supported between instances of 'int' and 'str'", host=None
+    "'NoneType' object has no attribute 'startswith'", and port=True bound port 1."""
+    given = {"directory": written.root, "port": 0} | arguments
+    with pytest.raises(TypeError, match=message):
+        make_server(**given)
+
+
 def test_a_host_that_cannot_be_bound_is_refused(written, capsys):
     assert main(["--dir", str(written.root), "--host", "nosuch.invalid", "--port", "0"]) == 2
     assert capsys.readouterr().err.startswith("error: cannot serve on nosuch.invalid:0: ")

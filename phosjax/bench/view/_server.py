@@ -10,6 +10,7 @@ rebinding).
 import errno
 import http.server
 import ipaddress
+import os
 import pathlib
 import re
 import socket
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
+from phosjax._callables import a_type
 from phosjax.bench import _layout
 from phosjax.bench.view import _api
 from phosjax.bench.view._bench import (
@@ -130,6 +132,21 @@ def _free_port_near(host: str, port: int, tries: int = 50) -> int | None:
     return None
 
 
+def _check_arguments(directory: Any, host: Any, port: Any) -> None:
+    """Raises a `TypeError` naming the argument of `make_server` of the wrong type (the
+    socket's own errors name none; ``port=True``, an int, would bind port 1)."""
+    wrong = [
+        ("directory", directory, isinstance(directory, str | os.PathLike), "the bench's "
+         "folder, a str or pathlib.Path such as 'runs/example'"),
+        ("host", host, isinstance(host, str), "the address to bind, a str such as '127.0.0.1'"),
+        ("port", port, isinstance(port, int) and not isinstance(port, bool), "an int from 0 "
+         "to 65535 (0: any free one)"),
+    ]  # fmt: skip
+    for name, value, right, what in wrong:
+        if not right:
+            raise TypeError(f"{name} must be {what}, got {a_type(value)}: {value!r:.80}.")
+
+
 class ViewerServer(http.server.ThreadingHTTPServer):
     """A threading HTTP server that holds the bench it shows.
 
@@ -158,6 +175,7 @@ class ViewerServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, directory: str | pathlib.Path, host: str, port: int) -> None:
+        _check_arguments(directory, host, port)
         self.directory = pathlib.Path(directory)
         self._bench: BenchFiles | None = None
         not_started(self.directory)  # NotABenchError where no bench can start there
@@ -267,6 +285,7 @@ def make_server(
       PortInUseError: the port is taken.
       CannotServeError: the address cannot be bound (say, an unknown host name, or a
         port outside 0 to 65535).
+      TypeError: an argument of the wrong type (``port="8080"``), named.
 
     Examples:
       >>> import json, pathlib, tempfile, threading, urllib.request
