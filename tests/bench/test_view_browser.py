@@ -468,7 +468,11 @@ class _Page:
             " e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect();"
             " return [r.x + r.width / 2, r.y + r.height / 2]; })()"
         )
-        self._call("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": box[0], "y": box[1]})
+        self.move_to(*box)
+
+    def move_to(self, x: float, y: float) -> None:
+        """Moves the mouse to (``x``, ``y``) of the window."""
+        self._call("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": x, "y": y})
 
     def close(self) -> None:
         with contextlib.suppress(AssertionError):  # a browser gone already
@@ -1759,6 +1763,25 @@ ROWS = """[...document.querySelectorAll('#board tr.board-row')].map((tr) => [...
   (td) => [td.firstChild?.textContent ?? '', td.querySelector('.at-step')?.textContent ?? null,
            td.querySelector('.at-step')?.title ?? null]))"""
 HEADS = "[...document.querySelectorAll('#board thead th')].map((th) => th.textContent)"
+
+
+def test_hovering_past_where_a_line_ends_shows_the_step_of_its_value(tmp_path, page):
+    """Hovered at step 300, the curves' tooltip gave a seed that stopped (crashed) at 150
+    its value there as the one at step 300, under a head saying 300; it says its step."""
+    written = write_bench(tmp_path / "crashed", blurb_json())
+    crashed = written.cells.iloc[0]
+    stop_at(written, crashed.cell_id, 150)
+    query = f"?q=model%3D{crashed.model}+lr%3D{crashed.lr}&metric=loss"
+    edge = (
+        "(() => { const e = document.querySelector('#curve-plots .overlay');"
+        " const r = e.getBoundingClientRect(); return [r.right - 1, r.y + r.height / 2]; })()"
+    )
+    with serving(written.root) as server:
+        page.open(server.url + query)
+        page.move_to(*page.run(edge))
+        lines = page.run("[...document.querySelectorAll('#tooltip div')].map((d) => d.textContent)")
+    assert lines[0].endswith(" 300")  # the step hovered
+    assert sorted(line.endswith(" @ 150") for line in lines[1:]) == [False, True], lines
 
 
 def test_a_mean_over_seeds_stopped_at_different_steps_is_at_the_last_step_all_reached(

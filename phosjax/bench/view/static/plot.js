@@ -216,10 +216,14 @@ export function linePlot(el, { series, xLabel = "step", yLabel = "", title = "",
     dot.setAttribute("cx", f.sx(near.s.x[near.i])); dot.setAttribute("cy", f.sy(near.s.y[near.i]));
     dot.setAttribute("fill", near.s.color); dot.setAttribute("visibility", "visible");
     rows.sort((a, b) => b.s.y[b.i] - a.s.y[a.i]);
+    // A line that ends before the step shown (a run stopped, or behind) or starts after
+    // it gives its value at its own nearest step, which it says.
+    const at = near.s.x[near.i];
     const shown = rows.slice(0, 10).map(({ s, i }) => {
       const spread = s.lo ? ` <span class="muted">[${format(s.lo[i])}, ${format(s.hi[i])}]</span>` : "";
+      const own = at > s.x.at(-1) || at < s.x[0] ? ` <span class="muted">@ ${format(s.x[i])}</span>` : "";
       const mark = s === near.s ? " class=\"near\"" : "";
-      return `<div${mark}><i data-color="${s.color}"></i>${escapeHtml(s.label)} <b>${yFormat(s.y[i])}</b>${spread}</div>`;
+      return `<div${mark}><i data-color="${s.color}"></i>${escapeHtml(s.label)} <b>${yFormat(s.y[i])}</b>${own}${spread}</div>`;
     });
     const more = rows.length > 10 ? `<div class="muted">… ${rows.length - 10} more</div>` : "";
     showTooltip(event, `<div class="tip-head">${escapeHtml(xLabel)} ${format(near.s.x[near.i])}</div>${shown.join("")}${more}`);
