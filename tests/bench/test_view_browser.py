@@ -501,6 +501,21 @@ POINTS = """[...document.querySelectorAll('#hp-plot circle.point')].map((c) => (
 MARKS = "[...document.querySelectorAll('#hp-plot .diverged-mark')].map((m) => m.dataset.cell)"
 
 
+def test_cells_a_log_axis_cannot_place_are_counted_apart(tmp_path, page):
+    """Learning rates 0 and 0.01 on a log x axis (a weight decay of 0, say): the cells at
+    0 were left out of the plot silently, the note counting them as plotted."""
+    written = write_bench(tmp_path / "zero", blurb_json(), learning_rates=(0.0, 0.01))
+    at_zero = (written.cells.lr == 0).sum()
+    legend = "document.getElementById('hp-legend').textContent"
+    with serving(written.root) as server:
+        page.open(server.url + "?x=lr&hp-log-x=on")
+        assert len(page.run(POINTS)) == len(written.cells) - at_zero
+        plotted = len(written.cells) - at_zero
+        assert page.run(legend).endswith(
+            f"{plotted} cells plotted · {at_zero} not: lr ≤ 0 on the log x axis"
+        )
+
+
 def _final(written, split: str, metric: str) -> dict[str, float]:
     """Each cell's last value of ``metric`` on ``split``."""
     rows = written.results[written.results.split == split].sort_values("step")

@@ -718,12 +718,17 @@ function renderHparams() {
   const points = cells.filter((c) => !nonfinite(c.y)).map(item);
   const marks = cells.filter((c) => nonfinite(c.y)).map(item);
   const lines = trendLines(cells, column);
+  const [logX, logY] = [$("hp-log-x").checked, $("hp-log-y").checked];
   box.replaceChildren();
   scatterPlot(box, {
-    points, marks, lines, xLabel: column, yLabel: label, title: `${label} against ${column}`,
-    logX: $("hp-log-x").checked, logY: $("hp-log-y").checked, onHover: highlight,
+    points, marks, lines, xLabel: column, yLabel: label, title: `${label} against ${column}`, logX, logY, onHover: highlight,
   });
-  const notes = [`${counted(points.length, "cell")} plotted`];
+  // A log axis has no place for a value ≤ 0 (a weight decay of 0): those cells are not drawn.
+  const placed = (c) => (!logX || c.x > 0) && (!logY || nonfinite(c.y) || c.y > 0);
+  const off = cells.filter((c) => !placed(c)).length;
+  const where = [logX && `${column} ≤ 0 on the log x axis`, logY && `${label} ≤ 0 on the log y axis`].filter(Boolean);
+  const notes = [`${counted(points.filter(placed).length, "cell")} plotted`];
+  if (off) notes.push(`${off} not: ${where.join(" or ")}`);
   if (marks.length) notes.push(`${marks.length} diverged (NaN or inf): red × on the top edge`);
   const entries = lines.map((l) => ({ label: `${l.label}: mean over seeds`, color: l.color }));
   $("hp-legend").replaceChildren(legendOf([...entries, { label: notes.join(" · "), color: null }]));
