@@ -945,6 +945,12 @@ def test_make_server_names_an_argument_of_the_wrong_type(written, arguments, mes
         make_server(**given)
 
 
+def test_bench_files_names_a_directory_of_the_wrong_type():
+    """BenchFiles(None) said "expected str, bytes or os.PathLike object, not NoneType"."""
+    with pytest.raises(TypeError, match=r"^directory must be the bench's folder, .* got an int"):
+        BenchFiles(5)
+
+
 def test_a_host_that_cannot_be_bound_is_refused(written, capsys):
     assert main(["--dir", str(written.root), "--host", "nosuch.invalid", "--port", "0"]) == 2
     assert capsys.readouterr().err.startswith("error: cannot serve on nosuch.invalid:0: ")

@@ -10,7 +10,6 @@ rebinding).
 import errno
 import http.server
 import ipaddress
-import os
 import pathlib
 import re
 import socket
@@ -29,6 +28,7 @@ from phosjax.bench.view._bench import (
     NotABenchError,
     NotStartedError,
     OutsideBenchError,
+    check_directory,
     holds_a_run,
     not_started,
     vanished,
@@ -135,9 +135,8 @@ def _free_port_near(host: str, port: int, tries: int = 50) -> int | None:
 def _check_arguments(directory: Any, host: Any, port: Any) -> None:
     """Raises a `TypeError` naming the argument of `make_server` of the wrong type (the
     socket's own errors name none; ``port=True``, an int, would bind port 1)."""
+    check_directory(directory)
     wrong = [
-        ("directory", directory, isinstance(directory, str | os.PathLike), "the bench's "
-         "folder, a str or pathlib.Path such as 'runs/example'"),
         ("host", host, isinstance(host, str), "the address to bind, a str such as '127.0.0.1'"),
         ("port", port, isinstance(port, int) and not isinstance(port, bool), "an int from 0 "
          "to 65535 (0: any free one)"),
