@@ -10,6 +10,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -855,6 +856,24 @@ def test_a_viewer_started_before_its_bench_waits_for_it(tmp_path, exists):
         assert "waiting" not in get_json(server, "/api/version")
         assert get_json(server, "/api/cells")["rows"] == []
         assert server.banner() == f"Viewing {folder} at {server.url}  (Ctrl-C stops)"
+
+
+def test_a_bench_whose_run_stopped_before_bench_json_says_so_while_waited_for(tmp_path):
+    """A bench killed as it started (Ctrl-C while its data loaded: its run.lock alone
+    written) was waited for, '(no bench.json yet)', forever; the wait says its run is
+    gone and how to start it again (bench.new takes the folder)."""
+    ended = subprocess.Popen([sys.executable, "-c", ""])
+    ended.wait()
+    host = socket.gethostname()
+    (tmp_path / _layout.LOCK).write_text(f"pid {os.getpid()} on {host} since 2026-01-01T00:00")
+    waiting = f"waiting for the bench to start in {str(tmp_path)!r} (no bench.json yet"
+    assert not_started(tmp_path) == f"{waiting})"  # its run still going
+    (tmp_path / _layout.LOCK).write_text(f"pid {ended.pid} on {host} since 2026-01-01T00:00")
+    assert not_started(tmp_path) == (
+        f"{waiting}; the run that began it (pid {ended.pid} on {host}) stopped before it "
+        "wrote bench.json: start it again, `python -m phosjax.bench.new --config "
+        f"CONFIG.yaml --dir {str(tmp_path)!r}`)"
+    )
 
 
 def test_a_bench_removed_while_viewed_is_waited_for_again(tmp_path):

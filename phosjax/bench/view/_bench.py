@@ -222,7 +222,52 @@ def not_started(directory: str | pathlib.Path) -> str | None:
             "only in a new or empty folder. Make one with `python -m phosjax.bench.new "
             "--config CONFIG.yaml --dir DIR`."
         )
-    return f"{where} (no {_layout.MARKER} yet)"
+    stopped = _starting_runs_gone(given)
+    return f"{where} (no {_layout.MARKER} yet{'' if stopped is None else f'; {stopped}'})"
+
+
+def gone(lock_text: str | None) -> bool:
+    """Whether the run a lock file's text names is known to have stopped: a process of
+    this host that no longer exists (killed, out of memory, the machine rebooted). False
+    when that is not known: no text, another host's run, or a pid some process has.
+
+    Examples:
+      >>> import subprocess, sys
+      >>> ended = subprocess.Popen([sys.executable, "-c", ""]); _ = ended.wait()
+      >>> gone(f"pid {ended.pid} on {socket.gethostname()} since 2026-01-01T00:00:00+00:00")
+      True
+      >>> gone(f"pid {os.getpid()} on {socket.gethostname()} since t"), gone(None)
+      (False, False)
+    """
+    holder = None if lock_text is None else _layout.read_lock_holder(lock_text)
+    if holder is None or holder.host != socket.gethostname():
+        return False
+    try:
+        os.kill(holder.pid, 0)  # no signal sent: only whether the process exists
+    except ProcessLookupError:
+        return True
+    except (OSError, OverflowError):  # PermissionError: it exists, another user's
+        return False
+    return False
+
+
+def _starting_runs_gone(directory: pathlib.Path) -> str | None:
+    """Where every run that took a lock file in ``directory`` (a bench not started yet)
+    is known to have stopped (`gone`) before it wrote the marker: which, and how to start
+    the bench again; else None."""
+    locks = _layout.per_process_names(_layout.LOCK, [p.name for p in directory.iterdir()])
+    texts = []
+    for lock in locks:
+        with contextlib.suppress(OSError, UnicodeDecodeError):  # unreadable: not known
+            texts.append((directory / lock).read_text())
+    if not locks or len(texts) < len(locks) or not all(gone(text) for text in texts):
+        return None
+    holders = [_layout.read_lock_holder(text) for text in texts]
+    runs = ", ".join(f"pid {h.pid} on {h.host}" for h in holders if h is not None)
+    return (
+        f"the run that began it ({runs}) stopped before it wrote {_layout.MARKER}: start it "
+        f"again, `python -m phosjax.bench.new --config CONFIG.yaml --dir {str(directory)!r}`"
+    )
 
 
 _Version = tuple[str, int, int, int]
@@ -446,16 +491,7 @@ class BenchFiles:
             text = self.text(lock) if self._inside(lock) is not None else None
         except BrokenFileError:
             return False
-        holder = None if text is None else _layout.read_lock_holder(text)
-        if holder is None or holder.host != socket.gethostname():
-            return False
-        try:
-            os.kill(holder.pid, 0)  # no signal sent: only whether the process exists
-        except ProcessLookupError:
-            return True
-        except (OSError, OverflowError):  # PermissionError: it exists, another user's
-            return False
-        return False
+        return gone(text)
 
     def progress(self) -> dict[str, dict[str, Any]]:
         """``{cell_id: {"steps", "finished", "stopped"}}`` from the status files (empty
