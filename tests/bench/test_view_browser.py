@@ -760,6 +760,20 @@ def test_a_table_value_is_written_out_below_a_million(tmp_path, page):
     assert found == ["0.5000", "12.35", "1235", "12346", "-54321", "999999", "1.23e+6", "1.23e-4"]
 
 
+def test_a_log_axis_within_a_decade_gets_round_ticks(tmp_path, page):
+    """Accuracies from 0.567 to 0.893 on a log y axis hold no 1, 2 or 5 times a power of
+    ten: the axis was labelled at its two ends alone, '0.567' and '0.893'."""
+    (tmp_path / _layout.MARKER).write_text(json.dumps({"format": _layout.FORMAT}))
+    cases = [(0.567, 0.893, 5), (0.01, 1e30, 5), (0.003, 0.01, 5)]
+    with serving(tmp_path) as server:
+        page.open(server.url)
+        asked = f"{json.dumps(cases)}.map((c) => m.logTicks(...c))"
+        found = page.run(f"import('./static/plot.js').then((m) => {asked})")
+    assert found[0] == [0.6, 0.7, 0.8]
+    assert found[2] == [0.005, 0.01]  # a 5 and a power of ten: those, as before
+    assert all(lo <= t <= hi for (lo, hi, _), ts in zip(cases, found, strict=True) for t in ts)
+
+
 def test_a_log_axis_over_many_decades_is_labelled_sparsely(tmp_path, page):
     """Learning rates 0.01 and 1e30 on a log x axis: a label every few decades, as many
     as a linear axis of that width gets (one per decade, 35 of them, ran into each other)."""

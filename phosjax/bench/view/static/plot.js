@@ -92,8 +92,9 @@ export function ticks(lo, hi, count = 5) {
 
 // Round tick values covering [lo, hi] on a log axis: 1, 2 and 5 times each power of ten
 // within three decades; past that powers of ten, every k-th one where more than `count`
-// would crowd the axis (learning rates from 0.01 to 1e30 labelled 0.001, 1e+5, ...).
-function logTicks(lo, hi, count = 5) {
+// would crowd the axis (learning rates from 0.01 to 1e30 labelled 0.001, 1e+5, ...); a
+// range holding fewer than two of those (accuracies from 0.57 to 0.89), linear round ones.
+export function logTicks(lo, hi, count = 5) {
   const first = Math.floor(Math.log10(lo)), last = Math.ceil(Math.log10(hi));
   const every = Math.max(1, Math.ceil((last - first) / count));
   const steps = last - first > 3 ? [1] : [1, 2, 5];
@@ -104,7 +105,7 @@ function logTicks(lo, hi, count = 5) {
       if (t >= lo && t <= hi) out.push(t);
     }
   }
-  return out.length >= 2 ? out : [lo, hi];
+  return out.length >= 2 ? out : ticks(lo, hi, count);
 }
 
 function extent(values, pad = 0) {
