@@ -760,6 +760,23 @@ def test_a_table_value_is_written_out_below_a_million(tmp_path, page):
     assert found == ["0.5000", "12.35", "1235", "12346", "-54321", "999999", "1.23e+6", "1.23e-4"]
 
 
+def test_the_ticks_of_a_narrow_range_are_labelled_apart(tmp_path, page):
+    """Accuracies from 0.99901 to 0.99909 (a run converged) got the axis labels 0.999,
+    0.999, 0.9991, 0.9991, and 1234.5601 to 1234.5699 four times 1235: each label has as
+    many digits as tell the ticks apart."""
+    (tmp_path / _layout.MARKER).write_text(json.dumps({"format": _layout.FORMAT}))
+    cases = [(0.99901, 0.99909), (1234.5601, 1234.5699), (0, 1.7)]
+    with serving(tmp_path) as server:
+        page.open(server.url)
+        asked = f"{json.dumps(cases)}.map(([lo, hi]) => m.tickLabels(m.ticks(lo, hi, 5)))"
+        found = page.run(f"import('./static/plot.js').then((m) => {asked})")
+    assert found == [
+        ["0.99902", "0.99904", "0.99906", "0.99908"],
+        ["1234.562", "1234.564", "1234.566", "1234.568"],
+        ["0", "0.5", "1", "1.5"],  # as few digits as before where those tell them apart
+    ]
+
+
 def test_a_log_axis_within_a_decade_gets_round_ticks(tmp_path, page):
     """Accuracies from 0.567 to 0.893 on a log y axis hold no 1, 2 or 5 times a power of
     ten: the axis was labelled at its two ends alone, '0.567' and '0.893'."""

@@ -108,6 +108,17 @@ export function logTicks(lo, hi, count = 5) {
   return out.length >= 2 ? out : ticks(lo, hi, count);
 }
 
+// The labels of an axis's `values`, each `label(value, digits)` with as many significant
+// digits as tell them apart (4 at least): accuracies from 0.99901 to 0.99909 read 0.999,
+// 0.999, 0.9991, 0.9991 at 4.
+export function tickLabels(values, label = format) {
+  for (let digits = 4; digits < 16; digits++) {
+    const labels = values.map((v) => label(v, digits));
+    if (new Set(labels).size === labels.length) return labels;
+  }
+  return values.map((v) => label(v));
+}
+
 function extent(values, pad = 0) {
   let lo = Infinity, hi = -Infinity;
   for (const v of values) if (v !== null && Number.isFinite(v)) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
@@ -141,14 +152,18 @@ function frame(el, { xs, ys, xLabel, yLabel, title, logX = false, logY = false, 
   const grid = svg("g", { class: "grid" }, root);
   const axes = svg("g", { class: "axes" }, root);
   const xCount = Math.max(2, Math.floor(inner.w / 90)), yCount = Math.max(2, Math.floor(inner.h / 50));
-  for (const t of (logX ? logTicks : ticks)(x0, x1, xCount)) {
+  const xTicks = (logX ? logTicks : ticks)(x0, x1, xCount);
+  tickLabels(xTicks, format).forEach((label, i) => {
+    const t = xTicks[i];
     svg("line", { x1: sx(t), x2: sx(t), y1: MARGIN.top, y2: MARGIN.top + inner.h }, grid);
-    svg("text", { x: sx(t), y: MARGIN.top + inner.h + 16, "text-anchor": "middle" }, axes).textContent = format(t);
-  }
-  for (const t of (logY ? logTicks : ticks)(y0, y1, yCount)) {
+    svg("text", { x: sx(t), y: MARGIN.top + inner.h + 16, "text-anchor": "middle" }, axes).textContent = label;
+  });
+  const yTicks = (logY ? logTicks : ticks)(y0, y1, yCount);
+  tickLabels(yTicks, yFormat).forEach((label, i) => {
+    const t = yTicks[i];
     svg("line", { x1: MARGIN.left, x2: MARGIN.left + inner.w, y1: sy(t), y2: sy(t) }, grid);
-    svg("text", { x: MARGIN.left - 6, y: sy(t) + 4, "text-anchor": "end" }, axes).textContent = yFormat(t);
-  }
+    svg("text", { x: MARGIN.left - 6, y: sy(t) + 4, "text-anchor": "end" }, axes).textContent = label;
+  });
   svg("rect", { class: "plot-border", x: MARGIN.left, y: MARGIN.top, width: inner.w, height: inner.h }, root);
   svg("text", { class: "axis-label", x: MARGIN.left + inner.w / 2, y: height - 6, "text-anchor": "middle" }, root).textContent = xLabel;
   svg("text", { class: "axis-label", transform: `translate(14 ${MARGIN.top + inner.h / 2}) rotate(-90)`, "text-anchor": "middle" }, root).textContent = yLabel;
