@@ -2,6 +2,7 @@
 tagged values) with dropout and BatchNorm, against a plain optax loop written by hand."""
 
 import dataclasses
+import functools
 
 import flax.linen as nn
 import jax
@@ -43,6 +44,39 @@ def rich_cell(seed: int, l1: float, l2: float) -> Cell:
     return Cell(Tiny(rich=True), "toy", hp, seed)
 
 
+@functools.partial(jax.jit, static_argnames=("model", "learning_rate", "weight_decay", "batch"))
+def _step_by_hand(
+    carry, i, keys, x, y, smoothing, l1, l2, *, model, learning_rate, weight_decay, batch
+):
+    """One step of `train_by_hand`; what differs between cells is traced, so both cells'
+    loops share one compiled step."""
+    params, stats, knobs, opt_state = carry
+    data_key, dropout_key = keys
+    tx = optax.adamw(learning_rate, weight_decay=weight_decay)
+    idx = batch_indices(data_key, i, x.shape[0], batch)
+    targets = optax.smooth_labels(jax.nn.one_hot(y[idx], 3), smoothing)
+
+    def loss_fn(p):
+        logits, written = model.apply(
+            {"params": p, "batch_stats": stats, "knobs": knobs},
+            x[idx],
+            train=True,
+            rngs={"dropout": jax.random.fold_in(dropout_key, i)},
+            mutable=["batch_stats", "aux_loss", "intermediates"],
+        )
+        task = optax.softmax_cross_entropy(logits, targets).mean()
+        aux = sum(jnp.sum(v) for v in jax.tree.leaves(written["aux_loss"]))
+        tagged = jax.tree_util.tree_leaves_with_path(written["intermediates"])
+        pre_act_1 = [v for path, v in tagged if "pre_act_1" in jax.tree_util.keystr(path)]
+        assert len(pre_act_1) == 1
+        reg = l1 * jnp.abs(p["head_0"]["kernel"]).sum() + l2 * jnp.mean(pre_act_1[0] ** 2)
+        return task + aux + reg, written["batch_stats"]
+
+    (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), stats, knobs, opt_state), loss
+
+
 def train_by_hand(cell: Cell, data, l1: float, l2: float):
     """Params, batch_stats and losses of ``cell`` from a jitted loop of plain JAX and optax:
     keys ``split(key(seed), 3)`` (init, data, dropout), dropout ``fold_in(key, step)``."""
@@ -51,38 +85,21 @@ def train_by_hand(cell: Cell, data, l1: float, l2: float):
     variables = model.init(init_key, jnp.zeros((1, 8)), train=False)
     params, stats, knobs = variables["params"], variables["batch_stats"], variables["knobs"]
     tx = optax.adamw(hp.learning_rate, weight_decay=hp.weight_decay)
-    opt_state = tx.init(params)
-
-    @jax.jit
-    def step(params, stats, opt_state, i):
-        idx = batch_indices(data_key, i, data.num_train, hp.batch_size)
-        x, y = jnp.asarray(data.x_train)[idx], jnp.asarray(data.y_train)[idx]
-        targets = optax.smooth_labels(jax.nn.one_hot(y, 3), hp.label_smoothing)
-
-        def loss_fn(p):
-            logits, written = model.apply(
-                {"params": p, "batch_stats": stats, "knobs": knobs},
-                x,
-                train=True,
-                rngs={"dropout": jax.random.fold_in(dropout_key, i)},
-                mutable=["batch_stats", "aux_loss", "intermediates"],
-            )
-            task = optax.softmax_cross_entropy(logits, targets).mean()
-            aux = sum(jnp.sum(v) for v in jax.tree.leaves(written["aux_loss"]))
-            tagged = jax.tree_util.tree_leaves_with_path(written["intermediates"])
-            pre_act_1 = [v for path, v in tagged if "pre_act_1" in jax.tree_util.keystr(path)]
-            assert len(pre_act_1) == 1
-            reg = l1 * jnp.abs(p["head_0"]["kernel"]).sum() + l2 * jnp.mean(pre_act_1[0] ** 2)
-            return task + aux + reg, written["batch_stats"]
-
-        (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), stats, opt_state, loss
-
+    carry = (params, stats, knobs, tx.init(params))
+    x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
+    static = {
+        "model": model,
+        "learning_rate": hp.learning_rate,
+        "weight_decay": hp.weight_decay,
+        "batch": hp.batch_size,
+    }
     losses = []
     for i in range(hp.steps):
-        params, stats, opt_state, loss = step(params, stats, opt_state, i)
+        carry, loss = _step_by_hand(
+            carry, i, (data_key, dropout_key), x, y, hp.label_smoothing, l1, l2, **static
+        )
         losses.append(loss)
+    params, stats, _, _ = carry
     return params, stats, np.asarray(losses)
 
 
