@@ -805,10 +805,11 @@ def test_add_models_trains_only_the_new_cells_and_columns_load(bench, toy, tmp_p
     shutil.copytree(root, copy)
     with pytest.raises(BenchError, match="no model was registered since"):
         add_models_to(copy, datasets=toy, progress=False)
-    grown = add_models_to(copy, ["choicenet"], datasets=toy, progress=False)
+    choicenet = {"name": "choicenet", "width": 8, "depth": 1}  # as tiny_config: its programs
+    grown = add_models_to(copy, [choicenet], datasets=toy, progress=False)
     old = sort(grown[grown.model == "mlp"]).reset_index(drop=True)
     weights = [c for c in grown.columns if c.startswith("path_weight/")]
-    assert len(weights) == 6 and old[weights].isna().all().all()  # 2 blocks x 3 branches
+    assert len(weights) == 3 and old[weights].isna().all().all()  # 1 block x 3 branches
     pd.testing.assert_frame_equal(NOT_STEP_TIME(old[results.columns]), NOT_STEP_TIME(sort(results)))
     assert grown[grown.model == "choicenet"].cell_id.nunique() == 2
     schemas = {tuple(pq.read_schema(p).names) for p in (copy / _layout.RESULTS).iterdir()}
