@@ -114,6 +114,18 @@ LR = "lr"
 PHASE_NAMES = ("init", "compile", "step", "eval")
 """The phases of a network's life that ``profile/phases.parquet`` reports."""
 
+BENCH = "(bench)"
+"""The ``group_id`` of the ``profile/phases.parquet`` rows that time a run of the bench
+as a whole (`BENCH_PHASES`), not one group (``(bench).p<i>of<n>``: process ``i``'s run,
+where ``n`` share the bench)."""
+
+BENCH_PHASES = ("plan", "write", "blurbs", "train", "results")
+"""A bench run's own phases, one after another: ``plan`` (from its start: importing the
+bench's modules, choosing its config, checking models, loading data sets, planning the
+cells), ``write`` (locking the bench, writing its metadata), ``blurbs`` (the models'
+blurbs and graphs), ``train`` (this process's groups, with their results, checkpoints and
+status), ``results`` (reading the results, printing the summary)."""
+
 
 def is_bench(directory: str | pathlib.Path) -> bool:
     """Whether ``directory`` holds a bench (its marker file exists)."""

@@ -21,6 +21,7 @@ import pandas as pd
 import psutil
 
 from phosjax._aside import aside_path
+from phosjax.bench._layout import BENCH, process_suffix
 from phosjax.bench._reading import UNREADABLE
 from phosjax.bench._store import write_table
 from phosjax.train import Chunk
@@ -99,7 +100,7 @@ def phase_row(
     phase: str,
     seconds: float,
     count: int,
-    steps: tuple[int, int],
+    steps: tuple[int | None, int | None],
     **measured: float,
 ) -> dict[str, Any]:
     """One ``profile/phases`` row: ``group_id``, ``phase``, ``seconds``, ``count``,
@@ -216,6 +217,44 @@ class PhaseClock:
         ]
 
 
+class RunClock:
+    """Times a bench run's own phases, one after another: `lap` ends the phase running
+    and starts the next, so the phases of a run add up to its wall time.
+
+    Args:
+      started: the run's start (`time.perf_counter`; default: now).
+
+    Examples:
+      >>> clock = RunClock()
+      >>> clock.lap("plan")
+      >>> [(r["group_id"], r["phase"], r["count"], r["start_step"]) for r in clock.rows()]
+      [('(bench)', 'plan', 1, None)]
+      >>> clock.rows((0, 2))  # each lap is written once
+      []
+    """
+
+    def __init__(self, started: float | None = None) -> None:
+        self._last = time.perf_counter() if started is None else started
+        self._laps: list[tuple[str, float]] = []
+
+    def lap(self, phase: str) -> None:
+        """Ends ``phase`` (one of `phosjax.bench._layout.BENCH_PHASES`) now."""
+        now = time.perf_counter()
+        self._laps.append((phase, now - self._last))
+        self._last = now
+
+    def rows(self, process: tuple[int, int] = (0, 1)) -> list[dict[str, Any]]:
+        """The ``profile/phases`` rows (steps null) of the laps ended since the last call,
+        of group ``(bench)`` (process ``i`` of ``n > 1``: ``(bench).p<i>of<n>``)."""
+        group_id = BENCH + process_suffix(process)
+        rows = [
+            phase_row(group_id, phase, seconds, 1, (None, None), total_s=seconds)
+            for phase, seconds in self._laps
+        ]
+        self._laps.clear()
+        return rows
+
+
 def superseded(rows: pd.DataFrame, group_id: str, step: int) -> pd.Series:
     """Which ``rows`` of ``profile/phases`` measured steps of ``group_id`` after ``step``:
     a run that resumes the group from its checkpoint of ``step`` trains them again, so
@@ -280,7 +319,7 @@ class ProfileFiles:
         samples."""
         new = pd.DataFrame(phases)
         earlier = _readable_rows(self._phases)
-        if earlier is not None:
+        if earlier is not None and not new["group_id"].iloc[0].startswith(BENCH):  # all stay
             first = new.iloc[0]
             earlier = earlier[~superseded(earlier, first["group_id"], first["start_step"])]
         frame = pd.concat([earlier, new], ignore_index=True)

@@ -39,7 +39,7 @@ from phosjax.bench._plan import (
     given_datasets,
     plan,
 )
-from phosjax.bench._profile import MemorySampler, ProfileFiles
+from phosjax.bench._profile import MemorySampler, ProfileFiles, RunClock
 from phosjax.bench._reading import UNREADABLE
 from phosjax.bench._store import (
     cells_schema,
@@ -223,6 +223,7 @@ def run(
       >>> again.equals(results)  # a finished bench is not trained again
       True
     """
+    clock = RunClock()
     if config is not None:
         check_config(config, "or None")
     _check_directory(directory)
@@ -246,9 +247,8 @@ def run(
     seen = _config_hash(root)  # what was chosen on; another run may write there until locked
     if moved is not None:  # said even without progress: the user's results moved
         print(f"moved the old bench to {moved}", file=sys.stderr)
-    return _execute(
-        config, root, datasets, process, progress, plans.get(config.digest()), seen, imports
-    )
+    planned = plans.get(config.digest())
+    return _execute(config, root, datasets, process, progress, planned, seen, imports, clock)
 
 
 def _config_hash(root: pathlib.Path) -> str | None:
@@ -313,9 +313,11 @@ def _execute(
     planned: Plan | None,
     seen: str | None,
     imports: Sequence[str] = (),
+    clock: RunClock | None = None,
 ) -> pd.DataFrame:
     """Trains what ``config`` (planned: ``planned``) lacks in ``root``, writing it all,
     unless the bench there no longer records the config hash ``seen`` (`_check_unchanged`).
+    ``clock`` times the run from its start (default: from now) for ``profile/phases``.
 
     Processes sharing the bench first agree on the config and their count, and plan it
     (when planning fails in one, all stop); the others wait for process 0's metadata
@@ -343,7 +345,9 @@ def _execute(
             remove_stale_temporaries(root)
             write_meta(root, config, registered_models(), process[1], imports)
             return _results(root, _status(root, process)["groups"], hparams, progress)
+    clock = clock or RunClock()
     plan_ = planned or in_every_process(lambda: plan(config, datasets), "plan the bench")
+    clock.lap("plan")
     with contextlib.ExitStack() as lock:  # one run at a time writes the bench
 
         def lock_unchanged() -> None:
@@ -352,7 +356,7 @@ def _execute(
 
         in_every_process(lock_unchanged, "lock the bench")
         remove_stale_temporaries(root)  # what a run (new, add_models) killed mid-write left
-        return _write_and_train(config, root, process, progress, plan_, imports)
+        return _write_and_train(config, root, process, progress, plan_, clock, imports)
 
 
 def _check_keeps_cells(root: pathlib.Path, plan_: Plan) -> None:
@@ -405,9 +409,11 @@ def _write_and_train(
     process: tuple[int, int],
     progress: bool,
     plan_: Plan,
+    clock: RunClock,
     imports: Sequence[str] = (),
 ) -> pd.DataFrame:
-    """`_execute`'s writing, once this process holds its lock of the bench."""
+    """`_execute`'s writing, once this process holds its lock of the bench; ``clock``
+    times its phases, written to ``profile/phases`` when this process trains a group."""
     schema = in_every_process(  # new parts keep the columns of older parts; read before any widens
         lambda: kept_schema(root, results_schema(plan_)), "read the bench's part files"
     )
@@ -422,12 +428,14 @@ def _write_and_train(
             widen_parts(root, schema)  # before the others drop parts they will train again
 
     in_every_process(write_metadata, "write the bench's metadata")
+    clock.lap("write")
     status_file = _per_process(root / _layout.STATUS, process)
     status: dict[str, Any] = {"groups": {}}
     mine = jobs(plan_, process)
     cells = sum(len(j.cells) for j in mine)  # this process's share of the plan
     phases_file = _per_process(root / _layout.PHASES, process)
     memory_file = _per_process(root / _layout.MEMORY, process)
+    profiled: list[ProfileFiles] = []  # this process's profile, once it trains a group
 
     def train_share() -> None:
         """Process 0 writes the blurbs; then each reads its status and checkpoints and
@@ -436,6 +444,7 @@ def _write_and_train(
         then stop too, instead of waiting for it at the shutdown barrier."""
         if process[0] == 0:
             _write_blurbs(root, plan_, config.blurb_flops)
+        clock.lap("blurbs")
         status.update(_status(root, process))
         todo = _unfinished(mine, status)
         described = lambda: _progress_text([status["groups"].get(j.key, {}) for j in mine], cells)
@@ -455,6 +464,9 @@ def _write_and_train(
         )
         with bar, MemorySampler() as sampler:  # the bar closed before Ctrl-C's line
             profile = ProfileFiles(phases_file, memory_file, sampler)
+            if todo:
+                profile.write(clock.rows(process))
+                profiled.append(profile)
             for job in todo:
 
                 def on_status(key: str, entry: dict[str, Any]) -> None:
@@ -475,8 +487,9 @@ def _write_and_train(
                     on_progress=bar.update,
                     on_profile=profile.write,
                 )
-        if todo:
-            profile.flush_memory()  # the samples of the last group's end
+        if todo:  # with the samples of the last group's end
+            clock.lap("train")
+            profile.write(clock.rows(process))
         if process[1] > 1:  # said: a peer that died leaves it waiting, silent, for ~100 s
             print(
                 f"process {process[0]} of {process[1]} trained its share; waiting for the "
@@ -490,7 +503,11 @@ def _write_and_train(
     # barrier early, which aborts every process once it times out (300 s by default).
     in_every_process(train_share, "train its share of the bench")
     groups = {j.key: status["groups"][j.key] for j in mine if j.key in status["groups"]}
-    return _results(root, groups, plan_.hparam_columns, progress)
+    results = _results(root, groups, plan_.hparam_columns, progress)
+    for profile in profiled:
+        clock.lap("results")
+        profile.write(clock.rows(process))
+    return results
 
 
 def _readable_shapes(config: BenchConfig) -> dict[str, DataShape]:
@@ -669,6 +686,7 @@ def add_models_to(
       ...         print(error)
       the bench already has every model named, ['logreg'], and is finished.
     """
+    clock = RunClock()
     if isinstance(models, str | Mapping):  # its letters, or its keys, are no models
         raise BenchError(
             f"models must be a list of names or entries, got {models!r}; write [{models!r}]."
@@ -705,9 +723,8 @@ def add_models_to(
         if _plans_new_cells(root, grown):  # else ({name: mlp, depth: 1}) the bench's own
             if progress:
                 print(f"adding models {new} to {directory}", file=sys.stderr)
-            return _execute(
-                extended, root, datasets, None, progress, grown, marker.get("config_hash"), imports
-            )
+            seen = marker.get("config_hash")
+            return _execute(extended, root, datasets, None, progress, grown, seen, imports, clock)
     process = (jax.process_index(), jax.process_count())
     check_processes(root, process[1])
     planned = None  # a finished bench: nothing to continue, no data set to load
@@ -728,6 +745,5 @@ def add_models_to(
         )
     if progress:
         print(f"nothing new to add; continuing the unfinished bench {directory}", file=sys.stderr)
-    return _execute(
-        config, root, datasets, process, progress, planned, marker.get("config_hash"), imports
-    )
+    seen = marker.get("config_hash")
+    return _execute(config, root, datasets, process, progress, planned, seen, imports, clock)

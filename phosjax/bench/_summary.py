@@ -262,6 +262,41 @@ def per_group_and_phase(phases: pd.DataFrame | None) -> pd.DataFrame | None:
     return merged.drop(columns=["weighted", "weight"]).reset_index()
 
 
+def _run_text(own: pd.DataFrame, groups: pd.DataFrame) -> str:
+    """Where the wall time of the runs whose own rows (`_layout.BENCH`) are ``own`` went:
+    their phases, and the part of ``train`` that the ``groups``' phases measured.
+
+    Examples:
+      >>> own = pd.DataFrame({"phase": ["plan", "train", "plan", "train"],
+      ...     "total_s": [1.0, 7.0, 1.0, 1.0]})
+      >>> groups = pd.DataFrame({"phase": ["init", "step"], "total_s": [1.0, 5.0]})
+      >>> print(_run_text(own, groups))
+      2 runs took 10 s: plan 2 s, train 8 s (the groups' init 1 s, step 5 s; \
+their results, checkpoints and status 2 s); training (step, eval) 50% of it
+      >>> print(_run_text(own.iloc[:3], groups))  # the second run is training
+      2 runs took 9 s: plan 2 s, train 7 s; one stopped, or is training, before its train row
+    """
+    spent = own.groupby("phase", sort=False)["total_s"].sum()
+    runs = int((own["phase"] == own["phase"].iloc[0]).sum())
+    wall = f"{counted(runs, 'run')} took {spent.sum():.3g} s"
+    if (own["phase"] == "train").sum() < runs:  # the groups' phases hold its training
+        laps = ", ".join(f"{phase} {seconds:.3g} s" for phase, seconds in spent.items())
+        return f"{wall}: {laps}; one stopped, or is training, before its train row"
+    parts = []
+    for phase, seconds in spent.items():
+        part = f"{phase} {seconds:.3g} s"
+        if phase == "train":
+            measured = groups.groupby("phase", sort=False)["total_s"].sum()
+            inner = [f"{p} {measured[p]:.3g} s" for p in _layout.PHASE_NAMES if p in measured]
+            rest = seconds - measured.sum()
+            part += f" (the groups' {', '.join(inner)}; their results, checkpoints and status "
+            part += f"{rest:.3g} s)"
+        parts.append(part)
+    trained = groups.loc[groups["phase"].isin(["step", "eval"]), "total_s"].sum()
+    share = trained / spent.sum()
+    return f"{wall}: {', '.join(parts)}; training (step, eval) {share:.0%} of it"
+
+
 def profile_text(directory: str | os.PathLike) -> str:
     """The profile of a bench as text: seconds per phase and group, then memory.
 
@@ -279,6 +314,11 @@ def profile_text(directory: str | os.PathLike) -> str:
             f"bench {directory}: no profile yet: a group's timings are written once its "
             "state is built and at each of its checkpoints, and no group has started."
         )
+    own = phases["group_id"].str.startswith(_layout.BENCH)
+    lines = [f"bench {directory}: " + _run_text(phases[own], phases[~own])] if own.any() else []
+    phases = phases[~own]
+    if phases.empty:
+        return "\n".join(lines)
     merged = per_group_and_phase(phases)
     assert merged is not None  # phases is not None
     groups = merged["group_id"].unique()  # in the order written
@@ -299,7 +339,7 @@ def profile_text(directory: str | os.PathLike) -> str:
     if "program_bytes" in phases:  # benches written before it was measured lack it
         table["program_MiB"] = by_group["program_bytes"].max() / 2**20
     table["peak_device_MiB"] = by_group["peak_bytes"].max() / 2**20
-    lines = [
+    lines += [
         f"bench {directory}: seconds per phase and group (compile_s: all its programs; "
         "step_s: per step, all its cells at once; eval_s: per evaluation; "
         "program_MiB: what one device needs for the group's largest program, by XLA's "

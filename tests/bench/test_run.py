@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 
 import flax
 import flax.linen as nn
@@ -94,8 +95,14 @@ def sort(frame: pd.DataFrame) -> pd.DataFrame:
 def bench(tmp_path_factory, toy) -> tuple[pathlib.Path, pd.DataFrame]:
     """An mlp-only bench, trained once for the tests of this module."""
     root = tmp_path_factory.mktemp("bench") / "b"
+    started = time.perf_counter()
     results = run(tiny_config(models=[{"name": "mlp", "width": 8}]), root, datasets=toy)
+    WALL_S[root] = time.perf_counter() - started
     return root, results
+
+
+WALL_S: dict[pathlib.Path, float] = {}
+"""The seconds `bench`'s run took."""
 
 
 def test_results_are_one_tidy_frame(bench, toy):
@@ -178,12 +185,30 @@ def test_bench_files(bench):
     (entry,) = status.values()
     assert entry["finished"] and entry["steps_done"] == 12 and len(entry["cells"]) == 2
     phases = pd.read_parquet(root / _layout.PHASES)  # init, then each of the 2 segments'
+    phases = phases[phases.group_id != _layout.BENCH].reset_index(drop=True)
     segment = list(_layout.PHASE_NAMES[1:])
     assert list(phases.phase) == ["init", *segment, *segment] and phases.seconds[0] > 0
     steps = list(zip(phases.start_step, phases.end_step, strict=True))
     assert steps == [(0, 0), *[(0, 6)] * 3, *[(6, 12)] * 3]
     memory = pd.read_parquet(root / _layout.MEMORY)
     assert (memory.host_rss_bytes > 0).all()
+
+
+def test_the_runs_own_phases_add_up_to_its_wall_time_and_hold_the_groups(bench):
+    """Planning, writing, blurbs, training and the results are rows of the bench as a
+    whole, one after another: they add up to what the run took, and ``train`` holds the
+    group's phases (and the writing of its results and checkpoints)."""
+    root, _ = bench
+    phases = pd.read_parquet(root / _layout.PHASES)
+    own = phases[phases.group_id == _layout.BENCH]
+    assert list(own.phase) == list(_layout.BENCH_PHASES) and (own.total_s >= 0).all()
+    assert own.start_step.isna().all() and (own["count"] == 1).all()
+    assert 0.8 * WALL_S[root] <= own.total_s.sum() <= WALL_S[root]
+    groups = phases[phases.group_id != _layout.BENCH].total_s.sum()
+    assert 0 < groups < own.set_index("phase").total_s["train"]
+    text = profile_text(root)
+    assert text.splitlines()[0].startswith(f"bench {root}: 1 run took ")
+    assert "train " in text and "training (step, eval) " in text
 
 
 def test_step_times_add_up_to_the_measured_steps_and_evaluations_compile_excluded(bench):

@@ -1586,6 +1586,22 @@ def test_a_long_group_id_in_the_phases_plot_fits_its_margin(tmp_path, page):
     assert shown["g-mlp"]["text"] == "g-mlp" and shown["g-mlp"]["title"] is None
 
 
+def test_a_bench_runs_own_phases_are_drawn_as_a_bar_of_their_own(tmp_path, page):
+    """A run's own rows (group ``(bench)``: plan, write, blurbs, train, results) are one
+    more bar beside the groups', a segment per phase."""
+    written = write_bench(tmp_path / "own", blurb_json())
+    phases = list(_layout.BENCH_PHASES)
+    own = pd.DataFrame({"group_id": _layout.BENCH, "phase": phases, "seconds": 1.0, "count": 1})
+    pd.concat([own.assign(total_s=1.0), written.phases]).to_parquet(written.root / _layout.PHASES)
+    labels = "[...document.querySelectorAll('#phases .bar-label')].map((t) => t.textContent)"
+    bars = "document.querySelectorAll('#phases rect.bar').length"
+    with serving(written.root) as server:
+        page.open(server.url)
+        shown, drawn = page.run(labels), page.run(bars)
+    assert shown[0] == _layout.BENCH and len(shown) == 1 + written.phases.group_id.nunique()
+    assert drawn == len(phases) + len(written.phases)
+
+
 SEARCH = """(text) => { const box = document.querySelector('#filters input[type=search]');
   box.value = text; box.dispatchEvent(new Event('input'));
   return [...document.querySelectorAll('.board-row')].map((r) => r.dataset.key); }"""
