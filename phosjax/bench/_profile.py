@@ -217,12 +217,22 @@ class PhaseClock:
         ]
 
 
+_process_started: list[float] = []
+"""This process's start (Unix seconds), put by `time_start_up` for the next `RunClock`."""
+
+
+def time_start_up() -> None:
+    """Has the next `RunClock` start with ``start``: the seconds from this process's start
+    till then (a command line's Python start-up: the interpreter, its imports, parsing
+    its arguments). The commands that run a bench call it, as ``__main__`` only.
+    """
+    _process_started[:] = [psutil.Process().create_time()]
+
+
 class RunClock:
     """Times a bench run's own phases, one after another: `lap` ends the phase running
-    and starts the next, so the phases of a run add up to its wall time.
-
-    Args:
-      started: the run's start (`time.perf_counter`; default: now).
+    and starts the next, so the phases of a run add up to its wall time (from the
+    process's start, where `time_start_up` was called: then its first phase is ``start``).
 
     Examples:
       >>> clock = RunClock()
@@ -233,9 +243,11 @@ class RunClock:
       []
     """
 
-    def __init__(self, started: float | None = None) -> None:
-        self._last = time.perf_counter() if started is None else started
+    def __init__(self) -> None:
+        self._last = time.perf_counter()
         self._laps: list[tuple[str, float]] = []
+        if _process_started:  # taken once: a second run in the process started later
+            self._laps.append(("start", time.time() - _process_started.pop()))
 
     def lap(self, phase: str) -> None:
         """Ends ``phase`` (one of `phosjax.bench._layout.BENCH_PHASES`) now."""

@@ -28,6 +28,7 @@ from phosjax.bench._cli import (
     kept_in_bench,
 )
 from phosjax.bench._config import BenchError
+from phosjax.bench._profile import time_start_up
 from phosjax.bench._runner import add_models_to
 
 
@@ -90,4 +91,5 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    time_start_up()  # the run's profile times the command's start-up
     exit_process(main())

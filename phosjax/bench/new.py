@@ -45,6 +45,7 @@ from phosjax.bench._config import NAMED_HPARAMS, BenchConfig, BenchError, read_y
 from phosjax.bench._directory import open_bench, shown_differences
 from phosjax.bench._imports import import_for_bench, planned_models
 from phosjax.bench._plan import check_models
+from phosjax.bench._profile import time_start_up
 from phosjax.bench._runner import run
 from phosjax.morph._loop import MorphConfig
 from phosjax.train import STRATEGIES
@@ -259,4 +260,5 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    time_start_up()  # the run's profile times the command's start-up
     exit_process(main())

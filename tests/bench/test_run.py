@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -32,7 +33,13 @@ from phosjax.bench import (
     run,
 )
 from phosjax.bench._directory import choose_config
-from phosjax.bench._profile import MemorySampler, ProfileFiles, init_rows
+from phosjax.bench._profile import (
+    MemorySampler,
+    ProfileFiles,
+    RunClock,
+    init_rows,
+    time_start_up,
+)
 from phosjax.bench._runner import jobs
 from phosjax.bench._store import (
     TEMPORARY,
@@ -201,7 +208,8 @@ def test_the_runs_own_phases_add_up_to_its_wall_time_and_hold_the_groups(bench):
     root, _ = bench
     phases = pd.read_parquet(root / _layout.PHASES)
     own = phases[phases.group_id == _layout.BENCH]
-    assert list(own.phase) == list(_layout.BENCH_PHASES) and (own.total_s >= 0).all()
+    assert list(own.phase) == list(_layout.BENCH_PHASES[1:])  # no start-up: not a command
+    assert (own.total_s >= 0).all()
     assert own.start_step.isna().all() and (own["count"] == 1).all()
     assert 0.8 * WALL_S[root] <= own.total_s.sum() <= WALL_S[root]
     groups = phases[phases.group_id != _layout.BENCH].total_s.sum()
@@ -209,6 +217,17 @@ def test_the_runs_own_phases_add_up_to_its_wall_time_and_hold_the_groups(bench):
     text = profile_text(root)
     assert text.splitlines()[0].startswith(f"bench {root}: 1 run took ")
     assert "train " in text and "training (step, eval) " in text
+
+
+def test_a_commands_start_up_is_the_first_phase_of_its_run_and_timed_once():
+    """``python -m phosjax.bench.new`` spent seconds starting (Python, jax, its imports)
+    before the run's clock started: `time_start_up` has the next run time them."""
+    since_start = time.time() - psutil.Process().create_time()
+    time_start_up()
+    first, second = RunClock().rows(), RunClock().rows()
+    ((phase, seconds),) = [(r["phase"], r["seconds"]) for r in first]
+    assert phase == "start" and since_start - 0.1 <= seconds <= since_start + 60
+    assert second == []  # a later run of the process started later
 
 
 def test_step_times_add_up_to_the_measured_steps_and_evaluations_compile_excluded(bench):
