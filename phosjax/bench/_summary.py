@@ -310,15 +310,25 @@ def profile_text(directory: str | os.PathLike) -> str:
     root = pathlib.Path(directory)
     phases = read_profile(root, _layout.PHASES)
     if phases is None:
-        return (
-            f"bench {directory}: no profile yet: a group's timings are written once its "
-            "state is built and at each of its checkpoints, and no group has started."
-        )
+        lines = [
+            f"bench {directory}: no phase timings: {str(root / _layout.PHASES)!r} does not "
+            "exist (nor a process's profile/phases.p<i>of<n>.parquet). A run writes it once "
+            "a group's state is built and at each of its checkpoints: no group has started "
+            "yet, or it was deleted or moved (the results do not need it; a bench trained "
+            "again in a new --dir is profiled anew)."
+        ]
+    else:
+        lines = _phase_lines(directory, phases)
+    return "\n".join(lines + _memory_lines(read_profile(root, _layout.MEMORY)))
+
+
+def _phase_lines(directory: str | os.PathLike, phases: pd.DataFrame) -> list[str]:
+    """`profile_text`'s lines of the ``profile/phases`` rows ``phases``."""
     own = phases["group_id"].str.startswith(_layout.BENCH)
     lines = [f"bench {directory}: " + _run_text(phases[own], phases[~own])] if own.any() else []
     phases = phases[~own]
     if phases.empty:
-        return "\n".join(lines)
+        return lines
     merged = per_group_and_phase(phases)
     assert merged is not None  # phases is not None
     groups = merged["group_id"].unique()  # in the order written
@@ -349,7 +359,12 @@ def profile_text(directory: str | os.PathLike) -> str:
         "e.g. CPU)"
     ]
     lines.append(table.to_string(float_format=lambda v: f"{v:.4g}"))
-    memory = read_profile(root, _layout.MEMORY)
+    return lines
+
+
+def _memory_lines(memory: pd.DataFrame | None) -> list[str]:
+    """`profile_text`'s lines of the ``profile/memory`` samples ``memory``."""
+    lines: list[str] = []
     if memory is not None and len(memory):
         rss = memory["host_rss_bytes"] / 2**20
         lines.append(
@@ -359,4 +374,4 @@ def profile_text(directory: str | os.PathLike) -> str:
         device = memory["device_bytes"].dropna()
         if len(device):
             lines.append(f"device bytes in use: peak {device.max() / 2**20:.0f} MiB")
-    return "\n".join(lines)
+    return lines

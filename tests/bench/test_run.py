@@ -808,7 +808,20 @@ def test_the_profile_stores_its_text_columns_as_string_as_documented(tmp_path):
 
 def test_the_profile_of_a_bench_with_no_finished_group_says_so(tmp_path):
     text = profile_text(tmp_path)
-    assert "no profile yet: a group's timings are written once its state is built" in text
+    assert f"no phase timings: {str(tmp_path / _layout.PHASES)!r} does not exist" in text
+    assert "no group has started yet, or it was deleted or moved" in text
+
+
+def test_a_profile_without_phase_timings_names_the_file_and_still_shows_the_memory(tmp_path):
+    """Its phases deleted, a finished bench's profile said only "no group has started"
+    (false) and left out the memory samples it had."""
+    (tmp_path / _layout.PROFILE).mkdir()
+    memory = pd.DataFrame({"time_s": [0.0], "host_rss_bytes": [2.0**30], "device_bytes": [np.nan]})
+    memory.to_parquet(tmp_path / _layout.MEMORY)
+    first, *rest = profile_text(tmp_path).splitlines()
+    assert f"{str(tmp_path / _layout.PHASES)!r} does not exist" in first
+    assert "deleted or moved (the results do not need it;" in first
+    assert rest == ["host RSS: peak 1024 MiB, mean 1024 MiB over 1 samples"]
 
 
 def test_a_batch_size_larger_than_the_data_is_refused_and_nothing_written(tmp_path, toy):
