@@ -325,7 +325,8 @@ def profile_text(directory: str | os.PathLike) -> str:
 def _phase_lines(directory: str | os.PathLike, phases: pd.DataFrame) -> list[str]:
     """`profile_text`'s lines of the ``profile/phases`` rows ``phases``."""
     own = phases["group_id"].str.startswith(_layout.BENCH)
-    lines = [f"bench {directory}: " + _run_text(phases[own], phases[~own])] if own.any() else []
+    timed = ~own & (own.cumsum() > 0)  # not the groups' rows of runs before runs were timed
+    lines = [f"bench {directory}: " + _run_text(phases[own], phases[timed])] if own.any() else []
     phases = phases[~own]
     if phases.empty:
         return lines

@@ -230,6 +230,23 @@ def test_a_commands_start_up_is_the_first_phase_of_its_run_and_timed_once():
     assert second == []  # a later run of the process started later
 
 
+def test_the_runs_own_phases_hold_only_the_groups_rows_written_since_runs_were_timed(tmp_path):
+    """A bench trained before runs had rows of their own, then continued: its old groups'
+    seconds are no part of the timed run's ``train`` (they made its rest negative)."""
+    (tmp_path / _layout.PROFILE).mkdir()
+    group = [("g", "init", 1.0, 1, 1.0), ("g", "step", 0.1, 50, 5.0)]
+    own = [(_layout.BENCH, phase, 1.0, 1, 1.0) for phase in ("plan", "write", "blurbs")]
+    rows = [*group, *own, (_layout.BENCH, "train", 4.0, 1, 4.0), ("g", "step", 0.1, 30, 3.0)]
+    columns = ["group_id", "phase", "seconds", "count", "total_s"]
+    frame = pd.DataFrame(rows, columns=columns).assign(peak_bytes=np.nan)
+    frame.to_parquet(tmp_path / _layout.PHASES)
+    assert profile_text(tmp_path).splitlines()[0] == (
+        f"bench {tmp_path}: 1 run took 7 s: plan 1 s, write 1 s, blurbs 1 s, train 4 s (the "
+        "groups' step 3 s; their results, checkpoints and status 1 s); training (step, eval) "
+        "43% of it"
+    )
+
+
 def test_step_times_add_up_to_the_measured_steps_and_evaluations_compile_excluded(bench):
     root, results = bench
     phases = pd.read_parquet(root / _layout.PHASES).groupby(["group_id", "phase"]).total_s.sum()
