@@ -8,8 +8,10 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from phosjax._listing import listing
 from phosjax._nearest import did_you_mean
 from phosjax.bench import _layout
+from phosjax.bench._errors import BrokenFileError
 from phosjax.bench._reading import read_file
 
 
@@ -206,12 +208,23 @@ def summary_text(
     return "\n".join(lines)
 
 
-def read_profile(root: pathlib.Path, relative: str) -> pd.DataFrame | None:
+def read_profile(
+    root: pathlib.Path, relative: str, columns: Sequence[str] = ()
+) -> pd.DataFrame | None:
     """The profile file ``relative`` (`_layout.PHASES`, `_layout.MEMORY`) of the bench in
     ``root`` and its per-process files (`_layout.per_process_paths`) as one frame; None
-    when none exists. A file that cannot be read is a `BrokenFileError` naming it."""
-    paths = [root / path for path in _layout.per_process_paths(root, relative)]
-    frames = [read_file(path, pd.read_parquet, repr(str(path)), _PROFILE_HINT) for path in paths]
+    when none exists. A file that cannot be read, or lacks one of ``columns``, is a
+    `BrokenFileError` naming it."""
+    frames = []
+    for path in [root / path for path in _layout.per_process_paths(root, relative)]:
+        frame = read_file(path, pd.read_parquet, repr(str(path)), _PROFILE_HINT)
+        lacking = [c for c in columns if c not in frame]
+        if lacking:
+            raise BrokenFileError(
+                f"{str(path)!r} lacks the columns {lacking} of a profile (it has "
+                f"{listing(list(frame.columns), 8)}); {_PROFILE_HINT}"
+            )
+        frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else None
 
 
@@ -308,7 +321,7 @@ def profile_text(directory: str | os.PathLike) -> str:
     seconds their mean weighted by count.
     """
     root = pathlib.Path(directory)
-    phases = read_profile(root, _layout.PHASES)
+    phases = read_profile(root, _layout.PHASES, _PHASE_COLUMNS)
     if phases is None:
         lines = [
             f"bench {directory}: no phase timings: {str(root / _layout.PHASES)!r} does not "
@@ -319,7 +332,12 @@ def profile_text(directory: str | os.PathLike) -> str:
         ]
     else:
         lines = _phase_lines(directory, phases)
-    return "\n".join(lines + _memory_lines(read_profile(root, _layout.MEMORY)))
+    memory = read_profile(root, _layout.MEMORY, ["host_rss_bytes", "device_bytes"])
+    return "\n".join(lines + _memory_lines(memory))
+
+
+_PHASE_COLUMNS = ("group_id", "phase", "seconds", "count", "total_s", "peak_bytes")
+"""The columns of ``profile/phases`` that `profile_text` needs (every bench has them)."""
 
 
 def _phase_lines(directory: str | os.PathLike, phases: pd.DataFrame) -> list[str]:

@@ -776,6 +776,21 @@ def test_a_damaged_profile_file_is_one_error_naming_it(bench, tmp_path, capsys, 
     assert "delete it" in error and len(error.splitlines()) == 1
 
 
+@pytest.mark.parametrize("damaged", [_layout.PHASES, _layout.MEMORY])
+def test_a_profile_file_lacking_its_columns_is_one_error_naming_them(
+    bench, tmp_path, capsys, damaged
+):
+    """A readable file of other columns (a user's table saved over it) was a KeyError
+    traceback naming a column, not the file."""
+    copy = tmp_path / "copy"
+    shutil.copytree(bench[0], copy)
+    pd.DataFrame({"x": [1.0]}).to_parquet(copy / damaged)
+    assert profile_main(["--dir", str(copy)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {str(copy / damaged)!r} lacks the columns [")
+    assert "of a profile (it has x); phosjax writes it whole" in error and "delete it" in error
+
+
 def test_the_profile_and_the_viewer_name_a_damaged_profile_file_alike(bench, tmp_path):
     """One reader (`read_file`) for both: the same `BrokenFileError` (a `BenchError`),
     the profile's naming the path and saying what to do, the viewer's the bench file."""
