@@ -245,23 +245,26 @@ class RunClock:
 
     def __init__(self) -> None:
         self._last = time.perf_counter()
-        self._laps: list[tuple[str, float]] = []
+        self._laps: list[tuple[str, float, float]] = []
         if _process_started:  # taken once: a second run in the process started later
-            self._laps.append(("start", time.time() - _process_started.pop()))
+            since = time.time() - _process_started.pop()
+            self._laps.append(("start", since, device_bytes()[1]))
 
     def lap(self, phase: str) -> None:
-        """Ends ``phase`` (one of `phosjax.bench._layout.BENCH_PHASES`) now."""
+        """Ends ``phase`` (one of `phosjax.bench._layout.BENCH_PHASES`) now, noting
+        `device_bytes`'s peak then."""
         now = time.perf_counter()
-        self._laps.append((phase, now - self._last))
+        self._laps.append((phase, now - self._last, device_bytes()[1]))
         self._last = now
 
     def rows(self, process: tuple[int, int] = (0, 1)) -> list[dict[str, Any]]:
-        """The ``profile/phases`` rows (steps null) of the laps ended since the last call,
-        of group ``(bench)`` (process ``i`` of ``n > 1``: ``(bench).p<i>of<n>``)."""
+        """The ``profile/phases`` rows (steps null; ``peak_bytes`` at the lap's end) of
+        the laps ended since the last call, of group ``(bench)`` (process ``i`` of
+        ``n > 1``: ``(bench).p<i>of<n>``)."""
         group_id = BENCH + process_suffix(process)
         rows = [
-            phase_row(group_id, phase, seconds, 1, (None, None), total_s=seconds)
-            for phase, seconds in self._laps
+            phase_row(group_id, phase, seconds, 1, (None, None), total_s=seconds, peak_bytes=peak)
+            for phase, seconds, peak in self._laps
         ]
         self._laps.clear()
         return rows

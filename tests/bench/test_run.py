@@ -26,6 +26,7 @@ from phosjax.bench import (
     BenchError,
     _directory,
     _layout,
+    _profile,
     _runner,
     add_models_to,
     load_config,
@@ -245,6 +246,14 @@ def test_the_runs_own_phases_hold_only_the_groups_rows_written_since_runs_were_t
         "groups' step 3 s; their results, checkpoints and status 1 s); training (step, eval) "
         "43% of it"
     )
+
+
+def test_a_runs_own_rows_note_the_device_memory_peak_as_the_groups_do(monkeypatch):
+    """They had no ``peak_bytes``: the viewer's tooltip said the backend reports none."""
+    monkeypatch.setattr(_profile, "device_bytes", lambda: (1.0, 2.0**20))
+    clock = RunClock()
+    clock.lap("plan")
+    assert [row["peak_bytes"] for row in clock.rows()] == [2.0**20]
 
 
 def test_step_times_add_up_to_the_measured_steps_and_evaluations_compile_excluded(bench):
