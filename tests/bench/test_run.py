@@ -256,6 +256,17 @@ def test_a_runs_own_rows_note_the_device_memory_peak_as_the_groups_do(monkeypatc
     assert [row["peak_bytes"] for row in clock.rows()] == [2.0**20]
 
 
+def test_a_run_started_by_a_command_then_one_from_python_are_two_runs(tmp_path):
+    """Runs were counted by their first phase's rows: ``start``, which only a command's
+    run has, so a bench continued from Python said "1 run"."""
+    (tmp_path / _layout.PROFILE).mkdir()
+    own = ["start", "plan", "train", "plan", "train"]
+    rows = [(_layout.BENCH, phase, 1.0, 1, 1.0, np.nan) for phase in own]
+    columns = ["group_id", "phase", "seconds", "count", "total_s", "peak_bytes"]
+    pd.DataFrame(rows, columns=columns).to_parquet(tmp_path / _layout.PHASES)
+    assert profile_text(tmp_path).startswith(f"bench {tmp_path}: 2 runs took 5 s: start 1 s,")
+
+
 def test_step_times_add_up_to_the_measured_steps_and_evaluations_compile_excluded(bench):
     root, results = bench
     phases = pd.read_parquet(root / _layout.PHASES).groupby(["group_id", "phase"]).total_s.sum()
