@@ -436,6 +436,10 @@ def entry_point(
             except BenchError as error:
                 print(f"error: {error}", file=sys.stderr)
                 return 2
+            except BrokenPipeError:  # its reader left (`| head`): quiet, as cat is
+                with contextlib.suppress(OSError):  # a stdout with no file: nothing to flush
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                return 1
             except KeyboardInterrupt:  # "\n": off the line where the terminal echoed ^C
                 with ctrl_c_ignored():  # pressed again meanwhile: the line is still said
                     said = interrupted if isinstance(interrupted, str) else interrupted(args)

@@ -1,6 +1,7 @@
 """The usage errors every bench command reports alike: one line, exit status 2."""
 
 import importlib
+import os
 import sys
 
 import pytest
@@ -429,3 +430,22 @@ def test_python_m_phosjax_bench_lists_every_command_and_runs_none(capsys):
         "error: no command 'add_model'; run one of the above as python -m "
         "phosjax.bench.COMMAND. Did you mean 'add_models'?\n"
     )
+
+
+def test_a_command_whose_output_reader_left_exits_without_a_traceback(monkeypatch):
+    """``python -m phosjax.bench.profile --dir DIR | head -1`` ended in a BrokenPipeError
+    traceback once head had read its line."""
+    from phosjax.bench._cli import entry_point
+
+    read, write = os.pipe()
+    os.close(read)  # as head, gone
+    monkeypatch.setattr(sys, "stdout", os.fdopen(write, "w"))
+
+    @entry_point("nothing was changed.")
+    def main(argv=None):
+        print("a profile", flush=True)
+
+    assert main([]) == 1
+    sys.stdout.write("more")
+    sys.stdout.flush()  # as the interpreter's exit does: written to the null device now
+    sys.stdout.close()
