@@ -198,8 +198,32 @@ def _no_match(selector: str, paths: list[str], what: str, dropped: Iterable[str]
     nearest = ", ".join(repr(p) for p in _nearest(selector, paths))
     return (
         f"Selector {selector!r} matched no {what} among {len(paths)}; nearest: "
-        f"{nearest}.{_at_any_depth(selector, paths)}{hint}"
+        f"{nearest}.{_empty_segment(selector, paths)}{_at_any_depth(selector, paths)}{hint}"
     )
+
+
+def _empty_segment(selector: str, paths: list[str]) -> str:
+    """A hint for a selector with an empty segment (a leading or trailing ``/``, or
+    ``//``), which no path has: the selector without it, and what that would match;
+    "" otherwise. A trailing ``/`` reads as "everything below", so it becomes ``/**``.
+
+    Examples:
+      >>> _empty_segment("blocks_0/", ["blocks_0/T", "head"])
+      " It has an empty segment, which no path has; 'blocks_0/**' would match 'blocks_0/T'."
+      >>> _empty_segment("/head", ["head"]), _empty_segment("head", ["head"])
+      (" It has an empty segment, which no path has; 'head' would match 'head'.", '')
+    """
+    segments = selector.split(SEP)
+    if selector.startswith("re:") or all(segments):
+        return ""
+    kept = [s for s in segments if s]
+    below = not segments[-1] and kept[-1:] != ["**"]  # 'a/' is 'a/**'; '**/' is '**'
+    repaired = SEP.join(kept + ["**"] * below)
+    found = select(paths, repaired, allow_empty=True)
+    if not found:
+        return f" It has an empty segment ({SEP!r} at an end, or {SEP * 2!r}), which no path has."
+    shown = listing([repr(p) for p in found], 3)
+    return f" It has an empty segment, which no path has; {repaired!r} would match {shown}."
 
 
 def _at_any_depth(selector: str, paths: list[str]) -> str:

@@ -102,6 +102,22 @@ def test_a_selector_naming_the_end_of_paths_is_told_to_start_with_any_depth(sele
     assert ("would match" in str(error.value)) == bool(hint)
 
 
+@pytest.mark.parametrize(
+    "selector, hint",
+    [
+        ("b/c/", " It has an empty segment, which no path has; 'b/c/**' would match 'b/c/T'."),
+        ("/a/T", " It has an empty segment, which no path has; 'a/T' would match 'a/T'."),
+        ("a//T", " It has an empty segment, which no path has; 'a/T' would match 'a/T'."),
+        ("x/", " It has an empty segment ('/' at an end, or '//'), which no path has."),
+    ],
+)
+def test_a_selector_with_an_empty_segment_is_told_what_it_would_match_without(selector, hint):
+    # 'b/c/' (a folder's trailing '/') matched nothing: only the nearest paths were listed
+    with pytest.raises(px.SelectorError) as error:
+        px.select(["a/T", "b/c/T", "d"], selector, what="tagged value")
+    assert str(error.value).endswith(f".{hint}")
+
+
 def test_many_paths_dropped_are_named_five_and_counted():
     """It ended "'h4', ...)", without a count."""
     message = _no_match("hh", [], "tagged value", [f"h{i}" for i in range(7)])
