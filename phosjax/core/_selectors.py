@@ -198,8 +198,30 @@ def _no_match(selector: str, paths: list[str], what: str, dropped: Iterable[str]
     nearest = ", ".join(repr(p) for p in _nearest(selector, paths))
     return (
         f"Selector {selector!r} matched no {what} among {len(paths)}; nearest: "
-        f"{nearest}.{_empty_segment(selector, paths)}{_at_any_depth(selector, paths)}{hint}"
+        f"{nearest}.{_empty_segment(selector, paths)}{_at_any_depth(selector, paths)}"
+        f"{_the_start_of_paths(selector, paths)}{hint}"
     )
+
+
+def _the_start_of_paths(selector: str, paths: list[str]) -> str:
+    """A hint for a selector naming a module, the start of paths (``"blocks_1"`` for
+    ``"blocks_1/T"``): it matches whole paths, and ``"/**"`` after it would match those;
+    "" otherwise.
+
+    Examples:
+      >>> print(_the_start_of_paths("b_*", ["b_0/T", "b_1/m/T", "head/T"]))
+       A selector matches whole paths, not their start; 'b_*/**' would match 'b_0/T', 'b_1/m/T'.
+      >>> _the_start_of_paths("head", ["heads/T"]), _the_start_of_paths("re:head", ["head/T"])
+      ('', '')
+    """
+    if selector.startswith("re:") or selector.endswith(("**", SEP)):
+        return ""
+    below = f"{selector}{SEP}**"
+    found = select(paths, below, allow_empty=True)
+    if not found:
+        return ""
+    shown = listing([repr(p) for p in found], 3)
+    return f" A selector matches whole paths, not their start; {below!r} would match {shown}."
 
 
 def _empty_segment(selector: str, paths: list[str]) -> str:

@@ -118,6 +118,26 @@ def test_a_selector_with_an_empty_segment_is_told_what_it_would_match_without(se
     assert str(error.value).endswith(f".{hint}")
 
 
+@pytest.mark.parametrize(
+    "selector, hint",
+    [
+        ("b", " A selector matches whole paths, not their start; 'b/**' would match 'b/c/T'."),
+        ("[ab]", " ... not their start; '[ab]/**' would match 'a/T', 'b/c/T'."),
+        ("b/c/T", None),
+    ],
+)
+def test_a_selector_naming_a_module_is_told_to_end_with_any_depth(selector, hint):
+    # tweak({'blocks_1': 10.0}) listed the nearest knobs, not that 'blocks_1/**' selects them
+    paths = ["a/T", "b/c/T", "d"]
+    if hint is None:
+        assert px.select(paths, selector) == [selector]
+        return
+    with pytest.raises(px.SelectorError) as error:
+        px.select(paths, selector, what="knob")
+    assert str(error.value).endswith(hint.split("... ")[-1])
+    assert "not their start" in str(error.value)
+
+
 def test_many_paths_dropped_are_named_five_and_counted():
     """It ended "'h4', ...)", without a count."""
     message = _no_match("hh", [], "tagged value", [f"h{i}" for i in range(7)])
