@@ -26,7 +26,7 @@ import numpy as np
 from phosjax.core._collections import KNOBS
 from phosjax.core._paths import check_path, flatten, module_path, unflatten
 from phosjax.core._record import collecting, taking
-from phosjax.core._selectors import SelectorError, select, value_per_path
+from phosjax.core._selectors import SelectorError, check_values, select, value_per_path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -319,7 +319,8 @@ def set_knobs(
     Raises:
       SelectorError: a selector matches no knob (the message lists the nearest), or
         ``variables`` hold no ``knobs`` collection (see `with_knobs`).
-      TypeError: a value is not a number or an array (the knob named).
+      TypeError: a value is not a number or an array (the knob named), or ``values`` is
+        no dict ``{selector: value}`` (a bare value).
       ValueError: two selectors match one knob (both and the knob named), a value's shape
         does not broadcast to the knob's (both named), an integer or bool knob cannot hold
         it exactly (2.5, NaN; the knob named), or it is out of the range ``declared``
@@ -335,6 +336,7 @@ def set_knobs(
       Traceback (most recent call last):
       ValueError: knob 'blocks_1/T' must be a finite number > 0, got 0.
     """
+    check_values(values, "knob")  # first: a bare value is no selector
     if values and KNOBS not in variables:
         raise SelectorError(
             f"Selector {next(iter(values))!r} matched no knob: the variables hold no "

@@ -356,6 +356,26 @@ _EXAMPLES = {"tagged value": "**/pre_act", "knob": "**/T"}
 """A selector of each kind of path, for an error's example."""
 
 
+def check_values(values: Any, what: str) -> None:
+    """Raises unless ``values`` is a mapping ``{selector: value}`` (see `value_per_path`).
+
+    Raises:
+      TypeError: ``values`` is a bare value or a selector, naming it and an example.
+
+    Examples:
+      >>> check_values(3.0, "knob")
+      Traceback (most recent call last):
+      TypeError: The values are 3.0 (of type float), not a dict {selector: value} giving ...
+    """
+    if not isinstance(values, Mapping):
+        selector = values if isinstance(values, str) else _EXAMPLES.get(what, "**")
+        raise TypeError(
+            f"The values are {values!r} (of type {type(values).__name__}), not a dict "
+            f"{{selector: value}} giving each {what} it selects its value, e.g. "
+            f"{{{selector!r}: value}}."
+        )
+
+
 def value_per_path(
     values: Mapping[str, Any], find: Callable[[str], list[str]], *, what: str = "path"
 ) -> dict[str, Any]:
@@ -375,13 +395,7 @@ def value_per_path(
       Traceback (most recent call last):
       ValueError: Selectors '**/T' and 'b/T' both match knob 'b/T'; give each knob one ...
     """
-    if not isinstance(values, Mapping):
-        selector = values if isinstance(values, str) else _EXAMPLES.get(what, "**")
-        raise TypeError(
-            f"The values are {values!r} (of type {type(values).__name__}), not a dict "
-            f"{{selector: value}} giving each {what} it selects its value, e.g. "
-            f"{{{selector!r}: value}}."
-        )
+    check_values(values, what)
     found: dict[str, Any] = {}
     matched_by: dict[str, str] = {}
     for selector, value in values.items():

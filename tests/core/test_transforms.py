@@ -350,6 +350,15 @@ def test_set_knobs_on_variables_without_knobs_says_how_to_add_them():
         px.set_knobs(params_only, {"**/T": 2.0})
 
 
+@pytest.mark.parametrize("values", [3.0, "blocks_1/T"])
+def test_set_knobs_given_no_dict_names_it_even_without_knobs(values):
+    """Without a knobs collection, 3.0 failed with "'float' object is not iterable" and
+    'blocks_1/T' with "Selector 'b' matched no knob"."""
+    params_only = {"params": init("plain")["params"]}
+    with pytest.raises(TypeError, match=rf"^The values are {values!r} \(of type "):
+        px.set_knobs(params_only, values)
+
+
 def test_knobs_lists_path_default_doc():
     found = px.knobs(Stack(), X)
     assert list(found) == [f"blocks_{i}/T" for i in range(DEPTH)]
