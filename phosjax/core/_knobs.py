@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from phosjax.core._apply import checked_variables
 from phosjax.core._collections import KNOBS
 from phosjax.core._paths import check_path, flatten, module_path, unflatten
 from phosjax.core._record import collecting, taking
@@ -319,8 +320,8 @@ def set_knobs(
     Raises:
       SelectorError: a selector matches no knob (the message lists the nearest), or
         ``variables`` hold no ``knobs`` collection (see `with_knobs`).
-      TypeError: a value is not a number or an array (the knob named), or ``values`` is
-        no dict ``{selector: value}`` (a bare value).
+      TypeError: a value is not a number or an array (the knob named), ``values`` is
+        no dict ``{selector: value}`` (a bare value), or ``variables`` are no mapping (None).
       ValueError: two selectors match one knob (both and the knob named), a value's shape
         does not broadcast to the knob's (both named), an integer or bool knob cannot hold
         it exactly (2.5, NaN; the knob named), or it is out of the range ``declared``
@@ -336,6 +337,7 @@ def set_knobs(
       Traceback (most recent call last):
       ValueError: knob 'blocks_1/T' must be a finite number > 0, got 0.
     """
+    variables = checked_variables(variables, "set_knobs")
     check_values(values, "knob")  # first: a bare value is no selector
     if values and KNOBS not in variables:
         raise SelectorError(
@@ -446,7 +448,9 @@ def with_knobs(model: nn.Module, variables: Mapping[str, Any], *args: Any, **kwa
       >>> with_knobs(Gain(), {"params": {}}, jnp.ones(3))["knobs"]["gain"].item()
       2.0
     """
-    return _with_knobs_declared(model, variables, *args, **kwargs)[0]
+    return _with_knobs_declared(model, checked_variables(variables, "with_knobs"), *args, **kwargs)[
+        0
+    ]
 
 
 def _with_knobs_declared(

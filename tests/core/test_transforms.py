@@ -359,6 +359,21 @@ def test_set_knobs_given_no_dict_names_it_even_without_knobs(values):
         px.set_knobs(params_only, values)
 
 
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: px.set_knobs(None, {"**/T": 2.0}),
+        lambda: px.core.with_knobs(Stack(), None, X),
+    ],
+    ids=["set_knobs", "with_knobs"],
+)
+def test_knob_edits_given_no_variables_name_themselves(call):
+    """They failed with "argument of type 'NoneType' is not iterable" and "'NoneType'
+    object has no attribute 'get'"."""
+    with pytest.raises(TypeError, match=r"^(set|with)_knobs: variables must be what model.init"):
+        call()
+
+
 def test_knobs_lists_path_default_doc():
     found = px.knobs(Stack(), X)
     assert list(found) == [f"blocks_{i}/T" for i in range(DEPTH)]
