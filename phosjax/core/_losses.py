@@ -117,6 +117,10 @@ def aux_total(aux: Mapping[str, Any]) -> tuple[jax.Array, dict[str, jax.Array]]:
       aux: the ``aux_loss`` collection that ``model.apply(..., mutable=["aux_loss"])``
         returned.
 
+    Raises:
+      ValueError: ``aux`` is the state holding the collection and others (its
+        ``path_weights`` or ``batch_stats`` would add up as losses).
+
     Examples:
       >>> import jax.numpy as jnp
       >>> total, by_name = aux_total({"moe_0": {"balance": (jnp.array(0.5),)},
@@ -129,6 +133,12 @@ def aux_total(aux: Mapping[str, Any]) -> tuple[jax.Array, dict[str, jax.Array]]:
       >>> float(aux_total(ensemble)[0]), jax.vmap(lambda a: aux_total(a)[0])(ensemble).tolist()
       (1.5, [0.5, 1.0])
     """
+    if isinstance(aux.get(AUX_LOSS), Mapping) and len(aux) > 1:  # every collection a loss
+        held = ", ".join(repr(name) for name in aux)
+        raise ValueError(
+            f"aux_total takes the {AUX_LOSS!r} collection, state[{AUX_LOSS!r}], not the state "
+            f"holding it (collections {held}): the others would add up as losses."
+        )
     by_name: dict[str, jax.Array] = {}
     for path, record in flatten(aux, unwrap=False).items():
         name = path.rsplit(SEP, 1)[-1]

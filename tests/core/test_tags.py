@@ -375,3 +375,16 @@ def test_a_tag_named_like_a_submodule_that_recorded_is_refused():
     ):
         px.probe(TagNamedLikeChild(), {}, X)
     np.testing.assert_array_equal(TagNamedLikeChild().apply({}, X), 2 * X + 1)  # not recorded
+
+
+def test_aux_total_of_the_whole_state_is_refused_not_summed():
+    """Given the state of mutable=["aux_loss", "path_weights"], it added the path weights
+    (0.5) to the loss (1.5, not 1.0), silently."""
+    state = {
+        "aux_loss": {"a": {"l1": (jnp.array(1.0),)}},
+        "path_weights": {"branch_0": (jnp.array(0.5),)},
+    }
+    with pytest.raises(ValueError, match=r"takes the 'aux_loss' collection, state\['aux_loss'\]"):
+        px.aux_total(state)
+    assert float(px.aux_total(state["aux_loss"])[0]) == 1.0
+    assert float(px.aux_total({"aux_loss": state["aux_loss"]})[0]) == 1.0  # alone: the same
