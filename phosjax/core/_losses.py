@@ -7,12 +7,18 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from phosjax._callables import a_type
 from phosjax.core._collections import AUX_LOSS, PATH_WEIGHTS
 from phosjax.core._path_weights import check_path_weights_kept, path_weights_opened
 from phosjax.core._paths import SEP, flatten
 from phosjax.core._record import Calls, check_recorded
 from phosjax.core._selectors import select_items
 from phosjax.core._tags import aux_losses_raised
+
+
+def _shown(value: Any) -> str:
+    """``value`` as an error names it: None as itself, anything else by its type."""
+    return repr(value) if value is None else a_type(value)
 
 
 def _calls(record: Any) -> list[tuple[Any, int]]:
@@ -73,7 +79,8 @@ def regularize(
     Raises:
       SelectorError: a selector matches nothing (the message calls the paths ``what``:
         ``"param"``, ``"tagged value"``...).
-      TypeError: ``fn`` is no function (the arguments swapped?).
+      TypeError: ``fn`` is no function (the arguments swapped?), or ``values`` no mapping
+        (None, an array: give a dict ``{"h": h}``).
       ValueError: ``selector`` is an empty list, or ``fn`` returns no scalar (an array
         would add up elementwise, or fail to broadcast): the message names the path and
         the shape.
@@ -88,6 +95,11 @@ def regularize(
         raise TypeError(
             f"regularize: fn must be a function of one value to a scalar (e.g. lambda h: "
             f"jnp.abs(h).mean()), got {fn!r}; call it as regularize(values, selector, fn)."
+        )
+    if not isinstance(values, Mapping):
+        raise TypeError(
+            f"regularize: values must be a tree of them by path (variables['params'], a "
+            f"collection, or probe's {{path: value}}), got {_shown(values)}."
         )
     flat = flatten(nn.meta.unbox(values), unwrap=False)  # boxed params: their arrays
     total = jnp.zeros(())
@@ -118,6 +130,7 @@ def aux_total(aux: Mapping[str, Any]) -> tuple[jax.Array, dict[str, jax.Array]]:
         returned.
 
     Raises:
+      TypeError: ``aux`` is no mapping (None, an array).
       ValueError: ``aux`` is the state holding the collection and others (its
         ``path_weights`` or ``batch_stats`` would add up as losses).
 
@@ -133,6 +146,11 @@ def aux_total(aux: Mapping[str, Any]) -> tuple[jax.Array, dict[str, jax.Array]]:
       >>> float(aux_total(ensemble)[0]), jax.vmap(lambda a: aux_total(a)[0])(ensemble).tolist()
       (1.5, [0.5, 1.0])
     """
+    if not isinstance(aux, Mapping):
+        raise TypeError(
+            f"aux_total takes the {AUX_LOSS!r} collection that model.apply(..., "
+            f"mutable=[{AUX_LOSS!r}]) hands back in its state, got {_shown(aux)}."
+        )
     if isinstance(aux.get(AUX_LOSS), Mapping) and len(aux) > 1:  # every collection a loss
         held = ", ".join(repr(name) for name in aux)
         raise ValueError(

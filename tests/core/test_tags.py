@@ -388,3 +388,22 @@ def test_aux_total_of_the_whole_state_is_refused_not_summed():
         px.aux_total(state)
     assert float(px.aux_total(state["aux_loss"])[0]) == 1.0
     assert float(px.aux_total({"aux_loss": state["aux_loss"]})[0]) == 1.0  # alone: the same
+
+
+@pytest.mark.parametrize(
+    ("call", "said"),
+    [
+        (lambda: px.aux_total(None), r"^aux_total takes the 'aux_loss' collection .* got None"),
+        (lambda: px.regularize(None, "**", jnp.sum), r"^regularize: values must be .* got None"),
+        (  # an array summed as the value at path '', which '**' matched
+            lambda: px.regularize(jnp.ones(3), "**", jnp.sum),
+            r"^regularize: values must be .* got an ArrayImpl",
+        ),
+    ],
+    ids=["aux_total", "regularize", "regularize_array"],
+)
+def test_loss_sums_given_no_tree_name_it(call, said):
+    """None failed in jnp.sum ('sum requires ndarray or scalar arguments'); an array was
+    summed as the value at path ''."""
+    with pytest.raises(TypeError, match=said):
+        call()
