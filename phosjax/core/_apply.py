@@ -12,7 +12,7 @@ import jax
 from flax.core.scope import DenyList, in_filter, union_filters
 
 from phosjax._callables import a_type
-from phosjax.core._collections import INTERMEDIATES
+from phosjax.core._collections import INTERMEDIATES, KNOBS
 from phosjax.core._paths import flatten
 from phosjax.core._selectors import SelectorError, select
 from phosjax.core._tags import tags_seen
@@ -125,6 +125,42 @@ def naming_params_alone(variables: Any, caller: str) -> Iterator[Mapping[str, An
         if text is None:
             raise
         raise TypeError(text) from None
+
+
+_OTHER_KINDS = (
+    (KNOBS, "knob", "px.tweak sets a knob, and variables['knobs'] holds its value"),
+    ("params", "param", "variables['params'] holds it (jax.grad over them, its gradient)"),
+)
+"""``(collection, what, where to find it)`` of the paths a selector of tagged values may
+have meant."""
+
+
+@contextlib.contextmanager
+def naming_other_kinds(variables: Mapping[str, Any]) -> Iterator[None]:
+    """Within it, a selector of tagged values that matched none, but matches a knob or a
+    param of ``variables``, says so (the `SelectorError` gains a sentence).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> with naming_other_kinds({"knobs": {"b": {"T": jnp.ones(())}}}):
+      ...     select(["b/h"], "**/T", what="tagged value")
+      Traceback (most recent call last):
+      phosjax.core._selectors.SelectorError: Selector '**/T' matched no tagged value among 1;
+      nearest: 'b/h'. It matches knob 'b/T', which is no tagged value: px.tweak sets a knob,
+      and variables['knobs'] holds its value.
+    """
+    try:
+        yield
+    except SelectorError as error:
+        if error.what != "tagged value" or error.selector is None:
+            raise
+        for collection, what, where in _OTHER_KINDS:
+            paths = flatten(variables.get(collection, {}))
+            found = select(paths, error.selector, allow_empty=True)
+            if found:
+                hint = f" It matches {what} {found[0]!r}, which is no tagged value: {where}."
+                raise SelectorError(f"{error}{hint}") from None
+        raise
 
 
 def apply_collecting(

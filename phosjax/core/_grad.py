@@ -9,6 +9,7 @@ import jax.numpy as jnp
 
 from phosjax.core._apply import (
     apply_reaching_tags,
+    naming_other_kinds,
     naming_params_alone,
     select_tags,
     tag_call_shapes,
@@ -83,7 +84,10 @@ def perturbations(
       >>> zeros["h"].tolist()
       [0.0, 0.0]
     """
-    with naming_params_alone(variables, "perturbations") as variables:
+    with (
+        naming_params_alone(variables, "perturbations") as variables,
+        naming_other_kinds(variables),
+    ):
         return unflatten(_flat_perturbations(model, variables, x, wrt, **kwargs))
 
 
@@ -144,7 +148,7 @@ def grad_of(
             f"jnp.sum, or the loss), got {fn!r}; call it as grad_of(fn, model, variables, x, "
             "wrt=...)."
         )
-    with naming_params_alone(variables, "grad_of") as variables:
+    with naming_params_alone(variables, "grad_of") as variables, naming_other_kinds(variables):
         zeros = _flat_perturbations(model, variables, x, wrt, **kwargs)
 
     def run(flat: dict[str, Any]) -> Any:

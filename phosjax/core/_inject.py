@@ -11,6 +11,7 @@ import jax.numpy as jnp
 
 from phosjax.core._apply import (
     apply_reaching_tags,
+    naming_other_kinds,
     naming_params_alone,
     select_tags,
     tag_call_shapes,
@@ -53,7 +54,7 @@ def injections(
       >>> Double().apply({"injections": tree}, jnp.ones(2)).tolist()
       [10.0, 12.0]
     """
-    with naming_params_alone(variables, "injections") as variables:
+    with naming_params_alone(variables, "injections") as variables, naming_other_kinds(variables):
         return unflatten(_flat_injections(model, variables, x, values, **kwargs)[0])
 
 
@@ -174,7 +175,7 @@ def inject(
       >>> px.inject(Double(), {}, jnp.ones(2), {"h": jnp.array([5.0, 6.0])}).tolist()
       [10.0, 12.0]
     """
-    with naming_params_alone(variables, "inject") as variables:
+    with naming_params_alone(variables, "inject") as variables, naming_other_kinds(variables):
         flat, several = _flat_injections(model, variables, x, values, **kwargs)
     injected = {**variables, INJECTIONS: unflatten(flat)}
     collect = [INTERMEDIATES] if several else []  # tags count their calls there

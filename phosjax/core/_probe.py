@@ -9,6 +9,7 @@ from phosjax.core._apply import (
     Mutable,
     apply_collecting,
     dropped_tags,
+    naming_other_kinds,
     naming_params_alone,
 )
 from phosjax.core._collections import INTERMEDIATES
@@ -63,5 +64,6 @@ def probe(
             model, variables, x, collect=[INTERMEDIATES], mutable=mutable, **kwargs
         )
     flat = flatten(collected[INTERMEDIATES])
-    found = select_items(flat, selector, what="tagged value", dropped=dropped_tags(seen, flat))
+    with naming_other_kinds(variables):
+        found = select_items(flat, selector, what="tagged value", dropped=dropped_tags(seen, flat))
     return output, found

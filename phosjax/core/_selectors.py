@@ -33,6 +33,11 @@ class SelectorError(KeyError):
       phosjax.core._selectors.SelectorError: Selector 'a/pre_ac' matched no path among 2; ...
     """
 
+    selector: str | None = None
+    """The selector that matched nothing, where `select` raised it."""
+    what: str | None = None
+    """What it was to match (``"tagged value"``, ``"knob"``...), where `select` raised it."""
+
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0])
 
@@ -300,7 +305,9 @@ def select(
     regex = compile_selector(selector)
     found = [p for p in paths if p == selector or regex.fullmatch(p)]
     if not found and not allow_empty:
-        raise SelectorError(_no_match(selector, paths, what, dropped))
+        error = SelectorError(_no_match(selector, paths, what, dropped))
+        error.selector, error.what = selector, what
+        raise error
     return found
 
 

@@ -967,3 +967,37 @@ def test_variables_that_are_no_mapping_name_the_transform_and_what_init_returns(
         rf"collection names to trees \(\{{'params': \.\.\.\}}\), got {shown}\.$",
     ):
         run("plain", variables, X)
+
+
+class Gained(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return px.tag(self, "h", nn.Dense(2)(x)) * px.knob(self, "gain", 1.0)
+
+
+@pytest.mark.parametrize(
+    ("call", "said"),
+    [
+        (
+            lambda v: px.grad_of(jnp.sum, Gained(), v, X, wrt="gain"),
+            "It matches knob 'gain', which is no tagged value: px.tweak sets a knob, and "
+            "variables['knobs'] holds its value.",
+        ),
+        (
+            lambda v: px.probe(Gained(), v, X, ["h", "**/kernel"]),
+            "It matches param 'Dense_0/kernel', which is no tagged value: variables['params'] "
+            "holds it (jax.grad over them, its gradient).",
+        ),
+        (lambda v: px.inject(Gained(), v, X, {"**/gain": 2.0}), "It matches knob 'gain'"),
+        (lambda v: px.perturbations(Gained(), v, X, "**/bias"), "param 'Dense_0/bias'"),
+    ],
+    ids=["grad_of", "probe", "inject", "perturbations"],
+)
+def test_a_selector_of_a_knob_or_param_says_it_is_no_tagged_value(call, said):
+    """grad_of(wrt='gain'), a knob, listed the nearest tagged values alone ('h')."""
+    variables = Gained().init(jax.random.key(0), X)
+    with pytest.raises(
+        px.SelectorError, match="matched no tagged value among 1; nearest: 'h'"
+    ) as error:
+        call(variables)
+    assert said in str(error.value)
