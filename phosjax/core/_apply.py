@@ -235,8 +235,12 @@ def tag_shapes(
       ...         return px.tag(self, "tagged", x)
       >>> list(tag_shapes(Sows(), {}, x))
       ['tagged']
+
+    Raises:
+      TypeError: ``variables`` are no collections (None; the params alone:
+        `naming_params_alone`), naming tag_shapes and what model.init returns.
     """
-    with tags_seen() as seen:
+    with naming_params_alone(variables, "tag_shapes") as variables, tags_seen() as seen:
         flat = flatten(_recorded_shapes(model, variables, *args, **kwargs))
     return {path: shape for path, shape in flat.items() if _is_tag(path, seen)}
 

@@ -1001,3 +1001,19 @@ def test_a_selector_of_a_knob_or_param_says_it_is_no_tagged_value(call, said):
     ) as error:
         call(variables)
     assert said in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("variables", "said"),
+    [
+        (None, r"^tag_shapes: variables must be what model.init returns"),
+        ("params", r"^tag_shapes: variables hold no 'params' collection .*the params alone\?"),
+    ],
+)
+def test_tag_shapes_given_no_variables_or_the_params_alone_names_itself(variables, said):
+    """It failed with "'NoneType' object has no attribute 'items'", and on the params alone
+    with Flax's 'the collection is empty', as probe did before."""
+    if variables == "params":
+        variables = Gained().init(jax.random.key(0), X)["params"]
+    with pytest.raises(TypeError, match=said):
+        px.core.tag_shapes(Gained(), variables, X)
