@@ -126,7 +126,8 @@ def grad_of(
       SelectorError: a selector matches no tagged value (see `perturbations`).
       TypeError: a selected value is not floating point, or ``wrt`` is neither a str nor
         a list of them; ``variables`` are no
-        collections (the params alone: `naming_params_alone`); ``fn`` is no function.
+        collections (the params alone: `naming_params_alone`); ``fn`` is no function, or
+        gives no scalar (its shape named).
       ValueError: ``wrt`` is an empty list, or a perturbation never reached its tag: a
         lifted transform, such as nn.scan, whose ``variable_axes`` omit ``perturbations``
         dropped it, though it kept the tagged value (`scan_axes` lists all of phosjax's
@@ -163,6 +164,13 @@ def grad_of(
             collect=[INTERMEDIATES],
             **kwargs,
         )
-        return fn(out)
+        value = fn(out)
+        loss = value[0] if has_aux and isinstance(value, tuple | list) else value
+        if jnp.ndim(loss):  # JAX: "Gradient only defined for scalar-output functions"
+            raise TypeError(
+                f"grad_of: fn gave a value of shape {jnp.shape(loss)}, not a scalar; reduce "
+                "it in fn, e.g. lambda y: jnp.sum(y ** 2)."
+            )
+        return value
 
     return jax.value_and_grad(run, has_aux=has_aux)(zeros)

@@ -197,3 +197,14 @@ def test_an_fn_that_is_no_function_is_refused_naming_it(call, message):
     variables = TwoLayer().init(jax.random.key(0), X)
     with pytest.raises(TypeError, match=message + r" .*, got (None|'l2'); call it as "):
         call(variables)
+
+
+@pytest.mark.parametrize("has_aux", [False, True])
+def test_an_fn_giving_no_scalar_is_named_with_its_shape(has_aux):
+    """JAX said 'Gradient only defined for scalar-output functions', naming no fn."""
+    fn = (lambda y: (y, y.mean())) if has_aux else (lambda y: y)
+    variables = TwoLayer().init(jax.random.key(0), X)
+    with pytest.raises(
+        TypeError, match=r"^grad_of: fn gave a value of shape \(4, 3\), not a scalar"
+    ):
+        px.grad_of(fn, TwoLayer(), variables, X, wrt="pre_act", has_aux=has_aux)
