@@ -158,6 +158,9 @@ def aux_loss(module: nn.Module, name: str, value: jax.Array) -> jax.Array:
     Returns:
       The scaled, averaged loss (the scalar that is recorded).
 
+    Raises:
+      TypeError: ``value`` is no number nor array (None, a string, a dict), the loss named.
+
     Examples:
       >>> import flax.linen as nn, jax, jax.numpy as jnp, phosjax as px
       >>> class Sparse(nn.Module):
@@ -171,7 +174,14 @@ def aux_loss(module: nn.Module, name: str, value: jax.Array) -> jax.Array:
     """
     check_path(module, name, "aux_loss")
     what = f"aux loss {module_path(module, name)!r}"
-    scaled = jnp.mean(scale_by_path_weight(jnp.asarray(value), current_path_weight(), what))
+    try:
+        loss = jnp.asarray(value)
+    except (TypeError, ValueError):  # JAX's names no loss: "None is not a valid value..."
+        raise TypeError(
+            f"{what}: a loss must be a number or an array of them, a scalar or one per "
+            f"example (B, ...), got {value!r} ({type(value).__name__})."
+        ) from None
+    scaled = jnp.mean(scale_by_path_weight(loss, current_path_weight(), what))
     record(module, AUX_LOSS, name, scaled)
     raised = taking(_RAISED)
     if raised is not None and not module.is_initializing():

@@ -407,3 +407,18 @@ def test_loss_sums_given_no_tree_name_it(call, said):
     summed as the value at path ''."""
     with pytest.raises(TypeError, match=said):
         call()
+
+
+@pytest.mark.parametrize("value", [None, "big", {"a": 1.0}])
+def test_an_aux_loss_that_is_no_number_is_named(value):
+    """JAX's own errors named no loss: 'None is not a valid value for jnp.array', "Value
+    'big' with dtype <U3 is not a valid JAX array type"."""
+
+    class Raises(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            px.aux_loss(self, "l1", value)
+            return x
+
+    with pytest.raises(TypeError, match=r"^aux loss 'l1': a loss must be a number or an array"):
+        Raises().apply({}, jnp.ones(2), mutable=["aux_loss"])
