@@ -17,6 +17,7 @@ from phosjax.core._apply import (
     tag_call_shapes,
 )
 from phosjax.core._collections import INJECTIONS, INTERMEDIATES
+from phosjax.core._knobs import holds_exactly
 from phosjax.core._paths import unflatten
 from phosjax.core._record import Calls, add_call
 from phosjax.core._selectors import value_per_path
@@ -103,16 +104,19 @@ def _checked(path: str, value: Any, calls: tuple[Any, ...]) -> Any:
 def _checked_call(where: str, value: Any, expected: Any) -> Any:
     """``value`` as arrays, once it has the structure, shapes and dtypes of ``expected``,
     what one call tagged (``where`` names it in the errors); a list or tuple for a
-    tagged array is read as one array (as `tweak` reads a knob's value), not as a pytree.
+    tagged array is read as one array of its dtype (as `tweak` reads a knob's value), not
+    as a pytree, where that dtype holds it exactly.
 
     Examples:
-      >>> _checked_call("'h'", [[1.0, 2.0]], jax.ShapeDtypeStruct((1, 2), jnp.float32))
+      >>> _checked_call("'h'", [[1, 2]], jax.ShapeDtypeStruct((1, 2), jnp.float32))
       Array([[1., 2.]], dtype=float32)
     """
     array_like = isinstance(value, list | tuple)
     if array_like and jax.tree_util.treedef_is_leaf(jax.tree.structure(expected)):
         with contextlib.suppress(TypeError, ValueError):  # not numbers: named below
             value = jnp.asarray(value)
+            if holds_exactly(expected.dtype, value):  # a list has no dtype: the tag's
+                value = value.astype(expected.dtype)
     value = jax.tree.map(jnp.asarray, value)
     given_tree: Any = jax.tree.structure(value)  # Any: jaxlib's PyTreeDef has no stubs
     expected_tree = jax.tree.structure(expected)

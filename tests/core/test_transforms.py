@@ -909,6 +909,17 @@ def test_inject_reads_a_list_for_a_tagged_array_as_that_array():
         px.inject(Stack(), init("plain"), X, {path: value[:1].tolist()})
 
 
+def test_inject_reads_a_list_of_whole_numbers_as_the_tagged_dtype():
+    # [[0, 1, ...]] was an int32 array: "has shape (2, 4) and dtype int32, but the tagged
+    # value there has shape (2, 4) and dtype float32"
+    path, value = pre_act_path("plain"), jnp.arange(2 * WIDTH).reshape(2, WIDTH)
+    got = px.inject(Stack(), init("plain"), X, {path: value.tolist()})
+    want = px.inject(Stack(), init("plain"), X, {path: value.astype(jnp.float32)})
+    np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match=r"dtype int32, but the tagged value .* float32"):
+        px.inject(Stack(), init("plain"), X, {path: value})  # an array keeps its dtype
+
+
 def test_inject_a_pytree_of_the_wrong_structure_names_both():
     with pytest.raises(ValueError, match=r"'d' has structure .*'a'.*'c'.*structure .*'a'.*'b'"):
         px.inject(Pytrees(), {}, V, {"d": {"a": V, "c": V}})
