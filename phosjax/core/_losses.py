@@ -6,6 +6,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax.core.scope import in_filter
 
 from phosjax._callables import a_type
 from phosjax.core._collections import AUX_LOSS, PATH_WEIGHTS
@@ -192,8 +193,9 @@ def apply_checking_records(apply: Callable[..., Any], *args: Any, **kwargs: Any)
     and ``path_weights``, raising where a lifted transform dropped an aux loss raised or a
     path weight opened in it (`check_aux_losses_kept`, `check_path_weights_kept`): what
     the train step and the bench's planning run the model with. Of the two, it checks
-    those ``mutable`` lists (a collection not listed records nothing, by the caller's
-    choice, and is not taken for one a transform dropped).
+    those ``mutable`` takes (a list, or any Flax filter: a collection not listed, or
+    denied by an ``nn.DenyList``, records nothing, by the caller's choice, and is not
+    taken for one a transform dropped).
 
     Examples:
       >>> import flax.linen as nn, jax.numpy as jnp, phosjax as px
@@ -205,9 +207,8 @@ def apply_checking_records(apply: Callable[..., Any], *args: Any, **kwargs: Any)
       Traceback (most recent call last):
       ValueError: aux loss 'l1' was raised but not recorded: ...
     """
-    mutable = kwargs.get("mutable")
-    listed = {mutable} if isinstance(mutable, str) else mutable
-    checked = set(listed) if isinstance(listed, list | tuple | set) else {AUX_LOSS, PATH_WEIGHTS}
+    mutable = kwargs.get("mutable", True)  # none: apply hands back no state to unpack
+    checked = {name for name in (AUX_LOSS, PATH_WEIGHTS) if in_filter(mutable, name)}
     with aux_losses_raised() as raised, path_weights_opened() as opened:
         out, written = apply(*args, **kwargs)
     if AUX_LOSS in checked:

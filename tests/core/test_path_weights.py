@@ -139,3 +139,16 @@ def test_apply_checking_records_checks_only_the_collections_mutable_lists():
     dropped = nn.vmap(Loss, variable_axes={}, axis_size=2)
     with pytest.raises(ValueError, match="aux loss 'one' was raised but not recorded"):
         apply_checking_records(dropped().apply, {}, jnp.ones((2, 3)), mutable="aux_loss")
+
+
+def test_apply_checking_records_checks_only_the_collections_a_deny_list_leaves_mutable():
+    """With mutable=nn.DenyList(['path_weights']), the path weight it made immutable was
+    blamed on a lifted transform dropping it."""
+    net, x = Gated(Loss()), jnp.ones(2)
+    variables = net.init(jax.random.key(0), x)
+    kept = nn.DenyList(["path_weights"])
+    _, written = apply_checking_records(net.apply, variables, x, mutable=kept)
+    assert float(px.aux_total(written["aux_loss"])[0]) == 0.5 and "path_weights" not in written
+    dropped = nn.vmap(Loss, variable_axes={}, axis_size=2)
+    with pytest.raises(ValueError, match="aux loss 'one' was raised but not recorded"):
+        apply_checking_records(dropped().apply, {}, jnp.ones((2, 3)), mutable=kept)
