@@ -181,6 +181,7 @@ def knob(
       valid: the values it takes, e.g. ``Range(gt=0)`` for a temperature; None: any.
 
     Raises:
+      TypeError: ``valid`` is no `Range` (a tuple ``(0, 1)``), the knob named.
       ValueError: the default, or the value in ``module``'s variables, is out of ``valid``
         (naming the module, the knob's path, the value and the range).
 
@@ -205,6 +206,11 @@ def knob(
     """
     check_path(module, name, "knob")
     path = module_path(module, name)
+    if valid is not None and not isinstance(valid, Range):
+        raise TypeError(
+            f"knob {path!r}: valid must be a px.Range (e.g. px.Range(gt=0), px.Range(ge=0, "
+            f"lt=1)) or None, got {valid!r}."
+        )
     value = _default_array(path, default)
     declaration = Knob(path, default, doc, valid)
     if not isinstance(default, jax.core.Tracer):  # value is one under a trace (eval_shape)

@@ -395,6 +395,19 @@ def test_knobs_lists_the_range_a_knob_declares():
     assert px.knobs(Bounded(), X)["p"] == px.Knob("p", 0.5, "share", px.Range(ge=0, lt=1))
 
 
+@pytest.mark.parametrize("valid", [(0, 1), "positive", px.Range])
+def test_a_range_that_is_no_range_names_the_knob(valid):
+    """It failed where the range was read: "'tuple' object has no attribute 'contains'"."""
+
+    class Declares(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return x * px.knob(self, "T", 1.0, valid=valid)
+
+    with pytest.raises(TypeError, match=r"^knob 'T': valid must be a px.Range \(e.g. "):
+        Declares().init(jax.random.key(0), X)
+
+
 def test_a_default_out_of_its_own_range_is_an_error_at_declaration():
     with pytest.raises(ValueError, match=r"Bounded declares a default out of range: knob 'p' "):
         px.knobs(Bounded(default=1.0), X)
