@@ -39,7 +39,9 @@ def probe(
 
     Returns:
       ``(output, {path: value})``: the model's output and exactly the values the forward
-      pass computed at the matching paths (a tuple where a module was called repeatedly).
+      pass computed at the matching paths; a tuple, one value per call, where one path
+      was tagged repeatedly (a module called twice, a shared one, or one tagging a name
+      in a loop: name each ``f"h{i}"`` for paths of their own).
 
     Raises:
       SelectorError: a selector matched no tagged value.
@@ -58,6 +60,15 @@ def probe(
       >>> x = jnp.ones((1, 3)); variables = Net().init(jax.random.key(0), x)
       >>> sorted(px.probe(Net(), variables, x, "h*")[1])
       ['h0', 'h1']
+      >>> class Loop(nn.Module):  # "h" tagged twice: one value per call
+      ...     @nn.compact
+      ...     def __call__(self, x):
+      ...         for _ in range(2):
+      ...             x = px.tag(self, "h", nn.Dense(3)(x))
+      ...         return x
+      >>> variables = Loop().init(jax.random.key(0), x)
+      >>> [h.shape for h in px.probe(Loop(), variables, x, "h")[1]["h"]]
+      [(1, 3), (1, 3)]
     """
     with naming_params_alone(variables, "probe") as variables, tags_seen() as seen:
         output, collected = apply_collecting(
