@@ -103,7 +103,8 @@ def _checked(path: str, value: Any, calls: tuple[Any, ...]) -> Any:
 
 def _checked_call(where: str, value: Any, expected: Any) -> Any:
     """``value`` as arrays, once it has the structure, shapes and dtypes of ``expected``,
-    what one call tagged (``where`` names it in the errors); a list or tuple for a
+    what one call tagged (``where`` names it in the errors), and its weak types (a weakly
+    typed float32 is a float32, as the model's own); a list or tuple for a
     tagged array is read as one array of its dtype (as `tweak` reads a knob's value), not
     as a pytree, where that dtype holds it exactly.
 
@@ -134,7 +135,10 @@ def _checked_call(where: str, value: Any, expected: Any) -> Any:
                 f"{given.shape} and dtype {given.dtype}, but the tagged value there has shape "
                 f"{want.shape} and dtype {want.dtype}."
             )
-    return value
+    # a weakly typed value (jnp.full(shape, 3.0)) would let what follows take the dtype
+    # of the params it meets (a bfloat16 output where the model's is float32)
+    strong = lambda given, want: given if want.weak_type else jnp.asarray(given, want.dtype)
+    return jax.tree.map(strong, value, expected)
 
 
 def inject(

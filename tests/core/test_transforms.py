@@ -933,6 +933,21 @@ def test_inject_reads_a_list_of_whole_numbers_as_the_tagged_dtype():
         px.inject(Stack(), init("plain"), X, {path: value})  # an array keeps its dtype
 
 
+def test_an_injected_weakly_typed_value_keeps_the_models_output_dtype():
+    """jnp.full(shape, 3.0) is weakly typed: times a bfloat16 array, the output was
+    bfloat16, where the model's is float32."""
+
+    class Mixed(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return px.tag(self, "h", x) * jnp.ones(3, jnp.bfloat16)
+
+    weak = jnp.full((3,), 3.0)
+    assert weak.weak_type and Mixed().apply({}, jnp.ones(3)).dtype == jnp.float32
+    out = px.inject(Mixed(), {}, jnp.ones(3), {"h": weak})
+    assert out.dtype == jnp.float32 and out.tolist() == [3.0, 3.0, 3.0]
+
+
 def test_inject_a_pytree_of_the_wrong_structure_names_both():
     with pytest.raises(ValueError, match=r"'d' has structure .*'a'.*'c'.*structure .*'a'.*'b'"):
         px.inject(Pytrees(), {}, V, {"d": {"a": V, "c": V}})
