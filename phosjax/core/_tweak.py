@@ -1,6 +1,7 @@
 """`tweak`: run a model with some knobs set to other values."""
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -8,9 +9,11 @@ import flax.linen as nn
 from phosjax.core._apply import (
     hands_back_every_collection,
     naming_params_alone,
+    tag_shapes,
 )
 from phosjax.core._collections import KNOBS
 from phosjax.core._knobs import _with_knobs_declared, init_kwargs, set_knobs
+from phosjax.core._selectors import SelectorError, select
 
 
 def tweak(
@@ -36,7 +39,8 @@ def tweak(
         values, so variables updated from it are not tweaked for good.
 
     Raises:
-      SelectorError: a selector matches no knob; the message lists the nearest.
+      SelectorError: a selector matches no knob; the message lists the nearest (and
+        says so where it matches a tagged value, which `inject` replaces).
       TypeError: ``values`` is no dict ``{selector: value}`` (a bare value); ``variables`` are no
         collections (the params alone: `naming_params_alone`).
       ValueError: a concrete value is out of its knob's range (see `knob`'s ``valid``),
@@ -53,8 +57,29 @@ def tweak(
     """
     with naming_params_alone(variables, "tweak") as variables:
         full, declared = _with_knobs_declared(model, variables, x, **init_kwargs(kwargs))
-        out = model.apply(set_knobs(full, values, declared=declared), x, **kwargs)
+        with _naming_tags(model, variables, x, kwargs):
+            tweaked = set_knobs(full, values, declared=declared)
+        out = model.apply(tweaked, x, **kwargs)
     if not hands_back_every_collection(kwargs.get("mutable", False)) or KNOBS not in out[1]:
         return out  # the collections named, as asked
     output, state = out
     return output, {**state, KNOBS: full[KNOBS]}
+
+
+@contextlib.contextmanager
+def _naming_tags(
+    model: nn.Module, variables: Mapping[str, Any], x: Any, kwargs: Mapping[str, Any]
+) -> Iterator[None]:
+    """Within it, a selector of knobs that matched none, but matches a value ``model``
+    tags, says so (the `SelectorError` gains a sentence)."""
+    try:
+        yield
+    except SelectorError as error:
+        if error.what != "knob" or error.selector is None:
+            raise
+        applied = {k: v for k, v in kwargs.items() if k != "mutable"}
+        tags = select(tag_shapes(model, variables, x, **applied), error.selector, allow_empty=True)
+        if not tags:
+            raise
+        hint = f" It matches tagged value {tags[0]!r}, which is no knob: px.inject replaces it."
+        raise SelectorError(f"{error}{hint}") from None

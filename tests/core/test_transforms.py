@@ -344,6 +344,12 @@ def test_tweak_unknown_knob_lists_knobs():
         px.tweak(Stack(), init("plain"), X, {"**/temperature": 2.0})
 
 
+def test_tweak_of_a_tagged_value_says_it_is_no_knob():
+    """It listed the nearest knobs alone ('T'), as if 'h' were a typo."""
+    with pytest.raises(px.SelectorError, match=r"nearest: 'gain'\. It matches tagged value 'h', "):
+        px.tweak(Gained(), Gained().init(jax.random.key(0), X), X, {"h": 0.0})
+
+
 def test_set_knobs_on_variables_without_knobs_says_how_to_add_them():
     params_only = {"params": init("plain")["params"]}
     with pytest.raises(px.SelectorError, match=r"'\*\*/T' .* no 'knobs' collection.*with_knobs"):
