@@ -20,6 +20,17 @@ from phosjax.core._tags import tags_seen
 Mutable = bool | str | Sequence[str] | DenyList
 
 
+def shown(value: Any) -> str:
+    """``value`` as an error names what was given in its place: None as itself, anything
+    else by its type.
+
+    Examples:
+      >>> shown(None), shown([1])
+      ('None', 'a list')
+    """
+    return repr(value) if value is None else a_type(value)
+
+
 def checked_variables(
     variables: Any, caller: str, *, name: str = "variables", error: type[TypeError] = TypeError
 ) -> Mapping[str, Any]:
@@ -37,10 +48,9 @@ def checked_variables(
     """
     if isinstance(variables, Mapping):
         return variables
-    shown = repr(variables) if variables is None else a_type(variables)
     raise error(
         f"{caller}: {name} must be what model.init returns, a mapping of collection "
-        f"names to trees ({{'params': ...}}), got {shown}."
+        f"names to trees ({{'params': ...}}), got {shown(variables)}."
     )
 
 

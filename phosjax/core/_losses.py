@@ -8,18 +8,13 @@ import jax
 import jax.numpy as jnp
 from flax.core.scope import in_filter
 
-from phosjax._callables import a_type
+from phosjax.core._apply import shown
 from phosjax.core._collections import AUX_LOSS, PATH_WEIGHTS
 from phosjax.core._path_weights import check_path_weights_kept, path_weights_opened
 from phosjax.core._paths import SEP, flatten
 from phosjax.core._record import Calls, check_recorded
 from phosjax.core._selectors import select_items
 from phosjax.core._tags import aux_losses_raised
-
-
-def _shown(value: Any) -> str:
-    """``value`` as an error names it: None as itself, anything else by its type."""
-    return repr(value) if value is None else a_type(value)
 
 
 def _calls(record: Any) -> list[tuple[Any, int]]:
@@ -100,7 +95,7 @@ def regularize(
     if not isinstance(values, Mapping):
         raise TypeError(
             f"regularize: values must be a tree of them by path (variables['params'], a "
-            f"collection, or probe's {{path: value}}), got {_shown(values)}."
+            f"collection, or probe's {{path: value}}), got {shown(values)}."
         )
     flat = flatten(nn.meta.unbox(values), unwrap=False)  # boxed params: their arrays
     total = jnp.zeros(())
@@ -150,7 +145,7 @@ def aux_total(aux: Mapping[str, Any]) -> tuple[jax.Array, dict[str, jax.Array]]:
     if not isinstance(aux, Mapping):
         raise TypeError(
             f"aux_total takes the {AUX_LOSS!r} collection that model.apply(..., "
-            f"mutable=[{AUX_LOSS!r}]) hands back in its state, got {_shown(aux)}."
+            f"mutable=[{AUX_LOSS!r}]) hands back in its state, got {shown(aux)}."
         )
     if isinstance(aux.get(AUX_LOSS), Mapping) and len(aux) > 1:  # every collection a loss
         held = ", ".join(repr(name) for name in aux)
