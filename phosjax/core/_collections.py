@@ -6,6 +6,8 @@ convention lives in one place.
 
 from typing import Any
 
+import flax.linen as nn
+
 INTERMEDIATES = "intermediates"
 """Tagged values (`tag`), one tuple of values per tag and call."""
 
@@ -57,9 +59,19 @@ def scan_axes(**extra: Any) -> dict[Any, Any]:
       **extra: more collections and their axes, e.g. ``params=0``; they override the
         defaults.
 
+    Raises:
+      TypeError: an axis is no int, None nor ``nn.broadcast`` (``params="0"``, which
+        Flax's scan refused with a bare AssertionError; ``True``, which it took for 1).
+
     Examples:
       >>> axes = scan_axes(params=0)
       >>> axes["intermediates"], axes["knobs"], axes["params"]
       (0, 0, 0)
     """
+    for name, axis in extra.items():
+        if axis is not None and axis is not nn.broadcast and type(axis) is not int:
+            raise TypeError(
+                f"scan_axes: the axis of {name!r} must be an int (0: one entry per "
+                f"iteration), None or nn.broadcast, got {axis!r}."
+            )
     return {**{name: 0 for name in SCANNED}, **extra}

@@ -422,3 +422,11 @@ def test_an_aux_loss_that_is_no_number_is_named(value):
 
     with pytest.raises(TypeError, match=r"^aux loss 'l1': a loss must be a number or an array"):
         Raises().apply({}, jnp.ones(2), mutable=["aux_loss"])
+
+
+@pytest.mark.parametrize("axis", ["0", 0.0, True])
+def test_scan_axes_given_no_axis_names_the_collection(axis):
+    """Flax's scan refused '0' and 0.0 with a bare AssertionError, and took True for 1."""
+    with pytest.raises(TypeError, match=r"^scan_axes: the axis of 'params' must be an int "):
+        px.scan_axes(params=axis)
+    assert px.scan_axes(params=0, batch_stats=None, cache=nn.broadcast)["cache"] is nn.broadcast
