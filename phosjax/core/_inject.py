@@ -101,12 +101,26 @@ def _checked(path: str, value: Any, calls: tuple[Any, ...]) -> Any:
     return functools.reduce(add_call, checked, Calls())  # one value per call, to `tag`
 
 
+def _in_dtype(value: Any, dtype: Any) -> Any:
+    """``value`` as an array; one that has no dtype of its own (a Python number, a list of
+    them) in ``dtype`` where that holds it exactly (None: JAX's default).
+
+    Examples:
+      >>> _in_dtype(2, jnp.float32), _in_dtype(2.5, jnp.int32), _in_dtype(jnp.int32(2), None)
+      (Array(2., dtype=float32), Array(2.5, dtype=float32, weak_type=True), Array(2, dtype=int32))
+    """
+    if not isinstance(value, int | float | list | tuple):  # an array keeps its dtype
+        return jnp.asarray(value)
+    array = jnp.asarray(value)
+    return array.astype(dtype) if dtype is not None and holds_exactly(dtype, array) else array
+
+
 def _checked_call(where: str, value: Any, expected: Any) -> Any:
     """``value`` as arrays, once it has the structure, shapes and dtypes of ``expected``,
     what one call tagged (``where`` names it in the errors), and its weak types (a weakly
     typed float32 is a float32, as the model's own); a list or tuple for a
-    tagged array is read as one array of its dtype (as `tweak` reads a knob's value), not
-    as a pytree, where that dtype holds it exactly.
+    tagged array is read as one array (as `tweak` reads a knob's value), not as a pytree,
+    and it or a Python number in the tagged dtype where that holds it exactly.
 
     Examples:
       >>> _checked_call("'h'", [[1, 2]], jax.ShapeDtypeStruct((1, 2), jnp.float32))
@@ -115,10 +129,7 @@ def _checked_call(where: str, value: Any, expected: Any) -> Any:
     array_like = isinstance(value, list | tuple)
     if array_like and jax.tree_util.treedef_is_leaf(jax.tree.structure(expected)):
         with contextlib.suppress(TypeError, ValueError):  # not numbers: named below
-            value = jnp.asarray(value)
-            if holds_exactly(expected.dtype, value):  # a list has no dtype: the tag's
-                value = value.astype(expected.dtype)
-    value = jax.tree.map(jnp.asarray, value)
+            value = _in_dtype(value, expected.dtype)
     given_tree: Any = jax.tree.structure(value)  # Any: jaxlib's PyTreeDef has no stubs
     expected_tree = jax.tree.structure(expected)
     if given_tree != expected_tree:
@@ -126,6 +137,7 @@ def _checked_call(where: str, value: Any, expected: Any) -> Any:
             f"Injected value for {where} has structure {given_tree}, but the tagged value "
             f"there has structure {expected_tree}."
         )
+    value = jax.tree.map(lambda given, want: _in_dtype(given, want.dtype), value, expected)
     for (key, given), want in zip(
         jax.tree.leaves_with_path(value), jax.tree.leaves(expected), strict=True
     ):

@@ -939,6 +939,26 @@ def test_inject_reads_a_list_of_whole_numbers_as_the_tagged_dtype():
         px.inject(Stack(), init("plain"), X, {path: value})  # an array keeps its dtype
 
 
+def test_inject_reads_a_python_number_as_the_tagged_dtype():
+    """0 for a float32 tag (a scalar, or a pytree's leaf) was an int32: 'has shape () and
+    dtype int32, but the tagged value there has shape () and dtype float32'."""
+    assert float(px.inject(Counted(), {}, jnp.ones(3), {"s": 0})) == 3.0
+    assert float(px.inject(Counted(), {}, jnp.ones(3), {"pair": (2, 0.5)})) == 7.0
+    with pytest.raises(ValueError, match=r"dtype float32, but the tagged value .* int32"):
+        px.inject(Counted(), {}, jnp.ones(3), {"n": 2.5})  # an int tag cannot hold 2.5
+
+
+class Counted(nn.Module):
+    """Tags a float scalar 's', an int 'n' and a pair of them."""
+
+    @nn.compact
+    def __call__(self, x):
+        s = px.tag(self, "s", x.sum())
+        n = px.tag(self, "n", jnp.int32(x.shape[0]))
+        a, b = px.tag(self, "pair", (n, s))
+        return s + n + a * b
+
+
 def test_an_injected_weakly_typed_value_keeps_the_models_output_dtype():
     """jnp.full(shape, 3.0) is weakly typed: times a bfloat16 array, the output was
     bfloat16, where the model's is float32."""
