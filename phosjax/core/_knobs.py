@@ -454,9 +454,8 @@ def with_knobs(model: nn.Module, variables: Mapping[str, Any], *args: Any, **kwa
       >>> with_knobs(Gain(), {"params": {}}, jnp.ones(3))["knobs"]["gain"].item()
       2.0
     """
-    return _with_knobs_declared(model, checked_variables(variables, "with_knobs"), *args, **kwargs)[
-        0
-    ]
+    variables = checked_variables(variables, "with_knobs")
+    return _with_knobs_declared(model, variables, *args, **kwargs)[0]
 
 
 def _with_knobs_declared(
