@@ -78,7 +78,11 @@ def _naming_tags(
         if error.what != "knob" or error.selector is None:
             raise
         applied = {k: v for k, v in kwargs.items() if k != "mutable"}
-        tags = select(tag_shapes(model, variables, x, **applied), error.selector, allow_empty=True)
+        try:
+            shapes = tag_shapes(model, variables, x, **applied)
+        except Exception:  # the model does not run on them (no params): the error stands
+            raise error from None
+        tags = select(shapes, error.selector, allow_empty=True)
         if not tags:
             raise
         hint = f" It matches tagged value {tags[0]!r}, which is no knob: px.inject replaces it."

@@ -348,6 +348,9 @@ def test_tweak_of_a_tagged_value_says_it_is_no_knob():
     """It listed the nearest knobs alone ('T'), as if 'h' were a typo."""
     with pytest.raises(px.SelectorError, match=r"nearest: 'gain'\. It matches tagged value 'h', "):
         px.tweak(Gained(), Gained().init(jax.random.key(0), X), X, {"h": 0.0})
+    # variables the model cannot run on: the knob's error, not tag_shapes' of no params
+    with pytest.raises(px.SelectorError, match=r"^Selector 'h' matched no knob among 1; "):
+        px.tweak(Gained(), {}, X, {"h": 0.0})
 
 
 def test_set_knobs_on_variables_without_knobs_says_how_to_add_them():
