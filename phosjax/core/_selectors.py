@@ -204,8 +204,26 @@ def _no_match(selector: str, paths: list[str], what: str, dropped: Iterable[str]
     return (
         f"Selector {selector!r} matched no {what} among {len(paths)}; nearest: "
         f"{nearest}.{_empty_segment(selector, paths)}{_at_any_depth(selector, paths)}"
-        f"{_the_start_of_paths(selector, paths)}{hint}"
+        f"{_the_start_of_paths(selector, paths)}{_spaces(selector, paths)}{hint}"
     )
+
+
+def _spaces(selector: str, paths: list[str]) -> str:
+    """A hint for a selector with a space at an end of a segment (``"blocks_0/T "``), which
+    no path has there: what the selector without them would match; "" otherwise.
+
+    Examples:
+      >>> _spaces(" blocks_0/T", ["blocks_0/T"]), _spaces("T", ["T"])
+      (" It has a space at an end; 'blocks_0/T' would match 'blocks_0/T'.", '')
+    """
+    stripped = SEP.join(segment.strip() for segment in selector.split(SEP))
+    if stripped == selector or not stripped or selector.startswith("re:"):
+        return ""
+    found = select(paths, stripped, allow_empty=True)
+    if not found:
+        return ""
+    shown = listing([repr(p) for p in found], 3)
+    return f" It has a space at an end; {stripped!r} would match {shown}."
 
 
 def _the_start_of_paths(selector: str, paths: list[str]) -> str:

@@ -138,6 +138,14 @@ def test_a_selector_naming_a_module_is_told_to_end_with_any_depth(selector, hint
     assert "not their start" in str(error.value)
 
 
+@pytest.mark.parametrize("selector", ["b/c/T ", " b/c/T", "b /c/T"])
+def test_a_selector_with_a_space_at_an_end_is_told_what_it_would_match_without(selector):
+    # 'b/c/T ' (a value pasted from a table) listed the nearest paths alone
+    with pytest.raises(px.SelectorError) as error:
+        px.select(["a/T", "b/c/T", "d"], selector, what="knob")
+    assert str(error.value).endswith(". It has a space at an end; 'b/c/T' would match 'b/c/T'.")
+
+
 def test_many_paths_dropped_are_named_five_and_counted():
     """It ended "'h4', ...)", without a count."""
     message = _no_match("hh", [], "tagged value", [f"h{i}" for i in range(7)])
