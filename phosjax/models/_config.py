@@ -75,6 +75,26 @@ def _shape(value: Any, name: str) -> tuple[int, ...]:
     return tuple(int(n) for n in shape)
 
 
+def _dtype_named(key: str, value: Any) -> Any:
+    """A ``dtype`` option's value (its key ends in ``dtype``) given as a numpy dtype or a
+    scalar type (``jnp.bfloat16``, ``np.dtype("float16")``) as its name, as YAML and JSON
+    give it, so that the config is JSON-friendly and equals the one naming it; Python's
+    own types (``float``: float32 or float64 by JAX's settings) and the rest as they are.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> _dtype_named("param_dtype", jnp.bfloat16), _dtype_named("dtype", float)
+      ('bfloat16', <class 'float'>)
+    """
+    typed = isinstance(value, type) and value not in (bool, int, float, complex)
+    if not key.endswith("dtype") or not (typed or isinstance(value, np.dtype)):
+        return value
+    try:
+        return np.dtype(value).name
+    except TypeError:  # no dtype: for the model's checks to name
+        return value
+
+
 def _is_pair(item: Any) -> bool:
     return isinstance(item, list | tuple) and len(item) == 2
 
@@ -93,7 +113,10 @@ def _options(value: Any, name: str) -> tuple[tuple[str, Any], ...]:
             f"ModelConfig {name!r}: options must be a mapping such as {{'pool': 'max'}} or "
             f"(key, value) pairs such as (('pool', 'max'),), got {value!r}"
         )
-    frozen = ((str(k), _frozen(v, f"ModelConfig {name!r}: option {k}")) for k, v in items)
+    frozen = (
+        (str(k), _frozen(_dtype_named(str(k), v), f"ModelConfig {name!r}: option {k}"))
+        for k, v in items
+    )
     pairs = tuple(sorted(frozen, key=lambda kv: kv[0]))
     keys = [key for key, _ in pairs]
     if len(set(keys)) != len(keys):

@@ -182,6 +182,19 @@ def test_numpy_scalar_options_become_plain_values_that_json_writes():
     assert type(flag["per_example"]) is bool
 
 
+def test_dtype_options_given_as_types_are_their_names_that_json_writes():
+    """options={"dtype": jnp.bfloat16} was kept as the type: to_dict could not be written
+    as JSON, and the config differed from (hashed unlike) the one naming 'bfloat16'."""
+    import jax.numpy as jnp
+
+    options = {"dtype": jnp.bfloat16, "param_dtype": np.dtype("float32")}
+    config = ModelConfig("mlp", 2, (4,), options=options)
+    named = ModelConfig("mlp", 2, (4,), options={"dtype": "bfloat16", "param_dtype": "float32"})
+    assert config == named and hash(config) == hash(named)
+    assert json.loads(json.dumps(config.to_dict()))["options"]["dtype"] == "bfloat16"
+    assert dict(ModelConfig("mlp", 2, (4,), options={"dtype": float}).options)["dtype"] is float
+
+
 def test_replace_of_no_field_names_the_fields_and_where_an_option_goes():
     """It raised dataclasses' "__init__() got an unexpected keyword argument 'dropout'"."""
     config = ModelConfig("mlp", 2, (4,))
