@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any, TypeGuard
 
 import flax.linen as nn
+import jax
 import numpy as np
 
 from phosjax._callables import a_type
@@ -16,8 +17,16 @@ Width = int | tuple[int, ...]
 
 def _frozen(value: Any, where: str) -> Any:
     """Lists (from JSON or YAML) become tuples so the value is hashable, and numpy scalars
-    Python ones (which JSON writes and the checks take); a mapping, which cannot be
-    hashed, is an error naming ``where`` (the config and the option)."""
+    Python ones (which JSON writes and the checks take), as do arrays (numpy's, JAX's:
+    a 0-d one a number, others tuples); a mapping, which cannot be hashed, is an error
+    naming ``where`` (the config and the option).
+
+    Examples:
+      >>> _frozen(np.array([[1, 2]]), "option sizes"), _frozen(np.float32(0.5), "option rate")
+      (((1, 2),), 0.5)
+    """
+    if isinstance(value, np.ndarray | jax.Array):
+        value = np.asarray(value).tolist()
     if isinstance(value, list | tuple):
         return tuple(_frozen(item, where) for item in value)
     if isinstance(value, np.generic):

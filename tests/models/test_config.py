@@ -195,6 +195,18 @@ def test_dtype_options_given_as_types_are_their_names_that_json_writes():
     assert dict(ModelConfig("mlp", 2, (4,), options={"dtype": float}).options)["dtype"] is float
 
 
+def test_array_options_become_plain_values_that_json_writes():
+    """An array option was kept as the array: the config could not be hashed ('unhashable
+    type: numpy.ndarray') nor written as JSON, and a 0-d one was refused as a rate."""
+    import jax.numpy as jnp
+
+    options = {"dropout": jnp.float32(0.5), "sizes": np.array([[1, 2], [3, 4]])}
+    config = ModelConfig("mlp", 2, (4,), options=options)
+    assert dict(config.options) == {"dropout": 0.5, "sizes": ((1, 2), (3, 4))}
+    assert hash(config) == hash(ModelConfig("mlp", 2, (4,), options=dict(config.options)))
+    assert json.loads(json.dumps(config.to_dict()))["options"]["sizes"] == [[1, 2], [3, 4]]
+
+
 def test_replace_of_no_field_names_the_fields_and_where_an_option_goes():
     """It raised dataclasses' "__init__() got an unexpected keyword argument 'dropout'"."""
     config = ModelConfig("mlp", 2, (4,))
