@@ -549,8 +549,8 @@ def zero_mask_padding(module: Any, x: jax.Array, keywords: dict[str, Any]) -> ja
 def token_mean(values: jax.Array, real: jax.Array | None, kept: int = 0) -> jax.Array:
     """The mean of ``values`` ``(..., E)`` over the tokens, every axis but the first
     ``kept`` and the last: over the ``real`` ones (weights, ``values``' shape but its
-    last axis) when given, zeros when there are none. The others do not count whatever
-    they hold (an infinity, a NaN).
+    last axis) when given, zeros when there are none (or no tokens at all: an empty
+    batch). The others do not count whatever they hold (an infinity, a NaN).
 
     Examples:
       >>> values = jnp.array([[[1.0], [3.0], [8.0]]])  # one example, 3 tokens
@@ -560,10 +560,13 @@ def token_mean(values: jax.Array, real: jax.Array | None, kept: int = 0) -> jax.
       [2.0]
       >>> token_mean(values.at[0, 2].set(jnp.inf), jnp.array([[1.0, 1, 0]])).tolist()
       [2.0]
+      >>> token_mean(jnp.ones((0, 3)), None).tolist()  # no token: not NaN
+      [0.0, 0.0, 0.0]
     """
     flat = values.reshape(*values.shape[:kept], math.prod(values.shape[kept:-1]), values.shape[-1])
     if real is None:
-        return flat.mean(kept)
+        mean = flat.mean(kept)
+        return mean if flat.shape[kept] else jnp.zeros_like(mean)
     weights = real.reshape(*real.shape[:kept], math.prod(real.shape[kept:]), 1)
     weighted = jnp.where(weights > 0, flat * weights, 0)  # no 0 * inf
     return weighted.sum(kept) / jnp.maximum(weights.sum(kept), 1).astype(weighted.dtype)

@@ -194,6 +194,15 @@ def test_moenet_raises_a_nonzero_aux_loss():
     assert len(flatten(state[px.AUX_LOSS])) == len(c.model.blocks)
 
 
+def test_moenet_on_an_empty_batch_raises_a_zero_aux_loss_not_nan():
+    """Its balance loss was the mean over no token, NaN, which made the loss NaN."""
+    model = ModelConfig("moenet", 3, (4,), width=4, options={"hidden_features": 2}).build()
+    variables = jax.jit(model.init)(jax.random.key(0), jnp.ones((1, 4)))
+    apply = jax.jit(functools.partial(model.apply, mutable=[px.AUX_LOSS]))
+    _, state = apply(variables, jnp.ones((0, 4)))
+    assert float(px.aux_total(state[px.AUX_LOSS])[0]) == 0.0
+
+
 def test_choicenet_records_path_weights():
     c = case("choicenet", MNIST1D)
     (_, state), _ = c.probe(c.variables)
