@@ -7,6 +7,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from phosjax._callables import a_type
 from phosjax.core import tag
 from phosjax.layers._common import (
     CheckedFields,
@@ -46,6 +47,32 @@ def _check_features(module: nn.Module, x: jax.Array, y: Any, features: int) -> N
             f"frame expects {expected} (batch, {'spatial axes, ' if x.ndim > 2 else ''}"
             f"{features} features)."
         )
+
+
+def checked_batch(x: Any, input_shape: tuple[int, ...], who: str) -> jax.Array:
+    """``x`` as an array (a list or a numpy array too) if it is a batch of examples of
+    ``input_shape``; else a TypeError (no array) or a ValueError (another shape) naming
+    ``who`` and the shape expected.
+
+    Examples:
+      >>> checked_batch([[1.0, 2.0]], (2,), "Frame").shape
+      (1, 2)
+      >>> checked_batch({"x": 1.0}, (2,), "Frame")
+      Traceback (most recent call last):
+      TypeError: Frame takes x, a batch array of shape (batch, *(2,)), got a dict
+    """
+    try:
+        x = jnp.asarray(x)
+    except (TypeError, ValueError):  # a dict, a str; a ragged list
+        raise TypeError(
+            f"{who} takes x, a batch array of shape (batch, *{input_shape}), got {a_type(x)}"
+        ) from None
+    if x.shape[1:] != tuple(input_shape):
+        raise ValueError(
+            f"{who} was built for examples of shape {input_shape}; got a batch of shape "
+            f"{x.shape} (expected (batch, *{input_shape}))."
+        )
+    return x
 
 
 def _tokens(h: jax.Array) -> jax.Array:
@@ -191,11 +218,7 @@ class Frame(PassesKeywords, CheckedFields):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, *, mask: Any = None) -> jax.Array:
-        if x.shape[1:] != tuple(self.input_shape):
-            raise ValueError(
-                f"{type(self).__name__} was built for examples of shape {self.input_shape}; "
-                f"got a batch of shape {x.shape} (expected (batch, *{self.input_shape}))."
-            )
+        x = checked_batch(x, self.input_shape, type(self).__name__)
         if len(self.blocks) != self.depth * len(self.widths):
             raise ValueError(
                 f"{len(self.blocks)} blocks do not make {len(self.widths)} stage(s) of depth "

@@ -84,6 +84,15 @@ def test_a_batch_of_the_wrong_shape_is_an_error():
         jax.eval_shape(model.init, jax.random.key(0), jnp.ones((2, 41)))
 
 
+def test_a_batch_given_as_a_list_is_read_as_an_array_and_no_array_is_named():
+    """It raised AttributeError: 'list' object has no attribute 'shape' (a dict too)."""
+    model = build_model(ModelConfig("logreg", 3, (2,)))
+    variables = model.init(jax.random.key(0), jnp.ones((1, 2)))
+    assert model.apply(variables, [[1.0, 2.0]]).shape == (1, 3)
+    with pytest.raises(TypeError, match=r"^Frame takes x, a batch array of .* got a dict\b"):
+        model.apply(variables, {"x": [[1.0, 2.0]]})
+
+
 @pytest.mark.parametrize(
     ("pool", "expected"),
     [("mean", lambda x: x.mean(1)), ("max", lambda x: x.max(1)), ("last", lambda x: x[:, -1])],

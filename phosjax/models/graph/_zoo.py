@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from phosjax.layers import MultiHeadSelfAttention
 from phosjax.models import FRAME_OPTIONS, ModelConfig, model_spec
 from phosjax.models._config import checked_config
-from phosjax.models._frame import pool_tokens
+from phosjax.models._frame import checked_batch, pool_tokens
 from phosjax.models._kinds import choose_kind, view_as
 from phosjax.models._masks import padding_mask, zero_padded_input
 from phosjax.models.graph._model import GraphModel
@@ -146,17 +146,6 @@ def _check_options(config: ModelConfig) -> None:
         )
 
 
-def _check_input(x: jax.Array, config: ModelConfig) -> None:
-    """Raises a ValueError unless ``x`` is a batch of ``config.input_shape`` examples (as
-    the zoo model checks it)."""
-    if x.shape[1:] != tuple(config.input_shape):
-        raise ValueError(
-            f"graph_model({config.name!r}) was built for examples of shape "
-            f"{config.input_shape}; got a batch of shape {x.shape} (expected (batch, "
-            f"*{config.input_shape}))."
-        )
-
-
 def graph_model(config: ModelConfig) -> GraphModel:
     """The `GraphModel` twin of ``build_model(config)``, for ``"resnet"`` and
     ``"transformer"``.
@@ -200,9 +189,8 @@ def graph_model(config: ModelConfig) -> GraphModel:
     spatial = len(config.input_shape) - 1 if kind == "image" else 1
     blocks, last = _BUILDERS[config.name](resolved, spatial)
 
-    def view(x: jax.Array) -> jax.Array:
-        _check_input(x, config)
-        return view_as(x, kind)
+    def view(x: jax.Array) -> jax.Array:  # the zoo model's check of x
+        return view_as(checked_batch(x, config.input_shape, f"graph_model({config.name!r})"), kind)
 
     def view_padded(x: jax.Array, mask: Any = None) -> jax.Array:  # padding read as zeros
         return zero_padded_input(mask, view(x), blocks["stem"])

@@ -157,6 +157,8 @@ def test_the_twin_checks_the_input_shape(key):
         ValueError, match=r"graph_model\('resnet'\) was built for examples of shape \(40,\)"
     ):
         jax.eval_shape(graph.init, key, x)
+    with pytest.raises(TypeError, match=r"^graph_model\('resnet'\) takes x, a batch array"):
+        graph.init(key, "x")  # refused before anything runs
 
 
 @dataclasses.dataclass(frozen=True)
