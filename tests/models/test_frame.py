@@ -155,6 +155,8 @@ def test_a_frame_in_a_container_is_given_the_mask_only_when_its_blocks_take_it()
         ("num_classes", 0, r"Frame num_classes must be an int >= 1, got 0"),
         ("dropout", 1.5, r"Frame dropout must be a number in \[0, 1\), got 1.5"),
         ("input_kind", "vectors", r"Frame input_kind must be one of .*'vector'.*, got 'vectors'"),
+        # it ran, its convolutions Dense layers
+        ("input_kind", "image", r"input_shape \(4,\) \(vector\) cannot be viewed as 'image'"),
     ],
 )
 def test_a_frame_built_by_hand_checks_its_attributes(attribute, value, message):
