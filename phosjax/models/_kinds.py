@@ -31,6 +31,15 @@ def natural_kind(input_shape: Sequence[int]) -> str:
     return _NATURAL[len(input_shape)]
 
 
+def _one_channel(input_shape: Sequence[int], kinds: Sequence[str]) -> str:
+    """Where ``kinds`` (those wanted) hold the image a 2-axis ``input_shape`` cannot be
+    viewed as (a grayscale image without its channel axis, read as a sequence), the
+    shape that makes it one."""
+    if IMAGE not in kinds or len(input_shape) != 2:
+        return ""
+    return f" (a one-channel image is input_shape {(*input_shape, 1)}: x[..., None])"
+
+
 def choose_kind(
     input_shape: Sequence[int], supported: Sequence[str], forced: str | None, model: str
 ) -> str:
@@ -53,6 +62,9 @@ def choose_kind(
       >>> choose_kind((40,), ["image", "sequence"], "image", "m")
       Traceback (most recent call last):
       ValueError: model 'm': input_shape (40,) (vector) cannot be viewed as 'image'; it can be ...
+      >>> choose_kind((28, 28), ["image"], None, "m")
+      Traceback (most recent call last):
+      ValueError: model 'm' takes image inputs; ... image is input_shape (28, 28, 1): x[..., None]).
     """
     natural = natural_kind(input_shape)
     reachable = _REACHABLE[natural]
@@ -68,6 +80,7 @@ def choose_kind(
             raise ValueError(
                 f"model {model!r}: input_shape {tuple(input_shape)} ({natural}) cannot be "
                 f"viewed as {forced!r}; it can be viewed as {', '.join(reachable)}"
+                + _one_channel(input_shape, (forced,))
             )
         return forced
     candidates = [natural, *(k for k in supported if k != natural)]
@@ -76,7 +89,9 @@ def choose_kind(
             return kind
     raise ValueError(
         f"model {model!r} takes {', '.join(supported)} inputs; input_shape "
-        f"{tuple(input_shape)} ({natural}) can only be viewed as {', '.join(reachable)}."
+        f"{tuple(input_shape)} ({natural}) can only be viewed as {', '.join(reachable)}"
+        + _one_channel(input_shape, supported)
+        + "."
     )
 
 

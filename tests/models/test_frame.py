@@ -78,6 +78,15 @@ def test_a_kind_the_model_cannot_take_is_an_error_when_resolved():
         ModelConfig("mlp", 10, (40,), options={"input_kind": "pixels"}).resolved()
 
 
+def test_a_grayscale_image_without_its_channel_axis_is_told_the_image_shape():
+    """(28, 28) for cnn2d said only that it can be viewed as a sequence or a vector."""
+    hint = r" \(a one-channel image is input_shape \(28, 28, 1\): x\[\.\.\., None\]\)"
+    with pytest.raises(ValueError, match=r"viewed as sequence, vector" + hint + r"\.$"):
+        ModelConfig("cnn2d", 10, (28, 28)).resolved()
+    with pytest.raises(ValueError, match=r"cannot be viewed as 'image'; .*" + hint + "$"):
+        ModelConfig("resnet", 10, (28, 28), options={"input_kind": "image"}).resolved()
+
+
 def test_a_batch_of_the_wrong_shape_is_an_error():
     model = build_model(ModelConfig("logreg", 3, (40,)))
     with pytest.raises(ValueError, match=r"built for examples of shape \(40,\); got .* \(2, 41\)"):
