@@ -51,8 +51,8 @@ def _check_features(module: nn.Module, x: jax.Array, y: Any, features: int) -> N
 
 def checked_batch(x: Any, input_shape: tuple[int, ...], who: str) -> jax.Array:
     """``x`` as an array (a list or a numpy array too) if it is a batch of examples of
-    ``input_shape``; else a TypeError (no array) or a ValueError (another shape) naming
-    ``who`` and the shape expected.
+    ``input_shape``; else a TypeError (no array, a complex one) or a ValueError (another
+    shape) naming ``who`` and the shape expected.
 
     Examples:
       >>> checked_batch([[1.0, 2.0]], (2,), "Frame").shape
@@ -71,6 +71,11 @@ def checked_batch(x: Any, input_shape: tuple[int, ...], who: str) -> jax.Array:
         raise ValueError(
             f"{who} was built for examples of shape {input_shape}; got a batch of shape "
             f"{x.shape} (expected (batch, *{input_shape}))."
+        )
+    if jnp.issubdtype(x.dtype, jnp.complexfloating):  # complex logits, or its real part
+        raise TypeError(
+            f"{who} takes real inputs, got x of dtype {x.dtype}; give its magnitude "
+            "(abs(x)) or its real and imaginary parts as channels"
         )
     return x
 

@@ -102,6 +102,14 @@ def test_a_batch_given_as_a_list_is_read_as_an_array_and_no_array_is_named():
         model.apply(variables, {"x": [[1.0, 2.0]]})
 
 
+def test_a_complex_batch_is_refused_naming_its_dtype():
+    """It gave complex logits (mlp, resnet), or the gru dropped its imaginary part."""
+    model = build_model(ModelConfig("logreg", 3, (2,)))
+    x = jax.ShapeDtypeStruct((1, 2), jnp.complex64)
+    with pytest.raises(TypeError, match=r"^Frame takes real inputs, got x of dtype complex64;"):
+        jax.eval_shape(model.init, jax.random.key(0), x)
+
+
 @pytest.mark.parametrize(
     ("pool", "expected"),
     [("mean", lambda x: x.mean(1)), ("max", lambda x: x.max(1)), ("last", lambda x: x[:, -1])],
