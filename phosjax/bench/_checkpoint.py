@@ -7,6 +7,7 @@ checkpoint or none. Each process reads and writes only its own directory: nothin
 waits for another process.
 """
 
+import errno
 import io
 import os
 import pathlib
@@ -33,7 +34,19 @@ def encode(state: Any) -> bytes:
 
 _DAMAGED = (ValueError, EOFError, zipfile.BadZipFile)
 """What reading a damaged ``.npz`` raises: a bad CRC or header (`zipfile.BadZipFile`), a
-cut-off member (`EOFError`, `ValueError`); the OS's errors are `_unreadable`."""
+cut-off member (`EOFError`, `ValueError`), a seek to an offset read from a damaged header
+(`OSError` EINVAL); the OS's other errors are `_unreadable` (`_refused`)."""
+
+
+def _refused(error: OSError) -> bool:
+    """Whether ``error`` is the system's refusal to read a checkpoint (its permissions,
+    the disk), not its bytes: an `OSError` but EINVAL (`_DAMAGED`).
+
+    Examples:
+      >>> _refused(PermissionError(13, "Permission denied")), _refused(OSError(22, "Invalid"))
+      (True, False)
+    """
+    return error.errno != errno.EINVAL
 
 
 def _unreadable(path: pathlib.Path, error: OSError) -> BenchError:
@@ -65,9 +78,9 @@ def decode(path: pathlib.Path, like: Any) -> Any:
         with np.load(path, allow_pickle=False) as archive:
             stored = {k: stored_as(archive[k], expected[k]) for k in archive.files if k in expected}
             extra = sorted(set(archive.files) - set(expected))
-    except OSError as error:
-        raise _unreadable(path, error) from error
-    except _DAMAGED as error:  # whole when written: changed on the disk since
+    except (OSError, *_DAMAGED) as error:  # whole when written: changed on the disk since
+        if isinstance(error, OSError) and _refused(error):
+            raise _unreadable(path, error) from error
         raise BenchError(
             f"cannot read checkpoint {str(path)!r}: {type(error).__name__}: {error}. It was "
             "written whole, so something else damaged it. Move it out of "
@@ -102,7 +115,9 @@ def readable(path: pathlib.Path) -> bool:
     except (FileNotFoundError, zipfile.BadZipFile):  # gone meanwhile; cut short
         return False
     except OSError as error:
-        raise _unreadable(path, error) from error
+        if _refused(error):
+            raise _unreadable(path, error) from error
+        return False
 
 
 class Checkpoints:

@@ -101,3 +101,16 @@ def test_a_checkpoint_the_system_will_not_read_is_named_not_passed_over(
             checkpoints.latest()
         else:
             checkpoints.restore(10, state(0))
+
+
+def test_a_checkpoint_whose_zip_index_is_damaged_is_said_damaged_not_unreadable(tmp_path):
+    """A flipped byte in the archive's index points zipfile's seek before the file's start,
+    an OSError (EINVAL) from its bytes, not from the system: it was said to be a file this
+    user may not read ('Let this user read it (its permissions ...')."""
+    checkpoints = Checkpoints(tmp_path)
+    checkpoints.save(5, state(5))
+    damaged = bytearray((tmp_path / "5").read_bytes())
+    damaged[-3] ^= 0xFF  # the high byte of the central directory's offset (no comment)
+    (tmp_path / "5").write_bytes(bytes(damaged))
+    with pytest.raises(BenchError, match=r"Invalid argument\. It was written whole, so some"):
+        checkpoints.restore(5, state(0))
