@@ -32,10 +32,11 @@ def encode(state: Any) -> bytes:
     return buffer.getvalue()
 
 
-_DAMAGED = (ValueError, EOFError, zipfile.BadZipFile)
-"""What reading a damaged ``.npz`` raises: a bad CRC or header (`zipfile.BadZipFile`), a
-cut-off member (`EOFError`, `ValueError`), a seek to an offset read from a damaged header
-(`OSError` EINVAL); the OS's other errors are `_unreadable` (`_refused`)."""
+_DAMAGED = (ValueError, EOFError, zipfile.BadZipFile, NotImplementedError)
+"""What reading a damaged ``.npz`` raises: a bad CRC or header (`zipfile.BadZipFile`; a
+zip version or compression read from damaged bytes, `NotImplementedError`), a cut-off
+member (`EOFError`, `ValueError`), a seek to an offset read from a damaged header (`OSError`
+EINVAL); the OS's other errors are `_unreadable` (`_refused`)."""
 
 
 def _refused(error: OSError) -> bool:
@@ -75,7 +76,8 @@ def decode(path: pathlib.Path, like: Any) -> Any:
     leaves, treedef = jax.tree_util.tree_flatten_with_path(like)
     expected = {jax.tree_util.keystr(p): leaf for p, leaf in leaves}
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        # the file closed here: np.load leaves it open where zipfile raises on its bytes
+        with open(path, "rb") as file, np.load(file, allow_pickle=False) as archive:
             stored = {k: stored_as(archive[k], expected[k]) for k in archive.files if k in expected}
             extra = sorted(set(archive.files) - set(expected))
     except (OSError, *_DAMAGED) as error:  # whole when written: changed on the disk since
@@ -112,7 +114,7 @@ def readable(path: pathlib.Path) -> bool:
     try:
         with zipfile.ZipFile(path) as archive:
             return bool(archive.namelist())
-    except (FileNotFoundError, zipfile.BadZipFile):  # gone meanwhile; cut short
+    except (FileNotFoundError, zipfile.BadZipFile, NotImplementedError):  # gone; cut short
         return False
     except OSError as error:
         if _refused(error):

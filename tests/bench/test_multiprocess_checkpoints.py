@@ -114,3 +114,19 @@ def test_a_checkpoint_whose_zip_index_is_damaged_is_said_damaged_not_unreadable(
     (tmp_path / "5").write_bytes(bytes(damaged))
     with pytest.raises(BenchError, match=r"Invalid argument\. It was written whole, so some"):
         checkpoints.restore(5, state(0))
+
+
+@pytest.mark.parametrize("reading", ["latest", "restore"])
+def test_a_checkpoint_of_a_damaged_zip_version_is_damaged_not_a_bare_error(tmp_path, reading):
+    """A damaged byte read as the zip version needed raised zipfile's bare
+    NotImplementedError ('zip file version 25.5'), stopping the run naming no file."""
+    checkpoints = Checkpoints(tmp_path)
+    checkpoints.save(5, state(5))
+    damaged = bytearray((tmp_path / "5").read_bytes())
+    damaged[damaged.index(b"PK\x01\x02") + 6] = 255  # version needed to extract: 25.5
+    (tmp_path / "5").write_bytes(bytes(damaged))
+    if reading == "latest":
+        assert checkpoints.latest() is None  # passed over, as a file cut short
+    else:
+        with pytest.raises(BenchError, match=r"'.*5': NotImplementedError: zip file version 25"):
+            checkpoints.restore(5, state(0))
