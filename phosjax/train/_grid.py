@@ -120,8 +120,7 @@ def _check_same_cells(cells: Sequence[Cell]) -> None:
     """
     if jax.process_count() == 1:
         return
-    described = [(cell.model, cell.dataset, cell.hparams, cell.seed) for cell in cells]
-    text = re.sub(r" at 0x[0-9a-fA-F]+", "", repr(described))  # a function's address differs
+    text = _alike_text([(cell.model, cell.dataset, cell.hparams, cell.seed) for cell in cells])
     mine = np.array([len(cells), zlib.crc32(text.encode())], np.uint32)
     given = gather_rows(mine)
     if (given != given[0]).any():
@@ -131,6 +130,32 @@ def _check_same_cells(cells: Sequence[Cell]) -> None:
             f"({'; '.join(each)}). Give every process the whole grid, built alike (hparams "
             "drawn at random from one fixed seed): each trains its share of it."
         )
+
+
+def _alike_text(value: Any) -> str:
+    """``value``'s repr, the same in every process for values built alike: a set's
+    members sorted (their order follows string hashes, salted in each process) and an
+    object's address left out (a function's differs), within tuples, lists, dicts and
+    dataclasses (a model config's fields).
+
+    Examples:
+      >>> a, b = frozenset({8, 0}), frozenset({0, 8})  # equal, listed in two orders
+      >>> repr(a) == repr(b), _alike_text([a, {"f": abs}]) == _alike_text([b, {"f": abs}])
+      (False, True)
+    """
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = (
+            f"{f.name}={_alike_text(getattr(value, f.name))}" for f in dataclasses.fields(value)
+        )
+        return f"{type(value).__qualname__}({', '.join(fields)})"
+    if isinstance(value, set | frozenset):
+        return f"{type(value).__name__}({sorted(map(_alike_text, value))})"
+    if isinstance(value, tuple | list):
+        return f"{type(value).__name__}({', '.join(map(_alike_text, value))})"
+    if isinstance(value, Mapping):
+        items = (f"{_alike_text(k)}: {_alike_text(v)}" for k, v in value.items())
+        return f"{{{', '.join(items)}}}"
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(value))
 
 
 TRAIN_METRICS = ("accuracy", "grad_norm", "loss", "task_loss")

@@ -1536,6 +1536,27 @@ def test_processes_given_different_cells_are_refused_before_any_trains(toy, monk
         train_grid(CELLS, datasets={"toy": toy}, strategy="vmap")
 
 
+@dataclasses.dataclass(frozen=True)
+class _WithFrozenset(_WithActivation):
+    """A hashable model config holding a set: its repr lists it in its iteration order."""
+
+    names: frozenset = frozenset()
+
+
+def test_cells_alike_but_a_sets_order_are_not_refused_as_different(monkeypatch):
+    """A frozenset of strings iterates in an order of their hashes, salted in each
+    process: cells built alike were refused as different cells. Two equal frozensets
+    listed in two orders in one process stand for them."""
+    rows = []
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    monkeypatch.setattr(_grid, "gather_rows", lambda row: rows.append(row) or np.stack([row, row]))
+    first, second = frozenset([8, 0]), frozenset([0, 8])
+    assert first == second and repr(first) != repr(second)
+    for names in (first, second):
+        _grid._check_same_cells([Cell(_WithFrozenset(abs, names), "toy")])
+    np.testing.assert_array_equal(*rows)
+
+
 def test_devices_are_checked_even_when_the_state_is_at_until_step(toy):
     [group] = plan_groups(CELLS[:1])
     state = init_group(group, toy)
