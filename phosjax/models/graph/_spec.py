@@ -830,7 +830,10 @@ class Graph:
         """
         if not isinstance(other, Graph):
             return NotImplemented
-        return list(self.nodes.items()) == list(other.nodes.items())
+        try:
+            return list(self.nodes.items()) == list(other.nodes.items())
+        except (ValueError, TypeError):  # two modules holding arrays: the same ones alone
+            return False
 
     def __hash__(self) -> int:  # of the paths alone: a node's fn may be unhashable
         return hash(tuple(self.nodes))

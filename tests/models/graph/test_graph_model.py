@@ -74,6 +74,24 @@ def test_a_model_built_twice_from_one_spec_equals_it_and_no_other():
     assert one != GraphModel({"a": nn.relu, "h": nn.Dense(3), "y": spec["y"]})  # a after h
 
 
+class _Scale(nn.Module):
+    """A module holding an array, compared elementwise by its dataclass `==`."""
+
+    w: np.ndarray
+
+    def __call__(self, x):
+        return x * self.w
+
+
+def test_models_of_one_paths_whose_modules_hold_arrays_compare_unequal_not_raise():
+    """Graphs hashed by their paths alike were compared node by node: two models whose
+    modules hold arrays raised 'The truth value of an array ... is ambiguous' (in a jit
+    cache taking them as static arguments, say) where they were unequal before."""
+    one, other = (GraphModel({"h": _Scale(np.full(4, w))}) for w in (1.0, 2.0))
+    assert hash(one.graph) == hash(other.graph)
+    assert one != other and one == one.clone()
+
+
 def test_outputs_match_a_hand_written_forward_pass(model_and_variables):
     model, variables, x = model_and_variables
     params = variables["params"]
