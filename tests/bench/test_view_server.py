@@ -964,6 +964,15 @@ def test_make_server_names_an_argument_of_the_wrong_type(written, arguments, mes
         make_server(**given)
 
 
+def test_make_server_takes_a_numpy_integer_port(written):
+    """port=np.int64(...), which the socket binds, was refused as no int (an int64)."""
+    server = make_server(written.root, port=np.int64(0))
+    try:
+        assert isinstance(server.server_address[1], int)
+    finally:
+        server.server_close()
+
+
 def test_bench_files_names_a_directory_of_the_wrong_type():
     """BenchFiles(None) said "expected str, bytes or os.PathLike object, not NoneType"."""
     with pytest.raises(TypeError, match=r"^directory must be the bench's folder, .* got an int"):

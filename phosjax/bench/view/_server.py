@@ -10,6 +10,7 @@ rebinding).
 import errno
 import http.server
 import ipaddress
+import numbers
 import pathlib
 import re
 import socket
@@ -138,8 +139,8 @@ def _check_arguments(directory: Any, host: Any, port: Any) -> None:
     check_directory(directory)
     wrong = [
         ("host", host, isinstance(host, str), "the address to bind, a str such as '127.0.0.1'"),
-        ("port", port, isinstance(port, int) and not isinstance(port, bool), "an int from 0 "
-         "to 65535 (0: any free one)"),
+        ("port", port, isinstance(port, numbers.Integral) and not isinstance(port, bool), "an "
+         "int from 0 to 65535 (0: any free one)"),
     ]  # fmt: skip
     for name, value, right, what in wrong:
         if not right:
@@ -175,6 +176,7 @@ class ViewerServer(http.server.ThreadingHTTPServer):
 
     def __init__(self, directory: str | pathlib.Path, host: str, port: int) -> None:
         _check_arguments(directory, host, port)
+        port = int(port)  # a NumPy one would read np.int64(80000) in messages
         self.directory = pathlib.Path(directory)
         self._bench: BenchFiles | None = None
         not_started(self.directory)  # NotABenchError where no bench can start there
