@@ -277,17 +277,19 @@ def _status(root: pathlib.Path, process: tuple[int, int]) -> dict[str, Any]:
     """This process's ``status.json`` (no group yet before its first).
 
     Raises:
-      BenchError: it cannot be read, or holds no ``{"groups": {group_id: {...}}}``.
+      BenchError: it cannot be read, or holds no ``{"groups": {group_id: {"cells":
+        [...], ...}}}`` (its ``cells`` a list, where there).
     """
     path = _per_process(root / _layout.STATUS, process)
     if not path.is_file():
         return {"groups": {}}
     status = read_bench_json(path, _STATUS_HINT)
     groups = status.get("groups")
-    if not isinstance(groups, dict) or not all(isinstance(g, dict) for g in groups.values()):
+    entries = groups.values() if isinstance(groups, dict) else [None]
+    if not all(isinstance(g, dict) and isinstance(g.get("cells", []), list) for g in entries):
         raise BenchError(
-            f'{str(path)!r} does not hold the {{"groups": {{group_id: {{...}}}}}} object '
-            f"phosjax writes there; {_STATUS_HINT}"
+            f'{str(path)!r} does not hold the {{"groups": {{group_id: {{"cells": [...], '
+            f"...}}}}}} object phosjax writes there; {_STATUS_HINT}"
         )
     return status
 

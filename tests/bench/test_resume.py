@@ -527,6 +527,15 @@ def test_a_status_of_another_shape_is_named_not_a_key_error(tmp_path, toy, text)
         run(config, tmp_path, datasets=toy, progress=False)
 
 
+def test_a_status_entry_whose_cells_are_no_list_is_named_not_a_type_error(tmp_path):
+    """'cells': 5 (edited by hand): a finished bench run again raised a bare TypeError,
+    "'int' object is not iterable", naming no file."""
+    (tmp_path / _layout.STATUS).write_text('{"groups": {"mlp-1": {"cells": 5}}}')
+    message = rf"'{tmp_path / _layout.STATUS}' does not hold the .*\"cells\": \[.*or delete it"
+    with pytest.raises(BenchError, match=message):
+        _runner._status(tmp_path, (0, 1))
+
+
 def test_a_finished_group_whose_rows_were_lost_is_said_not_silently_summed(tmp_path, toy, capsys):
     """A part file of a finished group removed by hand: the next run, which trusts the
     status and trains nothing, says which group lacks rows and what to do, instead of
