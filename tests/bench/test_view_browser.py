@@ -1602,6 +1602,26 @@ def test_a_bench_runs_own_phases_are_drawn_as_a_bar_of_their_own(tmp_path, page)
     assert drawn == len(phases) + len(written.phases)
 
 
+def test_a_bench_runs_own_bar_does_not_squeeze_the_groups_bars(tmp_path, page):
+    """A run's own bar is its wall time, every group's time and more: drawn on the groups'
+    scale, it left each group's bar a sliver; each is drawn on a scale of its own."""
+    written = write_bench(tmp_path / "own", blurb_json())
+    phases = list(_layout.BENCH_PHASES)
+    own = pd.DataFrame({"group_id": _layout.BENCH, "phase": phases, "seconds": 1.0, "count": 1})
+    pd.concat([own.assign(total_s=100.0), written.phases]).to_parquet(written.root / _layout.PHASES)
+    widths = """[...document.querySelectorAll('#phases svg')].flatMap((svg) => {
+      const row = {};
+      for (const r of svg.querySelectorAll('rect.bar')) {
+        const y = r.getAttribute('y');
+        row[y] = (row[y] || 0) + Number(r.getAttribute('width'));
+      }
+      return Object.values(row); })"""
+    with serving(written.root) as server:
+        page.open(server.url)
+        bench, *groups = page.run(widths)
+    assert max(groups) == pytest.approx(bench, rel=0.05)
+
+
 SEARCH = """(text) => { const box = document.querySelector('#filters input[type=search]');
   box.value = text; box.dispatchEvent(new Event('input'));
   return [...document.querySelectorAll('.board-row')].map((r) => r.dataset.key); }"""

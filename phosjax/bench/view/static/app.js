@@ -766,6 +766,8 @@ const renderModel = panel("models", async (current) => {
 });
 
 const PHASE_COLORS = { init: "#6b7b8c", compile: "#ef7b2d", step: "#4269d0", eval: "#3ca951" };
+// The group_id of a run's own rows (phosjax.bench._layout.BENCH; a process's: "(bench).p0of2").
+const BENCH_GROUP = "(bench)";
 const PHASE_UNITS = { compile: "compiled program", step: "step", eval: "evaluation" };
 
 // A phase row's tooltip: its total, what one occurrence took, the memory of the group's
@@ -809,7 +811,18 @@ const renderProfile = panel("profile", async (current) => {
         name: r.phase, value: r.total_s ?? r.seconds ?? 0, color: color(r.phase, names.indexOf(r.phase)), detail: phaseDetail(r),
       })),
     }));
-    stackedBars($("phases"), { rows, title: "seconds per phase, per group (hover for each step, evaluation, compile)", legend: names.map((n, i) => ({ label: n, color: color(n, i) })) });
+    // The runs' own bars ("(bench)", "(bench).p0of2": their wall time, whose train holds
+    // every group's) on a scale of their own: on the groups' they would squeeze those.
+    const charts = [
+      [rows.filter((r) => r.label.startsWith(BENCH_GROUP)), "seconds per phase of each run (its train: the groups' below)"],
+      [rows.filter((r) => !r.label.startsWith(BENCH_GROUP)), "seconds per phase, per group (hover for each step, evaluation, compile)"],
+    ].filter(([shown]) => shown.length);
+    const boxes = charts.map(() => el("div"));
+    $("phases").replaceChildren(...boxes);
+    charts.forEach(([shown, title], i) => {
+      const drawn = names.filter((n) => shown.some((r) => r.segments.some((s) => s.name === n)));
+      stackedBars(boxes[i], { rows: shown, title, legend: drawn.map((n) => ({ label: n, color: color(n, names.indexOf(n)) })) });
+    });
   } else {
     $("phases").replaceChildren(el("p", { class: "hint" }, `No phase timings: ${unwritten(files.phases, "phases", "rows")}`));
   }
