@@ -1622,6 +1622,22 @@ def test_a_bench_runs_own_bar_does_not_squeeze_the_groups_bars(tmp_path, page):
     assert max(groups) == pytest.approx(bench, rel=0.05)
 
 
+def test_a_bench_runs_own_phases_take_colours_no_group_phase_has(tmp_path, page):
+    """The run's phases took colours of the palette by their order, so ``blurbs`` came out
+    in ``init``'s grey; each phase has a colour of its own."""
+    written = write_bench(tmp_path / "own", blurb_json())
+    phases = list(_layout.BENCH_PHASES)
+    own = pd.DataFrame({"group_id": _layout.BENCH, "phase": phases, "seconds": 1.0, "count": 1})
+    pd.concat([own.assign(total_s=1.0), written.phases]).to_parquet(written.root / _layout.PHASES)
+    legend = """Object.fromEntries([...document.querySelectorAll('#phases .legend-item')]
+      .map((item) => [item.textContent, item.querySelector('i').style.background]))"""
+    with serving(written.root) as server:
+        page.open(server.url)
+        colours = page.run(legend)
+    assert set(colours) == {*phases, *written.phases.phase}
+    assert len(set(colours.values())) == len(colours), colours
+
+
 SEARCH = """(text) => { const box = document.querySelector('#filters input[type=search]');
   box.value = text; box.dispatchEvent(new Event('input'));
   return [...document.querySelectorAll('.board-row')].map((r) => r.dataset.key); }"""

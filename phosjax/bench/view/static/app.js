@@ -804,11 +804,14 @@ const renderProfile = panel("profile", async (current) => {
     const groups = new Map();
     for (const row of phases.rows) (groups.get(row[groupColumn]) || groups.set(row[groupColumn], []).get(row[groupColumn])).push(row);
     const names = [...new Set(phases.rows.map((r) => r.phase))];
-    const color = (name, i) => PHASE_COLORS[name] || PALETTE[(i + 4) % PALETTE.length];
+    // Other phases (a run's own: start, plan...) in colours no group phase has.
+    const free = PALETTE.filter((c) => !Object.values(PHASE_COLORS).includes(c));
+    const others = names.filter((n) => !(n in PHASE_COLORS));
+    const color = (name) => PHASE_COLORS[name] || free[others.indexOf(name) % free.length];
     const rows = [...groups.entries()].map(([label, list]) => ({
       label: String(label),
       segments: list.map((r) => ({
-        name: r.phase, value: r.total_s ?? r.seconds ?? 0, color: color(r.phase, names.indexOf(r.phase)), detail: phaseDetail(r),
+        name: r.phase, value: r.total_s ?? r.seconds ?? 0, color: color(r.phase), detail: phaseDetail(r),
       })),
     }));
     // The runs' own bars ("(bench)", "(bench).p0of2": their wall time, whose train holds
@@ -821,7 +824,7 @@ const renderProfile = panel("profile", async (current) => {
     $("phases").replaceChildren(...boxes);
     charts.forEach(([shown, title], i) => {
       const drawn = names.filter((n) => shown.some((r) => r.segments.some((s) => s.name === n)));
-      stackedBars(boxes[i], { rows: shown, title, legend: drawn.map((n) => ({ label: n, color: color(n, names.indexOf(n)) })) });
+      stackedBars(boxes[i], { rows: shown, title, legend: drawn.map((n) => ({ label: n, color: color(n) })) });
     });
   } else {
     $("phases").replaceChildren(el("p", { class: "hint" }, `No phase timings: ${unwritten(files.phases, "phases", "rows")}`));
