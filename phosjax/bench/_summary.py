@@ -336,8 +336,9 @@ def profile_text(directory: str | os.PathLike) -> str:
     return "\n".join(lines + _memory_lines(memory))
 
 
-_PHASE_COLUMNS = ("group_id", "phase", "seconds", "count", "total_s", "peak_bytes")
-"""The columns of ``profile/phases`` that `profile_text` needs (every bench has them)."""
+_PHASE_COLUMNS = ("group_id", "phase", "seconds", "count", "peak_bytes")
+"""The columns of ``profile/phases`` that `profile_text` needs (every bench has them;
+``total_s`` came later, and the `_layout.BENCH` rows, which it sums, have it)."""
 
 
 def _phase_lines(directory: str | os.PathLike, phases: pd.DataFrame) -> list[str]:

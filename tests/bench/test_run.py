@@ -811,6 +811,17 @@ def test_a_profile_file_lacking_its_columns_is_one_error_naming_them(
     assert "of a profile (it has x); phosjax writes it whole" in error and "delete it" in error
 
 
+def test_the_profile_of_a_bench_written_before_total_s_is_its_table(tmp_path):
+    """Benches profiled before rows had ``total_s`` (2026-11-23 to 12-01) were refused as
+    damaged ('lacks the columns ['total_s']... delete it'); their table is printed."""
+    (tmp_path / "profile").mkdir()
+    pd.DataFrame(
+        {"group_id": "g", "phase": ["init", "step"], "seconds": [1.0, 0.01], "count": [1, 100]}
+    ).assign(peak_bytes=float("nan")).to_parquet(tmp_path / _layout.PHASES)
+    table = profile_text(tmp_path).splitlines()[-2:]
+    assert table[0].split() == ["group_id"] and table[1].split()[:3] == ["g", "1", "0.01"]
+
+
 def test_the_profile_and_the_viewer_name_a_damaged_profile_file_alike(bench, tmp_path):
     """One reader (`read_file`) for both: the same `BrokenFileError` (a `BenchError`),
     the profile's naming the path and saying what to do, the viewer's the bench file."""
