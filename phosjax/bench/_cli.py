@@ -5,6 +5,7 @@ import functools
 import os
 import pathlib
 import re
+import select
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, ClassVar, NoReturn
@@ -407,6 +408,29 @@ def then_command(module: str, kept: str) -> Callable[[Sequence[str]], str]:
     return lambda argv: f"{kept} {command_line(module, argv)}"
 
 
+def output_reader_left() -> bool:
+    """Whether the reader of this process's stdout or stderr, a pipe, has left (``| head``
+    read its lines), as `select.poll` reports it; True where it cannot tell (no poll).
+
+    Examples:
+      >>> read, write = os.pipe()
+      >>> out = os.fdopen(write, "w")
+      >>> with contextlib.redirect_stdout(out):
+      ...     before = output_reader_left()
+      ...     os.close(read)  # as head, gone
+      ...     after = output_reader_left()
+      >>> out.close(); before, after
+      (False, True)
+    """
+    if not hasattr(select, "poll"):  # Windows
+        return True
+    poller = select.poll()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # no file (captured)
+            poller.register(stream.fileno(), select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poller.poll(0))
+
+
 def entry_point(
     interrupted: str | Callable[[Sequence[str]], str],
 ) -> Callable[[Callable[[Sequence[str] | None], int | None]], Callable[..., int]]:
@@ -437,6 +461,8 @@ def entry_point(
                 print(f"error: {error}", file=sys.stderr)
                 return 2
             except BrokenPipeError:  # its reader left (`| head`): quiet, as cat is
+                if not output_reader_left():
+                    raise  # another pipe (a data loader's): not to be hidden
                 with contextlib.suppress(OSError):  # a stdout with no file: nothing to flush
                     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
                 return 1

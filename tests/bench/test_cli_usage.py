@@ -449,3 +449,16 @@ def test_a_command_whose_output_reader_left_exits_without_a_traceback(monkeypatc
     sys.stdout.write("more")
     sys.stdout.flush()  # as the interpreter's exit does: written to the null device now
     sys.stdout.close()
+
+
+def test_a_broken_pipe_not_of_the_output_is_not_hidden(capfd):
+    """A BrokenPipeError of another pipe (a data loader's) while stdout's reader is there
+    ended the command quietly with status 1, its cause unsaid; it is raised."""
+    from phosjax.bench._cli import entry_point
+
+    @entry_point("nothing was changed.")
+    def main(argv=None):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    with pytest.raises(BrokenPipeError):
+        main([])
