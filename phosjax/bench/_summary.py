@@ -208,13 +208,10 @@ def summary_text(
     return "\n".join(lines)
 
 
-def read_profile(
+def _profile_frames(
     root: pathlib.Path, relative: str, columns: Sequence[str] = ()
-) -> pd.DataFrame | None:
-    """The profile file ``relative`` (`_layout.PHASES`, `_layout.MEMORY`) of the bench in
-    ``root`` and its per-process files (`_layout.per_process_paths`) as one frame; None
-    when none exists. A file that cannot be read, or lacks one of ``columns``, is a
-    `BrokenFileError` naming it."""
+) -> list[pd.DataFrame]:
+    """`read_profile`'s frames, one per file."""
     frames = []
     for path in [root / path for path in _layout.per_process_paths(root, relative)]:
         frame = read_file(path, pd.read_parquet, repr(str(path)), _PROFILE_HINT)
@@ -225,6 +222,17 @@ def read_profile(
                 f"{listing(list(frame.columns), 8)}); {_PROFILE_HINT}"
             )
         frames.append(frame)
+    return frames
+
+
+def read_profile(
+    root: pathlib.Path, relative: str, columns: Sequence[str] = ()
+) -> pd.DataFrame | None:
+    """The profile file ``relative`` (`_layout.PHASES`, `_layout.MEMORY`) of the bench in
+    ``root`` and its per-process files (`_layout.per_process_paths`) as one frame; None
+    when none exists. A file that cannot be read, or lacks one of ``columns``, is a
+    `BrokenFileError` naming it."""
+    frames = _profile_frames(root, relative, columns)
     return pd.concat(frames, ignore_index=True) if frames else None
 
 
@@ -321,8 +329,8 @@ def profile_text(directory: str | os.PathLike) -> str:
     seconds their mean weighted by count.
     """
     root = pathlib.Path(directory)
-    phases = read_profile(root, _layout.PHASES, _PHASE_COLUMNS)
-    if phases is None:
+    frames = _profile_frames(root, _layout.PHASES, _PHASE_COLUMNS)
+    if not frames:
         lines = [
             f"bench {directory}: no phase timings: {str(root / _layout.PHASES)!r} does not "
             "exist (nor a process's profile/phases.p<i>of<n>.parquet). A run writes it once "
@@ -331,7 +339,7 @@ def profile_text(directory: str | os.PathLike) -> str:
             "again in a new --dir is profiled anew)."
         ]
     else:
-        lines = _phase_lines(directory, phases)
+        lines = _phase_lines(directory, frames)
     memory = read_profile(root, _layout.MEMORY, ["host_rss_bytes", "device_bytes"])
     return "\n".join(lines + _memory_lines(memory))
 
@@ -341,10 +349,13 @@ _PHASE_COLUMNS = ("group_id", "phase", "seconds", "count", "peak_bytes")
 ``total_s`` came later, and the `_layout.BENCH` rows, which it sums, have it)."""
 
 
-def _phase_lines(directory: str | os.PathLike, phases: pd.DataFrame) -> list[str]:
-    """`profile_text`'s lines of the ``profile/phases`` rows ``phases``."""
+def _phase_lines(directory: str | os.PathLike, frames: list[pd.DataFrame]) -> list[str]:
+    """`profile_text`'s lines of the ``profile/phases`` files' rows ``frames``."""
+    phases = pd.concat(frames, ignore_index=True)
     own = phases["group_id"].str.startswith(_layout.BENCH)
-    timed = ~own & (own.cumsum() > 0)  # not the groups' rows of runs before runs were timed
+    # not the groups' rows that a file's process wrote before its runs were timed
+    since = [f["group_id"].str.startswith(_layout.BENCH).cumsum() > 0 for f in frames]
+    timed = ~own & pd.concat(since, ignore_index=True)
     lines = [f"bench {directory}: " + _run_text(phases[own], phases[timed])] if own.any() else []
     phases = phases[~own]
     if phases.empty:

@@ -248,6 +248,27 @@ def test_the_runs_own_phases_hold_only_the_groups_rows_written_since_runs_were_t
     )
 
 
+def test_each_process_own_phases_hold_only_its_groups_rows_written_since_it_was_timed(
+    tmp_path,
+):
+    """As above, of a bench two processes shared: process 1's old groups' rows counted,
+    once process 0's file had run rows (its rows come after process 0's)."""
+    (tmp_path / _layout.PROFILE).mkdir()
+    columns = ["group_id", "phase", "seconds", "count", "total_s"]
+    for i in range(2):
+        own = f"{_layout.BENCH}.p{i}of2"
+        rows = [(f"g{i}", "step", 0.1, 50, 5.0)]
+        rows += [(own, phase, 1.0, 1, 1.0) for phase in ("plan", "write", "blurbs")]
+        rows += [(own, "train", 4.0, 1, 4.0), (f"g{i}", "step", 0.1, 30, 3.0)]
+        frame = pd.DataFrame(rows, columns=columns).assign(peak_bytes=np.nan)
+        frame.to_parquet(tmp_path / _layout.PROFILE / f"phases.p{i}of2.parquet")
+    assert profile_text(tmp_path).splitlines()[0] == (
+        f"bench {tmp_path}: 2 runs took 14 s: plan 2 s, write 2 s, blurbs 2 s, train 8 s (the "
+        "groups' step 6 s; their results, checkpoints and status 2 s); training (step, eval) "
+        "43% of it"
+    )
+
+
 def test_a_runs_own_rows_note_the_device_memory_peak_as_the_groups_do(monkeypatch):
     """They had no ``peak_bytes``: the viewer's tooltip said the backend reports none."""
     monkeypatch.setattr(_profile, "device_bytes", lambda: (1.0, 2.0**20))
