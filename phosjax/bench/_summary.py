@@ -298,6 +298,8 @@ their results, checkpoints and status 2 s); training (step, eval) 50% of it
       2 runs took 9 s: plan 2 s, train 7 s; one stopped, or is training, before its train row
     """
     spent = own.groupby("phase", sort=False)["total_s"].sum()
+    order = [*_layout.BENCH_PHASES, *(p for p in spent.index if p not in _layout.BENCH_PHASES)]
+    spent = spent.reindex([p for p in order if p in spent.index])  # a run's order
     runs = int((own["phase"] == "plan").sum())  # each run's rows have one (start: commands')
     wall = f"{counted(runs, 'run')} took {spent.sum():.3g} s"
     if (own["phase"] == "train").sum() < runs:  # the groups' phases hold its training

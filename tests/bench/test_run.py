@@ -288,6 +288,18 @@ def test_a_run_started_by_a_command_then_one_from_python_are_two_runs(tmp_path):
     assert profile_text(tmp_path).startswith(f"bench {tmp_path}: 2 runs took 5 s: start 1 s,")
 
 
+def test_the_runs_phases_are_listed_in_a_runs_order(tmp_path):
+    """A run from Python (no ``start``) then one from a command listed ``start`` last,
+    after ``results``, as if it came after them."""
+    (tmp_path / _layout.PROFILE).mkdir()
+    own = ["plan", "train", "results", "start", "plan", "train", "results"]
+    rows = [(_layout.BENCH, phase, 1.0, 1, 1.0, np.nan) for phase in own]
+    columns = ["group_id", "phase", "seconds", "count", "total_s", "peak_bytes"]
+    pd.DataFrame(rows, columns=columns).to_parquet(tmp_path / _layout.PHASES)
+    laps = profile_text(tmp_path).splitlines()[0].split(": ", 2)[2]
+    assert laps.startswith("start 1 s, plan 2 s, train 2 s (") and "), results 2 s;" in laps
+
+
 def test_step_times_add_up_to_the_measured_steps_and_evaluations_compile_excluded(bench):
     root, results = bench
     phases = pd.read_parquet(root / _layout.PHASES).groupby(["group_id", "phase"]).total_s.sum()
