@@ -1638,6 +1638,29 @@ def test_a_bench_runs_own_phases_take_colours_no_group_phase_has(tmp_path, page)
     assert len(set(colours.values())) == len(colours), colours
 
 
+def test_a_bench_runs_own_phases_are_drawn_in_a_runs_order(tmp_path, page):
+    """A run from Python (no ``start``), then one from a command: ``start`` came last in
+    the (bench) bar and its legend, after ``results``."""
+    written = write_bench(tmp_path / "own", blurb_json())
+    phases = ["plan", "train", "results", "start", "plan", "train", "results"]
+    own = pd.DataFrame({"group_id": _layout.BENCH, "phase": phases, "seconds": 1.0, "count": 1})
+    pd.concat([own.assign(total_s=1.0), written.phases]).to_parquet(written.root / _layout.PHASES)
+    legend = "[...document.querySelector('#phases .legend').children].map((i) => i.textContent)"
+    with serving(written.root) as server:
+        page.open(server.url)
+        assert page.run(legend) == ["start", "plan", "train", "results"]
+        assert page.run(RUN_ORDER) == page.run(COLOURS_OF % "start, plan, train, results")
+
+
+RUN_ORDER = """[...document.querySelector('#phases svg').querySelectorAll('rect.bar')]
+  .map((r) => { const swatch = document.createElement('i');
+    swatch.style.background = r.getAttribute('fill'); return swatch.style.background; })"""
+COLOURS_OF = """(() => { const colour = Object.fromEntries(
+  [...document.querySelectorAll('#phases .legend')[0].children]
+  .map((i) => [i.textContent, i.querySelector('i').style.background]));
+  return '%s'.split(', ').map((n) => colour[n]); })()"""
+
+
 SEARCH = """(text) => { const box = document.querySelector('#filters input[type=search]');
   box.value = text; box.dispatchEvent(new Event('input'));
   return [...document.querySelectorAll('.board-row')].map((r) => r.dataset.key); }"""

@@ -768,6 +768,8 @@ const renderModel = panel("models", async (current) => {
 const PHASE_COLORS = { init: "#6b7b8c", compile: "#ef7b2d", step: "#4269d0", eval: "#3ca951" };
 // The group_id of a run's own rows (phosjax.bench._layout.BENCH; a process's: "(bench).p0of2").
 const BENCH_GROUP = "(bench)";
+// A run's own phases, one after another (phosjax.bench._layout.BENCH_PHASES).
+const RUN_PHASES = ["start", "plan", "write", "blurbs", "train", "results"];
 const PHASE_UNITS = { compile: "compiled program", step: "step", eval: "evaluation" };
 
 // A phase row's tooltip: its total, what one occurrence took, the memory of the group's
@@ -803,14 +805,18 @@ const renderProfile = panel("profile", async (current) => {
     const groupColumn = phases.columns.includes("group_id") ? "group_id" : phases.columns[0];
     const groups = new Map();
     for (const row of phases.rows) (groups.get(row[groupColumn]) || groups.set(row[groupColumn], []).get(row[groupColumn])).push(row);
-    const names = [...new Set(phases.rows.map((r) => r.phase))];
+    // A run's phases in the order it went through them (a run from Python has no start:
+    // another's comes later in the file); the groups' as written.
+    const rank = (phase) => (RUN_PHASES.includes(phase) ? RUN_PHASES.indexOf(phase) : RUN_PHASES.length);
+    const byRank = (a, b) => rank(a) - rank(b);
+    const names = [...new Set(phases.rows.map((r) => r.phase))].sort(byRank);
     // Other phases (a run's own: start, plan...) in colours no group phase has.
     const free = PALETTE.filter((c) => !Object.values(PHASE_COLORS).includes(c));
     const others = names.filter((n) => !(n in PHASE_COLORS));
     const color = (name) => PHASE_COLORS[name] || free[others.indexOf(name) % free.length];
     const rows = [...groups.entries()].map(([label, list]) => ({
       label: String(label),
-      segments: list.map((r) => ({
+      segments: list.slice().sort((a, b) => byRank(a.phase, b.phase)).map((r) => ({
         name: r.phase, value: r.total_s ?? r.seconds ?? 0, color: color(r.phase), detail: phaseDetail(r),
       })),
     }));
