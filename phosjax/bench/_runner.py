@@ -1,6 +1,7 @@
 """`run`: plan a bench, train what is missing, write everything; `add_models_to`."""
 
 import contextlib
+import functools
 import math
 import numbers
 import os
@@ -54,10 +55,9 @@ from phosjax.bench._store import (
 )
 from phosjax.bench._summary import summary_text
 from phosjax.bench._train import GroupJob, restored_step, train_group
-from phosjax.core import blurb
+from phosjax.core._blurb import blurb_of_init
 from phosjax.data import ArrayDataset
 from phosjax.models import registered_models
-from phosjax.train._state import init_compiler_options
 
 
 def chunk_size(config: BenchConfig, steps: int) -> int:
@@ -132,11 +132,9 @@ def _write_blurbs(root: pathlib.Path, plan_: Plan, flops: bool) -> None:
         model = config.build()
         x = jnp.zeros((1, *config.input_shape), jnp.float32)
         if not blurb_path.is_file():
-            # one program, compiled as init_group's: op by op, XLA compiled each op alone
-            options = init_compiler_options(jax.default_backend(), os.environ.get("XLA_FLAGS", ""))
-            init = jax.jit(model.init, compiler_options=options)
-            variables = init(jax.random.key(0), x)
-            summary = blurb(model, variables, x, measure_latency=False, flops=flops)
+            # init in the blurb's program: params no recorded value reads are never made
+            init = functools.partial(model.init, jax.random.key(0), x)
+            summary = blurb_of_init(model, init, x, measure_latency=False, flops=flops)
             write_text(blurb_path, summary.to_json())
         if hasattr(model, "to_json") and not graph_path.is_file():
             write_text(graph_path, model.to_json(x))

@@ -405,10 +405,16 @@ def _notes(recorded: dict[str, Any], constants: dict[str, Any]) -> dict[str, Any
 
 
 def _capture(
-    model: nn.Module, variables: Mapping[str, Any], x: Any, **apply_kwargs: Any
+    model: nn.Module,
+    variables: Mapping[str, Any],
+    x: Any,
+    init: Callable[[], Mapping[str, Any]] | None = None,
+    **apply_kwargs: Any,
 ) -> tuple[dict[str, list[_Call]], dict[str, dict[str, dict[str, Json]]], dict[str, ArraySpec]]:
     """Runs the model once, jitted, recording every module's first ``__call__`` (every
-    call of a module whose class sets ``blurb_sums_calls``).
+    call of a module whose class sets ``blurb_sums_calls``). With ``init``, the variables
+    are ``init()`` computed in that program (``variables``: their shapes), so that XLA
+    drops what no recorded value reads (a random init of params: most of its compile).
 
     Returns:
       ``({path: [_Call]}`` in the order the first calls began, ``{module path: {kind:
@@ -434,14 +440,16 @@ def _capture(
             calls.setdefault(path, []).append(call)
         return out
 
-    def run(variables: Mapping[str, Any], x: Any) -> tuple[Any, dict[str, ArraySpec]]:
+    def run(variables: Mapping[str, Any], x: Any) -> tuple[Any, dict[str, ArraySpec], Any]:
+        variables = init() if init is not None else variables
         collect = [BLURB, AUX_LOSS, PATH_WEIGHTS]
         out, collected = apply_collecting(model, variables, x, collect=collect, **apply_kwargs)
         paired = apply_kwargs.get("mutable", False) is not False  # as model.apply pairs it
-        return collected, _output_specs(out[0] if paired else out)
+        return collected, _output_specs(out[0] if paired else out), variables.get(KNOBS, {})
 
     with nn.intercept_methods(intercept), _declarations() as declared, constant_notes() as notes:
-        collected, outputs = jit_keeping_constants(run, variables, x)
+        given = {} if init is not None else variables  # init's: made in the program
+        collected, outputs, knob_tree = jit_keeping_constants(run, given, x)
     # A default made by jax is a tracer here: init computes it (once, for all of them).
     made_by_jax = any(isinstance(knob.default, jax.core.Tracer) for knob in declared.values())
     defaults = knobs(model, x, **init_kwargs(apply_kwargs)) if made_by_jax else {}
@@ -456,7 +464,7 @@ def _capture(
         for path, value in values.items():
             module, leaf = _split(path)
             recorded.setdefault(module, {}).setdefault(kind, {})[leaf] = _plain(value)
-    knob_values = flatten(variables.get(KNOBS, {}))
+    knob_values = flatten(knob_tree if init is not None else variables.get(KNOBS, {}))
     for path, knob in declared.items():
         module, leaf = _split(path)
         default = _plain(defaults.get(path, knob).default)
@@ -518,6 +526,42 @@ def blurb(
       >>> b.root.params, [child.path for child in b.root.children]
       (23, ['hidden', 'out'])
     """
+    return _summary(model, variables, x, None, measure_latency, flops, repeats, apply_kwargs)
+
+
+def blurb_of_init(
+    model: nn.Module, init: Callable[[], Mapping[str, Any]], x: Any = None, **kwargs: Any
+) -> Blurb:
+    """`blurb` of the variables ``init()`` returns, ``blurb(model, init(), x, **kwargs)``,
+    without computing those its values do not read: ``init`` is traced into the program
+    that records the blurb, and XLA drops the rest (a random init of params is most of
+    an init's compile); FLOPs and latency are measured on zeros.
+
+    Examples:
+      >>> import flax.linen as nn, jax, jax.numpy as jnp
+      >>> x = jnp.ones((1, 4)); init = lambda: nn.Dense(3).init(jax.random.key(0), x)
+      >>> b = blurb_of_init(nn.Dense(3), init, x, measure_latency=False)
+      >>> b == blurb(nn.Dense(3), init(), x, measure_latency=False)
+      True
+    """
+    variables = jax.eval_shape(init)
+    measure_latency = kwargs.pop("measure_latency", True)
+    flops = kwargs.pop("flops", True)
+    repeats = kwargs.pop("repeats", 5)
+    return _summary(model, variables, x, init, measure_latency, flops, repeats, kwargs)
+
+
+def _summary(
+    model: nn.Module,
+    variables: Mapping[str, Any],
+    x: Any,
+    init: Callable[[], Mapping[str, Any]] | None,
+    measure_latency: bool,
+    flops: bool,
+    repeats: int,
+    apply_kwargs: dict[str, Any],
+) -> Blurb:
+    """`blurb`'s work; with ``init``, ``variables`` are their shapes (`blurb_of_init`)."""
     an_int = isinstance(repeats, numbers.Integral) and not isinstance(repeats, bool)
     if not an_int or repeats < 1:  # checked before the model is traced and compiled
         raise ValueError(f"repeats must be at least 1, a whole number of calls, got {repeats!r}.")
@@ -526,7 +570,7 @@ def blurb(
     try:
         with naming_params_alone(variables, "blurb"):
             calls, recorded, outputs = _capture(
-                model, variables, x, mutable=mutable, **apply_kwargs
+                model, variables, x, init, mutable=mutable, **apply_kwargs
             )
     except Exception as error:
         if x is None:  # the model got None: its error names no input (Dense: IndexError)

@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 
 import phosjax as px
-from phosjax.core._blurb import ArraySpec, Blurb, KnobValue, _raise_not_a_module, blurb
+from phosjax.core._blurb import (
+    ArraySpec,
+    Blurb,
+    KnobValue,
+    _raise_not_a_module,
+    blurb,
+    blurb_of_init,
+)
 
 BATCH = 2
 
@@ -265,6 +272,24 @@ def test_notes_aux_losses_path_weights_and_knobs_sit_under_their_module(key):
         assert summary[other].notes == summary[other].aux_losses == summary[other].knobs == {}
     assert "scale=3 positive=" in summary.table()
     assert Blurb.from_json(summary.to_json()) == summary
+
+
+def test_a_blurb_of_an_init_is_the_blurb_of_its_variables_in_one_program(key):
+    # notes and aux losses read the random dense params; the knob is set by the init
+    x = jax.random.normal(key, (3, 2))
+    model = WithWeighted()
+    init = lambda: px.set_knobs(model.init(key, x), {"gate/scale": 3.0})
+    expected = blurb(model, init(), x, flops=False, measure_latency=False)
+    compiles = []
+    event = "/jax/core/compile/backend_compile_duration"
+    listener = lambda name, *_, **__: compiles.append(name) if name == event else None
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        summary = blurb_of_init(model, init, x, flops=False, measure_latency=False)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert len(compiles) == 1  # the init is no program of its own
+    assert summary.to_json() == expected.to_json()
 
 
 class Ranged(nn.Module):
