@@ -530,7 +530,14 @@ def blurb(
 
 
 def blurb_of_init(
-    model: nn.Module, init: Callable[[], Mapping[str, Any]], x: Any = None, **kwargs: Any
+    model: nn.Module,
+    init: Callable[[], Mapping[str, Any]],
+    x: Any = None,
+    *,
+    measure_latency: bool = True,
+    flops: bool = True,
+    repeats: int = 5,
+    **apply_kwargs: Any,
 ) -> Blurb:
     """`blurb` of the variables ``init()`` returns, ``blurb(model, init(), x, **kwargs)``,
     without computing those its values do not read: ``init`` is traced into the program
@@ -545,10 +552,7 @@ def blurb_of_init(
       True
     """
     variables = jax.eval_shape(init)
-    measure_latency = kwargs.pop("measure_latency", True)
-    flops = kwargs.pop("flops", True)
-    repeats = kwargs.pop("repeats", 5)
-    return _summary(model, variables, x, init, measure_latency, flops, repeats, kwargs)
+    return _summary(model, variables, x, init, measure_latency, flops, repeats, apply_kwargs)
 
 
 def _summary(
