@@ -219,11 +219,7 @@ def _spaces(selector: str, paths: list[str]) -> str:
     stripped = SEP.join(segment.strip() for segment in selector.split(SEP))
     if stripped == selector or not stripped or selector.startswith("re:"):
         return ""
-    found = select(paths, stripped, allow_empty=True)
-    if not found:
-        return ""
-    shown = listing([repr(p) for p in found], 3)
-    return f" It has a space at an end; {stripped!r} would match {shown}."
+    return _would_match(paths, stripped, "It has a space at an end")
 
 
 def _the_start_of_paths(selector: str, paths: list[str]) -> str:
@@ -240,11 +236,7 @@ def _the_start_of_paths(selector: str, paths: list[str]) -> str:
     if selector.startswith("re:") or selector.endswith(("**", SEP)):
         return ""
     below = f"{selector}{SEP}**"
-    found = select(paths, below, allow_empty=True)
-    if not found:
-        return ""
-    shown = listing([repr(p) for p in found], 3)
-    return f" A selector matches whole paths, not their start; {below!r} would match {shown}."
+    return _would_match(paths, below, "A selector matches whole paths, not their start")
 
 
 def _empty_segment(selector: str, paths: list[str]) -> str:
@@ -264,11 +256,9 @@ def _empty_segment(selector: str, paths: list[str]) -> str:
     kept = [s for s in segments if s]
     below = not segments[-1] and kept[-1:] != ["**"]  # 'a/' is 'a/**'; '**/' is '**'
     repaired = SEP.join(kept + ["**"] * below)
-    found = select(paths, repaired, allow_empty=True)
-    if not found:
-        return f" It has an empty segment ({SEP!r} at an end, or {SEP * 2!r}), which no path has."
-    shown = listing([repr(p) for p in found], 3)
-    return f" It has an empty segment, which no path has; {repaired!r} would match {shown}."
+    return _would_match(paths, repaired, "It has an empty segment, which no path has") or (
+        f" It has an empty segment ({SEP!r} at an end, or {SEP * 2!r}), which no path has."
+    )
 
 
 def _at_any_depth(selector: str, paths: list[str]) -> str:
@@ -283,12 +273,16 @@ def _at_any_depth(selector: str, paths: list[str]) -> str:
     """
     if selector.startswith(("re:", "**")):
         return ""
-    deeper = f"**{SEP}{selector}"
-    found = select(paths, deeper, allow_empty=True)
+    return _would_match(paths, f"**{SEP}{selector}", "A selector matches whole paths")
+
+
+def _would_match(paths: list[str], selector: str, said: str) -> str:
+    """`` {said}; {selector!r} would match`` the ``paths`` it matches, where it matches
+    any (a hint's end); "" otherwise."""
+    found = select(paths, selector, allow_empty=True)
     if not found:
         return ""
-    shown = listing([repr(p) for p in found], 3)
-    return f" A selector matches whole paths; {deeper!r} would match {shown}."
+    return f" {said}; {selector!r} would match {listing([repr(p) for p in found], 3)}."
 
 
 def select(
