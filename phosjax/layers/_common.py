@@ -143,6 +143,21 @@ def train_args(
     return ((value,), {}) if positional else ((), {name: value})
 
 
+def batch_train(train: bool, batch: Any) -> bool:
+    """``train``, unless ``batch`` (an array or a tree of them) holds no example (a
+    leading axis of size 0, known at trace time): training on none must change nothing,
+    so the blocks run as in evaluation (a `flax.linen.BatchNorm` would average its
+    running statistics over no example, NaN for good).
+
+    Examples:
+      >>> import numpy as np
+      >>> batch_train(True, np.ones((2, 3))), batch_train(True, {"x": np.ones((0, 3))})
+      (True, False)
+    """
+    empty = any(jnp.shape(leaf)[:1] == (0,) for leaf in jax.tree.leaves(batch))
+    return False if empty else train
+
+
 _OTHER_MASKS = ("flax.linen.normalization",)
 """The modules of Flax layers whose call's ``mask`` means something else than a
 container's (the real tokens): `flax.linen.LayerNorm`'s, `flax.linen.BatchNorm`'s...

@@ -12,6 +12,7 @@ from phosjax._nearest import did_you_mean
 from phosjax.core import INJECTIONS, tag
 from phosjax.core._record import set_aside
 from phosjax.layers._common import (
+    batch_train,
     block_keywords,
     check_keywords,
     takes_keyword,
@@ -363,7 +364,8 @@ class GraphModel(nn.Module):
             ``None`` (the default) when no input node is needed; must be for a graph
             without input nodes (all its nodes compute from constants), which is
             therefore called without it (``model.apply(variables)``).
-          train: training mode, passed to the nodes that take it.
+          train: training mode, passed to the nodes that take it (not on an empty
+            batch: they then run as in evaluation, ``batch_stats`` kept).
           outputs: node selectors (``"logits"``, ``"block/*"``); only what they need is
             computed and only they are returned. ``None``: the `returns` node, or
             without one the graph's sinks and all they need, every computed node returned
@@ -405,6 +407,7 @@ class GraphModel(nn.Module):
             targets = tuple(dict.fromkeys((*graph.sinks, *targets)))
         plan = graph.needed((*targets, *tagged, *inside), given)  # px.inject's reach their tags
         feeds = self._feeds(x, [p for p in plan if p in graph.inputs and p not in given])
+        train = batch_train(train, feeds)  # an empty batch leaves batch_stats as they are
         masked = keywords.get("mask") is not None  # padding read as zeros, by all nodes
         feeds = {
             path: zero_mask_padding(self, jnp.asarray(v), keywords)

@@ -195,3 +195,15 @@ def test_a_model_name_instead_of_a_config_is_a_type_error_naming_what_to_pass(bu
     assert str(error.value) == said
     with pytest.raises(TypeError, match=r"got \{'name': 'mlp'\} \(a dict\).*from_dict\(it\)"):
         build({"name": "mlp"})
+
+
+def test_training_resnet_and_its_twin_on_an_empty_batch_keeps_their_batch_stats(key):
+    """An empty batch in train mode made every running mean and variance NaN for good
+    (BatchNorm averaged over no example); both now run as in evaluation, stats kept."""
+    config = ModelConfig("resnet", num_classes=3, input_shape=(4,), width=2, depth=1)
+    for model in (build_model(config), graph_model(config)):
+        shapes = jax.eval_shape(model.init, key, jnp.ones((1, 4)))
+        variables = jax.tree.map(lambda leaf: jnp.ones(leaf.shape, leaf.dtype), shapes)
+        _, updated = model.apply(variables, jnp.ones((0, 4)), True, mutable=["batch_stats"])
+        for kept in jax.tree.leaves(updated["batch_stats"]):
+            np.testing.assert_array_equal(kept, 1.0)
