@@ -222,14 +222,26 @@ def scale_by_path_weight(value: jax.Array, weight: jax.Array, what: str) -> jax.
         return value * weight
 
 
+def batch_mean(value: jax.Array) -> jax.Array:
+    """``value``'s mean; 0 when it holds nothing (an empty batch: no example weighs or
+    costs anything), where `jnp.mean` gives NaN.
+
+    Examples:
+      >>> float(batch_mean(jnp.array([1.0, 2.0]))), float(batch_mean(jnp.ones((0,))))
+      (1.5, 0.0)
+    """
+    return jnp.mean(value if value.size else jnp.zeros((1,), value.dtype))
+
+
 @contextlib.contextmanager
 def path_weight(module: nn.Module, name: str, weight: Any) -> Iterator[jax.Array]:
     """Computes the enclosed branch with weight ``weight``, and records that weight.
 
     Args:
       module: the layer that owns the branch (``self``).
-      name: the branch's name, e.g. ``"branch_0"``; the weight's batch mean is recorded
-        in the ``path_weights`` collection under the module's path and this name.
+      name: the branch's name, e.g. ``"branch_0"``; the weight's batch mean (0 on an
+        empty batch) is recorded in the ``path_weights`` collection under the module's
+        path and this name.
       weight: a scalar, or one weight per example (shape ``(B,)``).
 
     Yields:
@@ -268,7 +280,7 @@ def path_weight(module: nn.Module, name: str, weight: Any) -> Iterator[jax.Array
         raise ValueError(
             f"{where}: a weight must be a scalar or one per example (B,), got shape {weight.shape}."
         )
-    record(module, PATH_WEIGHTS, name, jnp.mean(weight))
+    record(module, PATH_WEIGHTS, name, batch_mean(weight))
     opened = taking(_OPENED)
     if opened is not None and not module.is_initializing():
         opened.setdefault(module_path(module, name))

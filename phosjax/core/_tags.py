@@ -15,7 +15,12 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core._collections import AUX_LOSS, BLURB, INJECTIONS, INTERMEDIATES, PERTURBATIONS
-from phosjax.core._path_weights import count_aux_loss, current_path_weight, scale_by_path_weight
+from phosjax.core._path_weights import (
+    batch_mean,
+    count_aux_loss,
+    current_path_weight,
+    scale_by_path_weight,
+)
 from phosjax.core._paths import check_path, module_path
 from phosjax.core._record import Calls, collecting, record, taking
 
@@ -181,7 +186,7 @@ def aux_loss(module: nn.Module, name: str, value: jax.Array) -> jax.Array:
             f"{what}: a loss must be a number or an array of them, a scalar or one per "
             f"example (B, ...), got {value!r} ({type(value).__name__})."
         ) from None
-    scaled = jnp.mean(scale_by_path_weight(loss, current_path_weight(), what))
+    scaled = batch_mean(scale_by_path_weight(loss, current_path_weight(), what))
     record(module, AUX_LOSS, name, scaled)
     raised = taking(_RAISED)
     if raised is not None and not module.is_initializing():

@@ -152,3 +152,18 @@ def test_apply_checking_records_checks_only_the_collections_a_deny_list_leaves_m
     dropped = nn.vmap(Loss, variable_axes={}, axis_size=2)
     with pytest.raises(ValueError, match="aux loss 'one' was raised but not recorded"):
         apply_checking_records(dropped().apply, {}, jnp.ones((2, 3)), mutable=kept)
+
+
+def test_a_per_example_path_weight_on_an_empty_batch_records_zero_not_nan():
+    """The weight's batch mean over no example was NaN, and so was the aux loss it scaled
+    (choicenet with per_example=True); both are now 0."""
+
+    class Gated(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            with px.path_weight(self, "branch", jnp.ones(x.shape[:1])):
+                return Loss()(x)
+
+    _, state = Gated().apply({}, jnp.ones((0, 3)), mutable=["aux_loss", "path_weights"])
+    assert float(state["path_weights"]["branch"][0]) == 0.0
+    assert float(state["aux_loss"]["Loss_0"]["one"][0]) == 0.0
