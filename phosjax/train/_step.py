@@ -269,6 +269,25 @@ def training_apply(
         raise rng_stream_error(model, error) from error
 
 
+def check_batch(batch: Batch) -> None:
+    """Raises a ValueError when ``batch`` ``(x, y)`` holds no example (a static shape,
+    checked at trace time): a step on none has no loss to learn from (a mean over no
+    example, NaN, which would mark the cell diverged).
+
+    Examples:
+      >>> check_batch((jnp.zeros((0, 8)), jnp.zeros((0,), int)))
+      Traceback (most recent call last):
+      ValueError: the train step got an empty batch (x of shape (0, 8), y of shape (0,)): ...
+    """
+    x, y = batch
+    if jnp.shape(x)[:1] == (0,) or jnp.shape(y)[:1] == (0,):
+        raise ValueError(
+            f"the train step got an empty batch (x of shape {jnp.shape(x)}, y of shape "
+            f"{jnp.shape(y)}): a step learns from at least one example; give x of shape "
+            "(batch, ...) and y of shape (batch,) with batch >= 1."
+        )
+
+
 def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> TrainStep:
     """``(cell_state, arrays) -> (cell_state, metrics)``: one train step of one cell.
 
@@ -286,7 +305,8 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
     copies of the whole state each step (2-25% of a one-cell MLP step on CPU), so
     `run_group` runs its chunks unguarded and re-runs a chunk guarded, from its start, when a cell
     diverged in it. The model computes in ``hp.compute_dtype`` (`precision_apply`); the
-    task loss is taken from its logits in float32, whatever their dtype.
+    task loss is taken from its logits in float32, whatever their dtype. An empty batch is
+    a ValueError (`check_batch`), not a NaN loss.
 
     Examples:
       >>> import jax
@@ -346,6 +366,7 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
     def update(
         state: GroupState, arrays: dict[str, jax.Array], batch: Batch
     ) -> tuple[GroupState, Metrics]:
+        check_batch(batch)
         rng = jax.random.fold_in(jax.random.wrap_key_data(state.dropout_key), state.step)
         grad_fn = jax.value_and_grad(rewrite_before_grad(loss_fn), has_aux=True)
         (loss, (written, metrics)), grads = grad_fn(state.params, state, *batch, rng)

@@ -1642,3 +1642,11 @@ def test_a_morph_regularizer_of_bfloat16_params_is_taken_in_float32_under_strict
     hp = HParams(batch_size=16, steps=2, regularizers=(Regularizer("**", "morph", 1e-3),))
     _, metrics = _traced_under_strict_promotion(toy, _Bfloat16HiddenConfig(), hp)
     assert metrics["regularizer"].dtype == jnp.float32
+
+
+def test_a_train_step_on_an_empty_batch_is_refused_by_name_not_a_nan_divergence():
+    """It took a mean over no example: NaN loss, the cell marked diverged."""
+    step = make_train_step(Tiny().build(), ADAM)
+    empty = (jnp.zeros((0, 8)), jnp.zeros((0,), jnp.int32))
+    with pytest.raises(ValueError, match=r"empty batch \(x of shape \(0, 8\), y of shape \(0,\)"):
+        step(None, {}, empty)
