@@ -335,7 +335,8 @@ def call_block(block: nn.Module, x: jax.Array, train: bool, **keywords: Any) -> 
     """Calls ``block`` on ``x``, passing the train flag the way its ``__call__`` takes it
     (see `train_args`): positionally when it is the parameter after ``x``; and those of
     the ``keywords`` (a container's extra call arguments, such as an attention ``mask``)
-    that its call takes, by keyword, as it reads them (see `block_keywords`).
+    that its call takes, by keyword, as it reads them (see `block_keywords`). On an empty
+    batch it runs as in evaluation (see `batch_train`).
 
     A block lifted with ``nn.remat`` (or ``nn.jit``) must declare the flag static, as
     ``nn.remat(Block, static_argnums=(2,))`` (``self``, ``x``, ``train``); otherwise it is
@@ -354,6 +355,7 @@ def call_block(block: nn.Module, x: jax.Array, train: bool, **keywords: Any) -> 
       6
     """
     taken = block_keywords(block, x, keywords)
+    train = batch_train(train, x)  # an empty batch leaves a BatchNorm's statistics as they are
     args, kwargs = train_args(block, train, keywords=frozenset(taken))
     return block(x, *args, **kwargs, **taken)
 

@@ -89,6 +89,17 @@ def test_flax_batch_norm_updates_its_statistics_exactly_in_training(wrap, key):
         assert np.allclose(normalized, 0.0, atol=1e-5) == train
 
 
+@by_wrapper
+def test_flax_batch_norm_keeps_its_statistics_when_trained_on_an_empty_batch(wrap, key):
+    """Its running mean and variance, averaged over no example, turned NaN for good."""
+    layer = wrap(nn.BatchNorm(momentum=0.5))
+    variables = layer.init(key, jnp.ones((2, 4)))
+    out, state = layer.apply(variables, jnp.ones((0, 4)), train=True, mutable=["batch_stats"])
+    assert out.shape == (0, 4)
+    kept, before = state["batch_stats"], variables["batch_stats"]
+    jax.tree.map(np.testing.assert_array_equal, kept, before)
+
+
 def test_a_flag_set_by_the_constructor_is_left_alone(key):
     layer = L.Sequence([nn.Dropout(0.5, deterministic=True)])
     x = jnp.ones((2, 8))
