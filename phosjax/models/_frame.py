@@ -12,7 +12,6 @@ from phosjax.core import tag
 from phosjax.layers._common import (
     CheckedFields,
     PassesKeywords,
-    batch_train,
     call_block,
     check_keywords,
     checked_rate,
@@ -226,7 +225,6 @@ class Frame(PassesKeywords, CheckedFields):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, *, mask: Any = None) -> jax.Array:
         x = checked_batch(x, self.input_shape, type(self).__name__)
-        train = batch_train(train, x)  # an empty batch leaves batch_stats as they are
         if len(self.blocks) != self.depth * len(self.widths):
             raise ValueError(
                 f"{len(self.blocks)} blocks do not make {len(self.widths)} stage(s) of depth "
