@@ -426,9 +426,10 @@ def _capture(
     entered: dict[str, None] = {}
     calls: dict[str, list[_Call]] = {}
     depth = apply_depth()
+    initializing = False  # init's calls are no calls on x (a graph group's would count twice)
 
     def intercept(next_fun: Callable[..., Any], args: Any, kwargs: Any, context: Any) -> Any:
-        if applied_apart(depth):  # a model applied inside the call: not one of its modules
+        if initializing or applied_apart(depth):  # or a model applied inside the call
             return next_fun(*args, **kwargs)
         path = SEP.join(context.module.path)
         if context.method_name == "__call__":
@@ -441,7 +442,13 @@ def _capture(
         return out
 
     def run(variables: Mapping[str, Any], x: Any) -> tuple[Any, dict[str, ArraySpec], Any]:
-        variables = init() if init is not None else variables
+        nonlocal initializing
+        if init is not None:
+            initializing = True
+            try:
+                variables = init()
+            finally:
+                initializing = False
         collect = [BLURB, AUX_LOSS, PATH_WEIGHTS]
         out, collected = apply_collecting(model, variables, x, collect=collect, **apply_kwargs)
         paired = apply_kwargs.get("mutable", False) is not False  # as model.apply pairs it

@@ -521,3 +521,11 @@ def test_a_module_whose_class_sums_calls_gets_their_flops_and_last_output(key, p
         assert whole.flops == first.flops + last.flops and whole.outputs == last.outputs
     else:  # its first call, as any module's
         assert whole.flops == first.flops and whole.outputs == first.outputs
+
+
+def test_a_blurb_of_an_init_sums_a_whole_over_the_calls_on_x_not_the_inits(key):
+    x = jnp.ones((BATCH, 3))
+    model, init = Parts(Whole), lambda: Parts(Whole).init(key, x)
+    expected = blurb(model, init(), x, measure_latency=False)
+    summary = blurb_of_init(model, init, x, measure_latency=False)
+    assert summary["part"].flops == expected["part"].flops  # not doubled by init's calls
