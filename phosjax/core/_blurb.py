@@ -429,7 +429,8 @@ def _capture(
     initializing = False  # init's calls are no calls on x (a graph group's would count twice)
 
     def intercept(next_fun: Callable[..., Any], args: Any, kwargs: Any, context: Any) -> Any:
-        if initializing or applied_apart(depth):  # or a model applied inside the call
+        unbound = context.module.scope is None  # a helper method of a module no model holds
+        if initializing or unbound or applied_apart(depth):  # or a model applied inside
             return next_fun(*args, **kwargs)
         path = SEP.join(context.module.path)
         if context.method_name == "__call__":

@@ -529,3 +529,24 @@ def test_a_blurb_of_an_init_sums_a_whole_over_the_calls_on_x_not_the_inits(key):
     expected = blurb(model, init(), x, measure_latency=False)
     summary = blurb_of_init(model, init, x, measure_latency=False)
     assert summary["part"].flops == expected["part"].flops  # not doubled by init's calls
+
+
+class Doubler(nn.Module):
+    def double(self, x):
+        return 2 * x
+
+
+DOUBLER = Doubler()  # unbound, as a graph twin's stem whose input_mask a node calls
+
+
+class DoublesWithAnUnboundModule(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(2, name="dense")(DOUBLER.double(x))
+
+
+def test_a_method_of_an_unbound_module_called_by_the_model_is_no_module_of_its_blurb(key):
+    x = jnp.ones((BATCH, 3))
+    model = DoublesWithAnUnboundModule()
+    summary = blurb(model, model.init(key, x), x, measure_latency=False, flops=False)
+    assert list(summary.modules()) == ["", "dense"]
