@@ -19,7 +19,7 @@ from phosjax.layers._common import (
     takes_keyword,
     token_mean,
 )
-from phosjax.models._kinds import KINDS, choose_kind, view_as
+from phosjax.models._kinds import IMAGE, KINDS, choose_kind, view_as
 from phosjax.models._masks import (
     check_mask_tokens,
     check_stem_padding,
@@ -176,7 +176,8 @@ class Frame(PassesKeywords, CheckedFields):
       num_classes: logits per example.
       input_shape: one example's shape; ``x`` must be ``(batch, *input_shape)``.
       input_kind: how the input is viewed: ``"vector"``, ``"sequence"`` or ``"image"``,
-        one ``input_shape`` can be viewed as (`choose_kind`: an image has 3 axes).
+        one ``input_shape`` can be viewed as (`choose_kind`: an image has 3 axes; one of 4
+        or more, a volume, is viewed as a vector or a sequence).
       widths: features per stage.
       depth: blocks per stage (``len(blocks) == depth * len(widths)``).
       blocks: the block modules, in order (named ``blocks_0``, ``blocks_1``...).
@@ -235,7 +236,8 @@ class Frame(PassesKeywords, CheckedFields):
         if self.input_kind not in KINDS:
             raise ValueError(f"Frame input_kind must be one of {KINDS}, got {self.input_kind!r}")
         kind = self.input_kind  # one the input can be viewed as: (40,) is no image
-        choose_kind(self.input_shape, (kind,), kind, type(self).__name__)
+        if kind == IMAGE or 1 <= len(self.input_shape) <= 3:  # any shape flattens
+            choose_kind(self.input_shape, (kind,), kind, type(self).__name__)
         num_classes, dropout = checked_size(self, "num_classes"), checked_rate(self, "dropout")
         check_keywords(self, self.blocks, {} if mask is None else {"mask": mask})
         h = view_as(x, self.input_kind)

@@ -424,3 +424,12 @@ def test_pooling_an_empty_batch_gives_an_empty_output(pool, masked):
     width = 24 if pool == "flatten" else 4
     assert pool_tokens(h, pool, real).shape == (0, width)
     assert padding_mask(jnp.ones((0, 3, 2), bool), h).shape == (0, 6)
+
+
+def test_a_frame_built_by_hand_views_an_input_of_4_axes_as_a_vector_or_sequence_not_image():
+    make = lambda kind: Frame(2, (2, 2, 2, 3), kind, widths=(4,), depth=1, blocks=(nn.Dense(4),))
+    x = jnp.ones((1, 2, 2, 2, 3))
+    for kind in ("vector", "sequence"):  # a volume flattened (they ran before kinds were checked)
+        assert jax.eval_shape(make(kind).init, jax.random.key(0), x)["params"]
+    with pytest.raises(ValueError, match=r"input_shape \(2, 2, 2, 3\) has 4 axes"):
+        jax.eval_shape(make("image").init, jax.random.key(0), x)
