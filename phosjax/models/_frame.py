@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from phosjax._callables import a_type
 from phosjax.core import tag
@@ -63,9 +64,11 @@ def checked_batch(x: Any, input_shape: tuple[int, ...], who: str) -> jax.Array:
     """
     try:
         x = jnp.asarray(x)
-    except (TypeError, ValueError):  # a dict, a str; a ragged list
+    except (TypeError, ValueError):  # a dict, a str; a ragged list; an array of objects
+        numpy = isinstance(x, np.ndarray)  # of the right shape, maybe
+        got = f"{a_type(x)} of dtype {x.dtype}, no numbers" if numpy else a_type(x)
         raise TypeError(
-            f"{who} takes x, a batch array of shape (batch, *{input_shape}), got {a_type(x)}"
+            f"{who} takes x, a batch array of shape (batch, *{input_shape}), got {got}"
         ) from None
     if x.shape[1:] != tuple(input_shape):
         raise ValueError(

@@ -100,6 +100,9 @@ def test_a_batch_given_as_a_list_is_read_as_an_array_and_no_array_is_named():
     assert model.apply(variables, [[1.0, 2.0]]).shape == (1, 3)
     with pytest.raises(TypeError, match=r"^Frame takes x, a batch array of .* got a dict\b"):
         model.apply(variables, {"x": [[1.0, 2.0]]})
+    objects = np.array([[1.0, 2.0]], dtype=object)  # was "got an ndarray", the right shape
+    with pytest.raises(TypeError, match=r"got an ndarray of dtype object, no numbers\b"):
+        model.apply(variables, objects)
 
 
 def test_a_complex_batch_is_refused_naming_its_dtype():
