@@ -279,12 +279,12 @@ def check_batch(batch: Batch) -> None:
       Traceback (most recent call last):
       ValueError: the train step got an empty batch (x of shape (0, 8), y of shape (0,)): ...
     """
-    x, y = batch
-    if jnp.shape(x)[:1] == (0,) or jnp.shape(y)[:1] == (0,):
+    x, y = batch  # x may be a tree of inputs (a dict)
+    if any(jnp.shape(leaf)[:1] == (0,) for leaf in jax.tree.leaves(batch)):
         raise ValueError(
-            f"the train step got an empty batch (x of shape {jnp.shape(x)}, y of shape "
-            f"{jnp.shape(y)}): a step learns from at least one example; give x of shape "
-            "(batch, ...) and y of shape (batch,) with batch >= 1."
+            f"the train step got an empty batch (x of shape {jax.tree.map(jnp.shape, x)}, y "
+            f"of shape {jnp.shape(y)}): a step learns from at least one example; give x of "
+            "shape (batch, ...) and y of shape (batch,) with batch >= 1."
         )
 
 

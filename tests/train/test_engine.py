@@ -38,6 +38,7 @@ from phosjax.train._reduce import global_norm
 from phosjax.train._run import _stops
 from phosjax.train._state import _layout_difference
 from phosjax.train._step import (
+    check_batch,
     device_array_specs,
     device_arrays,
     make_evaluate,
@@ -1650,3 +1651,10 @@ def test_a_train_step_on_an_empty_batch_is_refused_by_name_not_a_nan_divergence(
     empty = (jnp.zeros((0, 8)), jnp.zeros((0,), jnp.int32))
     with pytest.raises(ValueError, match=r"empty batch \(x of shape \(0, 8\), y of shape \(0,\)"):
         step(None, {}, empty)
+
+
+def test_the_empty_batch_check_reads_inputs_given_as_a_dict():
+    # it took jnp.shape of x itself: a dict of inputs (a graph model's) warned, then failed
+    check_batch(({"a": jnp.zeros((2, 3)), "b": jnp.zeros((2, 1))}, jnp.zeros((2,), jnp.int32)))
+    with pytest.raises(ValueError, match=r"x of shape \{'a': \(0, 3\)\}, y of shape \(0,\)"):
+        check_batch(({"a": jnp.zeros((0, 3))}, jnp.zeros((0,), jnp.int32)))
