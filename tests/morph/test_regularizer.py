@@ -57,9 +57,7 @@ def test_latency_is_overhead_plus_slope_times_flops_per_contraction(monkeypatch)
     table = {"dot_general": (2.0**-10, 2.0**-20), "conv_general_dilated": (2.0**-8, 2.0**-24)}
     monkeypatch.setattr(_cost, "latency_table", lambda backend=None: table)
     config = ModelConfig("cnn2d", num_classes=5, input_shape=(8, 8, 1), width=(6, 4))
-    model = config.build()
-    x = jnp.ones((2, 8, 8, 1))
-    groups = channel_groups(model, model.init(jax.random.key(0), x), x)
+    groups = _groups_of(config.build(), jnp.ones((2, 8, 8, 1)))
     poly = cost_polynomial(groups, "latency")
 
     def expected(c0, c1):  # two convs (3x3, 8x8 then 4x4 positions) and the dense head
@@ -135,8 +133,7 @@ def test_the_regularizer_prices_only_the_selected_groups():
 def test_the_regularizer_of_a_model_without_channel_groups_says_it_has_none_to_price():
     """It said "Selector '**' matched no channel group: there are none.", of a selector the
     caller had not given, without why."""
-    model, x = nn.Dense(3), jnp.ones((2, 4))
-    groups = channel_groups(model, model.init(jax.random.key(0), x), x)
+    groups = _groups_of(nn.Dense(3), jnp.ones((2, 4)))
     with pytest.raises(SelectorError) as raised:
         morph_regularizer(groups)
     assert raised.value.args[0] == (
@@ -156,8 +153,7 @@ class _FiveHeads(nn.Module):
 
 def test_the_regularizer_without_channel_groups_names_three_axes_kept_whole_and_counts_the_rest():
     """They were cut with ', ...', not saying how many more (the shared listing counts)."""
-    model, x = _FiveHeads(), jnp.ones((2, 3))
-    groups = channel_groups(model, model.init(jax.random.key(0), x), x)
+    groups = _groups_of(_FiveHeads(), jnp.ones((2, 3)))
     with pytest.raises(SelectorError) as raised:
         morph_regularizer(groups)
     kept = ", ".join(f"'params/Dense_{i}/kernel:1' (model output)" for i in range(3))
@@ -247,6 +243,11 @@ def test_once_shrinks_the_dead_channels_and_expands_back():
     assert morphed.shrunk.config.widths == (4, 16)
     assert config_cost(morphed.config, "flops") <= config_cost(config, "flops")
     assert morphed.config.widths[0] < morphed.config.widths[1]
+
+
+def _groups_of(model, x):
+    """`channel_groups` of ``model`` initialised (key 0) and called on ``x``."""
+    return channel_groups(model, model.init(jax.random.key(0), x), x)
 
 
 def _directional_check(fn, tree, key, eps=1e-2):
@@ -407,27 +408,21 @@ def test_expand_names_a_bad_cost_or_multiple_not_a_config_that_fails_to_build(ar
 
 
 def test_an_unknown_source_fails_when_the_regularizer_is_built():
-    model = nn.Sequential([nn.Dense(8), nn.relu, nn.Dense(3)])
-    x = jnp.ones((2, 4))
-    groups = channel_groups(model, model.init(jax.random.key(0), x), x)
+    groups = _groups_of(nn.Sequential([nn.Dense(8), nn.relu, nn.Dense(3)]), jnp.ones((2, 4)))
     with pytest.raises(ValueError, match=r"unknown importance source 'gama'.*'gamma'"):
         morph_regularizer(groups, source="gama")
 
 
 def test_a_normalize_that_is_no_bool_fails_when_the_regularizer_is_built():
     """normalize="false" (read from a config) was true: the penalty was normalized."""
-    model = nn.Sequential([nn.Dense(8), nn.relu, nn.Dense(3)])
-    x = jnp.ones((2, 4))
-    groups = channel_groups(model, model.init(jax.random.key(0), x), x)
+    groups = _groups_of(nn.Sequential([nn.Dense(8), nn.relu, nn.Dense(3)]), jnp.ones((2, 4)))
     with pytest.raises(TypeError, match=r"^morph_regularizer: normalize must be True or False, "):
         morph_regularizer(groups, normalize="false")
     morph_regularizer(groups, normalize=np.bool_(False))
 
 
 def test_gamma_without_a_normalization_fails_when_the_regularizer_is_built():
-    model = nn.Sequential([nn.Dense(8), nn.relu, nn.Dense(3)])
-    x = jnp.ones((2, 4))
-    groups = channel_groups(model, model.init(jax.random.key(0), x), x)
+    groups = _groups_of(nn.Sequential([nn.Dense(8), nn.relu, nn.Dense(3)]), jnp.ones((2, 4)))
     match = r"source 'gamma' .* group\(s\) \['layers_0'\] have none; use source 'auto'"
     with pytest.raises(ValueError, match=match):
         morph_regularizer(groups, source="gamma")

@@ -1041,6 +1041,16 @@ def test_a_model_whose_logits_are_not_the_data_sets_classes_is_refused(toy, mode
         run_group(fits, init_group(plan_groups(CELLS[:1])[0], toy), six)  # the state's data
 
 
+@dataclasses.dataclass(frozen=True)
+class _BuildsConfig:
+    """A model config whose build returns ``module``."""
+
+    module: Any
+
+    def build(self) -> Any:
+        return self.module
+
+
 class _Unpooled(nn.Module):
     """Logits per position of a sequence, ``(batch, 2, 3)``: no pooling before the head."""
 
@@ -1049,15 +1059,9 @@ class _Unpooled(nn.Module):
         return nn.Dense(3)(jnp.stack([x, x], axis=1))
 
 
-@dataclasses.dataclass(frozen=True)
-class _UnpooledConfig:
-    def build(self) -> nn.Module:
-        return _Unpooled()
-
-
 def test_a_model_with_logits_per_position_is_told_to_pool_not_to_change_its_classes(toy):
     """It said the model had logits of shape (2, 3) "but 'toy' has num_classes=3"."""
-    [group] = plan_groups([Cell(_UnpooledConfig(), "toy", ADAM, 0)])
+    [group] = plan_groups([Cell(_BuildsConfig(_Unpooled()), "toy", ADAM, 0)])
     with pytest.raises(ValueError, match=r"shape \(2, 3\) per example, where one vector of "):
         init_group(group, toy)
 
@@ -1071,15 +1075,9 @@ class _WithExtras(nn.Module):
         return logits, {"hidden": x}
 
 
-@dataclasses.dataclass(frozen=True)
-class _WithExtrasConfig:
-    def build(self) -> nn.Module:
-        return _WithExtras()
-
-
 def test_a_model_returning_a_tuple_is_told_to_return_its_logits_alone(toy):
     """It was told to build a graph model with returns='head'."""
-    [group] = plan_groups([Cell(_WithExtrasConfig(), "toy", ADAM, 0)])
+    [group] = plan_groups([Cell(_BuildsConfig(_WithExtras()), "toy", ADAM, 0)])
     with pytest.raises(ValueError, match=r"returns a tuple, not an array of logits; return the "):
         init_group(group, toy)
 
@@ -1117,14 +1115,6 @@ class _NoTrain(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         return nn.Dense(3)(x)
-
-
-@dataclasses.dataclass(frozen=True)
-class _BuildsConfig:
-    module: Any
-
-    def build(self) -> Any:
-        return self.module
 
 
 @pytest.mark.parametrize(
@@ -1631,17 +1621,11 @@ class _Bfloat16Hidden(nn.Module):
         return dense(3)(nn.relu(dense(8)(x)))
 
 
-@dataclasses.dataclass(frozen=True)
-class _Bfloat16HiddenConfig:
-    def build(self) -> nn.Module:
-        return _Bfloat16Hidden()
-
-
 def test_a_morph_regularizer_of_bfloat16_params_is_taken_in_float32_under_strict_promotion(toy):
     # its channel importances were summed in bfloat16, and the bfloat16 penalty was added
     # to the float32 loss: strict promotion refused it
     hp = HParams(batch_size=16, steps=2, regularizers=(Regularizer("**", "morph", 1e-3),))
-    _, metrics = _traced_under_strict_promotion(toy, _Bfloat16HiddenConfig(), hp)
+    _, metrics = _traced_under_strict_promotion(toy, _BuildsConfig(_Bfloat16Hidden()), hp)
     assert metrics["regularizer"].dtype == jnp.float32
 
 
