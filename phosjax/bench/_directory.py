@@ -397,10 +397,42 @@ def check_processes(root: pathlib.Path, count: int) -> None:
     if started is not None and started != count:
         raise BenchError(
             f"{str(root)!r} was started with {started} process(es), and this run has "
-            f"{count}: each process trains its own share of every group, so a different "
+            f"{count}: each process trains its own share of the cells, so a different "
             f"count would train it all again. Continue it with {started} process(es) "
             "(jax.distributed), or pick another --dir."
         )
+
+
+def recorded_split(root: pathlib.Path) -> str | None:
+    """How the processes sharing the bench in ``root`` split its cells (`_layout.SPLIT_KEY`):
+    `_layout.SPLIT_PLAN` where no bench is there yet (the run starts one) or its
+    ``bench.json`` records it; None where it records none (a bench made before it was
+    recorded keeps each group's own split).
+
+    Raises:
+      BenchError: ``bench.json`` records a split this phosjax does not know, or cannot be
+        read.
+
+    Examples:
+      >>> import tempfile
+      >>> with tempfile.TemporaryDirectory() as tmp:
+      ...     new = recorded_split(pathlib.Path(tmp))
+      ...     _ = (pathlib.Path(tmp) / "bench.json").write_text('{"format": 1}')
+      ...     new, recorded_split(pathlib.Path(tmp))
+      ('plan', None)
+    """
+    if not _layout.is_bench(root):
+        return _layout.SPLIT_PLAN
+    path = root / _layout.MARKER
+    split = read_bench_json(path).get(_layout.SPLIT_KEY)
+    if split not in (None, _layout.SPLIT_PLAN):
+        raise BenchError(
+            f"{str(path)!r} records the split {split!r} of its cells between processes; this "
+            f"phosjax knows {_layout.SPLIT_PLAN!r} (and none: each group's own). A newer "
+            "phosjax wrote it, or something else changed it: upgrade phosjax, or restore it "
+            "from a backup."
+        )
+    return split
 
 
 def _with_earlier(env: dict[str, Any], path: pathlib.Path) -> dict[str, Any]:
@@ -481,13 +513,16 @@ def write_meta(
     a model of the bench (`recorded_imports`) are recorded in ``imports`` (absent when
     none: a bench of built-in models, or one made before the record, is written as
     before), for later commands to import again, and the folder each came from in
-    ``import_folders`` (`import_folder`; a module not imported now keeps its earlier one)."""
+    ``import_folders`` (`import_folder`; a module not imported now keeps its earlier one).
+    A new bench records the split of its cells between processes, `_layout.SPLIT_PLAN`;
+    one made before it was recorded keeps none (`recorded_split`)."""
     marker_path = root / _layout.MARKER
     created = None
-    marker: dict[str, Any] = {}
+    marker: dict[str, Any] = {_layout.SPLIT_KEY: _layout.SPLIT_PLAN}
     if marker_path.is_file():
         marker = read_bench_json(marker_path)
         created, registered = marker.get("created"), marker.get("registered_models", registered)
+    split = marker.get(_layout.SPLIT_KEY)  # a new bench's, or the one recorded (or none)
     earlier = marker.get(_layout.IMPORTS_KEY, [])
     modules = recorded_imports(config, [*(earlier if isinstance(earlier, list) else []), *imports])
     found = marker.get(_layout.IMPORT_FOLDERS_KEY)
@@ -503,6 +538,7 @@ def write_meta(
             "config_hash": config.digest(),
             "registered_models": registered,
             "processes": processes,
+            **({_layout.SPLIT_KEY: split} if split else {}),
             **({_layout.IMPORTS_KEY: modules} if modules else {}),
             **({_layout.IMPORT_FOLDERS_KEY: folders} if folders else {}),
         },

@@ -10,6 +10,8 @@ atomically (a temporary file, then a rename), so a reader never sees half a file
       bench.json          marker: {"format": 1, "created": ISO time, "config_hash": sha256,
                            "registered_models": [names registered when last planned],
                            "processes": how many processes share it (absent in old benches),
+                           "split": how they split its cells, "plan" (absent in benches
+                           made before it was recorded: each group's own, see `SPLIT_KEY`),
                            "imports": [modules that register its models: ``--import``s,
                            imported again by later commands] (absent when none),
                            "import_folders": {module: the folder on Python's path it was
@@ -41,8 +43,9 @@ atomically (a temporary file, then a rename), so a reader never sees half a file
 When several processes share a bench (``jax.distributed``), process ``i`` of ``n`` names
 its group keys ``<group_id>.p<i>of<n>`` (part files, checkpoints) and writes
 ``status.p<i>of<n>.json``, ``run.p<i>of<n>.lock``, ``profile/phases.p<i>of<n>.parquet`` and
-``profile/memory.p<i>of<n>.parquet`` instead of the single-process names. A bench is
-continued only with the number of processes it was started with (``bench.json``).
+``profile/memory.p<i>of<n>.parquet`` instead of the single-process names; they split its
+cells as ``bench.json`` records (`SPLIT_KEY`). A bench is continued only with the number of
+processes it was started with (``bench.json``).
 """
 
 import os
@@ -61,6 +64,14 @@ IMPORTS_KEY = "imports"
 """The key of ``bench.json`` that records the modules registering the bench's models."""
 IMPORT_FOLDERS_KEY = "import_folders"
 """The key of ``bench.json`` that records where each of its ``imports`` was imported from."""
+SPLIT_KEY = "split"
+"""The key of ``bench.json`` that records how the processes sharing the bench split its
+cells (`phosjax.bench._runner.jobs`): `SPLIT_PLAN`, written by new benches, or absent, as in
+benches made before it was recorded, which keep the split they started with: process ``i``
+of ``n`` takes every n-th cell of each group, from its i-th."""
+SPLIT_PLAN = "plan"
+"""`SPLIT_KEY`'s value for cells numbered across the plan's groups, in plan order, cell
+``p`` going to process ``p mod n``."""
 CONFIG = "config.yaml"
 ENV = "env.json"
 CELLS = "cells.parquet"

@@ -27,6 +27,7 @@ from phosjax.bench._directory import (
     locked,
     open_bench,
     read_bench_json,
+    recorded_split,
     write_meta,
 )
 from phosjax.bench._imports import import_for_bench, planned_models
@@ -84,12 +85,39 @@ def chunk_size(config: BenchConfig, steps: int) -> int:
     return divisor if 4 * divisor >= cap else cap
 
 
-def jobs(plan_: Plan, process: tuple[int, int]) -> list[GroupJob]:
-    """The groups this process trains: process ``i`` of ``n`` takes every n-th cell of each."""
+def jobs(
+    plan_: Plan, process: tuple[int, int], split: str | None = _layout.SPLIT_PLAN
+) -> list[GroupJob]:
+    """The groups this process trains, each with its share of their cells, by the bench's
+    ``split`` (`recorded_split`). `_layout.SPLIT_PLAN`: the plan's cells are numbered
+    across its groups, in plan order, and process ``i`` of ``n`` takes those whose number
+    is ``i`` mod ``n``; so each process trains at most one cell more than any other, and a
+    group of fewer than ``n`` cells goes to that many processes. None (a bench made before
+    the split was recorded): every n-th cell of each group from its i-th, so a group of
+    fewer than ``n`` cells leaves the last processes idle on it.
+
+    Examples:
+      >>> from phosjax.bench import BenchConfig, plan
+      >>> from phosjax.data import random_dataset
+      >>> config = BenchConfig.from_dict({
+      ...     "models": ["logreg", "mlp"],
+      ...     "datasets": ["toy"],
+      ...     "seeds": 1,
+      ...     "grid": {"batch_size": 16},
+      ... })
+      >>> planned = plan(config, {"toy": random_dataset("toy", (8,), 3)})  # 2 groups of 1
+      >>> [len(jobs(planned, (i, 2))) for i in range(2)]
+      [1, 1]
+      >>> [len(jobs(planned, (i, 2), split=None)) for i in range(2)]
+      [2, 0]
+    """
     index, count = process
     out = []
+    first = 0  # the number of the group's first cell
     for group in plan_.groups:
-        cells = group.cells[index::count]
+        start = (index - first) % count if split == _layout.SPLIT_PLAN else index
+        cells = group.cells[start::count]
+        first += len(group.cells)
         if cells:
             key = group.group_id + _layout.process_suffix(process)
             out.append(GroupJob(key, tuple(cells)))
@@ -427,11 +455,12 @@ def _write_and_train(
             write_table(root / _layout.CELLS, cells, cells_schema(plan_.hparam_columns))
             widen_parts(root, schema)  # before the others drop parts they will train again
 
+    split = in_every_process(lambda: recorded_split(root), "read the bench's split")
     in_every_process(write_metadata, "write the bench's metadata")
     clock.lap("write")
     status_file = _per_process(root / _layout.STATUS, process)
     status: dict[str, Any] = {"groups": {}}
-    mine = jobs(plan_, process)
+    mine = jobs(plan_, process, split)
     cells = sum(len(j.cells) for j in mine)  # this process's share of the plan
     phases_file = _per_process(root / _layout.PHASES, process)
     memory_file = _per_process(root / _layout.MEMORY, process)
@@ -732,7 +761,7 @@ def add_models_to(
         planned = in_every_process(lambda: plan(config, datasets), "plan the bench")
     unfinished = 0
     if planned is not None:  # a damaged status of one process stops the others too
-        mine = jobs(planned, process)
+        mine = jobs(planned, process, recorded_split(root))
         status = in_every_process(lambda: _status(root, process), "read its status")
         unfinished = len(_unfinished(mine, status))
     if not sum(map(int, gather(str(unfinished)))):  # in any process

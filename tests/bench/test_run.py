@@ -20,6 +20,7 @@ import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from phosjax.bench import (
     BenchConfig,
@@ -34,6 +35,7 @@ from phosjax.bench import (
     run,
 )
 from phosjax.bench._directory import choose_config
+from phosjax.bench._plan import Plan, PlannedCell, PlannedGroup
 from phosjax.bench._profile import (
     MemorySampler,
     ProfileFiles,
@@ -1269,6 +1271,100 @@ def test_processes_write_their_own_parts(tmp_path, toy):
         ):
             run(config, root, datasets=toy, process=process, progress=False)
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
+
+
+def _plan_of_groups(sizes: list[int]) -> Plan:
+    """A plan of groups of ``sizes`` cells (``g<group>c<cell>``), for `jobs` alone."""
+    groups = tuple(
+        PlannedGroup(
+            f"g{g}", tuple(PlannedCell(None, {"cell_id": f"g{g}c{c}"}) for c in range(n)), ()
+        )
+        for g, n in enumerate(sizes)
+    )
+    return Plan(groups, {}, ())
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 5])
+def test_processes_split_the_plan_s_cells_evenly_whatever_its_groups_sizes(count):
+    """Each process took every n-th cell of each group, from its i-th: with 4 processes
+    and groups of one or two cells, processes 2 and 3 trained nothing."""
+    planned = _plan_of_groups([1, 2, 1, 1, 3, 1, 2, 5, 1])
+    shares = [jobs(planned, (i, count)) for i in range(count)]
+    cells = [c.cell_id for share in shares for job in share for c in job.cells]
+    assert sorted(cells) == sorted(c.cell_id for c in planned.cells)  # each exactly once
+    totals = [sum(len(job.cells) for job in share) for share in shares]
+    assert max(totals) - min(totals) <= 1, totals
+    for index, share in enumerate(shares):
+        for job in share:  # a group's cells in its order, under this process's key
+            group_id, suffix = job.key.split(".", 1) if count > 1 else (job.key, "")
+            assert suffix == (f"p{index}of{count}" if count > 1 else "")
+            [group] = [g for g in planned.groups if g.group_id == group_id]
+            assert [c.cell_id for c in job.cells] == [
+                c.cell_id for c in group.cells if c in job.cells
+            ]
+
+
+def test_groups_of_one_cell_are_spread_over_the_processes_unless_split_by_group():
+    singles = _plan_of_groups([1] * 8)
+    assert [len(jobs(singles, (i, 4))) for i in range(4)] == [2, 2, 2, 2]
+    assert [len(jobs(singles, (i, 4), split=None)) for i in range(4)] == [8, 0, 0, 0]
+
+
+ONE_CELL_GROUPS = {
+    "models": ["logreg"],
+    "grid": {"steps": 12, "batch_size": [8, 16], "learning_rate": 0.01},
+    "seeds": 1,
+}
+"""Two groups of one cell each (a batch size each)."""
+
+
+def test_two_processes_train_a_cell_each_of_two_one_cell_groups_as_one_process_would(tmp_path, toy):
+    """Process 0 trained both groups' cells, process 1 none."""
+    config = tiny_config(**ONE_CELL_GROUPS)
+    alone = run(config, tmp_path / "alone", datasets=toy, progress=False)
+    root = tmp_path / "b"
+    for index in (0, 1):
+        shared = run(config, root, datasets=toy, process=(index, 2), progress=False)
+        status = json.loads((root / f"status.p{index}of2.json").read_text())
+        assert len(status["groups"]) == 1, status
+    pd.testing.assert_frame_equal(NOT_STEP_TIME(sort(shared)), NOT_STEP_TIME(sort(alone)))
+    assert json.loads((root / _layout.MARKER).read_text())[_layout.SPLIT_KEY] == "plan"
+
+
+def _old_bench(root: pathlib.Path, config: BenchConfig, **changes: object) -> None:
+    """Writes a bench of ``config`` for two processes, as phosjax did before it recorded
+    their split, its marker with ``changes``; nothing trained yet."""
+    root.mkdir()
+    (root / _layout.CONFIG).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    marker = {
+        "format": 1,
+        "created": "2026-12-01T00:00:00+00:00",
+        "config_hash": config.digest(),
+        "registered_models": registered_models(),
+        "processes": 2,
+    }
+    (root / _layout.MARKER).write_text(json.dumps(marker | changes))
+
+
+def test_a_bench_started_before_the_split_was_recorded_keeps_each_group_s_own_split(tmp_path, toy):
+    """Its process 1 trained nothing of groups of one cell, and still does: a group's cells
+    moved to another process would be trained twice, their checkpoints unread."""
+    config, root = tiny_config(**ONE_CELL_GROUPS), tmp_path / "b"
+    _old_bench(root, config)
+    run(config, root, datasets=toy, process=(1, 2), progress=False)
+    assert not (root / "status.p1of2.json").exists()  # nothing to train
+    results = run(config, root, datasets=toy, process=(0, 2), progress=False)
+    status = json.loads((root / "status.p0of2.json").read_text())
+    assert len(status["groups"]) == 2 and results.cell_id.nunique() == 2
+    assert _layout.SPLIT_KEY not in json.loads((root / _layout.MARKER).read_text())
+
+
+def test_a_split_this_phosjax_does_not_know_is_refused_naming_it(tmp_path, toy):
+    config, root = tiny_config(**ONE_CELL_GROUPS), tmp_path / "b"
+    _old_bench(root, config, split="round")
+    with pytest.raises(BenchError, match=r"bench.json' records the split 'round' of its cells"):
+        run(config, root, datasets=toy, process=(1, 2), progress=False)
+    assert not (root / "status.p1of2.json").exists()
 
 
 def test_imports_given_as_one_string_are_refused_not_read_letter_by_letter(bench, tmp_path, toy):
