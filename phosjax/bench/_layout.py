@@ -52,8 +52,9 @@ import os
 import pathlib
 import re
 from collections.abc import Callable, Iterable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+from phosjax._callables import a_type
 from phosjax._listing import listing
 from phosjax._nearest import nearest_names
 
@@ -138,6 +139,24 @@ bench's modules, choosing its config, checking models, loading data sets, planni
 cells), ``write`` (locking the bench, writing its metadata), ``blurbs`` (the models'
 blurbs and graphs), ``train`` (this process's groups, with their results, checkpoints and
 status), ``results`` (reading the results, printing the summary)."""
+
+
+def check_directory(directory: Any, error: type[Exception] = TypeError) -> None:
+    """Raises ``error`` unless ``directory`` is a path (pathlib's own says only "expected
+    str, bytes or os.PathLike object, not NoneType", naming no argument); `phosjax.bench.run`
+    raises a `BenchError`, the viewer a `TypeError`.
+
+    Examples:
+      >>> check_directory(None)
+      Traceback (most recent call last):
+      TypeError: directory must be the bench's folder, a str or pathlib.Path such as
+      'runs/example', got a NoneType: None.
+    """
+    if not isinstance(directory, str | os.PathLike):
+        raise error(
+            "directory must be the bench's folder, a str or pathlib.Path such as "
+            f"'runs/example', got {a_type(directory)}: {directory!r:.80}."
+        )
 
 
 def is_bench(directory: str | pathlib.Path) -> bool:

@@ -168,16 +168,6 @@ def _write_blurbs(root: pathlib.Path, plan_: Plan, flops: bool) -> None:
             write_text(graph_path, model.to_json(x))
 
 
-def _check_directory(directory: Any) -> None:
-    """Raises `BenchError` unless ``directory`` is a path (pathlib would say only
-    "expected str, bytes or os.PathLike object, not NoneType")."""
-    if not isinstance(directory, str | os.PathLike):
-        raise BenchError(
-            f"directory must be the bench's folder, a str or pathlib.Path such as "
-            f"'runs/example', got {type(directory).__name__} {directory!r:.80}."
-        )
-
-
 def _check_imports(imports: Sequence[str]) -> None:
     """Raises `BenchError` when ``imports`` is one string: its letters are no modules."""
     if isinstance(imports, str):
@@ -252,7 +242,7 @@ def run(
     clock = RunClock()
     if config is not None:
         check_config(config, "or None")
-    _check_directory(directory)
+    _layout.check_directory(directory, BenchError)
     if resume and force:  # else resume won, force silently dropped
         raise BenchError(
             "resume and force contradict each other: resume continues the bench in "
@@ -727,7 +717,7 @@ def add_models_to(
             "such as [{'name': 'mlp', 'width': 64}]), or pass None to add every model "
             "registered since the bench was made."
         )
-    _check_directory(directory)
+    _layout.check_directory(directory, BenchError)
     _check_imports(imports)
     config, marker = open_bench(directory)  # not a bench: said before importing anything
     root = pathlib.Path(directory)

@@ -1378,10 +1378,15 @@ def test_imports_given_as_one_string_are_refused_not_read_letter_by_letter(bench
 
 
 def test_a_directory_that_is_no_path_is_refused_naming_it(toy):
-    """Not TypeError: expected str, bytes or os.PathLike object, not NoneType."""
-    with pytest.raises(BenchError, match=r"^directory must be the bench's folder.*got NoneType"):
+    """Not TypeError: expected str, bytes or os.PathLike object, not NoneType; in the
+    viewer's words (it said 'got a NoneType: None', the runner 'got NoneType None')."""
+    with pytest.raises(
+        BenchError, match=r"^directory must be the bench's folder.*got a NoneType: None\.$"
+    ):
         run(tiny_config(), None, datasets=toy)
-    with pytest.raises(BenchError, match=r"^directory must be the bench's folder.*got int 3"):
+    with pytest.raises(
+        BenchError, match=r"^directory must be the bench's folder.*got an int: 3\.$"
+    ):
         add_models_to(3, ["mlp"], datasets=toy)
 
 

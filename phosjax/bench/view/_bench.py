@@ -21,7 +21,6 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pyarrow.types as pat
 
-from phosjax._callables import a_type
 from phosjax._listing import listing
 from phosjax.bench import _layout
 from phosjax.bench._errors import BrokenFileError
@@ -103,23 +102,6 @@ def _is_morph_run(directory: pathlib.Path) -> bool:
     """Whether ``directory`` is the run directory of ``python -m phosjax.morph`` (its rows
     written), not merely a folder holding a subfolder named ``morph``."""
     return (directory / _layout.MORPH_ITERATIONS).is_file()
-
-
-def check_directory(directory: Any) -> None:
-    """Raises a `TypeError` unless ``directory`` is a path (pathlib's own says only
-    "expected str, bytes or os.PathLike object, not NoneType", naming no argument).
-
-    Examples:
-      >>> check_directory(None)
-      Traceback (most recent call last):
-      TypeError: directory must be the bench's folder, a str or pathlib.Path such as
-      'runs/example', got a NoneType: None.
-    """
-    if not isinstance(directory, str | os.PathLike):
-        raise TypeError(
-            "directory must be the bench's folder, a str or pathlib.Path such as "
-            f"'runs/example', got {a_type(directory)}: {directory!r:.80}."
-        )
 
 
 def holds_a_run(directory: pathlib.Path) -> bool:
@@ -315,7 +297,7 @@ class BenchFiles:
     """
 
     def __init__(self, directory: str | pathlib.Path) -> None:
-        check_directory(directory)
+        _layout.check_directory(directory)
         given = pathlib.Path(directory)
         if not holds_a_run(given):
             raise NotABenchError(_layout.not_a_bench(given, holds_a_run, use="view"))

@@ -29,7 +29,6 @@ from phosjax.bench.view._bench import (
     NotABenchError,
     NotStartedError,
     OutsideBenchError,
-    check_directory,
     holds_a_run,
     not_started,
     vanished,
@@ -136,7 +135,7 @@ def _free_port_near(host: str, port: int, tries: int = 50) -> int | None:
 def _check_arguments(directory: Any, host: Any, port: Any) -> None:
     """Raises a `TypeError` naming the argument of `make_server` of the wrong type (the
     socket's own errors name none; ``port=True``, an int, would bind port 1)."""
-    check_directory(directory)
+    _layout.check_directory(directory)
     wrong = [
         ("host", host, isinstance(host, str), "the address to bind, a str such as '127.0.0.1'"),
         ("port", port, isinstance(port, numbers.Integral) and not isinstance(port, bool), "an "
