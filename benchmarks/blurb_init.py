@@ -15,7 +15,6 @@ each round, the ratio of the best, and whether both wrote the same blurbs.
 import argparse
 import functools
 import hashlib
-import os
 import subprocess
 import sys
 import time
@@ -30,12 +29,12 @@ def child(config_path: str, way: str, flops: bool) -> None:
     import jax.numpy as jnp
     import yaml
 
+    from phosjax._compile import jit_run_once
     from phosjax.bench import BenchConfig
     from phosjax.bench._plan import plan
     from phosjax.core import blurb
     from phosjax.core._blurb import blurb_of_init
     from phosjax.models.graph import GraphModel, node
-    from phosjax.train._state import init_compiler_options
 
     with open(config_path) as file:
         configs = plan(BenchConfig.from_dict(yaml.safe_load(file))).models().values()
@@ -47,13 +46,12 @@ def child(config_path: str, way: str, flops: bool) -> None:
         "head": nn.Dense(10),
     }
     models.append((GraphModel(spec), (1, 40)))
-    options = init_compiler_options(jax.default_backend(), os.environ.get("XLA_FLAGS", ""))
     digest = hashlib.sha256()
     start = time.perf_counter()
     for model, shape in models:
         x = jnp.zeros(shape, jnp.float32)
         if way == "init_then_blurb":
-            variables = jax.jit(model.init, compiler_options=options)(jax.random.key(0), x)
+            variables = jit_run_once(model.init)(jax.random.key(0), x)
             summary = blurb(model, variables, x, measure_latency=False, flops=flops)
         else:
             init = functools.partial(model.init, jax.random.key(0), x)

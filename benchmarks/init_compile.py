@@ -4,7 +4,7 @@ Run: ``python benchmarks/init_compile.py [--config configs/example.yaml]``
 
 For each group of the bench, it compiles the group's init program (`init_group`'s
 ``jax.jit(jax.vmap(init_cell))``) with XLA's defaults (``XLA_FLAGS`` as set) and with
-`phosjax.train._state.INIT_COMPILER_OPTIONS`, as `init_group` does on CPU (unless
+`phosjax._compile.RUN_ONCE_COMPILER_OPTIONS`, as `init_group` does on CPU (unless
 ``XLA_FLAGS`` sets the optimization level), times both
 compiles, and says whether the two programs give bitwise the same states.
 """
@@ -16,10 +16,11 @@ import jax
 import numpy as np
 import yaml
 
+from phosjax._compile import RUN_ONCE_COMPILER_OPTIONS
 from phosjax.bench import BenchConfig
 from phosjax.bench._plan import plan
 from phosjax.train import Group
-from phosjax.train._state import INIT_COMPILER_OPTIONS, _root_keys, _vmapped_init
+from phosjax.train._state import _root_keys, _vmapped_init
 
 
 def compile_and_run(jitted, *args) -> tuple[float, list[np.ndarray]]:
@@ -45,7 +46,7 @@ def main() -> None:
         init = _vmapped_init(group.signature(), tuple(data.input_shape))
         inputs = (_root_keys(group), group.values())
         default_s, want = compile_and_run(jax.jit(init), *inputs)
-        options = jax.jit(init, compiler_options=INIT_COMPILER_OPTIONS)
+        options = jax.jit(init, compiler_options=RUN_ONCE_COMPILER_OPTIONS)
         options_s, got = compile_and_run(options, *inputs)
         same = all(np.array_equal(a, b, equal_nan=True) for a, b in zip(got, want, strict=True))
         seconds = f"{default_s:>11.2f}{options_s:>11.2f}"

@@ -1,7 +1,6 @@
 """`fit_config`: the `ModelConfig` whose model has a given tree of variable shapes."""
 
 import functools
-import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -9,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from phosjax._compile import jit_run_once
 from phosjax._listing import listing
 from phosjax._nearest import did_you_mean
 from phosjax.models import ModelConfig, build_model
@@ -103,16 +103,13 @@ def same_function(a: ModelConfig, b: ModelConfig) -> bool:
     if variable_shapes(a) != variable_shapes(b):
         return False
 
-    from phosjax.train._state import init_compiler_options  # train imports morph
-
     def outputs() -> list[list[jax.Array]]:
         x = jax.random.normal(jax.random.key(1), (2, *a.input_shape), jnp.float32)
         variables = build_model(a).init(jax.random.key(0), x)
         return [jax.tree.leaves(build_model(c).apply(variables, x)) for c in (a, b)]
 
-    # one program, run once (so at init_group's -O1 on CPU): op by op, XLA compiled each op
-    options = init_compiler_options(jax.default_backend(), os.environ.get("XLA_FLAGS", ""))
-    outs = jax.jit(outputs, compiler_options=options)()
+    # one program, run once (so at -O1 on CPU): op by op, XLA compiled each op
+    outs = jit_run_once(outputs)()
     pairs = list(zip(*outs, strict=False))
     return len(outs[0]) == len(outs[1]) and all(
         np.shape(u) == np.shape(v) and np.allclose(u, v, atol=1e-5) for u, v in pairs

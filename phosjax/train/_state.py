@@ -1,7 +1,6 @@
 """`GroupState`: everything a group's training carries, stacked on a leading cell axis."""
 
 import functools
-import os
 import types
 from collections.abc import Mapping
 from typing import Any
@@ -12,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from phosjax._compile import jit_run_once
 from phosjax._listing import listing
 from phosjax.core import KNOBS, Knob, SelectorError, flatten, knobs, select, set_knobs
 from phosjax.core._knobs import holds_exactly
@@ -94,12 +94,6 @@ while running a grid of up to that many groups again compiles none of them (an L
 smaller than the grid drops each program before its group comes round again)."""
 
 
-# `init_group`'s program runs once per group, so XLA:CPU's default (LLVM -O3) spends
-# seconds optimising code that runs for milliseconds: -O1 compiled the example bench's
-# init programs 3-5x faster, to bitwise the same states (docs/performance.md).
-INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
-
-
 @functools.lru_cache(maxsize=INIT_PROGRAMS_KEPT)
 def _vmapped_init(signature: Any, input_shape: tuple[int, ...]) -> Any:
     """``(root keys, per-cell values) -> GroupState`` of a group, not jitted (`_init_fn`
@@ -147,29 +141,11 @@ def _init_fn(signature: Any, input_shape: tuple[int, ...]) -> Any:
     return jax.jit(_vmapped_init(signature, input_shape))
 
 
-def init_compiler_options(backend: str, xla_flags: str) -> dict[str, int] | None:
-    """`INIT_COMPILER_OPTIONS` on CPU, unless ``xla_flags`` (``XLA_FLAGS``) sets the
-    optimization level itself: then every program, init too, is compiled at that level.
-
-    Examples:
-      >>> init_compiler_options("cpu", "--xla_force_host_platform_device_count=4")
-      {'xla_backend_optimization_level': 1}
-      >>> init_compiler_options("cpu", "--xla_backend_optimization_level=0") is None
-      True
-      >>> init_compiler_options("gpu", "") is None
-      True
-    """
-    if backend != "cpu" or "--xla_backend_optimization_level" in xla_flags:
-        return None
-    return INIT_COMPILER_OPTIONS
-
-
 @functools.lru_cache(maxsize=INIT_PROGRAMS_KEPT)
 def _cheap_init_fn(signature: Any, input_shape: tuple[int, ...]) -> Any:
-    """`_init_fn`'s program compiled with `init_compiler_options`: for calls outside any
-    trace only (jax refuses compiler options on a jit nested in another trace)."""
-    options = init_compiler_options(jax.default_backend(), os.environ.get("XLA_FLAGS", ""))
-    return jax.jit(_vmapped_init(signature, input_shape), compiler_options=options)
+    """`_init_fn`'s program compiled as one run once (`jit_run_once`): for calls outside
+    any trace only."""
+    return jit_run_once(_vmapped_init(signature, input_shape))
 
 
 CHECKED_BATCH = 2
@@ -340,7 +316,7 @@ def init_group(group: Group, data: Any) -> GroupState:
     Cell ``i`` draws its params from the first of ``jax.random.split(jax.random.key(seed),
     3)`` (then its batches from the second, dropout from the third), exactly as it would
     alone. Compiled once per group signature and input shape (on CPU at -O1, as the
-    program runs once: `INIT_COMPILER_OPTIONS`).
+    program runs once: `phosjax._compile.jit_run_once`).
 
     Args:
       group: from `plan_groups`.

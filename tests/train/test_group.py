@@ -341,16 +341,17 @@ def test_values_out_of_range_are_refused(option, message):
 @pytest.mark.parametrize("name", ["mlp", "cnn1d"])
 def test_init_programs_compiled_cheaply_give_the_states_xla_defaults_give(name):
     """`init_group`'s program runs once, so on CPU it is compiled at -O1, not XLA's -O3."""
+    from phosjax._compile import run_once_compiler_options
     from phosjax.models import ModelConfig
     from phosjax.train import Cell, HParams, plan_groups
-    from phosjax.train._state import _root_keys, _vmapped_init, init_compiler_options
+    from phosjax.train._state import _root_keys, _vmapped_init
 
     model = ModelConfig(name, 10, (40,), depth=1, width=8)  # cnn1d's default 3 layers: 2x slower
     hp = HParams(batch_size=4, steps=1)
     [group] = plan_groups([Cell(model, "toy", hp, seed) for seed in range(3)])
     init = _vmapped_init(group.signature(), (40,))
     inputs = (_root_keys(group), group.values())
-    cheap = init_compiler_options("cpu", "")
+    cheap = run_once_compiler_options("cpu", "")
     xla_default = {"xla_backend_optimization_level": 3}  # the tests' XLA_FLAGS set 0
     got = jax.jit(init, compiler_options=cheap)(*inputs)
     wanted = jax.jit(init, compiler_options=xla_default)(*inputs)
