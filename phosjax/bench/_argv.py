@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping, Sequence
 
 from phosjax.bench._errors import BenchError
-from phosjax.bench._usage import option_for
+from phosjax.bench._usage import expand_dirs, option_for
 
 
 def split_top(text: str) -> list[str]:
@@ -166,13 +166,14 @@ def option_names(argv: Sequence[str]) -> list[str]:
 
 
 def dir_option(argv: Sequence[str]) -> str | None:
-    """The ``--dir`` that ``argv`` gives (the last, as the parser takes it); None: none.
+    """The ``--dir`` that ``argv`` gives (the last, as the parser takes it, a ``~``
+    beginning it expanded: `expand_dirs`); None: none.
 
     Examples:
       >>> dir_option(["--dir", "a", "--dir=b"]), dir_option(["--config", "c.yaml"])
       ('b', None)
     """
-    found = None
+    found, argv = None, expand_dirs(argv)
     for i, arg in enumerate(argv):
         if arg == "--dir" and i + 1 < len(argv):
             found = argv[i + 1]

@@ -20,7 +20,7 @@ from phosjax.bench._argv import dir_option, split_top
 from phosjax.bench._config import BenchError, colon_hint
 from phosjax.bench._interrupt import INTERRUPTED, ctrl_c_ignored, ctrl_c_kept
 from phosjax.bench._summary import command_line, counted
-from phosjax.bench._usage import refuse_empty_dirs, usage_error
+from phosjax.bench._usage import expand_dirs, refuse_empty_dirs, usage_error
 from phosjax.bench.view._bench import BenchFiles
 
 _KEY = re.compile(r'\AParser key "([^"]+)":\s*')
@@ -219,13 +219,13 @@ class Parser(ArgumentParser):
                 )
         return super().format_help(*args, **kwargs)
 
-    def parse_args(self, *args: Any, **kwargs: Any) -> Any:
-        """jsonargparse's `parse_args`; an empty ``--dir`` or ``--out`` is refused
-        (`refuse_empty_dirs`), as is a group's file (``--grid FILE``) that a config file
-        could not be (`_read_group_files`)."""
-        given = args[0] if args else kwargs.get("args")
-        self._read_group_files(sys.argv[1:] if given is None else given)
-        return refuse_empty_dirs(self, super().parse_args(*args, **kwargs))
+    def parse_args(self, args: Sequence[str] | None = None, **kwargs: Any) -> Any:  # type: ignore[override]
+        """jsonargparse's `parse_args`, a ``~`` beginning ``--dir`` or ``--out`` expanded
+        (`expand_dirs`); an empty one is refused (`refuse_empty_dirs`), as is a group's
+        file (``--grid FILE``) that a config file could not be (`_read_group_files`)."""
+        argv = expand_dirs(sys.argv[1:] if args is None else args)
+        self._read_group_files(argv)
+        return refuse_empty_dirs(self, super().parse_args(argv, **kwargs))
 
     def _read_group_files(self, argv: Sequence[str]) -> None:
         """Reads each file that ``argv`` gives a group's option (``--grid FILE``) as a

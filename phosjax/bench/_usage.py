@@ -76,6 +76,28 @@ _DIRS = {"dir": "runs/NAME", "out": "runs/speed"}
 """The options that name a directory, and an example of each."""
 
 
+def expand_dirs(argv: Sequence[str]) -> list[str]:
+    """``argv`` with a ``~`` that begins the value of ``--dir`` or ``--out`` expanded to
+    the home directory, as the shell expands ``--dir ~/x`` but not ``--dir=~/x`` (which
+    named a folder ``~`` in the working directory).
+
+    Examples:
+      >>> home = os.path.expanduser("~")
+      >>> expand_dirs(["--dir=~/b", "--out", "~", "--config", "~/c.yaml"]) == [
+      ...     f"--dir={home}/b", "--out", home, "--config", "~/c.yaml"]
+      True
+    """
+    options = {f"--{option}" for option in _DIRS}
+    expanded = list(argv)
+    for i, arg in enumerate(expanded):
+        option, equals, value = arg.partition("=")
+        if equals and option in options:
+            expanded[i] = f"{option}={os.path.expanduser(value)}"
+        elif i and argv[i - 1] in options:
+            expanded[i] = os.path.expanduser(arg)
+    return expanded
+
+
 def refuse_empty_dirs(parser: argparse.ArgumentParser, args: Any) -> Any:
     """``args``, parsed by ``parser``; an empty ``--dir`` or ``--out`` (which paths read
     as ``.``, the working directory) is a `usage_error` naming what to give, as the
@@ -105,13 +127,14 @@ class ArgParser(argparse.ArgumentParser):
     the error even when a required one is missing (``--dirr x`` for ``--dir x``), as with
     jsonargparse's, rather than argparse's "the following arguments are required" (the
     help, which that first pass would show with every option optional, skips it); an
-    empty ``--dir`` or ``--out`` is refused (`refuse_empty_dirs`)."""
+    empty ``--dir`` or ``--out`` is refused (`refuse_empty_dirs`), a ``~`` beginning one
+    expanded (`expand_dirs`)."""
 
     def error(self, message: str) -> NoReturn:
         usage_error(self, message)
 
     def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
-        args = list(sys.argv[1:] if args is None else args)
+        args = expand_dirs(sys.argv[1:] if args is None else args)
         if {"-h", "--help"} & set(args):  # the help, its usage with the required options
             return super().parse_args(args, namespace)
         required = [action for action in self._actions if action.required]

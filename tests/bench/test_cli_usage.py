@@ -111,6 +111,39 @@ def test_an_empty_dir_of_a_morph_run_asks_for_the_run_directory(capsys):
     )
 
 
+@pytest.mark.parametrize(
+    ("module", "given"),
+    [
+        ("phosjax.bench.new", ["--dir=~/b"]),
+        ("phosjax.bench.add_models", ["--dir=~/b"]),
+        ("phosjax.bench.profile", ["--dir=~/b"]),
+        ("phosjax.bench.speed", ["--out=~/b"]),
+        ("phosjax.morph.__main__", ["--config", "configs/morph_mnist1d.yaml", "--dir=~/b"]),
+    ],
+)
+def test_a_dir_beginning_with_a_tilde_after_an_equals_sign_is_in_the_home_directory(
+    module, given, tmp_path, monkeypatch
+):
+    """The shell expands ``--dir ~/b`` but not ``--dir=~/b``, which named a folder '~' in
+    the working directory (``new`` made it, ``profile`` said "no such directory")."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    args = importlib.import_module(module).parser().parse_args(given)
+    option = given[-1].split("=")[0].removeprefix("--")  # dir, or speed's out
+    assert getattr(args, option) == str(tmp_path / "b")
+
+
+def test_the_viewer_serves_a_dir_beginning_with_a_tilde_from_the_home_directory(
+    tmp_path, monkeypatch
+):
+    """``view --dir=~/b`` waited for a bench to start in './~/b'."""
+    view = importlib.import_module("phosjax.bench.view.__main__")
+    served = []
+    monkeypatch.setattr(view, "serve", lambda directory, port, host: served.append(directory))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert view.main(["--dir=~/b"]) == 0
+    assert served == [str(tmp_path / "b")]
+
+
 def test_a_morph_runs_features_and_splits_take_names_joined_by_commas(tmp_path, capsys):
     """``--features signal,label`` and ``--splits=train,test`` name the lists, as ``new
     --datasets`` takes names; they were refused ("a list is written '[a, b]'")."""
