@@ -964,6 +964,14 @@ def test_make_server_names_an_argument_of_the_wrong_type(written, arguments, mes
         make_server(**given)
 
 
+@pytest.mark.parametrize("host", ["", "  "])
+def test_make_server_refuses_an_empty_host_rather_than_serve_everyone(written, host):
+    """make_server(host="") bound every interface (as the CLI refuses --host ""), and
+    host="  " said 'cannot serve on   :0: Name or service not known'."""
+    with pytest.raises(ValueError, match=rf"^host {host!r} is empty; give the address to bind"):
+        make_server(written.root, port=0, host=host)
+
+
 def test_make_server_takes_a_numpy_integer_port(written):
     """port=np.int64(...), which the socket binds, was refused as no int (an int64)."""
     server = make_server(written.root, port=np.int64(0))

@@ -99,7 +99,8 @@ def _is_loopback(host: str) -> bool:
 
 
 def _is_everywhere(host: str) -> bool:
-    """Whether binding ``host`` listens on every interface (``0.0.0.0``, ``::``, ``""``).
+    """Whether binding ``host`` listens on every interface (``0.0.0.0``, ``::``; an empty
+    one would too, but `make_server` refuses it).
 
     Examples:
       >>> _is_everywhere("0.0.0.0"), _is_everywhere("::"), _is_everywhere("localhost")
@@ -108,7 +109,7 @@ def _is_everywhere(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_unspecified
     except ValueError:
-        return host == ""
+        return False
 
 
 def _unbracketed(host: str) -> str:
@@ -175,6 +176,11 @@ class ViewerServer(http.server.ThreadingHTTPServer):
 
     def __init__(self, directory: str | pathlib.Path, host: str, port: int) -> None:
         _check_arguments(directory, host, port)
+        if not host.strip():  # the socket would bind every interface, serving everyone
+            raise ValueError(
+                f"host {host!r} is empty; give the address to bind, e.g. '127.0.0.1' (this "
+                "machine only, the default) or '0.0.0.0' (everyone who can reach it)."
+            )
         port = int(port)  # a NumPy one would read np.int64(80000) in messages
         self.directory = pathlib.Path(directory)
         self._bench: BenchFiles | None = None
@@ -276,7 +282,8 @@ def make_server(
       port: the TCP port (0 for any free one).
       host: the address to bind (an IPv6 one with or without brackets: ``::1``, ``[::1]``);
         the default serves only this machine (reach it from elsewhere through an SSH
-        tunnel, ``ssh -L 1337:localhost:1337 HOST``).
+        tunnel, ``ssh -L 1337:localhost:1337 HOST``), ``"0.0.0.0"`` everyone who can
+        reach it. An empty one, which the socket would bind to every interface, is refused.
 
     Raises:
       NotABenchError: ``directory`` holds no bench, and none can start there (a file, a
@@ -286,6 +293,7 @@ def make_server(
       CannotServeError: the address cannot be bound (say, an unknown host name, or a
         port outside 0 to 65535).
       TypeError: an argument of the wrong type (``port="8080"``), named.
+      ValueError: ``host`` is empty (or blank).
 
     Examples:
       >>> import json, pathlib, tempfile, threading, urllib.request
