@@ -62,10 +62,33 @@ def param_counts(graph: Graph, variables: Mapping[str, Any]) -> dict[str, int]:
     return counts
 
 
+def output_fields(output: Any) -> dict[str, Any]:
+    """A node's ``shape`` and ``dtype`` where its output (a `jax.ShapeDtypeStruct` tree)
+    is one array, else its ``parts``: ``{key path: {"shape", "dtype"}}`` of each array of
+    a tuple, list or dict; None for what is not known (no output traced).
+
+    Examples:
+      >>> one = jax.ShapeDtypeStruct((2, 4), "float32")
+      >>> output_fields(one)
+      {'shape': [2, 4], 'dtype': 'float32', 'parts': None}
+      >>> output_fields((one, one))["parts"]
+      {'[0]': {'shape': [2, 4], 'dtype': 'float32'}, '[1]': {'shape': [2, 4], 'dtype': 'float32'}}
+      >>> output_fields(None)
+      {'shape': None, 'dtype': None, 'parts': None}
+    """
+    if isinstance(output, jax.ShapeDtypeStruct):
+        return {"shape": list(output.shape), "dtype": str(output.dtype), "parts": None}
+    parts = {
+        jax.tree_util.keystr(key): {"shape": list(leaf.shape), "dtype": str(leaf.dtype)}
+        for key, leaf in jax.tree_util.tree_leaves_with_path(output)
+    }
+    return {"shape": None, "dtype": None, "parts": parts or None}
+
+
 def describe(graph: Graph, x: Any = None, model: nn.Module | None = None) -> dict[str, Any]:
-    """The graph as plain data: nodes (path, group, op, inputs, shape, dtype, params), edges,
-    inputs and outputs. Shapes and parameter counts need an example input ``x``, or none
-    for a graph without input nodes."""
+    """The graph as plain data: nodes (path, group, op, inputs, shape, dtype, parts,
+    params), edges, inputs and outputs. Shapes and parameter counts need an example input
+    ``x``, or none for a graph without input nodes."""
     shapes: dict[str, Any] = {}
     counts: dict[str, int] = {}
     if model is not None and (x is not None or not graph.inputs):
@@ -76,7 +99,6 @@ def describe(graph: Graph, x: Any = None, model: nn.Module | None = None) -> dic
     nodes = []
     for path in graph.order:
         *group, name = path.split(SEP)
-        shape = shapes.get(path)
         nodes.append(
             {
                 "id": path,
@@ -84,8 +106,7 @@ def describe(graph: Graph, x: Any = None, model: nn.Module | None = None) -> dic
                 "group": SEP.join(group),
                 "op": op_name(graph.nodes[path]),
                 "inputs": list(graph.inputs_of(path)),
-                "shape": list(shape.shape) if isinstance(shape, jax.ShapeDtypeStruct) else None,
-                "dtype": str(shape.dtype) if isinstance(shape, jax.ShapeDtypeStruct) else None,
+                **output_fields(shapes.get(path)),
                 "params": counts.get(path),
             }
         )
@@ -136,6 +157,8 @@ def to_dot(graph: Graph, x: Any = None, model: nn.Module | None = None) -> str:
             label = [item["name"], item["op"]]
             if item["shape"] is not None:
                 label.append(str(tuple(item["shape"])))
+            for key, part in (item["parts"] or {}).items():
+                label.append(f"{key} {tuple(part['shape'])}")
             shape = "ellipse" if item["op"] == "Input" else "box"
             text = "\\n".join(_escape(part) for part in label)
             lines.append(f'{indent}{_quote(item["id"])} [label="{text}", shape={shape}];')

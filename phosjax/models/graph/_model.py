@@ -555,9 +555,10 @@ class GraphModel(nn.Module):
 
     def to_json(self, x: Any = None) -> str:
         """JSON for the web viewer: ``{"nodes": [{"id", "name", "group", "op", "inputs",
-        "shape", "dtype", "params"}], "edges": [{"source", "target"}], "inputs",
+        "shape", "dtype", "parts", "params"}], "edges": [{"source", "target"}], "inputs",
         "outputs"}``; shapes and parameter counts are filled in when ``x`` is given (always
-        for a graph without input nodes).
+        for a graph without input nodes); a node returning a tuple has its arrays' shapes
+        in ``parts`` (`phosjax.models.graph._draw.output_fields`).
 
         Examples:
           >>> import flax.linen as nn, jax.numpy as jnp

@@ -620,12 +620,29 @@ def test_to_json_describes_nodes_edges_shapes_and_params(model_and_variables):
         "inputs": ["block/act", "stem"],
         "shape": [2, 4],
         "dtype": "float32",
+        "parts": None,
         "params": 0,
     }
     assert nodes["stem"]["params"] == 5 * 4 + 4 and nodes["side"]["op"] == "side"
     assert [(e["source"], e["target"]) for e in described["edges"]] == list(model.edges)
     assert described["inputs"] == ["input"] and described["outputs"] == ["block/add", "head"]
     assert json.loads(model.to_json())["nodes"][1]["shape"] is None
+
+
+def test_a_node_returning_a_tuple_is_drawn_with_the_shape_of_each_element():
+    """Its shape and dtype were None in to_json and to_dot: only one array had them."""
+    split = lambda h: (h[:, :1], h[:, 1:])
+    model = GraphModel({"h": nn.Dense(3), "pair": split, "y": lambda pair: pair[1]})
+    x = jax.ShapeDtypeStruct((2, 5), jnp.float32)
+    pair = json.loads(model.to_json(x))["nodes"][2]
+    assert (pair["id"], pair["shape"], pair["dtype"]) == ("pair", None, None)
+    assert pair["parts"] == {
+        "[0]": {"shape": [2, 1], "dtype": "float32"},
+        "[1]": {"shape": [2, 2], "dtype": "float32"},
+    }
+    assert '"pair" [label="pair\\n<lambda>\\n[0] (2, 1)\\n[1] (2, 2)", shape=box];' in model.to_dot(
+        x
+    )
 
 
 def test_a_node_that_combines_its_inputs_for_its_fn_shows_both(key):

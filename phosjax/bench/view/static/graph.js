@@ -66,12 +66,14 @@ export function drawGraph(el, graph) {
     svg("rect", { width: NODE.w, height: NODE.h, rx: 7 }, g);
     const name = n.group ? `${n.group}/${n.name}` : n.name;
     svg("text", { class: "node-name", x: NODE.w / 2, y: 18, "text-anchor": "middle" }, g).textContent = clip(name, 18);
-    const sub = [n.op, n.shape ? `(${n.shape.join("×")})` : ""].filter(Boolean).join(" ");
+    const parts = Object.entries(n.parts || {});  // the arrays of a tuple (or dict) it returns
+    const sub = [n.op, n.shape ? `(${n.shape.join("×")})` : "", ...parts.map(([, p]) => `(${p.shape.join("×")})`)].filter(Boolean).join(" ");
     svg("text", { class: "node-op", x: NODE.w / 2, y: 34, "text-anchor": "middle" }, g).textContent = clip(sub, 22);
     g.addEventListener("mousemove", (e) => showTooltip(e, [
       `<div class="tip-head">${escapeHtml(n.id)}</div>`,
       `<div>op <b>${escapeHtml(n.op)}</b></div>`,
       n.shape ? `<div>shape <b>(${n.shape.join(", ")})</b> ${escapeHtml(n.dtype || "")}</div>` : "",
+      ...parts.map(([key, p]) => `<div>shape ${escapeHtml(key)} <b>(${p.shape.join(", ")})</b> ${escapeHtml(p.dtype)}</div>`),
       n.params !== null && n.params !== undefined ? `<div>params <b>${format(n.params)}</b></div>` : "",
       (n.inputs || []).length ? `<div>inputs <b>${escapeHtml(n.inputs.join(", "))}</b></div>` : "",
     ].join("")));
