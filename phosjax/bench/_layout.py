@@ -131,14 +131,16 @@ BENCH = "(bench)"
 as a whole (`BENCH_PHASES`), not one group (``(bench).p<i>of<n>``: process ``i``'s run,
 where ``n`` share the bench)."""
 
-BENCH_PHASES = ("start", "plan", "write", "blurbs", "train", "results")
+BENCH_PHASES = ("start", "plan", "data", "write", "blurbs", "train", "results")
 """A bench run's own phases, one after another: ``start`` (a command line's start-up,
 from its process's start: the interpreter, its imports, parsing its arguments; none
 where `phosjax.bench.run` is called from Python), ``plan`` (from its start: importing the
-bench's modules, choosing its config, checking models, loading data sets, planning the
-cells), ``write`` (locking the bench, writing its metadata), ``blurbs`` (the models'
-blurbs and graphs), ``train`` (this process's groups, with their results, checkpoints and
-status), ``results`` (reading the results, printing the summary)."""
+bench's modules, choosing its config, checking models, planning the cells), ``data``
+(loading the data sets, taken out of ``plan``, so its row comes before ``plan``'s; none
+where they were given, nor in runs written before it was timed apart), ``write``
+(locking the bench, writing its metadata), ``blurbs`` (the models' blurbs and graphs),
+``train`` (this process's groups, with their results, checkpoints and status),
+``results`` (reading the results, printing the summary)."""
 
 
 def check_directory(directory: Any, error: type[Exception] = TypeError) -> None:

@@ -13,6 +13,7 @@ models whose aux losses or path weights a lifted transform drops (as the train s
 them) are errors.
 """
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -34,6 +35,7 @@ from phosjax.bench._config import (
     ModelEntry,
     RegularizerEntry,
 )
+from phosjax.bench._profile import RunClock
 from phosjax.core import (
     AUX_LOSS,
     INTERMEDIATES,
@@ -576,12 +578,17 @@ def given_datasets(names: Sequence[str], given: Any) -> dict[str, ArrayDataset]:
     return {name: given[name] for name in names}
 
 
-def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None) -> Plan:
+def plan(
+    config: BenchConfig,
+    datasets: Mapping[str, ArrayDataset] | None = None,
+    clock: RunClock | None = None,
+) -> Plan:
     """Every cell of ``config``, grouped as the engine trains them, with stable ids.
 
     Args:
       config: the bench.
       datasets: data sets by name, instead of loading them (tests).
+      clock: the run's, which times the loading of the data sets as its phase ``data``.
 
     Returns:
       The `Plan`; cells are listed model by model, in config order.
@@ -618,9 +625,10 @@ def plan(config: BenchConfig, datasets: Mapping[str, ArrayDataset] | None = None
     entries = config.model_entries()
     check_models(entries)
     if datasets is None:
-        datasets = load_datasets(
-            config.datasets, config.data_dir, config.dataset_features, config.dataset_splits
-        )
+        with clock.apart("data") if clock else contextlib.nullcontext():
+            datasets = load_datasets(
+                config.datasets, config.data_dir, config.dataset_features, config.dataset_splits
+            )
     datasets = given_datasets(config.datasets, datasets)
     axes = config.grid.axes()
     _check_batch_sizes(axes["batch_size"], datasets)

@@ -257,7 +257,7 @@ def run(
 
     def check(given: BenchConfig) -> None:
         if _config_hash(root) != given.digest():  # a bench of this config stays, continued
-            plans[given.digest()] = plan(given, datasets)
+            plans[given.digest()] = plan(given, datasets, clock)
 
     config, moved = choose_config_together(root, config, resume=resume, force=force, check=check)
     seen = _config_hash(root)  # what was chosen on; another run may write there until locked
@@ -364,7 +364,7 @@ def _execute(
             write_meta(root, config, registered_models(), process[1], imports)
             return _results(root, _status(root, process)["groups"], hparams, progress)
     clock = clock or RunClock()
-    plan_ = planned or in_every_process(lambda: plan(config, datasets), "plan the bench")
+    plan_ = planned or in_every_process(lambda: plan(config, datasets, clock), "plan the bench")
     clock.lap("plan")
     with contextlib.ExitStack() as lock:  # one run at a time writes the bench
 
@@ -738,7 +738,7 @@ def add_models_to(
     if new:
         check_models(entries)  # an unknown model is named before anything claims to add it
         extended = BenchConfig.from_dict({**config.to_dict(), "models": [*config.models, *new]})
-        grown = in_every_process(lambda: plan(extended, datasets), "plan the bench")
+        grown = in_every_process(lambda: plan(extended, datasets, clock), "plan the bench")
         if _plans_new_cells(root, grown):  # else ({name: mlp, depth: 1}) the bench's own
             if progress:
                 print(f"adding models {new} to {directory}", file=sys.stderr)
@@ -748,7 +748,7 @@ def add_models_to(
     check_processes(root, process[1])
     planned = None  # a finished bench: nothing to continue, no data set to load
     if process[1] > 1 or _finished_hparams(root, config) is None:
-        planned = in_every_process(lambda: plan(config, datasets), "plan the bench")
+        planned = in_every_process(lambda: plan(config, datasets, clock), "plan the bench")
     unfinished = 0
     if planned is not None:  # a damaged status of one process stops the others too
         mine = jobs(planned, process, recorded_split(root))

@@ -111,6 +111,23 @@ def test_every_phase_is_timed(cli_bench):
     assert phases["program_bytes"].nunique() == 1 and phases["program_bytes"].max() > 1000
 
 
+def test_loading_the_data_sets_is_a_run_phase_of_its_own(cli_bench, capsys):
+    """It had no row: it was inside ``plan``, which also imports, checks and plans."""
+    root, _, _ = cli_bench
+    own = pd.read_parquet(root / _layout.PHASES).query(f"group_id == '{_layout.BENCH}'")
+    assert (
+        list(own.phase)
+        == [  # start: where the process's start is known
+            *(["start"] if "start" in set(own.phase) else []),
+            "data",  # taken out of plan, which ends after it
+            "plan",
+            *_layout.BENCH_PHASES[3:],
+        ]
+    )
+    assert profile_main(["--dir", str(root)]) == 0
+    assert ", data " in capsys.readouterr().out.splitlines()[0]
+
+
 def test_memory_is_sampled_and_device_memory_null_where_not_reported(cli_bench):
     root, _, _ = cli_bench
     memory = pd.read_parquet(root / _layout.MEMORY)

@@ -769,7 +769,7 @@ const PHASE_COLORS = { init: "#6b7b8c", compile: "#ef7b2d", step: "#4269d0", eva
 // The group_id of a run's own rows (phosjax.bench._layout.BENCH; a process's: "(bench).p0of2").
 const BENCH_GROUP = "(bench)";
 // A run's own phases, one after another (phosjax.bench._layout.BENCH_PHASES).
-const RUN_PHASES = ["start", "plan", "write", "blurbs", "train", "results"];
+const RUN_PHASES = ["start", "plan", "data", "write", "blurbs", "train", "results"];
 const PHASE_UNITS = { compile: "compiled program", step: "step", eval: "evaluation" };
 
 // A phase row's tooltip: its total, what one occurrence took, the memory of the group's
