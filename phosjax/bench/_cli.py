@@ -6,6 +6,7 @@ import os
 import pathlib
 import re
 import select
+import signal
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, ClassVar, NoReturn
@@ -18,7 +19,15 @@ from phosjax._yaml import read_file
 from phosjax.bench import _layout
 from phosjax.bench._argv import dir_option, split_top
 from phosjax.bench._config import BenchError, colon_hint
-from phosjax.bench._interrupt import INTERRUPTED, ctrl_c_ignored, ctrl_c_kept
+from phosjax.bench._interrupt import (
+    INTERRUPTED,
+    STOP_SIGNALS,
+    ctrl_c_ignored,
+    ctrl_c_kept,
+    exit_status,
+    said_stopped,
+    stopped_by,
+)
 from phosjax.bench._summary import command_line, counted
 from phosjax.bench._usage import expand_dirs, refuse_empty_dirs, usage_error
 from phosjax.bench.view._bench import BenchFiles
@@ -437,7 +446,8 @@ def entry_point(
     """Wraps ``main(argv)``, which returns its exit status (None: 0): a `BenchError`
     prints ``error: ...`` and returns 2; Ctrl-C prints ``interrupted: <interrupted>``
     (what it leaves and how to go on; a function of the command's arguments, such as
-    `kept_in_bench`, says it once they are known) and returns `INTERRUPTED`.
+    `kept_in_bench`, says it once they are known) and returns `INTERRUPTED`; a stop
+    signal (SIGTERM: ``interrupted by SIGTERM: <interrupted>``) returns its `exit_status`.
 
     Examples:
       >>> @entry_point("nothing was written.")
@@ -466,11 +476,12 @@ def entry_point(
                 with contextlib.suppress(OSError):  # a stdout with no file: nothing to flush
                     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
                 return 1
-            except KeyboardInterrupt:  # "\n": off the line where the terminal echoed ^C
+            except KeyboardInterrupt as error:  # "\n": off the line where the terminal echoed ^C
+                signum = stopped_by(error) or signal.SIGINT
                 with ctrl_c_ignored():  # pressed again meanwhile: the line is still said
                     said = interrupted if isinstance(interrupted, str) else interrupted(args)
-                    print(f"\ninterrupted: {said}", file=sys.stderr)
-                return INTERRUPTED
+                    print(f"\n{said_stopped(signum)}: {said}", file=sys.stderr)
+                return exit_status(signum)
 
         return wrapped
 
@@ -501,12 +512,16 @@ def data_bars_hidden(hidden: bool) -> Iterator[None]:
         tfds.display_progress_bar(shown)
 
 
+_STOPPED = frozenset({INTERRUPTED, *map(exit_status, STOP_SIGNALS)})
+"""The exit statuses of a command stopped by Ctrl-C or a stop signal (`entry_point`)."""
+
+
 def exit_process(status: int) -> NoReturn:
-    """Ends the process with ``status``; after Ctrl-C (`INTERRUPTED`) at once, skipping
-    the interpreter's teardown: a Ctrl-C that cut an XLA compile short can crash that
-    teardown (a segmentation fault after the one line said, jax 0.10 on CPU), and by
-    then every file is written and closed."""
-    if status == INTERRUPTED:
+    """Ends the process with ``status``; after Ctrl-C (`INTERRUPTED`) or a stop signal
+    (`_STOPPED`) at once, skipping the interpreter's teardown: a Ctrl-C that cut an XLA
+    compile short can crash that teardown (a segmentation fault after the one line said,
+    jax 0.10 on CPU), and by then every file is written and closed."""
+    if status in _STOPPED:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(status)

@@ -13,8 +13,10 @@ with one line (`said_at_start`), as one in ``main`` does, not a traceback; their
 handler holds a Ctrl-C pressed while an extension initializes until the init is done
 (`_ctrl_c_after_extension_init`). `ctrl_c_kept`
 keeps it around a call of their ``main``, and `ctrl_c_ignored` keeps a second Ctrl-C
-from cutting short the line that says what the first left. Only the standard library is
-imported here.
+from cutting short the line that says what the first left. SIGTERM and SIGHUP
+(`STOP_SIGNALS`: a job scheduler, a closed terminal) stop these commands as Ctrl-C does,
+raising `Signalled`, a `KeyboardInterrupt` naming them; their exit status is 128 + the
+signal's number (`exit_status`). Only the standard library is imported here.
 """
 
 import _thread
@@ -32,6 +34,47 @@ from typing import Any
 
 INTERRUPTED = 130
 """The exit status after Ctrl-C (128 + SIGINT), as shells report it."""
+
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+"""The signals besides Ctrl-C's that stop a command as Ctrl-C does: SIGTERM (what job
+schedulers send, SLURM, Kubernetes, ``timeout``, systemd, a VM being preempted, some
+seconds before SIGKILL) and SIGHUP (its terminal closed, an ssh session lost); Windows
+has no SIGHUP."""
+
+
+class Signalled(KeyboardInterrupt):
+    """Raised by a stop signal (`STOP_SIGNALS`) in a phosjax command: what catches Ctrl-C's
+    `KeyboardInterrupt` catches it, and ``signum`` says which signal it was."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def exit_status(signum: int) -> int:
+    """The exit status of a command stopped by the signal ``signum``, as shells report it.
+
+    Examples:
+      >>> exit_status(signal.SIGINT), exit_status(signal.SIGTERM)
+      (130, 143)
+    """
+    return 128 + signum
+
+
+def said_stopped(signum: int) -> str:
+    """How a command's line says that the signal ``signum`` stopped it.
+
+    Examples:
+      >>> said_stopped(signal.SIGINT), said_stopped(signal.SIGTERM)
+      ('interrupted', 'interrupted by SIGTERM')
+    """
+    return (
+        "interrupted"
+        if signum == signal.SIGINT
+        else f"interrupted by {signal.Signals(signum).name}"
+    )
 
 
 _main_began = False
@@ -78,8 +121,9 @@ be raised right after the first, in what the command does on Ctrl-C (before the 
 saying what is kept, `ctrl_c_ignored`: cut short with a traceback)."""
 
 
-def _interrupt_main_soon() -> None:
-    """Raise `KeyboardInterrupt` in the main thread a moment after the unraisable hook
+def _interrupt_main_soon(signum: int = signal.SIGINT) -> None:
+    """Raise `KeyboardInterrupt` (``signum``'s: `Signalled` for a stop signal, in a phosjax
+    command) in the main thread a moment after the unraisable hook
     calling this has returned: raised while the hook still runs (starting the thread
     can take longer than the moment on a busy machine), it would be dropped again; and
     once no compiled extension initializes there (`_initializing_extension`), or after
@@ -96,9 +140,9 @@ def _interrupt_main_soon() -> None:
         while _initializing_extension() and time.monotonic() < deadline:
             time.sleep(0.01)
         _ON_ITS_WAY.clear()  # before: one landing in the hook is raised again
-        if _initializing_extension() and _handling_ctrl_c():
+        if _initializing_extension() and _handling_ctrl_c(signum):
             _WAITED.set()  # it raises it now, in the init
-        _thread.interrupt_main()
+        _thread.interrupt_main(signal.Signals(signum))
 
     thread = threading.Thread(target=interrupt, daemon=True)
     _ON_ITS_WAY.set()
@@ -117,21 +161,23 @@ _WAITED = threading.Event()
 ran on for `_EXTENSION_WAIT_S`: `_ctrl_c_after_extension_init` raises it there."""
 
 
-def _handling_ctrl_c() -> bool:
-    """Whether `_ctrl_c_after_extension_init` is the SIGINT handler (in a phosjax command).
+def _handling_ctrl_c(signum: int = signal.SIGINT) -> bool:
+    """Whether `_ctrl_c_after_extension_init` is the handler of ``signum`` (in a phosjax
+    command).
 
     Examples:
-      >>> _handling_ctrl_c()
-      False
+      >>> _handling_ctrl_c(), _handling_ctrl_c(signal.SIGTERM)
+      (False, False)
     """
-    return signal.getsignal(signal.SIGINT) is _ctrl_c_after_extension_init
+    return signal.getsignal(signum) is _ctrl_c_after_extension_init
 
 
 def _ctrl_c_after_extension_init(signum: int, frame: FrameType | None) -> None:
-    """The SIGINT handler of the phosjax commands: Ctrl-C raises `KeyboardInterrupt`, as
-    Python's own handler does, except while a compiled extension initializes in the main
-    thread (jaxlib's, as jax loads: raised in there, it aborts the process); then it is
-    raised once the init is done (`_interrupt_main_soon`).
+    """The SIGINT handler of the phosjax commands, and their `STOP_SIGNALS`' one: Ctrl-C
+    raises `KeyboardInterrupt`, as Python's own handler does, a stop signal `Signalled`,
+    except while a compiled extension initializes in the main thread (jaxlib's, as jax
+    loads: raised in there, it aborts the process); then it is raised once the init is
+    done (`_interrupt_main_soon`).
 
     Examples:
       >>> try:
@@ -139,11 +185,18 @@ def _ctrl_c_after_extension_init(signum: int, frame: FrameType | None) -> None:
       ... except KeyboardInterrupt:
       ...     print("raised: no extension initializes here")
       raised: no extension initializes here
+      >>> try:
+      ...     _ctrl_c_after_extension_init(signal.SIGTERM, sys._getframe())
+      ... except Signalled as stop:
+      ...     print(stop.signum == signal.SIGTERM)
+      True
     """
     if _WAITED.is_set() or not _initializing_extension(frame):
         _WAITED.clear()
+        if signum != signal.SIGINT:
+            raise Signalled(signum)
         signal.default_int_handler(signum, frame)
-    _interrupt_main_soon()
+    _interrupt_main_soon(signum)
 
 
 def _keeping(previous: Callable[[Any], object]) -> Callable[[Any], None]:
@@ -154,12 +207,13 @@ def _keeping(previous: Callable[[Any], object]) -> Callable[[Any], None]:
 
     def hook(unraisable: Any) -> None:
         dropped = isinstance(unraisable.exc_value, KeyboardInterrupt)
+        signum = getattr(unraisable.exc_value, "signum", signal.SIGINT)
         while True:
             try:
-                _interrupt_main_soon() if dropped else previous(unraisable)
+                _interrupt_main_soon(signum) if dropped else previous(unraisable)
                 return
-            except KeyboardInterrupt:  # raised while the hook runs: Python would drop it
-                dropped = True
+            except KeyboardInterrupt as error:  # raised while the hook runs: Python would drop it
+                dropped, signum = True, getattr(error, "signum", signal.SIGINT)
 
     return hook
 
@@ -189,8 +243,9 @@ def ctrl_c_kept() -> Iterator[None]:
 @contextlib.contextmanager
 def ctrl_c_ignored() -> Iterator[None]:
     """While the body runs (in the main thread, where Python handles signals), Ctrl-C
-    is ignored: a second one, pressed while a command says what the first left, would
-    cut that line short with a traceback.
+    is ignored, and so are the stop signals a command handles (`STOP_SIGNALS`): a second
+    one, while a command says what the first left, would cut that line short with a
+    traceback.
 
     Examples:
       >>> import signal
@@ -203,11 +258,13 @@ def ctrl_c_ignored() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    handled = [signal.SIGINT, *filter(_handling_ctrl_c, STOP_SIGNALS)]
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in handled}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _command() -> str | None:
@@ -224,11 +281,12 @@ def _command() -> str | None:
     return spec.name.removesuffix(".__main__")
 
 
-def by_ctrl_c(error: BaseException | None) -> bool:
-    """Whether ``error`` is Ctrl-C's `KeyboardInterrupt` or was raised by one (its cause or
-    context, at any depth): a Ctrl-C while a compiled extension initializes (jaxlib's, as
-    jax loads) comes out as ``ImportError: Encountered an error while initializing the
-    extension.``, raised from it.
+def stopped_by(error: BaseException | None) -> int | None:
+    """The signal whose `KeyboardInterrupt` ``error`` is or was raised by (its cause or
+    context, at any depth): SIGINT for Ctrl-C's, a `Signalled`'s own; None for none. A
+    Ctrl-C while a compiled extension initializes (jaxlib's, as jax loads) comes out as
+    ``ImportError: Encountered an error while initializing the extension.``, raised from
+    it.
 
     Examples:
       >>> try:
@@ -237,23 +295,26 @@ def by_ctrl_c(error: BaseException | None) -> bool:
       ...     except KeyboardInterrupt as ctrl_c:
       ...         raise ImportError("Encountered an error while initializing") from ctrl_c
       ... except ImportError as error:
-      ...     by_ctrl_c(error), by_ctrl_c(ImportError("no module named x"))
-      (True, False)
+      ...     stopped_by(error), stopped_by(ImportError("no module named x"))
+      (<Signals.SIGINT: 2>, None)
+      >>> stopped_by(Signalled(signal.SIGTERM))
+      <Signals.SIGTERM: 15>
     """
     seen = set()
     while error is not None and id(error) not in seen:
         if isinstance(error, KeyboardInterrupt):
-            return True
+            return signal.Signals(getattr(error, "signum", signal.SIGINT))
         seen.add(id(error))
         error = error.__cause__ or error.__context__
-    return False
+    return None
 
 
 def said_at_start(previous: Callable[..., object], module: str) -> Callable[..., None]:
-    """A `sys.excepthook` that ends ``python -m <module>`` stopped by Ctrl-C before its
-    ``main`` ran (while it imports jax: seconds) with one line, the command to run again
-    (Ctrl-C pressed again meanwhile is ignored), and exit status `INTERRUPTED`, an error
-    a Ctrl-C caused too (`by_ctrl_c`); anything else goes to ``previous``, and so does
+    """A `sys.excepthook` that ends ``python -m <module>`` stopped by Ctrl-C (or a stop
+    signal) before its ``main`` ran (while it imports jax: seconds) with one line, the
+    command to run again (Ctrl-C pressed again meanwhile is ignored), and exit status
+    `INTERRUPTED` (`exit_status` of the signal), an error a Ctrl-C caused too
+    (`stopped_by`); anything else goes to ``previous``, and so does
     everything once ``main`` began (`ctrl_c_kept`): an error escaping it after a Ctrl-C
     (a file that failed to close as it stopped) is no Ctrl-C at start-up, and files may
     have been written.
@@ -273,17 +334,19 @@ def said_at_start(previous: Callable[..., object], module: str) -> Callable[...,
     """
 
     def hook(kind: type[BaseException], value: BaseException, traceback: Any) -> None:
-        if _main_began or not by_ctrl_c(value):
+        signum = stopped_by(value)
+        if _main_began or signum is None:
             previous(kind, value, traceback)
             return
         with ctrl_c_ignored():  # pressed again meanwhile: the line is still said
             print(
-                "\ninterrupted: the command was still starting, nothing was written; the same "
-                f"command runs it: python -m {module} {shlex.join(sys.argv[1:])}",
+                f"\n{said_stopped(signum)}: the command was still starting, nothing was "
+                f"written; the same command runs it: python -m {module} "
+                f"{shlex.join(sys.argv[1:])}",
                 file=sys.stderr,
             )
             sys.stderr.flush()
-            os._exit(INTERRUPTED)  # as `phosjax.bench._cli.exit_process` after Ctrl-C
+            os._exit(exit_status(signum))  # as `phosjax.bench._cli.exit_process` after Ctrl-C
 
     return hook
 
@@ -292,5 +355,8 @@ _COMMAND = _command()
 if _COMMAND is not None:  # for the whole process: imports included
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _ctrl_c_after_extension_init)
+    for _signum in STOP_SIGNALS:  # one ignored (nohup's SIGHUP) stays ignored
+        if signal.getsignal(_signum) is signal.SIG_DFL:
+            signal.signal(_signum, _ctrl_c_after_extension_init)
     sys.unraisablehook = _keeping(sys.unraisablehook)
     sys.excepthook = said_at_start(sys.excepthook, _COMMAND)

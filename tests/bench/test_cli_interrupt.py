@@ -126,17 +126,58 @@ class _Ended(Exception):
     """Stands for `os._exit`: the process ends there."""
 
 
-def test_exit_process_skips_the_teardown_only_after_ctrl_c(monkeypatch):
+@pytest.mark.parametrize("stopped", [130, 143, 129], ids=["SIGINT", "SIGTERM", "SIGHUP"])
+def test_exit_process_skips_the_teardown_only_after_ctrl_c_or_a_stop_signal(monkeypatch, stopped):
     def ended(status):
         raise _Ended(status)
 
     monkeypatch.setattr(os, "_exit", ended)
     with pytest.raises(_Ended) as at_once:
-        _cli.exit_process(_cli.INTERRUPTED)
-    assert at_once.value.args == (130,)
+        _cli.exit_process(stopped)
+    assert at_once.value.args == (stopped,)
     with pytest.raises(SystemExit) as exit_info:  # teardown as usual
         _cli.exit_process(2)
     assert exit_info.value.code == 2
+
+
+@pytest.mark.parametrize(("name", "status"), [("SIGTERM", 143), ("SIGHUP", 129)])
+def test_a_stop_signal_stops_a_command_as_ctrl_c_does_naming_it(
+    capsys, stop_signals_handled, name, status
+):
+    """SIGTERM (a job scheduler's: SLURM, Kubernetes, ``timeout``) and SIGHUP (a closed
+    terminal) ended a command on the spot, saying nothing. They stop it as Ctrl-C does:
+    one line naming the signal, what is kept and how to go on (sent again meanwhile, the
+    line is still said), and exit status 128 + the signal's number."""
+    signum = getattr(signal, name)
+
+    def kept(argv):
+        signal.raise_signal(signum)  # sent again
+        return "kept."
+
+    @_cli.entry_point(kept)
+    def main(argv=None):
+        signal.raise_signal(signum)
+        _the_rest_of_the_command()
+
+    assert main([]) == status
+    assert capsys.readouterr().err == f"\ninterrupted by {name}: kept.\n"
+    assert signal.getsignal(signum) is _interrupt._ctrl_c_after_extension_init  # as before
+
+
+def test_a_stop_signal_as_a_command_starts_is_one_line_naming_it(capsys, monkeypatch):
+    monkeypatch.setattr(os, "_exit", lambda status: print("exit", status))
+    monkeypatch.setattr(sys, "argv", ["-m", "--help"])
+    hook = _interrupt.said_at_start(sys.__excepthook__, "phosjax.morph")
+    hook(_interrupt.Signalled, _interrupt.Signalled(signal.SIGTERM), None)
+    said = STARTING.format("phosjax.morph").replace("interrupted", "interrupted by SIGTERM")
+    assert capsys.readouterr() == ("exit 143\n", said)
+
+
+def test_importing_the_commands_handles_no_stop_signal():
+    """Only a command's process handles them: a program importing phosjax keeps its own."""
+    importlib.import_module("phosjax.bench.new")
+    importlib.import_module("phosjax.morph.__main__")
+    assert [signal.getsignal(s) for s in _interrupt.STOP_SIGNALS] == [signal.SIG_DFL] * 2
 
 
 def _collect_dropping_a_ctrl_c() -> None:
@@ -242,7 +283,8 @@ def test_ctrl_c_dropped_in_an_extension_init_that_runs_on_is_raised_there(monkey
     raised = threading.Event()
     monkeypatch.setattr(_interrupt, "_initializing_extension", lambda: True)
     monkeypatch.setattr(_interrupt, "_EXTENSION_WAIT_S", 0.05, raising=False)
-    monkeypatch.setattr(_interrupt, "_thread", types.SimpleNamespace(interrupt_main=raised.set))
+    interrupt_main = lambda signum: raised.set()
+    monkeypatch.setattr(_interrupt, "_thread", types.SimpleNamespace(interrupt_main=interrupt_main))
     _interrupt._interrupt_main_soon()
     assert raised.wait(2)
 
@@ -277,7 +319,7 @@ def test_two_ctrl_c_dropped_before_the_first_is_raised_are_raised_once(monkeypat
     the command does on Ctrl-C (a traceback before the line saying what is kept). The
     second adds none; one dropped after the first was raised is raised too."""
     raised, done = [], threading.Event()
-    interrupt_main = lambda: raised.append("KeyboardInterrupt")
+    interrupt_main = lambda signum: raised.append("KeyboardInterrupt")
     monkeypatch.setattr(_interrupt, "_initializing_extension", lambda: not done.is_set())
     monkeypatch.setattr(_interrupt, "_thread", types.SimpleNamespace(interrupt_main=interrupt_main))
     hook = _interrupt._keeping(sys.__unraisablehook__)

@@ -1,13 +1,17 @@
-"""Resume after ``kill -9``: the finished bench equals an uninterrupted one, row for row."""
+"""Resume after ``kill -9`` or SIGTERM: the finished bench equals an uninterrupted one, row
+for row."""
 
+import contextlib
 import dataclasses
 import json
 import os
 import pathlib
+import shlex
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -43,37 +47,82 @@ def frame(root: pathlib.Path) -> pd.DataFrame:
     return results.sort_values(["cell_id", "step", "split"], ignore_index=True)
 
 
-@pytest.mark.slow
-def test_kill_9_then_the_same_command_continues_and_matches(tmp_path, data_dir):
-    config = tmp_path / "bench.yaml"
-    config.write_text(CONFIG.replace("DATA_DIR", data_dir))
-    killed = tmp_path / "killed"
+@contextlib.contextmanager
+def training(config: pathlib.Path, root: pathlib.Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``new`` on ``config`` in ``root``, run in a subprocess (its stderr piped), given to
+    the body once it saved its first checkpoint, mid-run; killed after, if it runs on."""
     env = {**os.environ, "PYTHONPATH": str(pathlib.Path(__file__).parents[2])}
     process = subprocess.Popen(
-        [*command(config, killed), "--no_progress"], env=env, stderr=subprocess.PIPE
+        [*command(config, root), "--no_progress"], env=env, stderr=subprocess.PIPE
     )
     deadline = time.monotonic() + 300
     try:  # at the first checkpoint seen: 20 is gone once 60 is written, 0.15 s later
-        while not list(killed.glob(f"{_layout.CHECKPOINTS}/*/[0-9]*")):
+        while not list(root.glob(f"{_layout.CHECKPOINTS}/*/[0-9]*")):
             assert process.poll() is None, process.stderr.read().decode()
             assert time.monotonic() < deadline, "no checkpoint within 300 s"
             time.sleep(0.02)
+        yield process
     finally:
-        process.send_signal(signal.SIGKILL)
+        process.kill()
         process.wait()
         process.stderr.close()
+
+
+@pytest.fixture(scope="module")
+def config_file(tmp_path_factory, data_dir) -> pathlib.Path:
+    """`CONFIG`, in a file."""
+    config = tmp_path_factory.mktemp("config") / "bench.yaml"
+    config.write_text(CONFIG.replace("DATA_DIR", data_dir))
+    return config
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, config_file) -> pd.DataFrame:
+    """The results of `CONFIG` trained without a stop (`frame`)."""
+    whole = tmp_path_factory.mktemp("whole")
+    run(load_config(config_file), whole, progress=False)
+    return frame(whole)
+
+
+@pytest.mark.slow
+def test_kill_9_then_the_same_command_continues_and_matches(tmp_path, config_file, uninterrupted):
+    killed = tmp_path / "killed"
+    with training(config_file, killed) as process:
+        process.send_signal(signal.SIGKILL)
     steps_done = pd.read_parquet(killed / _layout.RESULTS).step.max()
     assert 20 <= steps_done < 240, "the kill must land mid-run"
 
     # The same command again (in this process: it shares the compiled programs with the
-    # uninterrupted run below), then the uninterrupted run.
-    run(load_config(config), killed, progress=False)
-    whole = tmp_path / "whole"
-    run(load_config(config), whole, progress=False)
+    # uninterrupted run), then compared with the uninterrupted run.
+    run(load_config(config_file), killed, progress=False)
     resumed = frame(killed)
     assert not resumed.duplicated(["cell_id", "step", "split"]).any()
-    pd.testing.assert_frame_equal(resumed, frame(whole))
+    pd.testing.assert_frame_equal(resumed, uninterrupted)
     assert list(killed.rglob(".tmp*")) == []
+
+
+@pytest.mark.slow
+def test_sigterm_stops_saying_what_is_kept_and_the_same_command_continues_and_matches(
+    tmp_path, config_file, uninterrupted
+):
+    """A job scheduler's SIGTERM (SLURM's, Kubernetes', ``timeout``'s) ended the run on
+    the spot, saying nothing, exit status -15. It stops as Ctrl-C does: one line saying
+    what is kept and the command that continues, exit status 143 (128 + 15)."""
+    stopped = tmp_path / "stopped"
+    with training(config_file, stopped) as process:
+        process.send_signal(signal.SIGTERM)
+        err = process.communicate(timeout=120)[1].decode()
+    again = shlex.join([*command(config_file, stopped)[1:], "--no_progress"])
+    assert process.returncode == 143, err
+    assert err.endswith(
+        f"\ninterrupted by SIGTERM: {str(stopped)!r} keeps 0 of 2 cells finished, and the "
+        f"others' rows up to their group's last checkpoint; the same command continues it: "
+        f"python {again}\n"
+    ), err
+
+    run(load_config(config_file), stopped, progress=False)  # the same command
+    pd.testing.assert_frame_equal(frame(stopped), uninterrupted)
+    assert list(stopped.rglob(".tmp*")) == []
 
 
 def test_killed_after_the_last_checkpoint_before_its_status_resumes_and_matches(tmp_path, toy):
