@@ -16,11 +16,13 @@ keeps it around a call of their ``main``, and `ctrl_c_ignored` keeps a second Ct
 from cutting short the line that says what the first left. SIGTERM and SIGHUP
 (`STOP_SIGNALS`: a job scheduler, a closed terminal) stop these commands as Ctrl-C does,
 raising `Signalled`, a `KeyboardInterrupt` naming them; their exit status is 128 + the
-signal's number (`exit_status`). Only the standard library is imported here.
+signal's number (`exit_status`); a group under way holds one until it has checkpointed
+the chunk it trains (`held_to_chunk_end`). Only the standard library is imported here.
 """
 
 import _thread
 import contextlib
+import dataclasses
 import os
 import shlex
 import signal
@@ -75,6 +77,54 @@ def said_stopped(signum: int) -> str:
         if signum == signal.SIGINT
         else f"interrupted by {signal.Signals(signum).name}"
     )
+
+
+@dataclasses.dataclass
+class HeldStop:
+    """What `held_to_chunk_end` gives its body: ``armed``, set by the body once it has
+    trained a chunk it has not checkpointed (before, a stop signal is raised at once:
+    nothing would be saved by waiting); ``signum``, the stop signal held since (None:
+    none yet), for the body to checkpoint that chunk's end and end."""
+
+    armed: bool = False
+    signum: int | None = None
+
+
+_HELD: HeldStop | None = None
+"""The `HeldStop` of the `held_to_chunk_end` running now; None when none runs."""
+
+
+@contextlib.contextmanager
+def held_to_chunk_end() -> Iterator[HeldStop]:
+    """Within it, once the body has armed it (``armed``), a stop signal (`STOP_SIGNALS`:
+    SIGTERM, which SIGKILL follows some seconds later) is held in its ``signum`` rather than
+    raised, so that the body ends at its chunk's end, having checkpointed it; then it is
+    raised (`Signalled`) as the body ends. Ctrl-C, and a second stop signal, are raised
+    at once. Stop signals are handled only in the phosjax commands' processes.
+
+    Examples:
+      >>> with contextlib.suppress(Signalled), held_to_chunk_end() as held:
+      ...     held.armed = True
+      ...     _ctrl_c_after_extension_init(signal.SIGTERM, None)  # SIGTERM, as handled
+      ...     print("checkpointed at the chunk's end, then stopped by", held.signum.name)
+      checkpointed at the chunk's end, then stopped by SIGTERM
+    """
+    global _HELD
+    held = _HELD = HeldStop()
+    try:
+        yield held
+    finally:
+        _HELD = None
+    if held.signum is not None:
+        raise Signalled(held.signum)
+
+
+def _held(signum: int) -> bool:
+    """Whether the stop signal ``signum`` is held (`held_to_chunk_end`), not raised."""
+    if signum == signal.SIGINT or _HELD is None or not _HELD.armed or _HELD.signum is not None:
+        return False
+    _HELD.signum = signal.Signals(signum)
+    return True
 
 
 _main_began = False
@@ -174,10 +224,11 @@ def _handling_ctrl_c(signum: int = signal.SIGINT) -> bool:
 
 def _ctrl_c_after_extension_init(signum: int, frame: FrameType | None) -> None:
     """The SIGINT handler of the phosjax commands, and their `STOP_SIGNALS`' one: Ctrl-C
-    raises `KeyboardInterrupt`, as Python's own handler does, a stop signal `Signalled`,
-    except while a compiled extension initializes in the main thread (jaxlib's, as jax
-    loads: raised in there, it aborts the process); then it is raised once the init is
-    done (`_interrupt_main_soon`).
+    raises `KeyboardInterrupt`, as Python's own handler does, a stop signal `Signalled`
+    (held until a chunk's end where a group trains: `held_to_chunk_end`), except while a
+    compiled extension initializes in the main thread (jaxlib's, as jax loads: raised in
+    there, it aborts the process); then it is raised once the init is done
+    (`_interrupt_main_soon`).
 
     Examples:
       >>> try:
@@ -191,6 +242,8 @@ def _ctrl_c_after_extension_init(signum: int, frame: FrameType | None) -> None:
       ...     print(stop.signum == signal.SIGTERM)
       True
     """
+    if _held(signum):
+        return
     if _WAITED.is_set() or not _initializing_extension(frame):
         _WAITED.clear()
         if signum != signal.SIGINT:

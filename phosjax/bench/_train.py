@@ -25,6 +25,7 @@ import tqdm
 
 from phosjax.bench import _layout
 from phosjax.bench._checkpoint import Checkpoints
+from phosjax.bench._interrupt import held_to_chunk_end
 from phosjax.bench._plan import PlannedCell
 from phosjax.bench._profile import PhaseClock, device_bytes, init_rows
 from phosjax.bench._store import STEP_TIME, as_table, drop_parts_after, part_path, write_table
@@ -146,6 +147,11 @@ def train_group(
     ``previous`` is the group's entry of an earlier ``status.json``: a strategy it
     chose is kept, with the timings that chose it, so a resumed group runs the very
     same programs.
+
+    A stop signal (SIGTERM, in a phosjax command) once a chunk has trained ends the
+    group at the end of the chunk under way, written and checkpointed there as at a
+    segment's end, then stops the run (`phosjax.bench._interrupt.held_to_chunk_end`):
+    what was trained since the last checkpoint is kept, not trained again.
     """
     group = Group(tuple(c.cell for c in job.cells), tuple(range(len(job.cells))))
     checkpoints = Checkpoints(root / _layout.CHECKPOINTS / job.key)
@@ -171,41 +177,47 @@ def train_group(
     status |= {**chosen, "cells": [r["cell_id"] for r in job.rows]}
     on_status(job.key, status)
     segments = _segments(latest, job.steps, checkpoint_every)
-    for index, stop in enumerate(segments):
-        tables: list[pa.Table] = []
-        first = int(np.asarray(jax.device_get(state.step))[0]) + 1
-        clock = PhaseClock(first - 1, warm=index > 0)
+    with held_to_chunk_end() as held:  # SIGTERM: this chunk's end checkpointed, then raised
+        for index, stop in enumerate(segments):
+            tables: list[pa.Table] = []
+            first = int(np.asarray(jax.device_get(state.step))[0]) + 1
+            clock = PhaseClock(first - 1, warm=index > 0)
 
-        def report(
-            chunk: Chunk,
-            tables: list[pa.Table] = tables,
-            clock: PhaseClock = clock,
-            status: dict[str, Any] = status,
-        ) -> None:
-            clock.add_chunk(chunk)
-            tables.append(chunk_rows(chunk, job.rows, schema))
-            diverged = diverged_cells(chunk.diverged_at)
-            if diverged != status["diverged"]:  # said now, not at the segment's end
-                status["diverged"] = diverged
+            def report(
+                chunk: Chunk,
+                tables: list[pa.Table] = tables,
+                clock: PhaseClock = clock,
+                status: dict[str, Any] = status,
+            ) -> None:
+                clock.add_chunk(chunk)
+                tables.append(chunk_rows(chunk, job.rows, schema))
+                diverged = diverged_cells(chunk.diverged_at)
+                if diverged != status["diverged"]:  # said now, not at the segment's end
+                    status["diverged"] = diverged
+                    on_status(job.key, status)
+                on_progress(len(chunk.steps) * len(group))
+                held.armed = True  # a chunk to checkpoint: a stop signal waits for it
+
+            state, run = run_group(
+                group,
+                state,
+                data,
+                until_step=stop,
+                strategy=status["strategy"],
+                chunk_steps=chunk_steps,
+                on_chunk=report,
+                should_stop=lambda: held.signum is not None,
+            )
+            end = int(run.chunks[-1].steps[-1]) if run.chunks else stop  # < stop: signalled
+            if tables:  # a segment that trained nothing writes no (empty) part
+                write_table(part_path(root, job.key, first), pa.concat_tables(tables))
+            on_profile(clock.rows(job.key, end, device_bytes()[1]))  # before the checkpoint
+            if run.strategy != status["strategy"]:  # "auto" chose: say so before a checkpoint
+                status |= {"strategy": run.strategy, "timings": run.timings}  # resumes with it
                 on_status(job.key, status)
-            on_progress(len(chunk.steps) * len(group))
-
-        state, run = run_group(
-            group,
-            state,
-            data,
-            until_step=stop,
-            strategy=status["strategy"],
-            chunk_steps=chunk_steps,
-            on_chunk=report,
-        )
-        if tables:  # a segment that trained nothing writes no (empty) part
-            write_table(part_path(root, job.key, first), pa.concat_tables(tables))
-        on_profile(clock.rows(job.key, stop, device_bytes()[1]))  # before the checkpoint
-        if run.strategy != status["strategy"]:  # "auto" chose: say so before a checkpoint
-            status |= {"strategy": run.strategy, "timings": run.timings}  # resumes with it
+            checkpoints.save(end, state)
+            status |= {"steps_done": end, "finished": end >= job.steps}
             on_status(job.key, status)
-        checkpoints.save(stop, state)
-        status |= {"steps_done": stop, "finished": stop >= job.steps}
-        on_status(job.key, status)
+            if held.signum is not None:
+                break
     checkpoints.close()

@@ -307,6 +307,7 @@ def run_group(
     chunk_steps: int = 100,
     on_chunk: Callable[[Chunk], None] | None = None,
     devices: Sequence[jax.Device] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> tuple[GroupState, GroupRun]:
     """Trains ``group`` from ``state`` up to ``until_step``, ``chunk_steps`` per dispatch.
 
@@ -346,15 +347,20 @@ def run_group(
       on_chunk: called with each `Chunk` as soon as it is on the host.
       devices: the devices to shard the cells over (``None``: all local devices): at
         least one, each named once, each one of this process's.
+      should_stop: called with no arguments after each chunk (after ``on_chunk``): once it
+        returns True, training ends at that chunk's end, before ``until_step`` (the
+        bench stops there on SIGTERM, to checkpoint the group: resumed from that chunk's
+        end, a run gives the uninterrupted run's numbers, as above).
 
     Returns:
-      ``(state, run)``: the state at ``until_step`` and the `GroupRun`. A state already
+      ``(state, run)``: the state at ``until_step`` (or at the chunk's end where
+      ``should_stop`` returned True) and the `GroupRun`. A state already
       at ``until_step`` comes back as given, with a run of no chunks whose strategy is
       the one asked for (``"auto"`` measures nothing then).
 
     Raises:
-      TypeError: ``group`` is no `Group`, ``data`` no data set, ``state`` no `GroupState`
-        or ``on_chunk`` no function of one argument.
+      TypeError: ``group`` is no `Group`, ``data`` no data set, ``state`` no `GroupState`,
+        ``on_chunk`` no function of one argument or ``should_stop`` no function.
       ValueError: an unknown ``strategy``, ``chunk_steps`` not an int >= 1, ``until_step``
         not an int in ``[state's step, hparams.steps]``, ``devices`` empty, with a
         repeated device or another process's, a state whose cells are at
@@ -381,6 +387,10 @@ def run_group(
     """
     check_strategy(strategy, "run_group")
     check_on_chunk("run_group", on_chunk, "chunk")
+    if should_stop is not None and not callable(should_stop):
+        raise TypeError(
+            f"run_group: should_stop must be a function of no arguments; got {should_stop!r}"
+        )
     devices = local_devices(devices, "run_group")  # even where nothing is left to run
     chunk_steps = int_at_least("run_group: chunk_steps", chunk_steps, 1)
     if until_step is not None:
@@ -485,4 +495,6 @@ def run_group(
         if on_chunk is not None:
             on_chunk(chunk)
         step = stop
+        if should_stop is not None and should_stop():
+            break
     return executor.take(state), GroupRun(strategy, timings, chunks)

@@ -164,6 +164,33 @@ def test_a_stop_signal_stops_a_command_as_ctrl_c_does_naming_it(
     assert signal.getsignal(signum) is _interrupt._ctrl_c_after_extension_init  # as before
 
 
+@pytest.mark.parametrize(
+    ("armed", "sent", "raised_at"),
+    [
+        (True, ["SIGTERM"], "the end"),
+        (True, ["SIGHUP", "SIGTERM"], "SIGTERM"),  # a second: at once
+        (True, ["SIGINT"], "SIGINT"),  # Ctrl-C: at once
+        (False, ["SIGTERM"], "SIGTERM"),  # no chunk to checkpoint: at once
+    ],
+)
+def test_a_stop_signal_is_held_to_a_chunks_end_once_armed(
+    stop_signals_handled, armed, sent, raised_at
+):
+    """What `held_to_chunk_end` holds: the first stop signal once a chunk trained."""
+    raised = []
+    try:
+        with _interrupt.held_to_chunk_end() as held:
+            held.armed = armed
+            for name in sent:
+                raised.append(name)
+                signal.raise_signal(getattr(signal, name))
+            raised.append("the end")
+    except KeyboardInterrupt as error:
+        assert _interrupt.stopped_by(error) == getattr(signal, sent[-1])
+    assert raised[-1] == raised_at
+    assert _interrupt._HELD is None
+
+
 def test_a_stop_signal_as_a_command_starts_is_one_line_naming_it(capsys, monkeypatch):
     monkeypatch.setattr(os, "_exit", lambda status: print("exit", status))
     monkeypatch.setattr(sys, "argv", ["-m", "--help"])

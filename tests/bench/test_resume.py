@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import tqdm
 
-from phosjax.bench import _layout, _runner, _store, load_config, run
+from phosjax.bench import _interrupt, _layout, _runner, _store, _train, load_config, run
 from phosjax.bench._errors import BenchError, BrokenFileError
 from phosjax.bench._profile import MemorySampler, PhaseClock, ProfileFiles, init_rows
 from phosjax.bench._store import read_json
@@ -119,10 +119,42 @@ def test_sigterm_stops_saying_what_is_kept_and_the_same_command_continues_and_ma
         f"others' rows up to their group's last checkpoint; the same command continues it: "
         f"python {again}\n"
     ), err
+    (entry,) = read_json(stopped / _layout.STATUS)["groups"].values()
+    steps = pd.read_parquet(stopped / _layout.RESULTS).step.max()
+    assert entry["steps_done"] == steps  # the chunk under way checkpointed, as its rows
 
     run(load_config(config_file), stopped, progress=False)  # the same command
     pd.testing.assert_frame_equal(frame(stopped), uninterrupted)
     assert list(stopped.rglob(".tmp*")) == []
+
+
+def test_sigterm_mid_segment_checkpoints_the_chunk_under_way_and_resumed_matches(
+    tmp_path, toy, stop_signals_handled, monkeypatch
+):
+    """SIGTERM, which SIGKILL follows some seconds later (SLURM's time limit, a preempted
+    VM), stopped the run at once: what the group trained since its last checkpoint
+    (checkpoint_every 6) was lost, trained again. The group now stops at the end of the
+    chunk under way (2 steps), written and checkpointed there; the same command resumes
+    from that step and matches an uninterrupted run."""
+    config = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1, chunk_steps=2)
+    rows = _train.chunk_rows
+
+    def sigterm_in_steps_3_and_4(chunk, *args):
+        if chunk.steps[-1] == 4:
+            signal.raise_signal(signal.SIGTERM)
+        return rows(chunk, *args)
+
+    stopped = tmp_path / "stopped"
+    with monkeypatch.context() as patch, pytest.raises(_interrupt.Signalled):
+        patch.setattr(_train, "chunk_rows", sigterm_in_steps_3_and_4)
+        run(config, stopped, datasets=toy, progress=False)
+    (entry,) = read_json(stopped / _layout.STATUS)["groups"].values()
+    assert (entry["steps_done"], entry["finished"]) == (4, False)
+    assert frame(stopped).step.max() == 4  # its rows up to there kept
+
+    run(config, stopped, datasets=toy, progress=False)
+    run(config, tmp_path / "whole", datasets=toy, progress=False)
+    pd.testing.assert_frame_equal(frame(stopped), frame(tmp_path / "whole"))
 
 
 def test_killed_after_the_last_checkpoint_before_its_status_resumes_and_matches(tmp_path, toy):
