@@ -23,13 +23,14 @@ the chunk it trains (`held_to_chunk_end`). Only the standard library is imported
 import _thread
 import contextlib
 import dataclasses
+import errno
 import os
 import shlex
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from importlib.machinery import ExtensionFileLoader
 from types import FrameType
 from typing import Any
@@ -222,10 +223,39 @@ def _handling_ctrl_c(signum: int = signal.SIGINT) -> bool:
     return signal.getsignal(signum) is _ctrl_c_after_extension_init
 
 
+def _silence_hung_up(fds: Sequence[int] = (1, 2)) -> None:
+    """Points each of ``fds`` (stdout, stderr) that is a terminal that hung up (SIGHUP: it
+    was closed, its ssh session lost) at `os.devnull`: each write there fails (EIO), and
+    the line a command says as it stops would end it with a traceback and exit status 1,
+    not 129. Any other fd is left as it is.
+
+    Examples:
+      >>> import pty
+      >>> (master, gone), (live, terminal) = pty.openpty(), pty.openpty()
+      >>> os.close(master)  # the terminal closed
+      >>> _silence_hung_up([gone, terminal])
+      >>> os.write(gone, b"lost"), os.isatty(terminal)
+      (4, True)
+      >>> for fd in (gone, live, terminal):
+      ...     os.close(fd)
+    """
+    import termios  # POSIX only, as SIGHUP
+
+    for fd in fds:
+        try:
+            termios.tcgetattr(fd)
+        except termios.error as error:
+            if error.args[0] == errno.EIO:  # hung up (not a terminal: ENOTTY)
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, fd)
+                os.close(devnull)
+
+
 def _ctrl_c_after_extension_init(signum: int, frame: FrameType | None) -> None:
     """The SIGINT handler of the phosjax commands, and their `STOP_SIGNALS`' one: Ctrl-C
     raises `KeyboardInterrupt`, as Python's own handler does, a stop signal `Signalled`
-    (held until a chunk's end where a group trains: `held_to_chunk_end`), except while a
+    (held until a chunk's end where a group trains: `held_to_chunk_end`; SIGHUP first
+    silences a terminal that hung up, `_silence_hung_up`), except while a
     compiled extension initializes in the main thread (jaxlib's, as jax loads: raised in
     there, it aborts the process); then it is raised once the init is done
     (`_interrupt_main_soon`).
@@ -242,6 +272,8 @@ def _ctrl_c_after_extension_init(signum: int, frame: FrameType | None) -> None:
       ...     print(stop.signum == signal.SIGTERM)
       True
     """
+    if signum == getattr(signal, "SIGHUP", None):
+        _silence_hung_up()
     if _held(signum):
         return
     if _WAITED.is_set() or not _initializing_extension(frame):

@@ -11,7 +11,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -48,24 +49,28 @@ def frame(root: pathlib.Path) -> pd.DataFrame:
 
 
 @contextlib.contextmanager
-def training(config: pathlib.Path, root: pathlib.Path) -> Iterator[subprocess.Popen[bytes]]:
-    """``new`` on ``config`` in ``root``, run in a subprocess (its stderr piped), given to
-    the body once it saved its first checkpoint, mid-run; killed after, if it runs on."""
+def training(
+    config: pathlib.Path, root: pathlib.Path, prefix: Sequence[str] = (), **popen: Any
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``new`` on ``config`` in ``root``, run in a subprocess (after ``prefix``, a program
+    that runs it; its stderr piped, unless ``popen``, `subprocess.Popen`'s arguments, says
+    otherwise), given to the body once it saved its first checkpoint, mid-run; killed
+    after, if it runs on."""
     env = {**os.environ, "PYTHONPATH": str(pathlib.Path(__file__).parents[2])}
-    process = subprocess.Popen(
-        [*command(config, root), "--no_progress"], env=env, stderr=subprocess.PIPE
-    )
+    argv = [*prefix, *command(config, root), "--no_progress"]
+    process = subprocess.Popen(argv, env=env, **{"stderr": subprocess.PIPE, **popen})
     deadline = time.monotonic() + 300
     try:  # at the first checkpoint seen: 20 is gone once 60 is written, 0.15 s later
         while not list(root.glob(f"{_layout.CHECKPOINTS}/*/[0-9]*")):
-            assert process.poll() is None, process.stderr.read().decode()
+            assert process.poll() is None, process.stderr and process.stderr.read().decode()
             assert time.monotonic() < deadline, "no checkpoint within 300 s"
             time.sleep(0.02)
         yield process
     finally:
         process.kill()
         process.wait()
-        process.stderr.close()
+        if process.stderr:
+            process.stderr.close()
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +131,44 @@ def test_sigterm_stops_saying_what_is_kept_and_the_same_command_continues_and_ma
     run(load_config(config_file), stopped, progress=False)  # the same command
     pd.testing.assert_frame_equal(frame(stopped), uninterrupted)
     assert list(stopped.rglob(".tmp*")) == []
+
+
+CONTROLLED_BY_STDIN = [
+    sys.executable,
+    "-c",
+    "import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
+    "os.execv(sys.argv[1], sys.argv[1:])",
+]
+"""Runs the program after it with its stdin, a terminal, as its controlling terminal (it
+leads a new session: ``start_new_session``), so that the terminal closing sends it SIGHUP."""
+
+
+@pytest.mark.slow
+def test_its_terminal_closed_the_run_stops_with_129_and_the_same_command_continues(
+    tmp_path, config_file, uninterrupted
+):
+    """Its terminal closed (an ssh session lost), the run got SIGHUP, and each write to
+    the terminal failed (EIO): it ended with a traceback, exit status 1. Its output goes
+    to /dev/null then: it stops as on SIGTERM, exit status 129."""
+    terminal, tty = os.openpty()
+    stopped = tmp_path / "stopped"
+    with training(
+        config_file,
+        stopped,
+        stdin=tty,
+        stdout=tty,
+        stderr=tty,
+        start_new_session=True,
+        prefix=CONTROLLED_BY_STDIN,
+    ) as process:
+        os.close(tty)
+        os.close(terminal)  # the terminal closes: the kernel sends SIGHUP
+        assert process.wait(timeout=120) == 129
+    (entry,) = read_json(stopped / _layout.STATUS)["groups"].values()
+    assert entry["steps_done"] == pd.read_parquet(stopped / _layout.RESULTS).step.max()
+
+    run(load_config(config_file), stopped, progress=False)  # the same command
+    pd.testing.assert_frame_equal(frame(stopped), uninterrupted)
 
 
 def test_sigterm_mid_segment_checkpoints_the_chunk_under_way_and_resumed_matches(
