@@ -21,6 +21,7 @@ memory the step needs (`program_bytes`, GiB)::
 
 import argparse
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -29,7 +30,14 @@ import numpy as np
 from _rounds import time_rounds
 
 from phosjax.bench._speed_config import SpeedConfig
-from phosjax.bench._speed_methods import _batches, _repeat, _stack, adam_step, setup_model
+from phosjax.bench._speed_methods import (
+    Setup,
+    _batches,
+    _repeat,
+    _stack,
+    adam_step,
+    setup_model,
+)
 from phosjax.bench._speed_report import _rate
 from phosjax.train import convs_as_matmuls
 from phosjax.train._strategy import program_bytes
@@ -39,10 +47,19 @@ VARIANTS = tuple(
 )
 
 
-def variants(name: str, k: int, cfg: SpeedConfig) -> dict[str, Any]:
+def variants(
+    setup: Setup,
+    k: int,
+    cfg: SpeedConfig,
+    forms: Sequence[str] = VARIANTS,
+    grids: dict[str, Callable[[Setup], Callable[..., Any]]] | None = None,
+) -> dict[str, Any]:
     """Each variant's ``(run, compiled, compile seconds)``: ``run()`` takes ``cfg.steps``
-    steps of all K models (`_repeat`, as the speed bench's ``vmap`` and ``fused``)."""
-    setup = setup_model(name, cfg)
+    steps of all K models (`_repeat`, as the speed bench's ``vmap`` and ``fused``).
+
+    ``forms``: those of `VARIANTS` to make; ``grids``: more variants, each a step of all
+    K models at once made from the setup, taking the stacked states and batches as the
+    ``vmap`` forms do."""
     x, y = (jax.device_put(a) for a in _batches(setup, k, cfg.batch))
     stacked = jax.device_put(_stack(setup.states(k)))
     one = jax.device_put(setup.states(1)[0])
@@ -53,11 +70,14 @@ def variants(name: str, k: int, cfg: SpeedConfig) -> dict[str, Any]:
         "_matmul_fwd": adam_step(convs_as_matmuls(setup.loss)),
     }
     made = {}
-    for variant in VARIANTS:
+    calls = {}
+    for variant in forms:
         step = steps[variant.removeprefix("vmap").removeprefix("fused")]
         batched = variant.startswith("vmap")
-        fn = jax.vmap(step) if batched else step
-        args = (stacked, x, y) if batched else (one, *flat)
+        calls[variant] = (jax.vmap(step), (stacked, x, y)) if batched else (step, (one, *flat))
+    for variant, make in (grids or {}).items():
+        calls[variant] = make(setup), (stacked, x, y)
+    for variant, (fn, args) in calls.items():
         start = time.perf_counter()
         compiled = jax.jit(fn, donate_argnums=0).lower(*args).compile()
         compile_s = time.perf_counter() - start
@@ -73,6 +93,30 @@ def _cost(compiled: Any) -> tuple[float, float]:
     return float(cost.get("flops", np.nan)), float(cost.get("bytes accessed", np.nan))
 
 
+def print_header(dtype: str) -> None:
+    """The device and the columns of `report`'s rows."""
+    print(f"backend={jax.default_backend()} device={jax.devices()[0].device_kind} {dtype}")
+    print(
+        f"{'model':<7}{'K':>4} {'variant':<21}{'model-steps/s':>14}{'/fused':>8}"
+        f"{'GFLOP/step':>11}{'GB/step':>8}{'TFLOP/s':>9}{'GiB':>7}{'compile s':>10}"
+    )
+
+
+def report(name: str, k: int, made: dict[str, Any], rounds: int, steps: int) -> None:
+    """Times the `variants` in ``made`` and prints a row each (``/fused``: nan without it)."""
+    runs = {variant: run for variant, (run, *_) in made.items()}
+    best = {v: min(ts) for v, ts in time_rounds(runs, rounds, steps).items()}
+    for variant, (_, compiled, compile_s) in made.items():
+        flops, moved = _cost(compiled)  # one call: a step of all K models
+        seconds = best[variant] * 1e-6
+        print(
+            f"{name:<7}{k:>4} {variant:<21}{_rate(k / seconds):>14}"
+            f"{best.get('fused', np.nan) / best[variant]:>8.2f}{flops / k / 1e9:>11.3f}"
+            f"{moved / k / 1e9:>8.3f}{flops / seconds / 1e12:>9.2f}"
+            f"{program_bytes(compiled) / 2**30:>7.2f}{compile_s:>10.1f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default="cnn1d,cnn2d")
@@ -83,25 +127,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     cfg = SpeedConfig(steps=args.steps, batch=args.batch, compute_dtype=args.dtype)
-    print(f"backend={jax.default_backend()} device={jax.devices()[0].device_kind} {args.dtype}")
-    print(
-        f"{'model':<7}{'K':>4} {'variant':<17}{'model-steps/s':>14}{'/fused':>8}"
-        f"{'GFLOP/step':>11}{'GB/step':>8}{'TFLOP/s':>9}{'GiB':>7}{'compile s':>10}"
-    )
+    print_header(args.dtype)
     for name in args.models.split(","):
+        setup = setup_model(name, cfg)
         for k in map(int, args.sizes.split(",")):
-            made = variants(name, k, cfg)
-            runs = {variant: run for variant, (run, *_) in made.items()}
-            best = {v: min(ts) for v, ts in time_rounds(runs, args.rounds, args.steps).items()}
-            for variant, (_, compiled, compile_s) in made.items():
-                flops, moved = _cost(compiled)  # one call: a step of all K models
-                seconds = best[variant] * 1e-6
-                print(
-                    f"{name:<7}{k:>4} {variant:<17}{_rate(k / seconds):>14}"
-                    f"{best['fused'] / best[variant]:>8.2f}{flops / k / 1e9:>11.3f}"
-                    f"{moved / k / 1e9:>8.3f}{flops / seconds / 1e12:>9.2f}"
-                    f"{program_bytes(compiled) / 2**30:>7.2f}{compile_s:>10.1f}"
-                )
+            report(name, k, variants(setup, k, cfg), args.rounds, args.steps)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,50 @@
+"""benchmarks/pallas_conv.py's kernels, without a GPU: their numbers in Pallas's
+interpreter against `jax.vmap` of `lax.conv_general_dilated`, and their lowering to
+Triton (what a GPU compiles) at the speed bench's cnn2d sizes."""
+
+import functools
+import importlib
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+
+@pytest.fixture
+def pallas_conv(monkeypatch):
+    """benchmarks/pallas_conv.py as a module (it imports its neighbours by name)."""
+    monkeypatch.syspath_prepend(str(pathlib.Path(__file__).parents[2] / "benchmarks"))
+    return importlib.import_module("pallas_conv")
+
+
+def test_the_pallas_grid_convolution_and_its_gradients_equal_vmapped_lax(pallas_conv):
+    """Two SAME layers (stride 1, then 2) of K = 2 cells, in tiles smaller than the
+    output (several tiles of positions, the images' sum split in two shares)."""
+    block = pallas_conv.Block(pixels=16, outs=16, ins=16, split=2, interpret=True)
+    assert pallas_conv.check(block) < 1e-5
+
+
+CNN2D = [(28, 1, 32, 1, ((1, 1), (1, 1))), (28, 32, 64, 2, ((0, 1), (0, 1)))]
+CNN2D.append((14, 64, 64, 2, ((0, 1), (0, 1))))
+"""The bench's cnn2d layers (28x28x1: conv32, conv64/2, conv64/2): input size, input and
+output channels, stride, padding."""
+
+
+@pytest.mark.parametrize(("dtype", "layers"), [("float32", CNN2D), ("bfloat16", CNN2D[1:2])])
+def test_the_kernels_lower_to_triton_at_the_cnn2d_sizes(pallas_conv, dtype, layers):
+    """Each layer and its gradients: one Triton kernel forward, one per phase of the
+    input's gradient (1 at stride 1, 4 at stride 2), one for the kernel's."""
+    for size, ins, outs, stride, padding in layers:
+        x = jax.ShapeDtypeStruct((2, 4, size, size, ins), jnp.dtype(dtype))
+        w = jax.ShapeDtypeStruct((2, 3, 3, ins, outs), x.dtype)
+        conv = functools.partial(
+            pallas_conv.grid_conv, stride=stride, padding=padding, block=pallas_conv.Block()
+        )
+
+        def both(x, w, conv=conv):
+            y, pull = jax.vjp(conv, x, w)
+            return pull(y)
+
+        lowered = jax.jit(both).trace(x, w).lower(lowering_platforms=("cuda",))
+        assert lowered.as_text().count("@__gpu$xla.gpu.triton(") == 2 + stride**2
