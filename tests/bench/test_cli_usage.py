@@ -268,9 +268,14 @@ def test_a_grid_mapping_with_a_bad_value_names_the_key_not_the_mapping(given, tm
     )
 
 
-@pytest.mark.parametrize("host", ["", " "])
-def test_an_empty_view_host_is_refused_not_bound_to_every_interface(host, tmp_path, capsys):
-    """'--host ""' (an unset variable) served everyone: the socket binds all interfaces."""
+@pytest.mark.parametrize("host", ["", " ", "[]"])
+def test_an_empty_view_host_is_refused_not_bound_to_every_interface(
+    host, tmp_path, capsys, monkeypatch
+):
+    """'--host ""' (an unset variable) served everyone: the socket binds all interfaces;
+    '--host "[$ADDR]"', the variable unset, did too."""
+    view = importlib.import_module("phosjax.bench.view.__main__")
+    monkeypatch.setattr(view, "serve", lambda *args: pytest.fail(f"{host!r} was served"))
     with pytest.raises(SystemExit) as exit_info:
         _main("view")(["--dir", str(tmp_path), "--host", host, "--port", "0"])
     assert exit_info.value.code == 2

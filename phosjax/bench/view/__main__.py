@@ -5,7 +5,7 @@ import sys
 
 from phosjax.bench._usage import ArgParser, usage_error
 from phosjax.bench.view._bench import NotABenchError
-from phosjax.bench.view._server import CannotServeError, PortInUseError, serve
+from phosjax.bench.view._server import CannotServeError, PortInUseError, empty_host, serve
 
 
 def _port(text: str) -> int:
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         help="address to bind (default 127.0.0.1, this machine only; 0.0.0.0 for everyone)",
     )
     args = parser.parse_args(argv)
-    if not args.host.strip():  # the socket would bind every interface, serving everyone
+    if empty_host(args.host):
         usage_error(
             parser,
             f"--host {args.host!r} is empty; give the address to bind, e.g. --host 127.0.0.1 "

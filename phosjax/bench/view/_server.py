@@ -122,6 +122,17 @@ def _unbracketed(host: str) -> str:
     return host[1:-1] if host.startswith("[") and host.endswith("]") else host
 
 
+def empty_host(host: str) -> bool:
+    """Whether ``host`` names no address: empty or blank, in brackets too (``[]``), which
+    the socket would bind to every interface, serving everyone.
+
+    Examples:
+      >>> empty_host(""), empty_host("  "), empty_host("[]"), empty_host("[::1]")
+      (True, True, True, False)
+    """
+    return not _unbracketed(host.strip()).strip()
+
+
 def _free_port_near(host: str, port: int, tries: int = 50) -> int | None:
     for candidate in range(port + 1, min(port + 1 + tries, 65536)):
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
@@ -176,7 +187,7 @@ class ViewerServer(http.server.ThreadingHTTPServer):
 
     def __init__(self, directory: str | pathlib.Path, host: str, port: int) -> None:
         _check_arguments(directory, host, port)
-        if not host.strip():  # the socket would bind every interface, serving everyone
+        if empty_host(host):
             raise ValueError(
                 f"host {host!r} is empty; give the address to bind, e.g. '127.0.0.1' (this "
                 "machine only, the default) or '0.0.0.0' (everyone who can reach it)."
@@ -293,7 +304,7 @@ def make_server(
       CannotServeError: the address cannot be bound (say, an unknown host name, or a
         port outside 0 to 65535).
       TypeError: an argument of the wrong type (``port="8080"``), named.
-      ValueError: ``host`` is empty (or blank).
+      ValueError: ``host`` is empty (or blank, or ``[]``).
 
     Examples:
       >>> import json, pathlib, tempfile, threading, urllib.request
