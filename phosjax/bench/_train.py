@@ -148,10 +148,11 @@ def train_group(
     chose is kept, with the timings that chose it, so a resumed group runs the very
     same programs.
 
-    A stop signal (SIGTERM, in a phosjax command) once a chunk has trained ends the
-    group at the end of the chunk under way, written and checkpointed there as at a
-    segment's end, then stops the run (`phosjax.bench._interrupt.held_to_chunk_end`):
-    what was trained since the last checkpoint is kept, not trained again.
+    A stop signal (SIGTERM, in a phosjax command) once a chunk has trained since the last
+    checkpoint ends the group at the end of the chunk under way, written and checkpointed
+    there as at a segment's end, then stops the run
+    (`phosjax.bench._interrupt.held_to_chunk_end`): what was trained since the last
+    checkpoint is kept, not trained again; before, it stops the run at once.
     """
     group = Group(tuple(c.cell for c in job.cells), tuple(range(len(job.cells))))
     checkpoints = Checkpoints(root / _layout.CHECKPOINTS / job.key)
@@ -218,6 +219,7 @@ def train_group(
             checkpoints.save(end, state)
             status |= {"steps_done": end, "finished": end >= job.steps}
             on_status(job.key, status)
+            held.armed = False  # all checkpointed: a stop signal before the next chunk stops
             if held.signum is not None:
                 break
     checkpoints.close()

@@ -200,6 +200,26 @@ def test_sigterm_mid_segment_checkpoints_the_chunk_under_way_and_resumed_matches
     pd.testing.assert_frame_equal(frame(stopped), frame(tmp_path / "whole"))
 
 
+def test_sigterm_right_after_a_checkpoint_stops_at_once(tmp_path, toy, stop_signals_handled):
+    """SIGTERM as the second segment began (step 6 checkpointed, its program compiling)
+    was held until that segment's first chunk had trained, then checkpointed again: a
+    chunk more to wait for, with SIGKILL on its way. Nothing is left to save there: it
+    stops at once, at step 6."""
+    config = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1, chunk_steps=2)
+    run_group = _train.run_group
+
+    def sigterm_as_step_7_begins(group, state, *args, **kwargs):
+        if int(np.asarray(state.step)[0]) == 6:
+            signal.raise_signal(signal.SIGTERM)
+        return run_group(group, state, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(_interrupt.Signalled):
+        patch.setattr(_train, "run_group", sigterm_as_step_7_begins)
+        run(config, tmp_path, datasets=toy, progress=False)
+    (entry,) = read_json(tmp_path / _layout.STATUS)["groups"].values()
+    assert entry["steps_done"] == frame(tmp_path).step.max() == 6
+
+
 def test_killed_after_the_last_checkpoint_before_its_status_resumes_and_matches(tmp_path, toy):
     """checkpoint_every (5) does not divide steps (12): the last segment ends at 12. A kill
     after its checkpoint, before status.json says finished: the run again finishes the
