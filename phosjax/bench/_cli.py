@@ -22,11 +22,11 @@ from phosjax.bench._config import BenchError, colon_hint
 from phosjax.bench._interrupt import (
     INTERRUPTED,
     STOP_SIGNALS,
-    ctrl_c_ignored,
     ctrl_c_kept,
     exit_status,
     said_stopped,
     stopped_by,
+    stops_ignored,
 )
 from phosjax.bench._summary import command_line, counted
 from phosjax.bench._usage import expand_dirs, refuse_empty_dirs, usage_error
@@ -478,7 +478,7 @@ def entry_point(
                 return 1
             except KeyboardInterrupt as error:  # "\n": off the line where the terminal echoed ^C
                 signum = stopped_by(error) or signal.SIGINT
-                with ctrl_c_ignored():  # pressed again meanwhile: the line is still said
+                with stops_ignored():  # pressed again meanwhile: the line is still said
                     said = interrupted if isinstance(interrupted, str) else interrupted(args)
                     print(f"\n{said_stopped(signum)}: {said}", file=sys.stderr)
                 return exit_status(signum)

@@ -11,9 +11,9 @@ module first: when one of them runs as ``__main__``, that keeps a Ctrl-C pressed
 jax is still being imported too, and such a Ctrl-C, before ``main`` runs, ends the command
 with one line (`said_at_start`), as one in ``main`` does, not a traceback; their SIGINT
 handler holds a Ctrl-C pressed while an extension initializes until the init is done
-(`_ctrl_c_after_extension_init`). `ctrl_c_kept`
-keeps it around a call of their ``main``, and `ctrl_c_ignored` keeps a second Ctrl-C
-from cutting short the line that says what the first left. SIGTERM and SIGHUP
+(`_stop_after_extension_init`). `ctrl_c_kept`
+keeps it around a call of their ``main``, and `stops_ignored` keeps a second Ctrl-C (or
+stop signal) from cutting short the line that says what the first left. SIGTERM and SIGHUP
 (`STOP_SIGNALS`: a job scheduler, a closed terminal) stop these commands as Ctrl-C does,
 raising `Signalled`, a `KeyboardInterrupt` naming them; their exit status is 128 + the
 signal's number (`exit_status`); a group under way holds one until it has checkpointed
@@ -106,7 +106,7 @@ def held_to_chunk_end() -> Iterator[HeldStop]:
     Examples:
       >>> with contextlib.suppress(Signalled), held_to_chunk_end() as held:
       ...     held.armed = True
-      ...     _ctrl_c_after_extension_init(signal.SIGTERM, None)  # SIGTERM, as handled
+      ...     _stop_after_extension_init(signal.SIGTERM, None)  # SIGTERM, as handled
       ...     print("checkpointed at the chunk's end, then stopped by", held.signum.name)
       checkpointed at the chunk's end, then stopped by SIGTERM
     """
@@ -169,7 +169,7 @@ _ON_ITS_WAY = threading.Event()
 """Set while a dropped Ctrl-C waits to be raised again (`_interrupt_main_soon`): a second
 one dropped meanwhile (pressed twice, or both kept while an extension initializes) would
 be raised right after the first, in what the command does on Ctrl-C (before the line
-saying what is kept, `ctrl_c_ignored`: cut short with a traceback)."""
+saying what is kept, `stops_ignored`: cut short with a traceback)."""
 
 
 def _interrupt_main_soon(signum: int = signal.SIGINT) -> None:
@@ -191,7 +191,7 @@ def _interrupt_main_soon(signum: int = signal.SIGINT) -> None:
         while _initializing_extension() and time.monotonic() < deadline:
             time.sleep(0.01)
         _ON_ITS_WAY.clear()  # before: one landing in the hook is raised again
-        if _initializing_extension() and _handling_ctrl_c(signum):
+        if _initializing_extension() and _handling(signum):
             _WAITED.set()  # it raises it now, in the init
         _thread.interrupt_main(signal.Signals(signum))
 
@@ -209,18 +209,18 @@ def _interrupt_main_soon(signum: int = signal.SIGINT) -> None:
 
 _WAITED = threading.Event()
 """Set by `_interrupt_main_soon` as it raises a Ctrl-C again in an extension's init that
-ran on for `_EXTENSION_WAIT_S`: `_ctrl_c_after_extension_init` raises it there."""
+ran on for `_EXTENSION_WAIT_S`: `_stop_after_extension_init` raises it there."""
 
 
-def _handling_ctrl_c(signum: int = signal.SIGINT) -> bool:
-    """Whether `_ctrl_c_after_extension_init` is the handler of ``signum`` (in a phosjax
+def _handling(signum: int = signal.SIGINT) -> bool:
+    """Whether `_stop_after_extension_init` is the handler of ``signum`` (in a phosjax
     command).
 
     Examples:
-      >>> _handling_ctrl_c(), _handling_ctrl_c(signal.SIGTERM)
+      >>> _handling(), _handling(signal.SIGTERM)
       (False, False)
     """
-    return signal.getsignal(signum) is _ctrl_c_after_extension_init
+    return signal.getsignal(signum) is _stop_after_extension_init
 
 
 def _silence_hung_up(fds: Sequence[int] = (1, 2)) -> None:
@@ -251,7 +251,7 @@ def _silence_hung_up(fds: Sequence[int] = (1, 2)) -> None:
                 os.close(devnull)
 
 
-def _ctrl_c_after_extension_init(signum: int, frame: FrameType | None) -> None:
+def _stop_after_extension_init(signum: int, frame: FrameType | None) -> None:
     """The SIGINT handler of the phosjax commands, and their `STOP_SIGNALS`' one: Ctrl-C
     raises `KeyboardInterrupt`, as Python's own handler does, a stop signal `Signalled`
     (held until a chunk's end where a group trains: `held_to_chunk_end`; SIGHUP first
@@ -262,12 +262,12 @@ def _ctrl_c_after_extension_init(signum: int, frame: FrameType | None) -> None:
 
     Examples:
       >>> try:
-      ...     _ctrl_c_after_extension_init(signal.SIGINT, sys._getframe())
+      ...     _stop_after_extension_init(signal.SIGINT, sys._getframe())
       ... except KeyboardInterrupt:
       ...     print("raised: no extension initializes here")
       raised: no extension initializes here
       >>> try:
-      ...     _ctrl_c_after_extension_init(signal.SIGTERM, sys._getframe())
+      ...     _stop_after_extension_init(signal.SIGTERM, sys._getframe())
       ... except Signalled as stop:
       ...     print(stop.signum == signal.SIGTERM)
       True
@@ -326,7 +326,7 @@ def ctrl_c_kept() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def ctrl_c_ignored() -> Iterator[None]:
+def stops_ignored() -> Iterator[None]:
     """While the body runs (in the main thread, where Python handles signals), Ctrl-C
     is ignored, and so are the stop signals a command handles (`STOP_SIGNALS`): a second
     one, while a command says what the first left, would cut that line short with a
@@ -334,7 +334,7 @@ def ctrl_c_ignored() -> Iterator[None]:
 
     Examples:
       >>> import signal
-      >>> with ctrl_c_ignored():
+      >>> with stops_ignored():
       ...     signal.getsignal(signal.SIGINT) is signal.SIG_IGN
       True
       >>> signal.getsignal(signal.SIGINT) is signal.default_int_handler
@@ -343,7 +343,7 @@ def ctrl_c_ignored() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    handled = [signal.SIGINT, *filter(_handling_ctrl_c, STOP_SIGNALS)]
+    handled = [signal.SIGINT, *filter(_handling, STOP_SIGNALS)]
     previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in handled}
     try:
         yield
@@ -423,7 +423,7 @@ def said_at_start(previous: Callable[..., object], module: str) -> Callable[...,
         if _main_began or signum is None:
             previous(kind, value, traceback)
             return
-        with ctrl_c_ignored():  # pressed again meanwhile: the line is still said
+        with stops_ignored():  # pressed again meanwhile: the line is still said
             print(
                 f"\n{said_stopped(signum)}: the command was still starting, nothing was "
                 f"written; the same command runs it: python -m {module} "
@@ -439,9 +439,9 @@ def said_at_start(previous: Callable[..., object], module: str) -> Callable[...,
 _COMMAND = _command()
 if _COMMAND is not None:  # for the whole process: imports included
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        signal.signal(signal.SIGINT, _ctrl_c_after_extension_init)
+        signal.signal(signal.SIGINT, _stop_after_extension_init)
     for _signum in STOP_SIGNALS:  # one ignored (nohup's SIGHUP) stays ignored
         if signal.getsignal(_signum) is signal.SIG_DFL:
-            signal.signal(_signum, _ctrl_c_after_extension_init)
+            signal.signal(_signum, _stop_after_extension_init)
     sys.unraisablehook = _keeping(sys.unraisablehook)
     sys.excepthook = said_at_start(sys.excepthook, _COMMAND)

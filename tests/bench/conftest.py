@@ -20,7 +20,7 @@ def toy() -> dict[str, ArrayDataset]:
 def stop_signals_handled() -> Iterator[None]:
     """SIGTERM and SIGHUP handled in this process as a phosjax command handles them
     (`phosjax.bench._interrupt.STOP_SIGNALS`), their handlers as before after."""
-    handler = _interrupt._ctrl_c_after_extension_init
+    handler = _interrupt._stop_after_extension_init
     previous = {signum: signal.signal(signum, handler) for signum in _interrupt.STOP_SIGNALS}
     try:
         yield

@@ -161,7 +161,7 @@ def test_a_stop_signal_stops_a_command_as_ctrl_c_does_naming_it(
 
     assert main([]) == status
     assert capsys.readouterr().err == f"\ninterrupted by {name}: kept.\n"
-    assert signal.getsignal(signum) is _interrupt._ctrl_c_after_extension_init  # as before
+    assert signal.getsignal(signum) is _interrupt._stop_after_extension_init  # as before
 
 
 @pytest.mark.parametrize(
@@ -328,7 +328,7 @@ def test_ctrl_c_pressed_while_an_extension_initializes_is_raised_once_it_is_done
 
     initializing = types.SimpleNamespace(exec_dynamic=init)
     monkeypatch.setattr(importlib._bootstrap_external, "_imp", initializing)
-    previous = signal.signal(signal.SIGINT, _interrupt._ctrl_c_after_extension_init)
+    previous = signal.signal(signal.SIGINT, _interrupt._stop_after_extension_init)
     try:
         with pytest.raises(KeyboardInterrupt):
             ExtensionFileLoader("ext", "ext.so").exec_module(types.ModuleType("ext"))
