@@ -730,6 +730,7 @@ def add_models_to(
         models = [name for name in registered_models() if name not in known]
     new: list[str | dict[str, Any]] = []
     entries: list[ModelEntry] = []
+    grown: Plan | None = None
     for model in models:
         entry = ModelEntry.parse(model)
         if not _has_entry(present, entry) and entry not in entries:  # named twice: once
@@ -748,7 +749,8 @@ def add_models_to(
     check_processes(root, process[1])
     planned = None  # a finished bench: nothing to continue, no data set to load
     if process[1] > 1 or _finished_hparams(root, config) is None:
-        planned = in_every_process(lambda: plan(config, datasets, clock), "plan the bench")
+        loaded = grown.datasets if grown else datasets  # loaded once, by the grown plan
+        planned = in_every_process(lambda: plan(config, loaded, clock), "plan the bench")
     unfinished = 0
     if planned is not None:  # a damaged status of one process stops the others too
         mine = jobs(planned, process, recorded_split(root))

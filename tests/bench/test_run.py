@@ -27,6 +27,7 @@ from phosjax.bench import (
     BenchError,
     _directory,
     _layout,
+    _plan,
     _profile,
     _runner,
     add_models_to,
@@ -1107,6 +1108,24 @@ def test_add_models_killed_midway_resumes_when_run_again(bench, toy, tmp_path):
         add_models_to(copy, ["logreg"], datasets=toy, progress=False)
     with pytest.raises(BenchError, match="no model was registered since"):
         add_models_to(copy, datasets=toy, progress=False)
+
+
+def test_add_models_of_no_new_cell_loads_the_data_sets_once(bench, toy, tmp_path, monkeypatch):
+    """An entry planning only cells the bench has ({name: mlp, depth: 1}, its mlp's
+    default depth) on an unfinished bench: the grown plan loaded the data sets, then the
+    bench's own plan loaded them again (two ``data`` rows in its profile)."""
+    copy = tmp_path / "b"
+    shutil.copytree(bench[0], copy)
+    status = json.loads((copy / _layout.STATUS).read_text())
+    for group in status["groups"].values():
+        group["finished"] = False  # as a kill leaves it
+    (copy / _layout.STATUS).write_text(json.dumps(status))
+    loads = []
+    monkeypatch.setattr(_plan, "load_datasets", lambda names, *_: loads.append(names) or toy)
+    add_models_to(copy, [{"name": "mlp", "width": 8, "depth": 1}], progress=False)
+    assert loads == [["toy"]]
+    phases = pd.read_parquet(copy / _layout.PHASES)
+    assert list(phases.phase).count("data") == 1  # the fixture's run was given its data
 
 
 def test_add_models_removes_what_a_run_killed_mid_write_left(bench, toy, tmp_path):
