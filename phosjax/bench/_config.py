@@ -512,7 +512,8 @@ class BenchConfig:
       strategy: how the engine runs a group: ``"auto"`` or one of
         `phosjax.train.STRATEGIES` (see `phosjax.train.run_group`).
       data_dir: where data sets are prepared (None: where `phosjax.data.load` looks by default).
-      blurb_flops: measure FLOPs in each model's blurb (costs a compile per module).
+      blurb_flops: measure FLOPs in each model's blurb (costs a compile per module, one
+        for modules of the same program).
 
     Examples:
       >>> config = BenchConfig.from_dict({"models": ["mlp"], "grid": {"steps": 20}})

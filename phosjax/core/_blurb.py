@@ -4,8 +4,9 @@ What it costs: one traced and compiled call of the model to record every module'
 outputs and the collections it writes (and, when jax computes a knob's default, a
 compiled ``init`` for the defaults), then, for FLOPs and latency, one compilation of the
 whole model and one of each module on its own (each module is cloned unbound and applied
-to its own variables and to inputs of the shapes it was called with). Switch ``flops``
-and ``measure_latency`` off for a cheap structural summary.
+to its own variables and to inputs of the shapes it was called with; for FLOPs alone, one
+per program: equal blocks share it). Switch ``flops`` and ``measure_latency`` off for a
+cheap structural summary.
 """
 
 import dataclasses
@@ -315,25 +316,38 @@ def _flop_count(compiled: Any) -> float | None:
     return float(sum(counts)) if counts else None
 
 
+_FLOP_COUNTS: dict[tuple[str, str], float | None] = {}
+"""The FLOPs of each program compiled for its FLOPs alone, by backend and program text."""
+
+
+def _flops_of(lowered: Any) -> float | None:
+    """The FLOPs of ``lowered`` compiled, compiling it only when no program of the same
+    text was (a model's blocks of one shape, a layer that several models share)."""
+    key = (jax.default_backend(), lowered.as_text())
+    if key not in _FLOP_COUNTS:
+        _FLOP_COUNTS[key] = _flop_count(lowered.compile())
+    return _FLOP_COUNTS[key]
+
+
 def _measure(
     fn: Callable[..., Any], args: Sequence[Any], flops: bool, latency: bool, repeats: int
 ) -> tuple[float | None, float | None]:
     """``(FLOPs, median seconds)`` of ``jax.jit(fn)`` on ``args`` (abstract ones as zeros)."""
-    compiled = jax.jit(fn).lower(*args).compile()
-    seconds = None
-    if latency:
-        concrete = jax.tree.map(
-            lambda a: jnp.zeros(a.shape, a.dtype) if isinstance(a, jax.ShapeDtypeStruct) else a,
-            args,
-        )
-        jax.block_until_ready(compiled(*concrete))  # warm-up
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            jax.block_until_ready(compiled(*concrete))
-            times.append(time.perf_counter() - start)
-        seconds = statistics.median(times)
-    return (_flop_count(compiled) if flops else None), seconds
+    lowered = jax.jit(fn).lower(*args)
+    if not latency:
+        return (_flops_of(lowered) if flops else None), None
+    compiled = lowered.compile()
+    concrete = jax.tree.map(
+        lambda a: jnp.zeros(a.shape, a.dtype) if isinstance(a, jax.ShapeDtypeStruct) else a,
+        args,
+    )
+    jax.block_until_ready(compiled(*concrete))  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(compiled(*concrete))
+        times.append(time.perf_counter() - start)
+    return (_flop_count(compiled) if flops else None), statistics.median(times)
 
 
 def _output_specs(out: Any) -> dict[str, ArraySpec]:

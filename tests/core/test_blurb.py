@@ -550,3 +550,22 @@ def test_a_method_of_an_unbound_module_called_by_the_model_is_no_module_of_its_b
     model = DoublesWithAnUnboundModule()
     summary = blurb(model, model.init(key, x), x, measure_latency=False, flops=False)
     assert list(summary.modules()) == ["", "dense"]
+
+
+def test_flops_of_modules_of_one_program_compile_it_once(key):
+    """Each module compiled its program for its FLOPs, again for each block of one shape
+    (a stack of equal layers, a layer that several models share)."""
+    x = jnp.ones((BATCH, 13))
+    model = nn.Sequential([nn.Dense(13), nn.Dense(13), nn.Dense(13)])
+    variables = model.init(key, x)
+    compiles = []
+    event = "/jax/core/compile/backend_compile_duration"
+    listener = lambda name, *_, **__: compiles.append(name) if name == event else None
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        summary = blurb(model, variables, x, measure_latency=False)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert len(compiles) == 3  # the recording, the whole model, one of its layers
+    counts = {summary[f"layers_{i}"].flops for i in range(3)}
+    assert len(counts) == 1 and 2 * BATCH * 13 * 13 <= counts.pop() < summary.root.flops
