@@ -10,6 +10,7 @@ cheap structural summary.
 """
 
 import dataclasses
+import hashlib
 import json
 import numbers
 import statistics
@@ -317,14 +318,20 @@ def _flop_count(compiled: Any) -> float | None:
 
 
 _FLOP_COUNTS: dict[tuple[str, str], float | None] = {}
-"""The FLOPs of each program compiled for its FLOPs alone, by backend and program text."""
+"""The FLOPs of the last `_FLOP_COUNTS_KEPT` programs compiled for their FLOPs alone, by
+backend and the digest of the program's text."""
+
+_FLOP_COUNTS_KEPT = 1024
 
 
 def _flops_of(lowered: Any) -> float | None:
     """The FLOPs of ``lowered`` compiled, compiling it only when no program of the same
     text was (a model's blocks of one shape, a layer that several models share)."""
-    key = (jax.default_backend(), lowered.as_text())
+    text = lowered.as_text().encode()
+    key = (jax.default_backend(), hashlib.sha256(text).hexdigest())
     if key not in _FLOP_COUNTS:
+        if len(_FLOP_COUNTS) >= _FLOP_COUNTS_KEPT:  # the oldest goes: a long process stays small
+            del _FLOP_COUNTS[next(iter(_FLOP_COUNTS))]
         _FLOP_COUNTS[key] = _flop_count(lowered.compile())
     return _FLOP_COUNTS[key]
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import phosjax as px
+from phosjax.core import _blurb
 from phosjax.core._blurb import (
     ArraySpec,
     Blurb,
@@ -552,9 +553,10 @@ def test_a_method_of_an_unbound_module_called_by_the_model_is_no_module_of_its_b
     assert list(summary.modules()) == ["", "dense"]
 
 
-def test_flops_of_modules_of_one_program_compile_it_once(key):
+def test_flops_of_modules_of_one_program_compile_it_once(key, monkeypatch):
     """Each module compiled its program for its FLOPs, again for each block of one shape
     (a stack of equal layers, a layer that several models share)."""
+    monkeypatch.setattr(_blurb, "_FLOP_COUNTS", {})  # none of another test's programs
     x = jnp.ones((BATCH, 13))
     model = nn.Sequential([nn.Dense(13), nn.Dense(13), nn.Dense(13)])
     variables = model.init(key, x)
@@ -569,3 +571,18 @@ def test_flops_of_modules_of_one_program_compile_it_once(key):
     assert len(compiles) == 3  # the recording, the whole model, one of its layers
     counts = {summary[f"layers_{i}"].flops for i in range(3)}
     assert len(counts) == 1 and 2 * BATCH * 13 * 13 <= counts.pop() < summary.root.flops
+
+
+def test_the_flops_kept_by_program_are_the_last_ones(key, monkeypatch):
+    """The counts kept for programs compiled for their FLOPs alone grew with every program
+    a long process blurbed; the oldest go, and a program again is counted the same."""
+    monkeypatch.setattr(_blurb, "_FLOP_COUNTS", {})
+    monkeypatch.setattr(_blurb, "_FLOP_COUNTS_KEPT", 2)
+    x = jnp.ones((BATCH, 5))
+    model = nn.Sequential([nn.Dense(3), nn.Dense(4), nn.Dense(6)])  # three layer programs
+    first = blurb(model, model.init(key, x), x, measure_latency=False)
+    assert len(_blurb._FLOP_COUNTS) == 2
+    again = blurb(model, model.init(key, x), x, measure_latency=False)
+    assert [again[f"layers_{i}"].flops for i in range(3)] == [
+        first[f"layers_{i}"].flops for i in range(3)
+    ]
