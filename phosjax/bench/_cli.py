@@ -73,7 +73,8 @@ keys or a YAML mapping of them, e.g. --grid '{steps: VALUE}' (its keys: steps, b
         return f"{option} {given!r} is empty; {hint}"
     path = pathlib.Path(given)
     if not (path.exists() or path.suffix in (".yaml", ".yml") or os.sep in given):
-        return f"{option} {given!r} is neither a YAML file nor a YAML mapping; {hint}"
+        unreadable = _unreadable_hint(given)
+        return f"{option} {given!r} is neither a YAML file nor a YAML mapping{unreadable}; {hint}"
     try:
         data = read_file(path)
     except ValueError as error:
@@ -114,11 +115,8 @@ def value_error_line(message: str) -> str:
     meant = len(items) > 1 and given[1][:1] not in ("[", "{")  # a mapping's commas: no list
     written = f"[{', '.join(items)}]" if meant else "[a, b]"
     hint = f" (a list is written '{written}')" if "list" in expected else ""
-    if problem := _yaml_problem(given[1]):
-        hint = (
-            f" (YAML cannot read it: {problem}; an item holding brackets or commas is quoted, "
-            """as in "['train[:90%]', 'train[90%:]']")"""
-        )
+    if unreadable := _unreadable_hint(given[1]):
+        hint = unreadable
     elif colon := _colon_hint(given[1]):
         hint = colon
     shown = given[1] if given[1].strip() else repr(given[1])  # '' (an unset variable)
@@ -134,25 +132,64 @@ def _colon_hint(text: str) -> str:
       ("'T: 1')", '', '')
     """
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_OPTION_LOADER)
     except yaml.YAMLError:
         return ""
     hints = [colon_hint(k, v) for k, v in data.items()] if isinstance(data, dict) else []
     return next(filter(None, hints), "")
 
 
+_OPTION_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""The loader jsonargparse reads an option's value with: libyaml's where PyYAML has it, which
+refuses ``{T:[1]}`` (a key's colon without its space, before a bracket) that PyYAML's own
+reads as ``{'T': [1]}``."""
+
+
 def _yaml_problem(text: str) -> str | None:
-    """Why YAML cannot read `text`, an option's value; None if it can.
+    """Why YAML cannot read ``text``, an option's value; None if it can. In PyYAML's own
+    words where its loader fails too (libyaml's say less), else in libyaml's.
 
     Examples:
       >>> _yaml_problem("[train[:90%], train[90%:]]"), _yaml_problem("[train, val]")
       ("expected ',' or ']', but got '['", None)
+      >>> _yaml_problem("{T:[1]}")
+      "found unexpected ':'"
     """
-    try:
-        yaml.safe_load(text)
-    except yaml.MarkedYAMLError as error:
-        return error.problem
+    for loader in (yaml.SafeLoader, _OPTION_LOADER):
+        try:
+            yaml.load(text, Loader=loader)
+        except yaml.MarkedYAMLError as error:
+            return error.problem
     return None
+
+
+_UNSPACED_COLON = re.compile(r"(?<=[\w\"']):(?=[^\s,\]}])")
+
+
+def _unreadable_hint(text: str) -> str:
+    """Why YAML cannot read ``text``, an option's value, and how to write it; "" if it can.
+
+    Examples:
+      >>> _unreadable_hint("{T:[0.5, 2.0]}")
+      " (YAML cannot read it: found unexpected ':'; a key's colon takes a space after it, \
+as in '{T: [0.5, 2.0]}')"
+      >>> _unreadable_hint("[train[:90%], train[90%:]]").split(";")[0]
+      " (YAML cannot read it: expected ',' or ']', but got '['"
+      >>> _unreadable_hint("[train, val]")
+      ''
+    """
+    problem = _yaml_problem(text)
+    if problem is None:
+        return ""
+    spaced = _UNSPACED_COLON.sub(": ", text)
+    if problem == "found unexpected ':'" and _yaml_problem(spaced) is None:
+        how = f"a key's colon takes a space after it, as in {spaced!r}"
+    else:
+        how = (
+            "an item holding brackets or commas is quoted, "
+            """as in "['train[:90%]', 'train[90%:]']\""""
+        )
+    return f" (YAML cannot read it: {problem}; {how})"
 
 
 _REQUIRED = "the following arguments are required: "

@@ -604,6 +604,23 @@ def test_print_config_knows_the_models_an_import_registers(tmp_path, capsys, mon
             "read it: expected ',' or ']', but got '['; an item holding brackets or commas is "
             """quoted, as in "['train[:90%]', 'train[90%:]']")""",
         ),
+        (  # said only 'expected dict': the check read it as {'T': [0.5, 2.0]}, the option not
+            ["--grid.knobs", "{T:[0.5, 2.0]}"],
+            "--grid.knobs {T:[0.5, 2.0]}: expected dict (YAML cannot read it: found unexpected "
+            "':'; a key's colon takes a space after it, as in '{T: [0.5, 2.0]}')",
+        ),
+        (  # was told a list is written '[a, b]', of a list
+            ["--models", "[{name:mlp, width:[64]}]"],
+            "--models [{name:mlp, width:[64]}]: expected list (YAML cannot read it: found "
+            "unexpected ':'; a key's colon takes a space after it, as in "
+            "'[{name: mlp, width: [64]}]')",
+        ),
+        (  # said only that it is neither a YAML file nor a YAML mapping
+            ["--grid", "{steps:[10, 20]}"],
+            "--grid '{steps:[10, 20]}' is neither a YAML file nor a YAML mapping (YAML cannot "
+            "read it: found unexpected ':'; a key's colon takes a space after it, as in "
+            "'{steps: [10, 20]}'); --grid takes a YAML file of its keys",
+        ),
         (  # was told to quote its items
             ["--models", "[mlp"],
             "--models [mlp: expected list (YAML cannot read it: expected ',' or ']', but got "
