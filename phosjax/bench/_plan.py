@@ -47,7 +47,7 @@ from phosjax.core import (
     matches,
     select,
 )
-from phosjax.core._selectors import value_per_path
+from phosjax.core._selectors import value_per_path, what_was_meant
 from phosjax.data import ArrayDataset, check_batch_size, load
 from phosjax.data._load import NoSuchFeatureError, SplitInNameError, declared_shapes
 from phosjax.data._splits import MissingSplitsError
@@ -488,12 +488,23 @@ def _check_batch_sizes(batch_sizes: Sequence[Any], datasets: Mapping[str, ArrayD
 
 
 def _check_knobs(selectors: Sequence[str], by_model: Mapping[str, Iterable[str]]) -> None:
+    """Raises `BenchError` for a knob axis whose selector matches no knob of any model,
+    naming the knobs each model declares and, where it can tell, what was meant.
+
+    Examples:
+      >>> _check_knobs(["T"], {"mlp": [], "choicenet": ["blocks_0/T", "blocks_1/T"]})
+      Traceback (most recent call last):
+      phosjax.bench._errors.BenchError: knob selector 'T' matches no knob of any model; the \
+models declare: {'choicenet': ['blocks_0/T', 'blocks_1/T']}. A selector matches whole paths; \
+'**/T' would match 'blocks_0/T', 'blocks_1/T'.
+    """
     for selector in selectors:
         if not any(matches(selector, p) for paths in by_model.values() for p in paths):
             declared = {name: list(paths) for name, paths in by_model.items() if paths}
+            every = dict.fromkeys(p for paths in declared.values() for p in paths)
             raise BenchError(
                 f"knob selector {selector!r} matches no knob of any model; the models "
-                f"declare: {declared or 'no knobs at all'}."
+                f"declare: {declared or 'no knobs at all'}.{what_was_meant(selector, every)}"
             )
 
 

@@ -203,8 +203,25 @@ def _no_match(selector: str, paths: list[str], what: str, dropped: Iterable[str]
     nearest = ", ".join(repr(p) for p in _nearest(selector, paths))
     return (
         f"Selector {selector!r} matched no {what} among {len(paths)}; nearest: "
-        f"{nearest}.{_empty_segment(selector, paths)}{_at_any_depth(selector, paths)}"
-        f"{_the_start_of_paths(selector, paths)}{_spaces(selector, paths)}{hint}"
+        f"{nearest}.{what_was_meant(selector, paths)}{hint}"
+    )
+
+
+def what_was_meant(selector: str, paths: Iterable[str]) -> str:
+    """Hints, each a sentence after a space, at what ``selector``, which matches none of
+    ``paths``, was meant to be, where it can tell: an empty segment, the end or the start
+    of paths, a space at an end; "" where it cannot.
+
+    Examples:
+      >>> what_was_meant("T", ["blocks_0/T", "head"])
+      " A selector matches whole paths; '**/T' would match 'blocks_0/T'."
+      >>> what_was_meant("U", ["blocks_0/T"])
+      ''
+    """
+    paths = list(paths)
+    return (
+        f"{_empty_segment(selector, paths)}{_at_any_depth(selector, paths)}"
+        f"{_the_start_of_paths(selector, paths)}{_spaces(selector, paths)}"
     )
 
 

@@ -298,6 +298,16 @@ def test_knob_selector_matching_no_knob_is_an_error(toy):
         plan(config, toy)
 
 
+def test_a_knob_selector_naming_the_end_of_paths_says_the_one_meant(toy):
+    # it said only which knobs the models declare, where px.tweak names '**/T'
+    config = tiny_config(models=["choicenet"], grid=small(knobs={"T": [1, 2]}))
+    with pytest.raises(BenchError) as error:
+        plan(config, toy)
+    assert str(error.value).endswith(
+        ". A selector matches whole paths; '**/T' would match 'blocks_0/T', 'blocks_1/T'."
+    )
+
+
 def test_a_knob_value_out_of_its_range_is_an_error_at_planning(toy):
     # it planned, and the cells trained with NaN outputs (the temperature traced)
     config = tiny_config(models=["choicenet"], grid=small(knobs={"**/T": [1, 0]}))
