@@ -12,7 +12,8 @@ log); at the end it prints one row per stage. It writes them to
 Any config key can be set or overridden on the command line (``--iterations 1``,
 ``--model.width '[16, 16, 16]'``); ``--print_config`` prints the resolved config
 (without ``--dir``, ``--overwrite`` and ``--no_progress``), checked as a run checks its
-fields, and exits: saved to a file and given back with ``--config``, it runs the same loop.
+fields (the model's ``num_classes`` and ``input_shape`` against the data set's metadata
+too), and exits: saved to a file and given back with ``--config``, it runs the same loop.
 """
 
 import dataclasses
@@ -38,7 +39,7 @@ from phosjax.bench._cli import (
 )
 from phosjax.bench._config import BenchConfig
 from phosjax.bench._summary import counted, dir_command
-from phosjax.data import check_loadable
+from phosjax.data._load import declared_shapes
 from phosjax.models import ModelConfig
 from phosjax.morph._loop import (
     ITERATIONS,
@@ -48,6 +49,7 @@ from phosjax.morph._loop import (
     dataset_error,
     resolved_model,
     run,
+    shape_mismatch,
 )
 
 
@@ -128,7 +130,8 @@ _MODEL_DEFAULTS = {field.name: field.default for field in dataclasses.fields(Mod
 
 
 class _Parser(ConfigParser):
-    """Checks the config (``--print_config``) as `MorphConfig` checks its fields."""
+    """Checks the config (``--print_config``) as `MorphConfig` checks its fields, and its
+    model's ``num_classes`` and ``input_shape`` against the data set's metadata."""
 
     own = frozenset(_OWN)
 
@@ -140,9 +143,9 @@ class _Parser(ConfigParser):
                 "the --config files nor the command line set them)"
             )
         morph = morph_config(config)
-        resolved_model(morph)
-        try:  # as prepare checks it, without preparing or reading it
-            check_loadable(
+        model = resolved_model(morph)
+        try:  # as prepare checks it, from the data set's metadata: nothing prepared or read
+            shape, classes = declared_shapes(
                 morph.dataset,
                 data_dir=morph.data_dir,
                 features=morph.features,
@@ -150,6 +153,9 @@ class _Parser(ConfigParser):
             )
         except (ValueError, PermissionError) as error:
             raise dataset_error(morph, error) from error
+        problem = shape_mismatch(model, morph.dataset, shape, classes)
+        if problem:
+            raise MorphConfigError(problem)
 
 
 def morph_config(fields: Mapping[str, Any]) -> MorphConfig:

@@ -265,22 +265,44 @@ class MorphConfig:
         return {**fields, "model": self.model.to_dict()}
 
 
-def _mismatch(
-    model: ModelConfig, data: ArrayDataset, batch_size: int, owner: str = "MorphConfig."
+def shape_mismatch(
+    model: ModelConfig,
+    name: str,
+    input_shape: tuple[int, ...],
+    num_classes: int | None,
+    owner: str = "MorphConfig.",
 ) -> str | None:
-    """Why ``model`` cannot train on ``data`` in batches of ``batch_size`` (None: it can);
-    ``owner`` prefixes the fields named (``MorphConfig.model.num_classes``)."""
-    name, shape = data.name, list(data.input_shape)
-    if model.num_classes != data.num_classes:
+    """Why ``model`` does not fit the data set ``name``, of examples of ``input_shape`` in
+    ``num_classes`` classes (None: not known), None where it fits; ``owner`` prefixes the
+    fields named (``MorphConfig.model.num_classes``).
+
+    Examples:
+      >>> shape_mismatch(ModelConfig("mlp", 10, (41,)), "mnist1d", (40,), 10)
+      "MorphConfig.model.input_shape=[41], but the examples of data set 'mnist1d' have \
+shape [40]; set input_shape: [40]"
+    """
+    if num_classes is not None and model.num_classes != num_classes:
         return (
             f"{owner}model.num_classes={model.num_classes}, but data set {name!r} has "
-            f"{data.num_classes} classes; set num_classes: {data.num_classes}"
+            f"{num_classes} classes; set num_classes: {num_classes}"
         )
+    shape = list(input_shape)
     if list(model.input_shape) != shape:
         return (
             f"{owner}model.input_shape={list(model.input_shape)}, but the examples of "
             f"data set {name!r} have shape {shape}; set input_shape: {shape}"
         )
+    return None
+
+
+def _mismatch(
+    model: ModelConfig, data: ArrayDataset, batch_size: int, owner: str = "MorphConfig."
+) -> str | None:
+    """Why ``model`` cannot train on ``data`` in batches of ``batch_size`` (None: it can);
+    ``owner`` prefixes the fields named (``MorphConfig.model.num_classes``)."""
+    shapes = shape_mismatch(model, data.name, data.input_shape, data.num_classes, owner)
+    if shapes:
+        return shapes
     try:
         check_batch_size(f"{owner}batch_size", batch_size, data)
     except ValueError as error:

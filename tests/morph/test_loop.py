@@ -659,6 +659,18 @@ def test_a_misspelt_key_names_the_nearest_and_a_bad_value_names_where_it_came_fr
             "error: the command line (--model.name, --model.num_classes, --model.input_shape, "
             "--dataset): MorphConfig.dataset='x': unknown data set 'x'",
         ),
+        (  # printed it (exit 0), which the run refused at once
+            ["--model.name=mlp", "--model.num_classes=10", "--model.input_shape=41"],
+            "error: the command line (--model.name, --model.num_classes, --model.input_shape): "
+            "MorphConfig.model.input_shape=[41], but the examples of data set 'mnist1d' have "
+            "shape [40]; set input_shape: [40]\n",
+        ),
+        (
+            ["--model.name=mlp", "--model.num_classes=9", "--model.input_shape=40"],
+            "error: the command line (--model.name, --model.num_classes, --model.input_shape): "
+            "MorphConfig.model.num_classes=9, but data set 'mnist1d' has 10 classes; set "
+            "num_classes: 10\n",
+        ),
     ],
 )
 def test_print_config_refuses_a_model_a_run_would_refuse(tmp_path, capsys, options, expected):
