@@ -58,13 +58,25 @@ class _Parser(ConfigParser):
     names after ``--import``, data set names (`phosjax.data.check_loadable`), and each
     models entry's depth, width and options on each data set whose metadata declares its
     input shape and class count (`_plan.check_model_sizes`); a note on stderr names the
-    data sets it could not check them on (a label that is no ``ClassLabel``)."""
+    data sets it could not check them on (a label that is no ``ClassLabel``). Options
+    without ``--config`` on a bench in ``--dir`` are refused as a run refuses them
+    (`_refuse_defaults_for_a_bench`): they set keys of the built-in defaults, not the
+    bench's."""
 
     own = frozenset(_OWN)
+    argv: Sequence[str] = ()
+    """The arguments being parsed, which name the options that set the config's keys."""
+
+    def parse_args(self, args: Sequence[str] | None = None, **kwargs: Any) -> Any:  # type: ignore[override]
+        self.argv = list(sys.argv[1:] if args is None else args)
+        return super().parse_args(args, **kwargs)
 
     def check(self, config: dict[str, Any], options: dict[str, Any]) -> None:
         bench = BenchConfig.from_dict(config)
         directory, force = options.get("dir"), bool(options.get("force"))
+        keys = _config_keys(self.argv)
+        if keys and "config" not in keys and not (options.get("resume") or force):
+            _refuse_defaults_for_a_bench(options["dir"], bench, self.argv)  # as main does
         import_for_bench(
             directory, options.get("import") or [], planned_models(directory, bench, force)
         )

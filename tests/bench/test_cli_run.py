@@ -188,13 +188,19 @@ def test_another_config_is_refused_on_the_command_line(cli_bench, tmp_path, caps
     assert {p: p.stat().st_mtime_ns for p in root.rglob("*")} == before
 
 
-def test_options_without_config_on_a_bench_name_the_defaults_they_set(cli_bench, capsys):
+@pytest.mark.parametrize("printed", [[], ["--print_config"]])
+def test_options_without_config_on_a_bench_name_the_defaults_they_set(
+    cli_bench, capsys, monkeypatch, printed
+):
     """--dir BENCH --grid.steps 24 (no --config) said the bench had a different config,
-    listing models, learning_rate, seeds... that no option touched (the defaults')."""
+    listing models, learning_rate, seeds... that no option touched (the defaults');
+    with --print_config it printed those defaults with 24 steps, exit 0."""
     root, _, _ = cli_bench
+    monkeypatch.setattr(_plan, "check_datasets", lambda *args: {})  # the toy data set
     before = {p: p.stat().st_mtime_ns for p in root.rglob("*")}
-    assert new_main(["--dir", str(root), "--grid.steps", "24"]) == 2
-    err = capsys.readouterr().err
+    assert new_main(["--dir", str(root), "--grid.steps", "24", *printed]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
     assert err.startswith(
         f"error: {str(root)!r} holds a bench, but without --config the options (--grid.steps) "
         "set keys of the built-in defaults, not of its stored config, which differs from "
