@@ -192,7 +192,8 @@ as in '{T: [0.5, 2.0]}')"
     return f" (YAML cannot read it: {problem}; {how})"
 
 
-_REQUIRED = "the following arguments are required: "
+REQUIRED = "the following arguments are required: "
+"""How argparse (and jsonargparse) begins its message about missing arguments."""
 
 
 def required_as_options(message: str) -> str:
@@ -205,10 +206,10 @@ def required_as_options(message: str) -> str:
       >>> required_as_options("unrecognized arguments: --x")
       'unrecognized arguments: --x'
     """
-    if not message.startswith(_REQUIRED):
+    if not message.startswith(REQUIRED):
         return message
-    keys = message.removeprefix(_REQUIRED).split(", ")
-    return _REQUIRED + ", ".join(key if key.startswith("-") else f"--{key}" for key in keys)
+    keys = message.removeprefix(REQUIRED).split(", ")
+    return REQUIRED + ", ".join(key if key.startswith("-") else f"--{key}" for key in keys)
 
 
 class Parser(ArgumentParser):

@@ -20,7 +20,7 @@ import dataclasses
 import pathlib
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import pandas as pd
 from jsonargparse import ActionConfigFile
@@ -29,6 +29,7 @@ import phosjax.bench._interrupt  # noqa: F401  first: a Ctrl-C while jax loads i
 from phosjax._yaml import read_file
 from phosjax.bench._argv import config_files, config_files_first, names_as_lists, option_names
 from phosjax.bench._cli import (
+    REQUIRED,
     ConfigParser,
     data_bars_hidden,
     entry_point,
@@ -36,9 +37,11 @@ from phosjax.bench._cli import (
     kept_in_dir,
     parsed_fields,
     refuse_unknown_options,
+    required_as_options,
 )
 from phosjax.bench._config import BenchConfig
 from phosjax.bench._summary import counted, dir_command
+from phosjax.bench._usage import usage_error
 from phosjax.data._load import declared_shapes
 from phosjax.models import ModelConfig
 from phosjax.morph._loop import (
@@ -156,6 +159,18 @@ class _Parser(ConfigParser):
         problem = shape_mismatch(model, morph.dataset, shape, classes)
         if problem:
             raise MorphConfigError(problem)
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        """A usage error; one that misses the model's fields says where they are set."""
+        if self.exit_on_error and message.startswith(REQUIRED) and "model." in message:
+            usage_error(self, f"{required_as_options(message)} ({_MODEL_GIVEN})")
+        super().error(message, ex)
+
+
+_MODEL_GIVEN = (
+    "the model's fields: a --config file of a MorphConfig sets them, e.g. --config "
+    "configs/morph_mnist1d.yaml, or --model.KEY options"
+)
 
 
 def morph_config(fields: Mapping[str, Any]) -> MorphConfig:

@@ -588,6 +588,19 @@ def test_a_misspelt_option_is_one_line_naming_the_nearest(tmp_path, capsys):
     )
 
 
+def test_no_config_names_the_model_fields_missing_and_where_they_are_set(tmp_path, capsys):
+    """It named the fields alone, as if --model.KEY options were the way to give a model."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--dir", str(tmp_path / "run")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        "error: the following arguments are required: --model.name, --model.num_classes, "
+        "--model.input_shape (the model's fields: a --config file of a MorphConfig sets "
+        "them, e.g. --config configs/morph_mnist1d.yaml, or --model.KEY options); python -m "
+        "phosjax.morph --help lists the options.\n"
+    )
+
+
 def test_a_bench_config_is_refused_saying_which_command_runs_it(tmp_path, capsys):
     """configs/example.yaml, given to the loop: not "MorphConfig has no field(s) [...]
     Did you mean 'model' for 'models', ...", which leads on to rewrite it."""
