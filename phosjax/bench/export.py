@@ -214,6 +214,27 @@ def _local_store(tracking_uri: str) -> pathlib.Path | None:
     return pathlib.Path(urllib.request.url2pathname(parsed.path))
 
 
+def _not_a_server_url(tracking_uri: str) -> str | None:
+    """Why ``tracking_uri``, a server's (``http(s)://``), names no server: it has no host,
+    or a port that is no number from 0 to 65535; None where it names one, or for a store
+    that is no server.
+
+    Examples:
+      >>> _not_a_server_url("http://localhost:99999"), _not_a_server_url("http://")
+      ('Port out of range 0-65535', 'no host')
+      >>> _not_a_server_url("http://localhost:5000"), _not_a_server_url("file:mlruns")
+      (None, None)
+    """
+    parsed = urllib.parse.urlparse(tracking_uri)
+    if parsed.scheme not in ("http", "https"):
+        return None
+    try:
+        parsed.port  # noqa: B018 (reading it checks it)
+    except ValueError as error:
+        return str(error)
+    return None if parsed.hostname else "no host"
+
+
 def _unreachable(tracking_uri: str, timeout: float = 10.0) -> str | None:
     """Why the tracking server ``tracking_uri`` (``http(s)://``) cannot be reached (no
     connection, an unknown host, no answer in ``timeout`` seconds); None if it answers, or
@@ -278,6 +299,11 @@ def export_mlflow(directory: str, tracking_uri: str, experiment: str | None = No
                 "its experiments among the bench's files; pass a folder outside every bench "
                 "(--mlflow file:mlruns)."
             )
+    if (why := _not_a_server_url(tracking_uri)) is not None:
+        raise MlflowException(
+            f"the MLflow tracking URI {tracking_uri} names no server ({why}): write "
+            "http://HOST:PORT, e.g. --mlflow http://localhost:5000."
+        )
     if (why := _unreachable(tracking_uri)) is not None:
         raise MlflowException(
             f"cannot reach the MLflow tracking server {tracking_uri} ({why}): start it "

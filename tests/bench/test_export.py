@@ -248,6 +248,23 @@ def test_a_tracking_server_that_cannot_be_reached_is_an_error_at_once(written, c
     )
 
 
+@pytest.mark.parametrize(
+    ("uri", "why"),
+    [
+        ("http://localhost:99999", "Port out of range 0-65535"),
+        ("http://localhost:5000x", "Port could not be cast to integer value as '5000x'"),
+        ("http://", "no host"),
+    ],
+)
+def test_a_server_uri_that_names_no_server_is_an_error_naming_it(written, capsys, uri, why):
+    """It was requests' traceback: 'InvalidURL: Failed to parse: http://localhost:99999'."""
+    assert main(["--dir", str(written.root), "--mlflow", uri]) == 2
+    assert capsys.readouterr().err == (
+        f"error: the MLflow tracking URI {uri} names no server ({why}): write "
+        "http://HOST:PORT, e.g. --mlflow http://localhost:5000.\n"
+    )
+
+
 def test_a_tracking_server_that_answers_is_reachable_whatever_it_answers():
     server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
     thread = threading.Thread(target=server.handle_request)  # one request: 501 to HEAD
