@@ -128,7 +128,11 @@ class ArgParser(argparse.ArgumentParser):
     jsonargparse's, rather than argparse's "the following arguments are required" (the
     help, which that first pass would show with every option optional, skips it); an
     empty ``--dir`` or ``--out`` is refused (`refuse_empty_dirs`), a ``~`` beginning one
-    expanded (`expand_dirs`)."""
+    expanded (`expand_dirs`). An option is spelt in full, as with `_cli.Parser`:
+    argparse's abbreviations took ``--di=~/x`` as ``--dir``, its ``~`` not expanded."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{**kwargs, "allow_abbrev": False})
 
     def error(self, message: str) -> NoReturn:
         usage_error(self, message)

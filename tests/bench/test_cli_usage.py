@@ -79,6 +79,19 @@ def test_an_abbreviated_option_is_the_error_with_the_option_in_full(given, near,
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.parametrize(("command", "empty"), [("view", "--host"), ("export", "--mlflow")])
+def test_view_and_export_refuse_an_abbreviated_option_as_the_others_do(command, empty, capsys):
+    """argparse's abbreviations took '--di=~/b' as '--dir' (its '~' not expanded) in view
+    and export alone (then the empty option was the error)."""
+    with pytest.raises(SystemExit) as exit_info:
+        _main(command)(["--di=~/b", empty, ""])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        "error: unrecognized arguments: --di=~/b (did you mean --dir?); "
+        f"python -m phosjax.bench.{command} --help lists the options.\n"
+    )
+
+
 @pytest.mark.parametrize("command", COMMANDS)
 @pytest.mark.parametrize(
     ("dir_args", "said"),
