@@ -518,7 +518,8 @@ def entry_point(
                 signum = stopped_by(error) or signal.SIGINT
                 with stops_ignored():  # pressed again meanwhile: the line is still said
                     said = interrupted if isinstance(interrupted, str) else interrupted(args)
-                    print(f"\n{said_stopped(signum)}: {said}", file=sys.stderr)
+                    with contextlib.suppress(OSError):  # no one reads it: the status says it
+                        print(f"\n{said_stopped(signum)}: {said}", file=sys.stderr)
                 return exit_status(signum)
 
         return wrapped

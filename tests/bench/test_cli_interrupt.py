@@ -122,6 +122,29 @@ def test_ctrl_c_pressed_again_while_the_line_is_said_still_says_it(capsys):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # as before
 
 
+class _NoReader:
+    """A stderr whose reader left (``cmd 2>&1 | head`` ended): its writes raise."""
+
+    def write(self, text):
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+@pytest.mark.parametrize(("name", "status"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_stop_whose_line_no_one_reads_exits_with_the_signals_status(
+    monkeypatch, stop_signals_handled, name, status
+):
+    """The line saying what Ctrl-C (or SIGTERM) left raised BrokenPipeError on a stderr
+    that no one reads: the command exited 1, not 130 (143)."""
+
+    @_cli.entry_point("kept.")
+    def main(argv=None):
+        signal.raise_signal(getattr(signal, name))
+        _the_rest_of_the_command()
+
+    monkeypatch.setattr(sys, "stderr", _NoReader())
+    assert main([]) == status
+
+
 class _Ended(Exception):
     """Stands for `os._exit`: the process ends there."""
 
