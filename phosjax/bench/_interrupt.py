@@ -424,13 +424,14 @@ def said_at_start(previous: Callable[..., object], module: str) -> Callable[...,
             previous(kind, value, traceback)
             return
         with stops_ignored():  # pressed again meanwhile: the line is still said
-            print(
-                f"\n{said_stopped(signum)}: the command was still starting, nothing was "
-                f"written; the same command runs it: python -m {module} "
-                f"{shlex.join(sys.argv[1:])}",
-                file=sys.stderr,
-            )
-            sys.stderr.flush()
+            with contextlib.suppress(OSError):  # no one reads it: the status says it
+                print(
+                    f"\n{said_stopped(signum)}: the command was still starting, nothing was "
+                    f"written; the same command runs it: python -m {module} "
+                    f"{shlex.join(sys.argv[1:])}",
+                    file=sys.stderr,
+                )
+                sys.stderr.flush()
             os._exit(exit_status(signum))  # as `phosjax.bench._cli.exit_process` after Ctrl-C
 
     return hook

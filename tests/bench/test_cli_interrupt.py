@@ -471,6 +471,18 @@ def test_ctrl_c_pressed_again_as_the_start_up_line_is_said_still_says_it(monkeyp
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # as before
 
 
+def test_a_start_up_stop_whose_line_no_one_reads_exits_with_the_signals_status(monkeypatch):
+    """Ctrl-C as the command started, its stderr a pipe with no reader: the line raised
+    BrokenPipeError in the hook ('Error in sys.excepthook'), exit status 1, not 130."""
+    exits = []
+    monkeypatch.setattr(os, "_exit", exits.append)
+    monkeypatch.setattr(sys, "stderr", _NoReader())
+    _interrupt.said_at_start(sys.__excepthook__, "phosjax.morph")(
+        KeyboardInterrupt, KeyboardInterrupt(), None
+    )
+    assert exits == [130]
+
+
 def test_an_error_after_main_began_is_not_said_as_ctrl_c_at_start(capsys, monkeypatch):
     """An error escaping a command's ``main`` after a Ctrl-C (a file failing to close as
     it stopped) was said as a Ctrl-C at start-up: 'the command was still starting, nothing
