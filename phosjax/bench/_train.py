@@ -190,6 +190,7 @@ def train_group(
                 clock: PhaseClock = clock,
                 status: dict[str, Any] = status,
             ) -> None:
+                held.armed = True  # a chunk to checkpoint: a stop signal waits for it
                 clock.add_chunk(chunk)
                 tables.append(chunk_rows(chunk, job.rows, schema))
                 diverged = diverged_cells(chunk.diverged_at)
@@ -197,7 +198,6 @@ def train_group(
                     status["diverged"] = diverged
                     on_status(job.key, status)
                 on_progress(len(chunk.steps) * len(group))
-                held.armed = True  # a chunk to checkpoint: a stop signal waits for it
 
             state, run = run_group(
                 group,

@@ -220,6 +220,27 @@ def test_sigterm_right_after_a_checkpoint_stops_at_once(tmp_path, toy, stop_sign
     assert entry["steps_done"] == frame(tmp_path).step.max() == 6
 
 
+def test_sigterm_as_a_segments_first_chunk_is_reported_checkpoints_it(
+    tmp_path, toy, stop_signals_handled, monkeypatch
+):
+    """SIGTERM as the second segment's first chunk (steps 7 and 8) had trained, its rows
+    being made, stopped the run at once, at step 6: the chunk was trained again. It is
+    held to that chunk's end, as later in a segment, and checkpointed at step 8."""
+    config = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1, chunk_steps=2)
+    rows = _train.chunk_rows
+
+    def sigterm_in_steps_7_and_8(chunk, *args):
+        if chunk.steps[-1] == 8:
+            signal.raise_signal(signal.SIGTERM)
+        return rows(chunk, *args)
+
+    monkeypatch.setattr(_train, "chunk_rows", sigterm_in_steps_7_and_8)
+    with pytest.raises(_interrupt.Signalled):
+        run(config, tmp_path, datasets=toy, progress=False)
+    (entry,) = read_json(tmp_path / _layout.STATUS)["groups"].values()
+    assert entry["steps_done"] == frame(tmp_path).step.max() == 8
+
+
 def test_killed_after_the_last_checkpoint_before_its_status_resumes_and_matches(tmp_path, toy):
     """checkpoint_every (5) does not divide steps (12): the last segment ends at 12. A kill
     after its checkpoint, before status.json says finished: the run again finishes the
