@@ -55,7 +55,7 @@ from jax.experimental.pallas import triton as plgpu
 from jax.extend import core
 
 from phosjax.bench._speed_config import SpeedConfig
-from phosjax.bench._speed_methods import ADAM, Setup, setup_model
+from phosjax.bench._speed_methods import ADAM, Setup, _batches, _stack, setup_model
 from phosjax.train._matmul_convs import CONV, _called, _has_conv
 
 TOLERANCES = {"float32": 2e-2, "bfloat16": 1e-1}
@@ -502,10 +502,8 @@ def check_step(block: Block, cfg: SpeedConfig, k: int = 2) -> float:
     """The largest relative difference between the gradients of the cnn2d grid's loss
     (`grid_loss`) and `jax.vmap` of one cell's (``cfg.batch`` examples per cell)."""
     setup = setup_model("cnn2d", cfg)
-    params = jax.tree.map(lambda *a: jnp.stack(a), *(s[0] for s in setup.states(k)))
-    rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.normal(size=(k, cfg.batch, *setup.config.input_shape)), jnp.float32)
-    y = jnp.asarray(rng.integers(0, setup.config.num_classes, (k, cfg.batch)), jnp.int32)
+    params = _stack([params for params, _ in setup.states(k)])
+    x, y = _batches(setup, k, cfg.batch)
     got = jax.jit(jax.grad(grid_loss(setup.loss, block)))(params, x, y)
     want = jax.jit(jax.vmap(jax.grad(setup.loss)))(params, x, y)
     return _worst((got, want))
