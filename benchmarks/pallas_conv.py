@@ -522,12 +522,14 @@ def main() -> None:
     parser.add_argument("--check", action="store_true", help="only compare with lax, then exit")
     args = parser.parse_args()
     blocks = [parse_block(text, args.interpret) for text in args.blocks]
+    forms = tuple(args.forms.split(",")) if args.forms else ()
+    if unknown := [form for form in forms if form not in conv_forms.VARIANTS]:
+        parser.error(f"--forms: unknown {unknown}; give some of {','.join(conv_forms.VARIANTS)}")
     cfg = SpeedConfig(steps=args.steps, batch=args.batch, compute_dtype=args.dtype)
     if args.check:
         print(f"backend={jax.default_backend()} device={jax.devices()[0].device_kind}")
         sys.exit(0 if checks(blocks, args.dtype) else 1)
     setup = setup_model("cnn2d", cfg)
-    forms = tuple(args.forms.split(",")) if args.forms else ()
     conv_forms.print_header(args.dtype)
     for k in map(int, args.sizes.split(",")):
         made = conv_forms.variants(setup, k, cfg, forms)

@@ -48,3 +48,13 @@ def test_the_kernels_lower_to_triton_at_the_cnn2d_sizes(pallas_conv, dtype, laye
 
         lowered = jax.jit(both).trace(x, w).lower(lowering_platforms=("cuda",))
         assert lowered.as_text().count("@__gpu$xla.gpu.triton(") == 2 + stride**2
+
+
+def test_an_unknown_form_is_a_usage_error_naming_the_forms(pallas_conv, monkeypatch, capsys):
+    """'--forms vmap,fused_mm' was a KeyError ('_mm') once the model was set up."""
+    monkeypatch.setattr("sys.argv", ["pallas_conv.py", "--forms", "vmap,fused_mm"])
+    with pytest.raises(SystemExit) as exit_info:
+        pallas_conv.main()
+    assert exit_info.value.code == 2
+    said = capsys.readouterr().err
+    assert "--forms: unknown ['fused_mm']; give some of vmap,vmap_matmul," in said
