@@ -25,8 +25,11 @@ def test_the_pallas_grid_convolution_and_its_gradients_equal_vmapped_lax(pallas_
     assert pallas_conv.check(block) < 1e-5
 
 
-CNN2D = [(28, 1, 32, 1, ((1, 1), (1, 1))), (28, 32, 64, 2, ((0, 1), (0, 1)))]
-CNN2D.append((14, 64, 64, 2, ((0, 1), (0, 1))))
+CNN2D = [
+    (28, 1, 32, 1, ((1, 1), (1, 1))),
+    (28, 32, 64, 2, ((0, 1), (0, 1))),
+    (14, 64, 64, 2, ((0, 1), (0, 1))),
+]
 """The bench's cnn2d layers (28x28x1: conv32, conv64/2, conv64/2): input size, input and
 output channels, stride, padding."""
 
