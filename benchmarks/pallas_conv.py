@@ -32,8 +32,8 @@ interpreter (a CPU: slow, for a smoke run); ``benchmarks/gpu_pallas.sh`` runs it
 A block, ``pixels,outs,ins,split[,warps]``: output positions and output channels per
 program, input channels per matrix product (Triton's products take power-of-two sizes
 >= 16: each is clipped to the padded size it tiles), programs sharing a kernel
-gradient's sum over the images (partial sums added by XLA), and Triton's warps per
-program (4).
+gradient's sum over the images (partial sums added by XLA; its greatest common divisor
+with the batch), and Triton's warps per program (4).
 """
 
 import argparse
@@ -492,8 +492,8 @@ def check(block: Block, dtype: str = "float32") -> float:
 
 
 def _worst(pairs: tuple[Any, Any]) -> float:
-    """The largest difference between the leaves of ``got`` and ``want``, relative to the
-    largest magnitude of each ``want`` leaf (numpy: no op to compile)."""
+    """The largest difference between the leaves of ``pairs``, ``(got, want)``, relative to
+    the largest magnitude of each ``want`` leaf (numpy: no op to compile)."""
     got, want = ([np.asarray(a, np.float32) for a in jax.tree.leaves(tree)] for tree in pairs)
     return max(float(np.abs(g - r).max() / np.abs(r).max()) for g, r in zip(got, want, strict=True))
 
@@ -516,7 +516,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--blocks", nargs="+", default=["64,32,32,8"], metavar="P,O,I,S")
+    parser.add_argument("--blocks", nargs="+", default=["64,32,32,8"], metavar="P,O,I,S[,W]")
     parser.add_argument("--forms", default="vmap,vmap_matmul_fwd,fused")
     parser.add_argument("--interpret", action="store_true", help="Pallas's interpreter (CPU)")
     parser.add_argument("--check", action="store_true", help="only compare with lax, then exit")
