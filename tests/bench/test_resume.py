@@ -171,6 +171,19 @@ def test_its_terminal_closed_the_run_stops_with_129_and_the_same_command_continu
     pd.testing.assert_frame_equal(frame(stopped), uninterrupted)
 
 
+def _sigterm_as_rows_of(step: int):
+    """`_train.chunk_rows` sending this process SIGTERM as it makes the rows of the chunk
+    ending at ``step`` (the chunk trained, not yet written)."""
+    rows = _train.chunk_rows
+
+    def sigterm_then_rows(chunk, *args):
+        if chunk.steps[-1] == step:
+            signal.raise_signal(signal.SIGTERM)
+        return rows(chunk, *args)
+
+    return sigterm_then_rows
+
+
 def test_sigterm_mid_segment_checkpoints_the_chunk_under_way_and_resumed_matches(
     tmp_path, toy, stop_signals_handled, monkeypatch
 ):
@@ -180,16 +193,9 @@ def test_sigterm_mid_segment_checkpoints_the_chunk_under_way_and_resumed_matches
     chunk under way (2 steps), written and checkpointed there; the same command resumes
     from that step and matches an uninterrupted run."""
     config = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1, chunk_steps=2)
-    rows = _train.chunk_rows
-
-    def sigterm_in_steps_3_and_4(chunk, *args):
-        if chunk.steps[-1] == 4:
-            signal.raise_signal(signal.SIGTERM)
-        return rows(chunk, *args)
-
     stopped = tmp_path / "stopped"
     with monkeypatch.context() as patch, pytest.raises(_interrupt.Signalled):
-        patch.setattr(_train, "chunk_rows", sigterm_in_steps_3_and_4)
+        patch.setattr(_train, "chunk_rows", _sigterm_as_rows_of(4))
         run(config, stopped, datasets=toy, progress=False)
     (entry,) = read_json(stopped / _layout.STATUS)["groups"].values()
     assert (entry["steps_done"], entry["finished"]) == (4, False)
@@ -227,14 +233,7 @@ def test_sigterm_as_a_segments_first_chunk_is_reported_checkpoints_it(
     being made, stopped the run at once, at step 6: the chunk was trained again. It is
     held to that chunk's end, as later in a segment, and checkpointed at step 8."""
     config = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1, chunk_steps=2)
-    rows = _train.chunk_rows
-
-    def sigterm_in_steps_7_and_8(chunk, *args):
-        if chunk.steps[-1] == 8:
-            signal.raise_signal(signal.SIGTERM)
-        return rows(chunk, *args)
-
-    monkeypatch.setattr(_train, "chunk_rows", sigterm_in_steps_7_and_8)
+    monkeypatch.setattr(_train, "chunk_rows", _sigterm_as_rows_of(8))
     with pytest.raises(_interrupt.Signalled):
         run(config, tmp_path, datasets=toy, progress=False)
     (entry,) = read_json(tmp_path / _layout.STATUS)["groups"].values()
