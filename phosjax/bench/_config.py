@@ -504,7 +504,8 @@ class BenchConfig:
       seeds: a number of seeds (0, 1, ...) or the list of seeds.
       eval_every: evaluate on the test split every this many steps (0: only at the end).
       checkpoint_every: save each group's state (and flush its results) every this many
-        steps; 0 saves only at the end.
+        steps; 0 saves only at the end (and, either way, at the end of the chunk under
+        way when SIGTERM or SIGHUP stops the run).
       chunk_steps: steps per dispatch (None: the largest divisor of ``eval_every`` and
         ``checkpoint_every`` up to 250, so that every chunk compiles once; see
         `phosjax.bench._runner.chunk_size`). These three, and a number of ``seeds``, are
