@@ -50,7 +50,7 @@ from phosjax.core import (
 from phosjax.core._selectors import value_per_path, what_was_meant
 from phosjax.data import ArrayDataset, check_batch_size, load
 from phosjax.data._load import NoSuchFeatureError, SplitInNameError, declared_shapes
-from phosjax.data._splits import MissingSplitsError
+from phosjax.data._splits import MissingSplitsError, SplitsError
 from phosjax.models import ModelConfig, registered_models
 from phosjax.morph import UnsupportedOpError, channel_groups
 from phosjax.train import Cell, HParams, plan_groups
@@ -260,6 +260,8 @@ def check_datasets(
             raise BenchError(_missing_splits_text(error)) from error
         except SplitInNameError as error:  # said 'load takes ... splits=(train, test)'
             raise BenchError(_split_in_name_text(error)) from error
+        except SplitsError as error:  # said as load's splits=(...): the config's key instead
+            raise BenchError(error.told_as(f"dataset_splits.{error.name}")) from error
         except (ValueError, PermissionError) as error:
             raise BenchError(str(error)) from error
         if classes is not None:

@@ -12,6 +12,42 @@ DEFAULT_TEST_SPLITS = ("test", "validation")
 _SLICES = "a split's name, a slice of one ('train[:90%]', 'train[-500:]') or a sum ('train+val')"
 
 
+class SplitsError(ValueError):
+    """The `splits` of data set `name` that `load` refuses: the message is ``head``, the
+    splits, ``tail`` and, where given, the ``example`` splits to write instead; `str` writes
+    splits as `load`'s argument, `told_as` as a config's key.
+
+    Examples:
+        >>> error = SplitsError("toy", ("a", "a"), " reads 'a' twice; e.g. ", ("a", "b"))
+        >>> print(error); print(error.told_as("dataset_splits.toy"))
+        data set 'toy': splits=('a', 'a') reads 'a' twice; e.g. splits=('a', 'b')
+        data set 'toy': dataset_splits.toy: ['a', 'a'] reads 'a' twice; e.g. dataset_splits.toy:
+        ['a', 'b']
+    """
+
+    def __init__(
+        self,
+        name: str,
+        splits: Sequence[str],
+        tail: str,
+        example: Sequence[str] | None = None,
+        head: str = "",
+    ):
+        self.name, self.splits, self.example = name, tuple(splits), example
+        self.head, self.tail = head or f"data set {name!r}: ", tail
+        super().__init__(self.told_as(None))
+
+    def told_as(self, key: str | None) -> str:
+        """This error with each pair of splits written as the config key ``key`` takes it
+        (None: as `load`'s ``splits=``)."""
+
+        def written(pair: Sequence[str]) -> str:
+            return f"splits={tuple(pair)!r}" if key is None else f"{key}: {list(pair)}"
+
+        example = "" if self.example is None else written(self.example)
+        return f"{self.head}{written(self.splits)}{self.tail}{example}"
+
+
 def checked_splits(splits: Sequence[str] | None) -> tuple[str, str] | None:
     """`splits` checked: None, or two TFDS split specs, (train, test).
 
@@ -54,37 +90,44 @@ def check_split_names(name: str, splits: tuple[str, str] | None, known: Sequence
     Examples:
         >>> check_split_names("toy", ("train", "tset"), ["test", "train"])
         Traceback (most recent call last):
-        ValueError: data set 'toy' has no split 'tset' (splits=('train', 'tset') names it; its
-        splits: ['test', 'train']). Did you mean 'test'?
+        phosjax.data._splits.SplitsError: data set 'toy' has no split 'tset' (splits=('train',
+        'tset') names it; its splits: ['test', 'train']). Did you mean 'test'?
         >>> check_split_names("toy", ("all", "test"), ["test", "train", "val"])
         Traceback (most recent call last):
-        ValueError: data set 'toy': splits=('all', 'test') holds 'all'; TFDS's 'all' reads every
-        split, the one to test on too: sum the splits to read instead, e.g. 'train+val' (its
-        splits: ['test', 'train', 'val'])
+        phosjax.data._splits.SplitsError: data set 'toy': splits=('all', 'test') holds 'all';
+        TFDS's 'all' reads every split, the one to test on too: sum the splits to read instead,
+        e.g. 'train+val' (its splits: ['test', 'train', 'val'])
     """
     import tensorflow_datasets as tfds
 
-    for spec in splits or ():
+    if splits is None:
+        return
+    for spec in splits:
         if "all" in split_names(spec):  # TFDS's every split, test included (and no slice)
             kept = [split for split in sorted(known) if split not in DEFAULT_TEST_SPLITS]
-            raise ValueError(
-                f"data set {name!r}: splits={splits!r} holds {spec!r}; TFDS's 'all' reads "
-                f"every split, the one to test on too: sum the splits to read instead, e.g. "
-                f"{'+'.join(kept or sorted(known))!r} (its splits: {sorted(known)})"
+            raise SplitsError(
+                name,
+                splits,
+                f" holds {spec!r}; TFDS's 'all' reads every split, the one to test on too: sum "
+                f"the splits to read instead, e.g. {'+'.join(kept or sorted(known))!r} (its "
+                f"splits: {sorted(known)})",
             )
         try:
             tfds.core.ReadInstruction.from_spec(spec)
         except (ValueError, AssertionError) as error:
             why = str(error).splitlines()[-1]
-            raise ValueError(
-                f"data set {name!r}: splits={splits!r} holds {spec!r}, which is no TFDS split "
-                f"spec ({why}); write {_SLICES}"
+            raise SplitsError(
+                name,
+                splits,
+                f" holds {spec!r}, which is no TFDS split spec ({why}); write {_SLICES}",
             ) from None
         unknown = [split for split in split_names(spec) if split not in known]
         if unknown:
-            raise ValueError(
-                f"data set {name!r} has no split {unknown[0]!r} (splits={splits!r} names it; "
-                f"its splits: {sorted(known)}){did_you_mean(unknown[:1], known)}"
+            raise SplitsError(
+                name,
+                splits,
+                f" names it; its splits: {sorted(known)}){did_you_mean(unknown[:1], known)}",
+                head=f"data set {name!r} has no split {unknown[0]!r} (",
             )
 
 
@@ -145,22 +188,27 @@ def chosen_splits(
     spans = [_spans(name, splits, spec, infos) for spec in splits]
     for role, spec, spanned in zip(("train", "test"), splits, spans, strict=True):
         if not sum(end - start for _, start, end in spanned):
-            raise ValueError(
-                f"data set {name!r}: splits={splits!r} reads no example for the {role} split "
-                f"({spec!r}; its splits hold {_sizes(infos)})"
+            raise SplitsError(
+                name,
+                splits,
+                f" reads no example for the {role} split ({spec!r}; its splits hold "
+                f"{_sizes(infos)})",
             )
         for index, part in enumerate(spanned):
             if twice := _shared([part], spanned[index + 1 :]):
-                raise ValueError(
-                    f"data set {name!r}: splits={splits!r} reads the examples {twice} twice "
-                    f"for the {role} split ({spec!r}); sum disjoint parts, each example once"
+                raise SplitsError(
+                    name,
+                    splits,
+                    f" reads the examples {twice} twice for the {role} split ({spec!r}); sum "
+                    "disjoint parts, each example once",
                 )
     if both := _shared(spans[0], spans[1]):
         split = both.split("[")[0]
-        raise ValueError(
-            f"data set {name!r}: splits={splits!r} reads the examples {both} both to train "
-            f"and to test; name disjoint parts, e.g. "
-            f"splits={(f'{split}[:90%]', f'{split}[90%:]')!r}"
+        raise SplitsError(
+            name,
+            splits,
+            f" reads the examples {both} both to train and to test; name disjoint parts, e.g. ",
+            (f"{split}[:90%]", f"{split}[90%:]"),
         )
     return splits
 
@@ -174,9 +222,8 @@ def _spans(
     try:
         parts = tfds.core.ReadInstruction.from_spec(spec).to_absolute(infos)
     except ValueError as error:  # a slice beyond the split's examples
-        raise ValueError(
-            f"data set {name!r}: splits={splits!r} holds {spec!r}: {error} (its splits hold "
-            f"{_sizes(infos)})"
+        raise SplitsError(
+            name, splits, f" holds {spec!r}: {error} (its splits hold {_sizes(infos)})"
         ) from None
     spans = []
     for part in parts:

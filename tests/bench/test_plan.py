@@ -250,6 +250,34 @@ def test_a_data_set_name_with_a_split_names_the_dataset_splits_entry_to_write(tm
     assert not list(tmp_path.iterdir())  # nothing prepared
 
 
+@pytest.mark.parametrize(
+    ("splits", "message"),
+    [
+        (
+            ["train", "tset"],
+            "data set 'digits' has no split 'tset' (dataset_splits.digits: ['train', 'tset'] "
+            "names it; its splits: ['test', 'train']). Did you mean 'test'?",
+        ),
+        (
+            ["train[:60%]", "train[50%:]"],
+            "data set 'digits': dataset_splits.digits: ['train[:60%]', 'train[50%:]'] reads the "
+            "examples train[718:862] both to train and to test; name disjoint parts, e.g. "
+            "dataset_splits.digits: ['train[:90%]', 'train[90%:]']",
+        ),
+    ],
+)
+def test_a_bad_dataset_splits_entry_is_named_as_the_config_writes_it(tmp_path, splits, message):
+    # It was load's Python wording: "splits=('train', 'tset') names it".
+    with pytest.raises(BenchError) as raised:
+        plan(
+            tiny_config(
+                datasets=["digits"], data_dir=str(tmp_path), dataset_splits={"digits": splits}
+            )
+        )
+    assert str(raised.value) == message
+    assert not list(tmp_path.iterdir())  # nothing prepared
+
+
 def test_data_set_names_load_accepts_the_bench_accepts(toys_dir):
     names = ["toy_configs", "toy_configs/small:1.0.0"]
     datasets = load_datasets(names, toys_dir)
