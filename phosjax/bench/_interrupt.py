@@ -17,10 +17,12 @@ stop signal) from cutting short the line that says what the first left. SIGTERM 
 (`STOP_SIGNALS`: a job scheduler, a closed terminal) stop these commands as Ctrl-C does,
 raising `Signalled`, a `KeyboardInterrupt` naming them; their exit status is 128 + the
 signal's number (`exit_status`); a group under way holds one until it has checkpointed
-the chunk it trains (`held_to_chunk_end`). Only the standard library is imported here.
+the chunk it trains (`held_to_chunk_end`). Once a command has ended, they are ignored as
+it tears down (`_ignored_in_teardown`). Only the standard library is imported here.
 """
 
 import _thread
+import atexit
 import contextlib
 import dataclasses
 import errno
@@ -437,6 +439,23 @@ def said_at_start(previous: Callable[..., object], module: str) -> Callable[...,
     return hook
 
 
+def _ignored_in_teardown() -> None:
+    """Ignores Ctrl-C, and the stop signals a command handles, once it has ended: the last
+    exit function of a phosjax command. Python then gives these signals their default
+    action back, as it frees jax's objects (a moment, after the command's last line): a
+    Ctrl-C there killed the finished command silently (exit status 130, no line). By then
+    everything is written: the command ends with its own exit status.
+
+    Examples:
+      >>> _ignored_in_teardown()  # not in a command: no handler of its own to replace
+      >>> signal.getsignal(signal.SIGINT) is signal.default_int_handler
+      True
+    """
+    for signum in (signal.SIGINT, *STOP_SIGNALS):
+        if _handling(signum):
+            signal.signal(signum, signal.SIG_IGN)
+
+
 _COMMAND = _command()
 if _COMMAND is not None:  # for the whole process: imports included
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
@@ -446,3 +465,4 @@ if _COMMAND is not None:  # for the whole process: imports included
             signal.signal(_signum, _stop_after_extension_init)
     sys.unraisablehook = _keeping(sys.unraisablehook)
     sys.excepthook = said_at_start(sys.excepthook, _COMMAND)
+    atexit.register(_ignored_in_teardown)  # first: the last run (jax registers its own later)

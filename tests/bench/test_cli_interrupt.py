@@ -505,3 +505,27 @@ def test_an_error_after_main_began_is_not_said_as_ctrl_c_at_start(capsys, monkey
         main([])
     hook(raised.type, raised.value, raised.tb)
     assert previous == [raised.value] and capsys.readouterr() == ("", "")
+
+
+CTRL_C_IN_TEARDOWN = """
+import importlib.machinery, os, signal, sys, time
+sys.modules["__main__"].__spec__ = importlib.machinery.ModuleSpec("phosjax.bench.add_models", None)
+import phosjax.bench._interrupt  # as a command imports it first
+
+class FreedInTeardown:  # freed as jax's objects are, once Python's signal handling ended
+    def __del__(self, kill=os.kill, pid=os.getpid(), sleep=time.sleep):
+        kill(pid, signal.SIGINT)
+        sleep(0.05)
+        print("ended as it ended", flush=True)
+
+freed = FreedInTeardown()
+"""
+
+
+def test_ctrl_c_as_a_finished_command_tears_down_leaves_its_exit_status():
+    """After the command's last line (the summary), as Python frees jax's objects: Ctrl-C
+    killed it with exit status 130 and no line (its default action, given back by then)."""
+    done = subprocess.run(
+        [sys.executable, "-c", CTRL_C_IN_TEARDOWN], capture_output=True, text=True, timeout=60
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, "ended as it ended\n", "")
