@@ -130,6 +130,9 @@ _LOOSE_MODEL_FIELDS = {
 `ModelConfig` normalizes): their types and help on the command line."""
 _MODEL_DEFAULTS = {field.name: field.default for field in dataclasses.fields(ModelConfig)}
 """Each `ModelConfig` field's default (`dataclasses.MISSING`: it must be given)."""
+_WRITTEN_DEFAULTS: dict[str, Any] = {"options": {}}
+"""The `ModelConfig` defaults the command line writes as a config file does (``options``'
+``()``, its items, would print as ``options: []``)."""
 
 
 class _Parser(ConfigParser):
@@ -215,7 +218,7 @@ def parser() -> _Parser:
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     parser.add_class_arguments(ModelConfig, "model", skip=set(_LOOSE_MODEL_FIELDS))
     for name, (kind, help) in _LOOSE_MODEL_FIELDS.items():
-        default = _MODEL_DEFAULTS[name]
+        default = _WRITTEN_DEFAULTS.get(name, _MODEL_DEFAULTS[name])
         given: dict[str, Any] = (
             {"required": True} if default is dataclasses.MISSING else {"default": default}
         )

@@ -634,6 +634,7 @@ def test_command_line_options_override_any_key_and_print_config_gives_them_back(
     assert (config.iterations, config.model.name, config.model.width) == (1, "mlp", (16,))
     assert (config.steps, config.threshold, config.model.input_shape) == (1500, 0.05, (40,))
     assert "dir" not in yaml.safe_load(printed)  # the command's own options stay out
+    assert yaml.safe_load(printed)["model"]["options"] == {}  # a mapping: it printed [] as a list
     assert _print_config(tmp_path, capsys, "--config", str(saved)) == printed
 
 
