@@ -8,6 +8,30 @@ def _one_letter_apart(word: str, name: str) -> bool:
     return len(word) == len(name) and sum(a != b for a, b in zip(word, name, strict=True)) == 1
 
 
+def one_edit_apart(word: str, name: str) -> bool:
+    """Whether ``name`` is ``word`` with at most one typo, letters compared regardless of
+    case: one letter replaced, added or left out, or two adjacent letters swapped. Stricter
+    than `nearest`, for names a user makes up (folders): among many of one pattern,
+    ``nu_none`` is `nearest` ``nu_int`` and ``nu_ex3`` too.
+
+    Examples:
+      >>> one_edit_apart("exmaple", "example"), one_edit_apart("rusn", "runs")
+      (True, True)
+      >>> one_edit_apart("nu_none", "nu_nine"), one_edit_apart("nu_none", "nu_non")
+      (True, True)
+      >>> one_edit_apart("nu_none", "nu_int"), one_edit_apart("nu_none", "nu_ex3")
+      (False, False)
+    """
+    short, long = sorted((word.casefold(), name.casefold()), key=len)
+    if len(long) - len(short) > 1:
+        return False
+    i = next((k for k, (a, b) in enumerate(zip(short, long, strict=False)) if a != b), len(short))
+    if len(short) < len(long):
+        return short[i:] == long[i + 1 :]
+    swapped = short[i : i + 2] == long[i : i + 2][::-1] and short[i + 2 :] == long[i + 2 :]
+    return short[i + 1 :] == long[i + 1 :] or swapped
+
+
 def nearest(word: str, known: Iterable[str], cutoff: float = 0.6) -> list[str]:
     """Up to three of ``known`` closest to ``word``, the closest first; letters compared
     regardless of case (``MLP`` is near ``mlp``). A two-letter ``word`` is also near a

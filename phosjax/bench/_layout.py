@@ -56,7 +56,7 @@ from typing import Any, NamedTuple
 
 from phosjax._callables import a_type
 from phosjax._listing import listing
-from phosjax._nearest import nearest_names
+from phosjax._nearest import nearest_names, one_edit_apart
 
 FORMAT = 1
 
@@ -194,7 +194,8 @@ def no_such_directory(
     """Why ``directory``, which does not exist, is no bench (``yet``: the viewer waits for
     one), a typo made plain: where the folder above it is missing too, the first one
     missing (`python -m phosjax.bench.new` makes them all); the names beside the one
-    missing close to it (benches, or what ``holds``, beside ``directory`` itself).
+    missing one typo away from it (`one_edit_apart`: benches, or what ``holds``, beside
+    ``directory`` itself).
 
     Examples:
       >>> import tempfile
@@ -212,7 +213,8 @@ def no_such_directory(
     beside = holds if missing == resolved else pathlib.Path.is_dir
     try:
         names = [p.name for p in missing.parent.iterdir() if not p.name.startswith(".")]
-        near = nearest_names(missing.name, [n for n in names if beside(missing.parent / n)])
+        typos = [n for n in names if one_edit_apart(missing.name, n)]  # made-up names: strict
+        near = nearest_names(missing.name, [n for n in typos if beside(missing.parent / n)])
     except OSError:  # unreadable: nothing to suggest
         near = ""
     why = " ".join(filter(None, ["no such directory", yet]))

@@ -322,6 +322,19 @@ def test_a_mistyped_dir_names_the_bench_beside_it(command, tmp_path, capsys):
     )
 
 
+def test_a_mistyped_dir_names_only_the_benches_one_typo_away(tmp_path):
+    """Among benches of one pattern, 'nu_none' named 'nu_int', 'nu_ex3' and 'nu_ex2' too."""
+    from phosjax.bench import _layout
+
+    for name in ("nu_int", "nu_ex3", "nu_ex2", "nu_nine"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "bench.json").write_text('{"format": 1}')
+    assert _layout.no_such_directory(tmp_path / "nu_none") == (
+        "no such directory; a typo of the bench 'nu_nine' beside it?"
+    )
+    assert _layout.no_such_directory(tmp_path / "nu_one") == "no such directory"
+
+
 @pytest.mark.parametrize(
     ("command", "required"), [("view", "--dir DIR"), ("export", "--mlflow URI")]
 )
