@@ -105,8 +105,10 @@ class SpeedConfig:
             if below:
                 raise SpeedConfigError(name, f"must be >= 1, got {below[0]}")
         for name, seconds in [("budget", self.budget), ("min_time", self.min_time)]:
-            if seconds < 0:
+            if not seconds >= 0:  # nan too: no budget then skipped anything
                 raise SpeedConfigError(name, f"must be >= 0 seconds, got {seconds}")
+        if self.min_time == float("inf"):  # each timing would repeat its steps forever
+            raise SpeedConfigError("min_time", "must be a finite number of seconds, got inf")
         if self.compute_dtype not in COMPUTE_DTYPES:
             near = did_you_mean([str(self.compute_dtype)], COMPUTE_DTYPES)
             raise SpeedConfigError(

@@ -93,6 +93,9 @@ def test_quick_run_writes_parquet_table_and_plot(tmp_path, capsys):
         (["--batch", "0"], "error: --batch: must be >= 1, got 0\n"),
         (["--repeats", "0"], "error: --repeats: must be >= 1, got 0\n"),
         (["--min_time", "-1"], "error: --min_time: must be >= 0 seconds, got -1.0\n"),
+        (["--budget", ".nan"], "error: --budget: must be >= 0 seconds, got nan\n"),  # it ran
+        (["--min_time", ".nan"], "error: --min_time: must be >= 0 seconds, got nan\n"),
+        (["--min_time", ".inf"], "error: --min_time: must be a finite number of seconds, got inf"),
     ],
 )
 def test_bad_input_is_a_clear_error(tmp_path, capsys, monkeypatch, argv, message):
