@@ -2,6 +2,7 @@
 
 import contextlib
 import functools
+import math
 import os
 import pathlib
 import re
@@ -119,6 +120,8 @@ def value_error_line(message: str) -> str:
         hint = unreadable
     elif colon := _colon_hint(given[1]):
         hint = colon
+    elif "float" in expected and (yaml_float := _yaml_float_hint(given[1])):
+        hint = yaml_float
     shown = given[1] if given[1].strip() else repr(given[1])  # '' (an unset variable)
     return f"--{key[1]} {shown}: expected {expected}{hint}"
 
@@ -137,6 +140,25 @@ def _colon_hint(text: str) -> str:
         return ""
     hints = [colon_hint(k, v) for k, v in data.items()] if isinstance(data, dict) else []
     return next(filter(None, hints), "")
+
+
+def _yaml_float_hint(text: str) -> str:
+    """How YAML writes ``text``, Python's spelling of a NaN or an infinity (``nan``,
+    ``-inf``), which YAML reads as a string; "" for any other text.
+
+    Examples:
+      >>> _yaml_float_hint("nan"), _yaml_float_hint("-Infinity"), _yaml_float_hint("1.5")
+      (' (YAML writes NaN as .nan)', ' (YAML writes -Infinity as -.inf)', '')
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        return ""
+    if math.isnan(value):
+        return " (YAML writes NaN as .nan)"
+    if math.isinf(value):
+        return f" (YAML writes {text.strip()} as {'-' if value < 0 else ''}.inf)"
+    return ""
 
 
 _OPTION_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

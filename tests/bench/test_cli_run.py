@@ -599,6 +599,10 @@ def test_print_config_knows_the_models_an_import_registers(tmp_path, capsys, mon
             "--grid.learning_rate 1e-3,1e-2: expected float or list[float] (a list is written "
             "'[1e-3, 1e-2]')",
         ),
+        (  # said only 'expected float', of Python's NaN: YAML's is .nan
+            ["--grid.learning_rate", "nan"],
+            "--grid.learning_rate nan: expected float or list[float] (YAML writes NaN as .nan)",
+        ),
         (  # was told a list is written "[{'a': 1, 'b': 2}]", the mapping split at its comma
             ["--grid.learning_rate", "{a: 1, b: 2}"],
             "--grid.learning_rate {'a': 1, 'b': 2}: expected float or list[float] (a list is "
