@@ -428,6 +428,12 @@ def _python_scalar(value: Any) -> Any:
     return value
 
 
+_CHUNK_STEPS = 250
+"""The steps `train` scans per dispatch, the same numbers as one scan of them all: a
+Ctrl-C stops it between two (a stage scanned at once held it to the stage's end, tens of
+seconds)."""
+
+
 def train(
     config: ModelConfig,
     data: ArrayDataset,
@@ -438,7 +444,8 @@ def train(
     penalty: Callable[[Any], jax.Array] | None = None,
     strength: float = 0.0,
 ) -> tuple[Any, float]:
-    """Trains ``config`` on ``data`` (one jitted scan); returns variables and test accuracy.
+    """Trains ``config`` on ``data`` (jitted scans of `_CHUNK_STEPS` steps); returns
+    variables and test accuracy.
 
     The loss is the cross-entropy, plus the model's auxiliary losses (`phosjax.aux_loss`:
     ``moenet``'s load balance) as the engine's train step adds them, plus ``strength``
@@ -504,13 +511,14 @@ def train(
         return (optax.apply_updates(params, updates), state, opt), None
 
     @jax.jit
-    def fit(params: Any, state: Any) -> tuple[Any, Any]:
-        (params, state, _), _ = jax.lax.scan(
-            step, (params, state, tx.init(params)), jnp.arange(steps)
-        )
-        return params, state
+    def fit(carry: Any, steps_at: jax.Array) -> Any:
+        return jax.lax.scan(step, carry, steps_at)[0]
 
-    params, state = fit(params, state)
+    carry = (params, state, tx.init(params))
+    for start in range(0, steps, _CHUNK_STEPS):  # waited for: Ctrl-C lands between chunks
+        chunk = jnp.arange(start, min(start + _CHUNK_STEPS, steps))
+        carry = jax.block_until_ready(fit(carry, chunk))
+    params, state, _ = carry
     variables = {"params": params, **state}
     return variables, _test_accuracy(model, variables, data)
 
