@@ -37,6 +37,11 @@ class SplitsError(ValueError):
         self.head, self.tail = head or f"data set {name!r}: ", tail
         super().__init__(self.told_as(None))
 
+    def __reduce__(self) -> tuple[type[SplitsError], tuple[Any, ...]]:
+        """Pickled with its parts, as a process pool sends it back (its one argument, the
+        message, is no ``splits`` and ``tail``: unpickling it raised a TypeError)."""
+        return type(self), (self.name, self.splits, self.tail, self.example, self.head)
+
     def told_as(self, key: str | None) -> str:
         """This error with each pair of splits written as the config key ``key`` takes it
         (None: as `load`'s ``splits=``)."""

@@ -1,6 +1,7 @@
 """`load` of any TFDS data set prepared in the data dir, its errors, and `ArrayDataset`."""
 
 import dataclasses
+import pickle
 import re
 import shutil
 
@@ -22,6 +23,7 @@ from phosjax.data import (
     load,
     prepared_names,
 )
+from phosjax.data._splits import SplitsError
 from tests.data import tfds_toys
 
 damaged_folder = _load._damaged_folder
@@ -380,6 +382,16 @@ def test_splits_naming_no_split_no_example_or_one_twice_are_refused(toys_dir, sp
     for check in (load, check_loadable):
         with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
             check("toy_validation_and_test", data_dir=toys_dir, splits=splits)
+
+
+def test_a_splits_error_crosses_processes_as_it_was_raised(toys_dir):
+    """A process pool sends a worker's error back pickled: unpickling this one raised
+    "TypeError: SplitsError.__init__() missing 2 required positional arguments"."""
+    with pytest.raises(SplitsError) as raised:
+        load("toy_validation_and_test", data_dir=toys_dir, splits=("train", "tset"))
+    again = pickle.loads(pickle.dumps(raised.value))
+    assert (type(again), str(again)) == (SplitsError, str(raised.value))
+    assert again.told_as("key") == raised.value.told_as("key")
 
 
 def test_splits_of_a_built_in_data_set_are_checked_before_it_is_prepared(tmp_path):
