@@ -75,8 +75,9 @@ class _Parser(ConfigParser):
         bench = BenchConfig.from_dict(config)
         directory, force = options.get("dir"), bool(options.get("force"))
         keys = _config_keys(self.argv)
-        if keys and "config" not in keys and not (options.get("resume") or force):
-            _refuse_defaults_for_a_bench(options["dir"], bench, self.argv)  # as main does
+        given = keys and "config" not in keys and not (options.get("resume") or force)
+        if given and directory is not None:  # no --dir: no bench to differ from
+            _refuse_defaults_for_a_bench(directory, bench, self.argv)  # as main does
         import_for_bench(
             directory, options.get("import") or [], planned_models(directory, bench, force)
         )

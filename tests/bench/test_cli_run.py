@@ -211,6 +211,16 @@ def test_options_without_config_on_a_bench_name_the_defaults_they_set(
     assert {p: p.stat().st_mtime_ns for p in root.rglob("*")} == before
 
 
+def test_print_config_of_options_without_dir_prints_the_defaults_with_them(capsys, monkeypatch):
+    """No --dir, no bench to continue: it said 'error: expected str, bytes or os.PathLike
+    object, not NoneType'."""
+    monkeypatch.setattr(_plan, "check_datasets", lambda *args: {})  # no data read
+    with pytest.raises(SystemExit) as exit_info:
+        new_main(["--grid.steps", "24", "--print_config"])
+    assert exit_info.value.code == 0
+    assert BenchConfig.from_dict(yaml.safe_load(capsys.readouterr().out)).grid.steps == 24
+
+
 @pytest.mark.parametrize("options", [[], ["--data_dir", "/moved/data"]])
 def test_print_config_of_a_bench_continued_prints_its_stored_config(
     cli_bench, capsys, monkeypatch, options
