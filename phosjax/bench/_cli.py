@@ -143,21 +143,29 @@ def _colon_hint(text: str) -> str:
 
 
 def _yaml_float_hint(text: str) -> str:
-    """How YAML writes ``text``, Python's spelling of a NaN or an infinity (``nan``,
-    ``-inf``), which YAML reads as a string; "" for any other text.
+    """How YAML writes ``text``, or the first item of the list it writes, that is Python's
+    spelling of a NaN or an infinity (``nan``, ``-inf``), which YAML reads as a string; ""
+    for any other text.
 
     Examples:
       >>> _yaml_float_hint("nan"), _yaml_float_hint("-Infinity"), _yaml_float_hint("1.5")
       (' (YAML writes NaN as .nan)', ' (YAML writes -Infinity as -.inf)', '')
+      >>> _yaml_float_hint("[0.1, 'inf']")  # a list's item
+      ' (YAML writes inf as .inf)'
     """
     try:
-        value = float(text)
-    except ValueError:
+        data = yaml.load(text, Loader=_OPTION_LOADER)
+    except yaml.YAMLError:
         return ""
-    if math.isnan(value):
-        return " (YAML writes NaN as .nan)"
-    if math.isinf(value):
-        return f" (YAML writes {text.strip()} as {'-' if value < 0 else ''}.inf)"
+    for item in data if isinstance(data, list) else [data]:
+        try:
+            value = float(item) if isinstance(item, str) else 0.0
+        except ValueError:
+            continue
+        if math.isnan(value):
+            return " (YAML writes NaN as .nan)"
+        if math.isinf(value):
+            return f" (YAML writes {item.strip()} as {'-' if value < 0 else ''}.inf)"
     return ""
 
 

@@ -613,6 +613,11 @@ def test_print_config_knows_the_models_an_import_registers(tmp_path, capsys, mon
             ["--grid.learning_rate", "nan"],
             "--grid.learning_rate nan: expected float or list[float] (YAML writes NaN as .nan)",
         ),
+        (  # said "(a list is written '[a, b]')", of a list
+            ["--grid.learning_rate", "[nan, 0.1]"],
+            "--grid.learning_rate ['nan', 0.1]: expected float or list[float] (YAML writes NaN "
+            "as .nan)",
+        ),
         (  # was told a list is written "[{'a': 1, 'b': 2}]", the mapping split at its comma
             ["--grid.learning_rate", "{a: 1, b: 2}"],
             "--grid.learning_rate {'a': 1, 'b': 2}: expected float or list[float] (a list is "
