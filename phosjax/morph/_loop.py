@@ -30,7 +30,7 @@ from phosjax.core import AUX_LOSS, aux_total
 from phosjax.data import ArrayDataset, batch_indices, check_batch_size, load
 from phosjax.data._checks import int_at_least
 from phosjax.data._load import SplitInNameError, _features, resolved_name
-from phosjax.data._splits import MissingSplitsError, checked_splits
+from phosjax.data._splits import MissingSplitsError, SplitsError, checked_splits
 from phosjax.models import ModelConfig, build_model
 from phosjax.morph._cost import COSTS
 from phosjax.morph._expand import config_cost, expand, once
@@ -356,6 +356,8 @@ def dataset_error(config: MorphConfig, error: ValueError | PermissionError) -> M
       'train' and tests on 'test' (else 'validation') unless MorphConfig.splits names the
       two, e.g. splits: ['train[:90%]', 'train[90%:]']
     """
+    if isinstance(error, SplitsError):  # said as load's splits=(...): the field's value
+        return MorphConfigError(f"MorphConfig.splits: {error.told_as('splits')}")
     why = str(error)
     if isinstance(error, MissingSplitsError):
         why = error.told_by("a morph run", "MorphConfig.splits", f"splits: {list(error.suggested)}")

@@ -321,6 +321,17 @@ def test_a_dataset_with_a_split_names_the_dataset_and_splits_to_set(tmp_path):
     )
 
 
+def test_splits_a_data_set_refuses_name_the_field_as_the_config_writes_it(tmp_path):
+    config = MorphConfig(MODEL, dataset="digits", data_dir=str(tmp_path), splits=("train", "tset"))
+    with pytest.raises(MorphConfigError) as error:  # said 'MorphConfig.dataset', 'splits=(...)'
+        _loop.prepare(config)
+    assert str(error.value) == (
+        "MorphConfig.splits: data set 'digits' has no split 'tset' (splits: ['train', 'tset'] "
+        "names it; its splits: ['test', 'train']). Did you mean 'test'?"
+    )
+    assert not list(tmp_path.iterdir())  # nothing prepared
+
+
 def test_features_pick_the_input_and_label_a_run_reads(tmp_path):
     tfds_toys.prepare(tfds_toys.ToyNamedFeatures, tmp_path)
     named = {"dataset": "toy_named_features", "data_dir": str(tmp_path), "batch_size": 2}
