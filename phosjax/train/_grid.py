@@ -240,7 +240,7 @@ def _load(
     the error also names the data sets given (``datasets=``), the nearest first."""
     from phosjax.data import load
     from phosjax.data._load import SplitInNameError
-    from phosjax.data._splits import MissingSplitsError
+    from phosjax.data._splits import MissingSplitsError, SplitsError
 
     try:
         return load(name, data_dir=data_dir, features=features, splits=splits)
@@ -254,6 +254,8 @@ def _load(
     except MissingSplitsError as error:  # said 'pass splits=', load's argument
         example = f"dataset_splits={{{name!r}: {error.suggested!r}}}"
         raise ValueError(f"train_grid: {error.told_by('it', 'dataset_splits', example)}") from error
+    except SplitsError as error:  # said as load's splits=(...): the entry of dataset_splits
+        raise ValueError(f"train_grid: {error.told_as(f'dataset_splits[{name!r}]')}") from error
     except ValueError as error:
         if not given:
             raise

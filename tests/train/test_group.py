@@ -406,6 +406,21 @@ def test_train_grid_names_its_dataset_splits_for_a_data_set_name_with_a_split():
     )
 
 
+def test_train_grid_names_its_dataset_splits_entry_that_load_refuses(tmp_path):
+    with pytest.raises(ValueError) as error:  # said 'splits=(...)', load's argument
+        train_grid(
+            [Cell(Tiny(), "digits")],
+            datasets={"toy": None},
+            data_dir=str(tmp_path),
+            dataset_splits={"digits": ["train", "tset"]},
+        )
+    assert str(error.value) == (  # and, given datasets=, blamed the name: 'not one of those'
+        "train_grid: data set 'digits' has no split 'tset' (dataset_splits['digits']: "
+        "['train', 'tset'] names it; its splits: ['test', 'train']). Did you mean 'test'?"
+    )
+    assert not list(tmp_path.iterdir())  # nothing prepared
+
+
 @pytest.mark.parametrize(
     ("features", "given", "match"),
     [
