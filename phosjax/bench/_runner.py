@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import pandas as pd
 import tqdm
 
+from phosjax._chunks import even_chunk
 from phosjax._listing import listing
 from phosjax.bench import _layout
 from phosjax.bench._config import BenchConfig, BenchError, ModelEntry
@@ -79,10 +80,7 @@ def chunk_size(config: BenchConfig, steps: int) -> int:
     if config.chunk_steps is not None:
         return config.chunk_steps
     intervals = [i for i in (config.eval_every, config.checkpoint_every) if i]
-    size = math.gcd(*intervals) if intervals else steps
-    cap = min(size, 250)
-    divisor = max(d for d in range(1, cap + 1) if size % d == 0)
-    return divisor if 4 * divisor >= cap else cap
+    return even_chunk(math.gcd(*intervals) if intervals else steps)
 
 
 def jobs(

@@ -23,6 +23,7 @@ import pandas as pd
 import tqdm
 
 from phosjax._aside import aside_path
+from phosjax._chunks import even_chunk
 from phosjax._nearest import did_you_mean
 from phosjax.bench import _layout
 from phosjax.bench._store import write_table
@@ -430,12 +431,6 @@ def _python_scalar(value: Any) -> Any:
     return value
 
 
-_CHUNK_STEPS = 250
-"""The steps `train` scans per dispatch, the same numbers as one scan of them all: a
-Ctrl-C stops it between two (a stage scanned at once held it to the stage's end, tens of
-seconds)."""
-
-
 def train(
     config: ModelConfig,
     data: ArrayDataset,
@@ -446,7 +441,8 @@ def train(
     penalty: Callable[[Any], jax.Array] | None = None,
     strength: float = 0.0,
 ) -> tuple[Any, float]:
-    """Trains ``config`` on ``data`` (jitted scans of `_CHUNK_STEPS` steps); returns
+    """Trains ``config`` on ``data`` (jitted scans of up to 250 steps, `even_chunk`, the
+    same numbers as one scan of them all: a Ctrl-C stops it between two); returns
     variables and test accuracy.
 
     The loss is the cross-entropy, plus the model's auxiliary losses (`phosjax.aux_loss`:
@@ -517,8 +513,9 @@ def train(
         return jax.lax.scan(step, carry, steps_at)[0]
 
     carry = (params, state, tx.init(params))
-    for start in range(0, steps, _CHUNK_STEPS):  # waited for: Ctrl-C lands between chunks
-        chunk = jnp.arange(start, min(start + _CHUNK_STEPS, steps))
+    size = even_chunk(steps)  # one length where it can: one compile
+    for start in range(0, steps, size):  # waited for: Ctrl-C lands between chunks
+        chunk = jnp.arange(start, min(start + size, steps))
         carry = jax.block_until_ready(fit(carry, chunk))
     params, state, _ = carry
     variables = {"params": params, **state}

@@ -929,7 +929,8 @@ def test_train_refuses_a_model_with_fewer_logits_than_the_data_set_has_classes()
 
 def test_a_stage_trains_in_chunks_to_the_same_numbers_as_one_scan(monkeypatch):
     """One scan of the stage's steps held a Ctrl-C to the stage's end (20 s for one at 8 s):
-    chunks of `_CHUNK_STEPS` stop between two, and give bitwise the same variables."""
+    chunks (`even_chunk` of its steps) stop between two, and give bitwise the same
+    variables."""
     from phosjax.data import random_dataset
 
     data, config = random_dataset("toy", (8,), 3), ModelConfig("mlp", 3, (8,), width=8)
@@ -938,10 +939,11 @@ def test_a_stage_trains_in_chunks_to_the_same_numbers_as_one_scan(monkeypatch):
     monkeypatch.setattr(
         jax.lax, "scan", lambda f, init, xs: scanned.append(len(xs)) or scan(f, init, xs)
     )
-    monkeypatch.setattr(_loop, "_CHUNK_STEPS", 4, raising=False)
-    chunked = _loop.train(config, data, 10, 16, 1e-2, seed=0)
+    with monkeypatch.context() as patch:
+        patch.setattr(_loop, "even_chunk", lambda steps: 4)
+        chunked = _loop.train(config, data, 10, 16, 1e-2, seed=0)
     assert scanned == [4, 2]  # traced once per length: chunks of 4, 4 and 2 steps
-    monkeypatch.setattr(_loop, "_CHUNK_STEPS", 10)
     whole = _loop.train(config, data, 10, 16, 1e-2, seed=0)
+    assert scanned[2:] == [10]  # 10 steps: one chunk
     assert chunked[1] == whole[1]
     jax.tree.map(np.testing.assert_array_equal, chunked[0], whole[0])
