@@ -8,13 +8,14 @@ import sys
 import traceback
 from collections.abc import Iterable, Sequence
 
+from phosjax._pickling import PicklableError
 from phosjax.bench import _layout
 from phosjax.bench._config import BenchConfig, BenchError
 from phosjax.bench._directory import open_bench, read_bench_json
 from phosjax.models import import_models, registered_models
 
 
-class _NotFound(BenchError):
+class _NotFound(PicklableError, BenchError):
     """`import_all`'s error for a module that is not found; ``missing``: the name Python
     did not find (the module, or a package it is in)."""
 

@@ -18,7 +18,8 @@ stop signal) from cutting short the line that says what the first left. SIGTERM 
 raising `Signalled`, a `KeyboardInterrupt` naming them; their exit status is 128 + the
 signal's number (`exit_status`); a group under way holds one until it has checkpointed
 the chunk it trains (`held_to_chunk_end`). Once a command has ended, they are ignored as
-it tears down (`_ignored_in_teardown`). Only the standard library is imported here.
+it tears down (`_ignored_in_teardown`). Only the standard library is imported here
+(and `phosjax._pickling`, which imports only it).
 """
 
 import _thread
@@ -37,6 +38,8 @@ from importlib.machinery import ExtensionFileLoader
 from types import FrameType
 from typing import Any
 
+from phosjax._pickling import PicklableError
+
 INTERRUPTED = 130
 """The exit status after Ctrl-C (128 + SIGINT), as shells report it."""
 
@@ -49,7 +52,7 @@ seconds before SIGKILL) and SIGHUP (its terminal closed, an ssh session lost); W
 has no SIGHUP."""
 
 
-class Signalled(KeyboardInterrupt):
+class Signalled(PicklableError, KeyboardInterrupt):
     """Raised by a stop signal (`STOP_SIGNALS`) in a phosjax command: what catches Ctrl-C's
     `KeyboardInterrupt` catches it, and ``signum`` says which signal it was."""
 

@@ -4,6 +4,7 @@ import dataclasses
 from typing import Any
 
 from phosjax._nearest import did_you_mean
+from phosjax._pickling import PicklableError
 from phosjax.models import ModelConfig
 from phosjax.train import COMPUTE_DTYPES
 
@@ -19,7 +20,7 @@ METHODS = ("one_by_one", "vmap", "engine", "fused", "torch")
 """The methods compared, in the order they run for each (model, K)."""
 
 
-class SpeedConfigError(ValueError):
+class SpeedConfigError(PicklableError, ValueError):
     """A bad `SpeedConfig` field: ``field`` names it, the message says what would be right.
 
     Examples:

@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from phosjax._nearest import did_you_mean
+from phosjax._pickling import PicklableError
 from phosjax.data._checks import first_outside
 from phosjax.data._dataset import ArrayDataset
 from phosjax.data._splits import checked_splits, chosen_splits
@@ -385,7 +386,7 @@ def _refuse_a_split(name: str) -> None:
         raise SplitInNameError(name, split.start())
 
 
-class SplitInNameError(ValueError):
+class SplitInNameError(PicklableError, ValueError):
     """`load`'s data set ``name`` ends with a split or a slice of one; ``dataset``: the name
     without it; ``split``: what it ends with; ``suggested``: the (train, test) splits to
     read instead.
@@ -856,7 +857,7 @@ def _supervised_keys(name: str, info: tfds.core.DatasetInfo) -> tuple[str, str]:
     return keys[0], keys[1]
 
 
-class NoSuchFeatureError(ValueError):
+class NoSuchFeatureError(PicklableError, ValueError):
     """`load`'s ``features`` name ``missing``, which data set ``name`` lacks; ``known``: its
     features, sorted; ``suggested``: an (input, label) pair of them `load` can read, or None.
 

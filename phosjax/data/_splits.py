@@ -7,12 +7,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from phosjax._nearest import did_you_mean
+from phosjax._pickling import PicklableError
 
 DEFAULT_TEST_SPLITS = ("test", "validation")
 _SLICES = "a split's name, a slice of one ('train[:90%]', 'train[-500:]') or a sum ('train+val')"
 
 
-class SplitsError(ValueError):
+class SplitsError(PicklableError, ValueError):
     """The `splits` of data set `name` that `load` refuses: the message is ``head``, the
     splits, ``tail`` and, where given, the ``example`` splits to write instead; `str` writes
     splits as `load`'s argument, `told_as` as a config's key.
@@ -36,11 +37,6 @@ class SplitsError(ValueError):
         self.name, self.splits, self.example = name, tuple(splits), example
         self.head, self.tail = head or f"data set {name!r}: ", tail
         super().__init__(self.told_as(None))
-
-    def __reduce__(self) -> tuple[type[SplitsError], tuple[Any, ...]]:
-        """Pickled with its parts, as a process pool sends it back (its one argument, the
-        message, is no ``splits`` and ``tail``: unpickling it raised a TypeError)."""
-        return type(self), (self.name, self.splits, self.tail, self.example, self.head)
 
     def told_as(self, key: str | None) -> str:
         """This error with each pair of splits written as the config key ``key`` takes it
@@ -136,7 +132,7 @@ def check_split_names(name: str, splits: tuple[str, str] | None, known: Sequence
             )
 
 
-class MissingSplitsError(ValueError):
+class MissingSplitsError(PicklableError, ValueError):
     """Data set ``name`` lacks ``train``, or both ``test`` and ``validation``, and no
     ``splits`` were given; ``known``: its splits, sorted; ``suggested``: a (train, test)
     pair of them to give.
