@@ -50,7 +50,7 @@ from phosjax.core import (
 from phosjax.core._selectors import value_per_path, what_was_meant
 from phosjax.data import ArrayDataset, check_batch_size, load
 from phosjax.data._load import NoSuchFeatureError, SplitInNameError, declared_shapes
-from phosjax.data._splits import MissingSplitsError, SplitsError
+from phosjax.data._splits import MissingSplitsError, SplitsError, splits_written
 from phosjax.models import ModelConfig, registered_models
 from phosjax.morph import UnsupportedOpError, channel_groups
 from phosjax.train import Cell, HParams, plan_groups
@@ -261,7 +261,7 @@ def check_datasets(
         except SplitInNameError as error:  # said 'load takes ... splits=(train, test)'
             raise BenchError(_split_in_name_text(error)) from error
         except SplitsError as error:  # said as load's splits=(...): the config's key instead
-            raise BenchError(error.told_as(f"dataset_splits.{error.name}")) from error
+            raise BenchError(error.told_as("dataset_splits", error.name)) from error
         except (ValueError, PermissionError) as error:
             raise BenchError(str(error)) from error
         if classes is not None:
@@ -302,20 +302,18 @@ def _no_such_feature_text(error: NoSuchFeatureError) -> str:
 
 def _missing_splits_text(error: MissingSplitsError) -> str:
     """`error` in a bench config's terms: the ``dataset_splits`` entry to write."""
-    train, test = error.suggested
-    entry = f"dataset_splits: {{{error.name}: [{train!r}, {test!r}]}}"
+    entry = splits_written(error.suggested, "dataset_splits", error.name)
     return error.told_by("a bench", "its dataset_splits entry", entry)
 
 
 def _split_in_name_text(error: SplitInNameError) -> str:
     """`error` in a bench config's terms: the data set's name alone in ``datasets``, its
     splits in ``dataset_splits``."""
-    train, test = error.suggested
     return (
         f"datasets names {error.name!r}, a data set with a split ({error.split!r}); a bench "
         f"takes the data set's name alone in datasets ({error.dataset}) and the splits to "
-        f"train and test on in dataset_splits, e.g. dataset_splits: {{{error.dataset}: "
-        f"[{train!r}, {test!r}]}}"
+        f"train and test on in dataset_splits, e.g. "
+        f"{splits_written(error.suggested, 'dataset_splits', error.dataset)}"
     )
 
 

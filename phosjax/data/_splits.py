@@ -16,14 +16,14 @@ _SLICES = "a split's name, a slice of one ('train[:90%]', 'train[-500:]') or a s
 class SplitsError(PicklableError, ValueError):
     """The `splits` of data set `name` that `load` refuses: the message is ``head``, the
     splits, ``tail`` and, where given, the ``example`` splits to write instead; `str` writes
-    splits as `load`'s argument, `told_as` as a config's key.
+    splits as `load`'s argument, `told_as` as a config's key (`splits_written`).
 
     Examples:
         >>> error = SplitsError("toy", ("a", "a"), " reads 'a' twice; e.g. ", ("a", "b"))
-        >>> print(error); print(error.told_as("dataset_splits.toy"))
+        >>> print(error); print(error.told_as("dataset_splits", "toy"))
         data set 'toy': splits=('a', 'a') reads 'a' twice; e.g. splits=('a', 'b')
-        data set 'toy': dataset_splits.toy: ['a', 'a'] reads 'a' twice; e.g. dataset_splits.toy:
-        ['a', 'b']
+        data set 'toy': dataset_splits: {toy: ['a', 'a']} reads 'a' twice; e.g. dataset_splits:
+        {toy: ['a', 'b']}
     """
 
     def __init__(
@@ -38,15 +38,26 @@ class SplitsError(PicklableError, ValueError):
         self.head, self.tail = head or f"data set {name!r}: ", tail
         super().__init__(self.told_as(None))
 
-    def told_as(self, key: str | None) -> str:
-        """This error with each pair of splits written as the config key ``key`` takes it
-        (None: as `load`'s ``splits=``)."""
+    def told_as(self, key: str | None, entry: str | None = None) -> str:
+        """This error with each pair of splits written as the config key ``key`` takes it,
+        or its mapping's ``entry`` (None: as `load`'s ``splits=``; `splits_written`)."""
+        example = "" if self.example is None else splits_written(self.example, key, entry)
+        return f"{self.head}{splits_written(self.splits, key, entry)}{self.tail}{example}"
 
-        def written(pair: Sequence[str]) -> str:
-            return f"splits={tuple(pair)!r}" if key is None else f"{key}: {list(pair)}"
 
-        example = "" if self.example is None else written(self.example)
-        return f"{self.head}{written(self.splits)}{self.tail}{example}"
+def splits_written(pair: Sequence[str], key: str | None, entry: str | None = None) -> str:
+    """The splits ``pair`` as the config key ``key`` takes them, or as the ``entry`` of its
+    mapping, as a YAML config writes it; ``key`` None: as `load`'s ``splits=``.
+
+    Examples:
+        >>> splits_written(("a", "b"), None), splits_written(("a", "b"), "splits")
+        ("splits=('a', 'b')", "splits: ['a', 'b']")
+        >>> splits_written(("a", "b"), "dataset_splits", "toy")
+        "dataset_splits: {toy: ['a', 'b']}"
+    """
+    if key is None:
+        return f"splits={tuple(pair)!r}"
+    return f"{key}: {list(pair) if entry is None else f'{{{entry}: {list(pair)}}}'}"
 
 
 def checked_splits(splits: Sequence[str] | None) -> tuple[str, str] | None:

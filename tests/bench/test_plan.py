@@ -255,14 +255,14 @@ def test_a_data_set_name_with_a_split_names_the_dataset_splits_entry_to_write(tm
     [
         (
             ["train", "tset"],
-            "data set 'digits' has no split 'tset' (dataset_splits.digits: ['train', 'tset'] "
+            "data set 'digits' has no split 'tset' (dataset_splits: {digits: ['train', 'tset']} "
             "names it; its splits: ['test', 'train']). Did you mean 'test'?",
         ),
         (
             ["train[:60%]", "train[50%:]"],
-            "data set 'digits': dataset_splits.digits: ['train[:60%]', 'train[50%:]'] reads the "
-            "examples train[718:862] both to train and to test; name disjoint parts, e.g. "
-            "dataset_splits.digits: ['train[:90%]', 'train[90%:]']",
+            "data set 'digits': dataset_splits: {digits: ['train[:60%]', 'train[50%:]']} reads "
+            "the examples train[718:862] both to train and to test; name disjoint parts, e.g. "
+            "dataset_splits: {digits: ['train[:90%]', 'train[90%:]']}",
         ),
     ],
 )
