@@ -317,18 +317,32 @@ def _flop_count(compiled: Any) -> float | None:
     return float(sum(counts)) if counts else None
 
 
-_FLOP_COUNTS: dict[tuple[str, str], float | None] = {}
+_FLOP_COUNTS: dict[tuple[tuple[str, ...], str], float | None] = {}
 """The FLOPs of the last `_FLOP_COUNTS_KEPT` programs compiled for their FLOPs alone, by
-backend and the digest of the program's text."""
+`_program_key`."""
 
 _FLOP_COUNTS_KEPT = 1024
 
 
+def _program_key(lowered: Any) -> tuple[tuple[str, ...], str]:
+    """The platforms ``lowered`` was lowered for (``jax.default_device(cpu)`` on a GPU
+    machine: ``('cpu',)``, not the default backend) and the digest of its text, which is
+    the same for each platform.
+
+    Examples:
+      >>> traced = jax.jit(jnp.sin).trace(1.0)
+      >>> _program_key(traced.lower(lowering_platforms=("cuda",)))[0]
+      ('cuda',)
+    """
+    platforms = getattr(lowered._lowering, "_platforms", None) or (jax.default_backend(),)
+    return tuple(platforms), hashlib.sha256(lowered.as_text().encode()).hexdigest()
+
+
 def _flops_of(lowered: Any) -> float | None:
     """The FLOPs of ``lowered`` compiled, compiling it only when no program of the same
-    text was (a model's blocks of one shape, a layer that several models share)."""
-    text = lowered.as_text().encode()
-    key = (jax.default_backend(), hashlib.sha256(text).hexdigest())
+    text was for its platforms (a model's blocks of one shape, a layer that several models
+    share)."""
+    key = _program_key(lowered)
     if key not in _FLOP_COUNTS:
         if len(_FLOP_COUNTS) >= _FLOP_COUNTS_KEPT:  # the oldest goes: a long process stays small
             del _FLOP_COUNTS[next(iter(_FLOP_COUNTS))]

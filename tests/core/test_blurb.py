@@ -586,3 +586,13 @@ def test_the_flops_kept_by_program_are_the_last_ones(key, monkeypatch):
     assert [again[f"layers_{i}"].flops for i in range(3)] == [
         first[f"layers_{i}"].flops for i in range(3)
     ]
+
+
+def test_flops_kept_by_program_are_kept_by_platform_too(monkeypatch):
+    """They were kept by the default backend: a blurb under ``jax.default_device(cpu)`` on a
+    GPU machine read the counts of the same program text compiled for the GPU."""
+    monkeypatch.setattr(_blurb, "_FLOP_COUNTS", {})
+    traced = jax.jit(lambda a: a @ a).trace(jnp.ones((3, 3)))
+    for platform in ("cpu", "cuda"):  # lowered for cuda, compiled here for the CPU's count
+        _blurb._flops_of(traced.lower(lowering_platforms=(platform,)))
+    assert sorted(platforms for platforms, _ in _blurb._FLOP_COUNTS) == [("cpu",), ("cuda",)]
