@@ -21,6 +21,7 @@ from phosjax.bench import _layout
 from phosjax.bench._argv import dir_option, split_top
 from phosjax.bench._config import BenchError, colon_hint
 from phosjax.bench._interrupt import (
+    BROKEN_PIPE,
     INTERRUPTED,
     STOP_SIGNALS,
     ctrl_c_kept,
@@ -581,8 +582,11 @@ def data_bars_hidden(hidden: bool) -> Iterator[None]:
         tfds.display_progress_bar(shown)
 
 
-_STOPPED = frozenset({INTERRUPTED, *map(exit_status, STOP_SIGNALS)})
-"""The exit statuses of a command stopped by Ctrl-C or a stop signal (`entry_point`)."""
+_STOPPED = frozenset(
+    {INTERRUPTED, *(exit_status(s) for s in (*STOP_SIGNALS, BROKEN_PIPE) if s is not None)}
+)
+"""The exit statuses of a command stopped by Ctrl-C, a stop signal or a broken pipe as a
+group trained (`entry_point`)."""
 
 
 def exit_process(status: int) -> NoReturn:

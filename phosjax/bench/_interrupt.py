@@ -17,7 +17,8 @@ stop signal) from cutting short the line that says what the first left. SIGTERM 
 (`STOP_SIGNALS`: a job scheduler, a closed terminal) stop these commands as Ctrl-C does,
 raising `Signalled`, a `KeyboardInterrupt` naming them; their exit status is 128 + the
 signal's number (`exit_status`); a group under way holds one until it has checkpointed
-the chunk it trains (`held_to_chunk_end`). Once a command has ended, they are ignored as
+the chunk it trains (`held_to_chunk_end`), and so does a broken pipe on stdout or stderr
+then (`_output_gone`). Once a command has ended, they are ignored as
 it tears down (`_ignored_in_teardown`). Only the standard library is imported here
 (and `phosjax._pickling`, which imports only it).
 """
@@ -36,7 +37,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from importlib.machinery import ExtensionFileLoader
 from types import FrameType
-from typing import Any
+from typing import Any, TextIO
 
 from phosjax._pickling import PicklableError
 
@@ -126,8 +127,11 @@ def held_to_chunk_end() -> Iterator[HeldStop]:
 
 
 def _held(signum: int) -> bool:
-    """Whether the stop signal ``signum`` is held (`held_to_chunk_end`), not raised."""
-    if signum == signal.SIGINT or _HELD is None or not _HELD.armed or _HELD.signum is not None:
+    """Whether the stop signal ``signum`` is held (`held_to_chunk_end`), not raised; a
+    broken pipe held (`_output_gone`) is no signal sent: one sent then is held instead."""
+    if signum == signal.SIGINT or _HELD is None or not _HELD.armed:
+        return False
+    if _HELD.signum not in (None, BROKEN_PIPE):
         return False
     _HELD.signum = signal.Signals(signum)
     return True
@@ -228,39 +232,104 @@ def _handling(signum: int = signal.SIGINT) -> bool:
     return signal.getsignal(signum) is _stop_after_extension_init
 
 
-def _silence_hung_up(fds: Sequence[int] = (1, 2)) -> None:
-    """Points each of ``fds`` (stdout, stderr) that is a terminal that hung up (SIGHUP: it
-    was closed, its ssh session lost) at `os.devnull`: each write there fails (EIO), and
-    the line a command says as it stops would end it with a traceback and exit status 1,
-    not 129. Any other fd is left as it is.
+def _silence_gone(fds: Sequence[int] = (1, 2)) -> None:
+    """Points each of ``fds`` (stdout, stderr) that no one reads any more at `os.devnull`:
+    a terminal that hung up (SIGHUP: it was closed, its ssh session lost; each write fails,
+    EIO) or a pipe whose reader left (``2>&1 | tee log``, tee gone with the terminal; each
+    write fails, EPIPE). The line a command says as it stops would end it with a traceback
+    and exit status 1, not 129. Any other fd is left as it is.
 
     Examples:
       >>> import pty
       >>> (master, gone), (live, terminal) = pty.openpty(), pty.openpty()
       >>> os.close(master)  # the terminal closed
-      >>> _silence_hung_up([gone, terminal])
-      >>> os.write(gone, b"lost"), os.isatty(terminal)
-      (4, True)
-      >>> for fd in (gone, live, terminal):
+      >>> reader, piped = os.pipe()
+      >>> os.close(reader)  # tee gone
+      >>> _silence_gone([gone, terminal, piped])
+      >>> os.write(gone, b"lost"), os.isatty(terminal), os.write(piped, b"lost")
+      (4, True, 4)
+      >>> for fd in (gone, live, terminal, piped):
       ...     os.close(fd)
     """
-    import termios  # POSIX only, as SIGHUP
+    import select  # POSIX only, as SIGHUP and SIGPIPE
+    import termios
 
     for fd in fds:
         try:
             termios.tcgetattr(fd)
+            hung_up = False
         except termios.error as error:
-            if error.args[0] == errno.EIO:  # hung up (not a terminal: ENOTTY)
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, fd)
-                os.close(devnull)
+            hung_up = error.args[0] == errno.EIO  # not a terminal: ENOTTY
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        if hung_up or any(events & select.POLLERR for _, events in poller.poll(0)):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, fd)
+            os.close(devnull)
+
+
+BROKEN_PIPE = getattr(signal, "SIGPIPE", None)
+"""The signal a write to a pipe with no reader sends (Python ignores it: the write raises
+`BrokenPipeError`); a command stopped by such a write exits as SIGPIPE ends a process,
+141. Windows has none."""
+
+
+def _output_gone() -> bool:
+    """Whether a write to stdout or stderr that raised `BrokenPipeError` (its reader gone)
+    is taken as written: while a group trains (`held_to_chunk_end`), the outputs no one reads
+    point at `os.devnull` (`_silence_gone`) and the command stops as on SIGHUP, as SIGPIPE
+    (held to the chunk's end once armed, else raised: `Signalled`); elsewhere the error
+    goes on (`phosjax.bench._cli.entry_point` ends quietly).
+
+    Examples:
+      >>> _output_gone()  # no group trains
+      False
+      >>> with contextlib.suppress(Signalled), held_to_chunk_end() as held:
+      ...     held.armed = True
+      ...     print(_output_gone(), held.signum.name)
+      True SIGPIPE
+    """
+    if _HELD is None or BROKEN_PIPE is None:
+        return False
+    _silence_gone()
+    if _HELD.signum is None and not _held(BROKEN_PIPE):
+        raise Signalled(BROKEN_PIPE)
+    return True
+
+
+class _PipeWatched:
+    """``sys.stdout`` or ``sys.stderr`` of a phosjax command: a write or flush raising
+    `BrokenPipeError` while a group trains (``new ... 2>&1 | tee log``, the terminal closed
+    and tee with it) stops the command at the chunk's end (`_output_gone`), where it raised
+    before the chunk's checkpoint. All else is the stream's own."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            if not _output_gone():
+                raise
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            if not _output_gone():
+                raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def _stop_after_extension_init(signum: int, frame: FrameType | None) -> None:
     """The SIGINT handler of the phosjax commands, and their `STOP_SIGNALS`' one: Ctrl-C
     raises `KeyboardInterrupt`, as Python's own handler does, a stop signal `Signalled`
     (held until a chunk's end where a group trains: `held_to_chunk_end`; SIGHUP first
-    silences a terminal that hung up, `_silence_hung_up`), except while a
+    silences a terminal that hung up, `_silence_gone`), except while a
     compiled extension initializes in the main thread (jaxlib's, as jax loads: raised in
     there, it aborts the process); then it is raised once the init is done
     (`_interrupt_main_soon`).
@@ -278,7 +347,7 @@ def _stop_after_extension_init(signum: int, frame: FrameType | None) -> None:
       True
     """
     if signum == getattr(signal, "SIGHUP", None):
-        _silence_hung_up()
+        _silence_gone()
     if _held(signum):
         return
     if _WAITED.is_set() or not _initializing_extension(frame):
@@ -466,6 +535,8 @@ if _COMMAND is not None:  # for the whole process: imports included
     for _signum in STOP_SIGNALS:  # one ignored (nohup's SIGHUP) stays ignored
         if signal.getsignal(_signum) is signal.SIG_DFL:
             signal.signal(_signum, _stop_after_extension_init)
+    if BROKEN_PIPE is not None:
+        sys.stdout, sys.stderr = (_PipeWatched(s) if s else s for s in (sys.stdout, sys.stderr))
     sys.unraisablehook = _keeping(sys.unraisablehook)
     sys.excepthook = said_at_start(sys.excepthook, _COMMAND)
     atexit.register(_ignored_in_teardown)  # first: the last run (jax registers its own later)

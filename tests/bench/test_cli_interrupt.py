@@ -149,7 +149,9 @@ class _Ended(Exception):
     """Stands for `os._exit`: the process ends there."""
 
 
-@pytest.mark.parametrize("stopped", [130, 143, 129], ids=["SIGINT", "SIGTERM", "SIGHUP"])
+@pytest.mark.parametrize(
+    "stopped", [130, 143, 129, 141], ids=["SIGINT", "SIGTERM", "SIGHUP", "SIGPIPE"]
+)
 def test_exit_process_skips_the_teardown_only_after_ctrl_c_or_a_stop_signal(monkeypatch, stopped):
     def ended(status):
         raise _Ended(status)

@@ -240,6 +240,42 @@ def test_sigterm_as_a_segments_first_chunk_is_reported_checkpoints_it(
     assert entry["steps_done"] == frame(tmp_path).step.max() == 8
 
 
+class _Tee:
+    """A stderr piped to tee (``2>&1 | tee log``): its writes raise once tee is ``gone``."""
+
+    gone = False
+
+    def write(self, text: str) -> int:
+        if self.gone:
+            raise BrokenPipeError(32, "Broken pipe")
+        return len(text)
+
+
+def test_a_broken_pipe_mid_segment_checkpoints_the_chunk_under_way(tmp_path, toy, monkeypatch):
+    """``new ... 2>&1 | tee log``, the terminal closed and tee with it: the next progress
+    write raised BrokenPipeError before the chunk's checkpoint (exit status 1, the chunk
+    trained again). It stops as on SIGHUP: output silenced, the chunk under way (steps 3
+    and 4) checkpointed, then `Signalled` (SIGPIPE's exit status, 141)."""
+    config = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1, chunk_steps=2)
+    tee, silenced = _Tee(), []
+    monkeypatch.setattr(sys, "stderr", _interrupt._PipeWatched(tee))
+    monkeypatch.setattr(_interrupt, "_silence_gone", lambda: silenced.append(True))
+    rows = _train.chunk_rows
+
+    def tee_gone_then_rows(chunk, *args):
+        if chunk.steps[-1] == 4:
+            tee.gone = True
+            print("a progress bar's line", file=sys.stderr)
+        return rows(chunk, *args)
+
+    monkeypatch.setattr(_train, "chunk_rows", tee_gone_then_rows)
+    with pytest.raises(_interrupt.Signalled) as stopped:
+        run(config, tmp_path, datasets=toy, progress=False)
+    assert (stopped.value.signum, silenced) == (signal.SIGPIPE, [True, True])  # print: 2 writes
+    (entry,) = read_json(tmp_path / _layout.STATUS)["groups"].values()
+    assert entry["steps_done"] == frame(tmp_path).step.max() == 4
+
+
 def test_killed_after_the_last_checkpoint_before_its_status_resumes_and_matches(tmp_path, toy):
     """checkpoint_every (5) does not divide steps (12): the last segment ends at 12. A kill
     after its checkpoint, before status.json says finished: the run again finishes the
