@@ -179,7 +179,8 @@ class ModuleBlurb:
 
 @dataclasses.dataclass(frozen=True)
 class Blurb:
-    """The summary `blurb` returns: a tree of `ModuleBlurb` and the backend it ran on.
+    """The summary `blurb` returns: a tree of `ModuleBlurb` and the backend it ran on (the
+    platform of its device: ``cpu`` under ``jax.default_device(cpu)`` on a GPU machine).
 
     Examples:
       >>> import flax.linen as nn, jax, jax.numpy as jnp, phosjax as px
@@ -673,4 +674,20 @@ def _summary(
             children=children,
         )
 
-    return Blurb(build(""), jax.default_backend())
+    return Blurb(build(""), _platform(variables, x))
+
+
+def _platform(*trees: Any) -> str:
+    """The platform that jitted calls on ``trees`` run on: an array's committed to a device
+    (`jax.device_put`), else jax's default device's (``jax.default_device``, which the
+    default backend is not).
+
+    Examples:
+      >>> cpu = jax.devices("cpu")[0]
+      >>> _platform(jax.device_put(jnp.ones(2), cpu)), _platform({"x": None})
+      ('cpu', 'cpu')
+    """
+    for leaf in jax.tree.leaves(trees):
+        if isinstance(leaf, jax.Array) and leaf.committed:
+            return next(iter(leaf.devices())).platform
+    return next(iter(jnp.zeros(()).devices())).platform

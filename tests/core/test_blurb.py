@@ -596,3 +596,15 @@ def test_flops_kept_by_program_are_kept_by_platform_too(monkeypatch):
     for platform in ("cpu", "cuda"):  # lowered for cuda, compiled here for the CPU's count
         _blurb._flops_of(traced.lower(lowering_platforms=(platform,)))
     assert sorted(platforms for platforms, _ in _blurb._FLOP_COUNTS) == [("cpu",), ("cuda",)]
+
+
+def test_the_backend_is_the_one_the_blurb_ran_on(key, monkeypatch):
+    """It was the default backend: under ``jax.default_device(cpu)`` on a GPU machine (its
+    default backend "gpu", as set here), a blurb measured on the CPU said "gpu"."""
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    x = jnp.ones((BATCH, 3))
+    with jax.default_device(jax.devices("cpu")[0]):
+        summary = blurb(
+            nn.Dense(2), nn.Dense(2).init(key, x), x, measure_latency=False, flops=False
+        )
+    assert summary.backend == "cpu"
