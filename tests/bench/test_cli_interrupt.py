@@ -216,6 +216,19 @@ def test_a_stop_signal_is_held_to_a_chunks_end_once_armed(
     assert _interrupt._HELD is None
 
 
+def test_a_stop_signal_after_a_broken_pipe_is_held_in_its_place(stop_signals_handled, monkeypatch):
+    """``2>&1 | tee log`` and the terminal closed: tee's end (a write's broken pipe, held)
+    may come before the SIGHUP, which is then held too, no second stop sent at once."""
+    monkeypatch.setattr(_interrupt, "_silence_gone", lambda: None)
+    ran = []
+    with pytest.raises(_interrupt.Signalled) as stopped, _interrupt.held_to_chunk_end() as held:
+        held.armed = True
+        assert _interrupt._output_gone()
+        signal.raise_signal(signal.SIGHUP)
+        ran.append(_interrupt._output_gone())  # a write again: taken as written
+    assert (stopped.value.signum, ran) == (signal.SIGHUP, [True])  # at the chunk's end
+
+
 def test_a_stop_signal_as_a_command_starts_is_one_line_naming_it(capsys, monkeypatch):
     monkeypatch.setattr(os, "_exit", lambda status: print("exit", status))
     monkeypatch.setattr(sys, "argv", ["-m", "--help"])
