@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -38,25 +39,33 @@ class SplitsError(PicklableError, ValueError):
         self.head, self.tail = head or f"data set {name!r}: ", tail
         super().__init__(self.told_as(None))
 
-    def told_as(self, key: str | None, entry: str | None = None) -> str:
+    def told_as(self, key: str | None, entry: str | None = None, *, argument: bool = False) -> str:
         """This error with each pair of splits written as the config key ``key`` takes it,
-        or its mapping's ``entry`` (None: as `load`'s ``splits=``; `splits_written`)."""
-        example = "" if self.example is None else splits_written(self.example, key, entry)
-        return f"{self.head}{splits_written(self.splits, key, entry)}{self.tail}{example}"
+        or its mapping's ``entry``; ``argument``: as the Python argument ``key`` (None: as
+        `load`'s ``splits=``; `splits_written`)."""
+        written = functools.partial(splits_written, key=key, entry=entry, argument=argument)
+        example = "" if self.example is None else written(self.example)
+        return f"{self.head}{written(self.splits)}{self.tail}{example}"
 
 
-def splits_written(pair: Sequence[str], key: str | None, entry: str | None = None) -> str:
+def splits_written(
+    pair: Sequence[str], key: str | None, entry: str | None = None, *, argument: bool = False
+) -> str:
     """The splits ``pair`` as the config key ``key`` takes them, or as the ``entry`` of its
-    mapping, as a YAML config writes it; ``key`` None: as `load`'s ``splits=``.
+    mapping, as a YAML config writes it; ``argument``: as the Python argument ``key`` does
+    (None: `load`'s ``splits=``).
 
     Examples:
         >>> splits_written(("a", "b"), None), splits_written(("a", "b"), "splits")
         ("splits=('a', 'b')", "splits: ['a', 'b']")
         >>> splits_written(("a", "b"), "dataset_splits", "toy")
         "dataset_splits: {toy: ['a', 'b']}"
+        >>> splits_written(("a", "b"), "dataset_splits", "toy", argument=True)
+        "dataset_splits={'toy': ('a', 'b')}"
     """
-    if key is None:
-        return f"splits={tuple(pair)!r}"
+    if key is None or argument:
+        value = tuple(pair) if entry is None else {entry: tuple(pair)}
+        return f"{key or 'splits'}={value!r}"
     return f"{key}: {list(pair) if entry is None else f'{{{entry}: {list(pair)}}}'}"
 
 

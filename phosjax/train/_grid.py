@@ -240,7 +240,7 @@ def _load(
     the error also names the data sets given (``datasets=``), the nearest first."""
     from phosjax.data import load
     from phosjax.data._load import SplitInNameError
-    from phosjax.data._splits import MissingSplitsError, SplitsError
+    from phosjax.data._splits import MissingSplitsError, SplitsError, splits_written
 
     try:
         return load(name, data_dir=data_dir, features=features, splits=splits)
@@ -248,14 +248,15 @@ def _load(
         raise ValueError(
             f"train_grid: a cell's data set {name!r} names a split ({error.split!r}); give the "
             f"cells the data set's name alone ({error.dataset!r}) and the splits to train and "
-            f"test on in dataset_splits, e.g. dataset_splits={{{error.dataset!r}: "
-            f"{error.suggested!r}}}"
+            "test on in dataset_splits, e.g. "
+            f"{splits_written(error.suggested, 'dataset_splits', error.dataset, argument=True)}"
         ) from error
     except MissingSplitsError as error:  # said 'pass splits=', load's argument
-        example = f"dataset_splits={{{name!r}: {error.suggested!r}}}"
+        example = splits_written(error.suggested, "dataset_splits", name, argument=True)
         raise ValueError(f"train_grid: {error.told_by('it', 'dataset_splits', example)}") from error
     except SplitsError as error:  # said as load's splits=(...): the entry of dataset_splits
-        raise ValueError(f"train_grid: {error.told_as(f'dataset_splits[{name!r}]')}") from error
+        told = error.told_as("dataset_splits", name, argument=True)
+        raise ValueError(f"train_grid: {told}") from error
     except ValueError as error:
         if not given:
             raise

@@ -406,18 +406,32 @@ def test_train_grid_names_its_dataset_splits_for_a_data_set_name_with_a_split():
     )
 
 
-def test_train_grid_names_its_dataset_splits_entry_that_load_refuses(tmp_path):
+@pytest.mark.parametrize(
+    ("splits", "message"),
+    [
+        (
+            ["train", "tset"],
+            "train_grid: data set 'digits' has no split 'tset' (dataset_splits={'digits': "
+            "('train', 'tset')} names it; its splits: ['test', 'train']). Did you mean 'test'?",
+        ),
+        (  # was dataset_splits['digits']: [...], its other hints dataset_splits={...}
+            ["train[:60%]", "train[50%:]"],
+            "train_grid: data set 'digits': dataset_splits={'digits': ('train[:60%]', "
+            "'train[50%:]')} reads the examples train[718:862] both to train and to test; name "
+            "disjoint parts, e.g. dataset_splits={'digits': ('train[:90%]', 'train[90%:]')}",
+        ),
+    ],
+    ids=["no_such_split", "overlapping"],
+)
+def test_train_grid_names_its_dataset_splits_entry_that_load_refuses(tmp_path, splits, message):
     with pytest.raises(ValueError) as error:  # said 'splits=(...)', load's argument
         train_grid(
             [Cell(Tiny(), "digits")],
             datasets={"toy": None},
             data_dir=str(tmp_path),
-            dataset_splits={"digits": ["train", "tset"]},
+            dataset_splits={"digits": splits},
         )
-    assert str(error.value) == (  # and, given datasets=, blamed the name: 'not one of those'
-        "train_grid: data set 'digits' has no split 'tset' (dataset_splits['digits']: "
-        "['train', 'tset'] names it; its splits: ['test', 'train']). Did you mean 'test'?"
-    )
+    assert str(error.value) == message  # given datasets=, it blamed the name: 'not one of those'
     assert not list(tmp_path.iterdir())  # nothing prepared
 
 
