@@ -18,7 +18,7 @@ from phosjax.data._load import (
 )
 from phosjax.data._random import random_dataset
 from phosjax.data._shuffle import shuffled_positions
-from phosjax.data._splits import MissingSplitsError
+from phosjax.data._splits import MissingSplitsError, SplitsError
 
 __all__ = [
     "BUILTIN_NAMES",
@@ -26,6 +26,7 @@ __all__ = [
     "MissingSplitsError",
     "NoSuchFeatureError",
     "SplitInNameError",
+    "SplitsError",
     "batch_indices",
     "check_batch_size",
     "check_loadable",

@@ -1,7 +1,9 @@
 """`load` of any TFDS data set prepared in the data dir, its errors, and `ArrayDataset`."""
 
 import dataclasses
+import importlib
 import pickle
+import pkgutil
 import re
 import shutil
 
@@ -12,6 +14,7 @@ import PIL.Image
 import pytest
 import tensorflow_datasets as tfds
 
+import phosjax.data
 from phosjax.data import (
     ArrayDataset,
     MissingSplitsError,
@@ -392,6 +395,26 @@ def test_a_splits_error_crosses_processes_as_it_was_raised(toys_dir):
     again = pickle.loads(pickle.dumps(raised.value))
     assert (type(again), str(again)) == (SplitsError, str(raised.value))
     assert again.told_as("key") == raised.value.told_as("key")
+
+
+def test_every_error_phosjax_data_defines_is_exported():
+    """SplitsError, load's error for bad splits, was in phosjax.data._splits alone: caught
+    by a private name, or as any ValueError."""
+    package = phosjax.data
+    modules = [
+        importlib.import_module(f"phosjax.data.{m.name}")
+        for m in pkgutil.iter_modules(package.__path__)
+    ]
+    errors = {
+        name
+        for module in modules
+        for name, value in vars(module).items()
+        if isinstance(value, type)
+        and issubclass(value, Exception)
+        and not name.startswith("_")
+        and value.__module__ == module.__name__
+    }
+    assert "SplitsError" in errors and errors <= set(package.__all__)
 
 
 def test_splits_of_a_built_in_data_set_are_checked_before_it_is_prepared(tmp_path):
