@@ -18,9 +18,9 @@ stop signal) from cutting short the line that says what the first left. SIGTERM 
 raising `Signalled`, a `KeyboardInterrupt` naming them; their exit status is 128 + the
 signal's number (`exit_status`); a group under way holds one until it has checkpointed
 the chunk it trains (`held_to_chunk_end`), and so does a broken pipe on stdout or stderr
-then (`_output_gone`). Once a command has ended, they are ignored as
-it tears down (`_ignored_in_teardown`). Only the standard library is imported here
-(and `phosjax._pickling`, which imports only it).
+then (`_output_gone`). Once a command has ended, they are ignored as it tears down
+(`_ignored_in_teardown`). Only the standard library is imported here (and
+`phosjax._pickling`, which imports only it).
 """
 
 import _thread
@@ -329,7 +329,7 @@ def _stop_after_extension_init(signum: int, frame: FrameType | None) -> None:
     """The SIGINT handler of the phosjax commands, and their `STOP_SIGNALS`' one: Ctrl-C
     raises `KeyboardInterrupt`, as Python's own handler does, a stop signal `Signalled`
     (held until a chunk's end where a group trains: `held_to_chunk_end`; SIGHUP first
-    silences a terminal that hung up, `_silence_gone`), except while a
+    silences the outputs no one reads, `_silence_gone`), except while a
     compiled extension initializes in the main thread (jaxlib's, as jax loads: raised in
     there, it aborts the process); then it is raised once the init is done
     (`_interrupt_main_soon`).
