@@ -26,6 +26,7 @@ from phosjax.bench._interrupt import (
     STOP_SIGNALS,
     ctrl_c_kept,
     exit_status,
+    readers_gone,
     said_stopped,
     stopped_by,
     stops_ignored,
@@ -502,11 +503,11 @@ def output_reader_left() -> bool:
     """
     if not hasattr(select, "poll"):  # Windows
         return True
-    poller = select.poll()
+    fds = []
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError, AttributeError):  # no file (captured)
-            poller.register(stream.fileno(), select.POLLOUT)
-    return any(events & select.POLLERR for _, events in poller.poll(0))
+            fds.append(stream.fileno())
+    return bool(readers_gone(fds))
 
 
 def entry_point(

@@ -34,7 +34,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from importlib.machinery import ExtensionFileLoader
 from types import FrameType
 from typing import Any, TextIO
@@ -232,6 +232,27 @@ def _handling(signum: int = signal.SIGINT) -> bool:
     return signal.getsignal(signum) is _stop_after_extension_init
 
 
+def readers_gone(fds: Iterable[int]) -> set[int]:
+    """Those of ``fds`` that no one reads any more, as `select.poll` reports them (POSIX
+    only): a pipe whose reader left (``| head`` read its lines, ``| tee log`` gone with the
+    terminal), a terminal that hung up.
+
+    Examples:
+      >>> reader, piped = os.pipe()
+      >>> before = readers_gone([piped])
+      >>> os.close(reader)  # as head, gone
+      >>> before, readers_gone([piped]) == {piped}
+      (set(), True)
+      >>> os.close(piped)
+    """
+    import select
+
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLOUT)
+    return {fd for fd, events in poller.poll(0) if events & select.POLLERR}
+
+
 def _silence_gone(fds: Sequence[int] = (1, 2)) -> None:
     """Points each of ``fds`` (stdout, stderr) that no one reads any more at `os.devnull`:
     a terminal that hung up (SIGHUP: it was closed, its ssh session lost; each write fails,
@@ -251,18 +272,16 @@ def _silence_gone(fds: Sequence[int] = (1, 2)) -> None:
       >>> for fd in (gone, live, terminal, piped):
       ...     os.close(fd)
     """
-    import select  # POSIX only, as SIGHUP and SIGPIPE
-    import termios
+    import termios  # POSIX only, as SIGHUP and SIGPIPE
 
+    gone = readers_gone(fds)
     for fd in fds:
         try:
             termios.tcgetattr(fd)
             hung_up = False
         except termios.error as error:
             hung_up = error.args[0] == errno.EIO  # not a terminal: ENOTTY
-        poller = select.poll()
-        poller.register(fd, select.POLLOUT)
-        if hung_up or any(events & select.POLLERR for _, events in poller.poll(0)):
+        if hung_up or fd in gone:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, fd)
             os.close(devnull)
