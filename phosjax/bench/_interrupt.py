@@ -235,7 +235,8 @@ def _handling(signum: int = signal.SIGINT) -> bool:
 def readers_gone(fds: Iterable[int]) -> set[int]:
     """Those of ``fds`` that no one reads any more, as `select.poll` reports them (POSIX
     only): a pipe whose reader left (``| head`` read its lines, ``| tee log`` gone with the
-    terminal), a terminal that hung up.
+    terminal: POLLERR), a socket whose peer closed (a systemd service's journal: POLLHUP), a
+    terminal that hung up.
 
     Examples:
       >>> reader, piped = os.pipe()
@@ -250,7 +251,7 @@ def readers_gone(fds: Iterable[int]) -> set[int]:
     poller = select.poll()
     for fd in fds:
         poller.register(fd, select.POLLOUT)
-    return {fd for fd, events in poller.poll(0) if events & select.POLLERR}
+    return {fd for fd, events in poller.poll(0) if events & (select.POLLERR | select.POLLHUP)}
 
 
 def _silence_gone(fds: Sequence[int] = (1, 2)) -> None:

@@ -4,6 +4,7 @@ import gc
 import importlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -227,6 +228,18 @@ def test_a_stop_signal_after_a_broken_pipe_is_held_in_its_place(stop_signals_han
         signal.raise_signal(signal.SIGHUP)
         ran.append(_interrupt._output_gone())  # a write again: taken as written
     assert (stopped.value.signum, ran) == (signal.SIGHUP, [True])  # at the chunk's end
+
+
+def test_an_output_socket_whose_peer_closed_is_silenced_as_a_pipe_is():
+    """stdout and stderr a socket (a systemd service's journal), its peer gone as a group
+    trained: each write still raised (poll says POLLHUP there, a pipe's POLLERR), the
+    chunk was checkpointed but the exit's flush raised, exit status 1, not 141."""
+    output, peer = socket.socketpair()
+    with output, peer:
+        peer.close()
+        assert _interrupt.readers_gone([output.fileno()]) == {output.fileno()}
+        _interrupt._silence_gone([output.fileno()])
+        assert os.write(output.fileno(), b"lost") == 4  # the null device's now
 
 
 def test_a_stop_signal_as_a_command_starts_is_one_line_naming_it(capsys, monkeypatch):
