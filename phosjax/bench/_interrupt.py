@@ -344,6 +344,11 @@ class _PipeWatched:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
 
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        """As the stream's (a file's: no copy, no pickle); object's copied this wrapper
+        without its stream, whose every lookup then asked for the stream (RecursionError)."""
+        return self._stream.__reduce_ex__(protocol)
+
 
 def _stop_after_extension_init(signum: int, frame: FrameType | None) -> None:
     """The SIGINT handler of the phosjax commands, and their `STOP_SIGNALS`' one: Ctrl-C

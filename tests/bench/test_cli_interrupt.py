@@ -1,5 +1,6 @@
 """Ctrl-C in every command line: one line saying what is kept and how to go on, exit 130."""
 
+import copy
 import gc
 import importlib
 import os
@@ -228,6 +229,13 @@ def test_a_stop_signal_after_a_broken_pipe_is_held_in_its_place(stop_signals_han
         signal.raise_signal(signal.SIGHUP)
         ran.append(_interrupt._output_gone())  # a write again: taken as written
     assert (stopped.value.signum, ran) == (signal.SIGHUP, [True])  # at the chunk's end
+
+
+def test_a_watched_output_copies_as_its_stream_does():
+    """copy.copy(sys.stdout) in a phosjax command raised RecursionError (its wrapper copied
+    without its stream), not the stream's own TypeError."""
+    with open(os.devnull, "w") as stream, pytest.raises(TypeError, match="cannot pickle"):
+        copy.copy(_interrupt._PipeWatched(stream))
 
 
 def test_an_output_socket_whose_peer_closed_is_silenced_as_a_pipe_is():
