@@ -257,9 +257,9 @@ def readers_gone(fds: Iterable[int]) -> set[int]:
 def _silence_gone(fds: Sequence[int] = (1, 2)) -> None:
     """Points each of ``fds`` (stdout, stderr) that no one reads any more at `os.devnull`:
     a terminal that hung up (SIGHUP: it was closed, its ssh session lost; each write fails,
-    EIO) or a pipe whose reader left (``2>&1 | tee log``, tee gone with the terminal; each
-    write fails, EPIPE). The line a command says as it stops would end it with a traceback
-    and exit status 1, not 129. Any other fd is left as it is.
+    EIO) or a pipe or socket whose reader left (``2>&1 | tee log``, tee gone; each write
+    fails, EPIPE; `readers_gone`). The line a command says as it stops would end it with a
+    traceback and exit status 1, not 129. Any other fd is left as it is.
 
     Examples:
       >>> import pty
@@ -319,8 +319,9 @@ def _output_gone() -> bool:
 
 class _PipeWatched:
     """``sys.stdout`` or ``sys.stderr`` of a phosjax command: a write or flush raising
-    `BrokenPipeError` while a group trains (``new ... 2>&1 | tee log``, the terminal closed
-    and tee with it) stops the command at the chunk's end (`_output_gone`), where it raised
+    `BrokenPipeError` while a group trains (``new ... 2>&1 | tee log``, tee killed, or gone
+    with the terminal under ``nohup``: without it, the terminal's SIGHUP stops the command
+    first, as a rule) stops the command at the chunk's end (`_output_gone`), where it raised
     before the chunk's checkpoint. All else is the stream's own."""
 
     def __init__(self, stream: TextIO) -> None:
