@@ -1,6 +1,7 @@
 """What the bench's entry points share: a clean exit on bad input, `--import`, `--dir`."""
 
 import contextlib
+import errno
 import functools
 import math
 import os
@@ -510,11 +511,17 @@ def output_reader_left() -> bool:
     return bool(readers_gone(fds))
 
 
+NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+"""The errors of a write that found no room: a full disk, a quota, a file size limit."""
+
+
 def entry_point(
     interrupted: str | Callable[[Sequence[str]], str],
 ) -> Callable[[Callable[[Sequence[str] | None], int | None]], Callable[..., int]]:
     """Wraps ``main(argv)``, which returns its exit status (None: 0): a `BenchError`
-    prints ``error: ...`` and returns 2; Ctrl-C prints ``interrupted: <interrupted>``
+    prints ``error: ...`` and returns 2; a write that found no room (`NO_ROOM`: the
+    system's error names the file) prints ``error: ...`` with ``interrupted`` and returns
+    1, as every file is written whole; Ctrl-C prints ``interrupted: <interrupted>``
     (what it leaves and how to go on; a function of the command's arguments, such as
     `kept_in_bench`, says it once they are known) and returns `INTERRUPTED`; a stop
     signal (SIGTERM: ``interrupted by SIGTERM: <interrupted>``) returns its `exit_status`.
@@ -540,6 +547,12 @@ def entry_point(
             except BenchError as error:
                 print(f"error: {error}", file=sys.stderr)
                 return 2
+            except OSError as error:
+                if error.errno not in NO_ROOM:
+                    raise
+                said = interrupted if isinstance(interrupted, str) else interrupted(args)
+                print(f"error: {error}; free space on its disk, then: {said}", file=sys.stderr)
+                return 1
             except BrokenPipeError:  # its reader left (`| head`): quiet, as cat is
                 if not output_reader_left():
                     raise  # another pipe (a data loader's): not to be hidden
