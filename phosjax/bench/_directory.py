@@ -148,10 +148,10 @@ def _foreign(root: pathlib.Path) -> list[str]:
     there before the marker is written; sorted. Such a start leaves writers' temporary
     files (`is_temporary`); processes sharing the bench, run apart, their per-process
     files (``status.p<i>of<n>.json``, `_PEER_FILES`); its lock files (`locked`, taken
-    before the marker is written); and process 0 killed inside
-    `write_meta` (it writes the marker last) ``config.yaml`` with an ``env.json`` of
-    `environment`. Anything else (an empty folder, a hand-written ``config.yaml``) is the
-    user's, never to be overwritten."""
+    before the marker is written); and process 0 killed inside `write_meta` (it writes
+    ``env.json``, then ``config.yaml``, then the marker) an ``env.json`` of `environment`,
+    with or without ``config.yaml``. Anything else (an empty folder, a hand-written
+    ``config.yaml``) is the user's, never to be overwritten."""
     entries = list(root.iterdir())  # once: peers may be writing meanwhile
     files = {p.name for p in entries if p.is_file() and not p.is_symlink()}
     leftovers = {n for n in files if is_temporary(n)}
@@ -159,8 +159,8 @@ def _foreign(root: pathlib.Path) -> list[str]:
         n for n in _layout.per_process_names(_layout.STATUS, files) if n != _layout.STATUS
     }
     leftovers |= set(_layout.per_process_names(_layout.LOCK, files))
-    if {_layout.CONFIG, _layout.ENV} <= files and _runner_env(root / _layout.ENV):
-        leftovers |= {_layout.CONFIG, _layout.ENV}
+    if _layout.ENV in files and _runner_env(root / _layout.ENV):
+        leftovers |= {_layout.CONFIG, _layout.ENV} & files
     leftovers |= {name for name in _PEER_FILES if _peers_only(root / name)}
     gone = {p.name for p in entries if not (p.exists() or p.is_symlink())}  # renamed
     return sorted(p.name for p in entries if p.name not in leftovers | gone)
@@ -528,8 +528,9 @@ def write_meta(
     found = marker.get(_layout.IMPORT_FOLDERS_KEY)
     found = found if isinstance(found, dict) else {}
     folders = {m: f for m in modules if (f := import_folder(m) or found.get(m))}
-    write_text(root / _layout.CONFIG, yaml.safe_dump(config.to_dict(), sort_keys=False))
+    # env.json first: what a start killed after it left is known by it (`_foreign`)
     write_json(root / _layout.ENV, _with_earlier(environment(), root / _layout.ENV))
+    write_text(root / _layout.CONFIG, yaml.safe_dump(config.to_dict(), sort_keys=False))
     write_json(
         marker_path,
         {

@@ -3,7 +3,12 @@
 import errno
 import os
 
-from phosjax.bench import _cli, _store
+import pytest
+
+from phosjax.bench import BenchConfig, _cli, _store
+from phosjax.bench._directory import choose_config, write_meta
+from phosjax.bench._store import write_bytes
+from tests.bench.runner_tiny import Killed
 
 
 def _no_room(descriptor):
@@ -26,3 +31,24 @@ def test_a_full_disk_is_one_error_line_naming_the_file_and_the_command_that_cont
     assert err.startswith(f"error: [Errno 28] No space left on device: {str(target)!r}; free ")
     assert f"the same command starts it: python -m phosjax.bench.new --dir {tmp_path}" in err
     assert "Traceback" not in err and target.read_text() == "{}"
+
+
+@pytest.mark.parametrize("writes", [1, 2])
+def test_a_start_killed_between_the_writes_of_its_metadata_is_started_again(
+    tmp_path, monkeypatch, writes
+):
+    """It left config.yaml alone, which the same command refused as the user's."""
+    config = BenchConfig.from_dict({"models": ["mlp"]})
+    written = []
+
+    def killed(path, data):
+        if len(written) == writes:
+            raise Killed
+        written.append(path)
+        write_bytes(path, data)
+
+    monkeypatch.setattr(_store, "write_bytes", killed)
+    with pytest.raises(Killed):
+        write_meta(tmp_path, config, [], 1)
+    monkeypatch.undo()
+    assert choose_config(tmp_path, config) == (config, None)
