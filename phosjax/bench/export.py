@@ -309,7 +309,12 @@ def export_mlflow(directory: str, tracking_uri: str, experiment: str | None = No
             f"cannot reach the MLflow tracking server {tracking_uri} ({why}): start it "
             "(mlflow server --port PORT) or pass the URI of one that runs with --mlflow."
         )
-    marker = bench.json(_layout.MARKER) or {}
+    marker = bench.json(_layout.MARKER)
+    if not isinstance(marker, dict):  # its creation time tells this bench's runs apart
+        raise BrokenFileError(
+            f"cannot read {_layout.MARKER}: it holds {json.dumps(marker)[:40]}, not the JSON "
+            "object phosjax writes there; restore it from a backup."
+        )
     created, config_hash = str(marker.get("created", "")), str(marker.get("config_hash", ""))
     progress = bench.progress()
     metrics = bench.metrics()

@@ -352,6 +352,22 @@ def test_a_damaged_bench_file_is_an_error_naming_it_and_nothing_is_exported(
     assert mlflow.tracking.MlflowClient(store).get_experiment_by_name("example") is None
 
 
+@pytest.mark.parametrize("marker", ["[]", "[1]"])
+def test_a_bench_json_holding_no_object_is_an_error_and_nothing_is_exported(
+    written, store, tmp_path, capsys, marker
+):
+    """[] exported every cell under no creation time (exported again once restored); [1]
+    was an AttributeError."""
+    root = tmp_path / "example"
+    shutil.copytree(written.root, root)
+    (root / _layout.MARKER).write_text(marker)
+    assert main(["--dir", str(root), "--mlflow", store]) == 2
+    assert f"error: cannot read bench.json: it holds {marker}, not the JSON object" in (
+        capsys.readouterr().err
+    )
+    assert mlflow.tracking.MlflowClient(store).get_experiment_by_name("example") is None
+
+
 def test_a_folder_inside_or_holding_benches_names_the_benches_to_export(
     written, store, tmp_path, capsys
 ):
