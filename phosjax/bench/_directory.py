@@ -28,7 +28,7 @@ from phosjax._listing import listing
 from phosjax.bench import _layout
 from phosjax.bench._config import BenchConfig, BenchError, read_yaml
 from phosjax.bench._env import environment
-from phosjax.bench._reading import UNREADABLE, read_file
+from phosjax.bench._reading import MARKER_HINT, UNREADABLE, read_file
 from phosjax.bench._store import is_temporary, read_json, write_json, write_text
 from phosjax.models import model_spec, registered_models
 
@@ -49,10 +49,7 @@ def read_bench_json(path: pathlib.Path, hint: str | None = None) -> dict[str, An
       Traceback (most recent call last):
       phosjax.bench._errors.BenchError: '.../bench.json' holds a list, not the JSON object ...
     """
-    hint = hint or (
-        "phosjax writes it whole, so something else changed it; restore it from a backup, "
-        "or move the directory aside and start a new bench."
-    )
+    hint = hint or MARKER_HINT
     data = read_file(path, read_json, repr(str(path)), hint)
     if not isinstance(data, dict):
         raise BenchError(

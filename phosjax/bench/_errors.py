@@ -13,8 +13,8 @@ class BenchError(ValueError):
 
 
 class BrokenFileError(BenchError):
-    """A bench file that cannot be read (cut off, not JSON or Parquet); names the file
-    (`phosjax.bench._reading.read_file` raises it).
+    """A bench file that cannot be read (cut off, not JSON or Parquet); names the file and
+    says what to do (`phosjax.bench._reading.read_file` raises it).
 
     Examples:
       >>> import pathlib, tempfile
@@ -25,5 +25,6 @@ class BrokenFileError(BenchError):
       >>> BenchFiles(bench).status()
       Traceback (most recent call last):
       phosjax.bench._errors.BrokenFileError: cannot read status.json: JSONDecodeError:
-      Expecting property name enclosed in double quotes: line 1 column 2 (char 1)
+      Expecting property name enclosed in double quotes: line 1 column 2 (char 1); phosjax
+      writes it whole, so something else changed it; restore it from a backup, or delete ...
     """

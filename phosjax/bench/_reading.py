@@ -1,4 +1,5 @@
-"""`read_file`: one bench file read, a damaged one named in a `BrokenFileError`.
+"""`read_file`: one bench file read, a damaged one named in a `BrokenFileError`, with
+what to do about it (`hint`).
 
 The bench's own reads (``bench.json``, the profile) and the viewer's share it, so a
 damaged file is named the same way wherever it is found. No jax here: the viewer and
@@ -11,6 +12,7 @@ from typing import TypeVar
 
 import pyarrow as pa
 
+from phosjax.bench import _layout
 from phosjax.bench._errors import BrokenFileError
 
 UNREADABLE = (OSError, ValueError, pa.ArrowException)
@@ -19,6 +21,52 @@ UNREADABLE = (OSError, ValueError, pa.ArrowException)
 pyarrow's own errors (not all of them are one of the others)."""
 
 _T = TypeVar("_T")
+
+_WHOLE = "phosjax writes it whole, so something else changed it"
+MARKER_HINT = (
+    f"{_WHOLE}; restore it from a backup, or move the directory aside and start a new bench."
+)
+STATUS_HINT = (
+    f"{_WHOLE}; restore it from a backup, or delete it: the next run finds each group's "
+    "progress in its checkpoints (an unfinished group whose strategy `auto` chose then "
+    "times the strategies again)."
+)
+PART_HINT = (
+    f"{_WHOLE}, and its rows cannot be made again from the checkpoints. Restore it from a "
+    "backup; or move it out of the bench (its rows are then missing) and train the bench "
+    "again in a new --dir to have them."
+)
+PROFILE_HINT = (
+    f"{_WHOLE}; restore it from a backup, or delete it: it holds only the profile, which "
+    "the results and checkpoints do not need."
+)
+_PLANNED_HINT = (
+    f"{_WHOLE}; delete it, then continue the bench (python -m phosjax.bench.new --dir "
+    "DIR), which writes it again."
+)
+
+
+def hint(relative: str) -> str:
+    """What to do about the damaged file ``relative`` of a bench ("" where nothing is said).
+
+    Examples:
+      >>> hint("status.p1of2.json") == STATUS_HINT, hint("results/part-g-000000001.parquet")[:40]
+      (True, 'phosjax writes it whole, so something el')
+      >>> hint("env.json")
+      ''
+    """
+    folder = relative.partition("/")[0] if "/" in relative else None
+    if relative == _layout.MARKER:
+        return MARKER_HINT
+    if _layout.per_process_names(_layout.STATUS, [relative]):
+        return STATUS_HINT
+    if folder == _layout.RESULTS:
+        return PART_HINT
+    if folder == _layout.PROFILE:
+        return PROFILE_HINT
+    if relative == _layout.CELLS or folder in (_layout.BLURBS, _layout.GRAPHS):
+        return _PLANNED_HINT
+    return ""
 
 
 def read_file(

@@ -43,7 +43,7 @@ from phosjax.bench._plan import (
     plan,
 )
 from phosjax.bench._profile import MemorySampler, ProfileFiles, RunClock
-from phosjax.bench._reading import UNREADABLE
+from phosjax.bench._reading import STATUS_HINT, UNREADABLE
 from phosjax.bench._store import (
     cells_schema,
     kept_schema,
@@ -297,22 +297,15 @@ def _status(root: pathlib.Path, process: tuple[int, int]) -> dict[str, Any]:
     path = _per_process(root / _layout.STATUS, process)
     if not path.is_file():
         return {"groups": {}}
-    status = read_bench_json(path, _STATUS_HINT)
+    status = read_bench_json(path, STATUS_HINT)
     groups = status.get("groups")
     entries = groups.values() if isinstance(groups, dict) else [None]
     if not all(isinstance(g, dict) and isinstance(g.get("cells", []), list) for g in entries):
         raise BenchError(
             f'{str(path)!r} does not hold the {{"groups": {{group_id: {{"cells": [...], '
-            f"...}}}}}} object phosjax writes there; {_STATUS_HINT}"
+            f"...}}}}}} object phosjax writes there; {STATUS_HINT}"
         )
     return status
-
-
-_STATUS_HINT = (
-    "phosjax writes it whole, so something else changed it; restore it from a backup, or "
-    "delete it: the next run finds each group's progress in its checkpoints (an unfinished "
-    "group whose strategy `auto` chose then times the strategies again)."
-)
 
 
 def _unfinished(mine: Sequence[GroupJob], status: Mapping[str, Any]) -> list[GroupJob]:

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from phosjax.bench import _layout
-from phosjax.bench._reading import UNREADABLE, read_file
+from phosjax.bench._reading import PART_HINT, UNREADABLE, read_file
 
 _T = TypeVar("_T")
 
@@ -340,13 +340,6 @@ def widen_parts(root: pathlib.Path, schema: pa.Schema) -> int:
             write_table(path, pa.Table.from_arrays(columns, schema=schema))
             rewritten += 1
     return rewritten
-
-
-PART_HINT = (
-    "phosjax writes a part file whole, so something else damaged it, and its rows cannot be "
-    "made again from the checkpoints. Restore it from a backup; or move it out of the "
-    "bench (its rows are then missing) and train the bench again in a new --dir to have them."
-)
 
 
 def _read_part(path: pathlib.Path, read: Callable[[pathlib.Path], _T]) -> _T:

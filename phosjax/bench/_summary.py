@@ -12,7 +12,7 @@ from phosjax._listing import listing
 from phosjax._nearest import did_you_mean
 from phosjax.bench import _layout
 from phosjax.bench._errors import BrokenFileError
-from phosjax.bench._reading import read_file
+from phosjax.bench._reading import PROFILE_HINT, read_file
 
 
 def counted(n: int, noun: str) -> str:
@@ -214,12 +214,12 @@ def _profile_frames(
     """`read_profile`'s frames, one per file."""
     frames = []
     for path in [root / path for path in _layout.per_process_paths(root, relative)]:
-        frame = read_file(path, pd.read_parquet, repr(str(path)), _PROFILE_HINT)
+        frame = read_file(path, pd.read_parquet, repr(str(path)), PROFILE_HINT)
         lacking = [c for c in columns if c not in frame]
         if lacking:
             raise BrokenFileError(
                 f"{str(path)!r} lacks the columns {lacking} of a profile (it has "
-                f"{listing(list(frame.columns), 8)}); {_PROFILE_HINT}"
+                f"{listing(list(frame.columns), 8)}); {PROFILE_HINT}"
             )
         frames.append(frame)
     return frames
@@ -234,12 +234,6 @@ def read_profile(
     `BrokenFileError` naming it."""
     frames = _profile_frames(root, relative, columns)
     return pd.concat(frames, ignore_index=True) if frames else None
-
-
-_PROFILE_HINT = (
-    "phosjax writes it whole, so something else changed it; restore it from a backup, or "
-    "delete it: it holds only the profile, which the results and checkpoints do not need."
-)
 
 
 _PER_OCCURRENCE = ("step", "eval")

@@ -2,12 +2,15 @@
 
 import errno
 import os
+import re
 
 import pytest
 
-from phosjax.bench import BenchConfig, _cli, _store
+from phosjax.bench import BenchConfig, _cli, _layout, _store
 from phosjax.bench._directory import choose_config, write_meta
+from phosjax.bench._errors import BrokenFileError
 from phosjax.bench._store import write_bytes
+from phosjax.bench.view import BenchFiles
 from tests.bench.runner_tiny import Killed
 
 
@@ -52,3 +55,27 @@ def test_a_start_killed_between_the_writes_of_its_metadata_is_started_again(
         write_meta(tmp_path, config, [], 1)
     monkeypatch.undo()
     assert choose_config(tmp_path, config) == (config, None)
+
+
+@pytest.mark.parametrize(
+    ("damaged", "then"),
+    [
+        ("status.json", "delete it: the next run finds each group's progress in its checkpoints"),
+        ("cells.parquet", "delete it, then continue the bench"),
+        ("blurbs/mlp-1a2b.json", "delete it, then continue the bench"),
+        ("profile/phases.p1of2.parquet", "it holds only the profile"),
+        ("results/part-mlp-1a2b-000000001.parquet", "its rows cannot be made again"),
+    ],
+)
+def test_a_damaged_file_read_by_the_viewer_export_or_profile_is_said_with_what_to_do(
+    tmp_path, damaged, then
+):
+    """They named the file and why it could not be read, and said nothing to do."""
+    (tmp_path / _layout.MARKER).write_text('{"format": 1}')
+    (tmp_path / damaged).parent.mkdir(exist_ok=True)
+    (tmp_path / damaged).write_bytes(b"PAR1 cut off")
+    bench = BenchFiles(tmp_path)
+    read = bench.json if damaged.endswith(".json") else bench.table
+    said = rf"^cannot read {re.escape(damaged)}: .+; phosjax writes it whole.*{re.escape(then)}"
+    with pytest.raises(BrokenFileError, match=said):
+        read(damaged)

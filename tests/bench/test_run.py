@@ -861,7 +861,7 @@ def test_the_profile_of_a_bench_written_before_total_s_is_its_table(tmp_path):
 
 def test_the_profile_and_the_viewer_name_a_damaged_profile_file_alike(bench, tmp_path):
     """One reader (`read_file`) for both: the same `BrokenFileError` (a `BenchError`),
-    the profile's naming the path and saying what to do, the viewer's the bench file."""
+    saying what to do, the profile's naming the path, the viewer's the bench file."""
     root = tmp_path / "copy"
     shutil.copytree(bench[0], root)
     (root / _layout.PHASES).write_bytes(b"PAR1 cut off")
@@ -869,12 +869,12 @@ def test_the_profile_and_the_viewer_name_a_damaged_profile_file_alike(bench, tmp
         read_profile(root, _layout.PHASES)
     with pytest.raises(BrokenFileError) as viewer:
         BenchFiles(root).tables(_layout.PHASES)
-    because = str(viewer.value).removeprefix(f"cannot read {_layout.PHASES}: ")
-    assert because.startswith("ArrowInvalid: ")
-    assert str(profile.value) == (
-        f"cannot read {str(root / _layout.PHASES)!r}: {because}; phosjax writes it whole, so "
-        "something else changed it; restore it from a backup, or delete it: it holds only "
-        "the profile, which the results and checkpoints do not need."
+    said = str(viewer.value).removeprefix(f"cannot read {_layout.PHASES}: ")
+    assert said.startswith("ArrowInvalid: ")
+    assert str(profile.value) == f"cannot read {str(root / _layout.PHASES)!r}: {said}"
+    assert said.endswith(
+        "; phosjax writes it whole, so something else changed it; restore it from a backup, "
+        "or delete it: it holds only the profile, which the results and checkpoints do not need."
     )
     assert issubclass(BrokenFileError, BenchError)  # the command lines print it as one
 

@@ -24,7 +24,7 @@ import pyarrow.types as pat
 from phosjax._listing import listing
 from phosjax.bench import _layout
 from phosjax.bench._errors import BrokenFileError
-from phosjax.bench._reading import UNREADABLE, read_file
+from phosjax.bench._reading import STATUS_HINT, UNREADABLE, hint, read_file
 from phosjax.bench._store import is_temporary
 
 
@@ -349,8 +349,10 @@ class BenchFiles:
         return self.path(f"{folder}/{name}{suffix}")
 
     def _read(self, path: pathlib.Path, read: Callable[[pathlib.Path], _T]) -> _T:
-        """``read(path)``; an error raised by a broken file becomes one that names it."""
-        return read_file(path, read, path.relative_to(self.root).as_posix())
+        """``read(path)``; an error raised by a broken file becomes one that names it and
+        says what to do (`hint`)."""
+        relative = path.relative_to(self.root).as_posix()
+        return read_file(path, read, relative, hint(relative))
 
     def json(self, relative: str) -> Any:
         """The parsed JSON file, or None when it does not exist.
@@ -441,7 +443,8 @@ class BenchFiles:
             ):
                 raise BrokenFileError(
                     f"cannot read {relative}: it does not hold a status "
-                    '({"groups": {group_id: {"steps": ..., "cells": [cell_id, ...]}}})'
+                    '({"groups": {group_id: {"steps": ..., "cells": [cell_id, ...]}}}); '
+                    f"{STATUS_HINT}"
                 )
             process = _layout.process_of(pathlib.PurePath(relative).name, _layout.STATUS)
             if self.stopped(_layout.process_name(_layout.LOCK, process or (0, 1))):
