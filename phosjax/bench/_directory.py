@@ -28,7 +28,7 @@ from phosjax._listing import listing
 from phosjax.bench import _layout
 from phosjax.bench._config import BenchConfig, BenchError, read_yaml
 from phosjax.bench._env import environment
-from phosjax.bench._reading import MARKER_HINT, UNREADABLE, read_file
+from phosjax.bench._reading import MARKER_HINT, UNREADABLE, WRITTEN_WHOLE, read_file
 from phosjax.bench._store import is_temporary, read_json, write_json, write_text
 from phosjax.models import model_spec, registered_models
 
@@ -84,7 +84,15 @@ def open_bench(directory: str | os.PathLike) -> tuple[BenchConfig, dict[str, Any
             )
         )
     path = root / _layout.CONFIG
-    data = read_yaml(path)  # missing, not YAML, empty: its error names the file
+    try:
+        data = read_yaml(path)  # missing, not YAML, empty: its error names the file
+    except BenchError as error:
+        raise BenchError(
+            f"{error}\nIt is the bench's stored config: {WRITTEN_WHOLE}; restore it from a "
+            "backup, or write the bench's config there again (`python -m "
+            "phosjax.bench.new --config FILE --print_config`, FILE the config the bench was "
+            "started with, with the models add_models added to its models)."
+        ) from error
     try:
         return BenchConfig.from_dict(data), marker
     except BenchError as error:

@@ -22,26 +22,27 @@ pyarrow's own errors (not all of them are one of the others)."""
 
 _T = TypeVar("_T")
 
-_WHOLE = "phosjax writes it whole, so something else changed it"
+WRITTEN_WHOLE = "phosjax writes it whole, so something else changed it"
+"""Why a bench file that cannot be read is damaged: the start of every hint."""
 MARKER_HINT = (
-    f"{_WHOLE}; restore it from a backup, or move the directory aside and start a new bench."
+    f"{WRITTEN_WHOLE}; restore it from a backup, or move the directory aside and start a new bench."
 )
 STATUS_HINT = (
-    f"{_WHOLE}; restore it from a backup, or delete it: the next run finds each group's "
+    f"{WRITTEN_WHOLE}; restore it from a backup, or delete it: the next run finds each group's "
     "progress in its checkpoints (an unfinished group whose strategy `auto` chose then "
     "times the strategies again)."
 )
 PART_HINT = (
-    f"{_WHOLE}, and its rows cannot be made again from the checkpoints. Restore it from a "
+    f"{WRITTEN_WHOLE}, and its rows cannot be made again from the checkpoints. Restore it from a "
     "backup; or move it out of the bench (its rows are then missing) and train the bench "
     "again in a new --dir to have them."
 )
 PROFILE_HINT = (
-    f"{_WHOLE}; restore it from a backup, or delete it: it holds only the profile, which "
+    f"{WRITTEN_WHOLE}; restore it from a backup, or delete it: it holds only the profile, which "
     "the results and checkpoints do not need."
 )
 _PLANNED_HINT = (
-    f"{_WHOLE}; delete it, then continue the bench (python -m phosjax.bench.new --dir "
+    f"{WRITTEN_WHOLE}; delete it, then continue the bench (python -m phosjax.bench.new --dir "
     "DIR), which writes it again."
 )
 

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from phosjax.bench import BenchConfig, _cli, _layout, _store
-from phosjax.bench._directory import choose_config, write_meta
+from phosjax.bench import BenchConfig, BenchError, _cli, _layout, _store
+from phosjax.bench._directory import choose_config, open_bench, write_meta
 from phosjax.bench._errors import BrokenFileError
 from phosjax.bench._store import write_bytes
 from phosjax.bench.view import BenchFiles
@@ -79,3 +79,13 @@ def test_a_damaged_file_read_by_the_viewer_export_or_profile_is_said_with_what_t
     said = rf"^cannot read {re.escape(damaged)}: .+; phosjax writes it whole.*{re.escape(then)}"
     with pytest.raises(BrokenFileError, match=said):
         read(damaged)
+
+
+@pytest.mark.parametrize("stored", ["models: [mlp\n", "\xff"])
+def test_a_damaged_stored_config_is_said_with_what_to_do(tmp_path, stored):
+    """It named the file and its YAML error, and said nothing to do."""
+    (tmp_path / _layout.MARKER).write_text('{"format": 1}')
+    (tmp_path / _layout.CONFIG).write_text(stored, "latin-1")
+    said = r"(?s)config\.yaml' is not .*It is the bench's stored config: .*restore it from a backup"
+    with pytest.raises(BenchError, match=said):
+        open_bench(tmp_path)
