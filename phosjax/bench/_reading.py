@@ -10,6 +10,7 @@ import pathlib
 from collections.abc import Callable
 from typing import TypeVar
 
+import pandas as pd
 import pyarrow as pa
 
 from phosjax.bench import _layout
@@ -68,6 +69,15 @@ def hint(relative: str) -> str:
     if relative == _layout.CELLS or folder in (_layout.BLURBS, _layout.GRAPHS):
         return _PLANNED_HINT
     return ""
+
+
+def read_parquet(path: pathlib.Path) -> pd.DataFrame:
+    """The Parquet file ``path`` as a frame, read through one open file: a run that
+    replaces it meanwhile (the profile, each segment) leaves this read the version it
+    opened, where pyarrow, given the path, opens it twice and may read the footer of one
+    version with the pages of the next (``OSError: Unexpected end of stream``)."""
+    with open(path, "rb") as file:
+        return pd.read_parquet(file)
 
 
 def read_file(

@@ -12,7 +12,7 @@ from phosjax._listing import listing
 from phosjax._nearest import did_you_mean
 from phosjax.bench import _layout
 from phosjax.bench._errors import BrokenFileError
-from phosjax.bench._reading import PROFILE_HINT, read_file
+from phosjax.bench._reading import PROFILE_HINT, read_file, read_parquet
 
 
 def counted(n: int, noun: str) -> str:
@@ -214,7 +214,7 @@ def _profile_frames(
     """`read_profile`'s frames, one per file."""
     frames = []
     for path in [root / path for path in _layout.per_process_paths(root, relative)]:
-        frame = read_file(path, pd.read_parquet, repr(str(path)), PROFILE_HINT)
+        frame = read_file(path, read_parquet, repr(str(path)), PROFILE_HINT)
         lacking = [c for c in columns if c not in frame]
         if lacking:
             raise BrokenFileError(

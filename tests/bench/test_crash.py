@@ -4,12 +4,14 @@ import errno
 import os
 import re
 
+import pandas as pd
 import pytest
 
 from phosjax.bench import BenchConfig, BenchError, _cli, _layout, _store
 from phosjax.bench._directory import choose_config, open_bench, write_meta
 from phosjax.bench._errors import BrokenFileError
 from phosjax.bench._store import write_bytes
+from phosjax.bench._summary import read_profile
 from phosjax.bench.view import BenchFiles
 from tests.bench.runner_tiny import Killed
 
@@ -89,3 +91,24 @@ def test_a_damaged_stored_config_is_said_with_what_to_do(tmp_path, stored):
     said = r"(?s)config\.yaml' is not .*It is the bench's stored config: .*restore it from a backup"
     with pytest.raises(BenchError, match=said):
         open_bench(tmp_path)
+
+
+def test_the_viewer_reads_a_parquet_file_a_run_replaces_meanwhile_as_it_was_opened(
+    tmp_path, monkeypatch
+):
+    """Given the path, pyarrow opened the file twice: a profile replaced in between (a run
+    rewrites it each segment) was read torn, 'OSError: Unexpected end of stream', said
+    to be damaged; read through one open file, it is the version opened."""
+    (tmp_path / _layout.MARKER).write_text('{"format": 1}')
+    path = tmp_path / _layout.PHASES
+    _store.write_table(path, pd.DataFrame({"seconds": [1.0]}))
+    read, written = pd.read_parquet, [1.0]
+
+    def replaced_meanwhile(source, *args, **kwargs):
+        written.append(written[-1] + 1)  # a run's next write
+        _store.write_table(path, pd.DataFrame({"seconds": written[-1:]}))
+        return read(source, *args, **kwargs)
+
+    monkeypatch.setattr(pd, "read_parquet", replaced_meanwhile)
+    assert BenchFiles(tmp_path).table(_layout.PHASES).seconds.tolist() == [1.0]
+    assert read_profile(tmp_path, _layout.PHASES).seconds.tolist() == [2.0]

@@ -1366,7 +1366,8 @@ def test_a_request_reads_the_plan_once(tmp_path, monkeypatch, cells):
     asked = None if cells is None else bench.cells["cell_id"].tolist()[:2]
     read = []
     read_parquet = pd.read_parquet
-    monkeypatch.setattr(pd, "read_parquet", lambda p: read.append(p.name) or read_parquet(p))
+    spy = lambda file: read.append(pathlib.Path(file.name).name) or read_parquet(file)
+    monkeypatch.setattr(pd, "read_parquet", spy)
     files = BenchFiles(bench.root)
     assert _api.curves(files.snapshot(), asked, ["loss"])["series"]
     assert _api.leaderboard(files.snapshot())["rows"]

@@ -24,7 +24,7 @@ import pyarrow.types as pat
 from phosjax._listing import listing
 from phosjax.bench import _layout
 from phosjax.bench._errors import BrokenFileError
-from phosjax.bench._reading import STATUS_HINT, UNREADABLE, hint, read_file
+from phosjax.bench._reading import STATUS_HINT, UNREADABLE, hint, read_file, read_parquet
 from phosjax.bench._store import is_temporary
 
 
@@ -395,7 +395,7 @@ class BenchFiles:
           True
         """
         path = self.path(relative)
-        return self._read(path, pd.read_parquet) if path.is_file() else None
+        return self._read(path, read_parquet) if path.is_file() else None
 
     def _inside(self, relative: str) -> pathlib.Path | None:
         """`path` of ``relative``, or None where it links out of the bench (a file found
