@@ -511,8 +511,12 @@ def output_reader_left() -> bool:
     return bool(readers_gone(fds))
 
 
-NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
-"""The errors of a write that found no room: a full disk, a quota, a file size limit."""
+NO_ROOM = {
+    errno.ENOSPC: "free space on its disk",
+    errno.EDQUOT: "free space in your disk quota",
+    errno.EFBIG: "raise the file size limit (ulimit -f)",
+}
+"""The errors of a write that found no room, with what makes room."""
 
 
 def entry_point(
@@ -520,11 +524,12 @@ def entry_point(
 ) -> Callable[[Callable[[Sequence[str] | None], int | None]], Callable[..., int]]:
     """Wraps ``main(argv)``, which returns its exit status (None: 0): a `BenchError`
     prints ``error: ...`` and returns 2; a write that found no room (`NO_ROOM`: the
-    system's error names the file) prints ``error: ...`` with ``interrupted`` and returns
-    1, as every file is written whole; Ctrl-C prints ``interrupted: <interrupted>``
-    (what it leaves and how to go on; a function of the command's arguments, such as
-    `kept_in_bench`, says it once they are known) and returns `INTERRUPTED`; a stop
-    signal (SIGTERM: ``interrupted by SIGTERM: <interrupted>``) returns its `exit_status`.
+    system's error names the file) prints ``error: ...``, what makes room and
+    ``interrupted``, and returns 1, as every file is written whole; Ctrl-C prints
+    ``interrupted: <interrupted>`` (what it leaves and how to go on; a function of the
+    command's arguments, such as `kept_in_bench`, says it once they are known) and
+    returns `INTERRUPTED`; a stop signal (SIGTERM: ``interrupted by SIGTERM:
+    <interrupted>``) returns its `exit_status`.
 
     Examples:
       >>> @entry_point("nothing was written.")
@@ -551,7 +556,7 @@ def entry_point(
                 if error.errno not in NO_ROOM:
                     raise
                 said = interrupted if isinstance(interrupted, str) else interrupted(args)
-                print(f"error: {error}; free space on its disk, then: {said}", file=sys.stderr)
+                print(f"error: {error}; {NO_ROOM[error.errno]}, then: {said}", file=sys.stderr)
                 return 1
             except BrokenPipeError:  # its reader left (`| head`): quiet, as cat is
                 if not output_reader_left():

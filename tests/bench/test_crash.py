@@ -16,16 +16,24 @@ from phosjax.bench.view import BenchFiles
 from tests.bench.runner_tiny import Killed
 
 
-def _no_room(descriptor):
-    raise OSError(errno.ENOSPC, "No space left on device")
-
-
+@pytest.mark.parametrize(
+    ("refused", "then"),
+    [
+        (OSError(errno.ENOSPC, "No space left on device"), "free space on its disk"),
+        (OSError(errno.EFBIG, "File too large"), "raise the file size limit (ulimit -f)"),
+    ],
+)
 def test_a_full_disk_is_one_error_line_naming_the_file_and_the_command_that_continues(
-    tmp_path, capsys, monkeypatch
+    tmp_path, capsys, monkeypatch, refused, then
 ):
+    """A file size limit was said as a full disk ('free space on its disk')."""
     target = tmp_path / "status.json"
     target.write_text("{}")
-    monkeypatch.setattr(os, "fsync", _no_room)
+
+    def no_room(descriptor):
+        raise refused
+
+    monkeypatch.setattr(os, "fsync", no_room)
 
     @_cli.entry_point(_cli.kept_in_bench("phosjax.bench.new"))
     def main(argv=None):
@@ -33,7 +41,7 @@ def test_a_full_disk_is_one_error_line_naming_the_file_and_the_command_that_cont
 
     assert main(["--dir", str(tmp_path)]) == 1
     err = capsys.readouterr().err
-    assert err.startswith(f"error: [Errno 28] No space left on device: {str(target)!r}; free ")
+    assert err.startswith(f"error: {refused}: {str(target)!r}; {then}, then: ")
     assert f"the same command starts it: python -m phosjax.bench.new --dir {tmp_path}" in err
     assert "Traceback" not in err and target.read_text() == "{}"
 
