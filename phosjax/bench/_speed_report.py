@@ -1,5 +1,6 @@
 """The speed bench's outputs: the printed table, ``speed.parquet`` and a plot."""
 
+import io
 import math
 import os
 import pathlib
@@ -10,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from phosjax._aside import aside_path
-from phosjax.bench._store import write_table, write_text
+from phosjax.bench._store import write_bytes, write_table, write_text
 
 RATIOS = (
     ("one_by_one", "eng/1by1"),
@@ -115,8 +116,9 @@ def _matplotlib(frame: pd.DataFrame, path: pathlib.Path) -> pathlib.Path:
     axes[0].set_ylabel("model-steps / s")
     first = frame.iloc[0]
     fig.suptitle(f"{first['backend']} ({first['device']}), batch {first['batch']}")
-    out = path.with_suffix(".png")
-    fig.savefig(out, dpi=110)
+    out, image = path.with_suffix(".png"), io.BytesIO()
+    fig.savefig(image, dpi=110, format="png")
+    write_bytes(out, image.getvalue())
     return out
 
 
@@ -171,12 +173,13 @@ def svg(frame: pd.DataFrame, path: pathlib.Path) -> pathlib.Path:
         "K (models), log scale; model-steps/s, log scale</text></svg>"
     )
     out = path.with_suffix(".svg")
-    out.write_text("\n".join(parts))
+    write_text(out, "\n".join(parts))
     return out
 
 
 def plot(frame: pd.DataFrame, path: pathlib.Path) -> pathlib.Path:
-    """``path.png`` with matplotlib when it is installed, else `svg` (``path.svg``)."""
+    """``path.png`` with matplotlib when it is installed, else `svg` (``path.svg``);
+    written whole (`write_bytes`)."""
     try:
         import matplotlib  # noqa: F401
     except ImportError:

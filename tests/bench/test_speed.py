@@ -2,6 +2,7 @@
 
 import dataclasses
 import importlib.util
+import os
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -394,3 +395,14 @@ def test_an_earlier_runs_files_in_out_are_moved_aside_not_overwritten(
     assert f"moved the earlier speed.parquet to {rows}\n" in err
     assert f"moved the earlier speed.txt to {table}\n" in err
     assert len(pd.read_parquet(out / "speed.parquet")) == len(_frame())
+
+
+@pytest.mark.parametrize("draw", [_speed_report.svg, _speed_report.plot])
+def test_a_plot_is_written_whole(tmp_path, monkeypatch, draw):
+    """The plot was written in place: a kill or a full disk as it was written left half a
+    file, over the earlier one; it is replaced whole, as the table and the Parquet are."""
+    replaced, replace = [], os.replace
+    spy = lambda source, target: replaced.append(target) or replace(source, target)
+    monkeypatch.setattr(os, "replace", spy)
+    path = draw(_frame().assign(note="", strategy="vmap"), tmp_path / "speed")
+    assert replaced == [path] and path.stat().st_size > 0
