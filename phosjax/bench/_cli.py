@@ -552,17 +552,17 @@ def entry_point(
             except BenchError as error:
                 print(f"error: {error}", file=sys.stderr)
                 return 2
-            except OSError as error:
-                if error.errno not in NO_ROOM:
-                    raise
-                said = interrupted if isinstance(interrupted, str) else interrupted(args)
-                print(f"error: {error}; {NO_ROOM[error.errno]}, then: {said}", file=sys.stderr)
-                return 1
             except BrokenPipeError:  # its reader left (`| head`): quiet, as cat is
                 if not output_reader_left():
                     raise  # another pipe (a data loader's): not to be hidden
                 with contextlib.suppress(OSError):  # a stdout with no file: nothing to flush
                     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                return 1
+            except OSError as error:  # after BrokenPipeError, one of them
+                if error.errno not in NO_ROOM:
+                    raise
+                said = interrupted if isinstance(interrupted, str) else interrupted(args)
+                print(f"error: {error}; {NO_ROOM[error.errno]}, then: {said}", file=sys.stderr)
                 return 1
             except KeyboardInterrupt as error:  # "\n": off the line where the terminal echoed ^C
                 signum = stopped_by(error) or signal.SIGINT
