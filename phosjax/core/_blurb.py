@@ -510,6 +510,8 @@ def _capture(
             recorded.setdefault(module, {}).setdefault(kind, {})[leaf] = _plain(value)
     knob_values = flatten(knob_tree if init is not None else variables.get(KNOBS, {}))
     for path, knob in declared.items():
+        if isinstance(defaults.get(path, knob).default, jax.core.Tracer):
+            continue  # made by jax, and dropped by a lifted transform: no value to read
         module, leaf = _split(path)
         default = _plain(defaults.get(path, knob).default)
         recorded.setdefault(module, {}).setdefault("knobs", {})[leaf] = KnobValue(

@@ -15,7 +15,7 @@ import contextlib
 import contextvars
 import dataclasses
 import numbers
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -256,8 +256,11 @@ def _declarations() -> contextlib.AbstractContextManager[dict[str, Knob]]:
 
 def _trace_init(
     model: nn.Module, *args: Any, **kwargs: Any
-) -> tuple[dict[str, Knob], dict[str, jax.ShapeDtypeStruct]]:
-    """The knobs ``model.init`` declares, and the shapes it stores them with, by path.
+) -> tuple[dict[str, Knob], dict[str, jax.ShapeDtypeStruct], tuple[str, ...]]:
+    """The knobs ``model.init`` stores and the shapes it stores them with, by path, and
+    the paths of the knobs a lifted transform dropped (declared inside an nn.scan or
+    nn.vmap whose ``variable_axes`` omit ``knobs``: they read their default, and no
+    value can be set).
 
     Traced abstractly; a default the module computes with jax (``jnp.ones(3)``) is a
     tracer there, so then ``init`` runs again, jitted, and the default is read from the
@@ -272,14 +275,15 @@ def _trace_init(
 
     declared: dict[str, Knob] = {}
     shapes = flatten(jax.eval_shape(run))
-    made_by_jax = any(isinstance(knob.default, jax.core.Tracer) for knob in declared.values())
-    if made_by_jax or not set(shapes) <= set(declared):
+    kept = {path: knob for path, knob in declared.items() if path in shapes}
+    made_by_jax = any(isinstance(knob.default, jax.core.Tracer) for knob in kept.values())
+    if made_by_jax or len(kept) < len(shapes):
         stored = flatten(jax.jit(run)())  # the rest of init is dead code
-        declared = {path: _read_default(knob, stored[path]) for path, knob in declared.items()}
+        kept = {p: _read_default(declared[p], stored[p]) for p in shapes if p in declared}
         # a knob stored but not declared: nn.jit reused an earlier trace of init, which
         # runs no Python; its default is what init stores, its doc unknown
-        declared.update({p: Knob(p, stored[p], "") for p in shapes if p not in declared})
-    return declared, shapes
+        kept.update({p: Knob(p, stored[p], "") for p in shapes if p not in declared})
+    return kept, shapes, tuple(path for path in declared if path not in shapes)
 
 
 def _read_default(knob: Knob, stored: jax.Array) -> Knob:
@@ -296,7 +300,9 @@ def knobs(model: nn.Module, *args: Any, **kwargs: Any) -> dict[str, Knob]:
 
     Traces ``model.init`` abstractly (nothing is computed; see `_trace_init`). The knobs
     of a model ``model`` applies inside its call (a frozen teacher's ``.apply``) are that
-    model's, set through its own variables: they are not listed.
+    model's, set through its own variables: they are not listed; nor are those that an
+    nn.scan or nn.vmap whose ``variable_axes`` omit ``knobs`` drops, which read their
+    default and cannot be set (`tweak` names them).
 
     Examples:
       >>> import flax.linen as nn, jax.numpy as jnp, phosjax as px
@@ -353,7 +359,19 @@ def set_knobs(
         )
     flat = flatten(variables.get(KNOBS, {}))
     dropped = None if declared is None else [p for p in declared if p not in flat]  # lifted
-    declared = declared or {}
+    return _set_knobs(variables, values, declared or {}, dropped)
+
+
+def _set_knobs(
+    variables: Mapping[str, Any],
+    values: Mapping[str, Any],
+    declared: Mapping[str, Knob],
+    dropped: Sequence[str] | None,
+) -> dict[str, Any]:
+    """`set_knobs` of checked ``variables`` and ``values`` (`check_values`), ``dropped``
+    the knobs a lifted transform dropped, which a selector that matches none names (None:
+    not known)."""
+    flat = flatten(variables.get(KNOBS, {}))
     chosen = value_per_path(
         values, lambda s: select(flat, s, what="knob", dropped=dropped), what="knob"
     )
@@ -460,12 +478,13 @@ def with_knobs(model: nn.Module, variables: Mapping[str, Any], *args: Any, **kwa
 
 def _with_knobs_declared(
     model: nn.Module, variables: Mapping[str, Any], *args: Any, **kwargs: Any
-) -> tuple[dict[str, Any], dict[str, Knob]]:
-    """`with_knobs`, and the knobs ``model`` declares (`knobs`), from one trace."""
-    declared, shapes = _trace_init(model, *args, **kwargs)
+) -> tuple[dict[str, Any], dict[str, Knob], tuple[str, ...]]:
+    """`with_knobs`, the knobs ``model`` declares (`knobs`) and those a lifted transform
+    dropped (`_trace_init`), from one trace."""
+    declared, shapes, dropped = _trace_init(model, *args, **kwargs)
     flat = {  # as init stores it: jnp.asarray(default), weak type kept, stacked by nn.scan
         path: jnp.broadcast_to(jnp.asarray(declared[path].default), shape.shape)
         for path, shape in shapes.items()
     }
     flat.update(flatten(variables.get(KNOBS, {})))
-    return {**variables, KNOBS: unflatten(flat)}, declared
+    return {**variables, KNOBS: unflatten(flat)}, declared, dropped

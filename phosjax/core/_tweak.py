@@ -12,8 +12,8 @@ from phosjax.core._apply import (
     tag_shapes,
 )
 from phosjax.core._collections import KNOBS
-from phosjax.core._knobs import _with_knobs_declared, init_kwargs, set_knobs
-from phosjax.core._selectors import SelectorError, select
+from phosjax.core._knobs import _set_knobs, _with_knobs_declared, init_kwargs
+from phosjax.core._selectors import SelectorError, check_values, select
 
 
 def tweak(
@@ -55,10 +55,11 @@ def tweak(
       >>> px.tweak(Gain(), {}, jnp.ones(2), {"gain": 3.0}).tolist()
       [3.0, 3.0]
     """
+    check_values(values, "knob")  # first: a bare value is no selector
     with naming_params_alone(variables, "tweak") as variables:
-        full, declared = _with_knobs_declared(model, variables, x, **init_kwargs(kwargs))
+        full, declared, dropped = _with_knobs_declared(model, variables, x, **init_kwargs(kwargs))
         with _naming_tags(model, variables, x, kwargs):
-            tweaked = set_knobs(full, values, declared=declared)
+            tweaked = _set_knobs(full, values, declared, dropped)
         out = model.apply(tweaked, x, **kwargs)
     if not hands_back_every_collection(kwargs.get("mutable", False)) or KNOBS not in out[1]:
         return out  # the collections named, as asked

@@ -874,6 +874,34 @@ def test_a_selector_that_misses_says_how_a_scan_drops_values_only_where_one_did(
         px.tweak(model, variables, x, {"**/T": 2.0})
 
 
+def test_a_knob_a_scan_drops_is_not_listed_as_one_to_set():
+    """px.knobs listed it, though no value can be set (the engine then blamed the params
+    alone), and one whose default jax makes raised KeyError in knobs, tweak and blurb."""
+
+    def dropping(default):
+        class Scaled(nn.Module):
+            @nn.compact
+            def __call__(self, x, _):
+                return nn.Dense(WIDTH)(x) * px.knob(self, "gain", default), None
+
+        class Dropping(nn.Module):
+            @nn.compact
+            def __call__(self, x):
+                return nn.scan(Scaled, variable_axes={"params": 0}, split_rngs={"params": True},
+                               length=DEPTH)(name="blocks")(x, None)[0]  # fmt: skip
+
+        return Dropping()
+
+    x = jnp.ones((2, WIDTH))
+    assert px.knobs(dropping(2.0), x) == {}
+    model = dropping(jnp.full(WIDTH, 2.0))
+    assert px.knobs(model, x) == {}
+    variables = model.init(jax.random.key(0), x)
+    with pytest.raises(px.SelectorError, match="'blocks/gain', which a lifted transform dropped"):
+        px.tweak(model, variables, x, {"**/gain": 3.0})
+    px.blurb(model, variables, x, measure_latency=False)
+
+
 @pytest.mark.parametrize("transform", ["inject", "grad_of"])
 def test_a_scan_that_keeps_intermediates_but_drops_the_transform_s_collection_is_an_error(
     transform,
