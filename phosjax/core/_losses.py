@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from flax.core.scope import in_filter
 
 from phosjax.core._apply import shown
-from phosjax.core._collections import AUX_LOSS, PATH_WEIGHTS
+from phosjax.core._collections import AUX_LOSS, PATH_WEIGHTS, SCANNED
 from phosjax.core._path_weights import check_path_weights_kept, path_weights_opened
 from phosjax.core._paths import SEP, flatten
 from phosjax.core._record import Calls, check_recorded
@@ -107,6 +107,10 @@ def regularize(
     return total
 
 
+_OTHER_COLLECTIONS = frozenset({"params", "batch_stats", *SCANNED}) - {AUX_LOSS}
+"""Collections a model's state may hold besides ``aux_loss``, none of them losses."""
+
+
 def aux_total(aux: Mapping[str, Any]) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The total of the auxiliary losses one forward pass recorded, and the total per name.
 
@@ -128,7 +132,8 @@ def aux_total(aux: Mapping[str, Any]) -> tuple[jax.Array, dict[str, jax.Array]]:
     Raises:
       TypeError: ``aux`` is no mapping (None, an array).
       ValueError: ``aux`` is the state holding the collection and others (its
-        ``path_weights`` or ``batch_stats`` would add up as losses).
+        ``path_weights`` or ``batch_stats`` would add up as losses), or a state of others
+        alone (a model that raised no aux loss: ``state.get("aux_loss", {})``).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -147,11 +152,17 @@ def aux_total(aux: Mapping[str, Any]) -> tuple[jax.Array, dict[str, jax.Array]]:
             f"aux_total takes the {AUX_LOSS!r} collection that model.apply(..., "
             f"mutable=[{AUX_LOSS!r}]) hands back in its state, got {shown(aux)}."
         )
+    held = ", ".join(repr(name) for name in aux)
     if isinstance(aux.get(AUX_LOSS), Mapping) and len(aux) > 1:  # every collection a loss
-        held = ", ".join(repr(name) for name in aux)
         raise ValueError(
             f"aux_total takes the {AUX_LOSS!r} collection, state[{AUX_LOSS!r}], not the state "
             f"holding it (collections {held}): the others would add up as losses."
+        )
+    if AUX_LOSS not in aux and not _OTHER_COLLECTIONS.isdisjoint(aux):
+        raise ValueError(
+            f"aux_total takes the {AUX_LOSS!r} collection, not a state of others (collections "
+            f"{held}), which would add up as losses: apply hands back no {AUX_LOSS!r} where "
+            f"the model raised none; pass state.get({AUX_LOSS!r}, {{}}) (a total of 0)."
         )
     by_name: dict[str, jax.Array] = {}
     for path, record in flatten(aux, unwrap=False).items():

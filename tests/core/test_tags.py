@@ -388,6 +388,9 @@ def test_aux_total_of_the_whole_state_is_refused_not_summed():
         px.aux_total(state)
     assert float(px.aux_total(state["aux_loss"])[0]) == 1.0
     assert float(px.aux_total({"aux_loss": state["aux_loss"]})[0]) == 1.0  # alone: the same
+    state = {"path_weights": state["path_weights"]}  # as apply hands back with no aux loss
+    with pytest.raises(ValueError, match=r"pass state.get\('aux_loss', \{\}\) \(a total of 0\)"):
+        px.aux_total(state)  # was 0.5, the path weight
 
 
 @pytest.mark.parametrize(
