@@ -13,8 +13,8 @@ import numpy as np
 
 from phosjax._compile import jit_run_once
 from phosjax._listing import listing
-from phosjax.core import KNOBS, Knob, SelectorError, flatten, knobs, select, set_knobs
-from phosjax.core._knobs import holds_exactly
+from phosjax.core import KNOBS, Knob, SelectorError, flatten, select, set_knobs
+from phosjax.core._knobs import _trace_init, holds_exactly
 from phosjax.core._selectors import value_per_path
 from phosjax.models._registry import checked_build
 from phosjax.train._group import Group
@@ -241,12 +241,20 @@ def _check_whole_knob_values(group: Group, data: Any) -> None:
 
 
 @functools.cache
+def _traced_knobs(
+    model: Any, input_shape: tuple[int, ...]
+) -> tuple[Mapping[str, Knob], tuple[str, ...]]:
+    """`declared_knobs`, and the paths of those a lifted transform dropped (`_trace_init`)."""
+    x = jnp.zeros((1, *input_shape), jnp.float32)
+    declared, _, dropped = _trace_init(model.build(), x, train=False)
+    return types.MappingProxyType(declared), dropped
+
+
 def declared_knobs(model: Any, input_shape: tuple[int, ...]) -> Mapping[str, Knob]:
     """The knobs ``model`` (a `ModelConfig`) declares on inputs of ``input_shape``, by
-    path (traced abstractly; read-only: cached, shared by the bench's planning and
-    `init_group`)."""
-    x = jnp.zeros((1, *input_shape), jnp.float32)
-    return types.MappingProxyType(knobs(model.build(), x, train=False))
+    path (`phosjax.core.knobs`, traced abstractly; read-only: cached, shared by the
+    bench's planning and `init_group`)."""
+    return _traced_knobs(model, input_shape)[0]
 
 
 def _check_knob_ranges(group: Group, data: Any) -> None:
@@ -256,13 +264,13 @@ def _check_knob_ranges(group: Group, data: Any) -> None:
     (`phosjax.core.Range`): traced in init and the train step, a value out reads NaN."""
     if not group.hparams.knobs:
         return
-    declared = declared_knobs(group.model, tuple(data.input_shape))
+    declared, dropped = _traced_knobs(group.model, tuple(data.input_shape))
     name = getattr(group.model, "name", group.model)
     where = f"init_group: cell {group.index[0]} (HParams knobs"
 
     def paths(selector: str) -> list[str]:
         try:
-            return select(tuple(declared), selector, what="knob")
+            return select(tuple(declared), selector, what="knob", dropped=dropped)
         except SelectorError as error:
             raise SelectorError(f"{where} {selector!r}) of model {name!r}: {error}") from None
 

@@ -1006,6 +1006,40 @@ def test_a_knob_selector_matching_no_knob_names_the_cell_and_the_model(toy):
         init_group(group, toy)
 
 
+class _ScannedKnob(nn.Module):
+    @nn.compact
+    def __call__(self, x, _):
+        return x * px.knob(self, "T", 1.0), None
+
+
+class _DroppingKnob(nn.Module):
+    @nn.compact
+    def __call__(self, x, train=False):
+        layers = nn.scan(_ScannedKnob, variable_axes={}, length=2)  # no knobs: dropped
+        return nn.Dense(3)(layers(name="layers")(x, None)[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class _DropsItsKnob:
+    def build(self) -> nn.Module:
+        return _DroppingKnob()
+
+
+@pytest.mark.parametrize(
+    ("model", "said"),
+    [  # it said '(params alone?)', then 'there are none' for a knob dropped, and how an
+        # nn.scan drops one for a model without any
+        (_DropsItsKnob(), r"none\. It matches 'layers/T', which a lifted transform dropped"),
+        (Tiny(), r"matched no knob: there are none\.$"),
+    ],
+)
+def test_a_knob_selector_says_a_scan_dropped_its_knob_only_where_one_did(toy, model, said):
+    hp = HParams(batch_size=16, steps=2, knobs={"**/T": 2.0})
+    [group] = plan_groups([Cell(model, "toy", hp, 0)])
+    with pytest.raises(SelectorError, match=said):
+        init_group(group, toy)
+
+
 def test_run_group_refuses_a_state_with_other_knob_values(toy):
     hp = dataclasses.replace(DIVERGING, knobs={"**/T": 2.0})
     [made_for] = plan_groups([Cell(Tiny(rich=True), "toy", hp, 0)])
