@@ -70,10 +70,18 @@ def probe(
       >>> [h.shape for h in px.probe(Loop(), variables, x, "h")[1]["h"]]
       [(1, 3), (1, 3)]
     """
-    with naming_params_alone(variables, "probe") as variables, tags_seen() as seen:
-        output, collected = apply_collecting(
-            model, variables, x, collect=[INTERMEDIATES], mutable=mutable, **kwargs
-        )
+    try:
+        with naming_params_alone(variables, "probe") as variables, tags_seen() as seen:
+            output, collected = apply_collecting(
+                model, variables, x, collect=[INTERMEDIATES], mutable=mutable, **kwargs
+            )
+    except Exception as error:
+        if isinstance(x, str):  # probe(model, variables, "**/h"): the selector taken for x
+            error.add_note(
+                f"(probe got x={x!r}, a string: a selector given without the input? "
+                f"probe(model, variables, x, {x!r}))"
+            )
+        raise
     flat = flatten(collected[INTERMEDIATES])
     with naming_other_kinds(variables):
         found = select_items(flat, selector, what="tagged value", dropped=dropped_tags(seen, flat))

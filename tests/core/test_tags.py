@@ -433,3 +433,13 @@ def test_scan_axes_given_no_axis_names_the_collection(axis):
     with pytest.raises(TypeError, match=r"^scan_axes: the axis of 'params' must be an int "):
         px.scan_axes(params=axis)
     assert px.scan_axes(params=0, batch_stats=None, cache=nn.broadcast)["cache"] is nn.broadcast
+
+
+def test_probe_given_a_selector_without_the_input_says_so():
+    """probe(model, variables, "**/h") took the selector for x: Dense on a str raised a
+    bare IndexError ('tuple index out of range')."""
+    dense = nn.Dense(2)
+    variables = dense.init(jax.random.key(0), X)
+    with pytest.raises(IndexError) as error:
+        px.probe(dense, variables, "**/h")
+    assert "probe(model, variables, x, '**/h')" in "".join(error.value.__notes__)
