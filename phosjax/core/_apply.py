@@ -133,8 +133,33 @@ def naming_params_alone(variables: Any, caller: str) -> Iterator[Mapping[str, An
     except MISSING_PARAMS as error:
         text = params_alone_text(variables, error, caller)
         if text is None:
+            error.add_note(
+                f"({caller}: {modules_held(variables)}: are they another model's? pass "
+                "this model's, e.g. model.init's)"
+            )
             raise
         raise TypeError(text) from None
+    except flax.errors.ScopeParamShapeError as error:
+        error.add_note(
+            f"({caller}: are the variables another model's, or of other widths, or is the "
+            "input of another shape than the one they were made for? pass this model's, "
+            "made by model.init on inputs of this shape)"
+        )
+        raise
+
+
+def modules_held(variables: Mapping[str, Any]) -> str:
+    """What each collection of ``variables`` holds at its top, to say whose they are.
+
+    Examples:
+      >>> modules_held({"params": {"Dense_0": {}, "head": {}}, "knobs": {}})
+      "its 'params' hold the modules ['Dense_0', 'head']; its 'knobs' hold the modules []"
+    """
+    held = {
+        name: sorted(map(str, tree)) if isinstance(tree, Mapping) else type(tree).__name__
+        for name, tree in variables.items()
+    }
+    return "; ".join(f"its {name!r} hold the modules {keys}" for name, keys in held.items())
 
 
 _OTHER_KINDS = (

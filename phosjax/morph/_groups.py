@@ -14,7 +14,12 @@ import numpy as np
 from phosjax._callables import a_type
 from phosjax._listing import listing
 from phosjax._nearest import did_you_mean
-from phosjax.core._apply import MISSING_PARAMS, checked_variables, params_alone_text
+from phosjax.core._apply import (
+    MISSING_PARAMS,
+    checked_variables,
+    modules_held,
+    params_alone_text,
+)
 from phosjax.models.graph import GraphModel
 from phosjax.morph._labels import PROD, SUM
 from phosjax.morph._trace import ZEROING, Trace, trace
@@ -378,14 +383,10 @@ def _not_its_variables(caller: str, variables: Mapping[str, Any], error: Excepti
       f: the model reads a variable that variables lack (no kernel); its 'params' hold the
       modules ['Dense_0']: are they another model's? pass this model's, e.g. model.init's
     """
-    held = {
-        name: sorted(map(str, tree)) if isinstance(tree, Mapping) else type(tree).__name__
-        for name, tree in variables.items()
-    }
-    modules = "; ".join(f"its {name!r} hold the modules {keys}" for name, keys in held.items())
     return (
         f"{caller}: the model reads a variable that variables lack ({error}); "
-        f"{modules}: are they another model's? pass this model's, e.g. model.init's"
+        f"{modules_held(variables)}: are they another model's? pass this model's, e.g. "
+        "model.init's"
     )
 
 

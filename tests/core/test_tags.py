@@ -1,3 +1,4 @@
+import flax.errors
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -443,3 +444,21 @@ def test_probe_given_a_selector_without_the_input_says_so():
     with pytest.raises(IndexError) as error:
         px.probe(dense, variables, "**/h")
     assert "probe(model, variables, x, '**/h')" in "".join(error.value.__notes__)
+
+
+def test_variables_of_another_model_or_input_shape_are_said_so():
+    """Flax's bare 'Could not find parameter named "kernel"' or 'the given initializer is
+    expected to generate shape (5, 2)' was all probe, tweak, inject, grad_of and blurb said."""
+    dense = nn.Dense(2)
+    variables = dense.init(jax.random.key(0), X)
+    other = {"params": {"conv": {"kernel": jnp.ones((1, 3, 2))}}}
+    with pytest.raises(flax.errors.ScopeParamNotFoundError) as error:
+        px.tweak(dense, other, X, {})
+    assert (
+        "(tweak: its 'params' hold the modules ['conv']: are they another model's?"
+        in (error.value.__notes__)[-1]
+    )
+    with pytest.raises(flax.errors.ScopeParamShapeError) as error:
+        px.probe(dense, variables, jnp.ones((2, 5)))
+    said = "(probe: are the variables another model's, or of other widths, or is the input"
+    assert error.value.__notes__[-1].startswith(said)
