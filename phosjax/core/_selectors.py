@@ -160,8 +160,12 @@ _LIFTED = (
 """How a {what} (tagged value, knob) is lost: a lifted transform drops the collections its
 ``variable_axes`` do not list, silently."""
 
-_LIFTED_KINDS = ("tagged value", "knob")
-"""The kinds of path a lifted transform can drop (see `_LIFTED`)."""
+_MADE_BY = {
+    "tagged value": "px.tag(self, name, value) tags one; if the model tags some",
+    "knob": "px.knob(self, name, default) declares one; if the model declares some",
+}
+"""The kinds of path a lifted transform can drop (see `_LIFTED`): how a module makes one,
+and the start of the hint where none was made, or all were dropped, none can tell."""
 
 
 def _no_match(selector: str, paths: list[str], what: str, dropped: Iterable[str] | None) -> str:
@@ -188,7 +192,7 @@ def _no_match(selector: str, paths: list[str], what: str, dropped: Iterable[str]
     regex = compile_selector(selector)
     dropped = None if dropped is None else list(dropped)
     lost = [p for p in dropped or () if p == selector or regex.fullmatch(p)]
-    unknown = dropped is None and not paths and what in _LIFTED_KINDS  # all dropped, maybe
+    unknown = dropped is None and not paths and what in _MADE_BY  # none made, or all dropped
     if lost:
         hint = f" It matches {lost[0]!r}, which a lifted transform dropped: "
         hint += _LIFTED.format(what=what)
@@ -196,8 +200,10 @@ def _no_match(selector: str, paths: list[str], what: str, dropped: Iterable[str]
         shown = listing([repr(p) for p in dropped])
         hint = f" A lifted transform dropped every one made ({shown}): "
         hint += _LIFTED.format(what=what)
+    elif unknown:
+        hint = f" {_MADE_BY[what]}, a lifted transform dropped them: {_LIFTED.format(what=what)}"
     else:
-        hint = f" {_LIFTED.format(what=what)}" if unknown else ""
+        hint = ""
     if not paths:
         return f"Selector {selector!r} matched no {what}: there are none.{hint}"
     nearest = ", ".join(repr(p) for p in _nearest(selector, paths))

@@ -1,4 +1,5 @@
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import pytest
 
@@ -259,3 +260,16 @@ def test_tweaking_a_model_without_knobs_gives_no_lifted_transform_hint():
     with pytest.raises(px.SelectorError) as error:
         px.tweak(Tagged(), {}, jnp.ones(2), {"T": 1.0})
     assert str(error.value) == "Selector 'T' matched no knob: there are none."
+
+
+def test_probing_a_model_that_tags_nothing_says_how_to_tag():
+    """It said only how nn.scan drops tagged values, though the model has no scan: a plain
+    Flax model, which tags nothing."""
+    dense = nn.Dense(2)
+    x = jnp.ones((1, 2))
+    with pytest.raises(px.SelectorError) as error:
+        px.probe(dense, dense.init(jax.random.key(0), x), x)
+    assert str(error.value).startswith(
+        "Selector '**' matched no tagged value: there are none. px.tag(self, name, value) "
+        "tags one; if the model tags some, a lifted transform dropped them: nn.scan"
+    )
