@@ -13,7 +13,9 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from phosjax._callables import a_type
 from phosjax.core._collections import AUX_LOSS, BLURB, INJECTIONS, INTERMEDIATES, PERTURBATIONS
 from phosjax.core._path_weights import (
     batch_mean,
@@ -200,6 +202,25 @@ _CONSTANT_NOTES: contextvars.ContextVar[dict[str, Any] | None] = contextvars.Con
 )
 
 
+def _first_not_json(value: Any) -> tuple[Any] | None:
+    """``(part,)``, the first part of a note ``value`` that JSON cannot write (a set, a
+    dtype, an object), or None where every part is an array, a number, a str, a bool,
+    None, or a list, tuple or dict of them.
+
+    Examples:
+      >>> _first_not_json({"kind": "gelu", "scale": jnp.ones(())}) is None
+      True
+      >>> _first_not_json({"kinds": {"gelu"}})
+      ({'gelu'},)
+    """
+    if isinstance(value, Mapping | list | tuple):
+        parts = value.values() if isinstance(value, Mapping) else value
+        return next(filter(None, map(_first_not_json, parts)), None)
+    if value is None or isinstance(value, str | int | float | np.generic | np.ndarray | jax.Array):
+        return None
+    return (value,)
+
+
 def _holds_arrays(value: Any) -> bool:
     return any(isinstance(leaf, jax.Array) for leaf in jax.tree.leaves(value))
 
@@ -276,6 +297,13 @@ def note(module: nn.Module, name: str, value: Any) -> None:
       0.5
     """
     check_path(module, name, "note")
+    unwritable = _first_not_json(value)
+    if unwritable is not None:
+        raise TypeError(
+            f"note {module_path(module, name)!r} takes an array or a JSON-able value (a str, "
+            f"number, bool or None, or lists and dicts of them), which blurb writes as JSON; "
+            f"got {unwritable[0]!r}, {a_type(unwritable[0])}: give it as one, e.g. str(value)."
+        )
     constants = taking(_CONSTANT_NOTES)
     if constants is None or not _holds_constants(value):
         record(module, BLURB, name, value)

@@ -608,3 +608,17 @@ def test_the_backend_is_the_one_the_blurb_ran_on(key, monkeypatch):
             nn.Dense(2), nn.Dense(2).init(key, x), x, measure_latency=False, flops=False
         )
     assert summary.backend == "cpu"
+
+
+def test_a_note_json_cannot_write_is_refused_where_it_is_made():
+    """A set (or a dtype, an object) was recorded, shown by table(), and failed in to_json
+    (the bench's blurb files) as 'Object of type set is not JSON serializable', unnamed."""
+
+    class Noting(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            px.note(self, "kinds", {"all": {"gelu", "relu"}})
+            return x
+
+    with pytest.raises(TypeError, match=r"^note 'kinds' takes an array or a JSON-able value"):
+        Noting().apply({}, jnp.ones(2), mutable=["blurb"])
