@@ -279,7 +279,7 @@ def _trace_init(
     made_by_jax = any(isinstance(knob.default, jax.core.Tracer) for knob in kept.values())
     if made_by_jax or len(kept) < len(shapes):
         stored = flatten(jax.jit(run)())  # the rest of init is dead code
-        kept = {p: _read_default(declared[p], stored[p]) for p in shapes if p in declared}
+        kept = {p: _read_default(k, stored[p]) for p, k in declared.items() if p in shapes}
         # a knob stored but not declared: nn.jit reused an earlier trace of init, which
         # runs no Python; its default is what init stores, its doc unknown
         kept.update({p: Knob(p, stored[p], "") for p in shapes if p not in declared})

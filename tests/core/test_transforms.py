@@ -874,6 +874,18 @@ def test_a_selector_that_misses_says_how_a_scan_drops_values_only_where_one_did(
         px.tweak(model, variables, x, {"**/T": 2.0})
 
 
+def test_knobs_whose_default_jax_makes_are_listed_in_the_order_declared():
+    """Read from the values init stores, they came in path order (b before z), unlike
+    knobs with Python defaults."""
+
+    class Gains(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return x * px.knob(self, "z", jnp.ones(2)) * px.knob(self, "b", jnp.ones(2))
+
+    assert list(px.knobs(Gains(), jnp.ones(2))) == ["z", "b"]
+
+
 def test_a_knob_a_scan_drops_is_not_listed_as_one_to_set():
     """px.knobs listed it, though no value can be set (the engine then blamed the params
     alone), and one whose default jax makes raised KeyError in knobs, tweak and blurb."""
