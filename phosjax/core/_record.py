@@ -76,12 +76,14 @@ def record(module: nn.Module, collection: str, name: str, value: Any) -> None:
     The collection holds a `Calls` there, a tuple with one item per call.
 
     Raises:
-      ValueError: ``name`` is the name of a submodule that recorded in ``collection``
-        first: its values sit under that path, and the record would swallow them.
+      ValueError: ``name`` is the name of a submodule made before: one that recorded in
+        ``collection`` has its values under that path, which the record would swallow,
+        and one that did not holds the name, which Flax refuses to give the record.
     """
     if module.is_initializing() or not module.is_mutable_collection(collection):
         return
-    if isinstance(module.get_variable(collection, name), Mapping):
+    submodule = isinstance(module._state.children.get(name), nn.Module)
+    if submodule or isinstance(module.get_variable(collection, name), Mapping):
         raise ValueError(
             f"Cannot record {module_path(module, name)!r} in {collection!r}: {name!r} is also "
             f"a submodule of {SEP.join(module.path) or 'the top module'}, whose values there "

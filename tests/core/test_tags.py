@@ -378,6 +378,29 @@ def test_a_tag_named_like_a_submodule_that_recorded_is_refused():
     np.testing.assert_array_equal(TagNamedLikeChild().apply({}, X), 2 * X + 1)  # not recorded
 
 
+class RecordsNamedLikeAnEarlierChild(nn.Module):
+    """Makes the submodule ``h`` (which records nothing), then records ``h``."""
+
+    collection: str
+
+    @nn.compact
+    def __call__(self, x):
+        x = nn.Dense(3, name="h")(x)
+        if self.collection == "path_weights":
+            with px.path_weight(self, "h", 0.5):
+                return x
+        return px.tag(self, "h", x)
+
+
+@pytest.mark.parametrize("collection", ["intermediates", "path_weights"])
+def test_a_record_named_like_an_earlier_submodule_that_records_nothing_is_refused(collection):
+    """Flax said only 'Duplicate use of scope name: "h"'."""
+    model = RecordsNamedLikeAnEarlierChild(collection)
+    variables = model.init(jax.random.key(0), X)
+    with pytest.raises(ValueError, match=rf"^Cannot record 'h' in '{collection}': 'h' is also a"):
+        model.apply(variables, X, mutable=[collection])
+
+
 def test_aux_total_of_the_whole_state_is_refused_not_summed():
     """Given the state of mutable=["aux_loss", "path_weights"], it added the path weights
     (0.5) to the loss (1.5, not 1.0), silently."""
