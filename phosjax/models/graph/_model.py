@@ -121,6 +121,20 @@ def _describe(tree: Any) -> str:
     return str(described)
 
 
+def _numbers_as_array(value: Any) -> Any:
+    """``value``; a (nested) list or tuple of Python numbers as one array, as
+    `phosjax.inject` reads it, not as a pytree of scalars.
+
+    Examples:
+      >>> _numbers_as_array([[0.0, 1.0]]).shape, _numbers_as_array((jnp.ones(2), jnp.ones(3)))
+      ((1, 2), (Array([1., 1.], dtype=float32), Array([1., 1., 1.], dtype=float32)))
+    """
+    leaves = jax.tree.leaves(value)
+    if isinstance(value, list | tuple) and leaves and all(type(v) in (int, float) for v in leaves):
+        return jnp.asarray(value)
+    return value
+
+
 def _check_injected(path: str, value: Any, expected: Any) -> None:
     """Raises a `GraphError` unless ``value`` has the structure, shapes and dtypes of
     ``expected`` (what node ``path`` computes)."""
@@ -393,7 +407,7 @@ class GraphModel(nn.Module):
         """
         graph = self._graph
         check_keywords(self, self._fns(), keywords)
-        inject = dict(inject or {})
+        inject = {path: _numbers_as_array(value) for path, value in dict(inject or {}).items()}
         graph.check_nodes(inject, "inject")
         tagged, inside = _injected(graph, self.variables.get(INJECTIONS, {}))  # px.inject's
         given = set(inject) | (tagged - inside)

@@ -1169,3 +1169,16 @@ def test_selecting_a_node_of_a_nested_graph_model_says_how_to_reach_it(key):
     np.testing.assert_allclose(found["inner/d/out"], expected, rtol=1e-6)
     with pytest.raises(px.SelectorError, match="matched no node among 3; nearest: 'head'"):
         outer.apply(variables, x, outputs="head/kernel")  # inside a module: no such hint
+
+
+def test_a_list_of_numbers_injected_is_read_as_one_array_as_px_inject_reads_it(
+    model_and_variables,
+):
+    """It was read as a pytree of scalars: refused, the error writing every number's
+    'float32[]' (3 MB for a 400x600 list)."""
+    model, variables, x = model_and_variables
+    h = model.apply(variables, x, outputs="stem")["stem"]
+    out = model.apply(variables, x, outputs="head", inject={"stem": h.tolist()})["head"]
+    np.testing.assert_allclose(out, model.apply(variables, x, outputs="head")["head"], rtol=1e-6)
+    with pytest.raises(GraphError, match=r"gives node 'stem' float32\[2, 7\], but the node"):
+        model.apply(variables, x, inject={"stem": [[0.0] * 7] * 2})
