@@ -5,9 +5,11 @@ model, then per iteration trains it with the regularizer, shrinks it to its aliv
 channels, expands it to the start model's cost and retrains it. A progress bar on
 stderr counts the trainings and estimates the time left (``--no_progress`` hides it, for a
 log); at the end it prints one row per stage. It writes them to
-``DIR/morph/iterations.parquet`` after every iteration; the viewer shows them
-(``python -m phosjax.bench.view --dir DIR``). An interrupted run does not resume:
-``--overwrite`` moves its rows aside and starts over.
+``DIR/morph/iterations.parquet`` after every iteration, and the variables of its last model
+to ``DIR/morph/states``; the viewer shows them (``python -m phosjax.bench.view --dir DIR``).
+The same command continues an interrupted run after its last iteration (a finished one:
+it says so and trains nothing); ``--overwrite`` moves its rows and states aside and starts
+over.
 
 Any config key can be set or overridden on the command line (``--iterations 1``,
 ``--model.width '[16, 16, 16]'``); ``--print_config`` prints the resolved config
@@ -40,7 +42,7 @@ from phosjax.bench._cli import (
     required_as_options,
 )
 from phosjax.bench._config import BenchConfig
-from phosjax.bench._summary import counted, dir_command
+from phosjax.bench._summary import command_line, counted, dir_command
 from phosjax.bench._usage import usage_error
 from phosjax.data._load import declared_shapes
 from phosjax.models import ModelConfig
@@ -213,7 +215,8 @@ def parser() -> _Parser:
     parser.add_argument(
         "--overwrite",
         action="store_true",
-        help="move the rows of an earlier run in --dir aside (to iterations.parquet.old-<time>)",
+        help="start over: move the rows and states of an earlier run in --dir aside (to "
+        "iterations.parquet.old-<time>, states.old-<time>) rather than continue it",
     )
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     parser.add_class_arguments(ModelConfig, "model", skip=set(_LOOSE_MODEL_FIELDS))
@@ -293,8 +296,8 @@ def _source(argv: Sequence[str]) -> str:
 def _kept(directory: str, command: str, argv: Sequence[str]) -> str:
     """What Ctrl-C leaves of ``python -m phosjax.morph ARGV`` (``command``), for
     `kept_in_dir`: the rows in ``directory`` (the start model's and those of each
-    iteration finished), and the command that starts the loop over (it does not resume;
-    ``--overwrite`` moves the rows aside).
+    iteration finished), and the command that continues the loop (``command`` without
+    ``--overwrite``, which would start it over).
 
     Examples:
       >>> said = kept_in_dir("phosjax.morph", _kept)(["--config", "my m.yaml", "--dir", "/no/run"])
@@ -314,11 +317,11 @@ def _kept(directory: str, command: str, argv: Sequence[str]) -> str:
         kept = "the start model's rows" + (f" and {owner}" if done else "")
     except (OSError, ValueError, KeyError):  # a file cut short, or not the loop's rows
         kept = "the rows written"
-    overwrite = "" if "--overwrite" in argv else " --overwrite"
-    return (
-        f"{directory!r} keeps {kept} in {ITERATIONS}; the loop does not resume: "
-        f"this command starts it over, moving them aside: {command}{overwrite}"
-    )
+    same = "the same command"
+    if "--overwrite" in argv:  # it would start over
+        same = "this command"
+        command = command_line("phosjax.morph", [arg for arg in argv if arg != "--overwrite"])
+    return f"{directory!r} keeps {kept} in {ITERATIONS}; {same} continues it: {command}"
 
 
 @entry_point(kept_in_dir("phosjax.morph", _kept))

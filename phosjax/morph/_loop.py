@@ -1,7 +1,9 @@
 """The MorphNet loop: train with the regularizer, shrink, expand to the budget, retrain.
 
 Each iteration's widths, costs (parameters, FLOPs, measured latency) and accuracies are
-written to ``<dir>/morph/iterations.parquet`` (atomically, after every iteration).
+written to ``<dir>/morph/iterations.parquet`` (atomically, after every iteration), the
+variables of its last model to ``<dir>/morph/states/iteration-<i>.npz`` (the start
+model's: ``iteration-0.npz``), so that `run` continues an interrupted run.
 """
 
 import dataclasses
@@ -12,7 +14,7 @@ import pathlib
 import sys
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -20,13 +22,18 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pandas as pd
+import pyarrow as pa
 import tqdm
 
 from phosjax._aside import aside_path
 from phosjax._chunks import even_chunk
+from phosjax._listing import listing
 from phosjax._nearest import did_you_mean
 from phosjax.bench import _layout
-from phosjax.bench._store import write_table
+from phosjax.bench._checkpoint import decode, encode
+from phosjax.bench._errors import BenchError
+from phosjax.bench._store import write_bytes, write_table
+from phosjax.bench._summary import counted
 from phosjax.core import AUX_LOSS, aux_total
 from phosjax.data import ArrayDataset, batch_indices, check_batch_size, load
 from phosjax.data._checks import int_at_least
@@ -40,6 +47,8 @@ from phosjax.morph._regularizer import SOURCES, check_source, morph_regularizer
 
 ITERATIONS = _layout.MORPH_ITERATIONS
 """Where `run` writes its rows, relative to the run directory."""
+STATES = "morph/states"
+"""Where `run` saves the variables it continues from, relative to the run directory."""
 
 _BOUNDS: dict[str, tuple[type, float, bool]] = {
     "iterations": (int, 0, False),
@@ -88,12 +97,13 @@ class RunDirectoryError(MorphConfigError):
       >>> from phosjax.morph import ITERATIONS, MorphConfig, run
       >>> directory = pathlib.Path(tempfile.mkdtemp())
       >>> (directory / ITERATIONS).parent.mkdir()
-      >>> _ = (directory / ITERATIONS).write_text("")  # an earlier run's rows
+      >>> _ = (directory / ITERATIONS).write_text("")  # an earlier run's rows, cut short
       >>> run(MorphConfig(ModelConfig("mlp", 10, (8, 8, 1)), dataset="digits"), directory)
       Traceback (most recent call last):
       phosjax.morph._loop.RunDirectoryError: '...iterations.parquet' holds the rows of an
-      earlier run; choose another directory, or pass --overwrite (in Python:
-      run(..., overwrite=True)) to move them aside and start over
+      earlier run that cannot be continued: they cannot be read (ArrowInvalid: ...);
+      choose another directory, or pass --overwrite (in Python: run(..., overwrite=True))
+      to move them and their states aside and start over
     """
 
 
@@ -591,14 +601,15 @@ def _row(
 def _output(directory: str | os.PathLike, overwrite: bool) -> pathlib.Path:
     """The rows' file in ``directory`` (its folder made), checked before anything trains.
 
-    With ``overwrite``, an earlier run's rows are moved aside to
-    ``iterations.parquet.old-<time>`` (see `aside_path`), never deleted, so a new run that
-    fails loses nothing; stderr names where they went.
+    With ``overwrite``, an earlier run's rows and states are moved aside to
+    ``iterations.parquet.old-<time>`` and ``states.old-<time>`` (see `aside_path`), never
+    deleted, so a new run that fails loses nothing; stderr names where they went. States
+    without rows (a run stopped before its first rows) are moved aside too.
 
     Raises:
-      RunDirectoryError: the file holds an earlier run's rows and ``overwrite`` is false,
-        ``directory`` is ``''`` or lies inside a bench (`enclosing_bench`), it or a folder
-        above it is a file, or the folder cannot be made.
+      RunDirectoryError: ``directory`` is ``''`` or lies inside a bench
+        (`enclosing_bench`), it or a folder above it is a file, or the folder cannot be
+        made.
     """
     if not os.fspath(directory):  # pathlib reads '' as '.': the rows would land in the cwd
         raise RunDirectoryError(
@@ -611,27 +622,144 @@ def _output(directory: str | os.PathLike, overwrite: bool) -> pathlib.Path:
             f"{str(directory)!r} is inside the bench {str(around)!r}, whose files the rows "
             f"would mix with its own; pick that bench's directory itself or one outside it"
         )
-    if path.exists() and not overwrite:
-        raise RunDirectoryError(
-            f"{str(path)!r} holds the rows of an earlier run; choose another directory, "
-            "or pass --overwrite (in Python: run(..., overwrite=True)) to move them aside and "
-            "start over"
-        )
     blocking = next((p for p in (path.parent, *path.parent.parents) if p.is_file()), None)
     if blocking is not None:
         raise RunDirectoryError(
             f"{str(blocking)!r} is a file, not a directory: --dir (in Python: run's "
             f"directory) wants a run directory, existing or new; got {str(directory)!r}"
         )
+    states = pathlib.Path(directory) / STATES
+    earlier = {"rows": path, "states": states} if overwrite or not path.exists() else {}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists():
-            target = aside_path(path)
-            os.replace(path, target)
-            print(f"moved the earlier rows to {target}", file=sys.stderr)
+        for what, moved in earlier.items():
+            if moved.exists():
+                target = aside_path(moved)
+                os.replace(moved, target)
+                print(f"moved the earlier {what} to {target}", file=sys.stderr)
     except OSError as error:
         raise RunDirectoryError(f"cannot write rows into {str(directory)!r}: {error}") from error
     return path
+
+
+def _state(directory: str | os.PathLike, iteration: int) -> pathlib.Path:
+    """The file of the variables of iteration ``iteration``'s last model in ``directory``."""
+    return pathlib.Path(directory) / STATES / f"iteration-{iteration}.npz"
+
+
+_CONTINUED_UNDER_ANOTHER = ("model", "iterations", "data_dir")
+"""The `MorphConfig` fields `_earlier` does not compare as they are: the model resolved
+(its defaults filled in), more iterations continue a run, and ``data_dir`` is where the
+data set lies (its version is compared)."""
+
+
+def _differences(earlier: MorphConfig, config: MorphConfig) -> list[str]:
+    """The fields whose values in ``earlier`` and ``config`` differ, as ``field: earlier
+    there, config here`` (all but `_CONTINUED_UNDER_ANOTHER`).
+
+    Examples:
+      >>> model = ModelConfig("mlp", 10, (40,))
+      >>> _differences(MorphConfig(model, steps=30), MorphConfig(model, steps=20, iterations=5))
+      ['steps: 30 there, 20 here']
+    """
+    pairs = {
+        field.name: (getattr(earlier, field.name), getattr(config, field.name))
+        for field in dataclasses.fields(config)
+        if field.name not in _CONTINUED_UNDER_ANOTHER
+    }
+    return [f"{name}: {a!r} there, {b!r} here" for name, (a, b) in pairs.items() if a != b]
+
+
+def _model_differences(earlier: ModelConfig, start: ModelConfig) -> list[str]:
+    """The fields of the start model ``earlier`` that ``start`` (resolved) sets otherwise.
+
+    Examples:
+      >>> _model_differences(ModelConfig("mlp", 10, (40,), width=8), ModelConfig("mlp", 10, (40,)))
+      ['model.width: 8 there, None here']
+    """
+    there, here = earlier.to_dict(), start.to_dict()
+    return [
+        f"model.{name}: {there.get(name)!r} there, {here.get(name)!r} here"
+        for name in dict.fromkeys([*there, *here])
+        if there.get(name) != here.get(name)
+    ]
+
+
+class _Continued(NamedTuple):
+    """What `_earlier` found in a run directory: the rows written, the last model and
+    its variables (``rows[-1]``'s)."""
+
+    rows: list[dict[str, Any]]
+    model: ModelConfig
+    variables: Any
+
+
+def _earlier(
+    directory: str | os.PathLike, config: MorphConfig, start: ModelConfig, dataset: str
+) -> _Continued:
+    """The run in ``directory`` (its rows exist) that ``config``, whose start model is
+    ``start`` on the data set ``dataset`` (its full name), continues.
+
+    Raises:
+      RunDirectoryError: the rows or the last state cannot be read (or it is missing),
+        another config (field, or data set version) wrote them, or they hold more
+        iterations than ``config`` runs.
+    """
+    path = pathlib.Path(directory) / ITERATIONS
+
+    def refused(why: str) -> RunDirectoryError:
+        return RunDirectoryError(
+            f"{str(path)!r} holds the rows of an earlier run that cannot be continued: {why}; "
+            "choose another directory, or pass --overwrite (in Python: run(..., "
+            "overwrite=True)) to move them and their states aside and start over"
+        )
+
+    try:
+        frame = pd.read_parquet(path)
+    except (OSError, ValueError, pa.ArrowException) as error:  # cut short, not Parquet
+        raise refused(f"they cannot be read ({type(error).__name__}: {error})") from error
+    stored = frame.attrs.get(MORPH_CONFIG)
+    if not isinstance(stored, dict):
+        raise refused(f"they do not say which config ran them (no attrs[{MORPH_CONFIG!r}])")
+    try:
+        earlier = MorphConfig.from_dict(stored)
+        rows = frame.to_dict("records")
+        model = ModelConfig.from_dict(json.loads(rows[-1]["config"]))
+        first = ModelConfig.from_dict(json.loads(rows[0]["config"]))
+        done = int(rows[-1]["iteration"])
+        finished = rows[-1]["kind"] in ("start", "expanded")
+    except (ValueError, TypeError, KeyError, IndexError) as error:  # MorphConfigError too
+        raise refused(f"they are no rows of `phosjax.morph.run` ({error})") from error
+    differences = _model_differences(first, start) + _differences(earlier, config)
+    if frame.attrs.get(RESOLVED_DATASET) != dataset:
+        differences.append(
+            f"the data set: {frame.attrs.get(RESOLVED_DATASET)!r} there, {dataset!r} here"
+        )
+    if differences:
+        raise refused(
+            f"another config ran them ({listing(differences, sep='; ')}); the same config "
+            "continues it"
+        )
+    if done > config.iterations or not finished:
+        raise refused(
+            f"they hold {counted(done, 'iteration')}, more than MorphConfig.iterations="
+            f"{config.iterations}"
+            if finished
+            else f"their last row ({rows[-1]['kind']!r}) ends no iteration"
+        )
+    state = _state(directory, done)
+    if not state.is_file():
+        raise refused(f"the variables to continue from, {str(state)!r}, are missing")
+    module = build_model(model)
+    x = jax.ShapeDtypeStruct((1, *model.input_shape), jnp.float32)
+    try:
+        variables = decode(state, jax.eval_shape(module.init, jax.random.key(0), x))
+    except BenchError as error:  # damaged (its cause), or another model's leaves
+        why = repr(error.__cause__) if error.__cause__ else "other leaves, shapes or dtypes"
+        raise refused(
+            f"the variables to continue from, {str(state)!r}, are not its last model's ({why})"
+        ) from error
+    return _Continued(rows, model, variables)
 
 
 _NEXT_STAGE = {
@@ -655,16 +783,22 @@ class _Stages:
       ...     stages.done(rows, {"iteration": 0, "kind": "start"})
       >>> rows
       [{'iteration': 0, 'kind': 'start'}]
+      >>> _Stages(3, progress=False, done=1).bar.n  # continued after iteration 1
+      3
     """
 
-    def __init__(self, iterations: int, progress: bool) -> None:
+    def __init__(self, iterations: int, progress: bool, done: int | None = None) -> None:
+        """``done``: the last iteration finished (the start model's: 0), None: none."""
         self.iterations = iterations
         self.bar = tqdm.tqdm(
             total=1 + 2 * iterations,
+            initial=0 if done is None else 1 + 2 * done,
             unit="training",
             disable=not progress,
             mininterval=0,  # a training takes seconds at least: show each
-            desc="start model",
+            desc="start model"
+            if done is None
+            else f"iteration {done + 1}/{iterations}: regularized",
         )
 
     def __enter__(self) -> "_Stages":
@@ -718,10 +852,21 @@ def run(
     With ``progress``, a progress bar on stderr counts the trainings done, names the stage
     running (``iteration 1/2: regularized``) and estimates the time left.
 
+    After the start model and each iteration, the variables of its last model are saved
+    to ``<directory>/morph/states/iteration-<i>.npz`` (`STATES`), then its rows written.
+    Where ``directory`` holds the rows of a run of the same config (an interrupted one),
+    `run` continues it after its last iteration, keeping its rows, to the rows and
+    variables the run would have reached uninterrupted (latencies measured anew); a
+    finished one is returned as it is (stderr says so); a larger ``iterations``
+    continues a finished run. ``overwrite`` starts over instead.
+
     Raises:
       MorphConfigError: before anything trains or is written (see `prepare`), also when
-        ``directory`` already holds rows (unless ``overwrite``, which moves them aside
-        to ``iterations.parquet.old-<time>``) or cannot be written.
+        ``directory`` holds rows that cannot be continued (another config's, more
+        iterations than ``config.iterations``, unreadable, or without their states)
+        unless ``overwrite``, which moves them and their states aside to
+        ``iterations.parquet.old-<time>`` and ``states.old-<time>``, or when it cannot be
+        written.
 
     References:
       Gordon et al., MorphNet, https://arxiv.org/abs/1711.06798 (algorithm 1).
@@ -741,14 +886,27 @@ def run(
     current, data = prepare(config)
     dataset = resolved_name(config.dataset, data_dir=config.data_dir)
     path = _output(directory, overwrite)
+    earlier = _earlier(directory, config, current, dataset) if path.exists() else None
     common = (config.steps, config.batch_size, config.learning_rate, config.seed)
     budget = config_cost(current, config.cost)
     rows: list[dict[str, Any]] = []
-    with _Stages(config.iterations, progress) as stages:
-        variables, accuracy = train(current, data, *common)
-        stages.done(rows, _row(0, "start", current, variables, accuracy))
-        write_table(path, _frame(rows, config, dataset))
-        for iteration in range(1, config.iterations + 1):
+    done = None
+    if earlier is not None:
+        rows, current, variables = earlier
+        done = rows[-1]["iteration"]
+        ran = f"the run in {os.fspath(directory)!r} has finished {counted(done, 'iteration')}"
+        if done == config.iterations:
+            print(f"{ran} (of {config.iterations}): nothing to train", file=sys.stderr)
+            return _frame(rows, config, dataset)
+        print(f"{ran}: continuing it with iteration {done + 1}", file=sys.stderr)
+    with _Stages(config.iterations, progress, done) as stages:
+        if done is None:
+            variables, accuracy = train(current, data, *common)
+            stages.done(rows, _row(0, "start", current, variables, accuracy))
+            write_bytes(_state(directory, 0), encode(variables))
+            write_table(path, _frame(rows, config, dataset))
+            done = 0
+        for iteration in range(done + 1, config.iterations + 1):
             model = build_model(current)
             groups = channel_groups(model, variables, jnp.zeros((2, *current.input_shape)))
             penalty = morph_regularizer(groups, config.cost, config.source, config.threshold)
@@ -772,5 +930,6 @@ def run(
             current = morphed.config
             variables, accuracy = train(current, data, *common)
             stages.done(rows, _row(iteration, "expanded", current, variables, accuracy))
+            write_bytes(_state(directory, iteration), encode(variables))
             write_table(path, _frame(rows, config, dataset))
     return _frame(rows, config, dataset)

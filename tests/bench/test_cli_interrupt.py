@@ -80,17 +80,22 @@ def test_ctrl_c_is_one_line_saying_what_the_command_leaves(
 
 
 @pytest.mark.parametrize(
-    ("iterations", "options", "kept"),
+    ("iterations", "options", "kept", "continues"),
     [
-        ([0], [], "the start model's rows"),
-        ([0, 1, 1, 1], [], "the start model's rows and 1 iteration's"),
-        ([0, 1, 1, 1, 2, 2, 2], ["--overwrite"], "the start model's rows and 2 iterations'"),
+        ([0], [], "the start model's rows", "the same command"),
+        ([0, 1, 1, 1], [], "the start model's rows and 1 iteration's", "the same command"),
+        (
+            [0, 1, 1, 1, 2, 2, 2],
+            ["--overwrite"],
+            "the start model's rows and 2 iterations'",
+            "this command",  # --overwrite left out: it would start over
+        ),
     ],
 )
-def test_ctrl_c_in_a_morph_run_names_its_rows_and_the_command_that_starts_over(
-    tmp_path, capsys, monkeypatch, iterations, options, kept
+def test_ctrl_c_in_a_morph_run_names_its_rows_and_the_command_that_continues_it(
+    tmp_path, capsys, monkeypatch, iterations, options, kept, continues
 ):
-    """The loop does not resume: the line gives the command with ``--overwrite`` (once)."""
+    """The line said the loop does not resume, and gave the command with --overwrite."""
     cli = importlib.import_module("phosjax.morph.__main__")
     monkeypatch.setattr(cli, "run", _interrupted)
     monkeypatch.chdir(tmp_path)
@@ -101,9 +106,8 @@ def test_ctrl_c_in_a_morph_run_names_its_rows_and_the_command_that_starts_over(
     )
     assert cli.main(["--config", "CONFIG", "--dir", "my run", *options]) == 130
     assert capsys.readouterr().err == (
-        f"\ninterrupted: 'my run' keeps {kept} in morph/iterations.parquet; the loop does not "
-        "resume: this command starts it over, moving them aside: python -m phosjax.morph "
-        "--config CONFIG --dir 'my run' --overwrite\n"
+        f"\ninterrupted: 'my run' keeps {kept} in morph/iterations.parquet; {continues} "
+        "continues it: python -m phosjax.morph --config CONFIG --dir 'my run'\n"
     )
 
 

@@ -365,7 +365,10 @@ def test_earlier_rows_are_kept_or_moved_aside_and_a_bad_dir_fails_before_trainin
     before = rows.read_bytes()
     assert main(["--config", str(config), "--dir", str(tmp_path / "run")]) == 2
     error = capsys.readouterr().err
-    assert error.startswith(f"error: --dir: {str(rows)!r} holds the rows of an earlier run; ")
+    assert error.startswith(
+        f"error: --dir: {str(rows)!r} holds the rows of an earlier run that cannot be "
+        "continued: they do not say which config ran them (no attrs['morph_config']); "
+    )
     assert "choose another directory, or pass --overwrite" in error
     assert rows.read_bytes() == before
     with pytest.raises(_Trained):
@@ -543,8 +546,8 @@ def test_the_errors_a_morph_run_raises_are_public_so_that_a_caller_can_catch_the
     rows = tmp_path / _loop.ITERATIONS
     rows.parent.mkdir()
     rows.write_text("")
-    with pytest.raises(RunDirectoryError, match="holds the rows of an earlier run"):
-        _loop._output(tmp_path, overwrite=False)
+    with pytest.raises(RunDirectoryError, match="holds the rows of an earlier run that cannot"):
+        _loop._earlier(tmp_path, MorphConfig(MODEL), MODEL, "mnist1d:1.0.0")
     assert issubclass(RunDirectoryError, MorphConfigError)
 
 
@@ -575,7 +578,7 @@ def test_no_progress_hides_the_bar_as_the_bench_s_commands_do(tmp_path, capsys, 
     ]
 
 
-def test_help_says_what_the_loop_writes_and_that_it_does_not_resume(capsys):
+def test_help_says_what_the_loop_writes_and_that_the_same_command_continues_it(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
     assert exit_info.value.code == 0
@@ -583,7 +586,8 @@ def test_help_says_what_the_loop_writes_and_that_it_does_not_resume(capsys):
     assert "It writes them to ``DIR/morph/iterations.parquet`` after every iteration" in text
     assert "A progress bar on stderr counts the trainings and estimates the time left" in text
     assert "(``--no_progress`` hides it, for a log)" in text
-    assert "An interrupted run does not resume: ``--overwrite`` moves its rows aside" in text
+    assert "The same command continues an interrupted run after its last iteration" in text
+    assert "``--overwrite`` moves its rows and states aside and starts over" in text
     assert "a bench's own directory works, a folder inside a bench does not" in text
 
 
@@ -947,3 +951,124 @@ def test_a_stage_trains_in_chunks_to_the_same_numbers_as_one_scan(monkeypatch):
     assert scanned[2:] == [10]  # 10 steps: one chunk
     assert chunked[1] == whole[1]
     jax.tree.map(np.testing.assert_array_equal, chunked[0], whole[0])
+
+
+TINY = MorphConfig(
+    ModelConfig("mlp", 10, (40,), width=(16, 16)),
+    iterations=2,
+    steps=4,
+    batch_size=32,
+    threshold=0.2,
+    multiple=12,  # iteration 1 ends at widths [12, 12]: `_pruned` kills 8 of 16 channels
+)
+
+
+def _saved(directory: pathlib.Path) -> dict[str, dict[str, np.ndarray]]:
+    """The arrays of each state saved in ``directory``."""
+    states = sorted((directory / _loop.STATES).iterdir())
+    return {path.name: dict(np.load(path)) for path in states}
+
+
+def _pruned(config, data, *args, **kwargs):
+    """Stands for training an mlp: `_untrained`, where a regularized training (a penalty
+    given) kills the second half of every hidden layer's channels."""
+    variables, accuracy = _untrained(config, data)
+    if len(args) < 5:
+        return variables, accuracy
+
+    def killed(name, layer):
+        kernel, bias = layer["kernel"], layer.get("bias")
+        if name != "stem":
+            kernel = kernel.at[kernel.shape[0] // 2 :].set(0)
+        if name == "head":
+            return {**layer, "kernel": kernel}
+        half = kernel.shape[1] // 2
+        return {"kernel": kernel.at[:, half:].set(0), "bias": bias.at[half:].set(0)}
+
+    params = variables["params"]
+    return {
+        "params": {
+            name: killed(name, layer)
+            if name == "head"
+            else {"Dense_0": killed(name, layer["Dense_0"])}
+            for name, layer in params.items()
+        }
+    }, 0.25
+
+
+def test_an_interrupted_run_continues_to_the_rows_and_variables_of_an_uninterrupted_one(
+    tmp_path, capsys, monkeypatch
+):
+    """A run stopped in iteration 2 of 2 started over (--overwrite), its rows moved aside."""
+    monkeypatch.setattr(_loop, "load", _small_mnist1d)
+    monkeypatch.setattr(_loop, "measured_latency", lambda *args: 1e-6)
+    monkeypatch.setattr(_loop, "train", _pruned)
+    whole = _loop.run(TINY, tmp_path / "whole", progress=False)
+    assert whole["widths"][3] == "[12, 12]" != whole["widths"][0]  # iteration 1's model
+    calls = []
+
+    def stopped_in_iteration_2(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 4:  # the start model, iteration 1's two trainings, then Ctrl-C
+            raise KeyboardInterrupt
+        return _pruned(*args, **kwargs)
+
+    monkeypatch.setattr(_loop, "train", stopped_in_iteration_2)
+    with pytest.raises(KeyboardInterrupt):
+        _loop.run(TINY, tmp_path / "cut", progress=False)
+    assert pd.read_parquet(tmp_path / "cut" / _loop.ITERATIONS)["iteration"].max() == 1
+    capsys.readouterr()
+    continued = _loop.run(TINY, tmp_path / "cut", progress=False)
+    assert len(calls) == 6  # iteration 2's two trainings, nothing before
+    assert "has finished 1 iteration: continuing it with iteration 2" in capsys.readouterr().err
+    pd.testing.assert_frame_equal(continued, whole)
+    assert continued.attrs == whole.attrs
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "cut" / _loop.ITERATIONS), whole)
+    saved = _saved(tmp_path / "whole")
+    assert list(saved) == ["iteration-0.npz", "iteration-1.npz", "iteration-2.npz"]
+    for name, arrays in _saved(tmp_path / "cut").items():
+        assert arrays.keys() == saved[name].keys()
+        assert all(np.array_equal(arrays[k], saved[name][k]) for k in arrays), name
+
+    finished = _loop.run(TINY, tmp_path / "cut", progress=False)
+    assert len(calls) == 6  # nothing trained again
+    pd.testing.assert_frame_equal(finished, whole)
+    assert "has finished 2 iterations (of 2): nothing to train" in capsys.readouterr().err
+
+
+def test_a_run_of_another_config_is_refused_naming_what_differs_and_overwrite_keeps_it(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setattr(_loop, "load", _small_mnist1d)
+    monkeypatch.setattr(_loop, "train", _untrained)
+    monkeypatch.setattr(_loop, "measured_latency", lambda *args: 1e-6)
+    first = dataclasses.replace(TINY, iterations=0)
+    _loop.run(first, tmp_path, progress=False)
+    rows, state = tmp_path / _loop.ITERATIONS, tmp_path / _loop.STATES / "iteration-0.npz"
+    before = rows.read_bytes(), state.read_bytes()
+    other = dataclasses.replace(first, steps=5, model=TINY.model.replace(width=(16, 8)))
+    with pytest.raises(RunDirectoryError) as error:
+        _loop.run(other, tmp_path, progress=False)
+    assert str(error.value) == (
+        f"{str(rows)!r} holds the rows of an earlier run that cannot be continued: another "
+        "config ran them (model.width: [16, 16] there, [16, 8] here; steps: 4 there, 5 here); "
+        "the same config continues it; choose another directory, or pass --overwrite (in "
+        "Python: run(..., overwrite=True)) to move them and their states aside and start over"
+    )
+    assert (rows.read_bytes(), state.read_bytes()) == before
+    state.unlink()  # as an earlier phosjax left it
+    with pytest.raises(RunDirectoryError, match=r"variables to continue from, .* are missing"):
+        _loop.run(dataclasses.replace(first, iterations=1), tmp_path, progress=False)
+    state.write_bytes(before[1])
+    _loop.run(other, tmp_path, overwrite=True, progress=False)
+    err = capsys.readouterr().err
+    (moved_rows,) = rows.parent.glob("iterations.parquet.old-*")
+    (moved_states,) = rows.parent.glob("states.old-*")
+    assert f"moved the earlier rows to {moved_rows}" in err
+    assert f"moved the earlier states to {moved_states}" in err
+    assert moved_rows.read_bytes() == before[0]
+    assert (moved_states / "iteration-0.npz").read_bytes() == before[1]
+    assert pd.read_parquet(rows).attrs["morph_config"] == other.to_dict()
+    more = _loop.run(dataclasses.replace(other, iterations=1), tmp_path, progress=False)
+    assert more["kind"].tolist() == ["start", "regularized", "shrunk", "expanded"]
+    assert "has finished 0 iterations: continuing it with iteration 1" in capsys.readouterr().err
