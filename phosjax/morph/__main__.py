@@ -355,6 +355,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = morph_config(parsed_fields(args, _OWN))
     except (ValueError, TypeError) as error:  # a MorphConfigError, a ModelConfig's
         return _fail(f"{source}: {error}")
+    rows_file = pathlib.Path(args.dir) / ITERATIONS
+    before = rows_file.stat().st_mtime_ns if rows_file.is_file() else None  # a finished run's: kept
     try:
         with data_bars_hidden(args.no_progress):
             rows = run(config, args.dir, overwrite=args.overwrite, progress=not args.no_progress)
@@ -364,7 +366,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"{source}: {error}")
     columns = ["iteration", "kind", "widths", "params", "flops", "latency_s", "accuracy"]
     print(rows[columns].to_string(index=False))
-    print(f"wrote {pathlib.Path(args.dir) / ITERATIONS}", file=sys.stderr)
+    written = before is None or rows_file.stat().st_mtime_ns != before
+    print(f"{'wrote' if written else 'its rows are in'} {rows_file}", file=sys.stderr)
     print(f"view it: {dir_command('phosjax.bench.view', args.dir)}", file=sys.stderr)
     return 0
 

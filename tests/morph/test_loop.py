@@ -1072,3 +1072,9 @@ def test_a_run_of_another_config_is_refused_naming_what_differs_and_overwrite_ke
     more = _loop.run(dataclasses.replace(other, iterations=1), tmp_path, progress=False)
     assert more["kind"].tolist() == ["start", "regularized", "shrunk", "expanded"]
     assert "has finished 0 iterations: continuing it with iteration 1" in capsys.readouterr().err
+    config = tmp_path / "morph.yaml"
+    config.write_text(yaml.safe_dump({**other.to_dict(), "iterations": 1}))
+    assert main(["--config", str(config), "--dir", str(tmp_path), "--no_progress"]) == 0
+    err = capsys.readouterr().err  # it said "wrote", where nothing was written
+    assert "has finished 1 iteration (of 1): nothing to train" in err
+    assert f"its rows are in {rows}\n" in err and "wrote" not in err
