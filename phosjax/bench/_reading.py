@@ -42,6 +42,11 @@ PROFILE_HINT = (
     f"{WRITTEN_WHOLE}; restore it from a backup, or delete it: it holds only the profile, which "
     "the results and checkpoints do not need."
 )
+REFUSED = (
+    "the system would not read it, whatever it holds: let this user read it (its "
+    "permissions, those of its folder), or see to the disk"
+)
+"""What to do where the system would not read a bench file: it need not be damaged."""
 _PLANNED_HINT = (
     f"{WRITTEN_WHOLE}; delete it, then continue the bench (python -m phosjax.bench.new --dir "
     "DIR), which writes it again."
@@ -84,7 +89,9 @@ def read_file(
     path: pathlib.Path, read: Callable[[pathlib.Path], _T], name: str, hint: str = ""
 ) -> _T:
     """``read(path)``; what a damaged file raises (`UNREADABLE`) becomes a
-    `BrokenFileError`: ``cannot read <name>: <error type>: <error>[; <hint>]``.
+    `BrokenFileError`: ``cannot read <name>: <error type>: <error>[; <hint>]``, where
+    the system would not read it (an error with an errno: its permissions, the disk)
+    `REFUSED` in place of ``hint``, and nothing for a file gone since it was found.
 
     Args:
       path: the file.
@@ -105,6 +112,8 @@ def read_file(
     try:
         return read(path)
     except UNREADABLE as error:
+        if isinstance(error, OSError) and error.errno is not None:  # not about its bytes
+            hint = "" if isinstance(error, FileNotFoundError) else REFUSED
         tail = f"; {hint}" if hint else ""
         raise BrokenFileError(
             f"cannot read {name}: {type(error).__name__}: {error}{tail}"

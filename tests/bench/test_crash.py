@@ -2,6 +2,7 @@
 
 import errno
 import os
+import pathlib
 import re
 
 import pandas as pd
@@ -120,3 +121,22 @@ def test_the_viewer_reads_a_parquet_file_a_run_replaces_meanwhile_as_it_was_open
     monkeypatch.setattr(pd, "read_parquet", replaced_meanwhile)
     assert BenchFiles(tmp_path).table(_layout.PHASES).seconds.tolist() == [1.0]
     assert read_profile(tmp_path, _layout.PHASES).seconds.tolist() == [2.0]
+
+
+def test_a_bench_file_the_system_would_not_read_is_not_said_to_be_damaged(tmp_path, monkeypatch):
+    """Its permissions (or the disk) were said as a damaged file, to delete or move out."""
+    (tmp_path / _layout.MARKER).write_text('{"format": 1}')
+    (tmp_path / _layout.STATUS).write_text('{"groups": {}}')
+    _store.write_table(tmp_path / _layout.PHASES, pd.DataFrame({"seconds": [1.0]}))
+
+    def refused(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(pathlib.Path, "read_text", refused)
+    monkeypatch.setattr(pd, "read_parquet", refused)
+    said = r"Permission denied; the system would not read it, whatever it holds: let this user"
+    with pytest.raises(BrokenFileError, match=said) as viewer:
+        BenchFiles(tmp_path).json(_layout.STATUS)
+    with pytest.raises(BrokenFileError, match=said) as profile:
+        read_profile(tmp_path, _layout.PHASES)
+    assert "writes it whole" not in f"{viewer.value}{profile.value}"
