@@ -51,6 +51,11 @@ _PLANNED_HINT = (
     f"{WRITTEN_WHOLE}; delete it, then continue the bench (python -m phosjax.bench.new --dir "
     "DIR), which writes it again."
 )
+_GRAPH_HINT = (
+    f"{WRITTEN_WHOLE}; delete it and the model's blurb (blurbs/ holds it under the same "
+    "name), then continue the bench (python -m phosjax.bench.new --dir DIR), which writes "
+    "them again (a finished bench holding the blurb writes no graph)."
+)
 
 
 def hint(relative: str) -> str:
@@ -71,7 +76,9 @@ def hint(relative: str) -> str:
         return PART_HINT
     if folder == _layout.PROFILE:
         return PROFILE_HINT
-    if relative == _layout.CELLS or folder in (_layout.BLURBS, _layout.GRAPHS):
+    if folder == _layout.GRAPHS:
+        return _GRAPH_HINT
+    if relative == _layout.CELLS or folder == _layout.BLURBS:
         return _PLANNED_HINT
     return ""
 

@@ -74,6 +74,8 @@ def test_a_start_killed_between_the_writes_of_its_metadata_is_started_again(
         ("status.json", "delete it: the next run finds each group's progress in its checkpoints"),
         ("cells.parquet", "delete it, then continue the bench"),
         ("blurbs/mlp-1a2b.json", "delete it, then continue the bench"),
+        # a finished bench holding the blurb writes no graph: 'delete it' alone left none
+        ("graphs/mlp-1a2b.json", "delete it and the model's blurb (blurbs/ holds it"),
         ("profile/phases.p1of2.parquet", "it holds only the profile"),
         ("results/part-mlp-1a2b-000000001.parquet", "its rows cannot be made again"),
     ],
