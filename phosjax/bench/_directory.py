@@ -25,8 +25,9 @@ import yaml
 from phosjax._aside import aside_path
 from phosjax._hosts import gather_rows
 from phosjax._listing import listing
+from phosjax._yaml import read_file as read_yaml_file
 from phosjax.bench import _layout
-from phosjax.bench._config import BenchConfig, BenchError, read_yaml
+from phosjax.bench._config import BenchConfig, BenchError
 from phosjax.bench._env import environment
 from phosjax.bench._reading import MARKER_HINT, UNREADABLE, WRITTEN_WHOLE, read_file
 from phosjax.bench._store import is_temporary, read_json, write_json, write_text
@@ -85,8 +86,10 @@ def open_bench(directory: str | os.PathLike) -> tuple[BenchConfig, dict[str, Any
         )
     path = root / _layout.CONFIG
     try:
-        data = read_yaml(path)  # missing, not YAML, empty: its error names the file
-    except BenchError as error:
+        data = read_yaml_file(path)  # missing, not YAML: its error names the file
+        if data is None:  # not `read_yaml`'s "give at least one key": it is restored
+            raise ValueError(f"config file {str(path)!r} is empty.")
+    except ValueError as error:
         raise BenchError(
             f"{error}\nIt is the bench's stored config: {WRITTEN_WHOLE}; restore it from a "
             "backup, or write the bench's config there again (`python -m "
