@@ -29,7 +29,7 @@ from phosjax._yaml import read_file as read_yaml_file
 from phosjax.bench import _layout
 from phosjax.bench._config import BenchConfig, BenchError
 from phosjax.bench._env import environment
-from phosjax.bench._reading import MARKER_HINT, UNREADABLE, WRITTEN_WHOLE, read_file
+from phosjax.bench._reading import MARKER_HINT, REFUSED, UNREADABLE, WRITTEN_WHOLE, read_file
 from phosjax.bench._store import is_temporary, read_json, write_json, write_text
 from phosjax.models import model_spec, registered_models
 
@@ -90,6 +90,10 @@ def open_bench(directory: str | os.PathLike) -> tuple[BenchConfig, dict[str, Any
         if data is None:  # not `read_yaml`'s "give at least one key": it is restored
             raise ValueError(f"config file {str(path)!r} is empty.")
     except ValueError as error:
+        system = error.__cause__  # its permissions, the disk (not gone, nor a folder)
+        gone = (FileNotFoundError, IsADirectoryError)
+        if isinstance(system, OSError) and not isinstance(system, gone):
+            raise BenchError(f"{error}\nIt is the bench's stored config: {REFUSED}.") from error
         raise BenchError(
             f"{error}\nIt is the bench's stored config: {WRITTEN_WHOLE}; restore it from a "
             "backup, or write the bench's config there again (`python -m "

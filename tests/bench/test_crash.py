@@ -106,6 +106,24 @@ def test_a_damaged_stored_config_is_said_with_what_to_do(tmp_path, stored):
     assert "give at least one key" not in str(raised.value)
 
 
+def test_a_stored_config_the_system_would_not_read_is_not_said_to_be_damaged(tmp_path, monkeypatch):
+    """Its permissions (or the disk) were said as 'something else changed it; restore it'."""
+    (tmp_path / _layout.MARKER).write_text('{"format": 1}')
+    (tmp_path / _layout.CONFIG).write_text("models: [mlp]\n")
+    read_text = pathlib.Path.read_text
+
+    def refused(path, *args, **kwargs):
+        if path.name == _layout.CONFIG:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return read_text(path, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "read_text", refused)
+    said = r"Permission denied.*\nIt is the bench's stored config: the system would not read it"
+    with pytest.raises(BenchError, match=said) as raised:
+        open_bench(tmp_path)
+    assert "writes it whole" not in str(raised.value)
+
+
 def test_the_viewer_reads_a_parquet_file_a_run_replaces_meanwhile_as_it_was_opened(
     tmp_path, monkeypatch
 ):
