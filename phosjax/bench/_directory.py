@@ -30,7 +30,7 @@ from phosjax.bench import _layout
 from phosjax.bench._config import BenchConfig, BenchError
 from phosjax.bench._env import environment
 from phosjax.bench._reading import MARKER_HINT, REFUSED, UNREADABLE, WRITTEN_WHOLE, read_file
-from phosjax.bench._store import is_temporary, read_json, write_json, write_text
+from phosjax.bench._store import is_temporary, naming, read_json, write_json, write_text
 from phosjax.models import model_spec, registered_models
 
 T = TypeVar("T")
@@ -387,8 +387,10 @@ def locked(root: pathlib.Path, process: tuple[int, int]) -> Iterator[None]:
         file.truncate()
         stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         holder = _layout.LockHolder(os.getpid(), socket.gethostname(), stamp)
-        file.write(_layout.lock_holder(holder) + "\n")
-        file.flush()
+        try:  # unbuffered: a write that fails fails here, not again as the file closes
+            os.write(file.fileno(), f"{_layout.lock_holder(holder)}\n".encode())
+        except OSError as error:  # a full disk: the system names no file
+            raise naming(error, path) from error
         yield
 
 

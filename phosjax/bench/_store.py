@@ -178,8 +178,13 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     except OSError as error:  # ENOSPC from a write names no file
         if error.errno is None or error.filename not in (None, str(temporary)):
             raise
-        raise type(error)(error.errno, error.strerror, str(path)) from error
+        raise naming(error, path) from error
     _sync_directory(path.parent)
+
+
+def naming(error: OSError, path: pathlib.Path) -> OSError:
+    """``error``, of a write to ``path`` that named no file (a full disk's), naming it."""
+    return type(error)(error.errno, error.strerror, str(path))
 
 
 def _sync_directory(folder: pathlib.Path) -> None:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from phosjax.bench import BenchConfig, BenchError, _cli, _layout, _store
-from phosjax.bench._directory import choose_config, open_bench, write_meta
+from phosjax.bench._directory import choose_config, locked, open_bench, write_meta
 from phosjax.bench._errors import BrokenFileError
 from phosjax.bench._store import write_bytes
 from phosjax.bench._summary import read_profile
@@ -162,3 +162,17 @@ def test_a_bench_file_the_system_would_not_read_is_not_said_to_be_damaged(tmp_pa
     with pytest.raises(BrokenFileError, match=said) as profile:
         read_profile(tmp_path, _layout.PHASES)
     assert "writes it whole" not in f"{viewer.value}{profile.value}"
+
+
+def test_a_full_disk_as_the_lock_is_written_names_the_lock_file(tmp_path, monkeypatch):
+    """It named no file ('error: [Errno 28] No space left on device; free space on its
+    disk'), raised again as the lock file closed, its buffer written again."""
+
+    def no_room(descriptor, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patched, pytest.raises(OSError) as raised:
+        patched.setattr(os, "write", no_room)
+        with locked(tmp_path, (0, 1)):
+            pass
+    assert raised.value.filename == str(tmp_path / _layout.LOCK)
