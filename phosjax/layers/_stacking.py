@@ -82,7 +82,7 @@ class Repeat(PassesKeywords, nn.Module):
       >>> import flax.linen as nn, jax, jax.numpy as jnp, phosjax as px
       >>> from phosjax.layers import ReZero, Repeat
       >>> layer = Repeat(ReZero(nn.Dense(4)), num_layers=3)
-      >>> x = jnp.ones((2, 4)); variables = layer.init(jax.random.key(0), x)
+      >>> x = jnp.ones((2, 4)); variables = jax.jit(layer.init)(jax.random.key(0), x)
       >>> variables["params"]["block"]["block"]["kernel"].shape
       (3, 4, 4)
       >>> px.probe(layer, variables, x, "block/residual")[1]["block/residual"].shape
@@ -93,9 +93,9 @@ class Repeat(PassesKeywords, nn.Module):
 
       >>> from phosjax.layers import TransformerBlock
       >>> layer = Repeat(TransformerBlock(num_heads=2), num_layers=2)
-      >>> x = jnp.ones((2, 5, 4)); variables = layer.init(jax.random.key(0), x)
+      >>> x = jnp.ones((2, 5, 4)); variables = jax.jit(layer.init)(jax.random.key(0), x)
       >>> real = jnp.arange(5) < jnp.array([[5], [3]])  # example 1: 3 tokens, 2 padded
-      >>> layer.apply(variables, x, mask=real).shape
+      >>> jax.jit(layer.apply)(variables, x, mask=real).shape
       (2, 5, 4)
     """
 
