@@ -15,7 +15,6 @@ import pytest
 
 import phosjax as px
 from phosjax.data import batch_indices
-from phosjax.models import ModelConfig
 from phosjax.train import (
     MATMUL_STRATEGIES,
     STRATEGIES,
@@ -306,18 +305,6 @@ def test_executor_checks_its_devices_as_run_group_does():
         Executor("vmap", 2, [])
     devices = jax.local_devices()
     assert Executor("vmap", 2, np.asarray(devices)).mesh.devices.size == min(2, len(devices))
-
-
-def test_a_recurrent_model_trains_under_every_strategy(toy):
-    """The zoo's ``gru`` (README: a built-in model): `nn.RNN` scans from a carry of
-    zeros, the same on every device, which the step makes vary with the cell's params;
-    under ``vmap`` and ``map`` (`jax.shard_map`) that once failed to trace."""
-    hp = HParams(batch_size=16, steps=2)
-    cells = [Cell(ModelConfig("gru", 3, (8,), width=4), "toy", hp, seed) for seed in (0, 1)]
-    [group] = plan_groups(cells)
-    out = {s: run_group(group, init_group(group, toy), toy, strategy=s) for s in STRATEGIES}
-    for strategy in STRATEGIES[1:]:
-        assert_same_run(out[strategy], out["vmap"], **TOL)
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
