@@ -62,9 +62,9 @@ def test_killed_mid_group_then_resumed_matches_an_uninterrupted_run(tmp_path):
 def test_a_process_without_cells_waits_for_the_other_so_their_shutdown_does_not_fail(tmp_path):
     """Nor does it hold the other up: all its rows, one status (one pair of processes
     checks both; each pair costs seconds)."""
-    one_cell = {"models": MLP, "seeds": 1}  # process 1: no cell; process 0: 6 s of saves
-    outcomes = launch(tmp_path, [one_cell, one_cell], SHUTDOWN_TIMEOUT_S="2", SLOW_SAVE_S="3")
-    succeeded(outcomes)  # process 1 at the shutdown barrier 6 s early: both aborted
+    one_cell = {"models": MLP, "seeds": 1}  # process 1: no cell; process 0: 3 s of saves
+    outcomes = launch(tmp_path, [one_cell, one_cell], SHUTDOWN_TIMEOUT_S="2", SLOW_SAVE_S="1.5")
+    succeeded(outcomes)  # process 1 at the shutdown barrier 3 s early: both aborted
     printed = [[row for row in log.splitlines() if row.startswith("rows ")] for _, log in outcomes]
     assert printed == [["rows 14"], ["rows 14"]]  # gloo may print after it
     for i, (_, log) in enumerate(outcomes):  # said, lest a peer that died leave it silent
@@ -74,7 +74,7 @@ def test_a_process_without_cells_waits_for_the_other_so_their_shutdown_does_not_
 
 
 def test_a_process_whose_training_fails_stops_the_other_once_it_is_done(tmp_path):
-    env = {"SHUTDOWN_TIMEOUT_S": "2", "SLOW_SAVE_S": "3", "FAIL_TRAINING_IN": "1"}
+    env = {"SHUTDOWN_TIMEOUT_S": "2", "SLOW_SAVE_S": "1.5", "FAIL_TRAINING_IN": "1"}
     process_0, process_1 = launch(tmp_path, [SPLIT, SPLIT], **env)
     assert process_1[0] == 1 and "RuntimeError: training failed" in process_1[1], process_1[1]
     assert process_0[0] == 2, process_0[1][-3000:]
