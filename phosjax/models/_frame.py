@@ -208,8 +208,8 @@ class Frame(PassesKeywords, CheckedFields):
       >>> frame = Frame(num_classes=3, input_shape=(4, 2), input_kind="sequence", widths=(2,),
       ...               depth=1, blocks=(TransformerBlock(num_heads=1),))
       >>> real = jnp.array([[True, True, False, False]])  # 2 tokens, 2 padded
-      >>> x = jnp.ones((1, 4, 2)); variables = frame.init(jax.random.key(0), x)
-      >>> frame.apply(variables, x, mask=real).shape
+      >>> x = jnp.ones((1, 4, 2)); variables = jax.jit(frame.init)(jax.random.key(0), x)
+      >>> jax.jit(frame.apply)(variables, x, mask=real).shape
       (1, 3)
     """
 
