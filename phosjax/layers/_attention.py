@@ -183,7 +183,7 @@ class MultiHeadSelfAttention(CheckedFields):
       >>> import jax, jax.numpy as jnp, phosjax as px
       >>> from phosjax.layers import MultiHeadSelfAttention
       >>> layer = MultiHeadSelfAttention(num_heads=2)
-      >>> x = jnp.ones((3, 5, 4)); variables = layer.init(jax.random.key(0), x)
+      >>> x = jnp.ones((3, 5, 4)); variables = jax.jit(layer.init)(jax.random.key(0), x)
       >>> out, found = px.probe(layer, variables, x, "attention_*")
       >>> out.shape, found["attention_weights"].shape, found["attention_entropy"].shape
       ((3, 5, 4), (3, 2, 5, 5), (3, 2))
@@ -251,8 +251,8 @@ class TransformerBlock(CheckedFields):
       >>> import jax, jax.numpy as jnp
       >>> from phosjax.layers import TransformerBlock
       >>> layer = TransformerBlock(num_heads=2)
-      >>> x = jnp.ones((3, 5, 4)); variables = layer.init(jax.random.key(0), x)
-      >>> layer.apply(variables, x).shape
+      >>> x = jnp.ones((3, 5, 4)); variables = jax.jit(layer.init)(jax.random.key(0), x)
+      >>> jax.jit(layer.apply)(variables, x).shape
       (3, 5, 4)
     """
 

@@ -73,14 +73,14 @@ class Choice(PassesKeywords, CheckedFields):
       >>> import flax.linen as nn, jax, jax.numpy as jnp, phosjax as px
       >>> from phosjax.layers import Choice
       >>> layer = Choice([nn.Dense(3), nn.Dense(3)])
-      >>> x = jnp.ones((2, 3)); variables = layer.init(jax.random.key(0), x)
+      >>> x = jnp.ones((2, 3)); variables = jax.jit(layer.init)(jax.random.key(0), x)
       >>> out, found = px.probe(layer, variables, x, "weights")
       >>> out.shape, found["weights"].tolist()
       ((2, 3), [0.5, 0.5])
       >>> layer = Choice([nn.Dense(3), nn.Dense(3)], per_example=True)
       >>> x = jnp.ones((2, 4, 3)); real = jnp.arange(4) < jnp.array([[4], [2]])
-      >>> variables = layer.init(jax.random.key(0), x, mask=real)
-      >>> layer.apply(variables, x, mask=real).shape
+      >>> variables = jax.jit(layer.init)(jax.random.key(0), x, mask=real)
+      >>> jax.jit(layer.apply)(variables, x, mask=real).shape
       (2, 4, 3)
     """
 

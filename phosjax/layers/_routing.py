@@ -63,7 +63,7 @@ class MixtureOfExperts(CheckedFields):
       >>> import jax, jax.numpy as jnp, phosjax as px
       >>> from phosjax.layers import MixtureOfExperts
       >>> layer = MixtureOfExperts(num_experts=4, top_k=2)
-      >>> x = jnp.ones((2, 5, 8)); variables = layer.init(jax.random.key(0), x)
+      >>> x = jnp.ones((2, 5, 8)); variables = jax.jit(layer.init)(jax.random.key(0), x)
       >>> out, found = px.probe(layer, variables, x, "expert_load")
       >>> out.shape, round(float(found["expert_load"].sum()), 6)
       ((2, 5, 8), 1.0)

@@ -134,9 +134,9 @@ class GRUBlock(CheckedFields):
       >>> y, _ = jax.eval_shape(gru.init_with_output, jax.random.key(0), jnp.ones((2, 5, 1)))
       >>> y.shape
       (2, 5, 3)
-      >>> x = jnp.arange(10.0).reshape(2, 5, 1); variables = gru.init(jax.random.key(0), x)
+      >>> x = jnp.arange(10.0).reshape(2, 5, 1); variables = jax.jit(gru.init)(jax.random.key(0), x)
       >>> real = jnp.arange(5) < jnp.array([[5], [3]])  # example 1: 3 tokens, 2 padded
-      >>> y = gru.apply(variables, x, mask=real)
+      >>> y = jax.jit(gru.apply)(variables, x, mask=real)
       >>> bool((y[1, 2:] == y[1, 2]).all())  # the padded steps keep the last real state
       True
     """
