@@ -47,14 +47,14 @@ from phosjax.core import (
     matches,
     select,
 )
-from phosjax.core._selectors import value_per_path, what_was_meant
+from phosjax.core._selectors import dropped_hint, value_per_path, what_was_meant
 from phosjax.data import ArrayDataset, check_batch_size, load
 from phosjax.data._load import NoSuchFeatureError, SplitInNameError, declared_shapes
 from phosjax.data._splits import MissingSplitsError, SplitsError, splits_written
 from phosjax.models import ModelConfig, registered_models
 from phosjax.morph import UnsupportedOpError, channel_groups
 from phosjax.train import Cell, HParams, plan_groups
-from phosjax.train._state import declared_knobs
+from phosjax.train._state import _traced_knobs
 from phosjax.train._step import training_apply
 
 _LATER_HPARAMS = ("compute_dtype", "lr_schedule", "warmup_steps")
@@ -388,13 +388,15 @@ def _own_sizes_hint(entry: ModelEntry, data: DataShape, taken: list[str]) -> str
     )
 
 
-def _built(name: str, dataset: str, config: ModelConfig) -> Mapping[str, Knob]:
-    """The knobs of ``config``'s model, once its init, train step and evaluation trace
-    (nothing is computed): a model that fails to build is a `BenchError` naming it and the
-    data set."""
+def _built(
+    name: str, dataset: str, config: ModelConfig
+) -> tuple[Mapping[str, Knob], tuple[str, ...]]:
+    """The knobs of ``config``'s model, and the paths of those a lifted transform dropped,
+    once its init, train step and evaluation trace (nothing is computed): a model that
+    fails to build is a `BenchError` naming it and the data set."""
     try:
         model_metrics(config)
-        return declared_knobs(config, tuple(config.input_shape))
+        return _traced_knobs(config, tuple(config.input_shape))
     except Exception as error:  # a model's own code, a plugin's too: any failure to build
         why = error if isinstance(error, ValueError | TypeError) else repr(error)
         raise BenchError(f"model {name!r} on {dataset!r}: {why}") from error
@@ -487,12 +489,17 @@ def _check_batch_sizes(batch_sizes: Sequence[Any], datasets: Mapping[str, ArrayD
                 raise BenchError(str(error)) from None
 
 
-def _check_knobs(selectors: Sequence[str], by_model: Mapping[str, Iterable[str]]) -> None:
+def _check_knobs(
+    selectors: Sequence[str],
+    by_model: Mapping[str, Iterable[str]],
+    dropped: Mapping[str, Iterable[str]],
+) -> None:
     """Raises `BenchError` for a knob axis whose selector matches no knob of any model,
-    naming the knobs each model declares and, where it can tell, what was meant.
+    naming the knobs each model declares and, where it can tell, what was meant, or the
+    knob it matches that a lifted transform dropped (``dropped``, by model).
 
     Examples:
-      >>> _check_knobs(["T"], {"mlp": [], "choicenet": ["blocks_0/T", "blocks_1/T"]})
+      >>> _check_knobs(["T"], {"mlp": [], "choicenet": ["blocks_0/T", "blocks_1/T"]}, {})
       Traceback (most recent call last):
       phosjax.bench._errors.BenchError: knob selector 'T' matches no knob of any model; the \
 models declare: {'choicenet': ['blocks_0/T', 'blocks_1/T']}. A selector matches whole paths; \
@@ -502,9 +509,11 @@ models declare: {'choicenet': ['blocks_0/T', 'blocks_1/T']}. A selector matches 
         if not any(matches(selector, p) for paths in by_model.values() for p in paths):
             declared = {name: list(paths) for name, paths in by_model.items() if paths}
             every = dict.fromkeys(p for paths in declared.values() for p in paths)
+            lost = (dropped_hint(selector, dropped[n], "knob", f" in model {n!r}") for n in dropped)
             raise BenchError(
                 f"knob selector {selector!r} matches no knob of any model; the models "
                 f"declare: {declared or 'no knobs at all'}.{what_was_meant(selector, every)}"
+                f"{next(filter(None, lost), '')}"
             )
 
 
@@ -654,12 +663,14 @@ def plan(
     skipped: dict[str, dict[str, str]] = {column: {} for column in reg_columns}
     planned: dict[str, PlannedCell] = {}
     knobs_by_model: dict[str, dict[str, None]] = {}  # each name's knob paths, all configs
+    dropped_by_model: dict[str, dict[str, None]] = {}  # those a lifted transform dropped
     for entry, (dataset, data) in itertools.product(entries, datasets.items()):
         for point in itertools.product(*axes.values()):
             values = dict(zip(axes, point, strict=True))
             model = _model_config(entry, data, values["depth"], values["width"])
-            paths = _built(entry.name, dataset, model)  # this config's own (depth, options)
+            paths, dropped = _built(entry.name, dataset, model)  # own (depth, options)
             knobs_by_model.setdefault(entry.name, {}).update(dict.fromkeys(paths))
+            dropped_by_model.setdefault(entry.name, {}).update(dict.fromkeys(dropped))
             knob_values = {
                 s: values[f"{KNOB_PREFIX}{s}"]
                 for s in selectors
@@ -720,7 +731,7 @@ def plan(
                     **hparam_row,
                 }
                 planned.setdefault(cell_id, PlannedCell(cell, row))
-    _check_knobs(selectors, knobs_by_model)
+    _check_knobs(selectors, knobs_by_model, dropped_by_model)
     for column in reg_columns:
         if column not in applied:
             listed = "; ".join(f"{name}: {why}" for name, why in skipped[column].items())

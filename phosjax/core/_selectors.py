@@ -168,6 +168,28 @@ _MADE_BY = {
 and the start of the hint where none was made, or all were dropped, none can tell."""
 
 
+def dropped_hint(selector: str, dropped: Iterable[str], what: str, where: str = "") -> str:
+    """`` It matches 'path'{where}, which a lifted transform dropped: ...``, naming the
+    first of the ``dropped`` paths (of a {what}) that ``selector`` matches; '' where it
+    matches none.
+
+    Examples:
+      >>> print(dropped_hint("**/T", ["layers/T"], "knob", " in model 'net'"))
+       It matches 'layers/T' in model 'net', which a lifted transform dropped: nn.scan (or
+      nn.vmap) keeps a knob made inside it only if its variable_axes list phosjax's
+      collections: variable_axes=px.scan_axes(params=0).
+      >>> dropped_hint("**/h", ["layers/T"], "knob")
+      ''
+    """
+    lost = next((path for path in dropped if matches(selector, path)), None)
+    if lost is None:
+        return ""
+    return (
+        f" It matches {lost!r}{where}, which a lifted transform dropped: "
+        f"{_LIFTED.format(what=what)}"
+    )
+
+
 def _no_match(selector: str, paths: list[str], what: str, dropped: Iterable[str] | None) -> str:
     """The message of `select` when ``selector`` matches none of ``paths``: the nearest,
     and how a lifted transform loses a {what} where it can have: the selector matches one
@@ -189,13 +211,11 @@ def _no_match(selector: str, paths: list[str], what: str, dropped: Iterable[str]
       every one made ('scan/h'): nn.scan (or nn.vmap) keeps a tagged value made inside it
       only if its variable_axes list phosjax's collections: variable_axes=px.scan_axes(params=0).
     """
-    regex = compile_selector(selector)
     dropped = None if dropped is None else list(dropped)
-    lost = [p for p in dropped or () if p == selector or regex.fullmatch(p)]
+    lost = dropped_hint(selector, dropped or (), what)
     unknown = dropped is None and not paths and what in _MADE_BY  # none made, or all dropped
     if lost:
-        hint = f" It matches {lost[0]!r}, which a lifted transform dropped: "
-        hint += _LIFTED.format(what=what)
+        hint = lost
     elif dropped and not paths:  # "there are none" alone would be false
         shown = listing([repr(p) for p in dropped])
         hint = f" A lifted transform dropped every one made ({shown}): "

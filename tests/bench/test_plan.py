@@ -83,6 +83,28 @@ class _OwnStream(nn.Module):
 if OWN_STREAM not in registered_models():
     register_model(OWN_STREAM, build=lambda config: _OwnStream(config.num_classes))
 
+DROPS_KNOB = "test_plan_drops_knob"
+"""A registered model whose knob T, made in an nn.scan without knobs axes, is dropped."""
+
+
+class _ScannedKnob(nn.Module):
+    @nn.compact
+    def __call__(self, x, _):
+        return x * px.knob(self, "T", 1.0), None
+
+
+class _DropsKnob(nn.Module):
+    num_classes: int
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        layers = nn.scan(_ScannedKnob, variable_axes={}, length=2)(name="layers")
+        return nn.Dense(self.num_classes)(layers(x.reshape(len(x), -1), None)[0])
+
+
+if DROPS_KNOB not in registered_models():
+    register_model(DROPS_KNOB, build=lambda config: _DropsKnob(config.num_classes))
+
 SLASHED = "test_plan/mlp"
 """A registered model whose name holds a path separator."""
 
@@ -323,6 +345,17 @@ def test_an_error_of_load_is_a_bench_error(toys_dir, monkeypatch, kind, message)
 def test_knob_selector_matching_no_knob_is_an_error(toy):
     config = tiny_config(grid=small(knobs={"**/temperature": [1, 2]}))
     with pytest.raises(BenchError, match=r"'\*\*/temperature' matches no knob.*blocks_0/T"):
+        plan(config, toy)
+
+
+def test_a_knob_axis_matching_only_a_knob_a_scan_dropped_names_it(toy):
+    # it said 'the models declare: no knobs at all.', as if the model had none
+    config = tiny_config(models=[DROPS_KNOB], grid=small(knobs={"**/T": [1]}))
+    with pytest.raises(
+        BenchError,
+        match=r"no knobs at all\. It matches 'layers/T' in model 'test_plan_drops_knob', "
+        "which a lifted transform dropped: nn.scan",
+    ):
         plan(config, toy)
 
 
