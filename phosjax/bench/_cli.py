@@ -552,7 +552,8 @@ def entry_point(
             except BenchError as error:
                 print(f"error: {error}", file=sys.stderr)
                 return 2
-            except BrokenPipeError:  # its reader left (`| head`): quiet, as cat is
+            except BrokenPipeError:  # its reader left (`| head`): no traceback, and 1, as
+                # Python's docs on SIGPIPE advise (cat, killed by SIGPIPE, exits 141)
                 if not output_reader_left():
                     raise  # another pipe (a data loader's): not to be hidden
                 with contextlib.suppress(OSError):  # a stdout with no file: nothing to flush
