@@ -116,17 +116,18 @@ class Group:
         return values
 
 
-def _check_momentum_used(where: str, cells: Sequence[Cell]) -> None:
-    """Raises naming ``where`` if two cells differ only in a momentum their optimizer
-    ignores (all but ``"momentum"``): they would train one model twice."""
+def _check_distinct(where: str, cells: Sequence[Cell]) -> None:
+    """Raises naming ``where`` if two cells are the same, or differ only in a momentum
+    their optimizer ignores (all but ``"momentum"``): they would train one model twice."""
     names = [field.name for field in dataclasses.fields(HParams) if field.name != "momentum"]
     first: dict[tuple[Any, ...], int] = {}
     for i, cell in enumerate(cells):
         hp = cell.hparams
-        if hp.optimizer == "momentum":
-            continue
-        rest = (cell.model, cell.dataset, cell.seed, *(getattr(hp, name) for name in names))
+        used = hp.momentum if hp.optimizer == "momentum" else None
+        rest = (cell.model, cell.dataset, cell.seed, used, *(getattr(hp, n) for n in names))
         j = first.setdefault(rest, i)
+        if j == i:
+            continue
         if cells[j].hparams.momentum != hp.momentum:
             raise ValueError(
                 f"{where}: cells {j} and {i} differ only in momentum ({cells[j].hparams.momentum} "
@@ -134,12 +135,16 @@ def _check_momentum_used(where: str, cells: Sequence[Cell]) -> None:
                 "train the same model twice; a grid over momentum needs optimizer='momentum' "
                 "(SGD with momentum)."
             )
+        raise ValueError(
+            f"{where}: cells {j} and {i} are the same cell, so they would train the same model "
+            "twice; give each cell once (another seed trains another model)."
+        )
 
 
 def check_cells(where: str, cells: Any) -> None:
     """Raises naming ``where`` unless ``cells`` is a list or tuple of cells whose
-    different seeds make different keys (`jax.random.key`), no two of which differ only
-    in a momentum their optimizer ignores (all but ``"momentum"``).
+    different seeds make different keys (`jax.random.key`), no two of which are the same
+    or differ only in a momentum their optimizer ignores (all but ``"momentum"``).
 
     Without ``jax_enable_x64`` JAX keeps a seed's low 32 bits, so seeds 0 and ``2**32``
     would train the same models; seeds in ``[0, 2**32)`` never collide.
@@ -147,8 +152,8 @@ def check_cells(where: str, cells: Any) -> None:
     Raises:
       TypeError: ``cells`` is no list or tuple (one `Cell`, a generator), or holds
         something else than a `Cell`.
-      ValueError: two cells' seeds differ but make the same key, or two cells differ only
-        in an ignored momentum (both named).
+      ValueError: two cells' seeds differ but make the same key, or two cells are the
+        same or differ only in an ignored momentum (both named).
 
     Examples:
       >>> check_cells("plan_groups", (cell for cell in []))
@@ -164,7 +169,7 @@ def check_cells(where: str, cells: Any) -> None:
     for i, cell in enumerate(cells):
         if not isinstance(cell, Cell):
             raise TypeError(f"{where}: cells[{i}] is a {type(cell).__name__}, not a Cell.")
-    _check_momentum_used(where, cells)
+    _check_distinct(where, cells)
     if all(0 <= cell.seed < 2**32 for cell in cells):
         return  # distinct keys, in either mode
     first: dict[bytes, int] = {}

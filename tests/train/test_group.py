@@ -488,4 +488,13 @@ def test_cells_differing_only_in_a_momentum_their_optimizer_ignores_are_refused(
         for c in cells
     ]
     assert [g.index for g in plan_groups(momentum)] == [(0, 1, 2, 3)]  # it uses them
-    assert [g.index for g in plan_groups([*cells[:2], cells[0]])] == [(0, 1, 2)]  # as asked
+
+
+def test_a_cell_given_twice_is_refused():
+    # it trained the same model twice, though cells differing only in an unused momentum,
+    # which would do the same, are refused
+    cells = [Cell(Tiny(), "toy", HParams(optimizer=o), seed) for o in ("adam", "momentum")
+             for seed in (0, 1)]  # fmt: skip
+    for twice in (cells[1], cells[3]):
+        with pytest.raises(ValueError, match=r"^plan_groups: cells \d and 4 are the same cell"):
+            plan_groups([*cells, twice])
