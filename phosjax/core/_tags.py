@@ -204,11 +204,12 @@ _CONSTANT_NOTES: contextvars.ContextVar[dict[str, Any] | None] = contextvars.Con
 
 def _first_not_json(value: Any) -> tuple[Any] | None:
     """``(part,)``, the first part of a note ``value`` that JSON cannot write (a set, a
-    dtype, an object), or None where every part is an array, a number, a str, a bool,
-    None, or a list, tuple or dict of them.
+    dtype, an object, a complex number), or None where every part is a number, a str, a
+    bool, None, an array (or array-like, as ``range(3)``) of them, or a list, tuple or dict
+    of them: what blurb writes, as ``np.asarray(part).tolist()``.
 
     Examples:
-      >>> _first_not_json({"kind": "gelu", "scale": jnp.ones(())}) is None
+      >>> _first_not_json({"kind": "gelu", "scale": jnp.ones(()), "steps": range(3)}) is None
       True
       >>> _first_not_json({"kinds": {"gelu"}})
       ({'gelu'},)
@@ -216,9 +217,16 @@ def _first_not_json(value: Any) -> tuple[Any] | None:
     if isinstance(value, Mapping | list | tuple):
         parts = value.values() if isinstance(value, Mapping) else value
         return next(filter(None, map(_first_not_json, parts)), None)
-    if value is None or isinstance(value, str | int | float | np.generic | np.ndarray | jax.Array):
+    if value is None or isinstance(value, str | int | float):
         return None
-    return (value,)
+    try:
+        array = value if isinstance(value, jax.Array) else np.asarray(value)
+    except (TypeError, ValueError):  # ragged, or refusing to be one
+        return (value,)
+    if array.dtype == object and array.ndim:  # of Python objects: each one judged
+        return _first_not_json(array.tolist())
+    written = (np.bool_, np.integer, np.floating, np.str_)
+    return None if any(jnp.issubdtype(array.dtype, kind) for kind in written) else (value,)
 
 
 def _holds_arrays(value: Any) -> bool:

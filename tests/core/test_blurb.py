@@ -622,3 +622,27 @@ def test_a_note_json_cannot_write_is_refused_where_it_is_made():
 
     with pytest.raises(TypeError, match=r"^note 'kinds' takes an array or a JSON-able value"):
         Noting().apply({}, jnp.ones(2), mutable=["blurb"])
+
+
+@pytest.mark.parametrize(
+    ("value", "written"),
+    [
+        (range(3), [0, 1, 2]),  # refused, though blurb writes it as np.asarray(value) does
+        (np.array(["a", None], dtype=object), ["a", None]),
+        (np.complex64(1), None),  # passed, and failed in to_json, unnamed
+    ],
+)
+def test_a_note_is_refused_as_blurb_writes_it_not_by_its_type(value, written):
+    class Noting(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            px.note(self, "n", value)
+            return x
+
+    x = jnp.ones(2)
+    if written is None:
+        with pytest.raises(TypeError, match=r"^note 'n' takes an array or a JSON-able value"):
+            Noting().apply({}, x, mutable=["blurb"])
+        return
+    summary = px.blurb(Noting(), {}, x, measure_latency=False, flops=False)
+    assert json.loads(summary.to_json())["root"]["notes"]["n"] == written
