@@ -132,6 +132,12 @@ def naming_params_alone(variables: Any, caller: str) -> Iterator[Mapping[str, An
         yield variables
     except MISSING_PARAMS as error:
         text = params_alone_text(variables, error, caller)
+        if text is None and isinstance(error, flax.errors.ScopeCollectionNotFound):
+            error.add_note(  # this model's params, say, without their batch_stats
+                f"({caller}: the variables hold the collections {sorted(variables)}, not "
+                "the one the model reads: pass all that model.init returns)"
+            )
+            raise
         if text is None:
             error.add_note(
                 f"({caller}: {modules_held(variables)}: are they another model's? pass "

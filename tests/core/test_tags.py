@@ -485,3 +485,15 @@ def test_variables_of_another_model_or_input_shape_are_said_so():
         px.probe(dense, variables, jnp.ones((2, 5)))
     said = "(probe: are the variables another model's, or of other widths, or is the input"
     assert error.value.__notes__[-1].startswith(said)
+
+
+def test_this_model_s_params_without_its_batch_stats_are_not_said_another_model_s():
+    """Since dcd1b20 the note asked 'are they another model's?' of the model's own params."""
+    model = nn.BatchNorm(use_running_average=True)  # reads its batch_stats first
+    variables = jax.eval_shape(model.init, jax.random.key(0), X)
+    with pytest.raises(flax.errors.ScopeCollectionNotFound) as error:
+        px.probe(model, {"params": variables["params"]}, X)
+    assert error.value.__notes__[-1] == (
+        "(probe: the variables hold the collections ['params'], not the one the model "
+        "reads: pass all that model.init returns)"
+    )
