@@ -1,5 +1,6 @@
 """`GraphModel`: a Flax module that runs a `Graph` and returns every node's output."""
 
+import contextlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
@@ -123,15 +124,19 @@ def _describe(tree: Any) -> str:
 
 def _numbers_as_array(value: Any) -> Any:
     """``value``; a (nested) list or tuple of Python numbers as one array, as
-    `phosjax.inject` reads it, not as a pytree of scalars.
+    `phosjax.inject` reads it, not as a pytree of scalars (a ragged one stays one, for
+    `_check_injected` to name).
 
     Examples:
       >>> _numbers_as_array([[0.0, 1.0]]).shape, _numbers_as_array((jnp.ones(2), jnp.ones(3)))
       ((1, 2), (Array([1., 1.], dtype=float32), Array([1., 1., 1.], dtype=float32)))
+      >>> _numbers_as_array([[0.0, 1.0], [2.0]])
+      [[0.0, 1.0], [2.0]]
     """
     leaves = jax.tree.leaves(value)
     if isinstance(value, list | tuple) and leaves and all(type(v) in (int, float) for v in leaves):
-        return jnp.asarray(value)
+        with contextlib.suppress(ValueError):  # ragged: no array
+            return jnp.asarray(value)
     return value
 
 
