@@ -158,7 +158,8 @@ def aux_total(aux: Mapping[str, Any]) -> tuple[jax.Array, dict[str, jax.Array]]:
             f"aux_total takes the {AUX_LOSS!r} collection, state[{AUX_LOSS!r}], not the state "
             f"holding it (collections {held}): the others would add up as losses."
         )
-    if AUX_LOSS not in aux and not _OTHER_COLLECTIONS.isdisjoint(aux):
+    others = _OTHER_COLLECTIONS.intersection(aux)  # a loss of that name is no collection
+    if AUX_LOSS not in aux and any(isinstance(aux[name], Mapping) for name in others):
         raise ValueError(
             f"aux_total takes the {AUX_LOSS!r} collection, not a state of others (collections "
             f"{held}), which would add up as losses: apply hands back no {AUX_LOSS!r} where "

@@ -417,6 +417,20 @@ def test_aux_total_of_the_whole_state_is_refused_not_summed():
         px.aux_total(state)  # was 0.5, the path weight
 
 
+def test_an_aux_loss_named_like_a_collection_is_added_up():
+    """Since 689a04f aux_total took a top module's loss named 'intermediates' for a state
+    of that collection, and refused it."""
+
+    class Named(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            px.aux_loss(self, "intermediates", jnp.sum(x))
+            return x
+
+    _, state = Named().apply({}, jnp.ones(2), mutable=["aux_loss"])
+    assert float(px.aux_total(state["aux_loss"])[0]) == 2.0
+
+
 @pytest.mark.parametrize(
     ("call", "said"),
     [
