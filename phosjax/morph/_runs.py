@@ -7,6 +7,7 @@ import pathlib
 import pandas as pd
 import pyarrow as pa
 
+from phosjax.bench._reading import read_parquet
 from phosjax.morph._loop import ITERATIONS, MORPH_CONFIG, RESOLVED_DATASET
 
 
@@ -66,7 +67,7 @@ def read_runs(*directories: str | os.PathLike) -> pd.DataFrame:
         if not path.is_file():
             raise FileNotFoundError(_no_run(directory))
         try:
-            rows = pd.read_parquet(path)
+            rows = read_parquet(path)  # one open file: a run may replace it meanwhile
         except (ValueError, pa.ArrowException) as error:  # cut short, or not Parquet
             raise ValueError(
                 f"cannot read {str(path)!r}, the rows of the morph run {os.fspath(directory)!r}"

@@ -506,6 +506,24 @@ def test_read_runs_names_a_directory_without_a_run_and_a_file_without_a_config(t
             read_runs(inside)
 
 
+def test_read_runs_reads_a_rows_file_a_run_replaces_meanwhile_as_it_was_opened(
+    tmp_path, monkeypatch
+):
+    """Given the path, pyarrow opened the file twice: rows a running morph replaced in
+    between were read torn, 'OSError: Unexpected end of stream'; read through one open
+    file, they are the version opened."""
+    _written_run(tmp_path, MorphConfig(MODEL, strength=0.25))
+    read = pd.read_parquet
+
+    def replaced_meanwhile(source, *args, **kwargs):
+        _written_run(tmp_path / "next", MorphConfig(MODEL, strength=2.0))
+        (tmp_path / "next" / _loop.ITERATIONS).replace(tmp_path / _loop.ITERATIONS)
+        return read(source, *args, **kwargs)
+
+    monkeypatch.setattr(pd, "read_parquet", replaced_meanwhile)
+    assert read_runs(tmp_path)["strength"].tolist() == [0.25, 0.25]
+
+
 def test_read_runs_names_a_damaged_rows_file_and_its_run(tmp_path):
     """pyarrow's ArrowInvalid ("Parquet magic bytes not found") named neither the run nor
     what to do."""
