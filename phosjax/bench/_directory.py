@@ -29,7 +29,14 @@ from phosjax._yaml import read_file as read_yaml_file
 from phosjax.bench import _layout
 from phosjax.bench._config import BenchConfig, BenchError
 from phosjax.bench._env import environment
-from phosjax.bench._reading import MARKER_HINT, REFUSED, UNREADABLE, WRITTEN_WHOLE, read_file
+from phosjax.bench._reading import (
+    MARKER_HINT,
+    REFUSED,
+    UNREADABLE,
+    WRITTEN_WHOLE,
+    not_an_object,
+    read_file,
+)
 from phosjax.bench._store import is_temporary, naming, read_json, write_json, write_text
 from phosjax.models import model_spec, registered_models
 
@@ -53,10 +60,7 @@ def read_bench_json(path: pathlib.Path, hint: str | None = None) -> dict[str, An
     hint = hint or MARKER_HINT
     data = read_file(path, read_json, repr(str(path)), hint)
     if not isinstance(data, dict):
-        raise BenchError(
-            f"{str(path)!r} holds a {type(data).__name__}, not the JSON object phosjax "
-            f"writes there; {hint}"
-        )
+        raise BenchError(f"{str(path)!r} {not_an_object(data, hint)}")
     return data
 
 

@@ -58,6 +58,16 @@ _GRAPH_HINT = (
 )
 
 
+def not_an_object(data: object, hint: str) -> str:
+    """Why a bench JSON file that parsed to ``data`` (no object) is damaged, and ``hint``.
+
+    Examples:
+      >>> not_an_object([1], "delete it")
+      'holds a list, not the JSON object phosjax writes there; delete it'
+    """
+    return f"holds a {type(data).__name__}, not the JSON object phosjax writes there; {hint}"
+
+
 def hint(relative: str) -> str:
     """What to do about the damaged file ``relative`` of a bench ("" where nothing is said).
 

@@ -41,6 +41,7 @@ import numpy as np
 
 from phosjax.bench import _layout
 from phosjax.bench._cli import entry_point, exit_process, then_command
+from phosjax.bench._reading import MARKER_HINT, not_an_object
 from phosjax.bench._summary import counted
 from phosjax.bench._usage import ArgParser, usage_error
 from phosjax.bench.view._bench import BenchFiles, BrokenFileError, NotABenchError
@@ -312,8 +313,7 @@ def export_mlflow(directory: str, tracking_uri: str, experiment: str | None = No
     marker = bench.json(_layout.MARKER)
     if not isinstance(marker, dict):  # its creation time tells this bench's runs apart
         raise BrokenFileError(
-            f"cannot read {_layout.MARKER}: it holds {json.dumps(marker)[:40]}, not the JSON "
-            "object phosjax writes there; restore it from a backup."
+            f"cannot read {_layout.MARKER}: it {not_an_object(marker, MARKER_HINT)}"
         )
     created, config_hash = str(marker.get("created", "")), str(marker.get("config_hash", ""))
     progress = bench.progress()

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from phosjax.bench import _layout
+from phosjax.bench._reading import MARKER_HINT
 from phosjax.bench.export import (
     TAG_CELL,
     TAG_CREATED,
@@ -357,14 +358,14 @@ def test_a_bench_json_holding_no_object_is_an_error_and_nothing_is_exported(
     written, store, tmp_path, capsys, marker
 ):
     """[] exported every cell under no creation time (exported again once restored); [1]
-    was an AttributeError."""
+    was an AttributeError. It was said other than elsewhere: cut at 40 characters, with
+    no 'or move the directory aside and start a new bench'."""
     root = tmp_path / "example"
     shutil.copytree(written.root, root)
     (root / _layout.MARKER).write_text(marker)
     assert main(["--dir", str(root), "--mlflow", store]) == 2
-    assert f"error: cannot read bench.json: it holds {marker}, not the JSON object" in (
-        capsys.readouterr().err
-    )
+    said = "error: cannot read bench.json: it holds a list, not the JSON object phosjax writes"
+    assert f"{said} there; {MARKER_HINT}\n" in capsys.readouterr().err  # as elsewhere, whole
     assert mlflow.tracking.MlflowClient(store).get_experiment_by_name("example") is None
 
 
