@@ -548,7 +548,9 @@ def entry_point(
             args = sys.argv[1:] if argv is None else list(argv)
             try:
                 with ctrl_c_kept():
-                    return main(args) or 0
+                    status = main(args) or 0
+                    sys.stdout.flush()  # a full disk said here, not as a traceback at exit
+                    return status
             except BenchError as error:
                 print(f"error: {error}", file=sys.stderr)
                 return 2
@@ -556,12 +558,13 @@ def entry_point(
                 # Python's docs on SIGPIPE advise (cat, killed by SIGPIPE, exits 141)
                 if not output_reader_left():
                     raise  # another pipe (a data loader's): not to be hidden
-                with contextlib.suppress(OSError):  # a stdout with no file: nothing to flush
-                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                _stdout_dropped()
                 return 1
             except OSError as error:  # after BrokenPipeError, one of them
                 if error.errno not in NO_ROOM:
                     raise
+                if error.filename == getattr(sys.stdout, "name", None):
+                    _stdout_dropped()  # its output is not written again at exit
                 said = interrupted if isinstance(interrupted, str) else interrupted(args)
                 print(f"error: {error}; {NO_ROOM[error.errno]}, then: {said}", file=sys.stderr)
                 return 1
@@ -576,6 +579,13 @@ def entry_point(
         return wrapped
 
     return wrap
+
+
+def _stdout_dropped() -> None:
+    """Sends what is left of stdout's output to the null device: what could not be
+    written is not written again (and failing again) as the process exits."""
+    with contextlib.suppress(OSError):  # a stdout with no file: nothing to flush
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 @contextlib.contextmanager

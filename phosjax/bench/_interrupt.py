@@ -322,14 +322,17 @@ class _PipeWatched:
     `BrokenPipeError` while a group trains (``new ... 2>&1 | tee log``, tee killed, or gone
     with the terminal under ``nohup``: without it, the terminal's SIGHUP stops the command
     first, as a rule) stops the command at the chunk's end (`_output_gone`), where it raised
-    before the chunk's checkpoint. All else is the stream's own."""
+    before the chunk's checkpoint. Another error of the system names the stream
+    (``<stdout>``: a full disk under ``> file``), where it named no file. All else is the
+    stream's own."""
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
 
     def write(self, text: str) -> int:
         try:
-            return self._stream.write(text)
+            with self._named():
+                return self._stream.write(text)
         except BrokenPipeError:
             if not _output_gone():
                 raise
@@ -337,10 +340,21 @@ class _PipeWatched:
 
     def flush(self) -> None:
         try:
-            self._stream.flush()
+            with self._named():
+                self._stream.flush()
         except BrokenPipeError:
             if not _output_gone():
                 raise
+
+    @contextlib.contextmanager
+    def _named(self) -> Iterator[None]:
+        """Within it, an error of the system naming no file names the stream."""
+        try:
+            yield
+        except OSError as error:
+            if error.errno is None or error.filename is not None:
+                raise
+            raise type(error)(error.errno, error.strerror, self._stream.name) from error
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)

@@ -1,14 +1,16 @@
 """A bench command that a full disk or a damaged file stops: what it says, what it keeps."""
 
 import errno
+import io
 import os
 import pathlib
 import re
+import sys
 
 import pandas as pd
 import pytest
 
-from phosjax.bench import BenchConfig, BenchError, _cli, _layout, _store
+from phosjax.bench import BenchConfig, BenchError, _cli, _interrupt, _layout, _store
 from phosjax.bench._directory import choose_config, locked, open_bench, write_meta
 from phosjax.bench._errors import BrokenFileError
 from phosjax.bench._store import write_bytes
@@ -176,3 +178,30 @@ def test_a_full_disk_as_the_lock_is_written_names_the_lock_file(tmp_path, monkey
         with locked(tmp_path, (0, 1)):
             pass
     assert raised.value.filename == str(tmp_path / _layout.LOCK)
+
+
+class _FullDisk(io.StringIO):
+    """A command's stdout redirected to a file on a full disk: its buffer, written as it
+    is flushed, finds no room."""
+
+    name = "<stdout>"
+
+    def flush(self) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_full_disk_under_stdout_is_one_error_line_naming_stdout(capsys, monkeypatch):
+    """Its output buffered (as by default), the command said nothing and exited 0, then
+    Python's 'Exception ignored ... OSError' at exit (status 120); unbuffered, the error
+    named no file."""
+
+    @_cli.entry_point("nothing was changed (profile only reads the bench).")
+    def main(argv=None):
+        print("the profile")
+
+    monkeypatch.setattr(sys, "stdout", _interrupt._PipeWatched(_FullDisk()))
+    assert main([]) == 1
+    assert capsys.readouterr().err == (
+        "error: [Errno 28] No space left on device: '<stdout>'; free space on its disk, then: "
+        "nothing was changed (profile only reads the bench).\n"
+    )
