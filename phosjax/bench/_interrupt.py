@@ -348,11 +348,16 @@ class _PipeWatched:
 
     @contextlib.contextmanager
     def _named(self) -> Iterator[None]:
-        """Within it, an error of the system naming no file names the stream."""
+        """Within it, an error of the system naming no file names the stream (not a
+        `BlockingIOError`, whose third argument counts what was written)."""
         try:
             yield
         except OSError as error:
-            if error.errno is None or error.filename is not None:
+            if (
+                error.errno is None
+                or error.filename is not None
+                or isinstance(error, BlockingIOError)
+            ):
                 raise
             raise type(error)(error.errno, error.strerror, self._stream.name) from error
 

@@ -1,8 +1,10 @@
 """Ctrl-C in every command line: one line saying what is kept and how to go on, exit 130."""
 
 import copy
+import errno
 import gc
 import importlib
+import io
 import os
 import signal
 import socket
@@ -240,6 +242,19 @@ def test_a_watched_output_copies_as_its_stream_does():
     without its stream), not the stream's own TypeError."""
     with open(os.devnull, "w") as stream, pytest.raises(TypeError, match="cannot pickle"):
         copy.copy(_interrupt._PipeWatched(stream))
+
+
+def test_a_watched_output_keeps_what_a_non_blocking_write_wrote():
+    """Its BlockingIOError was raised again naming the stream, with what it wrote (its
+    third argument) lost."""
+
+    class _Busy(io.StringIO):
+        def flush(self) -> None:
+            raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable", 5)
+
+    with pytest.raises(BlockingIOError) as raised:
+        _interrupt._PipeWatched(_Busy()).flush()
+    assert raised.value.characters_written == 5
 
 
 def test_an_output_socket_whose_peer_closed_is_silenced_as_a_pipe_is():
