@@ -348,18 +348,20 @@ class _PipeWatched:
 
     @contextlib.contextmanager
     def _named(self) -> Iterator[None]:
-        """Within it, an error of the system naming no file names the stream (not a
-        `BlockingIOError`, whose third argument counts what was written)."""
+        """Within it, an error of the system naming no file names the stream, where it
+        has a name (not a `BlockingIOError`, whose third argument counts what was written)."""
+        name = getattr(self._stream, "name", None)  # none: a stand-in stream (a test's)
         try:
             yield
         except OSError as error:
             if (
                 error.errno is None
                 or error.filename is not None
+                or name is None
                 or isinstance(error, BlockingIOError)
             ):
                 raise
-            raise type(error)(error.errno, error.strerror, self._stream.name) from error
+            raise type(error)(error.errno, error.strerror, name) from error
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
