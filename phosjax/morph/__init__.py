@@ -35,6 +35,7 @@ _EXPORTS = {
     "fit_config": "phosjax.morph._fit",
     "importance": "phosjax.morph._regularizer",
     "latency_table": "phosjax.morph._cost",
+    "load_variables": "phosjax.morph._loop",
     "mask": "phosjax.morph._shrink",
     "measured_latency": "phosjax.morph._loop",
     "morph_regularizer": "phosjax.morph._regularizer",
@@ -73,6 +74,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs (a test keeps th
     from phosjax.morph._loop import MorphConfig as MorphConfig
     from phosjax.morph._loop import MorphConfigError as MorphConfigError
     from phosjax.morph._loop import RunDirectoryError as RunDirectoryError
+    from phosjax.morph._loop import load_variables as load_variables
     from phosjax.morph._loop import measured_latency as measured_latency
     from phosjax.morph._loop import run as run
     from phosjax.morph._loop import train as train

@@ -747,19 +747,72 @@ def _earlier(
             if finished
             else f"their last row ({rows[-1]['kind']!r}) ends no iteration"
         )
-    state = _state(directory, done)
+    try:
+        variables = _saved_variables(directory, done, model)
+    except RunDirectoryError as error:
+        raise refused(f"the variables to continue from, {error}") from error
+    return _Continued(rows, model, variables)
+
+
+def _saved_variables(directory: str | os.PathLike, iteration: int, model: ModelConfig) -> Any:
+    """The variables of ``model``, iteration ``iteration``'s last, saved in ``directory``.
+
+    Raises:
+      RunDirectoryError: ``'<state>', are missing`` or ``... are not its last model's (why)``.
+    """
+    state = _state(directory, iteration)
     if not state.is_file():
-        raise refused(f"the variables to continue from, {str(state)!r}, are missing")
+        raise RunDirectoryError(f"{str(state)!r}, are missing")
     module = build_model(model)
     x = jax.ShapeDtypeStruct((1, *model.input_shape), jnp.float32)
     try:
-        variables = decode(state, jax.eval_shape(module.init, jax.random.key(0), x))
+        return decode(state, jax.eval_shape(module.init, jax.random.key(0), x))
     except BenchError as error:  # damaged (its cause), or another model's leaves
         why = repr(error.__cause__) if error.__cause__ else "other leaves, shapes or dtypes"
-        raise refused(
-            f"the variables to continue from, {str(state)!r}, are not its last model's ({why})"
+        raise RunDirectoryError(f"{str(state)!r}, are not its last model's ({why})") from error
+
+
+def load_variables(
+    directory: str | os.PathLike, iteration: int | None = None
+) -> tuple[ModelConfig, Any]:
+    """The last model of iteration ``iteration`` (0: the start model; None: the last one
+    finished) of the `run` in ``directory``, and its variables as `run` saved them.
+
+    Examples:
+      >>> load_variables("/no/run")
+      Traceback (most recent call last):
+      phosjax.morph._loop.RunDirectoryError: '/no/run' holds no run of phosjax.morph: no
+      '/no/run/morph/iterations.parquet'
+
+    Raises:
+      RunDirectoryError: ``directory`` holds no rows of `run` (or they cannot be read),
+        none of ``iteration``, or not its variables (missing, or damaged).
+    """
+    path = pathlib.Path(directory) / ITERATIONS
+    if not path.is_file():
+        raise RunDirectoryError(
+            f"{os.fspath(directory)!r} holds no run of phosjax.morph: no {str(path)!r}"
+        )
+    try:
+        frame = pd.read_parquet(path, columns=["iteration", "kind", "config"])
+    except (OSError, ValueError, pa.ArrowException) as error:  # cut short, not Parquet
+        raise RunDirectoryError(
+            f"cannot read the rows {str(path)!r} ({type(error).__name__}: {error})"
         ) from error
-    return _Continued(rows, model, variables)
+    ends = frame[frame["kind"].isin(["start", "expanded"])]  # each iteration's last model
+    done = ends["iteration"].tolist()
+    chosen = ends[ends["iteration"] == iteration] if iteration is not None else ends.tail(1)
+    if isinstance(iteration, bool) or len(chosen) != 1:
+        raise RunDirectoryError(
+            f"iteration={iteration!r}: the run in {os.fspath(directory)!r} has finished the "
+            f"iterations {done} (0: the start model; None: the last)"
+        )
+    model = ModelConfig.from_dict(json.loads(chosen["config"].iloc[0]))
+    number = int(chosen["iteration"].iloc[0])
+    try:
+        return model, _saved_variables(directory, number, model)
+    except RunDirectoryError as error:
+        raise RunDirectoryError(f"the variables of iteration {number}, {error}") from error
 
 
 _NEXT_STAGE = {

@@ -22,6 +22,7 @@ from phosjax.morph import (
     RunDirectoryError,
     _loop,
     config_cost,
+    load_variables,
     read_runs,
 )
 from phosjax.morph.__main__ import main
@@ -1052,6 +1053,26 @@ def test_an_interrupted_run_continues_to_the_rows_and_variables_of_an_uninterrup
     assert len(calls) == 6  # nothing trained again
     pd.testing.assert_frame_equal(finished, whole)
     assert "has finished 2 iterations (of 2): nothing to train" in capsys.readouterr().err
+
+    model, variables = load_variables(tmp_path / "cut")  # its last, iteration 2's
+    assert model == ModelConfig.from_dict(json.loads(whole["config"].iloc[-1]))
+    jax.tree.map(np.testing.assert_array_equal, variables, _pruned(model, None)[0])
+    iteration_1, _ = load_variables(tmp_path / "cut", iteration=1)
+    assert iteration_1.resolved().widths == (12, 12)
+    assert load_variables(tmp_path / "cut", iteration=0)[0] == TINY.model.resolved()
+    with pytest.raises(RunDirectoryError) as error:
+        load_variables(tmp_path / "cut", iteration=3)
+    assert str(error.value) == (
+        f"iteration=3: the run in {str(tmp_path / 'cut')!r} has finished the iterations "
+        "[0, 1, 2] (0: the start model; None: the last)"
+    )
+    state = tmp_path / "cut" / _loop.STATES / "iteration-2.npz"
+    state.unlink()
+    missing = rf"iteration 2, {re.escape(repr(str(state)))}, are missing"
+    with pytest.raises(RunDirectoryError, match=missing):
+        load_variables(tmp_path / "cut")
+    with pytest.raises(RunDirectoryError, match=r"holds no run of phosjax\.morph: no "):
+        load_variables(tmp_path / "none")
 
 
 def test_a_run_of_another_config_is_refused_naming_what_differs_and_overwrite_keeps_it(
