@@ -331,8 +331,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns 0, or 2 after printing ``error: <file>: ...`` when the config file is invalid
     or names a model or data set that cannot run (``error: <file> with the command line
     (--key): ...`` when options set keys), or ``error: --dir: ...`` when ``--dir``
-    holds an earlier run's rows (without ``--overwrite``), lies inside a bench or cannot
-    be written (all checked before anything trains); a misspelt option is a usage error
+    holds an earlier run's rows it cannot continue (without ``--overwrite``), lies inside
+    a bench, is being written by another run or cannot be written (all checked before
+    anything trains); a misspelt option is a usage error
     naming the nearest one.
     """
     try:

@@ -6,6 +6,7 @@ variables of its last model to ``<dir>/morph/states/iteration-<i>.npz`` (the sta
 model's: ``iteration-0.npz``), so that `run` continues an interrupted run.
 """
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -13,7 +14,7 @@ import os
 import pathlib
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -31,6 +32,7 @@ from phosjax._listing import listing
 from phosjax._nearest import did_you_mean
 from phosjax.bench import _layout
 from phosjax.bench._checkpoint import decode, encode
+from phosjax.bench._directory import locked
 from phosjax.bench._errors import BenchError
 from phosjax.bench._store import write_bytes, write_table
 from phosjax.bench._summary import counted
@@ -598,8 +600,11 @@ def _row(
     }
 
 
-def _output(directory: str | os.PathLike, overwrite: bool) -> pathlib.Path:
-    """The rows' file in ``directory`` (its folder made), checked before anything trains.
+@contextlib.contextmanager
+def _output(directory: str | os.PathLike, overwrite: bool) -> Iterator[pathlib.Path]:
+    """The rows' file in ``directory`` (its folder made), checked before anything trains,
+    while this process holds the lock of the folder (`locked`: ``morph/run.lock``), so a
+    second run on ``directory`` stops before it moves, reads or writes anything.
 
     With ``overwrite``, an earlier run's rows and states are moved aside to
     ``iterations.parquet.old-<time>`` and ``states.old-<time>`` (see `aside_path`), never
@@ -608,8 +613,8 @@ def _output(directory: str | os.PathLike, overwrite: bool) -> pathlib.Path:
 
     Raises:
       RunDirectoryError: ``directory`` is ``''`` or lies inside a bench
-        (`enclosing_bench`), it or a folder above it is a file, or the folder cannot be
-        made.
+        (`enclosing_bench`), it or a folder above it is a file, the folder cannot be
+        made, or another run holds its lock (the message names its pid and host).
     """
     if not os.fspath(directory):  # pathlib reads '' as '.': the rows would land in the cwd
         raise RunDirectoryError(
@@ -630,16 +635,22 @@ def _output(directory: str | os.PathLike, overwrite: bool) -> pathlib.Path:
         )
     states = pathlib.Path(directory) / STATES
     earlier = {"rows": path, "states": states} if overwrite or not path.exists() else {}
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        for what, moved in earlier.items():
-            if moved.exists():
-                target = aside_path(moved)
-                os.replace(moved, target)
-                print(f"moved the earlier {what} to {target}", file=sys.stderr)
-    except OSError as error:
-        raise RunDirectoryError(f"cannot write rows into {str(directory)!r}: {error}") from error
-    return path
+    with contextlib.ExitStack() as held:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            held.enter_context(locked(path.parent, (0, 1)))
+            for what, moved in earlier.items():
+                if moved.exists():
+                    target = aside_path(moved)
+                    os.replace(moved, target)
+                    print(f"moved the earlier {what} to {target}", file=sys.stderr)
+        except OSError as error:
+            raise RunDirectoryError(
+                f"cannot write rows into {str(directory)!r}: {error}"
+            ) from error
+        except BenchError as error:  # another run holds the lock
+            raise RunDirectoryError(str(error)) from error
+        yield path
 
 
 def _state(directory: str | os.PathLike, iteration: int) -> pathlib.Path:
@@ -938,51 +949,51 @@ def run(
     """
     current, data = prepare(config)
     dataset = resolved_name(config.dataset, data_dir=config.data_dir)
-    path = _output(directory, overwrite)
-    earlier = _earlier(directory, config, current, dataset) if path.exists() else None
-    common = (config.steps, config.batch_size, config.learning_rate, config.seed)
-    budget = config_cost(current, config.cost)
-    rows: list[dict[str, Any]] = []
-    done = None
-    if earlier is not None:
-        rows, current, variables = earlier
-        done = rows[-1]["iteration"]
-        ran = f"the run in {os.fspath(directory)!r} has finished {counted(done, 'iteration')}"
-        if done == config.iterations:
-            print(f"{ran} (of {config.iterations}): nothing to train", file=sys.stderr)
-            return _frame(rows, config, dataset)
-        print(f"{ran}: continuing it with iteration {done + 1}", file=sys.stderr)
-    with _Stages(config.iterations, progress, done) as stages:
-        if done is None:
-            variables, accuracy = train(current, data, *common)
-            stages.done(rows, _row(0, "start", current, variables, accuracy))
-            write_bytes(_state(directory, 0), encode(variables))
-            write_table(path, _frame(rows, config, dataset))
-            done = 0
-        for iteration in range(done + 1, config.iterations + 1):
-            model = build_model(current)
-            groups = channel_groups(model, variables, jnp.zeros((2, *current.input_shape)))
-            penalty = morph_regularizer(groups, config.cost, config.source, config.threshold)
-            variables, accuracy = train(current, data, *common, penalty, config.strength)
-            stages.done(rows, _row(iteration, "regularized", current, variables, accuracy))
-            morphed = once(
-                current,
-                variables,
-                cost=config.cost,
-                budget=budget,
-                threshold=config.threshold,
-                source=config.source,
-                multiple=config.multiple,
-            )
-            shrunk = morphed.shrunk
-            assert shrunk.config is not None
-            shrunk_model = build_model(shrunk.config)
-            shrunk_accuracy = _test_accuracy(shrunk_model, shrunk.variables, data)
-            row = _row(iteration, "shrunk", shrunk.config, shrunk.variables, shrunk_accuracy)
-            stages.done(rows, row)
-            current = morphed.config
-            variables, accuracy = train(current, data, *common)
-            stages.done(rows, _row(iteration, "expanded", current, variables, accuracy))
-            write_bytes(_state(directory, iteration), encode(variables))
-            write_table(path, _frame(rows, config, dataset))
-    return _frame(rows, config, dataset)
+    with _output(directory, overwrite) as path:
+        earlier = _earlier(directory, config, current, dataset) if path.exists() else None
+        common = (config.steps, config.batch_size, config.learning_rate, config.seed)
+        budget = config_cost(current, config.cost)
+        rows: list[dict[str, Any]] = []
+        done = None
+        if earlier is not None:
+            rows, current, variables = earlier
+            done = rows[-1]["iteration"]
+            ran = f"the run in {os.fspath(directory)!r} has finished {counted(done, 'iteration')}"
+            if done == config.iterations:
+                print(f"{ran} (of {config.iterations}): nothing to train", file=sys.stderr)
+                return _frame(rows, config, dataset)
+            print(f"{ran}: continuing it with iteration {done + 1}", file=sys.stderr)
+        with _Stages(config.iterations, progress, done) as stages:
+            if done is None:
+                variables, accuracy = train(current, data, *common)
+                stages.done(rows, _row(0, "start", current, variables, accuracy))
+                write_bytes(_state(directory, 0), encode(variables))
+                write_table(path, _frame(rows, config, dataset))
+                done = 0
+            for iteration in range(done + 1, config.iterations + 1):
+                model = build_model(current)
+                groups = channel_groups(model, variables, jnp.zeros((2, *current.input_shape)))
+                penalty = morph_regularizer(groups, config.cost, config.source, config.threshold)
+                variables, accuracy = train(current, data, *common, penalty, config.strength)
+                stages.done(rows, _row(iteration, "regularized", current, variables, accuracy))
+                morphed = once(
+                    current,
+                    variables,
+                    cost=config.cost,
+                    budget=budget,
+                    threshold=config.threshold,
+                    source=config.source,
+                    multiple=config.multiple,
+                )
+                shrunk = morphed.shrunk
+                assert shrunk.config is not None
+                shrunk_model = build_model(shrunk.config)
+                shrunk_accuracy = _test_accuracy(shrunk_model, shrunk.variables, data)
+                row = _row(iteration, "shrunk", shrunk.config, shrunk.variables, shrunk_accuracy)
+                stages.done(rows, row)
+                current = morphed.config
+                variables, accuracy = train(current, data, *common)
+                stages.done(rows, _row(iteration, "expanded", current, variables, accuracy))
+                write_bytes(_state(directory, iteration), encode(variables))
+                write_table(path, _frame(rows, config, dataset))
+        return _frame(rows, config, dataset)

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import math
+import os
 import pathlib
 import re
 
@@ -14,6 +15,7 @@ import pytest
 import yaml
 
 import phosjax.morph.__main__ as cli
+from phosjax.bench._directory import locked
 from phosjax.data import ArrayDataset, load
 from phosjax.models import ModelConfig, build_model
 from phosjax.morph import (
@@ -389,8 +391,11 @@ def test_earlier_rows_are_kept_or_moved_aside_and_a_bad_dir_fails_before_trainin
     assert capsys.readouterr().err.startswith(f"error: --dir: {a_file!r} is a file, not a ")
 
     monkeypatch.chdir(tmp_path)  # run(config, ''): '' was read as '.', the rows went in the cwd
-    with pytest.raises(RunDirectoryError, match=r"^the run directory is '' \(an unset shell "):
-        _loop._output("", overwrite=False)
+    with (
+        pytest.raises(RunDirectoryError, match=r"^the run directory is '' \(an unset shell "),
+        _loop._output("", overwrite=False),
+    ):
+        pass
     assert not (tmp_path / "morph").exists()
 
     bench = tmp_path / "bench"  # its results folder: pandas would read the rows as results
@@ -1117,3 +1122,24 @@ def test_a_run_of_another_config_is_refused_naming_what_differs_and_overwrite_ke
     err = capsys.readouterr().err  # it said "wrote", where nothing was written
     assert "has finished 1 iteration (of 1): nothing to train" in err
     assert f"its rows are in {rows}\n" in err and "wrote" not in err
+
+
+def test_a_second_run_on_a_directory_being_written_stops_before_it_moves_or_reads_anything(
+    tmp_path, monkeypatch
+):
+    """Two runs on one directory both continued it, each writing the other's rows over."""
+    monkeypatch.setattr(_loop, "load", _small_mnist1d)
+    monkeypatch.setattr(_loop, "train", _stop_at_training)
+    rows = tmp_path / _loop.ITERATIONS
+    rows.parent.mkdir()
+    rows.write_text("the rows of the run being written")
+    with locked(rows.parent, (0, 1)):  # as the first run holds it
+        for overwrite in (False, True):
+            with pytest.raises(RunDirectoryError) as error:
+                _loop.run(TINY, tmp_path, overwrite=overwrite, progress=False)
+            assert str(error.value).startswith(
+                f"{str(rows.parent)!r} is being written by another run (pid {os.getpid()} "
+            )
+    assert rows.read_text() == "the rows of the run being written"
+    with pytest.raises(_Trained):  # the lock goes with the run
+        _loop.run(TINY, tmp_path, overwrite=True, progress=False)
