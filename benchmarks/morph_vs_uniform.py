@@ -1,8 +1,8 @@
 """MorphNet vs. uniform width scaling on MNIST-1D: accuracy against FLOPs.
 
-Runs the loop of ``configs/morph_mnist1d.yaml`` (or reads its results with ``--dir``,
-which must have started from that config's model and, where its rows carry the run's
-config, run with that config), then retrains every morphed
+Runs the loop of ``configs/morph_mnist1d.yaml`` in ``--dir`` (`phosjax.morph.run`: a
+run of that config there, finished or interrupted, is read or continued; another
+config's is refused, naming what differs), then retrains every morphed
 (expanded) network and a uniformly scaled copy of the starting network with the same
 FLOP budget (its widths rounded to ``--baseline-multiple``,
 default 1, so its FLOPs come as close as possible), over several seeds, and prints a table.
@@ -11,7 +11,6 @@ default 1, so its FLOPs come as close as possible), over several seeds, and prin
 """
 
 import argparse
-import dataclasses
 import json
 import pathlib
 
@@ -21,7 +20,7 @@ import yaml
 
 from phosjax.data import load
 from phosjax.models import ModelConfig
-from phosjax.morph import ITERATIONS, MorphConfig, config_cost, expand, run, train
+from phosjax.morph import MorphConfig, RunDirectoryError, config_cost, expand, run, train
 
 
 def main() -> None:
@@ -32,34 +31,16 @@ def main() -> None:
     parser.add_argument(
         "--baseline-multiple", type=int, default=1, help="round the baselines' widths to this"
     )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="move an earlier run in --dir aside, start over"
+    )
     args = parser.parse_args()
     config = MorphConfig.from_dict(yaml.safe_load(pathlib.Path(args.config).read_text()))
-    path = pathlib.Path(args.dir) / ITERATIONS
-    rows = pd.read_parquet(path) if path.exists() else run(config, args.dir)
-    ran_with = rows.attrs.get("morph_config")  # absent from the rows of older runs
-    if ran_with is not None:  # its start model is checked below (resolved); data_dir: where
-        other = MorphConfig.from_dict(ran_with)
-        differ = {
-            field.name: (getattr(other, field.name), getattr(config, field.name))
-            for field in dataclasses.fields(config)
-            if field.name not in ("model", "data_dir")
-            and getattr(other, field.name) != getattr(config, field.name)
-        }
-        if differ:
-            said = ", ".join(f"{name}: {a!r} there, {b!r} here" for name, (a, b) in differ.items())
-            raise SystemExit(
-                f"error: {path} holds a run of another config than --config {args.config} "
-                f"({said}): its morphed networks are not this config's; pass the config that "
-                "run used, or another --dir"
-            )
+    try:
+        rows = run(config, args.dir, overwrite=args.overwrite)
+    except RunDirectoryError as error:  # another config's run in --dir, say
+        raise SystemExit(f"error: --dir {args.dir}: {error}") from None
     start = config.model.resolved()
-    ran = ModelConfig.from_dict(json.loads(rows[rows.kind == "start"].config.iloc[0]))
-    if ran != start:
-        raise SystemExit(
-            f"error: {path} holds a run that started from {ran}, but --config {args.config} "
-            f"starts from {start}: the baselines would scale another network; pass the "
-            "config that run used, or another --dir"
-        )
     data = load(
         config.dataset, data_dir=config.data_dir, features=config.features, splits=config.splits
     )

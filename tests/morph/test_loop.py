@@ -779,64 +779,62 @@ def _benchmark():
     return module
 
 
-@pytest.mark.parametrize("width", [16, 32])
-def test_the_benchmark_refuses_the_rows_of_a_run_from_another_start_model(
-    tmp_path, monkeypatch, width
+def test_the_benchmark_refuses_the_rows_of_a_run_of_another_config_or_start_model(
+    tmp_path, monkeypatch
 ):
     """It scaled the --config file's start model for its baselines, whatever model the
-    run in --dir had started from (a run with --model.width '[16, 16, 16]', say)."""
+    run in --dir had started from (a run with --model.width '[16, 16, 16]', say), and took
+    the morphed networks of a run of other steps or another data set of the same shape
+    (mnist1d_shuffled) as --config's."""
     benchmark = _benchmark()
-    config = pathlib.Path(__file__).parents[2] / "configs" / "morph_mnist1d.yaml"
-    start = MorphConfig.from_dict(yaml.safe_load(config.read_text())).model.resolved()
-    ran = start.replace(width=(width,) * 3)
-    (tmp_path / "morph").mkdir()
-    rows = pd.DataFrame([{"kind": "start", "config": json.dumps(ran.to_dict())}])
-    rows.to_parquet(tmp_path / "morph" / "iterations.parquet")
-
-    class Loaded(Exception):
-        """Stands for loading the data set: the rows passed the check."""
-
-    def loaded(*args, **kwargs):
-        raise Loaded
-
-    monkeypatch.setattr(benchmark, "load", loaded)
-    monkeypatch.setattr("sys.argv", ["x", "--config", str(config), "--dir", str(tmp_path)])
-    if ran == start:
-        with pytest.raises(Loaded):
-            benchmark.main()
-        return
-    with pytest.raises(SystemExit) as error:
-        benchmark.main()
-    assert str(error.value) == (
-        f"error: {tmp_path / 'morph' / 'iterations.parquet'} holds a run that started from "
-        f"{ran}, but --config {config} starts from {start}: the baselines would scale another "
-        "network; pass the config that run used, or another --dir"
-    )
-
-
-def test_the_benchmark_refuses_the_rows_of_a_run_of_another_config(tmp_path, monkeypatch):
-    """It took the morphed networks of a run of other steps or another data set of the
-    same shape (mnist1d_shuffled) as --config's, checking only the start model."""
-    benchmark = _benchmark()
+    monkeypatch.setattr(_loop, "load", _small_mnist1d)
     config = pathlib.Path(__file__).parents[2] / "configs" / "morph_mnist1d.yaml"
     ours = MorphConfig.from_dict(yaml.safe_load(config.read_text()))
     other = dataclasses.replace(ours, steps=300, dataset="mnist1d_shuffled", data_dir="/else")
-    start = json.dumps(ours.model.resolved().to_dict())
+    start = ours.model.resolved().replace(width=(16, 16, 16))
     (tmp_path / "morph").mkdir()
-    rows = pd.DataFrame([{"kind": "start", "config": start}])
-    rows.attrs["morph_config"] = other.to_dict()
+    rows = pd.DataFrame([{"iteration": 0, "kind": "start", "config": json.dumps(start.to_dict())}])
+    rows.attrs = {"morph_config": other.to_dict(), "resolved_dataset": "mnist1d:1.0.0"}
     rows.to_parquet(tmp_path / "morph" / "iterations.parquet")
     loaded = lambda *args, **kwargs: pytest.fail("the rows passed the check: it loaded the data")
     monkeypatch.setattr(benchmark, "load", loaded)
     monkeypatch.setattr("sys.argv", ["x", "--config", str(config), "--dir", str(tmp_path)])
     with pytest.raises(SystemExit) as error:
         benchmark.main()
-    assert str(error.value) == (  # data_dir, where the data lie, may differ
-        f"error: {tmp_path / 'morph' / 'iterations.parquet'} holds a run of another config "
-        f"than --config {config} (dataset: 'mnist1d_shuffled' there, 'mnist1d' here, steps: "
-        "300 there, 1500 here): its morphed networks are not this config's; pass the config "
-        "that run used, or another --dir"
+    assert str(error.value).startswith(  # data_dir, where the data lie, may differ
+        f"error: --dir {tmp_path}: {str(tmp_path / 'morph' / 'iterations.parquet')!r} holds "
+        "the rows of an earlier run that cannot be continued: another config ran them "
+        "(model.width: [16, 16, 16] there, [32, 32, 32] here; dataset: 'mnist1d_shuffled' "
+        "there, 'mnist1d' here; steps: 300 there, 1500 here); "
     )
+
+
+def test_the_benchmark_continues_an_interrupted_run_rather_than_compare_its_first_iterations(
+    tmp_path, monkeypatch, capsys
+):
+    """It read the rows of a run stopped after iteration 1 of 2 as the run's, comparing
+    iteration 1's network alone; it has `run` continue it (or read it, when finished)."""
+    benchmark = _benchmark()
+    (tmp_path / "morph").mkdir()
+    start = json.dumps(TINY.model.resolved().to_dict())
+    cut = pd.DataFrame([{"iteration": 0, "kind": "start", "config": start}])
+    cut.to_parquet(tmp_path / "morph" / "iterations.parquet")
+    calls = []
+
+    def continued(*args, **kwargs):
+        calls.append((args, kwargs))
+        return cut
+
+    monkeypatch.setattr(benchmark, "run", continued)
+    monkeypatch.setattr(benchmark, "load", _small_mnist1d)
+    monkeypatch.setattr(benchmark, "train", lambda *args: (None, 0.5))  # its accuracy
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY.to_dict()))
+    argv = ["x", "--config", str(config), "--dir", str(tmp_path), "--seeds", "1"]
+    monkeypatch.setattr("sys.argv", argv)
+    benchmark.main()
+    assert calls == [((TINY, str(tmp_path)), {"overwrite": False})]
+    assert "start [16, 16]" in capsys.readouterr().out
 
 
 def test_a_model_with_bfloat16_logits_is_trained_on_a_float32_loss(monkeypatch):
