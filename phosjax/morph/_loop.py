@@ -734,12 +734,17 @@ def _earlier(
         raise refused(f"they do not say which config ran them (no attrs[{MORPH_CONFIG!r}])")
     try:
         earlier = MorphConfig.from_dict(stored)
+    except (ValueError, TypeError) as error:  # MorphConfigError: a field this one refuses
+        raise refused(
+            f"their config attrs[{MORPH_CONFIG!r}] cannot be read as a MorphConfig now ({error})"
+        ) from error
+    try:
         rows = frame.to_dict("records")
         model = ModelConfig.from_dict(json.loads(rows[-1]["config"]))
         first = ModelConfig.from_dict(json.loads(rows[0]["config"]))
         done = int(rows[-1]["iteration"])
         finished = rows[-1]["kind"] in ("start", "expanded")
-    except (ValueError, TypeError, KeyError, IndexError) as error:  # MorphConfigError too
+    except (ValueError, TypeError, KeyError, IndexError) as error:
         raise refused(f"they are no rows of `phosjax.morph.run` ({error})") from error
     differences = _model_differences(first, start) + _differences(earlier, config)
     if frame.attrs.get(RESOLVED_DATASET) != dataset:

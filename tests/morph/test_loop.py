@@ -465,6 +465,17 @@ def _written_run(directory: pathlib.Path, config: MorphConfig, **attrs: object) 
     rows.to_parquet(directory / _loop.ITERATIONS)
 
 
+def test_a_stored_config_this_morph_config_refuses_is_named_so_not_as_no_rows_of_a_run(tmp_path):
+    """It said "they are no rows of `phosjax.morph.run`" (the reason after it)."""
+    _written_run(tmp_path, MorphConfig(MODEL), morph_config={"model": MODEL.to_dict(), "stepz": 4})
+    with pytest.raises(RunDirectoryError) as error:
+        _loop._earlier(tmp_path, MorphConfig(MODEL), MODEL, "mnist1d:1.0.0")
+    assert "their config attrs['morph_config'] cannot be read as a MorphConfig now (" in str(
+        error.value
+    )
+    assert "'stepz'" in str(error.value) and "no rows of" not in str(error.value)
+
+
 def test_read_runs_gives_each_row_its_run_s_config_where_concat_drops_them(tmp_path):
     weak, strong = (MorphConfig(MODEL, strength=strength) for strength in (0.25, 2.0))
     _written_run(tmp_path / "weak", weak, resolved_dataset="mnist1d:1.0.0")
