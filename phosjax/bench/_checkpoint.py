@@ -66,12 +66,20 @@ def _unreadable(path: pathlib.Path, error: OSError) -> BenchError:
     )
 
 
+class OtherLeavesError(BenchError):
+    """`decode`: the file holds other leaves than expected; ``problems`` names each."""
+
+    def __init__(self, message: str, problems: list[str]) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+
 def decode(path: pathlib.Path, like: Any) -> Any:
     """The state stored in ``path``, with the structure, shapes and dtypes of ``like``.
 
     Raises:
-      BenchError: the file cannot be read (damaged on the disk), or its leaves are not
-        those of ``like`` (names, shapes, dtypes).
+      BenchError: the file cannot be read (damaged on the disk).
+      OtherLeavesError: its leaves are not those of ``like`` (names, shapes, dtypes).
     """
     leaves, treedef = jax.tree_util.tree_flatten_with_path(like)
     expected = {jax.tree_util.keystr(p): leaf for p, leaf in leaves}
@@ -96,11 +104,12 @@ def decode(path: pathlib.Path, like: Any) -> Any:
         if want != got:
             problems.append(f"{name}: expected {want}, found {got}")
     if problems:
-        raise BenchError(
+        raise OtherLeavesError(
             f"checkpoint {str(path)!r} does not hold this group's training state "
             f"({listing(problems, sep='; ')}). "
             "Was the bench started with other model code? Move the group's checkpoints "
-            "away to train it again from the start."
+            "away to train it again from the start.",
+            problems,
         )
     return jax.tree_util.tree_unflatten(treedef, [stored[name] for name in expected])
 

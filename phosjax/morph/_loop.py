@@ -31,7 +31,7 @@ from phosjax._chunks import even_chunk
 from phosjax._listing import listing
 from phosjax._nearest import did_you_mean
 from phosjax.bench import _layout
-from phosjax.bench._checkpoint import decode, encode
+from phosjax.bench._checkpoint import OtherLeavesError, decode, encode
 from phosjax.bench._directory import locked
 from phosjax.bench._errors import BenchError
 from phosjax.bench._store import write_bytes, write_table
@@ -783,9 +783,14 @@ def _saved_variables(directory: str | os.PathLike, iteration: int, model: ModelC
     x = jax.ShapeDtypeStruct((1, *model.input_shape), jnp.float32)
     try:
         return decode(state, jax.eval_shape(module.init, jax.random.key(0), x))
-    except BenchError as error:  # damaged (its cause), or another model's leaves
-        why = repr(error.__cause__) if error.__cause__ else "other leaves, shapes or dtypes"
-        raise RunDirectoryError(f"{str(state)!r}, are not its last model's ({why})") from error
+    except OtherLeavesError as error:
+        raise RunDirectoryError(
+            f"{str(state)!r}, are not its last model's ({listing(error.problems, sep='; ')})"
+        ) from error
+    except BenchError as error:  # damaged: its cause
+        raise RunDirectoryError(
+            f"{str(state)!r}, are not its last model's ({error.__cause__!r})"
+        ) from error
 
 
 def load_variables(

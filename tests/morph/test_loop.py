@@ -476,6 +476,19 @@ def test_a_stored_config_this_morph_config_refuses_is_named_so_not_as_no_rows_of
     assert "'stepz'" in str(error.value) and "no rows of" not in str(error.value)
 
 
+def test_a_state_of_other_leaves_is_refused_naming_each(tmp_path):
+    """It said only "other leaves, shapes or dtypes"."""
+    small, wide = (ModelConfig("mlp", 10, (8, 8, 1), width=(w,)) for w in (4, 5))
+    variables = build_model(small).init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
+    state = tmp_path / _loop.STATES / "iteration-0.npz"
+    state.parent.mkdir(parents=True)
+    state.write_bytes(_loop.encode(variables))
+    with pytest.raises(RunDirectoryError) as error:
+        _loop._saved_variables(tmp_path, 0, wide)
+    assert "are not its last model's (['params']" in str(error.value)
+    assert "expected float32(64, 5), found float32(64, 4)" in str(error.value)
+
+
 def test_read_runs_gives_each_row_its_run_s_config_where_concat_drops_them(tmp_path):
     weak, strong = (MorphConfig(MODEL, strength=strength) for strength in (0.25, 2.0))
     _written_run(tmp_path / "weak", weak, resolved_dataset="mnist1d:1.0.0")
