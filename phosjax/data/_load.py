@@ -282,14 +282,47 @@ def _builder(
     """The builder `load` reads `name` from, its metadata, `features` and `splits` checked,
     and the data dir it is in (a built-in one: the first of `data_dirs`); prepares nothing."""
     builder, data_dir = _located(name, data_dirs)
-    if _parse(name)[0] in BUILTIN_NAMES:  # checked before it is prepared: its sizes are known
+    _checked_layout(name, builder, features, splits)
+    return builder, data_dir
+
+
+def _checked_layout(
+    name: str,
+    builder: tfds.core.DatasetBuilder,
+    features: tuple[str, str] | None,
+    splits: tuple[str, str] | None,
+) -> tuple[str, str, tuple[str, str]]:
+    """`_layout` of `name`'s `builder`, a built-in's splits checked before it is prepared
+    (its sizes are known)."""
+    if _parse(name)[0] in BUILTIN_NAMES:
         from phosjax.data._builders import BUILDERS
 
-        _keys(name, builder.info, features)
-        chosen_splits(name, splits, BUILDERS[_parse(name)[0]].split_infos())
-    else:
-        _layout(name, builder.info, features, splits)
-    return builder, data_dir
+        keys = _keys(name, builder.info, features)
+        return *keys, chosen_splits(name, splits, BUILDERS[_parse(name)[0]].split_infos())
+    return _layout(name, builder.info, features, splits)
+
+
+def resolved_layout(
+    name: str,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    features: Sequence[str] | None = None,
+    splits: Sequence[str] | None = None,
+) -> tuple[str, str, tuple[str, str]]:
+    """The input feature, label feature and (train, test) split specs `load` reads from
+    `name` given `features` and `splits` (None: its defaults); prepares nothing.
+
+    Raises:
+        ValueError: as `check_loadable`.
+
+    Examples:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     resolved_layout("digits", data_dir=tmp)  # built in: nothing prepared
+        ('image', 'label', ('train', 'test'))
+    """
+    builder, _ = _located(name, _data_dirs(data_dir))
+    return _checked_layout(name, builder, _features(features), checked_splits(splits))
 
 
 def _located(

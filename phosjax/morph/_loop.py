@@ -39,7 +39,7 @@ from phosjax.bench._summary import counted
 from phosjax.core import AUX_LOSS, aux_total
 from phosjax.data import ArrayDataset, batch_indices, check_batch_size, load
 from phosjax.data._checks import int_at_least
-from phosjax.data._load import SplitInNameError, _features, resolved_name
+from phosjax.data._load import SplitInNameError, _features, resolved_layout, resolved_name
 from phosjax.data._splits import MissingSplitsError, SplitsError, checked_splits
 from phosjax.models import ModelConfig, build_model
 from phosjax.morph._cost import COSTS
@@ -658,10 +658,23 @@ def _state(directory: str | os.PathLike, iteration: int) -> pathlib.Path:
     return pathlib.Path(directory) / STATES / f"iteration-{iteration}.npz"
 
 
-_CONTINUED_UNDER_ANOTHER = ("model", "iterations", "data_dir")
+_CONTINUED_UNDER_ANOTHER = ("model", "iterations", "data_dir", "dataset")
 """The `MorphConfig` fields `_earlier` does not compare as they are: the model resolved
-(its defaults filled in), more iterations continue a run, and ``data_dir`` is where the
-data set lies (its version is compared)."""
+(its defaults filled in), more iterations continue a run, ``data_dir`` is where the
+data set lies and ``dataset`` a name for it (its full name, with its version, is
+compared)."""
+
+
+def _as_loaded(config: MorphConfig, data_dir: str | None) -> MorphConfig:
+    """``config`` with the features and splits `load` reads from its data set in
+    ``data_dir`` (None, their defaults, written out); as it is where `load` refuses them."""
+    try:
+        x, y, splits = resolved_layout(
+            config.dataset, data_dir=data_dir, features=config.features, splits=config.splits
+        )
+    except ValueError:  # another data set's features or splits: they differ as written
+        return config
+    return dataclasses.replace(config, features=[x, y], splits=list(splits))
 
 
 def _differences(earlier: MorphConfig, config: MorphConfig) -> list[str]:
@@ -746,7 +759,8 @@ def _earlier(
         finished = rows[-1]["kind"] in ("start", "expanded")
     except (ValueError, TypeError, KeyError, IndexError) as error:
         raise refused(f"they are no rows of `phosjax.morph.run` ({error})") from error
-    differences = _model_differences(first, start) + _differences(earlier, config)
+    there, here = (_as_loaded(c, config.data_dir) for c in (earlier, config))
+    differences = _model_differences(first, start) + _differences(there, here)
     if frame.attrs.get(RESOLVED_DATASET) != dataset:
         differences.append(
             f"the data set: {frame.attrs.get(RESOLVED_DATASET)!r} there, {dataset!r} here"

@@ -818,7 +818,7 @@ def test_the_benchmark_refuses_the_rows_of_a_run_of_another_config_or_start_mode
     start = ours.model.resolved().replace(width=(16, 16, 16))
     (tmp_path / "morph").mkdir()
     rows = pd.DataFrame([{"iteration": 0, "kind": "start", "config": json.dumps(start.to_dict())}])
-    rows.attrs = {"morph_config": other.to_dict(), "resolved_dataset": "mnist1d:1.0.0"}
+    rows.attrs = {"morph_config": other.to_dict(), "resolved_dataset": "mnist1d_shuffled:1.0.0"}
     rows.to_parquet(tmp_path / "morph" / "iterations.parquet")
     loaded = lambda *args, **kwargs: pytest.fail("the rows passed the check: it loaded the data")
     monkeypatch.setattr(benchmark, "load", loaded)
@@ -828,8 +828,8 @@ def test_the_benchmark_refuses_the_rows_of_a_run_of_another_config_or_start_mode
     assert str(error.value).startswith(  # data_dir, where the data lie, may differ
         f"error: --dir {tmp_path}: {str(tmp_path / 'morph' / 'iterations.parquet')!r} holds "
         "the rows of an earlier run that cannot be continued: another config ran them "
-        "(model.width: [16, 16, 16] there, [32, 32, 32] here; dataset: 'mnist1d_shuffled' "
-        "there, 'mnist1d' here; steps: 300 there, 1500 here); "
+        "(model.width: [16, 16, 16] there, [32, 32, 32] here; steps: 300 there, 1500 here; "
+        "the data set: 'mnist1d_shuffled:1.0.0' there, 'mnist1d:1.0.0' here); "
     )
 
 
@@ -1144,6 +1144,24 @@ def test_a_run_of_another_config_is_refused_naming_what_differs_and_overwrite_ke
     err = capsys.readouterr().err  # it said "wrote", where nothing was written
     assert "has finished 1 iteration (of 1): nothing to train" in err
     assert f"its rows are in {rows}\n" in err and "wrote" not in err
+
+
+def test_a_run_continues_under_a_dataset_features_or_splits_written_otherwise_but_read_alike(
+    tmp_path, capsys, monkeypatch
+):
+    """'mnist1d' against 'mnist1d:1.0.0', or None against the defaults written out, was refused."""
+    monkeypatch.setattr(_loop, "load", lambda name, **options: _small_mnist1d("mnist1d"))
+    monkeypatch.setattr(_loop, "train", _untrained)
+    monkeypatch.setattr(_loop, "measured_latency", lambda *args: 1e-6)
+    first = dataclasses.replace(TINY, iterations=0)
+    _loop.run(first, tmp_path, progress=False)
+    capsys.readouterr()
+    written = {"features": ["signal", "label"], "splits": ["train", "test"]}
+    _loop.run(dataclasses.replace(first, dataset="mnist1d:1.0.0", **written), tmp_path)
+    assert "has finished 0 iterations (of 0): nothing to train" in capsys.readouterr().err
+    swapped = dataclasses.replace(first, splits=["test", "train"])
+    with pytest.raises(RunDirectoryError, match=r"splits: \['train', 'test'\] there, \['test', "):
+        _loop.run(swapped, tmp_path, progress=False)
 
 
 def test_a_second_run_on_a_directory_being_written_stops_before_it_moves_or_reads_anything(
