@@ -7,9 +7,11 @@ one example. Both constants are measured once per backend (a few small jitted ma
 and convolutions, well under a second) and cached for the process.
 """
 
+import contextlib
+import contextvars
 import functools
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -71,6 +73,25 @@ def latency_table(backend: str | None = None) -> dict[str, tuple[float, float]]:
     return table
 
 
+LatencyTable = dict[str, tuple[float, float]]
+"""`latency_table`'s ``{primitive: (overhead seconds, seconds per FLOP)}``."""
+
+_GIVEN: contextvars.ContextVar[LatencyTable | None] = contextvars.ContextVar(
+    "latency table", default=None
+)
+
+
+@contextlib.contextmanager
+def latency_table_given(table: LatencyTable | None) -> Iterator[None]:
+    """Within it, ``"latency"`` costs price by ``table`` (one measured earlier, e.g. by
+    the run continued), not by `latency_table`; None: by `latency_table`."""
+    token = _GIVEN.set(table)
+    try:
+        yield
+    finally:
+        _GIVEN.reset(token)
+
+
 def cost_polynomial(groups: ChannelGroups, cost: str = "flops") -> tuple[Monomial, ...]:
     """The cost of the model as a polynomial in its groups' alive counts.
 
@@ -106,7 +127,7 @@ def cost_polynomial(groups: ChannelGroups, cost: str = "flops") -> tuple[Monomia
         )
     if cost == "flops":
         return tuple(term for _, poly, _ in groups.flops for term in poly)
-    table = latency_table()
+    table = _GIVEN.get() or latency_table()
     terms: list[Monomial] = []
     for name, poly, runs in groups.flops:
         overhead, per_flop = table.get(name, table["dot_general"])

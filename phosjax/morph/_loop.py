@@ -42,7 +42,7 @@ from phosjax.data._checks import int_at_least
 from phosjax.data._load import SplitInNameError, _features, resolved_layout, resolved_name
 from phosjax.data._splits import MissingSplitsError, SplitsError, checked_splits
 from phosjax.models import ModelConfig, build_model
-from phosjax.morph._cost import COSTS
+from phosjax.morph._cost import COSTS, LatencyTable, latency_table, latency_table_given
 from phosjax.morph._expand import config_cost, expand, once
 from phosjax.morph._groups import ChannelGroups, channel_groups, read_by_the_model
 from phosjax.morph._regularizer import SOURCES, check_source, morph_regularizer
@@ -576,12 +576,21 @@ RESOLVED_DATASET = "resolved_dataset"
 config says ``"mnist1d"``) in its rows' ``attrs``."""
 
 
-def _frame(rows: list[dict[str, Any]], config: MorphConfig, dataset: str) -> pd.DataFrame:
-    """``rows`` as a frame whose ``attrs`` hold the run's config and the full name of its
-    data set (Parquet keeps them)."""
+LATENCY_TABLE = "latency_table"
+"""The key of the `latency_table` a run with ``cost="latency"`` priced by in its rows'
+``attrs`` (``{primitive: [overhead seconds, seconds per FLOP]}``)."""
+
+
+def _frame(
+    rows: list[dict[str, Any]], config: MorphConfig, dataset: str, table: LatencyTable | None
+) -> pd.DataFrame:
+    """``rows`` as a frame whose ``attrs`` hold the run's config, the full name of its
+    data set and its latency ``table`` unless None (Parquet keeps them)."""
     frame = pd.DataFrame(rows)
     frame.attrs[MORPH_CONFIG] = config.to_dict()
     frame.attrs[RESOLVED_DATASET] = dataset
+    if table is not None:
+        frame.attrs[LATENCY_TABLE] = table
     return frame
 
 
@@ -710,12 +719,13 @@ def _model_differences(earlier: ModelConfig, start: ModelConfig) -> list[str]:
 
 
 class _Continued(NamedTuple):
-    """What `_earlier` found in a run directory: the rows written, the last model and
-    its variables (``rows[-1]``'s)."""
+    """What `_earlier` found in a run directory: the rows written, the last model, its
+    variables (``rows[-1]``'s) and the latency table the run priced by (None: none stored)."""
 
     rows: list[dict[str, Any]]
     model: ModelConfig
     variables: Any
+    latency_table: LatencyTable | None
 
 
 def _earlier(
@@ -757,6 +767,10 @@ def _earlier(
         first = ModelConfig.from_dict(json.loads(rows[0]["config"]))
         done = int(rows[-1]["iteration"])
         finished = rows[-1]["kind"] in ("start", "expanded")
+        priced = frame.attrs.get(LATENCY_TABLE)
+        table = (
+            None if priced is None else {k: (float(o), float(f)) for k, (o, f) in priced.items()}
+        )
     except (ValueError, TypeError, KeyError, IndexError) as error:
         raise refused(f"they are no rows of `phosjax.morph.run` ({error})") from error
     there, here = (_as_loaded(c, config.data_dir) for c in (earlier, config))
@@ -781,7 +795,7 @@ def _earlier(
         variables = _saved_variables(directory, done, model)
     except RunDirectoryError as error:
         raise refused(f"the variables to continue from, {error}") from error
-    return _Continued(rows, model, variables)
+    return _Continued(rows, model, variables, table)
 
 
 def _saved_variables(directory: str | os.PathLike, iteration: int, model: ModelConfig) -> Any:
@@ -944,7 +958,8 @@ def run(
     to ``<directory>/morph/states/iteration-<i>.npz`` (`STATES`), then its rows written.
     Where ``directory`` holds the rows of a run of the same config (an interrupted one),
     `run` continues it after its last iteration, keeping its rows, to the rows and
-    variables the run would have reached uninterrupted (latencies measured anew); a
+    variables the run would have reached uninterrupted (latencies measured anew; with
+    ``cost="latency"``, priced by the `latency_table` stored under ``"latency_table"``); a
     finished one is returned as it is (stderr says so); a larger ``iterations``
     continues a finished run. ``overwrite`` starts over instead.
 
@@ -975,49 +990,59 @@ def run(
     dataset = resolved_name(config.dataset, data_dir=config.data_dir)
     with _output(directory, overwrite) as path:
         earlier = _earlier(directory, config, current, dataset) if path.exists() else None
-        common = (config.steps, config.batch_size, config.learning_rate, config.seed)
-        budget = config_cost(current, config.cost)
-        rows: list[dict[str, Any]] = []
-        done = None
-        if earlier is not None:
-            rows, current, variables = earlier
-            done = rows[-1]["iteration"]
-            ran = f"the run in {os.fspath(directory)!r} has finished {counted(done, 'iteration')}"
-            if done == config.iterations:
-                print(f"{ran} (of {config.iterations}): nothing to train", file=sys.stderr)
-                return _frame(rows, config, dataset)
-            print(f"{ran}: continuing it with iteration {done + 1}", file=sys.stderr)
-        with _Stages(config.iterations, progress, done) as stages:
-            if done is None:
-                variables, accuracy = train(current, data, *common)
-                stages.done(rows, _row(0, "start", current, variables, accuracy))
-                write_bytes(_state(directory, 0), encode(variables))
-                write_table(path, _frame(rows, config, dataset))
-                done = 0
-            for iteration in range(done + 1, config.iterations + 1):
-                model = build_model(current)
-                groups = channel_groups(model, variables, jnp.zeros((2, *current.input_shape)))
-                penalty = morph_regularizer(groups, config.cost, config.source, config.threshold)
-                variables, accuracy = train(current, data, *common, penalty, config.strength)
-                stages.done(rows, _row(iteration, "regularized", current, variables, accuracy))
-                morphed = once(
-                    current,
-                    variables,
-                    cost=config.cost,
-                    budget=budget,
-                    threshold=config.threshold,
-                    source=config.source,
-                    multiple=config.multiple,
+        table = earlier.latency_table if earlier is not None else None
+        if config.cost == "latency" and table is None:
+            table = latency_table()  # stored with the rows: a continued run prices as this
+        with latency_table_given(table):
+            common = (config.steps, config.batch_size, config.learning_rate, config.seed)
+            budget = config_cost(current, config.cost)
+            rows: list[dict[str, Any]] = []
+            done = None
+            if earlier is not None:
+                rows, current, variables, _ = earlier
+                done = rows[-1]["iteration"]
+                ran = (
+                    f"the run in {os.fspath(directory)!r} has finished {counted(done, 'iteration')}"
                 )
-                shrunk = morphed.shrunk
-                assert shrunk.config is not None
-                shrunk_model = build_model(shrunk.config)
-                shrunk_accuracy = _test_accuracy(shrunk_model, shrunk.variables, data)
-                row = _row(iteration, "shrunk", shrunk.config, shrunk.variables, shrunk_accuracy)
-                stages.done(rows, row)
-                current = morphed.config
-                variables, accuracy = train(current, data, *common)
-                stages.done(rows, _row(iteration, "expanded", current, variables, accuracy))
-                write_bytes(_state(directory, iteration), encode(variables))
-                write_table(path, _frame(rows, config, dataset))
-        return _frame(rows, config, dataset)
+                if done == config.iterations:
+                    print(f"{ran} (of {config.iterations}): nothing to train", file=sys.stderr)
+                    return _frame(rows, config, dataset, table)
+                print(f"{ran}: continuing it with iteration {done + 1}", file=sys.stderr)
+            with _Stages(config.iterations, progress, done) as stages:
+                if done is None:
+                    variables, accuracy = train(current, data, *common)
+                    stages.done(rows, _row(0, "start", current, variables, accuracy))
+                    write_bytes(_state(directory, 0), encode(variables))
+                    write_table(path, _frame(rows, config, dataset, table))
+                    done = 0
+                for iteration in range(done + 1, config.iterations + 1):
+                    model = build_model(current)
+                    groups = channel_groups(model, variables, jnp.zeros((2, *current.input_shape)))
+                    penalty = morph_regularizer(
+                        groups, config.cost, config.source, config.threshold
+                    )
+                    variables, accuracy = train(current, data, *common, penalty, config.strength)
+                    stages.done(rows, _row(iteration, "regularized", current, variables, accuracy))
+                    morphed = once(
+                        current,
+                        variables,
+                        cost=config.cost,
+                        budget=budget,
+                        threshold=config.threshold,
+                        source=config.source,
+                        multiple=config.multiple,
+                    )
+                    shrunk = morphed.shrunk
+                    assert shrunk.config is not None
+                    shrunk_model = build_model(shrunk.config)
+                    shrunk_accuracy = _test_accuracy(shrunk_model, shrunk.variables, data)
+                    row = _row(
+                        iteration, "shrunk", shrunk.config, shrunk.variables, shrunk_accuracy
+                    )
+                    stages.done(rows, row)
+                    current = morphed.config
+                    variables, accuracy = train(current, data, *common)
+                    stages.done(rows, _row(iteration, "expanded", current, variables, accuracy))
+                    write_bytes(_state(directory, iteration), encode(variables))
+                    write_table(path, _frame(rows, config, dataset, table))
+            return _frame(rows, config, dataset, table)

@@ -22,6 +22,7 @@ from phosjax.morph import (
     MorphConfig,
     MorphConfigError,
     RunDirectoryError,
+    _cost,
     _loop,
     config_cost,
     load_variables,
@@ -1100,6 +1101,32 @@ def test_an_interrupted_run_continues_to_the_rows_and_variables_of_an_uninterrup
         load_variables(tmp_path / "cut")
     with pytest.raises(RunDirectoryError, match=r"holds no run of phosjax\.morph: no "):
         load_variables(tmp_path / "none")
+
+
+def test_a_continued_latency_run_prices_by_the_table_it_stored_not_one_measured_anew(
+    tmp_path, monkeypatch
+):
+    """The resumed process measured `latency_table` again: another budget and penalty."""
+    monkeypatch.setattr(_loop, "load", _small_mnist1d)
+    monkeypatch.setattr(_loop, "train", _pruned)
+    monkeypatch.setattr(_loop, "measured_latency", lambda *args: 1e-6)
+    budgets, once = [], _loop.once
+    monkeypatch.setattr(_loop, "once", lambda *a, **k: budgets.append(k["budget"]) or once(*a, **k))
+
+    def measuring(overhead):
+        table = {"dot_general": (overhead, 1e-9), "conv_general_dilated": (overhead, 1e-9)}
+        for module in (_loop, _cost):  # run's and cost_polynomial's
+            monkeypatch.setattr(module, "latency_table", lambda backend=None: table)
+
+    measuring(1e-6)
+    config = dataclasses.replace(TINY, cost="latency", iterations=1)
+    _loop.run(config, tmp_path, progress=False)
+    stored = pd.read_parquet(tmp_path / _loop.ITERATIONS).attrs["latency_table"]
+    assert stored == {"dot_general": [1e-6, 1e-9], "conv_general_dilated": [1e-6, 1e-9]}
+    measuring(1e-3)  # another process measures otherwise
+    _loop.run(dataclasses.replace(config, iterations=2), tmp_path, progress=False)
+    assert budgets[1] == budgets[0]
+    assert pd.read_parquet(tmp_path / _loop.ITERATIONS).attrs["latency_table"] == stored
 
 
 def test_a_run_of_another_config_is_refused_naming_what_differs_and_overwrite_keeps_it(
