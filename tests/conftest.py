@@ -42,8 +42,16 @@ def key() -> jax.Array:
 
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """One TFDS data dir for the whole session (data sets are prepared once per worker)."""
-    return os.environ.get("PHOSJAX_TEST_DATA_DIR") or str(tmp_path_factory.mktemp("tfds"))
+    """One TFDS data dir for the whole session, shared by its xdist workers (their base
+    temp dirs' parent is the session's): `phosjax.data.load` prepares a data set under a
+    file lock, into a folder renamed when done, so the first worker to need it prepares it
+    once and the others wait, then read it."""
+    if given := os.environ.get("PHOSJAX_TEST_DATA_DIR"):
+        return given
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "tfds"
+    folder.mkdir(exist_ok=True)
+    return str(folder)
 
 
 @pytest.hookimpl(tryfirst=True)
