@@ -58,7 +58,7 @@ def test_zoo_shrunk_equals_masked_and_shrinking_twice_changes_nothing(name):
     config = ZOO[name]
     model = config.build()
     x = jax.random.normal(jax.random.key(1), (3, *config.input_shape))
-    variables = perturbed(model.init(jax.random.key(0), x))
+    variables = perturbed(jax.jit(model.init)(jax.random.key(0), x))
     groups = channel_groups(model, variables, x)
     alive = expressible(config, groups, _random_alive(groups))
     small = shrink(variables, alive, groups, config=config)
