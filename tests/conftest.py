@@ -41,7 +41,7 @@ def key() -> jax.Array:
 
 
 @pytest.fixture(scope="session")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+def data_dir(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> str:
     """One TFDS data dir for the whole session, shared by its xdist workers (their base
     temp dirs' parent is the session's): `phosjax.data.load` prepares a data set under a
     file lock, into a folder renamed when done, so the first worker to need it prepares it
@@ -49,7 +49,8 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     if given := os.environ.get("PHOSJAX_TEST_DATA_DIR"):
         return given
     base = tmp_path_factory.getbasetemp()
-    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "tfds"
+    worker = hasattr(pytestconfig, "workerinput")  # an xdist worker (not a process it starts)
+    folder = (base.parent if worker else base) / "tfds"
     folder.mkdir(exist_ok=True)
     return str(folder)
 
