@@ -642,12 +642,14 @@ def _output(directory: str | os.PathLike, overwrite: bool) -> Iterator[pathlib.P
             f"{str(blocking)!r} is a file, not a directory: --dir (in Python: run's "
             f"directory) wants a run directory, existing or new; got {str(directory)!r}"
         )
-    states = pathlib.Path(directory) / STATES
-    earlier = {"rows": path, "states": states} if overwrite or not path.exists() else {}
     with contextlib.ExitStack() as held:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             held.enter_context(locked(path.parent, (0, 1)))
+            # looked at once locked: rows another run wrote meanwhile are continued, kept
+            earlier = {"rows": path, "states": pathlib.Path(directory) / STATES}
+            if not overwrite and path.exists():
+                earlier = {}
             for what, moved in earlier.items():
                 if moved.exists():
                     target = aside_path(moved)

@@ -1,5 +1,6 @@
 """The MorphNet loop end to end on a tiny config (a smoke test of `run` and the CLI)."""
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -1210,3 +1211,27 @@ def test_a_second_run_on_a_directory_being_written_stops_before_it_moves_or_read
     assert rows.read_text() == "the rows of the run being written"
     with pytest.raises(_Trained):  # the lock goes with the run
         _loop.run(TINY, tmp_path, overwrite=True, progress=False)
+
+
+def test_rows_another_run_writes_before_the_lock_is_taken_are_kept_not_moved_aside(
+    tmp_path, monkeypatch
+):
+    """Whether to move earlier rows and states aside was decided before the lock: rows a
+    run finished in between had their states moved aside without --overwrite."""
+
+    @contextlib.contextmanager
+    def locked_after_another_run(folder, *args):
+        rows = pd.DataFrame({"kind": ["start"]})  # that run's first rows, and its states
+        rows.to_parquet(tmp_path / _loop.ITERATIONS)
+        (tmp_path / _loop.STATES).mkdir()
+        with locked(folder, *args):
+            yield
+
+    monkeypatch.setattr(_loop, "locked", locked_after_another_run)
+    with _loop._output(tmp_path, overwrite=False):
+        pass
+    assert sorted(p.name for p in (tmp_path / "morph").iterdir()) == [
+        "iterations.parquet",
+        "run.lock",
+        "states",
+    ]
