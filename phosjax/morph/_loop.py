@@ -773,7 +773,7 @@ def _earlier(
         table = (
             None if priced is None else {k: (float(o), float(f)) for k, (o, f) in priced.items()}
         )
-    except (ValueError, TypeError, KeyError, IndexError) as error:
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as error:
         raise refused(f"they are no rows of `phosjax.morph.run` ({error})") from error
     there, here = (_as_loaded(c, config.data_dir) for c in (earlier, config))
     differences = _model_differences(first, start) + _differences(there, here)

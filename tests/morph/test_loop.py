@@ -1235,3 +1235,15 @@ def test_rows_another_run_writes_before_the_lock_is_taken_are_kept_not_moved_asi
         "run.lock",
         "states",
     ]
+
+
+def test_rows_whose_latency_table_is_no_mapping_are_refused_as_no_rows_of_a_run(tmp_path):
+    """A latency table not a mapping (a damaged file) raised AttributeError, a traceback."""
+    rows = pd.DataFrame(
+        {"iteration": [0], "kind": ["start"], "config": [json.dumps(MODEL.to_dict())]}
+    )
+    rows.attrs = {"morph_config": MorphConfig(MODEL).to_dict(), "latency_table": [1, 2]}
+    (tmp_path / "morph").mkdir()
+    rows.to_parquet(tmp_path / _loop.ITERATIONS)
+    with pytest.raises(RunDirectoryError, match=r"they are no rows of `phosjax.morph.run` \("):
+        _loop._earlier(tmp_path, MorphConfig(MODEL), MODEL, "mnist1d:1.0.0")
