@@ -566,7 +566,8 @@ def entry_point(
                 if error.filename == getattr(sys.stdout, "name", None):
                     _stdout_dropped()  # its output is not written again at exit
                 said = interrupted if isinstance(interrupted, str) else interrupted(args)
-                print(f"error: {error}; {NO_ROOM[error.errno]}, then: {said}", file=sys.stderr)
+                with contextlib.suppress(OSError):  # stderr on that disk: the status says it
+                    print(f"error: {error}; {NO_ROOM[error.errno]}, then: {said}", file=sys.stderr)
                 return 1
             except KeyboardInterrupt as error:  # "\n": off the line where the terminal echoed ^C
                 signum = stopped_by(error) or signal.SIGINT

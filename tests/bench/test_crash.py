@@ -205,3 +205,20 @@ def test_a_full_disk_under_stdout_is_one_error_line_naming_stdout(capsys, monkey
         "error: [Errno 28] No space left on device: '<stdout>'; free space on its disk, then: "
         "nothing was changed (profile only reads the bench).\n"
     )
+
+
+def test_a_full_disk_under_stderr_too_ends_the_command_with_its_status(monkeypatch):
+    """The error line, written to a stderr on the full disk, raised again: a traceback."""
+
+    class FullStderr(_FullDisk):
+        name = "<stderr>"
+
+        def write(self, text: str) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    @_cli.entry_point("nothing was changed (profile only reads the bench).")
+    def main(argv=None):
+        raise OSError(errno.ENOSPC, "No space left on device", "<stderr>")
+
+    monkeypatch.setattr(sys, "stderr", FullStderr())
+    assert main([]) == 1
