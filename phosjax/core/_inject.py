@@ -115,6 +115,26 @@ def _in_dtype(value: Any, dtype: Any) -> Any:
     return array.astype(dtype) if dtype is not None and holds_exactly(dtype, array) else array
 
 
+def in_dtypes_of(value: Any, expected: Any) -> Any:
+    """``value`` with what has no dtype of its own (Python numbers, a list or tuple of them
+    for an array) in ``expected``'s dtypes where they hold it exactly; as it is where its
+    structure is not ``expected``'s (for the caller to name).
+
+    Examples:
+      >>> in_dtypes_of([[0, 1]], jax.ShapeDtypeStruct((1, 2), jnp.float32))
+      Array([[0., 1.]], dtype=float32)
+    """
+    if isinstance(value, list | tuple) and jax.tree_util.treedef_is_leaf(
+        jax.tree.structure(expected)
+    ):
+        with contextlib.suppress(TypeError, ValueError):  # not numbers: named by the caller
+            value = _in_dtype(value, expected.dtype)
+    given_tree: Any = jax.tree.structure(value)  # Any: jaxlib's PyTreeDef has no stubs
+    if given_tree != jax.tree.structure(expected):
+        return value
+    return jax.tree.map(lambda given, want: _in_dtype(given, want.dtype), value, expected)
+
+
 def _checked_call(where: str, value: Any, expected: Any) -> Any:
     """``value`` as arrays, once it has the structure, shapes and dtypes of ``expected``,
     what one call tagged (``where`` names it in the errors), and its weak types (a weakly
@@ -126,10 +146,7 @@ def _checked_call(where: str, value: Any, expected: Any) -> Any:
       >>> _checked_call("'h'", [[1, 2]], jax.ShapeDtypeStruct((1, 2), jnp.float32))
       Array([[1., 2.]], dtype=float32)
     """
-    array_like = isinstance(value, list | tuple)
-    if array_like and jax.tree_util.treedef_is_leaf(jax.tree.structure(expected)):
-        with contextlib.suppress(TypeError, ValueError):  # not numbers: named below
-            value = _in_dtype(value, expected.dtype)
+    value = in_dtypes_of(value, expected)
     given_tree: Any = jax.tree.structure(value)  # Any: jaxlib's PyTreeDef has no stubs
     expected_tree = jax.tree.structure(expected)
     if given_tree != expected_tree:
@@ -137,7 +154,6 @@ def _checked_call(where: str, value: Any, expected: Any) -> Any:
             f"Injected value for {where} has structure {given_tree}, but the tagged value "
             f"there has structure {expected_tree}."
         )
-    value = jax.tree.map(lambda given, want: _in_dtype(given, want.dtype), value, expected)
     for (key, given), want in zip(
         jax.tree.leaves_with_path(value), jax.tree.leaves(expected), strict=True
     ):

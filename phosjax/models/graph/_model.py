@@ -11,6 +11,7 @@ import numpy as np
 
 from phosjax._nearest import did_you_mean
 from phosjax.core import INJECTIONS, tag
+from phosjax.core._inject import in_dtypes_of
 from phosjax.core._record import set_aside
 from phosjax.layers._common import (
     batch_train,
@@ -412,7 +413,7 @@ class GraphModel(nn.Module):
         """
         graph = self._graph
         check_keywords(self, self._fns(), keywords)
-        inject = {path: _numbers_as_array(value) for path, value in dict(inject or {}).items()}
+        inject = dict(inject or {})
         graph.check_nodes(inject, "inject")
         tagged, inside = _injected(graph, self.variables.get(INJECTIONS, {}))  # px.inject's
         given = set(inject) | (tagged - inside)
@@ -434,7 +435,11 @@ class GraphModel(nn.Module):
             else v
             for path, v in feeds.items()
         }
-        unchecked = set(inject) - self._check_inject(inject, feeds, train, keywords)
+        checked = self._check_inject(inject, feeds, train, keywords)
+        unchecked = set(inject) - set(checked)
+        inject = {
+            p: checked[p] if p in checked else _numbers_as_array(v) for p, v in inject.items()
+        }
         values: dict[str, Any] = {}
         groups: dict[str, Group] = {}
         for path in plan:
@@ -459,17 +464,18 @@ class GraphModel(nn.Module):
         feeds: Mapping[str, Any],
         train: bool,
         keywords: Mapping[str, Any],
-    ) -> set[str]:
+    ) -> dict[str, Any]:
         """Checks each injected value whose node ``feeds`` can compute against the node's
         output, traced with `jax.eval_shape` on an unbound copy with the model's variables
         (no values computed; params cast to bfloat16 compute bfloat16; missing variables
         are made, as ``init`` makes them), given the call's ``keywords`` as they are (a
         Python flag such as ``double=True`` stays a Python value, not a tracer); returns
-        the nodes checked."""
+        ``{node: value}`` for the nodes checked, Python numbers in the node's dtypes where
+        they hold them exactly (as `phosjax.inject` reads them)."""
         graph = self._graph
         checked = [p for p in inject if set(graph.needed([p])) & set(graph.inputs) <= set(feeds)]
         if not checked:
-            return set()
+            return {}
         model = self.clone(parent=None, returns=None)
         rngs = {"params": jax.random.key(0)}  # Flax falls back to it for other streams
 
@@ -481,9 +487,10 @@ class GraphModel(nn.Module):
 
         with set_aside():  # the copy's aux losses, path weights... are not this call's
             expected = jax.eval_shape(outputs, dict(self.variables), dict(feeds))
-        for path in checked:
-            _check_injected(path, inject[path], expected[path])
-        return set(checked)
+        values = {path: in_dtypes_of(inject[path], expected[path]) for path in checked}
+        for path, value in values.items():
+            _check_injected(path, value, expected[path])
+        return values
 
     def _feeds(self, x: Any, needed: list[str]) -> dict[str, Any]:
         inputs = self._graph.inputs

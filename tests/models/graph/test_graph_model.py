@@ -1185,3 +1185,14 @@ def test_a_list_of_numbers_injected_is_read_as_one_array_as_px_inject_reads_it(
     # since then a ragged one raised numpy's bare 'setting an array element with a sequence'
     with pytest.raises(GraphError, match=r"^inject gives node 'stem' \[\['float32\[\]', "):
         model.apply(variables, x, inject={"stem": [[0.0] * 4, [0.0] * 3]})
+
+
+def test_a_list_of_python_ints_injected_takes_the_nodes_float_dtype_as_px_inject_does(
+    model_and_variables,
+):
+    """It became int32 and was refused where the node computes float32."""
+    model, variables, x = model_and_variables
+    ints = [[0, 1, 2, 3], [4, 5, 6, 7]]
+    out = model.apply(variables, x, outputs="side", inject={"stem": ints})["side"]
+    assert out.dtype == jnp.float32
+    np.testing.assert_array_equal(out, np.asarray(ints, np.float32))
