@@ -83,11 +83,18 @@ def record(module: nn.Module, collection: str, name: str, value: Any) -> None:
     if module.is_initializing() or not module.is_mutable_collection(collection):
         return
     submodule = isinstance(module._state.children.get(name), nn.Module)
-    if submodule or isinstance(module.get_variable(collection, name), Mapping):
+    recorded = isinstance(module.get_variable(collection, name), Mapping)
+    if submodule or recorded:
+        clash = (
+            f"whose values there sit under {module_path(module, name) + SEP!r}, so the paths "
+            "would collide"
+            if recorded
+            else f"which recorded nothing in {collection!r} but holds the name (Flax gives "
+            "one name to one thing)"
+        )
         raise ValueError(
             f"Cannot record {module_path(module, name)!r} in {collection!r}: {name!r} is also "
-            f"a submodule of {SEP.join(module.path) or 'the top module'}, whose values there "
-            f"sit under {module_path(module, name) + SEP!r}, so the paths would collide. "
+            f"a submodule of {SEP.join(module.path) or 'the top module'}, {clash}. "
             "Give the value or the submodule another name."
         )
     module.sow(collection, name, value, reduce_fn=add_call, init_fn=Calls)

@@ -394,11 +394,16 @@ class RecordsNamedLikeAnEarlierChild(nn.Module):
 
 @pytest.mark.parametrize("collection", ["intermediates", "path_weights"])
 def test_a_record_named_like_an_earlier_submodule_that_records_nothing_is_refused(collection):
-    """Flax said only 'Duplicate use of scope name: "h"'."""
+    """Flax said only 'Duplicate use of scope name: "h"'; then the error said the
+    submodule's values sat under 'h/', where it had none."""
     model = RecordsNamedLikeAnEarlierChild(collection)
     variables = model.init(jax.random.key(0), X)
-    with pytest.raises(ValueError, match=rf"^Cannot record 'h' in '{collection}': 'h' is also a"):
+    with pytest.raises(
+        ValueError, match=rf"^Cannot record 'h' in '{collection}': 'h' is also a"
+    ) as e:
         model.apply(variables, X, mutable=[collection])
+    assert f"module, which recorded nothing in '{collection}' but holds the name" in str(e.value)
+    assert "sit under" not in str(e.value)
 
 
 def test_aux_total_of_the_whole_state_is_refused_not_summed():
