@@ -64,8 +64,22 @@ def not_an_object(data: object, hint: str) -> str:
     Examples:
       >>> not_an_object([1], "delete it")
       'holds a list, not the JSON object phosjax writes there; delete it'
+      >>> [not_an_object(d, "")[6:15] for d in (None, "x", 2.5, True)]
+      ['null, not', 'a string,', 'a number,', 'true, not']
     """
-    return f"holds a {type(data).__name__}, not the JSON object phosjax writes there; {hint}"
+    return f"holds {_json_kind(data)}, not the JSON object phosjax writes there; {hint}"
+
+
+def _json_kind(data: object) -> str:
+    """What JSON calls the value ``json.load`` read as ``data``: null, true, false, a
+    number, a string or a list."""
+    if data is None:
+        return "null"
+    if isinstance(data, bool):
+        return str(data).lower()
+    if isinstance(data, int | float):
+        return "a number"
+    return "a string" if isinstance(data, str) else f"a {type(data).__name__}"
 
 
 def hint(relative: str) -> str:

@@ -589,6 +589,7 @@ def test_a_folder_holding_benches_names_them_as_view_does(bench, toy, capsys):
     [
         ("bench.json", "", r"cannot read '.*bench\.json': JSONDecodeError: Expecting value"),
         ("bench.json", "[1]", r"'.*bench\.json' holds a list, not the JSON object"),
+        ("bench.json", "null", r"'.*bench\.json' holds null, not the JSON object"),  # NoneType
         ("status.json", "{", r"cannot read '.*status\.json': JSONDecodeError: Expecting prop"),
     ],
 )
