@@ -514,7 +514,10 @@ def output_reader_left() -> bool:
 NO_ROOM = {
     errno.ENOSPC: "free space on its disk",
     errno.EDQUOT: "free space in your disk quota",
-    errno.EFBIG: "raise the file size limit (ulimit -f)",
+    errno.EFBIG: (  # the process's limit, or the file system's own (FAT32's 4 GiB)
+        "raise the file size limit (ulimit -f), or use a file system allowing larger files "
+        "(FAT32 stops at 4 GiB)"
+    ),
 }
 """The errors of a write that found no room, with what makes room."""
 

@@ -23,7 +23,11 @@ from tests.bench.runner_tiny import Killed
     ("refused", "then"),
     [
         (OSError(errno.ENOSPC, "No space left on device"), "free space on its disk"),
-        (OSError(errno.EFBIG, "File too large"), "raise the file size limit (ulimit -f)"),
+        (
+            OSError(errno.EFBIG, "File too large"),  # the file system's limit too: FAT32's 4 GiB
+            "raise the file size limit (ulimit -f), or use a file system allowing larger files "
+            "(FAT32 stops at 4 GiB)",
+        ),
     ],
 )
 def test_a_full_disk_is_one_error_line_naming_the_file_and_the_command_that_continues(
