@@ -40,6 +40,7 @@ _ARGUMENTS = {  # those of each error whose __init__ takes other arguments than 
     "SpeedConfigError": lambda: ("steps", "must be >= 1, got 0"),
     "_NotFound": lambda: ("no module named 'mypkg'", "mypkg"),
     "Signalled": lambda: (signal.SIGTERM,),
+    "OtherLeavesError": lambda: ("holds other leaves", ["params/w: (3,) there, (4,) here"]),
 }
 
 

@@ -18,6 +18,7 @@ import jax
 import numpy as np
 
 from phosjax._listing import listing
+from phosjax._pickling import PicklableError
 from phosjax.bench._config import BenchError
 from phosjax.bench._store import write_bytes
 from phosjax.train._state import stored_as
@@ -66,7 +67,7 @@ def _unreadable(path: pathlib.Path, error: OSError) -> BenchError:
     )
 
 
-class OtherLeavesError(BenchError):
+class OtherLeavesError(PicklableError, BenchError):
     """`decode`: the file holds other leaves than expected; ``problems`` names each."""
 
     def __init__(self, message: str, problems: list[str]) -> None:
