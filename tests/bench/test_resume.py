@@ -587,7 +587,7 @@ def _write_rows_as_the_morph_loop(path: pathlib.Path, frame: pd.DataFrame) -> No
     from phosjax.morph._loop import _frame
 
     config = MorphConfig(ModelConfig("mlp", 10, (40,)))
-    _store.write_table(path, _frame(frame.to_dict("records"), config, "mnist1d:1.0.0"))
+    _store.write_table(path, _frame(frame.to_dict("records"), config, "mnist1d:1.0.0", None))
 
 
 @pytest.mark.parametrize("write", [_store.write_table, _write_rows_as_the_morph_loop])

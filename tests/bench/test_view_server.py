@@ -1016,8 +1016,8 @@ def test_a_morph_run_directory_shows_its_iterations(tmp_path):
     config = ModelConfig("mlp", num_classes=3, input_shape=(8,), width=4).resolved()
     variables = config.build().init(jax.random.key(0), jnp.zeros((1, 8)))
     rows = [_row(0, "start", config, variables, 0.5), _row(1, "expanded", config, variables, 0.75)]
-    path = _output(tmp_path, overwrite=False)
-    write_table(path, _frame(rows, MorphConfig(config), "digits:1.0.0"))  # as `run` writes
+    with _output(tmp_path, overwrite=False) as path:  # as `run` writes
+        write_table(path, _frame(rows, MorphConfig(config), "digits:1.0.0", None))
     frame = pd.read_parquet(tmp_path / ITERATIONS)
     with serving(tmp_path) as server:
         info = get_json(server, "/api/bench")
