@@ -38,8 +38,12 @@ def _seconds(fn: object, *args: jax.Array, repeats: int = 20) -> float:
     return (time.perf_counter() - start) / repeats
 
 
+LatencyTable = dict[str, tuple[float, float]]
+"""`latency_table`'s ``{primitive: (overhead seconds, seconds per FLOP)}``."""
+
+
 @functools.lru_cache(maxsize=4)
-def latency_table(backend: str | None = None) -> dict[str, tuple[float, float]]:
+def latency_table(backend: str | None = None) -> LatencyTable:
     """``{primitive: (overhead seconds, seconds per FLOP)}`` measured on ``backend``.
 
     Fitted from two sizes of a jitted matmul (``dot_general``) and of a 1-D convolution
@@ -72,9 +76,6 @@ def latency_table(backend: str | None = None) -> dict[str, tuple[float, float]]:
         table[name] = (max(t0 - slope * f0, 0.0), slope)
     return table
 
-
-LatencyTable = dict[str, tuple[float, float]]
-"""`latency_table`'s ``{primitive: (overhead seconds, seconds per FLOP)}``."""
 
 _GIVEN: contextvars.ContextVar[LatencyTable | None] = contextvars.ContextVar(
     "latency table", default=None
