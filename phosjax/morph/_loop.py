@@ -720,6 +720,28 @@ def _model_differences(earlier: ModelConfig, start: ModelConfig) -> list[str]:
     ]
 
 
+def _stored_latency_table(attrs: Mapping[str, Any]) -> LatencyTable | None:
+    """The latency table stored in a run's rows' ``attrs`` (None: none).
+
+    Raises:
+      ValueError, TypeError, AttributeError: it is no ``{primitive: [overhead, per FLOP]}``.
+    """
+    priced = attrs.get(LATENCY_TABLE)
+    if priced is None:
+        return None
+    return {k: (float(o), float(f)) for k, (o, f) in priced.items()}
+
+
+def _continued_latency_table(directory: str | os.PathLike) -> LatencyTable | None:
+    """The latency table of the run in ``directory`` that `run` would continue (None:
+    none, or rows that cannot be read: `_earlier` says why, under the lock)."""
+    path = pathlib.Path(directory) / ITERATIONS
+    try:
+        return _stored_latency_table(pd.read_parquet(path, columns=[]).attrs)
+    except (OSError, ValueError, TypeError, AttributeError, pa.ArrowException):
+        return None
+
+
 class _Continued(NamedTuple):
     """What `_earlier` found in a run directory: the rows written, the last model, its
     variables (``rows[-1]``'s) and the latency table the run priced by (None: none stored)."""
@@ -769,10 +791,7 @@ def _earlier(
         first = ModelConfig.from_dict(json.loads(rows[0]["config"]))
         done = int(rows[-1]["iteration"])
         finished = rows[-1]["kind"] in ("start", "expanded")
-        priced = frame.attrs.get(LATENCY_TABLE)
-        table = (
-            None if priced is None else {k: (float(o), float(f)) for k, (o, f) in priced.items()}
-        )
+        table = _stored_latency_table(frame.attrs)
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as error:
         raise refused(f"they are no rows of `phosjax.morph.run` ({error})") from error
     there, here = (_as_loaded(c, config.data_dir) for c in (earlier, config))
@@ -988,7 +1007,9 @@ def run(
       ...
       phosjax.morph._loop.MorphConfigError: MorphConfig.dataset='nope': unknown data set ...
     """
-    current, data = prepare(config)
+    # a continued run checks `multiple` by the latency table it priced by: none measured
+    with latency_table_given(None if overwrite else _continued_latency_table(directory)):
+        current, data = prepare(config)
     dataset = resolved_name(config.dataset, data_dir=config.data_dir)
     with _output(directory, overwrite) as path:
         earlier = _earlier(directory, config, current, dataset) if path.exists() else None

@@ -24,6 +24,7 @@ from phosjax.morph import (
     MorphConfigError,
     RunDirectoryError,
     _cost,
+    _expand,
     _loop,
     config_cost,
     load_variables,
@@ -1107,24 +1108,26 @@ def test_an_interrupted_run_continues_to_the_rows_and_variables_of_an_uninterrup
 def test_a_continued_latency_run_prices_by_the_table_it_stored_not_one_measured_anew(
     tmp_path, monkeypatch
 ):
-    """The resumed process measured `latency_table` again: another budget and penalty."""
+    """The resumed process measured `latency_table` again: another budget and penalty;
+    then `prepare` still measured one, to check `multiple` (a fraction of a second)."""
     monkeypatch.setattr(_loop, "load", _small_mnist1d)
     monkeypatch.setattr(_loop, "train", _pruned)
     monkeypatch.setattr(_loop, "measured_latency", lambda *args: 1e-6)
     budgets, once = [], _loop.once
     monkeypatch.setattr(_loop, "once", lambda *a, **k: budgets.append(k["budget"]) or once(*a, **k))
 
-    def measuring(overhead):
-        table = {"dot_general": (overhead, 1e-9), "conv_general_dilated": (overhead, 1e-9)}
+    def measuring(measured):
         for module in (_loop, _cost):  # run's and cost_polynomial's
-            monkeypatch.setattr(module, "latency_table", lambda backend=None: table)
+            monkeypatch.setattr(module, "latency_table", measured)
 
-    measuring(1e-6)
+    table = {"dot_general": (1e-6, 1e-9), "conv_general_dilated": (1e-6, 1e-9)}
+    measuring(lambda backend=None: table)
     config = dataclasses.replace(TINY, cost="latency", iterations=1)
     _loop.run(config, tmp_path, progress=False)
     stored = pd.read_parquet(tmp_path / _loop.ITERATIONS).attrs["latency_table"]
     assert stored == {"dot_general": [1e-6, 1e-9], "conv_general_dilated": [1e-6, 1e-9]}
-    measuring(1e-3)  # another process measures otherwise
+    measuring(lambda backend=None: pytest.fail("a continued run measured a latency table"))
+    _expand.config_cost.cache_clear()  # another process: no cost cached
     _loop.run(dataclasses.replace(config, iterations=2), tmp_path, progress=False)
     assert budgets[1] == budgets[0]
     assert pd.read_parquet(tmp_path / _loop.ITERATIONS).attrs["latency_table"] == stored
