@@ -93,6 +93,12 @@ def latency_table_given(table: LatencyTable | None) -> Iterator[None]:
         _GIVEN.reset(token)
 
 
+def pricing_table() -> LatencyTable:
+    """The table ``"latency"`` costs price by here: `latency_table_given`'s, else
+    `latency_table`."""
+    return _GIVEN.get() or latency_table()
+
+
 def cost_polynomial(groups: ChannelGroups, cost: str = "flops") -> tuple[Monomial, ...]:
     """The cost of the model as a polynomial in its groups' alive counts.
 
@@ -128,7 +134,7 @@ def cost_polynomial(groups: ChannelGroups, cost: str = "flops") -> tuple[Monomia
         )
     if cost == "flops":
         return tuple(term for _, poly, _ in groups.flops for term in poly)
-    table = _GIVEN.get() or latency_table()
+    table = pricing_table()
     terms: list[Monomial] = []
     for name, poly, runs in groups.flops:
         overhead, per_flop = table.get(name, table["dot_general"])

@@ -11,16 +11,22 @@ import numpy as np
 
 from phosjax.models import ModelConfig, build_model
 from phosjax.models._config import checked_config, is_int
-from phosjax.morph._cost import check_cost, cost_polynomial, evaluate
+from phosjax.morph._cost import (
+    check_cost,
+    cost_polynomial,
+    evaluate,
+    latency_table_given,
+    pricing_table,
+)
 from phosjax.morph._fit import Field, _fields, _value, _with, expressible, variable_shapes
 from phosjax.morph._groups import channel_groups
 from phosjax.morph._regularizer import alive_channels, importance
 from phosjax.morph._shrink import Shrunk, shrink
 
 
-@functools.lru_cache(maxsize=512)
 def config_cost(config: ModelConfig, cost: str = "flops") -> float:
-    """The cost of the model ``config`` builds, every channel alive (computed abstractly).
+    """The cost of the model ``config`` builds, every channel alive (computed abstractly;
+    cached per config, cost and, for ``"latency"``, the table it prices by).
 
     Examples:
       >>> from phosjax.models import ModelConfig
@@ -28,12 +34,23 @@ def config_cost(config: ModelConfig, cost: str = "flops") -> float:
       >>> config_cost(ModelConfig("mlp", 10, (40,), width=8), "params")
       490.0
     """
+    table = tuple(sorted(pricing_table().items())) if cost == "latency" else None
+    return _priced_cost(config, cost, table)
+
+
+@functools.lru_cache(maxsize=512)
+def _priced_cost(
+    config: ModelConfig, cost: str, table: tuple[tuple[str, tuple[float, float]], ...] | None
+) -> float:
+    """`config_cost`, ``"latency"`` priced by ``table`` (the items of a `LatencyTable`)."""
     checked_config(config, "config_cost")
     model = build_model(config)
     x = jax.ShapeDtypeStruct((1, *config.input_shape), jnp.float32)
     shapes = jax.eval_shape(model.init, jax.random.key(0), x)
     groups = channel_groups(model, shapes, x)
-    return evaluate(cost_polynomial(groups, cost), [g.size for g in groups.groups])
+    with latency_table_given(None if table is None else dict(table)):
+        polynomial = cost_polynomial(groups, cost)
+    return evaluate(polynomial, [g.size for g in groups.groups])
 
 
 def _builds(config: ModelConfig) -> bool:

@@ -1127,7 +1127,7 @@ def test_a_continued_latency_run_prices_by_the_table_it_stored_not_one_measured_
     stored = pd.read_parquet(tmp_path / _loop.ITERATIONS).attrs["latency_table"]
     assert stored == {"dot_general": [1e-6, 1e-9], "conv_general_dilated": [1e-6, 1e-9]}
     measuring(lambda backend=None: pytest.fail("a continued run measured a latency table"))
-    _expand.config_cost.cache_clear()  # another process: no cost cached
+    _expand._priced_cost.cache_clear()  # another process: no cost cached
     _loop.run(dataclasses.replace(config, iterations=2), tmp_path, progress=False)
     assert budgets[1] == budgets[0]
     assert pd.read_parquet(tmp_path / _loop.ITERATIONS).attrs["latency_table"] == stored

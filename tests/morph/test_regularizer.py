@@ -50,6 +50,19 @@ def test_costs_are_exact_for_the_alive_counts():
     assert 0 < latency < 1
 
 
+def test_a_config_s_latency_cost_is_priced_by_the_table_given_not_one_cached_earlier():
+    """It was cached per config and cost: a run continued after another in one process
+    took its budget from the other run's table, not its own stored one."""
+    from phosjax.morph._cost import latency_table_given
+
+    config = ModelConfig("mlp", 10, (40,), width=8)
+    costs = []
+    for overhead in (1e-6, 1e-3):
+        with latency_table_given({"dot_general": (overhead, 1e-9)}):
+            costs.append(config_cost(config, "latency"))
+    assert costs[1] - costs[0] == pytest.approx(3 * (1e-3 - 1e-6))  # stem, block, head
+
+
 def test_latency_is_overhead_plus_slope_times_flops_per_contraction(monkeypatch):
     from phosjax.morph import _cost
 
