@@ -760,8 +760,7 @@ def _earlier(
 
     Raises:
       RunDirectoryError: the rows or the last state cannot be read (or it is missing),
-        another config (field, or data set version) wrote them, or they hold more
-        iterations than ``config`` runs.
+        or another config (field, or data set version) wrote them.
     """
     path = pathlib.Path(directory) / ITERATIONS
 
@@ -805,13 +804,8 @@ def _earlier(
             f"another config ran them ({listing(differences, sep='; ')}); the same config "
             "continues it"
         )
-    if done > config.iterations or not finished:
-        raise refused(
-            f"they hold {counted(done, 'iteration')}, more than MorphConfig.iterations="
-            f"{config.iterations}"
-            if finished
-            else f"their last row ({rows[-1]['kind']!r}) ends no iteration"
-        )
+    if not finished:
+        raise refused(f"their last row ({rows[-1]['kind']!r}) ends no iteration")
     try:
         variables = _saved_variables(directory, done, model)
     except RunDirectoryError as error:
@@ -981,13 +975,14 @@ def run(
     `run` continues it after its last iteration, keeping its rows, to the rows and
     variables the run would have reached uninterrupted (latencies measured anew; with
     ``cost="latency"``, priced by the `latency_table` stored under ``"latency_table"``); a
-    finished one is returned as it is (stderr says so); a larger ``iterations``
-    continues a finished run. ``overwrite`` starts over instead.
+    finished one is returned as it is (stderr says so), its first ``iterations`` where it
+    ran more; a larger ``iterations`` continues a finished run. ``overwrite`` starts over
+    instead.
 
     Raises:
       MorphConfigError: before anything trains or is written (see `prepare`), also when
-        ``directory`` holds rows that cannot be continued (another config's, more
-        iterations than ``config.iterations``, unreadable, or without their states)
+        ``directory`` holds rows that cannot be continued (another config's,
+        unreadable, or without their states)
         unless ``overwrite``, which moves them and their states aside to
         ``iterations.parquet.old-<time>`` and ``states.old-<time>``, or when it cannot be
         written.
@@ -1027,9 +1022,18 @@ def run(
                 ran = (
                     f"the run in {os.fspath(directory)!r} has finished {counted(done, 'iteration')}"
                 )
-                if done == config.iterations:
-                    print(f"{ran} (of {config.iterations}): nothing to train", file=sys.stderr)
-                    return _frame(rows, config, dataset, table)
+                if done >= config.iterations:  # its first ones: this config's whole run
+                    asked = config.iterations
+                    print(
+                        f"{ran} (of {asked}): nothing to train"
+                        if done == asked
+                        else f"{ran}, more than the {asked} asked: nothing to train; its rows "
+                        f"up to iteration {asked} are this config's (iterations: {done} gives "
+                        "them all)",
+                        file=sys.stderr,
+                    )
+                    first = [row for row in rows if row["iteration"] <= asked]
+                    return _frame(first, config, dataset, table)
                 print(f"{ran}: continuing it with iteration {done + 1}", file=sys.stderr)
             with _Stages(config.iterations, progress, done) as stages:
                 if done is None:

@@ -1083,6 +1083,15 @@ def test_an_interrupted_run_continues_to_the_rows_and_variables_of_an_uninterrup
     assert len(calls) == 6  # nothing trained again
     pd.testing.assert_frame_equal(finished, whole)
     assert "has finished 2 iterations (of 2): nothing to train" in capsys.readouterr().err
+    # fewer iterations: its first (refused: "they hold 2 iterations, more than ...=1")
+    first = _loop.run(dataclasses.replace(TINY, iterations=1), tmp_path / "cut", progress=False)
+    assert len(calls) == 6
+    pd.testing.assert_frame_equal(first, whole[whole["iteration"] <= 1])
+    assert first.attrs["morph_config"]["iterations"] == 1
+    assert capsys.readouterr().err.endswith(
+        "has finished 2 iterations, more than the 1 asked: nothing to train; its rows up to "
+        "iteration 1 are this config's (iterations: 2 gives them all)\n"
+    )
 
     model, variables = load_variables(tmp_path / "cut")  # its last, iteration 2's
     assert model == ModelConfig.from_dict(json.loads(whole["config"].iloc[-1]))
