@@ -858,11 +858,17 @@ def load_variables(
             f"{os.fspath(directory)!r} holds no run of phosjax.morph: no {str(path)!r}"
         )
     try:
-        frame = pd.read_parquet(path, columns=["iteration", "kind", "config"])
+        frame = pd.read_parquet(path)
     except (OSError, ValueError, pa.ArrowException) as error:  # cut short, not Parquet
         raise RunDirectoryError(
             f"cannot read the rows {str(path)!r} ({type(error).__name__}: {error})"
         ) from error
+    missing = [name for name in ("iteration", "kind", "config") if name not in frame]
+    if missing:  # read by name, Arrow said "No match for FieldRef.Name(iteration) in a: ..."
+        raise RunDirectoryError(
+            f"{str(path)!r} holds no rows of phosjax.morph.run: it has no column(s) {missing}"
+            f" (it has {list(frame.columns)})"
+        )
     ends = frame[frame["kind"].isin(["start", "expanded"])]  # each iteration's last model
     done = ends["iteration"].tolist()
     chosen = ends[ends["iteration"] == iteration] if iteration is not None else ends.tail(1)

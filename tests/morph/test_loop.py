@@ -1259,3 +1259,16 @@ def test_rows_whose_latency_table_is_no_mapping_are_refused_as_no_rows_of_a_run(
     rows.to_parquet(tmp_path / _loop.ITERATIONS)
     with pytest.raises(RunDirectoryError, match=r"they are no rows of `phosjax.morph.run` \("):
         _loop._earlier(tmp_path, MorphConfig(MODEL), MODEL, "mnist1d:1.0.0")
+
+
+def test_load_variables_names_the_columns_that_rows_not_of_a_run_lack(tmp_path):
+    """It said "cannot read the rows (ArrowInvalid: No match for FieldRef.Name(iteration)
+    in a: int64 __fragment_index: int32 ...)" of a file it read well."""
+    (tmp_path / "morph").mkdir()
+    pd.DataFrame({"kind": ["start"], "accuracy": [0.5]}).to_parquet(tmp_path / _loop.ITERATIONS)
+    with pytest.raises(RunDirectoryError) as error:
+        load_variables(tmp_path)
+    assert str(error.value) == (
+        f"{str(tmp_path / _loop.ITERATIONS)!r} holds no rows of phosjax.morph.run: it has no "
+        "column(s) ['iteration', 'config'] (it has ['kind', 'accuracy'])"
+    )
