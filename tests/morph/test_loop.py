@@ -1272,3 +1272,15 @@ def test_load_variables_names_the_columns_that_rows_not_of_a_run_lack(tmp_path):
         f"{str(tmp_path / _loop.ITERATIONS)!r} holds no rows of phosjax.morph.run: it has no "
         "column(s) ['iteration', 'config'] (it has ['kind', 'accuracy'])"
     )
+
+
+def test_the_doc_names_every_column_of_the_rows(monkeypatch):
+    """docs/morph.md named none of them ("widths, config, parameters, FLOPs, measured
+    latency and test accuracy"): not `latency_s`, nor that `widths` and `config` are JSON."""
+    monkeypatch.setattr(_loop, "measured_latency", lambda *args: 1e-6)
+    config = ModelConfig("mlp", 10, (40,), width=8)
+    row = _loop._row(0, "start", config, None, 0.5)
+    doc = (pathlib.Path(__file__).parents[2] / "docs" / "morph.md").read_text()
+    columns = re.search(r"one row per stage, in the columns (.*?), with", doc, re.S)
+    assert columns, "docs/morph.md lists no columns of the rows"
+    assert [name for name in row if f"`{name}`" not in columns.group(1)] == []
