@@ -15,7 +15,8 @@ Any config key can be set or overridden on the command line (``--iterations 1``,
 ``--model.width '[16, 16, 16]'``); ``--print_config`` prints the resolved config
 (without ``--dir``, ``--overwrite`` and ``--no_progress``), checked as a run checks its
 fields (the model's ``num_classes`` and ``input_shape`` against the data set's metadata
-too), and exits: saved to a file and given back with ``--config``, it runs the same loop.
+too, and that the loop can shrink and expand the model), and exits: saved to a file and
+given back with ``--config``, it runs the same loop.
 """
 
 import dataclasses
@@ -51,6 +52,7 @@ from phosjax.morph._loop import (
     MorphConfig,
     MorphConfigError,
     RunDirectoryError,
+    check_morphable,
     dataset_error,
     resolved_model,
     run,
@@ -138,8 +140,9 @@ _WRITTEN_DEFAULTS: dict[str, Any] = {"options": {}}
 
 
 class _Parser(ConfigParser):
-    """Checks the config (``--print_config``) as `MorphConfig` checks its fields, and its
-    model's ``num_classes`` and ``input_shape`` against the data set's metadata."""
+    """Checks the config (``--print_config``) as `MorphConfig` checks its fields, its
+    model's ``num_classes`` and ``input_shape`` against the data set's metadata, and that
+    the loop can shrink and expand the model (`check_morphable`)."""
 
     own = frozenset(_OWN)
 
@@ -164,6 +167,7 @@ class _Parser(ConfigParser):
         problem = shape_mismatch(model, morph.dataset, shape, classes)
         if problem:
             raise MorphConfigError(problem)
+        check_morphable(morph, model)
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         """A usage error; one that misses the model's fields says where they are set."""

@@ -408,26 +408,33 @@ def prepare(config: MorphConfig) -> tuple[ModelConfig, ArrayDataset]:
     problem = _mismatch(model, data, config.batch_size)
     if problem:
         raise MorphConfigError(problem)
-    if config.iterations:
-        groups = _traced_groups(model)
-        if not groups.groups:
-            raise MorphConfigError(
-                f"MorphConfig.model {model.name!r} has no channels to prune (no channel "
-                "group: no hidden width, or every one pinned), so each iteration would train "
-                "the same model again; pick a model with hidden widths, e.g. 'mlp', or set "
-                "iterations: 0"
-            )
-        try:
-            check_source(config.source, groups)
-        except ValueError as error:
-            raise MorphConfigError(f"MorphConfig.source={config.source!r}: {error}") from error
-        try:
-            expand(model, config_cost(model, config.cost), config.cost, config.multiple)
-        except ValueError as error:
-            raise MorphConfigError(
-                f"MorphConfig.multiple={config.multiple}: {error}; use a smaller multiple"
-            ) from error
+    check_morphable(config, model)
     return model, data
+
+
+def check_morphable(config: MorphConfig, model: ModelConfig) -> None:
+    """Raises a `MorphConfigError` where ``config.iterations`` rounds cannot shrink and
+    expand ``model`` (``config``'s, resolved): see `prepare` (computed abstractly)."""
+    if not config.iterations:
+        return
+    groups = _traced_groups(model)
+    if not groups.groups:
+        raise MorphConfigError(
+            f"MorphConfig.model {model.name!r} has no channels to prune (no channel "
+            "group: no hidden width, or every one pinned), so each iteration would train "
+            "the same model again; pick a model with hidden widths, e.g. 'mlp', or set "
+            "iterations: 0"
+        )
+    try:
+        check_source(config.source, groups)
+    except ValueError as error:
+        raise MorphConfigError(f"MorphConfig.source={config.source!r}: {error}") from error
+    try:
+        expand(model, config_cost(model, config.cost), config.cost, config.multiple)
+    except ValueError as error:
+        raise MorphConfigError(
+            f"MorphConfig.multiple={config.multiple}: {error}; use a smaller multiple"
+        ) from error
 
 
 def _python_scalar(value: Any) -> Any:

@@ -751,10 +751,16 @@ def test_a_misspelt_key_names_the_nearest_and_a_bad_value_names_where_it_came_fr
             "MorphConfig.model.num_classes=9, but data set 'mnist1d' has 10 classes; set "
             "num_classes: 10\n",
         ),
+        (  # printed it: a run refused it before training
+            ["--model.name=logreg", "--model.num_classes=10", "--model.input_shape=40"],
+            "error: the command line (--model.name, --model.num_classes, --model.input_shape): "
+            "MorphConfig.model 'logreg' has no channels to prune (no channel group: ",
+        ),
     ],
 )
 def test_print_config_refuses_a_model_a_run_would_refuse(tmp_path, capsys, options, expected):
-    """It printed an unknown model's config (exit 0), or a model of None fields."""
+    """It printed an unknown model's config (exit 0), or a model of None fields, or one
+    that the loop cannot shrink (no channels to prune, a multiple too coarse)."""
     assert main(["--dir", str(tmp_path), *options, "--print_config"]) == 2
     assert capsys.readouterr().err.startswith(expected)
 
