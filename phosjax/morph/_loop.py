@@ -843,6 +843,30 @@ def _saved_variables(directory: str | os.PathLike, iteration: int, model: ModelC
         ) from error
 
 
+def _no_run(directory: str | os.PathLike) -> str:
+    """Why ``directory`` holds no run; where it lies inside one (its ``morph`` folder or
+    its rows' file), which directory to pass instead.
+
+    Examples:
+      >>> print(_no_run("runs/none"))
+      'runs/none' holds no morph run: it has no morph/iterations.parquet (python -m
+      phosjax.morph --config CONFIG.yaml --dir runs/none writes one)
+    """
+    name = os.fspath(directory)
+    inside = next(
+        (up for up in pathlib.Path(directory).parents[:2] if (up / ITERATIONS).is_file()), None
+    )
+    if inside is not None:
+        return (
+            f"{name!r} holds no morph run: it lies inside the run {str(inside)!r}; pass "
+            "that run's directory"
+        )
+    return (
+        f"{name!r} holds no morph run: it has no {ITERATIONS} "
+        f"(python -m phosjax.morph --config CONFIG.yaml --dir {name} writes one)"
+    )
+
+
 def load_variables(
     directory: str | os.PathLike, iteration: int | None = None
 ) -> tuple[ModelConfig, Any]:
@@ -852,8 +876,9 @@ def load_variables(
     Examples:
       >>> load_variables("/no/run")
       Traceback (most recent call last):
-      phosjax.morph._loop.RunDirectoryError: '/no/run' holds no run of phosjax.morph: no
-      '/no/run/morph/iterations.parquet'
+      phosjax.morph._loop.RunDirectoryError: '/no/run' holds no morph run: it has no
+      morph/iterations.parquet (python -m phosjax.morph --config CONFIG.yaml --dir /no/run
+      writes one)
 
     Raises:
       RunDirectoryError: ``directory`` holds no rows of `run` (or they cannot be read),
@@ -861,9 +886,7 @@ def load_variables(
     """
     path = pathlib.Path(directory) / ITERATIONS
     if not path.is_file():
-        raise RunDirectoryError(
-            f"{os.fspath(directory)!r} holds no run of phosjax.morph: no {str(path)!r}"
-        )
+        raise RunDirectoryError(_no_run(directory))
     try:
         frame = pd.read_parquet(path)
     except (OSError, ValueError, pa.ArrowException) as error:  # cut short, not Parquet

@@ -8,31 +8,7 @@ import pandas as pd
 import pyarrow as pa
 
 from phosjax.bench._reading import read_parquet
-from phosjax.morph._loop import ITERATIONS, MORPH_CONFIG, RESOLVED_DATASET
-
-
-def _no_run(directory: str | os.PathLike) -> str:
-    """Why ``directory`` holds no run; where it lies inside one (its ``morph`` folder or
-    its rows' file), which directory to pass instead.
-
-    Examples:
-      >>> print(_no_run("runs/none"))
-      'runs/none' holds no morph run: it has no morph/iterations.parquet (python -m
-      phosjax.morph --config CONFIG.yaml --dir runs/none writes one)
-    """
-    name = os.fspath(directory)
-    inside = next(
-        (up for up in pathlib.Path(directory).parents[:2] if (up / ITERATIONS).is_file()), None
-    )
-    if inside is not None:
-        return (
-            f"{name!r} holds no morph run: it lies inside the run {str(inside)!r}; pass "
-            "that run's directory"
-        )
-    return (
-        f"{name!r} holds no morph run: it has no {ITERATIONS} "
-        f"(python -m phosjax.morph --config CONFIG.yaml --dir {name} writes one)"
-    )
+from phosjax.morph._loop import ITERATIONS, MORPH_CONFIG, RESOLVED_DATASET, _no_run
 
 
 def read_runs(*directories: str | os.PathLike) -> pd.DataFrame:

@@ -1116,7 +1116,7 @@ def test_an_interrupted_run_continues_to_the_rows_and_variables_of_an_uninterrup
     missing = rf"iteration 2, {re.escape(repr(str(state)))}, are missing"
     with pytest.raises(RunDirectoryError, match=missing):
         load_variables(tmp_path / "cut")
-    with pytest.raises(RunDirectoryError, match=r"holds no run of phosjax\.morph: no "):
+    with pytest.raises(RunDirectoryError, match=r"holds no morph run: it has no morph/"):
         load_variables(tmp_path / "none")
 
 
@@ -1277,6 +1277,18 @@ def test_load_variables_names_the_columns_that_rows_not_of_a_run_lack(tmp_path):
     assert str(error.value) == (
         f"{str(tmp_path / _loop.ITERATIONS)!r} holds no rows of phosjax.morph.run: it has no "
         "column(s) ['iteration', 'config'] (it has ['kind', 'accuracy'])"
+    )
+
+
+def test_load_variables_of_a_folder_inside_a_run_names_the_run_s_directory(tmp_path):
+    """It said "holds no run of phosjax.morph: no '.../morph/morph/iterations.parquet'",
+    where read_runs names the run to pass."""
+    _written_run(tmp_path, MorphConfig(MODEL))
+    with pytest.raises(RunDirectoryError) as error:
+        load_variables(tmp_path / "morph")
+    assert str(error.value) == (
+        f"{str(tmp_path / 'morph')!r} holds no morph run: it lies inside the run "
+        f"{str(tmp_path)!r}; pass that run's directory"
     )
 
 
