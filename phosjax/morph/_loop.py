@@ -883,7 +883,15 @@ def load_variables(
     Raises:
       RunDirectoryError: ``directory`` holds no rows of `run` (or they cannot be read),
         none of ``iteration``, or not its variables (missing, or damaged).
+      TypeError: ``iteration`` is neither an integer nor None.
     """
+    if iteration is not None and (
+        isinstance(iteration, bool) or not isinstance(iteration, int | np.integer)
+    ):  # "1" was said not to be among the iterations finished, [0, 1, 2]
+        raise TypeError(
+            f"load_variables: iteration={iteration!r}: expected an integer (0: the start "
+            "model) or None (the last finished)"
+        )
     path = pathlib.Path(directory) / ITERATIONS
     if not path.is_file():
         raise RunDirectoryError(_no_run(directory))
@@ -902,7 +910,7 @@ def load_variables(
     ends = frame[frame["kind"].isin(["start", "expanded"])]  # each iteration's last model
     done = ends["iteration"].tolist()
     chosen = ends[ends["iteration"] == iteration] if iteration is not None else ends.tail(1)
-    if isinstance(iteration, bool) or len(chosen) != 1:
+    if len(chosen) != 1:
         raise RunDirectoryError(
             f"iteration={iteration!r}: the run in {os.fspath(directory)!r} has finished the "
             f"iterations {done} (0: the start model; None: the last)"

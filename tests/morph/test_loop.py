@@ -1292,6 +1292,17 @@ def test_load_variables_of_a_folder_inside_a_run_names_the_run_s_directory(tmp_p
     )
 
 
+@pytest.mark.parametrize("iteration", ["1", 1.0, True])
+def test_load_variables_names_an_iteration_that_is_no_integer(iteration):
+    """It said "iteration='1': the run in ... has finished the iterations [0, 1, 2]"."""
+    with pytest.raises(TypeError) as error:
+        load_variables("/no/run", iteration)
+    assert str(error.value) == (
+        f"load_variables: iteration={iteration!r}: expected an integer (0: the start model) "
+        "or None (the last finished)"
+    )
+
+
 def test_the_doc_names_every_column_of_the_rows(monkeypatch):
     """docs/morph.md named none of them ("widths, config, parameters, FLOPs, measured
     latency and test accuracy"): not `latency_s`, nor that `widths` and `config` are JSON."""
