@@ -22,6 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax.core.scope import union_filters
 
 from phosjax._listing import listing
 from phosjax.core._apply import (
@@ -487,9 +488,11 @@ def _capture(
             finally:
                 initializing = False
         collect = [BLURB, AUX_LOSS, PATH_WEIGHTS]
-        out, collected = apply_collecting(model, variables, x, collect=collect, **apply_kwargs)
-        paired = apply_kwargs.get("mutable", False) is not False  # as model.apply pairs it
-        return collected, _output_specs(out[0] if paired else out), variables.get(KNOBS, {})
+        # knobs mutable, as in init: those a lifted transform drops are not stored
+        mutable = union_filters(apply_kwargs.get("mutable", False), [KNOBS])
+        kwargs = {**apply_kwargs, "mutable": mutable}
+        (out, state), collected = apply_collecting(model, variables, x, collect=collect, **kwargs)
+        return collected, _output_specs(out), state.get(KNOBS, {})
 
     with nn.intercept_methods(intercept), _declarations() as declared, constant_notes() as notes:
         given = {} if init is not None else variables  # init's: made in the program
@@ -508,14 +511,14 @@ def _capture(
         for path, value in values.items():
             module, leaf = _split(path)
             recorded.setdefault(module, {}).setdefault(kind, {})[leaf] = _plain(value)
-    knob_values = flatten(knob_tree if init is not None else variables.get(KNOBS, {}))
+    knob_values = flatten(knob_tree)
     for path, knob in declared.items():
-        if isinstance(defaults.get(path, knob).default, jax.core.Tracer):
-            continue  # made by jax, and dropped by a lifted transform: no value to read
+        if path not in knob_values:
+            continue  # dropped by a lifted transform: it reads its default, none can be set
         module, leaf = _split(path)
         default = _plain(defaults.get(path, knob).default)
         recorded.setdefault(module, {}).setdefault("knobs", {})[leaf] = KnobValue(
-            _plain(knob_values.get(path, default)),
+            _plain(knob_values[path]),
             default,
             knob.doc,
             knob.valid.short() if knob.valid is not None else None,

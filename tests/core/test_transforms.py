@@ -888,7 +888,8 @@ def test_knobs_whose_default_jax_makes_are_listed_in_the_order_declared():
 
 def test_a_knob_a_scan_drops_is_not_listed_as_one_to_set():
     """px.knobs listed it, though no value can be set (the engine then blamed the params
-    alone), and one whose default jax makes raised KeyError in knobs, tweak and blurb."""
+    alone), and one whose default jax makes raised KeyError in knobs, tweak and blurb;
+    blurb listed one whose default is a Python number."""
 
     def dropping(default):
         class Scaled(nn.Module):
@@ -905,13 +906,14 @@ def test_a_knob_a_scan_drops_is_not_listed_as_one_to_set():
         return Dropping()
 
     x = jnp.ones((2, WIDTH))
-    assert px.knobs(dropping(2.0), x) == {}
-    model = dropping(jnp.full(WIDTH, 2.0))
-    assert px.knobs(model, x) == {}
-    variables = model.init(jax.random.key(0), x)
+    for default in (2.0, jnp.full(WIDTH, 2.0)):  # blurb listed the first, as knobs did
+        model = dropping(default)
+        assert px.knobs(model, x) == {}
+        variables = model.init(jax.random.key(0), x)
+        summary = px.blurb(model, variables, x, measure_latency=False, flops=False)
+        assert [m.knobs for m in summary.modules().values()] == [{}, {}, {}]
     with pytest.raises(px.SelectorError, match="'blocks/gain', which a lifted transform dropped"):
         px.tweak(model, variables, x, {"**/gain": 3.0})
-    px.blurb(model, variables, x, measure_latency=False, flops=False)
 
 
 @pytest.mark.parametrize("transform", ["inject", "grad_of"])
