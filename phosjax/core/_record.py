@@ -11,6 +11,7 @@ import flax.linen.module as linen_module
 import jax
 import numpy as np
 
+from phosjax.core._collections import TRANSIENT
 from phosjax.core._paths import SEP, flatten, module_path
 
 _V = TypeVar("_V")
@@ -78,20 +79,33 @@ def record(module: nn.Module, collection: str, name: str, value: Any) -> None:
     Raises:
       ValueError: ``name`` is the name of a submodule made before: one that recorded in
         ``collection`` has its values under that path, which the record would swallow,
-        and one that did not holds the name, which Flax refuses to give the record.
+        and one that did not holds the name, which Flax refuses to give the record; or
+        of one made after, whose variables the module's hold (else Flax would refuse to
+        make it: "Name in use"; init, which records nothing, cannot tell).
     """
     if module.is_initializing() or not module.is_mutable_collection(collection):
         return
     submodule = isinstance(module._state.children.get(name), nn.Module)
     recorded = isinstance(module.get_variable(collection, name), Mapping)
-    if submodule or recorded:
-        clash = (
-            f"whose values there sit under {module_path(module, name) + SEP!r}, so the paths "
-            "would collide"
-            if recorded
-            else f"which recorded nothing in {collection!r} but holds the name (Flax gives "
-            "one name to one thing)"
-        )
+    later = [  # a transient collection may hold a tag's pytree value at its name
+        c
+        for c, tree in module.variables.items()
+        if c not in TRANSIENT and isinstance(tree.get(name), Mapping)
+    ]
+    if submodule or recorded or later:
+        where = module_path(module, name) + SEP
+        if recorded:
+            clash = f"whose values there sit under {where!r}, so the paths would collide"
+        elif submodule:
+            clash = (
+                f"which recorded nothing in {collection!r} but holds the name (Flax gives "
+                "one name to one thing)"
+            )
+        else:
+            clash = (
+                f"made after the record (its {later[0]!r} sit under {where!r}), which Flax "
+                "refuses to make once the record holds the name"
+            )
         raise ValueError(
             f"Cannot record {module_path(module, name)!r} in {collection!r}: {name!r} is also "
             f"a submodule of {SEP.join(module.path) or 'the top module'}, {clash}. "

@@ -406,6 +406,36 @@ def test_a_record_named_like_an_earlier_submodule_that_records_nothing_is_refuse
     assert "sit under" not in str(e.value)
 
 
+class RecordsBeforeALaterChild(nn.Module):
+    """Records ``h`` (a tag or an aux loss), then makes the submodule ``h``."""
+
+    collection: str
+
+    @nn.compact
+    def __call__(self, x):
+        if self.collection == "aux_loss":
+            px.aux_loss(self, "h", x.sum())
+        else:
+            x = px.tag(self, "h", x)
+        return nn.Dense(3, name="h")(x)
+
+
+@pytest.mark.parametrize("collection", ["intermediates", "aux_loss"])
+def test_a_record_named_like_a_later_submodule_is_refused_naming_both(collection):
+    """init worked; the first call recording said only Flax's 'Could not create submodule
+    "h" in Module RecordsBeforeALaterChild: Name in use', naming no record."""
+    model = RecordsBeforeALaterChild(collection)
+    variables = model.init(jax.random.key(0), X)
+    with pytest.raises(
+        ValueError,
+        match=rf"^Cannot record 'h' in '{collection}': 'h' is also a submodule of the top "
+        r"module, made after the record \(its 'params' sit under 'h/'\), .* Give the value "
+        "or the submodule another name",
+    ):
+        model.apply(variables, X, mutable=[collection])
+    model.apply(variables, X)  # not recorded: it runs
+
+
 def test_aux_total_of_the_whole_state_is_refused_not_summed():
     """Given the state of mutable=["aux_loss", "path_weights"], it added the path weights
     (0.5) to the loss (1.5, not 1.0), silently."""
