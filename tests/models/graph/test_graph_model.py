@@ -1196,3 +1196,14 @@ def test_a_list_of_python_ints_injected_takes_the_nodes_float_dtype_as_px_inject
     out = model.apply(variables, x, outputs="side", inject={"stem": ints})["side"]
     assert out.dtype == jnp.float32
     np.testing.assert_array_equal(out, np.asarray(ints, np.float32))
+
+
+def test_python_ints_injected_after_an_injected_array_take_the_nodes_dtype(model_and_variables):
+    """With x=None nothing was checked: 'side' (relu of 'stem') stayed int32, and a value
+    of another shape ran unchecked."""
+    model, variables, _ = model_and_variables
+    inject = {"stem": jnp.zeros((2, 4)), "side": [[0, 1, 2, 3], [4, 5, 6, 7]]}
+    out = model.apply(variables, None, outputs="side", inject=inject)["side"]
+    assert out.dtype == jnp.float32
+    with pytest.raises(GraphError, match=r"gives node 'side' float32\[2, 3\], but the node"):
+        model.apply(variables, None, outputs="side", inject={**inject, "side": [[0.0] * 3] * 2})
