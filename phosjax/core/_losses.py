@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from flax.core.scope import in_filter
 
 from phosjax.core._apply import shown
-from phosjax.core._collections import AUX_LOSS, PATH_WEIGHTS, SCANNED
+from phosjax.core._collections import AUX_LOSS, PATH_WEIGHTS, SCANNED, TRANSIENT
 from phosjax.core._path_weights import check_path_weights_kept, path_weights_opened
 from phosjax.core._paths import SEP, flatten
 from phosjax.core._record import Calls, check_recorded
@@ -111,6 +111,28 @@ _OTHER_COLLECTIONS = frozenset({"params", "batch_stats", *SCANNED}) - {AUX_LOSS}
 """Collections a model's state may hold besides ``aux_loss``, none of them losses."""
 
 
+def _a_collection(name: str, tree: Any) -> bool:
+    """Whether ``tree``, at ``name`` at the top of what `aux_total` was given, is a
+    collection of a state, not the losses of a submodule so named (a loss recorded at the
+    top is no mapping): it holds arrays (params, batch_stats), or nothing, or it is named
+    like a collection of records (path_weights), which only its name tells apart.
+
+    Examples:
+      >>> losses = {"l1": Calls((jnp.ones(()),), ((),))}
+      >>> _a_collection("params", losses), _a_collection("params", {"w": jnp.ones(2)})
+      (False, True)
+      >>> _a_collection("path_weights", losses), _a_collection("l1", losses["l1"])
+      (True, False)
+    """
+    return isinstance(tree, Mapping) and (name in TRANSIENT or not _records_only(tree))
+
+
+def _records_only(tree: Mapping[str, Any]) -> bool:
+    """Whether ``tree`` holds records (tuples, one item per call) and nothing else."""
+    records = flatten(tree, unwrap=False).values()
+    return bool(records) and all(isinstance(record, tuple) for record in records)
+
+
 def aux_total(aux: Mapping[str, Any]) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The total of the auxiliary losses one forward pass recorded, and the total per name.
 
@@ -133,7 +155,9 @@ def aux_total(aux: Mapping[str, Any]) -> tuple[jax.Array, dict[str, jax.Array]]:
       TypeError: ``aux`` is no mapping (None, an array).
       ValueError: ``aux`` is the state holding the collection and others (its
         ``path_weights`` or ``batch_stats`` would add up as losses), or a state of others
-        alone (a model that raised no aux loss: ``state.get("aux_loss", {})``).
+        alone (a model that raised no aux loss: ``state.get("aux_loss", {})``). A top
+        submodule named like a collection holding arrays (``params``) is told from it by
+        its records; one named like a collection of records (``path_weights``) is not.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -153,18 +177,23 @@ def aux_total(aux: Mapping[str, Any]) -> tuple[jax.Array, dict[str, jax.Array]]:
             f"mutable=[{AUX_LOSS!r}]) hands back in its state, got {shown(aux)}."
         )
     held = ", ".join(repr(name) for name in aux)
-    if isinstance(aux.get(AUX_LOSS), Mapping) and len(aux) > 1:  # every collection a loss
-        raise ValueError(
-            f"aux_total takes the {AUX_LOSS!r} collection, state[{AUX_LOSS!r}], not the state "
-            f"holding it (collections {held}): the others would add up as losses."
+    others = [name for name in aux if name != AUX_LOSS and _a_collection(name, aux[name])]
+    if AUX_LOSS not in aux:  # a state of others alone: of the collections a model has
+        others = [name for name in others if name in _OTHER_COLLECTIONS]
+    elif not isinstance(aux[AUX_LOSS], Mapping):  # a loss of that name is no collection
+        others = []
+    if others:
+        refused = (
+            f"state[{AUX_LOSS!r}], not the state holding it (collections {held}): the others "
+            "would add up as losses"
+            if AUX_LOSS in aux
+            else f"not a state of others (collections {held}), which would add up as losses: "
+            f"apply hands back no {AUX_LOSS!r} where the model raised none; pass "
+            f"state.get({AUX_LOSS!r}, {{}}) (a total of 0)"
         )
-    others = _OTHER_COLLECTIONS.intersection(aux)  # a loss of that name is no collection
-    if AUX_LOSS not in aux and any(isinstance(aux[name], Mapping) for name in others):
-        raise ValueError(
-            f"aux_total takes the {AUX_LOSS!r} collection, not a state of others (collections "
-            f"{held}), which would add up as losses: apply hands back no {AUX_LOSS!r} where "
-            f"the model raised none; pass state.get({AUX_LOSS!r}, {{}}) (a total of 0)."
-        )
+        if all(_records_only(aux[name]) for name in others):  # told by name alone
+            refused += f"; or, if {others[0]!r} is a submodule of the top module, rename it"
+        raise ValueError(f"aux_total takes the {AUX_LOSS!r} collection, {refused}.")
     by_name: dict[str, jax.Array] = {}
     for path, record in flatten(aux, unwrap=False).items():
         name = path.rsplit(SEP, 1)[-1]

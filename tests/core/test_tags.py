@@ -466,6 +466,19 @@ def test_an_aux_loss_named_like_a_collection_is_added_up():
     assert float(px.aux_total(state["aux_loss"])[0]) == 2.0
 
 
+def test_the_losses_of_a_top_submodule_named_like_a_collection_are_added_up():
+    """A top submodule named 'params' (or 'aux_loss' beside another) was taken for that
+    collection, its losses refused as a state; one named like a collection of records
+    ('path_weights') cannot be told from it: the error says to rename it."""
+    losses = {"l1": (jnp.array(1.0),)}
+    assert float(px.aux_total({"params": losses})[0]) == 1.0
+    assert float(px.aux_total({"aux_loss": losses, "head": losses})[0]) == 2.0
+    with pytest.raises(ValueError, match=r"params.*: the others would add up as losses\.$"):
+        px.aux_total({"aux_loss": losses, "params": {"w": jnp.ones(2)}})
+    with pytest.raises(ValueError, match=r"if 'path_weights' is a submodule of the top module, "):
+        px.aux_total({"path_weights": losses})
+
+
 @pytest.mark.parametrize(
     ("call", "said"),
     [
