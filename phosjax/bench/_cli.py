@@ -29,6 +29,7 @@ from phosjax.bench._interrupt import (
     exit_status,
     readers_gone,
     said_stopped,
+    silence_gone,
     stopped_by,
     stops_ignored,
 )
@@ -504,11 +505,17 @@ def output_reader_left() -> bool:
     """
     if not hasattr(select, "poll"):  # Windows
         return True
+    return bool(readers_gone(_output_fds()))
+
+
+def _output_fds() -> list[int]:
+    """The file descriptors of this process's stdout and stderr (none for a stream with no
+    file: a captured one)."""
     fds = []
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError, AttributeError):  # no file (captured)
+        with contextlib.suppress(OSError, ValueError, AttributeError):
             fds.append(stream.fileno())
-    return bool(readers_gone(fds))
+    return fds
 
 
 NO_ROOM = {
@@ -532,7 +539,8 @@ def entry_point(
     ``interrupted: <interrupted>`` (what it leaves and how to go on; a function of the
     command's arguments, such as `kept_in_bench`, says it once they are known) and
     returns `INTERRUPTED`; a stop signal (SIGTERM: ``interrupted by SIGTERM:
-    <interrupted>``) returns its `exit_status`.
+    <interrupted>``) returns its `exit_status`, and so does a write to stdout or stderr
+    whose reader left (``| head``: SIGPIPE's, 141), as one while a group trains does.
 
     Examples:
       >>> @entry_point("nothing was written.")
@@ -557,12 +565,15 @@ def entry_point(
             except BenchError as error:
                 print(f"error: {error}", file=sys.stderr)
                 return 2
-            except BrokenPipeError:  # its reader left (`| head`): no traceback, and 1, as
-                # Python's docs on SIGPIPE advise (cat, killed by SIGPIPE, exits 141)
+            except BrokenPipeError:  # its reader left (`| head`, tee gone): a stop, as one
+                # while a group trains (`_interrupt._output_gone`) and as SIGPIPE ends cat
                 if not output_reader_left():
                     raise  # another pipe (a data loader's): not to be hidden
-                _stdout_dropped()
-                return 1
+                if BROKEN_PIPE is None:  # Windows: no SIGPIPE, no status of its own
+                    _stdout_dropped()
+                    return 1
+                silence_gone(_output_fds())  # its output is not written again at exit
+                return stopped(BROKEN_PIPE, args)
             except OSError as error:  # after BrokenPipeError, one of them
                 if error.errno not in NO_ROOM:
                     raise
@@ -572,13 +583,17 @@ def entry_point(
                 with contextlib.suppress(OSError):  # stderr on that disk: the status says it
                     print(f"error: {error}; {NO_ROOM[error.errno]}, then: {said}", file=sys.stderr)
                 return 1
-            except KeyboardInterrupt as error:  # "\n": off the line where the terminal echoed ^C
-                signum = stopped_by(error) or signal.SIGINT
-                with stops_ignored():  # pressed again meanwhile: the line is still said
-                    said = interrupted if isinstance(interrupted, str) else interrupted(args)
-                    with contextlib.suppress(OSError):  # no one reads it: the status says it
-                        print(f"\n{said_stopped(signum)}: {said}", file=sys.stderr)
-                return exit_status(signum)
+            except KeyboardInterrupt as error:
+                return stopped(stopped_by(error) or signal.SIGINT, args)
+
+        def stopped(signum: int, args: Sequence[str]) -> int:
+            """Says that ``signum`` stopped the command, and what that leaves; its status."""
+            with stops_ignored():  # pressed again meanwhile: the line is still said
+                said = interrupted if isinstance(interrupted, str) else interrupted(args)
+                with contextlib.suppress(OSError):  # no one reads it: the status says it
+                    # "\n": off the line where the terminal echoed ^C
+                    print(f"\n{said_stopped(signum)}: {said}", file=sys.stderr)
+            return exit_status(signum)
 
         return wrapped
 

@@ -254,7 +254,7 @@ def readers_gone(fds: Iterable[int]) -> set[int]:
     return {fd for fd, events in poller.poll(0) if events & (select.POLLERR | select.POLLHUP)}
 
 
-def _silence_gone(fds: Sequence[int] = (1, 2)) -> None:
+def silence_gone(fds: Sequence[int] = (1, 2)) -> None:
     """Points each of ``fds`` (stdout, stderr) that no one reads any more at `os.devnull`:
     a terminal that hung up (SIGHUP: it was closed, its ssh session lost; each write fails,
     EIO) or a pipe or socket whose reader left (``2>&1 | tee log``, tee gone; each write
@@ -267,7 +267,7 @@ def _silence_gone(fds: Sequence[int] = (1, 2)) -> None:
       >>> os.close(master)  # the terminal closed
       >>> reader, piped = os.pipe()
       >>> os.close(reader)  # tee gone
-      >>> _silence_gone([gone, terminal, piped])
+      >>> silence_gone([gone, terminal, piped])
       >>> os.write(gone, b"lost"), os.isatty(terminal), os.write(piped, b"lost")
       (4, True, 4)
       >>> for fd in (gone, live, terminal, piped):
@@ -297,9 +297,9 @@ BROKEN_PIPE = getattr(signal, "SIGPIPE", None)
 def _output_gone() -> bool:
     """Whether a write to stdout or stderr that raised `BrokenPipeError` (its reader gone)
     is taken as written: while a group trains (`held_to_chunk_end`), the outputs no one reads
-    point at `os.devnull` (`_silence_gone`) and the command stops as on SIGHUP, as SIGPIPE
+    point at `os.devnull` (`silence_gone`) and the command stops as on SIGHUP, as SIGPIPE
     (held to the chunk's end once armed, else raised: `Signalled`); elsewhere the error
-    goes on (`phosjax.bench._cli.entry_point` ends quietly).
+    goes on (`phosjax.bench._cli.entry_point` stops the command as SIGPIPE, at once).
 
     Examples:
       >>> _output_gone()  # no group trains
@@ -311,7 +311,7 @@ def _output_gone() -> bool:
     """
     if _HELD is None or BROKEN_PIPE is None:
         return False
-    _silence_gone()
+    silence_gone()
     if _HELD.signum is None and not _held(BROKEN_PIPE):
         raise Signalled(BROKEN_PIPE)
     return True
@@ -376,7 +376,7 @@ def _stop_after_extension_init(signum: int, frame: FrameType | None) -> None:
     """The SIGINT handler of the phosjax commands, and their `STOP_SIGNALS`' one: Ctrl-C
     raises `KeyboardInterrupt`, as Python's own handler does, a stop signal `Signalled`
     (held until a chunk's end where a group trains: `held_to_chunk_end`; SIGHUP first
-    silences the outputs no one reads, `_silence_gone`), except while a
+    silences the outputs no one reads, `silence_gone`), except while a
     compiled extension initializes in the main thread (jaxlib's, as jax loads: raised in
     there, it aborts the process); then it is raised once the init is done
     (`_interrupt_main_soon`).
@@ -394,7 +394,7 @@ def _stop_after_extension_init(signum: int, frame: FrameType | None) -> None:
       True
     """
     if signum == getattr(signal, "SIGHUP", None):
-        _silence_gone()
+        silence_gone()
     if _held(signum):
         return
     if _WAITED.is_set() or not _initializing_extension(frame):

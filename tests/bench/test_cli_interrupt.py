@@ -227,7 +227,7 @@ def test_a_stop_signal_is_held_to_a_chunks_end_once_armed(
 def test_a_stop_signal_after_a_broken_pipe_is_held_in_its_place(stop_signals_handled, monkeypatch):
     """``2>&1 | tee log`` and the terminal closed: tee's end (a write's broken pipe, held)
     may come before the SIGHUP, which is then held too, no second stop sent at once."""
-    monkeypatch.setattr(_interrupt, "_silence_gone", lambda: None)
+    monkeypatch.setattr(_interrupt, "silence_gone", lambda: None)
     ran = []
     with pytest.raises(_interrupt.Signalled) as stopped, _interrupt.held_to_chunk_end() as held:
         held.armed = True
@@ -265,7 +265,7 @@ def test_an_output_socket_whose_peer_closed_is_silenced_as_a_pipe_is():
     with output, peer:
         peer.close()
         assert _interrupt.readers_gone([output.fileno()]) == {output.fileno()}
-        _interrupt._silence_gone([output.fileno()])
+        _interrupt.silence_gone([output.fileno()])
         assert os.write(output.fileno(), b"lost") == 4  # the null device's now
 
 

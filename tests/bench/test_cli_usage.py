@@ -496,9 +496,12 @@ def test_python_m_phosjax_bench_lists_every_command_and_runs_none(capsys):
     )
 
 
-def test_a_command_whose_output_reader_left_exits_without_a_traceback(monkeypatch):
+def test_a_command_whose_output_reader_left_stops_as_sigpipe(monkeypatch, capsys):
     """``python -m phosjax.bench.profile --dir DIR | head -1`` ended in a BrokenPipeError
-    traceback once head had read its line."""
+    traceback once head had read its line. Later (``new ... | head`` between two groups,
+    as it wrote the summary) it ended quietly with status 1, where the same pipe gone as a
+    group trained stopped it with SIGPIPE's 141 and a line saying what is kept; both stop
+    it so now."""
     from phosjax.bench._cli import entry_point
 
     read, write = os.pipe()
@@ -509,7 +512,8 @@ def test_a_command_whose_output_reader_left_exits_without_a_traceback(monkeypatc
     def main(argv=None):
         print("a profile", flush=True)
 
-    assert main([]) == 1
+    assert main([]) == 141
+    assert capsys.readouterr().err == "\ninterrupted by SIGPIPE: nothing was changed.\n"
     sys.stdout.write("more")
     sys.stdout.flush()  # as the interpreter's exit does: written to the null device now
     sys.stdout.close()

@@ -259,7 +259,7 @@ def test_a_broken_pipe_mid_segment_checkpoints_the_chunk_under_way(tmp_path, toy
     config = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1, chunk_steps=2)
     tee, silenced = _Tee(), []
     monkeypatch.setattr(sys, "stderr", _interrupt._PipeWatched(tee))
-    monkeypatch.setattr(_interrupt, "_silence_gone", lambda: silenced.append(True))
+    monkeypatch.setattr(_interrupt, "silence_gone", lambda: silenced.append(True))
     rows = _train.chunk_rows
 
     def tee_gone_then_rows(chunk, *args):
