@@ -16,7 +16,10 @@ first step whose row says ``diverged`` (its metrics from there on are those of i
 frozen before it, often finite). Exporting again skips the cells already exported
 (finished runs with the same cell id from the same bench, known by the creation time in
 its ``bench.json``, which `add_models` keeps); cells whose group has not finished
-training are left for later. Needs the ``mlflow`` extra (``mlflow-skinny``).
+training are left for later. The unfinished runs that an export cut short (killed:
+nothing deleted its run) left of this bench are deleted, so each cell keeps one whole
+run; two exports of one bench into one experiment at once are not supported. Needs the
+``mlflow`` extra (``mlflow-skinny``).
 
 MLflow 3 refuses ``file:`` stores unless ``MLFLOW_ALLOW_FILE_STORE=true`` is set; a
 tracking server (``http://...``) or ``sqlite:///mlflow.db`` (full ``mlflow``) need nothing.
@@ -61,14 +64,16 @@ _INSTALL = "Exporting to MLflow needs the mlflow extra: pip install 'phosjax[mlf
 
 @dataclasses.dataclass(frozen=True)
 class Exported:
-    """What `export_mlflow` did: ``{cell_id: run_id}`` of new runs and the cells it skipped,
-    in the experiment of that id and name."""
+    """What `export_mlflow` did: ``{cell_id: run_id}`` of new runs, the cells it skipped and
+    ``{run_id: cell_id}`` of the runs an export cut short had left unfinished, which it
+    deleted, in the experiment of that id and name."""
 
     experiment_id: str
     runs: dict[str, str]
     already_exported: list[str]
     unfinished: list[str]
     experiment: str = ""
+    cut_short: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def mlflow_keys(names: Sequence[str]) -> dict[str, str]:
@@ -113,10 +118,14 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
-def _finished_runs(client: Any, experiment_id: str, tag: str, value: str) -> Iterator[Any]:
-    """The experiment's finished runs whose ``tag`` is ``value``, page by page."""
+def _tagged_runs(
+    client: Any, experiment_id: str, tag: str, value: str, finished: bool
+) -> Iterator[Any]:
+    """The experiment's runs whose ``tag`` is ``value``, finished (or, ``finished`` False,
+    not), page by page."""
     token = None
-    query = f"attributes.status = 'FINISHED' and tags.`{tag}` = '{value}'"
+    status = "=" if finished else "!="
+    query = f"attributes.status {status} 'FINISHED' and tags.`{tag}` = '{value}'"
     while True:
         page = client.search_runs([experiment_id], query, max_results=1000, page_token=token)
         yield from page
@@ -125,16 +134,19 @@ def _finished_runs(client: Any, experiment_id: str, tag: str, value: str) -> Ite
             return
 
 
-def _exported_cells(client: Any, experiment_id: str, created: str, config_hash: str) -> set[str]:
-    """Cell ids with a finished run of this bench in the experiment: tagged with its
-    creation time, or, exported before that tag existed, with its config hash."""
-    runs = list(_finished_runs(client, experiment_id, TAG_CREATED, created))
+def _bench_runs(
+    client: Any, experiment_id: str, created: str, config_hash: str, finished: bool
+) -> list[Any]:
+    """The runs of this bench in the experiment, finished (or, ``finished`` False, not: an
+    export cut short, killed, left them half-logged): tagged with its creation time, or,
+    exported before that tag existed, with its config hash."""
+    runs = list(_tagged_runs(client, experiment_id, TAG_CREATED, created, finished))
     runs += [
         run
-        for run in _finished_runs(client, experiment_id, TAG_CONFIG, config_hash)
+        for run in _tagged_runs(client, experiment_id, TAG_CONFIG, config_hash, finished)
         if TAG_CREATED not in run.data.tags
     ]
-    return {run.data.tags.get(TAG_CELL) for run in runs}
+    return runs
 
 
 def _experiment_id(client: Any, name: str, tracking_uri: str) -> str:
@@ -327,8 +339,14 @@ def export_mlflow(directory: str, tracking_uri: str, experiment: str | None = No
         experiment_id = _experiment_id(client, experiment, tracking_uri)
     except OSError as error:  # a file: store that is a file, or cannot be made or written
         raise MlflowException(f"cannot use the MLflow store {tracking_uri}: {error}") from error
-    done = _exported_cells(client, experiment_id, created, config_hash)
+    done = {
+        run.data.tags.get(TAG_CELL)
+        for run in _bench_runs(client, experiment_id, created, config_hash, finished=True)
+    }
     exported = Exported(experiment_id, {}, [], [], experiment)
+    for run in _bench_runs(client, experiment_id, created, config_hash, finished=False):
+        client.delete_run(run.info.run_id)  # beside its cell's whole run, or before it
+        exported.cut_short[run.info.run_id] = run.data.tags.get(TAG_CELL, "")
     for cell in cells.to_dict("records"):
         cell_id = cell["cell_id"]
         if cell_id in done:
@@ -432,6 +450,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{len(exported.already_exported)} "
         f"{'was' if len(exported.already_exported) == 1 else 'were'} already there, "
         f"{len(exported.unfinished)} not finished yet."
+        + (
+            f" Deleted {counted(len(exported.cut_short), 'half-logged run')} that an "
+            "export cut short (killed) had left."
+            if exported.cut_short
+            else ""
+        )
     )
     return 0
 

@@ -498,3 +498,28 @@ def test_a_cell_that_fails_midway_leaves_no_run_and_is_exported_next_time(
     assert sorted(exported.runs) == sorted(written.cells.cell_id)
     _, runs = _runs(store)  # one run per cell
     assert {run.info.status for run in runs.values()} == {"FINISHED"}
+
+
+def test_a_run_an_export_killed_mid_way_left_is_deleted_by_the_next_export(
+    written, store, monkeypatch, capsys
+):
+    """An export killed (SIGKILL: nothing deletes its run) as it logged a cell left that
+    run RUNNING, and the next export added the cell's whole run beside it: two runs of
+    one cell, one half-logged. The next export deletes the half-logged one, and says so."""
+    client_class = mlflow.tracking.MlflowClient
+
+    def killed(self, *args, **kwargs):
+        raise KeyboardInterrupt  # stands for the kill: nothing after it runs
+
+    with monkeypatch.context() as patch:
+        patch.setattr(client_class, "set_terminated", killed)
+        patch.setattr(client_class, "delete_run", lambda self, run_id: None)
+        with pytest.raises(KeyboardInterrupt):
+            export_mlflow(str(written.root), store)
+    assert main(["--dir", str(written.root), "--mlflow", store]) == 0
+    assert capsys.readouterr().out.endswith(
+        " Deleted 1 half-logged run that an export cut short (killed) had left.\n"
+    )
+    _, runs = _runs(store)  # one run per cell
+    assert sorted(runs) == sorted(written.cells.cell_id)
+    assert {run.info.status for run in runs.values()} == {"FINISHED"}
