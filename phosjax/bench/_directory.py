@@ -9,6 +9,7 @@ metadata).
 import contextlib
 import dataclasses
 import datetime
+import errno
 import fcntl
 import os
 import pathlib
@@ -364,13 +365,22 @@ def _flock(file: Any, mode: int, root: pathlib.Path) -> None:
         pass
 
 
+_READ_ONLY = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+"""The errors of a write to a folder one may not write: its permissions, a read-only file
+system (a bind mount, an archive)."""
+
+
 @contextlib.contextmanager
-def locked(root: pathlib.Path, process: tuple[int, int]) -> Iterator[None]:
+def locked(
+    root: pathlib.Path, process: tuple[int, int], *, reading: bool = False
+) -> Iterator[OSError | None]:
     """Makes ``root`` and holds process ``i`` of ``n``'s lock of the bench there
     (``run.lock``, or ``run.p<i>of<n>.lock``: an exclusive ``flock``) while it writes
     there, so a second run on the same directory stops before it writes anything, instead
     of training the same groups alongside. The lock goes with the process (a killed run
-    holds none); its file stays, naming the last holder.
+    holds none); its file stays, naming the last holder. Yields None; with ``reading`` (a
+    finished bench, which needs no write), where ``root`` may not be written (`_READ_ONLY`),
+    it holds no lock and yields that error: the body only reads.
 
     Raises:
       BenchError: another run holds it (the message names its pid and host), or ``root``
@@ -381,6 +391,9 @@ def locked(root: pathlib.Path, process: tuple[int, int]) -> Iterator[None]:
         root.mkdir(parents=True, exist_ok=True)
         file = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (closed by the with below)
     except OSError as error:
+        if reading and error.errno in _READ_ONLY:
+            yield error
+            return
         raise BenchError(
             f"cannot write the bench into --dir {str(root)!r}: {error}; pick a --dir you "
             "can write to."
@@ -395,7 +408,7 @@ def locked(root: pathlib.Path, process: tuple[int, int]) -> Iterator[None]:
             os.write(file.fileno(), f"{_layout.lock_holder(holder)}\n".encode())
         except OSError as error:  # a full disk: the system names no file
             raise naming(error, path) from error
-        yield
+        yield None
 
 
 def check_unlocked(root: pathlib.Path) -> None:

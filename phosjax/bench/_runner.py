@@ -348,11 +348,18 @@ def _execute(
             )
         else:
             shapes = _readable_shapes(config)
-        with locked(root, process):
+        with locked(root, process, reading=True) as unwritable:  # read-only: only read
             _check_unchanged(root, seen)
             _check_keeps_models(root, check_model_sizes(config, shapes))
-            remove_stale_temporaries(root)
-            write_meta(root, config, registered_models(), process[1], imports)
+            if unwritable is None:
+                remove_stale_temporaries(root)
+                write_meta(root, config, registered_models(), process[1], imports)
+            elif moved:  # its config.yaml must say where its data sets are now
+                raise BenchError(
+                    f"cannot record --data_dir {config.data_dir!r} in "
+                    f"{str(root / _layout.CONFIG)!r}: {unwritable}; make the bench's folder "
+                    "writable to record it, or leave --data_dir out."
+                )
             return _results(root, _status(root, process)["groups"], hparams, progress)
     clock = clock or RunClock()
     plan_ = planned or in_every_process(lambda: plan(config, datasets, clock), "plan the bench")

@@ -8,10 +8,12 @@ no other test, so its programs are compiled here (the engine caches them per pro
 
 import contextlib
 import dataclasses
+import errno
 import functools
 import io
 import json
 import math
+import os
 import pathlib
 import re
 import shutil
@@ -24,7 +26,7 @@ import pytest
 import tqdm
 import yaml
 
-from phosjax.bench import BenchConfig, _layout, _plan, _runner, load_config, plan
+from phosjax.bench import BenchConfig, _directory, _layout, _plan, _runner, load_config, plan
 from phosjax.bench.new import main as new_main
 from phosjax.bench.new import parser
 from phosjax.bench.profile import main as profile_main
@@ -269,6 +271,37 @@ def test_a_finished_bench_run_again_shows_no_empty_progress_bar(cli_bench, capsy
     out, err = capsys.readouterr()
     assert "step/s" not in err and "cells " not in err, err
     assert f"bench {root}:" in out
+
+
+def _writes_refused(path, mode="r", *args, **kwargs):
+    """`open`, refusing to write as a folder's permissions refuse others than root."""
+    if mode != "r":
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+    return open(path, mode, *args, **kwargs)
+
+
+def test_a_finished_bench_in_a_read_only_folder_prints_its_summary(
+    cli_bench, tmp_path, capsys, monkeypatch
+):
+    """``new --dir DIR`` on a finished bench whose folder may not be written (an archive,
+    a read-only mount) said only that it could not write its run.lock, exit status 2. A
+    finished bench needs no write: its summary, exit status 0, nothing written."""
+    root = tmp_path / "bench"
+    shutil.copytree(cli_bench[0], root)
+    monkeypatch.setattr(
+        _plan, "load_datasets", lambda names, data_dir, features, splits: {"toy": toy_data()}
+    )
+    if os.geteuid() == 0:  # root writes whatever the permissions say
+        monkeypatch.setattr(_directory, "open", _writes_refused, raising=False)
+    before = {path: path.stat().st_mtime_ns for path in root.rglob("*")}
+    capsys.readouterr()
+    root.chmod(0o555)
+    try:
+        assert new_main(["--dir", str(root)]) == 0
+    finally:
+        root.chmod(0o755)
+    assert f"bench {root}:" in capsys.readouterr().out
+    assert {path: path.stat().st_mtime_ns for path in root.rglob("*")} == before
 
 
 @pytest.mark.parametrize("inside", ["results/new", "blurbs"])
