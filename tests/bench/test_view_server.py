@@ -23,7 +23,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 
-from phosjax.bench import _layout
+from phosjax.bench import _layout, _reading
 from phosjax.bench._store import TEMPORARY
 from phosjax.bench.view import (
     BenchFiles,
@@ -1346,14 +1346,56 @@ def test_the_curves_of_some_cells_read_the_parts_of_their_groups_alone(tmp_path,
     asked = bench.cells.loc[bench.cells.model == "mlp", "cell_id"].tolist()[:2]
     everything = _api.curves(files, None, ["loss"])["series"]
     read = []
-    dataset = pads.dataset
+    read_parquets = _bench.read_parquets
     monkeypatch.setattr(
-        pads, "dataset", lambda paths, **kw: read.append(paths) or dataset(paths, **kw)
+        _bench, "read_parquets", lambda paths, *a: read.append(paths) or read_parquets(paths, *a)
     )
     some = _api.curves(files, asked, ["loss"])["series"]
     assert some == [s for s in everything if s["cell_id"] in asked]
     parts = {pathlib.Path(path).name for paths in read for path in paths}
     assert parts == {"part-g-mlp-000000000.parquet"}
+
+
+def test_a_part_replaced_as_the_curves_read_it_is_read_as_opened(tmp_path, monkeypatch):
+    """A part replaced (`add_models` widening it) as the viewer read some cells' curves:
+    pyarrow, given its path, opened it twice (its footer as it filtered, then its pages)
+    and read the footer of one version with the pages of the next (``OSError: Couldn't
+    deserialize thrift``, a 500). Each part is read through one open file, the version
+    it opened. The part is replaced right after the first opening of it, whichever reads."""
+    bench = write_bench(tmp_path / "example", blurb_json())
+    files = BenchFiles(bench.root)
+    asked = bench.cells.loc[bench.cells.model == "mlp", "cell_id"].tolist()[:1]
+    before = files.results(["loss"], asked)
+    part = bench.root / _layout.RESULTS / "part-g-mlp-000000000.parquet"
+    table = pq.read_table(part)
+    replaced = []
+
+    def replace():  # once, as a run's write does: a new file renamed over it
+        if not replaced:
+            replaced.append(part)
+            new = pa.array([1.0] * len(table))  # a new model's aux loss, among the others
+            pq.write_table(table.add_column(1, "aux/new", new), part.with_name(".new"))
+            part.with_name(".new").replace(part)
+
+    dataset = pads.dataset  # how the viewer read the parts: by path
+
+    def opened_by_path(paths, **kwargs):
+        found = dataset(paths, **kwargs)
+        for fragment in found.get_fragments():
+            fragment.ensure_complete_metadata()  # its footer read, as pyarrow does to filter
+        replace()
+        return found
+
+    def opened(path):
+        file = pa.OSFile(str(path))
+        if path == part:
+            replace()
+        return file
+
+    monkeypatch.setattr(pads, "dataset", opened_by_path)
+    monkeypatch.setattr(_reading, "_opened", opened, raising=False)  # how it reads them now
+    pd.testing.assert_frame_equal(files.results(["loss"], asked), before)
+    assert replaced == [part]
 
 
 @pytest.mark.parametrize("cells", [None, ["some"]], ids=["every cell", "some cells"])
@@ -1563,8 +1605,10 @@ def test_seeds_behind_at_the_end_of_a_part_are_compared_without_reading_the_resu
     files = BenchFiles(bench.root)
     _api.leaderboard(files.snapshot())  # reads each part's last rows
     opened = []
-    dataset = pads.dataset
-    monkeypatch.setattr(pads, "dataset", lambda *a, **k: opened.append(a) or dataset(*a, **k))
+    read_parquets = _bench.read_parquets
+    monkeypatch.setattr(
+        _bench, "read_parquets", lambda *a, **k: opened.append(a) or read_parquets(*a, **k)
+    )
     board = _api.leaderboard(files.snapshot())
     assert opened == []
     metrics = board["metrics"]

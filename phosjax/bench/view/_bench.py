@@ -24,7 +24,14 @@ import pyarrow.types as pat
 from phosjax._listing import listing
 from phosjax.bench import _layout
 from phosjax.bench._errors import BrokenFileError
-from phosjax.bench._reading import STATUS_HINT, UNREADABLE, hint, read_file, read_parquet
+from phosjax.bench._reading import (
+    STATUS_HINT,
+    UNREADABLE,
+    hint,
+    read_file,
+    read_parquet,
+    read_parquets,
+)
 from phosjax.bench._store import is_temporary
 
 
@@ -661,17 +668,17 @@ class BenchFiles:
         found |= new
         return [found[key] for key in versions]
 
-    def _results(self, groups: set[str] | None = None) -> pads.Dataset | None:
-        """The results as one dataset of the part files, those of ``groups`` alone where
-        given (a part holds its group's rows alone; one its name does not tell the group
-        of is kept), in the columns of them all."""
+    def _results(
+        self, groups: set[str] | None = None
+    ) -> tuple[list[pathlib.Path], pa.Schema | None]:
+        """The part files of the results, those of ``groups`` alone where given (a part
+        holds its group's rows alone; one its name does not tell the group of is kept),
+        and the columns of them all (None before any part)."""
         parts, _, schema = self._parts()
-        if schema is None:
-            return None
         if groups is not None:
             kept = {*groups, None}  # None: a part whose name does not tell its group
             parts = [p for p in parts if _layout.group_of_part(p.name) in kept]
-        return pads.dataset([str(p) for p in parts], schema=schema, format="parquet")
+        return parts, schema
 
     def metrics(self) -> list[str]:
         """The numeric result columns that are neither cell, hparam, key nor pandas index
@@ -699,18 +706,17 @@ class BenchFiles:
           columns: metric columns to read (see `metrics`).
           cells: only these cells (all when None).
         """
-        dataset = self._results(None if cells is None else self._groups_of(cells))
-        if dataset is None:
+        parts, schema = self._results(None if cells is None else self._groups_of(cells))
+        if schema is None:
             return pd.DataFrame(columns=[*_KEYS, *columns])
-        recorded = [_layout.DIVERGED] if _layout.DIVERGED in dataset.schema.names else []
+        recorded = [_layout.DIVERGED] if _layout.DIVERGED in schema.names else []
         filter_ = None if cells is None else pads.field("cell_id").isin(cells)
         read = [*_KEYS, *recorded, *columns]
-        scan = lambda: dataset.to_table(columns=read, filter=filter_)
-        table = self._scanned(dataset.files, scan)
+        table = self._scanned(parts, lambda: read_parquets(parts, schema, read, filter_))
         frame = table.to_pandas(types_mapper=_nullable_floats)
         return frame.sort_values(_KEYS, kind="stable").reset_index(drop=True)
 
-    def _scanned(self, paths: Sequence[str | pathlib.Path], scan: Callable[[], _T]) -> _T:
+    def _scanned(self, paths: Sequence[pathlib.Path], scan: Callable[[], _T]) -> _T:
         """``scan()``, a read of the rows of the part files ``paths`` as one dataset;
         where it fails on a damaged part (its footer whole, a page of rows not), whose
         name the error does not say, the `BrokenFileError` of the first of ``paths``
@@ -721,7 +727,7 @@ class BenchFiles:
             if isinstance(error, FileNotFoundError):
                 raise  # gone since listed (`vanished`)
             for path in paths:
-                self._read(pathlib.Path(path), pq.read_table)
+                self._read(path, read_parquet)
             raise
 
     def last_rows(self, columns: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -815,12 +821,11 @@ class BenchFiles:
         found = [rows[kept]]
         seen_found = [seen.iloc[index[kept]].reset_index(drop=True)]
         if straddle.any():
-            read = sorted({str(of_part[i]) for i in index[straddle]})
+            read = sorted({of_part[i] for i in index[straddle]})
             cells = sorted(set(rows["cell_id"][straddle]))
             schema = self._parts()[2]
-            dataset = pads.dataset(read, schema=schema, format="parquet")
             filter_ = pads.field("cell_id").isin(cells)
-            scan = lambda: dataset.to_table(columns=list(frame.columns), filter=filter_)
+            scan = lambda: read_parquets(read, schema, list(frame.columns), filter_)
             table = self._scanned(read, scan)
             fresh = table.to_pandas(types_mapper=_nullable_floats)
             fresh = fresh.merge(
@@ -890,23 +895,22 @@ class _Ends:
         return _Ends(rows, had, first, parts, frozenset().union(*(e.read for e in ends)))
 
 
+_PART = "__part_index__"
+"""The column `_series_ends` reads the index of each row's part file into."""
+
+
 def _series_ends(
     paths: list[pathlib.Path], names: list[str], parts: list[pathlib.Path], schema: pa.Schema
 ) -> _Ends:
     """The `_Ends` of the part files ``paths``, read in ``schema`` (their `_KEYS`,
     ``diverged`` and numeric columns), one of ``parts``, whose versions are ``names``."""
     name_of = {str(part): name for part, name in zip(parts, names, strict=True)}
-    index_of = {str(path): i for i, path in enumerate(paths)}
     numeric = [f.name for f in schema if f.name not in _KEYS and _numeric(f.type)]
     recorded = [_layout.DIVERGED] if _layout.DIVERGED in schema.names else []
-    dataset = pads.dataset(list(index_of), schema=schema, format="parquet")
-    scanner = dataset.scanner(columns=list(dict.fromkeys([*_KEYS, *recorded, *numeric])))
-    batches, of_part = [], [np.zeros(0, dtype=int)]
-    for tagged in scanner.scan_batches():
-        batches.append(tagged.record_batch)
-        of_part.append(np.full(tagged.record_batch.num_rows, index_of[tagged.fragment.path]))
-    table = pa.Table.from_batches(batches, schema=scanner.projected_schema).combine_chunks()
-    part = np.concatenate(of_part)
+    columns = list(dict.fromkeys([*_KEYS, *recorded, *numeric]))
+    table = read_parquets(paths, schema, columns, index=_PART).combine_chunks()
+    part = table[_PART].to_numpy()
+    table = table.drop_columns([_PART])
     codes = lambda name: pc.dictionary_encode(table[name]).combine_chunks().indices.to_numpy()
     series = np.stack([part, codes("cell_id"), codes("split")]) if len(table) else np.zeros((3, 0))
     # By series, then step, then as written (the last of a step's rows is its last).
@@ -921,7 +925,7 @@ def _series_ends(
     }
     first = table["step"].to_numpy()[order[starts]] if len(order) else np.zeros(0, dtype=int)
     versions = np.array([name_of[str(paths[i])] for i in part[ends]], dtype=object)
-    read = frozenset(name_of[path] for path in index_of)
+    read = frozenset(name_of[str(path)] for path in paths)
     return _Ends(table.take(ends), had, first, versions, read)
 
 
