@@ -16,10 +16,11 @@ first step whose row says ``diverged`` (its metrics from there on are those of i
 frozen before it, often finite). Exporting again skips the cells already exported
 (finished runs with the same cell id from the same bench, known by the creation time in
 its ``bench.json``, which `add_models` keeps); cells whose group has not finished
-training are left for later. The unfinished runs that an export cut short (killed:
-nothing deleted its run) left of this bench are deleted, so each cell keeps one whole
-run; two exports of one bench into one experiment at once are not supported. Needs the
-``mlflow`` extra (``mlflow-skinny``).
+training are left for later, and so are finished ones whose result rows are gone (their
+part files removed or lost: restored, they are exported). The unfinished runs that an
+export cut short (killed: nothing deleted its run) left of this bench are deleted, so each
+cell keeps one whole run; two exports of one bench into one experiment at once are not
+supported. Needs the ``mlflow`` extra (``mlflow-skinny``).
 
 MLflow 3 refuses ``file:`` stores unless ``MLFLOW_ALLOW_FILE_STORE=true`` is set; a
 tracking server (``http://...``) or ``sqlite:///mlflow.db`` (full ``mlflow``) need nothing.
@@ -42,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from phosjax._listing import listing
 from phosjax.bench import _layout
 from phosjax.bench._cli import entry_point, exit_process, then_command
 from phosjax.bench._reading import MARKER_HINT, not_an_object
@@ -64,9 +66,10 @@ _INSTALL = "Exporting to MLflow needs the mlflow extra: pip install 'phosjax[mlf
 
 @dataclasses.dataclass(frozen=True)
 class Exported:
-    """What `export_mlflow` did: ``{cell_id: run_id}`` of new runs, the cells it skipped and
-    ``{run_id: cell_id}`` of the runs an export cut short had left unfinished, which it
-    deleted, in the experiment of that id and name."""
+    """What `export_mlflow` did: ``{cell_id: run_id}`` of new runs, the cells it skipped
+    (already exported, not finished, or finished without result rows: their part files
+    removed or lost) and ``{run_id: cell_id}`` of the runs an export cut short had left
+    unfinished, which it deleted, in the experiment of that id and name."""
 
     experiment_id: str
     runs: dict[str, str]
@@ -74,6 +77,7 @@ class Exported:
     unfinished: list[str]
     experiment: str = ""
     cut_short: dict[str, str] = dataclasses.field(default_factory=dict)
+    without_rows: list[str] = dataclasses.field(default_factory=list)
 
 
 def mlflow_keys(names: Sequence[str]) -> dict[str, str]:
@@ -355,6 +359,10 @@ def export_mlflow(directory: str, tracking_uri: str, experiment: str | None = No
         if not progress.get(cell_id, {}).get("finished"):
             exported.unfinished.append(cell_id)
             continue
+        rows = results[results["cell_id"] == cell_id]
+        if rows.empty:  # an empty run would stand for it, never exported again once restored
+            exported.without_rows.append(cell_id)
+            continue
         tags = {
             TAG_CELL: cell_id,
             TAG_BENCH: bench.name,
@@ -363,7 +371,6 @@ def export_mlflow(directory: str, tracking_uri: str, experiment: str | None = No
         }
         keys = mlflow_keys([str(k) for k in cell])  # every column's: the same in every run
         given = {str(k): v for k, v in cell.items() if not _unset(v)}
-        rows = results[results["cell_id"] == cell_id]
         tags |= _diverged_at(rows)
         recorded = {m: k for m, k in metric_keys.items() if rows[m].notna().any()}
         for tag, renamed in (
@@ -444,6 +451,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             message += " (a sqlite: store needs the full mlflow package: pip install mlflow)"
         print(f"error: {message}", file=sys.stderr)
         return 2
+    if exported.without_rows:
+        print(
+            f"warning: no rows in {str(pathlib.Path(args.dir, _layout.RESULTS))!r} for "
+            f"{counted(len(exported.without_rows), 'finished cell')} "
+            f"({listing(exported.without_rows, 3)}): their part files were removed or lost; "
+            "not exported: restore them from a backup, then export again.",
+            file=sys.stderr,
+        )
     print(
         f"Exported {counted(len(exported.runs), 'cell')} to MLflow experiment "
         f"{exported.experiment!r} (id {exported.experiment_id}) at {args.mlflow}; "

@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from phosjax._listing import listing
 from phosjax.bench import _layout
 from phosjax.bench._reading import MARKER_HINT
 from phosjax.bench.export import (
@@ -523,3 +524,26 @@ def test_a_run_an_export_killed_mid_way_left_is_deleted_by_the_next_export(
     _, runs = _runs(store)  # one run per cell
     assert sorted(runs) == sorted(written.cells.cell_id)
     assert {run.info.status for run in runs.values()} == {"FINISHED"}
+
+
+def test_a_finished_cell_without_rows_is_left_for_when_they_are_restored(
+    written, store, tmp_path, capsys
+):
+    """A finished cell whose part files were lost became a run without metrics, counted as
+    exported, and once the parts were restored the next export skipped it as exported.
+    It is not exported, a warning says why, and the export once they are back has it."""
+    bench = tmp_path / "example"
+    shutil.copytree(written.root, bench)
+    part = bench / _layout.RESULTS / "part-g-mlp-000000000.parquet"
+    kept = part.read_bytes()
+    part.unlink()
+    mlp = written.cells[written.cells.model == "mlp"].cell_id.tolist()
+    assert main(["--dir", str(bench), "--mlflow", store]) == 0
+    assert capsys.readouterr().err == (
+        f"warning: no rows in {str(bench / _layout.RESULTS)!r} for {len(mlp)} finished cells "
+        f"({listing(mlp, 3)}): their part files were removed or lost; not exported: restore "
+        "them from a backup, then export again.\n"
+    )
+    assert not set(_runs(store)[1]) & set(mlp)
+    part.write_bytes(kept)
+    assert sorted(export_mlflow(str(bench), store).runs) == sorted(mlp)
