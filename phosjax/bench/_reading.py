@@ -8,6 +8,7 @@ the profile import it.
 
 import contextlib
 import pathlib
+import re
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -173,7 +174,8 @@ def read_file(
     """``read(path)``; what a damaged file raises (`UNREADABLE`) becomes a
     `BrokenFileError`: ``cannot read <name>: <error type>: <error>[; <hint>]``, where
     the system would not read it (an error with an errno: its permissions, the disk)
-    `REFUSED` in place of ``hint``, and nothing for a file gone since it was found.
+    `REFUSED` in place of ``hint``, and nothing for a file gone since it was found; on one
+    line, where the error's own words span several (pyarrow's on a damaged page).
 
     Args:
       path: the file.
@@ -197,6 +199,7 @@ def read_file(
         if isinstance(error, OSError) and error.errno is not None:  # not about its bytes
             hint = "" if isinstance(error, FileNotFoundError) else REFUSED
         tail = f"; {hint}" if hint else ""
+        said = re.sub(r"\s*\n\s*", " ", str(error).strip())  # pyarrow's may span lines
         raise BrokenFileError(
-            f"cannot read {name}: {type(error).__name__}: {error}{tail}"
+            f"cannot read {name}: {type(error).__name__}: {said}{tail}"
         ) from error
