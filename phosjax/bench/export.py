@@ -449,6 +449,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             message = f"--mlflow {args.mlflow}: {message}"
         if args.mlflow.startswith("sqlite:") and "unsupported URI" in message:  # skinny
             message += " (a sqlite: store needs the full mlflow package: pip install mlflow)"
+        elif "unsupported URI" in message:  # MLflow's words name its model registry, unused
+            scheme = urllib.parse.urlparse(args.mlflow).scheme
+            message = (
+                f"--mlflow {args.mlflow}: MLflow stores runs at no {scheme!r} URI; give a "
+                "tracking server (http://HOST:PORT), file:mlruns or sqlite:///mlflow.db"
+            )
         print(f"error: {message}", file=sys.stderr)
         return 2
     if exported.without_rows:

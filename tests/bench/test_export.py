@@ -328,6 +328,17 @@ def test_a_sqlite_store_without_the_full_mlflow_says_to_install_it(written, tmp_
     assert "(a sqlite: store needs the full mlflow package: pip install mlflow)" in err
 
 
+def test_a_tracking_uri_of_a_scheme_mlflow_lacks_is_an_error_saying_what_it_takes(written, capsys):
+    """``--mlflow htp://localhost:5000`` (a typo) was refused in MLflow's words, 'Model
+    registry functionality is unavailable; got unsupported URI ... for model registry data
+    storage': the export uses no model registry. The error says what --mlflow takes."""
+    assert main(["--dir", str(written.root), "--mlflow", "htp://localhost:5000"]) == 2
+    assert capsys.readouterr().err == (
+        "error: --mlflow htp://localhost:5000: MLflow stores runs at no 'htp' URI; give a "
+        "tracking server (http://HOST:PORT), file:mlruns or sqlite:///mlflow.db\n"
+    )
+
+
 def test_mlflow_s_own_error_names_the_store_it_is_about(written, tmp_path, capsys, monkeypatch):
     """MLflow's words (a file store it refuses, a registry it lacks) did not say which
     --mlflow they were about."""
