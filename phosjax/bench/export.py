@@ -46,7 +46,7 @@ import numpy as np
 from phosjax._listing import listing
 from phosjax.bench import _layout
 from phosjax.bench._cli import entry_point, exit_process, then_command
-from phosjax.bench._reading import MARKER_HINT, not_an_object
+from phosjax.bench._reading import MARKER_HINT, hint, not_an_object
 from phosjax.bench._summary import counted
 from phosjax.bench._usage import ArgParser, usage_error
 from phosjax.bench.view._bench import BenchFiles, BrokenFileError, NotABenchError
@@ -337,6 +337,11 @@ def export_mlflow(directory: str, tracking_uri: str, experiment: str | None = No
     results = bench.results(metrics)
     metric_keys = mlflow_keys(metrics)
     cells = bench.cells()
+    if odd := [m for m in cells["model_id"] if not _layout.PLAIN_NAME.fullmatch(str(m))]:
+        raise BrokenFileError(  # a blurb's file would be looked for outside the bench
+            f"cannot read {_layout.CELLS}: its model_id {odd[0]!r} is no file name (a "
+            f"model's blurb is blurbs/<model_id>.json); {hint(_layout.CELLS)}"
+        )
     try:
         client = MlflowClient(tracking_uri)
         experiment = experiment or bench.name

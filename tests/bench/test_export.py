@@ -353,6 +353,25 @@ def test_mlflow_s_own_error_names_the_store_it_is_about(written, tmp_path, capsy
     assert err == "error: --mlflow mlruns: The filesystem tracking backend is refused.\n"
 
 
+def test_a_model_id_naming_no_file_is_an_error_and_nothing_is_exported(
+    written, store, tmp_path, capsys
+):
+    """A cells.parquet changed by hand whose model_id is a path ('../x') ended the export
+    in a traceback (OutsideBenchError) as it looked for that model's blurb, its run made
+    and deleted. It is an error naming the file, before anything is exported."""
+    bench = tmp_path / "example"
+    shutil.copytree(written.root, bench)
+    cells = pd.read_parquet(bench / _layout.CELLS)
+    cells.loc[0, "model_id"] = "../x"
+    cells.to_parquet(bench / _layout.CELLS)
+    assert main(["--dir", str(bench), "--mlflow", store]) == 2
+    assert capsys.readouterr().err.startswith(
+        "error: cannot read cells.parquet: its model_id '../x' is no file name (a model's "
+        "blurb is blurbs/<model_id>.json); phosjax writes it whole, so something else changed it"
+    )
+    assert not (tmp_path / "mlruns").exists()
+
+
 @pytest.mark.parametrize("damaged", [_layout.STATUS, _layout.MARKER, _layout.CELLS])
 def test_a_damaged_bench_file_is_an_error_naming_it_and_nothing_is_exported(
     written, store, tmp_path, capsys, damaged
