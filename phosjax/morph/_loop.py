@@ -882,7 +882,8 @@ def load_variables(
 
     Raises:
       RunDirectoryError: ``directory`` holds no rows of `run` (or they cannot be read),
-        none of ``iteration``, or not its variables (missing, or damaged).
+        none of ``iteration``, not its config (a cell null or not JSON), or not its
+        variables (missing, or damaged).
       TypeError: ``iteration`` is neither an integer nor None.
     """
     if iteration is not None and (
@@ -915,8 +916,18 @@ def load_variables(
             f"iteration={iteration!r}: the run in {os.fspath(directory)!r} has finished the "
             f"iterations {done} (0: the start model; None: the last)"
         )
-    model = ModelConfig.from_dict(json.loads(chosen["config"].iloc[0]))
-    number = int(chosen["iteration"].iloc[0])
+    row = chosen.iloc[0]
+    number = int(row["iteration"])
+    try:
+        model = ModelConfig.from_dict(json.loads(row["config"]))
+    except (ValueError, TypeError) as error:  # null, not JSON, or no ModelConfig's fields
+        raise RunDirectoryError(
+            f"{str(path)!r}: the config of its row of iteration {number} ({row['kind']!r}) "
+            f"is no ModelConfig as JSON ({type(error).__name__}: {error}); the file is "
+            "damaged: load another iteration, or run it again (python -m phosjax.morph "
+            f"--config CONFIG.yaml --dir {os.fspath(directory)} --overwrite moves the file "
+            "aside)"
+        ) from error
     try:
         return model, _saved_variables(directory, number, model)
     except RunDirectoryError as error:

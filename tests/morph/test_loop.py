@@ -1313,3 +1313,22 @@ def test_the_doc_names_every_column_of_the_rows(monkeypatch):
     columns = re.search(r"one row per stage, in the columns (.*?), with", doc, re.S)
     assert columns, "docs/morph.md lists no columns of the rows"
     assert [name for name in row if f"`{name}`" not in columns.group(1)] == []
+
+
+@pytest.mark.parametrize("cell", [None, "{not json"])
+def test_load_variables_names_a_row_whose_config_is_not_json(tmp_path, cell):
+    """It raised json's own TypeError ("the JSON object must be str, bytes or bytearray,
+    not NoneType") or JSONDecodeError, naming neither the file nor the row."""
+    (tmp_path / "morph").mkdir()
+    rows = pd.DataFrame({"iteration": [0], "kind": ["start"], "config": [cell]})
+    rows.to_parquet(tmp_path / _loop.ITERATIONS)
+    with pytest.raises(RunDirectoryError) as error:
+        load_variables(tmp_path)
+    assert str(error.value).startswith(
+        f"{str(tmp_path / _loop.ITERATIONS)!r}: the config of its row of iteration 0 ('start') "
+        "is no ModelConfig as JSON ("
+    )
+    assert str(error.value).endswith(
+        f"the file is damaged: load another iteration, or run it again (python -m "
+        f"phosjax.morph --config CONFIG.yaml --dir {tmp_path} --overwrite moves the file aside)"
+    )
