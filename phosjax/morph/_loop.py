@@ -845,7 +845,8 @@ def _saved_variables(directory: str | os.PathLike, iteration: int, model: ModelC
 
 def _no_run(directory: str | os.PathLike) -> str:
     """Why ``directory`` holds no run; where it lies inside one (its ``morph`` folder or
-    its rows' file), which directory to pass instead.
+    its rows' file), which directory to pass instead; where it holds the start model's
+    state but no rows, that it was stopped before them.
 
     Examples:
       >>> print(_no_run("runs/none"))
@@ -860,6 +861,13 @@ def _no_run(directory: str | os.PathLike) -> str:
         return (
             f"{name!r} holds no morph run: it lies inside the run {str(inside)!r}; pass "
             "that run's directory"
+        )
+    if _state(directory, 0).is_file():  # stopped between the start model's two writes
+        return (
+            f"{name!r} holds no morph run yet: it was stopped before its first rows (it has "
+            f"{STATES}/iteration-0.npz, the start model's variables, but no {ITERATIONS}); "
+            f"python -m phosjax.morph --config CONFIG.yaml --dir {name} starts it over, "
+            "moving that state aside"
         )
     return (
         f"{name!r} holds no morph run: it has no {ITERATIONS} "

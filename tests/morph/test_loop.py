@@ -1332,3 +1332,19 @@ def test_load_variables_names_a_row_whose_config_is_not_json(tmp_path, cell):
         f"the file is damaged: load another iteration, or run it again (python -m "
         f"phosjax.morph --config CONFIG.yaml --dir {tmp_path} --overwrite moves the file aside)"
     )
+
+
+def test_load_variables_of_a_run_stopped_before_its_first_rows_says_so(tmp_path):
+    """Its start model's state written, not its rows: it said "holds no morph run: it has
+    no morph/iterations.parquet", as of an empty directory."""
+    state = _loop._state(tmp_path, 0)
+    state.parent.mkdir(parents=True)
+    state.write_bytes(b"")
+    with pytest.raises(RunDirectoryError) as error:
+        load_variables(tmp_path)
+    assert str(error.value) == (
+        f"{str(tmp_path)!r} holds no morph run yet: it was stopped before its first rows (it "
+        "has morph/states/iteration-0.npz, the start model's variables, but no "
+        f"morph/iterations.parquet); python -m phosjax.morph --config CONFIG.yaml --dir "
+        f"{tmp_path} starts it over, moving that state aside"
+    )
