@@ -759,6 +759,18 @@ class _Continued(NamedTuple):
     latency_table: LatencyTable | None
 
 
+def _lacking_columns(frame: pd.DataFrame) -> str | None:
+    """Which of the columns `_earlier` and `load_variables` read ``frame`` (rows read
+    back) lacks, and those it has; None: none.
+
+    Examples:
+      >>> _lacking_columns(pd.DataFrame({"kind": ["start"], "accuracy": [0.5]}))
+      "no column(s) ['iteration', 'config'] (it has ['kind', 'accuracy'])"
+    """
+    missing = [name for name in ("iteration", "kind", "config") if name not in frame]
+    return f"no column(s) {missing} (it has {list(frame.columns)})" if missing else None
+
+
 def _earlier(
     directory: str | os.PathLike, config: MorphConfig, start: ModelConfig, dataset: str
 ) -> _Continued:
@@ -791,6 +803,9 @@ def _earlier(
         raise refused(
             f"their config attrs[{MORPH_CONFIG!r}] cannot be read as a MorphConfig now ({error})"
         ) from error
+    lacking = _lacking_columns(frame)
+    if lacking:  # a bare KeyError said "('config')"
+        raise refused(f"they are no rows of `phosjax.morph.run`: the file has {lacking}")
     try:
         rows = frame.to_dict("records")
         model = ModelConfig.from_dict(json.loads(rows[-1]["config"]))
@@ -910,11 +925,10 @@ def load_variables(
         raise RunDirectoryError(
             f"cannot read the rows {str(path)!r} ({type(error).__name__}: {error})"
         ) from error
-    missing = [name for name in ("iteration", "kind", "config") if name not in frame]
-    if missing:  # read by name, Arrow said "No match for FieldRef.Name(iteration) in a: ..."
+    lacking = _lacking_columns(frame)
+    if lacking:  # read by name, Arrow said "No match for FieldRef.Name(iteration) in a: ..."
         raise RunDirectoryError(
-            f"{str(path)!r} holds no rows of phosjax.morph.run: it has no column(s) {missing}"
-            f" (it has {list(frame.columns)})"
+            f"{str(path)!r} holds no rows of phosjax.morph.run: it has {lacking}"
         )
     ends = frame[frame["kind"].isin(["start", "expanded"])]  # each iteration's last model
     done = ends["iteration"].tolist()

@@ -1348,3 +1348,15 @@ def test_load_variables_of_a_run_stopped_before_its_first_rows_says_so(tmp_path)
         f"morph/iterations.parquet); python -m phosjax.morph --config CONFIG.yaml --dir "
         f"{tmp_path} starts it over, moving that state aside"
     )
+
+
+def test_rows_without_the_run_s_columns_are_refused_naming_those_they_lack(tmp_path):
+    """A run continuing them said "they are no rows of `phosjax.morph.run` ('config')", a
+    bare KeyError, where load_variables names the columns lacking."""
+    _written_run(tmp_path, MorphConfig(MODEL))
+    with pytest.raises(RunDirectoryError) as error:
+        _loop._earlier(tmp_path, MorphConfig(MODEL), MODEL, "mnist1d:1.0.0")
+    assert "they are no rows of `phosjax.morph.run`: the file has no column(s) ['iteration', " in (
+        str(error.value)
+    )
+    assert "'config'] (it has ['kind', 'accuracy']); choose another directory" in str(error.value)
