@@ -1102,7 +1102,7 @@ def test_an_interrupted_run_continues_to_the_rows_and_variables_of_an_uninterrup
     model, variables = load_variables(tmp_path / "cut")  # its last, iteration 2's
     assert model == ModelConfig.from_dict(json.loads(whole["config"].iloc[-1]))
     jax.tree.map(np.testing.assert_array_equal, variables, _pruned(model, None)[0])
-    iteration_1, _ = load_variables(tmp_path / "cut", iteration=1)
+    iteration_1, _ = load_variables(tmp_path / "cut", iteration=np.int64(1))  # as a frame gives it
     assert iteration_1.resolved().widths == (12, 12)
     assert load_variables(tmp_path / "cut", iteration=0)[0] == TINY.model.resolved()
     with pytest.raises(RunDirectoryError) as error:
