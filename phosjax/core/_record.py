@@ -81,7 +81,8 @@ def record(module: nn.Module, collection: str, name: str, value: Any) -> None:
         ``collection`` has its values under that path, which the record would swallow,
         and one that did not holds the name, which Flax refuses to give the record; or
         of one made after, whose variables the module's hold (else Flax would refuse to
-        make it: "Name in use"; init, which records nothing, cannot tell).
+        make it: "Name in use"; init, which records nothing, cannot tell). One made
+        after that holds no variables (``nn.Dropout``) is refused as it is made.
     """
     if module.is_initializing() or not module.is_mutable_collection(collection):
         return
@@ -106,12 +107,44 @@ def record(module: nn.Module, collection: str, name: str, value: Any) -> None:
                 f"made after the record (its {later[0]!r} sit under {where!r}), which Flax "
                 "refuses to make once the record holds the name"
             )
-        raise ValueError(
-            f"Cannot record {module_path(module, name)!r} in {collection!r}: {name!r} is also "
-            f"a submodule of {SEP.join(module.path) or 'the top module'}, {clash}. "
-            "Give the value or the submodule another name."
-        )
+        raise _clash(module, collection, name, clash)
     module.sow(collection, name, value, reduce_fn=add_call, init_fn=Calls)
+    names = module.__dict__.get("_name_taken")
+    if not isinstance(names, _RecordedNames):  # Flax asks it of a new submodule's name
+        object.__setattr__(module, "_name_taken", names := _RecordedNames(module))
+    names.recorded.setdefault(name, collection)
+
+
+def _clash(module: nn.Module, collection: str, name: str, clash: str) -> ValueError:
+    """The error for a record of ``name`` in ``collection`` that is also the name of a
+    submodule of ``module``, ``clash`` telling how."""
+    return ValueError(
+        f"Cannot record {module_path(module, name)!r} in {collection!r}: {name!r} is also "
+        f"a submodule of {SEP.join(module.path) or 'the top module'}, {clash}. "
+        "Give the value or the submodule another name."
+    )
+
+
+class _RecordedNames:
+    """A recording module's ``_name_taken``, Flax's check of a name given to a new
+    submodule or variable: a submodule named like a record made before is refused naming
+    both, not with Flax's bare "Name in use" (one without variables cannot be told at the
+    record)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+        self.recorded: dict[str, str] = {}
+        """The names recorded, each with its collection."""
+
+    def __call__(self, name: str, reuse_scopes: bool = False, collection: Any = None) -> bool:
+        module = self.module
+        taken: bool = type(module)._name_taken(module, name, reuse_scopes, collection)
+        if taken and collection is None and name in self.recorded:  # None: a submodule
+            clash = (
+                "made after the record, which Flax refuses to make once the record holds the name"
+            )
+            raise _clash(module, self.recorded[name], name, clash)
+        return taken
 
 
 class _Found(dict[str, _V]):

@@ -407,9 +407,11 @@ def test_a_record_named_like_an_earlier_submodule_that_records_nothing_is_refuse
 
 
 class RecordsBeforeALaterChild(nn.Module):
-    """Records ``h`` (a tag or an aux loss), then makes the submodule ``h``."""
+    """Records ``h`` (a tag or an aux loss), then makes the submodule ``h`` (one without
+    variables if ``parameterless``)."""
 
     collection: str
+    parameterless: bool = False
 
     @nn.compact
     def __call__(self, x):
@@ -417,6 +419,8 @@ class RecordsBeforeALaterChild(nn.Module):
             px.aux_loss(self, "h", x.sum())
         else:
             x = px.tag(self, "h", x)
+        if self.parameterless:
+            return nn.Dropout(0.5, deterministic=True, name="h")(x)
         return nn.Dense(3, name="h")(x)
 
 
@@ -431,6 +435,24 @@ def test_a_record_named_like_a_later_submodule_is_refused_naming_both(collection
         match=rf"^Cannot record 'h' in '{collection}': 'h' is also a submodule of the top "
         r"module, made after the record \(its 'params' sit under 'h/'\), .* Give the value "
         "or the submodule another name",
+    ):
+        model.apply(variables, X, mutable=[collection])
+    model.apply(variables, X)  # not recorded: it runs
+
+
+@pytest.mark.parametrize("collection", ["intermediates", "aux_loss"])
+def test_a_record_named_like_a_later_submodule_without_variables_is_refused_naming_both(
+    collection,
+):
+    """Its variables cannot tell: Flax said only 'Could not create submodule "h" in Module
+    RecordsBeforeALaterChild: Name in use', naming no record."""
+    model = RecordsBeforeALaterChild(collection, parameterless=True)
+    variables = model.init(jax.random.key(0), X)
+    with pytest.raises(
+        ValueError,
+        match=rf"^Cannot record 'h' in '{collection}': 'h' is also a submodule of the top "
+        r"module, made after the record, which Flax refuses to make once the record holds "
+        r"the name\. Give the value or the submodule another name\.",
     ):
         model.apply(variables, X, mutable=[collection])
     model.apply(variables, X)  # not recorded: it runs
