@@ -11,7 +11,6 @@ import flax.linen.module as linen_module
 import jax
 import numpy as np
 
-from phosjax.core._collections import TRANSIENT
 from phosjax.core._paths import SEP, flatten, module_path
 
 _V = TypeVar("_V")
@@ -79,34 +78,22 @@ def record(module: nn.Module, collection: str, name: str, value: Any) -> None:
     Raises:
       ValueError: ``name`` is the name of a submodule made before: one that recorded in
         ``collection`` has its values under that path, which the record would swallow,
-        and one that did not holds the name, which Flax refuses to give the record; or
-        of one made after, whose variables the module's hold (else Flax would refuse to
-        make it: "Name in use"; init, which records nothing, cannot tell). One made
-        after that holds no variables (``nn.Dropout``) is refused as it is made.
+        and one that did not holds the name, which Flax refuses to give the record. One
+        made after (which Flax refuses: "Name in use"; init, which records nothing,
+        cannot tell) is refused as it is made.
     """
     if module.is_initializing() or not module.is_mutable_collection(collection):
         return
     submodule = isinstance(module._state.children.get(name), nn.Module)
     recorded = isinstance(module.get_variable(collection, name), Mapping)
-    later = [  # a transient collection may hold a tag's pytree value at its name
-        c
-        for c, tree in module.variables.items()
-        if c not in TRANSIENT and isinstance(tree.get(name), Mapping)
-    ]
-    if submodule or recorded or later:
-        where = module_path(module, name) + SEP
-        if recorded:
-            clash = f"whose values there sit under {where!r}, so the paths would collide"
-        elif submodule:
-            clash = (
-                f"which recorded nothing in {collection!r} but holds the name (Flax gives "
-                "one name to one thing)"
-            )
-        else:
-            clash = (
-                f"made after the record (its {later[0]!r} sit under {where!r}), which Flax "
-                "refuses to make once the record holds the name"
-            )
+    if submodule or recorded:
+        clash = (
+            f"whose values there sit under {module_path(module, name) + SEP!r}, so the paths "
+            "would collide"
+            if recorded
+            else f"which recorded nothing in {collection!r} but holds the name (Flax gives "
+            "one name to one thing)"
+        )
         raise _clash(module, collection, name, clash)
     module.sow(collection, name, value, reduce_fn=add_call, init_fn=Calls)
     names = module.__dict__.get("_name_taken")
@@ -128,8 +115,9 @@ def _clash(module: nn.Module, collection: str, name: str, clash: str) -> ValueEr
 class _RecordedNames:
     """A recording module's ``_name_taken``, Flax's check of a name given to a new
     submodule or variable: a submodule named like a record made before is refused naming
-    both, not with Flax's bare "Name in use" (one without variables cannot be told at the
-    record)."""
+    both, not with Flax's bare "Name in use": at the record, its variables cannot tell
+    (it may have none; a dict-valued variable of the module, which Flax allows beside the
+    record in another collection, looks the same)."""
 
     def __init__(self, module: nn.Module) -> None:
         self.module = module
