@@ -152,15 +152,18 @@ def _all_arrays(value: Any) -> bool:
     return bool(leaves) and all(isinstance(leaf, jax.Array | np.ndarray) for leaf in leaves)
 
 
-def _check_injected(path: str, value: Any, expected: Any) -> None:
+def _check_injected(path: str, value: Any, expected: Any, unchecked: Mapping[str, Any]) -> None:
     """Raises a `GraphError` unless ``value`` has the structure, shapes and dtypes of
-    ``expected`` (what node ``path`` computes)."""
+    ``expected`` (what node ``path`` computes from the values inject gave, ``unchecked``,
+    which the error's notes name: one of them may be the wrong one)."""
     given, wanted = _describe(jax.tree.map(jnp.asarray, value)), _describe(expected)
     if given != wanted:
-        raise GraphError(
+        error = GraphError(
             f"inject gives node {path!r} {given}, but the node computes {wanted}; inject a "
             "value of that shape and dtype."
         )
+        _note_unchecked(error, unchecked)
+        raise error
 
 
 def _note_unchecked(error: Exception, injected: Mapping[str, Any]) -> None:
@@ -516,7 +519,10 @@ class GraphModel(nn.Module):
             expected = jax.eval_shape(outputs, dict(self.variables), given, upstream)
         values = {path: in_dtypes_of(inject[path], expected[path]) for path in checked}
         for path, value in values.items():
-            _check_injected(path, value, expected[path])
+            reached = graph.needed([path], upstream)
+            _check_injected(
+                path, value, expected[path], {p: upstream[p] for p in reached if p in upstream}
+            )
         return values
 
     def _feeds(self, x: Any, needed: list[str]) -> dict[str, Any]:

@@ -1207,3 +1207,17 @@ def test_python_ints_injected_after_an_injected_array_take_the_nodes_dtype(model
     assert out.dtype == jnp.float32
     with pytest.raises(GraphError, match=r"gives node 'side' float32\[2, 3\], but the node"):
         model.apply(variables, None, outputs="side", inject={**inject, "side": [[0.0] * 3] * 2})
+
+
+def test_a_value_checked_after_an_unchecked_injected_array_names_that_array(
+    model_and_variables,
+):
+    """'side' was checked against relu of the bfloat16 'stem' injected (unchecked, x=None),
+    and the error blamed 'side' alone, whose value fits the model."""
+    model, variables, _ = model_and_variables
+    inject = {"stem": jnp.zeros((2, 4), jnp.bfloat16), "side": jnp.zeros((2, 4))}
+    with pytest.raises(GraphError, match=r"node 'side' float32\[2, 4\], but .* bfloat16") as e:
+        model.apply(variables, None, outputs="side", inject=inject)
+    assert "its input 'stem' is the value inject gave, bfloat16[2, 4], unchecked" in str(
+        e.value.__notes__
+    )
