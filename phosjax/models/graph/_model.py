@@ -141,29 +141,15 @@ def _numbers_as_array(value: Any) -> Any:
     return value
 
 
-def _all_arrays(value: Any) -> bool:
-    """Whether ``value`` is an array or a pytree of them (not empty).
-
-    Examples:
-      >>> _all_arrays({"a": jnp.ones(2)}), _all_arrays([[0.0, 1.0], [2.0]]), _all_arrays(())
-      (True, False, False)
-    """
-    leaves = jax.tree.leaves(value)
-    return bool(leaves) and all(isinstance(leaf, jax.Array | np.ndarray) for leaf in leaves)
-
-
-def _check_injected(path: str, value: Any, expected: Any, unchecked: Mapping[str, Any]) -> None:
+def _check_injected(path: str, value: Any, expected: Any) -> None:
     """Raises a `GraphError` unless ``value`` has the structure, shapes and dtypes of
-    ``expected`` (what node ``path`` computes from the values inject gave, ``unchecked``,
-    which the error's notes name: one of them may be the wrong one)."""
+    ``expected`` (what node ``path`` computes)."""
     given, wanted = _describe(jax.tree.map(jnp.asarray, value)), _describe(expected)
     if given != wanted:
-        error = GraphError(
+        raise GraphError(
             f"inject gives node {path!r} {given}, but the node computes {wanted}; inject a "
             "value of that shape and dtype."
         )
-        _note_unchecked(error, unchecked)
-        raise error
 
 
 def _note_unchecked(error: Exception, injected: Mapping[str, Any]) -> None:
@@ -406,9 +392,8 @@ class GraphModel(nn.Module):
             (``init`` computes the sinks either way, so every node gets its variables).
           inject: ``{node: value}`` used instead of computing those nodes; nodes only
             needed to compute them are skipped. When ``x`` gives the inputs a node
-            needs (or other injected arrays stand in for them), its value must have the
-            node's shape and dtype (checked abstractly, with `jax.eval_shape`; Python
-            numbers take that dtype); else nothing can be compared. Values
+            needs, its value must have the node's shape and dtype (checked abstractly,
+            with `jax.eval_shape`); with ``x=None`` nothing can be compared. Values
             injected with `phosjax.inject` at ``<node>/out`` skip their upstream nodes too
             (a value it injects at a skipped node is taken, unused), unless the node has
             one for a tag inside it too: it then runs.
@@ -480,49 +465,31 @@ class GraphModel(nn.Module):
         train: bool,
         keywords: Mapping[str, Any],
     ) -> dict[str, Any]:
-        """Checks each injected value whose node ``feeds`` can compute (with the other
-        injected arrays: a node after an injected one) against the node's output, traced
-        with `jax.eval_shape` on an unbound copy with the model's variables (no values
-        computed; params cast to bfloat16 compute bfloat16; missing variables are made, as
-        ``init`` makes them), given the call's ``keywords`` as they are (a Python flag
-        such as ``double=True`` stays a Python value, not a tracer); returns ``{node:
-        value}`` for the nodes checked, Python numbers in the node's dtypes where they hold
-        them exactly (as `phosjax.inject` reads them)."""
+        """Checks each injected value whose node ``feeds`` can compute against the node's
+        output, traced with `jax.eval_shape` on an unbound copy with the model's variables
+        (no values computed; params cast to bfloat16 compute bfloat16; missing variables
+        are made, as ``init`` makes them), given the call's ``keywords`` as they are (a
+        Python flag such as ``double=True`` stays a Python value, not a tracer); returns
+        ``{node: value}`` for the nodes checked, Python numbers in the node's dtypes where
+        they hold them exactly (as `phosjax.inject` reads them)."""
         graph = self._graph
-        arrays = {p: a for p, v in inject.items() if _all_arrays(a := _numbers_as_array(v))}
-        checked = [
-            p
-            for p in inject
-            if set(graph.needed([p], set(arrays) - {p})) & set(graph.inputs) <= set(feeds)
-        ]
+        checked = [p for p in inject if set(graph.needed([p])) & set(graph.inputs) <= set(feeds)]
         if not checked:
             return {}
-        upstream = {p: a for p, a in arrays.items() if p not in checked}  # feeds reach no other
         model = self.clone(parent=None, returns=None)
         rngs = {"params": jax.random.key(0)}  # Flax falls back to it for other streams
 
-        def outputs(variables: Any, given: Any, upstream: Any) -> Any:  # keywords as given
+        def outputs(variables: Any, given: Any) -> Any:  # keywords as given: a bool stays one
             run = model.apply(
-                variables,
-                given,
-                train,
-                outputs=checked,
-                inject=upstream,
-                rngs=rngs,
-                mutable=True,
-                **keywords,
+                variables, given, train, outputs=checked, rngs=rngs, mutable=True, **keywords
             )
             return run[0]
 
         with set_aside():  # the copy's aux losses, path weights... are not this call's
-            given = dict(feeds) or None  # {} would feed the input node itself
-            expected = jax.eval_shape(outputs, dict(self.variables), given, upstream)
+            expected = jax.eval_shape(outputs, dict(self.variables), dict(feeds))
         values = {path: in_dtypes_of(inject[path], expected[path]) for path in checked}
         for path, value in values.items():
-            reached = graph.needed([path], upstream)
-            _check_injected(
-                path, value, expected[path], {p: upstream[p] for p in reached if p in upstream}
-            )
+            _check_injected(path, value, expected[path])
         return values
 
     def _feeds(self, x: Any, needed: list[str]) -> dict[str, Any]:

@@ -1196,28 +1196,3 @@ def test_a_list_of_python_ints_injected_takes_the_nodes_float_dtype_as_px_inject
     out = model.apply(variables, x, outputs="side", inject={"stem": ints})["side"]
     assert out.dtype == jnp.float32
     np.testing.assert_array_equal(out, np.asarray(ints, np.float32))
-
-
-def test_python_ints_injected_after_an_injected_array_take_the_nodes_dtype(model_and_variables):
-    """With x=None nothing was checked: 'side' (relu of 'stem') stayed int32, and a value
-    of another shape ran unchecked."""
-    model, variables, _ = model_and_variables
-    inject = {"stem": jnp.zeros((2, 4)), "side": [[0, 1, 2, 3], [4, 5, 6, 7]]}
-    out = model.apply(variables, None, outputs="side", inject=inject)["side"]
-    assert out.dtype == jnp.float32
-    with pytest.raises(GraphError, match=r"gives node 'side' float32\[2, 3\], but the node"):
-        model.apply(variables, None, outputs="side", inject={**inject, "side": [[0.0] * 3] * 2})
-
-
-def test_a_value_checked_after_an_unchecked_injected_array_names_that_array(
-    model_and_variables,
-):
-    """'side' was checked against relu of the bfloat16 'stem' injected (unchecked, x=None),
-    and the error blamed 'side' alone, whose value fits the model."""
-    model, variables, _ = model_and_variables
-    inject = {"stem": jnp.zeros((2, 4), jnp.bfloat16), "side": jnp.zeros((2, 4))}
-    with pytest.raises(GraphError, match=r"node 'side' float32\[2, 4\], but .* bfloat16") as e:
-        model.apply(variables, None, outputs="side", inject=inject)
-    assert "its input 'stem' is the value inject gave, bfloat16[2, 4], unchecked" in str(
-        e.value.__notes__
-    )
