@@ -124,9 +124,10 @@ class _RecordedNames:
         self.recorded: dict[str, str] = {}
         """The names recorded, each with its collection."""
 
-    def __call__(self, name: str, reuse_scopes: bool = False, collection: Any = None) -> bool:
+    def __call__(self, name: str, *args: Any, **kwargs: Any) -> bool:
         module = self.module
-        taken: bool = type(module)._name_taken(module, name, reuse_scopes, collection)
+        taken: bool = type(module)._name_taken(module, name, *args, **kwargs)
+        collection = kwargs.get("collection", args[1] if len(args) > 1 else None)
         if taken and collection is None and name in self.recorded:  # None: a submodule
             clash = (
                 "made after the record, which Flax refuses to make once the record holds the name"
