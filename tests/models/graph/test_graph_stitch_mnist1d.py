@@ -75,10 +75,17 @@ def test_stitched_cnns_match_the_originals(data_dir, key):
     vars_a, vars_b = ({"params": one} for one in unstack(params))
     acc_a = accuracy(model, vars_a, x_test, y_test, "logits")
     acc_b = accuracy(model, vars_b, x_test, y_test, "logits")
-    assert min(acc_a, acc_b) > 0.8
+    weaker = min(acc_a, acc_b)
+    assert weaker > 0.75  # both learned (chance: 0.1)
 
-    stitched, variables = stitch(model, vars_a, "act1", model, vars_b, "act1", x=x[:1000])
+    # a's act1 -> b's conv1, whose ReLU then applies: the adapter is fitted to b's
+    # pre-activations, which loses less than fitting b's act1 (a ReLU's zeros).
+    cut = ("act1", "conv1")
+    stitched, variables = stitch(model, vars_a, cut[0], model, vars_b, cut[1], x=x[:1000])
     acc_lstsq = accuracy(stitched, variables, x_test, y_test, "b/logits")
+    adapter = nn.Conv(WIDTH, (1,))
+    randomly = stitch(model, vars_a, cut[0], model, vars_b, cut[1], adapter, x=x[:1], key=keys[1])
+    acc_random = accuracy(*randomly, x_test, y_test, "b/logits")
     optimizer = train_only(optax.adam(1e-2), "adapter/**")
     tuned = jax.jit(
         lambda p: train(stitched, p, optimizer, ADAPTER_STEPS, keys[0], x, y, "b/logits")
@@ -89,8 +96,11 @@ def test_stitched_cnns_match_the_originals(data_dir, key):
         jax.tree.map(jnp.array_equal, frozen, {k: variables["params"][k] for k in frozen})
     )
     print(
-        f"\nMNIST-1D test accuracy: a {acc_a:.3f}, b {acc_b:.3f}, stitched at act1 "
-        f"(least squares) {acc_lstsq:.3f}, after {ADAPTER_STEPS} adapter steps {acc_tuned:.3f}"
+        f"\nMNIST-1D test accuracy: a {acc_a:.3f}, b {acc_b:.3f}, stitched a/act1 -> b/conv1 "
+        f"with a random adapter {acc_random:.3f}, least squares {acc_lstsq:.3f}, "
+        f"after {ADAPTER_STEPS} adapter steps {acc_tuned:.3f}"
     )
-    assert acc_lstsq > min(acc_a, acc_b) - 0.08
-    assert acc_tuned >= min(acc_a, acc_b) - 0.05
+    assert acc_random < 0.3  # the adapter matters
+    # least squares recovers most of what a random adapter loses (at least 85%)
+    assert acc_lstsq - acc_random > 0.85 * (weaker - acc_random)
+    assert acc_tuned > weaker - 0.05
