@@ -1,5 +1,5 @@
 """Shared test set-up: four fake CPU devices, a key fixture, a shared data dir, tests
-marked ``optimized`` run in a subprocess compiled with XLA's default optimizations, and
+marked ``optimized`` run in a subprocess compiled at XLA's default optimization level, and
 rarer garbage collections."""
 
 import gc
@@ -9,13 +9,13 @@ import sys
 
 import pytest
 
-from tests.processes import FAST_COMPILE
+from tests.processes import FAST_COMPILE, LOOP_EMITTERS
 
 # Must be set before jax initializes its backends: tests of sharding see 4 CPU devices.
 # The tests' programs are tiny and compiling them dominates their time, so they compile
 # with `FAST_COMPILE`; each equivalence compares programs compiled alike. Tests that train
 # for real (many steps) run up to 10x slower so: they are marked ``optimized`` and run in
-# a subprocess with XLA's defaults.
+# a subprocess at XLA's default optimization level (with `LOOP_EMITTERS`).
 DEVICES = "--xla_force_host_platform_device_count=4"
 OPTIMIZED = "PHOSJAX_TEST_OPTIMIZED"
 """Set in the subprocess that runs an ``optimized`` test."""
@@ -57,11 +57,12 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Conf
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
-    """Runs a test marked ``optimized`` in ``python -m pytest`` with XLA's default
-    optimizations (sharing this session's data dir); its output shows with ``-s``."""
+    """Runs a test marked ``optimized`` in ``python -m pytest`` at XLA's default
+    optimization level, with `LOOP_EMITTERS` (sharing this session's data dir); its output
+    shows with ``-s``."""
     if pyfuncitem.get_closest_marker("optimized") is None or os.environ.get(OPTIMIZED):
         return None  # pytest runs it here
-    env = {**os.environ, "XLA_FLAGS": DEVICES, OPTIMIZED: "1"}
+    env = {**os.environ, "XLA_FLAGS": f"{DEVICES} {LOOP_EMITTERS}", OPTIMIZED: "1"}
     if "data_dir" in pyfuncitem.funcargs:
         env["PHOSJAX_TEST_DATA_DIR"] = str(pyfuncitem.funcargs["data_dir"])
     command = [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:xdist", pyfuncitem.nodeid]
