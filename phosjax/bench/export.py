@@ -402,6 +402,16 @@ def export_mlflow(directory: str, tracking_uri: str, experiment: str | None = No
     return exported
 
 
+def _cut_short(runs: dict[str, str]) -> str:
+    """The deleted runs ``{run_id: cell_id}``, each named by its cell and run id.
+
+    Examples:
+      >>> _cut_short({"8f2a": "c1", "77b0": "c2"})
+      'cell c1: run 8f2a, cell c2: run 77b0'
+    """
+    return listing([f"cell {cell}: run {run}" for run, cell in runs.items()], 3)
+
+
 @entry_point(
     then_command(
         "phosjax.bench.export",
@@ -478,7 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{len(exported.unfinished)} not finished yet."
         + (
             f" Deleted {counted(len(exported.cut_short), 'half-logged run')} that an "
-            "export cut short (killed) had left."
+            f"export cut short (killed) had left ({_cut_short(exported.cut_short)})."
             if exported.cut_short
             else ""
         )

@@ -547,10 +547,17 @@ def test_a_run_an_export_killed_mid_way_left_is_deleted_by_the_next_export(
         patch.setattr(client_class, "delete_run", lambda self, run_id: None)
         with pytest.raises(KeyboardInterrupt):
             export_mlflow(str(written.root), store)
+    client = client_class(store)
+    experiment_id = client.get_experiment_by_name("example").experiment_id
+    (cut,) = client.search_runs([experiment_id])
+    mine = client.create_run(experiment_id, tags={TAG_CREATED: "another bench"}).info.run_id
     assert main(["--dir", str(written.root), "--mlflow", store]) == 0
     assert capsys.readouterr().out.endswith(
-        " Deleted 1 half-logged run that an export cut short (killed) had left.\n"
+        " Deleted 1 half-logged run that an export cut short (killed) had left (cell "
+        f"{cut.data.tags[TAG_CELL]}: run {cut.info.run_id}).\n"
     )
+    assert client.get_run(mine).info.lifecycle_stage == "active"  # not this bench's: kept
+    client.delete_run(mine)
     _, runs = _runs(store)  # one run per cell
     assert sorted(runs) == sorted(written.cells.cell_id)
     assert {run.info.status for run in runs.values()} == {"FINISHED"}
