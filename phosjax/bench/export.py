@@ -331,7 +331,14 @@ def export_mlflow(directory: str, tracking_uri: str, experiment: str | None = No
         raise BrokenFileError(
             f"cannot read {_layout.MARKER}: it {not_an_object(marker, MARKER_HINT)}"
         )
-    created, config_hash = str(marker.get("created", "")), str(marker.get("config_hash", ""))
+    created, config_hash = marker.get("created"), str(marker.get("config_hash", ""))
+    if not isinstance(created, str) or not created.strip():  # "": any such bench's runs
+        raise BrokenFileError(
+            f"cannot read {_layout.MARKER}: its 'created' is {created!r}, not the bench's "
+            "creation time, which tells its MLflow runs from another bench's; continue the "
+            "bench once (python -m phosjax.bench.new --dir DIR), which records one, "
+            "then export it."
+        )
     progress = bench.progress()
     metrics = bench.metrics()
     results = bench.results(metrics)

@@ -400,6 +400,26 @@ def test_a_bench_json_holding_no_object_is_an_error_and_nothing_is_exported(
     assert mlflow.tracking.MlflowClient(store).get_experiment_by_name("example") is None
 
 
+@pytest.mark.parametrize("created", [None, ""])
+def test_a_bench_json_without_its_creation_time_is_an_error_and_nothing_is_exported(
+    written, store, tmp_path, capsys, created
+):
+    """Its runs were tagged with an empty creation time, so two such benches in one
+    experiment took each other's runs for their own (skipped as exported, deleted as cut
+    short)."""
+    root = tmp_path / "example"
+    shutil.copytree(written.root, root)
+    marker = json.loads((root / _layout.MARKER).read_text())
+    (root / _layout.MARKER).write_text(json.dumps({**marker, "created": created}))
+    assert main(["--dir", str(root), "--mlflow", store]) == 2
+    assert capsys.readouterr().err == (
+        f"error: cannot read bench.json: its 'created' is {created!r}, not the bench's "
+        "creation time, which tells its MLflow runs from another bench's; continue the bench "
+        "once (python -m phosjax.bench.new --dir DIR), which records one, then export it.\n"
+    )
+    assert mlflow.tracking.MlflowClient(store).get_experiment_by_name("example") is None
+
+
 def test_a_folder_inside_or_holding_benches_names_the_benches_to_export(
     written, store, tmp_path, capsys
 ):
