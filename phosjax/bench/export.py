@@ -455,6 +455,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"--experiment {args.experiment!r} is empty; give the experiment's name, or leave "
             "--experiment out for the bench's name",
         )
+    if args.experiment is not None and args.experiment != args.experiment.strip():
+        usage_error(  # another experiment than the one it looks like, hard to find
+            parser,
+            f"--experiment {args.experiment!r} begins or ends with whitespace, which MLflow "
+            f"keeps in the name; write --experiment {args.experiment.strip()!r}",
+        )
     try:
         import mlflow.exceptions
     except ImportError:

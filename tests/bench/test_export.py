@@ -226,6 +226,20 @@ def test_an_empty_experiment_name_is_refused_naming_the_option(written, store, c
     assert not pathlib.Path(store.removeprefix("file:")).exists()  # no store, no experiment
 
 
+@pytest.mark.parametrize("name", [" cli", "cli\n"])
+def test_an_experiment_name_with_spaces_around_it_is_refused(written, store, capsys, name):
+    """``--experiment ' cli'`` exported into an experiment ' cli', beside 'cli'."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--dir", str(written.root), "--mlflow", store, "--experiment", name])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        f"error: --experiment {name!r} begins or ends with whitespace, which MLflow keeps in "
+        "the name; write --experiment 'cli'; python -m phosjax.bench.export --help lists the "
+        "options.\n"
+    )
+    assert not pathlib.Path(store.removeprefix("file:")).exists()  # no store, no experiment
+
+
 def test_an_empty_tracking_uri_is_refused_naming_the_option(written, tmp_path, capsys, monkeypatch):
     """``--mlflow ""`` was MLflow's default store, ``sqlite:///mlflow.db`` in the working dir."""
     monkeypatch.chdir(tmp_path)
