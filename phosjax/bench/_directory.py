@@ -394,9 +394,14 @@ def locked(
         if reading and error.errno in _READ_ONLY:
             yield error
             return
+        what = (  # continued or added to: another --dir would not hold it
+            "make its folder writable, or copy the bench to a folder you can write and give "
+            "that as --dir"
+            if _layout.is_bench(root)
+            else "pick a --dir you can write to"
+        )
         raise BenchError(
-            f"cannot write the bench into --dir {str(root)!r}: {error}; pick a --dir you "
-            "can write to."
+            f"cannot write the bench into --dir {str(root)!r}: {error}; {what}."
         ) from error
     with file:
         _flock(file, fcntl.LOCK_EX, root)

@@ -706,16 +706,27 @@ def test_a_dir_that_is_a_file_is_refused(tmp_path, toy):
     assert not (tmp_path / "nowhere").exists()
 
 
-def test_a_dir_that_cannot_be_written_is_refused(tmp_path, toy, monkeypatch):
+def test_a_dir_that_cannot_be_written_is_refused(bench, tmp_path, toy, monkeypatch):
+    """A bench to add models to was told to 'pick a --dir you can write to', which would
+    not hold it: it says to make the folder writable, or to copy the bench."""
     with pytest.raises(BenchError, match=r"cannot write the bench into --dir '/proc/bench'"):
         run(tiny_config(), "/proc/bench", datasets=toy)  # no folder can be made in /proc
+    copy = tmp_path / "copy"
+    shutil.copytree(bench[0], copy)
 
     def denied(path, *args, **kwargs):
         raise PermissionError(13, "Permission denied", str(path))
 
     monkeypatch.setattr(_directory, "open", denied, raising=False)  # a read-only folder
-    with pytest.raises(BenchError, match=r"--dir '.*ro': .*Permission denied.*run\.lock"):
+    pick = r"--dir '.*ro': .*Permission denied.*run\.lock'; pick a --dir you can write to\.$"
+    with pytest.raises(BenchError, match=pick):
         run(tiny_config(), tmp_path / "ro", datasets=toy)
+    with pytest.raises(BenchError) as error:
+        add_models_to(copy, ["logreg"], datasets=toy, progress=False)
+    assert str(error.value).endswith(
+        "'; make its folder writable, or copy the bench to a folder you can write and give "
+        "that as --dir."
+    )
 
 
 def _contents(root: pathlib.Path) -> dict[str, bytes | bool]:
