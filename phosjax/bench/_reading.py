@@ -9,6 +9,7 @@ the profile import it.
 import contextlib
 import pathlib
 import re
+import threading
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -124,8 +125,11 @@ def _opened(path: pathlib.Path) -> pa.NativeFile:
     return pa.OSFile(str(path))
 
 
-_OPEN_AT_ONCE = 256
-"""The most files `read_parquets` holds open at once (a process may often open 1,024)."""
+_OPEN_AT_ONCE = 64
+"""The most files one `read_parquets` holds open at once."""
+_READS_AT_ONCE = threading.BoundedSemaphore(4)
+"""How many `read_parquets` hold files open at once, across threads (the viewer's
+requests): together at most 256 files (a process may often open 1,024)."""
 
 
 def read_parquets(
@@ -154,7 +158,7 @@ def read_parquets(
     full = schema.append(pa.field(index, pa.int64())) if index else schema
     tables = []
     for start in range(0, max(len(paths), 1), _OPEN_AT_ONCE):
-        with contextlib.ExitStack() as files:
+        with _READS_AT_ONCE, contextlib.ExitStack() as files:
             fragments = [
                 parquet.make_fragment(
                     files.enter_context(_opened(path)),

@@ -1,5 +1,6 @@
 """The viewer's server: each endpoint's JSON against the bench's files, safety, and errors."""
 
+import contextlib
 import http.client
 import json
 import math
@@ -1396,6 +1397,44 @@ def test_a_part_replaced_as_the_curves_read_it_is_read_as_opened(tmp_path, monke
     monkeypatch.setattr(_reading, "_opened", opened, raising=False)  # how it reads them now
     pd.testing.assert_frame_equal(files.results(["loss"], asked), before)
     assert replaced == [part]
+
+
+def test_reads_at_once_hold_few_files_open_together(tmp_path, monkeypatch):
+    """Each read of the results held up to 256 part files open, so four requests at once
+    over a bench of many parts opened more than the 1,024 files a process may often open
+    ('Too many open files', a 500). Reads at once hold at most 256 together: here, with
+    2 a read and one read at a time, 2."""
+    paths = [tmp_path / f"{n}.parquet" for n in range(4)]
+    for n, path in enumerate(paths):
+        pq.write_table(pa.table({"step": [n]}), path)
+    monkeypatch.setattr(_reading, "_OPEN_AT_ONCE", 2)
+    monkeypatch.setattr(_reading, "_READS_AT_ONCE", threading.BoundedSemaphore(1), raising=False)
+    lock, open_now, most, read = threading.Lock(), [0], [0], []
+    opened = _reading._opened
+
+    @contextlib.contextmanager
+    def counted(path):
+        with lock:
+            open_now[0] += 1
+            most[0] = max(most[0], open_now[0])
+        time.sleep(0.05)  # the other read opens its files meanwhile
+        try:
+            with opened(path) as file:
+                yield file
+        finally:
+            with lock:
+                open_now[0] -= 1
+
+    monkeypatch.setattr(_reading, "_opened", counted)
+    schema = pa.schema([("step", pa.int64())])
+    reading = lambda: read.append(_reading.read_parquets(paths, schema, ["step"]))
+    threads = [threading.Thread(target=reading) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [table["step"].to_pylist() for table in read] == [[0, 1, 2, 3]] * 2
+    assert most[0] == 2
 
 
 @pytest.mark.parametrize("cells", [None, ["some"]], ids=["every cell", "some cells"])
