@@ -138,19 +138,16 @@ def _tagged_runs(
             return
 
 
-def _bench_runs(
-    client: Any, experiment_id: str, created: str, config_hash: str, finished: bool
-) -> list[Any]:
-    """The runs of this bench in the experiment, finished (or, ``finished`` False, not: an
-    export cut short, killed, left them half-logged): tagged with its creation time, or,
-    exported before that tag existed, with its config hash."""
-    runs = list(_tagged_runs(client, experiment_id, TAG_CREATED, created, finished))
+def _exported_cells(client: Any, experiment_id: str, created: str, config_hash: str) -> set[str]:
+    """Cell ids with a finished run of this bench in the experiment: tagged with its
+    creation time, or, exported before that tag existed, with its config hash."""
+    runs = list(_tagged_runs(client, experiment_id, TAG_CREATED, created, finished=True))
     runs += [
         run
-        for run in _tagged_runs(client, experiment_id, TAG_CONFIG, config_hash, finished)
+        for run in _tagged_runs(client, experiment_id, TAG_CONFIG, config_hash, finished=True)
         if TAG_CREATED not in run.data.tags
     ]
-    return runs
+    return {run.data.tags.get(TAG_CELL) for run in runs}
 
 
 def _experiment_id(client: Any, name: str, tracking_uri: str) -> str:
@@ -355,12 +352,11 @@ def export_mlflow(directory: str, tracking_uri: str, experiment: str | None = No
         experiment_id = _experiment_id(client, experiment, tracking_uri)
     except OSError as error:  # a file: store that is a file, or cannot be made or written
         raise MlflowException(f"cannot use the MLflow store {tracking_uri}: {error}") from error
-    done = {
-        run.data.tags.get(TAG_CELL)
-        for run in _bench_runs(client, experiment_id, created, config_hash, finished=True)
-    }
+    done = _exported_cells(client, experiment_id, created, config_hash)
     exported = Exported(experiment_id, {}, [], [], experiment)
-    for run in _bench_runs(client, experiment_id, created, config_hash, finished=False):
+    # Those of its creation time alone: one tagged with its config hash alone may be
+    # another bench's of the same config (an export before that tag existed).
+    for run in _tagged_runs(client, experiment_id, TAG_CREATED, created, finished=False):
         client.delete_run(run.info.run_id)  # beside its cell's whole run, or before it
         exported.cut_short[run.info.run_id] = run.data.tags.get(TAG_CELL, "")
     for cell in cells.to_dict("records"):

@@ -19,6 +19,7 @@ from phosjax.bench import _layout
 from phosjax.bench._reading import MARKER_HINT
 from phosjax.bench.export import (
     TAG_CELL,
+    TAG_CONFIG,
     TAG_CREATED,
     TAG_DIVERGED_AT,
     TAG_METRIC_NAMES,
@@ -584,14 +585,19 @@ def test_a_run_an_export_killed_mid_way_left_is_deleted_by_the_next_export(
     client = client_class(store)
     experiment_id = client.get_experiment_by_name("example").experiment_id
     (cut,) = client.search_runs([experiment_id])
-    mine = client.create_run(experiment_id, tags={TAG_CREATED: "another bench"}).info.run_id
+    config_hash = json.loads((written.root / _layout.MARKER).read_text())["config_hash"]
+    others = [  # another bench's, of the same config exported before the creation tag
+        client.create_run(experiment_id, tags=tags).info.run_id
+        for tags in ({TAG_CREATED: "another bench"}, {TAG_CONFIG: config_hash})
+    ]
     assert main(["--dir", str(written.root), "--mlflow", store]) == 0
     assert capsys.readouterr().out.endswith(
         " Deleted 1 half-logged run that an export cut short (killed) had left (cell "
         f"{cut.data.tags[TAG_CELL]}: run {cut.info.run_id}).\n"
     )
-    assert client.get_run(mine).info.lifecycle_stage == "active"  # not this bench's: kept
-    client.delete_run(mine)
+    for other in others:  # not this bench's, or not surely: kept
+        assert client.get_run(other).info.lifecycle_stage == "active"
+        client.delete_run(other)
     _, runs = _runs(store)  # one run per cell
     assert sorted(runs) == sorted(written.cells.cell_id)
     assert {run.info.status for run in runs.values()} == {"FINISHED"}
