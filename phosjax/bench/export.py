@@ -61,6 +61,8 @@ TAG_DIVERGED_AT = "phosjax.diverged_at"
 _BATCH = 1000  # MLflow's most metrics per log_batch call
 _PARAMS_BATCH = 100  # and params
 _MODEL_ARTIFACTS = {_layout.BLURBS: "blurb", _layout.GRAPHS: "graph"}
+_DATABASES = ("sqlite", "postgresql", "mysql", "mssql")
+"""The schemes of MLflow's database stores, which mlflow-skinny lacks."""
 _INSTALL = "Exporting to MLflow needs the mlflow extra: pip install 'phosjax[mlflow]'."
 
 
@@ -471,10 +473,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(error).strip()
         if args.mlflow not in message:  # MLflow's own words: the store they are about
             message = f"--mlflow {args.mlflow}: {message}"
-        if args.mlflow.startswith("sqlite:") and "unsupported URI" in message:  # skinny
-            message += " (a sqlite: store needs the full mlflow package: pip install mlflow)"
+        scheme = urllib.parse.urlparse(args.mlflow).scheme
+        database = scheme.partition("+")[0]  # postgresql+psycopg2: its driver after the +
+        if database in _DATABASES and "unsupported URI" in message:  # skinny
+            message += f" (a {database}: store needs the full mlflow package: pip install mlflow)"
         elif "unsupported URI" in message:  # MLflow's words name its model registry, unused
-            scheme = urllib.parse.urlparse(args.mlflow).scheme
             message = (
                 f"--mlflow {args.mlflow}: MLflow stores runs at no {scheme!r} URI; give a "
                 "tracking server (http://HOST:PORT), file:mlruns or sqlite:///mlflow.db"

@@ -1,6 +1,7 @@
 """`python -m phosjax.bench.export`: every finished cell as an MLflow run in a local store."""
 
 import http.server
+import importlib.metadata
 import json
 import math
 import pathlib
@@ -341,6 +342,24 @@ def test_a_sqlite_store_without_the_full_mlflow_says_to_install_it(written, tmp_
     err = capsys.readouterr().err
     assert status == 2 and err.startswith("error: Model registry functionality"), err
     assert "(a sqlite: store needs the full mlflow package: pip install mlflow)" in err
+
+
+@pytest.mark.parametrize("uri", ["postgresql://me@localhost/runs", "mysql+pymysql://db/runs"])
+def test_a_database_store_without_the_full_mlflow_says_to_install_it(written, capsys, uri):
+    """A postgresql: or mysql: store, which the full mlflow package takes, was said to be
+    of a scheme MLflow stores runs at no URI of."""
+    try:
+        importlib.metadata.distribution("mlflow")
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    else:
+        pytest.skip("the full mlflow package is installed: it would connect to the database")
+    assert main(["--dir", str(written.root), "--mlflow", uri]) == 2
+    database = uri.partition(":")[0].partition("+")[0]
+    err = capsys.readouterr().err
+    assert err.endswith(
+        f"(a {database}: store needs the full mlflow package: pip install mlflow)\n"
+    )
 
 
 def test_a_tracking_uri_of_a_scheme_mlflow_lacks_is_an_error_saying_what_it_takes(written, capsys):
