@@ -530,7 +530,7 @@ NO_ROOM = {
 
 
 def entry_point(
-    interrupted: str | Callable[[Sequence[str]], str],
+    interrupted: str | Callable[[Sequence[str]], str], *, reads_only: bool = False
 ) -> Callable[[Callable[[Sequence[str] | None], int | None]], Callable[..., int]]:
     """Wraps ``main(argv)``, which returns its exit status (None: 0): a `BenchError`
     prints ``error: ...`` and returns 2; a write that found no room (`NO_ROOM`: the
@@ -540,7 +540,8 @@ def entry_point(
     command's arguments, such as `kept_in_bench`, says it once they are known) and
     returns `INTERRUPTED`; a stop signal (SIGTERM: ``interrupted by SIGTERM:
     <interrupted>``) returns its `exit_status`, and so does a write to stdout or stderr
-    whose reader left (``| head``: SIGPIPE's, 141), as one while a group trains does.
+    whose reader left (``| head``: SIGPIPE's, 141), as one while a group trains does; a
+    command that ``reads_only`` (changes nothing) stops so without a line, as ``cat``.
 
     Examples:
       >>> @entry_point("nothing was written.")
@@ -573,7 +574,7 @@ def entry_point(
                     _stdout_dropped()
                     return 1
                 silence_gone(_output_fds())  # its output is not written again at exit
-                return stopped(BROKEN_PIPE, args)
+                return exit_status(BROKEN_PIPE) if reads_only else stopped(BROKEN_PIPE, args)
             except OSError as error:  # after BrokenPipeError, one of them
                 if error.errno not in NO_ROOM:
                     raise

@@ -20,7 +20,7 @@ def parser() -> ArgumentParser:
     return parser
 
 
-@entry_point("nothing was changed (profile only reads the bench).")
+@entry_point("nothing was changed (profile only reads the bench).", reads_only=True)
 def main(argv: Sequence[str] | None = None) -> None:
     """Runs the command line ``argv`` (default ``sys.argv[1:]``)."""
     args = parser().parse_args(argv)

@@ -519,6 +519,25 @@ def test_a_command_whose_output_reader_left_stops_as_sigpipe(monkeypatch, capsys
     sys.stdout.close()
 
 
+def test_a_command_that_only_reads_stops_quietly_when_its_reader_left(monkeypatch, capsys):
+    """``python -m phosjax.bench.profile --dir DIR | head -1`` said "interrupted by
+    SIGPIPE: nothing was changed" on the terminal once head had its line; a command that
+    changes nothing stops as ``cat`` does: status 141, no line."""
+    from phosjax.bench._cli import entry_point
+
+    read, write = os.pipe()
+    os.close(read)  # as head, gone
+    monkeypatch.setattr(sys, "stdout", os.fdopen(write, "w"))
+
+    @entry_point("nothing was changed.", reads_only=True)
+    def main(argv=None):
+        print("a profile", flush=True)
+
+    assert main([]) == 141
+    assert capsys.readouterr().err == ""
+    sys.stdout.close()
+
+
 def test_a_broken_pipe_not_of_the_output_is_not_hidden(capfd):
     """A BrokenPipeError of another pipe (a data loader's) while stdout's reader is there
     ended the command quietly with status 1, its cause unsaid; it is raised."""
