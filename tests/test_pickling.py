@@ -35,6 +35,7 @@ def _features():
 _ARGUMENTS = {  # those of each error whose __init__ takes other arguments than its message
     "SplitsError": lambda: ("toy", ("a", "a"), " reads 'a' twice; e.g. ", ("a", "b")),
     "MissingSplitsError": lambda: ("toy", ["train", "val"]),
+    "MissingFeaturesError": lambda: ("toy", "pixels", _features()),
     "SplitInNameError": lambda: ("digits[:10%]", 6),
     "NoSuchFeatureError": lambda: ("toy", "lable", ("image", "lable"), _features()),
     "SpeedConfigError": lambda: ("steps", "must be >= 1, got 0"),

@@ -49,7 +49,12 @@ from phosjax.core import (
 )
 from phosjax.core._selectors import dropped_hint, value_per_path, what_was_meant
 from phosjax.data import ArrayDataset, check_batch_size, load
-from phosjax.data._load import NoSuchFeatureError, SplitInNameError, declared_shapes
+from phosjax.data._load import (
+    MissingFeaturesError,
+    NoSuchFeatureError,
+    SplitInNameError,
+    declared_shapes,
+)
 from phosjax.data._splits import MissingSplitsError, SplitsError, splits_written
 from phosjax.models import ModelConfig, registered_models
 from phosjax.morph import UnsupportedOpError, channel_groups
@@ -256,6 +261,8 @@ def check_datasets(
             )
         except NoSuchFeatureError as error:  # features given: from dataset_features
             raise BenchError(_no_such_feature_text(error)) from error
+        except MissingFeaturesError as error:  # no dataset_features entry
+            raise BenchError(_missing_features_text(error)) from error
         except MissingSplitsError as error:  # no dataset_splits entry
             raise BenchError(_missing_splits_text(error)) from error
         except SplitInNameError as error:  # said 'load takes ... splits=(train, test)'
@@ -298,6 +305,13 @@ def _no_such_feature_text(error: NoSuchFeatureError) -> str:
         f"feature there, e.g. dataset_features: {{{error.name}: [{pair[0]}, {pair[1]}]}}"
         f"{did_you_mean([error.missing], error.known)}"
     )
+
+
+def _missing_features_text(error: MissingFeaturesError) -> str:
+    """`error` in a bench config's terms: the ``dataset_features`` entry to write."""
+    pair = error.suggested or ("INPUT", "LABEL")
+    entry = f"dataset_features: {{{error.name}: [{pair[0]}, {pair[1]}]}}"
+    return error.told_by("a bench", "its dataset_features entry", entry)
 
 
 def _missing_splits_text(error: MissingSplitsError) -> str:

@@ -9,6 +9,7 @@ from phosjax.data._batching import batch_indices, take_batch
 from phosjax.data._dataset import ArrayDataset, check_batch_size
 from phosjax.data._load import (
     BUILTIN_NAMES,
+    MissingFeaturesError,
     NoSuchFeatureError,
     SplitInNameError,
     check_loadable,
@@ -23,6 +24,7 @@ from phosjax.data._splits import MissingSplitsError, SplitsError
 __all__ = [
     "BUILTIN_NAMES",
     "ArrayDataset",
+    "MissingFeaturesError",
     "MissingSplitsError",
     "NoSuchFeatureError",
     "SplitInNameError",

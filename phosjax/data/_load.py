@@ -869,11 +869,7 @@ def _keys(
         if key not in known and features:
             raise NoSuchFeatureError(name, key, features, known)
         if key not in known:
-            raise ValueError(
-                f"data set {name!r} has no feature {key!r} (features: {sorted(known.keys())}); "
-                "load needs an input and a class label (features=(input, label), "
-                f"supervised_keys, or 'image' and 'label'){_suggested_features(known)}"
-            )
+            raise MissingFeaturesError(name, key, known)
     _check_input(name, x_key, known[x_key])
     _check_label(name, y_key, known[y_key])
     return x_key, y_key
@@ -923,6 +919,49 @@ class NoSuchFeatureError(PicklableError, ValueError):
         super().__init__(
             f"data set {name!r} has no feature {missing!r} (features: {self.known}); "
             f"features={features!r} names no feature of it{hint}"
+        )
+
+
+class MissingFeaturesError(PicklableError, ValueError):
+    """Data set ``name`` lacks the feature ``missing`` that `load` reads when no
+    ``features`` are given (a supervised key, else ``image`` or ``label``); ``known``: its
+    features, sorted; ``suggested``: an (input, label) pair of them `load` can read, or None.
+
+    Examples:
+        >>> import tensorflow_datasets as tfds
+        >>> known = tfds.features.FeaturesDict({"x": np.float32, "y": np.int64})
+        >>> print(MissingFeaturesError("toy", "image", known))
+        data set 'toy' has no feature 'image' (features: ['x', 'y']); load needs an input and a
+        class label (features=(input, label), supervised_keys, or 'image' and 'label'); e.g.
+        features=('x', 'y')
+    """
+
+    def __init__(self, name: str, missing: str, known: tfds.features.FeaturesDict):
+        self.name, self.missing, self.known = name, missing, sorted(known.keys())
+        self.suggested = _suggested_pair(known)
+        super().__init__(
+            f"data set {name!r} has no feature {missing!r} (features: {self.known}); load needs "
+            "an input and a class label (features=(input, label), supervised_keys, or 'image' "
+            f"and 'label'){_suggested_features(known)}"
+        )
+
+    def told_by(self, reader: str, field: str, example: str) -> str:
+        """This error as `reader` says it, which reads the features its `field` names;
+        `example`: `field` written with `suggested`.
+
+        Examples:
+            >>> import tensorflow_datasets as tfds
+            >>> known = tfds.features.FeaturesDict({"x": np.float32, "y": np.int64})
+            >>> error = MissingFeaturesError("toy", "image", known)
+            >>> print(error.told_by("a bench", "its dataset_features entry", "{toy: [x, y]}"))
+            data set 'toy' has no feature 'image' (features: ['x', 'y']); a bench reads its
+            supervised_keys, else 'image' and 'label', unless its dataset_features entry names
+            the input and the label, e.g. {toy: [x, y]}
+        """
+        return (
+            f"data set {self.name!r} has no feature {self.missing!r} (features: {self.known}); "
+            f"{reader} reads its supervised_keys, else 'image' and 'label', unless {field} names "
+            f"the input and the label, e.g. {example}"
         )
 
 

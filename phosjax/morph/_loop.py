@@ -39,7 +39,13 @@ from phosjax.bench._summary import counted
 from phosjax.core import AUX_LOSS, aux_total
 from phosjax.data import ArrayDataset, batch_indices, check_batch_size, load
 from phosjax.data._checks import int_at_least
-from phosjax.data._load import SplitInNameError, _features, resolved_layout, resolved_name
+from phosjax.data._load import (
+    MissingFeaturesError,
+    SplitInNameError,
+    _features,
+    resolved_layout,
+    resolved_name,
+)
 from phosjax.data._splits import MissingSplitsError, SplitsError, checked_splits
 from phosjax.models import ModelConfig, build_model
 from phosjax.morph._cost import COSTS, LatencyTable, latency_table, latency_table_given
@@ -372,6 +378,9 @@ def dataset_error(config: MorphConfig, error: ValueError | PermissionError) -> M
     if isinstance(error, SplitsError):  # said as load's splits=(...): the field's value
         return MorphConfigError(f"MorphConfig.splits: {error.told_as('splits')}")
     why = str(error)
+    if isinstance(error, MissingFeaturesError):
+        pair = list(error.suggested or ("INPUT", "LABEL"))
+        why = error.told_by("a morph run", "MorphConfig.features", f"features: {pair}")
     if isinstance(error, MissingSplitsError):
         why = error.told_by("a morph run", "MorphConfig.splits", f"splits: {list(error.suggested)}")
     if isinstance(error, SplitInNameError):  # said 'load takes ...'

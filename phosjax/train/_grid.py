@@ -239,7 +239,7 @@ def _load(
     """`phosjax.data.load` (with ``features`` and ``splits``); when it cannot load ``name``,
     the error also names the data sets given (``datasets=``), the nearest first."""
     from phosjax.data import load
-    from phosjax.data._load import SplitInNameError
+    from phosjax.data._load import MissingFeaturesError, SplitInNameError
     from phosjax.data._splits import MissingSplitsError, SplitsError, splits_written
 
     try:
@@ -250,6 +250,12 @@ def _load(
             f"cells the data set's name alone ({error.dataset!r}) and the splits to train and "
             "test on in dataset_splits, e.g. "
             f"{splits_written(error.suggested, 'dataset_splits', error.dataset, argument=True)}"
+        ) from error
+    except MissingFeaturesError as error:  # said 'features=(input, label)', load's argument
+        pair = error.suggested or ("INPUT", "LABEL")
+        example = f"dataset_features={{{name!r}: {pair!r}}}"
+        raise ValueError(
+            f"train_grid: {error.told_by('it', 'dataset_features', example)}"
         ) from error
     except MissingSplitsError as error:  # said 'pass splits=', load's argument
         example = splits_written(error.suggested, "dataset_splits", name, argument=True)

@@ -342,7 +342,11 @@ def test_features_pick_the_input_and_label_a_run_reads(tmp_path):
     tfds_toys.prepare(tfds_toys.ToyNamedFeatures, tmp_path)
     named = {"dataset": "toy_named_features", "data_dir": str(tmp_path), "batch_size": 2}
     model = ModelConfig("mlp", 3, (2,), width=8)
-    with pytest.raises(MorphConfigError, match=r"has no feature 'image' \(features: \['digit'"):
+    with pytest.raises(
+        MorphConfigError,
+        match=r"unless MorphConfig.features names the input "
+        r"and the label, e.g. features: \['pixels', 'digit'\]$",
+    ):
         _loop.prepare(MorphConfig(model, **named))
     config = MorphConfig(model, features=("pixels", "digit"), **named)
     assert MorphConfig.from_dict(config.to_dict()) == config
