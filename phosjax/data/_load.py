@@ -768,7 +768,9 @@ def _metadata_problem(folder: pathlib.Path) -> str | None:
         ...     for file in _METADATA:
         ...         _ = (pathlib.Path(tmp) / file).write_text("{}")
         ...     print(_metadata_problem(pathlib.Path(tmp)))
-        TFDS cannot read its metadata (ValueError: Invalid version ''. ...)
+        TFDS cannot read its metadata (ValueError: Invalid version ''. ...); if a newer TFDS
+        than this one (...) prepared it, upgrade tensorflow_datasets to read it rather than
+        delete it
     """
     import tensorflow_datasets as tfds
 
@@ -782,7 +784,11 @@ def _metadata_problem(folder: pathlib.Path) -> str | None:
     try:
         tfds.builder_from_directory(os.fspath(folder))
     except Exception as error:  # TFDS's checks of the fields: a version, a feature's class, ...
-        return f"TFDS cannot read its metadata ({type(error).__name__}: {error})"
+        return (
+            f"TFDS cannot read its metadata ({type(error).__name__}: {error}); if a newer "
+            f"TFDS than this one ({tfds.__version__}) prepared it, upgrade tensorflow_datasets "
+            "to read it rather than delete it"
+        )
     return None
 
 

@@ -574,8 +574,23 @@ def test_a_prepared_folder_without_its_info_file_is_damaged_not_unknown(
             lambda folder: (folder / "features.json").write_text("[]"),
             r"TFDS cannot read its metadata \(",
         ),
+        (  # as a newer TFDS may write: it was said to be damaged, to delete
+            lambda folder: (folder / "features.json").write_text(
+                (folder / "features.json").read_text().replace("tensor_feature.", "new_feature.")
+            ),
+            r"TFDS cannot read its metadata \(ValueError: Unrecognized FeatureConnector type: "
+            r"[\s\S]*\); if a newer TFDS than this one \(\d+\.\d+\.\d+\) prepared it, upgrade "
+            r"tensorflow_datasets to read it rather than delete it",
+        ),
     ],
-    ids=["cut_info", "empty_features", "no_features", "info_not_tfds", "features_not_tfds"],
+    ids=[
+        "cut_info",
+        "empty_features",
+        "no_features",
+        "info_not_tfds",
+        "features_not_tfds",
+        "features_of_a_newer_tfds",
+    ],
 )
 def test_unreadable_metadata_is_damaged_not_another_version(toys_dir, tmp_path, damage, why):
     shutil.copytree(toys_dir / "toy_weighted", tmp_path / "toy_weighted")
