@@ -596,14 +596,14 @@ def _not_prepared(
     searched: list[pathlib.Path] | None = None,
     tail: str = "",
 ) -> ValueError:
-    """The error for `name` not loading from `data_dir`, its message ending in `tail`: a
-    `_DamagedFolder` where its folder there has metadata TFDS cannot read; else why:
+    """The error for `name` not loading from `data_dir`: a `_DamagedFolder` where its
+    folder there has metadata TFDS cannot read (TFDS's error in it); else why, ending in `tail`:
     `data_dir` is its own folder, or what is prepared there (in each of the `searched`
     dirs, default `data_dir`), and how to prepare it."""
     damaged = _damaged_folder(name, dataset, data_dir)
     if damaged is not None:
         folder, why = damaged
-        return _DamagedFolder(_damaged(name, folder, data_dir, why) + tail)
+        return _DamagedFolder(_damaged(name, folder, data_dir, why))
     return ValueError(_why_not_prepared(name, dataset, data_dir, searched) + tail)
 
 

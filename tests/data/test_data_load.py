@@ -605,6 +605,15 @@ def test_unreadable_metadata_is_damaged_not_another_version(toys_dir, tmp_path, 
             check("toy_weighted", data_dir=tmp_path)
 
 
+def test_unreadable_metadata_says_tfds_s_error_once(toys_dir, tmp_path):
+    # It ended in " (TFDS: <the same error>)", the error twice.
+    shutil.copytree(toys_dir / "toy_weighted", tmp_path / "toy_weighted")
+    (tmp_path / "toy_weighted" / "1.0.0" / "dataset_info.json").write_text("{}")
+    with pytest.raises(ValueError) as raised:
+        check_loadable("toy_weighted", data_dir=tmp_path)
+    assert str(raised.value).count("Invalid version ''") == 1
+
+
 @pytest.mark.parametrize("asked", ["toy_weighted", "toy_configs/small"])
 def test_an_unfinished_preparation_is_named_not_an_unknown_data_set(toys_dir, tmp_path, asked):
     """What a preparation killed midway leaves: TFDS renames the folder only when it ends."""
