@@ -876,8 +876,8 @@ def _keys(
             raise NoSuchFeatureError(name, key, features, known)
         if key not in known:
             raise MissingFeaturesError(name, key, known)
-    _check_input(name, x_key, known[x_key])
-    _check_label(name, y_key, known[y_key])
+    _check_input(name, x_key, known)
+    _check_label(name, y_key, known)
     return x_key, y_key
 
 
@@ -1016,23 +1016,40 @@ def _is_label(feature: tfds.features.FeatureConnector) -> bool:
     return feature.shape == () and np.issubdtype(np.dtype(feature.np_dtype), np.integer)
 
 
-def _check_input(name: str, key: str, feature: tfds.features.FeatureConnector) -> None:
-    if _is_input(feature):
+def _check_input(name: str, key: str, known: tfds.features.FeaturesDict) -> None:
+    if _is_input(known[key]):
         return
     raise ValueError(
-        f"data set {name!r}: input feature {key!r} ({_describe(feature)}) is not supported; load "
-        "supports inputs of a fixed shape and a numeric dtype (a Tensor or an Image without None "
-        "in its shape), not text, variable shapes or nested features"
+        f"data set {name!r}: input feature {key!r} ({_describe(known[key])}) is not supported; "
+        "load supports inputs of a fixed shape and a numeric dtype (a Tensor or an Image without "
+        f"None in its shape), not text, variable shapes or nested features{_readable(known)}"
     )
 
 
-def _check_label(name: str, key: str, feature: tfds.features.FeatureConnector) -> None:
-    if _is_label(feature):
+def _check_label(name: str, key: str, known: tfds.features.FeaturesDict) -> None:
+    if _is_label(known[key]):
         return
     raise ValueError(
-        f"data set {name!r}: label feature {key!r} ({_describe(feature)}) is not supported; load "
-        "supports one class label per example: a ClassLabel or an integer Tensor of shape (), not "
-        "regression targets, text or multi-label sequences"
+        f"data set {name!r}: label feature {key!r} ({_describe(known[key])}) is not supported; "
+        "load supports one class label per example: a ClassLabel or an integer Tensor of shape "
+        f"(), not regression targets, text or multi-label sequences{_readable(known)}"
+    )
+
+
+def _readable(known: tfds.features.FeaturesDict) -> str:
+    """``; of its features, ... can be read as input and label`` (`_suggested_pair`, in
+    no reader's option); "" if there is none.
+
+    Examples:
+        >>> import tensorflow_datasets as tfds
+        >>> _readable(tfds.features.FeaturesDict({"x": np.float32, "y": np.int64}))
+        "; of its features, 'x' and 'y' can be read as the input and the label"
+    """
+    pair = _suggested_pair(known)
+    return (
+        f"; of its features, {pair[0]!r} and {pair[1]!r} can be read as the input and the label"
+        if pair
+        else ""
     )
 
 

@@ -164,6 +164,16 @@ def test_unsupported_features_are_named_with_their_kind_dtype_and_shape(toys_dir
             check(name, data_dir=toys_dir)
 
 
+def test_an_unsupported_feature_names_features_that_can_be_read(toys_dir):
+    # It said what load supports, not which of the data set's features those are.
+    with pytest.raises(ValueError) as raised:
+        check_loadable("toy_weighted", data_dir=toys_dir, features=("x", "w"))
+    assert str(raised.value).startswith("data set 'toy_weighted': label feature 'w' (Tensor")
+    assert str(raised.value).endswith(
+        "; of its features, 'x' and 'y' can be read as the input and the label"
+    )
+
+
 def test_features_pick_the_input_and_label_of_a_data_set_without_supervised_keys(toys_dir):
     with pytest.raises(
         ValueError,
