@@ -396,6 +396,29 @@ def test_train_grid_names_its_dataset_splits_for_a_data_set_without_a_test_split
     )
 
 
+def test_train_grid_names_its_dataset_features_for_a_data_set_without_image_and_label(
+    monkeypatch,
+):
+    import tensorflow_datasets as tfds
+
+    import phosjax.data
+    from phosjax.data import MissingFeaturesError
+
+    known = tfds.features.FeaturesDict({"x": np.float32, "y": np.int64})
+
+    def load(name, **kwargs):
+        raise MissingFeaturesError(name, "image", known)
+
+    monkeypatch.setattr(phosjax.data, "load", load)
+    with pytest.raises(ValueError) as error:  # said 'e.g. features=(...)', load's argument
+        train_grid([Cell(Tiny(), "toy")])
+    assert str(error.value) == (
+        "train_grid: data set 'toy' has no feature 'image' (features: ['x', 'y']); it reads its "
+        "supervised_keys, else 'image' and 'label', unless dataset_features names the input and "
+        "the label, e.g. dataset_features={'toy': ('x', 'y')}"
+    )
+
+
 def test_train_grid_names_its_dataset_splits_for_a_data_set_name_with_a_split():
     with pytest.raises(ValueError) as error:  # said 'load takes ... splits=(train, test)'
         train_grid([Cell(Tiny(), "digits[:10%]")])
