@@ -389,7 +389,8 @@ def _refuse_another_spelling(name: str, dataset: str) -> None:
     spelled = re.split("[/:]", name, maxsplit=1)[0]
     if spelled == dataset:
         return
-    right = spelled.lower() if spelled.lower() in BUILTIN_NAMES else dataset
+    # TFDS's snake_case of "My_Images" is "my__images": one underscore is what was meant
+    right = spelled.lower() if spelled.lower() in BUILTIN_NAMES else re.sub("__+", "_", dataset)
     raise ValueError(
         f"data set name {name!r} spells its data set {spelled!r}, which TFDS reads as "
         f"{dataset!r}; write {right + name[len(spelled) :]!r}: data set names are lower-case "

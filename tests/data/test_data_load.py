@@ -941,6 +941,7 @@ def test_a_name_with_a_namespace_is_malformed_not_looked_up(toys_dir, name):
         ("MNIST1D:1.0.0", "MNIST1D", "mnis_t1_d", "mnist1d"),  # built in: lower-cased
         ("TOY_CONFIGS", "TOY_CONFIGS", "toy_configs", "toy_configs"),
         ("ToyConfigs/small", "ToyConfigs", "toy_configs", "toy_configs"),  # its class's name
+        ("Toy_Configs/small", "Toy_Configs", "toy__configs", "toy_configs"),  # not toy__configs
     ],
 )
 def test_a_name_spelled_otherwise_than_tfds_names_it_is_refused_naming_the_spelling(
