@@ -371,10 +371,28 @@ def _parse(name: str) -> tuple[str, dict[str, Any]]:
         namespace = f", without a namespace ({dataset.namespace!r} here)" if dataset else ""
         raise ValueError(
             f"data set name {name!r} is malformed; expected a TFDS name: 'name', 'name/config', "
-            f"'name:1.2.3' or 'name/config:1.2.3'{namespace}"
+            f"'name:1.2.3' or 'name/config:1.2.3'{namespace}{_respelled(name)}"
         )
     _refuse_another_spelling(name, dataset.name)
     return dataset.name, kwargs
+
+
+def _respelled(name: str) -> str:
+    """``. Did you mean ...?`` with `name` without spaces around it, a ``/`` at its end or
+    hyphens (``_`` instead), where that is a well-formed TFDS name; "" if it is not.
+
+    Examples:
+        >>> _respelled("my-images"), _respelled(" digits/"), _respelled("digits:1.0")
+        (". Did you mean 'my_images'?", ". Did you mean 'digits'?", '')
+    """
+    import tensorflow_datasets as tfds
+
+    fixed = name.strip().rstrip("/").replace("-", "_")
+    try:
+        dataset = tfds.core.naming.parse_builder_name_kwargs(fixed)[0]
+    except ValueError:
+        return ""
+    return f". Did you mean {fixed!r}?" if fixed != name and not dataset.namespace else ""
 
 
 def _refuse_another_spelling(name: str, dataset: str) -> None:

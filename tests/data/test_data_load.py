@@ -893,6 +893,22 @@ def test_a_malformed_name_says_what_a_name_looks_like(toys_dir):
 
 
 @pytest.mark.parametrize(
+    ("name", "meant"),
+    [
+        ("toy-configs", "toy_configs"),
+        ("toy_configs/", "toy_configs"),
+        (" toy_configs", "toy_configs"),
+    ],
+)
+def test_a_malformed_name_offers_it_without_hyphens_spaces_or_a_slash_at_its_end(
+    toys_dir, name, meant
+):
+    # It said what a name looks like, not the name meant.
+    with pytest.raises(ValueError, match=rf"is malformed; .*\. Did you mean '{meant}'\?$"):
+        check_loadable(name, data_dir=toys_dir)
+
+
+@pytest.mark.parametrize(
     ("name", "split", "pair"),
     [
         ("toy_int_labels[:10%]", "[:10%]", ("train[:10%]", "test")),
