@@ -688,7 +688,17 @@ def test_status_and_profile_files_linking_out_are_skipped(tmp_path):
 
 def test_a_model_id_too_long_for_a_file_name_is_not_found(server):
     status, _, body = get(server, "/api/blurb/" + "a" * 300)
-    assert status == 404 and b"no blurbs/aaa" in body
+    assert status == 404 and b"no model 'aaa" in body
+
+
+@pytest.mark.parametrize("kind", ["blurb", "graph"])
+def test_an_unknown_model_is_not_found_naming_the_benchs_models(server, kind):
+    status, _, body = get(server, f"/api/{kind}/m-mlpp")
+    assert status == 404
+    assert json.loads(body)["error"] == (
+        "The bench has no model 'm-mlpp'; it has 2: ['m-mlp', 'm-choice'] (models in "
+        "/api/bench). Did you mean 'm-mlp'?"
+    )
 
 
 def test_an_unparsable_host_is_refused_with_json(server):

@@ -496,7 +496,14 @@ def model_file(bench: BenchFiles, folder: str, model_id: str) -> Any:
       a blurb ({"root": {module}, "backend": ...}, as phosjax.core.Blurb.to_json writes it)
     """
     if not _has_model_file(bench, folder, model_id):
-        raise NotFound(f"The bench has no {folder}/{model_id}.json.")
+        models = bench.cells()["model_id"].unique().tolist()
+        if model_id in models:
+            raise NotFound(f"The bench has no {folder}/{model_id}.json.")
+        has = f"{len(models)}: {listed(models)}" if models else "none yet"
+        hint = did_you_mean([model_id], models) or "."
+        raise NotFound(
+            f"The bench has no model {model_id!r}; it has {has} (models in /api/bench){hint}"
+        )
     relative = f"{folder}/{model_id}.json"
     content = bench.json(relative)
     if folder == _layout.BLURBS and not (
