@@ -614,6 +614,19 @@ def test_a_log_x_leaves_out_a_zero_of_the_mean_lines(tmp_path, page):
         assert re.fullmatch(r"M[\d.]+,[\d.]+L[\d.]+,[\d.]+", path), path
 
 
+def test_the_mean_lines_of_the_hyperparameter_plot_have_colours_of_their_own(tmp_path, page):
+    """15 learning rates a model: each model's first configuration took the same colour
+    of the palette's 15, and so did the two models' mean lines."""
+    rates = tuple(0.001 * (i + 1) for i in range(15))
+    written = write_bench(tmp_path / "rates", blurb_json(), seeds=(0,), learning_rates=rates)
+    with serving(written.root) as server:
+        page.open(server.url)
+        colours = page.run(
+            "[...document.querySelectorAll('#hp-plot .trend')].map((t) => t.getAttribute('stroke'))"
+        )
+    assert len(colours) == len(MODELS) and len(set(colours)) == len(MODELS), colours
+
+
 def test_the_hyperparameter_plot_says_when_no_numeric_hparam_varies(tmp_path, page):
     written = write_bench(tmp_path / "fixed", blurb_json(), learning_rates=LEARNING_RATES[:1])
     with serving(written.root) as server:

@@ -685,11 +685,16 @@ function trendLines(cells, column) {
     const group = groupOf(c.row, column);
     (groups.get(group) || groups.set(group, []).get(group)).push(c);
   }
+  const taken = new Set();
   return [...groups.entries()].map(([key, members]) => {
     const x = [...new Set(members.map((c) => c.x))].sort((a, b) => a - b);
     const y = x.map((v) => mean(members.filter((c) => c.x === v).map((c) => c.y)));
-    const first = [...state.configs.keys()].find((k) => members.some((c) => c.row.config === k));
-    return { key, color: state.configs.get(first), label: groupLabel(members[0].row, column), x, y };
+    // Its first configuration's colour, else (the palette repeats: two groups' first
+    // configurations may share one) that of another of its own, else any, no line's before.
+    const own = [...state.configs].filter(([k]) => members.some((c) => c.row.config === k)).map(([, c]) => c);
+    const color = [...own, ...PALETTE].find((c) => !taken.has(c)) ?? own[0];
+    taken.add(color);
+    return { key, color, label: groupLabel(members[0].row, column), x, y };
   });
 }
 
