@@ -701,6 +701,14 @@ def test_an_unknown_model_is_not_found_naming_the_benchs_models(server, kind):
     )
 
 
+def test_a_models_name_in_place_of_its_id_is_not_found_naming_its_id(server):
+    status, _, body = get(server, "/api/blurb/choice")
+    assert status == 404
+    assert json.loads(body)["error"].endswith(
+        "(models in /api/bench). Did you mean 'm-choice', of model 'choice'?"
+    )
+
+
 def test_an_unparsable_host_is_refused_with_json(server):
     status, _, body = get(server, "/api/bench", host="[")
     assert status == 403 and "Host not allowed" in json.loads(body)["error"]

@@ -496,11 +496,14 @@ def model_file(bench: BenchFiles, folder: str, model_id: str) -> Any:
       a blurb ({"root": {module}, "backend": ...}, as phosjax.core.Blurb.to_json writes it)
     """
     if not _has_model_file(bench, folder, model_id):
-        models = bench.cells()["model_id"].unique().tolist()
+        cells = bench.cells()
+        models = cells["model_id"].unique().tolist()
         if model_id in models:
             raise NotFound(f"The bench has no {folder}/{model_id}.json.")
         has = f"{len(models)}: {listed(models)}" if models else "none yet"
-        hint = did_you_mean([model_id], models) or "."
+        ids = cells.loc[cells["model"] == model_id, "model_id"].unique().tolist()  # a name
+        of_name = f". Did you mean {' or '.join(map(repr, ids))}, of model {model_id!r}?"
+        hint = (of_name if ids else did_you_mean([model_id], models)) or "."
         raise NotFound(
             f"The bench has no model {model_id!r}; it has {has} (models in /api/bench){hint}"
         )
