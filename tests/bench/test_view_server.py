@@ -312,6 +312,16 @@ def test_unknown_query_parameters_are_refused(server, path, message):
     assert message in json.loads(body)["error"]
 
 
+def test_an_unknown_endpoint_is_not_found_listing_the_endpoints(server):
+    status, _, body = get(server, "/api/cell")
+    assert status == 404
+    assert json.loads(body)["error"] == (
+        "No such endpoint: /api/cell; there are /api/bench, /api/cells, /api/profile, "
+        "/api/morph, /api/version, /api/results, /api/blurb/<model_id>, "
+        "/api/graph/<model_id>. Did you mean '/api/cells'?"
+    )
+
+
 def test_the_pages_own_parameters_are_left_to_it(server):
     assert get(server, "/?mode=configs&metric=accuracy")[0] == 200
     assert get(server, "/?mode=configs&mode=cells")[0] == 200  # the page's to read

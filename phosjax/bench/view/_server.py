@@ -21,6 +21,7 @@ from http import HTTPStatus
 from typing import Any
 
 from phosjax._callables import a_type
+from phosjax._nearest import did_you_mean
 from phosjax.bench import _layout
 from phosjax.bench.view import _api
 from phosjax.bench.view._bench import (
@@ -488,6 +489,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self._static("index.html")
         if path.startswith("/static/"):
             return self._static(path.removeprefix("/static/"))
+        if path.startswith("/api/"):  # a typo in an address typed or scripted
+            known = [*routes, "/api/blurb/<model_id>", "/api/graph/<model_id>"]
+            hint = did_you_mean([path], routes, cutoff=0.85) or "."  # all share "/api/"
+            return self._error(404, f"No such endpoint: {path}; there are {', '.join(known)}{hint}")
         self._error(404, f"No such page: {path}")
 
     def _static(self, name: str) -> None:
