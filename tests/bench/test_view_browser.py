@@ -522,6 +522,25 @@ def _final(written, split: str, metric: str) -> dict[str, float]:
     return rows.groupby("cell_id")[metric].agg(lambda values: values.iloc[-1]).to_dict()
 
 
+def test_a_loss_is_sorted_lowest_first_by_its_header_or_the_menu(tmp_path, page):
+    """A click on the header of a loss (or picking it in *sort by*) sorted the highest,
+    worst, loss first, as it does an accuracy."""
+    written = write_bench(tmp_path / "grid", blurb_json(), seeds=(0,))
+    loss = _final(written, "test", "loss")
+    first = "document.querySelector('#board .board-row').dataset.key"
+    header = (
+        "[...document.querySelectorAll('#board th')].find((th) => th.textContent === 'test loss')"
+    )
+    menu = "document.getElementById('sort-by')"
+    with serving(written.root) as server:
+        page.open(server.url)
+        page.run(f"{header}.click()")
+        assert page.run(first) == min(loss, key=loss.get)
+        page.run(f"{menu}.value = 'model'; {menu}.dispatchEvent(new Event('change'))")
+        page.run(f"{menu}.value = 'test:loss'; {menu}.dispatchEvent(new Event('change'))")
+        assert page.run(first) == min(loss, key=loss.get)
+
+
 def test_the_hyperparameter_plot_puts_each_cell_at_its_hparam(tmp_path, page):
     written = write_bench(tmp_path / "grid", blurb_json(), diverge=True)
     cells = written.cells.set_index("cell_id")

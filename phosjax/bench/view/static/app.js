@@ -321,6 +321,14 @@ function renderSortBy(sortable) {
   $("sort-dir").textContent = state.sort.dir > 0 ? "↑" : "↓";
 }
 
+// The order a column is first sorted in: lowest first for a loss (aux losses too) or a
+// time in seconds (best first, as `defaultSort` sorts the loss), largest first for any
+// other number (an accuracy, the steps done), text in natural order.
+function firstDirection(column) {
+  if (column?.metric && /loss|^aux\/|_s$/.test(column.metric.metric)) return 1;
+  return column?.numeric ? -1 : 1;
+}
+
 function defaultSort() {
   const metrics = state.board.metrics;
   const split = state.splits[0];
@@ -389,7 +397,7 @@ function renderBoard() {
       th.textContent = column.label;
       th.classList.add("sortable");
       if (state.sort.key === column.key) th.classList.add(state.sort.dir > 0 ? "asc" : "desc");
-      th.addEventListener("click", () => chooseSort(state.sort.key === column.key ? { key: column.key, dir: -state.sort.dir } : { key: column.key, dir: column.numeric ? -1 : 1 }));
+      th.addEventListener("click", () => chooseSort(state.sort.key === column.key ? { key: column.key, dir: -state.sort.dir } : { key: column.key, dir: firstDirection(column) }));
     }
     head.appendChild(th);
   }
@@ -1349,7 +1357,7 @@ async function main() {
   $("all-metrics").addEventListener("change", (e) => { state.allMetrics = e.target.checked; renderAll(); });
   $("sort-by").addEventListener("change", () => {
     const key = $("sort-by").value;
-    chooseSort({ key, dir: tableColumns().find((c) => c.key === key)?.numeric ? -1 : 1 });
+    chooseSort({ key, dir: firstDirection(tableColumns().find((c) => c.key === key)) });
   });
   $("sort-dir").addEventListener("click", () => chooseSort({ ...state.sort, dir: -state.sort.dir }));
   $("curve-metric").addEventListener("change", renderCurves);
