@@ -765,6 +765,27 @@ def test_a_flat_curve_smoothed_gets_an_axis(tmp_path, page):
     assert "0.75" in ticks and len(set(ticks)) == len(ticks) <= 10
 
 
+def test_the_y_axis_fits_the_lines_that_did_not_diverge(tmp_path, page):
+    """A loss soaring to 1e22 before its NaN (a learning rate far too high) set the y
+    axis, and every other line lay flat along 0."""
+    (tmp_path / _layout.MARKER).write_text(json.dumps({"format": _layout.FORMAT}))
+    series = [
+        {"key": "a", "label": "a", "color": "#000", "x": [0, 1, 2], "y": [2, 1, 0.5]},
+        {"key": "b", "label": "b", "color": "#f00", "x": [0, 1, 2], "y": [2, 1e22, math.nan]},
+    ]
+    series[1]["diverged"] = True
+    drawn = (
+        "(() => { const box = document.createElement('div'); document.body.append(box);"
+        f" m.linePlot(box, {{ series: {json.dumps(series)} }});"  # NaN: JavaScript's too
+        " return [...box.querySelectorAll('.axes text[text-anchor=\"end\"]')]"
+        ".map((t) => Number(t.textContent)); })()"
+    )
+    with serving(tmp_path) as server:
+        page.open(server.url)
+        ticks = page.run(f"import('./static/plot.js').then((m) => {drawn})")
+    assert ticks and max(ticks) <= 2.5, ticks
+
+
 def test_an_axis_gets_at_least_two_ticks(tmp_path, page):
     """A path weight from 0.02 to 0.33 in a short aux plot (3 ticks asked): its step was
     rounded up to 0.2, which left one tick, 0.2, and so no scale."""

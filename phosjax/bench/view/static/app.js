@@ -547,8 +547,9 @@ function plotSeries(raw, split, weight = 0) {
     if (!members.length) continue;
     if (state.mode === "cells") {
       const s = members[0];
-      const diverged = s.y.some(nonfinite) ? " (diverged)" : "";
-      out.push({ key: r.key, label: `${r.row.configLabel} · seed ${r.row.seed}${diverged}`, color: r.color, x: s.step, y: smooth(s.y, weight) });
+      const diverged = s.y.some(nonfinite);
+      const label = `${r.row.configLabel} · seed ${r.row.seed}${diverged ? " (diverged)" : ""}`;
+      out.push({ key: r.key, label, color: r.color, x: s.step, y: smooth(s.y, weight), diverged });
       continue;
     }
     const steps = [...new Set(members.flatMap((s) => s.step))].sort((a, b) => a - b);
@@ -559,7 +560,7 @@ function plotSeries(raw, split, weight = 0) {
     const hi = members.length > 1 ? steps.map((step) => Math.max(...column(step))) : null;
     const diverged = members.filter((s) => s.y.some(nonfinite)).length;
     const seeds = diverged ? `${counted(members.length, "seed")}, ${diverged} diverged` : counted(members.length, "seed");
-    out.push({ key: r.key, label: `${r.row.configLabel} (${seeds})`, color: r.color, x: steps, y, lo, hi });
+    out.push({ key: r.key, label: `${r.row.configLabel} (${seeds})`, color: r.color, x: steps, y, lo, hi, diverged: diverged > 0 });
   }
   return out;
 }

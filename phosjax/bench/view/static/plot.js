@@ -189,11 +189,14 @@ function pathOf(xs, ys, sx, sy, ok, dots = false) {
   return d;
 }
 
-// A line chart. series: [{key, label, color, x: [], y: [], lo?: [], hi?: []}].
+// A line chart. series: [{key, label, color, x: [], y: [], lo?: [], hi?: [], diverged?}].
 // Hovering shows the nearest step's values; `onHover(key | null)` reports the nearest series.
+// The y axis fits the series not `diverged`, where there are any: one that diverged often
+// soars (to 1e22) before its NaN, which flattened every other line against the axis.
 export function linePlot(el, { series, xLabel = "step", yLabel = "", title = "", logY = false, height = 300, yFormat = format, onHover = null }) {
   const xs = series.flatMap((s) => s.x);
-  const ys = series.flatMap((s) => [...s.y, ...(s.lo || []), ...(s.hi || [])]);
+  const fitted = series.some((s) => !s.diverged) ? series.filter((s) => !s.diverged) : series;
+  const ys = fitted.flatMap((s) => [...s.y, ...(s.lo || []), ...(s.hi || [])]);
   const f = frame(el, { xs, ys, xLabel, yLabel, title, logY, height, yFormat });
   const ok = (v) => v !== null && Number.isFinite(v) && (!logY || v > 0);
   for (const s of series) {
