@@ -141,7 +141,7 @@ def _is_morph_config(data: Any) -> bool:
 
 
 def _check_config_file(path: str) -> None:
-    """Raises a `BenchError` naming a bad key or value of ``path`` (clearer than
+    """Raises a `BenchError` naming ``path`` and a bad key or value of it (clearer than
     jsonargparse's), or saying it is a config of ``python -m phosjax.morph``; the command's
     own keys (``dir``, ``resume``, ...) may be there."""
     data = read_yaml(path)
@@ -153,7 +153,10 @@ def _check_config_file(path: str) -> None:
         )
     if isinstance(data, Mapping):
         data = {k: v for k, v in data.items() if k not in _OWN}
-    BenchConfig.from_dict(data or {})
+    try:
+        BenchConfig.from_dict(data or {})
+    except BenchError as error:  # which of the --config files (a base and overrides)
+        raise BenchError(f"{path}: {error}") from None
 
 
 def _config_keys(argv: Sequence[str]) -> set[str]:

@@ -376,6 +376,20 @@ def test_new_exits_non_zero_on_bad_input_and_writes_nothing(tmp_path, capsys, te
     assert not bench.exists()
 
 
+def test_a_bad_key_of_one_of_several_config_files_names_that_file(tmp_path, capsys):
+    """'--config base.yaml --config fast.yaml' with 'fast.yaml' misspelling a key said which
+    key, not in which file."""
+    from phosjax.bench.new import main
+
+    base = write(tmp_path, "models: [mlp]\n")
+    override = tmp_path / "fast.yaml"
+    override.write_text("grid: {stepz: 5}\n")
+    argv = ["--config", str(base), "--config", str(override), "--dir", str(tmp_path / "b")]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.startswith(f"error: {override}: unknown key 'stepz' in grid.")
+    assert not (tmp_path / "b").exists()
+
+
 def test_regularizers_are_entries_with_a_strength_axis(tmp_path):
     text = (
         "models: [mlp]\ngrid:\n  regularizers:\n"
