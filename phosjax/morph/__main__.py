@@ -224,12 +224,13 @@ def parser() -> _Parser:
     )
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     parser.add_class_arguments(ModelConfig, "model", skip=set(_LOOSE_MODEL_FIELDS))
+    model = (parser.groups or {})["model"]  # its --help lists them with the others
     for name, (kind, help) in _LOOSE_MODEL_FIELDS.items():
         default = _WRITTEN_DEFAULTS.get(name, _MODEL_DEFAULTS[name])
         given: dict[str, Any] = (
             {"required": True} if default is dataclasses.MISSING else {"default": default}
         )
-        parser.add_argument(f"--model.{name}", type=kind, help=help, **given)
+        model.add_argument(f"--model.{name}", type=kind, help=help, **given)
     parser.add_class_arguments(MorphConfig, None, skip={"model"})
     return parser
 

@@ -646,6 +646,16 @@ def test_help_says_what_the_loop_writes_and_that_the_same_command_continues_it(c
     assert "a bench's own directory works, a folder inside a bench does not" in text
 
 
+def test_help_lists_every_model_field_under_the_model(capsys):
+    """--model.input_shape and --model.options were listed among the command's own options
+    (--dir, --overwrite), away from --model.name and the model's other fields."""
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    model = capsys.readouterr().out.split("Which registered model")[1].split("\n\n")[0]
+    for field in ("name", "num_classes", "depth", "width", "input_shape", "options"):
+        assert f"--model.{field} " in model
+
+
 def test_a_misspelt_option_is_one_line_naming_the_nearest(tmp_path, capsys):
     """As the bench's commands say it (it was argparse's usage, then "the following
     arguments are required: --dir", not the misspelling)."""
