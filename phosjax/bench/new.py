@@ -121,7 +121,24 @@ def parser() -> ArgumentParser:
         if action.dest in _NAMED:
             names = f"One of: {', '.join(_NAMED[action.dest])}."
             action.help = f"{action.help} {names}" if action.help else names
+    _append_to_counted_seeds(next(a for a in parser._actions if a.dest == "seeds"))
     return parser
+
+
+def _append_to_counted_seeds(action: Any) -> None:
+    """Makes ``action`` (``--seeds``) append with ``--seeds+`` to a number of seeds the
+    seeds it numbers (``seeds: 2``: 0 and 1); jsonargparse took the number for a seed
+    (``--seeds+ 5`` on ``seeds: 2`` planned seeds 2 and 5, not 0, 1 and 5)."""
+    parse = type(action).__call__
+
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if len(args) == 4 and args[3] == "--seeds+":  # (parser, namespace, value, option)
+            count = args[1].get("seeds")
+            if isinstance(count, int) and not isinstance(count, bool):
+                args[1]["seeds"] = list(range(count))
+        return parse(self, *args, **kwargs)
+
+    action.__class__ = type("SeedsAction", (type(action),), {"__call__": call})
 
 
 def _is_morph_config(data: Any) -> bool:

@@ -313,6 +313,17 @@ def test_command_line_overrides_the_yaml(tmp_path):
     assert (config.grid.steps, config.seeds, config.models) == (50, 3, ["mlp"])
 
 
+@pytest.mark.parametrize(
+    ("given", "seeds"),
+    [(["--seeds+", "5"], [0, 1, 2, 5]), (["--seeds", "[3]", "--seeds+", "[7, 8]"], [3, 7, 8])],
+)
+def test_seeds_appended_to_a_number_of_seeds_add_to_the_seeds_it_numbers(tmp_path, given, seeds):
+    """'--seeds+ 5' on 'seeds: 3' (seeds 0, 1 and 2) gave seeds 3 and 5."""
+    path = write(tmp_path, "models: [mlp]\nseeds: 3\n")
+    args = parser().parse_args(["--config", str(path), "--dir", "runs/x", *given])
+    assert args.seeds == seeds
+
+
 def test_print_config_prints_the_resolved_config(tmp_path, capsys):
     path = write(tmp_path, "models: [mlp, cnn1d]\ngrid: {steps: 50}\n")
     with pytest.raises(SystemExit) as exit_info:
