@@ -226,6 +226,33 @@ as in '{T: [0.5, 2.0]}')"
     return f" (YAML cannot read it: {problem}; {how})"
 
 
+_BAD_FLAG = re.compile(r'\AInvalid option "(.*)" for (--print_config)$')
+_PRINT_CONFIG_FLAGS = ("skip_default", "skip_unset")
+"""The flags ``--print_config`` takes (jsonargparse's, without ruamel.yaml's ``comments``)."""
+
+
+def print_config_flag_line(message: str) -> str:
+    """jsonargparse's message about a flag that ``--print_config`` does not take, with the
+    nearest flag and those it takes; other messages as they are.
+
+    Examples:
+      >>> print(print_config_flag_line('Invalid option "skip_defaults" for --print_config'))
+      --print_config: unknown flag 'skip_defaults'. Did you mean 'skip_default' or 'skip_unset'? \
+It takes skip_default, skip_unset or both, e.g. --print_config=skip_default,skip_unset
+      >>> print_config_flag_line("unrecognized arguments: --x")
+      'unrecognized arguments: --x'
+    """
+    found = _BAD_FLAG.match(message)
+    if found is None:
+        return message
+    flags = _PRINT_CONFIG_FLAGS
+    near = did_you_mean([found[1]], flags) or "."
+    return (
+        f"{found[2]}: unknown flag {found[1]!r}{near} It takes {', '.join(flags)} or both, "
+        f"e.g. {found[2]}={','.join(flags)}"
+    )
+
+
 REQUIRED = "the following arguments are required: "
 """How argparse (and jsonargparse) begins its message about missing arguments."""
 
@@ -259,9 +286,8 @@ class Parser(ArgumentParser):
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         if not self.exit_on_error:  # jsonargparse parsing inside: it raises
             super().error(message, ex)
-        usage_error(
-            self, self._group_error(message) or value_error_line(required_as_options(message))
-        )
+        line = value_error_line(required_as_options(print_config_flag_line(message)))
+        usage_error(self, self._group_error(message) or line)
 
     def _group_error(self, message: str) -> str | None:
         """jsonargparse's message about the value of a group's option (``--grid``,

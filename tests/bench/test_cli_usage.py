@@ -111,6 +111,20 @@ def test_an_empty_or_missing_dir_is_one_line_naming_the_option(command, dir_args
     )
 
 
+@pytest.mark.parametrize("module", ["phosjax.bench.new", "phosjax.morph.__main__"])
+def test_an_unknown_print_config_flag_names_the_flags_it_takes(module, capsys):
+    """'--print_config=skip_defaults' said 'Invalid option "skip_defaults" for
+    --print_config', not which flags it takes."""
+    with pytest.raises(SystemExit) as exit_info:
+        importlib.import_module(module).main(["--dir", "d", "--print_config=skip_defaults"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.startswith(
+        "error: --print_config: unknown flag 'skip_defaults'. Did you mean 'skip_default' or "
+        "'skip_unset'? It takes skip_default, skip_unset or both, e.g. "
+        "--print_config=skip_default,skip_unset; python -m phosjax."
+    )
+
+
 def test_an_empty_dir_of_a_morph_run_asks_for_the_run_directory(capsys):
     """It asked for 'the bench directory', which a morph run's --dir need not be."""
     from phosjax.morph.__main__ import main
