@@ -3,6 +3,7 @@ as YAML lists (``--models mlp,cnn1d``), ``--config`` files first, the options an
 it gives."""
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 
 from phosjax.bench._errors import BenchError
@@ -121,19 +122,30 @@ def _yaml_list(option: str, values: Sequence[str], example: str) -> str:
 def config_files_first(argv: Sequence[str]) -> list[str]:
     """``argv`` with its ``--config`` files moved to the front (in their order), so every
     other option overrides them wherever it stands; jsonargparse applies options in order,
-    and a file after an option silently set that key back.
+    and a file after an option silently set that key back. A ``~`` beginning a file is
+    expanded to the home directory, as the shell expands ``--config ~/a.yaml`` but not
+    ``--config=~/a.yaml`` (a file "does not exist").
 
     Examples:
       >>> config_files_first(["--grid.steps", "7", "--config", "a.yaml", "--config=b.yaml"])
       ['--config', 'a.yaml', '--config=b.yaml', '--grid.steps', '7']
+      >>> home = os.path.expanduser("~")
+      >>> config_files_first(["--config=~/a.yaml", "--config", "~"]) == [
+      ...     f"--config={home}/a.yaml", "--config", home]
+      True
     """
     files: list[str] = []
     rest: list[str] = []
     taking = False  # the file after a bare --config
     for arg in argv:
-        if taking or arg == "--config" or arg.startswith("--config="):
+        if taking:
+            files.append(os.path.expanduser(arg))
+            taking = False
+        elif arg.startswith("--config="):
+            files.append(f"--config={os.path.expanduser(arg.split('=', 1)[1])}")
+        elif arg == "--config":
             files.append(arg)
-            taking = arg == "--config"
+            taking = True
         else:
             rest.append(arg)
     return files + rest

@@ -125,6 +125,19 @@ def test_an_unknown_print_config_flag_names_the_flags_it_takes(module, capsys):
     )
 
 
+@pytest.mark.parametrize("module", ["phosjax.bench.new", "phosjax.morph.__main__"])
+def test_a_config_file_beginning_with_a_tilde_after_an_equals_sign_is_read_from_home(
+    module, tmp_path, monkeypatch, capsys
+):
+    """'--config=~/c.yaml', which the shell leaves as it is, said "config file
+    '~/c.yaml' does not exist"."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "c.yaml").write_text("modelz: [mlp]\n")
+    main = importlib.import_module(module).main
+    assert main(["--config=~/c.yaml", "--dir", str(tmp_path / "b")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {tmp_path / 'c.yaml'}: ")
+
+
 def test_an_empty_dir_of_a_morph_run_asks_for_the_run_directory(capsys):
     """It asked for 'the bench directory', which a morph run's --dir need not be."""
     from phosjax.morph.__main__ import main
