@@ -157,23 +157,43 @@ def _is_morph_config(data: Any) -> bool:
     return isinstance(data.get("model"), Mapping) and set(data) <= fields
 
 
-def _check_config_file(path: str) -> None:
-    """Raises a `BenchError` naming ``path`` and a bad key or value of it (clearer than
-    jsonargparse's), or saying it is a config of ``python -m phosjax.morph``; the command's
-    own keys (``dir``, ``resume``, ...) may be there."""
-    data = read_yaml(path)
-    if _is_morph_config(data):
-        raise BenchError(
-            f"{path} is a config of `python -m phosjax.morph` (a model and its MorphNet "
-            f"loop), not of a bench: run `python -m phosjax.morph --config {path} --dir DIR`; "
-            "a bench config has models, datasets and grid (configs/example.yaml)."
-        )
-    if isinstance(data, Mapping):
+def _check_config_files(paths: Sequence[str]) -> None:
+    """Raises a `BenchError` for ``--config`` files that make a config a run refuses, each
+    read over the ones before it (``grid`` key by key, as jsonargparse reads them), naming
+    the first file from which on it is refused and the bad key or value (clearer than
+    jsonargparse's), or for a config of ``python -m phosjax.morph``; the command's own keys
+    (``dir``, ``resume``, ...) may be there."""
+    read: list[tuple[str, dict[str, Any]]] = []  # each file, with the config so far
+    config: dict[str, Any] = {}
+    for path in paths:
+        data = read_yaml(path)
+        if _is_morph_config(data):
+            raise BenchError(
+                f"{path} is a config of `python -m phosjax.morph` (a model and its MorphNet "
+                f"loop), not of a bench: run `python -m phosjax.morph --config {path} --dir "
+                "DIR`; a bench config has models, datasets and grid (configs/example.yaml)."
+            )
+        if not isinstance(data, Mapping):
+            raise BenchError(f"{path}: {_refused(data)}")
         data = {k: v for k, v in data.items() if k not in _OWN}
+        before, given = config.get("grid"), data.get("grid")
+        config = {**config, **data}
+        if isinstance(before, Mapping) and isinstance(given, Mapping):
+            config["grid"] = {**before, **given}
+        read.append((path, config))
+    problem = _refused(config)
+    if problem is not None:
+        path = next((path for path, so_far in read if _refused(so_far) == problem), "")
+        raise BenchError(f"{path or ', '.join(paths)}: {problem}")
+
+
+def _refused(data: Any) -> str | None:
+    """Why `BenchConfig.from_dict` refuses ``data``; None if it takes it."""
     try:
-        BenchConfig.from_dict(data or {})
-    except BenchError as error:  # which of the --config files (a base and overrides)
-        raise BenchError(f"{path}: {error}") from None
+        BenchConfig.from_dict(data)
+    except BenchError as error:
+        return str(error)
+    return None
 
 
 def _config_keys(argv: Sequence[str]) -> set[str]:
@@ -264,8 +284,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Runs the command line ``argv`` (default ``sys.argv[1:]``)."""
     argv = config_files_first(sys.argv[1:] if argv is None else argv)
     argv = _stored_config_to_print(names_as_lists(argv, _EXAMPLES))
-    for path in config_files(argv):  # named, clear errors before jsonargparse's
-        _check_config_file(path)
+    _check_config_files(config_files(argv))  # named, clear errors before jsonargparse's
     args = parser().parse_args(argv)
     if args.resume and args.force:
         raise BenchError(

@@ -333,6 +333,21 @@ def test_print_config_prints_the_resolved_config(tmp_path, capsys):
     assert "- cnn1d" in out and "steps: 50" in out and "checkpoint_every: 500" in out
 
 
+def test_a_config_file_is_checked_over_the_ones_before_it(tmp_path, capsys):
+    """'--config base.yaml --config warm.yaml' (steps: 5000, then warmup_steps: 2000) was
+    refused: 'warm.yaml' was checked alone, over the default 1000 steps."""
+    from phosjax.bench.new import main
+
+    base = write(tmp_path, "models: [mlp]\ngrid: {steps: 5000}\n")
+    warm = tmp_path / "warm.yaml"
+    warm.write_text("grid: {warmup_steps: 2000}\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--config", str(base), "--config", str(warm), "--dir", "d", "--print_config"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "warmup_steps: 2000" in out and "steps: 5000" in out
+
+
 def test_print_config_refuses_a_data_set_a_run_would_refuse(tmp_path, capsys):
     """It printed datasets: [mnist1dd] (exit 0), which the run then refused."""
     from phosjax.bench.new import main
