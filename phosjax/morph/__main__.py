@@ -102,22 +102,55 @@ def load_config(path: str, given: Sequence[str] = ()) -> MorphConfig:
       ...
       ValueError: config file '/no/such.yaml' does not exist.
     """
-    data = read_file(path)  # its errors name the file and say why it cannot be read
-    try:
+    return load_configs([path], given)
+
+
+def load_configs(paths: Sequence[str], given: Sequence[str] = ()) -> MorphConfig:
+    """The `MorphConfig` of the YAML files ``paths``, each read over the ones before it
+    (``model`` key by key, as jsonargparse reads them); a problem is a ValueError naming
+    the first file from which on the config has it (`load_config`, ``given``)."""
+    read: list[tuple[str, dict[str, Any]]] = []  # each file, with the config so far
+    config: dict[str, Any] = {}
+    for path in paths:
+        data = read_file(path)  # its errors name the file and say why it cannot be read
         if _is_bench_config(data):
             raise ValueError(
-                "a bench's config (models x data sets x grid), not a MorphNet loop's: run "
-                f"`python -m phosjax.bench.new --config {path} --dir DIR`; a MorphNet loop's "
-                "config has a model, a dataset and iterations (configs/morph_mnist1d.yaml)"
+                f"{path}: a bench's config (models x data sets x grid), not a MorphNet loop's: "
+                f"run `python -m phosjax.bench.new --config {path} --dir DIR`; a MorphNet "
+                "loop's config has a model, a dataset and iterations (configs/morph_mnist1d.yaml)"
             )
-        stand_ins = {k: v for k, v in _STAND_INS.items() if k in given}
-        if stand_ins and isinstance(data, Mapping):
-            model = data.get("model", {})
-            if isinstance(model, Mapping):
-                data = {**data, "model": {**stand_ins, **model}}
-        return MorphConfig.from_dict(data)
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{path}: {_refused(data, given)}")
+        before, model = config.get("model"), data.get("model")
+        config = {**config, **data}
+        if isinstance(before, Mapping) and isinstance(model, Mapping):
+            config["model"] = {**before, **model}
+        read.append((path, config))
+    problem = _refused(config, given)
+    if problem is not None:
+        path = next((p for p, so_far in read if _refused(so_far, given) == problem), "")
+        raise ValueError(f"{path or ', '.join(paths)}: {problem}")
+    return _morph_config(config, given)
+
+
+def _refused(data: Any, given: Sequence[str]) -> str | None:
+    """Why `_morph_config` refuses ``data``; None if it takes it."""
+    try:
+        _morph_config(data, given)
     except (ValueError, TypeError) as error:
-        raise ValueError(f"{path}: {error}") from error
+        return str(error)
+    return None
+
+
+def _morph_config(data: Any, given: Sequence[str]) -> MorphConfig:
+    """`MorphConfig.from_dict` of ``data``, with a stand-in for each model field that the
+    command line sets (``given``)."""
+    stand_ins = {k: v for k, v in _STAND_INS.items() if k in given}
+    if stand_ins and isinstance(data, Mapping):
+        model = data.get("model", {})
+        if isinstance(model, Mapping):
+            data = {**data, "model": {**stand_ins, **model}}
+    return MorphConfig.from_dict(data)
 
 
 def _fail(message: str) -> int:
@@ -351,8 +384,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     refuse_unknown_options(command_line, argv)
     given = _model_fields_given(argv)
     try:
-        for path in config_files(argv):  # named, clear errors before jsonargparse's
-            load_config(path, given)
+        if config_files(argv):  # named, clear errors before jsonargparse's
+            load_configs(config_files(argv), given)
     except ValueError as error:
         return _fail(str(error))
     source = _source(argv)

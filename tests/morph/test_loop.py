@@ -145,6 +145,22 @@ def test_a_config_file_reads_an_exponent_without_a_dot_as_a_number_everywhere(tm
     assert config.learning_rate == 0.003
 
 
+def test_a_config_file_is_read_over_the_ones_before_it(tmp_path, capsys):
+    """'--config base.yaml --config fast.yaml' with 'fast.yaml' setting only 'steps' and the
+    model's width was refused: 'fast.yaml' was checked alone ('needs a model')."""
+    (tmp_path / "steps.yaml").write_text("steps: 10\n")
+    printed = _print_config(tmp_path, capsys, "--config", str(tmp_path / "steps.yaml"))
+    assert "\nsteps: 10\n" in printed and "name: cnn1d" in printed
+    base, fast = tmp_path / "base.yaml", tmp_path / "fast.yaml"
+    base.write_text("model: {name: cnn1d, num_classes: 10, input_shape: [40]}\n")
+    fast.write_text("model: {width: [16, 16, 16]}\nsteps: 10\n")
+    config = cli.load_configs([str(base), str(fast)])
+    assert (config.model.name, config.model.width, config.steps) == ("cnn1d", (16, 16, 16), 10)
+    fast.write_text("stepz: 10\n")
+    with pytest.raises(ValueError, match=f"^{re.escape(str(fast))}: MorphConfig has no field"):
+        cli.load_configs([str(base), str(fast)])
+
+
 @pytest.mark.parametrize(
     "text, expected",
     [
