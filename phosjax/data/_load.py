@@ -379,11 +379,14 @@ def _parse(name: str) -> tuple[str, dict[str, Any]]:
 
 def _respelled(name: str) -> str:
     """``. Did you mean ...?`` with `name` without spaces around it, a ``/`` at its end or
-    hyphens (``_`` instead), where that is a well-formed TFDS name; "" if it is not.
+    hyphens (``_`` instead), and spelled as TFDS names its data set, where that is a
+    well-formed TFDS name; "" if it is not.
 
     Examples:
         >>> _respelled("my-images"), _respelled(" digits/"), _respelled("digits:1.0")
         (". Did you mean 'my_images'?", ". Did you mean 'digits'?", '')
+        >>> _respelled("My-Images/small")  # not 'My_Images/small', refused in turn
+        ". Did you mean 'my_images/small'?"
     """
     import tensorflow_datasets as tfds
 
@@ -392,6 +395,9 @@ def _respelled(name: str) -> str:
         dataset = tfds.core.naming.parse_builder_name_kwargs(fixed)[0]
     except ValueError:
         return ""
+    spelled = re.split("[/:]", fixed, maxsplit=1)[0]
+    if spelled != dataset.name:
+        fixed = _right_spelling(spelled, dataset.name) + fixed[len(spelled) :]
     return f". Did you mean {fixed!r}?" if fixed != name and not dataset.namespace else ""
 
 
@@ -407,14 +413,20 @@ def _refuse_another_spelling(name: str, dataset: str) -> None:
     spelled = re.split("[/:]", name, maxsplit=1)[0]
     if spelled == dataset:
         return
-    # TFDS's snake_case of "My_Images" is "my__images": one underscore is what was meant
-    right = spelled.lower() if spelled.lower() in BUILTIN_NAMES else re.sub("__+", "_", dataset)
+    right = _right_spelling(spelled, dataset)
     raise ValueError(
         f"data set name {name!r} spells its data set {spelled!r}, which TFDS reads as "
         f"{dataset!r}; write {right + name[len(spelled) :]!r}: data set names are lower-case "
         f"snake_case as TFDS names them, one name per data set (a bench given {spelled!r} "
         f"and {right!r} would train and report them as two)"
     )
+
+
+def _right_spelling(spelled: str, dataset: str) -> str:
+    """How to write `spelled`, a data set's name that TFDS reads as `dataset`: lower-case
+    if that is a built-in name, else `dataset` with one underscore where it has several
+    (TFDS's snake_case of ``My_Images`` is ``my__images``)."""
+    return spelled.lower() if spelled.lower() in BUILTIN_NAMES else re.sub("__+", "_", dataset)
 
 
 _HELD_OUT = ("test", "validation", "valid", "val", "eval", "dev")

@@ -898,6 +898,7 @@ def test_a_malformed_name_says_what_a_name_looks_like(toys_dir):
         ("toy-configs", "toy_configs"),
         ("toy_configs/", "toy_configs"),
         (" toy_configs", "toy_configs"),
+        ("Toy-Configs/small", "toy_configs/small"),  # not 'Toy_Configs/small', refused in turn
     ],
 )
 def test_a_malformed_name_offers_it_without_hyphens_spaces_or_a_slash_at_its_end(
@@ -906,6 +907,7 @@ def test_a_malformed_name_offers_it_without_hyphens_spaces_or_a_slash_at_its_end
     # It said what a name looks like, not the name meant.
     with pytest.raises(ValueError, match=rf"is malformed; .*\. Did you mean '{meant}'\?$"):
         check_loadable(name, data_dir=toys_dir)
+    check_loadable(meant, data_dir=toys_dir)  # the name offered is taken
 
 
 @pytest.mark.parametrize(
