@@ -54,6 +54,8 @@ from phosjax.data._load import (
     NoSuchFeatureError,
     SplitInNameError,
     declared_shapes,
+    resolved_layout,
+    resolved_name,
 )
 from phosjax.data._splits import MissingSplitsError, SplitsError, splits_written
 from phosjax.models import ModelConfig, registered_models
@@ -274,6 +276,38 @@ def check_datasets(
         if classes is not None:
             declared[name] = DeclaredShape(name, shape, classes)
     return declared
+
+
+def check_distinct_datasets(config: BenchConfig) -> None:
+    """Raises a BenchError where two names of ``config.datasets`` are one data set read
+    alike (its `resolved_name` and `resolved_layout`: ``digits`` and ``digits:1.0.0``),
+    which a bench would train and report as two; `check_datasets` first, where there are
+    two names. A new bench is checked so; one made so before still continues."""
+    names, features, splits = config.datasets, config.dataset_features, config.dataset_splits
+    if len(names) < 2:
+        return
+    check_datasets(names, config.data_dir, features, splits)
+    first: dict[tuple[Any, ...], str] = {}
+    for name in names:
+        resolved = resolved_name(name, data_dir=config.data_dir)
+        x_key, y_key, pair = resolved_layout(
+            name, data_dir=config.data_dir, features=features.get(name), splits=splits.get(name)
+        )
+        kept = first.setdefault((resolved, x_key, y_key, pair), name)
+        if kept == name:
+            continue
+        entries = [
+            field
+            for field in ("dataset_features", "dataset_splits")
+            if name in getattr(config, field)
+        ]
+        without = f", and no {' or '.join(entries)} entry for {name!r}" if entries else ""
+        raise BenchError(
+            f"datasets names one data set twice: {kept!r} and {name!r} are both {resolved}, "
+            f"read alike (input {x_key!r}, label {y_key!r}, splits {list(pair)}), which a "
+            f"bench would train and report as two; keep {kept!r} alone: datasets: "
+            f"[{', '.join(each for each in names if each != name)}]{without}"
+        )
 
 
 def check_model_sizes(

@@ -37,6 +37,7 @@ from phosjax.bench._plan import (
     Plan,
     check_config,
     check_datasets,
+    check_distinct_datasets,
     check_model_sizes,
     check_models,
     given_datasets,
@@ -251,6 +252,9 @@ def run(
     _check_imports(imports)
     import_for_bench(directory, imports, planned_models(directory, config, force))
     root = pathlib.Path(directory)
+    if datasets is None and config is not None and _starts_anew(root, config, resume, force):
+        new = config  # checked before an old bench moves aside; one made so continues
+        in_every_process(lambda: check_distinct_datasets(new), "check the bench's data sets")
     plans: dict[str, Plan] = {}  # with force: planned before an old bench moves aside
 
     def check(given: BenchConfig) -> None:
@@ -263,6 +267,16 @@ def run(
         print(f"moved the old bench to {moved}", file=sys.stderr)
     planned = plans.get(config.digest())
     return _execute(config, root, datasets, process, progress, planned, seen, imports, clock)
+
+
+def _starts_anew(root: pathlib.Path, config: BenchConfig, resume: bool, force: bool) -> bool:
+    """Whether running ``config`` in ``root`` starts a bench (as `choose_config` does):
+    none is there, or ``force`` moves aside one of another config; not where one continues."""
+    if resume:
+        return False
+    if not _layout.is_bench(root):
+        return True
+    return force and bool(open_bench(root)[0].differences(config))
 
 
 def _config_hash(root: pathlib.Path) -> str | None:

@@ -1,5 +1,6 @@
 """`run` and `add_models_to` on a tiny bench: results, files, re-runs, refusals, schemas."""
 
+import dataclasses
 import fcntl
 import json
 import pathlib
@@ -361,6 +362,34 @@ def test_a_moved_data_dir_is_the_same_bench_and_reads_from_there(bench, toy, tmp
     again = run(moved, copy, datasets=toy)
     pd.testing.assert_frame_equal(sort(again), sort(results))  # nothing trained again
     assert load_config(copy / _layout.CONFIG).data_dir == f"{tmp_path}/data/"  # the given one
+
+
+def test_a_new_bench_naming_one_data_set_twice_is_refused(tmp_path):
+    # It trained digits twice and reported it as two data sets.
+    config = tiny_config(datasets=["digits", "digits:1.0.0"], data_dir=str(tmp_path / "data"))
+    with pytest.raises(BenchError) as raised:
+        run(config, tmp_path / "bench", progress=False)
+    assert str(raised.value) == (
+        "datasets names one data set twice: 'digits' and 'digits:1.0.0' are both "
+        "digits:1.0.0, read alike (input 'image', label 'label', splits ['train', 'test']), "
+        "which a bench would train and report as two; keep 'digits' alone: datasets: [digits]"
+    )
+    assert not (tmp_path / "bench").exists() and not (tmp_path / "data").exists()
+    _directory.write_meta(tmp_path / "old", tiny_config(), ["mlp", "choicenet"], 1)
+    with pytest.raises(BenchError, match="datasets names one data set twice"):
+        run(config, tmp_path / "old", force=True, progress=False)  # before it moves aside
+    assert [path.name for path in tmp_path.iterdir()] == ["old"]
+    halves = {"digits:1.0.0": ["train[:50%]", "test"]}  # read otherwise: two data sets
+    _plan.check_distinct_datasets(dataclasses.replace(config, dataset_splits=halves))
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_a_bench_naming_one_data_set_twice_continues(tmp_path, monkeypatch, force):
+    config = tiny_config(datasets=["digits", "digits:1.0.0"], data_dir=str(tmp_path / "data"))
+    _directory.write_meta(tmp_path, config, ["mlp", "choicenet"], 1)  # made before the check
+    monkeypatch.setattr(_runner, "_execute", lambda config, *args: config.datasets)
+    assert run(config, tmp_path, force=force) == ["digits", "digits:1.0.0"]
+    assert run(None, tmp_path, resume=True) == ["digits", "digits:1.0.0"]
 
 
 def test_another_config_is_refused_and_nothing_touched(bench, toy):
