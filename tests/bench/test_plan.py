@@ -313,6 +313,20 @@ def test_data_set_names_load_accepts_the_bench_accepts(toys_dir):
     assert {data.x_train.shape for data in datasets.values()} == {(5, 2)}
 
 
+def test_a_data_set_named_with_its_default_config_is_one_data_set(toys_dir):
+    names = ["toy_configs", "toy_configs/small"]  # the default config of toy_configs
+    splits = {"toy_configs/small": ["train", "test"]}  # as read without it
+    config = tiny_config(datasets=names, data_dir=toys_dir, dataset_splits=splits)
+    with pytest.raises(BenchError) as raised:
+        _plan.check_distinct_datasets(config)
+    assert str(raised.value) == (
+        "datasets names one data set twice: 'toy_configs' and 'toy_configs/small' are both "
+        "toy_configs/small:1.0.0, read alike (input 'image', label 'label', splits ['train', "
+        "'test']), which a bench would train and report as two; keep 'toy_configs' alone: "
+        "datasets: [toy_configs], and no dataset_splits entry for 'toy_configs/small'"
+    )
+
+
 @pytest.mark.parametrize(
     ("name", "match"),
     [
