@@ -17,6 +17,7 @@ import tensorflow_datasets as tfds
 import phosjax.data
 from phosjax.data import (
     ArrayDataset,
+    MissingFeaturesError,
     MissingSplitsError,
     NoSuchFeatureError,
     SplitInNameError,
@@ -175,12 +176,13 @@ def test_an_unsupported_feature_names_features_that_can_be_read(toys_dir):
 
 
 def test_features_pick_the_input_and_label_of_a_data_set_without_supervised_keys(toys_dir):
-    with pytest.raises(
-        ValueError,
-        match=r"no feature 'image' \(features: \['digit', 'pixels'\]\); load needs an input and a "
-        r"class label \(.*\); e\.g\. features=\('pixels', 'digit'\)$",
-    ):
-        check_loadable("toy_named_features", data_dir=toys_dir)
+    for check in (load, check_loadable):
+        with pytest.raises(
+            MissingFeaturesError,  # public, so that a caller can catch it alone
+            match=r"no feature 'image' \(features: \['digit', 'pixels'\]\); load needs an input "
+            r"and a class label \(.*\); e\.g\. features=\('pixels', 'digit'\)$",
+        ):
+            check("toy_named_features", data_dir=toys_dir)
     ds = load("toy_named_features", data_dir=toys_dir, features=("pixels", "digit"))
     assert (ds.input_shape, ds.num_classes) == ((2,), 3)
     np.testing.assert_array_equal(ds.y_train, ds.x_train[:, 0].astype(int) % 3)
