@@ -424,9 +424,12 @@ def _refuse_another_spelling(name: str, dataset: str) -> None:
 
 def _right_spelling(spelled: str, dataset: str) -> str:
     """How to write `spelled`, a data set's name that TFDS reads as `dataset`: lower-case
-    if that is a built-in name, else `dataset` with one underscore where it has several
-    (TFDS's snake_case of ``My_Images`` is ``my__images``)."""
-    return spelled.lower() if spelled.lower() in BUILTIN_NAMES else re.sub("__+", "_", dataset)
+    if that is a built-in name or `spelled` is in capitals (TFDS reads ``CIFAR10`` as
+    ``cifa_r10``), else `dataset` with one underscore where it has several (TFDS's
+    snake_case of ``My_Images`` is ``my__images``)."""
+    if spelled.lower() in BUILTIN_NAMES or spelled.isupper():
+        return spelled.lower()
+    return re.sub("__+", "_", dataset)
 
 
 _HELD_OUT = ("test", "validation", "valid", "val", "eval", "dev")

@@ -960,6 +960,7 @@ def test_a_name_with_a_namespace_is_malformed_not_looked_up(toys_dir, name):
         ("Digits", "Digits", "digits", "digits"),
         ("MNIST1D:1.0.0", "MNIST1D", "mnis_t1_d", "mnist1d"),  # built in: lower-cased
         ("TOY_CONFIGS", "TOY_CONFIGS", "toy_configs", "toy_configs"),
+        ("CIFAR10:3.0.2", "CIFAR10", "cifa_r10", "cifar10"),  # in capitals: lower-cased
         ("ToyConfigs/small", "ToyConfigs", "toy_configs", "toy_configs"),  # its class's name
         ("Toy_Configs/small", "Toy_Configs", "toy__configs", "toy_configs"),  # not toy__configs
     ],
