@@ -633,9 +633,9 @@ def test_a_log_x_leaves_out_a_zero_of_the_mean_lines(tmp_path, page):
         assert re.fullmatch(r"M[\d.]+,[\d.]+L[\d.]+,[\d.]+", path), path
 
 
-def test_the_mean_lines_of_the_hyperparameter_plot_have_colours_of_their_own(tmp_path, page):
-    """15 learning rates a model: each model's first configuration took the same colour
-    of the palette's 15, and so did the two models' mean lines."""
+def test_past_15_configurations_each_and_each_mean_line_has_a_colour_of_its_own(tmp_path, page):
+    """15 learning rates a model: the 16th configuration took the first's colour of the
+    palette's 15 in the table and the curves, and so did the two models' mean lines."""
     rates = tuple(0.001 * (i + 1) for i in range(15))
     written = write_bench(tmp_path / "rates", blurb_json(), seeds=(0,), learning_rates=rates)
     with serving(written.root) as server:
@@ -643,7 +643,11 @@ def test_the_mean_lines_of_the_hyperparameter_plot_have_colours_of_their_own(tmp
         colours = page.run(
             "[...document.querySelectorAll('#hp-plot .trend')].map((t) => t.getAttribute('stroke'))"
         )
+        swatches = page.run(
+            "[...document.querySelectorAll('#board .swatch')].map((s) => s.style.background)"
+        )
     assert len(colours) == len(MODELS) and len(set(colours)) == len(MODELS), colours
+    assert len(swatches) == len(MODELS) * len(rates) == len(set(swatches)), swatches
 
 
 def test_the_hyperparameter_plot_says_when_no_numeric_hparam_varies(tmp_path, page):

@@ -116,7 +116,15 @@ function describeColumns() {
     row.searchValues = searchValues(row);
   }
   const configs = [...new Set(rows.map((r) => r.config))];
-  configs.forEach((key, i) => state.configs.set(key, PALETTE[i % PALETTE.length]));
+  configs.forEach((key, i) => state.configs.set(key, colorOf(i)));
+}
+
+// The colour of the i-th configuration: the palette's, then, past its 15, hues spread by the
+// golden angle, lightness alternating, so that no two configurations share one.
+function colorOf(i) {
+  if (i < PALETTE.length) return PALETTE[i];
+  const n = i - PALETTE.length;
+  return `hsl(${((n * 137.508) % 360).toFixed(2)}, 65%, ${[42, 28, 58][n % 3]}%)`;
 }
 
 // Whether `row` has a value in `column` (a model has none for another model's knob).
