@@ -635,7 +635,9 @@ def test_a_log_x_leaves_out_a_zero_of_the_mean_lines(tmp_path, page):
 
 def test_past_15_configurations_each_and_each_mean_line_has_a_colour_of_its_own(tmp_path, page):
     """15 learning rates a model: the 16th configuration took the first's colour of the
-    palette's 15 in the table and the curves, and so did the two models' mean lines."""
+    palette's 15 in the table and the curves, and so did the two models' mean lines. A
+    hyperparameter plot's points took their configuration's colour, its lines their group's:
+    a line matched one of its points; each point now has its line's colour."""
     rates = tuple(0.001 * (i + 1) for i in range(15))
     written = write_bench(tmp_path / "rates", blurb_json(), seeds=(0,), learning_rates=rates)
     with serving(written.root) as server:
@@ -646,7 +648,12 @@ def test_past_15_configurations_each_and_each_mean_line_has_a_colour_of_its_own(
         swatches = page.run(
             "[...document.querySelectorAll('#board .swatch')].map((s) => s.style.background)"
         )
+        points = page.run(
+            "[...document.querySelectorAll('#hp-plot circle.point')]"
+            ".map((c) => c.getAttribute('fill'))"
+        )
     assert len(colours) == len(MODELS) and len(set(colours)) == len(MODELS), colours
+    assert len(points) == len(MODELS) * len(rates) and set(points) == set(colours), points
     assert len(swatches) == len(MODELS) * len(rates) == len(set(swatches)), swatches
 
 

@@ -695,23 +695,19 @@ function cellDetail(row, label, value) {
 }
 
 // Per group of cells alike but for `column`, a line through the mean over seeds at each x
-// (broken where a seed diverged, as the curves' means), coloured as its first configuration.
+// (broken where a seed diverged, as the curves' means), coloured as its first configuration
+// (its points too: within a group, x tells the configurations apart).
 function trendLines(cells, column) {
   const groups = new Map();
   for (const c of cells) {
     const group = groupOf(c.row, column);
     (groups.get(group) || groups.set(group, []).get(group)).push(c);
   }
-  const taken = new Set();
   return [...groups.entries()].map(([key, members]) => {
     const x = [...new Set(members.map((c) => c.x))].sort((a, b) => a - b);
     const y = x.map((v) => mean(members.filter((c) => c.x === v).map((c) => c.y)));
-    // Its first configuration's colour, else (the palette repeats: two groups' first
-    // configurations may share one) that of another of its own, else any, no line's before.
-    const own = [...state.configs].filter(([k]) => members.some((c) => c.row.config === k)).map(([, c]) => c);
-    const color = [...own, ...PALETTE].find((c) => !taken.has(c)) ?? own[0];
-    taken.add(color);
-    return { key, color, label: groupLabel(members[0].row, column), x, y };
+    const first = [...state.configs.keys()].find((k) => members.some((c) => c.row.config === k));
+    return { key, color: state.configs.get(first), label: groupLabel(members[0].row, column), x, y };
   });
 }
 
@@ -736,10 +732,11 @@ function renderHparams() {
   if (!cells.length) return hint(`No ${label} to plot for the rows shown (ticked and matching the filters).`);
   const step = (row) => steps.get(row.config);
   const at = (row) => (step(row) !== null ? ` at step ${format(step(row))}, the last all its seeds reached` : "");
-  const item = (c) => ({ key: c.r.key, color: c.r.color, x: c.x, y: c.y, detail: cellDetail(c.row, `${label}${at(c.row)}`, c.y), data: { cell: c.row.cell_id } });
+  const lines = trendLines(cells, column);
+  const lineColor = new Map(lines.map((l) => [l.key, l.color]));
+  const item = (c) => ({ key: c.r.key, color: lineColor.get(groupOf(c.row, column)), x: c.x, y: c.y, detail: cellDetail(c.row, `${label}${at(c.row)}`, c.y), data: { cell: c.row.cell_id } });
   const points = cells.filter((c) => !nonfinite(c.y)).map(item);
   const marks = cells.filter((c) => nonfinite(c.y)).map(item);
-  const lines = trendLines(cells, column);
   const [logX, logY] = [$("hp-log-x").checked, $("hp-log-y").checked];
   box.replaceChildren();
   scatterPlot(box, {
