@@ -778,23 +778,27 @@ def test_a_flat_curve_smoothed_gets_an_axis(tmp_path, page):
 
 def test_the_y_axis_fits_the_lines_that_did_not_diverge(tmp_path, page):
     """A loss soaring to 1e22 before its NaN (a learning rate far too high) set the y
-    axis, and every other line lay flat along 0."""
+    axis, and every other line lay flat along 0; so it still did where every line diverged."""
     (tmp_path / _layout.MARKER).write_text(json.dumps({"format": _layout.FORMAT}))
-    series = [
-        {"key": "a", "label": "a", "color": "#000", "x": [0, 1, 2], "y": [2, 1, 0.5]},
-        {"key": "b", "label": "b", "color": "#f00", "x": [0, 1, 2], "y": [2, 1e22, math.nan]},
-    ]
-    series[1]["diverged"] = True
-    drawn = (
-        "(() => { const box = document.createElement('div'); document.body.append(box);"
-        f" m.linePlot(box, {{ series: {json.dumps(series)} }});"  # NaN: JavaScript's too
-        " return [...box.querySelectorAll('.axes text[text-anchor=\"end\"]')]"
-        ".map((t) => Number(t.textContent)); })()"
-    )
+    healthy = {"key": "a", "label": "a", "color": "#000", "x": [0, 1, 2], "y": [2, 1, 0.5]}
+    soaring = {"key": "b", "label": "b", "color": "#f00", "x": [0, 1, 2], "y": [2, 1e22, math.nan]}
+    later = {**healthy, "y": [2, 1, 1e22, math.nan], "x": [0, 1, 2, 3]}
+
+    def ticks(*series):
+        drawn = (
+            "(() => { const box = document.createElement('div'); document.body.append(box);"
+            f" m.linePlot(box, {{ series: {json.dumps(series)} }});"  # NaN: JavaScript's too
+            " return [...box.querySelectorAll('.axes text[text-anchor=\"end\"]')]"
+            ".map((t) => Number(t.textContent)); })()"
+        )
+        return page.run(f"import('./static/plot.js').then((m) => {drawn})")
+
     with serving(tmp_path) as server:
         page.open(server.url)
-        ticks = page.run(f"import('./static/plot.js').then((m) => {drawn})")
-    assert ticks and max(ticks) <= 2.5, ticks
+        mixed = ticks(healthy, {**soaring, "diverged": True})
+        diverged = ticks({**later, "diverged": True}, {**soaring, "diverged": True})
+    assert mixed and max(mixed) <= 2.5, mixed
+    assert diverged and max(diverged) <= 2.5, diverged
 
 
 def test_an_axis_gets_at_least_two_ticks(tmp_path, page):

@@ -189,14 +189,22 @@ function pathOf(xs, ys, sx, sy, ok, dots = false) {
   return d;
 }
 
+// The values of a series the y axis fits: of one `diverged`, which often soars (to 1e22)
+// before its NaN and would flatten every line against the axis, only those up to ten times
+// its median (a run healthy until it blew up: its healthy part).
+function fitted(s) {
+  const values = [...s.y, ...(s.lo || []), ...(s.hi || [])];
+  if (!s.diverged) return values;
+  const sizes = s.y.filter((v) => v !== null && Number.isFinite(v)).map(Math.abs).sort((a, b) => a - b);
+  const median = sizes[Math.floor((sizes.length - 1) / 2)];
+  return values.filter((v) => v !== null && Math.abs(v) <= 10 * median);
+}
+
 // A line chart. series: [{key, label, color, x: [], y: [], lo?: [], hi?: [], diverged?}].
 // Hovering shows the nearest step's values; `onHover(key | null)` reports the nearest series.
-// The y axis fits the series not `diverged`, where there are any: one that diverged often
-// soars (to 1e22) before its NaN, which flattened every other line against the axis.
 export function linePlot(el, { series, xLabel = "step", yLabel = "", title = "", logY = false, height = 300, yFormat = format, onHover = null }) {
   const xs = series.flatMap((s) => s.x);
-  const fitted = series.some((s) => !s.diverged) ? series.filter((s) => !s.diverged) : series;
-  const ys = fitted.flatMap((s) => [...s.y, ...(s.lo || []), ...(s.hi || [])]);
+  const ys = series.flatMap(fitted);
   const f = frame(el, { xs, ys, xLabel, yLabel, title, logY, height, yFormat });
   const ok = (v) => v !== null && Number.isFinite(v) && (!logY || v > 0);
   for (const s of series) {
