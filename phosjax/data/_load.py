@@ -491,10 +491,9 @@ def _builtin_builder(
             data_dir=os.fspath(data_dir), file_format="array_record", **kwargs
         )
     except Exception as error:  # TFDS's check of the version, or of a prepared folder's metadata
-        damaged = _damaged_folder(name, dataset, data_dir)
-        if damaged is not None:
-            folder, why = damaged
-            raise ValueError(_damaged(name, folder, data_dir, why)) from error
+        unreadable = _damaged_folder(name, dataset, data_dir)
+        if unreadable is not None:
+            raise ValueError(unreadable) from error
         raise ValueError(f"built-in data set {name!r} cannot be loaded: {error}") from error
     if builder.data_path.exists() and not _is_prepared(builder):  # TFDS would reuse it as it is
         raise ValueError(_damaged(name, builder.data_path, data_dir, _NO_INFO))
@@ -634,10 +633,9 @@ def _not_prepared(
     folder there has metadata TFDS cannot read (TFDS's error in it); else why, ending in `tail`:
     `data_dir` is its own folder, or what is prepared there (in each of the `searched`
     dirs, default `data_dir`), and how to prepare it."""
-    damaged = _damaged_folder(name, dataset, data_dir)
-    if damaged is not None:
-        folder, why = damaged
-        return _DamagedFolder(_damaged(name, folder, data_dir, why))
+    unreadable = _damaged_folder(name, dataset, data_dir)
+    if unreadable is not None:
+        return _DamagedFolder(unreadable)
     return ValueError(_why_not_prepared(name, dataset, data_dir, searched) + tail)
 
 
@@ -760,20 +758,19 @@ def _none_in(data_dir: pathlib.Path) -> str:
     return "none" if data_dir.is_dir() else "none: no such folder"
 
 
-def _damaged_folder(
-    name: str, dataset: str, data_dir: pathlib.Path
-) -> tuple[pathlib.Path, str] | None:
-    """The first folder ``<data_dir>/<dataset>[/<config>]/<version>`` of the config and version
-    `name` asks for (any, where it names none; its version may hold ``*``) whose metadata TFDS
-    cannot read, and why; None if none.
+def _damaged_folder(name: str, dataset: str, data_dir: pathlib.Path) -> str | None:
+    """The error for the first folder ``<data_dir>/<dataset>[/<config>]/<version>`` of the
+    config and version `name` asks for (any, where it names none; its version may hold ``*``)
+    whose metadata is damaged (`_damaged`) or this TFDS cannot read (`_unreadable`); None if
+    none.
 
     Examples:
         >>> import tempfile
         >>> with tempfile.TemporaryDirectory() as tmp:
         ...     (pathlib.Path(tmp) / "mine" / "1.0.0").mkdir(parents=True)
-        ...     folder, why = _damaged_folder("mine:1.0.0", "mine", pathlib.Path(tmp))
-        >>> folder.name, why
-        ('1.0.0', 'it has no dataset_info.json')
+        ...     print(_damaged_folder("mine:1.0.0", "mine", pathlib.Path(tmp)))
+        data set 'mine:1.0.0' is incomplete or damaged in .../mine/1.0.0 (it has no
+        dataset_info.json); delete that folder and prepare it again: ...
     """
     import tensorflow_datasets as tfds
 
@@ -781,33 +778,32 @@ def _damaged_folder(
     root = data_dir / dataset
     for folder in sorted(root.glob("**/*")):
         config = "/".join(folder.relative_to(root).parts[:-1])
-        if (
+        if not (
             _VERSION.fullmatch(folder.name)
             and folder.is_dir()
             and asked.get("config", config) == config
             and tfds.core.Version(folder.name).match(asked.get("version", folder.name))
-            and (why := _metadata_problem(folder))
         ):
-            return folder, why
+            continue
+        if why := _metadata_problem(folder):
+            return _damaged(name, folder, data_dir, why)
+        try:
+            tfds.builder_from_directory(os.fspath(folder))
+        except Exception as error:  # TFDS's checks of the fields: a version, a feature's class
+            return _unreadable(name, folder, data_dir, error)
     return None
 
 
 def _metadata_problem(folder: pathlib.Path) -> str | None:
-    """Why TFDS cannot read the metadata of the prepared `folder` (a file of it is missing,
-    not JSON, or JSON without what TFDS reads from it); None if it can.
+    """Why the metadata files of the prepared `folder` are damaged (one is missing or not
+    JSON); None if they are not.
 
     Examples:
         >>> import tempfile
         >>> with tempfile.TemporaryDirectory() as tmp:
-        ...     for file in _METADATA:
-        ...         _ = (pathlib.Path(tmp) / file).write_text("{}")
         ...     print(_metadata_problem(pathlib.Path(tmp)))
-        TFDS cannot read its metadata (ValueError: Invalid version ''. ...); if a newer TFDS
-        than this one (...) prepared it, upgrade tensorflow_datasets to read it rather than
-        delete it
+        it has no dataset_info.json
     """
-    import tensorflow_datasets as tfds
-
     for file in _METADATA:
         try:
             json.loads((folder / file).read_bytes())
@@ -815,14 +811,6 @@ def _metadata_problem(folder: pathlib.Path) -> str | None:
             return f"it has no {file}"
         except ValueError as error:
             return f"its {file} is not JSON: {error}"
-    try:
-        tfds.builder_from_directory(os.fspath(folder))
-    except Exception as error:  # TFDS's checks of the fields: a version, a feature's class, ...
-        return (
-            f"TFDS cannot read its metadata ({type(error).__name__}: {error}); if a newer "
-            f"TFDS than this one ({tfds.__version__}) prepared it, upgrade tensorflow_datasets "
-            "to read it rather than delete it"
-        )
     return None
 
 
@@ -848,14 +836,30 @@ def _how_to_prepare(name: str, data_dir: pathlib.Path) -> str:
 
 def _damaged(name: str, folder: os.PathLike, data_dir: pathlib.Path, why: str) -> str:
     """Why `name`'s prepared `folder` cannot be read, and how to make it anew."""
-    if _parse(name)[0] in BUILTIN_NAMES:
-        again = "load it again, which generates it anew"
-    else:
-        again = f"prepare it again: {_how_to_prepare(name, data_dir)}"
     return (
         f"data set {name!r} is incomplete or damaged in {folder} ({why}); delete "
-        f"that folder and {again}"
+        f"that folder and {_made_anew(name, data_dir)}"
     )
+
+
+def _unreadable(name: str, folder: os.PathLike, data_dir: pathlib.Path, error: Exception) -> str:
+    """That this TFDS cannot read the metadata of `name`'s prepared `folder` (TFDS's `error`),
+    which a newer TFDS may have written: to upgrade first, not to delete it."""
+    import tensorflow_datasets as tfds
+
+    return (
+        f"data set {name!r} in {folder} has metadata this TFDS ({tfds.__version__}) cannot "
+        f"read ({type(error).__name__}: {error}); a newer TFDS may have prepared it: upgrade "
+        "tensorflow_datasets to read it. Only if the newest TFDS cannot read it either is it "
+        f"damaged: then delete that folder and {_made_anew(name, data_dir)}"
+    )
+
+
+def _made_anew(name: str, data_dir: pathlib.Path) -> str:
+    """How to make `name`'s prepared folder in `data_dir` anew, once deleted."""
+    if _parse(name)[0] in BUILTIN_NAMES:
+        return "load it again, which generates it anew"
+    return f"prepare it again: {_how_to_prepare(name, data_dir)}"
 
 
 def prepared_names(data_dir: str | os.PathLike | None = None) -> list[str]:

@@ -218,32 +218,43 @@ def _cut(path: pathlib.Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("damage", "why"),
+    ("damage", "said"),
     [
-        (lambda folder: (folder / "dataset_info.json").unlink(), "it has no dataset_info.json"),
+        (
+            lambda folder: (folder / "dataset_info.json").unlink(),
+            r"is incomplete or damaged in {folder} \(it has no dataset_info.json",
+        ),
         (
             lambda folder: next(folder.glob("digits-train.*")).unlink(),
-            r"reading its 'train' split raised RuntimeError: open\(\) failed",
+            r"is incomplete or damaged in {folder} \(reading its 'train' split raised "
+            r"RuntimeError: open\(\) failed",
         ),
-        (lambda folder: _cut(next(folder.glob("digits-test.*"))), "reading its 'test' split"),
-        (lambda folder: (folder / "dataset_info.json").write_text(""), "its dataset_info.json"),
+        (
+            lambda folder: _cut(next(folder.glob("digits-test.*"))),
+            r"is incomplete or damaged in {folder} \(reading its 'test' split",
+        ),
+        (
+            lambda folder: (folder / "dataset_info.json").write_text(""),
+            r"is incomplete or damaged in {folder} \(its dataset_info.json",
+        ),
         (
             lambda folder: (folder / "dataset_info.json").write_text("{}"),
-            r"TFDS cannot read its metadata \(ValueError: Invalid version ''",
+            r"in {folder} has metadata this TFDS \(.*\) cannot read \(ValueError: Invalid "
+            r"version ''[\s\S]*Only if the newest TFDS cannot read it either is it damaged: then",
         ),
     ],
     ids=["no_info", "no_train_file", "cut_test_file", "empty_info", "info_not_tfds"],
 )
 def test_a_damaged_built_in_folder_is_named_with_how_to_make_it_anew(
-    tmp_path, datasets, data_dir, damage, why
+    tmp_path, datasets, data_dir, damage, said
 ):
     shutil.copytree(pathlib.Path(data_dir, "digits"), tmp_path / "digits")
     folder = tmp_path / "digits" / "1.0.0"
     damage(folder)
     with pytest.raises(
         ValueError,
-        match=rf"data set 'digits' is incomplete or damaged in {folder} \({why}.*\); delete "
-        "that folder and load it again, which generates it anew",
+        match=rf"data set 'digits' {said.format(folder=folder)}[\s\S]* delete that folder and "
+        "load it again, which generates it anew$",
     ):
         load("digits", data_dir=tmp_path)
     shutil.rmtree(folder)

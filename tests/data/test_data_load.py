@@ -578,33 +578,10 @@ def test_a_prepared_folder_without_its_info_file_is_damaged_not_unknown(
         (lambda folder: (folder / "dataset_info.json").write_text('{"name": '), "its dataset_info"),
         (lambda folder: (folder / "features.json").write_text(""), "its features"),
         (lambda folder: (folder / "features.json").unlink(), r"it has no features\.json"),
-        (
-            lambda folder: (folder / "dataset_info.json").write_text("{}"),
-            r"TFDS cannot read its metadata \(ValueError: Invalid version ''",
-        ),
-        (
-            lambda folder: (folder / "features.json").write_text("[]"),
-            r"TFDS cannot read its metadata \(",
-        ),
-        (  # as a newer TFDS may write: it was said to be damaged, to delete
-            lambda folder: (folder / "features.json").write_text(
-                (folder / "features.json").read_text().replace("tensor_feature.", "new_feature.")
-            ),
-            r"TFDS cannot read its metadata \(ValueError: Unrecognized FeatureConnector type: "
-            r"[\s\S]*\); if a newer TFDS than this one \(\d+\.\d+\.\d+\) prepared it, upgrade "
-            r"tensorflow_datasets to read it rather than delete it",
-        ),
     ],
-    ids=[
-        "cut_info",
-        "empty_features",
-        "no_features",
-        "info_not_tfds",
-        "features_not_tfds",
-        "features_of_a_newer_tfds",
-    ],
+    ids=["cut_info", "empty_features", "no_features"],
 )
-def test_unreadable_metadata_is_damaged_not_another_version(toys_dir, tmp_path, damage, why):
+def test_damaged_metadata_is_damaged_not_another_version(toys_dir, tmp_path, damage, why):
     shutil.copytree(toys_dir / "toy_weighted", tmp_path / "toy_weighted")
     folder = tmp_path / "toy_weighted" / "1.0.0"
     damage(folder)
@@ -613,6 +590,40 @@ def test_unreadable_metadata_is_damaged_not_another_version(toys_dir, tmp_path, 
             ValueError,
             match=rf"data set 'toy_weighted' is incomplete or damaged in {folder} \({why}.*\); "
             r"delete that folder and prepare it again: `tfds build toy_weighted ",
+        ):
+            check("toy_weighted", data_dir=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("damage", "why"),
+    [
+        (lambda folder: (folder / "dataset_info.json").write_text("{}"), "Invalid version ''"),
+        (lambda folder: (folder / "features.json").write_text("[]"), ""),
+        (  # as a newer TFDS may write
+            lambda folder: (folder / "features.json").write_text(
+                (folder / "features.json").read_text().replace("tensor_feature.", "new_feature.")
+            ),
+            r"Unrecognized FeatureConnector type: [\s\S]*",
+        ),
+    ],
+    ids=["info_not_tfds", "features_not_tfds", "features_of_a_newer_tfds"],
+)
+def test_metadata_this_tfds_cannot_read_says_to_upgrade_not_to_delete(
+    toys_dir, tmp_path, damage, why
+):
+    """It said the folder was incomplete or damaged, to delete it, with "upgrade rather than
+    delete it" in a parenthesis: both to delete and not to."""
+    shutil.copytree(toys_dir / "toy_weighted", tmp_path / "toy_weighted")
+    folder = tmp_path / "toy_weighted" / "1.0.0"
+    damage(folder)
+    for check in (load, check_loadable):
+        with pytest.raises(
+            ValueError,
+            match=rf"^data set 'toy_weighted' in {folder} has metadata this TFDS "
+            rf"\(\d+\.\d+\.\d+\) cannot read \(\w+: {why}[\s\S]*\); a newer TFDS may have prepared "
+            r"it: upgrade tensorflow_datasets to read it\. Only if the newest TFDS cannot read "
+            r"it either is it damaged: then delete that folder and prepare it again: "
+            r"`tfds build toy_weighted ",
         ):
             check("toy_weighted", data_dir=tmp_path)
 
@@ -834,16 +845,25 @@ def test_a_data_set_prepared_in_tfds_data_dir_loads_by_name_after_phosjax_dir(
 
 
 @pytest.mark.parametrize(
-    ("damage", "why"),
+    ("damage", "said"),
     [
-        (lambda folder: (folder / "dataset_info.json").unlink(), r"it has no dataset_info\.json"),
-        (lambda folder: (folder / "features.json").write_text(""), "its features.json is not JSON"),
-        (lambda folder: (folder / "dataset_info.json").write_text("{}"), "TFDS cannot read its"),
+        (
+            lambda folder: (folder / "dataset_info.json").unlink(),
+            r"is incomplete or damaged in {folder} \(it has no dataset_info\.json",
+        ),
+        (
+            lambda folder: (folder / "features.json").write_text(""),
+            r"is incomplete or damaged in {folder} \(its features\.json is not JSON",
+        ),
+        (
+            lambda folder: (folder / "dataset_info.json").write_text("{}"),
+            "in {folder} has metadata this TFDS",
+        ),
     ],
     ids=["no_info", "empty_features", "info_not_tfds"],
 )
 def test_a_damaged_copy_in_phosjax_dir_is_named_not_passed_over_for_tfds_dir(
-    no_data_dir_set, tmp_path, monkeypatch, damage, why
+    no_data_dir_set, tmp_path, monkeypatch, damage, said
 ):
     tfds_dir = tmp_path / "tfds"
     tfds_toys.prepare(tfds_toys.ToyIntLabels, tfds_dir)
@@ -859,7 +879,7 @@ def test_a_damaged_copy_in_phosjax_dir_is_named_not_passed_over_for_tfds_dir(
         looked.clear()
         with pytest.raises(
             ValueError,
-            match=rf"data set 'toy_int_labels' is incomplete or damaged in {folder} \({why}.*"
+            match=rf"data set 'toy_int_labels' {said.format(folder=folder)}.*"
             rf"It was not passed over for the copy in {tfds_dir}, as the first data dir that "
             rf"holds a data set wins; to read that copy, pass data_dir='{tfds_dir}'$",
         ):
