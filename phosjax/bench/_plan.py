@@ -332,7 +332,7 @@ def _model_id(model: ModelConfig) -> str:
 
 def _no_such_feature_text(error: NoSuchFeatureError) -> str:
     """`error` in a bench config's terms: the ``dataset_features`` entry, and what to write."""
-    pair = error.suggested or ("INPUT", "LABEL")
+    pair = error.example_pair
     return (
         f"dataset_features.{error.name} names {error.missing!r}, which data set "
         f"{error.name!r} lacks (its features: {error.known}); name its input and label "
@@ -343,7 +343,7 @@ def _no_such_feature_text(error: NoSuchFeatureError) -> str:
 
 def _missing_features_text(error: MissingFeaturesError) -> str:
     """`error` in a bench config's terms: the ``dataset_features`` entry to write."""
-    pair = error.suggested or ("INPUT", "LABEL")
+    pair = error.example_pair
     entry = f"dataset_features: {{{error.name}: [{pair[0]}, {pair[1]}]}}"
     return error.told_by("a bench", "its dataset_features entry", entry)
 

@@ -930,7 +930,19 @@ def _supervised_keys(name: str, info: tfds.core.DatasetInfo) -> tuple[str, str]:
     return keys[0], keys[1]
 
 
-class NoSuchFeatureError(PicklableError, ValueError):
+class _FeaturesError(PicklableError, ValueError):
+    """The base of `NoSuchFeatureError` and `MissingFeaturesError`, which set ``suggested``."""
+
+    suggested: tuple[str, str] | None
+
+    @property
+    def example_pair(self) -> tuple[str, str]:
+        """The (input, label) features an example of what to write names: ``suggested``,
+        else ``("INPUT", "LABEL")``."""
+        return self.suggested or ("INPUT", "LABEL")
+
+
+class NoSuchFeatureError(_FeaturesError):
     """`load`'s ``features`` name ``missing``, which data set ``name`` lacks; ``known``: its
     features, sorted; ``suggested``: an (input, label) pair of them `load` can read, or None.
 
@@ -966,7 +978,7 @@ class NoSuchFeatureError(PicklableError, ValueError):
         )
 
 
-class MissingFeaturesError(PicklableError, ValueError):
+class MissingFeaturesError(_FeaturesError):
     """Data set ``name`` lacks the feature ``missing`` that `load` reads when no
     ``features`` are given (a supervised key, else ``image`` or ``label``); ``known``: its
     features, sorted; ``suggested``: an (input, label) pair of them `load` can read, or None.

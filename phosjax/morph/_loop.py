@@ -379,8 +379,8 @@ def dataset_error(config: MorphConfig, error: ValueError | PermissionError) -> M
         return MorphConfigError(f"MorphConfig.splits: {error.told_as('splits')}")
     why = str(error)
     if isinstance(error, MissingFeaturesError):
-        pair = list(error.suggested or ("INPUT", "LABEL"))
-        why = error.told_by("a morph run", "MorphConfig.features", f"features: {pair}")
+        example = f"features: {list(error.example_pair)}"
+        why = error.told_by("a morph run", "MorphConfig.features", example)
     if isinstance(error, MissingSplitsError):
         why = error.told_by("a morph run", "MorphConfig.splits", f"splits: {list(error.suggested)}")
     if isinstance(error, SplitInNameError):  # said 'load takes ...'

@@ -252,8 +252,7 @@ def _load(
             f"{splits_written(error.suggested, 'dataset_splits', error.dataset, argument=True)}"
         ) from error
     except MissingFeaturesError as error:  # said 'features=(input, label)', load's argument
-        pair = error.suggested or ("INPUT", "LABEL")
-        example = f"dataset_features={{{name!r}: {pair!r}}}"
+        example = f"dataset_features={{{name!r}: {error.example_pair!r}}}"
         raise ValueError(
             f"train_grid: {error.told_by('it', 'dataset_features', example)}"
         ) from error
