@@ -379,25 +379,26 @@ def _parse(name: str) -> tuple[str, dict[str, Any]]:
 
 def _respelled(name: str) -> str:
     """``. Did you mean ...?`` with `name` without spaces around it, a ``/`` at its end or
-    hyphens (``_`` instead), and spelled as TFDS names its data set, where that is a
-    well-formed TFDS name; "" if it is not.
+    hyphens and spaces inside it (``_`` instead), and spelled as TFDS names its data set
+    (`_right_spelling`), where that is a well-formed TFDS name; "" if it is not.
 
     Examples:
         >>> _respelled("my-images"), _respelled(" digits/"), _respelled("digits:1.0")
         (". Did you mean 'my_images'?", ". Did you mean 'digits'?", '')
         >>> _respelled("My-Images/small")  # not 'My_Images/small', refused in turn
         ". Did you mean 'my_images/small'?"
+        >>> _respelled("my images"), _respelled("Mnist-1D")  # a built-in name, not 'mnist_1_d'
+        (". Did you mean 'my_images'?", ". Did you mean 'mnist1d'?")
     """
     import tensorflow_datasets as tfds
 
-    fixed = name.strip().rstrip("/").replace("-", "_")
+    fixed = re.sub(r"[\s-]+", "_", name.strip().rstrip("/"))
     try:
         dataset = tfds.core.naming.parse_builder_name_kwargs(fixed)[0]
     except ValueError:
         return ""
     spelled = re.split("[/:]", fixed, maxsplit=1)[0]
-    if spelled != dataset.name:
-        fixed = _right_spelling(spelled, dataset.name) + fixed[len(spelled) :]
+    fixed = _right_spelling(spelled, dataset.name) + fixed[len(spelled) :]
     return f". Did you mean {fixed!r}?" if fixed != name and not dataset.namespace else ""
 
 
@@ -423,11 +424,15 @@ def _refuse_another_spelling(name: str, dataset: str) -> None:
 
 
 def _right_spelling(spelled: str, dataset: str) -> str:
-    """How to write `spelled`, a data set's name that TFDS reads as `dataset`: lower-case
-    if that is a built-in name or `spelled` is in capitals (TFDS reads ``CIFAR10`` as
-    ``cifa_r10``), else `dataset` with one underscore where it has several (TFDS's
-    snake_case of ``My_Images`` is ``my__images``)."""
-    if spelled.lower() in BUILTIN_NAMES or spelled.isupper():
+    """How to write `spelled`, a data set's name that TFDS reads as `dataset`: the built-in
+    name it spells but for case and underscores (``Mnist_1D``: ``mnist1d``), lower-case if
+    in capitals (TFDS reads ``CIFAR10`` as ``cifa_r10``), else `dataset` with one underscore
+    where it has several (TFDS's snake_case of ``My_Images`` is ``my__images``)."""
+    letters = spelled.lower().replace("_", "")
+    builtin = [each for each in BUILTIN_NAMES if each.replace("_", "") == letters]
+    if builtin:
+        return builtin[0]
+    if spelled.isupper():
         return spelled.lower()
     return re.sub("__+", "_", dataset)
 

@@ -921,6 +921,10 @@ def test_a_malformed_name_says_what_a_name_looks_like(toys_dir):
         ("toy_configs/", "toy_configs"),
         (" toy_configs", "toy_configs"),
         ("Toy-Configs/small", "toy_configs/small"),  # not 'Toy_Configs/small', refused in turn
+        ("toy configs", "toy_configs"),  # spaces inside it: was said malformed, no name offered
+        (" Toy - Configs/small", "toy_configs/small"),
+        ("Mnist-1D", "mnist1d"),  # the built-in name, not TFDS's reading 'mnist_1_d'
+        ("mnist 1d:1.0.0", "mnist1d:1.0.0"),
     ],
 )
 def test_a_malformed_name_offers_it_without_hyphens_spaces_or_a_slash_at_its_end(
@@ -983,6 +987,7 @@ def test_a_name_with_a_namespace_is_malformed_not_looked_up(toys_dir, name):
         ("CIFAR10:3.0.2", "CIFAR10", "cifa_r10", "cifar10"),  # in capitals: lower-cased
         ("ToyConfigs/small", "ToyConfigs", "toy_configs", "toy_configs"),  # its class's name
         ("Toy_Configs/small", "Toy_Configs", "toy__configs", "toy_configs"),  # not toy__configs
+        ("Mnist_1D", "Mnist_1D", "mnist_1_d", "mnist1d"),  # the built-in name, not mnist_1_d
     ],
 )
 def test_a_name_spelled_otherwise_than_tfds_names_it_is_refused_naming_the_spelling(
