@@ -572,58 +572,58 @@ def test_a_prepared_folder_without_its_info_file_is_damaged_not_unknown(
             check(name, data_dir=tmp_path)
 
 
-@pytest.mark.parametrize(
-    ("damage", "why"),
-    [
-        (lambda folder: (folder / "dataset_info.json").write_text('{"name": '), "its dataset_info"),
-        (lambda folder: (folder / "features.json").write_text(""), "its features"),
-        (lambda folder: (folder / "features.json").unlink(), r"it has no features\.json"),
-    ],
-    ids=["cut_info", "empty_features", "no_features"],
-)
-def test_damaged_metadata_is_damaged_not_another_version(toys_dir, tmp_path, damage, why):
-    shutil.copytree(toys_dir / "toy_weighted", tmp_path / "toy_weighted")
-    folder = tmp_path / "toy_weighted" / "1.0.0"
-    damage(folder)
-    for check in (load, check_loadable):
-        with pytest.raises(
-            ValueError,
-            match=rf"data set 'toy_weighted' is incomplete or damaged in {folder} \({why}.*\); "
-            r"delete that folder and prepare it again: `tfds build toy_weighted ",
-        ):
-            check("toy_weighted", data_dir=tmp_path)
+def _damaged(why: str) -> str:
+    return rf"is incomplete or damaged in {{folder}} \({why}.*\);"
+
+
+def _unreadable(why: str) -> str:
+    return (
+        rf"in {{folder}} has metadata this TFDS \(\d+\.\d+\.\d+\) cannot read "
+        rf"\(\w+: {why}[\s\S]*\); a newer TFDS may have prepared it: upgrade "
+        r"tensorflow_datasets to read it\. Only if the newest TFDS cannot read it either is it "
+        r"damaged: then"
+    )
 
 
 @pytest.mark.parametrize(
-    ("damage", "why"),
+    ("damage", "said"),
     [
-        (lambda folder: (folder / "dataset_info.json").write_text("{}"), "Invalid version ''"),
-        (lambda folder: (folder / "features.json").write_text("[]"), ""),
-        (  # as a newer TFDS may write
+        (
+            lambda folder: (folder / "dataset_info.json").write_text('{"name": '),
+            _damaged("its dataset_info"),
+        ),
+        (lambda folder: (folder / "features.json").write_text(""), _damaged("its features")),
+        (lambda folder: (folder / "features.json").unlink(), _damaged(r"it has no features\.json")),
+        (
+            lambda folder: (folder / "dataset_info.json").write_text("{}"),
+            _unreadable("Invalid version ''"),
+        ),
+        (lambda folder: (folder / "features.json").write_text("[]"), _unreadable("")),
+        (  # as a newer TFDS may write: it was said to be damaged, to delete, and not to
             lambda folder: (folder / "features.json").write_text(
                 (folder / "features.json").read_text().replace("tensor_feature.", "new_feature.")
             ),
-            r"Unrecognized FeatureConnector type: [\s\S]*",
+            _unreadable("Unrecognized FeatureConnector type: "),
         ),
     ],
-    ids=["info_not_tfds", "features_not_tfds", "features_of_a_newer_tfds"],
+    ids=[
+        "cut_info",
+        "empty_features",
+        "no_features",
+        "info_not_tfds",
+        "features_not_tfds",
+        "features_of_a_newer_tfds",
+    ],
 )
-def test_metadata_this_tfds_cannot_read_says_to_upgrade_not_to_delete(
-    toys_dir, tmp_path, damage, why
-):
-    """It said the folder was incomplete or damaged, to delete it, with "upgrade rather than
-    delete it" in a parenthesis: both to delete and not to."""
+def test_unreadable_metadata_is_named_not_another_version(toys_dir, tmp_path, damage, said):
     shutil.copytree(toys_dir / "toy_weighted", tmp_path / "toy_weighted")
     folder = tmp_path / "toy_weighted" / "1.0.0"
     damage(folder)
     for check in (load, check_loadable):
         with pytest.raises(
             ValueError,
-            match=rf"^data set 'toy_weighted' in {folder} has metadata this TFDS "
-            rf"\(\d+\.\d+\.\d+\) cannot read \(\w+: {why}[\s\S]*\); a newer TFDS may have prepared "
-            r"it: upgrade tensorflow_datasets to read it\. Only if the newest TFDS cannot read "
-            r"it either is it damaged: then delete that folder and prepare it again: "
-            r"`tfds build toy_weighted ",
+            match=rf"^data set 'toy_weighted' {said.format(folder=folder)} delete that folder and "
+            r"prepare it again: `tfds build toy_weighted ",
         ):
             check("toy_weighted", data_dir=tmp_path)
 
