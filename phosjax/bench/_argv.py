@@ -177,6 +177,23 @@ def option_names(argv: Sequence[str]) -> list[str]:
     return [arg.split("=", 1)[0] for arg in argv if arg.startswith("--")]
 
 
+def option_value(argv: Sequence[str], option: str) -> str | None:
+    """The value ``argv`` gives ``option`` (the last, as the parser takes it), as typed;
+    None: none.
+
+    Examples:
+      >>> option_value(["--steps", "1e3", "--dir=b"], "--steps"), option_value([], "--dir")
+      ('1e3', None)
+    """
+    found = None
+    for i, arg in enumerate(argv):
+        if arg == option and i + 1 < len(argv):
+            found = argv[i + 1]
+        elif arg.startswith(f"{option}="):
+            found = arg.split("=", 1)[1]
+    return found
+
+
 def dir_option(argv: Sequence[str]) -> str | None:
     """The ``--dir`` that ``argv`` gives (the last, as the parser takes it, a ``~``
     beginning it expanded: `expand_dirs`); None: none.
@@ -185,10 +202,4 @@ def dir_option(argv: Sequence[str]) -> str | None:
       >>> dir_option(["--dir", "a", "--dir=b"]), dir_option(["--config", "c.yaml"])
       ('b', None)
     """
-    found, argv = None, expand_dirs(argv)
-    for i, arg in enumerate(argv):
-        if arg == "--dir" and i + 1 < len(argv):
-            found = argv[i + 1]
-        elif arg.startswith("--dir="):
-            found = arg.split("=", 1)[1]
-    return found
+    return option_value(expand_dirs(argv), "--dir")

@@ -19,7 +19,7 @@ from jsonargparse import ArgumentParser
 from phosjax._nearest import did_you_mean
 from phosjax._yaml import read_file
 from phosjax.bench import _layout
-from phosjax.bench._argv import dir_option, split_top
+from phosjax.bench._argv import dir_option, option_value, split_top
 from phosjax.bench._config import BenchError, colon_hint
 from phosjax.bench._interrupt import (
     BROKEN_PIPE,
@@ -87,15 +87,20 @@ keys or a YAML mapping of them, e.g. --grid '{steps: VALUE}' (its keys: steps, b
     return f"{option}: config file {given!r} holds a {type(data).__name__}, not a mapping; {hint}"
 
 
-def value_error_line(message: str) -> str:
+def value_error_line(message: str, argv: Sequence[str] = ()) -> str:
     r"""jsonargparse's (multi-line) message about a bad value on one line: the option, the
-    value given and the types it takes; other messages as they are.
+    value given and the types it takes; other messages as they are. The value is named as
+    ``argv`` typed it where jsonargparse names the number it made of it (``1e3``, not
+    ``1000.0``).
 
     Examples:
       >>> value_error_line('Parser key "eval_every":\n  Expected a <class \'int\'>. Got value: 1.5')
       '--eval_every 1.5: expected int'
       >>> value_error_line('Parser key "eval_every":\n  Expected a <class \'int\'>. Got value: ')
       "--eval_every '': expected int"
+      >>> value_error_line('Parser key "steps":\n  Expected a <class \'int\'>. Got value: 1000.0',
+      ...                  ["--steps", "1e3"])
+      '--steps 1e3: expected int'
       >>> value_error_line("unrecognized arguments: --x")
       'unrecognized arguments: --x'
     """
@@ -111,23 +116,40 @@ def value_error_line(message: str) -> str:
     )
     if given is None or types is None:  # not a value's type: its first line
         return f"--{key[1]}: {rest.strip().splitlines()[0].strip()}"
+    given_text = given[1]
+    typed = option_value(argv, f"--{key[1]}")
+    if typed is not None and typed != given_text and _same_number(typed, given_text):
+        given_text = typed
     names = [
         re.sub(r"<class '(\w+)'>", r"\1", t).replace("NoneType", "null")
         for t in split_top(types[1])
     ]
     expected = either(names)
-    items = split_top(given[1])  # "1e-3,1e-2": the list meant, in its brackets
-    meant = len(items) > 1 and given[1][:1] not in ("[", "{")  # a mapping's commas: no list
+    items = split_top(given_text)  # "1e-3,1e-2": the list meant, in its brackets
+    meant = len(items) > 1 and given_text[:1] not in ("[", "{")  # a mapping's commas: no list
     written = f"[{', '.join(items)}]" if meant else "[a, b]"
     hint = f" (a list is written '{written}')" if "list" in expected else ""
-    if unreadable := _unreadable_hint(given[1]):
+    if unreadable := _unreadable_hint(given_text):
         hint = unreadable
-    elif colon := _colon_hint(given[1]):
+    elif colon := _colon_hint(given_text):
         hint = colon
-    elif "float" in expected and (yaml_float := _yaml_float_hint(given[1])):
+    elif "float" in expected and (yaml_float := _yaml_float_hint(given_text)):
         hint = yaml_float
-    shown = given[1] if given[1].strip() else repr(given[1])  # '' (an unset variable)
+    shown = given_text if given_text.strip() else repr(given_text)  # '' (an unset variable)
     return f"--{key[1]} {shown}: expected {expected}{hint}"
+
+
+def _same_number(typed: str, shown: str) -> bool:
+    """Whether ``typed`` and ``shown`` are the same number (``1e3`` and ``1000.0``).
+
+    Examples:
+      >>> _same_number("1e3", "1000.0"), _same_number("1e3", "1000.5"), _same_number("a", "a")
+      (True, False, False)
+    """
+    try:
+        return float(typed) == float(shown)
+    except ValueError:
+        return False
 
 
 def _colon_hint(text: str) -> str:
@@ -280,13 +302,16 @@ class Parser(ArgumentParser):
     argparse's abbreviations took ``--eval 5`` as ``--eval_every 5`` but called
     ``--grid.learning_rat`` ambiguous (its ``--grid.learning_rate+`` twin)."""
 
+    argv: Sequence[str] = ()
+    """The arguments being parsed (as typed, a ``~`` beginning ``--dir`` expanded)."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, allow_abbrev=False, **kwargs)
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         if not self.exit_on_error:  # jsonargparse parsing inside: it raises
             super().error(message, ex)
-        line = value_error_line(required_as_options(print_config_flag_line(message)))
+        line = value_error_line(required_as_options(print_config_flag_line(message)), self.argv)
         usage_error(self, self._group_error(message) or line)
 
     def _group_error(self, message: str) -> str | None:
@@ -330,7 +355,7 @@ class Parser(ArgumentParser):
         """jsonargparse's `parse_args`, a ``~`` beginning ``--dir`` or ``--out`` expanded
         (`expand_dirs`); an empty one is refused (`refuse_empty_dirs`), as is a group's
         file (``--grid FILE``) that a config file could not be (`_read_group_files`)."""
-        argv = expand_dirs(sys.argv[1:] if args is None else args)
+        argv = self.argv = expand_dirs(sys.argv[1:] if args is None else args)
         self._read_group_files(argv)
         return refuse_empty_dirs(self, super().parse_args(argv, **kwargs))
 

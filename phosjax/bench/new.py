@@ -64,12 +64,6 @@ class _Parser(ConfigParser):
     bench's."""
 
     own = frozenset(_OWN)
-    argv: Sequence[str] = ()
-    """The arguments being parsed, which name the options that set the config's keys."""
-
-    def parse_args(self, args: Sequence[str] | None = None, **kwargs: Any) -> Any:  # type: ignore[override]
-        self.argv = list(sys.argv[1:] if args is None else args)
-        return super().parse_args(args, **kwargs)
 
     def check(self, config: dict[str, Any], options: dict[str, Any]) -> None:
         bench = BenchConfig.from_dict(config)

@@ -106,6 +106,15 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys, monkeypatch, argv, message
     assert not list(tmp_path.iterdir())  # nothing measured, nothing written
 
 
+@pytest.mark.parametrize("steps", [["--steps", "1e3"], ["--steps=1e3"]])
+def test_a_bad_number_is_named_as_typed(tmp_path, capsys, steps):
+    """``--steps 1e3`` was said to be ``--steps 1000.0``, the number jsonargparse made of it."""
+    with pytest.raises(SystemExit) as exit_info:
+        speed.main([*steps, "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "error: --steps 1e3: expected int;" in capsys.readouterr().err
+
+
 def test_an_empty_out_is_refused_not_taken_for_the_working_directory(tmp_path, capsys, monkeypatch):
     """``--out ''`` was the working directory: refused for its files, or written into."""
     monkeypatch.chdir(tmp_path)
