@@ -241,6 +241,27 @@ def _continued(
     return config, None
 
 
+def check_dir_kind(root: pathlib.Path) -> None:
+    """Raises a `BenchError` where ``root``, a ``--dir``, can be no directory: it is a
+    file, lies under a file or is a dangling link."""
+    if root.exists() and not root.is_dir():
+        raise BenchError(
+            f"--dir {str(root)!r} is a file; it must be a directory (a new or empty one, "
+            "or a bench)."
+        )
+    if root.is_symlink() and not root.exists():
+        raise BenchError(
+            f"--dir {str(root)!r} is a link to {os.readlink(root)!r}, which does not exist; "
+            "make that directory, or pick another --dir."
+        )
+    above = next((p for p in root.parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise BenchError(
+            f"--dir {str(root)!r} cannot be made: {str(above)!r} is a file; pick a --dir "
+            "whose parents are directories."
+        )
+
+
 def choose_config(
     directory: str | os.PathLike,
     config: BenchConfig | None,
@@ -266,22 +287,7 @@ def choose_config(
         ``resume`` without a bench.
     """
     root = pathlib.Path(directory)
-    if root.exists() and not root.is_dir():
-        raise BenchError(
-            f"--dir {str(root)!r} is a file; it must be a directory (a new or empty one, "
-            "or a bench)."
-        )
-    if root.is_symlink() and not root.exists():
-        raise BenchError(
-            f"--dir {str(root)!r} is a link to {os.readlink(root)!r}, which does not exist; "
-            "make that directory, or pick another --dir."
-        )
-    above = next((p for p in root.parents if p.exists()), None)
-    if above is not None and not above.is_dir():
-        raise BenchError(
-            f"--dir {str(root)!r} cannot be made: {str(above)!r} is a file; pick a --dir "
-            "whose parents are directories."
-        )
+    check_dir_kind(root)
     if not _layout.is_bench(root):
         if resume:
             raise BenchError(_nothing_to_resume(root))

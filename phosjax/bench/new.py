@@ -42,7 +42,7 @@ from phosjax.bench._cli import (
     parsed_fields,
 )
 from phosjax.bench._config import NAMED_HPARAMS, BenchConfig, BenchError, read_yaml
-from phosjax.bench._directory import open_bench, shown_differences
+from phosjax.bench._directory import check_dir_kind, open_bench, shown_differences
 from phosjax.bench._imports import import_for_bench, planned_models
 from phosjax.bench._plan import check_models
 from phosjax.bench._profile import time_start_up
@@ -55,13 +55,13 @@ _OWN = ("config", "dir", "import", "resume", "force", "no_progress")
 
 class _Parser(ConfigParser):
     """Checks the bench config (``--print_config``) as a run would: keys, values, model
-    names after ``--import``, data set names (`phosjax.data.check_loadable`), and each
-    models entry's depth, width and options on each data set whose metadata declares its
-    input shape and class count (`_plan.check_model_sizes`); a note on stderr names the
-    data sets it could not check them on (a label that is no ``ClassLabel``). Options
-    without ``--config`` on a bench in ``--dir`` are refused as a run refuses them
-    (`_refuse_defaults_for_a_bench`): they set keys of the built-in defaults, not the
-    bench's."""
+    names after ``--import``, ``--dir`` (a directory or none yet), data set names
+    (`phosjax.data.check_loadable`), and each models entry's depth, width and options on
+    each data set whose metadata declares its input shape and class count
+    (`_plan.check_model_sizes`); a note on stderr names the data sets it could not check
+    them on (a label that is no ``ClassLabel``). Options without ``--config`` on a bench in
+    ``--dir`` are refused as a run refuses them (`_refuse_defaults_for_a_bench`): they set
+    keys of the built-in defaults, not the bench's."""
 
     own = frozenset(_OWN)
 
@@ -70,6 +70,8 @@ class _Parser(ConfigParser):
         directory, force = options.get("dir"), bool(options.get("force"))
         keys = _config_keys(self.argv)
         given = keys and "config" not in keys and not (options.get("resume") or force)
+        if directory is not None:
+            check_dir_kind(pathlib.Path(directory))  # as the run does
         if given and directory is not None:  # no --dir: no bench to differ from
             _refuse_defaults_for_a_bench(directory, bench, self.argv)  # as main does
         import_for_bench(

@@ -536,6 +536,15 @@ def test_print_config_refuses_a_config_a_run_would_refuse(tmp_path, capsys, over
     assert out == "" and err.startswith(f"error: {message}"), err
 
 
+def test_print_config_refuses_a_dir_that_is_a_file(tmp_path, capsys):
+    """It printed the config and exited 0, though the run refuses such a --dir."""
+    (tmp_path / "f").touch()
+    command = ["--config", "configs/example.yaml", "--dir", str(tmp_path / "f")]
+    assert new_main([*command, "--print_config"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith(f"error: --dir {str(tmp_path / 'f')!r} is a file;"), err
+
+
 @pytest.mark.parametrize(
     "given",
     [
