@@ -362,7 +362,8 @@ class Parser(ArgumentParser):
     def _read_group_files(self, argv: Sequence[str]) -> None:
         """Reads each file that ``argv`` gives a group's option (``--grid FILE``) as a
         config file is read (`read_file`): one naming a key twice is a usage error, where
-        jsonargparse's YAML keeps the second value silently."""
+        jsonargparse's YAML keeps the second value silently, as is a whole config (its
+        ``grid`` a top-level key), meant for ``--config``."""
         groups = {
             a.option_strings[0]
             for a in self._actions
@@ -375,9 +376,15 @@ class Parser(ArgumentParser):
             path = pathlib.Path(value if equals else argv[i + 1])
             if path.is_file():
                 try:
-                    read_file(path)
+                    data = read_file(path)
                 except ValueError as error:
                     usage_error(self, f"{option}: {str(error).rstrip('.')}")
+                if isinstance(data, dict) and option[2:] in data:
+                    usage_error(
+                        self,
+                        f"{option} {str(path)!r} is a whole config (its {option[2:]} a top-level "
+                        f"key), not the keys of {option[2:]}: give it as --config {path}",
+                    )
 
 
 class ConfigParser(Parser):

@@ -308,6 +308,28 @@ def test_a_grid_mapping_with_a_bad_value_names_the_key_not_the_mapping(given, tm
     )
 
 
+@pytest.mark.parametrize(
+    ("module", "option", "config"),
+    [
+        ("phosjax.bench.new", "--grid", "grid: {steps: 5}\n"),
+        ("phosjax.morph.__main__", "--model", "model: {name: mlp}\nsteps: 5\n"),
+    ],
+)
+def test_a_whole_config_given_for_a_group_is_said_to_be_for_config(
+    module, option, config, tmp_path, capsys
+):
+    """It said "unknown key 'grid.steps'. Did you mean 'steps'?", of the file's own keys."""
+    path = tmp_path / "c.yaml"
+    path.write_text(config)
+    with pytest.raises(SystemExit) as exit_info:
+        importlib.import_module(module).main(["--dir", str(tmp_path / "b"), option, str(path)])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.startswith(
+        f"error: {option} {str(path)!r} is a whole config (its {option[2:]} a top-level key), "
+        f"not the keys of {option[2:]}: give it as --config {path};"
+    )
+
+
 @pytest.mark.parametrize("host", ["", " ", "[]"])
 def test_an_empty_view_host_is_refused_not_bound_to_every_interface(
     host, tmp_path, capsys, monkeypatch
