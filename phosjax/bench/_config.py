@@ -512,7 +512,8 @@ class BenchConfig:
         at most ``2**31 - 1`` (the engine holds steps in int32 on device).
       strategy: how the engine runs a group: ``"auto"`` or one of
         `phosjax.train.STRATEGIES` (see `phosjax.train.run_group`).
-      data_dir: where data sets are prepared (None: where `phosjax.data.load` looks by default).
+      data_dir: where data sets are prepared (None: where `phosjax.data.load` looks by default);
+        a relative one is taken from the current folder, and a run records it absolute.
       blurb_flops: measure FLOPs in each model's blurb (costs a compile per module, one
         for modules of the same program).
 

@@ -1,6 +1,7 @@
 """`run`: plan a bench, train what is missing, write everything; `add_models_to`."""
 
 import contextlib
+import dataclasses
 import functools
 import math
 import numbers
@@ -241,6 +242,7 @@ def run(
     clock = RunClock()
     if config is not None:
         check_config(config, "or None")
+        config = dataclasses.replace(config, data_dir=_absolute(config.data_dir))
     _layout.check_directory(directory, BenchError)
     if resume and force:  # else resume won, force silently dropped
         raise BenchError(
@@ -277,6 +279,17 @@ def _starts_anew(root: pathlib.Path, config: BenchConfig, resume: bool, force: b
     if not _layout.is_bench(root):
         return True
     return force and bool(open_bench(root)[0].differences(config))
+
+
+def _absolute(data_dir: str | None) -> str | None:
+    """``data_dir`` taken from the current folder where it is relative, so that a bench
+    records where its data sets are wherever it is continued from.
+
+    Examples:
+      >>> _absolute("data") == os.path.join(os.getcwd(), "data"), _absolute("/d/"), _absolute(None)
+      (True, '/d/', None)
+    """
+    return data_dir if data_dir is None or os.path.isabs(data_dir) else os.path.abspath(data_dir)
 
 
 def _config_hash(root: pathlib.Path) -> str | None:
@@ -352,7 +365,8 @@ def _execute(
     hparams = _finished_hparams(root, config) if process[1] == 1 and planned is None else None
     if hparams is not None:  # nothing to train: no plan, no data set loaded
         check_models(config.model_entries())  # as a plan checks them, nothing prepared
-        moved = config.data_dir != open_bench(root)[0].data_dir  # new --data_dir NEW
+        stored = open_bench(root)[0].data_dir  # relative (an older bench): from here
+        moved = _absolute(config.data_dir) != _absolute(stored)  # new --data_dir NEW
         shapes: Mapping[str, DataShape]
         if datasets is not None:
             shapes = given_datasets(config.datasets, datasets)

@@ -392,6 +392,16 @@ def test_a_bench_naming_one_data_set_twice_continues(tmp_path, monkeypatch, forc
     assert run(None, tmp_path, resume=True) == ["digits", "digits:1.0.0"]
 
 
+def test_a_relative_data_dir_is_recorded_absolute(bench, toy, tmp_path, monkeypatch):
+    """It was recorded relative: new --dir DIR run from another folder looked (or prepared
+    the data sets) there."""
+    copy = tmp_path / "copy"
+    shutil.copytree(bench[0], copy)
+    monkeypatch.chdir(tmp_path)
+    run(tiny_config(models=[{"name": "mlp", "width": 8}], data_dir="data"), copy, datasets=toy)
+    assert load_config(copy / _layout.CONFIG).data_dir == str(tmp_path / "data")
+
+
 def test_another_config_is_refused_and_nothing_touched(bench, toy):
     root, _ = bench
     before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
