@@ -325,6 +325,23 @@ def check_model_sizes(
     return ids
 
 
+def check_knobs(config: BenchConfig, datasets: Mapping[str, DataShape]) -> None:
+    """Raises the `BenchError` `plan` would for a ``grid.knobs`` selector that matches no
+    knob of the models on ``datasets`` (each traced abstractly: nothing is computed)."""
+    axes = config.grid.axes()
+    selectors = [name.removeprefix(KNOB_PREFIX) for name in axes if name.startswith(KNOB_PREFIX)]
+    if not selectors:
+        return
+    knobs: dict[str, dict[str, None]] = {}  # each name's knob paths, all configs
+    dropped: dict[str, dict[str, None]] = {}  # those a lifted transform dropped
+    for entry, (name, data) in itertools.product(config.model_entries(), datasets.items()):
+        for depth, width in itertools.product(axes["depth"], axes["width"]):
+            paths, lost = _built(entry.name, name, _model_config(entry, data, depth, width))
+            knobs.setdefault(entry.name, {}).update(dict.fromkeys(paths))
+            dropped.setdefault(entry.name, {}).update(dict.fromkeys(lost))
+    _check_knobs(selectors, knobs, dropped)
+
+
 def _model_id(model: ModelConfig) -> str:
     """The ``model_id`` of a resolved ``model``: its name and a hash of its config."""
     return f"{model.name}-{short_hash(model.to_dict(), 8)}"
@@ -710,15 +727,11 @@ def plan(
     applied: set[str] = set()  # a morph regularizer skips models it cannot price
     skipped: dict[str, dict[str, str]] = {column: {} for column in reg_columns}
     planned: dict[str, PlannedCell] = {}
-    knobs_by_model: dict[str, dict[str, None]] = {}  # each name's knob paths, all configs
-    dropped_by_model: dict[str, dict[str, None]] = {}  # those a lifted transform dropped
     for entry, (dataset, data) in itertools.product(entries, datasets.items()):
         for point in itertools.product(*axes.values()):
             values = dict(zip(axes, point, strict=True))
             model = _model_config(entry, data, values["depth"], values["width"])
-            paths, dropped = _built(entry.name, dataset, model)  # own (depth, options)
-            knobs_by_model.setdefault(entry.name, {}).update(dict.fromkeys(paths))
-            dropped_by_model.setdefault(entry.name, {}).update(dict.fromkeys(dropped))
+            paths, _ = _built(entry.name, dataset, model)  # own (depth, options)
             knob_values = {
                 s: values[f"{KNOB_PREFIX}{s}"]
                 for s in selectors
@@ -779,7 +792,7 @@ def plan(
                     **hparam_row,
                 }
                 planned.setdefault(cell_id, PlannedCell(cell, row))
-    _check_knobs(selectors, knobs_by_model, dropped_by_model)
+    check_knobs(config, datasets)
     for column in reg_columns:
         if column not in applied:
             listed = "; ".join(f"{name}: {why}" for name, why in skipped[column].items())

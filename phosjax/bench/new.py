@@ -58,7 +58,8 @@ class _Parser(ConfigParser):
     names after ``--import``, ``--dir`` (a directory or none yet), data set names
     (`phosjax.data.check_loadable`), and each models entry's depth, width and options on
     each data set whose metadata declares its input shape and class count
-    (`_plan.check_model_sizes`); a note on stderr names the data sets it could not check
+    (`_plan.check_model_sizes`), and the grid's knob selectors where every data set's does
+    (`_plan.check_knobs`); a note on stderr names the data sets it could not check
     them on (a label that is no ``ClassLabel``). Options without ``--config`` on a bench in
     ``--dir`` are refused as a run refuses them (`_refuse_defaults_for_a_bench`): they set
     keys of the built-in defaults, not the bench's."""
@@ -83,6 +84,8 @@ class _Parser(ConfigParser):
         )
         _plan.check_model_sizes(bench, shapes)
         unchecked = [name for name in bench.datasets if name not in shapes]
+        if not unchecked:  # a knob may be on a model's config on another data set alone
+            _plan.check_knobs(bench, shapes)
         if unchecked:
             print(
                 f"note: the models entries' depth, width and options were not checked on "

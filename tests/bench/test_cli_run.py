@@ -527,6 +527,10 @@ def test_an_option_before_config_overrides_the_file_too(tmp_path, capsys):
             '--models=[{"name": "mlp", "options": {"nosuch": 1}}]',
             "model 'mlp' on 'mnist1d': model 'mlp' has no option(s) ['nosuch']; it takes ",
         ),
+        (  # it was printed: only the models, traced as the run traces them, tell
+            "--grid.knobs={T: [1.0]}",
+            "knob selector 'T' matches no knob of any model; the models declare: {'choicenet'",
+        ),
     ],
 )
 def test_print_config_refuses_a_config_a_run_would_refuse(tmp_path, capsys, override, message):
