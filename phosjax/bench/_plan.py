@@ -349,20 +349,23 @@ def _model_id(model: ModelConfig) -> str:
 
 def _no_such_feature_text(error: NoSuchFeatureError) -> str:
     """`error` in a bench config's terms: the ``dataset_features`` entry, and what to write."""
-    pair = error.example_pair
     return (
         f"dataset_features.{error.name} names {error.missing!r}, which data set "
         f"{error.name!r} lacks (its features: {error.known}); name its input and label "
-        f"feature there, e.g. dataset_features: {{{error.name}: [{pair[0]}, {pair[1]}]}}"
+        f"feature there, e.g. {_features_entry(error)}"
         f"{did_you_mean([error.missing], error.known)}"
     )
 
 
 def _missing_features_text(error: MissingFeaturesError) -> str:
     """`error` in a bench config's terms: the ``dataset_features`` entry to write."""
+    return error.told_by("a bench", "its dataset_features entry", _features_entry(error))
+
+
+def _features_entry(error: NoSuchFeatureError | MissingFeaturesError) -> str:
+    """The ``dataset_features`` entry naming `error`'s example pair of features."""
     pair = error.example_pair
-    entry = f"dataset_features: {{{error.name}: [{pair[0]}, {pair[1]}]}}"
-    return error.told_by("a bench", "its dataset_features entry", entry)
+    return f"dataset_features: {{{error.name}: [{pair[0]}, {pair[1]}]}}"
 
 
 def _missing_splits_text(error: MissingSplitsError) -> str:
