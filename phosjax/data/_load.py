@@ -378,9 +378,10 @@ def _parse(name: str) -> tuple[str, dict[str, Any]]:
 
 
 def _respelled(name: str) -> str:
-    """``. Did you mean ...?`` with `name` without spaces around it, a ``/`` at its end or
-    hyphens and spaces inside it (``_`` instead), and spelled as TFDS names its data set
-    (`_right_spelling`), where that is a well-formed TFDS name; "" if it is not.
+    """``. Did you mean ...?`` with `name` without spaces around it or around a ``/`` or
+    ``:``, a ``/`` at its end or hyphens and spaces inside it (``_`` instead), and spelled as
+    TFDS names its data set (`_right_spelling`), where that is a well-formed TFDS name; ""
+    if it is not.
 
     Examples:
         >>> _respelled("my-images"), _respelled(" digits/"), _respelled("digits:1.0")
@@ -389,10 +390,13 @@ def _respelled(name: str) -> str:
         ". Did you mean 'my_images/small'?"
         >>> _respelled("my images"), _respelled("Mnist-1D")  # a built-in name, not 'mnist_1_d'
         (". Did you mean 'my_images'?", ". Did you mean 'mnist1d'?")
+        >>> _respelled("Toy Configs /small")  # not 'toy_configs_/small'
+        ". Did you mean 'toy_configs/small'?"
     """
     import tensorflow_datasets as tfds
 
-    fixed = re.sub(r"[\s-]+", "_", name.strip().rstrip("/"))
+    unspaced = re.sub(r"\s*([/:])\s*", r"\1", name).strip().rstrip("/")
+    fixed = re.sub(r"[\s-]+", "_", unspaced)
     try:
         dataset = tfds.core.naming.parse_builder_name_kwargs(fixed)[0]
     except ValueError:

@@ -925,6 +925,8 @@ def test_a_malformed_name_says_what_a_name_looks_like(toys_dir):
         (" Toy - Configs/small", "toy_configs/small"),
         ("Mnist-1D", "mnist1d"),  # the built-in name, not TFDS's reading 'mnist_1_d'
         ("mnist 1d:1.0.0", "mnist1d:1.0.0"),
+        ("Toy Configs /small", "toy_configs/small"),  # was offered as 'toy_configs_/small'
+        ("digits : 1.0.0 / ", "digits:1.0.0"),
     ],
 )
 def test_a_malformed_name_offers_it_without_hyphens_spaces_or_a_slash_at_its_end(
