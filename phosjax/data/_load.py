@@ -408,7 +408,7 @@ def _respelled(name: str) -> str:
 
 def _refuse_another_spelling(name: str, dataset: str) -> None:
     """Raises if `name` spells its data set otherwise than TFDS names it (``"Digits"`` for
-    ``digits``): each data set has one name, or a bench would hold it twice.
+    ``digits``): each data set is spelled one way, or its results would be told apart.
 
     Examples:
         >>> _refuse_another_spelling("MNIST1D:1.0.0", "mnis_t1_d")
@@ -422,8 +422,8 @@ def _refuse_another_spelling(name: str, dataset: str) -> None:
     raise ValueError(
         f"data set name {name!r} spells its data set {spelled!r}, which TFDS reads as "
         f"{dataset!r}; write {right + name[len(spelled) :]!r}: data set names are lower-case "
-        f"snake_case as TFDS names them, one name per data set (a bench given {spelled!r} "
-        f"and {right!r} would train and report them as two)"
+        f"snake_case as TFDS names them, one spelling per data set (results name a data set "
+        f"as written: {spelled!r} and {right!r} would be reported as two)"
     )
 
 

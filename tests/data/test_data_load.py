@@ -1001,8 +1001,8 @@ def test_a_name_spelled_otherwise_than_tfds_names_it_is_refused_naming_the_spell
             ValueError,
             match=rf"^data set name '{name}' spells its data set '{spelled}', which TFDS reads "
             rf"as '{dataset}'; write '{written}': data set names are lower-case snake_case as "
-            rf"TFDS names them, one name per data set \(a bench given '{spelled}' and "
-            rf"'{right}' would train and report them as two\)$",
+            rf"TFDS names them, one spelling per data set \(results name a data set as "
+            rf"written: '{spelled}' and '{right}' would be reported as two\)$",
         ):
             check(name, data_dir=toys_dir)
     assert "digits" not in prepared_names(toys_dir)
