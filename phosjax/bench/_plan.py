@@ -288,26 +288,38 @@ def check_distinct_datasets(config: BenchConfig) -> None:
         return
     check_datasets(names, config.data_dir, features, splits)
     first: dict[tuple[Any, ...], str] = {}
+    twice: list[tuple[str, str]] = []  # (the name kept, one naming it again)
     for name in names:
         resolved = resolved_name(name, data_dir=config.data_dir)
-        x_key, y_key, pair = resolved_layout(
+        layout = resolved_layout(
             name, data_dir=config.data_dir, features=features.get(name), splits=splits.get(name)
         )
-        kept = first.setdefault((resolved, x_key, y_key, pair), name)
-        if kept == name:
-            continue
-        entries = [
-            field
-            for field in ("dataset_features", "dataset_splits")
-            if name in getattr(config, field)
-        ]
-        without = f", and no {' or '.join(entries)} entry for {name!r}" if entries else ""
-        raise BenchError(
-            f"datasets names one data set twice: {kept!r} and {name!r} are both {resolved}, "
-            f"read alike (input {x_key!r}, label {y_key!r}, splits {list(pair)}), which a "
-            f"bench would train and report as two; keep {kept!r} alone: datasets: "
-            f"[{', '.join(each for each in names if each != name)}]{without}"
+        kept = first.setdefault((resolved, *layout), name)
+        if kept != name:
+            twice.append((kept, name))
+    if not twice:
+        return
+    read_as = {name: read for read, name in first.items()}
+    kept, name = twice[0]
+    resolved, x_key, y_key, pair = read_as[kept]
+    dropped = [again for _, again in twice]
+    more = "".join(f" (so are {k!r} and {n!r})" for k, n in twice[1:])
+    entries = [
+        f"no {' or '.join(fields)} entry for {again!r}"
+        for again in dropped
+        if (
+            fields := [
+                f for f in ("dataset_features", "dataset_splits") if again in getattr(config, f)
+            ]
         )
+    ]
+    without = f", and {', '.join(entries)}" if entries else ""
+    raise BenchError(
+        f"datasets names one data set twice: {kept!r} and {name!r} are both {resolved}, "
+        f"read alike (input {x_key!r}, label {y_key!r}, splits {list(pair)}), which a "
+        f"bench would train and report as two{more}; keep {kept!r} alone: datasets: "
+        f"[{', '.join(each for each in names if each not in dropped)}]{without}"
+    )
 
 
 def check_model_sizes(

@@ -383,6 +383,19 @@ def test_a_new_bench_naming_one_data_set_twice_is_refused(tmp_path):
     _plan.check_distinct_datasets(dataclasses.replace(config, dataset_splits=halves))
 
 
+def test_each_data_set_named_twice_is_dropped_from_the_list_to_keep(tmp_path):
+    """With two such pairs, the list to keep dropped only the first pair's second name:
+    the next run was refused again."""
+    names = ["digits", "mnist1d", "digits:1.0.0", "mnist1d:1.0.0"]
+    config = tiny_config(datasets=names, data_dir=str(tmp_path / "data"))
+    with pytest.raises(BenchError) as raised:
+        _plan.check_distinct_datasets(config)
+    assert str(raised.value).endswith(
+        "which a bench would train and report as two (so are 'mnist1d' and 'mnist1d:1.0.0'); "
+        "keep 'digits' alone: datasets: [digits, mnist1d]"
+    )
+
+
 @pytest.mark.parametrize("force", [False, True])
 def test_a_bench_naming_one_data_set_twice_continues(tmp_path, monkeypatch, force):
     config = tiny_config(datasets=["digits", "digits:1.0.0"], data_dir=str(tmp_path / "data"))
