@@ -254,7 +254,7 @@ def run(
     _check_imports(imports)
     import_for_bench(directory, imports, planned_models(directory, config, force))
     root = pathlib.Path(directory)
-    if datasets is None and config is not None and _starts_anew(root, config, resume, force):
+    if datasets is None and config is not None and starts_anew(root, config, resume, force):
         new = config  # checked before an old bench moves aside; one made so continues
         in_every_process(lambda: check_distinct_datasets(new), "check the bench's data sets")
     plans: dict[str, Plan] = {}  # with force: planned before an old bench moves aside
@@ -271,7 +271,7 @@ def run(
     return _execute(config, root, datasets, process, progress, planned, seen, imports, clock)
 
 
-def _starts_anew(root: pathlib.Path, config: BenchConfig, resume: bool, force: bool) -> bool:
+def starts_anew(root: pathlib.Path, config: BenchConfig, resume: bool, force: bool) -> bool:
     """Whether running ``config`` in ``root`` starts a bench (as `choose_config` does):
     none is there, or ``force`` moves aside one of another config; not where one continues."""
     if resume:

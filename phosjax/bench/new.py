@@ -46,7 +46,7 @@ from phosjax.bench._directory import check_dir_kind, open_bench, shown_differenc
 from phosjax.bench._imports import import_for_bench, planned_models
 from phosjax.bench._plan import check_models
 from phosjax.bench._profile import time_start_up
-from phosjax.bench._runner import run
+from phosjax.bench._runner import run, starts_anew
 from phosjax.morph._loop import MorphConfig
 from phosjax.train import STRATEGIES
 
@@ -82,6 +82,10 @@ class _Parser(ConfigParser):
         shapes = _plan.check_datasets(
             bench.datasets, bench.data_dir, bench.dataset_features, bench.dataset_splits
         )
+        if directory is None or starts_anew(
+            pathlib.Path(directory), bench, bool(options.get("resume")), force
+        ):
+            _plan.check_distinct_datasets(bench)  # a bench made so before continues
         _plan.check_model_sizes(bench, shapes)
         unchecked = [name for name in bench.datasets if name not in shapes]
         if not unchecked:  # a knob may be on a model's config on another data set alone

@@ -527,6 +527,10 @@ def test_an_option_before_config_overrides_the_file_too(tmp_path, capsys):
             '--models=[{"name": "mlp", "options": {"nosuch": 1}}]',
             "model 'mlp' on 'mnist1d': model 'mlp' has no option(s) ['nosuch']; it takes ",
         ),
+        (  # it was printed, and the run refused it
+            "--datasets=[mnist1d, mnist1d:1.0.0]",
+            "datasets names one data set twice: 'mnist1d' and 'mnist1d:1.0.0' are both",
+        ),
         (  # it was printed: only the models, traced as the run traces them, tell
             "--grid.knobs={T: [1.0]}",
             "knob selector 'T' matches no knob of any model; the models declare: {'choicenet'",
