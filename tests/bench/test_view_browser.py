@@ -541,6 +541,25 @@ def test_a_loss_is_sorted_lowest_first_by_its_header_or_the_menu(tmp_path, page)
         assert page.run(first) == min(loss, key=loss.get)
 
 
+def test_a_regularizer_is_sorted_lowest_first_a_path_weight_highest(tmp_path, page):
+    """The regularizer (a penalty, part of the loss) was sorted highest first, and a path
+    weight whose module path holds "loss" lowest first: a metric's name was searched for
+    "loss" anywhere in it."""
+    written = write_bench(tmp_path / "grid", blurb_json(), seeds=(0,))
+    for part in (written.root / _layout.RESULTS).glob("*.parquet"):
+        table = pq.read_table(part)
+        names = [name.replace("frame/", "loss_head/") for name in table.column_names]
+        table = table.rename_columns(names)
+        pq.write_table(table.append_column("regularizer", pc.multiply(table["loss"], 0.1)), part)
+    direction = "document.getElementById('sort-dir').textContent"
+    with serving(written.root) as server:
+        page.open(server.url + "?metrics=all")
+        page.run(f"({CHOOSE})('sort-by', 'train:regularizer')")
+        assert page.run(direction) == "↑"
+        page.run(f"({CHOOSE})('sort-by', 'train:path_weight/loss_head/choice/branch_0')")
+        assert page.run(direction) == "↓"
+
+
 def test_the_hyperparameter_plot_puts_each_cell_at_its_hparam(tmp_path, page):
     written = write_bench(tmp_path / "grid", blurb_json(), diverge=True)
     cells = written.cells.set_index("cell_id")

@@ -329,11 +329,11 @@ function renderSortBy(sortable) {
   $("sort-dir").textContent = state.sort.dir > 0 ? "↑" : "↓";
 }
 
-// The order a column is first sorted in: lowest first for a loss (aux losses too) or a
-// time in seconds (best first, as `defaultSort` sorts the loss), largest first for any
-// other number (an accuracy, the steps done), text in natural order.
+// The order a column is first sorted in: lowest first for a loss, its regularizer part, an
+// aux loss or a time in seconds (best first, as `defaultSort` sorts the loss), largest first
+// for any other number (an accuracy, a path weight, the steps done), text in natural order.
 function firstDirection(column) {
-  if (column?.metric && /loss|^aux\/|_s$/.test(column.metric.metric)) return 1;
+  if (column?.metric && /^(loss|task_loss|regularizer)$|^aux\/|_s$/.test(column.metric.metric)) return 1;
   return column?.numeric ? -1 : 1;
 }
 
