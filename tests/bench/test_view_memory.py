@@ -146,6 +146,19 @@ def test_the_page_draws_memory_per_process_and_counts_each_group_once(tmp_path):
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary")
+def test_past_15_memory_series_each_has_a_colour_of_its_own(tmp_path):
+    """8 processes, two columns each: the 14th series took the palette's first colour again."""
+    root = write_bench(tmp_path / "shared", blurb_json()).root
+    write_process_memory(root, (4,) * 8)
+    with serving(root) as server:
+        dom = _render(server.url, tmp_path / "profile")
+
+    section = _between(dom, 'id="memory"', 'id="morph"')
+    colours = re.findall(r'<path class="curve" d="[^"]*" stroke="([^"]*)"', section)
+    assert len(colours) == 16 == len(set(colours)), colours
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary")
 def test_the_memory_line_breaks_between_the_runs_of_a_resumed_bench(tmp_path):
     """No process ran between a run and its resumption 10 s later: no line is drawn
     across that time (one was, from the last sample of the run to the first of the next)."""

@@ -874,7 +874,7 @@ const renderProfile = panel("profile", async (current) => {
       const x = rows.map((r) => (r === null ? NaN : at(r)));
       return yColumns.map((c, i) => ({
         key: p === null ? `mem:${c}` : `mem:${c}:${p}`, column: c, label: p === null ? c : `${c} (process ${p})`,
-        color: PALETTE[(i * processes.length + j + 2) % PALETTE.length], x, y: rows.map((r) => (r === null || r[c] === null ? null : r[c] * scale)),
+        color: colorOf(i * processes.length + j + 2), x, y: rows.map((r) => (r === null || r[c] === null ? null : r[c] * scale)),
       }));
     });
     const series = all.filter((s) => s.y.some((v) => v !== null));
