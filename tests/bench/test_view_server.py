@@ -322,6 +322,22 @@ def test_an_unknown_endpoint_is_not_found_listing_the_endpoints(server):
     )
 
 
+@pytest.mark.parametrize(
+    ("path", "hint"),
+    [
+        ("/api/blurbs/m-mlp", ". Did you mean '/api/blurb/m-mlp'?"),
+        ("/api/grahp/m-choice", ". Did you mean '/api/graph/m-choice'?"),
+        ("/api/nosuch/m-mlp", "/api/graph/<model_id>."),
+    ],
+)
+def test_an_unknown_endpoint_shaped_like_a_models_is_offered_the_one_meant(server, path, hint):
+    """The first part of ``/api/blurbs/m-mlp`` was never compared with a model's routes:
+    no "Did you mean"."""
+    status, _, body = get(server, path)
+    assert status == 404
+    assert json.loads(body)["error"].endswith(hint)
+
+
 def test_the_pages_own_parameters_are_left_to_it(server):
     assert get(server, "/?mode=configs&metric=accuracy")[0] == 200
     assert get(server, "/?mode=configs&mode=cells")[0] == 200  # the page's to read

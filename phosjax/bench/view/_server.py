@@ -21,7 +21,7 @@ from http import HTTPStatus
 from typing import Any
 
 from phosjax._callables import a_type
-from phosjax._nearest import did_you_mean
+from phosjax._nearest import did_you_mean, nearest
 from phosjax.bench import _layout
 from phosjax.bench.view import _api
 from phosjax.bench.view._bench import (
@@ -48,7 +48,10 @@ _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
-_MODEL_ROUTE = re.compile(r"/api/(blurb|graph)/([^/]+)")
+_MODEL_ROUTE = re.compile(r"/api/([^/]+)/([^/]+)")
+"""The shape of a model's route: ``/api/<kind>/<model_id>``."""
+_MODEL_FOLDERS = {"blurb": _layout.BLURBS, "graph": _layout.GRAPHS}
+"""The folder of each kind of a model's route."""
 _QUERY_PARAMETERS = {"/api/results": ("columns", "cells", "max_points")}
 """The query parameters each endpoint takes (the others take none)."""
 _MAX_DIGITS = 18
@@ -481,17 +484,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return self._send(200, _api.encode(_api.waiting(waiting)), "application/json")
             return self._json(routes[path])
         model = _MODEL_ROUTE.fullmatch(path)
-        if model:
+        if model and model[1] in _MODEL_FOLDERS:
             _check_parameters(f"/api/{model[1]}/<model_id>", parameters)
-            folder = {"blurb": _layout.BLURBS, "graph": _layout.GRAPHS}[model[1]]
+            folder = _MODEL_FOLDERS[model[1]]
             return self._json(lambda bench: _api.model_file(bench, folder, model[2]))
         if path in ("/", "/index.html"):
             return self._static("index.html")
         if path.startswith("/static/"):
             return self._static(path.removeprefix("/static/"))
         if path.startswith("/api/"):  # a typo in an address typed or scripted
-            known = [*routes, "/api/blurb/<model_id>", "/api/graph/<model_id>"]
+            known = [*routes, *(f"/api/{kind}/<model_id>" for kind in _MODEL_FOLDERS)]
             hint = did_you_mean([path], routes, cutoff=0.85) or "."  # all share "/api/"
+            if model and (kinds := nearest(model[1], _MODEL_FOLDERS)):  # /api/blurbs/m-mlp
+                meant = f"/api/{kinds[0]}/{model[2]}"
+                hint = f". Did you mean {meant!r}?"
             return self._error(404, f"No such endpoint: {path}; there are {', '.join(known)}{hint}")
         self._error(404, f"No such page: {path}")
 
