@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.processes import FAST_COMPILE, LOOP_EMITTERS
+from tests.processes import FAST_COMPILE, LOOP_EMITTERS, with_flags
 
 # Must be set before jax initializes its backends: tests of sharding see 4 CPU devices.
 # The tests' programs are tiny and compiling them dominates their time, so they compile
@@ -19,6 +19,8 @@ from tests.processes import FAST_COMPILE, LOOP_EMITTERS
 DEVICES = "--xla_force_host_platform_device_count=4"
 OPTIMIZED = "PHOSJAX_TEST_OPTIMIZED"
 """Set in the subprocess that runs an ``optimized`` test."""
+USER_XLA_FLAGS = os.environ.get("XLA_FLAGS")
+"""The user's own XLA flags (None: none), kept in an ``optimized`` test's subprocess too."""
 os.environ.setdefault("XLA_FLAGS", f"{DEVICES} {FAST_COMPILE}")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
@@ -58,11 +60,12 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Conf
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     """Runs a test marked ``optimized`` in ``python -m pytest`` at XLA's default
-    optimization level, with `LOOP_EMITTERS` (sharing this session's data dir); its output
-    shows with ``-s``."""
+    optimization level, with `LOOP_EMITTERS` after the user's own XLA flags (sharing this
+    session's data dir); its output shows with ``-s``."""
     if pyfuncitem.get_closest_marker("optimized") is None or os.environ.get(OPTIMIZED):
         return None  # pytest runs it here
-    env = {**os.environ, "XLA_FLAGS": f"{DEVICES} {LOOP_EMITTERS}", OPTIMIZED: "1"}
+    flags = with_flags(USER_XLA_FLAGS, f"{DEVICES} {LOOP_EMITTERS}")
+    env = {**os.environ, "XLA_FLAGS": flags, OPTIMIZED: "1"}
     if "data_dir" in pyfuncitem.funcargs:
         env["PHOSJAX_TEST_DATA_DIR"] = str(pyfuncitem.funcargs["data_dir"])
     command = [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:xdist", pyfuncitem.nodeid]

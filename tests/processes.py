@@ -28,6 +28,19 @@ time. Without LLVM's optimizations (level 0) and with `LOOP_EMITTERS`, the engin
 compile about 3x faster."""
 
 
+def with_flags(given: str | None, flags: str) -> str:
+    """The XLA flags ``given`` (the user's ``XLA_FLAGS``, or None) followed by each of
+    ``flags`` whose name they do not set.
+
+    Examples:
+      >>> with_flags("--a=1 --c", "--a=2 --b=3"), with_flags(None, "--b=3")
+      ('--a=1 --c --b=3', '--b=3')
+    """
+    mine = (given or "").split()
+    named = {flag.split("=")[0] for flag in mine}
+    return " ".join(mine + [flag for flag in flags.split() if flag.split("=")[0] not in named])
+
+
 def lowest_ephemeral_port() -> int:
     """The lowest port the system hands out for port 0 and outgoing connections (Linux's
     ``ip_local_port_range``; 32768 where it cannot be read)."""

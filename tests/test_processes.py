@@ -1,8 +1,11 @@
 """`launch`: the helper that runs multi-process tests."""
 
+from types import SimpleNamespace
+
 import pytest
 
-from tests.processes import free_port, launch, lowest_ephemeral_port
+from tests import conftest
+from tests.processes import LOOP_EMITTERS, ROOT, free_port, launch, lowest_ephemeral_port
 
 
 def test_a_worker_that_runs_on_is_killed_and_every_output_is_kept(tmp_path):
@@ -36,3 +39,25 @@ def test_the_port_is_one_no_server_on_port_0_can_take_meanwhile():
     if low <= 10_000:  # free_port then takes any free port
         pytest.skip(f"this machine hands out ports from {low} for port 0: none below it")
     assert all(10_000 <= free_port() < low for _ in range(20))
+
+
+def test_an_optimized_test_runs_with_the_users_xla_flags_and_ours(monkeypatch):
+    """Its subprocess had only ours (``DEVICES``, ``LOOP_EMITTERS``): the user's were lost."""
+    ran = []
+    monkeypatch.setattr(conftest, "USER_XLA_FLAGS", "--xla_dump_to=/tmp/x", raising=False)
+    monkeypatch.setattr(
+        conftest.subprocess,
+        "run",
+        lambda command, **kwargs: (
+            ran.append(kwargs["env"]) or SimpleNamespace(returncode=0, stdout="")
+        ),
+    )
+    item = SimpleNamespace(
+        get_closest_marker=lambda name: name == "optimized" or None,
+        funcargs={},
+        nodeid="tests/x.py::test_x",
+        config=SimpleNamespace(rootpath=ROOT),
+    )
+    monkeypatch.delenv(conftest.OPTIMIZED, raising=False)
+    assert conftest.pytest_pyfunc_call(item) is True
+    assert ran[0]["XLA_FLAGS"] == f"--xla_dump_to=/tmp/x {conftest.DEVICES} {LOOP_EMITTERS}"
