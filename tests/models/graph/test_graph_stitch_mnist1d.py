@@ -84,11 +84,14 @@ def test_stitched_cnns_match_the_originals(data_dir, key):
     stitched, variables = stitch(model, vars_a, cut[0], model, vars_b, cut[1], x=x[:1000])
     acc_lstsq = accuracy(stitched, variables, x_test, y_test, "b/logits")
     adapter = nn.Conv(WIDTH, (1,))
-    randomly = stitch(model, vars_a, cut[0], model, vars_b, cut[1], adapter, x=x[:1], key=keys[1])
+    adapter_key, tuning_key = (jax.random.fold_in(key, i) for i in (2, 3))  # not `keys`, the inits'
+    randomly = stitch(
+        model, vars_a, cut[0], model, vars_b, cut[1], adapter, x=x[:1], key=adapter_key
+    )
     acc_random = accuracy(*randomly, x_test, y_test, "b/logits")
     optimizer = train_only(optax.adam(1e-2), "adapter/**")
     tuned = jax.jit(
-        lambda p: train(stitched, p, optimizer, ADAPTER_STEPS, keys[0], x, y, "b/logits")
+        lambda p: train(stitched, p, optimizer, ADAPTER_STEPS, tuning_key, x, y, "b/logits")
     )(variables["params"])
     acc_tuned = accuracy(stitched, {"params": tuned}, x_test, y_test, "b/logits")
     frozen = {k: v for k, v in tuned.items() if k != "adapter"}
