@@ -19,8 +19,10 @@ from tests.processes import FAST_COMPILE, LOOP_EMITTERS, with_flags
 DEVICES = "--xla_force_host_platform_device_count=4"
 OPTIMIZED = "PHOSJAX_TEST_OPTIMIZED"
 """Set in the subprocess that runs an ``optimized`` test."""
-USER_XLA_FLAGS = os.environ.get("XLA_FLAGS")
-"""The user's own XLA flags (None: none), kept in an ``optimized`` test's subprocess too."""
+USER_XLA_FLAGS = "PHOSJAX_TEST_USER_XLA_FLAGS"
+"""Holds the user's own XLA flags as pytest started, before ours below (which xdist's
+workers inherit), kept in an ``optimized`` test's subprocess too."""
+os.environ.setdefault(USER_XLA_FLAGS, os.environ.get("XLA_FLAGS", ""))
 os.environ.setdefault("XLA_FLAGS", f"{DEVICES} {FAST_COMPILE}")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
@@ -64,7 +66,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     session's data dir); its output shows with ``-s``."""
     if pyfuncitem.get_closest_marker("optimized") is None or os.environ.get(OPTIMIZED):
         return None  # pytest runs it here
-    flags = with_flags(USER_XLA_FLAGS, f"{DEVICES} {LOOP_EMITTERS}")
+    flags = with_flags(os.environ[USER_XLA_FLAGS], f"{DEVICES} {LOOP_EMITTERS}")
     env = {**os.environ, "XLA_FLAGS": flags, OPTIMIZED: "1"}
     if "data_dir" in pyfuncitem.funcargs:
         env["PHOSJAX_TEST_DATA_DIR"] = str(pyfuncitem.funcargs["data_dir"])

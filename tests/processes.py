@@ -29,7 +29,7 @@ compile about 3x faster."""
 
 
 def with_flags(given: str | None, flags: str) -> str:
-    """The XLA flags ``given`` (the user's ``XLA_FLAGS``, or None) followed by each of
+    """The XLA flags ``given`` (the user's ``XLA_FLAGS``, or None or "") followed by each of
     ``flags`` whose name they do not set.
 
     Examples:

@@ -5,7 +5,14 @@ from types import SimpleNamespace
 import pytest
 
 from tests import conftest
-from tests.processes import LOOP_EMITTERS, ROOT, free_port, launch, lowest_ephemeral_port
+from tests.processes import (
+    FAST_COMPILE,
+    LOOP_EMITTERS,
+    ROOT,
+    free_port,
+    launch,
+    lowest_ephemeral_port,
+)
 
 
 def test_a_worker_that_runs_on_is_killed_and_every_output_is_kept(tmp_path):
@@ -41,10 +48,16 @@ def test_the_port_is_one_no_server_on_port_0_can_take_meanwhile():
     assert all(10_000 <= free_port() < low for _ in range(20))
 
 
-def test_an_optimized_test_runs_with_the_users_xla_flags_and_ours(monkeypatch):
-    """Its subprocess had only ours (``DEVICES``, ``LOOP_EMITTERS``): the user's were lost."""
+@pytest.mark.parametrize(
+    ("given", "added"), [("--xla_dump_to=/tmp/x", "--xla_dump_to=/tmp/x "), ("", "")]
+)
+def test_an_optimized_test_runs_with_the_users_xla_flags_and_ours(monkeypatch, given, added):
+    """Its subprocess had only ours (``DEVICES``, ``LOOP_EMITTERS``): the user's were lost.
+    In an xdist worker, which inherits the flags conftest sets (``FAST_COMPILE``'s level
+    0 among them), none of the user's: the subprocess kept ours, not level 0."""
     ran = []
-    monkeypatch.setattr(conftest, "USER_XLA_FLAGS", "--xla_dump_to=/tmp/x", raising=False)
+    monkeypatch.setenv(conftest.USER_XLA_FLAGS, given)
+    monkeypatch.setenv("XLA_FLAGS", f"{conftest.DEVICES} {FAST_COMPILE}")  # a worker's
     monkeypatch.setattr(
         conftest.subprocess,
         "run",
@@ -60,4 +73,4 @@ def test_an_optimized_test_runs_with_the_users_xla_flags_and_ours(monkeypatch):
     )
     monkeypatch.delenv(conftest.OPTIMIZED, raising=False)
     assert conftest.pytest_pyfunc_call(item) is True
-    assert ran[0]["XLA_FLAGS"] == f"--xla_dump_to=/tmp/x {conftest.DEVICES} {LOOP_EMITTERS}"
+    assert ran[0]["XLA_FLAGS"] == f"{added}{conftest.DEVICES} {LOOP_EMITTERS}"
