@@ -760,7 +760,8 @@ def _continued_latency_table(directory: str | os.PathLike) -> LatencyTable | Non
 
 class _Continued(NamedTuple):
     """What `_earlier` found in a run directory: the rows written, the last model, its
-    variables (``rows[-1]``'s) and the latency table the run priced by (None: none stored)."""
+    variables (``rows[-1]``'s; None where the config trains no more, so none are read) and
+    the latency table the run priced by (None: none stored)."""
 
     rows: list[dict[str, Any]]
     model: ModelConfig
@@ -787,8 +788,9 @@ def _earlier(
     ``start`` on the data set ``dataset`` (its full name), continues.
 
     Raises:
-      RunDirectoryError: the rows or the last state cannot be read (or it is missing),
-        or another config (field, or data set version) wrote them.
+      RunDirectoryError: the rows cannot be read, another config (field, or data set
+        version) wrote them, or ``config`` continues them and their last state cannot be
+        read (or it is missing).
     """
     path = pathlib.Path(directory) / ITERATIONS
 
@@ -837,6 +839,8 @@ def _earlier(
         )
     if not finished:
         raise refused(f"their last row ({rows[-1]['kind']!r}) ends no iteration")
+    if done >= config.iterations:  # finished: its rows stand, nothing continues from the state
+        return _Continued(rows, model, None, table)
     try:
         variables = _saved_variables(directory, done, model)
     except RunDirectoryError as error:
@@ -1068,7 +1072,7 @@ def run(
     Raises:
       MorphConfigError: before anything trains or is written (see `prepare`), also when
         ``directory`` holds rows that cannot be continued (another config's,
-        unreadable, or without their states)
+        unreadable, or, where more iterations would train, without the last state)
         unless ``overwrite``, which moves them and their states aside to
         ``iterations.parquet.old-<time>`` and ``states.old-<time>``, or when it cannot be
         written.

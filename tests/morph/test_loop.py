@@ -1390,3 +1390,24 @@ def test_rows_without_the_run_s_columns_are_refused_naming_those_they_lack(tmp_p
         str(error.value)
     )
     assert "'config'] (it has ['kind', 'accuracy']); choose another directory" in str(error.value)
+
+
+def test_a_finished_run_whose_last_state_is_missing_gives_its_rows_and_refuses_continuing(
+    tmp_path,
+):
+    """It was refused ("the variables to continue from, ... are missing") where the config
+    asked for no more iterations, so nothing would have loaded them."""
+    config = MorphConfig(MODEL, iterations=0)
+    rows = pd.DataFrame(
+        {"iteration": [0], "kind": ["start"], "config": [json.dumps(MODEL.to_dict())]}
+    )
+    rows.attrs = {"morph_config": config.to_dict(), "resolved_dataset": "mnist1d:1.0.0"}
+    (tmp_path / "morph").mkdir()
+    rows.to_parquet(tmp_path / _loop.ITERATIONS)
+    earlier = _loop._earlier(tmp_path, config, MODEL, "mnist1d:1.0.0")
+    assert earlier.rows == rows.to_dict("records") and earlier.variables is None
+    more = dataclasses.replace(config, iterations=1)
+    with pytest.raises(RunDirectoryError, match=r"variables to continue from, .* are missing"):
+        _loop._earlier(tmp_path, more, MODEL, "mnist1d:1.0.0")
+    with pytest.raises(RunDirectoryError, match=r"the variables of iteration 0, .* are missing"):
+        load_variables(tmp_path)
