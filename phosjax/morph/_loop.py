@@ -918,8 +918,8 @@ def load_variables(
 
     Raises:
       RunDirectoryError: ``directory`` holds no rows of `run` (or they cannot be read),
-        none of ``iteration``, not its config (a cell null or not JSON), or not its
-        variables (missing, or damaged).
+        none of ``iteration``, not its iteration or config (a cell null, or not JSON), or
+        not its variables (missing, or damaged).
       TypeError: ``iteration`` is neither an integer nor None.
     """
     if iteration is not None and (
@@ -952,16 +952,26 @@ def load_variables(
             f"iterations {done} (0: the start model; None: the last)"
         )
     row = chosen.iloc[0]
-    number = int(row["iteration"])
+
+    def damaged(what: str) -> RunDirectoryError:
+        return RunDirectoryError(
+            f"{str(path)!r}: {what}; the file is damaged: load another iteration, or run it "
+            f"again (python -m phosjax.morph --config CONFIG.yaml --dir {os.fspath(directory)} "
+            "--overwrite moves the file aside)"
+        )
+
+    try:
+        number = int(row["iteration"])
+    except (ValueError, TypeError) as error:  # null (NaN), or no number
+        raise damaged(
+            f"the iteration of its row {row['kind']!r} is no integer ({row['iteration']})"
+        ) from error
     try:
         model = ModelConfig.from_dict(json.loads(row["config"]))
     except (ValueError, TypeError) as error:  # null, not JSON, or no ModelConfig's fields
-        raise RunDirectoryError(
-            f"{str(path)!r}: the config of its row of iteration {number} ({row['kind']!r}) "
-            f"is no ModelConfig as JSON ({type(error).__name__}: {error}); the file is "
-            "damaged: load another iteration, or run it again (python -m phosjax.morph "
-            f"--config CONFIG.yaml --dir {os.fspath(directory)} --overwrite moves the file "
-            "aside)"
+        raise damaged(
+            f"the config of its row of iteration {number} ({row['kind']!r}) is no ModelConfig "
+            f"as JSON ({type(error).__name__}: {error})"
         ) from error
     try:
         return model, _saved_variables(directory, number, model)

@@ -1411,3 +1411,20 @@ def test_a_finished_run_whose_last_state_is_missing_gives_its_rows_and_refuses_c
         _loop._earlier(tmp_path, more, MODEL, "mnist1d:1.0.0")
     with pytest.raises(RunDirectoryError, match=r"the variables of iteration 0, .* are missing"):
         load_variables(tmp_path)
+
+
+def test_load_variables_names_a_row_whose_iteration_is_null(tmp_path):
+    """It raised int's own ValueError ("cannot convert float NaN to integer"), naming
+    neither the file nor the row."""
+    (tmp_path / "morph").mkdir()
+    config = json.dumps(MODEL.to_dict())
+    rows = pd.DataFrame({"iteration": [0, None], "kind": ["start", "expanded"], "config": config})
+    rows.to_parquet(tmp_path / _loop.ITERATIONS)
+    with pytest.raises(RunDirectoryError) as error:
+        load_variables(tmp_path)
+    assert str(error.value) == (
+        f"{str(tmp_path / _loop.ITERATIONS)!r}: the iteration of its row 'expanded' is no "
+        "integer (nan); the file is damaged: load another iteration, or run it again (python "
+        f"-m phosjax.morph --config CONFIG.yaml --dir {tmp_path} --overwrite moves the file "
+        "aside)"
+    )
