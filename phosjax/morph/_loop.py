@@ -817,6 +817,8 @@ def _earlier(
     lacking = _lacking_columns(frame)
     if lacking:  # a bare KeyError said "('config')"
         raise refused(f"they are no rows of `phosjax.morph.run`: the file has {lacking}")
+    if frame.empty:  # rows[-1] said "(list index out of range)"
+        raise refused("the file has their columns but no row")
     try:
         rows = frame.to_dict("records")
         model = ModelConfig.from_dict(json.loads(rows[-1]["config"]))
@@ -943,6 +945,16 @@ def load_variables(
         raise RunDirectoryError(
             f"{str(path)!r} holds no rows of phosjax.morph.run: it has {lacking}"
         )
+
+    def damaged(what: str, instead: str = "load another iteration, or ") -> RunDirectoryError:
+        return RunDirectoryError(
+            f"{str(path)!r}: {what}; the file is damaged: {instead}run it again (python -m "
+            f"phosjax.morph --config CONFIG.yaml --dir {os.fspath(directory)} --overwrite "
+            "moves the file aside)"
+        )
+
+    if frame.empty:  # it said "has finished the iterations []"
+        raise damaged("it has the columns of the rows but no row", instead="")
     ends = frame[frame["kind"].isin(["start", "expanded"])]  # each iteration's last model
     done = ends["iteration"].tolist()
     chosen = ends[ends["iteration"] == iteration] if iteration is not None else ends.tail(1)
@@ -952,14 +964,6 @@ def load_variables(
             f"iterations {done} (0: the start model; None: the last)"
         )
     row = chosen.iloc[0]
-
-    def damaged(what: str) -> RunDirectoryError:
-        return RunDirectoryError(
-            f"{str(path)!r}: {what}; the file is damaged: load another iteration, or run it "
-            f"again (python -m phosjax.morph --config CONFIG.yaml --dir {os.fspath(directory)} "
-            "--overwrite moves the file aside)"
-        )
-
     try:
         number = int(row["iteration"])
     except (ValueError, TypeError) as error:  # null (NaN), or no number

@@ -1428,3 +1428,27 @@ def test_load_variables_names_a_row_whose_iteration_is_null(tmp_path):
         f"-m phosjax.morph --config CONFIG.yaml --dir {tmp_path} --overwrite moves the file "
         "aside)"
     )
+
+
+def test_rows_of_the_run_s_columns_without_a_row_are_named_as_a_file_holding_none(tmp_path):
+    """Continuing them said "they are no rows of `phosjax.morph.run` (list index out of
+    range)"; load_variables "has finished the iterations []"."""
+    config = MorphConfig(MODEL)
+    rows = pd.DataFrame({"iteration": [0], "kind": ["start"], "config": ["{}"]}).iloc[:0]
+    rows.attrs = {"morph_config": config.to_dict(), "resolved_dataset": "mnist1d:1.0.0"}
+    (tmp_path / "morph").mkdir()
+    rows.to_parquet(tmp_path / _loop.ITERATIONS)
+    path = repr(str(tmp_path / _loop.ITERATIONS))
+    with pytest.raises(RunDirectoryError) as error:
+        _loop._earlier(tmp_path, config, MODEL, "mnist1d:1.0.0")
+    assert str(error.value).startswith(
+        f"{path} holds the rows of an earlier run that cannot be continued: the file has "
+        "their columns but no row; choose another directory, or pass --overwrite"
+    )
+    with pytest.raises(RunDirectoryError) as error:
+        load_variables(tmp_path)
+    assert str(error.value) == (
+        f"{path}: it has the columns of the rows but no row; the file is damaged: run it again "
+        f"(python -m phosjax.morph --config CONFIG.yaml --dir {tmp_path} --overwrite moves "
+        "the file aside)"
+    )
