@@ -16,8 +16,9 @@ first step whose row says ``diverged`` (its metrics from there on are those of i
 frozen before it, often finite). Exporting again skips the cells already exported
 (finished runs with the same cell id from the same bench, known by the creation time in
 its ``bench.json``, which `add_models` keeps); cells whose group has not finished
-training are left for later, and so are finished ones whose result rows are gone (their
-part files removed or lost: restored, they are exported). The unfinished runs that an
+training are left for later, and so are finished ones whose result rows are gone, or those
+of their last steps (their part files, or some, removed or lost: restored, they are
+exported). The unfinished runs that an
 export cut short (killed: nothing deleted its run) left of this bench are deleted, so each
 cell keeps one whole run; two exports of one bench into one experiment at once are not
 supported. Needs the ``mlflow`` extra (``mlflow-skinny``).
@@ -69,9 +70,10 @@ _INSTALL = "Exporting to MLflow needs the mlflow extra: pip install 'phosjax[mlf
 @dataclasses.dataclass(frozen=True)
 class Exported:
     """What `export_mlflow` did: ``{cell_id: run_id}`` of new runs, the cells it skipped
-    (already exported, not finished, or finished without result rows: their part files
-    removed or lost) and ``{run_id: cell_id}`` of the runs an export cut short had left
-    unfinished, which it deleted, in the experiment of that id and name."""
+    (already exported, not finished, or finished without their result rows, or those of
+    their last steps: their part files, or some, removed or lost) and ``{run_id: cell_id}``
+    of the runs an export cut short had left unfinished, which it deleted, in the
+    experiment of that id and name."""
 
     experiment_id: str
     runs: dict[str, str]
@@ -206,6 +208,23 @@ def _diverged_at(rows: Any) -> dict[str, str]:
         return {}
     steps = rows["step"][rows[_layout.DIVERGED].eq(True)]
     return {TAG_DIVERGED_AT: str(steps.min())} if len(steps) else {}
+
+
+def _rows_lost(rows: Any, steps: Any) -> bool:
+    """Whether a finished cell's result ``rows`` lack part files: none is left, or none
+    of its train rows is at ``steps``, the steps its group trained (status.json's; not
+    an int: unknown, only an empty ``rows`` tells).
+
+    Examples:
+      >>> import pandas as pd
+      >>> rows = pd.DataFrame({"split": ["train", "test", "train"], "step": [5, 10, 10]})
+      >>> _rows_lost(rows, 10), _rows_lost(rows.iloc[:2], 10), _rows_lost(rows.iloc[:0], None)
+      (False, True, True)
+    """
+    if rows.empty:
+        return True
+    last = rows.loc[rows["split"] == "train", "step"].max()  # NaN: no train row
+    return isinstance(steps, int) and not last >= steps
 
 
 def _artifacts(bench: BenchFiles, model_id: str) -> list[tuple[str, str]]:
@@ -370,7 +389,8 @@ def export_mlflow(directory: str, tracking_uri: str, experiment: str | None = No
             exported.unfinished.append(cell_id)
             continue
         rows = results[results["cell_id"] == cell_id]
-        if rows.empty:  # an empty run would stand for it, never exported again once restored
+        # a run of the rows left would stand for the cell, never exported again once restored
+        if _rows_lost(rows, progress[cell_id]["steps"]):
             exported.without_rows.append(cell_id)
             continue
         tags = {
@@ -486,9 +506,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if exported.without_rows:
         print(
-            f"warning: no rows in {str(pathlib.Path(args.dir, _layout.RESULTS))!r} for "
+            f"warning: rows missing in {str(pathlib.Path(args.dir, _layout.RESULTS))!r} for "
             f"{counted(len(exported.without_rows), 'finished cell')} "
-            f"({listing(exported.without_rows, 3)}): their part files were removed or lost; "
+            f"({listing(exported.without_rows, 3)}): their part files, or some of them, were "
+            "removed or lost; "
             "not exported: restore them from a backup, then export again.",
             file=sys.stderr,
         )

@@ -636,10 +636,31 @@ def test_a_finished_cell_without_rows_is_left_for_when_they_are_restored(
     mlp = written.cells[written.cells.model == "mlp"].cell_id.tolist()
     assert main(["--dir", str(bench), "--mlflow", store]) == 0
     assert capsys.readouterr().err == (
-        f"warning: no rows in {str(bench / _layout.RESULTS)!r} for {len(mlp)} finished cells "
-        f"({listing(mlp, 3)}): their part files were removed or lost; not exported: restore "
-        "them from a backup, then export again.\n"
+        f"warning: rows missing in {str(bench / _layout.RESULTS)!r} for {len(mlp)} finished "
+        f"cells ({listing(mlp, 3)}): their part files, or some of them, were removed or lost; "
+        "not exported: restore them from a backup, then export again.\n"
     )
     assert not set(_runs(store)[1]) & set(mlp)
     part.write_bytes(kept)
+    assert sorted(export_mlflow(str(bench), store).runs) == sorted(mlp)
+
+
+def test_a_finished_cell_missing_its_last_part_file_is_left_for_when_it_is_restored(
+    written, store, tmp_path, capsys
+):
+    """A finished cell whose last part file was lost became a run of its first steps,
+    counted as exported forever; it is left out with the warning of a cell without rows."""
+    bench = tmp_path / "example"
+    shutil.copytree(written.root, bench)
+    part = bench / _layout.RESULTS / "part-g-mlp-000000000.parquet"
+    table = pq.read_table(part)
+    steps = table["step"].to_numpy()
+    pq.write_table(table.filter(steps <= 150), part)  # the part of the steps after 150: lost
+    mlp = written.cells[written.cells.model == "mlp"].cell_id.tolist()
+    assert main(["--dir", str(bench), "--mlflow", store]) == 0
+    assert f"finished cells ({listing(mlp, 3)}): their part files, or some of them" in (
+        capsys.readouterr().err
+    )
+    assert not set(_runs(store)[1]) & set(mlp)
+    pq.write_table(table.filter(steps > 150), part.with_name("part-g-mlp-000000150.parquet"))
     assert sorted(export_mlflow(str(bench), store).runs) == sorted(mlp)
