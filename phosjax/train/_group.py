@@ -36,12 +36,14 @@ class Group:
                 f"A Group needs one index per cell and at least one cell, got "
                 f"{len(self.cells)} cells and {len(self.index)} indices."
             )
-        signatures = {cell.signature() for cell in self.cells}
-        if len(signatures) != 1:
-            raise ValueError(
-                f"The cells of a Group must share one signature (model, dataset, shared "
-                f"hparams); got {len(signatures)}. Use plan_groups to group cells."
-            )
+        first = self.cells[0]
+        for i, cell in enumerate(self.cells):
+            if cell.signature() != first.signature():
+                raise ValueError(
+                    f"The cells of a Group must share one signature (model, dataset, shared "
+                    f"hparams), but cells 0 and {i} differ in {_signature_difference(first, cell)}"
+                    ". plan_groups puts such cells in separate groups."
+                )
 
     @property
     def model(self) -> Any:
@@ -114,6 +116,32 @@ class Group:
         if hp.knobs:
             values["knob_value"] = stack(lambda h: [v for _, v in h.knobs], len(hp.knobs))
         return values
+
+
+def _signature_difference(a: Cell, b: Cell) -> str:
+    """What differs between the signatures of cells ``a`` and ``b`` (`Cell.signature`),
+    each value as the cell gives it.
+
+    Examples:
+      >>> from phosjax.models import ModelConfig
+      >>> mlp = ModelConfig("mlp", 10, (40,))
+      >>> a = Cell(mlp, "mnist1d", HParams(learning_rate=1e-3))
+      >>> b = Cell(mlp, "mnist1d", HParams(learning_rate=1e-2, optimizer="sgd", steps=5))
+      >>> _signature_difference(a, b)
+      "hparams optimizer ('adam' and 'sgd'), hparams steps (1000 and 5)"
+    """
+    differences = [
+        f"{name} ({getattr(a, name)!r} and {getattr(b, name)!r})"
+        for name in ("model", "dataset")
+        if getattr(a, name) != getattr(b, name)
+    ]
+    shared_a, shared_b = a.hparams.shared(), b.hparams.shared()
+    differences += [
+        f"hparams {name} ({getattr(a.hparams, name)!r} and {getattr(b.hparams, name)!r})"
+        for name in (field.name for field in dataclasses.fields(HParams))
+        if getattr(shared_a, name) != getattr(shared_b, name)
+    ]
+    return ", ".join(differences)
 
 
 def _check_distinct(where: str, cells: Sequence[Cell]) -> None:

@@ -156,6 +156,16 @@ def test_bad_configs_raise_clear_errors():
         process_share(5, 2, 2)
 
 
+def test_a_group_of_cells_with_other_signatures_names_what_differs():
+    # it said only 'got 2' signatures, leaving the user to find the field that differs
+    hp = HParams(batch_size=16, steps=4)
+    a, b = Cell(Tiny(), "toy", hp), Cell(Tiny(), "toy", dataclasses.replace(hp, optimizer="sgd"))
+    with pytest.raises(ValueError, match=r"cells 0 and 2 differ in hparams optimizer \('adam' an"):
+        Group((a, Cell(Tiny(), "toy", hp, seed=1), b), (0, 1, 2))
+    with pytest.raises(ValueError, match=r"differ in dataset \('toy' and 'other'\)\. plan_groups"):
+        Group((a, Cell(Tiny(), "other", hp)), (0, 1))
+
+
 @pytest.mark.parametrize(
     "process, message",
     [
