@@ -36,6 +36,12 @@ class Group:
                 f"A Group needs one index per cell and at least one cell, got "
                 f"{len(self.cells)} cells and {len(self.index)} indices."
             )
+        for i, cell in enumerate(self.cells):
+            if not isinstance(cell, Cell):
+                raise TypeError(
+                    f"Group: cells[{i}] is a {type(cell).__name__}, not a Cell; e.g. "
+                    "Group((cell_a, cell_b), (0, 1)), or plan_groups(cells)."
+                )
         first = self.cells[0]
         for i, cell in enumerate(self.cells):
             if cell.signature() != first.signature():

@@ -166,6 +166,12 @@ def test_a_group_of_cells_with_other_signatures_names_what_differs():
         Group((a, Cell(Tiny(), "other", hp)), (0, 1))
 
 
+def test_a_group_of_something_else_than_cells_names_the_item():
+    # it raised AttributeError: 'str' object has no attribute 'signature'
+    with pytest.raises(TypeError, match=r"Group: cells\[1\] is a str, not a Cell; e.g. Group"):
+        Group((Cell(Tiny(), "toy"), "mlp"), (0, 1))  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     "process, message",
     [
