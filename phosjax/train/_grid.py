@@ -16,8 +16,15 @@ from phosjax._nearest import nearest, nearest_names
 from phosjax.data import check_batch_size
 from phosjax.train._config import Cell, int_at_least
 from phosjax.train._group import Group, check_cells, plan_groups
-from phosjax.train._run import Chunk, GroupRun, check_on_chunk, check_strategy, run_group
-from phosjax.train._state import INIT_PROGRAMS_KEPT, GroupState, init_group
+from phosjax.train._run import (
+    SPLITS,
+    Chunk,
+    GroupRun,
+    check_on_chunk,
+    check_strategy,
+    run_group,
+)
+from phosjax.train._state import INIT_DATA_FIELDS, INIT_PROGRAMS_KEPT, GroupState, init_group
 from phosjax.train._step import check_splits, device_array_specs, make_evaluate, make_train_step
 from phosjax.train._strategy import kept
 
@@ -272,6 +279,19 @@ def _load(
         ) from error
 
 
+def _check_dataset(name: str, data: Any) -> None:
+    """Raises a TypeError naming ``datasets[name]`` unless ``data`` has the fields of a
+    `phosjax.data.ArrayDataset` (e.g. ``datasets={name: (x, y)}``)."""
+    missing = [field for field in (*INIT_DATA_FIELDS, *SPLITS) if not hasattr(data, field)]
+    if missing:
+        raise TypeError(
+            f"train_grid: datasets[{name!r}] must be a data set, a phosjax.data.ArrayDataset "
+            f"(from arrays: ArrayDataset({name!r}, x_train, y_train, x_test, y_test, "
+            f"num_classes, input_shape)), got a {type(data).__name__}, which has no "
+            f"{', '.join(missing)}"
+        )
+
+
 _PER_DATASET = {
     "dataset_features": ("features", "(input, label) feature names", "('pixels', 'digit')"),
     "dataset_splits": ("splits", "(train, test) splits", "('train[:90%]', 'train[90%:]')"),
@@ -452,6 +472,7 @@ def train_grid(
         for name in dict.fromkeys(group.dataset for group in planned):  # before any trains
             if name not in datasets:
                 datasets[name] = _load(name, data_dir, given, features.get(name), splits.get(name))
+            _check_dataset(name, datasets[name])
         for group in planned:  # before any trains: a later group's error loses no results
             try:
                 _check_group(group, datasets[group.dataset])

@@ -130,6 +130,13 @@ def test_bad_configs_raise_clear_errors():
         r"key each by its name, \{data.name: data for data in datasets\}",
     ):
         train_grid([Cell(Tiny(), "toy")], datasets=[toy_data()])  # type: ignore[arg-type]
+    # a pair of arrays was refused as init_group's data, after the planning
+    with pytest.raises(
+        TypeError,
+        match=r"train_grid: datasets\['toy'\] must be a data set, a phosjax.data.ArrayDataset "
+        r"\(from arrays: ArrayDataset\('toy', x_train, .*got a tuple, which has no name, ",
+    ):
+        train_grid([Cell(Tiny(), "toy")], datasets={"toy": (np.zeros((4, 8)), np.zeros(4))})
     same_key = r"cells 0 and 2 have seeds 1 and 4294967297, which make the same jax.random.key"
     collide = [
         Cell(Tiny(), "toy", seed=1),
