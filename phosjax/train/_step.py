@@ -22,6 +22,7 @@ from phosjax.core import (
     AUX_LOSS,
     INTERMEDIATES,
     PATH_WEIGHTS,
+    SelectorError,
     apply_checking_records,
     aux_total,
     flatten,
@@ -350,7 +351,12 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
                 value = morph[i]({"params": params, **state.collections}, x)
             else:
                 tree, what = (params, "param") if on == "params" else (activations, "tagged value")
-                value = regularize(tree, selector, fn, what=what)
+                try:
+                    value = regularize(tree, selector, fn, what=what)
+                except SelectorError as error:  # its selector and what kept
+                    kind = f"{hp.regularizers[i].kind} on {on}"
+                    error.args = (f"HParams regularizers[{i}] ({kind}): {error}",)
+                    raise
             reg = reg + state.hparams["regularizer_strength"][i] * value
         loss = task + aux + reg
         metrics = {

@@ -952,7 +952,7 @@ def test_a_knob_value_out_of_its_range_is_refused_naming_the_cell(toy):
         (
             {"regularizers": (Regularizer("**/kernal", "l2", 1e-3),)},
             SelectorError,
-            r"Selector '\*\*/kernal' matched no param",
+            r"^HParams regularizers\[0\] \(l2 on params\): Selector '\*\*/kernal' matched no param",
         ),
         ({"model": _TemperedConfig(), "knobs": {"T": -1.0}}, ValueError, r"knob 'T' must be"),
     ],
