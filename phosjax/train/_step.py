@@ -347,16 +347,16 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
         path_weights = flatten(written.pop(PATH_WEIGHTS, {}), unwrap=False)
         reg = jnp.zeros(())
         for i, (selector, on, fn) in enumerate(penalties):
-            if i in morph:
-                value = morph[i]({"params": params, **state.collections}, x)
-            else:
-                tree, what = (params, "param") if on == "params" else (activations, "tagged value")
-                try:
+            tree, what = (params, "param") if on == "params" else (activations, "tagged value")
+            try:
+                if i in morph:
+                    value = morph[i]({"params": params, **state.collections}, x)
+                else:
                     value = regularize(tree, selector, fn, what=what)
-                except SelectorError as error:  # its selector and what kept
-                    kind = f"{hp.regularizers[i].kind} on {on}"
-                    error.args = (f"HParams regularizers[{i}] ({kind}): {error}",)
-                    raise
+            except SelectorError as error:  # its selector and what kept
+                kind = f"{hp.regularizers[i].kind} on {on}"
+                error.args = (f"HParams regularizers[{i}] ({kind}): {error}",)
+                raise
             reg = reg + state.hparams["regularizer_strength"][i] * value
         loss = task + aux + reg
         metrics = {

@@ -954,6 +954,12 @@ def test_a_knob_value_out_of_its_range_is_refused_naming_the_cell(toy):
             SelectorError,
             r"^HParams regularizers\[0\] \(l2 on params\): Selector '\*\*/kernal' matched no param",
         ),
+        (  # it did not say which regularizer of HParams held the selector
+            {"regularizers": (Regularizer("**/kernel", "l1"), Regularizer("**/nope", "morph"))},
+            SelectorError,
+            r"^HParams regularizers\[1\] \(morph on params\): Selector '\*\*/nope' matched no "
+            "channel group",
+        ),
         ({"model": _TemperedConfig(), "knobs": {"T": -1.0}}, ValueError, r"knob 'T' must be"),
     ],
 )
