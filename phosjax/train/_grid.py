@@ -20,7 +20,7 @@ from phosjax.train._run import (
     SPLITS,
     Chunk,
     GroupRun,
-    check_on_chunk,
+    check_callback,
     check_strategy,
     run_group,
 )
@@ -442,7 +442,7 @@ def train_grid(
       {'train': 20, 'test': 2}
     """
     check_strategy(strategy, "train_grid")  # before any data set loads or group trains
-    check_on_chunk("train_grid", on_chunk, "group", "chunk")
+    check_callback("train_grid", "on_chunk", on_chunk, "group", "chunk")
     chunk_steps = int_at_least("train_grid: chunk_steps", chunk_steps, 1)
     check_cells("train_grid", cells)  # all: a process's share may hide a pair
     share = _train_grid_share(len(cells), process)

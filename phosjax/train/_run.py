@@ -268,31 +268,31 @@ def check_strategy(strategy: str, where: str) -> None:
         )
 
 
-def check_on_chunk(where: str, on_chunk: Any, *args: str) -> None:
-    """Raises a TypeError naming ``where`` unless ``on_chunk`` is None or a callable that
-    takes ``args`` (their names, shown in the message) positionally: else it would fail
-    only once the first chunk had trained.
+def check_callback(where: str, name: str, function: Any, *args: str) -> None:
+    """Raises a TypeError naming ``where`` and ``name`` (``on_chunk``, ``should_stop``)
+    unless ``function`` is None or a callable that takes ``args`` (their names, shown in
+    the message) positionally: else it would fail only once the first chunk had trained.
 
     Examples:
-      >>> check_on_chunk("train_grid", lambda chunk: None, "group", "chunk")
+      >>> check_callback("train_grid", "on_chunk", lambda chunk: None, "group", "chunk")
       Traceback (most recent call last):
       TypeError: train_grid: on_chunk is called as on_chunk(group, chunk), but <lambda>(chunk) ...
     """
-    if on_chunk is None:
+    if function is None:
         return
-    call = f"on_chunk({', '.join(args)})"
-    if not callable(on_chunk):
-        raise TypeError(f"{where}: on_chunk must be a function, called as {call}; got {on_chunk!r}")
+    call = f"{name}({', '.join(args)})"
+    if not callable(function):
+        raise TypeError(f"{where}: {name} must be a function, called as {call}; got {function!r}")
     try:
-        signature = inspect.signature(on_chunk)
+        signature = inspect.signature(function)
     except (TypeError, ValueError):  # a builtin without one: taken as it is
         return
     try:
         signature.bind(*args)
     except TypeError as error:
-        name = getattr(on_chunk, "__qualname__", type(on_chunk).__name__).rsplit(".", 1)[-1]
+        shown = getattr(function, "__qualname__", type(function).__name__).rsplit(".", 1)[-1]
         raise TypeError(
-            f"{where}: on_chunk is called as {call}, but {name}{signature} cannot take that "
+            f"{where}: {name} is called as {call}, but {shown}{signature} cannot take that "
             f"({error})"
         ) from None
 
@@ -360,7 +360,7 @@ def run_group(
 
     Raises:
       TypeError: ``group`` is no `Group`, ``data`` no data set, ``state`` no `GroupState`,
-        ``on_chunk`` no function of one argument or ``should_stop`` no function.
+        ``on_chunk`` no function of one argument or ``should_stop`` none of no arguments.
       ValueError: an unknown ``strategy``, ``chunk_steps`` not an int >= 1, ``until_step``
         not an int in ``[state's step, hparams.steps]``, ``devices`` empty, with a
         repeated device or another process's, a state whose cells are at
@@ -386,11 +386,8 @@ def run_group(
       {'accuracy': (2,), 'loss': (2,)}
     """
     check_strategy(strategy, "run_group")
-    check_on_chunk("run_group", on_chunk, "chunk")
-    if should_stop is not None and not callable(should_stop):
-        raise TypeError(
-            f"run_group: should_stop must be a function of no arguments; got {should_stop!r}"
-        )
+    check_callback("run_group", "on_chunk", on_chunk, "chunk")
+    check_callback("run_group", "should_stop", should_stop)
     devices = local_devices(devices, "run_group")  # even where nothing is left to run
     chunk_steps = int_at_least("run_group: chunk_steps", chunk_steps, 1)
     if until_step is not None:

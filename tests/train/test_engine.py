@@ -1018,6 +1018,24 @@ def test_an_on_chunk_that_cannot_be_called_so_is_refused_before_anything_trains(
                 call()
 
 
+@pytest.mark.parametrize(
+    "should_stop, message",
+    [
+        (True, r"must be a function, called as should_stop\(\); got True"),
+        (lambda run: True, r"is called as should_stop\(\), but <lambda>\(run\) cannot take that"),
+    ],
+)
+def test_a_should_stop_that_cannot_be_called_so_is_refused_before_anything_trains(
+    toy, monkeypatch, should_stop, message
+):
+    """One taking an argument failed once the first chunk had trained, losing it."""
+    [group] = plan_groups(CELLS[:1])
+    state = init_group(group, toy)
+    monkeypatch.setattr(_strategy.Executor, "run_steps", lambda *a, **k: pytest.fail("trained"))
+    with pytest.raises(TypeError, match=rf"^run_group: should_stop {message}"):
+        run_group(group, state, toy, should_stop=should_stop)
+
+
 def test_a_knob_selector_matching_no_knob_names_the_cell_and_the_model(toy):
     hp = HParams(batch_size=16, steps=2, knobs={"**/TT": 2.0})
     [group] = plan_groups([Cell(Tiny(rich=True), "toy", hp, 0)])
