@@ -50,6 +50,7 @@ class Group:
                     f"hparams), but cells 0 and {i} differ in {_signature_difference(first, cell)}"
                     ". plan_groups puts such cells in separate groups."
                 )
+        _check_distinct("Group", self.cells)
 
     @property
     def model(self) -> Any:

@@ -179,6 +179,12 @@ def test_a_group_of_something_else_than_cells_names_the_item():
         Group((Cell(Tiny(), "toy"), "mlp"), (0, 1))  # type: ignore[arg-type]
 
 
+def test_a_group_of_one_cell_twice_is_refused_as_plan_groups_refuses_it():
+    # it trained the same model twice
+    with pytest.raises(ValueError, match=r"^Group: cells 0 and 1 are the same cell, so they"):
+        Group((Cell(Tiny(), "toy"), Cell(Tiny(), "toy")), (0, 1))
+
+
 @pytest.mark.parametrize(
     "process, message",
     [
