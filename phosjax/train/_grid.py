@@ -69,6 +69,10 @@ class GridResult:
       ((0, 1), 2, 'vmap', array([10, 10], dtype=int32))
       >>> result.groups[0].index  # the cells that states[0] and runs[0] hold
       (0, 1)
+      >>> result  # a summary: the frames and states are its attributes
+      GridResult(2 cells in 1 group (strategy vmap): final 2 rows, metrics 22 rows of
+                 ['cell', 'step', 'split', 'diverged', 'accuracy', 'grad_norm', 'loss',
+                 'task_loss'])
     """
 
     index: tuple[int, ...]
@@ -77,6 +81,16 @@ class GridResult:
     groups: tuple[Group, ...]
     states: tuple[GroupState, ...]
     runs: tuple[GroupRun, ...]
+
+    def __repr__(self) -> str:  # the dataclass's printed every param of every group
+        count = lambda n, noun: f"{n} {noun}{'' if n == 1 else 's'}"
+        strategies = ", ".join(dict.fromkeys(run.strategy for run in self.runs))
+        return (
+            f"GridResult({count(len(self.index), 'cell')} in {count(len(self.groups), 'group')}"
+            f"{f' (strategy {strategies})' if strategies else ''}: final "
+            f"{count(len(self.final), 'row')}, metrics {count(len(self.metrics), 'row')} of "
+            f"{list(self.metrics.columns)})"
+        )
 
 
 def process_share(num_cells: int, index: int | None = None, count: int | None = None) -> list[int]:

@@ -23,6 +23,7 @@ from phosjax.train import (
     STRATEGIES,
     Cell,
     Chunk,
+    GridResult,
     GroupRun,
     GroupState,
     HParams,
@@ -1718,3 +1719,18 @@ def test_the_empty_batch_check_reads_inputs_given_as_a_dict():
     check_batch(({"a": jnp.zeros((2, 3)), "b": jnp.zeros((2, 1))}, jnp.zeros((2,), jnp.int32)))
     with pytest.raises(ValueError, match=r"x of shape \{'a': \(0, 3\)\}, y of shape \(0,\)"):
         check_batch(({"a": jnp.zeros((0, 3))}, jnp.zeros((0,), jnp.int32)))
+
+
+def test_a_grid_result_prints_as_a_one_line_summary():
+    """It printed every param of every group's state and both frames (32,757 characters
+    for 3 cells of a width-8 MLP after 4 steps)."""
+    final, metrics = _grid._frames_without_rows()
+    groups = tuple(plan_groups([*CELLS[:2], _other(batch_size=8)]))
+    runs = (GroupRun("vmap", {}, []), GroupRun("stepwise", {}, []))
+    states = (np.zeros((2, 1000)), np.zeros((1, 1000)))  # as big as a model's params
+    result = GridResult((0, 1, 2), final, metrics, groups, states, runs)  # type: ignore[arg-type]
+    assert repr(result) == (
+        "GridResult(3 cells in 2 groups (strategy vmap, stepwise): final 0 rows, metrics 0 "
+        "rows of ['cell', 'step', 'split', 'diverged', 'accuracy', 'grad_norm', 'loss', "
+        "'task_loss'])"
+    )
