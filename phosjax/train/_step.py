@@ -56,6 +56,40 @@ def check_splits(data: Any) -> None:
             )
 
 
+EXACT_BFLOAT16_INTEGERS = 256
+"""The largest magnitude up to which bfloat16 (8 significant bits) holds every integer:
+257 reads 256."""
+
+
+def check_exact_inputs(data: Any, compute_dtype: str) -> None:
+    """Raises a ValueError naming ``data`` unless ``compute_dtype`` holds its integer
+    inputs exactly: under ``"bfloat16"``, inputs cast to it (`precision_apply`) beyond
+    `EXACT_BFLOAT16_INTEGERS` would be rounded, two token ids or counts read as one.
+
+    Examples:
+      >>> import numpy as np
+      >>> from phosjax.data import ArrayDataset
+      >>> x, y = np.array([[3], [300]]), np.zeros(2, np.int32)
+      >>> check_exact_inputs(ArrayDataset("ids", x, y, x, y, 2, (1,)), "bfloat16")
+      Traceback (most recent call last):
+      ValueError: data set 'ids' has integer inputs up to 300 (x_train, int64), which ...
+    """
+    if compute_dtype != "bfloat16":
+        return
+    for name in ("x_train", "x_test"):
+        x = np.asarray(getattr(data, name))
+        if x.dtype.kind not in "iu" or x.size == 0:
+            continue
+        largest = max(int(x.max()), -int(x.min()))
+        if largest > EXACT_BFLOAT16_INTEGERS:
+            raise ValueError(
+                f"data set {data.name!r} has integer inputs up to {largest} ({name}, "
+                f"{x.dtype}), which HParams compute_dtype='bfloat16' would round (it holds "
+                f"integers exactly up to {EXACT_BFLOAT16_INTEGERS}: 257 reads 256); train it "
+                "in 'float32', or scale its inputs (e.g. x / x.max())"
+            )
+
+
 EVAL_BATCH_SIZE = 1000
 """How many test examples one evaluation batch holds, by default (`device_arrays`)."""
 

@@ -6,9 +6,19 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from phosjax.data import load
+from phosjax.data import ArrayDataset, load
 from phosjax.models import ModelConfig
-from phosjax.train import Cell, HParams, plan_groups, precision_apply, train_grid
+from phosjax.train import (
+    Cell,
+    HParams,
+    init_group,
+    plan_groups,
+    precision_apply,
+    run_group,
+    train_grid,
+)
+from phosjax.train._step import check_exact_inputs
+from tests.train.tiny import Tiny
 
 
 def test_bfloat16_learns_mnist1d_like_float32_and_keeps_float32_state(data_dir):
@@ -93,3 +103,20 @@ def test_precision_apply_takes_the_variables_of_a_model_without_params():
     x = jnp.array([[3.0, 5.0]])
     out = precision_apply(_Halve(), "bfloat16")(_Halve().init(jax.random.key(0), x), x)
     assert out.dtype == jnp.float32 and out.tolist() == [[1.5, 2.5]]
+
+
+def test_bfloat16_refuses_integer_inputs_it_would_round_before_anything_trains():
+    """Token ids or counts beyond 256 were rounded in silence (257 read 256)."""
+    x = np.arange(64 * 8).reshape(64, 8) % 300  # up to 299
+    y = np.arange(64, dtype=np.int32) % 3
+    ids = ArrayDataset("ids", x[:48], y[:48], x[48:], y[48:], 3, (8,))
+    hp = HParams(batch_size=16, steps=2, compute_dtype="bfloat16")
+    cells = [Cell(Tiny(), "ids", hp)]
+    message = r"^data set 'ids' has integer inputs up to 299 \(x_train, int64\), which HParams "
+    with pytest.raises(ValueError, match=message):
+        train_grid(cells, datasets={"ids": ids}, strategy="vmap")
+    [group] = plan_groups(cells)
+    with pytest.raises(ValueError, match=message):
+        run_group(group, init_group(group, ids), ids, strategy="vmap")
+    pixels = ArrayDataset("pixels", x[:48] % 256, y[:48], x[48:] % 256, y[48:], 3, (8,))
+    check_exact_inputs(pixels, "bfloat16")  # 0..255: exact
