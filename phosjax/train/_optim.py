@@ -188,6 +188,7 @@ def make_optimizer(
       steps: the number of updates the schedule spans; needed by a decay or a warmup.
 
     Raises:
+      TypeError: ``name`` is no str (e.g. an `HParams`).
       ValueError: an unknown ``name`` or ``lr_schedule``, a schedule without ``steps``, a
         ``grad_clip`` that is no number above 0 (a negative one would turn every clipped
         step up the loss; 0, every step to nothing), or a ``learning_rate``,
@@ -207,6 +208,12 @@ def make_optimizer(
       >>> tx.update({"w": jnp.ones(2)}, tx.init(params), params)[0]["w"].tolist()
       [-0.5, -0.5]
     """
+    if not isinstance(name, str):
+        raise TypeError(
+            f"make_optimizer: name must be an optimizer family's name, one of {OPTIMIZERS}, "
+            f"got a value of type {type(name).__name__}"
+            + (": pass hparams.optimizer (and its rates)" if isinstance(name, HParams) else "")
+        )
     one_of("Unknown optimizer", name, OPTIMIZERS)
     _check_schedule(lr_schedule)  # before asking for the steps an unknown one would need
     given = {"learning_rate": learning_rate, "weight_decay": weight_decay, "momentum": momentum}

@@ -67,6 +67,12 @@ def test_bad_schedules_are_refused_by_name():
         make_optimizer("adam", lr_schedule="cosin")  # not 'needs steps='
     with pytest.raises(ValueError, match=r"^Unknown optimizer 'adamm': .*\. Did you mean 'adam'"):
         make_optimizer("adamm")  # it said only 'expected one of (...)'
+    with pytest.raises(  # it said 'Unknown optimizer HParams(optimizer=...)', repr and all
+        TypeError,
+        match=r"^make_optimizer: name must be an optimizer family's name, one of \('adam', .*\), "
+        r"got a value of type HParams: pass hparams.optimizer \(and its rates\)$",
+    ):
+        make_optimizer(HParams())  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"lr_schedule='cosine' .* needs steps="):
         make_optimizer("adam", lr_schedule="cosine")
     with pytest.raises(ValueError, match=r"lr_schedule='constant' with warmup_steps=5 needs"):
