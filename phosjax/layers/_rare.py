@@ -55,6 +55,13 @@ class FourierFeatures(CheckedFields):
         else:
             draw = lambda: init(self.make_rng("params"), shape, self.param_dtype)
             frequencies = self.variable(CONSTANTS, "frequencies", draw).value
+            if frequencies.shape != shape:  # a constant gets no Flax shape check, as params do
+                raise ValueError(
+                    f"FourierFeatures got inputs of width {shape[0]} (shape {x.shape}) and "
+                    f"num_frequencies={shape[1]}, but its constant frequencies have shape "
+                    f"{frequencies.shape} (width, num_frequencies): apply it to what it was "
+                    f"initialized for, or init it again."
+                )
         scale = knob(
             self, "scale", 1.0, doc="bandwidth: frequencies are multiplied by it", valid=Range(ge=0)
         )

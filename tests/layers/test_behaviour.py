@@ -497,6 +497,13 @@ def test_fixed_fourier_frequencies_are_constants_that_training_leaves_alone(key)
     np.testing.assert_array_equal(after["layers_0/phases"], found["layers_0/phases"])
 
 
+def test_fixed_fourier_frequencies_refuse_an_input_of_another_width(key):
+    layer = L.FourierFeatures(3)
+    variables = jax.eval_shape(layer.init, key, jnp.ones((2, 4)))
+    with pytest.raises(ValueError, match=r"width 5 .* frequencies have shape \(4, 3\)"):
+        jax.eval_shape(layer.apply, variables, jnp.ones((2, 5)))
+
+
 def test_trainable_fourier_frequencies_are_params_that_get_gradients(key):
     layer, x = L.FourierFeatures(3, trainable=True), jax.random.normal(key, (2, 4))
     variables = layer.init(key, x)
