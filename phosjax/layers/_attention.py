@@ -14,6 +14,7 @@ from phosjax.layers._common import (
     check_mask_dtype,
     checked_rate,
     checked_size,
+    checked_train,
     compute_dtype,
     input_width,
     pair_tokens,
@@ -201,6 +202,7 @@ class MultiHeadSelfAttention(CheckedFields):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, *, mask: Any = None) -> jax.Array:
+        checked_train(self, train)
         features, length = input_width(self, x, "..., L, C"), x.shape[-2]
         head = _head_width(self, x)
         checked_rate(self, "dropout_rate")
@@ -265,6 +267,7 @@ class TransformerBlock(CheckedFields):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, *, mask: Any = None) -> jax.Array:
+        checked_train(self, train)
         features = input_width(self, x, "..., L, C")
         num_heads = self.num_heads
         _head_width(self, x)  # as its attention checks it, naming this block

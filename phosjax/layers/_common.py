@@ -778,6 +778,23 @@ class CheckedFields(nn.Module):
         super().__post_init__()
 
 
+def checked_train(module: nn.Module, train: Any) -> Any:
+    """``module``'s call's ``train``, which must be True or False (a string ``"false"``
+    would read as true; a traced bool passes, for Flax to refuse where it is read).
+
+    Examples:
+      >>> from phosjax.layers import DropPath
+      >>> checked_train(DropPath(0.5), "false")
+      Traceback (most recent call last):
+      TypeError: DropPath train must be True or False, got 'false' (a str).
+    """
+    if not _is_flag(train):
+        raise TypeError(
+            f"{type(module).__name__} train must be True or False, got {train!r} ({a_type(train)})."
+        )
+    return train
+
+
 def _is_flag(value: Any) -> bool:
     """Whether ``value`` is a bool: Python's, numpy's, or a 0-d bool array (``jnp.array(True)``,
     a traced flag).

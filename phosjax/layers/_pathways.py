@@ -22,6 +22,7 @@ from phosjax.layers._common import (
     check_keywords,
     check_shape,
     checked_finite,
+    checked_train,
     compute_dtype,
     real_tokens,
     returned,
@@ -103,6 +104,7 @@ class Choice(PassesKeywords, CheckedFields):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, **keywords: Any) -> jax.Array:
+        checked_train(self, train)
         check_blocks(self, "branches", "branch")
         if not self.branches:
             raise ValueError("Choice needs at least one branch, got an empty `branches`.")
@@ -173,6 +175,7 @@ class GatedSkip(PassesKeywords, CheckedFields):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, **keywords: Any) -> jax.Array:
+        checked_train(self, train)
         check_block(self.block, "GatedSkip's block")
         check_keywords(self, self.block, keywords)
         x = zero_mask_padding(self, x, keywords)
@@ -216,6 +219,7 @@ class Residual(PassesKeywords, CheckedFields):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, **keywords: Any) -> jax.Array:
+        checked_train(self, train)
         check_block(self.block, "Residual's block")
         check_keywords(self, self.block, keywords)
         x = zero_mask_padding(self, x, keywords)
@@ -269,6 +273,7 @@ class ReZero(PassesKeywords, CheckedFields):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, **keywords: Any) -> jax.Array:
+        checked_train(self, train)
         check_block(self.block, "ReZero's block")
         check_keywords(self, self.block, keywords)
         x = zero_mask_padding(self, x, keywords)

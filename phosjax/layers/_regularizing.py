@@ -16,6 +16,7 @@ from phosjax.layers._common import (
     CheckedFields,
     checked_rate,
     checked_size,
+    checked_train,
     compute_dtype,
     input_width,
     orthogonal,
@@ -54,6 +55,7 @@ class DropPath(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        checked_train(self, train)
         rate = checked_rate(self, "rate")
         x = x.astype(compute_dtype(None, x))  # an integer input would be scaled in float32
         if not train:

@@ -15,6 +15,7 @@ from phosjax.layers._common import (
     check_keywords,
     check_shape,
     checked_size,
+    checked_train,
     compute_dtype,
     zero_mask_padding,
 )
@@ -49,6 +50,7 @@ class Sequence(PassesKeywords, nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, **keywords: Any) -> jax.Array:
+        checked_train(self, train)
         check_blocks(self, "layers", "layer")
         check_keywords(self, self.layers, keywords)
         x = zero_mask_padding(self, x, keywords)
@@ -105,6 +107,7 @@ class Repeat(PassesKeywords, nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, **keywords: Any) -> jax.Array:
+        checked_train(self, train)
         check_block(self.block, "Repeat's block", functions=False)
         check_keywords(self, self.block, keywords)
         x = zero_mask_padding(self, x, keywords)

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core import tag
-from phosjax.layers._common import CheckedFields, checked_size, input_width
+from phosjax.layers._common import CheckedFields, checked_size, checked_train, input_width
 
 
 def _window(size: int, x: jax.Array) -> tuple[int, ...]:
@@ -112,6 +112,7 @@ class ResBlock(CheckedFields):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        checked_train(self, train)
         checked_size(self, "features")
         checked_size(self, "kernel_size")
         input_width(self, x)

@@ -17,6 +17,7 @@ from phosjax.layers._common import (
     check_keywords,
     checked_rate,
     checked_size,
+    checked_train,
     takes_keyword,
     token_mean,
 )
@@ -228,6 +229,7 @@ class Frame(PassesKeywords, CheckedFields):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, *, mask: Any = None) -> jax.Array:
+        checked_train(self, train)
         x = checked_batch(x, self.input_shape, type(self).__name__)
         if len(self.blocks) != self.depth * len(self.widths):
             raise ValueError(

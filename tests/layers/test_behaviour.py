@@ -148,6 +148,20 @@ def test_a_block_that_takes_the_train_flag_ambiguously_is_an_error(block, match)
         L.Sequence([block]).init(jax.random.key(0), jnp.ones((1, 2)))
 
 
+@pytest.mark.parametrize(
+    "layer",
+    [L.DropPath(0.5), L.Sequence([nn.Dropout(0.5)]), L.TransformerBlock(1, dropout_rate=0.5)],
+    ids=lambda layer: type(layer).__name__,
+)
+def test_a_train_flag_that_is_no_bool_is_an_error(layer, key):
+    """train="false" trained (dropping), without a word."""
+    name = type(layer).__name__
+    with pytest.raises(TypeError, match=rf"^{name} train must be True or False, got 'false'"):
+        jax.eval_shape(
+            lambda: layer.init({"params": key, "dropout": key}, jnp.ones((2, 1, 2)), "false")
+        )
+
+
 def test_gated_skip_closed_gate_is_identity(key):
     layer = L.GatedSkip(L.SwiGLU(), gate_init=-1e4)
     x = jax.random.normal(key, (4, 3))

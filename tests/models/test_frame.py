@@ -436,3 +436,12 @@ def test_a_frame_built_by_hand_views_an_input_of_4_axes_as_a_vector_or_sequence_
         assert jax.eval_shape(make(kind).init, jax.random.key(0), x)["params"]
     with pytest.raises(ValueError, match=r"input_shape \(2, 2, 2, 3\) has 4 axes"):
         jax.eval_shape(make("image").init, jax.random.key(0), x)
+
+
+def test_a_zoo_model_refuses_a_train_flag_that_is_no_bool():
+    """apply(..., train="false") trained (dropout on), without a word."""
+    model, key = ModelConfig("mlp", 3, (2,), options={"dropout": 0.5}).build(), jax.random.key(0)
+    with pytest.raises(TypeError, match=r"^Frame train must be True or False, got 'false'"):
+        jax.eval_shape(
+            lambda: model.init({"params": key, "dropout": key}, jnp.ones((1, 2)), "false")
+        )
