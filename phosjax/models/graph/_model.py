@@ -17,6 +17,7 @@ from phosjax.layers._common import (
     batch_train,
     block_keywords,
     check_keywords,
+    checked_train,
     takes_keyword,
     zero_mask_padding,
 )
@@ -411,6 +412,7 @@ class GraphModel(nn.Module):
           GraphError: an injected value of another shape or dtype (node, both named), or
             ``outputs`` not a str or an iterable of them.
         """
+        checked_train(self, train)
         graph = self._graph
         check_keywords(self, self._fns(), keywords)
         inject = dict(inject or {})

@@ -243,6 +243,15 @@ class _Training(nn.Module):
         return x + 1 if training else x
 
 
+def test_a_train_flag_that_is_no_bool_is_an_error(key):
+    """train="false" trained (dropout on), without a word."""
+    model = GraphModel({"drop": nn.Dropout(0.5)})
+    with pytest.raises(TypeError, match=r"^GraphModel train must be True or False, got 'false'"):
+        jax.eval_shape(
+            lambda: model.init({"params": key, "dropout": key}, jnp.ones((2, 3)), "false")
+        )
+
+
 def test_train_mode_is_passed_as_sequence_passes_it(key):
     """Flags fixed by the constructor are left alone; ``training`` and ``is_training`` get
     the mode, also as a function's parameter."""
