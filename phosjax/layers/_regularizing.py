@@ -78,7 +78,8 @@ class ActivityL1(nn.Module):
     """The identity, raising ``strength * mean |x|`` per example as the aux loss ``activity_l1``.
 
     ``strength`` is a knob (default ``1e-3``, a finite number >= 0). Tags ``activity``
-    (mean ``|x|`` per example, shape ``(B,)``; a scalar for a 1-D input).
+    (mean ``|x|`` per example, 0 for one of no element, such as a sequence of no token;
+    shape ``(B,)``, a scalar for a 1-D input).
 
     The call's ``mask`` (``(B, ..., L)``, the input's shape but its features, axes of
     size 1 broadcasting; booleans or integers, true: a real token; a float one is a
@@ -115,10 +116,10 @@ class ActivityL1(nn.Module):
         magnitude = jnp.abs(zero_padding(x, real).astype(jnp.float32))
         if real is not None:
             activity = token_mean(magnitude, real, kept=1).mean(-1)
-        elif x.ndim > 1:
-            activity = magnitude.reshape(x.shape[0], math.prod(x.shape[1:])).mean(1)
-        else:
-            activity = magnitude.mean()
+        else:  # per example; 0 for one of no elements (no token), as under a mask
+            examples = x.shape[:1] if x.ndim > 1 else ()
+            flat = magnitude.reshape(*examples, math.prod(x.shape[len(examples) :]))
+            activity = flat.mean(-1) if flat.shape[-1] else jnp.zeros(examples, jnp.float32)
         aux_loss(self, "activity_l1", strength * tag(self, "activity", activity))
         return x
 

@@ -265,6 +265,14 @@ def test_an_activity_penalty_under_a_mask_averages_the_real_tokens_alone():
     assert np.isfinite(grad).all() and not grad[1, 3:].any()
 
 
+@pytest.mark.parametrize("shape", [(2, 0, 3), (0,)])
+def test_an_activity_penalty_of_examples_of_no_element_is_zero_not_nan(shape):
+    """A sequence of no token made the aux loss NaN (a mean over nothing), so the loss too."""
+    _, state = ActivityL1().apply({}, jnp.ones(shape), mutable=["aux_loss", "intermediates"])
+    assert float(state["aux_loss"]["activity_l1"][0]) == 0.0
+    assert state["intermediates"]["activity"][0].shape == shape[:1] * (len(shape) > 1)
+
+
 @pytest.mark.parametrize(
     "layer",
     [
