@@ -1,7 +1,6 @@
 """Gating and scaling layers: GLU, SwiGLU, squeeze-and-excitation, LayerScale."""
 
 import functools
-import math
 from typing import Any
 
 import flax.linen as nn
@@ -93,7 +92,8 @@ class SqueezeExcite(CheckedFields):
     """Squeeze-and-excitation: rescales channels by a gate computed from their means.
 
     Works on ``(B, C)``, ``(B, L, C)``, ``(B, H, W, C)``...: the channels are averaged
-    over every axis between the first (batch) and the last (features), passed through
+    over every axis between the first (batch) and the last (features) (zeros where
+    there is none, ``(B, 0, C)``), passed through
     ``Dense(C // reduction) -> relu -> Dense(C) -> sigmoid``, and multiply the input
     (Hu et al., arXiv 1709.01507). Tags ``channel_gate`` (``(B, C)``).
 
@@ -135,10 +135,7 @@ class SqueezeExcite(CheckedFields):
         dtype = compute_dtype(self.dtype, x)
         real = real_tokens(self, mask, x.shape[:-1], pairs=True)
         x = zero_padding(x, real)
-        if real is None:
-            squeezed = x.reshape(x.shape[0], math.prod(x.shape[1:-1]), channels).mean(1)
-        else:
-            squeezed = token_mean(x, real, kept=1)
+        squeezed = token_mean(x, real, kept=1)  # zeros for an example of no token, not NaN
         bottleneck = max(1, channels // self.reduction)
         dense = functools.partial(nn.Dense, dtype=dtype, param_dtype=self.param_dtype)
         h = nn.relu(dense(bottleneck, name="down")(squeezed))

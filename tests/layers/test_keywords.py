@@ -265,6 +265,14 @@ def test_an_activity_penalty_under_a_mask_averages_the_real_tokens_alone():
     assert np.isfinite(grad).all() and not grad[1, 3:].any()
 
 
+def test_a_squeeze_excite_of_sequences_of_no_token_gets_finite_gradients(key):
+    """Its channel means over no token were NaN, and so were its params' gradients."""
+    layer, x = SqueezeExcite(2), jnp.ones((2, 0, 4))
+    params = layer.init(key, x)["params"]
+    grads = jax.grad(lambda p: layer.apply({"params": p}, x).sum())(params)
+    assert all(np.isfinite(g).all() for g in jax.tree.leaves(grads))
+
+
 @pytest.mark.parametrize("shape", [(2, 0, 3), (0,)])
 def test_an_activity_penalty_of_examples_of_no_element_is_zero_not_nan(shape):
     """A sequence of no token made the aux loss NaN (a mean over nothing), so the loss too."""
