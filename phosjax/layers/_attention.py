@@ -32,8 +32,8 @@ def _entropy(
     """
     finite_logs = jnp.where(jnp.isfinite(log_weights), log_weights, 0.0)  # no 0 * -inf
     per_query = -(weights * finite_logs).sum(-1)
-    if real is None:
-        return per_query.mean(-1)
+    if real is None:  # 0 for no query (a sequence of no token), not a NaN mean
+        return per_query.mean(-1) if per_query.shape[-1] else per_query.sum(-1)
     kept = real[..., None, :].astype(per_query.dtype)
     return (per_query * kept).sum(-1) / jnp.maximum(kept.sum(-1), 1.0)
 

@@ -279,6 +279,12 @@ def test_attention_rows_sum_to_one_and_entropy_matches_numpy(key):
     np.testing.assert_allclose(found["attention_entropy"], -plogp.sum(-1).mean(-1), rtol=1e-5)
 
 
+def test_attention_entropy_of_sequences_of_no_token_is_zero_not_nan(key):
+    layer, x = L.MultiHeadSelfAttention(num_heads=2), jnp.ones((2, 0, 4))
+    _, found = px.probe(layer, layer.init(key, x), x, "attention_entropy")
+    np.testing.assert_array_equal(found["attention_entropy"], np.zeros((2, 2)))
+
+
 @pytest.mark.parametrize("causal", [False, True])
 def test_attention_entropy_gradients_are_finite_and_match_finite_differences(causal, key):
     layer = L.MultiHeadSelfAttention(num_heads=2, causal=causal)
