@@ -16,6 +16,7 @@ from typing import Any, ClassVar, NoReturn
 import yaml
 from jsonargparse import ArgumentParser
 
+from phosjax._listing import counted
 from phosjax._nearest import did_you_mean
 from phosjax._yaml import read_file
 from phosjax.bench import _layout
@@ -33,7 +34,7 @@ from phosjax.bench._interrupt import (
     stopped_by,
     stops_ignored,
 )
-from phosjax.bench._summary import command_line, counted
+from phosjax.bench._summary import command_line
 from phosjax.bench._usage import expand_dirs, refuse_empty_dirs, usage_error
 from phosjax.bench.view._bench import BenchFiles
 

@@ -8,21 +8,11 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from phosjax._listing import listing
+from phosjax._listing import counted, listing
 from phosjax._nearest import did_you_mean
 from phosjax.bench import _layout
 from phosjax.bench._errors import BrokenFileError
 from phosjax.bench._reading import PROFILE_HINT, read_file, read_parquet
-
-
-def counted(n: int, noun: str) -> str:
-    """``n`` and ``noun``, plural unless ``n`` is 1 (as the viewer's ``counted``).
-
-    Examples:
-      >>> counted(1, "cell"), counted(0, "cell"), counted(4, "result row")
-      ('1 cell', '0 cells', '4 result rows')
-    """
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def command_line(module: str, argv: Sequence[str]) -> str:

@@ -44,11 +44,10 @@ from typing import Any
 
 import numpy as np
 
-from phosjax._listing import listing
+from phosjax._listing import counted, listing
 from phosjax.bench import _layout
 from phosjax.bench._cli import entry_point, exit_process, then_command
 from phosjax.bench._reading import MARKER_HINT, hint, not_an_object
-from phosjax.bench._summary import counted
 from phosjax.bench._usage import ArgParser, usage_error
 from phosjax.bench.view._bench import BenchFiles, BrokenFileError, NotABenchError
 

@@ -8,9 +8,10 @@ from collections.abc import Sequence
 
 from jsonargparse import ArgumentParser
 
+from phosjax._listing import counted
 from phosjax.bench._cli import Parser, entry_point, exit_process, finished_cells
 from phosjax.bench._directory import open_bench
-from phosjax.bench._summary import counted, profile_text
+from phosjax.bench._summary import profile_text
 
 
 def parser() -> ArgumentParser:

@@ -29,6 +29,7 @@ import pandas as pd
 from jsonargparse import ActionConfigFile
 
 import phosjax.bench._interrupt  # noqa: F401  first: a Ctrl-C while jax loads is kept
+from phosjax._listing import counted
 from phosjax._yaml import read_file
 from phosjax.bench._argv import config_files, config_files_first, names_as_lists, option_names
 from phosjax.bench._cli import (
@@ -43,7 +44,7 @@ from phosjax.bench._cli import (
     required_as_options,
 )
 from phosjax.bench._config import BenchConfig
-from phosjax.bench._summary import command_line, counted, dir_command
+from phosjax.bench._summary import command_line, dir_command
 from phosjax.bench._usage import usage_error
 from phosjax.data._load import declared_shapes
 from phosjax.models import ModelConfig

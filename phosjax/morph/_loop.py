@@ -28,14 +28,13 @@ import tqdm
 
 from phosjax._aside import aside_path
 from phosjax._chunks import even_chunk
-from phosjax._listing import listing
+from phosjax._listing import counted, listing
 from phosjax._nearest import did_you_mean
 from phosjax.bench import _layout
 from phosjax.bench._checkpoint import OtherLeavesError, decode, encode
 from phosjax.bench._directory import locked
 from phosjax.bench._errors import BenchError
 from phosjax.bench._store import write_bytes, write_table
-from phosjax.bench._summary import counted
 from phosjax.core import AUX_LOSS, aux_total
 from phosjax.data import ArrayDataset, batch_indices, check_batch_size, load
 from phosjax.data._checks import int_at_least

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from phosjax._hosts import barrier, gather_rows, local_devices
+from phosjax._listing import counted
 from phosjax._nearest import nearest, nearest_names
 from phosjax.data import check_batch_size
 from phosjax.train._config import Cell, int_at_least
@@ -89,12 +90,11 @@ class GridResult:
     runs: tuple[GroupRun, ...]
 
     def __repr__(self) -> str:  # the dataclass's printed every param of every group
-        count = lambda n, noun: f"{n} {noun}{'' if n == 1 else 's'}"
         strategies = ", ".join(dict.fromkeys(run.strategy for run in self.runs))
         return (
-            f"GridResult({count(len(self.index), 'cell')} in {count(len(self.groups), 'group')}"
+            f"GridResult({counted(len(self.index), 'cell')} in {counted(len(self.groups), 'group')}"
             f"{f' (strategy {strategies})' if strategies else ''}: final "
-            f"{count(len(self.final), 'row')}, metrics {count(len(self.metrics), 'row')} of "
+            f"{counted(len(self.final), 'row')}, metrics {counted(len(self.metrics), 'row')} of "
             f"{list(self.metrics.columns)})"
         )
 
