@@ -34,6 +34,7 @@ from phosjax.bench import _layout
 from phosjax.bench._checkpoint import OtherLeavesError, decode, encode
 from phosjax.bench._directory import locked
 from phosjax.bench._errors import BenchError
+from phosjax.bench._reading import read_parquet
 from phosjax.bench._store import write_bytes, write_table
 from phosjax.core import AUX_LOSS, aux_total
 from phosjax.data import ArrayDataset, batch_indices, check_batch_size, load
@@ -752,7 +753,7 @@ def _continued_latency_table(directory: str | os.PathLike) -> LatencyTable | Non
     none, or rows that cannot be read: `_earlier` says why, under the lock)."""
     path = pathlib.Path(directory) / ITERATIONS
     try:
-        return _stored_latency_table(pd.read_parquet(path, columns=[]).attrs)
+        return _stored_latency_table(read_parquet(path).attrs)  # one open file, as below
     except (OSError, ValueError, TypeError, AttributeError, pa.ArrowException):
         return None
 
@@ -801,7 +802,7 @@ def _earlier(
         )
 
     try:
-        frame = pd.read_parquet(path)
+        frame = read_parquet(path)  # one open file: a run may replace it meanwhile
     except (OSError, ValueError, pa.ArrowException) as error:  # cut short, not Parquet
         raise refused(f"they cannot be read ({type(error).__name__}: {error})") from error
     stored = frame.attrs.get(MORPH_CONFIG)
@@ -934,7 +935,7 @@ def load_variables(
     if not path.is_file():
         raise RunDirectoryError(_no_run(directory))
     try:
-        frame = pd.read_parquet(path)
+        frame = read_parquet(path)  # one open file: a run may replace it meanwhile
     except (OSError, ValueError, pa.ArrowException) as error:  # cut short, not Parquet
         raise RunDirectoryError(
             f"cannot read the rows {str(path)!r} ({type(error).__name__}: {error})"
