@@ -4,7 +4,8 @@ it gives."""
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from phosjax.bench._errors import BenchError
 from phosjax.bench._usage import expand_dirs, option_for
@@ -203,3 +204,44 @@ def dir_option(argv: Sequence[str]) -> str | None:
       ('b', None)
     """
     return option_value(expand_dirs(argv), "--dir")
+
+
+def layered_configs(
+    files: Sequence[tuple[str, Mapping[str, Any]]], nested: str
+) -> list[tuple[str, dict[str, Any]]]:
+    """Each of the config ``files`` (its path and mapping) with the config it makes read
+    over the ones before it, as jsonargparse reads several ``--config`` files: its keys
+    replace theirs, but ``nested`` (a mapping in both) is merged key by key.
+
+    Examples:
+      >>> base, fast = {"steps": 5, "grid": {"lr": 1}}, {"grid": {"seed": 2}}
+      >>> layered_configs([("a.yaml", base), ("b.yaml", fast)], "grid")[-1]
+      ('b.yaml', {'steps': 5, 'grid': {'lr': 1, 'seed': 2}})
+    """
+    layers: list[tuple[str, dict[str, Any]]] = []
+    config: dict[str, Any] = {}
+    for path, data in files:
+        before, given = config.get(nested), data.get(nested)
+        config = {**config, **data}
+        if isinstance(before, Mapping) and isinstance(given, Mapping):
+            config[nested] = {**before, **given}
+        layers.append((path, config))
+    return layers
+
+
+def first_refusing(
+    layers: Sequence[tuple[str, dict[str, Any]]], refused: Callable[[Any], str | None]
+) -> tuple[str, str] | None:
+    """The problem ``refused`` finds in the config of the last of ``layers``
+    (`layered_configs`; none: an empty config) with the first file from which on the
+    configs have it ("": none); None where it finds none.
+
+    Examples:
+      >>> layers = layered_configs([("a.yaml", {"steps": 0}), ("b.yaml", {"seed": 1})], "grid")
+      >>> first_refusing(layers, lambda config: "steps 0" if config["steps"] < 1 else None)
+      ('a.yaml', 'steps 0')
+    """
+    problem = refused(layers[-1][1] if layers else {})
+    if problem is None:
+        return None
+    return next((path for path, so_far in layers if refused(so_far) == problem), ""), problem

@@ -29,6 +29,8 @@ from phosjax.bench._argv import (
     config_files,
     config_files_first,
     dir_option,
+    first_refusing,
+    layered_configs,
     names_as_lists,
     option_names,
 )
@@ -166,8 +168,7 @@ def _check_config_files(paths: Sequence[str]) -> None:
     the first file from which on it is refused and the bad key or value (clearer than
     jsonargparse's), or for a config of ``python -m phosjax.morph``; the command's own keys
     (``dir``, ``resume``, ...) may be there."""
-    read: list[tuple[str, dict[str, Any]]] = []  # each file, with the config so far
-    config: dict[str, Any] = {}
+    read: list[tuple[str, Mapping[str, Any]]] = []
     for path in paths:
         data = read_yaml(path)
         if _is_morph_config(data):
@@ -178,15 +179,10 @@ def _check_config_files(paths: Sequence[str]) -> None:
             )
         if not isinstance(data, Mapping):
             raise BenchError(f"{path}: {_refused(data)}")
-        data = {k: v for k, v in data.items() if k not in _OWN}
-        before, given = config.get("grid"), data.get("grid")
-        config = {**config, **data}
-        if isinstance(before, Mapping) and isinstance(given, Mapping):
-            config["grid"] = {**before, **given}
-        read.append((path, config))
-    problem = _refused(config)
-    if problem is not None:
-        path = next((path for path, so_far in read if _refused(so_far) == problem), "")
+        read.append((path, {k: v for k, v in data.items() if k not in _OWN}))
+    refusal = first_refusing(layered_configs(read, "grid"), _refused)
+    if refusal is not None:
+        path, problem = refusal
         raise BenchError(f"{path or ', '.join(paths)}: {problem}")
 
 

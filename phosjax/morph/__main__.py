@@ -31,7 +31,14 @@ from jsonargparse import ActionConfigFile
 import phosjax.bench._interrupt  # noqa: F401  first: a Ctrl-C while jax loads is kept
 from phosjax._listing import counted
 from phosjax._yaml import read_file
-from phosjax.bench._argv import config_files, config_files_first, names_as_lists, option_names
+from phosjax.bench._argv import (
+    config_files,
+    config_files_first,
+    first_refusing,
+    layered_configs,
+    names_as_lists,
+    option_names,
+)
 from phosjax.bench._cli import (
     REQUIRED,
     ConfigParser,
@@ -110,8 +117,7 @@ def load_configs(paths: Sequence[str], given: Sequence[str] = ()) -> MorphConfig
     """The `MorphConfig` of the YAML files ``paths``, each read over the ones before it
     (``model`` key by key, as jsonargparse reads them); a problem is a ValueError naming
     the first file from which on the config has it (`load_config`, ``given``)."""
-    read: list[tuple[str, dict[str, Any]]] = []  # each file, with the config so far
-    config: dict[str, Any] = {}
+    read: list[tuple[str, Mapping[str, Any]]] = []
     for path in paths:
         data = read_file(path)  # its errors name the file and say why it cannot be read
         if _is_bench_config(data):
@@ -122,16 +128,13 @@ def load_configs(paths: Sequence[str], given: Sequence[str] = ()) -> MorphConfig
             )
         if not isinstance(data, Mapping):
             raise ValueError(f"{path}: {_refused(data, given)}")
-        before, model = config.get("model"), data.get("model")
-        config = {**config, **data}
-        if isinstance(before, Mapping) and isinstance(model, Mapping):
-            config["model"] = {**before, **model}
-        read.append((path, config))
-    problem = _refused(config, given)
-    if problem is not None:
-        path = next((p for p, so_far in read if _refused(so_far, given) == problem), "")
+        read.append((path, data))
+    layers = layered_configs(read, "model")
+    refusal = first_refusing(layers, lambda data: _refused(data, given))
+    if refusal is not None:
+        path, problem = refusal
         raise ValueError(f"{path or ', '.join(paths)}: {problem}")
-    return _morph_config(config, given)
+    return _morph_config(layers[-1][1] if layers else {}, given)
 
 
 def _refused(data: Any, given: Sequence[str]) -> str | None:
