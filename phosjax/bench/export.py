@@ -17,7 +17,7 @@ frozen before it, often finite). Exporting again skips the cells already exporte
 (finished runs with the same cell id from the same bench, known by the creation time in
 its ``bench.json``, which `add_models` keeps); cells whose group has not finished
 training are left for later, and so are finished ones whose result rows are gone, or those
-of their last steps (their part files, or some, removed or lost: restored, they are
+of some of their steps (their part files, or some, removed or lost: restored, they are
 exported). The unfinished runs that an
 export cut short (killed: nothing deleted its run) left of this bench are deleted, so each
 cell keeps one whole run; two exports of one bench into one experiment at once are not
@@ -70,7 +70,7 @@ _INSTALL = "Exporting to MLflow needs the mlflow extra: pip install 'phosjax[mlf
 class Exported:
     """What `export_mlflow` did: ``{cell_id: run_id}`` of new runs, the cells it skipped
     (already exported, not finished, or finished without their result rows, or those of
-    their last steps: their part files, or some, removed or lost) and ``{run_id: cell_id}``
+    some of their steps: their part files, or some, removed or lost) and ``{run_id: cell_id}``
     of the runs an export cut short had left unfinished, which it deleted, in the
     experiment of that id and name."""
 
@@ -210,20 +210,32 @@ def _diverged_at(rows: Any) -> dict[str, str]:
 
 
 def _rows_lost(rows: Any, steps: Any) -> bool:
-    """Whether a finished cell's result ``rows`` lack part files: none is left, or none
-    of its train rows is at ``steps``, the steps its group trained (status.json's; not
-    an int: unknown, only an empty ``rows`` tells).
+    """Whether a finished cell's result ``rows`` lack part files: none is left, none of
+    its train rows is at ``steps``, the steps its group trained (status.json's; not an
+    int: unknown), or its train rows have a gap: a step between two of them (or before
+    the first) wider than their most common one (1 in a bench the runner wrote).
 
     Examples:
       >>> import pandas as pd
       >>> rows = pd.DataFrame({"split": ["train", "test", "train"], "step": [5, 10, 10]})
       >>> _rows_lost(rows, 10), _rows_lost(rows.iloc[:2], 10), _rows_lost(rows.iloc[:0], None)
       (False, True, True)
+      >>> def train(*steps):
+      ...     return pd.DataFrame({"split": "train", "step": list(steps)})
+      >>> _rows_lost(train(1, 2, 3, 4, 5, 6), 6), _rows_lost(train(1, 2, 5, 6), 6)
+      (False, True)
+      >>> _rows_lost(train(0, 10, 20, 30, 35), 35), _rows_lost(train(0, 10, 30, 35), 35)
+      (False, True)
+      >>> _rows_lost(train(4, 5, 6), 6)  # the first part's lost
+      True
     """
     if rows.empty:
         return True
-    last = rows.loc[rows["split"] == "train", "step"].max()  # NaN: no train row
-    return isinstance(steps, int) and not last >= steps
+    trained = rows.loc[rows["split"] == "train", "step"]
+    if isinstance(steps, int) and not trained.max() >= steps:  # NaN: no train row
+        return True
+    gaps, counts = np.unique(np.diff(np.unique([0, *trained])), return_counts=True)
+    return len(gaps) > 1 and bool(gaps.max() > gaps[counts.argmax()])
 
 
 def _artifacts(bench: BenchFiles, model_id: str) -> list[tuple[str, str]]:

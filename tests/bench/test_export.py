@@ -664,3 +664,26 @@ def test_a_finished_cell_missing_its_last_part_file_is_left_for_when_it_is_resto
     assert not set(_runs(store)[1]) & set(mlp)
     pq.write_table(table.filter(steps > 150), part.with_name("part-g-mlp-000000150.parquet"))
     assert sorted(export_mlflow(str(bench), store).runs) == sorted(mlp)
+
+
+def test_a_finished_cell_missing_a_part_file_midway_is_left_for_when_it_is_restored(
+    written, store, tmp_path, capsys
+):
+    """A finished cell whose rows of the middle of its run were lost (a part file between
+    two others) became a run with a gap, counted as exported forever; it is left out with
+    the warning of a cell without rows."""
+    bench = tmp_path / "example"
+    shutil.copytree(written.root, bench)
+    part = bench / _layout.RESULTS / "part-g-mlp-000000000.parquet"
+    table = pq.read_table(part)
+    steps = table["step"].to_numpy()
+    lost = (steps > 100) & (steps <= 200)
+    pq.write_table(table.filter(~lost), part)
+    mlp = written.cells[written.cells.model == "mlp"].cell_id.tolist()
+    assert main(["--dir", str(bench), "--mlflow", store]) == 0
+    assert f"finished cells ({listing(mlp, 3)}): their part files, or some of them" in (
+        capsys.readouterr().err
+    )
+    assert not set(_runs(store)[1]) & set(mlp)
+    pq.write_table(table.filter(lost), part.with_name("part-g-mlp-000000101.parquet"))
+    assert sorted(export_mlflow(str(bench), store).runs) == sorted(mlp)
