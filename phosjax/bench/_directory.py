@@ -350,22 +350,27 @@ def choose_config(
     )
 
 
-def _flock(file: Any, mode: int, root: pathlib.Path) -> None:
+_WRITING = "being written by another run"
+
+
+def _flock(file: Any, mode: int, root: pathlib.Path, busy: str = _WRITING) -> None:
     """Takes ``flock`` ``mode`` on the lock ``file`` of the bench in ``root`` without
     waiting. On a file system without locks (some network mounts) there is none to take,
     and no error.
 
     Raises:
-      BenchError: another run holds the lock (named by what the file says: pid, host).
+      BenchError: another run holds the lock: ``root`` is ``busy``, by the holder the file
+        names (pid, host).
     """
     try:
         fcntl.flock(file, mode | fcntl.LOCK_NB)
     except BlockingIOError:
         file.seek(0)
         holder = file.read().strip() or "pid unknown"
+        elsewhere = "; or pick another --dir" if busy == _WRITING else ""
         raise BenchError(
-            f"{str(root)!r} is being written by another run ({holder}); wait for it to "
-            "end, or stop it, then run the command again; or pick another --dir."
+            f"{str(root)!r} is {busy} ({holder}); wait for it to end, or stop it, then run "
+            f"the command again{elsewhere}."
         ) from None
     except OSError:
         pass
@@ -410,16 +415,45 @@ def locked(
             f"cannot write the bench into --dir {str(root)!r}: {error}; {what}."
         ) from error
     with file:
-        _flock(file, fcntl.LOCK_EX, root)
-        file.seek(0)
-        file.truncate()
-        stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-        holder = _layout.LockHolder(os.getpid(), socket.gethostname(), stamp)
-        try:  # unbuffered: a write that fails fails here, not again as the file closes
-            os.write(file.fileno(), f"{_layout.lock_holder(holder)}\n".encode())
-        except OSError as error:  # a full disk: the system names no file
-            raise naming(error, path) from error
+        _hold(file, path, root)
         yield None
+
+
+def _hold(file: Any, path: pathlib.Path, root: pathlib.Path, busy: str = _WRITING) -> None:
+    """Takes the exclusive `_flock` of the lock ``file`` at ``path`` and writes this
+    process into it (`_layout.lock_holder`)."""
+    _flock(file, fcntl.LOCK_EX, root, busy)
+    file.seek(0)
+    file.truncate()
+    stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    holder = _layout.LockHolder(os.getpid(), socket.gethostname(), stamp)
+    try:  # unbuffered: a write that fails fails here, not again as the file closes
+        os.write(file.fileno(), f"{_layout.lock_holder(holder)}\n".encode())
+    except OSError as error:  # a full disk: the system names no file
+        raise naming(error, path) from error
+
+
+@contextlib.contextmanager
+def export_locked(root: pathlib.Path) -> Iterator[None]:
+    """Holds the lock of the bench in ``root`` that an export holds
+    (``export.lock``: an exclusive ``flock`` naming its holder, as `locked`), so that a
+    second export of it at once stops before it deletes the unfinished runs of the
+    first. A bench one may not write (`_READ_ONLY`) is exported without it.
+
+    Raises:
+      BenchError: another export holds it (the message names its pid and host).
+    """
+    path = root / _layout.EXPORT_LOCK
+    try:
+        file = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (closed by the with below)
+    except OSError as error:
+        if error.errno not in _READ_ONLY:
+            raise naming(error, path) from error
+        yield
+        return
+    with file:
+        _hold(file, path, root, busy="being exported by another export")
+        yield
 
 
 def check_unlocked(root: pathlib.Path) -> None:

@@ -39,6 +39,8 @@ atomically (a temporary file, then a rename), so a reader never sees half a file
                            (`lock_holder`: "pid 12 on h since ISO time"): a second run on the
                            same directory, or a ``--force`` moving it aside, stops at once;
                            the file stays after the run, naming its last holder
+      export.lock         held (``flock``) by `phosjax.bench.export` while it exports the
+                           bench, which it names as ``run.lock`` does: a second export stops
 
 When several processes share a bench (``jax.distributed``), process ``i`` of ``n`` names
 its group keys ``<group_id>.p<i>of<n>`` (part files, checkpoints) and writes
@@ -87,6 +89,7 @@ CHECKPOINTS = "checkpoints"
 MORPH = "morph"
 MORPH_ITERATIONS = "morph/iterations.parquet"
 LOCK = "run.lock"
+EXPORT_LOCK = "export.lock"
 
 PLAIN_NAME = re.compile(r"[^/\\\x00.][^/\\\x00]*")
 """A name that names one file of a bench folder: no path separator (``/``, ``\\``) nor

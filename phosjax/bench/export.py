@@ -20,8 +20,9 @@ training are left for later, and so are finished ones whose result rows are gone
 of some of their steps (their part files, or some, removed or lost: restored, they are
 exported). The unfinished runs that an
 export cut short (killed: nothing deleted its run) left of this bench are deleted, so each
-cell keeps one whole run; two exports of one bench into one experiment at once are not
-supported. Needs the ``mlflow`` extra (``mlflow-skinny``).
+cell keeps one whole run; a second export of the bench while one runs stops at once (the
+first holds ``export.lock`` in the bench, naming its pid and host; a bench one may not
+write is exported without it). Needs the ``mlflow`` extra (``mlflow-skinny``).
 
 MLflow 3 refuses ``file:`` stores unless ``MLFLOW_ALLOW_FILE_STORE=true`` is set; a
 tracking server (``http://...``) or ``sqlite:///mlflow.db`` (full ``mlflow``) need nothing.
@@ -47,6 +48,7 @@ import numpy as np
 from phosjax._listing import counted, listing
 from phosjax.bench import _layout
 from phosjax.bench._cli import entry_point, exit_process, then_command
+from phosjax.bench._directory import export_locked
 from phosjax.bench._reading import MARKER_HINT, hint, not_an_object
 from phosjax.bench._usage import ArgParser, usage_error
 from phosjax.bench.view._bench import BenchFiles, BrokenFileError, NotABenchError
@@ -378,63 +380,64 @@ def export_mlflow(directory: str, tracking_uri: str, experiment: str | None = No
             f"cannot read {_layout.CELLS}: its model_id {odd[0]!r} is no file name (a "
             f"model's blurb is blurbs/<model_id>.json); {hint(_layout.CELLS)}"
         )
-    try:
-        client = MlflowClient(tracking_uri)
-        experiment = experiment or bench.name
-        experiment_id = _experiment_id(client, experiment, tracking_uri)
-    except OSError as error:  # a file: store that is a file, or cannot be made or written
-        raise MlflowException(f"cannot use the MLflow store {tracking_uri}: {error}") from error
-    done = _exported_cells(client, experiment_id, created, config_hash)
-    exported = Exported(experiment_id, {}, [], [], experiment)
-    # Those of its creation time alone: one tagged with its config hash alone may be
-    # another bench's of the same config (an export before that tag existed).
-    for run in _tagged_runs(client, experiment_id, TAG_CREATED, created, finished=False):
-        client.delete_run(run.info.run_id)  # beside its cell's whole run, or before it
-        exported.cut_short[run.info.run_id] = run.data.tags.get(TAG_CELL, "")
-    for cell in cells.to_dict("records"):
-        cell_id = cell["cell_id"]
-        if cell_id in done:
-            exported.already_exported.append(cell_id)
-            continue
-        if not progress.get(cell_id, {}).get("finished"):
-            exported.unfinished.append(cell_id)
-            continue
-        rows = results[results["cell_id"] == cell_id]
-        # a run of the rows left would stand for the cell, never exported again once restored
-        if _rows_lost(rows, progress[cell_id]["steps"]):
-            exported.without_rows.append(cell_id)
-            continue
-        tags = {
-            TAG_CELL: cell_id,
-            TAG_BENCH: bench.name,
-            TAG_CREATED: created,
-            TAG_CONFIG: config_hash,
-        }
-        keys = mlflow_keys([str(k) for k in cell])  # every column's: the same in every run
-        given = {str(k): v for k, v in cell.items() if not _unset(v)}
-        tags |= _diverged_at(rows)
-        recorded = {m: k for m, k in metric_keys.items() if rows[m].notna().any()}
-        for tag, renamed in (
-            (TAG_PARAM_NAMES, _renamed({k: keys[k] for k in given})),
-            (TAG_METRIC_NAMES, _renamed(recorded)),
-        ):
-            if renamed:
-                tags[tag] = json.dumps(renamed)
-        run_name = f"{cell['model']}-{cell_id}"
-        run_id = client.create_run(experiment_id, tags=tags, run_name=run_name).info.run_id
+    with export_locked(bench.root):  # before it deletes another's unfinished runs
         try:
-            params = [Param(keys[k], str(v)) for k, v in given.items()]
-            for batch in _chunks(params, _PARAMS_BATCH):
-                client.log_batch(run_id, params=batch)
-            for batch in _chunks(_metrics(rows, recorded, int(time.time() * 1e3)), _BATCH):
-                client.log_batch(run_id, metrics=batch)
-            for path, folder in _artifacts(bench, cell["model_id"]):
-                client.log_artifact(run_id, path, folder)
-        except BaseException:
-            client.delete_run(run_id)  # no half-logged run stays; the next export redoes it
-            raise
-        client.set_terminated(run_id)
-        exported.runs[cell_id] = run_id
+            client = MlflowClient(tracking_uri)
+            experiment = experiment or bench.name
+            experiment_id = _experiment_id(client, experiment, tracking_uri)
+        except OSError as error:  # a file: store that is a file, or cannot be made or written
+            raise MlflowException(f"cannot use the MLflow store {tracking_uri}: {error}") from error
+        done = _exported_cells(client, experiment_id, created, config_hash)
+        exported = Exported(experiment_id, {}, [], [], experiment)
+        # Those of its creation time alone: one tagged with its config hash alone may be
+        # another bench's of the same config (an export before that tag existed).
+        for run in _tagged_runs(client, experiment_id, TAG_CREATED, created, finished=False):
+            client.delete_run(run.info.run_id)  # beside its cell's whole run, or before it
+            exported.cut_short[run.info.run_id] = run.data.tags.get(TAG_CELL, "")
+        for cell in cells.to_dict("records"):
+            cell_id = cell["cell_id"]
+            if cell_id in done:
+                exported.already_exported.append(cell_id)
+                continue
+            if not progress.get(cell_id, {}).get("finished"):
+                exported.unfinished.append(cell_id)
+                continue
+            rows = results[results["cell_id"] == cell_id]
+            # a run of the rows left would stand for the cell, never exported again once restored
+            if _rows_lost(rows, progress[cell_id]["steps"]):
+                exported.without_rows.append(cell_id)
+                continue
+            tags = {
+                TAG_CELL: cell_id,
+                TAG_BENCH: bench.name,
+                TAG_CREATED: created,
+                TAG_CONFIG: config_hash,
+            }
+            keys = mlflow_keys([str(k) for k in cell])  # every column's: the same in every run
+            given = {str(k): v for k, v in cell.items() if not _unset(v)}
+            tags |= _diverged_at(rows)
+            recorded = {m: k for m, k in metric_keys.items() if rows[m].notna().any()}
+            for tag, renamed in (
+                (TAG_PARAM_NAMES, _renamed({k: keys[k] for k in given})),
+                (TAG_METRIC_NAMES, _renamed(recorded)),
+            ):
+                if renamed:
+                    tags[tag] = json.dumps(renamed)
+            run_name = f"{cell['model']}-{cell_id}"
+            run_id = client.create_run(experiment_id, tags=tags, run_name=run_name).info.run_id
+            try:
+                params = [Param(keys[k], str(v)) for k, v in given.items()]
+                for batch in _chunks(params, _PARAMS_BATCH):
+                    client.log_batch(run_id, params=batch)
+                for batch in _chunks(_metrics(rows, recorded, int(time.time() * 1e3)), _BATCH):
+                    client.log_batch(run_id, metrics=batch)
+                for path, folder in _artifacts(bench, cell["model_id"]):
+                    client.log_artifact(run_id, path, folder)
+            except BaseException:
+                client.delete_run(run_id)  # no half-logged run stays; the next export redoes it
+                raise
+            client.set_terminated(run_id)
+            exported.runs[cell_id] = run_id
     return exported
 
 

@@ -1,9 +1,11 @@
 """`python -m phosjax.bench.export`: every finished cell as an MLflow run in a local store."""
 
+import errno
 import http.server
 import importlib.metadata
 import json
 import math
+import os
 import pathlib
 import shutil
 import socket
@@ -16,7 +18,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from phosjax._listing import listing
-from phosjax.bench import _layout
+from phosjax.bench import _directory, _layout
+from phosjax.bench._directory import export_locked
 from phosjax.bench._reading import MARKER_HINT
 from phosjax.bench.export import (
     TAG_CELL,
@@ -687,3 +690,33 @@ def test_a_finished_cell_missing_a_part_file_midway_is_left_for_when_it_is_resto
     assert not set(_runs(store)[1]) & set(mlp)
     pq.write_table(table.filter(lost), part.with_name("part-g-mlp-000000101.parquet"))
     assert sorted(export_mlflow(str(bench), store).runs) == sorted(mlp)
+
+
+def test_a_second_export_of_a_bench_at_once_stops_naming_the_first(
+    written, store, tmp_path, capsys
+):
+    """Two exports of one bench into one experiment at once each deleted the other's
+    unfinished runs; the second stops before it touches MLflow, naming the first."""
+    bench = tmp_path / "example"
+    shutil.copytree(written.root, bench)
+    with export_locked(bench):  # as the first export holds it
+        assert main(["--dir", str(bench), "--mlflow", store]) == 2
+    err = capsys.readouterr().err
+    assert f"is being exported by another export (pid {os.getpid()} on " in err, err
+    assert err.endswith("wait for it to end, or stop it, then run the command again.\n"), err
+    assert not (tmp_path / "mlruns").exists()
+
+
+def test_a_bench_one_may_not_write_is_exported_without_the_export_lock(tmp_path, monkeypatch):
+    def failing(code):
+        def opened(path, *args, **kwargs):
+            raise OSError(code, os.strerror(code), str(path))
+
+        return opened
+
+    monkeypatch.setattr(_directory, "open", failing(errno.EROFS), raising=False)
+    with export_locked(tmp_path):  # no lock to take where it may only read
+        pass
+    monkeypatch.setattr(_directory, "open", failing(errno.ENOSPC))
+    with pytest.raises(OSError, match="No space left"), export_locked(tmp_path):
+        pass
