@@ -179,7 +179,8 @@ _WRITTEN_DEFAULTS: dict[str, Any] = {"options": {}}
 class _Parser(ConfigParser):
     """Checks the config (``--print_config``) as `MorphConfig` checks its fields, its
     model's ``num_classes`` and ``input_shape`` against the data set's metadata, and that
-    the loop can shrink and expand the model (`check_morphable`)."""
+    the loop can shrink and expand the model (`check_morphable`; a ``latency`` cost priced
+    as FLOPs there, its table measured on the device by the run, not to print it)."""
 
     own = frozenset(_OWN)
 
@@ -204,7 +205,8 @@ class _Parser(ConfigParser):
         problem = shape_mismatch(model, morph.dataset, shape, classes)
         if problem:
             raise MorphConfigError(problem)
-        check_morphable(morph, model)
+        unmeasured = "flops" if morph.cost == "latency" else morph.cost
+        check_morphable(dataclasses.replace(morph, cost=unmeasured), model)
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         """A usage error; one that misses the model's fields says where they are set."""

@@ -795,6 +795,18 @@ def test_print_config_refuses_a_model_a_run_would_refuse(tmp_path, capsys, optio
     assert capsys.readouterr().err.startswith(expected)
 
 
+def test_print_config_of_a_latency_cost_measures_nothing(tmp_path, capsys, monkeypatch):
+    """It measured a latency table (jitted matmuls and convolutions on the device) to check
+    the multiple, where it should only print."""
+
+    def measured(*args):
+        raise AssertionError("--print_config measured a latency table")
+
+    monkeypatch.setattr(_cost, "latency_table", measured)
+    printed = _print_config(tmp_path, capsys, "--cost", "latency", "--multiple", "4")
+    assert yaml.safe_load(printed)["cost"] == "latency"
+
+
 def test_an_option_before_config_overrides_the_file_too(tmp_path, capsys):
     """jsonargparse applies options in order: the file set iterations back to 2."""
     config = pathlib.Path(__file__).resolve().parents[2] / "configs" / "morph_mnist1d.yaml"
