@@ -329,7 +329,7 @@ def _located(
     name: str, data_dirs: list[pathlib.Path]
 ) -> tuple[tfds.core.DatasetBuilder, pathlib.Path]:
     """`name`'s builder and the data dir it is in, its features and splits unchecked."""
-    dataset, kwargs = _parse(name)
+    dataset, kwargs = _parse(name, data_dirs)
     if dataset in BUILTIN_NAMES:
         return _builtin_builder(name, dataset, kwargs, data_dirs[0]), data_dirs[0]
     return _prepared_builder(name, dataset, data_dirs)
@@ -353,8 +353,9 @@ def resolved_name(name: str, *, data_dir: str | os.PathLike | None = None) -> st
     return f"{builder.name}{config}:{builder.version}"
 
 
-def _parse(name: str) -> tuple[str, dict[str, Any]]:
-    """`name`'s TFDS data set name (snake_case) and builder arguments (config, version)."""
+def _parse(name: str, data_dirs: Sequence[pathlib.Path] = ()) -> tuple[str, dict[str, Any]]:
+    """`name`'s TFDS data set name (snake_case) and builder arguments (config, version);
+    a name refused is respelled as a built-in data set or one prepared in `data_dirs`."""
     import tensorflow_datasets as tfds
 
     if not isinstance(name, str):
@@ -371,17 +372,17 @@ def _parse(name: str) -> tuple[str, dict[str, Any]]:
         namespace = f", without a namespace ({dataset.namespace!r} here)" if dataset else ""
         raise ValueError(
             f"data set name {name!r} is malformed; expected a TFDS name: 'name', 'name/config', "
-            f"'name:1.2.3' or 'name/config:1.2.3'{namespace}{_respelled(name)}"
+            f"'name:1.2.3' or 'name/config:1.2.3'{namespace}{_respelled(name, data_dirs)}"
         )
-    _refuse_another_spelling(name, dataset.name)
+    _refuse_another_spelling(name, dataset.name, data_dirs)
     return dataset.name, kwargs
 
 
-def _respelled(name: str) -> str:
+def _respelled(name: str, data_dirs: Sequence[pathlib.Path] = ()) -> str:
     """``. Did you mean ...?`` with `name` without spaces around it or around a ``/`` or
     ``:``, a ``/`` at its end or hyphens and spaces inside it (``_`` instead), and spelled as
-    TFDS names its data set (`_right_spelling`), where that is a well-formed TFDS name; ""
-    if it is not.
+    TFDS names its data set (`_right_spelling`, among those prepared in `data_dirs`), where
+    that is a well-formed TFDS name; "" if it is not.
 
     Examples:
         >>> _respelled("my-images"), _respelled(" digits/"), _respelled("digits:1.0")
@@ -402,13 +403,16 @@ def _respelled(name: str) -> str:
     except ValueError:
         return ""
     spelled = re.split("[/:]", fixed, maxsplit=1)[0]
-    fixed = _right_spelling(spelled, dataset.name) + fixed[len(spelled) :]
+    fixed = _right_spelling(spelled, dataset.name, data_dirs) + fixed[len(spelled) :]
     return f". Did you mean {fixed!r}?" if fixed != name and not dataset.namespace else ""
 
 
-def _refuse_another_spelling(name: str, dataset: str) -> None:
+def _refuse_another_spelling(
+    name: str, dataset: str, data_dirs: Sequence[pathlib.Path] = ()
+) -> None:
     """Raises if `name` spells its data set otherwise than TFDS names it (``"Digits"`` for
-    ``digits``): each data set is spelled one way, or its results would be told apart.
+    ``digits``): each data set is spelled one way, or its results would be told apart; the
+    spelling it says is `_right_spelling`'s (among those prepared in `data_dirs`).
 
     Examples:
         >>> _refuse_another_spelling("MNIST1D:1.0.0", "mnis_t1_d")
@@ -418,7 +422,7 @@ def _refuse_another_spelling(name: str, dataset: str) -> None:
     spelled = re.split("[/:]", name, maxsplit=1)[0]
     if spelled == dataset:
         return
-    right = _right_spelling(spelled, dataset)
+    right = _right_spelling(spelled, dataset, data_dirs)
     raise ValueError(
         f"data set name {name!r} spells its data set {spelled!r}, which TFDS reads as "
         f"{dataset!r}; write {right + name[len(spelled) :]!r}: data set names are lower-case "
@@ -427,15 +431,31 @@ def _refuse_another_spelling(name: str, dataset: str) -> None:
     )
 
 
-def _right_spelling(spelled: str, dataset: str) -> str:
-    """How to write `spelled`, a data set's name that TFDS reads as `dataset`: the built-in
-    name it spells but for case and underscores (``Mnist_1D``: ``mnist1d``), lower-case if
-    in capitals (TFDS reads ``CIFAR10`` as ``cifa_r10``), else `dataset` with one underscore
-    where it has several (TFDS's snake_case of ``My_Images`` is ``my__images``)."""
+def _right_spelling(spelled: str, dataset: str, data_dirs: Sequence[pathlib.Path] = ()) -> str:
+    """How to write `spelled`, a data set's name that TFDS reads as `dataset`: the name of
+    a built-in data set, or of one prepared in `data_dirs`, that it spells but for case and
+    underscores (``Mnist_1D``: ``mnist1d``), lower-case if in capitals (TFDS reads
+    ``CIFAR10`` as ``cifa_r10``), else `dataset` with one underscore where it has several
+    (TFDS's snake_case of ``My_Images`` is ``my__images``).
+
+    Examples:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     info = pathlib.Path(tmp, "cifar10", "3.0.2", "dataset_info.json")
+        ...     info.parent.mkdir(parents=True)
+        ...     _ = info.write_text("{}")
+        ...     _right_spelling("Cifar_10", "cifar_10", [pathlib.Path(tmp)])
+        'cifar10'
+        >>> _right_spelling("Cifar_10", "cifar_10"), _right_spelling("Mnist_1D", "mnist_1_d")
+        ('cifar_10', 'mnist1d')
+    """
     letters = spelled.lower().replace("_", "")
-    builtin = [each for each in BUILTIN_NAMES if each.replace("_", "") == letters]
-    if builtin:
-        return builtin[0]
+    prepared = (
+        name.split("/")[0] for path in data_dirs for name in _names(_prepared_variants(path))
+    )
+    known = [each for each in (*BUILTIN_NAMES, *prepared) if each.replace("_", "") == letters]
+    if known:
+        return known[0]
     if spelled.isupper():
         return spelled.lower()
     return re.sub("__+", "_", dataset)

@@ -927,6 +927,7 @@ def test_a_malformed_name_says_what_a_name_looks_like(toys_dir):
         ("mnist 1d:1.0.0", "mnist1d:1.0.0"),
         ("Toy Configs /small", "toy_configs/small"),  # was offered as 'toy_configs_/small'
         ("digits : 1.0.0 / ", "digits:1.0.0"),
+        ("toy-uint-8-tensor", "toy_uint8_tensor"),  # the prepared name, not toy_uint_8_tensor
     ],
 )
 def test_a_malformed_name_offers_it_without_hyphens_spaces_or_a_slash_at_its_end(
@@ -990,6 +991,8 @@ def test_a_name_with_a_namespace_is_malformed_not_looked_up(toys_dir, name):
         ("ToyConfigs/small", "ToyConfigs", "toy_configs", "toy_configs"),  # its class's name
         ("Toy_Configs/small", "Toy_Configs", "toy__configs", "toy_configs"),  # not toy__configs
         ("Mnist_1D", "Mnist_1D", "mnist_1_d", "mnist1d"),  # the built-in name, not mnist_1_d
+        # the name prepared in the data dir, not toy_uint_8_tensor
+        ("Toy_Uint_8_Tensor", "Toy_Uint_8_Tensor", "toy__uint_8__tensor", "toy_uint8_tensor"),
     ],
 )
 def test_a_name_spelled_otherwise_than_tfds_names_it_is_refused_naming_the_spelling(
