@@ -727,6 +727,16 @@ def test_an_unknown_model_is_not_found_naming_the_benchs_models(server, kind):
     )
 
 
+@pytest.mark.parametrize("model_id", [".", ".hidden", "..."])
+def test_a_dot_name_is_no_model_and_not_found_naming_the_benchs_models(server, model_id):
+    """It was a 403 "'.' is not a plain file name", as if it climbed out of the bench."""
+    status, _, body = get(server, f"/api/blurb/{model_id}")
+    assert status == 404
+    assert json.loads(body)["error"].startswith(
+        f"The bench has no model {model_id!r}; it has 2: ['m-mlp', 'm-choice'] (models in "
+    )
+
+
 def test_a_models_name_in_place_of_its_id_is_not_found_naming_its_id(server):
     status, _, body = get(server, "/api/blurb/choice")
     assert status == 404

@@ -482,7 +482,8 @@ def _peaks(frame: pd.DataFrame) -> np.ndarray:
 def model_file(bench: BenchFiles, folder: str, model_id: str) -> Any:
     """The parsed ``<folder>/<model_id>.json`` (a blurb or a graph drawing); a blurb
     without its module tree (``root``) is a `BrokenFileError` naming the file, which the
-    page would fail on without naming it.
+    page would fail on without naming it; a ``model_id`` the bench lacks (``.`` too) is a
+    `NotFound` naming its models.
 
     Examples:
       >>> import tempfile
@@ -495,7 +496,9 @@ def model_file(bench: BenchFiles, folder: str, model_id: str) -> Any:
       phosjax.bench._errors.BrokenFileError: cannot read blurbs/mlp-1.json: it does not hold
       a blurb ({"root": {module}, "backend": ...}, as phosjax.core.Blurb.to_json writes it)
     """
-    if not _has_model_file(bench, folder, model_id):
+    # '.', '.hidden': no model's id (`_layout.PLAIN_NAME`), not a path out of the bench
+    plain = _layout.PLAIN_NAME.fullmatch(model_id)
+    if not plain or not _has_model_file(bench, folder, model_id):
         cells = bench.cells()
         models = cells["model_id"].unique().tolist()
         if model_id in models:
