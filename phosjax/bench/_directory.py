@@ -350,7 +350,11 @@ def choose_config(
     )
 
 
-_WRITING = "being written by another run"
+_WRITING = (
+    "is being written by another run ({holder}); wait for it to end, or stop it, then run "
+    "the command again; or pick another --dir."
+)
+"""What a bench whose lock a run holds is (`_flock`'s ``busy``)."""
 
 
 def _flock(file: Any, mode: int, root: pathlib.Path, busy: str = _WRITING) -> None:
@@ -359,19 +363,15 @@ def _flock(file: Any, mode: int, root: pathlib.Path, busy: str = _WRITING) -> No
     and no error.
 
     Raises:
-      BenchError: another run holds the lock: ``root`` is ``busy``, by the holder the file
-        names (pid, host).
+      BenchError: another run holds the lock: ``root`` then ``busy``, its ``{holder}``
+        what the file says (pid, host).
     """
     try:
         fcntl.flock(file, mode | fcntl.LOCK_NB)
     except BlockingIOError:
         file.seek(0)
         holder = file.read().strip() or "pid unknown"
-        elsewhere = "; or pick another --dir" if busy == _WRITING else ""
-        raise BenchError(
-            f"{str(root)!r} is {busy} ({holder}); wait for it to end, or stop it, then run "
-            f"the command again{elsewhere}."
-        ) from None
+        raise BenchError(f"{str(root)!r} {busy.format(holder=holder)}") from None
     except OSError:
         pass
 
@@ -448,11 +448,12 @@ def export_locked(root: pathlib.Path) -> Iterator[None]:
         file = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (closed by the with below)
     except OSError as error:
         if error.errno not in _READ_ONLY:
-            raise naming(error, path) from error
+            raise
         yield
         return
     with file:
-        _hold(file, path, root, busy="being exported by another export")
+        busy = "is being exported by another export ({holder}); wait for it to end, or stop it"
+        _hold(file, path, root, f"{busy}, then run the command again.")
         yield
 
 
