@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import jax
 import numpy as np
 
-from phosjax._nearest import did_you_mean
+from phosjax._nearest import did_you_mean, nearest
 from phosjax._pickling import PicklableError
 from phosjax.data._checks import first_outside
 from phosjax.data._dataset import ArrayDataset
@@ -381,7 +381,8 @@ def _parse(name: str, data_dirs: Sequence[pathlib.Path] = ()) -> tuple[str, dict
 def _respelled(name: str, data_dirs: Sequence[pathlib.Path] = ()) -> str:
     """``. Did you mean ...?`` with `name` without spaces around it or around a ``/`` or
     ``:``, a ``/`` at its end or hyphens and spaces inside it (``_`` instead), and spelled as
-    TFDS names its data set (`_right_spelling`, among those prepared in `data_dirs`), where
+    TFDS names its data set (`_right_spelling`, among those prepared in `data_dirs`), or,
+    where that names none built in or prepared there, as the nearest that does; where
     that is a well-formed TFDS name; "" if it is not.
 
     Examples:
@@ -403,7 +404,11 @@ def _respelled(name: str, data_dirs: Sequence[pathlib.Path] = ()) -> str:
     except ValueError:
         return ""
     spelled = re.split("[/:]", fixed, maxsplit=1)[0]
-    fixed = _right_spelling(spelled, dataset.name, data_dirs) + fixed[len(spelled) :]
+    right = _right_spelling(spelled, dataset.name, data_dirs)
+    known = _known_names(data_dirs)
+    if right not in known:  # one that loads, rather than the respelling of none
+        right = next(iter(nearest(right, known)), right)
+    fixed = right + fixed[len(spelled) :]
     return f". Did you mean {fixed!r}?" if fixed != name and not dataset.namespace else ""
 
 
@@ -431,6 +436,13 @@ def _refuse_another_spelling(
     )
 
 
+def _known_names(data_dirs: Sequence[pathlib.Path]) -> list[str]:
+    """The built-in data sets' names, then those of the data sets prepared in `data_dirs`
+    (without a config)."""
+    prepared = [name for path in data_dirs for name in _names(_prepared_variants(path))]
+    return list(dict.fromkeys([*BUILTIN_NAMES, *(name.split("/")[0] for name in prepared)]))
+
+
 def _right_spelling(spelled: str, dataset: str, data_dirs: Sequence[pathlib.Path] = ()) -> str:
     """How to write `spelled`, a data set's name that TFDS reads as `dataset`: the name of
     a built-in data set, or of one prepared in `data_dirs`, that it spells but for case and
@@ -450,10 +462,7 @@ def _right_spelling(spelled: str, dataset: str, data_dirs: Sequence[pathlib.Path
         ('cifar_10', 'mnist1d')
     """
     letters = spelled.lower().replace("_", "")
-    prepared = (
-        name.split("/")[0] for path in data_dirs for name in _names(_prepared_variants(path))
-    )
-    known = [each for each in (*BUILTIN_NAMES, *prepared) if each.replace("_", "") == letters]
+    known = [each for each in _known_names(data_dirs) if each.replace("_", "") == letters]
     if known:
         return known[0]
     if spelled.isupper():

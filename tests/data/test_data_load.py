@@ -928,6 +928,7 @@ def test_a_malformed_name_says_what_a_name_looks_like(toys_dir):
         ("Toy Configs /small", "toy_configs/small"),  # was offered as 'toy_configs_/small'
         ("digits : 1.0.0 / ", "digits:1.0.0"),
         ("toy-uint-8-tensor", "toy_uint8_tensor"),  # the prepared name, not toy_uint_8_tensor
+        ("toy-int-label", "toy_int_labels"),  # the nearest prepared, not toy_int_label (none)
     ],
 )
 def test_a_malformed_name_offers_it_without_hyphens_spaces_or_a_slash_at_its_end(
