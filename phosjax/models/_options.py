@@ -138,6 +138,17 @@ DTYPES = ("float32", "bfloat16", "float16", "float64")
 """The dtypes a model's ``dtype`` and ``param_dtype`` options take (a floating dtype)."""
 
 
+def factory_required(factory: BlockFactory) -> list[str]:
+    """The arguments ``factory`` cannot be called without (those with no default)."""
+    return [
+        key
+        for key, parameter in inspect.signature(factory).parameters.items()
+        if parameter.default is inspect.Parameter.empty
+        and parameter.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        and key not in ("name", "parent")
+    ]
+
+
 def factory_defaults(*factories: BlockFactory | None) -> dict[str, Any]:
     """The default values of ``factories``' keyword arguments (the first factory's first)."""
     defaults: dict[str, Any] = {}

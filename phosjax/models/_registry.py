@@ -28,6 +28,7 @@ from phosjax.models._options import (
     factory_defaults,
     factory_flags,
     factory_parameters,
+    factory_required,
 )
 
 ENTRY_POINT_GROUP = "phosjax.models"
@@ -158,8 +159,28 @@ class ModelSpec:
             flags = factory_flags(self.block, self.stem)
             own = {key: kind for key, kind in flags.items() if key not in FRAME_OPTIONS}
             check_flags(own, dict(config.options), where)
+            self._check_required(options, depth, where)
         check_dtypes({**signature, **defaults}, dict(config.options), where)
         return config.replace(depth=depth, width=widths, options=options)
+
+    def _check_required(self, options: Mapping[str, Any], depth: int, where: str) -> None:
+        """Raises a ValueError naming an argument the block or stem needs (no default) that
+        neither the frame nor ``options`` gives, before the bare TypeError of building it."""
+        given = set(options) - set(FRAME_OPTIONS) | {"features"}
+        for role, factory, frame_gives in (
+            ("block", self.block if depth else None, given | {"downsample"}),
+            ("stem", self.stem, given),
+        ):
+            missing = (
+                [k for k in factory_required(factory) if k not in frame_gives] if factory else []
+            )
+            if missing:
+                raise ValueError(
+                    f"{where}: its {role} {getattr(factory, '__name__', factory)!r} needs "
+                    f"{', '.join(missing)}, which the frame does not give (it gives features: "
+                    f"the stage's width); rename it features, or give it a default, in the "
+                    f"{role} or in register_model(..., options=...)"
+                )
 
     def _read_widths(self, depth: int, widths: tuple[int, ...], given: bool) -> tuple[int, ...]:
         """The stage widths a frame model of ``depth`` reads: all of them with blocks, else

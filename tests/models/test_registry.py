@@ -50,6 +50,16 @@ class TooWide(nn.Module):
         return nn.Dense(self.features + 1)(x)
 
 
+class NamedWidth(nn.Module):
+    """A block whose width field is not ``features``: the frame cannot give it."""
+
+    width: int
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(self.width)(x)
+
+
 def test_the_zoo_is_registered():
     assert set(ZOO) <= set(registered_models())
     assert registered_models() == sorted(registered_models())
@@ -103,6 +113,17 @@ def test_registering_a_name_twice_is_an_error(registry):
             Doubling,
             {"options": {"dropout": 1}},
             r"model 'bad': option dropout must be a number in \[0, 1\)",
+        ),
+        (  # before: registered, then a bare TypeError "missing ... 'width'" once built
+            NamedWidth,
+            {},
+            r"model 'bad': its block 'NamedWidth' needs width, which the frame does not give "
+            r"\(it gives features: the stage's width\); rename it features, or give it a default",
+        ),
+        (
+            nn.Dense,
+            {"stem": NamedWidth, "depth": 0},
+            r"model 'bad': its stem 'NamedWidth' needs width",
         ),
     ],
 )
