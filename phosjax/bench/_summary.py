@@ -1,5 +1,6 @@
 """What a bench prints: the `leaderboard` summary and the profile."""
 
+import json
 import os
 import pathlib
 import shlex
@@ -160,6 +161,30 @@ UNSET = "–"
 model's knob) or leaves unset, as the viewer does: not ``NaN``, which reads as a value."""
 
 
+def _options_that_vary(board: pd.DataFrame) -> list[str]:
+    """``board``'s ``options`` (each model's options as JSON, its defaults included) cut to
+    those that differ between rows of one model, as ``key=value`` (`UNSET`: none of them).
+
+    Examples:
+      >>> board = pd.DataFrame({"model": ["moe", "moe", "mlp"], "options": [
+      ...     '{"pool": "mean", "top_k": 1}', '{"pool": "mean", "top_k": 2}', '{"pool": "max"}']})
+      >>> _options_that_vary(board)
+      ['top_k=1', 'top_k=2', '–']
+    """
+    parsed = [json.loads(text) if isinstance(text, str) else {} for text in board["options"]]
+    varying: dict[str, set[str]] = {}
+    for model in set(board["model"]):
+        rows = [options for options, m in zip(parsed, board["model"], strict=True) if m == model]
+        keys = {key for options in rows for key in options}
+        seen = {key: {json.dumps(options.get(key, UNSET)) for options in rows} for key in keys}
+        varying[model] = {key for key, values in seen.items() if len(values) > 1}
+    return [
+        ", ".join(f"{key}={json.dumps(options[key])}" for key in sorted(options) if key in keys)
+        or UNSET
+        for options, keys in zip(parsed, (varying[m] for m in board["model"]), strict=True)
+    ]
+
+
 def summary_text(
     directory: str, results: pd.DataFrame, hparam_columns: Sequence[str], rows: int = 12
 ) -> str:
@@ -183,6 +208,8 @@ def summary_text(
         )
     ]
     shown["test loss"] = shown.pop("loss").map(_loss)
+    if "options" in shown:  # all of them, defaults too, made a row wider than a screen
+        shown["options"] = _options_that_vary(board)[: len(shown)]
     for column in [c for c in hparam_columns if c in shown and shown[c].isna().any()]:
         shown[column] = shown[column].astype(object).where(shown[column].notna(), UNSET)
     lines.append(shown.to_string(index=False))

@@ -224,3 +224,21 @@ def test_results_cut_to_some_columns_name_those_the_leaderboard_lacks():
     ).assign(accuracy=0.9)
     with pytest.raises(ValueError, match=r"^results lack the columns \['loss'\]; the leader"):
         leaderboard(results, [])
+
+
+def test_the_summary_shows_only_the_options_that_differ_within_a_model():
+    """configs/mnist1d_study.yaml trains choicenet with and without per_example: the summary
+    showed each row's every option as JSON, defaults too, rows of 200 characters."""
+    plain = '{"dropout": 0.0, "input_kind": null, "pool": "mean"}'
+    rows = [
+        {"cell_id": cell, "model": model, "dataset": "d", "options": options}
+        | {"step": 1, "split": "test", "accuracy": accuracy, "loss": 1.0}
+        for cell, model, options, accuracy in [
+            ("a", "choicenet", plain, 0.9),
+            ("b", "choicenet", plain[:-1] + ', "per_example": true}', 0.8),
+            ("c", "mlp", plain, 0.7),
+        ]
+    ]
+    lines = summary_text("b", pd.DataFrame(rows), ["options"]).splitlines()
+    assert [line.split()[2] for line in lines[2:5]] == ["–", "per_example=true", "–"]
+    assert max(map(len, lines[:5])) < 80
