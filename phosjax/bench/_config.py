@@ -725,8 +725,9 @@ class BenchConfig:
 
     def differences(self, other: "BenchConfig") -> list[str]:
         """Where ``other`` differs from this config, as ``key: this -> other`` lines;
-        numbers compare by value (``weight_decay: 0`` is ``0.0``), and ``data_dir`` not
-        at all (see `digest`).
+        numbers compare by value (``weight_decay: 0`` is ``0.0``), a grid axis of one
+        value as that value (``learning_rate: [0.01]`` is ``0.01``: the same cells), and
+        ``data_dir`` not at all (see `digest`).
 
         Examples:
           >>> a = BenchConfig.from_dict({"grid": {"learning_rate": 1, "steps": 20}})
@@ -769,6 +770,11 @@ def _differences(a: Any, b: Any, where: str) -> list[str]:
                 a.get(k, _ABSENT), b.get(k, _ABSENT), f"{where}.{k}" if where else str(k)
             )
         ]
+    if where.startswith("grid."):  # an axis of one value plans the cells of the value
+        if isinstance(a, list) and len(a) == 1 and not isinstance(b, list | dict):
+            return _differences(a[0], b, where)
+        if isinstance(b, list) and len(b) == 1 and not isinstance(a, list | dict):
+            return _differences(a, b[0], where)
     if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
         return [
             line
