@@ -1,7 +1,12 @@
 """The known names nearest a misspelt one, for a "did you mean" in an error message."""
 
+import dataclasses
 import difflib
+import functools
 from collections.abc import Iterable, Sequence
+from typing import Any, TypeVar
+
+Class = TypeVar("Class", bound=type)
 
 
 def _one_letter_apart(word: str, name: str) -> bool:
@@ -32,11 +37,17 @@ def one_edit_apart(word: str, name: str) -> bool:
     return short[i + 1 :] == long[i + 1 :] or swapped
 
 
+def _initials(name: str) -> str:
+    return "".join(part[:1] for part in name.split("_")) if "_" in name else ""
+
+
 def nearest(word: str, known: Iterable[str], cutoff: float = 0.6) -> list[str]:
     """Up to three of ``known`` closest to ``word``, the closest first; letters compared
     regardless of case (``MLP`` is near ``mlp``). A two-letter ``word`` is also near a
     name of two letters one of which differs (``dz`` and ``dx``), which the ratio of
     ``cutoff`` never finds (1 letter of 2 in common is 0.5); a one-letter one is near none.
+    A word that spells the initials of a name's ``_``-joined parts is nearest it (``lr``,
+    ``learning_rate``).
 
     Examples:
       >>> nearest("--dirr", ["--dir", "--dirs", "--port"]), nearest("zzz", ["mlp"])
@@ -45,6 +56,8 @@ def nearest(word: str, known: Iterable[str], cutoff: float = 0.6) -> list[str]:
       (['mlp'], ['adam', 'adamw'])
       >>> nearest("dz", ["dx", "dxx", "zd"]), nearest("x", ["y", "z"])
       (['dx'], [])
+      >>> nearest("lr", ["lr_schedule", "learning_rate"])
+      ['learning_rate']
     """
     by_folded: dict[str, list[str]] = {}
     for name in known:
@@ -53,6 +66,8 @@ def nearest(word: str, known: Iterable[str], cutoff: float = 0.6) -> list[str]:
     close = difflib.get_close_matches(folded_word, list(by_folded), n=3, cutoff=cutoff)
     if len(folded_word) == 2:
         close += [f for f in by_folded if _one_letter_apart(folded_word, f) and f not in close]
+    if len(folded_word) > 1:
+        close[:0] = [f for f in by_folded if _initials(f) == folded_word and f not in close]
     return [name for folded in close for name in by_folded[folded]][:3]
 
 
@@ -85,3 +100,39 @@ def did_you_mean(unknown: Sequence[str], known: Iterable[str], cutoff: float = 0
     near = {word: nearest_names(word, known, cutoff) for word in unknown}
     hints = [f"{n} for {w!r}" if len(unknown) > 1 else n for w, n in near.items() if n]
     return f". Did you mean {', '.join(hints)}?" if hints else ""
+
+
+def fields_checked(cls: Class) -> Class:
+    """Decorates a dataclass so that a keyword that is none of its fields is a TypeError
+    naming the class, the keyword, the nearest fields (`did_you_mean`) and every field,
+    where Python's names only the keyword. The signature, pickling and all else stay the
+    dataclass's own.
+
+    Examples:
+      >>> @fields_checked
+      ... @dataclasses.dataclass(frozen=True)
+      ... class Fit:
+      ...     learning_rate: float = 1e-3
+      ...     steps: int = 10
+      >>> Fit(lr=0.1, stpes=5)
+      Traceback (most recent call last):
+      TypeError: Fit has no field 'lr', 'stpes'. Did you mean 'learning_rate' for 'lr',
+      'steps' for 'stpes'? Its fields: learning_rate, steps.
+      >>> Fit(0.1, steps=5).steps
+      5
+    """
+    init = vars(cls)["__init__"]  # the dataclass's own
+    fields = [field.name for field in dataclasses.fields(cls) if field.init]
+
+    @functools.wraps(init)
+    def checked_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        unknown = [key for key in kwargs if key not in fields]
+        if unknown:
+            raise TypeError(
+                f"{cls.__name__} has no field {', '.join(map(repr, unknown))}"
+                f"{did_you_mean(unknown, fields) or '.'} Its fields: {', '.join(fields)}."
+            )
+        init(self, *args, **kwargs)
+
+    setattr(cls, "__init__", checked_init)  # noqa: B010 (mypy refuses assigning a method)
+    return cls

@@ -1,6 +1,10 @@
 """`nearest`: the "did you mean" of every error message that names an unknown name."""
 
+import pytest
+
 from phosjax._nearest import did_you_mean, nearest
+from phosjax.models import ModelConfig
+from phosjax.train import Cell, HParams, Regularizer
 
 
 def test_a_two_letter_name_one_letter_off_is_suggested():
@@ -12,3 +16,24 @@ def test_a_two_letter_name_one_letter_off_is_suggested():
 def test_short_names_two_letters_off_or_of_another_length_are_not_suggested():
     assert nearest("dz", ["xy", "zd", "dxx"]) == []
     assert nearest("a", ["b", "c"]) == []
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: HParams(lr=0.1), r"HParams has no field 'lr'\. Did you mean 'learning_rate'\?"),
+        (
+            lambda: Regularizer("**", strenght=1.0),
+            r"Regularizer has no field 'strenght'\. Did you mean 'strength'\? Its fields: "
+            r"selector, kind, strength, on, cost, source, threshold\.",
+        ),
+        (
+            lambda: Cell(ModelConfig("mlp", 2, (3,)), "toy", sed=1),
+            r"Cell has no field 'sed'.*'seed'",
+        ),
+    ],
+)
+def test_a_misspelt_field_names_the_dataclass_and_the_nearest_field(make, message):
+    # Python's TypeError named only the keyword ('__init__() got an unexpected keyword')
+    with pytest.raises(TypeError, match=message):
+        make()

@@ -10,7 +10,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from phosjax._nearest import did_you_mean
+from phosjax._nearest import did_you_mean, fields_checked
 from phosjax.core import compile_selector
 from phosjax.models._config import is_int
 from phosjax.morph import COSTS, SOURCES
@@ -135,6 +135,7 @@ def _check_selector(where: str, selector: Any) -> None:
         raise ValueError(f"{where}: {error}") from None
 
 
+@fields_checked
 @dataclasses.dataclass(frozen=True)
 class Regularizer:
     """A penalty ``strength * sum over matches of kind(value)`` added to the loss.
@@ -260,6 +261,7 @@ def _knob_pairs(knobs: Any) -> tuple[tuple[str, float], ...]:
     return tuple(checked)
 
 
+@fields_checked
 @dataclasses.dataclass(frozen=True)
 class HParams:
     """How to train one cell.
@@ -397,6 +399,7 @@ class HParams:
         )
 
 
+@fields_checked
 @dataclasses.dataclass(frozen=True)
 class Cell:
     """One model trained on one data set with one set of hparams and one seed.
