@@ -778,9 +778,11 @@ class CheckedFields(nn.Module):
         super().__post_init__()
 
 
-def checked_train(module: nn.Module, train: Any) -> Any:
+def checked_train(module: nn.Module, train: Any, *, handed_on: bool = False) -> Any:
     """``module``'s call's ``train``, which must be True or False (a string ``"false"``
-    would read as true; a traced bool passes, for Flax to refuse where it is read).
+    would read as true). A traced flag (``jax.jit(model.apply)(variables, x, train=True)``)
+    passes only when ``handed_on``: a container that hands it to its blocks, which may take
+    it so; where the flag picks the mode it must be a Python bool.
 
     Examples:
       >>> from phosjax.layers import DropPath
@@ -791,6 +793,11 @@ def checked_train(module: nn.Module, train: Any) -> Any:
     if not _is_flag(train):
         raise TypeError(
             f"{type(module).__name__} train must be True or False, got {train!r} ({a_type(train)})."
+        )
+    if isinstance(train, jax.core.Tracer) and not handed_on:
+        raise TypeError(
+            f"{type(module).__name__} train is traced, where it must be a Python bool (it "
+            'picks the mode): mark it static, e.g. jax.jit(model.apply, static_argnames="train").'
         )
     return train
 

@@ -104,7 +104,7 @@ class Choice(PassesKeywords, CheckedFields):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, **keywords: Any) -> jax.Array:
-        checked_train(self, train)
+        checked_train(self, train, handed_on=True)
         check_blocks(self, "branches", "branch")
         if not self.branches:
             raise ValueError("Choice needs at least one branch, got an empty `branches`.")
@@ -175,7 +175,7 @@ class GatedSkip(PassesKeywords, CheckedFields):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, **keywords: Any) -> jax.Array:
-        checked_train(self, train)
+        checked_train(self, train, handed_on=True)
         check_block(self.block, "GatedSkip's block")
         check_keywords(self, self.block, keywords)
         x = zero_mask_padding(self, x, keywords)
@@ -219,7 +219,7 @@ class Residual(PassesKeywords, CheckedFields):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, **keywords: Any) -> jax.Array:
-        checked_train(self, train)
+        checked_train(self, train, handed_on=True)
         check_block(self.block, "Residual's block")
         check_keywords(self, self.block, keywords)
         x = zero_mask_padding(self, x, keywords)
@@ -273,7 +273,7 @@ class ReZero(PassesKeywords, CheckedFields):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, **keywords: Any) -> jax.Array:
-        checked_train(self, train)
+        checked_train(self, train, handed_on=True)
         check_block(self.block, "ReZero's block")
         check_keywords(self, self.block, keywords)
         x = zero_mask_padding(self, x, keywords)

@@ -50,7 +50,7 @@ class Sequence(PassesKeywords, nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, **keywords: Any) -> jax.Array:
-        checked_train(self, train)
+        checked_train(self, train, handed_on=True)
         check_blocks(self, "layers", "layer")
         check_keywords(self, self.layers, keywords)
         x = zero_mask_padding(self, x, keywords)
@@ -107,7 +107,7 @@ class Repeat(PassesKeywords, nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, **keywords: Any) -> jax.Array:
-        checked_train(self, train)
+        checked_train(self, train, handed_on=True)
         check_block(self.block, "Repeat's block", functions=False)
         check_keywords(self, self.block, keywords)
         x = zero_mask_padding(self, x, keywords)

@@ -162,6 +162,30 @@ def test_a_train_flag_that_is_no_bool_is_an_error(layer, key):
         )
 
 
+@pytest.mark.parametrize(
+    "layer",
+    [L.DropPath(0.5), L.Residual(L.DropPath(0.5)), L.TransformerBlock(1)],
+    ids=lambda layer: type(layer).__name__,
+)
+def test_a_traced_train_flag_names_the_layer_and_the_fix(layer, key):
+    """jax.jit(model.apply)(variables, x, train=True) raised JAX's TracerBoolConversionError."""
+    name = type(getattr(layer, "block", layer)).__name__  # a container hands it on
+    with pytest.raises(TypeError, match=rf"^{name} train is traced, .* static_argnames="):
+        jax.eval_shape(
+            lambda t: layer.init({"params": key, "dropout": key}, jnp.ones((2, 1, 2)), t), True
+        )
+
+
+def test_a_container_hands_a_traced_train_flag_to_a_block_that_takes_it(key):
+    layer, x = (
+        L.Sequence([nn.Dense(2), lambda h, train: jnp.where(train, h + 1, h)]),
+        jnp.ones((1, 2)),
+    )
+    variables = layer.init(key, x)
+    traced = jax.jit(layer.apply)(variables, x, train=True)
+    np.testing.assert_allclose(traced, layer.apply(variables, x, train=True))
+
+
 def test_gated_skip_closed_gate_is_identity(key):
     layer = L.GatedSkip(L.SwiGLU(), gate_init=-1e4)
     x = jax.random.normal(key, (4, 3))

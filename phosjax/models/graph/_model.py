@@ -412,7 +412,7 @@ class GraphModel(nn.Module):
           GraphError: an injected value of another shape or dtype (node, both named), or
             ``outputs`` not a str or an iterable of them.
         """
-        checked_train(self, train)
+        checked_train(self, train, handed_on=True)
         graph = self._graph
         check_keywords(self, self._fns(), keywords)
         inject = dict(inject or {})
