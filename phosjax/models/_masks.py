@@ -68,7 +68,8 @@ def viewed_mask(mask: Any, x: jax.Array, viewed: jax.Array) -> Any:
       [[True, True, False, False]]
     """
     inputs, tokens = x.shape[:-1], viewed.shape[:-1]
-    if mask is None or viewed.ndim < 3 or inputs == tokens:
+    flattened = inputs != tokens and math.prod(inputs) == math.prod(tokens)
+    if mask is None or viewed.ndim < 3 or not flattened:  # not a (B, L) input's (B, L, 1)
         return mask
     shape = jnp.shape(mask)
     if not broadcasts_to(shape, inputs) or broadcasts_to(shape, tokens):

@@ -282,6 +282,15 @@ def test_a_mask_of_tokens_a_vector_view_flattened_away_is_named_by_the_frame(
         jax.eval_shape(lambda: model.init(jax.random.key(0), x, mask=jnp.ones(mask, bool)))
 
 
+def test_a_mask_of_examples_on_a_one_axis_input_is_named_by_the_block_it_does_not_fit():
+    """A (B,) mask of a (B, L) input was reshaped to the L tokens the frame views, a
+    TypeError 'cannot reshape array of shape (2,) (size 2) into shape (2, 12)'."""
+    model = build_model(ModelConfig("gru", 3, (12,), width=4))
+    message = r"^GRUBlock mask must have the shape of the tokens \(2, 12\) .* but got \(2,\)\."
+    with pytest.raises(ValueError, match=message):
+        jax.eval_shape(model.init, jax.random.key(0), jnp.ones((2, 12)), mask=jnp.ones(2, bool))
+
+
 def test_a_wrong_image_mask_is_named_as_given_with_its_flattened_shape():
     """The error named the flattened mask (2, 16) alone, a shape the call never gave."""
     model = build_model(ModelConfig("transformer", 3, (4, 4, 1), width=4, depth=1))
