@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from phosjax._hosts import local_devices
+from phosjax._listing import counted
 from phosjax._nearest import did_you_mean
 from phosjax.data import check_batch_size
 from phosjax.train._auto import choose_strategy
@@ -131,11 +132,23 @@ class GroupRun:
       ('vmap', {}, [[1, 2, 3, 4, 5]])
       >>> run.chunks[0].train["loss"].shape, state.step.tolist()  # a Chunk; the GroupState
       ((2, 5), [5, 5])
+      >>> run  # a summary: the chunks are its attribute
+      GroupRun(strategy 'vmap': 1 chunk, steps 1 to 5, of 2 cells)
     """
 
     strategy: str
     timings: dict[str, float]
     chunks: list[Chunk]
+
+    def __repr__(self) -> str:  # the dataclass's printed every metric of every chunk
+        steps = [chunk.steps for chunk in self.chunks if len(chunk.steps)]
+        span = f", steps {steps[0][0]} to {steps[-1][-1]}" if steps else ""
+        cells = f", of {counted(len(self.chunks[0].diverged_at), 'cell')}" if self.chunks else ""
+        timed = {name: float(f"{seconds:.3g}") for name, seconds in self.timings.items()}
+        return (
+            f"GroupRun(strategy {self.strategy!r}: {counted(len(self.chunks), 'chunk')}{span}"
+            f"{cells}{f'; seconds per step {timed}' if timed else ''})"
+        )
 
 
 _PLACED: collections.OrderedDict[tuple[Any, ...], tuple[Any, Any]] = collections.OrderedDict()

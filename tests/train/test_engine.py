@@ -1734,3 +1734,17 @@ def test_a_grid_result_prints_as_a_one_line_summary():
         "rows of ['cell', 'step', 'split', 'diverged', 'accuracy', 'grad_norm', 'loss', "
         "'task_loss'])"
     )
+
+
+def test_a_group_run_prints_as_a_one_line_summary():
+    """It printed every metric of every chunk, a line per chunk and array."""
+    cells = np.full(3, -1)
+    chunks = [
+        Chunk(np.arange(a, b), {"loss": np.zeros((3, 500))}, {}, cells) for a, b in ((1, 3), (3, 6))
+    ]
+    run = GroupRun("auto", {"vmap": 0.00123456, "stepwise": 0.5}, chunks)
+    assert repr(run) == (
+        "GroupRun(strategy 'auto': 2 chunks, steps 1 to 5, of 3 cells; seconds per step "
+        "{'vmap': 0.00123, 'stepwise': 0.5})"
+    )
+    assert repr(GroupRun("vmap", {}, [])) == "GroupRun(strategy 'vmap': 0 chunks)"
