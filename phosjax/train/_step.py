@@ -56,15 +56,16 @@ def check_splits(data: Any) -> None:
             )
 
 
-EXACT_BFLOAT16_INTEGERS = 256
-"""The largest magnitude up to which bfloat16 (8 significant bits) holds every integer:
-257 reads 256."""
+EXACT_INTEGERS = {"bfloat16": 2**8, "float32": 2**24}
+"""The largest magnitude up to which each compute dtype holds every integer: bfloat16 (8
+significant bits) reads 257 as 256, float32 (24) ``2**24 + 1`` as ``2**24``. The inputs
+reach the devices as float32 (`device_arrays`) whatever the compute dtype."""
 
 
 def check_exact_inputs(data: Any, compute_dtype: str) -> None:
     """Raises a ValueError naming ``data`` unless ``compute_dtype`` holds its integer
-    inputs exactly: under ``"bfloat16"``, inputs cast to it (`precision_apply`) beyond
-    `EXACT_BFLOAT16_INTEGERS` would be rounded, two token ids or counts read as one.
+    inputs exactly: beyond `EXACT_INTEGERS` they would be rounded, two token ids or
+    counts read as one.
 
     Examples:
       >>> import numpy as np
@@ -73,20 +74,26 @@ def check_exact_inputs(data: Any, compute_dtype: str) -> None:
       >>> check_exact_inputs(ArrayDataset("ids", x, y, x, y, 2, (1,)), "bfloat16")
       Traceback (most recent call last):
       ValueError: data set 'ids' has integer inputs up to 300 (x_train, int64), which ...
+      >>> x = np.array([[3], [2**24 + 1]])
+      >>> check_exact_inputs(ArrayDataset("ids", x, y, x, y, 2, (1,)), "float32")
+      Traceback (most recent call last):
+      ValueError: data set 'ids' has integer inputs up to 16777217 (x_train, int64), which
+      HParams compute_dtype='float32' would round (it holds integers exactly up to
+      16777216: 16777217 reads 16777216); scale its inputs (e.g. x / x.max())
     """
-    if compute_dtype != "bfloat16":
-        return
+    exact = EXACT_INTEGERS[compute_dtype]
     for name in ("x_train", "x_test"):
         x = np.asarray(getattr(data, name))
-        if x.dtype.kind not in "iu" or x.size == 0:
-            continue
+        if x.dtype.kind not in "iu" or x.size == 0 or np.iinfo(x.dtype).max < exact:
+            continue  # none to round, or a dtype (uint8, int16) that holds none beyond
         largest = max(int(x.max()), -int(x.min()))
-        if largest > EXACT_BFLOAT16_INTEGERS:
+        if largest > exact:
+            wider = "train it in 'float32', or " if compute_dtype != "float32" else ""
             raise ValueError(
                 f"data set {data.name!r} has integer inputs up to {largest} ({name}, "
-                f"{x.dtype}), which HParams compute_dtype='bfloat16' would round (it holds "
-                f"integers exactly up to {EXACT_BFLOAT16_INTEGERS}: 257 reads 256); train it "
-                "in 'float32', or scale its inputs (e.g. x / x.max())"
+                f"{x.dtype}), which HParams compute_dtype={compute_dtype!r} would round (it "
+                f"holds integers exactly up to {exact}: {exact + 1} reads {exact}); {wider}"
+                "scale its inputs (e.g. x / x.max())"
             )
 
 

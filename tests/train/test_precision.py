@@ -120,3 +120,19 @@ def test_bfloat16_refuses_integer_inputs_it_would_round_before_anything_trains()
         run_group(group, init_group(group, ids), ids, strategy="vmap")
     pixels = ArrayDataset("pixels", x[:48] % 256, y[:48], x[48:] % 256, y[48:], 3, (8,))
     check_exact_inputs(pixels, "bfloat16")  # 0..255: exact
+
+
+def test_float32_refuses_integer_inputs_beyond_2_to_the_24_it_would_round():
+    """The inputs reach the devices as float32: 2**24 + 1 read 2**24, in silence."""
+    x = np.arange(64 * 8).reshape(64, 8) + 2**24 - 64 * 8 + 2  # up to 2**24 + 1
+    y = np.arange(64, dtype=np.int32) % 3
+    ids = ArrayDataset("ids", x[:48], y[:48], x[48:], y[48:], 3, (8,))
+    message = (
+        r"^data set 'ids' has integer inputs up to 16777217 \(x_test, int64\), which HParams "
+        r"compute_dtype='float32' would round \(it holds integers exactly up to 16777216: "
+        r"16777217 reads 16777216\); scale its inputs"
+    )
+    cells = [Cell(Tiny(), "ids", HParams(batch_size=16, steps=2))]
+    with pytest.raises(ValueError, match=message):
+        train_grid(cells, datasets={"ids": ids}, strategy="vmap")
+    check_exact_inputs(ArrayDataset("ids", x[:48], y[:48], x[:16], y[:16], 3, (8,)), "float32")
