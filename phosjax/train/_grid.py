@@ -27,7 +27,7 @@ from phosjax.train._run import (
 )
 from phosjax.train._state import INIT_DATA_FIELDS, INIT_PROGRAMS_KEPT, GroupState, init_group
 from phosjax.train._step import (
-    check_exact_inputs,
+    check_inputs_fit,
     check_splits,
     device_array_specs,
     make_evaluate,
@@ -377,7 +377,7 @@ def _check_group(group: Group, data: Any) -> None:
     state = jax.eval_shape(lambda: init_group(group, data))
     check_splits(data)  # as device_arrays, which converts the data only once the group trains
     check_batch_size("HParams.batch_size", group.hparams.batch_size, data)
-    check_exact_inputs(data, group.hparams.compute_dtype)
+    check_inputs_fit(data, group.hparams.compute_dtype)
     num_train, num_test, input_shape = data.num_train, data.num_test, tuple(data.input_shape)
 
     def check_step() -> None:

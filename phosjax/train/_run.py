@@ -31,7 +31,7 @@ from phosjax.train._state import (
     with_weak_types,
 )
 from phosjax.train._step import (
-    check_exact_inputs,
+    check_inputs_fit,
     device_arrays,
     make_evaluate,
     make_train_step,
@@ -429,7 +429,7 @@ def run_group(
     state = with_stored_dtypes(state, group, data)  # np.load's bfloat16: raw bytes
     check_state(state, group, data)
     check_batch_size("HParams.batch_size", hp.batch_size, data)
-    check_exact_inputs(data, hp.compute_dtype)
+    check_inputs_fit(data, hp.compute_dtype)
     if np.any(steps_done != steps_done[0]):
         raise ValueError(
             f"run_group: the state's cells are at different steps {steps_done.tolist()}; a "

@@ -62,28 +62,37 @@ significant bits) reads 257 as 256, float32 (24) ``2**24 + 1`` as ``2**24``. The
 reach the devices as float32 (`device_arrays`) whatever the compute dtype."""
 
 
-def check_exact_inputs(data: Any, compute_dtype: str) -> None:
-    """Raises a ValueError naming ``data`` unless ``compute_dtype`` holds its integer
-    inputs exactly: beyond `EXACT_INTEGERS` they would be rounded, two token ids or
-    counts read as one.
+def check_inputs_fit(data: Any, compute_dtype: str) -> None:
+    """Raises a ValueError naming ``data``, the split and the largest input unless
+    ``compute_dtype`` holds its integer inputs exactly (beyond `EXACT_INTEGERS` they would
+    be rounded, two token ids or counts read as one) and float32, to which the inputs are
+    converted, holds its float ones (one beyond ~3.4e38, a float64, would become inf).
 
     Examples:
       >>> import numpy as np
       >>> from phosjax.data import ArrayDataset
       >>> x, y = np.array([[3], [300]]), np.zeros(2, np.int32)
-      >>> check_exact_inputs(ArrayDataset("ids", x, y, x, y, 2, (1,)), "bfloat16")
+      >>> check_inputs_fit(ArrayDataset("ids", x, y, x, y, 2, (1,)), "bfloat16")
       Traceback (most recent call last):
       ValueError: data set 'ids' has integer inputs up to 300 (x_train, int64), which ...
       >>> x = np.array([[3], [2**24 + 1]])
-      >>> check_exact_inputs(ArrayDataset("ids", x, y, x, y, 2, (1,)), "float32")
+      >>> check_inputs_fit(ArrayDataset("ids", x, y, x, y, 2, (1,)), "float32")
       Traceback (most recent call last):
       ValueError: data set 'ids' has integer inputs up to 16777217 (x_train, int64), which
       HParams compute_dtype='float32' would round (it holds integers exactly up to
       16777216: 16777217 reads 16777216); scale its inputs (e.g. x / x.max())
+      >>> x = np.array([[1.0, 3.0], [-1e39, 2.0]])
+      >>> check_inputs_fit(ArrayDataset("big", x, y, x[:1], y[:1], 2, (2,)), "float32")
+      Traceback (most recent call last):
+      ValueError: data set 'big' has an input of -1e+39 (x_train[1, 0], float64), beyond
+      float32's range (largest 3.403e+38), to which the inputs are converted: it would
+      become inf; scale its inputs (e.g. x / abs(x).max())
     """
     exact = EXACT_INTEGERS[compute_dtype]
     for name in ("x_train", "x_test"):
         x = np.asarray(getattr(data, name))
+        if x.dtype.kind == "f" and x.size and np.finfo(x.dtype).max > FLOAT32_MAX:
+            _check_float32_range(data.name, name, x)
         if x.dtype.kind not in "iu" or x.size == 0 or np.iinfo(x.dtype).max < exact:
             continue  # none to round, or a dtype (uint8, int16) that holds none beyond
         largest = max(int(x.max()), -int(x.min()))
@@ -95,6 +104,22 @@ def check_exact_inputs(data: Any, compute_dtype: str) -> None:
                 f"holds integers exactly up to {exact}: {exact + 1} reads {exact}); {wider}"
                 "scale its inputs (e.g. x / x.max())"
             )
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_float32_range(dataset: str, name: str, x: np.ndarray) -> None:
+    """Raises the ValueError of `check_inputs_fit` if a finite entry of ``x`` (split
+    ``name`` of ``dataset``) lies beyond float32's range."""
+    magnitude = np.where(np.isfinite(x), np.abs(x), 0)
+    at = np.unravel_index(int(magnitude.argmax()), x.shape)
+    if magnitude[at] > FLOAT32_MAX:
+        raise ValueError(
+            f"data set {dataset!r} has an input of {x[at]:.4g} ({name}[{', '.join(map(str, at))}], "
+            f"{x.dtype}), beyond float32's range (largest {FLOAT32_MAX:.4g}), to which the "
+            "inputs are converted: it would become inf; scale its inputs (e.g. x / abs(x).max())"
+        )
 
 
 EVAL_BATCH_SIZE = 1000
@@ -117,7 +142,8 @@ def device_arrays(data: Any, eval_batch_size: int = EVAL_BATCH_SIZE) -> dict[str
     """The arrays a step reads, from an `ArrayDataset`: train split, padded test batches.
 
     Raises:
-      ValueError: a split is empty (`check_splits`), or ``eval_batch_size`` is no int >= 1.
+      ValueError: a split is empty (`check_splits`), an input does not fit float32
+        (`check_inputs_fit`), or ``eval_batch_size`` is no int >= 1.
 
     Examples:
       >>> from phosjax.data import random_dataset
@@ -128,6 +154,7 @@ def device_arrays(data: Any, eval_batch_size: int = EVAL_BATCH_SIZE) -> dict[str
       [20, 12]
     """
     check_splits(data)
+    check_inputs_fit(data, "float32")  # as converted here
     eval_batch_size = int_at_least("device_arrays eval_batch_size", eval_batch_size, 1)
     num_test = int(data.x_test.shape[0])
     batches, size = eval_batches(num_test, eval_batch_size)

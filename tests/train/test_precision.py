@@ -11,13 +11,14 @@ from phosjax.models import ModelConfig
 from phosjax.train import (
     Cell,
     HParams,
+    device_arrays,
     init_group,
     plan_groups,
     precision_apply,
     run_group,
     train_grid,
 )
-from phosjax.train._step import check_exact_inputs
+from phosjax.train._step import check_inputs_fit
 from tests.train.tiny import Tiny
 
 
@@ -119,7 +120,7 @@ def test_bfloat16_refuses_integer_inputs_it_would_round_before_anything_trains()
     with pytest.raises(ValueError, match=message):
         run_group(group, init_group(group, ids), ids, strategy="vmap")
     pixels = ArrayDataset("pixels", x[:48] % 256, y[:48], x[48:] % 256, y[48:], 3, (8,))
-    check_exact_inputs(pixels, "bfloat16")  # 0..255: exact
+    check_inputs_fit(pixels, "bfloat16")  # 0..255: exact
 
 
 def test_float32_refuses_integer_inputs_beyond_2_to_the_24_it_would_round():
@@ -135,4 +136,22 @@ def test_float32_refuses_integer_inputs_beyond_2_to_the_24_it_would_round():
     cells = [Cell(Tiny(), "ids", HParams(batch_size=16, steps=2))]
     with pytest.raises(ValueError, match=message):
         train_grid(cells, datasets={"ids": ids}, strategy="vmap")
-    check_exact_inputs(ArrayDataset("ids", x[:48], y[:48], x[:16], y[:16], 3, (8,)), "float32")
+    check_inputs_fit(ArrayDataset("ids", x[:48], y[:48], x[:16], y[:16], 3, (8,)), "float32")
+
+
+def test_float64_inputs_beyond_float32s_range_are_refused_naming_where():
+    """They became inf on their way to the devices, with numpy's 'overflow encountered in
+    cast' at best: the test loss was NaN."""
+    x = np.ones((64, 8))
+    x[50, 3] = -1e39
+    y = np.arange(64, dtype=np.int32) % 3
+    big = ArrayDataset("big", x[:48], y[:48], x[48:], y[48:], 3, (8,))
+    message = (
+        r"^data set 'big' has an input of -1e\+39 \(x_test\[2, 3\], float64\), beyond "
+        r"float32's range \(largest 3.403e\+38\), to which the inputs are converted"
+    )
+    cells = [Cell(Tiny(), "big", HParams(batch_size=16, steps=2))]
+    with pytest.raises(ValueError, match=message):
+        train_grid(cells, datasets={"big": big}, strategy="vmap")
+    with pytest.raises(ValueError, match=message):
+        device_arrays(big)
