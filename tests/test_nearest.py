@@ -31,6 +31,10 @@ def test_short_names_two_letters_off_or_of_another_length_are_not_suggested():
             lambda: Cell(ModelConfig("mlp", 2, (3,)), "toy", sed=1),
             r"Cell has no field 'sed'.*'seed'",
         ),
+        (
+            lambda: ModelConfig("mlp", 2, (3,), widht=8),
+            r"ModelConfig has no field 'widht'\. Did you mean 'width'\?",
+        ),
     ],
 )
 def test_a_misspelt_field_names_the_dataclass_and_the_nearest_field(make, message):

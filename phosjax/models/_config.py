@@ -10,7 +10,7 @@ import jax
 import numpy as np
 
 from phosjax._callables import a_type
-from phosjax._nearest import did_you_mean
+from phosjax._nearest import did_you_mean, fields_checked
 
 Width = int | tuple[int, ...]
 
@@ -137,6 +137,7 @@ def _thawed(value: Any) -> Any:
     return [_thawed(item) for item in value] if isinstance(value, tuple) else value
 
 
+@fields_checked
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """Which registered model to build, for which data, with which explicit sizes.
