@@ -34,8 +34,10 @@ class DropPath(nn.Module):
     (Huang et al., arXiv 1603.09382). Draws from the rng stream ``"dropout"`` (not at
     ``rate=0``). Tags ``keep_mask`` (booleans of shape ``(B,)``) in training, all true at
     ``rate=0``, so a probe works over a sweep of rates. In training the input needs its
-    batch axis first, ``(B, ...)``; a scalar is an error. An integer input comes out as
-    float32 in every mode, as training scales it.
+    batch axis first, ``(B, ...)``; a scalar is an error. Under a per-example `jax.vmap`
+    it cannot see the batch axis and would drop entries of the example's first axis: give
+    it the example as a batch of one, ``x[None]``, and each example its own key. An
+    integer input comes out as float32 in every mode, as training scales it.
 
     Attributes:
       rate: the probability of dropping an example, in ``[0, 1)``.
@@ -49,6 +51,10 @@ class DropPath(nn.Module):
       >>> out = layer.apply({}, x, train=True, rngs={"dropout": jax.random.key(0)})
       >>> sorted(set(out.ravel().tolist())) in ([0.0, 2.0], [0.0], [2.0])
       True
+      >>> one = lambda x, k: layer.apply({}, x[None], train=True, rngs={"dropout": k})[0]
+      >>> out = jax.vmap(one)(jnp.ones((8, 3)), jax.random.split(jax.random.key(0), 8))
+      >>> {len(set(row)) for row in out.tolist()}  # each example kept or dropped whole
+      {1}
     """
 
     rate: float
