@@ -312,7 +312,21 @@ def knobs(model: nn.Module, *args: Any, **kwargs: Any) -> dict[str, Knob]:
       ...         return x * px.knob(self, "gain", 2.0, doc="output gain")
       >>> px.knobs(Scaled(), jnp.ones(3))
       {'gain': Knob(path='gain', default=2.0, doc='output gain', valid=None)}
+      >>> px.knobs(Scaled(), {"params": {}}, jnp.ones(3))  # as px.tweak is called
+      Traceback (most recent call last):
+      TypeError: knobs takes the model's call arguments, as model.init does after its key
+      (px.knobs(model, x)), not its variables: got a mapping of the collections ['params']
+      first.
     """
+    first = args[0] if args else None
+    if isinstance(first, Mapping) and any(
+        isinstance(first.get(c), Mapping) for c in (KNOBS, "params")
+    ):
+        raise TypeError(
+            "knobs takes the model's call arguments, as model.init does after its key "
+            "(px.knobs(model, x)), not its variables: got a mapping of the collections "
+            f"{list(first)} first."
+        )
     return _trace_init(model, *args, **kwargs)[0]
 
 

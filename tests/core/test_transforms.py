@@ -390,6 +390,17 @@ def test_knobs_lists_path_default_doc():
     assert list(px.knobs(Stack("scan"), X)) == ["blocks/Block_0/T"]
 
 
+def test_knobs_given_variables_as_tweak_takes_them_says_it_takes_the_inputs():
+    """Called as px.tweak is, the variables went to the model as its input and x as its
+    train flag: 'Sequence train must be True or False, got Array(...)', or another
+    error of the model's."""
+    variables = Stack().init(jax.random.key(0), X)
+    with pytest.raises(
+        TypeError, match=r"^knobs takes the model's call arguments, .* not its variables"
+    ):
+        px.knobs(Stack(), variables, X)
+
+
 class Bounded(nn.Module):
     """A knob that takes values in [0, 1): its default is ``default``."""
 
