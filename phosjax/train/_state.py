@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from phosjax._compile import jit_run_once
-from phosjax._listing import listing
+from phosjax._listing import counted, listing
 from phosjax.core import KNOBS, Knob, SelectorError, flatten, select, set_knobs
 from phosjax.core._knobs import _trace_init, holds_exactly
 from phosjax.core._selectors import value_per_path
@@ -64,6 +64,8 @@ class GroupState:
       >>> state, _ = run_group(group, saved, data, 5, strategy="vmap")
       >>> state.step.tolist(), state.diverged_at.tolist()
       ([5, 5], [-1, -1])
+      >>> state  # a summary: the arrays are its attributes
+      GroupState(2 cells, 171 params each in 6 arrays, at steps [5, 5], none diverged)
     """
 
     params: Any
@@ -75,6 +77,21 @@ class GroupState:
     step: jax.Array
     diverged: jax.Array
     diverged_at: jax.Array
+
+    def __repr__(self) -> str:  # the dataclass's printed every param of every cell
+        leaves = jax.tree.leaves(self.params)
+        each = sum(int(np.prod(np.shape(leaf)[1:])) for leaf in leaves)
+        where = "no values"  # traced (jit) or shapes alone (eval_shape)
+        if isinstance(self.step, np.ndarray | jax.Array) and not isinstance(
+            self.step, jax.core.Tracer
+        ):
+            at = np.asarray(self.diverged_at)
+            diverged = f"diverged at {at.tolist()}" if (at >= 0).any() else "none diverged"
+            where = f"at steps {np.asarray(self.step).tolist()}, {diverged}"
+        return (
+            f"GroupState({counted(np.size(self.step), 'cell')}, {each:,} params each in "
+            f"{counted(len(leaves), 'array')}, {where})"
+        )
 
 
 def _root_keys(group: Group) -> jax.Array:
