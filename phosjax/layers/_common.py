@@ -797,7 +797,8 @@ def checked_train(module: nn.Module, train: Any, *, handed_on: bool = False) -> 
     if isinstance(train, jax.core.Tracer) and not handed_on:
         raise TypeError(
             f"{type(module).__name__} train is traced, where it must be a Python bool (it "
-            'picks the mode): mark it static, e.g. jax.jit(model.apply, static_argnames="train").'
+            "picks the mode): mark it static where it is traced, jax.jit(model.apply, "
+            'static_argnames="train"), or nn.remat(Block, static_argnums=(2,)) (self, x, train).'
         )
     return train
 
