@@ -215,12 +215,13 @@ def _rows_lost(rows: Any, steps: Any) -> bool:
     """Whether a finished cell's result ``rows`` lack part files: none is left, none of
     its train rows is at ``steps``, the steps its group trained (status.json's; not an
     int: unknown), or its train rows have a gap: a step between two of them (or before
-    the first) wider than their most common one (1 in a bench the runner wrote).
+    the first) wider than their most common one, or, all alike, wider than 1 unless a row
+    is at step 0 (the runner writes one per step from step 1).
 
     Examples:
       >>> import pandas as pd
-      >>> rows = pd.DataFrame({"split": ["train", "test", "train"], "step": [5, 10, 10]})
-      >>> _rows_lost(rows, 10), _rows_lost(rows.iloc[:2], 10), _rows_lost(rows.iloc[:0], None)
+      >>> rows = pd.DataFrame({"split": ["train", "test", "train"], "step": [1, 2, 2]})
+      >>> _rows_lost(rows, 2), _rows_lost(rows.iloc[:2], 2), _rows_lost(rows.iloc[:0], None)
       (False, True, True)
       >>> def train(*steps):
       ...     return pd.DataFrame({"split": "train", "step": list(steps)})
@@ -230,6 +231,10 @@ def _rows_lost(rows: Any, steps: Any) -> bool:
       (False, True)
       >>> _rows_lost(train(4, 5, 6), 6)  # the first part's lost
       True
+      >>> _rows_lost(train(11), 11)  # all lost but its last part, of one step
+      True
+      >>> _rows_lost(train(0, 10, 20), 20)  # evenly spaced from step 0
+      False
     """
     if rows.empty:
         return True
@@ -237,7 +242,8 @@ def _rows_lost(rows: Any, steps: Any) -> bool:
     if isinstance(steps, int) and not trained.max() >= steps:  # NaN: no train row
         return True
     gaps, counts = np.unique(np.diff(np.unique([0, *trained])), return_counts=True)
-    return len(gaps) > 1 and bool(gaps.max() > gaps[counts.argmax()])
+    spacing = gaps[counts.argmax()] if len(gaps) > 1 or (trained == 0).any() else 1
+    return bool(len(gaps) and gaps.max() > spacing)
 
 
 def _artifacts(bench: BenchFiles, model_id: str) -> list[tuple[str, str]]:

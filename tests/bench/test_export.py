@@ -669,18 +669,20 @@ def test_a_finished_cell_missing_its_last_part_file_is_left_for_when_it_is_resto
     assert sorted(export_mlflow(str(bench), store).runs) == sorted(mlp)
 
 
+@pytest.mark.parametrize("first, last", [(101, 200), (0, 299)])
 def test_a_finished_cell_missing_a_part_file_midway_is_left_for_when_it_is_restored(
-    written, store, tmp_path, capsys
+    written, store, tmp_path, capsys, first, last
 ):
     """A finished cell whose rows of the middle of its run were lost (a part file between
-    two others) became a run with a gap, counted as exported forever; it is left out with
-    the warning of a cell without rows."""
+    two others) became a run with a gap, counted as exported forever; so did one left
+    with the rows of its last step alone (its rows evenly spaced from step 0). It is left
+    out with the warning of a cell without rows."""
     bench = tmp_path / "example"
     shutil.copytree(written.root, bench)
     part = bench / _layout.RESULTS / "part-g-mlp-000000000.parquet"
     table = pq.read_table(part)
     steps = table["step"].to_numpy()
-    lost = (steps > 100) & (steps <= 200)
+    lost = (steps >= first) & (steps <= last)
     pq.write_table(table.filter(~lost), part)
     mlp = written.cells[written.cells.model == "mlp"].cell_id.tolist()
     assert main(["--dir", str(bench), "--mlflow", store]) == 0
@@ -688,7 +690,7 @@ def test_a_finished_cell_missing_a_part_file_midway_is_left_for_when_it_is_resto
         capsys.readouterr().err
     )
     assert not set(_runs(store)[1]) & set(mlp)
-    pq.write_table(table.filter(lost), part.with_name("part-g-mlp-000000101.parquet"))
+    pq.write_table(table.filter(lost), part.with_name(f"part-g-mlp-{max(first, 1):09d}.parquet"))
     assert sorted(export_mlflow(str(bench), store).runs) == sorted(mlp)
 
 
