@@ -355,6 +355,11 @@ _WRITING = (
     "the command again; or pick another --dir."
 )
 """What a bench whose lock a run holds is (`_flock`'s ``busy``)."""
+_EXPORTING = (
+    "is being exported by another export ({holder}); wait for it to end, or stop it, then "
+    "run the command again."
+)
+"""What a bench whose export lock an export holds is (`_flock`'s ``busy``)."""
 
 
 def _flock(file: Any, mode: int, root: pathlib.Path, busy: str = _WRITING) -> None:
@@ -452,16 +457,19 @@ def export_locked(root: pathlib.Path) -> Iterator[None]:
         yield
         return
     with file:
-        busy = "is being exported by another export ({holder}); wait for it to end, or stop it"
-        _hold(file, path, root, f"{busy}, then run the command again.")
+        _hold(file, path, root, _EXPORTING)
         yield
 
 
 def check_unlocked(root: pathlib.Path) -> None:
-    """Raises `BenchError` when a run holds a lock of the bench in ``root`` (`locked`)."""
-    for name in _layout.per_process_files(root, _layout.LOCK):
+    """Raises `BenchError` when a run or an export holds a lock of the bench in ``root``
+    (`locked`, `export_locked`)."""
+    held = [(name, _WRITING) for name in _layout.per_process_files(root, _layout.LOCK)]
+    if (root / _layout.EXPORT_LOCK).is_file():
+        held.append((_layout.EXPORT_LOCK, _EXPORTING))
+    for name, busy in held:
         with open(root / name, encoding="utf-8") as file:
-            _flock(file, fcntl.LOCK_SH, root)
+            _flock(file, fcntl.LOCK_SH, root, busy)
 
 
 def check_processes(root: pathlib.Path, count: int) -> None:

@@ -40,7 +40,8 @@ atomically (a temporary file, then a rename), so a reader never sees half a file
                            same directory, or a ``--force`` moving it aside, stops at once;
                            the file stays after the run, naming its last holder
       export.lock         held (``flock``) by `phosjax.bench.export` while it exports the
-                           bench, which it names as ``run.lock`` does: a second export stops
+                           bench, which it names as ``run.lock`` does: a second export, or a
+                           ``--force`` moving it aside, stops
 
 When several processes share a bench (``jax.distributed``), process ``i`` of ``n`` names
 its group keys ``<group_id>.p<i>of<n>`` (part files, checkpoints) and writes

@@ -36,7 +36,7 @@ from phosjax.bench import (
     plan,
     run,
 )
-from phosjax.bench._directory import choose_config
+from phosjax.bench._directory import choose_config, export_locked
 from phosjax.bench._plan import Plan, PlannedCell, PlannedGroup
 from phosjax.bench._profile import (
     MemorySampler,
@@ -516,6 +516,20 @@ def test_a_bench_another_run_writes_is_refused_and_nothing_touched(bench, tmp_pa
         assert _contents(root) == before and not list(tmp_path.glob("b.old-*"))
     again = run(config, root, datasets=toy, progress=False)  # the lock went with its holder
     pd.testing.assert_frame_equal(sort(again), sort(bench[1]))
+
+
+def test_force_does_not_move_aside_a_bench_an_export_reads(bench, tmp_path, toy):
+    """--force with another config moved a bench aside while an export read it (it
+    checked run.lock alone): the export's runs then got the new bench's config and
+    blurbs, or none. It stops before writing, naming the export."""
+    root = tmp_path / "b"
+    shutil.copytree(bench[0], root)
+    other = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=[5])
+    with export_locked(root):
+        before = _contents(root)
+        with pytest.raises(BenchError, match=r"'.*b' is being exported by another export \(pid "):
+            run(other, root, datasets=toy, force=True, progress=False)
+        assert _contents(root) == before and not list(tmp_path.glob("b.old-*"))
 
 
 def test_a_bench_another_run_writes_while_one_plans_is_not_taken_over(tmp_path, toy, monkeypatch):
