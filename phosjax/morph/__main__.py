@@ -179,8 +179,9 @@ _WRITTEN_DEFAULTS: dict[str, Any] = {"options": {}}
 class _Parser(ConfigParser):
     """Checks the config (``--print_config``) as `MorphConfig` checks its fields, its
     model's ``num_classes`` and ``input_shape`` against the data set's metadata, and that
-    the loop can shrink and expand the model (`check_morphable`; a ``latency`` cost priced
-    as FLOPs there, its table measured on the device by the run, not to print it)."""
+    the loop can shrink and expand the model (`check_morphable`; with a ``latency`` cost,
+    whose table the run measures on its device, not whether its narrowest config fits:
+    FLOPs price a model mixing convolutions and matmuls otherwise)."""
 
     own = frozenset(_OWN)
 
@@ -205,8 +206,7 @@ class _Parser(ConfigParser):
         problem = shape_mismatch(model, morph.dataset, shape, classes)
         if problem:
             raise MorphConfigError(problem)
-        unmeasured = "flops" if morph.cost == "latency" else morph.cost
-        check_morphable(dataclasses.replace(morph, cost=unmeasured), model)
+        check_morphable(morph, model, priced=morph.cost != "latency")
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         """A usage error; one that misses the model's fields says where they are set."""

@@ -421,9 +421,11 @@ def prepare(config: MorphConfig) -> tuple[ModelConfig, ArrayDataset]:
     return model, data
 
 
-def check_morphable(config: MorphConfig, model: ModelConfig) -> None:
+def check_morphable(config: MorphConfig, model: ModelConfig, *, priced: bool = True) -> None:
     """Raises a `MorphConfigError` where ``config.iterations`` rounds cannot shrink and
-    expand ``model`` (``config``'s, resolved): see `prepare` (computed abstractly)."""
+    expand ``model`` (``config``'s, resolved): see `prepare` (computed abstractly).
+    ``priced`` False leaves out whether the narrowest config costs more than the model
+    (a ``latency`` cost prices it by a table measured on the device)."""
     if not config.iterations:
         return
     groups = _traced_groups(model)
@@ -438,6 +440,8 @@ def check_morphable(config: MorphConfig, model: ModelConfig) -> None:
         check_source(config.source, groups)
     except ValueError as error:
         raise MorphConfigError(f"MorphConfig.source={config.source!r}: {error}") from error
+    if not priced:
+        return
     try:
         expand(model, config_cost(model, config.cost), config.cost, config.multiple)
     except ValueError as error:

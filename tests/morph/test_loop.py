@@ -807,6 +807,29 @@ def test_print_config_of_a_latency_cost_measures_nothing(tmp_path, capsys, monke
     assert yaml.safe_load(printed)["cost"] == "latency"
 
 
+def test_print_config_leaves_a_latency_costs_multiple_to_the_run(tmp_path, capsys, monkeypatch):
+    """It priced a latency cost as FLOPs to check the multiple, refusing a model mixing
+    convolutions and matmuls (the patch embedding, the MLP) whose narrowest config costs
+    more FLOPs, where a run measuring matmuls 4 times as slow per FLOP accepts it."""
+    config = tmp_path / "morph.yaml"
+    options = {"num_heads": 1, "patch_size": 4, "mlp_features": 51}
+    model = {"name": "transformer", "num_classes": 10, "input_shape": [40], "width": [4]}
+    fields = {"model": {**model, "options": options}, "cost": "latency", "multiple": 8}
+    config.write_text(yaml.safe_dump(fields))
+    monkeypatch.setattr(_cost, "latency_table", None)  # measured by the run alone
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--config", str(config), "--dir", str(tmp_path), "--print_config"])
+    assert exit_info.value.code == 0, capsys.readouterr().err
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["options"] == options
+    slow_matmuls = {"dot_general": (1e-6, 4e-10), "conv_general_dilated": (1e-6, 1e-10)}
+    start = MorphConfig.from_dict(printed).model
+    narrowest = _expand.scale_widths(start, 0.0, 8)  # what no expansion may cost more than
+    assert config_cost(narrowest, "flops") > config_cost(start, "flops")
+    with _cost.latency_table_given(slow_matmuls):  # a run's, which fits it
+        assert config_cost(narrowest, "latency") < config_cost(start, "latency")
+
+
 def test_an_option_before_config_overrides_the_file_too(tmp_path, capsys):
     """jsonargparse applies options in order: the file set iterations back to 2."""
     config = pathlib.Path(__file__).resolve().parents[2] / "configs" / "morph_mnist1d.yaml"
