@@ -113,6 +113,8 @@ class ModelSpec:
           'last'), got 'min'
         """
         resolved = self._resolve_defaults(config)
+        if self.build is None:  # not when registered: a config's options may give them
+            self._check_required(dict(resolved.options), resolved.depth or 0)
         if self.check is not None:
             self.check(resolved)
         return resolved
@@ -159,11 +161,10 @@ class ModelSpec:
             flags = factory_flags(self.block, self.stem)
             own = {key: kind for key, kind in flags.items() if key not in FRAME_OPTIONS}
             check_flags(own, dict(config.options), where)
-            self._check_required(options, depth, where)
         check_dtypes({**signature, **defaults}, dict(config.options), where)
         return config.replace(depth=depth, width=widths, options=options)
 
-    def _check_required(self, options: Mapping[str, Any], depth: int, where: str) -> None:
+    def _check_required(self, options: Mapping[str, Any], depth: int) -> None:
         """Raises a ValueError naming an argument the block or stem needs (no default) that
         neither the frame nor ``options`` gives, before the bare TypeError of building it."""
         given = set(options) - set(FRAME_OPTIONS) | {"features"}
@@ -176,10 +177,11 @@ class ModelSpec:
             )
             if missing:
                 raise ValueError(
-                    f"{where}: its {role} {getattr(factory, '__name__', factory)!r} needs "
-                    f"{', '.join(missing)}, which the frame does not give (it gives features: "
-                    f"the stage's width); rename it features, or give it a default, in the "
-                    f"{role} or in register_model(..., options=...)"
+                    f"model {self.name!r}: its {role} {getattr(factory, '__name__', factory)!r} "
+                    f"needs {', '.join(missing)}, which neither the frame gives (only "
+                    f"features: the stage's width) nor the config's options; give "
+                    f"options={{{missing[0]!r}: ...}}, or rename it features, or give it a "
+                    f"default in the {role} or in register_model(..., options=...)"
                 )
 
     def _read_widths(self, depth: int, widths: tuple[int, ...], given: bool) -> tuple[int, ...]:

@@ -114,17 +114,6 @@ def test_registering_a_name_twice_is_an_error(registry):
             {"options": {"dropout": 1}},
             r"model 'bad': option dropout must be a number in \[0, 1\)",
         ),
-        (  # before: registered, then a bare TypeError "missing ... 'width'" once built
-            NamedWidth,
-            {},
-            r"model 'bad': its block 'NamedWidth' needs width, which the frame does not give "
-            r"\(it gives features: the stage's width\); rename it features, or give it a default",
-        ),
-        (
-            nn.Dense,
-            {"stem": NamedWidth, "depth": 0},
-            r"model 'bad': its stem 'NamedWidth' needs width",
-        ),
     ],
 )
 def test_defaults_that_do_not_make_a_model_are_refused_and_leave_the_name_free(
@@ -135,6 +124,28 @@ def test_defaults_that_do_not_make_a_model_are_refused_and_leave_the_name_free(
     assert "bad" not in registered_models()
     register_model("bad", Doubling, width=2, input_kinds=["vector"])  # the corrected call
     assert ModelConfig("bad", num_classes=2, input_shape=(3,)).resolved().width == (2,)
+
+
+@pytest.mark.parametrize(
+    ("block", "arguments"), [(NamedWidth, {}), (nn.Dense, {"stem": NamedWidth, "depth": 0})]
+)
+def test_an_argument_the_frame_does_not_give_must_be_in_the_config_options(
+    registry, block, arguments
+):
+    """Registered (a plugin whose configs give it, options={'width': 8}, was refused at
+    import); a config without it is refused naming it, not Python's bare "missing 1
+    required positional argument" once built."""
+    register_model("named", block, **arguments)
+    role = "stem" if "stem" in arguments else "block"
+    with pytest.raises(
+        ValueError,
+        match=rf"^model 'named': its {role} 'NamedWidth' needs width, which neither the frame "
+        r"gives \(only features: the stage's width\) nor the config's options; give "
+        r"options=\{'width': \.\.\.\}, or rename it features, or give it a default",
+    ):
+        ModelConfig("named", num_classes=2, input_shape=(3,)).resolved()
+    config = ModelConfig("named", 2, (3,), width=8, options={"width": 8})
+    assert param_count(config) > 0
 
 
 @pytest.mark.parametrize("name", ["", 3, None])
