@@ -161,15 +161,16 @@ UNSET = "–"
 model's knob) or leaves unset, as the viewer does: not ``NaN``, which reads as a value."""
 
 
-def _options_that_vary(board: pd.DataFrame) -> list[str]:
+def options_that_vary(board: pd.DataFrame) -> list[str | None]:
     """``board``'s ``options`` (each model's options as JSON, its defaults included) cut to
-    those that differ between rows of one model, as ``key=value`` (`UNSET`: none of them).
+    those that differ between rows of one model, as ``key=value`` (None: none of them);
+    the summary and the viewer show these, not the JSON, whose start is alike.
 
     Examples:
       >>> board = pd.DataFrame({"model": ["moe", "moe", "mlp"], "options": [
       ...     '{"pool": "mean", "top_k": 1}', '{"pool": "mean", "top_k": 2}', '{"pool": "max"}']})
-      >>> _options_that_vary(board)
-      ['top_k=1', 'top_k=2', '–']
+      >>> options_that_vary(board)
+      ['top_k=1', 'top_k=2', None]
     """
     parsed = [json.loads(text) if isinstance(text, str) else {} for text in board["options"]]
     varying: dict[str, set[str]] = {}
@@ -180,7 +181,7 @@ def _options_that_vary(board: pd.DataFrame) -> list[str]:
         varying[model] = {key for key, values in seen.items() if len(values) > 1}
     return [
         ", ".join(f"{key}={json.dumps(options[key])}" for key in sorted(options) if key in keys)
-        or UNSET
+        or None
         for options, keys in zip(parsed, (varying[m] for m in board["model"]), strict=True)
     ]
 
@@ -209,7 +210,7 @@ def summary_text(
     ]
     shown["test loss"] = shown.pop("loss").map(_loss)
     if "options" in shown:  # all of them, defaults too, made a row wider than a screen
-        shown["options"] = _options_that_vary(board)[: len(shown)]
+        shown["options"] = options_that_vary(board)[: len(shown)]
     for column in [c for c in hparam_columns if c in shown and shown[c].isna().any()]:
         shown[column] = shown[column].astype(object).where(shown[column].notna(), UNSET)
     lines.append(shown.to_string(index=False))

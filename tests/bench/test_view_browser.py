@@ -2060,3 +2060,25 @@ def test_the_seeds_shown_are_compared_at_the_last_step_they_all_reached(tmp_path
     at_200 = results[(results.cell_id == seeds[1]) & (results.step == 200)]
     loss = at_200.loc[at_200.split == "test", "loss"].item()
     assert tip.endswith(f"test loss at step 200, the last all its seeds reached {loss:.4g}"), tip
+
+
+def test_the_table_and_labels_show_only_the_options_that_vary_within_a_model(tmp_path, page):
+    """choice with and without per_example: its options cells showed the JSON cut at 36
+    characters, '{"dropout": 0.0, "input_kind": nul…' in both rows, its labels the JSON."""
+    written = write_bench(tmp_path / "options", blurb_json())
+    plain = '{"dropout": 0.0, "input_kind": null, "pool": "mean"}'
+    per_example = plain[:-1] + ', "per_example": true}'
+    choice = (written.cells.model == "choice") & (written.cells.lr == LEARNING_RATES[0])
+    cells = written.cells.assign(options=np.where(choice, per_example, plain))
+    cells.to_parquet(written.root / _layout.CELLS)
+    headers = "[...document.querySelectorAll('#board th')]"
+    column = f"{headers}.findIndex((th) => th.textContent === 'options')"
+    shown = (
+        f"[...document.querySelectorAll('.board-row')].map((r) => r.children[{column}].textContent)"
+    )
+    with serving(written.root) as server:
+        page.open(server.url + "?mode=configs")
+        texts = page.run(shown)
+        legend = page.run("document.getElementById('legend').textContent")
+    assert sorted(set(texts)) == ["per_example=true", "–"]
+    assert "options=per_example=true" in legend and "{" not in legend

@@ -12,7 +12,7 @@ import pandas as pd
 from phosjax._nearest import did_you_mean
 from phosjax.bench import _layout
 from phosjax.bench._errors import BrokenFileError
-from phosjax.bench._summary import per_group_and_phase
+from phosjax.bench._summary import options_that_vary, per_group_and_phase
 from phosjax.bench.view._bench import BenchFiles, OutsideBenchError, digest, listed
 
 DEFAULT_POINTS = 400
@@ -225,7 +225,9 @@ def leaderboard(bench: BenchFiles) -> dict[str, Any]:
     when every run that wrote the bench has (`BenchFiles.all_stopped`). ``common``, only
     in the rows of a configuration whose seeds stopped at different steps of a split:
     ``{split: {"step", "final"}}``, the last step all its seeds reached and the cell's
-    values there (`_at_common_steps`), which a mean over seeds takes."""
+    values there (`_at_common_steps`), which a mean over seeds takes.
+    ``options_that_vary``: of the cell's options, those that differ between its model's
+    cells, as `options_that_vary` writes them (the page shows these, not the JSON)."""
     cells = bench.cells()
     metrics = bench.metrics()
     results, seen = bench.last_rows(metrics)  # each part's read once per version
@@ -234,9 +236,11 @@ def leaderboard(bench: BenchFiles) -> dict[str, Any]:
     common = _at_common_steps(bench, cells, results, final, metrics)
     progress = bench.progress()
     not_started = {"steps": None, "finished": False, "stopped": bench.all_stopped()}
+    options = options_that_vary(cells) if "options" in cells else [None] * len(cells)
     rows = [
         {
             "cell": cell,
+            "options_that_vary": varying,
             "progress": {
                 "steps_done": steps_done.get(cell["cell_id"], 0),
                 **progress.get(cell["cell_id"], not_started),
@@ -244,7 +248,7 @@ def leaderboard(bench: BenchFiles) -> dict[str, Any]:
             "final": final.get(cell["cell_id"], {}),
             **({"common": common[cell["cell_id"]]} if cell["cell_id"] in common else {}),
         }
-        for cell in cells.to_dict("records")
+        for cell, varying in zip(cells.to_dict("records"), options, strict=True)
     ]
     return {
         "cell_columns": list(_layout.CELL_COLUMNS),

@@ -130,9 +130,14 @@ function colorOf(i) {
 // Whether `row` has a value in `column` (a model has none for another model's knob).
 const hasValue = (row, column) => row[column] !== null && row[column] !== undefined;
 
+// A row's value in `column` as the table and labels show it: of its options, only those
+// that differ between its model's cells (api/cells), not the whole JSON, wide, its start alike.
+const shownValue = (row, column) => (column === "options" && "_options" in row ? row._options : row[column]);
+
 // A row's label: its model, then `column=value` for those of `columns` it has a value in.
 function labelOf(row, columns) {
-  return [row.model, ...columns.filter((c) => hasValue(row, c)).map((c) => `${c}=${format(row[c])}`)].join(" · ");
+  const shown = columns.map((c) => [c, shownValue(row, c)]).filter(([, v]) => v !== null && v !== undefined);
+  return [row.model, ...shown.map(([c, v]) => `${c}=${format(v)}`)].join(" · ");
 }
 
 // What a free word of the text search looks in: the model, the cell id and every column as
@@ -302,7 +307,7 @@ function filterMenu(column) {
 
 function tableColumns() {
   const columns = [{ key: "_show", label: "", sortable: false }];
-  for (const c of state.shownColumns) columns.push({ key: c, label: c, get: (r) => r.row[c] });
+  for (const c of state.shownColumns) columns.push({ key: c, label: c, get: (r) => shownValue(r.row, c) });
   if (state.mode === "cells") {
     columns.push({ key: "seed", label: "seed", get: (r) => r.row.seed });
   } else {
@@ -1187,8 +1192,8 @@ async function loadBench() {
   const [info, board] = await Promise.all([getJson("api/bench"), getJson("api/cells")]);
   const numbered = (values) => Object.fromEntries(Object.entries(values).map(([metric, v]) => [metric, number(v)]));
   const numbers = (final) => Object.fromEntries(Object.entries(final).map(([split, values]) => [split, numbered(values)]));
-  board.rows = board.rows.map(({ cell, progress, final, common }) => ({
-    ...cell, _done: progress.steps_done, _steps: progress.steps, _finished: progress.finished, _stopped: progress.stopped,
+  board.rows = board.rows.map(({ cell, options_that_vary: options, progress, final, common }) => ({
+    ...cell, _options: options, _done: progress.steps_done, _steps: progress.steps, _finished: progress.finished, _stopped: progress.stopped,
     _final: numbers(final),
     // Its seeds stopped at different steps: its values at each step one of them stopped at.
     _common: common && Object.fromEntries(Object.entries(common).map(([split, { at }]) => {
