@@ -428,7 +428,8 @@ def _check_defaults(spec: ModelSpec) -> None:
 
     A config that gives only the name resolves with these defaults, so they get the same
     checks (`ModelSpec.resolve`, less the model's ``check``, which may need a larger
-    input than the stand-in shape); an empty ``width`` stands for one the config must give
+    input than the stand-in shape, and less the block's or stem's arguments of no default,
+    which a config's options may give); an empty ``width`` stands for one the config must give
     (unless the model reads none: a frame model without blocks or stem).
     """
     kind = spec.input_kinds[0] if spec.input_kinds else VECTOR
