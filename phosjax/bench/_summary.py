@@ -5,6 +5,7 @@ import os
 import pathlib
 import shlex
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -172,18 +173,28 @@ def options_that_vary(board: pd.DataFrame) -> list[str | None]:
       >>> options_that_vary(board)
       ['top_k=1', 'top_k=2', None]
     """
-    parsed = [json.loads(text) if isinstance(text, str) else {} for text in board["options"]]
-    varying: dict[str, set[str]] = {}
-    for model in set(board["model"]):
-        rows = [options for options, m in zip(parsed, board["model"], strict=True) if m == model]
-        keys = {key for options in rows for key in options}
-        seen = {key: {json.dumps(options.get(key, UNSET)) for options in rows} for key in keys}
-        varying[model] = {key for key, values in seen.items() if len(values) > 1}
-    return [
-        ", ".join(f"{key}={json.dumps(options[key])}" for key in sorted(options) if key in keys)
+    texts = [text if isinstance(text, str) else None for text in board["options"]]
+    rows = list(zip(board["model"], texts, strict=True))
+    parsed = {row: {} if row[1] is None else json.loads(row[1]) for row in dict.fromkeys(rows)}
+    of_model: dict[str, list[dict[str, Any]]] = {}  # each distinct options once: not per seed
+    for (model, _), options in parsed.items():
+        of_model.setdefault(model, []).append(options)
+    varying = {
+        model: {
+            key
+            for key in {key for options in each for key in options}
+            if len({json.dumps(options.get(key, UNSET)) for options in each}) > 1
+        }
+        for model, each in of_model.items()
+    }
+    shown = {
+        (model, text): ", ".join(
+            f"{key}={json.dumps(options[key])}" for key in sorted(options) if key in varying[model]
+        )
         or None
-        for options, keys in zip(parsed, (varying[m] for m in board["model"]), strict=True)
-    ]
+        for (model, text), options in parsed.items()
+    }
+    return [shown[row] for row in rows]
 
 
 def summary_text(
