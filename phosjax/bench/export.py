@@ -212,11 +212,10 @@ def _diverged_at(rows: Any) -> dict[str, str]:
 
 
 def _rows_lost(rows: Any, steps: Any) -> bool:
-    """Whether a finished cell's result ``rows`` lack part files: none is left, none of
-    its train rows is at ``steps``, the steps its group trained (status.json's; not an
-    int: unknown), or its train rows have a gap: a step between two of them (or before
-    the first) wider than their most common one, or, all alike, wider than 1 unless a row
-    is at step 0 (the runner writes one per step from step 1).
+    """Whether a finished cell's result ``rows`` lack part files: the runner writes a
+    train row at every step from 1 to ``steps``, its group's (status.json's; not an int:
+    unknown, to its last train row), in the part file of the segment that trained it
+    (beside the test rows evaluated there), so each part lost leaves steps without one.
 
     Examples:
       >>> import pandas as pd
@@ -227,23 +226,20 @@ def _rows_lost(rows: Any, steps: Any) -> bool:
       ...     return pd.DataFrame({"split": "train", "step": list(steps)})
       >>> _rows_lost(train(1, 2, 3, 4, 5, 6), 6), _rows_lost(train(1, 2, 5, 6), 6)
       (False, True)
-      >>> _rows_lost(train(0, 10, 20, 30, 35), 35), _rows_lost(train(0, 10, 30, 35), 35)
-      (False, True)
-      >>> _rows_lost(train(4, 5, 6), 6)  # the first part's lost
-      True
+      >>> _rows_lost(train(4, 5, 6), 6), _rows_lost(train(1, 2, 3), 6)  # first, last part lost
+      (True, True)
       >>> _rows_lost(train(11), 11)  # all lost but its last part, of one step
       True
-      >>> _rows_lost(train(0, 10, 20), 20)  # evenly spaced from step 0
-      False
+      >>> _rows_lost(train(2, 4), 4), _rows_lost(train(1, 3, 5, 7, 8), 8)  # parts of one step
+      (True, True)
+      >>> _rows_lost(train(1, 2, 4), "?"), _rows_lost(train(1, 2, 3), "?")  # steps unknown
+      (True, False)
     """
-    if rows.empty:
-        return True
     trained = rows.loc[rows["split"] == "train", "step"]
-    if isinstance(steps, int) and not trained.max() >= steps:  # NaN: no train row
+    if trained.empty:
         return True
-    gaps, counts = np.unique(np.diff(np.unique([0, *trained])), return_counts=True)
-    spacing = gaps[counts.argmax()] if len(gaps) > 1 or (trained == 0).any() else 1
-    return bool(len(gaps) and gaps.max() > spacing)
+    last = steps if isinstance(steps, int) else trained.max()
+    return not np.isin(np.arange(1, last + 1), trained).all()
 
 
 def _artifacts(bench: BenchFiles, model_id: str) -> list[tuple[str, str]]:

@@ -37,6 +37,11 @@ WIDTHS = {"mlp": "100", "choice": "25,50"}
 LEARNING_RATES = (0.01, 0.003)
 SEEDS = (0, 1)
 STEPS = tuple(range(0, 301, 10))
+RUNNER_STEPS = {"train": tuple(range(1, 31)), "test": (10, 20, 30)}
+"""Each split's steps in a shorter run (30 steps), as the runner writes them: a train
+row at every step from 1, a test row at every 10th (``eval_every`` 10)."""
+RUNNER_DIVERGED_STEP = 15
+"""`DIVERGED_STEP` of that run."""
 SPLITS = ("train", "test")
 DIVERGED = ("choice", 0.01, 1)
 """The (model, lr, seed) of the cell whose loss turns NaN at `DIVERGED_STEP` when asked."""
@@ -146,12 +151,18 @@ def _cells(seeds: tuple[int, ...], learning_rates: tuple[float, ...]) -> pd.Data
 
 
 def _curves(
-    cell: dict, rng: np.random.Generator, diverge: bool, train_only: tuple[str, ...], frozen: bool
+    cell: dict,
+    rng: np.random.Generator,
+    diverge: bool,
+    train_only: tuple[str, ...],
+    frozen: bool,
+    as_runner: bool,
 ) -> pd.DataFrame:
-    steps = np.asarray(STEPS)
-    diverged = (cell["model"], cell["lr"], cell["seed"]) == DIVERGED and steps >= DIVERGED_STEP
     rows = []
     for split in SPLITS:
+        steps = np.asarray(RUNNER_STEPS[split] if as_runner else STEPS)
+        since = RUNNER_DIVERGED_STEP if as_runner else DIVERGED_STEP
+        diverged = (cell["model"], cell["lr"], cell["seed"]) == DIVERGED and steps >= since
         rate = cell["lr"] * (30 if cell["model"] == "choice" else 20)
         gap = 0.0 if split == "train" else 0.15
         loss = 2.3 * np.exp(-rate * steps / 10) + 0.2 + gap + 0.02 * rng.standard_normal(len(steps))
@@ -188,6 +199,7 @@ def write_bench(
     train_only: tuple[str, ...] = (),
     learning_rates: tuple[float, ...] = LEARNING_RATES,
     frozen: bool = False,
+    as_runner: bool = False,
 ) -> WrittenBench:
     """Writes the synthetic bench under ``root`` (created) and returns what it wrote.
 
@@ -204,6 +216,8 @@ def write_bench(
       frozen: the results have ``diverged`` (as the runner writes them), true in the
         `DIVERGED` cell's rows from `DIVERGED_STEP` on, its values there finite: a cell
         the engine froze after an overflow of its params or optimizer state.
+      as_runner: each split's rows at `RUNNER_STEPS`, as the runner writes them, the
+        `DIVERGED` cell's from `RUNNER_DIVERGED_STEP` (else both at `STEPS`, from 0).
     """
     root.mkdir(parents=True, exist_ok=True)
     config = "models: [mlp, choice]\ndatasets: [mnist1d]\nlr: [0.01, 0.003]\nseeds: 2\n"
@@ -223,15 +237,18 @@ def write_bench(
     cells = _cells(seeds, learning_rates)
     cells.to_parquet(root / _layout.CELLS)
     rng = np.random.default_rng(0)
-    curves = [_curves(c, rng, diverge, train_only, frozen) for c in cells.to_dict("records")]
+    curves = [
+        _curves(c, rng, diverge, train_only, frozen, as_runner) for c in cells.to_dict("records")
+    ]
     results = pd.concat(curves, ignore_index=True)
     (root / _layout.RESULTS).mkdir()
     groups = {}
     for group_id, rows in results.groupby("group_id"):
         table = pa.concat_tables(_table(s, nan_as_null) for _, s in rows.groupby("split"))
-        pq.write_table(table, root / _layout.RESULTS / f"part-{group_id}-{0:09d}.parquet")
+        first, last = int(rows.step.min()), int(rows.step.max())
+        pq.write_table(table, root / _layout.RESULTS / f"part-{group_id}-{first:09d}.parquet")
         members = cells[cells.group_id == group_id].cell_id.tolist()
-        done = {"steps_done": STEPS[-1], "steps": STEPS[-1], "finished": True}
+        done = {"steps_done": last, "steps": last, "finished": True}
         groups[group_id] = {**done, "strategy": "vmap", "timings": {}, "cells": members}
     (root / _layout.STATUS).write_text(json.dumps({"groups": groups}))
     for folder in (_layout.BLURBS, _layout.GRAPHS, _layout.PROFILE, _layout.MORPH):

@@ -35,9 +35,9 @@ from phosjax.bench.export import (
 )
 from tests.bench._viewer_fixtures import (
     DIVERGED,
-    DIVERGED_STEP,
     METRICS,
-    STEPS,
+    RUNNER_DIVERGED_STEP,
+    RUNNER_STEPS,
     blurb_json,
     write_bench,
 )
@@ -54,7 +54,7 @@ def store(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
-    return write_bench(tmp_path_factory.mktemp("benches") / "example", blurb_json())
+    return write_bench(tmp_path_factory.mktemp("benches") / "example", blurb_json(), as_runner=True)
 
 
 def _runs(store, experiment="example"):
@@ -87,7 +87,7 @@ def test_every_cell_becomes_a_run_with_params_metrics_and_blurb(written, store, 
         rows = written.results[
             (written.results.cell_id == cell["cell_id"]) & (written.results.split == "test")
         ]
-        assert [m.step for m in history] == list(STEPS)
+        assert [m.step for m in history] == list(RUNNER_STEPS["test"])
         assert [m.value for m in history] == pytest.approx(rows["loss"].tolist(), rel=1e-12)
         folders = {f.path for f in client.list_artifacts(run.info.run_id)}
         assert folders == (
@@ -112,30 +112,30 @@ def test_params_and_metrics_beyond_one_log_batch_are_all_logged(written, store, 
         run = runs[cell["cell_id"]]
         assert run.data.params == {k: str(v) for k, v in cell.items()}
         history = client.get_metric_history(run.info.run_id, "test/loss")
-        assert [m.step for m in history] == list(STEPS)
-        assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == list(
-            STEPS
-        )
+        assert [m.step for m in history] == list(RUNNER_STEPS["test"])
+        train = client.get_metric_history(run.info.run_id, "train/loss")
+        assert [m.step for m in train] == list(RUNNER_STEPS["train"])
 
 
 def test_a_diverged_cell_logs_its_nans_at_every_step(tmp_path, store):
-    bench = write_bench(tmp_path / "example", blurb_json(), diverge=True)
+    bench = write_bench(tmp_path / "example", blurb_json(), diverge=True, as_runner=True)
     export_mlflow(str(bench.root), store)
     client, runs = _runs(store)
     cell_id = bench.cells.set_index(["model", "lr", "seed"]).loc[DIVERGED, "cell_id"]
     history = client.get_metric_history(runs[cell_id].info.run_id, "test/loss")
-    assert [m.step for m in history] == list(STEPS)
-    assert [math.isnan(m.value) for m in history] == [s >= DIVERGED_STEP for s in STEPS]
+    steps = RUNNER_STEPS["test"]
+    assert [m.step for m in history] == list(steps)
+    assert [math.isnan(m.value) for m in history] == [s >= RUNNER_DIVERGED_STEP for s in steps]
 
 
 def test_a_cell_frozen_since_it_diverged_is_tagged_with_the_step(tmp_path, store):
     """Its values finite (its frozen state's), its rows say ``diverged`` from a step on."""
-    bench = write_bench(tmp_path / "example", blurb_json(), frozen=True)
+    bench = write_bench(tmp_path / "example", blurb_json(), frozen=True, as_runner=True)
     export_mlflow(str(bench.root), store)
     _, runs = _runs(store)
     cell_id = bench.cells.set_index(["model", "lr", "seed"]).loc[DIVERGED, "cell_id"]
     tagged = {c: run.data.tags.get(TAG_DIVERGED_AT) for c, run in runs.items()}
-    assert tagged == {c: str(DIVERGED_STEP) if c == cell_id else None for c in runs}
+    assert tagged == {c: str(RUNNER_DIVERGED_STEP) if c == cell_id else None for c in runs}
 
 
 def test_exporting_again_skips_exported_and_unfinished_cells(written, store, tmp_path):
@@ -633,7 +633,7 @@ def test_a_finished_cell_without_rows_is_left_for_when_they_are_restored(
     It is not exported, a warning says why, and the export once they are back has it."""
     bench = tmp_path / "example"
     shutil.copytree(written.root, bench)
-    part = bench / _layout.RESULTS / "part-g-mlp-000000000.parquet"
+    part = bench / _layout.RESULTS / "part-g-mlp-000000001.parquet"
     kept = part.read_bytes()
     part.unlink()
     mlp = written.cells[written.cells.model == "mlp"].cell_id.tolist()
@@ -655,42 +655,55 @@ def test_a_finished_cell_missing_its_last_part_file_is_left_for_when_it_is_resto
     counted as exported forever; it is left out with the warning of a cell without rows."""
     bench = tmp_path / "example"
     shutil.copytree(written.root, bench)
-    part = bench / _layout.RESULTS / "part-g-mlp-000000000.parquet"
+    part = bench / _layout.RESULTS / "part-g-mlp-000000001.parquet"
     table = pq.read_table(part)
     steps = table["step"].to_numpy()
-    pq.write_table(table.filter(steps <= 150), part)  # the part of the steps after 150: lost
+    pq.write_table(table.filter(steps <= 15), part)  # the part of the steps after 15: lost
     mlp = written.cells[written.cells.model == "mlp"].cell_id.tolist()
     assert main(["--dir", str(bench), "--mlflow", store]) == 0
     assert f"finished cells ({listing(mlp, 3)}): their part files, or some of them" in (
         capsys.readouterr().err
     )
     assert not set(_runs(store)[1]) & set(mlp)
-    pq.write_table(table.filter(steps > 150), part.with_name("part-g-mlp-000000150.parquet"))
+    pq.write_table(table.filter(steps > 15), part.with_name("part-g-mlp-000000016.parquet"))
     assert sorted(export_mlflow(str(bench), store).runs) == sorted(mlp)
 
 
-@pytest.mark.parametrize("first, last", [(101, 200), (0, 299)])
+LOST_MIDWAY = {
+    "steps 11 to 20": lambda step: (step > 10) & (step <= 20),
+    "all but the last step": lambda step: step < 30,
+    "every other step (parts of one step)": lambda step: (step % 2 == 0) & (step < 30),
+}
+
+
+@pytest.mark.parametrize("lost", LOST_MIDWAY.values(), ids=LOST_MIDWAY)
 def test_a_finished_cell_missing_a_part_file_midway_is_left_for_when_it_is_restored(
-    written, store, tmp_path, capsys, first, last
+    written, store, tmp_path, capsys, lost
 ):
     """A finished cell whose rows of the middle of its run were lost (a part file between
     two others) became a run with a gap, counted as exported forever; so did one left
-    with the rows of its last step alone (its rows evenly spaced from step 0). It is left
-    out with the warning of a cell without rows."""
+    with the rows of its last step alone, or with every other step's (checkpoint_every 1:
+    its rows evenly spaced). It is left out with the warning of a cell without rows."""
     bench = tmp_path / "example"
     shutil.copytree(written.root, bench)
-    part = bench / _layout.RESULTS / "part-g-mlp-000000000.parquet"
+    part = bench / _layout.RESULTS / "part-g-mlp-000000001.parquet"
     table = pq.read_table(part)
-    steps = table["step"].to_numpy()
-    lost = (steps >= first) & (steps <= last)
-    pq.write_table(table.filter(~lost), part)
+    part.unlink()
+    gone = lost(table["step"].to_numpy())
+
+    def write_part(rows):  # named by its first step, as the runner names it
+        pq.write_table(
+            rows, part.with_name(f"part-g-mlp-{min(rows['step'].to_pylist()):09d}.parquet")
+        )
+
+    write_part(table.filter(~gone))
     mlp = written.cells[written.cells.model == "mlp"].cell_id.tolist()
     assert main(["--dir", str(bench), "--mlflow", store]) == 0
     assert f"finished cells ({listing(mlp, 3)}): their part files, or some of them" in (
         capsys.readouterr().err
     )
     assert not set(_runs(store)[1]) & set(mlp)
-    pq.write_table(table.filter(lost), part.with_name(f"part-g-mlp-{max(first, 1):09d}.parquet"))
+    write_part(table.filter(gone))
     assert sorted(export_mlflow(str(bench), store).runs) == sorted(mlp)
 
 
