@@ -111,7 +111,11 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 def _check_float32_range(dataset: str, name: str, x: np.ndarray) -> None:
     """Raises the ValueError of `check_inputs_fit` if a finite entry of ``x`` (split
-    ``name`` of ``dataset``) lies beyond float32's range."""
+    ``name`` of ``dataset``) lies beyond float32's range (a NaN or inf is left as it is);
+    copies ``x`` only to find the entry, if its least or largest is not inside it."""
+    least, largest = np.fmin.reduce(x, axis=None), np.fmax.reduce(x, axis=None)  # NaNs skipped
+    if max(-least, largest) <= FLOAT32_MAX:
+        return
     magnitude = np.where(np.isfinite(x), np.abs(x), 0)
     at = np.unravel_index(int(magnitude.argmax()), x.shape)
     if magnitude[at] > FLOAT32_MAX:

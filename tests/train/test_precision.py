@@ -155,3 +155,18 @@ def test_float64_inputs_beyond_float32s_range_are_refused_naming_where():
         train_grid(cells, datasets={"big": big}, strategy="vmap")
     with pytest.raises(ValueError, match=message):
         device_arrays(big)
+
+
+def test_the_float32_range_check_copies_no_float64_inputs_that_fit():
+    """It made three copies of every float64 split (isfinite, abs, where): 300 ms and
+    twice the data's memory for 1e6 x 40 inputs, at each run_group."""
+    import tracemalloc
+
+    x = np.ones((125_000, 8))  # 8 MB
+    x[0, 0] = np.nan  # a NaN alone is left as it is
+    y = np.zeros(125_000, np.int32)
+    tracemalloc.start()
+    check_inputs_fit(ArrayDataset("wide", x, y, x[:2], y[:2], 2, (8,)), "float32")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 2_000_000
