@@ -97,7 +97,7 @@ def check_inputs_fit(data: Any, compute_dtype: str) -> None:
             continue  # none to round, or a dtype (uint8, int16) that holds none beyond
         largest = max(int(x.max()), -int(x.min()))
         if largest > exact:
-            wider = "train it in 'float32', or " if compute_dtype != "float32" else ""
+            wider = "train it in 'float32', or " if largest <= EXACT_INTEGERS["float32"] else ""
             raise ValueError(
                 f"data set {data.name!r} has integer inputs up to {largest} ({name}, "
                 f"{x.dtype}), which HParams compute_dtype={compute_dtype!r} would round (it "
