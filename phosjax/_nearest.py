@@ -3,7 +3,7 @@
 import dataclasses
 import difflib
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 Class = TypeVar("Class", bound=type)
@@ -102,11 +102,11 @@ def did_you_mean(unknown: Sequence[str], known: Iterable[str], cutoff: float = 0
     return f". Did you mean {', '.join(hints)}?" if hints else ""
 
 
-def fields_checked(cls: Class) -> Class:
+def fields_checked(cls: Class, otherwise: Callable[[str], str] | None = None) -> Class:
     """Decorates a dataclass so that a keyword that is none of its fields is a TypeError
-    naming the class, the keyword, the nearest fields (`did_you_mean`) and every field,
-    where Python's names only the keyword. The signature, pickling and all else stay the
-    dataclass's own.
+    naming the class, the keyword, the nearest fields (`did_you_mean`), else what
+    ``otherwise`` says of the first keyword, and every field, where Python's names only
+    the keyword. The signature, pickling and all else stay the dataclass's own.
 
     Examples:
       >>> @fields_checked
@@ -128,9 +128,11 @@ def fields_checked(cls: Class) -> Class:
     def checked_init(self: Any, *args: Any, **kwargs: Any) -> None:
         unknown = [key for key in kwargs if key not in fields]
         if unknown:
+            tail = otherwise(unknown[0]) if otherwise else ""
+            near = did_you_mean(unknown, fields) or f"{tail}."
             raise TypeError(
-                f"{cls.__name__} has no field {', '.join(map(repr, unknown))}"
-                f"{did_you_mean(unknown, fields) or '.'} Its fields: {', '.join(fields)}."
+                f"{cls.__name__} has no field {', '.join(map(repr, unknown))}{near} Its "
+                f"fields: {', '.join(fields)}."
             )
         init(self, *args, **kwargs)
 

@@ -35,6 +35,11 @@ def test_short_names_two_letters_off_or_of_another_length_are_not_suggested():
             lambda: ModelConfig("mlp", 2, (3,), widht=8),
             r"ModelConfig has no field 'widht'\. Did you mean 'width'\?",
         ),
+        (
+            lambda: ModelConfig("mlp", 2, (3,), dropout=0.5),
+            r"^ModelConfig has no field 'dropout' \(an option such as 'dropout' goes in "
+            r"options=\{'dropout': \.\.\.\}\)\. Its fields: name, ",
+        ),
     ],
 )
 def test_a_misspelt_field_names_the_dataclass_and_the_nearest_field(make, message):

@@ -1,6 +1,7 @@
 """`ModelConfig`: the typed, hashable, JSON-friendly description of one model."""
 
 import dataclasses
+import functools
 import numbers
 from collections.abc import Mapping
 from typing import Any, TypeGuard
@@ -137,7 +138,12 @@ def _thawed(value: Any) -> Any:
     return [_thawed(item) for item in value] if isinstance(value, tuple) else value
 
 
-@fields_checked
+def _as_option(name: str) -> str:
+    """Where ``name``, a keyword that is no `ModelConfig` field, goes if a model option."""
+    return f" (an option such as {name!r} goes in options={{{name!r}: ...}})"
+
+
+@functools.partial(fields_checked, otherwise=_as_option)
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """Which registered model to build, for which data, with which explicit sizes.
@@ -217,11 +223,8 @@ class ModelConfig:
         known = sorted(field.name for field in dataclasses.fields(self))
         unknown = sorted(set(changes) - set(known))
         if unknown:
-            hint = did_you_mean(unknown, known)
-            option = f" (an option such as {unknown[0]!r} goes in options={{{unknown[0]!r}: ...}})"
-            raise TypeError(
-                f"ModelConfig.replace: no field(s) {unknown}; fields: {known}{hint or option}"
-            )
+            hint = did_you_mean(unknown, known) or _as_option(unknown[0])
+            raise TypeError(f"ModelConfig.replace: no field(s) {unknown}; fields: {known}{hint}")
         return dataclasses.replace(self, **changes)
 
     def resolved(self) -> "ModelConfig":
