@@ -131,7 +131,7 @@ def fields_checked(cls: Class, otherwise: Callable[[str], str] | None = None) ->
             tail = otherwise(unknown[0]) if otherwise else ""
             near = did_you_mean(unknown, fields) or f"{tail}."
             raise TypeError(
-                f"{cls.__name__} has no field {', '.join(map(repr, unknown))}{near} Its "
+                f"{type(self).__name__} has no field {', '.join(map(repr, unknown))}{near} Its "
                 f"fields: {', '.join(fields)}."
             )
         init(self, *args, **kwargs)

@@ -46,3 +46,13 @@ def test_a_misspelt_field_names_the_dataclass_and_the_nearest_field(make, messag
     # Python's TypeError named only the keyword ('__init__() got an unexpected keyword')
     with pytest.raises(TypeError, match=message):
         make()
+
+
+def test_a_misspelt_field_of_a_subclass_names_the_subclass():
+    """It named the dataclass decorated (HParams), which the call never named."""
+
+    class Tuned(HParams):
+        pass
+
+    with pytest.raises(TypeError, match=r"^Tuned has no field 'lr'\. Did you mean"):
+        Tuned(lr=0.1)
