@@ -179,8 +179,10 @@ def test_a_traced_train_flag_names_the_layer_and_the_fix(layer, key):
 def test_a_train_flag_a_remat_traces_names_the_static_argnums_that_keep_it_a_bool(key):
     remat = nn.remat(L.TransformerBlock)(1, dropout_rate=0.5)
     message = r"^TransformerBlock train is traced, .* nn.remat\(Block, static_argnums=\(2,\)\)"
-    with pytest.raises(TypeError, match=message):
-        jax.eval_shape(remat.init, {"params": key, "dropout": key}, jnp.ones((2, 1, 2)), True)
+    with pytest.raises(TypeError, match=message):  # True a Python bool: the remat traces it
+        jax.eval_shape(
+            lambda: remat.init({"params": key, "dropout": key}, jnp.ones((2, 1, 2)), True)
+        )
 
 
 def test_a_container_hands_a_traced_train_flag_to_a_block_that_takes_it(key):
