@@ -1,8 +1,8 @@
 """The known names nearest a misspelt one, for a "did you mean" in an error message."""
 
-import dataclasses
 import difflib
 import functools
+import inspect
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -109,6 +109,7 @@ def fields_checked(cls: Class, otherwise: Callable[[str], str] | None = None) ->
     the keyword. The signature, pickling and all else stay the dataclass's own.
 
     Examples:
+      >>> import dataclasses
       >>> @fields_checked
       ... @dataclasses.dataclass(frozen=True)
       ... class Fit:
@@ -122,7 +123,7 @@ def fields_checked(cls: Class, otherwise: Callable[[str], str] | None = None) ->
       5
     """
     init = vars(cls)["__init__"]  # the dataclass's own
-    fields = [field.name for field in dataclasses.fields(cls) if field.init]
+    fields = list(inspect.signature(init).parameters)[1:]  # InitVars too; not self
 
     @functools.wraps(init)
     def checked_init(self: Any, *args: Any, **kwargs: Any) -> None:

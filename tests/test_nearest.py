@@ -1,8 +1,10 @@
 """`nearest`: the "did you mean" of every error message that names an unknown name."""
 
+import dataclasses
+
 import pytest
 
-from phosjax._nearest import did_you_mean, nearest
+from phosjax._nearest import did_you_mean, fields_checked, nearest
 from phosjax.models import ModelConfig
 from phosjax.train import Cell, HParams, Regularizer
 
@@ -56,3 +58,18 @@ def test_a_misspelt_field_of_a_subclass_names_the_subclass():
 
     with pytest.raises(TypeError, match=r"^Tuned has no field 'lr'\. Did you mean"):
         Tuned(lr=0.1)
+
+
+def test_a_dataclass_fields_checked_takes_its_init_only_variables():
+    """An InitVar, no field of dataclasses.fields, was refused: 'Scaled has no field'."""
+
+    @fields_checked
+    @dataclasses.dataclass
+    class Scaled:
+        value: float
+        scale: dataclasses.InitVar[float] = 1.0
+
+        def __post_init__(self, scale):
+            self.value *= scale
+
+    assert Scaled(2.0, scale=3.0).value == 6.0
