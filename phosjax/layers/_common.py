@@ -105,6 +105,8 @@ def _train_flag(
         return name, train, positional
     if getattr(block, name, None) is not None:  # fixed by the constructor (Flax merge_param)
         return None
+    if isinstance(train, jax.core.Tracer):  # `not train` would read it as a Python bool
+        raise _traced(f"{getattr(block, '__name__', type(block).__name__)}'s {name} (not train)")
     return name, not train, positional
 
 
@@ -795,12 +797,17 @@ def checked_train(module: nn.Module, train: Any, *, handed_on: bool = False) -> 
             f"{type(module).__name__} train must be True or False, got {train!r} ({a_type(train)})."
         )
     if isinstance(train, jax.core.Tracer) and not handed_on:
-        raise TypeError(
-            f"{type(module).__name__} train is traced, where it must be a Python bool (it "
-            "picks the mode): mark it static where it is traced, jax.jit(model.apply, "
-            'static_argnames="train"), or nn.remat(Block, static_argnums=(2,)) (self, x, train).'
-        )
+        raise _traced(f"{type(module).__name__} train")
     return train
+
+
+def _traced(flag: str) -> TypeError:
+    """The error of a traced ``flag`` (``"DropPath train"``) that must be a Python bool."""
+    return TypeError(
+        f"{flag} is traced, where it must be a Python bool (it picks the mode): mark it "
+        'static where it is traced, jax.jit(model.apply, static_argnames="train"), or '
+        "nn.remat(Block, static_argnums=(2,)) (self, x, train)."
+    )
 
 
 def _is_flag(value: Any) -> bool:

@@ -185,6 +185,14 @@ def test_a_train_flag_a_remat_traces_names_the_static_argnums_that_keep_it_a_boo
         )
 
 
+def test_a_traced_train_flag_a_container_turns_into_a_flax_deterministic_names_it(key):
+    """jit(apply) of Sequence([..., nn.Dropout(0.5)]) raised TracerBoolConversionError."""
+    layer = L.Sequence([nn.Dense(2), nn.Dropout(0.5)])
+    message = r"^Dropout's deterministic \(not train\) is traced, .* static_argnames="
+    with pytest.raises(TypeError, match=message):
+        jax.eval_shape(lambda t: layer.init(key, jnp.ones((1, 2)), t), True)
+
+
 def test_a_container_hands_a_traced_train_flag_to_a_block_that_takes_it(key):
     layer, x = (
         L.Sequence([nn.Dense(2), lambda h, train: jnp.where(train, h + 1, h)]),
