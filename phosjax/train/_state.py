@@ -80,7 +80,8 @@ class GroupState:
 
     def __repr__(self) -> str:  # the dataclass's printed every param of every cell
         leaves = jax.tree.leaves(self.params)
-        each = sum(int(np.prod(np.shape(leaf)[1:])) for leaf in leaves)
+        cell_axes = np.ndim(self.step)  # 0 for one cell's (state[i], a vmap over cells)
+        each = sum(int(np.prod(np.shape(leaf)[cell_axes:])) for leaf in leaves)
         where = "no values"  # traced (jit) or shapes alone (eval_shape)
         if isinstance(self.step, np.ndarray | jax.Array) and not isinstance(
             self.step, jax.core.Tracer

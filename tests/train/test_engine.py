@@ -1762,3 +1762,18 @@ def test_a_group_state_prints_as_a_one_line_summary():
     )
     shapes = jax.eval_shape(lambda: state)
     assert repr(shapes) == "GroupState(2 cells, 3,003 params each in 2 arrays, no values)"
+
+
+def test_one_cell_of_a_group_state_prints_its_params_count():
+    """A cell's slice (or a vmap over the cells) printed 3 params each: the first axis
+    of each of its params was read as the cells'."""
+    cells, at = np.zeros(2, np.int32), np.array([-1, 4])
+    params = {"dense": {"kernel": np.zeros((2, 1000, 3)), "bias": np.zeros((2, 3))}}
+    state = GroupState(params, {}, params, {}, cells, cells, cells + 7, at >= 0, at)
+    one = jax.tree.map(lambda leaf: leaf[1, ...], state)  # 0-d arrays, not scalars
+    assert repr(one) == (
+        "GroupState(1 cell, 3,003 params each in 2 arrays, at steps 7, diverged at 4)"
+    )
+    printed = []
+    jax.vmap(lambda cell: printed.append(repr(cell)))(state)
+    assert printed == ["GroupState(1 cell, 3,003 params each in 2 arrays, no values)"]
