@@ -175,10 +175,17 @@ class ModelSpec:
             missing = (
                 [k for k in factory_required(factory) if k not in frame_gives] if factory else []
             )
+            named = f"model {self.name!r}: its {role} {getattr(factory, '__name__', factory)!r}"
+            kept = [k for k in missing if k in FRAME_OPTIONS]
+            if kept:  # options cannot give it: `_construct` passes frame options to the frame only
+                raise ValueError(
+                    f"{named} needs {', '.join(kept)}, which the frame keeps for itself (it "
+                    f"passes none of {', '.join(FRAME_OPTIONS)} on); give it a default in the "
+                    f"{role}, or rename it"
+                )
             if missing:
                 raise ValueError(
-                    f"model {self.name!r}: its {role} {getattr(factory, '__name__', factory)!r} "
-                    f"needs {', '.join(missing)}, which neither the frame gives (only "
+                    f"{named} needs {', '.join(missing)}, which neither the frame gives (only "
                     f"features: the stage's width) nor the config's options; give "
                     f"options={{{missing[0]!r}: ...}}, or rename it features, or give it a "
                     f"default in the {role} or in register_model(..., options=...)"

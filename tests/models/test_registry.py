@@ -148,6 +148,29 @@ def test_an_argument_the_frame_does_not_give_must_be_in_the_config_options(
     assert param_count(config) > 0
 
 
+class NeedsDropout(nn.Module):
+    """A block that needs ``dropout``, an option the frame keeps for itself."""
+
+    features: int
+    dropout: float
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(self.features)(x)
+
+
+def test_an_argument_the_frame_keeps_for_itself_is_not_advised_as_an_option(registry):
+    """It advised options={'dropout': ...}, which the frame never passes on to the block."""
+    register_model("kept", NeedsDropout)
+    with pytest.raises(
+        ValueError,
+        match=r"^model 'kept': its block 'NeedsDropout' needs dropout, which the frame keeps "
+        r"for itself \(it passes none of input_kind, pool, dropout on\); give it a default in "
+        r"the block, or rename it$",
+    ):
+        ModelConfig("kept", 2, (3,), width=4, options={"dropout": 0.1}).resolved()
+
+
 @pytest.mark.parametrize("name", ["", 3, None])
 def test_a_name_that_is_not_a_non_empty_string_is_refused(registry, name):
     with pytest.raises(TypeError, match=r"^register_model: name must be a non-empty string"):
