@@ -726,7 +726,8 @@ class BenchConfig:
     def differences(self, other: "BenchConfig") -> list[str]:
         """Where ``other`` differs from this config, as ``key: this -> other`` lines;
         numbers compare by value (``weight_decay: 0`` is ``0.0``), a grid axis of one
-        value as that value (``learning_rate: [0.01]`` is ``0.01``: the same cells), and
+        value as that value (``learning_rate: [0.01]`` is ``0.01``: the same cells; where
+        they differ, each is shown as written), and
         ``data_dir`` not at all (see `digest`).
 
         Examples:
@@ -771,10 +772,10 @@ def _differences(a: Any, b: Any, where: str) -> list[str]:
             )
         ]
     if where.startswith("grid."):  # an axis of one value plans the cells of the value
-        if isinstance(a, list) and len(a) == 1 and not isinstance(b, list | dict):
-            return _differences(a[0], b, where)
-        if isinstance(b, list) and len(b) == 1 and not isinstance(a, list | dict):
-            return _differences(a, b[0], where)
+        for one, other in ((a, b), (b, a)):  # shown as written where they differ
+            single = isinstance(one, list) and len(one) == 1 and not isinstance(other, list | dict)
+            if single and not _differences(one[0], other, where):
+                return []
     if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
         return [
             line

@@ -476,16 +476,19 @@ def test_differences_name_each_changed_key_and_compare_numbers_by_value():
 
 def test_a_grid_axis_of_one_value_is_that_value_when_configs_are_compared():
     """``learning_rate: [0.01]`` plans the cells of ``0.01``: a bench made with one was
-    refused as "a different config" given the other. ``seeds`` is no axis: ``seeds: 2`` counts."""
+    refused as "a different config" given the other. ``seeds`` is no axis: ``seeds: 2`` counts.
+    Where they differ, each is shown as written (it showed ``0.01 -> 0.02`` for ``[0.02]``)."""
     stored = BenchConfig.from_dict({"grid": {"learning_rate": 0.01, "knobs": {"**/T": 2.0}}})
     same = BenchConfig.from_dict({"grid": {"learning_rate": [0.01], "knobs": {"**/T": [2]}}})
     assert stored.differences(same) == [] == same.differences(stored)
     other = BenchConfig.from_dict({"grid": {"learning_rate": [0.02]}, "seeds": [0]})
     assert stored.differences(other) == [
-        "grid.learning_rate: 0.01 -> 0.02",
+        "grid.learning_rate: 0.01 -> [0.02]",
         "grid.knobs.**/T: 2.0 -> (absent)",
         "seeds: 2 -> [0]",
     ]
+    plain = BenchConfig.from_dict({"grid": {"learning_rate": 0.01}})
+    assert plain.differences(same) == ["grid.knobs.**/T: (absent) -> [2]"]
 
 
 L2 = {"kind": "l2"}
