@@ -275,8 +275,9 @@ def choose_config(
     wrote the marker left, see `_foreign`) takes ``config``. A bench holding the same config
     continues (the same command run again resumes). ``resume`` continues a bench under
     its stored config (saying so on stderr when ``config`` differs); a config that
-    differs only in how its numbers are written (``0`` for ``0.0``) or in ``data_dir``
-    is the stored one, reading its data from the given ``data_dir``.
+    differs only in how its numbers are written (``0`` for ``0.0``), in a grid axis of one
+    value written as a list or not (``[0.01]`` for ``0.01``) or in ``data_dir`` is the
+    stored one, reading its data from the given ``data_dir``.
     ``force`` moves a bench with another config aside to ``<dir>.old-<time>`` (never
     deleting it) and starts over; one of the same config continues (saying so on stderr).
 
@@ -323,7 +324,7 @@ def choose_config(
     if marker.get("config_hash") == config.digest():
         return _continued(root, relocated, force)
     changed = stored.differences(config)
-    if not changed:  # the same bench, its numbers written otherwise (0 and 0.0)
+    if not changed:  # the same bench, written otherwise (0 and 0.0, [0.01] and 0.01)
         return _continued(root, relocated, force)
     if resume:  # said, so that a changed config is never dropped silently
         print(
