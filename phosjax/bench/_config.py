@@ -11,7 +11,7 @@ import hashlib
 import json
 import numbers
 import pathlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import jax
@@ -727,7 +727,8 @@ class BenchConfig:
         """Where ``other`` differs from this config, as ``key: this -> other`` lines;
         numbers compare by value (``weight_decay: 0`` is ``0.0``), a grid axis of one
         value as that value (``learning_rate: [0.01]`` is ``0.01``: the same cells; where
-        they differ, each is shown as written), and
+        they differ, each is shown as written), a ``grid.regularizers`` entry with its
+        defaults filled in (``{kind: l2}`` is ``{kind: l2, selector: "**"}``), and
         ``data_dir`` not at all (see `digest`).
 
         Examples:
@@ -777,12 +778,24 @@ def _differences(a: Any, b: Any, where: str) -> list[str]:
             if single and not _differences(one[0], other, where):
                 return []
     if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        pairs: Iterable[tuple[Any, Any]] = zip(a, b, strict=True)
+        if where == "grid.regularizers":
+            pairs = map(_less_agreed_defaults, a, b)
         return [
-            line
-            for i, (x, y) in enumerate(zip(a, b, strict=True))
-            for line in _differences(x, y, f"{where}[{i}]")
+            line for i, (x, y) in enumerate(pairs) for line in _differences(x, y, f"{where}[{i}]")
         ]
     return [] if _same(a, b) else [f"{where}: {a!r} -> {b!r}"]
+
+
+def _less_agreed_defaults(
+    a: dict[str, Any], b: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Two ``grid.regularizers`` entries less the fields they agree on once their defaults
+    are filled in: ``{kind: l2}`` plans the cells of ``{kind: l2, selector: "**"}``."""
+    filled_a, filled_b = (dataclasses.asdict(RegularizerEntry.parse(e)) for e in (a, b))
+    agreed = {k for k in filled_a if not _differences(filled_a[k], filled_b[k], f"grid.{k}")}
+    kept_a, kept_b = ({k: v for k, v in e.items() if k not in agreed} for e in (a, b))
+    return kept_a, kept_b
 
 
 def _as_list(key: str, value: Any) -> str:

@@ -276,8 +276,9 @@ def choose_config(
     continues (the same command run again resumes). ``resume`` continues a bench under
     its stored config (saying so on stderr when ``config`` differs); a config that
     differs only in how its numbers are written (``0`` for ``0.0``), in a grid axis of one
-    value written as a list or not (``[0.01]`` for ``0.01``) or in ``data_dir`` is the
-    stored one, reading its data from the given ``data_dir``.
+    value written as a list or not (``[0.01]`` for ``0.01``), in a regularizer entry's
+    defaults written or not (``selector: "**"``) or in ``data_dir`` is the stored one,
+    reading its data from the given ``data_dir``.
     ``force`` moves a bench with another config aside to ``<dir>.old-<time>`` (never
     deleting it) and starts over; one of the same config continues (saying so on stderr).
 

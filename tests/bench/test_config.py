@@ -494,6 +494,17 @@ def test_a_grid_axis_of_one_value_is_that_value_when_configs_are_compared():
 L2 = {"kind": "l2"}
 
 
+def test_regularizer_entries_compare_with_their_defaults_filled_in():
+    """``{kind: l2, selector: "**"}`` plans the cells of ``{kind: l2}``: a bench made with
+    one was refused as "a different config" given the other. Its digest stays as written."""
+    written = BenchConfig.from_dict({"grid": {"regularizers": [L2 | {"selector": "**"}]}})
+    plain = BenchConfig.from_dict({"grid": {"regularizers": [L2]}})
+    assert written.differences(plain) == [] == plain.differences(written)
+    assert written.digest() != plain.digest()
+    other = BenchConfig.from_dict({"grid": {"regularizers": [L2 | {"on": "activations"}]}})
+    assert written.differences(other) == ["grid.regularizers[0].on: (absent) -> 'activations'"]
+
+
 def test_fields_added_later_keep_the_digest_and_file_of_benches_made_before_them():
     # Digests computed before grid.lr_schedule and grid.warmup_steps existed (82da38c).
     assert BenchConfig.from_dict({"models": ["mlp"]}).digest() == (
