@@ -103,9 +103,10 @@ def _mappings() -> int:
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
     """After a test file (doctests too), lets go of the programs compiled so far (jax's
     caches and the engine's) once the process holds `MAPPINGS_KEPT` memory mappings: each
-    XLA:CPU executable maps about three, and a worker running half the suite neared Linux's
-    limit (``vm.max_map_count``, 65,530), where compiling one more crashed it
-    (a segmentation fault in ``backend_compile_and_load``)."""
+    XLA:CPU executable maps a few (fewer since `FAST_COMPILE` generates each as one piece:
+    tests/train/test_engine.py's add 7,600, not 19,700), and a worker running half the
+    suite neared Linux's limit (``vm.max_map_count``, 65,530), where compiling one more
+    crashed it (a segmentation fault in ``backend_compile_and_load``)."""
     yield
     if nextitem is not None and nextitem.path == item.path:  # not the module's last
         return
