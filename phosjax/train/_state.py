@@ -90,8 +90,8 @@ class GroupState:
             diverged = f"diverged at {at.tolist()}" if (at >= 0).any() else "none diverged"
             where = f"at steps {np.asarray(self.step).tolist()}, {diverged}"
         return (
-            f"GroupState({counted(np.size(self.step), 'cell')}, {each:,} params each in "
-            f"{counted(len(leaves), 'array')}, {where})"
+            f"GroupState({counted(np.size(self.step), 'cell')}, {each:,} "
+            f"param{'' if each == 1 else 's'} each in {counted(len(leaves), 'array')}, {where})"
         )
 
 

@@ -1777,3 +1777,14 @@ def test_one_cell_of_a_group_state_prints_its_params_count():
     printed = []
     jax.vmap(lambda cell: printed.append(repr(cell)))(state)
     assert printed == ["GroupState(1 cell, 3,003 params each in 2 arrays, no values)"]
+
+
+def test_a_group_state_of_one_param_each_says_param():
+    """It said '1 params each'."""
+    cells = np.zeros(2, np.int32)
+    params = {"scale": np.zeros(2)}
+    state = GroupState(params, {}, params, {}, cells, cells, cells, cells < 0, cells - 1)
+    assert (
+        repr(state)
+        == "GroupState(2 cells, 1 param each in 1 array, at steps [0, 0], none diverged)"
+    )
