@@ -62,11 +62,12 @@ significant bits) reads 257 as 256, float32 (24) ``2**24 + 1`` as ``2**24``. The
 reach the devices as float32 (`device_arrays`) whatever the compute dtype."""
 
 
-def check_inputs_fit(data: Any, compute_dtype: str) -> None:
+def check_inputs_fit(data: Any, compute_dtype: str, named: str | None = None) -> None:
     """Raises a ValueError naming ``data``, the split and the largest input unless
-    ``compute_dtype`` holds its integer inputs exactly (beyond `EXACT_INTEGERS` they would
-    be rounded, two token ids or counts read as one) and float32, to which the inputs are
-    converted, holds its float ones (one beyond ~3.4e38, a float64, would become inf).
+    ``compute_dtype`` (``named`` so, by default ``HParams compute_dtype=...``) holds its
+    integer inputs exactly (beyond `EXACT_INTEGERS` they would be rounded, two token ids or
+    counts read as one) and float32, to which the inputs are converted, holds its float
+    ones (one beyond ~3.4e38, a float64, would become inf).
 
     Examples:
       >>> import numpy as np
@@ -98,11 +99,11 @@ def check_inputs_fit(data: Any, compute_dtype: str) -> None:
         largest = max(int(x.max()), -int(x.min()))
         if largest > exact:
             wider = "train it in 'float32', or " if largest <= EXACT_INTEGERS["float32"] else ""
+            named = named or f"HParams compute_dtype={compute_dtype!r}"
             raise ValueError(
                 f"data set {data.name!r} has integer inputs up to {largest} ({name}, "
-                f"{x.dtype}), which HParams compute_dtype={compute_dtype!r} would round (it "
-                f"holds integers exactly up to {exact}: {exact + 1} reads {exact}); {wider}"
-                "scale its inputs (e.g. x / x.max())"
+                f"{x.dtype}), which {named} would round (it holds integers exactly up to "
+                f"{exact}: {exact + 1} reads {exact}); {wider}scale its inputs (e.g. x / x.max())"
             )
 
 
@@ -158,7 +159,7 @@ def device_arrays(data: Any, eval_batch_size: int = EVAL_BATCH_SIZE) -> dict[str
       [20, 12]
     """
     check_splits(data)
-    check_inputs_fit(data, "float32")  # as converted here
+    check_inputs_fit(data, "float32", "float32 (device_arrays converts the inputs to it)")
     eval_batch_size = int_at_least("device_arrays eval_batch_size", eval_batch_size, 1)
     num_test = int(data.x_test.shape[0])
     batches, size = eval_batches(num_test, eval_batch_size)

@@ -139,6 +139,15 @@ def test_float32_refuses_integer_inputs_beyond_2_to_the_24_it_would_round():
     check_inputs_fit(ArrayDataset("ids", x[:48], y[:48], x[:16], y[:16], 3, (8,)), "float32")
 
 
+def test_device_arrays_refuses_integer_inputs_float32_rounds_naming_itself():
+    """It named "HParams compute_dtype='float32'", where no HParams was given."""
+    x = np.array([[3], [2**24 + 1]])
+    ids = ArrayDataset("ids", x, np.zeros(2, np.int32), x, np.zeros(2, np.int32), 2, (1,))
+    message = r"\), which float32 \(device_arrays converts the inputs to it\) would round \(it"
+    with pytest.raises(ValueError, match=message):
+        device_arrays(ids)
+
+
 def test_bfloat16_does_not_suggest_float32_for_integer_inputs_float32_rounds_too():
     """It said 'train it in float32, or scale its inputs' of ids up to 2**24 + 1."""
     x = np.array([[3], [2**24 + 1]])
