@@ -66,8 +66,8 @@ def check_inputs_fit(data: Any, compute_dtype: str, named: str | None = None) ->
     """Raises a ValueError naming ``data``, the split and the largest input unless
     ``compute_dtype`` (``named`` so, by default ``HParams compute_dtype=...``) holds its
     integer inputs exactly (beyond `EXACT_INTEGERS` they would be rounded, two token ids or
-    counts read as one) and float32, to which the inputs are converted, holds its float
-    ones (one beyond ~3.4e38, a float64, would become inf).
+    counts read as one) and its float ones (beyond ~3.4e38 in float32, to which the inputs
+    are converted, and ~3.39e38 in bfloat16 they would become inf).
 
     Examples:
       >>> import numpy as np
@@ -89,11 +89,11 @@ def check_inputs_fit(data: Any, compute_dtype: str, named: str | None = None) ->
       float32's range (largest 3.403e+38), to which the inputs are converted: it would
       become inf; scale its inputs (e.g. x / abs(x).max())
     """
-    exact = EXACT_INTEGERS[compute_dtype]
+    exact, largest_finite = EXACT_INTEGERS[compute_dtype], float(jnp.finfo(compute_dtype).max)
     for name in ("x_train", "x_test"):
         x = np.asarray(getattr(data, name))
-        if x.dtype.kind == "f" and x.size and np.finfo(x.dtype).max > FLOAT32_MAX:
-            _check_float32_range(data.name, name, x)
+        if x.dtype.kind == "f" and x.size and np.finfo(x.dtype).max > largest_finite:
+            _check_float_range(data.name, name, x, compute_dtype)
         if x.dtype.kind not in "iu" or x.size == 0 or np.iinfo(x.dtype).max < exact:
             continue  # none to round, or a dtype (uint8, int16) that holds none beyond
         largest = max(int(x.max()), -int(x.min()))
@@ -107,22 +107,20 @@ def check_inputs_fit(data: Any, compute_dtype: str, named: str | None = None) ->
             )
 
 
-FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
-def _check_float32_range(dataset: str, name: str, x: np.ndarray) -> None:
+def _check_float_range(dataset: str, name: str, x: np.ndarray, dtype: str) -> None:
     """Raises the ValueError of `check_inputs_fit` if a finite entry of ``x`` (split
-    ``name`` of ``dataset``) lies beyond float32's range (a NaN or inf is left as it is);
+    ``name`` of ``dataset``) lies beyond ``dtype``'s range (a NaN or inf is left as it is);
     copies ``x`` only to find the entry, if its least or largest is not inside it."""
+    largest_finite = float(jnp.finfo(dtype).max)
     least, largest = np.fmin.reduce(x, axis=None), np.fmax.reduce(x, axis=None)  # NaNs skipped
-    if max(-least, largest) <= FLOAT32_MAX:
+    if max(-least, largest) <= largest_finite:
         return
     magnitude = np.where(np.isfinite(x), np.abs(x), 0)
     at = np.unravel_index(int(magnitude.argmax()), x.shape)
-    if magnitude[at] > FLOAT32_MAX:
+    if magnitude[at] > largest_finite:
         raise ValueError(
             f"data set {dataset!r} has an input of {x[at]:.4g} ({name}[{', '.join(map(str, at))}], "
-            f"{x.dtype}), beyond float32's range (largest {FLOAT32_MAX:.4g}), to which the "
+            f"{x.dtype}), beyond {dtype}'s range (largest {largest_finite:.4g}), to which the "
             "inputs are converted: it would become inf; scale its inputs (e.g. x / abs(x).max())"
         )
 

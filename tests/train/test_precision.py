@@ -175,6 +175,16 @@ def test_float64_inputs_beyond_float32s_range_are_refused_naming_where():
         device_arrays(big)
 
 
+def test_bfloat16_refuses_float_inputs_beyond_its_range_below_float32s():
+    """Float32 inputs of 3.4e38 fit float32 but became inf in bfloat16, unrefused."""
+    x = np.array([[1.0], [3.4e38]], np.float32)
+    big = ArrayDataset("big", x, np.zeros(2, np.int32), x, np.zeros(2, np.int32), 2, (1,))
+    check_inputs_fit(big, "float32")
+    message = r"\(x_train\[1, 0\], float32\), beyond bfloat16's range \(largest 3.39e\+38\)"
+    with pytest.raises(ValueError, match=message):
+        check_inputs_fit(big, "bfloat16")
+
+
 def test_the_float32_range_check_copies_no_float64_inputs_that_fit():
     """It made three copies of every float64 split (isfinite, abs, where): 300 ms and
     twice the data's memory for 1e6 x 40 inputs, at each run_group."""
