@@ -129,13 +129,27 @@ def fields_checked(cls: Class, otherwise: Callable[[str], str] | None = None) ->
     def checked_init(self: Any, *args: Any, **kwargs: Any) -> None:
         unknown = [key for key in kwargs if key not in fields]
         if unknown:
-            tail = otherwise(unknown[0]) if otherwise else ""
-            near = did_you_mean(unknown, fields) or f"{tail}."
-            raise TypeError(
-                f"{type(self).__name__} has no field {', '.join(map(repr, unknown))}{near} Its "
-                f"fields: {', '.join(fields)}."
-            )
+            raise TypeError(no_field(type(self).__name__, unknown, fields, otherwise))
         init(self, *args, **kwargs)
 
     setattr(cls, "__init__", checked_init)  # noqa: B010 (mypy refuses assigning a method)
     return cls
+
+
+def no_field(
+    name: str,
+    unknown: Sequence[Any],
+    fields: Sequence[str],
+    otherwise: Callable[[str], str] | None = None,
+) -> str:
+    """What `fields_checked` says of keys ``unknown``, none of the ``fields`` of the class
+    ``name`` (a mapping's keys, e.g. YAML's, may be no str).
+
+    Examples:
+      >>> print(no_field("Fit", ["stpes", 2], ["lr", "steps"]))
+      Fit has no field 'stpes', 2. Did you mean 'steps' for 'stpes'? Its fields: lr, steps.
+    """
+    tail = otherwise(unknown[0]) if otherwise and isinstance(unknown[0], str) else ""
+    near = did_you_mean(list(map(str, unknown)), fields) or f"{tail}."
+    named = ", ".join(map(repr, unknown))
+    return f"{name} has no field {named}{near} Its fields: {', '.join(fields)}."

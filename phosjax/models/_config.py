@@ -11,7 +11,7 @@ import jax
 import numpy as np
 
 from phosjax._callables import a_type
-from phosjax._nearest import did_you_mean, fields_checked
+from phosjax._nearest import fields_checked, no_field
 
 Width = int | tuple[int, ...]
 
@@ -212,19 +212,15 @@ class ModelConfig:
 
     def replace(self, **changes: Any) -> "ModelConfig":
         """A copy with some fields changed, e.g. ``config.replace(width=(64, 32))``; a key
-        that is no field is a TypeError naming the fields (and ``options`` for an option).
+        that is no field is the constructor's TypeError, naming the fields (and ``options``
+        for an option).
 
         Examples:
           >>> ModelConfig("mlp", 10, (40,)).replace(dropout=0.1)
           Traceback (most recent call last):
-          TypeError: ModelConfig.replace: no field(s) ['dropout']; fields: ['depth', ...,
-          'width'] (an option such as 'dropout' goes in options={'dropout': ...})
+          TypeError: ModelConfig has no field 'dropout' (an option such as 'dropout' goes in
+          options={'dropout': ...}). Its fields: name, num_classes, input_shape, depth, ...
         """
-        known = sorted(field.name for field in dataclasses.fields(self))
-        unknown = sorted(set(changes) - set(known))
-        if unknown:
-            hint = did_you_mean(unknown, known) or _as_option(unknown[0])
-            raise TypeError(f"ModelConfig.replace: no field(s) {unknown}; fields: {known}{hint}")
         return dataclasses.replace(self, **changes)
 
     def resolved(self) -> "ModelConfig":
@@ -284,8 +280,8 @@ class ModelConfig:
           >>> ModelConfig.from_dict({"name": "mlp", "num_classes": 10, "input_shape": [40],
           ...                        "widht": 64})
           Traceback (most recent call last):
-          ValueError: ModelConfig has no field(s) ['widht']; known: ['depth', 'input_shape',
-          'name', 'num_classes', 'options', 'width']. Did you mean 'width'?
+          ValueError: ModelConfig has no field 'widht'. Did you mean 'width'? Its fields: name,
+          num_classes, input_shape, depth, width, options.
           >>> ModelConfig.from_dict(None)  # an empty YAML file
           Traceback (most recent call last):
           TypeError: ModelConfig.from_dict takes a mapping of its fields, as to_dict gives, got
@@ -297,11 +293,10 @@ class ModelConfig:
                 f"got {data!r} ({a_type(data)}); e.g. {{'name': 'mlp', 'num_classes': 10, "
                 "'input_shape': [40]}"
             )
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known, key=str)  # YAML's `1:` or `on:`: not a str
-        if unknown:
-            hint = did_you_mean(list(map(str, unknown)), sorted(known))
-            raise ValueError(f"ModelConfig has no field(s) {unknown}; known: {sorted(known)}{hint}")
+        known = [field.name for field in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(known), key=str)  # YAML's `1:` or `on:`: not a str
+        if unknown:  # the constructor's words (`fields_checked`), as a ValueError
+            raise ValueError(no_field(cls.__name__, unknown, known, _as_option))
         required = [
             field.name
             for field in dataclasses.fields(cls)

@@ -240,8 +240,8 @@ CNN = "{name: cnn1d, num_classes: 10, input_shape: [40], width: [8, 8]}"
         ),
         (
             "model: {name: cnn1d, num_classes: 10, input_shape: [40], widht: [8]}\n",
-            "ModelConfig has no field(s) ['widht']; known: ['depth', 'input_shape', 'name', "
-            "'num_classes', 'options', 'width']. Did you mean 'width'?",
+            "ModelConfig has no field 'widht'. Did you mean 'width'? Its fields: name, "
+            "num_classes, input_shape, depth, width, options.",
         ),
         (
             CNN.join(["model: ", "\n"]).replace("num_classes: 10", "num_classes: 3"),
@@ -609,7 +609,7 @@ def test_the_errors_a_morph_run_raises_are_public_so_that_a_caller_can_catch_the
         MorphConfig(ModelConfig("mlp", 10, (8, 8, 1)), steps=0)
     for model, expected in [  # were plain ValueErrors, without the field's name
         ({"name": "mlp"}, "ModelConfig needs the field(s) ['num_classes', 'input_shape']"),
-        ({**MODEL.to_dict(), "widht": 8}, "ModelConfig has no field(s) ['widht']"),
+        ({**MODEL.to_dict(), "widht": 8}, "ModelConfig has no field 'widht'"),
         ({**MODEL.to_dict(), "num_classes": "ten"}, "ModelConfig 'cnn1d': num_classes must be"),
     ]:
         with pytest.raises(MorphConfigError, match=re.escape(f"MorphConfig.model: {expected}")):
