@@ -761,19 +761,20 @@ def test_the_models_menu_tells_a_models_ids_apart_by_data_set(tmp_path, page):
 
 
 def test_a_filter_menu_tells_long_values_apart(tmp_path, page):
-    """Two models' options, alike in their first 36 characters: the menu showed both cut
-    there, the same text twice; now each whole (the closed menu stays narrow)."""
+    """Two options, alike in their first 36 characters: the menu showed both cut there,
+    the same text twice; now each whole (the closed menu stays narrow)."""
     written = write_bench(tmp_path / "options", blurb_json())
-    common = '{"dropout": 0.0, "input_kind": null, '
-    options = {"mlp": common + '"pool": "mean"}', "choice": common + '"kernel_size": 3}'}
-    cells = written.cells.assign(options=written.cells.model.map(options))
+    note = "a note alike in its first 36 characters but its end, "
+    first = written.cells.lr == LEARNING_RATES[0]
+    notes = np.where(first, note + "one", note + "two")
+    cells = written.cells.assign(options=[json.dumps({"note": n}) for n in notes])
     cells.to_parquet(written.root / _layout.CELLS)
     menu = "document.querySelector('#filters select[data-column=\"options\"]')"
     with serving(written.root) as server:
         page.open(server.url)
         entries = page.run(f"[...{menu}.options].map((o) => o.text)")
         width = page.run(f"{menu}.getBoundingClientRect().width")
-    assert sorted(entries) == sorted(["all", *options.values()])
+    assert sorted(entries) == sorted(["all", *(f"note={json.dumps(n)}" for n in set(notes))])
     assert width < 400
 
 
@@ -2062,23 +2063,53 @@ def test_the_seeds_shown_are_compared_at_the_last_step_they_all_reached(tmp_path
     assert tip.endswith(f"test loss at step 200, the last all its seeds reached {loss:.4g}"), tip
 
 
-def test_the_table_and_labels_show_only_the_options_that_vary_within_a_model(tmp_path, page):
+def test_the_page_shows_and_takes_only_the_options_that_vary_within_a_model(tmp_path, page):
     """choice with and without per_example: its options cells showed the JSON cut at 36
-    characters, '{"dropout": 0.0, "input_kind": nul…' in both rows, its labels the JSON."""
+    characters, '{"dropout": 0.0, "input_kind": nul…' in both rows, its labels the JSON;
+    the search read 'per_example=true' as a column and 'options=per_example=true' against
+    the JSON (no row either way), the menu and a point's tooltip showed the JSON."""
     written = write_bench(tmp_path / "options", blurb_json())
-    plain = '{"dropout": 0.0, "input_kind": null, "pool": "mean"}'
-    per_example = plain[:-1] + ', "per_example": true}'
-    choice = (written.cells.model == "choice") & (written.cells.lr == LEARNING_RATES[0])
-    cells = written.cells.assign(options=np.where(choice, per_example, plain))
-    cells.to_parquet(written.root / _layout.CELLS)
+    cells = written.cells
+    first = cells.lr == LEARNING_RATES[0]
+    plain = {"dropout": 0.0, "input_kind": None}
+    options = [
+        plain | ({"per_example": True} if is_first else {})
+        if model == "choice"
+        else plain | {"pool": "max" if is_first else "mean"}
+        for model, is_first in zip(cells.model, first, strict=True)
+    ]
+    cells.assign(options=[json.dumps(o) for o in options]).to_parquet(written.root / _layout.CELLS)
+    per_example = sorted(cells[first & (cells.model == "choice")].cell_id)
+    pooled_max = sorted(cells[first & (cells.model == "mlp")].cell_id)
     headers = "[...document.querySelectorAll('#board th')]"
     column = f"{headers}.findIndex((th) => th.textContent === 'options')"
     shown = (
         f"[...document.querySelectorAll('.board-row')].map((r) => r.children[{column}].textContent)"
     )
+    menu = "document.querySelector('#filters select[data-column=\"options\"]')"
     with serving(written.root) as server:
-        page.open(server.url + "?mode=configs")
+        page.open(server.url)
         texts = page.run(shown)
         legend = page.run("document.getElementById('legend').textContent")
-    assert sorted(set(texts)) == ["per_example=true", "–"]
+        for text, want in [
+            ("per_example=true", per_example),
+            ("OPTIONS=per_example=true", per_example),
+            ("pool=max", pooled_max),
+            ('pool="max"', pooled_max),
+            ("options=", sorted([*per_example, *cells[cells.model == "mlp"].cell_id])),
+        ]:
+            assert sorted(page.run(f"({SEARCH})({json.dumps(text)})")) == want, text
+        page.run(f"({SEARCH})('')")
+        entries = page.run(f"[...{menu}.options].map((o) => o.text)")
+        page.run(
+            f"(() => {{ const s = {menu}; s.value = JSON.stringify('per_example=true');"
+            " s.dispatchEvent(new Event('change')); })()"
+        )
+        rows = page.run("[...document.querySelectorAll('.board-row')].map((r) => r.dataset.key)")
+        page.hover(f'#hp-plot circle[data-cell="{per_example[0]}"]')
+        tip = page.run("document.getElementById('tooltip').textContent")
+    assert sorted(set(texts)) == ["per_example=true", 'pool="max"', 'pool="mean"', "–"]
     assert "options=per_example=true" in legend and "{" not in legend
+    assert entries == ["all", "per_example=true", 'pool="max"', 'pool="mean"', "–"]
+    assert sorted(rows) == per_example
+    assert "options = per_example=true" in tip and "{" not in tip, tip

@@ -87,8 +87,9 @@ function replaceIfChanged(box, ...nodes) {
 
 // ---- cells, configs, colours -------------------------------------------------------------
 
-function varying(rows, column) {
-  return new Set(rows.map((r) => JSON.stringify(r[column]))).size > 1;
+// Whether `rows` differ in `column` (as `valueOf` reads a row: by default its value, whole).
+function varying(rows, column, valueOf = (row) => JSON.stringify(row[column])) {
+  return new Set(rows.map(valueOf)).size > 1;
 }
 
 // The columns that make a configuration: a cell's but for its seed and group.
@@ -104,7 +105,7 @@ function describeColumns() {
   const models = [...new Set(rows.map((r) => r.model))].map((m) => rows.filter((r) => r.model === m));
   state.shownColumns = descriptive.filter((c) => c === "model" || (c === "dataset" && varying(rows, c)) || models.some((m) => varying(m, c)));
   state.constantColumns = rows.length ? descriptive.filter((c) => !varying(rows, c)) : []; // none: no cells to share one
-  state.filterColumns = [...descriptive, "seed", "group_id"].filter((c) => varying(rows, c));
+  state.filterColumns = [...descriptive, "seed", "group_id"].filter((c) => varying(rows, c, (r) => filterValue(r, c)));
   state.splits = [...state.board.splits].sort((a, b) => (a === "test" ? -1 : b === "test" ? 1 : a.localeCompare(b)));
   const labelColumns = state.shownColumns.filter((c) => c !== "model");
   for (const row of rows) {
@@ -112,8 +113,8 @@ function describeColumns() {
     // knob, null for the others) leaves the other configurations' keys as they were.
     row.config = JSON.stringify(configColumns().filter((c) => hasValue(row, c)).map((c) => [c, row[c]]));
     row.configLabel = labelOf(row, labelColumns);
-    row.searchText = searchText(row);
     row.searchValues = searchValues(row);
+    row.searchText = searchText(row);
   }
   const configs = [...new Set(rows.map((r) => r.config))];
   configs.forEach((key, i) => state.configs.set(key, colorOf(i)));
@@ -130,28 +131,52 @@ function colorOf(i) {
 // Whether `row` has a value in `column` (a model has none for another model's knob).
 const hasValue = (row, column) => row[column] !== null && row[column] !== undefined;
 
-// A row's value in `column` as the table and labels show it: of its options, only those
-// that differ between its model's cells (api/cells), not the whole JSON, wide, its start alike.
+// A row's value in `column` as the page shows it (table, labels, filter menus, search,
+// tooltips): of its options, only those that differ between its model's cells (api/cells),
+// not the whole JSON, wide, its start alike, which tells configurations apart (colours).
 const shownValue = (row, column) => (column === "options" && "_options" in row ? row._options : row[column]);
+
+// A row's entry in the filter menu of `column`: its value as shown, as JSON.
+const filterValue = (row, column) => JSON.stringify(shownValue(row, column));
+
+// Whether `row` shows a value in `column` (`–`: none).
+const showsValue = (row, column) => shownValue(row, column) !== null && shownValue(row, column) !== undefined;
+
+// A row's options that vary, one by one as `[key, value as shown]`: the table's
+// `pool="max", top_k=2` is [["pool", '"max"'], ["top_k", "2"]].
+function optionsShown(row) {
+  const text = shownValue(row, "options");
+  if (typeof text !== "string") return [];
+  return text.split(/, (?=[^\s=,"]+=)/).map((item) => [item.slice(0, item.indexOf("=")), item.slice(item.indexOf("=") + 1)]);
+}
 
 // A row's label: its model, then `column=value` for those of `columns` it has a value in.
 function labelOf(row, columns) {
-  const shown = columns.map((c) => [c, shownValue(row, c)]).filter(([, v]) => v !== null && v !== undefined);
-  return [row.model, ...shown.map(([c, v]) => `${c}=${format(v)}`)].join(" · ");
+  return [row.model, ...columns.filter((c) => showsValue(row, c)).map((c) => `${c}=${format(shownValue(row, c))}`)].join(" · ");
 }
 
 // What a free word of the text search looks in: the model, the cell id and every column as
-// `column=value`, those shown as chips or fixed by a model (filters only) too; a value
-// both as shown and as written (`learning_rate=1.00e-4`, `learning_rate=0.0001`).
-const searchColumns = (row) => [...configColumns(), "seed", "group_id"].filter((c) => hasValue(row, c));
+// `column=value` (`searchValues`); a value both as shown and as written
+// (`learning_rate=1.00e-4`, `learning_rate=0.0001`).
 function searchText(row) {
-  const words = searchColumns(row).flatMap((c) => [...new Set([format(row[c]), String(row[c])])].map((v) => `${c}=${v}`));
+  const words = [...row.searchValues].flatMap(([c, values]) => [...new Set(values.flatMap((v) => [format(v), String(v)]))].map((v) => `${c}=${v}`));
   return [row.model, row.cell_id, ...words].join(" ").toLowerCase();
 }
 
-// The row's value in each of those columns, by the column's name in lower case.
+// The values the search takes for each column a row has a value in, by the column's name in
+// lower case: every column, those shown as chips or fixed by a model (filters only) too,
+// the options as the table shows them (`options=per_example=true`, or one of them), and
+// each option shown as a column of its own (`per_example=true`; a string with or without
+// its quotes) unless a column has its name.
 function searchValues(row) {
-  return new Map(searchColumns(row).map((c) => [c.toLowerCase(), row[c]]));
+  const columns = [...configColumns(), "seed", "group_id"].filter((c) => showsValue(row, c));
+  const values = new Map(columns.map((c) => [c.toLowerCase(), [shownValue(row, c)]]));
+  const options = optionsShown(row);
+  if (options.length > 1) values.get("options")?.push(...options.map(([key, text]) => `${key}=${text}`));
+  for (const [key, text] of options) {
+    if (!values.has(key.toLowerCase())) values.set(key.toLowerCase(), [text, text.replace(/^"(.*)"$/, "$1")]);
+  }
+  return values;
 }
 
 // A number in `value` (a number, or a string that reads as one), else null.
@@ -163,24 +188,26 @@ function asNumber(value) {
 }
 
 // Whether `row` matches one word of the text search (in lower case): `column=value` when
-// its value in that column is the whole value (as shown or as written; numbers compare as
-// numbers, to float32's precision: `lr=1e-4` is 0.0001, `seed=1` is not 10); `column=` when
-// it has a value there; any other word when it is part of the row's `searchText`.
+// one of its `searchValues` in that column is the whole value (as shown or as written;
+// numbers compare as numbers, to float32's precision: `lr=1e-4` is 0.0001, `seed=1` is not
+// 10); `column=` when it has a value there; any other word when it is part of the row's
+// `searchText`.
 function matchesWord(row, word) {
   const eq = word.indexOf("=");
   if (eq <= 0) return row.searchText.includes(word);
   const column = word.slice(0, eq);
   const wanted = word.slice(eq + 1);
   if (!row.searchValues.has(column)) return false;
-  const value = row.searchValues.get(column);
-  if (wanted === "" || [format(value), String(value)].some((v) => v.toLowerCase() === wanted)) return true;
-  const [a, b] = [asNumber(wanted), asNumber(value)];
-  return a !== null && b !== null && (a === b || Math.abs(a - b) <= 1e-7 * Math.max(Math.abs(a), Math.abs(b)));
+  return wanted === "" || row.searchValues.get(column).some((value) => {
+    if ([format(value), String(value)].some((v) => v.toLowerCase() === wanted)) return true;
+    const [a, b] = [asNumber(wanted), asNumber(value)];
+    return a !== null && b !== null && (a === b || Math.abs(a - b) <= 1e-7 * Math.max(Math.abs(a), Math.abs(b)));
+  });
 }
 
 function passes(row) {
   for (const [column, value] of Object.entries(state.filters)) {
-    if (value !== "" && JSON.stringify(row[column]) !== value) return false;
+    if (value !== "" && filterValue(row, column) !== value) return false;
   }
   if (!state.text) return true;
   return state.text.toLowerCase().split(/\s+/).filter(Boolean).every((word) => matchesWord(row, word));
@@ -291,10 +318,10 @@ function renderFilters() {
 }
 
 // The filter menu of `column` (its label), the one shown where there is one, filled with
-// the values its cells take: whole values, shortened, a model's options read alike (the
-// menu is narrow, its list not).
+// the values its cells take as the table shows them (`filterValue`), whole: shortened, two
+// alike at their start read alike (the menu is narrow, its list not).
 function filterMenu(column) {
-  const values = [...new Set(state.board.rows.map((r) => JSON.stringify(r[column])))].sort((a, b) => compare(JSON.parse(a), JSON.parse(b)));
+  const values = [...new Set(state.board.rows.map((r) => filterValue(r, column)))].sort((a, b) => compare(JSON.parse(a), JSON.parse(b)));
   let select = [...$("filters").querySelectorAll("select")].find((s) => s.dataset.column === column);
   if (!select) {
     select = el("select", { "data-column": column, "aria-label": column });
@@ -693,8 +720,8 @@ function groupLabel(row, column) {
 // A point's tooltip: its cell's model, the hyperparameters that vary in the bench, its seed
 // and its value.
 function cellDetail(row, label, value) {
-  const columns = state.filterColumns.filter((c) => c !== "model" && c !== "group_id" && hasValue(row, c));
-  const lines = columns.map((c) => `<div>${escapeHtml(c)} = ${escapeHtml(format(row[c]))}</div>`);
+  const columns = state.filterColumns.filter((c) => c !== "model" && c !== "group_id" && showsValue(row, c));
+  const lines = columns.map((c) => `<div>${escapeHtml(c)} = ${escapeHtml(format(shownValue(row, c)))}</div>`);
   const head = `<div class="tip-head">${escapeHtml(row.model)} · cell ${escapeHtml(row.cell_id)}</div>`;
   return `${head}${lines.join("")}<div>${escapeHtml(label)} <b>${format(value)}</b></div>`;
 }
@@ -1137,7 +1164,7 @@ function restoreFromAddress(params) {
   }
   for (const [name, value] of params) {
     const column = name.slice(FILTER.length);
-    const taken = state.board.rows.some((r) => JSON.stringify(r[column]) === value);
+    const taken = state.board.rows.some((r) => filterValue(r, column) === value);
     if (name.startsWith(FILTER) && state.filterColumns.includes(column) && taken) state.filters[column] = value;
   }
 }
