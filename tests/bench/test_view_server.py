@@ -100,6 +100,8 @@ def test_cells_endpoint_holds_each_cells_last_values(server, written):
     board = get_json(server, "/api/cells")
     assert [r["cell"] for r in board["rows"]] == written.cells.to_dict("records")
     assert board["splits"] == ["test", "train"]
+    assert "options" not in written.cells  # a bench written before options were kept
+    assert {r["options_that_vary"] for r in board["rows"]} == {None}
     last = written.results[written.results.step == STEPS[-1]]
     for row in board["rows"]:
         done = {"steps_done": STEPS[-1], "steps": STEPS[-1], "finished": True}
@@ -108,6 +110,21 @@ def test_cells_endpoint_holds_each_cells_last_values(server, written):
             want = last[(last.cell_id == row["cell"]["cell_id"]) & (last.split == split)].iloc[0]
             for metric in METRICS:
                 assert _same(row["final"][split][metric], want[metric]), (split, metric)
+
+
+def test_cells_endpoint_sends_the_options_that_vary_within_each_model(tmp_path):
+    """Of each cell's options (JSON, its model's defaults included), those that differ
+    between its model's cells, as the table shows them; null where none does."""
+    (tmp_path / _layout.MARKER).write_text(json.dumps({"format": 1}))
+    models = ["mlp", "mlp", "choice"]
+    options = ['{"pool": "max", "top_k": 1}', '{"pool": "mean", "top_k": 1}', '{"pool": "max"}']
+    cells = {c: [f"c{i}" for i in range(3)] for c in _layout.CELL_COLUMNS}
+    cells |= {"model": models, "seed": [0, 0, 0], "options": options}
+    pd.DataFrame(cells).to_parquet(tmp_path / _layout.CELLS)
+    with serving(tmp_path) as server:
+        rows = get_json(server, "/api/cells")["rows"]
+    assert [r["cell"]["options"] for r in rows] == options  # the JSON too, whole
+    assert [r["options_that_vary"] for r in rows] == ['pool="max"', 'pool="mean"', None]
 
 
 def _floats(values: list) -> pd.Series:
