@@ -164,10 +164,11 @@ class ModelSpec:
         check_dtypes({**signature, **defaults}, dict(config.options), where)
         return config.replace(depth=depth, width=widths, options=options)
 
-    def _check_required(self, options: Mapping[str, Any], depth: int) -> None:
+    def _check_required(self, options: Mapping[str, Any] | None, depth: int) -> None:
         """Raises a ValueError naming an argument the block or stem needs (no default) that
-        neither the frame nor ``options`` gives, before the bare TypeError of building it."""
-        given = set(options) - set(FRAME_OPTIONS) | {"features"}
+        neither the frame nor ``options`` gives, before the bare TypeError of building it;
+        ``options`` None (registration, before any config): only one no options can give."""
+        given = set(options or ()) - set(FRAME_OPTIONS) | {"features"}
         for role, factory, frame_gives in (
             ("block", self.block if depth else None, given | {"downsample"}),
             ("stem", self.stem, given),
@@ -183,7 +184,7 @@ class ModelSpec:
                     f"passes none of {', '.join(FRAME_OPTIONS)} on); give it a default in the "
                     f"{role}, or rename it"
                 )
-            if missing:
+            if missing and options is not None:
                 raise ValueError(
                     f"{named} needs {', '.join(missing)}, which neither the frame gives (only "
                     f"features: the stage's width) nor the config's options; give "
@@ -435,16 +436,19 @@ def _check_defaults(spec: ModelSpec) -> None:
 
     A config that gives only the name resolves with these defaults, so they get the same
     checks (`ModelSpec.resolve`, less the model's ``check``, which may need a larger
-    input than the stand-in shape, and less the block's or stem's arguments of no default,
-    which a config's options may give); an empty ``width`` stands for one the config must give
-    (unless the model reads none: a frame model without blocks or stem).
+    input than the stand-in shape, and less the block's or stem's arguments of no default
+    that a config's options may give: not one the frame keeps, ``dropout`` say); an empty
+    ``width`` stands for one the config must give (unless the model reads none: a frame
+    model without blocks or stem).
     """
     kind = spec.input_kinds[0] if spec.input_kinds else VECTOR
     reads_width = spec.build is not None or spec.depth or spec.stem is not None
     stand_in = 1 if reads_width and not spec.width else None
     config = ModelConfig(spec.name, 1, _EXAMPLE_SHAPES[kind], width=stand_in)
     try:
-        spec._resolve_defaults(config)
+        resolved = spec._resolve_defaults(config)
+        if spec.build is None:
+            spec._check_required(None, resolved.depth or 0)
     except ValueError as error:
         raise ValueError(f"register_model({spec.name!r}, ...): {error}") from None
 

@@ -159,16 +159,28 @@ class NeedsDropout(nn.Module):
         return nn.Dense(self.features)(x)
 
 
-def test_an_argument_the_frame_keeps_for_itself_is_not_advised_as_an_option(registry):
-    """It advised options={'dropout': ...}, which the frame never passes on to the block."""
-    register_model("kept", NeedsDropout)
+def test_an_argument_the_frame_keeps_for_itself_is_refused_at_registration(registry):
+    """A block or stem needing dropout, which the frame never passes on, was registered and
+    refused only once a config resolved, though none could build it; a block of a model of
+    no blocks by default (depth 0, which builds) is refused where a config gives a depth."""
+    kept = (
+        r"needs dropout, which the frame keeps for itself \(it passes none of input_kind, "
+        r"pool, dropout on\); give it a default in the {}, or rename it$"
+    )
+    for role, arguments in (("block", {}), ("stem", {"block": nn.Dense, "stem": NeedsDropout})):
+        with pytest.raises(
+            ValueError,
+            match=rf"^register_model\('kept', \.\.\.\): model 'kept': its {role} 'NeedsDropout' "
+            + kept.format(role),
+        ):
+            register_model("kept", **({"block": NeedsDropout} | arguments))
+        assert "kept" not in registered_models()
+    register_model("kept", NeedsDropout, depth=0)
+    assert ModelConfig("kept", 2, (3,)).resolved().depth == 0
     with pytest.raises(
-        ValueError,
-        match=r"^model 'kept': its block 'NeedsDropout' needs dropout, which the frame keeps "
-        r"for itself \(it passes none of input_kind, pool, dropout on\); give it a default in "
-        r"the block, or rename it$",
+        ValueError, match=r"^model 'kept': its block 'NeedsDropout' " + kept.format("block")
     ):
-        ModelConfig("kept", 2, (3,), width=4, options={"dropout": 0.1}).resolved()
+        ModelConfig("kept", 2, (3,), width=4, depth=1).resolved()
 
 
 @pytest.mark.parametrize("name", ["", 3, None])
