@@ -1757,13 +1757,16 @@ SEARCH = """(text) => { const box = document.querySelector('#filters input[type=
 
 def test_the_text_search_matches_every_column_of_a_cell(tmp_path, page):
     """The dataset (the same for all: a chip), the width (fixed by each model: a filter,
-    no table column) and the group match too (they matched no row)."""
+    no table column) and the group match too (they matched no row); so do options the
+    same for all, a chip of their JSON."""
     written = write_bench(tmp_path / "search", blurb_json())
-    cells = written.cells
+    cells = written.cells.assign(options='{"pool": "max"}')
+    cells.to_parquet(written.root / _layout.CELLS)
     with serving(written.root) as server:
         page.open(server.url)
         for text, want in [
             ("MNIST1D", cells),
+            ('"pool": "max"', cells),
             ("width=100", cells[cells.model == "mlp"]),
             ("g-choice seed=1", cells[(cells.model == "choice") & (cells.seed == 1)]),
             ("lr=0.003 m-mlp", cells[(cells.model == "mlp") & (cells.lr == 0.003)]),

@@ -133,8 +133,9 @@ const hasValue = (row, column) => row[column] !== null && row[column] !== undefi
 
 // A row's value in `column` as the page shows it (table, labels, filter menus, search,
 // tooltips): of its options, only those that differ between its model's cells (api/cells),
-// not the whole JSON, wide, its start alike, which tells configurations apart (colours).
-const shownValue = (row, column) => (column === "options" && "_options" in row ? row._options : row[column]);
+// not the whole JSON, wide, its start alike, which tells configurations apart (colours);
+// options the same in every cell, the JSON, whole, as their chip shows it.
+const shownValue = (row, column) => (column === "options" && !state.constantColumns.includes(column) ? row._options : row[column]);
 
 // A row's entry in the filter menu of `column`: its value as shown, as JSON.
 const filterValue = (row, column) => JSON.stringify(shownValue(row, column));
