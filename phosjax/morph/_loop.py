@@ -246,7 +246,7 @@ class MorphConfig:
           >>> MorphConfig.from_dict({"model": {**model, "widht": 8}})
           Traceback (most recent call last):
           phosjax.morph._loop.MorphConfigError: MorphConfig.model: ModelConfig has no
-          field(s) ['widht']; known: [...]. Did you mean 'width'?
+          field 'widht'. Did you mean 'width'? Its fields: name, num_classes, ...
         """
         known = [f.name for f in dataclasses.fields(cls)]
         fields = f"required: ['model']; known: {known}"
