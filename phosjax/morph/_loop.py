@@ -29,7 +29,7 @@ import tqdm
 from phosjax._aside import aside_path
 from phosjax._chunks import even_chunk
 from phosjax._listing import counted, listing
-from phosjax._nearest import did_you_mean
+from phosjax._nearest import no_field
 from phosjax.bench import _layout
 from phosjax.bench._checkpoint import OtherLeavesError, decode, encode
 from phosjax.bench._directory import locked
@@ -241,8 +241,8 @@ class MorphConfig:
           20
           >>> MorphConfig.from_dict({"model": model, "step": 20})
           Traceback (most recent call last):
-          phosjax.morph._loop.MorphConfigError: MorphConfig has no field(s) ['step']; required:
-          ['model']; known: ['model', 'dataset', ...]. Did you mean 'steps'?
+          phosjax.morph._loop.MorphConfigError: MorphConfig has no field 'step'. Did you mean
+          'steps'? Its fields: model, dataset, ...
           >>> MorphConfig.from_dict({"model": {**model, "widht": 8}})
           Traceback (most recent call last):
           phosjax.morph._loop.MorphConfigError: MorphConfig.model: ModelConfig has no
@@ -254,9 +254,8 @@ class MorphConfig:
             got = "nothing (empty)" if data is None else f"{type(data).__name__} {data!r}"
             raise MorphConfigError(f"a MorphConfig is a mapping of fields, got {got}; {fields}")
         unknown = sorted(set(data) - set(known), key=str)  # YAML's `1:` or `on:`: not a str
-        if unknown:
-            hint = did_you_mean(list(map(str, unknown)), known)
-            raise MorphConfigError(f"MorphConfig has no field(s) {unknown}; {fields}{hint}")
+        if unknown:  # the words of ModelConfig's (`no_field`), which its model's get
+            raise MorphConfigError(no_field(cls.__name__, unknown, known))
         if "model" not in data:
             raise MorphConfigError(f"MorphConfig needs a 'model' (a ModelConfig mapping); {fields}")
         if not isinstance(data["model"], Mapping):

@@ -233,10 +233,9 @@ CNN = "{name: cnn1d, num_classes: 10, input_shape: [40], width: [8, 8]}"
         (f"model: {CNN}\ndataset: mnist2d\n", "MorphConfig.dataset='mnist2d': unknown data set"),
         (
             f"model: {CNN}\nstrenght: 0.5\n",
-            "MorphConfig has no field(s) ['strenght']; required: ['model']; known: ['model', "
-            "'dataset', 'features', 'splits', 'iterations', 'steps', 'batch_size', "
-            "'learning_rate', 'strength', 'cost', 'threshold', 'source', 'multiple', 'seed', "
-            "'data_dir']. Did you mean 'strength'?",
+            "MorphConfig has no field 'strenght'. Did you mean 'strength'? Its fields: model, "
+            "dataset, features, splits, iterations, steps, batch_size, learning_rate, "
+            "strength, cost, threshold, source, multiple, seed, data_dir.",
         ),
         (
             "model: {name: cnn1d, num_classes: 10, input_shape: [40], widht: [8]}\n",
@@ -596,11 +595,14 @@ def test_a_key_that_is_no_str_is_named_as_an_unknown_field():
     """YAML reads a key `1:` or `on:` as a number or a bool: from_dict raised a TypeError,
     "'int' object is not iterable" or "'<' not supported between 'str' and 'bool'"."""
     known = [field.name for field in dataclasses.fields(MorphConfig)]
-    for keys, hint in [([1], ""), ([True, "stepz"], ". Did you mean 'steps' for 'stepz'?")]:
+    for keys, said in [
+        ([1], "1."),
+        ([True, "stepz"], "True, 'stepz'. Did you mean 'steps' for 'stepz'?"),
+    ]:
         with pytest.raises(MorphConfigError) as error:
             MorphConfig.from_dict({"model": MODEL.to_dict(), **dict.fromkeys(keys, 2)})
         assert str(error.value) == (
-            f"MorphConfig has no field(s) {keys}; required: ['model']; known: {known}{hint}"
+            f"MorphConfig has no field {said} Its fields: {', '.join(known)}."
         )
 
 
