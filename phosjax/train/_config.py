@@ -300,7 +300,8 @@ class HParams:
         backward pass see the inputs and params cast to bfloat16; the master params, the
         gradients, the loss and the optimizer stay float32; other collections, e.g.
         ``batch_stats``, are not cast). A data set of integer inputs beyond 256, which
-        bfloat16 would round, is refused; in float32, beyond ``2**24``.
+        bfloat16 would round, is refused; in float32, beyond ``2**24``; so is one of float
+        inputs beyond the range of the dtype, which would make them inf.
 
     Examples:
       >>> HParams(learning_rate=1e-2, knobs={"**/T": 2.0}).knobs
