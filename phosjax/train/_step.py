@@ -89,11 +89,10 @@ def check_inputs_fit(data: Any, compute_dtype: str, named: str | None = None) ->
       float32's range (largest 3.403e+38), to which the inputs are converted: it would
       become inf; scale its inputs (e.g. x / abs(x).max())
     """
-    exact, largest_finite = EXACT_INTEGERS[compute_dtype], float(jnp.finfo(compute_dtype).max)
+    exact = EXACT_INTEGERS[compute_dtype]
     for name in ("x_train", "x_test"):
         x = np.asarray(getattr(data, name))
-        if x.dtype.kind == "f" and x.size and np.finfo(x.dtype).max > largest_finite:
-            _check_float_range(data.name, name, x, compute_dtype)
+        _check_float_range(data.name, name, x, compute_dtype)
         if x.dtype.kind not in "iu" or x.size == 0 or np.iinfo(x.dtype).max < exact:
             continue  # none to round, or a dtype (uint8, int16) that holds none beyond
         largest = max(int(x.max()), -int(x.min()))
@@ -109,9 +108,12 @@ def check_inputs_fit(data: Any, compute_dtype: str, named: str | None = None) ->
 
 def _check_float_range(dataset: str, name: str, x: np.ndarray, dtype: str) -> None:
     """Raises the ValueError of `check_inputs_fit` if a finite entry of ``x`` (split
-    ``name`` of ``dataset``) lies beyond ``dtype``'s range (a NaN or inf is left as it is);
-    copies ``x`` only to find the entry, if its least or largest is not inside it."""
+    ``name`` of ``dataset``) lies beyond ``dtype``'s range (a NaN or inf is left as it is;
+    one that is no float, or of a float dtype inside that range, has none); copies ``x`` only
+    to find the entry, if its least or largest is not inside it."""
     largest_finite = float(jnp.finfo(dtype).max)
+    if x.dtype.kind != "f" or x.size == 0 or np.finfo(x.dtype).max <= largest_finite:
+        return
     least, largest = np.fmin.reduce(x, axis=None), np.fmax.reduce(x, axis=None)  # NaNs skipped
     if max(-least, largest) <= largest_finite:
         return
