@@ -18,7 +18,7 @@ def test_two_processes_split_the_grid_and_match_one_process(tmp_path):
     gather needed a device grid of one count per process (one pair of processes checks
     all; each pair costs seconds)."""
     outs = [tmp_path / f"process_{i}.npz" for i in range(2)]
-    env = {"SHUTDOWN_TIMEOUT_S": "2", "SLOW_CHUNK_S": "4", "DEVICES_IN_1": "3"}  # 1 done 4 s first
+    env = {"SHUTDOWN_TIMEOUT_S": "2", "SLOW_CHUNK_S": "3", "DEVICES_IN_1": "3"}  # 1 done 3 s first
     for code, log in launch("tests.train.worker", [[str(out)] for out in outs], env):
         assert code == 0, log[-3000:]  # process 1 at the shutdown barrier early: both aborted
     together = {}
@@ -50,7 +50,7 @@ def test_devices_of_another_process_are_refused_by_name(tmp_path):
 @pytest.mark.multiprocess
 def test_a_process_that_fails_waits_for_the_other_so_their_shutdown_does_not_fail(tmp_path):
     outs = [tmp_path / f"process_{i}.npz" for i in range(2)]
-    env = {"NO_DATA_IN": "1", "SHUTDOWN_TIMEOUT_S": "2", "SLOW_CHUNK_S": "4"}
+    env = {"NO_DATA_IN": "1", "SHUTDOWN_TIMEOUT_S": "2", "SLOW_CHUNK_S": "3"}
     (code_0, log_0), (code_1, log_1) = launch("tests.train.worker", [[str(o)] for o in outs], env)
     assert code_0 == 0 and outs[0].is_file(), log_0[-3000:]  # it was aborted, as was 1
     raised = [line for line in log_1.splitlines() if line.startswith("ValueError: ")]
