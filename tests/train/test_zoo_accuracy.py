@@ -17,8 +17,8 @@ def test_mlp_and_cnn1d_learn_mnist1d(data_dir):
             "mnist1d",
             HParams(learning_rate=lr, batch_size=100, steps=steps),
         )
-        # test accuracy: mlp 0.645; cnn1d 0.910 (0.929 after 1500 steps, 0.823 after 300)
-        for name, lr, steps in [("mlp", 3e-3, 1500), ("cnn1d", 1e-2, 600)]
+        # test accuracy: mlp 0.645; cnn1d 0.906 (0.910 after 600 steps, 0.823 after 300)
+        for name, lr, steps in [("mlp", 3e-3, 1500), ("cnn1d", 1e-2, 500)]
     ]
     result = train_grid(cells, datasets={"mnist1d": data}, strategy="vmap", chunk_steps=1500)
     mlp, cnn = result.final["test_accuracy"]
