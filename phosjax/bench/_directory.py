@@ -412,18 +412,22 @@ def locked(
         if reading and error.errno in _READ_ONLY:
             yield error
             return
-        what = (  # continued or added to: another --dir would not hold it
-            "make its folder writable, or copy the bench to a folder you can write and give "
-            "that as --dir"
-            if _layout.is_bench(root)
-            else "pick a --dir you can write to"
-        )
-        raise BenchError(
-            f"cannot write the bench into --dir {str(root)!r}: {error}; {what}."
-        ) from error
+        raise _unwritable(root, error) from error
     with file:
         _hold(file, path, root)
         yield None
+
+
+def _unwritable(root: pathlib.Path, error: OSError) -> BenchError:
+    """What a lock file of the bench in ``root`` that cannot be made (``error``, which
+    names it) says: ``root`` and what to do."""
+    what = (  # continued or added to: another --dir would not hold it
+        "make its folder writable, or copy the bench to a folder you can write and give "
+        "that as --dir"
+        if _layout.is_bench(root)
+        else "pick a --dir you can write to"
+    )
+    return BenchError(f"cannot write the bench into --dir {str(root)!r}: {error}; {what}.")
 
 
 def _hold(file: Any, path: pathlib.Path, root: pathlib.Path, busy: str = _WRITING) -> None:
@@ -448,14 +452,15 @@ def export_locked(root: pathlib.Path) -> Iterator[None]:
     first. A bench one may not write (`_READ_ONLY`) is exported without it.
 
     Raises:
-      BenchError: another export holds it (the message names its pid and host).
+      BenchError: another export holds it (the message names its pid and host), or it
+        cannot be made (a full disk: as `locked`).
     """
     path = root / _layout.EXPORT_LOCK
     try:
         file = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (closed by the with below)
     except OSError as error:
         if error.errno not in _READ_ONLY:
-            raise
+            raise _unwritable(root, error) from error
         yield
         return
     with file:

@@ -19,6 +19,7 @@ import pytest
 
 from phosjax._listing import listing
 from phosjax.bench import _directory, _layout
+from phosjax.bench._config import BenchError
 from phosjax.bench._directory import export_locked
 from phosjax.bench._reading import MARKER_HINT
 from phosjax.bench.export import (
@@ -723,6 +724,9 @@ def test_a_second_export_of_a_bench_at_once_stops_naming_the_first(
 
 
 def test_a_bench_one_may_not_write_is_exported_without_the_export_lock(tmp_path, monkeypatch):
+    """An export lock that could not be made for another reason (a full disk) escaped as
+    a bare OSError: it is a BenchError naming the folder and what to do, as the run lock's."""
+
     def failing(code):
         def opened(path, *args, **kwargs):
             raise OSError(code, os.strerror(code), str(path))
@@ -733,5 +737,6 @@ def test_a_bench_one_may_not_write_is_exported_without_the_export_lock(tmp_path,
     with export_locked(tmp_path):  # no lock to take where it may only read
         pass
     monkeypatch.setattr(_directory, "open", failing(errno.ENOSPC))
-    with pytest.raises(OSError, match="No space left"), export_locked(tmp_path):
+    full = r"--dir '.*': \[Errno 28\] No space left on device: '.*export\.lock'; pick a"
+    with pytest.raises(BenchError, match=full), export_locked(tmp_path):
         pass
