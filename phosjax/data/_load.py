@@ -404,8 +404,8 @@ def _respelled(name: str, data_dirs: Sequence[pathlib.Path] = ()) -> str:
     except ValueError:
         return ""
     spelled = re.split("[/:]", fixed, maxsplit=1)[0]
-    right = _right_spelling(spelled, dataset.name, data_dirs)
     known = _known_names(data_dirs)
+    right = _right_spelling(spelled, dataset.name, known)
     if right not in known:  # one that loads, rather than the respelling of none
         right = next(iter(nearest(right, known)), right)
     fixed = right + fixed[len(spelled) :]
@@ -417,7 +417,8 @@ def _refuse_another_spelling(
 ) -> None:
     """Raises if `name` spells its data set otherwise than TFDS names it (``"Digits"`` for
     ``digits``): each data set is spelled one way, or its results would be told apart; the
-    spelling it says is `_right_spelling`'s (among those prepared in `data_dirs`).
+    spelling it says is `_right_spelling`'s (among those built in or prepared in
+    `data_dirs`: `_known_names`).
 
     Examples:
         >>> _refuse_another_spelling("MNIST1D:1.0.0", "mnis_t1_d")
@@ -427,7 +428,7 @@ def _refuse_another_spelling(
     spelled = re.split("[/:]", name, maxsplit=1)[0]
     if spelled == dataset:
         return
-    right = _right_spelling(spelled, dataset, data_dirs)
+    right = _right_spelling(spelled, dataset, _known_names(data_dirs))
     raise ValueError(
         f"data set name {name!r} spells its data set {spelled!r}, which TFDS reads as "
         f"{dataset!r}; write {right + name[len(spelled) :]!r}: data set names are lower-case "
@@ -443,28 +444,23 @@ def _known_names(data_dirs: Sequence[pathlib.Path]) -> list[str]:
     return list(dict.fromkeys([*BUILTIN_NAMES, *(name.split("/")[0] for name in prepared)]))
 
 
-def _right_spelling(spelled: str, dataset: str, data_dirs: Sequence[pathlib.Path] = ()) -> str:
-    """How to write `spelled`, a data set's name that TFDS reads as `dataset`: the name of
-    a built-in data set, or of one prepared in `data_dirs`, that it spells but for case and
+def _right_spelling(spelled: str, dataset: str, known: Sequence[str] = BUILTIN_NAMES) -> str:
+    """How to write `spelled`, a data set's name that TFDS reads as `dataset`: the name
+    among `known` (`_known_names`: built in or prepared) that it spells but for case and
     underscores (``Mnist_1D``: ``mnist1d``), lower-case if in capitals (TFDS reads
     ``CIFAR10`` as ``cifa_r10``), else `dataset` with one underscore where it has several
     (TFDS's snake_case of ``My_Images`` is ``my__images``).
 
     Examples:
-        >>> import tempfile
-        >>> with tempfile.TemporaryDirectory() as tmp:
-        ...     info = pathlib.Path(tmp, "cifar10", "3.0.2", "dataset_info.json")
-        ...     info.parent.mkdir(parents=True)
-        ...     _ = info.write_text("{}")
-        ...     _right_spelling("Cifar_10", "cifar_10", [pathlib.Path(tmp)])
+        >>> _right_spelling("Cifar_10", "cifar_10", [*BUILTIN_NAMES, "cifar10"])
         'cifar10'
         >>> _right_spelling("Cifar_10", "cifar_10"), _right_spelling("Mnist_1D", "mnist_1_d")
         ('cifar_10', 'mnist1d')
     """
     letters = spelled.lower().replace("_", "")
-    known = [each for each in _known_names(data_dirs) if each.replace("_", "") == letters]
-    if known:
-        return known[0]
+    spelt_so = [each for each in known if each.replace("_", "") == letters]
+    if spelt_so:
+        return spelt_so[0]
     if spelled.isupper():
         return spelled.lower()
     return re.sub("__+", "_", dataset)

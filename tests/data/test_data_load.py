@@ -940,6 +940,18 @@ def test_a_malformed_name_offers_it_without_hyphens_spaces_or_a_slash_at_its_end
     check_loadable(meant, data_dir=toys_dir)  # the name offered is taken
 
 
+def test_a_malformed_name_lists_the_data_dirs_once(toys_dir, monkeypatch):
+    """Its offer listed every data dir's data sets twice (once for the spelling, again for
+    the nearest name): once."""
+    listed = []
+    monkeypatch.setattr(
+        _load, "_prepared_variants", lambda root: listed.append(root) or ["toy_configs:1.0.0"]
+    )
+    with pytest.raises(ValueError, match=r"Did you mean 'toy_configs'\?$"):
+        check_loadable("toy-configs", data_dir=toys_dir)
+    assert len(listed) == len(set(listed)), listed
+
+
 @pytest.mark.parametrize(
     ("name", "split", "pair"),
     [
