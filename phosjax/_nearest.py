@@ -106,7 +106,9 @@ def fields_checked(cls: Class, otherwise: Callable[[str], str] | None = None) ->
     """Decorates a dataclass so that a keyword that is none of its fields is a TypeError
     naming the class, the keyword, the nearest fields (`did_you_mean`), else what
     ``otherwise`` says of the first keyword, and every field, where Python's names only
-    the keyword. The signature, pickling and all else stay the dataclass's own.
+    the keyword. Its dataclass subclasses, which get an ``__init__`` of their own, are
+    checked too: the check is the class's ``__new__``. The signature, pickling and all
+    else stay the dataclass's own.
 
     Examples:
       >>> import dataclasses
@@ -123,17 +125,23 @@ def fields_checked(cls: Class, otherwise: Callable[[str], str] | None = None) ->
       5
     """
     init = vars(cls)["__init__"]  # the dataclass's own
-    fields = list(inspect.signature(init).parameters)[1:]  # InitVars too; not self
 
-    @functools.wraps(init)
-    def checked_init(self: Any, *args: Any, **kwargs: Any) -> None:
+    @functools.wraps(init)  # its signature is the class's (`inspect.signature`)
+    def checked_new(subclass: type, *args: Any, **kwargs: Any) -> Any:
+        fields = _init_fields(subclass)
         unknown = [key for key in kwargs if key not in fields]
         if unknown:
-            raise TypeError(no_field(type(self).__name__, unknown, fields, otherwise))
-        init(self, *args, **kwargs)
+            raise TypeError(no_field(subclass.__name__, unknown, fields, otherwise))
+        return object.__new__(subclass)
 
-    setattr(cls, "__init__", checked_init)  # noqa: B010 (mypy refuses assigning a method)
+    setattr(cls, "__new__", checked_new)  # noqa: B010 (mypy refuses assigning a method)
     return cls
+
+
+@functools.cache
+def _init_fields(cls: type) -> list[str]:
+    """The keywords ``cls`` takes (its ``__init__``'s: its fields, InitVars too)."""
+    return list(inspect.signature(cls).parameters)
 
 
 def no_field(

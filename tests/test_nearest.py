@@ -1,6 +1,9 @@
 """`nearest`: the "did you mean" of every error message that names an unknown name."""
 
+import copy
 import dataclasses
+import inspect
+import pickle
 
 import pytest
 
@@ -58,6 +61,23 @@ def test_a_misspelt_field_of_a_subclass_names_the_subclass():
 
     with pytest.raises(TypeError, match=r"^Tuned has no field 'lr'\. Did you mean"):
         Tuned(lr=0.1)
+
+
+def test_a_dataclass_subclass_is_checked_too_and_keeps_its_signature_and_pickling():
+    """A dataclass subclass got an __init__ of its own, unchecked: Tuned(lr=0.1) was
+    Python's bare 'unexpected keyword argument'."""
+
+    @dataclasses.dataclass(frozen=True)
+    class Tuned(HParams):
+        extra: int = 0
+
+    with pytest.raises(TypeError, match=r"^Tuned has no field 'lr'\. Did you mean .* extra\.$"):
+        Tuned(lr=0.1)
+    tuned = Tuned(steps=5, extra=2)
+    assert pickle.loads(pickle.dumps(HParams(steps=5))) == HParams(steps=5)
+    assert dataclasses.replace(tuned, extra=3).extra == 3 and copy.deepcopy(tuned) == tuned
+    assert list(inspect.signature(Tuned).parameters)[-2:] == ["compute_dtype", "extra"]
+    assert "steps" in inspect.signature(HParams).parameters
 
 
 def test_a_dataclass_fields_checked_takes_its_init_only_variables():
