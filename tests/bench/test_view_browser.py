@@ -2116,3 +2116,17 @@ def test_the_page_shows_and_takes_only_the_options_that_vary_within_a_model(tmp_
     assert entries == ["all", "per_example=true", 'pool="max"', 'pool="mean"', "–"]
     assert sorted(rows) == per_example
     assert "options = per_example=true" in tip and "{" not in tip, tip
+
+
+def test_the_search_reads_an_option_whose_text_holds_a_comma_as_one(tmp_path, page):
+    """note="a, b=c": the search cut the options shown at its ', b=' and took a column b
+    of them ('b=c"' matched those rows); now the option note, its JSON whole."""
+    written = write_bench(tmp_path / "options", blurb_json())
+    first = written.cells.lr == LEARNING_RATES[0]
+    notes = np.where(first, "a, b=c", "d")
+    cells = written.cells.assign(options=[json.dumps({"note": n, "top_k": 1}) for n in notes])
+    cells.to_parquet(written.root / _layout.CELLS)
+    with serving(written.root) as server:
+        page.open(server.url)
+        for text, want in [('b=c"', []), ("b=", []), ("note=d", sorted(cells[~first].cell_id))]:
+            assert sorted(page.run(f"({SEARCH})({json.dumps(text)})")) == want, text

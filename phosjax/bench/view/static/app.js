@@ -144,11 +144,26 @@ const filterValue = (row, column) => JSON.stringify(shownValue(row, column));
 const showsValue = (row, column) => shownValue(row, column) !== null && shownValue(row, column) !== undefined;
 
 // A row's options that vary, one by one as `[key, value as shown]`: the table's
-// `pool="max", top_k=2` is [["pool", '"max"'], ["top_k", "2"]].
+// `pool="max", top_k=2` is [["pool", '"max"'], ["top_k", "2"]]. Each value is JSON: a ", "
+// within a string, list or dict ends no option (`note="a, b=c"` is one).
 function optionsShown(row) {
   const text = shownValue(row, "options");
   if (typeof text !== "string") return [];
-  return text.split(/, (?=[^\s=,"]+=)/).map((item) => [item.slice(0, item.indexOf("=")), item.slice(item.indexOf("=") + 1)]);
+  const items = [];
+  let [start, depth, quoted] = [0, 0, false];
+  for (let i = 0; i < text.length; i++) {
+    if (quoted) {
+      if (text[i] === "\\") i++;
+      else if (text[i] === '"') quoted = false;
+    } else if (text[i] === '"') quoted = true;
+    else if ("[{".includes(text[i])) depth++;
+    else if ("]}".includes(text[i])) depth--;
+    else if (depth === 0 && text.startsWith(", ", i)) {
+      items.push(text.slice(start, i));
+      start = i + 2;
+    }
+  }
+  return [...items, text.slice(start)].map((item) => [item.slice(0, item.indexOf("=")), item.slice(item.indexOf("=") + 1)]);
 }
 
 // A row's label: its model, then `column=value` for those of `columns` it has a value in.
