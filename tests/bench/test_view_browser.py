@@ -2118,6 +2118,25 @@ def test_the_page_shows_and_takes_only_the_options_that_vary_within_a_model(tmp_
     assert "options = per_example=true" in tip and "{" not in tip, tip
 
 
+def test_the_search_takes_an_option_the_same_in_all_of_a_models_cells(tmp_path, page):
+    """mlp's cells all pool max, choice's max or mean: pool=max found only choice's (mlp's
+    pool, the same in all its cells, is not shown), though width=100, which mlp fixes too,
+    finds mlp's."""
+    written = write_bench(tmp_path / "options", blurb_json())
+    cells = written.cells
+    first = cells.lr == LEARNING_RATES[0]
+    pools = np.where((cells.model == "mlp") | first, "max", "mean")
+    cells.assign(options=[json.dumps({"pool": p}) for p in pools]).to_parquet(
+        written.root / _layout.CELLS
+    )
+    with serving(written.root) as server:
+        page.open(server.url)
+        for text in ["pool=max", 'pool="max"']:
+            assert sorted(page.run(f"({SEARCH})({json.dumps(text)})")) == sorted(
+                cells[pools == "max"].cell_id
+            ), text
+
+
 def test_the_search_reads_an_option_whose_text_holds_a_comma_as_one(tmp_path, page):
     """note="a, b=c": the search cut the options shown at its ', b=' and took a column b
     of them ('b=c"' matched those rows); now the option note, its JSON whole."""

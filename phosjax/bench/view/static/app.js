@@ -183,7 +183,8 @@ function searchText(row) {
 // lower case: every column, those shown as chips or fixed by a model (filters only) too,
 // the options as the table shows them (`options=per_example=true`, or one of them), and
 // each option shown as a column of its own (`per_example=true`; a string with or without
-// its quotes) unless a column has its name.
+// its quotes) unless a column has its name; so too each option not shown, the same in all
+// its model's cells (`pool=max` finds the cells of a model that fixes it, as `width=100` does).
 function searchValues(row) {
   const columns = [...configColumns(), "seed", "group_id"].filter((c) => showsValue(row, c));
   const values = new Map(columns.map((c) => [c.toLowerCase(), [shownValue(row, c)]]));
@@ -192,7 +193,21 @@ function searchValues(row) {
   for (const [key, text] of options) {
     if (!values.has(key.toLowerCase())) values.set(key.toLowerCase(), [text, text.replace(/^"(.*)"$/, "$1")]);
   }
+  for (const [key, value] of Object.entries(optionsOf(row))) {
+    if (value !== null && !values.has(key.toLowerCase())) values.set(key.toLowerCase(), [JSON.stringify(value), ...(typeof value === "string" ? [value] : [])]);
+  }
   return values;
+}
+
+// A row's options, read from their JSON ({} where the bench has none, or where it holds a
+// value JSON lacks: Python writes NaN).
+function optionsOf(row) {
+  if (typeof row.options !== "string") return {};
+  try {
+    return JSON.parse(row.options);
+  } catch {
+    return {};
+  }
 }
 
 // A number in `value` (a number, or a string that reads as one), else null.
