@@ -2118,6 +2118,29 @@ def test_the_page_shows_and_takes_only_the_options_that_vary_within_a_model(tmp_
     assert "options = per_example=true" in tip and "{" not in tip, tip
 
 
+def test_an_address_of_an_options_filter_as_json_picks_its_cells_still(tmp_path, page):
+    """An address written while the options menu held their JSON (f.options=<it>) lost its
+    filter, all rows shown, once the menu held the options shown; now the value shown where
+    it picks the same cells (choice's per_example=true), else none (choice's plain options,
+    shown '–' as mlp's, another JSON, are)."""
+    written = write_bench(tmp_path / "options", blurb_json())
+    cells = written.cells
+    per_example = (cells.model == "choice") & (cells.lr == LEARNING_RATES[0])
+    plain = '{"dropout": 0.0}'
+    options = np.where(per_example, '{"dropout": 0.0, "per_example": true}', plain)
+    options = np.where(cells.model == "mlp", '{"pool": "mean"}', options)
+    cells.assign(options=options).to_parquet(written.root / _layout.CELLS)
+    rows = "[...document.querySelectorAll('.board-row')].map((r) => r.dataset.key)"
+    address = "?f.options=" + urllib.parse.quote(json.dumps(options[per_example.argmax()]))
+    with serving(written.root) as server:
+        page.open(server.url + address)
+        picked = page.run(rows)
+        page.open(server.url + "?f.options=" + urllib.parse.quote(json.dumps(plain)))
+        unpicked = page.run(rows)
+    assert sorted(picked) == sorted(cells[per_example].cell_id)
+    assert sorted(unpicked) == sorted(cells.cell_id)
+
+
 def test_the_search_takes_an_option_the_same_in_all_of_a_models_cells(tmp_path, page):
     """mlp's cells all pool max, choice's max or mean: pool=max found only choice's (mlp's
     pool, the same in all its cells, is not shown), though width=100, which mlp fixes too,

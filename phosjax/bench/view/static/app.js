@@ -1195,9 +1195,21 @@ function restoreFromAddress(params) {
   }
   for (const [name, value] of params) {
     const column = name.slice(FILTER.length);
-    const taken = state.board.rows.some((r) => filterValue(r, column) === value);
-    if (name.startsWith(FILTER) && state.filterColumns.includes(column) && taken) state.filters[column] = value;
+    const filter = name.startsWith(FILTER) && state.filterColumns.includes(column) ? filterFromAddress(column, value) : null;
+    if (filter !== null) state.filters[column] = filter;
   }
+}
+
+// The filter of `column` an address's `value` asks for: the value itself where a cell takes
+// it; for an address written while the options menu held their whole JSON, the value shown
+// that picks the very same cells; else null.
+function filterFromAddress(column, value) {
+  const rows = state.board.rows;
+  if (rows.some((r) => filterValue(r, column) === value)) return value;
+  const shown = [...new Set(rows.filter((r) => JSON.stringify(r[column]) === value).map((r) => filterValue(r, column)))];
+  if (shown.length !== 1) return null;
+  const same = (r) => (JSON.stringify(r[column]) === value) === (filterValue(r, column) === shown[0]);
+  return rows.every(same) ? shown[0] : null;
 }
 
 // Fills the menu `select` with `options` (`[value, label]` pairs), unless it holds them
