@@ -2141,34 +2141,25 @@ def test_an_address_of_an_options_filter_as_json_picks_its_cells_still(tmp_path,
     assert sorted(unpicked) == sorted(cells.cell_id)
 
 
-def test_the_search_takes_an_option_the_same_in_all_of_a_models_cells(tmp_path, page):
-    """mlp's cells all pool max, choice's max or mean: pool=max found only choice's (mlp's
-    pool, the same in all its cells, is not shown), though width=100, which mlp fixes too,
-    finds mlp's."""
+def test_the_search_takes_each_option_whole_shown_or_not(tmp_path, page):
+    """note="a, b=c": the search cut the options shown at its ', b=' and took a column b
+    of them ('b=c"' matched those rows); mlp's pool, max in all its cells, not shown:
+    pool=max found only choice's cells of pool max, though width=100, which mlp fixes
+    too, finds mlp's."""
     written = write_bench(tmp_path / "options", blurb_json())
     cells = written.cells
     first = cells.lr == LEARNING_RATES[0]
-    pools = np.where((cells.model == "mlp") | first, "max", "mean")
-    cells.assign(options=[json.dumps({"pool": p}) for p in pools]).to_parquet(
-        written.root / _layout.CELLS
-    )
-    with serving(written.root) as server:
-        page.open(server.url)
-        for text in ["pool=max", 'pool="max"']:
-            assert sorted(page.run(f"({SEARCH})({json.dumps(text)})")) == sorted(
-                cells[pools == "max"].cell_id
-            ), text
-
-
-def test_the_search_reads_an_option_whose_text_holds_a_comma_as_one(tmp_path, page):
-    """note="a, b=c": the search cut the options shown at its ', b=' and took a column b
-    of them ('b=c"' matched those rows); now the option note, its JSON whole."""
-    written = write_bench(tmp_path / "options", blurb_json())
-    first = written.cells.lr == LEARNING_RATES[0]
     notes = np.where(first, "a, b=c", "d")
-    cells = written.cells.assign(options=[json.dumps({"note": n, "top_k": 1}) for n in notes])
-    cells.to_parquet(written.root / _layout.CELLS)
+    pools = np.where((cells.model == "mlp") | first, "max", "mean")
+    options = [json.dumps({"note": n, "pool": p}) for n, p in zip(notes, pools, strict=True)]
+    cells.assign(options=options).to_parquet(written.root / _layout.CELLS)
     with serving(written.root) as server:
         page.open(server.url)
-        for text, want in [('b=c"', []), ("b=", []), ("note=d", sorted(cells[~first].cell_id))]:
-            assert sorted(page.run(f"({SEARCH})({json.dumps(text)})")) == want, text
+        for text, want in [
+            ('b=c"', []),
+            ("b=", []),
+            ("note=d", cells[~first].cell_id),
+            ("pool=max", cells[pools == "max"].cell_id),
+            ('pool="max"', cells[pools == "max"].cell_id),
+        ]:
+            assert sorted(page.run(f"({SEARCH})({json.dumps(text)})")) == sorted(want), text
