@@ -14,7 +14,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import pandas as pd
-import tqdm
 
 from phosjax._chunks import even_chunk
 from phosjax._listing import listing
@@ -45,6 +44,7 @@ from phosjax.bench._plan import (
     plan,
 )
 from phosjax.bench._profile import MemorySampler, ProfileFiles, RunClock
+from phosjax.bench._progress import TrainingBar
 from phosjax.bench._reading import STATUS_HINT, UNREADABLE
 from phosjax.bench._store import (
     cells_schema,
@@ -497,7 +497,8 @@ def _write_and_train(
         restored = sum(len(j.cells) * restored_step(root, j.key) for j in todo)
         # The bar counts cell-steps (one step of one cell): its rate is cell-steps per
         # second, of those trained now (those restored from checkpoints start it).
-        bar = tqdm.tqdm(
+        bar = TrainingBar(
+            groups=len(todo),
             total=total,
             initial=restored,
             unit="step",
@@ -513,6 +514,7 @@ def _write_and_train(
                 profile.write(clock.rows(process))
                 profiled.append(profile)
             for job in todo:
+                bar.group_started()
 
                 def on_status(key: str, entry: dict[str, Any]) -> None:
                     status["groups"][key] = dict(entry)
@@ -529,7 +531,7 @@ def _write_and_train(
                     chunk_steps=chunk_size(config, job.steps),
                     checkpoint_every=config.checkpoint_every,
                     on_status=on_status,
-                    on_progress=bar.update,
+                    on_progress=bar.chunk,
                     on_profile=profile.write,
                 )
         if todo:  # with the samples of the last group's end
