@@ -1,8 +1,9 @@
 """The progress bar of a bench's training, and its estimate of the time left."""
 
+import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TextIO
 
 import tqdm
 
@@ -63,21 +64,59 @@ class TimeLeft:
         return steps * per_step + self._unstarted * start
 
 
+class Lines:
+    """A stream that is no terminal (a log file, a pipe) as a progress bar writes to it:
+    each display on a line of its own, where tqdm's carriage returns joined them all in one
+    line, padded with spaces.
+
+    Examples:
+      >>> import io
+      >>> out = io.StringIO()
+      >>> with tqdm.tqdm(total=2, file=Lines(out), bar_format="{n}/{total}") as bar:
+      ...     bar.update(2)
+      >>> out.getvalue().splitlines()  # shown, and closed: a line each
+      ['0/2', '2/2']
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        line = text.lstrip("\r").rstrip()  # a bare "\r" or "\n" (clearing, closing): none
+        if line:
+            self._stream.write(line + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+
+LOG_INTERVAL = 30.0
+"""The least seconds between the displays of a bar written to a log (`Lines`)."""
+
+
 class TrainingBar(tqdm.tqdm):
     """tqdm's bar of a bench's cell-steps, whose time left is `TimeLeft`'s (``?`` until
     it has one) of ``groups`` groups; `group_started` before each, `chunk` after each of
-    their chunks."""
+    their chunks. Written to a stream that is no terminal, a line per display, at most
+    every `LOG_INTERVAL` seconds (where not given ``mininterval``) but for the
+    descriptions' changes."""
 
     def __init__(
         self,
         *args: Any,
         groups: int,
         clock: Callable[[], float] = time.perf_counter,
+        file: TextIO | None = None,
         **kwargs: Any,
     ) -> None:
         self.time_left = TimeLeft(groups, clock)
+        file = sys.stderr if file is None else file
+        if not getattr(file, "isatty", lambda: False)():
+            file = Lines(file)  # type: ignore[assignment]
+            kwargs.setdefault("mininterval", LOG_INTERVAL)
         bar_format = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{left}, {rate_fmt}{postfix}]"
-        super().__init__(*args, bar_format=bar_format, **kwargs)
+        super().__init__(*args, file=file, bar_format=bar_format, **kwargs)
 
     def group_started(self) -> None:
         self.time_left.group_started()

@@ -16,8 +16,23 @@ def test_time_left_leaves_compile_out_of_the_rate():
     bar.group_started()
     now[0] = 10.5
     bar.chunk(100)
-    assert "<?," in out.getvalue().rsplit("\r", 1)[-1]
+    assert "<?," in out.getvalue().splitlines()[-1]
     now[0] = 11.0
     bar.chunk(100)
-    assert "<00:13," in out.getvalue().rsplit("\r", 1)[-1]
+    assert "<00:13," in out.getvalue().splitlines()[-1]
     bar.close()
+
+
+def test_a_bar_to_a_log_writes_lines_at_most_every_log_interval():
+    """Piped or written to a file (no terminal), each display is a line, no carriage
+    returns joining a run's displays in one line, and chunks close together show once."""
+    out = io.StringIO()
+    with TrainingBar(groups=1, total=300, file=out, desc="cells 0/1") as bar:
+        bar.group_started()
+        for _ in range(3):
+            bar.chunk(100)
+        bar.set_description("cells 1/1")
+    lines = out.getvalue().split("\n")
+    assert "\r" not in out.getvalue() and lines[-1] == "", lines
+    shown = ["cells 0/1:   0", "cells 1/1: 100", "cells 1/1: 100"]  # described, closed
+    assert [line[:14] for line in lines[:-1]] == shown, lines
