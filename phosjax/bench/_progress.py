@@ -91,6 +91,19 @@ class Lines:
         self._stream.flush()
 
 
+def bar_file(file: TextIO | None = None) -> TextIO:
+    """Where a progress bar writes to show on ``file`` (stderr where None): it, or
+    `Lines` of it where it is no terminal.
+
+    Examples:
+      >>> import io
+      >>> type(bar_file(io.StringIO())).__name__
+      'Lines'
+    """
+    file = sys.stderr if file is None else file
+    return file if getattr(file, "isatty", lambda: False)() else Lines(file)  # type: ignore[return-value]
+
+
 LOG_INTERVAL = 30.0
 """The least seconds between the displays of a bar written to a log (`Lines`)."""
 
@@ -111,9 +124,8 @@ class TrainingBar(tqdm.tqdm):
         **kwargs: Any,
     ) -> None:
         self.time_left = TimeLeft(groups, clock)
-        file = sys.stderr if file is None else file
-        if not getattr(file, "isatty", lambda: False)():
-            file = Lines(file)  # type: ignore[assignment]
+        file = bar_file(file)
+        if isinstance(file, Lines):
             kwargs.setdefault("mininterval", LOG_INTERVAL)
         bar_format = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{left}, {rate_fmt}{postfix}]"
         super().__init__(*args, file=file, bar_format=bar_format, **kwargs)

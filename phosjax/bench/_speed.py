@@ -20,6 +20,7 @@ import pandas as pd
 import psutil
 
 from phosjax.bench import _speed_torch
+from phosjax.bench._progress import bar_file
 from phosjax.bench._speed_config import METHODS, MODELS, SpeedConfig
 from phosjax.bench._speed_methods import (
     PREPARE,
@@ -167,7 +168,13 @@ def measure(
     setups: dict[str, Setup] = {}
     rates: dict[str, dict[str, float | None]] = {}
     cases = list(_cases(cfg))
-    bar = tqdm(total=len(cases) * len(cfg.methods), disable=not progress, desc="speed", unit="run")
+    bar = tqdm(
+        total=len(cases) * len(cfg.methods),
+        file=bar_file(),  # a log's: a line per model and size
+        disable=not progress,
+        desc="speed",
+        unit="run",
+    )
     for name, k in cases:
         bar.set_postfix_str(f"{name} K={k}")
         seen = rates.setdefault(name, {})

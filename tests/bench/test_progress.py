@@ -2,7 +2,10 @@
 
 import io
 
+from phosjax.bench import _speed
 from phosjax.bench._progress import TrainingBar
+from phosjax.bench._speed_config import SpeedConfig
+from phosjax.morph._loop import _Stages
 
 
 def test_time_left_leaves_compile_out_of_the_rate():
@@ -36,3 +39,13 @@ def test_a_bar_to_a_log_writes_lines_at_most_every_log_interval():
     assert "\r" not in out.getvalue() and lines[-1] == "", lines
     shown = ["cells 0/1:   0", "cells 1/1: 100", "cells 1/1: 100"]  # described, closed
     assert [line[:14] for line in lines[:-1]] == shown, lines
+
+
+def test_morph_and_speed_bars_to_a_log_write_lines(capsys, monkeypatch):
+    """As the bench's: no carriage returns joining their displays in one line."""
+    with _Stages(1, progress=True) as stages:
+        stages.done([], {"iteration": 0, "kind": "start"})
+    monkeypatch.setattr(_speed, "_cases", lambda cfg: [])  # the bar alone, nothing timed
+    _speed.measure(SpeedConfig(models=("mlp",), sizes=(1,), methods=("vmap",)))
+    err = capsys.readouterr().err
+    assert "\r" not in err and "start model:" in err and "speed:" in err, err

@@ -445,7 +445,7 @@ def test_a_run_shows_a_progress_bar_of_its_stages_on_stderr(tmp_path, capsys, mo
     assert capsys.readouterr().err == ""
     rows = _loop.run(config, tmp_path / "shown")
     assert rows["kind"].tolist() == ["start", "regularized", "shrunk", "expanded"]
-    shown = capsys.readouterr().err.split("\r")
+    shown = capsys.readouterr().err.splitlines()
     # it counts the trainings: the shrink, seconds where each training takes tens, is no
     # tick (counted as a stage, it made the time left 3 trainings' after the start model's,
     # where 2 and a shrink were left)
