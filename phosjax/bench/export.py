@@ -44,11 +44,13 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
+import tqdm
 
 from phosjax._listing import counted, listing
 from phosjax.bench import _layout
 from phosjax.bench._cli import entry_point, exit_process, then_command
 from phosjax.bench._directory import export_locked
+from phosjax.bench._progress import bar_file
 from phosjax.bench._reading import MARKER_HINT, hint, not_an_object
 from phosjax.bench._usage import ArgParser, usage_error
 from phosjax.bench.view._bench import BenchFiles, BrokenFileError, NotABenchError
@@ -309,7 +311,9 @@ def _unreachable(tracking_uri: str, timeout: float = 10.0) -> str | None:
     return None
 
 
-def export_mlflow(directory: str, tracking_uri: str, experiment: str | None = None) -> Exported:
+def export_mlflow(
+    directory: str, tracking_uri: str, experiment: str | None = None, progress: bool = False
+) -> Exported:
     """Logs every finished cell of the bench in ``directory`` as an MLflow run.
 
     Args:
@@ -317,6 +321,7 @@ def export_mlflow(directory: str, tracking_uri: str, experiment: str | None = No
       tracking_uri: MLflow's tracking URI (``http://host:5000``, ``sqlite:///mlflow.db``,
         ``file:/path/mlruns``).
       experiment: the experiment's name (made when missing); the bench's name by default.
+      progress: show a progress bar of the cells on stderr (``export`` shows it).
 
     Returns:
       The new runs by cell id and the cells skipped (already exported, or not finished).
@@ -372,7 +377,7 @@ def export_mlflow(directory: str, tracking_uri: str, experiment: str | None = No
             "bench once (python -m phosjax.bench.new --dir DIR), which records one, "
             "then export it."
         )
-    progress = bench.progress()
+    steps = bench.progress()  # each cell's
     metrics = bench.metrics()
     results = bench.results(metrics)
     metric_keys = mlflow_keys(metrics)
@@ -396,50 +401,54 @@ def export_mlflow(directory: str, tracking_uri: str, experiment: str | None = No
         for run in _tagged_runs(client, experiment_id, TAG_CREATED, created, finished=False):
             client.delete_run(run.info.run_id)  # beside its cell's whole run, or before it
             exported.cut_short[run.info.run_id] = run.data.tags.get(TAG_CELL, "")
-        for cell in cells.to_dict("records"):
-            cell_id = cell["cell_id"]
-            if cell_id in done:
-                exported.already_exported.append(cell_id)
-                continue
-            if not progress.get(cell_id, {}).get("finished"):
-                exported.unfinished.append(cell_id)
-                continue
-            rows = results[results["cell_id"] == cell_id]
-            # a run of the rows left would stand for the cell, never exported again once restored
-            if _rows_lost(rows, progress[cell_id]["steps"]):
-                exported.without_rows.append(cell_id)
-                continue
-            tags = {
-                TAG_CELL: cell_id,
-                TAG_BENCH: bench.name,
-                TAG_CREATED: created,
-                TAG_CONFIG: config_hash,
-            }
-            keys = mlflow_keys([str(k) for k in cell])  # every column's: the same in every run
-            given = {str(k): v for k, v in cell.items() if not _unset(v)}
-            tags |= _diverged_at(rows)
-            recorded = {m: k for m, k in metric_keys.items() if rows[m].notna().any()}
-            for tag, renamed in (
-                (TAG_PARAM_NAMES, _renamed({k: keys[k] for k in given})),
-                (TAG_METRIC_NAMES, _renamed(recorded)),
-            ):
-                if renamed:
-                    tags[tag] = json.dumps(renamed)
-            run_name = f"{cell['model']}-{cell_id}"
-            run_id = client.create_run(experiment_id, tags=tags, run_name=run_name).info.run_id
-            try:
-                params = [Param(keys[k], str(v)) for k, v in given.items()]
-                for batch in _chunks(params, _PARAMS_BATCH):
-                    client.log_batch(run_id, params=batch)
-                for batch in _chunks(_metrics(rows, recorded, int(time.time() * 1e3)), _BATCH):
-                    client.log_batch(run_id, metrics=batch)
-                for path, folder in _artifacts(bench, cell["model_id"]):
-                    client.log_artifact(run_id, path, folder)
-            except BaseException:
-                client.delete_run(run_id)  # no half-logged run stays; the next export redoes it
-                raise
-            client.set_terminated(run_id)
-            exported.runs[cell_id] = run_id
+        with tqdm.tqdm(  # a cell's run takes tenths of a second, a server's more
+            cells.to_dict("records"), "export", unit="cell", file=bar_file(), disable=not progress
+        ) as shown:  # closed before an error's line
+            for cell in shown:
+                cell_id = cell["cell_id"]
+                if cell_id in done:
+                    exported.already_exported.append(cell_id)
+                    continue
+                if not steps.get(cell_id, {}).get("finished"):
+                    exported.unfinished.append(cell_id)
+                    continue
+                rows = results[results["cell_id"] == cell_id]
+                # a run of the rows left would stand for the cell, never exported again once
+                # restored
+                if _rows_lost(rows, steps[cell_id]["steps"]):
+                    exported.without_rows.append(cell_id)
+                    continue
+                tags = {
+                    TAG_CELL: cell_id,
+                    TAG_BENCH: bench.name,
+                    TAG_CREATED: created,
+                    TAG_CONFIG: config_hash,
+                }
+                keys = mlflow_keys([str(k) for k in cell])  # every column's: the same in every run
+                given = {str(k): v for k, v in cell.items() if not _unset(v)}
+                tags |= _diverged_at(rows)
+                recorded = {m: k for m, k in metric_keys.items() if rows[m].notna().any()}
+                for tag, renamed in (
+                    (TAG_PARAM_NAMES, _renamed({k: keys[k] for k in given})),
+                    (TAG_METRIC_NAMES, _renamed(recorded)),
+                ):
+                    if renamed:
+                        tags[tag] = json.dumps(renamed)
+                run_name = f"{cell['model']}-{cell_id}"
+                run_id = client.create_run(experiment_id, tags=tags, run_name=run_name).info.run_id
+                try:
+                    params = [Param(keys[k], str(v)) for k, v in given.items()]
+                    for batch in _chunks(params, _PARAMS_BATCH):
+                        client.log_batch(run_id, params=batch)
+                    for batch in _chunks(_metrics(rows, recorded, int(time.time() * 1e3)), _BATCH):
+                        client.log_batch(run_id, metrics=batch)
+                    for path, folder in _artifacts(bench, cell["model_id"]):
+                        client.log_artifact(run_id, path, folder)
+                except BaseException:
+                    client.delete_run(run_id)  # no half-logged run stays; the next export redoes it
+                    raise
+                client.set_terminated(run_id)
+                exported.runs[cell_id] = run_id
     return exported
 
 
@@ -476,6 +485,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(the full mlflow package) or file:mlruns (with MLFLOW_ALLOW_FILE_STORE=true)",
     )
     parser.add_argument("--experiment", help="experiment name (default: the bench's name)")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if not args.mlflow.strip():  # MLflow would take its default store in the working dir
         usage_error(
@@ -501,7 +511,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {_INSTALL}", file=sys.stderr)
         return 2
     try:
-        exported = export_mlflow(args.dir, args.mlflow, args.experiment)
+        exported = export_mlflow(args.dir, args.mlflow, args.experiment, not args.no_progress)
     except (NotABenchError, BrokenFileError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -67,8 +67,10 @@ def _runs(store, experiment="example"):
     return client, by_cell
 
 
-def test_every_cell_becomes_a_run_with_params_metrics_and_blurb(written, store, tmp_path):
-    exported = export_mlflow(str(written.root), store)
+def test_every_cell_becomes_a_run_with_params_metrics_and_blurb(written, store, tmp_path, capsys):
+    exported = export_mlflow(str(written.root), store, progress=True)
+    shown = capsys.readouterr().err.splitlines()  # it was silent
+    assert shown[-1].startswith("export: 100%") and f"{len(exported.runs)} [" in shown[-1], shown
     assert sorted(exported.runs) == sorted(written.cells.cell_id)
     client, runs = _runs(store)
     assert sorted(runs) == sorted(written.cells.cell_id)
@@ -638,7 +640,7 @@ def test_a_finished_cell_without_rows_is_left_for_when_they_are_restored(
     kept = part.read_bytes()
     part.unlink()
     mlp = written.cells[written.cells.model == "mlp"].cell_id.tolist()
-    assert main(["--dir", str(bench), "--mlflow", store]) == 0
+    assert main(["--dir", str(bench), "--mlflow", store, "--no_progress"]) == 0
     assert capsys.readouterr().err == (
         f"warning: rows missing in {str(bench / _layout.RESULTS)!r} for {len(mlp)} finished "
         f"cells ({listing(mlp, 3)}): their part files, or some of them, were removed or lost; "
