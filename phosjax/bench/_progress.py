@@ -128,7 +128,7 @@ class TrainingBar(tqdm.tqdm):
         if isinstance(file, Lines):
             kwargs.setdefault("mininterval", LOG_INTERVAL)
         bar_format = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{left}, {rate_fmt}{postfix}]"
-        super().__init__(*args, file=file, bar_format=bar_format, **kwargs)
+        super().__init__(*args, file=file, bar_format=bar_format, dynamic_ncols=True, **kwargs)
 
     def group_started(self) -> None:
         self.time_left.group_started()

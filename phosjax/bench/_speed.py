@@ -171,6 +171,7 @@ def measure(
     bar = tqdm(
         total=len(cases) * len(cfg.methods),
         file=bar_file(),  # a log's: a line per model and size
+        dynamic_ncols=True,  # the terminal's width as it is now
         disable=not progress,
         desc="speed",
         unit="run",

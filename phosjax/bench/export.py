@@ -402,7 +402,12 @@ def export_mlflow(
             client.delete_run(run.info.run_id)  # beside its cell's whole run, or before it
             exported.cut_short[run.info.run_id] = run.data.tags.get(TAG_CELL, "")
         with tqdm.tqdm(  # a cell's run takes tenths of a second, a server's more
-            cells.to_dict("records"), "export", unit="cell", file=bar_file(), disable=not progress
+            cells.to_dict("records"),
+            "export",
+            unit="cell",
+            file=bar_file(),
+            dynamic_ncols=True,  # the terminal's width as it is now
+            disable=not progress,
         ) as shown:  # closed before an error's line
             for cell in shown:
                 cell_id = cell["cell_id"]

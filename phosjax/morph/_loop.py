@@ -1020,6 +1020,7 @@ class _Stages:
             initial=0 if done is None else 1 + 2 * done,
             unit="training",
             file=bar_file(),  # a log's: a line per training
+            dynamic_ncols=True,  # the terminal's width as it is now
             disable=not progress,
             mininterval=0,  # a training takes seconds at least: show each
             desc="start model"

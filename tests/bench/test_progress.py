@@ -2,6 +2,8 @@
 
 import io
 
+import tqdm
+
 from phosjax.bench import _speed
 from phosjax.bench._progress import TrainingBar
 from phosjax.bench._speed_config import SpeedConfig
@@ -49,3 +51,22 @@ def test_morph_and_speed_bars_to_a_log_write_lines(capsys, monkeypatch):
     _speed.measure(SpeedConfig(models=("mlp",), sizes=(1,), methods=("vmap",)))
     err = capsys.readouterr().err
     assert "\r" not in err and "start model:" in err and "speed:" in err, err
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_a_bar_takes_the_terminal_s_width_as_it_changes(monkeypatch):
+    """Its width was the terminal's at its start: narrowed, each display wrapped to
+    several rows, which the next did not overwrite."""
+    width = [100]
+    monkeypatch.setattr(tqdm.std, "_screen_shape_wrapper", lambda: lambda fp: (width[0], 24))
+    out = _Terminal()
+    with TrainingBar(groups=1, total=300, file=out, mininterval=0) as bar:
+        bar.group_started()
+        bar.chunk(100)
+        width[0] = 40
+        bar.chunk(100)
+        assert len(out.getvalue().rsplit("\r", 1)[-1].rstrip()) <= 40
