@@ -669,15 +669,16 @@ def _stdout_dropped() -> None:
 
 @contextlib.contextmanager
 def data_bars_hidden(hidden: bool) -> Iterator[None]:
-    """Within it, where ``hidden`` (``--no_progress``), TFDS shows no progress bars as it
-    prepares a built-in data set (its ``Generating splits...``), so that a log gets none;
-    TFDS's own setting again after.
+    """Within it, where ``hidden`` (``--no_progress``) or stderr is no terminal, TFDS shows
+    no progress bars as it prepares a built-in data set (its ``Generating splits...``), so
+    that a log gets none (their cursor moves, ``\\x1b[A``, and carriage returns); TFDS's
+    own setting again after.
 
     Examples:
       >>> with data_bars_hidden(True):
       ...     pass
     """
-    if not hidden:
+    if not hidden and sys.stderr.isatty():
         yield
         return
     import tensorflow_datasets as tfds

@@ -5,6 +5,7 @@ import io
 import tqdm
 
 from phosjax.bench import _speed
+from phosjax.bench._cli import data_bars_hidden
 from phosjax.bench._progress import TrainingBar
 from phosjax.bench._speed_config import SpeedConfig
 from phosjax.morph._loop import _Stages
@@ -70,3 +71,14 @@ def test_a_bar_takes_the_terminal_s_width_as_it_changes(monkeypatch):
         width[0] = 40
         bar.chunk(100)
         assert len(out.getvalue().rsplit("\r", 1)[-1].rstrip()) <= 40
+
+
+def test_data_preparation_shows_no_bars_in_a_log(capsys):
+    """TFDS's bars, preparing a data set on first use, wrote their cursor moves to a log
+    (``new ... 2>&1 | tee log``) unless --no_progress was given."""
+    from tensorflow_datasets.core.utils import tqdm_utils
+
+    shown = tqdm_utils._active
+    with data_bars_hidden(False):  # stderr captured: no terminal
+        assert not tqdm_utils._active
+    assert tqdm_utils._active == shown
