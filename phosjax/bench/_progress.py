@@ -56,7 +56,9 @@ class TimeLeft:
 
     def seconds(self, steps: int) -> float | None:
         """The seconds that ``steps`` cell-steps left take, with the starts of the groups
-        left; None before a chunk after a group's first has trained."""
+        left; None before a chunk after a group's first has trained, unless none are left."""
+        if not steps:  # done: groups of one chunk each time no chunk after a first
+            return 0.0
         if not self._steady[0]:
             return None
         per_step = self._steady[1] / self._steady[0]

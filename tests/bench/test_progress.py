@@ -82,3 +82,12 @@ def test_data_preparation_shows_no_bars_in_a_log(capsys):
     with data_bars_hidden(False):  # stderr captured: no terminal
         assert not tqdm_utils._active
     assert tqdm_utils._active == shown
+
+
+def test_a_finished_bar_of_groups_of_one_chunk_shows_no_time_left():
+    """With no chunk after a group's first to time, the finished bar said ``<?``."""
+    out = io.StringIO()
+    with TrainingBar(groups=1, total=100, file=out, mininterval=0) as bar:
+        bar.group_started()
+        bar.chunk(100)
+    assert "<00:00," in out.getvalue().splitlines()[-1]
