@@ -850,6 +850,7 @@ def test_no_progress_hides_tfds_s_bars_as_it_prepares_a_data_set(
         load("digits", data_dir=str(tmp_path / "data"))
 
     monkeypatch.setattr(new, "run", preparing_run)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # in a log, hidden either way
     command = ["--models", "mlp", "--dir", str(tmp_path / "b")]
     assert new_main([*command, *(["--no_progress"] if no_progress else [])]) == 0
     err = capsys.readouterr().err
