@@ -129,8 +129,7 @@ def fields_checked(cls: Class, otherwise: Callable[[str], str] | None = None) ->
     @functools.wraps(init)  # its signature is the class's (`inspect.signature`)
     def checked_new(subclass: type, *args: Any, **kwargs: Any) -> Any:
         fields = _init_fields(subclass)
-        unknown = [key for key in kwargs if key not in fields]
-        if unknown:
+        if fields is not None and (unknown := [key for key in kwargs if key not in fields]):
             raise TypeError(no_field(subclass.__name__, unknown, fields, otherwise))
         return object.__new__(subclass)
 
@@ -139,9 +138,13 @@ def fields_checked(cls: Class, otherwise: Callable[[str], str] | None = None) ->
 
 
 @functools.cache
-def _init_fields(cls: type) -> list[str]:
-    """The keywords ``cls`` takes (its ``__init__``'s: its fields, InitVars too)."""
-    return list(inspect.signature(cls).parameters)
+def _init_fields(cls: type) -> list[str] | None:
+    """The keywords ``cls`` takes (its ``__init__``'s: its fields, InitVars too); None
+    where it takes any (a subclass's own ``__init__(**kwargs)``, passing them on)."""
+    parameters = inspect.signature(cls).parameters.values()
+    if any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters):
+        return None
+    return [parameter.name for parameter in parameters]
 
 
 def no_field(

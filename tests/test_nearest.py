@@ -80,6 +80,18 @@ def test_a_dataclass_subclass_is_checked_too_and_keeps_its_signature_and_picklin
     assert "steps" in inspect.signature(HParams).parameters
 
 
+def test_a_subclass_whose_own_init_passes_keywords_on_takes_the_fields():
+    """Its **kwargs were checked as the only keywords: Noted(steps=5) was refused,
+    'Noted has no field 'steps'. Its fields: note, kwargs.'"""
+
+    class Noted(HParams):
+        def __init__(self, note: str = "", **kwargs: object) -> None:
+            super().__init__(**kwargs)  # type: ignore[arg-type]
+            object.__setattr__(self, "note", note)
+
+    assert Noted(note="a", steps=5).steps == 5
+
+
 def test_a_dataclass_fields_checked_takes_its_init_only_variables():
     """An InitVar, no field of dataclasses.fields, was refused: 'Scaled has no field'."""
 
