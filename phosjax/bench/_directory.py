@@ -420,10 +420,11 @@ def locked(
 
 def _unwritable(root: pathlib.Path, error: OSError) -> BenchError:
     """What a lock file of the bench in ``root`` that cannot be made (``error``, which
-    names it) says: ``root`` and what to do."""
+    names it) says: ``root`` and what to do (for a bench's folder one may write, as an
+    export's, whose disk is full: see to the error, not the folder's permissions)."""
+    cause = "make its folder writable" if error.errno in _READ_ONLY else "see to that"
     what = (  # continued or added to: another --dir would not hold it
-        "make its folder writable, or copy the bench to a folder you can write and give "
-        "that as --dir"
+        f"{cause}, or copy the bench to a folder you can write and give that as --dir"
         if _layout.is_bench(root)
         else "pick a --dir you can write to"
     )

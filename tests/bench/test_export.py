@@ -742,3 +742,7 @@ def test_a_bench_one_may_not_write_is_exported_without_the_export_lock(tmp_path,
     full = r"--dir '.*': \[Errno 28\] No space left on device: '.*export\.lock'; pick a"
     with pytest.raises(BenchError, match=full), export_locked(tmp_path):
         pass
+    (tmp_path / _layout.MARKER).touch()  # a bench: it said to make its folder writable
+    see_to = r"No space left on device: '.*export\.lock'; see to that, or copy the bench to "
+    with pytest.raises(BenchError, match=see_to), export_locked(tmp_path):
+        pass
