@@ -2145,13 +2145,17 @@ def test_the_search_takes_each_option_whole_shown_or_not(tmp_path, page):
     """note="a, b=c": the search cut the options shown at its ', b=' and took a column b
     of them ('b=c"' matched those rows); mlp's pool, max in all its cells, not shown:
     pool=max found only choice's cells of pool max, though width=100, which mlp fixes
-    too, finds mlp's."""
+    too, finds mlp's; a NaN in mlp's options (as Python writes it) hid all those it fixes."""
     written = write_bench(tmp_path / "options", blurb_json())
     cells = written.cells
     first = cells.lr == LEARNING_RATES[0]
     notes = np.where(first, "a, b=c", "d")
     pools = np.where((cells.model == "mlp") | first, "max", "mean")
-    options = [json.dumps({"note": n, "pool": p}) for n, p in zip(notes, pools, strict=True)]
+    nans = [{"eps": math.nan} if model == "mlp" else {} for model in cells.model]
+    options = [
+        json.dumps({"note": n, "pool": p, **nan})
+        for n, p, nan in zip(notes, pools, nans, strict=True)
+    ]
     cells.assign(options=options).to_parquet(written.root / _layout.CELLS)
     with serving(written.root) as server:
         page.open(server.url)
@@ -2161,5 +2165,6 @@ def test_the_search_takes_each_option_whole_shown_or_not(tmp_path, page):
             ("note=d", cells[~first].cell_id),
             ("pool=max", cells[pools == "max"].cell_id),
             ('pool="max"', cells[pools == "max"].cell_id),
+            ("eps=nan", cells[cells.model == "mlp"].cell_id),
         ]:
             assert sorted(page.run(f"({SEARCH})({json.dumps(text)})")) == sorted(want), text

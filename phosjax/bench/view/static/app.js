@@ -144,11 +144,28 @@ const filterValue = (row, column) => JSON.stringify(shownValue(row, column));
 const showsValue = (row, column) => shownValue(row, column) !== null && shownValue(row, column) !== undefined;
 
 // A row's options that vary, one by one as `[key, value as shown]`: the table's
-// `pool="max", top_k=2` is [["pool", '"max"'], ["top_k", "2"]]. Each value is JSON: a ", "
-// within a string, list or dict ends no option (`note="a, b=c"` is one).
+// `pool="max", top_k=2` is [["pool", '"max"'], ["top_k", "2"]].
 function optionsShown(row) {
   const text = shownValue(row, "options");
   if (typeof text !== "string") return [];
+  return jsonItems(text).map((item) => [item.slice(0, item.indexOf("=")), item.slice(item.indexOf("=") + 1)]);
+}
+
+// A row's options as their JSON writes them, one by one as `[key, value's JSON]` ([] where
+// the bench has none): `{"pool": "max", "eps": NaN}` is [["pool", '"max"'], ["eps", "NaN"]],
+// each value kept as text, so that one JSON lacks (Python writes NaN) hides no other.
+function optionsOf(row) {
+  const text = typeof row.options === "string" ? row.options.trim() : "";
+  if (!text.startsWith("{") || text === "{}") return [];
+  return jsonItems(text.slice(1, -1)).map((item) => {
+    const [, key, value] = item.match(/^\s*("(?:[^"\\]|\\.)*")\s*:\s*(.*)$/s);
+    return [JSON.parse(key), value.trim()];
+  });
+}
+
+// `text` cut at each ", " between JSON values: a ", " within a string, list or dict cuts
+// nothing (`note="a, b=c"` is one item).
+function jsonItems(text) {
   const items = [];
   let [start, depth, quoted] = [0, 0, false];
   for (let i = 0; i < text.length; i++) {
@@ -163,7 +180,7 @@ function optionsShown(row) {
       start = i + 2;
     }
   }
-  return [...items, text.slice(start)].map((item) => [item.slice(0, item.indexOf("=")), item.slice(item.indexOf("=") + 1)]);
+  return [...items, text.slice(start)];
 }
 
 // A row's label: its model, then `column=value` for those of `columns` it has a value in.
@@ -190,24 +207,10 @@ function searchValues(row) {
   const values = new Map(columns.map((c) => [c.toLowerCase(), [shownValue(row, c)]]));
   const options = optionsShown(row);
   if (options.length > 1) values.get("options")?.push(...options.map(([key, text]) => `${key}=${text}`));
-  for (const [key, text] of options) {
-    if (!values.has(key.toLowerCase())) values.set(key.toLowerCase(), [text, text.replace(/^"(.*)"$/, "$1")]);
-  }
-  for (const [key, value] of Object.entries(optionsOf(row))) {
-    if (value !== null && !values.has(key.toLowerCase())) values.set(key.toLowerCase(), [JSON.stringify(value), ...(typeof value === "string" ? [value] : [])]);
+  for (const [key, text] of [...options, ...optionsOf(row).filter(([, text]) => text !== "null")]) {
+    if (!values.has(key.toLowerCase())) values.set(key.toLowerCase(), [...new Set([text, /^".*"$/s.test(text) ? JSON.parse(text) : text])]);
   }
   return values;
-}
-
-// A row's options, read from their JSON ({} where the bench has none, or where it holds a
-// value JSON lacks: Python writes NaN).
-function optionsOf(row) {
-  if (typeof row.options !== "string") return {};
-  try {
-    return JSON.parse(row.options);
-  } catch {
-    return {};
-  }
 }
 
 // A number in `value` (a number, or a string that reads as one), else null.
