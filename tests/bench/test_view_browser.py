@@ -2145,16 +2145,18 @@ def test_the_search_takes_each_option_whole_shown_or_not(tmp_path, page):
     """note="a, b=c": the search cut the options shown at its ', b=' and took a column b
     of them ('b=c"' matched those rows); mlp's pool, max in all its cells, not shown:
     pool=max found only choice's cells of pool max, though width=100, which mlp fixes
-    too, finds mlp's; a NaN in mlp's options (as Python writes it) hid all those it fixes."""
+    too, finds mlp's; a NaN in mlp's options (as Python writes it) hid all those it fixes;
+    kernel=[3,3] found mlp's [3, 3], fixed (written by JSON.stringify), not choice's, shown."""
     written = write_bench(tmp_path / "options", blurb_json())
     cells = written.cells
     first = cells.lr == LEARNING_RATES[0]
     notes = np.where(first, "a, b=c", "d")
     pools = np.where((cells.model == "mlp") | first, "max", "mean")
     nans = [{"eps": math.nan} if model == "mlp" else {} for model in cells.model]
+    kernels = np.where((cells.model == "mlp") | first, 3, 5)
     options = [
-        json.dumps({"note": n, "pool": p, **nan})
-        for n, p, nan in zip(notes, pools, nans, strict=True)
+        json.dumps({"note": n, "pool": p, "kernel": [k, k], **nan})
+        for n, p, k, nan in zip(notes, pools, kernels.tolist(), nans, strict=True)
     ]
     cells.assign(options=options).to_parquet(written.root / _layout.CELLS)
     with serving(written.root) as server:
@@ -2166,5 +2168,6 @@ def test_the_search_takes_each_option_whole_shown_or_not(tmp_path, page):
             ("pool=max", cells[pools == "max"].cell_id),
             ('pool="max"', cells[pools == "max"].cell_id),
             ("eps=nan", cells[cells.model == "mlp"].cell_id),
+            ("kernel=[3,3]", cells[kernels == 3].cell_id),
         ]:
             assert sorted(page.run(f"({SEARCH})({json.dumps(text)})")) == sorted(want), text

@@ -183,6 +183,10 @@ function jsonItems(text) {
   return [...items, text.slice(start)];
 }
 
+// JSON `text` without the spaces outside its strings: `[3, 3]` is `[3,3]`, as typed in
+// the search (which splits at spaces).
+const compact = (text) => text.replace(/("(?:[^"\\]|\\.)*")|\s+/g, (_, string) => string ?? "");
+
 // A row's label: its model, then `column=value` for those of `columns` it has a value in.
 function labelOf(row, columns) {
   return [row.model, ...columns.filter((c) => showsValue(row, c)).map((c) => `${c}=${format(shownValue(row, c))}`)].join(" · ");
@@ -200,15 +204,16 @@ function searchText(row) {
 // lower case: every column, those shown as chips or fixed by a model (filters only) too,
 // the options as the table shows them (`options=per_example=true`, or one of them), and
 // each option shown as a column of its own (`per_example=true`; a string with or without
-// its quotes) unless a column has its name; so too each option not shown, the same in all
-// its model's cells (`pool=max` finds the cells of a model that fixes it, as `width=100` does).
+// its quotes, a list or dict without its spaces too: `kernel=[3,3]`) unless a column has
+// its name; so too each option not shown, the same in all its model's cells, spelt alike
+// (`pool=max` finds the cells of a model that fixes it, as `width=100` does).
 function searchValues(row) {
   const columns = [...configColumns(), "seed", "group_id"].filter((c) => showsValue(row, c));
   const values = new Map(columns.map((c) => [c.toLowerCase(), [shownValue(row, c)]]));
   const options = optionsShown(row);
   if (options.length > 1) values.get("options")?.push(...options.map(([key, text]) => `${key}=${text}`));
   for (const [key, text] of [...options, ...optionsOf(row).filter(([, text]) => text !== "null")]) {
-    if (!values.has(key.toLowerCase())) values.set(key.toLowerCase(), [...new Set([text, /^".*"$/s.test(text) ? JSON.parse(text) : text])]);
+    if (!values.has(key.toLowerCase())) values.set(key.toLowerCase(), [...new Set([text, compact(text), /^".*"$/s.test(text) ? JSON.parse(text) : text])]);
   }
   return values;
 }
