@@ -412,23 +412,24 @@ def locked(
         if reading and error.errno in _READ_ONLY:
             yield error
             return
-        raise _unwritable(root, error) from error
+        raise _unwritable(root, error, "the bench") from error
     with file:
         _hold(file, path, root)
         yield None
 
 
-def _unwritable(root: pathlib.Path, error: OSError) -> BenchError:
+def _unwritable(root: pathlib.Path, error: OSError, writing: str) -> BenchError:
     """What a lock file of the bench in ``root`` that cannot be made (``error``, which
-    names it) says: ``root`` and what to do (for a bench's folder one may write, as an
-    export's, whose disk is full: see to the error, not the folder's permissions)."""
+    names it) says: what could not be written (``writing``: the bench, for a run; only
+    its lock, for an export), ``root`` and what to do (for a bench's folder one may
+    write, as an export's, whose disk is full: see to the error, not its permissions)."""
     cause = "make its folder writable" if error.errno in _READ_ONLY else "see to that"
     what = (  # continued or added to: another --dir would not hold it
         f"{cause}, or copy the bench to a folder you can write and give that as --dir"
         if _layout.is_bench(root)
         else "pick a --dir you can write to"
     )
-    return BenchError(f"cannot write the bench into --dir {str(root)!r}: {error}; {what}.")
+    return BenchError(f"cannot write {writing} into --dir {str(root)!r}: {error}; {what}.")
 
 
 def _hold(file: Any, path: pathlib.Path, root: pathlib.Path, busy: str = _WRITING) -> None:
@@ -461,7 +462,7 @@ def export_locked(root: pathlib.Path) -> Iterator[None]:
         file = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (closed by the with below)
     except OSError as error:
         if error.errno not in _READ_ONLY:
-            raise _unwritable(root, error) from error
+            raise _unwritable(root, error, "the export's lock file") from error
         yield
         return
     with file:

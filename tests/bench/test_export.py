@@ -727,7 +727,8 @@ def test_a_second_export_of_a_bench_at_once_stops_naming_the_first(
 
 def test_a_bench_one_may_not_write_is_exported_without_the_export_lock(tmp_path, monkeypatch):
     """An export lock that could not be made for another reason (a full disk) escaped as
-    a bare OSError: it is a BenchError naming the folder and what to do, as the run lock's."""
+    a bare OSError: it is a BenchError naming the folder and what to do, as the run lock's;
+    it said it could not write the bench, though export writes only its lock file there."""
 
     def failing(code):
         def opened(path, *args, **kwargs):
@@ -739,7 +740,10 @@ def test_a_bench_one_may_not_write_is_exported_without_the_export_lock(tmp_path,
     with export_locked(tmp_path):  # no lock to take where it may only read
         pass
     monkeypatch.setattr(_directory, "open", failing(errno.ENOSPC))
-    full = r"--dir '.*': \[Errno 28\] No space left on device: '.*export\.lock'; pick a"
+    full = (
+        r"^cannot write the export's lock file into --dir '.*': "
+        r"\[Errno 28\] No space left on device: '.*export\.lock'; pick a"
+    )
     with pytest.raises(BenchError, match=full), export_locked(tmp_path):
         pass
     (tmp_path / _layout.MARKER).touch()  # a bench: it said to make its folder writable
