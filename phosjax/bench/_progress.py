@@ -114,8 +114,8 @@ class TrainingBar(tqdm.tqdm):
     """tqdm's bar of a bench's cell-steps, whose time left is `TimeLeft`'s (``?`` until
     it has one) of ``groups`` groups; `group_started` before each, `chunk` after each of
     their chunks. Written to a stream that is no terminal, a line per display, at most
-    every `LOG_INTERVAL` seconds (where not given ``mininterval``) but for the
-    descriptions' changes."""
+    every `LOG_INTERVAL` seconds (where not given ``mininterval``), a description's
+    change included."""
 
     def __init__(
         self,
@@ -127,13 +127,19 @@ class TrainingBar(tqdm.tqdm):
     ) -> None:
         self.time_left = TimeLeft(groups, clock)
         file = bar_file(file)
-        if isinstance(file, Lines):
+        self._to_log = isinstance(file, Lines)
+        if self._to_log:
             kwargs.setdefault("mininterval", LOG_INTERVAL)
         bar_format = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{left}, {rate_fmt}{postfix}]"
         super().__init__(*args, file=file, bar_format=bar_format, dynamic_ncols=True, **kwargs)
 
     def group_started(self) -> None:
         self.time_left.group_started()
+
+    def set_description(self, desc: str | None = None, refresh: bool | None = True) -> None:
+        """Shown at once on a terminal; in a log at the bar's next display (each group's
+        start and checkpoint wrote a line, the first two at the bench's start alike)."""
+        super().set_description(desc, refresh=refresh and not self._to_log)
 
     def chunk(self, steps: int) -> None:
         """A chunk of ``steps`` cell-steps has trained."""

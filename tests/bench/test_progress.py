@@ -29,19 +29,26 @@ def test_time_left_leaves_compile_out_of_the_rate():
     bar.close()
 
 
-def test_a_bar_to_a_log_writes_lines_at_most_every_log_interval():
+def test_a_bar_to_a_log_writes_lines_at_most_every_log_interval(monkeypatch):
     """Piped or written to a file (no terminal), each display is a line, no carriage
-    returns joining a run's displays in one line, and chunks close together show once."""
+    returns joining a run's displays in one line, at most every 30 s: a description set
+    at each group's start and checkpoint wrote a line each (two alike at the start)."""
+    now = [0.0]
+    monkeypatch.setattr(tqdm.std, "time", lambda: now[0])  # tqdm's clock
     out = io.StringIO()
-    with TrainingBar(groups=1, total=300, file=out, desc="cells 0/1") as bar:
-        bar.group_started()
-        for _ in range(3):
-            bar.chunk(100)
-        bar.set_description("cells 1/1")
+    with TrainingBar(groups=2, total=200, file=out, desc="cells 0/2") as bar:
+        for group in range(2):
+            bar.group_started()
+            bar.set_description(f"cells {group}/2")  # a group's status written
+            for _ in range(50):
+                now[0] += 1
+                bar.chunk(2)
+                bar.set_description(f"cells {group}/2")  # a checkpoint's
+        bar.set_description("cells 2/2")
     lines = out.getvalue().split("\n")
     assert "\r" not in out.getvalue() and lines[-1] == "", lines
-    shown = ["cells 0/1:   0", "cells 1/1: 100", "cells 1/1: 100"]  # described, closed
-    assert [line[:14] for line in lines[:-1]] == shown, lines
+    shown = ["cells 0/2:   0%", "cells 0/2:  30%", "cells 1/2:  60%", "cells 1/2:  90%"]
+    assert [line[:15] for line in lines[:-1]] == [*shown, "cells 2/2: 100%"], lines
 
 
 def test_morph_and_speed_bars_to_a_log_write_lines(capsys, monkeypatch):
