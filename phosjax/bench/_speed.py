@@ -168,49 +168,48 @@ def measure(
     setups: dict[str, Setup] = {}
     rates: dict[str, dict[str, float | None]] = {}
     cases = list(_cases(cfg))
-    bar = tqdm(
+    with tqdm(
         total=len(cases) * len(cfg.methods),
         file=bar_file(),  # a log's: a line per model and size
         dynamic_ncols=True,  # the terminal's width as it is now
         disable=not progress,
         desc="speed",
         unit="run",
-    )
-    for name, k in cases:
-        bar.set_postfix_str(f"{name} K={k}")
-        seen = rates.setdefault(name, {})
-        if name not in setups:
-            setups[name] = setup_model(name, cfg)
-        ready, found = {}, {}
-        for method in cfg.methods:
-            found[method] = {"model": name, "K": k, "method": method, **common}
-            try:
-                _check(setups[name], k, method, cfg, seen)
-                ready[method] = PREPARE[method](setups[name], k, cfg)
-            except (Skip, Failed) as error:
-                status = "skipped" if isinstance(error, Skip) else "failed"
-                found[method] |= {"status": status, "note": str(error)}
-                seen[method] = None
-        best = _interleaved(ready, cfg.repeats, cfg.min_time)
-        for method, prepared in ready.items():
-            calls = best[method].calls
-            rate = k * prepared.steps * calls / best[method].seconds
-            found[method] |= {
-                "status": "ok",
-                "seconds": best[method].seconds,
-                "warmup_s": prepared.warmup_s,
-                "steps": prepared.steps,
-                "calls": calls,
-                "strategy": prepared.strategy,
-                "note": prepared.note,
-                "model_steps_per_s": rate,
-            }
-            seen[method] = rate
-        rows.extend(found.values())
-        bar.update(len(cfg.methods))
-        if on_case is not None:
-            on_case(_frame(rows))
-    bar.close()
+    ) as bar:  # closed before a Ctrl-C's or an error's line
+        for name, k in cases:
+            bar.set_postfix_str(f"{name} K={k}")
+            seen = rates.setdefault(name, {})
+            if name not in setups:
+                setups[name] = setup_model(name, cfg)
+            ready, found = {}, {}
+            for method in cfg.methods:
+                found[method] = {"model": name, "K": k, "method": method, **common}
+                try:
+                    _check(setups[name], k, method, cfg, seen)
+                    ready[method] = PREPARE[method](setups[name], k, cfg)
+                except (Skip, Failed) as error:
+                    status = "skipped" if isinstance(error, Skip) else "failed"
+                    found[method] |= {"status": status, "note": str(error)}
+                    seen[method] = None
+            best = _interleaved(ready, cfg.repeats, cfg.min_time)
+            for method, prepared in ready.items():
+                calls = best[method].calls
+                rate = k * prepared.steps * calls / best[method].seconds
+                found[method] |= {
+                    "status": "ok",
+                    "seconds": best[method].seconds,
+                    "warmup_s": prepared.warmup_s,
+                    "steps": prepared.steps,
+                    "calls": calls,
+                    "strategy": prepared.strategy,
+                    "note": prepared.note,
+                    "model_steps_per_s": rate,
+                }
+                seen[method] = rate
+            rows.extend(found.values())
+            bar.update(len(cfg.methods))
+            if on_case is not None:
+                on_case(_frame(rows))
     return _frame(rows)
 
 

@@ -2,6 +2,7 @@
 
 import io
 
+import pytest
 import tqdm
 
 from phosjax.bench import _speed
@@ -98,3 +99,18 @@ def test_a_finished_bar_of_groups_of_one_chunk_shows_no_time_left():
         bar.group_started()
         bar.chunk(100)
     assert "<00:00," in out.getvalue().splitlines()[-1]
+
+
+def test_speed_closes_its_bar_when_interrupted(monkeypatch):
+    """Ctrl-C mid-measure left its bar open: on a terminal, the line saying so was
+    written on the bar's row."""
+    monkeypatch.setattr(_speed, "_cases", lambda cfg: [("mlp", 1)])
+    monkeypatch.setattr(_speed, "setup_model", _interrupted)
+    open_before = len(tqdm.tqdm._instances)
+    with pytest.raises(KeyboardInterrupt) as raised:  # its traceback keeps the bar
+        _speed.measure(SpeedConfig(models=("mlp",), sizes=(1,), methods=("vmap",)))
+    assert len(tqdm.tqdm._instances) == open_before, raised
+
+
+def _interrupted(*args):
+    raise KeyboardInterrupt
