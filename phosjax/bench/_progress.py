@@ -110,6 +110,24 @@ LOG_INTERVAL = 30.0
 """The least seconds between the displays of a bar written to a log (`Lines`)."""
 
 
+def bar_options(file: TextIO | None = None, **options: Any) -> dict[str, Any]:
+    """tqdm's ``options`` of a bar shown on ``file`` (stderr where None), with where it
+    writes (`bar_file`), the terminal's width at each display (narrowed meanwhile, a
+    display wrapped to rows the next did not overwrite), and, in a log, a display at
+    most every `LOG_INTERVAL` seconds unless ``options`` give ``mininterval``.
+
+    Examples:
+      >>> import io
+      >>> bar_options(io.StringIO())["mininterval"], bar_options(mininterval=0)["mininterval"]
+      (30.0, 0)
+    """
+    shown = bar_file(file)
+    found: dict[str, Any] = {"file": shown, "dynamic_ncols": True}
+    if isinstance(shown, Lines):
+        found["mininterval"] = LOG_INTERVAL
+    return found | options
+
+
 class TrainingBar(tqdm.tqdm):
     """tqdm's bar of a bench's cell-steps, whose time left is `TimeLeft`'s (``?`` until
     it has one) of ``groups`` groups; `group_started` before each, `chunk` after each of
@@ -126,12 +144,10 @@ class TrainingBar(tqdm.tqdm):
         **kwargs: Any,
     ) -> None:
         self.time_left = TimeLeft(groups, clock)
-        file = bar_file(file)
-        self._to_log = isinstance(file, Lines)
-        if self._to_log:
-            kwargs.setdefault("mininterval", LOG_INTERVAL)
+        options = bar_options(file, **kwargs)
+        self._to_log = isinstance(options["file"], Lines)
         bar_format = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{left}, {rate_fmt}{postfix}]"
-        super().__init__(*args, file=file, bar_format=bar_format, dynamic_ncols=True, **kwargs)
+        super().__init__(*args, bar_format=bar_format, **options)
 
     def group_started(self) -> None:
         self.time_left.group_started()

@@ -20,7 +20,7 @@ import pandas as pd
 import psutil
 
 from phosjax.bench import _speed_torch
-from phosjax.bench._progress import bar_file
+from phosjax.bench._progress import bar_options
 from phosjax.bench._speed_config import METHODS, MODELS, SpeedConfig
 from phosjax.bench._speed_methods import (
     PREPARE,
@@ -170,9 +170,8 @@ def measure(
     cases = list(_cases(cfg))
     with tqdm(
         total=len(cases) * len(cfg.methods),
-        file=bar_file(),  # a log's: a line per model and size
-        dynamic_ncols=True,  # the terminal's width as it is now
         disable=not progress,
+        **bar_options(mininterval=0),  # a log's: a line per model and size
         desc="speed",
         unit="run",
     ) as bar:  # closed before a Ctrl-C's or an error's line

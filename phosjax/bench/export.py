@@ -50,7 +50,7 @@ from phosjax._listing import counted, listing
 from phosjax.bench import _layout
 from phosjax.bench._cli import entry_point, exit_process, then_command
 from phosjax.bench._directory import export_locked
-from phosjax.bench._progress import bar_file
+from phosjax.bench._progress import bar_options
 from phosjax.bench._reading import MARKER_HINT, hint, not_an_object
 from phosjax.bench._usage import ArgParser, usage_error
 from phosjax.bench.view._bench import BenchFiles, BrokenFileError, NotABenchError
@@ -405,9 +405,8 @@ def export_mlflow(
             cells.to_dict("records"),
             "export",
             unit="cell",
-            file=bar_file(),
-            dynamic_ncols=True,  # the terminal's width as it is now
             disable=not progress,
+            **bar_options(),  # a log's: a line at most every 30 s
         ) as shown:  # closed before an error's line
             for cell in shown:
                 cell_id = cell["cell_id"]

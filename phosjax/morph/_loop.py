@@ -34,7 +34,7 @@ from phosjax.bench import _layout
 from phosjax.bench._checkpoint import OtherLeavesError, decode, encode
 from phosjax.bench._directory import locked
 from phosjax.bench._errors import BenchError
-from phosjax.bench._progress import bar_file
+from phosjax.bench._progress import bar_options
 from phosjax.bench._reading import read_parquet
 from phosjax.bench._store import write_bytes, write_table
 from phosjax.core import AUX_LOSS, aux_total
@@ -1019,10 +1019,8 @@ class _Stages:
             total=1 + 2 * iterations,
             initial=0 if done is None else 1 + 2 * done,
             unit="training",
-            file=bar_file(),  # a log's: a line per training
-            dynamic_ncols=True,  # the terminal's width as it is now
             disable=not progress,
-            mininterval=0,  # a training takes seconds at least: show each
+            **bar_options(mininterval=0),  # a training takes seconds at least: show each
             desc="start model"
             if done is None
             else f"iteration {done + 1}/{iterations}: regularized",

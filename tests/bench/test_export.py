@@ -16,6 +16,7 @@ import time
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import tqdm
 
 from phosjax._listing import listing
 from phosjax.bench import _directory, _layout
@@ -67,10 +68,15 @@ def _runs(store, experiment="example"):
     return client, by_cell
 
 
-def test_every_cell_becomes_a_run_with_params_metrics_and_blurb(written, store, tmp_path, capsys):
+def test_every_cell_becomes_a_run_with_params_metrics_and_blurb(
+    written, store, tmp_path, capsys, monkeypatch
+):
+    seconds = iter(range(0, 10**6, 10))  # tqdm's clock: 10 s a reading, cells 30 s apart or more
+    monkeypatch.setattr(tqdm.std, "time", lambda: next(seconds))
     exported = export_mlflow(str(written.root), store, progress=True)
     shown = capsys.readouterr().err.splitlines()  # it was silent
     assert shown[-1].startswith("export: 100%") and f"{len(exported.runs)} [" in shown[-1], shown
+    assert len(shown) <= 2 + len(exported.runs) // 3, shown  # to a log: every 30 s at most
     assert sorted(exported.runs) == sorted(written.cells.cell_id)
     client, runs = _runs(store)
     assert sorted(runs) == sorted(written.cells.cell_id)
