@@ -114,7 +114,9 @@ def bar_options(file: TextIO | None = None, **options: Any) -> dict[str, Any]:
     """tqdm's ``options`` of a bar shown on ``file`` (stderr where None), with where it
     writes (`bar_file`), the terminal's width at each display (narrowed meanwhile, a
     display wrapped to rows the next did not overwrite), and, in a log, a display at
-    most every `LOG_INTERVAL` seconds unless ``options`` give ``mininterval``.
+    most every `LOG_INTERVAL` seconds unless ``options`` give ``mininterval`` (with
+    ``miniters`` 1: tqdm's own, grown past 1, had its monitor thread add a display
+    10 s after each).
 
     Examples:
       >>> import io
@@ -124,7 +126,7 @@ def bar_options(file: TextIO | None = None, **options: Any) -> dict[str, Any]:
     shown = bar_file(file)
     found: dict[str, Any] = {"file": shown, "dynamic_ncols": True}
     if isinstance(shown, Lines):
-        found["mininterval"] = LOG_INTERVAL
+        found |= {"mininterval": LOG_INTERVAL, "miniters": 1}
     return found | options
 
 

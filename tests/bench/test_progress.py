@@ -7,7 +7,7 @@ import tqdm
 
 from phosjax.bench import _speed
 from phosjax.bench._cli import data_bars_hidden
-from phosjax.bench._progress import TrainingBar
+from phosjax.bench._progress import TrainingBar, bar_options
 from phosjax.bench._speed_config import SpeedConfig
 from phosjax.morph._loop import _Stages
 
@@ -50,6 +50,19 @@ def test_a_bar_to_a_log_writes_lines_at_most_every_log_interval(monkeypatch):
     assert "\r" not in out.getvalue() and lines[-1] == "", lines
     shown = ["cells 0/2:   0%", "cells 0/2:  30%", "cells 1/2:  60%", "cells 1/2:  90%"]
     assert [line[:15] for line in lines[:-1]] == [*shown, "cells 2/2: 100%"], lines
+
+
+def test_a_bar_to_a_log_is_not_refreshed_by_tqdm_s_monitor(monkeypatch):
+    """tqdm grew a bar's miniters past 1 after a display 30 s after the one before, and its
+    monitor thread then refreshed the bar once 10 s had passed: export's bar wrote two
+    lines every 30 s to a log."""
+    now = [0.0]
+    monkeypatch.setattr(tqdm.std, "time", lambda: now[0])  # tqdm's clock
+    with tqdm.tqdm(total=100, **bar_options(io.StringIO())) as bar:
+        for _ in range(40):
+            now[0] += 1
+            bar.update()
+        assert bar.miniters == 1  # the monitor refreshes those whose miniters is more
 
 
 def test_morph_and_speed_bars_to_a_log_write_lines(capsys, monkeypatch):
