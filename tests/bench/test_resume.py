@@ -307,7 +307,7 @@ def test_a_resumed_bar_starts_at_the_restored_steps_and_counts_only_those_traine
         run(config, tmp_path, datasets=toy, progress=False)
     bars = []
 
-    class Recorded(tqdm.tqdm):
+    class Recorded(_runner.TrainingBar):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             self.given, self.updates = kwargs, []
@@ -317,7 +317,7 @@ def test_a_resumed_bar_starts_at_the_restored_steps_and_counts_only_those_traine
             self.updates.append(n)
             return super().update(n)
 
-    monkeypatch.setattr(_runner.tqdm, "tqdm", Recorded)
+    monkeypatch.setattr(_runner, "TrainingBar", Recorded)
     run(config, tmp_path, datasets=toy, progress=False)
     ((bar,),) = [bars]
     assert (bar.given["total"], bar.given.get("initial", 0), sum(bar.updates)) == (24, 12, 12)
