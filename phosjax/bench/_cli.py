@@ -34,6 +34,7 @@ from phosjax.bench._interrupt import (
     stopped_by,
     stops_ignored,
 )
+from phosjax.bench._progress import is_terminal
 from phosjax.bench._summary import command_line
 from phosjax.bench._usage import expand_dirs, refuse_empty_dirs, usage_error
 from phosjax.bench.view._bench import BenchFiles
@@ -678,7 +679,7 @@ def data_bars_hidden(hidden: bool) -> Iterator[None]:
       >>> with data_bars_hidden(True):
       ...     pass
     """
-    if not hidden and sys.stderr.isatty():
+    if not hidden and is_terminal():
         yield
         return
     import tensorflow_datasets as tfds

@@ -80,17 +80,31 @@ class Lines:
       ['0/2', '2/2']
     """
 
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
+    def __init__(self, stream: TextIO | None) -> None:
+        self._stream = stream  # None: no stderr (the process started with it closed)
 
     def write(self, text: str) -> int:
         line = text.lstrip("\r").rstrip()  # a bare "\r" or "\n" (clearing, closing): none
-        if line:
+        if line and self._stream is not None:
             self._stream.write(line + "\n")
         return len(text)
 
     def flush(self) -> None:
-        self._stream.flush()
+        if self._stream is not None:
+            self._stream.flush()
+
+
+def is_terminal(file: TextIO | None = None) -> bool:
+    """Whether ``file`` (stderr where None) is a terminal; no stderr (the process started
+    with it closed, ``2>&-``) is none.
+
+    Examples:
+      >>> import io
+      >>> is_terminal(io.StringIO())
+      False
+    """
+    file = sys.stderr if file is None else file
+    return bool(getattr(file, "isatty", lambda: False)())
 
 
 def bar_file(file: TextIO | None = None) -> TextIO:
@@ -103,7 +117,7 @@ def bar_file(file: TextIO | None = None) -> TextIO:
       'Lines'
     """
     file = sys.stderr if file is None else file
-    return file if getattr(file, "isatty", lambda: False)() else Lines(file)  # type: ignore[return-value]
+    return file if is_terminal(file) else Lines(file)  # type: ignore[return-value]
 
 
 LOG_INTERVAL = 30.0

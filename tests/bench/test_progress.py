@@ -1,6 +1,7 @@
 """The bench's progress bar: its time left, with a fake clock."""
 
 import io
+import sys
 
 import pytest
 import tqdm
@@ -103,6 +104,19 @@ def test_data_preparation_shows_no_bars_in_a_log(capsys):
     with data_bars_hidden(False):  # stderr captured: no terminal
         assert not tqdm_utils._active
     assert tqdm_utils._active == shown
+
+
+def test_no_stderr_hides_the_bars(monkeypatch):
+    """Started with stderr closed (``2>&-``: ``sys.stderr`` None), a bench stopped on
+    ``sys.stderr.isatty()``'s AttributeError, and its bar's first line on None."""
+    from tensorflow_datasets.core.utils import tqdm_utils
+
+    monkeypatch.setattr(sys, "stderr", None)
+    with data_bars_hidden(False):
+        assert not tqdm_utils._active
+    with TrainingBar(groups=1, total=100, mininterval=0) as bar:
+        bar.group_started()
+        bar.chunk(100)
 
 
 def test_a_finished_bar_of_groups_of_one_chunk_shows_no_time_left():
