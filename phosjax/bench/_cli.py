@@ -706,7 +706,8 @@ def exit_process(status: int) -> NoReturn:
     compile short can crash that teardown (a segmentation fault after the one line said,
     jax 0.10 on CPU), and by then every file is written and closed."""
     if status in _STOPPED:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:  # None: started with it closed (2>&-)
+                stream.flush()
         os._exit(status)
     sys.exit(status)

@@ -173,6 +173,20 @@ def test_exit_process_skips_the_teardown_only_after_ctrl_c_or_a_stop_signal(monk
     assert exit_info.value.code == 2
 
 
+def test_exit_process_after_ctrl_c_with_stderr_closed(monkeypatch):
+    """Started with ``2>&-`` (``sys.stderr`` None), Ctrl-C's exit status was 1, flushing
+    None raising AttributeError, where it is 130."""
+
+    def ended(status):
+        raise _Ended(status)
+
+    monkeypatch.setattr(os, "_exit", ended)
+    monkeypatch.setattr(sys, "stderr", None)
+    with pytest.raises(_Ended) as at_once:
+        _cli.exit_process(130)
+    assert at_once.value.args == (130,)
+
+
 @pytest.mark.parametrize(("name", "status"), [("SIGTERM", 143), ("SIGHUP", 129)])
 def test_a_stop_signal_stops_a_command_as_ctrl_c_does_naming_it(
     capsys, stop_signals_handled, name, status
