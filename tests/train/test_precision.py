@@ -193,8 +193,14 @@ def test_the_float32_range_check_copies_no_float64_inputs_that_fit():
     x = np.ones((125_000, 8))  # 8 MB
     x[0, 0] = np.nan  # a NaN alone is left as it is
     y = np.zeros(125_000, np.int32)
+    tracing = tracemalloc.is_tracing()  # already, as with PYTHONTRACEMALLOC=1
     tracemalloc.start()
-    check_inputs_fit(ArrayDataset("wide", x, y, x[:2], y[:2], 2, (8,)), "float32")
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
+    tracemalloc.reset_peak()
+    before = tracemalloc.get_traced_memory()[0]
+    try:
+        check_inputs_fit(ArrayDataset("wide", x, y, x[:2], y[:2], 2, (8,)), "float32")
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        if not tracing:
+            tracemalloc.stop()
     assert peak < 2_000_000
