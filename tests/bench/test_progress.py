@@ -133,10 +133,10 @@ def test_speed_closes_its_bar_when_interrupted(monkeypatch):
     written on the bar's row."""
     monkeypatch.setattr(_speed, "_cases", lambda cfg: [("mlp", 1)])
     monkeypatch.setattr(_speed, "setup_model", _interrupted)
-    open_before = len(tqdm.tqdm._instances)
+    open_before = set(tqdm.tqdm._instances)  # an earlier test's, collected here or not
     with pytest.raises(KeyboardInterrupt) as raised:  # its traceback keeps the bar
         _speed.measure(SpeedConfig(models=("mlp",), sizes=(1,), methods=("vmap",)))
-    assert len(tqdm.tqdm._instances) == open_before, raised
+    assert set(tqdm.tqdm._instances) <= open_before, raised
 
 
 def _interrupted(*args):
