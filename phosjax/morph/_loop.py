@@ -27,6 +27,7 @@ import pyarrow as pa
 import tqdm
 
 from phosjax._aside import aside_path
+from phosjax._callables import a_type
 from phosjax._chunks import even_chunk
 from phosjax._listing import counted, listing
 from phosjax._nearest import no_field
@@ -234,7 +235,7 @@ class MorphConfig:
     @classmethod
     def from_dict(cls, data: Any) -> "MorphConfig":
         """From a YAML/JSON mapping with at least ``model``; anything else is a
-        `MorphConfigError` that names the required and known fields.
+        `MorphConfigError` that names what is wrong and the fields.
 
         Examples:
           >>> model = {"name": "mlp", "num_classes": 10, "input_shape": [8, 8, 1]}
@@ -250,15 +251,22 @@ class MorphConfig:
           field 'widht'. Did you mean 'width'? Its fields: name, num_classes, ...
         """
         known = [f.name for f in dataclasses.fields(cls)]
-        fields = f"required: ['model']; known: {known}"
+        fields = f"Its fields: {', '.join(known)}."  # as `no_field` ends
+        example = "{'name': 'mlp', 'num_classes': 10, 'input_shape': [40]}"
         if not isinstance(data, Mapping):
-            got = "nothing (empty)" if data is None else f"{type(data).__name__} {data!r}"
-            raise MorphConfigError(f"a MorphConfig is a mapping of fields, got {got}; {fields}")
+            got = "None (an empty file)" if data is None else f"{data!r} ({a_type(data)})"
+            raise MorphConfigError(
+                f"a MorphConfig is a mapping of its fields, got {got}; e.g. "
+                f"{{'model': {example}, 'steps': 300}}. {fields}"
+            )
         unknown = sorted(set(data) - set(known), key=str)  # YAML's `1:` or `on:`: not a str
         if unknown:  # the words of ModelConfig's (`no_field`), which its model's get
             raise MorphConfigError(no_field(cls.__name__, unknown, known))
         if "model" not in data:
-            raise MorphConfigError(f"MorphConfig needs a 'model' (a ModelConfig mapping); {fields}")
+            raise MorphConfigError(
+                f"MorphConfig needs the field 'model', a ModelConfig mapping, e.g. {example}; "
+                f"got {sorted(data, key=str)}. {fields}"
+            )
         if not isinstance(data["model"], Mapping):
             raise MorphConfigError(
                 f"MorphConfig.model={data['model']!r}: expected a ModelConfig mapping "
