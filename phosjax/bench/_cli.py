@@ -1,7 +1,6 @@
 """What the bench's entry points share: a clean exit on bad input, `--import`, `--dir`."""
 
 import contextlib
-import errno
 import functools
 import math
 import os
@@ -35,6 +34,7 @@ from phosjax.bench._interrupt import (
     stops_ignored,
 )
 from phosjax.bench._progress import is_terminal
+from phosjax.bench._store import NO_ROOM
 from phosjax.bench._summary import command_line
 from phosjax.bench._usage import expand_dirs, refuse_empty_dirs, usage_error
 from phosjax.bench.view._bench import BenchFiles
@@ -576,17 +576,6 @@ def _output_fds() -> list[int]:
         with contextlib.suppress(OSError, ValueError, AttributeError):
             fds.append(stream.fileno())
     return fds
-
-
-NO_ROOM = {
-    errno.ENOSPC: "free space on its disk",
-    errno.EDQUOT: "free space in your disk quota",
-    errno.EFBIG: (  # the process's limit, or the file system's own (FAT32's 4 GiB)
-        "raise the file size limit (ulimit -f), or use a file system allowing larger files "
-        "(FAT32 stops at 4 GiB)"
-    ),
-}
-"""The errors of a write that found no room, with what makes room."""
 
 
 def entry_point(

@@ -38,7 +38,14 @@ from phosjax.bench._reading import (
     not_an_object,
     read_file,
 )
-from phosjax.bench._store import is_temporary, naming, read_json, write_json, write_text
+from phosjax.bench._store import (
+    NO_ROOM,
+    is_temporary,
+    naming,
+    read_json,
+    write_json,
+    write_text,
+)
 from phosjax.models import model_spec, registered_models
 
 T = TypeVar("T")
@@ -422,13 +429,13 @@ def _unwritable(root: pathlib.Path, error: OSError, writing: str) -> BenchError:
     """What a lock file of the bench in ``root`` that cannot be made (``error``, which
     names it) says: what could not be written (``writing``: the bench, for a run; only
     its lock, for an export), ``root`` and what to do (for a bench's folder one may
-    write, as an export's, whose disk is full: see to the error, not its permissions)."""
-    cause = "make its folder writable" if error.errno in _READ_ONLY else "see to that"
-    what = (  # continued or added to: another --dir would not hold it
-        f"{cause}, or copy the bench to a folder you can write and give that as --dir"
-        if _layout.is_bench(root)
-        else "pick a --dir you can write to"
-    )
+    write, whose disk is full: make room (`NO_ROOM`), not its permissions)."""
+    room = NO_ROOM.get(error.errno or 0)  # a full disk: what makes room (0: no errno)
+    cause = "make its folder writable" if error.errno in _READ_ONLY else room or "see to that"
+    if _layout.is_bench(root):  # continued or added to: another --dir would not hold it
+        what = f"{cause}, or copy the bench to a folder you can write and give that as --dir"
+    else:
+        what = f"{room}, or pick another --dir" if room else "pick a --dir you can write to"
     return BenchError(f"cannot write {writing} into --dir {str(root)!r}: {error}; {what}.")
 
 

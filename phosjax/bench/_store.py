@@ -6,6 +6,7 @@ of ``results/`` skip hidden files; a writer killed mid-write leaves only its tem
 file, which the next run removes (`remove_stale_temporaries`).
 """
 
+import errno
 import json
 import os
 import pathlib
@@ -180,6 +181,17 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
             raise
         raise naming(error, path) from error
     _sync_directory(path.parent)
+
+
+NO_ROOM = {
+    errno.ENOSPC: "free space on its disk",
+    errno.EDQUOT: "free space in your disk quota",
+    errno.EFBIG: (  # the process's limit, or the file system's own (FAT32's 4 GiB)
+        "raise the file size limit (ulimit -f), or use a file system allowing larger files "
+        "(FAT32 stops at 4 GiB)"
+    ),
+}
+"""The errors of a write that found no room, with what makes room."""
 
 
 def naming(error: OSError, path: pathlib.Path) -> OSError:

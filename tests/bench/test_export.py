@@ -749,13 +749,17 @@ def test_a_bench_one_may_not_write_is_exported_without_the_export_lock(tmp_path,
     with export_locked(tmp_path):  # no lock to take where it may only read
         pass
     monkeypatch.setattr(_directory, "open", failing(errno.ENOSPC))
-    full = (
-        r"^cannot write the export's lock file into --dir '.*': "
-        r"\[Errno 28\] No space left on device: '.*export\.lock'; pick a"
+    full = (  # it said to pick a --dir one can write to, as for a permission denied
+        r"^cannot write the export's lock file into --dir '.*': \[Errno 28\] No space left "
+        r"on device: '.*export\.lock'; free space on its disk, or pick another --dir\.$"
     )
     with pytest.raises(BenchError, match=full), export_locked(tmp_path):
         pass
     (tmp_path / _layout.MARKER).touch()  # a bench: it said to make its folder writable
-    see_to = r"No space left on device: '.*export\.lock'; see to that, or copy the bench to "
+    room = r"No space left on device: '.*export\.lock'; free space on its disk, or copy the "
+    with pytest.raises(BenchError, match=room), export_locked(tmp_path):
+        pass
+    monkeypatch.setattr(_directory, "open", failing(errno.EMFILE))
+    see_to = r"Too many open files: '.*export\.lock'; see to that, or copy the bench to "
     with pytest.raises(BenchError, match=see_to), export_locked(tmp_path):
         pass
