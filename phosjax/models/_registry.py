@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from phosjax._callables import a_type
 from phosjax._nearest import did_you_mean
+from phosjax.layers._common import EVAL_FLAGS, TRAIN_FLAGS
 from phosjax.models._config import ModelConfig, checked_config, is_int, plain_width
 from phosjax.models._frame import Frame
 from phosjax.models._kinds import IMAGE, KINDS, SEQUENCE, VECTOR, choose_kind, natural_kind
@@ -249,9 +250,19 @@ class ModelSpec:
         )
 
 
+def _call_parameters(module: nn.Module) -> list[inspect.Parameter]:
+    return list(inspect.signature(module.__call__).parameters.values())
+
+
 def _takes_train(module: nn.Module) -> bool:
-    parameters = inspect.signature(module.__call__).parameters.values()
+    parameters = _call_parameters(module)
     return any(p.name == "train" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
+def _other_train_flag(module: nn.Module) -> str | None:
+    """The train flag other than ``train`` (`TRAIN_FLAGS`: a block's, which a model's call
+    does not take) that ``module``'s ``__call__`` takes; None if none."""
+    return next((p.name for p in _call_parameters(module) if p.name in TRAIN_FLAGS), None)
 
 
 def checked_build(module: Any, name: str) -> nn.Module:
@@ -264,10 +275,17 @@ def checked_build(module: Any, name: str) -> nn.Module:
     if not isinstance(module, nn.Module):
         raise TypeError(f"model {name!r}: its build returned {module!r}, not a Flax module")
     if not _takes_train(module):
+        flag = _other_train_flag(module)
+        if flag is None:
+            takes, fix = "no train argument", "add `train: bool = False` to it"
+        elif flag in EVAL_FLAGS:  # true in evaluation: not train's value
+            takes = f"{flag!r}, not 'train'"
+            fix = f"take `train: bool = False` in its place ({flag} is `not train`)"
+        else:
+            takes, fix = f"{flag!r}, not 'train'", f"rename {flag!r} to 'train'"
         raise TypeError(
             f"model {name!r}: its build returned {type(module).__name__}, whose __call__ "
-            "takes no train argument; a model is called as model(x, train=...): add "
-            "`train: bool = False` to it"
+            f"takes {takes}; a model is called as model(x, train=...): {fix}"
         )
     return module
 

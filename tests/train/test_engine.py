@@ -1194,6 +1194,18 @@ class _NoTrain(nn.Module):
         return nn.Dense(3)(x)
 
 
+class _Training(nn.Module):
+    @nn.compact
+    def __call__(self, x: jax.Array, training: bool = False) -> jax.Array:
+        return nn.Dense(3)(x)
+
+
+class _Deterministic(nn.Module):
+    @nn.compact
+    def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
+        return nn.Dropout(0.5, deterministic=deterministic)(nn.Dense(3)(x))
+
+
 @pytest.mark.parametrize(
     ("module", "message"),
     [
@@ -1204,6 +1216,13 @@ class _NoTrain(nn.Module):
             r"model\(x, train=...\): add `train: bool = False` to it$",
         ),
         (lambda x, train=False: x, r"its build returned <function .*>, not a Flax module"),
+        # a block's train flag: it said the model took no train argument, naming neither
+        (_Training(), r"takes 'training', not 'train'; .*: rename 'training' to 'train'$"),
+        (
+            _Deterministic(),
+            r"takes 'deterministic', not 'train'; .*: take `train: bool = False` in its place "
+            r"\(deterministic is `not train`\)$",
+        ),
     ],
 )
 def test_a_model_that_cannot_be_called_with_train_is_refused_by_name(toy, module, message):
