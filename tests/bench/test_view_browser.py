@@ -1807,6 +1807,31 @@ def test_a_column_value_search_matches_whole_values_and_a_word_any_part(tmp_path
             assert sorted(got) == sorted(want.cell_id), text
 
 
+def test_the_search_compares_numbers_as_numbers_and_text_in_natural_order(tmp_path, page):
+    """``seed>1``, ``lr<=3e-3``, ``seed!=1`` matched no row (no column ``seed>1``): a
+    column compares as the table sorts it, numbers as numbers, text in natural order (a
+    width ``25,50`` below ``100``); ``!=`` matches the rows ``=`` does not."""
+    written = write_bench(tmp_path / "compare", blurb_json(), seeds=(1, 10))
+    cells = written.cells
+    with serving(written.root) as server:
+        page.open(server.url)
+        for text, want in [
+            ("seed>1", cells[cells.seed == 10]),
+            ("seed>=1.0", cells),
+            ("seed<10 seed!=10", cells[cells.seed == 1]),
+            ("seed!=1", cells[cells.seed == 10]),
+            ("lr<=3e-3", cells[cells.lr == 0.003]),
+            ("lr<0.003", cells.iloc[:0]),
+            ("lr>0.0030", cells[cells.lr == 0.01]),
+            ("width<100", cells[cells.model == "choice"]),
+            ("model>d", cells[cells.model == "mlp"]),
+            ("seeds>1", cells.iloc[:0]),  # a column the bench lacks
+            ("seeds!=1", cells),
+        ]:
+            got = page.run(f"({SEARCH})({json.dumps(text)})")
+            assert sorted(got) == sorted(want.cell_id), text
+
+
 def test_a_group_whose_run_is_gone_shows_stopped_not_running(tmp_path, page):
     """Two processes shared the bench: process 0 (the choice model's group) was killed,
     its lock file naming a pid that no longer exists; process 1 (the mlp's) still trains.

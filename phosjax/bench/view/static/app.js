@@ -226,22 +226,51 @@ function asNumber(value) {
   return Number.isNaN(n) ? null : n;
 }
 
-// Whether `row` matches one word of the text search (in lower case): `column=value` when
-// one of its `searchValues` in that column is the whole value (as shown or as written;
-// numbers compare as numbers, to float32's precision: `lr=1e-4` is 0.0001, `seed=1` is not
-// 10); `column=` when it has a value there; any other word when it is part of the row's
-// `searchText`.
-function matchesWord(row, word) {
-  const eq = word.indexOf("=");
-  if (eq <= 0) return row.searchText.includes(word);
-  const column = word.slice(0, eq);
-  const wanted = word.slice(eq + 1);
-  if (!row.searchValues.has(column)) return false;
-  return wanted === "" || row.searchValues.get(column).some((value) => {
+// A term of the text search (a word, in lower case): `column<op>value`, `op` one of `=`,
+// `!=`, `<`, `<=`, `>`, `>=` (`{column, op, value}`), else a free word (`{word}`; so is
+// `=value`, as ever).
+function parseTerm(word) {
+  const match = word.match(/^([^<>!=]*)(<=|>=|!=|<|>|=)(.*)$/s);
+  if (!match || (match[1] === "" && match[2] === "=")) return { word };
+  const [, column, op, value] = match;
+  return { column, op, value };
+}
+
+// Whether `a` and `b` are the same number, to float32's precision (`lr=1e-4` is 0.0001).
+const sameNumber = (a, b) => a === b || Math.abs(a - b) <= 1e-7 * Math.max(Math.abs(a), Math.abs(b));
+
+// Whether one of `values` (a row's in a column; none: it has no value there) is `wanted`
+// whole (as shown or as written; numbers as numbers: `seed=1` is not 10); `wanted` "" for
+// any value. `!=` matches the rows `=` does not (a NaN or no value too).
+function equalsAny(values, wanted) {
+  return values.length > 0 && (wanted === "" || values.some((value) => {
     if ([format(value), String(value)].some((v) => v.toLowerCase() === wanted)) return true;
     const [a, b] = [asNumber(wanted), asNumber(value)];
-    return a !== null && b !== null && (a === b || Math.abs(a - b) <= 1e-7 * Math.max(Math.abs(a), Math.abs(b)));
-  });
+    return a !== null && b !== null && sameNumber(a, b);
+  }));
+}
+
+// Whether `value` is `op` (`<`, `<=`, `>`, `>=`) `wanted`: numbers as numbers (a NaN is
+// neither less nor more), else text in the table's natural order (`25,50` < `100`).
+function comparesTo(value, op, wanted) {
+  const [a, b] = [asNumber(value), asNumber(wanted)];
+  if (Number.isNaN(a) || /^[-+]?nan$/i.test(String(value))) return false;
+  const order = a !== null && b !== null ? (sameNumber(a, b) ? 0 : a - b) : format(value).toLowerCase().localeCompare(wanted, undefined, { numeric: true });
+  return { "<": order < 0, "<=": order <= 0, ">": order > 0, ">=": order >= 0 }[op];
+}
+
+// Whether `values` (a row's in a column) match the term `{op, value}`.
+function matchesValues(values, { op, value }) {
+  if (op === "=") return equalsAny(values, value);
+  if (op === "!=") return !equalsAny(values, value);
+  return values.some((v) => comparesTo(v, op, value));
+}
+
+// Whether `row` matches `term` (`parseTerm`): a column's term by its `searchValues` there
+// (a column it lacks: no value), a free word when it is part of the row's `searchText`.
+function matchesTerm(row, term) {
+  if (term.word !== undefined) return row.searchText.includes(term.word);
+  return matchesValues(row.searchValues.get(term.column) ?? [], term);
 }
 
 function passes(row) {
@@ -249,7 +278,7 @@ function passes(row) {
     if (value !== "" && filterValue(row, column) !== value) return false;
   }
   if (!state.text) return true;
-  return state.text.toLowerCase().split(/\s+/).filter(Boolean).every((word) => matchesWord(row, word));
+  return state.text.toLowerCase().split(/\s+/).filter(Boolean).every((word) => matchesTerm(row, parseTerm(word)));
 }
 
 // The table's (split, metric) columns (every metric when `all`): those a cell of the bench
