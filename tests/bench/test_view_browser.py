@@ -1832,6 +1832,38 @@ def test_the_search_compares_numbers_as_numbers_and_text_in_natural_order(tmp_pa
             assert sorted(got) == sorted(want.cell_id), text
 
 
+def test_the_search_takes_the_results_as_the_table_shows_them(tmp_path, page):
+    """``accuracy>0.5``, ``train:loss<=0.4``, ``accuracy=0.9123`` matched no row (the
+    search took only the cells' columns): a metric alone is its first split's, test; a
+    diverged (NaN) value matches ``=nan`` and no comparison; with *mean over seeds*, the
+    mean is compared."""
+    written = write_bench(tmp_path / "results", blurb_json(), diverge=True)
+    cells = written.cells.set_index("cell_id")
+    accuracy = pd.Series(_final(written, "test", "accuracy"))
+    loss = pd.Series(_final(written, "train", "loss"))
+    at, bound = accuracy.dropna().median(), loss.dropna().median()
+    means = accuracy.groupby([cells.model, cells.lr]).agg(lambda v: v.mean(skipna=False))
+    diverged = accuracy[accuracy.isna()].index.tolist()
+    with serving(written.root) as server:
+        page.open(server.url)
+        for text, want in [
+            (f"accuracy>{at}", accuracy[accuracy > at].index),
+            (
+                f"ACCURACY<={at} train:loss>={bound}",
+                accuracy[(accuracy <= at) & (loss >= bound)].index,
+            ),
+            (f"accuracy={accuracy.iloc[0]:#.4g}", accuracy.index[:1]),
+            ("accuracy=nan", diverged),
+            ("accuracy!=nan", accuracy.dropna().index),
+            ("test:accuracy=", accuracy.index),
+        ]:
+            got = page.run(f"({SEARCH})({json.dumps(text)})")
+            assert sorted(got) == sorted(want), text
+        page.run("document.querySelector('button[data-mode=configs]').click()")
+        assert len(page.run(f"({SEARCH})('accuracy>{at}')")) == (means > at).sum()
+        assert len(page.run(f"({SEARCH})('accuracy=nan')")) == means.isna().sum() == 1
+
+
 def test_a_group_whose_run_is_gone_shows_stopped_not_running(tmp_path, page):
     """Two processes shared the bench: process 0 (the choice model's group) was killed,
     its lock file naming a pid that no longer exists; process 1 (the mlp's) still trains.

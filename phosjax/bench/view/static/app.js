@@ -240,11 +240,11 @@ function parseTerm(word) {
 const sameNumber = (a, b) => a === b || Math.abs(a - b) <= 1e-7 * Math.max(Math.abs(a), Math.abs(b));
 
 // Whether one of `values` (a row's in a column; none: it has no value there) is `wanted`
-// whole (as shown or as written; numbers as numbers: `seed=1` is not 10); `wanted` "" for
+// whole (as shown, in the table too, or as written; numbers as numbers: `seed=1` is not 10); `wanted` "" for
 // any value. `!=` matches the rows `=` does not (a NaN or no value too).
 function equalsAny(values, wanted) {
   return values.length > 0 && (wanted === "" || values.some((value) => {
-    if ([format(value), String(value)].some((v) => v.toLowerCase() === wanted)) return true;
+    if ([format(value), fixed(value), String(value)].some((v) => v.toLowerCase() === wanted)) return true;
     const [a, b] = [asNumber(wanted), asNumber(value)];
     return a !== null && b !== null && sameNumber(a, b);
   }));
@@ -273,12 +273,28 @@ function matchesTerm(row, term) {
   return matchesValues(row.searchValues.get(term.column) ?? [], term);
 }
 
-function passes(row) {
+// The terms of the text search (`parseTerm`).
+const searchTerms = () => state.text.toLowerCase().split(/\s+/).filter(Boolean).map(parseTerm);
+
+// The result columns the text search takes, by name in lower case: `split:metric` for each
+// the bench records (`train:loss`), and a metric alone for its first split's, the table's
+// first (`accuracy`: `test:accuracy` where there is one); a column of the cells of that name wins.
+function resultColumns() {
+  const columns = new Map();
+  for (const m of metricColumns(true)) {
+    const metric = m.metric.toLowerCase();
+    for (const name of [`${m.split.toLowerCase()}:${metric}`, metric]) if (!columns.has(name)) columns.set(name, m);
+  }
+  for (const row of state.board.rows) for (const column of row.searchValues.keys()) columns.delete(column);
+  return columns;
+}
+
+// Whether `row` passes the filter menus and each of `terms` (of its cell's columns).
+function passes(row, terms) {
   for (const [column, value] of Object.entries(state.filters)) {
     if (value !== "" && filterValue(row, column) !== value) return false;
   }
-  if (!state.text) return true;
-  return state.text.toLowerCase().split(/\s+/).filter(Boolean).every((word) => matchesTerm(row, parseTerm(word)));
+  return terms.every((term) => matchesTerm(row, term));
 }
 
 // The table's (split, metric) columns (every metric when `all`): those a cell of the bench
@@ -334,9 +350,22 @@ function sharedStep(members, split) {
 // A cell's values on `split` at `step` (`sharedStep`: from the server's `common`), or its last.
 const seedsFinal = (row, split, step) => (step === null ? row._final?.[split] : row._common?.[split]?.at.get(step));
 
-// Table rows for the current mode: cells as they are, or configs averaged over their seeds.
+// A term of the text search on a result column (`resultColumns`) compares each row's value as
+// the table shows it: a cell's, or a configuration's mean over the seeds shown.
 function tableRows() {
-  const cells = state.board.rows.filter(passes);
+  const results = resultColumns();
+  const terms = searchTerms();
+  const onResults = terms.filter((term) => results.has(term.column));
+  const cells = state.board.rows.filter((row) => passes(row, terms.filter((term) => !onResults.includes(term))));
+  const matches = (r) => onResults.every((term) => {
+    const { split, metric } = results.get(term.column);
+    return matchesValues(present([r.value(split, metric)]), term);
+  });
+  return modeRows(cells).filter(matches);
+}
+
+// Table rows of `cells` for the current mode: cells as they are, or configs averaged over their seeds.
+function modeRows(cells) {
   if (state.mode === "cells") {
     return cells.map((row) => ({
       key: row.cell_id, row, color: state.configs.get(row.config), cells: [row],
