@@ -2203,7 +2203,8 @@ def test_the_search_takes_each_option_whole_shown_or_not(tmp_path, page):
     of them ('b=c"' matched those rows); mlp's pool, max in all its cells, not shown:
     pool=max found only choice's cells of pool max, though width=100, which mlp fixes
     too, finds mlp's; a NaN in mlp's options (as Python writes it) hid all those it fixes;
-    kernel=[3,3] found mlp's [3, 3], fixed (written by JSON.stringify), not choice's, shown."""
+    kernel=[3,3] found mlp's [3, 3], fixed (written by JSON.stringify), not choice's, shown;
+    note="a, b=c", in quotes, was cut at its space (and so matched no row)."""
     written = write_bench(tmp_path / "options", blurb_json())
     cells = written.cells
     first = cells.lr == LEARNING_RATES[0]
@@ -2226,5 +2227,20 @@ def test_the_search_takes_each_option_whole_shown_or_not(tmp_path, page):
             ('pool="max"', cells[pools == "max"].cell_id),
             ("eps=nan", cells[cells.model == "mlp"].cell_id),
             ("kernel=[3,3]", cells[kernels == 3].cell_id),
+            ('note="a, b=c"', cells[first].cell_id),
+            ('kernel="[3, 3]"', cells[kernels == 3].cell_id),
+            ('"A, B"', cells[first].cell_id),  # a phrase, as a free word
         ]:
             assert sorted(page.run(f"({SEARCH})({json.dumps(text)})")) == sorted(want), text
+        text = 'note="a, b=c" seed>0'  # the address keeps it whole
+        rows = page.run(f"({SEARCH})({json.dumps(text)})")
+        assert sorted(rows) == sorted(cells[first & (cells.seed > 0)].cell_id)
+        page.settle()
+        assert page.run("location.search") == "?" + urllib.parse.urlencode({"q": text})
+        page.run("document.body.dataset.ready = 'reloading'")
+        page.open(page.run("location.href"))
+        assert page.run("document.querySelector('#filters input[type=search]').value") == text
+        assert (
+            page.run("[...document.querySelectorAll('.board-row')].map((r) => r.dataset.key)")
+            == rows
+        )

@@ -197,7 +197,7 @@ function labelOf(row, columns) {
 // (`learning_rate=1.00e-4`, `learning_rate=0.0001`).
 function searchText(row) {
   const words = [...row.searchValues].flatMap(([c, values]) => [...new Set(values.flatMap((v) => [format(v), String(v)]))].map((v) => `${c}=${v}`));
-  return [row.model, row.cell_id, ...words].join(" ").toLowerCase();
+  return [row.model, row.cell_id, ...words].join("\n").toLowerCase(); // a phrase ("a b") spans none
 }
 
 // The values the search takes for each column a row has a value in, by the column's name in
@@ -228,13 +228,16 @@ function asNumber(value) {
 
 // A term of the text search (a word, in lower case): `column<op>value`, `op` one of `=`,
 // `!=`, `<`, `<=`, `>`, `>=` (`{column, op, value}`), else a free word (`{word}`; so is
-// `=value`, as ever).
+// `=value`, as ever); a value (or a word) in double quotes is taken without them.
 function parseTerm(word) {
-  const match = word.match(/^([^<>!=]*)(<=|>=|!=|<|>|=)(.*)$/s);
-  if (!match || (match[1] === "" && match[2] === "=")) return { word };
+  const match = word.match(/^([^<>!="]*)(<=|>=|!=|<|>|=)(.*)$/s);
+  if (!match || (match[1] === "" && match[2] === "=")) return { word: unquoted(word, /^"(.*)"$/s) };
   const [, column, op, value] = match;
-  return { column, op, value };
+  return { column, op, value: unquoted(value, /^"(.*?)"?$/s) };
 }
+
+// `text` without the quotes `pattern` finds around it (a value's closing one may be yet to come).
+const unquoted = (text, pattern) => text.match(pattern)?.[1] ?? text;
 
 // Whether `a` and `b` are the same number, to float32's precision (`lr=1e-4` is 0.0001).
 const sameNumber = (a, b) => a === b || Math.abs(a - b) <= 1e-7 * Math.max(Math.abs(a), Math.abs(b));
@@ -273,8 +276,9 @@ function matchesTerm(row, term) {
   return matchesValues(row.searchValues.get(term.column) ?? [], term);
 }
 
-// The terms of the text search (`parseTerm`).
-const searchTerms = () => state.text.toLowerCase().split(/\s+/).filter(Boolean).map(parseTerm);
+// The terms of the text search (`parseTerm`): its words, split at spaces but those in
+// double quotes (`name="a b"` is one).
+const searchTerms = () => (state.text.toLowerCase().match(/(?:[^\s"]+|"[^"]*"?)+/g) ?? []).map(parseTerm);
 
 // The result columns the text search takes, by name in lower case: `split:metric` for each
 // the bench records (`train:loss`), and a metric alone for its first split's, the table's
