@@ -1810,7 +1810,9 @@ def test_a_column_value_search_matches_whole_values_and_a_word_any_part(tmp_path
 def test_the_search_compares_numbers_as_numbers_and_text_in_natural_order(tmp_path, page):
     """``seed>1``, ``lr<=3e-3``, ``seed!=1`` matched no row (no column ``seed>1``): a
     column compares as the table sorts it, numbers as numbers, text in natural order (a
-    width ``25,50`` below ``100``); ``!=`` matches the rows ``=`` does not."""
+    width ``25,50`` below ``100``); ``!=`` matches the rows ``=`` does not. A term that
+    cannot compare (``>0.5`` hid every row; ``accuracy>``, ``accuracy>abc`` compared text
+    with numbers) is left out, the box marked invalid, its tooltip saying which and why."""
     written = write_bench(tmp_path / "compare", blurb_json(), seeds=(1, 10))
     cells = written.cells
     with serving(written.root) as server:
@@ -1830,6 +1832,20 @@ def test_the_search_compares_numbers_as_numbers_and_text_in_natural_order(tmp_pa
         ]:
             got = page.run(f"({SEARCH})({json.dumps(text)})")
             assert sorted(got) == sorted(want.cell_id), text
+        box = "document.querySelector('#filters input[type=search]')"
+        for text, want, left_out in [
+            ("seed=1 accuracy>", cells[cells.seed == 1], "accuracy>"),
+            (">0.5", cells, ">0.5"),
+            ("ACCURACY>abc", cells, "ACCURACY>abc"),
+            ("seed<=x", cells, "seed<=x"),
+            ("model>abc seed>1", cells[cells.seed == 10], None),  # text on a column of text
+        ]:
+            got = page.run(f"({SEARCH})({json.dumps(text)})")
+            assert sorted(got) == sorted(want.cell_id), text
+            title = page.run(f"{box}.title")
+            assert page.run(f"{box}.matches('.invalid[aria-invalid=true]')") is bool(left_out)
+            assert (f"left out: {left_out} (" in title) if left_out else "left out" not in title
+            assert "column<value" in title
 
 
 def test_the_search_takes_the_results_as_the_table_shows_them(tmp_path, page):

@@ -276,9 +276,41 @@ function matchesTerm(row, term) {
   return matchesValues(row.searchValues.get(term.column) ?? [], term);
 }
 
-// The terms of the text search (`parseTerm`): its words, split at spaces but those in
-// double quotes (`name="a b"` is one).
-const searchTerms = () => (state.text.toLowerCase().match(/(?:[^\s"]+|"[^"]*"?)+/g) ?? []).map(parseTerm);
+// The terms of the text search (`parseTerm`, each with its `text` as typed and its `flaw`):
+// its words, split at spaces but those in double quotes (`name="a b"` is one).
+function searchTerms() {
+  const results = resultColumns();
+  return (state.text.match(/(?:[^\s"]+|"[^"]*"?)+/g) ?? []).map((text) => {
+    const term = parseTerm(text.toLowerCase());
+    return { ...term, text, flaw: flaw(term, results) };
+  });
+}
+
+// What the text search takes, for its box's tooltip.
+const SEARCH_FORMS = 'words in any column; column=value, column!=value, column<value, <=, >, >= (a number, or text on a column of text); "a b" for a value with spaces';
+
+// Why the text search leaves out `term` (`parseTerm`), else null: an operator without a
+// column (`>0.5`), a comparison without a value (`accuracy>`) or with text on a column of
+// numbers (`accuracy>abc`; `results`: the result columns, all numbers).
+function flaw(term, results) {
+  if (term.column === "") return `no column before ${term.op}`;
+  if (!["<", "<=", ">", ">="].includes(term.op)) return null;
+  if (term.value === "") return `no value after ${term.op}`;
+  if (asNumber(term.value) !== null) return null;
+  const values = state.board.rows.flatMap((row) => row.searchValues.get(term.column) ?? []);
+  const numbers = results.has(term.column) || (values.length > 0 && values.every((value) => asNumber(value) !== null));
+  return numbers ? `${term.column} holds numbers, ${term.value} is not one` : null;
+}
+
+// Marks the search box invalid while a term of it is left out (`flaw`), its tooltip saying
+// which and why, and what the search takes.
+function markSearch(terms) {
+  const box = $("filters").querySelector("input[type=search]");
+  const flawed = terms.filter((term) => term.flaw);
+  box?.classList.toggle("invalid", flawed.length > 0);
+  box?.setAttribute("aria-invalid", String(flawed.length > 0));
+  box?.setAttribute("title", `${flawed.map((term) => `left out: ${term.text} (${term.flaw})\n`).join("")}${SEARCH_FORMS}`);
+}
 
 // The result columns the text search takes, by name in lower case: `split:metric` for each
 // the bench records (`train:loss`), and a metric alone for its first split's, the table's
@@ -358,7 +390,7 @@ const seedsFinal = (row, split, step) => (step === null ? row._final?.[split] : 
 // the table shows it: a cell's, or a configuration's mean over the seeds shown.
 function tableRows() {
   const results = resultColumns();
-  const terms = searchTerms();
+  const terms = searchTerms().filter((term) => !term.flaw);
   const onResults = terms.filter((term) => results.has(term.column));
   const cells = state.board.rows.filter((row) => passes(row, terms.filter((term) => !onResults.includes(term))));
   const matches = (r) => onResults.every((term) => {
@@ -523,6 +555,7 @@ function renderBoard() {
   state.sort = chosen && sortable.some((c) => c.key === chosen.key) ? chosen : defaultSort();
   renderSortBy(sortable);
   const rows = sortedRows();
+  markSearch(searchTerms());
   const head = el("tr");
   for (const column of columns) {
     const th = el("th", { class: column.numeric ? "num" : "" });
