@@ -243,8 +243,8 @@ const unquoted = (text, pattern) => text.match(pattern)?.[1] ?? text;
 const sameNumber = (a, b) => a === b || Math.abs(a - b) <= 1e-7 * Math.max(Math.abs(a), Math.abs(b));
 
 // Whether one of `values` (a row's in a column; none: it has no value there) is `wanted`
-// whole (as shown, in the table too, or as written; numbers as numbers: `seed=1` is not 10); `wanted` "" for
-// any value. `!=` matches the rows `=` does not (a NaN or no value too).
+// whole (as shown, in the table too, or as written; numbers as numbers: `seed=1` is not
+// 10); `wanted` "" for any value. `!=` matches the rows `=` does not (a NaN or no value too).
 function equalsAny(values, wanted) {
   return values.length > 0 && (wanted === "" || values.some((value) => {
     if ([format(value), fixed(value), String(value)].some((v) => v.toLowerCase() === wanted)) return true;
@@ -386,8 +386,9 @@ function sharedStep(members, split) {
 // A cell's values on `split` at `step` (`sharedStep`: from the server's `common`), or its last.
 const seedsFinal = (row, split, step) => (step === null ? row._final?.[split] : row._common?.[split]?.at.get(step));
 
-// A term of the text search on a result column (`resultColumns`) compares each row's value as
-// the table shows it: a cell's, or a configuration's mean over the seeds shown.
+// The table's rows (`modeRows`) that pass the filter menus and the text search, whose terms
+// on a result column (`resultColumns`) take each row's value as the table shows it: a
+// cell's, or a configuration's mean over the seeds shown.
 function tableRows() {
   const results = resultColumns();
   const terms = searchTerms().filter((term) => !term.flaw);
