@@ -85,13 +85,25 @@ class Lines:
 
     def write(self, text: str) -> int:
         line = text.lstrip("\r").rstrip()  # a bare "\r" or "\n" (clearing, closing): none
-        if line and self._stream is not None:
-            self._stream.write(line + "\n")
+        if line:
+            self._written(lambda stream: stream.write(line + "\n"))
         return len(text)
 
     def flush(self) -> None:
-        if self._stream is not None:
-            self._stream.flush()
+        self._written(lambda stream: stream.flush())
+
+    def _written(self, write: Callable[[TextIO], object]) -> None:
+        """``write`` to the stream, if any; one that fails (opened read-only: EBADF) is
+        dropped: a bar that cannot write does not stop the run. A reader that left
+        (BrokenPipeError) stops it, as a write of the command's own does."""
+        if self._stream is None:
+            return
+        try:
+            write(self._stream)
+        except BrokenPipeError:
+            raise
+        except OSError:
+            self._stream = None
 
 
 def is_terminal(file: TextIO | None = None) -> bool:

@@ -1,6 +1,8 @@
 """The bench's progress bar: its time left, with a fake clock."""
 
+import contextlib
 import io
+import os
 import sys
 
 import pytest
@@ -141,3 +143,17 @@ def test_speed_closes_its_bar_when_interrupted(monkeypatch):
 
 def _interrupted(*args):
     raise KeyboardInterrupt
+
+
+def test_a_bar_that_cannot_write_leaves_the_run_going():
+    """Started with stderr open read-only (``2</dev/null``, a shell shim's ``2>&-``), the
+    bar's first line raised EBADF: a bench ended with status 1 before training a step."""
+    unwritable = open(os.open(os.devnull, os.O_RDONLY), "w")  # noqa: SIM115
+    try:
+        with TrainingBar(groups=1, total=100, file=unwritable, mininterval=0) as bar:
+            bar.group_started()
+            bar.chunk(100)
+    finally:
+        with contextlib.suppress(OSError):  # closed all the same
+            unwritable.close()
+    assert bar.n == 100
