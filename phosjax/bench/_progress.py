@@ -156,7 +156,38 @@ def bar_options(file: TextIO | None = None, **options: Any) -> dict[str, Any]:
     return found | options
 
 
-class TrainingBar(tqdm.tqdm):
+class Bar(tqdm.tqdm):
+    """tqdm's bar shown on ``file`` (stderr where None) as `bar_options` has it; in a log,
+    its close writes no line where its last display showed the same count, description
+    and postfix (a 100% line written twice, their times and rates differing).
+
+    Examples:
+      >>> import io
+      >>> out = io.StringIO()
+      >>> with Bar(total=2, file=out, mininterval=0, bar_format="{n}/{total}") as bar:
+      ...     shown = bar.update(2)
+      >>> out.getvalue().splitlines()  # shown at its start and update, none at its close
+      ['0/2', '2/2']
+    """
+
+    def __init__(self, *args: Any, file: TextIO | None = None, **kwargs: Any) -> None:
+        options = bar_options(file, **kwargs)
+        self._to_log = isinstance(options["file"], Lines)
+        self._shown: tuple[Any, ...] | None = None  # what the last display in a log showed
+        super().__init__(*args, **options)
+
+    def display(self, msg: str | None = None, pos: int | None = None) -> bool | None:
+        if msg is None and self._to_log:  # the bar's line, not a clearing
+            self._shown = (self.n, self.desc, self.postfix)
+        return super().display(msg, pos)
+
+    def close(self) -> None:
+        if self._shown is not None and self._shown == (self.n, self.desc, self.postfix):
+            self.leave = False  # its line is written: closed without another
+        super().close()
+
+
+class TrainingBar(Bar):
     """tqdm's bar of a bench's cell-steps, whose time left is `TimeLeft`'s (``?`` until
     it has one) of ``groups`` groups; `group_started` before each, `chunk` after each of
     their chunks. Written to a stream that is no terminal, a line per display, at most
@@ -168,14 +199,11 @@ class TrainingBar(tqdm.tqdm):
         *args: Any,
         groups: int,
         clock: Callable[[], float] = time.perf_counter,
-        file: TextIO | None = None,
         **kwargs: Any,
     ) -> None:
         self.time_left = TimeLeft(groups, clock)
-        options = bar_options(file, **kwargs)
-        self._to_log = isinstance(options["file"], Lines)
         bar_format = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{left}, {rate_fmt}{postfix}]"
-        super().__init__(*args, bar_format=bar_format, **options)
+        super().__init__(*args, bar_format=bar_format, **kwargs)
 
     def group_started(self) -> None:
         self.time_left.group_started()

@@ -20,7 +20,7 @@ import pandas as pd
 import psutil
 
 from phosjax.bench import _speed_torch
-from phosjax.bench._progress import bar_options
+from phosjax.bench._progress import Bar
 from phosjax.bench._speed_config import METHODS, MODELS, SpeedConfig
 from phosjax.bench._speed_methods import (
     PREPARE,
@@ -154,8 +154,6 @@ def measure(
       >>> frame[["model", "K", "method", "status"]].values.tolist()  # doctest: +SKIP
       [['mlp', 1, 'vmap', 'ok'], ['mlp', 8, 'vmap', 'ok']]
     """
-    from tqdm.auto import tqdm
-
     device = jax.devices()[0]
     common = {
         "steps": cfg.steps,
@@ -168,10 +166,10 @@ def measure(
     setups: dict[str, Setup] = {}
     rates: dict[str, dict[str, float | None]] = {}
     cases = list(_cases(cfg))
-    with tqdm(
+    with Bar(
         total=len(cases) * len(cfg.methods),
         disable=not progress,
-        **bar_options(mininterval=0),  # a log's: a line per model and size
+        mininterval=0,  # a log's: a line per model and size
         desc="speed",
         unit="run",
     ) as bar:  # closed before a Ctrl-C's or an error's line

@@ -44,13 +44,12 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
-import tqdm
 
 from phosjax._listing import counted, listing
 from phosjax.bench import _layout
 from phosjax.bench._cli import entry_point, exit_process, then_command
 from phosjax.bench._directory import export_locked
-from phosjax.bench._progress import bar_options
+from phosjax.bench._progress import Bar
 from phosjax.bench._reading import MARKER_HINT, hint, not_an_object
 from phosjax.bench._usage import ArgParser, usage_error
 from phosjax.bench.view._bench import BenchFiles, BrokenFileError, NotABenchError
@@ -401,12 +400,11 @@ def export_mlflow(
         for run in _tagged_runs(client, experiment_id, TAG_CREATED, created, finished=False):
             client.delete_run(run.info.run_id)  # beside its cell's whole run, or before it
             exported.cut_short[run.info.run_id] = run.data.tags.get(TAG_CELL, "")
-        with tqdm.tqdm(  # a cell's run takes tenths of a second, a server's more
+        with Bar(  # a cell's run takes tenths of a second, a server's more
             cells.to_dict("records"),
             "export",
             unit="cell",
             disable=not progress,
-            **bar_options(),  # a log's: a line at most every 30 s
         ) as shown:  # closed before an error's line
             for cell in shown:
                 cell_id = cell["cell_id"]

@@ -24,7 +24,6 @@ import numpy as np
 import optax
 import pandas as pd
 import pyarrow as pa
-import tqdm
 
 from phosjax._aside import aside_path
 from phosjax._callables import a_type
@@ -35,7 +34,7 @@ from phosjax.bench import _layout
 from phosjax.bench._checkpoint import OtherLeavesError, decode, encode
 from phosjax.bench._directory import locked
 from phosjax.bench._errors import BenchError
-from phosjax.bench._progress import bar_options
+from phosjax.bench._progress import Bar
 from phosjax.bench._reading import read_parquet
 from phosjax.bench._store import write_bytes, write_table
 from phosjax.core import AUX_LOSS, aux_total
@@ -1023,12 +1022,12 @@ class _Stages:
     def __init__(self, iterations: int, progress: bool, done: int | None = None) -> None:
         """``done``: the last iteration finished (the start model's: 0), None: none."""
         self.iterations = iterations
-        self.bar = tqdm.tqdm(
+        self.bar = Bar(
             total=1 + 2 * iterations,
             initial=0 if done is None else 1 + 2 * done,
             unit="training",
             disable=not progress,
-            **bar_options(mininterval=0),  # a training takes seconds at least: show each
+            mininterval=0,  # a training takes seconds at least: show each
             desc="start model"
             if done is None
             else f"iteration {done + 1}/{iterations}: regularized",

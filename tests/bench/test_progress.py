@@ -69,13 +69,25 @@ def test_a_bar_to_a_log_is_not_refreshed_by_tqdm_s_monitor(monkeypatch):
 
 
 def test_morph_and_speed_bars_to_a_log_write_lines(capsys, monkeypatch):
-    """As the bench's: no carriage returns joining their displays in one line."""
-    with _Stages(1, progress=True) as stages:
+    """As the bench's: no carriage returns joining their displays in one line; their
+    100% line once, where their last update and their close wrote it twice."""
+    with _Stages(0, progress=True) as stages:  # the start model alone
         stages.done([], {"iteration": 0, "kind": "start"})
-    monkeypatch.setattr(_speed, "_cases", lambda cfg: [])  # the bar alone, nothing timed
+    monkeypatch.setattr(_speed, "_cases", lambda cfg: [("mlp", 1)])
+    monkeypatch.setattr(_speed, "setup_model", lambda name, cfg: None)
+    monkeypatch.setattr(_speed, "_check", _skipped)  # the bar alone, nothing timed
+    monkeypatch.setattr(_speed, "_frame", list)
     _speed.measure(SpeedConfig(models=("mlp",), sizes=(1,), methods=("vmap",)))
     err = capsys.readouterr().err
     assert "\r" not in err and "start model:" in err and "speed:" in err, err
+    assert [line.split(":")[0] for line in err.splitlines() if "100%" in line] == [
+        "start model",
+        "speed",
+    ], err
+
+
+def _skipped(*args):
+    raise _speed.Skip("not timed here")
 
 
 class _Terminal(io.StringIO):
