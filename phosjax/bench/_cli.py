@@ -27,13 +27,13 @@ from phosjax.bench._interrupt import (
     STOP_SIGNALS,
     ctrl_c_kept,
     exit_status,
+    is_terminal,
     readers_gone,
-    said_stopped,
     silence_gone,
     stopped_by,
+    stopped_line,
     stops_ignored,
 )
-from phosjax.bench._progress import is_terminal
 from phosjax.bench._store import NO_ROOM
 from phosjax.bench._summary import command_line
 from phosjax.bench._usage import expand_dirs, refuse_empty_dirs, usage_error
@@ -600,7 +600,7 @@ def entry_point(
       >>> with contextlib.redirect_stderr(io.StringIO()) as err:
       ...     status = main([])
       >>> status, err.getvalue()
-      (130, '\\ninterrupted: nothing was written.\\n')
+      (130, 'interrupted: nothing was written.\\n')
     """
 
     def wrap(main: Callable[[Sequence[str] | None], int | None]) -> Callable[..., int]:
@@ -641,8 +641,7 @@ def entry_point(
             with stops_ignored():  # pressed again meanwhile: the line is still said
                 said = interrupted if isinstance(interrupted, str) else interrupted(args)
                 with contextlib.suppress(OSError):  # no one reads it: the status says it
-                    # "\n": off the line where the terminal echoed ^C
-                    print(f"\n{said_stopped(signum)}: {said}", file=sys.stderr)
+                    print(stopped_line(signum, said), file=sys.stderr)
             return exit_status(signum)
 
         return wrapped

@@ -72,18 +72,30 @@ def exit_status(signum: int) -> int:
     return 128 + signum
 
 
-def said_stopped(signum: int) -> str:
-    """How a command's line says that the signal ``signum`` stopped it.
+def is_terminal(file: TextIO | None = None) -> bool:
+    """Whether ``file`` (stderr where None) is a terminal; no stderr (the process started
+    with it closed, ``2>&-``) is none.
 
     Examples:
-      >>> said_stopped(signal.SIGINT), said_stopped(signal.SIGTERM)
-      ('interrupted', 'interrupted by SIGTERM')
+      >>> import io
+      >>> is_terminal(io.StringIO())
+      False
     """
-    return (
-        "interrupted"
-        if signum == signal.SIGINT
-        else f"interrupted by {signal.Signals(signum).name}"
-    )
+    file = sys.stderr if file is None else file
+    return bool(getattr(file, "isatty", lambda: False)())
+
+
+def stopped_line(signum: int, said: str) -> str:
+    """The line saying that the signal ``signum`` stopped a command, then ``said`` (what
+    that leaves); on a terminal after a newline, off the row where it echoed ^C, in a log
+    (stderr no terminal) with no blank line before it.
+
+    Examples:
+      >>> stopped_line(signal.SIGINT, "kept."), stopped_line(signal.SIGTERM, "kept.")
+      ('interrupted: kept.', 'interrupted by SIGTERM: kept.')
+    """
+    by = "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"
+    return f"{chr(10) if is_terminal() else ''}interrupted{by}: {said}"
 
 
 @dataclasses.dataclass
@@ -546,12 +558,11 @@ def said_at_start(previous: Callable[..., object], module: str) -> Callable[...,
             return
         with stops_ignored():  # pressed again meanwhile: the line is still said
             with contextlib.suppress(OSError):  # no one reads it: the status says it
-                print(
-                    f"\n{said_stopped(signum)}: the command was still starting, nothing was "
-                    f"written; the same command runs it: python -m {module} "
-                    f"{shlex.join(sys.argv[1:])}",
-                    file=sys.stderr,
+                said = (
+                    "the command was still starting, nothing was written; the same command "
+                    f"runs it: python -m {module} {shlex.join(sys.argv[1:])}"
                 )
+                print(stopped_line(signum, said), file=sys.stderr)
                 sys.stderr.flush()
             os._exit(exit_status(signum))  # as `phosjax.bench._cli.exit_process` after Ctrl-C
 

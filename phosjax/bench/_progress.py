@@ -7,6 +7,8 @@ from typing import Any, TextIO
 
 import tqdm
 
+from phosjax.bench._interrupt import is_terminal
+
 
 class TimeLeft:
     """Estimates the seconds that ``groups`` groups have left to train: the cell-steps
@@ -104,19 +106,6 @@ class Lines:
             raise
         except OSError:
             self._stream = None
-
-
-def is_terminal(file: TextIO | None = None) -> bool:
-    """Whether ``file`` (stderr where None) is a terminal; no stderr (the process started
-    with it closed, ``2>&-``) is none.
-
-    Examples:
-      >>> import io
-      >>> is_terminal(io.StringIO())
-      False
-    """
-    file = sys.stderr if file is None else file
-    return bool(getattr(file, "isatty", lambda: False)())
 
 
 def bar_file(file: TextIO | None = None) -> TextIO:

@@ -78,7 +78,7 @@ def test_ctrl_c_is_one_line_saying_what_the_command_leaves(
     monkeypatch.chdir(tmp_path)
     (tmp_path / "CONFIG").write_text(MORPH_CONFIG)
     assert cli.main([*argv, "--out", "s"] if module.endswith("speed") else argv) == 130
-    assert capsys.readouterr().err == f"\ninterrupted: {line}\n"
+    assert capsys.readouterr().err == f"interrupted: {line}\n"
 
 
 @pytest.mark.parametrize(
@@ -108,7 +108,7 @@ def test_ctrl_c_in_a_morph_run_names_its_rows_and_the_command_that_continues_it(
     )
     assert cli.main(["--config", "CONFIG", "--dir", "my run", *options]) == 130
     assert capsys.readouterr().err == (
-        f"\ninterrupted: 'my run' keeps {kept} in morph/iterations.parquet; {continues} "
+        f"interrupted: 'my run' keeps {kept} in morph/iterations.parquet; {continues} "
         "continues it: python -m phosjax.morph --config CONFIG --dir 'my run'\n"
     )
 
@@ -126,8 +126,26 @@ def test_ctrl_c_pressed_again_while_the_line_is_said_still_says_it(capsys):
         raise KeyboardInterrupt
 
     assert main([]) == 130
-    assert capsys.readouterr().err == "\ninterrupted: kept.\n"
+    assert capsys.readouterr().err == "interrupted: kept.\n"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # as before
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_ctrl_c_s_line_leaves_the_echoed_row_on_a_terminal_alone(monkeypatch):
+    """On a terminal the line starts a row of its own, off the ^C it echoed; in a log (no
+    echo) it followed a blank line."""
+
+    @_cli.entry_point("kept.")
+    def main(argv=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sys, "stderr", _Terminal())
+    assert main([]) == 130
+    assert sys.stderr.getvalue() == "\ninterrupted: kept.\n"
 
 
 class _NoReader:
@@ -207,7 +225,7 @@ def test_a_stop_signal_stops_a_command_as_ctrl_c_does_naming_it(
         _the_rest_of_the_command()
 
     assert main([]) == status
-    assert capsys.readouterr().err == f"\ninterrupted by {name}: kept.\n"
+    assert capsys.readouterr().err == f"interrupted by {name}: kept.\n"
     assert signal.getsignal(signum) is _interrupt._stop_after_extension_init  # as before
 
 
@@ -361,7 +379,7 @@ def test_ctrl_c_dropped_in_a_garbage_collector_callback_still_stops_the_command(
         return 0
 
     assert main([]) == 130
-    assert capsys.readouterr().err == "\ninterrupted: kept.\n"
+    assert capsys.readouterr().err == "interrupted: kept.\n"
     assert slowed == ([] if slow is None else [(slow[1], 1)])
 
 
@@ -391,7 +409,7 @@ def test_ctrl_c_dropped_while_an_extension_initializes_is_raised_once_it_is_done
         return 0
 
     assert main([]) == 130
-    assert landed == [] and capsys.readouterr().err == "\ninterrupted: kept.\n"
+    assert landed == [] and capsys.readouterr().err == "interrupted: kept.\n"
 
 
 def test_ctrl_c_dropped_in_an_extension_init_that_runs_on_is_raised_there(monkeypatch):
@@ -458,7 +476,7 @@ def test_two_ctrl_c_dropped_before_the_first_is_raised_are_raised_once(monkeypat
 
 
 STARTING = (
-    "\ninterrupted: the command was still starting, nothing was written; the same command "
+    "interrupted: the command was still starting, nothing was written; the same command "
     "runs it: python -m {} --help\n"
 )
 """What a command stopped by Ctrl-C as it imports jax says (`python -m MODULE --help`)."""

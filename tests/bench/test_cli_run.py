@@ -739,7 +739,7 @@ def test_ctrl_c_before_the_bench_is_written_says_the_command_that_starts_it(
     root = tmp_path / "my b"
     assert new_main(["--config", "configs/example.yaml", "--dir", str(root)]) == 130
     assert capsys.readouterr().err == (
-        f"\ninterrupted: the bench was not started in --dir {str(root)!r} yet (it has no "
+        f"interrupted: the bench was not started in --dir {str(root)!r} yet (it has no "
         "bench.json); the same command starts it: python -m phosjax.bench.new --config "
         f"configs/example.yaml --dir '{root}'\n"
     )
@@ -762,7 +762,7 @@ def test_ctrl_c_says_how_many_cells_are_kept_and_the_command_that_continues(
     monkeypatch.setattr("phosjax.bench.new.run", interrupted)
     assert new_main(["--dir", str(root), "--no_progress"]) == 130
     assert capsys.readouterr().err == (
-        f"\ninterrupted: {str(root)!r} keeps {4 if finished else 0} of 4 cells finished, and "
+        f"interrupted: {str(root)!r} keeps {4 if finished else 0} of 4 cells finished, and "
         "the others' rows up to their group's last checkpoint; the same command continues "
         f"it: python -m phosjax.bench.new --dir {root} --no_progress\n"
     )
@@ -781,7 +781,7 @@ def test_ctrl_c_on_a_bench_whose_status_is_cut_short_still_says_how_to_continue(
     monkeypatch.setattr("phosjax.bench.new.run", interrupted)
     assert new_main(["--dir", str(root)]) == 130
     assert capsys.readouterr().err == (
-        f"\ninterrupted: everything written in --dir {str(root)!r} is kept; the same command "
+        f"interrupted: everything written in --dir {str(root)!r} is kept; the same command "
         f"continues it: python -m phosjax.bench.new --dir {root}\n"
     )
 
@@ -803,7 +803,7 @@ def test_ctrl_c_mid_training_closes_the_bar_before_its_line(tmp_path, capsys, mo
     assert not tqdm.tqdm._instances  # closed, not waiting for the garbage collector
     err = capsys.readouterr().err
     kept = f"{str(tmp_path / 'b')!r} keeps 0 of 4 cells finished"
-    assert f"\ninterrupted: {kept}, and the others' rows up to" in err and "4/48" in err
+    assert f"interrupted: {kept}, and the others' rows up to" in err and "4/48" in err
 
 
 def test_data_dir_alone_continues_the_bench_reading_from_there(cli_bench, tmp_path, monkeypatch):

@@ -562,7 +562,7 @@ def test_a_command_whose_output_reader_left_stops_as_sigpipe(monkeypatch, capsys
         print("a profile", flush=True)
 
     assert main([]) == 141
-    assert capsys.readouterr().err == "\ninterrupted by SIGPIPE: nothing was changed.\n"
+    assert capsys.readouterr().err == "interrupted by SIGPIPE: nothing was changed.\n"
     sys.stdout.write("more")
     sys.stdout.flush()  # as the interpreter's exit does: written to the null device now
     sys.stdout.close()

@@ -120,7 +120,7 @@ def test_sigterm_stops_saying_what_is_kept_and_the_same_command_continues_and_ma
     again = shlex.join([*command(config_file, stopped)[1:], "--no_progress"])
     assert process.returncode == 143, err
     assert err.endswith(
-        f"\ninterrupted by SIGTERM: {str(stopped)!r} keeps 0 of 2 cells finished, and the "
+        f"interrupted by SIGTERM: {str(stopped)!r} keeps 0 of 2 cells finished, and the "
         f"others' rows up to their group's last checkpoint; the same command continues it: "
         f"python {again}\n"
     ), err
