@@ -145,6 +145,13 @@ def bar_options(file: TextIO | None = None, **options: Any) -> dict[str, Any]:
     return found | options
 
 
+NARROW_FORMAT = "{l_bar} {remaining} left, {n_fmt}/{total_fmt} [{elapsed}, {rate_fmt}{postfix}]"
+"""A bar's line in a terminal too narrow for its bar: what matters first, first."""
+
+_BAR_WIDTH = 10
+"""The characters of tqdm's bar in a line of no set width."""
+
+
 class Bar(tqdm.tqdm):
     """tqdm's bar shown on ``file`` (stderr where None) as `bar_options` has it; in a log,
     its close writes no line where its last display showed the same count, description
@@ -170,6 +177,17 @@ class Bar(tqdm.tqdm):
             self._shown = (self.n, self.desc, self.postfix)
         return super().display(msg, pos)
 
+    def __str__(self) -> str:
+        """Its line; in a terminal too narrow for its bar, its time left right after its
+        percentage (tqdm cut the line's end, the time left with it, at the width)."""
+        found = self.format_dict
+        width = found["ncols"]
+        if width and found["total"]:
+            full = tqdm.utils.disp_len(self.format_meter(**(found | {"ncols": None})))
+            if full - _BAR_WIDTH + 1 > width:  # no room left for a bar of one character
+                found["bar_format"] = NARROW_FORMAT
+        return self.format_meter(**found)
+
     def close(self) -> None:
         if self._shown is not None and self._shown == (self.n, self.desc, self.postfix):
             self.leave = False  # its line is written: closed without another
@@ -191,7 +209,9 @@ class TrainingBar(Bar):
         **kwargs: Any,
     ) -> None:
         self.time_left = TimeLeft(groups, clock)
-        bar_format = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{left}, {rate_fmt}{postfix}]"
+        bar_format = (
+            "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
+        )
         super().__init__(*args, bar_format=bar_format, **kwargs)
 
     def group_started(self) -> None:
@@ -211,4 +231,4 @@ class TrainingBar(Bar):
     def format_dict(self) -> dict[str, Any]:
         found = super().format_dict
         left = self.time_left.seconds(int(found["total"] - found["n"]))
-        return found | {"left": "?" if left is None else self.format_interval(left)}
+        return found | {"remaining": "?" if left is None else self.format_interval(left)}

@@ -122,6 +122,23 @@ def test_a_bar_takes_the_terminal_s_width_as_it_changes(monkeypatch):
         assert len(out.getvalue().rsplit("\r", 1)[-1].rstrip()) <= 40
 
 
+def test_a_narrow_terminal_shows_the_time_left(monkeypatch):
+    """In 40 columns tqdm cut the line's end, the time left with it."""
+    monkeypatch.setattr(tqdm.std, "_screen_shape_wrapper", lambda: lambda fp: (40, 24))
+    now = [0.0]
+    out = _Terminal()
+    bar = TrainingBar(groups=2, total=800, file=out, mininterval=0, clock=lambda: now[0])
+    with bar:
+        bar.set_description("cells 12/40")
+        bar.group_started()
+        now[0] = 10.5
+        bar.chunk(100)
+        now[0] = 11.0
+        bar.chunk(100)
+        shown = out.getvalue().rsplit("\r", 1)[-1].rstrip()
+    assert shown.startswith("cells 12/40:  25%| 00:13 left") and len(shown) <= 40, shown
+
+
 def test_data_preparation_shows_no_bars_in_a_log(capsys):
     """TFDS's bars, preparing a data set on first use, wrote their cursor moves to a log
     (``new ... 2>&1 | tee log``) unless --no_progress was given."""
