@@ -1,6 +1,7 @@
 """The progress bar of a bench's training, and its estimate of the time left."""
 
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TextIO
@@ -194,6 +195,10 @@ class Bar(tqdm.tqdm):
         super().close()
 
 
+REDRAW_EVERY = 1.0
+"""The seconds between a bar's redraws on a terminal while a group compiles."""
+
+
 class TrainingBar(Bar):
     """tqdm's bar of a bench's cell-steps, whose time left is `TimeLeft`'s (``?`` until
     it has one) of ``groups`` groups; `group_started` before each, `chunk` after each of
@@ -206,16 +211,47 @@ class TrainingBar(Bar):
         *args: Any,
         groups: int,
         clock: Callable[[], float] = time.perf_counter,
+        redraw_every: float = REDRAW_EVERY,
         **kwargs: Any,
     ) -> None:
         self.time_left = TimeLeft(groups, clock)
+        self._groups, self._started, self._redraw_every = groups, 0, redraw_every
+        self._compiling = False  # a group's first chunk under way
+        self._redraws: tuple[threading.Event, threading.Thread] | None = None
         bar_format = (
             "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
         )
         super().__init__(*args, bar_format=bar_format, **kwargs)
 
     def group_started(self) -> None:
+        """The next chunk starts a group, and compiles: said (``compiling group 2/5``)
+        until it has trained; on a terminal the bar is redrawn every ``redraw_every``
+        seconds meanwhile, its elapsed time going on (it stood still: it seemed to hang)."""
         self.time_left.group_started()
+        self._started, self._compiling = self._started + 1, True
+        postfix = f"compiling group {self._started}/{self._groups}"
+        self.set_postfix_str(postfix, refresh=not self._to_log)
+        if not self.disable and not self._to_log:
+            stop = threading.Event()
+            redraws = threading.Thread(target=self._redrawn, args=(stop,), daemon=True)
+            self._redraws = (stop, redraws)
+            redraws.start()
+
+    def _redrawn(self, stop: threading.Event) -> None:
+        while not stop.wait(self._redraw_every):
+            self.refresh()
+
+    def _redraws_stopped(self) -> None:
+        """Stops the redraws of `group_started`, if any, once their last is written."""
+        if self._redraws is not None:
+            stop, redraws = self._redraws
+            stop.set()
+            redraws.join()
+            self._redraws = None
+
+    def close(self) -> None:
+        self._redraws_stopped()  # none after the bar's last line
+        super().close()
 
     def set_description(self, desc: str | None = None, refresh: bool | None = True) -> None:
         """Shown at once on a terminal; in a log at the bar's next display (each group's
@@ -224,6 +260,10 @@ class TrainingBar(Bar):
 
     def chunk(self, steps: int) -> None:
         """A chunk of ``steps`` cell-steps has trained."""
+        self._redraws_stopped()
+        if self._compiling:
+            self._compiling = False
+            self.set_postfix_str("", refresh=False)
         self.time_left.chunk(steps)
         self.update(steps)
 

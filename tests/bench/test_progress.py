@@ -5,6 +5,7 @@ import gc
 import io
 import os
 import sys
+import time
 
 import pytest
 import tqdm
@@ -137,6 +138,35 @@ def test_a_narrow_terminal_shows_the_time_left(monkeypatch):
         bar.chunk(100)
         shown = out.getvalue().rsplit("\r", 1)[-1].rstrip()
     assert shown.startswith("cells 12/40:  25%| 00:13 left") and len(shown) <= 40, shown
+
+
+def test_a_bar_on_a_terminal_goes_on_while_a_group_compiles():
+    """It stood still until the group's first chunk had trained (minutes, for a big
+    model): it seemed to hang. It says so, redrawn meanwhile; once trained, no more, and
+    no redraw after it is closed."""
+    out = _Terminal()
+    with TrainingBar(groups=2, total=200, file=out, mininterval=0, redraw_every=0.01) as bar:
+        bar.group_started()
+        deadline = time.monotonic() + 5  # a loaded machine's threads may wait their turn
+        while out.getvalue().count("compiling group 1/2]") < 3:
+            assert time.monotonic() < deadline, out.getvalue()
+            time.sleep(0.01)
+        bar.chunk(100)
+        assert "compiling" not in out.getvalue().rsplit("\r", 1)[-1]
+        bar.group_started()
+    shown = out.getvalue()
+    time.sleep(0.05)
+    assert out.getvalue() == shown and not bar._redraws
+
+
+def test_a_bar_in_a_log_says_nothing_more_while_a_group_compiles():
+    """Its line every 30 s at most: no redraws."""
+    out = io.StringIO()
+    with TrainingBar(groups=1, total=100, file=out, redraw_every=0.01) as bar:
+        bar.group_started()
+        time.sleep(0.05)
+        bar.chunk(100)
+    assert len(out.getvalue().splitlines()) == 2 and "compiling" not in out.getvalue()
 
 
 def test_data_preparation_shows_no_bars_in_a_log(capsys):
