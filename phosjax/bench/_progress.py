@@ -227,6 +227,7 @@ class TrainingBar(Bar):
         """The next chunk starts a group, and compiles: said (``compiling group 2/5``)
         until it has trained; on a terminal the bar is redrawn every ``redraw_every``
         seconds meanwhile, its elapsed time going on (it stood still: it seemed to hang)."""
+        self._redraws_stopped()  # the last group's, had none of its chunks trained
         self.time_left.group_started()
         self._started, self._compiling = self._started + 1, True
         postfix = f"compiling group {self._started}/{self._groups}"

@@ -5,6 +5,7 @@ import gc
 import io
 import os
 import sys
+import threading
 import time
 
 import pytest
@@ -157,6 +158,17 @@ def test_a_bar_on_a_terminal_goes_on_while_a_group_compiles():
     shown = out.getvalue()
     time.sleep(0.05)
     assert out.getvalue() == shown and not bar._redraws
+
+
+def test_a_group_that_trained_no_chunk_leaves_no_redraws_behind():
+    """A group with nothing left to train (restored at its end) calls no `chunk`: the
+    next group's start left its redraws running for good, a thread holding the bar."""
+    before = threading.active_count()
+    with TrainingBar(groups=2, total=100, file=_Terminal(), redraw_every=0.01) as bar:
+        bar.group_started()
+        bar.group_started()
+        assert threading.active_count() == before + 1
+    assert threading.active_count() == before
 
 
 def test_a_bar_in_a_log_says_nothing_more_while_a_group_compiles():
