@@ -1841,7 +1841,8 @@ def test_the_search_takes_the_results_as_the_table_shows_them(tmp_path, page):
     """``accuracy>0.5``, ``train:loss<=0.4``, ``accuracy=0.9123`` matched no row (the
     search took only the cells' columns): a metric alone is its first split's, test; a
     diverged (NaN) value matches ``=nan`` and no comparison; with *mean over seeds*, the
-    mean is compared."""
+    mean is compared; a value shown as ``0.9199`` is ``<=`` and ``>=`` it too (one of them
+    left it out, though ``=`` found it)."""
     written = write_bench(tmp_path / "results", blurb_json(), diverge=True)
     cells = written.cells.set_index("cell_id")
     accuracy = pd.Series(_final(written, "test", "accuracy"))
@@ -1849,6 +1850,8 @@ def test_the_search_takes_the_results_as_the_table_shows_them(tmp_path, page):
     at, bound = accuracy.dropna().median(), loss.dropna().median()
     means = accuracy.groupby([cells.model, cells.lr]).agg(lambda v: v.mean(skipna=False))
     diverged = accuracy[accuracy.isna()].index.tolist()
+    one = accuracy.dropna().index[:1]
+    shown = f"{accuracy[one[0]]:#.4g}"  # as the table shows it, not quite it
     with serving(written.root) as server:
         page.open(server.url)
         for text, want in [
@@ -1858,6 +1861,7 @@ def test_the_search_takes_the_results_as_the_table_shows_them(tmp_path, page):
                 accuracy[(accuracy <= at) & (loss >= bound)].index,
             ),
             (f"accuracy={accuracy.iloc[0]:#.4g}", accuracy.index[:1]),
+            (f"accuracy>={shown} accuracy<={shown}", one),
             ("accuracy=nan", diverged),
             ("accuracy!=nan", accuracy.dropna().index),
             ("test:accuracy=", accuracy.index),

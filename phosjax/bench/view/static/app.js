@@ -253,12 +253,13 @@ function equalsAny(values, wanted) {
   }));
 }
 
-// Whether `value` is `op` (`<`, `<=`, `>`, `>=`) `wanted`: numbers as numbers (a NaN is
-// neither less nor more), else text in the table's natural order (`25,50` < `100`).
+// Whether `value` is `op` (`<`, `<=`, `>`, `>=`) `wanted`: equal where `=` finds it (as
+// shown too: 0.91988, shown 0.9199, is <= 0.9199), else numbers as numbers (a NaN is
+// neither less nor more), text in the table's natural order (`25,50` < `100`).
 function comparesTo(value, op, wanted) {
   const [a, b] = [asNumber(value), asNumber(wanted)];
   if (Number.isNaN(a) || /^[-+]?nan$/i.test(String(value))) return false;
-  const order = a !== null && b !== null ? (sameNumber(a, b) ? 0 : a - b) : format(value).toLowerCase().localeCompare(wanted, undefined, { numeric: true });
+  const order = equalsAny([value], wanted) ? 0 : a !== null && b !== null ? a - b : format(value).toLowerCase().localeCompare(wanted, undefined, { numeric: true });
   return { "<": order < 0, "<=": order <= 0, ">": order > 0, ">=": order >= 0 }[op];
 }
 
