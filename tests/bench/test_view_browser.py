@@ -1788,12 +1788,14 @@ def test_the_text_search_matches_a_value_as_written_and_as_shown(tmp_path, page)
 
 def test_a_column_value_search_matches_whole_values_and_a_word_any_part(tmp_path, page):
     """``seed=1`` finds seed 1, not seed 10 (it found both), ``lr=0.0`` no learning rate;
-    a word without ``=`` still matches part of a value; a column the bench lacks, nothing.
+    a word without ``=`` still matches part of a value.
     ``seed>1``, ``lr<=3e-3``, ``seed!=1`` matched no row (no column ``seed>1``): a column
     compares as the table sorts it, numbers as numbers, text in natural order (a width
     ``25,50`` below ``100``); ``!=`` matches the rows ``=`` does not. A term that cannot
     compare (``>0.5`` hid every row; ``accuracy>``, ``accuracy>abc`` compared text with
-    numbers) is left out, the box marked invalid, its tooltip saying which and why."""
+    numbers) is left out, the box marked invalid, its tooltip saying which and why; so is
+    a column the bench does not have (``seeds!=1`` found every row, ``acuracy>0.9`` none,
+    saying nothing), the tooltip naming the nearest it has."""
     written = write_bench(tmp_path / "whole", blurb_json(), seeds=(1, 10))
     cells = written.cells
     with serving(written.root) as server:
@@ -1804,9 +1806,7 @@ def test_a_column_value_search_matches_whole_values_and_a_word_any_part(tmp_path
             ("seed=1.0 model=mlp", cells[(cells.seed == 1) & (cells.model == "mlp")]),
             ("lr=0.0", cells.iloc[:0]),
             ("lr=", cells),
-            ("seeds=1", cells.iloc[:0]),
             ("seed=1  choi", cells[(cells.seed == 1) & (cells.model == "choice")]),
-            ("ed=1", cells.iloc[:0]),  # no column, though a part of "seed=1" and "seed=10"
             ("seed>1", cells[cells.seed == 10]),
             ("seed>=1.0", cells),
             ("seed<10 seed!=10", cells[cells.seed == 1]),
@@ -1816,8 +1816,6 @@ def test_a_column_value_search_matches_whole_values_and_a_word_any_part(tmp_path
             ("lr>0.0030", cells[cells.lr == 0.01]),
             ("width<100", cells[cells.model == "choice"]),
             ("model>d", cells[cells.model == "mlp"]),
-            ("seeds>1", cells.iloc[:0]),  # a column the bench lacks
-            ("seeds!=1", cells),
         ]:
             got = page.run(f"({SEARCH})({json.dumps(text)})")
             assert sorted(got) == sorted(want.cell_id), text
@@ -1828,6 +1826,9 @@ def test_a_column_value_search_matches_whole_values_and_a_word_any_part(tmp_path
             ("ACCURACY>abc", cells, "ACCURACY>abc"),
             ("seed<=x", cells, "seed<=x"),
             ("model>abc seed>1", cells[cells.seed == 10], None),  # text on a column of text
+            ("seeds!=1 seed=1", cells[cells.seed == 1], "seeds!=1"),
+            ("ed=1", cells, "ed=1"),  # no column, though a part of "seed=1" and "seed=10"
+            ("acuracy>0.9", cells, "acuracy>0.9"),
         ]:
             got = page.run(f"({SEARCH})({json.dumps(text)})")
             assert sorted(got) == sorted(want.cell_id), text
@@ -1835,6 +1836,7 @@ def test_a_column_value_search_matches_whole_values_and_a_word_any_part(tmp_path
             assert page.run(f"{box}.matches('.invalid[aria-invalid=true]')") is bool(left_out)
             assert (f"left out: {left_out} (" in title) if left_out else "left out" not in title
             assert "column<value" in title
+        assert "(no column acuracy; nearest: accuracy)" in title
 
 
 def test_the_search_takes_the_results_as_the_table_shows_them(tmp_path, page):
@@ -1842,8 +1844,11 @@ def test_the_search_takes_the_results_as_the_table_shows_them(tmp_path, page):
     search took only the cells' columns): a metric alone is its first split's, test; a
     diverged (NaN) value matches ``=nan`` and no comparison; with *mean over seeds*, the
     mean is compared; a value shown as ``0.9199`` is ``<=`` and ``>=`` it too (one of them
-    left it out, though ``=`` found it)."""
-    written = write_bench(tmp_path / "results", blurb_json(), diverge=True)
+    left it out, though ``=`` found it); a metric no cell has a value of (test
+    step_time_s) finds none, not left out as a column the bench does not have."""
+    written = write_bench(
+        tmp_path / "results", blurb_json(), diverge=True, train_only=("step_time_s",)
+    )
     cells = written.cells.set_index("cell_id")
     accuracy = pd.Series(_final(written, "test", "accuracy"))
     loss = pd.Series(_final(written, "train", "loss"))
@@ -1865,6 +1870,7 @@ def test_the_search_takes_the_results_as_the_table_shows_them(tmp_path, page):
             ("accuracy=nan", diverged),
             ("accuracy!=nan", accuracy.dropna().index),
             ("test:accuracy=", accuracy.index),
+            ("test:step_time_s>=0", []),
         ]:
             got = page.run(f"({SEARCH})({json.dumps(text)})")
             assert sorted(got) == sorted(want), text
@@ -2229,8 +2235,8 @@ def test_the_search_takes_each_option_whole_shown_or_not(tmp_path, page):
     with serving(written.root) as server:
         page.open(server.url)
         for text, want in [
-            ('b=c"', []),
-            ("b=", []),
+            ('b=c"', cells.cell_id),  # no column b: left out (not those of note "a, b=c")
+            ("b=", cells.cell_id),
             ("note=d", cells[~first].cell_id),
             ("pool=max", cells[pools == "max"].cell_id),
             ('pool="max"', cells[pools == "max"].cell_id),

@@ -280,21 +280,51 @@ function matchesTerm(row, term) {
 // The terms of the text search (`parseTerm`, each with its `text` as typed and its `flaw`):
 // its words, split at spaces but those in double quotes (`name="a b"` is one).
 function searchTerms() {
-  const results = resultColumns();
+  const [results, columns] = [resultColumns(), searchColumns()];
   return (state.text.match(/(?:[^\s"]+|"[^"]*"?)+/g) ?? []).map((text) => {
     const term = parseTerm(text.toLowerCase());
-    return { ...term, text, flaw: flaw(term, results) };
+    return { ...term, text, flaw: flaw(term, results, columns) };
   });
+}
+
+// The columns the text search knows, by name in lower case: each a cell has or its model
+// could (`searchValues`), and the results', `split:metric` and the metric alone, those no
+// cell has a value in yet too; null while the bench has written no results (a name that
+// is none of the cells' may be a metric to come).
+function searchColumns() {
+  const metrics = state.board.metrics;
+  if (!metrics.length) return null;
+  const splits = new Set(["train", "test", ...state.splits]);
+  const names = [...configColumns(), "seed", "group_id", ...metrics, ...[...splits].flatMap((s) => metrics.map((m) => `${s}:${m}`))];
+  return new Set([...names.map((name) => name.toLowerCase()), ...state.board.rows.flatMap((row) => [...row.searchValues.keys()])]);
+}
+
+// The one of `names` nearest `name`: the fewest letters to change, add or drop.
+function nearest(name, names) {
+  const distance = (b) => {
+    let above = [...Array(b.length + 1).keys()];
+    for (let i = 1; i <= name.length; i++) {
+      const row = [i];
+      for (let j = 1; j <= b.length; j++) row.push(Math.min(above[j] + 1, row[j - 1] + 1, above[j - 1] + (name[i - 1] === b[j - 1] ? 0 : 1)));
+      above = row;
+    }
+    return above[b.length];
+  };
+  const distances = [...names].map((n) => [distance(n), n]);
+  return distances.reduce((best, d) => (d[0] < best[0] ? d : best))[1];
 }
 
 // What the text search takes, for its box's tooltip.
 const SEARCH_FORMS = 'words in any column; column=value, column!=value, column<value, <=, >, >= (a number, or text on a column of text); "a b" for a value with spaces';
 
 // Why the text search leaves out `term` (`parseTerm`), else null: an operator without a
-// column (`>0.5`), a comparison without a value (`accuracy>`) or with text on a column of
-// numbers (`accuracy>abc`; `results`: the result columns, all numbers).
-function flaw(term, results) {
+// column (`>0.5`), a column it does not know (`acuracy>0.9`; `columns`: `searchColumns`),
+// a comparison without a value (`accuracy>`) or with text on a column of numbers
+// (`accuracy>abc`; `results`: the result columns, all numbers).
+function flaw(term, results, columns) {
+  if (term.word !== undefined) return null;
   if (term.column === "") return `no column before ${term.op}`;
+  if (columns && !columns.has(term.column)) return `no column ${term.column}; nearest: ${nearest(term.column, columns)}`;
   if (!["<", "<=", ">", ">="].includes(term.op)) return null;
   if (term.value === "") return `no value after ${term.op}`;
   if (asNumber(term.value) !== null) return null;
