@@ -1844,11 +1844,16 @@ def test_the_search_takes_the_results_as_the_table_shows_them(tmp_path, page):
     search took only the cells' columns): a metric alone is its first split's, test; a
     diverged (NaN) value matches ``=nan`` and no comparison; with *mean over seeds*, the
     mean is compared; a value shown as ``0.9199`` is ``<=`` and ``>=`` it too (one of them
-    left it out, though ``=`` found it); a metric no cell has a value of (test
+    left it out, though ``=`` found it); an infinite loss is no number but inf (it was
+    ``=``, ``<=`` and ``>=`` any number); a metric no cell has a value of (test
     step_time_s) finds none, not left out as a column the bench does not have."""
     written = write_bench(
         tmp_path / "results", blurb_json(), diverge=True, train_only=("step_time_s",)
     )
+    part = written.root / _layout.RESULTS / "part-g-choice-000000000.parquet"
+    table = pq.read_table(part)  # the diverged cell's loss infinite, its accuracy NaN
+    infinite = pc.if_else(pc.is_nan(table["loss"]), math.inf, table["loss"])
+    pq.write_table(table.set_column(table.schema.get_field_index("loss"), "loss", infinite), part)
     cells = written.cells.set_index("cell_id")
     accuracy = pd.Series(_final(written, "test", "accuracy"))
     loss = pd.Series(_final(written, "train", "loss"))
@@ -1869,6 +1874,8 @@ def test_the_search_takes_the_results_as_the_table_shows_them(tmp_path, page):
             (f"accuracy>={shown} accuracy<={shown}", one),
             ("accuracy=nan", diverged),
             ("accuracy!=nan", accuracy.dropna().index),
+            ("loss=inf", diverged),
+            ("loss<=1e9", accuracy.dropna().index),
             ("test:accuracy=", accuracy.index),
             ("test:step_time_s>=0", []),
         ]:

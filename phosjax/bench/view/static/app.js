@@ -239,8 +239,9 @@ function parseTerm(word) {
 // `text` without the quotes `pattern` finds around it (a value's closing one may be yet to come).
 const unquoted = (text, pattern) => text.match(pattern)?.[1] ?? text;
 
-// Whether `a` and `b` are the same number, to float32's precision (`lr=1e-4` is 0.0001).
-const sameNumber = (a, b) => a === b || Math.abs(a - b) <= 1e-7 * Math.max(Math.abs(a), Math.abs(b));
+// Whether `a` and `b` are the same number, to float32's precision (`lr=1e-4` is 0.0001;
+// an infinity is no other number).
+const sameNumber = (a, b) => a === b || (Number.isFinite(a - b) && Math.abs(a - b) <= 1e-7 * Math.max(Math.abs(a), Math.abs(b)));
 
 // Whether one of `values` (a row's in a column; none: it has no value there) is `wanted`
 // whole (as shown, in the table too, or as written; numbers as numbers: `seed=1` is not
