@@ -1845,7 +1845,8 @@ def test_the_search_takes_the_results_as_the_table_shows_them(tmp_path, page):
     diverged (NaN) value matches ``=nan`` and no comparison; with *mean over seeds*, the
     mean is compared; a value shown as ``0.9199`` is ``<=`` and ``>=`` it too (one of them
     left it out, though ``=`` found it); an infinite loss is no number but inf (it was
-    ``=``, ``<=`` and ``>=`` any number); a metric no cell has a value of (test
+    ``=``, ``<=`` and ``>=`` any number), and ``loss<inf`` finds the finite ones (it was
+    left out, inf read as no number); a metric no cell has a value of (test
     step_time_s) finds none, not left out as a column the bench does not have."""
     written = write_bench(
         tmp_path / "results", blurb_json(), diverge=True, train_only=("step_time_s",)
@@ -1876,6 +1877,7 @@ def test_the_search_takes_the_results_as_the_table_shows_them(tmp_path, page):
             ("accuracy!=nan", accuracy.dropna().index),
             ("loss=inf", diverged),
             ("loss<=1e9", accuracy.dropna().index),
+            ("loss<inf loss>-INF", accuracy.dropna().index),
             ("test:accuracy=", accuracy.index),
             ("test:step_time_s>=0", []),
         ]:

@@ -218,11 +218,12 @@ function searchValues(row) {
   return values;
 }
 
-// A number in `value` (a number, or a string that reads as one), else null.
+// A number in `value` (a number, or a string that reads as one, `inf` and `-inf` as the
+// table shows them too), else null.
 function asNumber(value) {
   if (typeof value === "number") return value;
-  if (typeof value !== "string" || !/^\s*[-+]?(\d|\.\d)/.test(value)) return null;
-  const n = Number(value);
+  if (typeof value !== "string" || !/^\s*[-+]?(\d|\.\d|inf(inity)?\s*$)/i.test(value)) return null;
+  const n = Number(value.replace(/inf(inity)?/i, "Infinity"));
   return Number.isNaN(n) ? null : n;
 }
 
