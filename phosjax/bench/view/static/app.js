@@ -301,7 +301,8 @@ function searchColumns() {
   return new Set([...names.map((name) => name.toLowerCase()), ...state.board.rows.flatMap((row) => [...row.searchValues.keys()])]);
 }
 
-// The one of `names` nearest `name`: the fewest letters to change, add or drop.
+// The one of `names` nearest `name`: the fewest letters to change, add or drop for its
+// length (`ed` is nearer `seed` than `lr`).
 function nearest(name, names) {
   const distance = (b) => {
     let above = [...Array(b.length + 1).keys()];
@@ -312,7 +313,7 @@ function nearest(name, names) {
     }
     return above[b.length];
   };
-  const distances = [...names].map((n) => [distance(n), n]);
+  const distances = [...names].map((n) => [distance(n) / Math.max(name.length, n.length), n]);
   return distances.reduce((best, d) => (d[0] < best[0] ? d : best))[1];
 }
 
