@@ -1795,7 +1795,8 @@ def test_a_column_value_search_matches_whole_values_and_a_word_any_part(tmp_path
     compare (``>0.5`` hid every row; ``accuracy>``, ``accuracy>abc`` compared text with
     numbers) is left out, the box marked invalid, its tooltip saying which and why; so is
     a column the bench does not have (``seeds!=1`` found every row, ``acuracy>0.9`` none,
-    saying nothing), the tooltip naming the nearest it has."""
+    saying nothing), the tooltip naming the nearest it has; and so is a number on a column
+    of text without digits (``model<5`` found none, ``model>5`` all)."""
     written = write_bench(tmp_path / "whole", blurb_json(), seeds=(1, 10))
     cells = written.cells
     with serving(written.root) as server:
@@ -1825,6 +1826,8 @@ def test_a_column_value_search_matches_whole_values_and_a_word_any_part(tmp_path
             (">0.5", cells, ">0.5"),
             ("ACCURACY>abc", cells, "ACCURACY>abc"),
             ("seed<=x", cells, "seed<=x"),
+            ("model<5", cells, "model<5"),  # a number on a column of text
+            ("width<100", cells[cells.model == "choice"], None),  # 25,50 before 100
             ("model>abc seed>1", cells[cells.seed == 10], None),  # text on a column of text
             ("seeds!=1 seed=1", cells[cells.seed == 1], "seeds!=1"),
             ("acuracy>0.9 ed=1", cells, "ed=1"),  # ed: a part of "seed=1", but no column

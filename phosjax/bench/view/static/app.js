@@ -322,16 +322,20 @@ const SEARCH_FORMS = 'words in any column; column=value, column!=value, column<v
 
 // Why the text search leaves out `term` (`parseTerm`), else null: an operator without a
 // column (`>0.5`), a column it does not know (`acuracy>0.9`; `columns`: `searchColumns`),
-// a comparison without a value (`accuracy>`) or with text on a column of numbers
-// (`accuracy>abc`; `results`: the result columns, all numbers).
+// a comparison without a value (`accuracy>`), with text on a column of numbers
+// (`accuracy>abc`; `results`: the result columns, all numbers) or with a number on a
+// column of text without digits (`model<5`; a `loss` option, not the result, `loss<0.4`).
 function flaw(term, results, columns) {
   if (term.word !== undefined) return null;
   if (term.column === "") return `no column before ${term.op}`;
   if (columns && !columns.has(term.column)) return `no column ${term.column}; nearest: ${nearest(term.column, columns)}`;
   if (!["<", "<=", ">", ">="].includes(term.op)) return null;
   if (term.value === "") return `no value after ${term.op}`;
-  if (asNumber(term.value) !== null) return null;
   const values = state.board.rows.flatMap((row) => row.searchValues.get(term.column) ?? []);
+  if (asNumber(term.value) !== null) {
+    const text = values.length > 0 && !values.some((value) => /\d|^[-+]?nan$/i.test(format(value)));
+    return text ? `the cells' ${term.column} holds text, ${term.value} is a number` : null;
+  }
   const numbers = results.has(term.column) || (values.length > 0 && values.every((value) => asNumber(value) !== null));
   return numbers ? `${term.column} holds numbers, ${term.value} is not one` : null;
 }
