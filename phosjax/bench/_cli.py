@@ -475,9 +475,13 @@ def finished_cells(directory: str) -> tuple[int, int]:
 
 
 def _finished(directory: str) -> str:
-    """How many of the cells of the bench in ``directory`` are finished, of all, as text."""
+    """How many of the cells of the bench in ``directory`` are finished, of all, and what
+    is kept of the others, as text."""
     finished, cells = finished_cells(directory)
-    return f"{finished} of {counted(cells, 'cell')}"
+    kept = f"{finished} of {counted(cells, 'cell')} finished"
+    if finished == cells:  # no other cell has rows to speak of
+        return kept
+    return f"{kept}, and the others' rows up to their group's last checkpoint"
 
 
 def kept_in_dir(
@@ -515,8 +519,7 @@ def _kept_in_bench(directory: str, command: str, argv: Sequence[str]) -> str:
             f"bench.json); the same command starts it: {command}"
         )
     try:
-        kept = f"{directory!r} keeps {_finished(directory)} finished, and the others' "
-        kept += "rows up to their group's last checkpoint"
+        kept = f"{directory!r} keeps {_finished(directory)}"
     except (OSError, ValueError):  # a BrokenFileError, a file cut short: what is sure
         kept = f"everything written in --dir {directory!r} is kept"
     return f"{kept}; the same command continues it: {command}"
