@@ -375,24 +375,34 @@ def _as_axis(value: Any) -> list[Any]:
 @dataclasses.dataclass(frozen=True)
 class Grid:
     """Training hyperparameters; a list is an axis of the grid (every value is tried).
+    Cells of another ``compute_dtype``, ``lr_schedule`` or ``warmup_steps`` train in
+    groups of their own.
 
-    ``compute_dtype`` is ``"float32"`` or ``"bfloat16"`` (mixed precision, see
-    `phosjax.train.HParams`); cells of either dtype train in groups of their own, as do
-    cells of another ``lr_schedule`` (``"constant"``, ``"cosine"``, ``"linear"``) or
-    ``warmup_steps`` (the learning rate is each schedule's peak; each warmup must fit in
-    each ``steps``).
-    ``width`` is special: a list is an axis of widths, and each value is an int or a
-    list of per-stage widths (``width: [[16, 32]]`` is ONE two-stage width). ``depth``
-    and ``width`` apply to models whose entry does not set them (None: the model's
-    default). ``knobs`` maps a knob selector to a value or a list of values; a model
-    that declares no knob the selector matches ignores that axis, and two selectors that
-    match one knob of a model (``"**/T"`` and ``"blocks_0/T"``) are an error when the
-    bench plans, as each knob takes one value. ``regularizers`` lists
-    penalties (`RegularizerEntry`), each with a strength or a list of strengths (an
-    axis); a model whose channels `phosjax.morph` cannot follow, or that has no channel
-    group the selector matches, ignores a ``morph`` entry, and a model with no param (no
-    tagged activation, for ``on: activations``) the selector matches ignores an ``l1``
-    or ``l2`` entry. An entry that no model takes is an error.
+    Attributes:
+      optimizer: the optimizer family.
+      learning_rate: the learning rate (a schedule's peak).
+      lr_schedule: after the warmup, the rate stays (``constant``) or decays to 0 by the
+        end.
+      warmup_steps: steps of linear warmup from 0 (each must fit in each ``steps``).
+      weight_decay: L2 added to the gradient (``adamw``: decoupled decay).
+      momentum: the ``momentum`` optimizer's (the others ignore it).
+      batch_size: examples per step.
+      steps: training steps.
+      label_smoothing: of the train loss's targets (the test loss takes the plain labels).
+      grad_clip: the global gradient norm to clip to (None: no clipping).
+      compute_dtype: what the forward and backward pass compute in (``bfloat16``: mixed
+        precision, see `phosjax.train.HParams`).
+      depth: blocks per stage, for models whose entry does not set it (None: the model's
+        default).
+      width: channels per stage, as ``depth``; each value is an int or a list of
+        per-stage widths (``width: [[16, 32]]`` is ONE two-stage width).
+      knobs: a knob selector to a value or a list of values (``{"**/T": [0.5, 2.0]}``);
+        a model that declares no knob the selector matches ignores it, and two
+        selectors that match one knob of a model are an error when the bench plans.
+      regularizers: penalties (`RegularizerEntry`: ``{kind, strength, selector, on,
+        cost, source, threshold}``), each strength a value or a list (an axis); a model
+        that cannot take an entry (a ``morph`` entry it cannot price, a selector that
+        matches nothing of it) ignores it, and an entry no model takes is an error.
 
     Examples:
       >>> grid = BenchConfig.from_dict({"grid": {"learning_rate": [1e-3, 1e-2]}}).grid

@@ -26,7 +26,7 @@ import pytest
 import tqdm
 import yaml
 
-from phosjax.bench import BenchConfig, _directory, _layout, _plan, _runner, load_config, plan
+from phosjax.bench import BenchConfig, Grid, _directory, _layout, _plan, _runner, load_config, plan
 from phosjax.bench.new import main as new_main
 from phosjax.bench.new import parser
 from phosjax.bench.profile import main as profile_main
@@ -353,12 +353,21 @@ def test_help_names_the_values_each_named_option_takes(capsys):
     assert exit_info.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
     for option, names in [
-        ("--grid.optimizer+ OPTIMIZER", "adam, adamw, sgd, momentum"),
-        ("--grid.lr_schedule+ LR_SCHEDULE", "constant, cosine, linear"),
-        ("--grid.compute_dtype+ COMPUTE_DTYPE", "float32, bfloat16"),
+        ("the optimizer family.", "adam, adamw, sgd, momentum"),
+        ("decays to 0 by the end.", "constant, cosine, linear"),
+        ("see `phosjax.train.HParams`).", "float32, bfloat16"),
         ("(see `phosjax.train.run_group`).", "auto, vmap, map, sequential, stepwise, vmap_matmul"),
     ]:
         assert f"{option} One of: {names}" in text, option
+
+
+def test_help_says_what_each_grid_key_is():
+    """--help gave the grid's keys their type and default alone (--grid.grad_clip,
+    --grid.knobs: what they set was said nowhere in it)."""
+    helps = {action.dest: action.help or "" for action in parser()._actions}
+    for field in dataclasses.fields(Grid):
+        said = helps[f"grid.{field.name}"].split("One of:")[0].strip()
+        assert said, f"--grid.{field.name} says nothing of what it sets"
 
 
 def test_help_says_the_grid_option_takes_a_file_or_a_mapping(capsys):
