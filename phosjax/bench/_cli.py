@@ -638,6 +638,11 @@ def entry_point(
                 return 1
             except KeyboardInterrupt as error:
                 return stopped(stopped_by(error) or signal.SIGINT, args)
+            except SystemError as error:  # a stop raised in Python code that C code called
+                signum = stopped_by(error)  # (numpy's dtype hooks, as jax traces), which
+                if signum is None:  # made it "returned a result with an exception set"
+                    raise
+                return stopped(signum, args)
 
         def stopped(signum: int, args: Sequence[str]) -> int:
             """Says that ``signum`` stopped the command, and what that leaves; its status."""

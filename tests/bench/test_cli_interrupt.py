@@ -230,6 +230,36 @@ def test_a_stop_signal_stops_a_command_as_ctrl_c_does_naming_it(
 
 
 @pytest.mark.parametrize(
+    ("stop", "said", "status"),
+    [("SIGTERM", "interrupted by SIGTERM", 143), ("SIGINT", "interrupted", 130)],
+)
+def test_a_stop_that_c_code_turned_into_a_system_error_stops_the_command(
+    capsys, stop, said, status
+):
+    """A SIGTERM raised in a dtype hook numpy called as jax traced (while `auto` timed the
+    strategies) came out as ``SystemError: ... returned a result with an exception set``:
+    a traceback and exit status 1, not the line a stop says. Another SystemError stays."""
+    signum = getattr(signal, stop)
+
+    @_cli.entry_point("kept.")
+    def main(argv=None):
+        try:
+            _interrupt._stop_after_extension_init(signum, None)
+        except KeyboardInterrupt as error:
+            raise SystemError("<function> returned a result with an exception set") from error
+
+    assert main([]) == status
+    assert capsys.readouterr().err == f"\n{said}: kept.\n"
+
+    @_cli.entry_point("kept.")
+    def failing(argv=None):
+        raise SystemError("not a stop")
+
+    with pytest.raises(SystemError, match="not a stop"):
+        failing([])
+
+
+@pytest.mark.parametrize(
     ("armed", "sent", "raised_at"),
     [
         (True, ["SIGTERM"], "the end"),
