@@ -212,8 +212,8 @@ def measure(
 
 def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     frame = pd.DataFrame(rows).reindex(columns=list(COLUMNS))
-    frame["strategy"] = frame["strategy"].fillna("").astype(str)
-    frame["note"] = frame["note"].fillna("").astype(str)
+    for column in ("strategy", "note"):  # no row has one (no engine): float NaN, cast first
+        frame[column] = frame[column].astype(object).fillna("").astype(str)
     for column in ("model_steps_per_s", "seconds", "warmup_s"):
         frame[column] = frame[column].astype(float)
     frame["calls"] = frame["calls"].astype("Int64")

@@ -247,6 +247,14 @@ def _frame() -> pd.DataFrame:
     return frame.assign(backend="cpu", device="cpu", batch=4, steps=2, compute_dtype="float32")
 
 
+def test_a_run_with_no_engine_rows_has_empty_strategies():
+    """With no method giving a strategy or a note (``--methods vmap``, every method
+    skipped), their columns were float NaN, filled with "": pandas' Pandas4Warning, an
+    error in pandas 4, after every case had been measured."""
+    frame = _speed._frame([{"model": "mlp", "K": 1, "method": "vmap", "status": "ok"}])
+    assert frame[["strategy", "note"]].values.tolist() == [["", ""]]
+
+
 def test_table_ratios_and_svg_plot(tmp_path):
     frame = _frame().assign(note="", strategy="vmap")
     frame.loc[frame["method"] == "torch", "note"] = "torch is not installed"
