@@ -146,8 +146,9 @@ def bar_options(file: TextIO | None = None, **options: Any) -> dict[str, Any]:
     return found | options
 
 
-NARROW_FORMAT = "{l_bar} {remaining} left, {n_fmt}/{total_fmt} [{elapsed}, {rate_fmt}{postfix}]"
-"""A bar's line in a terminal too narrow for its bar: what matters first, first."""
+NARROW_FORMAT = "{l_bar} {remaining} left [{elapsed}{postfix}] {n_fmt}/{total_fmt}, {rate_fmt}"
+"""A bar's line in a terminal too narrow for its bar: what matters first, first; the
+elapsed time next, which shows a bar redrawn while a group compiles going on."""
 
 _BAR_WIDTH = 10
 """The characters of tqdm's bar in a line of no set width."""

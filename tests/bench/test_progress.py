@@ -141,6 +141,18 @@ def test_a_narrow_terminal_shows_the_time_left(monkeypatch):
     assert shown.startswith("cells 12/40:  25%| 00:13 left") and len(shown) <= 40, shown
 
 
+def test_a_narrow_terminal_shows_time_going_on_while_a_group_compiles(monkeypatch):
+    """In 40 columns the elapsed time and 'compiling' were cut: once the time left was
+    known, a later group's compile redrew one same line for minutes, as if it hung."""
+    monkeypatch.setattr(tqdm.std, "_screen_shape_wrapper", lambda: lambda fp: (40, 24))
+    out = _Terminal()
+    with TrainingBar(groups=2, total=800, file=out, mininterval=0, desc="cells 1/2") as bar:
+        bar.group_started()
+        shown = out.getvalue().rsplit("\r", 1)[-1].rstrip()
+        bar.chunk(400)
+    assert shown.startswith("cells 1/2:   0%| ? left [00:00, comp") and len(shown) <= 40, shown
+
+
 def test_a_bar_on_a_terminal_goes_on_while_a_group_compiles():
     """It stood still until the group's first chunk had trained (minutes, for a big
     model): it seemed to hang. It says so, redrawn meanwhile; once trained, no more, and
