@@ -295,9 +295,25 @@ def silence_gone(fds: Sequence[int] = (1, 2)) -> None:
         except termios.error as error:
             hung_up = error.args[0] == errno.EIO  # not a terminal: ENOTTY
         if hung_up or fd in gone:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, fd)
-            os.close(devnull)
+            _to_devnull(fd)
+
+
+def silence_unwritable(fds: Sequence[int] = (1, 2)) -> None:
+    """Points each of ``fds`` (stdout, stderr) open for reading alone at `os.devnull`: a
+    pyenv shim run with ``2>&-`` hands its script's fd as stderr, where each line said
+    (a warning, a usage error's) failed, EBADF, and ended the command with status 1."""
+    import fcntl  # POSIX only
+
+    for fd in fds:
+        with contextlib.suppress(OSError):  # closed: Python has no stream on it
+            if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
+                _to_devnull(fd)
+
+
+def _to_devnull(fd: int) -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 BROKEN_PIPE = getattr(signal, "SIGPIPE", None)
@@ -593,7 +609,8 @@ if _COMMAND is not None:  # for the whole process: imports included
     for _signum in STOP_SIGNALS:  # one ignored (nohup's SIGHUP) stays ignored
         if signal.getsignal(_signum) is signal.SIG_DFL:
             signal.signal(_signum, _stop_after_extension_init)
-    if BROKEN_PIPE is not None:
+    if BROKEN_PIPE is not None:  # POSIX
+        silence_unwritable()
         sys.stdout, sys.stderr = (_PipeWatched(s) if s else s for s in (sys.stdout, sys.stderr))
     sys.unraisablehook = _keeping(sys.unraisablehook)
     sys.excepthook = said_at_start(sys.excepthook, _COMMAND)

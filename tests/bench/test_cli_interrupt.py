@@ -331,6 +331,15 @@ def test_an_output_socket_whose_peer_closed_is_silenced_as_a_pipe_is():
         assert os.write(output.fileno(), b"lost") == 4  # the null device's now
 
 
+def test_an_output_open_for_reading_alone_is_silenced():
+    """stderr open for reading alone (a pyenv shim run with ``2>&-`` hands it its script's
+    fd): each line said there raised EBADF, a usage error's ending with status 1."""
+    read_only = os.open(os.devnull, os.O_RDONLY)
+    with open(read_only, "w") as stderr:
+        _interrupt.silence_unwritable([read_only])
+        print("error: --out 'x' is a file", file=stderr, flush=True)
+
+
 def test_a_stop_signal_as_a_command_starts_is_one_line_naming_it(capsys, monkeypatch):
     monkeypatch.setattr(os, "_exit", lambda status: print("exit", status))
     monkeypatch.setattr(sys, "argv", ["-m", "--help"])
