@@ -243,6 +243,15 @@ class TrainingBar(Bar):
         while not stop.wait(self._redraw_every):
             self.refresh()
 
+    def refresh(self, nolock: bool = False, lock_args: Any = None) -> bool | None:
+        """tqdm's, its lock released however its display ends: Ctrl-C as the main thread
+        wrote (a terminal paused by Ctrl-S) kept it held, and a redraw waiting for it kept
+        the bar's close waiting for that redraw: the bench hung."""
+        if nolock or lock_args or self.disable:
+            return super().refresh(nolock, lock_args)
+        with self._lock:
+            return super().refresh(nolock=True)
+
     def _redraws_stopped(self) -> None:
         """Stops the redraws of `group_started`, if any, once their last is written."""
         if self._redraws is not None:

@@ -183,6 +183,34 @@ def test_a_group_that_trained_no_chunk_leaves_no_redraws_behind():
     assert threading.active_count() == before
 
 
+def test_ctrl_c_as_the_bar_writes_while_a_group_compiles_stops_the_bench():
+    """Ctrl-C as the main thread wrote the bar (held: a terminal paused by Ctrl-S) left
+    tqdm's lock held, and a redraw waiting for it kept the bar's close waiting: it hung."""
+
+    class Held(_Terminal):
+        def write(self, text):
+            if threading.current_thread() is bench and self.held:
+                self.held = False
+                time.sleep(0.2)  # the redraws wait for the lock meanwhile
+                raise KeyboardInterrupt
+            return super().write(text)
+
+    out = Held()
+    out.held = False
+
+    def run():
+        bar = TrainingBar(groups=1, total=100, file=out, redraw_every=0.01)
+        with contextlib.suppress(KeyboardInterrupt), bar:
+            bar.group_started()
+            out.held = True
+            bar.set_description("cells 0/1")
+
+    bench = threading.Thread(target=run, daemon=True)
+    bench.start()
+    bench.join(5)
+    assert not bench.is_alive()
+
+
 def test_a_bar_in_a_log_says_nothing_more_while_a_group_compiles():
     """Its line every 30 s at most: no redraws."""
     out = io.StringIO()
