@@ -59,14 +59,16 @@ class TimeLeft:
 
     def seconds(self, steps: int) -> float | None:
         """The seconds that ``steps`` cell-steps left take, with the starts of the groups
-        left; None before a chunk after a group's first has trained, unless none are left."""
+        left (the one starting now: less its time so far); None before a chunk after a
+        group's first has trained, unless none are left."""
         if not steps:  # done: groups of one chunk each time no chunk after a first
             return 0.0
         if not self._steady[0]:
             return None
         per_step = self._steady[1] / self._steady[0]
         start = sum(max(0.0, s - n * per_step) for n, s in self._starts) / len(self._starts)
-        return steps * per_step + self._unstarted * start
+        started = min(start, self._clock() - self._last) if self._starting else 0.0
+        return steps * per_step + self._unstarted * start - started
 
 
 class Lines:

@@ -13,7 +13,7 @@ import tqdm
 
 from phosjax.bench import _speed
 from phosjax.bench._cli import data_bars_hidden
-from phosjax.bench._progress import TrainingBar, bar_options
+from phosjax.bench._progress import TimeLeft, TrainingBar, bar_options
 from phosjax.bench._speed_config import SpeedConfig
 from phosjax.morph._loop import _Stages
 
@@ -46,6 +46,23 @@ def test_time_left_leaves_compile_out_of_the_rate():
     bar.chunk(100)
     assert "<00:13," in out.getvalue().splitlines()[-1]
     bar.close()
+
+
+def test_time_left_counts_down_while_a_group_compiles():
+    """The bar is redrawn while a group compiles: its time left stood still meanwhile,
+    for as long as that compile took, then fell at once."""
+    now = [0.0]
+    left = TimeLeft(groups=2, clock=lambda: now[0])
+    left.group_started()
+    now[0] = 10.5
+    left.chunk(100)  # compiled: 10 s
+    now[0] = 11.0
+    left.chunk(100)
+    left.group_started()
+    now[0] = 15.0
+    assert left.seconds(200) == 1.0 + 6.0  # its steps, and its compile's 10 s less 4
+    now[0] = 30.0
+    assert left.seconds(200) == 1.0  # compiling for longer than the first
 
 
 def test_a_bar_to_a_log_writes_lines_at_most_every_log_interval(monkeypatch):
