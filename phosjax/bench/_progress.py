@@ -43,6 +43,8 @@ class TimeLeft:
 
     def group_started(self) -> None:
         """The next chunk is a group's first (it compiles)."""
+        if self._starting:  # the last group trained no chunk (restored at its end)
+            self._unstarted -= 1
         self._starting = True
 
     def chunk(self, steps: int) -> None:

@@ -65,6 +65,21 @@ def test_time_left_counts_down_while_a_group_compiles():
     assert left.seconds(200) == 1.0  # compiling for longer than the first
 
 
+def test_time_left_counts_no_start_for_a_group_that_trained_no_chunk():
+    """A group restored at its end trains no chunk: its start stayed counted among those
+    to come, a compile's worth too much in every later time left."""
+    now = [0.0]
+    left = TimeLeft(groups=3, clock=lambda: now[0])
+    left.group_started()
+    now[0] = 10.5
+    left.chunk(100)  # compiled: 10 s
+    now[0] = 11.0
+    left.chunk(100)
+    left.group_started()  # restored at its end: no chunk
+    left.group_started()
+    assert left.seconds(200) == 1.0 + 10.0  # its steps and its compile alone
+
+
 def test_a_bar_to_a_log_writes_lines_at_most_every_log_interval(monkeypatch):
     """Piped or written to a file (no terminal), each display is a line, no carriage
     returns joining a run's displays in one line, at most every 30 s: a description set
