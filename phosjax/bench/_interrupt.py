@@ -301,19 +301,25 @@ def silence_gone(fds: Sequence[int] = (1, 2)) -> None:
 def silence_unwritable(fds: Sequence[int] = (1, 2)) -> None:
     """Points each of ``fds`` (stdout, stderr) open for reading alone at `os.devnull`: a
     pyenv shim run with ``2>&-`` hands its script's fd as stderr, where each line said
-    (a warning, a usage error's) failed, EBADF, and ended the command with status 1."""
+    (a warning, a usage error's) failed, EBADF, and ended the command with status 1. A
+    closed one too: the next file opened took it (a bench's run.lock), and what libraries
+    wrote to stderr below Python (XLA's warnings) went into that file."""
     import fcntl  # POSIX only
 
     for fd in fds:
-        with contextlib.suppress(OSError):  # closed: Python has no stream on it
-            if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
-                _to_devnull(fd)
+        try:
+            unwritable = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY
+        except OSError:  # closed
+            unwritable = True
+        if unwritable:
+            _to_devnull(fd)
 
 
 def _to_devnull(fd: int) -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, fd)
-    os.close(devnull)
+    if devnull != fd:  # fd closed and the lowest free: opened on it
+        os.dup2(devnull, fd)
+        os.close(devnull)
 
 
 BROKEN_PIPE = getattr(signal, "SIGPIPE", None)

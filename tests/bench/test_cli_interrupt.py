@@ -340,6 +340,19 @@ def test_an_output_open_for_reading_alone_is_silenced():
         print("error: --out 'x' is a file", file=stderr, flush=True)
 
 
+def test_a_closed_output_is_taken_by_the_null_device_not_a_file():
+    """Started with stderr closed (``2>&-``), the bench's next file opened took its fd,
+    its run.lock (held for the whole run): what jax's libraries wrote to stderr (XLA's
+    warnings) went into it."""
+    closed = os.open(os.devnull, os.O_RDONLY)
+    os.close(closed)  # the lowest free fd, as stderr's is
+    _interrupt.silence_unwritable([closed])
+    try:
+        assert os.path.samestat(os.fstat(closed), os.stat(os.devnull))
+    finally:
+        os.close(closed)
+
+
 def test_a_stop_signal_as_a_command_starts_is_one_line_naming_it(capsys, monkeypatch):
     monkeypatch.setattr(os, "_exit", lambda status: print("exit", status))
     monkeypatch.setattr(sys, "argv", ["-m", "--help"])
