@@ -52,12 +52,7 @@ def test_time_left_counts_down_while_a_group_compiles():
     """The bar is redrawn while a group compiles: its time left stood still meanwhile,
     for as long as that compile took, then fell at once."""
     now = [0.0]
-    left = TimeLeft(groups=2, clock=lambda: now[0])
-    left.group_started()
-    now[0] = 10.5
-    left.chunk(100)  # compiled: 10 s
-    now[0] = 11.0
-    left.chunk(100)
+    left = _first_group_timed(groups=2, now=now)
     left.group_started()
     now[0] = 15.0
     assert left.seconds(200) == 1.0 + 6.0  # its steps, and its compile's 10 s less 4
@@ -68,16 +63,22 @@ def test_time_left_counts_down_while_a_group_compiles():
 def test_time_left_counts_no_start_for_a_group_that_trained_no_chunk():
     """A group restored at its end trains no chunk: its start stayed counted among those
     to come, a compile's worth too much in every later time left."""
-    now = [0.0]
-    left = TimeLeft(groups=3, clock=lambda: now[0])
-    left.group_started()
-    now[0] = 10.5
-    left.chunk(100)  # compiled: 10 s
-    now[0] = 11.0
-    left.chunk(100)
+    left = _first_group_timed(groups=3, now=[0.0])
     left.group_started()  # restored at its end: no chunk
     left.group_started()
     assert left.seconds(200) == 1.0 + 10.0  # its steps and its compile alone
+
+
+def _first_group_timed(groups: int, now: list[float]) -> TimeLeft:
+    """A `TimeLeft` on the clock ``now`` whose first group compiled 10 s, then trained
+    two chunks of 100 steps at 200 step/s: at 11 s."""
+    left = TimeLeft(groups=groups, clock=lambda: now[0])
+    left.group_started()
+    now[0] = 10.5
+    left.chunk(100)
+    now[0] = 11.0
+    left.chunk(100)
+    return left
 
 
 def test_a_bar_to_a_log_writes_lines_at_most_every_log_interval(monkeypatch):
