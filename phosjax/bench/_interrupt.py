@@ -87,15 +87,16 @@ def is_terminal(file: TextIO | None = None) -> bool:
 
 def stopped_line(signum: int, said: str) -> str:
     """The line saying that the signal ``signum`` stopped a command, then ``said`` (what
-    that leaves); on a terminal after a newline, off the row where it echoed ^C, in a log
-    (stderr no terminal) with no blank line before it.
+    that leaves); after Ctrl-C on a terminal, after a newline, off the row where it echoed
+    ^C; else (a log, a stop signal, which echoes nothing) with no blank line before it.
 
     Examples:
       >>> stopped_line(signal.SIGINT, "kept."), stopped_line(signal.SIGTERM, "kept.")
       ('interrupted: kept.', 'interrupted by SIGTERM: kept.')
     """
-    by = "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"
-    return f"{chr(10) if is_terminal() else ''}interrupted{by}: {said}"
+    if signum != signal.SIGINT:
+        return f"interrupted by {signal.Signals(signum).name}: {said}"
+    return f"{chr(10) if is_terminal() else ''}interrupted: {said}"
 
 
 @dataclasses.dataclass

@@ -148,6 +148,19 @@ def test_ctrl_c_s_line_leaves_the_echoed_row_on_a_terminal_alone(monkeypatch):
     assert sys.stderr.getvalue() == "\ninterrupted: kept.\n"
 
 
+def test_a_stop_signal_s_line_on_a_terminal_follows_no_blank_line(monkeypatch):
+    """No ^C is echoed for a stop signal (``timeout``'s SIGTERM, SIGPIPE from ``| head``):
+    its line followed a blank one on a terminal."""
+
+    @_cli.entry_point("kept.")
+    def main(argv=None):
+        raise _interrupt.Signalled(signal.SIGTERM)
+
+    monkeypatch.setattr(sys, "stderr", _Terminal())
+    assert main([]) == 143
+    assert sys.stderr.getvalue() == "interrupted by SIGTERM: kept.\n"
+
+
 class _NoReader:
     """A stderr whose reader left (``cmd 2>&1 | head`` ended): its writes raise."""
 
