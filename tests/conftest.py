@@ -25,6 +25,10 @@ workers inherit), kept in an ``optimized`` test's subprocess too."""
 os.environ.setdefault(USER_XLA_FLAGS, os.environ.get("XLA_FLAGS", ""))
 os.environ.setdefault("XLA_FLAGS", f"{DEVICES} {FAST_COMPILE}")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# No bench command run here keeps its programs in the user's cache (nor in any: a test
+# that loaded programs an earlier one compiled would depend on it, and loading the tests'
+# tiny programs costs about what compiling them does).
+os.environ["PHOSJAX_COMPILATION_CACHE"] = "off"
 
 import jax  # noqa: E402 (after XLA_FLAGS)
 

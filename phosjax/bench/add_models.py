@@ -27,6 +27,7 @@ from phosjax.bench._cli import (
     exit_process,
     kept_in_bench,
 )
+from phosjax.bench._compile_cache import add_compilation_cache, compilation_cache
 from phosjax.bench._config import BenchError
 from phosjax.bench._profile import time_start_up
 from phosjax.bench._runner import add_models_to
@@ -45,6 +46,7 @@ def parser() -> ArgumentParser:
         "'{name: mlp, width: [64]}'",
     )
     parser.add_argument("--no_progress", action="store_true", help="no progress bar, no summary")
+    add_compilation_cache(parser)
     return parser
 
 
@@ -86,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "entry '{name: mlp, width: [64]}'), or leave --models out to add every model "
             "registered since the bench was made."
         )
-    with data_bars_hidden(args.no_progress):
+    with data_bars_hidden(args.no_progress), compilation_cache(args.compilation_cache):
         add_models_to(args.dir, models, progress=not args.no_progress, imports=args["import"])
 
 

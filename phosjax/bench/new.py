@@ -43,6 +43,7 @@ from phosjax.bench._cli import (
     kept_in_bench,
     parsed_fields,
 )
+from phosjax.bench._compile_cache import add_compilation_cache, compilation_cache
 from phosjax.bench._config import NAMED_HPARAMS, BenchConfig, BenchError, read_yaml
 from phosjax.bench._directory import check_dir_kind, open_bench, shown_differences
 from phosjax.bench._imports import import_for_bench, planned_models
@@ -52,7 +53,7 @@ from phosjax.bench._runner import run, starts_anew
 from phosjax.morph._loop import MorphConfig
 from phosjax.train import STRATEGIES
 
-_OWN = ("config", "dir", "import", "resume", "force", "no_progress")
+_OWN = ("config", "dir", "import", "resume", "force", "no_progress", "compilation_cache")
 
 
 class _Parser(ConfigParser):
@@ -121,6 +122,7 @@ def parser() -> ArgumentParser:
         "config continues)",
     )
     parser.add_argument("--no_progress", action="store_true", help="no progress bar, no summary")
+    add_compilation_cache(parser)
     parser.add_class_arguments(BenchConfig, None, fail_untyped=False)
     for action in parser._actions:
         if action.dest in _NAMED:
@@ -299,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         config = BenchConfig.from_dict(fields) if keys else None
     if config is not None and "config" not in keys and not (args.resume or args.force):
         _refuse_defaults_for_a_bench(args.dir, config, argv)
-    with data_bars_hidden(args.no_progress):
+    with data_bars_hidden(args.no_progress), compilation_cache(args.compilation_cache):
         run(
             config,
             args.dir,

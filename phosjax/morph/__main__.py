@@ -50,6 +50,7 @@ from phosjax.bench._cli import (
     refuse_unknown_options,
     required_as_options,
 )
+from phosjax.bench._compile_cache import add_compilation_cache, compilation_cache
 from phosjax.bench._config import BenchConfig
 from phosjax.bench._summary import command_line, dir_command
 from phosjax.bench._usage import usage_error
@@ -162,7 +163,7 @@ def _fail(message: str) -> int:
     return 2
 
 
-_OWN = ("config", "dir", "overwrite", "no_progress", "print_config")
+_OWN = ("config", "dir", "overwrite", "no_progress", "print_config", "compilation_cache")
 _LOOSE_MODEL_FIELDS = {
     "input_shape": (int | tuple[int, ...], "one example's shape, e.g. [40] (an int: one axis)"),
     "options": (dict[str, Any] | list[Any] | None, "model-specific extras, e.g. {dropout: 0.1}"),
@@ -262,6 +263,7 @@ def parser() -> _Parser:
         "iterations.parquet.old-<time>, states.old-<time>) rather than continue it",
     )
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+    add_compilation_cache(parser)
     parser.add_class_arguments(ModelConfig, "model", skip=set(_LOOSE_MODEL_FIELDS))
     model = (parser.groups or {})["model"]  # its --help lists them with the others
     for name, (kind, help) in _LOOSE_MODEL_FIELDS.items():
@@ -403,7 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows_file = pathlib.Path(args.dir) / ITERATIONS
     before = rows_file.stat().st_mtime_ns if rows_file.is_file() else None  # a finished run's: kept
     try:
-        with data_bars_hidden(args.no_progress):
+        with data_bars_hidden(args.no_progress), compilation_cache(args.compilation_cache):
             rows = run(config, args.dir, overwrite=args.overwrite, progress=not args.no_progress)
     except RunDirectoryError as error:  # --dir's, not the config file's
         return _fail(f"--dir: {error}")

@@ -1,0 +1,111 @@
+"""The bench commands keep the programs XLA compiles in JAX's persistent compilation
+cache, so a bench resumed, run again or extended (``add_models``) and ``phosjax.morph``
+load them rather than compile them again (docs/performance.md has the figures)."""
+
+import contextlib
+import os
+import pathlib
+import sys
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+import jax
+from jax.experimental.compilation_cache import compilation_cache as jax_cache
+from jsonargparse import ArgumentParser
+
+CACHE_ENV = "PHOSJAX_COMPILATION_CACHE"
+OFF = "off"
+MAX_BYTES = 2**30
+"""The cache's size; JAX drops its least recently used programs beyond it."""
+
+
+def default_cache() -> str:
+    """``$PHOSJAX_COMPILATION_CACHE`` if set (a directory, or ``off``), else
+    ``$XDG_CACHE_HOME/phosjax/xla`` (``~/.cache/phosjax/xla``).
+
+    Examples:
+      >>> from unittest import mock
+      >>> with mock.patch.dict(os.environ, {"PHOSJAX_COMPILATION_CACHE": "off"}):
+      ...     default_cache()
+      'off'
+      >>> with mock.patch.dict(os.environ, {"XDG_CACHE_HOME": "/c", CACHE_ENV: ""}):
+      ...     default_cache()
+      '/c/phosjax/xla'
+    """
+    if given := os.environ.get(CACHE_ENV):
+        return given
+    base = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
+    return str(pathlib.Path(base) / "phosjax" / "xla")
+
+
+def add_compilation_cache(parser: ArgumentParser) -> None:
+    """``--compilation_cache DIR`` (or ``off``)."""
+    parser.add_argument(
+        "--compilation_cache",
+        default=default_cache(),
+        metavar="DIR",
+        help=f"where compiled programs are kept for later runs to load ({OFF}: nowhere; the "
+        f"default is ${CACHE_ENV} if set, else $XDG_CACHE_HOME/phosjax/xla); a cache "
+        "configured through JAX (JAX_COMPILATION_CACHE_DIR) is used instead",
+    )
+
+
+@contextlib.contextmanager
+def compilation_cache(directory: str) -> Iterator[None]:
+    """Within it, each program JAX compiles is kept in ``directory`` (none if ``off``),
+    however fast it compiled, and loaded from there when compiled before; a cache
+    configured through JAX's own settings (or JAX's cache turned off there) is left as it
+    is. A directory that cannot be written: one warning, no cache. JAX's settings again
+    after.
+
+    Examples:
+      >>> with compilation_cache("off"):
+      ...     jax.config.jax_compilation_cache_dir is None
+      True
+    """
+    config: Any = jax.config  # its flags are attributes that mypy does not know
+    if (
+        directory == OFF
+        or config.jax_compilation_cache_dir is not None
+        or not config.jax_enable_compilation_cache
+        or not _writable(directory)
+    ):
+        yield
+        return
+    settings = {
+        "jax_compilation_cache_dir": str(pathlib.Path(directory).expanduser()),
+        "jax_persistent_cache_min_compile_time_secs": 0.0,
+        "jax_compilation_cache_max_size": MAX_BYTES,
+    }
+    before = {name: getattr(config, name) for name in settings}
+    for name, value in settings.items():
+        config.update(name, value)
+    jax_cache.reset_cache()  # JAX opens its cache once: this one from the next compile
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            config.update(name, value)
+        jax_cache.reset_cache()
+
+
+def _writable(directory: str) -> bool:
+    """Whether a file can be written in ``directory`` (made if missing); if not, a warning
+    on stderr says why."""
+    try:
+        path = pathlib.Path(directory).expanduser()
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path) as probe:
+            probe.write(bytes(4096))
+            probe.flush()
+            os.fsync(probe.fileno())  # a full disk says so here
+    except OSError as error:
+        print(
+            f"warning: compilation cache {directory!r} cannot be written ({error}); "
+            f"programs are compiled anew, none kept (--compilation_cache DIR moves it, "
+            f"--compilation_cache {OFF} turns it off).",
+            file=sys.stderr,
+        )
+        return False
+    return True

@@ -1,0 +1,80 @@
+"""The bench commands' persistent compilation cache (``--compilation_cache``)."""
+
+import importlib
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from phosjax.bench import add_models, new
+from phosjax.bench._compile_cache import compilation_cache
+
+
+def entries(directory) -> list:
+    return sorted(directory.glob("*-cache"))
+
+
+def compile_one(scale: float) -> None:
+    """Compiles a program this process has not compiled before."""
+    jax.jit(lambda x: x * scale + 1).lower(jnp.zeros(3)).compile()
+
+
+def test_new_and_add_models_train_with_the_cache_and_restore_jax_settings_after(
+    tmp_path, monkeypatch
+):
+    used = []
+
+    def train(*args, **kwargs):
+        used.append(jax.config.jax_compilation_cache_dir)
+        compile_one(2.0)
+
+    monkeypatch.setattr(new, "run", train)
+    monkeypatch.setattr(add_models, "add_models_to", train)
+    cache = str(tmp_path / "xla")
+    config = tmp_path / "bench.yaml"
+    config.write_text("models: [mlp]\n")
+    assert new.main(["--config", str(config), "--dir", "d", "--compilation_cache", cache]) == 0
+    assert add_models.main(["--dir", "d", "--compilation_cache", cache]) == 0
+    assert used == [cache, cache]
+    kept = entries(tmp_path / "xla")
+    assert [p for p in kept if p.name.startswith("jit__lambda")]  # however fast it compiled
+    assert jax.config.jax_compilation_cache_dir is None
+    assert jax.config.jax_persistent_cache_min_compile_time_secs == 1.0
+    compile_one(3.0)  # after the command: nothing more is kept
+    assert entries(tmp_path / "xla") == kept
+
+
+def test_off_keeps_nothing_and_a_cache_configured_through_jax_is_left_alone(tmp_path):
+    with compilation_cache("off"):
+        compile_one(4.0)
+    assert jax.config.jax_compilation_cache_dir is None
+    with compilation_cache(str(tmp_path / "ours")):
+        compile_one(5.0)
+    assert entries(tmp_path / "ours")
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path / "theirs"))
+    try:
+        with compilation_cache(str(tmp_path / "unused")):
+            assert jax.config.jax_compilation_cache_dir == str(tmp_path / "theirs")
+    finally:
+        jax.config.update("jax_compilation_cache_dir", None)
+    assert not (tmp_path / "unused").exists()
+
+
+def test_a_cache_that_cannot_be_written_warns_once_and_programs_still_compile(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    with compilation_cache(str(tmp_path / "file" / "xla")):
+        compile_one(6.0)
+        compile_one(7.0)
+    warned = capsys.readouterr().err.splitlines()
+    assert len(warned) == 1 and warned[0].startswith(
+        f"warning: compilation cache '{tmp_path / 'file' / 'xla'}' cannot be written"
+    ), warned
+    assert "--compilation_cache off turns it off" in warned[0]
+    assert jax.config.jax_compilation_cache_dir is None
+
+
+@pytest.mark.parametrize(
+    "module", ["phosjax.bench.new", "phosjax.bench.add_models", "phosjax.morph.__main__"]
+)
+def test_each_command_takes_the_option_and_in_the_suite_it_is_off(module):
+    assert importlib.import_module(module).parser().get_default("compilation_cache") == "off"
