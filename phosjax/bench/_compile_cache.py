@@ -2,6 +2,7 @@
 cache, so a bench resumed, run again or extended (``add_models``) and ``phosjax.morph``
 load them rather than compile them again (docs/performance.md has the figures)."""
 
+import argparse
 import contextlib
 import os
 import pathlib
@@ -39,10 +40,32 @@ def default_cache() -> str:
     return str(pathlib.Path(base) / "phosjax" / "xla")
 
 
+def cache_directory(value: object) -> str:
+    """``--compilation_cache``'s value: a directory, or `OFF` (YAML's ``off``, ``false`` or
+    ``null`` in a config file).
+
+    Examples:
+      >>> cache_directory("~/xla"), cache_directory(False), cache_directory(None)
+      ('~/xla', 'off', 'off')
+      >>> cache_directory("")
+      Traceback (most recent call last):
+      ...
+      argparse.ArgumentTypeError: '' is neither a directory nor off; give one, e.g. ~/xla or off
+    """
+    if value is False or value is None:
+        return OFF
+    if value is True or not str(value).strip():
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is neither a directory nor {OFF}; give one, e.g. ~/xla or {OFF}"
+        )
+    return str(value)
+
+
 def add_compilation_cache(parser: ArgumentParser) -> None:
     """``--compilation_cache DIR`` (or ``off``)."""
     parser.add_argument(
         "--compilation_cache",
+        type=cache_directory,
         default=default_cache(),
         metavar="DIR",
         help=f"where compiled programs are kept for later runs to load ({OFF}: nowhere; the "

@@ -78,3 +78,15 @@ def test_a_cache_that_cannot_be_written_warns_once_and_programs_still_compile(tm
 )
 def test_each_command_takes_the_option_and_in_the_suite_it_is_off(module):
     assert importlib.import_module(module).parser().get_default("compilation_cache") == "off"
+
+
+def test_a_config_files_off_turns_it_off_and_an_empty_value_is_refused(tmp_path, capsys):
+    config = tmp_path / "bench.yaml"
+    config.write_text("models: [mlp]\ncompilation_cache: off\n")  # YAML's false
+    args = new.parser().parse_args(["--config", str(config), "--dir", "d"])
+    assert args.compilation_cache == "off"
+    with pytest.raises(SystemExit) as exit_info:
+        new.main(["--models", "mlp", "--dir", str(tmp_path / "b"), "--compilation_cache", " "])
+    assert exit_info.value.code == 2
+    said = capsys.readouterr().err
+    assert "--compilation_cache: ' ' is neither a directory nor off; give one" in said, said
