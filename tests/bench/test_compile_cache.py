@@ -1,6 +1,9 @@
 """The bench commands' persistent compilation cache (``--compilation_cache``)."""
 
 import importlib
+import pathlib
+import re
+import tomllib
 
 import jax
 import jax.numpy as jnp
@@ -90,3 +93,12 @@ def test_a_config_files_off_turns_it_off_and_an_empty_value_is_refused(tmp_path,
     assert exit_info.value.code == 2
     said = capsys.readouterr().err
     assert "--compilation_cache: ' ' is neither a directory nor off; give one" in said, said
+
+
+def test_phosjax_requires_the_filelock_that_jax_s_size_limited_cache_needs():
+    """With `MAX_BYTES` set, JAX's cache needs the filelock package; only the test
+    extras (nox, through virtualenv) brought it, so after the README's ``pip install -e
+    .`` each compile warned "Please install the `filelock` package" and kept nothing."""
+    pyproject = pathlib.Path(__file__).parents[2] / "pyproject.toml"
+    required = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+    assert [r for r in required if re.match(r"filelock\b", r)], required
