@@ -262,7 +262,7 @@ def test_a_stop_that_c_code_turned_into_a_system_error_stops_the_command(
             raise SystemError("<function> returned a result with an exception set") from error
 
     assert main([]) == status
-    assert capsys.readouterr().err == f"\n{said}: kept.\n"
+    assert capsys.readouterr().err == f"{said}: kept.\n"  # a log's: no blank line
 
     @_cli.entry_point("kept.")
     def failing(argv=None):
