@@ -195,6 +195,8 @@ class Bar(tqdm.tqdm):
         return self.format_meter(**found)
 
     def close(self) -> None:
+        if getattr(self, "disable", True):  # closed, or its start failed: as tqdm's own
+            return
         if self._shown is not None and self._shown == (self.n, self.desc, self.postfix):
             self.leave = False  # its line is written: closed without another
         super().close()

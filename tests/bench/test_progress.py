@@ -13,7 +13,7 @@ import tqdm
 
 from phosjax.bench import _speed
 from phosjax.bench._cli import data_bars_hidden
-from phosjax.bench._progress import TimeLeft, TrainingBar, bar_options
+from phosjax.bench._progress import Bar, TimeLeft, TrainingBar, bar_options
 from phosjax.bench._speed_config import SpeedConfig
 from phosjax.morph._loop import _Stages
 
@@ -276,6 +276,21 @@ def test_no_stderr_hides_the_bars(monkeypatch):
     with TrainingBar(groups=1, total=100, mininterval=0) as bar:
         bar.group_started()
         bar.chunk(100)
+
+
+def test_a_bar_whose_start_failed_is_collected_quietly(monkeypatch):
+    """A bar whose start failed before tqdm's (its stream closed: ``isatty``'s ValueError)
+    was left half made, and its close as it was collected raised AttributeError, printed
+    as ``Exception ignored in: tqdm.__del__`` (an error, under pytest)."""
+    ignored = []
+    monkeypatch.setattr(sys, "unraisablehook", ignored.append)
+    closed = io.StringIO()
+    closed.close()
+    for start in (lambda: Bar(total=2, file=closed), lambda: TrainingBar(groups=1, file=closed)):
+        with pytest.raises(ValueError, match="closed file"):
+            start()
+    gc.collect()
+    assert not ignored, [str(found.exc_value) for found in ignored]
 
 
 def test_a_finished_bar_of_groups_of_one_chunk_shows_no_time_left():
