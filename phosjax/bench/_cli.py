@@ -639,9 +639,9 @@ def entry_point(
             except KeyboardInterrupt as error:
                 return stopped(stopped_by(error) or signal.SIGINT, args)
             except SystemError as error:  # a stop raised in Python code that C code called
-                signum = stopped_by(error)  # (numpy's dtype hooks, as jax traces), which
-                if signum is None:  # made it "returned a result with an exception set"
-                    raise
+                signum = stopped_by(error.__cause__)  # (numpy's dtype hooks, as jax traces),
+                if signum is None:  # which raised this from it: "returned a result with an
+                    raise  # exception set"; one raised as a stop was handled is an error
                 return stopped(signum, args)
 
         def stopped(signum: int, args: Sequence[str]) -> int:

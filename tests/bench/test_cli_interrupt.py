@@ -272,6 +272,21 @@ def test_a_stop_that_c_code_turned_into_a_system_error_stops_the_command(
         failing([])
 
 
+def test_a_system_error_raised_as_a_stop_was_handled_stays_an_error():
+    """A SystemError raised while a stop was handled (by a cleanup: the stop its context,
+    not its cause) was taken as that stop, hidden behind the stop's line and status."""
+
+    @_cli.entry_point("kept.")
+    def main(argv=None):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise SystemError("a cleanup's bug")  # noqa: B904 (its context alone)
+
+    with pytest.raises(SystemError, match="a cleanup's bug"):
+        main([])
+
+
 @pytest.mark.parametrize(
     ("armed", "sent", "raised_at"),
     [
