@@ -407,6 +407,15 @@ class _PipeWatched:
         return self._stream.__reduce_ex__(protocol)
 
 
+def _watched(stream: TextIO | None) -> TextIO:
+    """``sys.stdout`` or ``sys.stderr`` of a phosjax command (`_PipeWatched`); None (the
+    command started with it closed, ``2>&-``) as `os.devnull`: print() to a None stderr
+    wrote to stdout (``error: ...`` in ``profile > table``), and the flush of a None stdout
+    (``>&-``) ended a finished command with an AttributeError, status 1."""
+    opened = open(os.devnull, "w") if stream is None else stream  # noqa: SIM115 (for good)
+    return _PipeWatched(opened)  # type: ignore[return-value]
+
+
 def _stop_after_extension_init(signum: int, frame: FrameType | None) -> None:
     """The SIGINT handler of the phosjax commands, and their `STOP_SIGNALS`' one: Ctrl-C
     raises `KeyboardInterrupt`, as Python's own handler does, a stop signal `Signalled`
@@ -618,7 +627,7 @@ if _COMMAND is not None:  # for the whole process: imports included
             signal.signal(_signum, _stop_after_extension_init)
     if BROKEN_PIPE is not None:  # POSIX
         silence_unwritable()
-        sys.stdout, sys.stderr = (_PipeWatched(s) if s else s for s in (sys.stdout, sys.stderr))
+        sys.stdout, sys.stderr = _watched(sys.stdout), _watched(sys.stderr)
     sys.unraisablehook = _keeping(sys.unraisablehook)
     sys.excepthook = said_at_start(sys.excepthook, _COMMAND)
     atexit.register(_ignored_in_teardown)  # first: the last run (jax registers its own later)

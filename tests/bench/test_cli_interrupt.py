@@ -1,5 +1,6 @@
 """Ctrl-C in every command line: one line saying what is kept and how to go on, exit 130."""
 
+import contextlib
 import copy
 import errno
 import gc
@@ -379,6 +380,23 @@ def test_a_closed_output_is_taken_by_the_null_device_not_a_file():
         assert os.path.samestat(os.fstat(closed), os.stat(os.devnull))
     finally:
         os.close(closed)
+
+
+def test_a_closed_output_is_written_to_the_null_device(capsys, monkeypatch):
+    """Started with stderr closed (``2>&-``: ``sys.stderr`` None), a command's error line
+    went to stdout (print's file None), into ``profile > table``; with stdout closed, its
+    flush ended a finished command with an AttributeError, status 1."""
+
+    @_cli.entry_point("kept.")
+    def main(argv=None):
+        raise _cli.BenchError("--out 'x' is a file")
+
+    with contextlib.ExitStack() as opened:
+        for name in ("stdout", "stderr"):
+            monkeypatch.setattr(sys, name, _interrupt._watched(None))
+            opened.callback(getattr(sys, name).close)
+        assert main([]) == 2
+    assert capsys.readouterr() == ("", "")
 
 
 def test_a_stop_signal_as_a_command_starts_is_one_line_naming_it(capsys, monkeypatch):
