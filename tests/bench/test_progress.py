@@ -4,6 +4,7 @@ import contextlib
 import gc
 import io
 import os
+import re
 import sys
 import threading
 import time
@@ -183,7 +184,9 @@ def test_a_narrow_terminal_shows_time_going_on_while_a_group_compiles(monkeypatc
         bar.group_started()
         shown = out.getvalue().rsplit("\r", 1)[-1].rstrip()
         bar.chunk(400)
-    assert shown.startswith("cells 1/2:   0%| ? left [00:00, comp") and len(shown) <= 40, shown
+    # any elapsed time: a loaded machine may pause the test past a second
+    assert re.match(r"cells 1/2:   0%\| \? left \[\d\d:\d\d, comp", shown), shown
+    assert len(shown) <= 40, shown
 
 
 def test_a_bar_on_a_terminal_goes_on_while_a_group_compiles():
