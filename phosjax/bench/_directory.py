@@ -647,8 +647,9 @@ def write_meta(
     )
 
 
-_AGREED_BYTES = 512
-"""The longest value, encoded, that processes `agree` on."""
+_AGREED_BYTES = 8192
+"""The longest value, encoded, that processes `agree` on (room for a bench's directory:
+Linux's paths are at most 4096 bytes)."""
 
 
 def gather(value: str) -> list[str]:
@@ -710,10 +711,10 @@ def choose_config_together(
 ) -> tuple[BenchConfig, pathlib.Path | None]:
     """`choose_config`, in every process of a bench.
 
-    The processes first `agree` on the arguments. With ``force`` and a config, each then
-    runs ``check(config)`` (e.g. plans it): a config that fails there moves no old bench
-    aside. Process 0 then chooses alone (only it moves an old bench aside), and the
-    others after it, seeing what it left.
+    The processes first `agree` on the arguments (the directory too). With ``force`` and
+    a config, each then runs ``check(config)`` (e.g. plans it): a config that fails there
+    moves no old bench aside. Process 0 then chooses alone (only it moves an old bench
+    aside), and the others after it, seeing what it left.
 
     Raises:
       BenchError: the processes were given different arguments, ``check`` failed, or
@@ -721,7 +722,8 @@ def choose_config_together(
         to it).
     """
     given = f"config {config.digest()}" if config is not None else "no config"
-    agree("arguments", f"{given}, resume={resume}, force={force}")
+    where = os.path.abspath(directory)  # a --dir each process names alike
+    agree("arguments", f"{given}, dir {where}, resume={resume}, force={force}")
     if force and config is not None:
         in_every_process(lambda: check(config), "plan the bench")
     if jax.process_index() == 0:

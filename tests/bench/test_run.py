@@ -1630,6 +1630,21 @@ def test_a_bench_of_another_format_says_what_to_do(tmp_path, marker, match):
         _directory.open_bench(tmp_path)
 
 
+def test_processes_given_different_dirs_are_refused_before_anything_is_written(
+    tmp_path, toy, monkeypatch
+):
+    """Each process wrote its share in its own --dir, both said they were done: two halves
+    of a bench, one without its metadata. Process 1 (given ``b``) is stood for by the
+    gather."""
+    mine, theirs = str(tmp_path / "a"), str(tmp_path / "b")
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    monkeypatch.setattr(_directory, "gather", lambda value: [value, value.replace(mine, theirs)])
+    config = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1)
+    with pytest.raises(BenchError, match=f"given different arguments .*dir {theirs}, "):
+        run(config, mine, datasets=toy, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_what_may_fail_in_one_process_alone_runs_where_every_process_hears_of_it(
     tmp_path, toy, monkeypatch
 ):
