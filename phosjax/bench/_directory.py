@@ -653,7 +653,10 @@ Linux's paths are at most 4096 bytes)."""
 
 
 def gather(value: str) -> list[str]:
-    """``value`` of every process (its index in the list), for all processes alike."""
+    """``value`` of every process (its index in the list), for all processes alike.
+
+    Raises:
+      BenchError: a process left (killed, stopped by Ctrl-C) before it gathered too."""
     if jax.process_count() == 1:
         return [value]
     encoded = value.encode()
@@ -661,7 +664,15 @@ def gather(value: str) -> list[str]:
         raise ValueError(f"gather: {len(encoded)} bytes, at most {_AGREED_BYTES}: {value!r}.")
     buffer = np.zeros(_AGREED_BYTES + 1, np.uint8)  # one zero byte ends every value
     buffer[: len(encoded)] = np.frombuffer(encoded, np.uint8)
-    rows = gather_rows(buffer)
+    try:
+        rows = gather_rows(buffer)
+    except jax.errors.JaxRuntimeError as error:  # a peer killed: its connection closed
+        raise BenchError(
+            f"process {jax.process_index()} of {jax.process_count()} lost the other processes "
+            f"of this bench ({str(error).splitlines()[0]}): one stopped or died. Each keeps "
+            "what it trained up to its last checkpoint; once every process has ended "
+            "(jax.distributed may hold this one ~100 s), run the same command again in each."
+        ) from error
     return [bytes(row).split(b"\0", 1)[0].decode() for row in rows]
 
 

@@ -1645,6 +1645,26 @@ def test_processes_given_different_dirs_are_refused_before_anything_is_written(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_process_whose_peer_died_says_so_and_what_to_run(monkeypatch):
+    """A process killed (or stopped by Ctrl-C) while the other waited for it at a gather:
+    the other printed gloo's traceback alone ("Gloo AllGather failed: ... Connection
+    closed by peer")."""
+    closed = "UNKNOWN: Gloo AllGather failed: Connection closed by peer [127.0.0.1]:1\nmore"
+
+    def gather_from_the_dead(row):
+        raise jax.errors.JaxRuntimeError(closed)
+
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    monkeypatch.setattr(_directory, "gather_rows", gather_from_the_dead)
+    message = (
+        r"process 0 of 2 lost the other processes of this bench \(UNKNOWN: Gloo AllGather "
+        r"failed: Connection closed by peer \[127.0.0.1\]:1\): one stopped or died\. .* run "
+        "the same command again in each"
+    )
+    with pytest.raises(BenchError, match=message):
+        _directory.in_every_process(lambda: None, "train its share of the bench")
+
+
 def test_what_may_fail_in_one_process_alone_runs_where_every_process_hears_of_it(
     tmp_path, toy, monkeypatch
 ):
