@@ -710,8 +710,9 @@ def add_models_to(
 
     Raises:
       BenchError: not a bench, ``models`` not a list or an empty one, ``imports`` one
-        string, an unknown model or a bad entry, nothing to add to a finished bench, or a
-        bench started with another number of processes.
+        string, an unknown model or a bad entry, nothing to add to a finished bench, a
+        bench started with another number of processes, or processes sharing it given
+        different directories.
 
     Examples:
       >>> import tempfile
@@ -746,6 +747,7 @@ def add_models_to(
             "registered since the bench was made."
         )
     _layout.check_directory(directory, BenchError)
+    agree("directories", os.path.abspath(directory))  # each process adds to one bench
     _check_imports(imports)
     config, marker = open_bench(directory)  # not a bench: said before importing anything
     root = pathlib.Path(directory)

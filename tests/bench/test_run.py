@@ -1645,6 +1645,16 @@ def test_processes_given_different_dirs_are_refused_before_anything_is_written(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_processes_adding_models_in_different_dirs_are_refused(tmp_path, toy, monkeypatch):
+    """Each added models to its own copy of a bench (its share of the new cells alone)."""
+    mine, theirs = str(tmp_path / "a"), str(tmp_path / "b")
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    monkeypatch.setattr(_directory, "gather", lambda value: [value, value.replace(mine, theirs)])
+    with pytest.raises(BenchError, match=f"given different directories .*process 1: {theirs}\\)"):
+        add_models_to(mine, ["mlp"], datasets=toy, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_process_whose_peer_died_says_so_and_what_to_run(monkeypatch):
     """A process killed (or stopped by Ctrl-C) while the other waited for it at a gather:
     the other printed gloo's traceback alone ("Gloo AllGather failed: ... Connection
