@@ -11,6 +11,7 @@ import dataclasses
 import datetime
 import errno
 import fcntl
+import json
 import os
 import pathlib
 import re
@@ -690,6 +691,23 @@ def agree(what: str, value: str) -> None:
         )
 
 
+def _differences_from_process_0(config: BenchConfig | None) -> str:
+    """Where the others' configs differ from process 0's (`BenchConfig.differences`), in
+    every process alike: `` Their configs differ from process 0's: process 1: seeds: 2 ->
+    3.``; "" where they do not, or one process was given none or one too long to gather."""
+    text = json.dumps(config.to_dict()) if config is not None else ""
+    texts = gather(text if len(text.encode()) <= _AGREED_BYTES else "")
+    if not all(texts):
+        return ""
+    first, *others = [BenchConfig.from_dict(json.loads(t)) for t in texts]
+    said = [
+        f"process {i}: {'; '.join(first.differences(other))}"
+        for i, other in enumerate(others, 1)
+        if first.differences(other)
+    ]
+    return f" Their configs differ from process 0's: {', '.join(said)}." if said else ""
+
+
 def in_every_process(fn: Callable[[], T], what: str) -> T:
     """``fn()``, in a bench's every process; when it raises in any of them, every process
     raises: that one its own error, the others a `BenchError` naming it, so no process is
@@ -734,7 +752,10 @@ def choose_config_together(
     """
     given = f"config {config.digest()}" if config is not None else "no config"
     where = os.path.abspath(directory)  # a --dir each process names alike
-    agree("arguments", f"{given}, dir {where}, resume={resume}, force={force}")
+    try:
+        agree("arguments", f"{given}, dir {where}, resume={resume}, force={force}")
+    except BenchError as error:  # digests alone: what differs is named too
+        raise BenchError(f"{error}{_differences_from_process_0(config)}") from None
     if force and config is not None:
         in_every_process(lambda: check(config), "plan the bench")
     if jax.process_index() == 0:

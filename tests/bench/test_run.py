@@ -1645,6 +1645,27 @@ def test_processes_given_different_dirs_are_refused_before_anything_is_written(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_processes_given_different_configs_are_told_what_differs(tmp_path, monkeypatch):
+    """The error named each process's config digest alone: which field differed was left
+    to guess."""
+    config, other = tiny_config(seeds=1), tiny_config(seeds=2)
+
+    def from_two(value):  # process 1 given ``other``
+        if value.startswith("{"):
+            return [value, json.dumps(other.to_dict())]
+        return [value, value.replace(config.digest(), other.digest())]
+
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    monkeypatch.setattr(_directory, "gather", from_two)
+    message = (
+        r"given different arguments .* Their configs differ from process 0's: process 1: "
+        r"seeds: 1 -> 2\.$"
+    )
+    with pytest.raises(BenchError, match=message):
+        _directory.choose_config_together(tmp_path / "b", config)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_processes_adding_models_in_different_dirs_are_refused(tmp_path, toy, monkeypatch):
     """Each added models to its own copy of a bench (its share of the new cells alone)."""
     mine, theirs = str(tmp_path / "a"), str(tmp_path / "b")
