@@ -537,7 +537,8 @@ def _write_and_train(
         if todo:  # with the samples of the last group's end
             clock.lap("train")
             profile.write(clock.rows(process))
-        if process[1] > 1:  # said: a peer that died leaves it waiting, silent, for ~100 s
+        if jax.process_count() > 1:  # said: a peer that died leaves it waiting, silent, for
+            # ~100 s (with process=(i, n) alone, nothing is waited for)
             print(
                 f"process {process[0]} of {process[1]} trained its share; waiting for the "
                 "others to train theirs (one that died stops this one too once "

@@ -1645,6 +1645,14 @@ def test_processes_given_different_dirs_are_refused_before_anything_is_written(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_process_not_under_jax_distributed_says_it_waits_for_none(tmp_path, toy, capsys):
+    """With ``process=(1, 2)`` and no ``jax.distributed``, it said it waited for the others
+    (and how one that died stops it), then returned at once."""
+    config = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1)  # process 0's cell
+    run(config, tmp_path, datasets=toy, process=(1, 2), progress=False)
+    assert "waiting" not in capsys.readouterr().err
+
+
 def test_processes_given_different_configs_are_told_what_differs(tmp_path, monkeypatch):
     """The error named each process's config digest alone: which field differed was left
     to guess."""
