@@ -677,21 +677,22 @@ def gather(value: str) -> list[str]:
     return [bytes(row).split(b"\0", 1)[0].decode() for row in rows]
 
 
-def agree(what: str, value: str) -> None:
+def agree(what: str, value: str, differing: Callable[[], str] = lambda: "") -> None:
     """Raises `BenchError` in every process unless all processes give the same ``value``.
 
-    ``what`` names it in the message, which shows each process's value."""
+    ``what`` names it in the message, which shows each process's value, then
+    ``differing()`` (called in every process alike, once they differ)."""
     values = gather(value)
     if len(set(values)) > 1:
         shown = "; ".join(f"process {i}: {v}" for i, v in enumerate(values))
         raise BenchError(
             f"the {len(values)} processes sharing this bench were given different {what} "
             f"({shown}); nothing was written. Start every process with the same command "
-            "and config."
+            f"and config.{differing()}"
         )
 
 
-def _differences_from_process_0(config: BenchConfig | None) -> str:
+def differences_from_process_0(config: BenchConfig | None) -> str:
     """Where the others' configs differ from process 0's (`BenchConfig.differences`), in
     every process alike: `` Their configs differ from process 0's: process 1: seeds: 2 ->
     3.``; "" where they do not, or one process was given none or one too long to gather."""
@@ -752,10 +753,8 @@ def choose_config_together(
     """
     given = f"config {config.digest()}" if config is not None else "no config"
     where = os.path.abspath(directory)  # a --dir each process names alike
-    try:
-        agree("arguments", f"{given}, dir {where}, resume={resume}, force={force}")
-    except BenchError as error:  # digests alone: what differs is named too
-        raise BenchError(f"{error}{_differences_from_process_0(config)}") from None
+    arguments = f"{given}, dir {where}, resume={resume}, force={force}"
+    agree("arguments", arguments, lambda: differences_from_process_0(config))
     if force and config is not None:
         in_every_process(lambda: check(config), "plan the bench")
     if jax.process_index() == 0:

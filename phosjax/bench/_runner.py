@@ -23,6 +23,7 @@ from phosjax.bench._directory import (
     agree,
     check_processes,
     choose_config_together,
+    differences_from_process_0,
     gather,
     in_every_process,
     locked,
@@ -360,7 +361,11 @@ def _execute(
     (when writing it fails, all stop). Training waits for no other process; each then
     waits for all to finish theirs (when training fails in one, all stop)."""
     process = process or (jax.process_index(), jax.process_count())
-    agree("configs or process counts", f"config {config.digest()}, {process[1]} processes")
+    agree(
+        "configs or process counts",
+        f"config {config.digest()}, {process[1]} processes",
+        lambda: differences_from_process_0(config),
+    )
     check_processes(root, process[1])
     hparams = _finished_hparams(root, config) if process[1] == 1 and planned is None else None
     if hparams is not None:  # nothing to train: no plan, no data set loaded

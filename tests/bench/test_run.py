@@ -1674,6 +1674,29 @@ def test_processes_given_different_configs_are_told_what_differs(tmp_path, monke
     assert list(tmp_path.iterdir()) == []
 
 
+def test_processes_adding_different_models_are_told_what_differs(tmp_path, toy, monkeypatch):
+    """add_models given other models in process 1: the error named the configs' digests
+    alone."""
+    config = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1)
+    _directory.write_meta(tmp_path, config, ["mlp"], 2)
+
+    def from_two(value):  # process 1 adds logreg
+        if value.startswith("{"):
+            return [value, value.replace('"width": 16', '"name": "logreg"')]
+        return [value, re.sub("config [0-9a-f]+", "config abc", value)]
+
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    monkeypatch.setattr(_directory, "gather", from_two)
+    message = (
+        r"given different configs or process counts .* Their configs differ from process "
+        r"0's: process 1: models\[1\].name: 'mlp' -> 'logreg'; models\[1\].width: 16 -> "
+        r"\(absent\)\.$"
+    )
+    with pytest.raises(BenchError, match=message):
+        add_models_to(tmp_path, [{"name": "mlp", "width": 16}], datasets=toy, progress=False)
+    assert not list(tmp_path.glob("results*"))
+
+
 def test_processes_adding_models_in_different_dirs_are_refused(tmp_path, toy, monkeypatch):
     """Each added models to its own copy of a bench (its share of the new cells alone)."""
     mine, theirs = str(tmp_path / "a"), str(tmp_path / "b")
