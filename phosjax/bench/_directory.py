@@ -692,6 +692,24 @@ def agree(what: str, value: str, differing: Callable[[], str] = lambda: "") -> N
         )
 
 
+def agree_on_directory(directory: str | os.PathLike) -> None:
+    """Raises `BenchError` in every process where two processes on one host were given
+    different ``directory`` (each would write its share into a bench of its own); processes
+    on other hosts may reach a shared folder by another path, so theirs are not compared."""
+    here = json.dumps([socket.gethostname(), os.path.abspath(directory)])
+    places = [json.loads(value) for value in gather(here)]
+    hosts: dict[str, set[str]] = {}
+    for host, path in places:
+        hosts.setdefault(host, set()).add(path)
+    if any(len(paths) > 1 for paths in hosts.values()):
+        shown = "; ".join(f"process {i}: {path} on {host}" for i, (host, path) in enumerate(places))
+        raise BenchError(
+            f"the {len(places)} processes sharing this bench were given different directories "
+            f"({shown}); nothing was written. Give the processes of one host the same --dir "
+            "(those of other hosts name the shared folder by their own path)."
+        )
+
+
 def differences_from_process_0(config: BenchConfig | None) -> str:
     """Where the others' configs differ from process 0's (`BenchConfig.differences`), in
     every process alike: `` Their configs differ from process 0's: process 1: seeds: 2 ->
@@ -752,8 +770,8 @@ def choose_config_together(
         to it).
     """
     given = f"config {config.digest()}" if config is not None else "no config"
-    where = os.path.abspath(directory)  # a --dir each process names alike
-    arguments = f"{given}, dir {where}, resume={resume}, force={force}"
+    agree_on_directory(directory)
+    arguments = f"{given}, resume={resume}, force={force}"
     agree("arguments", arguments, lambda: differences_from_process_0(config))
     if force and config is not None:
         in_every_process(lambda: check(config), "plan the bench")

@@ -21,6 +21,7 @@ from phosjax.bench import _layout
 from phosjax.bench._config import BenchConfig, BenchError, ModelEntry
 from phosjax.bench._directory import (
     agree,
+    agree_on_directory,
     check_processes,
     choose_config_together,
     differences_from_process_0,
@@ -753,7 +754,7 @@ def add_models_to(
             "registered since the bench was made."
         )
     _layout.check_directory(directory, BenchError)
-    agree("directories", os.path.abspath(directory))  # each process adds to one bench
+    agree_on_directory(directory)  # each process adds to one bench
     _check_imports(imports)
     config, marker = open_bench(directory)  # not a bench: said before importing anything
     root = pathlib.Path(directory)

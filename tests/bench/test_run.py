@@ -1640,7 +1640,7 @@ def test_processes_given_different_dirs_are_refused_before_anything_is_written(
     monkeypatch.setattr(jax, "process_count", lambda: 2)
     monkeypatch.setattr(_directory, "gather", lambda value: [value, value.replace(mine, theirs)])
     config = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1)
-    with pytest.raises(BenchError, match=f"given different arguments .*dir {theirs}, "):
+    with pytest.raises(BenchError, match=f"given different directories .*process 1: {theirs} on "):
         run(config, mine, datasets=toy, progress=False)
     assert list(tmp_path.iterdir()) == []
 
@@ -1702,9 +1702,25 @@ def test_processes_adding_models_in_different_dirs_are_refused(tmp_path, toy, mo
     mine, theirs = str(tmp_path / "a"), str(tmp_path / "b")
     monkeypatch.setattr(jax, "process_count", lambda: 2)
     monkeypatch.setattr(_directory, "gather", lambda value: [value, value.replace(mine, theirs)])
-    with pytest.raises(BenchError, match=f"given different directories .*process 1: {theirs}\\)"):
+    with pytest.raises(BenchError, match=f"given different directories .*process 1: {theirs} on "):
         add_models_to(mine, ["mlp"], datasets=toy, progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_processes_on_other_hosts_may_name_the_bench_by_their_own_path(tmp_path, monkeypatch):
+    """A shared folder is often mounted at another path on each host: refusing every
+    different --dir refused such a multi-host bench; only one host's differing are."""
+    mine = str(tmp_path / "a")
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+
+    def elsewhere(value):  # process 1 on another host, the folder mounted at /mnt/b
+        return [value, json.dumps(["another-host", "/mnt/b"])]
+
+    monkeypatch.setattr(_directory, "gather", elsewhere)
+    _directory.agree_on_directory(mine)  # no error
+    monkeypatch.setattr(_directory, "gather", lambda v: [v, v.replace(mine, "/mnt/b")])
+    with pytest.raises(BenchError, match=r"process 1: /mnt/b on .*same --dir"):
+        _directory.agree_on_directory(mine)
 
 
 def test_a_process_whose_peer_died_says_so_and_what_to_run(monkeypatch):
