@@ -474,16 +474,6 @@ def finished_cells(directory: str) -> tuple[int, int]:
     return sum(cell["finished"] for cell in files.progress().values()), len(files.cells())
 
 
-def _finished(directory: str) -> str:
-    """How many of the cells of the bench in ``directory`` are finished, of all, and what
-    is kept of the others, as text."""
-    finished, cells = finished_cells(directory)
-    kept = f"{finished} of {counted(cells, 'cell')} finished"
-    if finished == cells:  # no other cell has rows to speak of
-        return kept
-    return f"{kept}, and the others' rows up to their group's last checkpoint"
-
-
 def kept_in_dir(
     module: str, kept: Callable[[str, str, Sequence[str]], str]
 ) -> Callable[[Sequence[str]], str]:
@@ -510,7 +500,7 @@ def kept_in_dir(
     return said
 
 
-def _kept_in_bench(directory: str, command: str, argv: Sequence[str]) -> str:
+def _kept_in_bench(directory: str, command: str, argv: Sequence[str], *, when_finished: str) -> str:
     """What Ctrl-C leaves of a command that trains the bench in ``directory``, ``command``
     run with ``argv`` (see `kept_in_bench`)."""
     if not _layout.is_bench(pathlib.Path(directory)):
@@ -519,17 +509,29 @@ def _kept_in_bench(directory: str, command: str, argv: Sequence[str]) -> str:
             f"bench.json); the same command starts it: {command}"
         )
     try:
-        kept = f"{directory!r} keeps {_finished(directory)}"
+        finished, cells = finished_cells(directory)
     except (OSError, ValueError):  # a BrokenFileError, a file cut short: what is sure
-        kept = f"everything written in --dir {directory!r} is kept"
-    return f"{kept}; the same command continues it: {command}"
+        return (
+            f"everything written in --dir {directory!r} is kept; the same command "
+            f"continues it: {command}"
+        )
+    kept = f"{directory!r} keeps {finished} of {counted(cells, 'cell')} finished"
+    if finished == cells:  # no other cell has rows to speak of
+        return f"{kept}; {when_finished}: {command}"
+    return (
+        f"{kept}, and the others' rows up to their group's last checkpoint; the same "
+        f"command continues it: {command}"
+    )
 
 
-def kept_in_bench(module: str) -> Callable[[Sequence[str]], str]:
+def kept_in_bench(
+    module: str, when_finished: str = "the same command continues it"
+) -> Callable[[Sequence[str]], str]:
     """What Ctrl-C leaves of ``python -m <module> ARGV``, a command that trains the bench
     in ``--dir`` (``new``, ``add_models``), for `entry_point`: how many of its cells are
     finished, and the command that continues it (the same one, which resumes each group
-    from its last checkpoint).
+    from its last checkpoint); where all are, ``when_finished`` says what that command
+    does instead.
 
     Examples:
       >>> said = kept_in_bench("phosjax.bench.new")(["--config", "my bench.yaml", "--dir", "/no/b"])
@@ -537,7 +539,7 @@ def kept_in_bench(module: str) -> Callable[[Sequence[str]], str]:
       the bench was not started in --dir '/no/b' yet (it has no bench.json)
       the same command starts it: python -m phosjax.bench.new --config 'my bench.yaml' --dir /no/b
     """
-    return kept_in_dir(module, _kept_in_bench)
+    return kept_in_dir(module, functools.partial(_kept_in_bench, when_finished=when_finished))
 
 
 def then_command(module: str, kept: str) -> Callable[[Sequence[str]], str]:

@@ -280,7 +280,11 @@ def _stored_config_to_print(argv: list[str]) -> list[str]:
     return ["--config", str(pathlib.Path(directory) / _layout.CONFIG), *argv]
 
 
-@entry_point(kept_in_bench("phosjax.bench.new"))
+@entry_point(
+    kept_in_bench(
+        "phosjax.bench.new", "nothing is left to train; the same command reads its results"
+    )
+)
 def main(argv: Sequence[str] | None = None) -> None:
     """Runs the command line ``argv`` (default ``sys.argv[1:]``)."""
     argv = config_files_first(sys.argv[1:] if argv is None else argv)

@@ -770,10 +770,15 @@ def test_ctrl_c_says_how_many_cells_are_kept_and_the_command_that_continues(
 
     monkeypatch.setattr("phosjax.bench.new.run", interrupted)
     assert new_main(["--dir", str(root), "--no_progress"]) == 130
-    others = "" if finished else ", and the others' rows up to their group's last checkpoint"
+    kept = (  # run again, a finished bench is not continued: its results are read
+        "4 of 4 cells finished; nothing is left to train; the same command reads its results"
+        if finished
+        else "0 of 4 cells finished, and the others' rows up to their group's last checkpoint; "
+        "the same command continues it"
+    )
     assert capsys.readouterr().err == (
-        f"interrupted: {str(root)!r} keeps {4 if finished else 0} of 4 cells finished{others}; "
-        f"the same command continues it: python -m phosjax.bench.new --dir {root} --no_progress\n"
+        f"interrupted: {str(root)!r} keeps {kept}: python -m phosjax.bench.new --dir {root} "
+        "--no_progress\n"
     )
 
 
