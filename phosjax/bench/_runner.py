@@ -204,7 +204,8 @@ def run(
       datasets: data sets by name, instead of loading them.
       process: ``(index, count)`` of this process among those sharing the bench
         (default: `jax.process_index`, `jax.process_count`).
-      progress: show a progress bar and print the summary.
+      progress: show a progress bar and print the summary (among processes sharing the
+        bench, process 0 prints it; the others say so in one line).
       imports: modules to import first, to register models (the command line's
         ``--import``); those that registered a model of the bench are recorded in its
         ``bench.json``. The modules a bench in ``directory`` recorded are imported too,
@@ -557,7 +558,9 @@ def _write_and_train(
     # barrier early, which aborts every process once it times out (300 s by default).
     in_every_process(train_share, "train its share of the bench")
     groups = {j.key: status["groups"][j.key] for j in mine if j.key in status["groups"]}
-    results = _results(root, groups, plan_.hparam_columns, progress)
+    results = _results(root, groups, plan_.hparam_columns, progress and process[0] == 0)
+    if progress and process[0] != 0:  # one summary on a terminal the processes share
+        print(f"process {process[0]} of {process[1]}: process 0 prints the bench's summary")
     if profiled:  # at most one
         clock.lap("results")
         profiled[0].write(clock.rows(process))
@@ -708,7 +711,8 @@ def add_models_to(
         not when the bench was made; import plugins first, e.g. with
         `phosjax.models.import_models`).
       datasets: data sets by name, instead of loading them.
-      progress: show a progress bar and print the summary.
+      progress: show a progress bar and print the summary (among processes sharing the
+        bench, process 0 prints it; the others say so in one line).
       imports: modules to import first, recorded as `run` records them; the modules the
         bench recorded are imported too, as `run` imports them.
 

@@ -1653,6 +1653,14 @@ def test_a_process_not_under_jax_distributed_says_it_waits_for_none(tmp_path, to
     assert "waiting" not in capsys.readouterr().err
 
 
+def test_a_process_other_than_process_0_leaves_the_summary_to_it(tmp_path, toy, capsys):
+    """Each process printed the whole summary: a terminal the processes share showed it
+    once per process."""
+    config = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1)  # process 0's cell
+    run(config, tmp_path, datasets=toy, process=(1, 2))
+    assert capsys.readouterr().out == "process 1 of 2: process 0 prints the bench's summary\n"
+
+
 def test_processes_given_different_configs_are_told_what_differs(tmp_path, monkeypatch):
     """The error named each process's config digest alone: which field differed was left
     to guess."""
