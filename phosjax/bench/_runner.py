@@ -499,7 +499,8 @@ def _write_and_train(
         clock.lap("blurbs")
         status.update(_status(root, process))
         todo = _unfinished(mine, status)
-        described = lambda: _progress_text([status["groups"].get(j.key, {}) for j in mine], cells)
+        entries = lambda: [status["groups"].get(j.key, {}) for j in mine]
+        described = lambda: _progress_text(entries(), cells, process)
         total = sum(len(j.cells) * j.steps for j in todo)
         restored = sum(len(j.cells) * restored_step(root, j.key) for j in todo)
         # The bar counts cell-steps (one step of one cell): its rate is cell-steps per
@@ -628,19 +629,23 @@ def _results(
     return results
 
 
-def _progress_text(groups: Sequence[Mapping[str, Any]], cells: int) -> str:
+def _progress_text(
+    groups: Sequence[Mapping[str, Any]], cells: int, process: tuple[int, int]
+) -> str:
     """The progress bar's description: how many of the ``cells`` the status entries
     ``groups`` record as finished and, when any, how many diverged (an entry written
-    before phosjax recorded ``diverged`` counts none).
+    before phosjax recorded ``diverged`` counts none); among processes sharing the bench,
+    first which ``process`` (index, count) trains them.
 
     Examples:
       >>> groups = [{"cells": ["a", "b"], "finished": True, "diverged": 1}, {"cells": ["c"]}]
-      >>> _progress_text(groups, 3), _progress_text([{}], 3)
-      ('cells 2/3, 1 diverged', 'cells 0/3')
+      >>> _progress_text(groups, 3, (0, 1)), _progress_text([{}], 3, (1, 2))
+      ('cells 2/3, 1 diverged', 'p1/2 cells 0/3')
     """
     finished = sum(len(g.get("cells", [])) for g in groups if g.get("finished"))
     diverged = sum(g.get("diverged", 0) for g in groups)
-    return f"cells {finished}/{cells}" + (f", {diverged} diverged" if diverged else "")
+    which = f"p{process[0]}/{process[1]} " if process[1] > 1 else ""
+    return f"{which}cells {finished}/{cells}" + (f", {diverged} diverged" if diverged else "")
 
 
 def _lacking_rows(results: pd.DataFrame, groups: Mapping[str, Mapping[str, Any]]) -> list[str]:

@@ -1653,6 +1653,24 @@ def test_a_process_not_under_jax_distributed_says_it_waits_for_none(tmp_path, to
     assert "waiting" not in capsys.readouterr().err
 
 
+def test_the_bar_of_a_process_sharing_the_bench_names_it(tmp_path, toy, monkeypatch):
+    """Each process showed a bar ``cells 0/1``, none saying which process it was."""
+    shown = []
+
+    class Shown(Exception):
+        pass
+
+    def bar(**kwargs):
+        shown.append(kwargs["desc"])
+        raise Shown  # before anything trains
+
+    monkeypatch.setattr(_runner, "TrainingBar", bar)
+    config = tiny_config(models=[{"name": "mlp", "width": 8}])  # a cell for each process
+    with pytest.raises(Shown):
+        run(config, tmp_path, datasets=toy, process=(1, 2), progress=False)
+    assert shown == ["p1/2 cells 0/1"]
+
+
 def test_a_process_other_than_process_0_leaves_the_summary_to_it(tmp_path, toy, capsys):
     """Each process printed the whole summary: a terminal the processes share showed it
     once per process."""
