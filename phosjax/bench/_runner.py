@@ -547,8 +547,9 @@ def _write_and_train(
             profile.write(clock.rows(process))
         if jax.process_count() > 1:  # said: a peer that died leaves it waiting, silent, for
             # ~100 s (with process=(i, n) alone, nothing is waited for)
+            done = "trained its share" if cells else "had no cells to train"
             print(
-                f"process {process[0]} of {process[1]} trained its share; waiting for the "
+                f"process {process[0]} of {process[1]} {done}; waiting for the "
                 "others to train theirs (one that died stops this one too once "
                 "jax.distributed notices, ~100 s: then run the same command again).",
                 file=sys.stderr,

@@ -1645,6 +1645,15 @@ def test_processes_given_different_dirs_are_refused_before_anything_is_written(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_process_with_no_cells_says_so_as_it_waits(tmp_path, toy, capsys, monkeypatch):
+    """It said it trained its share, having trained nothing."""
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    monkeypatch.setattr(_directory, "gather", lambda value: [value, value])
+    config = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1)  # process 0's cell
+    run(config, tmp_path, datasets=toy, process=(1, 2), progress=False)
+    assert "process 1 of 2 had no cells to train; waiting for the others" in capsys.readouterr().err
+
+
 def test_a_process_not_under_jax_distributed_says_it_waits_for_none(tmp_path, toy, capsys):
     """With ``process=(1, 2)`` and no ``jax.distributed``, it said it waited for the others
     (and how one that died stops it), then returned at once."""
