@@ -15,6 +15,8 @@ import jax
 from jax.experimental.compilation_cache import compilation_cache as jax_cache
 from jsonargparse import ArgumentParser
 
+from phosjax.bench._errors import BenchError
+
 CACHE_ENV = "PHOSJAX_COMPILATION_CACHE"
 OFF = "off"
 MAX_BYTES = 2**30
@@ -75,18 +77,27 @@ def add_compilation_cache(parser: ArgumentParser) -> None:
 
 
 @contextlib.contextmanager
-def compilation_cache(directory: str) -> Iterator[None]:
+def compilation_cache(directory: str, run_dir: str | os.PathLike[str]) -> Iterator[None]:
     """Within it, each program JAX compiles is kept in ``directory`` (none if ``off``),
     however fast it compiled, and loaded from there when compiled before; a cache
     configured through JAX's own settings (or JAX's cache turned off there) is left as it
     is. A directory that cannot be written: one warning, no cache. JAX's settings again
-    after.
+    after. A ``directory`` in the command's ``run_dir`` (its ``--dir``), which holds only
+    the run's own files, is a `BenchError`, raised before either is made.
 
     Examples:
-      >>> with compilation_cache("off"):
+      >>> with compilation_cache("off", "runs/a"):
       ...     jax.config.jax_compilation_cache_dir is None
       True
+      >>> with compilation_cache("runs/a/xla", "runs/a"):
+      ...     pass
+      Traceback (most recent call last):
+      ...
+      phosjax.bench._errors.BenchError: --compilation_cache 'runs/a/xla' is inside --dir
+      'runs/a', which holds only the run's own files; pick a directory outside it.
     """
+    if directory != OFF:
+        _check_outside(directory, run_dir)
     config: Any = jax.config  # its flags are attributes that mypy does not know
     if (
         directory == OFF
@@ -111,6 +122,16 @@ def compilation_cache(directory: str) -> Iterator[None]:
         for name, value in before.items():
             config.update(name, value)
         jax_cache.reset_cache()
+
+
+def _check_outside(directory: str, run_dir: str | os.PathLike[str]) -> None:
+    """Raises a `BenchError` where ``directory`` is ``run_dir`` or lies inside it."""
+    cache, run = (pathlib.Path(path).expanduser().resolve() for path in (directory, run_dir))
+    if cache == run or run in cache.parents:
+        raise BenchError(
+            f"--compilation_cache {directory!r} is inside --dir {str(run_dir)!r}, which holds "
+            "only the run's own files; pick a directory outside it."
+        )
 
 
 def _writable(directory: str) -> bool:

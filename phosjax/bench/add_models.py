@@ -88,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "entry '{name: mlp, width: [64]}'), or leave --models out to add every model "
             "registered since the bench was made."
         )
-    with data_bars_hidden(args.no_progress), compilation_cache(args.compilation_cache):
+    with data_bars_hidden(args.no_progress), compilation_cache(args.compilation_cache, args.dir):
         add_models_to(args.dir, models, progress=not args.no_progress, imports=args["import"])
 
 

@@ -305,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         config = BenchConfig.from_dict(fields) if keys else None
     if config is not None and "config" not in keys and not (args.resume or args.force):
         _refuse_defaults_for_a_bench(args.dir, config, argv)
-    with data_bars_hidden(args.no_progress), compilation_cache(args.compilation_cache):
+    with data_bars_hidden(args.no_progress), compilation_cache(args.compilation_cache, args.dir):
         run(
             config,
             args.dir,

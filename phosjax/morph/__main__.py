@@ -405,7 +405,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows_file = pathlib.Path(args.dir) / ITERATIONS
     before = rows_file.stat().st_mtime_ns if rows_file.is_file() else None  # a finished run's: kept
     try:
-        with data_bars_hidden(args.no_progress), compilation_cache(args.compilation_cache):
+        with (
+            data_bars_hidden(args.no_progress),
+            compilation_cache(args.compilation_cache, args.dir),
+        ):
             rows = run(config, args.dir, overwrite=args.overwrite, progress=not args.no_progress)
     except RunDirectoryError as error:  # --dir's, not the config file's
         return _fail(f"--dir: {error}")

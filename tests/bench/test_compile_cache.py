@@ -48,15 +48,15 @@ def test_new_and_add_models_train_with_the_cache_and_restore_jax_settings_after(
 
 
 def test_off_keeps_nothing_and_a_cache_configured_through_jax_is_left_alone(tmp_path):
-    with compilation_cache("off"):
+    with compilation_cache("off", tmp_path):
         compile_one(4.0)
     assert jax.config.jax_compilation_cache_dir is None
-    with compilation_cache(str(tmp_path / "ours")):
+    with compilation_cache(str(tmp_path / "ours"), tmp_path / "run"):
         compile_one(5.0)
     assert entries(tmp_path / "ours")
     jax.config.update("jax_compilation_cache_dir", str(tmp_path / "theirs"))
     try:
-        with compilation_cache(str(tmp_path / "unused")):
+        with compilation_cache(str(tmp_path / "unused"), tmp_path / "run"):
             assert jax.config.jax_compilation_cache_dir == str(tmp_path / "theirs")
     finally:
         jax.config.update("jax_compilation_cache_dir", None)
@@ -65,7 +65,7 @@ def test_off_keeps_nothing_and_a_cache_configured_through_jax_is_left_alone(tmp_
 
 def test_a_cache_that_cannot_be_written_warns_once_and_programs_still_compile(tmp_path, capsys):
     (tmp_path / "file").write_text("")
-    with compilation_cache(str(tmp_path / "file" / "xla")):
+    with compilation_cache(str(tmp_path / "file" / "xla"), tmp_path / "run"):
         compile_one(6.0)
         compile_one(7.0)
     warned = capsys.readouterr().err.splitlines()
@@ -74,6 +74,19 @@ def test_a_cache_that_cannot_be_written_warns_once_and_programs_still_compile(tm
     ), warned
     assert "--compilation_cache off turns it off" in warned[0]
     assert jax.config.jax_compilation_cache_dir is None
+
+
+@pytest.mark.parametrize("inside", ["bench/xla", "bench"])
+def test_a_cache_inside_the_dir_is_refused_before_either_is_made(tmp_path, capsys, inside):
+    """It was made first, and a new bench's --dir then refused as holding other files."""
+    cache = str(tmp_path / inside)
+    config = tmp_path / "bench.yaml"
+    config.write_text("models: [mlp]\n")
+    argv = ["--config", str(config), "--dir", str(tmp_path / "bench"), "--compilation_cache"]
+    assert new.main([*argv, cache]) == 2
+    said = capsys.readouterr().err
+    assert f"--compilation_cache {cache!r} is inside --dir {str(tmp_path / 'bench')!r}" in said
+    assert not (tmp_path / "bench").exists()
 
 
 @pytest.mark.parametrize(
