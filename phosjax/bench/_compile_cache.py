@@ -42,21 +42,27 @@ def default_cache() -> str:
     return str(pathlib.Path(base) / "phosjax" / "xla")
 
 
+_FALSE_OR_NULL = {"off", "false", "no", "null", "~"}
+"""The words YAML reads as false or null (in any case)."""
+
+
 def cache_directory(value: object) -> str:
-    """``--compilation_cache``'s value: a directory, or `OFF` (YAML's ``off``, ``false`` or
-    ``null`` in a config file).
+    """``--compilation_cache``'s value (or ``$PHOSJAX_COMPILATION_CACHE``'s): a directory,
+    or `OFF` for the words YAML reads as false or null (``off``, ``false``, ``null``), on
+    the command line as in a config file.
 
     Examples:
-      >>> cache_directory("~/xla"), cache_directory(False), cache_directory(None)
+      >>> cache_directory("~/xla"), cache_directory(False), cache_directory("OFF")
       ('~/xla', 'off', 'off')
       >>> cache_directory("")
       Traceback (most recent call last):
       ...
       argparse.ArgumentTypeError: '' is neither a directory nor off; give one, e.g. ~/xla or off
     """
-    if value is False or value is None:
+    word = str(value).strip().lower()
+    if value is False or value is None or word in _FALSE_OR_NULL:
         return OFF
-    if value is True or not str(value).strip():
+    if value is True or not word:
         raise argparse.ArgumentTypeError(
             f"{value!r} is neither a directory nor {OFF}; give one, e.g. ~/xla or {OFF}"
         )

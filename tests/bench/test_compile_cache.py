@@ -108,6 +108,18 @@ def test_a_config_files_off_turns_it_off_and_an_empty_value_is_refused(tmp_path,
     assert "--compilation_cache: ' ' is neither a directory nor off; give one" in said, said
 
 
+def test_the_words_yaml_reads_as_false_turn_it_off_on_the_command_line_too(monkeypatch):
+    """They did in a config file only: ``--compilation_cache false`` (or ``OFF``, or
+    ``$PHOSJAX_COMPILATION_CACHE=false``) made a folder of that name and kept programs there."""
+    argv = ["--models", "[mlp]", "--dir", "d"]
+    for word in ["OFF", "false", "No", "null"]:
+        assert (
+            new.parser().parse_args([*argv, "--compilation_cache", word]).compilation_cache == "off"
+        )
+    monkeypatch.setenv("PHOSJAX_COMPILATION_CACHE", "false")
+    assert new.parser().parse_args(argv).compilation_cache == "off"
+
+
 def test_phosjax_requires_the_filelock_that_jax_s_size_limited_cache_needs():
     """With `MAX_BYTES` set, JAX's cache needs the filelock package; only the test
     extras (nox, through virtualenv) brought it, so after the README's ``pip install -e
