@@ -24,7 +24,7 @@ MAX_BYTES = 2**30
 
 
 def default_cache() -> str:
-    """``$PHOSJAX_COMPILATION_CACHE`` if set (a directory, or ``off``), else
+    """``$PHOSJAX_COMPILATION_CACHE`` if set and not blank (a directory, or ``off``), else
     ``$XDG_CACHE_HOME/phosjax/xla`` (``~/.cache/phosjax/xla``).
 
     Examples:
@@ -32,11 +32,11 @@ def default_cache() -> str:
       >>> with mock.patch.dict(os.environ, {"PHOSJAX_COMPILATION_CACHE": "off"}):
       ...     default_cache()
       'off'
-      >>> with mock.patch.dict(os.environ, {"XDG_CACHE_HOME": "/c", CACHE_ENV: ""}):
+      >>> with mock.patch.dict(os.environ, {"XDG_CACHE_HOME": "/c", CACHE_ENV: " "}):
       ...     default_cache()
       '/c/phosjax/xla'
     """
-    if given := os.environ.get(CACHE_ENV):
+    if given := os.environ.get(CACHE_ENV, "").strip():
         return given
     base = os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
     return str(pathlib.Path(base) / "phosjax" / "xla")

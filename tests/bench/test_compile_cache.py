@@ -120,6 +120,14 @@ def test_the_words_yaml_reads_as_false_turn_it_off_on_the_command_line_too(monke
     assert new.parser().parse_args(argv).compilation_cache == "off"
 
 
+def test_a_blank_environment_variable_is_unset(monkeypatch, tmp_path):
+    """``PHOSJAX_COMPILATION_CACHE=" "`` ended every command in a traceback."""
+    monkeypatch.setenv("PHOSJAX_COMPILATION_CACHE", " ")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    args = new.parser().parse_args(["--models", "[mlp]", "--dir", "d"])
+    assert args.compilation_cache == str(tmp_path / "phosjax" / "xla")
+
+
 def test_phosjax_requires_the_filelock_that_jax_s_size_limited_cache_needs():
     """With `MAX_BYTES` set, JAX's cache needs the filelock package; only the test
     extras (nox, through virtualenv) brought it, so after the README's ``pip install -e
