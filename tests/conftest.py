@@ -29,6 +29,10 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # that loaded programs an earlier one compiled would depend on it, and loading the tests'
 # tiny programs costs about what compiling them does).
 os.environ["PHOSJAX_COMPILATION_CACHE"] = "off"
+for _name in [
+    n for n in os.environ if n.startswith(("JAX_COMPILATION_CACHE", "JAX_PERSISTENT_CACHE"))
+]:
+    del os.environ[_name]  # nor in a cache the user's environment gives JAX (nor its settings)
 
 import jax  # noqa: E402 (after XLA_FLAGS)
 
