@@ -749,6 +749,18 @@ def in_every_process(fn: Callable[[], T], what: str) -> T:
     return result
 
 
+def agree_on_arguments(
+    directory: str | os.PathLike, config: BenchConfig | None, *, resume: bool, force: bool
+) -> None:
+    """Raises `BenchError` in every process unless the processes of a bench were given
+    the same arguments (`agree_on_directory`, then the rest): first, as what a process
+    does next (which collectives it joins) depends on them."""
+    agree_on_directory(directory)
+    given = f"config {config.digest()}" if config is not None else "no config"
+    arguments = f"{given}, resume={resume}, force={force}"
+    agree("arguments", arguments, lambda: differences_from_process_0(config))
+
+
 def choose_config_together(
     directory: str | os.PathLike,
     config: BenchConfig | None,
@@ -757,22 +769,17 @@ def choose_config_together(
     force: bool = False,
     check: Callable[[BenchConfig], object] = lambda config: None,
 ) -> tuple[BenchConfig, pathlib.Path | None]:
-    """`choose_config`, in every process of a bench.
+    """`choose_config`, in every process of a bench (given the same arguments:
+    `agree_on_arguments`).
 
-    The processes first `agree` on the arguments (the directory too). With ``force`` and
-    a config, each then runs ``check(config)`` (e.g. plans it): a config that fails there
-    moves no old bench aside. Process 0 then chooses alone (only it moves an old bench
-    aside), and the others after it, seeing what it left.
+    With ``force`` and a config, each process first runs ``check(config)`` (e.g. plans
+    it): a config that fails there moves no old bench aside. Process 0 then chooses alone
+    (only it moves an old bench aside), and the others after it, seeing what it left.
 
     Raises:
-      BenchError: the processes were given different arguments, ``check`` failed, or
-        `choose_config` refused (in process 0: its message; in the others: a pointer
-        to it).
+      BenchError: ``check`` failed, or `choose_config` refused (in process 0: its
+        message; in the others: a pointer to it).
     """
-    given = f"config {config.digest()}" if config is not None else "no config"
-    agree_on_directory(directory)
-    arguments = f"{given}, resume={resume}, force={force}"
-    agree("arguments", arguments, lambda: differences_from_process_0(config))
     if force and config is not None:
         in_every_process(lambda: check(config), "plan the bench")
     if jax.process_index() == 0:

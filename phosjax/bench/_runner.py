@@ -21,6 +21,7 @@ from phosjax.bench import _layout
 from phosjax.bench._config import BenchConfig, BenchError, ModelEntry
 from phosjax.bench._directory import (
     agree,
+    agree_on_arguments,
     agree_on_directory,
     check_processes,
     choose_config_together,
@@ -255,6 +256,7 @@ def run(
     if process is not None:  # before anything is moved or written
         check_process(process)
     _check_imports(imports)
+    agree_on_arguments(directory, config, resume=resume, force=force)  # before any branch
     import_for_bench(directory, imports, planned_models(directory, config, force))
     root = pathlib.Path(directory)
     if datasets is None and config is not None and starts_anew(root, config, resume, force):

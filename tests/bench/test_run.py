@@ -1654,6 +1654,22 @@ def test_a_process_with_no_cells_says_so_as_it_waits(tmp_path, toy, capsys, monk
     assert "process 1 of 2 had no cells to train; waiting for the others" in capsys.readouterr().err
 
 
+def test_processes_given_different_dirs_agree_on_them_before_any_other_gather(
+    tmp_path, monkeypatch
+):
+    """Process 0's --dir held the bench, this one's (process 1's) none: this one checked
+    its new bench's data sets at a gather first, met process 0's directory there and
+    said process 0 could not check them (process 0 failed to read the flag as a
+    directory)."""
+    config = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1)
+    theirs = json.dumps([socket.gethostname(), str(tmp_path / "a")])
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    monkeypatch.setattr(_directory, "gather", lambda value: [theirs, value])
+    with pytest.raises(BenchError, match=r"given different directories \(process 0: "):
+        run(config, tmp_path / "b", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_process_not_under_jax_distributed_says_it_waits_for_none(tmp_path, toy, capsys):
     """With ``process=(1, 2)`` and no ``jax.distributed``, it said it waited for the others
     (and how one that died stops it), then returned at once."""
@@ -1705,7 +1721,7 @@ def test_processes_given_different_configs_are_told_what_differs(tmp_path, monke
         r"seeds: 1 -> 2\.$"
     )
     with pytest.raises(BenchError, match=message):
-        _directory.choose_config_together(tmp_path / "b", config)
+        _directory.agree_on_arguments(tmp_path / "b", config, resume=False, force=False)
     assert list(tmp_path.iterdir()) == []
 
 
