@@ -11,6 +11,7 @@ import dataclasses
 import datetime
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import pathlib
@@ -680,8 +681,11 @@ def gather(value: str) -> list[str]:
 def agree(what: str, value: str, differing: Callable[[], str] = lambda: "") -> None:
     """Raises `BenchError` in every process unless all processes give the same ``value``.
 
-    ``what`` names it in the message, which shows each process's value, then
-    ``differing()`` (called in every process alike, once they differ)."""
+    ``what`` names it in the message, which shows each process's value (its sha256
+    digest where too long to gather), then ``differing()`` (called in every process
+    alike, once they differ)."""
+    if len(value.encode()) > _AGREED_BYTES:
+        value = f"sha256 {hashlib.sha256(value.encode()).hexdigest()}"
     values = gather(value)
     if len(set(values)) > 1:
         shown = "; ".join(f"process {i}: {v}" for i, v in enumerate(values))

@@ -731,7 +731,7 @@ def add_models_to(
       BenchError: not a bench, ``models`` not a list or an empty one, ``imports`` one
         string, an unknown model or a bad entry, nothing to add to a finished bench, a
         bench started with another number of processes, or processes sharing it given
-        different directories.
+        different directories, models or imports.
 
     Examples:
       >>> import tempfile
@@ -768,6 +768,8 @@ def add_models_to(
     _layout.check_directory(directory, BenchError)
     agree_on_directory(directory)  # each process adds to one bench
     _check_imports(imports)
+    # before any branch on them: a process adding nothing new would skip others' gathers
+    agree("models to add or imports", f"models {models!r}, imports {list(imports)!r}")
     config, marker = open_bench(directory)  # not a bench: said before importing anything
     root = pathlib.Path(directory)
     present = config.model_entries()

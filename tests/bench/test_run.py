@@ -1748,6 +1748,27 @@ def test_processes_adding_different_models_are_told_what_differs(tmp_path, toy, 
     assert not list(tmp_path.glob("results*"))
 
 
+def test_processes_adding_different_models_are_refused_before_they_branch_on_them(
+    tmp_path, toy, monkeypatch
+):
+    """This process's model was the bench's own, process 1's (logreg) new: this one went
+    on to continue the bench while process 1 planned its new cells, each at a gather the
+    other was not at."""
+    config = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1)
+    _directory.write_meta(tmp_path, config, ["mlp"], 1)  # this process alone goes on
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    monkeypatch.setattr(_directory, "gather", lambda v: [v, v.replace("'mlp'", "'logreg'")])
+    message = r"different models to add or imports \(process 0: models \['mlp'\], imports \[\]"
+    with pytest.raises(BenchError, match=message):
+        add_models_to(tmp_path, ["mlp"], datasets=toy, progress=False)
+
+
+def test_processes_agree_on_values_too_long_to_gather_by_their_digests(monkeypatch):
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    monkeypatch.setattr(_directory, "gather_rows", lambda row: np.stack([row, row]))
+    _directory.agree("models to add", "m" * 10_000)  # no error: gathered as one digest
+
+
 def test_processes_adding_models_in_different_dirs_are_refused(tmp_path, toy, monkeypatch):
     """Each added models to its own copy of a bench (its share of the new cells alone)."""
     mine, theirs = str(tmp_path / "a"), str(tmp_path / "b")
