@@ -547,13 +547,13 @@ def _write_and_train(
         if todo:  # with the samples of the last group's end
             clock.lap("train")
             profile.write(clock.rows(process))
-        if jax.process_count() > 1:  # said: a peer that died leaves it waiting, silent, for
-            # ~100 s (with process=(i, n) alone, nothing is waited for)
+        if jax.process_count() > 1:  # said: a peer that dies holds it ~100 s (docs/results.md;
+            # with process=(i, n) alone, nothing is waited for)
             done = "trained its share" if cells else "had no cells to train"
             print(
                 f"process {process[0]} of {process[1]} {done}; waiting for the "
-                "others to train theirs (one that died stops this one too once "
-                "jax.distributed notices, ~100 s: then run the same command again).",
+                "others to train theirs (where one dies, this one is stopped ~100 s later: "
+                "then run the same command again).",
                 file=sys.stderr,
                 flush=True,
             )
