@@ -699,8 +699,9 @@ def agree(what: str, value: str, differing: Callable[[], str] = lambda: "") -> N
 def agree_on_directory(directory: str | os.PathLike) -> None:
     """Raises `BenchError` in every process where two processes on one host were given
     different ``directory`` (each would write its share into a bench of its own); processes
-    on other hosts may reach a shared folder by another path, so theirs are not compared."""
-    here = json.dumps([socket.gethostname(), os.path.abspath(directory)])
+    on other hosts may reach a shared folder by another path, so theirs are not compared;
+    on one host, paths through symbolic links to one folder are that folder's."""
+    here = json.dumps([socket.gethostname(), os.path.realpath(directory)])
     places = [json.loads(value) for value in gather(here)]
     hosts: dict[str, set[str]] = {}
     for host, path in places:

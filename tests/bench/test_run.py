@@ -1795,6 +1795,17 @@ def test_processes_on_other_hosts_may_name_the_bench_by_their_own_path(tmp_path,
         _directory.agree_on_directory(mine)
 
 
+def test_processes_of_one_host_may_reach_the_bench_through_a_symbolic_link(tmp_path, monkeypatch):
+    """One given runs/b, one a link to it (a folder mounted through one): refused as
+    different directories, though both name one bench."""
+    (tmp_path / "b").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "b")
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    real = json.dumps([socket.gethostname(), str((tmp_path / "b").resolve())])
+    monkeypatch.setattr(_directory, "gather", lambda value: [value, real])
+    _directory.agree_on_directory(tmp_path / "link")  # no error
+
+
 def test_a_process_whose_peer_died_says_so_and_what_to_run(monkeypatch):
     """A process killed (or stopped by Ctrl-C) while the other waited for it at a gather:
     the other printed gloo's traceback alone ("Gloo AllGather failed: ... Connection
