@@ -596,6 +596,7 @@ def entry_point(
     <interrupted>``) returns its `exit_status`, and so does a write to stdout or stderr
     whose reader left (``| head``: SIGPIPE's, 141), as one while a group trains does; a
     command that ``reads_only`` (changes nothing) stops so without a line, as ``cat``.
+    A `SystemError` raised from a stop (C code that the stop reached) is that stop.
 
     Examples:
       >>> @entry_point("nothing was written.")
