@@ -1725,13 +1725,16 @@ def test_processes_given_different_configs_are_told_what_differs(tmp_path, monke
     assert list(tmp_path.iterdir()) == []
 
 
-def test_processes_adding_different_models_are_told_what_differs(tmp_path, toy, monkeypatch):
-    """add_models given other models in process 1: the error named the configs' digests
-    alone."""
+def test_processes_adding_models_to_differing_benches_are_told_what_differs(
+    tmp_path, toy, monkeypatch
+):
+    """add_models in processes whose configs came out different (on other hosts, copies
+    of the bench that differ; different --models are refused before: the next test): the
+    error named the configs' digests alone."""
     config = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1)
     _directory.write_meta(tmp_path, config, ["mlp"], 2)
 
-    def from_two(value):  # process 1 adds logreg
+    def from_two(value):  # process 1's config: logreg where this one's has mlp, width 16
         if value.startswith("{"):
             return [value, value.replace('"width": 16', '"name": "logreg"')]
         return [value, re.sub("config [0-9a-f]+", "config abc", value)]
