@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 
 from phosjax.bench import _cli, _interrupt
+from tests.bench.test_progress import _Terminal
 
 MORPH_CONFIG = "model: {name: mlp, num_classes: 10, input_shape: [8]}\n"
 
@@ -128,11 +129,6 @@ def test_ctrl_c_pressed_again_while_the_line_is_said_still_says_it(capsys):
     assert main([]) == 130
     assert capsys.readouterr().err == "interrupted: kept.\n"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # as before
-
-
-class _Terminal(io.StringIO):
-    def isatty(self):
-        return True
 
 
 def test_ctrl_c_s_line_leaves_the_echoed_row_on_a_terminal_alone(monkeypatch):
