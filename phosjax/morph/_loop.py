@@ -266,10 +266,10 @@ class MorphConfig:
                 f"MorphConfig needs the field 'model', a ModelConfig mapping, e.g. {example}; "
                 f"got {sorted(data, key=str)}. {fields}"
             )
-        if not isinstance(data["model"], Mapping):
+        if not isinstance(given := data["model"], Mapping):
             raise MorphConfigError(
-                f"MorphConfig.model={data['model']!r}: expected a ModelConfig mapping "
-                "(name, num_classes, input_shape, ...)"
+                f"MorphConfig.model={given!r} ({a_type(given)}) is not a ModelConfig "
+                f"mapping; give one, e.g. {example}"
             )
         try:
             model = ModelConfig.from_dict(data["model"])

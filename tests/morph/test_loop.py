@@ -167,6 +167,7 @@ def test_a_config_file_is_read_over_the_ones_before_it(tmp_path, capsys):
         ("dataset: mnist1d\n", "MorphConfig needs the field 'model', a ModelConfig mapping"),
         ("", "a MorphConfig is a mapping of its fields, got None (an empty file)"),
         ("- 1\n", "a MorphConfig is a mapping of its fields, got [1] (a list)"),
+        ("model: mlp\n", "MorphConfig.model='mlp' (a str) is not a ModelConfig"),
         ("model: {name: cnn1d, num_classes: 10, input_shape: [40]}\nsteps: 0\n", "steps=0"),
     ],
 )
