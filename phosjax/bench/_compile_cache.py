@@ -21,6 +21,12 @@ CACHE_ENV = "PHOSJAX_COMPILATION_CACHE"
 OFF = "off"
 MAX_BYTES = 2**30
 """The cache's size; JAX drops its least recently used programs beyond it."""
+_OURS_UNLESS_SET = {
+    "jax_persistent_cache_min_compile_time_secs": (0.0, 1.0),
+    "jax_compilation_cache_max_size": (MAX_BYTES, -1),
+}
+"""Our value of each of JAX's cache settings, and JAX's default: one the user set (in
+the environment, or in ``jax.config`` to other than the default) is kept."""
 
 
 def default_cache() -> str:
@@ -87,7 +93,8 @@ def compilation_cache(directory: str, run_dir: str | os.PathLike[str]) -> Iterat
     """Within it, each program JAX compiles is kept in ``directory`` (none if ``off``),
     however fast it compiled, and loaded from there when compiled before; a cache
     configured through JAX's own settings (or JAX's cache turned off there) is left as it
-    is. A directory that cannot be written: one warning, no cache. JAX's settings again
+    is; so is a minimum compile time or size the user set (`_OURS_UNLESS_SET`). A
+    directory that cannot be written: one warning, no cache. JAX's settings again
     after. A ``directory`` in the command's ``run_dir`` (its ``--dir``), which holds only
     the run's own files, is a `BenchError`, raised before either is made.
 
@@ -113,11 +120,12 @@ def compilation_cache(directory: str, run_dir: str | os.PathLike[str]) -> Iterat
     ):
         yield
         return
-    settings = {
-        "jax_compilation_cache_dir": str(pathlib.Path(directory).expanduser()),
-        "jax_persistent_cache_min_compile_time_secs": 0.0,
-        "jax_compilation_cache_max_size": MAX_BYTES,
+    settings: dict[str, object] = {
+        "jax_compilation_cache_dir": str(pathlib.Path(directory).expanduser())
     }
+    for name, (ours, jax_default) in _OURS_UNLESS_SET.items():
+        if name.upper() not in os.environ and getattr(config, name) == jax_default:
+            settings[name] = ours
     before = {name: getattr(config, name) for name in settings}
     for name, value in settings.items():
         config.update(name, value)

@@ -63,6 +63,18 @@ def test_off_keeps_nothing_and_a_cache_configured_through_jax_is_left_alone(tmp_
     assert not (tmp_path / "unused").exists()
 
 
+def test_a_minimum_compile_time_or_size_the_user_set_is_kept(tmp_path, monkeypatch):
+    """They were replaced by 0 s and 1 GiB."""
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_MAX_SIZE", "-1")  # JAX's default, yet set
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 5.0)
+    try:
+        with compilation_cache(str(tmp_path / "xla"), tmp_path / "run"):
+            assert jax.config.jax_persistent_cache_min_compile_time_secs == 5.0
+            assert jax.config.jax_compilation_cache_max_size == -1
+    finally:
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
 def test_a_cache_that_cannot_be_written_warns_once_and_programs_still_compile(tmp_path, capsys):
     (tmp_path / "file").write_text("")
     with compilation_cache(str(tmp_path / "file" / "xla"), tmp_path / "run"):
