@@ -16,6 +16,7 @@ from jax.experimental.compilation_cache import compilation_cache as jax_cache
 from jsonargparse import ArgumentParser
 
 from phosjax.bench._errors import BenchError
+from phosjax.bench._layout import MARKER, is_bench
 
 CACHE_ENV = "PHOSJAX_COMPILATION_CACHE"
 OFF = "off"
@@ -96,7 +97,8 @@ def compilation_cache(directory: str, run_dir: str | os.PathLike[str]) -> Iterat
     is; so is a minimum compile time or size the user set (`_OURS_UNLESS_SET`). A
     directory that cannot be written: one warning, no cache. JAX's settings again
     after. A ``directory`` in the command's ``run_dir`` (its ``--dir``), which holds only
-    the run's own files, is a `BenchError`, raised before either is made.
+    the run's own files, or in another bench, is a `BenchError`, raised before either is
+    made.
 
     Examples:
       >>> with compilation_cache("off", "runs/a"):
@@ -139,12 +141,18 @@ def compilation_cache(directory: str, run_dir: str | os.PathLike[str]) -> Iterat
 
 
 def _check_outside(directory: str, run_dir: str | os.PathLike[str]) -> None:
-    """Raises a `BenchError` where ``directory`` is ``run_dir`` or lies inside it."""
+    """Raises a `BenchError` where ``directory`` is ``run_dir``, another bench, or lies
+    inside either."""
     cache, run = (pathlib.Path(path).expanduser().resolve() for path in (directory, run_dir))
     if cache == run or run in cache.parents:
         raise BenchError(
             f"--compilation_cache {directory!r} is inside --dir {str(run_dir)!r}, which holds "
             "only the run's own files; pick a directory outside it."
+        )
+    if bench := next((path for path in (cache, *cache.parents) if is_bench(path)), None):
+        raise BenchError(
+            f"--compilation_cache {directory!r} is inside the bench {str(bench)!r} (it has a "
+            f"{MARKER}), which holds only its run's own files; pick a directory outside it."
         )
 
 

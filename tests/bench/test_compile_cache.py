@@ -11,6 +11,7 @@ import pytest
 
 from phosjax.bench import add_models, new
 from phosjax.bench._compile_cache import compilation_cache
+from phosjax.bench._errors import BenchError
 
 
 def entries(directory) -> list:
@@ -99,6 +100,18 @@ def test_a_cache_inside_the_dir_is_refused_before_either_is_made(tmp_path, capsy
     said = capsys.readouterr().err
     assert f"--compilation_cache {cache!r} is inside --dir {str(tmp_path / 'bench')!r}" in said
     assert not (tmp_path / "bench").exists()
+
+
+@pytest.mark.parametrize("inside", ["other/xla", "other"])
+def test_a_cache_inside_another_bench_is_refused(tmp_path, inside):
+    """JAX wrote its files into that bench, whose checks may see them as foreign."""
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "bench.json").write_text("{}")
+    cache = str(tmp_path / inside)
+    said = re.escape(f"is inside the bench '{tmp_path / 'other'}'")
+    with pytest.raises(BenchError, match=said), compilation_cache(cache, tmp_path / "run"):
+        pass
+    assert not (tmp_path / "other" / "xla").exists()
 
 
 @pytest.mark.parametrize(
