@@ -755,14 +755,19 @@ def in_every_process(fn: Callable[[], T], what: str) -> T:
 
 
 def agree_on_arguments(
-    directory: str | os.PathLike, config: BenchConfig | None, *, resume: bool, force: bool
+    directory: str | os.PathLike,
+    config: BenchConfig | None,
+    *,
+    resume: bool,
+    force: bool,
+    imports: Sequence[str] = (),
 ) -> None:
     """Raises `BenchError` in every process unless the processes of a bench were given
-    the same arguments (`agree_on_directory`, then the rest): first, as what a process
-    does next (which collectives it joins) depends on them."""
+    the same arguments (`agree_on_directory`, then the rest, ``imports`` too): first, as
+    what a process does next (which collectives it joins) depends on them."""
     agree_on_directory(directory)
     given = f"config {config.digest()}" if config is not None else "no config"
-    arguments = f"{given}, resume={resume}, force={force}"
+    arguments = f"{given}, resume={resume}, force={force}, imports={list(imports)!r}"
     agree("arguments", arguments, lambda: differences_from_process_0(config))
 
 

@@ -256,7 +256,8 @@ def run(
     if process is not None:  # before anything is moved or written
         check_process(process)
     _check_imports(imports)
-    agree_on_arguments(directory, config, resume=resume, force=force)  # before any branch
+    # before any branch: a process whose import fails alone leaves the others waiting
+    agree_on_arguments(directory, config, resume=resume, force=force, imports=imports)
     import_for_bench(directory, imports, planned_models(directory, config, force))
     root = pathlib.Path(directory)
     if datasets is None and config is not None and starts_anew(root, config, resume, force):

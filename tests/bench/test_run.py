@@ -1725,6 +1725,17 @@ def test_processes_given_different_configs_are_told_what_differs(tmp_path, monke
     assert list(tmp_path.iterdir()) == []
 
 
+def test_processes_given_different_imports_are_refused_before_importing(tmp_path, monkeypatch):
+    """They were not compared: a process whose import failed alone left the others an
+    error saying they lost the other processes."""
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    monkeypatch.setattr(_directory, "gather", lambda v: [v, v.replace("'json'", "'nomodule'")])
+    message = r"different arguments .*imports=\['json'\]; process 1: .*imports=\['nomodule'\]"
+    with pytest.raises(BenchError, match=message):
+        run(tiny_config(seeds=1), tmp_path / "b", progress=False, imports=["json"])
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_processes_adding_models_to_differing_benches_are_told_what_differs(
     tmp_path, toy, monkeypatch
 ):
