@@ -1758,7 +1758,8 @@ SEARCH = """(text) => { const box = document.querySelector('#filters input[type=
 def test_the_text_search_matches_every_column_of_a_cell(tmp_path, page):
     """The dataset (the same for all: a chip), the width (fixed by each model: a filter,
     no table column) and the group match too (they matched no row); so do options the
-    same for all, a chip of their JSON."""
+    same for all, a chip of their JSON, and the cell id as a column (``cell_id=...`` was
+    left out as no column)."""
     written = write_bench(tmp_path / "search", blurb_json())
     cells = written.cells.assign(options='{"pool": "max"}')
     cells.to_parquet(written.root / _layout.CELLS)
@@ -1770,6 +1771,7 @@ def test_the_text_search_matches_every_column_of_a_cell(tmp_path, page):
             ("width=100", cells[cells.model == "mlp"]),
             ("g-choice seed=1", cells[(cells.model == "choice") & (cells.seed == 1)]),
             ("lr=0.003 m-mlp", cells[(cells.model == "mlp") & (cells.lr == 0.003)]),
+            (f"cell_id={cells.cell_id.iloc[0]}", cells.iloc[:1]),
         ]:
             assert sorted(page.run(f"({SEARCH})({json.dumps(text)})")) == sorted(want.cell_id)
 

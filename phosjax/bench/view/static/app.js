@@ -201,14 +201,14 @@ function searchText(row) {
 }
 
 // The values the search takes for each column a row has a value in, by the column's name in
-// lower case: every column, those shown as chips or fixed by a model (filters only) too,
-// the options as the table shows them (`options=per_example=true`, or one of them), and
-// each option shown as a column of its own (`per_example=true`; a string with or without
-// its quotes, a list or dict without its spaces too: `kernel=[3,3]`) unless a column has
-// its name; so too each option not shown, the same in all its model's cells, spelt alike
-// (`pool=max` finds the cells of a model that fixes it, as `width=100` does).
+// lower case: every column, the cell id and those shown as chips or fixed by a model
+// (filters only) too, the options as the table shows them (`options=per_example=true`, or
+// one of them), and each option shown as a column of its own (`per_example=true`; a string
+// with or without its quotes, a list or dict without its spaces too: `kernel=[3,3]`) unless
+// a column has its name; so too each option not shown, the same in all its model's cells,
+// spelt alike (`pool=max` finds the cells of a model that fixes it, as `width=100` does).
 function searchValues(row) {
-  const columns = [...configColumns(), "seed", "group_id"].filter((c) => showsValue(row, c));
+  const columns = [...configColumns(), "seed", "group_id", "cell_id"].filter((c) => showsValue(row, c));
   const values = new Map(columns.map((c) => [c.toLowerCase(), [shownValue(row, c)]]));
   const options = optionsShown(row);
   if (options.length > 1) values.get("options")?.push(...options.map(([key, text]) => `${key}=${text}`));
