@@ -2,6 +2,7 @@
 
 import copy
 import errno
+import fcntl
 import gc
 import importlib
 import io
@@ -361,7 +362,9 @@ def test_an_output_open_for_reading_alone_is_silenced():
     read_only = os.open(os.devnull, os.O_RDONLY)
     with open(read_only, "w") as stderr:
         _interrupt.silence_unwritable([read_only])
-        print("error: --out 'x' is a file", file=stderr, flush=True)
+        print("error: --out 'x' is a file", file=stderr, flush=True)  # raised EBADF
+        assert os.path.samestat(os.fstat(read_only), os.stat(os.devnull))
+        assert fcntl.fcntl(read_only, fcntl.F_GETFL) & os.O_ACCMODE == os.O_WRONLY
 
 
 def test_a_closed_output_is_taken_by_the_null_device_not_a_file():

@@ -2,6 +2,7 @@
 
 import dataclasses
 import fcntl
+import hashlib
 import json
 import pathlib
 import re
@@ -1778,9 +1779,21 @@ def test_processes_adding_different_models_are_refused_before_they_branch_on_the
 
 
 def test_processes_agree_on_values_too_long_to_gather_by_their_digests(monkeypatch):
+    """A value longer than a gather holds raised ValueError in that process alone (the
+    others then waited at the gather): each process gathers its sha256 digest."""
     monkeypatch.setattr(jax, "process_count", lambda: 2)
-    monkeypatch.setattr(_directory, "gather_rows", lambda row: np.stack([row, row]))
-    _directory.agree("models to add", "m" * 10_000)  # no error: gathered as one digest
+    theirs = f"sha256 {hashlib.sha256(b'n' * 10_000).hexdigest()}"
+    gathered = []
+
+    def with_theirs(value):
+        gathered.append(value)
+        return [value, theirs]
+
+    monkeypatch.setattr(_directory, "gather", with_theirs)
+    _directory.agree("models to add", "n" * 10_000)  # the same value: no error
+    with pytest.raises(BenchError, match=r"process 0: sha256 [0-9a-f]{64}; process 1: sha256"):
+        _directory.agree("models to add", "m" * 10_000)
+    assert gathered == [theirs, f"sha256 {hashlib.sha256(b'm' * 10_000).hexdigest()}"]
 
 
 def test_processes_adding_models_in_different_dirs_are_refused(tmp_path, toy, monkeypatch):
@@ -1816,8 +1829,15 @@ def test_processes_of_one_host_may_reach_the_bench_through_a_symbolic_link(tmp_p
     (tmp_path / "link").symlink_to(tmp_path / "b")
     monkeypatch.setattr(jax, "process_count", lambda: 2)
     real = json.dumps([socket.gethostname(), str((tmp_path / "b").resolve())])
-    monkeypatch.setattr(_directory, "gather", lambda value: [value, real])
+    gathered = []
+
+    def with_real(value):
+        gathered.append(value)
+        return [value, real]
+
+    monkeypatch.setattr(_directory, "gather", with_real)
     _directory.agree_on_directory(tmp_path / "link")  # no error
+    assert gathered == [real]  # the link's folder, as the other process names it
 
 
 def test_a_process_whose_peer_died_says_so_and_what_to_run(monkeypatch):
