@@ -223,7 +223,6 @@ class TrainingBar(Bar):
     ) -> None:
         self.time_left = TimeLeft(groups, clock)
         self._groups, self._started, self._redraw_every = groups, 0, redraw_every
-        self._compiling = False  # a group's first chunk under way
         self._redraws: tuple[threading.Event, threading.Thread] | None = None
         bar_format = (
             "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
@@ -236,7 +235,7 @@ class TrainingBar(Bar):
         seconds meanwhile, its elapsed time going on (it stood still: it seemed to hang)."""
         self._redraws_stopped()  # the last group's, had none of its chunks trained
         self.time_left.group_started()
-        self._started, self._compiling = self._started + 1, True
+        self._started += 1
         postfix = f"compiling group {self._started}/{self._groups}"
         self.set_postfix_str(postfix, refresh=not self._to_log)
         if not self.disable and not self._to_log:
@@ -278,9 +277,7 @@ class TrainingBar(Bar):
     def chunk(self, steps: int) -> None:
         """A chunk of ``steps`` cell-steps has trained."""
         self._redraws_stopped()
-        if self._compiling:
-            self._compiling = False
-            self.set_postfix_str("", refresh=False)
+        self.set_postfix_str("", refresh=False)  # its group's compile, if said, is over
         self.time_left.chunk(steps)
         self.update(steps)
 
