@@ -724,11 +724,8 @@ def differences_from_process_0(config: BenchConfig | None) -> str:
     if not all(texts):
         return ""
     first, *others = [BenchConfig.from_dict(json.loads(t)) for t in texts]
-    said = [
-        f"process {i}: {'; '.join(first.differences(other))}"
-        for i, other in enumerate(others, 1)
-        if first.differences(other)
-    ]
+    differing = {i: first.differences(other) for i, other in enumerate(others, 1)}
+    said = [f"process {i}: {'; '.join(found)}" for i, found in differing.items() if found]
     return f" Their configs differ from process 0's: {', '.join(said)}." if said else ""
 
 
