@@ -262,17 +262,12 @@ def _check_whole_knob_values(group: Group, data: Any) -> None:
 def _traced_knobs(
     model: Any, input_shape: tuple[int, ...]
 ) -> tuple[Mapping[str, Knob], tuple[str, ...]]:
-    """`declared_knobs`, and the paths of those a lifted transform dropped (`_trace_init`)."""
+    """The knobs ``model`` (a `ModelConfig`) declares on inputs of ``input_shape``, by path
+    (`phosjax.core.knobs`, traced abstractly; read-only: cached), and the paths of those a
+    lifted transform dropped (`_trace_init`)."""
     x = jnp.zeros((1, *input_shape), jnp.float32)
     declared, _, dropped = _trace_init(model.build(), x, train=False)
     return types.MappingProxyType(declared), dropped
-
-
-def declared_knobs(model: Any, input_shape: tuple[int, ...]) -> Mapping[str, Knob]:
-    """The knobs ``model`` (a `ModelConfig`) declares on inputs of ``input_shape``, by
-    path (`phosjax.core.knobs`, traced abstractly; read-only: cached, shared by the
-    bench's planning and `init_group`)."""
-    return _traced_knobs(model, input_shape)[0]
 
 
 def _check_knob_ranges(group: Group, data: Any) -> None:
