@@ -481,12 +481,27 @@ def export_locked(root: pathlib.Path) -> Iterator[None]:
 
 def check_unlocked(root: pathlib.Path) -> None:
     """Raises `BenchError` when a run or an export holds a lock of the bench in ``root``
-    (`locked`, `export_locked`)."""
+    (`locked`, `export_locked`). A lock file deleted since it was listed is held by none.
+
+    Raises:
+      BenchError: a lock is held, or a lock file cannot be read (its permissions): the
+        message names it.
+    """
     held = [(name, _WRITING) for name in _layout.per_process_files(root, _layout.LOCK)]
     if (root / _layout.EXPORT_LOCK).is_file():
         held.append((_layout.EXPORT_LOCK, _EXPORTING))
     for name, busy in held:
-        with open(root / name, encoding="utf-8") as file:
+        try:
+            file = open(root / name, encoding="utf-8")  # noqa: SIM115 (closed by the with below)
+        except FileNotFoundError:  # deleted since it was listed: none holds it
+            continue
+        except OSError as error:
+            raise BenchError(
+                f"cannot tell whether another run holds {str(root)!r}: {error}; let this user "
+                "read that lock file (its permissions, those of its folder), then run the "
+                "command again."
+            ) from error
+        with file:
             _flock(file, fcntl.LOCK_SH, root, busy)
 
 

@@ -1,6 +1,7 @@
 """`run` and `add_models_to` on a tiny bench: results, files, re-runs, refusals, schemas."""
 
 import dataclasses
+import errno
 import fcntl
 import hashlib
 import json
@@ -531,6 +532,28 @@ def test_force_does_not_move_aside_a_bench_an_export_reads(bench, tmp_path, toy)
         with pytest.raises(BenchError, match=r"'.*b' is being exported by another export \(pid "):
             run(other, root, datasets=toy, force=True, progress=False)
         assert _contents(root) == before and not list(tmp_path.glob("b.old-*"))
+
+
+def test_force_skips_a_lock_file_deleted_meanwhile_and_names_one_it_cannot_read(
+    tmp_path, monkeypatch
+):
+    """--force's check of the locks raised a bare FileNotFoundError for a lock file
+    deleted between listing and reading (held by none), and a bare PermissionError for
+    one it may not read."""
+    gone = _layout.process_name(_layout.LOCK, (1, 2))
+    monkeypatch.setattr(_layout, "per_process_files", lambda folder, name: [gone, _layout.LOCK])
+    with open(tmp_path / _layout.LOCK, "w") as holder:  # another run's, listed after it
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(BenchError, match=r"is being written by another run"):
+            _directory.check_unlocked(tmp_path)
+
+    def refused(path, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(_directory, "open", refused, raising=False)
+    said = rf"holds '.*': \[Errno 13\] Permission denied: '.*{re.escape(gone)}'; let this user"
+    with pytest.raises(BenchError, match=said):
+        _directory.check_unlocked(tmp_path)
 
 
 def test_a_bench_another_run_writes_while_one_plans_is_not_taken_over(tmp_path, toy, monkeypatch):
