@@ -464,7 +464,7 @@ def export_locked(root: pathlib.Path) -> Iterator[None]:
 
     Raises:
       BenchError: another export holds it (the message names its pid and host), or it
-        cannot be made (a full disk: as `locked`).
+        cannot be made or written (a full disk: as `locked`).
     """
     path = root / _layout.EXPORT_LOCK
     try:
@@ -475,7 +475,10 @@ def export_locked(root: pathlib.Path) -> Iterator[None]:
         yield
         return
     with file:
-        _hold(file, path, root, _EXPORTING)
+        try:
+            _hold(file, path, root, _EXPORTING)
+        except OSError as error:  # a full disk as it is written: as one as it is made
+            raise _unwritable(root, error, "the export's lock file") from error
         yield
 
 

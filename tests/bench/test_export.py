@@ -763,3 +763,29 @@ def test_a_bench_one_may_not_write_is_exported_without_the_export_lock(tmp_path,
     see_to = r"Too many open files: '.*export\.lock'; see to that, or copy the bench to "
     with pytest.raises(BenchError, match=see_to), export_locked(tmp_path):
         pass
+
+
+def test_a_full_disk_as_the_export_lock_is_written_says_nothing_was_exported(
+    written, store, tmp_path, capsys, monkeypatch
+):
+    """The lock file made but not written (a full disk) ended the export with "the cells
+    exported so far stay in MLflow", though it had exported none: it is the error of a
+    lock file that cannot be made."""
+    bench = tmp_path / "example"
+    shutil.copytree(written.root, bench)
+    write = os.write
+
+    def no_room(descriptor, data):
+        if descriptor <= 2:  # stdout, stderr
+            return write(descriptor, data)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", no_room)
+    assert main(["--dir", str(bench), "--mlflow", store, "--no_progress"]) == 2
+    err = capsys.readouterr().err
+    said = (
+        f"error: cannot write the export's lock file into --dir {str(bench)!r}: [Errno 28] No "
+        f"space left on device: {str(bench / _layout.EXPORT_LOCK)!r}; free space on its disk,"
+    )
+    assert err.startswith(said) and "exported so far" not in err, err
+    assert not (tmp_path / "mlruns").exists()
