@@ -129,10 +129,12 @@ class ArgParser(argparse.ArgumentParser):
     help, which that first pass would show with every option optional, skips it); an
     empty ``--dir`` or ``--out`` is refused (`refuse_empty_dirs`), a ``~`` beginning one
     expanded (`expand_dirs`). An option is spelt in full, as with `_cli.Parser`:
-    argparse's abbreviations took ``--di=~/x`` as ``--dir``, its ``~`` not expanded."""
+    argparse's abbreviations took ``--di=~/x`` as ``--dir``, its ``~`` not expanded. Its
+    ``--help`` is worded as jsonargparse's (the other commands')."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **{**kwargs, "allow_abbrev": False})
+        super().__init__(*args, **{**kwargs, "allow_abbrev": False, "add_help": False})
+        self.add_argument("-h", "--help", action="help", help="Show this help message and exit.")
 
     def error(self, message: str) -> NoReturn:
         usage_error(self, message)

@@ -598,3 +598,14 @@ def test_a_broken_pipe_not_of_the_output_is_not_hidden(capfd):
 
     with pytest.raises(BrokenPipeError):
         main([])
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_words_its_help_option_alike(command, capsys):
+    """view and export (argparse) said 'show this help message and exit' where the
+    others (jsonargparse) say 'Show this help message and exit.'."""
+    with pytest.raises(SystemExit) as exit_info:
+        _main(command)(["--help"])
+    assert exit_info.value.code == 0
+    lines = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert ["-h,", "--help", "Show", "this", "help", "message", "and", "exit."] in lines
