@@ -277,17 +277,18 @@ def choose_config(
     *,
     resume: bool = False,
     force: bool = False,
+    quiet: bool = False,
 ) -> tuple[BenchConfig, pathlib.Path | None]:
     """The config to run in ``directory``, and where an old bench was moved (if forced).
 
     An empty or missing directory (or one holding only what a start killed before it
     wrote the marker left, see `_foreign`) takes ``config``. A bench holding the same config
     continues (the same command run again resumes). ``resume`` continues a bench under
-    its stored config (saying so on stderr when ``config`` differs); a config that
-    differs only in how its numbers are written (``0`` for ``0.0``), in a grid axis of one
-    value written as a list or not (``[0.01]`` for ``0.01``), in a regularizer entry's
-    defaults written or not (``selector: "**"``) or in ``data_dir`` is the stored one,
-    reading its data from the given ``data_dir``.
+    its stored config (saying so on stderr when ``config`` differs, unless ``quiet``); a
+    config that differs only in how its numbers are written (``0`` for ``0.0``), in a grid
+    axis of one value written as a list or not (``[0.01]`` for ``0.01``), in a regularizer
+    entry's defaults written or not (``selector: "**"``) or in ``data_dir`` is the stored
+    one, reading its data from the given ``data_dir``.
     ``force`` moves a bench with another config aside to ``<dir>.old-<time>`` (never
     deleting it) and starts over; one of the same config continues (saying so on stderr).
 
@@ -336,12 +337,13 @@ def choose_config(
     changed = stored.differences(config)
     if not changed:  # the same bench, written otherwise (0 and 0.0, [0.01] and 0.01)
         return _continued(root, relocated, force)
-    if resume:  # said, so that a changed config is never dropped silently
-        print(
-            f"--resume: continuing {str(root)!r} under its stored config; the config given "
-            f"differs ({shown_differences(changed)}) and is not used.",
-            file=sys.stderr,
-        )
+    if resume:
+        if not quiet:  # said, so that a changed config is never dropped silently
+            print(
+                f"--resume: continuing {str(root)!r} under its stored config; the config "
+                f"given differs ({shown_differences(changed)}) and is not used.",
+                file=sys.stderr,
+            )
         return stored, None
     if force:
         here = pathlib.Path.cwd()
@@ -799,7 +801,8 @@ def choose_config_together(
 
     With ``force`` and a config, each process first runs ``check(config)`` (e.g. plans
     it): a config that fails there moves no old bench aside. Process 0 then chooses alone
-    (only it moves an old bench aside), and the others after it, seeing what it left.
+    (only it moves an old bench aside, and says what ``resume`` or ``force`` did), and the
+    others after it, seeing what it left.
 
     Raises:
       BenchError: ``check`` failed, or `choose_config` refused (in process 0: its
@@ -813,4 +816,4 @@ def choose_config_together(
             "open the bench",
         )
     in_every_process(lambda: None, "open the bench")
-    return choose_config(directory, config, resume=resume)
+    return choose_config(directory, config, resume=resume, quiet=True)

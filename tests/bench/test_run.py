@@ -38,7 +38,7 @@ from phosjax.bench import (
     plan,
     run,
 )
-from phosjax.bench._directory import choose_config, export_locked
+from phosjax.bench._directory import choose_config, choose_config_together, export_locked
 from phosjax.bench._plan import Plan, PlannedCell, PlannedGroup
 from phosjax.bench._profile import (
     MemorySampler,
@@ -1726,6 +1726,19 @@ def test_a_process_other_than_process_0_leaves_the_summary_to_it(tmp_path, toy, 
     config = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1)  # process 0's cell
     run(config, tmp_path, datasets=toy, process=(1, 2))
     assert capsys.readouterr().out == "process 1 of 2: process 0 prints the bench's summary\n"
+
+
+def test_only_process_0_says_that_resume_leaves_the_config_given_unused(bench, capsys, monkeypatch):
+    """Every process sharing the bench said it ('--resume: continuing ... the config
+    given differs'): a terminal the processes share showed it once per process."""
+    other = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=[5])
+    stored = _directory.open_bench(bench[0])[0]
+    said = {}
+    for index in (0, 1):
+        monkeypatch.setattr(jax, "process_index", lambda index=index: index)
+        assert choose_config_together(bench[0], other, resume=True) == (stored, None)
+        said[index] = capsys.readouterr().err
+    assert said[0].startswith("--resume: continuing ") and said[1] == "", said
 
 
 def test_processes_given_different_configs_are_told_what_differs(tmp_path, monkeypatch):
