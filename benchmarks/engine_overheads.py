@@ -9,7 +9,9 @@ Prints, measured in this one run on the current backend:
   permutation) against slicing a full ``jax.random.permutation`` (a sort), each timed
   over 500 steps inside one `jax.lax.scan`;
 * the wall time of one `run_group` call of ONE step of a one-cell MLP group, i.e. what a
-  call costs besides its steps (placing state and data, dispatch, the metrics transfer).
+  call costs besides its steps (placing state and data, dispatch, the metrics transfer);
+* the time `train_grid`'s check before any group trains spends per group on a grid run
+  again in the session (its train steps traced once already: `_check_group`).
 """
 
 import time
@@ -78,12 +80,32 @@ def run_group_call() -> None:
     print(f"run_group call of one step (one-cell mlp): {(time.perf_counter() - start) * 10:.2f} ms")
 
 
+def grid_check() -> None:
+    from phosjax.data import random_dataset
+    from phosjax.models import ModelConfig
+    from phosjax.train import Cell, HParams, plan_groups
+    from phosjax.train._grid import _check_group
+
+    data = random_dataset("synthetic", (40,), 10, num_train=4000, num_test=16)
+    hparams = HParams(batch_size=128, steps=100)
+    models = [ModelConfig("mlp", 10, (40,), depth=1, width=8 * (i + 1)) for i in range(20)]
+    groups = plan_groups([Cell(model, data.name, hparams, 0) for model in models])
+    for group in groups:  # the grid's first run: each group's train step traced
+        _check_group(group, data)
+    start = time.perf_counter()
+    for group in groups:
+        _check_group(group, data)
+    per_group = (time.perf_counter() - start) / len(groups) * 1e3
+    print(f"train_grid's check of a group run again ({len(groups)} mlp groups): {per_group:.2f} ms")
+
+
 def main() -> None:
     import jax
 
     print(f"backend={jax.default_backend()} device={jax.devices()[0].device_kind}")
     batch_draws()
     run_group_call()
+    grid_check()
 
 
 if __name__ == "__main__":
