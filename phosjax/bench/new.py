@@ -280,11 +280,20 @@ def _stored_config_to_print(argv: list[str]) -> list[str]:
     return ["--config", str(pathlib.Path(directory) / _layout.CONFIG), *argv]
 
 
-@entry_point(
-    kept_in_bench(
-        "phosjax.bench.new", "nothing is left to train; the same command reads its results"
+def _interrupted(argv: Sequence[str]) -> str:
+    """What Ctrl-C leaves of ``new`` run with ``argv`` (`kept_in_bench`). Of a finished
+    bench, the same command reads its results; with ``--force``, it moves the bench aside
+    and starts over where the config given differs."""
+    finished = (
+        "the same command moves it aside and starts over if the config given differs from "
+        "its own, or else reads its results"
+        if "--force" in option_names(argv)
+        else "nothing is left to train; the same command reads its results"
     )
-)
+    return kept_in_bench("phosjax.bench.new", finished)(argv)
+
+
+@entry_point(_interrupted)
 def main(argv: Sequence[str] | None = None) -> None:
     """Runs the command line ``argv`` (default ``sys.argv[1:]``)."""
     argv = config_files_first(sys.argv[1:] if argv is None else argv)

@@ -782,6 +782,24 @@ def test_ctrl_c_says_how_many_cells_are_kept_and_the_command_that_continues(
     )
 
 
+def test_ctrl_c_of_force_on_a_finished_bench_says_it_may_start_over(cli_bench, capsys, monkeypatch):
+    """Ctrl-C before --force moved a finished bench aside (as it planned the config given)
+    said 'nothing is left to train; the same command reads its results', where the same
+    command moves it aside and trains the config given when it differs."""
+    root = cli_bench[0]  # finished, and left as it is
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("phosjax.bench.new.run", interrupted)
+    assert new_main(["--dir", str(root), "--force", "--seeds", "5", "--no_progress"]) == 130
+    assert capsys.readouterr().err == (
+        f"interrupted: {str(root)!r} keeps 4 of 4 cells finished; the same command moves it "
+        "aside and starts over if the config given differs from its own, or else reads its "
+        f"results: python -m phosjax.bench.new --dir {root} --force --seeds 5 --no_progress\n"
+    )
+
+
 def test_ctrl_c_on_a_bench_whose_status_is_cut_short_still_says_how_to_continue(
     cli_bench, tmp_path, capsys, monkeypatch
 ):
