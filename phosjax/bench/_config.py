@@ -853,5 +853,4 @@ def load_config(path: str | pathlib.Path) -> BenchConfig:
       ...
       phosjax.bench._errors.BenchError: unknown key 'model' in the bench config. Did you ...
     """
-    data = read_yaml(path)
-    return BenchConfig.from_dict(data or {})
+    return BenchConfig.from_dict(read_yaml(path))

@@ -283,6 +283,13 @@ def test_a_config_file_that_cannot_be_read_or_is_empty_is_a_clear_error(tmp_path
         load_config(path)
 
 
+@pytest.mark.parametrize("text", ["[]\n", "0\n", "false\n", '""\n'])
+def test_a_config_file_holding_no_mapping_is_an_error_not_the_default_config(tmp_path, text):
+    """Such a file (`[]`, `0`, `false`, `""`) loaded as the default config, mlp on mnist1d."""
+    with pytest.raises(BenchError, match="the bench config must be a mapping of keys to values"):
+        load_config(write(tmp_path, text))
+
+
 def test_null_options_are_no_options(tmp_path, toy):
     text = (
         "models: [{name: mlp, width: 8, options: null}]\ndatasets: [toy]\ngrid: {batch_size: 16}\n"
