@@ -279,10 +279,18 @@ function matchesTerm(row, term) {
   return matchesValues(row.searchValues.get(term.column) ?? [], term);
 }
 
+// The text search as typed now: its terms (`searchTerms`) and the result columns they may
+// name (`resultColumns`), worked out once for the table drawn and the search box marked.
+function currentSearch() {
+  const results = resultColumns();
+  return { results, terms: searchTerms(results) };
+}
+
 // The terms of the text search (`parseTerm`, each with its `text` as typed and its `flaw`):
-// its words, split at spaces but those in double quotes (`name="a b"` is one).
-function searchTerms() {
-  const [results, columns] = [resultColumns(), searchColumns()];
+// its words, split at spaces but those in double quotes (`name="a b"` is one); `results`:
+// the result columns (`resultColumns`).
+function searchTerms(results) {
+  const columns = searchColumns();
   return (state.text.match(/(?:[^\s"]+|"[^"]*"?)+/g) ?? []).map((text) => {
     const term = parseTerm(text.toLowerCase());
     return { ...term, text, flaw: flaw(term, results, columns) };
@@ -424,12 +432,12 @@ function sharedStep(members, split) {
 // A cell's values on `split` at `step` (`sharedStep`: from the server's `common`), or its last.
 const seedsFinal = (row, split, step) => (step === null ? row._final?.[split] : row._common?.[split]?.at.get(step));
 
-// The table's rows (`modeRows`) that pass the filter menus and the text search, whose terms
-// on a result column (`resultColumns`) take each row's value as the table shows it: a
-// cell's, or a configuration's mean over the seeds shown.
-function tableRows() {
-  const results = resultColumns();
-  const terms = searchTerms().filter((term) => !term.flaw);
+// The table's rows (`modeRows`) that pass the filter menus and the text search (`search`:
+// `currentSearch`), whose terms on a result column (`resultColumns`) take each row's value
+// as the table shows it: a cell's, or a configuration's mean over the seeds shown.
+function tableRows(search = currentSearch()) {
+  const results = search.results;
+  const terms = search.terms.filter((term) => !term.flaw);
   const onResults = terms.filter((term) => results.has(term.column));
   const cells = state.board.rows.filter((row) => passes(row, terms.filter((term) => !onResults.includes(term))));
   const matches = (r) => onResults.every((term) => {
@@ -566,8 +574,8 @@ function compare(a, b) {
 
 // `tableRows` in the table's order: by the sort column (`renderBoard` picks it). The plots
 // draw the first rows in this order, so a new order redraws them too (`renderAll`).
-function sortedRows() {
-  const rows = tableRows();
+function sortedRows(search = currentSearch()) {
+  const rows = tableRows(search);
   const column = sortColumns(tableColumns()).find((c) => c.key === state.sort?.key);
   if (column) {
     rows.sort((a, b) => {
@@ -593,8 +601,9 @@ function renderBoard() {
   const chosen = state.chosenSort;
   state.sort = chosen && sortable.some((c) => c.key === chosen.key) ? chosen : defaultSort();
   renderSortBy(sortable);
-  const rows = sortedRows();
-  markSearch(searchTerms());
+  const search = currentSearch();
+  const rows = sortedRows(search);
+  markSearch(search.terms);
   const head = el("tr");
   for (const column of columns) {
     const th = el("th", { class: column.numeric ? "num" : "" });
