@@ -354,12 +354,12 @@ def _execute(
     progress: bool,
     planned: Plan | None,
     seen: str | None,
-    imports: Sequence[str] = (),
-    clock: RunClock | None = None,
+    imports: Sequence[str],
+    clock: RunClock,
 ) -> pd.DataFrame:
     """Trains what ``config`` (planned: ``planned``) lacks in ``root``, writing it all,
     unless the bench there no longer records the config hash ``seen`` (`_check_unchanged`).
-    ``clock`` times the run from its start (default: from now) for ``profile/phases``.
+    ``clock`` times the run from its start for ``profile/phases``.
 
     Processes sharing the bench first agree on the config and their count, and plan it
     (when planning fails in one, all stop); the others wait for process 0's metadata
@@ -399,7 +399,6 @@ def _execute(
                     "writable to record it, or leave --data_dir out."
                 )
             return _results(root, _status(root, process)["groups"], hparams, progress)
-    clock = clock or RunClock()
     plan_ = planned or in_every_process(lambda: plan(config, datasets, clock), "plan the bench")
     clock.lap("plan")
     with contextlib.ExitStack() as lock:  # one run at a time writes the bench
@@ -464,7 +463,7 @@ def _write_and_train(
     progress: bool,
     plan_: Plan,
     clock: RunClock,
-    imports: Sequence[str] = (),
+    imports: Sequence[str],
 ) -> pd.DataFrame:
     """`_execute`'s writing, once this process holds its lock of the bench; ``clock``
     times its phases, written to ``profile/phases`` when this process trains a group."""
