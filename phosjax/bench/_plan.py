@@ -19,7 +19,7 @@ import functools
 import hashlib
 import itertools
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 
 import jax
@@ -329,11 +329,9 @@ def check_model_sizes(
     options its model refuses on one of ``datasets`` (with the grid's depths and widths);
     else the ``model_id`` of each model `plan` makes on each of them, by data set name
     (a model whose code changed its defaults has another); nothing is built."""
-    axes = config.grid.axes()
     ids: dict[str, set[str]] = {name: set() for name in datasets}
-    for entry, (name, data) in itertools.product(config.model_entries(), datasets.items()):
-        for depth, width in itertools.product(axes["depth"], axes["width"]):
-            ids[name].add(_model_id(_model_config(entry, data, depth, width)))
+    for _, name, model in _resolved_models(config, datasets):
+        ids[name].add(_model_id(model))
     return ids
 
 
@@ -346,12 +344,22 @@ def check_knobs(config: BenchConfig, datasets: Mapping[str, DataShape]) -> None:
         return
     knobs: dict[str, dict[str, None]] = {}  # each name's knob paths, all configs
     dropped: dict[str, dict[str, None]] = {}  # those a lifted transform dropped
+    for model_name, name, model in _resolved_models(config, datasets):
+        paths, lost = _built(model_name, name, model)
+        knobs.setdefault(model_name, {}).update(dict.fromkeys(paths))
+        dropped.setdefault(model_name, {}).update(dict.fromkeys(lost))
+    _check_knobs(selectors, knobs, dropped)
+
+
+def _resolved_models(
+    config: BenchConfig, datasets: Mapping[str, DataShape]
+) -> Iterator[tuple[str, str, ModelConfig]]:
+    """Each resolved model of ``config`` on each of ``datasets`` at each of the grid's
+    depths and widths (`_model_config`), as its model's name, the data set's and it."""
+    axes = config.grid.axes()
     for entry, (name, data) in itertools.product(config.model_entries(), datasets.items()):
         for depth, width in itertools.product(axes["depth"], axes["width"]):
-            paths, lost = _built(entry.name, name, _model_config(entry, data, depth, width))
-            knobs.setdefault(entry.name, {}).update(dict.fromkeys(paths))
-            dropped.setdefault(entry.name, {}).update(dict.fromkeys(lost))
-    _check_knobs(selectors, knobs, dropped)
+            yield entry.name, name, _model_config(entry, data, depth, width)
 
 
 def _model_id(model: ModelConfig) -> str:
