@@ -557,10 +557,7 @@ class BenchConfig:
                 f"{_as_list('datasets', self.datasets)}."
             )
         if not isinstance(self.models, list | tuple):  # as from_dict, for a config built here
-            raise BenchError(
-                f"models must be a list of names or entries, got {self.models!r}"
-                f"{_as_list('models', self.models)}."
-            )
+            raise _models_not_a_list(self.models)
         if not isinstance(self.grid, Grid):
             raise BenchError(
                 f"grid must be a Grid, got {type(self.grid).__name__} {self.grid!r:.80} "
@@ -689,10 +686,7 @@ class BenchConfig:
         )
         models = data.get("models", ["mlp"])
         if not isinstance(models, list):
-            raise BenchError(
-                f"models must be a list of names or entries, got {models!r}"
-                f"{_as_list('models', models)}."
-            )
+            raise _models_not_a_list(models)
         for entry in models:
             ModelEntry.parse(entry)
         try:
@@ -817,6 +811,13 @@ def _as_list(key: str, value: Any) -> str:
       ('; write models: [mlp]', '')
     """
     return f"; write {key}: [{value}]" if isinstance(value, str) else ""
+
+
+def _models_not_a_list(models: Any) -> BenchError:
+    """The error that a config's ``models`` is no list."""
+    return BenchError(
+        f"models must be a list of names or entries, got {models!r}{_as_list('models', models)}."
+    )
 
 
 def read_yaml(path: str | pathlib.Path) -> Any:
