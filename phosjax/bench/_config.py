@@ -367,6 +367,10 @@ def _check_warmups_fit(warmups: list[int], steps: list[int]) -> None:
         )
 
 
+KNOB_PREFIX = "knob/"
+"""What the name of a knob axis (`Grid.axes`), and of its hparam column, starts with."""
+
+
 def _as_axis(value: Any) -> list[Any]:
     """A grid field's values: a list as a list, one value as a list of it."""
     return list(value) if isinstance(value, list | tuple) else [value]
@@ -468,7 +472,7 @@ class Grid:
                 continue
             out[field.name] = _as_axis(getattr(self, field.name))
         for selector, values in self.knobs.items():
-            out[f"knob/{selector}"] = _as_axis(values)
+            out[f"{KNOB_PREFIX}{selector}"] = _as_axis(values)
         for entry in self.regularizer_entries():
             out[entry.column()] = entry.strengths()
         return out

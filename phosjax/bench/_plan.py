@@ -29,6 +29,7 @@ from phosjax._listing import listing
 from phosjax._nearest import did_you_mean, nearest_names
 from phosjax.bench import _layout
 from phosjax.bench._config import (
+    KNOB_PREFIX,
     LATER_GRID_FIELDS,
     BenchConfig,
     BenchError,
@@ -102,8 +103,6 @@ HPARAM_COLUMNS = (
 """The hparam columns every bench has, then ``lr_schedule`` and ``warmup_steps`` where the
 grid sets them, one ``knob/<selector>`` per knob axis and one ``reg/...`` per regularizer
 (`RegularizerEntry.column`)."""
-
-KNOB_PREFIX = "knob/"
 
 
 def short_hash(value: Any, length: int = 10) -> str:
