@@ -375,7 +375,7 @@ _EXPORTING = (
 """What a bench whose export lock an export holds is (`_flock`'s ``busy``)."""
 
 
-def _flock(file: Any, mode: int, root: pathlib.Path, busy: str = _WRITING) -> None:
+def _flock(file: Any, mode: int, root: pathlib.Path, busy: str) -> None:
     """Takes ``flock`` ``mode`` on the lock ``file`` of the bench in ``root`` without
     waiting. On a file system without locks (some network mounts) there is none to take,
     and no error.
