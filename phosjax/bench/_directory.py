@@ -53,7 +53,7 @@ from phosjax.models import model_spec, registered_models
 T = TypeVar("T")
 
 
-def read_bench_json(path: pathlib.Path, hint: str | None = None) -> dict[str, Any]:
+def read_bench_json(path: pathlib.Path, hint: str = MARKER_HINT) -> dict[str, Any]:
     """The JSON object in ``path`` (``bench.json``, ``status.json``), or a `BenchError`
     naming the file when it cannot be read or holds no object, and saying what to do:
     ``hint`` (by default: restore it, or start a new bench).
@@ -67,7 +67,6 @@ def read_bench_json(path: pathlib.Path, hint: str | None = None) -> dict[str, An
       Traceback (most recent call last):
       phosjax.bench._errors.BenchError: '.../bench.json' holds a list, not the JSON object ...
     """
-    hint = hint or MARKER_HINT
     data = read_file(path, read_json, repr(str(path)), hint)
     if not isinstance(data, dict):
         raise BenchError(f"{str(path)!r} {not_an_object(data, hint)}")
