@@ -374,31 +374,7 @@ def _execute(
     check_processes(root, process[1])
     hparams = _finished_hparams(root, config) if process[1] == 1 and planned is None else None
     if hparams is not None:  # nothing to train: no plan, no data set loaded
-        check_models(config.model_entries())  # as a plan checks them, nothing prepared
-        stored = open_bench(root)[0].data_dir  # relative (an older bench): from here
-        moved = _absolute(config.data_dir) != _absolute(stored)  # new --data_dir NEW
-        shapes: Mapping[str, DataShape]
-        if datasets is not None:
-            shapes = given_datasets(config.datasets, datasets)
-        elif moved:  # NEW a file, or lacking a data set: as a plan says
-            shapes = check_datasets(
-                config.datasets, config.data_dir, config.dataset_features, config.dataset_splits
-            )
-        else:
-            shapes = _readable_shapes(config)
-        with locked(root, process, reading=True) as unwritable:  # read-only: only read
-            _check_unchanged(root, seen)
-            _check_keeps_models(root, check_model_sizes(config, shapes))
-            if unwritable is None:
-                remove_stale_temporaries(root)
-                write_meta(root, config, registered_models(), process[1], imports)
-            elif moved:  # its config.yaml must say where its data sets are now
-                raise BenchError(
-                    f"cannot record --data_dir {config.data_dir!r} in "
-                    f"{str(root / _layout.CONFIG)!r}: {unwritable}; make the bench's folder "
-                    "writable to record it, or leave --data_dir out."
-                )
-            return _results(root, _status(root, process)["groups"], hparams, progress)
+        return _read_finished(config, root, datasets, process, progress, seen, imports, hparams)
     plan_ = planned or in_every_process(lambda: plan(config, datasets, clock), "plan the bench")
     clock.lap("plan")
     with contextlib.ExitStack() as lock:  # one run at a time writes the bench
@@ -410,6 +386,48 @@ def _execute(
         in_every_process(lock_unchanged, "lock the bench")
         remove_stale_temporaries(root)  # what a run (new, add_models) killed mid-write left
         return _write_and_train(config, root, process, progress, plan_, clock, imports)
+
+
+def _read_finished(
+    config: BenchConfig,
+    root: pathlib.Path,
+    datasets: Mapping[str, ArrayDataset] | None,
+    process: tuple[int, int],
+    progress: bool,
+    seen: str | None,
+    imports: Sequence[str],
+    hparams: tuple[str, ...],
+) -> pd.DataFrame:
+    """`_execute` of the bench in ``root`` finished under ``config`` (``hparams``: its
+    hyperparameter columns, `_finished_hparams`), which needs no plan: its models, and its
+    data sets' shapes where known, are checked as a plan checks them; its metadata is
+    written again where its folder may be written (it must be for a new ``--data_dir``);
+    its results are read."""
+    check_models(config.model_entries())  # as a plan checks them, nothing prepared
+    stored = open_bench(root)[0].data_dir  # relative (an older bench): from here
+    moved = _absolute(config.data_dir) != _absolute(stored)  # new --data_dir NEW
+    shapes: Mapping[str, DataShape]
+    if datasets is not None:
+        shapes = given_datasets(config.datasets, datasets)
+    elif moved:  # NEW a file, or lacking a data set: as a plan says
+        shapes = check_datasets(
+            config.datasets, config.data_dir, config.dataset_features, config.dataset_splits
+        )
+    else:
+        shapes = _readable_shapes(config)
+    with locked(root, process, reading=True) as unwritable:  # read-only: only read
+        _check_unchanged(root, seen)
+        _check_keeps_models(root, check_model_sizes(config, shapes))
+        if unwritable is None:
+            remove_stale_temporaries(root)
+            write_meta(root, config, registered_models(), process[1], imports)
+        elif moved:  # its config.yaml must say where its data sets are now
+            raise BenchError(
+                f"cannot record --data_dir {config.data_dir!r} in "
+                f"{str(root / _layout.CONFIG)!r}: {unwritable}; make the bench's folder "
+                "writable to record it, or leave --data_dir out."
+            )
+        return _results(root, _status(root, process)["groups"], hparams, progress)
 
 
 def _check_keeps_cells(root: pathlib.Path, plan_: Plan) -> None:
