@@ -32,7 +32,9 @@ from phosjax.train import (
 from phosjax.train._config import INT32_HINT, INT32_MAX, int_at_least
 
 
-def _nearest(word: str, known: list[str]) -> str:
+def _keys_hint(word: str, known: list[str]) -> str:
+    """What an error on the unknown key ``word`` ends with: the nearest of the ``known``
+    keys, if any is near, then every one of them."""
     return f"{did_you_mean([word], known, cutoff=0.5) or '.'} Valid keys: {', '.join(known)}."
 
 
@@ -159,7 +161,7 @@ def check_keys(data: Any, cls: type, where: str, elsewhere: tuple[type, str] | N
             if elsewhere and key in (field.name for field in dataclasses.fields(elsewhere[0])):
                 raise BenchError(f"unknown key {key!r} in {where}: {key!r} is {elsewhere[1]}")
             hint = colon_hint(key, data[key])
-            raise BenchError(f"unknown key {key!r} in {where}{hint}{_nearest(str(key), known)}")
+            raise BenchError(f"unknown key {key!r} in {where}{hint}{_keys_hint(str(key), known)}")
 
 
 def colon_hint(key: Any, value: Any) -> str:
