@@ -789,6 +789,7 @@ def add_models_to(
     # before any branch on them: a process adding nothing new would skip others' gathers
     agree("models to add or imports", f"models {models!r}, imports {list(imports)!r}")
     config, marker = open_bench(directory)  # not a bench: said before importing anything
+    seen = marker.get("config_hash")  # what was opened; another run may write there until locked
     root = pathlib.Path(directory)
     present = config.model_entries()
     wanted = {ModelEntry.parse(model).name for model in [*present, *(models or [])]}
@@ -812,7 +813,6 @@ def add_models_to(
         if _plans_new_cells(root, grown):  # else ({name: mlp, depth: 1}) the bench's own
             if progress:
                 print(f"adding models {new} to {directory}", file=sys.stderr)
-            seen = marker.get("config_hash")
             return _execute(extended, root, datasets, None, progress, grown, seen, imports, clock)
     process = (jax.process_index(), jax.process_count())
     check_processes(root, process[1])
@@ -835,5 +835,4 @@ def add_models_to(
         )
     if progress:
         print(f"nothing new to add; continuing the unfinished bench {directory}", file=sys.stderr)
-    seen = marker.get("config_hash")
     return _execute(config, root, datasets, process, progress, planned, seen, imports, clock)
