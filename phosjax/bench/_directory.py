@@ -270,6 +270,39 @@ def check_dir_kind(root: pathlib.Path) -> None:
         )
 
 
+def _config_to_start(root: pathlib.Path, config: BenchConfig | None, resume: bool) -> BenchConfig:
+    """`choose_config`'s config for ``root``, which holds no bench: ``config``, which starts
+    one there; a `BenchError` where none may start (``resume``, ``root`` inside a bench or
+    holding what no start of one left, no ``config``)."""
+    if resume:
+        raise BenchError(_nothing_to_resume(root))
+    around = _layout.enclosing_bench(root)
+    if around is not None:
+        raise BenchError(
+            f"--dir {str(root)!r} is inside the bench {str(around)!r}, whose files a new "
+            "bench there would mix with its own; pick a --dir outside it."
+        )
+    foreign = _foreign(root) if root.exists() else []
+    if foreign:
+        inside = _layout.benches_inside(root)
+        raise BenchError(
+            f"{str(root)!r} is not empty and holds no bench ({_layout.MARKER})"
+            f"{_not_benches(root, foreign, ': it holds ')}"
+            + (
+                f". {inside} (to continue it), or pick a new or empty --dir for a new bench."
+                if inside
+                else "; pick a new or empty --dir."
+            )
+        )
+    if config is None:
+        why = "" if root.exists() else f" ({_layout.no_such_directory(root)})"
+        raise BenchError(
+            f"no config given, and {str(root)!r} holds no bench to continue{why}: pass "
+            "--config FILE (a YAML bench config, e.g. configs/example.yaml)."
+        )
+    return config
+
+
 def choose_config(
     directory: str | os.PathLike,
     config: BenchConfig | None,
@@ -300,33 +333,7 @@ def choose_config(
     root = pathlib.Path(directory)
     check_dir_kind(root)
     if not _layout.is_bench(root):
-        if resume:
-            raise BenchError(_nothing_to_resume(root))
-        around = _layout.enclosing_bench(root)
-        if around is not None:
-            raise BenchError(
-                f"--dir {str(root)!r} is inside the bench {str(around)!r}, whose files a new "
-                "bench there would mix with its own; pick a --dir outside it."
-            )
-        foreign = _foreign(root) if root.exists() else []
-        if foreign:
-            inside = _layout.benches_inside(root)
-            raise BenchError(
-                f"{str(root)!r} is not empty and holds no bench ({_layout.MARKER})"
-                f"{_not_benches(root, foreign, ': it holds ')}"
-                + (
-                    f". {inside} (to continue it), or pick a new or empty --dir for a new bench."
-                    if inside
-                    else "; pick a new or empty --dir."
-                )
-            )
-        if config is None:
-            why = "" if root.exists() else f" ({_layout.no_such_directory(root)})"
-            raise BenchError(
-                f"no config given, and {str(root)!r} holds no bench to continue{why}: pass "
-                "--config FILE (a YAML bench config, e.g. configs/example.yaml)."
-            )
-        return config, None
+        return _config_to_start(root, config, resume), None
     stored, marker = open_bench(root)
     if config is None:
         return _continued(root, stored, force, given=False)
