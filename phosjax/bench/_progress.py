@@ -202,11 +202,29 @@ class Bar(tqdm.tqdm):
         super().close()
 
 
+class EstimatedBar(Bar):
+    """`Bar` whose time left is ``seconds_left()`` (``?`` where None), an estimate
+    of the work left, where tqdm's divides the count left by its rate."""
+
+    def __init__(self, *args: Any, seconds_left: Callable[[], float | None], **kwargs: Any) -> None:
+        self._seconds_left = seconds_left
+        bar_format = (
+            "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
+        )
+        super().__init__(*args, bar_format=bar_format, **kwargs)
+
+    @property
+    def format_dict(self) -> dict[str, Any]:
+        left = self._seconds_left()
+        shown = "?" if left is None else self.format_interval(left)
+        return super().format_dict | {"remaining": shown}
+
+
 REDRAW_EVERY = 1.0
 """The seconds between a bar's redraws on a terminal while a group compiles."""
 
 
-class TrainingBar(Bar):
+class TrainingBar(EstimatedBar):
     """tqdm's bar of a bench's cell-steps, whose time left is `TimeLeft`'s (``?`` until
     it has one) of ``groups`` groups; `group_started` before each, `chunk` after each of
     their chunks. Written to a stream that is no terminal, a line per display, at most
@@ -224,10 +242,8 @@ class TrainingBar(Bar):
         self.time_left = TimeLeft(groups, clock)
         self._groups, self._started, self._redraw_every = groups, 0, redraw_every
         self._redraws: tuple[threading.Event, threading.Thread] | None = None
-        bar_format = (
-            "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
-        )
-        super().__init__(*args, bar_format=bar_format, **kwargs)
+        steps_left = lambda: self.time_left.seconds(int(self.total - self.n))
+        super().__init__(*args, seconds_left=steps_left, **kwargs)
 
     def group_started(self) -> None:
         """The next chunk starts a group, and compiles: said (``compiling group 2/5``)
@@ -280,9 +296,3 @@ class TrainingBar(Bar):
         self.set_postfix_str("", refresh=False)  # its group's compile, if said, is over
         self.time_left.chunk(steps)
         self.update(steps)
-
-    @property
-    def format_dict(self) -> dict[str, Any]:
-        found = super().format_dict
-        left = self.time_left.seconds(int(found["total"] - found["n"]))
-        return found | {"remaining": "?" if left is None else self.format_interval(left)}

@@ -20,8 +20,9 @@ import pandas as pd
 import psutil
 
 from phosjax.bench import _speed_torch
-from phosjax.bench._progress import Bar
+from phosjax.bench._progress import EstimatedBar
 from phosjax.bench._speed_config import METHODS, MODELS, SpeedConfig
+from phosjax.bench._speed_left import CasesLeft
 from phosjax.bench._speed_methods import (
     PREPARE,
     Failed,
@@ -166,8 +167,10 @@ def measure(
     setups: dict[str, Setup] = {}
     rates: dict[str, dict[str, float | None]] = {}
     cases = list(_cases(cfg))
-    with Bar(
+    left = CasesLeft(cases, cfg.repeats, cfg.min_time)
+    with EstimatedBar(
         total=len(cases) * len(cfg.methods),
+        seconds_left=left.seconds,
         disable=not progress,
         mininterval=0,  # a log's: a line per model and size
         desc="speed",
@@ -204,6 +207,7 @@ def measure(
                 }
                 seen[method] = rate
             rows.extend(found.values())
+            left.case_done({m: timing.seconds / timing.calls for m, timing in best.items()})
             bar.update(len(cfg.methods))
             if on_case is not None:
                 on_case(_frame(rows))

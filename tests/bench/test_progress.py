@@ -16,6 +16,8 @@ from phosjax.bench import _speed
 from phosjax.bench._cli import data_bars_hidden
 from phosjax.bench._progress import Bar, TimeLeft, TrainingBar, bar_options
 from phosjax.bench._speed_config import SpeedConfig
+from phosjax.bench._speed_left import CasesLeft
+from phosjax.bench._speed_methods import Ready
 from phosjax.morph._loop import _Stages
 
 
@@ -80,6 +82,60 @@ def _first_group_timed(groups: int, now: list[float]) -> TimeLeft:
     now[0] = 11.0
     left.chunk(100)
     return left
+
+
+def test_speed_time_left_takes_each_model_s_cost_from_its_own_cases():
+    """An MLP's case took 10 s, a CNN's 40 s (calls of 0.1 s and 1 s, 3 timings of at
+    least 0.25 s): their cases at K=8 take their own fixed parts and calls 8 times as
+    long; a transformer's, not started, their average. tqdm's rate, a count of cases,
+    said 25 s a case for each."""
+    now = [0.0]
+    cases = [("mlp", 1), ("cnn", 1), ("mlp", 8), ("cnn", 8), ("transformer", 8)]
+    left = CasesLeft(cases, repeats=3, min_time=0.25, clock=lambda: now[0])
+    now[0] = 10.0
+    left.case_done({"vmap": 0.1})  # timed 0.1 + 3 x 0.25 s: fixed 9.15 s
+    now[0] = 50.0
+    left.case_done({"vmap": 1.0})  # timed 3 x 1 s: fixed 37 s
+    mlp, cnn = 9.15 + 3 * 0.8, 37.0 + 3 * 8.0  # calls over 0.25 s: timed 3 times
+    assert left.seconds() == pytest.approx(mlp + cnn + (mlp + cnn) / 2)
+    now[0] = 100.0  # 50 s into mlp K=8, estimated at 11.55 s: none of it left
+    assert left.seconds() == pytest.approx(cnn + (mlp + cnn) / 2)
+
+
+def test_speed_time_left_is_unknown_until_a_case_is_measured_and_none_at_the_end():
+    now = [0.0]
+    left = CasesLeft([("mlp", 1)], repeats=1, min_time=0.0, clock=lambda: now[0])
+    assert left.seconds() is None
+    now[0] = 3.0
+    left.case_done({})  # every method skipped: all of it fixed
+    assert left.seconds() == 0.0
+
+
+def test_speed_bar_shows_the_time_left_of_its_cases(capsys, monkeypatch):
+    """mlp K=1 prepared in 10 s and timed in 1 s: 1/3 done, mlp K=2 (10 s and a timing
+    twice as long) and cnn1d K=1 (as mlp K=1: 11 s) are left, where tqdm's rate (the
+    fake clock's seconds passing in no time) said nothing was."""
+    now = [0.0]
+
+    def prepared(setup, k, cfg):
+        now[0] += 10.0
+        return Ready(lambda: k, 0.0, 1)  # its call: K seconds
+
+    def timed(run):
+        now[0] += run()
+        return float(run())
+
+    clocked = lambda *args, **kwargs: CasesLeft(*args, clock=lambda: now[0], **kwargs)
+    monkeypatch.setattr(_speed, "CasesLeft", clocked)
+    monkeypatch.setattr(_speed, "_cases", lambda cfg: [("mlp", 1), ("mlp", 2), ("cnn1d", 1)])
+    monkeypatch.setattr(_speed, "setup_model", lambda name, cfg: None)
+    monkeypatch.setattr(_speed, "_check", lambda *args: None)
+    monkeypatch.setitem(_speed.PREPARE, "vmap", prepared)
+    monkeypatch.setattr(_speed, "timed", timed)
+    monkeypatch.setattr(_speed, "_frame", list)
+    _speed.measure(SpeedConfig(methods=("vmap",), repeats=1, min_time=0.0))
+    lines = [line for line in capsys.readouterr().err.splitlines() if " 1/3 " in line]
+    assert lines and "<00:23," in lines[-1], lines
 
 
 def test_a_bar_to_a_log_writes_lines_at_most_every_log_interval(monkeypatch):

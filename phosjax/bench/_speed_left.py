@@ -1,0 +1,75 @@
+"""The speed bench's time left: each (model, K) case's seconds from the cases before it."""
+
+import time
+from collections.abc import Callable, Iterable
+from statistics import fmean
+
+
+class CasesLeft:
+    """Estimates the seconds that the (model, K) ``cases`` left take, the one running now
+    less its time so far. A case costs a fixed part (setting up, compiling and warming up
+    its methods: about the same at each K, most of a case on CPU) and its timing: per
+    method ``repeats`` timings of at least ``min_time`` seconds. Each model's cases are
+    estimated from its last one: the same fixed part, its calls (K models' steps each)
+    scaled by K; those of a model not started yet as the started models' at that K, on
+    average. tqdm's rate, a count of cases, took a CNN's case for an MLP's and a K of 256
+    for a K of 1.
+
+    Examples:
+      >>> now = [0.0]
+      >>> left = CasesLeft([("mlp", 1), ("mlp", 8), ("cnn", 1)], 3, 0.25, clock=lambda: now[0])
+      >>> left.seconds() is None  # no case measured yet
+      True
+      >>> now[0] = 10.0; left.case_done({"vmap": 1.0})  # 10 s: 3 timings of 1 s, 7 s fixed
+      >>> left.seconds()  # mlp K=8: 7 s and 3 timings of 8 s; cnn K=1: as mlp K=1, 10 s
+      41.0
+      >>> now[0] = 14.0; left.seconds()  # 4 s into mlp K=8
+      37.0
+    """
+
+    def __init__(
+        self,
+        cases: Iterable[tuple[str, int]],
+        repeats: int,
+        min_time: float,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self._left = list(cases)
+        self._repeats, self._min_time, self._clock = repeats, min_time, clock
+        self._last: dict[str, tuple[int, float, dict[str, float]]] = {}  # K, fixed s, calls
+        self._started = clock()
+
+    def case_done(self, calls: dict[str, float]) -> None:
+        """The case running now is measured: ``calls`` holds the seconds of one call of
+        each method timed (none of a method skipped); its fixed part is the rest of the
+        time since the case before."""
+        model, k = self._left.pop(0)
+        now = self._clock()
+        timing = sum(self._timing(call) for call in calls.values())
+        self._last[model] = (k, max(0.0, now - self._started - timing), calls)
+        self._started = now
+
+    def seconds(self) -> float | None:
+        """The seconds the cases left take; None before a case is measured, unless none
+        are left."""
+        if not self._left:
+            return 0.0
+        if not self._last:
+            return None
+        total = sum(self._case(model, k) for model, k in self._left)
+        return total - min(self._case(*self._left[0]), self._clock() - self._started)
+
+    def _case(self, model: str, k: int) -> float:
+        """The seconds of ``model``'s case at ``k``, from its last case (or each started
+        model's, on average, if it has none)."""
+        if model not in self._last:
+            return fmean(self._case(started, k) for started in self._last)
+        last_k, fixed, calls = self._last[model]
+        return fixed + sum(self._timing(call * k / last_k) for call in calls.values())
+
+    def _timing(self, call: float) -> float:
+        """The seconds a method whose call takes ``call`` seconds is timed: ``repeats``
+        timings of at least ``min_time``, after a call that sizes them where a call is
+        shorter (`phosjax.bench._speed._interleaved`)."""
+        sizing = call if call < self._min_time else 0.0
+        return sizing + self._repeats * max(self._min_time, call)
