@@ -201,6 +201,11 @@ class Bar(tqdm.tqdm):
             self.leave = False  # its line is written: closed without another
         super().close()
 
+    def show_postfix(self, text: str) -> None:
+        """``text`` as its postfix: shown at once on a terminal; in a log at its next
+        display, not on a line of its own."""
+        self.set_postfix_str(text, refresh=not self._to_log)
+
 
 class EstimatedBar(Bar):
     """`Bar` whose time left is ``seconds_left()`` (``?`` where None), an estimate
@@ -252,8 +257,7 @@ class TrainingBar(EstimatedBar):
         self._redraws_stopped()  # the last group's, had none of its chunks trained
         self.time_left.group_started()
         self._started += 1
-        postfix = f"compiling group {self._started}/{self._groups}"
-        self.set_postfix_str(postfix, refresh=not self._to_log)
+        self.show_postfix(f"compiling group {self._started}/{self._groups}")
         if not self.disable and not self._to_log:
             stop = threading.Event()
             redraws = threading.Thread(target=self._redrawn, args=(stop,), daemon=True)

@@ -177,7 +177,7 @@ def measure(
         unit="run",
     ) as bar:  # closed before a Ctrl-C's or an error's line
         for name, k in cases:
-            bar.set_postfix_str(f"{name} K={k}")
+            bar.show_postfix(f"{name} K={k}")
             seen = rates.setdefault(name, {})
             if name not in setups:
                 setups[name] = setup_model(name, cfg)

@@ -16,7 +16,7 @@ from phosjax.bench._speed_config import SpeedConfigError
 
 def test_quick_run_writes_parquet_table_and_plot(tmp_path, capsys):
     out = tmp_path / "speed"
-    argv = ["--quick", "--models", "mlp", "--strategy", "vmap", "--no_progress", "--out", str(out)]
+    argv = ["--quick", "--models", "mlp", "--strategy", "vmap", "--out", str(out)]
     assert speed.main(argv) == 0
     frame = pd.read_parquet(out / "speed.parquet")
     assert list(frame.columns) == list(COLUMNS)
@@ -33,7 +33,10 @@ def test_quick_run_writes_parquet_table_and_plot(tmp_path, capsys):
     assert (frame.loc[frame["status"] == "ok", "calls"] == 1).all()  # --quick: min_time 0
     plots = list(out.glob("speed.png")) + list(out.glob("speed.svg"))
     assert len(plots) == 1 and plots[0].stat().st_size > 0
-    printed = capsys.readouterr().out
+    printed, err = capsys.readouterr()
+    bar = [line for line in err.splitlines() if line.startswith("speed:")]
+    assert [line[:11] for line in bar] == ["speed:   0%", "speed: 100%"], err  # a line a case
+    assert bar[-1].endswith("mlp K=2]"), err  # which case it measured
     assert "eng/1by1" in printed and "eng/fused" in printed and "eng/vmap" in printed
     assert [line for line in printed.splitlines() if line.startswith("mlp")]
     assert (out / "speed.txt").read_text().strip() in printed
