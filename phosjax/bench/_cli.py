@@ -500,7 +500,9 @@ def kept_in_dir(
     return said
 
 
-def _kept_in_bench(directory: str, command: str, argv: Sequence[str], *, when_finished: str) -> str:
+def _kept_in_bench(
+    directory: str, command: str, argv: Sequence[str], *, when_finished: str, when_unfinished: str
+) -> str:
     """What Ctrl-C leaves of a command that trains the bench in ``directory``, ``command``
     run with ``argv`` (see `kept_in_bench`)."""
     if not _layout.is_bench(pathlib.Path(directory)):
@@ -519,19 +521,21 @@ def _kept_in_bench(directory: str, command: str, argv: Sequence[str], *, when_fi
     if finished == cells:  # no other cell has rows to speak of
         return f"{kept}; {when_finished}: {command}"
     return (
-        f"{kept}, and the others' rows up to their group's last checkpoint; the same "
-        f"command continues it: {command}"
+        f"{kept}, and the others' rows up to their group's last checkpoint; "
+        f"{when_unfinished}: {command}"
     )
 
 
 def kept_in_bench(
-    module: str, when_finished: str = "the same command continues it"
+    module: str,
+    when_finished: str = "the same command continues it",
+    when_unfinished: str = "the same command continues it",
 ) -> Callable[[Sequence[str]], str]:
     """What Ctrl-C leaves of ``python -m <module> ARGV``, a command that trains the bench
     in ``--dir`` (``new``, ``add_models``), for `entry_point`: how many of its cells are
-    finished, and the command that continues it (the same one, which resumes each group
-    from its last checkpoint); where all are, ``when_finished`` says what that command
-    does instead.
+    finished, and what the same command does when run again: ``when_unfinished`` (by
+    default it continues the bench, resuming each group from its last checkpoint), or
+    ``when_finished`` where every cell is.
 
     Examples:
       >>> said = kept_in_bench("phosjax.bench.new")(["--config", "my bench.yaml", "--dir", "/no/b"])
@@ -539,7 +543,10 @@ def kept_in_bench(
       the bench was not started in --dir '/no/b' yet (it has no bench.json)
       the same command starts it: python -m phosjax.bench.new --config 'my bench.yaml' --dir /no/b
     """
-    return kept_in_dir(module, functools.partial(_kept_in_bench, when_finished=when_finished))
+    said = functools.partial(
+        _kept_in_bench, when_finished=when_finished, when_unfinished=when_unfinished
+    )
+    return kept_in_dir(module, said)
 
 
 def then_command(module: str, kept: str) -> Callable[[Sequence[str]], str]:

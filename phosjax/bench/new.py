@@ -281,15 +281,19 @@ def _stored_config_to_print(argv: list[str]) -> list[str]:
 
 
 def _interrupted(argv: Sequence[str]) -> str:
-    """What Ctrl-C leaves of ``new`` run with ``argv`` (`kept_in_bench`). Of a finished
-    bench, the same command reads its results; with ``--force``, it moves the bench aside
-    and starts over where the config given differs."""
-    finished = (
-        "the same command moves it aside and starts over if the config given differs from "
-        "its own, or else reads its results"
-        if "--force" in option_names(argv)
-        else "nothing is left to train; the same command reads its results"
-    )
+    """What Ctrl-C leaves of ``new`` run with ``argv`` (`kept_in_bench`): the same command
+    continues the bench, or reads its results where every cell is finished; with
+    ``--force``, it first moves the bench aside and starts over where the config given
+    differs from the bench's."""
+    if "--force" in option_names(argv):
+        forced = (
+            "the same command moves it aside and starts over if the config given differs "
+            "from its own, or else "
+        )
+        return kept_in_bench(
+            "phosjax.bench.new", forced + "reads its results", forced + "continues it"
+        )(argv)
+    finished = "nothing is left to train; the same command reads its results"
     return kept_in_bench("phosjax.bench.new", finished)(argv)
 
 

@@ -755,9 +755,13 @@ def test_ctrl_c_before_the_bench_is_written_says_the_command_that_starts_it(
 
 
 @pytest.mark.parametrize("finished", [True, False])
+@pytest.mark.parametrize("force", [False, True])
 def test_ctrl_c_says_how_many_cells_are_kept_and_the_command_that_continues(
-    cli_bench, tmp_path, capsys, monkeypatch, finished
+    cli_bench, tmp_path, capsys, monkeypatch, finished, force
 ):
+    """With --force, Ctrl-C before the bench was moved aside (as the config given was
+    planned) said what the same command does without it: continue the bench or read its
+    results, where it moves the bench aside and starts over when the config differs."""
     root = tmp_path / "bench"
     shutil.copytree(cli_bench[0], root)
     status = json.loads((root / _layout.STATUS).read_text())
@@ -769,34 +773,26 @@ def test_ctrl_c_says_how_many_cells_are_kept_and_the_command_that_continues(
         raise KeyboardInterrupt
 
     monkeypatch.setattr("phosjax.bench.new.run", interrupted)
-    assert new_main(["--dir", str(root), "--no_progress"]) == 130
-    kept = (  # run again, a finished bench is not continued: its results are read
-        "4 of 4 cells finished; nothing is left to train; the same command reads its results"
+    options = ["--dir", str(root), *(["--force", "--seeds", "5"] if force else []), "--no_progress"]
+    assert new_main(options) == 130
+    forced = (
+        "the same command moves it aside and starts over if the config given differs from its "
+        "own, or else "
+    )
+    again = {  # run again, a finished bench is not continued: its results are read
+        (True, False): "nothing is left to train; the same command reads its results",
+        (False, False): "the same command continues it",
+        (True, True): f"{forced}reads its results",
+        (False, True): f"{forced}continues it",
+    }[finished, force]
+    kept = (
+        "4 of 4 cells finished"
         if finished
-        else "0 of 4 cells finished, and the others' rows up to their group's last checkpoint; "
-        "the same command continues it"
+        else "0 of 4 cells finished, and the others' rows up to their group's last checkpoint"
     )
-    assert capsys.readouterr().err == (
-        f"interrupted: {str(root)!r} keeps {kept}: python -m phosjax.bench.new --dir {root} "
-        "--no_progress\n"
-    )
-
-
-def test_ctrl_c_of_force_on_a_finished_bench_says_it_may_start_over(cli_bench, capsys, monkeypatch):
-    """Ctrl-C before --force moved a finished bench aside (as it planned the config given)
-    said 'nothing is left to train; the same command reads its results', where the same
-    command moves it aside and trains the config given when it differs."""
-    root = cli_bench[0]  # finished, and left as it is
-
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr("phosjax.bench.new.run", interrupted)
-    assert new_main(["--dir", str(root), "--force", "--seeds", "5", "--no_progress"]) == 130
-    assert capsys.readouterr().err == (
-        f"interrupted: {str(root)!r} keeps 4 of 4 cells finished; the same command moves it "
-        "aside and starts over if the config given differs from its own, or else reads its "
-        f"results: python -m phosjax.bench.new --dir {root} --force --seeds 5 --no_progress\n"
+    command = f"python -m phosjax.bench.new {' '.join(options)}"
+    assert (
+        capsys.readouterr().err == f"interrupted: {str(root)!r} keeps {kept}; {again}: {command}\n"
     )
 
 
