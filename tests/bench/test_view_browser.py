@@ -347,8 +347,8 @@ def _above_4(fd: int) -> int:
     return moved
 
 
-class _Page:
-    """A page of a headless Chromium driven over the DevTools protocol, on the pipe of
+class _Browser:
+    """A headless Chromium driven over the DevTools protocol, on the pipe of
     ``--remote-debugging-pipe`` (the browser reads fd 3 and writes fd 4, one JSON message
     ending in a NUL byte at a time)."""
 
@@ -364,16 +364,17 @@ class _Page:
         # Bash puts the pipe ends onto fds 3 and 4 (a preexec_fn would run Python in a forked
         # child, which JAX's threads, started by earlier tests, warn against).
         plumb = f'exec "$@" 3<&{reads} 4>&{writes} {reads}<&- {writes}>&-'
-        self._browser = subprocess.Popen(
+        self._process = subprocess.Popen(
             ["bash", "-c", plumb, "bash", *command], pass_fds=(reads, writes),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         os.close(reads)
         os.close(writes)
-        self._buffer, self._id, self._session = b"", 0, None
-        target = self._call("Target.createTarget", {"url": "about:blank"})["targetId"]
-        attached = self._call("Target.attachToTarget", {"targetId": target, "flatten": True})
-        self._session = attached["sessionId"]
+        self._buffer, self._id = b"", 0
+
+    @property
+    def running(self) -> bool:
+        return self._process.poll() is None
 
     def _receive(self) -> dict:
         while b"\0" not in self._buffer:
@@ -385,17 +386,46 @@ class _Page:
         message, _, self._buffer = self._buffer.partition(b"\0")
         return json.loads(message)
 
-    def _call(self, method: str, params: dict | None = None) -> dict:
+    def call(self, method: str, params: dict | None = None, session: str | None = None) -> dict:
+        """The result of ``method``, sent to the browser or to a page's ``session``."""
         self._id += 1
         message = {"id": self._id, "method": method, "params": params or {}}
-        if self._session is not None:
-            message["sessionId"] = self._session
+        if session is not None:
+            message["sessionId"] = session
         os.write(self._out, json.dumps(message).encode() + b"\0")
         while True:  # events and other sessions' messages are skipped
             reply = self._receive()
             if reply.get("id") == self._id:
                 assert "error" not in reply, (method, reply["error"])
                 return reply["result"]
+
+    def close(self) -> None:
+        with contextlib.suppress(AssertionError):  # a browser gone already
+            self.call("Browser.close")
+        try:
+            self._process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        os.close(self._in)
+        os.close(self._out)
+
+
+class _Page:
+    """A page of ``browser`` in a browser context of its own: no storage, cookies, cache or
+    history shared with another page."""
+
+    def __init__(self, browser: _Browser):
+        self._browser = browser
+        self._context = browser.call("Target.createBrowserContext")["browserContextId"]
+        target = browser.call(
+            "Target.createTarget", {"url": "about:blank", "browserContextId": self._context}
+        )["targetId"]
+        attached = browser.call("Target.attachToTarget", {"targetId": target, "flatten": True})
+        self._session = attached["sessionId"]
+
+    def _call(self, method: str, params: dict | None = None) -> dict:
+        return self._browser.call(method, params, self._session)
 
     def run(self, expression: str) -> Any:
         """The value of a JavaScript expression in the page (a promise awaited)."""
@@ -475,20 +505,30 @@ class _Page:
         self._call("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": x, "y": y})
 
     def close(self) -> None:
-        with contextlib.suppress(AssertionError):  # a browser gone already
-            self._call("Browser.close")
-        try:
-            self._browser.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self._browser.kill()
-            self._browser.wait()
-        os.close(self._in)
-        os.close(self._out)
+        """Closes the page and drops its browser context."""
+        self._browser.call("Target.disposeBrowserContext", {"browserContextId": self._context})
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """A headless Chromium for the module's pages, started again where it ended."""
+    started: list[_Browser] = []
+
+    def running() -> _Browser:
+        if not started or not started[-1].running:
+            started.append(_Browser(tmp_path_factory.mktemp("cdp-profile")))
+        return started[-1]
+
+    try:
+        yield running
+    finally:
+        for each in started:
+            each.close()
 
 
 @pytest.fixture
-def page(tmp_path):
-    opened = _Page(tmp_path / "cdp-profile")
+def page(browser):
+    opened = _Page(browser())
     try:
         yield opened
     finally:
