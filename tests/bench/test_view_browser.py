@@ -280,9 +280,8 @@ def test_a_page_opened_before_its_bench_starts_waits_for_it(tmp_path, page):
     with serving(folder) as server:
         page.navigate(server.url)
         deadline = time.monotonic() + 30
-        while page.run(f"{note}?.hidden") is not False:
-            assert time.monotonic() < deadline, "the page did not say it waits"
-            time.sleep(0.1)
+        said_so = page.wait_for(f"{note}?.hidden === false", deadline - time.monotonic())
+        assert said_so, "the page did not say it waits"
         said = f"Waiting for the bench to start in {str(folder)!r} (no such directory yet)."
         assert page.run(f"{note}.textContent") == said
         assert page.run(f"{panels}.length") == 0
@@ -292,14 +291,14 @@ def test_a_page_opened_before_its_bench_starts_waits_for_it(tmp_path, page):
             " ? Promise.reject(new TypeError('down')) : fetchNow(url, ...rest); })()"
         )
         for text in (f"{said[:-1]} (the viewer is not answering; asking again).", said):
-            while page.run(f"{note}.textContent") != text:
-                assert time.monotonic() < deadline, page.run(f"{note}.textContent")
-                time.sleep(0.1)
+            shown = f"{note}.textContent === {json.dumps(text)}"
+            assert page.wait_for(shown, deadline - time.monotonic()), page.run(
+                f"{note}.textContent"
+            )
         folder.mkdir()
         (folder / "notes.txt").write_text("mine")  # named as why no bench starts there
-        while not page.run(f"{note}.textContent").startswith(f"{str(folder)!r} is not a "):
-            assert time.monotonic() < deadline, page.run(f"{note}.textContent")
-            time.sleep(0.1)
+        named = f"{note}.textContent.startsWith({json.dumps(f'{str(folder)!r} is not a ')})"
+        assert page.wait_for(named, deadline - time.monotonic()), page.run(f"{note}.textContent")
         assert page.run(f"{note}.textContent").endswith(" --dir DIR`.")  # one full stop
         (folder / "notes.txt").unlink()
         folder.rmdir()
@@ -376,25 +375,32 @@ class _Browser:
     def running(self) -> bool:
         return self._process.poll() is None
 
-    def _receive(self) -> dict:
+    def _receive(self, within: float) -> dict:
         while b"\0" not in self._buffer:
-            ready, _, _ = select.select([self._in], [], [], 60)
-            assert ready, "chromium did not answer within 60 s"
+            ready, _, _ = select.select([self._in], [], [], within)
+            assert ready, f"chromium did not answer within {within:g} s"
             chunk = os.read(self._in, 1 << 16)
             assert chunk, "chromium closed its pipe"
             self._buffer += chunk
         message, _, self._buffer = self._buffer.partition(b"\0")
         return json.loads(message)
 
-    def call(self, method: str, params: dict | None = None, session: str | None = None) -> dict:
-        """The result of ``method``, sent to the browser or to a page's ``session``."""
+    def call(
+        self,
+        method: str,
+        params: dict | None = None,
+        session: str | None = None,
+        within: float = 60,
+    ) -> dict:
+        """The result of ``method``, sent to the browser or to a page's ``session``, which
+        must answer ``within`` seconds."""
         self._id += 1
         message = {"id": self._id, "method": method, "params": params or {}}
         if session is not None:
             message["sessionId"] = session
         os.write(self._out, json.dumps(message).encode() + b"\0")
         while True:  # events and other sessions' messages are skipped
-            reply = self._receive()
+            reply = self._receive(within)
             if reply.get("id") == self._id:
                 assert "error" not in reply, (method, reply["error"])
                 return reply["result"]
@@ -424,13 +430,14 @@ class _Page:
         attached = browser.call("Target.attachToTarget", {"targetId": target, "flatten": True})
         self._session = attached["sessionId"]
 
-    def _call(self, method: str, params: dict | None = None) -> dict:
-        return self._browser.call(method, params, self._session)
+    def _call(self, method: str, params: dict | None = None, within: float = 60) -> dict:
+        return self._browser.call(method, params, self._session, within)
 
-    def run(self, expression: str) -> Any:
-        """The value of a JavaScript expression in the page (a promise awaited)."""
+    def run(self, expression: str, within: float = 60) -> Any:
+        """The value of a JavaScript expression in the page (a promise awaited, which must
+        settle ``within`` seconds)."""
         params = {"expression": expression, "returnByValue": True, "awaitPromise": True}
-        result = self._call("Runtime.evaluate", params)
+        result = self._call("Runtime.evaluate", params, within)
         details = result.get("exceptionDetails")
         assert details is None, details.get("exception", {}).get("description", details)
         return result["result"].get("value")
@@ -444,26 +451,32 @@ class _Page:
         """Starts loading ``url`` (`wait_ready` waits for its script)."""
         self._call("Page.navigate", {"url": url})
 
+    def wait_for(self, condition: str, seconds: float) -> bool:
+        """Whether the JavaScript expression ``condition`` came true within ``seconds``,
+        checked in the page every 10 ms (no round trip to the page each time)."""
+        waited = (
+            "new Promise((held, failed) => { const until = performance.now() +"
+            f" {max(seconds, 0) * 1000}; const check = () => {{ try {{ if ({condition}) held(true);"
+            " else if (performance.now() > until) held(false); else setTimeout(check, 10); }"
+            " catch (error) { failed(error); } }; setTimeout(check); })"
+        )
+        return self.run(waited, within=seconds + 60)
+
     def wait_ready(self) -> None:
         """Waits for the page's script to finish (or fail)."""
-        deadline = time.monotonic() + 60
         ready = (
             "document.body?.dataset.ready === 'true'"
             " || document.getElementById('error')?.hidden === false"
         )
-        while not self.run(ready):
-            assert time.monotonic() < deadline, "the page did not finish loading"
-            time.sleep(0.1)
+        assert self.wait_for(ready, 60), "the page did not finish loading"
         assert self.run("document.getElementById('error').hidden"), self.run(
             "document.getElementById('error').textContent"
         )
 
     def settle(self) -> None:
         """Waits until no panel is busy (fetching what a change of the page asked for)."""
-        deadline = time.monotonic() + 30
-        while self.run("document.querySelector('[aria-busy=\"true\"]') !== null"):
-            assert time.monotonic() < deadline, "a panel stayed busy"
-            time.sleep(0.05)
+        idle = "document.querySelector('[aria-busy=\"true\"]') === null"
+        assert self.wait_for(idle, 30), "a panel stayed busy"
 
     def delay_fetches(self, pattern: str, seconds: float) -> None:
         """Makes the page's requests whose address matches the regex ``pattern`` answer
@@ -485,11 +498,7 @@ class _Page:
         """Waits until the page has read the answer of each request it made since
         `delay_fetches`, the late ones too, and done what it does with them (once read, a
         request the page then makes is counted before the count drops)."""
-        unanswered = "new Promise((done) => setTimeout(() => done(window.unanswered)))"
-        deadline = time.monotonic() + 30
-        while self.run(unanswered):
-            assert time.monotonic() < deadline, "the page's requests were not answered"
-            time.sleep(0.05)
+        assert self.wait_for("!window.unanswered", 30), "the page's requests were not answered"
 
     def hover(self, selector: str) -> None:
         """Moves the mouse onto the middle of the first element matching ``selector``."""
@@ -1103,10 +1112,8 @@ def test_rows_a_running_bench_writes_show_without_a_reload_the_choices_kept(tmp_
         assert "300" not in page.run(ticks)
         assert re.fullmatch(r"live · updated \d\d:\d\d:\d\d", page.run(LIVE))
         pq.write_table(table.filter(later), results / "part-g-mlp-000000160.parquet")
-        deadline = time.monotonic() + NEXT_LOOK_S
-        while page.run(steps) != ["300 / 300"] * 2:
-            assert time.monotonic() < deadline, page.run(steps)
-            time.sleep(0.2)
+        done = f"JSON.stringify({steps}) === JSON.stringify({json.dumps(['300 / 300'] * 2)})"
+        assert page.wait_for(done, NEXT_LOOK_S), page.run(steps)
         page.settle()
         assert (page.run(rows), page.run("window.scrollY")) == before
         assert "300" in page.run(ticks)  # the curves read again
@@ -1143,16 +1150,14 @@ def _look_now(page, meanwhile: str | None = None) -> int:
     since = f"window.looks.slice({page.run('window.looks.length')})"
     show = f"(() => {{ document.dispatchEvent(new Event('visibilitychange')); return {since}; }})()"
     deadline = time.monotonic() + 30
-    while "asked" not in page.run(show):
-        assert time.monotonic() < deadline, "the page did not look at the bench"
-        time.sleep(0.05)
+    asked = page.wait_for(f"{show}.includes('asked')", deadline - time.monotonic())
+    assert asked, "the page did not look at the bench"
     if meanwhile is not None:
         time.sleep(0.5)
         page.run(meanwhile)
-    while (looks := page.run(since))[-1] == "asked":
-        assert time.monotonic() < deadline, "the page's look at the bench did not end"
-        time.sleep(0.1)
-    return looks[-1]
+    ended = page.wait_for(f"{since}.at(-1) !== 'asked'", deadline - time.monotonic())
+    assert ended, "the page's look at the bench did not end"
+    return page.run(since)[-1]
 
 
 def _touch(path: pathlib.Path) -> None:
@@ -1182,10 +1187,7 @@ def test_a_look_under_way_as_a_file_changes_is_not_the_look_waited_for(tmp_path,
         assert "150 / 300" in page.run(steps)
         page.run(late)
         page.run("document.dispatchEvent(new Event('visibilitychange'))")  # a look begins
-        deadline = time.monotonic() + 30
-        while not page.run("window.answered === true"):
-            assert time.monotonic() < deadline, "the page did not ask api/version"
-            time.sleep(0.02)
+        assert page.wait_for("window.answered === true", 30), "the page did not ask api/version"
         pq.write_table(table.filter(later), part.with_name("part-g-mlp-000000160.parquet"))
         _look_now(page)
         page.settle()
@@ -1440,10 +1442,8 @@ def test_a_page_opened_as_a_bench_starts_takes_the_defaults_of_its_results(tmp_p
         os.replace(root / ".results", root / _layout.RESULTS)
         shutil.copy(written.root / _layout.CELLS, root / ".cells.parquet")
         os.replace(root / ".cells.parquet", root / _layout.CELLS)
-        deadline = time.monotonic() + NEXT_LOOK_S
-        while page.run("document.querySelectorAll('#board .board-row').length") == 0:
-            assert time.monotonic() < deadline, "the page did not read the bench again"
-            time.sleep(0.2)
+        has_rows = "document.querySelectorAll('#board .board-row').length !== 0"
+        assert page.wait_for(has_rows, NEXT_LOOK_S), "the page did not read the bench again"
         page.settle()
         assert page.run("document.getElementById('sort-by').value") == "test:accuracy"
         assert page.run("document.getElementById('hp-log-x').checked") is True
@@ -1467,10 +1467,8 @@ def test_a_menu_left_at_its_default_takes_the_new_default_when_test_rows_come(tm
         assert page.run("document.getElementById('hp-metric').value") == "train:loss"
         for part, table in tables.items():
             pq.write_table(table, part)
-        deadline = time.monotonic() + NEXT_LOOK_S
-        while page.run("document.getElementById('hp-metric').value") != "test:accuracy":
-            assert time.monotonic() < deadline, "the result stayed train loss"
-            time.sleep(0.2)
+        test_accuracy = "document.getElementById('hp-metric').value === 'test:accuracy'"
+        assert page.wait_for(test_accuracy, NEXT_LOOK_S), "the result stayed train loss"
         page.settle()
         assert page.run("document.getElementById('curve-metric').value") == "accuracy"
         assert page.run("location.search") == "?metric=accuracy"
@@ -1506,11 +1504,8 @@ def test_a_page_whose_bench_is_removed_waits_for_it_to_start_again(tmp_path, pag
     look = "(() => { const b = document.getElementById('live-toggle'); b.click(); b.click(); })()"
 
     def look_until(expected: str) -> None:
-        deadline = time.monotonic() + 10
         page.run(look)  # pause, resume: a look at once
-        while not page.run(LIVE).startswith(expected):
-            assert time.monotonic() < deadline, page.run(LIVE)
-            time.sleep(0.1)
+        assert page.wait_for(f"{LIVE}.startsWith({json.dumps(expected)})", 10), page.run(LIVE)
 
     with serving(written.root) as server:
         page.open(server.url)
@@ -2089,10 +2084,8 @@ def test_a_page_that_could_not_load_the_bench_shows_no_live_controls(tmp_path, p
         assert page.run(shown) is True
         monkeypatch.setattr(BenchFiles, "cells", broken)
         page.navigate(server.url)  # a reload by script could end the evaluation asking for it
-        deadline = time.monotonic() + 30
-        while page.run("document.getElementById('error')?.hidden !== false"):
-            assert time.monotonic() < deadline, "the page did not fail"
-            time.sleep(0.1)
+        failed = "document.getElementById('error')?.hidden === false"
+        assert page.wait_for(failed, 30), "the page did not fail"
         assert "a broken plan" in page.run("document.getElementById('error').textContent")
         assert page.run(shown) is False
 
