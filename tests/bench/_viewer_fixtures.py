@@ -292,9 +292,10 @@ def stop_at(written: WrittenBench, cell_id: str, step: int) -> None:
 
 @contextlib.contextmanager
 def serving(directory: pathlib.Path, host: str = "127.0.0.1") -> Iterator[ViewerServer]:
-    """The viewer of ``directory`` on a free port of ``host``, served from a thread."""
+    """The viewer of ``directory`` on a free port of ``host``, served from a thread (which
+    looks for its shutdown every 10 ms, not every 0.5 s: each test using it ends sooner)."""
     server = make_server(directory, port=0, host=host)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     try:
         yield server
