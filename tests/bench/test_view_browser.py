@@ -2,6 +2,7 @@
 the leaderboard rows, draws the curves, the blurb tree, the graph and the profile; the
 hyperparameter plot is driven over the DevTools protocol (filters, hovering)."""
 
+import base64
 import contextlib
 import fcntl
 import html
@@ -76,14 +77,14 @@ def _between(dom: str, start: str, end: str) -> str:
     return dom[dom.index(start) : dom.index(end, dom.index(start))]
 
 
-def test_page_shows_leaderboard_curves_blurb_and_profile(written, tmp_path):
+def test_page_shows_leaderboard_curves_blurb_and_profile(written, page):
     ARTIFACTS.mkdir(exist_ok=True)
     screenshot = ARTIFACTS / "viewer.png"
     screenshot.unlink(missing_ok=True)
     cells, choice_cells = len(written.cells), (written.cells.model == "choice").sum()
     with serving(written.root) as server:
-        dom = _render(server.url + "?model=m-choice&metrics=all", tmp_path / "profile", screenshot)
-        configs_dom = _render(server.url + "?mode=configs&metric=step_time_s", tmp_path / "profile")
+        dom = page.dom(server.url + "?model=m-choice&metrics=all", screenshot)
+        configs_dom = page.dom(server.url + "?mode=configs&metric=step_time_s")
 
     assert 'data-ready="true"' in dom, "the page's script did not finish"
     assert '<p id="error" class="error" hidden="">' in dom
@@ -136,7 +137,7 @@ def test_page_shows_leaderboard_curves_blurb_and_profile(written, tmp_path):
 
 
 @pytest.mark.parametrize("frozen", [False, True], ids=["nan", "frozen-finite"])
-def test_a_diverged_seed_and_lines_past_the_cap_are_shown(tmp_path, frozen):
+def test_a_diverged_seed_and_lines_past_the_cap_are_shown(tmp_path, frozen, page):
     """84 cells (over the 80 lines a plot draws), one seed of the best config diverged:
     its values NaN, or finite but its rows marked ``diverged`` (frozen after an overflow)."""
     seeds = tuple(range(21))
@@ -144,8 +145,8 @@ def test_a_diverged_seed_and_lines_past_the_cap_are_shown(tmp_path, frozen):
         tmp_path / "many", blurb_json(), seeds=seeds, diverge=not frozen, frozen=frozen
     )
     with serving(written.root) as server:
-        cells_dom = _render(server.url, tmp_path / "profile")
-        configs_dom = _render(server.url + "?mode=configs", tmp_path / "profile")
+        cells_dom = page.dom(server.url)
+        configs_dom = page.dom(server.url + "?mode=configs")
 
     assert 'data-ready="true"' in cells_dom and 'data-ready="true"' in configs_dom
     legend = _between(cells_dom, 'id="legend"', 'id="aux"')
@@ -257,12 +258,12 @@ def test_curves_overtaken_while_fetching_draw_nothing(tmp_path, page):
         assert page.run("document.getElementById('curve-metric').value") == "loss"
 
 
-def test_a_bench_without_cells_says_so(tmp_path):
+def test_a_bench_without_cells_says_so(tmp_path, page):
     bench = tmp_path / "empty"
     bench.mkdir()
     (bench / _layout.MARKER).write_text(json.dumps({"format": _layout.FORMAT}))
     with serving(bench) as server:
-        dom = _render(server.url, tmp_path / "profile")
+        dom = page.dom(server.url)
     assert 'data-ready="true"' in dom and "No cells planned yet." in dom
     assert "No cell matches the filters." not in dom
     assert 'class="chip"' not in _between(dom, 'id="filters"', "</div>")  # no "model = –"
@@ -344,6 +345,11 @@ def _above_4(fd: int) -> int:
     moved = fcntl.fcntl(fd, fcntl.F_DUPFD, 5)
     os.close(fd)
     return moved
+
+
+DOM = """(document.doctype ? new XMLSerializer().serializeToString(document.doctype) + '\\n' : '')
+  + document.documentElement.outerHTML"""
+"""The page's DOM as ``chromium --dump-dom`` writes it."""
 
 
 class _Browser:
@@ -441,6 +447,15 @@ class _Page:
         details = result.get("exceptionDetails")
         assert details is None, details.get("exception", {}).get("description", details)
         return result["result"].get("value")
+
+    def dom(self, url: str, screenshot: pathlib.Path | None = None) -> str:
+        """The DOM of ``url`` once the page's script finished, as ``chromium --dump-dom``
+        writes it (and a screenshot of the window into ``screenshot``, if given)."""
+        self.open(url)
+        if screenshot is not None:
+            shot = self._call("Page.captureScreenshot", {"format": "png"})
+            screenshot.write_bytes(base64.b64decode(shot["data"]))
+        return self.run(DOM)
 
     def open(self, url: str) -> None:
         """Loads ``url`` and waits for the page's script to finish (or fail)."""
@@ -1534,14 +1549,14 @@ def test_a_model_picked_while_the_one_before_loads_shows_its_own(tmp_path, page)
         assert page.run("document.querySelectorAll('#blurb details.module').length") > 0
 
 
-def test_a_broken_file_fails_only_its_panel(tmp_path):
+def test_a_broken_file_fails_only_its_panel(tmp_path, page):
     """A blurb and a profile table cut short: the models and profile panels say which file
     is broken, the rest of the page works."""
     written = write_bench(tmp_path / "broken", blurb_json())
     (written.root / _layout.BLURBS / "m-mlp.json").write_text('{"cut short": ')
     (written.root / _layout.PHASES).write_bytes(b"PAR1 cut short")
     with serving(written.root) as server:
-        dom = _render(server.url + "?model=m-mlp", tmp_path / "profile")
+        dom = page.dom(server.url + "?model=m-mlp")
 
     assert 'data-ready="true"' in dom
     assert '<p id="error" class="error" hidden="">' in dom  # the page loaded
@@ -1555,7 +1570,7 @@ def test_a_broken_file_fails_only_its_panel(tmp_path):
     assert "failed" not in curves and curves.count('class="curve"') == len(written.cells) * 2
 
 
-def test_a_profile_with_one_file_says_why_the_other_box_is_empty(tmp_path):
+def test_a_profile_with_one_file_says_why_the_other_box_is_empty(tmp_path, page):
     """Phase timings without memory samples, and the reverse: the empty box says which
     file is missing (it was left blank) while the other is drawn. Where each process
     wrote its own memory file, without samples yet, the box names those files (it named
@@ -1569,7 +1584,7 @@ def test_a_profile_with_one_file_says_why_the_other_box_is_empty(tmp_path):
                 name = _layout.process_name(_layout.MEMORY, (i, 2))
                 written.memory.iloc[:0].to_parquet(written.root / name)
         with serving(written.root) as server:
-            dom = _render(server.url, tmp_path / "profile")
+            dom = page.dom(server.url)
         boxes[removed] = (
             _between(dom, 'id="phases"', 'id="memory"'),
             _between(dom, 'id="memory"', "</section>"),
@@ -1600,19 +1615,19 @@ def test_a_phases_file_without_rows_is_said_to_have_none(tmp_path, page):
         )
 
 
-def test_the_curves_legend_names_only_the_configurations_drawn(tmp_path):
+def test_the_curves_legend_names_only_the_configurations_drawn(tmp_path, page):
     """aux/balance is the choice model's alone: mlp's configurations, which draw no line
     of it, are not in the legend (they were)."""
     written = write_bench(tmp_path / "aux", blurb_json())
     with serving(written.root) as server:
-        dom = _render(server.url + "?metric=aux/balance", tmp_path / "profile")
+        dom = page.dom(server.url + "?metric=aux/balance")
 
     assert 'data-ready="true"' in dom
     legend = _between(dom, 'id="legend"', 'id="hparams"')
     assert legend.count(">choice · ") == len(LEARNING_RATES) and ">mlp · " not in legend
 
 
-def test_labels_leave_out_a_hyperparameter_a_model_has_not(tmp_path):
+def test_labels_leave_out_a_hyperparameter_a_model_has_not(tmp_path, page):
     """A knob only the choice model has (null for mlp's cells): mlp's labels do not name it."""
     written = write_bench(tmp_path / "knob", blurb_json())
     knob = "knob/**/T"
@@ -1620,7 +1635,7 @@ def test_labels_leave_out_a_hyperparameter_a_model_has_not(tmp_path):
     cells.loc[cells.model == "mlp", knob] = None
     cells.to_parquet(written.root / _layout.CELLS)
     with serving(written.root) as server:
-        dom = _render(server.url + "?mode=configs", tmp_path / "profile")
+        dom = page.dom(server.url + "?mode=configs")
 
     assert 'data-ready="true"' in dom
     legend = _between(dom, 'id="legend"', 'id="aux"')  # the curves' and the hparams'
@@ -1632,7 +1647,7 @@ def test_labels_leave_out_a_hyperparameter_a_model_has_not(tmp_path):
     assert ">mlp: mean over seeds</span>" in legend
 
 
-def test_the_groups_chip_counts_the_groups_not_started_yet(tmp_path):
+def test_the_groups_chip_counts_the_groups_not_started_yet(tmp_path, page):
     """A group not in status.json has not started: it is one of the bench's groups all
     the same ("1 / 1 group finished" read as if the bench were done). A bench.json
     ``created`` or ``config_hash`` that is no text is shown as given (each broke the
@@ -1646,7 +1661,7 @@ def test_the_groups_chip_counts_the_groups_not_started_yet(tmp_path):
     no_text = {"created": 1767225600, "config_hash": 123456789012}
     (written.root / _layout.MARKER).write_text(json.dumps(marker | no_text))
     with serving(written.root) as server:
-        dom = _render(server.url, tmp_path / "profile")
+        dom = page.dom(server.url)
 
     assert 'data-ready="true"' in dom
     assert '<span class="chip">1 / 2 groups finished</span>' in dom
@@ -1654,14 +1669,14 @@ def test_the_groups_chip_counts_the_groups_not_started_yet(tmp_path):
     assert '<span class="chip">config 1234567890</span>' in dom
 
 
-def test_a_steps_hyperparameter_and_the_steps_done_are_told_apart(tmp_path):
+def test_a_steps_hyperparameter_and_the_steps_done_are_told_apart(tmp_path, page):
     """A grid over ``steps``: its column and the progress column (steps done of planned)
     have headers and sort-by entries of their own (both were "steps")."""
     written = write_bench(tmp_path / "steps", blurb_json())
     cells = written.cells.assign(steps=np.where(written.cells.lr == LEARNING_RATES[0], 100, 300))
     cells.to_parquet(written.root / _layout.CELLS)
     with serving(written.root) as server:
-        dom = _render(server.url, tmp_path / "profile")
+        dom = page.dom(server.url)
 
     assert 'data-ready="true"' in dom
     headers = re.findall(r"<th[^>]*>([^<]+)</th>", _between(dom, "<thead>", "</thead>"))
