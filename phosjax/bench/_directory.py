@@ -508,8 +508,8 @@ def check_unlocked(root: pathlib.Path) -> None:
             continue
         except OSError as error:
             raise BenchError(
-                f"cannot tell whether another run holds {str(root)!r}: {error}; let this user "
-                "read that lock file (its permissions, those of its folder), then run the "
+                f"cannot tell whether another run or export holds {str(root)!r}: {error}; let this "
+                "user read that lock file (its permissions, those of its folder), then run the "
                 "command again."
             ) from error
         with file:
