@@ -48,6 +48,11 @@ ZOO["moenet"] = ModelConfig(
 )
 
 
+_init_resnet = jax.jit(ZOO["resnet"].build().init)
+"""The zoo's resnet's init as one program (op by op, each op compiles), shared by the tests
+that take its variables."""
+
+
 def _random_alive(groups, seed=0, fraction=0.6):
     rng = np.random.default_rng(seed)
     return {g.name: rng.random(g.size) < fraction for g in groups.groups}
@@ -63,10 +68,11 @@ def test_zoo_shrunk_equals_masked_and_shrinking_twice_changes_nothing(name):
     alive = expressible(config, groups, _random_alive(groups))
     small = shrink(variables, alive, groups, config=config)
 
-    masked_out = jax.jit(model.apply)(mask(variables, alive, groups), x)
+    apply = jax.jit(model.apply)  # one program for both: each jax.jit(...) compiles anew
+    masked_out = apply(mask(variables, alive, groups), x)
     small_out = jax.jit(small.config.build().apply)(small.variables, x)
     np.testing.assert_allclose(small_out, masked_out, atol=1e-5, rtol=1e-5)
-    assert not np.allclose(masked_out, jax.jit(model.apply)(variables, x), atol=1e-3)
+    assert not np.allclose(masked_out, apply(variables, x), atol=1e-3)
     assert small.widths == {name: int(keep.sum()) for name, keep in alive.items()}
 
     again = channel_groups(small.config.build(), small.variables, x)
@@ -76,9 +82,9 @@ def test_zoo_shrunk_equals_masked_and_shrinking_twice_changes_nothing(name):
 
 
 def test_groups_of_the_zoo_follow_residuals_norms_and_heads():
-    resnet = ModelConfig("resnet", num_classes=5, input_shape=(8, 8, 1))
+    resnet = ZOO["resnet"]
     x = jnp.ones((2, 8, 8, 1))
-    variables = resnet.build().init(jax.random.key(0), x)
+    variables = _init_resnet(jax.random.key(0), x)
     groups = {g.name: g for g in channel_groups(resnet.build(), variables, x).groups}
     stream = {(m.path, m.axis) for m in groups["blocks_0/conv_1"].members}
     assert ("params/stem/Conv_0/kernel", 3) in stream  # the residual add ties the stem
@@ -89,7 +95,7 @@ def test_groups_of_the_zoo_follow_residuals_norms_and_heads():
 
     transformer = ModelConfig("transformer", num_classes=5, input_shape=(40,))
     x = jnp.ones((2, 40))
-    variables = transformer.build().init(jax.random.key(0), x)
+    variables = jax.jit(transformer.build().init)(jax.random.key(0), x)
     found = channel_groups(transformer.build(), variables, x)
     heads = {g.name: g for g in found.groups}["blocks_0/attention/qkv"]  # its only group
     assert heads.size == 4
@@ -676,9 +682,9 @@ def test_unsupported_ops_and_bad_alive_raise_clear_errors():
 
 
 def test_a_config_that_cannot_express_the_widths_is_an_error():
-    config = ModelConfig("resnet", num_classes=5, input_shape=(8, 8, 1))
+    config = ZOO["resnet"]
     x = jnp.ones((2, 8, 8, 1))
-    variables = config.build().init(jax.random.key(0), x)
+    variables = _init_resnet(jax.random.key(0), x)
     groups = channel_groups(config.build(), variables, x)
     alive = {"blocks_0/conv_0": np.arange(16) < 8}  # the inner width is not a config field
     with pytest.raises(ValueError, match=r"cannot express these widths.*expressible\(config"):
