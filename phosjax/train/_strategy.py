@@ -311,6 +311,22 @@ def _placed(a: Any, sharding: NamedSharding) -> bool:
     return isinstance(a, jax.Array) and a.sharding.is_equivalent_to(sharding, a.ndim)
 
 
+def _padded(tree: Any, extra: int) -> Any:
+    """``tree``'s leaves with ``extra`` copies of their first cell appended."""
+    return jax.tree.map(lambda a: jnp.concatenate([a, jnp.repeat(a[:1], extra, axis=0)]), tree)
+
+
+def _sliced(tree: Any, cells: int) -> Any:
+    return jax.tree.map(lambda a: a[:cells], tree)
+
+
+PADDED = jax.jit(_padded, static_argnums=1)
+SLICED = jax.jit(_sliced, static_argnums=1)
+"""One compiled program per tree signature, not an eager operation per leaf (each of which
+would compile per shape): a group's state padded with copies of its first cell, and its
+leading cells taken."""
+
+
 class Executor:
     """Places a group's state and data for one strategy and runs one-cell functions on them.
 
@@ -350,15 +366,12 @@ class Executor:
         """``state`` padded to a multiple of the devices and sharded over the ``grid`` axis:
         ``state`` itself when it is placed so already, else new arrays that share no buffer
         with it (which a call may donate)."""
-        extra = self.padded - self.num_cells
-
-        def pad(a: Any) -> Any:  # on the host for host arrays: one transfer per leaf
-            xp = np if isinstance(a, np.ndarray) else jnp
-            return xp.concatenate([a, xp.repeat(a[:1], extra, axis=0)])
-
-        if extra:
-            state = jax.tree.map(pad, state)
         sharding = NamedSharding(self.mesh, PartitionSpec(GRID))
+        if self.padded > self.num_cells:
+            # whole on every device first: padded there by one program, and split from there
+            # (transfers that compile nothing, where a single device's arrays split per shape)
+            whole = jax.device_put(state, NamedSharding(self.mesh, PartitionSpec()))
+            return jax.device_put(PADDED(whole, self.padded - self.num_cells), sharding)
         if all(_placed(a, sharding) for a in jax.tree.leaves(state)):
             return state  # placed already (e.g. by the previous call): device_put costs ms
         return jax.device_put(state, sharding, may_alias=False)
@@ -378,10 +391,11 @@ class Executor:
         used = max(n for n in range(1, self.mesh.size + 1) if cells % n == 0)
         sharding = NamedSharding(Mesh(self.mesh.devices[:used], (GRID,)), PartitionSpec(GRID))
 
-        def take(a: Any) -> Any:
-            return jax.device_put(a[:cells], sharding) if isinstance(a, jax.Array) else a[:cells]
-
-        return jax.tree.map(take, tree)
+        leaves, treedef = jax.tree.flatten(tree)
+        on_device = [a for a in leaves if isinstance(a, jax.Array)]
+        taken = iter(jax.device_put(SLICED(on_device, cells), sharding) if on_device else [])
+        sliced = [next(taken) if isinstance(a, jax.Array) else a[:cells] for a in leaves]
+        return jax.tree.unflatten(treedef, sliced)
 
     def run(self, key: Any, make: Callable[[], CellFn], state: Any, arrays: Any, *, donate: bool):
         """Runs the one-cell function ``make()`` over every cell.

@@ -307,6 +307,55 @@ def test_executor_checks_its_devices_as_run_group_does():
     assert Executor("vmap", 2, np.asarray(devices)).mesh.devices.size == min(2, len(devices))
 
 
+def test_padding_a_state_and_taking_it_back_compile_one_program_each_whatever_its_leaves():
+    """6 cells on 4 devices: padded to 8 and back by one program each, where an eager
+    operation per leaf compiled per shape (an mlp group: 65 compiles, ~2 s of CPU); each
+    leaf keeps its values, dtype (a typed key's too) and weak type, shares no buffer with
+    the caller's, and comes back 2 cells on each of the first 3 devices."""
+    assert len(jax.devices()) == 4
+    compiled = []
+
+    def listen(name: str, seconds: float, **_: object) -> None:
+        if name == "/jax/core/compile/backend_compile_duration":
+            compiled.append(seconds)
+
+    weak = jnp.full((6, 3, 29), 0.5)  # shapes no other test uses
+    assert weak.weak_type
+    state = {
+        "weak": weak,
+        "bfloat16": jnp.ones((6, 29), jnp.bfloat16),
+        "int": jnp.arange(6 * 31, dtype=jnp.int32).reshape(6, 31),
+        "bool": jnp.arange(6 * 37).reshape(6, 37) % 3 == 0,
+        "key": jax.random.split(jax.random.key(5), (6, 41)),
+        "host": np.arange(6 * 43, dtype=np.float32).reshape(6, 43),
+    }
+    executor = Executor("vmap", 6)
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        placed = executor.put_state(state)
+        padding = len(compiled)
+        taken = executor.take(placed)
+        again = executor.take(executor.put_state(taken))  # resumed from its own output
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert padding <= 1 and len(compiled) <= 2
+    raw = lambda a: (
+        jax.random.key_data(a) if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key) else a
+    )
+    buffers = lambda a: {shard.data.unsafe_buffer_pointer() for shard in raw(a).addressable_shards}
+    for name, leaf in state.items():
+        expected = np.asarray(raw(leaf))
+        padded = np.concatenate([expected, expected[:1], expected[:1]])
+        np.testing.assert_array_equal(np.asarray(raw(placed[name])), padded)
+        assert {shard.data.shape[0] for shard in placed[name].addressable_shards} == {2}
+        for out in (taken[name], again[name]):
+            assert (out.dtype, jax.typeof(out).weak_type) == (leaf.dtype, name == "weak")
+            np.testing.assert_array_equal(np.asarray(raw(out)), expected)
+            assert [shard.device for shard in out.addressable_shards] == jax.devices()[:3]
+        if isinstance(leaf, jax.Array):
+            assert not buffers(leaf) & buffers(placed[name])
+
+
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_run_steps_without_donation_leaves_the_state_usable(toy, strategy):
     """``donate=False`` keeps the start state valid: stepping it again gives the same."""

@@ -1,0 +1,60 @@
+"""What placing a padded group's state and taking the padding off cost in compiles.
+
+Run: ``python benchmarks/pad_state.py [--model mlp]``
+
+On 4 CPU devices (``--xla_force_host_platform_device_count=4`` added to ``XLA_FLAGS``), a
+group of 6 cells of the speed bench's model (`phosjax.bench._speed_config.MODELS`) from
+`init_group`, padded to 8 by `Executor.put_state` and back to 6 by `Executor.take`; then 7
+cells (new shapes), then each again. For each call: the XLA compiles, the seconds they
+took, and the process's user CPU seconds.
+"""
+
+import argparse
+import os
+import resource
+
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+)
+
+import jax  # after XLA_FLAGS
+
+from phosjax.bench._speed_config import MODELS
+from phosjax.bench._speed_methods import synthetic_data
+from phosjax.train import Cell, HParams, init_group, plan_groups
+from phosjax.train._strategy import Executor
+
+COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="mlp", choices=sorted(MODELS))
+    args = parser.parse_args()
+    compiles: list[float] = []
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda name, seconds, **_: compiles.append(seconds) if name == COMPILE_EVENT else None
+    )
+    config = MODELS[args.model]
+    data = synthetic_data(config, 128)
+    hp = HParams(batch_size=128, steps=10)
+
+    def measured(label: str, call, tree) -> object:
+        before, user = len(compiles), resource.getrusage(resource.RUSAGE_SELF).ru_utime
+        out = jax.block_until_ready(call(tree))
+        user = resource.getrusage(resource.RUSAGE_SELF).ru_utime - user
+        seconds = sum(compiles[before:])
+        print(f"{label:<30}{len(compiles) - before:>9}{seconds:>12.2f}{user:>11.2f}")
+        return out
+
+    print(f"{'call':<30}{'compiles':>9}{'compile s':>12}{'user s':>11}")
+    for cells, when in [(6, "first"), (7, "new shape"), (6, "again"), (7, "again")]:
+        [group] = plan_groups([Cell(config, data.name, hp, seed) for seed in range(cells)])
+        state = jax.block_until_ready(init_group(group, data))
+        executor = Executor("vmap", cells, jax.devices())
+        placed = measured(f"{cells} cells put_state, {when}", executor.put_state, state)
+        measured(f"{cells} cells take, {when}", executor.take, placed)
+
+
+if __name__ == "__main__":
+    main()
