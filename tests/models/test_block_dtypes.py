@@ -90,16 +90,6 @@ def test_the_resnet_graph_twin_takes_the_dtype_options_as_the_zoo_model():
     np.testing.assert_array_equal(out["head"], zoo.apply(variables, x))
 
 
-def test_the_transformer_and_its_graph_twin_compute_their_stem_in_the_dtype_option():
-    config = ModelConfig("transformer", 3, (16,), width=8, depth=1, options={"dtype": "bfloat16"})
-    zoo, graph = build_model(config), graph_model(config)
-    x = jax.random.normal(jax.random.key(1), (2, 16))
-    variables = zoo.init(jax.random.key(0), x)
-    out = graph.apply(variables, x)
-    assert out["stem"].dtype == jnp.bfloat16  # the patches' embedding, not float32
-    np.testing.assert_array_equal(out["head"], zoo.apply(variables, x))
-
-
 def test_a_float64_gru_draws_its_recurrent_kernel_orthogonal_in_float64():
     with jax.enable_x64(True):
         block = GRUBlock(16, param_dtype=jnp.float64)

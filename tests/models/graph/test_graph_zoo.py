@@ -119,6 +119,7 @@ def test_the_transformer_twin_computes_in_the_dtype_option(key):
     x = jax.random.normal(key, (3, 16))
     variables = jax.jit(zoo.init)(key, x)
     out = graph.apply(variables, x)
+    assert out["stem"].dtype == jnp.bfloat16  # the patches' embedding, not float32
     assert out["blocks_0/mlp_out"].dtype == jnp.bfloat16
     np.testing.assert_array_equal(out["head"], zoo.apply(variables, x))
 
