@@ -1141,9 +1141,9 @@ def test_a_numpy_input_s_padded_tokens_are_read_as_zeros_too(key):
     real = jnp.arange(5) < jnp.array([[5], [3]])  # example 1: 2 padded tokens
     variables = model.init(key, x, mask=real)
 
-    def grads(x):
+    def grads(x):  # x closed over: a NumPy x reaches apply as NumPy under jit too
         loss = lambda v: (jnp.where(real[..., None], model.apply(v, x, mask=real), 0) ** 2).sum()
-        return jax.grad(loss)(variables)
+        return jax.jit(jax.grad(loss))(variables)
 
     held = np.array(x)
     held[1, 3:] = np.nan
