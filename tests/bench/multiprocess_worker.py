@@ -1,8 +1,10 @@
 """One process of a bench shared by several: ``python -m tests.bench.multiprocess_worker
-PORT ID COUNT DIR CHANGES``.
+PORT ID COUNT DIRS CHANGES``.
 
 Joins ``jax.distributed`` on CPU (two fake devices per process) and runs
-``tiny_config(**json.loads(CHANGES))`` on the toy data in ``DIR``. A `BenchError` is
+``tiny_config(**json.loads(CHANGES))`` on the toy data in each of ``DIRS`` (one
+directory, or several joined by ``os.pathsep``: one after the other, in the same
+processes), printing ``rows <count>`` after each. A `BenchError` is
 printed as ``BenchError: <message>`` and exits with 2. With ``STOP_AFTER_SAVE=<step>``
 in the environment the process stops (exit code 3) right after saving its first
 checkpoint of that step: what a kill mid-group leaves. With ``SLOW_SAVE_S=<seconds>``
@@ -22,7 +24,7 @@ import time
 from tests.processes import join
 
 
-def main(port: str, process_id: str, count: str, directory: str, changes: str) -> None:
+def main(port: str, process_id: str, count: str, directories: str, changes: str) -> None:
     join(port, process_id, count)
     import jax
 
@@ -68,8 +70,9 @@ def main(port: str, process_id: str, count: str, directory: str, changes: str) -
     if os.environ.get("FEW_EXAMPLES_IN") == process_id:
         data = dataclasses.replace(data, x_train=data.x_train[:8], y_train=data.y_train[:8])
     try:
-        results = run(config, directory, datasets={"toy": data}, progress=False)
-        print(f"rows {len(results)}", flush=True)
+        for directory in directories.split(os.pathsep):
+            results = run(config, directory, datasets={"toy": data}, progress=False)
+            print(f"rows {len(results)}", flush=True)
     except BenchError as error:
         print(f"BenchError: {error}", flush=True)
         sys.exit(2)
