@@ -351,7 +351,7 @@ def test_what_padded_patches_hold_reaches_no_gradient_of_the_transformer(pairs):
     x = jax.random.normal(jax.random.key(0), (2, 9))
     real = jnp.arange(4) < jnp.array([[4], [2]])  # 4 patches; example 1: 2 padded (tokens 4-7)
     real = nn.make_attention_mask(real, real, dtype=bool) if pairs else real
-    variables = model.init(jax.random.key(1), x)
+    variables = jax.jit(model.init)(jax.random.key(1), x)
     loss = lambda params, x: (model.apply({"params": params}, x, mask=real) ** 2).sum()
     grad = jax.jit(jax.grad(loss, argnums=(0, 1)))
     grads = grad(variables["params"], x.at[1, 4].set(jnp.inf).at[1, 5:].set(jnp.nan))
