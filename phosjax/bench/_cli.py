@@ -513,10 +513,7 @@ def _kept_in_bench(
     try:
         finished, cells = finished_cells(directory)
     except (OSError, ValueError):  # a BrokenFileError, a file cut short: what is sure
-        return (
-            f"everything written in --dir {directory!r} is kept; the same command "
-            f"continues it: {command}"
-        )
+        return f"everything written in --dir {directory!r} is kept; {when_unfinished}: {command}"
     kept = f"{directory!r} keeps {finished} of {counted(cells, 'cell')} finished"
     if finished == cells:  # no other cell has rows to speak of
         return f"{kept}; {when_finished}: {command}"

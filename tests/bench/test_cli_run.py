@@ -796,9 +796,12 @@ def test_ctrl_c_says_how_many_cells_are_kept_and_the_command_that_continues(
     )
 
 
+@pytest.mark.parametrize("force", [False, True])
 def test_ctrl_c_on_a_bench_whose_status_is_cut_short_still_says_how_to_continue(
-    cli_bench, tmp_path, capsys, monkeypatch
+    cli_bench, tmp_path, capsys, monkeypatch, force
 ):
+    """With --force it said 'the same command continues it', where the same command moves
+    the bench aside and starts over when the config given differs."""
     root = tmp_path / "bench"
     shutil.copytree(cli_bench[0], root)
     (root / _layout.STATUS).write_text('{"groups": ')
@@ -807,10 +810,17 @@ def test_ctrl_c_on_a_bench_whose_status_is_cut_short_still_says_how_to_continue(
         raise KeyboardInterrupt
 
     monkeypatch.setattr("phosjax.bench.new.run", interrupted)
-    assert new_main(["--dir", str(root)]) == 130
+    options = ["--dir", str(root), *(["--force"] if force else [])]
+    assert new_main(options) == 130
+    again = (
+        "the same command moves it aside and starts over if the config given differs from its "
+        "own, or else continues it"
+        if force
+        else "the same command continues it"
+    )
     assert capsys.readouterr().err == (
-        f"interrupted: everything written in --dir {str(root)!r} is kept; the same command "
-        f"continues it: python -m phosjax.bench.new --dir {root}\n"
+        f"interrupted: everything written in --dir {str(root)!r} is kept; {again}: "
+        f"python -m phosjax.bench.new {' '.join(options)}\n"
     )
 
 
