@@ -317,14 +317,15 @@ def _padded(tree: Any, extra: int) -> Any:
 
 
 def _sliced(tree: Any, cells: int) -> Any:
+    """``tree``'s leaves cut to their first ``cells`` cells."""
     return jax.tree.map(lambda a: a[:cells], tree)
 
 
-PADDED = jax.jit(_padded, static_argnums=1)
-SLICED = jax.jit(_sliced, static_argnums=1)
-"""One compiled program per tree signature, not an eager operation per leaf (each of which
-would compile per shape): a group's state padded with copies of its first cell, and its
-leading cells taken."""
+PADDED, SLICED = jax.jit(_padded, static_argnums=1), jax.jit(_sliced, static_argnums=1)
+"""One compiled program per tree signature and count, not an eager operation per leaf (each
+of which would compile per shape): a group's state padded with copies of its first cell, and
+its leading cells taken. Plain `jax.jit` (a count is static, which `CompiledProgram`'s
+signatures leave out): their compiles are JAX's to keep and not in `compile_totals`."""
 
 
 class Executor:
