@@ -435,7 +435,7 @@ const seedsFinal = (row, split, step) => (step === null ? row._final?.[split] : 
 // The table's rows (`modeRows`) that pass the filter menus and the text search (`search`:
 // `currentSearch`), whose terms on a result column (`resultColumns`) take each row's value
 // as the table shows it: a cell's, or a configuration's mean over the seeds shown.
-function tableRows(search = currentSearch()) {
+function tableRows(search) {
   const results = search.results;
   const terms = search.terms.filter((term) => !term.flaw);
   const onResults = terms.filter((term) => results.has(term.column));
