@@ -436,10 +436,11 @@ def locked(
 
 
 def _unwritable(root: pathlib.Path, error: OSError, writing: str) -> BenchError:
-    """What a lock file of the bench in ``root`` that cannot be made (``error``, which
-    names it) says: what could not be written (``writing``: the bench, for a run; only
-    its lock, for an export), ``root`` and what to do (for a bench's folder one may
-    write, whose disk is full: make room (`NO_ROOM`), not its permissions)."""
+    """What a lock file of the bench in ``root`` that cannot be made (or, an export's,
+    written: `export_locked`) says, ``error`` naming it: what could not be written
+    (``writing``: the bench, for a run; only its lock, for an export), ``root`` and what
+    to do (for a bench's folder one may write, whose disk is full: make room
+    (`NO_ROOM`), not its permissions)."""
     room = NO_ROOM.get(error.errno or 0)  # a full disk: what makes room (0: no errno)
     cause = "make its folder writable" if error.errno in _READ_ONLY else room or "see to that"
     if _layout.is_bench(root):  # continued or added to: another --dir would not hold it
