@@ -69,6 +69,7 @@ from phosjax.models.graph import GraphModel, node
 from phosjax.train import Chunk, train_grid
 from phosjax.train._grid import chunk_frame
 from tests.bench.runner_tiny import Killed, killed_after_save, tiny_config
+from tests.compiles import compiles_seen
 
 NOT_STEP_TIME = lambda frame: frame.drop(columns="step_time_s")
 
@@ -1945,13 +1946,7 @@ def test_a_models_blurb_compiles_one_program_with_its_init(tmp_path, toy):
     # op by op, model.init compiled a program for each initializer op of each new shape;
     # jitted apart from the blurb's run, it compiled every param's random init
     planned = plan(tiny_config(models=[{"name": "mlp", "width": 11, "depth": 3}]), toy)
-    compiles = []
-    event = "/jax/core/compile/backend_compile_duration"
-    listener = lambda name, *_, **__: compiles.append(name) if name == event else None
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
+    with compiles_seen() as compiles:
         _runner._write_blurbs(tmp_path, planned, flops=False)
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
     assert len(list((tmp_path / _layout.BLURBS).iterdir())) == 1
     assert len(compiles) == 1  # the run that records the blurb, the init traced in it

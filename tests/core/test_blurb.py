@@ -20,6 +20,7 @@ from phosjax.core._blurb import (
     blurb,
     blurb_of_init,
 )
+from tests.compiles import compiles_seen
 
 BATCH = 2
 
@@ -281,14 +282,8 @@ def test_a_blurb_of_an_init_is_the_blurb_of_its_variables_in_one_program(key):
     model = WithWeighted()
     init = lambda: px.set_knobs(model.init(key, x), {"gate/scale": 3.0})
     expected = blurb(model, init(), x, flops=False, measure_latency=False)
-    compiles = []
-    event = "/jax/core/compile/backend_compile_duration"
-    listener = lambda name, *_, **__: compiles.append(name) if name == event else None
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
+    with compiles_seen() as compiles:
         summary = blurb_of_init(model, init, x, flops=False, measure_latency=False)
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
     assert len(compiles) == 1  # the init is no program of its own
     assert summary.to_json() == expected.to_json()
 
@@ -560,14 +555,8 @@ def test_flops_of_modules_of_one_program_compile_it_once(key, monkeypatch):
     x = jnp.ones((BATCH, 13))
     model = nn.Sequential([nn.Dense(13), nn.Dense(13), nn.Dense(13)])
     variables = model.init(key, x)
-    compiles = []
-    event = "/jax/core/compile/backend_compile_duration"
-    listener = lambda name, *_, **__: compiles.append(name) if name == event else None
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
+    with compiles_seen() as compiles:
         summary = blurb(model, variables, x, measure_latency=False)
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
     assert len(compiles) == 3  # the recording, the whole model, one of its layers
     counts = {summary[f"layers_{i}"].flops for i in range(3)}
     assert len(counts) == 1 and 2 * BATCH * 13 * 13 <= counts.pop() < summary.root.flops

@@ -20,6 +20,7 @@ from phosjax.morph import (
     once,
     shrink,
 )
+from tests.compiles import compiles_seen
 
 CNN1D = ModelConfig("cnn1d", num_classes=5, input_shape=(40,))
 TRANSFORMER = ModelConfig("transformer", num_classes=5, input_shape=(40,))
@@ -74,14 +75,8 @@ def test_telling_a_config_split_per_block_computes_the_same_compiles_one_program
     base = ModelConfig("mlp", 5, (13,), depth=3, width=17)  # shapes no other test uses
     split = base.replace(depth=1, width=(17, 17, 17))
     assert _fit.variable_shapes(base) == _fit.variable_shapes(split)  # traced, kept
-    compiles = []
-    event = "/jax/core/compile/backend_compile_duration"
-    listener = lambda name, *_, **__: compiles.append(name) if name == event else None
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
+    with compiles_seen() as compiles:
         assert _fit.same_function(base, split)
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
     assert len(compiles) <= 1
 
 

@@ -42,6 +42,7 @@ from phosjax.train._strategy import (
     compile_totals,
     program_memory,
 )
+from tests.compiles import compiles_seen
 from tests.train.tiny import Tiny, assert_same_run
 
 TOL = {"rtol": 2e-5, "atol": 2e-6}
@@ -313,12 +314,6 @@ def test_padding_a_state_and_taking_it_back_compile_one_program_each_whatever_it
     leaf keeps its values, dtype (a typed key's too) and weak type, shares no buffer with
     the caller's, and comes back 2 cells on each of the first 3 devices."""
     assert len(jax.devices()) == 4
-    compiled = []
-
-    def listen(name: str, seconds: float, **_: object) -> None:
-        if name == "/jax/core/compile/backend_compile_duration":
-            compiled.append(seconds)
-
     weak = jnp.full((6, 3, 29), 0.5)  # shapes no other test uses
     assert weak.weak_type
     state = {
@@ -330,14 +325,11 @@ def test_padding_a_state_and_taking_it_back_compile_one_program_each_whatever_it
         "host": np.arange(6 * 43, dtype=np.float32).reshape(6, 43),
     }
     executor = Executor("vmap", 6)
-    jax.monitoring.register_event_duration_secs_listener(listen)
-    try:
+    with compiles_seen() as compiled:
         placed = executor.put_state(state)
         padding = len(compiled)
         taken = executor.take(placed)
         again = executor.take(executor.put_state(taken))  # resumed from its own output
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listen)
     assert padding <= 1 and len(compiled) <= 2
     raw = lambda a: (
         jax.random.key_data(a) if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key) else a
@@ -500,11 +492,7 @@ def test_every_program_a_chunk_compiles_counts_in_its_compile_s_not_its_train_s(
     state with a diverged cell (its chunks guarded), the copy of the state it donates."""
     import phosjax.train._run as run_module
 
-    compiled, marks = [], []  # XLA compiles so far, at each of run_group's clock readings
-
-    def listen(name: str, seconds: float, **_: object) -> None:
-        if name == "/jax/core/compile/backend_compile_duration":
-            compiled.append(seconds)
+    marks = []  # the XLA compiles so far (compiled), at each of run_group's clock readings
 
     width = 12 if resumed else 11  # shapes no other test compiled for
     sgd = HParams(optimizer="sgd", batch_size=16, steps=3)
@@ -517,11 +505,8 @@ def test_every_program_a_chunk_compiles_counts_in_its_compile_s_not_its_train_s(
         assert jax.device_get(state.diverged).tolist() == [True, False]
     clock = run_module._clock
     monkeypatch.setattr(run_module, "_clock", lambda: marks.append(len(compiled)) or clock())
-    jax.monitoring.register_event_duration_secs_listener(listen)
-    try:
+    with compiles_seen() as compiled:
         _, run = run_group(group, state, toy, strategy="vmap", chunk_steps=2)
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listen)
     marks = marks[1:]  # each chunk reads the clock as it begins, (evaluates,) and ends
     assert run.chunks
     for chunk in run.chunks:
@@ -535,21 +520,12 @@ def test_training_on_with_the_shapes_trained_before_compiles_nothing(toy, strate
     """A later `run_group` of the same group and chunk lengths, from its state on the
     device or fetched to the host (as a checkpoint), compiles no program: neither the
     engine's nor a jnp op of its checks, placing or fetching."""
-    compiled = []
-
-    def listen(name: str, seconds: float, **_: object) -> None:
-        if name == "/jax/core/compile/backend_compile_duration":
-            compiled.append(seconds)
-
     hp = HParams(batch_size=16, steps=6, eval_every=2)
     [group] = plan_groups([Cell(Tiny(width=13), "toy", hp, seed) for seed in range(2)])
     state, _ = run_group(group, init_group(group, toy), toy, 2, strategy=strategy)
-    jax.monitoring.register_event_duration_secs_listener(listen)
-    try:
+    with compiles_seen() as compiled:
         state, run = run_group(group, state, toy, 4, strategy=strategy)
         state, _ = run_group(group, jax.device_get(state), toy, strategy=strategy)
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listen)
     assert [chunk.compiles for chunk in run.chunks] == [0]
     assert jax.device_get(state.step).tolist() == [6, 6] and compiled == []
 
