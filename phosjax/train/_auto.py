@@ -5,13 +5,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from phosjax._hosts import local_devices
 from phosjax.train._config import int_at_least
 from phosjax.train._matmul_convs import has_convs
-from phosjax.train._strategy import MATMUL_STRATEGIES, STRATEGIES, Executor
+from phosjax.train._strategy import COPY, MATMUL_STRATEGIES, STRATEGIES, Executor
 
 TIE = 0.05
 """Strategies within this fraction of the fastest count as equally fast: the first of them
@@ -111,8 +110,8 @@ def measure_strategies(
         mesh = tuple(executor.mesh.devices.flat)
         if mesh not in placed:
             # A copy on the device keeps the leaves' weak types, so the programs timed are
-            # those the run then runs (a host copy would not).
-            copy = executor.put_state(jax.tree.map(jnp.copy, state))
+            # those the run then runs (a host copy would not); one program, not one per leaf.
+            copy = executor.put_state(COPY(state))
             placed[mesh] = jax.block_until_ready(copy), executor.put_data(arrays)
         ready[strategy] = executor, *placed[mesh]
         try:

@@ -11,7 +11,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from phosjax._hosts import local_devices
@@ -37,6 +36,7 @@ from phosjax.train._step import (
     make_train_step,
 )
 from phosjax.train._strategy import (
+    COPY,
     STRATEGIES,
     CompiledProgram,
     Executor,
@@ -216,14 +216,6 @@ def _optimizer_state_finite(state: GroupState) -> jax.Array:
     there, so a check at a chunk's end finds every cell whose state overflowed in it."""
     return jax.vmap(all_finite)(state.opt_state)
 
-
-def _copy(state: GroupState) -> GroupState:
-    """``state`` in new buffers (of the same shardings), which a call may donate."""
-    return jax.tree.map(jnp.copy, state)
-
-
-COPY = CompiledProgram(jax.jit(_copy))
-"""`_copy`, compiled ahead of time: its compile counts in a chunk's ``compile_s``."""
 
 OPTIMIZER_STATE_FINITE = CompiledProgram(jax.jit(_optimizer_state_finite))
 """`_optimizer_state_finite`, compiled ahead of time: its compile counts in a chunk's

@@ -214,6 +214,16 @@ UNSTACK, STACK = CompiledProgram(jax.jit(_unstack)), CompiledProgram(jax.jit(_st
 """One compiled call each: a stacked tree into its cells, and cells into one stacked tree."""
 
 
+def _copy(tree: Any) -> Any:
+    """``tree`` in new buffers (of the same shardings and types), which a call may donate."""
+    return jax.tree.map(jnp.copy, tree)
+
+
+COPY = CompiledProgram(jax.jit(_copy))
+"""`_copy`, compiled ahead of time: one program per tree signature, not an eager copy per
+leaf (each compiling per shape); its compile counts in a chunk's ``compile_s``."""
+
+
 def _without_logical_rules(fn: CellFn) -> CellFn:
     """``fn`` traced with no logical axis rules: each cell runs whole on one device, so a
     model's ``nn.with_logical_constraint`` constrains nothing (as without rules), where

@@ -35,6 +35,7 @@ from phosjax.train._auto import TIE, fastest
 from phosjax.train._state import INIT_PROGRAMS_KEPT
 from phosjax.train._strategy import (
     _LIFTED,
+    COPY,
     STEPWISE_UNROLL,
     CellFn,
     CompiledProgram,
@@ -308,11 +309,12 @@ def test_executor_checks_its_devices_as_run_group_does():
     assert Executor("vmap", 2, np.asarray(devices)).mesh.devices.size == min(2, len(devices))
 
 
-def test_padding_a_state_and_taking_it_back_compile_one_program_each_whatever_its_leaves():
-    """6 cells on 4 devices: padded to 8 and back by one program each, where an eager
-    operation per leaf compiled per shape (an mlp group: 65 compiles, ~2 s of CPU); each
-    leaf keeps its values, dtype (a typed key's too) and weak type, shares no buffer with
-    the caller's, and comes back 2 cells on each of the first 3 devices."""
+def test_padding_copying_and_taking_back_a_state_compile_one_program_each_whatever_its_leaves():
+    """6 cells on 4 devices: padded to 8, copied (as `measure_strategies` does) and taken
+    back by one program each, where an eager operation per leaf compiled per shape (an mlp
+    group: 65 compiles, ~2 s of CPU); each leaf keeps its values, dtype (a typed key's too)
+    and weak type, shares no buffer with the caller's (a copy none with its original, whose
+    sharding it keeps), and comes back 2 cells on each of the first 3 devices."""
     assert len(jax.devices()) == 4
     weak = jnp.full((6, 3, 29), 0.5)  # shapes no other test uses
     assert weak.weak_type
@@ -328,9 +330,11 @@ def test_padding_a_state_and_taking_it_back_compile_one_program_each_whatever_it
     with compiles_seen() as compiled:
         placed = executor.put_state(state)
         padding = len(compiled)
+        copied = COPY(placed)
+        copying = len(compiled) - padding
         taken = executor.take(placed)
         again = executor.take(executor.put_state(taken))  # resumed from its own output
-    assert padding <= 1 and len(compiled) <= 2
+    assert padding <= 1 and copying <= 1 and len(compiled) <= 3
     raw = lambda a: (
         jax.random.key_data(a) if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key) else a
     )
@@ -340,6 +344,11 @@ def test_padding_a_state_and_taking_it_back_compile_one_program_each_whatever_it
         padded = np.concatenate([expected, expected[:1], expected[:1]])
         np.testing.assert_array_equal(np.asarray(raw(placed[name])), padded)
         assert {shard.data.shape[0] for shard in placed[name].addressable_shards} == {2}
+        copy = copied[name]
+        assert (copy.dtype, jax.typeof(copy).weak_type) == (leaf.dtype, name == "weak")
+        assert copy.sharding == placed[name].sharding
+        np.testing.assert_array_equal(np.asarray(raw(copy)), padded)
+        assert not buffers(copy) & buffers(placed[name])
         for out in (taken[name], again[name]):
             assert (out.dtype, jax.typeof(out).weak_type) == (leaf.dtype, name == "weak")
             np.testing.assert_array_equal(np.asarray(raw(out)), expected)
