@@ -55,20 +55,6 @@ def written(tmp_path_factory):
     return write_bench(root, blurb_json(), train_only=("step_time_s",))
 
 
-def _render(url: str, profile: pathlib.Path, screenshot: pathlib.Path | None = None) -> str:
-    """The DOM after the page's scripts ran (and a screenshot of the window, if asked)."""
-    command = [
-        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-        "--no-first-run", "--hide-scrollbars", f"--user-data-dir={profile}",
-        "--virtual-time-budget=5000", "--window-size=1400,1000", "--dump-dom",
-    ]  # fmt: skip
-    if screenshot is not None:
-        command.append(f"--screenshot={screenshot}")
-    done = subprocess.run([*command, url], capture_output=True, text=True, timeout=90)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
-
-
 def _modules(module: dict) -> int:
     return 1 + sum(_modules(child) for child in module["children"])
 

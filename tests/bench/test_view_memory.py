@@ -12,8 +12,12 @@ import pytest
 from phosjax.bench import _layout
 from phosjax.bench.view._api import encode, profile
 from phosjax.bench.view._bench import BenchFiles
+from tests.bench import test_view_browser
 from tests.bench._viewer_fixtures import blurb_json, serving, write_bench
-from tests.bench.test_view_browser import CHROMIUM, _between, _render
+from tests.bench.test_view_browser import CHROMIUM, _between
+
+browser, page = test_view_browser.browser, test_view_browser.page
+"""`test_view_browser`'s fixtures: one headless Chromium for the module, a page per test."""
 
 STARTED = 1.7e9
 
@@ -127,12 +131,12 @@ def _paths(section: str) -> list[list[float]]:
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary")
-def test_the_page_draws_memory_per_process_and_counts_each_group_once(tmp_path):
+def test_the_page_draws_memory_per_process_and_counts_each_group_once(tmp_path, page):
     root = write_bench(tmp_path / "shared", blurb_json()).root
     write_process_memory(root, (60, 40))
     write_process_status(root)
     with serving(root) as server:
-        dom = _render(server.url, tmp_path / "profile")
+        dom = page.dom(server.url)
 
     assert 'data-ready="true"' in dom
     assert '<span class="chip">0 / 2 groups finished</span>' in dom  # not 2 / 4 shares
@@ -146,12 +150,12 @@ def test_the_page_draws_memory_per_process_and_counts_each_group_once(tmp_path):
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary")
-def test_past_15_memory_series_each_has_a_colour_of_its_own(tmp_path):
+def test_past_15_memory_series_each_has_a_colour_of_its_own(tmp_path, page):
     """8 processes, two columns each: the 14th series took the palette's first colour again."""
     root = write_bench(tmp_path / "shared", blurb_json()).root
     write_process_memory(root, (4,) * 8)
     with serving(root) as server:
-        dom = _render(server.url, tmp_path / "profile")
+        dom = page.dom(server.url)
 
     section = _between(dom, 'id="memory"', 'id="morph"')
     colours = re.findall(r'<path class="curve" d="[^"]*" stroke="([^"]*)"', section)
@@ -159,14 +163,14 @@ def test_past_15_memory_series_each_has_a_colour_of_its_own(tmp_path):
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary")
-def test_the_memory_line_breaks_between_the_runs_of_a_resumed_bench(tmp_path):
+def test_the_memory_line_breaks_between_the_runs_of_a_resumed_bench(tmp_path, page):
     """No process ran between a run and its resumption 10 s later: no line is drawn
     across that time (one was, from the last sample of the run to the first of the next)."""
     root = write_bench(tmp_path / "resumed", blurb_json()).root
     runs = [_samples(30, STARTED), _samples(30, STARTED + 20.0)]
     pd.concat(runs, ignore_index=True).to_parquet(root / _layout.MEMORY)
     with serving(root) as server:
-        dom = _render(server.url, tmp_path / "profile")
+        dom = page.dom(server.url)
 
     assert 'data-ready="true"' in dom
     section = _between(dom, 'id="memory"', 'id="morph"')
