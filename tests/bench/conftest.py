@@ -1,5 +1,6 @@
 """Fixtures of the bench runner tests: a toy data set and tiny configs; the stop signals
-handled as in a command."""
+handled as in a command; a headless Chromium per module and a page of it per test (the
+viewer's browser tests)."""
 
 import signal
 from collections.abc import Iterator
@@ -8,6 +9,7 @@ import pytest
 
 from phosjax.bench import _interrupt
 from phosjax.data import ArrayDataset
+from tests.bench._chromium import Browser, Page
 from tests.bench.runner_tiny import toy_data
 
 
@@ -27,3 +29,30 @@ def stop_signals_handled() -> Iterator[None]:
     finally:
         for signum, handled in previous.items():
             signal.signal(signum, handled)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """A headless Chromium for the module's pages, started again where it ended."""
+    started: list[Browser] = []
+
+    def running() -> Browser:
+        if not started or not started[-1].running:
+            started.append(Browser(tmp_path_factory.mktemp("cdp-profile")))
+        return started[-1]
+
+    try:
+        yield running
+    finally:
+        for each in started:
+            each.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A page of the module's browser, in a browser context of its own, closed after."""
+    opened = Page(browser())
+    try:
+        yield opened
+    finally:
+        opened.close()

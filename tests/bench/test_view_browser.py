@@ -2,22 +2,17 @@
 the leaderboard rows, draws the curves, the blurb tree, the graph and the profile; the
 hyperparameter plot is driven over the DevTools protocol (filters, hovering)."""
 
-import base64
-import contextlib
-import fcntl
 import html
 import json
 import math
 import os
 import pathlib
 import re
-import select
 import shutil
 import socket
 import subprocess
 import time
 import urllib.parse
-from typing import Any
 
 import jax
 import numpy as np
@@ -29,6 +24,8 @@ import pytest
 
 from phosjax.bench import _layout
 from phosjax.bench.view import BenchFiles
+from tests.bench import _chromium
+from tests.bench._chromium import CHROMIUM, Browser, Page, between
 from tests.bench._viewer_fixtures import (
     DIVERGED,
     LEARNING_RATES,
@@ -42,7 +39,6 @@ from tests.bench._viewer_fixtures import (
     write_bench,
 )
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = pathlib.Path(__file__).resolve().parents[2] / "test-artifacts"
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="no chromium binary (Debian: apt-get install chromium; CI installs it)"
@@ -57,10 +53,6 @@ def written(tmp_path_factory):
 
 def _modules(module: dict) -> int:
     return 1 + sum(_modules(child) for child in module["children"])
-
-
-def _between(dom: str, start: str, end: str) -> str:
-    return dom[dom.index(start) : dom.index(end, dom.index(start))]
 
 
 def test_page_shows_leaderboard_curves_blurb_and_profile(written, page):
@@ -78,43 +70,43 @@ def test_page_shows_leaderboard_curves_blurb_and_profile(written, page):
     assert dom.count('class="board-row"') == cells
     for cell_id in written.cells.cell_id:
         assert f">{cell_id}</td>" in dom
-    head = _between(dom, "<thead>", "</thead>")  # all metrics, but no column without a value
+    head = between(dom, "<thead>", "</thead>")  # all metrics, but no column without a value
     assert all(f">{split} aux/balance</th>" in head for split in SPLITS)
     assert ">train step_time_s</th>" in head and ">test step_time_s</th>" not in head
-    curves = _between(dom, 'id="curve-plots"', 'id="legend"')
+    curves = between(dom, 'id="curve-plots"', 'id="legend"')
     assert curves.count('class="curve"') == cells * len(SPLITS)
     assert all(curves.count(f">{split}</text>") == 1 for split in SPLITS)  # one plot each
-    aux = _between(dom, 'id="aux-plots"', 'id="aux-legend"')
+    aux = between(dom, 'id="aux-plots"', 'id="aux-legend"')
     assert aux.count('class="curve"') == 3 * choice_cells  # aux/balance and two path weights
-    aux_legend = _between(dom, 'id="aux-legend"', 'id="models"')  # whose each colour is
+    aux_legend = between(dom, 'id="aux-legend"', 'id="models"')  # whose each colour is
     assert aux_legend.count(">choice · ") == len(LEARNING_RATES) and ">mlp · " not in aux_legend
-    blurb = _between(dom, 'id="blurb"', 'id="graph"')
+    blurb = between(dom, 'id="blurb"', 'id="graph"')
     assert blurb.count('<details class="module') == _modules(written.blurb["root"])
     assert "softmax temperature" in blurb and "(default 1, range &gt; 0)" in blurb
     assert html.escape(NOTE_TEXT, quote=False) in blurb  # a note's text shown, not parsed
     assert ">1.2 s</span>" in blurb and ">25 µs</span>" in blurb  # as the text table: s, ms, µs
-    graph = _between(dom, 'id="graph"', 'id="profile"')
+    graph = between(dom, 'id="graph"', 'id="profile"')
     assert graph.count('class="edge"') == 5 and graph.count('class="node ') == 5
-    phases = _between(dom, 'id="phases"', 'id="memory"')
+    phases = between(dom, 'id="phases"', 'id="memory"')
     assert phases.count('class="bar"') == len(written.phases)
-    memory = _between(dom, 'id="memory"', 'id="morph"')
+    memory = between(dom, 'id="memory"', 'id="morph"')
     assert memory.count('class="curve"') == 2  # see test_view_memory for several processes
     assert "host_rss_bytes</span>" in memory and "(process" not in memory
 
-    env = _between(dom, 'id="env"', "</table>")  # readable, not env.json's raw JSON
+    env = between(dom, 'id="env"', "</table>")  # readable, not env.json's raw JSON
     assert f"<td>jax=={jax.__version__}, tensorflow-datasets (not installed)</td>" in env
     assert "<th>devices</th><td>NVIDIA H100 × 2</td>" in env and "<td>3.11</td>" in env
     assert "<th>earlier</th><td>python 3.10; packages jax==0.4.30; devices cpu × 1</td>" in env
 
-    widths = _between(dom, 'data-column="width"', "</select>")  # text in natural order
+    widths = between(dom, 'data-column="width"', "</select>")  # text in natural order
     assert widths.index(">25,50</option>") < widths.index(">100</option>")
-    sort_by = _between(dom, 'id="sort-by"', "</select>")  # any hparam, also those not shown
+    sort_by = between(dom, 'id="sort-by"', "</select>")  # any hparam, also those not shown
     columns = ("lr", "width", "seed", "group_id", "model")
     assert all(f'<option value="{c}">' in sort_by for c in columns)
 
     assert configs_dom.count('class="board-row"') == cells // len(SEEDS)
     assert configs_dom.count('data-mode="configs" class="on"') == 2  # the board's and the curves'
-    curves = _between(configs_dom, 'id="curve-plots"', 'id="legend"')
+    curves = between(configs_dom, 'id="curve-plots"', 'id="legend"')
     assert curves.count('class="band"') == cells // len(SEEDS)  # step_time_s: train only
     assert ">train</text>" in curves and ">test</text>" not in curves  # no empty plot
 
@@ -135,19 +127,19 @@ def test_a_diverged_seed_and_lines_past_the_cap_are_shown(tmp_path, frozen, page
         configs_dom = page.dom(server.url + "?mode=configs")
 
     assert 'data-ready="true"' in cells_dom and 'data-ready="true"' in configs_dom
-    legend = _between(cells_dom, 'id="legend"', 'id="aux"')
+    legend = between(cells_dom, 'id="legend"', 'id="aux"')
     assert f"showing 80 of {len(written.cells)} lines: filter or hide rows" in legend
-    curves = _between(cells_dom, 'id="curve-plots"', 'id="legend"')
+    curves = between(cells_dom, 'id="curve-plots"', 'id="legend"')
     assert curves.count('class="curve"') == 80 * len(SPLITS)
     assert '<td class="num diverged">NaN</td>' in cells_dom  # not the "–" of no result
 
-    rows = _between(configs_dom, "<tbody>", "</tbody>").split('class="board-row"')[1:]
+    rows = between(configs_dom, "<tbody>", "</tbody>").split('class="board-row"')[1:]
     assert len(rows) == len(written.cells) // len(seeds)
     diverged = f"diverged (1/{len(seeds)})"
     model, lr, _ = DIVERGED
     assert diverged in rows[-1] and f">{model}</td>" in rows[-1] and f">{lr}</td>" in rows[-1]
     assert all(diverged not in row for row in rows[:-1])  # the diverged config sorts last
-    legend = _between(configs_dom, 'id="legend"', 'id="aux"')
+    legend = between(configs_dom, 'id="legend"', 'id="aux"')
     assert legend.count("(1 diverged)") == 1 and f"{model} · lr={lr} (1 diverged)" in legend
 
 
@@ -220,7 +212,7 @@ def test_the_curves_of_many_cells_are_asked_for_in_requests_a_server_takes(tmp_p
 NEXT_LOOK_S = 90
 """Seconds a test waits for the page's next look at the bench, on its own: it waits up to
 60 s between looks (five times as long as its last reading took: 15 s after one of 3 s,
-on a busy machine; a tenth of that where `_Page.hasten_looks`), then reads what changed."""
+on a busy machine; a tenth of that where `Page.hasten_looks`), then reads what changed."""
 
 LIVE = "document.getElementById('live-state').textContent"
 """The header's live indicator."""
@@ -252,7 +244,7 @@ def test_a_bench_without_cells_says_so(tmp_path, page):
         dom = page.dom(server.url)
     assert 'data-ready="true"' in dom and "No cells planned yet." in dom
     assert "No cell matches the filters." not in dom
-    assert 'class="chip"' not in _between(dom, 'id="filters"', "</div>")  # no "model = –"
+    assert 'class="chip"' not in between(dom, 'id="filters"', "</div>")  # no "model = –"
     assert '<div id="graph" class="graph" hidden=""></div>' in dom  # no empty box beside
 
 
@@ -326,251 +318,11 @@ def test_a_morph_run_directory_shows_its_morph_panel_alone(tmp_path, page):
         assert "morph run" in page.run("document.getElementById('summary').textContent")
 
 
-def _above_4(fd: int) -> int:
-    """``fd`` moved to a number above 4 (none of the fds the browser's pipe ends go to)."""
-    moved = fcntl.fcntl(fd, fcntl.F_DUPFD, 5)
-    os.close(fd)
-    return moved
-
-
-HASTENED_LOOKS = """(() => { const later = window.setTimeout; window.setTimeout =
-  (f, ms, ...rest) => later(f, f.name === 'poll' ? ms / 10 : ms, ...rest); })()"""
-"""The page's timer of its next look at the bench (app.js's `poll`) ten times as short."""
-
-DOM = """(document.doctype ? new XMLSerializer().serializeToString(document.doctype) + '\\n' : '')
-  + document.documentElement.outerHTML"""
-"""The page's DOM as ``chromium --dump-dom`` writes it."""
-
-
-class _Browser:
-    """A headless Chromium driven over the DevTools protocol, on the pipe of
-    ``--remote-debugging-pipe`` (the browser reads fd 3 and writes fd 4, one JSON message
-    ending in a NUL byte at a time)."""
-
-    def __init__(self, profile: pathlib.Path):
-        reads, self._out = os.pipe()  # we write, the browser reads
-        self._in, writes = os.pipe()  # the browser writes, we read
-        reads, writes = (_above_4(fd) for fd in (reads, writes))
-        command = [
-            str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-            "--no-first-run", "--hide-scrollbars", f"--user-data-dir={profile}",
-            "--window-size=1400,1000", "--remote-debugging-pipe", "about:blank",
-        ]  # fmt: skip
-        # Bash puts the pipe ends onto fds 3 and 4 (a preexec_fn would run Python in a forked
-        # child, which JAX's threads, started by earlier tests, warn against).
-        plumb = f'exec "$@" 3<&{reads} 4>&{writes} {reads}<&- {writes}>&-'
-        self._process = subprocess.Popen(
-            ["bash", "-c", plumb, "bash", *command], pass_fds=(reads, writes),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        os.close(reads)
-        os.close(writes)
-        self._buffer, self._id = b"", 0
-
-    @property
-    def running(self) -> bool:
-        return self._process.poll() is None
-
-    def _receive(self, within: float) -> dict:
-        while b"\0" not in self._buffer:
-            ready, _, _ = select.select([self._in], [], [], within)
-            assert ready, f"chromium did not answer within {within:g} s"
-            chunk = os.read(self._in, 1 << 16)
-            assert chunk, "chromium closed its pipe"
-            self._buffer += chunk
-        message, _, self._buffer = self._buffer.partition(b"\0")
-        return json.loads(message)
-
-    def call(
-        self,
-        method: str,
-        params: dict | None = None,
-        session: str | None = None,
-        within: float = 60,
-    ) -> dict:
-        """The result of ``method``, sent to the browser or to a page's ``session``, which
-        must answer ``within`` seconds."""
-        self._id += 1
-        message = {"id": self._id, "method": method, "params": params or {}}
-        if session is not None:
-            message["sessionId"] = session
-        os.write(self._out, json.dumps(message).encode() + b"\0")
-        while True:  # events and other sessions' messages are skipped
-            reply = self._receive(within)
-            if reply.get("id") == self._id:
-                assert "error" not in reply, (method, reply["error"])
-                return reply["result"]
-
-    def close(self) -> None:
-        """Ends the browser and closes its pipe, also where it ended already (crashed)."""
-        with contextlib.suppress(AssertionError, BrokenPipeError):  # a browser gone already
-            self.call("Browser.close")
-        try:
-            self._process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.end()
-        os.close(self._in)
-        os.close(self._out)
-
-    def end(self) -> None:
-        """Kills the browser (one that does not answer): it is `running` no more."""
-        self._process.kill()
-        self._process.wait()
-
-
-class _Page:
-    """A page of ``browser`` in a browser context of its own: no storage, cookies, cache or
-    history shared with another page."""
-
-    def __init__(self, browser: _Browser):
-        self._browser = browser
-        self._context = browser.call("Target.createBrowserContext")["browserContextId"]
-        target = browser.call(
-            "Target.createTarget", {"url": "about:blank", "browserContextId": self._context}
-        )["targetId"]
-        attached = browser.call("Target.attachToTarget", {"targetId": target, "flatten": True})
-        self._session = attached["sessionId"]
-
-    def _call(self, method: str, params: dict | None = None, within: float = 60) -> dict:
-        return self._browser.call(method, params, self._session, within)
-
-    def run(self, expression: str, within: float = 60) -> Any:
-        """The value of a JavaScript expression in the page (a promise awaited, which must
-        settle ``within`` seconds)."""
-        params = {"expression": expression, "returnByValue": True, "awaitPromise": True}
-        result = self._call("Runtime.evaluate", params, within)
-        details = result.get("exceptionDetails")
-        assert details is None, details.get("exception", {}).get("description", details)
-        return result["result"].get("value")
-
-    def dom(self, url: str, screenshot: pathlib.Path | None = None) -> str:
-        """The DOM of ``url`` once the page's script finished, as ``chromium --dump-dom``
-        writes it (and a screenshot of the window into ``screenshot``, if given)."""
-        self.open(url)
-        if screenshot is not None:
-            shot = self._call("Page.captureScreenshot", {"format": "png"})
-            screenshot.write_bytes(base64.b64decode(shot["data"]))
-        return self.run(DOM)
-
-    def open(self, url: str) -> None:
-        """Loads ``url`` and waits for the page's script to finish (or fail)."""
-        self.navigate(url)
-        self.wait_ready()
-
-    def hasten_looks(self) -> None:
-        """Makes the pages loaded from now on look at their bench ten times as often, each
-        on its own timer still (`poll`'s, every 0.3 s where it waits 3 s): a test waiting
-        for the page's next look on its own waits less."""
-        self._call("Page.enable")  # without it, the script below is not run
-        self._call("Page.addScriptToEvaluateOnNewDocument", {"source": HASTENED_LOOKS})
-
-    def navigate(self, url: str) -> None:
-        """Starts loading ``url`` (`wait_ready` waits for its script)."""
-        self._call("Page.navigate", {"url": url})
-
-    def wait_for(self, condition: str, seconds: float) -> bool:
-        """Whether the JavaScript expression ``condition`` came true within ``seconds``,
-        checked in the page every 10 ms (no round trip to the page each time)."""
-        waited = (
-            "new Promise((held, failed) => { const until = performance.now() +"
-            f" {max(seconds, 0) * 1000}; const check = () => {{ try {{ if ({condition}) held(true);"
-            " else if (performance.now() > until) held(false); else setTimeout(check, 10); }"
-            " catch (error) { failed(error); } }; setTimeout(check); })"
-        )
-        return self.run(waited, within=seconds + 60)
-
-    def wait_ready(self) -> None:
-        """Waits for the page's script to finish (or fail)."""
-        ready = (
-            "document.body?.dataset.ready === 'true'"
-            " || document.getElementById('error')?.hidden === false"
-        )
-        assert self.wait_for(ready, 60), "the page did not finish loading"
-        assert self.run("document.getElementById('error').hidden"), self.run(
-            "document.getElementById('error').textContent"
-        )
-
-    def settle(self) -> None:
-        """Waits until no panel is busy (fetching what a change of the page asked for)."""
-        idle = "document.querySelector('[aria-busy=\"true\"]') === null"
-        assert self.wait_for(idle, 30), "a panel stayed busy"
-
-    def delay_fetches(self, pattern: str, seconds: float) -> None:
-        """Makes the page's requests whose address matches the regex ``pattern`` answer
-        ``seconds`` late (the others as ever), counting in ``window.unanswered`` those
-        whose answer the page has not read yet (`answered`)."""
-        self.run(
-            "(() => { const fetchNow = window.fetch; window.unanswered = 0;"
-            f" const slow = new RegExp({json.dumps(pattern)});"
-            " const read = () => setTimeout(() => { window.unanswered--; });"
-            " const reading = (answer) => { const json = answer.json.bind(answer);"
-            " answer.json = () => json().finally(read); return answer; };"
-            " window.fetch = (url, ...rest) => { window.unanswered++;"
-            " return new Promise((done) => setTimeout(() => done(fetchNow(url, ...rest)),"
-            f" slow.test(url) ? {seconds * 1000} : 0))"
-            " .then(reading, (error) => { read(); throw error; }); }; })()"
-        )
-
-    def answered(self) -> None:
-        """Waits until the page has read the answer of each request it made since
-        `delay_fetches`, the late ones too, and done what it does with them (once read, a
-        request the page then makes is counted before the count drops)."""
-        assert self.wait_for("!window.unanswered", 30), "the page's requests were not answered"
-
-    def hover(self, selector: str) -> None:
-        """Moves the mouse onto the middle of the first element matching ``selector``."""
-        box = self.run(
-            f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
-            " e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect();"
-            " return [r.x + r.width / 2, r.y + r.height / 2]; })()"
-        )
-        self.move_to(*box)
-
-    def move_to(self, x: float, y: float) -> None:
-        """Moves the mouse to (``x``, ``y``) of the window."""
-        self._call("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": x, "y": y})
-
-    def close(self) -> None:
-        """Closes the page and drops its browser context. A browser that does not answer
-        (hangs) is ended: the next page gets one started again."""
-        try:
-            self._browser.call("Target.disposeBrowserContext", {"browserContextId": self._context})
-        except AssertionError:
-            self._browser.end()
-            raise
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    """A headless Chromium for the module's pages, started again where it ended."""
-    started: list[_Browser] = []
-
-    def running() -> _Browser:
-        if not started or not started[-1].running:
-            started.append(_Browser(tmp_path_factory.mktemp("cdp-profile")))
-        return started[-1]
-
-    try:
-        yield running
-    finally:
-        for each in started:
-            each.close()
-
-
-@pytest.fixture
-def page(browser):
-    opened = _Page(browser())
-    try:
-        yield opened
-    finally:
-        opened.close()
-
-
 def test_a_browser_that_ended_is_closed_its_pipe_too(tmp_path, monkeypatch):
     """Closing a browser that ended already (crashed) raised BrokenPipeError: at the module's
     end its pipe stayed open, the browser started after it running, the last test failed."""
-    monkeypatch.setitem(globals(), "CHROMIUM", "true")  # a browser that ends at once
-    ended = _Browser(tmp_path / "profile")
+    monkeypatch.setattr(_chromium, "CHROMIUM", "true")  # a browser that ends at once
+    ended = Browser(tmp_path / "profile")
     ended._process.wait()
     ended.close()
     for fd in (ended._in, ended._out):
@@ -597,7 +349,7 @@ def test_a_page_whose_browser_hangs_ends_it():
     waited 60 s for it and failed. The page's close fails as before and ends the browser,
     so that the next page starts one again."""
     hanging = _Hanging()
-    opened = _Page(hanging)
+    opened = Page(hanging)
     with pytest.raises(AssertionError, match="did not answer"):
         opened.close()
     assert hanging.ended
@@ -1607,13 +1359,13 @@ def test_a_broken_file_fails_only_its_panel(tmp_path, page):
 
     assert 'data-ready="true"' in dom
     assert '<p id="error" class="error" hidden="">' in dom  # the page loaded
-    models = _between(dom, 'id="models"', 'id="profile"')
+    models = between(dom, 'id="models"', 'id="profile"')
     assert 'class="card failed"' in models
     assert "Could not load this panel: cannot read blurbs/m-mlp.json: " in models
-    profile = _between(dom, 'id="profile"', 'id="morph"')
+    profile = between(dom, 'id="profile"', 'id="morph"')
     assert "Could not load this panel: cannot read profile/phases.parquet: " in profile
     assert dom.count('class="board-row"') == len(written.cells)
-    curves = _between(dom, 'id="curves"', 'id="hparams"')
+    curves = between(dom, 'id="curves"', 'id="hparams"')
     assert "failed" not in curves and curves.count('class="curve"') == len(written.cells) * 2
 
 
@@ -1633,8 +1385,8 @@ def test_a_profile_with_one_file_says_why_the_other_box_is_empty(tmp_path, page)
         with serving(written.root) as server:
             dom = page.dom(server.url)
         boxes[removed] = (
-            _between(dom, 'id="phases"', 'id="memory"'),
-            _between(dom, 'id="memory"', "</section>"),
+            between(dom, 'id="phases"', 'id="memory"'),
+            between(dom, 'id="memory"', "</section>"),
         )
     phases, memory = boxes[_layout.MEMORY]
     assert phases.count('class="bar"') == len(written.phases)
@@ -1670,7 +1422,7 @@ def test_the_curves_legend_names_only_the_configurations_drawn(tmp_path, page):
         dom = page.dom(server.url + "?metric=aux/balance")
 
     assert 'data-ready="true"' in dom
-    legend = _between(dom, 'id="legend"', 'id="hparams"')
+    legend = between(dom, 'id="legend"', 'id="hparams"')
     assert legend.count(">choice · ") == len(LEARNING_RATES) and ">mlp · " not in legend
 
 
@@ -1685,7 +1437,7 @@ def test_labels_leave_out_a_hyperparameter_a_model_has_not(tmp_path, page):
         dom = page.dom(server.url + "?mode=configs")
 
     assert 'data-ready="true"' in dom
-    legend = _between(dom, 'id="legend"', 'id="aux"')  # the curves' and the hparams'
+    legend = between(dom, 'id="legend"', 'id="aux"')  # the curves' and the hparams'
     assert "=–" not in legend
     for lr, value in zip(LEARNING_RATES, ("1", "0.3"), strict=True):
         assert f">mlp · lr={lr}</span>" in legend
@@ -1726,9 +1478,9 @@ def test_a_steps_hyperparameter_and_the_steps_done_are_told_apart(tmp_path, page
         dom = page.dom(server.url)
 
     assert 'data-ready="true"' in dom
-    headers = re.findall(r"<th[^>]*>([^<]+)</th>", _between(dom, "<thead>", "</thead>"))
+    headers = re.findall(r"<th[^>]*>([^<]+)</th>", between(dom, "<thead>", "</thead>"))
     options = re.findall(
-        r"<option[^>]*>([^<]+)</option>", _between(dom, 'id="sort-by"', "</select>")
+        r"<option[^>]*>([^<]+)</option>", between(dom, 'id="sort-by"', "</select>")
     )
     for labels in (headers, options):
         assert labels.count("steps") == 1 and len(set(labels)) == len(labels), labels

@@ -12,12 +12,8 @@ import pytest
 from phosjax.bench import _layout
 from phosjax.bench.view._api import encode, profile
 from phosjax.bench.view._bench import BenchFiles
-from tests.bench import test_view_browser
+from tests.bench._chromium import CHROMIUM, between
 from tests.bench._viewer_fixtures import blurb_json, serving, write_bench
-from tests.bench.test_view_browser import CHROMIUM, _between
-
-browser, page = test_view_browser.browser, test_view_browser.page
-"""`test_view_browser`'s fixtures: one headless Chromium for the module, a page per test."""
 
 STARTED = 1.7e9
 
@@ -140,7 +136,7 @@ def test_the_page_draws_memory_per_process_and_counts_each_group_once(tmp_path, 
 
     assert 'data-ready="true"' in dom
     assert '<span class="chip">0 / 2 groups finished</span>' in dom  # not 2 / 4 shares
-    section = _between(dom, 'id="memory"', 'id="morph"')
+    section = between(dom, 'id="memory"', 'id="morph"')
     curves = _paths(section)
     assert len(curves) == 4  # two columns, two processes
     assert all(len(xs) > 10 and xs == sorted(xs) for xs in curves)  # never back in time
@@ -157,7 +153,7 @@ def test_past_15_memory_series_each_has_a_colour_of_its_own(tmp_path, page):
     with serving(root) as server:
         dom = page.dom(server.url)
 
-    section = _between(dom, 'id="memory"', 'id="morph"')
+    section = between(dom, 'id="memory"', 'id="morph"')
     colours = re.findall(r'<path class="curve" d="[^"]*" stroke="([^"]*)"', section)
     assert len(colours) == 16 == len(set(colours)), colours
 
@@ -173,6 +169,6 @@ def test_the_memory_line_breaks_between_the_runs_of_a_resumed_bench(tmp_path, pa
         dom = page.dom(server.url)
 
     assert 'data-ready="true"' in dom
-    section = _between(dom, 'id="memory"', 'id="morph"')
+    section = between(dom, 'id="memory"', 'id="morph"')
     lines = re.findall(r'<path class="curve" d="([^"]*)"', section)
     assert len(lines) == 2 and all(d.count("M") == len(runs) for d in lines)
