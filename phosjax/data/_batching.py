@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from phosjax.data._checks import int_at_least
+from phosjax.data._checks import int_at_least, one_integer
 from phosjax.data._shuffle import shuffled_positions
 
 PyTree = Any
@@ -78,23 +78,14 @@ def _checked_step(step: jax.Array | int) -> jax.Array:
         Traceback (most recent call last):
         TypeError: batch_indices: step must be a whole number (the global step), got the bool ...
     """
-    dtype = jnp.result_type(step)
-    if dtype == jnp.bool_:
-        raise TypeError(
-            f"batch_indices: step must be a whole number (the global step), got the bool {step!r}; "
-            "pass the step's count, e.g. 0 for the first batch"
-        )
-    if not jnp.issubdtype(dtype, jnp.integer):
-        raise TypeError(
-            f"batch_indices: step must be a whole number (the global step), got dtype {dtype}; "
-            "a float step would be cut to an int silently"
-        )
-    if jnp.ndim(step) != 0:
-        raise ValueError(
-            f"batch_indices: step must be one step (a scalar), got shape {jnp.shape(step)}; for "
-            "the batches of several steps, vmap: jax.vmap(lambda s: batch_indices(key, s, "
-            "num_examples, batch_size))(steps)"
-        )
+    one_integer(
+        "batch_indices",
+        "step",
+        step,
+        "the global step",
+        "for the batches of several steps, vmap: jax.vmap(lambda s: batch_indices(key, s, "
+        "num_examples, batch_size))(steps)",
+    )
     if not isinstance(step, jax.core.Tracer):
         concrete = np.asarray(step)
         if np.any(concrete < 0):

@@ -6,6 +6,7 @@ import operator
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -50,3 +51,39 @@ def first_outside(values: Any, stop: int) -> Any:
     values = np.asarray(values)
     bad = values[(values < 0) | (values >= stop)]
     return bad[0] if bad.size else None
+
+
+def one_integer(where: str, name: str, value: Any, meaning: str, several: str) -> None:
+    """Raises unless the argument ``name`` of ``where`` is one integer, concrete or traced:
+    a scalar of an integer dtype, not a bool. A float would be cut to an int silently, and
+    an array of several would mix them into one result.
+
+    Args:
+      where: the function, named in the errors.
+      name: the argument, named in the errors.
+      value: its value.
+      meaning: what it is, said in the errors, e.g. ``"the global step"``.
+      several: what to do for several values instead (a vmap), said in the error for an
+        array of them.
+
+    Examples:
+      >>> one_integer("f", "salt", 1.5, "the permutation's salt", "vmap f")
+      Traceback (most recent call last):
+      TypeError: f: salt must be a whole number (the permutation's salt), got dtype float32; a
+      float salt would be cut to an int silently
+    """
+    dtype = jnp.result_type(value)
+    if dtype == jnp.bool_:
+        raise TypeError(
+            f"{where}: {name} must be a whole number ({meaning}), got the bool {value!r}"
+        )
+    if not jnp.issubdtype(dtype, jnp.integer):
+        raise TypeError(
+            f"{where}: {name} must be a whole number ({meaning}), got dtype {dtype}; a float "
+            f"{name} would be cut to an int silently"
+        )
+    if jnp.ndim(value) != 0:
+        raise ValueError(
+            f"{where}: {name} must be one {name} (a scalar), got shape {jnp.shape(value)}; "
+            f"{several}"
+        )

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from phosjax.data._checks import first_outside, int_at_least
+from phosjax.data._checks import first_outside, int_at_least, one_integer
 
 ROUNDS = 10
 """Feistel rounds, each with its own 32-bit round key. Small domains need many: with 6,
@@ -129,16 +129,18 @@ def shuffled_positions(
         ``perm[p % n]``.
       n: the size of the permuted range, an int (numpy's or a concrete jax scalar too)
         from 1 to ``2**31 - 1``.
-      salt: an integer that draws another permutation from the same key (e.g. the epoch).
+      salt: one integer (a scalar, traced or not) that draws another permutation from the
+        same key (e.g. the epoch); vmap over several.
 
     Returns:
       int32 values in ``[0, n)``, shaped like ``positions``; distinct positions give
       distinct values.
 
     Raises:
-      TypeError: ``n`` is no static integer, or ``positions`` are not integers.
+      TypeError: ``n`` is no static integer, ``positions`` are not integers, or ``salt``
+        is no integer (a float, a bool).
       ValueError: ``n`` outside ``[1, 2**31 - 1]``, a concrete position lies outside
-        ``[0, n)``, or ``key`` is a batch of keys.
+        ``[0, n)``, ``key`` is a batch of keys, or ``salt`` an array of several.
 
     Examples:
       >>> key = jax.random.key(0)
@@ -149,6 +151,14 @@ def shuffled_positions(
       True
     """
     n = _checked_n(positions, n)
+    one_integer(
+        "shuffled_positions",
+        "salt",
+        salt,
+        "which permutation to draw, e.g. the epoch",
+        "for the permutations of several salts, vmap: jax.vmap(lambda s: "
+        "shuffled_positions(key, positions, n, salt=s))(salts)",
+    )
     half = _half_bits(n)
     round_keys = _round_keys(key, salt)
     bound = jnp.uint32(n)

@@ -267,3 +267,28 @@ def test_a_batch_of_keys_is_refused_rather_than_mixed_into_one(key):
             batch_indices(batch, 0, 10, 2)
     per_key = jax.vmap(lambda k: batch_indices(k, 0, 10, 2))(keys)
     np.testing.assert_array_equal(per_key[1], batch_indices(keys[1], 0, 10, 2))
+
+
+def test_a_salt_that_is_no_one_integer_is_refused_not_cut_or_mixed(key):
+    """A float salt was cut to an int (1.7 drew salt 1's permutation) and an array of salts
+    drew each position from another permutation: repeated values, no permutation."""
+    positions = jnp.arange(8)
+    for salt, error, message in (
+        (
+            1.7,
+            TypeError,
+            r"salt must be a whole number \(which permutation to draw, e.g. the "
+            r"epoch\), got dtype float32; a float salt would be cut to an int silently$",
+        ),
+        (True, TypeError, r"salt must be a whole number .*got the bool True$"),
+        (
+            jnp.arange(8),
+            ValueError,
+            r"salt must be one salt \(a scalar\), got shape \(8,\); "
+            r"for the permutations of several salts, vmap",
+        ),
+    ):
+        with pytest.raises(error, match=rf"^shuffled_positions: {message}"):
+            shuffled_positions(key, positions, 8, salt=salt)
+    per_salt = jax.vmap(lambda s: shuffled_positions(key, positions, 8, salt=s))(jnp.arange(2))
+    np.testing.assert_array_equal(per_salt[1], shuffled_positions(key, positions, 8, salt=1))
