@@ -53,6 +53,17 @@ def first_outside(values: Any, stop: int) -> Any:
     return bad[0] if bad.size else None
 
 
+def is_real(dtype: Any) -> bool:
+    """Whether ``dtype`` holds real numbers: a float (bfloat16 too), integer or bool dtype,
+    not complex (float32 would drop the imaginary part), strings or objects.
+
+    Examples:
+      >>> is_real(np.dtype(np.uint8)), is_real(jnp.bfloat16), is_real(np.complex64)
+      (True, True, False)
+    """
+    return any(jnp.issubdtype(dtype, kind) for kind in (np.floating, np.integer, np.bool_))
+
+
 def one_integer(where: str, name: str, value: Any, meaning: str, several: str) -> None:
     """Raises unless the argument ``name`` of ``where`` is one integer, concrete or traced:
     a scalar of an integer dtype, not a bool. A float would be cut to an int silently, and

@@ -6,10 +6,9 @@ import dataclasses
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from phosjax.data._checks import first_outside, int_at_least
+from phosjax.data._checks import first_outside, int_at_least, is_real
 
 Array = np.ndarray | jax.Array
 
@@ -97,7 +96,7 @@ class ArrayDataset:
                     f"ArrayDataset {self.name!r}: x_{split} has shape {tuple(x.shape)}, expected "
                     f"(num_examples, *input_shape) with input_shape={tuple(self.input_shape)}"
                 )
-            if not _is_real(x.dtype):
+            if not is_real(x.dtype):
                 raise TypeError(
                     f"ArrayDataset {self.name!r}: x_{split} has dtype {x.dtype}; inputs are "
                     "real numbers, a float, integer or bool dtype (training reads them as "
@@ -130,17 +129,6 @@ class ArrayDataset:
     def num_test(self) -> int:
         """Number of test examples."""
         return int(self.x_test.shape[0])
-
-
-def _is_real(dtype: Any) -> bool:
-    """Whether ``dtype`` holds real numbers: a float (bfloat16 too), integer or bool dtype,
-    not complex (float32 would drop the imaginary part), strings or objects.
-
-    Examples:
-      >>> _is_real(np.dtype(np.uint8)), _is_real(jnp.bfloat16), _is_real(np.complex64)
-      (True, True, False)
-    """
-    return any(jnp.issubdtype(dtype, kind) for kind in (np.floating, np.integer, np.bool_))
 
 
 _DATA_FIELDS = ("x_train", "y_train", "x_test", "y_test")

@@ -18,7 +18,7 @@ import numpy as np
 
 from phosjax._nearest import did_you_mean, nearest
 from phosjax._pickling import PicklableError
-from phosjax.data._checks import first_outside
+from phosjax.data._checks import first_outside, is_real
 from phosjax.data._dataset import ArrayDataset
 from phosjax.data._splits import checked_splits, chosen_splits
 
@@ -117,11 +117,11 @@ def load(
     two `features` named, else its supervised keys (a third, weights key is ignored), else
     ``image`` and ``label``, give x and y; its ``train`` split is the train split and its
     ``test`` (else ``validation``) split the test split, unless `splits` names others. x
-    must have a fixed shape and a numeric dtype; y must be a class label: a ``ClassLabel``
-    or an integer scalar. Integer images (an ``Image`` feature, or any uint8
-    input) are scaled to float32 in [0, 1] (NHWC); other inputs become float32; labels int32.
-    The number of classes is the ``ClassLabel``'s, else one more than the largest train or
-    test label.
+    must have a fixed shape and a real dtype (float, integer or bool, not complex); y must
+    be a class label: a ``ClassLabel`` or an integer scalar. Integer images (an ``Image``
+    feature, or any uint8 input) are scaled to float32 in [0, 1] (NHWC); other inputs become
+    float32; labels int32. The number of classes is the ``ClassLabel``'s, else one more than
+    the largest train or test label.
 
     Where it looks: in `data_dir` alone if given; else in ``$PHOSJAX_DATA_DIR`` alone if
     set; else in ``~/.cache/phosjax/tfds`` (where built-in ones are prepared), then in
@@ -1087,12 +1087,12 @@ def _suggested_pair(known: tfds.features.FeaturesDict) -> tuple[str, str] | None
 
 
 def _is_input(feature: tfds.features.FeatureConnector) -> bool:
-    """Whether `load` reads `feature` as an input: a fixed shape and a numeric dtype."""
+    """Whether `load` reads `feature` as an input: a fixed shape and a real dtype (float32
+    would drop a complex one's imaginary part)."""
     shape = feature.shape
     if not isinstance(shape, tuple) or None in shape:
         return False
-    dtype = np.dtype(feature.np_dtype)
-    return bool(np.issubdtype(dtype, np.number) or dtype == np.bool_)
+    return is_real(np.dtype(feature.np_dtype))
 
 
 def _is_label(feature: tfds.features.FeatureConnector) -> bool:
@@ -1105,8 +1105,9 @@ def _check_input(name: str, key: str, known: tfds.features.FeaturesDict) -> None
         return
     raise ValueError(
         f"data set {name!r}: input feature {key!r} ({_describe(known[key])}) is not supported; "
-        "load supports inputs of a fixed shape and a numeric dtype (a Tensor or an Image without "
-        f"None in its shape), not text, variable shapes or nested features{_readable(known)}"
+        "load supports inputs of a fixed shape and a real dtype (float, integer or bool: a Tensor "
+        "or an Image without None in its shape), not complex numbers, text, variable shapes or "
+        f"nested features{_readable(known)}"
     )
 
 

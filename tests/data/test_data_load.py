@@ -132,6 +132,7 @@ def toys_dir(tmp_path_factory):
         tfds_toys.ToyVarShape,
         tfds_toys.ToyMultiLabel,
         tfds_toys.ToyUint8Tensor,
+        tfds_toys.ToyPhasors,
         tfds_toys.ToyValidationAndTest,
         tfds_toys.ToyNamedFeatures,
         tfds_toys.ToyTrainOnly,
@@ -148,13 +149,16 @@ def toys_dir(tmp_path_factory):
         ("toy_multi_label", r"label feature 'label' \(Sequence, dtype int64, shape \(2,\)\)"),
         ("toy_text", r"input feature 'text' \(Text, dtype string, shape \(\)\)"),
         ("toy_var_shape", r"input feature 'image' \(Tensor, dtype float32, shape \(None,\)\)"),
+        # float32 would drop the imaginary part: load read 0+1j as 0, with a ComplexWarning
+        ("toy_phasors", r"input feature 'image' \(Tensor, dtype complex64, shape \(2,\)\)"),
     ],
 )
 def test_unsupported_features_are_named_with_their_kind_dtype_and_shape(toys_dir, name, match):
     supported = {
         "label": r"supports one class label per example: a ClassLabel or an integer Tensor of "
         r"shape \(\)",
-        "input": "supports inputs of a fixed shape and a numeric dtype",
+        "input": r"supports inputs of a fixed shape and a real dtype \(float, integer or bool: "
+        r"a Tensor or an Image without None in its shape\), not complex numbers,",
     }[match.split()[0]]
     for check in (load, check_loadable):
         with pytest.raises(

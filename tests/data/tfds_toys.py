@@ -184,6 +184,21 @@ class ToyUint8Tensor(_Toy, skip_registration=True):
         return {"image": np.full(2, 30 * index, np.uint8), "label": index % 2}
 
 
+class ToyPhasors(_Toy, skip_registration=True):
+    """A complex input (stored as bytes: TFDS serializes no complex tensor otherwise)."""
+
+    def features(self):
+        return F.FeaturesDict(
+            {
+                "image": F.Tensor(shape=(2,), dtype=np.complex64, encoding="bytes"),
+                "label": F.ClassLabel(num_classes=2),
+            }
+        )
+
+    def example(self, index, split):
+        return {"image": np.full(2, index + 1j, np.complex64), "label": index % 2}
+
+
 class ToyValidationAndTest(_Toy, skip_registration=True):
     """A validation split (label 0) besides the test split (label 1)."""
 
