@@ -20,7 +20,7 @@ from phosjax._nearest import did_you_mean, nearest
 from phosjax._pickling import PicklableError
 from phosjax.data._checks import first_outside, is_real
 from phosjax.data._dataset import ArrayDataset
-from phosjax.data._splits import checked_splits, chosen_splits
+from phosjax.data._splits import HELD_OUT, checked_splits, chosen_splits
 
 if TYPE_CHECKING:
     import tensorflow_datasets as tfds
@@ -466,9 +466,7 @@ def _right_spelling(spelled: str, dataset: str, known: Sequence[str] = BUILTIN_N
     return re.sub("__+", "_", dataset)
 
 
-_HELD_OUT = ("test", "validation", "valid", "val", "eval", "dev")
-"""Names of the splits data sets hold out, tested on."""
-_NAMED = "|".join(("train", *_HELD_OUT))
+_NAMED = "|".join(("train", *HELD_OUT))
 _SPLIT = re.compile(rf"(?:[:/](?:{_NAMED}))?\[.*\]$|:(?:{_NAMED})$")
 """A split or slice at the end of a data set's name, as in tfds.load's ``split=``."""
 
@@ -502,7 +500,7 @@ class SplitInNameError(PicklableError, ValueError):
         self.name, self.dataset, self.split = name, name[:start], name[start:]
         spec = self.split.lstrip(":/")
         spec = f"train{spec}" if spec.startswith("[") else spec
-        self.suggested = ("train", spec) if spec.startswith(_HELD_OUT) else (spec, "test")
+        self.suggested = ("train", spec) if spec.startswith(HELD_OUT) else (spec, "test")
         super().__init__(
             f"data set name {name!r} names a split ({self.split!r}); load takes the data "
             f"set's name alone ({self.dataset!r}) and the splits to read apart: "

@@ -11,6 +11,9 @@ from phosjax._nearest import did_you_mean
 from phosjax._pickling import PicklableError
 
 DEFAULT_TEST_SPLITS = ("test", "validation")
+HELD_OUT = ("test", "validation", "valid", "val", "eval", "dev")
+"""Names of the splits data sets hold out, tested on; a split whose name begins so
+(``testing``) is taken for one too."""
 _SLICES = "a split's name, a slice of one ('train[:90%]', 'train[-500:]') or a sum ('train+val')"
 
 
@@ -276,12 +279,19 @@ def _sizes(infos: Mapping[str, Any]) -> str:
 
 
 def _example(known: list[str]) -> tuple[str, str]:
-    """A (train, test) pair of `known` splits to suggest, else halves of one split.
+    """A (train, test) pair of `known` splits to suggest: to train on, ``train`` or the first
+    named like it (``training``), else the first not named like a held-out split; to test
+    on, the first named like a held-out split (``testing``, ``val``), else another one;
+    halves of one split where there is no other.
 
     Examples:
-        >>> _example(["train", "val"]), _example(["all"])
-        (('train', 'val'), ('all[:90%]', 'all[90%:]'))
+        >>> _example(["train", "val"]), _example(["testing", "training"]), _example(["all"])
+        (('train', 'val'), ('training', 'testing'), ('all[:90%]', 'all[90%:]'))
     """
-    train = "train" if "train" in known or not known else known[0]
+    held_out = [split for split in known if split.startswith(HELD_OUT)]
+    kept = [split for split in known if split not in held_out]
+    named_train = [split for split in known if split.startswith("train")]
+    train = "train" if "train" in known else (named_train or kept or known or ["train"])[0]
     others = [split for split in known if split != train]
-    return (train, others[0]) if others else (f"{train}[:90%]", f"{train}[90%:]")
+    test = next((split for split in others if split in held_out), others[0] if others else None)
+    return (train, test) if test else (f"{train}[:90%]", f"{train}[90%:]")

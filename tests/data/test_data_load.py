@@ -317,6 +317,22 @@ def test_a_data_set_without_a_test_split_asks_for_splits(toys_dir):
     )
 
 
+@pytest.mark.parametrize(
+    ("known", "suggested"),
+    [
+        (["train", "val"], ("train", "val")),
+        (["testing", "training"], ("training", "testing")),
+        (["test", "train_clean"], ("train_clean", "test")),
+        (["dev", "unlabelled"], ("unlabelled", "dev")),
+    ],
+)
+def test_splits_suggested_train_on_a_split_named_so_and_test_on_a_held_out_one(known, suggested):
+    """It suggested the first split, in order, to train on: splits=('testing', 'training')."""
+    error = MissingSplitsError("toy", known)
+    assert error.suggested == suggested
+    assert str(error).endswith(f"e.g. splits={suggested!r}")
+
+
 def test_splits_hold_out_the_same_part_of_train_on_every_load(toys_dir):
     check_loadable("toy_train_only", data_dir=toys_dir, splits=["train[:60%]", "train[60%:]"])
     first, again = (
