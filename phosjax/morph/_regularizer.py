@@ -107,6 +107,11 @@ def _shift_terms(group: ChannelGroup, collections: bool) -> list[Term]:
     return [("lasso", tuple(m for m in shifts if m.module == module)) for module in modules]
 
 
+def _with_collections(groups: ChannelGroups) -> bool:
+    """Whether the groups' paths start with a collection (traced from the variables)."""
+    return any(path.split("/")[0] == "params" for path in groups.paths)
+
+
 def _terms(group: ChannelGroup, source: str, collections: bool = True) -> list[Term]:
     """What adds up to the group's importance: ``(kind, members)`` per producer (``source``
     checked by `check_source`); ``collections``: the groups' paths start with one."""
@@ -166,7 +171,7 @@ def importance(groups: ChannelGroups, variables: Any, source: str = "auto") -> l
     """
     check_source(source, groups)
     leaves = leaf_paths(variables)
-    collections = any(path.split("/")[0] == "params" for path in groups.paths)
+    collections = _with_collections(groups)
     result = []
     for group in groups.groups:
         values = [
@@ -177,6 +182,45 @@ def importance(groups: ChannelGroups, variables: Any, source: str = "auto") -> l
     return result
 
 
+def _not_finite(
+    groups: ChannelGroups, group: ChannelGroup, scores: np.ndarray, variables: Any, source: str
+) -> str | None:
+    """Why ``group``'s ``scores`` decide no channel: some are NaN or infinite, as the
+    leaves they are read from hold NaN or infinity (named); None if they are finite, or
+    no such leaf holds any (an infinite sum of finite values is a channel alive).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, flax.linen as nn
+      >>> from phosjax.morph import channel_groups
+      >>> model = nn.Sequential([nn.Dense(3), nn.relu, nn.Dense(2)])
+      >>> x = jnp.ones((1, 4)); variables = model.init(jax.random.key(0), x)
+      >>> groups = channel_groups(model, variables, x)
+      >>> p = variables["params"]["layers_0"]
+      >>> p["bias"] = p["bias"].at[1].set(jnp.nan)
+      >>> scores = np.asarray(importance(groups, variables)[0])
+      >>> print(_not_finite(groups, groups.groups[0], scores, variables, "auto"))
+      alive_channels: channel group 'layers_0' has the importance nan at channel(s) 1, as
+      ['params/layers_0/bias'] hold NaN or infinity, so whether a channel is alive is
+      unknown; did the training diverge? (a lower learning rate or strength)
+    """
+    if np.isfinite(scores).all():
+        return None
+    leaves = leaf_paths(variables)
+    collections = _with_collections(groups)
+    read = [m for _, members in _terms(group, source, collections) for m in members]
+    paths = list(dict.fromkeys(member_leaf(group.name, m, leaves) for m in read))
+    broken = [p for p in paths if not np.isfinite(np.asarray(leaves[p], np.float32)).all()]
+    if not broken:
+        return None
+    channels = np.flatnonzero(~np.isfinite(scores)).tolist()
+    return (
+        f"alive_channels: channel group {group.name!r} has the importance "
+        f"{scores[channels[0]].item()} at channel(s) {listing([str(c) for c in channels], 8)}, as "
+        f"{listing(broken, 3, as_list=True)} hold NaN or infinity, so whether a channel is "
+        "alive is unknown; did the training diverge? (a lower learning rate or strength)"
+    )
+
+
 def alive_channels(
     groups: ChannelGroups, variables: Any, threshold: float = 1e-2, source: str = "auto"
 ) -> dict[str, np.ndarray]:
@@ -184,7 +228,8 @@ def alive_channels(
     channel exactly at ``threshold`` is dead.
 
     ``variables`` may be the variables or their params (see `importance`). A
-    ``threshold`` that is no number (NaN, a string) is a ValueError naming it.
+    ``threshold`` that is no number (NaN, a string) is a ValueError naming it, and so
+    is a group whose importances are not finite (its leaves that hold NaN or infinity).
 
     Examples:
       >>> import jax, jax.numpy as jnp, flax.linen as nn
@@ -201,6 +246,9 @@ def alive_channels(
     alive: dict[str, np.ndarray] = {}
     for group, values in zip(groups.groups, importance(groups, variables, source), strict=True):
         scores = np.asarray(values)
+        problem = _not_finite(groups, group, scores, variables, source)
+        if problem:  # a NaN passes no threshold, yet argmax would keep it
+            raise ValueError(problem)
         keep = scores > threshold
         keep[np.argmax(scores)] = True
         alive[group.name] = keep

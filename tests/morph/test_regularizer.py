@@ -726,3 +726,25 @@ def test_a_group_named_with_its_axis_is_selected_by_its_name():
     every = morph_regularizer(groups, "params", normalize=False)
     parts = [morph_regularizer(groups, "params", normalize=False, selector=n) for n in groups.names]
     np.testing.assert_allclose(sum(p(variables) for p in parts), every(variables), rtol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [jnp.nan, jnp.inf])
+def test_alive_channels_of_variables_holding_nan_or_infinity_is_an_error_naming_the_leaf(bad):
+    model = nn.Sequential([nn.Dense(4), nn.relu, nn.Dense(3)])
+    x = jnp.ones((2, 5))
+    variables = model.init(jax.random.key(0), x)
+    groups = channel_groups(model, variables, x)
+    kernel = variables["params"]["layers_0"]["kernel"]
+    variables["params"]["layers_0"]["kernel"] = kernel.at[1, 2].set(bad)
+    message = (
+        f"alive_channels: channel group 'layers_0' has the importance {float(bad)} at "
+        "channel(s) 2, as ['params/layers_0/kernel'] hold NaN or infinity, so whether a "
+        "channel is alive is unknown; did the training diverge?"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
+        alive_channels(groups, variables)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        report(groups, variables)
+    # finite kernels whose squares overflow float32: infinitely important, so alive
+    variables["params"]["layers_0"]["kernel"] = kernel.at[:, 2].set(3e38)
+    assert alive_channels(groups, variables)["layers_0"].tolist() == [True] * 4
