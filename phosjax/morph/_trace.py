@@ -141,14 +141,15 @@ def _operand_kind(name: str, index: int, operands: int) -> str:
     return "bias" if name in ("add", "sub") else "other"
 
 
-def _where(eqn: Any) -> str:
+def _place(eqn: Any) -> str:
+    """Where user code runs ``eqn`` (``file:line (function)``); empty inside a function jax
+    compiled (``jnp.sort``, ``jnp.linalg.norm``), whose lines are all jax's."""
     try:
         from jax._src import source_info_util
 
-        place = source_info_util.summarize(eqn.source_info)
+        return source_info_util.summarize(eqn.source_info)
     except Exception:  # the location is a courtesy; the primitive name is what matters
-        place = "?"
-    return f"{eqn.primitive.name} ({place})" if place else eqn.primitive.name
+        return "?"
 
 
 def _carry(
@@ -252,6 +253,13 @@ class _Walker:
         self.made: set[int] = set()
         self.unsafe: set[tuple[int, int]] = set()
         self.scopes: list[str] = []  # the name stacks of the calls being walked
+        self.places: list[str] = []  # where in user code those calls are (`_place`)
+
+    def where(self, eqn: Any) -> str:
+        """``eqn``'s primitive and where user code runs it: its own line, else (inside a
+        function jax compiled, ``jnp.sort``) that of the innermost call that has one."""
+        place = _place(eqn) or next((p for p in reversed(self.places) if p), "")
+        return f"{eqn.primitive.name} ({place})" if place else eqn.primitive.name
 
     def leaf(self, index: int, labels: list[int]) -> Value:
         """Leaf ``index`` as `mask` leaves it: zero on its dead channels along the axes in
@@ -327,7 +335,7 @@ class _Walker:
     # -- primitives -------------------------------------------------------------------
 
     def elementwise(self, eqn: Any, ins: list[Value | None], known: list[Any]) -> Value:
-        name, where = eqn.primitive.name, _where(eqn)
+        name, where = eqn.primitive.name, self.where(eqn)
         shape = eqn.outvars[0].aval.shape
         operands = {
             i: v for i, v in enumerate(ins) if v is not None and len(v.labels) == len(shape)
@@ -468,7 +476,7 @@ class _Walker:
                         self.normalized.setdefault(producer, set()).update(factor.scales)
 
     def dot_general(self, eqn: Any, lhs: Value, rhs: Value) -> Value:
-        where = _where(eqn)
+        where = self.where(eqn)
         (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
         for i, j in (*zip(lc, rc, strict=True), *zip(lb, rb, strict=True)):
             self.labels.union(lhs.labels[i], rhs.labels[j], where)
@@ -494,7 +502,7 @@ class _Walker:
         return _contracted(lhs, rhs, [*batch, *lfree, *rfree], zeros, made_by)
 
     def conv(self, eqn: Any, lhs: Value, rhs: Value) -> Value:
-        where = _where(eqn)
+        where = self.where(eqn)
         if eqn.params["batch_group_count"] != 1:
             raise UnsupportedOpError(f"{where}: batch_group_count != 1 is not supported")
         lhs_spec, rhs_spec, out_spec = eqn.params["dimension_numbers"]
@@ -533,7 +541,7 @@ class _Walker:
         return _contracted(lhs, rhs, out, zeros, made_by)
 
     def reshape(self, eqn: Any, value: Value) -> Value:
-        where, labels = _where(eqn), self.labels
+        where, labels = self.where(eqn), self.labels
         if eqn.params.get("dimensions") is not None:
             raise UnsupportedOpError(f"{where}: reshape with dimensions is not supported")
         old = list(eqn.invars[0].aval.shape)
@@ -595,7 +603,7 @@ class _Walker:
     def reduce(self, eqn: Any, value: Value) -> Value:
         axes = set(eqn.params["axes"])
         for axis in axes:
-            self.labels.pin(value.labels[axis], f"{_where(eqn)} reduces over this axis")
+            self.labels.pin(value.labels[axis], f"{self.where(eqn)} reduces over this axis")
         keep = [i for i in range(len(value.labels)) if i not in axes]
         zeros = value.zeros if eqn.primitive.name.startswith("reduce_") else frozenset()
         return _carry(value, [value.labels[i] for i in keep], zeros, None)
@@ -607,7 +615,7 @@ class _Walker:
         channels: a dead channel's rows are zeros, and so are their top values; their
         indices are ``0..k-1``, not zero."""
         axis, labels = eqn.params["axis"], list(value.labels)
-        reason = f"{_where(eqn)} ranks along this axis"
+        reason = f"{self.where(eqn)} ranks along this axis"
         labels[axis] = self.pinned_axis(labels[axis], reason, eqn.params["k"])
         return [_carry(value, labels, value.zeros, None), _carry(value, labels, frozenset(), None)]
 
@@ -631,7 +639,7 @@ class _Walker:
         numbers, sizes = eqn.params["dimension_numbers"], eqn.params["slice_sizes"]
         indexed = {*numbers.start_index_map, *numbers.operand_batching_dims}
         whole = [d not in indexed and sizes[d] == n for d, n in enumerate(eqn.invars[0].aval.shape)]
-        reason = f"{_where(eqn)} indexes this axis"
+        reason = f"{self.where(eqn)} indexes this axis"
         for label, keep in zip(operand.labels, whole, strict=True):
             if not keep:
                 self.labels.pin(label, reason)
@@ -656,7 +664,7 @@ class _Walker:
         norm, ``eigh``...) mixes every entry of its operand, and its outputs' sizes follow
         the operand's: every axis of the operand is pinned, so the masked and the shrunk
         model decompose the same matrices, and the outputs get new pinned axes."""
-        reason = f"{_where(eqn)} decomposes matrices over this axis"
+        reason = f"{self.where(eqn)} decomposes matrices over this axis"
         for value in ins:
             for label in value.labels:
                 self.labels.pin(label, reason)
@@ -670,7 +678,7 @@ class _Walker:
         are tied. Leaves concatenated (``OptimizedLSTMCell``'s gate kernels and biases)
         are still leaves: each axis holds the leaf axes of every operand, so a contraction
         records their uses as it does a single kernel's."""
-        where, axis = _where(eqn), eqn.params["dimension"]
+        where, axis = self.where(eqn), eqn.params["dimension"]
         labels = []
         for k in range(len(ins[0].labels)):
             if k == axis:
@@ -688,7 +696,7 @@ class _Walker:
 
     def stack(self, eqn: Any, ins: list[Value]) -> Value:
         """``stack``: the operands' axes are tied; the new axis holds no channels."""
-        where = _where(eqn)
+        where = self.where(eqn)
         for k, label in enumerate(ins[0].labels):
             for v in ins[1:]:
                 self.labels.union(label, v.labels[k], where)
@@ -704,7 +712,7 @@ class _Walker:
         (``jnp.split(h, 2)``): the pieces are tied, so each loses the same channels and
         the shrunk axis still splits into them. Pieces of unequal sizes are pinned.
         """
-        axis, where = eqn.params["axis"], _where(eqn)
+        axis, where = eqn.params["axis"], self.where(eqn)
         sizes = [int(n) for n in eqn.params["sizes"]]
         if len(set(sizes)) > 1:
             reason = f"{where} splits this axis into pieces of unequal sizes {sizes}"
@@ -718,7 +726,7 @@ class _Walker:
     def cut(self, eqn: Any, value: Value, keeps: Sequence[bool], zeros: bool, what: str) -> Value:
         """``slice``/``pad``/``rev``/pooling: the axes ``what`` changes (``keeps`` false)
         are pinned, the others carry; ``zeros``: a dead channel stays zero."""
-        reason = f"{_where(eqn)} {what} this axis"
+        reason = f"{self.where(eqn)} {what} this axis"
         shape = eqn.outvars[0].aval.shape
         out = [
             label if keep else self.pinned_axis(label, reason, size)
@@ -754,7 +762,7 @@ class _Walker:
         operands = ins[: len(eqn.outvars)]
         for k, keep in enumerate(keeps):  # a custom combiner may mix its operands
             for v in operands[1:] if keep else ():
-                self.labels.union(operands[0].labels[k], v.labels[k], _where(eqn))
+                self.labels.union(operands[0].labels[k], v.labels[k], self.where(eqn))
         return [self.cut(eqn, v, keeps, zeros, "pools over") for v in operands]
 
     # -- loops ----------------------------------------------------------------------
@@ -770,7 +778,7 @@ class _Walker:
         returns (see `looped`) until it no longer changes, so the last walk's pins, zeros
         and uses are those of a carry valid at every step. The stacked outputs get a
         pinned leading axis, and the body's contractions count once per step."""
-        p, where = eqn.params, _where(eqn)
+        p, where = eqn.params, self.where(eqn)
         consts, carried = p["num_consts"], p["num_consts"] + p["num_carry"]
         steps = self.labels.new(p["length"], f"{where} loops over this axis, one step each")
         for value in args[carried:]:
@@ -879,7 +887,8 @@ class _Walker:
             return [self.reduce(eqn, args[0])]  # type: ignore[arg-type]
         if name in CUMULATIVE:
             value = args[0]
-            self.labels.pin(value.labels[p["axis"]], f"{_where(eqn)} accumulates over this axis")  # type: ignore[union-attr]
+            reason = f"{self.where(eqn)} accumulates over this axis"
+            self.labels.pin(value.labels[p["axis"]], reason)  # type: ignore[union-attr]
             return [dataclasses.replace(value, zeros=frozenset(), src=None)]  # type: ignore[type-var]
         if name == "top_k":
             return self.top_k(eqn, args[0])  # type: ignore[arg-type]
@@ -925,7 +934,7 @@ class _Walker:
             "supported operations, e.g. contractions, elementwise ops, reshapes",
         )
         raise UnsupportedOpError(
-            f"cannot follow channels through {_where(eqn)}"
+            f"cannot follow channels through {self.where(eqn)}"
             f"{f' in module {module!r}' if module else ''}: the primitive {name!r} {hint}. "
             "The model's channel groups cannot be resolved."
         )
@@ -935,10 +944,12 @@ class _Walker:
         caller's name stack."""
         consts = [self.constant(c) for c in getattr(sub, "consts", ())]
         self.scopes.append(str(eqn.source_info.name_stack))
+        self.places.append(_place(eqn))
         try:
             return self.walk(getattr(sub, "jaxpr", sub), list(args), consts)
         finally:
             self.scopes.pop()
+            self.places.pop()
 
     def constant(self, value: Any) -> Value:
         return Value([self.labels.new(n, CONSTANT) for n in np.shape(value)], known=value)
