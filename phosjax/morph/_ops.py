@@ -9,13 +9,13 @@ ALL_ZERO = {"add", "add_any", "sub", "max", "min", "or", "select_n", "clamp"}
 FIRST_ZERO = {"div", "rem"}
 KEEPS_ZERO = {
     "neg", "abs", "tanh", "sin", "tan", "sqrt", "cbrt", "square", "erf", "sign", "floor",
-    "ceil", "round", "real", "imag", "asinh", "atan", "asin", "sinh", "expm1", "log1p",
+    "ceil", "round", "real", "imag", "asinh", "atanh", "atan", "asin", "sinh", "expm1", "log1p",
     "convert_element_type", "copy", "copy_p", "reduce_precision", "stop_gradient",
     "optimization_barrier",
 }  # fmt: skip
 LOSES_ZERO = {
     "exp", "exp2", "log", "logistic", "cos", "cosh", "rsqrt", "erf_inv", "is_finite",
-    "not", "acos", "lgamma", "digamma", "erfc", "nextafter", "atan2",
+    "not", "acos", "acosh", "lgamma", "digamma", "erfc", "nextafter", "atan2",
 }  # fmt: skip
 COMPARE = {
     "eq": np.equal, "ne": np.not_equal, "lt": np.less, "gt": np.greater, "le": np.less_equal,
@@ -24,7 +24,7 @@ COMPARE = {
 """Comparisons: a bool's zero is False, so ``x > 1`` is zero where ``x`` is (see
 `_Walker.compared`)."""
 POWERS = {"integer_pow", "pow"}
-POLE_AT_ZERO = {"rsqrt", "log", "lgamma", "digamma"}
+POLE_AT_ZERO = {"rsqrt", "log", "lgamma", "digamma", "acosh"}
 """Ops that map a zero to inf or NaN: what they get from a dead channel is not zero."""
 LAYOUT = {"convert_element_type", "copy", "copy_p", "reduce_precision", "optimization_barrier"}
 REDUCE = {"reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "argmax", "argmin",
