@@ -8,13 +8,13 @@ ANY_ZERO = {"mul", "and"}
 ALL_ZERO = {"add", "add_any", "sub", "max", "min", "or", "select_n", "clamp"}
 FIRST_ZERO = {"div", "rem"}
 KEEPS_ZERO = {
-    "neg", "abs", "tanh", "sin", "tan", "sqrt", "cbrt", "square", "erf", "sign", "floor",
-    "ceil", "round", "real", "imag", "asinh", "atanh", "atan", "asin", "sinh", "expm1", "log1p",
-    "convert_element_type", "copy", "copy_p", "reduce_precision", "stop_gradient",
+    "neg", "abs", "tanh", "sin", "tan", "sqrt", "cbrt", "square", "erf", "erf_inv", "sign",
+    "floor", "ceil", "round", "real", "imag", "asinh", "atanh", "atan", "asin", "sinh", "expm1",
+    "log1p", "convert_element_type", "copy", "copy_p", "reduce_precision", "stop_gradient",
     "optimization_barrier",
 }  # fmt: skip
 LOSES_ZERO = {
-    "exp", "exp2", "log", "logistic", "cos", "cosh", "rsqrt", "erf_inv", "is_finite",
+    "exp", "exp2", "log", "logistic", "cos", "cosh", "rsqrt", "is_finite",
     "not", "acos", "acosh", "lgamma", "digamma", "erfc", "nextafter", "atan2",
 }  # fmt: skip
 COMPARE = {

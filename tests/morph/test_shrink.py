@@ -466,6 +466,7 @@ ACTIVATIONS["gelu, exact"] = lambda h: jax.nn.gelu(h, approximate=False)
 ACTIVATIONS["where(h > 0, h, 1)"] = lambda h: jnp.where(h > 0, h, 1.0)
 ACTIVATIONS["arctanh(tanh(h) / 2)"] = lambda h: jnp.arctanh(jnp.tanh(h) / 2)
 ACTIVATIONS["arccosh"] = jnp.arccosh  # NaN at 0
+ACTIVATIONS["erfinv(tanh(h) / 2)"] = lambda h: jax.scipy.special.erfinv(jnp.tanh(h) / 2)
 
 
 def _two_layers(hidden, inner):
