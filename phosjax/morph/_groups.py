@@ -391,10 +391,12 @@ def _not_its_variables(caller: str, variables: Mapping[str, Any], error: Excepti
 
 
 @contextlib.contextmanager
-def read_by_the_model(caller: str, variables: Any) -> Iterator[None]:
+def read_by_the_model(caller: str, variables: Any, inputs: Any = None) -> Iterator[None]:
     """Turns flax's bare scope errors, raised while a model reads ``variables``, into a
     ValueError beginning ``caller:`` that says what is wrong with them: params without
     their collection, or another model's variables (other leaves, or other shapes).
+    ``inputs``: the example inputs the caller was given, if any: a shape error may be
+    theirs (an input of another size than the variables were made for), and names them.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -411,10 +413,17 @@ def read_by_the_model(caller: str, variables: Any) -> Iterator[None]:
         alone = params_alone_text(variables, error, caller)
         raise ValueError(alone or _not_its_variables(caller, variables, error)) from error
     except flax.errors.ScopeParamShapeError as error:
+        shapes = [np.shape(leaf) for leaf in jax.tree.leaves(inputs)]
+        theirs = (
+            f"; or is an example input of another shape than the variables were made for "
+            f"(given: {', '.join(map(str, shapes))})? pass inputs shaped as those model.init got"
+            if shapes
+            else ""
+        )
         raise ValueError(
             f"{caller}: a variable has another shape than the model makes ({error}); are "
             "the variables of another model, or of other widths? pass this model's, e.g. "
-            "model.init's"
+            f"model.init's{theirs}"
         ) from error
 
 
@@ -507,7 +516,7 @@ def channel_groups(
         return apply(jax.tree.unflatten(treedef, leaves), *given, **kwargs)
 
     arrays = tuple(args[i] for i in traced)
-    with read_by_the_model("channel_groups", variables):
+    with read_by_the_model("channel_groups", variables, arrays):
         first = trace(run, leaves, arrays)
     zeroing = {key for key, kinds in first.kinds.items() if kinds & ZEROING}
     facts = trace(run, leaves, arrays, zeroing)

@@ -1138,6 +1138,21 @@ def test_tracing_a_module_with_variables_that_are_no_mapping_names_them():
         channel_groups(model, None, x)
 
 
+def test_an_input_of_another_shape_than_the_variables_were_made_for_is_named():
+    """It blamed only the variables ("are the variables of another model?"), not x."""
+    model = nn.Sequential([nn.Dense(4), nn.relu, nn.Dense(2)])
+    variables = model.init(jax.random.key(0), jnp.ones((1, 3)))
+    with pytest.raises(ValueError) as error:
+        channel_groups(model, variables, jnp.ones((2, 5)))
+    assert str(error.value).startswith(
+        "channel_groups: a variable has another shape than the model makes ("
+    )
+    assert str(error.value).endswith(
+        "; or is an example input of another shape than the variables were made for "
+        "(given: (2, 5))? pass inputs shaped as those model.init got"
+    )
+
+
 def test_another_model_s_variables_are_named_as_such_not_a_flax_scope_error():
     """It raised flax's 'Could not find parameter named "kernel" in scope "/stem/Dense_0"',
     through once too, without saying that the variables are of another model."""
