@@ -18,7 +18,13 @@ import numpy as np
 
 from phosjax._callables import a_type
 from phosjax.core._record import applied_apart, apply_depth
-from phosjax.morph._groups import ChannelGroups, key_path, leaf_paths, member_leaf
+from phosjax.morph._groups import (
+    ChannelGroups,
+    inputs_needed,
+    key_path,
+    leaf_paths,
+    member_leaf,
+)
 from phosjax.morph._shrink import mask
 
 
@@ -409,17 +415,10 @@ def fold(
         )
     given = dict(zip(groups.names, groups.alive_arrays(alive), strict=True))
     reference = mask(variables, given, groups, keep_biases=True)
+    call = "fold(model, variables, alive, groups, x), with varied inputs, not zeros."
     for into_norms in (True, False):
-        try:
+        with inputs_needed("fold", "groups", call, bool(args or kwargs)):
             kept, deltas = _fold_into(model, reference, given, groups, args, kwargs, into_norms)
-        except TypeError as error:
-            if args or kwargs:  # inputs given (by keyword too): not what failed
-                raise
-            raise TypeError(
-                f"fold: no example inputs given, and the model cannot run without them "
-                f"({error}); pass them after groups, as model.apply takes them: fold(model, "
-                "variables, alive, groups, x), with varied inputs, not zeros."
-            ) from error
         folded = mask(_add_to_leaves(reference, deltas), kept, groups)
         into_a_mean = any(path.startswith("batch_stats/") for path in deltas)
         if not into_a_mean or _outputs_agree(model, folded, reference, args, kwargs):

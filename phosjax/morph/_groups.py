@@ -427,6 +427,31 @@ def read_by_the_model(caller: str, variables: Any, inputs: Any = None) -> Iterat
         ) from error
 
 
+@contextlib.contextmanager
+def inputs_needed(caller: str, after: str, call: str, given: bool) -> Iterator[None]:
+    """Turns the TypeError of a model run without example inputs (none ``given``, by
+    position or keyword) into one that says to pass them ``after`` an argument, as in
+    ``call``; with inputs given, a TypeError is another's and passes unchanged.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> with inputs_needed("f", "the variables", "f(model, variables, x)", given=False):
+      ...     nn.Dense(2).apply({"params": {}})
+      Traceback (most recent call last):
+      TypeError: f: no example inputs given, and the model cannot run without them (...);
+      pass them after the variables, as model.apply takes them: f(model, variables, x)
+    """
+    try:
+        yield
+    except TypeError as error:
+        if given:  # inputs given (by keyword too): not what failed
+            raise
+        raise TypeError(
+            f"{caller}: no example inputs given, and the model cannot run without them "
+            f"({error}); pass them after {after}, as model.apply takes them: {call}"
+        ) from error
+
+
 def channel_groups(
     model: nn.Module | Callable[..., Any], variables: Any, *args: Any, **kwargs: Any
 ) -> ChannelGroups:
@@ -460,7 +485,8 @@ def channel_groups(
 
     Raises:
       TypeError: ``model`` is a Flax module and ``variables`` no mapping (``None``, or
-        ``x`` and the variables swapped).
+        ``x`` and the variables swapped), or no example inputs are given and the model
+        cannot run without them.
       UnsupportedOpError: the model uses a primitive whose effect on channels is not
         known (e.g. ``while``, ``sort``); the message names it and where it is.
       ValueError: ``model`` is a `GraphModel` that returns every node's output (no
@@ -516,7 +542,15 @@ def channel_groups(
         return apply(jax.tree.unflatten(treedef, leaves), *given, **kwargs)
 
     arrays = tuple(args[i] for i in traced)
-    with read_by_the_model("channel_groups", variables, arrays):
+    with (
+        read_by_the_model("channel_groups", variables, arrays),
+        inputs_needed(
+            "channel_groups",
+            "the variables",
+            "channel_groups(model, variables, x)",
+            bool(args or kwargs),
+        ),
+    ):
         first = trace(run, leaves, arrays)
     zeroing = {key for key, kinds in first.kinds.items() if kinds & ZEROING}
     facts = trace(run, leaves, arrays, zeroing)

@@ -1138,6 +1138,20 @@ def test_tracing_a_module_with_variables_that_are_no_mapping_names_them():
         channel_groups(model, None, x)
 
 
+def test_channel_groups_without_example_inputs_says_to_pass_them():
+    """It was Flax's own 'Dense.__call__() missing 1 required positional argument', as
+    fold's was."""
+    model = nn.Sequential([nn.Dense(4), nn.relu, nn.Dense(2)])
+    variables = model.init(jax.random.key(0), jnp.ones((1, 3)))
+    with pytest.raises(TypeError) as error:
+        channel_groups(model, variables)
+    assert str(error.value) == (
+        "channel_groups: no example inputs given, and the model cannot run without them "
+        "(Dense.__call__() missing 1 required positional argument: 'inputs'); pass them "
+        "after the variables, as model.apply takes them: channel_groups(model, variables, x)"
+    )
+
+
 def test_an_input_of_another_shape_than_the_variables_were_made_for_is_named():
     """It blamed only the variables ("are the variables of another model?"), not x."""
     model = nn.Sequential([nn.Dense(4), nn.relu, nn.Dense(2)])
