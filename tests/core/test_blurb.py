@@ -483,6 +483,13 @@ def test_a_module_that_cannot_run_alone_gets_no_flops(key):
     assert summary["dense"].flops is not None and summary.root.flops is not None
 
 
+def test_a_module_that_computes_nothing_gets_zero_flops(key):
+    x = jnp.ones((1, 3))
+    model = nn.Sequential([nn.Dense(3), nn.Dropout(0.5, deterministic=True)])
+    summary = blurb(model, model.init(key, x), x, measure_latency=False)
+    assert summary["layers_1"].flops == 0.0 and summary["layers_0"].flops > 0
+
+
 class Part(nn.Module):
     """A layer of the given width per call."""
 
