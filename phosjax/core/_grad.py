@@ -19,17 +19,24 @@ from phosjax.core._paths import unflatten
 from phosjax.core._selectors import selector_list
 
 
-def _zeros_per_call(path: str, calls: tuple[Any, ...]) -> Any:
+def _zeros_per_call(path: str, calls: tuple[Any, ...], selector: str) -> Any:
     """Zeros shaped like the tagged value at ``path``; a tuple of them, one per call.
 
     A value tagged by one call gets its zeros alone, not a 1-tuple.
+
+    Raises:
+      TypeError: a leaf of the value is not floating point (a DropPath's ``keep_mask``
+        that ``wrt="**"`` selects), naming it, its dtype and the ``selector`` that
+        matched it.
     """
     for call in calls:
         for key, shape in jax.tree.leaves_with_path(call):
             if not jnp.issubdtype(shape.dtype, jnp.inexact):
                 where = f"{path!r}{jax.tree_util.keystr(key)}"
                 raise TypeError(
-                    f"Cannot differentiate with respect to {where}: its dtype is {shape.dtype}."
+                    f"Cannot differentiate with respect to {where}: its dtype is "
+                    f"{shape.dtype}, and only floating-point values have a gradient; wrt "
+                    f"{selector!r} selects it: give selectors that leave it out."
                 )
     zeros = tuple(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), call) for call in calls)
     return zeros[0] if len(zeros) == 1 else zeros
@@ -45,7 +52,7 @@ def _flat_perturbations(
     """`perturbations` as ``{path: zeros}``, unnested, so pytree-valued zeros stay whole."""
     calls, sown, dropped = tag_call_shapes(model, variables, x, **kwargs)
     return {
-        path: _zeros_per_call(path, calls[path])
+        path: _zeros_per_call(path, calls[path], selector)
         for selector in selector_list(wrt)
         for path in select_tags(calls, sown, selector, dropped)
     }
