@@ -65,12 +65,15 @@ def regularize(
     and a dict's entries as values of their own (select ``"pair/*"``). To give ``fn``
     such a tag whole, pass the collection (or tag a list).
 
-    A value that a lifted transform stacked in a collection (``nn.scan``'s layers, nested
-    scans too, ``nn.vmap``'s members) reaches ``fn`` one slice at a time, and the slices
-    add up: a scanned block regularizes as its unrolled layers do (`tag` records each
-    call's shape, so the collection tells the stacked axes). `probe`'s output holds plain
-    arrays: there ``fn`` gets the whole ``(layers, ...)`` stack. For a scanned model, pass
-    the collection (``model.apply(..., mutable=["intermediates"])``).
+    A value that a lifted transform stacked in a collection of records (``nn.scan``'s
+    layers, nested scans too, ``nn.vmap``'s members) reaches ``fn`` one slice at a time,
+    and the slices add up: a scanned block regularizes as its unrolled layers do (`tag`
+    records each call's shape, so the collection tells the stacked axes). `probe`'s output
+    holds plain arrays: there ``fn`` gets the whole ``(layers, ...)`` stack. For a scanned
+    model, pass the collection (``model.apply(..., mutable=["intermediates"])``). Params
+    keep no such record: a stacked kernel reaches ``fn`` whole, ``(layers, in, out)``,
+    which a sum of squares or of absolute values does not mind; for any other ``fn``, map
+    it over the layer axis (``lambda w: jax.vmap(fn)(w).sum()``).
 
     Raises:
       SelectorError: a selector matches nothing (the message calls the paths ``what``:
@@ -86,6 +89,12 @@ def regularize(
       >>> found = {"a/pre_act": jnp.array([1.0, -3.0]), "b/pre_act": jnp.array([2.0])}
       >>> float(px.regularize(found, "**/pre_act", lambda h: jnp.abs(h).mean()))
       4.0
+      >>> from phosjax.layers import Repeat
+      >>> import flax.linen as nn, jax
+      >>> stack = Repeat(nn.Dense(2, parent=None), num_layers=3)
+      >>> params = jax.eval_shape(stack.init, jax.random.key(0), jnp.ones((1, 2)))["params"]
+      >>> float(px.regularize(params, "**/kernel", lambda w: w.ndim, what="param"))  # whole
+      3.0
     """
     if not callable(fn):
         raise TypeError(
