@@ -11,24 +11,12 @@ import flax.linen as nn
 import jax
 from flax.core.scope import DenyList, in_filter, union_filters
 
-from phosjax._callables import a_type
 from phosjax.core._collections import INTERMEDIATES, KNOBS
 from phosjax.core._paths import flatten
-from phosjax.core._selectors import SelectorError, select
+from phosjax.core._selectors import SelectorError, select, shown
 from phosjax.core._tags import tags_seen
 
 Mutable = bool | str | Sequence[str] | DenyList
-
-
-def shown(value: Any) -> str:
-    """``value`` as an error names what was given in its place: None as itself, anything
-    else by its type.
-
-    Examples:
-      >>> shown(None), shown([1])
-      ('None', 'a list')
-    """
-    return repr(value) if value is None else a_type(value)
 
 
 def checked_variables(

@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from phosjax._callables import a_type
 from phosjax._listing import listing
 from phosjax.core._paths import SEP
 
@@ -40,6 +41,17 @@ class SelectorError(KeyError):
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0])
+
+
+def shown(value: Any) -> str:
+    """``value`` as an error names what was given in its place: None as itself, anything
+    else by its type.
+
+    Examples:
+      >>> shown(None), shown([1])
+      ('None', 'a list')
+    """
+    return repr(value) if value is None else a_type(value)
 
 
 def _segment_regex(segment: str) -> str:
@@ -351,11 +363,25 @@ def select(
     Raises:
       SelectorError: nothing matched; the message lists the nearest paths (and says how
         a lifted transform loses one where it can have: see `_no_match`).
+      TypeError: ``paths`` is a str (one path, whose characters would be taken for
+        paths) or no iterable (None).
 
     Examples:
       >>> select(["a/pre_act", "b/pre_act", "b/out"], "*/pre_act")
       ['a/pre_act', 'b/pre_act']
+      >>> select("a/pre_act", "*/pre_act")
+      Traceback (most recent call last):
+      TypeError: select takes the candidate paths first, a list of them (or a dict, by its
+      keys), then the selector; got the str 'a/pre_act' as the paths: give ['a/pre_act']
+      for one path.
     """
+    if isinstance(paths, str) or not isinstance(paths, Iterable):
+        given = f"the str {paths!r}" if isinstance(paths, str) else shown(paths)
+        one = f": give [{paths!r}] for one path" if isinstance(paths, str) else ""
+        raise TypeError(
+            "select takes the candidate paths first, a list of them (or a dict, by its keys), "
+            f"then the selector; got {given} as the paths{one}."
+        )
     paths = list(paths)
     regex = compile_selector(selector)
     found = [p for p in paths if p == selector or regex.fullmatch(p)]

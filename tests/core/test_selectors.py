@@ -158,6 +158,16 @@ def test_no_paths_at_all():
         px.select([], "**", what="knob")
 
 
+@pytest.mark.parametrize(
+    "paths, given",
+    [("a/b", r"the str 'a/b' as the paths: give \['a/b'\] for one path\.$"), (None, "None")],
+)
+def test_paths_that_are_one_str_or_none_are_refused_naming_them(paths, given):
+    # a str was taken for a list of its characters: select('a/b', '*') gave ['a', 'b']
+    with pytest.raises(TypeError, match=rf"^select takes the candidate paths first, .*got {given}"):
+        px.select(paths, "*")
+
+
 def test_bad_selectors():
     with pytest.raises(ValueError, match="unclosed"):
         compile_selector("blocks_[0")
