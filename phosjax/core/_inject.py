@@ -9,6 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from phosjax._callables import a_type
 from phosjax.core._apply import (
     apply_reaching_tags,
     naming_other_kinds,
@@ -36,7 +37,8 @@ def injections(
       SelectorError: a selector matches no tagged value (one that Flax's ``sow`` stored
         in ``intermediates``, not `tag`, cannot be reached: the message says so).
       TypeError: ``values`` is no dict ``{selector: value}`` (a bare value); ``variables`` are no
-        collections (the params alone: `naming_params_alone`).
+        collections (the params alone: `naming_params_alone`); a value holds what is no
+        number nor array (a str; the tagged value named).
       ValueError: two selectors match one tagged value (both and its path named), a
         value's structure, shape or dtype differs from the tagged value's (both named), or
         several calls tag the selected value and it is no tuple of one value per call
@@ -142,11 +144,31 @@ def _checked_call(where: str, value: Any, expected: Any) -> Any:
     tagged array is read as one array (as `tweak` reads a knob's value), not as a pytree,
     and it or a Python number in the tagged dtype where that holds it exactly.
 
+    Raises:
+      TypeError: ``value`` holds what is no number nor array (a str), naming ``where``.
+      ValueError: ``value`` has another structure, shape or dtype, naming ``where``.
+
     Examples:
       >>> _checked_call("'h'", [[1, 2]], jax.ShapeDtypeStruct((1, 2), jnp.float32))
       Array([[1., 2.]], dtype=float32)
+      >>> _checked_call("'h'", "zeros", jax.ShapeDtypeStruct((1, 2), jnp.float32))
+      Traceback (most recent call last):
+      TypeError: Injected value for 'h' must be an array (or a pytree of them) like the
+      tagged value there, of shape (1, 2) and dtype float32, got 'zeros' (a str).
     """
-    value = in_dtypes_of(value, expected)
+    try:
+        value = in_dtypes_of(value, expected)
+    except (TypeError, ValueError):  # JAX's names no tag: "Value 'zeros' with dtype <U5 is..."
+        leaf = jax.tree_util.treedef_is_leaf(jax.tree.structure(expected))
+        tagged = (
+            f"of shape {expected.shape} and dtype {expected.dtype}"
+            if leaf
+            else f"of structure {jax.tree.structure(expected)}"
+        )
+        raise TypeError(
+            f"Injected value for {where} must be an array (or a pytree of them) like the "
+            f"tagged value there, {tagged}, got {value!r:.60} ({a_type(value)})."
+        ) from None
     given_tree: Any = jax.tree.structure(value)  # Any: jaxlib's PyTreeDef has no stubs
     expected_tree = jax.tree.structure(expected)
     if given_tree != expected_tree:
@@ -195,7 +217,8 @@ def inject(
       SelectorError: a selector matches no tagged value (one that Flax's ``sow`` stored
         in ``intermediates``, not `tag`, cannot be reached: the message says so).
       TypeError: ``values`` is no dict ``{selector: value}`` (a bare value); ``variables`` are no
-        collections (the params alone: `naming_params_alone`).
+        collections (the params alone: `naming_params_alone`); a value holds what is no
+        number nor array (a str; the tagged value named).
       ValueError: two selectors match one tagged value (both and its path named), a value
         of the wrong structure, shape or dtype (the path, the call and both named), no
         tuple of one value per call for a value tagged by several, or one that never

@@ -1035,6 +1035,16 @@ def test_inject_a_pytree_of_the_wrong_structure_names_both():
         px.inject(Pytrees(), {}, V, {"d": {"a": V, "c": V}})
 
 
+def test_inject_a_value_that_holds_no_numbers_names_the_tagged_value():
+    # JAX said "Value 'zeros' with dtype <U5 is not a valid JAX array type", naming no tag
+    with pytest.raises(
+        TypeError,
+        match=r"^Injected value for 'd' must be an array \(or a pytree of them\) like the "
+        r"tagged value there, of structure .*'a'.*'b'.*, got \{'a': 'zeros', .*\(a dict\)\.$",
+    ):
+        px.inject(Pytrees(), {}, V, {"d": {"a": "zeros", "b": V}})
+
+
 def test_inject_a_pytree_leaf_of_the_wrong_shape_names_its_key_and_shapes():
     with pytest.raises(ValueError, match=r"'d'\['b'\] has shape \(2,\).*shape \(3,\)"):
         px.inject(Pytrees(), {}, V, {"d": {"a": V, "b": jnp.zeros(2)}})
