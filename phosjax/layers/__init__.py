@@ -30,9 +30,10 @@ its own call says), as `Sequence` passes the train flag only to the layers that 
 ``Repeat(TransformerBlock(2), 3)(x, mask=real)`` gives every block ``mask=real``,
 ``Sequence([TransformerBlock(2), nn.Dense(8)])`` only the first. A keyword that none
 of a container's blocks takes is a TypeError naming it and the blocks (a misspelled one
-does not go unused). A ``mask`` holds booleans or integers (true or nonzero: real, or
-attend); every layer and container that reads one refuses a float mask, which may be an
-additive one (a TypeError: see docs/layers.md). One that is a padding mask of the input's
+does not go unused; the error names the keyword meant, ``mask`` for ``maks``). A
+``mask`` holds booleans or integers (true or nonzero: real, or attend); every layer and
+container that reads one refuses a float mask, which may be an additive one (a
+TypeError: see docs/layers.md). One that is a padding mask of the input's
 tokens (its shape but the features, axes of size 1 broadcasting), or an attention mask of
 a sequence's ``(B, H, L, L)`` (its padding as `MultiHeadSelfAttention` reads it), also makes a
 container read the padded tokens as zeros, as the layers that take one do (`MultiHeadSelfAttention`,

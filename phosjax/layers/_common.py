@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from phosjax._callables import a_type, callable_name
+from phosjax._nearest import one_edit_apart
 
 TRAIN_FLAGS = ("train", "training", "is_training", "deterministic", "use_running_average")
 """The call parameters that take the train flag: ``train``, ``training`` and
@@ -246,9 +247,13 @@ class PassesKeywords:
 
     def takes_keyword(self, name: str) -> bool:
         """Whether one of its blocks takes the call keyword ``name``."""
-        blocks = getattr(self, self.blocks_field)
-        blocks = blocks if isinstance(blocks, list | tuple) else [blocks]
-        return any(takes_keyword(block, name) for block in blocks)
+        return any(takes_keyword(block, name) for block in _contained(self))
+
+
+def _contained(container: PassesKeywords) -> list[Any]:
+    """``container``'s blocks (its attribute named ``blocks_field``), as a list."""
+    blocks = getattr(container, container.blocks_field)
+    return list(blocks) if isinstance(blocks, list | tuple) else [blocks]
 
 
 def check_keywords(module: nn.Module, blocks: Any, keywords: dict[str, Any]) -> None:
@@ -278,11 +283,34 @@ def check_keywords(module: nn.Module, blocks: Any, keywords: dict[str, Any]) -> 
                 if name == "mask" and norms
                 else ""
             )
+            taken = {k for b in blocks for k in _keywords_named(b) if takes_keyword(b, k)}
+            near = sorted(k for k in taken if one_edit_apart(name, k))  # 'max' is no 'mask'
+            meant = f". Did you mean {' or '.join(map(repr, near))}?" if near else "."
             raise TypeError(
                 f"{type(module).__name__} was called with the keyword {name!r}, which none of "
                 f"its blocks takes ({kinds}); pass it to a container only when one of its "
-                f"blocks' calls names it (or takes **kwargs){why}."
+                f"blocks' calls names it (or takes **kwargs){why}{meant}"
             )
+
+
+def _keywords_named(block: Any) -> list[str]:
+    """The keywords that ``block``'s call names after its input, the train flags left out
+    (a container's: those its blocks' calls name), for a "did you mean" of a misspelt one.
+
+    Examples:
+      >>> from phosjax.layers import Sequence, TransformerBlock
+      >>> _keywords_named(TransformerBlock(2)), _keywords_named(Sequence([TransformerBlock(2)]))
+      (['mask'], ['mask'])
+    """
+    if isinstance(block, PassesKeywords):
+        return [name for inner in _contained(block) for name in _keywords_named(inner)]
+    first = _first_layer(block)
+    call, inputs = (type(first).__call__, 2) if isinstance(first, nn.Module) else (first, 1)
+    return [
+        p.name
+        for p in _parameters(call, inputs)
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in TRAIN_FLAGS
+    ]
 
 
 def _first_layer(block: Any) -> Any:

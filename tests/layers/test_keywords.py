@@ -96,8 +96,17 @@ def test_a_pre_norm_stack_gives_the_mask_to_its_attention_not_to_flax_norms(norm
 
 
 def test_a_keyword_no_block_takes_is_an_error_naming_both():
-    with pytest.raises(TypeError, match=r"Repeat .* keyword 'maks'.* \(TransformerBlock\)"):
+    message = r"Repeat .* keyword 'maks'.* \(TransformerBlock\).*\. Did you mean 'mask'\?"
+    with pytest.raises(TypeError, match=message):
         Repeat(TransformerBlock(2), num_layers=2).init(jax.random.key(0), X, maks=REAL)
+    with pytest.raises(TypeError, match=r"Sequence .* keyword 'masks'.*\. Did you mean 'mask'\?"):
+        Sequence([nn.Dense(2), Residual(TransformerBlock(2))]).init(
+            jax.random.key(0), X, masks=REAL
+        )
+    with pytest.raises(
+        TypeError, match=r"Sequence .* keyword 'maks'.*\(or takes \*\*kwargs\)\.(\n|$)"
+    ):
+        Sequence([nn.Dense(2)]).init(jax.random.key(0), X, maks=REAL)  # nothing to mean
 
 
 class NeedsMask(nn.Module):
