@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from phosjax._callables import a_type
 from phosjax._nearest import did_you_mean
 from phosjax.core import INJECTIONS, tag
 from phosjax.core._inject import in_dtypes_of
@@ -111,6 +112,25 @@ def _injected(graph: Graph, injections: Mapping[str, Any]) -> tuple[set[str], se
     tagged = {p for p, e in entries.items() if isinstance(e, Mapping) and OUT in e}
     inside = {p for p, e in entries.items() if isinstance(e, Mapping) and set(e) - {OUT}}
     return tagged, inside
+
+
+def _checked_inject(inject: Any, graph: Graph) -> dict[str, Any]:
+    """``inject`` (None: none) as a dict, or a `GraphError` naming what it is instead of
+    a mapping ``{node: value}``, or the first key that is no node of ``graph``.
+
+    Examples:
+      >>> _checked_inject("h", Graph({"h": abs}))
+      Traceback (most recent call last):
+      phosjax.models.graph._spec.GraphError: inject is a str, not a dict {node: value}; ...
+    """
+    if inject is not None and not isinstance(inject, Mapping):
+        raise GraphError(
+            f"inject is {a_type(inject)}, not a dict {{node: value}}; give the value each "
+            f"node takes instead of computing it, e.g. inject={{{graph.order[-1]!r}: value}}."
+        )
+    inject = dict(inject or {})
+    graph.check_nodes(inject, "inject")
+    return inject
 
 
 def _describe(tree: Any) -> str:
@@ -409,14 +429,13 @@ class GraphModel(nn.Module):
           ``{path: value}``, or the `returns` node's value.
 
         Raises:
-          GraphError: an injected value of another shape or dtype (node, both named), or
-            ``outputs`` not a str or an iterable of them.
+          GraphError: an injected value of another shape or dtype (node, both named),
+            ``inject`` no mapping, or ``outputs`` not a str or an iterable of them.
         """
         checked_train(self, train, handed_on=True)
         graph = self._graph
         check_keywords(self, self._fns(), keywords)
-        inject = dict(inject or {})
-        graph.check_nodes(inject, "inject")
+        inject = _checked_inject(inject, graph)
         tagged, inside = _injected(graph, self.variables.get(INJECTIONS, {}))  # px.inject's
         given = set(inject) | (tagged - inside)
         chosen = self.returns if outputs is None else outputs

@@ -856,6 +856,16 @@ def test_a_node_name_that_is_no_string_is_named(model_and_variables):
         extract(model, variables, inputs=[("stem",)])
 
 
+def test_inject_that_is_no_mapping_is_named(model_and_variables):
+    model, variables, x = model_and_variables
+    # A str failed in dict(): "dictionary update sequence element #0 has length 1".
+    for given, kind in (("stem", "a str"), ([("stem", jnp.ones((2, 4)))], "a list")):
+        with pytest.raises(
+            GraphError, match=rf"^inject is {kind}, not a dict {{node: value}}; .*inject=\{{'head'"
+        ):
+            model.apply(variables, x, inject=given)
+
+
 def test_inject_checks_shape_and_dtype_when_x_is_given(model_and_variables):
     model, variables, x = model_and_variables  # x: (2, 5), stem: (2, 4)
     with pytest.raises(
