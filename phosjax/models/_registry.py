@@ -507,6 +507,7 @@ def model_spec(name: str) -> ModelSpec:
 
     Raises:
       ValueError: no model has that name; the message lists the nearest and all names.
+      TypeError: ``name`` is no str (a config: pass its ``name``).
 
     Examples:
       >>> from phosjax.models import model_spec
@@ -518,6 +519,11 @@ def model_spec(name: str) -> ModelSpec:
       ...
       ValueError: unknown model 'mpl'. Did you mean 'mlp'? Registered models: ...
     """
+    if not isinstance(name, str):  # a number failed in did_you_mean: no 'casefold'
+        raise TypeError(
+            f"model_spec takes a registered model's name (a str), such as 'mlp', got "
+            f"{name!r:.60} ({a_type(name)})"
+        )
     if name not in _REGISTRY:
         _load_entry_points()
     if name not in _REGISTRY:

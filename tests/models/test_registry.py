@@ -23,6 +23,7 @@ from phosjax.models import (
     ModelConfig,
     build_model,
     import_models,
+    model_spec,
     param_count,
     register_model,
     registered_models,
@@ -69,6 +70,14 @@ def test_unknown_name_lists_nearest_and_all_names():
     with pytest.raises(ValueError, match=r"unknown model 'mpl'\. Did you mean 'mlp'\?") as info:
         build_model(ModelConfig("mpl", num_classes=2, input_shape=(4,)))
     assert all(name in str(info.value) for name in ZOO)
+
+
+@pytest.mark.parametrize("name, kind", [(3, "an int"), (None, "a NoneType"), (["mlp"], "a list")])
+def test_a_model_name_that_is_no_str_is_named(name, kind):
+    # 3 and None failed with "'int' object has no attribute 'casefold'", a list unhashable.
+    message = r"^model_spec takes a registered model's name \(a str\), such as 'mlp', got "
+    with pytest.raises(TypeError, match=message + re.escape(f"{name!r} ({kind})") + "$"):
+        model_spec(name)
 
 
 @pytest.mark.parametrize("key", ["features", "downsample", "name"])
