@@ -88,7 +88,8 @@ def node_variables(
     Raises:
       GraphError: ``variables`` are no mapping, or the params alone (keyed by a node's
         top-level name, not by collection: `check_variables`), which would give none;
-        given ``model``, a path is no node or group of it.
+        ``nodes`` are not a str or an iterable of them; given ``model``, a path is no node
+        or group of it.
 
     Examples:
       >>> v = {"params": {"a": {"w": 1}, "b": {"w": 2}, "g": {"c": {"w": 3}}}}
@@ -100,7 +101,7 @@ def node_variables(
       Traceback (most recent call last):
       phosjax.models.graph._spec.GraphError: node_variables' nodes names 'gc', but 'gc' is ...
     """
-    nodes = [nodes] if isinstance(nodes, str) else list(nodes)
+    nodes = as_names(nodes, "node_variables' nodes", "conv")
     check_variables(variables, nodes, "node_variables", "variables")
     if model is not None:
         graph = _graph(model, "node_variables' model")

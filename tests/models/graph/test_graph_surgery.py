@@ -97,6 +97,11 @@ def test_node_variables_takes_one_node_path_as_a_string():
     # "ab" is one node, not the nodes "a" and "b" (its characters).
     assert node_variables(variables, "ab") == {"params": {"ab": {"w": 3}}}
     assert node_variables(variables, ["a", "b"]) == {"params": {"a": {"w": 1}, "b": {"w": 2}}}
+    # A path that is no str failed with "'int' object is not iterable" (or has no 'split').
+    with pytest.raises(GraphError, match=r"^node_variables' nodes is 3 \(of type int\), not a"):
+        node_variables(variables, 3)
+    with pytest.raises(GraphError, match=r"^node_variables' nodes names 3 \(of type int\), but"):
+        node_variables(variables, ["a", 3])
 
 
 def test_node_variables_given_the_model_names_a_misspelt_node_and_the_nearest():
