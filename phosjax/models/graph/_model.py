@@ -506,8 +506,9 @@ class GraphModel(nn.Module):
             )
             return run[0]
 
+        given = dict(feeds) or None  # no feeds: x=None ({} is an x, refused without inputs)
         with set_aside():  # the copy's aux losses, path weights... are not this call's
-            expected = jax.eval_shape(outputs, dict(self.variables), dict(feeds))
+            expected = jax.eval_shape(outputs, dict(self.variables), given)
         values = {path: in_dtypes_of(inject[path], expected[path]) for path in checked}
         for path, value in values.items():
             _check_injected(path, value, expected[path])

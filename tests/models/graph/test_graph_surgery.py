@@ -632,6 +632,13 @@ def test_a_graph_without_inputs_is_called_and_initialised_without_x(key):
     variables = model.init(key)
     assert jax.tree.map(jnp.shape, variables) == {"params": {"d": {"kernel": (3, 2), "bias": (2,)}}}
     np.testing.assert_array_equal(model.apply(variables)["d"], model.apply(variables, None)["d"])
+    # Injecting said "x is given (of type dict); call it without x": the shape check's x.
+    injected = model.apply(variables, inject={"bias": jnp.zeros((1, 3))})["d"]
+    np.testing.assert_array_equal(
+        injected, jnp.broadcast_to(variables["params"]["d"]["bias"], (1, 2))
+    )
+    with pytest.raises(GraphError, match=r"^inject gives node 'bias' float32\[1, 4\], but the"):
+        model.apply(variables, inject={"bias": jnp.zeros((1, 4))})
 
 
 def test_fill_missing_initialises_a_graph_without_inputs_without_x(key):
