@@ -162,12 +162,22 @@ def extract(
     kept = graph.needed(targets, given=inputs)
     unused = [p for p in inputs if p not in kept]
     if unused:
+        shadows = [p for p in inputs if p in kept and unused[0] in graph.needed([p])]
         upstream = [p for p in kept if p not in targets]
+        where = (
+            f"they need it only through the input(s) {listing(shadows)}, cut too"
+            if shadows
+            else "it comes after them, or on another branch"
+        )
+        fix = (
+            f"leave {unused[0]!r} out of the inputs"
+            if shadows
+            else f"cut at a node they need ({listing(upstream) or 'none: they are inputs'}), "
+            "or give outputs that need it"
+        )
         raise GraphError(
             f"extract's input {unused[0]!r} is not needed by the outputs {listing(targets)} "
-            f"(it comes after them, or on another branch), so cutting there would cut "
-            f"nothing; cut at a node they need ({listing(upstream) or 'none: they are inputs'}), "
-            "or give outputs that need it."
+            f"({where}), so cutting there would cut nothing; {fix}."
         )
     spec = graph.spec()
     sub = {p: Input() if p in inputs else spec[p] for p in spec if p in kept}

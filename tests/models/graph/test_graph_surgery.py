@@ -131,6 +131,14 @@ def test_extract_front_keeps_original_inputs_and_rejects_unneeded_cuts(net):
     )
     with pytest.raises(GraphError, match=message):  # the nodes to cut at were not named
         extract(model, variables, inputs=["logits"], outputs=["pool"])
+    # conv1 comes before pool, but only through act1: it said "it comes after them".
+    message = (
+        r"^extract's input 'conv1' is not needed by the outputs 'pool' \(they need it only "
+        r"through the input\(s\) 'act1', cut too\), so cutting there would cut nothing; leave "
+        r"'conv1' out of the inputs\.$"
+    )
+    with pytest.raises(GraphError, match=message):
+        extract(model, variables, inputs=["conv1", "act1"], outputs=["pool"])
     with pytest.raises(GraphError, match=r"extract's inputs names 'act2', but 'act2' is not"):
         extract(model, variables, inputs=["act2"])
 
