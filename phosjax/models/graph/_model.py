@@ -268,14 +268,29 @@ def _run_node(
 
 def _check_add(path: str, spec: Node, args: tuple[Any, ...]) -> None:
     """Raises a `GraphError` when node ``path`` adds (``combine="add"``) arrays of
-    different shapes, which would broadcast silently (a ``(3, 1)`` branch onto ``(3, 4)``).
+    different shapes, which would broadcast silently (a ``(3, 1)`` branch onto ``(3, 4)``),
+    or the values of a node of several (a tuple, which ``+`` would concatenate; a dict).
 
     Examples:
       >>> _check_add("s", Node(None, ("a", "b"), "add"), (jnp.ones((3, 4)), jnp.ones((3, 1))))
       Traceback (most recent call last):
       phosjax.models.graph._spec.GraphError: Node 's' adds inputs of different shapes ('a' ...
+      >>> _check_add("s", Node(None, ("a", "b"), "add"), ((jnp.ones(2),), (jnp.ones(2),)))
+      Traceback (most recent call last):
+      phosjax.models.graph._spec.GraphError: Node 's' adds its inputs, but 'a' is a tuple ...
     """
-    if spec.combine != "add" or not all(isinstance(a, jax.Array | np.ndarray) for a in args):
+    if spec.combine != "add":
+        return
+    named = zip(spec.inputs or (), args, strict=True)
+    tree = next(((source, a) for source, a in named if isinstance(a, list | tuple | Mapping)), None)
+    if tree is not None:
+        raise GraphError(
+            f"Node {path!r} adds its inputs, but {tree[0]!r} is {a_type(tree[1])} of values, "
+            "which + does not add value by value (tuples and lists it concatenates); combine "
+            "them with a function, e.g. combine=lambda *trees: jax.tree.map(lambda *v: sum(v), "
+            "*trees)."
+        )
+    if not all(isinstance(a, jax.Array | np.ndarray) for a in args):
         return
     shapes = [tuple(a.shape) for a in args]
     if len(set(shapes)) > 1:

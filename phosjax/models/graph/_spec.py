@@ -89,8 +89,8 @@ def node(
       fn: the computation; ``None`` passes its (combined) input through unchanged.
       inputs: node names, relative to the node's group (``"conv"``, ``"../stem"``) or
         absolute (``"/stem"``); ``None`` takes the previous node in insertion order.
-      combine: how several inputs become one: ``"add"`` (of one shape; it does not
-        broadcast), ``"concat"`` (last axis) or a function of the input values. Without
+      combine: how several inputs become one: ``"add"`` (of arrays of one shape; it does
+        not broadcast), ``"concat"`` (last axis) or a function of the input values. Without
         it ``fn`` gets every input as an argument.
 
     Examples:

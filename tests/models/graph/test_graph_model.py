@@ -759,6 +759,23 @@ def test_add_refuses_inputs_of_different_shapes_instead_of_broadcasting(key):
     np.testing.assert_array_equal(out["sum"], out["a"] + out["b"] + out["input"])
 
 
+def test_add_refuses_nodes_of_several_values_which_plus_would_concatenate():
+    # Two tuples were concatenated: 's' was a tuple of 4 arrays, not the sums of 2.
+    pair = lambda h: (h, 2 * h)
+    spec = {"p": pair, "q": node(pair, inputs="input")}
+    model = GraphModel({**spec, "s": node(inputs=("p", "q"), combine="add")})
+    message = (
+        r"^Node 's' adds its inputs, but 'p' is a tuple of values, which \+ does not add value "
+        r"by value \(tuples and lists it concatenates\); combine them with a function, e\.g\. "
+        r"combine=lambda \*trees: jax\.tree\.map\(lambda \*v: sum\(v\), \*trees\)\."
+    )
+    with pytest.raises(GraphError, match=message):
+        model.apply({}, jnp.ones(2))
+    advised = lambda *trees: jax.tree.map(lambda *v: sum(v), *trees)
+    out = GraphModel({**spec, "s": node(inputs=("p", "q"), combine=advised)}).apply({}, jnp.ones(2))
+    np.testing.assert_array_equal(jnp.stack(out["s"]), [[2.0, 2.0], [4.0, 4.0]])
+
+
 @pytest.mark.parametrize("combine", ["add", "concat"])
 def test_a_named_combine_of_no_inputs_is_an_error(combine):
     message = rf"Node 'c' combines its inputs with '{combine}' but takes none \(inputs=\(\)\)"
