@@ -421,7 +421,7 @@ class GraphModel(nn.Module):
             without input nodes (all its nodes compute from constants), which is
             therefore called without it (``model.apply(variables)``).
           train: training mode, passed to the nodes that take it (not on an empty
-            batch: they then run as in evaluation, ``batch_stats`` kept).
+            batch, fed or injected: they then run as in evaluation, ``batch_stats`` kept).
           outputs: node selectors (``"logits"``, ``"block/*"``); only what they need is
             computed and only they are returned. ``None``: the `returns` node, or
             without one the graph's sinks and all they need, every computed node returned
@@ -463,7 +463,8 @@ class GraphModel(nn.Module):
             targets = tuple(dict.fromkeys((*graph.sinks, *targets)))
         plan = graph.needed((*targets, *tagged, *inside), given)  # px.inject's reach their tags
         feeds = self._feeds(x, [p for p in plan if p in graph.inputs and p not in given])
-        train = batch_train(train, feeds)  # an empty batch leaves batch_stats as they are
+        injected = (inject, self.variables.get(INJECTIONS, {}))  # with x=None, the batch
+        train = batch_train(train, (feeds, injected))  # empty: batch_stats kept as they are
         masked = keywords.get("mask") is not None  # padding read as zeros, by all nodes
         feeds = {
             path: zero_mask_padding(self, jnp.asarray(v), keywords)

@@ -13,9 +13,18 @@ import optax
 import pytest
 
 import phosjax as px
-from phosjax.core import ArraySpec
+from phosjax.core import INJECTIONS, ArraySpec
 from phosjax.layers import TransformerBlock
-from phosjax.models.graph import GraphError, GraphModel, Input, extract, node, rewire, train_only
+from phosjax.models.graph import (
+    OUT,
+    GraphError,
+    GraphModel,
+    Input,
+    extract,
+    node,
+    rewire,
+    train_only,
+)
 
 
 def residual_graph(calls: list[str] | None = None) -> GraphModel:
@@ -737,6 +746,21 @@ def test_a_pass_through_of_several_inputs_needs_a_combine():
     summed = GraphModel({"a": nn.relu, "c": node(None, inputs=("a", "input"), combine="add")})
     x = -jnp.ones((1, 2))
     np.testing.assert_array_equal(summed.apply({}, x)["c"], x)
+
+
+def test_training_on_an_injected_empty_batch_keeps_the_batch_stats(key):
+    # With x=None only the fed batch was looked at: BatchNorm's running stats became NaN.
+    model = GraphModel({"stem": nn.Dense(2), "norm": nn.BatchNorm(), "head": nn.Dense(3)})
+    variables = model.init(key, jnp.ones((1, 4)))
+    empty, stats = jnp.ones((0, 2)), ["batch_stats"]
+    tagged = {**variables, INJECTIONS: {"stem": {OUT: empty}}}  # as px.inject gives it
+    for updated in (
+        model.apply(variables, None, True, inject={"stem": empty}, mutable=stats)[1],
+        model.apply(tagged, None, True, mutable=stats)[1],
+    ):
+        jax.tree.map(
+            np.testing.assert_array_equal, updated["batch_stats"], variables["batch_stats"]
+        )
 
 
 def test_add_refuses_inputs_of_different_shapes_instead_of_broadcasting(key):
