@@ -153,14 +153,18 @@ def _signature_difference(a: Cell, b: Cell) -> str:
 
 def _check_distinct(where: str, cells: Sequence[Cell]) -> None:
     """Raises naming ``where`` if two cells are the same, or differ only in a momentum
-    their optimizer ignores (all but ``"momentum"``): they would train one model twice."""
-    names = [field.name for field in dataclasses.fields(HParams) if field.name != "momentum"]
+    their optimizer ignores (all but ``"momentum"``) or in a regularizer's field its kind
+    ignores (``cost``, ``source`` and ``threshold``, all but ``"morph"``'s): they would
+    train one model twice."""
+    unused = ("momentum", "regularizers")
+    names = [field.name for field in dataclasses.fields(HParams) if field.name not in unused]
     first: dict[tuple[Any, ...], int] = {}
     for i, cell in enumerate(cells):
         hp = cell.hparams
         used = hp.momentum if hp.optimizer == "momentum" else None
-        rest = (cell.model, cell.dataset, cell.seed, used, *(getattr(hp, n) for n in names))
-        j = first.setdefault(rest, i)
+        penalties = tuple((r.shared(), r.strength) for r in hp.regularizers)
+        rest = (cell.model, cell.dataset, cell.seed, used, penalties)
+        j = first.setdefault((*rest, *(getattr(hp, n) for n in names)), i)
         if j == i:
             continue
         if cells[j].hparams.momentum != hp.momentum:
@@ -170,6 +174,19 @@ def _check_distinct(where: str, cells: Sequence[Cell]) -> None:
                 "train the same model twice; a grid over momentum needs optimizer='momentum' "
                 "(SGD with momentum)."
             )
+        pairs = zip(cells[j].hparams.regularizers, hp.regularizers, strict=True)
+        for k, (a, b) in enumerate(pairs):
+            if a != b:
+                shown = ", ".join(
+                    f"{name} ({getattr(a, name)!r} and {getattr(b, name)!r})"
+                    for name in ("cost", "source", "threshold")
+                    if getattr(a, name) != getattr(b, name)
+                )
+                raise ValueError(
+                    f"{where}: cells {j} and {i} differ only in regularizers[{k}]'s {shown}, "
+                    f"which kind {a.kind!r} ignores, so they would train the same model "
+                    "twice; cost, source and threshold apply to kind='morph' alone."
+                )
         raise ValueError(
             f"{where}: cells {j} and {i} are the same cell, so they would train the same model "
             "twice; give each cell once (another seed trains another model)."
@@ -179,7 +196,8 @@ def _check_distinct(where: str, cells: Sequence[Cell]) -> None:
 def check_cells(where: str, cells: Any) -> None:
     """Raises naming ``where`` unless ``cells`` is a list or tuple of cells whose
     different seeds make different keys (`jax.random.key`), no two of which are the same
-    or differ only in a momentum their optimizer ignores (all but ``"momentum"``).
+    or differ only in a momentum their optimizer ignores (all but ``"momentum"``) or in a
+    regularizer's field its kind ignores (`_check_distinct`).
 
     Without ``jax_enable_x64`` JAX keeps a seed's low 32 bits, so seeds 0 and ``2**32``
     would train the same models; seeds in ``[0, 2**32)`` never collide.
@@ -188,7 +206,7 @@ def check_cells(where: str, cells: Any) -> None:
       TypeError: ``cells`` is no list or tuple (one `Cell`, a generator), or holds
         something else than a `Cell`.
       ValueError: two cells' seeds differ but make the same key, or two cells are the
-        same or differ only in an ignored momentum (both named).
+        same or differ only in an ignored momentum or regularizer field (both named).
 
     Examples:
       >>> check_cells("plan_groups", (cell for cell in []))

@@ -542,6 +542,26 @@ def test_cells_differing_only_in_a_momentum_their_optimizer_ignores_are_refused(
     assert [g.index for g in plan_groups(momentum)] == [(0, 1, 2, 3)]  # it uses them
 
 
+@pytest.mark.parametrize(("kind", "groups"), [("l2", None), ("morph", [(0, 1), (2, 3)])])
+def test_cells_differing_only_in_a_regularizer_field_its_kind_ignores_are_refused(kind, groups):
+    fields = [{"cost": "params"}, {"cost": "flops", "threshold": 0.5}]
+    cells = [
+        Cell(Tiny(), "toy", HParams(regularizers=[Regularizer("**", kind, 1e-3, **f)]), seed)
+        for f in fields
+        for seed in (0, 1)
+    ]
+    if groups is not None:  # morph uses them: two groups of models
+        assert [g.index for g in plan_groups(cells)] == groups
+        return
+    message = (
+        r"^plan_groups: cells 0 and 2 differ only in regularizers\[0\]'s cost \('params' and "
+        r"'flops'\), threshold \(0.01 and 0.5\), which kind 'l2' ignores, so they would train "
+        r"the same model twice; cost, source and threshold apply to kind='morph' alone\.$"
+    )
+    with pytest.raises(ValueError, match=message):
+        plan_groups(cells)
+
+
 def test_a_cell_given_twice_is_refused():
     # it trained the same model twice, though cells differing only in an unused momentum,
     # which would do the same, are refused
