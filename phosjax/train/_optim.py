@@ -192,8 +192,9 @@ def make_optimizer(
       ValueError: an unknown ``name`` or ``lr_schedule``, a schedule without ``steps``, a
         ``grad_clip`` that is no number above 0 (a negative one would turn every clipped
         step up the loss; 0, every step to nothing), or a ``learning_rate``,
-        ``weight_decay`` or ``momentum`` given as a number (not a JAX array, which may be
-        traced) out of the range `HParams` takes (a negative rate climbs the loss).
+        ``weight_decay`` or ``momentum`` that is no single number (an array of several
+        would scale each param entry by another) or, unless traced (a grid's per-cell
+        value), one out of the range `HParams` takes (a negative rate climbs the loss).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -218,8 +219,17 @@ def make_optimizer(
     _check_schedule(lr_schedule)  # before asking for the steps an unknown one would need
     given = {"learning_rate": learning_rate, "weight_decay": weight_decay, "momentum": momentum}
     for key, least, most, hint in OPTIMIZER_RANGES:
-        if not isinstance(given[key], jax.Array):  # a cell's value in a grid's init is traced
-            given[key] = number_in(f"make_optimizer {key}", given[key], least, most, hint=hint)
+        value, where = given[key], f"make_optimizer {key}"
+        if isinstance(value, jax.core.Tracer):  # a cell's value in a grid's init
+            if value.shape != ():
+                raise ValueError(
+                    f"{where} must be one number, got a traced array of shape {value.shape}, "
+                    "which would scale each param entry by another value; for one value per "
+                    "cell, jax.vmap the optimizer's init over the cells (as init_group does)."
+                )
+            continue
+        checked = number_in(where, value, least, most, hint=hint)
+        given[key] = value if isinstance(value, jax.Array) else checked  # its dtype kept
     if grad_clip is not None:
         grad_clip = number_in(
             "make_optimizer grad_clip", grad_clip, 0, strict=True, hint=GRAD_CLIP_HINT

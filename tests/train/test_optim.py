@@ -69,11 +69,36 @@ def test_a_value_given_as_a_string_spelling_a_float_is_that_float_as_in_a_bench_
     assert updates["w"].tolist() == [-0.5, -0.5]
 
 
-def test_a_jax_array_value_is_taken_unchecked_as_a_grids_traced_one_is():
+def test_a_jax_array_value_is_taken_as_a_grids_traced_one_is():
     tx = make_optimizer("sgd", learning_rate=jnp.asarray(0.5))
     params = {"w": jnp.zeros(2)}
     updates, _ = tx.update({"w": jnp.ones(2)}, tx.init(params), params)
     assert updates["w"].tolist() == [-0.5, -0.5]
+
+
+@pytest.mark.parametrize(
+    "learning_rate, message",
+    [
+        (jnp.asarray(-0.1), r"must be >= 0, got -0.1"),
+        (jnp.asarray([0.1, 0.2]), r"must be a number, got Array\(\[0.1, 0.2\]"),
+    ],
+)
+def test_a_concrete_jax_array_is_checked_as_a_number_is(learning_rate, message):
+    """Only a traced value can go unchecked: -0.1 climbed the loss, and [0.1, 0.2] scaled
+    each param's two columns by another rate."""
+    with pytest.raises(ValueError, match=r"^make_optimizer learning_rate " + message):
+        make_optimizer("sgd", learning_rate=learning_rate)
+
+
+def test_a_traced_value_of_several_numbers_is_refused_by_name_and_shape():
+    def init(rates):
+        return make_optimizer("sgd", learning_rate=rates).init({"w": jnp.zeros(2)})
+
+    with pytest.raises(ValueError, match=r"^make_optimizer learning_rate must be one number, "):
+        jax.jit(init)(jnp.asarray([0.1, 0.2]))
+    rates = jnp.asarray([0.1, 0.2])
+    state = jax.jit(jax.vmap(init))(rates)  # a grid's per-cell values: vmapped
+    assert (state.hyperparams["learning_rate"] == rates).all()
 
 
 @pytest.mark.parametrize("name", OPTIMIZERS)
