@@ -28,6 +28,24 @@ def cast_floating(tree: Any, dtype: Any) -> Any:
     return jax.tree.map(cast, tree)
 
 
+def check_module(where: str, model: Any) -> None:
+    """Raises a TypeError naming ``where`` unless ``model`` is a Flax module: a model
+    config (what a `phosjax.train.Cell` takes) is to be built first.
+
+    Examples:
+      >>> from phosjax.models import ModelConfig
+      >>> check_module("make_train_step", ModelConfig("mlp", 3, (8,)))
+      Traceback (most recent call last):
+      TypeError: make_train_step: model must be a Flax module, got a ModelConfig: pass its .build()
+    """
+    if not isinstance(model, nn.Module):
+        built = callable(getattr(model, "build", None))
+        fix = "pass its .build()" if built else "e.g. ModelConfig('mlp', 10, (40,)).build()"
+        raise TypeError(
+            f"{where}: model must be a Flax module, got a {type(model).__name__}: {fix}"
+        )
+
+
 def precision_apply(model: nn.Module, compute_dtype: str) -> Callable[..., Any]:
     """``model.apply``, computing in ``compute_dtype``; what it returns is float32.
 
@@ -39,6 +57,7 @@ def precision_apply(model: nn.Module, compute_dtype: str) -> Callable[..., Any]:
     cast and come back float32.
 
     Raises:
+      TypeError: ``model`` is no Flax module (a model config: `check_module`).
       ValueError: ``compute_dtype`` is not one of `COMPUTE_DTYPES` (e.g. ``"int8"``,
         which would round every param to an integer; ``"float16"``, whose gradients
         underflow without loss scaling).
@@ -55,6 +74,7 @@ def precision_apply(model: nn.Module, compute_dtype: str) -> Callable[..., Any]:
       >>> str(grads["kernel"].dtype)
       'float32'
     """
+    check_module("precision_apply", model)
     one_of("precision_apply compute_dtype", compute_dtype, COMPUTE_DTYPES)
     if compute_dtype == "float32":
         return model.apply

@@ -33,7 +33,7 @@ from phosjax.morph import channel_groups, morph_regularizer
 from phosjax.train._config import HParams, Regularizer, int_at_least
 from phosjax.train._matmul_convs import rewrite_before_grad
 from phosjax.train._optim import hparams_multiplier, hparams_optimizer
-from phosjax.train._precision import precision_apply
+from phosjax.train._precision import check_module, precision_apply
 from phosjax.train._reduce import all_finite, scaled_global_norm
 from phosjax.train._state import GroupState
 
@@ -380,7 +380,8 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
     `run_group` runs its chunks unguarded and re-runs a chunk guarded, from its start, when a cell
     diverged in it. The model computes in ``hp.compute_dtype`` (`precision_apply`); the
     task loss is taken from its logits in float32, whatever their dtype. An empty batch is
-    a ValueError (`check_batch`), not a NaN loss.
+    a ValueError (`check_batch`), not a NaN loss; a ``model`` that is no Flax module (its
+    config) a TypeError (`check_module`).
 
     Examples:
       >>> import jax
@@ -396,6 +397,7 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
       >>> cell.step.tolist(), sorted(metrics)
       (1, ['accuracy', 'grad_norm', 'loss', 'task_loss'])
     """
+    check_module("make_train_step", model)
     tx = hparams_optimizer(hp)
     multiplier = hparams_multiplier(hp)
     apply = precision_apply(model, hp.compute_dtype)
@@ -493,6 +495,7 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
 def make_evaluate(model: nn.Module, compute_dtype: str = "float32") -> EvalFn:
     """``(cell_state, arrays) -> {"loss", "accuracy"}`` of one cell on the whole test split,
     float32 (summed so from the logits, whatever dtype the model computes them in)."""
+    check_module("make_evaluate", model)
     apply = precision_apply(model, compute_dtype)
 
     def evaluate(state: GroupState, arrays: dict[str, jax.Array]) -> Metrics:

@@ -32,6 +32,7 @@ from phosjax.train import (
     _strategy,
     init_group,
     plan_groups,
+    precision_apply,
     run_group,
     train_grid,
 )
@@ -1731,6 +1732,18 @@ def test_a_train_step_on_an_empty_batch_is_refused_by_name_not_a_nan_divergence(
     empty = (jnp.zeros((0, 8)), jnp.zeros((0,), jnp.int32))
     with pytest.raises(ValueError, match=r"empty batch \(x of shape \(0, 8\), y of shape \(0,\)"):
         step(None, {}, empty)
+
+
+@pytest.mark.parametrize(
+    "make", [make_train_step, make_evaluate, precision_apply], ids=lambda f: f.__name__
+)
+def test_a_model_config_given_for_its_module_is_refused_saying_to_build_it(make):
+    """A config (what a Cell takes) raised AttributeError: no attribute 'apply'."""
+    config = ModelConfig("mlp", 3, (8,), width=8)
+    with pytest.raises(
+        TypeError, match=rf"^{make.__name__}: model must be a Flax module, got a ModelConfig: "
+    ):
+        make(config, ADAM) if make is make_train_step else make(config, "float32")
 
 
 def test_the_empty_batch_check_reads_inputs_given_as_a_dict():
