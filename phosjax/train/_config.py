@@ -127,6 +127,30 @@ def number_in(
     return number
 
 
+def _check_compute_dtype(value: Any) -> None:
+    """Raises a ValueError naming ``HParams compute_dtype`` unless ``value`` is one of
+    `COMPUTE_DTYPES`, a name: a dtype (``np.dtype("float32")``) compares equal to its
+    name but hashes otherwise, which split equal hparams into two groups and failed a
+    look-up by name (a bare ``KeyError: dtype('float32')``).
+
+    Examples:
+      >>> _check_compute_dtype(np.dtype("float32"))
+      Traceback (most recent call last):
+      ValueError: HParams compute_dtype must be a dtype's name, one of ('float32', 'bfloat16'),
+      got dtype('float32'): give 'float32'.
+    """
+    if not isinstance(value, str):
+        try:  # np.dtype(None) is float64: no dtype given
+            name = None if value is None else np.dtype(value).name
+        except TypeError:  # no dtype at all
+            name = None
+        raise ValueError(
+            f"HParams compute_dtype must be a dtype's name, one of {COMPUTE_DTYPES}, got "
+            f"{value!r}" + (f": give {name!r}." if name in COMPUTE_DTYPES else ".")
+        )
+    one_of("HParams compute_dtype", value, COMPUTE_DTYPES)
+
+
 def _check_selector(where: str, selector: Any) -> None:
     """Raises a ValueError starting with ``where`` if ``selector`` does not compile."""
     try:
@@ -332,7 +356,7 @@ class HParams:
 
     def __post_init__(self) -> None:
         one_of("HParams optimizer", self.optimizer, OPTIMIZERS)
-        one_of("HParams compute_dtype", self.compute_dtype, COMPUTE_DTYPES)
+        _check_compute_dtype(self.compute_dtype)
         one_of("HParams lr_schedule", self.lr_schedule, LR_SCHEDULES)
         for name, least in (
             ("batch_size", 1),

@@ -83,6 +83,22 @@ def test_bad_compute_dtype_names_the_allowed_values():
         HParams(compute_dtype="float16")
 
 
+@pytest.mark.parametrize(
+    "dtype, shown",
+    [(np.dtype("float32"), r"dtype\('float32'\)"), (jnp.bfloat16, r"<class 'jax.numpy.bfloat16'>")],
+)
+def test_a_compute_dtype_given_as_a_dtype_is_refused_naming_the_name_to_give(dtype, shown):
+    """np.dtype('float32') == 'float32' passed, but hashed otherwise: equal hparams went
+    to two groups, and train_grid failed with a bare KeyError: dtype('float32')."""
+    name = np.dtype(dtype).name
+    with pytest.raises(
+        ValueError,
+        match=rf"^HParams compute_dtype must be a dtype's name, one of \('float32', 'bfloat16'\), "
+        rf"got {shown}: give '{name}'\.$",
+    ):
+        HParams(compute_dtype=dtype)
+
+
 @pytest.mark.parametrize("dtype", ["int8", "float16"])
 def test_precision_apply_refuses_a_compute_dtype_the_engine_does_not_take(dtype):
     """``"int8"`` had cast every param to an integer: the model silently output zeros."""
