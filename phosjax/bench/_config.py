@@ -241,7 +241,7 @@ class RegularizerEntry:
       on: ``"params"`` or ``"activations"`` (``l1``, ``l2``).
       cost: ``morph``: ``"flops"``, ``"params"`` or ``"latency"``.
       source: ``morph``: ``"auto"``, ``"gamma"`` or ``"group_lasso"``.
-      threshold: ``morph``: the importance below which a channel counts as dead.
+      threshold: ``morph``: the importance at or below which a channel counts as dead.
 
     Examples:
       >>> entry = RegularizerEntry.parse({"kind": "morph", "strength": [0, 0.1]})
