@@ -66,8 +66,8 @@ def is_real(dtype: Any) -> bool:
 
 def one_integer(where: str, name: str, value: Any, meaning: str, several: str) -> None:
     """Raises unless the argument ``name`` of ``where`` is one integer, concrete or traced:
-    a scalar of an integer dtype, not a bool. A float would be cut to an int silently, and
-    an array of several would mix them into one result.
+    a scalar of an integer dtype, not a bool (nor None or a string). A float would be cut
+    to an int silently, and an array of several would mix them into one result.
 
     Args:
       where: the function, named in the errors.
@@ -82,7 +82,13 @@ def one_integer(where: str, name: str, value: Any, meaning: str, several: str) -
       Traceback (most recent call last):
       TypeError: f: salt must be a whole number (the permutation's salt), got dtype float32; a
       float salt would be cut to an int silently
+      >>> one_integer("f", "step", None, "the global step", "vmap f")
+      Traceback (most recent call last):
+      TypeError: f: step must be a whole number (the global step), got None
     """
+    if not isinstance(value, jax.Array | np.ndarray | np.generic | int | float | complex):
+        got = "None" if value is None else f"the {type(value).__name__} {value!r}"
+        raise TypeError(f"{where}: {name} must be a whole number ({meaning}), got {got}")
     dtype = jnp.result_type(value)
     if dtype == jnp.bool_:
         raise TypeError(

@@ -271,7 +271,8 @@ def test_a_batch_of_keys_is_refused_rather_than_mixed_into_one(key):
 
 def test_a_salt_that_is_no_one_integer_is_refused_not_cut_or_mixed(key):
     """A float salt was cut to an int (1.7 drew salt 1's permutation) and an array of salts
-    drew each position from another permutation: repeated values, no permutation."""
+    drew each position from another permutation: repeated values, no permutation. None
+    was said to be a float32 and a string raised jax's bare TypeError."""
     positions = jnp.arange(8)
     for salt, error, message in (
         (
@@ -281,6 +282,8 @@ def test_a_salt_that_is_no_one_integer_is_refused_not_cut_or_mixed(key):
             r"epoch\), got dtype float32; a float salt would be cut to an int silently$",
         ),
         (True, TypeError, r"salt must be a whole number .*got the bool True$"),
+        (None, TypeError, r"salt must be a whole number .*got None$"),
+        ("1", TypeError, r"salt must be a whole number .*got the str '1'$"),
         (
             jnp.arange(8),
             ValueError,
