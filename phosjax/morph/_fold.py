@@ -24,6 +24,7 @@ from phosjax.morph._groups import (
     key_path,
     leaf_paths,
     member_leaf,
+    read_by_the_model,
 )
 from phosjax.morph._shrink import mask
 
@@ -390,6 +391,8 @@ def fold(
       TypeError: ``model`` is not a Flax module (a bare ``apply`` function): fold
         watches the inputs of its ``nn.Dense`` and ``nn.Conv`` layers; or no ``args``
         nor ``kwargs`` were given and the model cannot run without them.
+      ValueError: the model cannot read ``variables`` (another model's, or params
+        without their collection) or an input has another shape than they were made for.
 
     Examples:
       >>> import jax, jax.numpy as jnp, flax.linen as nn
@@ -417,7 +420,10 @@ def fold(
     reference = mask(variables, given, groups, keep_biases=True)
     call = "fold(model, variables, alive, groups, x), with varied inputs, not zeros."
     for into_norms in (True, False):
-        with inputs_needed("fold", "groups", call, bool(args or kwargs)):
+        with (
+            read_by_the_model("fold", variables, args),
+            inputs_needed("fold", "groups", call, bool(args or kwargs)),
+        ):
             kept, deltas = _fold_into(model, reference, given, groups, args, kwargs, into_norms)
         folded = mask(_add_to_leaves(reference, deltas), kept, groups)
         into_a_mean = any(path.startswith("batch_stats/") for path in deltas)

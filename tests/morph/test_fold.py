@@ -124,6 +124,18 @@ def test_fold_without_example_inputs_says_to_pass_them():
     assert str(error.value) == "Dense.__call__() got an unexpected keyword argument 'train'"
 
 
+def test_fold_on_an_input_of_another_shape_than_the_variables_were_made_for_names_it():
+    """It was Flax's bare ScopeParamShapeError, as channel_groups' was."""
+    model = nn.Sequential([nn.Dense(3), nn.relu, nn.Dense(2)])
+    x = jnp.ones((2, 4))
+    variables = model.init(jax.random.key(0), x)
+    groups = channel_groups(model, variables, x)
+    with pytest.raises(ValueError) as error:
+        fold(model, variables, {"layers_0": [True, False, True]}, groups, jnp.ones((2, 5)))
+    assert str(error.value).startswith("fold: a variable has another shape than the model makes (")
+    assert str(error.value).endswith("(given: (2, 5))? pass inputs shaped as those model.init got")
+
+
 def test_a_subclass_of_dense_that_adds_an_activation_keeps_the_nonzero_dead_channels():
     """Its bias sits inside the tanh: fold added act(shift) * W to it, which is not exact."""
 
