@@ -81,13 +81,12 @@ class Labels:
             for child in (*parts_a[1], *parts_b[1]):
                 self.pin(child, f"{where} ties differently split axes")
 
-    def compose(self, kind: str, children: list[int], where: str) -> int:
+    def compose(self, kind: str, children: list[int]) -> int:
         """A new label made of ``children`` (their product or their concatenation)."""
         sizes = [self.size[self.find(c)] for c in children]
         total = int(np.prod(sizes)) if kind == PROD else sum(sizes)
         label = self.new(total)
         self.parts[label] = (kind, tuple(children))
-        del where
         return label
 
     def split(self, label: int, sizes: list[int], where: str, kind: str = PROD) -> list[int]:

@@ -571,7 +571,7 @@ class _Walker:
             i, j = i + 1, j + 1
             merged = value.labels[ii[0]] if len(ii) == 1 else None
             if merged is None:
-                merged = labels.compose(PROD, [value.labels[k] for k in ii], where)
+                merged = labels.compose(PROD, [value.labels[k] for k in ii])
             parts = [merged] if len(jj) == 1 else labels.split(merged, [new[k] for k in jj], where)
             out.extend(parts)
             one_to_one = len(ii) == 1 and len(jj) == 1 and value.src is not None
@@ -682,7 +682,7 @@ class _Walker:
         labels = []
         for k in range(len(ins[0].labels)):
             if k == axis:
-                labels.append(self.labels.compose(SUM, [v.labels[k] for v in ins], where))
+                labels.append(self.labels.compose(SUM, [v.labels[k] for v in ins]))
                 continue
             for v in ins[1:]:
                 self.labels.union(ins[0].labels[k], v.labels[k], where)
