@@ -16,6 +16,7 @@ _EXPORTS = {
     "SOURCES": "phosjax.morph._regularizer",
     "ChannelGroup": "phosjax.morph._groups",
     "ChannelGroups": "phosjax.morph._groups",
+    "DivergedError": "phosjax.morph._loop",
     "Member": "phosjax.morph._groups",
     "MorphConfig": "phosjax.morph._loop",
     "MorphConfigError": "phosjax.morph._loop",
@@ -71,6 +72,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and IDEs (a test keeps th
     from phosjax.morph._groups import Member as Member
     from phosjax.morph._groups import channel_groups as channel_groups
     from phosjax.morph._loop import ITERATIONS as ITERATIONS
+    from phosjax.morph._loop import DivergedError as DivergedError
     from phosjax.morph._loop import MorphConfig as MorphConfig
     from phosjax.morph._loop import MorphConfigError as MorphConfigError
     from phosjax.morph._loop import RunDirectoryError as RunDirectoryError

@@ -58,6 +58,7 @@ from phosjax.data._load import declared_shapes
 from phosjax.models import ModelConfig
 from phosjax.morph._loop import (
     ITERATIONS,
+    DivergedError,
     MorphConfig,
     MorphConfigError,
     RunDirectoryError,
@@ -379,8 +380,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     (--key): ...`` when options set keys), or ``error: --dir: ...`` when ``--dir``
     holds an earlier run's rows it cannot continue (without ``--overwrite``), lies inside
     a bench, is being written by another run or cannot be written (all checked before
-    anything trains); a misspelt option is a usage error
-    naming the nearest one.
+    anything trains), or ``error: <file>: training ... diverged: ...`` when a training
+    leaves NaN or infinity in the variables; a misspelt option is a usage error naming
+    the nearest one.
     """
     try:
         argv = names_as_lists(
@@ -413,6 +415,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RunDirectoryError as error:  # --dir's, not the config file's
         return _fail(f"--dir: {error}")
     except MorphConfigError as error:  # raised before anything trains or is written
+        return _fail(f"{source}: {error}")
+    except DivergedError as error:  # a rate or strength of the config's too high
         return _fail(f"{source}: {error}")
     columns = ["iteration", "kind", "widths", "params", "flops", "latency_s", "accuracy"]
     print(rows[columns].to_string(index=False))

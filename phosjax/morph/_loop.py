@@ -51,7 +51,7 @@ from phosjax.data._splits import MissingSplitsError, SplitsError, checked_splits
 from phosjax.models import ModelConfig, build_model
 from phosjax.morph._cost import COSTS, LatencyTable, latency_table, latency_table_given
 from phosjax.morph._expand import config_cost, expand, once
-from phosjax.morph._groups import ChannelGroups, channel_groups, read_by_the_model
+from phosjax.morph._groups import ChannelGroups, channel_groups, leaf_paths, read_by_the_model
 from phosjax.morph._regularizer import SOURCES, check_source, morph_regularizer
 
 ITERATIONS = _layout.MORPH_ITERATIONS
@@ -113,6 +113,22 @@ class RunDirectoryError(MorphConfigError):
       earlier run that cannot be continued: they cannot be read (ArrowInvalid: ...);
       choose another directory, or pass --overwrite (in Python: run(..., overwrite=True))
       to move them and their states aside and start over
+    """
+
+
+class DivergedError(ValueError):
+    """A training of the loop diverged: its variables hold NaN or infinity, so which
+    channels are alive is unknown; the message names the stage, the leaves and the fields
+    to lower (`run` raises it after the stage trains, before its rows are written).
+
+    Examples:
+      >>> from phosjax.models import ModelConfig
+      >>> config = MorphConfig(ModelConfig("mlp", 10, (8,)), learning_rate=0.5)
+      >>> _finite({"params": {"w": np.array([1.0, np.nan])}}, 1, "regularized", config)
+      Traceback (most recent call last):
+      phosjax.morph._loop.DivergedError: training iteration 1's regularized model diverged:
+      ['params/w'] hold NaN or infinity; a lower learning_rate (0.5) or strength (1.0) may
+      keep it finite
     """
 
 
@@ -1053,6 +1069,24 @@ class _Stages:
             self.bar.update()
 
 
+def _finite(variables: Any, iteration: int, kind: str, config: MorphConfig) -> None:
+    """Raises `DivergedError` if ``variables``, as the training of ``kind`` (``"start"``,
+    ``"regularized"``, ``"expanded"``) in ``iteration`` left them, hold NaN or infinity."""
+    broken = [
+        path
+        for path, leaf in leaf_paths(variables).items()
+        if not np.isfinite(np.asarray(leaf, np.float32)).all()
+    ]
+    if not broken:
+        return
+    stage = "the start model" if kind == "start" else f"iteration {iteration}'s {kind} model"
+    strength = f" or strength ({config.strength})" if kind == "regularized" else ""
+    raise DivergedError(
+        f"training {stage} diverged: {listing(broken, 3, as_list=True)} hold NaN or "
+        f"infinity; a lower learning_rate ({config.learning_rate}){strength} may keep it finite"
+    )
+
+
 def run(
     config: MorphConfig,
     directory: str | os.PathLike,
@@ -1101,6 +1135,8 @@ def run(
         unless ``overwrite``, which moves them and their states aside to
         ``iterations.parquet.old-<time>`` and ``states.old-<time>``, or when it cannot be
         written.
+      DivergedError: a training left NaN or infinity in the variables (the rows of the
+        iterations before are kept).
 
     References:
       Gordon et al., MorphNet, https://arxiv.org/abs/1711.06798 (algorithm 1).
@@ -1153,6 +1189,7 @@ def run(
             with _Stages(config.iterations, progress, done) as stages:
                 if done is None:
                     variables, accuracy = train(current, data, *common)
+                    _finite(variables, 0, "start", config)
                     stages.done(rows, _row(0, "start", current, variables, accuracy))
                     write_bytes(_state(directory, 0), encode(variables))
                     write_table(path, _frame(rows, config, dataset, table))
@@ -1164,6 +1201,7 @@ def run(
                         groups, config.cost, config.source, config.threshold
                     )
                     variables, accuracy = train(current, data, *common, penalty, config.strength)
+                    _finite(variables, iteration, "regularized", config)
                     stages.done(rows, _row(iteration, "regularized", current, variables, accuracy))
                     morphed = once(
                         current,
@@ -1184,6 +1222,7 @@ def run(
                     stages.done(rows, row)
                     current = morphed.config
                     variables, accuracy = train(current, data, *common)
+                    _finite(variables, iteration, "expanded", config)
                     stages.done(rows, _row(iteration, "expanded", current, variables, accuracy))
                     write_bytes(_state(directory, iteration), encode(variables))
                     write_table(path, _frame(rows, config, dataset, table))

@@ -460,6 +460,38 @@ def test_a_run_shows_a_progress_bar_of_its_stages_on_stderr(tmp_path, capsys, mo
     assert "3/3" in shown[-1] and "training" in shown[-1]
 
 
+def _diverging(config, data, *args, **kwargs):
+    """Stands for a training that diverges once regularized (a penalty is passed)."""
+    variables, accuracy = _untrained(config, data)
+    if len(args) > 4:
+        variables = jax.tree.map(lambda leaf: leaf * jnp.nan, variables)
+    return variables, accuracy
+
+
+def test_a_diverged_training_is_one_error_line_naming_the_stage_and_what_to_lower(
+    tmp_path, capsys, monkeypatch
+):
+    """It was alive_channels' ValueError traceback (NaN importances), after the start
+    model's rows were written."""
+    monkeypatch.setattr(_loop, "load", _small_mnist1d)
+    monkeypatch.setattr(_loop, "train", _diverging)
+    monkeypatch.setattr(_loop, "measured_latency", lambda *args: 1e-6)
+    config = tmp_path / "morph.yaml"
+    config.write_text(
+        "model: {name: mlp, num_classes: 10, input_shape: [40], width: 8}\n"
+        "iterations: 1\nlearning_rate: 0.5\n"
+    )
+    assert main(["--config", str(config), "--dir", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"error: {config}: training iteration 1's regularized model diverged: "
+        "['params/blocks_0/Dense_0/bias', 'params/blocks_0/Dense_0/kernel', "
+        "'params/head/bias'] and 3 more hold NaN or infinity; a lower learning_rate (0.5) "
+        "or strength (1.0) may keep it finite"
+    )
+    kept = pd.read_parquet(tmp_path / "run" / _loop.ITERATIONS)
+    assert kept["kind"].tolist() == ["start"]
+
+
 def test_a_run_s_rows_carry_its_config_which_reads_back_as_it(tmp_path, monkeypatch):
     """The file held the model's config per row, not the data set, steps, strength..."""
     monkeypatch.setattr(_loop, "load", _small_mnist1d)
