@@ -280,18 +280,24 @@ def _sizes(infos: Mapping[str, Any]) -> str:
 
 def _example(known: list[str]) -> tuple[str, str]:
     """A (train, test) pair of `known` splits to suggest: to train on, ``train`` or the first
-    named like it (``training``), else the first not named like a held-out split; to test
-    on, the first named like a held-out split (``testing``, ``val``), else another one;
-    halves of one split where there is no other.
+    named like it (``training``), else the first not named like a held-out split, else the
+    first not named like a test split (``validation``); to test on, the first named like a
+    held-out split (``testing``, ``val``), else another one; halves of one split where
+    there is no other.
 
     Examples:
         >>> _example(["train", "val"]), _example(["testing", "training"]), _example(["all"])
         (('train', 'val'), ('training', 'testing'), ('all[:90%]', 'all[90%:]'))
+        >>> _example(["test", "validation"])
+        ('validation', 'test')
     """
     held_out = [split for split in known if split.startswith(HELD_OUT)]
     kept = [split for split in known if split not in held_out]
     named_train = [split for split in known if split.startswith("train")]
-    train = "train" if "train" in known else (named_train or kept or known or ["train"])[0]
+    no_test = [split for split in known if not split.startswith("test")]
+    train = (
+        "train" if "train" in known else (named_train or kept or no_test or known or ["train"])[0]
+    )
     others = [split for split in known if split != train]
     test = next((split for split in others if split in held_out), others[0] if others else None)
     return (train, test) if test else (f"{train}[:90%]", f"{train}[90%:]")

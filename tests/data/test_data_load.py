@@ -324,6 +324,7 @@ def test_a_data_set_without_a_test_split_asks_for_splits(toys_dir):
         (["testing", "training"], ("training", "testing")),
         (["test", "train_clean"], ("train_clean", "test")),
         (["dev", "unlabelled"], ("unlabelled", "dev")),
+        (["test", "validation"], ("validation", "test")),  # was ('test', 'validation')
     ],
 )
 def test_splits_suggested_train_on_a_split_named_so_and_test_on_a_held_out_one(known, suggested):
