@@ -421,7 +421,7 @@ def fold(
     call = "fold(model, variables, alive, groups, x), with varied inputs, not zeros."
     for into_norms in (True, False):
         with (
-            read_by_the_model("fold", variables, args),
+            read_by_the_model("fold", variables, (args, kwargs)),
             inputs_needed("fold", "groups", call, bool(args or kwargs)),
         ):
             kept, deltas = _fold_into(model, reference, given, groups, args, kwargs, into_norms)

@@ -395,8 +395,9 @@ def read_by_the_model(caller: str, variables: Any, inputs: Any = None) -> Iterat
     """Turns flax's bare scope errors, raised while a model reads ``variables``, into a
     ValueError beginning ``caller:`` that says what is wrong with them: params without
     their collection, or another model's variables (other leaves, or other shapes).
-    ``inputs``: the example inputs the caller was given, if any: a shape error may be
-    theirs (an input of another size than the variables were made for), and names them.
+    ``inputs``: the example inputs the caller was given, if any (by position or keyword;
+    its arrays are named): a shape error may be theirs (an input of another size than the
+    variables were made for), and names them.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -413,7 +414,7 @@ def read_by_the_model(caller: str, variables: Any, inputs: Any = None) -> Iterat
         alone = params_alone_text(variables, error, caller)
         raise ValueError(alone or _not_its_variables(caller, variables, error)) from error
     except flax.errors.ScopeParamShapeError as error:
-        shapes = [np.shape(leaf) for leaf in jax.tree.leaves(inputs)]
+        shapes = [np.shape(leaf) for leaf in jax.tree.leaves(inputs) if hasattr(leaf, "shape")]
         theirs = (
             f"; or is an example input of another shape than the variables were made for "
             f"(given: {', '.join(map(str, shapes))})? pass inputs shaped as those model.init got"
@@ -543,7 +544,7 @@ def channel_groups(
 
     arrays = tuple(args[i] for i in traced)
     with (
-        read_by_the_model("channel_groups", variables, arrays),
+        read_by_the_model("channel_groups", variables, (arrays, kwargs)),
         inputs_needed(
             "channel_groups",
             "the variables",

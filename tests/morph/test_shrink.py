@@ -1165,6 +1165,9 @@ def test_an_input_of_another_shape_than_the_variables_were_made_for_is_named():
         "; or is an example input of another shape than the variables were made for "
         "(given: (2, 5))? pass inputs shaped as those model.init got"
     )
+    with pytest.raises(ValueError) as by_keyword:  # it was named only when given by position
+        channel_groups(model, variables, inputs=jnp.ones((2, 5)))
+    assert str(by_keyword.value) == str(error.value)
 
 
 def test_another_model_s_variables_are_named_as_such_not_a_flax_scope_error():
