@@ -229,7 +229,8 @@ def alive_channels(
 
     ``variables`` may be the variables or their params (see `importance`). A
     ``threshold`` that is no number (NaN, a string) is a ValueError naming it, and so
-    is a group whose importances are not finite (its leaves that hold NaN or infinity).
+    is a group whose leaves hold NaN or infinity (an importance that overflows to
+    infinity from finite leaves counts as alive).
 
     Examples:
       >>> import jax, jax.numpy as jnp, flax.linen as nn
