@@ -147,7 +147,7 @@ def _describe(tree: Any) -> str:
 def _numbers_as_array(value: Any) -> Any:
     """``value``; a (nested) list or tuple of Python numbers as one array, as
     `phosjax.inject` reads it, not as a pytree of scalars (a ragged one stays one, for
-    `_check_injected` to name).
+    `_checked_injected` to name).
 
     Examples:
       >>> _numbers_as_array([[0.0, 1.0]]).shape, _numbers_as_array((jnp.ones(2), jnp.ones(3)))
@@ -162,15 +162,39 @@ def _numbers_as_array(value: Any) -> Any:
     return value
 
 
-def _check_injected(path: str, value: Any, expected: Any) -> None:
-    """Raises a `GraphError` unless ``value`` has the structure, shapes and dtypes of
-    ``expected`` (what node ``path`` computes)."""
-    given, wanted = _describe(jax.tree.map(jnp.asarray, value)), _describe(expected)
+def _describe_given(value: Any) -> str:
+    """`_describe` of an injected ``value``, its leaves read as arrays; a leaf that is no
+    number nor array (a str) as itself and its type.
+
+    Examples:
+      >>> _describe_given([1, 2.0]), _describe_given("zeros")
+      ("['int32[]', 'float32[]']", "'zeros' (a str)")
+      >>> print(_describe_given((jnp.ones(2), "z")))
+      ('float32[2]', "'z' (a str)")
+    """
+
+    def leaf(v: Any) -> str:
+        try:
+            return _describe(jnp.asarray(v))
+        except TypeError:  # JAX's names no node: "Value 'zeros' with dtype <U5 is not a..."
+            return f"{v!r:.60} ({a_type(v)})"
+
+    return str(jax.tree.map(leaf, value))
+
+
+def _checked_injected(path: str, value: Any, expected: Any) -> Any:
+    """``value`` with what has no dtype of its own in ``expected``'s (`in_dtypes_of`), once
+    it has the structure, shapes and dtypes of ``expected`` (what node ``path`` computes);
+    else a `GraphError` naming the node, what it was given and what it computes."""
+    with contextlib.suppress(TypeError):  # a str: named below
+        value = in_dtypes_of(value, expected)
+    given, wanted = _describe_given(value), _describe(expected)
     if given != wanted:
         raise GraphError(
             f"inject gives node {path!r} {given}, but the node computes {wanted}; inject a "
             "value of that shape and dtype."
         )
+    return value
 
 
 def _note_unchecked(error: Exception, injected: Mapping[str, Any]) -> None:
@@ -186,7 +210,7 @@ def _note_unchecked(error: Exception, injected: Mapping[str, Any]) -> None:
     for source, value in injected.items():
         error.add_note(
             f"(its input {source!r} is the value inject gave, "
-            f"{_describe(jax.tree.map(jnp.asarray, value))}, unchecked: x did not give the "
+            f"{_describe_given(value)}, unchecked: x did not give the "
             f"inputs that compute {source!r}, so its shape and dtype were not compared with "
             "what that node computes)"
         )
@@ -525,10 +549,7 @@ class GraphModel(nn.Module):
         given = dict(feeds) or None  # no feeds: x=None ({} is an x, refused without inputs)
         with set_aside():  # the copy's aux losses, path weights... are not this call's
             expected = jax.eval_shape(outputs, dict(self.variables), given)
-        values = {path: in_dtypes_of(inject[path], expected[path]) for path in checked}
-        for path, value in values.items():
-            _check_injected(path, value, expected[path])
-        return values
+        return {path: _checked_injected(path, inject[path], expected[path]) for path in checked}
 
     def _feeds(self, x: Any, needed: list[str]) -> dict[str, Any]:
         inputs = self._graph.inputs

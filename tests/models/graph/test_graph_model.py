@@ -1247,6 +1247,21 @@ def test_a_list_of_numbers_injected_is_read_as_one_array_as_px_inject_reads_it(
         model.apply(variables, x, inject={"stem": [[0.0] * 4, [0.0] * 3]})
 
 
+def test_an_injected_str_is_named_with_its_node_and_what_the_node_computes(model_and_variables):
+    # JAX's bare "Value 'zeros' with dtype <U5 is not a valid JAX array type" named no node;
+    # with x=None it came from the note on the node's error, and hid that error.
+    model, variables, x = model_and_variables
+    message = (
+        r"^inject gives node 'stem' 'zeros' \(a str\), but the node computes float32\[2, 4\]; "
+        r"inject a value of that shape and dtype\."
+    )
+    with pytest.raises(GraphError, match=message):
+        model.apply(variables, x, inject={"stem": "zeros"})
+    note = r"\(its input 'stem' is the value inject gave, \{'h': \"'zeros' \(a str\)\"\}, unchecked"
+    with pytest.raises(TypeError, match=note):  # relu's own error, the node noted
+        model.apply(variables, None, outputs="side", inject={"stem": {"h": "zeros"}})
+
+
 def test_a_list_of_python_ints_injected_takes_the_nodes_float_dtype_as_px_inject_does(
     model_and_variables,
 ):
