@@ -198,7 +198,7 @@ def _under(name: str, spec: dict[str, Node | Input]) -> dict[str, Node | Input]:
     }
 
 
-def _check_part_name(name: str) -> None:
+def _check_part_name(name: Any) -> None:
     """Raises a `GraphError` unless ``name`` can name a group of `merge`: one path segment
     that can name a top-level group.
 
@@ -207,8 +207,12 @@ def _check_part_name(name: str) -> None:
       Traceback (most recent call last):
       phosjax.models.graph._spec.GraphError: merge's part name 'x/y': a part is one group, ...
     """
-    slash = f"a part is one group, so its name cannot contain {SEP!r}" if SEP in name else None
-    why = slash or bad_name(name) or top_level_why(name)
+    if not isinstance(name, str):  # an int failed in the test for SEP: "not iterable"
+        why: str | None = f"a part is named by a str, not {a_type(name)}"
+    elif SEP in name:
+        why = f"a part is one group, so its name cannot contain {SEP!r}"
+    else:
+        why = bad_name(name) or top_level_why(name)
     if why:
         raise GraphError(
             f"merge's part name {name!r}: {why}; rename it (a part name is one plain path "

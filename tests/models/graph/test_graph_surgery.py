@@ -210,11 +210,12 @@ def test_merge_names_a_part_that_is_not_a_model_and_its_variables(net):
         ("", "a path segment cannot be empty"),
         ("a*", "'\\*' makes it a selector pattern"),
         ("params", "its variables would be at 'params/params'.*a part name is one plain path"),
+        (3, "a part is named by a str, not an int; rename it"),  # was "'int' is not iterable"
     ],
 )
 def test_merge_rejects_part_names_that_are_not_one_plain_segment(net, name, why):
     model, variables, _ = net
-    with pytest.raises(GraphError, match=f"merge's part name '{re.escape(name)}': {why}"):
+    with pytest.raises(GraphError, match=f"merge's part name {re.escape(repr(name))}: {why}"):
         merge({name: (model, variables)})
 
 
