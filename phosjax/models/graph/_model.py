@@ -303,7 +303,7 @@ def _check_add(path: str, spec: Node, args: tuple[Any, ...]) -> None:
       Traceback (most recent call last):
       phosjax.models.graph._spec.GraphError: Node 's' adds its inputs, but 'a' is a tuple ...
     """
-    if spec.combine != "add":
+    if spec.combine != "add" or len(args) < 2:  # one value: passed through as it is
         return
     named = zip(spec.inputs or (), args, strict=True)
     tree = next(((source, a) for source, a in named if isinstance(a, list | tuple | Mapping)), None)

@@ -798,6 +798,10 @@ def test_add_refuses_nodes_of_several_values_which_plus_would_concatenate():
     advised = lambda *trees: jax.tree.map(lambda *v: sum(v), *trees)
     out = GraphModel({**spec, "s": node(inputs=("p", "q"), combine=advised)}).apply({}, jnp.ones(2))
     np.testing.assert_array_equal(jnp.stack(out["s"]), [[2.0, 2.0], [4.0, 4.0]])
+    # One input is passed through as it is, a tuple too (that was refused as well).
+    alone = GraphModel({**spec, "s": node(inputs="p", combine="add")}).apply({}, jnp.ones(2))
+    assert isinstance(alone["s"], tuple)
+    np.testing.assert_array_equal(jnp.stack(alone["s"]), [[1.0, 1.0], [2.0, 2.0]])
 
 
 @pytest.mark.parametrize("combine", ["add", "concat"])
