@@ -105,16 +105,19 @@ def _checked(path: str, value: Any, calls: tuple[Any, ...]) -> Any:
 
 def _in_dtype(value: Any, dtype: Any) -> Any:
     """``value`` as an array; one that has no dtype of its own (a Python number, a list of
-    them) in ``dtype`` where that holds it exactly (None: JAX's default).
+    them) in ``dtype`` where that holds it exactly (None: JAX's default). Its numbers are
+    read as given, not as ``jnp.asarray`` made them (a tracer under jit); a list holding
+    a traced array takes that array's dtype.
 
     Examples:
       >>> _in_dtype(2, jnp.float32), _in_dtype(2.5, jnp.int32), _in_dtype(jnp.int32(2), None)
       (Array(2., dtype=float32), Array(2.5, dtype=float32, weak_type=True), Array(2, dtype=int32))
     """
-    if not isinstance(value, int | float | list | tuple):  # an array keeps its dtype
-        return jnp.asarray(value)
     array = jnp.asarray(value)
-    return array.astype(dtype) if dtype is not None and holds_exactly(dtype, array) else array
+    traced = any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(value))
+    if dtype is None or traced or not isinstance(value, int | float | list | tuple):
+        return array  # an array keeps its dtype
+    return array.astype(dtype) if holds_exactly(dtype, value) else array
 
 
 def in_dtypes_of(value: Any, expected: Any) -> Any:

@@ -1004,6 +1004,20 @@ def test_inject_reads_a_python_number_as_the_tagged_dtype():
         px.inject(Counted(), {}, jnp.ones(3), {"n": 2.5})  # an int tag cannot hold 2.5
 
 
+def test_inject_reads_python_numbers_for_an_int_tag_under_jit():
+    # under jit, 2 for the int32 'n' was a TracerArrayConversionError (its traced array was
+    # checked for whole numbers), and [i, 1] holding a traced int "has structure [*, *]"
+    assert float(jax.jit(lambda: px.inject(Counted(), {}, jnp.ones(3), {"n": 2}))()) == 11.0
+
+    class Picks(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return x[px.tag(self, "i", jnp.arange(2))]
+
+    pick = jax.jit(lambda i: px.inject(Picks(), {}, jnp.arange(3.0), {"i": [i, 1]}))
+    assert pick(jnp.int32(2)).tolist() == [2.0, 1.0]
+
+
 class Counted(nn.Module):
     """Tags a float scalar 's', an int 'n' and a pair of them."""
 
