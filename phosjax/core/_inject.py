@@ -18,7 +18,7 @@ from phosjax.core._apply import (
     tag_call_shapes,
 )
 from phosjax.core._collections import INJECTIONS, INTERMEDIATES
-from phosjax.core._knobs import holds_exactly
+from phosjax.core._knobs import holds_exactly, is_traced
 from phosjax.core._paths import unflatten
 from phosjax.core._record import Calls, add_call
 from phosjax.core._selectors import value_per_path
@@ -114,8 +114,7 @@ def _in_dtype(value: Any, dtype: Any) -> Any:
       (Array(2., dtype=float32), Array(2.5, dtype=float32, weak_type=True), Array(2, dtype=int32))
     """
     array = jnp.asarray(value)
-    traced = any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(value))
-    if dtype is None or traced or not isinstance(value, int | float | list | tuple):
+    if dtype is None or is_traced(value) or not isinstance(value, int | float | list | tuple):
         return array  # an array keeps its dtype
     return array.astype(dtype) if holds_exactly(dtype, value) else array
 

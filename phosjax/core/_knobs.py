@@ -428,7 +428,7 @@ def _refill(path: str, stored: jax.Array, value: Any) -> jax.Array:
     """
     cannot_hold = f"Knob {path!r} holds {np.dtype(stored.dtype).name}, which cannot hold"
     try:
-        value = jnp.asarray(value)
+        array = jnp.asarray(value)  # a tracer under jit, even of a Python number
     except (TypeError, ValueError) as error:
         raise TypeError(
             f"Knob {path!r} takes a number or an array ({stored.dtype}, shape "
@@ -436,16 +436,29 @@ def _refill(path: str, stored: jax.Array, value: Any) -> jax.Array:
         ) from error
     except OverflowError as error:  # a Python int beyond JAX's default int
         raise ValueError(f"{cannot_hold} {value}; give a number in its range.") from error
-    if not _broadcasts(value.shape, stored.shape):
+    if not _broadcasts(array.shape, stored.shape):
         raise ValueError(
-            f"Knob {path!r} has shape {stored.shape}; a value of shape {value.shape} does not "
+            f"Knob {path!r} has shape {stored.shape}; a value of shape {array.shape} does not "
             f"broadcast to it (give a scalar, or an array of shape {stored.shape})."
         )
-    if not isinstance(value, jax.core.Tracer) and not holds_exactly(stored.dtype, value):
+    if not is_traced(value) and not holds_exactly(stored.dtype, value):
         raise ValueError(f"{cannot_hold} {value}; give a whole number in its range.")
     # cast explicitly (an integer value was checked above), so that a float32 value sets a
     # bfloat16 knob even where the caller's dtype promotion is strict
-    return stored.at[...].set(value.astype(stored.dtype))
+    return stored.at[...].set(array.astype(stored.dtype))
+
+
+def is_traced(value: Any) -> bool:
+    """Whether ``value`` (an array, a number, a list of them) holds a tracer, whose numbers
+    are known only when it runs (`holds_exactly` cannot tell).
+
+    Examples:
+      >>> is_traced([1, 2.5]), is_traced(jnp.ones(2))
+      (False, False)
+      >>> jax.jit(lambda x: print(is_traced([x, 1])))(2.0)  # at trace time
+      True
+    """
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(value))
 
 
 def holds_exactly(dtype: Any, value: Any) -> bool:
