@@ -364,7 +364,7 @@ def select(
       SelectorError: nothing matched; the message lists the nearest paths (and says how
         a lifted transform loses one where it can have: see `_no_match`).
       TypeError: ``paths`` is a str (one path, whose characters would be taken for
-        paths) or no iterable (None).
+        paths; or the selector, the arguments swapped) or no iterable (None).
 
     Examples:
       >>> select(["a/pre_act", "b/pre_act", "b/out"], "*/pre_act")
@@ -376,11 +376,17 @@ def select(
       for one path.
     """
     if isinstance(paths, str) or not isinstance(paths, Iterable):
-        given = f"the str {paths!r}" if isinstance(paths, str) else shown(paths)
-        one = f": give [{paths!r}] for one path" if isinstance(paths, str) else ""
+        if not isinstance(paths, str):
+            given = f"{shown(paths)} as the paths"
+        elif isinstance(selector, str):
+            given = f"the str {paths!r} as the paths: give [{paths!r}] for one path"
+        else:  # select("**/pre_act", paths)
+            given = (
+                f"the str {paths!r} as the paths and {shown(selector)} as the selector: swap them"
+            )
         raise TypeError(
             "select takes the candidate paths first, a list of them (or a dict, by its keys), "
-            f"then the selector; got {given} as the paths{one}."
+            f"then the selector; got {given}."
         )
     paths = list(paths)
     regex = compile_selector(selector)

@@ -159,13 +159,18 @@ def test_no_paths_at_all():
 
 
 @pytest.mark.parametrize(
-    "paths, given",
-    [("a/b", r"the str 'a/b' as the paths: give \['a/b'\] for one path\.$"), (None, "None")],
+    ("paths", "selector", "given"),
+    [
+        ("a/b", "*", r"the str 'a/b' as the paths: give \['a/b'\] for one path\.$"),
+        (None, "*", r"None as the paths\.$"),
+        ("*", ["a/b"], r"the str '\*' as the paths and a list as the selector: swap them\.$"),
+    ],
 )
-def test_paths_that_are_one_str_or_none_are_refused_naming_them(paths, given):
-    # a str was taken for a list of its characters: select('a/b', '*') gave ['a', 'b']
+def test_paths_that_are_one_str_or_none_are_refused_naming_them(paths, selector, given):
+    # a str was taken for a list of its characters: select('a/b', '*') gave ['a', 'b'];
+    # select('*', ['a/b']), its arguments swapped, was told to give ['*'] for one path
     with pytest.raises(TypeError, match=rf"^select takes the candidate paths first, .*got {given}"):
-        px.select(paths, "*")
+        px.select(paths, selector)
 
 
 def test_bad_selectors():
