@@ -223,6 +223,7 @@ def check_aux_losses_kept(raised: Iterable[str], aux: Mapping[str, Any]) -> None
 
     Raises:
       ValueError: naming the first loss missing and the fix.
+      TypeError: ``raised`` is one path, a str, or no list of paths (None).
 
     Examples:
       >>> check_aux_losses_kept(["members/l1"], {})

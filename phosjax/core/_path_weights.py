@@ -93,6 +93,7 @@ def check_path_weights_kept(opened: Iterable[str], weights: Mapping[str, Any]) -
 
     Raises:
       ValueError: naming the first weight missing and the fix.
+      TypeError: ``opened`` is one path, a str, or no list of paths (None).
 
     Examples:
       >>> check_path_weights_kept(["members/branch"], {})

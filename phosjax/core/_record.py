@@ -12,6 +12,7 @@ import jax
 import numpy as np
 
 from phosjax.core._paths import SEP, flatten, module_path
+from phosjax.core._selectors import shown
 
 _V = TypeVar("_V")
 _COLLECTED: set[contextvars.ContextVar[Any]] = set()
@@ -267,12 +268,24 @@ def check_recorded(
     Raises:
       ValueError: naming the first path missing (as ``what.format(path)``), what is
         ``lost`` and the fix.
+      TypeError: ``seen`` is a str (one path, whose characters would be taken for paths)
+        or no iterable (None).
 
     Examples:
       >>> check_recorded("aux_loss", ["a/l1"], {}, "aux loss {!r} was raised", "it is lost")
       Traceback (most recent call last):
       ValueError: aux loss 'a/l1' was raised but not recorded: a lifted transform ...
+      >>> check_recorded("aux_loss", "a/l1", {}, "aux loss {!r} was raised", "it is lost")
+      Traceback (most recent call last):
+      TypeError: The paths written to 'aux_loss' must be a list of them, got the str 'a/l1': ...
     """
+    if isinstance(seen, str) or not isinstance(seen, Iterable):
+        given = (
+            f"the str {seen!r}: give [{seen!r}] for one path"
+            if isinstance(seen, str)
+            else shown(seen)
+        )
+        raise TypeError(f"The paths written to {collection!r} must be a list of them, got {given}.")
     kept = flatten(recorded, unwrap=False)
     missed = [path for path in seen if path not in kept]
     if missed:

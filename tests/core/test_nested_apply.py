@@ -82,6 +82,20 @@ def test_a_lifted_transform_dropping_records_beside_a_nested_apply_is_still_refu
         check_aux_losses_kept(raised, state)
 
 
+@pytest.mark.parametrize(
+    ("check", "collection"),
+    [(check_aux_losses_kept, "aux_loss"), (check_path_weights_kept, "path_weights")],
+)
+def test_one_path_given_as_a_str_is_refused_not_split_into_characters(check, collection):
+    # it said "aux loss 'm' was raised but not recorded", the str's first character
+    with pytest.raises(
+        TypeError,
+        match=rf"^The paths written to '{collection}' must be a list of them, got the str "
+        r"'members/l1': give \['members/l1'\] for one path\.$",
+    ):
+        check("members/l1", {"members": {"l1": jnp.ones(())}})
+
+
 class Tempered(nn.Module):
     @nn.compact
     def __call__(self, x):
