@@ -284,7 +284,8 @@ def check_keywords(module: nn.Module, blocks: Any, keywords: dict[str, Any]) -> 
                 else ""
             )
             taken = {k for b in blocks for k in _keywords_named(b) if takes_keyword(b, k)}
-            near = sorted(k for k in taken if one_edit_apart(name, k))  # 'max' is no 'mask'
+            own = _call_keywords(type(module).__call__, 2)  # 'train', misspelt, is meant too
+            near = sorted(k for k in taken.union(own) - {name} if one_edit_apart(name, k))
             meant = f". Did you mean {' or '.join(map(repr, near))}?" if near else "."
             raise TypeError(
                 f"{type(module).__name__} was called with the keyword {name!r}, which none of "
@@ -306,10 +307,15 @@ def _keywords_named(block: Any) -> list[str]:
         return [name for inner in _contained(block) for name in _keywords_named(inner)]
     first = _first_layer(block)
     call, inputs = (type(first).__call__, 2) if isinstance(first, nn.Module) else (first, 1)
+    return [name for name in _call_keywords(call, inputs) if name not in TRAIN_FLAGS]
+
+
+def _call_keywords(call: Any, inputs: int) -> list[str]:
+    """The keywords that ``call`` names after its ``inputs`` positional arguments."""
     return [
         p.name
         for p in _parameters(call, inputs)
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in TRAIN_FLAGS
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
     ]
 
 

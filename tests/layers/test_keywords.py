@@ -23,7 +23,7 @@ from phosjax.layers import (
     SqueezeExcite,
     TransformerBlock,
 )
-from phosjax.layers._common import takes_keyword
+from phosjax.layers._common import check_keywords, takes_keyword
 from phosjax.models import GRUBlock
 from phosjax.models.graph import GraphModel
 
@@ -107,6 +107,11 @@ def test_a_keyword_no_block_takes_is_an_error_naming_both():
         TypeError, match=r"Sequence .* keyword 'maks'.*\(or takes \*\*kwargs\)\.(\n|$)"
     ):
         Sequence([nn.Dense(2)]).init(jax.random.key(0), X, maks=REAL)  # nothing to mean
+    # the container's own 'train', misspelt, was not meant (nor is a keyword by itself)
+    with pytest.raises(TypeError, match=r"keyword 'trian'.*\. Did you mean 'train'\?(\n|$)"):
+        Sequence([nn.Dense(2)]).init(jax.random.key(0), X, trian=True)
+    with pytest.raises(TypeError, match=r"keyword 'mask'.*\(or takes \*\*kwargs\)\.$"):
+        check_keywords(TransformerBlock(2), nn.Dense(2), {"mask": REAL})
 
 
 class NeedsMask(nn.Module):
