@@ -272,7 +272,7 @@ def path_weight(module: nn.Module, name: str, weight: Any) -> Iterator[jax.Array
     where = f"path_weight {name!r} in {'/'.join(module.path) or 'the top module'}"
     try:
         weight = jnp.asarray(weight)
-    except TypeError:  # JAX's message names no path weight: "Value '0.5' with dtype <U3..."
+    except (TypeError, ValueError):  # JAX's names no path weight: "Value '0.5' with..."
         raise TypeError(
             f"{where}: a weight must be a number or an array of them, a scalar or one per "
             f"example (B,), got {weight!r} ({type(weight).__name__})."

@@ -120,11 +120,14 @@ class _Weighted(nn.Module):
     "weight, error, message",
     [
         ("0.5", TypeError, r"a weight must be a number or an array of them, .*got '0.5' \(str\)"),
+        ("half", TypeError, r"a weight must be a number or an array of them, .*got 'half' \(str"),
+        (None, TypeError, r"a weight must be a number or an array of them, .*got None \(None"),
         (jnp.ones((2, 3)), ValueError, r"a weight must be a scalar .*got shape \(2, 3\)"),
     ],
 )
 def test_a_weight_that_is_no_scalar_number_names_the_path_weight(weight, error, message):
-    # a string failed in JAX: "Value '0.5' with dtype <U3 is not a valid JAX array type"
+    # a string failed in JAX: "Value '0.5' with dtype <U3 is not a valid JAX array type",
+    # "could not convert string to float: 'half'", "None is not a valid value for jnp.array"
     with pytest.raises(error, match=r"^path_weight 'branch' in the top module: " + message):
         _Weighted(weight).apply({}, jnp.ones((2, 3)), mutable=["path_weights"])
 
