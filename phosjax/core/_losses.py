@@ -31,12 +31,21 @@ def _sum_per_slice(fn: Callable[[Any], jax.Array], value: Any, lifted: int, path
 
     Raises:
       ValueError: ``fn`` returned no scalar (for one slice), naming ``path`` and the shape.
+      TypeError: ``fn`` returned no number (None: a function without ``return``), naming
+        ``path`` and what it returned.
     """
     if lifted:
         slices = jax.tree.map(lambda a: a.reshape(-1, *a.shape[lifted:]), value)
-        terms = jax.vmap(fn)(slices)
+        out = jax.vmap(fn)(slices)
     else:
-        terms = jnp.asarray(fn(value))[None]
+        out = fn(value)
+    try:
+        terms = jnp.asarray(out) if lifted else jnp.asarray(out)[None]
+    except (TypeError, ValueError):  # JAX's names no path: "None is not a valid value..."
+        raise TypeError(
+            f"regularize: fn gave {path!r} {shown(out)}, not a number; return a scalar, e.g. "
+            "lambda h: jnp.abs(h).mean()."
+        ) from None
     if terms.shape[1:]:
         raise ValueError(
             f"regularize: fn gave {path!r} a value of shape {terms.shape[1:]}, not a "
@@ -78,8 +87,9 @@ def regularize(
     Raises:
       SelectorError: a selector matches nothing (the message calls the paths ``what``:
         ``"param"``, ``"tagged value"``...).
-      TypeError: ``fn`` is no function (the arguments swapped?), or ``values`` no mapping
-        (None, an array: give a dict ``{"h": h}``).
+      TypeError: ``fn`` is no function (the arguments swapped?), or returns no number
+        (None: no ``return``; the path named), or ``values`` no mapping (None, an array:
+        give a dict ``{"h": h}``).
       ValueError: ``selector`` is an empty list, or ``fn`` returns no scalar (an array
         would add up elementwise, or fail to broadcast): the message names the path and
         the shape.

@@ -293,6 +293,12 @@ def test_regularize_refuses_an_fn_that_returns_no_scalar():
     )
     with pytest.raises(ValueError, match=r"fn gave 'blocks/Block_0/pre_act' a value of shape"):
         px.regularize(state["intermediates"], "**/pre_act", jnp.abs)
+    # an fn with no return: "None is not a valid value for jnp.array", naming no path
+    message = r"^regularize: fn gave '{}' None, not a number; return a scalar, e\.g\. "
+    with pytest.raises(TypeError, match=message.format("a")):
+        px.regularize(found, "*", lambda h: None)
+    with pytest.raises(TypeError, match=message.format("blocks/Block_0/pre_act")):
+        px.regularize(state["intermediates"], "**/pre_act", lambda h: None)
 
 
 def test_regularize_reaches_boxed_params_by_their_arrays():
