@@ -27,16 +27,18 @@ def _zeros_per_call(path: str, calls: tuple[Any, ...], selector: str) -> Any:
     Raises:
       TypeError: a leaf of the value is not floating point (a DropPath's ``keep_mask``
         that ``wrt="**"`` selects), naming it, its dtype and the ``selector`` that
-        matched it.
+        matched it; where it is one leaf of a pytree (no selector reaches it alone), it
+        says to tag the floating-point leaves on their own.
     """
     for call in calls:
         for key, shape in jax.tree.leaves_with_path(call):
             if not jnp.issubdtype(shape.dtype, jnp.inexact):
                 where = f"{path!r}{jax.tree_util.keystr(key)}"
+                fix = "leave it out" if not key else f"leave {path!r} out, or tag its floats apart"
                 raise TypeError(
                     f"Cannot differentiate with respect to {where}: its dtype is "
                     f"{shape.dtype}, and only floating-point values have a gradient; wrt "
-                    f"{selector!r} selects it: give selectors that leave it out."
+                    f"{selector!r} selects it: give selectors that {fix}."
                 )
     zeros = tuple(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), call) for call in calls)
     return zeros[0] if len(zeros) == 1 else zeros
