@@ -141,7 +141,15 @@ def matches(selector: str, path: str) -> bool:
       False
       >>> matches("**/pre_act", "blocks_2/choice/pre_act")
       True
+
+    Raises:
+      TypeError: ``path`` is no str (a list of paths: `select` takes those).
     """
+    if not isinstance(path, str):
+        raise TypeError(
+            f"matches takes one path, a str, got {shown(path)}; for a list of paths, "
+            "select(paths, selector) gives those the selector matches."
+        )
     return selector == path or compile_selector(selector).fullmatch(path) is not None
 
 

@@ -173,6 +173,12 @@ def test_paths_that_are_one_str_or_none_are_refused_naming_them(paths, selector,
         px.select(paths, selector)
 
 
+def test_matches_refuses_a_list_of_paths_naming_select():
+    # it failed in re: "expected string or bytes-like object, got 'list'"
+    with pytest.raises(TypeError, match=r"^matches takes one path, a str, got a list; .*select"):
+        matches("a/*", ["a/b"])
+
+
 def test_bad_selectors():
     with pytest.raises(ValueError, match="unclosed"):
         compile_selector("blocks_[0")
