@@ -106,17 +106,18 @@ def _checked(path: str, value: Any, calls: tuple[Any, ...]) -> Any:
 def _in_dtype(value: Any, dtype: Any) -> Any:
     """``value`` as an array; one that has no dtype of its own (a Python number, a list of
     them) in ``dtype`` where that holds it exactly (None: JAX's default). Its numbers are
-    read as given, not as ``jnp.asarray`` made them (a tracer under jit); a list holding
-    a traced array takes that array's dtype.
+    read as given, not as JAX's default dtype holds them (an int beyond int32 for a float
+    tag; a tracer under jit); a list holding a traced array takes that array's dtype.
 
     Examples:
       >>> _in_dtype(2, jnp.float32), _in_dtype(2.5, jnp.int32), _in_dtype(jnp.int32(2), None)
       (Array(2., dtype=float32), Array(2.5, dtype=float32, weak_type=True), Array(2, dtype=int32))
+      >>> _in_dtype(2**40, jnp.float32)
+      Array(1.0995116e+12, dtype=float32)
     """
-    array = jnp.asarray(value)
     if dtype is None or is_traced(value) or not isinstance(value, int | float | list | tuple):
-        return array  # an array keeps its dtype
-    return array.astype(dtype) if holds_exactly(dtype, value) else array
+        return jnp.asarray(value)  # an array keeps its dtype
+    return jnp.asarray(value, dtype) if holds_exactly(dtype, value) else jnp.asarray(value)
 
 
 def in_dtypes_of(value: Any, expected: Any) -> Any:

@@ -1004,6 +1004,9 @@ def test_inject_reads_a_python_number_as_the_tagged_dtype():
     dtype int32, but the tagged value there has shape () and dtype float32'."""
     assert float(px.inject(Counted(), {}, jnp.ones(3), {"s": 0})) == 3.0
     assert float(px.inject(Counted(), {}, jnp.ones(3), {"pair": (2, 0.5)})) == 7.0
+    # 2**40, which float32 holds, was an OverflowError: "too large to convert to int32"
+    big = [px.inject(Counted(), {}, jnp.ones(3), {"s": s}) for s in (2**40, jnp.float32(2**40))]
+    assert big[0].tolist() == big[1].tolist() == 4 * 2**40  # 2**40 + 3 + 3 * 2**40, rounded
     with pytest.raises(ValueError, match=r"dtype float32, but the tagged value .* int32"):
         px.inject(Counted(), {}, jnp.ones(3), {"n": 2.5})  # an int tag cannot hold 2.5
 
