@@ -149,7 +149,8 @@ def _checked_call(where: str, value: Any, expected: Any) -> Any:
 
     Raises:
       TypeError: ``value`` holds what is no number nor array (a str), naming ``where``.
-      ValueError: ``value`` has another structure, shape or dtype, naming ``where``.
+      ValueError: ``value`` has another structure, shape or dtype, or a Python int that
+        neither the tagged dtype nor int32 holds, naming ``where``.
 
     Examples:
       >>> _checked_call("'h'", [[1, 2]], jax.ShapeDtypeStruct((1, 2), jnp.float32))
@@ -161,7 +162,13 @@ def _checked_call(where: str, value: Any, expected: Any) -> Any:
     """
     try:
         value = in_dtypes_of(value, expected)
-    except (TypeError, ValueError):  # JAX's names no tag: "Value 'zeros' with dtype <U5 is..."
+    except (TypeError, ValueError, OverflowError) as error:  # JAX's names no tag
+        if isinstance(error, OverflowError):  # "Python int 2**40 too large to convert..."
+            dtypes = sorted({str(s.dtype) for s in jax.tree.leaves(expected)})
+            raise ValueError(
+                f"Injected value for {where} holds a number out of the range of the tagged "
+                f"value's dtypes there ({', '.join(dtypes)}): got {value!r:.60}."
+            ) from None
         leaf = jax.tree_util.treedef_is_leaf(jax.tree.structure(expected))
         tagged = (
             f"of shape {expected.shape} and dtype {expected.dtype}"

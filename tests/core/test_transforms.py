@@ -1009,6 +1009,14 @@ def test_inject_reads_a_python_number_as_the_tagged_dtype():
     assert big[0].tolist() == big[1].tolist() == 4 * 2**40  # 2**40 + 3 + 3 * 2**40, rounded
     with pytest.raises(ValueError, match=r"dtype float32, but the tagged value .* int32"):
         px.inject(Counted(), {}, jnp.ones(3), {"n": 2.5})  # an int tag cannot hold 2.5
+    # 2**40 for it was JAX's bare OverflowError "Python int ... too large to convert to int32"
+    message = r"^Injected value for '{}' holds a number out of the range of the tagged value's "
+    message += r"dtypes there \({}\): got {}\.$"
+    with pytest.raises(ValueError, match=message.format("n", "int32", 2**40)):
+        px.inject(Counted(), {}, jnp.ones(3), {"n": 2**40})
+    pair = message.format("pair", "float32, int32", r"\(1099511627776, 0\)")
+    with pytest.raises(ValueError, match=pair):
+        px.inject(Counted(), {}, jnp.ones(3), {"pair": (2**40, 0)})
 
 
 def test_inject_reads_python_numbers_for_an_int_tag_under_jit():
