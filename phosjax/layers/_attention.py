@@ -17,6 +17,7 @@ from phosjax.layers._common import (
     checked_train,
     compute_dtype,
     input_width,
+    mask_array,
     pair_tokens,
     zero_padding,
 )
@@ -52,7 +53,8 @@ def _attention_mask(
     Raises:
       ValueError: ``mask`` has neither shape it may have (both named), naming ``owner``
         (the layer called with it).
-      TypeError: ``mask`` is a float mask (which may be an additive one).
+      TypeError: ``mask`` is a float mask (which may be an additive one), or holds no
+        numbers (a str).
 
     Examples:
       >>> _attention_mask(jnp.array([[1, 1, 0]]), (1,), 2, 3, causal=False).shape
@@ -63,7 +65,7 @@ def _attention_mask(
     causal_mask = jnp.tril(jnp.ones((length, length), bool)) if causal else None
     if mask is None:
         return causal_mask
-    mask = jnp.asarray(mask)
+    mask = mask_array(owner, mask, attend=True)
     keys, pairs = (*batch, length), (*batch, heads, length, length)
     if broadcasts_to(mask.shape, keys):
         mask = mask[..., None, None, :]

@@ -504,13 +504,43 @@ def check_mask_dtype(owner: str, mask: jax.Array, attend: bool = False) -> None:
     """
     if not jnp.issubdtype(mask.dtype, jnp.floating):
         return
-    kept = "attend" if attend else "a real token"
+    kept = _kept(attend)
     maker = " (make_attention_mask(..., dtype=bool) makes one)" if attend else ""
     raise TypeError(
         f"{owner} mask must be booleans (or integers; nonzero: {kept}), got a {mask.dtype} "
         f"one, which may be an additive mask (0: {kept}, -inf: not) and would read the other "
         f"way round: pass mask == 0 for an additive mask, mask != 0 for one of 0 and 1{maker}."
     )
+
+
+def _kept(attend: bool) -> str:
+    """What a nonzero entry of a mask means: of keys to ``attend``, else of real tokens."""
+    return "attend" if attend else "a real token"
+
+
+def mask_array(owner: str, mask: Any, attend: bool = False) -> jax.Array:
+    """``mask``, ``owner``'s call ``mask`` (of keys to ``attend``, else of real tokens), as
+    an array.
+
+    Raises:
+      TypeError: it holds no numbers (a str), naming ``owner`` and what a mask holds.
+
+    Examples:
+      >>> mask_array("ActivityL1", [True, False]).tolist()
+      [True, False]
+      >>> mask_array("ActivityL1", "real")
+      Traceback (most recent call last):
+      ...
+      TypeError: ActivityL1 mask must be booleans (or integers; nonzero: a real token), got
+      'real' (a str).
+    """
+    try:
+        return jnp.asarray(mask)
+    except (TypeError, ValueError):  # JAX's names no layer: "Value 'real' with dtype <U4..."
+        raise TypeError(
+            f"{owner} mask must be booleans (or integers; nonzero: {_kept(attend)}), got "
+            f"{mask!r:.60} ({a_type(mask)})."
+        ) from None
 
 
 def real_tokens(
@@ -525,7 +555,7 @@ def real_tokens(
 
     Raises:
       ValueError: ``mask`` does not broadcast to ``tokens`` (both shapes named).
-      TypeError: ``mask`` holds floats (`check_mask_dtype`).
+      TypeError: ``mask`` holds floats (`check_mask_dtype`), or no numbers (`mask_array`).
 
     Examples:
       >>> real_tokens(nn.Dense(2), jnp.array([[1, 1, 0]]), (2, 3)).tolist()
@@ -535,8 +565,8 @@ def real_tokens(
     """
     if mask is None:
         return None
-    mask = jnp.asarray(mask)
     owner = module if isinstance(module, str) else type(module).__name__
+    mask = mask_array(owner, mask)
     per_pair = pairs and fits_pairs(mask.shape, tokens)
     if not (per_pair or broadcasts_to(mask.shape, tokens)):
         pair = ""

@@ -476,6 +476,9 @@ def test_a_float_mask_is_an_error_by_its_dtype_under_jit_too(make, key):
     np.testing.assert_array_equal(  # as the message says: booleans, or integers
         apply(jnp.where(keep, 0.0, -jnp.inf) == 0), apply(keep.astype(jnp.int32))
     )
+    # a str was JAX's "Value 'real' with dtype <U4 is not a valid JAX array type"
+    with pytest.raises(TypeError, match=message.split(", got")[0] + r", got 'real' \(a str\)"):
+        layer.apply(variables, x, mask="real")
 
 
 PADDING_READERS = {
@@ -506,6 +509,10 @@ def test_every_layer_reading_a_mask_refuses_a_float_one_as_attention_does(make, 
         with pytest.raises(TypeError, match=message):
             apply(mask)
     np.testing.assert_array_equal(apply(jnp.where(keep, 0.0, -jnp.inf) == 0), apply(keep))
+    reader = "TransformerBlock" if name == "Sequence" else name  # a scalar: no padding mask
+    got = rf"^{reader} mask must be booleans \(or integers; nonzero: [a-z ]+\), got 'real' \(a str"
+    with pytest.raises(TypeError, match=got):
+        layer.apply(variables, x, mask="real", mutable=True)  # JAX's error named no layer
 
 
 @pytest.mark.parametrize(
