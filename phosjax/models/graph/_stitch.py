@@ -18,7 +18,7 @@ import optax
 
 from phosjax._callables import a_type
 from phosjax.core import select
-from phosjax.layers._common import broadcasts_to, check_mask_dtype
+from phosjax.layers._common import broadcasts_to, check_mask_dtype, mask_array
 from phosjax.models.graph._model import GraphModel
 from phosjax.models.graph._spec import SEP, GraphError, as_selectors, listing, node
 from phosjax.models.graph._surgery import (
@@ -159,13 +159,14 @@ def fit_adapter(
     design = jnp.concatenate([rows, jnp.ones((rows.shape[0], 1), dtype)], axis=1)
     target = h_b.reshape(-1, c_b).astype(dtype)
     if real is not None:  # a zero row (its target zero too) leaves the solution as it is
-        if not broadcasts_to(jnp.shape(real), h_a.shape[:-1]):
+        real = mask_array("fit_adapter", real)
+        if not broadcasts_to(real.shape, h_a.shape[:-1]):
             raise GraphError(
-                f"fit_adapter: the padding mask has shape {jnp.shape(real)}, but the "
+                f"fit_adapter: the padding mask has shape {real.shape}, but the "
                 f"activations' positions are {h_a.shape[:-1]} (axes of size 1 broadcasting)."
             )
-        check_mask_dtype("fit_adapter", jnp.asarray(real))
-        kept = jnp.broadcast_to(jnp.asarray(real).astype(bool), h_a.shape[:-1]).reshape(-1, 1)
+        check_mask_dtype("fit_adapter", real)
+        kept = jnp.broadcast_to(real.astype(bool), h_a.shape[:-1]).reshape(-1, 1)
         design, target = jnp.where(kept, design, 0), jnp.where(kept, target, 0)
     solution = jnp.linalg.lstsq(design, target)[0]
     kernel = solution[:-1].reshape((1,) * (h_a.ndim - 2) + (c_a, c_b))
@@ -326,7 +327,7 @@ def stitch(
       ((3, 3), (8, 2))
     """
     if mask is not None:
-        check_mask_dtype("stitch", jnp.asarray(mask))
+        check_mask_dtype("stitch", mask_array("stitch", mask))
     for model, variables, layer, side in ((a, vars_a, layer_a, "a"), (b, vars_b, layer_b, "b")):
         graph = _graph(model, f"stitch's {side}")
         graph.check_nodes([layer], f"stitch's layer_{side} (a node of {side})")

@@ -51,3 +51,9 @@ def test_a_float_stitch_mask_is_refused_as_the_layers_refuse_one():
         stitch(dense, variables, "hidden", dense, variables, "hidden", x=X, mask=additive)
     with pytest.raises(TypeError, match=r"^fit_adapter mask must be booleans \(or integers"):
         fit_adapter(X, X, REAL.astype(jnp.float32))
+    with pytest.raises(TypeError, match=r"^stitch mask must be booleans .*, got 'real' \(a str\)"):
+        stitch(dense, variables, "hidden", dense, variables, "hidden", x=X, mask="real")
+    with pytest.raises(
+        TypeError, match=r"^fit_adapter mask must be booleans .*, got 'real' \(a str\)"
+    ):
+        fit_adapter(X, X, "real")
