@@ -1,6 +1,7 @@
 """The viewer's server: each endpoint's JSON against the bench's files, safety, and errors."""
 
 import contextlib
+import errno
 import http.client
 import json
 import math
@@ -9,6 +10,7 @@ import pathlib
 import re
 import shutil
 import socket
+import socketserver
 import struct
 import subprocess
 import sys
@@ -1060,11 +1062,33 @@ def test_bench_files_names_a_directory_of_the_wrong_type():
         BenchFiles(5)
 
 
+HOST_HINT = "; give an address of this machine: --host 127.0.0.1 (this machine only) or --host "
+
+
 def test_a_host_that_cannot_be_bound_is_refused(written, capsys):
+    """The OS's reason alone ('Name or service not known', 'Cannot assign requested
+    address') did not say what to give instead."""
     assert main(["--dir", str(written.root), "--host", "nosuch.invalid", "--port", "0"]) == 2
-    assert capsys.readouterr().err.startswith("error: cannot serve on nosuch.invalid:0: ")
-    with pytest.raises(CannotServeError, match=r"cannot serve on 192\.0\.2\.1:0: \w"):
+    error = capsys.readouterr().err
+    assert error.startswith("error: cannot serve on nosuch.invalid:0: ") and HOST_HINT in error
+    with pytest.raises(CannotServeError, match=r"cannot serve on 192\.0\.2\.1:0: \w") as refused:
         make_server(written.root, port=0, host="192.0.2.1")  # an address of no machine here
+    assert HOST_HINT in str(refused.value)
+
+
+def test_a_port_kept_for_root_is_refused_saying_so(written, monkeypatch):
+    """A port below 1024 bound by another user said 'Permission denied' alone."""
+
+    def refused(server):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(socketserver.TCPServer, "server_bind", refused)
+    with pytest.raises(CannotServeError) as error:
+        make_server(written.root, port=80)
+    assert str(error.value) == (
+        "cannot serve on 127.0.0.1:80: Permission denied; a port below 1024 needs root: try "
+        "--port 1337, or --port 0 (any free one)"
+    )
 
 
 @pytest.mark.parametrize("host", ["::1", "[::1]"])

@@ -148,6 +148,30 @@ def _free_port_near(host: str, port: int, tries: int = 50) -> int | None:
     return None
 
 
+def _bind_hint(error: OSError, port: int) -> str:
+    """What to give instead where binding failed with ``error`` (not a port in use): an
+    address of this machine for a host that is none or does not resolve, a port from
+    1024 for one the system keeps for root; "" where the reason says all there is.
+
+    Examples:
+      >>> print(_bind_hint(OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address"), 0))
+      ; give an address of this machine: --host 127.0.0.1 (this machine only) or --host
+      0.0.0.0 (everyone who can reach it)
+      >>> print(_bind_hint(PermissionError(errno.EACCES, "Permission denied"), 80))
+      ; a port below 1024 needs root: try --port 1337, or --port 0 (any free one)
+      >>> _bind_hint(PermissionError(errno.EACCES, "Permission denied"), 8080)
+      ''
+    """
+    if isinstance(error, socket.gaierror) or error.errno == errno.EADDRNOTAVAIL:
+        return (
+            "; give an address of this machine: --host 127.0.0.1 (this machine only) or "
+            "--host 0.0.0.0 (everyone who can reach it)"
+        )
+    if error.errno == errno.EACCES and 0 < port < 1024:
+        return "; a port below 1024 needs root: try --port 1337, or --port 0 (any free one)"
+    return ""
+
+
 def _check_arguments(directory: Any, host: Any, port: Any) -> None:
     """Raises a `TypeError` naming the argument of `make_server` of the wrong type (the
     socket's own errors name none; ``port=True``, an int, would bind port 1)."""
@@ -213,7 +237,7 @@ class ViewerServer(http.server.ThreadingHTTPServer):
             super().__init__((host, port), _Handler)
         except OSError as error:  # socket.gaierror too: a host name that does not resolve
             if error.errno != errno.EADDRINUSE:
-                reason = error.strerror or error
+                reason = f"{error.strerror or error}{_bind_hint(error, port)}"
                 raise CannotServeError(f"cannot serve on {shown}:{port}: {reason}") from error
             near = _free_port_near(host, port)
             hint = f"--port {near}" if near else "--port 0 (any free port)"
