@@ -631,6 +631,22 @@ def test_blurb_graph_profile_and_morph_endpoints(server, written):
     assert get_json(server, "/api/morph") == {"files": {"summary.json": {"flops_before": 1e6}}}
 
 
+@pytest.mark.parametrize(
+    ("folder", "text"),
+    [("graphs", "[]"), ("graphs", '{"nodes": {"a": 1}}'), ("graphs", '"x"'), ("blurbs", "{}")],
+)
+def test_a_model_file_that_holds_no_drawing_is_an_error_naming_it(tmp_path, folder, text):
+    """A graph drawing without its list of nodes was sent as it was: the page failed with
+    'nodes.map is not a function', naming no file (or drew an empty graph)."""
+    (tmp_path / "bench.json").write_text('{"format": 1}')
+    (tmp_path / folder).mkdir()
+    (tmp_path / folder / "m-1.json").write_text(text)
+    with pytest.raises(
+        BrokenFileError, match=rf"^cannot read {folder}/m-1\.json: it does not hold a"
+    ):
+        _api.model_file(BenchFiles(tmp_path), folder, "m-1")
+
+
 def test_page_and_static_files(server):
     status, headers, body = get(server, "/")
     assert status == 200 and headers["Content-Type"].startswith("text/html")

@@ -485,9 +485,9 @@ def _peaks(frame: pd.DataFrame) -> np.ndarray:
 
 def model_file(bench: BenchFiles, folder: str, model_id: str) -> Any:
     """The parsed ``<folder>/<model_id>.json`` (a blurb or a graph drawing); a blurb
-    without its module tree (``root``) is a `BrokenFileError` naming the file, which the
-    page would fail on without naming it; a ``model_id`` the bench lacks (``.`` too) is a
-    `NotFound` naming its models.
+    without its module tree (``root``), or a graph drawing without its list of nodes, is
+    a `BrokenFileError` naming the file, which the page would fail on without naming it;
+    a ``model_id`` the bench lacks (``.`` too) is a `NotFound` naming its models.
 
     Examples:
       >>> import tempfile
@@ -516,14 +516,27 @@ def model_file(bench: BenchFiles, folder: str, model_id: str) -> Any:
         )
     relative = f"{folder}/{model_id}.json"
     content = bench.json(relative)
-    if folder == _layout.BLURBS and not (
-        isinstance(content, dict) and isinstance(content.get("root"), dict)
-    ):
-        raise BrokenFileError(
-            f'cannot read {relative}: it does not hold a blurb ({{"root": {{module}}, '
-            '"backend": ...}, as phosjax.core.Blurb.to_json writes it)'
-        )
+    key, kind, what = _MODEL_FILES[folder]
+    if not (isinstance(content, dict) and isinstance(content.get(key), kind)):
+        raise BrokenFileError(f"cannot read {relative}: it does not hold {what}")
     return content
+
+
+_MODEL_FILES = {
+    _layout.BLURBS: (
+        "root",
+        dict,
+        'a blurb ({"root": {module}, "backend": ...}, as phosjax.core.Blurb.to_json writes it)',
+    ),
+    _layout.GRAPHS: (
+        "nodes",
+        list,
+        'a graph drawing ({"nodes": [{node}, ...], "edges": [...], ...}, as '
+        "phosjax.models.graph.GraphModel.to_json writes it)",
+    ),
+}
+"""What `model_file` needs of a file of each folder, which the page draws: the key its
+JSON object must have, of what type, and what the file holds."""
 
 
 def morph(bench: BenchFiles) -> dict[str, Any]:
