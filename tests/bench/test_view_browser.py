@@ -711,9 +711,11 @@ def test_a_table_value_is_written_out_below_a_million(tmp_path, page):
 def test_the_ticks_of_a_narrow_range_are_labelled_apart(tmp_path, page):
     """Accuracies from 0.99901 to 0.99909 (a run converged) got the axis labels 0.999,
     0.999, 0.9991, 0.9991, and 1234.5601 to 1234.5699 four times 1235: each label has as
-    many digits as tell the ticks apart."""
+    many digits as tell the ticks apart; so too in exponent form (an aux loss flat at 1e-4,
+    whose labels all read 1.00e-4)."""
     (tmp_path / _layout.MARKER).write_text(json.dumps({"format": _layout.FORMAT}))
     cases = [(0.99901, 0.99909), (1234.5601, 1234.5699), (0, 1.7)]
+    cases += [(1.0001e-4, 1.0009e-4), (1000100, 1000900), (2e-4, 1e-3)]
     with serving(tmp_path) as server:
         page.open(server.url)
         asked = f"{json.dumps(cases)}.map(([lo, hi]) => m.tickLabels(m.ticks(lo, hi, 5)))"
@@ -722,6 +724,9 @@ def test_the_ticks_of_a_narrow_range_are_labelled_apart(tmp_path, page):
         ["0.99902", "0.99904", "0.99906", "0.99908"],
         ["1234.562", "1234.564", "1234.566", "1234.568"],
         ["0", "0.5", "1", "1.5"],  # as few digits as before where those tell them apart
+        ["1.0002e-4", "1.0004e-4", "1.0006e-4", "1.0008e-4"],
+        ["1.0002e+6", "1.0004e+6", "1.0006e+6", "1.0008e+6"],
+        ["2.00e-4", "4.00e-4", "6.00e-4", "8.00e-4", "0.001"],
     ]
 
 

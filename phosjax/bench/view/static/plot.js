@@ -10,13 +10,16 @@ export function svg(tag, attrs = {}, parent = null) {
   return node;
 }
 
+// A value as text: `digits` significant digits (whole below a million), below 1e-3 and
+// from a million up in exponent form, three significant digits there up to `digits` 4,
+// one more for each digit past it (the axes' labels: `tickLabels`).
 export function format(value, digits = 4) {
   if (value === null || value === undefined) return "–";
   if (typeof value !== "number") return String(value);
   if (!Number.isFinite(value)) return Number.isNaN(value) ? "NaN" : value > 0 ? "inf" : "-inf";
   if (Number.isInteger(value) && Math.abs(value) < 1e6) return String(value);
   const abs = Math.abs(value);
-  if (abs !== 0 && (abs < 1e-3 || abs >= 1e6)) return value.toExponential(2);
+  if (abs !== 0 && (abs < 1e-3 || abs >= 1e6)) return value.toExponential(Math.max(2, digits - 2));
   return Number(value.toPrecision(digits)).toString();
 }
 
