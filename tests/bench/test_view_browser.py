@@ -780,6 +780,24 @@ def test_a_blurb_notes_the_knob_values_its_cells_train_with(tmp_path, page):
         assert page.run("document.querySelectorAll('#blurb details.module').length") > 0
 
 
+def test_a_blurbs_parameter_counts_are_whole(tmp_path, page):
+    """A module of 1,234,567 parameters read 1.23e+6 (and one of 123,456 read 123456),
+    where the text blurb table writes 1,234,567: two models of nearly as many parameters
+    read alike."""
+    (tmp_path / _layout.MARKER).write_text(json.dumps({"format": _layout.FORMAT}))
+    module = {"path": "", "type": "MLP", "outputs": {}, "flops": None, "latency_s": None}
+    child = module | {"path": "dense", "type": "Dense", "params": 123456, "children": []}
+    blurb = {"root": module | {"params": 1234567, "children": [child]}, "backend": "cpu"}
+    drawn = (
+        "import('./static/blurb.js').then((m) => { const box = document.createElement('div');"
+        f" m.renderBlurb(box, {json.dumps(blurb)});"
+        " return [...box.querySelectorAll('summary .col-2')].map((c) => c.textContent); })"
+    )
+    with serving(tmp_path) as server:
+        page.open(server.url)
+        assert page.run(drawn) == ["1,234,567", "123,456"]
+
+
 def test_an_open_module_with_nothing_inside_is_marked_as_a_leaf_unturned(tmp_path, page):
     """A module of no children nor details (a Dropout) opened, as those near the top are,
     had its leaf's dot turned as an open module's arrow is, drawn off its line."""

@@ -1,6 +1,6 @@
 // A model's blurb (`phosjax.core.blurb`, as JSON) as a collapsible tree of modules.
 
-import { format, formatSeconds, escapeHtml } from "./plot.js";
+import { format, formatCount, formatSeconds, escapeHtml } from "./plot.js";
 
 const COLUMNS = ["module", "type", "params", "output", "FLOPs", "latency"];
 
@@ -48,7 +48,7 @@ function moduleNode(module, depth, opened) {
   node.open = opened.get(node.dataset.path) ?? depth < 2;
   const summary = document.createElement("summary");
   const name = module.path ? module.path.split("/").pop() : "(model)";
-  const cells = [name, module.type || "", format(module.params), shapeText(module.outputs),
+  const cells = [name, module.type || "", formatCount(module.params), shapeText(module.outputs),
     module.flops === null ? "–" : format(module.flops, 3),
     formatSeconds(module.latency_s)];
   cells.forEach((text, i) => {

@@ -1,6 +1,6 @@
 // A graph model drawn left to right in layers: each node one column after its deepest input.
 
-import { svg, showTooltip, hideTooltip, escapeHtml, format } from "./plot.js";
+import { svg, showTooltip, hideTooltip, escapeHtml, formatCount } from "./plot.js";
 
 const NODE = { w: 132, h: 44, gapX: 56, gapY: 16, pad: 16 };
 const OP_CLASSES = { Input: "op-input", add: "op-merge", concat: "op-merge", mul: "op-merge" };
@@ -74,7 +74,7 @@ export function drawGraph(el, graph) {
       `<div>op <b>${escapeHtml(n.op)}</b></div>`,
       n.shape ? `<div>shape <b>(${n.shape.join(", ")})</b> ${escapeHtml(n.dtype || "")}</div>` : "",
       ...parts.map(([key, p]) => `<div>shape ${escapeHtml(key)} <b>(${p.shape.join(", ")})</b> ${escapeHtml(p.dtype)}</div>`),
-      n.params !== null && n.params !== undefined ? `<div>params <b>${format(n.params)}</b></div>` : "",
+      n.params !== null && n.params !== undefined ? `<div>params <b>${formatCount(n.params)}</b></div>` : "",
       (n.inputs || []).length ? `<div>inputs <b>${escapeHtml(n.inputs.join(", "))}</b></div>` : "",
     ].join("")));
     g.addEventListener("mouseleave", hideTooltip);

@@ -23,6 +23,13 @@ export function format(value, digits = 4) {
   return Number(value.toPrecision(digits)).toString();
 }
 
+// A count (a module's parameters) whole, its thousands separated, as the text blurb table
+// writes it (`phosjax.core`'s `{:,}`): formatCount(1234567) is "1,234,567"; anything else
+// as `format` writes it.
+export function formatCount(value) {
+  return Number.isInteger(value) ? value.toLocaleString("en-US") : format(value);
+}
+
 // A table value: four significant digits, trailing zeros kept so that columns line up;
 // from 10,000 up, whole (toPrecision writes 12345.6 as "1.235e+4"), as `format` does.
 export function fixed(value) {
