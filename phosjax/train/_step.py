@@ -7,7 +7,7 @@ and the test split cut into padded batches ``x_test (B, E, ...)``, ``y_test (B, 
 
 import dataclasses
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import flax.errors
@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from phosjax._callables import a_type
 from phosjax._widening import summing_dtype
 from phosjax.core import (
     AUX_LOSS,
@@ -381,7 +382,7 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
     diverged in it. The model computes in ``hp.compute_dtype`` (`precision_apply`); the
     task loss is taken from its logits in float32, whatever their dtype. An empty batch is
     a ValueError (`check_batch`), not a NaN loss; a ``model`` that is no Flax module (its
-    config) a TypeError (`check_module`).
+    config, `check_module`) or an ``hp`` that is no `HParams` (a dict of them) a TypeError.
 
     Examples:
       >>> import jax
@@ -398,6 +399,9 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
       (1, ['accuracy', 'grad_norm', 'loss', 'task_loss'])
     """
     check_module("make_train_step", model)
+    if not isinstance(hp, HParams):
+        fix = "HParams(**hp)" if isinstance(hp, Mapping) else "one, e.g. HParams(batch_size=16)"
+        raise TypeError(f"make_train_step: hp must be an HParams, got {a_type(hp)}: pass {fix}")
     tx = hparams_optimizer(hp)
     multiplier = hparams_multiplier(hp)
     apply = precision_apply(model, hp.compute_dtype)

@@ -1746,6 +1746,17 @@ def test_a_model_config_given_for_its_module_is_refused_saying_to_build_it(make)
         make(config, ADAM) if make is make_train_step else make(config, "float32")
 
 
+@pytest.mark.parametrize(
+    "hp, fix",
+    [({"batch_size": 16}, r"HParams\(\*\*hp\)"), ("adam", r"one, e\.g\. HParams\(batch_size=16\)")],
+)
+def test_hparams_given_as_no_hparams_are_refused_by_type(hp, fix):
+    """A dict raised AttributeError: 'dict' object has no attribute 'optimizer'."""
+    message = rf"^make_train_step: hp must be an HParams, got a {type(hp).__name__}: pass {fix}$"
+    with pytest.raises(TypeError, match=message):
+        make_train_step(Tiny().build(), hp)
+
+
 def test_the_empty_batch_check_reads_inputs_given_as_a_dict():
     # it took jnp.shape of x itself: a dict of inputs (a graph model's) warned, then failed
     check_batch(({"a": jnp.zeros((2, 3)), "b": jnp.zeros((2, 1))}, jnp.zeros((2,), jnp.int32)))
