@@ -1,12 +1,13 @@
 """``strategy="auto"``: time each strategy on the actual group and keep the fastest."""
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
 import numpy as np
 
+from phosjax._callables import a_type
 from phosjax._hosts import local_devices
 from phosjax.train._config import int_at_least
 from phosjax.train._matmul_convs import has_convs
@@ -58,6 +59,8 @@ def measure_strategies(
         another process's), ``num_cells`` is not the state's cell count, ``candidates``
         is empty, a string or names an unknown strategy, or ``steps`` or ``repeats`` is
         no int >= 1; before anything compiles.
+      TypeError: ``arrays`` is no dict of arrays (e.g. the data set itself, not
+        `device_arrays` of it).
 
     Examples:
       >>> import jax
@@ -85,6 +88,11 @@ def measure_strategies(
             "measure_strategies: candidates must be a list or tuple of at least one of "
             f"{STRATEGIES}, got {candidates!r}"
             + (f"; for one, candidates=({candidates!r},)" if isinstance(candidates, str) else "")
+        )
+    if not isinstance(arrays, Mapping):
+        raise TypeError(
+            "measure_strategies: arrays must be the dict of arrays device_arrays(data) makes, "
+            f"got {a_type(arrays)}: pass device_arrays(data)"
         )
     cells = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in jax.tree.leaves(state)}
     if cells != {num_cells}:

@@ -212,6 +212,28 @@ def test_measuring_refuses_wrong_settings_by_name_before_compiling(
         )
 
 
+@pytest.mark.parametrize("given, shown", [("dataset", "an ArrayDataset"), ("list", "a list")])
+def test_measuring_refuses_a_data_set_given_for_its_arrays_by_type(toy, monkeypatch, given, shown):
+    """The data set itself raised TypeError: 'ArrayDataset' object is not subscriptable."""
+    monkeypatch.setattr(Executor, "run_steps", lambda *a, **k: pytest.fail("it compiled"))
+    [group] = plan_groups([Cell(Tiny(), "toy", HParams(batch_size=16, steps=2))])
+    arrays = toy if given == "dataset" else list(device_arrays(toy).values())
+    message = (
+        r"^measure_strategies: arrays must be the dict of arrays device_arrays\(data\) makes, "
+        rf"got {shown}: pass device_arrays\(data\)$"
+    )
+    with pytest.raises(TypeError, match=message):
+        measure_strategies(
+            group.signature(),
+            lambda: make_train_step(Tiny().build(), group.hparams),
+            init_group(group, toy),
+            arrays,
+            num_cells=1,
+            devices=jax.devices(),
+            candidates=("vmap",),
+        )
+
+
 def test_auto_breaks_near_ties_in_the_order_of_strategies():
     """Timings within ``TIE`` of the fastest tie; the earliest in `STRATEGIES` wins."""
     assert fastest({"stepwise": 1.0, "map": 1.03, "vmap": 1.049}) == "vmap"
