@@ -25,7 +25,13 @@ from phosjax.train._run import (
     check_strategy,
     run_group,
 )
-from phosjax.train._state import INIT_DATA_FIELDS, INIT_PROGRAMS_KEPT, GroupState, init_group
+from phosjax.train._state import (
+    INIT_DATA_FIELDS,
+    INIT_PROGRAMS_KEPT,
+    GroupState,
+    check_data_set,
+    init_group,
+)
 from phosjax.train._step import (
     check_inputs_fit,
     check_splits,
@@ -302,14 +308,13 @@ def _load(
 def _check_dataset(name: str, data: Any) -> None:
     """Raises a TypeError naming ``datasets[name]`` unless ``data`` has the fields of a
     `phosjax.data.ArrayDataset` (e.g. ``datasets={name: (x, y)}``)."""
-    missing = [field for field in (*INIT_DATA_FIELDS, *SPLITS) if not hasattr(data, field)]
-    if missing:
-        raise TypeError(
-            f"train_grid: datasets[{name!r}] must be a data set, a phosjax.data.ArrayDataset "
-            f"(from arrays: ArrayDataset({name!r}, x_train, y_train, x_test, y_test, "
-            f"num_classes, input_shape)), got a {type(data).__name__}, which has no "
-            f"{', '.join(missing)}"
-        )
+    check_data_set(
+        f"train_grid: datasets[{name!r}] must be a data set",
+        data,
+        (*INIT_DATA_FIELDS, *SPLITS),
+        f"from arrays: ArrayDataset({name!r}, x_train, y_train, x_test, y_test, num_classes, "
+        "input_shape)",
+    )
 
 
 _PER_DATASET = {

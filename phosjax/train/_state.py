@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from phosjax._callables import a_type
 from phosjax._compile import jit_run_once
 from phosjax._listing import counted, listing
 from phosjax.core import KNOBS, Knob, SelectorError, flatten, select, set_knobs
@@ -322,11 +323,24 @@ def check_arguments(where: str, group: Any, data: Any, fields: tuple[str, ...]) 
             f"{where}: group must be one Group, got a {type(group).__name__}"
             + (hint if isinstance(group, list | tuple) else "")
         )
+    example = f"e.g. phosjax.data.load({group.dataset!r})"
+    check_data_set(f"{where}: data must be the group's data set", data, fields, example)
+
+
+def check_data_set(where: str, data: Any, fields: tuple[str, ...], example: str) -> None:
+    """Raises a TypeError, ``where`` followed by ``a phosjax.data.ArrayDataset
+    (example)``, the type given and the ``fields`` it lacks, unless ``data`` has them all.
+
+    Examples:
+      >>> check_data_set("f: data must be a data set", {}, ("name",), "e.g. load('toy')")
+      Traceback (most recent call last):
+      TypeError: f: data must be a data set, a phosjax.data.ArrayDataset (e.g. load('toy')),
+      got a dict, which has no name
+    """
     missing = [field for field in fields if not hasattr(data, field)]
     if missing:
         raise TypeError(
-            f"{where}: data must be the group's data set, a phosjax.data.ArrayDataset (e.g. "
-            f"phosjax.data.load({group.dataset!r})), got a {type(data).__name__}, which has "
+            f"{where}, a phosjax.data.ArrayDataset ({example}), got {a_type(data)}, which has "
             f"no {', '.join(missing)}"
         )
 

@@ -36,7 +36,7 @@ from phosjax.train._matmul_convs import rewrite_before_grad
 from phosjax.train._optim import hparams_multiplier, hparams_optimizer
 from phosjax.train._precision import check_module, precision_apply
 from phosjax.train._reduce import all_finite, scaled_global_norm
-from phosjax.train._state import GroupState
+from phosjax.train._state import GroupState, check_data_set
 
 Metrics = dict[str, jax.Array]
 EvalFn = Callable[[GroupState, dict[str, jax.Array]], Metrics]
@@ -148,6 +148,7 @@ def device_arrays(data: Any, eval_batch_size: int = EVAL_BATCH_SIZE) -> dict[str
     """The arrays a step reads, from an `ArrayDataset`: train split, padded test batches.
 
     Raises:
+      TypeError: ``data`` is no data set (e.g. the dict of arrays this returns).
       ValueError: a split is empty (`check_splits`), an input does not fit float32
         (`check_inputs_fit`), or ``eval_batch_size`` is no int >= 1.
 
@@ -159,6 +160,9 @@ def device_arrays(data: Any, eval_batch_size: int = EVAL_BATCH_SIZE) -> dict[str
       >>> arrays["test_mask"].sum(axis=1).tolist()  # the padding rows are masked
       [20, 12]
     """
+    fields = ("name", "x_train", "y_train", "x_test", "y_test")
+    example = "e.g. phosjax.data.load('mnist1d')"
+    check_data_set("device_arrays: data must be a data set", data, fields, example)
     check_splits(data)
     check_inputs_fit(data, "float32", "float32 (device_arrays converts the inputs to it)")
     eval_batch_size = int_at_least("device_arrays eval_batch_size", eval_batch_size, 1)

@@ -1528,6 +1528,11 @@ def test_run_group_accepts_a_state_made_under_another_prng_implementation(toy):
         (lambda g, d: run_group([g], init_group(g, d), d), r"run_group: group must be one Group"),
         (lambda g, d: init_group(g, (d.x_train, d.y_train)), r"got a tuple, which has no name, "),
         (lambda g, d: run_group(g, init_group(g, d), {}), r"ArrayDataset .*got a dict, which "),
+        (  # it raised AttributeError: 'dict' object has no attribute 'x_train'
+            lambda g, d: device_arrays(device_arrays(d)),
+            r"^device_arrays: data must be a data set, a phosjax.data.ArrayDataset \(e.g. "
+            r"phosjax.data.load\('mnist1d'\)\), got a dict, which has no name, x_train, y_train, ",
+        ),
     ],
 )
 def test_a_group_or_data_set_of_another_type_is_named(toy, call, message):
