@@ -7,6 +7,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from phosjax._callables import a_type
 from phosjax.train._config import COMPUTE_DTYPES, one_of
 
 
@@ -30,7 +31,8 @@ def cast_floating(tree: Any, dtype: Any) -> Any:
 
 def check_module(where: str, model: Any) -> None:
     """Raises a TypeError naming ``where`` unless ``model`` is a Flax module: a model
-    config (what a `phosjax.train.Cell` takes) is to be built first.
+    config (what a `phosjax.train.Cell` takes) is to be built first, a module class
+    instantiated.
 
     Examples:
       >>> from phosjax.models import ModelConfig
@@ -38,12 +40,15 @@ def check_module(where: str, model: Any) -> None:
       Traceback (most recent call last):
       TypeError: make_train_step: model must be a Flax module, got a ModelConfig: pass its .build()
     """
+    if isinstance(model, type) and issubclass(model, nn.Module):
+        name = model.__name__
+        raise TypeError(
+            f"{where}: model is the class {name}, not a module: pass an instance, {name}(...)"
+        )
     if not isinstance(model, nn.Module):
         built = callable(getattr(model, "build", None))
         fix = "pass its .build()" if built else "e.g. ModelConfig('mlp', 10, (40,)).build()"
-        raise TypeError(
-            f"{where}: model must be a Flax module, got a {type(model).__name__}: {fix}"
-        )
+        raise TypeError(f"{where}: model must be a Flax module, got {a_type(model)}: {fix}")
 
 
 def precision_apply(model: nn.Module, compute_dtype: str) -> Callable[..., Any]:

@@ -1752,6 +1752,16 @@ def test_a_model_config_given_for_its_module_is_refused_saying_to_build_it(make)
 
 
 @pytest.mark.parametrize(
+    "make", [make_train_step, make_evaluate, precision_apply], ids=lambda f: f.__name__
+)
+def test_a_module_class_given_for_its_module_is_refused_saying_to_instantiate_it(make):
+    """It said 'got a type: e.g. ModelConfig('mlp', 10, (40,)).build()'."""
+    message = rf"^{make.__name__}: model is the class Dense, not a module: pass an instance, "
+    with pytest.raises(TypeError, match=message + r"Dense\(\.\.\.\)$"):
+        make(nn.Dense, ADAM) if make is make_train_step else make(nn.Dense, "float32")
+
+
+@pytest.mark.parametrize(
     "hp, fix",
     [({"batch_size": 16}, r"HParams\(\*\*hp\)"), ("adam", r"one, e\.g\. HParams\(batch_size=16\)")],
 )
