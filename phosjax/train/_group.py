@@ -167,12 +167,14 @@ def _check_distinct(where: str, cells: Sequence[Cell]) -> None:
         j = first.setdefault((*rest, *(getattr(hp, n) for n in names)), i)
         if j == i:
             continue
+        ignored = []  # (what differs, the fix)
         if cells[j].hparams.momentum != hp.momentum:
-            raise ValueError(
-                f"{where}: cells {j} and {i} differ only in momentum ({cells[j].hparams.momentum} "
-                f"and {hp.momentum}), which optimizer {hp.optimizer!r} ignores, so they would "
-                "train the same model twice; a grid over momentum needs optimizer='momentum' "
-                "(SGD with momentum)."
+            ignored.append(
+                (
+                    f"momentum ({cells[j].hparams.momentum} and {hp.momentum}), which optimizer "
+                    f"{hp.optimizer!r} ignores",
+                    "a grid over momentum needs optimizer='momentum' (SGD with momentum)",
+                )
             )
         pairs = zip(cells[j].hparams.regularizers, hp.regularizers, strict=True)
         for k, (a, b) in enumerate(pairs):
@@ -182,11 +184,18 @@ def _check_distinct(where: str, cells: Sequence[Cell]) -> None:
                     for name in ("cost", "source", "threshold")
                     if getattr(a, name) != getattr(b, name)
                 )
-                raise ValueError(
-                    f"{where}: cells {j} and {i} differ only in regularizers[{k}]'s {shown}, "
-                    f"which kind {a.kind!r} ignores, so they would train the same model "
-                    "twice; cost, source and threshold apply to kind='morph' alone."
+                ignored.append(
+                    (
+                        f"regularizers[{k}]'s {shown}, which kind {a.kind!r} ignores",
+                        "cost, source and threshold apply to kind='morph' alone",
+                    )
                 )
+        if ignored:
+            raise ValueError(
+                f"{where}: cells {j} and {i} differ only in "
+                f"{' and in '.join(what for what, _ in ignored)}, so they would train the same "
+                f"model twice; {'; '.join(dict.fromkeys(fix for _, fix in ignored))}."
+            )
         raise ValueError(
             f"{where}: cells {j} and {i} are the same cell, so they would train the same model "
             "twice; give each cell once (another seed trains another model)."

@@ -562,6 +562,27 @@ def test_cells_differing_only_in_a_regularizer_field_its_kind_ignores_are_refuse
         plan_groups(cells)
 
 
+def test_cells_differing_in_several_ignored_fields_are_refused_naming_them_all():
+    """It said they differ only in momentum, then, that one fixed, only in regularizers[0]."""
+    cells = [
+        Cell(Tiny(), "toy", HParams(momentum=m, regularizers=regularizers))
+        for m, regularizers in [
+            (0.9, [Regularizer("**", "l2"), Regularizer("**", "l1", threshold=0.5)]),
+            (0.5, [Regularizer("**", "l2", cost="params"), Regularizer("**", "l1")]),
+        ]
+    ]
+    message = (
+        r"^Group: cells 0 and 1 differ only in momentum \(0.9 and 0.5\), which optimizer "
+        r"'adam' ignores and in regularizers\[0\]'s cost \('flops' and 'params'\), which kind "
+        r"'l2' ignores and in regularizers\[1\]'s threshold \(0.5 and 0.01\), which kind 'l1' "
+        r"ignores, so they would train the same model twice; a grid over momentum needs "
+        r"optimizer='momentum' \(SGD with momentum\); cost, source and threshold apply to "
+        r"kind='morph' alone\.$"
+    )
+    with pytest.raises(ValueError, match=message):
+        Group(tuple(cells), (0, 1))
+
+
 def test_a_cell_given_twice_is_refused():
     # it trained the same model twice, though cells differing only in an unused momentum,
     # which would do the same, are refused
