@@ -1,5 +1,6 @@
 """Grouping cells that can share one compiled train step: `Group`, `plan_groups`."""
 
+import array
 import dataclasses
 from collections.abc import Sequence
 from typing import Any
@@ -151,24 +152,51 @@ def _signature_difference(a: Cell, b: Cell) -> str:
     return ", ".join(differences)
 
 
+def _per_cell_values(hp: HParams) -> dict[str, float]:
+    """The values of ``hp`` that may differ between the cells of a group, by name, less
+    a momentum its optimizer ignores (all but ``"momentum"``)."""
+    values = {n: getattr(hp, n) for n in ("learning_rate", "weight_decay", "label_smoothing")}
+    if hp.optimizer == "momentum":
+        values["momentum"] = hp.momentum
+    values.update(
+        {f"regularizers[{k}] strength": r.strength for k, r in enumerate(hp.regularizers)}
+    )
+    values.update({f"knob {selector!r}": value for selector, value in hp.knobs})
+    return values
+
+
 def _check_distinct(where: str, cells: Sequence[Cell]) -> None:
     """Raises naming ``where`` if two cells are the same, or differ only in a momentum
-    their optimizer ignores (all but ``"momentum"``) or in a regularizer's field its kind
-    ignores (``cost``, ``source`` and ``threshold``, all but ``"morph"``'s): they would
+    their optimizer ignores (all but ``"momentum"``), in a regularizer's field its kind
+    ignores (``cost``, ``source`` and ``threshold``, all but ``"morph"``'s) or in
+    per-cell values that are one float32 value (what a group holds them in): they would
     train one model twice."""
-    unused = ("momentum", "regularizers")
-    names = [field.name for field in dataclasses.fields(HParams) if field.name not in unused]
+    # the fields of per-cell values, or holding them (compared apart, below)
+    per_cell = ("learning_rate", "weight_decay", "momentum", "label_smoothing", "regularizers")
+    names = [f.name for f in dataclasses.fields(HParams) if f.name not in (*per_cell, "knobs")]
     first: dict[tuple[Any, ...], int] = {}
     for i, cell in enumerate(cells):
         hp = cell.hparams
-        used = hp.momentum if hp.optimizer == "momentum" else None
-        penalties = tuple((r.shared(), r.strength) for r in hp.regularizers)
-        rest = (cell.model, cell.dataset, cell.seed, used, penalties)
-        j = first.setdefault((*rest, *(getattr(hp, n) for n in names)), i)
+        # as float32, as the group holds them (beyond its range: inf)
+        values = tuple(array.array("f", _per_cell_values(hp).values()))
+        penalties = tuple(r.shared() for r in hp.regularizers)
+        knobs = tuple(selector for selector, _ in hp.knobs)
+        shared = (*(getattr(hp, n) for n in names), penalties, knobs)
+        j = first.setdefault((cell.model, cell.dataset, cell.seed, *shared, values), i)
         if j == i:
             continue
         ignored = []  # (what differs, the fix)
-        if cells[j].hparams.momentum != hp.momentum:
+        given, other = _per_cell_values(cells[j].hparams), _per_cell_values(hp)
+        rounded = [f"{n} ({given[n]!r} and {other[n]!r})" for n in given if given[n] != other[n]]
+        if rounded:
+            ignored.append(
+                (
+                    f"{', '.join(rounded)}, which float32 (a group's dtype for them) rounds to "
+                    "one value",
+                    "give values that differ in float32",
+                )
+            )
+        if hp.optimizer != "momentum" and cells[j].hparams.momentum != hp.momentum:
             ignored.append(
                 (
                     f"momentum ({cells[j].hparams.momentum} and {hp.momentum}), which optimizer "
@@ -178,12 +206,12 @@ def _check_distinct(where: str, cells: Sequence[Cell]) -> None:
             )
         pairs = zip(cells[j].hparams.regularizers, hp.regularizers, strict=True)
         for k, (a, b) in enumerate(pairs):
-            if a != b:
-                shown = ", ".join(
-                    f"{name} ({getattr(a, name)!r} and {getattr(b, name)!r})"
-                    for name in ("cost", "source", "threshold")
-                    if getattr(a, name) != getattr(b, name)
-                )
+            shown = ", ".join(
+                f"{name} ({getattr(a, name)!r} and {getattr(b, name)!r})"
+                for name in ("cost", "source", "threshold")
+                if getattr(a, name) != getattr(b, name)
+            )
+            if shown:
                 ignored.append(
                     (
                         f"regularizers[{k}]'s {shown}, which kind {a.kind!r} ignores",
@@ -205,8 +233,9 @@ def _check_distinct(where: str, cells: Sequence[Cell]) -> None:
 def check_cells(where: str, cells: Any) -> None:
     """Raises naming ``where`` unless ``cells`` is a list or tuple of cells whose
     different seeds make different keys (`jax.random.key`), no two of which are the same
-    or differ only in a momentum their optimizer ignores (all but ``"momentum"``) or in a
-    regularizer's field its kind ignores (`_check_distinct`).
+    or differ only in a momentum their optimizer ignores (all but ``"momentum"``), in a
+    regularizer's field its kind ignores or in values that are one float32 value
+    (`_check_distinct`).
 
     Without ``jax_enable_x64`` JAX keeps a seed's low 32 bits, so seeds 0 and ``2**32``
     would train the same models; seeds in ``[0, 2**32)`` never collide.
@@ -215,7 +244,8 @@ def check_cells(where: str, cells: Any) -> None:
       TypeError: ``cells`` is no list or tuple (one `Cell`, a generator), or holds
         something else than a `Cell`.
       ValueError: two cells' seeds differ but make the same key, or two cells are the
-        same or differ only in an ignored momentum or regularizer field (both named).
+        same or differ only in an ignored momentum or regularizer field or in values
+        float32 rounds to one (both named).
 
     Examples:
       >>> check_cells("plan_groups", (cell for cell in []))

@@ -583,6 +583,31 @@ def test_cells_differing_in_several_ignored_fields_are_refused_naming_them_all()
         Group(tuple(cells), (0, 1))
 
 
+@pytest.mark.parametrize(
+    "given, shown",
+    [
+        ({"learning_rate": np.float32(0.1)}, r"learning_rate \(0.1 and 0.10000000149011612\)"),
+        ({"knobs": {"**/T": 1 + 1e-12}}, r"knob '\*\*/T' \(1.0 and 1.000000000001\)"),
+    ],
+)
+def test_cells_whose_values_are_one_float32_value_are_refused(given, shown):
+    """np.float32(0.1) == 0.1, but the cells passed as two and trained one model twice."""
+    hp = HParams(learning_rate=0.1, knobs={"**/T": 1.0})
+    cells = [
+        Cell(Tiny(), "toy", h, seed)
+        for seed in (0, 1)
+        for h in (hp, HParams(**{**vars(hp), **given}))
+    ]
+    message = (
+        rf"^plan_groups: cells 0 and 1 differ only in {shown}, which float32 \(a group's dtype "
+        r"for them\) rounds to one value, so they would train the same model twice; give "
+        r"values that differ in float32\.$"
+    )
+    with pytest.raises(ValueError, match=message):
+        plan_groups(cells)
+    assert [g.index for g in plan_groups([cells[0], cells[3]])] == [(0, 1)]  # two seeds
+
+
 def test_a_cell_given_twice_is_refused():
     # it trained the same model twice, though cells differing only in an unused momentum,
     # which would do the same, are refused
