@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from phosjax._nearest import did_you_mean
-from phosjax.bench import _layout
+from phosjax.bench import _layout, _reading
 from phosjax.bench._errors import BrokenFileError
 from phosjax.bench._summary import options_that_vary, per_group_and_phase
 from phosjax.bench.view._bench import BenchFiles, OutsideBenchError, digest, listed
@@ -486,8 +486,9 @@ def _peaks(frame: pd.DataFrame) -> np.ndarray:
 def model_file(bench: BenchFiles, folder: str, model_id: str) -> Any:
     """The parsed ``<folder>/<model_id>.json`` (a blurb or a graph drawing); a blurb
     without its module tree (``root``), or a graph drawing without its list of nodes, is
-    a `BrokenFileError` naming the file, which the page would fail on without naming it;
-    a ``model_id`` the bench lacks (``.`` too) is a `NotFound` naming its models.
+    a `BrokenFileError` naming the file and what to do (`_reading.hint`), which the page
+    would fail on without naming it; a ``model_id`` the bench lacks (``.`` too) is a
+    `NotFound` naming its models.
 
     Examples:
       >>> import tempfile
@@ -498,7 +499,9 @@ def model_file(bench: BenchFiles, folder: str, model_id: str) -> Any:
       >>> model_file(BenchFiles(root), "blurbs", "mlp-1")
       Traceback (most recent call last):
       phosjax.bench._errors.BrokenFileError: cannot read blurbs/mlp-1.json: it does not hold
-      a blurb ({"root": {module}, "backend": ...}, as phosjax.core.Blurb.to_json writes it)
+      a blurb ({"root": {module}, "backend": ...}, as phosjax.core.Blurb.to_json writes it);
+      phosjax writes it whole, so something else changed it; delete it, then continue the
+      bench (python -m phosjax.bench.new --dir DIR), which writes it again.
     """
     # '.', '.hidden': no model's id (`_layout.PLAIN_NAME`), not a path out of the bench
     plain = _layout.PLAIN_NAME.fullmatch(model_id)
@@ -518,7 +521,9 @@ def model_file(bench: BenchFiles, folder: str, model_id: str) -> Any:
     content = bench.json(relative)
     key, kind, what = _MODEL_FILES[folder]
     if not (isinstance(content, dict) and isinstance(content.get(key), kind)):
-        raise BrokenFileError(f"cannot read {relative}: it does not hold {what}")
+        raise BrokenFileError(
+            f"cannot read {relative}: it does not hold {what}; {_reading.hint(relative)}"
+        )
     return content
 
 
