@@ -46,6 +46,11 @@ PROFILE_HINT = (
     f"{WRITTEN_WHOLE}; restore it from a backup, or delete it: it holds only the profile, which "
     "the results and checkpoints do not need."
 )
+ENV_HINT = (
+    f"{WRITTEN_WHOLE}; restore it from a backup, or delete it: it holds only what ran the bench "
+    "(package versions, devices, host), which the results and checkpoints do not need; "
+    "continuing the bench (python -m phosjax.bench.new --dir DIR) writes it again."
+)
 REFUSED = (
     "the system would not read it, whatever it holds: let this user read it (its "
     "permissions, those of its folder), or see to the disk"
@@ -92,8 +97,8 @@ def hint(relative: str) -> str:
     Examples:
       >>> hint("status.p1of2.json") == STATUS_HINT, hint("results/part-g-000000001.parquet")[:40]
       (True, 'phosjax writes it whole, so something el')
-      >>> hint("env.json")
-      ''
+      >>> hint("env.json") == ENV_HINT, hint("config.yaml")
+      (True, '')
     """
     folder = relative.partition("/")[0] if "/" in relative else None
     if relative == _layout.MARKER:
@@ -104,6 +109,8 @@ def hint(relative: str) -> str:
         return PART_HINT
     if folder == _layout.PROFILE:
         return PROFILE_HINT
+    if relative == _layout.ENV:
+        return ENV_HINT
     if folder == _layout.GRAPHS:
         return _GRAPH_HINT
     if relative == _layout.CELLS or folder == _layout.BLURBS:

@@ -579,6 +579,30 @@ def test_a_broken_file_is_named_and_the_server_keeps_running(tmp_path, relative,
         assert get(server, "/")[0] == 200
 
 
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [
+        ('{"python": "3.11"}', None),
+        (CUT_SHORT, "JSONDecodeError: Expecting value: line 1 column 15 (char 14); "),
+        ("[]", "it holds a list, not the JSON object phosjax writes there; "),
+    ],
+    ids=["whole", "cut short", "a list"],
+)
+def test_a_damaged_env_json_is_named_and_the_rest_of_the_bench_sent(tmp_path, content, error):
+    """A damaged env.json failed all of /api/bench: the page showed nothing but its error."""
+    written = write_bench(tmp_path / "bench", blurb_json())
+    (written.root / _layout.ENV).write_text(content)
+    info = _api.bench_info(BenchFiles(written.root))
+    assert len(info["models"]) == 2 and set(info["status"]["groups"]) == {"g-mlp", "g-choice"}
+    if error is None:
+        assert info["env"] == {"python": "3.11"} and info["env_error"] is None
+    else:
+        hint = "phosjax writes it whole, so something else changed it; restore it from a backup"
+        assert info["env"] is None and info["env_error"].startswith(
+            f"cannot read env.json: {error}{hint}"
+        )
+
+
 def test_a_client_gone_before_the_answer_is_not_an_error(server, monkeypatch, capsys):
     """A page reloaded while a slow answer is built resets its connection: the request
     ends quietly (it printed a 500 for the bench and a traceback)."""

@@ -155,7 +155,8 @@ def _records(frame: pd.DataFrame | None, with_attrs: bool = False) -> dict[str, 
 
 
 def bench_info(bench: BenchFiles) -> dict[str, Any]:
-    """What the page shows first: name, marker, config text, env, status, columns, models."""
+    """What the page shows first: name, marker, config text, env (or why it cannot be
+    read), status, columns, models."""
     cells = bench.cells()
     models = cells.drop_duplicates("model_id")[["model_id", "model"]].to_dict("records")
     for model in models:
@@ -165,7 +166,7 @@ def bench_info(bench: BenchFiles) -> dict[str, Any]:
         "name": bench.name,
         "marker": bench.json(_layout.MARKER),
         "config": bench.text(_layout.CONFIG),
-        "env": bench.json(_layout.ENV),
+        **_environment(bench),
         "status": bench.status(),
         "cell_columns": list(_layout.CELL_COLUMNS),
         "hparams": bench.hparams(),
@@ -174,6 +175,32 @@ def bench_info(bench: BenchFiles) -> dict[str, Any]:
         "has_profile": bool(bench.per_process(_layout.PHASES) or bench.per_process(_layout.MEMORY)),
         "has_morph": _absent_if_outside(lambda: bench.path(_layout.MORPH).is_dir()),
     }
+
+
+def _environment(bench: BenchFiles) -> dict[str, Any]:
+    """``{"env": env.json or None, "env_error": None}``; a damaged ``env.json`` is
+    ``{"env": None, "env_error": why}`` (its name, what to do): it only says what ran the
+    bench, and failing `bench_info` over it would leave the page showing nothing.
+
+    Examples:
+      >>> import tempfile
+      >>> root = pathlib.Path(tempfile.mkdtemp())
+      >>> _ = (root / "bench.json").write_text('{"format": 1}')
+      >>> _environment(BenchFiles(root))
+      {'env': None, 'env_error': None}
+      >>> _ = (root / "env.json").write_text("[]")
+      >>> print(_environment(BenchFiles(root))["env_error"])
+      cannot read env.json: it holds a list, not the JSON object phosjax writes there;
+      phosjax writes it whole, so something else changed it; restore it from a backup, ...
+    """
+    try:
+        env = bench.json(_layout.ENV)
+    except BrokenFileError as error:
+        return {"env": None, "env_error": str(error)}
+    if env is None or isinstance(env, dict):
+        return {"env": env, "env_error": None}
+    why = _reading.not_an_object(env, _reading.ENV_HINT)
+    return {"env": None, "env_error": f"cannot read {_layout.ENV}: it {why}"}
 
 
 def version(bench: BenchFiles) -> dict[str, Any]:

@@ -1134,7 +1134,8 @@ function envValue(key, value) {
 function renderRun() {
   const { info, board } = state;
   setText($("config"), info.config || "(no config.yaml)");
-  replaceIfChanged($("env"), keyValueTable(Object.entries(info.env || {}).map(([k, v]) => [k, envValue(k, v)])));
+  replaceIfChanged($("env"), info.env_error ? el("p", { class: "error" }, `Could not read the environment: ${info.env_error}`)
+    : keyValueTable(Object.entries(info.env || {}).map(([k, v]) => [k, envValue(k, v)])));
   const line = (id, cells, done, steps, shown, strategy, diverged) => [
     id, [counted(cells, "cell"), `${format(done)} / ${counted(steps, "step")}`, shown, strategy, diverged && `${diverged} diverged`]
       .filter(Boolean).join(" · "),
