@@ -76,11 +76,22 @@ def cache_directory(value: object) -> str:
     return str(value)
 
 
+class _DirOrOff:
+    """``--compilation_cache``'s type: `cache_directory`, which ``--help`` names as
+    ``type: DIR or off`` (jsonargparse printed a function: ``<function ... at 0x7f...>``)."""
+
+    def __call__(self, value: object) -> str:
+        return cache_directory(value)
+
+    def __repr__(self) -> str:
+        return f"DIR or {OFF}"
+
+
 def add_compilation_cache(parser: ArgumentParser) -> None:
     """``--compilation_cache DIR`` (or ``off``)."""
     parser.add_argument(
         "--compilation_cache",
-        type=cache_directory,
+        type=_DirOrOff(),
         default=default_cache(),
         metavar="DIR",
         help=f"where compiled programs are kept for later runs to load ({OFF}: nowhere; the "

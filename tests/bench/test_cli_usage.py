@@ -609,3 +609,13 @@ def test_every_command_words_its_help_option_alike(command, capsys):
     assert exit_info.value.code == 0
     lines = [line.split() for line in capsys.readouterr().out.splitlines()]
     assert ["-h,", "--help", "Show", "this", "help", "message", "and", "exit."] in lines
+
+
+@pytest.mark.parametrize("command", ["new", "add_models"])
+def test_help_names_no_python_object(command, capsys):
+    """--compilation_cache's help ended '(type: <function cache_directory at 0x7f...>, ...)'."""
+    with pytest.raises(SystemExit):
+        _main(command)(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "<function" not in out
+    assert "is used instead (type: DIR or off, default: " in out
