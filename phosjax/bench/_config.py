@@ -209,6 +209,11 @@ class ModelEntry:
             return entry
         if isinstance(entry, str):
             return cls(entry)
+        if not isinstance(entry, Mapping):  # check_keys would ask for a mapping alone
+            raise BenchError(
+                f"a models entry is a registered model's name (mlp) or a mapping of its "
+                f"fields ({{name: mlp, width: 64}}), got {entry!r}."
+            )
         check_keys(entry, cls, "a models entry")
         if "name" not in entry:
             raise BenchError(f"a models entry needs a 'name', got {dict(entry)!r}.")

@@ -59,6 +59,11 @@ def test_load_config_reads_axes_and_entries(tmp_path):
             r"got None in \{'name': None, 'width': 8\}\.",
         ),
         ("models: [{name: 3}]\n", r"entry's name must be .* got 3 in \{'name': 3\}\."),
+        (  # said "a models entry must be a mapping of keys to values", as if no name were
+            "models: [mlp, 5]\n",
+            r"^a models entry is a registered model's name \(mlp\) or a mapping of its fields "
+            r"\(\{name: mlp, width: 64\}\), got 5\.$",
+        ),
         ("grid: [1, 2]\n", r"grid must be a mapping"),
         ("models: [mlp\n", r"is not valid YAML"),
         (
