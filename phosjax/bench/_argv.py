@@ -7,6 +7,9 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import yaml
+
+from phosjax._yaml import safe_load
 from phosjax.bench._errors import BenchError
 from phosjax.bench._usage import expand_dirs, option_for
 
@@ -76,6 +79,9 @@ def names_as_lists(
         while option in examples and not equals and given and not _another_option(given[0]):
             values.append(given.pop(0))
         kept = [v for v in values if not v.strip() or v.lstrip()[0] == "["]
+        if option in examples:
+            for value in kept:
+                _check_items(option, value, examples[option])
         if null and values == ["null"]:
             kept = values
         if option not in examples or kept:
@@ -85,6 +91,30 @@ def names_as_lists(
         else:
             argv += [arg, *([_yaml_list(option, values, examples[option])] if values else [])]
     return argv
+
+
+def _check_items(option: str, text: str, example: str) -> None:
+    """Raises a `BenchError` where ``text``, a YAML list given to ``option``, holds an
+    item that is neither a name nor an entry (``--models '[mlp, 5]'``): jsonargparse took
+    such a list for one name (``unknown model '[mlp, 5]'``).
+
+    Examples:
+      >>> _check_items("--models", "[mlp, {name: gru}]", "mlp,cnn1d")
+      >>> _check_items("--models", "[mlp, 5]", "mlp,cnn1d")
+      Traceback (most recent call last):
+      ...
+      phosjax.bench._errors.BenchError: --models '[mlp, 5]' holds 5, which is no name; ...
+    """
+    try:
+        items = safe_load(text)
+    except yaml.YAMLError:  # the parser says what YAML cannot read
+        return
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, str | Mapping):
+            raise BenchError(
+                f"{option} {text!r} holds {item!r}, which is no name; give names, joined "
+                f"by commas or as a YAML list, e.g. {option} {example}"
+            )
 
 
 def _another_option(arg: str) -> bool:

@@ -523,6 +523,11 @@ def test_an_option_before_config_overrides_the_file_too(tmp_path, capsys):
     [
         ('--models=[{"name": "nosuch"}]', "unknown model 'nosuch'; registered models: "),
         ('--models=[{"name": "mlp", "widht": 3}]', "unknown key 'widht' in a models entry"),
+        (  # jsonargparse took the list for one name: "unknown model '[mlp, 5]'"
+            "--models=[mlp, 5]",
+            "--models '[mlp, 5]' holds 5, which is no name; give names, joined by commas or "
+            "as a YAML list, e.g. --models mlp,cnn1d\n",
+        ),
         ("--grid.steps=-3", "grid.steps must be a whole number >= 1, got -3"),
         (  # a pair the plan would refuse: said before any data set is loaded
             "--grid.warmup_steps=[0, 500]",
