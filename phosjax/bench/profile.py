@@ -11,7 +11,7 @@ from jsonargparse import ArgumentParser
 from phosjax._listing import counted
 from phosjax.bench._cli import Parser, entry_point, exit_process, finished_cells
 from phosjax.bench._directory import open_bench
-from phosjax.bench._summary import profile_text
+from phosjax.bench._summary import dir_command, profile_text
 
 
 def parser() -> ArgumentParser:
@@ -31,9 +31,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if finished < cells:
         print(
             f"note: {args.dir!r} keeps {finished} of {counted(cells, 'cell')} finished: a run "
-            "is training it, or stopped (`python -m phosjax.bench.new --dir "
-            f"{args.dir}` continues it); its groups not started yet have no row above, the "
-            "others the times so far."
+            f"is training it, or stopped (`{dir_command('phosjax.bench.new', args.dir)}` "
+            "continues it); its groups not started yet have no row above, the others the "
+            "times so far."
         )
 
 

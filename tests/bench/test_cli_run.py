@@ -162,7 +162,7 @@ def test_profile_prints_every_phase(cli_bench, capsys):
 def test_profile_of_a_bench_with_unfinished_cells_says_how_many_are_finished(
     cli_bench, tmp_path, capsys
 ):
-    root = tmp_path / "b"
+    root = tmp_path / "my b"  # the command it printed split there: --dir .../my b
     shutil.copytree(cli_bench[0], root)
     status = json.loads((root / _layout.STATUS).read_text())
     for group in status["groups"].values():  # as while a run trains it
@@ -172,7 +172,7 @@ def test_profile_of_a_bench_with_unfinished_cells_says_how_many_are_finished(
     assert profile_main(["--dir", str(root)]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == (
         f"note: {str(root)!r} keeps 0 of {cells} cells finished: a run is training it, or "
-        f"stopped (`python -m phosjax.bench.new --dir {root}` continues it); its groups not "
+        f"stopped (`python -m phosjax.bench.new --dir '{root}'` continues it); its groups not "
         "started yet have no row above, the others the times so far."
     )
     assert profile_main(["--dir", str(cli_bench[0])]) == 0
