@@ -54,6 +54,7 @@ processes it was started with (``bench.json``).
 import os
 import pathlib
 import re
+import shlex
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
@@ -272,7 +273,10 @@ def benches_inside(
     if not names:
         return ""
     first = pathlib.Path(directory, names[0])
-    return f"Benches inside it: {listing(names, BENCHES_LISTED)}; pass one: --dir {first}"
+    return (
+        f"Benches inside it: {listing(names, BENCHES_LISTED)}; pass one: --dir "
+        f"{shlex.quote(str(first))}"
+    )
 
 
 def not_a_bench(

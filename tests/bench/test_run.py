@@ -647,6 +647,15 @@ def test_a_folder_holding_many_benches_names_the_first_ten(tmp_path, capsys):
     )
 
 
+def test_a_folder_holding_benches_quotes_the_one_to_pass(tmp_path):
+    """--dir .../my b, unquoted, passed two arguments when pasted into a shell."""
+    (tmp_path / "my b").mkdir()
+    (tmp_path / "my b" / "bench.json").write_text("{}")
+    assert _layout.benches_inside(tmp_path) == (
+        f"Benches inside it: my b; pass one: --dir '{tmp_path / 'my b'}'"
+    )
+
+
 def test_a_folder_holding_benches_names_them_as_view_does(bench, toy, capsys):
     root = bench[0]
     parent = root.parent  # holds the bench b alone
