@@ -10,6 +10,7 @@ Examples:
   0
 """
 
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -62,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args:
         error = "give a command: python -m phosjax.bench.COMMAND"
     elif args[0] in COMMANDS:
-        error = f"a command is its own module: python -m phosjax.bench.{' '.join(args)}"
+        error = f"a command is its own module: python -m phosjax.bench.{shlex.join(args)}"
     else:
         error = (
             f"no command {args[0]!r}; run one of the above as python -m "

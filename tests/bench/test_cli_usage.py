@@ -543,6 +543,10 @@ def test_python_m_phosjax_bench_lists_every_command_and_runs_none(capsys):
         "error: no command 'add_model'; run one of the above as python -m "
         "phosjax.bench.COMMAND. Did you mean 'add_models'?\n"
     )
+    assert listing.main(["profile", "--dir", "my b"]) == 2  # was: --dir my b, two arguments
+    assert capsys.readouterr().err.endswith(
+        "error: a command is its own module: python -m phosjax.bench.profile --dir 'my b'\n"
+    )
 
 
 def test_a_command_whose_output_reader_left_stops_as_sigpipe(monkeypatch, capsys):
