@@ -37,6 +37,7 @@ from phosjax.bench._errors import BenchError
 from phosjax.bench._progress import Bar
 from phosjax.bench._reading import read_parquet
 from phosjax.bench._store import write_bytes, write_table
+from phosjax.bench._summary import command_line
 from phosjax.core import AUX_LOSS, aux_total
 from phosjax.data import ArrayDataset, batch_indices, check_batch_size, load
 from phosjax.data._checks import int_at_least
@@ -923,12 +924,23 @@ def _no_run(directory: str | os.PathLike) -> str:
         return (
             f"{name!r} holds no morph run yet: it was stopped before its first rows (it has "
             f"{STATES}/iteration-0.npz, the start model's variables, but no {ITERATIONS}); "
-            f"python -m phosjax.morph --config CONFIG.yaml --dir {name} starts it over, "
-            "moving that state aside"
+            f"{_morph_command(directory)} starts it over, moving that state aside"
         )
     return (
         f"{name!r} holds no morph run: it has no {ITERATIONS} "
-        f"(python -m phosjax.morph --config CONFIG.yaml --dir {name} writes one)"
+        f"({_morph_command(directory)} writes one)"
+    )
+
+
+def _morph_command(directory: str | os.PathLike, *more: str) -> str:
+    """The command that runs a config on ``directory``, quoted to run as printed.
+
+    Examples:
+      >>> _morph_command("runs/my run", "--overwrite")
+      "python -m phosjax.morph --config CONFIG.yaml --dir 'runs/my run' --overwrite"
+    """
+    return command_line(
+        "phosjax.morph", ["--config", "CONFIG.yaml", "--dir", os.fspath(directory), *more]
     )
 
 
@@ -975,9 +987,8 @@ def load_variables(
 
     def damaged(what: str, instead: str = "load another iteration, or ") -> RunDirectoryError:
         return RunDirectoryError(
-            f"{str(path)!r}: {what}; the file is damaged: {instead}run it again (python -m "
-            f"phosjax.morph --config CONFIG.yaml --dir {os.fspath(directory)} --overwrite "
-            "moves the file aside)"
+            f"{str(path)!r}: {what}; the file is damaged: {instead}run it again "
+            f"({_morph_command(directory, '--overwrite')} moves the file aside)"
         )
 
     if frame.empty:  # it said "has finished the iterations []"

@@ -1434,6 +1434,19 @@ def test_load_variables_names_a_row_whose_config_is_not_json(tmp_path, cell):
     )
 
 
+def test_the_commands_named_for_a_directory_with_a_space_run_as_printed(tmp_path):
+    """The commands were printed with ``--dir my run`` unquoted: pasted, two arguments."""
+    directory = tmp_path / "my run"
+    directory.mkdir()
+    quoted = f"--dir '{directory}'"
+    with pytest.raises(FileNotFoundError, match=re.escape(f"{quoted} writes one)")):
+        read_runs(directory)
+    _loop._state(directory, 0).parent.mkdir(parents=True)
+    _loop._state(directory, 0).write_bytes(b"")
+    with pytest.raises(RunDirectoryError, match=re.escape(f"{quoted} starts it over")):
+        load_variables(directory)
+
+
 def test_load_variables_of_a_run_stopped_before_its_first_rows_says_so(tmp_path):
     """Its start model's state written, not its rows: it said "holds no morph run: it has
     no morph/iterations.parquet", as of an empty directory."""
