@@ -85,8 +85,7 @@ def write_bench(
         for metric in AUX:  # null where a model does not record it
             values = rng.random(len(part))
             part[metric] = pd.array(values, dtype="Float64")
-            if part["model_id"].iloc[0] in ("m0", "m1"):
-                part[metric] = pd.NA
+            part.loc[part["model_id"].isin(("m0", "m1")), metric] = pd.NA
         starts = train[:: math.ceil(steps / segments)]
         for start in starts:
             rows = part[(part.step >= start) & (part.step < start + math.ceil(steps / segments))]
