@@ -92,7 +92,8 @@ def _check(setup: Setup, k: int, method: str, cfg: SpeedConfig, rates: dict[str,
         return
     if previous is None:
         raise Skip("a smaller K of this method was skipped")
-    work = k * (cfg.repeats * cfg.steps + 1 + (cfg.steps + _AUTO_STEPS) * (method == "engine"))
+    auto = _AUTO_STEPS if cfg.strategy == "auto" else 0  # a strategy given: none timed
+    work = k * (cfg.repeats * cfg.steps + 1 + (cfg.steps + auto) * (method == "engine"))
     if work / previous > cfg.budget:
         raise Skip(f"estimated {work / previous:.3g} s > budget {cfg.budget:g} s")
 

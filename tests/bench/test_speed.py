@@ -216,6 +216,16 @@ def test_sizes_that_would_not_fit_or_exceed_the_budget_are_skipped():
         _speed._check(_fake_setup(1), 8, "vmap", tiny, {"vmap": 100.0})
 
 
+def test_the_engines_time_estimate_counts_autos_timings_only_under_auto():
+    """``--strategy vmap`` times no strategies, yet its estimate counted auto's 240 steps
+    a model: 8.7x the work of 10 steps, the engine skipped where the others ran."""
+    cfg = SpeedConfig(steps=10, budget=5.0, methods=("engine",), strategy="vmap", repeats=2)
+    _speed._check(_fake_setup(1), 8, "engine", cfg, {"engine": 100.0})  # 8 x 31 steps: 2.5 s
+    with pytest.raises(Skip, match=r"estimated 21.7 s > budget 5 s"):  # 8 x 271 steps
+        auto = dataclasses.replace(cfg, strategy="auto")
+        _speed._check(_fake_setup(1), 8, "engine", auto, {"engine": 100.0})
+
+
 def test_the_engines_memory_check_counts_its_gathered_chunk(monkeypatch):
     """mlp: 41 float32 numbers per example; 64 cells x 100 steps x batch 128 gather
     ~134 MB before their steps. With 100 MB free the engine is skipped, vmap is not."""
