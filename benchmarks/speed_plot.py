@@ -15,10 +15,22 @@ from phosjax.bench._speed_report import plot, table
 
 
 def merged(runs: list[str]) -> pd.DataFrame:
-    """The runs' rows, ``model`` renamed ``"<model> <dtype>"`` (``f32``, ``bf16``)."""
-    frame = pd.concat([pd.read_parquet(pathlib.Path(run) / "speed.parquet") for run in runs])
+    """The runs' rows, ``model`` renamed ``"<model> <dtype>"`` (``f32``, ``bf16``); a
+    (model, dtype, K, method) measured by two runs is refused (the table would average
+    them, its ratios no longer those of one run)."""
+    frames = [pd.read_parquet(pathlib.Path(run) / "speed.parquet") for run in runs]
+    frame = pd.concat([f.assign(run=run) for f, run in zip(frames, runs, strict=True)])
     short = frame["compute_dtype"].map({"float32": "f32", "bfloat16": "bf16"})
-    return frame.assign(model=frame["model"] + " " + short.fillna(frame["compute_dtype"]))
+    frame = frame.assign(model=frame["model"] + " " + short.fillna(frame["compute_dtype"]))
+    twice = frame[frame.duplicated(["model", "K", "method"], keep=False)]
+    if len(twice):
+        first = twice.iloc[0]
+        found = sorted(set(twice.loc[twice["model"] == first["model"], "run"]))
+        raise SystemExit(
+            f"error: {first['model']} K={first['K']} {first['method']} is in more than one "
+            f"run ({', '.join(found)}); give each (model, dtype) from one run"
+        )
+    return frame.drop(columns="run")
 
 
 def main() -> None:

@@ -3,6 +3,8 @@
 import dataclasses
 import importlib.util
 import os
+import pathlib
+import runpy
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -436,3 +438,18 @@ def test_a_plot_is_written_whole(tmp_path, monkeypatch, draw):
     monkeypatch.setattr(os, "replace", spy)
     path = draw(_frame().assign(note="", strategy="vmap"), tmp_path / "speed")
     assert replaced == [path] and path.stat().st_size > 0
+
+
+def test_speed_plot_refuses_a_case_measured_by_two_runs(tmp_path):
+    """benchmarks/speed_plot.py averaged a (model, dtype, K, method) two runs held, the
+    table's ratios then no longer those of one run."""
+    script = pathlib.Path(__file__).parents[2] / "benchmarks" / "speed_plot.py"
+    merged = runpy.run_path(str(script))["merged"]
+    for run, dtype in (("a", "float32"), ("b", "bfloat16"), ("c", "float32")):
+        (tmp_path / run).mkdir()
+        rows = {"model": ["mlp"], "K": [8], "method": ["vmap"], "compute_dtype": [dtype]}
+        pd.DataFrame(rows).to_parquet(tmp_path / run / "speed.parquet")
+    frame = merged([str(tmp_path / "a"), str(tmp_path / "b")])
+    assert list(frame["model"]) == ["mlp f32", "mlp bf16"] and "run" not in frame
+    with pytest.raises(SystemExit, match=r"mlp f32 K=8 vmap is in more than one run \(.*/a, "):
+        merged([str(tmp_path / "a"), str(tmp_path / "b"), str(tmp_path / "c")])
