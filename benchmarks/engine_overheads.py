@@ -14,6 +14,7 @@ Prints, measured in this one run on the current backend:
   again in the session (its train steps traced once already: `_check_group`).
 """
 
+import argparse
 import time
 
 
@@ -100,6 +101,7 @@ def grid_check() -> None:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # no options: --help
     import jax
 
     print(f"backend={jax.default_backend()} device={jax.devices()[0].device_kind}")

@@ -17,6 +17,8 @@ The variants take turns over the rounds; it prints µs per step (best and median
 each one's best over the engine's.
 """
 
+import argparse
+
 from _rounds import print_table, time_rounds
 
 STEPS, ROUNDS = 100, 30
@@ -63,6 +65,7 @@ def variants() -> dict:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # no options: --help
     print_table(time_rounds(variants(), ROUNDS, STEPS), ["engine (map)"])
 
 

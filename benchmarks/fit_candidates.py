@@ -8,6 +8,7 @@ per block is a candidate when `same_function` finds it computes the same), after
 started, and counts the programs XLA compiled for it.
 """
 
+import argparse
 import time
 
 import jax
@@ -23,6 +24,7 @@ CONFIGS = {
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # no options: --help
     compiles = []
     event = "/jax/core/compile/backend_compile_duration"
     jax.monitoring.register_event_duration_secs_listener(

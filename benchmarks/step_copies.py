@@ -9,6 +9,7 @@ each without and with the guard that freezes a diverged cell
 compiled program holds: the guard's ``jnp.where`` over the state makes XLA copy it.
 """
 
+import argparse
 import re
 
 STEPS = 100
@@ -20,6 +21,7 @@ def copies(text: str) -> int:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # no options: --help
     import jax
 
     from phosjax.bench._speed_config import MODELS

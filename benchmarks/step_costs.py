@@ -21,6 +21,8 @@ The variants take turns over the rounds; it prints µs per step (best and median
 one's best over the bare step's.
 """
 
+import argparse
+
 from _rounds import print_table, time_rounds
 
 STEPS, ROUNDS = 100, 60
@@ -90,6 +92,7 @@ def variants() -> dict:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # no options: --help
     print_table(time_rounds(variants(), ROUNDS, STEPS), ["bare"])
 
 
