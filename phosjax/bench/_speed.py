@@ -91,7 +91,7 @@ def _check(setup: Setup, k: int, method: str, cfg: SpeedConfig, rates: dict[str,
     if not cfg.budget or method not in rates:
         return
     if previous is None:
-        raise Skip("a smaller K of this method was skipped")
+        raise Skip("a smaller K of this method was not measured (skipped or failed)")
     auto = _AUTO_STEPS if cfg.strategy == "auto" else 0  # a strategy given: none timed
     work = k * (cfg.repeats * cfg.steps + 1 + (cfg.steps + auto) * (method == "engine"))
     if work / previous > cfg.budget:

@@ -211,7 +211,8 @@ def test_sizes_that_would_not_fit_or_exceed_the_budget_are_skipped():
     _speed._check(_fake_setup(1), 256, "vmap", cfg, {"vmap": 100.0})
     with pytest.raises(Skip, match=r"estimated 108 s > budget 60 s"):
         _speed._check(_fake_setup(1), 512, "vmap", cfg, {"vmap": 100.0})
-    with pytest.raises(Skip, match="a smaller K of this method was skipped"):
+    # said "skipped" after a smaller K had failed (torch raising), too
+    with pytest.raises(Skip, match=r"a smaller K of this method was not measured \(skipped or "):
         _speed._check(_fake_setup(1), 8, "vmap", cfg, {"vmap": None})
     tiny = dataclasses.replace(cfg, budget=1e-6)  # an estimate under a second is not "0 s"
     with pytest.raises(Skip, match=r"estimated 1.68 s > budget 1e-06 s"):
