@@ -50,6 +50,7 @@ from phosjax.bench._imports import import_for_bench, planned_models
 from phosjax.bench._plan import check_models
 from phosjax.bench._profile import time_start_up
 from phosjax.bench._runner import run, starts_anew
+from phosjax.bench._summary import command_line
 from phosjax.morph._loop import MorphConfig
 from phosjax.train import STRATEGIES
 
@@ -176,8 +177,8 @@ def _check_config_files(paths: Sequence[str]) -> None:
         if _is_morph_config(data):
             raise BenchError(
                 f"{path} is a config of `python -m phosjax.morph` (a model and its MorphNet "
-                f"loop), not of a bench: run `python -m phosjax.morph --config {path} --dir "
-                "DIR`; a bench config has models, datasets and grid (configs/example.yaml)."
+                f"loop), not of a bench: run `{command_line('phosjax.morph', ['--config', path])} "
+                "--dir DIR`; a bench config has models, datasets and grid (configs/example.yaml)."
             )
         if not isinstance(data, Mapping):
             raise BenchError(f"{path}: {_refused(data)}")

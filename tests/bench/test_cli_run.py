@@ -396,12 +396,15 @@ def test_a_key_given_twice_is_refused_naming_it(tmp_path, capsys):
 def test_a_morph_config_is_refused_saying_which_command_runs_it(tmp_path, capsys):
     """configs/morph_mnist1d.yaml, given to `new`: not "unknown key 'model' ... Did you
     mean 'models'?", which leads on to a bench config's other keys."""
-    config = pathlib.Path(__file__).resolve().parents[2] / "configs" / "morph_mnist1d.yaml"
+    config = tmp_path / "my morph.yaml"  # printed unquoted, the command split there
+    shutil.copy(
+        pathlib.Path(__file__).resolve().parents[2] / "configs" / "morph_mnist1d.yaml", config
+    )
     root = tmp_path / "bench"
     assert new_main(["--config", str(config), "--dir", str(root)]) == 2
     assert capsys.readouterr().err == (
         f"error: {config} is a config of `python -m phosjax.morph` (a model and its MorphNet "
-        f"loop), not of a bench: run `python -m phosjax.morph --config {config} --dir DIR`; "
+        f"loop), not of a bench: run `python -m phosjax.morph --config '{config}' --dir DIR`; "
         "a bench config has models, datasets and grid (configs/example.yaml).\n"
     )
     assert not root.exists()
