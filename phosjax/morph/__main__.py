@@ -125,8 +125,9 @@ def load_configs(paths: Sequence[str], given: Sequence[str] = ()) -> MorphConfig
         if _is_bench_config(data):
             raise ValueError(
                 f"{path}: a bench's config (models x data sets x grid), not a MorphNet loop's: "
-                f"run `python -m phosjax.bench.new --config {path} --dir DIR`; a MorphNet "
-                "loop's config has a model, a dataset and iterations (configs/morph_mnist1d.yaml)"
+                f"run `{command_line('phosjax.bench.new', ['--config', path])} --dir DIR`; "
+                "a MorphNet loop's config has a model, a dataset and iterations "
+                "(configs/morph_mnist1d.yaml)"
             )
         if not isinstance(data, Mapping):
             raise ValueError(f"{path}: {_refused(data, given)}")

@@ -735,11 +735,14 @@ def test_no_config_names_the_model_fields_missing_and_where_they_are_set(tmp_pat
 def test_a_bench_config_is_refused_saying_which_command_runs_it(tmp_path, capsys):
     """configs/example.yaml, given to the loop: not "MorphConfig has no field(s) [...]
     Did you mean 'model' for 'models', ...", which leads on to rewrite it."""
-    config = pathlib.Path(__file__).resolve().parents[2] / "configs" / "example.yaml"
+    config = tmp_path / "my bench.yaml"  # printed unquoted, the command split there
+    config.write_text(
+        (pathlib.Path(__file__).resolve().parents[2] / "configs" / "example.yaml").read_text()
+    )
     assert main(["--config", str(config), "--dir", str(tmp_path / "run")]) == 2
     assert capsys.readouterr().err == (
         f"error: {config}: a bench's config (models x data sets x grid), not a MorphNet "
-        f"loop's: run `python -m phosjax.bench.new --config {config} --dir DIR`; a MorphNet "
+        f"loop's: run `python -m phosjax.bench.new --config '{config}' --dir DIR`; a MorphNet "
         "loop's config has a model, a dataset and iterations (configs/morph_mnist1d.yaml)\n"
     )
     assert not (tmp_path / "run").exists()
