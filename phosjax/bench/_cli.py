@@ -7,6 +7,7 @@ import os
 import pathlib
 import re
 import select
+import shlex
 import signal
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -385,7 +386,8 @@ class Parser(ArgumentParser):
                     usage_error(
                         self,
                         f"{option} {str(path)!r} is a whole config (its {option[2:]} a top-level "
-                        f"key), not the keys of {option[2:]}: give it as --config {path}",
+                        f"key), not the keys of {option[2:]}: give it as --config "
+                        f"{shlex.quote(str(path))}",
                     )
 
 

@@ -319,14 +319,14 @@ def test_a_whole_config_given_for_a_group_is_said_to_be_for_config(
     module, option, config, tmp_path, capsys
 ):
     """It said "unknown key 'grid.steps'. Did you mean 'steps'?", of the file's own keys."""
-    path = tmp_path / "c.yaml"
+    path = tmp_path / "my c.yaml"  # the path it names to pass was unquoted: two arguments
     path.write_text(config)
     with pytest.raises(SystemExit) as exit_info:
         importlib.import_module(module).main(["--dir", str(tmp_path / "b"), option, str(path)])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.startswith(
         f"error: {option} {str(path)!r} is a whole config (its {option[2:]} a top-level key), "
-        f"not the keys of {option[2:]}: give it as --config {path};"
+        f"not the keys of {option[2:]}: give it as --config '{path}';"
     )
 
 
