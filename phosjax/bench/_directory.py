@@ -16,6 +16,7 @@ import json
 import os
 import pathlib
 import re
+import shlex
 import socket
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -356,7 +357,7 @@ def choose_config(
         if root.resolve() in (here, *here.parents):  # "." would then name the old bench
             raise BenchError(
                 f"--force cannot move {str(root)!r} aside: it holds the working directory. "
-                f"Run from its parent with --dir {root.resolve().name}."
+                f"Run from its parent with --dir {shlex.quote(root.resolve().name)}."
             )
         check_unlocked(root)
         target = aside_path(root)

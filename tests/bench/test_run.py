@@ -487,13 +487,13 @@ def test_force_with_a_config_that_cannot_plan_moves_nothing(bench, tmp_path, toy
 
 
 def test_force_refuses_to_move_the_working_directory_aside(bench, tmp_path, toy, monkeypatch):
-    root = tmp_path / "b"
+    root = tmp_path / "my b"  # the --dir it named was unquoted: two arguments
     shutil.copytree(bench[0], root)
     monkeypatch.chdir(root)
     other = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=[5])
-    with pytest.raises(BenchError, match=r"cannot move '\.' aside.*parent with --dir b\."):
+    with pytest.raises(BenchError, match=r"cannot move '\.' aside.*parent with --dir 'my b'\.$"):
         run(other, ".", datasets=toy, force=True, progress=False)
-    assert list(tmp_path.glob("b.old-*")) == [] and (root / _layout.MARKER).is_file()
+    assert list(tmp_path.glob("my b.old-*")) == [] and (root / _layout.MARKER).is_file()
 
 
 def test_a_bench_another_run_writes_is_refused_and_nothing_touched(bench, tmp_path, toy):
