@@ -8,6 +8,7 @@ import math
 import os
 import pathlib
 import re
+import shlex
 import shutil
 import socket
 import socketserver
@@ -981,6 +982,8 @@ def test_a_bench_whose_run_stopped_before_bench_json_says_so_while_waited_for(tm
     ended = subprocess.Popen([sys.executable, "-c", ""])
     ended.wait()
     host = socket.gethostname()
+    tmp_path = tmp_path / "Ann's $b"  # its repr, "...Ann's $b", pasted: $b expanded
+    tmp_path.mkdir()
     (tmp_path / _layout.LOCK).write_text(f"pid {os.getpid()} on {host} since 2026-01-01T00:00")
     waiting = f"waiting for the bench to start in {str(tmp_path)!r} (no bench.json yet"
     assert not_started(tmp_path) == f"{waiting})"  # its run still going
@@ -988,7 +991,7 @@ def test_a_bench_whose_run_stopped_before_bench_json_says_so_while_waited_for(tm
     assert not_started(tmp_path) == (
         f"{waiting}; the run that began it (pid {ended.pid} on {host}) stopped before it "
         "wrote bench.json: start it again, `python -m phosjax.bench.new --config "
-        f"CONFIG.yaml --dir {str(tmp_path)!r}`)"
+        f"CONFIG.yaml --dir {shlex.quote(str(tmp_path))}`)"
     )
 
 

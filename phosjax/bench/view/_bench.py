@@ -33,6 +33,7 @@ from phosjax.bench._reading import (
     read_parquets,
 )
 from phosjax.bench._store import is_temporary
+from phosjax.bench._summary import command_line
 
 
 class NotABenchError(ValueError):
@@ -253,9 +254,10 @@ def _starting_runs_gone(directory: pathlib.Path) -> str | None:
         return None
     holders = [_layout.read_lock_holder(text) for text in texts]
     runs = ", ".join(f"pid {h.pid} on {h.host}" for h in holders if h is not None)
+    again = ["--config", "CONFIG.yaml", "--dir", str(directory)]
     return (
         f"the run that began it ({runs}) stopped before it wrote {_layout.MARKER}: start it "
-        f"again, `python -m phosjax.bench.new --config CONFIG.yaml --dir {str(directory)!r}`"
+        f"again, `{command_line('phosjax.bench.new', again)}`"
     )
 
 
