@@ -53,6 +53,12 @@ _FALSE_OR_NULL = {"off", "false", "no", "null", "~"}
 """The words YAML reads as false or null (in any case)."""
 
 
+class NotACacheError(argparse.ArgumentTypeError, ValueError):
+    """A ``--compilation_cache`` that is neither a directory nor `OFF`: an
+    ``ArgumentTypeError`` for the command line, a ``ValueError`` for a config file's key
+    (jsonargparse let any other error out as a traceback)."""
+
+
 def cache_directory(value: object) -> str:
     """``--compilation_cache``'s value (or ``$PHOSJAX_COMPILATION_CACHE``'s): a directory,
     or `OFF` for the words YAML reads as false or null (``off``, ``false``, ``null``), on
@@ -64,13 +70,13 @@ def cache_directory(value: object) -> str:
       >>> cache_directory("")
       Traceback (most recent call last):
       ...
-      argparse.ArgumentTypeError: '' is neither a directory nor off; give one, e.g. ~/xla or off
+      phosjax.bench._compile_cache.NotACacheError: '' is neither a directory nor off; ...
     """
     word = str(value).strip().lower()
     if value is False or value is None or word in _FALSE_OR_NULL:
         return OFF
     if value is True or not word:
-        raise argparse.ArgumentTypeError(
+        raise NotACacheError(
             f"{value!r} is neither a directory nor {OFF}; give one, e.g. ~/xla or {OFF}"
         )
     return str(value)

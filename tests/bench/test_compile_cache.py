@@ -121,7 +121,7 @@ def test_each_command_takes_the_option_and_in_the_suite_it_is_off(module):
     assert importlib.import_module(module).parser().get_default("compilation_cache") == "off"
 
 
-def test_a_config_files_off_turns_it_off_and_an_empty_value_is_refused(tmp_path, capsys):
+def test_a_config_files_off_turns_it_off_and_an_empty_or_true_value_is_refused(tmp_path, capsys):
     config = tmp_path / "bench.yaml"
     config.write_text("models: [mlp]\ncompilation_cache: off\n")  # YAML's false
     args = new.parser().parse_args(["--config", str(config), "--dir", "d"])
@@ -131,6 +131,12 @@ def test_a_config_files_off_turns_it_off_and_an_empty_value_is_refused(tmp_path,
     assert exit_info.value.code == 2
     said = capsys.readouterr().err
     assert "--compilation_cache: ' ' is neither a directory nor off; give one" in said, said
+    config.write_text("models: [mlp]\ncompilation_cache: true\n")  # was a traceback
+    with pytest.raises(SystemExit) as exit_info:
+        new.main(["--config", str(config), "--dir", str(tmp_path / "b")])
+    assert exit_info.value.code == 2
+    said = capsys.readouterr().err
+    assert "--compilation_cache: True is neither a directory nor off; give one" in said, said
 
 
 def test_the_words_yaml_reads_as_false_turn_it_off_on_the_command_line_too(monkeypatch):
