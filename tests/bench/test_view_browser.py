@@ -1372,12 +1372,13 @@ def test_a_model_picked_while_the_one_before_loads_shows_its_own(tmp_path, page)
 
 
 def test_a_broken_file_fails_only_its_panel(tmp_path, page):
-    """A blurb, a profile table and env.json cut short: the models and profile panels, and
-    the run's environment, say which file is broken, the rest of the page works (a broken
-    env.json failed it all)."""
+    """A blurb, a profile table and env.json cut short, config.yaml not UTF-8: the models
+    and profile panels, and the run's environment and config, say which file is broken,
+    the rest of the page works (a broken env.json or config.yaml failed it all)."""
     written = write_bench(tmp_path / "broken", blurb_json())
     (written.root / _layout.BLURBS / "m-mlp.json").write_text('{"cut short": ')
     (written.root / _layout.ENV).write_text('{"cut short": ')
+    (written.root / _layout.CONFIG).write_bytes(b"models: [\xff]\n")
     (written.root / _layout.PHASES).write_bytes(b"PAR1 cut short")
     with serving(written.root) as server:
         dom = page.dom(server.url + "?model=m-mlp")
@@ -1392,6 +1393,9 @@ def test_a_broken_file_fails_only_its_panel(tmp_path, page):
     env = between(dom, 'id="env"', "</div>")
     assert '<p class="error">Could not read the environment: cannot read env.json: ' in env
     assert "; phosjax writes it whole, so something else changed it; restore it" in env
+    assert (
+        '<pre id="config" class="error">Could not read the config: cannot read config.yaml: ' in dom
+    )
     assert dom.count('class="board-row"') == len(written.cells)
     curves = between(dom, 'id="curves"', 'id="hparams"')
     assert "failed" not in curves and curves.count('class="curve"') == len(written.cells) * 2

@@ -604,6 +604,20 @@ def test_a_damaged_env_json_is_named_and_the_rest_of_the_bench_sent(tmp_path, co
         )
 
 
+def test_a_config_yaml_that_cannot_be_decoded_is_named_and_the_rest_of_the_bench_sent(tmp_path):
+    """config.yaml not UTF-8 failed all of /api/bench: the page showed nothing but its error."""
+    written = write_bench(tmp_path / "bench", blurb_json())
+    info = _api.bench_info(BenchFiles(written.root))
+    assert info["config"] is not None and info["config_error"] is None
+    (written.root / _layout.CONFIG).write_bytes(b"models: [\xff]\n")
+    info = _api.bench_info(BenchFiles(written.root))
+    assert len(info["models"]) == 2 and set(info["status"]["groups"]) == {"g-mlp", "g-choice"}
+    assert info["config"] is None and info["config_error"] == (
+        "cannot read config.yaml: UnicodeDecodeError: 'utf-8' codec can't decode byte 0xff "
+        "in position 9: invalid start byte"
+    )
+
+
 def test_a_client_gone_before_the_answer_is_not_an_error(server, monkeypatch, capsys):
     """A page reloaded while a slow answer is built resets its connection: the request
     ends quietly (it printed a 500 for the bench and a traceback)."""

@@ -165,7 +165,7 @@ def bench_info(bench: BenchFiles) -> dict[str, Any]:
     return {
         "name": bench.name,
         "marker": bench.json(_layout.MARKER),
-        "config": bench.text(_layout.CONFIG),
+        **_config(bench),
         **_environment(bench),
         "status": bench.status(),
         "cell_columns": list(_layout.CELL_COLUMNS),
@@ -175,6 +175,26 @@ def bench_info(bench: BenchFiles) -> dict[str, Any]:
         "has_profile": bool(bench.per_process(_layout.PHASES) or bench.per_process(_layout.MEMORY)),
         "has_morph": _absent_if_outside(lambda: bench.path(_layout.MORPH).is_dir()),
     }
+
+
+def _config(bench: BenchFiles) -> dict[str, Any]:
+    """``{"config": config.yaml's text or None, "config_error": None}``; one that cannot
+    be read (not UTF-8, not readable to this user) is ``{"config": None, "config_error":
+    why}``: the page only shows its text, and failing `bench_info` over it would leave
+    the page showing nothing.
+
+    Examples:
+      >>> import tempfile
+      >>> root = pathlib.Path(tempfile.mkdtemp())
+      >>> _ = (root / "bench.json").write_text('{"format": 1}')
+      >>> _ = (root / "config.yaml").write_bytes(b"models: [\\xff]")
+      >>> _config(BenchFiles(root))["config_error"][:44]
+      'cannot read config.yaml: UnicodeDecodeError:'
+    """
+    try:
+        return {"config": bench.text(_layout.CONFIG), "config_error": None}
+    except BrokenFileError as error:
+        return {"config": None, "config_error": str(error)}
 
 
 def _environment(bench: BenchFiles) -> dict[str, Any]:

@@ -1133,7 +1133,8 @@ function envValue(key, value) {
 
 function renderRun() {
   const { info, board } = state;
-  setText($("config"), info.config || "(no config.yaml)");
+  setText($("config"), info.config_error ? `Could not read the config: ${info.config_error}` : info.config || "(no config.yaml)");
+  $("config").classList.toggle("error", Boolean(info.config_error));
   replaceIfChanged($("env"), info.env_error ? el("p", { class: "error" }, `Could not read the environment: ${info.env_error}`)
     : keyValueTable(Object.entries(info.env || {}).map(([k, v]) => [k, envValue(k, v)])));
   const line = (id, cells, done, steps, shown, strategy, diverged) => [
