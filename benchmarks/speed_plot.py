@@ -25,10 +25,10 @@ def merged(runs: list[str]) -> pd.DataFrame:
     twice = frame[frame.duplicated(["model", "K", "method"], keep=False)]
     if len(twice):
         first = twice.iloc[0]
-        found = sorted(set(twice.loc[twice["model"] == first["model"], "run"]))
+        same = (twice[["model", "K", "method"]] == first[["model", "K", "method"]]).all(axis=1)
         raise SystemExit(
             f"error: {first['model']} K={first['K']} {first['method']} is in more than one "
-            f"run ({', '.join(found)}); give each (model, dtype) from one run"
+            f"run ({', '.join(twice.loc[same, 'run'])}); give each (model, dtype) from one run"
         )
     return frame.drop(columns="run")
 

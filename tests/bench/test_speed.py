@@ -446,11 +446,19 @@ def test_speed_plot_refuses_a_case_measured_by_two_runs(tmp_path):
     table's ratios then no longer those of one run."""
     script = pathlib.Path(__file__).parents[2] / "benchmarks" / "speed_plot.py"
     merged = runpy.run_path(str(script))["merged"]
-    for run, dtype in (("a", "float32"), ("b", "bfloat16"), ("c", "float32")):
+    runs = {
+        "a": ("float32", [8]),
+        "b": ("bfloat16", [8]),
+        "c": ("float32", [8, 64]),
+        "d": ("float32", [64]),  # mlp f32 twice too, at another K: not named with K=8
+    }
+    for run, (dtype, sizes) in runs.items():
         (tmp_path / run).mkdir()
-        rows = {"model": ["mlp"], "K": [8], "method": ["vmap"], "compute_dtype": [dtype]}
+        rows = {"model": "mlp", "K": sizes, "method": "vmap", "compute_dtype": dtype}
         pd.DataFrame(rows).to_parquet(tmp_path / run / "speed.parquet")
     frame = merged([str(tmp_path / "a"), str(tmp_path / "b")])
     assert list(frame["model"]) == ["mlp f32", "mlp bf16"] and "run" not in frame
-    with pytest.raises(SystemExit, match=r"mlp f32 K=8 vmap is in more than one run \(.*/a, "):
-        merged([str(tmp_path / "a"), str(tmp_path / "b"), str(tmp_path / "c")])
+    with pytest.raises(
+        SystemExit, match=r"mlp f32 K=8 vmap is in more than one run \(\S*/a, \S*/c\);"
+    ):
+        merged([str(tmp_path / run) for run in runs])
