@@ -1,18 +1,13 @@
 """benchmarks/view_api.py's synthetic bench (the benchmarks are scripts, no package)."""
 
-import pathlib
-import runpy
-
 from phosjax.bench.view import BenchFiles
-
-SCRIPT = pathlib.Path(__file__).parents[2] / "benchmarks" / "view_api.py"
+from tests.benchmark_scripts import load_benchmark
 
 
 def test_the_synthetic_bench_records_aux_metrics_for_half_the_models_in_any_group(tmp_path):
     """The aux metrics were null for every model of a group whose first cell was m0 or m1:
     with ``--groups 1`` or ``2`` no group recorded them and the run failed on its curves."""
-    write_bench = runpy.run_path(str(SCRIPT))["write_bench"]
-    write_bench(tmp_path, cells=8, steps=2, groups=1)
+    load_benchmark("view_api").write_bench(tmp_path, cells=8, steps=2, groups=1)
     bench = BenchFiles(tmp_path)
     results = bench.results(bench.metrics())
     recorded = set(results.loc[results["aux/l1"].notna(), "cell_id"])

@@ -3,8 +3,6 @@
 import dataclasses
 import importlib.util
 import os
-import pathlib
-import runpy
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -14,6 +12,7 @@ import pytest
 from phosjax.bench import _speed, _speed_methods, _speed_report, speed
 from phosjax.bench._speed import COLUMNS, METHODS, Skip, SpeedConfig
 from phosjax.bench._speed_config import SpeedConfigError
+from tests.benchmark_scripts import load_benchmark
 
 
 def test_quick_run_writes_parquet_table_and_plot(tmp_path, capsys):
@@ -444,8 +443,7 @@ def test_a_plot_is_written_whole(tmp_path, monkeypatch, draw):
 def test_speed_plot_refuses_a_case_measured_by_two_runs(tmp_path):
     """benchmarks/speed_plot.py averaged a (model, dtype, K, method) two runs held, the
     table's ratios then no longer those of one run."""
-    script = pathlib.Path(__file__).parents[2] / "benchmarks" / "speed_plot.py"
-    merged = runpy.run_path(str(script))["merged"]
+    merged = load_benchmark("speed_plot").merged
     runs = {
         "a": ("float32", [8]),
         "b": ("bfloat16", [8]),

@@ -31,6 +31,7 @@ from phosjax.morph import (
     read_runs,
 )
 from phosjax.morph.__main__ import main
+from tests.benchmark_scripts import load_benchmark
 from tests.data import tfds_toys
 from tests.morph.unfollowable import NAME as SORTED
 
@@ -904,17 +905,6 @@ def test_the_command_line_sets_model_fields_a_config_file_leaves_out(
     assert cli.morph_config(printed).model.input_shape == (40,)
 
 
-def _benchmark():
-    """benchmarks/morph_vs_uniform.py as a module (the benchmarks are scripts, no package)."""
-    import importlib.util
-
-    path = pathlib.Path(__file__).parents[2] / "benchmarks" / "morph_vs_uniform.py"
-    spec = importlib.util.spec_from_file_location("morph_vs_uniform", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_benchmark_refuses_the_rows_of_a_run_of_another_config_or_start_model(
     tmp_path, monkeypatch
 ):
@@ -922,7 +912,7 @@ def test_the_benchmark_refuses_the_rows_of_a_run_of_another_config_or_start_mode
     run in --dir had started from (a run with --model.width '[16, 16, 16]', say), and took
     the morphed networks of a run of other steps or another data set of the same shape
     (mnist1d_shuffled) as --config's."""
-    benchmark = _benchmark()
+    benchmark = load_benchmark("morph_vs_uniform")
     monkeypatch.setattr(_loop, "load", _small_mnist1d)
     config = pathlib.Path(__file__).parents[2] / "configs" / "morph_mnist1d.yaml"
     ours = MorphConfig.from_dict(yaml.safe_load(config.read_text()))
@@ -950,7 +940,7 @@ def test_the_benchmark_continues_an_interrupted_run_rather_than_compare_its_firs
 ):
     """It read the rows of a run stopped after iteration 1 of 2 as the run's, comparing
     iteration 1's network alone; it has `run` continue it (or read it, when finished)."""
-    benchmark = _benchmark()
+    benchmark = load_benchmark("morph_vs_uniform")
     (tmp_path / "morph").mkdir()
     start = json.dumps(TINY.model.resolved().to_dict())
     cut = pd.DataFrame([{"iteration": 0, "kind": "start", "config": start}])

@@ -3,19 +3,18 @@ interpreter against `jax.vmap` of `lax.conv_general_dilated`, and their lowering
 Triton (what a GPU compiles) at the speed bench's cnn2d sizes."""
 
 import functools
-import importlib
-import pathlib
 
 import jax
 import jax.numpy as jnp
 import pytest
 
+from tests.benchmark_scripts import load_benchmark
+
 
 @pytest.fixture
-def pallas_conv(monkeypatch):
-    """benchmarks/pallas_conv.py as a module (it imports its neighbours by name)."""
-    monkeypatch.syspath_prepend(str(pathlib.Path(__file__).parents[2] / "benchmarks"))
-    return importlib.import_module("pallas_conv")
+def pallas_conv():
+    """benchmarks/pallas_conv.py as a module."""
+    return load_benchmark("pallas_conv")
 
 
 def test_the_pallas_grid_convolution_and_its_gradients_equal_vmapped_lax(pallas_conv):
