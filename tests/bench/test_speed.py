@@ -460,3 +460,16 @@ def test_speed_plot_refuses_a_case_measured_by_two_runs(tmp_path):
         SystemExit, match=r"mlp f32 K=8 vmap is in more than one run \(\S*/a, \S*/c\);"
     ):
         merged([str(tmp_path / run) for run in runs])
+
+
+@pytest.mark.parametrize(
+    "script",
+    ["engine_overheads", "engine_step_parts", "fit_candidates", "step_copies", "step_costs"],
+)
+def test_a_benchmark_without_options_refuses_an_argument(script, monkeypatch, capsys):
+    """They ignored their arguments: a typo such as ``--rounds 3`` ran the whole benchmark."""
+    monkeypatch.setattr("sys.argv", [f"{script}.py", "--rounds", "3"])
+    with pytest.raises(SystemExit) as exit_info:
+        load_benchmark(script).main()
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments: --rounds 3" in capsys.readouterr().err
