@@ -164,7 +164,7 @@ def _numbers_as_array(value: Any) -> Any:
 
 def _describe_given(value: Any) -> str:
     """`_describe` of an injected ``value``, its leaves read as arrays; a leaf that is no
-    number nor array (a str) as itself and its type.
+    number nor array (a str), or an int no dtype holds, as itself and its type.
 
     Examples:
       >>> _describe_given([1, 2.0]), _describe_given("zeros")
@@ -176,7 +176,7 @@ def _describe_given(value: Any) -> str:
     def leaf(v: Any) -> str:
         try:
             return _describe(jnp.asarray(v))
-        except TypeError:  # JAX's names no node: "Value 'zeros' with dtype <U5 is not a..."
+        except (TypeError, OverflowError):  # JAX's names no node: "Value 'zeros' with..."
             return f"{v!r:.60} ({a_type(v)})"
 
     return str(jax.tree.map(leaf, value))
@@ -185,9 +185,24 @@ def _describe_given(value: Any) -> str:
 def _checked_injected(path: str, value: Any, expected: Any) -> Any:
     """``value`` with what has no dtype of its own in ``expected``'s (`in_dtypes_of`), once
     it has the structure, shapes and dtypes of ``expected`` (what node ``path`` computes);
-    else a `GraphError` naming the node, what it was given and what it computes."""
-    with contextlib.suppress(TypeError):  # a str: named below
+    else a `GraphError` naming the node, what it was given and what it computes (as
+    `phosjax.inject` names the tag), a Python int out of its dtype's range too.
+
+    Examples:
+      >>> _checked_injected("h", [2**70], jax.ShapeDtypeStruct((1,), jnp.int32))
+      Traceback (most recent call last):
+      phosjax.models.graph._spec.GraphError: inject gives node 'h' a number out of the range of
+      the dtype it computes, int32[1]: got [1180591620717411303424].
+    """
+    try:
         value = in_dtypes_of(value, expected)
+    except TypeError:  # a str: named below
+        pass
+    except OverflowError:  # JAX's names no node: "Python int 2**200 too large to convert..."
+        raise GraphError(
+            f"inject gives node {path!r} a number out of the range of the dtype it computes, "
+            f"{_describe(expected)}: got {value!r:.60}."
+        ) from None
     given, wanted = _describe_given(value), _describe(expected)
     if given != wanted:
         raise GraphError(

@@ -1275,3 +1275,24 @@ def test_a_list_of_python_ints_injected_takes_the_nodes_float_dtype_as_px_inject
     out = model.apply(variables, x, outputs="side", inject={"stem": ints})["side"]
     assert out.dtype == jnp.float32
     np.testing.assert_array_equal(out, np.asarray(ints, np.float32))
+
+
+def test_an_injected_int_out_of_the_nodes_range_is_named_with_its_node_as_px_inject_names_it():
+    # JAX's bare "Python int ... too large to convert to int32" named no node
+    model = GraphModel({"n": lambda x: x.astype(jnp.int32), "out": lambda n: jnp.add(n, 1)})
+    x = jnp.ones((1, 2))
+    variables = model.init(jax.random.key(0), x)
+    message = (
+        r"^inject gives node 'n' a number out of the range of the dtype it computes, "
+        r"int32\[1, 2\]: got \[\[1180591620717411303424, 0\]\]\."
+    )
+    with pytest.raises(GraphError, match=message):
+        model.apply(variables, x, inject={"n": [[2**70, 0]]})
+    # the note on a node's error, of a value x did not let it check, hid that error
+    with pytest.raises(OverflowError) as raised:
+        model.apply(variables, None, outputs="out", inject={"n": 2**70})
+    assert (
+        "(its input 'n' is the value inject gave, 1180591620717411303424 (an int), unchecked: "
+        "x did not give the inputs that compute 'n', so its shape and dtype were not compared "
+        "with what that node computes)"
+    ) in raised.value.__notes__
