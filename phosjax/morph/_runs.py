@@ -8,7 +8,13 @@ import pandas as pd
 import pyarrow as pa
 
 from phosjax.bench._reading import read_parquet
-from phosjax.morph._loop import ITERATIONS, MORPH_CONFIG, RESOLVED_DATASET, _no_run
+from phosjax.morph._loop import (
+    ITERATIONS,
+    MORPH_CONFIG,
+    RESOLVED_DATASET,
+    _morph_command,
+    _no_run,
+)
 
 
 def read_runs(*directories: str | os.PathLike) -> pd.DataFrame:
@@ -48,8 +54,8 @@ def read_runs(*directories: str | os.PathLike) -> pd.DataFrame:
             raise ValueError(
                 f"cannot read {str(path)!r}, the rows of the morph run {os.fspath(directory)!r}"
                 f" ({type(error).__name__}: {error}); the file is damaged: leave that run out, "
-                "or run it again (python -m phosjax.morph --config CONFIG.yaml --dir "
-                f"{os.fspath(directory)} --overwrite moves the file aside)"
+                f"or run it again ({_morph_command(directory, '--overwrite')} moves the file "
+                "aside)"
             ) from error
         config = rows.attrs.get(MORPH_CONFIG)
         if not isinstance(config, dict):

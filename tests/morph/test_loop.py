@@ -1438,6 +1438,10 @@ def test_the_commands_named_for_a_directory_with_a_space_run_as_printed(tmp_path
     _loop._state(directory, 0).write_bytes(b"")
     with pytest.raises(RunDirectoryError, match=re.escape(f"{quoted} starts it over")):
         load_variables(directory)
+    _loop._state(directory, 0).unlink()
+    (directory / _loop.ITERATIONS).write_bytes(b"not parquet")
+    with pytest.raises(ValueError, match=re.escape(f"{quoted} --overwrite moves the file aside")):
+        read_runs(directory)
 
 
 def test_load_variables_of_a_run_stopped_before_its_first_rows_says_so(tmp_path):
