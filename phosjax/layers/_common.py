@@ -565,7 +565,7 @@ def real_tokens(
     """
     if mask is None:
         return None
-    owner = module if isinstance(module, str) else type(module).__name__
+    owner = _owner_name(module)
     mask = mask_array(owner, mask)
     per_pair = pairs and fits_pairs(mask.shape, tokens)
     if not (per_pair or broadcasts_to(mask.shape, tokens)):
@@ -580,6 +580,11 @@ def real_tokens(
     check_mask_dtype(owner, mask)
     mask = pair_tokens(mask) if per_pair else mask
     return jnp.broadcast_to(mask.astype(bool), tokens).astype(jnp.float32)
+
+
+def _owner_name(module: Any) -> str:
+    """``module``'s class name, as a mask's errors name it; a str as it is."""
+    return module if isinstance(module, str) else type(module).__name__
 
 
 def zero_padding(x: jax.Array, real: jax.Array | None) -> jax.Array:
@@ -610,6 +615,9 @@ def zero_mask_padding(module: Any, x: jax.Array, keywords: dict[str, Any]) -> ja
     that does not take the mask (a ``Dense`` before the attention), nor the container's
     own sums and gates; ``x`` as it is otherwise (no mask, another one).
 
+    Raises:
+      TypeError: the ``mask`` holds no numbers (a str: `mask_array`), naming ``module``.
+
     Examples:
       >>> x = jnp.array([[[1.0], [jnp.nan]]])
       >>> zero_mask_padding("Sequence", x, {"mask": jnp.array([[True, False]])}).tolist()
@@ -623,7 +631,7 @@ def zero_mask_padding(module: Any, x: jax.Array, keywords: dict[str, Any]) -> ja
     mask, tokens = keywords.get("mask"), jnp.shape(x)[:-1]
     if mask is None or not tokens:
         return x
-    shape = jnp.shape(mask)
+    shape = jnp.shape(mask_array(_owner_name(module), mask))  # a str: named, not passed on
     if not (broadcasts_to(shape, tokens) or fits_pairs(shape, tokens)):
         return x
     return zero_padding(x, real_tokens(module, mask, tokens, pairs=True))
