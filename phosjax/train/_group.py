@@ -152,10 +152,14 @@ def _signature_difference(a: Cell, b: Cell) -> str:
     return ", ".join(differences)
 
 
+_PER_CELL_FIELDS = ("learning_rate", "weight_decay", "momentum", "label_smoothing")
+"""`HParams` fields of per-cell values (`_per_cell_values`), compared as float32."""
+
+
 def _per_cell_values(hp: HParams) -> dict[str, float]:
     """The values of ``hp`` that may differ between the cells of a group, by name, less
     a momentum its optimizer ignores (all but ``"momentum"``)."""
-    values = {n: getattr(hp, n) for n in ("learning_rate", "weight_decay", "label_smoothing")}
+    values = {n: getattr(hp, n) for n in _PER_CELL_FIELDS if n != "momentum"}
     if hp.optimizer == "momentum":
         values["momentum"] = hp.momentum
     values.update(
@@ -171,53 +175,12 @@ def _check_distinct(where: str, cells: Sequence[Cell]) -> None:
     ignores (``cost``, ``source`` and ``threshold``, all but ``"morph"``'s) or in
     per-cell values that are one float32 value (what a group holds them in): they would
     train one model twice."""
-    # the fields of per-cell values, or holding them (compared apart, below)
-    per_cell = ("learning_rate", "weight_decay", "momentum", "label_smoothing", "regularizers")
-    names = [f.name for f in dataclasses.fields(HParams) if f.name not in (*per_cell, "knobs")]
     first: dict[tuple[Any, ...], int] = {}
     for i, cell in enumerate(cells):
-        hp = cell.hparams
-        # as float32, as the group holds them (beyond its range: inf)
-        values = tuple(array.array("f", _per_cell_values(hp).values()))
-        penalties = tuple(r.shared() for r in hp.regularizers)
-        knobs = tuple(selector for selector, _ in hp.knobs)
-        shared = (*(getattr(hp, n) for n in names), penalties, knobs)
-        j = first.setdefault((cell.model, cell.dataset, cell.seed, *shared, values), i)
+        j = first.setdefault(_trained_alike(cell), i)
         if j == i:
             continue
-        ignored = []  # (what differs, the fix)
-        given, other = _per_cell_values(cells[j].hparams), _per_cell_values(hp)
-        rounded = [f"{n} ({given[n]!r} and {other[n]!r})" for n in given if given[n] != other[n]]
-        if rounded:
-            ignored.append(
-                (
-                    f"{', '.join(rounded)}, which float32 (a group's dtype for them) rounds to "
-                    "one value",
-                    "give values that differ in float32",
-                )
-            )
-        if hp.optimizer != "momentum" and cells[j].hparams.momentum != hp.momentum:
-            ignored.append(
-                (
-                    f"momentum ({cells[j].hparams.momentum} and {hp.momentum}), which optimizer "
-                    f"{hp.optimizer!r} ignores",
-                    "a grid over momentum needs optimizer='momentum' (SGD with momentum)",
-                )
-            )
-        pairs = zip(cells[j].hparams.regularizers, hp.regularizers, strict=True)
-        for k, (a, b) in enumerate(pairs):
-            shown = ", ".join(
-                f"{name} ({getattr(a, name)!r} and {getattr(b, name)!r})"
-                for name in ("cost", "source", "threshold")
-                if getattr(a, name) != getattr(b, name)
-            )
-            if shown:
-                ignored.append(
-                    (
-                        f"regularizers[{k}]'s {shown}, which kind {a.kind!r} ignores",
-                        "cost, source and threshold apply to kind='morph' alone",
-                    )
-                )
+        ignored = _ignored_differences(cells[j].hparams, cell.hparams)
         if ignored:
             raise ValueError(
                 f"{where}: cells {j} and {i} differ only in "
@@ -228,6 +191,58 @@ def _check_distinct(where: str, cells: Sequence[Cell]) -> None:
             f"{where}: cells {j} and {i} are the same cell, so they would train the same model "
             "twice; give each cell once (another seed trains another model)."
         )
+
+
+def _trained_alike(cell: Cell) -> tuple[Any, ...]:
+    """What makes ``cell`` train the model it does: equal for two cells that would train
+    one model twice (fields their kind ignores left out; per-cell values as float32, as
+    the group holds them, beyond its range inf)."""
+    hp = cell.hparams
+    per_cell = (*_PER_CELL_FIELDS, "regularizers", "knobs")
+    shared = [getattr(hp, f.name) for f in dataclasses.fields(HParams) if f.name not in per_cell]
+    penalties = tuple(r.shared() for r in hp.regularizers)
+    knobs = tuple(selector for selector, _ in hp.knobs)
+    values = tuple(array.array("f", _per_cell_values(hp).values()))
+    return (cell.model, cell.dataset, cell.seed, *shared, penalties, knobs, values)
+
+
+def _ignored_differences(a: HParams, b: HParams) -> list[tuple[str, str]]:
+    """``(what differs, the fix)`` for each way the hparams of two cells that train alike
+    (`_trained_alike`) differ: values float32 rounds to one, a momentum or regularizer
+    fields their kind ignores; none for the same hparams."""
+    ignored = []
+    given, other = _per_cell_values(a), _per_cell_values(b)
+    rounded = [f"{n} ({given[n]!r} and {other[n]!r})" for n in given if given[n] != other[n]]
+    if rounded:
+        ignored.append(
+            (
+                f"{', '.join(rounded)}, which float32 (a group's dtype for them) rounds to "
+                "one value",
+                "give values that differ in float32",
+            )
+        )
+    if b.optimizer != "momentum" and a.momentum != b.momentum:
+        ignored.append(
+            (
+                f"momentum ({a.momentum} and {b.momentum}), which optimizer {b.optimizer!r} "
+                "ignores",
+                "a grid over momentum needs optimizer='momentum' (SGD with momentum)",
+            )
+        )
+    for k, (left, right) in enumerate(zip(a.regularizers, b.regularizers, strict=True)):
+        shown = ", ".join(
+            f"{name} ({getattr(left, name)!r} and {getattr(right, name)!r})"
+            for name in ("cost", "source", "threshold")
+            if getattr(left, name) != getattr(right, name)
+        )
+        if shown:
+            ignored.append(
+                (
+                    f"regularizers[{k}]'s {shown}, which kind {left.kind!r} ignores",
+                    "cost, source and threshold apply to kind='morph' alone",
+                )
+            )
+    return ignored
 
 
 def check_cells(where: str, cells: Any) -> None:
