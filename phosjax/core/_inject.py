@@ -162,13 +162,13 @@ def _checked_call(where: str, value: Any, expected: Any) -> Any:
     """
     try:
         value = in_dtypes_of(value, expected)
-    except (TypeError, ValueError, OverflowError) as error:  # JAX's names no tag
-        if isinstance(error, OverflowError):  # "Python int 2**40 too large to convert..."
-            dtypes = sorted({str(s.dtype) for s in jax.tree.leaves(expected)})
-            raise ValueError(
-                f"Injected value for {where} holds a number out of the range of the tagged "
-                f"value's dtypes there ({', '.join(dtypes)}): got {value!r:.60}."
-            ) from None
+    except OverflowError:  # JAX's names no tag: "Python int 2**40 too large to convert..."
+        dtypes = sorted({str(s.dtype) for s in jax.tree.leaves(expected)})
+        raise ValueError(
+            f"Injected value for {where} holds a number out of the range of the tagged "
+            f"value's dtypes there ({', '.join(dtypes)}): got {value!r:.60}."
+        ) from None
+    except (TypeError, ValueError):  # JAX's names no tag: "Value 'zeros' with dtype <U5..."
         leaf = jax.tree_util.treedef_is_leaf(jax.tree.structure(expected))
         tagged = (
             f"of shape {expected.shape} and dtype {expected.dtype}"
