@@ -631,8 +631,8 @@ def zero_mask_padding(module: Any, x: jax.Array, keywords: dict[str, Any]) -> ja
     mask, tokens = keywords.get("mask"), jnp.shape(x)[:-1]
     if mask is None or not tokens:
         return x
-    shape = jnp.shape(mask_array(_owner_name(module), mask))  # a str: named, not passed on
-    if not (broadcasts_to(shape, tokens) or fits_pairs(shape, tokens)):
+    mask = mask_array(_owner_name(module), mask)  # a str: named, not passed on
+    if not (broadcasts_to(mask.shape, tokens) or fits_pairs(mask.shape, tokens)):
         return x
     return zero_padding(x, real_tokens(module, mask, tokens, pairs=True))
 
