@@ -165,8 +165,8 @@ def bench_info(bench: BenchFiles) -> dict[str, Any]:
     return {
         "name": bench.name,
         "marker": bench.json(_layout.MARKER),
-        **_config(bench),
-        **_environment(bench),
+        **_or_error("config", lambda: bench.text(_layout.CONFIG)),
+        **_or_error("env", lambda: _environment(bench)),
         "status": bench.status(),
         "cell_columns": list(_layout.CELL_COLUMNS),
         "hparams": bench.hparams(),
@@ -177,50 +177,48 @@ def bench_info(bench: BenchFiles) -> dict[str, Any]:
     }
 
 
-def _config(bench: BenchFiles) -> dict[str, Any]:
-    """``{"config": config.yaml's text or None, "config_error": None}``; one that cannot
-    be read (not UTF-8, not readable to this user) is ``{"config": None, "config_error":
-    why}``: the page only shows its text, and failing `bench_info` over it would leave
-    the page showing nothing.
+def _or_error(key: str, read: Callable[[], Any]) -> dict[str, Any]:
+    """``{key: read(), key + "_error": None}``; where ``read`` finds its file damaged (a
+    `BrokenFileError`), ``{key: None, key + "_error": why}`` (its name, what to do): the
+    page only shows ``config.yaml``'s text and what ran the bench (``env.json``), and
+    failing `bench_info` over either would leave the page showing nothing.
 
     Examples:
       >>> import tempfile
       >>> root = pathlib.Path(tempfile.mkdtemp())
       >>> _ = (root / "bench.json").write_text('{"format": 1}')
       >>> _ = (root / "config.yaml").write_bytes(b"models: [\\xff]")
-      >>> _config(BenchFiles(root))["config_error"][:44]
+      >>> _or_error("config", lambda: BenchFiles(root).text("config.yaml"))["config_error"][:44]
       'cannot read config.yaml: UnicodeDecodeError:'
+      >>> _or_error("env", lambda: _environment(BenchFiles(root)))
+      {'env': None, 'env_error': None}
     """
     try:
-        return {"config": bench.text(_layout.CONFIG), "config_error": None}
+        return {key: read(), f"{key}_error": None}
     except BrokenFileError as error:
-        return {"config": None, "config_error": str(error)}
+        return {key: None, f"{key}_error": str(error)}
 
 
-def _environment(bench: BenchFiles) -> dict[str, Any]:
-    """``{"env": env.json or None, "env_error": None}``; a damaged ``env.json`` is
-    ``{"env": None, "env_error": why}`` (its name, what to do): it only says what ran the
-    bench, and failing `bench_info` over it would leave the page showing nothing.
+def _environment(bench: BenchFiles) -> dict[str, Any] | None:
+    """``env.json``'s object (None: there is none); one that holds another JSON value is a
+    `BrokenFileError` naming it and what to do.
 
     Examples:
       >>> import tempfile
       >>> root = pathlib.Path(tempfile.mkdtemp())
       >>> _ = (root / "bench.json").write_text('{"format": 1}')
-      >>> _environment(BenchFiles(root))
-      {'env': None, 'env_error': None}
       >>> _ = (root / "env.json").write_text("[]")
-      >>> print(_environment(BenchFiles(root))["env_error"])
-      cannot read env.json: it holds a list, not the JSON object phosjax writes there;
-      phosjax writes it whole, so something else changed it; restore it from a backup, ...
+      >>> _environment(BenchFiles(root))
+      Traceback (most recent call last):
+      phosjax.bench._errors.BrokenFileError: cannot read env.json: it holds a list, not the
+      JSON object phosjax writes there; phosjax writes it whole, so something else changed it;
+      restore it from a backup, ...
     """
-    try:
-        env = bench.json(_layout.ENV)
-    except BrokenFileError as error:
-        return {"env": None, "env_error": str(error)}
+    env = bench.json(_layout.ENV)
     if env is None or isinstance(env, dict):
-        return {"env": env, "env_error": None}
+        return env
     why = _reading.not_an_object(env, _reading.ENV_HINT)
-    return {"env": None, "env_error": f"cannot read {_layout.ENV}: it {why}"}
+    raise BrokenFileError(f"cannot read {_layout.ENV}: it {why}")
 
 
 def version(bench: BenchFiles) -> dict[str, Any]:
