@@ -616,3 +616,21 @@ def test_a_cell_given_twice_is_refused():
     for twice in (cells[1], cells[3]):
         with pytest.raises(ValueError, match=r"^plan_groups: cells \d and 4 are the same cell"):
             plan_groups([*cells, twice])
+
+
+@pytest.mark.parametrize(
+    "given, shown",
+    [
+        ({"learning_rate": 1e39}, r"learning_rate 1e\+39"),
+        ({"knobs": {"**/T": -1e300}}, r"knob '\*\*/T' -1e\+300"),
+        ({"regularizers": (Regularizer("**", "l1", 1e39),)}, r"regularizers\[0\] strength 1e\+39"),
+    ],
+)
+def test_a_value_beyond_float32_is_refused_naming_the_cell_and_value(given, shown):
+    """A group holds per-cell values in float32: 1e39 trained as inf, silently."""
+    cells = [Cell(Tiny(), "toy", HParams(), 0), Cell(Tiny(), "toy", HParams(**given), 1)]
+    beyond = rf"{shown} lies beyond float32's range \(3.4028234663852886e\+38 at most in"
+    with pytest.raises(ValueError, match=rf"^plan_groups: cell 1's {beyond}"):
+        plan_groups(cells)
+    with pytest.raises(ValueError, match=rf"^Group: cell 0's {beyond}"):
+        Group((cells[1],), (0,))  # alone, too: in float32 as well
