@@ -406,12 +406,16 @@ class HParams:
         return self.lr_schedule != "constant" or self.warmup_steps > 0
 
     def shared(self) -> "HParams":
-        """These hparams with every per-cell value zeroed: what a compiled group shares.
+        """These hparams with every per-cell value zeroed: what a compiled group shares;
+        its knobs in selector order, as their order means nothing (no two set one knob),
+        so cells that give them in other orders share a group.
 
         Examples:
           >>> shared = HParams(learning_rate=1e-2, knobs={"**/T": 2.0}, steps=50).shared()
           >>> shared.learning_rate, shared.knobs, shared.steps
           (0.0, (('**/T', 0.0),), 50)
+          >>> HParams(knobs={"b": 1.0, "a": 2.0}).shared().knobs
+          (('a', 0.0), ('b', 0.0))
         """
         return dataclasses.replace(
             self,
@@ -420,7 +424,7 @@ class HParams:
             momentum=0.0,
             label_smoothing=0.0,
             regularizers=tuple(r.shared() for r in self.regularizers),
-            knobs=tuple((selector, 0.0) for selector, _ in self.knobs),
+            knobs=tuple((selector, 0.0) for selector, _ in sorted(self.knobs)),
         )
 
 

@@ -66,7 +66,8 @@ class Group:
 
     @property
     def hparams(self) -> HParams:
-        """The hparams the cells share (per-cell values zeroed).
+        """The hparams the cells share (per-cell values zeroed, knobs in selector order:
+        `HParams.shared`).
 
         Examples:
           >>> from phosjax.models import ModelConfig
@@ -88,6 +89,22 @@ class Group:
 
     def __len__(self) -> int:
         return len(self.cells)
+
+    def knob_values(self) -> list[list[float]]:
+        """Each cell's knob values as given, in the order of ``hparams.knobs`` (which
+        need not be the order a cell gives them in).
+
+        Examples:
+          >>> from phosjax.models import ModelConfig
+          >>> from phosjax.train import Cell, HParams
+          >>> model = ModelConfig("mlp", 10, (40,))
+          >>> a = Cell(model, "mnist1d", HParams(knobs={"b": 1.0, "a": 2.0}), seed=0)
+          >>> b = Cell(model, "mnist1d", HParams(knobs={"a": 3.0, "b": 4.0}), seed=1)
+          >>> Group((a, b), (0, 1)).knob_values()
+          [[2.0, 1.0], [3.0, 4.0]]
+        """
+        selectors = [selector for selector, _ in self.hparams.knobs]
+        return [[dict(cell.hparams.knobs)[s] for s in selectors] for cell in self.cells]
 
     def values(self) -> dict[str, np.ndarray]:
         """The per-cell values, stacked on a leading cell axis (float32).
@@ -123,7 +140,7 @@ class Group:
                 lambda h: [r.strength for r in h.regularizers], len(hp.regularizers)
             )
         if hp.knobs:
-            values["knob_value"] = stack(lambda h: [v for _, v in h.knobs], len(hp.knobs))
+            values["knob_value"] = np.asarray(self.knob_values(), np.float32)
         return values
 
 
@@ -166,7 +183,7 @@ def _per_cell_values(hp: HParams) -> dict[str, float]:
     values.update(
         {f"regularizers[{k}] strength": r.strength for k, r in enumerate(hp.regularizers)}
     )
-    values.update({f"knob {selector!r}": value for selector, value in hp.knobs})
+    values.update({f"knob {selector!r}": value for selector, value in sorted(hp.knobs)})
     return values
 
 
@@ -229,7 +246,7 @@ def _trained_alike(cell: Cell) -> tuple[Any, ...]:
     per_cell = (*_PER_CELL_FIELDS, "regularizers", "knobs")
     shared = [getattr(hp, f.name) for f in dataclasses.fields(HParams) if f.name not in per_cell]
     penalties = tuple(r.shared() for r in hp.regularizers)
-    knobs = tuple(selector for selector, _ in hp.knobs)
+    knobs = tuple(selector for selector, _ in sorted(hp.knobs))
     values = tuple(array.array("f", _per_cell_values(hp).values()))
     return (cell.model, cell.dataset, cell.seed, *shared, penalties, knobs, values)
 

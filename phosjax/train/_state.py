@@ -246,7 +246,7 @@ def _check_whole_knob_values(group: Group, data: Any) -> None:
     exactly (``HParams`` knob values are floats; a cast would cut 2.5 to 2 silently)."""
     if not group.hparams.knobs:
         return
-    given = np.array([[value for _, value in cell.hparams.knobs] for cell in group.cells])
+    given = np.array(group.knob_values())
     knobs = _knob_values(_layout(group, data).collections, group.hparams, given)
     for name, (spec, values) in knobs.items():
         dtype = np.dtype(spec.dtype)
@@ -288,14 +288,15 @@ def _check_knob_ranges(group: Group, data: Any) -> None:
         except SelectorError as error:
             raise SelectorError(f"{where} {selector!r}) of model {name!r}: {error}") from None
 
-    selectors = {selector: j for j, (selector, _) in enumerate(group.hparams.knobs)}
+    # as the first cell gives them, which a message names in that order
+    selectors = {selector: selector for selector, _ in group.cells[0].hparams.knobs}
     try:
         chosen = value_per_path(selectors, paths, what="knob")
     except ValueError as error:
         raise ValueError(f"{where} of model {name!r}): {error}") from None
     for cell, index in zip(group.cells, group.index, strict=True):
-        for path, j in chosen.items():
-            selector, value = cell.hparams.knobs[j]
+        for path, selector in chosen.items():
+            value = dict(cell.hparams.knobs)[selector]
             try:
                 declared[path].check(value)
             except ValueError as error:

@@ -3,6 +3,7 @@
 import dataclasses
 import re
 
+import flax.linen as nn
 import jax
 import numpy as np
 import pytest
@@ -232,6 +233,39 @@ def test_two_knob_selectors_matching_one_knob_are_refused_as_set_knobs_refuses_t
         init_group(group, toy)
     with pytest.raises(ValueError, match=both):  # the very check set_knobs makes
         px.set_knobs({"knobs": {"T": 1.0}}, dict(hp.knobs))
+
+
+class _TwoKnobs(nn.Module):
+    """No params: the first features scaled by knob 'a', shifted by knob 'b'."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        return x[:, :3] * px.knob(self, "a", 1.0) + px.knob(self, "b", 0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class _TwoKnobsConfig:
+    def build(self) -> nn.Module:
+        return _TwoKnobs()
+
+
+def test_cells_giving_knobs_in_other_orders_share_a_group_and_keep_their_values(toy):
+    """{"a": 1, "b": 2} and {"b": 4, "a": 3} made two groups: two compiles, one program."""
+    given = [{"a": 1.0, "b": 2.0}, {"b": 4.0, "a": 3.0}]
+    cells = [
+        Cell(_TwoKnobsConfig(), "toy", HParams(batch_size=16, steps=1, knobs=knobs), seed)
+        for seed, knobs in enumerate(given)
+    ]
+    [group] = plan_groups(cells)
+    assert [[s for s, _ in cell.hparams.knobs] for cell in group.cells] == [["a", "b"], ["b", "a"]]
+    np.testing.assert_array_equal(group.values()["knob_value"], [[1.0, 2.0], [3.0, 4.0]])
+    knobs = init_group(group, toy).collections["knobs"]
+    np.testing.assert_array_equal(knobs["a"], [1.0, 3.0])
+    np.testing.assert_array_equal(knobs["b"], [2.0, 4.0])
+    hp = HParams(batch_size=16, steps=1, knobs={"a": 3.0, "b": 4.0})
+    twice = Cell(_TwoKnobsConfig(), "toy", hp, 1)  # cell 1, its knobs in another order
+    with pytest.raises(ValueError, match=r"^plan_groups: cells 1 and 2 are the same cell"):
+        plan_groups([*cells, twice])
 
 
 def test_a_repeated_knob_selector_is_refused_naming_it_and_its_values():
