@@ -18,7 +18,8 @@ TIE = 0.05
 in `STRATEGIES` is chosen, so that timing noise does not flip the choice from run to run."""
 
 _CHOICES: dict[tuple[Any, ...], tuple[str, dict[str, float]]] = {}
-"""In-memory cache of measured choices, by (backend, group signature, cells, devices)."""
+"""In-memory cache of measured choices, by (backend, group signature, data shapes, cells,
+devices)."""
 
 
 def measure_strategies(
@@ -160,21 +161,41 @@ def fastest(timings: dict[str, float], tie: float = TIE) -> str:
     return next(s for s in sorted(timings, key=STRATEGIES.index) if timings[s] <= limit)
 
 
+def split_shapes(data: Any, splits: Sequence[str]) -> tuple[Any, ...]:
+    """``(name, shape, dtype)`` of each of ``data``'s ``splits``: what, beside the group,
+    shapes the programs a strategy runs (a data set's name may stand for other sizes).
+
+    Examples:
+      >>> from phosjax.data import random_dataset
+      >>> split_shapes(random_dataset("toy", (8,), 3, num_train=64), ("x_train",))
+      (('x_train', (64, 8), dtype('float32')),)
+    """
+    shapes = []
+    for name in splits:
+        split = getattr(data, name)
+        shapes.append((name, np.shape(split), getattr(split, "dtype", None)))
+    return tuple(shapes)
+
+
 def choose_strategy(
     signature: Any,
     make_step: Callable[[], Callable[..., Any]],
     state: Any,
     make_arrays: Callable[[], Any],
     *,
+    data_shapes: tuple[Any, ...],
     num_cells: int,
     devices: Sequence[jax.Device],
     steps: int = 10,
 ) -> tuple[str, dict[str, float]]:
     """The fastest strategy for this group on these devices (`fastest`: ties go to the
-    earlier in `STRATEGIES`) and its timings (cached); ``make_arrays()`` gives the data
-    arrays, called only when measuring. `MATMUL_STRATEGIES` are candidates only for a
-    step that computes convolutions (for others they are ``"vmap"`` and ``"map"``)."""
-    key = (devices[0].platform, signature, num_cells, len(devices))
+    earlier in `STRATEGIES`) and its timings, cached by the group's ``signature``, its
+    ``data_shapes`` (`split_shapes`: one measured on a small data set is not reused for
+    a big one of the same name), ``num_cells`` and ``devices``; ``make_arrays()`` gives
+    the data arrays, called only when measuring. `MATMUL_STRATEGIES` are candidates only
+    for a step that computes convolutions (for others they are ``"vmap"`` and ``"map"``).
+    """
+    key = (devices[0].platform, signature, data_shapes, num_cells, len(devices))
     if key not in _CHOICES:
         arrays = make_arrays()
         timings = measure_strategies(

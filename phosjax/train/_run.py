@@ -17,7 +17,7 @@ from phosjax._hosts import local_devices
 from phosjax._listing import counted
 from phosjax._nearest import did_you_mean
 from phosjax.data import check_batch_size
-from phosjax.train._auto import choose_strategy
+from phosjax.train._auto import choose_strategy, split_shapes
 from phosjax.train._config import int_at_least
 from phosjax.train._group import Group
 from phosjax.train._reduce import all_finite
@@ -455,6 +455,7 @@ def run_group(
             functools.partial(make_step, False),
             state,
             host,
+            data_shapes=split_shapes(data, SPLITS),
             num_cells=len(group),
             devices=devices,
             steps=min(stops[0] - start, 10),
