@@ -1,5 +1,6 @@
 """What to train: `Regularizer`, `HParams` and `Cell` (frozen, hashable dataclasses)."""
 
+import array
 import contextlib
 import dataclasses
 import math
@@ -125,6 +126,30 @@ def number_in(
             shown = f"be {'>' if strict else '>='} {least}"
         raise ValueError(f"{where} must {shown}{hint}, got {number}.")
     return number
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+"""float32's largest value: beyond it (rounded), a float32 holds inf."""
+
+
+def check_float32(where: str, value: float, holder: str) -> None:
+    """Raises a ValueError naming ``where`` and ``value`` if float32, the dtype ``holder``
+    holds it in, would hold it as inf (beyond its range, rounded).
+
+    Examples:
+      >>> check_float32("HParams learning_rate", 3.4e38, "a group")
+      >>> check_float32("HParams learning_rate", -1e39, "a group")
+      Traceback (most recent call last):
+      ValueError: HParams learning_rate -1e+39 lies beyond float32's range
+      (3.4028234663852886e+38 at most in magnitude), the dtype a group holds it in, where
+      it would be inf; give a smaller value.
+    """
+    if math.isinf(array.array("f", [value])[0]):
+        raise ValueError(
+            f"{where} {value!r} lies beyond float32's range ({FLOAT32_MAX!r} at most in "
+            f"magnitude), the dtype {holder} holds it in, where it would be inf; give a "
+            "smaller value."
+        )
 
 
 def _check_compute_dtype(value: Any) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from phosjax.train._config import Cell, HParams
+from phosjax.train._config import Cell, HParams, check_float32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,10 +187,6 @@ def _per_cell_values(hp: HParams) -> dict[str, float]:
     return values
 
 
-FLOAT32_MAX = float(np.finfo(np.float32).max)
-"""The largest per-cell value a group holds (in float32); beyond it, inf."""
-
-
 def _check_float32_range(where: str, cells: Sequence[Cell]) -> None:
     """Raises naming ``where``, the cell, the value's name and the value if a per-cell
     value (`_per_cell_values`) lies beyond float32's range: the group would hold it as inf.
@@ -206,12 +202,7 @@ def _check_float32_range(where: str, cells: Sequence[Cell]) -> None:
     """
     for i, cell in enumerate(cells):
         for name, value in _per_cell_values(cell.hparams).items():
-            if np.isinf(array.array("f", [value])[0]):
-                raise ValueError(
-                    f"{where}: cell {i}'s {name} {value!r} lies beyond float32's range "
-                    f"({FLOAT32_MAX!r} at most in magnitude), the dtype a group holds it in, "
-                    "where it would be inf; give a smaller value."
-                )
+            check_float32(f"{where}: cell {i}'s {name}", value, "a group")
 
 
 def _check_distinct(where: str, cells: Sequence[Cell]) -> None:

@@ -14,6 +14,7 @@ from phosjax.train._config import (
     OPTIMIZER_RANGES,
     OPTIMIZERS,
     HParams,
+    check_float32,
     int_at_least,
     number_in,
     one_of,
@@ -194,7 +195,9 @@ def make_optimizer(
         step up the loss; 0, every step to nothing), or a ``learning_rate``,
         ``weight_decay`` or ``momentum`` that is no single number (an array of several
         would scale each param entry by another) or, unless traced (a grid's per-cell
-        value), one out of the range `HParams` takes (a negative rate climbs the loss).
+        value), one out of the range `HParams` takes (a negative rate climbs the loss)
+        or, without ``jax_enable_x64``, one beyond float32's range (`check_float32`: the
+        state would hold inf).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -229,7 +232,11 @@ def make_optimizer(
                 )
             continue
         checked = number_in(where, value, least, most, hint=hint)
-        given[key] = value if isinstance(value, jax.Array) else checked  # its dtype kept
+        if isinstance(value, jax.Array):
+            continue  # its dtype kept: finite there
+        if jax.dtypes.canonicalize_dtype(float) == jnp.float32:  # not float64 (x64)
+            check_float32(where, checked, "the optimizer's state (without jax_enable_x64)")
+        given[key] = checked
     if grad_clip is not None:
         grad_clip = number_in(
             "make_optimizer grad_clip", grad_clip, 0, strict=True, hint=GRAD_CLIP_HINT

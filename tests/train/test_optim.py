@@ -57,6 +57,20 @@ def test_a_value_hparams_would_refuse_is_refused_by_name(option, message):
         make_optimizer("momentum", **option)
 
 
+@pytest.mark.parametrize(
+    "option, shown",
+    [
+        ({"learning_rate": 1e39}, r"learning_rate 1e\+39"),
+        ({"weight_decay": "1e300"}, r"weight_decay 1e\+300"),
+    ],
+)
+def test_a_value_beyond_float32_is_refused_as_a_group_refuses_it(option, shown):
+    """The state held learning_rate 1e39 as inf, and each update was -inf."""
+    message = rf"^make_optimizer {shown} lies beyond float32's range \(3.4028234663852886e\+38 "
+    with pytest.raises(ValueError, match=message + r"at most in magnitude\), the dtype the opt"):
+        make_optimizer("sgd", **option)
+
+
 def test_a_value_given_as_a_string_spelling_a_float_is_that_float_as_in_a_bench_config():
     # YAML reads 1e-3 (no dot) as the string '1e-3': HParams and make_optimizer refused
     # it, while a bench config read it as 0.001
