@@ -8,7 +8,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from phosjax.train._config import Cell, HParams, check_float32
+from phosjax.train._config import Cell, HParams, check_float32, int_at_least
 
 
 @dataclasses.dataclass(frozen=True)
@@ -17,7 +17,8 @@ class Group:
 
     Attributes:
       cells: the cells, in the order of the grid's cell axis.
-      index: each cell's position in the list given to `plan_groups`.
+      index: each cell's position in the list given to `plan_groups`: distinct ints >= 0,
+        by which the results name the cells.
 
     Examples:
       >>> from phosjax.models import ModelConfig
@@ -37,6 +38,7 @@ class Group:
                 f"A Group needs one index per cell and at least one cell, got "
                 f"{len(self.cells)} cells and {len(self.index)} indices."
             )
+        object.__setattr__(self, "index", _positions(self.index))
         for i, cell in enumerate(self.cells):
             if not isinstance(cell, Cell):
                 raise TypeError(
@@ -142,6 +144,34 @@ class Group:
         if hp.knobs:
             values["knob_value"] = np.asarray(self.knob_values(), np.float32)
         return values
+
+
+def _positions(index: Any) -> tuple[int, ...]:
+    """``index`` as a tuple of plain ints when they are distinct ints >= 0: the cells'
+    positions in the grid, by which the results name them.
+
+    Raises:
+      ValueError: naming the entry: one is no int or below 0, or one is given twice.
+
+    Examples:
+      >>> _positions([0, np.int64(2)])
+      (0, 2)
+      >>> _positions((0, 1, 0))
+      Traceback (most recent call last):
+      ValueError: Group: index (0, 1, 0) gives position 0 to cells 0 and 2; give each cell
+      its own position in the grid, by which the results name it, e.g. (0, 1, 2).
+    """
+    positions = tuple(int_at_least(f"Group: index[{k}]", p, 0) for k, p in enumerate(index))
+    first: dict[int, int] = {}
+    for k, position in enumerate(positions):
+        j = first.setdefault(position, k)
+        if j != k:
+            raise ValueError(
+                f"Group: index {positions} gives position {position} to cells {j} and {k}; "
+                "give each cell its own position in the grid, by which the results name it, "
+                f"e.g. {tuple(range(len(positions)))}."
+            )
+    return positions
 
 
 def _signature_difference(a: Cell, b: Cell) -> str:

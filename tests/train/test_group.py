@@ -180,6 +180,22 @@ def test_a_group_of_something_else_than_cells_names_the_item():
         Group((Cell(Tiny(), "toy"), "mlp"), (0, 1))  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    "index, message",
+    [
+        ((0, 0), r"index \(0, 0\) gives position 0 to cells 0 and 1; give each cell its own"),
+        ((0, "1"), r"index\[1\] must be an int, got '1' \(str\)"),
+        ((-1, 0), r"index\[0\] must be >= 0, got -1\."),
+    ],
+)
+def test_a_group_index_of_no_distinct_positions_is_refused_naming_the_entry(index, message):
+    """(0, 0) was taken: the results named two cells 0."""
+    cells = (Cell(Tiny(), "toy", seed=0), Cell(Tiny(), "toy", seed=1))
+    with pytest.raises(ValueError, match=rf"^Group: {message}"):
+        Group(cells, index)
+    assert Group(cells, np.arange(2)).index == (0, 1)  # numpy ints: plain ints
+
+
 def test_a_group_of_one_cell_twice_is_refused_as_plan_groups_refuses_it():
     # it trained the same model twice
     with pytest.raises(ValueError, match=r"^Group: cells 0 and 1 are the same cell, so they"):
