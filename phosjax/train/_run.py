@@ -352,7 +352,8 @@ def run_group(
       strategy: ``"vmap"``, ``"map"``, ``"sequential"``, ``"stepwise"`` (one dispatch per
         `STEPWISE_UNROLL` steps), ``"vmap_matmul"``, ``"map_matmul"`` (convolutions as
         matrix products, `convs_as_matmuls`) or ``"auto"`` (time each on this group
-        after compiling, keep the fastest; cached per backend and group).
+        after compiling, keep the fastest; cached per backend, group, data shapes, cell
+        count and device count: `choose_strategy`).
       chunk_steps: steps per dispatch, at most.
       on_chunk: called with each `Chunk` as soon as it is on the host.
       devices: the devices to shard the cells over (``None``: all local devices): at
