@@ -76,13 +76,15 @@ def _checked_step(step: jax.Array | int) -> jax.Array:
     Examples:
         >>> _checked_step(True)
         Traceback (most recent call last):
-        TypeError: batch_indices: step must be a whole number (the global step), got the bool ...
+        TypeError: batch_indices: step must be a whole number (the global step), got the bool True;
+        pass a number, e.g. 0 for the first batch
     """
     one_integer(
         "batch_indices",
         "step",
         step,
         "the global step",
+        "0 for the first batch",
         "for the batches of several steps, vmap: jax.vmap(lambda s: batch_indices(key, s, "
         "num_examples, batch_size))(steps)",
     )

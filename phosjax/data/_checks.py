@@ -64,7 +64,9 @@ def is_real(dtype: Any) -> bool:
     return any(jnp.issubdtype(dtype, kind) for kind in (np.floating, np.integer, np.bool_))
 
 
-def one_integer(where: str, name: str, value: Any, meaning: str, several: str) -> None:
+def one_integer(
+    where: str, name: str, value: Any, meaning: str, example: str, several: str
+) -> None:
     """Raises unless the argument ``name`` of ``where`` is one integer, concrete or traced:
     a scalar of an integer dtype, not a bool (nor None or a string). A float would be cut
     to an int silently, and an array of several would mix them into one result.
@@ -74,15 +76,16 @@ def one_integer(where: str, name: str, value: Any, meaning: str, several: str) -
       name: the argument, named in the errors.
       value: its value.
       meaning: what it is, said in the errors, e.g. ``"the global step"``.
+      example: a value to pass instead of a bool, e.g. ``"0 for the first batch"``.
       several: what to do for several values instead (a vmap), said in the error for an
         array of them.
 
     Examples:
-      >>> one_integer("f", "salt", 1.5, "the permutation's salt", "vmap f")
+      >>> one_integer("f", "salt", 1.5, "the permutation's salt", "0", "vmap f")
       Traceback (most recent call last):
       TypeError: f: salt must be a whole number (the permutation's salt), got dtype float32; a
       float salt would be cut to an int silently
-      >>> one_integer("f", "step", None, "the global step", "vmap f")
+      >>> one_integer("f", "step", None, "the global step", "0", "vmap f")
       Traceback (most recent call last):
       TypeError: f: step must be a whole number (the global step), got None
     """
@@ -92,7 +95,8 @@ def one_integer(where: str, name: str, value: Any, meaning: str, several: str) -
     dtype = jnp.result_type(value)
     if dtype == jnp.bool_:
         raise TypeError(
-            f"{where}: {name} must be a whole number ({meaning}), got the bool {value!r}"
+            f"{where}: {name} must be a whole number ({meaning}), got the bool {value!r}; "
+            f"pass a number, e.g. {example}"
         )
     if not jnp.issubdtype(dtype, jnp.integer):
         raise TypeError(

@@ -156,6 +156,7 @@ def shuffled_positions(
         "salt",
         salt,
         "which permutation to draw, e.g. the epoch",
+        "the epoch",
         "for the permutations of several salts, vmap: jax.vmap(lambda s: "
         "shuffled_positions(key, positions, n, salt=s))(salts)",
     )

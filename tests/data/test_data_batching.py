@@ -89,7 +89,9 @@ def test_bad_sizes_are_errors(key):
 def test_a_bool_step_is_refused_as_a_bool(key):
     for step in (True, jnp.bool_(False)):
         with pytest.raises(
-            TypeError, match=r"step must be a whole number \(the global step\), got the bool "
+            TypeError,
+            match=r"step must be a whole number \(the global step\), got the bool "
+            r"(True|.*False.*); pass a number, e.g. 0 for the first batch$",
         ) as error:
             batch_indices(key, step, 4, 2)
         assert "float" not in str(error.value)
@@ -281,7 +283,11 @@ def test_a_salt_that_is_no_one_integer_is_refused_not_cut_or_mixed(key):
             r"salt must be a whole number \(which permutation to draw, e.g. the "
             r"epoch\), got dtype float32; a float salt would be cut to an int silently$",
         ),
-        (True, TypeError, r"salt must be a whole number .*got the bool True$"),
+        (
+            True,
+            TypeError,
+            r"salt must be a whole number .*got the bool True; pass a number, e.g. the epoch$",
+        ),
         (None, TypeError, r"salt must be a whole number .*got None$"),
         ("1", TypeError, r"salt must be a whole number .*got the str '1'$"),
         (
