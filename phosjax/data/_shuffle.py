@@ -10,8 +10,11 @@ again while the value lies outside). It costs ``O(len(positions))`` and needs no
 
 from __future__ import annotations
 
+import operator
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from phosjax.data._checks import first_outside, int_at_least, one_integer
@@ -50,10 +53,24 @@ def _round_keys(key: jax.Array, salt: jax.Array | int) -> list[jax.Array]:
     Integer hashing only: `jax.random` would run threefry, which XLA:CPU compiles into a
     loop, several microseconds per call, inside every train step.
     """
-    mixed = _hash(jnp.asarray(salt).astype(jnp.uint32) ^ jnp.uint32(0x9E3779B9))
+    mixed = _hash(_salt_word(salt) ^ jnp.uint32(0x9E3779B9))
     for word in _key_words(key):
         mixed = _hash(mixed ^ word)
     return [_hash(mixed ^ jnp.uint32((0x85EBCA6B * (i + 1)) & 0xFFFFFFFF)) for i in range(ROUNDS)]
+
+
+def _salt_word(salt: jax.Array | int) -> jax.Array:
+    """``salt`` modulo ``2**32`` as a uint32: a concrete integer of any size is reduced
+    first (jax would refuse a Python int outside int32), so equal salts give one word
+    whether they come as Python ints, numpy or jax integers.
+
+    Examples:
+      >>> int(_salt_word(2**32 + 5)), int(_salt_word(-1)) == int(_salt_word(jnp.int32(-1)))
+      (5, True)
+    """
+    if isinstance(salt, int | np.integer):
+        return jnp.uint32(operator.index(salt) % 2**32)
+    return jnp.asarray(salt).astype(jnp.uint32)
 
 
 def _key_words(key: jax.Array) -> jax.Array:
@@ -130,7 +147,8 @@ def shuffled_positions(
       n: the size of the permuted range, an int (numpy's or a concrete jax scalar too)
         from 1 to ``2**31 - 1``.
       salt: one integer (a scalar, traced or not) that draws another permutation from the
-        same key (e.g. the epoch); vmap over several.
+        same key (e.g. the epoch); vmap over several. Salts are taken modulo ``2**32``
+        (a Python int of any size too): salts equal modulo ``2**32`` draw one permutation.
 
     Returns:
       int32 values in ``[0, n)``, shaped like ``positions``; distinct positions give

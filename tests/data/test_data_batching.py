@@ -301,3 +301,18 @@ def test_a_salt_that_is_no_one_integer_is_refused_not_cut_or_mixed(key):
             shuffled_positions(key, positions, 8, salt=salt)
     per_salt = jax.vmap(lambda s: shuffled_positions(key, positions, 8, salt=s))(jnp.arange(2))
     np.testing.assert_array_equal(per_salt[1], shuffled_positions(key, positions, 8, salt=1))
+
+
+def test_a_salt_outside_int32_is_taken_modulo_2_to_the_32(key):
+    """A Python salt >= 2**31 raised jax's bare OverflowError; salts are taken modulo
+    2**32, so equal salts draw one permutation however they are given."""
+    positions = jnp.arange(8)
+
+    def drawn(salt):
+        return shuffled_positions(key, positions, 8, salt=salt)
+
+    np.testing.assert_array_equal(drawn(2**32 + 5), drawn(5))
+    np.testing.assert_array_equal(drawn(2**32 + 5), drawn(np.int64(2**32 + 5)))
+    np.testing.assert_array_equal(drawn(2**32 - 1), drawn(jnp.int32(-1)))
+    np.testing.assert_array_equal(drawn(-(2**40) - 1), drawn(-1))
+    assert sorted(drawn(2**31).tolist()) == list(range(8))
