@@ -380,14 +380,17 @@ def _parse(name: str, data_dirs: Sequence[pathlib.Path] = ()) -> tuple[str, dict
 
 def _respelled(name: str, data_dirs: Sequence[pathlib.Path] = ()) -> str:
     """``. Did you mean ...?`` with `name` without spaces around it or around a ``/`` or
-    ``:``, a ``/`` at its end or hyphens and spaces inside it (``_`` instead), and spelled as
+    ``:``, a ``/`` at its end or hyphens and spaces inside it (``_`` instead), a version of
+    fewer than three numbers (`_three_part_version`), and spelled as
     TFDS names its data set (`_right_spelling`, among those prepared in `data_dirs`), or,
     where that names none built in or prepared there, as the nearest that does; where
     that is a well-formed TFDS name; "" if it is not.
 
     Examples:
-        >>> _respelled("my-images"), _respelled(" digits/"), _respelled("digits:1.0")
-        (". Did you mean 'my_images'?", ". Did you mean 'digits'?", '')
+        >>> _respelled("my-images"), _respelled(" digits/")
+        (". Did you mean 'my_images'?", ". Did you mean 'digits'?")
+        >>> _respelled("digits:1.0"), _respelled("digits:1.0.0.0")
+        (". Did you mean 'digits:1.0.0'?", '')
         >>> _respelled("My-Images/small")  # not 'My_Images/small', refused in turn
         ". Did you mean 'my_images/small'?"
         >>> _respelled("my images"), _respelled("Mnist-1D")  # a built-in name, not 'mnist_1_d'
@@ -398,7 +401,7 @@ def _respelled(name: str, data_dirs: Sequence[pathlib.Path] = ()) -> str:
     import tensorflow_datasets as tfds
 
     unspaced = re.sub(r"\s*([/:])\s*", r"\1", name).strip().rstrip("/")
-    fixed = re.sub(r"[\s-]+", "_", unspaced)
+    fixed = _three_part_version(re.sub(r"[\s-]+", "_", unspaced))
     try:
         dataset = tfds.core.naming.parse_builder_name_kwargs(fixed)[0]
     except ValueError:
@@ -410,6 +413,24 @@ def _respelled(name: str, data_dirs: Sequence[pathlib.Path] = ()) -> str:
         right = next(iter(nearest(right, known)), right)
     fixed = right + fixed[len(spelled) :]
     return f". Did you mean {fixed!r}?" if fixed != name and not dataset.namespace else ""
+
+
+def _three_part_version(name: str) -> str:
+    """`name` with a version of one or two numbers (or ``*``), or one that begins with
+    ``v``, written as TFDS takes it: three numbers, the missing ones 0 (``*`` after a ``*``).
+
+    Examples:
+        >>> _three_part_version("digits:1.0"), _three_part_version("a/b:v2")
+        ('digits:1.0.0', 'a/b:2.0.0')
+        >>> _three_part_version("digits:1.*"), _three_part_version("digits:1.0.0")
+        ('digits:1.*.*', 'digits:1.0.0')
+    """
+    parsed = re.fullmatch(r"(?P<head>[^:]+):v?(?P<parts>(\d+|\*)(\.(\d+|\*)){0,2})", name)
+    if parsed is None:
+        return name
+    parts = parsed["parts"].split(".")
+    filler = "*" if parts[-1] == "*" else "0"
+    return f"{parsed['head']}:{'.'.join(parts + [filler] * (3 - len(parts)))}"
 
 
 def _refuse_another_spelling(

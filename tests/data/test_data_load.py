@@ -930,9 +930,9 @@ def test_an_unknown_name_names_phosjax_and_tfds_data_dirs(no_data_dir_set, tmp_p
 def test_a_malformed_name_says_what_a_name_looks_like(toys_dir):
     with pytest.raises(
         ValueError,
-        match=r"data set name 'toy_configs:1\.0' is malformed; .* 'name/config:1\.2\.3'$",
+        match=r"data set name 'toy_configs:1\.0\.0\.0' is malformed; .* 'name/config:1\.2\.3'$",
     ):
-        load("toy_configs:1.0", data_dir=toys_dir)
+        load("toy_configs:1.0.0.0", data_dir=toys_dir)
 
 
 @pytest.mark.parametrize(
@@ -950,6 +950,9 @@ def test_a_malformed_name_says_what_a_name_looks_like(toys_dir):
         ("digits : 1.0.0 / ", "digits:1.0.0"),
         ("toy-uint-8-tensor", "toy_uint8_tensor"),  # the prepared name, not toy_uint_8_tensor
         ("toy-int-label", "toy_int_labels"),  # the nearest prepared, not toy_int_label (none)
+        ("toy_configs/small:1.0", "toy_configs/small:1.0.0"),  # a version has three numbers
+        ("digits:v1", "digits:1.0.0"),
+        ("Toy-Configs:1.*", "toy_configs:1.*.*"),
     ],
 )
 def test_a_malformed_name_offers_it_without_hyphens_spaces_or_a_slash_at_its_end(
@@ -1003,14 +1006,20 @@ def test_a_split_in_the_name_says_to_give_splits(toys_dir, name, split, pair):
     )
 
 
-@pytest.mark.parametrize("name", ["toy_configs:v1", "huggingface:toy_configs"])
-def test_a_name_with_a_namespace_is_malformed_not_looked_up(toys_dir, name):
+@pytest.mark.parametrize(
+    ("name", "meant"),
+    [
+        ("toy_configs:v1", r"\. Did you mean 'toy_configs:1\.0\.0'\?"),  # a version, not a name
+        ("huggingface:toy_configs", ""),
+    ],
+)
+def test_a_name_with_a_namespace_is_malformed_not_looked_up(toys_dir, name, meant):
     namespace = name.split(":")[0]
     for check in (load, check_loadable):
         with pytest.raises(
             ValueError,
             match=rf"data set name '{name}' is malformed; .* 'name/config:1\.2\.3', without a "
-            rf"namespace \('{namespace}' here\)$",
+            rf"namespace \('{namespace}' here\){meant}$",
         ):
             check(name, data_dir=toys_dir)
 
