@@ -10,6 +10,7 @@ import flax.linen as nn
 import jax
 
 from phosjax.core import flatten
+from phosjax.models.graph._abstract import eval_shape_as_applied
 from phosjax.models.graph._spec import SEP, Graph, Input, Node
 
 
@@ -92,7 +93,7 @@ def describe(graph: Graph, x: Any = None, model: nn.Module | None = None) -> dic
     shapes: dict[str, Any] = {}
     counts: dict[str, int] = {}
     if model is not None and (x is not None or not graph.inputs):
-        shapes, variables = jax.eval_shape(
+        shapes, variables = eval_shape_as_applied(
             lambda x: model.init_with_output(jax.random.key(0), x, outputs=graph.order), x
         )
         counts = param_counts(graph, variables)

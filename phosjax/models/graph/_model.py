@@ -23,6 +23,7 @@ from phosjax.layers._common import (
     zero_mask_padding,
 )
 from phosjax.models.graph import _draw
+from phosjax.models.graph._abstract import eval_shape_as_applied
 from phosjax.models.graph._spec import (
     COMBINES,
     OUT,
@@ -633,8 +634,8 @@ class GraphModel(nn.Module):
         every = self.nodes
         if variables is None:
             init = lambda x: self.init_with_output(jax.random.key(0), x, outputs=every)[0]
-            return jax.eval_shape(init, x)
-        return jax.eval_shape(lambda v, x: self.apply(v, x, outputs=every), variables, x)
+            return eval_shape_as_applied(init, x)
+        return eval_shape_as_applied(lambda v, x: self.apply(v, x, outputs=every), variables, x)
 
     def to_dot(self, x: Any = None) -> str:
         """Graphviz DOT text of the graph (`dot -Tsvg`); with an example input ``x`` (or

@@ -612,6 +612,19 @@ def test_shapes_without_computing(model_and_variables):
     assert model.shapes(x, variables)["head"].shape == (2, 3)
 
 
+@pytest.mark.filterwarnings("ignore:shape requires ndarray or scalar:DeprecationWarning")
+def test_shapes_and_drawings_take_a_nested_list_as_apply_does(key):
+    """A nested list failed with a tracer error (one traced scalar per number, which
+    Flax's Dense reads with numpy), though apply takes it (JAX warns that it may not)."""
+    model = GraphModel({"x": Input(), "h": node(nn.Dense(2), inputs="x")})
+    rows = [[1.0, 2.0, 3.0]]
+    variables = model.init(key, rows)
+    assert model.apply(variables, rows)["h"].shape == (1, 2)
+    assert model.shapes(rows)["h"].shape == model.shapes(rows, variables)["h"].shape == (1, 2)
+    assert '"h" [label="h\\nDense\\n(1, 2)", shape=box];' in model.to_dot(rows)
+    assert json.loads(model.to_json(rows))["nodes"][-1]["shape"] == [1, 2]
+
+
 def test_to_dot_draws_every_node_and_edge(model_and_variables):
     model, _, x = model_and_variables
     dot = model.to_dot(x)

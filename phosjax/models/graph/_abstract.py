@@ -1,0 +1,36 @@
+"""`eval_shape_as_applied`: `jax.eval_shape` that leaves an input's Python values as they are."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+
+
+def eval_shape_as_applied(fn: Callable[..., Any], *args: Any) -> Any:
+    """``jax.eval_shape(fn, *args)`` abstracting only the arrays (and
+    `jax.ShapeDtypeStruct` s) among the leaves of ``args``; the others (Python numbers,
+    nested lists of them) reach ``fn`` as they are, as ``apply`` takes them: a list of
+    lists is one array to a node, not one traced scalar per number.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> eval_shape_as_applied(lambda x, y: jnp.asarray(x) @ y, [[1.0, 2.0]], jnp.ones((2, 3)))
+      ShapeDtypeStruct(shape=(1, 3), dtype=float32)
+    """
+    leaves, tree = jax.tree.flatten(args)
+    traced = [
+        i
+        for i, leaf in enumerate(leaves)
+        if isinstance(leaf, jax.Array | np.ndarray | jax.ShapeDtypeStruct)
+    ]
+
+    def on_arrays(arrays: list[Any]) -> Any:
+        given = list(leaves)
+        for i, array in zip(traced, arrays, strict=True):
+            given[i] = array
+        return fn(*jax.tree.unflatten(tree, given))
+
+    return jax.eval_shape(on_arrays, [leaves[i] for i in traced])
