@@ -155,11 +155,11 @@ def graph_model(config: ModelConfig) -> GraphModel:
     ``add``, ``act`` for a ResNet; ``attention_norm``, ``attention``, ``attention_add``,
     ``mlp_norm``, ``mlp_in``, ``gelu``, ``mlp_out``, ``mlp_add`` for a transformer),
     ``features`` (pooled), ``dropout`` (when the option is set) and ``head`` (the logits).
-    ``view`` checks the input shape as the zoo model does. A transformer's call takes the
+    ``view`` checks the input shape as the zoo model does. A transformer's call (of depth
+    1 or more; at depth 0 no node takes it, as no block of the zoo model does) takes the
     zoo model's ``mask`` (see `phosjax.models.Frame`): ``view`` reads the padded tokens
     as zeros, its attention nodes attend the real tokens only and ``features`` pools
-    them. For code that expects the
-    logits alone (the training engine, `phosjax.morph`), use
+    them. For code that expects the logits alone (the training engine, `phosjax.morph`), use
     ``graph_model(config).clone(returns="head")``.
 
     Raises:
@@ -201,7 +201,9 @@ def graph_model(config: ModelConfig) -> GraphModel:
     def pool_real(h: jax.Array, mask: Any = None) -> jax.Array:  # the tokens a mask keeps
         return pool_tokens(h, options["pool"], padding_mask(mask, h))
 
-    masked = config.name == "transformer"  # its attention takes the zoo's mask, a ResNet none
+    # The attention nodes take the zoo's mask; with none (depth 0), or in a ResNet, it is
+    # refused, as the zoo's Frame refuses a keyword that none of its blocks takes.
+    masked = config.name == "transformer" and bool(resolved.depth)
     spec: Spec = {
         "view": view_padded if masked else view,
         **blocks,

@@ -75,11 +75,22 @@ def test_what_the_transformer_twins_padded_patches_hold_reaches_no_gradient(key)
     jax.tree.map(np.testing.assert_array_equal, grads, grad(params, x.at[1, 24:].set(0.0)))
 
 
-def test_the_resnet_twin_refuses_a_mask_as_the_zoo_model_does(key):
+@pytest.mark.parametrize(
+    "config",
+    [
+        ModelConfig("resnet", 3, (40,), width=4),
+        # No block to take it: the zoo's Frame refused the mask, the twin took it.
+        ModelConfig("transformer", 3, (40,), depth=0, width=4, options={"num_heads": 1}),
+    ],
+    ids=["resnet", "transformer-depth-0"],
+)
+def test_a_twin_without_attention_refuses_a_mask_as_the_zoo_model_does(config, key):
     x = jnp.ones((2, 40))
-    twin = graph_model(ModelConfig("resnet", 3, (40,), width=4))
+    mask = jnp.ones((2, 40 // dict(config.resolved().options).get("patch_size", 1)), bool)
+    with pytest.raises(TypeError, match=r"^Frame was called with the keyword 'mask'"):
+        jax.eval_shape(build_model(config).init, key, x, mask=mask)
     with pytest.raises(TypeError, match=r"^GraphModel was called with the keyword 'mask'"):
-        twin.init(key, x, mask=jnp.ones((2, 40), bool))
+        jax.eval_shape(graph_model(config).init, key, x, mask=mask)
 
 
 def test_every_layer_of_the_twin_is_a_node(key):
