@@ -7,15 +7,18 @@ import numpy as np
 ANY_ZERO = {"mul", "and"}
 ALL_ZERO = {"add", "add_any", "sub", "max", "min", "or", "select_n", "clamp"}
 FIRST_ZERO = {"div", "rem"}
+SHIFTS = {"shift_left", "shift_right_arithmetic", "shift_right_logical"}
+"""Bit shifts: zero where the shifted operand is (its first); a shift by 0 is no pole."""
 KEEPS_ZERO = {
     "neg", "abs", "tanh", "sin", "tan", "sqrt", "cbrt", "square", "erf", "erf_inv", "sign",
     "floor", "ceil", "round", "real", "imag", "asinh", "atanh", "atan", "asin", "sinh", "expm1",
     "log1p", "convert_element_type", "copy", "copy_p", "reduce_precision", "stop_gradient",
-    "optimization_barrier",
+    "optimization_barrier", "bessel_i1e",
 }  # fmt: skip
 LOSES_ZERO = {
     "exp", "exp2", "log", "logistic", "cos", "cosh", "rsqrt", "is_finite",
-    "not", "acos", "acosh", "lgamma", "digamma", "erfc", "nextafter", "atan2",
+    "not", "acos", "acosh", "lgamma", "digamma", "erfc", "nextafter", "atan2", "bessel_i0e",
+    "bitcast_convert_type",  # of a float: -0.0's bits are not zero
 }  # fmt: skip
 COMPARE = {
     "eq": np.equal, "ne": np.not_equal, "lt": np.less, "gt": np.greater, "le": np.less_equal,
@@ -54,6 +57,8 @@ _RANDOM_HINT = (
 )
 UNSUPPORTED_HINTS = {
     "while": _WHILE_HINT,
+    "bitcast_convert_type": "bitcasts to a dtype of another width, which adds or removes "
+    "an axis of its parts; bitcast to a dtype of the same width (float32 to int32)",
     "cond": "is a branch (lax.cond, lax.switch, nn.cond), which is not followed; compute "
     "both branches and pick with jnp.where",
     **dict.fromkeys(_RANDOM, _RANDOM_HINT),

@@ -38,6 +38,7 @@ from phosjax.morph._ops import (
     POLE_AT_ZERO,
     POWERS,
     REDUCE,
+    SHIFTS,
     UNSUPPORTED_HINTS,
     WINDOW,
 )
@@ -366,7 +367,7 @@ class _Walker:
             zeros = self.all_zero(name, args, known)
             if name == "select_n":
                 zeros |= self.first_picked(args, known)
-        elif name in FIRST_ZERO:
+        elif name in FIRST_ZERO | SHIFTS:
             zeros = self.zero_atoms(args[0]) if args[0] is not None else set()
         elif name in COMPARE:
             zeros = self.compared(name, args, known)
@@ -921,11 +922,11 @@ class _Walker:
         if name == "iota":
             shape = eqn.outvars[0].aval.shape
             return [Value([self.labels.new(n, "iota") for n in shape])]
-        if name in ANY_ZERO | ALL_ZERO | FIRST_ZERO | KEEPS_ZERO | LOSES_ZERO | {
-            *COMPARE,
-            *POWERS,
-            "sharding_constraint",
-        }:
+        resized = (  # a bitcast to another width adds or removes an axis: refused below
+            name == "bitcast_convert_type" and eqn.outvars[0].aval.shape != eqn.invars[0].aval.shape
+        )
+        zeros_kept_or_lost = ANY_ZERO | ALL_ZERO | FIRST_ZERO | SHIFTS | KEEPS_ZERO | LOSES_ZERO
+        if name in zeros_kept_or_lost | {*COMPARE, *POWERS, "sharding_constraint"} and not resized:
             return [self.elementwise(eqn, args, known)]
         module = "/".join(s for s in (*self.scopes, str(eqn.source_info.name_stack)) if s)
         hint = UNSUPPORTED_HINTS.get(
