@@ -564,7 +564,7 @@ class GraphModel(nn.Module):
 
         given = dict(feeds) or None  # no feeds: x=None ({} is an x, refused without inputs)
         with set_aside():  # the copy's aux losses, path weights... are not this call's
-            expected = jax.eval_shape(outputs, dict(self.variables), given)
+            expected = eval_shape_as_applied(outputs, dict(self.variables), given)
         return {path: _checked_injected(path, inject[path], expected[path]) for path in checked}
 
     def _feeds(self, x: Any, needed: list[str]) -> dict[str, Any]:

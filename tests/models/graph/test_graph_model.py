@@ -625,6 +625,21 @@ def test_shapes_and_drawings_take_a_nested_list_as_apply_does(key):
     assert json.loads(model.to_json(rows))["nodes"][-1]["shape"] == [1, 2]
 
 
+@pytest.mark.filterwarnings("ignore:shape requires ndarray or scalar:DeprecationWarning")
+def test_an_injection_is_checked_on_a_nested_list_as_on_its_array(key):
+    """The check of an injected value traced a nested list as one scalar per number: a
+    tracer error where the list's array was checked."""
+    model = GraphModel({"x": Input(), "h": node(nn.Dense(2), inputs="x"), "y": nn.relu})
+    rows = [[1.0, 2.0, 3.0]]
+    variables = model.init(key, rows)
+    injected = model.apply(variables, rows, inject={"h": -jnp.ones((1, 2))}, outputs="y")
+    np.testing.assert_array_equal(injected["y"], jnp.zeros((1, 2)))
+    with pytest.raises(
+        GraphError, match=r"inject gives node 'h' float32\[1, 3\], but the node computes "
+    ):
+        model.apply(variables, rows, inject={"h": jnp.ones((1, 3))}, outputs="y")
+
+
 def test_to_dot_draws_every_node_and_edge(model_and_variables):
     model, _, x = model_and_variables
     dot = model.to_dot(x)
