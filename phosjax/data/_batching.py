@@ -55,11 +55,19 @@ def batch_indices(
         >>> batch_indices(key, 3, 6, 2).dtype
         dtype('int32')
     """
-    num_examples = int_at_least("num_examples", num_examples)
-    batch_size = int_at_least("batch_size", batch_size)
+    num_examples = int_at_least("batch_indices: num_examples", num_examples)
+    return _indices(key, step, num_examples, batch_size, "batch_indices", f"{num_examples=}")
+
+
+def _indices(
+    key: jax.Array, step: jax.Array | int, num_examples: int, batch_size: int, where: str, pool: str
+) -> jax.Array:
+    """`batch_indices` of a checked ``num_examples``; errors about ``batch_size`` name
+    ``where`` (the function called) and ``pool`` (what the examples are, in its terms)."""
+    batch_size = int_at_least(f"{where}: batch_size", batch_size)
     if batch_size > num_examples:
         raise ValueError(
-            f"batch_size={batch_size} is larger than num_examples={num_examples}; "
+            f"{where}: batch_size={batch_size} is larger than {pool}; "
             f"use a batch_size of at most {num_examples}"
         )
     steps_per_epoch = num_examples // batch_size
@@ -118,6 +126,11 @@ def take_batch(key: jax.Array, step: jax.Array | int, arrays: PyTree, batch_size
     Returns:
         The same pytree, each leaf of leading size `batch_size`.
 
+    Raises:
+        ValueError: naming take_batch: the leaves have no rows, fewer than `batch_size`,
+            different leading sizes, or one is a scalar; `batch_size` is below 1.
+        TypeError: `batch_size` is no static int; `step` as in `batch_indices`.
+
     Examples:
         >>> x, y = jnp.arange(12.0).reshape(6, 2), jnp.arange(6)
         >>> xb, yb = take_batch(jax.random.key(0), 0, (x, y), 4)
@@ -139,5 +152,11 @@ def take_batch(key: jax.Array, step: jax.Array | int, arrays: PyTree, batch_size
             f"take_batch: the leaves of `arrays` have different leading sizes {sorted(sizes)}; "
             "all must have one row per example"
         )
-    indices = batch_indices(key, step, sizes.pop(), batch_size)
+    rows = sizes.pop()
+    if not rows:
+        raise ValueError(
+            "take_batch: the leaves of `arrays` have no rows; give at least "
+            f"batch_size={batch_size!r} rows, one per example"
+        )
+    indices = _indices(key, step, rows, batch_size, "take_batch", f"the {rows} rows of `arrays`")
     return jax.tree_util.tree_map(lambda leaf: jnp.take(leaf, indices, axis=0), arrays)

@@ -63,7 +63,9 @@ def test_take_batch_gathers_matching_rows(key):
 
 
 def test_bad_sizes_are_errors(key):
-    with pytest.raises(ValueError, match=r"batch_size=5 is larger than num_examples=4"):
+    with pytest.raises(
+        ValueError, match=r"^batch_indices: batch_size=5 is larger than num_examples=4"
+    ):
         batch_indices(key, 0, 4, 5)
     with pytest.raises(ValueError, match="batch_size must be a positive int, got 0"):
         batch_indices(key, 0, 4, 0)
@@ -71,6 +73,16 @@ def test_bad_sizes_are_errors(key):
         batch_indices(key, 0, 4.0, 2)
     with pytest.raises(TypeError, match="batch_size must be a static positive int, got True"):
         batch_indices(key, 0, 4, True)
+    with pytest.raises(
+        ValueError, match=r"^take_batch: batch_size=5 is larger than the 4 rows of `arrays`; "
+    ):  # it said num_examples=4, which take_batch takes no argument of
+        take_batch(key, 0, (jnp.zeros(4),), 5)
+    with pytest.raises(
+        ValueError, match=r"^take_batch: the leaves of `arrays` have no rows; give at least "
+    ):  # it said "num_examples must be a positive int, got 0"
+        take_batch(key, 0, (jnp.zeros((0, 3)),), 2)
+    with pytest.raises(TypeError, match=r"^take_batch: batch_size must be a static positive int"):
+        take_batch(key, 0, (jnp.zeros(4),), 2.0)
     with pytest.raises(ValueError, match=r"different leading sizes \[3, 4\]"):
         take_batch(key, 0, (jnp.zeros(4), jnp.zeros(3)), 2)
     for arrays, leaf in (
