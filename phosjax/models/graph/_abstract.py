@@ -6,20 +6,41 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+
+
+def _is_number_list(value: Any) -> bool:
+    """Whether ``value`` is a (nested) list of Python numbers alone, which a node reads as
+    one array.
+
+    Examples:
+      >>> _is_number_list([[1.0, 2.0]]), _is_number_list([np.ones(2)]), _is_number_list([])
+      (True, False, False)
+    """
+    leaves = jax.tree.leaves(value)
+    return (
+        isinstance(value, list)
+        and bool(leaves)
+        and all(isinstance(leaf, int | float) for leaf in leaves)
+    )
 
 
 def eval_shape_as_applied(fn: Callable[..., Any], *args: Any) -> Any:
     """``jax.eval_shape(fn, *args)`` abstracting only the arrays (and
-    `jax.ShapeDtypeStruct` s) among the leaves of ``args``; the others (Python numbers,
-    nested lists of them) reach ``fn`` as they are, as ``apply`` takes them: a list of
-    lists is one array to a node, not one traced scalar per number.
+    `jax.ShapeDtypeStruct` s) among the leaves of ``args``, a nested list of numbers
+    taken as its array (as a node reads it: one array, not one traced scalar per number,
+    and so drawn); the other leaves (Python numbers) reach ``fn`` as they are.
 
     Examples:
       >>> import jax.numpy as jnp
-      >>> eval_shape_as_applied(lambda x, y: jnp.asarray(x) @ y, [[1.0, 2.0]], jnp.ones((2, 3)))
-      ShapeDtypeStruct(shape=(1, 3), dtype=float32)
+      >>> x, y = eval_shape_as_applied(lambda x, w: (x, x @ w), [[1.0, 2.0]], jnp.ones((2, 3)))
+      >>> x.shape, y.shape
+      ((1, 2), (1, 3))
     """
+    args = jax.tree.map(
+        lambda v: jnp.asarray(v) if _is_number_list(v) else v, args, is_leaf=_is_number_list
+    )
     leaves, tree = jax.tree.flatten(args)
     traced = [
         i

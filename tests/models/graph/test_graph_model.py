@@ -621,7 +621,9 @@ def test_shapes_and_drawings_take_a_nested_list_as_apply_does(key):
     variables = model.init(key, rows)
     assert model.apply(variables, rows)["h"].shape == (1, 2)
     assert model.shapes(rows)["h"].shape == model.shapes(rows, variables)["h"].shape == (1, 2)
-    assert '"h" [label="h\\nDense\\n(1, 2)", shape=box];' in model.to_dot(rows)
+    dot = model.to_dot(rows)  # the list drawn as its array, not one part per number
+    assert '"x" [label="x\\nInput\\n(1, 3)", shape=ellipse];' in dot
+    assert '"h" [label="h\\nDense\\n(1, 2)", shape=box];' in dot
     assert json.loads(model.to_json(rows))["nodes"][-1]["shape"] == [1, 2]
 
 
