@@ -34,10 +34,10 @@ from phosjax.bench import _layout
 from phosjax.bench._config import BenchConfig, BenchError
 from phosjax.bench._env import environment
 from phosjax.bench._reading import (
+    CONFIG_HINT,
     MARKER_HINT,
     REFUSED,
     UNREADABLE,
-    WRITTEN_WHOLE,
     not_an_object,
     read_file,
 )
@@ -108,12 +108,7 @@ def open_bench(directory: str | os.PathLike) -> tuple[BenchConfig, dict[str, Any
         gone = (FileNotFoundError, IsADirectoryError)
         if isinstance(system, OSError) and not isinstance(system, gone):
             raise BenchError(f"{error}\nIt is the bench's stored config: {REFUSED}.") from error
-        raise BenchError(
-            f"{error}\nIt is the bench's stored config: {WRITTEN_WHOLE}; restore it from a "
-            "backup, or write the bench's config there again (`python -m "
-            "phosjax.bench.new --config FILE --print_config`, FILE the config the bench was "
-            "started with, with the models add_models added to its models)."
-        ) from error
+        raise BenchError(f"{error}\nIt is the bench's stored config: {CONFIG_HINT}") from error
     try:
         return BenchConfig.from_dict(data), marker
     except BenchError as error:

@@ -51,6 +51,12 @@ ENV_HINT = (
     "(package versions, devices, host), which the results and checkpoints do not need; "
     "continuing the bench (python -m phosjax.bench.new --dir DIR) writes it again."
 )
+CONFIG_HINT = (
+    f"{WRITTEN_WHOLE}; restore it from a backup, or write the bench's config there again "
+    "(`python -m phosjax.bench.new --config FILE --print_config`, FILE the config the bench "
+    "was started with, with the models add_models added to its models): no run continues "
+    "the bench, nor adds models to it, until it reads."
+)
 REFUSED = (
     "the system would not read it, whatever it holds: let this user read it (its "
     "permissions, those of its folder), or see to the disk"
@@ -97,8 +103,8 @@ def hint(relative: str) -> str:
     Examples:
       >>> hint("status.p1of2.json") == STATUS_HINT, hint("results/part-g-000000001.parquet")[:40]
       (True, 'phosjax writes it whole, so something el')
-      >>> hint("env.json") == ENV_HINT, hint("config.yaml")
-      (True, '')
+      >>> hint("env.json") == ENV_HINT, hint("config.yaml") == CONFIG_HINT, hint("x.txt")
+      (True, True, '')
     """
     folder = relative.partition("/")[0] if "/" in relative else None
     if relative == _layout.MARKER:
@@ -111,6 +117,8 @@ def hint(relative: str) -> str:
         return PROFILE_HINT
     if relative == _layout.ENV:
         return ENV_HINT
+    if relative == _layout.CONFIG:
+        return CONFIG_HINT
     if folder == _layout.GRAPHS:
         return _GRAPH_HINT
     if relative == _layout.CELLS or folder == _layout.BLURBS:
