@@ -82,18 +82,25 @@ def not_an_object(data: object, hint: str) -> str:
       >>> [not_an_object(d, "")[6:15] for d in (None, "x", 2.5, True)]
       ['null, not', 'a string,', 'a number,', 'true, not']
     """
-    return f"holds {_json_kind(data)}, not the JSON object phosjax writes there; {hint}"
+    return f"holds {json_kind(data)}, not the JSON object phosjax writes there; {hint}"
 
 
-def _json_kind(data: object) -> str:
+def json_kind(data: object) -> str:
     """What JSON calls the value ``json.load`` read as ``data``: null, true, false, a
-    number, a string or a list."""
+    number, a string, a list or an object.
+
+    Examples:
+      >>> json_kind({}), json_kind([]), json_kind(False)
+      ('an object', 'a list', 'false')
+    """
     if data is None:
         return "null"
     if isinstance(data, bool):
         return str(data).lower()
     if isinstance(data, int | float):
         return "a number"
+    if isinstance(data, dict):
+        return "an object"
     return "a string" if isinstance(data, str) else f"a {type(data).__name__}"
 
 

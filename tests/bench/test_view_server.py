@@ -674,21 +674,38 @@ def test_blurb_graph_profile_and_morph_endpoints(server, written):
 
 
 @pytest.mark.parametrize(
-    ("folder", "text"),
-    [("graphs", "[]"), ("graphs", '{"nodes": {"a": 1}}'), ("graphs", '"x"'), ("blurbs", "{}")],
+    ("folder", "text", "wrong"),
+    [
+        ("graphs", "[]", "it holds a list"),
+        ("graphs", '{"nodes": {"a": 1}}', "its 'nodes' holds an object"),
+        ("graphs", '"x"', "it holds a string"),
+        ("blurbs", "{}", "it has no 'root'"),
+        ("graphs", '{"nodes": [], "edges": {"a": "b"}}', "its 'edges' holds an object"),
+        ("graphs", '{"nodes": [], "edges": [], "outputs": 3}', "its 'outputs' holds a number"),
+    ],
 )
-def test_a_model_file_that_holds_no_drawing_is_an_error_naming_it(tmp_path, folder, text):
-    """A graph drawing without its list of nodes was sent as it was: the page failed with
-    'nodes.map is not a function', naming no file (or drew an empty graph); the error
-    says what to do, as it does where the file is no JSON."""
+def test_a_model_file_that_holds_no_drawing_is_an_error_naming_it(tmp_path, folder, text, wrong):
+    """A graph drawing without its list of nodes (or edges, outputs) was sent as it was:
+    the page failed with 'nodes.map is not a function' ('edges is not iterable'), naming
+    no file (or drew an empty graph); the error names what is wrong and says what to do,
+    as it does where the file is no JSON."""
     (tmp_path / "bench.json").write_text('{"format": 1}')
     (tmp_path / folder).mkdir()
     (tmp_path / folder / "m-1.json").write_text(text)
     remedy = "; phosjax writes it whole, so something else changed it; delete it"
     with pytest.raises(
-        BrokenFileError, match=rf"^cannot read {folder}/m-1\.json: it does not hold a .*\){remedy}"
+        BrokenFileError,
+        match=rf"^cannot read {folder}/m-1\.json: {wrong}; it does not hold a .*\){remedy}",
     ):
         _api.model_file(BenchFiles(tmp_path), folder, "m-1")
+
+
+def test_a_graph_drawing_without_edges_or_outputs_is_sent(tmp_path):
+    """The page draws a graph without edges or outputs (``graph.edges || []``)."""
+    (tmp_path / "bench.json").write_text('{"format": 1}')
+    (tmp_path / "graphs").mkdir()
+    (tmp_path / "graphs" / "m-1.json").write_text('{"nodes": [], "edges": null}')
+    assert _api.model_file(BenchFiles(tmp_path), "graphs", "m-1") == {"nodes": [], "edges": None}
 
 
 def test_page_and_static_files(server):

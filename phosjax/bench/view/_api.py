@@ -530,7 +530,8 @@ def _peaks(frame: pd.DataFrame) -> np.ndarray:
 
 def model_file(bench: BenchFiles, folder: str, model_id: str) -> Any:
     """The parsed ``<folder>/<model_id>.json`` (a blurb or a graph drawing); a blurb
-    without its module tree (``root``), or a graph drawing without its list of nodes, is
+    without its module tree (``root``), or a graph drawing without its list of nodes (or
+    whose edges or outputs are no list), is
     a `BrokenFileError` naming the file and what to do (`_reading.hint`), which the page
     would fail on without naming it; a ``model_id`` the bench lacks (``.`` too) is a
     `NotFound` naming its models.
@@ -543,10 +544,11 @@ def model_file(bench: BenchFiles, folder: str, model_id: str) -> Any:
       >>> _ = (root / "blurbs" / "mlp-1.json").write_text("{}")
       >>> model_file(BenchFiles(root), "blurbs", "mlp-1")
       Traceback (most recent call last):
-      phosjax.bench._errors.BrokenFileError: cannot read blurbs/mlp-1.json: it does not hold
-      a blurb ({"root": {module}, "backend": ...}, as phosjax.core.Blurb.to_json writes it);
-      phosjax writes it whole, so something else changed it; delete it, then continue the
-      bench (python -m phosjax.bench.new --dir DIR), which writes it again.
+      phosjax.bench._errors.BrokenFileError: cannot read blurbs/mlp-1.json: it has no 'root';
+      it does not hold a blurb ({"root": {module}, "backend": ...}, as
+      phosjax.core.Blurb.to_json writes it); phosjax writes it whole, so something else
+      changed it; delete it, then continue the bench (python -m phosjax.bench.new --dir
+      DIR), which writes it again.
     """
     # '.', '.hidden': no model's id (`_layout.PLAIN_NAME`), not a path out of the bench
     plain = _layout.PLAIN_NAME.fullmatch(model_id)
@@ -564,29 +566,36 @@ def model_file(bench: BenchFiles, folder: str, model_id: str) -> Any:
         )
     relative = f"{folder}/{model_id}.json"
     content = bench.json(relative)
-    key, kind, what = _MODEL_FILES[folder]
-    if not (isinstance(content, dict) and isinstance(content.get(key), kind)):
-        raise BrokenFileError(
-            f"cannot read {relative}: it does not hold {what}; {_reading.hint(relative)}"
-        )
-    return content
+    keys, what = _MODEL_FILES[folder]
+    if not isinstance(content, dict):
+        wrong = f"it holds {_reading.json_kind(content)}"
+    else:
+        unfit = [key for key, kind in keys.items() if not isinstance(content.get(key), kind)]
+        if not unfit:
+            return content
+        key = unfit[0]
+        given = _reading.json_kind(content[key]) if key in content else None
+        wrong = f"its {key!r} holds {given}" if given else f"it has no {key!r}"
+    raise BrokenFileError(
+        f"cannot read {relative}: {wrong}; it does not hold {what}; {_reading.hint(relative)}"
+    )
 
 
-_MODEL_FILES = {
+_OPTIONAL_LIST = (list, type(None))
+_MODEL_FILES: dict[str, tuple[dict[str, type | tuple[type, ...]], str]] = {
     _layout.BLURBS: (
-        "root",
-        dict,
+        {"root": dict},
         'a blurb ({"root": {module}, "backend": ...}, as phosjax.core.Blurb.to_json writes it)',
     ),
     _layout.GRAPHS: (
-        "nodes",
-        list,
-        'a graph drawing ({"nodes": [{node}, ...], "edges": [...], ...}, as '
-        "phosjax.models.graph.GraphModel.to_json writes it)",
+        {"nodes": list, "edges": _OPTIONAL_LIST, "outputs": _OPTIONAL_LIST},
+        'a graph drawing ({"nodes": [{node}, ...], "edges": [...], "outputs": [...], ...}, '
+        "as phosjax.models.graph.GraphModel.to_json writes it)",
     ),
 }
-"""What `model_file` needs of a file of each folder, which the page draws: the key its
-JSON object must have, of what type, and what the file holds."""
+"""What `model_file` needs of a file of each folder, which the page draws: the keys its
+JSON object must have, each of what type (None: the page does without it), and what the
+file holds."""
 
 
 def morph(bench: BenchFiles) -> dict[str, Any]:
