@@ -1536,6 +1536,29 @@ def test_a_count_of_one_is_singular(tmp_path, page):
         assert "1 compiled program: " in page.run(text("tooltip"))
 
 
+def test_step_counts_from_a_million_up_are_written_whole(tmp_path, page):
+    """A group of 2,000,000 steps read "1.50e+6 / 2.00e+6 steps" in the run panel, and
+    the curves' tooltip "step 1.00e+6": counts read whole, their thousands separated."""
+    written = write_bench(tmp_path / "long", blurb_json())
+    status = json.loads((written.root / _layout.STATUS).read_text())
+    for group in status["groups"].values():
+        group.update(steps_done=1_500_000, steps=2_000_000, finished=False)
+    (written.root / _layout.STATUS).write_text(json.dumps(status))
+    line = {"key": "a", "label": "a", "color": "#000", "x": [0, 1e6, 2e6], "y": [2, 1, 0.5]}
+    drawn = (
+        "import('./static/plot.js').then((m) => { const box = document.createElement('div');"
+        " box.id = 'long-steps'; document.body.append(box);"
+        f" m.linePlot(box, {{ series: [{json.dumps(line)}] }}); }})"
+    )
+    text = "document.getElementById('{}').textContent".format
+    with serving(written.root) as server:
+        page.open(server.url)
+        assert page.run(text("groups")).count("1,500,000 / 2,000,000 steps") == 2
+        page.run(drawn)
+        page.hover("#long-steps rect.overlay")
+        assert page.run(text("tooltip")).startswith("step 1,000,000")
+
+
 def test_a_long_group_id_in_the_phases_plot_fits_its_margin(tmp_path, page):
     """A group id longer than the bars' left margin ran off the plot's left edge, its start
     cut away; it keeps its start and end (model and hash), the whole id on hover."""

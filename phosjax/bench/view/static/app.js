@@ -1,6 +1,6 @@
 // The bench viewer page: loads the bench's JSON from this server and draws every section.
 
-import { linePlot, scatterPlot, stackedBars, legendOf, format, fixed, formatBytes, formatSeconds, escapeHtml } from "./plot.js";
+import { linePlot, scatterPlot, stackedBars, legendOf, format, fixed, formatBytes, formatCount, formatSeconds, escapeHtml } from "./plot.js";
 import { renderBlurb, openModules } from "./blurb.js";
 import { drawGraph } from "./graph.js";
 import { pollDelay, changedParts } from "./live.js";
@@ -58,9 +58,10 @@ function panel(id, render) {
   };
 }
 
-// `n` and the noun, plural unless `n` is 1: counted(1, "seed") is "1 seed".
+// `n` and the noun, plural unless `n` is 1: counted(1, "seed") is "1 seed",
+// counted(1500000, "step") "1,500,000 steps".
 function counted(n, noun) {
-  return `${format(n)} ${n === 1 ? noun : `${noun}s`}`;
+  return `${formatCount(n)} ${n === 1 ? noun : `${noun}s`}`;
 }
 
 function short(text, n = 36) {
@@ -648,14 +649,14 @@ function renderBoard() {
         const at = r.at(column.metric.split);
         if (at !== null) {
           const ends = r.cells.map((c) => c._done);
-          const title = `at step ${format(at)}, the last all its seeds reached (they stopped at ${format(Math.min(...ends))} to ${format(Math.max(...ends))})`;
-          td.appendChild(el("span", { class: "at-step", title }, ` @ ${format(at)}`));
+          const title = `at step ${formatCount(at)}, the last all its seeds reached (they stopped at ${formatCount(Math.min(...ends))} to ${formatCount(Math.max(...ends))})`;
+          td.appendChild(el("span", { class: "at-step", title }, ` @ ${formatCount(at)}`));
         }
       } else if (column.key === "_steps") {
         const ends = r.cells.map((c) => c._done), total = r.row._steps;
         const [first, last] = [Math.min(...ends), Math.max(...ends)]; // seeds at different steps: both
-        const done = first === last ? format(first) : `${format(first)}–${format(last)}`;
-        td.textContent = `${done} / ${format(total)}`; // total null: not started
+        const done = first === last ? formatCount(first) : `${formatCount(first)}–${formatCount(last)}`;
+        td.textContent = `${done} / ${formatCount(total)}`; // total null: not started
         const unfinished = r.cells.filter((c) => !c._finished);
         if (unfinished.length && unfinished.every((c) => c._stopped)) {
           td.classList.add("stopped");
@@ -945,7 +946,7 @@ function renderHparams() {
     .filter((c) => typeof c.x === "number" && c.y !== null);
   if (!cells.length) return hint(`No ${label} to plot for the rows shown (ticked and matching the filters).`);
   const step = (row) => steps.get(row.config);
-  const at = (row) => (step(row) !== null ? ` at step ${format(step(row))}, the last all its seeds reached` : "");
+  const at = (row) => (step(row) !== null ? ` at step ${formatCount(step(row))}, the last all its seeds reached` : "");
   const lines = trendLines(cells, column);
   const lineColor = new Map(lines.map((l) => [l.key, l.color]));
   const item = (c) => ({ key: c.r.key, color: lineColor.get(groupOf(c.row, column)), x: c.x, y: c.y, detail: cellDetail(c.row, `${label}${at(c.row)}`, c.y), data: { cell: c.row.cell_id } });
@@ -1095,7 +1096,7 @@ const renderProfile = panel("profile", async (current) => {
     const unreported = memory.columns.filter((c) => c.includes("bytes") && !series.some((s) => s.column === c));
     const missing = unreported.map((c) => ({ label: `${c}: not reported by this backend`, color: null }));
     const xLabel = first === null ? xColumn : "seconds since the bench first ran";
-    linePlot($("memory"), { series, title: "memory over time", xLabel, yLabel: bytes ? "MiB" : "" });
+    linePlot($("memory"), { series, title: "memory over time", xLabel, xFormat: format, yLabel: bytes ? "MiB" : "" });
     $("memory").appendChild(legendOf([...series, ...missing]));
   } else {
     $("memory").replaceChildren(el("p", { class: "hint" }, `No memory figures: ${unwritten(files.memory, "memory", "samples")}`));
@@ -1138,7 +1139,7 @@ function renderRun() {
   replaceIfChanged($("env"), info.env_error ? el("p", { class: "error" }, `Could not read the environment: ${info.env_error}`)
     : keyValueTable(Object.entries(info.env || {}).map(([k, v]) => [k, envValue(k, v)])));
   const line = (id, cells, done, steps, shown, strategy, diverged) => [
-    id, [counted(cells, "cell"), `${format(done)} / ${counted(steps, "step")}`, shown, strategy, diverged && `${diverged} diverged`]
+    id, [counted(cells, "cell"), `${formatCount(done)} / ${counted(steps, "step")}`, shown, strategy, diverged && `${formatCount(diverged)} diverged`]
       .filter(Boolean).join(" · "),
     shown === "stopped" ? { class: "stopped", title: STOPPED } : {},
   ];
@@ -1248,7 +1249,7 @@ function renderSummary() {
   const chips = [
     counted(board.rows.length, "cell"),
     counted(info.models.length, "model"),
-    `${count("finished")} / ${counted(states.size, "group")} finished`,
+    `${formatCount(count("finished"))} / ${counted(states.size, "group")} finished`,
     stopped ? el("span", { class: "chip stopped", title: STOPPED }, `${counted(stopped, "group")} stopped`) : null,
     diverged ? el("span", { class: "chip diverged", title: DIVERGED }, `${counted(diverged, "cell")} diverged`) : null,
     info.marker?.created ? `created ${createdAt(info.marker.created)}` : null,

@@ -23,7 +23,7 @@ export function format(value, digits = 4) {
   return Number(value.toPrecision(digits)).toString();
 }
 
-// A count (a module's parameters) whole, its thousands separated, as the text blurb table
+// A count (a module's parameters, steps, cells) whole, its thousands separated, as the text blurb table
 // writes it (`phosjax.core`'s `{:,}`): formatCount(1234567) is "1,234,567"; anything else
 // as `format` writes it.
 export function formatCount(value) {
@@ -211,8 +211,9 @@ function fitted(s) {
 }
 
 // A line chart. series: [{key, label, color, x: [], y: [], lo?: [], hi?: [], diverged?}].
-// Hovering shows the nearest step's values; `onHover(key | null)` reports the nearest series.
-export function linePlot(el, { series, xLabel = "step", yLabel = "", title = "", logY = false, height = 300, yFormat = format, onHover = null }) {
+// Hovering shows the nearest step's values, the step as `xFormat` writes it (a count);
+// `onHover(key | null)` reports the nearest series.
+export function linePlot(el, { series, xLabel = "step", xFormat = formatCount, yLabel = "", title = "", logY = false, height = 300, yFormat = format, onHover = null }) {
   const xs = series.flatMap((s) => s.x);
   const ys = series.flatMap(fitted);
   const f = frame(el, { xs, ys, xLabel, yLabel, title, logY, height, yFormat });
@@ -258,12 +259,12 @@ export function linePlot(el, { series, xLabel = "step", yLabel = "", title = "",
     const at = near.s.x[near.i];
     const shown = rows.slice(0, 10).map(({ s, i }) => {
       const spread = s.lo ? ` <span class="muted">[${format(s.lo[i])}, ${format(s.hi[i])}]</span>` : "";
-      const own = at > s.x.at(-1) || at < s.x[0] ? ` <span class="muted">@ ${format(s.x[i])}</span>` : "";
+      const own = at > s.x.at(-1) || at < s.x[0] ? ` <span class="muted">@ ${xFormat(s.x[i])}</span>` : "";
       const mark = s === near.s ? " class=\"near\"" : "";
       return `<div${mark}><i data-color="${s.color}"></i>${escapeHtml(s.label)} <b>${yFormat(s.y[i])}</b>${own}${spread}</div>`;
     });
     const more = rows.length > 10 ? `<div class="muted">… ${rows.length - 10} more</div>` : "";
-    showTooltip(event, `<div class="tip-head">${escapeHtml(xLabel)} ${format(near.s.x[near.i])}</div>${shown.join("")}${more}`);
+    showTooltip(event, `<div class="tip-head">${escapeHtml(xLabel)} ${xFormat(near.s.x[near.i])}</div>${shown.join("")}${more}`);
     if (onHover) onHover(near.s.key);
   });
   overlay.addEventListener("mouseleave", () => {
