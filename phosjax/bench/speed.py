@@ -17,10 +17,11 @@ Example: ``python -m phosjax.bench.speed --models mlp,cnn1d --sizes 1,8,64 --out
 import pathlib
 import re
 import sys
+from argparse import Action
 from collections.abc import Sequence
 from typing import Any
 
-from jsonargparse import ArgumentParser
+from jsonargparse import ArgumentParser, DefaultHelpFormatter
 
 from phosjax._listing import listing
 from phosjax._nearest import did_you_mean
@@ -44,20 +45,35 @@ QUICK: dict[str, Any] = {"sizes": "2", "steps": 2, "batch": 8, "min_time": 0.0}
 """``--quick``: one tiny grid, a smoke test of every method (its figures mean nothing)."""
 
 DEFAULTS: dict[str, Any] = {"sizes": "1,8,64,256", "steps": 100, "batch": 128, "min_time": 0.25}
+"""The values of the options `QUICK` sets, without ``--quick``."""
+
+
+class _QuickHelp(DefaultHelpFormatter):
+    """jsonargparse's help, where an option ``--quick`` sets (its parsed default None,
+    shown ``default: null``) shows its default and ``--quick``'s value."""
+
+    def _get_help_string(self, action: Action) -> str:
+        text = super()._get_help_string(action)
+        if action.dest not in DEFAULTS:
+            return text
+        both = f"default: {DEFAULTS[action.dest]}; --quick: {QUICK[action.dest]}"
+        return text.replace("default: %(default)s", both)
 
 
 def parser() -> ArgumentParser:
     """The command line of ``phosjax.bench.speed``."""
-    parser = Parser(prog="python -m phosjax.bench.speed", description=__doc__)
+    parser = Parser(
+        prog="python -m phosjax.bench.speed", description=__doc__, formatter_class=_QuickHelp
+    )
     parser.add_argument(
         "--models",
         type=str,
         default=",".join(MODELS),
         help=f"comma-separated, any of {', '.join(MODELS)}",
     )
-    parser.add_argument("--sizes", type=str, default=None, help="grid sizes K (1,8,64,256)")
-    parser.add_argument("--steps", type=int, default=None, help="timed steps per model (100)")
-    parser.add_argument("--batch", type=int, default=None, help="examples per model step (128)")
+    parser.add_argument("--sizes", type=str, default=None, help="grid sizes K")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per model")
+    parser.add_argument("--batch", type=int, default=None, help="examples per model step")
     parser.add_argument(
         "--methods",
         type=str,
@@ -86,10 +102,15 @@ def parser() -> ArgumentParser:
         "--min_time",
         type=float,
         default=None,
-        help="seconds a timing lasts at least; faster methods repeat their steps (0.25)",
+        help="seconds a timing lasts at least; faster methods repeat their steps",
     )
     parser.add_argument("--out", type=str, default="runs/speed", help="the output directory")
-    parser.add_argument("--quick", action="store_true", help="a tiny smoke run")
+    quick = " ".join(f"--{key} {value}" for key, value in QUICK.items())
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"a tiny smoke run: {quick}, where those options are not given",
+    )
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     return parser
 

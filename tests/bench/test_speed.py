@@ -183,6 +183,19 @@ def test_help_names_what_each_option_of_names_takes(capsys):
     assert "--compute_dtype COMPUTE_DTYPE float32 or bfloat16, for every method" in text
 
 
+def test_help_shows_the_defaults_and_what_quick_sets(capsys):
+    """--sizes, --steps, --batch and --min_time read "default: null" (their value left
+    to --quick); each shows its default and --quick's value, and --quick what it sets."""
+    with pytest.raises(SystemExit):
+        speed.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "null" not in text
+    assert "--sizes SIZES grid sizes K (type: str, default: 1,8,64,256; --quick: 2)" in text
+    assert "--steps STEPS timed steps per model (type: int, default: 100; --quick: 2)" in text
+    assert "(type: float, default: 0.25; --quick: 0.0)" in text
+    assert "--quick a tiny smoke run: --sizes 2 --steps 2 --batch 8 --min_time 0.0," in text
+
+
 def test_a_string_of_names_is_a_clear_error():
     with pytest.raises(
         SpeedConfigError, match=r"models: must be a tuple of names, e.g. \('mlp',\)"
