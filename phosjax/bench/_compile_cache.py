@@ -4,6 +4,7 @@ load them rather than compile them again (docs/performance.md has the figures)."
 
 import argparse
 import contextlib
+import glob
 import os
 import pathlib
 import sys
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import jax
+from jax._src import compilation_cache as jax_entries  # what reads an entry: _dropping_damaged
 from jax.experimental.compilation_cache import compilation_cache as jax_cache
 from jsonargparse import ArgumentParser
 
@@ -111,8 +113,9 @@ def compilation_cache(directory: str, run_dir: str | os.PathLike[str]) -> Iterat
     """Within it, each program JAX compiles is kept in ``directory`` (none if ``off``),
     however fast it compiled, and loaded from there when compiled before; a cache
     configured through JAX's own settings (or JAX's cache turned off there) is left as it
-    is; so is a minimum compile time or size the user set (`_OURS_UNLESS_SET`). A
-    directory that cannot be written: one warning, no cache. JAX's settings again
+    is; so is a minimum compile time or size the user set (`_OURS_UNLESS_SET`). An entry
+    that cannot be loaded is replaced (`_dropping_damaged`). A directory that cannot be
+    written: one warning, no cache. JAX's settings again
     after. A ``directory`` in the command's ``run_dir`` (its ``--dir``), which holds only
     the run's own files, or in another bench, is a `BenchError`, raised before either is
     made.
@@ -139,9 +142,8 @@ def compilation_cache(directory: str, run_dir: str | os.PathLike[str]) -> Iterat
     ):
         yield
         return
-    settings: dict[str, object] = {
-        "jax_compilation_cache_dir": str(pathlib.Path(directory).expanduser())
-    }
+    path = pathlib.Path(directory).expanduser()
+    settings: dict[str, object] = {"jax_compilation_cache_dir": str(path)}
     for name, (ours, jax_default) in _OURS_UNLESS_SET.items():
         if name.upper() not in os.environ and getattr(config, name) == jax_default:
             settings[name] = ours
@@ -150,11 +152,37 @@ def compilation_cache(directory: str, run_dir: str | os.PathLike[str]) -> Iterat
         config.update(name, value)
     jax_cache.reset_cache()  # JAX opens its cache once: this one from the next compile
     try:
-        yield
+        with _dropping_damaged(path):
+            yield
     finally:
         for name, value in before.items():
             config.update(name, value)
         jax_cache.reset_cache()
+
+
+@contextlib.contextmanager
+def _dropping_damaged(directory: pathlib.Path) -> Iterator[None]:
+    """Within it, the files of a cache entry in ``directory`` that JAX cannot load (cut
+    short by a run killed while writing it, or by a full disk) are deleted as JAX finds
+    it, so that the program JAX then compiles is kept in its place: JAX writes no entry
+    where one is, and so warned of the damaged one in every run."""
+    read = jax_entries.get_executable_and_time
+
+    def read_or_drop(
+        cache_key: str, compile_options: Any, backend: Any, executable_devices: Any
+    ) -> tuple[Any | None, int | None]:
+        try:
+            return read(cache_key, compile_options, backend, executable_devices)
+        except Exception:  # JAX warns of it and compiles the program
+            for path in directory.glob(f"{glob.escape(cache_key)}-*"):  # -cache, -atime
+                path.unlink(missing_ok=True)
+            raise
+
+    jax_entries.get_executable_and_time = read_or_drop
+    try:
+        yield
+    finally:
+        jax_entries.get_executable_and_time = read
 
 
 def _check_outside(directory: str, run_dir: str | os.PathLike[str]) -> None:

@@ -4,6 +4,7 @@ import importlib
 import pathlib
 import re
 import tomllib
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -87,6 +88,26 @@ def test_a_cache_that_cannot_be_written_warns_once_and_programs_still_compile(tm
     ), warned
     assert "--compilation_cache off turns it off" in warned[0]
     assert jax.config.jax_compilation_cache_dir is None
+
+
+def test_an_entry_cut_short_is_replaced_so_it_warns_in_one_run_only(tmp_path):
+    """An entry cut short (a run killed while writing it) warned in every run: JAX writes
+    no entry where one is; it is deleted as it fails, and the program compiled kept."""
+    cache = str(tmp_path / "xla")
+    with compilation_cache(cache, tmp_path / "run"):
+        compile_one(8.5)
+    (entry,) = [p for p in entries(tmp_path / "xla") if p.name.startswith("jit__lambda")]
+    whole = entry.read_bytes()
+    entry.write_bytes(whole[: len(whole) // 2])
+    for warned in (1, 0):
+        jax.clear_caches()  # the next compile reads the cache
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with compilation_cache(cache, tmp_path / "run"):
+                compile_one(8.5)
+        said = [str(w.message) for w in caught if "compilation cache entry" in str(w.message)]
+        assert len(said) == warned, said
+        assert entry.stat().st_size > len(whole) // 2  # written again, whole
 
 
 @pytest.mark.parametrize("inside", ["bench/xla", "bench"])
