@@ -586,8 +586,9 @@ def test_a_broken_file_is_named_and_the_server_keeps_running(tmp_path, relative,
         ('{"python": "3.11"}', None),
         (CUT_SHORT, "JSONDecodeError: Expecting value: line 1 column 15 (char 14); "),
         ("[]", "it holds a list, not the JSON object phosjax writes there; "),
+        ("null", "it holds null, not the JSON object phosjax writes there; "),
     ],
-    ids=["whole", "cut short", "a list"],
+    ids=["whole", "cut short", "a list", "null"],
 )
 def test_a_damaged_env_json_is_named_and_the_rest_of_the_bench_sent(tmp_path, content, error):
     """A damaged env.json failed all of /api/bench: the page showed nothing but its error."""
@@ -602,6 +603,20 @@ def test_a_damaged_env_json_is_named_and_the_rest_of_the_bench_sent(tmp_path, co
         assert info["env"] is None and info["env_error"].startswith(
             f"cannot read env.json: {error}{hint}"
         )
+
+
+@pytest.mark.parametrize("content", ["null", "[1]", '"bench"'])
+def test_a_bench_json_that_holds_no_object_is_named_with_what_to_do(tmp_path, content):
+    """A bench.json of null was sent as no marker, and the page showed the bench as a
+    morph run ("no bench"); one of another value as the marker, unnamed."""
+    (tmp_path / _layout.MARKER).write_text(content)
+    with pytest.raises(
+        BrokenFileError,
+        match=r"^cannot read bench\.json: it holds .*, not the JSON object phosjax writes "
+        "there; phosjax writes it whole, so something else changed it; restore it from a "
+        "backup, or move the directory aside",
+    ):
+        _api.bench_info(BenchFiles(tmp_path))
 
 
 def test_a_config_yaml_that_cannot_be_decoded_is_named_and_the_rest_of_the_bench_sent(tmp_path):

@@ -164,9 +164,9 @@ def bench_info(bench: BenchFiles) -> dict[str, Any]:
             model[key] = _absent_if_outside(_has_model_file, bench, folder, model["model_id"])
     return {
         "name": bench.name,
-        "marker": bench.json(_layout.MARKER),
+        "marker": _json_object(bench, _layout.MARKER),
         **_or_error("config", lambda: bench.text(_layout.CONFIG)),
-        **_or_error("env", lambda: _environment(bench)),
+        **_or_error("env", lambda: _json_object(bench, _layout.ENV)),
         "status": bench.status(),
         "cell_columns": list(_layout.CELL_COLUMNS),
         "hparams": bench.hparams(),
@@ -190,7 +190,7 @@ def _or_error(key: str, read: Callable[[], Any]) -> dict[str, Any]:
       >>> _ = (root / "config.yaml").write_bytes(b"models: [\\xff]")
       >>> _or_error("config", lambda: BenchFiles(root).text("config.yaml"))["config_error"][:44]
       'cannot read config.yaml: UnicodeDecodeError:'
-      >>> _or_error("env", lambda: _environment(BenchFiles(root)))
+      >>> _or_error("env", lambda: _json_object(BenchFiles(root), "env.json"))
       {'env': None, 'env_error': None}
     """
     try:
@@ -199,26 +199,28 @@ def _or_error(key: str, read: Callable[[], Any]) -> dict[str, Any]:
         return {key: None, f"{key}_error": str(error)}
 
 
-def _environment(bench: BenchFiles) -> dict[str, Any] | None:
-    """``env.json``'s object (None: there is none); one that holds another JSON value is a
-    `BrokenFileError` naming it and what to do.
+def _json_object(bench: BenchFiles, relative: str) -> dict[str, Any] | None:
+    """The object the JSON file ``relative`` holds (None: there is none); one that holds
+    another JSON value, ``null`` too, is a `BrokenFileError` naming it and what to do (a
+    ``bench.json`` of ``null`` showed the bench as a morph run, an ``env.json`` of it as
+    no environment).
 
     Examples:
       >>> import tempfile
       >>> root = pathlib.Path(tempfile.mkdtemp())
       >>> _ = (root / "bench.json").write_text('{"format": 1}')
       >>> _ = (root / "env.json").write_text("[]")
-      >>> _environment(BenchFiles(root))
+      >>> _json_object(BenchFiles(root), "env.json")
       Traceback (most recent call last):
       phosjax.bench._errors.BrokenFileError: cannot read env.json: it holds a list, not the
       JSON object phosjax writes there; phosjax writes it whole, so something else changed it;
       restore it from a backup, ...
     """
-    env = bench.json(_layout.ENV)
-    if env is None or isinstance(env, dict):
-        return env
-    why = _reading.not_an_object(env, _reading.ENV_HINT)
-    raise BrokenFileError(f"cannot read {_layout.ENV}: it {why}")
+    data = bench.json(relative)
+    if isinstance(data, dict) or (data is None and not bench.path(relative).is_file()):
+        return data
+    why = _reading.not_an_object(data, _reading.hint(relative))
+    raise BrokenFileError(f"cannot read {relative}: it {why}")
 
 
 def version(bench: BenchFiles) -> dict[str, Any]:
