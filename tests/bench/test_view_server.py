@@ -697,13 +697,20 @@ def test_blurb_graph_profile_and_morph_endpoints(server, written):
         ("blurbs", "{}", "it has no 'root'"),
         ("graphs", '{"nodes": [], "edges": {"a": "b"}}', "its 'edges' holds an object"),
         ("graphs", '{"nodes": [], "edges": [], "outputs": 3}', "its 'outputs' holds a number"),
+        (
+            "blurbs",
+            '{"root": {"children": [{"children": {}}]}}',
+            r"its 'root'\['children'\]\[0\]\['children'\] holds an object",
+        ),
+        ("blurbs", '{"root": {"children": [null]}}', r"its 'root'\['children'\]\[0\] holds null"),
     ],
 )
 def test_a_model_file_that_holds_no_drawing_is_an_error_naming_it(tmp_path, folder, text, wrong):
-    """A graph drawing without its list of nodes (or edges, outputs) was sent as it was:
-    the page failed with 'nodes.map is not a function' ('edges is not iterable'), naming
-    no file (or drew an empty graph); the error names what is wrong and says what to do,
-    as it does where the file is no JSON."""
+    """A graph drawing without its list of nodes (or edges, outputs), or a blurb whose
+    module's children are no list, was sent as it was: the page failed with 'nodes.map
+    is not a function' ('edges is not iterable', 'children is not iterable'), naming no
+    file (or drew an empty graph); the error names what is wrong and says what to do, as
+    it does where the file is no JSON."""
     (tmp_path / "bench.json").write_text('{"format": 1}')
     (tmp_path / folder).mkdir()
     (tmp_path / folder / "m-1.json").write_text(text)

@@ -569,18 +569,52 @@ def model_file(bench: BenchFiles, folder: str, model_id: str) -> Any:
     relative = f"{folder}/{model_id}.json"
     content = bench.json(relative)
     keys, what = _MODEL_FILES[folder]
-    if not isinstance(content, dict):
-        wrong = f"it holds {_reading.json_kind(content)}"
-    else:
-        unfit = [key for key, kind in keys.items() if not isinstance(content.get(key), kind)]
-        if not unfit:
-            return content
-        key = unfit[0]
-        given = _reading.json_kind(content[key]) if key in content else None
-        wrong = f"its {key!r} holds {given}" if given else f"it has no {key!r}"
+    wrong = _unfit_keys(content, keys)
+    if wrong is None and folder == _layout.BLURBS:
+        wrong = _unfit_module(content["root"], "'root'")
+    if wrong is None:
+        return content
     raise BrokenFileError(
         f"cannot read {relative}: {wrong}; it does not hold {what}; {_reading.hint(relative)}"
     )
+
+
+def _unfit_keys(content: Any, keys: Mapping[str, type | tuple[type, ...]]) -> str | None:
+    """What is wrong with ``content``, which should be a JSON object with each of ``keys``
+    of its type; None where nothing is.
+
+    Examples:
+      >>> _unfit_keys([], {"root": dict}), _unfit_keys({"root": 1}, {"root": dict})
+      ('it holds a list', "its 'root' holds a number")
+    """
+    if not isinstance(content, dict):
+        return f"it holds {_reading.json_kind(content)}"
+    unfit = [key for key, kind in keys.items() if not isinstance(content.get(key), kind)]
+    if not unfit:
+        return None
+    key = unfit[0]
+    given = _reading.json_kind(content[key]) if key in content else None
+    return f"its {key!r} holds {given}" if given else f"it has no {key!r}"
+
+
+def _unfit_module(module: Any, where: str) -> str | None:
+    """What is wrong with the blurb's module ``module`` (at ``where``) or one inside it,
+    which the page's tree walks: no JSON object, or ``children`` that are no list; None
+    where nothing is.
+
+    Examples:
+      >>> _unfit_module({"children": [{}, {"children": 3}]}, "'root'")
+      "its 'root'['children'][1]['children'] holds a number"
+    """
+    if not isinstance(module, dict):
+        return f"its {where} holds {_reading.json_kind(module)}"
+    children = module.get("children", [])
+    if not isinstance(children, list):
+        return f"its {where}['children'] holds {_reading.json_kind(children)}"
+    for i, child in enumerate(children):
+        if wrong := _unfit_module(child, f"{where}['children'][{i}]"):
+            return wrong
+    return None
 
 
 _OPTIONAL_LIST = (list, type(None))
