@@ -703,12 +703,19 @@ def test_blurb_graph_profile_and_morph_endpoints(server, written):
             r"its 'root'\['children'\]\[0\]\['children'\] holds an object",
         ),
         ("blurbs", '{"root": {"children": [null]}}', r"its 'root'\['children'\]\[0\] holds null"),
+        ("graphs", '{"nodes": [null]}', r"its 'nodes'\[0\] holds null"),
+        (
+            "graphs",
+            '{"nodes": [{"id": "a", "inputs": []}, {"id": "b", "inputs": "a"}]}',
+            r"its 'nodes'\[1\]\['inputs'\] holds a string",
+        ),
     ],
 )
 def test_a_model_file_that_holds_no_drawing_is_an_error_naming_it(tmp_path, folder, text, wrong):
-    """A graph drawing without its list of nodes (or edges, outputs), or a blurb whose
-    module's children are no list, was sent as it was: the page failed with 'nodes.map
-    is not a function' ('edges is not iterable', 'children is not iterable'), naming no
+    """A graph drawing without its list of nodes (or edges, outputs; or whose node is
+    none, its inputs no list), or a blurb whose module's children are no list, was sent
+    as it was: the page failed with 'nodes.map is not a function' ('edges is not
+    iterable', 'children is not iterable', 'inputs.filter is not a function'), naming no
     file (or drew an empty graph); the error names what is wrong and says what to do, as
     it does where the file is no JSON."""
     (tmp_path / "bench.json").write_text('{"format": 1}')

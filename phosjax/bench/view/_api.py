@@ -572,6 +572,8 @@ def model_file(bench: BenchFiles, folder: str, model_id: str) -> Any:
     wrong = _unfit_keys(content, keys)
     if wrong is None and folder == _layout.BLURBS:
         wrong = _unfit_module(content["root"], "'root'")
+    if wrong is None and folder == _layout.GRAPHS:
+        wrong = _unfit_nodes(content["nodes"])
     if wrong is None:
         return content
     raise BrokenFileError(
@@ -579,22 +581,43 @@ def model_file(bench: BenchFiles, folder: str, model_id: str) -> Any:
     )
 
 
-def _unfit_keys(content: Any, keys: Mapping[str, type | tuple[type, ...]]) -> str | None:
-    """What is wrong with ``content``, which should be a JSON object with each of ``keys``
-    of its type; None where nothing is.
+def _unfit_keys(
+    content: Any, keys: Mapping[str, type | tuple[type, ...]], where: str | None = None
+) -> str | None:
+    """What is wrong with ``content`` (the file's, or its value at ``where``), which
+    should be a JSON object with each of ``keys`` of its type; None where nothing is.
 
     Examples:
       >>> _unfit_keys([], {"root": dict}), _unfit_keys({"root": 1}, {"root": dict})
       ('it holds a list', "its 'root' holds a number")
+      >>> _unfit_keys({}, {"id": str}, "'nodes'[2]")
+      "its 'nodes'[2] has no 'id'"
     """
+    it = "it" if where is None else f"its {where}"
     if not isinstance(content, dict):
-        return f"it holds {_reading.json_kind(content)}"
+        return f"{it} holds {_reading.json_kind(content)}"
     unfit = [key for key, kind in keys.items() if not isinstance(content.get(key), kind)]
     if not unfit:
         return None
     key = unfit[0]
-    given = _reading.json_kind(content[key]) if key in content else None
-    return f"its {key!r} holds {given}" if given else f"it has no {key!r}"
+    if key not in content:
+        return f"{it} has no {key!r}"
+    at = f"its {key!r}" if where is None else f"its {where}[{key!r}]"
+    return f"{at} holds {_reading.json_kind(content[key])}"
+
+
+def _unfit_nodes(nodes: list[Any]) -> str | None:
+    """What is wrong with a graph drawing's ``nodes``, which the page lays out: each a
+    JSON object whose ``inputs`` and ``shape`` are lists where given; None where nothing is.
+
+    Examples:
+      >>> _unfit_nodes([{"id": "a", "inputs": []}, {"id": "b", "inputs": "a"}])
+      "its 'nodes'[1]['inputs'] holds a string"
+    """
+    for i, node in enumerate(nodes):
+        if wrong := _unfit_keys(node, _NODE_KEYS, f"'nodes'[{i}]"):
+            return wrong
+    return None
 
 
 def _unfit_module(module: Any, where: str) -> str | None:
@@ -632,6 +655,9 @@ _MODEL_FILES: dict[str, tuple[dict[str, type | tuple[type, ...]], str]] = {
 """What `model_file` needs of a file of each folder, which the page draws: the keys its
 JSON object must have, each of what type (None: the page does without it), and what the
 file holds."""
+_NODE_KEYS = {"inputs": _OPTIONAL_LIST, "shape": _OPTIONAL_LIST}
+"""What `model_file` needs of each node of a graph drawing: the keys the page reads as
+lists, each a list or absent (None)."""
 
 
 def morph(bench: BenchFiles) -> dict[str, Any]:
