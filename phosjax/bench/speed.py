@@ -144,10 +144,14 @@ def config_from_args(args: Any) -> SpeedConfig:
     base = QUICK if get("quick") else DEFAULTS
     values = {key: base[key] if get(key) is None else get(key) for key in base}
     given_sizes = _names("--sizes", str(values["sizes"]), "1,8,64")
-    try:
-        sizes = tuple(int(k) for k in given_sizes)
-    except ValueError as error:
-        raise BenchError(f"--sizes {values['sizes']!r}: expected integers like 1,8,64") from error
+    sizes = []
+    for size in given_sizes:
+        try:
+            sizes.append(int(size))
+        except ValueError as error:
+            raise BenchError(
+                f"--sizes {values['sizes']!r}: expected integers like 1,8,64, got {size!r}"
+            ) from error
     strategies = ("auto", *STRATEGIES)
     if get("strategy") not in strategies:
         near = did_you_mean([str(get("strategy"))], strategies)
@@ -157,7 +161,7 @@ def config_from_args(args: Any) -> SpeedConfig:
     try:
         return SpeedConfig(
             models=_names("--models", get("models"), "mlp,cnn1d"),
-            sizes=sizes,
+            sizes=tuple(sizes),
             steps=int(values["steps"]),
             batch=int(values["batch"]),
             methods=_names("--methods", get("methods"), "vmap,engine"),

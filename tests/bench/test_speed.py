@@ -73,7 +73,8 @@ def test_quick_run_writes_parquet_table_and_plot(tmp_path, capsys):
             "error: --compute_dtype: unknown 'float16'; choose from ['float32', 'bfloat16']. "
             "Did you mean 'bfloat16' or 'float32'?\n",
         ),
-        (["--sizes", "1,eight"], "--sizes '1,eight': expected integers"),
+        (["--sizes", "1,eight"], "--sizes '1,eight': expected integers like 1,8,64, got 'eight'"),
+        (["--sizes", "8,1.5"], "--sizes '8,1.5': expected integers like 1,8,64, got '1.5'"),
         (  # was "--strategy 'vamp': expected one of ('auto', ...)", unlike the others
             ["--strategy", "vamp"],
             "error: --strategy: unknown 'vamp'; choose from ['auto', 'vmap', 'map', "
