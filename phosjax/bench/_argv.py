@@ -58,8 +58,9 @@ def names_as_lists(
     several joined by commas (`comma_names`) or given one after another, up to the next
     option or a config file (``my.yaml``, meant for ``--config``), each quoted so that
     one holding brackets (``digits[:10%]``) reads as written; an entry ``{name: mlp}`` as
-    it is. A YAML list (``[a, b]``) or an empty value is kept for the parser, as is
-    ``null`` where ``null`` is true (an option that may be unset).
+    it is. A YAML list (``[a, b]``) is kept for the parser; so are an empty value and
+    ``null`` where ``null`` is true (an option that may be unset), else an empty value is
+    an error (`comma_names`'s, as ``add_models --models ''`` says it).
 
     Examples:
       >>> lists = {"--models": "mlp,cnn1d", "--splits": "train,val"}
@@ -69,7 +70,8 @@ def names_as_lists(
       ['--models', '[mlp]', '[gru]', '--splits', 'null']
 
     Raises:
-      BenchError: naming the option and its value where a name is empty (``mlp,``).
+      BenchError: naming the option and its value where a name is empty (``mlp,``), or
+        the value is (``''``), unless ``null``.
     """
     given, argv = list(argv), []
     while given:
@@ -81,6 +83,8 @@ def names_as_lists(
         kept = [v for v in values if not v.strip() or v.lstrip()[0] == "["]
         if option in examples:
             for value in kept:
+                if not (null or value.strip()):
+                    comma_names(option, value, examples[option])  # raises: it names none
                 _check_items(option, value, examples[option])
         if null and values == ["null"]:
             kept = values

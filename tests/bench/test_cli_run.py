@@ -608,6 +608,8 @@ def test_models_and_datasets_take_names_as_add_models_does(tmp_path, capsys, giv
         ("--models", ",", "mlp,cnn1d"),
         ("--datasets", "digits,,mnist1d", "digits,mnist1d"),  # was told 'mlp,cnn1d'
         ("--datasets+", "digits,", "mnist1d,mnist1d_shuffled"),
+        ("--models", "", "mlp,cnn1d"),  # was "expected list (a list is written '[a, b]')"
+        ("--datasets", " ", "digits,mnist1d"),
     ],
 )
 def test_an_empty_name_between_commas_is_an_error_as_in_add_models(
