@@ -168,11 +168,9 @@ def _dropping_damaged(directory: pathlib.Path) -> Iterator[None]:
     where one is, and so warned of the damaged one in every run."""
     read = jax_entries.get_executable_and_time
 
-    def read_or_drop(
-        cache_key: str, compile_options: Any, backend: Any, executable_devices: Any
-    ) -> tuple[Any | None, int | None]:
-        try:
-            return read(cache_key, compile_options, backend, executable_devices)
+    def read_or_drop(cache_key: str, *args: Any, **kwargs: Any) -> tuple[Any | None, int | None]:
+        try:  # JAX's arguments after the key vary from version to version: passed on as given
+            return read(cache_key, *args, **kwargs)
         except Exception:  # JAX warns of it and compiles the program
             for path in directory.glob(f"{glob.escape(cache_key)}-*"):  # -cache, -atime
                 path.unlink(missing_ok=True)

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import pytest
 
 from phosjax.bench import add_models, new
-from phosjax.bench._compile_cache import compilation_cache
+from phosjax.bench._compile_cache import _dropping_damaged, compilation_cache
 from phosjax.bench._errors import BenchError
 
 
@@ -108,6 +108,22 @@ def test_an_entry_cut_short_is_replaced_so_it_warns_in_one_run_only(tmp_path):
         said = [str(w.message) for w in caught if "compilation cache entry" in str(w.message)]
         assert len(said) == warned, said
         assert entry.stat().st_size > len(whole) // 2  # written again, whole
+
+
+def test_an_entry_read_with_the_arguments_of_another_jax_version_is_kept(tmp_path, monkeypatch):
+    """JAX's reader took four arguments here and takes more in other versions: a fixed
+    signature failed on them, and every entry read was deleted as damaged."""
+    from jax._src import compilation_cache as jax_entries
+
+    monkeypatch.setattr(
+        jax_entries, "get_executable_and_time", lambda key, *args, host_callbacks=(): (key, 7)
+    )
+    entry = tmp_path / "jit_f-1234-cache"
+    entry.write_bytes(b"whole")
+    with _dropping_damaged(tmp_path):
+        read = jax_entries.get_executable_and_time("jit_f-1234", 1, 2, 3, host_callbacks=())
+    assert read == ("jit_f-1234", 7)
+    assert entry.read_bytes() == b"whole"
 
 
 @pytest.mark.parametrize("inside", ["bench/xla", "bench"])
