@@ -18,7 +18,7 @@ from phosjax.core._apply import (
     tag_call_shapes,
 )
 from phosjax.core._collections import INJECTIONS, INTERMEDIATES
-from phosjax.core._knobs import holds_exactly, is_traced
+from phosjax.core._knobs import holds_exactly, is_traced, what_holds
 from phosjax.core._paths import unflatten
 from phosjax.core._record import Calls, add_call
 from phosjax.core._selectors import value_per_path
@@ -108,16 +108,24 @@ def _in_dtype(value: Any, dtype: Any) -> Any:
     them) in ``dtype`` where that holds it exactly (None: JAX's default). Its numbers are
     read as given, not as JAX's default dtype holds them (an int beyond int32 for a float
     tag; a tracer under jit); a list holding a traced array takes that array's dtype.
+    One that a float ``dtype`` would turn into an infinity is an OverflowError.
 
     Examples:
       >>> _in_dtype(2, jnp.float32), _in_dtype(2.5, jnp.int32), _in_dtype(jnp.int32(2), None)
       (Array(2., dtype=float32), Array(2.5, dtype=float32, weak_type=True), Array(2, dtype=int32))
       >>> _in_dtype(2**40, jnp.float32)
       Array(1.0995116e+12, dtype=float32)
+      >>> _in_dtype(1e300, jnp.float32)
+      Traceback (most recent call last):
+      OverflowError: 1e+300 overflows float32
     """
     if dtype is None or is_traced(value) or not isinstance(value, int | float | list | tuple):
         return jnp.asarray(value)  # an array keeps its dtype
-    return jnp.asarray(value, dtype) if holds_exactly(dtype, value) else jnp.asarray(value)
+    if holds_exactly(dtype, value):
+        return jnp.asarray(value, dtype)
+    if jnp.issubdtype(dtype, jnp.inexact):  # not to be read as float32's infinity either
+        raise OverflowError(f"{value!r:.60} overflows {jnp.dtype(dtype).name}")
+    return jnp.asarray(value)
 
 
 def in_dtypes_of(value: Any, expected: Any) -> Any:
@@ -149,8 +157,9 @@ def _checked_call(where: str, value: Any, expected: Any) -> Any:
 
     Raises:
       TypeError: ``value`` holds what is no number nor array (a str), naming ``where``.
-      ValueError: ``value`` has another structure, shape or dtype, or a Python int that
-        neither the tagged dtype nor int32 holds, naming ``where``.
+      ValueError: ``value`` has another structure, shape or dtype, a Python int that
+        neither the tagged dtype nor int32 holds, or a Python number that a tagged float
+        dtype would turn into an infinity, naming ``where`` and the dtype's range.
 
     Examples:
       >>> _checked_call("'h'", [[1, 2]], jax.ShapeDtypeStruct((1, 2), jnp.float32))
@@ -164,9 +173,10 @@ def _checked_call(where: str, value: Any, expected: Any) -> Any:
         value = in_dtypes_of(value, expected)
     except OverflowError:  # JAX's names no tag: "Python int 2**40 too large to convert..."
         dtypes = sorted({str(s.dtype) for s in jax.tree.leaves(expected)})
+        ranges = ", ".join(f"{dtype}: {what_holds(dtype)}" for dtype in dtypes)
         raise ValueError(
             f"Injected value for {where} holds a number out of the range of the tagged "
-            f"value's dtypes there ({', '.join(dtypes)}): got {value!r:.60}."
+            f"value's dtypes there ({ranges}): got {value!r:.60}."
         ) from None
     except (TypeError, ValueError):  # JAX's names no tag: "Value 'zeros' with dtype <U5..."
         leaf = jax.tree_util.treedef_is_leaf(jax.tree.structure(expected))

@@ -350,7 +350,8 @@ def set_knobs(
         no dict ``{selector: value}`` (a bare value), or ``variables`` are no mapping (None).
       ValueError: two selectors match one knob (both and the knob named), a value's shape
         does not broadcast to the knob's (both named), an integer or bool knob cannot hold
-        it exactly (2.5, NaN; the knob named), or it is out of the range ``declared``
+        it exactly (2.5, NaN) or a float one overflows to an infinity (1e300 for float32;
+        the knob named), or it is out of the range ``declared``
         gives its knob (the knob, value and range named).
 
     Examples:
@@ -419,7 +420,8 @@ def _refill(path: str, stored: jax.Array, value: Any) -> jax.Array:
     Raises:
       TypeError: ``value`` is not a number or an array.
       ValueError: ``value``'s shape does not broadcast to the knob's (both named), or an
-        integer or bool knob cannot hold it exactly (e.g. 2.5; see `holds_exactly`).
+        integer or bool knob cannot hold it exactly (e.g. 2.5), or a float one would turn it
+        into an infinity (see `holds_exactly`).
 
     Examples:
       >>> _refill("blocks_0/T", jnp.zeros(3), jnp.ones(2))
@@ -435,14 +437,14 @@ def _refill(path: str, stored: jax.Array, value: Any) -> jax.Array:
             f"{stored.shape}), got {value!r}."
         ) from error
     except OverflowError as error:  # a Python int beyond JAX's default int
-        raise ValueError(f"{cannot_hold} {value}; give a number in its range.") from error
+        raise ValueError(f"{cannot_hold} {value}; give {what_holds(stored.dtype)}.") from error
     if not _broadcasts(array.shape, stored.shape):
         raise ValueError(
             f"Knob {path!r} has shape {stored.shape}; a value of shape {array.shape} does not "
             f"broadcast to it (give a scalar, or an array of shape {stored.shape})."
         )
     if not is_traced(value) and not holds_exactly(stored.dtype, value):
-        raise ValueError(f"{cannot_hold} {value}; give a whole number in its range.")
+        raise ValueError(f"{cannot_hold} {value}; give {what_holds(stored.dtype)}.")
     # cast explicitly (an integer value was checked above), so that a float32 value sets a
     # bfloat16 knob even where the caller's dtype promotion is strict
     return stored.at[...].set(array.astype(stored.dtype))
@@ -462,21 +464,46 @@ def is_traced(value: Any) -> bool:
 
 
 def holds_exactly(dtype: Any, value: Any) -> bool:
-    """Whether ``dtype`` holds ``value`` (a number or array) exactly; any value for a
-    float dtype (it rounds), only whole numbers in range for an integer or bool one.
+    """Whether ``dtype`` holds ``value`` (a number or array) exactly: for a float dtype,
+    any value it does not turn into an infinity (it rounds; NaN and infinities given stay
+    themselves), for an integer or bool one, only whole numbers in its range.
 
     Examples:
       >>> holds_exactly("int32", 2.0), holds_exactly("int32", 2.5), holds_exactly(bool, 2)
       (True, False, False)
       >>> holds_exactly(jnp.bfloat16, 0.1)  # jnp's test: numpy's misses bfloat16
       True
+      >>> holds_exactly("float32", 2**200), holds_exactly("float32", [np.inf, np.nan])
+      (False, True)
     """
     dtype = np.dtype(dtype)
-    if jnp.issubdtype(dtype, jnp.inexact):
-        return True
     value = np.asarray(value)
     with np.errstate(invalid="ignore", over="ignore"):  # NaN, inf, out of range: False
-        return bool(np.all(value.astype(dtype) == value))
+        try:
+            cast = value.astype(dtype)
+            if not jnp.issubdtype(dtype, jnp.inexact):
+                return bool(np.all(cast == value))
+            given_finite = np.isfinite(value.astype(complex))  # complex: a Python int too
+        except OverflowError:  # a Python int beyond float64 or the integer dtype
+            return False
+        return bool(np.all(np.isfinite(cast) | ~given_finite))
+
+
+def what_holds(dtype: Any) -> str:
+    """The values ``dtype`` holds (`holds_exactly`), in words, for an error message.
+
+    Examples:
+      >>> what_holds("float32"), what_holds("int8"), what_holds(bool)
+      ('a number between -3.40282e+38 and 3.40282e+38', 'a whole number from -128 to 127', '0 or 1')
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind == "b":
+        return "0 or 1"
+    if jnp.issubdtype(dtype, jnp.inexact):
+        largest = jnp.finfo(dtype).max
+        return f"a number between {-largest:g} and {largest:g}"
+    info = jnp.iinfo(dtype)
+    return f"a whole number from {info.min} to {info.max}"
 
 
 def init_kwargs(apply_kwargs: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from phosjax._callables import a_type
 from phosjax._compile import jit_run_once
 from phosjax._listing import counted, listing
 from phosjax.core import KNOBS, Knob, SelectorError, flatten, select, set_knobs
-from phosjax.core._knobs import _trace_init, holds_exactly
+from phosjax.core._knobs import _trace_init, holds_exactly, what_holds
 from phosjax.core._selectors import value_per_path
 from phosjax.models._registry import checked_build
 from phosjax.train._group import Group
@@ -242,8 +242,8 @@ def _check_classes(group: Group, data: Any) -> None:
 
 
 def _check_whole_knob_values(group: Group, data: Any) -> None:
-    """Raises unless each knob of an integer or bool dtype is set to values it holds
-    exactly (``HParams`` knob values are floats; a cast would cut 2.5 to 2 silently)."""
+    """Raises unless each knob is set to values its dtype holds exactly (``HParams`` knob
+    values are floats; a cast would cut 2.5 to 2, or turn 1e300 into a float32 inf, silently)."""
     if not group.hparams.knobs:
         return
     given = np.array(group.knob_values())
@@ -254,8 +254,7 @@ def _check_whole_knob_values(group: Group, data: Any) -> None:
             if not holds_exactly(dtype, value):
                 raise ValueError(
                     f"init_group: cell {index} sets {name} ({dtype.name}) to {value}, which "
-                    "it cannot hold; give it a whole number"
-                    + (" (0 or 1)" if dtype.kind == "b" else "")
+                    f"it cannot hold; give it {what_holds(dtype)}"
                 )
 
 

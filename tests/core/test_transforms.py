@@ -592,9 +592,13 @@ def test_an_integer_knob_refuses_a_value_it_cannot_hold_a_float_one_rounds():
     }
     assert px.set_knobs(variables, {"k": 3.0})["knobs"]["k"].tolist() == 3
     assert float(px.set_knobs(variables, {"f": 0.1})["knobs"]["f"]) == pytest.approx(0.1, 0.01)
+    assert px.set_knobs(variables, {"f": float("inf")})["knobs"]["f"].tolist() == float("inf")
     for selector, value in [("k", 2.5), ("k", float("nan")), ("k", 2**40), ("b", 2)]:
         with pytest.raises(ValueError, match=rf"Knob '{selector}' holds .*, which cannot hold"):
             px.set_knobs(variables, {selector: value})
+    # 1e300 for a bfloat16 knob was inf, with numpy's "overflow encountered in cast"
+    with pytest.raises(ValueError, match=r"'f' holds bfloat16, .* 1e\+300; give a number betw"):
+        px.set_knobs(variables, {"f": 1e300})
     set_under_jit = lambda value: jax.jit(lambda: px.set_knobs(variables, {"k": value}))()
     assert set_under_jit(3.0)["knobs"]["k"].tolist() == 3
     with pytest.raises(ValueError, match=r"^Knob 'k' holds int32, which cannot hold 2.5; give"):
@@ -1012,11 +1016,19 @@ def test_inject_reads_a_python_number_as_the_tagged_dtype():
     # 2**40 for it was JAX's bare OverflowError "Python int ... too large to convert to int32"
     message = r"^Injected value for '{}' holds a number out of the range of the tagged value's "
     message += r"dtypes there \({}\): got {}\.$"
-    with pytest.raises(ValueError, match=message.format("n", "int32", 2**40)):
+    int32 = "int32: a whole number from -2147483648 to 2147483647"
+    with pytest.raises(ValueError, match=message.format("n", int32, 2**40)):
         px.inject(Counted(), {}, jnp.ones(3), {"n": 2**40})
-    pair = message.format("pair", "float32, int32", r"\(1099511627776, 0\)")
+    float32 = r"float32: a number between -3.40282e\+38 and 3.40282e\+38"
+    pair = message.format("pair", f"{float32}, {int32}", r"\(1099511627776, 0\)")
     with pytest.raises(ValueError, match=pair):
         px.inject(Counted(), {}, jnp.ones(3), {"pair": (2**40, 0)})
+    # a float32 tag read 1e300 and 2**200 as inf, with numpy's "overflow encountered in cast"
+    for huge, shown in [(1e300, r"1e\+300"), (2**200, str(2**200)[:60])]:
+        jit_noted = message.format("s", float32, shown).removesuffix("$")  # jax adds a note
+        with pytest.raises(ValueError, match=jit_noted):
+            jax.jit(lambda huge=huge: px.inject(Counted(), {}, jnp.ones(3), {"s": huge}))()
+    assert float(px.inject(Counted(), {}, jnp.ones(3), {"s": float("inf")})) == float("inf")
 
 
 def test_inject_reads_python_numbers_for_an_int_tag_under_jit():
