@@ -17,6 +17,7 @@ import numpy as np
 
 from phosjax._callables import a_type, callable_name
 from phosjax._nearest import one_edit_apart
+from phosjax.core._module_class import refuse_module_class
 
 TRAIN_FLAGS = ("train", "training", "is_training", "deterministic", "use_running_average")
 """The call parameters that take the train flag: ``train``, ``training`` and
@@ -408,11 +409,7 @@ def check_block(block: Any, what: str, *, functions: bool = True) -> None:
       ...
       TypeError: Choice's branch 1 must be a Flax module or a function of the input, got 3 (an int).
     """
-    if isinstance(block, type) and issubclass(block, nn.Module):
-        raise TypeError(
-            f"{what} is the class {block.__name__}, not a module: pass an instance, "
-            f"{block.__name__}(...)."
-        )
+    refuse_module_class(block, what)
     if isinstance(block, nn.Module) or (functions and callable(block)):
         return
     expected = "a Flax module or a function of the input"

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from phosjax._callables import a_type
+from phosjax.core._module_class import refuse_module_class
 from phosjax.train._config import COMPUTE_DTYPES, one_of
 
 
@@ -40,11 +41,7 @@ def check_module(where: str, model: Any) -> None:
       Traceback (most recent call last):
       TypeError: make_train_step: model must be a Flax module, got a ModelConfig: pass its .build()
     """
-    if isinstance(model, type) and issubclass(model, nn.Module):
-        name = model.__name__
-        raise TypeError(
-            f"{where}: model is the class {name}, not a module: pass an instance, {name}(...)"
-        )
+    refuse_module_class(model, f"{where}: model")
     if not isinstance(model, nn.Module):
         built = callable(getattr(model, "build", None))
         fix = "pass its .build()" if built else "e.g. ModelConfig('mlp', 10, (40,)).build()"

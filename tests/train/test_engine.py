@@ -1757,7 +1757,7 @@ def test_a_model_config_given_for_its_module_is_refused_saying_to_build_it(make)
 def test_a_module_class_given_for_its_module_is_refused_saying_to_instantiate_it(make):
     """It said 'got a type: e.g. ModelConfig('mlp', 10, (40,)).build()'."""
     message = rf"^{make.__name__}: model is the class Dense, not a module: pass an instance, "
-    with pytest.raises(TypeError, match=message + r"Dense\(\.\.\.\)$"):
+    with pytest.raises(TypeError, match=message + r"Dense\(\.\.\.\)\.$"):
         make(nn.Dense, ADAM) if make is make_train_step else make(nn.Dense, "float32")
 
 
