@@ -12,7 +12,7 @@ import jax
 import numpy as np
 
 from phosjax.core._paths import SEP, flatten, module_path
-from phosjax.core._selectors import shown
+from phosjax.core._selectors import misgiven_paths
 
 _V = TypeVar("_V")
 _COLLECTED: set[contextvars.ContextVar[Any]] = set()
@@ -277,15 +277,11 @@ def check_recorded(
       ValueError: aux loss 'a/l1' was raised but not recorded: a lifted transform ...
       >>> check_recorded("aux_loss", "a/l1", {}, "aux loss {!r} was raised", "it is lost")
       Traceback (most recent call last):
-      TypeError: The paths written to 'aux_loss' must be a list of them, got the str 'a/l1': ...
+      TypeError: The paths written to 'aux_loss' must be a list of them; got the str 'a/l1' as ...
     """
-    if isinstance(seen, str) or not isinstance(seen, Iterable):
-        given = (
-            f"the str {seen!r}: give [{seen!r}] for one path"
-            if isinstance(seen, str)
-            else shown(seen)
-        )
-        raise TypeError(f"The paths written to {collection!r} must be a list of them, got {given}.")
+    given = misgiven_paths(seen)
+    if given is not None:
+        raise TypeError(f"The paths written to {collection!r} must be a list of them; got {given}.")
     kept = flatten(recorded, unwrap=False)
     missed = [path for path in seen if path not in kept]
     if missed:

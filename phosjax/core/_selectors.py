@@ -54,6 +54,20 @@ def shown(value: Any) -> str:
     return repr(value) if value is None else a_type(value)
 
 
+def misgiven_paths(paths: Any) -> str | None:
+    """What ``paths`` is, for an error, where a list of paths goes: one path (a str, whose
+    characters would be taken for paths) or no iterable (None); None where it is a list
+    of them (any iterable but a str).
+
+    Examples:
+      >>> misgiven_paths("a/l1"), misgiven_paths(None), misgiven_paths(["a/l1"])
+      ("the str 'a/l1' as the paths: give ['a/l1'] for one path", 'None as the paths', None)
+    """
+    if isinstance(paths, str):
+        return f"the str {paths!r} as the paths: give [{paths!r}] for one path"
+    return None if isinstance(paths, Iterable) else f"{shown(paths)} as the paths"
+
+
 def _segment_regex(segment: str) -> str:
     out = []
     i = 0
@@ -383,12 +397,9 @@ def select(
       keys), then the selector; got the str 'a/pre_act' as the paths: give ['a/pre_act']
       for one path.
     """
-    if isinstance(paths, str) or not isinstance(paths, Iterable):
-        if not isinstance(paths, str):
-            given = f"{shown(paths)} as the paths"
-        elif isinstance(selector, str):
-            given = f"the str {paths!r} as the paths: give [{paths!r}] for one path"
-        else:  # select("**/pre_act", paths)
+    given = misgiven_paths(paths)
+    if given is not None:
+        if isinstance(paths, str) and not isinstance(selector, str):  # select("**/h", paths)
             given = (
                 f"the str {paths!r} as the paths and {shown(selector)} as the selector: swap them"
             )

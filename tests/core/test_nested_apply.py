@@ -90,8 +90,8 @@ def test_one_path_given_as_a_str_is_refused_not_split_into_characters(check, col
     # it said "aux loss 'm' was raised but not recorded", the str's first character
     with pytest.raises(
         TypeError,
-        match=rf"^The paths written to '{collection}' must be a list of them, got the str "
-        r"'members/l1': give \['members/l1'\] for one path\.$",
+        match=rf"^The paths written to '{collection}' must be a list of them; got the str "
+        r"'members/l1' as the paths: give \['members/l1'\] for one path\.$",
     ):
         check("members/l1", {"members": {"l1": jnp.ones(())}})
 
