@@ -8,6 +8,8 @@ from typing import Any
 
 import flax.linen as nn
 
+from phosjax._nearest import one_edit_apart
+
 INTERMEDIATES = "intermediates"
 """Tagged values (`tag`), one tuple of values per tag and call."""
 
@@ -47,6 +49,9 @@ SCANNED = (
 )
 """Collections that carry one entry per iteration under `nn.scan` (see `scan_axes`)."""
 
+FLAX_COLLECTIONS = ("params", "batch_stats", "cache")
+"""Collections Flax's own layers use, which `scan_axes` may be given an axis for."""
+
 
 def scan_axes(**extra: Any) -> dict[Any, Any]:
     """The ``variable_axes`` for `flax.linen.scan` so phosjax collections work inside a scan.
@@ -62,16 +67,36 @@ def scan_axes(**extra: Any) -> dict[Any, Any]:
     Raises:
       TypeError: an axis is no int, None nor ``nn.broadcast`` (``params="0"``, which
         Flax's scan refused with a bare AssertionError; ``True``, which it took for 1).
+      ValueError: a name is a typo of a collection Flax or phosjax uses (``param=0``, for
+        which Flax's scan said only that the collection ``params`` is empty).
 
     Examples:
       >>> axes = scan_axes(params=0)
       >>> axes["intermediates"], axes["knobs"], axes["params"]
       (0, 0, 0)
+      >>> scan_axes(param=0)
+      Traceback (most recent call last):
+      ValueError: scan_axes: no collection is named 'param'; did you mean 'params'? ...
     """
     for name, axis in extra.items():
+        _check_no_typo(name)
         if axis is not None and axis is not nn.broadcast and type(axis) is not int:
             raise TypeError(
                 f"scan_axes: the axis of {name!r} must be an int (0: one entry per "
                 f"iteration), None or nn.broadcast, got {axis!r}."
             )
     return {**{name: 0 for name in SCANNED}, **extra}
+
+
+def _check_no_typo(name: str) -> None:
+    """Raises a ValueError when ``name`` is one letter off a collection Flax or phosjax uses
+    (`one_edit_apart`), naming it and them; any other name may be a collection of the
+    user's own."""
+    known = (*FLAX_COLLECTIONS, *SCANNED)
+    near = [collection for collection in known if one_edit_apart(name, collection)]
+    if name not in known and near:
+        raise ValueError(
+            f"scan_axes: no collection is named {name!r}; did you mean {near[0]!r}? (Flax's "
+            f"and phosjax's: {', '.join(known)}; for a collection of your own named "
+            f"{name!r}, add it to the dict scan_axes returns.)"
+        )

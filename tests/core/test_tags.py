@@ -550,6 +550,16 @@ def test_scan_axes_given_no_axis_names_the_collection(axis):
     assert px.scan_axes(params=0, batch_stats=None, cache=nn.broadcast)["cache"] is nn.broadcast
 
 
+@pytest.mark.parametrize(("typo", "meant"), [("param", "params"), ("knob", "knobs")])
+def test_scan_axes_given_a_typo_of_a_collection_names_the_one_meant(typo, meant):
+    """param=0 gave no error here; Flax's scan then said 'Tried to access "kernel" from
+    collection "params" ... but the collection is empty'."""
+    message = rf"^scan_axes: no collection is named '{typo}'; did you mean '{meant}'\? .*params, "
+    with pytest.raises(ValueError, match=message):
+        px.scan_axes(**{typo: 0})
+    assert px.scan_axes(memory=0)["memory"] == 0  # a collection of the user's own
+
+
 def test_probe_given_a_selector_without_the_input_says_so():
     """probe(model, variables, "**/h") took the selector for x: Dense on a str raised a
     bare IndexError ('tuple index out of range')."""
