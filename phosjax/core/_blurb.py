@@ -34,6 +34,7 @@ from phosjax.core._apply import (
 from phosjax.core._blurb_table import table
 from phosjax.core._collections import AUX_LOSS, BLURB, KNOBS, PATH_WEIGHTS
 from phosjax.core._knobs import _declarations, init_kwargs, knobs
+from phosjax.core._module_check import check_module
 from phosjax.core._paths import SEP, flatten
 from phosjax.core._record import applied_apart, apply_depth
 from phosjax.core._selectors import SelectorError, select
@@ -583,6 +584,7 @@ def blurb(
       >>> b.root.params, [child.path for child in b.root.children]
       (23, ['hidden', 'out'])
     """
+    check_module("blurb", model)
     return _summary(model, variables, x, None, measure_latency, flops, repeats, apply_kwargs)
 
 

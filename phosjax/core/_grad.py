@@ -15,6 +15,7 @@ from phosjax.core._apply import (
     tag_call_shapes,
 )
 from phosjax.core._collections import INTERMEDIATES, PERTURBATIONS
+from phosjax.core._module_check import check_module
 from phosjax.core._paths import unflatten
 from phosjax.core._selectors import selector_list
 
@@ -93,6 +94,7 @@ def perturbations(
       >>> zeros["h"].tolist()
       [0.0, 0.0]
     """
+    check_module("perturbations", model)
     with (
         naming_params_alone(variables, "perturbations") as variables,
         naming_other_kinds(variables),
@@ -158,6 +160,7 @@ def grad_of(
             f"jnp.sum, or the loss), got {fn!r}; call it as grad_of(fn, model, variables, x, "
             "wrt=...)."
         )
+    check_module("grad_of", model)
     with naming_params_alone(variables, "grad_of") as variables, naming_other_kinds(variables):
         zeros = _flat_perturbations(model, variables, x, wrt, **kwargs)
 

@@ -19,6 +19,7 @@ from phosjax.core._apply import (
 )
 from phosjax.core._collections import INJECTIONS, INTERMEDIATES
 from phosjax.core._knobs import holds_exactly, is_traced, what_holds
+from phosjax.core._module_check import check_module
 from phosjax.core._paths import unflatten
 from phosjax.core._record import Calls, add_call
 from phosjax.core._selectors import value_per_path
@@ -57,6 +58,7 @@ def injections(
       >>> Double().apply({"injections": tree}, jnp.ones(2)).tolist()
       [10.0, 12.0]
     """
+    check_module("injections", model)
     with naming_params_alone(variables, "injections") as variables, naming_other_kinds(variables):
         return unflatten(_flat_injections(model, variables, x, values, **kwargs)[0])
 
@@ -254,6 +256,7 @@ def inject(
       >>> px.inject(Double(), {}, jnp.ones(2), {"h": jnp.array([5.0, 6.0])}).tolist()
       [10.0, 12.0]
     """
+    check_module("inject", model)
     with naming_params_alone(variables, "inject") as variables, naming_other_kinds(variables):
         flat, several = _flat_injections(model, variables, x, values, **kwargs)
     injected = {**variables, INJECTIONS: unflatten(flat)}

@@ -25,6 +25,7 @@ import numpy as np
 
 from phosjax.core._apply import checked_variables
 from phosjax.core._collections import KNOBS
+from phosjax.core._module_check import check_module
 from phosjax.core._paths import check_path, flatten, module_path, unflatten
 from phosjax.core._record import collecting, taking
 from phosjax.core._selectors import SelectorError, check_values, select, value_per_path
@@ -318,6 +319,7 @@ def knobs(model: nn.Module, *args: Any, **kwargs: Any) -> dict[str, Knob]:
       (px.knobs(model, x)), not its variables: got a mapping of the collections ['params']
       first.
     """
+    check_module("knobs", model)
     first = args[0] if args else None
     if isinstance(first, Mapping) and any(
         isinstance(first.get(c), Mapping) for c in (KNOBS, "params")
@@ -526,6 +528,7 @@ def with_knobs(model: nn.Module, variables: Mapping[str, Any], *args: Any, **kwa
       >>> with_knobs(Gain(), {"params": {}}, jnp.ones(3))["knobs"]["gain"].item()
       2.0
     """
+    check_module("with_knobs", model)
     variables = checked_variables(variables, "with_knobs")
     return _with_knobs_declared(model, variables, *args, **kwargs)[0]
 

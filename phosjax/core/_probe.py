@@ -13,6 +13,7 @@ from phosjax.core._apply import (
     naming_params_alone,
 )
 from phosjax.core._collections import INTERMEDIATES
+from phosjax.core._module_check import check_module
 from phosjax.core._paths import flatten
 from phosjax.core._selectors import select_items
 from phosjax.core._tags import tags_seen
@@ -70,6 +71,7 @@ def probe(
       >>> [h.shape for h in px.probe(Loop(), variables, x, "h")[1]["h"]]
       [(1, 3), (1, 3)]
     """
+    check_module("probe", model)
     try:
         with naming_params_alone(variables, "probe") as variables, tags_seen() as seen:
             output, collected = apply_collecting(

@@ -13,6 +13,7 @@ from phosjax.core._apply import (
 )
 from phosjax.core._collections import KNOBS
 from phosjax.core._knobs import _set_knobs, _with_knobs_declared, init_kwargs
+from phosjax.core._module_check import check_module
 from phosjax.core._selectors import SelectorError, check_values, select
 
 
@@ -55,6 +56,7 @@ def tweak(
       >>> px.tweak(Gain(), {}, jnp.ones(2), {"gain": 3.0}).tolist()
       [3.0, 3.0]
     """
+    check_module("tweak", model)
     check_values(values, "knob")  # first: a bare value is no selector
     with naming_params_alone(variables, "tweak") as variables:
         full, declared, dropped = _with_knobs_declared(model, variables, x, **init_kwargs(kwargs))

@@ -17,7 +17,7 @@ import numpy as np
 
 from phosjax._callables import a_type, callable_name
 from phosjax._nearest import one_edit_apart
-from phosjax.core._module_class import refuse_module_class
+from phosjax.core._module_check import refuse_module_class
 
 TRAIN_FLAGS = ("train", "training", "is_training", "deterministic", "use_running_average")
 """The call parameters that take the train flag: ``train``, ``training`` and

@@ -7,8 +7,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from phosjax._callables import a_type
-from phosjax.core._module_class import refuse_module_class
+from phosjax.core._module_check import check_module
 from phosjax.train._config import COMPUTE_DTYPES, one_of
 
 
@@ -28,24 +27,6 @@ def cast_floating(tree: Any, dtype: Any) -> Any:
         return leaf.astype(dtype) if jnp.issubdtype(leaf.dtype, jnp.floating) else leaf
 
     return jax.tree.map(cast, tree)
-
-
-def check_module(where: str, model: Any) -> None:
-    """Raises a TypeError naming ``where`` unless ``model`` is a Flax module: a model
-    config (what a `phosjax.train.Cell` takes) is to be built first, a module class
-    instantiated.
-
-    Examples:
-      >>> from phosjax.models import ModelConfig
-      >>> check_module("make_train_step", ModelConfig("mlp", 3, (8,)))
-      Traceback (most recent call last):
-      TypeError: make_train_step: model must be a Flax module, got a ModelConfig: pass its .build()
-    """
-    refuse_module_class(model, f"{where}: model")
-    if not isinstance(model, nn.Module):
-        built = callable(getattr(model, "build", None))
-        fix = "pass its .build()" if built else "e.g. ModelConfig('mlp', 10, (40,)).build()"
-        raise TypeError(f"{where}: model must be a Flax module, got {a_type(model)}: {fix}")
 
 
 def precision_apply(model: nn.Module, compute_dtype: str) -> Callable[..., Any]:

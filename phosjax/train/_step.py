@@ -29,12 +29,13 @@ from phosjax.core import (
     flatten,
     regularize,
 )
+from phosjax.core._module_check import check_module
 from phosjax.data import batch_indices
 from phosjax.morph import channel_groups, morph_regularizer
 from phosjax.train._config import HParams, Regularizer, int_at_least
 from phosjax.train._matmul_convs import rewrite_before_grad
 from phosjax.train._optim import hparams_multiplier, hparams_optimizer
-from phosjax.train._precision import check_module, precision_apply
+from phosjax.train._precision import precision_apply
 from phosjax.train._reduce import all_finite, scaled_global_norm
 from phosjax.train._state import GroupState, check_data_set
 

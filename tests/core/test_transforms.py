@@ -1189,3 +1189,26 @@ def test_tag_shapes_given_no_variables_or_the_params_alone_names_itself(variable
         variables = Gained().init(jax.random.key(0), X)["params"]
     with pytest.raises(TypeError, match=said):
         px.core.tag_shapes(Gained(), variables, X)
+
+
+NAMED_MODEL_CALLS = {
+    "probe": lambda model: px.probe(model, {}, X, "h"),
+    "inject": lambda model: px.inject(model, {}, X, {"h": X}),
+    "injections": lambda model: px.core.injections(model, {}, X, {"h": X}),
+    "perturbations": lambda model: px.core.perturbations(model, {}, X, "h"),
+    "grad_of": lambda model: px.grad_of(jnp.sum, model, {}, X, wrt="h"),
+    "knobs": lambda model: px.knobs(model, X),
+    "with_knobs": lambda model: px.core.with_knobs(model, {}, X),
+    "tweak": lambda model: px.tweak(model, {}, X, {}),
+    "blurb": lambda model: px.blurb(model, {}, X),
+}
+
+
+@pytest.mark.parametrize("name", NAMED_MODEL_CALLS)
+def test_no_module_given_as_the_model_is_refused_naming_the_function(name):
+    """3 for the model was an AttributeError: "'int' object has no attribute 'apply'"."""
+    call = NAMED_MODEL_CALLS[name]
+    with pytest.raises(TypeError, match=rf"^{name}: model must be a Flax module, got an int: "):
+        call(3)
+    with pytest.raises(TypeError, match=rf"^{name}: model is the class Dense, not a module: "):
+        call(nn.Dense)
