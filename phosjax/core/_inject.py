@@ -8,6 +8,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from phosjax._callables import a_type
 from phosjax.core._apply import (
@@ -125,9 +126,9 @@ def _in_dtype(value: Any, dtype: Any) -> Any:
         return jnp.asarray(value)  # an array keeps its dtype
     if holds_exactly(dtype, value):
         return jnp.asarray(value, dtype)
-    if jnp.issubdtype(dtype, jnp.inexact):  # not to be read as float32's infinity either
+    if jnp.issubdtype(dtype, jnp.inexact) and not np.iscomplexobj(value):  # nor as inf
         raise OverflowError(f"{value!r:.60} overflows {jnp.dtype(dtype).name}")
-    return jnp.asarray(value)
+    return jnp.asarray(value)  # a complex one: its dtype named by the caller
 
 
 def in_dtypes_of(value: Any, expected: Any) -> Any:

@@ -467,8 +467,8 @@ def is_traced(value: Any) -> bool:
 
 def holds_exactly(dtype: Any, value: Any) -> bool:
     """Whether ``dtype`` holds ``value`` (a number or array) exactly: for a float dtype,
-    any value it does not turn into an infinity (it rounds; NaN and infinities given stay
-    themselves), for an integer or bool one, only whole numbers in its range.
+    any real value it does not turn into an infinity (it rounds; NaN and infinities given
+    stay themselves), for an integer or bool one, only whole numbers in its range.
 
     Examples:
       >>> holds_exactly("int32", 2.0), holds_exactly("int32", 2.5), holds_exactly(bool, 2)
@@ -477,9 +477,15 @@ def holds_exactly(dtype: Any, value: Any) -> bool:
       True
       >>> holds_exactly("float32", 2**200), holds_exactly("float32", [np.inf, np.nan])
       (False, True)
+      >>> holds_exactly("float32", 2 + 1j), holds_exactly("complex64", 2 + 1j)
+      (False, True)
     """
     dtype = np.dtype(dtype)
     value = np.asarray(value)
+    if np.iscomplexobj(value) and dtype.kind != "c":
+        if np.any(value.imag):
+            return False  # its cast would drop the imaginary part
+        value = value.real
     with np.errstate(invalid="ignore", over="ignore"):  # NaN, inf, out of range: False
         try:
             cast = value.astype(dtype)

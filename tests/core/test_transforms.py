@@ -599,6 +599,9 @@ def test_an_integer_knob_refuses_a_value_it_cannot_hold_a_float_one_rounds():
     # 1e300 for a bfloat16 knob was inf, with numpy's "overflow encountered in cast"
     with pytest.raises(ValueError, match=r"'f' holds bfloat16, .* 1e\+300; give a number betw"):
         px.set_knobs(variables, {"f": 1e300})
+    # 2 + 1j for it was 2, its imaginary part dropped with numpy's ComplexWarning
+    with pytest.raises(ValueError, match=r"'f' holds bfloat16, which cannot hold \(2\+1j\); give"):
+        px.set_knobs(variables, {"f": 2 + 1j})
     set_under_jit = lambda value: jax.jit(lambda: px.set_knobs(variables, {"k": value}))()
     assert set_under_jit(3.0)["knobs"]["k"].tolist() == 3
     with pytest.raises(ValueError, match=r"^Knob 'k' holds int32, which cannot hold 2.5; give"):
@@ -1001,6 +1004,9 @@ def test_inject_reads_a_list_of_whole_numbers_as_the_tagged_dtype():
     np.testing.assert_array_equal(got, want)
     with pytest.raises(ValueError, match=r"dtype int32, but the tagged value .* float32"):
         px.inject(Stack(), init("plain"), X, {path: value})  # an array keeps its dtype
+    # a list of complex numbers "has structure PyTreeDef([[*, *, *, *], [*, *, *, *]])"
+    with pytest.raises(ValueError, match=r"dtype complex64, but the tagged value .* float32"):
+        px.inject(Stack(), init("plain"), X, {path: (value + 1j).tolist()})
 
 
 def test_inject_reads_a_python_number_as_the_tagged_dtype():
