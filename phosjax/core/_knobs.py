@@ -59,6 +59,11 @@ class Range:
         open_end = self.gt is not None or self.lt is not None
         if low is not None and high is not None and (low > high or (low == high and open_end)):
             raise ValueError(f"{self!r} holds no number: give a lower bound below the upper.")
+        if low == np.inf or high == -np.inf:
+            raise ValueError(
+                f"{self!r} holds no number: it takes finite numbers alone, so give a lower "
+                "bound below inf and an upper one above -inf."
+            )
 
     def bounds(self) -> dict[str, float]:
         """The bounds given, by name (``{"gt": 0}`` for ``Range(gt=0)``).

@@ -465,6 +465,9 @@ def test_tweak_checks_a_value_against_its_range_before_the_model_runs():
         ({"le": np.nan}, TypeError, r"Range le must be a number, got nan"),
         ({"gt": 1, "lt": 0}, ValueError, r"Range\(gt=1, lt=0\) holds no number"),
         ({"gt": 0, "le": 0}, ValueError, r"Range\(gt=0, le=0\) holds no number"),
+        # these two read 'a finite number > inf' and held none, refusing every value
+        ({"ge": np.inf}, ValueError, r"Range\(ge=inf\) holds no number: .* lower bound below inf"),
+        ({"lt": -np.inf}, ValueError, r"Range\(lt=-inf\) holds no number: .* above -inf\.$"),
     ],
 )
 def test_a_range_that_holds_no_number_is_refused(bounds, error, match):
