@@ -166,7 +166,8 @@ def aux_loss(module: nn.Module, name: str, value: jax.Array) -> jax.Array:
       The scaled, averaged loss (the scalar that is recorded).
 
     Raises:
-      TypeError: ``value`` is no number nor array (None, a string, a dict), the loss named.
+      TypeError: ``value`` is no number nor array (None, a string, a dict), or is complex,
+        the loss named.
 
     Examples:
       >>> import flax.linen as nn, jax, jax.numpy as jnp, phosjax as px
@@ -188,6 +189,11 @@ def aux_loss(module: nn.Module, name: str, value: jax.Array) -> jax.Array:
             f"{what}: a loss must be a number or an array of them, a scalar or one per "
             f"example (B, ...), got {value!r} ({type(value).__name__})."
         ) from None
+    if jnp.issubdtype(loss.dtype, jnp.complexfloating):  # the total loss would be complex
+        raise TypeError(
+            f"{what}: a loss must be real, got dtype {loss.dtype}, which the total loss "
+            "would take (jax.grad refuses it); record its abs() or its real part."
+        )
     scaled = batch_mean(scale_by_path_weight(loss, current_path_weight(), what))
     record(module, AUX_LOSS, name, scaled)
     raised = taking(_RAISED)

@@ -542,6 +542,21 @@ def test_an_aux_loss_that_is_no_number_is_named(value):
         Raises().apply({}, jnp.ones(2), mutable=["aux_loss"])
 
 
+def test_a_complex_aux_loss_is_named_under_jit():
+    """It was recorded, and jax.grad of the total loss said only 'grad requires
+    real-valued outputs ... got complex64'."""
+
+    class Raises(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            px.aux_loss(self, "l1", x.sum() * 1j)
+            return x
+
+    message = r"^aux loss 'l1': a loss must be real, got dtype complex64, .* abs\(\)"
+    with pytest.raises(TypeError, match=message):
+        jax.jit(lambda x: Raises().apply({}, x, mutable=["aux_loss"]))(jnp.ones(2))
+
+
 @pytest.mark.parametrize("axis", ["0", 0.0, True])
 def test_scan_axes_given_no_axis_names_the_collection(axis):
     """Flax's scan refused '0' and 0.0 with a bare AssertionError, and took True for 1."""
