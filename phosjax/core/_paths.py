@@ -48,6 +48,7 @@ def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
     Raises:
       ValueError: one path is a prefix of another (``"a"`` and ``"a/b"``): a tree cannot
         hold a value at ``a`` and another below it; both paths are named.
+      TypeError: a path is no str (``{1: x}``), named.
 
     Examples:
       >>> unflatten({"a/b": 1, "a/c": 2})
@@ -59,6 +60,11 @@ def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
     tree: dict[str, Any] = {}
     made = {id(tree)}  # the dicts built here, not values that happen to be dicts
     for path, value in flat.items():
+        if not isinstance(path, str):
+            raise TypeError(
+                f"unflatten takes {{path: value}} with paths such as 'blocks_0/pre_act', got "
+                f"the path {path!r} ({type(path).__name__}); give str(path)."
+            )
         *parents, leaf = path.split(SEP)
         node = tree
         for depth, key in enumerate(parents):

@@ -200,6 +200,12 @@ def test_unflatten_refuses_a_path_below_a_value_in_either_order(flat):
         px.core.unflatten(flat)
 
 
+def test_unflatten_names_a_path_that_is_no_str():
+    # it said "'int' object has no attribute 'split'"
+    with pytest.raises(TypeError, match=r"^unflatten takes .*got the path 1 \(int\); give str"):
+        px.core.unflatten({"a": 0, 1: 2})
+
+
 def test_unflatten_never_merges_into_a_value_that_is_a_dict():
     value = {"z": 1}
     with pytest.raises(ValueError, match=r"Paths 'a' and 'a/b' cannot both"):
