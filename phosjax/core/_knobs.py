@@ -245,14 +245,26 @@ def _in_range(declaration: Knob, value: jax.Array, owner: str) -> jax.Array:
 
 
 def _default_array(path: str, default: Any) -> jax.Array:
-    """``default`` as an array; a TypeError naming the knob when it is no number or array."""
+    """``default`` as an array; a TypeError naming the knob when it is no number or array,
+    a ValueError when its dtype (JAX's default for a Python number) cannot hold it
+    (`holds_exactly`: 2**40, 1e300)."""
     try:
-        return jnp.asarray(default)
+        with np.errstate(over="ignore"):  # 1e300: its float32 inf is refused below
+            array = jnp.asarray(default)
+    except OverflowError:  # a Python int beyond int32: JAX's says "Python int ... too large"
+        array = None
     except (TypeError, ValueError) as error:
         raise TypeError(
             f"Knob {path!r} takes a number or an array as its default, got {default!r}; to "
             "choose between options, declare an integer knob that indexes them."
         ) from error
+    dtype = np.dtype("int32") if array is None else array.dtype
+    if array is None or (not is_traced(default) and not holds_exactly(dtype, default)):
+        raise ValueError(
+            f"Knob {path!r} has the default {default!r:.60}, which its dtype, {dtype.name}, "
+            f"cannot hold: give {what_holds(dtype)}."
+        )
+    return array
 
 
 def _declarations() -> contextlib.AbstractContextManager[dict[str, Knob]]:

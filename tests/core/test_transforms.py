@@ -589,6 +589,28 @@ def test_a_knob_default_that_is_no_number_names_the_knob(run):
         run(Activation(), X)
 
 
+class Defaulted(nn.Module):
+    default: object = 1.0
+
+    @nn.compact
+    def __call__(self, x):
+        return x * px.knob(self, "k", self.default)
+
+
+@pytest.mark.parametrize(
+    ("default", "said"),
+    [
+        (1e300, r"1e\+300, which its dtype, float32, cannot hold: give a number between"),
+        (2**40, r"1099511627776, which its dtype, int32, cannot hold: give a whole number from"),
+    ],
+)
+def test_a_knob_default_its_dtype_cannot_hold_names_the_knob(default, said):
+    # 1e300 was a float32 inf, with numpy's overflow warning; 2**40 JAX's bare
+    # OverflowError "Python int 1099511627776 too large to convert to int32"
+    with pytest.raises(ValueError, match=rf"^Knob 'k' has the default {said}"):
+        px.knobs(Defaulted(default), X)
+
+
 def test_an_integer_knob_refuses_a_value_it_cannot_hold_a_float_one_rounds():
     variables = {
         "knobs": {"k": jnp.array(2), "b": jnp.array(True), "f": jnp.ones((), jnp.bfloat16)}
