@@ -7,6 +7,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from phosjax._callables import a_type
 from phosjax.core._apply import (
     apply_reaching_tags,
     naming_other_kinds,
@@ -177,6 +178,11 @@ def grad_of(
             **kwargs,
         )
         value = fn(out)
+        if isinstance(value, tuple | list) and not has_aux:  # jnp.ndim: "__array__() was..."
+            raise TypeError(
+                f"grad_of: fn gave {a_type(value)} of {len(value)} values, not a scalar; for "
+                "(loss, aux), pass has_aux=True."
+            )
         loss = value[0] if has_aux and isinstance(value, tuple | list) else value
         if jnp.ndim(loss):  # JAX: "Gradient only defined for scalar-output functions"
             raise TypeError(

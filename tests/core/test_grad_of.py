@@ -214,3 +214,11 @@ def test_an_fn_giving_no_scalar_is_named_with_its_shape(has_aux):
         TypeError, match=r"^grad_of: fn gave a value of shape \(4, 3\), not a scalar"
     ):
         px.grad_of(fn, TwoLayer(), variables, X, wrt="pre_act", has_aux=has_aux)
+
+
+def test_an_fn_giving_a_pair_without_has_aux_is_told_to_pass_it():
+    # it raised TracerArrayConversionError: "The numpy.ndarray conversion method __array__()"
+    variables = TwoLayer().init(jax.random.key(0), X)
+    message = r"^grad_of: fn gave a tuple of 2 values, not a scalar; .* pass has_aux=True\."
+    with pytest.raises(TypeError, match=message):
+        px.grad_of(lambda y: (y.sum(), y), TwoLayer(), variables, X, wrt="pre_act")
