@@ -1,10 +1,13 @@
 """What the engine's caches are keyed by: a cached result is reused only where it holds."""
 
-import jax
+import pytest
 
-from phosjax.train import _auto
-from phosjax.train._run import SPLITS
-from tests.train.tiny import toy_data
+from phosjax.train import Cell, HParams, _auto, _run, init_group, plan_groups, run_group
+from tests.train.tiny import Tiny, toy_data
+
+
+class _Chosen(Exception):
+    """Raised where run_group would start to train with the strategy auto chose."""
 
 
 def test_auto_measures_again_for_a_data_set_of_the_same_name_but_another_size(monkeypatch):
@@ -12,22 +15,18 @@ def test_auto_measures_again_for_a_data_set_of_the_same_name_but_another_size(mo
     measured = []
 
     def measure(signature, make_step, state, arrays, **options):
-        measured.append(arrays)
-        return {"vmap": 1.0}
+        measured.append(arrays["x_train"].shape)  # counted, not timed
+        return {"vmap": 2.0, "map": 1.0}
+
+    def chosen(strategy, *args, **kwargs):
+        raise _Chosen(strategy)  # nothing compiled for training
 
     monkeypatch.setattr(_auto, "_CHOICES", {})
     monkeypatch.setattr(_auto, "measure_strategies", measure)
-    monkeypatch.setattr(_auto, "candidates", lambda step, state, arrays: ("vmap",))
+    monkeypatch.setattr(_run, "Executor", chosen)
+    [group] = plan_groups([Cell(Tiny(), "toy", HParams(batch_size=16, steps=1), seed=0)])
     for train in (64, 32, 64, 32):
         data = toy_data(train=train)
-        choice = _auto.choose_strategy(
-            ("a group's signature",),
-            lambda: None,
-            {"state": None},
-            lambda data=data: data.x_train.shape,
-            data_shapes=_auto.split_shapes(data, SPLITS),
-            num_cells=1,
-            devices=jax.devices()[:1],
-        )
-        assert choice == ("vmap", {"vmap": 1.0})
+        with pytest.raises(_Chosen, match=r"^map$"):
+            run_group(group, init_group(group, data), data, strategy="auto")
     assert measured == [(64, 8), (32, 8)]  # each size once
