@@ -195,7 +195,8 @@ class Regularizer:
       kind: ``"l1"`` (absolute values), ``"l2"`` (squares) or ``"morph"`` (MorphNet's
         resource regularizer, `phosjax.morph.morph_regularizer`, normalized by the full
         model's cost; its channel groups are traced from the model when the step compiles).
-      strength: the factor, >= 0; may differ between the cells of one group.
+      strength: the factor, >= 0 and within float32's range; may differ between the
+        cells of one group.
       on: ``"params"`` sums over every entry of the matching parameters;
         ``"activations"`` averages over the entries of each matching tagged value.
         ``"morph"`` needs ``"params"``.
@@ -224,7 +225,9 @@ class Regularizer:
         _check_selector("Regularizer selector", self.selector)
         one_of("Regularizer kind", self.kind, REGULARIZER_KINDS)
         one_of("Regularizer on", self.on, REGULARIZER_TARGETS)
-        object.__setattr__(self, "strength", number_in("Regularizer strength", self.strength, 0))
+        strength = number_in("Regularizer strength", self.strength, 0)
+        check_float32("Regularizer strength", strength, "a group")
+        object.__setattr__(self, "strength", strength)
         object.__setattr__(self, "threshold", number_in("Regularizer threshold", self.threshold, 0))
         one_of("Regularizer cost", self.cost, COSTS)  # for every kind: a typo is never silent
         one_of("Regularizer source", self.source, SOURCES)
@@ -306,7 +309,10 @@ def _knob_pairs(knobs: Any) -> tuple[tuple[str, float], ...]:
                 f"{value}); give each knob one value."
             )
         given[selector] = value
-        checked.append((selector, number_in(f"HParams knob {selector!r}", value, -math.inf)))
+        where = f"HParams knob {selector!r}"
+        number = number_in(where, value, -math.inf)
+        check_float32(where, number, "a group")
+        checked.append((selector, number))
     return tuple(checked)
 
 
@@ -317,7 +323,9 @@ class HParams:
 
     ``learning_rate``, ``weight_decay``, ``momentum``, ``label_smoothing``, the
     regularizers' strengths and the knobs' values may differ between the cells of one
-    compiled group; everything else is part of the group's signature (see `plan_groups`).
+    compiled group, which holds them in float32: one beyond its range (``1e39``, inf
+    there) is refused (`check_float32`). Everything else is part of the group's signature
+    (see `plan_groups`).
 
     Attributes:
       optimizer: one of ``"adam"``, ``"adamw"``, ``"sgd"``, ``"momentum"``. ``adam``,
@@ -362,6 +370,10 @@ class HParams:
       >>> HParams(steps=2**31)
       Traceback (most recent call last):
       ValueError: HParams steps must lie in [1, 2147483647] (...), got 2147483648.
+      >>> HParams(learning_rate=1e39)
+      Traceback (most recent call last):
+      ValueError: HParams learning_rate 1e+39 lies beyond float32's range (...), the dtype
+      a group holds it in, where it would be inf; give a smaller value.
     """
 
     optimizer: str = "adam"
@@ -403,6 +415,7 @@ class HParams:
             ("label_smoothing", 0, 1, " (the mass spread over the classes)"),
         ):
             number = number_in(f"HParams {name}", getattr(self, name), least, most, hint=hint)
+            check_float32(f"HParams {name}", number, "a group")
             object.__setattr__(self, name, number)
         if self.grad_clip is not None:
             clip = number_in(

@@ -8,7 +8,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from phosjax.train._config import Cell, HParams, check_float32, int_at_least
+from phosjax.train._config import Cell, HParams, int_at_least
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +53,6 @@ class Group:
                     f"hparams), but cells 0 and {i} differ in {_signature_difference(first, cell)}"
                     ". plan_groups puts such cells in separate groups."
                 )
-        _check_float32_range("Group", self.cells)
         _check_distinct("Group", self.cells)
 
     @property
@@ -217,24 +216,6 @@ def _per_cell_values(hp: HParams) -> dict[str, float]:
     return values
 
 
-def _check_float32_range(where: str, cells: Sequence[Cell]) -> None:
-    """Raises naming ``where``, the cell, the value's name and the value if a per-cell
-    value (`_per_cell_values`) lies beyond float32's range: the group would hold it as inf.
-
-    Examples:
-      >>> from phosjax.models import ModelConfig
-      >>> cell = Cell(ModelConfig("mlp", 10, (40,)), "mnist1d", HParams(learning_rate=1e39))
-      >>> _check_float32_range("plan_groups", [cell])
-      Traceback (most recent call last):
-      ValueError: plan_groups: cell 0's learning_rate 1e+39 lies beyond float32's range
-      (3.4028234663852886e+38 at most in magnitude), the dtype a group holds it in, where it
-      would be inf; give a smaller value.
-    """
-    for i, cell in enumerate(cells):
-        for name, value in _per_cell_values(cell.hparams).items():
-            check_float32(f"{where}: cell {i}'s {name}", value, "a group")
-
-
 def _check_distinct(where: str, cells: Sequence[Cell]) -> None:
     """Raises naming ``where`` if two cells are the same, or differ only in a momentum
     their optimizer ignores (all but ``"momentum"``), in a regularizer's field its kind
@@ -324,11 +305,9 @@ def check_cells(where: str, cells: Any) -> None:
     Raises:
       TypeError: ``cells`` is no list or tuple (one `Cell`, a generator), or holds
         something else than a `Cell`.
-      ValueError: a cell's per-cell value lies beyond float32's range (the cell, the
-        value's name and the value named, `_check_float32_range`), two cells' seeds
-        differ but make the same key, or two cells are the same or differ only in an
-        ignored momentum or regularizer field or in values float32 rounds to one (both
-        named).
+      ValueError: two cells' seeds differ but make the same key, or two cells are the
+        same or differ only in an ignored momentum or regularizer field or in values
+        float32 rounds to one (both named).
 
     Examples:
       >>> check_cells("plan_groups", (cell for cell in []))
@@ -344,7 +323,6 @@ def check_cells(where: str, cells: Any) -> None:
     for i, cell in enumerate(cells):
         if not isinstance(cell, Cell):
             raise TypeError(f"{where}: cells[{i}] is a {type(cell).__name__}, not a Cell.")
-    _check_float32_range(where, cells)
     _check_distinct(where, cells)
     if all(0 <= cell.seed < 2**32 for cell in cells):
         return  # distinct keys, in either mode

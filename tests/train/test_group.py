@@ -10,6 +10,7 @@ import pytest
 
 import phosjax as px
 import phosjax.train
+from phosjax.bench import BenchConfig, BenchError
 from phosjax.train import (
     Cell,
     Group,
@@ -668,19 +669,36 @@ def test_a_cell_given_twice_is_refused():
             plan_groups([*cells, twice])
 
 
+BEYOND_FLOAT32 = r"lies beyond float32's range \(3.4028234663852886e\+38 at most in magnitude\)"
+
+
 @pytest.mark.parametrize(
-    "given, shown",
+    "make, shown",
     [
-        ({"learning_rate": 1e39}, r"learning_rate 1e\+39"),
-        ({"knobs": {"**/T": -1e300}}, r"knob '\*\*/T' -1e\+300"),
-        ({"regularizers": (Regularizer("**", "l1", 1e39),)}, r"regularizers\[0\] strength 1e\+39"),
+        (lambda: HParams(learning_rate=1e39), r"HParams learning_rate 1e\+39"),
+        (lambda: HParams(weight_decay="1e300"), r"HParams weight_decay 1e\+300"),
+        (lambda: HParams(knobs={"**/T": -1e300}), r"HParams knob '\*\*/T' -1e\+300"),
+        (lambda: Regularizer("**", "l1", 1e39), r"Regularizer strength 1e\+39"),
     ],
 )
-def test_a_value_beyond_float32_is_refused_naming_the_cell_and_value(given, shown):
+def test_a_value_beyond_float32_is_refused_where_it_is_given(make, shown):
     """A group holds per-cell values in float32: 1e39 trained as inf, silently."""
-    cells = [Cell(Tiny(), "toy", HParams(), 0), Cell(Tiny(), "toy", HParams(**given), 1)]
-    beyond = rf"{shown} lies beyond float32's range \(3.4028234663852886e\+38 at most in"
-    with pytest.raises(ValueError, match=rf"^plan_groups: cell 1's {beyond}"):
-        plan_groups(cells)
-    with pytest.raises(ValueError, match=rf"^Group: cell 0's {beyond}"):
-        Group((cells[1],), (0,))  # alone, too: in float32 as well
+    with pytest.raises(ValueError, match=rf"^{shown} {BEYOND_FLOAT32}, the dtype a group"):
+        make()
+
+
+@pytest.mark.parametrize(
+    "grid, shown",
+    [
+        ({"learning_rate": [1e-3, 1e39]}, r"grid\.learning_rate 1e\+39"),
+        (
+            {"regularizers": [{"kind": "l2", "strength": [0, 1e39]}]},
+            r"grid\.regularizers: Regularizer strength 1e\+39",
+        ),
+    ],
+)
+def test_a_bench_grid_value_beyond_float32_is_refused_naming_its_key(grid, shown):
+    """It passed the config and planning, then plan_groups raised a bare ValueError
+    naming an internal cell index (``plan_groups: cell 1's learning_rate``)."""
+    with pytest.raises(BenchError, match=rf"^{shown} {BEYOND_FLOAT32}"):
+        BenchConfig.from_dict({"grid": grid})
