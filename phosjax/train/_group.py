@@ -33,18 +33,14 @@ class Group:
     index: tuple[int, ...]
 
     def __post_init__(self) -> None:
+        check_cells("Group", self.cells)  # as plan_groups checks them
         if not self.cells or len(self.cells) != len(self.index):
             raise ValueError(
                 f"A Group needs one index per cell and at least one cell, got "
                 f"{len(self.cells)} cells and {len(self.index)} indices."
             )
+        object.__setattr__(self, "cells", tuple(self.cells))
         object.__setattr__(self, "index", _positions(self.index))
-        for i, cell in enumerate(self.cells):
-            if not isinstance(cell, Cell):
-                raise TypeError(
-                    f"Group: cells[{i}] is a {type(cell).__name__}, not a Cell; e.g. "
-                    "Group((cell_a, cell_b), (0, 1)), or plan_groups(cells)."
-                )
         first = self.cells[0]
         for i, cell in enumerate(self.cells):
             if cell.signature() != first.signature():
@@ -53,7 +49,6 @@ class Group:
                     f"hparams), but cells 0 and {i} differ in {_signature_difference(first, cell)}"
                     ". plan_groups puts such cells in separate groups."
                 )
-        _check_distinct("Group", self.cells)
 
     @property
     def model(self) -> Any:

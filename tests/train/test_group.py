@@ -175,10 +175,21 @@ def test_a_group_of_cells_with_other_signatures_names_what_differs():
         Group((a, Cell(Tiny(), "other", hp)), (0, 1))
 
 
-def test_a_group_of_something_else_than_cells_names_the_item():
+def test_a_group_checks_its_cells_as_plan_groups_does():
     # it raised AttributeError: 'str' object has no attribute 'signature'
-    with pytest.raises(TypeError, match=r"Group: cells\[1\] is a str, not a Cell; e.g. Group"):
+    with pytest.raises(TypeError, match=r"^Group: cells\[1\] is a str, not a Cell\.$"):
         Group((Cell(Tiny(), "toy"), "mlp"), (0, 1))  # type: ignore[arg-type]
+    # its own copy of these checks raised "object of type 'Cell' has no len()", and took
+    # seeds that make one key: it trained one model twice
+    with pytest.raises(TypeError, match=r"^Group: cells must be a list .* got one Cell; pass"):
+        Group(Cell(Tiny(), "toy"), (0,))  # type: ignore[arg-type]
+    collide = (Cell(Tiny(), "toy", seed=1), Cell(Tiny(), "toy", seed=2**32 + 1))
+    with pytest.raises(ValueError, match=r"^Group: cells 0 and 1 have seeds 1 and 4294967297"):
+        Group(collide, (0, 1))
+    group = Group([Cell(Tiny(), "toy")], [0])  # held as tuples: hashable, as plan_groups'
+    assert group.cells == (Cell(Tiny(), "toy"),) and hash(group) == hash(
+        Group(group.cells, group.index)
+    )
 
 
 @pytest.mark.parametrize(
