@@ -34,13 +34,14 @@ class Group:
 
     def __post_init__(self) -> None:
         check_cells("Group", self.cells)  # as plan_groups checks them
-        if not self.cells or len(self.cells) != len(self.index):
+        index = _positions(self.index)
+        if not self.cells or len(self.cells) != len(index):
             raise ValueError(
                 f"A Group needs one index per cell and at least one cell, got "
-                f"{len(self.cells)} cells and {len(self.index)} indices."
+                f"{len(self.cells)} cells and {len(index)} indices."
             )
         object.__setattr__(self, "cells", tuple(self.cells))
-        object.__setattr__(self, "index", _positions(self.index))
+        object.__setattr__(self, "index", index)
         first = self.cells[0]
         for i, cell in enumerate(self.cells):
             if cell.signature() != first.signature():
@@ -145,6 +146,7 @@ def _positions(index: Any) -> tuple[int, ...]:
     positions in the grid, by which the results name them.
 
     Raises:
+      TypeError: ``index`` is no sequence (``None``, a generator, a string).
       ValueError: naming the entry: one is no int or below 0, or one is given twice.
 
     Examples:
@@ -155,6 +157,11 @@ def _positions(index: Any) -> tuple[int, ...]:
       ValueError: Group: index (0, 1, 0) gives position 0 to cells 0 and 2; give each cell
       its own position in the grid, by which the results name it, e.g. (0, 1, 2).
     """
+    if isinstance(index, str) or not isinstance(index, Sequence | np.ndarray):
+        raise TypeError(
+            f"Group: index must be a sequence of ints, each cell's position in the grid, "
+            f"got {index!r} ({type(index).__name__}); e.g. (0, 1)."
+        )
     positions = tuple(int_at_least(f"Group: index[{k}]", p, 0) for k, p in enumerate(index))
     first: dict[int, int] = {}
     for k, position in enumerate(positions):

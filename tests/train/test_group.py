@@ -206,6 +206,9 @@ def test_a_group_index_of_no_distinct_positions_is_refused_naming_the_entry(inde
     with pytest.raises(ValueError, match=rf"^Group: {message}"):
         Group(cells, index)
     assert Group(cells, np.arange(2)).index == (0, 1)  # numpy ints: plain ints
+    for index in (None, "01", (i for i in range(2))):  # len() raised on None, bare
+        with pytest.raises(TypeError, match=r"^Group: index must be a sequence of ints, each"):
+            Group(cells, index)
 
 
 def test_a_group_of_one_cell_twice_is_refused_as_plan_groups_refuses_it():
