@@ -330,7 +330,8 @@ def check_cells(where: str, cells: Any) -> None:
         return  # distinct keys, in either mode
     first: dict[bytes, int] = {}
     for i, cell in enumerate(cells):
-        key = np.asarray(jax.random.key_data(jax.random.key(cell.seed))).tobytes()
+        with jax.ensure_compile_time_eval():  # a concrete key, also under a trace
+            key = np.asarray(jax.random.key_data(jax.random.key(cell.seed))).tobytes()
         j = first.setdefault(key, i)
         if cells[j].seed != cell.seed:
             raise ValueError(

@@ -186,6 +186,10 @@ def test_a_group_checks_its_cells_as_plan_groups_does():
     collide = (Cell(Tiny(), "toy", seed=1), Cell(Tiny(), "toy", seed=2**32 + 1))
     with pytest.raises(ValueError, match=r"^Group: cells 0 and 1 have seeds 1 and 4294967297"):
         Group(collide, (0, 1))
+    big = (Cell(Tiny(), "toy", seed=2**32 + 2), Cell(Tiny(), "toy", seed=1))
+    jax.eval_shape(lambda: Group(big, (0, 1)).index)  # under a trace: np.asarray of a tracer
+    with pytest.raises(ValueError, match=r"^Group: cells 0 and 1 have seeds 1 and 4294967297"):
+        jax.eval_shape(lambda: Group(collide, (0, 1)).index)
     group = Group([Cell(Tiny(), "toy")], [0])  # held as tuples: hashable, as plan_groups'
     assert group.cells == (Cell(Tiny(), "toy"),) and hash(group) == hash(
         Group(group.cells, group.index)
