@@ -820,8 +820,12 @@ def plan(
             listed = "; ".join(f"{name}: {why}" for name, why in skipped[column].items())
             raise BenchError(f"regularizer {column!r} applies to no model ({listed}).")
     cells = list(planned.values())
+    try:
+        planned_groups = plan_groups([c.cell for c in cells])
+    except ValueError as error:  # e.g. learning rates 0.1 and 0.100000001: one float32 value
+        raise BenchError(f"the grid gives cells the engine refuses: {error}") from error
     groups = []
-    for group in plan_groups([c.cell for c in cells]):
+    for group in planned_groups:
         members = [cells[i] for i in group.index]
         group_id = f"{members[0].row['model']}-{short_hash([c.cell_id for c in members], 8)}"
         members = [PlannedCell(c.cell, {**c.row, "group_id": group_id}) for c in members]

@@ -138,6 +138,13 @@ def test_plan_cells_groups_and_columns(toy):
     assert [c.cell_id for c in again.cells] == [c.cell_id for c in planned.cells]
 
 
+def test_values_one_float32_value_are_a_bench_error_naming_them(toy):
+    """They ended in the engine's bare ValueError, a traceback of the bench command."""
+    config = tiny_config(grid=small(learning_rate=[0.1, 0.100000001]))
+    with pytest.raises(BenchError, match=r"grid gives .* learning_rate \(0.1 and 0.100000001\)"):
+        plan(config, toy)
+
+
 def test_a_momentum_axis_applies_only_to_the_momentum_optimizer(toy):
     grid = small(steps=12, optimizer=["adam", "momentum"], momentum=[0.5, 0.9])
     planned = plan(tiny_config(models=[{"name": "mlp", "width": 8}], grid=grid, seeds=1), toy)
