@@ -1,7 +1,9 @@
-"""`eval_shape_as_applied`: `jax.eval_shape` that leaves an input's Python values as they are."""
+"""`eval_shape_as_applied`: `jax.eval_shape` that leaves an input's Python values as they
+are; `numbers_as_array`: a nested list of numbers as the one array a node reads."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -10,37 +12,36 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def _is_number_list(value: Any) -> bool:
-    """Whether ``value`` is a (nested) list of Python numbers alone, which a node reads as
-    one array.
+def numbers_as_array(value: Any) -> Any:
+    """``value``; a (nested) list or tuple of Python numbers as one array, as a node and
+    `phosjax.inject` read it, not as a pytree of scalars (a ragged one stays one, for
+    the caller to name).
 
     Examples:
-      >>> _is_number_list([[1.0, 2.0]]), _is_number_list([np.ones(2)]), _is_number_list([])
-      (True, False, False)
+      >>> numbers_as_array([[0.0, 1.0]]).shape, numbers_as_array((jnp.ones(2), jnp.ones(3)))
+      ((1, 2), (Array([1., 1.], dtype=float32), Array([1., 1., 1.], dtype=float32)))
+      >>> numbers_as_array([[0.0, 1.0], [2.0]])
+      [[0.0, 1.0], [2.0]]
     """
     leaves = jax.tree.leaves(value)
-    return (
-        isinstance(value, list)
-        and bool(leaves)
-        and all(isinstance(leaf, int | float) for leaf in leaves)
-    )
+    if isinstance(value, list | tuple) and leaves and all(type(v) in (int, float) for v in leaves):
+        with contextlib.suppress(ValueError):  # ragged: no array
+            return jnp.asarray(value)
+    return value
 
 
 def eval_shape_as_applied(fn: Callable[..., Any], *args: Any) -> Any:
     """``jax.eval_shape(fn, *args)`` abstracting only the arrays (and
-    `jax.ShapeDtypeStruct` s) among the leaves of ``args``, a nested list of numbers
-    taken as its array (as a node reads it: one array, not one traced scalar per number,
-    and so drawn); the other leaves (Python numbers) reach ``fn`` as they are.
+    `jax.ShapeDtypeStruct` s) among the leaves of ``args``; the other leaves (Python
+    numbers, a nested list of them that an input node reads as its array) reach ``fn``
+    as they are, as ``apply`` gets them, not as one traced scalar per number.
 
     Examples:
       >>> import jax.numpy as jnp
-      >>> x, y = eval_shape_as_applied(lambda x, w: (x, x @ w), [[1.0, 2.0]], jnp.ones((2, 3)))
-      >>> x.shape, y.shape
-      ((1, 2), (1, 3))
+      >>> rows_times = lambda rows, w: numbers_as_array(rows) @ w  # as an input node reads rows
+      >>> eval_shape_as_applied(rows_times, [[1.0, 2.0]], jnp.ones((2, 3))).shape
+      (1, 3)
     """
-    args = jax.tree.map(
-        lambda v: jnp.asarray(v) if _is_number_list(v) else v, args, is_leaf=_is_number_list
-    )
     leaves, tree = jax.tree.flatten(args)
     traced = [
         i

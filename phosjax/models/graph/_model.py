@@ -1,6 +1,5 @@
 """`GraphModel`: a Flax module that runs a `Graph` and returns every node's output."""
 
-import contextlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
@@ -23,7 +22,7 @@ from phosjax.layers._common import (
     zero_mask_padding,
 )
 from phosjax.models.graph import _draw
-from phosjax.models.graph._abstract import eval_shape_as_applied
+from phosjax.models.graph._abstract import eval_shape_as_applied, numbers_as_array
 from phosjax.models.graph._spec import (
     COMBINES,
     OUT,
@@ -143,24 +142,6 @@ def _describe(tree: Any) -> str:
     """
     described = jax.tree.map(lambda leaf: f"{jnp.dtype(leaf.dtype).name}{list(leaf.shape)}", tree)
     return str(described)
-
-
-def _numbers_as_array(value: Any) -> Any:
-    """``value``; a (nested) list or tuple of Python numbers as one array, as
-    `phosjax.inject` reads it, not as a pytree of scalars (a ragged one stays one, for
-    `_checked_injected` to name).
-
-    Examples:
-      >>> _numbers_as_array([[0.0, 1.0]]).shape, _numbers_as_array((jnp.ones(2), jnp.ones(3)))
-      ((1, 2), (Array([1., 1.], dtype=float32), Array([1., 1., 1.], dtype=float32)))
-      >>> _numbers_as_array([[0.0, 1.0], [2.0]])
-      [[0.0, 1.0], [2.0]]
-    """
-    leaves = jax.tree.leaves(value)
-    if isinstance(value, list | tuple) and leaves and all(type(v) in (int, float) for v in leaves):
-        with contextlib.suppress(ValueError):  # ragged: no array
-            return jnp.asarray(value)
-    return value
 
 
 def _describe_given(value: Any) -> str:
@@ -455,7 +436,8 @@ class GraphModel(nn.Module):
 
         Args:
           x: the input; a dict ``{input node: value}`` when the graph has several
-            (with one, either; a dict with the input's name and other keys, or with a
+            (with one, either; an input's nested list of Python numbers is read as its
+            array; a dict with the input's name and other keys, or with a
             key that names a node or ends like the input's name, is an error). May be
             ``None`` (the default) when no input node is needed; must be for a graph
             without input nodes (all its nodes compute from constants), which is
@@ -514,9 +496,7 @@ class GraphModel(nn.Module):
         }
         checked = self._check_inject(inject, feeds, train, keywords)
         unchecked = set(inject) - set(checked)
-        inject = {
-            p: checked[p] if p in checked else _numbers_as_array(v) for p, v in inject.items()
-        }
+        inject = {p: checked[p] if p in checked else numbers_as_array(v) for p, v in inject.items()}
         values: dict[str, Any] = {}
         groups: dict[str, Group] = {}
         for path in plan:
@@ -589,7 +569,7 @@ class GraphModel(nn.Module):
                 raise GraphError(
                     f"The outputs need input node {path!r}, but x gives no value for it."
                 )
-        return feeds
+        return {path: numbers_as_array(value) for path, value in feeds.items()}
 
     def _fns(self) -> list[Any]:
         """The fns of the nodes (modules and functions)."""

@@ -612,22 +612,31 @@ def test_shapes_without_computing(model_and_variables):
     assert model.shapes(x, variables)["head"].shape == (2, 3)
 
 
-@pytest.mark.filterwarnings("ignore:shape requires ndarray or scalar:DeprecationWarning")
 def test_shapes_and_drawings_take_a_nested_list_as_apply_does(key):
     """A nested list failed with a tracer error (one traced scalar per number, which
-    Flax's Dense reads with numpy), though apply takes it (JAX warns that it may not)."""
-    model = GraphModel({"x": Input(), "h": node(nn.Dense(2), inputs="x")})
-    rows = [[1.0, 2.0, 3.0]]
+    Flax's Dense reads with numpy), though apply takes it; and shapes read it as its
+    array where apply handed a relu node the list (a TypeError): both read the array."""
+    model = GraphModel(
+        {"x": Input(), "h": node(nn.Dense(2), inputs="x"), "r": node(nn.relu, inputs="x")}
+    )
+    rows = [[1.0, -2.0, 3.0]]
     variables = model.init(key, rows)
-    assert model.apply(variables, rows)["h"].shape == (1, 2)
+    applied = model.apply(variables, rows)
+    np.testing.assert_array_equal(applied["r"], jnp.array([[1.0, 0.0, 3.0]]))
+    assert {p: v.shape for p, v in applied.items()} == {
+        p: v.shape for p, v in model.shapes(rows).items()
+    }
     assert model.shapes(rows)["h"].shape == model.shapes(rows, variables)["h"].shape == (1, 2)
     dot = model.to_dot(rows)  # the list drawn as its array, not one part per number
     assert '"x" [label="x\\nInput\\n(1, 3)", shape=ellipse];' in dot
     assert '"h" [label="h\\nDense\\n(1, 2)", shape=box];' in dot
-    assert json.loads(model.to_json(rows))["nodes"][-1]["shape"] == [1, 2]
+    assert [n["shape"] for n in json.loads(model.to_json(rows))["nodes"]] == [
+        [1, 3],
+        [1, 2],
+        [1, 3],
+    ]
 
 
-@pytest.mark.filterwarnings("ignore:shape requires ndarray or scalar:DeprecationWarning")
 def test_an_injection_is_checked_on_a_nested_list_as_on_its_array(key):
     """The check of an injected value traced a nested list as one scalar per number: a
     tracer error where the list's array was checked."""
