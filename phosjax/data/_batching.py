@@ -56,15 +56,16 @@ def batch_indices(
         dtype('int32')
     """
     num_examples = int_at_least("batch_indices: num_examples", num_examples)
+    batch_size = int_at_least("batch_indices: batch_size", batch_size)
     return _indices(key, step, num_examples, batch_size, "batch_indices", f"{num_examples=}")
 
 
 def _indices(
     key: jax.Array, step: jax.Array | int, num_examples: int, batch_size: int, where: str, pool: str
 ) -> jax.Array:
-    """`batch_indices` of a checked ``num_examples``; errors about ``batch_size`` name
-    ``where`` (the function called) and ``pool`` (what the examples are, in its terms)."""
-    batch_size = int_at_least(f"{where}: batch_size", batch_size)
+    """`batch_indices` of a checked ``num_examples`` and ``batch_size``; the error of a
+    ``batch_size`` above ``num_examples`` names ``where`` (the function called) and
+    ``pool`` (what the examples are, in its terms)."""
     if batch_size > num_examples:
         raise ValueError(
             f"{where}: batch_size={batch_size} is larger than {pool}; "
@@ -153,6 +154,7 @@ def take_batch(key: jax.Array, step: jax.Array | int, arrays: PyTree, batch_size
             "all must have one row per example"
         )
     rows = sizes.pop()
+    batch_size = int_at_least("take_batch: batch_size", batch_size)
     if not rows:
         raise ValueError(
             "take_batch: the leaves of `arrays` have no rows; give at least "

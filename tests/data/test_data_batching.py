@@ -83,6 +83,9 @@ def test_bad_sizes_are_errors(key):
         take_batch(key, 0, (jnp.zeros((0, 3)),), 2)
     with pytest.raises(TypeError, match=r"^take_batch: batch_size must be a static positive int"):
         take_batch(key, 0, (jnp.zeros(4),), 2.0)
+    for size, error in ((0, ValueError), (2.0, TypeError)):  # no rows: asked 'at least 0'
+        with pytest.raises(error, match=rf"^take_batch: batch_size must be .*, got {size}$"):
+            take_batch(key, 0, (jnp.zeros((0, 3)),), size)
     with pytest.raises(ValueError, match=r"different leading sizes \[3, 4\]"):
         take_batch(key, 0, (jnp.zeros(4), jnp.zeros(3)), 2)
     for arrays, leaf in (
