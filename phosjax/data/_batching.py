@@ -57,56 +57,59 @@ def batch_indices(
     """
     num_examples = int_at_least("batch_indices: num_examples", num_examples)
     batch_size = int_at_least("batch_indices: batch_size", batch_size)
-    return _indices(key, step, num_examples, batch_size, "batch_indices", f"{num_examples=}")
+    call = "batch_indices(key, s, num_examples, batch_size)"
+    return _indices(key, step, num_examples, batch_size, call, f"{num_examples=}")
 
 
 def _indices(
-    key: jax.Array, step: jax.Array | int, num_examples: int, batch_size: int, where: str, pool: str
+    key: jax.Array, step: jax.Array | int, num_examples: int, batch_size: int, call: str, pool: str
 ) -> jax.Array:
-    """`batch_indices` of a checked ``num_examples`` and ``batch_size``; the error of a
-    ``batch_size`` above ``num_examples`` names ``where`` (the function called) and
-    ``pool`` (what the examples are, in its terms)."""
+    """`batch_indices` of a checked ``num_examples`` and ``batch_size``. The errors name
+    the function that ``call`` (its call at step ``s``) calls; that of a ``batch_size``
+    above ``num_examples`` says ``pool`` (what the examples are, in its terms)."""
+    where = call.partition("(")[0]
     if batch_size > num_examples:
         raise ValueError(
             f"{where}: batch_size={batch_size} is larger than {pool}; "
             f"use a batch_size of at most {num_examples}"
         )
     steps_per_epoch = num_examples // batch_size
-    step = _checked_step(step)
+    step = _checked_step(step, call)
     epoch, position = jnp.divmod(step, steps_per_epoch)
     positions = position * batch_size + jnp.arange(batch_size, dtype=jnp.int32)
     return shuffled_positions(key, positions, num_examples, salt=epoch)
 
 
-def _checked_step(step: jax.Array | int) -> jax.Array:
+def _checked_step(step: jax.Array | int, call: str) -> jax.Array:
     """`step` as int32; raises unless it is one integer (a scalar, not a bool) and, when
-    concrete, within ``[0, 2**31 - 1]``.
+    concrete, within ``[0, 2**31 - 1]``, naming the function that ``call`` (a call of it
+    at step ``s``) calls.
 
     Examples:
-        >>> _checked_step(True)
+        >>> _checked_step(True, "take_batch(key, s, arrays, batch_size)")
         Traceback (most recent call last):
-        TypeError: batch_indices: step must be a whole number (the global step), got the bool True;
+        TypeError: take_batch: step must be a whole number (the global step), got the bool True;
         pass a number, e.g. 0 for the first batch
     """
+    where = call.partition("(")[0]
     one_integer(
-        "batch_indices",
+        where,
         "step",
         step,
         "the global step",
         "0 for the first batch",
-        "for the batches of several steps, vmap: jax.vmap(lambda s: batch_indices(key, s, "
-        "num_examples, batch_size))(steps)",
+        f"for the batches of several steps, vmap: jax.vmap(lambda s: {call})(steps)",
     )
     if not isinstance(step, jax.core.Tracer):
         concrete = np.asarray(step)
         if np.any(concrete < 0):
             raise ValueError(
-                f"batch_indices: step={step} is negative; steps count batches from 0 across "
+                f"{where}: step={step} is negative; steps count batches from 0 across "
                 "epochs (the first batch is step 0)"
             )
         if np.any(concrete > _INT32_MAX):
             raise ValueError(
-                f"batch_indices: step={step} does not fit the int32 that steps are counted in "
+                f"{where}: step={step} does not fit the int32 that steps are counted in "
                 f"(at most {_INT32_MAX}); count from 0 again under a new key instead"
             )
     return jnp.asarray(step, jnp.int32)
@@ -129,8 +132,10 @@ def take_batch(key: jax.Array, step: jax.Array | int, arrays: PyTree, batch_size
 
     Raises:
         ValueError: naming take_batch: the leaves have no rows, fewer than `batch_size`,
-            different leading sizes, or one is a scalar; `batch_size` is below 1.
-        TypeError: `batch_size` is no static int; `step` as in `batch_indices`.
+            different leading sizes, or one is a scalar; `batch_size` is below 1; `step`
+            as in `batch_indices`.
+        TypeError: naming take_batch: `batch_size` is no static int; `step` as in
+            `batch_indices`.
 
     Examples:
         >>> x, y = jnp.arange(12.0).reshape(6, 2), jnp.arange(6)
@@ -160,5 +165,6 @@ def take_batch(key: jax.Array, step: jax.Array | int, arrays: PyTree, batch_size
             "take_batch: the leaves of `arrays` have no rows; give at least "
             f"batch_size={batch_size!r} rows, one per example"
         )
-    indices = _indices(key, step, rows, batch_size, "take_batch", f"the {rows} rows of `arrays`")
+    call = "take_batch(key, s, arrays, batch_size)"
+    indices = _indices(key, step, rows, batch_size, call, f"the {rows} rows of `arrays`")
     return jax.tree_util.tree_map(lambda leaf: jnp.take(leaf, indices, axis=0), arrays)

@@ -122,6 +122,12 @@ def test_several_steps_at_once_are_refused_rather_than_mixed_into_one_batch(key)
             batch_indices(key, steps, 9, 3)
         with pytest.raises(ValueError, match=r"step must be one step \(a scalar\)"):
             jax.jit(batch_indices, static_argnums=(2, 3))(key, steps, 9, 3)
+    with pytest.raises(
+        ValueError,
+        match=r"^take_batch: step must be one step .* vmap: jax\.vmap\(lambda s: "
+        r"take_batch\(key, s, arrays, batch_size\)\)\(steps\)$",
+    ):
+        take_batch(key, jnp.arange(2), (jnp.zeros(6),), 2)
     per_step = jax.vmap(lambda s: batch_indices(key, s, 9, 3))(jnp.arange(3))
     np.testing.assert_array_equal(per_step, _epoch(key, 0, 9, 3).reshape(3, 3))
 
@@ -132,6 +138,8 @@ def test_a_concrete_negative_step_is_refused_a_traced_one_cannot_be(key):
             ValueError, match=rf"step={step} is negative; steps count batches from 0 across epochs"
         ):
             batch_indices(key, step, 6, 2)
+    with pytest.raises(ValueError, match=r"^take_batch: step=-1 is negative"):  # not batch_indices
+        take_batch(key, -1, (jnp.zeros(6),), 2)
     traced = jax.jit(batch_indices, static_argnums=(2, 3))(key, jnp.int32(-1), 6, 2)
     assert traced.shape == (2,)  # unchecked: the last batch of a permutation of its own
     np.testing.assert_array_equal(batch_indices(key, 0, 6, 2), _epoch(key, 0, 6, 2)[:2])
