@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from phosjax.data._checks import int_at_least, one_integer
-from phosjax.data._shuffle import shuffled_positions
+from phosjax.data._shuffle import key_words, shuffled_positions
 
 PyTree = Any
 
@@ -57,7 +57,7 @@ def batch_indices(
     """
     num_examples = int_at_least("batch_indices: num_examples", num_examples)
     batch_size = int_at_least("batch_indices: batch_size", batch_size)
-    call = "batch_indices(key, s, num_examples, batch_size)"
+    call = "batch_indices({key}, {step}, num_examples, batch_size)"
     return _indices(key, step, num_examples, batch_size, call, f"{num_examples=}")
 
 
@@ -65,8 +65,9 @@ def _indices(
     key: jax.Array, step: jax.Array | int, num_examples: int, batch_size: int, call: str, pool: str
 ) -> jax.Array:
     """`batch_indices` of a checked ``num_examples`` and ``batch_size``. The errors name
-    the function that ``call`` (its call at step ``s``) calls; that of a ``batch_size``
-    above ``num_examples`` says ``pool`` (what the examples are, in its terms)."""
+    the function that ``call`` (its call, with ``{key}`` and ``{step}`` to fill in)
+    calls; that of a ``batch_size`` above ``num_examples`` says ``pool`` (what the
+    examples are, in its terms)."""
     where = call.partition("(")[0]
     if batch_size > num_examples:
         raise ValueError(
@@ -74,7 +75,8 @@ def _indices(
             f"use a batch_size of at most {num_examples}"
         )
     steps_per_epoch = num_examples // batch_size
-    step = _checked_step(step, call)
+    step = _checked_step(step, call.format(key="key", step="s"))
+    key_words(key, call.format(key="k", step="step"))  # raises naming the function called
     epoch, position = jnp.divmod(step, steps_per_epoch)
     positions = position * batch_size + jnp.arange(batch_size, dtype=jnp.int32)
     return shuffled_positions(key, positions, num_examples, salt=epoch)
@@ -165,6 +167,6 @@ def take_batch(key: jax.Array, step: jax.Array | int, arrays: PyTree, batch_size
             "take_batch: the leaves of `arrays` have no rows; give at least "
             f"batch_size={batch_size!r} rows, one per example"
         )
-    call = "take_batch(key, s, arrays, batch_size)"
+    call = "take_batch({key}, {step}, arrays, batch_size)"
     indices = _indices(key, step, rows, batch_size, call, f"the {rows} rows of `arrays`")
     return jax.tree_util.tree_map(lambda leaf: jnp.take(leaf, indices, axis=0), arrays)

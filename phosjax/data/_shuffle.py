@@ -47,16 +47,20 @@ def _feistel(x: jax.Array, round_keys: list[jax.Array], half: int) -> jax.Array:
     return (left << half) | right
 
 
-def _round_keys(key: jax.Array, salt: jax.Array | int) -> list[jax.Array]:
-    """`ROUNDS` 32-bit round keys hashed from the key's data and ``salt``.
+def _round_keys(words: jax.Array, salt: jax.Array | int) -> list[jax.Array]:
+    """`ROUNDS` 32-bit round keys hashed from the key's data ``words`` and ``salt``.
 
     Integer hashing only: `jax.random` would run threefry, which XLA:CPU compiles into a
     loop, several microseconds per call, inside every train step.
     """
     mixed = _hash(_salt_word(salt) ^ jnp.uint32(0x9E3779B9))
-    for word in _key_words(key):
+    for word in words:
         mixed = _hash(mixed ^ word)
     return [_hash(mixed ^ jnp.uint32((0x85EBCA6B * (i + 1)) & 0xFFFFFFFF)) for i in range(ROUNDS)]
+
+
+_CALL = "shuffled_positions(k, positions, n, salt)"
+"""`shuffled_positions` called with the key ``k``, as its errors about a key show it."""
 
 
 def _salt_word(salt: jax.Array | int) -> jax.Array:
@@ -73,33 +77,37 @@ def _salt_word(salt: jax.Array | int) -> jax.Array:
     return jnp.asarray(salt).astype(jnp.uint32)
 
 
-def _key_words(key: jax.Array) -> jax.Array:
-    """The uint32 words of one key; raises for a batch of keys, which would be mixed into one.
+def key_words(key: jax.Array, call: str = _CALL) -> jax.Array:
+    """The uint32 words of one key; raises for no key, and for a batch of keys, which
+    would be mixed into one. The errors name the function that ``call`` (its call with
+    the key ``k``) calls, and say to vmap it.
 
     Examples:
-      >>> _key_words(jax.random.split(jax.random.key(0), 3))
+      >>> key_words(jax.random.split(jax.random.key(0), 3))
       Traceback (most recent call last):
-      ValueError: shuffled_positions: key must be one PRNG key ... of shape (3,); ...
-      >>> _key_words(0)
+      ValueError: shuffled_positions: key must be one PRNG key ... of shape (3,); for a batch
+      of keys, vmap: jax.vmap(lambda k: shuffled_positions(k, positions, n, salt))(keys)
+      >>> key_words(0, "batch_indices(k, step, num_examples, batch_size)")
       Traceback (most recent call last):
-      TypeError: shuffled_positions: key must be a PRNG key, e.g. jax.random.key(0) (or its
+      TypeError: batch_indices: key must be a PRNG key, e.g. jax.random.key(0) (or its
       raw uint32 key data), got the int 0
     """
+    where = call.partition("(")[0]
     dtype = getattr(key, "dtype", None)
     typed = dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
     if not typed and dtype != jnp.dtype(jnp.uint32):  # a seed, or an array that no key's data is
         got = f"the {type(key).__name__} {key!r}" if dtype is None else f"an array of {dtype}"
         raise TypeError(
-            "shuffled_positions: key must be a PRNG key, e.g. jax.random.key(0) (or its raw "
+            f"{where}: key must be a PRNG key, e.g. jax.random.key(0) (or its raw "
             f"uint32 key data), got {got}"
         )
     words = jax.random.key_data(key) if typed else jnp.asarray(key)
     if words.ndim != 1:
         kind = "a typed key" if typed else "raw key data"
         raise ValueError(
-            f"shuffled_positions: key must be one PRNG key (a typed key of shape (), or raw "
+            f"{where}: key must be one PRNG key (a typed key of shape (), or raw "
             f"key data of shape (words,)), got {kind} of shape {jnp.shape(key)}; for a batch "
-            "of keys, vmap: jax.vmap(lambda k: batch_indices(k, step, n, batch_size))(keys)"
+            f"of keys, vmap: jax.vmap(lambda k: {call})(keys)"
         )
     return words.astype(jnp.uint32)
 
@@ -179,7 +187,7 @@ def shuffled_positions(
         "shuffled_positions(key, positions, n, salt=s))(salts)",
     )
     half = _half_bits(n)
-    round_keys = _round_keys(key, salt)
+    round_keys = _round_keys(key_words(key), salt)
     bound = jnp.uint32(n)
 
     def outside(x: jax.Array) -> jax.Array:

@@ -271,13 +271,19 @@ def test_raw_key_data_and_typed_keys_draw_the_same_batches(key):
 )
 def test_a_seed_or_data_no_key_has_is_refused_naming_what_a_key_is(key, got):
     """A seed raised "AttributeError: 'int' object has no attribute 'dtype'"; int32 or
-    float key data drew batches, cast to uint32 without a word."""
-    with pytest.raises(
-        TypeError,
-        match=r"^shuffled_positions: key must be a PRNG key, e.g. jax.random.key\(0\) \(or its "
-        rf"raw uint32 key data\), got {re.escape(got)}$",
+    float key data drew batches, cast to uint32 without a word. The error names the
+    function called (batch_indices' said shuffled_positions)."""
+    for where, call in (
+        ("batch_indices", lambda: batch_indices(key, 0, 10, 2)),
+        ("take_batch", lambda: take_batch(key, 0, jnp.zeros(10), 2)),
+        ("shuffled_positions", lambda: shuffled_positions(key, jnp.arange(2), 10)),
     ):
-        batch_indices(key, 0, 10, 2)
+        with pytest.raises(
+            TypeError,
+            match=rf"^{where}: key must be a PRNG key, e.g. jax.random.key\(0\) \(or its "
+            rf"raw uint32 key data\), got {re.escape(got)}$",
+        ):
+            call()
 
 
 def test_a_batch_of_keys_is_refused_rather_than_mixed_into_one(key):
@@ -287,9 +293,16 @@ def test_a_batch_of_keys_is_refused_rather_than_mixed_into_one(key):
             ValueError,
             match=r"key must be one PRNG key \(a typed key of shape \(\), or raw key data of "
             r"shape \(words,\)\), got (a typed key|raw key data) of shape \(3,( \d)?\); for a "
-            r"batch of keys, vmap",
+            r"batch of keys, vmap: jax\.vmap\(lambda k: batch_indices\(k, step, num_examples, "
+            r"batch_size\)\)\(keys\)$",
         ):
             batch_indices(batch, 0, 10, 2)
+        with pytest.raises(  # it said to vmap batch_indices, which was not called
+            ValueError,
+            match=r"^shuffled_positions: key must be one PRNG key .* vmap: jax\.vmap\(lambda k: "
+            r"shuffled_positions\(k, positions, n, salt\)\)\(keys\)$",
+        ):
+            shuffled_positions(batch, jnp.arange(2), 10)
     per_key = jax.vmap(lambda k: batch_indices(k, 0, 10, 2))(keys)
     np.testing.assert_array_equal(per_key[1], batch_indices(keys[1], 0, 10, 2))
 
