@@ -162,18 +162,21 @@ def compilation_cache(directory: str, run_dir: str | os.PathLike[str]) -> Iterat
 
 @contextlib.contextmanager
 def _dropping_damaged(directory: pathlib.Path) -> Iterator[None]:
-    """Within it, the files of a cache entry in ``directory`` that JAX cannot load (cut
-    short by a run killed while writing it, or by a full disk) are deleted as JAX finds
-    it, so that the program JAX then compiles is kept in its place: JAX writes no entry
-    where one is, and so warned of the damaged one in every run."""
+    """Within it, the files of a cache entry in ``directory`` that JAX cannot load as its
+    bytes do not decompress (cut short by a run killed while writing it, or by a full
+    disk) are deleted as JAX finds it, so that the program JAX then compiles is kept in
+    its place: JAX writes no entry where one is, and so warned of the damaged one in every
+    run. An entry that failed to load otherwise (the lock held by another bench too long,
+    a device out of memory) is kept."""
     read = jax_entries.get_executable_and_time
 
     def read_or_drop(cache_key: str, *args: Any, **kwargs: Any) -> tuple[Any | None, int | None]:
         try:  # JAX's arguments after the key vary from version to version: passed on as given
             return read(cache_key, *args, **kwargs)
         except Exception:  # JAX warns of it and compiles the program
-            for path in directory.glob(f"{glob.escape(cache_key)}-*"):  # -cache, -atime
-                path.unlink(missing_ok=True)
+            if _cut_short(directory / f"{cache_key}-cache"):
+                for path in directory.glob(f"{glob.escape(cache_key)}-*"):  # -cache, -atime
+                    path.unlink(missing_ok=True)
             raise
 
     jax_entries.get_executable_and_time = read_or_drop
@@ -181,6 +184,28 @@ def _dropping_damaged(directory: pathlib.Path) -> Iterator[None]:
         yield
     finally:
         jax_entries.get_executable_and_time = read
+
+
+def _cut_short(entry: pathlib.Path) -> bool:
+    """Whether the cache entry file ``entry`` holds bytes that do not decompress as JAX
+    wrote them; False where it cannot be read (gone, or refused).
+
+    Examples:
+      >>> import tempfile
+      >>> entry = pathlib.Path(tempfile.mkdtemp()) / "jit_f-12-cache"
+      >>> _ = entry.write_bytes(jax_entries.compress_executable(b"program")[:-3])
+      >>> _cut_short(entry), _cut_short(entry.with_name("jit_g-34-cache"))
+      (True, False)
+    """
+    try:
+        data = entry.read_bytes()
+    except OSError:
+        return False
+    try:
+        jax_entries.decompress_executable(data)
+    except Exception:  # zlib's, zstandard's errors: damaged bytes
+        return True
+    return False
 
 
 def _check_outside(directory: str, run_dir: str | os.PathLike[str]) -> None:

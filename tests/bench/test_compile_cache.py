@@ -126,6 +126,23 @@ def test_an_entry_read_with_the_arguments_of_another_jax_version_is_kept(tmp_pat
     assert entry.read_bytes() == b"whole"
 
 
+@pytest.mark.parametrize("error", [TimeoutError("lock held"), MemoryError("RESOURCE_EXHAUSTED")])
+def test_an_entry_that_fails_to_load_but_is_whole_is_kept(tmp_path, monkeypatch, error):
+    """Any failure deleted the entry: a lock held by another bench, a device out of memory."""
+    from jax._src import compilation_cache as jax_entries
+
+    def fail(key, *args):
+        raise error
+
+    monkeypatch.setattr(jax_entries, "get_executable_and_time", fail)
+    whole = jax_entries.compress_executable(b"program")
+    for name in ("jit_f-1234-cache", "jit_f-1234-atime"):
+        (tmp_path / name).write_bytes(whole)
+    with _dropping_damaged(tmp_path), pytest.raises(type(error)):
+        jax_entries.get_executable_and_time("jit_f-1234", 1, 2, 3)
+    assert [p.read_bytes() for p in sorted(tmp_path.iterdir())] == [whole, whole]
+
+
 @pytest.mark.parametrize("inside", ["bench/xla", "bench"])
 def test_a_cache_inside_the_dir_is_refused_before_either_is_made(tmp_path, capsys, inside):
     """It was made first, and a new bench's --dir then refused as holding other files."""
