@@ -704,6 +704,7 @@ def test_blurb_graph_profile_and_morph_endpoints(server, written):
         ),
         ("blurbs", '{"root": {"children": [null]}}', r"its 'root'\['children'\]\[0\] holds null"),
         ("graphs", '{"nodes": [null]}', r"its 'nodes'\[0\] holds null"),
+        ("graphs", '{"nodes": [], "edges": [null]}', r"its 'edges'\[0\] holds null"),
         (
             "graphs",
             '{"nodes": [{"id": "a", "inputs": []}, {"id": "b", "inputs": "a"}]}',
@@ -713,9 +714,10 @@ def test_blurb_graph_profile_and_morph_endpoints(server, written):
 )
 def test_a_model_file_that_holds_no_drawing_is_an_error_naming_it(tmp_path, folder, text, wrong):
     """A graph drawing without its list of nodes (or edges, outputs; or whose node is
-    none, its inputs no list), or a blurb whose module's children are no list, was sent
-    as it was: the page failed with 'nodes.map is not a function' ('edges is not
-    iterable', 'children is not iterable', 'inputs.filter is not a function'), naming no
+    none, its inputs no list; or an edge none), or a blurb whose module's children are no
+    list, was sent as it was: the page failed with 'nodes.map is not a function' ('edges
+    is not iterable', 'children is not iterable', 'inputs.filter is not a function', 'e is
+    null'), naming no
     file (or drew an empty graph); the error names what is wrong and says what to do, as
     it does where the file is no JSON."""
     (tmp_path / "bench.json").write_text('{"format": 1}')

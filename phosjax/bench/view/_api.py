@@ -533,7 +533,7 @@ def _peaks(frame: pd.DataFrame) -> np.ndarray:
 def model_file(bench: BenchFiles, folder: str, model_id: str) -> Any:
     """The parsed ``<folder>/<model_id>.json`` (a blurb or a graph drawing); a blurb
     without its module tree (``root``), or a graph drawing without its list of nodes (or
-    whose edges or outputs are no list), is
+    whose edges or outputs are no list, or a node or edge no object), is
     a `BrokenFileError` naming the file and what to do (`_reading.hint`), which the page
     would fail on without naming it; a ``model_id`` the bench lacks (``.`` too) is a
     `NotFound` naming its models.
@@ -573,7 +573,7 @@ def model_file(bench: BenchFiles, folder: str, model_id: str) -> Any:
     if wrong is None and folder == _layout.BLURBS:
         wrong = _unfit_module(content["root"], "'root'")
     if wrong is None and folder == _layout.GRAPHS:
-        wrong = _unfit_nodes(content["nodes"])
+        wrong = _unfit_items(content, _GRAPH_ITEMS)
     if wrong is None:
         return content
     raise BrokenFileError(
@@ -606,17 +606,23 @@ def _unfit_keys(
     return f"{at} holds {_reading.json_kind(content[key])}"
 
 
-def _unfit_nodes(nodes: list[Any]) -> str | None:
-    """What is wrong with a graph drawing's ``nodes``, which the page lays out: each a
-    JSON object whose ``inputs`` and ``shape`` are lists where given; None where nothing is.
+def _unfit_items(
+    drawing: dict[str, Any], items: Mapping[str, Mapping[str, type | tuple[type, ...]]]
+) -> str | None:
+    """What is wrong with the lists of a graph ``drawing`` that the page draws item by
+    item: each item of ``drawing[key]`` (where given) a JSON object with ``items[key]``'s
+    keys of their types; None where nothing is.
 
     Examples:
-      >>> _unfit_nodes([{"id": "a", "inputs": []}, {"id": "b", "inputs": "a"}])
+      >>> _unfit_items({"nodes": [{"inputs": []}, {"inputs": "a"}]}, _GRAPH_ITEMS)
       "its 'nodes'[1]['inputs'] holds a string"
+      >>> _unfit_items({"nodes": [], "edges": [{"source": "a"}, None]}, _GRAPH_ITEMS)
+      "its 'edges'[1] holds null"
     """
-    for i, node in enumerate(nodes):
-        if wrong := _unfit_keys(node, _NODE_KEYS, f"'nodes'[{i}]"):
-            return wrong
+    for key, keys in items.items():
+        for i, item in enumerate(drawing.get(key) or []):
+            if wrong := _unfit_keys(item, keys, f"{key!r}[{i}]"):
+                return wrong
     return None
 
 
@@ -655,9 +661,12 @@ _MODEL_FILES: dict[str, tuple[dict[str, type | tuple[type, ...]], str]] = {
 """What `model_file` needs of a file of each folder, which the page draws: the keys its
 JSON object must have, each of what type (None: the page does without it), and what the
 file holds."""
-_NODE_KEYS = {"inputs": _OPTIONAL_LIST, "shape": _OPTIONAL_LIST}
-"""What `model_file` needs of each node of a graph drawing: the keys the page reads as
-lists, each a list or absent (None)."""
+_GRAPH_ITEMS: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "nodes": {"inputs": _OPTIONAL_LIST, "shape": _OPTIONAL_LIST},
+    "edges": {},
+}
+"""What `model_file` needs of each node and edge of a graph drawing: a JSON object, with
+the keys the page reads as lists each a list or absent (None)."""
 
 
 def morph(bench: BenchFiles) -> dict[str, Any]:
