@@ -731,12 +731,20 @@ def test_a_model_file_that_holds_no_drawing_is_an_error_naming_it(tmp_path, fold
         _api.model_file(BenchFiles(tmp_path), folder, "m-1")
 
 
-def test_a_graph_drawing_without_edges_or_outputs_is_sent(tmp_path):
-    """The page draws a graph without edges or outputs (``graph.edges || []``)."""
+@pytest.mark.parametrize(
+    ("folder", "content"),
+    [
+        ("graphs", {"nodes": [], "edges": None}),
+        ("blurbs", {"root": {"children": [{"children": None}]}}),
+    ],
+)
+def test_a_drawing_without_edges_outputs_or_children_is_sent(tmp_path, folder, content):
+    """The page draws a graph without edges or outputs (``graph.edges || []``), a module
+    without children (``module.children || []``): a module's null children were refused."""
     (tmp_path / "bench.json").write_text('{"format": 1}')
-    (tmp_path / "graphs").mkdir()
-    (tmp_path / "graphs" / "m-1.json").write_text('{"nodes": [], "edges": null}')
-    assert _api.model_file(BenchFiles(tmp_path), "graphs", "m-1") == {"nodes": [], "edges": None}
+    (tmp_path / folder).mkdir()
+    (tmp_path / folder / "m-1.json").write_text(json.dumps(content))
+    assert _api.model_file(BenchFiles(tmp_path), folder, "m-1") == content
 
 
 def test_page_and_static_files(server):

@@ -628,19 +628,18 @@ def _unfit_items(
 
 def _unfit_module(module: Any, where: str) -> str | None:
     """What is wrong with the blurb's module ``module`` (at ``where``) or one inside it,
-    which the page's tree walks: no JSON object, or ``children`` that are no list; None
-    where nothing is.
+    which the page's tree walks: no JSON object, or ``children`` that are no list (null
+    or absent: none, as the page reads them); None where nothing is.
 
     Examples:
       >>> _unfit_module({"children": [{}, {"children": 3}]}, "'root'")
       "its 'root'['children'][1]['children'] holds a number"
+      >>> _unfit_module({"children": [{"children": None}]}, "'root'") is None
+      True
     """
-    if not isinstance(module, dict):
-        return f"its {where} holds {_reading.json_kind(module)}"
-    children = module.get("children", [])
-    if not isinstance(children, list):
-        return f"its {where}['children'] holds {_reading.json_kind(children)}"
-    for i, child in enumerate(children):
+    if wrong := _unfit_keys(module, _MODULE_KEYS, where):
+        return wrong
+    for i, child in enumerate(module.get("children") or []):
         if wrong := _unfit_module(child, f"{where}['children'][{i}]"):
             return wrong
     return None
@@ -661,6 +660,9 @@ _MODEL_FILES: dict[str, tuple[dict[str, type | tuple[type, ...]], str]] = {
 """What `model_file` needs of a file of each folder, which the page draws: the keys its
 JSON object must have, each of what type (None: the page does without it), and what the
 file holds."""
+_MODULE_KEYS: dict[str, type | tuple[type, ...]] = {"children": _OPTIONAL_LIST}
+"""What `model_file` needs of each module of a blurb: its ``children`` a list or absent
+(None)."""
 _GRAPH_ITEMS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "nodes": {"inputs": _OPTIONAL_LIST, "shape": _OPTIONAL_LIST},
     "edges": {},
