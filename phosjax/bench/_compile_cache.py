@@ -114,9 +114,9 @@ def compilation_cache(directory: str, run_dir: str | os.PathLike[str]) -> Iterat
     however fast it compiled, and loaded from there when compiled before; a cache
     configured through JAX's own settings (or JAX's cache turned off there) is left as it
     is; so is a minimum compile time or size the user set (`_OURS_UNLESS_SET`). An entry
-    that cannot be loaded is replaced (`_dropping_damaged`). A directory that cannot be
-    written: one warning, no cache. JAX's settings again
-    after. A ``directory`` in the command's ``run_dir`` (its ``--dir``), which holds only
+    cut short (its bytes do not decompress) is replaced (`_dropping_damaged`). A
+    directory that cannot be written: one warning, no cache. JAX's settings again after.
+    A ``directory`` in the command's ``run_dir`` (its ``--dir``), which holds only
     the run's own files, or in another bench, is a `BenchError`, raised before either is
     made.
 
