@@ -53,9 +53,9 @@ ENV_HINT = (
 )
 CONFIG_HINT = (
     f"{WRITTEN_WHOLE}; restore it from a backup, or write the bench's config there again "
-    "(`python -m phosjax.bench.new --config FILE --print_config`, FILE the config the bench "
-    "was started with, with the models add_models added to its models): no run continues "
-    "the bench, nor adds models to it, until it reads."
+    "(`python -m phosjax.bench.new --config FILE --print_config > DIR/config.yaml`, FILE the "
+    "config the bench was started with, with the models add_models added to its models): "
+    "no run continues the bench, nor adds models to it, until it reads."
 )
 REFUSED = (
     "the system would not read it, whatever it holds: let this user read it (its "

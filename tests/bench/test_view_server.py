@@ -621,7 +621,7 @@ def test_a_bench_json_that_holds_no_object_is_named_with_what_to_do(tmp_path, co
 
 def test_a_config_yaml_that_cannot_be_decoded_is_named_and_the_rest_of_the_bench_sent(tmp_path):
     """config.yaml not UTF-8 failed all of /api/bench: the page showed nothing but its error;
-    then it said nothing of what to do about it."""
+    then it said nothing of what to do about it, then not where the printed config goes."""
     written = write_bench(tmp_path / "bench", blurb_json())
     info = _api.bench_info(BenchFiles(written.root))
     assert info["config"] is not None and info["config_error"] is None
@@ -632,7 +632,7 @@ def test_a_config_yaml_that_cannot_be_decoded_is_named_and_the_rest_of_the_bench
         "cannot read config.yaml: UnicodeDecodeError: 'utf-8' codec can't decode byte 0xff "
         "in position 9: invalid start byte; phosjax writes it whole, so something else changed "
         "it; restore it from a backup, or write the bench's config there again (`python -m "
-        "phosjax.bench.new --config FILE --print_config`"
+        "phosjax.bench.new --config FILE --print_config > DIR/config.yaml`"
     )
 
 
