@@ -707,6 +707,21 @@ def test_blurb_graph_profile_and_morph_endpoints(server, written):
         ("graphs", '{"nodes": [], "edges": [null]}', r"its 'edges'\[0\] holds null"),
         (
             "graphs",
+            '{"nodes": [{"parts": {"[0]": {"dtype": "float32"}}}]}',
+            r"its 'nodes'\[0\]\['parts'\]\['\[0\]'\] has no 'shape'",
+        ),
+        (
+            "blurbs",
+            '{"root": {"outputs": {"": {"shape": null}}}}',
+            r"its 'root'\['outputs'\]\[''\]\['shape'\] holds null",
+        ),
+        (
+            "blurbs",
+            '{"root": {"children": [{"variables": {"params": null}}]}}',
+            r"its 'root'\['children'\]\[0\]\['variables'\]\['params'\] holds null",
+        ),
+        (
+            "graphs",
             '{"nodes": [{"id": "a", "inputs": []}, {"id": "b", "inputs": "a"}]}',
             r"its 'nodes'\[1\]\['inputs'\] holds a string",
         ),
@@ -715,9 +730,10 @@ def test_blurb_graph_profile_and_morph_endpoints(server, written):
 def test_a_model_file_that_holds_no_drawing_is_an_error_naming_it(tmp_path, folder, text, wrong):
     """A graph drawing without its list of nodes (or edges, outputs; or whose node is
     none, its inputs no list; or an edge none), or a blurb whose module's children are no
-    list, was sent as it was: the page failed with 'nodes.map is not a function' ('edges
-    is not iterable', 'children is not iterable', 'inputs.filter is not a function', 'e is
-    null'), naming no
+    list, or an array of either without its shape, was sent as it was: the page failed
+    with 'nodes.map is not a function' ('edges is not iterable', 'children is not
+    iterable', 'inputs.filter is not a function', 'e is null', 'p.shape is undefined'),
+    naming no
     file (or drew an empty graph); the error names what is wrong and says what to do, as
     it does where the file is no JSON."""
     (tmp_path / "bench.json").write_text('{"format": 1}')

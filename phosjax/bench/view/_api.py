@@ -533,7 +533,8 @@ def _peaks(frame: pd.DataFrame) -> np.ndarray:
 def model_file(bench: BenchFiles, folder: str, model_id: str) -> Any:
     """The parsed ``<folder>/<model_id>.json`` (a blurb or a graph drawing); a blurb
     without its module tree (``root``), or a graph drawing without its list of nodes (or
-    whose edges or outputs are no list, or a node or edge no object), is
+    whose edges or outputs are no list, or a node or edge no object), or either holding
+    an array without its shape, is
     a `BrokenFileError` naming the file and what to do (`_reading.hint`), which the page
     would fail on without naming it; a ``model_id`` the bench lacks (``.`` too) is a
     `NotFound` naming its models.
@@ -573,7 +574,7 @@ def model_file(bench: BenchFiles, folder: str, model_id: str) -> Any:
     if wrong is None and folder == _layout.BLURBS:
         wrong = _unfit_module(content["root"], "'root'")
     if wrong is None and folder == _layout.GRAPHS:
-        wrong = _unfit_items(content, _GRAPH_ITEMS)
+        wrong = _unfit_items(content, _GRAPH_ITEMS) or _unfit_parts(content["nodes"])
     if wrong is None:
         return content
     raise BrokenFileError(
@@ -626,10 +627,43 @@ def _unfit_items(
     return None
 
 
+def _unfit_parts(nodes: list[dict[str, Any]]) -> str | None:
+    """What is wrong with the ``parts`` of a graph drawing's ``nodes`` (the arrays of a
+    tuple a node returns, which the page draws: `_unfit_specs`); None where nothing is.
+
+    Examples:
+      >>> _unfit_parts([{"parts": None}, {"parts": {"[0]": {"shape": None}}}])
+      "its 'nodes'[1]['parts']['[0]']['shape'] holds null"
+    """
+    for i, node in enumerate(nodes):
+        if wrong := _unfit_specs(node.get("parts") or {}, f"'nodes'[{i}]['parts']"):
+            return wrong
+    return None
+
+
+def _unfit_specs(specs: Any, where: str) -> str | None:
+    """What is wrong with ``specs`` (at ``where``): arrays by name, each ``{"shape": [...],
+    ...}`` (a graph node's parts, a blurb module's outputs or variables of a collection),
+    whose shapes the page writes out; None where nothing is.
+
+    Examples:
+      >>> _unfit_specs({"": {"shape": [1, 3], "dtype": "float32"}}, "'root'['outputs']")
+      >>> _unfit_specs({"kernel": {"dtype": "float32"}}, "'root'['variables']['params']")
+      "its 'root'['variables']['params']['kernel'] has no 'shape'"
+    """
+    if wrong := _unfit_keys(specs, {}, where):
+        return wrong
+    for name, spec in specs.items():
+        if wrong := _unfit_keys(spec, {"shape": list}, f"{where}[{name!r}]"):
+            return wrong
+    return None
+
+
 def _unfit_module(module: Any, where: str) -> str | None:
     """What is wrong with the blurb's module ``module`` (at ``where``) or one inside it,
-    which the page's tree walks: no JSON object, or ``children`` that are no list (null
-    or absent: none, as the page reads them); None where nothing is.
+    which the page's tree walks: no JSON object, ``children`` that are no list (null or
+    absent: none, as the page reads them), or arrays without their shape (`_unfit_specs`);
+    None where nothing is.
 
     Examples:
       >>> _unfit_module({"children": [{}, {"children": 3}]}, "'root'")
@@ -639,6 +673,11 @@ def _unfit_module(module: Any, where: str) -> str | None:
     """
     if wrong := _unfit_keys(module, _MODULE_KEYS, where):
         return wrong
+    if wrong := _unfit_specs(module.get("outputs") or {}, f"{where}['outputs']"):
+        return wrong
+    for collection, specs in (module.get("variables") or {}).items():
+        if wrong := _unfit_specs(specs, f"{where}['variables'][{collection!r}]"):
+            return wrong
     for i, child in enumerate(module.get("children") or []):
         if wrong := _unfit_module(child, f"{where}['children'][{i}]"):
             return wrong
@@ -660,9 +699,12 @@ _MODEL_FILES: dict[str, tuple[dict[str, type | tuple[type, ...]], str]] = {
 """What `model_file` needs of a file of each folder, which the page draws: the keys its
 JSON object must have, each of what type (None: the page does without it), and what the
 file holds."""
-_MODULE_KEYS: dict[str, type | tuple[type, ...]] = {"children": _OPTIONAL_LIST}
-"""What `model_file` needs of each module of a blurb: its ``children`` a list or absent
-(None)."""
+_MODULE_KEYS: dict[str, type | tuple[type, ...]] = {
+    "children": _OPTIONAL_LIST,
+    "variables": (dict, type(None)),
+}
+"""What `model_file` needs of each module of a blurb: its ``children`` a list and its
+``variables`` an object, or absent (None)."""
 _GRAPH_ITEMS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "nodes": {"inputs": _OPTIONAL_LIST, "shape": _OPTIONAL_LIST},
     "edges": {},
