@@ -831,19 +831,26 @@ def _models_not_a_list(models: Any) -> BenchError:
     )
 
 
+def holds_no_config(path: str | pathlib.Path) -> str:
+    """What an error says of the config file ``path`` that YAML reads as nothing.
+
+    Examples:
+      >>> holds_no_config("b.yaml")
+      "config file 'b.yaml' holds no config (it is blank, comments only, or null)"
+    """
+    return f"config file {str(path)!r} holds no config (it is blank, comments only, or null)"
+
+
 def read_yaml(path: str | pathlib.Path) -> Any:
     """Safely parsed YAML; a clear `BenchError` if the file is missing, unreadable (a
-    folder, not UTF-8), malformed, or empty (nothing but comments: the command line's
-    parser refuses such a file, so `load_config` does too)."""
+    folder, not UTF-8), malformed, or read as nothing (blank, comments, null: the command
+    line's parser refuses such a file, so `load_config` does too)."""
     try:
         data = read_file(path)
     except ValueError as error:
         raise BenchError(str(error)) from error
     if data is None:
-        raise BenchError(
-            f"config file {str(path)!r} is empty (nothing but comments or blank lines); "
-            "give at least one key, e.g. 'models: [mlp]'."
-        )
+        raise BenchError(f"{holds_no_config(path)}; give at least one key, e.g. 'models: [mlp]'.")
     return data
 
 

@@ -31,7 +31,7 @@ from phosjax._hosts import gather_rows
 from phosjax._listing import listing
 from phosjax._yaml import read_file as read_yaml_file
 from phosjax.bench import _layout
-from phosjax.bench._config import BenchConfig, BenchError
+from phosjax.bench._config import BenchConfig, BenchError, holds_no_config
 from phosjax.bench._env import environment
 from phosjax.bench._reading import (
     CONFIG_HINT,
@@ -102,7 +102,7 @@ def open_bench(directory: str | os.PathLike) -> tuple[BenchConfig, dict[str, Any
     try:
         data = read_yaml_file(path)  # missing, not YAML: its error names the file
         if data is None:  # not `read_yaml`'s "give at least one key": it is restored
-            raise ValueError(f"config file {str(path)!r} is empty.")
+            raise ValueError(f"{holds_no_config(path)}.")
     except ValueError as error:
         system = error.__cause__  # its permissions, the disk (not gone, nor a folder)
         gone = (FileNotFoundError, IsADirectoryError)

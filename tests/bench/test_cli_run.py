@@ -450,7 +450,7 @@ def test_a_data_set_that_cannot_load_is_one_error_line_and_nothing_written(tmp_p
     [
         (None, "is a directory, not a file."),
         (b"\xff\xfe models", "is not UTF-8 text"),
-        (b"# only a comment\n", "is empty (nothing but comments or blank lines)"),
+        (b"# only a comment\n", "holds no config (it is blank, comments only, or null)"),
     ],
 )
 def test_a_config_file_that_cannot_be_read_or_is_empty_is_one_error_line(

@@ -277,8 +277,9 @@ def test_missing_config_file(tmp_path):
     [
         (None, r"config file '.*bench\.yaml' is a directory, not a file\."),
         (b"\xff\xfe models", r"config file '.*bench\.yaml' is not UTF-8 text: 'utf-8' codec"),
-        (b"", r"config file '.*bench\.yaml' is empty \(nothing but comments or blank lines\)"),
-        (b"# only a comment\n\n", r"config file '.*bench\.yaml' is empty"),
+        (b"", r"config file '.*bench\.yaml' holds no config \(it is blank, comments only, or"),
+        (b"# only a comment\n\n", r"config file '.*bench\.yaml' holds no config"),
+        (b"null\n", r"config file '.*bench\.yaml' holds no config"),  # was "is empty"
     ],
 )
 def test_a_config_file_that_cannot_be_read_or_is_empty_is_a_clear_error(tmp_path, content, match):

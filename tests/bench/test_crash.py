@@ -100,13 +100,13 @@ def test_a_damaged_file_read_by_the_viewer_export_or_profile_is_said_with_what_t
         read(damaged)
 
 
-@pytest.mark.parametrize("stored", ["models: [mlp\n", "\xff", "# emptied\n"])
+@pytest.mark.parametrize("stored", ["models: [mlp\n", "\xff", "# emptied\n", "null\n"])
 def test_a_damaged_stored_config_is_said_with_what_to_do(tmp_path, stored):
     """It named the file and its YAML error, and said nothing to do; an empty one said
     to write a key in it ('models: [mlp]'), another config than the bench's."""
     (tmp_path / _layout.MARKER).write_text('{"format": 1}')
     (tmp_path / _layout.CONFIG).write_text(stored, "latin-1")
-    said = r"(?s)config\.yaml' is .*It is the bench's stored config: .*restore it from a backup"
+    said = r"(?s)config\.yaml' (is|holds) .*It is the bench's stored config: .*restore it from a"
     with pytest.raises(BenchError, match=said) as raised:
         open_bench(tmp_path)
     assert "give at least one key" not in str(raised.value)
