@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from phosjax.data._checks import int_at_least, one_integer
-from phosjax.data._shuffle import key_words, shuffled_positions
+from phosjax.data._shuffle import key_words, permuted
 
 PyTree = Any
 
@@ -76,10 +76,10 @@ def _indices(
         )
     steps_per_epoch = num_examples // batch_size
     step = _checked_step(step, call.format(key="key", step="s"))
-    key_words(key, call.format(key="k", step="step"))  # raises naming the function called
+    words = key_words(key, call.format(key="k", step="step"))
     epoch, position = jnp.divmod(step, steps_per_epoch)
     positions = position * batch_size + jnp.arange(batch_size, dtype=jnp.int32)
-    return shuffled_positions(key, positions, num_examples, salt=epoch)
+    return permuted(words, positions, num_examples, salt=epoch)
 
 
 def _checked_step(step: jax.Array | int, call: str) -> jax.Array:

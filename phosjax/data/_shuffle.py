@@ -186,8 +186,14 @@ def shuffled_positions(
         "for the permutations of several salts, vmap: jax.vmap(lambda s: "
         "shuffled_positions(key, positions, n, salt=s))(salts)",
     )
+    return permuted(key_words(key), positions, n, salt)
+
+
+def permuted(words: jax.Array, positions: jax.Array, n: int, salt: jax.Array | int) -> jax.Array:
+    """`shuffled_positions` of arguments its caller has checked, the key given as its
+    ``words`` (`key_words`)."""
     half = _half_bits(n)
-    round_keys = _round_keys(key_words(key), salt)
+    round_keys = _round_keys(words, salt)
     bound = jnp.uint32(n)
 
     def outside(x: jax.Array) -> jax.Array:
