@@ -5,6 +5,8 @@ A test `launch`es workers, ``python -m <module> PORT ID COUNT *args``; each work
 import jax.
 """
 
+import atexit
+import gc
 import os
 import random
 import socket
@@ -121,7 +123,12 @@ def join(port: str, process_id: str, count: str, devices: int = 2) -> None:
     """In a worker: gives this process ``devices`` fake CPU devices and joins the group of
     ``count`` processes whose coordinator listens on ``port``. Call it before anything
     else imports jax. ``SHUTDOWN_TIMEOUT_S`` in the environment shortens how long
-    `jax.distributed.shutdown` waits for the others (300 s by default; then all abort)."""
+    `jax.distributed.shutdown` waits for the others (300 s by default; then all abort).
+
+    At its exit the worker freezes what lives on (`gc.freeze`, after every other exit
+    handler, jax's too): Python's finalization collects the oldest generation several
+    times, each walking the whole heap of jax, pandas and pyarrow (1-2 s a worker)."""
+    atexit.register(gc.freeze)  # registered first: runs last
     os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices} {FAST_COMPILE}"
     os.environ["JAX_PLATFORMS"] = "cpu"
     import jax
