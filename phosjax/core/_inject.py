@@ -111,7 +111,9 @@ def _in_dtype(value: Any, dtype: Any) -> Any:
     them) in ``dtype`` where that holds it exactly (None: JAX's default). Its numbers are
     read as given, not as JAX's default dtype holds them (an int beyond int32 for a float
     tag; a tracer under jit); a list holding a traced array takes that array's dtype.
-    One that a float ``dtype`` would turn into an infinity is an OverflowError.
+    One that a float ``dtype`` would turn into an infinity is an OverflowError, and so is
+    a numpy array JAX reads in ``dtype`` that cannot hold it (float64 as float32, 1e300 as
+    inf; int64 as int32, 2**40 as 0).
 
     Examples:
       >>> _in_dtype(2, jnp.float32), _in_dtype(2.5, jnp.int32), _in_dtype(jnp.int32(2), None)
@@ -121,14 +123,35 @@ def _in_dtype(value: Any, dtype: Any) -> Any:
       >>> _in_dtype(1e300, jnp.float32)
       Traceback (most recent call last):
       OverflowError: 1e+300 overflows float32
+      >>> _in_dtype(np.array([2**40]), jnp.int32)
+      Traceback (most recent call last):
+      OverflowError: array([1099511627776]) overflows int32
     """
-    if dtype is None or is_traced(value) or not isinstance(value, int | float | list | tuple):
+    if dtype is None or is_traced(value):
+        return jnp.asarray(value)
+    if not isinstance(value, int | float | list | tuple):
+        if _read_as(value) == dtype and not holds_exactly(dtype, value):
+            raise OverflowError(f"{value!r:.60} overflows {jnp.dtype(dtype).name}")
         return jnp.asarray(value)  # an array keeps its dtype
     if holds_exactly(dtype, value):
         return jnp.asarray(value, dtype)
     if jnp.issubdtype(dtype, jnp.inexact) and not np.iscomplexobj(value):  # nor as inf
         raise OverflowError(f"{value!r:.60} overflows {jnp.dtype(dtype).name}")
     return jnp.asarray(value)  # a complex one: its dtype named by the caller
+
+
+def _read_as(value: Any) -> Any:
+    """The dtype JAX reads a numpy array or number ``value`` in, where that is not its own
+    (float64 as float32, int64 as int32 without ``jax_enable_x64``); else None.
+
+    Examples:
+      >>> _read_as(np.ones(2)), _read_as(np.ones(2, np.float32)), _read_as(jnp.ones(2))
+      (dtype('float32'), None, None)
+    """
+    if not isinstance(value, np.ndarray | np.generic) or value.dtype.kind not in "biufc":
+        return None
+    read_as = np.dtype(jax.dtypes.canonicalize_dtype(value.dtype))
+    return read_as if read_as != value.dtype else None
 
 
 def in_dtypes_of(value: Any, expected: Any) -> Any:

@@ -1060,6 +1060,17 @@ def test_inject_reads_a_python_number_as_the_tagged_dtype():
         with pytest.raises(ValueError, match=jit_noted):
             jax.jit(lambda huge=huge: px.inject(Counted(), {}, jnp.ones(3), {"s": huge}))()
     assert float(px.inject(Counted(), {}, jnp.ones(3), {"s": float("inf")})) == float("inf")
+    # a numpy float64 or int64 array, which JAX reads as float32 or int32, became inf (with
+    # numpy's overflow warning) or wrapped round (2**40 as 0) silently
+    for tag, huge, dtype, shown in [
+        ("s", np.array(1e300), float32, r"array\(1\.e\+300\)"),
+        ("n", np.array(2**40), int32, r"array\(1099511627776\)"),
+    ]:
+        with pytest.raises(ValueError, match=message.format(tag, dtype, shown)):
+            px.inject(Counted(), {}, jnp.ones(3), {tag: huge})
+    assert float(px.inject(Counted(), {}, jnp.ones(3), {"n": np.array(2)})) == 11.0
+    with pytest.raises(ValueError, match=r"dtype int32, but the tagged value .* float32"):
+        px.inject(Counted(), {}, jnp.ones(3), {"s": np.array(2**40)})  # no overflow: int
 
 
 def test_inject_reads_python_numbers_for_an_int_tag_under_jit():
