@@ -91,10 +91,17 @@ def scan_axes(**extra: Any) -> dict[Any, Any]:
 def _check_no_typo(name: str) -> None:
     """Raises a ValueError when ``name`` is one letter off a collection Flax or phosjax uses
     (`one_edit_apart`), naming it and them; any other name may be a collection of the
-    user's own."""
+    user's own, and so is one holding a digit, as none of theirs does (``knobs2``).
+
+    Examples:
+      >>> _check_no_typo("knobs2"), _check_no_typo("params_ema")
+      (None, None)
+    """
     known = (*FLAX_COLLECTIONS, *SCANNED)
+    if name in known or any(character.isdigit() for character in name):
+        return
     near = [collection for collection in known if one_edit_apart(name, collection)]
-    if name not in known and near:
+    if near:
         raise ValueError(
             f"scan_axes: no collection is named {name!r}; did you mean {near[0]!r}? (Flax's "
             f"and phosjax's: {', '.join(known)}; for a collection of your own named "

@@ -573,6 +573,8 @@ def test_scan_axes_given_a_typo_of_a_collection_names_the_one_meant(typo, meant)
     with pytest.raises(ValueError, match=message):
         px.scan_axes(**{typo: 0})
     assert px.scan_axes(memory=0)["memory"] == 0  # a collection of the user's own
+    # one numbered, a digit off 'knobs' or 'params', was refused as a typo of them
+    assert px.scan_axes(knobs2=0, params1=None)["knobs2"] == 0
 
 
 def test_probe_given_a_selector_without_the_input_says_so():
