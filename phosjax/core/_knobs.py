@@ -187,7 +187,8 @@ def knob(
       valid: the values it takes, e.g. ``Range(gt=0)`` for a temperature; None: any.
 
     Raises:
-      TypeError: ``valid`` is no `Range` (a tuple ``(0, 1)``), the knob named.
+      TypeError: ``valid`` is no `Range` (a tuple ``(0, 1)``), or is given for a complex
+        default, which no range orders; the knob named.
       ValueError: the default, or the value in ``module``'s variables, is out of ``valid``
         (naming the module, the knob's path, the value and the range).
 
@@ -218,6 +219,12 @@ def knob(
             f"lt=1)) or None, got {valid!r}."
         )
     value = _default_array(path, default)
+    if valid is not None and jnp.issubdtype(value.dtype, jnp.complexfloating):
+        raise TypeError(
+            f"knob {path!r}: valid={valid!r} takes real numbers, but the default "
+            f"{default!r:.60} is {value.dtype}: give a real default, or valid=None for a "
+            "complex knob."
+        )
     declaration = Knob(path, default, doc, valid)
     if not isinstance(default, jax.core.Tracer):  # value is one under a trace (eval_shape)
         declaration.check(

@@ -431,6 +431,10 @@ def test_a_range_that_is_no_range_names_the_knob(valid):
 def test_a_default_out_of_its_own_range_is_an_error_at_declaration():
     with pytest.raises(ValueError, match=r"Bounded declares a default out of range: knob 'p' "):
         px.knobs(Bounded(default=1.0), X)
+    # a complex one, which no range orders, was float()'s bare "not 'complex'" TypeError
+    message = r"^knob 'p': valid=Range\(ge=0, lt=1\) takes real numbers, but the default "
+    with pytest.raises(TypeError, match=message + r"0\.5j is complex64: give a real default"):
+        px.knobs(Bounded(default=0.5j), X)
 
 
 def test_set_knobs_checks_a_value_against_the_declared_range():
