@@ -527,13 +527,16 @@ def what_holds(dtype: Any) -> str:
     Examples:
       >>> what_holds("float32"), what_holds("int8"), what_holds(bool)
       ('a number between -3.40282e+38 and 3.40282e+38', 'a whole number from -128 to 127', '0 or 1')
+      >>> what_holds("complex64")
+      'a number whose real and imaginary parts lie between -3.40282e+38 and 3.40282e+38'
     """
     dtype = np.dtype(dtype)
     if dtype.kind == "b":
         return "0 or 1"
     if jnp.issubdtype(dtype, jnp.inexact):
         largest = jnp.finfo(dtype).max
-        return f"a number between {-largest:g} and {largest:g}"
+        parts = " whose real and imaginary parts lie" if dtype.kind == "c" else ""
+        return f"a number{parts} between {-largest:g} and {largest:g}"
     info = jnp.iinfo(dtype)
     return f"a whole number from {info.min} to {info.max}"
 

@@ -606,6 +606,8 @@ class Defaulted(nn.Module):
     [
         (1e300, r"1e\+300, which its dtype, float32, cannot hold: give a number between"),
         (2**40, r"1099511627776, which its dtype, int32, cannot hold: give a whole number from"),
+        # a complex one was told to give "a number between -3.40282e+38 and 3.40282e+38"
+        (1e300j, r"1e\+300j, .* complex64, cannot hold: give a number whose real and imagin"),
     ],
 )
 def test_a_knob_default_its_dtype_cannot_hold_names_the_knob(default, said):
