@@ -139,7 +139,7 @@ def grad_of(
       TypeError: a selected value is not floating point, or ``wrt`` is neither a str nor
         a list of them; ``variables`` are no
         collections (the params alone: `naming_params_alone`); ``fn`` is no function, or
-        gives no scalar (its shape named).
+        gives no scalar (its shape named), or, under ``has_aux``, no pair.
       ValueError: ``wrt`` is an empty list, or a perturbation never reached its tag: a
         lifted transform, such as nn.scan, whose ``variable_axes`` omit ``perturbations``
         dropped it, though it kept the tagged value (`scan_axes` lists all of phosjax's
@@ -178,12 +178,8 @@ def grad_of(
             **kwargs,
         )
         value = fn(out)
-        if isinstance(value, tuple | list) and not has_aux:  # jnp.ndim: "__array__() was..."
-            raise TypeError(
-                f"grad_of: fn gave {a_type(value)} of {len(value)} values, not a scalar; for "
-                "(loss, aux), pass has_aux=True."
-            )
-        loss = value[0] if has_aux and isinstance(value, tuple | list) else value
+        _check_kind(value, has_aux)
+        loss = value[0] if has_aux else value
         if jnp.ndim(loss):  # JAX: "Gradient only defined for scalar-output functions"
             raise TypeError(
                 f"grad_of: fn gave a value of shape {jnp.shape(loss)}, not a scalar; reduce "
@@ -192,3 +188,23 @@ def grad_of(
         return value
 
     return jax.value_and_grad(run, has_aux=has_aux)(zeros)
+
+
+def _check_kind(value: Any, has_aux: bool) -> None:
+    """Raises a TypeError unless what ``fn`` gave is a pair under ``has_aux`` (JAX's error
+    named a GradTracer), else one value (a tuple failed in jnp.ndim: "__array__()").
+
+    Examples:
+      >>> _check_kind((1.0, 2.0, 3.0), has_aux=True)
+      Traceback (most recent call last):
+      TypeError: grad_of: with has_aux=True, fn must give a pair (loss, aux), got a tuple of 3 ...
+    """
+    several = isinstance(value, tuple | list)
+    given = f"{a_type(value)} of {len(value)} values" if several else "one value"
+    if has_aux and not (several and len(value) == 2):
+        raise TypeError(
+            f"grad_of: with has_aux=True, fn must give a pair (loss, aux), got {given}."
+        )
+    if several and not has_aux:
+        fix = "for (loss, aux), pass has_aux=True" if len(value) == 2 else "give the loss alone"
+        raise TypeError(f"grad_of: fn gave {given}, not a scalar; {fix}.")

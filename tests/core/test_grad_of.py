@@ -222,3 +222,14 @@ def test_an_fn_giving_a_pair_without_has_aux_is_told_to_pass_it():
     message = r"^grad_of: fn gave a tuple of 2 values, not a scalar; .* pass has_aux=True\."
     with pytest.raises(TypeError, match=message):
         px.grad_of(lambda y: (y.sum(), y), TwoLayer(), variables, X, wrt="pre_act")
+    # three were told to pass has_aux=True too; with it, one value or three were JAX's
+    # "expected function with aux output to return a two-element tuple, but got ...Tracer"
+    with pytest.raises(
+        TypeError,
+        match=r"^grad_of: fn gave a list of 3 values, not a scalar; give the loss alone\.",
+    ):
+        px.grad_of(lambda y: [y.sum()] * 3, TwoLayer(), variables, X, wrt="pre_act")
+    pair = r"^grad_of: with has_aux=True, fn must give a pair \(loss, aux\), got "
+    for fn, given in [(jnp.sum, "one value"), (lambda y: (y.sum(),) * 3, "a tuple of 3 values")]:
+        with pytest.raises(TypeError, match=rf"{pair}{given}\."):
+            px.grad_of(fn, TwoLayer(), variables, X, wrt="pre_act", has_aux=True)
