@@ -132,7 +132,8 @@ def _in_dtype(value: Any, dtype: Any) -> Any:
     if not isinstance(value, int | float | list | tuple):
         if _read_as(value) == dtype and not holds_exactly(dtype, value):
             raise OverflowError(f"{value!r:.60} overflows {jnp.dtype(dtype).name}")
-        return jnp.asarray(value)  # an array keeps its dtype
+        with np.errstate(over="ignore"):  # one of another dtype: named by the caller
+            return jnp.asarray(value)  # an array keeps its dtype
     if holds_exactly(dtype, value):
         return jnp.asarray(value, dtype)
     if jnp.issubdtype(dtype, jnp.inexact) and not np.iscomplexobj(value):  # nor as inf

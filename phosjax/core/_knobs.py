@@ -456,7 +456,8 @@ def _refill(path: str, stored: jax.Array, value: Any) -> jax.Array:
     """
     cannot_hold = f"Knob {path!r} holds {np.dtype(stored.dtype).name}, which cannot hold"
     try:
-        array = jnp.asarray(value)  # a tracer under jit, even of a Python number
+        with np.errstate(over="ignore"):  # a float64 array's float32 inf is refused below
+            array = jnp.asarray(value)  # a tracer under jit, even of a Python number
     except (TypeError, ValueError) as error:
         raise TypeError(
             f"Knob {path!r} takes a number or an array ({stored.dtype}, shape "

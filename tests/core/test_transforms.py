@@ -630,6 +630,8 @@ def test_an_integer_knob_refuses_a_value_it_cannot_hold_a_float_one_rounds():
     # 1e300 for a bfloat16 knob was inf, with numpy's "overflow encountered in cast"
     with pytest.raises(ValueError, match=r"'f' holds bfloat16, .* 1e\+300; give a number betw"):
         px.set_knobs(variables, {"f": 1e300})
+    with pytest.raises(ValueError, match=r"'f' holds bfloat16, .* 1e\+300; give a number betw"):
+        px.set_knobs(variables, {"f": np.array(1e300)})  # numpy's overflow warning came first
     # 2 + 1j for it was 2, its imaginary part dropped with numpy's ComplexWarning
     with pytest.raises(ValueError, match=r"'f' holds bfloat16, which cannot hold \(2\+1j\); give"):
         px.set_knobs(variables, {"f": 2 + 1j})
@@ -1077,6 +1079,8 @@ def test_inject_reads_a_python_number_as_the_tagged_dtype():
     assert float(px.inject(Counted(), {}, jnp.ones(3), {"n": np.array(2)})) == 11.0
     with pytest.raises(ValueError, match=r"dtype int32, but the tagged value .* float32"):
         px.inject(Counted(), {}, jnp.ones(3), {"s": np.array(2**40)})  # no overflow: int
+    with pytest.raises(ValueError, match=r"dtype float32, but the tagged value .* int32"):
+        px.inject(Counted(), {}, jnp.ones(3), {"n": np.array(1e300)})  # not numpy's warning
 
 
 def test_inject_reads_python_numbers_for_an_int_tag_under_jit():
