@@ -265,7 +265,7 @@ def _default_array(path: str, default: Any) -> jax.Array:
             f"Knob {path!r} takes a number or an array as its default, got {default!r}; to "
             "choose between options, declare an integer knob that indexes them."
         ) from error
-    dtype = np.dtype("int32") if array is None else array.dtype
+    dtype = np.dtype(jax.dtypes.canonicalize_dtype(int) if array is None else array.dtype)
     if array is None or (not is_traced(default) and not holds_exactly(dtype, default)):
         raise ValueError(
             f"Knob {path!r} has the default {default!r:.60}, which its dtype, {dtype.name}, "

@@ -617,6 +617,13 @@ def test_a_knob_default_its_dtype_cannot_hold_names_the_knob(default, said):
         px.knobs(Defaulted(default), X)
 
 
+def test_a_knob_default_beyond_int64_names_int64_under_x64():
+    # it said "which its dtype, int32, cannot hold", JAX's default int without x64
+    said = r"^Knob 'k' has the default 1180591620717411303424, which its dtype, int64, cannot "
+    with jax.enable_x64(True), pytest.raises(ValueError, match=said + r"hold: give .* to 92"):
+        px.knobs(Defaulted(2**70), X)
+
+
 def test_an_integer_knob_refuses_a_value_it_cannot_hold_a_float_one_rounds():
     variables = {
         "knobs": {"k": jnp.array(2), "b": jnp.array(True), "f": jnp.ones((), jnp.bfloat16)}
