@@ -12,6 +12,7 @@ import jax
 from flax.core.scope import DenyList, in_filter, union_filters
 
 from phosjax.core._collections import INTERMEDIATES, KNOBS
+from phosjax.core._module_check import check_module
 from phosjax.core._paths import flatten
 from phosjax.core._selectors import SelectorError, select, shown
 from phosjax.core._tags import tags_seen
@@ -266,9 +267,11 @@ def tag_shapes(
       ['tagged']
 
     Raises:
-      TypeError: ``variables`` are no collections (None; the params alone:
-        `naming_params_alone`), naming tag_shapes and what model.init returns.
+      TypeError: ``model`` is no module (`check_module`), or ``variables`` are no
+        collections (None; the params alone: `naming_params_alone`), naming tag_shapes
+        and what model.init returns.
     """
+    check_module("tag_shapes", model)
     with naming_params_alone(variables, "tag_shapes") as variables, tags_seen() as seen:
         flat = flatten(_recorded_shapes(model, variables, *args, **kwargs))
     return {path: shape for path, shape in flat.items() if _is_tag(path, seen)}

@@ -1260,6 +1260,7 @@ NAMED_MODEL_CALLS = {
     "with_knobs": lambda model: px.core.with_knobs(model, {}, X),
     "tweak": lambda model: px.tweak(model, {}, X, {}),
     "blurb": lambda model: px.blurb(model, {}, X),
+    "tag_shapes": lambda model: px.core.tag_shapes(model, {}, X),
 }
 
 
