@@ -720,3 +720,25 @@ def test_a_bench_grid_value_beyond_float32_is_refused_naming_its_key(grid, shown
     naming an internal cell index (``plan_groups: cell 1's learning_rate``)."""
     with pytest.raises(BenchError, match=rf"^{shown} {BEYOND_FLOAT32}"):
         BenchConfig.from_dict({"grid": grid})
+
+
+class _HalfKnob(nn.Module):
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        return x[:, :3] * px.knob(self, "h", np.float16(1.0))
+
+
+@dataclasses.dataclass(frozen=True)
+class _HalfKnobConfig:
+    def build(self) -> nn.Module:
+        return _HalfKnob()
+
+
+def test_a_value_within_float32_that_a_float16_knob_overflows_is_refused_by_init_group(toy):
+    """float32's range is checked where the group is made; a knob's own narrower dtype only
+    once init_group traces the model: 1e5 would be a float16 inf."""
+    hp = HParams(batch_size=16, steps=1, knobs={"h": 1e5})
+    [group] = plan_groups([Cell(_HalfKnobConfig(), "toy", hp, 0)])
+    message = r"^init_group: cell 0 sets knob 'h' \(float16\) to 100000.0, which it cannot hold; "
+    with pytest.raises(ValueError, match=message + r"give it a number between -65504 and 65504"):
+        init_group(group, toy)
