@@ -48,7 +48,8 @@ def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
     Raises:
       ValueError: one path is a prefix of another (``"a"`` and ``"a/b"``): a tree cannot
         hold a value at ``a`` and another below it; both paths are named.
-      TypeError: a path is no str (``{1: x}``), named.
+      TypeError: a path is no str (``{1: x}``; a tuple of keys, as Flax's
+        ``flatten_dict`` gives), named.
 
     Examples:
       >>> unflatten({"a/b": 1, "a/c": 2})
@@ -61,9 +62,11 @@ def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
     made = {id(tree)}  # the dicts built here, not values that happen to be dicts
     for path, value in flat.items():
         if not isinstance(path, str):
+            keys = isinstance(path, tuple) and all(isinstance(key, str) for key in path)
+            fix = f"{SEP.join(path)!r}, its keys joined by {SEP!r}" if keys else "str(path)"
             raise TypeError(
                 f"unflatten takes {{path: value}} with paths such as 'blocks_0/pre_act', got "
-                f"the path {path!r} ({type(path).__name__}); give str(path)."
+                f"the path {path!r} ({type(path).__name__}); give {fix}."
             )
         *parents, leaf = path.split(SEP)
         node = tree

@@ -204,6 +204,9 @@ def test_unflatten_names_a_path_that_is_no_str():
     # it said "'int' object has no attribute 'split'"
     with pytest.raises(TypeError, match=r"^unflatten takes .*got the path 1 \(int\); give str"):
         px.core.unflatten({"a": 0, 1: 2})
+    # Flax's flatten_dict gives tuples of keys, for which str(path) was the advice
+    with pytest.raises(TypeError, match=r"got the path \('a', 'b'\) \(tuple\); give 'a/b', its"):
+        px.core.unflatten({("a", "b"): 1})
 
 
 def test_unflatten_never_merges_into_a_value_that_is_a_dict():
