@@ -1,6 +1,5 @@
 """What to train: `Regularizer`, `HParams` and `Cell` (frozen, hashable dataclasses)."""
 
-import array
 import contextlib
 import dataclasses
 import math
@@ -13,6 +12,7 @@ import numpy as np
 
 from phosjax._nearest import did_you_mean, fields_checked
 from phosjax.core import compile_selector
+from phosjax.core._knobs import holds_exactly, what_holds
 from phosjax.models._config import is_int
 from phosjax.morph import COSTS, SOURCES
 
@@ -128,27 +128,22 @@ def number_in(
     return number
 
 
-FLOAT32_MAX = float(np.finfo(np.float32).max)
-"""float32's largest value: beyond it (rounded), a float32 holds inf."""
-
-
 def check_float32(where: str, value: float, holder: str) -> None:
     """Raises a ValueError naming ``where`` and ``value`` if float32, the dtype ``holder``
-    holds it in, would hold it as inf (beyond its range, rounded).
+    holds it in, would hold it as inf (`holds_exactly`: beyond its range, rounded).
 
     Examples:
       >>> check_float32("HParams learning_rate", 3.4e38, "a group")
       >>> check_float32("HParams learning_rate", -1e39, "a group")
       Traceback (most recent call last):
-      ValueError: HParams learning_rate -1e+39 lies beyond float32's range
-      (3.4028234663852886e+38 at most in magnitude), the dtype a group holds it in, where
-      it would be inf; give a smaller value.
+      ValueError: HParams learning_rate -1e+39 lies beyond float32's range, the dtype a
+      group holds it in, where it would be inf; give a number between -3.40282e+38 and
+      3.40282e+38.
     """
-    if math.isinf(array.array("f", [value])[0]):
+    if not holds_exactly(np.float32, value):
         raise ValueError(
-            f"{where} {value!r} lies beyond float32's range ({FLOAT32_MAX!r} at most in "
-            f"magnitude), the dtype {holder} holds it in, where it would be inf; give a "
-            "smaller value."
+            f"{where} {value!r} lies beyond float32's range, the dtype {holder} holds it in, "
+            f"where it would be inf; give {what_holds(np.float32)}."
         )
 
 
@@ -372,8 +367,8 @@ class HParams:
       ValueError: HParams steps must lie in [1, 2147483647] (...), got 2147483648.
       >>> HParams(learning_rate=1e39)
       Traceback (most recent call last):
-      ValueError: HParams learning_rate 1e+39 lies beyond float32's range (...), the dtype
-      a group holds it in, where it would be inf; give a smaller value.
+      ValueError: HParams learning_rate 1e+39 lies beyond float32's range, the dtype a
+      group holds it in, where it would be inf; give a number between ... and 3.40282e+38.
     """
 
     optimizer: str = "adam"

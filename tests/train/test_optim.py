@@ -66,8 +66,8 @@ def test_a_value_hparams_would_refuse_is_refused_by_name(option, message):
 )
 def test_a_value_beyond_float32_is_refused_as_a_group_refuses_it(option, shown):
     """The state held learning_rate 1e39 as inf, and each update was -inf."""
-    message = rf"^make_optimizer {shown} lies beyond float32's range \(3.4028234663852886e\+38 "
-    with pytest.raises(ValueError, match=message + r"at most in magnitude\), the dtype the opt"):
+    message = rf"^make_optimizer {shown} lies beyond float32's range, the dtype the opt"
+    with pytest.raises(ValueError, match=message + r".*; give a number between -3.40282e\+38 and"):
         make_optimizer("sgd", **option)
 
 
