@@ -147,6 +147,23 @@ def check_float32(where: str, value: float, holder: str) -> None:
         )
 
 
+def group_number_in(
+    where: str, value: Any, least: float, most: float = math.inf, *, hint: str = ""
+) -> float:
+    """`number_in`, for a value a group holds in float32 (`check_float32`).
+
+    Examples:
+      >>> group_number_in("HParams momentum", "0.5", 0, 1)
+      0.5
+      >>> group_number_in("HParams learning_rate", 1e39, 0)
+      Traceback (most recent call last):
+      ValueError: HParams learning_rate 1e+39 lies beyond float32's range, the dtype a group ...
+    """
+    number = number_in(where, value, least, most, hint=hint)
+    check_float32(where, number, "a group")
+    return number
+
+
 def _check_compute_dtype(value: Any) -> None:
     """Raises a ValueError naming ``HParams compute_dtype`` unless ``value`` is one of
     `COMPUTE_DTYPES`, a name: a dtype (``np.dtype("float32")``) compares equal to its
@@ -220,8 +237,7 @@ class Regularizer:
         _check_selector("Regularizer selector", self.selector)
         one_of("Regularizer kind", self.kind, REGULARIZER_KINDS)
         one_of("Regularizer on", self.on, REGULARIZER_TARGETS)
-        strength = number_in("Regularizer strength", self.strength, 0)
-        check_float32("Regularizer strength", strength, "a group")
+        strength = group_number_in("Regularizer strength", self.strength, 0)
         object.__setattr__(self, "strength", strength)
         object.__setattr__(self, "threshold", number_in("Regularizer threshold", self.threshold, 0))
         one_of("Regularizer cost", self.cost, COSTS)  # for every kind: a typo is never silent
@@ -305,9 +321,7 @@ def _knob_pairs(knobs: Any) -> tuple[tuple[str, float], ...]:
             )
         given[selector] = value
         where = f"HParams knob {selector!r}"
-        number = number_in(where, value, -math.inf)
-        check_float32(where, number, "a group")
-        checked.append((selector, number))
+        checked.append((selector, group_number_in(where, value, -math.inf)))
     return tuple(checked)
 
 
@@ -409,8 +423,7 @@ class HParams:
             *OPTIMIZER_RANGES,
             ("label_smoothing", 0, 1, " (the mass spread over the classes)"),
         ):
-            number = number_in(f"HParams {name}", getattr(self, name), least, most, hint=hint)
-            check_float32(f"HParams {name}", number, "a group")
+            number = group_number_in(f"HParams {name}", getattr(self, name), least, most, hint=hint)
             object.__setattr__(self, name, number)
         if self.grad_clip is not None:
             clip = number_in(
