@@ -29,6 +29,7 @@ from phosjax.core import (
     flatten,
     regularize,
 )
+from phosjax.core._knobs import holds_exactly, what_holds
 from phosjax.core._module_check import check_module
 from phosjax.data import batch_indices
 from phosjax.morph import channel_groups, morph_regularizer
@@ -88,8 +89,8 @@ def check_inputs_fit(data: Any, compute_dtype: str, named: str | None = None) ->
       >>> check_inputs_fit(ArrayDataset("big", x, y, x[:1], y[:1], 2, (2,)), "float32")
       Traceback (most recent call last):
       ValueError: data set 'big' has an input of -1e+39 (x_train[1, 0], float64), beyond
-      float32's range (largest 3.403e+38), to which the inputs are converted: it would
-      become inf; scale its inputs (e.g. x / abs(x).max())
+      float32's range (a number between -3.40282e+38 and 3.40282e+38), to which the inputs
+      are converted: it would become inf; scale its inputs (e.g. x / abs(x).max())
     """
     exact = EXACT_INTEGERS[compute_dtype]
     for name in ("x_train", "x_test"):
@@ -110,23 +111,24 @@ def check_inputs_fit(data: Any, compute_dtype: str, named: str | None = None) ->
 
 def _check_float_range(dataset: str, name: str, x: np.ndarray, dtype: str) -> None:
     """Raises the ValueError of `check_inputs_fit` if a finite entry of ``x`` (split
-    ``name`` of ``dataset``) lies beyond ``dtype``'s range (a NaN or inf is left as it is;
-    one that is no float, or of a float dtype inside that range, has none); copies ``x`` only
-    to find the entry, if its least or largest is not inside it."""
-    largest_finite = float(jnp.finfo(dtype).max)
-    if x.dtype.kind != "f" or x.size == 0 or np.finfo(x.dtype).max <= largest_finite:
+    ``name`` of ``dataset``) would become inf in ``dtype`` (`holds_exactly`: one just beyond
+    its largest rounds to it; a NaN or inf is left as it is; one that is no float, or of a
+    float dtype inside that range, has none); copies ``x`` only to find the entry, if its
+    least or largest would."""
+    held = jnp.dtype(dtype)
+    if x.dtype.kind != "f" or x.size == 0 or np.finfo(x.dtype).max <= jnp.finfo(held).max:
         return
-    least, largest = np.fmin.reduce(x, axis=None), np.fmax.reduce(x, axis=None)  # NaNs skipped
-    if max(-least, largest) <= largest_finite:
+    extremes = [np.fmin.reduce(x, axis=None), np.fmax.reduce(x, axis=None)]  # NaNs skipped
+    if holds_exactly(held, extremes):
         return
-    magnitude = np.where(np.isfinite(x), np.abs(x), 0)
-    at = np.unravel_index(int(magnitude.argmax()), x.shape)
-    if magnitude[at] > largest_finite:
-        raise ValueError(
-            f"data set {dataset!r} has an input of {x[at]:.4g} ({name}[{', '.join(map(str, at))}], "
-            f"{x.dtype}), beyond {dtype}'s range (largest {largest_finite:.4g}), to which the "
-            "inputs are converted: it would become inf; scale its inputs (e.g. x / abs(x).max())"
-        )
+    with np.errstate(over="ignore"):
+        becomes_inf = np.isinf(x.astype(held)) & np.isfinite(x)
+    at = np.unravel_index(int(becomes_inf.argmax()), x.shape)
+    raise ValueError(
+        f"data set {dataset!r} has an input of {x[at]:.4g} ({name}[{', '.join(map(str, at))}], "
+        f"{x.dtype}), beyond {dtype}'s range ({what_holds(held)}), to which the inputs are "
+        "converted: it would become inf; scale its inputs (e.g. x / abs(x).max())"
+    )
 
 
 EVAL_BATCH_SIZE = 1000

@@ -182,7 +182,8 @@ def test_float64_inputs_beyond_float32s_range_are_refused_naming_where():
     big = ArrayDataset("big", x[:48], y[:48], x[48:], y[48:], 3, (8,))
     message = (
         r"^data set 'big' has an input of -1e\+39 \(x_test\[2, 3\], float64\), beyond "
-        r"float32's range \(largest 3.403e\+38\), to which the inputs are converted"
+        r"float32's range \(a number between -3.40282e\+38 and 3.40282e\+38\), to which the "
+        r"inputs are converted: it would become inf"
     )
     cells = [Cell(Tiny(), "big", HParams(batch_size=16, steps=2))]
     with pytest.raises(ValueError, match=message):
@@ -196,9 +197,24 @@ def test_bfloat16_refuses_float_inputs_beyond_its_range_below_float32s():
     x = np.array([[1.0], [3.4e38]], np.float32)
     big = ArrayDataset("big", x, np.zeros(2, np.int32), x, np.zeros(2, np.int32), 2, (1,))
     check_inputs_fit(big, "float32")
-    message = r"\(x_train\[1, 0\], float32\), beyond bfloat16's range \(largest 3.39e\+38\)"
+    message = (
+        r"\(x_train\[1, 0\], float32\), beyond bfloat16's range \(a number between -3.38953e\+38"
+    )
     with pytest.raises(ValueError, match=message):
         check_inputs_fit(big, "bfloat16")
+
+
+def test_float64_inputs_just_beyond_float32s_largest_that_round_to_it_are_kept():
+    """3.4028235e38 rounds to float32's largest, yet was refused as one that "would
+    become inf"; 3.5e38 does."""
+    x = np.array([[1.0], [3.4028235e38]])
+    assert np.isfinite(x.astype(np.float32)).all()
+    kept = ArrayDataset("kept", x, np.zeros(2, np.int32), x, np.zeros(2, np.int32), 2, (1,))
+    check_inputs_fit(kept, "float32")
+    x[0, 0] = -3.5e38
+    big = ArrayDataset("big", x, np.zeros(2, np.int32), x, np.zeros(2, np.int32), 2, (1,))
+    with pytest.raises(ValueError, match=r"input of -3.5e\+38 \(x_train\[0, 0\], float64\)"):
+        check_inputs_fit(big, "float32")
 
 
 def test_the_float32_range_check_copies_no_float64_inputs_that_fit():
