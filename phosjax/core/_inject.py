@@ -113,7 +113,7 @@ def _in_dtype(value: Any, dtype: Any) -> Any:
     tag; a tracer under jit); a list holding a traced array takes that array's dtype.
     One that a float ``dtype`` would turn into an infinity is an OverflowError, and so is
     a numpy array JAX reads in ``dtype`` that cannot hold it (float64 as float32, 1e300 as
-    inf; int64 as int32, 2**40 as 0).
+    inf; int64 as int32, 2**40 as 0); one JAX reads in another dtype stays as given.
 
     Examples:
       >>> _in_dtype(2, jnp.float32), _in_dtype(2.5, jnp.int32), _in_dtype(jnp.int32(2), None)
@@ -132,8 +132,9 @@ def _in_dtype(value: Any, dtype: Any) -> Any:
     if not isinstance(value, int | float | list | tuple):
         if _read_as(value) == dtype and not holds_exactly(dtype, value):
             raise OverflowError(f"{value!r:.60} overflows {jnp.dtype(dtype).name}")
-        with np.errstate(over="ignore"):  # one of another dtype: named by the caller
-            return jnp.asarray(value)  # an array keeps its dtype
+        if _read_as(value) not in (None, dtype):  # another dtype: the caller names it
+            return value  # as given (int64), not as JAX reads it (int32)
+        return jnp.asarray(value)  # an array keeps its dtype
     if holds_exactly(dtype, value):
         return jnp.asarray(value, dtype)
     if jnp.issubdtype(dtype, jnp.inexact) and not np.iscomplexobj(value):  # nor as inf

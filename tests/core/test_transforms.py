@@ -1084,9 +1084,10 @@ def test_inject_reads_a_python_number_as_the_tagged_dtype():
         with pytest.raises(ValueError, match=message.format(tag, dtype, shown)):
             px.inject(Counted(), {}, jnp.ones(3), {tag: huge})
     assert float(px.inject(Counted(), {}, jnp.ones(3), {"n": np.array(2)})) == 11.0
-    with pytest.raises(ValueError, match=r"dtype int32, but the tagged value .* float32"):
+    # each named as given, not as JAX reads it: "dtype int32" of an int64 array
+    with pytest.raises(ValueError, match=r"dtype int64, but the tagged value .* float32"):
         px.inject(Counted(), {}, jnp.ones(3), {"s": np.array(2**40)})  # no overflow: int
-    with pytest.raises(ValueError, match=r"dtype float32, but the tagged value .* int32"):
+    with pytest.raises(ValueError, match=r"dtype float64, but the tagged value .* int32"):
         px.inject(Counted(), {}, jnp.ones(3), {"n": np.array(1e300)})  # not numpy's warning
 
 
