@@ -12,6 +12,7 @@ from phosjax._callables import a_type
 from phosjax._nearest import did_you_mean
 from phosjax.core import INJECTIONS, tag
 from phosjax.core._inject import in_dtypes_of
+from phosjax.core._knobs import holds_exactly, what_holds
 from phosjax.core._record import set_aside
 from phosjax.layers._common import (
     batch_train,
@@ -192,6 +193,31 @@ def _checked_injected(path: str, value: Any, expected: Any) -> Any:
             "value of that shape and dtype."
         )
     return value
+
+
+def _unchecked_numbers(path: str, value: Any) -> Any:
+    """`numbers_as_array` of ``value``, which ``x=None`` left unchecked; a GraphError
+    naming node ``path`` if a Python number in it lies beyond the dtype JAX reads it in
+    (`holds_exactly`: 1e300, a float32 inf; 2**40, no int32), with that dtype's range, as
+    `phosjax.inject` names it. A list of numbers is read as one array, of one dtype.
+
+    Examples:
+      >>> _unchecked_numbers("h", [1e300, 2])
+      Traceback (most recent call last):
+      phosjax.models.graph._spec.GraphError: inject gives node 'h' a number out of the range of
+      float32, the dtype it is read in (a number between ...): got [1e+300, 2].
+    """
+    leaves = jax.tree.leaves(value)
+    numbers = [v for v in leaves if type(v) in (int, float)]
+    one_array = isinstance(value, list | tuple) and len(numbers) == len(leaves)
+    for read_together in [numbers] if one_array else [[v] for v in numbers]:
+        read_as = jax.dtypes.canonicalize_dtype(float if float in map(type, read_together) else int)
+        if not holds_exactly(read_as, read_together):
+            raise GraphError(
+                f"inject gives node {path!r} a number out of the range of {read_as}, the dtype "
+                f"it is read in ({what_holds(read_as)}): got {value!r:.60}."
+            )
+    return numbers_as_array(value)
 
 
 def _note_unchecked(error: Exception, injected: Mapping[str, Any]) -> None:
@@ -496,7 +522,9 @@ class GraphModel(nn.Module):
         }
         checked = self._check_inject(inject, feeds, train, keywords)
         unchecked = set(inject) - set(checked)
-        inject = {p: checked[p] if p in checked else numbers_as_array(v) for p, v in inject.items()}
+        inject = {
+            p: checked[p] if p in checked else _unchecked_numbers(p, v) for p, v in inject.items()
+        }
         values: dict[str, Any] = {}
         groups: dict[str, Group] = {}
         for path in plan:
