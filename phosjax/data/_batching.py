@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from phosjax.data._checks import int_at_least, one_integer
+from phosjax.data._checks import one_integer, static_int_at_least
 from phosjax.data._shuffle import key_words, permuted
 
 PyTree = Any
@@ -55,8 +55,8 @@ def batch_indices(
         >>> batch_indices(key, 3, 6, 2).dtype
         dtype('int32')
     """
-    num_examples = int_at_least("batch_indices: num_examples", num_examples)
-    batch_size = int_at_least("batch_indices: batch_size", batch_size)
+    num_examples = static_int_at_least("batch_indices: num_examples", num_examples)
+    batch_size = static_int_at_least("batch_indices: batch_size", batch_size)
     call = "batch_indices({key}, {step}, num_examples, batch_size)"
     return _indices(key, step, num_examples, batch_size, call, f"{num_examples=}")
 
@@ -161,7 +161,7 @@ def take_batch(key: jax.Array, step: jax.Array | int, arrays: PyTree, batch_size
             "all must have one row per example"
         )
     rows = sizes.pop()
-    batch_size = int_at_least("take_batch: batch_size", batch_size)
+    batch_size = static_int_at_least("take_batch: batch_size", batch_size)
     if not rows:
         raise ValueError(
             "take_batch: the leaves of `arrays` have no rows; give at least "

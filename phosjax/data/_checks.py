@@ -10,9 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def int_at_least(name: str, value: Any, least: int = 1) -> int:
+def static_int_at_least(name: str, value: Any, least: int = 1) -> int:
     """``value`` as a plain int when it is an integer (numpy's and concrete jax scalars
-    too) of at least ``least``.
+    too) of at least ``least``: a static argument (a size, a seed), a TypeError if it is
+    none (`phosjax.train`'s ``int_at_least`` checks config fields, raising ValueErrors).
 
     Raises:
       TypeError: naming ``name``: ``value`` is no integer (a float, a bool, a traced
@@ -20,9 +21,9 @@ def int_at_least(name: str, value: Any, least: int = 1) -> int:
       ValueError: naming ``name``: ``value`` is below ``least``.
 
     Examples:
-      >>> int_at_least("n", np.int64(3))
+      >>> static_int_at_least("n", np.int64(3))
       3
-      >>> int_at_least("seed", -1, least=0)
+      >>> static_int_at_least("seed", -1, least=0)
       Traceback (most recent call last):
       ValueError: seed must be an int >= 0, got -1
     """

@@ -8,7 +8,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from phosjax.data._checks import first_outside, int_at_least, is_real
+from phosjax.data._checks import first_outside, is_real, static_int_at_least
 
 Array = np.ndarray | jax.Array
 
@@ -175,7 +175,7 @@ def check_batch_size(field: str, batch_size: int, data: ArrayDataset) -> None:
       ValueError: HParams.batch_size=16 is larger than the train split of data set 'toy',
       which has 8 examples; set HParams.batch_size to at most 8
     """
-    int_at_least(field, batch_size)
+    static_int_at_least(field, batch_size)
     num_train = data.num_train
     if batch_size <= num_train:
         return

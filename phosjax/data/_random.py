@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from phosjax.data._checks import int_at_least
+from phosjax.data._checks import static_int_at_least
 from phosjax.data._dataset import ArrayDataset
 
 
@@ -59,12 +59,13 @@ def random_dataset(
         )
     where = "random_dataset: "
     shape = tuple(
-        int_at_least(f"{where}input_shape[{i}]", n, least=0) for i, n in enumerate(input_shape)
+        static_int_at_least(f"{where}input_shape[{i}]", n, least=0)
+        for i, n in enumerate(input_shape)
     )
-    num_classes = int_at_least(f"{where}num_classes", num_classes)
-    num_train = int_at_least(f"{where}num_train", num_train)
-    n = num_train + int_at_least(f"{where}num_test", num_test)
-    rng = np.random.default_rng(int_at_least(f"{where}seed", seed, least=0))
+    num_classes = static_int_at_least(f"{where}num_classes", num_classes)
+    num_train = static_int_at_least(f"{where}num_train", num_train)
+    n = num_train + static_int_at_least(f"{where}num_test", num_test)
+    rng = np.random.default_rng(static_int_at_least(f"{where}seed", seed, least=0))
     x = rng.normal(size=(n, *shape)).astype(np.float32)
     y = rng.integers(0, num_classes, n).astype(np.int32)
     return ArrayDataset(

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from phosjax.data._checks import first_outside, int_at_least, one_integer
+from phosjax.data._checks import first_outside, one_integer, static_int_at_least
 
 ROUNDS = 10
 """Feistel rounds, each with its own 32-bit round key. Small domains need many: with 6,
@@ -119,7 +119,7 @@ MAX_N = 2**31 - 1
 def _checked_n(positions: jax.Array, n: int) -> int:
     """``n`` as an int; raises for a bad ``n``, non-integer positions, or a concrete
     position outside ``[0, n)``."""
-    n = int_at_least("shuffled_positions: n", n)
+    n = static_int_at_least("shuffled_positions: n", n)
     if n > MAX_N:
         raise ValueError(f"shuffled_positions: n={n} is larger than 2**31 - 1 = {MAX_N}")
     dtype = jnp.asarray(positions).dtype

@@ -40,7 +40,7 @@ from phosjax.bench._store import write_bytes, write_table
 from phosjax.bench._summary import command_line
 from phosjax.core import AUX_LOSS, aux_total
 from phosjax.data import ArrayDataset, batch_indices, check_batch_size, load
-from phosjax.data._checks import int_at_least
+from phosjax.data._checks import static_int_at_least
 from phosjax.data._load import (
     MissingFeaturesError,
     SplitInNameError,
@@ -600,7 +600,7 @@ def measured_latency(config: ModelConfig, variables: Any, batch: int = 100) -> f
       >>> 0.0 < seconds < 1.0  # per example, on this machine
       True
     """
-    batch = int_at_least("measured_latency batch", batch)
+    batch = static_int_at_least("measured_latency batch", batch)
     apply = jax.jit(build_model(config).apply)
     x = jnp.zeros((batch, *config.input_shape), jnp.float32)
     with read_by_the_model("measured_latency", variables):
