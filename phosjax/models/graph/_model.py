@@ -146,17 +146,20 @@ def _describe(tree: Any) -> str:
 
 
 def _describe_given(value: Any) -> str:
-    """`_describe` of an injected ``value``, its leaves read as arrays; a leaf that is no
-    number nor array (a str), or an int no dtype holds, as itself and its type.
+    """`_describe` of an injected ``value``, its leaves read as arrays (a numpy one in its
+    own dtype, not the one JAX reads it in); a leaf that is no number nor array (a str), or
+    an int no dtype holds, as itself and its type.
 
     Examples:
-      >>> _describe_given([1, 2.0]), _describe_given("zeros")
-      ("['int32[]', 'float32[]']", "'zeros' (a str)")
+      >>> _describe_given([1, 2.0]), _describe_given("zeros"), _describe_given(np.ones(2, int))
+      ("['int32[]', 'float32[]']", "'zeros' (a str)", 'int64[2]')
       >>> print(_describe_given((jnp.ones(2), "z")))
       ('float32[2]', "'z' (a str)")
     """
 
     def leaf(v: Any) -> str:
+        if isinstance(v, np.ndarray | np.generic) and v.dtype.kind in "biufc":
+            return _describe(v)
         try:
             return _describe(jnp.asarray(v))
         except (TypeError, OverflowError):  # JAX's names no node: "Value 'zeros' with..."

@@ -1286,6 +1286,9 @@ def test_a_list_of_numbers_injected_is_read_as_one_array_as_px_inject_reads_it(
     np.testing.assert_allclose(out, model.apply(variables, x, outputs="head")["head"], rtol=1e-6)
     with pytest.raises(GraphError, match=r"gives node 'stem' float32\[2, 7\], but the node"):
         model.apply(variables, x, inject={"stem": [[0.0] * 7] * 2})
+    # a numpy array is named in its own dtype, not in the one JAX reads it in (int32)
+    with pytest.raises(GraphError, match=r"gives node 'stem' int64\[2, 4\], but the node"):
+        model.apply(variables, x, inject={"stem": np.zeros((2, 4), np.int64)})
     # since then a ragged one raised numpy's bare 'setting an array element with a sequence'
     with pytest.raises(GraphError, match=r"^inject gives node 'stem' \[\['float32\[\]', "):
         model.apply(variables, x, inject={"stem": [[0.0] * 4, [0.0] * 3]})
