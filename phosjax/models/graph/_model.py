@@ -198,14 +198,15 @@ def _checked_injected(path: str, value: Any, expected: Any) -> Any:
     return value
 
 
-def _unchecked_numbers(path: str, value: Any) -> Any:
-    """`numbers_as_array` of ``value``, which ``x=None`` left unchecked; a GraphError
-    naming node ``path`` if a Python number in it lies beyond the dtype JAX reads it in
+def _numbers_read(giving: str, value: Any) -> Any:
+    """`numbers_as_array` of ``value``, a node's unchecked value (an input's, or one
+    injected with ``x=None``); a GraphError starting ``giving`` (who gives it to which
+    node) if a Python number in it lies beyond the dtype JAX reads it in
     (`holds_exactly`: 1e300, a float32 inf; 2**40, no int32), with that dtype's range, as
     `phosjax.inject` names it. A list of numbers is read as one array, of one dtype.
 
     Examples:
-      >>> _unchecked_numbers("h", [1e300, 2])
+      >>> _numbers_read("inject gives node 'h'", [1e300, 2])
       Traceback (most recent call last):
       phosjax.models.graph._spec.GraphError: inject gives node 'h' a number out of the range of
       float32, the dtype it is read in (a number between ...): got [1e+300, 2].
@@ -217,7 +218,7 @@ def _unchecked_numbers(path: str, value: Any) -> Any:
         read_as = jax.dtypes.canonicalize_dtype(float if float in map(type, read_together) else int)
         if not holds_exactly(read_as, read_together):
             raise GraphError(
-                f"inject gives node {path!r} a number out of the range of {read_as}, the dtype "
+                f"{giving} a number out of the range of {read_as}, the dtype "
                 f"it is read in ({what_holds(read_as)}): got {value!r:.60}."
             )
     return numbers_as_array(value)
@@ -526,7 +527,8 @@ class GraphModel(nn.Module):
         checked = self._check_inject(inject, feeds, train, keywords)
         unchecked = set(inject) - set(checked)
         inject = {
-            p: checked[p] if p in checked else _unchecked_numbers(p, v) for p, v in inject.items()
+            p: checked[p] if p in checked else _numbers_read(f"inject gives node {p!r}", v)
+            for p, v in inject.items()
         }
         values: dict[str, Any] = {}
         groups: dict[str, Group] = {}
@@ -600,7 +602,10 @@ class GraphModel(nn.Module):
                 raise GraphError(
                     f"The outputs need input node {path!r}, but x gives no value for it."
                 )
-        return {path: numbers_as_array(value) for path, value in feeds.items()}
+        return {
+            path: _numbers_read(f"x gives input node {path!r}", value)
+            for path, value in feeds.items()
+        }
 
     def _fns(self) -> list[Any]:
         """The fns of the nodes (modules and functions)."""

@@ -1339,3 +1339,6 @@ def test_an_injected_int_out_of_the_nodes_range_is_named_with_its_node_as_px_inj
             GraphError, match=unchecked.format(read_as) + rf"\({re.escape(what_holds(read_as))}"
         ):
             model.apply(variables, None, outputs="out", inject={"n": given})
+    # x's nested list of numbers, read as its input's array, too
+    with pytest.raises(GraphError, match=r"^x gives input node 'input' a number out of the range"):
+        model.apply(variables, [[1e300, 0.0]])
