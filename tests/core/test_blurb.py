@@ -209,6 +209,16 @@ def test_a_model_that_reads_an_input_given_none_is_told_to_pass_it():
     assert "blurb was given no input (x=None)" in raised.value.__notes__[-1]
 
 
+def test_a_nested_list_of_numbers_is_read_as_its_array_as_apply_reads_it():
+    # jitted, each number was traced apart: a TracerArrayConversionError for any model
+    rows = [[1.0, 2.0, 3.0]]
+    x = jnp.asarray(rows)
+    variables = Block().init(jax.random.key(0), x)
+    read = blurb(Block(), variables, rows, flops=False, measure_latency=False)
+    assert read == blurb(Block(), variables, x, flops=False, measure_latency=False)
+    assert read["dense_1"].outputs[""].shape == (1, 2)
+
+
 @pytest.mark.parametrize("repeats", [2.5, True, "3"])
 def test_repeats_that_are_no_whole_number_are_refused_by_name(repeats):
     # 2.5 failed once the model had compiled ("'float' object cannot be interpreted as an

@@ -13,6 +13,7 @@ from phosjax._nearest import did_you_mean
 from phosjax.core import INJECTIONS, tag
 from phosjax.core._inject import in_dtypes_of
 from phosjax.core._knobs import holds_exactly, what_holds
+from phosjax.core._numbers import numbers_as_array
 from phosjax.core._record import set_aside
 from phosjax.layers._common import (
     batch_train,
@@ -23,7 +24,7 @@ from phosjax.layers._common import (
     zero_mask_padding,
 )
 from phosjax.models.graph import _draw
-from phosjax.models.graph._abstract import eval_shape_as_applied, numbers_as_array
+from phosjax.models.graph._abstract import eval_shape_as_applied
 from phosjax.models.graph._spec import (
     COMBINES,
     OUT,
