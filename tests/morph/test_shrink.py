@@ -25,6 +25,7 @@ from phosjax.morph import (
 from phosjax.morph._groups import leaf_path
 from phosjax.train import make_optimizer
 from tests.morph.perturb import perturbed
+from tests.morph.two_layers import check_followed_where_zero_stays_zero, two_layers
 
 ZOO = {
     name: ModelConfig(name, num_classes=5, input_shape=shape)
@@ -469,40 +470,18 @@ ACTIVATIONS["arccosh"] = jnp.arccosh  # NaN at 0
 ACTIVATIONS["erfinv(tanh(h) / 2)"] = lambda h: jax.scipy.special.erfinv(jnp.tanh(h) / 2)
 
 
-def _two_layers(hidden, inner):
-    """``w1`` and ``b1`` of ``hidden`` channels, ``w2`` taking ``inner`` (its input), ``x``."""
-    keys = jax.random.split(jax.random.key(0), 4)
-    p = {
-        "w1": jax.random.normal(keys[0], (5, hidden)),
-        "b1": jax.random.normal(keys[1], (hidden,)),
-        "w2": jax.random.normal(keys[2], (inner, 2)),
-    }
-    return p, jax.random.normal(keys[3], (3, 5))
-
-
 @pytest.mark.parametrize("name", sorted(ACTIVATIONS))
 def test_an_activation_follows_channels_exactly_when_it_maps_zero_to_zero(name):
     """hard_tanh (a select on comparisons), elu and selu (a select with a broadcast 0) keep
     a dead channel zero, as relu does: they are followed; those with f(0) != 0 pin it."""
     act = ACTIVATIONS[name]
-    p, x = _two_layers(4, 4)
-    apply = lambda p, x: act(x @ p["w1"] + p["b1"]) @ p["w2"]
-    groups = channel_groups(apply, p, x)
-    keeps_zero = float(act(jnp.zeros(()))) == 0.0
-    assert bool(groups.groups) == keeps_zero, groups.pinned
-    if not keeps_zero:
-        assert "not zero when dead" in groups.pinned["w1:1"]
-        return
-    alive = {"w1": np.array([True, False, True, False])}
-    np.testing.assert_allclose(
-        apply(shrink(p, alive, groups).variables, x), apply(mask(p, alive, groups), x), atol=1e-5
-    )
+    check_followed_where_zero_stays_zero(act, float(act(jnp.zeros(()))) == 0.0)
 
 
 def test_glu_prunes_both_halves_of_a_channel_together():
     """glu splits its input into halves ``a`` and ``b`` and returns ``a * sigmoid(b)``:
     channel ``i`` is the columns ``i`` and ``i + half`` of the kernel before it."""
-    p, x = _two_layers(6, 3)
+    p, x = two_layers(6, 3)
     apply = lambda p, x: jax.nn.glu(x @ p["w1"] + p["b1"]) @ p["w2"]
     groups = channel_groups(apply, p, x)
     (group,) = groups.groups
@@ -532,7 +511,7 @@ def test_a_split_into_equal_sections_loses_the_same_channels_in_each(name):
     """``jnp.split(h, n)`` cuts the shrunk axis into ``n`` sections again: the sections
     are tied, channel ``i`` being position ``i`` of each, whatever uses them."""
     head, inner = SPLITS[name]
-    p, x = _two_layers(6, inner)
+    p, x = two_layers(6, inner)
     p["w3"] = p["w2"] + 1.0
     apply = lambda p, x: head(jax.nn.relu(x @ p["w1"] + p["b1"]), p)
     groups = channel_groups(apply, p, x)
@@ -547,7 +526,7 @@ def test_a_split_into_equal_sections_loses_the_same_channels_in_each(name):
 
 def test_a_split_into_unequal_pieces_is_pinned():
     """``jnp.split(h, [2])``: the code fixes where the cut is, which shrinking moves."""
-    p, x = _two_layers(6, 4)
+    p, x = two_layers(6, 4)
     apply = lambda p, x: (lambda a, b: b @ p["w2"] + a.sum(-1, keepdims=True))(
         *jnp.split(jax.nn.relu(x @ p["w1"] + p["b1"]), [2], axis=-1)
     )
