@@ -11,6 +11,7 @@ import flax.linen as nn
 import jax
 from flax.core.scope import DenyList, in_filter, union_filters
 
+from phosjax.core._arrays_apart import arrays_apart
 from phosjax.core._collections import INTERMEDIATES, KNOBS
 from phosjax.core._module_check import check_module
 from phosjax.core._paths import flatten
@@ -399,19 +400,24 @@ def apply_reaching_tags(
 def jit_keeping_constants(fn: Callable[..., Any], *args: Any) -> Any:
     """``jax.jit(fn)(*args)`` where ``fn``'s output may hold leaves that are not arrays
     (a string `note`): those are taken as they were when traced, the arrays computed.
+    Only the arrays of ``args`` are traced (`arrays_apart`): their other leaves (a Python
+    int that the model loops over) reach ``fn`` as they are, as ``model.apply`` gets them.
 
     Examples:
       >>> import jax.numpy as jnp
       >>> jit_keeping_constants(lambda x: {"act": "gelu", "mean": x.mean()}, jnp.ones(2))
       {'act': 'gelu', 'mean': Array(1., dtype=float32)}
+      >>> jit_keeping_constants(lambda x, n: x[:n], jnp.ones(3), 2)
+      Array([1., 1.], dtype=float32)
     """
     traced: dict[str, Any] = {}
+    arrays, put_back = arrays_apart(args)
 
-    def arrays_only(*args: Any) -> list[Any]:
-        leaves, traced["treedef"] = jax.tree.flatten(fn(*args))
+    def arrays_only(arrays: list[Any]) -> list[Any]:
+        leaves, traced["treedef"] = jax.tree.flatten(fn(*put_back(arrays)))
         traced["constants"] = {i: a for i, a in enumerate(leaves) if not isinstance(a, jax.Array)}
         return [None if i in traced["constants"] else a for i, a in enumerate(leaves)]
 
-    computed = jax.jit(arrays_only)(*args)
+    computed = jax.jit(arrays_only)(arrays)
     leaves = [traced["constants"].get(i, value) for i, value in enumerate(computed)]
     return jax.tree.unflatten(traced["treedef"], leaves)

@@ -31,6 +31,7 @@ from phosjax.core._apply import (
     jit_keeping_constants,
     naming_params_alone,
 )
+from phosjax.core._arrays_apart import arrays_apart
 from phosjax.core._blurb_table import table
 from phosjax.core._collections import AUX_LOSS, BLURB, KNOBS, PATH_WEIGHTS
 from phosjax.core._knobs import _declarations, init_kwargs, knobs
@@ -418,19 +419,14 @@ class _Call:
         self, rngs: Any, flops: bool, latency: bool, repeats: int
     ) -> tuple[float | None, float | None]:
         """``(FLOPs, seconds)`` of the module alone; ``(None, None)`` if it cannot run alone."""
-        leaves, treedef = jax.tree.flatten(self.arguments)
-        dynamic = [i for i, leaf in enumerate(leaves) if isinstance(leaf, jax.ShapeDtypeStruct)]
+        arrays, put_back = arrays_apart(self.arguments)
 
         def run(variables: dict[str, Any], arrays: list[jax.Array]) -> Any:
-            filled = list(leaves)
-            for i, array in zip(dynamic, arrays, strict=True):
-                filled[i] = array
-            args, kwargs = jax.tree.unflatten(treedef, filled)
+            args, kwargs = put_back(arrays)
             mutable = _state_collections(variables)
             return self.module.apply(variables, *args, rngs=rngs, mutable=mutable, **kwargs)
 
         try:
-            arrays = [leaves[i] for i in dynamic]
             return _measure(run, (self.variables, arrays), flops, latency, repeats)
         except Exception:  # e.g. it reads a module or variables it does not own
             return None, None
@@ -647,8 +643,9 @@ def _summary(
         raise
     measured: dict[str, tuple[float | None, float | None]] = {}
     if flops or measure_latency:
-        whole = lambda v, x: model.apply(v, x, mutable=mutable, **apply_kwargs)
-        measured[""] = _measure(whole, (variables, x), flops, measure_latency, repeats)
+        arrays, put_back = arrays_apart(x)  # x's Python values as apply gets them
+        whole = lambda v, a: model.apply(v, put_back(a), mutable=mutable, **apply_kwargs)
+        measured[""] = _measure(whole, (variables, arrays), flops, measure_latency, repeats)
         rngs = apply_kwargs.get("rngs")
         for path, parts in calls.items():
             if path:

@@ -219,6 +219,23 @@ def test_a_nested_list_of_numbers_is_read_as_its_array_as_apply_reads_it():
     assert read["dense_1"].outputs[""].shape == (1, 2)
 
 
+class Repeats(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        h = x["x"]
+        for _ in range(x["times"]):  # a Python int, as model.apply gets it
+            h = nn.Dense(3)(h)
+        return h
+
+
+def test_a_python_number_in_the_input_reaches_the_model_as_apply_gives_it():
+    # jitted, every leaf of x was traced: range(x["times"]) a TracerIntegerConversionError
+    x = {"x": jnp.ones((1, 3)), "times": 2}
+    summary = blurb(Repeats(), Repeats().init(jax.random.key(0), x), x, measure_latency=False)
+    assert [m.path for m in summary.root.children] == ["Dense_0", "Dense_1"]
+    assert summary.root.flops == 2 * summary["Dense_0"].flops
+
+
 @pytest.mark.parametrize("repeats", [2.5, True, "3"])
 def test_repeats_that_are_no_whole_number_are_refused_by_name(repeats):
     # 2.5 failed once the model had compiled ("'float' object cannot be interpreted as an

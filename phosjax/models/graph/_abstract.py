@@ -7,7 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-import numpy as np
+
+from phosjax.core._arrays_apart import arrays_apart
 
 
 def eval_shape_as_applied(fn: Callable[..., Any], *args: Any) -> Any:
@@ -23,17 +24,5 @@ def eval_shape_as_applied(fn: Callable[..., Any], *args: Any) -> Any:
       >>> eval_shape_as_applied(rows_times, [[1.0, 2.0]], jnp.ones((2, 3))).shape
       (1, 3)
     """
-    leaves, tree = jax.tree.flatten(args)
-    traced = [
-        i
-        for i, leaf in enumerate(leaves)
-        if isinstance(leaf, jax.Array | np.ndarray | jax.ShapeDtypeStruct)
-    ]
-
-    def on_arrays(arrays: list[Any]) -> Any:
-        given = list(leaves)
-        for i, array in zip(traced, arrays, strict=True):
-            given[i] = array
-        return fn(*jax.tree.unflatten(tree, given))
-
-    return jax.eval_shape(on_arrays, [leaves[i] for i in traced])
+    arrays, put_back = arrays_apart(args)
+    return jax.eval_shape(lambda arrays: fn(*put_back(arrays)), arrays)
