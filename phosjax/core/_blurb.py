@@ -366,8 +366,9 @@ def _flops_of(lowered: Any) -> float | None:
 def _measure(
     fn: Callable[..., Any], args: Sequence[Any], flops: bool, latency: bool, repeats: int
 ) -> tuple[float | None, float | None]:
-    """``(FLOPs, median seconds)`` of ``jax.jit(fn)`` on ``args`` (abstract ones as zeros)."""
-    lowered = jax.jit(fn).lower(*args)
+    """``(FLOPs, median seconds)`` of ``jax.jit(fn)`` on ``args`` (abstract ones as zeros),
+    of the arrays of its output: its other leaves (a str) are no output of a jitted call."""
+    lowered = jax.jit(lambda *args: arrays_apart(fn(*args))[0]).lower(*args)
     if not latency:
         return (_flops_of(lowered) if flops else None), None
     compiled = lowered.compile()

@@ -236,6 +236,27 @@ def test_a_python_number_in_the_input_reaches_the_model_as_apply_gives_it():
     assert summary.root.flops == 2 * summary["Dense_0"].flops
 
 
+class Named(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return {"y": nn.Dense(2)(x), "name": "head"}  # a str, as model.apply returns it
+
+
+class HoldsNamed(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return Named()(x)
+
+
+def test_an_output_holding_a_str_is_measured_by_its_arrays():
+    # jax.jit cannot return the str: the whole model's FLOPs raised, a module's were None
+    x = jnp.ones((1, 3))
+    summary = blurb(HoldsNamed(), HoldsNamed().init(jax.random.key(0), x), x,
+                    measure_latency=False)  # fmt: skip
+    dense_flops = summary["Named_0/Dense_0"].flops
+    assert summary.root.flops == summary["Named_0"].flops == dense_flops == 14
+
+
 @pytest.mark.parametrize("repeats", [2.5, True, "3"])
 def test_repeats_that_are_no_whole_number_are_refused_by_name(repeats):
     # 2.5 failed once the model had compiled ("'float' object cannot be interpreted as an
