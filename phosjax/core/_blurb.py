@@ -37,7 +37,7 @@ from phosjax.core._collections import AUX_LOSS, BLURB, KNOBS, PATH_WEIGHTS
 from phosjax.core._knobs import _declarations, init_kwargs, knobs
 from phosjax.core._module_check import check_module
 from phosjax.core._numbers import numbers_as_array
-from phosjax.core._paths import SEP, flatten
+from phosjax.core._paths import SEP, flatten, keys_joined
 from phosjax.core._record import applied_apart, apply_depth
 from phosjax.core._selectors import SelectorError, select
 from phosjax.core._tags import constant_notes, with_arrays
@@ -224,9 +224,10 @@ class Blurb:
         Raises:
           SelectorError: no module has that path; the message names the paths a glob
             matches, or the nearest ones.
+          TypeError: ``path`` is no str (a tuple of keys: it names them joined by ``/``).
         """
         modules = self.modules()
-        if path not in modules:
+        if not isinstance(path, str) or path not in modules:  # a list: no hash
             _raise_not_a_module(modules, path)
         return modules[path]
 
@@ -277,7 +278,17 @@ class Blurb:
 
 
 def _raise_not_a_module(modules: Mapping[str, ModuleBlurb], path: str) -> None:
-    """Raises `SelectorError` for ``path``, naming the modules a glob matches."""
+    """Raises `SelectorError` for ``path``, naming the modules a glob matches; a
+    TypeError for a path that is no str (Flax's tuple of keys: them joined by ``/``)."""
+    if not isinstance(path, str):
+        fix = (
+            keys_joined(path)
+            or f"one of the paths of b.modules(): {listing([repr(p) for p in modules], 3)}"
+        )
+        raise TypeError(
+            f"Blurb[...] takes a module path, a str ('' for the top module), got "
+            f"{path!r} ({type(path).__name__}); give {fix}."
+        )
     matched = select(modules, path, what="module path")  # raises, naming the nearest paths
     shown = listing([repr(p) for p in matched], 10)
     raise SelectorError(

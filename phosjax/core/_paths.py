@@ -42,6 +42,19 @@ def flatten(tree: Mapping[str, Any], *, unwrap: bool = True) -> dict[str, Any]:
     return flat
 
 
+def keys_joined(path: Any) -> str | None:
+    """What to give for ``path``, a tuple of keys (as Flax's ``flatten_dict`` and
+    ``module.path`` give), in a message: its keys joined by `SEP`; None for another path.
+
+    Examples:
+      >>> keys_joined(("blocks_0", "dense")), keys_joined(0)
+      ("'blocks_0/dense', its keys joined by '/'", None)
+    """
+    if isinstance(path, tuple) and all(isinstance(key, str) for key in path):
+        return f"{SEP.join(path)!r}, its keys joined by {SEP!r}"
+    return None
+
+
 def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
     """Builds a nested dict from ``{path: value}``; the inverse of `flatten` for plain trees.
 
@@ -62,8 +75,7 @@ def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
     made = {id(tree)}  # the dicts built here, not values that happen to be dicts
     for path, value in flat.items():
         if not isinstance(path, str):
-            keys = isinstance(path, tuple) and all(isinstance(key, str) for key in path)
-            fix = f"{SEP.join(path)!r}, its keys joined by {SEP!r}" if keys else "str(path)"
+            fix = keys_joined(path) or "str(path)"
             raise TypeError(
                 f"unflatten takes {{path: value}} with paths such as 'blocks_0/pre_act', got "
                 f"the path {path!r} ({type(path).__name__}); give {fix}."

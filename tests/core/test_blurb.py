@@ -161,6 +161,16 @@ def test_unknown_path_names_the_nearest(two_level):
         two_level["block/dense_O"]
 
 
+def test_a_path_that_is_no_str_is_refused_naming_the_str_to_give(two_level):
+    # a tuple (Flax's module.path) or a list reached the selectors: "A selector must be..."
+    with pytest.raises(
+        TypeError, match=r"got \('block', 'dense_0'\) \(tuple\); give 'block/dense_0',"
+    ):
+        two_level[("block", "dense_0")]
+    with pytest.raises(TypeError, match=r"got \[0\] \(list\); give one of the paths of b"):
+        two_level[[0]]
+
+
 def test_a_glob_is_refused_naming_the_modules_it_matches(two_level):
     matched = "'block/dense_0', 'block/dense_1'"
     pattern = rf"exact module path.*'block/\*' matches 2 module\(s\): {matched}"
