@@ -194,6 +194,32 @@ def naming_other_kinds(variables: Mapping[str, Any]) -> Iterator[None]:
         raise
 
 
+_MISSING_INPUTS = re.compile(r"^(\w+)\.\w+\(\) missing \d+ required positional arguments?: (.*)")
+"""Python's error for a method called without some of its positional arguments:
+(its class's name, the arguments' names)."""
+
+
+def note_inputs_by_name(error: Exception, model: nn.Module, caller: str) -> None:
+    """Adds to ``error`` where it is ``model``'s call missing positional arguments (a
+    model of several inputs, given ``x`` alone): that ``caller`` passes ``x`` alone by
+    position, so the others are given by name.
+
+    Examples:
+      >>> import flax.linen as nn
+      >>> error = TypeError("Dense.__call__() missing 1 required positional argument: 'y'")
+      >>> note_inputs_by_name(error, nn.Dense(2), "probe"); print(error.__notes__[0])
+      (probe passes the model x alone by position: give its other inputs by name, as
+      probe(..., y=...) passes them to model.apply)
+    """
+    found = _MISSING_INPUTS.match(str(error)) if isinstance(error, TypeError) else None
+    if found and found[1] == type(model).__name__:
+        names = ", ".join(f"{name}=..." for name in re.findall(r"'(\w+)'", found[2]))
+        error.add_note(
+            f"({caller} passes the model x alone by position: give its other inputs by "
+            f"name, as {caller}(..., {names}) passes them to model.apply)"
+        )
+
+
 def apply_collecting(
     model: nn.Module,
     variables: Mapping[str, Any],

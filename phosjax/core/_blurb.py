@@ -30,6 +30,7 @@ from phosjax.core._apply import (
     checked_variables,
     jit_keeping_constants,
     naming_params_alone,
+    note_inputs_by_name,
 )
 from phosjax.core._arrays_apart import arrays_apart
 from phosjax.core._blurb_table import table
@@ -652,6 +653,7 @@ def _summary(
                 "blurb was given no input (x=None), which only a model that reads none "
                 "takes: pass the input, px.blurb(model, variables, x)."
             )
+        note_inputs_by_name(error, model, "blurb")
         raise
     measured: dict[str, tuple[float | None, float | None]] = {}
     if flops or measure_latency:

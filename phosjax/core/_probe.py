@@ -11,6 +11,7 @@ from phosjax.core._apply import (
     dropped_tags,
     naming_other_kinds,
     naming_params_alone,
+    note_inputs_by_name,
 )
 from phosjax.core._collections import INTERMEDIATES
 from phosjax.core._module_check import check_module
@@ -83,6 +84,7 @@ def probe(
                 f"(probe got x={x!r}, a string: a selector given without the input? "
                 f"probe(model, variables, x, {x!r}))"
             )
+        note_inputs_by_name(error, model, "probe")
         raise
     flat = flatten(collected[INTERMEDIATES])
     with naming_other_kinds(variables):

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+from functools import partial
 from typing import ClassVar
 
 import flax.linen as nn
@@ -265,6 +266,26 @@ def test_an_output_holding_a_str_is_measured_by_its_arrays():
                     measure_latency=False)  # fmt: skip
     dense_flops = summary["Named_0/Dense_0"].flops
     assert summary.root.flops == summary["Named_0"].flops == dense_flops == 14
+
+
+class Shifted(nn.Module):
+    @nn.compact
+    def __call__(self, x, shift, scale):
+        return px.tag(self, "h", nn.Dense(2)(x) * scale + shift)
+
+
+@pytest.mark.parametrize(
+    ("caller", "name"), [(partial(blurb, flops=False, measure_latency=False), "blurb"),
+                         (partial(px.probe, selector="h"), "probe")]
+)  # fmt: skip
+def test_a_model_of_several_inputs_given_x_alone_is_told_to_name_the_others(caller, name):
+    # Python's "missing 2 required positional arguments" said nothing of how to give them
+    x, shift = jnp.ones((1, 3)), jnp.ones((1, 2))
+    variables = Shifted().init(jax.random.key(0), x, shift, 2.0)
+    with pytest.raises(TypeError, match="missing 2 required positional arguments") as raised:
+        caller(Shifted(), variables, x)
+    assert f"as {name}(..., shift=..., scale=...) passes them" in raised.value.__notes__[-1]
+    caller(Shifted(), variables, x, shift=shift, scale=2.0)  # given by name: it runs
 
 
 @pytest.mark.parametrize("repeats", [2.5, True, "3"])
