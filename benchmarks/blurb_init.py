@@ -61,7 +61,7 @@ def child(config_path: str, way: str, flops: bool) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="configs/example.yaml")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--flops", action="store_true", help="blurbs with FLOPs")

@@ -1,9 +1,10 @@
 """One plot and table of several speed-bench runs (their ``speed.parquet``), each model's
-panel named with its run's precision, e.g. the float32 and bfloat16 runs of a GPU call::
+panel named with its run's precision: it writes ``OUT.png`` (``OUT.svg`` without matplotlib)
+and prints the merged table.
+
+E.g. the float32 and bfloat16 runs of a GPU call::
 
     python benchmarks/speed_plot.py docs/img/speed-h200 gpu/float32/cnn2d gpu/bfloat16/cnn2d
-
-It writes ``OUT.png`` (``OUT.svg`` without matplotlib) and prints the merged table.
 """
 
 import argparse
@@ -34,7 +35,7 @@ def merged(runs: list[str]) -> pd.DataFrame:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", help="the plot's path, without its suffix")
     parser.add_argument("runs", nargs="+", help="directories of speed.parquet files")
     args = parser.parse_args()
