@@ -1,11 +1,11 @@
 """MorphNet vs. uniform width scaling on MNIST-1D: accuracy against FLOPs.
 
-Runs the loop of ``configs/morph_mnist1d.yaml`` in ``--dir`` (`phosjax.morph.run`: a
-run of that config there, finished or interrupted, is read or continued; another
-config's is refused, naming what differs), then retrains every morphed
-(expanded) network and a uniformly scaled copy of the starting network with the same
-FLOP budget (its widths rounded to ``--baseline-multiple``,
-default 1, so its FLOPs come as close as possible), over several seeds, and prints a table.
+Runs the loop of ``configs/morph_mnist1d.yaml`` in ``--dir`` (`phosjax.morph.run`: a run
+of that config there, finished or interrupted, is read or continued; another config's is
+refused, naming what differs), then retrains every morphed (expanded) network and a
+uniformly scaled copy of the starting network with the same FLOP budget (its widths
+rounded to ``--baseline-multiple``, default 1, so its FLOPs come as close as possible),
+over several seeds, and prints a table.
 
     python benchmarks/morph_vs_uniform.py --config configs/morph_mnist1d.yaml --seeds 3
 """
@@ -24,12 +24,21 @@ from phosjax.morph import MorphConfig, RunDirectoryError, config_cost, expand, r
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--config", default="configs/morph_mnist1d.yaml")
-    parser.add_argument("--dir", default="runs/morph_vs_uniform")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
-        "--baseline-multiple", type=int, default=1, help="round the baselines' widths to this"
+        "--config", default="configs/morph_mnist1d.yaml", help="a morph config (%(default)s)"
+    )
+    parser.add_argument(
+        "--dir", default="runs/morph_vs_uniform", help="the morph run's folder (%(default)s)"
+    )
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per network (%(default)s)")
+    parser.add_argument(
+        "--baseline-multiple",
+        type=int,
+        default=1,
+        help="round the baselines' widths to this (%(default)s)",
     )
     parser.add_argument(
         "--overwrite", action="store_true", help="move an earlier run in --dir aside, start over"

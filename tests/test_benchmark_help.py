@@ -22,3 +22,15 @@ def test_help_describes_the_script_in_a_whole_sentence(script, ending, monkeypat
         load_benchmark(script).main()
     described = " ".join(capsys.readouterr().out.split("\n\n")[1].split())
     assert described.endswith(ending), described
+
+
+def test_morph_vs_uniform_help_keeps_its_example_apart_and_gives_defaults(monkeypatch, capsys):
+    """``--help`` ran the docstring's example command into its prose ("prints a table.
+    python benchmarks/...") and said nothing of where the run goes (``--dir``'s default)."""
+    monkeypatch.setattr(sys, "argv", ["morph_vs_uniform.py", "--help"])
+    with pytest.raises(SystemExit):
+        load_benchmark("morph_vs_uniform").main()
+    lines = [line.strip() for line in capsys.readouterr().out.splitlines()]
+    example = "python benchmarks/morph_vs_uniform.py --config configs/morph_mnist1d.yaml --seeds 3"
+    assert example in lines
+    assert "--dir DIR             the morph run's folder (runs/morph_vs_uniform)" in lines
