@@ -6,10 +6,11 @@ value a label (`Labels`). It records, for each variable leaf axis, how it is use
 ``scale``/``bias``: multiplied onto / added to an activation; ``other``), the labels of
 every contraction's loop (for FLOPs), and pins the labels that cannot be pruned exactly:
 the model's inputs and outputs, reduced, sliced, padded, reversed, pooled, convolved,
-indexed (``gather``) and ranked (``top_k``) axes, every axis a matrix decomposition gets,
-outer products of an axis with itself, and channels that reach a contraction without being
-zero when dead. A leaf axis whose zeros would turn non-finite (``k / norm(k)``: 0/0) is
-recorded as ``unsafe``: `mask` must not zero it. A loop's body (``scan``) is walked again
+indexed (``gather``), written at a position (``dynamic_update_slice``) and ranked
+(``top_k``) axes, every axis a matrix decomposition gets, outer products of an axis with
+itself, and channels that reach a contraction without being zero when dead. A leaf axis
+whose zeros would turn non-finite (``k / norm(k)``: 0/0) is recorded as ``unsafe``:
+`mask` must not zero it. A loop's body (``scan``) is walked again
 until what its carry holds no longer changes (see `_Walker.scan`).
 """
 
@@ -738,6 +739,26 @@ class _Walker:
             src = [s if keep else NO_SOURCE for s, keep in zip(value.src, keeps, strict=True)]
         return _carry(value, out, value.zeros if zeros else frozenset(), src)
 
+    def update_slice(self, eqn: Any, operand: Value, update: Value) -> Value:
+        """``dynamic_update_slice`` (``lax.dynamic_update_slice``, a buffer written in a
+        loop): an axis the update spans whole carries its channels, tied to the operand's;
+        an axis it is written into at a position is pinned in both. A dead channel is zero
+        where the operand and the update both are."""
+        where = self.where(eqn)
+        reason = f"{where} writes a slice at a position along this axis"
+        labels = []
+        for size, mine, theirs in zip(
+            eqn.outvars[0].aval.shape, operand.labels, update.labels, strict=True
+        ):
+            if self.labels.size[theirs] == size:
+                self.labels.union(mine, theirs, where)
+                labels.append(mine)
+            else:
+                self.labels.pin(theirs, reason)
+                labels.append(self.pinned_axis(mine, reason, size))
+        zeros = self.zero_atoms(operand) & self.zero_atoms(update)
+        return _joined([operand, update], labels, zeros)
+
     def window(self, eqn: Any, ins: list[Value]) -> list[Value]:
         """``reduce_window*`` (pooling): axes the window spans are pinned, the others
         carry. A sum keeps a dead channel zero; a max or min does where every window
@@ -899,7 +920,7 @@ class _Walker:
             return self.decomposed(eqn, args)  # type: ignore[arg-type]
         if name == "concatenate":
             return [self.concatenate(eqn, args)]  # type: ignore[arg-type]
-        if name in ("slice", "pad"):
+        if name in ("slice", "dynamic_slice", "pad"):
             before, after = eqn.invars[0].aval.shape, eqn.outvars[0].aval.shape
             keeps = [b == a for b, a in zip(before, after, strict=True)]
             if name == "pad":
@@ -907,8 +928,10 @@ class _Walker:
                     k and cfg == (0, 0, 0)
                     for k, cfg in zip(keeps, p["padding_config"], strict=True)
                 ]
-            zeros = name == "slice" or bool(np.all(np.asarray(known[1]) == 0))
+            zeros = name != "pad" or bool(np.all(np.asarray(known[1]) == 0))
             return [self.cut(eqn, args[0], keeps, zeros, "cuts or pads")]  # type: ignore[arg-type]
+        if name == "dynamic_update_slice":
+            return [self.update_slice(eqn, args[0], args[1])]  # type: ignore[arg-type]
         if name == "rev":
             value = args[0]
             keeps = [i not in p["dimensions"] for i in range(len(value.labels))]  # type: ignore[union-attr]

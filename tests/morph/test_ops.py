@@ -1,4 +1,4 @@
-"""Elementwise primitives that `phosjax.morph` follows: bit casts, shifts, Bessel functions."""
+"""Primitives that `phosjax.morph` follows: bit casts, shifts, Bessel functions, dynamic slices."""
 
 import jax
 import jax.numpy as jnp
@@ -35,3 +35,46 @@ def test_a_bitcast_to_another_width_is_refused_naming_what_to_do():
         r"which adds or removes an axis of its parts; bitcast to a dtype of the same width",
     ):
         channel_groups(apply, p, x)
+
+
+def _row(x):
+    """A position the data picks, so the slices below are dynamic."""
+    return jnp.argmax(x[:, 0])
+
+
+SLICES = {  # name: (block on h = relu(x @ w1 + b1), (3, 4), whether its channels stay free)
+    "dynamic_slice of rows": (lambda h, i: jax.lax.dynamic_slice_in_dim(h, i, 2), True),
+    "h[i]": (lambda h, i: h[i], True),
+    "update of rows": (
+        lambda h, i: jax.lax.dynamic_update_slice_in_dim(jnp.zeros((5, h.shape[1])), h, i, 0),
+        True,
+    ),
+    "dynamic_slice of channels": (
+        lambda h, i: jnp.concatenate([jax.lax.dynamic_slice_in_dim(h, i, 2, axis=1)] * 2, 1),
+        "dynamic_slice (",
+    ),
+    "update of channels": (
+        lambda h, i: jax.lax.dynamic_update_slice_in_dim(h, jnp.ones((3, 1)), i, axis=1),
+        "dynamic_update_slice (",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SLICES))
+def test_dynamic_slices_carry_the_channels_of_the_axes_they_take_whole(name):
+    """dynamic_slice and dynamic_update_slice (a traced index: h[i], a buffer written in a
+    loop) were refused as unsupported; an axis they take whole carries its channels (shrunk
+    equal to masked), one they cut or write at a position is pinned, naming the op and the
+    line of the model that does it."""
+    block, free = SLICES[name]
+    p, x = _layers()
+    apply = lambda p, x: block(jax.nn.relu(x @ p["w1"] + p["b1"]), _row(x)) @ p["w2"]
+    groups = channel_groups(apply, p, x)
+    if free is not True:
+        assert not groups.groups
+        assert groups.pinned["w1:1"].startswith(free) and "test_ops.py" in groups.pinned["w1:1"]
+        return
+    alive = {"w1": np.array([True, True, False, True])}
+    masked = apply(mask(p, alive, groups), x)
+    np.testing.assert_allclose(apply(shrink(p, alive, groups).variables, x), masked, atol=1e-5)
+    assert not np.allclose(masked, apply(p, x), atol=1e-3)
