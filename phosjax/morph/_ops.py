@@ -18,8 +18,10 @@ KEEPS_ZERO = {
 LOSES_ZERO = {
     "exp", "exp2", "log", "logistic", "cos", "cosh", "rsqrt", "is_finite",
     "not", "acos", "acosh", "lgamma", "digamma", "erfc", "nextafter", "atan2", "bessel_i0e",
-    "bitcast_convert_type",  # of a float: -0.0's bits are not zero
 }  # fmt: skip
+BITCAST = "bitcast_convert_type"
+"""Keeps a zero but a float's -0.0 as an integer, whose bits are not zero (see
+`phosjax.morph._trace._bitcast_keeps_zero`)."""
 COMPARE = {
     "eq": np.equal, "ne": np.not_equal, "lt": np.less, "gt": np.greater, "le": np.less_equal,
     "ge": np.greater_equal,
@@ -57,7 +59,7 @@ _RANDOM_HINT = (
 )
 UNSUPPORTED_HINTS = {
     "while": _WHILE_HINT,
-    "bitcast_convert_type": "bitcasts to a dtype of another width, which adds or removes "
+    BITCAST: "bitcasts to a dtype of another width, which adds or removes "
     "an axis of its parts; bitcast to a dtype of the same width (float32 to int32)",
     "cond": "is a branch (lax.cond, lax.switch, nn.cond), which is not followed; compute "
     "both branches and pick with jnp.where",

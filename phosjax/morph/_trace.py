@@ -27,6 +27,7 @@ from phosjax.morph._labels import PROD, SUM, Labels
 from phosjax.morph._ops import (
     ALL_ZERO,
     ANY_ZERO,
+    BITCAST,
     CALL_PRIMITIVES,
     CALLS,
     COMPARE,
@@ -93,6 +94,21 @@ def _keeps_zero(name: str, index: int, value: Any) -> bool:
     if name == "min" or (name == "clamp" and index == 2):
         return bool(np.all(value >= 0))
     return bool(np.all(value == 0))
+
+
+def _bitcast_keeps_zero(eqn: Any) -> bool:
+    """Whether the same-width ``bitcast_convert_type`` ``eqn`` maps a zero to zero: zero
+    bits are 0 or +0.0, and a float's -0.0 is a zero as another float, but not as an
+    integer (its sign bit is set).
+
+    Examples:
+      >>> bitcast = lambda to: jax.make_jaxpr(lambda x: jax.lax.bitcast_convert_type(x, to))
+      >>> eqns = [bitcast(to)(np.zeros(2, x)).eqns[0] for x, to in [("i4", "f4"), ("f4", "i4")]]
+      >>> [_bitcast_keeps_zero(eqn) for eqn in eqns]
+      [True, False]
+    """
+    floating = lambda var: jax.numpy.issubdtype(var.aval.dtype, jax.numpy.floating)
+    return not floating(eqn.invars[0]) or floating(eqn.outvars[0])
 
 
 @dataclasses.dataclass
@@ -376,7 +392,7 @@ class _Walker:
             exponent = _exponent(eqn, args)
             positive = exponent is not None and exponent > 0 and args[0] is not None
             zeros = self.zero_atoms(args[0]) if positive else set()  # type: ignore[arg-type]
-        elif name in KEEPS_ZERO:
+        elif name in KEEPS_ZERO or (name == BITCAST and _bitcast_keeps_zero(eqn)):
             zeros = self.zero_atoms(full[0]) if full else set()
         else:
             zeros = set()
@@ -946,10 +962,12 @@ class _Walker:
             shape = eqn.outvars[0].aval.shape
             return [Value([self.labels.new(n, "iota") for n in shape])]
         resized = (  # a bitcast to another width adds or removes an axis: refused below
-            name == "bitcast_convert_type" and eqn.outvars[0].aval.shape != eqn.invars[0].aval.shape
+            name == BITCAST and eqn.outvars[0].aval.shape != eqn.invars[0].aval.shape
         )
         zeros_kept_or_lost = ANY_ZERO | ALL_ZERO | FIRST_ZERO | SHIFTS | KEEPS_ZERO | LOSES_ZERO
-        if name in zeros_kept_or_lost | {*COMPARE, *POWERS, "sharding_constraint"} and not resized:
+        if name in zeros_kept_or_lost | {*COMPARE, *POWERS, BITCAST, "sharding_constraint"} and (
+            not resized
+        ):
             return [self.elementwise(eqn, args, known)]
         module = "/".join(s for s in (*self.scopes, str(eqn.source_info.name_stack)) if s)
         hint = UNSUPPORTED_HINTS.get(
