@@ -960,7 +960,11 @@ class _Walker:
             return self.split(eqn, args[0])  # type: ignore[arg-type]
         if name == "iota":
             shape = eqn.outvars[0].aval.shape
-            return [Value([self.labels.new(n, "iota") for n in shape])]
+            reason = (
+                f"{self.where(eqn)} numbers the positions along this axis (jnp.arange, a "
+                "triangular mask): what a channel gets depends on where it is"
+            )
+            return [Value([self.labels.new(n, reason) for n in shape])]
         resized = (  # a bitcast to another width adds or removes an axis: refused below
             name == BITCAST and eqn.outvars[0].aval.shape != eqn.invars[0].aval.shape
         )

@@ -108,3 +108,13 @@ def test_dynamic_slices_carry_the_channels_of_the_axes_they_take_whole(name):
     masked = apply(mask(p, alive, groups), x)
     np.testing.assert_allclose(apply(shrink(p, alive, groups).variables, x), masked, atol=1e-5)
     assert not np.allclose(masked, apply(p, x), atol=1e-3)
+
+
+def test_a_position_numbered_by_iota_pins_the_channels_it_meets_naming_the_line():
+    """jnp.tril's mask numbers the channels' positions (iota); the pin said only "iota",
+    not what or where."""
+    p, x = _layers()
+    apply = lambda p, x: jnp.tril(jax.nn.relu(x @ p["w1"] + p["b1"])) @ p["w2"]
+    reason = channel_groups(apply, p, x).pinned["w1:1"]
+    assert reason.startswith("iota (") and "test_ops.py" in reason, reason
+    assert "numbers the positions along this axis" in reason, reason
