@@ -742,7 +742,7 @@ class _Walker:
         return [_carry(value, piece, value.zeros, value.src) for piece in labels]
 
     def cut(self, eqn: Any, value: Value, keeps: Sequence[bool], zeros: bool, what: str) -> Value:
-        """``slice``/``pad``/``rev``/pooling: the axes ``what`` changes (``keeps`` false)
+        """``slice``/``pad``/``rev``/``tile``/pooling: the axes ``what`` changes (``keeps`` false)
         are pinned, the others carry; ``zeros``: a dead channel stays zero."""
         reason = f"{self.where(eqn)} {what} this axis"
         shape = eqn.outvars[0].aval.shape
@@ -948,6 +948,9 @@ class _Walker:
             return [self.cut(eqn, args[0], keeps, zeros, "cuts or pads")]  # type: ignore[arg-type]
         if name == "dynamic_update_slice":
             return [self.update_slice(eqn, args[0], args[1])]  # type: ignore[arg-type]
+        if name == "tile":
+            keeps = [reps == 1 for reps in p["reps"]]
+            return [self.cut(eqn, args[0], keeps, True, "repeats")]  # type: ignore[arg-type]
         if name == "rev":
             value = args[0]
             keeps = [i not in p["dimensions"] for i in range(len(value.labels))]  # type: ignore[union-attr]

@@ -1,4 +1,5 @@
-"""Primitives that `phosjax.morph` follows: bit casts, shifts, Bessel functions, dynamic slices."""
+"""Primitives that `phosjax.morph` follows: bit casts, shifts, Bessel functions, dynamic slices,
+tiles and iota."""
 
 import jax
 import jax.numpy as jnp
@@ -87,15 +88,17 @@ SLICES = {  # name: (block on h = relu(x @ w1 + b1), (3, 4), whether its channel
         lambda h, i: jax.lax.dynamic_update_slice_in_dim(h, jnp.ones((3, 1)), i, axis=1),
         "dynamic_update_slice (",
     ),
+    "tile of rows": (lambda h, i: jnp.tile(h, (2, 1)), True),
+    "tile of channels": (lambda h, i: jnp.tile(h, 2)[:, ::2], "tile ("),
 }
 
 
 @pytest.mark.parametrize("name", sorted(SLICES))
-def test_dynamic_slices_carry_the_channels_of_the_axes_they_take_whole(name):
-    """dynamic_slice and dynamic_update_slice (a traced index: h[i], a buffer written in a
-    loop) were refused as unsupported; an axis they take whole carries its channels (shrunk
-    equal to masked), one they cut or write at a position is pinned, naming the op and the
-    line of the model that does it."""
+def test_dynamic_slices_and_tiles_carry_the_channels_of_the_axes_they_take_whole(name):
+    """dynamic_slice, dynamic_update_slice (a traced index: h[i], a buffer written in a
+    loop) and tile were refused as unsupported; an axis they take whole carries its channels
+    (shrunk equal to masked), one they cut, write at a position or repeat is pinned, naming
+    the op and the line of the model that does it."""
     block, free = SLICES[name]
     p, x = _layers()
     apply = lambda p, x: block(jax.nn.relu(x @ p["w1"] + p["b1"]), _row(x)) @ p["w2"]
