@@ -927,7 +927,8 @@ class _Walker:
             value = args[0]
             reason = f"{self.where(eqn)} accumulates over this axis"
             self.labels.pin(value.labels[p["axis"]], reason)  # type: ignore[union-attr]
-            return [dataclasses.replace(value, zeros=frozenset(), src=None)]  # type: ignore[type-var]
+            zeros = frozenset() if name == "cumlogsumexp" else value.zeros  # type: ignore[union-attr]
+            return [dataclasses.replace(value, zeros=zeros, src=None)]  # type: ignore[type-var]
         if name == "top_k":
             return self.top_k(eqn, args[0])  # type: ignore[arg-type]
         if name == "gather":
