@@ -36,6 +36,8 @@ REDUCE = {"reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "argmax", "ar
            "reduce_and", "reduce_or"}  # fmt: skip
 WINDOW = {"reduce_window_sum", "reduce_window_max", "reduce_window_min", "reduce_window"}
 CUMULATIVE = {"cumsum", "cumprod", "cummax", "cummin", "cumlogsumexp"}
+SCATTERS = {"scatter", "scatter-add", "scatter-sub", "scatter-mul", "scatter-min", "scatter-max"}
+"""``x.at[idx].set/add/...``: each is zero where the operand and the updates both are."""
 DECOMPOSITIONS = {"svd", "eigh", "qr", "cholesky"}
 """Matrix decompositions: each output entry depends on every entry of the operand."""
 CALLS = ("jaxpr", "call_jaxpr", "fun_jaxpr")

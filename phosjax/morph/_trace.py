@@ -6,12 +6,12 @@ value a label (`Labels`). It records, for each variable leaf axis, how it is use
 ``scale``/``bias``: multiplied onto / added to an activation; ``other``), the labels of
 every contraction's loop (for FLOPs), and pins the labels that cannot be pruned exactly:
 the model's inputs and outputs, reduced, sliced, padded, reversed, pooled, convolved,
-indexed (``gather``), written at a position (``dynamic_update_slice``) and ranked
-(``top_k``) axes, every axis a matrix decomposition gets, outer products of an axis with
-itself, and channels that reach a contraction without being zero when dead. A leaf axis
-whose zeros would turn non-finite (``k / norm(k)``: 0/0) is recorded as ``unsafe``:
-`mask` must not zero it. A loop's body (``scan``) is walked again
-until what its carry holds no longer changes (see `_Walker.scan`).
+indexed (``gather``), written at positions (``dynamic_update_slice``, ``scatter``) and
+ranked (``top_k``) axes, every axis a matrix decomposition gets, outer products of an axis
+with itself, and channels that reach a contraction without being zero when dead. A leaf
+axis whose zeros would turn non-finite (``k / norm(k)``: 0/0) is recorded as ``unsafe``:
+`mask` must not zero it. A loop's body (``scan``) is walked again until what its carry
+holds no longer changes (see `_Walker.scan`).
 """
 
 import copy
@@ -40,6 +40,7 @@ from phosjax.morph._ops import (
     POLE_AT_ZERO,
     POWERS,
     REDUCE,
+    SCATTERS,
     SHIFTS,
     UNSUPPORTED_HINTS,
     WINDOW,
@@ -755,25 +756,40 @@ class _Walker:
             src = [s if keep else NO_SOURCE for s, keep in zip(value.src, keeps, strict=True)]
         return _carry(value, out, value.zeros if zeros else frozenset(), src)
 
-    def update_slice(self, eqn: Any, operand: Value, update: Value) -> Value:
-        """``dynamic_update_slice`` (``lax.dynamic_update_slice``, a buffer written in a
-        loop): an axis the update spans whole carries its channels, tied to the operand's;
-        an axis it is written into at a position is pinned in both. A dead channel is zero
-        where the operand and the update both are."""
-        where = self.where(eqn)
-        reason = f"{where} writes a slice at a position along this axis"
+    def written(self, eqn: Any, operand: Value, update: Value, spans: dict[int, int]) -> Value:
+        """``update`` written into ``operand`` (``dynamic_update_slice``: a buffer written in
+        a loop; ``scatter``: ``x.at[idx].set``): an axis ``d`` of the operand whose update
+        axis ``spans[d]`` spans it whole carries its channels, tied to the update's; every
+        other axis of both is written at positions, and pinned. A dead channel is zero
+        where the operand and the update both are (not where a function is applied:
+        ``x.at[idx].apply(jnp.cos)``)."""
+        where, shape = self.where(eqn), eqn.outvars[0].aval.shape
+        reason = f"{where} writes at positions along this axis"
+        whole = {d: k for d, k in spans.items() if self.labels.size[update.labels[k]] == shape[d]}
+        for k, label in enumerate(update.labels):
+            if k not in whole.values():
+                self.labels.pin(label, reason)
         labels = []
-        for size, mine, theirs in zip(
-            eqn.outvars[0].aval.shape, operand.labels, update.labels, strict=True
-        ):
-            if self.labels.size[theirs] == size:
-                self.labels.union(mine, theirs, where)
-                labels.append(mine)
+        for d, (label, size) in enumerate(zip(operand.labels, shape, strict=True)):
+            if d in whole:
+                self.labels.union(label, update.labels[whole[d]], where)
+                labels.append(label)
             else:
-                self.labels.pin(theirs, reason)
-                labels.append(self.pinned_axis(mine, reason, size))
-        zeros = self.zero_atoms(operand) & self.zero_atoms(update)
+                labels.append(self.pinned_axis(label, reason, size))
+        applied = eqn.primitive.name == "scatter" and eqn.params["update_jaxpr"] is not None
+        zeros = set() if applied else self.zero_atoms(operand) & self.zero_atoms(update)
         return _joined([operand, update], labels, zeros)
+
+    def scatter(self, eqn: Any, operand: Value, update: Value) -> Value:
+        """``scatter`` and its kin (`SCATTERS`): the operand's axes that are no index
+        take the update's window axes in order (see `written`)."""
+        numbers = eqn.params["dimension_numbers"]
+        skipped = {*numbers.inserted_window_dims, *numbers.operand_batching_dims}
+        window = [d for d in range(len(operand.labels)) if d not in skipped]
+        spans = dict(zip(window, numbers.update_window_dims, strict=True))
+        for d in numbers.scatter_dims_to_operand_dims:
+            spans.pop(d, None)
+        return self.written(eqn, operand, update, spans)
 
     def window(self, eqn: Any, ins: list[Value]) -> list[Value]:
         """``reduce_window*`` (pooling): axes the window spans are pinned, the others
@@ -948,7 +964,10 @@ class _Walker:
             zeros = name != "pad" or bool(np.all(np.asarray(known[1]) == 0))
             return [self.cut(eqn, args[0], keeps, zeros, "cuts or pads")]  # type: ignore[arg-type]
         if name == "dynamic_update_slice":
-            return [self.update_slice(eqn, args[0], args[1])]  # type: ignore[arg-type]
+            spans = {d: d for d in range(len(eqn.outvars[0].aval.shape))}
+            return [self.written(eqn, args[0], args[1], spans)]  # type: ignore[arg-type]
+        if name in SCATTERS:
+            return [self.scatter(eqn, args[0], args[2])]  # type: ignore[arg-type]
         if name == "tile":
             keeps = [reps == 1 for reps in p["reps"]]
             return [self.cut(eqn, args[0], keeps, True, "repeats")]  # type: ignore[arg-type]

@@ -93,17 +93,24 @@ SLICES = {  # name: (block on h = relu(x @ w1 + b1), (3, 4), whether its channel
         lambda h, i: jax.lax.dynamic_update_slice_in_dim(h, jnp.ones((3, 1)), i, axis=1),
         "dynamic_update_slice (",
     ),
+    "h.at[rows].set": (
+        lambda h, i: jnp.zeros((5, h.shape[1])).at[jnp.array([0, 2, 4])].set(h),
+        True,
+    ),
+    "h.at[rows].add": (lambda h, i: h.at[jnp.array([0, 0, i])].add(h), True),
+    "h.at[channel].set": (lambda h, i: h.at[:, i].set(1.0), "scatter ("),
+    "h.at[rows].apply(cos)": (lambda h, i: h.at[i].apply(jnp.cos), "dot_general ("),  # cos(0) = 1
     "tile of rows": (lambda h, i: jnp.tile(h, (2, 1)), True),
     "tile of channels": (lambda h, i: jnp.tile(h, 2)[:, ::2], "tile ("),
 }
 
 
 @pytest.mark.parametrize("name", sorted(SLICES))
-def test_dynamic_slices_and_tiles_carry_the_channels_of_the_axes_they_take_whole(name):
+def test_dynamic_slices_scatters_and_tiles_carry_the_channels_of_the_axes_they_take_whole(name):
     """dynamic_slice, dynamic_update_slice (a traced index: h[i], a buffer written in a
-    loop) and tile were refused as unsupported; an axis they take whole carries its channels
-    (shrunk equal to masked), one they cut, write at a position or repeat is pinned, naming
-    the op and the line of the model that does it."""
+    loop), scatter (h.at[idx].set) and tile were refused as unsupported; an axis they take
+    whole carries its channels (shrunk equal to masked), one they cut, write at positions
+    or repeat is pinned, naming the op and the line of the model that does it."""
     block, free = SLICES[name]
     p, x = _layers()
     apply = lambda p, x: block(jax.nn.relu(x @ p["w1"] + p["b1"]), _row(x)) @ p["w2"]
