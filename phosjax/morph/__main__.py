@@ -333,7 +333,7 @@ def _source(argv: Sequence[str]) -> str:
       'the command line'
     """
     given = option_names(argv)
-    keys = [arg for arg in given if arg[2:] not in _OWN]
+    keys = [arg for arg in dict.fromkeys(given) if arg[2:] not in _OWN]  # each once
     files = ", ".join(config_files(argv))
     if files and not keys:
         return files

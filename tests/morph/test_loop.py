@@ -782,10 +782,11 @@ def test_a_misspelt_key_names_the_nearest_and_a_bad_value_names_where_it_came_fr
         main(["--config", str(config), "--dir", str(tmp_path / "run"), "--model.widht", "8"])
     assert exit_info.value.code == 2
     assert "--model.widht 8 (did you mean --model.width?)" in capsys.readouterr().err
-    assert main(["--config", str(config), "--dir", str(tmp_path), "--cost", "bytes"]) == 2
-    assert capsys.readouterr().err.startswith(
-        f"error: {config} with the command line (--cost): MorphConfig.cost='bytes': expected "
-    )
+    for given in (["--cost", "bytes"], ["--cost", "flops", "--cost", "bytes"]):  # named once
+        assert main(["--config", str(config), "--dir", str(tmp_path), *given]) == 2
+        assert capsys.readouterr().err.startswith(
+            f"error: {config} with the command line (--cost): MorphConfig.cost='bytes': expected "
+        )
 
 
 @pytest.mark.parametrize(
