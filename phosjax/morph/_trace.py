@@ -550,7 +550,11 @@ class _Walker:
             out[out_spec[1]] = ro
             zeros = {a for a in self.zero_atoms(lhs) | self.zero_atoms(rhs) if a in self.atoms(ro)}
         else:
-            reason = f"{where} is a grouped convolution (feature_group_count={groups})"
+            reason = (
+                f"{where} is a grouped convolution (feature_group_count={groups}), whose "
+                "groups must keep equal sizes; only feature_group_count=1 and a depthwise "
+                "convolution (feature_group_count = its input and output features) prune"
+            )
             for label in (lf, ri, ro):
                 self.labels.pin(label, reason)
             out[out_spec[1]] = self.labels.new(size[ro], reason)

@@ -277,3 +277,16 @@ def test_a_matrix_decomposition_pins_its_operand_and_the_rest_prunes(name):
     variables = perturbed(model.init(jax.random.key(0), x))
     reason = _assert_stem_prunes(model, variables, x).pinned["params/pinned/kernel:1"]
     assert reason.startswith(name) and reason.endswith("decomposes matrices over this axis")
+
+
+def test_a_grouped_convolution_pins_its_channels_saying_which_convolutions_prune():
+    """The pin said only "is a grouped convolution (feature_group_count=2)"."""
+    model = nn.Sequential([nn.Conv(4, (1,)), nn.Conv(4, (1,), feature_group_count=2)])
+    x = jnp.ones((1, 2, 4))
+    groups = channel_groups(model, model.init(jax.random.key(0), x), x)
+    assert groups.pinned["params/layers_0/kernel:2"].startswith("conv_general_dilated (")
+    assert groups.pinned["params/layers_0/kernel:2"].endswith(
+        "is a grouped convolution (feature_group_count=2), whose groups must keep equal sizes; "
+        "only feature_group_count=1 and a depthwise convolution (feature_group_count = its "
+        "input and output features) prune"
+    )
