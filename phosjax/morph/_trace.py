@@ -17,7 +17,7 @@ holds no longer changes (see `_Walker.scan`).
 import copy
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import jax
 import numpy as np
@@ -523,7 +523,12 @@ class _Walker:
     def conv(self, eqn: Any, lhs: Value, rhs: Value) -> Value:
         where = self.where(eqn)
         if eqn.params["batch_group_count"] != 1:
-            raise UnsupportedOpError(f"{where}: batch_group_count != 1 is not supported")
+            self.refuse(
+                eqn,
+                f"sums over groups of the batch (batch_group_count="
+                f"{eqn.params['batch_group_count']}), which phosjax.morph does not follow; "
+                "convolve with batch_group_count=1",
+            )
         lhs_spec, rhs_spec, out_spec = eqn.params["dimension_numbers"]
         groups = eqn.params["feature_group_count"]
         size = self.labels.size
@@ -1000,16 +1005,23 @@ class _Walker:
             not resized
         ):
             return [self.elementwise(eqn, args, known)]
-        module = "/".join(s for s in (*self.scopes, str(eqn.source_info.name_stack)) if s)
-        hint = UNSUPPORTED_HINTS.get(
-            name,
-            "is not supported by phosjax.morph (it may mix channels); write that part with "
-            "supported operations, e.g. contractions, elementwise ops, reshapes",
+        self.refuse(
+            eqn,
+            UNSUPPORTED_HINTS.get(
+                name,
+                "is not supported by phosjax.morph (it may mix channels); write that part "
+                "with supported operations, e.g. contractions, elementwise ops, reshapes",
+            ),
         )
+
+    def refuse(self, eqn: Any, hint: str) -> NoReturn:
+        """Raises `UnsupportedOpError` naming ``eqn``'s primitive, line and module, and
+        ``hint``: what it is and what to do instead."""
+        module = "/".join(s for s in (*self.scopes, str(eqn.source_info.name_stack)) if s)
         raise UnsupportedOpError(
             f"cannot follow channels through {self.where(eqn)}"
-            f"{f' in module {module!r}' if module else ''}: the primitive {name!r} {hint}. "
-            "The model's channel groups cannot be resolved."
+            f"{f' in module {module!r}' if module else ''}: the primitive "
+            f"{eqn.primitive.name!r} {hint}. The model's channel groups cannot be resolved."
         )
 
     def call(self, eqn: Any, sub: Any, args: Sequence[Value | None]) -> list[Any]:

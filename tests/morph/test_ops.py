@@ -133,3 +133,17 @@ def test_a_position_numbered_by_iota_pins_the_channels_it_meets_naming_the_line(
     reason = channel_groups(apply, p, x).pinned["w1:1"]
     assert reason.startswith("iota (") and "test_ops.py" in reason, reason
     assert "numbers the positions along this axis" in reason, reason
+
+
+def test_a_convolution_over_batch_groups_is_refused_naming_its_module_line_and_the_fix():
+    """batch_group_count != 1 raised "conv_general_dilated (...): batch_group_count != 1 is
+    not supported": no value, module or what to do."""
+    kernel = {"k": jnp.ones((2, 2, 1))}  # (out, in, window): 2 batch groups, 1 out each
+    conv = lambda p, x: jax.lax.conv_general_dilated(x, p["k"], (1,), "VALID", batch_group_count=2)
+    with pytest.raises(
+        UnsupportedOpError,
+        match=r"through conv_general_dilated \(\S+test_ops\.py:\d+:\d+ .*the primitive "
+        r"'conv_general_dilated' sums over groups of the batch \(batch_group_count=2\), which "
+        r"phosjax.morph does not follow; convolve with batch_group_count=1\.",
+    ):
+        channel_groups(conv, kernel, jnp.ones((2, 2, 4)))
