@@ -4,9 +4,10 @@ tiles and iota."""
 import jax
 import jax.numpy as jnp
 import jax.scipy.special as jss
+import numpy as np
 import pytest
 
-from phosjax.morph import UnsupportedOpError, channel_groups
+from phosjax.morph import UnsupportedOpError, channel_groups, mask, shrink
 from tests.morph.two_layers import check_followed_where_zero_stays_zero, two_layers
 
 ACTIVATIONS = {  # name: (activation, whether a dead channel stays zero through it)
@@ -29,16 +30,6 @@ def _bits(h, dtype):
     return jax.lax.bitcast_convert_type(h, dtype).astype(jnp.float32)
 
 
-def _layers():
-    keys = jax.random.split(jax.random.key(0), 4)
-    shapes = {"w1": (5, 4), "b1": (4,), "w2": (4, 2), "x": (3, 5)}
-    drawn = {
-        name: jax.random.normal(k, shape)
-        for k, (name, shape) in zip(keys, shapes.items(), strict=True)
-    }
-    return drawn, drawn.pop("x")
-
-
 @pytest.mark.parametrize("name", sorted(ACTIVATIONS))
 def test_bitcasts_shifts_and_bessel_functions_follow_channels(name):
     """bitcast_convert_type (in copysign, signbit, ldexp), shifts and bessel_i0e/i1e were
@@ -47,18 +38,7 @@ def test_bitcasts_shifts_and_bessel_functions_follow_channels(name):
     every zero; an integer's zero bits or a float's as another float are still zero. A
     cumulative op over another axis lost a dead channel's zeros; all but cumlogsumexp keep
     them."""
-    act, keeps_zero = ACTIVATIONS[name]
-    p, x = _layers()
-    apply = lambda p, x: act(x @ p["w1"] + p["b1"]) @ p["w2"]
-    groups = channel_groups(apply, p, x)
-    assert bool(groups.groups) == keeps_zero, groups.pinned
-    if not keeps_zero:
-        assert "not zero when dead" in groups.pinned["w1:1"]
-        return
-    alive = {"w1": np.array([True, False, True, False])}
-    np.testing.assert_allclose(
-        apply(shrink(p, alive, groups).variables, x), apply(mask(p, alive, groups), x), atol=1e-5
-    )
+    check_followed_where_zero_stays_zero(*ACTIVATIONS[name])
 
 
 def test_a_bitcast_to_another_width_is_refused_naming_what_to_do():
@@ -112,7 +92,7 @@ def test_dynamic_slices_scatters_and_tiles_carry_the_channels_of_the_axes_they_t
     whole carries its channels (shrunk equal to masked), one they cut, write at positions
     or repeat is pinned, naming the op and the line of the model that does it."""
     block, free = SLICES[name]
-    p, x = _layers()
+    p, x = two_layers(4, 4)
     apply = lambda p, x: block(jax.nn.relu(x @ p["w1"] + p["b1"]), _row(x)) @ p["w2"]
     groups = channel_groups(apply, p, x)
     if free is not True:
@@ -128,7 +108,7 @@ def test_dynamic_slices_scatters_and_tiles_carry_the_channels_of_the_axes_they_t
 def test_a_position_numbered_by_iota_pins_the_channels_it_meets_naming_the_line():
     """jnp.tril's mask numbers the channels' positions (iota); the pin said only "iota",
     not what or where."""
-    p, x = _layers()
+    p, x = two_layers(4, 4)
     apply = lambda p, x: jnp.tril(jax.nn.relu(x @ p["w1"] + p["b1"])) @ p["w2"]
     reason = channel_groups(apply, p, x).pinned["w1:1"]
     assert reason.startswith("iota (") and "test_ops.py" in reason, reason
