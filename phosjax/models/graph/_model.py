@@ -13,7 +13,7 @@ from phosjax._nearest import did_you_mean
 from phosjax.core import INJECTIONS, tag
 from phosjax.core._inject import in_dtypes_of
 from phosjax.core._knobs import holds_exactly, what_holds
-from phosjax.core._numbers import numbers_as_array
+from phosjax.core._numbers import numbers_as_array, numbers_read_together
 from phosjax.core._record import set_aside
 from phosjax.layers._common import (
     batch_train,
@@ -204,7 +204,8 @@ def _numbers_read(giving: str, value: Any) -> Any:
     injected with ``x=None``); a GraphError starting ``giving`` (who gives it to which
     node) if a Python number in it lies beyond the dtype JAX reads it in
     (`holds_exactly`: 1e300, a float32 inf; 2**40, no int32), with that dtype's range, as
-    `phosjax.inject` names it. A list of numbers is read as one array, of one dtype.
+    `phosjax.inject` names it. A list of numbers is read as one array, of one dtype
+    (`numbers_read_together`: in a dict too).
 
     Examples:
       >>> _numbers_read("inject gives node 'h'", [1e300, 2])
@@ -212,10 +213,7 @@ def _numbers_read(giving: str, value: Any) -> Any:
       phosjax.models.graph._spec.GraphError: inject gives node 'h' a number out of the range of
       float32, the dtype it is read in (a number between ...): got [1e+300, 2].
     """
-    leaves = jax.tree.leaves(value)
-    numbers = [v for v in leaves if type(v) in (int, float)]
-    one_array = isinstance(value, list | tuple) and len(numbers) == len(leaves)
-    for read_together in [numbers] if one_array else [[v] for v in numbers]:
+    for read_together in numbers_read_together(value):
         read_as = jax.dtypes.canonicalize_dtype(float if float in map(type, read_together) else int)
         if not holds_exactly(read_as, read_together):
             raise GraphError(

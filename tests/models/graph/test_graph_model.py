@@ -1343,3 +1343,7 @@ def test_an_injected_int_out_of_the_nodes_range_is_named_with_its_node_as_px_inj
     # x's nested list of numbers, read as its input's array, too
     with pytest.raises(GraphError, match=r"^x gives input node 'input' a number out of the range"):
         model.apply(variables, [[1e300, 0.0]])
+    # a list inside a dict is one array too: [2**40, 0.5] a float32 one, not 2**40 an int32
+    rows = GraphModel({"out": lambda x: jnp.asarray(x["a"]) * 2})
+    out = rows.apply({}, {"a": [2**40, 0.5]})["out"]
+    np.testing.assert_array_equal(out, np.array([2.0**41, 1.0], np.float32))
