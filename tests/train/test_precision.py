@@ -202,6 +202,14 @@ def test_bfloat16_refuses_float_inputs_beyond_its_range_below_float32s():
     )
     with pytest.raises(ValueError, match=message):
         check_inputs_fit(big, "bfloat16")
+    # float64 just below bfloat16's rounding midpoint: as float32 (as device_arrays reads
+    # it) it is the midpoint, which bfloat16 rounds to inf; cast at once it was kept
+    x = np.array([[1.0], [np.nextafter((2 - 2**-8) * 2.0**127, 0)]])
+    assert np.isinf(x.astype(np.float32).astype(jnp.bfloat16)).any()
+    big = ArrayDataset("big", x, np.zeros(2, np.int32), x, np.zeros(2, np.int32), 2, (1,))
+    check_inputs_fit(big, "float32")
+    with pytest.raises(ValueError, match=r"\(x_train\[1, 0\], float64\), beyond bfloat16's"):
+        check_inputs_fit(big, "bfloat16")
 
 
 def test_float64_inputs_just_beyond_float32s_largest_that_round_to_it_are_kept():
