@@ -194,15 +194,14 @@ def naming_other_kinds(variables: Mapping[str, Any]) -> Iterator[None]:
         raise
 
 
-_MISSING_INPUTS = re.compile(r"^(\w+)\.\w+\(\) missing \d+ required positional arguments?: (.*)")
-"""Python's error for a method called without some of its positional arguments:
-(its class's name, the arguments' names)."""
-
-
-def note_inputs_by_name(error: Exception, model: nn.Module, caller: str) -> None:
-    """Adds to ``error`` where it is ``model``'s call missing positional arguments (a
-    model of several inputs, given ``x`` alone): that ``caller`` passes ``x`` alone by
-    position, so the others are given by name.
+def note_inputs_by_name(
+    error: Exception, model: nn.Module, caller: str, method: Any = None
+) -> None:
+    """Adds to ``error`` where it is Python's for the method ``model.apply`` calls
+    (``method``, as ``model.apply`` takes it: ``__call__`` by default) missing positional
+    arguments (a model of several inputs, given ``x`` alone): that ``caller`` passes ``x``
+    alone by position, so the others are given by name. The same error of another
+    method, which the model's own code calls, gets no note.
 
     Examples:
       >>> import flax.linen as nn
@@ -211,9 +210,13 @@ def note_inputs_by_name(error: Exception, model: nn.Module, caller: str) -> None
       (probe passes the model x alone by position: give its other inputs by name, as
       probe(..., y=...) passes them to model.apply)
     """
-    found = _MISSING_INPUTS.match(str(error)) if isinstance(error, TypeError) else None
-    if found and found[1] == type(model).__name__:
-        names = ", ".join(f"{name}=..." for name in re.findall(r"'(\w+)'", found[2]))
+    method = "__call__" if method is None else method
+    applied = getattr(type(model), method, None) if isinstance(method, str) else method
+    called = re.escape(getattr(applied, "__qualname__", "?"))  # a subclass: its base's
+    missing = rf"{called}\(\) missing \d+ required positional arguments?: (.*)"
+    found = re.match(missing, str(error)) if isinstance(error, TypeError) else None
+    if found:
+        names = ", ".join(f"{name}=..." for name in re.findall(r"'(\w+)'", found[1]))
         error.add_note(
             f"({caller} passes the model x alone by position: give its other inputs by "
             f"name, as {caller}(..., {names}) passes them to model.apply)"

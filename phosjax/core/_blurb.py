@@ -653,7 +653,7 @@ def _summary(
                 "blurb was given no input (x=None), which only a model that reads none "
                 "takes: pass the input, px.blurb(model, variables, x)."
             )
-        note_inputs_by_name(error, model, "blurb")
+        note_inputs_by_name(error, model, "blurb", apply_kwargs.get("method"))
         raise
     measured: dict[str, tuple[float | None, float | None]] = {}
     if flops or measure_latency:

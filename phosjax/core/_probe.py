@@ -84,7 +84,7 @@ def probe(
                 f"(probe got x={x!r}, a string: a selector given without the input? "
                 f"probe(model, variables, x, {x!r}))"
             )
-        note_inputs_by_name(error, model, "probe")
+        note_inputs_by_name(error, model, "probe", kwargs.get("method"))
         raise
     flat = flatten(collected[INTERMEDIATES])
     with naming_other_kinds(variables):

@@ -274,18 +274,43 @@ class Shifted(nn.Module):
         return px.tag(self, "h", nn.Dense(2)(x) * scale + shift)
 
 
-@pytest.mark.parametrize(
-    ("caller", "name"), [(partial(blurb, flops=False, measure_latency=False), "blurb"),
-                         (partial(px.probe, selector="h"), "probe")]
-)  # fmt: skip
-def test_a_model_of_several_inputs_given_x_alone_is_told_to_name_the_others(caller, name):
+class ShiftedToo(Shifted):  # its __call__ is Shifted's: Python names that one
+    pass
+
+
+class ScalesInAHelper(nn.Module):
+    def scaled(self, x, scale):
+        return x * scale
+
+    @nn.compact
+    def __call__(self, x):
+        return self.scaled(nn.Dense(2)(x))  # the model's own bug, not its inputs'
+
+
+CALLERS = [(partial(blurb, flops=False, measure_latency=False), "blurb"),
+           (partial(px.probe, selector="h"), "probe")]  # fmt: skip
+
+
+@pytest.mark.parametrize("model", [Shifted(), ShiftedToo()])
+@pytest.mark.parametrize(("caller", "name"), CALLERS)
+def test_a_model_of_several_inputs_given_x_alone_is_told_to_name_the_others(model, caller, name):
     # Python's "missing 2 required positional arguments" said nothing of how to give them
     x, shift = jnp.ones((1, 3)), jnp.ones((1, 2))
-    variables = Shifted().init(jax.random.key(0), x, shift, 2.0)
+    variables = model.init(jax.random.key(0), x, shift, 2.0)
     with pytest.raises(TypeError, match="missing 2 required positional arguments") as raised:
-        caller(Shifted(), variables, x)
+        caller(model, variables, x)
     assert f"as {name}(..., shift=..., scale=...) passes them" in raised.value.__notes__[-1]
-    caller(Shifted(), variables, x, shift=shift, scale=2.0)  # given by name: it runs
+    caller(model, variables, x, shift=shift, scale=2.0)  # given by name: it runs
+
+
+@pytest.mark.parametrize(("caller", "name"), CALLERS)
+def test_a_helper_method_missing_arguments_is_not_taken_for_the_inputs(caller, name):
+    # the model's own call of self.scaled(x) was told to give scale=... to the caller
+    x = jnp.ones((1, 3))
+    variables = Shifted().init(jax.random.key(0), x, jnp.ones((1, 2)), 2.0)
+    with pytest.raises(TypeError, match=r"scaled\(\) missing 1 required") as raised:
+        caller(ScalesInAHelper(), variables, x)
+    assert not any("by name" in note for note in getattr(raised.value, "__notes__", []))
 
 
 @pytest.mark.parametrize("repeats", [2.5, True, "3"])
