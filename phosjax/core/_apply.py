@@ -194,33 +194,39 @@ def naming_other_kinds(variables: Mapping[str, Any]) -> Iterator[None]:
         raise
 
 
-def note_inputs_by_name(
-    error: Exception, model: nn.Module, caller: str, method: Any = None
-) -> None:
-    """Adds to ``error`` where it is Python's for the method ``model.apply`` calls
-    (``method``, as ``model.apply`` takes it: ``__call__`` by default) missing positional
-    arguments (a model of several inputs, given ``x`` alone): that ``caller`` passes ``x``
-    alone by position, so the others are given by name. The same error of another
-    method, which the model's own code calls, gets no note.
+@contextlib.contextmanager
+def noting_inputs_by_name(model: nn.Module, caller: str, method: Any = None) -> Iterator[None]:
+    """Adds to Python's error for the method ``model.apply`` calls (``method``, as
+    ``model.apply`` takes it: ``__call__`` by default) missing positional arguments (a
+    model of several inputs, given ``x`` alone) that ``caller`` passes ``x`` alone by
+    position, so the others are given by name. The same error of another method, which
+    the model's own code calls, gets no note.
 
     Examples:
       >>> import flax.linen as nn
-      >>> error = TypeError("Dense.__call__() missing 1 required positional argument: 'y'")
-      >>> note_inputs_by_name(error, nn.Dense(2), "probe"); print(error.__notes__[0])
+      >>> with noting_inputs_by_name(nn.Dense(2), "probe"):
+      ...     raise TypeError("Dense.__call__() missing 1 required positional argument: 'y'")
+      Traceback (most recent call last):
+      TypeError: Dense.__call__() missing 1 required positional argument: 'y'
       (probe passes the model x alone by position: give its other inputs by name, as
       probe(..., y=...) passes them to model.apply)
     """
     method = "__call__" if method is None else method
     applied = getattr(type(model), method, None) if isinstance(method, str) else method
     called = re.escape(getattr(applied, "__qualname__", "?"))  # a subclass: its base's
-    missing = rf"{called}\(\) missing \d+ required positional arguments?: (.*)"
-    found = re.match(missing, str(error)) if isinstance(error, TypeError) else None
-    if found:
-        names = ", ".join(f"{name}=..." for name in re.findall(r"'(\w+)'", found[1]))
-        error.add_note(
-            f"({caller} passes the model x alone by position: give its other inputs by "
-            f"name, as {caller}(..., {names}) passes them to model.apply)"
+    try:
+        yield
+    except TypeError as error:
+        found = re.match(
+            rf"{called}\(\) missing \d+ required positional arguments?: (.*)", str(error)
         )
+        if found:
+            names = ", ".join(f"{name}=..." for name in re.findall(r"'(\w+)'", found[1]))
+            error.add_note(
+                f"({caller} passes the model x alone by position: give its other inputs "
+                f"by name, as {caller}(..., {names}) passes them to model.apply)"
+            )
+        raise
 
 
 def apply_collecting(

@@ -30,7 +30,7 @@ from phosjax.core._apply import (
     checked_variables,
     jit_keeping_constants,
     naming_params_alone,
-    note_inputs_by_name,
+    noting_inputs_by_name,
 )
 from phosjax.core._arrays_apart import arrays_apart
 from phosjax.core._blurb_table import table
@@ -643,7 +643,10 @@ def _summary(
     x = numbers_as_array(x)  # as model.apply reads it, not one traced scalar per number
     mutable = apply_kwargs.pop("mutable", _state_collections(variables))
     try:
-        with naming_params_alone(variables, "blurb"):
+        with (
+            naming_params_alone(variables, "blurb"),
+            noting_inputs_by_name(model, "blurb", apply_kwargs.get("method")),
+        ):
             calls, recorded, outputs = _capture(
                 model, variables, x, init, mutable=mutable, **apply_kwargs
             )
@@ -653,7 +656,6 @@ def _summary(
                 "blurb was given no input (x=None), which only a model that reads none "
                 "takes: pass the input, px.blurb(model, variables, x)."
             )
-        note_inputs_by_name(error, model, "blurb", apply_kwargs.get("method"))
         raise
     measured: dict[str, tuple[float | None, float | None]] = {}
     if flops or measure_latency:

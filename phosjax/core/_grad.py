@@ -12,6 +12,7 @@ from phosjax.core._apply import (
     apply_reaching_tags,
     naming_other_kinds,
     naming_params_alone,
+    noting_inputs_by_name,
     select_tags,
     tag_call_shapes,
 )
@@ -99,6 +100,7 @@ def perturbations(
     with (
         naming_params_alone(variables, "perturbations") as variables,
         naming_other_kinds(variables),
+        noting_inputs_by_name(model, "perturbations", kwargs.get("method")),
     ):
         return unflatten(_flat_perturbations(model, variables, x, wrt, **kwargs))
 
@@ -162,7 +164,11 @@ def grad_of(
             "wrt=...)."
         )
     check_module("grad_of", model)
-    with naming_params_alone(variables, "grad_of") as variables, naming_other_kinds(variables):
+    with (
+        naming_params_alone(variables, "grad_of") as variables,
+        naming_other_kinds(variables),
+        noting_inputs_by_name(model, "grad_of", kwargs.get("method")),
+    ):
         zeros = _flat_perturbations(model, variables, x, wrt, **kwargs)
 
     def run(flat: dict[str, Any]) -> Any:

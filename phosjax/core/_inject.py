@@ -15,6 +15,7 @@ from phosjax.core._apply import (
     apply_reaching_tags,
     naming_other_kinds,
     naming_params_alone,
+    noting_inputs_by_name,
     select_tags,
     tag_call_shapes,
 )
@@ -60,7 +61,11 @@ def injections(
       [10.0, 12.0]
     """
     check_module("injections", model)
-    with naming_params_alone(variables, "injections") as variables, naming_other_kinds(variables):
+    with (
+        naming_params_alone(variables, "injections") as variables,
+        naming_other_kinds(variables),
+        noting_inputs_by_name(model, "injections", kwargs.get("method")),
+    ):
         return unflatten(_flat_injections(model, variables, x, values, **kwargs)[0])
 
 
@@ -283,7 +288,11 @@ def inject(
       [10.0, 12.0]
     """
     check_module("inject", model)
-    with naming_params_alone(variables, "inject") as variables, naming_other_kinds(variables):
+    with (
+        naming_params_alone(variables, "inject") as variables,
+        naming_other_kinds(variables),
+        noting_inputs_by_name(model, "inject", kwargs.get("method")),
+    ):
         flat, several = _flat_injections(model, variables, x, values, **kwargs)
     injected = {**variables, INJECTIONS: unflatten(flat)}
     collect = [INTERMEDIATES] if several else []  # tags count their calls there

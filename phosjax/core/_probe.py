@@ -11,7 +11,7 @@ from phosjax.core._apply import (
     dropped_tags,
     naming_other_kinds,
     naming_params_alone,
-    note_inputs_by_name,
+    noting_inputs_by_name,
 )
 from phosjax.core._collections import INTERMEDIATES
 from phosjax.core._module_check import check_module
@@ -74,7 +74,11 @@ def probe(
     """
     check_module("probe", model)
     try:
-        with naming_params_alone(variables, "probe") as variables, tags_seen() as seen:
+        with (
+            naming_params_alone(variables, "probe") as variables,
+            tags_seen() as seen,
+            noting_inputs_by_name(model, "probe", kwargs.get("method")),
+        ):
             output, collected = apply_collecting(
                 model, variables, x, collect=[INTERMEDIATES], mutable=mutable, **kwargs
             )
@@ -84,7 +88,6 @@ def probe(
                 f"(probe got x={x!r}, a string: a selector given without the input? "
                 f"probe(model, variables, x, {x!r}))"
             )
-        note_inputs_by_name(error, model, "probe", kwargs.get("method"))
         raise
     flat = flatten(collected[INTERMEDIATES])
     with naming_other_kinds(variables):

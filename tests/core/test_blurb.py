@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import phosjax as px
-from phosjax.core import _blurb
+from phosjax.core import _blurb, injections, perturbations
 from phosjax.core._blurb import (
     ArraySpec,
     Blurb,
@@ -288,7 +288,11 @@ class ScalesInAHelper(nn.Module):
 
 
 CALLERS = [(partial(blurb, flops=False, measure_latency=False), "blurb"),
-           (partial(px.probe, selector="h"), "probe")]  # fmt: skip
+           (partial(px.probe, selector="h"), "probe"),
+           (partial(px.inject, values={"h": jnp.zeros((1, 2))}), "inject"),
+           (partial(injections, values={"h": jnp.zeros((1, 2))}), "injections"),
+           (partial(px.grad_of, jnp.sum, wrt="h"), "grad_of"),
+           (partial(perturbations, wrt="h"), "perturbations")]  # fmt: skip
 
 
 @pytest.mark.parametrize("model", [Shifted(), ShiftedToo()])
