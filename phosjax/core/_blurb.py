@@ -231,6 +231,11 @@ class Blurb:
             _raise_not_a_module(modules, path)
         return modules[path]
 
+    def __contains__(self, path: object) -> bool:
+        """Whether a module has exactly ``path``, as ``b[path]`` finds it: ``"c" in b``
+        (else Python asks ``b[0]``, ``b[1]``..., a TypeError naming 0)."""
+        return isinstance(path, str) and path in self.modules()
+
     def to_json(self, indent: int | None = None) -> str:
         """The summary as JSON (only numbers, strings, lists and objects).
 

@@ -172,6 +172,12 @@ def test_a_path_that_is_no_str_is_refused_naming_the_str_to_give(two_level):
         two_level[[0]]
 
 
+def test_in_asks_for_an_exact_module_path(two_level):
+    # with no __contains__, Python tried two_level[0]: a TypeError naming 0
+    assert "block/dense_0" in two_level and "" in two_level
+    assert "block/*" not in two_level and ("block",) not in two_level
+
+
 def test_a_glob_is_refused_naming_the_modules_it_matches(two_level):
     matched = "'block/dense_0', 'block/dense_1'"
     pattern = rf"exact module path.*'block/\*' matches 2 module\(s\): {matched}"
