@@ -9,6 +9,7 @@ import flax.linen as nn
 from phosjax.core._apply import (
     hands_back_every_collection,
     naming_params_alone,
+    noting_inputs_by_name,
     tag_shapes,
 )
 from phosjax.core._collections import KNOBS
@@ -58,7 +59,10 @@ def tweak(
     """
     check_module("tweak", model)
     check_values(values, "knob")  # first: a bare value is no selector
-    with naming_params_alone(variables, "tweak") as variables:
+    with (
+        naming_params_alone(variables, "tweak") as variables,
+        noting_inputs_by_name(model, "tweak", kwargs.get("method")),
+    ):
         full, declared, dropped = _with_knobs_declared(model, variables, x, **init_kwargs(kwargs))
         with _naming_tags(model, variables, x, kwargs):
             tweaked = _set_knobs(full, values, declared, dropped)

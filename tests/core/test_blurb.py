@@ -313,7 +313,8 @@ CALLERS = [(partial(blurb, flops=False, measure_latency=False), "blurb"),
            (partial(px.inject, values={"h": jnp.zeros((1, 2))}), "inject"),
            (partial(injections, values={"h": jnp.zeros((1, 2))}), "injections"),
            (partial(px.grad_of, jnp.sum, wrt="h"), "grad_of"),
-           (partial(perturbations, wrt="h"), "perturbations")]  # fmt: skip
+           (partial(perturbations, wrt="h"), "perturbations"),
+           (partial(px.tweak, values={}), "tweak")]  # fmt: skip
 
 
 @pytest.mark.parametrize("model", [Shifted(), ShiftedToo()])
