@@ -37,6 +37,7 @@ from phosjax.core._blurb_table import table
 from phosjax.core._collections import AUX_LOSS, BLURB, KNOBS, PATH_WEIGHTS
 from phosjax.core._knobs import _declarations, init_kwargs, knobs
 from phosjax.core._module_check import check_module
+from phosjax.core._numbers import numbers_as_array
 from phosjax.core._paths import SEP, flatten, keys_joined
 from phosjax.core._record import applied_apart, apply_depth
 from phosjax.core._selectors import SelectorError, select
@@ -568,10 +569,9 @@ def blurb(
     Args:
       model: a Flax linen module.
       variables: its variables (never modified).
-      x: the input (an array or a pytree of arrays; only its arrays are traced, its
-        other leaves, a Python int or a list of numbers, reach the model as
-        ``model.apply`` passes them); leave it out (``None``) for a model that reads
-        none, such as a graph model without input nodes.
+      x: the input (an array or a pytree of arrays; a nested list of numbers is read as
+        its array); leave it out (``None``) for a model that reads none, such as a graph
+        model without input nodes.
       measure_latency: time jitted calls (median of ``repeats`` after a warm-up).
       flops: ask XLA's cost analysis for FLOP counts.
       repeats: timed calls per measurement, an int >= 1.
@@ -645,6 +645,7 @@ def _summary(
     if not an_int or repeats < 1:  # checked before the model is traced and compiled
         raise ValueError(f"repeats must be at least 1, a whole number of calls, got {repeats!r}.")
     variables = checked_variables(variables, "blurb")
+    x = numbers_as_array(x)  # as model.apply reads it, not one traced scalar per number
     mutable = apply_kwargs.pop("mutable", _state_collections(variables))
     try:
         with (

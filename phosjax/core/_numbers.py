@@ -10,8 +10,8 @@ import jax.numpy as jnp
 
 def numbers_as_array(value: Any) -> Any:
     """``value``; a (nested) list or tuple of Python numbers as one array, as a graph
-    node and `phosjax.inject` read it, not as a pytree of scalars (a ragged one stays
-    one, for the caller to name).
+    node, `phosjax.inject` and `phosjax.blurb` read it, not as a pytree of scalars (a
+    ragged one stays one, for the caller to name).
 
     Examples:
       >>> numbers_as_array([[0.0, 1.0]]).shape, numbers_as_array((jnp.ones(2), jnp.ones(3)))
