@@ -789,9 +789,13 @@ class _Walker:
         zeros = set() if applied else self.zero_atoms(operand) & self.zero_atoms(update)
         return _joined([operand, update], labels, zeros)
 
-    def scatter(self, eqn: Any, operand: Value, update: Value) -> Value:
+    def scatter(self, eqn: Any, operand: Value, indices: Value | None, update: Value) -> Value:
         """``scatter`` and its kin (`SCATTERS`): the operand's axes that are no index
-        take the update's window axes in order (see `written`)."""
+        take the update's window axes in order (see `written`); the axes of ``indices``
+        hold positions, and are pinned (a dead channel's index 0 still writes)."""
+        reason = f"{self.where(eqn)} writes at the positions this axis holds"
+        for label in indices.labels if indices is not None else ():
+            self.labels.pin(label, reason)
         numbers = eqn.params["dimension_numbers"]
         skipped = {*numbers.inserted_window_dims, *numbers.operand_batching_dims}
         window = [d for d in range(len(operand.labels)) if d not in skipped]
@@ -976,7 +980,7 @@ class _Walker:
             spans = {d: d for d in range(len(eqn.outvars[0].aval.shape))}
             return [self.written(eqn, args[0], args[1], spans)]  # type: ignore[arg-type]
         if name in SCATTERS:
-            return [self.scatter(eqn, args[0], args[2])]  # type: ignore[arg-type]
+            return [self.scatter(eqn, args[0], args[1], args[2])]  # type: ignore[arg-type]
         if name == "tile":
             keeps = [reps == 1 for reps in p["reps"]]
             return [self.cut(eqn, args[0], keeps, True, "repeats")]  # type: ignore[arg-type]

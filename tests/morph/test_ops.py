@@ -79,6 +79,10 @@ SLICES = {  # name: (block on h = relu(x @ w1 + b1), (3, 4), whether its channel
     ),
     "h.at[rows].add": (lambda h, i: h.at[jnp.array([0, 0, i])].add(h), True),
     "h.at[channel].set": (lambda h, i: h.at[:, i].set(1.0), "scatter ("),
+    "count at positions h gives": (  # a dead channel's index 0 still counts
+        lambda h, i: jnp.zeros((2, 4)).at[(h <= 0).astype(jnp.int32)].add(1.0),
+        "scatter-add (",
+    ),
     "h.at[rows].apply(cos)": (lambda h, i: h.at[i].apply(jnp.cos), "dot_general ("),  # cos(0) = 1
     "tile of rows": (lambda h, i: jnp.tile(h, (2, 1)), True),
     "tile of channels": (lambda h, i: jnp.tile(h, 2)[:, ::2], "tile ("),
@@ -90,7 +94,8 @@ def test_dynamic_slices_scatters_and_tiles_carry_the_channels_of_the_axes_they_t
     """dynamic_slice, dynamic_update_slice (a traced index: h[i], a buffer written in a
     loop), scatter (h.at[idx].set) and tile were refused as unsupported; an axis they take
     whole carries its channels (shrunk equal to masked), one they cut, write at positions
-    or repeat is pinned, naming the op and the line of the model that does it."""
+    or repeat is pinned, naming the op and the line of the model that does it. A
+    scatter's indices were not read: positions computed from channels were pruned."""
     block, free = SLICES[name]
     p, x = two_layers(4, 4)
     apply = lambda p, x: block(jax.nn.relu(x @ p["w1"] + p["b1"]), _row(x)) @ p["w2"]
