@@ -20,8 +20,8 @@ LOSES_ZERO = {
     "not", "acos", "acosh", "lgamma", "digamma", "erfc", "nextafter", "atan2", "bessel_i0e",
 }  # fmt: skip
 BITCAST = "bitcast_convert_type"
-"""Keeps a zero but a float's -0.0 as an integer, whose bits are not zero (see
-`phosjax.morph._trace._bitcast_keeps_zero`)."""
+"""Keeps a zero but a float's -0.0 as an integer, whose bits are not zero, or as a float
+without a -0.0 (see `phosjax.morph._trace._bitcast_keeps_zero`)."""
 COMPARE = {
     "eq": np.equal, "ne": np.not_equal, "lt": np.less, "gt": np.greater, "le": np.less_equal,
     "ge": np.greater_equal,

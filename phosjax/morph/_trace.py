@@ -99,17 +99,17 @@ def _keeps_zero(name: str, index: int, value: Any) -> bool:
 
 def _bitcast_keeps_zero(eqn: Any) -> bool:
     """Whether the same-width ``bitcast_convert_type`` ``eqn`` maps a zero to zero: zero
-    bits are 0 or +0.0, and a float's -0.0 is a zero as another float, but not as an
-    integer (its sign bit is set).
+    bits are 0 or +0.0, and a float's -0.0 (its sign bit set) is a zero as most other
+    floats, but not as an integer or as a float without a -0.0 (``float8_e4m3fnuz``: NaN).
 
     Examples:
       >>> bitcast = lambda to: jax.make_jaxpr(lambda x: jax.lax.bitcast_convert_type(x, to))
-      >>> eqns = [bitcast(to)(np.zeros(2, x)).eqns[0] for x, to in [("i4", "f4"), ("f4", "i4")]]
-      >>> [_bitcast_keeps_zero(eqn) for eqn in eqns]
-      [True, False]
+      >>> pairs = [("i4", "f4"), ("f4", "i4"), ("float8_e4m3fn", "float8_e4m3fnuz")]
+      >>> [_bitcast_keeps_zero(bitcast(to)(np.zeros(2, x)).eqns[0]) for x, to in pairs]
+      [True, False, False]
     """
-    floating = lambda var: jax.numpy.issubdtype(var.aval.dtype, jax.numpy.floating)
-    return not floating(eqn.invars[0]) or floating(eqn.outvars[0])
+    zeros = np.array([0.0, -0.0]).astype(eqn.invars[0].aval.dtype)
+    return bool(np.all(zeros.view(eqn.outvars[0].aval.dtype) == 0))
 
 
 @dataclasses.dataclass

@@ -19,6 +19,10 @@ ACTIVATIONS = {  # name: (activation, whether a dead channel stays zero through 
     "int32 bits as uint32": (lambda h: _bits(jnp.round(jnp.abs(h) * 4).astype("i4"), "u4"), True),
     "float16 bits as bfloat16": (lambda h: _bits(h.astype("f2"), jnp.bfloat16), True),
     "float32 bits as int32": (lambda h: _bits(h, "i4"), False),  # -0.0's bits are not zero
+    "float8_e4m3fn bits as float8_e4m3fnuz": (  # -0.0's bits are NaN there
+        lambda h: _bits(h.astype(jnp.float8_e4m3fn), jnp.float8_e4m3fnuz),
+        False,
+    ),
     "cumsum over rows": (lambda h: jnp.cumsum(h, 0), True),
     "cummax over rows": (lambda h: jax.lax.cummax(h, 0), True),
     "cumlogsumexp over rows": (lambda h: jax.lax.cumlogsumexp(h, 0), False),  # log(k) at step k
@@ -35,7 +39,8 @@ def test_bitcasts_shifts_and_bessel_functions_follow_channels(name):
     """bitcast_convert_type (in copysign, signbit, ldexp), shifts and bessel_i0e/i1e were
     refused as unsupported; they are elementwise: a dead channel is pruned where it stays
     zero (shrunk equal to masked), pinned where it does not. A bitcast was taken to lose
-    every zero; an integer's zero bits or a float's as another float are still zero. A
+    every zero; an integer's zero bits or a float's as another float with a -0.0 are
+    still zero (float8_e4m3fnuz has none: -0.0's bits are NaN there). A
     cumulative op over another axis lost a dead channel's zeros; all but cumlogsumexp keep
     them."""
     check_followed_where_zero_stays_zero(*ACTIVATIONS[name])
