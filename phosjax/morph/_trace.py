@@ -112,6 +112,26 @@ def _bitcast_keeps_zero(eqn: Any) -> bool:
     return bool(np.all(zeros.view(eqn.outvars[0].aval.dtype) == 0))
 
 
+def _fills_nonzero(eqn: Any) -> bool:
+    """Whether the ``gather`` ``eqn`` fills a position an index misses with a number that is
+    not zero (``jnp.take(h, idx, mode="fill", fill_value=1.0)``; an integer's default is
+    its minimum). A NaN (``nn.Embed``'s) fills every channel of that position alike.
+
+    Examples:
+      >>> take = lambda fill: jax.make_jaxpr(
+      ...     lambda h: h.at[np.array([0, 9])].get(mode="fill", fill_value=fill)
+      ... )(np.ones((3, 4))).eqns[-1]
+      >>> [_fills_nonzero(take(fill)) for fill in (1.0, 0.0, None)]
+      [True, False, False]
+    """
+    if eqn.params["mode"] != jax.lax.GatherScatterMode.FILL_OR_DROP:
+        return False
+    fill, dtype = eqn.params["fill_value"], eqn.outvars[0].aval.dtype
+    if fill is None:
+        return not jax.numpy.issubdtype(dtype, jax.numpy.inexact)
+    return bool(fill != 0 and not np.isnan(fill))
+
+
 @dataclasses.dataclass
 class Value:
     """What the trace knows about one value: a label per axis, and more."""
@@ -684,7 +704,7 @@ class _Walker:
             for axis in range(len(eqn.outvars[0].aval.shape))
         ]
         carried = set().union(*(self.atoms(label) for label in offsets))
-        zeros = self.zero_atoms(operand) & carried
+        zeros = set() if _fills_nonzero(eqn) else self.zero_atoms(operand) & carried
         return _contracted(operand, indices, labels, zeros, _produced(operand, whole))
 
     def decomposed(self, eqn: Any, ins: list[Value]) -> list[Value]:

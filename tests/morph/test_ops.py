@@ -83,6 +83,10 @@ SLICES = {  # name: (block on h = relu(x @ w1 + b1), (3, 4), whether its channel
         True,
     ),
     "h.at[rows].add": (lambda h, i: h.at[jnp.array([0, 0, i])].add(h), True),
+    "take rows, filling with 1": (  # row 7 is all ones, a dead channel's too
+        lambda h, i: jnp.take(h, jnp.array([0, 7]), axis=0, mode="fill", fill_value=1.0),
+        "dot_general (",
+    ),
     "h.at[channel].set": (lambda h, i: h.at[:, i].set(1.0), "scatter ("),
     "count at positions h gives": (  # a dead channel's index 0 still counts
         lambda h, i: jnp.zeros((2, 4)).at[(h <= 0).astype(jnp.int32)].add(1.0),
@@ -100,7 +104,8 @@ def test_dynamic_slices_scatters_and_tiles_carry_the_channels_of_the_axes_they_t
     loop), scatter (h.at[idx].set) and tile were refused as unsupported; an axis they take
     whole carries its channels (shrunk equal to masked), one they cut, write at positions
     or repeat is pinned, naming the op and the line of the model that does it. A
-    scatter's indices were not read: positions computed from channels were pruned."""
+    scatter's indices were not read: positions computed from channels were pruned. A
+    gather filling a missed index with a number (1.0) kept a dead channel's zeros."""
     block, free = SLICES[name]
     p, x = two_layers(4, 4)
     apply = lambda p, x: block(jax.nn.relu(x @ p["w1"] + p["b1"]), _row(x)) @ p["w2"]
