@@ -590,8 +590,12 @@ class _Walker:
 
     def reshape(self, eqn: Any, value: Value) -> Value:
         where, labels = self.where(eqn), self.labels
-        if eqn.params.get("dimensions") is not None:
-            raise UnsupportedOpError(f"{where}: reshape with dimensions is not supported")
+        if (order := eqn.params.get("dimensions")) is not None:
+            self.refuse(
+                eqn,
+                f"reshapes in the order dimensions={order}, which phosjax.morph does not "
+                f"follow; transpose first (jnp.transpose(h, {order})), then reshape",
+            )
         old = list(eqn.invars[0].aval.shape)
         new = list(eqn.params["new_sizes"])
         out: list[int] = []

@@ -130,6 +130,20 @@ def test_a_position_numbered_by_iota_pins_the_channels_it_meets_naming_the_line(
     assert "numbers the positions along this axis" in reason, reason
 
 
+def test_a_reshape_in_another_order_is_refused_naming_its_line_the_order_and_the_fix():
+    """lax.reshape(h, sizes, dimensions) raised "reshape (...): reshape with dimensions is
+    not supported": no order, primitive or what to do."""
+    p, x = two_layers(4, 4)
+    flat = lambda h: jax.lax.reshape(h, (12,), (1, 0)).reshape(3, 4)
+    with pytest.raises(
+        UnsupportedOpError,
+        match=r"through reshape \(\S+test_ops\.py:\d+:\d+ .*the primitive 'reshape' reshapes in "
+        r"the order dimensions=\(1, 0\), which phosjax.morph does not follow; transpose first "
+        r"\(jnp.transpose\(h, \(1, 0\)\)\), then reshape\.",
+    ):
+        channel_groups(lambda p, x: flat(x @ p["w1"]) @ p["w2"], p, x)
+
+
 def test_a_convolution_over_batch_groups_is_refused_naming_its_module_line_and_the_fix():
     """batch_group_count != 1 raised "conv_general_dilated (...): batch_group_count != 1 is
     not supported": no value, module or what to do."""
