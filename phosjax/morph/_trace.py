@@ -674,7 +674,8 @@ class _Walker:
     def gather(self, eqn: Any, operand: Value, indices: Value) -> Value:
         """``gather`` (``nn.Embed``, ``jnp.take``, ``h[:, idx]``) reads as a contraction
         with a one-hot matrix: the axes it indexes (or slices) are pinned, and an axis it
-        takes whole carries its channels to its output axis, as a kernel's free axis (an
+        takes whole (indexed too, in a vmapped ``dynamic_slice``: its start can only be 0)
+        carries its channels to its output axis, as a kernel's free axis (an
         embedding table's features are ``out``: `mask` zeroes a dead channel's column).
         The output's other axes are the indices' (their last axis holds the positions).
 
@@ -689,14 +690,13 @@ class _Walker:
           (True, {(0, 0): {'in'}, (0, 1): {'out'}})
         """
         numbers, sizes = eqn.params["dimension_numbers"], eqn.params["slice_sizes"]
-        indexed = {*numbers.start_index_map, *numbers.operand_batching_dims}
-        whole = [d not in indexed and sizes[d] == n for d, n in enumerate(eqn.invars[0].aval.shape)]
+        skipped = {*numbers.collapsed_slice_dims, *numbers.operand_batching_dims}
+        whole = [d not in skipped and sizes[d] == n for d, n in enumerate(eqn.invars[0].aval.shape)]
         reason = f"{self.where(eqn)} indexes this axis"
         for label, keep in zip(operand.labels, whole, strict=True):
             if not keep:
                 self.labels.pin(label, reason)
         operand = self.use(operand, ["out" if keep else "in" for keep in whole])
-        skipped = {*numbers.collapsed_slice_dims, *numbers.operand_batching_dims}
         offsets = [
             label if keep else self.pinned_axis(label, reason, sizes[d])
             for d, (label, keep) in enumerate(zip(operand.labels, whole, strict=True))
@@ -814,9 +814,11 @@ class _Walker:
         return _joined([operand, update], labels, zeros)
 
     def scatter(self, eqn: Any, operand: Value, indices: Value | None, update: Value) -> Value:
-        """``scatter`` and its kin (`SCATTERS`): the operand's axes that are no index
-        take the update's window axes in order (see `written`); the axes of ``indices``
-        hold positions, and are pinned (a dead channel's index 0 still writes)."""
+        """``scatter`` and its kin (`SCATTERS`): the operand's window axes (neither
+        inserted nor batched) take the update's window axes in order (see `written`: one
+        it spans whole, indexed too, starts at 0: a vmapped ``dynamic_update_slice``); the
+        axes of ``indices`` hold positions, and are pinned (a dead channel's index 0 still
+        writes)."""
         reason = f"{self.where(eqn)} writes at the positions this axis holds"
         for label in indices.labels if indices is not None else ():
             self.labels.pin(label, reason)
@@ -824,8 +826,6 @@ class _Walker:
         skipped = {*numbers.inserted_window_dims, *numbers.operand_batching_dims}
         window = [d for d in range(len(operand.labels)) if d not in skipped]
         spans = dict(zip(window, numbers.update_window_dims, strict=True))
-        for d in numbers.scatter_dims_to_operand_dims:
-            spans.pop(d, None)
         return self.written(eqn, operand, update, spans)
 
     def window(self, eqn: Any, ins: list[Value]) -> list[Value]:

@@ -87,6 +87,18 @@ SLICES = {  # name: (block on h = relu(x @ w1 + b1), (3, 4), whether its channel
         lambda h, i: jnp.take(h, jnp.array([0, 7]), axis=0, mode="fill", fill_value=1.0),
         "dot_general (",
     ),
+    "vmapped h[i] of rows": (  # a gather indexing the channels too, at 0
+        lambda h, i: jax.vmap(lambda k: jax.lax.dynamic_index_in_dim(h, k, keepdims=False))(
+            jnp.array([i, 0])
+        ),
+        True,
+    ),
+    "vmapped update of rows": (  # a scatter indexing the channels too, at 0
+        lambda h, i: jax.vmap(
+            lambda r, k: jax.lax.dynamic_update_slice_in_dim(jnp.zeros((2, len(r))), r[None], k, 0)
+        )(h, jnp.array([i, 0, 1]) % 2).sum(1),
+        True,
+    ),
     "h.at[channel].set": (lambda h, i: h.at[:, i].set(1.0), "scatter ("),
     "count at positions h gives": (  # a dead channel's index 0 still counts
         lambda h, i: jnp.zeros((2, 4)).at[(h <= 0).astype(jnp.int32)].add(1.0),
