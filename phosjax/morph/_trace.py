@@ -999,7 +999,8 @@ class _Walker:
                     for k, cfg in zip(keeps, p["padding_config"], strict=True)
                 ]
             zeros = name != "pad" or bool(np.all(np.asarray(known[1]) == 0))
-            return [self.cut(eqn, args[0], keeps, zeros, "cuts or pads")]  # type: ignore[arg-type]
+            what = "pads" if name == "pad" else "cuts"
+            return [self.cut(eqn, args[0], keeps, zeros, what)]  # type: ignore[arg-type]
         if name == "dynamic_update_slice":
             spans = {d: d for d in range(len(eqn.outvars[0].aval.shape))}
             return [self.written(eqn, args[0], args[1], spans)]  # type: ignore[arg-type]

@@ -1,6 +1,8 @@
 """Primitives that `phosjax.morph` follows: bit casts, shifts, Bessel functions, dynamic slices,
 tiles and iota."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import jax.scipy.special as jss
@@ -130,6 +132,20 @@ def test_dynamic_slices_scatters_and_tiles_carry_the_channels_of_the_axes_they_t
     masked = apply(mask(p, alive, groups), x)
     np.testing.assert_allclose(apply(shrink(p, alive, groups).variables, x), masked, atol=1e-5)
     assert not np.allclose(masked, apply(p, x), atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("block", "inner", "reason"),
+    [
+        (lambda h: h[:, 1:], 3, r"^slice \(\S+test_ops\.py:\d+.* cuts this axis$"),
+        (lambda h: jnp.pad(h, ((0, 0), (1, 0))), 5, r"^pad \(\S+test_ops\.py:\d+.* pads this axis"),
+    ],
+)
+def test_a_slice_pins_the_channels_it_cuts_and_a_pad_those_it_pads(block, inner, reason):
+    """Both said "cuts or pads this axis", whichever they did."""
+    p, x = two_layers(4, inner)
+    pinned = channel_groups(lambda p, x: block(x @ p["w1"]) @ p["w2"], p, x).pinned["w1:1"]
+    assert re.match(reason, pinned), pinned
 
 
 def test_a_position_numbered_by_iota_pins_the_channels_it_meets_naming_the_line():
