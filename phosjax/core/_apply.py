@@ -435,8 +435,9 @@ def apply_reaching_tags(
 def jit_keeping_constants(fn: Callable[..., Any], *args: Any) -> Any:
     """``jax.jit(fn)(*args)`` where ``fn``'s output may hold leaves that are not arrays
     (a string `note`): those are taken as they were when traced, the arrays computed.
-    Only the arrays of ``args`` are traced (`arrays_apart`): their other leaves (a Python
-    int that the model loops over) reach ``fn`` as they are, as ``model.apply`` gets them.
+    Only the arrays of ``args`` are traced (`arrays_apart`, as for the output): their other
+    leaves (a Python int that the model loops over) reach ``fn`` as they are, as
+    ``model.apply`` gets them.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -445,14 +446,12 @@ def jit_keeping_constants(fn: Callable[..., Any], *args: Any) -> Any:
       >>> jit_keeping_constants(lambda x, n: x[:n], jnp.ones(3), 2)
       Array([1., 1.], dtype=float32)
     """
-    traced: dict[str, Any] = {}
     arrays, put_back = arrays_apart(args)
+    output: dict[str, Any] = {}  # its put_back: the output's other leaves, as traced
 
     def arrays_only(arrays: list[Any]) -> list[Any]:
-        leaves, traced["treedef"] = jax.tree.flatten(fn(*put_back(arrays)))
-        traced["constants"] = {i: a for i, a in enumerate(leaves) if not isinstance(a, jax.Array)}
-        return [None if i in traced["constants"] else a for i, a in enumerate(leaves)]
+        computed, output["put_back"] = arrays_apart(fn(*put_back(arrays)))
+        return computed
 
-    computed = jax.jit(arrays_only)(arrays)
-    leaves = [traced["constants"].get(i, value) for i, value in enumerate(computed)]
-    return jax.tree.unflatten(traced["treedef"], leaves)
+    computed = jax.jit(arrays_only)(arrays)  # sets output["put_back"]
+    return output["put_back"](computed)
