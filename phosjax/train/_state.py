@@ -244,7 +244,7 @@ def _check_classes(group: Group, data: Any) -> None:
 def _check_whole_knob_values(group: Group, data: Any) -> None:
     """Raises unless each knob is set to values its dtype holds exactly (``HParams`` knob
     values are floats; a cast would cut 2.5 to 2, or turn 1e5 into a float16 inf, silently).
-    Beyond float32's range, `Group` refused them first (`check_float32`)."""
+    Beyond float32's range, `HParams` refused them first (`check_float32`)."""
     if not group.hparams.knobs:
         return
     given = np.array(group.knob_values())
