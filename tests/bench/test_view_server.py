@@ -703,6 +703,12 @@ def test_blurb_graph_profile_and_morph_endpoints(server, written):
             r"its 'root'\['children'\]\[0\]\['children'\] holds an object",
         ),
         ("blurbs", '{"root": {"children": [null]}}', r"its 'root'\['children'\]\[0\] holds null"),
+        (
+            "blurbs",
+            '{"root": {"children": [{"knobs": {"gain": null}}]}}',
+            r"its 'root'\['children'\]\[0\]\['knobs'\]\['gain'\] holds null",
+        ),
+        ("blurbs", '{"root": {"knobs": [null]}}', r"its 'root'\['knobs'\] holds a list"),
         ("graphs", '{"nodes": [null]}', r"its 'nodes'\[0\] holds null"),
         ("graphs", '{"nodes": [], "edges": [null]}', r"its 'edges'\[0\] holds null"),
         (
@@ -730,11 +736,11 @@ def test_blurb_graph_profile_and_morph_endpoints(server, written):
 def test_a_model_file_that_holds_no_drawing_is_an_error_naming_it(tmp_path, folder, text, wrong):
     """A graph drawing without its list of nodes (or edges, outputs; or whose node is
     none, its inputs no list; or an edge none), or a blurb whose module's children are no
-    list, or an array of either without its shape, was sent as it was: the page failed
-    with 'nodes.map is not a function' ('edges is not iterable', 'children is not
-    iterable', 'inputs.filter is not a function', 'e is null', 'p.shape is undefined'),
-    naming no
-    file (or drew an empty graph); the error names what is wrong and says what to do, as
+    list (its knobs no object, a knob none), or an array of either without its shape,
+    was sent as it was: the page failed with 'nodes.map is not a function' ('edges is
+    not iterable', 'children is not iterable', 'inputs.filter is not a function', 'e is
+    null', 'knob is null', 'p.shape is undefined'), naming no file (or drew an empty
+    graph); the error names what is wrong and says what to do, as
     it does where the file is no JSON."""
     (tmp_path / "bench.json").write_text('{"format": 1}')
     (tmp_path / folder).mkdir()

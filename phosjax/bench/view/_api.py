@@ -662,7 +662,8 @@ def _unfit_specs(specs: Any, where: str) -> str | None:
 def _unfit_module(module: Any, where: str) -> str | None:
     """What is wrong with the blurb's module ``module`` (at ``where``) or one inside it,
     which the page's tree walks: no JSON object, ``children`` that are no list (null or
-    absent: none, as the page reads them), or arrays without their shape (`_unfit_specs`);
+    absent: none, as the page reads them), ``knobs`` no object of objects (``{name:
+    {"value", "default", "doc", ...}}``), or arrays without their shape (`_unfit_specs`);
     None where nothing is.
 
     Examples:
@@ -670,9 +671,14 @@ def _unfit_module(module: Any, where: str) -> str | None:
       "its 'root'['children'][1]['children'] holds a number"
       >>> _unfit_module({"children": [{"children": None}]}, "'root'") is None
       True
+      >>> _unfit_module({"knobs": {"gain": None}}, "'root'")
+      "its 'root'['knobs']['gain'] holds null"
     """
     if wrong := _unfit_keys(module, _MODULE_KEYS, where):
         return wrong
+    for name, knob in (module.get("knobs") or {}).items():
+        if wrong := _unfit_keys(knob, {}, f"{where}['knobs'][{name!r}]"):
+            return wrong
     if wrong := _unfit_specs(module.get("outputs") or {}, f"{where}['outputs']"):
         return wrong
     for collection, specs in (module.get("variables") or {}).items():
@@ -702,9 +708,10 @@ file holds."""
 _MODULE_KEYS: dict[str, type | tuple[type, ...]] = {
     "children": _OPTIONAL_LIST,
     "variables": (dict, type(None)),
+    "knobs": (dict, type(None)),
 }
-"""What `model_file` needs of each module of a blurb: its ``children`` a list and its
-``variables`` an object, or absent (None)."""
+"""What `model_file` needs of each module of a blurb: its ``children`` a list, its
+``variables`` and ``knobs`` objects, or absent (None)."""
 _GRAPH_ITEMS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "nodes": {"inputs": _OPTIONAL_LIST, "shape": _OPTIONAL_LIST},
     "edges": {},
