@@ -188,7 +188,8 @@ def _dropping_damaged(directory: pathlib.Path) -> Iterator[None]:
 
 def _cut_short(entry: pathlib.Path) -> bool:
     """Whether the cache entry file ``entry`` holds bytes that do not decompress as JAX
-    wrote them; False where it cannot be read (gone, or refused).
+    wrote them; False where it cannot be read (gone, or refused). A JAX without its
+    ``decompress_executable`` raises AttributeError here: no entry is taken for damaged.
 
     Examples:
       >>> import tempfile
@@ -197,12 +198,13 @@ def _cut_short(entry: pathlib.Path) -> bool:
       >>> _cut_short(entry), _cut_short(entry.with_name("jit_g-34-cache"))
       (True, False)
     """
+    decompress = jax_entries.decompress_executable  # outside the try: its absence is no damage
     try:
         data = entry.read_bytes()
     except OSError:
         return False
     try:
-        jax_entries.decompress_executable(data)
+        decompress(data)
     except Exception:  # zlib's, zstandard's errors: damaged bytes
         return True
     return False

@@ -143,6 +143,25 @@ def test_an_entry_that_fails_to_load_but_is_whole_is_kept(tmp_path, monkeypatch,
     assert [p.read_bytes() for p in sorted(tmp_path.iterdir())] == [whole, whole]
 
 
+def test_an_entry_is_kept_by_a_jax_without_the_decompressor_it_is_checked_with(
+    tmp_path, monkeypatch
+):
+    """Looked up inside the check's try, its absence read as damaged bytes: every entry that
+    failed to load (a lock held too long) was deleted."""
+    from jax._src import compilation_cache as jax_entries
+
+    def fail(key, *args):
+        raise TimeoutError("lock held")
+
+    whole = jax_entries.compress_executable(b"program")
+    monkeypatch.setattr(jax_entries, "get_executable_and_time", fail)
+    monkeypatch.delattr(jax_entries, "decompress_executable")
+    (tmp_path / "jit_f-1234-cache").write_bytes(whole)
+    with _dropping_damaged(tmp_path), pytest.raises(AttributeError):
+        jax_entries.get_executable_and_time("jit_f-1234", 1, 2, 3)
+    assert (tmp_path / "jit_f-1234-cache").read_bytes() == whole
+
+
 @pytest.mark.parametrize("inside", ["bench/xla", "bench"])
 def test_a_cache_inside_the_dir_is_refused_before_either_is_made(tmp_path, capsys, inside):
     """It was made first, and a new bench's --dir then refused as holding other files."""
