@@ -408,7 +408,8 @@ class _Walker:
         elif name in FIRST_ZERO | SHIFTS:
             zeros = self.zero_atoms(args[0]) if args[0] is not None else set()
         elif name in COMPARE:
-            zeros = self.compared(name, args, known)
+            floating = jax.numpy.issubdtype(eqn.invars[0].aval.dtype, jax.numpy.inexact)
+            zeros = self.compared(name, args, known, floating)
         elif name in POWERS:  # 0 ** y is 0 for y > 0 (h ** 2, h ** 1.5)
             exponent = _exponent(eqn, args)
             positive = exponent is not None and exponent > 0 and args[0] is not None
@@ -471,24 +472,30 @@ class _Walker:
         return set.intersection(*cases) if cases else set()
 
     def compared(
-        self, name: str, operands: Sequence[Value | None], known: Sequence[Any]
+        self, name: str, operands: Sequence[Value | None], known: Sequence[Any], floating: bool
     ) -> set[int]:
         """The zeros (False) of a comparison: where every operand that is not known is zero
         for a dead channel, and the comparison of those zeros with the known operands is
-        False (``x > 1``, ``x < -1``, ``x != y``; not ``x >= 0``).
+        False (``x > 1``, ``x < -1``; not ``x >= 0``). Of ``floating`` operands, it must be
+        False for NaN too, which a dead channel holds where every channel does (a gather's
+        NaN fill, ``nn.Embed``'s for an id out of range; a NaN input): not ``x != y``,
+        ``jnp.isnan(x)``.
 
         Examples:
           >>> walker = _Walker(0, None)
           >>> x = Value([walker.labels.new(3)], zeros=frozenset({0}))
-          >>> [walker.compared(op, [x, x], [None, 1.0]) for op in ("gt", "lt")]  # x ? 1
-          [{0}, set()]
+          >>> [walker.compared(op, [x, x], [None, 1.0], True) for op in ("gt", "lt", "ne")]
+          [{0}, set(), set()]
         """
         unknown = [v for v, value in zip(operands, known, strict=True) if value is None]
         if not unknown or any(v is None for v in unknown):
             return set()
         zeros = set.intersection(*(self.zero_atoms(v) for v in unknown))  # type: ignore[arg-type]
-        dead = [np.zeros(()) if value is None else np.asarray(value) for value in known]
-        return set() if np.any(COMPARE[name](*dead)) else zeros
+        for fill in (0.0, np.nan) if floating else (0,):
+            dead = [np.asarray(fill) if value is None else np.asarray(value) for value in known]
+            if np.any(COMPARE[name](*dead)):
+                return set()
+        return zeros
 
     def first_picked(self, operands: Sequence[Value | None], known: Sequence[Any]) -> set[int]:
         """The zeros ``select_n`` gets from its first case where its predicate is zero (False)

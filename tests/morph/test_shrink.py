@@ -213,6 +213,26 @@ def test_an_embedding_s_features_prune_exactly_and_its_vocabulary_is_pinned():
     )
 
 
+@pytest.mark.parametrize("nan", [0.0, 1.0])
+def test_an_id_out_of_range_is_nan_in_every_channel_and_a_nan_test_loses_zeros(nan):
+    """``jnp.take`` fills a missed id with NaN in every channel, a dead one too: replacing
+    NaN by 0 keeps it zero (pruned exactly), by 1 does not (``isnan`` is True: pinned)."""
+    keys = jax.random.split(jax.random.key(0), 2)
+    p = {"table": jax.random.normal(keys[0], (5, 4)), "w2": jax.random.normal(keys[1], (4, 2))}
+    ids = jnp.array([0, 3, 9])  # 9 is out of range
+
+    def apply(p, ids):
+        return jnp.nan_to_num(jnp.take(p["table"], ids, axis=0), nan=nan) @ p["w2"]
+
+    groups = channel_groups(apply, p, ids)
+    if nan:
+        assert groups.names == () and "not zero when dead" in groups.pinned["table:1"]
+        return
+    alive = {"table": np.array([1, 0, 1, 1], bool)}
+    pruned = apply(shrink(p, alive, groups).variables, ids)
+    np.testing.assert_allclose(pruned, apply(mask(p, alive, groups), ids), atol=1e-5)
+
+
 class PooledCNN(nn.Module):
     """Pooling, a flip, a zero pad and a stack between convolutions, in plain Flax."""
 
