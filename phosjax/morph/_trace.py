@@ -112,6 +112,24 @@ def _bitcast_keeps_zero(eqn: Any) -> bool:
     return bool(np.all(zeros.view(eqn.outvars[0].aval.dtype) == 0))
 
 
+def _nan_to_true(eqn: Any) -> bool:
+    """Whether ``eqn`` converts a float to a bool, which keeps a zero but maps NaN to True:
+    the NaN a dead channel holds where every channel does (a gather's NaN fill, as for an
+    id out of range of ``nn.Embed``; a NaN input) is then no zero.
+
+    Examples:
+      >>> convert = lambda x, to: jax.make_jaxpr(lambda x: x.astype(to))(x).eqns[0]
+      >>> pairs = [("f4", bool), ("f4", "i4"), ("i4", bool)]
+      >>> [_nan_to_true(convert(np.ones(2, x), to)) for x, to in pairs]
+      [True, False, False]
+    """
+    return (
+        eqn.primitive.name == "convert_element_type"
+        and eqn.outvars[0].aval.dtype == np.bool_
+        and jax.numpy.issubdtype(eqn.invars[0].aval.dtype, jax.numpy.inexact)
+    )
+
+
 def _fills_nonzero(eqn: Any) -> bool:
     """Whether the ``gather`` ``eqn`` fills a position an index misses with a number that is
     not zero (``jnp.take(h, idx, mode="fill", fill_value=1.0)``; an integer's default is
@@ -414,7 +432,9 @@ class _Walker:
             exponent = _exponent(eqn, args)
             positive = exponent is not None and exponent > 0 and args[0] is not None
             zeros = self.zero_atoms(args[0]) if positive else set()  # type: ignore[arg-type]
-        elif name in KEEPS_ZERO or (name == BITCAST and _bitcast_keeps_zero(eqn)):
+        elif (name in KEEPS_ZERO and not _nan_to_true(eqn)) or (
+            name == BITCAST and _bitcast_keeps_zero(eqn)
+        ):
             zeros = self.zero_atoms(full[0]) if full else set()
         else:
             zeros = set()

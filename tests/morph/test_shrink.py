@@ -213,19 +213,29 @@ def test_an_embedding_s_features_prune_exactly_and_its_vocabulary_is_pinned():
     )
 
 
-@pytest.mark.parametrize("nan", [0.0, 1.0])
-def test_an_id_out_of_range_is_nan_in_every_channel_and_a_nan_test_loses_zeros(nan):
+NAN_FILLED = {  # name: (what the model does to an embedding, whether it stays a group)
+    "nan_to_num(nan=0)": (lambda h: jnp.nan_to_num(h), True),
+    "nan_to_num(nan=1)": (lambda h: jnp.nan_to_num(h, nan=1.0), False),
+    "as int": (lambda h: h.astype(jnp.int32).astype(h.dtype), True),
+    "as bool": (lambda h: h.astype(bool).astype(h.dtype), False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NAN_FILLED))
+def test_an_id_out_of_range_is_nan_in_every_channel_and_a_nan_test_loses_zeros(name):
     """``jnp.take`` fills a missed id with NaN in every channel, a dead one too: replacing
-    NaN by 0 keeps it zero (pruned exactly), by 1 does not (``isnan`` is True: pinned)."""
+    NaN by 0 or casting it to an int (0) keeps it zero (pruned exactly), replacing it by 1
+    (``isnan`` is True) or casting it to a bool (True) does not (pinned)."""
+    op, prunable = NAN_FILLED[name]
     keys = jax.random.split(jax.random.key(0), 2)
     p = {"table": jax.random.normal(keys[0], (5, 4)), "w2": jax.random.normal(keys[1], (4, 2))}
     ids = jnp.array([0, 3, 9])  # 9 is out of range
 
     def apply(p, ids):
-        return jnp.nan_to_num(jnp.take(p["table"], ids, axis=0), nan=nan) @ p["w2"]
+        return op(jnp.take(p["table"], ids, axis=0)) @ p["w2"]
 
     groups = channel_groups(apply, p, ids)
-    if nan:
+    if not prunable:
         assert groups.names == () and "not zero when dead" in groups.pinned["table:1"]
         return
     alive = {"table": np.array([1, 0, 1, 1], bool)}
