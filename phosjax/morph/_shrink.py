@@ -90,7 +90,8 @@ def mask(
     With ``keep_biases``, only the kernel columns and scales become zero: a dead channel
     then outputs its constant (``act(shift)`` after a BatchNorm), which `fold` moves
     into the next layer's bias. ``variables`` may be the variables or their params,
-    whatever the groups were traced from.
+    whatever the groups were traced from, and traced values (``jax.jit``: a train step
+    that masks its params after each update).
 
     Raises:
       KeyError: a group member's leaf (e.g. a batch statistic, when only params are
@@ -107,6 +108,9 @@ def mask(
       >>> masked = mask(variables, {"layers_0": [True, False, True]}, groups)
       >>> masked["params"]["layers_0"]["kernel"][:, 1]
       Array([0., 0., 0., 0.], dtype=float32)
+      >>> jitted = jax.jit(lambda v: mask(v, {"layers_0": [True, False, True]}, groups))
+      >>> jitted(variables)["params"]["layers_0"]["kernel"][:, 1]
+      Array([0., 0., 0., 0.], dtype=float32)
     """
     dead = _dead(groups, alive, variables, zeroed=True, keep_biases=keep_biases)
 
@@ -115,7 +119,7 @@ def mask(
             if where == path and positions.any():
                 shape = [1] * np.ndim(leaf)
                 shape[axis] = -1
-                leaf = np.where(positions.reshape(shape), 0, np.asarray(leaf)).astype(leaf.dtype)
+                leaf = jnp.where(positions.reshape(shape), 0, leaf).astype(leaf.dtype)
         return jnp.asarray(leaf)
 
     return _edit(variables, "", edit)

@@ -1006,6 +1006,8 @@ def test_shrink_and_mask_take_variables_or_params_whatever_was_traced(traced, gi
 
     masked = as_variables(mask(tree, alive, groups))
     np.testing.assert_array_equal(masked["params"]["layers_0"]["kernel"][:, 1::2], 0)
+    jitted = jax.jit(lambda t: mask(t, alive, groups))(tree)  # a train step masking params
+    jax.tree.map(np.testing.assert_array_equal, as_variables(jitted), masked)
     masked_out = SEQ.apply(masked, x)
     assert not np.allclose(masked_out, SEQ.apply(variables, x), atol=1e-3)
     small_model = nn.Sequential([nn.Dense(4), nn.relu, nn.Dense(3)])
