@@ -739,11 +739,12 @@ class _Walker:
         return _contracted(operand, indices, labels, zeros, _produced(operand, whole))
 
     def decomposed(self, eqn: Any, ins: list[Value]) -> list[Value]:
-        """A matrix decomposition (`DECOMPOSITIONS`: ``jnp.linalg.svd`` in a spectral
-        norm, ``eigh``...) mixes every entry of its operand, and its outputs' sizes follow
-        the operand's: every axis of the operand is pinned, so the masked and the shrunk
-        model decompose the same matrices, and the outputs get new pinned axes."""
-        reason = f"{self.where(eqn)} decomposes matrices over this axis"
+        """A matrix decomposition or solve (`DECOMPOSITIONS`: ``jnp.linalg.svd`` in a
+        spectral norm, ``eigh``, ``solve_triangular``...) mixes every entry of its
+        operands, and its outputs' sizes follow theirs: every axis of the operands is
+        pinned, so the masked and the shrunk model decompose the same matrices, and the
+        outputs get new pinned axes."""
+        reason = f"{self.where(eqn)} decomposes or solves with matrices over this axis"
         for value in ins:
             for label in value.labels:
                 self.labels.pin(label, reason)
