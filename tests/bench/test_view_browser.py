@@ -584,7 +584,7 @@ def test_a_single_test_evaluation_is_drawn(tmp_path, page):
 
 
 def test_the_last_step_label_fits_in_its_plot(tmp_path, page):
-    """Steps up to 30000: the label "30000" under the plot's right edge is whole (it was
+    """Steps up to 30,000: the label "30,000" under the plot's right edge is whole (it was
     cut off by the edge of the plot's svg, "3000")."""
     written = write_bench(tmp_path / "long", blurb_json())
     for part in (written.root / _layout.RESULTS).iterdir():
@@ -597,7 +597,7 @@ def test_the_last_step_label_fits_in_its_plot(tmp_path, page):
     with serving(written.root) as server:
         page.open(server.url)
         labels = page.run(overflow)
-    assert [text for text, _ in labels if text == "30000"] == ["30000", "30000"]  # both plots
+    assert [text for text, _ in labels if text == "30,000"] == ["30,000", "30,000"]  # both plots
     assert all(past <= 0 for _, past in labels), labels
 
 
@@ -1537,8 +1537,9 @@ def test_a_count_of_one_is_singular(tmp_path, page):
 
 
 def test_step_counts_from_a_million_up_are_written_whole(tmp_path, page):
-    """A group of 2,000,000 steps read "1.50e+6 / 2.00e+6 steps" in the run panel, and
-    the curves' tooltip "step 1.00e+6": counts read whole, their thousands separated."""
+    """A group of 2,000,000 steps read "1.50e+6 / 2.00e+6 steps" in the run panel, the
+    curves' tooltip "step 1.00e+6" and their x axis "1.00e+6": counts read whole, their
+    thousands separated."""
     written = write_bench(tmp_path / "long", blurb_json())
     status = json.loads((written.root / _layout.STATUS).read_text())
     for group in status["groups"].values():
@@ -1557,6 +1558,12 @@ def test_step_counts_from_a_million_up_are_written_whole(tmp_path, page):
         page.run(drawn)
         page.hover("#long-steps rect.overlay")
         assert page.run(text("tooltip")).startswith("step 1,000,000")
+        labels = """[...document.querySelectorAll('#long-steps .axes text[text-anchor="middle"]')]
+          .map((t) => [t.textContent,
+            t.getBBox().x + t.getBBox().width - t.ownerSVGElement.width.baseVal.value])"""
+        ticks = page.run(labels)  # the x axis's, each with how far it goes past the svg's edge
+        assert {"1,000,000", "2,000,000"} <= {text for text, _ in ticks}
+        assert all(past <= 0 for _, past in ticks), ticks
 
 
 def test_a_long_group_id_in_the_phases_plot_fits_its_margin(tmp_path, page):

@@ -25,9 +25,9 @@ export function format(value, digits = 4) {
 
 // A count (a module's parameters, steps, cells) whole, its thousands separated, as the text blurb table
 // writes it (`phosjax.core`'s `{:,}`): formatCount(1234567) is "1,234,567"; anything else
-// as `format` writes it.
-export function formatCount(value) {
-  return Number.isInteger(value) ? value.toLocaleString("en-US") : format(value);
+// as `format` writes it, to `digits` significant digits.
+export function formatCount(value, digits = 4) {
+  return Number.isInteger(value) ? value.toLocaleString("en-US") : format(value, digits);
 }
 
 // A table value: four significant digits, trailing zeros kept so that columns line up;
@@ -146,8 +146,9 @@ function logExtent(values, pad = 0) {
 }
 
 // The frame of a chart: the svg, scales, grid, axes, labels and title. `xPad` widens the x
-// range by that part of its span (room for the points of a scatter plot).
-function frame(el, { xs, ys, xLabel, yLabel, title, logX = false, logY = false, xPad = 0, height = 300, yFormat = format }) {
+// range by that part of its span (room for the points of a scatter plot); `xFormat` and
+// `yFormat` write the axes' tick labels (`tickLabels`).
+function frame(el, { xs, ys, xLabel, yLabel, title, logX = false, logY = false, xPad = 0, height = 300, xFormat = format, yFormat = format }) {
   clear(el);
   const width = Math.max(280, el.clientWidth || 560);
   const root = svg("svg", { width, height, class: "chart", viewBox: `0 0 ${width} ${height}` }, el);
@@ -163,7 +164,7 @@ function frame(el, { xs, ys, xLabel, yLabel, title, logX = false, logY = false, 
   const axes = svg("g", { class: "axes" }, root);
   const xCount = Math.max(2, Math.floor(inner.w / 90)), yCount = Math.max(2, Math.floor(inner.h / 50));
   const xTicks = (logX ? logTicks : ticks)(x0, x1, xCount);
-  tickLabels(xTicks, format).forEach((label, i) => {
+  tickLabels(xTicks, xFormat).forEach((label, i) => {
     const t = xTicks[i];
     svg("line", { x1: sx(t), x2: sx(t), y1: MARGIN.top, y2: MARGIN.top + inner.h }, grid);
     svg("text", { x: sx(t), y: MARGIN.top + inner.h + 16, "text-anchor": "middle" }, axes).textContent = label;
@@ -211,12 +212,12 @@ function fitted(s) {
 }
 
 // A line chart. series: [{key, label, color, x: [], y: [], lo?: [], hi?: [], diverged?}].
-// Hovering shows the nearest step's values, the step as `xFormat` writes it (a count);
-// `onHover(key | null)` reports the nearest series.
+// The x axis's ticks, and the nearest step's values shown on hovering, write a step as
+// `xFormat` does (a count); `onHover(key | null)` reports the nearest series.
 export function linePlot(el, { series, xLabel = "step", xFormat = formatCount, yLabel = "", title = "", logY = false, height = 300, yFormat = format, onHover = null }) {
   const xs = series.flatMap((s) => s.x);
   const ys = series.flatMap(fitted);
-  const f = frame(el, { xs, ys, xLabel, yLabel, title, logY, height, yFormat });
+  const f = frame(el, { xs, ys, xLabel, yLabel, title, logY, height, xFormat, yFormat });
   const ok = (v) => v !== null && Number.isFinite(v) && (!logY || v > 0);
   for (const s of series) {
     if (!s.lo) continue;
