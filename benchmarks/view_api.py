@@ -140,11 +140,22 @@ def best_of(call: Callable[[], Any], repeats: int = 3) -> tuple[float, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cells", type=int, default=2000)
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--groups", type=int, default=4)
-    parser.add_argument("--segments", type=int, default=1)
-    parser.add_argument("--behind", action="store_true")
+    parser.add_argument("--cells", type=int, default=2000, help="cells of the bench (%(default)s)")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=200,
+        help="steps each cell logs, a test row every 10th (%(default)s)",
+    )
+    parser.add_argument("--groups", type=int, default=4, help="groups of cells (%(default)s)")
+    parser.add_argument(
+        "--segments", type=int, default=1, help="part files of each group (%(default)s)"
+    )
+    parser.add_argument(
+        "--behind",
+        action="store_true",
+        help="the seed-0 cells of each group lack its last part (needs --segments 2 or more)",
+    )
     args = parser.parse_args()
     if args.behind and args.segments < 2:
         parser.error("--behind needs --segments 2 or more (seed 0 lacks the last segment)")
