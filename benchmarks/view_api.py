@@ -138,18 +138,40 @@ def best_of(call: Callable[[], Any], repeats: int = 3) -> tuple[float, Any]:
     return best, value
 
 
+def count(text: str) -> int:
+    """``text`` as a whole number of 1 or more (an option's type), else an argparse error
+    naming it.
+
+    Examples:
+      >>> count("3")
+      3
+      >>> count("0")
+      Traceback (most recent call last):
+      argparse.ArgumentTypeError: '0' is no whole number of 1 or more
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is no whole number of 1 or more")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cells", type=int, default=2000, help="cells of the bench (%(default)s)")
+    parser.add_argument(
+        "--cells", type=count, default=2000, help="cells of the bench (%(default)s)"
+    )
     parser.add_argument(
         "--steps",
-        type=int,
+        type=count,
         default=200,
         help="steps each cell logs, a test row every 10th (%(default)s)",
     )
-    parser.add_argument("--groups", type=int, default=4, help="groups of cells (%(default)s)")
+    parser.add_argument("--groups", type=count, default=4, help="groups of cells (%(default)s)")
     parser.add_argument(
-        "--segments", type=int, default=1, help="part files of each group (%(default)s)"
+        "--segments", type=count, default=1, help="part files of each group (%(default)s)"
     )
     parser.add_argument(
         "--behind",
