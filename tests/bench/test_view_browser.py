@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from phosjax.bench import _layout
-from phosjax.bench.view import BenchFiles
+from phosjax.bench.view import BenchFiles, _server
 from tests.bench import _chromium
 from tests.bench._chromium import CHROMIUM, Browser, Page, between
 from tests.bench._viewer_fixtures import (
@@ -1399,6 +1399,27 @@ def test_a_broken_file_fails_only_its_panel(tmp_path, page):
     assert dom.count('class="board-row"') == len(written.cells)
     curves = between(dom, 'id="curves"', 'id="hparams"')
     assert "failed" not in curves and curves.count('class="curve"') == len(written.cells) * 2
+
+
+def test_an_answer_that_is_no_json_is_said_to_be_none(tmp_path, page, monkeypatch):
+    """A proxy's HTML error page (the viewer behind it stopped) failed its panel with the
+    browser's parse error ("Unexpected token '<' ..."), naming neither the request nor
+    its status; the panel names both, and that the answer is not the viewer's."""
+    route = _server._Handler._route
+
+    def behind_a_proxy(handler, path, query):
+        if path != "/api/profile":
+            return route(handler, path, query)
+        return handler._send(502, b"<html>Bad Gateway</html>", "text/html")
+
+    monkeypatch.setattr(_server._Handler, "_route", behind_a_proxy)
+    written = write_bench(tmp_path / "proxied", blurb_json())
+    with serving(written.root) as server:
+        dom = page.dom(server.url)
+    profile = html.unescape(between(dom, 'id="profile"', 'id="morph"'))
+    assert (
+        "Could not load this panel: api/profile answered HTTP 502, not the viewer's JSON" in profile
+    )
 
 
 def test_a_profile_with_one_file_says_why_the_other_box_is_empty(tmp_path, page):

@@ -16,11 +16,14 @@ const state = {
 const $ = (id) => document.getElementById(id);
 
 // The JSON the server answers to `url`. It fails with the server's message (a broken file,
-// say) or, where no answer came (the viewer stopped, the network down), saying so; any
-// other error is the page's own, its message as it is.
+// say) or, where no answer came (the viewer stopped, the network down), or one that is no
+// JSON (a proxy's error page: the viewer behind it stopped), saying so; any other error is
+// the page's own, its message as it is.
 async function getJson(url) {
   const response = await fetch(url).catch(() => { throw new Error("the viewer is not answering"); });
-  const body = await response.json();
+  const body = await response.json().catch(() => {
+    throw new Error(`${url} answered HTTP ${response.status}, not the viewer's JSON (is something between the page and the viewer, a proxy?)`);
+  });
   if (!response.ok) throw new Error(body.error || `${url}: HTTP ${response.status}`);
   return body;
 }
