@@ -688,6 +688,18 @@ def test_blurb_graph_profile_and_morph_endpoints(server, written):
     assert get_json(server, "/api/morph") == {"files": {"summary.json": {"flops_before": 1e6}}}
 
 
+def test_a_morph_file_being_written_is_left_out(tmp_path):
+    """A morph run writes ``iterations.parquet`` through a temporary beside it (which a
+    run killed as it wrote leaves): /api/morph read it too, failing on one half written
+    and showing a whole one as a second table; it leaves out hidden files, as versions do."""
+    written = write_bench(tmp_path / "morphing", blurb_json())
+    folder = written.root / _layout.MORPH
+    (folder / f"{TEMPORARY}host~12~iterations.parquet").write_bytes(b"PAR1 half written")
+    (folder / f"{TEMPORARY}host~12~summary.json").write_text('{"flops_before": 2')
+    with serving(written.root) as server:
+        assert get_json(server, "/api/morph") == {"files": {"summary.json": {"flops_before": 1e6}}}
+
+
 @pytest.mark.parametrize(
     ("folder", "text", "wrong"),
     [

@@ -13,7 +13,7 @@ from phosjax._nearest import did_you_mean
 from phosjax.bench import _layout, _reading
 from phosjax.bench._errors import BrokenFileError
 from phosjax.bench._summary import options_that_vary, per_group_and_phase
-from phosjax.bench.view._bench import BenchFiles, OutsideBenchError, digest, listed
+from phosjax.bench.view._bench import BenchFiles, OutsideBenchError, digest, hidden, listed
 
 DEFAULT_POINTS = 400
 """Points per curve the server sends unless asked otherwise (long curves are thinned)."""
@@ -721,14 +721,15 @@ the keys the page reads as lists each a list or absent (None)."""
 
 
 def morph(bench: BenchFiles) -> dict[str, Any]:
-    """The JSON and Parquet files directly under ``morph/``, by name (links out skipped):
-    a Parquet file as ``{"columns", "rows"}``, and its pandas ``attrs`` where it has any
-    (``iterations.parquet``'s ``morph_config`` and ``resolved_dataset``: what the run ran)."""
+    """The JSON and Parquet files directly under ``morph/``, by name (links out and
+    `hidden` files, a writer's temporaries, skipped): a Parquet file as ``{"columns",
+    "rows"}``, and its pandas ``attrs`` where it has any (``iterations.parquet``'s
+    ``morph_config`` and ``resolved_dataset``: what the run ran)."""
     folder = bench.path(_layout.MORPH)
     if not folder.is_dir():
         raise NotFound(f"The bench has no {_layout.MORPH}/ folder (run `python -m phosjax.morph`).")
     files: dict[str, Any] = {}
-    for path in sorted(folder.iterdir()):
+    for path in sorted(p for p in folder.iterdir() if not hidden(p.name)):
         relative = f"{_layout.MORPH}/{path.name}"
         try:
             if path.suffix == ".json":

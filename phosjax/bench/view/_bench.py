@@ -261,6 +261,18 @@ def _starting_runs_gone(directory: pathlib.Path) -> str | None:
     )
 
 
+def hidden(name: str) -> bool:
+    """Whether the viewer leaves the file ``name`` out of a folder it lists: a hidden one,
+    a writer's temporary among them (``.tmp~<host>~<pid>~iterations.parquet``, half
+    written, or left by a run killed as it wrote), a ``.DS_Store``.
+
+    Examples:
+      >>> hidden(".tmp~host~12~iterations.parquet"), hidden("iterations.parquet")
+      (True, False)
+    """
+    return name.startswith(".")
+
+
 _Version = tuple[str, int, int, int]
 """A version of a file: its name, inode, size and modification time (ns)."""
 
@@ -566,7 +578,7 @@ class BenchFiles:
         with os.scandir(path) as entries:
             for entry in entries:
                 with contextlib.suppress(FileNotFoundError):  # gone since listed
-                    if not entry.name.startswith(".") and entry.is_file():
+                    if not hidden(entry.name) and entry.is_file():
                         stat = entry.stat()
                         files.append((entry.name, entry.inode(), stat.st_size, stat.st_mtime_ns))
         return sorted(files)
