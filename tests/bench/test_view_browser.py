@@ -798,6 +798,40 @@ def test_a_blurbs_parameter_counts_are_whole(tmp_path, page):
         assert page.run(drawn) == ["1,234,567", "123,456"]
 
 
+def test_shapes_and_counts_of_a_model_file_are_shown_as_text_never_parsed(tmp_path, page):
+    """A blurb's variable shapes and a graph node's shapes and parameter count went into the
+    page's HTML as they were (a hand-edited file's "<i>2</i>" an element), where every
+    other text of these files is escaped; they are shown as text."""
+    (tmp_path / _layout.MARKER).write_text(json.dumps({"format": _layout.FORMAT}))
+    odd = "<i>2</i>"
+    kernel = {"kernel": {"shape": [odd, 3], "dtype": "float32"}}
+    module = {"path": "", "type": "MLP", "params": 6, "variables": {"params": kernel}}
+    blurb = {"root": module | {"outputs": {}, "children": []}, "backend": "cpu"}
+    node = {"id": "x", "name": "x", "group": "", "op": "Input", "inputs": []}
+    node |= {"shape": [odd, 3], "dtype": "float32", "params": odd}
+    node |= {"parts": {"[0]": {"shape": [odd], "dtype": "float32"}}}
+    drawn = (
+        "import('./static/blurb.js').then(async (m) => { const box = document.createElement('div');"
+        " box.id = 'odd'; document.body.append(box);"
+        f" m.renderBlurb(box, {json.dumps(blurb)});"
+        " const graph = document.createElement('div'); graph.id = 'odd-graph';"
+        " document.body.append(graph); (await import('./static/graph.js'))"
+        f".drawGraph(graph, {json.dumps({'nodes': [node]})}); }})"
+    )
+    with serving(tmp_path) as server:
+        page.open(server.url)
+        page.run(drawn)
+        page.hover("#odd-graph .node")
+        tip = "document.getElementById('tooltip')"
+        assert page.run("document.querySelector('#odd .module-info').textContent").endswith(
+            f"params kernel ({odd}×3)"
+        )
+        assert page.run(f"{tip}.querySelectorAll('i').length") == 0
+        assert f"shape ({odd}, 3)" in page.run(f"{tip}.textContent")
+        assert f"params {odd}" in page.run(f"{tip}.textContent")
+        assert page.run("document.querySelectorAll('#odd i').length") == 0
+
+
 def test_an_open_module_with_nothing_inside_is_marked_as_a_leaf_unturned(tmp_path, page):
     """A module of no children nor details (a Dropout) opened, as those near the top are,
     had its leaf's dot turned as an open module's arrow is, drawn off its line."""

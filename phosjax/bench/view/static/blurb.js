@@ -32,7 +32,7 @@ function infoLines(module) {
     }
   }
   for (const [collection, vars] of Object.entries(module.variables || {})) {
-    const text = Object.entries(vars).map(([name, spec]) => `${escapeHtml(name)} ${spec.shape.length ? `(${spec.shape.join("×")})` : "scalar"}`).join(", ");
+    const text = Object.entries(vars).map(([name, spec]) => `${escapeHtml(name)} ${spec.shape.length ? `(${escapeHtml(spec.shape.join("×"))})` : "scalar"}`).join(", ");
     lines.push(`<span class="tag var">${escapeHtml(collection)}</span> ${text}`);
   }
   return lines;

@@ -72,9 +72,9 @@ export function drawGraph(el, graph) {
     g.addEventListener("mousemove", (e) => showTooltip(e, [
       `<div class="tip-head">${escapeHtml(n.id)}</div>`,
       `<div>op <b>${escapeHtml(n.op)}</b></div>`,
-      n.shape ? `<div>shape <b>(${n.shape.join(", ")})</b> ${escapeHtml(n.dtype || "")}</div>` : "",
-      ...parts.map(([key, p]) => `<div>shape ${escapeHtml(key)} <b>(${p.shape.join(", ")})</b> ${escapeHtml(p.dtype)}</div>`),
-      n.params !== null && n.params !== undefined ? `<div>params <b>${formatCount(n.params)}</b></div>` : "",
+      n.shape ? `<div>shape <b>(${escapeHtml(n.shape.join(", "))})</b> ${escapeHtml(n.dtype || "")}</div>` : "",
+      ...parts.map(([key, p]) => `<div>shape ${escapeHtml(key)} <b>(${escapeHtml(p.shape.join(", "))})</b> ${escapeHtml(p.dtype)}</div>`),
+      n.params !== null && n.params !== undefined ? `<div>params <b>${escapeHtml(formatCount(n.params))}</b></div>` : "",
       (n.inputs || []).length ? `<div>inputs <b>${escapeHtml(n.inputs.join(", "))}</b></div>` : "",
     ].join("")));
     g.addEventListener("mouseleave", hideTooltip);
