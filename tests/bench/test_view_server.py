@@ -1993,3 +1993,19 @@ def test_a_plan_lacking_a_cell_column_is_named(tmp_path):
         for path in ("/api/bench", "/api/cells", "/api/results?columns=loss"):
             status, _, body = get(server, path)
             assert (status, json.loads(body)["error"][: len(want)]) == (500, want), path
+
+
+def test_a_plan_holding_a_cell_twice_is_named(tmp_path):
+    """A cells.parquet holding a cell twice (written by hand) failed /api/results with
+    'InvalidIndexError: Reindexing only valid with uniquely valued Index objects', naming
+    no file, while /api/cells showed the cell twice. Every request names the plan and the
+    cell."""
+    written = write_bench(tmp_path / "example", blurb_json())
+    twice = pd.concat([written.cells, written.cells.iloc[[2]]], ignore_index=True)
+    twice.to_parquet(written.root / _layout.CELLS)
+    cell_id = written.cells.cell_id[2]
+    want = f"cannot read cells.parquet: it holds the cell ids ['{cell_id}'] more than once"
+    with serving(written.root) as server:
+        for path in ("/api/bench", "/api/cells", "/api/results?columns=loss"):
+            status, _, body = get(server, path)
+            assert (status, json.loads(body)["error"][: len(want)]) == (500, want), path

@@ -586,7 +586,8 @@ class BenchFiles:
     def cells(self) -> pd.DataFrame:
         """The plan (``cells.parquet``); an empty frame of the cell columns before it
         exists. A `snapshot` reads it once (do not change the frame in place). A plan
-        lacking a cell column (``group_id``, ...) is a `BrokenFileError` naming them.
+        lacking a cell column (``group_id``, ...), or holding a cell id more than once,
+        is a `BrokenFileError` naming them.
 
         Examples:
           >>> import tempfile
@@ -610,6 +611,12 @@ class BenchFiles:
             raise BrokenFileError(
                 f"cannot read {_layout.CELLS}: it lacks the columns {lacking} of every "
                 f"bench's plan (it has {listed(list(plan.columns))})."
+            )
+        twice = plan.loc[plan["cell_id"].duplicated(), "cell_id"].unique().tolist()
+        if twice:
+            raise BrokenFileError(
+                f"cannot read {_layout.CELLS}: it holds the cell ids {listed(twice)} more than "
+                f"once (every bench's plan holds each cell once); {hint(_layout.CELLS)}"
             )
         if self._keeps_listing:
             self._plan = plan
