@@ -2009,3 +2009,19 @@ def test_a_plan_holding_a_cell_twice_is_named(tmp_path):
         for path in ("/api/bench", "/api/cells", "/api/results?columns=loss"):
             status, _, body = get(server, path)
             assert (status, json.loads(body)["error"][: len(want)]) == (500, want), path
+
+
+@pytest.mark.parametrize("lacking", ["cell_id", "step", "split"])
+def test_a_part_whose_rows_lack_a_key_is_named(tmp_path, lacking):
+    """A part file written by hand without ``split`` (or ``cell_id``) failed /api/cells
+    with "ArrowInvalid: Needed to copy 1 chunks with 248 nulls" and /api/results with
+    "zip() argument 2 is shorter than argument 1"; one without ``step`` was read as if
+    whole. Every request names the part and the column."""
+    written = write_bench(tmp_path / "example", blurb_json())
+    part = written.root / _layout.RESULTS / "part-g-choice-000000000.parquet"
+    pd.read_parquet(part).drop(columns=lacking).to_parquet(part, index=False)
+    want = f"cannot read results/{part.name}: its rows have no {lacking} (every part of the"
+    with serving(written.root) as server:
+        for path in ("/api/bench", "/api/cells", "/api/results?columns=loss"):
+            status, _, body = get(server, path)
+            assert (status, json.loads(body)["error"][: len(want)]) == (500, want), path

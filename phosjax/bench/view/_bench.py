@@ -653,6 +653,8 @@ class BenchFiles:
         # Part files may differ in columns (models added later bring their own aux losses).
         schemas = self._per_version(self._schemas, parts, versions, pq.read_schema)
         distinct = list({id(schema): schema for schema in schemas}.values())  # shared: alike
+        for schema in distinct:
+            _check_keys(schema, parts[[id(s) for s in schemas].index(id(schema))])
         listing = parts, versions, _unified(distinct, parts, schemas) if parts else None
         if self._keeps_listing:
             self._listing = listing
@@ -948,6 +950,29 @@ def _series_ends(
     versions = np.array([name_of[str(paths[i])] for i in part[ends]], dtype=object)
     read = frozenset(name_of[str(path)] for path in paths)
     return _Ends(table.take(ends), had, first, versions, read)
+
+
+def _check_keys(schema: pa.Schema, part: pathlib.Path) -> None:
+    """Refuses the columns ``schema`` of the part file ``part`` where its rows lack one of
+    `_KEYS` (no such column, or one of no value: a part written by hand), which every
+    read of the results orders and groups its rows by, with a `BrokenFileError` naming
+    the part, the columns and what to do.
+
+    Examples:
+      >>> by_hand = pa.schema([("cell_id", pa.string()), ("step", pa.null())])
+      >>> _check_keys(by_hand, pathlib.Path("part-g-0.parquet"))
+      Traceback (most recent call last):
+      phosjax.bench._errors.BrokenFileError: cannot read results/part-g-0.parquet: its rows
+      have no step, split (every part of the results gives each row its cell_id, step and
+      split); phosjax writes it whole, ...
+    """
+    lacking = [k for k in _KEYS if k not in schema.names or pat.is_null(schema.field(k).type)]
+    if lacking:
+        relative = f"{_layout.RESULTS}/{part.name}"
+        raise BrokenFileError(
+            f"cannot read {relative}: its rows have no {', '.join(lacking)} (every part of "
+            f"the results gives each row its cell_id, step and split); {hint(relative)}"
+        )
 
 
 def _unified(
