@@ -2025,3 +2025,22 @@ def test_a_part_whose_rows_lack_a_key_is_named(tmp_path, lacking):
         for path in ("/api/bench", "/api/cells", "/api/results?columns=loss"):
             status, _, body = get(server, path)
             assert (status, json.loads(body)["error"][: len(want)]) == (500, want), path
+
+
+def test_a_part_rewritten_with_pandas_is_read_with_the_others(tmp_path):
+    """phosjax writes text columns as ``string``, pandas 3 as ``large_string``: a part
+    rewritten with pandas (rows dropped by hand) failed every request with "column
+    'cell_id' is large_string in results/... but string in results/...", the same text;
+    its rows are read with the others'."""
+    written = write_bench(tmp_path / "example", blurb_json())  # text as large_string
+    part = written.root / _layout.RESULTS / "part-g-mlp-000000000.parquet"
+    table = pq.read_table(part)
+    as_string = [
+        f.with_type(pa.string()) if pa.types.is_large_string(f.type) else f for f in table.schema
+    ]
+    pq.write_table(table.cast(pa.schema(as_string, table.schema.metadata)), part)  # as phosjax
+    with serving(written.root) as server:
+        rows = get_json(server, "/api/cells")["rows"]
+        series = get_json(server, "/api/results?columns=loss")["series"]
+    assert {r["progress"]["steps_done"] for r in rows} == {max(STEPS)}
+    assert len(series) == len(written.cells) * len(SPLITS)

@@ -651,7 +651,7 @@ class BenchFiles:
         parts = [path for path in inside if path is not None]
         versions = [_version(part) for part in parts]  # FileNotFoundError: `vanished`
         # Part files may differ in columns (models added later bring their own aux losses).
-        schemas = self._per_version(self._schemas, parts, versions, pq.read_schema)
+        schemas = self._per_version(self._schemas, parts, versions, _read_schema)
         distinct = list({id(schema): schema for schema in schemas}.values())  # shared: alike
         for schema in distinct:
             _check_keys(schema, parts[[id(s) for s in schemas].index(id(schema))])
@@ -950,6 +950,25 @@ def _series_ends(
     versions = np.array([name_of[str(paths[i])] for i in part[ends]], dtype=object)
     read = frozenset(name_of[str(path)] for path in paths)
     return _Ends(table.take(ends), had, first, versions, read)
+
+
+def _read_schema(path: pathlib.Path) -> pa.Schema:
+    """The columns of the part file ``path``, its text ones as ``string`` (those of a
+    part rewritten with pandas 3, ``to_parquet``, are ``large_string``: the same text,
+    which reads as ``string``, as phosjax writes it; the parts then hold one type).
+
+    Examples:
+      >>> import tempfile
+      >>> path = pathlib.Path(tempfile.mkdtemp()) / "part-g-0.parquet"
+      >>> pq.write_table(pa.table({"split": pa.array(["test"], pa.large_string())}), path)
+      >>> _read_schema(path).field("split").type
+      DataType(string)
+    """
+    schema = pq.read_schema(path)
+    for i, field in enumerate(schema):
+        if pat.is_large_string(field.type):
+            schema = schema.set(i, field.with_type(pa.string()))
+    return schema
 
 
 def _check_keys(schema: pa.Schema, part: pathlib.Path) -> None:
