@@ -475,20 +475,23 @@ def _data_keys(root_keys: jax.Array) -> jax.Array:
 
 
 _SEED_DATA_KEYS: dict[tuple[Any, ...], np.ndarray] = {}
-"""`_data_keys` of the cells' seeds, by seeds and key implementation: `check_state` runs
+"""`_data_keys` of the cells' seeds, by seeds and `_key_config`: `check_state` runs
 in every `run_group` call, and deriving the keys again (`jax.random.key` under `jax.vmap`,
 run op by op) took about three quarters of its time (cProfile of one-step calls on a
 2-core CPU; about half of the whole call)."""
 
 
-def _key_impl() -> str:
-    """The PRNG implementation `jax.random.key` uses now: it shapes the cells' keys."""
-    return str(jax.config.values["jax_default_prng_impl"])
+def _key_config() -> tuple[str, bool]:
+    """The PRNG implementation `jax.random.key` uses now and whether ``jax_enable_x64`` is
+    on: they shape the cells' keys (without x64 a seed keeps its low 32 bits) and the
+    dtypes of the state's weakly typed leaves (a knob declared with a Python number)."""
+    values = jax.config.values
+    return str(values["jax_default_prng_impl"]), bool(values["jax_enable_x64"])
 
 
 def _seed_data_keys(group: Group) -> np.ndarray:
     """The data keys `init_group` gives ``group``'s cells, one row per cell."""
-    key = (tuple(cell.seed for cell in group.cells), _key_impl())
+    key = (tuple(cell.seed for cell in group.cells), _key_config())
     if key not in _SEED_DATA_KEYS:
         _SEED_DATA_KEYS[key] = np.asarray(_data_keys(_root_keys(group)))
     return _SEED_DATA_KEYS[key]
@@ -509,8 +512,8 @@ _LAYOUTS: dict[tuple[Any, ...], GroupState] = {}
 
 def _layout(group: Group, data: Any) -> GroupState:
     """``jax.eval_shape`` of `init_group`, kept per signature, cell count, input shape and
-    key implementation (the shapes do not depend on the per-cell values)."""
-    key = (group.signature(), len(group), tuple(data.input_shape), _key_impl())
+    `_key_config` (the shapes do not depend on the per-cell values)."""
+    key = (group.signature(), len(group), tuple(data.input_shape), _key_config())
     if key not in _LAYOUTS:
         init = _init_fn(group.signature(), tuple(data.input_shape))
         _LAYOUTS[key] = jax.eval_shape(init, _root_keys(group), group.values())

@@ -1242,6 +1242,18 @@ def test_any_seed_jax_random_key_takes_gives_the_keys_of_the_cell_alone(toy, see
         np.testing.assert_array_equal(state.dropout_key[i], jax.random.key_data(dropout_key))
 
 
+@pytest.mark.parametrize("model, seed", [(Tiny(), 2**32 + 5), (Tiny(rich=True), 0)])
+def test_a_state_made_under_x64_is_checked_as_such_after_one_made_without(toy, model, seed):
+    # x64 shapes a big seed's keys and a weakly typed knob's dtype: the checks' caches kept
+    # what they found without it, and refused the state (another seed; float64 knob T)
+    [group] = plan_groups([Cell(model, "toy", ADAM, seed)])
+    run_group(group, init_group(group, toy), toy, 0)  # checked without x64: nothing runs
+    with jax.enable_x64(True):
+        state = init_group(group, toy)
+        resumed, run = run_group(group, state, toy, 0)
+    assert resumed is state and run.chunks == []
+
+
 def test_a_seed_jax_random_key_refuses_is_a_clear_error():
     with pytest.raises(ValueError, match=r"Cell seed must lie in .*, got 18446744073709551616"):
         Cell(Tiny(), "toy", ADAM, 2**64)  # refused when made, not at init_group
