@@ -1,5 +1,6 @@
 """`GroupState`: everything a group's training carries, stacked on a leading cell axis."""
 
+import collections
 import functools
 import types
 from collections.abc import Mapping
@@ -20,6 +21,7 @@ from phosjax.core._selectors import value_per_path
 from phosjax.models._registry import checked_build
 from phosjax.train._group import Group
 from phosjax.train._optim import hparams_optimizer
+from phosjax.train._strategy import kept
 
 
 @flax.struct.dataclass
@@ -474,11 +476,11 @@ def _data_keys(root_keys: jax.Array) -> jax.Array:
     return jax.random.key_data(split(root_keys))
 
 
-_SEED_DATA_KEYS: dict[tuple[Any, ...], np.ndarray] = {}
-"""`_data_keys` of the cells' seeds, by seeds and `_key_config`: `check_state` runs
-in every `run_group` call, and deriving the keys again (`jax.random.key` under `jax.vmap`,
-run op by op) took about three quarters of its time (cProfile of one-step calls on a
-2-core CPU; about half of the whole call)."""
+_SEED_DATA_KEYS: collections.OrderedDict[tuple[Any, ...], np.ndarray] = collections.OrderedDict()
+"""`_data_keys` of the cells' seeds, by seeds and `_key_config`, the last
+`INIT_PROGRAMS_KEPT` used: `check_state` runs in every `run_group` call, and deriving the
+keys again (`jax.random.key` under `jax.vmap`, run op by op) took about three quarters of
+its time (cProfile of one-step calls on a 2-core CPU; about half of the whole call)."""
 
 
 def _key_config() -> tuple[str, bool]:
@@ -492,9 +494,11 @@ def _key_config() -> tuple[str, bool]:
 def _seed_data_keys(group: Group) -> np.ndarray:
     """The data keys `init_group` gives ``group``'s cells, one row per cell."""
     key = (tuple(cell.seed for cell in group.cells), _key_config())
-    if key not in _SEED_DATA_KEYS:
-        _SEED_DATA_KEYS[key] = np.asarray(_data_keys(_root_keys(group)))
-    return _SEED_DATA_KEYS[key]
+
+    def make() -> np.ndarray:
+        return np.asarray(_data_keys(_root_keys(group)))
+
+    return kept(_SEED_DATA_KEYS, key, make, INIT_PROGRAMS_KEPT)
 
 
 def _seed_difference(state: GroupState, group: Group) -> str | None:
@@ -507,17 +511,21 @@ def _seed_difference(state: GroupState, group: Group) -> str | None:
     return None
 
 
-_LAYOUTS: dict[tuple[Any, ...], GroupState] = {}
+_LAYOUTS: collections.OrderedDict[tuple[Any, ...], GroupState] = collections.OrderedDict()
+"""`_layout`'s, the last `INIT_PROGRAMS_KEPT` used: a session sweeping many models does
+not keep a tree of shapes for each."""
 
 
 def _layout(group: Group, data: Any) -> GroupState:
     """``jax.eval_shape`` of `init_group`, kept per signature, cell count, input shape and
     `_key_config` (the shapes do not depend on the per-cell values)."""
     key = (group.signature(), len(group), tuple(data.input_shape), _key_config())
-    if key not in _LAYOUTS:
+
+    def make() -> GroupState:
         init = _init_fn(group.signature(), tuple(data.input_shape))
-        _LAYOUTS[key] = jax.eval_shape(init, _root_keys(group), group.values())
-    return _LAYOUTS[key]
+        return jax.eval_shape(init, _root_keys(group), group.values())
+
+    return kept(_LAYOUTS, key, make, INIT_PROGRAMS_KEPT)
 
 
 def check_state(state: Any, group: Group, data: Any) -> None:

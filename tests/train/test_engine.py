@@ -1254,6 +1254,18 @@ def test_a_state_made_under_x64_is_checked_as_such_after_one_made_without(toy, m
     assert resumed is state and run.chunks == []
 
 
+def test_the_state_checks_keep_the_keys_and_layouts_of_the_last_groups_alone(toy, monkeypatch):
+    # a session sweeping models and seeds kept a tree of shapes and keys for every group
+    from phosjax.train import _state
+
+    monkeypatch.setattr(_state, "INIT_PROGRAMS_KEPT", 2)
+    groups = [plan_groups([Cell(Tiny(width), "toy", ADAM, 40 + width)])[0] for width in (2, 3, 4)]
+    for group in groups:
+        run_group(group, init_group(group, toy), toy, 0)  # checked: nothing runs
+    assert [key[0][0].width for key in _state._LAYOUTS] == [3, 4]
+    assert [key[0] for key in _state._SEED_DATA_KEYS] == [(43,), (44,)]
+
+
 def test_a_seed_jax_random_key_refuses_is_a_clear_error():
     with pytest.raises(ValueError, match=r"Cell seed must lie in .*, got 18446744073709551616"):
         Cell(Tiny(), "toy", ADAM, 2**64)  # refused when made, not at init_group
