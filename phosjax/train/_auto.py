@@ -33,6 +33,7 @@ def measure_strategies(
     candidates: Sequence[str] = STRATEGIES,
     steps: int = 10,
     repeats: int = 3,
+    place_data: Callable[[Executor], Any] | None = None,
 ) -> dict[str, float]:
     """Seconds per step (all cells) of each candidate, after compilation; best of ``repeats``
     rounds in which the candidates take turns.
@@ -54,6 +55,9 @@ def measure_strategies(
       candidates: strategies to time (a list or tuple of at least one of `STRATEGIES`).
       steps: steps per timed call, an int >= 1.
       repeats: timed rounds (after one call of each candidate that compiles), an int >= 1.
+      place_data: ``executor -> arrays`` placed on its devices (default
+        ``executor.put_data(arrays)``); `run_group` passes the placements it keeps, so
+        the run trains on the very arrays measured on, not on a second transfer.
 
     Raises:
       ValueError: ``devices`` as `run_group` refuses them (empty, a device named twice,
@@ -121,7 +125,8 @@ def measure_strategies(
             # A copy on the device keeps the leaves' weak types, so the programs timed are
             # those the run then runs (a host copy would not); one program, not one per leaf.
             copy = executor.put_state(COPY(state))
-            placed[mesh] = jax.block_until_ready(copy), executor.put_data(arrays)
+            data = executor.put_data(arrays) if place_data is None else place_data(executor)
+            placed[mesh] = jax.block_until_ready(copy), data
         ready[strategy] = executor, *placed[mesh]
         try:
             timed(*ready[strategy])
@@ -187,12 +192,14 @@ def choose_strategy(
     num_cells: int,
     devices: Sequence[jax.Device],
     steps: int = 10,
+    place_data: Callable[[Executor], Any] | None = None,
 ) -> tuple[str, dict[str, float]]:
     """The fastest strategy for this group on these devices (`fastest`: ties go to the
     earlier in `STRATEGIES`) and its timings, cached by the group's ``signature``, its
     ``data_shapes`` (`split_shapes`: one measured on a small data set is not reused for
     a big one of the same name), ``num_cells`` and ``devices``; ``make_arrays()`` gives
-    the data arrays, called only when measuring. `MATMUL_STRATEGIES` are candidates only
+    the data arrays, called only when measuring (``place_data``: as `measure_strategies`
+    takes it). `MATMUL_STRATEGIES` are candidates only
     for a step that computes convolutions (for others they are ``"vmap"`` and ``"map"``).
     """
     key = (devices[0].platform, signature, data_shapes, num_cells, len(devices))
@@ -207,6 +214,7 @@ def choose_strategy(
             devices=devices,
             candidates=candidates(make_step(), state, arrays),
             steps=steps,
+            place_data=place_data,
         )
         _CHOICES[key] = (fastest(timings), timings)
     return _CHOICES[key]

@@ -448,6 +448,9 @@ def run_group(
 
     host = functools.cache(lambda: device_arrays(data))  # once: "auto" measures on it too
 
+    def place(executor: Executor) -> Any:  # "auto" measures on the arrays the run trains on
+        return _placed_data(data, executor, host)
+
     timings: dict[str, float] = {}
     last = _clock()  # what is compiled from here to the first chunk's end is its compile_s
     if strategy == "auto":
@@ -460,9 +463,10 @@ def run_group(
             num_cells=len(group),
             devices=devices,
             steps=min(stops[0] - start, 10),
+            place_data=place,
         )
     executor = Executor(strategy, len(group), devices)
-    placed, arrays = executor.put_state(state), _placed_data(data, executor, host)
+    placed, arrays = executor.put_state(state), place(executor)
     host.cache_clear()  # placed: the host copy is not kept while the group trains
     owned = placed is not state  # else the caller's own arrays: not donated
     state = placed

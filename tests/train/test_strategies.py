@@ -468,6 +468,23 @@ def test_auto_converts_the_data_once_and_a_later_call_neither_measures_nor_conve
     assert len(converted) == 1 and second.strategy == first.strategy
 
 
+def test_auto_trains_on_the_data_it_measured_on_placed_once(toy, monkeypatch):
+    """Strategy "auto" placed the data on the devices to measure, and the run again."""
+    import phosjax.train._run as run_module
+
+    placed = []
+    put_data = run_module.Executor.put_data
+    monkeypatch.setattr(
+        run_module.Executor, "put_data", lambda self, a: placed.append(1) or put_data(self, a)
+    )
+    monkeypatch.setattr(_auto, "_CHOICES", {})  # measures
+    monkeypatch.setattr(_auto, "candidates", lambda *args: ("vmap",))  # one compile
+    [group] = plan_groups(CELLS[:1])
+    data = dataclasses.replace(toy)  # not placed yet
+    _, run = run_group(group, init_group(group, data), data, 2, strategy="auto")
+    assert list(run.timings) == ["vmap"] and len(placed) == 1
+
+
 @pytest.mark.parametrize("strategy", ["vmap", "auto"])
 def test_the_data_converted_for_the_devices_is_not_kept_on_the_host_while_training(
     toy, monkeypatch, strategy
