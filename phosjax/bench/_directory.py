@@ -44,6 +44,7 @@ from phosjax.bench._reading import (
 from phosjax.bench._store import (
     NO_ROOM,
     is_temporary,
+    machine,
     naming,
     read_json,
     write_json,
@@ -722,9 +723,10 @@ def agree(what: str, value: str, differing: Callable[[], str] = lambda: "") -> N
 def agree_on_directory(directory: str | os.PathLike) -> None:
     """Raises `BenchError` in every process where two processes on one host were given
     different ``directory`` (each would write its share into a bench of its own); processes
-    on other hosts may reach a shared folder by another path, so theirs are not compared;
-    on one host, paths through symbolic links to one folder are that folder's."""
-    here = json.dumps([socket.gethostname(), os.path.realpath(directory)])
+    on other hosts (or in other containers: `machine`) may reach a shared folder by another
+    path, so theirs are not compared; on one host, paths through symbolic links to one
+    folder are that folder's."""
+    here = json.dumps([machine(), os.path.realpath(directory)])
     places = [json.loads(value) for value in gather(here)]
     hosts: dict[str, set[str]] = {}
     for host, path in places:

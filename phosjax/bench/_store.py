@@ -7,6 +7,7 @@ file, which the next run removes (`remove_stale_temporaries`).
 """
 
 import errno
+import hashlib
 import json
 import os
 import pathlib
@@ -85,7 +86,7 @@ def results_schema(plan: "Plan") -> pa.Schema:
 
 
 TEMPORARY = ".tmp~"
-"""The name prefix of a file being written: ``.tmp~<host>~<pid>~<name>``."""
+"""The name prefix of a file being written: ``.tmp~<machine>~<pid>~<name>`` (`machine`)."""
 
 STALE_AFTER_S = 3600.0
 """A temporary file this old is stale whoever wrote it (writes take milliseconds)."""
@@ -96,8 +97,27 @@ _TEMPORARY_NAME = re.compile(rf"{re.escape(TEMPORARY)}([^~]+)~(\d+)~(.+)|\.tmp-(
 writers named them before the host was added."""
 
 
+def machine() -> str:
+    """This process's machine, as a bench's temporary files and its processes' check of
+    one --dir name it: its host name, and where the system tells them (Linux) a digest of
+    its boot and of its pid and mount namespaces, so that two containers given one host
+    name (each with pids and paths of its own) are two machines.
+
+    Examples:
+      >>> machine().startswith(socket.gethostname()), "~" in machine()
+      (True, False)
+    """
+    host = socket.gethostname()
+    try:
+        boot = pathlib.Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        spaces = [os.readlink(f"/proc/self/ns/{space}") for space in ("pid", "mnt")]
+    except OSError:  # no /proc (macOS): the host name alone
+        return host
+    return f"{host}#{hashlib.sha256(' '.join([boot, *spaces]).encode()).hexdigest()[:8]}"
+
+
 def _temporary(path: pathlib.Path) -> pathlib.Path:
-    return path.with_name(f"{TEMPORARY}{socket.gethostname()}~{os.getpid()}~{path.name}")
+    return path.with_name(f"{TEMPORARY}{machine()}~{os.getpid()}~{path.name}")
 
 
 def is_temporary(name: str) -> bool:
@@ -124,7 +144,7 @@ def _alive(pid: int) -> bool:
 def remove_stale_temporaries(root: str | os.PathLike) -> list[pathlib.Path]:
     """Removes the temporary files that writers killed mid-write left under ``root``
     (their targets are intact: a write only ever replaces a target whole): those of this
-    machine whose process is gone, and any older than `STALE_AFTER_S`. Returns them.
+    `machine` whose process is gone, and any older than `STALE_AFTER_S`. Returns them.
     Only plain files named as writers name them (`is_temporary`) are considered: a
     user's ``.tmp_notes.txt`` or ``.tmp_cache/`` is left alone.
 
@@ -135,7 +155,7 @@ def remove_stale_temporaries(root: str | os.PathLike) -> list[pathlib.Path]:
       ...     remove_stale_temporaries(tmp)
       []
     """
-    host, now, removed = socket.gethostname(), time.time(), []
+    host, now, removed = machine(), time.time(), []
     for path in pathlib.Path(root).rglob(".tmp*"):
         match = _TEMPORARY_NAME.fullmatch(path.name)
         if match is None or path.is_symlink() or not path.is_file():  # not a writer's

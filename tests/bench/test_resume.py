@@ -534,13 +534,11 @@ def test_stale_temporaries_are_removed_and_live_writers_kept(tmp_path):
     """What a writer killed mid-write leaves is removed (this machine: its process is
     gone; any machine: an hour old); a live writer's file, or a recent one of another
     machine, is kept."""
-    import socket
-
-    from phosjax.bench._store import TEMPORARY, remove_stale_temporaries
+    from phosjax.bench._store import TEMPORARY, machine, remove_stale_temporaries
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    host = socket.gethostname()
+    host = machine()
     (tmp_path / "results").mkdir()
     names = {
         "dead": f"{TEMPORARY}{host}~{dead.pid}~status.json",

@@ -5,10 +5,10 @@ import errno
 import fcntl
 import hashlib
 import json
+import os
 import pathlib
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -33,6 +33,7 @@ from phosjax.bench import (
     _plan,
     _profile,
     _runner,
+    _store,
     add_models_to,
     load_config,
     plan,
@@ -52,7 +53,9 @@ from phosjax.bench._store import (
     TEMPORARY,
     drop_parts_after,
     kept_schema,
+    machine,
     part_path,
+    remove_stale_temporaries,
     widen_parts,
     write_table,
 )
@@ -1248,13 +1251,33 @@ def test_add_models_removes_what_a_run_killed_mid_write_left(bench, toy, tmp_pat
     shutil.copytree(bench[0], copy)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    left = f"{TEMPORARY}{socket.gethostname()}~{dead.pid}~"
+    left = f"{TEMPORARY}{machine()}~{dead.pid}~"
     group = next((copy / _layout.CHECKPOINTS).iterdir())
     paths = [copy / _layout.RESULTS / f"{left}part-x-000000001.parquet", group / f"{left}6"]
     for path in paths:
         path.write_bytes(b"half")
     add_models_to(copy, ["logreg"], datasets=toy, progress=False)
     assert [path for path in paths if path.exists()] == []
+
+
+def test_a_writer_in_another_container_of_one_host_name_keeps_its_temporary_file(
+    tmp_path, monkeypatch
+):
+    """Two containers given one host name share a bench's folder: one's run took the
+    other's file being written, its pid gone in this container's pids, for one of a writer
+    killed mid-write and deleted it; only this machine's (namespaces too) are judged so."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    spaces = {"/proc/self/ns/pid": "pid:[1]", "/proc/self/ns/mnt": "mnt:[2]"}
+    with monkeypatch.context() as other:  # the other container's writer
+        other.setattr(os, "readlink", lambda path: spaces.get(str(path), "?"))
+        other.setattr(os, "getpid", lambda: dead.pid)
+        theirs = _store._temporary(tmp_path / "status.p1of2.json")
+    mine = tmp_path / f"{TEMPORARY}{machine()}~{dead.pid}~status.json"
+    theirs.write_text("being written")
+    mine.write_text("half")
+    assert remove_stale_temporaries(tmp_path) == [mine]
+    assert theirs.read_text() == "being written"
 
 
 def test_widen_parts_lets_parts_with_missing_columns_load(tmp_path):
@@ -1696,7 +1719,7 @@ def test_processes_given_different_dirs_agree_on_them_before_any_other_gather(
     said process 0 could not check them (process 0 failed to read the flag as a
     directory)."""
     config = tiny_config(models=[{"name": "mlp", "width": 8}], seeds=1)
-    theirs = json.dumps([socket.gethostname(), str(tmp_path / "a")])
+    theirs = json.dumps([machine(), str(tmp_path / "a")])
     monkeypatch.setattr(jax, "process_count", lambda: 2)
     monkeypatch.setattr(_directory, "gather", lambda value: [theirs, value])
     with pytest.raises(BenchError, match=r"given different directories \(process 0: "):
@@ -1868,13 +1891,29 @@ def test_processes_on_other_hosts_may_name_the_bench_by_their_own_path(tmp_path,
         _directory.agree_on_directory(mine)
 
 
+def test_processes_in_containers_of_one_host_name_may_name_the_bench_by_their_own_path(
+    tmp_path, monkeypatch
+):
+    """Two containers given one host name (each its own mounts) were taken for one host,
+    and a shared folder mounted at another path in each was refused."""
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    sent = []
+    spaces = {"/proc/self/ns/pid": "pid:[1]", "/proc/self/ns/mnt": "mnt:[2]"}
+    with monkeypatch.context() as other:  # process 1, in another container, at /mnt/b
+        other.setattr(os, "readlink", lambda path: spaces.get(str(path), "?"))
+        other.setattr(_directory, "gather", lambda value: sent.append(value) or [value])
+        _directory.agree_on_directory("/mnt/b")
+    monkeypatch.setattr(_directory, "gather", lambda value: [value, *sent])
+    _directory.agree_on_directory(str(tmp_path / "a"))  # no error
+
+
 def test_processes_of_one_host_may_reach_the_bench_through_a_symbolic_link(tmp_path, monkeypatch):
     """One given runs/b, one a link to it (a folder mounted through one): refused as
     different directories, though both name one bench."""
     (tmp_path / "b").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "b")
     monkeypatch.setattr(jax, "process_count", lambda: 2)
-    real = json.dumps([socket.gethostname(), str((tmp_path / "b").resolve())])
+    real = json.dumps([machine(), str((tmp_path / "b").resolve())])
     gathered = []
 
     def with_real(value):
