@@ -62,10 +62,14 @@ def child(config_path: str, way: str, flops: bool) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default="configs/example.yaml")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--config", default="configs/example.yaml", help="a bench config (%(default)s)"
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of each way (%(default)s)")
     parser.add_argument("--flops", action="store_true", help="blurbs with FLOPs")
-    parser.add_argument("--child", choices=WAYS)
+    parser.add_argument(
+        "--child", choices=WAYS, help="time this way alone, in this process (what a round runs)"
+    )
     args = parser.parse_args()
     if args.child:
         return child(args.config, args.child, args.flops)

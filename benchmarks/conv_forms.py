@@ -119,12 +119,27 @@ def report(name: str, k: int, made: dict[str, Any], rounds: int, steps: int) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--models", default="cnn1d,cnn2d")
-    parser.add_argument("--sizes", default="8,64")
-    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--models",
+        default="cnn1d,cnn2d",
+        help="the speed bench's models, comma-separated (%(default)s)",
+    )
+    parser.add_argument(
+        "--sizes", default="8,64", help="the grid sizes K, comma-separated (%(default)s)"
+    )
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=("float32", "bfloat16"),
+        help="compute dtype (%(default)s)",
+    )
+    parser.add_argument(
+        "--batch", type=int, default=128, help="examples per cell per step (%(default)s)"
+    )
+    parser.add_argument("--steps", type=int, default=20, help="steps per timed call (%(default)s)")
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="interleaved rounds timed (%(default)s)"
+    )
     args = parser.parse_args()
     cfg = SpeedConfig(steps=args.steps, batch=args.batch, compute_dtype=args.dtype)
     print_header(args.dtype)

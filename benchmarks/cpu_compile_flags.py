@@ -35,7 +35,9 @@ def run_bench(config: str, root: Path, flags: str) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="configs/example.yaml")
+    parser.add_argument(
+        "--config", default="configs/example.yaml", help="the bench config trained (%(default)s)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         seconds = {

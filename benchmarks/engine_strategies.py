@@ -17,8 +17,8 @@ import time
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--devices", type=int, default=1, help="fake CPU devices")
+    parser.add_argument("--data-dir", default=None, help="where MNIST-1D is kept (TFDS's default)")
+    parser.add_argument("--devices", type=int, default=1, help="fake CPU devices (%(default)s)")
     args = parser.parse_args()
     flag = f"--xla_force_host_platform_device_count={args.devices}"  # after any flags set
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()

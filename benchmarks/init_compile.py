@@ -33,7 +33,11 @@ def compile_and_run(jitted, *args) -> tuple[float, list[np.ndarray]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="configs/example.yaml")
+    parser.add_argument(
+        "--config",
+        default="configs/example.yaml",
+        help="the bench config whose groups compile (%(default)s)",
+    )
     args = parser.parse_args()
     with open(args.config) as file:
         planned = plan(BenchConfig.from_dict(yaml.safe_load(file)))

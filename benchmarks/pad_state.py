@@ -29,7 +29,12 @@ COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="mlp", choices=sorted(MODELS))
+    parser.add_argument(
+        "--model",
+        default="mlp",
+        choices=sorted(MODELS),
+        help="the speed bench's model (%(default)s)",
+    )
     args = parser.parse_args()
     compiles: list[float] = []
     jax.monitoring.register_event_duration_secs_listener(

@@ -511,13 +511,36 @@ def check_step(block: Block, cfg: SpeedConfig, k: int = 2) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", default="8,64")
-    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--blocks", nargs="+", default=["64,32,32,8"], metavar="P,O,I,S[,W]")
-    parser.add_argument("--forms", default="vmap,vmap_matmul_fwd,fused")
+    parser.add_argument(
+        "--sizes", default="8,64", help="the grid sizes K, comma-separated (%(default)s)"
+    )
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=("float32", "bfloat16"),
+        help="compute dtype (%(default)s)",
+    )
+    parser.add_argument(
+        "--batch", type=int, default=128, help="examples per cell per step (%(default)s)"
+    )
+    parser.add_argument("--steps", type=int, default=20, help="steps per timed call (%(default)s)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved rounds timed (%(default)s)"
+    )
+    parser.add_argument(
+        "--blocks",
+        nargs="+",
+        default=["64,32,32,8"],
+        metavar="P,O,I,S[,W]",
+        help="the kernels' blocks timed: tiles of output positions, output channels and "
+        "input channels, shares the images are split in for the kernel's gradient[, Triton "
+        "warps] (64,32,32,8)",
+    )
+    parser.add_argument(
+        "--forms",
+        default="vmap,vmap_matmul_fwd,fused",
+        help="conv_forms.py's forms timed alongside, comma-separated (%(default)s)",
+    )
     parser.add_argument("--interpret", action="store_true", help="Pallas's interpreter (CPU)")
     parser.add_argument("--check", action="store_true", help="only compare with lax, then exit")
     args = parser.parse_args()

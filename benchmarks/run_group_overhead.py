@@ -25,9 +25,16 @@ from phosjax.train._strategy import Executor
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="mlp", choices=sorted(MODELS))
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument(
+        "--model",
+        default="mlp",
+        choices=sorted(MODELS),
+        help="the speed bench's model (%(default)s)",
+    )
+    parser.add_argument("--steps", type=int, default=100, help="steps per chunk (%(default)s)")
+    parser.add_argument(
+        "--rounds", type=int, default=40, help="interleaved rounds timed (%(default)s)"
+    )
     args = parser.parse_args()
     config, n = MODELS[args.model], args.steps
     data = synthetic_data(config, 128)

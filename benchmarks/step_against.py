@@ -103,7 +103,9 @@ def variants(revs: list[str], reduce: bool = False) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("revs", nargs="+", help="the git revisions whose steps to time against")
-    parser.add_argument("--rounds", type=int, default=100)
+    parser.add_argument(
+        "--rounds", type=int, default=100, help="interleaved rounds timed (%(default)s)"
+    )
     parser.add_argument(
         "--reduce",
         action="store_true",

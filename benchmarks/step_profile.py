@@ -81,12 +81,21 @@ def profile(run: Any, steps: int) -> tuple[float, collections.Counter, collectio
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="cnn2d")
-    parser.add_argument("--k", type=int, default=64)
-    parser.add_argument("--strategies", default="vmap,vmap_matmul", help="the engine's")
-    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--top", type=int, default=8, help="kinds listed per method")
+    parser.add_argument("--model", default="cnn2d", help="the speed bench's model (%(default)s)")
+    parser.add_argument("--k", type=int, default=64, help="the grid size (%(default)s)")
+    parser.add_argument(
+        "--strategies",
+        default="vmap,vmap_matmul",
+        help="the engine's strategies traced, comma-separated (%(default)s)",
+    )
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=("float32", "bfloat16"),
+        help="compute dtype (%(default)s)",
+    )
+    parser.add_argument("--steps", type=int, default=20, help="steps per traced call (%(default)s)")
+    parser.add_argument("--top", type=int, default=8, help="kinds listed per method (%(default)s)")
     args = parser.parse_args()
     cfg = SpeedConfig(steps=args.steps, compute_dtype=args.dtype)
     setup = setup_model(args.model, cfg)

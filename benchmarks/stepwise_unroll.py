@@ -68,8 +68,10 @@ def variants(model_name: str) -> tuple[dict, dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="cnn1d")
-    parser.add_argument("--rounds", type=int, default=25)
+    parser.add_argument("--model", default="cnn1d", help="the speed bench's model (%(default)s)")
+    parser.add_argument(
+        "--rounds", type=int, default=25, help="interleaved rounds timed (%(default)s)"
+    )
     args = parser.parse_args()
     calls, compile_s = variants(args.model)
     for name, seconds in compile_s.items():

@@ -1,10 +1,11 @@
 """The scripts in benchmarks/ say what they do in ``--help``, in whole sentences."""
 
+import argparse
 import sys
 
 import pytest
 
-from tests.benchmark_scripts import load_benchmark
+from tests.benchmark_scripts import FOLDER, load_benchmark
 
 
 @pytest.mark.parametrize(
@@ -34,3 +35,24 @@ def test_morph_vs_uniform_help_keeps_its_example_apart_and_gives_defaults(monkey
     example = "python benchmarks/morph_vs_uniform.py --config configs/morph_mnist1d.yaml --seeds 3"
     assert example in lines
     assert "--dir DIR             the morph run's folder (runs/morph_vs_uniform)" in lines
+
+
+SCRIPTS = sorted(p.stem for p in FOLDER.glob("[!_]*.py") if p.stem != "view_api")
+"""The scripts with a ``main`` (view_api.py is the viewer's, tested with it)."""
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_help_says_what_each_option_does(script, monkeypatch):
+    """``--help`` listed options bare (``--sizes SIZES``, ``--rounds ROUNDS``): what they
+    set and their defaults were only in the code."""
+    parsers = []
+
+    def parse_args(parser, *args, **kwargs):
+        parsers.append(parser)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_args)
+    with pytest.raises(SystemExit):
+        load_benchmark(script).main()
+    [parser] = parsers
+    assert [a.dest for a in parser._actions if not a.help] == []
