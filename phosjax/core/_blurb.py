@@ -237,6 +237,23 @@ class Blurb:
         (else Python asks ``b[0]``, ``b[1]``..., a TypeError naming 0)."""
         return isinstance(path, str) and path in self.modules()
 
+    def __iter__(self) -> Any:
+        """Refused: iterate ``b.modules()`` (its paths, or ``.items()`` with their
+        summaries). Else Python asks ``b[0]``, ``b[1]``..., a TypeError naming 0.
+
+        Examples:
+          >>> import flax.linen as nn, jax, jax.numpy as jnp
+          >>> x = jnp.ones((1, 4)); variables = nn.Dense(3).init(jax.random.key(0), x)
+          >>> list(blurb(nn.Dense(3), variables, x, measure_latency=False, flops=False))
+          Traceback (most recent call last):
+          TypeError: A Blurb is no sequence: iterate b.modules(), its summaries by path (for
+          path, module in b.modules().items()), or b.root.children for the top module's.
+        """
+        raise TypeError(
+            "A Blurb is no sequence: iterate b.modules(), its summaries by path (for path, "
+            "module in b.modules().items()), or b.root.children for the top module's."
+        )
+
     def to_json(self, indent: int | None = None) -> str:
         """The summary as JSON (only numbers, strings, lists and objects).
 

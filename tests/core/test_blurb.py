@@ -775,3 +775,10 @@ def test_a_note_is_refused_as_blurb_writes_it_not_by_its_type(value, written):
         return
     summary = px.blurb(Noting(), {}, x, measure_latency=False, flops=False)
     assert json.loads(summary.to_json())["root"]["notes"]["n"] == written
+
+
+def test_iterating_a_blurb_is_refused_naming_modules(two_level):
+    # Python iterated it through __getitem__: b[0] raised "got 0 (int)"
+    with pytest.raises(TypeError, match=r"A Blurb is no sequence: iterate b\.modules\(\)"):
+        list(two_level)
+    assert list(two_level.modules()) == ["", "block", "block/dense_0", "block/dense_1", "head"]
