@@ -114,7 +114,8 @@ class ModuleBlurb:
       variables: ``{collection: {name: ArraySpec}}`` of the module's own variables in
         every persistent collection (``params``, ``batch_stats``, ``knobs``...).
       outputs: ``{key path: ArraySpec}`` of the output of its first ``__call__``
-        (``""`` when the output is one array); empty when never called. The top
+        (``""`` when the output is one array; a leaf that is no array nor number, a
+        str, has none); empty when never called. The top
         module's is the output of ``model.apply`` (of the ``method=`` it was given). A module whose
         class sets ``blurb_sums_calls`` (a graph model's group, called once per node)
         is one whole made in parts: its last call's output, and ``flops`` and
@@ -420,10 +421,17 @@ def _measure(
 
 
 def _output_specs(out: Any) -> dict[str, ArraySpec]:
-    """``{key path: ArraySpec}`` of each leaf of ``out`` (``""`` when it is one array)."""
+    """``{key path: ArraySpec}`` of each leaf of ``out`` that is an array or a number
+    (``""`` when it is one array); another leaf (a str) has no shape nor dtype to show.
+
+    Examples:
+      >>> _output_specs({"y": jnp.ones((2, 3)), "name": "head"})
+      {"['y']": ArraySpec(shape=(2, 3), dtype='float32')}
+    """
     return {
         jax.tree_util.keystr(key): ArraySpec.of(leaf)
         for key, leaf in jax.tree_util.tree_leaves_with_path(out)
+        if hasattr(leaf, "dtype") or isinstance(leaf, numbers.Number)
     }
 
 

@@ -292,6 +292,16 @@ def test_an_output_holding_a_str_is_measured_by_its_arrays():
     assert summary.root.flops == summary["Named_0"].flops == dense_flops == 14
 
 
+def test_an_output_s_str_has_no_spec_in_the_blurb_nor_its_table():
+    # the str was shown as an array of shape () and dtype '<U4' ("scalar <U4" in the table)
+    x = jnp.ones((1, 3))
+    summary = blurb(HoldsNamed(), HoldsNamed().init(jax.random.key(0), x), x,
+                    measure_latency=False, flops=False)  # fmt: skip
+    for path in ["", "Named_0"]:
+        assert summary[path].outputs == {"['y']": ArraySpec((1, 2), "float32")}
+    assert "<U" not in summary.table()
+
+
 class Shifted(nn.Module):
     @nn.compact
     def __call__(self, x, shift, scale):
