@@ -24,7 +24,7 @@ from phosjax.core._knobs import holds_exactly, is_traced, what_holds
 from phosjax.core._module_check import check_module
 from phosjax.core._paths import unflatten
 from phosjax.core._record import Calls, add_call
-from phosjax.core._selectors import value_per_path
+from phosjax.core._selectors import cut_repr, value_per_path
 
 
 def injections(
@@ -136,14 +136,14 @@ def _in_dtype(value: Any, dtype: Any) -> Any:
         return jnp.asarray(value)
     if not isinstance(value, int | float | list | tuple):
         if _read_as(value) == dtype and not holds_exactly(dtype, value):
-            raise OverflowError(f"{value!r:.60} overflows {jnp.dtype(dtype).name}")
+            raise OverflowError(f"{cut_repr(value)} overflows {jnp.dtype(dtype).name}")
         if _read_as(value) not in (None, dtype):  # another dtype: the caller names it
             return value  # as given (int64), not as JAX reads it (int32)
         return jnp.asarray(value)  # an array keeps its dtype
     if holds_exactly(dtype, value):
         return jnp.asarray(value, dtype)
     if jnp.issubdtype(dtype, jnp.inexact) and not np.iscomplexobj(value):  # nor as inf
-        raise OverflowError(f"{value!r:.60} overflows {jnp.dtype(dtype).name}")
+        raise OverflowError(f"{cut_repr(value)} overflows {jnp.dtype(dtype).name}")
     return jnp.asarray(value)  # a complex one: its dtype named by the caller
 
 
@@ -209,7 +209,7 @@ def _checked_call(where: str, value: Any, expected: Any) -> Any:
         ranges = ", ".join(f"{dtype}: {what_holds(dtype)}" for dtype in dtypes)
         raise ValueError(
             f"Injected value for {where} holds a number out of the range of the tagged "
-            f"value's dtypes there ({ranges}): got {value!r:.60}."
+            f"value's dtypes there ({ranges}): got {cut_repr(value)}."
         ) from None
     except (TypeError, ValueError):  # JAX's names no tag: "Value 'zeros' with dtype <U5..."
         leaf = jax.tree_util.treedef_is_leaf(jax.tree.structure(expected))
@@ -220,7 +220,7 @@ def _checked_call(where: str, value: Any, expected: Any) -> Any:
         )
         raise TypeError(
             f"Injected value for {where} must be an array (or a pytree of them) like the "
-            f"tagged value there, {tagged}, got {value!r:.60} ({a_type(value)})."
+            f"tagged value there, {tagged}, got {cut_repr(value)} ({a_type(value)})."
         ) from None
     given_tree: Any = jax.tree.structure(value)  # Any: jaxlib's PyTreeDef has no stubs
     expected_tree = jax.tree.structure(expected)

@@ -28,7 +28,13 @@ from phosjax.core._collections import KNOBS
 from phosjax.core._module_check import check_module
 from phosjax.core._paths import check_path, flatten, module_path, unflatten
 from phosjax.core._record import collecting, taking
-from phosjax.core._selectors import SelectorError, check_values, select, value_per_path
+from phosjax.core._selectors import (
+    SelectorError,
+    check_values,
+    cut_repr,
+    select,
+    value_per_path,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,7 +228,7 @@ def knob(
     if valid is not None and jnp.issubdtype(value.dtype, jnp.complexfloating):
         raise TypeError(
             f"knob {path!r}: valid={valid!r} takes real numbers, but the default "
-            f"{default!r:.60} is {value.dtype}: give a real default, or valid=None for a "
+            f"{cut_repr(default)} is {value.dtype}: give a real default, or valid=None for a "
             "complex knob."
         )
     declaration = Knob(path, default, doc, valid)
@@ -268,7 +274,7 @@ def _default_array(path: str, default: Any) -> jax.Array:
     dtype = np.dtype(jax.dtypes.canonicalize_dtype(int) if array is None else array.dtype)
     if array is None or (not is_traced(default) and not holds_exactly(dtype, default)):
         raise ValueError(
-            f"Knob {path!r} has the default {default!r:.60}, which its dtype, {dtype.name}, "
+            f"Knob {path!r} has the default {cut_repr(default)}, which its dtype, {dtype.name}, "
             f"cannot hold: give {what_holds(dtype)}."
         )
     return array

@@ -18,6 +18,7 @@ import numpy as np
 from phosjax._callables import a_type, callable_name
 from phosjax._nearest import one_edit_apart
 from phosjax.core._module_check import refuse_module_class
+from phosjax.core._selectors import cut_repr
 
 TRAIN_FLAGS = ("train", "training", "is_training", "deterministic", "use_running_average")
 """The call parameters that take the train flag: ``train``, ``training`` and
@@ -414,7 +415,7 @@ def check_block(block: Any, what: str, *, functions: bool = True) -> None:
         return
     expected = "a Flax module or a function of the input"
     expected = expected if functions else "a Flax module (wrap a function in one)"
-    raise TypeError(f"{what} must be {expected}, got {block!r:.60} ({a_type(block)}).")
+    raise TypeError(f"{what} must be {expected}, got {cut_repr(block)} ({a_type(block)}).")
 
 
 def check_blocks(module: nn.Module, name: str, one: str, *, functions: bool = True) -> None:
@@ -536,7 +537,7 @@ def mask_array(owner: str, mask: Any, attend: bool = False) -> jax.Array:
     except (TypeError, ValueError):  # JAX's names no layer: "Value 'real' with dtype <U4..."
         raise TypeError(
             f"{owner} mask must be booleans (or integers; nonzero: {_kept(attend)}), got "
-            f"{mask!r:.60} ({a_type(mask)})."
+            f"{cut_repr(mask)} ({a_type(mask)})."
         ) from None
 
 

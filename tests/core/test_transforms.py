@@ -617,6 +617,13 @@ def test_a_knob_default_its_dtype_cannot_hold_names_the_knob(default, said):
         px.knobs(Defaulted(default), X)
 
 
+def test_a_long_default_is_cut_with_a_mark_and_its_shape_and_dtype():
+    # cut at 60 characters with no mark, the last number read "10995116": another number
+    said = r"^Knob 'k' has the default array\(\[1099511627776, .*, 1099511… \(shape \(40,\), "
+    with pytest.raises(ValueError, match=said + r"dtype int64\), which its dtype, int32,"):
+        px.knobs(Defaulted(np.full(40, 2**40)), X)
+
+
 def test_a_knob_default_beyond_int64_names_int64_under_x64():
     # it said "which its dtype, int32, cannot hold", JAX's default int without x64
     said = r"^Knob 'k' has the default 1180591620717411303424, which its dtype, int64, cannot "
@@ -1070,7 +1077,7 @@ def test_inject_reads_a_python_number_as_the_tagged_dtype():
     with pytest.raises(ValueError, match=pair):
         px.inject(Counted(), {}, jnp.ones(3), {"pair": (2**40, 0)})
     # a float32 tag read 1e300 and 2**200 as inf, with numpy's "overflow encountered in cast"
-    for huge, shown in [(1e300, r"1e\+300"), (2**200, str(2**200)[:60])]:
+    for huge, shown in [(1e300, r"1e\+300"), (2**200, str(2**200)[:59] + "…")]:
         jit_noted = message.format("s", float32, shown).removesuffix("$")  # jax adds a note
         with pytest.raises(ValueError, match=jit_noted):
             jax.jit(lambda huge=huge: px.inject(Counted(), {}, jnp.ones(3), {"s": huge}))()
