@@ -254,6 +254,20 @@ def test_the_flops_of_a_nested_list_are_those_of_its_array():
     )
 
 
+class Widths(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(2)(jnp.ones((1, x[0] + x[1])))  # x: two Python ints, widths
+
+
+def test_a_tuple_of_python_ints_reaches_the_model_as_apply_passes_it():
+    # read as its array, traced: "Shapes must be 1D sequences of concrete values"
+    variables = Widths().init(jax.random.key(0), (1, 2))
+    read = blurb(Widths(), variables, (1, 2), measure_latency=False)
+    assert read["Dense_0"].outputs[""].shape == Widths().apply(variables, (1, 2)).shape == (1, 2)
+    assert read.root.flops == read["Dense_0"].flops == 14
+
+
 class Repeats(nn.Module):
     @nn.compact
     def __call__(self, x):
