@@ -718,7 +718,8 @@ def checked_size(module: nn.Module, name: str, default: int | None = None) -> in
     size = getattr(module, name)
     size = default if size is None else size
     if not isinstance(size, numbers.Integral) or isinstance(size, bool) or size < 1:
-        raise ValueError(f"{type(module).__name__} {name} must be an int >= 1, got {size!r}")
+        owner = type(module).__name__
+        raise ValueError(f"{owner} {name} must be an int >= 1, got {cut_repr(size)}")
     return int(size)
 
 
@@ -731,7 +732,8 @@ def checked_rate(module: nn.Module, name: str) -> float:
     """
     rate = getattr(module, name)
     if not isinstance(rate, numbers.Real) or isinstance(rate, bool) or not 0 <= float(rate) < 1:
-        raise ValueError(f"{type(module).__name__} {name} must be a number in [0, 1), got {rate!r}")
+        owner = type(module).__name__
+        raise ValueError(f"{owner} {name} must be a number in [0, 1), got {cut_repr(rate)}")
     return float(rate)
 
 
@@ -761,7 +763,7 @@ def checked_finite(module: nn.Module, name: str, shape: tuple[int, ...] = ()) ->
             np.asarray(value).dtype, jnp.number
         )
         if not numeric or not np.isfinite(np.asarray(value, float)).all():
-            raise ValueError(f"{owner} {name} must be a finite number, got {value!r}")
+            raise ValueError(f"{owner} {name} must be a finite number, got {cut_repr(value)}")
     try:
         fits = np.broadcast_shapes(np.shape(value), shape) == tuple(shape)
     except ValueError:
@@ -845,7 +847,8 @@ class CheckedFields(nn.Module):
             value = getattr(self, name)
             if not _is_flag(value):
                 raise TypeError(
-                    f"{owner} {name} must be True or False, got {value!r} ({a_type(value)})."
+                    f"{owner} {name} must be True or False, got {cut_repr(value)} "
+                    f"({a_type(value)})."
                 )
         super().__post_init__()
 
@@ -864,7 +867,8 @@ def checked_train(module: nn.Module, train: Any, *, handed_on: bool = False) -> 
     """
     if not _is_flag(train):
         raise TypeError(
-            f"{type(module).__name__} train must be True or False, got {train!r} ({a_type(train)})."
+            f"{type(module).__name__} train must be True or False, got {cut_repr(train)} "
+            f"({a_type(train)})."
         )
     if isinstance(train, jax.core.Tracer) and not handed_on:
         raise _traced(f"{type(module).__name__} train")

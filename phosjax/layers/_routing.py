@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from phosjax.core import Range, aux_loss, knob, tag
+from phosjax.core._selectors import cut_repr
 from phosjax.layers._common import (
     CheckedFields,
     checked_size,
@@ -91,7 +92,7 @@ class MixtureOfExperts(CheckedFields):
         ):
             raise ValueError(
                 f"MixtureOfExperts top_k must be an int in [1, num_experts={experts}], "
-                f"got {top_k!r}."
+                f"got {cut_repr(top_k)}."
             )
         width = input_width(self, x)
         real = real_tokens(self, mask, x.shape[:-1], pairs=True)

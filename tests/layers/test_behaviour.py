@@ -230,6 +230,15 @@ def test_drop_path_needs_a_batch_axis_in_training_only(rate, key):
         layer.apply({}, x, train=True, rngs={"dropout": key})
 
 
+def test_a_module_given_as_a_rate_is_named_on_one_line():
+    # DropPath(nn.Dense(3)) (a block where the rate goes) printed Dense's 13-line repr
+    with pytest.raises(ValueError) as raised:
+        L.DropPath(nn.Dense(3)).apply({}, jnp.ones((2, 3)))
+    said = str(raised.value)
+    assert said.startswith("DropPath rate must be a number in [0, 1), got Dense( # attributes")
+    assert "\n" not in said and said.endswith("…") and len(said) < 120
+
+
 def test_drop_path_gives_an_integer_input_as_float32_in_every_mode(key):
     """It came back int32 in eval (and at rate 0), float32 in training."""
     x = jnp.arange(8).reshape(4, 2)
