@@ -86,7 +86,7 @@ class Range:
     def _inequalities(self) -> list[str]:
         """Each bound as an inequality (``"> 0"``), lower first."""
         signs = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
-        return [f"{signs[k]} {v:g}" for k, v in self.bounds().items()]
+        return [f"{signs[k]} {_bound(v)}" for k, v in self.bounds().items()]
 
     def __str__(self) -> str:
         return " ".join(["a finite number", " and ".join(self._inequalities())]).strip()
@@ -105,7 +105,7 @@ class Range:
         if len(bounds) == 2:
             (low, low_at), (high, high_at) = bounds.items()
             opens, closes = "(" if low == "gt" else "[", ")" if high == "lt" else "]"
-            return f"{opens}{low_at:g}, {high_at:g}{closes}"
+            return f"{opens}{_bound(low_at)}, {_bound(high_at)}{closes}"
         return " ".join(self._inequalities()) or "finite"
 
     def mask(self, value: Any, xp: Any = np) -> Any:
@@ -169,6 +169,21 @@ class Knob:
             raise ValueError(
                 f"{where}knob {self.path!r} must be {self.valid}, got {np.asarray(value).tolist()}."
             )
+
+
+def _bound(value: float) -> str:
+    """A bound of a `Range` as written: short (``1``, ``0.5``, ``1e-06``) where that is the
+    number itself, else all its digits (6 significant ones showed 1234567 as 1.23457e+06,
+    a bound that 1234567 is below).
+
+    Examples:
+      >>> _bound(1.0), _bound(1e-6), _bound(1234567), _bound(0.9999999)
+      ('1', '1e-06', '1234567', '0.9999999')
+    """
+    text = f"{value:g}"
+    if float(text) == value:
+        return text
+    return str(value) if isinstance(value, numbers.Integral) else repr(float(value))
 
 
 _DECLARED: contextvars.ContextVar[dict[str, Knob] | None] = contextvars.ContextVar(

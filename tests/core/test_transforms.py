@@ -492,6 +492,15 @@ def test_a_traced_integer_knob_with_a_range_keeps_its_dtype():
     assert float(pick(1)) == float(X[0, 1])
 
 
+def test_a_range_shows_its_bounds_as_given_not_rounded():
+    # 6 significant digits: "must be a finite number < 1.23457e+06, got 1234567.0"
+    declared = px.Knob("k", 0.0, "", px.Range(lt=1234567))
+    with pytest.raises(ValueError, match=r"^knob 'k' must be a finite number < 1234567, got"):
+        declared.check(1234567.0)
+    assert px.Range(gt=0.9999999, le=2).short() == "(0.9999999, 2]"
+    assert str(px.Range(ge=0, lt=0.5)) == "a finite number >= 0 and < 0.5"
+
+
 def test_a_range_takes_one_lower_bound_at_most():
     with pytest.raises(ValueError, match=r"Range\(gt=0, ge=0\): give one lower"):
         px.Range(gt=0, ge=0)
