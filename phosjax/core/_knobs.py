@@ -160,15 +160,28 @@ class Knob:
         """Raises a ValueError naming the knob (after ``where``, e.g. the module), the
         value and its range when a concrete ``value`` is out of ``valid``.
 
+        An array (a knob stacked on a grid axis) is named by its first entry out of range,
+        not by all of them.
+
         Examples:
           >>> Knob("blocks_0/T", 1.0, "", Range(gt=0)).check(0.0, where="Choice ")
           Traceback (most recent call last):
           ValueError: Choice knob 'blocks_0/T' must be a finite number > 0, got 0.0.
+          >>> Knob("T", 1.0, "", Range(gt=0)).check(np.array([[1.0, 2.0], [-1.0, 0.0]]))
+          Traceback (most recent call last):
+          ValueError: knob 'T' must be a finite number > 0, got -1.0 at index (1, 0) (2 of 4
+          entries out of range).
         """
-        if self.valid is not None and not self.valid.contains(value):
-            raise ValueError(
-                f"{where}knob {self.path!r} must be {self.valid}, got {np.asarray(value).tolist()}."
-            )
+        if self.valid is None or self.valid.contains(value):
+            return
+        array = np.asarray(value)
+        shown = array.tolist()
+        if array.ndim:
+            out = np.argwhere(~self.valid.mask(array.astype(float)))
+            first = tuple(int(i) for i in out[0])
+            shown = f"{array[first].tolist()} at index {first} ({len(out)} of {array.size} "
+            shown += "entries out of range)"
+        raise ValueError(f"{where}knob {self.path!r} must be {self.valid}, got {shown}.")
 
 
 def _bound(value: float) -> str:

@@ -501,6 +501,18 @@ def test_a_range_shows_its_bounds_as_given_not_rounded():
     assert str(px.Range(ge=0, lt=0.5)) == "a finite number >= 0 and < 0.5"
 
 
+def test_an_array_out_of_range_is_named_by_its_first_entry_out():
+    # every entry was listed: 1000 of them, some 5000 characters
+    values = np.ones(1000)
+    values[[500, 700]] = -1.0
+    with pytest.raises(ValueError) as raised:
+        px.Knob("k", 1.0, "", px.Range(gt=0)).check(values)
+    assert str(raised.value) == (
+        "knob 'k' must be a finite number > 0, got -1.0 at index (500,) (2 of 1000 entries "
+        "out of range)."
+    )
+
+
 def test_a_range_takes_one_lower_bound_at_most():
     with pytest.raises(ValueError, match=r"Range\(gt=0, ge=0\): give one lower"):
         px.Range(gt=0, ge=0)
