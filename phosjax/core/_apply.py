@@ -229,6 +229,26 @@ def noting_inputs_by_name(model: nn.Module, caller: str, method: Any = None) -> 
         raise
 
 
+@contextlib.contextmanager
+def naming_apply_errors(
+    model: nn.Module, variables: Any, caller: str, method: Any = None
+) -> Iterator[Mapping[str, Any]]:
+    """Where ``caller`` runs ``model.apply`` on ``variables`` (checked: it yields them) and
+    ``x`` alone by position: `naming_params_alone` and `noting_inputs_by_name` in one.
+
+    Examples:
+      >>> import flax.linen as nn, jax.numpy as jnp
+      >>> with naming_apply_errors(nn.Dense(2), {"params": {}}, "probe") as variables:
+      ...     sorted(variables)
+      ['params']
+    """
+    with (
+        naming_params_alone(variables, caller) as variables,
+        noting_inputs_by_name(model, caller, method),
+    ):
+        yield variables
+
+
 def apply_collecting(
     model: nn.Module,
     variables: Mapping[str, Any],

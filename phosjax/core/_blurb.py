@@ -29,8 +29,7 @@ from phosjax.core._apply import (
     apply_collecting,
     checked_variables,
     jit_keeping_constants,
-    naming_params_alone,
-    noting_inputs_by_name,
+    naming_apply_errors,
 )
 from phosjax.core._arrays_apart import arrays_apart
 from phosjax.core._blurb_table import table
@@ -674,10 +673,7 @@ def _summary(
     x = x if _ints_tuple(x) else numbers_as_array(x)  # not one traced scalar per number
     mutable = apply_kwargs.pop("mutable", _state_collections(variables))
     try:
-        with (
-            naming_params_alone(variables, "blurb"),
-            noting_inputs_by_name(model, "blurb", apply_kwargs.get("method")),
-        ):
+        with naming_apply_errors(model, variables, "blurb", apply_kwargs.get("method")):
             calls, recorded, outputs = _capture(
                 model, variables, x, init, mutable=mutable, **apply_kwargs
             )

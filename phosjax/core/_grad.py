@@ -10,9 +10,8 @@ import jax.numpy as jnp
 from phosjax._callables import a_type
 from phosjax.core._apply import (
     apply_reaching_tags,
+    naming_apply_errors,
     naming_other_kinds,
-    naming_params_alone,
-    noting_inputs_by_name,
     select_tags,
     tag_call_shapes,
 )
@@ -98,9 +97,8 @@ def perturbations(
     """
     check_module("perturbations", model)
     with (
-        naming_params_alone(variables, "perturbations") as variables,
+        naming_apply_errors(model, variables, "perturbations", kwargs.get("method")) as variables,
         naming_other_kinds(variables),
-        noting_inputs_by_name(model, "perturbations", kwargs.get("method")),
     ):
         return unflatten(_flat_perturbations(model, variables, x, wrt, **kwargs))
 
@@ -165,9 +163,8 @@ def grad_of(
         )
     check_module("grad_of", model)
     with (
-        naming_params_alone(variables, "grad_of") as variables,
+        naming_apply_errors(model, variables, "grad_of", kwargs.get("method")) as variables,
         naming_other_kinds(variables),
-        noting_inputs_by_name(model, "grad_of", kwargs.get("method")),
     ):
         zeros = _flat_perturbations(model, variables, x, wrt, **kwargs)
 

@@ -13,9 +13,8 @@ import numpy as np
 from phosjax._callables import a_type
 from phosjax.core._apply import (
     apply_reaching_tags,
+    naming_apply_errors,
     naming_other_kinds,
-    naming_params_alone,
-    noting_inputs_by_name,
     select_tags,
     tag_call_shapes,
 )
@@ -62,9 +61,8 @@ def injections(
     """
     check_module("injections", model)
     with (
-        naming_params_alone(variables, "injections") as variables,
+        naming_apply_errors(model, variables, "injections", kwargs.get("method")) as variables,
         naming_other_kinds(variables),
-        noting_inputs_by_name(model, "injections", kwargs.get("method")),
     ):
         return unflatten(_flat_injections(model, variables, x, values, **kwargs)[0])
 
@@ -289,9 +287,8 @@ def inject(
     """
     check_module("inject", model)
     with (
-        naming_params_alone(variables, "inject") as variables,
+        naming_apply_errors(model, variables, "inject", kwargs.get("method")) as variables,
         naming_other_kinds(variables),
-        noting_inputs_by_name(model, "inject", kwargs.get("method")),
     ):
         flat, several = _flat_injections(model, variables, x, values, **kwargs)
     injected = {**variables, INJECTIONS: unflatten(flat)}

@@ -9,9 +9,8 @@ from phosjax.core._apply import (
     Mutable,
     apply_collecting,
     dropped_tags,
+    naming_apply_errors,
     naming_other_kinds,
-    naming_params_alone,
-    noting_inputs_by_name,
 )
 from phosjax.core._collections import INTERMEDIATES
 from phosjax.core._module_check import check_module
@@ -75,9 +74,8 @@ def probe(
     check_module("probe", model)
     try:
         with (
-            naming_params_alone(variables, "probe") as variables,
+            naming_apply_errors(model, variables, "probe", kwargs.get("method")) as variables,
             tags_seen() as seen,
-            noting_inputs_by_name(model, "probe", kwargs.get("method")),
         ):
             output, collected = apply_collecting(
                 model, variables, x, collect=[INTERMEDIATES], mutable=mutable, **kwargs

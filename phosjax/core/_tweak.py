@@ -8,8 +8,7 @@ import flax.linen as nn
 
 from phosjax.core._apply import (
     hands_back_every_collection,
-    naming_params_alone,
-    noting_inputs_by_name,
+    naming_apply_errors,
     tag_shapes,
 )
 from phosjax.core._collections import KNOBS
@@ -59,10 +58,7 @@ def tweak(
     """
     check_module("tweak", model)
     check_values(values, "knob")  # first: a bare value is no selector
-    with (
-        naming_params_alone(variables, "tweak") as variables,
-        noting_inputs_by_name(model, "tweak", kwargs.get("method")),
-    ):
+    with naming_apply_errors(model, variables, "tweak", kwargs.get("method")) as variables:
         full, declared, dropped = _with_knobs_declared(model, variables, x, **init_kwargs(kwargs))
         with _naming_tags(model, variables, x, kwargs):
             tweaked = _set_knobs(full, values, declared, dropped)
