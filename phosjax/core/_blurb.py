@@ -12,6 +12,7 @@ cheap structural summary.
 import dataclasses
 import hashlib
 import json
+import math
 import numbers
 import statistics
 import time
@@ -255,7 +256,9 @@ class Blurb:
         )
 
     def to_json(self, indent: int | None = None) -> str:
-        """The summary as JSON (only numbers, strings, lists and objects).
+        """The summary as strict JSON (only numbers, strings, lists, objects and null): a
+        NaN or infinite number (a diverged aux loss, a knob at ``inf``) is null, as JSON
+        has no such number (Python's ``NaN`` and ``Infinity`` are no JSON to a browser).
 
         Examples:
           >>> import json, flax.linen as nn, jax, jax.numpy as jnp
@@ -264,7 +267,7 @@ class Blurb:
           >>> json.loads(b.to_json())["root"]["outputs"]
           {'': {'shape': [1, 3], 'dtype': 'float32'}}
         """
-        return json.dumps(dataclasses.asdict(self), indent=indent)
+        return json.dumps(_finite(dataclasses.asdict(self)), indent=indent, allow_nan=False)
 
     @classmethod
     def from_json(cls, text: str) -> "Blurb":
@@ -298,6 +301,22 @@ class Blurb:
 
     def __str__(self) -> str:
         return self.table()
+
+
+def _finite(value: Json) -> Json:
+    """``value`` (JSON-ready) with every NaN or infinite float as None.
+
+    Examples:
+      >>> _finite({"a": [1.5, float("nan")], "b": (float("-inf"), "s")})
+      {'a': [1.5, None], 'b': [None, 's']}
+    """
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _raise_not_a_module(modules: Mapping[str, ModuleBlurb], path: str) -> None:

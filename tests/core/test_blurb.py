@@ -801,6 +801,28 @@ def test_a_note_is_refused_as_blurb_writes_it_not_by_its_type(value, written):
     assert json.loads(summary.to_json())["root"]["notes"]["n"] == written
 
 
+class Diverged(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        px.note(self, "ratios", jnp.array([1.0, jnp.nan]))
+        px.aux_loss(self, "bad", jnp.log(x.sum() - 5.0))  # NaN
+        return x * px.knob(self, "k", float("inf"))
+
+
+def test_json_of_nan_and_infinities_is_strict_json_with_null():
+    # json.dumps wrote NaN and Infinity, which no JSON parser but Python's reads
+    x = jnp.ones(2)
+    b = blurb(Diverged(), Diverged().init(jax.random.key(0), x), x, measure_latency=False)
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is no JSON")
+
+    root = json.loads(b.to_json(), parse_constant=refuse)["root"]
+    assert root["notes"] == {"ratios": [1.0, None]} and root["aux_losses"] == {"bad": None}
+    assert root["knobs"]["k"] == {"value": None, "default": None, "doc": "", "valid": None}
+    assert Blurb.from_json(b.to_json()).root.outputs == b.root.outputs
+
+
 def test_iterating_a_blurb_is_refused_naming_modules(two_level):
     # Python iterated it through __getitem__: b[0] raised "got 0 (int)"
     with pytest.raises(TypeError, match=r"A Blurb is no sequence: iterate b\.modules\(\)"):
