@@ -546,7 +546,9 @@ def _capture(
             calls.setdefault(path, []).append(call)
         return out
 
-    def run(variables: Mapping[str, Any], x: Any) -> tuple[Any, dict[str, ArraySpec], Any]:
+    def run(
+        variables: Mapping[str, Any], x: Any, apply_kwargs: dict[str, Any]
+    ) -> tuple[Any, dict[str, ArraySpec], Any]:
         nonlocal initializing
         if init is not None:
             initializing = True
@@ -563,7 +565,8 @@ def _capture(
 
     with nn.intercept_methods(intercept), _declarations() as declared, constant_notes() as notes:
         given = {} if init is not None else variables  # init's: made in the program
-        collected, outputs, knob_tree = jit_keeping_constants(run, given, x)
+        # the arrays of apply_kwargs traced too: a constant input's work would be folded
+        collected, outputs, knob_tree = jit_keeping_constants(run, given, x, apply_kwargs)
     # A default made by jax is a tracer here: init computes it (once, for all of them).
     made_by_jax = any(isinstance(knob.default, jax.core.Tracer) for knob in declared.values())
     defaults = knobs(model, x, **init_kwargs(apply_kwargs)) if made_by_jax else {}
@@ -705,8 +708,12 @@ def _summary(
         raise
     measured: dict[str, tuple[float | None, float | None]] = {}
     if flops or measure_latency:
-        arrays, put_back = arrays_apart(x)  # x's Python values as apply gets them
-        whole = lambda v, a: model.apply(v, put_back(a), mutable=mutable, **apply_kwargs)
+        arrays, put_back = arrays_apart((x, apply_kwargs))  # Python values as apply gets them
+
+        def whole(variables: Mapping[str, Any], arrays: list[Any]) -> Any:
+            x, kwargs = put_back(arrays)  # the inputs by name traced, as x is: none folded
+            return model.apply(variables, x, mutable=mutable, **kwargs)
+
         measured[""] = _measure(whole, (variables, arrays), flops, measure_latency, repeats)
         rngs = apply_kwargs.get("rngs")
         for path, parts in calls.items():

@@ -268,6 +268,28 @@ def test_a_tuple_of_python_ints_reaches_the_model_as_apply_passes_it():
     assert read.root.flops == read["Dense_0"].flops == 14
 
 
+class SinOfY(nn.Module):
+    @nn.compact
+    def __call__(self, x, y):
+        return nn.Dense(2)(x) + jnp.sin(y) * 3.0
+
+
+class Packed(nn.Module):
+    @nn.compact
+    def __call__(self, xy):
+        return SinOfY()(xy["x"], xy["y"])
+
+
+def test_an_input_given_by_name_is_traced_as_x_is():
+    # y=... was a constant of the program: XLA folded sin(y) * 3, the FLOPs 16 of 18
+    x, y = jnp.ones((1, 3)), jnp.ones((1, 2))
+    variables = SinOfY().init(jax.random.key(0), x, y)
+    by_name = blurb(SinOfY(), variables, x, y=y, measure_latency=False).root.flops
+    packed = {"x": x, "y": y}
+    whole = blurb(Packed(), Packed().init(jax.random.key(0), packed), packed, measure_latency=False)
+    assert by_name == whole.root.flops == whole["SinOfY_0"].flops == 18
+
+
 class Repeats(nn.Module):
     @nn.compact
     def __call__(self, x):
