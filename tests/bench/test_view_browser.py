@@ -318,6 +318,22 @@ def test_a_morph_run_directory_shows_its_morph_panel_alone(tmp_path, page):
         assert "morph run" in page.run("document.getElementById('summary').textContent")
 
 
+def test_a_broken_morph_file_says_why_in_its_place(tmp_path, page):
+    """One damaged file under ``morph/`` failed the whole Morph panel, its table of
+    iterations not shown; the file says why in its place, the table is drawn."""
+    (tmp_path / "morph").mkdir()
+    frame = pd.DataFrame({"iteration": [0, 1], "kind": ["start", "expanded"]})
+    frame.to_parquet(tmp_path / "morph" / "iterations.parquet")
+    (tmp_path / "morph" / "summary.json").write_text('{"flops_before": 2')
+    files = "[...document.querySelectorAll('#morph-files > *')].map((e) => e.textContent)"
+    with serving(tmp_path) as server:
+        page.open(server.url)
+        shown = page.run(files)
+        assert not page.run("document.getElementById('morph').classList.contains('failed')")
+    assert shown[0] == "iterations.parquet" and "expanded" in shown[1], shown
+    assert shown[2] == "summary.json" and shown[3].startswith("cannot read morph/summary.json: ")
+
+
 def test_a_browser_that_ended_is_closed_its_pipe_too(tmp_path, monkeypatch):
     """Closing a browser that ended already (crashed) raised BrokenPipeError: at the module's
     end its pipe stayed open, the browser started after it running, the last test failed."""

@@ -685,7 +685,8 @@ def test_blurb_graph_profile_and_morph_endpoints(server, written):
     np.testing.assert_allclose(
         [r["host_rss_bytes"] for r in profile["memory"]["rows"]], written.memory["host_rss_bytes"]
     )
-    assert get_json(server, "/api/morph") == {"files": {"summary.json": {"flops_before": 1e6}}}
+    morph = {"files": {"summary.json": {"flops_before": 1e6}}, "errors": {}}
+    assert get_json(server, "/api/morph") == morph
 
 
 def test_a_morph_file_being_written_is_left_out(tmp_path):
@@ -697,7 +698,21 @@ def test_a_morph_file_being_written_is_left_out(tmp_path):
     (folder / f"{TEMPORARY}host~12~iterations.parquet").write_bytes(b"PAR1 half written")
     (folder / f"{TEMPORARY}host~12~summary.json").write_text('{"flops_before": 2')
     with serving(written.root) as server:
-        assert get_json(server, "/api/morph") == {"files": {"summary.json": {"flops_before": 1e6}}}
+        morph = get_json(server, "/api/morph")
+    assert morph == {"files": {"summary.json": {"flops_before": 1e6}}, "errors": {}}
+
+
+def test_a_broken_morph_file_fails_only_itself(tmp_path):
+    """One damaged file under ``morph/`` (a summary cut short) failed the whole of
+    /api/morph, the panel showing none of the others; it is in ``errors``, naming it
+    and what to do, the others read as ever."""
+    written = write_bench(tmp_path / "morphing", blurb_json())
+    (written.root / _layout.MORPH / "notes.json").write_text('{"flops_after": 2')
+    with serving(written.root) as server:
+        morph = get_json(server, "/api/morph")
+    assert morph["files"] == {"summary.json": {"flops_before": 1e6}}
+    assert list(morph["errors"]) == ["notes.json"]
+    assert morph["errors"]["notes.json"].startswith("cannot read morph/notes.json: ")
 
 
 @pytest.mark.parametrize(

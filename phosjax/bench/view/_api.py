@@ -724,11 +724,14 @@ def morph(bench: BenchFiles) -> dict[str, Any]:
     """The JSON and Parquet files directly under ``morph/``, by name (links out and
     `hidden` files, a writer's temporaries, skipped): a Parquet file as ``{"columns",
     "rows"}``, and its pandas ``attrs`` where it has any (``iterations.parquet``'s
-    ``morph_config`` and ``resolved_dataset``: what the run ran)."""
+    ``morph_config`` and ``resolved_dataset``: what the run ran); ``errors``: why each
+    file that cannot be read is not among them (a `BrokenFileError`, naming it and what
+    to do), the others shown all the same."""
     folder = bench.path(_layout.MORPH)
     if not folder.is_dir():
         raise NotFound(f"The bench has no {_layout.MORPH}/ folder (run `python -m phosjax.morph`).")
     files: dict[str, Any] = {}
+    errors: dict[str, str] = {}
     for path in sorted(p for p in folder.iterdir() if not hidden(p.name)):
         relative = f"{_layout.MORPH}/{path.name}"
         try:
@@ -738,4 +741,6 @@ def morph(bench: BenchFiles) -> dict[str, Any]:
                 files[path.name] = _records(bench.table(relative), with_attrs=True)
         except OutsideBenchError:
             continue  # a link out of the bench is never read
-    return {"files": files}
+        except BrokenFileError as error:
+            errors[path.name] = str(error)
+    return {"files": files, "errors": errors}

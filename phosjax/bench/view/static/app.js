@@ -1159,11 +1159,17 @@ const renderMorph = panel("morph", async () => {
   if (!state.info.has_morph) return;
   $("morph").hidden = false;
   $("nav-morph").hidden = false;
-  const { files } = await getJson("api/morph");
+  const { files, errors } = await getJson("api/morph");
   const box = $("morph-files");
   box.innerHTML = "";
-  for (const [name, content] of Object.entries(files)) {
+  // Each file by name; one that cannot be read says why where it would be, the others shown.
+  for (const name of [...Object.keys(files), ...Object.keys(errors)].sort()) {
     box.appendChild(el("h3", {}, name));
+    if (name in errors) {
+      box.appendChild(el("p", { class: "error" }, errors[name]));
+      continue;
+    }
+    const content = files[name];
     if (content?.attrs) box.appendChild(keyValueTable(metadataEntries(content.attrs)));
     if (content && content.columns && content.rows) {
       const table = el("table", { class: "board" });
