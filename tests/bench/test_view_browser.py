@@ -1571,6 +1571,23 @@ def test_the_groups_chip_counts_the_groups_not_started_yet(tmp_path, page):
     assert '<span class="chip">config 1234567890</span>' in dom
 
 
+def test_a_bench_of_another_format_says_so_first(tmp_path, page):
+    """A bench.json of ``"format": 99``, which the runner refuses, was shown as any
+    bench; the header's first chip says it may be shown wrong, and what to do."""
+    written = write_bench(tmp_path / "newer", blurb_json())
+    marker = json.loads((written.root / _layout.MARKER).read_text())
+    (written.root / _layout.MARKER).write_text(json.dumps(marker | {"format": 99}))
+    chips = (
+        "[...document.querySelectorAll('#summary .chip')]"
+        ".map((c) => c.className + ': ' + c.textContent)"
+    )
+    with serving(written.root) as server:
+        page.open(server.url)
+        shown = page.run(chips)
+    assert shown[0].startswith("chip format: bench.json holds a bench of format 99;"), shown
+    assert shown[1].endswith(" cells"), shown
+
+
 def test_a_steps_hyperparameter_and_the_steps_done_are_told_apart(tmp_path, page):
     """A grid over ``steps``: its column and the progress column (steps done of planned)
     have headers and sort-by entries of their own (both were "steps")."""

@@ -2059,3 +2059,29 @@ def test_a_part_rewritten_with_pandas_is_read_with_the_others(tmp_path):
         series = get_json(server, "/api/results?columns=loss")["series"]
     assert {r["progress"]["steps_done"] for r in rows} == {max(STEPS)}
     assert len(series) == len(written.cells) * len(SPLITS)
+
+
+@pytest.mark.parametrize(
+    ("format_", "why"),
+    [
+        (99, "A newer phosjax wrote it: upgrade phosjax to read it."),
+        ("1", 'phosjax writes bench.json with "format": 1, so something else changed it;'),
+        (None, 'phosjax writes bench.json with "format": 1, so something else changed it;'),
+    ],
+)
+def test_a_bench_of_another_format_is_said_to_be_so(tmp_path, format_, why):
+    """A bench.json of ``"format": 99`` (a newer phosjax's), which the runner refuses,
+    was shown as any bench, with no word that it may be read wrong; /api/bench says so,
+    and what to do, and nothing for this phosjax's format."""
+    written = write_bench(tmp_path / "example", blurb_json())
+    with serving(written.root) as server:
+        assert get_json(server, "/api/bench")["format_error"] is None
+    marker = json.loads((written.root / _layout.MARKER).read_text())
+    (written.root / _layout.MARKER).write_text(json.dumps(marker | {"format": format_}))
+    with serving(written.root) as server:
+        error = get_json(server, "/api/bench")["format_error"]
+    assert error.startswith(
+        f"bench.json holds a bench of format {format_!r}; this phosjax reads format 1, so what "
+        "the page shows of it may be wrong. "
+    )
+    assert why in error

@@ -162,9 +162,11 @@ def bench_info(bench: BenchFiles) -> dict[str, Any]:
     for model in models:
         for key, folder in (("has_blurb", _layout.BLURBS), ("has_graph", _layout.GRAPHS)):
             model[key] = _absent_if_outside(_has_model_file, bench, folder, model["model_id"])
+    marker = _json_object(bench, _layout.MARKER)
     return {
         "name": bench.name,
-        "marker": _json_object(bench, _layout.MARKER),
+        "marker": marker,
+        "format_error": _format_error(marker),
         **_or_error("config", lambda: bench.text(_layout.CONFIG)),
         **_or_error("env", lambda: _json_object(bench, _layout.ENV)),
         "status": bench.status(),
@@ -175,6 +177,34 @@ def bench_info(bench: BenchFiles) -> dict[str, Any]:
         "has_profile": bool(bench.per_process(_layout.PHASES) or bench.per_process(_layout.MEMORY)),
         "has_morph": _absent_if_outside(lambda: bench.path(_layout.MORPH).is_dir()),
     }
+
+
+def _format_error(marker: dict[str, Any] | None) -> str | None:
+    """Why the page may show the bench of ``marker`` (``bench.json``) wrong: it holds
+    another ``format`` than this phosjax reads, which the runner refuses
+    (`phosjax.bench._directory.open_bench`); None where it holds this one, or there is
+    none (a morph run's directory).
+
+    Examples:
+      >>> _format_error({"format": _layout.FORMAT}) is None, _format_error(None) is None
+      (True, True)
+      >>> print(_format_error({"format": 99}))
+      bench.json holds a bench of format 99; this phosjax reads format 1, so what the page
+      shows of it may be wrong. A newer phosjax wrote it: upgrade phosjax to read it.
+    """
+    if marker is None or (found := marker.get("format")) == _layout.FORMAT:
+        return None
+    newer = isinstance(found, int) and found > _layout.FORMAT
+    why = (
+        "A newer phosjax wrote it: upgrade phosjax to read it."
+        if newer
+        else f'phosjax writes {_layout.MARKER} with "format": {_layout.FORMAT}, so something '
+        "else changed it; restore it from a backup."
+    )
+    return (
+        f"{_layout.MARKER} holds a bench of format {found!r}; this phosjax reads format "
+        f"{_layout.FORMAT}, so what the page shows of it may be wrong. {why}"
+    )
 
 
 def _or_error(key: str, read: Callable[[], Any]) -> dict[str, Any]:

@@ -1256,6 +1256,7 @@ function renderSummary() {
   const stopped = count("stopped");
   const diverged = divergedCells(info.status);
   const chips = [
+    info.format_error ? el("span", { class: "chip format" }, info.format_error) : null,
     counted(board.rows.length, "cell"),
     counted(info.models.length, "model"),
     `${formatCount(count("finished"))} / ${counted(states.size, "group")} finished`,
