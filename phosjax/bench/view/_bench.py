@@ -971,6 +971,13 @@ def _read_schema(path: pathlib.Path) -> pa.Schema:
     return schema
 
 
+def _stored(field: pa.Field, part: pathlib.Path) -> pa.DataType:
+    """The type of the column ``field`` (`_read_schema`'s) as the part file ``part``
+    stores it: a text one as written, ``large_string`` or ``string`` (which
+    `_read_schema` reads as ``string``: the file's schema read again, for an error)."""
+    return pq.read_schema(part).field(field.name).type if pat.is_string(field.type) else field.type
+
+
 def _check_keys(schema: pa.Schema, part: pathlib.Path) -> None:
     """Refuses the columns ``schema`` of the part file ``part`` where its rows lack one of
     `_KEYS` (no such column, or one of no value: a part written by hand), which every
@@ -1002,11 +1009,11 @@ def _unified(
     by another version), a `BrokenFileError` naming the column and the two parts.
 
     Examples:
-      >>> a, b = pa.schema([("loss", pa.float32())]), pa.schema([("loss", pa.string())])
+      >>> a, b = pa.schema([("loss", pa.float32())]), pa.schema([("loss", pa.int64())])
       >>> _unified([a, b], [pathlib.Path(f"part-{g}-0.parquet") for g in "gh"], [a, b])
       Traceback (most recent call last):
       phosjax.bench._errors.BrokenFileError: cannot read the results: column 'loss' is float
-      in results/part-g-0.parquet but string in results/part-h-0.parquet; ...
+      in results/part-g-0.parquet but int64 in results/part-h-0.parquet; ...
     """
     try:
         return pa.unify_schemas(distinct)
@@ -1021,9 +1028,10 @@ def _unified(
                     both = pa.unify_schemas([pa.schema([known]), pa.schema([field])])[0]
                 except (pa.ArrowTypeError, pa.ArrowInvalid):
                     raise BrokenFileError(
-                        f"cannot read the results: column {field.name!r} is {known.type} in "
-                        f"{_layout.RESULTS}/{where.name} but {field.type} in "
-                        f"{_layout.RESULTS}/{part.name}; the parts of a bench hold each column "
+                        f"cannot read the results: column {field.name!r} is "
+                        f"{_stored(known, where)} in {_layout.RESULTS}/{where.name} but "
+                        f"{_stored(field, part)} in {_layout.RESULTS}/{part.name}; the parts "
+                        "of a bench hold each column "
                         "in one type: write one again in the other's, or move it out of "
                         f"{_layout.RESULTS}/."
                     ) from error
