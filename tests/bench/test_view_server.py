@@ -1999,6 +1999,25 @@ def test_parts_holding_a_column_in_types_that_do_not_merge_are_named(tmp_path, t
     )
 
 
+def test_parts_whose_types_do_not_merge_are_named_past_one_holding_the_column_null(tmp_path):
+    """A column double in one part, null in a second (it merges) and text in a third was
+    said to be double in the second part, which holds it null; the error names the part
+    that holds it double."""
+    bench = write_bench(tmp_path / "example", blurb_json())
+    choice, mlp = sorted((bench.root / _layout.RESULTS).iterdir())
+    table = pq.read_table(mlp)
+    at = table.schema.get_field_index("step_time_s")
+    pq.write_table(table.set_column(at, "step_time_s", pa.nulls(len(table))), mlp)
+    text = mlp.with_name(mlp.name.replace("000000000", "000000999"))
+    pq.write_table(table.set_column(at, "step_time_s", table[at].cast(pa.string())), text)
+    with pytest.raises(BrokenFileError) as refused:
+        BenchFiles(bench.root).metrics()
+    assert str(refused.value).startswith(
+        f"cannot read the results: column 'step_time_s' is double in results/{choice.name} "
+        f"but string in results/{text.name}; "
+    )
+
+
 def test_a_plan_lacking_a_cell_column_is_named(tmp_path):
     """A cells.parquet lacking group_id (written by hand) failed /api/results with
     'KeyError: group_id' (and /api/bench and /api/cells answered as if whole). Every

@@ -1035,7 +1035,8 @@ def _unified(
                         "in one type: write one again in the other's, or move it out of "
                         f"{_layout.RESULTS}/."
                     ) from error
-                merged[field.name] = both, part
+                # The part that holds it typed is named (not one that holds it null).
+                merged[field.name] = both, where if pat.is_null(field.type) else part
         raise BrokenFileError(f"cannot read the results: {error}") from error
 
 
