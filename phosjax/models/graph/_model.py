@@ -1,5 +1,6 @@
 """`GraphModel`: a Flax module that runs a `Graph` and returns every node's output."""
 
+import contextlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
@@ -220,7 +221,27 @@ def _numbers_read(giving: str, value: Any) -> Any:
                 f"{giving} a number out of the range of {read_as}, the dtype "
                 f"it is read in ({what_holds(read_as)}): got {value!r:.60}."
             )
-    return numbers_as_array(value)
+    return _scalars_as_array(numbers_as_array(value))
+
+
+def _scalars_as_array(value: Any) -> Any:
+    """``value``; a (nested) list or tuple of scalar arrays as one array, as a list of
+    Python numbers is read (`numbers_as_array`): `jax.jit` traces each number of such a
+    list as a scalar of its own, so a jitted ``apply`` reads it as ``apply`` does (a
+    ragged one stays as it is, for the node to name).
+
+    Examples:
+      >>> _scalars_as_array([[jnp.int32(1), jnp.int32(2)]])
+      Array([[1, 2]], dtype=int32)
+      >>> _scalars_as_array([jnp.ones(2)])[0].shape
+      (2,)
+    """
+    leaves = jax.tree.leaves(value)
+    scalars = all(isinstance(v, jax.Array) and v.ndim == 0 for v in leaves)
+    if isinstance(value, list | tuple) and leaves and scalars:
+        with contextlib.suppress(TypeError, ValueError):  # ragged: no array
+            return jnp.asarray(value)
+    return value
 
 
 def _note_unchecked(error: Exception, injected: Mapping[str, Any]) -> None:
@@ -466,7 +487,7 @@ class GraphModel(nn.Module):
         Args:
           x: the input; a dict ``{input node: value}`` when the graph has several
             (with one, either; an input's nested list of Python numbers is read as its
-            array; a dict with the input's name and other keys, or with a
+            array, under `jax.jit` too; a dict with the input's name and other keys, or with a
             key that names a node or ends like the input's name, is an error). May be
             ``None`` (the default) when no input node is needed; must be for a graph
             without input nodes (all its nodes compute from constants), which is

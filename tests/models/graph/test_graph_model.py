@@ -637,6 +637,23 @@ def test_shapes_and_drawings_take_a_nested_list_as_apply_does(key):
     ]
 
 
+def test_a_jitted_apply_reads_a_nested_list_as_apply_does(key):
+    """Under jax.jit each number of a nested list is traced as a scalar of its own, so an
+    Embed node failed on the list ('list' object has no attribute 'dtype'), and a masked
+    transformer got no padding zeroed (a tracer error on the list): both read its array."""
+    tokens = [[1, 2, 3]]
+    model = GraphModel({"emb": nn.Embed(5, 4), "h": nn.Dense(2)})
+    variables = model.init(key, tokens)
+    jitted = jax.jit(model.apply)(variables, tokens)
+    np.testing.assert_allclose(jitted["h"], model.apply(variables, tokens)["h"], rtol=1e-6)
+    masked = GraphModel({"d": nn.Dense(4), "t": TransformerBlock(2)})
+    rows, mask = [[[1.0, 2.0], [float("nan"), 3.0]]], jnp.array([[True, False]])
+    variables = masked.init(key, jnp.asarray(rows), mask=mask)
+    out = jax.jit(lambda v, x: masked.apply(v, x, mask=mask))(variables, rows)["t"]
+    np.testing.assert_allclose(out, masked.apply(variables, rows, mask=mask)["t"], rtol=1e-5)
+    assert not jnp.isnan(out).any()
+
+
 def test_an_injection_is_checked_on_a_nested_list_as_on_its_array(key):
     """The check of an injected value traced a nested list as one scalar per number: a
     tracer error where the list's array was checked."""
