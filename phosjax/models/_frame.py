@@ -23,6 +23,7 @@ from phosjax.layers._common import (
 )
 from phosjax.models._kinds import IMAGE, KINDS, choose_kind, view_as
 from phosjax.models._masks import (
+    call_mask,
     check_mask_tokens,
     check_stem_padding,
     check_view_tokens,
@@ -245,6 +246,7 @@ class Frame(PassesKeywords, CheckedFields):
             choose_kind(self.input_shape, (kind,), kind, type(self).__name__)
         num_classes, dropout = checked_size(self, "num_classes"), checked_rate(self, "dropout")
         check_keywords(self, self.blocks, {} if mask is None else {"mask": mask})
+        mask = call_mask(mask)
         h = view_as(x, self.input_kind)
         check_view_tokens(mask, x, h, self.input_kind)
         given, mask = mask, viewed_mask(mask, x, h)

@@ -12,10 +12,22 @@ import jax.numpy as jnp
 from phosjax.layers._common import (
     broadcasts_to,
     fits_pairs,
+    mask_array,
     real_tokens,
     zero_mask_padding,
     zero_padding,
 )
+
+
+def call_mask(mask: Any) -> jax.Array | None:
+    """A frame's call ``mask`` as an array, None for none: a nested list too, which
+    `jax.jit` traces as one scalar per item, so that its shape can be read.
+
+    Examples:
+      >>> call_mask([[True, False]]).shape, call_mask(None)
+      ((1, 2), None)
+    """
+    return None if mask is None else mask_array("Frame", mask)
 
 
 def padding_mask(mask: Any, h: jax.Array) -> jax.Array | None:
@@ -29,6 +41,7 @@ def padding_mask(mask: Any, h: jax.Array) -> jax.Array | None:
       >>> padding_mask(jnp.array([[1, 1, 0]]), h).tolist(), padding_mask(jnp.ones((2, 1, 3, 3)), h)
       ([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0]], None)
     """
+    mask = call_mask(mask)
     fits = mask is not None and h.ndim >= 3 and broadcasts_to(jnp.shape(mask), h.shape[:-1])
     real = real_tokens("Frame", mask, h.shape[:-1]) if fits else None
     return None if real is None else real.reshape(h.shape[0], math.prod(h.shape[1:-1]))
@@ -48,6 +61,7 @@ def zero_padded_input(mask: Any, h: jax.Array, stem: Any = None) -> jax.Array:
       >>> zero_padded_input(jnp.array([[True, False]])[:, None, None, :], h).tolist()
       [[[1.0], [0.0]]]
     """
+    mask = call_mask(mask)
     real = padding_mask(mask, h)
     input_mask = getattr(stem, "input_mask", None)
     if real is None and callable(input_mask):

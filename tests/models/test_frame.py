@@ -317,6 +317,23 @@ def test_a_zoo_model_refuses_a_float_mask_as_the_layers_do(name):
         jax.eval_shape(lambda v: model.apply(v, x, mask=jnp.where(real, 0.0, -jnp.inf)), variables)
 
 
+def test_a_jitted_zoo_model_and_its_twin_take_a_mask_given_as_a_list():
+    """jax.jit traces a list's items one by one, so reading the mask's shape failed (a
+    TracerArrayConversionError) where the unjitted call took the list."""
+    from phosjax.models.graph import graph_model
+
+    config = ModelConfig("transformer", 3, (8, 2), width=4, depth=1, options={"patch_size": 1})
+    x, real = jnp.ones((1, 8, 2)), [[True] * 5 + [False] * 3]
+    model, twin = build_model(config), graph_model(config).clone(returns="head")
+    variables = jax.jit(model.init)(jax.random.key(0), x)
+    run = lambda v, real: [m.apply(v, x, mask=real) for m in (model, twin)]
+    zoo, graph = jax.jit(run)(variables, real)
+    expected = jax.jit(model.apply)(variables, x, mask=jnp.array(real))
+    np.testing.assert_allclose(zoo, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(graph, expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(jax.jit(model.apply)(variables, x), expected, atol=1e-3)
+
+
 @pytest.mark.parametrize("pairs", [False, True], ids=["padding", "pairs"])
 def test_what_padded_input_tokens_hold_reaches_neither_the_stem_nor_the_gradients(pairs):
     """A per-pair mask (Flax's make_attention_mask) too: its padded tokens reached the
