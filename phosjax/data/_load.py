@@ -929,12 +929,23 @@ def prepared_names(data_dir: str | os.PathLike | None = None) -> list[str]:
 
 
 def _prepared_variants(root: pathlib.Path) -> list[str]:
-    """``name[/config]:version`` of each data set prepared under `root`, sorted."""
+    """``name[/config]:version`` of each data set prepared under `root`, sorted.
+
+    Examples:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     for folder in ("digits/1.0.0", "mnist1d/cfg/1.0.0", "other/dir/digits/1.0.0"):
+        ...         (pathlib.Path(tmp) / folder).mkdir(parents=True)
+        ...         (pathlib.Path(tmp) / folder / "dataset_info.json").touch()
+        ...     _prepared_variants(pathlib.Path(tmp))
+        ['digits:1.0.0', 'mnist1d/cfg:1.0.0']
+    """
     variants = set()
     for info in root.glob("*/**/dataset_info.json"):
         # <root>/name[/config]/<version>/dataset_info.json; skips TFDS's "incomplete.*" dirs,
-        # and <root>/<version>/dataset_info.json, where root is a data set's own folder.
-        if _VERSION.fullmatch(info.parent.name) and len(info.relative_to(root).parts) > 2:
+        # <root>/<version>/dataset_info.json, where root is a data set's own folder, and
+        # a data dir deeper inside root (a/b/name/<version>: no name load reads).
+        if _VERSION.fullmatch(info.parent.name) and len(info.relative_to(root).parts) in (3, 4):
             variants.add("/".join(info.relative_to(root).parts[:-2]) + f":{info.parent.name}")
     return sorted(variants)
 

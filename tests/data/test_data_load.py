@@ -748,6 +748,16 @@ NAME_MUST_BE = "a data set's name as a str, e.g. 'mnist1d' or 'digits:1.0.0'"
 DATA_DIR_MUST_BE = "a folder's path (a str or os.PathLike), e.g. '~/tensorflow_datasets'"
 
 
+def test_a_data_dir_deeper_inside_a_data_dir_lists_no_name(toys_dir, tmp_path):
+    """A data dir two folders down was listed as the data set 'outer/inner/toy_weighted',
+    a name load refuses as malformed, and offered as a prepared version of 'outer'."""
+    shutil.copytree(toys_dir / "toy_weighted", tmp_path / "outer/inner/toy_weighted")
+    assert prepared_names(tmp_path) == []
+    with pytest.raises(ValueError) as raised:
+        load("outer/inner", data_dir=tmp_path)
+    assert "toy_weighted" not in str(raised.value)
+
+
 @pytest.mark.parametrize(
     ("name", "inside"),
     [
