@@ -643,14 +643,15 @@ def test_a_jitted_apply_reads_a_nested_list_as_apply_does(key):
     transformer got no padding zeroed (a tracer error on the list): both read its array."""
     tokens = [[1, 2, 3]]
     model = GraphModel({"emb": nn.Embed(5, 4), "h": nn.Dense(2)})
-    variables = model.init(key, tokens)
+    variables = jax.jit(model.init)(key, jnp.asarray(tokens))
     jitted = jax.jit(model.apply)(variables, tokens)
     np.testing.assert_allclose(jitted["h"], model.apply(variables, tokens)["h"], rtol=1e-6)
     masked = GraphModel({"d": nn.Dense(4), "t": TransformerBlock(2)})
     rows, mask = [[[1.0, 2.0], [float("nan"), 3.0]]], jnp.array([[True, False]])
-    variables = masked.init(key, jnp.asarray(rows), mask=mask)
-    out = jax.jit(lambda v, x: masked.apply(v, x, mask=mask))(variables, rows)["t"]
-    np.testing.assert_allclose(out, masked.apply(variables, rows, mask=mask)["t"], rtol=1e-5)
+    variables = jax.jit(functools.partial(masked.init, mask=mask))(key, jnp.asarray(rows))
+    run = lambda v, *xs: [masked.apply(v, x, mask=mask)["t"] for x in xs]
+    out, expected = jax.jit(run)(variables, rows, jnp.asarray(rows))  # a list, its array
+    np.testing.assert_allclose(out, expected, rtol=1e-5)
     assert not jnp.isnan(out).any()
 
 
