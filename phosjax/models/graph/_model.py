@@ -263,6 +263,28 @@ def _note_unchecked(error: Exception, injected: Mapping[str, Any]) -> None:
         )
 
 
+def _note_whole_graphs(error: Exception, graph: Graph, inputs: Mapping[str, Any]) -> None:
+    """Adds a note to ``error``, raised by a node, naming each of its ``inputs`` (``{node:
+    value}``) that is a graph model without ``returns``: it passed on the dict ``{node:
+    output}`` of its nodes, not one output, the likely cause when the node takes an array.
+
+    Examples:
+      >>> error = IndexError("tuple index out of range")
+      >>> graph = Graph({"inner": GraphModel({"d": abs})})
+      >>> _note_whole_graphs(error, graph, {"inner": {"input": 1, "d": 1}})
+      >>> print(error.__notes__[0])
+      (its input 'inner' is a graph model without returns=, so it passes on the dict ...
+    """
+    for source, value in inputs.items():
+        inner = getattr(graph.nodes[source], "fn", None)
+        if isinstance(inner, GraphModel) and inner.returns is None and isinstance(value, Mapping):
+            error.add_note(
+                f"(its input {source!r} is a graph model without returns=, so it passes on "
+                f"the dict {{node: output}} of its nodes; to pass one node's output on, give "
+                f"it returns=, e.g. returns={inner.nodes[-1]!r})"
+            )
+
+
 def _check_nested(graph: Graph) -> None:
     """Raises a `GraphError` when a node is a graph model with a top-level node or group
     named `OUT`: it would take the path ``<node>/out`` where the node's output is tagged."""
@@ -563,6 +585,7 @@ class GraphModel(nn.Module):
             except Exception as error:
                 sources = graph.inputs_of(path) if args is not None else ()
                 _note_unchecked(error, {s: inject[s] for s in sources if s in unchecked})
+                _note_whole_graphs(error, graph, {s: values[s] for s in sources})
                 raise
         if outputs is None and self.returns is not None:
             return values[self.returns]

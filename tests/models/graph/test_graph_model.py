@@ -1263,6 +1263,22 @@ def test_a_numpy_input_s_padded_tokens_are_read_as_zeros_too(key):
     jax.tree.map(np.testing.assert_array_equal, grads(held), expected)
 
 
+def test_a_node_failing_on_a_nested_graph_models_dict_is_told_of_returns(key):
+    """A node after a graph model without returns= failed on the dict of its outputs
+    (a Dense with a bare IndexError: tuple index out of range), naming neither."""
+    inner = GraphModel({"d": nn.Dense(2), "r": nn.relu})
+    outer = GraphModel({"inner": inner, "h": lambda h: 2 * h})
+    with pytest.raises(TypeError, match="unsupported operand") as raised:
+        outer.init(key, jnp.ones((1, 3)))
+    assert (
+        "(its input 'inner' is a graph model without returns=, so it passes on the dict "
+        "{node: output} of its nodes; to pass one node's output on, give it returns=, e.g. "
+        "returns='r')"
+    ) in raised.value.__notes__
+    outer = GraphModel({"inner": inner.clone(returns="r"), "h": lambda h: 2 * h})
+    assert outer.init_with_output(key, jnp.ones((1, 3)))[0]["h"].shape == (1, 2)
+
+
 def test_selecting_a_node_of_a_nested_graph_model_says_how_to_reach_it(key):
     """outputs='inner/d' (a node of a graph model used as node 'inner') failed as a typo,
     'matched no node; nearest: 'inner', ...', though px.probe reaches it at 'inner/d/out'."""
