@@ -51,22 +51,31 @@ def is_int(value: Any) -> TypeGuard[int]:
 
 
 def _plain(value: Any) -> Any:
-    """A Python int for any integer (numpy's too, which JSON cannot write); the rest as is,
-    for `ModelSpec.resolve` to check."""
+    """A Python int for any integer (numpy's too, and a 0-d numpy or JAX array of one,
+    which JSON cannot write); the rest as is, for `ModelSpec.resolve` to check.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> _plain(np.int64(3)), _plain(jnp.int32(3)), _plain(jnp.float32(3))
+      (3, 3, 3.0)
+    """
+    if isinstance(value, np.ndarray | jax.Array) and value.ndim == 0:
+        value = value.item()
     return int(value) if is_int(value) else value
 
 
 def plain_width(value: Any) -> Any:
     """A ``width`` as given to a config or to `register_model`: a tuple of Python ints
-    (one per stage) for a list, tuple, range or 1-D numpy array, a Python int for any integer
-    (a 0-d array too); anything else as is, for `ModelSpec.resolve` to check.
+    (one per stage) for a list, tuple, range or 1-D numpy or JAX array, a Python int for
+    any integer (a 0-d array too); anything else as is, for `ModelSpec.resolve` to check.
 
     Examples:
-      >>> plain_width(np.array([16, 32])), plain_width(np.int64(8)), plain_width(8)
-      ((16, 32), 8, 8)
+      >>> import jax.numpy as jnp
+      >>> plain_width(np.array([16, 32])), plain_width(jnp.array([16, 32])), plain_width(8)
+      ((16, 32), (16, 32), 8)
     """
-    if isinstance(value, np.ndarray):
-        value = value.tolist()  # Python numbers, nested lists for 2-D (refused later)
+    if isinstance(value, np.ndarray | jax.Array):
+        value = np.asarray(value).tolist()  # Python numbers, nested lists for 2-D (refused)
     if isinstance(value, list | tuple | range):
         return tuple(_plain(w) for w in value)
     return _plain(value)
@@ -189,12 +198,13 @@ class ModelConfig:
                 f"{self.name!r}"
             )
         object.__setattr__(self, "options", _options(self.options, self.name))
-        if not is_int(self.num_classes) or self.num_classes < 1:
+        num_classes = _plain(self.num_classes)
+        if not is_int(num_classes) or num_classes < 1:
             raise ValueError(
                 f"ModelConfig {self.name!r}: num_classes must be a positive int, "
                 f"got {self.num_classes!r}"
             )
-        object.__setattr__(self, "num_classes", int(self.num_classes))
+        object.__setattr__(self, "num_classes", num_classes)
         object.__setattr__(self, "input_shape", _shape(self.input_shape, self.name))
         object.__setattr__(self, "depth", _plain(self.depth))
         object.__setattr__(self, "width", plain_width(self.width))

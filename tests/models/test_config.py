@@ -172,6 +172,21 @@ def test_numpy_integers_become_plain_ints_that_json_writes():
     assert widths == (16, 32) and json.dumps(widths) == "[16, 32]"
 
 
+def test_jax_integers_become_plain_ints_as_numpy_ones_do():
+    """A JAX scalar or array was refused as num_classes, depth or width (width must be an
+    int >= 1 ..., got Array(8, dtype=int32)), where numpy's were read as Python ints."""
+    import jax.numpy as jnp
+
+    config = ModelConfig("mlp", jnp.int32(10), jnp.array([40]), jnp.int32(2), jnp.array([16, 32]))
+    assert config == ModelConfig("mlp", 10, (40,), 2, (16, 32))
+    assert json.loads(json.dumps(config.resolved().to_dict()))["width"] == [16, 32]
+    assert ModelConfig("mlp", 10, (40,), width=jnp.int32(8)).widths == (8,)
+    with pytest.raises(
+        ValueError, match=r"num_classes must be a positive int, got Array\(3\., dtype=float32\)"
+    ):
+        ModelConfig("mlp", jnp.float32(3), (40,))
+
+
 def test_numpy_scalar_options_become_plain_values_that_json_writes():
     options = {"dropout": np.float32(0.25), "pool": np.str_("max")}
     config = ModelConfig("cnn1d", 10, (40,), options=options).resolved()  # pools a sequence
