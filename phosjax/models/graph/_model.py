@@ -244,6 +244,32 @@ def _scalars_as_array(value: Any) -> Any:
     return value
 
 
+def _padding_zeroed(module: nn.Module, value: Any, keywords: Mapping[str, Any]) -> Any:
+    """An input's ``value`` with the tokens the call's ``mask`` pads read as zeros
+    (`zero_mask_padding`): an array, or a list or tuple of arrays that a node's layer
+    reads as one (then passed on as that array); ``value`` as it is otherwise (no array,
+    ragged arrays, or a mask of other tokens).
+
+    Examples:
+      >>> rows, mask = [jnp.array([[1.0], [jnp.nan]])], {"mask": jnp.array([[True, False]])}
+      >>> _padding_zeroed("GraphModel", rows, mask).tolist()
+      [[[1.0], [0.0]]]
+    """
+    if isinstance(value, jax.Array | np.ndarray):
+        return zero_mask_padding(module, jnp.asarray(value), dict(keywords))
+    leaves = jax.tree.leaves(value)
+    if not isinstance(value, list | tuple) or not leaves:
+        return value
+    if not all(isinstance(leaf, jax.Array | np.ndarray) for leaf in leaves):
+        return value
+    try:
+        array = jnp.asarray(value)
+    except (TypeError, ValueError):  # ragged: no one array
+        return value
+    zeroed = zero_mask_padding(module, array, dict(keywords))
+    return value if zeroed is array else zeroed
+
+
 def _note_unchecked(error: Exception, injected: Mapping[str, Any]) -> None:
     """Adds a note to ``error``, raised by a node, naming each of its inputs in
     ``injected``: values `inject` gave that could not be checked (``x`` did not give what
@@ -559,13 +585,8 @@ class GraphModel(nn.Module):
         feeds = self._feeds(x, [p for p in plan if p in graph.inputs and p not in given])
         injected = (inject, self.variables.get(INJECTIONS, {}))  # with x=None, the batch
         train = batch_train(train, (feeds, injected))  # empty: batch_stats kept as they are
-        masked = keywords.get("mask") is not None  # padding read as zeros, by all nodes
-        feeds = {
-            path: zero_mask_padding(self, jnp.asarray(v), keywords)
-            if masked and isinstance(v, jax.Array | np.ndarray)
-            else v
-            for path, v in feeds.items()
-        }
+        if keywords.get("mask") is not None:  # padding read as zeros, by all nodes
+            feeds = {path: _padding_zeroed(self, v, keywords) for path, v in feeds.items()}
         checked = self._check_inject(inject, feeds, train, keywords)
         unchecked = set(inject) - set(checked)
         inject = {

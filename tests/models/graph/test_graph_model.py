@@ -1263,6 +1263,24 @@ def test_a_numpy_input_s_padded_tokens_are_read_as_zeros_too(key):
     jax.tree.map(np.testing.assert_array_equal, grads(held), expected)
 
 
+def test_a_list_of_examples_padded_tokens_are_read_as_zeros_too(key):
+    """An input given as a list of arrays (one per example), which a Dense node reads as
+    their stacked array, went to the nodes as it was: a NaN in its padded tokens reached
+    the gradients through the node that takes no mask."""
+    model = GraphModel({"dense": nn.Dense(4), "block": TransformerBlock(2)}, returns="block")
+    x = jax.random.normal(key, (2, 5, 4))
+    real = jnp.arange(5) < jnp.array([[5], [3]])  # example 1: 2 padded tokens
+    variables = jax.jit(functools.partial(model.init, mask=real))(key, x)
+
+    def loss(v, x):
+        return (jnp.where(real[..., None], model.apply(v, x, mask=real), 0) ** 2).sum()
+
+    held = x.at[1, 3:].set(jnp.nan)
+    value, grads = jax.jit(jax.value_and_grad(loss))(variables, [held[0], held[1]])
+    assert all(jnp.isfinite(leaf).all() for leaf in jax.tree.leaves(grads))
+    assert value == jax.jit(loss)(variables, held)  # as the array is read
+
+
 def test_a_node_failing_on_a_nested_graph_models_dict_is_told_of_returns(key):
     """A node after a graph model without returns= failed on the dict of its outputs
     (a Dense with a bare IndexError: tuple index out of range), naming neither."""
