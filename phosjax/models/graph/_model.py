@@ -1,6 +1,5 @@
 """`GraphModel`: a Flax module that runs a `Graph` and returns every node's output."""
 
-import contextlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
@@ -224,6 +223,26 @@ def _numbers_read(giving: str, value: Any) -> Any:
     return _scalars_as_array(numbers_as_array(value))
 
 
+def _stacked(value: Any, scalars: bool = False) -> jax.Array | None:
+    """The one array a (nested) list or tuple of arrays (0-d ones alone with ``scalars``)
+    makes, as a node's layer reads it; None for anything else, or ragged arrays.
+
+    Examples:
+      >>> _stacked([jnp.ones(2), jnp.ones(2)]).shape, _stacked([jnp.ones(2), jnp.ones(3)])
+      ((2, 2), None)
+    """
+    leaves = jax.tree.leaves(value)
+    arrays = all(
+        isinstance(v, jax.Array | np.ndarray) and (v.ndim == 0 or not scalars) for v in leaves
+    )
+    if not isinstance(value, list | tuple) or not leaves or not arrays:
+        return None
+    try:
+        return jnp.asarray(value)
+    except (TypeError, ValueError):  # ragged: no one array
+        return None
+
+
 def _scalars_as_array(value: Any) -> Any:
     """``value``; a (nested) list or tuple of scalar arrays as one array, as a list of
     Python numbers is read (`numbers_as_array`): `jax.jit` traces each number of such a
@@ -236,19 +255,15 @@ def _scalars_as_array(value: Any) -> Any:
       >>> _scalars_as_array([jnp.ones(2)])[0].shape
       (2,)
     """
-    leaves = jax.tree.leaves(value)
-    scalars = all(isinstance(v, jax.Array) and v.ndim == 0 for v in leaves)
-    if isinstance(value, list | tuple) and leaves and scalars:
-        with contextlib.suppress(TypeError, ValueError):  # ragged: no array
-            return jnp.asarray(value)
-    return value
+    stacked = _stacked(value, scalars=True)
+    return value if stacked is None else stacked
 
 
 def _padding_zeroed(module: nn.Module, value: Any, keywords: Mapping[str, Any]) -> Any:
     """An input's ``value`` with the tokens the call's ``mask`` pads read as zeros
     (`zero_mask_padding`): an array, or a list or tuple of arrays that a node's layer
-    reads as one (then passed on as that array); ``value`` as it is otherwise (no array,
-    ragged arrays, or a mask of other tokens).
+    reads as one (`_stacked`, then passed on as that array); ``value`` as it is otherwise
+    (no array, ragged arrays, or a mask of other tokens).
 
     Examples:
       >>> rows, mask = [jnp.array([[1.0], [jnp.nan]])], {"mask": jnp.array([[True, False]])}
@@ -257,14 +272,8 @@ def _padding_zeroed(module: nn.Module, value: Any, keywords: Mapping[str, Any]) 
     """
     if isinstance(value, jax.Array | np.ndarray):
         return zero_mask_padding(module, jnp.asarray(value), dict(keywords))
-    leaves = jax.tree.leaves(value)
-    if not isinstance(value, list | tuple) or not leaves:
-        return value
-    if not all(isinstance(leaf, jax.Array | np.ndarray) for leaf in leaves):
-        return value
-    try:
-        array = jnp.asarray(value)
-    except (TypeError, ValueError):  # ragged: no one array
+    array = _stacked(value)
+    if array is None:
         return value
     zeroed = zero_mask_padding(module, array, dict(keywords))
     return value if zeroed is array else zeroed
