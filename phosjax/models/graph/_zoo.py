@@ -159,7 +159,10 @@ def graph_model(config: ModelConfig) -> GraphModel:
     1 or more; at depth 0 no node takes it, as no block of the zoo model does) takes the
     zoo model's ``mask`` (see `phosjax.models.Frame`): ``view`` reads the padded tokens
     as zeros, its attention nodes attend the real tokens only and ``features`` pools
-    them. For code that expects the logits alone (the training engine, `phosjax.morph`), use
+    them. The nodes take it as given, so an image's is one of its pixels as the sequence
+    the twin views, ``(batch, height * width)`` (the zoo model also takes ``(batch,
+    height, width)``: ``mask.reshape(batch, -1)`` gives the twin's). For code that
+    expects the logits alone (the training engine, `phosjax.morph`), use
     ``graph_model(config).clone(returns="head")``.
 
     Raises:
