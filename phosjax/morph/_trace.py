@@ -101,15 +101,28 @@ def _bitcast_keeps_zero(eqn: Any) -> bool:
     """Whether the same-width ``bitcast_convert_type`` ``eqn`` maps a zero to zero: zero
     bits are 0 or +0.0, and a float's -0.0 (its sign bit set) is a zero as most other
     floats, but not as an integer or as a float without a -0.0 (``float8_e4m3fnuz``: NaN).
+    A float's NaN, which a dead channel holds where every channel does (a gather's NaN
+    fill), must stay a NaN (or become 0): a float16 NaN's bits are a finite bfloat16.
 
     Examples:
       >>> bitcast = lambda to: jax.make_jaxpr(lambda x: jax.lax.bitcast_convert_type(x, to))
-      >>> pairs = [("i4", "f4"), ("f4", "i4"), ("float8_e4m3fn", "float8_e4m3fnuz")]
+      >>> pairs = [("i4", "f4"), ("f4", "i4"), ("float8_e4m3fn", "float8_e4m3fnuz"),
+      ...          ("f2", "bfloat16"), ("bfloat16", "f2")]
       >>> [_bitcast_keeps_zero(bitcast(to)(np.zeros(2, x)).eqns[0]) for x, to in pairs]
-      [True, False, False]
+      [True, False, False, False, True]
     """
-    zeros = np.array([0.0, -0.0]).astype(eqn.invars[0].aval.dtype)
-    return bool(np.all(zeros.view(eqn.outvars[0].aval.dtype) == 0))
+    source, target = eqn.invars[0].aval.dtype, eqn.outvars[0].aval.dtype
+    zeros = np.array([0.0, -0.0]).astype(source)
+    if not np.all(zeros.view(target) == 0):
+        return False
+    if not jax.numpy.issubdtype(source, jax.numpy.inexact) or source == target:
+        return True
+    # every NaN of a 16- or 8-bit float (any of them may come in); wider: the usual one
+    bits = np.arange(2 ** (8 * source.itemsize)) if source.itemsize <= 2 else np.arange(0)
+    patterns = bits.astype(f"u{source.itemsize}").view(source)
+    nans = np.concatenate([patterns[np.isnan(patterns)], np.array([np.nan]).astype(source)])
+    cast = nans.view(target)
+    return bool(np.all(np.isnan(cast) | (cast == 0)))
 
 
 def _nan_to_true(eqn: Any) -> bool:

@@ -19,7 +19,8 @@ ACTIVATIONS = {  # name: (activation, whether a dead channel stays zero through 
     "i0e": (jss.i0e, False),  # i0e(0) = 1
     "ldexp(h, 2)": (lambda h: jnp.ldexp(h, 2), False),  # frexp's bits: not known zero
     "int32 bits as uint32": (lambda h: _bits(jnp.round(jnp.abs(h) * 4).astype("i4"), "u4"), True),
-    "float16 bits as bfloat16": (lambda h: _bits(h.astype("f2"), jnp.bfloat16), True),
+    "float16 bits as bfloat16": (lambda h: _bits(h.astype("f2"), jnp.bfloat16), False),  # NaN
+    "bfloat16 bits as float16": (lambda h: _bits(h.astype(jnp.bfloat16), "f2"), True),
     "float32 bits as int32": (lambda h: _bits(h, "i4"), False),  # -0.0's bits are not zero
     "float8_e4m3fn bits as float8_e4m3fnuz": (  # -0.0's bits are NaN there
         lambda h: _bits(h.astype(jnp.float8_e4m3fn), jnp.float8_e4m3fnuz),
@@ -42,7 +43,8 @@ def test_bitcasts_shifts_and_bessel_functions_follow_channels(name):
     refused as unsupported; they are elementwise: a dead channel is pruned where it stays
     zero (shrunk equal to masked), pinned where it does not. A bitcast was taken to lose
     every zero; an integer's zero bits or a float's as another float with a -0.0 are
-    still zero (float8_e4m3fnuz has none: -0.0's bits are NaN there). A
+    still zero (float8_e4m3fnuz has none: -0.0's bits are NaN there), where a NaN's bits
+    stay a NaN too (a float16 NaN's are a finite bfloat16). A
     cumulative op over another axis lost a dead channel's zeros; all but cumlogsumexp keep
     them."""
     check_followed_where_zero_stays_zero(*ACTIVATIONS[name])

@@ -218,14 +218,23 @@ NAN_FILLED = {  # name: (what the model does to an embedding, whether it stays a
     "nan_to_num(nan=1)": (lambda h: jnp.nan_to_num(h, nan=1.0), False),
     "as int": (lambda h: h.astype(jnp.int32).astype(h.dtype), True),
     "as bool": (lambda h: h.astype(bool).astype(h.dtype), False),
+    "float16 bits as bfloat16": (lambda h: _bits_as(h, jnp.float16, jnp.bfloat16), False),
+    "bfloat16 bits as float16": (lambda h: _bits_as(h, jnp.bfloat16, jnp.float16), True),
 }
+
+
+def _bits_as(h, source, target):
+    """``h`` as ``source``, its bits read as ``target`` (a NaN float16's are a finite
+    bfloat16, a NaN bfloat16's a NaN float16), back as ``h``'s dtype."""
+    return jax.lax.bitcast_convert_type(h.astype(source), target).astype(h.dtype)
 
 
 @pytest.mark.parametrize("name", sorted(NAN_FILLED))
 def test_an_id_out_of_range_is_nan_in_every_channel_and_a_nan_test_loses_zeros(name):
     """``jnp.take`` fills a missed id with NaN in every channel, a dead one too: replacing
     NaN by 0 or casting it to an int (0) keeps it zero (pruned exactly), replacing it by 1
-    (``isnan`` is True) or casting it to a bool (True) does not (pinned)."""
+    (``isnan`` is True), casting it to a bool (True) or reading a float16's bits as a
+    bfloat16 (finite) does not (pinned)."""
     op, prunable = NAN_FILLED[name]
     keys = jax.random.split(jax.random.key(0), 2)
     p = {"table": jax.random.normal(keys[0], (5, 4)), "w2": jax.random.normal(keys[1], (4, 2))}
