@@ -125,22 +125,29 @@ def _bitcast_keeps_zero(eqn: Any) -> bool:
     return bool(np.all(np.isnan(cast) | (cast == 0)))
 
 
-def _nan_to_true(eqn: Any) -> bool:
-    """Whether ``eqn`` converts a float to a bool, which keeps a zero but maps NaN to True:
-    the NaN a dead channel holds where every channel does (a gather's NaN fill, as for an
-    id out of range of ``nn.Embed``; a NaN input) is then no zero.
+def _convert_keeps_zero(eqn: Any) -> bool:
+    """Whether the ``convert_element_type`` ``eqn`` keeps what a dead channel holds a zero:
+    a zero stays one but as ``float8_e8m0fnu`` (no zero: NaN), and a float's NaN, which a
+    dead channel holds where every channel does (a gather's NaN fill, as for an id out of
+    range of ``nn.Embed``; a NaN input), stays a NaN or becomes 0 (an integer) but as a
+    bool (True).
 
     Examples:
       >>> convert = lambda x, to: jax.make_jaxpr(lambda x: x.astype(to))(x).eqns[0]
-      >>> pairs = [("f4", bool), ("f4", "i4"), ("i4", bool)]
-      >>> [_nan_to_true(convert(np.ones(2, x), to)) for x, to in pairs]
-      [True, False, False]
+      >>> pairs = [("f4", bool), ("f4", "i4"), ("i4", bool), ("f4", "f2"),
+      ...          ("f4", jax.numpy.float8_e8m0fnu)]
+      >>> [_convert_keeps_zero(convert(np.ones(2, x), to)) for x, to in pairs]
+      [False, True, True, True, False]
     """
-    return (
-        eqn.primitive.name == "convert_element_type"
-        and eqn.outvars[0].aval.dtype == np.bool_
-        and jax.numpy.issubdtype(eqn.invars[0].aval.dtype, jax.numpy.inexact)
-    )
+    source, target = eqn.invars[0].aval.dtype, eqn.outvars[0].aval.dtype
+    floating = jax.numpy.issubdtype(source, jax.numpy.inexact)
+    if target == np.bool_:
+        return not floating
+    if not jax.numpy.issubdtype(target, jax.numpy.inexact):
+        return True  # XLA casts a NaN to the integer 0
+    zeros = np.array([0.0, -0.0]).astype(target)
+    nans = np.array([np.nan] if floating else []).astype(target)
+    return bool(np.all(zeros == 0) and np.all(np.isnan(nans) | (nans == 0)))
 
 
 def _fills_nonzero(eqn: Any) -> bool:
@@ -445,9 +452,9 @@ class _Walker:
             exponent = _exponent(eqn, args)
             positive = exponent is not None and exponent > 0 and args[0] is not None
             zeros = self.zero_atoms(args[0]) if positive else set()  # type: ignore[arg-type]
-        elif (name in KEEPS_ZERO and not _nan_to_true(eqn)) or (
-            name == BITCAST and _bitcast_keeps_zero(eqn)
-        ):
+        elif (
+            name in KEEPS_ZERO and (name != "convert_element_type" or _convert_keeps_zero(eqn))
+        ) or (name == BITCAST and _bitcast_keeps_zero(eqn)):
             zeros = self.zero_atoms(full[0]) if full else set()
         else:
             zeros = set()

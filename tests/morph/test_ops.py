@@ -26,6 +26,11 @@ ACTIVATIONS = {  # name: (activation, whether a dead channel stays zero through 
         lambda h: _bits(h.astype(jnp.float8_e4m3fn), jnp.float8_e4m3fnuz),
         False,
     ),
+    "as float8_e8m0fnu": (  # it has no zero: 0 becomes NaN
+        lambda h: h.astype(jnp.float8_e8m0fnu).astype(jnp.float32),
+        False,
+    ),
+    "as float8_e4m3fn": (lambda h: h.astype(jnp.float8_e4m3fn).astype(jnp.float32), True),
     "cumsum over rows": (lambda h: jnp.cumsum(h, 0), True),
     "cummax over rows": (lambda h: jax.lax.cummax(h, 0), True),
     "cumlogsumexp over rows": (lambda h: jax.lax.cumlogsumexp(h, 0), False),  # log(k) at step k
@@ -44,7 +49,8 @@ def test_bitcasts_shifts_and_bessel_functions_follow_channels(name):
     zero (shrunk equal to masked), pinned where it does not. A bitcast was taken to lose
     every zero; an integer's zero bits or a float's as another float with a -0.0 are
     still zero (float8_e4m3fnuz has none: -0.0's bits are NaN there), where a NaN's bits
-    stay a NaN too (a float16 NaN's are a finite bfloat16). A
+    stay a NaN too (a float16 NaN's are a finite bfloat16). A cast to float8_e8m0fnu,
+    which has no zero, does not keep one. A
     cumulative op over another axis lost a dead channel's zeros; all but cumlogsumexp keep
     them."""
     check_followed_where_zero_stays_zero(*ACTIVATIONS[name])
