@@ -39,9 +39,10 @@ CUMULATIVE = {"cumsum", "cumprod", "cummax", "cummin", "cumlogsumexp"}
 SCATTERS = {"scatter", "scatter-add", "scatter-sub", "scatter-mul", "scatter-min", "scatter-max"}
 """``x.at[idx].set/add/...``: each is zero where the operand and the updates both are."""
 DECOMPOSITIONS = {"svd", "eigh", "qr", "cholesky", "lu", "lu_pivots_to_permutation",
-                  "triangular_solve"}  # fmt: skip
+                  "triangular_solve", "custom_linear_solve"}  # fmt: skip
 """Matrix decompositions and solves (``jax.scipy.linalg.lu_solve``, ``cho_solve``,
-``solve_triangular``): each output entry depends on every entry of the operands."""
+``solve_triangular``; ``jnp.linalg.solve``, ``inv``: ``custom_linear_solve``): each output
+entry depends on every entry of the operands."""
 CALLS = ("jaxpr", "call_jaxpr", "fun_jaxpr")
 CALL_PRIMITIVES = {
     "jit", "pjit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call",

@@ -249,6 +249,7 @@ DECOMPOSED = {
     "cholesky": lambda k: jnp.linalg.cholesky(k)[-1, -1],
     "lu": lambda k: jnp.abs(jax.scipy.linalg.lu_factor(k)[0]).max(),
     "triangular_solve": lambda k: jax.scipy.linalg.solve_triangular(k, k, lower=True)[-1, -1],
+    "custom_linear_solve": lambda k: jnp.linalg.solve(2 * jnp.eye(5), k)[-1, -1],  # k: its b
 }
 
 
