@@ -489,7 +489,7 @@ def channel_groups(
         ``x`` and the variables swapped), or no example inputs are given and the model
         cannot run without them.
       UnsupportedOpError: the model uses a primitive whose effect on channels is not
-        known (e.g. ``while``, ``sort``); the message names it and where it is.
+        known (e.g. ``while``, ``cond``); the message names it and where it is.
       ValueError: ``model`` is a `GraphModel` that returns every node's output (no
         ``returns``, no ``outputs=``), or ``mutable`` is passed (``apply`` then returns
         the updated collections too, BatchNorm's batch statistics in training): every

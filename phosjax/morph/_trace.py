@@ -7,11 +7,11 @@ value a label (`Labels`). It records, for each variable leaf axis, how it is use
 every contraction's loop (for FLOPs), and pins the labels that cannot be pruned exactly:
 the model's inputs and outputs, reduced, sliced, padded, reversed, pooled, convolved,
 indexed (``gather``), written at positions (``dynamic_update_slice``, ``scatter``) and
-ranked (``top_k``) axes, every axis a matrix decomposition gets, outer products of an axis
-with itself, and channels that reach a contraction without being zero when dead. A leaf
-axis whose zeros would turn non-finite (``k / norm(k)``: 0/0) is recorded as ``unsafe``:
-`mask` must not zero it. A loop's body (``scan``) is walked again until what its carry
-holds no longer changes (see `_Walker.scan`).
+ranked (``top_k``) and sorted (``sort``) axes, every axis a matrix decomposition gets, outer
+products of an axis with itself, and channels that reach a contraction without being zero
+when dead. A leaf axis whose zeros would turn non-finite (``k / norm(k)``: 0/0) is
+recorded as ``unsafe``: `mask` must not zero it. A loop's body (``scan``) is walked again
+until what its carry holds no longer changes (see `_Walker.scan`).
 """
 
 import copy
@@ -71,12 +71,13 @@ class UnsupportedOpError(ValueError):
     Examples:
       >>> import flax.linen as nn, jax, jax.numpy as jnp
       >>> from phosjax.morph import channel_groups
-      >>> model = nn.Sequential([nn.Dense(4), lambda h: jnp.sort(h, axis=-1), nn.Dense(2)])
+      >>> halve = lambda h: jax.lax.while_loop(lambda h: jnp.abs(h).max() > 1, lambda h: h / 2, h)
+      >>> model = nn.Sequential([nn.Dense(4), halve, nn.Dense(2)])
       >>> x = jnp.ones((1, 3)); variables = model.init(jax.random.key(0), x)
       >>> channel_groups(model, variables, x)
       Traceback (most recent call last):
       ...
-      phosjax.morph._trace.UnsupportedOpError: cannot follow channels through sort ...
+      phosjax.morph._trace.UnsupportedOpError: cannot follow channels through while ...
     """
 
 
@@ -718,6 +719,32 @@ class _Walker:
         labels[axis] = self.pinned_axis(labels[axis], reason, eqn.params["k"])
         return [_carry(value, labels, value.zeros, None), _carry(value, labels, frozenset(), None)]
 
+    def sort(self, eqn: Any, ins: list[Value]) -> list[Value]:
+        """``sort`` (``jnp.sort``, ``jnp.argsort``, ``lax.sort`` of several operands): each
+        row along ``dimension`` is sorted on its own by the first ``num_keys`` operands, the
+        others permuted alike, so that axis is pinned (as by ``rev``), and the other axes
+        carry their channels, tied across the operands. A dead channel's rows are sorted
+        by its own keys: each output is zero where its operand is. ``argsort``'s indices
+        are an ``iota``'s, whose axes are all pinned: so are those tied to them.
+
+        Examples:
+          >>> eqn = jax.make_jaxpr(lambda h: jax.lax.sort(h, dimension=0))(np.ones((3, 4))).eqns[0]
+          >>> walker = _Walker(0, None)
+          >>> h = Value([walker.labels.new(3), walker.labels.new(4)], zeros=frozenset({1}))
+          >>> [out] = walker.sort(eqn, [h])
+          >>> out.labels[1] == 1, out.zeros, sorted(walker.labels.pinned)
+          (True, frozenset({1}), [0, 2])
+        """
+        where, axis = self.where(eqn), eqn.params["dimension"]
+        for k, label in enumerate(ins[0].labels):
+            for value in ins[1:]:
+                self.labels.union(label, value.labels[k], where)
+        reason = f"{where} sorts along this axis"
+        size = self.labels.size[ins[0].labels[axis]]
+        labels = list(ins[0].labels)
+        labels[axis] = self.pinned_axis(labels[axis], reason, size)
+        return [_carry(value, list(labels), value.zeros, None) for value in ins]
+
     def gather(self, eqn: Any, operand: Value, indices: Value) -> Value:
         """``gather`` (``nn.Embed``, ``jnp.take``, ``h[:, idx]``) reads as a contraction
         with a one-hot matrix: the axes it indexes (or slices) are pinned, and an axis it
@@ -1032,6 +1059,8 @@ class _Walker:
             return [dataclasses.replace(value, zeros=zeros, src=None)]  # type: ignore[type-var]
         if name == "top_k":
             return self.top_k(eqn, args[0])  # type: ignore[arg-type]
+        if name == "sort":
+            return self.sort(eqn, args)  # type: ignore[arg-type]
         if name == "gather":
             return [self.gather(eqn, args[0], args[1])]  # type: ignore[arg-type]
         if name in DECOMPOSITIONS:

@@ -563,7 +563,7 @@ def test_a_morph_regularizer_that_applies_to_no_model_is_an_error(toy):
         BenchError,
         match=r"'reg/morph_flops/head/\*\*' applies to no model \(mlp: "
         r"no channel group matches 'head/\*\*'; its groups: \['blocks_0/Dense_0'\]; "
-        rf"{SORTED}: cannot follow channels through sort",
+        rf"{SORTED}: cannot follow channels through while",
     ):
         plan(config, toy)
 

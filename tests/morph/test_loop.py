@@ -33,7 +33,7 @@ from phosjax.morph import (
 from phosjax.morph.__main__ import main
 from tests.benchmark_scripts import load_benchmark
 from tests.data import tfds_toys
-from tests.morph.unfollowable import NAME as SORTED
+from tests.morph.unfollowable import NAME as UNFOLLOWED
 
 
 @pytest.mark.slow
@@ -258,8 +258,8 @@ CNN = "{name: cnn1d, num_classes: 10, input_shape: [40], width: [8, 8]}"
             "which has 128 examples; set MorphConfig.batch_size to at most 128",
         ),
         (
-            f"model: {{name: {SORTED}, num_classes: 10, input_shape: [40]}}\n",
-            f"MorphConfig.model '{SORTED}': cannot follow channels through sort",
+            f"model: {{name: {UNFOLLOWED}, num_classes: 10, input_shape: [40]}}\n",
+            f"MorphConfig.model '{UNFOLLOWED}': cannot follow channels through while",
         ),
         (
             f"model: {CNN}\nsource: gamma\n",

@@ -142,6 +142,55 @@ def test_dynamic_slices_scatters_and_tiles_carry_the_channels_of_the_axes_they_t
     assert not np.allclose(masked, apply(p, x), atol=1e-3)
 
 
+SORTS = {  # name: (block on h = relu(x @ w1 + b1), (3, 4), whether its channels stay free)
+    "sort of rows": (lambda h, g: jnp.sort(h, axis=0), True),
+    "sort of rows by another value": (  # g's channels are tied to h's
+        lambda h, g: jax.lax.sort((jnp.tanh(h) - g, h), dimension=0, num_keys=1)[1],
+        True,
+    ),
+    "sort of rows keyed by two values": (
+        lambda h, g: sum(jax.lax.sort((g, h, 2 * h), dimension=0, num_keys=2)),
+        True,
+    ),
+    "sort of channels": (lambda h, g: jnp.sort(h, axis=1), "sort ("),
+    "sort of channels by another value": (
+        lambda h, g: jax.lax.sort((g, h), dimension=1, num_keys=1)[1],
+        "sort (",
+    ),
+    "argsort of rows": (  # a dead channel's indices are 0, 1, 2: pinned by their iota
+        lambda h, g: h * jnp.argsort(h, axis=0),
+        "iota (",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SORTS))
+def test_a_sort_carries_the_channels_of_the_axes_it_does_not_sort(name):
+    """sort was refused as unsupported; each row along its axis is sorted on its own, by
+    its own keys, so the other axes carry their channels, tied across its operands
+    (shrunk equal to masked), and the sorted axis is pinned, naming the line of the model
+    that sorts. argsort's indices are not zero for a dead channel: pinned."""
+    block, free = SORTS[name]
+    p, x = two_layers(4, 4)
+    p["w3"] = jax.random.normal(jax.random.key(3), (5, 4))
+
+    def apply(p, x):
+        h, g = jax.nn.relu(x @ p["w1"] + p["b1"]), jax.nn.relu(x @ p["w3"])
+        return block(h, g) @ p["w2"]
+
+    groups = channel_groups(apply, p, x)
+    if free is not True:
+        assert not groups.groups
+        assert groups.pinned["w1:1"].startswith(free) and "test_ops.py" in groups.pinned["w1:1"]
+        return
+    [group] = groups.groups
+    assert {m.path for m in group.members} >= {"w1", "b1", "w2"}
+    alive = {group.name: np.array([True, True, False, True])}
+    masked = apply(mask(p, alive, groups), x)
+    np.testing.assert_allclose(apply(shrink(p, alive, groups).variables, x), masked, atol=1e-5)
+    assert not np.allclose(masked, apply(p, x), atol=1e-3)
+
+
 @pytest.mark.parametrize(
     ("block", "inner", "reason"),
     [
