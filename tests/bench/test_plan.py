@@ -14,7 +14,7 @@ from phosjax.bench._plan import load_datasets
 from phosjax.models import register_model, registered_models
 from tests.bench.runner_tiny import tiny_config
 from tests.data import tfds_toys
-from tests.morph.unfollowable import NAME as SORTED
+from tests.morph.unfollowable import NAME as UNFOLLOWED
 
 BROKEN = "test_plan_broken"
 """A registered model whose build fails with an error that is neither ValueError nor TypeError."""
@@ -539,7 +539,7 @@ def test_a_batch_size_larger_than_the_train_split_is_an_error(toy):
 
 def test_a_morph_strength_axis_plans_one_cell_per_strength_in_one_group(toy):
     regularizers = [{"kind": "morph", "cost": "params", "strength": [0, 0.1, 1.0]}]
-    config = tiny_config(models=["mlp", SORTED], grid=small(regularizers=regularizers), seeds=1)
+    config = tiny_config(models=["mlp", UNFOLLOWED], grid=small(regularizers=regularizers), seeds=1)
     planned = plan(config, toy)
     column = "reg/morph_params/**"
     assert planned.hparam_columns[-1] == column
@@ -548,22 +548,22 @@ def test_a_morph_strength_axis_plans_one_cell_per_strength_in_one_group(toy):
     assert [c.cell.hparams.regularizers[0].strength for c in mlp] == [0, 0.1, 1.0]
     assert {c.cell.hparams.regularizers[0].cost for c in mlp} == {"params"}
     assert len({c.row["group_id"] for c in mlp}) == 1  # the strength is a per-cell value
-    # the other model sorts its features, which phosjax.morph cannot follow: it ignores the axis
-    [unfollowed] = [c for c in planned.cells if c.row["model"] == SORTED]
+    # the other model loops (while), which phosjax.morph cannot follow: it ignores the axis
+    [unfollowed] = [c for c in planned.cells if c.row["model"] == UNFOLLOWED]
     assert unfollowed.cell.hparams.regularizers == ()
     assert unfollowed.row[column] != unfollowed.row[column]
     metrics = {g.cells[0].row["model"]: g.metrics for g in planned.groups}
-    assert "regularizer" in metrics["mlp"] and "regularizer" not in metrics[SORTED]
+    assert "regularizer" in metrics["mlp"] and "regularizer" not in metrics[UNFOLLOWED]
 
 
 def test_a_morph_regularizer_that_applies_to_no_model_is_an_error(toy):
     regularizers = [{"kind": "morph", "selector": "head/**", "strength": 0.1}]
-    config = tiny_config(models=["mlp", SORTED], grid=small(regularizers=regularizers))
+    config = tiny_config(models=["mlp", UNFOLLOWED], grid=small(regularizers=regularizers))
     with pytest.raises(
         BenchError,
         match=r"'reg/morph_flops/head/\*\*' applies to no model \(mlp: "
         r"no channel group matches 'head/\*\*'; its groups: \['blocks_0/Dense_0'\]; "
-        rf"{SORTED}: cannot follow channels through while",
+        rf"{UNFOLLOWED}: cannot follow channels through while",
     ):
         plan(config, toy)
 
