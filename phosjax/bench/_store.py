@@ -7,6 +7,7 @@ file, which the next run removes (`remove_stale_temporaries`).
 """
 
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -100,20 +101,27 @@ writers named them before the host was added."""
 def machine() -> str:
     """This process's machine, as a bench's temporary files and its processes' check of
     one --dir name it: its host name, and where the system tells them (Linux) a digest of
-    its boot and of its pid and mount namespaces, so that two containers given one host
-    name (each with pids and paths of its own) are two machines.
+    its boot and of its pid and mount namespaces (`_boot_and_namespaces`), so that two
+    containers given one host name (each with pids and paths of its own) are two machines.
 
     Examples:
       >>> machine().startswith(socket.gethostname()), "~" in machine()
       (True, False)
     """
-    host = socket.gethostname()
+    return f"{socket.gethostname()}{_boot_and_namespaces()}"
+
+
+@functools.cache
+def _boot_and_namespaces() -> str:
+    """``#`` and a digest of this boot and of this process's pid and mount namespaces; ""
+    where the system does not tell them (no /proc: macOS). Read once: every file written
+    names its machine (`_temporary`)."""
     try:
         boot = pathlib.Path("/proc/sys/kernel/random/boot_id").read_text().strip()
         spaces = [os.readlink(f"/proc/self/ns/{space}") for space in ("pid", "mnt")]
-    except OSError:  # no /proc (macOS): the host name alone
-        return host
-    return f"{host}#{hashlib.sha256(' '.join([boot, *spaces]).encode()).hexdigest()[:8]}"
+    except OSError:
+        return ""
+    return f"#{hashlib.sha256(' '.join([boot, *spaces]).encode()).hexdigest()[:8]}"
 
 
 def _temporary(path: pathlib.Path) -> pathlib.Path:

@@ -58,6 +58,7 @@ from phosjax.bench._store import (
     remove_stale_temporaries,
     widen_parts,
     write_table,
+    write_text,
 )
 from phosjax.bench._summary import profile_text, read_profile
 from phosjax.bench._train import chunk_rows
@@ -1268,9 +1269,8 @@ def test_a_writer_in_another_container_of_one_host_name_keeps_its_temporary_file
     killed mid-write and deleted it; only this machine's (namespaces too) are judged so."""
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    spaces = {"/proc/self/ns/pid": "pid:[1]", "/proc/self/ns/mnt": "mnt:[2]"}
     with monkeypatch.context() as other:  # the other container's writer
-        other.setattr(os, "readlink", lambda path: spaces.get(str(path), "?"))
+        other.setattr(_store, "_boot_and_namespaces", lambda: "#0123abcd")
         other.setattr(os, "getpid", lambda: dead.pid)
         theirs = _store._temporary(tmp_path / "status.p1of2.json")
     mine = tmp_path / f"{TEMPORARY}{machine()}~{dead.pid}~status.json"
@@ -1278,6 +1278,16 @@ def test_a_writer_in_another_container_of_one_host_name_keeps_its_temporary_file
     mine.write_text("half")
     assert remove_stale_temporaries(tmp_path) == [mine]
     assert theirs.read_text() == "being written"
+
+
+def test_the_machine_is_read_once_not_for_every_file_written(tmp_path, monkeypatch):
+    """machine() read the boot id and the namespaces again for every file written (each
+    temporary file names its machine); one process's are read once."""
+    first, read, readlink = machine(), [], os.readlink
+    monkeypatch.setattr(os, "readlink", lambda path: read.append(path) or readlink(path))
+    for i in range(3):
+        write_text(tmp_path / f"{i}.txt", "whole")
+    assert (read, machine()) == ([], first)
 
 
 def test_widen_parts_lets_parts_with_missing_columns_load(tmp_path):
@@ -1898,9 +1908,8 @@ def test_processes_in_containers_of_one_host_name_may_name_the_bench_by_their_ow
     and a shared folder mounted at another path in each was refused."""
     monkeypatch.setattr(jax, "process_count", lambda: 2)
     sent = []
-    spaces = {"/proc/self/ns/pid": "pid:[1]", "/proc/self/ns/mnt": "mnt:[2]"}
     with monkeypatch.context() as other:  # process 1, in another container, at /mnt/b
-        other.setattr(os, "readlink", lambda path: spaces.get(str(path), "?"))
+        other.setattr(_store, "_boot_and_namespaces", lambda: "#0123abcd")
         other.setattr(_directory, "gather", lambda value: sent.append(value) or [value])
         _directory.agree_on_directory("/mnt/b")
     monkeypatch.setattr(_directory, "gather", lambda value: [value, *sent])
