@@ -17,7 +17,11 @@ import time
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=None, help="where MNIST-1D is kept (TFDS's default)")
+    parser.add_argument(
+        "--data-dir",
+        help="where MNIST-1D is prepared or found (phosjax's default: $PHOSJAX_DATA_DIR, "
+        "else ~/.cache/phosjax/tfds, then TFDS's data dir)",
+    )
     parser.add_argument("--devices", type=int, default=1, help="fake CPU devices (%(default)s)")
     args = parser.parse_args()
     flag = f"--xla_force_host_platform_device_count={args.devices}"  # after any flags set

@@ -37,6 +37,16 @@ def test_morph_vs_uniform_help_keeps_its_example_apart_and_gives_defaults(monkey
     assert "--dir DIR             the morph run's folder (runs/morph_vs_uniform)" in lines
 
 
+def test_engine_strategies_help_gives_the_data_dir_phosjax_uses(monkeypatch, capsys):
+    """``--data-dir``'s help said MNIST-1D was kept in TFDS's default data dir; leaving
+    it out, `phosjax.data.load` prepares it in phosjax's own (`default_data_dir`)."""
+    monkeypatch.setattr(sys, "argv", ["engine_strategies.py", "--help"])
+    with pytest.raises(SystemExit):
+        load_benchmark("engine_strategies").main()
+    said = " ".join(capsys.readouterr().out.split())
+    assert "phosjax's default: $PHOSJAX_DATA_DIR, else ~/.cache/phosjax/tfds, then" in said
+
+
 SCRIPTS = sorted(p.stem for p in FOLDER.glob("[!_]*.py"))
 """The scripts in benchmarks/, each with a ``main``."""
 
