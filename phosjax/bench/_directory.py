@@ -87,17 +87,10 @@ def open_bench(directory: str | os.PathLike) -> tuple[BenchConfig, dict[str, Any
         raise BenchError(_layout.not_a_bench(root))
     marker = read_bench_json(root / _layout.MARKER)
     found = marker.get("format")
-    if found != _layout.FORMAT:
-        newer = isinstance(found, int) and found > _layout.FORMAT
+    if (why := _layout.foreign_format(found)) is not None:
         raise BenchError(
             f"{str(root)!r} holds a bench of format {found!r}; this phosjax reads format "
-            f"{_layout.FORMAT}. "
-            + (
-                "A newer phosjax wrote it: upgrade phosjax to continue or read it."
-                if newer
-                else f'phosjax wrote {_layout.MARKER} with "format": {_layout.FORMAT}, so '
-                "something else changed it; restore it from a backup."
-            )
+            f"{_layout.FORMAT}. {why}"
         )
     path = root / _layout.CONFIG
     try:

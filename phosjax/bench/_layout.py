@@ -303,6 +303,26 @@ def not_a_bench(
     return f"{str(directory)!r} is not a bench: {why}{'' if why.endswith('?') else '.'} {hint}"
 
 
+def foreign_format(found: Any) -> str | None:
+    """What to do with a bench whose marker holds the ``format`` ``found``, which this
+    phosjax does not read; None where it reads it.
+
+    Examples:
+      >>> foreign_format(FORMAT) is None
+      True
+      >>> foreign_format(99)
+      'A newer phosjax wrote it: upgrade phosjax to read it.'
+    """
+    if found == FORMAT:
+        return None
+    if isinstance(found, int) and found > FORMAT:
+        return "A newer phosjax wrote it: upgrade phosjax to read it."
+    return (
+        f'phosjax writes {MARKER} with "format": {FORMAT}, so something else changed it; '
+        "restore it from a backup."
+    )
+
+
 PROCESS_SUFFIX = r"\.p(\d+)of(\d+)"
 """What `process_suffix` adds for process ``i`` of ``n``, as a regular expression (its
 groups: ``i``, ``n``)."""

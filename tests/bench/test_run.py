@@ -1685,7 +1685,7 @@ def test_a_stored_config_edited_into_an_invalid_one_is_named_as_the_benchs_file(
     "marker, match",
     [
         ({"format": 2}, "A newer phosjax wrote it: upgrade"),
-        ({}, r"phosjax wrote bench.json .* restore"),
+        ({}, r"phosjax writes bench.json .* restore"),
     ],
 )
 def test_a_bench_of_another_format_says_what_to_do(tmp_path, marker, match):

@@ -192,15 +192,11 @@ def _format_error(marker: dict[str, Any] | None) -> str | None:
       bench.json holds a bench of format 99; this phosjax reads format 1, so what the page
       shows of it may be wrong. A newer phosjax wrote it: upgrade phosjax to read it.
     """
-    if marker is None or (found := marker.get("format")) == _layout.FORMAT:
+    if marker is None:
         return None
-    newer = isinstance(found, int) and found > _layout.FORMAT
-    why = (
-        "A newer phosjax wrote it: upgrade phosjax to read it."
-        if newer
-        else f'phosjax writes {_layout.MARKER} with "format": {_layout.FORMAT}, so something '
-        "else changed it; restore it from a backup."
-    )
+    found = marker.get("format")
+    if (why := _layout.foreign_format(found)) is None:
+        return None
     return (
         f"{_layout.MARKER} holds a bench of format {found!r}; this phosjax reads format "
         f"{_layout.FORMAT}, so what the page shows of it may be wrong. {why}"
