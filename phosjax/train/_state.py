@@ -483,12 +483,18 @@ keys again (`jax.random.key` under `jax.vmap`, run op by op) took about three qu
 its time (cProfile of one-step calls on a 2-core CPU; about half of the whole call)."""
 
 
-def _key_config() -> tuple[str, bool]:
-    """The PRNG implementation `jax.random.key` uses now and whether ``jax_enable_x64`` is
-    on: they shape the cells' keys (without x64 a seed keeps its low 32 bits) and the
-    dtypes of the state's weakly typed leaves (a knob declared with a Python number)."""
+def _key_config() -> tuple[str, bool, bool]:
+    """The PRNG implementation `jax.random.key` uses now and whether ``jax_enable_x64``
+    and ``jax_threefry_partitionable`` are on: they shape the cells' keys (without x64 a
+    seed keeps its low 32 bits; the threefry setting changes what `jax.random.split`
+    derives) and the dtypes of the state's weakly typed leaves (a knob declared with a
+    Python number)."""
     values = jax.config.values
-    return str(values["jax_default_prng_impl"]), bool(values["jax_enable_x64"])
+    return (
+        str(values["jax_default_prng_impl"]),
+        bool(values["jax_enable_x64"]),
+        bool(values["jax_threefry_partitionable"]),
+    )
 
 
 def _seed_data_keys(group: Group) -> np.ndarray:

@@ -1254,6 +1254,17 @@ def test_a_state_made_under_x64_is_checked_as_such_after_one_made_without(toy, m
     assert resumed is state and run.chunks == []
 
 
+def test_a_state_made_under_the_other_threefry_setting_is_checked_as_such(toy):
+    # jax_threefry_partitionable shapes the keys jax.random.split derives: the checks'
+    # cache kept the data keys found under the other setting and refused the state
+    [group] = plan_groups([Cell(Tiny(), "toy", ADAM, 7)])
+    run_group(group, init_group(group, toy), toy, 0)  # checked: nothing runs
+    with jax.threefry_partitionable(not jax.config.values["jax_threefry_partitionable"]):
+        state = init_group(group, toy)
+        resumed, run = run_group(group, state, toy, 0)
+    assert resumed is state and run.chunks == []
+
+
 def test_the_state_checks_keep_the_keys_and_layouts_of_the_last_groups_alone(toy, monkeypatch):
     # a session sweeping models and seeds kept a tree of shapes and keys for every group
     from phosjax.train import _state
