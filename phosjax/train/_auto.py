@@ -57,7 +57,8 @@ def measure_strategies(
       repeats: timed rounds (after one call of each candidate that compiles), an int >= 1.
       place_data: ``executor -> arrays`` placed on its devices (default
         ``executor.put_data(arrays)``); `run_group` passes the placements it keeps, so
-        the run trains on the very arrays measured on, not on a second transfer.
+        the run trains on the very arrays measured on, not on a second transfer (and
+        keeps only the one its strategy uses).
 
     Raises:
       ValueError: ``devices`` as `run_group` refuses them (empty, a device named twice,

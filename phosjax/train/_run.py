@@ -161,17 +161,22 @@ PLACED_DATA_SETS = 4
 """How many data sets stay placed on the devices between `run_group` calls."""
 
 
-def _placed_data(data: Any, executor: Executor, host: Callable[[], Any]) -> Any:
-    """``host()`` (``device_arrays(data)``) placed for ``executor``; the last
-    `PLACED_DATA_SETS` data set objects stay placed, so calling `run_group` again on one
-    converts and transfers nothing, while it lives: a data set let go is let go on the
-    devices too."""
+def _placed_data(
+    data: Any, executor: Executor, host: Callable[[], Any], *, keep: bool = True, placed: Any = None
+) -> Any:
+    """``host()`` (``device_arrays(data)``) placed for ``executor`` (or ``placed``, arrays
+    already placed so); the last `PLACED_DATA_SETS` data set objects stay placed (unless
+    ``keep`` is false: then a placement made here is not kept), so calling `run_group`
+    again on one converts and transfers nothing, while it lives: a data set let go is let
+    go on the devices too."""
     key = (id(data), tuple(executor.mesh.devices.flat))
     ref, arrays = _PLACED.get(key, (None, None))
     if ref is not None and ref() is data:
         _PLACED.move_to_end(key)
         return arrays
-    arrays = executor.put_data(host())
+    arrays = executor.put_data(host()) if placed is None else placed
+    if not keep:
+        return arrays
 
     def forget(gone: weakref.ref[Any]) -> None:
         # The GC may call it in another thread, between that one's look-up of the entry
@@ -448,8 +453,14 @@ def run_group(
 
     host = functools.cache(lambda: device_arrays(data))  # once: "auto" measures on it too
 
-    def place(executor: Executor) -> Any:  # "auto" measures on the arrays the run trains on
-        return _placed_data(data, executor, host)
+    # "auto" measures on the arrays the run then trains on; those placed for devices the run
+    # does not use are not kept (device 0 would hold a "sequential" copy beside a "vmap" one)
+    measured: dict[tuple[jax.Device, ...], Any] = {}
+
+    def measure_on(executor: Executor) -> Any:
+        on = tuple(executor.mesh.devices.flat)
+        measured[on] = _placed_data(data, executor, host, keep=False)
+        return measured[on]
 
     timings: dict[str, float] = {}
     last = _clock()  # what is compiled from here to the first chunk's end is its compile_s
@@ -463,10 +474,12 @@ def run_group(
             num_cells=len(group),
             devices=devices,
             steps=min(stops[0] - start, 10),
-            place_data=place,
+            place_data=measure_on,
         )
     executor = Executor(strategy, len(group), devices)
-    placed, arrays = executor.put_state(state), place(executor)
+    on = measured.pop(tuple(executor.mesh.devices.flat), None)
+    measured.clear()  # the copies measured on elsewhere are let go
+    placed, arrays = executor.put_state(state), _placed_data(data, executor, host, placed=on)
     host.cache_clear()  # placed: the host copy is not kept while the group trains
     owned = placed is not state  # else the caller's own arrays: not donated
     state = placed

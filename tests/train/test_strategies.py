@@ -485,6 +485,28 @@ def test_auto_trains_on_the_data_it_measured_on_placed_once(toy, monkeypatch):
     assert list(run.timings) == ["vmap"] and len(placed) == 1
 
 
+@pytest.mark.parametrize("chosen", ["vmap", "sequential"])
+def test_auto_keeps_placed_only_the_data_the_run_trains_on(toy, monkeypatch, chosen):
+    """Measuring on 4 devices placed the data on all 4 ("vmap") and on the first alone
+    ("sequential"): both stayed placed, the first device holding the data set twice."""
+    import phosjax.train._run as run_module
+
+    placed = []
+    put_data = run_module.Executor.put_data
+    monkeypatch.setattr(
+        run_module.Executor, "put_data", lambda self, a: placed.append(1) or put_data(self, a)
+    )
+    monkeypatch.setattr(_auto, "_CHOICES", {})  # measures
+    monkeypatch.setattr(_auto, "candidates", lambda *args: ("vmap", "sequential"))
+    monkeypatch.setattr(_auto, "fastest", lambda timings: chosen)
+    [group] = plan_groups(CELLS)
+    data = dataclasses.replace(toy)  # not placed yet
+    _, run = run_group(group, init_group(group, data), data, 2, strategy="auto")
+    mine = [key[1] for key in run_module._PLACED if key[0] == id(data)]
+    used = Executor(chosen, len(group), jax.devices()).mesh.devices.size
+    assert (run.strategy, len(placed), [len(on) for on in mine]) == (chosen, 2, [used])
+
+
 @pytest.mark.parametrize("strategy", ["vmap", "auto"])
 def test_the_data_converted_for_the_devices_is_not_kept_on_the_host_while_training(
     toy, monkeypatch, strategy
