@@ -1548,6 +1548,30 @@ def test_a_grid_run_again_traces_no_train_step_its_check_traced_before(toy, monk
     assert traced == [good.hparams, bad.hparams, bad.hparams]
 
 
+class _NoisyInTraining(nn.Module):
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        if train:  # noise of the default float dtype: float64 under x64, x float32
+            x = jax.lax.add(x, jax.random.normal(self.make_rng("dropout"), x.shape))
+        return nn.Dense(3)(x)
+
+
+@dataclasses.dataclass(frozen=True)
+class NoisyInTraining:
+    def build(self) -> nn.Module:
+        return _NoisyInTraining()
+
+
+def test_a_step_checked_without_x64_is_checked_again_under_it(toy, monkeypatch):
+    # the check's cache was keyed without the x64 setting: a step that raises only under
+    # x64 (float64 noise added to float32 inputs) passed the check once checked without
+    monkeypatch.setattr(_grid, "_STEPS_CHECKED", collections.OrderedDict())
+    [group] = plan_groups([Cell(NoisyInTraining(), "toy", ADAM, 0)])
+    _grid._check_group(group, toy)
+    with jax.enable_x64(True), pytest.raises(TypeError, match=r"lax\.add requires .* same dtypes"):
+        _grid._check_group(group, toy)
+
+
 def test_run_group_accepts_a_state_made_under_another_prng_implementation(toy):
     [group] = plan_groups(CELLS[:1])
     run_group(group, init_group(group, toy), toy, 1, strategy="sequential")  # threefry keys
