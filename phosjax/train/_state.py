@@ -21,7 +21,7 @@ from phosjax.core._selectors import value_per_path
 from phosjax.models._registry import checked_build
 from phosjax.train._group import Group
 from phosjax.train._optim import hparams_optimizer
-from phosjax.train._strategy import kept
+from phosjax.train._strategy import kept, trace_config
 
 
 @flax.struct.dataclass
@@ -477,29 +477,15 @@ def _data_keys(root_keys: jax.Array) -> jax.Array:
 
 
 _SEED_DATA_KEYS: collections.OrderedDict[tuple[Any, ...], np.ndarray] = collections.OrderedDict()
-"""`_data_keys` of the cells' seeds, by seeds and `_key_config`, the last
+"""`_data_keys` of the cells' seeds, by seeds and `trace_config`, the last
 `INIT_PROGRAMS_KEPT` used: `check_state` runs in every `run_group` call, and deriving the
 keys again (`jax.random.key` under `jax.vmap`, run op by op) took about three quarters of
 its time (cProfile of one-step calls on a 2-core CPU; about half of the whole call)."""
 
 
-def _key_config() -> tuple[str, bool, bool]:
-    """The PRNG implementation `jax.random.key` uses now and whether ``jax_enable_x64``
-    and ``jax_threefry_partitionable`` are on: they shape the cells' keys (without x64 a
-    seed keeps its low 32 bits; the threefry setting changes what `jax.random.split`
-    derives) and the dtypes of the state's weakly typed leaves (a knob declared with a
-    Python number)."""
-    values = jax.config.values
-    return (
-        str(values["jax_default_prng_impl"]),
-        bool(values["jax_enable_x64"]),
-        bool(values["jax_threefry_partitionable"]),
-    )
-
-
 def _seed_data_keys(group: Group) -> np.ndarray:
     """The data keys `init_group` gives ``group``'s cells, one row per cell."""
-    key = (tuple(cell.seed for cell in group.cells), _key_config())
+    key = (tuple(cell.seed for cell in group.cells), trace_config())
 
     def make() -> np.ndarray:
         return np.asarray(_data_keys(_root_keys(group)))
@@ -524,8 +510,8 @@ not keep a tree of shapes for each."""
 
 def _layout(group: Group, data: Any) -> GroupState:
     """``jax.eval_shape`` of `init_group`, kept per signature, cell count, input shape and
-    `_key_config` (the shapes do not depend on the per-cell values)."""
-    key = (group.signature(), len(group), tuple(data.input_shape), _key_config())
+    `trace_config` (the shapes do not depend on the per-cell values)."""
+    key = (group.signature(), len(group), tuple(data.input_shape), trace_config())
 
     def make() -> GroupState:
         init = _init_fn(group.signature(), tuple(data.input_shape))

@@ -160,20 +160,37 @@ def program_memory() -> Iterator[ProgramMemory]:
         _WATCHING.remove(memory)
 
 
+def trace_config() -> tuple[str, bool, bool]:
+    """The JAX settings a trace depends on beside its arguments: the PRNG implementation
+    `jax.random.key` uses now and whether ``jax_enable_x64`` and
+    ``jax_threefry_partitionable`` are on. They shape the cells' keys (without x64 a seed
+    keeps its low 32 bits; the threefry setting changes what `jax.random.split` and
+    `jax.random.bits` derive), the dtypes of the state's weakly typed leaves (a knob
+    declared with a Python number) and what a compiled step computes (its batches,
+    dropout and default dtypes)."""
+    values = jax.config.values
+    return (
+        str(values["jax_default_prng_impl"]),
+        bool(values["jax_enable_x64"]),
+        bool(values["jax_threefry_partitionable"]),
+    )
+
+
 class CompiledProgram:
     """A jitted function, lowered and compiled ahead of time (``.lower(...).compile()``)
-    once per argument signature (shapes, dtypes, shardings), the last `SIGNATURES_KEPT`
-    kept; each compile is timed, and each use reported to the `program_memory` blocks
-    around it."""
+    once per argument signature (shapes, dtypes, shardings) and `trace_config`, the last
+    `SIGNATURES_KEPT` kept; each compile is timed, and each use reported to the
+    `program_memory` blocks around it."""
 
     def __init__(self, jitted: Any) -> None:
         self.jitted = jitted
         self.compiled: collections.OrderedDict[Any, tuple[Any, float]] = collections.OrderedDict()
 
     def executable(self, *args: Any) -> Any:
-        """The compiled program for ``args``' signature (compiled on first use)."""
+        """The compiled program for ``args``' signature under the `trace_config` now
+        (compiled on first use)."""
         leaves, treedef = jax.tree.flatten(args)
-        signature = (treedef, tuple(_signature(a) for a in leaves))
+        signature = (treedef, tuple(_signature(a) for a in leaves), trace_config())
 
         def compile_() -> tuple[Any, float]:
             start = time.perf_counter()

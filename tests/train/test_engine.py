@@ -1265,6 +1265,20 @@ def test_a_state_made_under_the_other_threefry_setting_is_checked_as_such(toy):
     assert resumed is state and run.chunks == []
 
 
+def test_a_run_after_the_threefry_setting_changed_trains_as_one_made_under_it(toy, monkeypatch):
+    # the compiled programs were kept by argument signature alone: the run after toggling
+    # jax_threefry_partitionable drew its batches and dropout as traced under the old one
+    from phosjax.train import _strategy
+
+    [group] = plan_groups([Cell(Tiny(rich=True), "toy", ADAM, 3)])
+    run_group(group, init_group(group, toy), toy, 2, strategy="vmap")  # compiled
+    with jax.threefry_partitionable(not jax.config.values["jax_threefry_partitionable"]):
+        after, _ = run_group(group, init_group(group, toy), toy, 2, strategy="vmap")
+        monkeypatch.setattr(_strategy, "_LIFTED", collections.OrderedDict())  # compiled anew
+        fresh, _ = run_group(group, init_group(group, toy), toy, 2, strategy="vmap")
+    assert_trees_close(after.params, fresh.params, rtol=0, atol=0)
+
+
 def test_the_state_checks_keep_the_keys_and_layouts_of_the_last_groups_alone(toy, monkeypatch):
     # a session sweeping models and seeds kept a tree of shapes and keys for every group
     from phosjax.train import _state
