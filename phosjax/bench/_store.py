@@ -293,7 +293,8 @@ def write_table(
       DataType(string)
     """
     if isinstance(table, pd.DataFrame) and schema is None:
-        table = _plain_strings(pa.Table.from_pandas(table, preserve_index=False))
+        table = pa.Table.from_pandas(table, preserve_index=False)
+        table = table.cast(plain_strings(table.schema))
     elif isinstance(table, pd.DataFrame):
         table = as_table(table, schema)
     buffer = pa.BufferOutputStream()
@@ -301,14 +302,19 @@ def write_table(
     write_bytes(path, buffer.getvalue().to_pybytes())
 
 
-def _plain_strings(table: pa.Table) -> pa.Table:
-    """``table`` with its ``large_string`` columns as ``string``, as the bench documents
-    and its results hold text."""
+def plain_strings(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with its ``large_string`` columns as ``string``, as the bench documents
+    and its results hold text (pandas 3 writes ``large_string``: the same text).
+
+    Examples:
+      >>> plain_strings(pa.schema([("split", pa.large_string())])).field("split").type
+      DataType(string)
+    """
     fields = [
         field.with_type(pa.string()) if pa.types.is_large_string(field.type) else field
-        for field in table.schema
+        for field in schema
     ]
-    return table.cast(pa.schema(fields, metadata=table.schema.metadata))
+    return pa.schema(fields, metadata=schema.metadata)
 
 
 def part_path(root: pathlib.Path, group_key: str, first_step: int) -> pathlib.Path:

@@ -32,7 +32,7 @@ from phosjax.bench._reading import (
     read_parquet,
     read_parquets,
 )
-from phosjax.bench._store import is_temporary
+from phosjax.bench._store import is_temporary, plain_strings
 from phosjax.bench._summary import command_line
 
 
@@ -964,11 +964,7 @@ def _read_schema(path: pathlib.Path) -> pa.Schema:
       >>> _read_schema(path).field("split").type
       DataType(string)
     """
-    schema = pq.read_schema(path)
-    for i, field in enumerate(schema):
-        if pat.is_large_string(field.type):
-            schema = schema.set(i, field.with_type(pa.string()))
-    return schema
+    return plain_strings(pq.read_schema(path))
 
 
 def _stored(field: pa.Field, part: pathlib.Path) -> pa.DataType:
