@@ -566,7 +566,10 @@ def _capture(
     with nn.intercept_methods(intercept), _declarations() as declared, constant_notes() as notes:
         given = {} if init is not None else variables  # init's: made in the program
         # the arrays of apply_kwargs traced too: a constant input's work would be folded
-        collected, outputs, knob_tree = jit_keeping_constants(run, given, x, apply_kwargs)
+        traced, put_back = arrays_apart(apply_kwargs, scalars=False)  # a flag: concrete
+        collected, outputs, knob_tree = jit_keeping_constants(
+            lambda variables, x, traced: run(variables, x, put_back(traced)), given, x, traced
+        )
     # A default made by jax is a tracer here: init computes it (once, for all of them).
     made_by_jax = any(isinstance(knob.default, jax.core.Tracer) for knob in declared.values())
     defaults = knobs(model, x, **init_kwargs(apply_kwargs)) if made_by_jax else {}
@@ -708,11 +711,12 @@ def _summary(
         raise
     measured: dict[str, tuple[float | None, float | None]] = {}
     if flops or measure_latency:
-        arrays, put_back = arrays_apart((x, apply_kwargs))  # Python values as apply gets them
+        traced, by_name = arrays_apart(apply_kwargs, scalars=False)  # a flag: concrete
+        arrays, put_back = arrays_apart((x, traced))  # Python values as apply gets them
 
         def whole(variables: Mapping[str, Any], arrays: list[Any]) -> Any:
-            x, kwargs = put_back(arrays)  # the inputs by name traced, as x is: none folded
-            return model.apply(variables, x, mutable=mutable, **kwargs)
+            x, traced = put_back(arrays)  # the inputs by name traced, as x is: none folded
+            return model.apply(variables, x, mutable=mutable, **by_name(traced))
 
         measured[""] = _measure(whole, (variables, arrays), flops, measure_latency, repeats)
         rngs = apply_kwargs.get("rngs")

@@ -290,6 +290,21 @@ def test_an_input_given_by_name_is_traced_as_x_is():
     assert by_name == whole.root.flops == whole["SinOfY_0"].flops == 18
 
 
+class Flagged(nn.Module):
+    @nn.compact
+    def __call__(self, x, deterministic):
+        return nn.Dropout(0.5)(nn.Dense(2)(x), deterministic=deterministic)
+
+
+@pytest.mark.parametrize("flag", [np.array(True), jnp.array(True)])
+def test_a_flag_given_by_name_as_a_0d_array_reaches_the_model_concrete(flag):
+    # traced as y=... is, Dropout's "if deterministic" failed: TracerBoolConversionError
+    x = jnp.ones((1, 3))
+    variables = Flagged().init(jax.random.key(0), x, True)
+    summary = blurb(Flagged(), variables, x, deterministic=flag, measure_latency=False)
+    assert summary.root.flops == summary["Dense_0"].flops == 14  # as with True
+
+
 class Repeats(nn.Module):
     @nn.compact
     def __call__(self, x):
