@@ -618,10 +618,10 @@ def blurb(
     Args:
       model: a Flax linen module.
       variables: its variables (never modified).
-      x: the input (an array or a pytree of arrays; a nested list of numbers is read as
-        its array, a tuple of Python ints, a shape or widths, passed as it is); leave it
-        out (``None``) for a model that reads none, such as a graph model without input
-        nodes.
+      x: the input (an array or a pytree of arrays; a nested list or tuple of numbers is
+        read as its array, as a graph model's input node reads it, its work counted);
+        leave it out (``None``) for a model that reads none, such as a graph model
+        without input nodes.
       measure_latency: time jitted calls (median of ``repeats`` after a warm-up).
       flops: ask XLA's cost analysis for FLOP counts.
       repeats: timed calls per measurement, an int >= 1.
@@ -695,7 +695,7 @@ def _summary(
     if not an_int or repeats < 1:  # checked before the model is traced and compiled
         raise ValueError(f"repeats must be at least 1, a whole number of calls, got {repeats!r}.")
     variables = checked_variables(variables, "blurb")
-    x = x if _ints_tuple(x) else numbers_as_array(x)  # not one traced scalar per number
+    x = numbers_as_array(x)  # as model.apply reads it, not one traced scalar per number
     mutable = apply_kwargs.pop("mutable", _state_collections(variables))
     try:
         with naming_apply_errors(model, variables, "blurb", apply_kwargs.get("method")):
@@ -763,19 +763,6 @@ def _summary(
         )
 
     return Blurb(build(""), _platform(variables, x))
-
-
-def _ints_tuple(x: Any) -> bool:
-    """Whether ``x`` is a (nested) tuple of Python ints only, as a shape or widths are
-    given: `blurb` passes it to the model as it is, as ``model.apply`` does, not as an
-    array (traced, its ints could size no array).
-
-    Examples:
-      >>> _ints_tuple((2, 3)), _ints_tuple(((2,), 3)), _ints_tuple([2, 3]), _ints_tuple((2.0,))
-      (True, True, False, False)
-    """
-    leaves = jax.tree.leaves(x)
-    return isinstance(x, tuple) and all(type(leaf) is int for leaf in leaves)
 
 
 def _platform(*trees: Any) -> str:
