@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from phosjax._callables import a_type
 from phosjax._nearest import did_you_mean
+from phosjax.core._selectors import cut_repr
 from phosjax.layers._common import EVAL_FLAGS, TRAIN_FLAGS
 from phosjax.models._config import ModelConfig, checked_config, is_int, plain_width
 from phosjax.models._frame import Frame
@@ -522,7 +523,7 @@ def model_spec(name: str) -> ModelSpec:
     if not isinstance(name, str):  # a number failed in did_you_mean: no 'casefold'
         raise TypeError(
             f"model_spec takes a registered model's name (a str), such as 'mlp', got "
-            f"{name!r:.60} ({a_type(name)})"
+            f"{cut_repr(name)} ({a_type(name)})"
         )
     if name not in _REGISTRY:
         _load_entry_points()

@@ -1301,3 +1301,13 @@ def test_no_module_given_as_the_model_is_refused_naming_the_function(name):
         call(3)
     with pytest.raises(TypeError, match=rf"^{name}: model is the class Dense, not a module: "):
         call(nn.Dense)
+
+
+def test_model_spec_cuts_a_long_name_with_a_mark_and_its_shape():
+    # cut at 60 characters with no mark: the last number read "10995116", another number
+    from phosjax.models import model_spec
+
+    with pytest.raises(TypeError) as raised:
+        model_spec(np.full(40, 2**40))
+    said = str(raised.value)
+    assert "1099511… (shape (40,), dtype int64) (" in said and "\n" not in said
