@@ -440,7 +440,8 @@ def _measure(
 
 def _output_specs(out: Any) -> dict[str, ArraySpec]:
     """``{key path: ArraySpec}`` of each leaf of ``out`` that is an array or a number
-    (``""`` when it is one array); another leaf (a str) has no shape nor dtype to show.
+    (``""`` when it is one array); another leaf (a str, numpy's too) has no shape nor
+    dtype to show.
 
     Examples:
       >>> _output_specs({"y": jnp.ones((2, 3)), "name": "head"})
@@ -449,7 +450,8 @@ def _output_specs(out: Any) -> dict[str, ArraySpec]:
     return {
         jax.tree_util.keystr(key): ArraySpec.of(leaf)
         for key, leaf in jax.tree_util.tree_leaves_with_path(out)
-        if hasattr(leaf, "dtype") or isinstance(leaf, numbers.Number)
+        if (hasattr(leaf, "dtype") or isinstance(leaf, numbers.Number))
+        and not isinstance(leaf, str | bytes)  # numpy's str, np.str_, has a dtype: <U4
     }
 
 

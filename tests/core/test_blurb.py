@@ -356,6 +356,21 @@ def test_an_output_s_str_has_no_spec_in_the_blurb_nor_its_table():
     assert "<U" not in summary.table()
 
 
+class NumpyNamed(nn.Module):
+    @nn.compact
+    def __call__(self, x):  # numpy's str and bytes, as an array of names gives them
+        return {"y": nn.Dense(2)(x), "name": np.str_("head"), "raw": np.bytes_(b"ab")}
+
+
+def test_an_output_s_numpy_str_has_no_spec_either():
+    # np.str_ has a dtype: it was shown as an array of shape () and dtype '<U4'
+    x = jnp.ones((1, 3))
+    summary = blurb(NumpyNamed(), NumpyNamed().init(jax.random.key(0), x), x,
+                    measure_latency=False, flops=False)  # fmt: skip
+    assert summary.root.outputs == {"['y']": ArraySpec((1, 2), "float32")}
+    assert "<U" not in summary.table() and "|S" not in summary.table()
+
+
 class Shifted(nn.Module):
     @nn.compact
     def __call__(self, x, shift, scale):
