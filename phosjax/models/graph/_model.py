@@ -223,17 +223,28 @@ def _numbers_read(giving: str, value: Any) -> Any:
     return _scalars_as_array(numbers_as_array(value))
 
 
+_SCALARS = (jax.Array, np.ndarray, np.number, np.bool_, bool, int, float, complex)
+"""What `jax.jit` traces as a 0-d array, in a list of an input's scalars."""
+
+
 def _stacked(value: Any, scalars: bool = False) -> jax.Array | None:
-    """The one array a (nested) list or tuple of arrays (0-d ones alone with ``scalars``)
-    makes, as a node's layer reads it; None for anything else, or ragged arrays.
+    """The one array a (nested) list or tuple of arrays makes, as a node's layer reads
+    it (with ``scalars``, of scalars alone: 0-d arrays, numpy scalars, Python numbers and
+    bools, each of which `jax.jit` traces as a 0-d array); None for anything else, or
+    ragged arrays.
 
     Examples:
       >>> _stacked([jnp.ones(2), jnp.ones(2)]).shape, _stacked([jnp.ones(2), jnp.ones(3)])
       ((2, 2), None)
+      >>> _stacked([True, np.int32(2), jnp.float32(3)], scalars=True)
+      Array([1., 2., 3.], dtype=float32)
     """
     leaves = jax.tree.leaves(value)
     arrays = all(
-        isinstance(v, jax.Array | np.ndarray) and (v.ndim == 0 or not scalars) for v in leaves
+        jnp.ndim(v) == 0 and isinstance(v, _SCALARS)
+        if scalars
+        else isinstance(v, jax.Array | np.ndarray)
+        for v in leaves
     )
     if not isinstance(value, list | tuple) or not leaves or not arrays:
         return None
@@ -244,10 +255,11 @@ def _stacked(value: Any, scalars: bool = False) -> jax.Array | None:
 
 
 def _scalars_as_array(value: Any) -> Any:
-    """``value``; a (nested) list or tuple of scalar arrays as one array, as a list of
-    Python numbers is read (`numbers_as_array`): `jax.jit` traces each number of such a
-    list as a scalar of its own, so a jitted ``apply`` reads it as ``apply`` does (a
-    ragged one stays as it is, for the node to name).
+    """``value``; a (nested) list or tuple of scalars (0-d arrays, numpy scalars, Python
+    numbers and bools) as one array, as a list of Python numbers is read
+    (`numbers_as_array`): `jax.jit` traces each scalar of such a list as a 0-d array of
+    its own, so a jitted ``apply`` reads it as ``apply`` does, and ``apply`` reads it as
+    a jitted one does (a ragged one stays as it is, for the node to name).
 
     Examples:
       >>> _scalars_as_array([[jnp.int32(1), jnp.int32(2)]])
@@ -543,9 +555,10 @@ class GraphModel(nn.Module):
 
         Args:
           x: the input; a dict ``{input node: value}`` when the graph has several
-            (with one, either; an input's nested list of Python numbers is read as its
-            array, under `jax.jit` too; a dict with the input's name and other keys, or with a
-            key that names a node or ends like the input's name, is an error). May be
+            (with one, either; an input's nested list of Python numbers, or of any
+            scalars (0-d arrays, numpy scalars, bools), is read as its array, under
+            `jax.jit` too; a dict with the input's name and other keys, or with a key
+            that names a node or ends like the input's name, is an error). May be
             ``None`` (the default) when no input node is needed; must be for a graph
             without input nodes (all its nodes compute from constants), which is
             therefore called without it (``model.apply(variables)``).

@@ -655,6 +655,22 @@ def test_a_jitted_apply_reads_a_nested_list_as_apply_does(key):
     assert not jnp.isnan(out).any()
 
 
+@pytest.mark.parametrize(
+    "tokens",
+    [[[np.int32(1), np.int32(2)]], [[True, False]], [[1, jnp.int32(2)]]],
+    ids=["numpy scalars", "bools", "numbers and arrays"],
+)
+def test_apply_reads_a_list_of_scalars_as_a_jitted_apply_does(tokens):
+    """A jitted apply reads a list of any scalars as its array (jax.jit traces each one
+    as a 0-d array), but apply passed on a list of numpy scalars, of bools, or of numbers
+    mixed with 0-d arrays as the list: a node reading it as an array failed ('list'
+    object has no attribute 'astype') on what its jitted twin took."""
+    model = GraphModel({"f": lambda t: t.astype(jnp.float32)})
+    expected = jax.jit(model.apply)({}, tokens)["f"]
+    np.testing.assert_array_equal(model.apply({}, tokens)["f"], expected)
+    assert expected.shape == (1, 2)
+
+
 def test_an_injection_is_checked_on_a_nested_list_as_on_its_array(key):
     """The check of an injected value traced a nested list as one scalar per number: a
     tracer error where the list's array was checked."""
