@@ -26,7 +26,7 @@ def _frozen(value: Any, where: str) -> Any:
       >>> _frozen(np.array([[1, 2]]), "option sizes"), _frozen(np.float32(0.5), "option rate")
       (((1, 2),), 0.5)
     """
-    if isinstance(value, np.ndarray | jax.Array):
+    if _held(value):
         value = np.asarray(value).tolist()
     if isinstance(value, list | tuple):
         return tuple(_frozen(item, where) for item in value)
@@ -59,9 +59,21 @@ def _plain(value: Any) -> Any:
       >>> _plain(np.int64(3)), _plain(jnp.int32(3)), _plain(jnp.float32(3))
       (3, 3, 3.0)
     """
-    if isinstance(value, np.ndarray | jax.Array) and value.ndim == 0:
+    if _held(value) and value.ndim == 0:
         value = value.item()
     return int(value) if is_int(value) else value
+
+
+def _held(value: Any) -> bool:
+    """Whether ``value`` is a numpy or JAX array whose numbers can be read: not one
+    `jax.jit` traces (`ModelSpec.resolve` names it, as no size it can read).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> _held(jnp.int32(3)), jax.jit(lambda v: jnp.int32(_held(v)))(jnp.int32(3)).item()
+      (True, 0)
+    """
+    return isinstance(value, np.ndarray | jax.Array) and not isinstance(value, jax.core.Tracer)
 
 
 def plain_width(value: Any) -> Any:
@@ -74,7 +86,7 @@ def plain_width(value: Any) -> Any:
       >>> plain_width(np.array([16, 32])), plain_width(jnp.array([16, 32])), plain_width(8)
       ((16, 32), (16, 32), 8)
     """
-    if isinstance(value, np.ndarray | jax.Array):
+    if _held(value):
         value = np.asarray(value).tolist()  # Python numbers, nested lists for 2-D (refused)
     if isinstance(value, list | tuple | range):
         return tuple(_plain(w) for w in value)

@@ -187,6 +187,21 @@ def test_jax_integers_become_plain_ints_as_numpy_ones_do():
         ModelConfig("mlp", jnp.float32(3), (40,))
 
 
+def test_a_traced_width_or_num_classes_is_named_as_no_int():
+    """A JAX array's numbers are read as Python ints now, and a traced one's (a config
+    made under jax.jit) failed reading them with a bare TracerArrayConversionError."""
+    import jax
+    import jax.numpy as jnp
+
+    made = [
+        lambda v: ModelConfig("mlp", 3, (4,), width=v).resolved(),
+        lambda v: ModelConfig("mlp", v, (4,)),
+    ]
+    for make in made:
+        with pytest.raises(ValueError, match=r"must be .*int.*, got JitTracer\(int32\[\]\)"):
+            jax.jit(make)(jnp.int32(4))
+
+
 def test_numpy_scalar_options_become_plain_values_that_json_writes():
     options = {"dropout": np.float32(0.25), "pool": np.str_("max")}
     config = ModelConfig("cnn1d", 10, (40,), options=options).resolved()  # pools a sequence
