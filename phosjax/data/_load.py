@@ -829,7 +829,7 @@ def _damaged_folder(name: str, dataset: str, data_dir: pathlib.Path) -> str | No
 
     asked = _parse(name)[1]
     root = data_dir / dataset
-    for folder in sorted(root.glob("**/*")):
+    for folder in sorted([*root.glob("*"), *root.glob("*/*")]):  # not a data dir's inside it
         config = "/".join(folder.relative_to(root).parts[:-1])
         if not (
             _VERSION.fullmatch(folder.name)
