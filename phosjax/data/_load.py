@@ -788,7 +788,8 @@ def _info_name(info: pathlib.Path) -> str | None:
 
 def _unfinished(folder: pathlib.Path) -> list[pathlib.Path]:
     """The folders that TFDS's unfinished preparations left in a data set's `folder`
-    (``[config/]incomplete.XXXXXX_<version>``, renamed to ``<version>`` when one finishes).
+    (``[config/]incomplete.XXXXXX_<version>``, renamed to ``<version>`` when one finishes);
+    not those of a data dir deeper inside it, which are no preparations of this data set.
 
     Examples:
         >>> import tempfile
@@ -798,7 +799,8 @@ def _unfinished(folder: pathlib.Path) -> list[pathlib.Path]:
         ['incomplete.AB12CD_1.0.0']
     """
     pattern = re.compile(rf"incomplete\.\w+_{_VERSION.pattern}")
-    return sorted(path for path in folder.glob("**/incomplete.*") if pattern.fullmatch(path.name))
+    left = [*folder.glob("incomplete.*"), *folder.glob("*/incomplete.*")]  # [config/]
+    return sorted(path for path in left if pattern.fullmatch(path.name))
 
 
 def _none_in(data_dir: pathlib.Path) -> str:

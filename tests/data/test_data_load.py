@@ -758,6 +758,16 @@ def test_a_data_dir_deeper_inside_a_data_dir_lists_no_name(toys_dir, tmp_path):
     assert "toy_weighted" not in str(raised.value)
 
 
+def test_an_unfinished_preparation_deeper_inside_a_data_set_s_folder_is_not_its(tmp_path):
+    """A data dir's unfinished preparation two folders down ('outer/inner/toy/incomplete.
+    AB12CD_1.0.0') was named as one of 'outer' to delete (and a built-in data set's
+    preparation deleted such folders); only outer/[<config>/]incomplete.* are its."""
+    (tmp_path / "outer/inner/toy/incomplete.AB12CD_1.0.0").mkdir(parents=True)
+    with pytest.raises(ValueError, match="unknown data set 'outer'") as raised:
+        load("outer", data_dir=tmp_path)
+    assert "did not finish" not in str(raised.value)
+
+
 def test_a_version_folder_deeper_inside_a_data_set_s_folder_is_not_its_damaged_one(tmp_path):
     """A damaged version folder of a data dir two folders down ('outer/inner/toy/1.0.0')
     was named as a damaged preparation of 'outer' at config 'inner/toy', to delete; only
