@@ -146,9 +146,19 @@ def _convert_keeps_zero(eqn: Any) -> bool:
         return not floating
     if not jax.numpy.issubdtype(target, jax.numpy.inexact):
         return True  # XLA casts a NaN to the integer 0
-    zeros = np.array([0.0, -0.0]).astype(target)
     nans = np.array([np.nan] if floating else []).astype(target)
-    return bool(np.all(zeros == 0) and np.all(np.isnan(nans) | (nans == 0)))
+    return _has_zero(target) and bool(np.all(np.isnan(nans) | (nans == 0)))
+
+
+def _has_zero(dtype: Any) -> bool:
+    """Whether a cast to ``dtype`` keeps 0 and -0.0 zeros: ``float8_e8m0fnu`` has none
+    (NaN), so a leaf cast to it is no kernel `mask` zeroes through.
+
+    Examples:
+      >>> _has_zero(np.float32), _has_zero(np.int8), _has_zero(jax.numpy.float8_e8m0fnu)
+      (True, True, False)
+    """
+    return bool(np.all(np.array([0.0, -0.0]).astype(dtype) == 0))
 
 
 def _fills_nonzero(eqn: Any) -> bool:
@@ -460,12 +470,15 @@ class _Walker:
         else:
             zeros = set()
         single = ins[0] if len(ins) == 1 else None
-        src = single.src if single is not None and name in LAYOUT else None
+        layout = name in LAYOUT and (  # mask's zeros cast to float8_e8m0fnu are NaN
+            name != "convert_element_type" or _has_zero(eqn.outvars[0].aval.dtype)
+        )
+        src = single.src if single is not None and layout else None
         present = [v for v in args if v is not None]
         if name == "mul":
             present = [_with_scales(v) for v in present]
             self.pair_scales(present)
-        value = single.known if single is not None and name in LAYOUT else None
+        value = single.known if single is not None and layout else None
         return _joined(present, labels, zeros, src, value, self.poles_made(eqn, args))
 
     def zero_axes(self, value: Value) -> dict[int, list[int]]:

@@ -56,6 +56,26 @@ def test_bitcasts_shifts_and_bessel_functions_follow_channels(name):
     check_followed_where_zero_stays_zero(*ACTIVATIONS[name])
 
 
+@pytest.mark.parametrize(
+    ("dtype", "prunable"), [(jnp.float8_e4m3fn, True), (jnp.float8_e8m0fnu, False)]
+)
+def test_a_kernel_cast_to_a_dtype_without_a_zero_is_not_zeroed_through(dtype, prunable):
+    """A kernel cast to float8_e8m0fnu, which has no zero, was still a kernel `mask`
+    zeroes through: its dead channel was pruned, yet masked made it NaN (shrunk did not).
+    It makes no group; a cast to a float with a zero still prunes (shrunk equal to masked)."""
+    p, x = two_layers(4, 4)
+    p["w1"] = jnp.abs(p["w1"]) + 0.5  # float8_e8m0fnu holds positive powers of two
+    cast = lambda w: w.astype(dtype).astype(jnp.float32)
+    apply = lambda p, x: jax.nn.relu(x @ cast(p["w1"]) + p["b1"]) @ p["w2"]
+    groups = channel_groups(apply, p, x)
+    assert bool(groups.groups) == prunable
+    if prunable:
+        alive = {"w1": np.array([True, False, True, True])}
+        masked = apply(mask(p, alive, groups), x)
+        np.testing.assert_allclose(apply(shrink(p, alive, groups).variables, x), masked)
+        assert np.isfinite(masked).all()
+
+
 def test_a_bitcast_to_another_width_is_refused_naming_what_to_do():
     p, x = two_layers(4, 4)
     to_bytes = lambda h: jax.lax.bitcast_convert_type(h, jnp.uint8).astype(jnp.float32).sum(-1)
