@@ -737,7 +737,10 @@ class _Walker:
         row along ``dimension`` is sorted on its own by the first ``num_keys`` operands, the
         others permuted alike, so that axis is pinned (as by ``rev``), and the other axes
         carry their channels, tied across the operands. A dead channel's rows are sorted
-        by its own keys: each output is zero where its operand is. ``argsort``'s indices
+        by its own keys: the first operand's output is zero where it is, its rows that are
+        NaN in every channel (a gather's fill) last in each. The others' are not: keys that
+        differ from channel to channel move such a row to another place in each, and a
+        dead channel's NaN there is NaN where a live one's is not. ``argsort``'s indices
         are an ``iota``'s, whose axes are all pinned: so are those tied to them.
 
         Examples:
@@ -756,7 +759,10 @@ class _Walker:
         size = self.labels.size[ins[0].labels[axis]]
         labels = list(ins[0].labels)
         labels[axis] = self.pinned_axis(labels[axis], reason, size)
-        return [_carry(value, list(labels), value.zeros, None) for value in ins]
+        return [
+            _carry(value, list(labels), value.zeros if k == 0 else frozenset(), None)
+            for k, value in enumerate(ins)
+        ]
 
     def gather(self, eqn: Any, operand: Value, indices: Value) -> Value:
         """``gather`` (``nn.Embed``, ``jnp.take``, ``h[:, idx]``) reads as a contraction

@@ -164,13 +164,17 @@ def test_dynamic_slices_scatters_and_tiles_carry_the_channels_of_the_axes_they_t
 
 SORTS = {  # name: (block on h = relu(x @ w1 + b1), (3, 4), whether its channels stay free)
     "sort of rows": (lambda h, g: jnp.sort(h, axis=0), True),
-    "sort of rows by another value": (  # g's channels are tied to h's
-        lambda h, g: jax.lax.sort((jnp.tanh(h) - g, h), dimension=0, num_keys=1)[1],
+    "sort of rows moving another value": (  # g's channels are tied to h's
+        lambda h, g: jax.lax.sort((h, g), dimension=0, num_keys=1)[0],
         True,
     ),
     "sort of rows keyed by two values": (
-        lambda h, g: sum(jax.lax.sort((g, h, 2 * h), dimension=0, num_keys=2)),
+        lambda h, g: jax.lax.sort((h, g, 2 * h), dimension=0, num_keys=2)[0],
         True,
+    ),
+    "sort of rows by another value": (  # h's rows move by g's keys: see the NaN test below
+        lambda h, g: jax.lax.sort((jnp.tanh(h) - g, h), dimension=0, num_keys=1)[1],
+        "dot_general (",
     ),
     "sort of channels": (lambda h, g: jnp.sort(h, axis=1), "sort ("),
     "sort of channels by another value": (
@@ -209,6 +213,32 @@ def test_a_sort_carries_the_channels_of_the_axes_it_does_not_sort(name):
     masked = apply(mask(p, alive, groups), x)
     np.testing.assert_allclose(apply(shrink(p, alive, groups).variables, x), masked, atol=1e-5)
     assert not np.allclose(masked, apply(p, x), atol=1e-3)
+
+
+def test_a_sort_by_other_keys_does_not_keep_the_zeros_of_what_it_moves():
+    """Each channel of a value sorted by another's keys moves by its own keys, and so does
+    a row that is NaN in every channel (an id out of range of ``jnp.take``): a dead
+    channel's keys are zero, which leaves its NaN where no live channel's is, and masked
+    was NaN on a row where shrunk was not. What the keys move is not zero when dead."""
+    keys = jax.random.split(jax.random.key(0), 3)
+    p = {"table": jax.random.normal(keys[0], (5, 4)), "w2": jax.random.normal(keys[1], (4, 2))}
+    p["w3"] = jax.random.normal(keys[2], (3, 4))
+    ids = jnp.array([0, 7, 2, 3])  # 7 is out of range: NaN in every channel
+
+    def apply(p, ids):
+        k = -jnp.arange(4.0)[:, None] * (jnp.ones((4, 3)) @ p["w3"]) ** 2  # live: reversed
+        return jax.lax.sort((k, jnp.take(p["table"], ids, axis=0)), num_keys=1, dimension=0)[1]
+
+    groups = channel_groups(lambda p, ids: apply(p, ids) @ p["w2"], p, ids)
+    assert not groups.groups
+    assert groups.pinned["table:1"].startswith("dot_general (")
+    # the first operand's NaN rows are last in every channel: its zeros are kept
+    first = lambda p, ids: jax.lax.sort(jnp.take(p["table"], ids, axis=0), dimension=0) @ p["w2"]
+    groups = channel_groups(first, p, ids)
+    alive = {groups.groups[0].name: np.array([True, True, False, True])}
+    masked = first(mask(p, alive, groups), ids)
+    np.testing.assert_allclose(first(shrink(p, alive, groups).variables, ids), masked, atol=1e-5)
+    assert np.isnan(masked).any() and not np.isnan(masked).all()
 
 
 @pytest.mark.parametrize(
