@@ -271,7 +271,9 @@ class Blurb:
 
     @classmethod
     def from_json(cls, text: str) -> "Blurb":
-        """Reads what `to_json` wrote: ``Blurb.from_json(b.to_json()) == b``.
+        """Reads what `to_json` wrote: ``Blurb.from_json(b.to_json()) == b`` where every
+        number in ``b`` is finite; a NaN or infinite one (a knob at ``inf``), null in the
+        JSON, comes back as None.
 
         Examples:
           >>> import flax.linen as nn, jax, jax.numpy as jnp

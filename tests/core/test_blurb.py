@@ -875,7 +875,9 @@ def test_json_of_nan_and_infinities_is_strict_json_with_null():
     root = json.loads(b.to_json(), parse_constant=refuse)["root"]
     assert root["notes"] == {"ratios": [1.0, None]} and root["aux_losses"] == {"bad": None}
     assert root["knobs"]["k"] == {"value": None, "default": None, "doc": "", "valid": None}
-    assert Blurb.from_json(b.to_json()).root.outputs == b.root.outputs
+    read = Blurb.from_json(b.to_json()).root  # from_json promised == b: null comes back None
+    assert read.outputs == b.root.outputs and read.knobs["k"] == KnobValue(None, None, "")
+    assert read.notes == {"ratios": [1.0, None]} and read.aux_losses == {"bad": None}
 
 
 def test_iterating_a_blurb_is_refused_naming_modules(two_level):
