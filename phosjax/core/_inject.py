@@ -19,7 +19,7 @@ from phosjax.core._apply import (
     tag_call_shapes,
 )
 from phosjax.core._collections import INJECTIONS, INTERMEDIATES
-from phosjax.core._knobs import holds_exactly, is_traced, what_holds
+from phosjax.core._knobs import _broadcasts, holds_exactly, is_traced, what_holds
 from phosjax.core._module_check import check_module
 from phosjax.core._paths import unflatten
 from phosjax.core._record import Calls, add_call
@@ -234,12 +234,31 @@ def _checked_call(where: str, value: Any, expected: Any) -> Any:
             raise ValueError(
                 f"Injected value for {where}{jax.tree_util.keystr(key)} has shape "
                 f"{given.shape} and dtype {given.dtype}, but the tagged value there has shape "
-                f"{want.shape} and dtype {want.dtype}."
+                f"{want.shape} and dtype {want.dtype}.{_how_to_broadcast(given, want)}"
             )
     # a weakly typed value (jnp.full(shape, 3.0)) would let what follows take the dtype
     # of the params it meets (a bfloat16 output where the model's is float32)
     strong = lambda given, want: given if want.weak_type else jnp.asarray(given, want.dtype)
     return jax.tree.map(strong, value, expected)
+
+
+def _how_to_broadcast(given: jax.Array, want: Any) -> str:
+    """A sentence for a ``given`` value whose shape broadcasts to the tagged ``want``'s (a
+    scalar): the tagged value is replaced whole, so its own shape is given (unlike a knob's
+    value, which `set_knobs` broadcasts); else ``""``.
+
+    Examples:
+      >>> _how_to_broadcast(jnp.zeros(()), jax.ShapeDtypeStruct((2, 3), jnp.float32))
+      ' An injected value is not broadcast: give jnp.full((2, 3), value, jnp.float32).'
+      >>> _how_to_broadcast(jnp.zeros(4), jax.ShapeDtypeStruct((2, 3), jnp.float32))
+      ''
+    """
+    if given.shape == want.shape or not _broadcasts(given.shape, want.shape):
+        return ""
+    return (
+        " An injected value is not broadcast: give "
+        f"jnp.full({want.shape}, value, jnp.{jnp.dtype(want.dtype).name})."
+    )
 
 
 def inject(

@@ -698,6 +698,16 @@ def test_inject_wrong_shape_names_path_and_shapes():
         px.inject(Stack(), init("plain"), X, {"blocks_1/pre_act": jnp.zeros((3, WIDTH))})
 
 
+@pytest.mark.parametrize("value", [0.0, jnp.zeros(WIDTH)])
+def test_inject_of_a_value_that_broadcasts_is_refused_saying_how_to_give_the_shape(value):
+    # it named both shapes alone, though set_knobs broadcasts a knob's value: no way out said
+    with pytest.raises(ValueError) as info:
+        px.inject(Stack(), init("plain"), X, {"blocks_1/pre_act": value})
+    assert str(info.value).endswith(
+        f"An injected value is not broadcast: give jnp.full((2, {WIDTH}), value, jnp.float32)."
+    )
+
+
 def test_two_selectors_that_match_one_path_are_refused_naming_both():
     model, variables = Stack(), init("plain")
     zeros = jnp.zeros((2, WIDTH))
