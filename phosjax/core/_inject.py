@@ -96,11 +96,17 @@ def _checked(path: str, value: Any, calls: tuple[Any, ...]) -> Any:
     if len(calls) == 1:
         return _checked_call(repr(path), value, calls[0])
     if not (isinstance(value, tuple) and len(value) == len(calls)):
-        given = f"a tuple of {len(value)}" if isinstance(value, tuple) else type(value).__name__
+        given = (
+            f"a tuple of {len(value)}"
+            if isinstance(value, tuple)
+            else f"{a_type(value)} of shape {value.shape}"
+            if hasattr(value, "shape")
+            else a_type(value)
+        )
         raise ValueError(
-            f"Cannot inject {path!r}: it is tagged by {len(calls)} calls of one module, so "
-            f"it takes a tuple of {len(calls)} values, one per call (as px.probe returns "
-            f"them), got {given}."
+            f"Cannot inject {path!r}: it is tagged {len(calls)} times (by a module called "
+            f"several times, or by one name tagged again in a call), so it takes a tuple of "
+            f"{len(calls)} values, one per call of tag (as px.probe returns them), got {given}."
         )
     checked = [
         _checked_call(f"{path!r} (call {i + 1} of {len(calls)})", item, expected)

@@ -785,16 +785,32 @@ def test_an_injection_replaces_a_placeholder_of_another_structure_whole():
     [
         (
             jnp.zeros(2),
-            r"a tuple of 2 values, one per call \(as px.probe returns them\), got Array",
+            r"a tuple of 2 values, one per call of tag \(as px.probe returns them\), got an "
+            r"ArrayImpl of shape \(2,\)\.$",
         ),
         ((jnp.zeros(2),), r"a tuple of 2 values, one per call .*, got a tuple of 1"),
+        (1.0, r"one per call of tag .*, got a float\.$"),
         ((jnp.zeros(2), jnp.zeros(3)), r"'s/h' \(call 2 of 2\) has shape \(3,\) .* \(2,\)"),
     ],
-    ids=["one value", "one item", "wrong shape"],
+    ids=["one value", "one item", "a number", "wrong shape"],
 )
 def test_inject_names_what_a_value_tagged_by_several_calls_takes(value, message):
     with pytest.raises(ValueError, match=message):
         px.inject(CalledTwice(), {}, jnp.array([1.0, 2.0]), {"s/h": value})
+
+
+class TagsTwice(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return px.tag(self, "h", x) + px.tag(self, "h", 3 * x)
+
+
+def test_inject_of_a_name_tagged_twice_in_one_call_says_so_and_takes_a_value_per_tag():
+    # it said "tagged by 2 calls of one module", which a module called once is not
+    with pytest.raises(ValueError, match=r"^Cannot inject 'h': it is tagged 2 times \(by a "):
+        px.inject(TagsTwice(), {}, jnp.ones(2), {"h": jnp.zeros(2)})
+    out = px.inject(TagsTwice(), {}, jnp.ones(2), {"h": (jnp.zeros(2), jnp.ones(2))})
+    assert out.tolist() == [1.0, 1.0]
 
 
 class Sown(nn.Module):
