@@ -19,10 +19,11 @@ _COLLECTED: set[contextvars.ContextVar[Any]] = set()
 """Every variable `collecting` has filled (`set_aside` silences them)."""
 
 
-@jax.tree_util.register_pytree_node_class
+@jax.tree_util.register_pytree_with_keys_class
 class Calls(tuple[Any, ...]):
     """What `record` keeps at one name: a tuple, one item per call, that also knows the
-    number of axes of each call's leaves as recorded.
+    number of axes of each call's leaves as recorded. Its items have the keys of a tuple's
+    (``[0]``), as those of Flax's own ``sow`` do.
 
     That count is static (the pytree's aux data), so it survives ``jit``, ``nn.scan``
     and ``nn.vmap`` while the leaves gain the axes those stack the calls on: `lifted_axes`
@@ -34,6 +35,8 @@ class Calls(tuple[Any, ...]):
       >>> stacked = jax.tree.map(lambda a: jnp.stack([a, a]), calls)  # as nn.scan stacks
       >>> calls.lifted_axes(0), stacked.lifted_axes(0), stacked == (stacked[0],)
       (0, 1, True)
+      >>> [jax.tree_util.keystr(key) for key, _ in jax.tree.leaves_with_path({"h": calls})]
+      ["['h'][0]"]
     """
 
     ndims: tuple[tuple[int, ...], ...]
@@ -50,6 +53,12 @@ class Calls(tuple[Any, ...]):
         """
         leaves, ndims = jax.tree.leaves(self[call]), self.ndims[call]
         return max(np.ndim(leaves[0]) - ndims[0], 0) if leaves else 0
+
+    def tree_flatten_with_keys(
+        self,
+    ) -> tuple[tuple[tuple[Any, Any], ...], tuple[tuple[int, ...], ...]]:
+        keyed = tuple((jax.tree_util.SequenceKey(i), item) for i, item in enumerate(self))
+        return keyed, self.ndims
 
     def tree_flatten(self) -> tuple[tuple[Any, ...], tuple[tuple[int, ...], ...]]:
         return tuple(self), self.ndims

@@ -60,3 +60,17 @@ def test_plain_flax_training_loop_gets_tag_gradients_and_aux_loss():
         argnums=(0, 1),
     )(params, zeros)
     np.testing.assert_allclose(grads["hidden"], g_plain["hidden"], rtol=1e-6)
+
+
+class SowsBeside(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        self.sow("intermediates", "sown", x)
+        return px.tag(self, "tagged", 2 * x)
+
+
+def test_a_record_has_the_key_paths_of_flax_s_own_sow():
+    # a tag's record was keyed '<flat index 0>', a sown one [0]
+    _, state = SowsBeside().apply({}, jnp.ones(2), mutable=["intermediates"])
+    keys = [jax.tree_util.keystr(key) for key, _ in jax.tree.leaves_with_path(state)]
+    assert keys == ["['intermediates']['sown'][0]", "['intermediates']['tagged'][0]"]
