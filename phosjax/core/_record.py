@@ -10,6 +10,7 @@ import flax.linen as nn
 import flax.linen.module as linen_module
 import jax
 import numpy as np
+from flax import serialization
 
 from phosjax.core._paths import SEP, flatten, module_path
 from phosjax.core._selectors import misgiven_paths
@@ -66,6 +67,30 @@ class Calls(tuple[Any, ...]):
     @classmethod
     def tree_unflatten(cls, ndims: tuple[tuple[int, ...], ...], items: Any) -> "Calls":
         return cls(items, ndims)
+
+
+def _calls_state_dict(calls: Calls) -> dict[str, Any]:
+    """``calls`` as Flax's serialization writes a tuple: ``{"0": item, ...}``."""
+    return {str(i): serialization.to_state_dict(item) for i, item in enumerate(calls)}
+
+
+def _calls_from_state_dict(target: Calls, state: Mapping[str, Any]) -> Calls:
+    """``target`` with the items of ``state`` (as `_calls_state_dict` wrote them).
+
+    Raises:
+      ValueError: ``state`` holds another number of calls, both counts named.
+    """
+    if len(state) != len(target):
+        raise ValueError(
+            f"Cannot restore a record of {len(target)} call(s) from a state dict of "
+            f"{len(state)} item(s) (keys {sorted(state)}): give the state of the same calls."
+        )
+    items = [serialization.from_state_dict(t, state[str(i)]) for i, t in enumerate(target)]
+    return Calls(items, target.ndims)
+
+
+# a state holding records (Flax's to_bytes, msgpack) is written as one holding tuples is
+serialization.register_serialization_state(Calls, _calls_state_dict, _calls_from_state_dict)
 
 
 def _ndims(value: Any) -> tuple[int, ...]:

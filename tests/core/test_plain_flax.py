@@ -5,6 +5,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
+from flax import serialization
 
 import phosjax as px
 
@@ -74,3 +76,15 @@ def test_a_record_has_the_key_paths_of_flax_s_own_sow():
     _, state = SowsBeside().apply({}, jnp.ones(2), mutable=["intermediates"])
     keys = [jax.tree_util.keystr(key) for key, _ in jax.tree.leaves_with_path(state)]
     assert keys == ["['intermediates']['sown'][0]", "['intermediates']['tagged'][0]"]
+
+
+def test_a_state_of_records_round_trips_through_flax_serialization():
+    # msgpack refused it: "can not serialize 'Calls' object"
+    _, state = SowsBeside().apply({}, jnp.ones(2), mutable=["intermediates"])
+    assert list(serialization.to_state_dict(state)["intermediates"]["tagged"]) == ["0"]
+    restored = serialization.from_bytes(state, serialization.to_bytes(state))
+    tagged = restored["intermediates"]["tagged"]
+    assert type(tagged) is type(state["intermediates"]["tagged"]) and tagged.ndims == ((1,),)
+    np.testing.assert_array_equal(tagged[0], [2.0, 2.0])
+    with pytest.raises(ValueError, match=r"record of 1 call\(s\) from a state dict of 2 item"):
+        serialization.from_state_dict(tagged, {"0": tagged[0], "1": tagged[0]})
