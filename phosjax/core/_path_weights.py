@@ -250,7 +250,8 @@ def path_weight(module: nn.Module, name: str, weight: Any) -> Iterator[jax.Array
 
     Raises:
       TypeError: ``weight`` is no number nor array (a string).
-      ValueError: ``weight`` has more than one axis; or a module under `flax.linen.jit`
+      ValueError: ``weight`` has more than one axis, or one per example of another
+        batch than the enclosing scopes' (both shapes named); or a module under `flax.linen.jit`
         inside the scope (but not around it) reads the path weight, e.g. raises an aux
         loss: nn.jit would reuse a trace with a stale weight; or the scope recorded aux
         losses that no code inside it raised (a trace nn.jit made outside the scope, reused
@@ -286,8 +287,16 @@ def path_weight(module: nn.Module, name: str, weight: Any) -> Iterator[jax.Array
     if opened is not None and not module.is_initializing():
         opened.setdefault(module_path(module, name))
     outer = _enclosing()
+    outer = None if outer is None else _readable(outer)
+    around = () if outer is None else outer.shape  # () or (B,)
+    if weight.ndim and around and len({1, around[0], weight.shape[0]}) > 2:  # two batches
+        raise ValueError(
+            f"{where}: a weight of shape {weight.shape}, one per example, inside path "
+            f"weights of shape {around}, one per example of a batch of {around[0]}: give a "
+            f"scalar, or one weight per example, shape {around}."
+        )
     with jax.numpy_dtype_promotion("standard"):  # even where the caller's is strict
-        combined = weight if outer is None else _readable(outer) * weight  # scalar or (B,)
+        combined = weight if outer is None else outer * weight  # scalar or (B,)
     scope = f"{name!r} in {'/'.join(module.path) or 'the top module'}"
     checked = module.is_mutable_collection(AUX_LOSS) and not module.is_initializing()
     before = _recorded_aux_losses(module) if checked else 0

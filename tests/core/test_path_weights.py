@@ -170,3 +170,24 @@ def test_a_per_example_path_weight_on_an_empty_batch_records_zero_not_nan():
     _, state = Gated().apply({}, jnp.ones((0, 3)), mutable=["aux_loss", "path_weights"])
     assert float(state["path_weights"]["branch"][0]) == 0.0
     assert float(state["aux_loss"]["Loss_0"]["one"][0]) == 0.0
+
+
+class _Nested(nn.Module):
+    inner: object
+
+    @nn.compact
+    def __call__(self, x):
+        with px.path_weight(self, "outer", jnp.ones(3)), px.path_weight(self, "inner", self.inner):
+            return Loss()(x)
+
+
+def test_a_per_example_weight_inside_one_of_another_batch_is_refused_naming_both():
+    # JAX's "mul got incompatible shapes for broadcasting: (3,), (2,)" named no path weight
+    with pytest.raises(
+        ValueError,
+        match=r"^path_weight 'inner' in the top module: a weight of shape \(2,\), one per "
+        r"example, inside path weights of shape \(3,\), one per example of a batch of 3: give",
+    ):
+        _Nested(jnp.ones(2)).apply({}, jnp.ones((3, 2)), mutable=["aux_loss"])
+    _, state = _Nested(jnp.full(1, 0.5)).apply({}, jnp.ones((3, 2)), mutable=["aux_loss"])
+    assert float(state["aux_loss"]["Loss_0"]["one"][0]) == 0.5  # a batch of 1: every example
