@@ -17,7 +17,6 @@ import os
 import pathlib
 import re
 import shlex
-import socket
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -447,7 +446,7 @@ def _hold(file: Any, path: pathlib.Path, root: pathlib.Path, busy: str = _WRITIN
     file.seek(0)
     file.truncate()
     stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    holder = _layout.LockHolder(os.getpid(), socket.gethostname(), stamp)
+    holder = _layout.LockHolder(os.getpid(), machine(), stamp)
     try:  # unbuffered: a write that fails fails here, not again as the file closes
         os.write(file.fileno(), f"{_layout.lock_holder(holder)}\n".encode())
     except OSError as error:  # a full disk: the system names no file

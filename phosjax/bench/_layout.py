@@ -437,8 +437,8 @@ def per_process_paths(root: pathlib.Path, relative: str) -> list[str]:
 
 
 class LockHolder(NamedTuple):
-    """The run that took a lock file (``run.lock``) last: its ``pid`` on ``host``, since
-    ``since`` (ISO time)."""
+    """The run that took a lock file (``run.lock``) last: its ``pid`` on ``host`` (its
+    machine: `phosjax.bench._store.machine`), since ``since`` (ISO time)."""
 
     pid: int
     host: str

@@ -111,6 +111,20 @@ def machine() -> str:
     return f"{socket.gethostname()}{_boot_and_namespaces()}"
 
 
+def is_this_machine(name: str) -> bool:
+    """Whether the machine ``name`` a file names (`machine`) is this process's; a plain
+    host name (no ``#``: a file written before machines had a digest, or on a system
+    that tells none) is taken by its host name.
+
+    Examples:
+      >>> is_this_machine(machine()), is_this_machine(socket.gethostname())
+      (True, True)
+      >>> is_this_machine(f"{socket.gethostname()}#00000000"), is_this_machine("other")
+      (False, False)
+    """
+    return name == machine() or ("#" not in name and name == socket.gethostname())
+
+
 @functools.cache
 def _boot_and_namespaces() -> str:
     """``#`` and a digest of this boot and of this process's pid and mount namespaces; ""

@@ -27,7 +27,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 
-from phosjax.bench import _layout, _reading
+from phosjax.bench import _layout, _reading, _store
 from phosjax.bench._store import TEMPORARY
 from phosjax.bench.view import (
     BenchFiles,
@@ -1324,13 +1324,16 @@ def _unfinish(status: dict, key: str) -> None:
 @pytest.mark.parametrize(
     ("lock", "stopped"),
     [
-        (lambda: _holder(_dead_pid()), True),
-        (lambda: _holder(os.getpid()), False),  # alive: still training
+        (lambda: _holder(_dead_pid(), _store.machine()), True),
+        (lambda: _holder(_dead_pid()), True),  # an old lock file: its plain host name
+        (lambda: _holder(os.getpid(), _store.machine()), False),  # alive: still training
         (lambda: _holder(_dead_pid(), "another-host"), False),  # cannot tell: running
+        # a container sharing this host name (pids of its own): cannot tell
+        (lambda: _holder(_dead_pid(), f"{socket.gethostname()}#00000000"), False),
         (lambda: "pid 12 on", False),  # cannot read it: running
         (None, False),  # no lock file (written before there was one): running
     ],
-    ids=["dead pid", "live pid", "other host", "garbled", "no lock file"],
+    ids=["dead pid", "old lock", "live pid", "other host", "other container", "garbled", "none"],
 )
 def test_an_unfinished_group_whose_run_is_gone_is_stopped(tmp_path, lock, stopped):
     """The lock file names the run that held it last: a pid of this host that no longer
@@ -1381,7 +1384,7 @@ def test_the_lock_file_a_run_writes_names_it(tmp_path):
     with _directory.locked(tmp_path, (0, 1)):
         holder = _layout.read_lock_holder((tmp_path / _layout.LOCK).read_text())
     assert holder is not None
-    assert (holder.pid, holder.host) == (os.getpid(), socket.gethostname())
+    assert (holder.pid, holder.host) == (os.getpid(), _store.machine())
 
 
 def test_help_says_a_morph_run_directory_is_viewed_too(capsys):

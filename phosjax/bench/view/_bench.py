@@ -8,7 +8,6 @@ import json
 import os
 import pathlib
 import re
-import socket
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -32,7 +31,7 @@ from phosjax.bench._reading import (
     read_parquet,
     read_parquets,
 )
-from phosjax.bench._store import is_temporary, plain_strings
+from phosjax.bench._store import is_temporary, is_this_machine, plain_strings
 from phosjax.bench._summary import command_line
 
 
@@ -218,19 +217,21 @@ def not_started(directory: str | pathlib.Path) -> str | None:
 
 def gone(lock_text: str | None) -> bool:
     """Whether the run a lock file's text names is known to have stopped: a process of
-    this host that no longer exists (killed, out of memory, the machine rebooted). False
-    when that is not known: no text, another host's run, or a pid some process has.
+    this machine (`is_this_machine`: a container sharing its host name is another) that no
+    longer exists (killed, out of memory, the machine rebooted). False when that is not
+    known: no text, another machine's run, or a pid some process has.
 
     Examples:
       >>> import subprocess, sys
+      >>> from phosjax.bench._store import machine
       >>> ended = subprocess.Popen([sys.executable, "-c", ""]); _ = ended.wait()
-      >>> gone(f"pid {ended.pid} on {socket.gethostname()} since 2026-01-01T00:00:00+00:00")
+      >>> gone(f"pid {ended.pid} on {machine()} since 2026-01-01T00:00:00+00:00")
       True
-      >>> gone(f"pid {os.getpid()} on {socket.gethostname()} since t"), gone(None)
+      >>> gone(f"pid {os.getpid()} on {machine()} since t"), gone(None)
       (False, False)
     """
     holder = None if lock_text is None else _layout.read_lock_holder(lock_text)
-    if holder is None or holder.host != socket.gethostname():
+    if holder is None or not is_this_machine(holder.host):
         return False
     try:
         os.kill(holder.pid, 0)  # no signal sent: only whether the process exists
@@ -477,18 +478,19 @@ class BenchFiles:
     def stopped(self, lock: str) -> bool:
         """Whether the run that last held the lock file ``lock`` (``run.lock``, or
         ``run.p<i>of<n>.lock``) is known to have stopped: the file names a process of this
-        host that no longer exists (the run was killed, ran out of memory, or the machine
-        rebooted). False when that is not known: no such file, one that names another
-        host, or one that cannot be read. The lock itself is never taken (a viewer holding
-        it, even shared, would stop a run starting at that instant).
+        machine that no longer exists (`gone`: the run was killed, ran out of memory, or
+        the machine rebooted). False when that is not known: no such file, one that names
+        another machine, or one that cannot be read. The lock itself is never taken (a
+        viewer holding it, even shared, would stop a run starting at that instant).
 
         Examples:
           >>> import tempfile
           >>> root = pathlib.Path(tempfile.mkdtemp())
           >>> _ = (root / "bench.json").write_text('{"format": 1}')
           >>> import subprocess, sys
+          >>> from phosjax.bench._store import machine
           >>> gone = subprocess.Popen([sys.executable, "-c", ""]); _ = gone.wait()
-          >>> text = f"pid {gone.pid} on {socket.gethostname()} since 2026-01-01T00:00:00+00:00"
+          >>> text = f"pid {gone.pid} on {machine()} since 2026-01-01T00:00:00+00:00"
           >>> _ = (root / "run.lock").write_text(text)
           >>> BenchFiles(root).stopped("run.lock"), BenchFiles(root).stopped("run.p0of2.lock")
           (True, False)
