@@ -13,11 +13,13 @@ from phosjax.bench._interrupt import is_terminal
 
 class TimeLeft:
     """Estimates the seconds that ``groups`` groups have left to train: the cell-steps
-    left at the rate of the chunks that did not start a group, plus, for each group whose
-    first chunk has not trained yet, what a first chunk cost so far beyond its steps
-    (compiling: seconds, where a later chunk takes a fraction of one). Counting the
-    compile into the rate, as tqdm's does, made the first estimate many times the time
-    the bench took.
+    left at the rate of the chunks that did not start a group (those of the group
+    training, where `group_started` was told them, at its own rate once it has one: a
+    slow group after fast ones was said to end in a fraction of its time), plus, for
+    each group whose first chunk has not trained yet, what a first chunk cost so far
+    beyond its steps (compiling: seconds, where a later chunk takes a fraction of one).
+    Counting the compile into the rate, as tqdm's does, made the first estimate many
+    times the time the bench took.
 
     Examples:
       >>> now = [0.0]
@@ -29,8 +31,11 @@ class TimeLeft:
       >>> now[0] = 11.0; left.chunk(100)
       >>> left.seconds(800)  # 800 steps at 200 step/s, and the second group's start
       14.0
-      >>> left.group_started(); left.seconds(800)  # compiling: its start still to come
+      >>> left.group_started(steps=400); left.seconds(800)  # compiling: its start to come
       14.0
+      >>> now[0] = 21.0; left.chunk(100); now[0] = 23.0; left.chunk(100)  # 50 step/s
+      >>> left.seconds(200)  # the rest of its steps at its own rate
+      4.0
     """
 
     def __init__(self, groups: int, clock: Callable[[], float] = time.perf_counter) -> None:
@@ -40,12 +45,17 @@ class TimeLeft:
         self._starting = False
         self._steady = [0, 0.0]  # cell-steps, seconds of the chunks after a group's first
         self._starts: list[tuple[int, float]] = []  # each group's first chunk: steps, seconds
+        self._group_left = 0  # the cell-steps the group training has left, where told
+        self._group_steady = [0, 0.0]  # as _steady, of the group training
 
-    def group_started(self) -> None:
-        """The next chunk is a group's first (it compiles)."""
+    def group_started(self, steps: int | None = None) -> None:
+        """The next chunk is a group's first (it compiles); ``steps``: the cell-steps it
+        has left to train (None: not known, its steps then go at every group's rate)."""
         if self._starting:  # the last group trained no chunk (restored at its end)
             self._unstarted -= 1
         self._starting = True
+        self._group_left = steps or 0
+        self._group_steady = [0, 0.0]
 
     def chunk(self, steps: int) -> None:
         """A chunk of ``steps`` cell-steps has trained (timed since the one before)."""
@@ -55,9 +65,11 @@ class TimeLeft:
             self._starts.append((steps, seconds))
             self._unstarted -= 1
         else:
-            self._steady[0] += steps
-            self._steady[1] += seconds
+            for steady in (self._steady, self._group_steady):
+                steady[0] += steps
+                steady[1] += seconds
         self._starting = False
+        self._group_left = max(0, self._group_left - steps)
 
     def seconds(self, steps: int) -> float | None:
         """The seconds that ``steps`` cell-steps left take, with the starts of the groups
@@ -70,7 +82,10 @@ class TimeLeft:
         per_step = self._steady[1] / self._steady[0]
         start = sum(max(0.0, s - n * per_step) for n, s in self._starts) / len(self._starts)
         started = min(start, self._clock() - self._last) if self._starting else 0.0
-        return steps * per_step + self._unstarted * start - started
+        own_steps, own_seconds = self._group_steady
+        own = min(steps, self._group_left) if own_steps else 0  # at the group's own rate
+        by_rates = own * own_seconds / max(own_steps, 1) + (steps - own) * per_step
+        return by_rates + self._unstarted * start - started
 
 
 class Lines:
@@ -250,12 +265,13 @@ class TrainingBar(EstimatedBar):
         steps_left = lambda: self.time_left.seconds(int(self.total - self.n))
         super().__init__(*args, seconds_left=steps_left, **kwargs)
 
-    def group_started(self) -> None:
-        """The next chunk starts a group, and compiles: said (``compiling group 2/5``)
-        until it has trained; on a terminal the bar is redrawn every ``redraw_every``
-        seconds meanwhile, its elapsed time going on (it stood still: it seemed to hang)."""
+    def group_started(self, steps: int | None = None) -> None:
+        """The next chunk starts a group of ``steps`` cell-steps left (`TimeLeft`), and
+        compiles: said (``compiling group 2/5``) until it has trained; on a terminal the
+        bar is redrawn every ``redraw_every`` seconds meanwhile, its elapsed time going on
+        (it stood still: it seemed to hang)."""
         self._redraws_stopped()  # the last group's, had none of its chunks trained
-        self.time_left.group_started()
+        self.time_left.group_started(steps)
         self._started += 1
         self.show_postfix(f"compiling group {self._started}/{self._groups}")
         if not self.disable and not self._to_log:

@@ -521,8 +521,9 @@ def _write_and_train(
         todo = _unfinished(mine, status)
         entries = lambda: [status["groups"].get(j.key, {}) for j in mine]
         described = lambda: _progress_text(entries(), cells, process)
+        left = [len(j.cells) * (j.steps - restored_step(root, j.key)) for j in todo]
         total = sum(len(j.cells) * j.steps for j in todo)
-        restored = sum(len(j.cells) * restored_step(root, j.key) for j in todo)
+        restored = total - sum(left)
         # The bar counts cell-steps (one step of one cell): its rate is cell-steps per
         # second, of those trained now (those restored from checkpoints start it).
         bar = TrainingBar(
@@ -541,8 +542,8 @@ def _write_and_train(
             if todo:
                 profile.write(clock.rows(process))
                 profiled.append(profile)
-            for job in todo:
-                bar.group_started()
+            for job, steps_left in zip(todo, left, strict=True):
+                bar.group_started(steps_left)
 
                 def on_status(key: str, entry: dict[str, Any]) -> None:
                     status["groups"][key] = dict(entry)

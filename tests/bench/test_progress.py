@@ -63,6 +63,24 @@ def test_time_left_counts_down_while_a_group_compiles():
     assert left.seconds(200) == 1.0  # compiling for longer than the first
 
 
+def test_time_left_takes_a_slow_group_s_steps_at_its_own_rate():
+    """A group four times slower than the first: its steps left were taken at the rate
+    of both, a fraction of the time they take."""
+    now = [0.0]
+    left = _first_group_timed(groups=3, now=now)  # 200 step/s
+    left.group_started(steps=400)
+    now[0] = 21.0
+    left.chunk(100)  # compiled
+    now[0] = 23.0
+    left.chunk(100)  # 50 step/s
+    rate = 2.5 / 200  # both groups' seconds per step, of the chunks that compiled nothing
+    start = (10.5 + 10.0) / 2 - 100 * rate  # a first chunk's seconds beyond its steps
+    # its 200 steps at 50 step/s (not 2.0 s at both's rate), and the third group's start
+    assert left.seconds(200) == pytest.approx(4.0 + start)
+    left.group_started(steps=400)  # the third: at both's rate, its start to come
+    assert left.seconds(400) == pytest.approx(400 * rate + start)
+
+
 def test_time_left_counts_no_start_for_a_group_that_trained_no_chunk():
     """A group restored at its end trains no chunk: its start stayed counted among those
     to come, a compile's worth too much in every later time left."""
