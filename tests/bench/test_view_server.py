@@ -1,6 +1,7 @@
 """The viewer's server: each endpoint's JSON against the bench's files, safety, and errors."""
 
 import contextlib
+import datetime
 import errno
 import http.client
 import json
@@ -1312,9 +1313,13 @@ def _dead_pid() -> int:
     return process.pid
 
 
-def _holder(pid: int, host: str | None = None) -> str:
+def _holder(pid: int, host: str | None = None, since: str = "2026-01-01T00:00:00+00:00") -> str:
     host = socket.gethostname() if host is None else host
-    return _layout.lock_holder(_layout.LockHolder(pid, host, "2026-01-01T00:00:00+00:00")) + "\n"
+    return _layout.lock_holder(_layout.LockHolder(pid, host, since)) + "\n"
+
+
+_NOW = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+"""A run's start in this boot of the machine."""
 
 
 def _unfinish(status: dict, key: str) -> None:
@@ -1329,11 +1334,16 @@ def _unfinish(status: dict, key: str) -> None:
         (lambda: _holder(os.getpid(), _store.machine()), False),  # alive: still training
         (lambda: _holder(_dead_pid(), "another-host"), False),  # cannot tell: running
         # a container sharing this host name (pids of its own): cannot tell
-        (lambda: _holder(_dead_pid(), f"{socket.gethostname()}#00000000"), False),
+        (lambda: _holder(_dead_pid(), f"{socket.gethostname()}#00000000", _NOW), False),
+        # this host name's run, begun before the machine booted (its digest was another)
+        (lambda: _holder(os.getpid(), f"{socket.gethostname()}#00000000", "2000-01-01"), True),
         (lambda: "pid 12 on", False),  # cannot read it: running
         (None, False),  # no lock file (written before there was one): running
     ],
-    ids=["dead pid", "old lock", "live pid", "other host", "other container", "garbled", "none"],
+    ids=[
+        *["dead pid", "old lock", "live pid", "other host", "other container", "rebooted"],
+        *["garbled", "none"],
+    ],
 )
 def test_an_unfinished_group_whose_run_is_gone_is_stopped(tmp_path, lock, stopped):
     """The lock file names the run that held it last: a pid of this host that no longer

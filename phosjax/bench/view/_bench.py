@@ -3,12 +3,15 @@
 import contextlib
 import copy
 import dataclasses
+import datetime
 import hashlib
 import json
 import os
 import pathlib
 import re
+import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -218,8 +221,9 @@ def not_started(directory: str | pathlib.Path) -> str | None:
 def gone(lock_text: str | None) -> bool:
     """Whether the run a lock file's text names is known to have stopped: a process of
     this machine (`is_this_machine`: a container sharing its host name is another) that no
-    longer exists (killed, out of memory, the machine rebooted). False when that is not
-    known: no text, another machine's run, or a pid some process has.
+    longer exists (killed, out of memory), or a run of this host name that began before
+    the machine last booted (`_began_before_boot`). False when that is not known: no
+    text, another machine's run, or a pid some process has.
 
     Examples:
       >>> import subprocess, sys
@@ -231,8 +235,10 @@ def gone(lock_text: str | None) -> bool:
       (False, False)
     """
     holder = None if lock_text is None else _layout.read_lock_holder(lock_text)
-    if holder is None or not is_this_machine(holder.host):
+    if holder is None:
         return False
+    if not is_this_machine(holder.host):
+        return _began_before_boot(holder)
     try:
         os.kill(holder.pid, 0)  # no signal sent: only whether the process exists
     except ProcessLookupError:
@@ -240,6 +246,29 @@ def gone(lock_text: str | None) -> bool:
     except (OSError, OverflowError):  # PermissionError: it exists, another user's
         return False
     return False
+
+
+def _began_before_boot(holder: _layout.LockHolder) -> bool:
+    """Whether ``holder`` names a run of this host name that began before this machine
+    last booted: the boot made its machine's digest another (`machine`), and no container
+    of this boot began then. False where the system tells no boot time (macOS, whose
+    machines have no digest), or the run's start cannot be read.
+
+    Examples:
+      >>> import socket
+      >>> host = f"{socket.gethostname()}#00000000"
+      >>> old = _layout.LockHolder(os.getpid(), host, "2000-01-01T00:00:00+00:00")
+      >>> _began_before_boot(old), _began_before_boot(old._replace(since="t"))
+      (True, False)
+    """
+    boot_clock = getattr(time, "CLOCK_BOOTTIME", None)
+    if boot_clock is None or holder.host.partition("#")[0] != socket.gethostname():
+        return False
+    try:
+        since = datetime.datetime.fromisoformat(holder.since).timestamp()
+    except ValueError:
+        return False
+    return since < time.time() - time.clock_gettime(boot_clock)
 
 
 def _starting_runs_gone(directory: pathlib.Path) -> str | None:
