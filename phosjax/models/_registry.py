@@ -1,11 +1,13 @@
 """The model registry: `register_model`, `build_model`, `registered_models`, plugins."""
 
+import contextlib
 import dataclasses
 import importlib
 import importlib.metadata
 import inspect
 import math
-from collections.abc import Callable, Mapping, Sequence
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -472,18 +474,36 @@ def _check_defaults(spec: ModelSpec) -> None:
         raise ValueError(f"register_model({spec.name!r}, ...): {error}") from None
 
 
+@contextlib.contextmanager
+def _undone_on_error() -> Iterator[set[str]]:
+    """Yields the names registered inside it (filled in on leaving); if it is left by an
+    error (a module that fails halfway), unregisters those of the modules that failed,
+    which importing again runs anew (not those of modules imported whole, kept in
+    `sys.modules`, which importing again does not run), so that importing again after a
+    fix registers them instead of finding their names taken."""
+    before, done = set(_REGISTRY), False
+    added: set[str] = set()
+    try:
+        yield added
+        done = True
+    finally:
+        added.update(set(_REGISTRY) - before)
+        if not done:
+            for name in added:
+                if _REGISTRY[name].module not in sys.modules:
+                    del _REGISTRY[name]
+
+
 def _load_entry_points() -> None:
     """Loads each plugin once; one that fails is undone, and fails again when next loaded."""
     for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         key = f"{entry_point.name}={entry_point.value}"
         if key in _LOADED_ENTRY_POINTS:
             continue
-        before = set(_REGISTRY)
         try:
-            entry_point.load()
+            with _undone_on_error():
+                entry_point.load()
         except Exception as error:
-            for name in set(_REGISTRY) - before:
-                del _REGISTRY[name]
             raise ImportError(
                 f"the {ENTRY_POINT_GROUP!r} entry point {entry_point.name!r} "
                 f"({entry_point.value}) failed to load: {error}"
@@ -553,7 +573,9 @@ def build_model(config: ModelConfig) -> nn.Module:
 
 
 def import_models(module: str) -> list[str]:
-    """Imports ``module`` (which registers models) and returns the names it added.
+    """Imports ``module`` (which registers models) and returns the names it added. If its
+    import fails, the models it registered before failing are unregistered, so that
+    importing it again (once fixed) registers them rather than finding their names taken.
 
     Examples:
       >>> from phosjax.models import import_models
@@ -565,14 +587,14 @@ def import_models(module: str) -> list[str]:
             f"import_models takes one module's dotted name, e.g. 'mypkg.models', got "
             f"{module!r} ({a_type(module)}); call it once per module"
         )
-    before = set(_REGISTRY)
     try:
-        importlib.import_module(module)
+        with _undone_on_error() as added:
+            importlib.import_module(module)
     except ModuleNotFoundError as error:
         raise ModuleNotFoundError(
             f"cannot import {module!r} to register models: {error}", name=error.name
         ) from error
-    return sorted(set(_REGISTRY) - before)
+    return sorted(added)
 
 
 def param_count(config: ModelConfig, dtype: Any = jnp.float32) -> int:

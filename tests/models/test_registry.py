@@ -611,3 +611,34 @@ def test_import_models_of_no_module_name_names_what_it_got(module, shown):
         TypeError, match=rf"^import_models takes one module's dotted name, .*{shown}"
     ):
         import_models(module)
+
+
+def test_a_module_that_fails_halfway_is_undone_and_imports_once_fixed(
+    registry, tmp_path, monkeypatch
+):
+    """A failed import left its first model registered: importing the fixed module said
+    that model's name was taken (by the module itself). A module it imported whole stays
+    imported, so its model stays registered: importing again does not run it."""
+    (tmp_path / "user_models_f.py").write_text(
+        "import flax.linen as nn\nfrom phosjax.models import register_model\n"
+        "register_model('user_f', stem=nn.Dense, depth=0, width=3)\n"
+    )
+    source = """
+        import flax.linen as nn
+        import user_models_f
+        from phosjax.models import register_model
+        register_model("user_e", stem=nn.Dense, depth=0, width=3)
+        if BROKEN:
+            raise RuntimeError("a bug after the first registration")
+    """
+    (tmp_path / "user_models_e.py").write_text("BROKEN = True\n" + textwrap.dedent(source))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for module in ("user_models_e", "user_models_f"):
+        monkeypatch.delitem(sys.modules, module, raising=False)
+    with pytest.raises(RuntimeError, match="a bug after the first registration"):
+        import_models("user_models_e")
+    assert "user_e" not in registry and registry["user_f"].module == "user_models_f"
+    (tmp_path / "user_models_e.py").write_text("BROKEN = False\n" + textwrap.dedent(source))
+    importlib.invalidate_caches()
+    assert import_models("user_models_e") == ["user_e"]
+    assert registry["user_e"].module == "user_models_e"
