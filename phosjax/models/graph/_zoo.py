@@ -6,8 +6,9 @@ variables run it unchanged), with each convolution, norm, activation and residua
 node that can be read, injected, cut out or stitched.
 """
 
+import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -146,6 +147,59 @@ def _check_options(config: ModelConfig) -> None:
         )
 
 
+# The twin's own functions, as callables that compare equal when built alike (closures
+# would not), so that two twins of one config are equal and a jit taking the model as a
+# static argument compiles once for both; `__name__`: the op that `to_dot` shows.
+
+
+@dataclasses.dataclass(frozen=True)
+class _View:
+    """``x`` checked as the zoo model checks it, viewed as ``kind``."""
+
+    __name__: ClassVar[str] = "view"
+    model: str
+    input_shape: tuple[int, ...]
+    kind: str
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        where = f"graph_model({self.model!r})"
+        return view_as(checked_batch(x, self.input_shape, where), self.kind)
+
+
+@dataclasses.dataclass(frozen=True)
+class _ViewPadded:
+    """`_View`, with the tokens the zoo's ``mask`` pads read as zeros."""
+
+    __name__: ClassVar[str] = "view_padded"
+    view: _View
+    stem: nn.Module
+
+    def __call__(self, x: jax.Array, mask: Any = None) -> jax.Array:
+        return zero_padded_input(mask, self.view(x), self.stem)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Pool:
+    """The tokens pooled as ``pool`` says."""
+
+    __name__: ClassVar[str] = "pool"
+    pool: str
+
+    def __call__(self, h: jax.Array) -> jax.Array:
+        return pool_tokens(h, self.pool)
+
+
+@dataclasses.dataclass(frozen=True)
+class _PoolReal:
+    """The tokens the zoo's ``mask`` keeps pooled as ``pool`` says."""
+
+    __name__: ClassVar[str] = "pool_real"
+    pool: str
+
+    def __call__(self, h: jax.Array, mask: Any = None) -> jax.Array:
+        return pool_tokens(h, self.pool, padding_mask(mask, h))
+
+
 def graph_model(config: ModelConfig) -> GraphModel:
     """The `GraphModel` twin of ``build_model(config)``, for ``"resnet"`` and
     ``"transformer"``.
@@ -192,25 +246,14 @@ def graph_model(config: ModelConfig) -> GraphModel:
     spatial = len(config.input_shape) - 1 if kind == "image" else 1
     blocks, last = _BUILDERS[config.name](resolved, spatial)
 
-    def view(x: jax.Array) -> jax.Array:  # the zoo model's check of x
-        return view_as(checked_batch(x, config.input_shape, f"graph_model({config.name!r})"), kind)
-
-    def view_padded(x: jax.Array, mask: Any = None) -> jax.Array:  # padding read as zeros
-        return zero_padded_input(mask, view(x), blocks["stem"])
-
-    def pool(h: jax.Array) -> jax.Array:
-        return pool_tokens(h, options["pool"])
-
-    def pool_real(h: jax.Array, mask: Any = None) -> jax.Array:  # the tokens a mask keeps
-        return pool_tokens(h, options["pool"], padding_mask(mask, h))
-
+    view = _View(config.name, config.input_shape, kind)
     # The attention nodes take the zoo's mask; with none (depth 0), or in a ResNet, it is
     # refused, as the zoo's Frame refuses a keyword that none of its blocks takes.
     masked = config.name == "transformer" and bool(resolved.depth)
     spec: Spec = {
-        "view": view_padded if masked else view,
+        "view": _ViewPadded(view, blocks["stem"]) if masked else view,
         **blocks,
-        "features": node(pool_real if masked else pool, last),
+        "features": node((_PoolReal if masked else _Pool)(options["pool"]), last),
     }
     if options["dropout"]:
         spec["dropout"] = nn.Dropout(options["dropout"])

@@ -150,6 +150,29 @@ def test_the_transformer_twin_stores_its_params_in_the_param_dtype_option(key):
     )
 
 
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"{c.name}{c.input_shape}")
+def test_two_twins_of_one_config_are_equal_and_a_static_jit_traces_once(config):
+    """Each twin held functions of its own (closures): no two were equal, so a jit taking
+    the model as a static argument traced and compiled again for each twin."""
+    traces = []
+
+    def logits(model, variables, x):
+        traces.append(model)
+        return model.apply(variables, x)["head"]
+
+    first, second = graph_model(config), graph_model(config)
+    assert first == second and hash(first) == hash(second)
+    x = jax.ShapeDtypeStruct((2, *config.input_shape), jnp.float32)
+    variables = jax.eval_shape(first.init, jax.random.key(0), x)
+    jitted = jax.jit(logits, static_argnums=0)
+    assert jax.eval_shape(jitted, first, variables, x) == jax.eval_shape(
+        jitted, second, variables, x
+    )
+    assert len(traces) == 1
+    other = dataclasses.replace(config, num_classes=config.num_classes + 1)
+    assert graph_model(other) != first
+
+
 @pytest.mark.parametrize("name", sorted(TWIN_OPTIONS))
 def test_every_twin_supports_every_option_of_its_zoo_model(name):
     assert model_spec(name).accepted_options() <= TWIN_OPTIONS[name]
