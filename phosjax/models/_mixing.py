@@ -67,7 +67,8 @@ def choice_block(
       ((2, 4), ['branches_0', 'branches_1', 'gate_logits'])
     """
     dtypes = {"dtype": dtype, "param_dtype": param_dtype}
-    branches = [DenseBlock(features, **dtypes), Layer(features, **dtypes), Skip(features, **dtypes)]
+    # a tuple, not a list: the module must hash (a jit taking the model as static, say)
+    branches = (DenseBlock(features, **dtypes), Layer(features, **dtypes), Skip(features, **dtypes))
     return Choice(branches, per_example=per_example, param_dtype=param_dtype)
 
 

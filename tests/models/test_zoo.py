@@ -203,6 +203,28 @@ def test_moenet_on_an_empty_batch_raises_a_zero_aux_loss_not_nan():
     assert float(px.aux_total(state[px.AUX_LOSS])[0]) == 0.0
 
 
+@pytest.mark.parametrize("name", list(TINY))
+def test_every_zoo_model_hashes_so_a_static_jit_traces_once(name):
+    """choicenet's Choice held its branches in a list: hashing the model failed, so a
+    jit taking it as a static argument raised instead of tracing."""
+    shape = DIGITS if name in IMAGE_ONLY else MNIST1D
+    config = ModelConfig(name, NUM_CLASSES, shape, **TINY[name])
+    first, second = build_model(config), build_model(config)
+    assert first == second and hash(first) == hash(second)
+    traces = []
+
+    def logits(model, variables, x):
+        traces.append(model)
+        return model.apply(variables, x)
+
+    x = jax.ShapeDtypeStruct((BATCH, *shape), jnp.float32)
+    variables = jax.eval_shape(first.init, jax.random.key(0), x)
+    jitted = jax.jit(logits, static_argnums=0)
+    assert jax.eval_shape(jitted, first, variables, x).shape == (BATCH, NUM_CLASSES)
+    jax.eval_shape(jitted, second, variables, x)
+    assert len(traces) == 1
+
+
 def test_choicenet_records_path_weights():
     c = case("choicenet", MNIST1D)
     (_, state), _ = c.probe(c.variables)
