@@ -377,13 +377,13 @@ def _flock(file: Any, mode: int, root: pathlib.Path, busy: str) -> None:
 
     Raises:
       BenchError: another run holds the lock: ``root`` then ``busy``, its ``{holder}``
-        what the file says (pid, host).
+        what the file says (pid, host name: `_layout.shown_lock_holder`).
     """
     try:
         fcntl.flock(file, mode | fcntl.LOCK_NB)
     except BlockingIOError:
         file.seek(0)
-        holder = file.read().strip() or "pid unknown"
+        holder = _layout.shown_lock_holder(file.read())
         raise BenchError(f"{str(root)!r} {busy.format(holder=holder)}") from None
     except OSError:
         pass

@@ -455,6 +455,35 @@ def lock_holder(holder: LockHolder) -> str:
     return f"pid {holder.pid} on {holder.host} since {holder.since}"
 
 
+def host_name(machine: str) -> str:
+    """The host name of a machine a file names (`phosjax.bench._store.machine`:
+    ``vm#1a2b3c4d``), what a message shows of it: the digest tells a reader nothing (a
+    plain host name, of an older version or a system that tells no digest, is its own).
+
+    Examples:
+      >>> host_name("vm#1a2b3c4d"), host_name("vm")
+      ('vm', 'vm')
+    """
+    return machine.partition("#")[0]
+
+
+def shown_lock_holder(text: str) -> str:
+    """A lock file's ``text`` as a message names the run holding it: ``pid 12 on vm since
+    <time>``, its machine by its `host_name`; the text itself where it names none as a run
+    writes it (`read_lock_holder`), ``pid unknown`` where it is empty.
+
+    Examples:
+      >>> shown_lock_holder("pid 12 on vm#1a2b3c4d since 2026-01-01T00:00:00+00:00\\n")
+      'pid 12 on vm since 2026-01-01T00:00:00+00:00'
+      >>> shown_lock_holder("held"), shown_lock_holder("")
+      ('held', 'pid unknown')
+    """
+    holder = read_lock_holder(text)
+    if holder is None:
+        return text.strip() or "pid unknown"
+    return lock_holder(holder._replace(host=host_name(holder.host)))
+
+
 _LOCK_HOLDER = re.compile(r"pid ([1-9]\d{0,9}) on (\S.*) since (\S+)")
 
 

@@ -1397,6 +1397,21 @@ def test_the_lock_file_a_run_writes_names_it(tmp_path):
     assert (holder.pid, holder.host) == (os.getpid(), _store.machine())
 
 
+def test_messages_name_a_lock_s_run_by_its_host_name(tmp_path):
+    """Lock files name the run's machine, host name and digest (``vm#1a2b3c4d``); the
+    busy message and the viewer's stopped one showed the digest, which tells a reader
+    nothing: they name the host."""
+    from phosjax.bench import _directory
+
+    host = socket.gethostname()
+    with _directory.locked(tmp_path, (0, 1)), pytest.raises(_directory.BenchError) as busy:
+        _directory.locked(tmp_path, (0, 1)).__enter__()  # a second run's
+    assert f"another run (pid {os.getpid()} on {host} since 20" in str(busy.value)
+    (tmp_path / _layout.LOCK).write_text(_holder(_dead_pid(), _store.machine()))
+    message = not_started(tmp_path) or ""
+    assert re.search(rf"the run that began it \(pid \d+ on {re.escape(host)}\) stopped", message)
+
+
 def test_help_says_a_morph_run_directory_is_viewed_too(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])

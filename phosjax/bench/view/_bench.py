@@ -262,7 +262,7 @@ def _began_before_boot(holder: _layout.LockHolder) -> bool:
       (True, False)
     """
     boot_clock = getattr(time, "CLOCK_BOOTTIME", None)
-    if boot_clock is None or holder.host.partition("#")[0] != socket.gethostname():
+    if boot_clock is None or _layout.host_name(holder.host) != socket.gethostname():
         return False
     try:
         since = datetime.datetime.fromisoformat(holder.since).timestamp()
@@ -283,7 +283,8 @@ def _starting_runs_gone(directory: pathlib.Path) -> str | None:
     if not locks or len(texts) < len(locks) or not all(gone(text) for text in texts):
         return None
     holders = [_layout.read_lock_holder(text) for text in texts]
-    runs = ", ".join(f"pid {h.pid} on {h.host}" for h in holders if h is not None)
+    shown = [f"pid {h.pid} on {_layout.host_name(h.host)}" for h in holders if h is not None]
+    runs = ", ".join(shown)
     again = ["--config", "CONFIG.yaml", "--dir", str(directory)]
     return (
         f"the run that began it ({runs}) stopped before it wrote {_layout.MARKER}: start it "
