@@ -457,11 +457,11 @@ def lock_holder(holder: LockHolder) -> str:
 
 def host_name(machine: str) -> str:
     """The host name of a machine a file names (`phosjax.bench._store.machine`:
-    ``vm#1a2b3c4d``), what a message shows of it: the digest tells a reader nothing (a
+    ``vm#1a2b3c4d5e6f7a8b``), what a message shows of it: the digest tells a reader nothing (a
     plain host name, of an older version or a system that tells no digest, is its own).
 
     Examples:
-      >>> host_name("vm#1a2b3c4d"), host_name("vm")
+      >>> host_name("vm#1a2b3c4d5e6f7a8b"), host_name("vm")
       ('vm', 'vm')
     """
     return machine.partition("#")[0]
@@ -473,7 +473,7 @@ def shown_lock_holder(text: str) -> str:
     writes it (`read_lock_holder`), ``pid unknown`` where it is empty.
 
     Examples:
-      >>> shown_lock_holder("pid 12 on vm#1a2b3c4d since 2026-01-01T00:00:00+00:00\\n")
+      >>> shown_lock_holder("pid 12 on vm#1a2b3c4d5e6f7a8b since 2026-01-01T00:00:00+00:00\\n")
       'pid 12 on vm since 2026-01-01T00:00:00+00:00'
       >>> shown_lock_holder("held"), shown_lock_holder("")
       ('held', 'pid unknown')

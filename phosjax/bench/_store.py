@@ -100,9 +100,10 @@ writers named them before the host was added."""
 
 def machine() -> str:
     """This process's machine, as a bench's temporary files and its processes' check of
-    one --dir name it: its host name, and where the system tells them (Linux) a digest of
-    its boot and of its pid and mount namespaces (`_boot_and_namespaces`), so that two
-    containers given one host name (each with pids and paths of its own) are two machines.
+    one --dir name it, and its lock files: its host name, and where the system tells them
+    (Linux) digests of its boot and of its pid and mount namespaces
+    (`_boot_and_namespaces`), so that two containers given one host name (each with pids
+    and paths of its own) are two machines.
 
     Examples:
       >>> machine().startswith(socket.gethostname()), "~" in machine()
@@ -125,17 +126,38 @@ def is_this_machine(name: str) -> bool:
     return name == machine() or ("#" not in name and name == socket.gethostname())
 
 
+def of_this_boot(name: str) -> bool:
+    """Whether the machine ``name`` a file names (`machine`) is of this boot of this host:
+    its host name, and the first half of its digest this boot's (this process's machine,
+    or a container sharing its host name). False where that is not told: a plain host
+    name, a digest of one half (an older version's), or a system that tells no boot.
+
+    Examples:
+      >>> of_this_boot(machine()) == (_boot_and_namespaces() != "")
+      True
+      >>> of_this_boot(f"{machine()[:-8]}00000000") == of_this_boot(machine())
+      True
+      >>> of_this_boot(f"{socket.gethostname()}#00000000"), of_this_boot("other#0")
+      (False, False)
+    """
+    host, _, digest = name.partition("#")
+    boot = _boot_and_namespaces()[1:9]
+    return host == socket.gethostname() and len(digest) == 16 and boot == digest[:8] != ""
+
+
 @functools.cache
 def _boot_and_namespaces() -> str:
-    """``#`` and a digest of this boot and of this process's pid and mount namespaces; ""
-    where the system does not tell them (no /proc: macOS). Read once: every file written
-    names its machine (`_temporary`)."""
+    """``#``, a digest of this boot, and one of this boot and of this process's pid and
+    mount namespaces (``#1a2b3c4d5e6f7a8b``: `of_this_boot` reads the first); "" where
+    the system does not tell them (no /proc: macOS). Read once: every file written names
+    its machine (`_temporary`)."""
     try:
         boot = pathlib.Path("/proc/sys/kernel/random/boot_id").read_text().strip()
         spaces = [os.readlink(f"/proc/self/ns/{space}") for space in ("pid", "mnt")]
     except OSError:
         return ""
-    return f"#{hashlib.sha256(' '.join([boot, *spaces]).encode()).hexdigest()[:8]}"
+    digest = lambda *parts: hashlib.sha256(" ".join(parts).encode()).hexdigest()[:8]
+    return f"#{digest(boot)}{digest(boot, *spaces)}"
 
 
 def _temporary(path: pathlib.Path) -> pathlib.Path:

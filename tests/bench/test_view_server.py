@@ -1337,12 +1337,14 @@ def _unfinish(status: dict, key: str) -> None:
         (lambda: _holder(_dead_pid(), f"{socket.gethostname()}#00000000", _NOW), False),
         # this host name's run, begun before the machine booted (its digest was another)
         (lambda: _holder(os.getpid(), f"{socket.gethostname()}#00000000", "2000-01-01"), True),
+        # a container of this boot, its start read before the boot (a wall clock set since)
+        (lambda: _holder(os.getpid(), f"{_store.machine()[:-8]}00000000", "2000-01-01"), False),
         (lambda: "pid 12 on", False),  # cannot read it: running
         (None, False),  # no lock file (written before there was one): running
     ],
     ids=[
         *["dead pid", "old lock", "live pid", "other host", "other container", "rebooted"],
-        *["garbled", "none"],
+        *["container, clock set", "garbled", "none"],
     ],
 )
 def test_an_unfinished_group_whose_run_is_gone_is_stopped(tmp_path, lock, stopped):

@@ -34,7 +34,7 @@ from phosjax.bench._reading import (
     read_parquet,
     read_parquets,
 )
-from phosjax.bench._store import is_temporary, is_this_machine, plain_strings
+from phosjax.bench._store import is_temporary, is_this_machine, of_this_boot, plain_strings
 from phosjax.bench._summary import command_line
 
 
@@ -252,7 +252,9 @@ def _began_before_boot(holder: _layout.LockHolder) -> bool:
     """Whether ``holder`` names a run of this host name that began before this machine
     last booted: the boot made its machine's digest another (`machine`), and no container
     of this boot began then. False where the system tells no boot time (macOS, whose
-    machines have no digest), or the run's start cannot be read.
+    machines have no digest), the run's start cannot be read, or its machine is of this
+    boot (`of_this_boot`: a container sharing the host name, whose start, on a wall clock
+    set forward since, as NTP sets a clock that booted late, may read before the boot).
 
     Examples:
       >>> import socket
@@ -262,7 +264,8 @@ def _began_before_boot(holder: _layout.LockHolder) -> bool:
       (True, False)
     """
     boot_clock = getattr(time, "CLOCK_BOOTTIME", None)
-    if boot_clock is None or _layout.host_name(holder.host) != socket.gethostname():
+    host = _layout.host_name(holder.host)
+    if boot_clock is None or host != socket.gethostname() or of_this_boot(holder.host):
         return False
     try:
         since = datetime.datetime.fromisoformat(holder.since).timestamp()
