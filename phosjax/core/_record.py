@@ -78,14 +78,19 @@ def _calls_from_state_dict(target: Calls, state: Mapping[str, Any]) -> Calls:
     """``target`` with the items of ``state`` (as `_calls_state_dict` wrote them).
 
     Raises:
-      ValueError: ``state`` holds another number of calls, both counts named.
+      ValueError: ``state`` holds another number of calls, both counts and the record's
+        path in the state named (as Flax names a tuple's).
     """
     if len(state) != len(target):
         raise ValueError(
-            f"Cannot restore a record of {len(target)} call(s) from a state dict of "
-            f"{len(state)} item(s) (keys {sorted(state)}): give the state of the same calls."
+            f"Cannot restore the record at {serialization.current_path()}, of "
+            f"{len(target)} call(s), from a state dict of {len(state)} item(s) (keys "
+            f"{sorted(state)}): give the state of the same calls."
         )
-    items = [serialization.from_state_dict(t, state[str(i)]) for i, t in enumerate(target)]
+    items = [
+        serialization.from_state_dict(t, state[str(i)], name=str(i))  # its path in errors
+        for i, t in enumerate(target)
+    ]
     return Calls(items, target.ndims)
 
 

@@ -9,6 +9,7 @@ import pytest
 from flax import serialization
 
 import phosjax as px
+from phosjax.core._record import Calls
 
 
 class PlainMLP(nn.Module):
@@ -86,5 +87,18 @@ def test_a_state_of_records_round_trips_through_flax_serialization():
     tagged = restored["intermediates"]["tagged"]
     assert type(tagged) is type(state["intermediates"]["tagged"]) and tagged.ndims == ((1,),)
     np.testing.assert_array_equal(tagged[0], [2.0, 2.0])
-    with pytest.raises(ValueError, match=r"record of 1 call\(s\) from a state dict of 2 item"):
+    with pytest.raises(ValueError, match=r"of 1 call\(s\), from a state dict of 2 item"):
         serialization.from_state_dict(tagged, {"0": tagged[0], "1": tagged[0]})
+
+
+def test_a_record_that_cannot_be_restored_is_named_by_its_path_in_the_state():
+    # it named no path, where Flax's refusal of a tuple (a sown record) names its own
+    _, state = SowsBeside().apply({}, jnp.ones(2), mutable=["intermediates"])
+    two = {"0": jnp.ones(2), "1": jnp.ones(2)}
+    with pytest.raises(
+        ValueError, match=r"^Cannot restore the record at \./intermediates/tagged, "
+    ):
+        serialization.from_state_dict(state, {"intermediates": {"sown": {"0": 0}, "tagged": two}})
+    calls = Calls([[jnp.ones(2)]], ((1,),))  # a call that recorded a list
+    with pytest.raises(ValueError, match=r"got 1 and 2 at path \./tagged/0$"):  # in an item
+        serialization.from_state_dict({"tagged": calls}, {"tagged": {"0": two}})
