@@ -78,14 +78,16 @@ def _calls_from_state_dict(target: Calls, state: Mapping[str, Any]) -> Calls:
     """``target`` with the items of ``state`` (as `_calls_state_dict` wrote them).
 
     Raises:
-      ValueError: ``state`` holds another number of calls, both counts and the record's
-        path in the state named (as Flax names a tuple's).
+      ValueError: ``state`` holds another number of calls or keys other than a tuple's
+        (``"0"``, ``"1"``...), both counts, its keys and the record's path in the state
+        named (as Flax names a tuple's).
     """
-    if len(state) != len(target):
+    keys = [str(i) for i in range(len(target))]
+    if sorted(state) != sorted(keys):
         raise ValueError(
             f"Cannot restore the record at {serialization.current_path()}, of "
             f"{len(target)} call(s), from a state dict of {len(state)} item(s) (keys "
-            f"{sorted(state)}): give the state of the same calls."
+            f"{sorted(state)}): give the state of the same calls, keyed {keys}."
         )
     items = [
         serialization.from_state_dict(t, state[str(i)], name=str(i))  # its path in errors

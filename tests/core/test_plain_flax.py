@@ -102,3 +102,11 @@ def test_a_record_that_cannot_be_restored_is_named_by_its_path_in_the_state():
     calls = Calls([[jnp.ones(2)]], ((1,),))  # a call that recorded a list
     with pytest.raises(ValueError, match=r"got 1 and 2 at path \./tagged/0$"):  # in an item
         serialization.from_state_dict({"tagged": calls}, {"tagged": {"0": two}})
+
+
+def test_a_record_restored_from_keys_other_than_a_tuple_s_is_refused_naming_them():
+    # it raised a bare KeyError: '0'
+    _, state = SowsBeside().apply({}, jnp.ones(2), mutable=["intermediates"])
+    wrong = {"intermediates": {"sown": {"0": 0}, "tagged": {"x": jnp.ones(2)}}}
+    with pytest.raises(ValueError, match=r"1 item\(s\) \(keys \['x'\]\): .* keyed \['0'\]\.$"):
+        serialization.from_state_dict(state, wrong)
