@@ -251,16 +251,22 @@ def _checked_call(where: str, value: Any, expected: Any) -> Any:
 def _how_to_broadcast(given: jax.Array, want: Any) -> str:
     """A sentence for a ``given`` value whose shape broadcasts to the tagged ``want``'s (a
     scalar): the tagged value is replaced whole, so its own shape is given (unlike a knob's
-    value, which `set_knobs` broadcasts); else ``""``.
+    value, which `set_knobs` broadcasts); else ``""``. A PRNG key's dtype is no numpy
+    one for `jnp.full` to take: it is broadcast.
 
     Examples:
       >>> _how_to_broadcast(jnp.zeros(()), jax.ShapeDtypeStruct((2, 3), jnp.float32))
       ' An injected value is not broadcast: give jnp.full((2, 3), value, jnp.float32).'
       >>> _how_to_broadcast(jnp.zeros(4), jax.ShapeDtypeStruct((2, 3), jnp.float32))
       ''
+      >>> key = jax.random.key(0)
+      >>> _how_to_broadcast(key, jax.ShapeDtypeStruct((2,), key.dtype))
+      ' An injected value is not broadcast: give jnp.broadcast_to(value, (2,)).'
     """
     if given.shape == want.shape or not _broadcasts(given.shape, want.shape):
         return ""
+    if jax.dtypes.issubdtype(want.dtype, jax.dtypes.extended):  # key<fry>: no jnp.key<fry>
+        return f" An injected value is not broadcast: give jnp.broadcast_to(value, {want.shape})."
     return (
         " An injected value is not broadcast: give "
         f"jnp.full({want.shape}, value, jnp.{jnp.dtype(want.dtype).name})."

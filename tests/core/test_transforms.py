@@ -708,6 +708,23 @@ def test_inject_of_a_value_that_broadcasts_is_refused_saying_how_to_give_the_sha
     )
 
 
+class TagsKeys(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        keys = px.tag(self, "keys", jax.random.split(jax.random.key(0), 2))
+        return x + jax.random.uniform(keys[0], ())
+
+
+def test_inject_of_one_key_for_tagged_keys_is_refused_naming_shapes_and_how_to_give_them():
+    # building the hint raised TypeError: Cannot interpret 'key<fry>' as a data type
+    with pytest.raises(
+        ValueError, match=r"key<fry>\. .* give jnp\.broadcast_to\(value, \(2,\)\)\.$"
+    ):
+        px.inject(TagsKeys(), {}, jnp.ones(2), {"keys": jax.random.key(1)})
+    hint = jnp.broadcast_to(jax.random.key(1), (2,))  # as the refusal says
+    assert px.inject(TagsKeys(), {}, jnp.ones(2), {"keys": hint}).shape == (2,)
+
+
 def test_two_selectors_that_match_one_path_are_refused_naming_both():
     model, variables = Stack(), init("plain")
     zeros = jnp.zeros((2, WIDTH))
