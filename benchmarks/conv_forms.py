@@ -117,13 +117,9 @@ def report(name: str, k: int, made: dict[str, Any], rounds: int, steps: int) -> 
         )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--models",
-        default="cnn1d,cnn2d",
-        help="the speed bench's models, comma-separated (%(default)s)",
-    )
+def add_grid_options(parser: argparse.ArgumentParser, rounds: int) -> None:
+    """The options of a timed grid's run, shared with pallas_conv.py: ``--sizes``,
+    ``--dtype``, ``--batch``, ``--steps`` and ``--rounds`` (``rounds`` by default)."""
     parser.add_argument(
         "--sizes", default="8,64", help="the grid sizes K, comma-separated (%(default)s)"
     )
@@ -138,8 +134,18 @@ def main() -> None:
     )
     parser.add_argument("--steps", type=int, default=20, help="steps per timed call (%(default)s)")
     parser.add_argument(
-        "--rounds", type=int, default=5, help="interleaved rounds timed (%(default)s)"
+        "--rounds", type=int, default=rounds, help="interleaved rounds timed (%(default)s)"
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--models",
+        default="cnn1d,cnn2d",
+        help="the speed bench's models, comma-separated (%(default)s)",
+    )
+    add_grid_options(parser, rounds=5)
     args = parser.parse_args()
     cfg = SpeedConfig(steps=args.steps, batch=args.batch, compute_dtype=args.dtype)
     print_header(args.dtype)

@@ -511,22 +511,7 @@ def check_step(block: Block, cfg: SpeedConfig, k: int = 2) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--sizes", default="8,64", help="the grid sizes K, comma-separated (%(default)s)"
-    )
-    parser.add_argument(
-        "--dtype",
-        default="float32",
-        choices=("float32", "bfloat16"),
-        help="compute dtype (%(default)s)",
-    )
-    parser.add_argument(
-        "--batch", type=int, default=128, help="examples per cell per step (%(default)s)"
-    )
-    parser.add_argument("--steps", type=int, default=20, help="steps per timed call (%(default)s)")
-    parser.add_argument(
-        "--rounds", type=int, default=3, help="interleaved rounds timed (%(default)s)"
-    )
+    conv_forms.add_grid_options(parser, rounds=3)
     parser.add_argument(
         "--blocks",
         nargs="+",
