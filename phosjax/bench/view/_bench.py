@@ -687,9 +687,12 @@ class BenchFiles:
         versions = [_version(part) for part in parts]  # FileNotFoundError: `vanished`
         # Part files may differ in columns (models added later bring their own aux losses).
         schemas = self._per_version(self._schemas, parts, versions, _read_schema)
-        distinct = list({id(schema): schema for schema in schemas}.values())  # shared: alike
-        for schema in distinct:
-            _check_keys(schema, parts[[id(s) for s in schemas].index(id(schema))])
+        first: dict[int, tuple[pa.Schema, pathlib.Path]] = {}  # a shared schema: alike parts
+        for schema, part in zip(schemas, parts, strict=True):
+            first.setdefault(id(schema), (schema, part))
+        for schema, part in first.values():
+            _check_keys(schema, part)
+        distinct = [schema for schema, _ in first.values()]
         listing = parts, versions, _unified(distinct, parts, schemas) if parts else None
         if self._keeps_listing:
             self._listing = listing
