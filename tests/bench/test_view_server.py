@@ -1400,7 +1400,7 @@ def test_the_lock_file_a_run_writes_names_it(tmp_path):
 
 
 def test_messages_name_a_lock_s_run_by_its_host_name(tmp_path):
-    """Lock files name the run's machine, host name and digest (``vm#1a2b3c4d``); the
+    """Lock files name the run's machine, host name and digest (``vm#1a2b3c4d5e6f7a8b``); the
     busy message and the viewer's stopped one showed the digest, which tells a reader
     nothing: they name the host."""
     from phosjax.bench import _directory
