@@ -104,7 +104,13 @@ def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
     return optax.GradientTransformation(optax.init_empty_state, update)
 
 
-def _as_dtype_of(new: jax.Array, old: jax.Array) -> jax.Array:
+def as_dtype_of(new: jax.Array, old: jax.Array) -> jax.Array:
+    """``new`` in ``old``'s dtype (itself when it has it already).
+
+    Examples:
+      >>> as_dtype_of(jnp.ones(2), jnp.zeros(1, jnp.bfloat16)).dtype
+      dtype(bfloat16)
+    """
     return new if new.dtype == old.dtype else new.astype(old.dtype)
 
 
@@ -127,7 +133,7 @@ def _keeping_state_dtypes(
     ) -> tuple[optax.Updates, optax.OptState]:
         with jax.numpy_dtype_promotion("standard"):  # optax's own, even if strict
             updates, new = tx.update(updates, state, params, **extra)
-        return updates, jax.tree.map(_as_dtype_of, new, state)
+        return updates, jax.tree.map(as_dtype_of, new, state)
 
     return optax.GradientTransformationExtraArgs(tx.init, update)
 

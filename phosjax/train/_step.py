@@ -35,7 +35,7 @@ from phosjax.data import batch_indices
 from phosjax.morph import channel_groups, morph_regularizer
 from phosjax.train._config import HParams, Regularizer, int_at_least
 from phosjax.train._matmul_convs import rewrite_before_grad
-from phosjax.train._optim import hparams_multiplier, hparams_optimizer
+from phosjax.train._optim import as_dtype_of, hparams_multiplier, hparams_optimizer
 from phosjax.train._precision import precision_apply
 from phosjax.train._reduce import all_finite, scaled_global_norm
 from phosjax.train._state import GroupState, check_data_set
@@ -382,6 +382,18 @@ def check_batch(batch: Batch) -> None:
         )
 
 
+def _as_stored(written: Any, stored: Any) -> Any:
+    """``written`` (a collection a step wrote) with each leaf in its ``stored`` leaf's dtype.
+
+    Examples:
+      >>> stored = {"mean": jnp.zeros(2, jnp.bfloat16), "count": jnp.zeros((), jnp.int32)}
+      >>> written = _as_stored({"mean": jnp.ones(2), "count": jnp.ones((), jnp.int32)}, stored)
+      >>> str(written["mean"].dtype), str(written["count"].dtype)
+      ('bfloat16', 'int32')
+    """
+    return jax.tree.map(as_dtype_of, written, stored)
+
+
 def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> TrainStep:
     """``(cell_state, arrays) -> (cell_state, metrics)``: one train step of one cell.
 
@@ -398,7 +410,8 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
     Without it the step applies every update: the selects that freeze a cell cost XLA
     copies of the whole state each step (2-25% of a one-cell MLP step on CPU), so
     `run_group` runs its chunks unguarded and re-runs a chunk guarded, from its start, when a cell
-    diverged in it. The model computes in ``hp.compute_dtype`` (`precision_apply`); the
+    diverged in it. The model computes in ``hp.compute_dtype`` (`precision_apply`), a
+    collection it writes (``batch_stats``) keeps the dtype it is stored in; the
     task loss is taken from its logits in float32, whatever their dtype. An empty batch is
     a ValueError (`check_batch`), not a NaN loss; a ``model`` that is no Flax module (its
     config, `check_module`) or an ``hp`` that is no `HParams` (a dict of them) a TypeError.
@@ -474,6 +487,12 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
         rng = jax.random.fold_in(jax.random.wrap_key_data(state.dropout_key), state.step)
         grad_fn = jax.value_and_grad(rewrite_before_grad(loss_fn), has_aux=True)
         (loss, (written, metrics)), grads = grad_fn(state.params, state, *batch, rng)
+        # A collection keeps the dtype it is stored in, as optax keeps the params': Flax's
+        # BatchNorm storing its statistics in bfloat16 (force_float32_reductions=False)
+        # writes float32 ones, and `precision_apply` hands every written one back float32.
+        written = {
+            name: _as_stored(value, state.collections[name]) for name, value in written.items()
+        }
         root, scale = scaled_global_norm(grads)  # root: finite where every entry is
         grad_norm = root / scale  # inf above the dtype's largest value
         updates, opt_state = tx.update(grads, state.opt_state, state.params)

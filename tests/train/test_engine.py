@@ -751,6 +751,35 @@ def test_an_overflow_of_the_optimizer_state_or_a_collection_freezes_the_cell_bef
         jax.tree.map(np.testing.assert_array_equal, kept(state), kept(before))
 
 
+class _Bfloat16Stats(nn.Module):
+    """Flax's BatchNorm storing its running statistics in bfloat16: it writes float32 ones."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        norm = nn.BatchNorm(
+            use_running_average=not train, force_float32_reductions=False, param_dtype=jnp.bfloat16
+        )
+        return nn.Dense(3)(norm(x))
+
+
+@dataclasses.dataclass(frozen=True)
+class Bfloat16Stats:
+    def build(self) -> nn.Module:
+        return _Bfloat16Stats()
+
+
+@pytest.mark.parametrize("compute_dtype", ["float32", "bfloat16"])
+def test_a_running_statistic_stored_in_bfloat16_keeps_its_dtype(toy, compute_dtype):
+    """Its update, float32, is stored back in bfloat16 (a scan's carry keeps its dtype)."""
+    hp = HParams(batch_size=16, steps=2, compute_dtype=compute_dtype)
+    [group] = plan_groups([Cell(Bfloat16Stats(), "toy", hp, 0)])
+    state, _ = run_group(group, init_group(group, toy), toy, strategy="vmap")
+    stats = jax.device_get(state.collections["batch_stats"]["BatchNorm_0"])
+    assert {str(a.dtype) for a in stats.values()} == {"bfloat16"}
+    mean = stats["mean"].astype(np.float32)
+    assert np.isfinite(mean).all() and np.abs(mean).max() > 0  # moved from its zeros
+
+
 def test_a_chunks_batches_drawn_at_once_are_each_steps_own(toy):
     """`TrainStep.batches` (drawn before a chunk's scan) == `batch_indices` step by step,
     across epoch ends, from any start step."""
