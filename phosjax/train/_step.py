@@ -269,6 +269,41 @@ def _mean_record(value: Any) -> jax.Array:
 
 Batch = tuple[jax.Array, jax.Array]
 
+TRAIN_ARRAYS = ("x_train", "y_train")
+"""The arrays of `device_arrays` a train step reads."""
+
+
+def check_cell_arguments(where: str, state: Any, arrays: Any, keys: tuple[str, ...]) -> None:
+    """Raises a TypeError or ValueError naming ``where`` unless ``state`` is one cell's
+    `GroupState` (its ``step`` of shape ``()``) and ``arrays`` a mapping holding ``keys``
+    (as `device_arrays` makes it): else the step failed deep inside (a batch of keys, a
+    dataset that is not subscriptable, a bare KeyError).
+
+    Examples:
+      >>> check_cell_arguments("the train step", {}, {}, TRAIN_ARRAYS)
+      Traceback (most recent call last):
+      TypeError: the train step: state must be one cell's GroupState, got a dict; take cell ...
+    """
+    if not isinstance(state, GroupState):
+        raise TypeError(
+            f"{where}: state must be one cell's GroupState, got {a_type(state)}; take cell i "
+            "of init_group's: jax.tree.map(lambda a: a[i], state)"
+        )
+    step = state.step
+    if np.ndim(step) != 0:
+        raise ValueError(
+            f"{where}: state must be one cell's GroupState (step of shape ()), got one of "
+            f"{np.size(step)} cells (step of shape {np.shape(step)}); take cell i: "
+            "jax.tree.map(lambda a: a[i], state), or train the whole group with run_group"
+        )
+    missing = [key for key in keys if key not in arrays] if isinstance(arrays, Mapping) else []
+    if not isinstance(arrays, Mapping) or missing:
+        lacks = f", which lacks {', '.join(missing)}" if missing else ""
+        raise TypeError(
+            f"{where}: arrays must be a mapping holding {', '.join(keys)}, got "
+            f"{a_type(arrays)}{lacks}; pass device_arrays(data)"
+        )
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainStep:
@@ -283,6 +318,8 @@ class TrainStep:
     chunk, and one gather of the chunk's examples replaces a small gather in every
     step (on XLA:CPU that gather cost a one-cell MLP step 20-30%,
     ``benchmarks/step_costs.py``). Every way draws the same examples.
+    A state of several cells (a group's) or arrays that are not `device_arrays`' are
+    refused naming what to pass (`check_cell_arguments`).
 
     Example:
       >>> step = make_train_step(model, hp)                        # doctest: +SKIP
@@ -301,6 +338,7 @@ class TrainStep:
     ) -> jax.Array | Batch:
         """The batches of steps ``state.step`` ... ``+ num_steps - 1``: their examples
         when they take at most ``budget_bytes``, else their indices."""
+        check_cell_arguments("the train step", state, arrays, TRAIN_ARRAYS)
         key = jax.random.wrap_key_data(state.data_key)
         x, y = arrays["x_train"], arrays["y_train"]
         steps = state.step + jnp.arange(num_steps, dtype=jnp.asarray(state.step).dtype)
@@ -316,6 +354,7 @@ class TrainStep:
         arrays: dict[str, jax.Array],
         batch: jax.Array | Batch | None = None,
     ) -> tuple[GroupState, Metrics]:
+        check_cell_arguments("the train step", state, arrays, TRAIN_ARRAYS)
         if batch is None:
             batch = self.batches(state, arrays, 1)[0]
         if not isinstance(batch, tuple):
@@ -541,6 +580,7 @@ def make_evaluate(model: nn.Module, compute_dtype: str = "float32") -> EvalFn:
     apply = precision_apply(model, compute_dtype)
 
     def evaluate(state: GroupState, arrays: dict[str, jax.Array]) -> Metrics:
+        check_cell_arguments("evaluate", state, arrays, ("x_test", "y_test", "test_mask"))
         variables = {"params": state.params, **state.collections}
 
         def batch(xym: tuple[jax.Array, jax.Array, jax.Array]) -> jax.Array:

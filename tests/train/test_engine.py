@@ -780,6 +780,40 @@ def test_a_running_statistic_stored_in_bfloat16_keeps_its_dtype(toy, compute_dty
     assert np.isfinite(mean).all() and np.abs(mean).max() > 0  # moved from its zeros
 
 
+ONE_CELL = "state must be one cell's GroupState (step of shape ()), got one of 2 cells"
+MAPPING = "arrays must be a mapping holding x_train, y_train, got a"
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        ("step-group", ValueError, f"the train step: {ONE_CELL}"),
+        ("step-dataset", TypeError, f"the train step: {MAPPING}n ArrayDataset; pass device_arrays"),
+        ("step-dict", TypeError, f"the train step: {MAPPING} dict, which lacks y_train; pass"),
+        ("batches-group", ValueError, f"the train step: {ONE_CELL}"),
+        ("evaluate-group", ValueError, f"evaluate: {ONE_CELL}"),
+    ],
+)
+def test_a_step_or_evaluation_given_a_groups_state_or_no_arrays_says_what_to_pass(
+    toy, call, error, message
+):
+    """Not a batch of keys, an unsubscriptable data set, a KeyError or a param shape."""
+    [group] = plan_groups([Cell(Tiny(), "toy", MOMENTUM, 0), Cell(Tiny(), "toy", MOMENTUM, 1)])
+    state, arrays = init_group(group, toy), device_arrays(toy)
+    cell = jax.tree.map(lambda a: a[0], state)
+    step = make_train_step(Tiny().build(), MOMENTUM)
+    calls = {
+        "step-group": lambda: step(state, arrays),
+        "step-dataset": lambda: step(cell, toy),
+        "step-dict": lambda: step(cell, {"x_train": arrays["x_train"]}),
+        "batches-group": lambda: step.batches(state, arrays, 2),
+        "evaluate-group": lambda: make_evaluate(Tiny().build())(state, arrays),
+    }
+    with pytest.raises(error) as raised:
+        calls[call]()
+    assert str(raised.value).startswith(message), raised.value
+
+
 def test_a_chunks_batches_drawn_at_once_are_each_steps_own(toy):
     """`TrainStep.batches` (drawn before a chunk's scan) == `batch_indices` step by step,
     across epoch ends, from any start step."""
