@@ -18,6 +18,7 @@ import numpy as np
 import optax
 
 from phosjax._callables import a_type
+from phosjax._listing import listing
 from phosjax._widening import summing_dtype
 from phosjax.core import (
     AUX_LOSS,
@@ -421,15 +422,34 @@ def check_batch(batch: Batch) -> None:
         )
 
 
-def _as_stored(written: Any, stored: Any) -> Any:
-    """``written`` (a collection a step wrote) with each leaf in its ``stored`` leaf's dtype.
+def _as_stored(name: str, written: Any, stored: Any) -> Any:
+    """``written`` (collection ``name`` a step wrote) with each leaf in its ``stored`` leaf's
+    dtype.
+
+    Raises:
+      ValueError: ``written`` holds other variables than ``stored`` (the model makes one in
+        training alone), naming them: the state carries what `init_group` made.
 
     Examples:
       >>> stored = {"mean": jnp.zeros(2, jnp.bfloat16), "count": jnp.zeros((), jnp.int32)}
-      >>> written = _as_stored({"mean": jnp.ones(2), "count": jnp.ones((), jnp.int32)}, stored)
+      >>> written = {"mean": jnp.ones(2), "count": jnp.ones((), jnp.int32)}
+      >>> written = _as_stored("batch_stats", written, stored)
       >>> str(written["mean"].dtype), str(written["count"].dtype)
       ('bfloat16', 'int32')
+      >>> _as_stored("batch_stats", {**written, "n": jnp.ones(())}, stored)
+      Traceback (most recent call last):
+      ValueError: in training the model wrote its 'batch_stats' collection with n (not made at ...
     """
+    got, made = flatten(written), flatten(stored)
+    extra, missing = [p for p in got if p not in made], [p for p in made if p not in got]
+    if extra or missing:
+        sides = [("with", extra, "not made at init"), ("without", missing, "made at init")]
+        differs = " and ".join(f"{w} {listing(p, 3)} ({why})" for w, p, why in sides if p)
+        raise ValueError(
+            f"in training the model wrote its {name!r} collection {differs}; the state carries "
+            "the variables init made from step to step: make each at init too (call "
+            "self.variable whatever train is)"
+        )
     return jax.tree.map(as_dtype_of, written, stored)
 
 
@@ -530,7 +550,8 @@ def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> Tra
         # BatchNorm storing its statistics in bfloat16 (force_float32_reductions=False)
         # writes float32 ones, and `precision_apply` hands every written one back float32.
         written = {
-            name: _as_stored(value, state.collections[name]) for name, value in written.items()
+            name: _as_stored(name, value, state.collections[name])
+            for name, value in written.items()
         }
         root, scale = scaled_global_norm(grads)  # root: finite where every entry is
         grad_norm = root / scale  # inf above the dtype's largest value

@@ -780,6 +780,30 @@ def test_a_running_statistic_stored_in_bfloat16_keeps_its_dtype(toy, compute_dty
     assert np.isfinite(mean).all() and np.abs(mean).max() > 0  # moved from its zeros
 
 
+class _StatInTrainingAlone(nn.Module):
+    """Makes a ``batch_stats`` variable in training alone: init does not make it."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        if train:
+            count = self.variable("batch_stats", "count", jnp.zeros, ())
+            count.value = count.value + 1
+        self.variable("batch_stats", "kept", jnp.zeros, ())
+        return nn.Dense(3)(x)
+
+
+@dataclasses.dataclass(frozen=True)
+class StatInTrainingAlone:
+    def build(self) -> nn.Module:
+        return _StatInTrainingAlone()
+
+
+def test_a_collection_written_with_a_variable_init_did_not_make_is_named(toy):
+    [group] = plan_groups([Cell(StatInTrainingAlone(), "toy", MOMENTUM, 0)])
+    with pytest.raises(ValueError, match=r"wrote its 'batch_stats' collection with count \(not"):
+        run_group(group, init_group(group, toy), toy, strategy="vmap")
+
+
 ONE_CELL = "state must be one cell's GroupState (step of shape ()), got one of 2 cells"
 MAPPING = "arrays must be a mapping holding x_train, y_train, got a"
 
