@@ -275,28 +275,25 @@ TRAIN_ARRAYS = ("x_train", "y_train")
 
 
 def check_cell_arguments(where: str, state: Any, arrays: Any, keys: tuple[str, ...]) -> None:
-    """Raises a TypeError or ValueError naming ``where`` unless ``state`` is one cell's
-    `GroupState` (its ``step`` of shape ``()``) and ``arrays`` a mapping holding ``keys``
-    (as `device_arrays` makes it): else the step failed deep inside (a batch of keys, a
-    dataset that is not subscriptable, a bare KeyError).
+    """Raises a ValueError or TypeError naming ``where`` if ``state`` is a group's (its
+    ``step`` of a shape other than ``()``: several cells) or, given ``keys``, ``arrays`` is
+    no mapping holding them (as `device_arrays` makes it): else the step failed deep inside
+    (a batch of keys, a data set that is not subscriptable, a bare KeyError).
 
     Examples:
-      >>> check_cell_arguments("the train step", {}, {}, TRAIN_ARRAYS)
+      >>> check_cell_arguments("the train step", None, [], TRAIN_ARRAYS)
       Traceback (most recent call last):
-      TypeError: the train step: state must be one cell's GroupState, got a dict; take cell ...
+      TypeError: the train step: arrays must be a mapping holding x_train, y_train, got a list; ...
     """
-    if not isinstance(state, GroupState):
-        raise TypeError(
-            f"{where}: state must be one cell's GroupState, got {a_type(state)}; take cell i "
-            "of init_group's: jax.tree.map(lambda a: a[i], state)"
-        )
-    step = state.step
-    if np.ndim(step) != 0:
+    step = getattr(state, "step", None)
+    if step is not None and np.ndim(step) != 0:
         raise ValueError(
             f"{where}: state must be one cell's GroupState (step of shape ()), got one of "
             f"{np.size(step)} cells (step of shape {np.shape(step)}); take cell i: "
             "jax.tree.map(lambda a: a[i], state), or train the whole group with run_group"
         )
+    if not keys:
+        return
     missing = [key for key in keys if key not in arrays] if isinstance(arrays, Mapping) else []
     if not isinstance(arrays, Mapping) or missing:
         lacks = f", which lacks {', '.join(missing)}" if missing else ""
@@ -355,7 +352,8 @@ class TrainStep:
         arrays: dict[str, jax.Array],
         batch: jax.Array | Batch | None = None,
     ) -> tuple[GroupState, Metrics]:
-        check_cell_arguments("the train step", state, arrays, TRAIN_ARRAYS)
+        given = isinstance(batch, tuple)  # its examples: the arrays are not read
+        check_cell_arguments("the train step", state, arrays, () if given else TRAIN_ARRAYS)
         if batch is None:
             batch = self.batches(state, arrays, 1)[0]
         if not isinstance(batch, tuple):
