@@ -7,6 +7,7 @@ import importlib.metadata
 import inspect
 import math
 import sys
+import types
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -295,6 +296,9 @@ def checked_build(module: Any, name: str) -> nn.Module:
 
 _REGISTRY: dict[str, ModelSpec] = {}
 _LOADED_ENTRY_POINTS: set[str] = set()
+_RUN_BY: dict[str, str] = {}
+"""Each registered name's module whose top-level code registered it (directly or through a
+helper function of another module): importing it again registers the name again."""
 
 
 def register_model(
@@ -431,7 +435,8 @@ def register_model(
         if kind not in KINDS:
             raise ValueError(f"model {name!r}: input kind {kind!r} is not one of {KINDS}")
     caller = inspect.currentframe()
-    module = caller.f_back.f_globals.get("__name__", "?") if caller and caller.f_back else "?"
+    caller = caller.f_back if caller else None
+    module = caller.f_globals.get("__name__", "?") if caller else "?"
     spec = ModelSpec(
         name=name,
         block=block,
@@ -446,7 +451,17 @@ def register_model(
     )
     _check_defaults(spec)
     _REGISTRY[name] = spec
+    _RUN_BY[name] = _running_module(caller, module)
     return spec
+
+
+def _running_module(frame: types.FrameType | None, default: str) -> str:
+    """The module whose top-level code runs ``frame`` (the nearest ``<module>`` frame
+    from it outwards): the module being imported that made a registration, even through
+    a function of another module; ``default`` when there is none (a thread's code)."""
+    while frame is not None and frame.f_code.co_name != "<module>":
+        frame = frame.f_back
+    return frame.f_globals.get("__name__", default) if frame is not None else default
 
 
 _EXAMPLE_SHAPES = {VECTOR: (1,), SEQUENCE: (1, 1), IMAGE: (1, 1, 1)}
@@ -477,10 +492,11 @@ def _check_defaults(spec: ModelSpec) -> None:
 @contextlib.contextmanager
 def _undone_on_error() -> Iterator[set[str]]:
     """Yields the names registered inside it (filled in on leaving); if it is left by an
-    error (a module that fails halfway), unregisters those of the modules that failed,
-    which importing again runs anew (not those of modules imported whole, kept in
-    `sys.modules`, which importing again does not run), so that importing again after a
-    fix registers them instead of finding their names taken."""
+    error (a module that fails halfway), unregisters those registered by the top-level
+    code of the modules that failed (`_RUN_BY`, be it through a helper of another
+    module), which importing again runs anew (not those of modules imported whole, kept
+    in `sys.modules`, which importing again does not run), so that importing again after
+    a fix registers them instead of finding their names taken."""
     before, done = set(_REGISTRY), False
     added: set[str] = set()
     try:
@@ -490,7 +506,7 @@ def _undone_on_error() -> Iterator[set[str]]:
         added.update(set(_REGISTRY) - before)
         if not done:
             for name in added:
-                if _REGISTRY[name].module not in sys.modules:
+                if _RUN_BY.get(name, _REGISTRY[name].module) not in sys.modules:
                     del _REGISTRY[name]
 
 

@@ -642,3 +642,27 @@ def test_a_module_that_fails_halfway_is_undone_and_imports_once_fixed(
     importlib.invalidate_caches()
     assert import_models("user_models_e") == ["user_e"]
     assert registry["user_e"].module == "user_models_e"
+
+
+def test_a_module_that_fails_after_registering_through_a_helper_is_undone(
+    registry, tmp_path, monkeypatch
+):
+    """A model registered by a helper function of another module (imported whole) was
+    kept when the module calling it failed: importing the fixed module said its name was
+    taken (by the helper's module), though importing it again calls the helper again."""
+    (tmp_path / "user_helper_h.py").write_text(
+        "import flax.linen as nn\nfrom phosjax.models import register_model\n"
+        "def dense(name):\n    register_model(name, stem=nn.Dense, depth=0, width=3)\n"
+    )
+    source = "import user_helper_h\nuser_helper_h.dense('user_g')\nif BROKEN:\n    raise KeyError\n"
+    (tmp_path / "user_models_g.py").write_text("BROKEN = True\n" + source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for module in ("user_models_g", "user_helper_h"):
+        monkeypatch.delitem(sys.modules, module, raising=False)
+    with pytest.raises(KeyError):
+        import_models("user_models_g")
+    assert "user_g" not in registry and "user_helper_h" in sys.modules
+    (tmp_path / "user_models_g.py").write_text("BROKEN = False\n" + source)
+    importlib.invalidate_caches()
+    assert import_models("user_models_g") == ["user_g"]
+    assert registry["user_g"].module == "user_helper_h"
