@@ -467,6 +467,17 @@ def host_name(machine: str) -> str:
     return machine.partition("#")[0]
 
 
+def machine_digest(machine: str) -> str:
+    """The digest of a machine a file names (`phosjax.bench._store.machine`: ``host#digest``,
+    16 hex digits: 8 of its boot, 8 of its boot and namespaces); "" for a plain host name.
+
+    Examples:
+      >>> machine_digest("vm#1a2b3c4d5e6f7a8b"), machine_digest("vm")
+      ('1a2b3c4d5e6f7a8b', '')
+    """
+    return machine.partition("#")[2]
+
+
 def shown_lock_holder(text: str) -> str:
     """A lock file's ``text`` as a message names the run holding it: ``pid 12 on vm since
     <time>``, its machine by its `host_name`; the text itself where it names none as a run

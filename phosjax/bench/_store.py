@@ -103,7 +103,8 @@ def machine() -> str:
     one --dir name it, and its lock files: its host name, and where the system tells them
     (Linux) digests of its boot and of its pid and mount namespaces
     (`_boot_and_namespaces`), so that two containers given one host name (each with pids
-    and paths of its own) are two machines.
+    and paths of its own) are two machines. `_layout.host_name` and
+    `_layout.machine_digest` read its parts back.
 
     Examples:
       >>> machine().startswith(socket.gethostname()), "~" in machine()
@@ -113,9 +114,11 @@ def machine() -> str:
 
 
 def is_this_machine(name: str) -> bool:
-    """Whether the machine ``name`` a file names (`machine`) is this process's; a plain
-    host name (no ``#``: a file written before machines had a digest, or on a system
-    that tells none) is taken by its host name.
+    """Whether the machine ``name`` a file names (`machine`) is this process's, for what
+    is only shown (whether a lock's run is gone): a plain host name (a file written before
+    machines had a digest, or on a system that tells none) is taken by its host name. Not
+    for deleting a file: `remove_stale_temporaries` takes only ``machine()`` itself, since
+    an older phosjax in another container of this host name writes that plain name too.
 
     Examples:
       >>> is_this_machine(machine()), is_this_machine(socket.gethostname())
@@ -123,7 +126,8 @@ def is_this_machine(name: str) -> bool:
       >>> is_this_machine(f"{socket.gethostname()}#00000000"), is_this_machine("other")
       (False, False)
     """
-    return name == machine() or ("#" not in name and name == socket.gethostname())
+    plain = _layout.machine_digest(name) == ""
+    return name == machine() or (plain and name == socket.gethostname())
 
 
 def of_this_boot(name: str) -> bool:
@@ -140,7 +144,7 @@ def of_this_boot(name: str) -> bool:
       >>> of_this_boot(f"{socket.gethostname()}#00000000"), of_this_boot("other#0")
       (False, False)
     """
-    host, _, digest = name.partition("#")
+    host, digest = _layout.host_name(name), _layout.machine_digest(name)
     boot = _boot_and_namespaces()[1:9]
     return host == socket.gethostname() and len(digest) == 16 and boot == digest[:8] != ""
 
@@ -187,8 +191,10 @@ def _alive(pid: int) -> bool:
 
 def remove_stale_temporaries(root: str | os.PathLike) -> list[pathlib.Path]:
     """Removes the temporary files that writers killed mid-write left under ``root``
-    (their targets are intact: a write only ever replaces a target whole): those of this
-    `machine` whose process is gone, and any older than `STALE_AFTER_S`. Returns them.
+    (their targets are intact: a write only ever replaces a target whole): those naming
+    exactly this `machine` (not `is_this_machine`'s plain host name: another container's
+    live file is never deleted) whose process is gone, and any older than `STALE_AFTER_S`.
+    Returns them.
     Only plain files named as writers name them (`is_temporary`) are considered: a
     user's ``.tmp_notes.txt`` or ``.tmp_cache/`` is left alone.
 
