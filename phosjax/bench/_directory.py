@@ -85,12 +85,8 @@ def open_bench(directory: str | os.PathLike) -> tuple[BenchConfig, dict[str, Any
     if not _layout.is_bench(root):
         raise BenchError(_layout.not_a_bench(root))
     marker = read_bench_json(root / _layout.MARKER)
-    found = marker.get("format")
-    if (why := _layout.foreign_format(found)) is not None:
-        raise BenchError(
-            f"{str(root)!r} holds a bench of format {found!r}; this phosjax reads format "
-            f"{_layout.FORMAT}. {why}"
-        )
+    if (why := _layout.format_not_read(repr(str(root)), marker.get("format"))) is not None:
+        raise BenchError(why)
     path = root / _layout.CONFIG
     try:
         data = read_yaml_file(path)  # missing, not YAML: its error names the file

@@ -303,24 +303,29 @@ def not_a_bench(
     return f"{str(directory)!r} is not a bench: {why}{'' if why.endswith('?') else '.'} {hint}"
 
 
-def foreign_format(found: Any) -> str | None:
-    """What to do with a bench whose marker holds the ``format`` ``found``, which this
-    phosjax does not read; None where it reads it.
+def format_not_read(where: str, found: Any, then: str = "") -> str | None:
+    """The message for a bench at ``where`` whose marker holds the ``format`` ``found``,
+    which this phosjax does not read (what follows from it, ``then``, and what to do);
+    None where it reads it.
 
     Examples:
-      >>> foreign_format(FORMAT) is None
+      >>> format_not_read("b", FORMAT) is None
       True
-      >>> foreign_format(99)
-      'A newer phosjax wrote it: upgrade phosjax to read it.'
+      >>> print(format_not_read("b", 99))
+      b holds a bench of format 99; this phosjax reads format 1. A newer phosjax wrote it:
+      upgrade phosjax to read it.
     """
     if found == FORMAT:
         return None
     if isinstance(found, int) and found > FORMAT:
-        return "A newer phosjax wrote it: upgrade phosjax to read it."
-    return (
-        f'phosjax writes {MARKER} with "format": {FORMAT}, so something else changed it; '
-        "restore it from a backup."
-    )
+        advice = "A newer phosjax wrote it: upgrade phosjax to read it."
+    else:
+        advice = (
+            f'phosjax writes {MARKER} with "format": {FORMAT}, so something else changed it; '
+            "restore it from a backup."
+        )
+    reads = f"this phosjax reads format {FORMAT}{then}"
+    return f"{where} holds a bench of format {found!r}; {reads}. {advice}"
 
 
 PROCESS_SUFFIX = r"\.p(\d+)of(\d+)"

@@ -194,13 +194,8 @@ def _format_error(marker: dict[str, Any] | None) -> str | None:
     """
     if marker is None:
         return None
-    found = marker.get("format")
-    if (why := _layout.foreign_format(found)) is None:
-        return None
-    return (
-        f"{_layout.MARKER} holds a bench of format {found!r}; this phosjax reads format "
-        f"{_layout.FORMAT}, so what the page shows of it may be wrong. {why}"
-    )
+    then = ", so what the page shows of it may be wrong"
+    return _layout.format_not_read(_layout.MARKER, marker.get("format"), then)
 
 
 def _or_error(key: str, read: Callable[[], Any]) -> dict[str, Any]:
