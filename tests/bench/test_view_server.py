@@ -1112,9 +1112,9 @@ def test_a_bench_whose_run_stopped_before_bench_json_says_so_while_waited_for(tm
     assert not_started(tmp_path) == f"{waiting})"  # its run still going
     (tmp_path / _layout.LOCK).write_text(f"pid {ended.pid} on {host} since 2026-01-01T00:00")
     assert not_started(tmp_path) == (
-        f"{waiting}; the run that began it (pid {ended.pid} on {host}) stopped before it "
-        "wrote bench.json: start it again, `python -m phosjax.bench.new --config "
-        f"CONFIG.yaml --dir {shlex.quote(str(tmp_path))}`)"
+        f"{waiting}; the run that began it (pid {ended.pid} on {host} since 2026-01-01T00:00) "
+        "stopped before it wrote bench.json: start it again, `python -m phosjax.bench.new "
+        f"--config CONFIG.yaml --dir {shlex.quote(str(tmp_path))}`)"
     )
 
 
@@ -1411,7 +1411,9 @@ def test_messages_name_a_lock_s_run_by_its_host_name(tmp_path):
     assert f"another run (pid {os.getpid()} on {host} since 20" in str(busy.value)
     (tmp_path / _layout.LOCK).write_text(_holder(_dead_pid(), _store.machine()))
     message = not_started(tmp_path) or ""
-    assert re.search(rf"the run that began it \(pid \d+ on {re.escape(host)}\) stopped", message)
+    assert re.search(
+        rf"the run that began it \(pid \d+ on {re.escape(host)} since 20\S+\) stopped", message
+    )
 
 
 def test_help_says_a_morph_run_directory_is_viewed_too(capsys):

@@ -285,9 +285,7 @@ def _starting_runs_gone(directory: pathlib.Path) -> str | None:
             texts.append((directory / lock).read_text())
     if not locks or len(texts) < len(locks) or not all(gone(text) for text in texts):
         return None
-    holders = [_layout.read_lock_holder(text) for text in texts]
-    shown = [f"pid {h.pid} on {_layout.host_name(h.host)}" for h in holders if h is not None]
-    runs = ", ".join(shown)
+    runs = ", ".join(_layout.shown_lock_holder(text) for text in texts)
     again = ["--config", "CONFIG.yaml", "--dir", str(directory)]
     return (
         f"the run that began it ({runs}) stopped before it wrote {_layout.MARKER}: start it "
