@@ -1270,7 +1270,7 @@ def test_a_writer_in_another_container_of_one_host_name_keeps_its_temporary_file
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     with monkeypatch.context() as other:  # the other container's writer
-        other.setattr(_store, "_boot_and_namespaces", lambda: "#0123abcd")
+        other.setattr(_store, "_boot_and_namespaces", lambda: "#0123456789abcdef")
         other.setattr(os, "getpid", lambda: dead.pid)
         theirs = _store._temporary(tmp_path / "status.p1of2.json")
     mine = tmp_path / f"{TEMPORARY}{machine()}~{dead.pid}~status.json"
@@ -1909,7 +1909,7 @@ def test_processes_in_containers_of_one_host_name_may_name_the_bench_by_their_ow
     monkeypatch.setattr(jax, "process_count", lambda: 2)
     sent = []
     with monkeypatch.context() as other:  # process 1, in another container, at /mnt/b
-        other.setattr(_store, "_boot_and_namespaces", lambda: "#0123abcd")
+        other.setattr(_store, "_boot_and_namespaces", lambda: "#0123456789abcdef")
         other.setattr(_directory, "gather", lambda value: sent.append(value) or [value])
         _directory.agree_on_directory("/mnt/b")
     monkeypatch.setattr(_directory, "gather", lambda value: [value, *sent])
