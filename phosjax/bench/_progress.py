@@ -12,14 +12,15 @@ from phosjax.bench._interrupt import is_terminal
 
 
 class TimeLeft:
-    """Estimates the seconds that ``groups`` groups have left to train: the cell-steps
-    left at the rate of the chunks that did not start a group (those of the group
-    training, where `group_started` was told them, at its own rate once it has one: a
-    slow group after fast ones was said to end in a fraction of its time), plus, for
-    each group whose first chunk has not trained yet, what a first chunk cost so far
-    beyond its steps (compiling: seconds, where a later chunk takes a fraction of one).
-    Counting the compile into the rate, as tqdm's does, made the first estimate many
-    times the time the bench took.
+    """Estimates the seconds ``groups`` groups have left to train, in two parts:
+
+    - steps: the cell-steps left at the rate of chunks that were not a group's first (the
+      group training at its own rate, once it has one and `group_started` was told its
+      steps);
+    - starts: for each group not started yet, what a group's first chunk took beyond its
+      steps at that rate (compiling).
+
+    A rate counting the compile in, as tqdm's does, overestimated many times over.
 
     Examples:
       >>> now = [0.0]
