@@ -54,7 +54,8 @@ SCRIPTS = sorted(p.stem for p in FOLDER.glob("[!_]*.py"))
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_help_says_what_each_option_does(script, monkeypatch):
     """``--help`` listed options bare (``--sizes SIZES``, ``--rounds ROUNDS``): what they
-    set and their defaults were only in the code."""
+    set and their defaults were only in the code. An option whose default means something
+    (not None or False: unset) gives it: ``(%(default)s)``, or its value written in."""
     parsers = []
 
     def parse_args(parser, *args, **kwargs):
@@ -66,3 +67,12 @@ def test_help_says_what_each_option_does(script, monkeypatch):
         load_benchmark(script).main()
     [parser] = parsers
     assert [a.dest for a in parser._actions if not a.help] == []
+    unset = (None, False, argparse.SUPPRESS)
+    defaults = [a for a in parser._actions if not any(a.default is u for u in unset)]
+    shown = lambda a: [a.default] if not isinstance(a.default, list) else a.default
+    unsaid = [
+        a.dest
+        for a in defaults
+        if "%(default)" not in a.help and not all(str(value) in a.help for value in shown(a))
+    ]
+    assert unsaid == []

@@ -18,18 +18,6 @@ def test_the_synthetic_bench_records_aux_metrics_for_half_the_models_in_any_grou
     assert sorted(recorded) == ["c000002", "c000003", "c000006", "c000007"]  # models m2, m3
 
 
-def test_help_says_what_each_option_is_and_its_default(monkeypatch, capsys):
-    """``--help`` listed ``--cells CELLS`` and the other options without a word of what
-    they are or their defaults."""
-    monkeypatch.setattr(sys, "argv", ["view_api.py", "--help"])
-    with pytest.raises(SystemExit):
-        load_benchmark("view_api").main()
-    lines = [" ".join(line.split()) for line in capsys.readouterr().out.splitlines()]
-    assert "--cells CELLS cells of the bench (2000)" in lines
-    assert "--segments SEGMENTS part files of each group (1)" in lines
-    assert any(line.startswith("--behind the seed-0 cells of each group") for line in lines)
-
-
 @pytest.mark.parametrize("given", ["--cells=0", "--groups=0", "--segments=0", "--steps=-1"])
 def test_a_count_below_one_is_refused_by_name(given, monkeypatch, capsys):
     """``--cells 0`` failed on an IndexError, ``--groups 0`` and ``--segments 0`` on a
