@@ -113,8 +113,7 @@ def _bitcast_keeps_zero(eqn: Any) -> bool:
       [True, False, False, False, True]
     """
     source, target = eqn.invars[0].aval.dtype, eqn.outvars[0].aval.dtype
-    zeros = np.array([0.0, -0.0]).astype(source)
-    if not np.all(zeros.view(target) == 0):
+    if not _has_zero(source, target):
         return False
     if not jax.numpy.issubdtype(source, jax.numpy.inexact) or source == target:
         return True
@@ -126,19 +125,16 @@ def _bitcast_keeps_zero(eqn: Any) -> bool:
     return bool(np.all(np.isnan(cast) | (cast == 0)))
 
 
-def _convert_keeps_zero(eqn: Any) -> bool:
-    """Whether the ``convert_element_type`` ``eqn`` keeps what a dead channel holds a zero:
-    a zero stays one but as ``float8_e8m0fnu`` (no zero: NaN), and a float's NaN, which a
-    dead channel holds where every channel does (a gather's NaN fill, as for an id out of
-    range of ``nn.Embed``; a NaN input), stays a NaN or becomes 0 (an integer) but as a
-    bool (True).
+def _convert_keeps_nan(eqn: Any) -> bool:
+    """Whether the ``convert_element_type`` ``eqn`` keeps a float's NaN, which a dead channel
+    holds where every channel does (a gather's NaN fill, as for an id out of range of
+    ``nn.Embed``; a NaN input), a NaN or makes it 0 (an integer), not True (a bool).
 
     Examples:
       >>> convert = lambda x, to: jax.make_jaxpr(lambda x: x.astype(to))(x).eqns[0]
-      >>> pairs = [("f4", bool), ("f4", "i4"), ("i4", bool), ("f4", "f2"),
-      ...          ("f4", jax.numpy.float8_e8m0fnu)]
-      >>> [_convert_keeps_zero(convert(np.ones(2, x), to)) for x, to in pairs]
-      [False, True, True, True, False]
+      >>> pairs = [("f4", bool), ("f4", "i4"), ("i4", bool), ("f4", "f2")]
+      >>> [_convert_keeps_nan(convert(np.ones(2, x), to)) for x, to in pairs]
+      [False, True, True, True]
     """
     source, target = eqn.invars[0].aval.dtype, eqn.outvars[0].aval.dtype
     floating = jax.numpy.issubdtype(source, jax.numpy.inexact)
@@ -147,18 +143,41 @@ def _convert_keeps_zero(eqn: Any) -> bool:
     if not jax.numpy.issubdtype(target, jax.numpy.inexact):
         return True  # XLA casts a NaN to the integer 0
     nans = np.array([np.nan] if floating else []).astype(target)
-    return _has_zero(target) and bool(np.all(np.isnan(nans) | (nans == 0)))
+    return bool(np.all(np.isnan(nans) | (nans == 0)))
 
 
-def _has_zero(dtype: Any) -> bool:
-    """Whether a cast to ``dtype`` keeps 0 and -0.0 zeros: ``float8_e8m0fnu`` has none
-    (NaN), so a leaf cast to it is no kernel `mask` zeroes through.
+def _has_zero(dtype: Any, bits_as: Any = None) -> bool:
+    """Whether 0 and -0.0 cast to ``dtype`` (then their bits read as ``bits_as``) are zeros:
+    ``float8_e8m0fnu`` has none (NaN), and a float's -0.0 read as an integer is not 0.
 
     Examples:
       >>> _has_zero(np.float32), _has_zero(np.int8), _has_zero(jax.numpy.float8_e8m0fnu)
       (True, True, False)
+      >>> _has_zero(np.int32, np.float32), _has_zero(np.float32, np.int32)
+      (True, False)
     """
-    return bool(np.all(np.array([0.0, -0.0]).astype(dtype) == 0))
+    zeros = np.array([0.0, -0.0]).astype(dtype)
+    return bool(np.all((zeros if bits_as is None else zeros.view(bits_as)) == 0))
+
+
+def _zero_rule(eqn: Any) -> tuple[bool, bool]:
+    """``(keeps, moves)`` for the elementwise ``eqn``: whether it maps what a dead channel
+    holds to zero (`KEEPS_ZERO`; a bitcast or cast only where its zeros and NaNs stay), and
+    whether it only moves its operand's data, whose leaf its output then is (`LAYOUT`; a cast
+    only to a dtype with a zero: `mask`'s zeros cast to ``float8_e8m0fnu`` are NaN).
+
+    Examples:
+      >>> convert = lambda to: jax.make_jaxpr(lambda x: x.astype(to))(np.ones(2, "f4")).eqns[0]
+      >>> [_zero_rule(convert(to)) for to in ("i4", bool, jax.numpy.float8_e8m0fnu)]
+      [(True, True), (False, True), (False, False)]
+    """
+    name = eqn.primitive.name
+    if name == BITCAST:
+        return _bitcast_keeps_zero(eqn), False
+    if name != "convert_element_type":
+        return name in KEEPS_ZERO, name in LAYOUT
+    moves = _has_zero(eqn.outvars[0].aval.dtype)
+    return moves and _convert_keeps_nan(eqn), moves
 
 
 def _fills_nonzero(eqn: Any) -> bool:
@@ -448,6 +467,7 @@ class _Walker:
         args = [used.get(i, v) for i, v in enumerate(ins)]
         cases = full[1:] if name == "select_n" else full
         zeros: set[int]
+        keeps, moves = _zero_rule(eqn)
         if name in ANY_ZERO:
             zeros = set().union(*(self.zero_atoms(v) for v in cases))
         elif name in ALL_ZERO:
@@ -463,22 +483,17 @@ class _Walker:
             exponent = _exponent(eqn, args)
             positive = exponent is not None and exponent > 0 and args[0] is not None
             zeros = self.zero_atoms(args[0]) if positive else set()  # type: ignore[arg-type]
-        elif (
-            name in KEEPS_ZERO and (name != "convert_element_type" or _convert_keeps_zero(eqn))
-        ) or (name == BITCAST and _bitcast_keeps_zero(eqn)):
+        elif keeps:
             zeros = self.zero_atoms(full[0]) if full else set()
         else:
             zeros = set()
         single = ins[0] if len(ins) == 1 else None
-        layout = name in LAYOUT and (  # mask's zeros cast to float8_e8m0fnu are NaN
-            name != "convert_element_type" or _has_zero(eqn.outvars[0].aval.dtype)
-        )
-        src = single.src if single is not None and layout else None
+        src = single.src if single is not None and moves else None
         present = [v for v in args if v is not None]
         if name == "mul":
             present = [_with_scales(v) for v in present]
             self.pair_scales(present)
-        value = single.known if single is not None and layout else None
+        value = single.known if single is not None and moves else None
         return _joined(present, labels, zeros, src, value, self.poles_made(eqn, args))
 
     def zero_axes(self, value: Value) -> dict[int, list[int]]:
