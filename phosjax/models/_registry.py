@@ -297,8 +297,8 @@ def checked_build(module: Any, name: str) -> nn.Module:
 _REGISTRY: dict[str, ModelSpec] = {}
 _LOADED_ENTRY_POINTS: set[str] = set()
 _RUN_BY: dict[str, str] = {}
-"""Each registered name's module whose top-level code registered it (directly or through a
-helper function of another module): importing it again registers the name again."""
+"""Each registered name's module whose import registered it (`_running_module`): the one
+whose import, run again, registers it again (not ``spec.module``, a helper's maybe)."""
 
 
 def register_model(
@@ -491,12 +491,10 @@ def _check_defaults(spec: ModelSpec) -> None:
 
 @contextlib.contextmanager
 def _undone_on_error() -> Iterator[set[str]]:
-    """Yields the names registered inside it (filled in on leaving); if it is left by an
-    error (a module that fails halfway), unregisters those registered by the top-level
-    code of the modules that failed (`_RUN_BY`, be it through a helper of another
-    module), which importing again runs anew (not those of modules imported whole, kept
-    in `sys.modules`, which importing again does not run), so that importing again after
-    a fix registers them instead of finding their names taken."""
+    """Yields the names registered inside it (filled in on leaving). Left by an error,
+    it unregisters those whose module (`_RUN_BY`) failed, out of `sys.modules`, so that
+    importing it again once fixed registers them rather than finding them taken; those
+    of modules imported whole stay, as importing again does not run them."""
     before, done = set(_REGISTRY), False
     added: set[str] = set()
     try:
@@ -506,7 +504,7 @@ def _undone_on_error() -> Iterator[set[str]]:
         added.update(set(_REGISTRY) - before)
         if not done:
             for name in added:
-                if _RUN_BY.get(name, _REGISTRY[name].module) not in sys.modules:
+                if _RUN_BY[name] not in sys.modules:
                     del _REGISTRY[name]
 
 
