@@ -15,6 +15,7 @@ from phosjax.core._inject import in_dtypes_of
 from phosjax.core._knobs import holds_exactly, what_holds
 from phosjax.core._numbers import numbers_as_array, numbers_read_together
 from phosjax.core._record import set_aside
+from phosjax.core._selectors import cut_repr
 from phosjax.layers._common import (
     batch_train,
     block_keywords,
@@ -164,7 +165,7 @@ def _describe_given(value: Any) -> str:
         try:
             return _describe(jnp.asarray(v))
         except (TypeError, OverflowError):  # JAX's names no node: "Value 'zeros' with..."
-            return f"{v!r:.60} ({a_type(v)})"
+            return f"{cut_repr(v)} ({a_type(v)})"
 
     return str(jax.tree.map(leaf, value))
 
@@ -188,7 +189,7 @@ def _checked_injected(path: str, value: Any, expected: Any) -> Any:
     except OverflowError:  # JAX's names no node: "Python int 2**200 too large to convert..."
         raise GraphError(
             f"inject gives node {path!r} a number out of the range of the dtype it computes, "
-            f"{_describe(expected)}: got {value!r:.60}."
+            f"{_describe(expected)}: got {cut_repr(value)}."
         ) from None
     given, wanted = _describe_given(value), _describe(expected)
     if given != wanted:
@@ -218,7 +219,7 @@ def _numbers_read(giving: str, value: Any) -> Any:
         if not holds_exactly(read_as, read_together):
             raise GraphError(
                 f"{giving} a number out of the range of {read_as}, the dtype "
-                f"it is read in ({what_holds(read_as)}): got {value!r:.60}."
+                f"it is read in ({what_holds(read_as)}): got {cut_repr(value)}."
             )
     return _scalars_as_array(numbers_as_array(value))
 

@@ -18,6 +18,7 @@ import optax
 
 from phosjax._callables import a_type
 from phosjax.core import select
+from phosjax.core._selectors import cut_repr
 from phosjax.layers._common import broadcasts_to, check_mask_dtype, mask_array
 from phosjax.models.graph._model import GraphModel
 from phosjax.models.graph._spec import SEP, GraphError, as_selectors, listing, node
@@ -396,7 +397,7 @@ def train_only(
         made = ", which makes one: call it" if callable(optimizer) else ""
         raise TypeError(
             "train_only's optimizer must be an optax GradientTransformation, such as "
-            f"optax.adam(1e-3), got {optimizer!r:.60} ({a_type(optimizer)}){made}."
+            f"optax.adam(1e-3), got {cut_repr(optimizer)} ({a_type(optimizer)}){made}."
         )
     selectors = as_selectors(selectors, "train_only's selectors", "adapter/**", "parameter")
 

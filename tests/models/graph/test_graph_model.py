@@ -1416,3 +1416,14 @@ def test_an_injected_int_out_of_the_nodes_range_is_named_with_its_node_as_px_inj
     rows = GraphModel({"out": lambda x: jnp.asarray(x["a"]) * 2})
     out = rows.apply({}, {"a": [2**40, 0.5]})["out"]
     np.testing.assert_array_equal(out, np.array([2.0**41, 1.0], np.float32))
+
+
+def test_a_long_value_out_of_the_nodes_range_is_cut_with_a_mark_not_mid_number():
+    """It was cut at 60 characters with no mark: '..., 11, 1.' read as a value ending in 1."""
+    model = GraphModel({"n": lambda x: x.astype(jnp.int32), "out": lambda n: jnp.add(n, 1)})
+    x = jnp.ones((1, 32))
+    variables = model.init(jax.random.key(0), x)
+    long = [[2**70, *range(31)]]
+    for given in (x, None):  # checked against the node's output, and read unchecked
+        with pytest.raises(GraphError, match=r"got \[\[1180591620717411303424, 0, .*…\."):
+            model.apply(variables, given, outputs="out", inject={"n": long})
