@@ -13,7 +13,7 @@ from phosjax._nearest import did_you_mean
 from phosjax.core import INJECTIONS, tag
 from phosjax.core._inject import in_dtypes_of
 from phosjax.core._knobs import holds_exactly, what_holds
-from phosjax.core._numbers import numbers_as_array, numbers_read_together
+from phosjax.core._numbers import numbers_read_together
 from phosjax.core._record import set_aside
 from phosjax.core._selectors import cut_repr
 from phosjax.layers._common import (
@@ -201,7 +201,7 @@ def _checked_injected(path: str, value: Any, expected: Any) -> Any:
 
 
 def _numbers_read(giving: str, value: Any) -> Any:
-    """`numbers_as_array` of ``value``, a node's unchecked value (an input's, or one
+    """`_scalars_as_array` of ``value``, a node's unchecked value (an input's, or one
     injected with ``x=None``); a GraphError starting ``giving`` (who gives it to which
     node) if a Python number in it lies beyond the dtype JAX reads it in
     (`holds_exactly`: 1e300, a float32 inf; 2**40, no int32), with that dtype's range, as
@@ -221,7 +221,7 @@ def _numbers_read(giving: str, value: Any) -> Any:
                 f"{giving} a number out of the range of {read_as}, the dtype "
                 f"it is read in ({what_holds(read_as)}): got {cut_repr(value)}."
             )
-    return _scalars_as_array(numbers_as_array(value))
+    return _scalars_as_array(value)
 
 
 _SCALARS = (jax.Array, np.ndarray, np.number, np.bool_, bool, int, float, complex)
