@@ -41,7 +41,6 @@ def padding_mask(mask: Any, h: jax.Array) -> jax.Array | None:
       >>> padding_mask(jnp.array([[1, 1, 0]]), h).tolist(), padding_mask(jnp.ones((2, 1, 3, 3)), h)
       ([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0]], None)
     """
-    mask = call_mask(mask)
     fits = mask is not None and h.ndim >= 3 and broadcasts_to(jnp.shape(mask), h.shape[:-1])
     real = real_tokens("Frame", mask, h.shape[:-1]) if fits else None
     return None if real is None else real.reshape(h.shape[0], math.prod(h.shape[1:-1]))
@@ -61,7 +60,6 @@ def zero_padded_input(mask: Any, h: jax.Array, stem: Any = None) -> jax.Array:
       >>> zero_padded_input(jnp.array([[True, False]])[:, None, None, :], h).tolist()
       [[[1.0], [0.0]]]
     """
-    mask = call_mask(mask)
     real = padding_mask(mask, h)
     input_mask = getattr(stem, "input_mask", None)
     if real is None and callable(input_mask):

@@ -19,7 +19,7 @@ from phosjax.models import FRAME_OPTIONS, ModelConfig, model_spec
 from phosjax.models._config import checked_config
 from phosjax.models._frame import checked_batch, pool_tokens
 from phosjax.models._kinds import choose_kind, view_as
-from phosjax.models._masks import padding_mask, zero_padded_input
+from phosjax.models._masks import call_mask, padding_mask, zero_padded_input
 from phosjax.models.graph._model import GraphModel
 from phosjax.models.graph._spec import node
 
@@ -175,7 +175,7 @@ class _ViewPadded:
     stem: nn.Module
 
     def __call__(self, x: jax.Array, mask: Any = None) -> jax.Array:
-        return zero_padded_input(mask, self.view(x), self.stem)
+        return zero_padded_input(call_mask(mask), self.view(x), self.stem)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,7 +197,7 @@ class _PoolReal:
     pool: str
 
     def __call__(self, h: jax.Array, mask: Any = None) -> jax.Array:
-        return pool_tokens(h, self.pool, padding_mask(mask, h))
+        return pool_tokens(h, self.pool, padding_mask(call_mask(mask), h))
 
 
 def graph_model(config: ModelConfig) -> GraphModel:
