@@ -838,6 +838,21 @@ def test_a_step_or_evaluation_given_a_groups_state_or_no_arrays_says_what_to_pas
     assert str(raised.value).startswith(message), raised.value
 
 
+def test_the_check_of_a_steps_arguments_takes_what_worked_before_it(toy):
+    """A state that is no GroupState (a namespace of params and collections, no ``step``)
+    is evaluated, and a step given its batch's examples reads no arrays (none given)."""
+    [group] = plan_groups([Cell(Tiny(), "toy", MOMENTUM, 0)])
+    cell = jax.tree.map(lambda a: a[0], init_group(group, toy))
+    arrays = device_arrays(toy)
+    evaluate = make_evaluate(Tiny().build())
+    plain = types.SimpleNamespace(params=cell.params, collections=cell.collections)
+    assert evaluate(plain, arrays) == evaluate(cell, arrays)
+    step = make_train_step(Tiny().build(), MOMENTUM)
+    batch = jax.tree.map(lambda b: b[0], step.batches(cell, arrays, 1, budget_bytes=1e9))
+    stepped, _ = step(cell, None, batch)
+    jax.tree.map(np.testing.assert_array_equal, stepped, step(cell, arrays)[0])
+
+
 def test_a_chunks_batches_drawn_at_once_are_each_steps_own(toy):
     """`TrainStep.batches` (drawn before a chunk's scan) == `batch_indices` step by step,
     across epoch ends, from any start step."""
