@@ -437,6 +437,8 @@ def _as_stored(name: str, written: Any, stored: Any) -> Any:
       >>> _as_stored("batch_stats", {**written, "n": jnp.ones(())}, stored)
       Traceback (most recent call last):
       ValueError: in training the model wrote its 'batch_stats' collection with n (not made at ...
+      >>> _as_stored("batch_stats", written, flax.core.freeze(stored))["mean"].dtype
+      dtype(bfloat16)
     """
     got, made = flatten(written), flatten(stored)
     extra, missing = [p for p in got if p not in made], [p for p in made if p not in got]
@@ -448,7 +450,13 @@ def _as_stored(name: str, written: Any, stored: Any) -> Any:
             "the variables init made from step to step: make each at init too (call "
             "self.variable whatever train is)"
         )
-    return jax.tree.map(as_dtype_of, written, stored)
+
+    def cast(new: Any, old: Any) -> Any:  # by key: ``stored`` may hold FrozenDicts
+        if isinstance(new, Mapping):
+            return {key: cast(value, old[key]) for key, value in new.items()}
+        return jax.tree.map(as_dtype_of, new, old)
+
+    return cast(written, stored)
 
 
 def make_train_step(model: nn.Module, hp: HParams, *, guard: bool = True) -> TrainStep:

@@ -780,6 +780,21 @@ def test_a_running_statistic_stored_in_bfloat16_keeps_its_dtype(toy, compute_dty
     assert np.isfinite(mean).all() and np.abs(mean).max() > 0  # moved from its zeros
 
 
+def test_a_collection_held_in_a_frozen_dict_is_stored_back_in_its_dtype(toy):
+    """The cast back to the stored dtype met a state whose collection is a FrozenDict (the
+    written one a dict) with a pytree structure error; unguarded, that step had worked."""
+    hp = HParams(batch_size=16, steps=2)
+    [group] = plan_groups([Cell(Bfloat16Stats(), "toy", hp, 0)])
+    cell = jax.tree.map(lambda a: a[0], init_group(group, toy))
+    frozen = cell.replace(collections={k: flax.core.freeze(v) for k, v in cell.collections.items()})
+    step = make_train_step(Bfloat16Stats().build(), hp, guard=False)
+    stepped, _ = step(frozen, device_arrays(toy))
+    expected, _ = step(cell, device_arrays(toy))
+    jax.tree.map(np.testing.assert_array_equal, stepped.collections, expected.collections)
+    stats = stepped.collections["batch_stats"]["BatchNorm_0"]
+    assert {str(a.dtype) for a in stats.values()} == {"bfloat16"}
+
+
 class _StatInTrainingAlone(nn.Module):
     """Makes a ``batch_stats`` variable in training alone: init does not make it."""
 
