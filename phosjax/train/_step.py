@@ -316,8 +316,9 @@ class TrainStep:
     chunk, and one gather of the chunk's examples replaces a small gather in every
     step (on XLA:CPU that gather cost a one-cell MLP step 20-30%,
     ``benchmarks/step_costs.py``). Every way draws the same examples.
-    A state of several cells (a group's) or arrays that are not `device_arrays`' are
-    refused naming what to pass (`check_cell_arguments`).
+    A state of several cells (a group's), or arrays that lack what the call reads (not
+    `device_arrays`'; a batch given as its examples reads none), is refused naming what
+    to pass (`check_cell_arguments`).
 
     Example:
       >>> step = make_train_step(model, hp)                        # doctest: +SKIP
