@@ -1,16 +1,16 @@
 """``strategy="auto"``: time each strategy on the actual group and keep the fastest."""
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import numpy as np
 
-from phosjax._callables import a_type
 from phosjax._hosts import local_devices
 from phosjax.train._config import int_at_least
 from phosjax.train._matmul_convs import has_convs
+from phosjax.train._step import check_arrays
 from phosjax.train._strategy import COPY, MATMUL_STRATEGIES, STRATEGIES, Executor
 
 TIE = 0.05
@@ -65,7 +65,7 @@ def measure_strategies(
         another process's), ``num_cells`` is not the state's cell count, ``candidates``
         is empty, a string or names an unknown strategy, or ``steps`` or ``repeats`` is
         no int >= 1; before anything compiles.
-      TypeError: ``arrays`` is no dict of arrays (e.g. the data set itself, not
+      TypeError: ``arrays`` is no mapping of arrays (e.g. the data set itself, not
         `device_arrays` of it).
 
     Examples:
@@ -95,11 +95,7 @@ def measure_strategies(
             f"{STRATEGIES}, got {candidates!r}"
             + (f"; for one, candidates=({candidates!r},)" if isinstance(candidates, str) else "")
         )
-    if not isinstance(arrays, Mapping):
-        raise TypeError(
-            "measure_strategies: arrays must be the dict of arrays device_arrays(data) makes, "
-            f"got {a_type(arrays)}: pass device_arrays(data)"
-        )
+    check_arrays("measure_strategies", arrays)
     cells = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in jax.tree.leaves(state)}
     if cells != {num_cells}:
         raise ValueError(

@@ -292,14 +292,26 @@ def check_cell_arguments(where: str, state: Any, arrays: Any, keys: tuple[str, .
             f"{np.size(step)} cells (step of shape {np.shape(step)}); take cell i: "
             "jax.tree.map(lambda a: a[i], state), or train the whole group with run_group"
         )
-    if not keys:
-        return
+    if keys:
+        check_arrays(where, arrays, keys)
+
+
+def check_arrays(where: str, arrays: Any, keys: tuple[str, ...] = ()) -> None:
+    """Raises a TypeError naming ``where`` unless ``arrays`` is a mapping holding ``keys``,
+    as `device_arrays` makes it (not the data set itself).
+
+    Examples:
+      >>> check_arrays("measure_strategies", [])
+      Traceback (most recent call last):
+      TypeError: measure_strategies: arrays must be a mapping, got a list; pass device_arrays(data)
+    """
     missing = [key for key in keys if key not in arrays] if isinstance(arrays, Mapping) else []
     if not isinstance(arrays, Mapping) or missing:
+        holding = f" holding {', '.join(keys)}" if keys else ""
         lacks = f", which lacks {', '.join(missing)}" if missing else ""
         raise TypeError(
-            f"{where}: arrays must be a mapping holding {', '.join(keys)}, got "
-            f"{a_type(arrays)}{lacks}; pass device_arrays(data)"
+            f"{where}: arrays must be a mapping{holding}, got {a_type(arrays)}{lacks}; pass "
+            "device_arrays(data)"
         )
 
 

@@ -219,8 +219,7 @@ def test_measuring_refuses_a_data_set_given_for_its_arrays_by_type(toy, monkeypa
     [group] = plan_groups([Cell(Tiny(), "toy", HParams(batch_size=16, steps=2))])
     arrays = toy if given == "dataset" else list(device_arrays(toy).values())
     message = (
-        r"^measure_strategies: arrays must be the dict of arrays device_arrays\(data\) makes, "
-        rf"got {shown}: pass device_arrays\(data\)$"
+        rf"^measure_strategies: arrays must be a mapping, got {shown}; pass device_arrays\(data\)$"
     )
     with pytest.raises(TypeError, match=message):
         measure_strategies(
