@@ -365,10 +365,11 @@ class TrainStep:
         arrays: dict[str, jax.Array],
         batch: jax.Array | Batch | None = None,
     ) -> tuple[GroupState, Metrics]:
-        given = isinstance(batch, tuple)  # its examples: the arrays are not read
-        check_cell_arguments("the train step", state, arrays, () if given else TRAIN_ARRAYS)
         if batch is None:
-            batch = self.batches(state, arrays, 1)[0]
+            batch = self.batches(state, arrays, 1)[0]  # which checks the arguments
+        else:  # given as its examples, the arrays are not read
+            keys = () if isinstance(batch, tuple) else TRAIN_ARRAYS
+            check_cell_arguments("the train step", state, arrays, keys)
         if not isinstance(batch, tuple):
             batch = arrays["x_train"][batch], arrays["y_train"][batch]
         return self.update(state, arrays, batch)

@@ -868,6 +868,19 @@ def test_the_check_of_a_steps_arguments_takes_what_worked_before_it(toy):
     jax.tree.map(np.testing.assert_array_equal, stepped, step(cell, arrays)[0])
 
 
+def test_a_step_drawing_its_own_batch_checks_its_arguments_once(toy, monkeypatch):
+    """`TrainStep.__call__` checked them and then `TrainStep.batches` again."""
+    import phosjax.train._step as step_module
+
+    checks = []
+    check = step_module.check_cell_arguments
+    monkeypatch.setattr(step_module, "check_cell_arguments", lambda *a: checks.append(check(*a)))
+    [group] = plan_groups([Cell(Tiny(), "toy", MOMENTUM, 0)])
+    cell = jax.tree.map(lambda a: a[0], init_group(group, toy))
+    make_train_step(Tiny().build(), MOMENTUM)(cell, device_arrays(toy))
+    assert len(checks) == 1
+
+
 def test_a_chunks_batches_drawn_at_once_are_each_steps_own(toy):
     """`TrainStep.batches` (drawn before a chunk's scan) == `batch_indices` step by step,
     across epoch ends, from any start step."""
