@@ -787,12 +787,10 @@ def test_a_collection_held_in_a_frozen_dict_is_stored_back_in_its_dtype(toy):
     [group] = plan_groups([Cell(Bfloat16Stats(), "toy", hp, 0)])
     cell = jax.tree.map(lambda a: a[0], init_group(group, toy))
     frozen = cell.replace(collections={k: flax.core.freeze(v) for k, v in cell.collections.items()})
-    step = make_train_step(Bfloat16Stats().build(), hp, guard=False)
-    stepped, _ = step(frozen, device_arrays(toy))
-    expected, _ = step(cell, device_arrays(toy))
-    jax.tree.map(np.testing.assert_array_equal, stepped.collections, expected.collections)
-    stats = stepped.collections["batch_stats"]["BatchNorm_0"]
+    step = jax.jit(make_train_step(Bfloat16Stats().build(), hp, guard=False))
+    stats = step(frozen, device_arrays(toy))[0].collections["batch_stats"]["BatchNorm_0"]
     assert {str(a.dtype) for a in stats.values()} == {"bfloat16"}
+    assert np.abs(np.asarray(stats["mean"], np.float32)).max() > 0  # moved from its zeros
 
 
 class _StatInTrainingAlone(nn.Module):
