@@ -20,6 +20,7 @@ import numpy as np
 from phosjax._nearest import did_you_mean
 from phosjax._yaml import read_file
 from phosjax.bench._errors import BenchError
+from phosjax.core._selectors import cut_repr
 from phosjax.data._load import is_feature_pair
 from phosjax.train import (
     COMPUTE_DTYPES,
@@ -571,7 +572,7 @@ class BenchConfig:
             raise _models_not_a_list(self.models)
         if not isinstance(self.grid, Grid):
             raise BenchError(
-                f"grid must be a Grid, got {type(self.grid).__name__} {self.grid!r:.80} "
+                f"grid must be a Grid, got {type(self.grid).__name__} {cut_repr(self.grid, 80)} "
                 "(BenchConfig.from_dict makes one from a mapping)."
             )
         if not self.models or not self.datasets:

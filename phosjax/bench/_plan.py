@@ -48,7 +48,7 @@ from phosjax.core import (
     matches,
     select,
 )
-from phosjax.core._selectors import dropped_hint, value_per_path, what_was_meant
+from phosjax.core._selectors import cut_repr, dropped_hint, value_per_path, what_was_meant
 from phosjax.data import ArrayDataset, check_batch_size, load
 from phosjax.data._load import (
     MissingFeaturesError,
@@ -646,7 +646,7 @@ def check_config(config: Any, alternatives: str = "") -> None:
         raise BenchError(
             "config must be a BenchConfig (BenchConfig.from_dict(data), load_config(path))"
             f"{' ' + alternatives if alternatives else ''}, got {type(config).__name__} "
-            f"{config!r:.80}."
+            f"{cut_repr(config, 80)}."
         )
 
 

@@ -158,6 +158,12 @@ def test_a_config_built_directly_checks_its_models_and_grid():
         BenchConfig(grid={"steps": 5})  # type: ignore[arg-type]
 
 
+def test_a_long_grid_that_is_no_grid_is_cut_with_a_mark():
+    """Not ``[0, 1, ..., 21, 2``: a cut number would read as another."""
+    with pytest.raises(BenchError, match=r"^grid must be a Grid, got list \[0, 1, .*, 21, … \(B"):
+        BenchConfig(grid=list(range(100)))  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     ("text", "match"),
     [

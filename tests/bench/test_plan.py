@@ -646,3 +646,9 @@ def test_plan_of_a_config_that_is_no_bench_config_says_how_to_make_one(toy, conf
     match = rf"^config must be a BenchConfig {how}, got {type(config).__name__} "
     with pytest.raises(BenchError, match=match):
         plan(config, toy)
+
+
+def test_a_long_config_that_is_no_bench_config_is_cut_with_a_mark(toy):
+    """Not ``[0, 1, ..., 21, 2``: a cut number would read as another."""
+    with pytest.raises(BenchError, match=r", got list \[0, 1, .*, 21, …\.$"):
+        plan(list(range(100)), toy)
