@@ -987,6 +987,32 @@ def test_a_model_with_bfloat16_logits_is_trained_on_a_float32_loss(monkeypatch):
     assert taken == [np.dtype("float32")]
 
 
+def test_train_keeps_bfloat16_batch_statistics_as_the_engine_does(monkeypatch):
+    """A BatchNorm storing its statistics in bfloat16 wrote them back float32, which the
+    loop's scan refused ("carry types differ"); the engine's step casts them back, and
+    so does the loop's."""
+    import flax.linen as nn
+
+    from phosjax.data import random_dataset
+    from phosjax.morph import _loop
+
+    class Normed(nn.Module):
+        @nn.compact
+        def __call__(self, x, train=False):
+            norm = nn.BatchNorm(
+                use_running_average=not train,
+                param_dtype=jnp.bfloat16,
+                force_float32_reductions=False,
+            )
+            return nn.Dense(3)(norm(x))
+
+    monkeypatch.setattr(_loop, "build_model", lambda config: Normed())
+    config = ModelConfig("mlp", 3, (8,), width=8)
+    variables, _ = _loop.train(config, random_dataset("toy", (8,), 3), 2, 4, 1e-2, seed=0)
+    stats = variables["batch_stats"]["BatchNorm_0"]
+    assert stats["mean"].dtype == jnp.bfloat16 and bool(stats["mean"].any())  # moved
+
+
 def test_train_adds_the_models_aux_losses_as_the_engine_does(monkeypatch):
     """The loop's train took the cross-entropy alone: moenet's load-balance loss (any
     `aux_loss`) was dropped, so the loop trained another objective than the bench."""
