@@ -19,7 +19,7 @@ from phosjax.core._apply import (
     tag_call_shapes,
 )
 from phosjax.core._collections import INJECTIONS, INTERMEDIATES
-from phosjax.core._knobs import _broadcasts, holds_exactly, is_traced, what_holds
+from phosjax.core._knobs import broadcasts, holds_exactly, is_traced, what_holds
 from phosjax.core._module_check import check_module
 from phosjax.core._paths import unflatten
 from phosjax.core._record import Calls, add_call
@@ -263,7 +263,7 @@ def _how_to_broadcast(given: jax.Array, want: Any) -> str:
       >>> _how_to_broadcast(key, jax.ShapeDtypeStruct((2,), key.dtype))
       ' An injected value is not broadcast: give jnp.broadcast_to(value, (2,)).'
     """
-    if given.shape == want.shape or not _broadcasts(given.shape, want.shape):
+    if given.shape == want.shape or not broadcasts(given.shape, want.shape):
         return ""
     if jax.dtypes.issubdtype(want.dtype, jax.dtypes.extended):  # key<fry>: no jnp.key<fry>
         return f" An injected value is not broadcast: give jnp.broadcast_to(value, {want.shape})."

@@ -458,11 +458,11 @@ def _set_knobs(
     return {**variables, KNOBS: unflatten(flat)}
 
 
-def _broadcasts(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+def broadcasts(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
     """Whether an array of ``shape`` broadcasts to ``target``.
 
     Examples:
-      >>> _broadcasts((3,), (2, 3)), _broadcasts((2,), (3,)), _broadcasts((2, 3), (3,))
+      >>> broadcasts((3,), (2, 3)), broadcasts((2,), (3,)), broadcasts((2, 3), (3,))
       (True, False, False)
     """
     try:
@@ -499,7 +499,7 @@ def _refill(path: str, stored: jax.Array, value: Any) -> jax.Array:
         ) from error
     except OverflowError as error:  # a Python int beyond JAX's default int
         raise ValueError(f"{cannot_hold} {value}; give {what_holds(stored.dtype)}.") from error
-    if not _broadcasts(array.shape, stored.shape):
+    if not broadcasts(array.shape, stored.shape):
         raise ValueError(
             f"Knob {path!r} has shape {stored.shape}; a value of shape {array.shape} does not "
             f"broadcast to it (give a scalar, or an array of shape {stored.shape})."
