@@ -12,6 +12,7 @@ import numpy as np
 
 from phosjax._callables import a_type
 from phosjax._nearest import fields_checked, no_field
+from phosjax.core._selectors import cut_repr
 
 Width = int | tuple[int, ...]
 
@@ -214,7 +215,7 @@ class ModelConfig:
         if not is_int(num_classes) or num_classes < 1:
             raise ValueError(
                 f"ModelConfig {self.name!r}: num_classes must be a positive int, "
-                f"got {self.num_classes!r}"
+                f"got {cut_repr(self.num_classes)}"
             )
         object.__setattr__(self, "num_classes", num_classes)
         object.__setattr__(self, "input_shape", _shape(self.input_shape, self.name))

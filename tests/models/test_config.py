@@ -131,6 +131,12 @@ def test_bad_fields_are_errors_that_name_them(fields, message):
         ModelConfig(**{"name": "mlp", "num_classes": 2, "input_shape": (4,), **fields})
 
 
+def test_a_long_bad_num_classes_is_shown_cut():
+    with pytest.raises(ValueError, match=r"got array\(\[ +0, +1, .*… \(shape \(500,\)") as error:
+        ModelConfig("mlp", np.arange(500), (4,))
+    assert len(str(error.value)) < 200
+
+
 def test_an_int_input_shape_is_one_axis():
     assert ModelConfig("mlp", 2, 40) == ModelConfig("mlp", 2, (40,))
     assert build_model(ModelConfig("mlp", 2, 40)).input_shape == (40,)
