@@ -388,10 +388,22 @@ def register_model(
     """
     if not isinstance(name, str) or not name:
         raise TypeError(f"register_model: name must be a non-empty string, got {name!r}")
+    caller = inspect.currentframe()
+    caller = caller.f_back if caller else None
+    module = caller.f_globals.get("__name__", "?") if caller else "?"
+    running = _running_module(caller, module)
     if name in _REGISTRY:
+        by = _RUN_BY.get(name, "")
+        failed = (
+            f"if an import of {by} failed after registering it (a plain import is not "
+            f"undone), import it with phosjax.models.import_models({by!r}), which drops "
+            "what a failed import left and undoes its own; else "
+            if by not in sys.modules or by == running
+            else ""
+        )
         raise ValueError(
             f"model {name!r} is already registered (by {_REGISTRY[name].module}); "
-            "pick another name."
+            f"{failed}pick another name."
         )
     if (block is not None or stem is not None) and build is not None:
         raise ValueError(f"model {name!r}: give either block/stem or build, not both")
@@ -434,9 +446,6 @@ def register_model(
     for kind in kinds or ():
         if kind not in KINDS:
             raise ValueError(f"model {name!r}: input kind {kind!r} is not one of {KINDS}")
-    caller = inspect.currentframe()
-    caller = caller.f_back if caller else None
-    module = caller.f_globals.get("__name__", "?") if caller else "?"
     spec = ModelSpec(
         name=name,
         block=block,
@@ -451,7 +460,7 @@ def register_model(
     )
     _check_defaults(spec)
     _REGISTRY[name] = spec
-    _RUN_BY[name] = _running_module(caller, module)
+    _RUN_BY[name] = running
     return spec
 
 
@@ -589,7 +598,9 @@ def build_model(config: ModelConfig) -> nn.Module:
 def import_models(module: str) -> list[str]:
     """Imports ``module`` (which registers models) and returns the names it added. If its
     import fails, the models it registered before failing are unregistered, so that
-    importing it again (once fixed) registers them rather than finding their names taken.
+    importing it again (once fixed) registers them rather than finding their names taken;
+    those an earlier failed plain ``import`` of it left (it is out of `sys.modules`) are
+    unregistered first.
 
     Examples:
       >>> from phosjax.models import import_models
@@ -601,6 +612,9 @@ def import_models(module: str) -> list[str]:
             f"import_models takes one module's dotted name, e.g. 'mypkg.models', got "
             f"{module!r} ({a_type(module)}); call it once per module"
         )
+    if module not in sys.modules:  # importing runs it: it registers them again
+        for name in [name for name, by in _RUN_BY.items() if by == module]:
+            _REGISTRY.pop(name, None)
     try:
         with _undone_on_error() as added:
             importlib.import_module(module)

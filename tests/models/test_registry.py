@@ -666,3 +666,26 @@ def test_a_module_that_fails_after_registering_through_a_helper_is_undone(
     importlib.invalidate_caches()
     assert import_models("user_models_g") == ["user_g"]
     assert registry["user_g"].module == "user_helper_h"
+
+
+def test_a_failed_plain_import_says_so_and_import_models_drops_what_it_left(
+    registry, tmp_path, monkeypatch
+):
+    """A plain import that failed after registering left the name taken: importing the
+    fixed module said only that it was taken (by the module itself)."""
+    source = "import flax.linen as nn\nfrom phosjax.models import register_model\n"
+    source += "register_model('user_i', stem=nn.Dense, depth=0, width=3)\nif BROKEN:\n"
+    source += "    raise KeyError\n"
+    (tmp_path / "user_models_i.py").write_text("BROKEN = True\n" + source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "user_models_i", raising=False)
+    with pytest.raises(KeyError):
+        importlib.import_module("user_models_i")
+    (tmp_path / "user_models_i.py").write_text("BROKEN = False\n" + source)
+    importlib.invalidate_caches()
+    hint = r"if an import of user_models_i failed .*\.import_models\('user_models_i'\)"
+    with pytest.raises(ValueError, match=rf"'user_i' is already registered .*; {hint}"):
+        importlib.import_module("user_models_i")
+    assert import_models("user_models_i") == ["user_i"]
+    with pytest.raises(ValueError, match=r"\(by phosjax.models._zoo\); pick another"):
+        register_model("mlp", Doubling)
