@@ -9,9 +9,10 @@ import jax.numpy as jnp
 
 
 def numbers_as_array(value: Any) -> Any:
-    """``value``; a (nested) list or tuple of Python numbers as one array, as a graph
-    node, `phosjax.inject` and `phosjax.blurb` read it, not as a pytree of scalars (a
-    ragged one stays one, for the caller to name).
+    """``value``; a (nested) list or tuple of Python numbers (no bools) as one array, as
+    `phosjax.blurb` reads its input, not as a pytree of scalars (a ragged one stays one,
+    for the caller to name). A graph node reads more as one array: any scalars, 0-d
+    arrays, numpy scalars and bools too (`phosjax.models.graph`'s `_scalars_as_array`).
 
     Examples:
       >>> numbers_as_array([[0.0, 1.0]]).shape, numbers_as_array((jnp.ones(2), jnp.ones(3)))

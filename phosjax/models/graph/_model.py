@@ -257,10 +257,11 @@ def _stacked(value: Any, scalars: bool = False) -> jax.Array | None:
 
 def _scalars_as_array(value: Any) -> Any:
     """``value``; a (nested) list or tuple of scalars (0-d arrays, numpy scalars, Python
-    numbers and bools) as one array, as a list of Python numbers is read
-    (`numbers_as_array`): `jax.jit` traces each scalar of such a list as a 0-d array of
-    its own, so a jitted ``apply`` reads it as ``apply`` does, and ``apply`` reads it as
-    a jitted one does (a ragged one stays as it is, for the node to name).
+    numbers and bools) as one array, a wider rule than `numbers_as_array`'s (Python
+    numbers alone, as `phosjax.blurb` reads its input): `jax.jit` traces each scalar of
+    such a list as a 0-d array of its own, so a jitted ``apply`` reads it as ``apply``
+    does, and ``apply`` reads it as a jitted one does (a ragged one stays as it is, for
+    the node to name).
 
     Examples:
       >>> _scalars_as_array([[jnp.int32(1), jnp.int32(2)]])
