@@ -1,4 +1,4 @@
-"""`numbers_as_array`: a nested list of Python numbers as the one array a model reads
+"""`numbers_as_array`: a nested list of scalars as the one array a model reads
 (`numbers_read_together`: the groups of numbers read as one array each)."""
 
 import contextlib
@@ -6,29 +6,36 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+_SCALARS = (jax.Array, np.ndarray, np.number, np.bool_, bool, int, float, complex)
+"""What `jax.jit` traces as a 0-d array, in a list of an input's scalars."""
 
 
 def numbers_as_array(value: Any) -> Any:
-    """``value``; a (nested) list or tuple of Python numbers (no bools) as one array, as
-    `phosjax.blurb` reads its input, not as a pytree of scalars (a ragged one stays one,
-    for the caller to name). A graph node reads more as one array: any scalars, 0-d
-    arrays, numpy scalars and bools too (`phosjax.models.graph`'s `_scalars_as_array`).
+    """``value``; a (nested) list or tuple of scalars (Python numbers and bools, numpy
+    scalars, 0-d arrays) as one array, as a graph node and `phosjax.blurb` read an
+    input: `jax.jit` traces each scalar of such a list as a 0-d array of its own, so a
+    jitted ``apply`` reads it as ``apply`` does (a ragged one stays one, for the caller
+    to name).
 
     Examples:
-      >>> numbers_as_array([[0.0, 1.0]]).shape, numbers_as_array((jnp.ones(2), jnp.ones(3)))
-      ((1, 2), (Array([1., 1.], dtype=float32), Array([1., 1., 1.], dtype=float32)))
-      >>> numbers_as_array([[0.0, 1.0], [2.0]])
-      [[0.0, 1.0], [2.0]]
+      >>> numbers_as_array([[0.0, 1.0]]).shape, numbers_as_array([True, jnp.float32(2)])
+      ((1, 2), Array([1., 2.], dtype=float32))
+      >>> numbers_as_array([[0.0, 1.0], [2.0]]), numbers_as_array([jnp.ones(2)])[0].shape
+      ([[0.0, 1.0], [2.0]], (2,))
     """
-    if _numbers_in_list(value):
-        with contextlib.suppress(ValueError):  # ragged: no array
+    leaves = jax.tree.leaves(value)
+    scalars = all(isinstance(v, _SCALARS) and jnp.ndim(v) == 0 for v in leaves)
+    if isinstance(value, list | tuple) and leaves and scalars:
+        with contextlib.suppress(TypeError, ValueError):  # ragged: no array
             return jnp.asarray(value)
     return value
 
 
 def _numbers_in_list(value: Any) -> list[Any]:
     """The leaves of ``value`` if it is a (nested) list or tuple of Python numbers
-    only, read as one array; else none."""
+    only (those whose dtype JAX picks), read as one array; else none."""
     leaves = jax.tree.leaves(value)
     if isinstance(value, list | tuple) and all(type(v) in (int, float) for v in leaves):
         return leaves
@@ -37,7 +44,7 @@ def _numbers_in_list(value: Any) -> list[Any]:
 
 def numbers_read_together(value: Any) -> list[list[Any]]:
     """The Python numbers in ``value``, in groups of those read as one array, of one
-    dtype: each (nested) list or tuple of numbers only (`numbers_as_array`), also
+    dtype: each (nested) list or tuple of numbers only (as `numbers_as_array`), also
     inside a dict, as one group; every other number alone.
 
     Examples:

@@ -13,7 +13,7 @@ from phosjax._nearest import did_you_mean
 from phosjax.core import INJECTIONS, tag
 from phosjax.core._inject import in_dtypes_of
 from phosjax.core._knobs import holds_exactly, what_holds
-from phosjax.core._numbers import numbers_read_together
+from phosjax.core._numbers import numbers_as_array, numbers_read_together
 from phosjax.core._record import set_aside
 from phosjax.core._selectors import cut_repr
 from phosjax.layers._common import (
@@ -201,7 +201,7 @@ def _checked_injected(path: str, value: Any, expected: Any) -> Any:
 
 
 def _numbers_read(giving: str, value: Any) -> Any:
-    """`_scalars_as_array` of ``value``, a node's unchecked value (an input's, or one
+    """`numbers_as_array` of ``value``, a node's unchecked value (an input's, or one
     injected with ``x=None``); a GraphError starting ``giving`` (who gives it to which
     node) if a Python number in it lies beyond the dtype JAX reads it in
     (`holds_exactly`: 1e300, a float32 inf; 2**40, no int32), with that dtype's range, as
@@ -221,56 +221,25 @@ def _numbers_read(giving: str, value: Any) -> Any:
                 f"{giving} a number out of the range of {read_as}, the dtype "
                 f"it is read in ({what_holds(read_as)}): got {cut_repr(value)}."
             )
-    return _scalars_as_array(value)
+    return numbers_as_array(value)
 
 
-_SCALARS = (jax.Array, np.ndarray, np.number, np.bool_, bool, int, float, complex)
-"""What `jax.jit` traces as a 0-d array, in a list of an input's scalars."""
-
-
-def _stacked(value: Any, scalars: bool = False) -> jax.Array | None:
+def _stacked(value: Any) -> jax.Array | None:
     """The one array a (nested) list or tuple of arrays makes, as a node's layer reads
-    it (with ``scalars``, of scalars alone: 0-d arrays, numpy scalars, Python numbers and
-    bools, each of which `jax.jit` traces as a 0-d array); None for anything else, or
-    ragged arrays.
+    it; None for anything else, or ragged arrays.
 
     Examples:
       >>> _stacked([jnp.ones(2), jnp.ones(2)]).shape, _stacked([jnp.ones(2), jnp.ones(3)])
       ((2, 2), None)
-      >>> _stacked([True, np.int32(2), jnp.float32(3)], scalars=True)
-      Array([1., 2., 3.], dtype=float32)
     """
     leaves = jax.tree.leaves(value)
-    arrays = all(
-        jnp.ndim(v) == 0 and isinstance(v, _SCALARS)
-        if scalars
-        else isinstance(v, jax.Array | np.ndarray)
-        for v in leaves
-    )
+    arrays = all(isinstance(v, jax.Array | np.ndarray) for v in leaves)
     if not isinstance(value, list | tuple) or not leaves or not arrays:
         return None
     try:
         return jnp.asarray(value)
     except (TypeError, ValueError):  # ragged: no one array
         return None
-
-
-def _scalars_as_array(value: Any) -> Any:
-    """``value``; a (nested) list or tuple of scalars (0-d arrays, numpy scalars, Python
-    numbers and bools) as one array, a wider rule than `numbers_as_array`'s (Python
-    numbers alone, as `phosjax.blurb` reads its input): `jax.jit` traces each scalar of
-    such a list as a 0-d array of its own, so a jitted ``apply`` reads it as ``apply``
-    does, and ``apply`` reads it as a jitted one does (a ragged one stays as it is, for
-    the node to name).
-
-    Examples:
-      >>> _scalars_as_array([[jnp.int32(1), jnp.int32(2)]])
-      Array([[1, 2]], dtype=int32)
-      >>> _scalars_as_array([jnp.ones(2)])[0].shape
-      (2,)
-    """
-    stacked = _stacked(value, scalars=True)
-    return value if stacked is None else stacked
 
 
 def _padding_zeroed(module: nn.Module, value: Any, keywords: Mapping[str, Any]) -> Any:
