@@ -1,7 +1,8 @@
 """How an error message names a function, a module, a `functools.partial` of one, or a
-value's type."""
+value's type, and shows a value (`cut_repr`)."""
 
 import functools
+import re
 import reprlib
 from typing import Any
 
@@ -39,3 +40,20 @@ def a_type(value: Any) -> str:
     name = type(value).__name__
     vowel = name[0].lower() in "aeiou" and not name.lower().startswith(("uint", "uni", "use"))
     return f"{'an' if vowel or name == 'ndarray' else 'a'} {name}"
+
+
+def cut_repr(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` on one line, cut to ``limit`` characters with ``…`` where longer (a
+    cut number would read as another); an array's then names its shape and dtype.
+
+    Examples:
+      >>> import numpy as np
+      >>> cut_repr("ab"), cut_repr("abcdef", 5), cut_repr(np.full((2, 9), 2**40), 30)
+      ("'ab'", "'abc…", 'array([[1099511627776, 109951… (shape (2, 9), dtype int64)')
+    """
+    text = re.sub(r"\n\s*", " ", repr(value))  # a str's repr holds no newline: an array's
+    if len(text) <= limit:
+        return text
+    shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
+    array = f" (shape {tuple(shape)}, dtype {dtype})" if shape is not None and dtype else ""
+    return text[: limit - 1] + "…" + array

@@ -17,10 +17,10 @@ from typing import Any
 import jax
 import numpy as np
 
+from phosjax._callables import cut_repr
 from phosjax._nearest import did_you_mean
 from phosjax._yaml import read_file
 from phosjax.bench._errors import BenchError
-from phosjax.core._selectors import cut_repr
 from phosjax.data._load import is_feature_pair
 from phosjax.train import (
     COMPUTE_DTYPES,

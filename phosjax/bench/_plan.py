@@ -25,6 +25,7 @@ from typing import Any, NamedTuple, Protocol
 import jax
 import jax.numpy as jnp
 
+from phosjax._callables import cut_repr
 from phosjax._listing import listing
 from phosjax._nearest import did_you_mean, nearest_names
 from phosjax.bench import _layout
@@ -48,7 +49,7 @@ from phosjax.core import (
     matches,
     select,
 )
-from phosjax.core._selectors import cut_repr, dropped_hint, value_per_path, what_was_meant
+from phosjax.core._selectors import dropped_hint, value_per_path, what_was_meant
 from phosjax.data import ArrayDataset, check_batch_size, load
 from phosjax.data._load import (
     MissingFeaturesError,

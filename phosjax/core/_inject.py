@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from phosjax._callables import a_type
+from phosjax._callables import a_type, cut_repr
 from phosjax.core._apply import (
     apply_reaching_tags,
     naming_apply_errors,
@@ -23,7 +23,7 @@ from phosjax.core._knobs import broadcasts, holds_exactly, is_traced, what_holds
 from phosjax.core._module_check import check_module
 from phosjax.core._paths import unflatten
 from phosjax.core._record import Calls, add_call
-from phosjax.core._selectors import cut_repr, value_per_path
+from phosjax.core._selectors import value_per_path
 
 
 def injections(

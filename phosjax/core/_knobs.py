@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from phosjax._callables import cut_repr
 from phosjax.core._apply import checked_variables
 from phosjax.core._collections import KNOBS
 from phosjax.core._module_check import check_module
@@ -31,7 +32,6 @@ from phosjax.core._record import collecting, taking
 from phosjax.core._selectors import (
     SelectorError,
     check_values,
-    cut_repr,
     select,
     value_per_path,
 )

@@ -54,23 +54,6 @@ def shown(value: Any) -> str:
     return repr(value) if value is None else a_type(value)
 
 
-def cut_repr(value: Any, limit: int = 60) -> str:
-    """``repr(value)`` on one line, cut to ``limit`` characters with ``…`` where longer (a
-    cut number would read as another); an array's then names its shape and dtype.
-
-    Examples:
-      >>> import numpy as np
-      >>> cut_repr("ab"), cut_repr("abcdef", 5), cut_repr(np.full((2, 9), 2**40), 30)
-      ("'ab'", "'abc…", 'array([[1099511627776, 109951… (shape (2, 9), dtype int64)')
-    """
-    text = re.sub(r"\n\s*", " ", repr(value))  # a str's repr holds no newline: an array's
-    if len(text) <= limit:
-        return text
-    shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
-    array = f" (shape {tuple(shape)}, dtype {dtype})" if shape is not None and dtype else ""
-    return text[: limit - 1] + "…" + array
-
-
 def misgiven_paths(paths: Any) -> str | None:
     """What ``paths`` is, for an error, where a list of paths goes: one path (a str, whose
     characters would be taken for paths) or no iterable (None); None where it is a list

@@ -15,10 +15,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from phosjax._callables import a_type, callable_name
+from phosjax._callables import a_type, callable_name, cut_repr
 from phosjax._nearest import one_edit_apart
 from phosjax.core._module_check import refuse_module_class
-from phosjax.core._selectors import cut_repr
 
 TRAIN_FLAGS = ("train", "training", "is_training", "deterministic", "use_running_average")
 """The call parameters that take the train flag: ``train``, ``training`` and

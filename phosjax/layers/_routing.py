@@ -7,8 +7,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from phosjax._callables import cut_repr
 from phosjax.core import Range, aux_loss, knob, tag
-from phosjax.core._selectors import cut_repr
 from phosjax.layers._common import (
     CheckedFields,
     checked_size,

@@ -10,9 +10,8 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from phosjax._callables import a_type
+from phosjax._callables import a_type, cut_repr
 from phosjax._nearest import fields_checked, no_field
-from phosjax.core._selectors import cut_repr
 
 Width = int | tuple[int, ...]
 

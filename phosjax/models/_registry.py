@@ -15,9 +15,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from phosjax._callables import a_type
+from phosjax._callables import a_type, cut_repr
 from phosjax._nearest import did_you_mean
-from phosjax.core._selectors import cut_repr
 from phosjax.layers._common import EVAL_FLAGS, TRAIN_FLAGS
 from phosjax.models._config import ModelConfig, checked_config, is_int, plain_width
 from phosjax.models._frame import Frame

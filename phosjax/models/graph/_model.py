@@ -8,14 +8,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from phosjax._callables import a_type
+from phosjax._callables import a_type, cut_repr
 from phosjax._nearest import did_you_mean
 from phosjax.core import INJECTIONS, tag
 from phosjax.core._inject import in_dtypes_of
 from phosjax.core._knobs import holds_exactly, what_holds
 from phosjax.core._numbers import numbers_as_array, numbers_read_together
 from phosjax.core._record import set_aside
-from phosjax.core._selectors import cut_repr
 from phosjax.layers._common import (
     batch_train,
     block_keywords,
