@@ -565,7 +565,7 @@ class BenchConfig:
         datasets = self.datasets
         if not isinstance(datasets, list | tuple) or not all(isinstance(d, str) for d in datasets):
             raise BenchError(
-                f"datasets must be a list of data set names, got {self.datasets!r}"
+                f"datasets must be a list of data set names, got {cut_repr(self.datasets, 80)}"
                 f"{_as_list('datasets', self.datasets)}."
             )
         if not isinstance(self.models, list | tuple):  # as from_dict, for a config built here

@@ -58,7 +58,7 @@ import shlex
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
-from phosjax._callables import a_type
+from phosjax._callables import a_type, cut_repr
 from phosjax._listing import listing
 from phosjax._nearest import nearest_names, one_edit_apart
 
@@ -162,7 +162,7 @@ def check_directory(directory: Any, error: type[Exception] = TypeError) -> None:
     if not isinstance(directory, str | os.PathLike):
         raise error(
             "directory must be the bench's folder, a str or pathlib.Path such as "
-            f"'runs/example', got {a_type(directory)}: {directory!r:.80}."
+            f"'runs/example', got {a_type(directory)}: {cut_repr(directory, 80)}."
         )
 
 

@@ -164,6 +164,14 @@ def test_a_long_grid_that_is_no_grid_is_cut_with_a_mark():
         BenchConfig(grid=list(range(100)))  # type: ignore[arg-type]
 
 
+def test_long_datasets_that_are_no_list_of_names_are_cut_with_a_mark():
+    """They were shown whole: a thousand numbers."""
+    with pytest.raises(
+        BenchError, match=r"^datasets must be a list of data set names, got \[0, 1, .*, 21, …\.$"
+    ):
+        BenchConfig(datasets=list(range(1000)))
+
+
 @pytest.mark.parametrize(
     ("text", "match"),
     [

@@ -1195,6 +1195,8 @@ def test_a_port_out_of_range_is_an_error_naming_it_and_the_range(written, port):
         ({"port": True}, "port must be an int from 0 to 65535 .*, got a bool: True"),
         ({"port": 8080.0}, "port must be an int .*, got a float: 8080.0"),
         ({"host": None}, "host must be the address to bind, a str such as '127.0.0.1', got a No"),
+        ({"directory": list(range(40))}, r"got a list: \[0, 1, .*, 21, …\.$"),  # not ", 2."
+        ({"port": list(range(40))}, r"got a list: \[0, 1, .*, 21, …\.$"),
     ],
 )
 def test_make_server_names_an_argument_of_the_wrong_type(written, arguments, message):

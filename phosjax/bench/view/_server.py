@@ -20,7 +20,7 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
-from phosjax._callables import a_type
+from phosjax._callables import a_type, cut_repr
 from phosjax._nearest import did_you_mean, nearest
 from phosjax.bench import _layout
 from phosjax.bench.view import _api
@@ -183,7 +183,7 @@ def _check_arguments(directory: Any, host: Any, port: Any) -> None:
     ]  # fmt: skip
     for name, value, right, what in wrong:
         if not right:
-            raise TypeError(f"{name} must be {what}, got {a_type(value)}: {value!r:.80}.")
+            raise TypeError(f"{name} must be {what}, got {a_type(value)}: {cut_repr(value, 80)}.")
 
 
 class ViewerServer(http.server.ThreadingHTTPServer):
