@@ -384,6 +384,11 @@ def register_model(
       >>> register_model("doc_blockless")  # no block, yet the default depth is 1
       Traceback (most recent call last):
       ValueError: register_model('doc_blockless', ...): ... has no blocks: depth must be 0, got 1
+      >>> script = {**globals(), "__name__": "__main__"}  # a script's or notebook's code
+      >>> exec('register_model("doc_twice", Scale, width=8)', script)
+      >>> exec('register_model("doc_twice", Scale, width=8)', script)  # a cell run again
+      Traceback (most recent call last):
+      ValueError: model 'doc_twice' is already registered (by __main__); pick another name.
     """
     if not isinstance(name, str) or not name:
         raise TypeError(f"register_model: name must be a non-empty string, got {name!r}")
@@ -397,8 +402,8 @@ def register_model(
             f"if an import of {by} failed after registering it (a plain import is not "
             f"undone), import it with phosjax.models.import_models({by!r}), which drops "
             "what a failed import left and undoes its own; else "
-            if by not in sys.modules or by == running
-            else ""
+            if by != "__main__" and (by not in sys.modules or by == running)
+            else ""  # a script or notebook is run, not imported: no import to redo
         )
         raise ValueError(
             f"model {name!r} is already registered (by {_REGISTRY[name].module}); "
