@@ -1370,24 +1370,26 @@ def test_any_seed_jax_random_key_takes_gives_the_keys_of_the_cell_alone(toy, see
         np.testing.assert_array_equal(state.dropout_key[i], jax.random.key_data(dropout_key))
 
 
-@pytest.mark.parametrize("model, seed", [(Tiny(), 2**32 + 5), (Tiny(rich=True), 0)])
-def test_a_state_made_under_x64_is_checked_as_such_after_one_made_without(toy, model, seed):
-    # x64 shapes a big seed's keys and a weakly typed knob's dtype: the checks' caches kept
-    # what they found without it, and refused the state (another seed; float64 knob T)
+def _flipped_threefry() -> Any:
+    return jax.threefry_partitionable(not jax.config.values["jax_threefry_partitionable"])
+
+
+@pytest.mark.parametrize(
+    "model, seed, setting",
+    [
+        (Tiny(), 2**32 + 5, lambda: jax.enable_x64(True)),
+        (Tiny(rich=True), 0, lambda: jax.enable_x64(True)),
+        (Tiny(), 7, _flipped_threefry),
+    ],
+    ids=["x64-big-seed", "x64-weak-knob", "threefry"],
+)
+def test_a_state_made_under_another_jax_setting_is_checked_as_such(toy, model, seed, setting):
+    # x64 shapes a big seed's keys and a weakly typed knob's dtype, jax_threefry_partitionable
+    # the keys jax.random.split derives: the checks' caches kept what they found under the
+    # other setting and refused the state (another seed; float64 knob T)
     [group] = plan_groups([Cell(model, "toy", ADAM, seed)])
-    run_group(group, init_group(group, toy), toy, 0)  # checked without x64: nothing runs
-    with jax.enable_x64(True):
-        state = init_group(group, toy)
-        resumed, run = run_group(group, state, toy, 0)
-    assert resumed is state and run.chunks == []
-
-
-def test_a_state_made_under_the_other_threefry_setting_is_checked_as_such(toy):
-    # jax_threefry_partitionable shapes the keys jax.random.split derives: the checks'
-    # cache kept the data keys found under the other setting and refused the state
-    [group] = plan_groups([Cell(Tiny(), "toy", ADAM, 7)])
     run_group(group, init_group(group, toy), toy, 0)  # checked: nothing runs
-    with jax.threefry_partitionable(not jax.config.values["jax_threefry_partitionable"]):
+    with setting():
         state = init_group(group, toy)
         resumed, run = run_group(group, state, toy, 0)
     assert resumed is state and run.chunks == []
@@ -1400,7 +1402,7 @@ def test_a_run_after_the_threefry_setting_changed_trains_as_one_made_under_it(to
 
     [group] = plan_groups([Cell(Tiny(rich=True), "toy", ADAM, 3)])
     run_group(group, init_group(group, toy), toy, 2, strategy="vmap")  # compiled
-    with jax.threefry_partitionable(not jax.config.values["jax_threefry_partitionable"]):
+    with _flipped_threefry():
         after, _ = run_group(group, init_group(group, toy), toy, 2, strategy="vmap")
         monkeypatch.setattr(_strategy, "_LIFTED", collections.OrderedDict())  # compiled anew
         fresh, _ = run_group(group, init_group(group, toy), toy, 2, strategy="vmap")
