@@ -1,5 +1,5 @@
 """`numbers_as_array`: a nested list of scalars as the one array a model reads
-(`numbers_read_together`: the groups of numbers read as one array each)."""
+(`numbers_read_together`: the groups of numbers read as one array each, with its dtype)."""
 
 import contextlib
 from typing import Any
@@ -25,36 +25,39 @@ def numbers_as_array(value: Any) -> Any:
       >>> numbers_as_array([[0.0, 1.0], [2.0]]), numbers_as_array([jnp.ones(2)])[0].shape
       ([[0.0, 1.0], [2.0]], (2,))
     """
-    leaves = jax.tree.leaves(value)
-    scalars = all(isinstance(v, _SCALARS) and jnp.ndim(v) == 0 for v in leaves)
-    if isinstance(value, list | tuple) and leaves and scalars:
+    if _scalars_in_list(value):
         with contextlib.suppress(TypeError, ValueError):  # ragged: no array
             return jnp.asarray(value)
     return value
 
 
-def _numbers_in_list(value: Any) -> list[Any]:
-    """The leaves of ``value`` if it is a (nested) list or tuple of Python numbers
-    only (those whose dtype JAX picks), read as one array; else none."""
+def _scalars_in_list(value: Any) -> list[Any]:
+    """The leaves of ``value`` if it is a (nested) list or tuple of scalars only, what
+    `numbers_as_array` reads as one array; else none."""
     leaves = jax.tree.leaves(value)
-    if isinstance(value, list | tuple) and all(type(v) in (int, float) for v in leaves):
+    if isinstance(value, list | tuple) and all(
+        isinstance(v, _SCALARS) and jnp.ndim(v) == 0 for v in leaves
+    ):
         return leaves
     return []
 
 
-def numbers_read_together(value: Any) -> list[list[Any]]:
-    """The Python numbers in ``value``, in groups of those read as one array, of one
-    dtype: each (nested) list or tuple of numbers only (as `numbers_as_array`), also
-    inside a dict, as one group; every other number alone.
+def numbers_read_together(value: Any) -> list[tuple[Any, list[Any]]]:
+    """The Python numbers in ``value``, in groups of those read as one array, each with
+    that array's dtype: each (nested) list or tuple of scalars only (as
+    `numbers_as_array` reads it, its dtype from all its scalars), also inside a dict,
+    as one group; every other number alone.
 
     Examples:
       >>> numbers_read_together({"a": [2**40, 0.5], "b": (3, jnp.ones(2)), "c": 1.5})
-      [[1099511627776, 0.5], [3], [1.5]]
+      [(dtype('float32'), [1099511627776, 0.5]), (dtype('int32'), [3]), (dtype('float32'), [1.5])]
+      >>> numbers_read_together([2**40, jnp.float16(1), True])
+      [(dtype('float16'), [1099511627776])]
     """
     if type(value) in (int, float):
-        return [[value]]
-    if together := _numbers_in_list(value):
-        return [together]
+        return [(jnp.result_type(value), [value])]
+    if scalars := _scalars_in_list(value):
+        return [(jnp.result_type(*scalars), [v for v in scalars if type(v) in (int, float)])]
     children = jax.tree.leaves(value, is_leaf=lambda v: v is not value)
     if len(children) == 1 and children[0] is value:  # an array, a str: no number
         return []

@@ -213,8 +213,7 @@ def _numbers_read(giving: str, value: Any) -> Any:
       phosjax.models.graph._spec.GraphError: inject gives node 'h' a number out of the range of
       float32, the dtype it is read in (a number between ...): got [1e+300, 2].
     """
-    for read_together in numbers_read_together(value):
-        read_as = jax.dtypes.canonicalize_dtype(float if float in map(type, read_together) else int)
+    for read_as, read_together in numbers_read_together(value):
         if not holds_exactly(read_as, read_together):
             raise GraphError(
                 f"{giving} a number out of the range of {read_as}, the dtype "

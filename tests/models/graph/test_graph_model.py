@@ -1418,6 +1418,18 @@ def test_an_injected_int_out_of_the_nodes_range_is_named_with_its_node_as_px_inj
     np.testing.assert_array_equal(out, np.array([2.0**41, 1.0], np.float32))
 
 
+def test_a_list_of_numbers_and_other_scalars_is_checked_in_the_dtype_it_is_read_in():
+    """Only Python numbers were grouped, their dtype from their own types: [2**40, a float32]
+    was named out of int32's range though read as float32, [1e5, a float16] read as inf."""
+    model = GraphModel({"out": lambda x: x * 2})
+    out = model.apply({}, [2**40, jnp.float32(1)])["out"]
+    np.testing.assert_array_equal(out, np.array([2.0**41, 2.0], np.float32))
+    for given, read_as in [([1e5, np.float16(1)], "float16"), ([2**40, True], "int32")]:
+        message = rf"^x gives input node 'input' a number out of the range of {read_as}, the dtype"
+        with pytest.raises(GraphError, match=message):
+            model.apply({}, given)
+
+
 def test_a_long_value_out_of_the_nodes_range_is_cut_with_a_mark_not_mid_number():
     """It was cut at 60 characters with no mark: '..., 11, 1.' read as a value ending in 1."""
     model = GraphModel({"n": lambda x: x.astype(jnp.int32), "out": lambda n: jnp.add(n, 1)})
