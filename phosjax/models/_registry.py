@@ -518,7 +518,17 @@ def _undone_on_error() -> Iterator[set[str]]:
         if not done:
             for name in added:
                 if _RUN_BY[name] not in sys.modules:
-                    del _REGISTRY[name]
+                    _unregister(name)
+
+
+def _unregister(name: str) -> None:
+    """Drops ``name`` from the registry with its bookkeeping (`_RUN_BY`).
+
+    Examples:
+      >>> _unregister("no_such_model")  # not registered: nothing to drop
+    """
+    _REGISTRY.pop(name, None)
+    _RUN_BY.pop(name, None)
 
 
 def _load_entry_points() -> None:
@@ -618,7 +628,7 @@ def import_models(module: str) -> list[str]:
         )
     if module not in sys.modules:  # importing runs it: it registers them again
         for name in [name for name, by in _RUN_BY.items() if by == module]:
-            _REGISTRY.pop(name, None)
+            _unregister(name)
     try:
         with _undone_on_error() as added:
             importlib.import_module(module)

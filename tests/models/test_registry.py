@@ -689,3 +689,27 @@ def test_a_failed_plain_import_says_so_and_import_models_drops_what_it_left(
     assert import_models("user_models_i") == ["user_i"]
     with pytest.raises(ValueError, match=r"\(by phosjax.models._zoo\); pick another"):
         register_model("mlp", Doubling)
+
+
+def test_a_name_unregistered_leaves_no_module_behind(registry, tmp_path, monkeypatch):
+    """A name undone by a failed import, or dropped by `import_models` before importing
+    again, kept its entry in `_RUN_BY` (which module registered it) for good."""
+    from phosjax.models import _registry
+
+    monkeypatch.setattr(_registry, "_RUN_BY", dict(_registry._RUN_BY))
+    source = "import flax.linen as nn\nfrom phosjax.models import register_model\n"
+    source += "register_model('user_j', stem=nn.Dense, depth=0, width=3)\nraise KeyError\n"
+    (tmp_path / "user_models_j.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "user_models_j", raising=False)
+    with pytest.raises(KeyError):
+        import_models("user_models_j")
+    assert "user_j" not in _registry._RUN_BY
+    with pytest.raises(KeyError):
+        importlib.import_module("user_models_j")  # a plain import: not undone
+    assert _registry._RUN_BY["user_j"] == "user_models_j"
+    fixed = source.replace("'user_j'", "'user_k'").replace("raise KeyError\n", "")
+    (tmp_path / "user_models_j.py").write_text(fixed)  # registers another name now
+    importlib.invalidate_caches()
+    assert import_models("user_models_j") == ["user_k"]
+    assert "user_j" not in _registry._RUN_BY and "user_j" not in registry
