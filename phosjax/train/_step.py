@@ -273,6 +273,9 @@ Batch = tuple[jax.Array, jax.Array]
 TRAIN_ARRAYS = ("x_train", "y_train")
 """The arrays of `device_arrays` a train step reads."""
 
+TEST_ARRAYS = ("x_test", "y_test", "test_mask")
+"""The arrays of `device_arrays` an evaluation reads."""
+
 
 def check_cell_arguments(where: str, state: Any, arrays: Any, keys: tuple[str, ...]) -> None:
     """Raises a ValueError or TypeError naming ``where`` if ``state`` is a group's (its
@@ -621,7 +624,7 @@ def make_evaluate(model: nn.Module, compute_dtype: str = "float32") -> EvalFn:
     apply = precision_apply(model, compute_dtype)
 
     def evaluate(state: GroupState, arrays: dict[str, jax.Array]) -> Metrics:
-        check_cell_arguments("evaluate", state, arrays, ("x_test", "y_test", "test_mask"))
+        check_cell_arguments("evaluate", state, arrays, TEST_ARRAYS)
         variables = {"params": state.params, **state.collections}
 
         def batch(xym: tuple[jax.Array, jax.Array, jax.Array]) -> jax.Array:
@@ -633,7 +636,7 @@ def make_evaluate(model: nn.Module, compute_dtype: str = "float32") -> EvalFn:
             count = jnp.sum(correct & mask).astype(loss.dtype)
             return jnp.stack([jnp.sum(jnp.where(mask, loss, 0)), count])
 
-        sums = jax.lax.map(batch, (arrays["x_test"], arrays["y_test"], arrays["test_mask"]))
+        sums = jax.lax.map(batch, tuple(arrays[name] for name in TEST_ARRAYS))
         total = sums.sum(0) / arrays["test_mask"].sum().astype(sums.dtype)
         return {"loss": total[0], "accuracy": total[1]}
 
