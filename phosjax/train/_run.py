@@ -152,7 +152,7 @@ class GroupRun:
 
 
 _PLACED: collections.OrderedDict[tuple[Any, ...], tuple[Any, Any]] = collections.OrderedDict()
-"""The data arrays `run_group` placed last, by (data set object, devices): see `_placed_data`."""
+"""The data arrays `run_group` placed last, by (data set object, devices): see `_keep_data`."""
 
 SPLITS = ("x_train", "y_train", "x_test", "y_test")
 """The arrays of a data set `run_group` reads."""
@@ -161,22 +161,22 @@ PLACED_DATA_SETS = 4
 """How many data sets stay placed on the devices between `run_group` calls."""
 
 
-def _placed_data(
-    data: Any, executor: Executor, host: Callable[[], Any], *, keep: bool = True, placed: Any = None
-) -> Any:
-    """``host()`` (``device_arrays(data)``) placed for ``executor`` (or ``placed``, arrays
-    already placed so); the last `PLACED_DATA_SETS` data set objects stay placed (unless
-    ``keep`` is false: then a placement made here is not kept), so calling `run_group`
-    again on one converts and transfers nothing, while it lives: a data set let go is let
-    go on the devices too."""
+def _kept_data(data: Any, executor: Executor) -> Any:
+    """The arrays `_keep_data` kept of ``data`` placed for ``executor``, else None."""
     key = (id(data), tuple(executor.mesh.devices.flat))
     ref, arrays = _PLACED.get(key, (None, None))
-    if ref is not None and ref() is data:
-        _PLACED.move_to_end(key)
-        return arrays
-    arrays = executor.put_data(host()) if placed is None else placed
-    if not keep:
-        return arrays
+    if ref is None or ref() is not data:
+        return None
+    _PLACED.move_to_end(key)
+    return arrays
+
+
+def _keep_data(data: Any, executor: Executor, arrays: Any) -> Any:
+    """Keeps ``arrays``, ``data`` placed for ``executor``, among the last
+    `PLACED_DATA_SETS` data set objects placed (`_kept_data`), so that calling `run_group`
+    again on one converts and transfers nothing, while it lives: a data set let go is let
+    go on the devices too. Returns ``arrays``."""
+    key = (id(data), tuple(executor.mesh.devices.flat))
 
     def forget(gone: weakref.ref[Any]) -> None:
         # The GC may call it in another thread, between that one's look-up of the entry
@@ -188,6 +188,7 @@ def _placed_data(
         _PLACED[key] = (weakref.ref(data, forget), arrays)
     except TypeError:  # not weak-referenceable: placed again next time
         return arrays
+    _PLACED.move_to_end(key)
     while len(_PLACED) > PLACED_DATA_SETS:
         _PLACED.popitem(last=False)
     return arrays
@@ -454,13 +455,16 @@ def run_group(
     host = functools.cache(lambda: device_arrays(data))  # once: "auto" measures on it too
 
     # "auto" measures on the arrays the run then trains on; those placed for devices the run
-    # does not use are not kept (device 0 would hold a "sequential" copy beside a "vmap" one)
-    measured: dict[tuple[jax.Device, ...], Any] = {}
+    # does not use are let go with `placed_on` (device 0 would keep a "sequential" copy
+    # beside a "vmap" one)
+    placed_on: dict[tuple[jax.Device, ...], Any] = {}
 
-    def measure_on(executor: Executor) -> Any:
+    def place_data(executor: Executor) -> Any:
         on = tuple(executor.mesh.devices.flat)
-        measured[on] = _placed_data(data, executor, host, keep=False)
-        return measured[on]
+        if on not in placed_on:
+            kept = _kept_data(data, executor)
+            placed_on[on] = executor.put_data(host()) if kept is None else kept
+        return placed_on[on]
 
     timings: dict[str, float] = {}
     last = _clock()  # what is compiled from here to the first chunk's end is its compile_s
@@ -474,12 +478,11 @@ def run_group(
             num_cells=len(group),
             devices=devices,
             steps=min(stops[0] - start, 10),
-            place_data=measure_on,
+            place_data=place_data,
         )
     executor = Executor(strategy, len(group), devices)
-    on = measured.pop(tuple(executor.mesh.devices.flat), None)
-    measured.clear()  # the copies measured on elsewhere are let go
-    placed, arrays = executor.put_state(state), _placed_data(data, executor, host, placed=on)
+    placed, arrays = executor.put_state(state), _keep_data(data, executor, place_data(executor))
+    placed_on.clear()  # the copies measured on elsewhere are let go
     host.cache_clear()  # placed: the host copy is not kept while the group trains
     owned = placed is not state  # else the caller's own arrays: not donated
     state = placed
