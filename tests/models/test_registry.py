@@ -696,7 +696,6 @@ def test_a_name_unregistered_leaves_no_module_behind(registry, tmp_path, monkeyp
     again, kept its entry in `_RUN_BY` (which module registered it) for good."""
     from phosjax.models import _registry
 
-    monkeypatch.setattr(_registry, "_RUN_BY", dict(_registry._RUN_BY))
     source = "import flax.linen as nn\nfrom phosjax.models import register_model\n"
     source += "register_model('user_j', stem=nn.Dense, depth=0, width=3)\nraise KeyError\n"
     (tmp_path / "user_models_j.py").write_text(source)
