@@ -23,6 +23,7 @@ from typing import Any
 
 from jsonargparse import ArgumentParser, DefaultHelpFormatter
 
+import phosjax.bench._interrupt  # noqa: F401  first: a Ctrl-C while jax loads is kept
 from phosjax._listing import listing
 from phosjax._nearest import did_you_mean
 from phosjax.bench import _layout
