@@ -28,6 +28,7 @@ from phosjax.bench._speed_methods import (
     Failed,
     Ready,
     Setup,
+    engine_steps,
     gathered_bytes,
     setup_model,
     timed,
@@ -92,8 +93,11 @@ def _check(setup: Setup, k: int, method: str, cfg: SpeedConfig, rates: dict[str,
         return
     if previous is None:
         raise Skip("a smaller K of this method was not measured (skipped or failed)")
-    auto = _AUTO_STEPS if cfg.strategy == "auto" else 0  # a strategy given: none timed
-    work = k * (cfg.repeats * cfg.steps + 1 + (cfg.steps + auto) * (method == "engine"))
+    work = k * (cfg.repeats * cfg.steps + 1)  # the timings, after a call warming up
+    if method == "engine":  # whole chunks; its warm-up a chunk, and auto's timings
+        chunk, steps = engine_steps(cfg.steps)
+        auto = _AUTO_STEPS if cfg.strategy == "auto" else 0  # a strategy given: none timed
+        work = k * (cfg.repeats * steps + 1 + chunk + auto)
     if work / previous > cfg.budget:
         raise Skip(f"estimated {work / previous:.3g} s > budget {cfg.budget:g} s")
 

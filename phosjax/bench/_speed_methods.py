@@ -188,11 +188,23 @@ def _fused(setup: Setup, k: int, cfg: SpeedConfig) -> Ready:
     return _repeat(step, setup.states(1)[0], cfg, x, y)
 
 
+def engine_steps(steps: int) -> tuple[int, int]:
+    """The engine's steps per dispatch (its chunk) and per timed run (whole chunks: one
+    compiled program) when each method is to run ``steps``.
+
+    Examples:
+      >>> engine_steps(10), engine_steps(150)
+      ((10, 10), (100, 200))
+    """
+    chunk = min(steps, ENGINE_CHUNK)
+    return chunk, -(-steps // chunk) * chunk
+
+
 def gathered_bytes(setup: Setup, k: int, cfg: SpeedConfig) -> int:
     """The examples the engine's K cells gather besides their states: a chunk's, before
     its steps, when they fit in `PREFETCH_BYTES`; else each step's batch in that step."""
     batch = k * cfg.batch * 4 * (math.prod(setup.config.input_shape) + 1)  # float32 x, label
-    chunk = min(cfg.steps, ENGINE_CHUNK) * batch
+    chunk = engine_steps(cfg.steps)[0] * batch
     return chunk if chunk <= PREFETCH_BYTES else batch
 
 
@@ -206,8 +218,7 @@ def synthetic_data(config: ModelConfig, batch: int) -> ArrayDataset:
 
 def _engine(setup: Setup, k: int, cfg: SpeedConfig) -> Ready:
     data = synthetic_data(setup.config, cfg.batch)
-    chunk = min(cfg.steps, ENGINE_CHUNK)
-    steps = -(-cfg.steps // chunk) * chunk  # whole chunks: one compiled program
+    chunk, steps = engine_steps(cfg.steps)
     hp = HParams(  # timing never reaches the last step: no evaluation is timed
         learning_rate=LEARNING_RATE,
         batch_size=cfg.batch,

@@ -245,6 +245,16 @@ def test_the_engines_time_estimate_counts_autos_timings_only_under_auto():
         _speed._check(_fake_setup(1), 8, "engine", auto, {"engine": 100.0})
 
 
+def test_the_engines_time_estimate_counts_the_steps_it_runs():
+    """``--steps 150``: the engine runs whole chunks of 100, 200 steps a timing, after a
+    warm-up of one chunk; its estimate counted 150 and 150 (36.1 s), and it ran where it
+    would take 40.1 s, over the budget."""
+    cfg = SpeedConfig(steps=150, budget=38.0, methods=("engine",), strategy="vmap", repeats=2)
+    with pytest.raises(Skip, match=r"estimated 40.1 s > budget 38 s"):  # 8 x (2 x 200 + 101)
+        _speed._check(_fake_setup(1), 8, "engine", cfg, {"engine": 100.0})
+    _speed._check(_fake_setup(1), 8, "vmap", cfg, {"vmap": 100.0})  # 8 x 301 steps: 24.1 s
+
+
 def test_the_engines_memory_check_counts_its_gathered_chunk(monkeypatch):
     """mlp: 41 float32 numbers per example; 64 cells x 100 steps x batch 128 gather
     ~134 MB before their steps. With 100 MB free the engine is skipped, vmap is not."""
