@@ -54,7 +54,8 @@ COLUMNS = (
     "device",
     "note",
 )
-"""The columns of ``speed.parquet``: one row per (model, K, method)."""
+"""The columns of ``speed.parquet``: one row per (model, K, method); docs/performance.md
+says what each holds."""
 
 _AUTO_STEPS = len(STRATEGIES) * 4 * 10  # "auto": a call of 10 steps to compile, 3 timed
 

@@ -3,6 +3,8 @@
 import dataclasses
 import importlib.util
 import os
+import pathlib
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -511,3 +513,13 @@ def test_ctrl_c_dropped_while_it_imports_jax_still_stops_it():
     assert done.returncode == 130, done.stderr[-2000:]
     assert done.stderr == STARTING.format("phosjax.bench.speed")
     assert "usage:" not in done.stdout
+
+
+def test_every_parquet_column_is_documented():
+    """docs/performance.md listed some of speed.parquet's columns and ``...``; its table of
+    columns names each of `COLUMNS`, and no other."""
+    docs = (pathlib.Path(__file__).parents[2] / "docs" / "performance.md").read_text()
+    columns = docs.split("with the columns:\n\n")[1].split("\n\n")[0]  # the table
+    rows = re.findall(r"^\| (`.+?`) \|", columns, re.MULTILINE)
+    named = [name for row in rows for name in re.findall(r"`(\w+)`", row)]
+    assert sorted(named) == sorted(COLUMNS)
