@@ -261,7 +261,13 @@ def _torch(setup: Setup, k: int, cfg: SpeedConfig) -> Ready:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             run, warmup = _speed_torch.prepare(
-                setup.name, k, cfg.batch, cfg.steps, setup.config.input_shape, cfg.compute_dtype
+                setup.name,
+                k,
+                cfg.batch,
+                cfg.steps,
+                setup.config.input_shape,
+                cfg.compute_dtype,
+                jax.default_backend(),
             )
     except Exception as error:  # keep every other row of a long run
         raise Failed(f"{type(error).__name__}: {error}") from error

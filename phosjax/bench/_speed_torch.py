@@ -3,7 +3,7 @@
 Optional: used only when ``torch`` is importable (it is not a dependency of phosjax).
 The models mirror `phosjax.bench._speed_config.MODELS` layer for layer; the K models' params
 are stacked with ``torch.func.stack_module_state`` and trained by one ``torch.optim.Adam``
-(elementwise, so it equals K separate Adams). Runs on CUDA when available.
+(elementwise, so it equals K separate Adams). Runs on the device jax runs on (`device`).
 """
 
 import importlib.util
@@ -15,6 +15,30 @@ from typing import Any
 def unavailable() -> str:
     """Why the torch method cannot run here ("" when it can)."""
     return "" if importlib.util.find_spec("torch") else "torch is not installed"
+
+
+def device(backend: str, cuda: bool) -> str:
+    """The torch device of the torch method when jax's backend is ``backend`` and torch
+    has CUDA if ``cuda``: the same kind of device, so that its row compares with jax's
+    (torch on a GPU against jax on the CPU compared the devices, not the methods).
+
+    Examples:
+      >>> device("cpu", cuda=True), device("gpu", cuda=True)
+      ('cpu', 'cuda')
+      >>> device("gpu", cuda=False)
+      Traceback (most recent call last):
+      ValueError: jax runs on gpu but this torch has no CUDA: its rates would be the CPU's; ...
+    """
+    if backend == "cpu":
+        return "cpu"
+    if backend != "gpu":
+        raise ValueError(f"jax runs on {backend}; torch runs only on cpu or gpu here")
+    if not cuda:
+        raise ValueError(
+            "jax runs on gpu but this torch has no CUDA: its rates would be the CPU's; "
+            "install a CUDA build of torch to compare"
+        )
+    return "cuda"
 
 
 def _model(name: str, torch: Any) -> Any:
@@ -75,24 +99,26 @@ def prepare(
     steps: int,
     input_shape: Sequence[int],
     compute_dtype: str,
+    backend: str,
 ) -> tuple[Callable[[], None], float]:
     """``(run, warm-up seconds)``: ``run()`` trains K models ``steps`` steps with
-    torch.func.vmap (and waits for the device); one warm-up step is taken here."""
+    torch.func.vmap on the device of jax's ``backend`` (`device`) and waits for it; one
+    warm-up step is taken here."""
     import torch
     from torch.func import functional_call, stack_module_state, vmap
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    models = [_model(name, torch).to(device) for _ in range(k)]
+    on = torch.device(device(backend, torch.cuda.is_available()))
+    models = [_model(name, torch).to(on) for _ in range(k)]
     params, buffers = stack_module_state(models)
     base = models[0]
     optimizer = torch.optim.Adam(list(params.values()), lr=1e-3)
-    x = torch.randn(k, batch, *input_shape, device=device)
-    y = torch.randint(0, 10, (k, batch), device=device)
+    x = torch.randn(k, batch, *input_shape, device=on)
+    y = torch.randint(0, 10, (k, batch), device=on)
     low = compute_dtype == "bfloat16"
 
     def loss(p: Any, b: Any, xi: Any, yi: Any) -> Any:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=low):
+        with torch.autocast(on.type, dtype=torch.bfloat16, enabled=low):
             logits = functional_call(base, (p, b), (xi,))
         return torch.nn.functional.cross_entropy(logits.float(), yi)
 
@@ -109,7 +135,7 @@ def prepare(
     def train(n: int) -> None:
         for _ in range(n):
             step()
-        if device.type == "cuda":
+        if on.type == "cuda":
             torch.cuda.synchronize()
 
     start = time.perf_counter()

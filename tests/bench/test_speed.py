@@ -523,3 +523,17 @@ def test_every_parquet_column_is_documented():
     rows = re.findall(r"^\| (`.+?`) \|", columns, re.MULTILINE)
     named = [name for row in rows for name in re.findall(r"`(\w+)`", row)]
     assert sorted(named) == sorted(COLUMNS)
+
+
+def test_torch_runs_on_the_device_jax_runs_on():
+    """Torch took CUDA whenever it had it: with jax on the CPU its row (and eng/torch)
+    compared a GPU with the CPU. It runs on jax's kind of device, or its row fails saying
+    why (jax on a GPU, torch without CUDA)."""
+    from phosjax.bench._speed_torch import device
+
+    assert (device("cpu", cuda=True), device("cpu", cuda=False)) == ("cpu", "cpu")
+    assert device("gpu", cuda=True) == "cuda"
+    with pytest.raises(ValueError, match=r"^jax runs on gpu but this torch has no CUDA: "):
+        device("gpu", cuda=False)
+    with pytest.raises(ValueError, match=r"^jax runs on tpu; torch runs only on cpu or gpu"):
+        device("tpu", cuda=True)
