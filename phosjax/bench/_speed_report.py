@@ -75,12 +75,14 @@ def table(frame: pd.DataFrame) -> str:
     methods = list(wide.columns)
     ratios = [(m, name) for m, name in RATIOS if m in methods and "engine" in methods]
     head = f"{'model':<12}{'K':>5}" + "".join(f"{m:>12}" for m in methods)
+    shown = "engine" in methods  # its strategy: no column of dashes without it
     width = 2 + max([len("strategy"), *(len(str(s)) for s in strategy)])  # e.g. vmap_matmul
-    head += f"{'strategy':>{width}}" + "".join(f"{name:>11}" for _, name in ratios)
+    head += f"{'strategy':>{width}}" if shown else ""
+    head += "".join(f"{name:>11}" for _, name in ratios)
     lines.append(head)
     for (model, k), row in wide.iterrows():
         text = f"{model:<12}{k:>5}" + "".join(f"{_rate(row[m]):>12}" for m in methods)
-        text += f"{strategy.get((model, k), '') or '-':>{width}}"
+        text += f"{strategy.get((model, k), '') or '-':>{width}}" if shown else ""
         for method, _ in ratios:
             ratio = row["engine"] / row[method]
             text += f"{ratio:>11.2f}" if np.isfinite(ratio) else f"{'-':>11}"

@@ -537,3 +537,13 @@ def test_torch_runs_on_the_device_jax_runs_on():
         device("gpu", cuda=False)
     with pytest.raises(ValueError, match=r"^jax runs on tpu; torch runs only on cpu or gpu"):
         device("tpu", cuda=True)
+
+
+def test_a_table_without_the_engine_has_no_strategy_column():
+    """``--methods vmap,fused``: the table showed a strategy column of dashes, the
+    engine's strategy, though no engine ran."""
+    frame = _frame().assign(note="", strategy="")
+    frame = frame[frame["method"].isin(["one_by_one", "vmap"])]
+    lines = _speed_report.table(frame).splitlines()
+    assert lines[2].split() == ["model", "K", "one_by_one", "vmap"]
+    assert lines[3].split() == ["mlp", "1", "100", "300"]
