@@ -6,8 +6,8 @@ it, Python would drop it again), and once the main thread is out of a compiled
 extension's init (jaxlib's, as jax loads: raised in there, it aborts the process), at
 most `_EXTENSION_WAIT_S` later; one dropped while another is on its way adds none.
 
-The commands that train (``new``, ``add_models``, ``python -m phosjax.morph``) import this
-module first: when one of them runs as ``__main__``, that keeps a Ctrl-C pressed while
+The commands that train (``new``, ``add_models``, ``speed``, ``python -m phosjax.morph``)
+import this module first: when one of them runs as ``__main__``, that keeps a Ctrl-C pressed while
 jax is still being imported too, and such a Ctrl-C, before ``main`` runs, ends the command
 with one line (`said_at_start`), as one in ``main`` does, not a traceback; their SIGINT
 handler holds a Ctrl-C pressed while an extension initializes until the init is done
