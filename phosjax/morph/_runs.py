@@ -12,6 +12,7 @@ from phosjax.morph._loop import (
     ITERATIONS,
     MORPH_CONFIG,
     RESOLVED_DATASET,
+    RunDirectoryError,
     _morph_command,
     _no_run,
 )
@@ -29,17 +30,18 @@ def read_runs(*directories: str | os.PathLike) -> pd.DataFrame:
     other strengths compare by ``frame.groupby(["strength", "kind"]).accuracy.mean()``.
 
     Raises:
-      FileNotFoundError: a directory holds no ``morph/iterations.parquet`` (its
-        ``morph`` folder or that file, given instead, name the run's directory).
-      ValueError: a file's metadata holds no run config (not written by `run`), a file
-        cannot be read (cut short, not Parquet; the message names it and its run), or no
-        directory is given.
+      RunDirectoryError: a directory holds no ``morph/iterations.parquet`` (its
+        ``morph`` folder or that file, given instead, name the run's directory), its
+        metadata holds no run config (not written by `run`), or it cannot be read (cut
+        short, not Parquet; the message names it and its run), as `load_variables` says.
+      ValueError: no directory is given.
 
     Examples:
       >>> read_runs("runs/none")
       Traceback (most recent call last):
-      FileNotFoundError: 'runs/none' holds no morph run: it has no morph/iterations.parquet
-      (python -m phosjax.morph --config CONFIG.yaml --dir runs/none writes one)
+      phosjax.morph._loop.RunDirectoryError: 'runs/none' holds no morph run: it has no
+      morph/iterations.parquet (python -m phosjax.morph --config CONFIG.yaml --dir runs/none
+      writes one)
     """
     if not directories:
         raise ValueError("read_runs needs the directory of at least one run, e.g. 'runs/morph'")
@@ -47,11 +49,11 @@ def read_runs(*directories: str | os.PathLike) -> pd.DataFrame:
     for directory in directories:
         path = pathlib.Path(directory) / ITERATIONS
         if not path.is_file():
-            raise FileNotFoundError(_no_run(directory))
+            raise RunDirectoryError(_no_run(directory))
         try:
             rows = read_parquet(path)  # one open file: a run may replace it meanwhile
         except (ValueError, pa.ArrowException) as error:  # cut short, or not Parquet
-            raise ValueError(
+            raise RunDirectoryError(
                 f"cannot read {str(path)!r}, the rows of the morph run {os.fspath(directory)!r}"
                 f" ({type(error).__name__}: {error}); the file is damaged: leave that run out, "
                 f"or run it again ({_morph_command(directory, '--overwrite')} moves the file "
@@ -59,7 +61,7 @@ def read_runs(*directories: str | os.PathLike) -> pd.DataFrame:
             ) from error
         config = rows.attrs.get(MORPH_CONFIG)
         if not isinstance(config, dict):
-            raise ValueError(
+            raise RunDirectoryError(
                 f"{str(path)!r} holds no run config in its metadata (attrs[{MORPH_CONFIG!r}]): "
                 "phosjax.morph.run did not write it"
             )

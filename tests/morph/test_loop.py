@@ -572,8 +572,10 @@ def test_read_runs_gives_each_row_its_run_s_splits_and_features_as_json(tmp_path
 
 
 def test_read_runs_names_a_directory_without_a_run_and_a_file_without_a_config(tmp_path):
+    """It raised FileNotFoundError and ValueError where load_variables raises
+    RunDirectoryError for the same directories."""
     with pytest.raises(
-        FileNotFoundError,
+        RunDirectoryError,
         match=rf"^'{re.escape(str(tmp_path))}' holds no morph run: it has no "
         rf"morph/iterations.parquet \(python -m phosjax.morph --config CONFIG.yaml --dir "
         rf"{re.escape(str(tmp_path))} ",
@@ -581,11 +583,11 @@ def test_read_runs_names_a_directory_without_a_run_and_a_file_without_a_config(t
         read_runs(tmp_path)
     (tmp_path / "morph").mkdir()
     pd.DataFrame({"kind": ["start"]}).to_parquet(tmp_path / _loop.ITERATIONS)
-    with pytest.raises(ValueError, match=r"holds no run config in its metadata"):
+    with pytest.raises(RunDirectoryError, match=r"holds no run config in its metadata"):
         read_runs(tmp_path)
     for inside in (tmp_path / "morph", tmp_path / _loop.ITERATIONS):
         with pytest.raises(  # it said that the run's rows file has no rows file below it
-            FileNotFoundError,
+            RunDirectoryError,
             match=rf"^'{re.escape(str(inside))}' holds no morph run: it lies inside the run "
             rf"'{re.escape(str(tmp_path))}'; pass that run's directory$",
         ):
@@ -618,10 +620,12 @@ def test_read_runs_names_a_damaged_rows_file_and_its_run(tmp_path):
     rows = (tmp_path / "good" / _loop.ITERATIONS).read_bytes()
     (tmp_path / "cut" / _loop.ITERATIONS).write_bytes(rows[: len(rows) // 2])
     run = re.escape(str(tmp_path / "cut"))
-    with pytest.raises(ValueError, match=rf"the rows of the morph run '{run}' \(ArrowInvalid: "):
+    with pytest.raises(
+        RunDirectoryError, match=rf"the rows of the morph run '{run}' \(ArrowInvalid: "
+    ):
         read_runs(tmp_path / "good", tmp_path / "cut")
     advice = rf"damaged: .*phosjax.morph --config CONFIG.yaml --dir {run} --overwrite moves"
-    with pytest.raises(ValueError, match=advice):
+    with pytest.raises(RunDirectoryError, match=advice):
         read_runs(tmp_path / "cut")
 
 
@@ -1459,7 +1463,7 @@ def test_the_commands_named_for_a_directory_with_a_space_run_as_printed(tmp_path
     directory = tmp_path / "my run"
     directory.mkdir()
     quoted = f"--dir '{directory}'"
-    with pytest.raises(FileNotFoundError, match=re.escape(f"{quoted} writes one)")):
+    with pytest.raises(RunDirectoryError, match=re.escape(f"{quoted} writes one)")):
         read_runs(directory)
     _loop._state(directory, 0).parent.mkdir(parents=True)
     _loop._state(directory, 0).write_bytes(b"")
@@ -1467,7 +1471,9 @@ def test_the_commands_named_for_a_directory_with_a_space_run_as_printed(tmp_path
         load_variables(directory)
     _loop._state(directory, 0).unlink()
     (directory / _loop.ITERATIONS).write_bytes(b"not parquet")
-    with pytest.raises(ValueError, match=re.escape(f"{quoted} --overwrite moves the file aside")):
+    with pytest.raises(
+        RunDirectoryError, match=re.escape(f"{quoted} --overwrite moves the file aside")
+    ):
         read_runs(directory)
 
 
