@@ -380,7 +380,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     or names a model or data set that cannot run (``error: <file> with the command line
     (--key): ...`` when options set keys), or ``error: --dir: ...`` when ``--dir``
     holds an earlier run's rows it cannot continue (without ``--overwrite``), lies inside
-    a bench, is being written by another run or cannot be written (all checked before
+    a bench or a run's ``morph`` folder, is being written by another run or cannot be
+    written (all checked before
     anything trains), or ``error: <file>: training ... diverged: ...`` when a training
     leaves NaN or infinity in the variables; a misspelt option is a usage error naming
     the nearest one.

@@ -669,8 +669,9 @@ def _output(directory: str | os.PathLike, overwrite: bool) -> Iterator[pathlib.P
 
     Raises:
       RunDirectoryError: ``directory`` is ``''`` or lies inside a bench
-        (`enclosing_bench`), it or a folder above it is a file, the folder cannot be
-        made, or another run holds its lock (the message names its pid and host).
+        (`enclosing_bench`) or a run's ``morph`` folder (`_enclosing_run`), it or a folder
+        above it is a file, the folder cannot be made, or another run holds its lock (the
+        message names its pid and host).
     """
     if not os.fspath(directory):  # pathlib reads '' as '.': the rows would land in the cwd
         raise RunDirectoryError(
@@ -682,6 +683,13 @@ def _output(directory: str | os.PathLike, overwrite: bool) -> Iterator[pathlib.P
         raise RunDirectoryError(
             f"{str(directory)!r} is inside the bench {str(around)!r}, whose files the rows "
             f"would mix with its own; pick that bench's directory itself or one outside it"
+        )
+    run = _enclosing_run(directory)
+    if run is not None:
+        raise RunDirectoryError(
+            f"{str(directory)!r} is inside the morph run {str(run)!r}, whose files the rows "
+            f"would mix with its own; pass that run's directory (the same config continues "
+            f"it) or one outside it"
         )
     blocking = next((p for p in (path.parent, *path.parent.parents) if p.is_file()), None)
     if blocking is not None:
@@ -904,6 +912,25 @@ def _saved_variables(directory: str | os.PathLike, iteration: int, model: ModelC
         ) from error
 
 
+def _enclosing_run(directory: str | os.PathLike) -> pathlib.Path | None:
+    """The run whose ``morph`` folder holds ``directory`` (that folder, or a file or
+    folder in it), or None.
+
+    Examples:
+      >>> _enclosing_run("/no/run/morph") is None
+      True
+    """
+    path = pathlib.Path(directory)
+    return next(
+        (
+            up
+            for up in path.parents
+            if (up / ITERATIONS).is_file() and path.is_relative_to((up / ITERATIONS).parent)
+        ),
+        None,
+    )
+
+
 def _no_run(directory: str | os.PathLike) -> str:
     """Why ``directory`` holds no run; where it lies inside one (its ``morph`` folder or
     its rows' file), which directory to pass instead; where it holds the start model's
@@ -915,9 +942,7 @@ def _no_run(directory: str | os.PathLike) -> str:
       phosjax.morph --config CONFIG.yaml --dir runs/none writes one)
     """
     name = os.fspath(directory)
-    inside = next(
-        (up for up in pathlib.Path(directory).parents[:2] if (up / ITERATIONS).is_file()), None
-    )
+    inside = _enclosing_run(directory)
     if inside is not None:
         return (
             f"{name!r} holds no morph run: it lies inside the run {str(inside)!r}; pass "

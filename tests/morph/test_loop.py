@@ -571,6 +571,27 @@ def test_read_runs_gives_each_row_its_run_s_splits_and_features_as_json(tmp_path
     assert frame["features"].map(json.loads).tolist() == [["pixels", "digit"]] * 2
 
 
+def test_a_run_in_a_run_s_morph_folder_is_refused_naming_the_run(tmp_path):
+    """``--dir runs/morph/morph`` trained a new run into the old one's folder, writing
+    ``morph/morph/iterations.parquet`` among its rows and states."""
+    _written_run(tmp_path, MorphConfig(MODEL))
+    before = sorted(tmp_path.rglob("*"))
+    for inside in (tmp_path / "morph", tmp_path / "morph" / "states" / "new"):
+        with (
+            pytest.raises(RunDirectoryError) as error,
+            _loop._output(inside, overwrite=True),
+        ):
+            pass
+        assert str(error.value) == (
+            f"{str(inside)!r} is inside the morph run {str(tmp_path)!r}, whose files the rows "
+            "would mix with its own; pass that run's directory (the same config continues it) "
+            "or one outside it"
+        )
+    assert sorted(tmp_path.rglob("*")) == before
+    with _loop._output(tmp_path / "beside", overwrite=False) as rows:  # outside its morph folder
+        assert rows == tmp_path / "beside" / _loop.ITERATIONS
+
+
 def test_read_runs_names_a_directory_without_a_run_and_a_file_without_a_config(tmp_path):
     """It raised FileNotFoundError and ValueError where load_variables raises
     RunDirectoryError for the same directories."""
