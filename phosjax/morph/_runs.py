@@ -35,6 +35,7 @@ def read_runs(*directories: str | os.PathLike) -> pd.DataFrame:
         metadata holds no run config (not written by `run`), or it cannot be read (cut
         short, not Parquet; the message names it and its run), as `load_variables` says.
       ValueError: no directory is given.
+      TypeError: a directory is no path (a list of them: ``read_runs(*directories)``).
 
     Examples:
       >>> read_runs("runs/none")
@@ -47,6 +48,12 @@ def read_runs(*directories: str | os.PathLike) -> pd.DataFrame:
         raise ValueError("read_runs needs the directory of at least one run, e.g. 'runs/morph'")
     frames = []
     for directory in directories:
+        if not isinstance(directory, str | os.PathLike):  # a list: pathlib's bare TypeError
+            raise TypeError(
+                f"read_runs: got the {type(directory).__name__} {directory!r} as a directory; "
+                "give one run directory per argument: read_runs('runs/a', 'runs/b'), or "
+                "read_runs(*directories)"
+            )
         path = pathlib.Path(directory) / ITERATIONS
         if not path.is_file():
             raise RunDirectoryError(_no_run(directory))

@@ -615,6 +615,16 @@ def test_read_runs_names_a_directory_without_a_run_and_a_file_without_a_config(t
             read_runs(inside)
 
 
+def test_read_runs_names_a_list_of_directories_given_as_one(tmp_path):
+    """It raised pathlib's "expected str, bytes or os.PathLike object, not list"."""
+    with pytest.raises(TypeError) as error:
+        read_runs([tmp_path])
+    assert str(error.value) == (
+        f"read_runs: got the list {[tmp_path]!r} as a directory; give one run directory per "
+        "argument: read_runs('runs/a', 'runs/b'), or read_runs(*directories)"
+    )
+
+
 def test_read_runs_reads_a_rows_file_a_run_replaces_meanwhile_as_it_was_opened(
     tmp_path, monkeypatch
 ):
