@@ -920,7 +920,7 @@ def _enclosing_run(directory: str | os.PathLike) -> pathlib.Path | None:
       >>> _enclosing_run("/no/run/morph") is None
       True
     """
-    path = pathlib.Path(directory)
+    path = pathlib.Path(os.path.normpath(directory))  # 'runs/a/morph/..': runs/a itself
     return next(
         (
             up

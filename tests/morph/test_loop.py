@@ -590,6 +590,8 @@ def test_a_run_in_a_run_s_morph_folder_is_refused_naming_the_run(tmp_path):
     assert sorted(tmp_path.rglob("*")) == before
     with _loop._output(tmp_path / "beside", overwrite=False) as rows:  # outside its morph folder
         assert rows == tmp_path / "beside" / _loop.ITERATIONS
+    with _loop._output(tmp_path / "morph" / "..", overwrite=False) as rows:  # the run itself
+        assert rows.is_file()
 
 
 def test_read_runs_names_a_directory_without_a_run_and_a_file_without_a_config(tmp_path):
