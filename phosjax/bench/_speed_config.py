@@ -1,6 +1,7 @@
 """What the speed bench measures: its models, its methods and `SpeedConfig`."""
 
 import dataclasses
+from numbers import Integral
 from typing import Any
 
 from phosjax._nearest import did_you_mean
@@ -85,6 +86,13 @@ class SpeedConfig:
             if unknown:
                 hint = did_you_mean(unknown, known)
                 raise SpeedConfigError(name, f"unknown {unknown}; choose from {list(known)}{hint}")
+        if not isinstance(self.sizes, tuple | list):
+            raise SpeedConfigError(
+                "sizes", f"must be a tuple of integers, e.g. ({self.sizes!r},), not {self.sizes!r}"
+            )
+        odd = [s for s in self.sizes if isinstance(s, bool) or not isinstance(s, Integral)]
+        if odd:
+            raise SpeedConfigError("sizes", f"must be integers, got {odd[0]!r}")
         named: list[tuple[str, tuple[Any, ...]]] = [
             ("models", self.models),
             ("sizes", self.sizes),

@@ -216,6 +216,21 @@ def test_a_bad_field_is_named_in_the_error():
     assert isinstance(info.value, ValueError)  # what a caller of the dataclass catches
 
 
+@pytest.mark.parametrize(
+    ("sizes", "message"),
+    [
+        (8, r"^sizes: must be a tuple of integers, e.g. \(8,\), not 8$"),
+        ((1, 2.5), r"^sizes: must be integers, got 2.5$"),
+        (("8",), r"^sizes: must be integers, got '8'$"),
+    ],
+)
+def test_sizes_that_are_not_a_tuple_of_integers_are_named(sizes, message):
+    """``SpeedConfig(sizes=8)`` raised a bare AttributeError and 2.5 passed unchecked."""
+    with pytest.raises(SpeedConfigError, match=message) as info:
+        SpeedConfig(sizes=sizes)
+    assert info.value.field == "sizes"
+
+
 def _fake_setup(bytes_per_model: int) -> _speed_methods.Setup:
     return _speed_methods.Setup("mlp", _speed.MODELS["mlp"], id, id, id, None, bytes_per_model, 0.0)
 
