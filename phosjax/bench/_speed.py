@@ -83,8 +83,6 @@ def _check(setup: Setup, k: int, method: str, cfg: SpeedConfig, rates: dict[str,
     """Raises `Skip` when K models would not fit in the memory left (the methods set up
     before for this K hold theirs; the engine also its gathered chunk) or would take
     longer than the budget."""
-    if method == "torch" and _speed_torch.unavailable():
-        raise Skip(f"{_speed_torch.unavailable()}: install torch to compare")
     need, free = 2 * k * setup.bytes_per_model, _available_bytes(jax.devices()[0])
     need += gathered_bytes(setup, k, cfg) if method == "engine" else 0
     if need > 0.9 * free:
@@ -185,12 +183,14 @@ def measure(
         for name, k in cases:
             bar.show_postfix(f"{name} K={k}")
             seen = rates.setdefault(name, {})
-            if name not in setups:
-                setups[name] = setup_model(name, cfg)
             ready, found = {}, {}
             for method in cfg.methods:
                 found[method] = {"model": name, "K": k, "method": method, **common}
                 try:
+                    if method == "torch" and _speed_torch.unavailable():  # before any compile
+                        raise Skip(f"{_speed_torch.unavailable()}: install torch to compare")
+                    if name not in setups:
+                        setups[name] = setup_model(name, cfg)
                     _check(setups[name], k, method, cfg, seen)
                     ready[method] = PREPARE[method](setups[name], k, cfg)
                 except (Skip, Failed) as error:

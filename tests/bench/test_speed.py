@@ -252,6 +252,16 @@ def test_sizes_that_would_not_fit_or_exceed_the_budget_are_skipped():
         _speed._check(_fake_setup(1), 8, "vmap", tiny, {"vmap": 100.0})
 
 
+def test_torch_without_torch_is_skipped_before_compiling_the_jax_step(monkeypatch):
+    """``--methods torch`` without torch compiled the jax one-model step, then skipped."""
+    monkeypatch.setattr(_speed._speed_torch, "unavailable", lambda: "torch is not installed")
+    monkeypatch.setattr(_speed, "setup_model", lambda *_: pytest.fail("compiled the jax step"))
+    cfg = SpeedConfig(models=("mlp",), sizes=(1, 2), methods=("torch",))
+    frame = _speed.measure(cfg, progress=False)
+    assert frame["status"].tolist() == ["skipped", "skipped"]
+    assert set(frame["note"]) == {"torch is not installed: install torch to compare"}
+
+
 def test_the_engines_time_estimate_counts_autos_timings_only_under_auto():
     """``--strategy vmap`` times no strategies, yet its estimate counted auto's 240 steps
     a model: 8.7x the work of 10 steps, the engine skipped where the others ran."""
