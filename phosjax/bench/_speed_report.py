@@ -65,15 +65,16 @@ def table(frame: pd.DataFrame) -> str:
     more = frame[frame["steps"] > steps].groupby("method", sort=False)["steps"].max()
     rounded = "".join(f" ({method}: {n}, in whole chunks)" for method, n in more.items())
     dtypes = ",".join(dict.fromkeys(frame["compute_dtype"]))  # several: merged runs
-    lines = [
-        f"backend={first['backend']} device={first['device']} batch={first['batch']} "
-        f"steps={steps}{rounded} compute_dtype={dtypes}",
-        "model-steps/s (higher is better); eng/x = engine rate / x rate (> 1: engine faster)",
-    ]
     wide = rates(frame)
     strategy = frame[frame["method"] == "engine"].set_index(["model", "K"])["strategy"]
     methods = list(wide.columns)
     ratios = [(m, name) for m, name in RATIOS if m in methods and "engine" in methods]
+    legend = "; eng/x = engine rate / x rate (> 1: engine faster)" if ratios else ""
+    lines = [
+        f"backend={first['backend']} device={first['device']} batch={first['batch']} "
+        f"steps={steps}{rounded} compute_dtype={dtypes}",
+        f"model-steps/s (higher is better){legend}",
+    ]
     head = f"{'model':<12}{'K':>5}" + "".join(f"{m:>12}" for m in methods)
     shown = "engine" in methods  # its strategy: no column of dashes without it
     width = 2 + max([len("strategy"), *(len(str(s)) for s in strategy)])  # e.g. vmap_matmul

@@ -337,6 +337,7 @@ def test_table_ratios_and_svg_plot(tmp_path):
     chunked = frame.assign(steps=np.where(frame["method"] == "engine", 4, 2))
     assert "steps=2 (engine: 4, in whole chunks) compute_dtype" in _speed_report.table(chunked)
     assert "compute_dtype=float32\n" in text
+    assert "; eng/x = engine rate / x rate (> 1: engine faster)\n" in text
     merged = pd.concat([frame, frame.assign(model="mlp bf16", compute_dtype="bfloat16")])
     assert "compute_dtype=float32,bfloat16\n" in _speed_report.table(merged)
     path = _speed_report.svg(frame, tmp_path / "speed")
@@ -564,11 +565,12 @@ def test_torch_runs_on_the_device_jax_runs_on():
         device("tpu", cuda=True)
 
 
-def test_a_table_without_the_engine_has_no_strategy_column():
+def test_a_table_without_the_engine_has_no_strategy_column_nor_ratio_legend():
     """``--methods vmap,fused``: the table showed a strategy column of dashes, the
-    engine's strategy, though no engine ran."""
+    engine's strategy, and the "eng/x = ..." legend, though no engine ran."""
     frame = _frame().assign(note="", strategy="")
     frame = frame[frame["method"].isin(["one_by_one", "vmap"])]
     lines = _speed_report.table(frame).splitlines()
+    assert lines[1] == "model-steps/s (higher is better)"  # no eng/x legend without the engine
     assert lines[2].split() == ["model", "K", "one_by_one", "vmap"]
     assert lines[3].split() == ["mlp", "1", "100", "300"]
