@@ -931,6 +931,23 @@ def _enclosing_run(directory: str | os.PathLike) -> pathlib.Path | None:
     )
 
 
+def _check_run_directory(directory: Any, caller: str, give: str) -> None:
+    """Refuse a run ``directory`` of ``caller`` that is no path (a list of them), naming
+    it and what to ``give``; pathlib said only "expected str, bytes or os.PathLike
+    object, not list".
+
+    Examples:
+      >>> _check_run_directory(["runs/a"], "load_variables", "one run directory")
+      Traceback (most recent call last):
+      TypeError: load_variables: got the list ['runs/a'] as a directory; give one run directory
+    """
+    if not isinstance(directory, str | os.PathLike):
+        raise TypeError(
+            f"{caller}: got the {type(directory).__name__} {directory!r} as a directory; "
+            f"give {give}"
+        )
+
+
 def _no_run(directory: str | os.PathLike) -> str:
     """Why ``directory`` holds no run; where it lies inside one (its ``morph`` folder or
     its rows' file), which directory to pass instead; where it holds the start model's
@@ -989,7 +1006,8 @@ def load_variables(
       RunDirectoryError: ``directory`` holds no rows of `run` (or they cannot be read),
         none of ``iteration``, not its iteration or config (a cell null, or not JSON), or
         not its variables (missing, or damaged).
-      TypeError: ``iteration`` is neither an integer nor None.
+      TypeError: ``iteration`` is neither an integer nor None, or ``directory`` no path
+        (a list of them: one run per call).
     """
     if iteration is not None and (
         isinstance(iteration, bool) or not isinstance(iteration, int | np.integer)
@@ -998,6 +1016,7 @@ def load_variables(
             f"load_variables: iteration={iteration!r}: expected an integer (0: the start "
             "model) or None (the last finished)"
         )
+    _check_run_directory(directory, "load_variables", "one run directory: load_variables('runs/a')")
     path = pathlib.Path(directory) / ITERATIONS
     if not path.is_file():
         raise RunDirectoryError(_no_run(directory))

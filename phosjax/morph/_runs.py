@@ -13,6 +13,7 @@ from phosjax.morph._loop import (
     MORPH_CONFIG,
     RESOLVED_DATASET,
     RunDirectoryError,
+    _check_run_directory,
     _morph_command,
     _no_run,
 )
@@ -48,12 +49,12 @@ def read_runs(*directories: str | os.PathLike) -> pd.DataFrame:
         raise ValueError("read_runs needs the directory of at least one run, e.g. 'runs/morph'")
     frames = []
     for directory in directories:
-        if not isinstance(directory, str | os.PathLike):  # a list: pathlib's bare TypeError
-            raise TypeError(
-                f"read_runs: got the {type(directory).__name__} {directory!r} as a directory; "
-                "give one run directory per argument: read_runs('runs/a', 'runs/b'), or "
-                "read_runs(*directories)"
-            )
+        _check_run_directory(
+            directory,
+            "read_runs",
+            "one run directory per argument: read_runs('runs/a', 'runs/b'), or "
+            "read_runs(*directories)",
+        )
         path = pathlib.Path(directory) / ITERATIONS
         if not path.is_file():
             raise RunDirectoryError(_no_run(directory))

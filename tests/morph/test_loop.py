@@ -1437,6 +1437,17 @@ def test_load_variables_names_the_columns_that_rows_not_of_a_run_lack(tmp_path):
     )
 
 
+def test_load_variables_names_a_list_of_directories_given_as_one(tmp_path):
+    """It raised pathlib's "expected str, bytes or os.PathLike object, not list", where
+    read_runs names the value."""
+    with pytest.raises(TypeError) as error:
+        load_variables([tmp_path])
+    assert str(error.value) == (
+        f"load_variables: got the list {[tmp_path]!r} as a directory; give one run "
+        "directory: load_variables('runs/a')"
+    )
+
+
 def test_load_variables_of_a_folder_inside_a_run_names_the_run_s_directory(tmp_path):
     """It said "holds no run of phosjax.morph: no '.../morph/morph/iterations.parquet'",
     where read_runs names the run to pass."""
