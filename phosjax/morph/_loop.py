@@ -809,8 +809,8 @@ class _Continued(NamedTuple):
 
 
 def _lacking_columns(frame: pd.DataFrame) -> str | None:
-    """Which of the columns `_earlier` and `load_variables` read ``frame`` (rows read
-    back) lacks, and those it has; None: none.
+    """Which of the columns `_earlier`, `load_variables` and `read_runs` read ``frame``
+    (rows read back) lacks, and those it has; None: none.
 
     Examples:
       >>> _lacking_columns(pd.DataFrame({"kind": ["start"], "accuracy": [0.5]}))

@@ -14,6 +14,7 @@ from phosjax.morph._loop import (
     RESOLVED_DATASET,
     RunDirectoryError,
     _check_run_directory,
+    _lacking_columns,
     _morph_command,
     _no_run,
 )
@@ -33,8 +34,9 @@ def read_runs(*directories: str | os.PathLike) -> pd.DataFrame:
     Raises:
       RunDirectoryError: a directory holds no ``morph/iterations.parquet`` (its
         ``morph`` folder or that file, given instead, name the run's directory), its
-        metadata holds no run config (not written by `run`), or it cannot be read (cut
-        short, not Parquet; the message names it and its run), as `load_variables` says.
+        metadata holds no run config (not written by `run`), it lacks the rows' columns,
+        or it cannot be read (cut short, not Parquet; the message names it and its run),
+        as `load_variables` says.
       ValueError: no directory is given.
       TypeError: a directory is no path (a list of them: ``read_runs(*directories)``).
 
@@ -72,6 +74,13 @@ def read_runs(*directories: str | os.PathLike) -> pd.DataFrame:
             raise RunDirectoryError(
                 f"{str(path)!r} holds no run config in its metadata (attrs[{MORPH_CONFIG!r}]): "
                 "phosjax.morph.run did not write it"
+            )
+        lacking = _lacking_columns(rows)
+        if lacking:  # the frame lacked them without a word
+            raise RunDirectoryError(
+                f"{str(path)!r}, the rows of the morph run {os.fspath(directory)!r}, holds no "
+                f"rows of phosjax.morph.run: it has {lacking}; leave that run out, or run it "
+                f"again ({_morph_command(directory, '--overwrite')} moves the file aside)"
             )
         columns = {
             "run": os.fspath(directory),

@@ -513,9 +513,20 @@ def test_a_run_s_rows_carry_its_config_which_reads_back_as_it(tmp_path, monkeypa
     assert MorphConfig.from_dict(written.attrs["morph_config"]) == config
 
 
-def _written_run(directory: pathlib.Path, config: MorphConfig, **attrs: object) -> None:
-    """Writes a run's two rows with ``config`` (and ``attrs``) in their metadata."""
-    rows = pd.DataFrame({"kind": ["start", "regularized"], "accuracy": [0.5, config.strength]})
+def _written_run(
+    directory: pathlib.Path, config: MorphConfig, lacking: tuple[str, ...] = (), **attrs: object
+) -> None:
+    """Writes a run's two rows, without the columns ``lacking``, with ``config`` (and
+    ``attrs``) in their metadata."""
+    model = json.dumps(MODEL.to_dict())
+    rows = pd.DataFrame(
+        {
+            "iteration": [0, 1],
+            "kind": ["start", "regularized"],
+            "config": [model, model],
+            "accuracy": [0.5, config.strength],
+        }
+    ).drop(columns=list(lacking))
     rows.attrs = {"morph_config": config.to_dict(), **attrs}
     (directory / "morph").mkdir(parents=True)
     rows.to_parquet(directory / _loop.ITERATIONS)
@@ -552,7 +563,15 @@ def test_read_runs_gives_each_row_its_run_s_config_where_concat_drops_them(tmp_p
     paths = [tmp_path / run / _loop.ITERATIONS for run in ("weak", "strong")]
     assert pd.concat(map(pd.read_parquet, paths)).attrs == {}  # dropped: the configs differ
     frame = read_runs(tmp_path / "weak", str(tmp_path / "strong"))
-    assert list(frame.columns) == ["run", *weak.to_dict(), "resolved_dataset", "kind", "accuracy"]
+    assert list(frame.columns) == [
+        "run",
+        *weak.to_dict(),
+        "resolved_dataset",
+        "iteration",
+        "kind",
+        "config",
+        "accuracy",
+    ]
     assert frame["run"].tolist() == [str(tmp_path / "weak")] * 2 + [str(tmp_path / "strong")] * 2
     assert frame["strength"].tolist() == [0.25, 0.25, 2.0, 2.0]
     assert frame["resolved_dataset"].tolist() == ["mnist1d:1.0.0"] * 2 + [None] * 2
@@ -624,6 +643,19 @@ def test_read_runs_names_a_list_of_directories_given_as_one(tmp_path):
     assert str(error.value) == (
         f"read_runs: got the list {[tmp_path]!r} as a directory; give one run directory per "
         "argument: read_runs('runs/a', 'runs/b'), or read_runs(*directories)"
+    )
+
+
+def test_read_runs_names_the_columns_that_rows_with_a_config_lack(tmp_path):
+    """It gave a frame without them, where load_variables names the columns lacking."""
+    _written_run(tmp_path, MorphConfig(MODEL), lacking=("iteration", "config"))
+    with pytest.raises(RunDirectoryError) as error:
+        read_runs(tmp_path)
+    assert str(error.value) == (
+        f"{str(tmp_path / _loop.ITERATIONS)!r}, the rows of the morph run {str(tmp_path)!r}, "
+        "holds no rows of phosjax.morph.run: it has no column(s) ['iteration', 'config'] (it "
+        "has ['kind', 'accuracy']); leave that run out, or run it again "
+        f"({_loop._morph_command(tmp_path, '--overwrite')} moves the file aside)"
     )
 
 
@@ -1540,7 +1572,7 @@ def test_load_variables_of_a_run_stopped_before_its_first_rows_says_so(tmp_path)
 def test_rows_without_the_run_s_columns_are_refused_naming_those_they_lack(tmp_path):
     """A run continuing them said "they are no rows of `phosjax.morph.run` ('config')", a
     bare KeyError, where load_variables names the columns lacking."""
-    _written_run(tmp_path, MorphConfig(MODEL))
+    _written_run(tmp_path, MorphConfig(MODEL), lacking=("iteration", "config"))
     with pytest.raises(RunDirectoryError) as error:
         _loop._earlier(tmp_path, MorphConfig(MODEL), MODEL, "mnist1d:1.0.0")
     assert "they are no rows of `phosjax.morph.run`: the file has no column(s) ['iteration', " in (
