@@ -10,6 +10,7 @@ import flax.errors
 import flax.linen as nn
 import jax
 from flax.core.scope import DenyList, in_filter, union_filters
+from jax.extend.core import valid_jaxtype
 
 from phosjax.core._arrays_apart import arrays_apart
 from phosjax.core._collections import INTERMEDIATES, KNOBS
@@ -280,12 +281,27 @@ def apply_collecting(
 def _recorded_shapes(
     model: nn.Module, variables: Mapping[str, Any], *args: Any, **kwargs: Any
 ) -> dict[str, Any]:
-    """The ``intermediates`` collection ``model`` records on ``args``, as shapes."""
+    """The ``intermediates`` collection ``model`` records on ``args``, as shapes; a leaf
+    that JAX cannot trace (a str tagged) stays itself."""
+    kept: dict[str, Any] = {}
 
     def run(variables: Mapping[str, Any]) -> Any:
-        return apply_collecting(model, variables, *args, collect=[INTERMEDIATES], **kwargs)[1]
+        collected = apply_collecting(model, variables, *args, collect=[INTERMEDIATES], **kwargs)
+        leaves, kept["tree"] = jax.tree.flatten(collected[1][INTERMEDIATES])
+        kept["leaves"] = leaves
+        return [leaf if _traceable(leaf) else None for leaf in leaves]
 
-    return jax.eval_shape(run, variables)[INTERMEDIATES]
+    shapes = jax.eval_shape(run, variables)
+    leaves = [s if s is not None else leaf for s, leaf in zip(shapes, kept["leaves"], strict=True)]
+    return jax.tree.unflatten(kept["tree"], leaves)
+
+
+def _traceable(leaf: Any) -> bool:
+    """Whether JAX can trace ``leaf``; an int too large for its dtype counts, for JAX to name."""
+    try:
+        return bool(valid_jaxtype(leaf))
+    except OverflowError:
+        return True
 
 
 def _is_tag(path: str, seen: Mapping[str, Mapping[str, None]]) -> bool:
@@ -302,7 +318,7 @@ def tag_shapes(
 
     Traced abstractly with `jax.eval_shape`, so it costs no computation. A value tagged
     by several calls of one module maps to a tuple of shapes; a pytree-valued tag maps
-    to a pytree of shapes.
+    to a pytree of shapes; a leaf that is no array (a str) stays itself.
 
     Examples:
       >>> import flax.linen as nn, jax, jax.numpy as jnp, phosjax as px
@@ -378,6 +394,25 @@ def tag_call_shapes(
         flat = flatten(_recorded_shapes(model, variables, *args, **kwargs), unwrap=False)
     calls = {p: c for p, c in flat.items() if _is_tag(p, seen)}
     return calls, [p for p in flat if not _is_tag(p, seen)], dropped_tags(seen, flat)
+
+
+def check_tagged_arrays(what: str, path: str, calls: tuple[Any, ...]) -> None:
+    """Raises a TypeError where a call tagged at ``path`` (`tag_call_shapes`) holds a leaf
+    that is no array (a str), naming ``what`` was asked (``"inject"``), ``path`` and it.
+
+    Examples:
+      >>> check_tagged_arrays("inject", "kind", ("gelu",))
+      Traceback (most recent call last):
+      TypeError: Cannot inject 'kind': the tagged value there holds 'gelu' (a str), not an
+      array; px.probe reads it, but only arrays can be injected or differentiated.
+    """
+    leaf = next((s for s in jax.tree.leaves(calls) if not hasattr(s, "dtype")), None)
+    if leaf is not None:
+        raise TypeError(
+            f"Cannot {what} {path!r}: the tagged value there holds {leaf!r:.40} "
+            f"(a {type(leaf).__name__}), not an array; "
+            "px.probe reads it, but only arrays can be injected or differentiated."
+        )
 
 
 def select_tags(

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from phosjax._callables import a_type
 from phosjax.core._apply import (
     apply_reaching_tags,
+    check_tagged_arrays,
     naming_apply_errors,
     naming_other_kinds,
     select_tags,
@@ -30,8 +31,10 @@ def _zeros_per_call(path: str, calls: tuple[Any, ...], selector: str) -> Any:
       TypeError: a leaf of the value is not floating point (a DropPath's ``keep_mask``
         that ``wrt="**"`` selects), naming it, its dtype and the ``selector`` that
         matched it; where it is one leaf of a pytree (no selector reaches it alone), it
-        says to tag the floating-point leaves on their own.
+        says to tag the floating-point leaves on their own; or it holds no array (a str:
+        `check_tagged_arrays`).
     """
+    check_tagged_arrays("differentiate with respect to", path, calls)
     for call in calls:
         for key, shape in jax.tree.leaves_with_path(call):
             if not jnp.issubdtype(shape.dtype, jnp.inexact):

@@ -13,6 +13,7 @@ import numpy as np
 from phosjax._callables import a_type, cut_repr
 from phosjax.core._apply import (
     apply_reaching_tags,
+    check_tagged_arrays,
     naming_apply_errors,
     naming_other_kinds,
     select_tags,
@@ -90,9 +91,11 @@ def _checked(path: str, value: Any, calls: tuple[Any, ...]) -> Any:
     for a value tagged by several calls, a `Calls` of one such value per call.
 
     Raises:
+      TypeError: the tagged value holds no array (a str: `check_tagged_arrays`).
       ValueError: ``value`` differs from the tagged value, or several calls tag ``path``
         and ``value`` is no tuple of one value per call.
     """
+    check_tagged_arrays("inject", path, calls)
     if len(calls) == 1:
         return _checked_call(repr(path), value, calls[0])
     if not (isinstance(value, tuple) and len(value) == len(calls)):

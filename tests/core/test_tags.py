@@ -615,3 +615,26 @@ def test_this_model_s_params_without_its_batch_stats_are_not_said_another_model_
         "(probe: the variables hold the collections ['params'], not the one the model "
         "reads: pass all that model.init returns)"
     )
+
+
+class TagsAStr(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        px.tag(self, "kind", {"name": "gelu"})
+        return px.tag(self, "h", 2 * x).sum()
+
+
+def test_a_tagged_str_leaves_the_other_tags_reachable_and_is_named_where_asked_for():
+    """inject, grad_of and tag_shapes failed on JAX's bare 'not a valid JAX type'."""
+    x = jnp.ones(2)
+    assert px.probe(TagsAStr(), {}, x, "kind")[1] == {"kind": {"name": "gelu"}}
+    shapes = px.core.tag_shapes(TagsAStr(), {}, x)
+    assert shapes["kind"] == {"name": "gelu"} and shapes["h"].shape == (2,)
+    assert px.inject(TagsAStr(), {}, x, {"h": jnp.zeros(2)}) == 0
+    _, grads = px.grad_of(lambda out: out, TagsAStr(), {}, x, wrt="h")
+    np.testing.assert_array_equal(grads["h"], jnp.ones(2))
+    message = r"^Cannot {} 'kind': the tagged value there holds 'gelu' \(a str\), not an array"
+    with pytest.raises(TypeError, match=message.format("inject")):
+        px.inject(TagsAStr(), {}, x, {"kind": {"name": jnp.zeros(())}})
+    with pytest.raises(TypeError, match=message.format("differentiate with respect to")):
+        px.grad_of(lambda out: out, TagsAStr(), {}, x, wrt="kind")
