@@ -406,8 +406,9 @@ def set_knobs(
     Raises:
       SelectorError: a selector matches no knob (the message lists the nearest), or
         ``variables`` hold no ``knobs`` collection (see `with_knobs`).
-      TypeError: a value is not a number or an array (the knob named), ``values`` is
-        no dict ``{selector: value}`` (a bare value), or ``variables`` are no mapping (None).
+      TypeError: a value is not a number or an array, or is a bool for a number knob (the
+        knob named), ``values`` is no dict ``{selector: value}`` (a bare value), or
+        ``variables`` are no mapping (None).
       ValueError: two selectors match one knob (both and the knob named), a value's shape
         does not broadcast to the knob's (both named), an integer or bool knob cannot hold
         it exactly (2.5, NaN) or a float one overflows to an infinity (1e300 for float32;
@@ -478,7 +479,8 @@ def _refill(path: str, stored: jax.Array, value: Any) -> jax.Array:
     not promote a bfloat16 computation to float32.
 
     Raises:
-      TypeError: ``value`` is not a number or an array.
+      TypeError: ``value`` is not a number or an array, or is a bool for a knob of
+        another dtype (``True`` is no temperature).
       ValueError: ``value``'s shape does not broadcast to the knob's (both named), or an
         integer or bool knob cannot hold it exactly (e.g. 2.5), or a float one would turn it
         into an infinity (see `holds_exactly`).
@@ -499,6 +501,11 @@ def _refill(path: str, stored: jax.Array, value: Any) -> jax.Array:
         ) from error
     except OverflowError as error:  # a Python int beyond JAX's default int
         raise ValueError(f"{cannot_hold} {value}; give {what_holds(stored.dtype)}.") from error
+    if array.dtype == bool and stored.dtype != bool:  # as Range's bounds and layer sizes
+        raise TypeError(
+            f"Knob {path!r} holds {np.dtype(stored.dtype).name}, and a bool is no number "
+            f"there: got {value!r}; give {what_holds(stored.dtype)} (1 for True)."
+        )
     if not broadcasts(array.shape, stored.shape):
         raise ValueError(
             f"Knob {path!r} has shape {stored.shape}; a value of shape {array.shape} does not "

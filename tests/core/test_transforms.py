@@ -602,6 +602,15 @@ def test_a_knob_value_of_the_wrong_shape_or_type_names_the_knob():
         px.set_knobs(variables, {"**/gain": "hot"})
 
 
+@pytest.mark.parametrize("knob", [jnp.ones(()), jnp.ones((), jnp.int32)], ids=["float", "int"])
+def test_a_bool_for_a_number_knob_is_refused_as_range_bounds_and_layer_sizes_refuse_it(knob):
+    """True was taken as 1 (a temperature of True); a bool knob still takes 0 or 1."""
+    dtype = knob.dtype.name
+    with pytest.raises(TypeError, match=rf"^Knob 'T' holds {dtype}, and a bool is no number "):
+        px.set_knobs({"knobs": {"T": knob}}, {"T": True})
+    assert px.set_knobs({"knobs": {"T": jnp.zeros((), bool)}}, {"T": 1})["knobs"]["T"]
+
+
 class Activation(nn.Module):
     @nn.compact
     def __call__(self, x):
