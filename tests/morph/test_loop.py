@@ -636,14 +636,20 @@ def test_read_runs_names_a_directory_without_a_run_and_a_file_without_a_config(t
             read_runs(inside)
 
 
-def test_read_runs_names_a_list_of_directories_given_as_one(tmp_path):
+@pytest.mark.parametrize(
+    ("reader", "give"),
+    [
+        (read_runs, "give one run directory per argument: read_runs('runs/a', 'runs/b'), or "
+         "read_runs(*directories)"),
+        (load_variables, "give one run directory: load_variables('runs/a')"),
+    ],
+)  # fmt: skip
+def test_a_reader_names_a_list_of_directories_given_as_one(tmp_path, reader, give):
     """It raised pathlib's "expected str, bytes or os.PathLike object, not list"."""
     with pytest.raises(TypeError) as error:
-        read_runs([tmp_path])
-    assert str(error.value) == (
-        f"read_runs: got the list {[tmp_path]!r} as a directory; give one run directory per "
-        "argument: read_runs('runs/a', 'runs/b'), or read_runs(*directories)"
-    )
+        reader([tmp_path])
+    name = reader.__name__
+    assert str(error.value) == f"{name}: got the list {[tmp_path]!r} as a directory; {give}"
 
 
 def test_read_runs_names_the_columns_that_rows_with_a_config_lack(tmp_path):
@@ -1466,17 +1472,6 @@ def test_load_variables_names_the_columns_that_rows_not_of_a_run_lack(tmp_path):
     assert str(error.value) == (
         f"{str(tmp_path / _loop.ITERATIONS)!r} holds no rows of phosjax.morph.run: it has no "
         "column(s) ['iteration', 'config'] (it has ['kind', 'accuracy'])"
-    )
-
-
-def test_load_variables_names_a_list_of_directories_given_as_one(tmp_path):
-    """It raised pathlib's "expected str, bytes or os.PathLike object, not list", where
-    read_runs names the value."""
-    with pytest.raises(TypeError) as error:
-        load_variables([tmp_path])
-    assert str(error.value) == (
-        f"load_variables: got the list {[tmp_path]!r} as a directory; give one run "
-        "directory: load_variables('runs/a')"
     )
 
 
