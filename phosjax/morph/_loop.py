@@ -1195,6 +1195,7 @@ def run(
         written.
       DivergedError: a training left NaN or infinity in the variables (the rows of the
         iterations before are kept).
+      TypeError: ``directory`` is no path (a list of them: one run per call).
 
     References:
       Gordon et al., MorphNet, https://arxiv.org/abs/1711.06798 (algorithm 1).
@@ -1211,6 +1212,7 @@ def run(
       ...
       phosjax.morph._loop.MorphConfigError: MorphConfig.dataset='nope': unknown data set ...
     """
+    _check_run_directory(directory, "run", "one run directory: run(config, 'runs/a')")
     # a continued run checks `multiple` by the latency table it priced by: none measured
     with latency_table_given(None if overwrite else _continued_latency_table(directory)):
         current, data = prepare(config)

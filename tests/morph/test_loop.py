@@ -652,6 +652,18 @@ def test_a_reader_names_a_list_of_directories_given_as_one(tmp_path, reader, giv
     assert str(error.value) == f"{name}: got the list {[tmp_path]!r} as a directory; {give}"
 
 
+def test_run_names_a_list_of_directories_given_as_one(tmp_path):
+    """It raised pathlib's "expected str, bytes or os.PathLike object, not list", before
+    the config was checked, where read_runs and load_variables name the value."""
+    config = MorphConfig(ModelConfig("mlp", 10, (40,)), dataset="nope")
+    with pytest.raises(TypeError) as error:
+        _loop.run(config, [tmp_path])
+    assert str(error.value) == (
+        f"run: got the list {[tmp_path]!r} as a directory; give one run directory: "
+        "run(config, 'runs/a')"
+    )
+
+
 def test_read_runs_names_the_columns_that_rows_with_a_config_lack(tmp_path):
     """It gave a frame without them, where load_variables names the columns lacking."""
     _written_run(tmp_path, MorphConfig(MODEL), lacking=("iteration", "config"))
