@@ -93,6 +93,13 @@ class SpeedConfig:
         odd = [s for s in self.sizes if isinstance(s, bool) or not isinstance(s, Integral)]
         if odd:
             raise SpeedConfigError("sizes", f"must be integers, got {odd[0]!r}")
+        for name, count in [
+            ("steps", self.steps),
+            ("batch", self.batch),
+            ("repeats", self.repeats),
+        ]:
+            if isinstance(count, bool) or not isinstance(count, Integral):  # 2.5 ran unchecked
+                raise SpeedConfigError(name, f"must be an integer, got {count!r}")
         named: list[tuple[str, tuple[Any, ...]]] = [
             ("models", self.models),
             ("sizes", self.sizes),

@@ -231,6 +231,14 @@ def test_sizes_that_are_not_a_tuple_of_integers_are_named(sizes, message):
     assert info.value.field == "sizes"
 
 
+@pytest.mark.parametrize(("field", "value"), [("steps", 2.5), ("batch", "8"), ("repeats", True)])
+def test_steps_batch_and_repeats_that_are_not_integers_are_named(field, value):
+    """They passed unchecked, where sizes of 2.5 are named; True is no count of steps."""
+    with pytest.raises(SpeedConfigError, match=rf"^{field}: must be an integer, got {value!r}$"):
+        SpeedConfig(**{field: value})
+    assert getattr(SpeedConfig(**{field: np.int64(3)}), field) == 3
+
+
 def _fake_setup(bytes_per_model: int) -> _speed_methods.Setup:
     return _speed_methods.Setup("mlp", _speed.MODELS["mlp"], id, id, id, None, bytes_per_model, 0.0)
 
