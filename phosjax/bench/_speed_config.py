@@ -87,8 +87,10 @@ class SpeedConfig:
                 hint = did_you_mean(unknown, known)
                 raise SpeedConfigError(name, f"unknown {unknown}; choose from {list(known)}{hint}")
         if not isinstance(self.sizes, tuple | list):
+            one = isinstance(self.sizes, Integral) and not isinstance(self.sizes, bool)
+            example = f"({self.sizes!r},)" if one else "(1, 8)"  # not ('8',), itself refused
             raise SpeedConfigError(
-                "sizes", f"must be a tuple of integers, e.g. ({self.sizes!r},), not {self.sizes!r}"
+                "sizes", f"must be a tuple of integers, e.g. {example}, not {self.sizes!r}"
             )
         odd = [s for s in self.sizes if isinstance(s, bool) or not isinstance(s, Integral)]
         if odd:

@@ -220,6 +220,8 @@ def test_a_bad_field_is_named_in_the_error():
     ("sizes", "message"),
     [
         (8, r"^sizes: must be a tuple of integers, e.g. \(8,\), not 8$"),
+        ("8", r"^sizes: must be a tuple of integers, e.g. \(1, 8\), not '8'$"),
+        (2.5, r"^sizes: must be a tuple of integers, e.g. \(1, 8\), not 2.5$"),
         ((1, 2.5), r"^sizes: must be integers, got 2.5$"),
         (("8",), r"^sizes: must be integers, got '8'$"),
     ],
