@@ -504,7 +504,7 @@ def _refill(path: str, stored: jax.Array, value: Any) -> jax.Array:
     if array.dtype == bool and stored.dtype != bool:  # as Range's bounds and layer sizes
         raise TypeError(
             f"Knob {path!r} holds {np.dtype(stored.dtype).name}, and a bool is no number "
-            f"there: got {value!r}; give {what_holds(stored.dtype)} (1 for True)."
+            f"there: got {value!r}; give {what_holds(stored.dtype)} (1 for True, 0 for False)."
         )
     if not broadcasts(array.shape, stored.shape):
         raise ValueError(

@@ -611,6 +611,12 @@ def test_a_bool_for_a_number_knob_is_refused_as_range_bounds_and_layer_sizes_ref
     assert px.set_knobs({"knobs": {"T": jnp.zeros((), bool)}}, {"T": 1})["knobs"]["T"]
 
 
+def test_a_false_for_a_number_knob_is_told_to_give_0():
+    """It said "(1 for True)" to a False."""
+    with pytest.raises(TypeError, match=r"; give a whole number .* \(1 for True, 0 for False\)\.$"):
+        px.set_knobs({"knobs": {"n": jnp.ones((), jnp.int32)}}, {"n": np.False_})
+
+
 class Activation(nn.Module):
     @nn.compact
     def __call__(self, x):
