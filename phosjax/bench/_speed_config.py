@@ -1,6 +1,7 @@
 """What the speed bench measures: its models, its methods and `SpeedConfig`."""
 
 import dataclasses
+from collections.abc import Sequence
 from numbers import Integral
 from typing import Any
 
@@ -86,7 +87,7 @@ class SpeedConfig:
             if unknown:
                 hint = did_you_mean(unknown, known)
                 raise SpeedConfigError(name, f"unknown {unknown}; choose from {list(known)}{hint}")
-        if not isinstance(self.sizes, tuple | list):
+        if not isinstance(self.sizes, Sequence) or isinstance(self.sizes, str | bytes):
             one = isinstance(self.sizes, Integral) and not isinstance(self.sizes, bool)
             example = f"({self.sizes!r},)" if one else "(1, 8)"  # not ('8',), itself refused
             raise SpeedConfigError(

@@ -233,6 +233,11 @@ def test_sizes_that_are_not_a_tuple_of_integers_are_named(sizes, message):
     assert info.value.field == "sizes"
 
 
+def test_sizes_of_a_range_are_taken_as_before():
+    """The check of sizes' type took a tuple or a list only: range(1, 3) was refused."""
+    assert sorted(SpeedConfig(sizes=range(1, 3)).sizes) == [1, 2]
+
+
 @pytest.mark.parametrize(("field", "value"), [("steps", 2.5), ("batch", "8"), ("repeats", True)])
 def test_steps_batch_and_repeats_that_are_not_integers_are_named(field, value):
     """They passed unchecked, where sizes of 2.5 are named; True is no count of steps."""
