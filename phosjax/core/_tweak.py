@@ -5,6 +5,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import flax.linen as nn
+import jax
 
 from phosjax.core._apply import (
     hands_back_every_collection,
@@ -85,7 +86,11 @@ def _naming_tags(
             shapes = tag_shapes(model, variables, x, **applied)
         except Exception:  # the model does not run on them (no params): the error stands
             raise error from None
-        tags = select(shapes, error.selector, allow_empty=True)
+        tags = [  # a tagged str is no value px.inject replaces (`check_tagged_arrays`)
+            tag
+            for tag in select(shapes, error.selector, allow_empty=True)
+            if all(hasattr(leaf, "dtype") for leaf in jax.tree.leaves(shapes[tag]))
+        ]
         if not tags:
             raise
         hint = f" It matches tagged value {tags[0]!r}, which is no knob: px.inject replaces it."

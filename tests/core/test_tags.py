@@ -638,3 +638,13 @@ def test_a_tagged_str_leaves_the_other_tags_reachable_and_is_named_where_asked_f
         px.inject(TagsAStr(), {}, x, {"kind": {"name": jnp.zeros(())}})
     with pytest.raises(TypeError, match=message.format("differentiate with respect to")):
         px.grad_of(lambda out: out, TagsAStr(), {}, x, wrt="kind")
+
+
+def test_tweak_of_a_tagged_str_does_not_say_px_inject_replaces_it():
+    """tweak said "It matches tagged value 'kind', which is no knob: px.inject replaces
+    it", where inject refuses a str; the other tags keep the hint."""
+    with pytest.raises(px.SelectorError) as error:
+        px.tweak(TagsAStr(), {}, jnp.ones(2), {"kind": 1.0})
+    assert str(error.value) == "Selector 'kind' matched no knob: there are none."
+    with pytest.raises(px.SelectorError, match="It matches tagged value 'h', which is no knob"):
+        px.tweak(TagsAStr(), {}, jnp.ones(2), {"h": 1.0})
