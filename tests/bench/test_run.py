@@ -1912,8 +1912,13 @@ def test_processes_in_containers_of_one_host_name_may_name_the_bench_by_their_ow
         other.setattr(_store, "_boot_and_namespaces", lambda: "#0123456789abcdef")
         other.setattr(_directory, "gather", lambda value: sent.append(value) or [value])
         _directory.agree_on_directory("/mnt/b")
-    monkeypatch.setattr(_directory, "gather", lambda value: [value, *sent])
-    _directory.agree_on_directory(str(tmp_path / "a"))  # no error
+    [(theirs, path)] = [json.loads(value) for value in sent]
+    assert path == "/mnt/b" and theirs != machine()  # one host name, another machine
+    assert _layout.host_name(theirs) == _layout.host_name(machine())
+    gathered = []
+    monkeypatch.setattr(_directory, "gather", lambda v: gathered.append(v) or [v, *sent])
+    _directory.agree_on_directory(str(tmp_path / "a"))  # no error: not compared
+    assert [json.loads(value) for value in gathered] == [[machine(), str(tmp_path / "a")]]
 
 
 def test_processes_of_one_host_may_reach_the_bench_through_a_symbolic_link(tmp_path, monkeypatch):
