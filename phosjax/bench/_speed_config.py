@@ -2,12 +2,12 @@
 
 import dataclasses
 from collections.abc import Sequence
-from numbers import Integral
 from typing import Any
 
 from phosjax._nearest import did_you_mean
 from phosjax._pickling import PicklableError
 from phosjax.models import ModelConfig
+from phosjax.models._config import is_int
 from phosjax.train import COMPUTE_DTYPES
 
 MODELS: dict[str, ModelConfig] = {
@@ -88,12 +88,12 @@ class SpeedConfig:
                 hint = did_you_mean(unknown, known)
                 raise SpeedConfigError(name, f"unknown {unknown}; choose from {list(known)}{hint}")
         if not isinstance(self.sizes, Sequence) or isinstance(self.sizes, str | bytes):
-            one = isinstance(self.sizes, Integral) and not isinstance(self.sizes, bool)
+            one = is_int(self.sizes)
             example = f"({self.sizes!r},)" if one else "(1, 8)"  # not ('8',), itself refused
             raise SpeedConfigError(
                 "sizes", f"must be a tuple of integers, e.g. {example}, not {self.sizes!r}"
             )
-        odd = [s for s in self.sizes if isinstance(s, bool) or not isinstance(s, Integral)]
+        odd = [s for s in self.sizes if not is_int(s)]
         if odd:
             raise SpeedConfigError("sizes", f"must be integers, got {odd[0]!r}")
         for name, count in [
@@ -101,7 +101,7 @@ class SpeedConfig:
             ("batch", self.batch),
             ("repeats", self.repeats),
         ]:
-            if isinstance(count, bool) or not isinstance(count, Integral):  # 2.5 ran unchecked
+            if not is_int(count):  # 2.5 ran unchecked
                 raise SpeedConfigError(name, f"must be an integer, got {count!r}")
         named: list[tuple[str, tuple[Any, ...]]] = [
             ("models", self.models),
