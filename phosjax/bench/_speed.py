@@ -187,8 +187,8 @@ def measure(
             for method in cfg.methods:
                 found[method] = {"model": name, "K": k, "method": method, **common}
                 try:
-                    if method == "torch" and _speed_torch.unavailable():  # before any compile
-                        raise Skip(f"{_speed_torch.unavailable()}: install torch to compare")
+                    if method == "torch" and (why := _speed_torch.unavailable()):  # pre-compile
+                        raise Skip(f"{why}: install torch to compare")
                     if name not in setups:
                         setups[name] = setup_model(name, cfg)
                     _check(setups[name], k, method, cfg, seen)
