@@ -142,9 +142,10 @@ def _in_dtype(value: Any, dtype: Any) -> Any:
     if dtype is None or is_traced(value):
         return jnp.asarray(value)
     if not isinstance(value, int | float | list | tuple):
-        if _read_as(value) == dtype and not holds_exactly(dtype, value):
+        read_as = _read_as(value)
+        if read_as == dtype and not holds_exactly(dtype, value):
             raise OverflowError(f"{cut_repr(value)} overflows {jnp.dtype(dtype).name}")
-        if _read_as(value) not in (None, dtype):  # another dtype: the caller names it
+        if read_as not in (None, dtype):  # another dtype: the caller names it
             return value  # as given (int64), not as JAX reads it (int32)
         return jnp.asarray(value)  # an array keeps its dtype
     if holds_exactly(dtype, value):
