@@ -396,6 +396,16 @@ def tag_call_shapes(
     return calls, [p for p in flat if not _is_tag(p, seen)], dropped_tags(seen, flat)
 
 
+def no_array_in(calls: Any) -> Any:
+    """The first leaf of ``calls`` (tagged at a path) that is no array (a str), else None.
+
+    Examples:
+      >>> no_array_in(("gelu",)), no_array_in((jax.ShapeDtypeStruct((2,), "float32"),))
+      ('gelu', None)
+    """
+    return next((s for s in jax.tree.leaves(calls) if not hasattr(s, "dtype")), None)
+
+
 def check_tagged_arrays(what: str, path: str, calls: tuple[Any, ...]) -> None:
     """Raises a TypeError where a call tagged at ``path`` (`tag_call_shapes`) holds a leaf
     that is no array (a str), naming ``what`` was asked (``"inject"``), ``path`` and it.
@@ -406,7 +416,7 @@ def check_tagged_arrays(what: str, path: str, calls: tuple[Any, ...]) -> None:
       TypeError: Cannot inject 'kind': the tagged value there holds 'gelu' (a str), not an
       array; px.probe reads it, but only arrays can be injected or differentiated.
     """
-    leaf = next((s for s in jax.tree.leaves(calls) if not hasattr(s, "dtype")), None)
+    leaf = no_array_in(calls)
     if leaf is not None:
         raise TypeError(
             f"Cannot {what} {path!r}: the tagged value there holds {leaf!r:.40} "

@@ -5,11 +5,11 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import flax.linen as nn
-import jax
 
 from phosjax.core._apply import (
     hands_back_every_collection,
     naming_apply_errors,
+    no_array_in,
     tag_shapes,
 )
 from phosjax.core._collections import KNOBS
@@ -89,7 +89,7 @@ def _naming_tags(
         tags = [  # a tagged str is no value px.inject replaces (`check_tagged_arrays`)
             tag
             for tag in select(shapes, error.selector, allow_empty=True)
-            if all(hasattr(leaf, "dtype") for leaf in jax.tree.leaves(shapes[tag]))
+            if no_array_in(shapes[tag]) is None
         ]
         if not tags:
             raise
