@@ -12,6 +12,7 @@ import jax
 from flax.core.scope import DenyList, in_filter, union_filters
 from jax.extend.core import valid_jaxtype
 
+from phosjax._callables import cut_repr
 from phosjax.core._arrays_apart import arrays_apart
 from phosjax.core._collections import INTERMEDIATES, KNOBS
 from phosjax.core._module_check import check_module
@@ -415,11 +416,15 @@ def check_tagged_arrays(what: str, path: str, calls: tuple[Any, ...]) -> None:
       Traceback (most recent call last):
       TypeError: Cannot inject 'kind': the tagged value there holds 'gelu' (a str), not an
       array; px.probe reads it, but only arrays can be injected or differentiated.
+      >>> check_tagged_arrays("inject", "note", ("a note of fifty characters, cut where it ends",))
+      Traceback (most recent call last):
+      TypeError: Cannot inject 'note': the tagged value there holds 'a note of fifty characters,
+      cut where … (a str), not an array; ...
     """
     leaf = no_array_in(calls)
     if leaf is not None:
         raise TypeError(
-            f"Cannot {what} {path!r}: the tagged value there holds {leaf!r:.40} "
+            f"Cannot {what} {path!r}: the tagged value there holds {cut_repr(leaf, 40)} "
             f"(a {type(leaf).__name__}), not an array; "
             "px.probe reads it, but only arrays can be injected or differentiated."
         )
