@@ -35,7 +35,7 @@ def _frozen(value: Any, where: str) -> Any:
     if isinstance(value, Mapping):
         raise TypeError(
             f"{where} must not be a mapping (an option is a number, a string, a bool or a "
-            f"list of them), got {value!r}"
+            f"list of them), got {cut_repr(value)}"
         )
     return value
 
@@ -101,7 +101,7 @@ def _shape(value: Any, name: str) -> tuple[int, ...]:
     if not isinstance(shape, tuple) or not all(is_int(n) and n >= 1 for n in shape):
         raise ValueError(
             f"ModelConfig {name!r}: input_shape must be one example's shape, positive ints "
-            f"such as (40,) or (8, 8, 1), got {value!r}"
+            f"such as (40,) or (8, 8, 1), got {cut_repr(value)}"
         )
     return tuple(int(n) for n in shape)
 
@@ -142,7 +142,7 @@ def _options(value: Any, name: str) -> tuple[tuple[str, Any], ...]:
     else:
         raise ValueError(
             f"ModelConfig {name!r}: options must be a mapping such as {{'pool': 'max'}} or "
-            f"(key, value) pairs such as (('pool', 'max'),), got {value!r}"
+            f"(key, value) pairs such as (('pool', 'max'),), got {cut_repr(value)}"
         )
     frozen = (
         (str(k), _frozen(_dtype_named(str(k), v), f"ModelConfig {name!r}: option {k}"))
@@ -207,7 +207,7 @@ class ModelConfig:
         if not isinstance(self.name, str) or not self.name:  # YAML's `name:` (None), a number
             raise ValueError(
                 f"ModelConfig name must be a registered model's name, such as 'mlp', got "
-                f"{self.name!r}"
+                f"{cut_repr(self.name)}"
             )
         object.__setattr__(self, "options", _options(self.options, self.name))
         num_classes = _plain(self.num_classes)
@@ -312,7 +312,7 @@ class ModelConfig:
         if not isinstance(data, Mapping):  # an empty YAML file (None), a list: iterated
             raise TypeError(
                 f"ModelConfig.from_dict takes a mapping of its fields, as to_dict gives, "
-                f"got {data!r} ({a_type(data)}); e.g. {{'name': 'mlp', 'num_classes': 10, "
+                f"got {cut_repr(data)} ({a_type(data)}); e.g. {{'name': 'mlp', 'num_classes': 10, "
                 "'input_shape': [40]}"
             )
         known = [field.name for field in dataclasses.fields(cls)]

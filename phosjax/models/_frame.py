@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from phosjax._callables import a_type
+from phosjax._callables import a_type, cut_repr
 from phosjax.core import tag
 from phosjax.layers._common import (
     CheckedFields,
@@ -240,7 +240,9 @@ class Frame(PassesKeywords, CheckedFields):
         if self.pool not in POOLS:
             raise ValueError(f"pool {self.pool!r} is not one of {POOLS}")
         if self.input_kind not in KINDS:
-            raise ValueError(f"Frame input_kind must be one of {KINDS}, got {self.input_kind!r}")
+            raise ValueError(
+                f"Frame input_kind must be one of {KINDS}, got {cut_repr(self.input_kind)}"
+            )
         kind = self.input_kind  # one the input can be viewed as: (40,) is no image
         if kind == IMAGE or 1 <= len(self.input_shape) <= 3:  # any shape flattens
             choose_kind(self.input_shape, (kind,), kind, type(self).__name__)

@@ -9,6 +9,7 @@ from typing import Any
 
 import flax.linen as nn
 
+from phosjax._callables import cut_repr
 from phosjax.layers._common import is_float_dtype
 from phosjax.models._config import is_int
 from phosjax.models._frame import POOLS
@@ -31,7 +32,9 @@ def check_frame_options(options: Mapping[str, Any], where: str) -> None:
       ValueError: model 'mlp': option dropout must be a number in [0, 1), got 1.5
     """
     if options["pool"] not in POOLS:
-        raise ValueError(f"{where}: option pool must be one of {POOLS}, got {options['pool']!r}")
+        raise ValueError(
+            f"{where}: option pool must be one of {POOLS}, got {cut_repr(options['pool'])}"
+        )
     check_rate(options, "dropout", where)
 
 
@@ -65,7 +68,7 @@ def check_rate(options: Mapping[str, Any], key: str, where: str) -> None:
     """
     rate = options.get(key, 0.0)
     if not isinstance(rate, int | float) or isinstance(rate, bool) or not 0 <= rate < 1:
-        raise ValueError(f"{where}: option {key} must be a number in [0, 1), got {rate!r}")
+        raise ValueError(f"{where}: option {key} must be a number in [0, 1), got {cut_repr(rate)}")
 
 
 def check_counts(
@@ -91,7 +94,7 @@ def check_counts(
         if is_int(default) and default >= 1 and not (is_int(value) and value >= 1):
             raise ValueError(
                 f"{where}: option {key} must be an int >= 1 (its default is {default}), "
-                f"got {value!r}"
+                f"got {cut_repr(value)}"
             )
 
 
@@ -125,13 +128,13 @@ def check_flags(flags: Mapping[str, str], given: Mapping[str, Any], where: str) 
     for key, value in given.items():
         kind = flags.get(key)
         if kind == "bool" and not isinstance(value, bool):
-            raise ValueError(f"{where}: option {key} takes true or false, got {value!r}")
+            raise ValueError(f"{where}: option {key} takes true or false, got {cut_repr(value)}")
         number = isinstance(value, numbers.Real) and not isinstance(value, bool)
         if value is not None and (
             (kind == "int" and not is_int(value)) or (kind == "float" and not number)
         ):
             what = "an int" if kind == "int" else "a number"
-            raise ValueError(f"{where}: option {key} takes {what} ({kind}), got {value!r}")
+            raise ValueError(f"{where}: option {key} takes {what} ({kind}), got {cut_repr(value)}")
 
 
 DTYPES = ("float32", "bfloat16", "float16", "float64")
@@ -176,7 +179,7 @@ def check_dtypes(defaults: Mapping[str, Any], given: Mapping[str, Any], where: s
             none = " or None" if defaults.get(key, 0) is None else ""
             raise ValueError(
                 f"{where}: option {key} must be a floating dtype, one of {DTYPES}{none}, "
-                f"got {value!r}"
+                f"got {cut_repr(value)}"
             )
 
 

@@ -129,13 +129,13 @@ class ModelSpec:
         widths = self.width if config.widths is None else config.widths
         where = f"model {self.name!r}"
         if not is_int(depth) or depth < 0:
-            raise ValueError(f"{where}: depth must be an int >= 0, got {depth!r}")
+            raise ValueError(f"{where}: depth must be an int >= 0, got {cut_repr(depth)}")
         if self.build is None and self.block is None and depth:
             raise ValueError(f"{where} has no blocks: depth must be 0, got {depth}")
         if not isinstance(widths, tuple) or any(not is_int(w) or w < 1 for w in widths):
             raise ValueError(
                 f"{where}: width must be an int >= 1 or a list of them (one per stage), "
-                f"got {widths if config.width is None else config.width!r}"
+                f"got {cut_repr(widths if config.width is None else config.width)}"
             )
         if depth and not widths:
             raise ValueError(f"{where}: depth {depth} needs at least one stage width")
@@ -391,7 +391,7 @@ def register_model(
       ValueError: model 'doc_twice' is already registered (by __main__); pick another name.
     """
     if not isinstance(name, str) or not name:
-        raise TypeError(f"register_model: name must be a non-empty string, got {name!r}")
+        raise TypeError(f"register_model: name must be a non-empty string, got {cut_repr(name)}")
     caller = inspect.currentframe()
     caller = caller.f_back if caller else None
     module = caller.f_globals.get("__name__", "?") if caller else "?"
@@ -414,13 +414,13 @@ def register_model(
     if check is not None and not callable(check):
         raise TypeError(
             f"register_model({name!r}, ...): check must be a function of the resolved "
-            f"ModelConfig (or None), got {check!r}"
+            f"ModelConfig (or None), got {cut_repr(check)}"
         )
     for argument, value in (("block", block), ("stem", stem), ("build", build)):
         if value is not None and not callable(value):
             raise TypeError(
                 f"register_model({name!r}, ...): {argument} must be a Flax module class or "
-                f"a function that makes a module, got {value!r}"
+                f"a function that makes a module, got {cut_repr(value)}"
             )
         if isinstance(value, nn.Module):  # callable, but calling it runs the module
             raise TypeError(
@@ -432,7 +432,7 @@ def register_model(
         if not isinstance(key, str) or not key:
             raise TypeError(
                 f"register_model({name!r}, ...): option names must be non-empty strings (as "
-                f"a config's options name them), got {key!r}"
+                f"a config's options name them), got {cut_repr(key)}"
             )
         if build is None and key in _FRAME_ARGUMENTS:
             raise ValueError(

@@ -279,3 +279,28 @@ def test_a_name_that_is_no_str_is_named_when_the_config_is_made(name):
         match=rf"^ModelConfig name must be a registered model's name, such as 'mlp', got {name!r}$",
     ):
         ModelConfig(name, 2, (4,))
+
+
+LONG = list(range(1000))  # a value whose whole repr would run to thousands of characters
+
+
+@pytest.mark.parametrize(
+    "config, shown",
+    [
+        (lambda: ModelConfig(tuple(LONG), 3, (5,)), "(0, 1, 2"),
+        (lambda: ModelConfig("mlp", 3, [0, *LONG]), "[0, 0, 1, 2"),
+        (lambda: ModelConfig("mlp", 3, (5,), options=LONG), "[0, 1, 2"),
+        (lambda: ModelConfig.from_dict(LONG), "[0, 1, 2"),
+        (lambda: build_model(ModelConfig("mlp", 3, (5,), width=[0, *LONG])), "(0, 0, 1, 2"),
+        (lambda: build_model(ModelConfig("mlp", 3, (5,), depth=-(10**999))), "-1000000"),
+        (lambda: build_model(ModelConfig("mlp", 3, (5,), options={"pool": LONG})), "(0, 1, 2"),
+        (lambda: build_model(ModelConfig("mlp", 3, (5,), options={"dropout": LONG})), "(0, 1, 2"),
+        (lambda: build_model(ModelConfig("mlp", 3, (5,), options={"dtype": LONG})), "(0, 1, 2"),
+    ],
+)
+def test_a_config_error_cuts_a_long_value_it_shows(config, shown):
+    with pytest.raises((TypeError, ValueError)) as caught:
+        config()
+    got = re.search(r"got (\S.*?…)", str(caught.value))
+    assert got is not None and got.group(1).startswith(shown)
+    assert len(got.group(1)) == 60 and len(str(caught.value)) < 300
