@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from phosjax._callables import cut_repr
+
 
 def static_int_at_least(name: str, value: Any, least: int = 1) -> int:
     """``value`` as a plain int when it is an integer (numpy's and concrete jax scalars
@@ -33,7 +35,7 @@ def static_int_at_least(name: str, value: Any, least: int = 1) -> int:
             raise TypeError
         value = operator.index(value)
     except TypeError:
-        raise TypeError(f"{name} must be a static {kind}, got {value!r}") from None
+        raise TypeError(f"{name} must be a static {kind}, got {cut_repr(value)}") from None
     if value < least:
         raise ValueError(f"{name} must be {'a' if least == 1 else 'an'} {kind}, got {value}")
     return value
@@ -91,7 +93,7 @@ def one_integer(
       TypeError: f: step must be a whole number (the global step), got None
     """
     if not isinstance(value, jax.Array | np.ndarray | np.generic | int | float | complex):
-        got = "None" if value is None else f"the {type(value).__name__} {value!r}"
+        got = "None" if value is None else f"the {type(value).__name__} {cut_repr(value)}"
         raise TypeError(f"{where}: {name} must be a whole number ({meaning}), got {got}")
     dtype = jnp.result_type(value)
     if dtype == jnp.bool_:

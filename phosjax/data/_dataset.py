@@ -8,6 +8,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from phosjax._callables import cut_repr
 from phosjax.data._checks import first_outside, is_real, static_int_at_least
 
 Array = np.ndarray | jax.Array
@@ -65,18 +66,18 @@ class ArrayDataset:
         if not isinstance(self.name, str) or not self.name:
             raise TypeError(
                 f"ArrayDataset: name must be the data set's name, a non-empty str such as "
-                f"'mnist1d' (what results and errors call it), got {self.name!r}"
+                f"'mnist1d' (what results and errors call it), got {cut_repr(self.name)}"
             )
         if not whole(self.num_classes) or self.num_classes < 1:
             raise ValueError(
                 f"ArrayDataset {self.name!r}: num_classes must be a whole number >= 1, "
-                f"got {self.num_classes!r}"
+                f"got {cut_repr(self.num_classes)}"
             )
         shape = self.input_shape
         if not isinstance(shape, tuple | list) or not all(whole(n) and n >= 0 for n in shape):
             raise ValueError(
                 f"ArrayDataset {self.name!r}: input_shape must be the shape of one example, "
-                f"a tuple of sizes such as (40,) or (8, 8, 1), got {shape!r}"
+                f"a tuple of sizes such as (40,) or (8, 8, 1), got {cut_repr(shape)}"
             )
         object.__setattr__(self, "input_shape", tuple(int(n) for n in shape))
         object.__setattr__(self, "num_classes", int(self.num_classes))

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import jax
 import numpy as np
 
+from phosjax._callables import cut_repr
 from phosjax._nearest import did_you_mean, nearest
 from phosjax._pickling import PicklableError
 from phosjax.data._checks import first_outside, is_real
@@ -81,7 +82,7 @@ def _resolve(data_dir: str | os.PathLike | None) -> pathlib.Path:
     if data_dir is not None and not isinstance(data_dir, str | os.PathLike):
         raise TypeError(
             f"data_dir must be a folder's path (a str or os.PathLike), e.g. "
-            f"'~/tensorflow_datasets', got {data_dir!r} (of type {type(data_dir).__name__})"
+            f"'~/tensorflow_datasets', got {cut_repr(data_dir)} (of type {type(data_dir).__name__})"
         )
     if data_dir is not None and not os.fspath(data_dir):  # pathlib reads "" as the working dir
         raise ValueError(
@@ -257,7 +258,7 @@ def _features(features: Sequence[str] | None) -> tuple[str, str] | None:
     if not is_feature_pair(features):
         raise ValueError(
             "features must name the input feature and the label feature, two different "
-            f"names, e.g. ('image', 'label'); got {features!r}"
+            f"names, e.g. ('image', 'label'); got {cut_repr(features)}"
         )
     return features[0], features[1]
 
@@ -361,7 +362,7 @@ def _parse(name: str, data_dirs: Sequence[pathlib.Path] = ()) -> tuple[str, dict
     if not isinstance(name, str):
         raise TypeError(
             f"name must be a data set's name as a str, e.g. 'mnist1d' or 'digits:1.0.0', got "
-            f"{name!r} (of type {type(name).__name__})"
+            f"{cut_repr(name)} (of type {type(name).__name__})"
         )
     try:
         dataset, kwargs = tfds.core.naming.parse_builder_name_kwargs(name)

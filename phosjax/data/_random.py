@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from phosjax._callables import cut_repr
 from phosjax.data._checks import static_int_at_least
 from phosjax.data._dataset import ArrayDataset
 
@@ -51,11 +52,11 @@ def random_dataset(
       ValueError: random_dataset: num_train must be a positive int, got 0
     """
     if not isinstance(name, str) or not name:
-        raise TypeError(f"random_dataset: name must be a non-empty str, got {name!r}")
+        raise TypeError(f"random_dataset: name must be a non-empty str, got {cut_repr(name)}")
     if not isinstance(input_shape, tuple | list):
         raise TypeError(
             "random_dataset: input_shape must be the shape of one example, a tuple of ints "
-            f"such as (8,) or (8, 8, 1), got {input_shape!r}"
+            f"such as (8,) or (8, 8, 1), got {cut_repr(input_shape)}"
         )
     where = "random_dataset: "
     shape = tuple(

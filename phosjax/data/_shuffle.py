@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from phosjax._callables import cut_repr
 from phosjax.data._checks import first_outside, one_integer, static_int_at_least
 
 ROUNDS = 10
@@ -96,7 +97,9 @@ def key_words(key: jax.Array, call: str = _CALL) -> jax.Array:
     dtype = getattr(key, "dtype", None)
     typed = dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
     if not typed and dtype != jnp.dtype(jnp.uint32):  # a seed, or an array that no key's data is
-        got = f"the {type(key).__name__} {key!r}" if dtype is None else f"an array of {dtype}"
+        got = (
+            f"the {type(key).__name__} {cut_repr(key)}" if dtype is None else f"an array of {dtype}"
+        )
         raise TypeError(
             f"{where}: key must be a PRNG key, e.g. jax.random.key(0) (or its raw "
             f"uint32 key data), got {got}"

@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from phosjax._callables import cut_repr
 from phosjax._nearest import did_you_mean
 from phosjax._pickling import PicklableError
 
@@ -92,7 +93,8 @@ def checked_splits(splits: Sequence[str] | None) -> tuple[str, str] | None:
     ):
         raise ValueError(
             "splits must name the split to train on and the split to test on, two TFDS split "
-            f"specs, e.g. ('train', 'val') or ('train[:90%]', 'train[90%:]'); got {splits!r}"
+            "specs, e.g. ('train', 'val') or ('train[:90%]', 'train[90%:]'); got "
+            f"{cut_repr(splits)}"
         )
     return splits[0], splits[1]
 

@@ -91,3 +91,32 @@ def test_numpy_ints_are_taken():
 def test_bad_arguments_are_named(args, kwargs, error, message):
     with pytest.raises(error, match=re.escape(f"random_dataset: {message}")):
         random_dataset(*args, **kwargs)
+
+
+LONG = list(range(1000))  # a value whose whole repr would run to thousands of characters
+_X, _Y = np.zeros((2, 3), np.float32), np.zeros(2, np.int32)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: random_dataset("toy", (3,), 3, num_train=LONG),
+        lambda: random_dataset(LONG, (3,), 3),
+        lambda: random_dataset("toy", {"x": LONG}, 3),
+        lambda: ArrayDataset(LONG, _X, _Y, _X, _Y, 3, (3,)),
+        lambda: ArrayDataset("toy", _X, _Y, _X, _Y, LONG, (3,)),
+        lambda: ArrayDataset("toy", _X, _Y, _X, _Y, 3, [-1, *LONG]),
+        lambda: phosjax.data.batch_indices(LONG, 0, 10, 2),
+        lambda: phosjax.data.batch_indices(np.zeros(2, np.uint32), LONG, 10, 2),
+        lambda: phosjax.data.load(LONG),
+        lambda: phosjax.data.load("digits", data_dir=LONG),
+        lambda: phosjax.data.load("digits", features=LONG),
+        lambda: phosjax.data.load("digits", splits=LONG),
+    ],
+)
+def test_an_argument_error_cuts_a_long_value_it_shows(call):
+    with pytest.raises((TypeError, ValueError)) as caught:
+        call()
+    got = re.search(r"got (?:the \w+ )?(\S.*?…)", str(caught.value))
+    assert got is not None and got.group(1).startswith(("[", "{")), str(caught.value)
+    assert len(got.group(1)) == 60 and len(str(caught.value)) < 400
