@@ -173,7 +173,8 @@ def _checked_injected(path: str, value: Any, expected: Any) -> Any:
     """``value`` with what has no dtype of its own in ``expected``'s (`in_dtypes_of`), once
     it has the structure, shapes and dtypes of ``expected`` (what node ``path`` computes);
     else a `GraphError` naming the node, what it was given and what it computes (as
-    `phosjax.inject` names the tag), a Python int out of its dtype's range too.
+    `phosjax.inject` names the tag; where only the containers differ, it says so), a
+    Python int out of its dtype's range too.
 
     Examples:
       >>> _checked_injected("h", [2**70], jax.ShapeDtypeStruct((1,), jnp.int32))
@@ -192,9 +193,16 @@ def _checked_injected(path: str, value: Any, expected: Any) -> Any:
         ) from None
     given, wanted = _describe_given(value), _describe(expected)
     if given != wanted:
+        leaves = [_describe_given(leaf) for leaf in jax.tree.leaves(value)]
+        held_otherwise = leaves == [_describe(leaf) for leaf in jax.tree.leaves(expected)]
+        fix = (
+            "its arrays are the node's, held otherwise (a list for a tuple, other keys): "
+            "inject them as the node holds them"
+            if held_otherwise
+            else "inject a value of that shape and dtype"
+        )
         raise GraphError(
-            f"inject gives node {path!r} {given}, but the node computes {wanted}; inject a "
-            "value of that shape and dtype."
+            f"inject gives node {path!r} {given}, but the node computes {wanted}; {fix}."
         )
     return value
 

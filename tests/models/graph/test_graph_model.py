@@ -1362,6 +1362,22 @@ def test_a_list_of_numbers_injected_is_read_as_one_array_as_px_inject_reads_it(
         model.apply(variables, x, inject={"stem": [[0.0] * 4, [0.0] * 3]})
 
 
+def test_an_injected_value_held_otherwise_than_the_node_s_is_told_so_not_its_shape():
+    # It said "inject a value of that shape and dtype", which the arrays already had.
+    model = GraphModel({"pair": lambda h: (h, 2 * h), "sum": node(lambda t: t[0] + t[1])})
+    x = jnp.ones((2, 3))
+    variables = model.init(jax.random.key(0), x)
+    held = r"; its arrays are the node's, held otherwise \(a list for a tuple, other keys\)"
+    with pytest.raises(
+        GraphError, match=rf"^inject gives node 'pair' \['float32\[2, 3\]', .*{held}"
+    ):
+        model.apply(variables, x, inject={"pair": [x, x]})
+    with pytest.raises(GraphError, match=r"float32\[2, 3\]'\); inject a value of that shape and"):
+        model.apply(variables, x, inject={"pair": (x, x[:1])})
+    summed = model.apply(variables, x, inject={"pair": (x, 3 * x)}, outputs="sum")["sum"]
+    np.testing.assert_array_equal(summed, np.full((2, 3), 4.0))
+
+
 def test_an_injected_str_is_named_with_its_node_and_what_the_node_computes(model_and_variables):
     # JAX's bare "Value 'zeros' with dtype <U5 is not a valid JAX array type" named no node;
     # with x=None it came from the note on the node's error, and hid that error.
