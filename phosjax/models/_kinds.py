@@ -19,6 +19,8 @@ _REACHABLE = {  # kind of the input shape -> kinds it can be viewed as
     SEQUENCE: (SEQUENCE, VECTOR),
     IMAGE: (IMAGE, SEQUENCE, VECTOR),
 }
+_VOLUME = (SEQUENCE, VECTOR)
+"""The kinds an input of 4 axes or more (a volume, no kind of its own) can be viewed as."""
 
 
 def natural_kind(input_shape: Sequence[int]) -> str:
@@ -47,7 +49,8 @@ def choose_kind(
 
     ``forced`` if given; else the input's own kind (`natural_kind`) if the model supports
     it, so an input is never reshaped needlessly; else the first of ``supported`` that
-    can view the input.
+    can view the input (a volume, of 4 axes or more, has no kind of its own: it is
+    viewed as a sequence or a vector, as the frame takes it).
 
     Raises:
       ValueError: the kind is unknown, unsupported by the model, or cannot view this shape.
@@ -59,6 +62,8 @@ def choose_kind(
       'vector'
       >>> choose_kind((40,), ["image", "sequence"], None, "m")  # that can view it
       'sequence'
+      >>> choose_kind((2, 8, 8, 1), ["image", "sequence"], None, "m")  # a volume
+      'sequence'
       >>> choose_kind((40,), ["image", "sequence"], "image", "m")
       Traceback (most recent call last):
       ValueError: model 'm': input_shape (40,) (vector) cannot be viewed as 'image'; it can be ...
@@ -66,8 +71,9 @@ def choose_kind(
       Traceback (most recent call last):
       ValueError: model 'm' takes image inputs; ... image is input_shape (28, 28, 1): x[..., None]).
     """
-    natural = natural_kind(input_shape)
-    reachable = _REACHABLE[natural]
+    natural = None if len(input_shape) > 3 else natural_kind(input_shape)  # a volume: None
+    reachable = _VOLUME if natural is None else _REACHABLE[natural]
+    own = f"{len(input_shape)} axes" if natural is None else natural
     if forced is not None:
         if forced not in KINDS:
             raise ValueError(f"model {model!r}: input_kind {forced!r} is not one of {KINDS}")
@@ -78,18 +84,18 @@ def choose_kind(
             )
         if forced not in reachable:
             raise ValueError(
-                f"model {model!r}: input_shape {tuple(input_shape)} ({natural}) cannot be "
+                f"model {model!r}: input_shape {tuple(input_shape)} ({own}) cannot be "
                 f"viewed as {forced!r}; it can be viewed as {', '.join(reachable)}"
                 + _one_channel(input_shape, (forced,))
             )
         return forced
-    candidates = [natural, *(k for k in supported if k != natural)]
+    candidates = [kind for kind in (natural, *supported) if kind is not None]
     for kind in candidates:
         if kind in supported and kind in reachable:
             return kind
     raise ValueError(
         f"model {model!r} takes {', '.join(supported)} inputs; input_shape "
-        f"{tuple(input_shape)} ({natural}) can only be viewed as {', '.join(reachable)}"
+        f"{tuple(input_shape)} ({own}) can only be viewed as {', '.join(reachable)}"
         + _one_channel(input_shape, supported)
         + "."
     )

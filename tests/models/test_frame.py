@@ -460,7 +460,10 @@ def test_a_frame_built_by_hand_views_an_input_of_4_axes_as_a_vector_or_sequence_
     x = jnp.ones((1, 2, 2, 2, 3))
     for kind in ("vector", "sequence"):  # a volume flattened (they ran before kinds were checked)
         assert jax.eval_shape(make(kind).init, jax.random.key(0), x)["params"]
-    with pytest.raises(ValueError, match=r"input_shape \(2, 2, 2, 3\) has 4 axes"):
+    refused = (
+        r"input_shape \(2, 2, 2, 3\) \(4 axes\) cannot be viewed as 'image'; it can be viewed as"
+    )
+    with pytest.raises(ValueError, match=refused):
         jax.eval_shape(make("image").init, jax.random.key(0), x)
 
 

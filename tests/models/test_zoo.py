@@ -482,3 +482,22 @@ def test_a_padding_mask_leaves_padded_tokens_out_of_the_logits(pool):
     np.testing.assert_allclose(logits, other_logits, atol=1e-5)
     short = model.apply(variables, x, mask=jnp.ones((2, 5), bool))
     np.testing.assert_allclose(short[0], logits[0], atol=1e-5)  # example 0 has no padding
+
+
+@pytest.mark.parametrize(("name", "viewed"), [("mlp", (24,)), ("resnet", (8, 3))])
+def test_a_zoo_model_views_an_input_of_4_axes_as_it_views_that_input_flattened(name, viewed):
+    # build_model refused every input of 4 axes ("has 4 axes; the frame takes ..."), with
+    # input_kind='vector' too, though the frame views a volume as a vector or a sequence
+    x = jax.random.normal(jax.random.key(0), (2, 2, 2, 2, 3))
+    volume = build_model(ModelConfig(name, 3, (2, 2, 2, 3), **TINY[name]))
+    flat = build_model(ModelConfig(name, 3, viewed, **TINY[name]))
+    variables = flat.init(jax.random.key(1), x.reshape(2, *viewed))
+    np.testing.assert_allclose(
+        volume.apply(variables, x), flat.apply(variables, x.reshape(2, *viewed)), rtol=1e-6
+    )
+    refused = (
+        r"^model 'cnn2d' takes image inputs; input_shape \(2, 2, 2, 3\) \(4 axes\) can only "
+        r"be viewed as sequence, vector\.$"
+    )
+    with pytest.raises(ValueError, match=refused):
+        build_model(ModelConfig("cnn2d", 3, (2, 2, 2, 3)))
