@@ -1,5 +1,6 @@
 """``strategy="auto"``: time each strategy on the actual group and keep the fastest."""
 
+import collections
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -10,16 +11,26 @@ import numpy as np
 from phosjax._hosts import local_devices
 from phosjax.train._config import int_at_least
 from phosjax.train._matmul_convs import has_convs
+from phosjax.train._state import INIT_PROGRAMS_KEPT
 from phosjax.train._step import check_arrays
-from phosjax.train._strategy import COPY, MATMUL_STRATEGIES, STRATEGIES, Executor
+from phosjax.train._strategy import (
+    COPY,
+    MATMUL_STRATEGIES,
+    STRATEGIES,
+    Executor,
+    kept,
+    trace_config,
+)
 
 TIE = 0.05
 """Strategies within this fraction of the fastest count as equally fast: the first of them
 in `STRATEGIES` is chosen, so that timing noise does not flip the choice from run to run."""
 
-_CHOICES: dict[tuple[Any, ...], tuple[str, dict[str, float]]] = {}
+_CHOICES: collections.OrderedDict[tuple[Any, ...], tuple[str, dict[str, float]]] = (
+    collections.OrderedDict()
+)
 """In-memory cache of measured choices, by (backend, group signature, data shapes, cells,
-devices)."""
+devices, `trace_config`), the last `INIT_PROGRAMS_KEPT` used."""
 
 
 def measure_strategies(
@@ -194,13 +205,15 @@ def choose_strategy(
     """The fastest strategy for this group on these devices (`fastest`: ties go to the
     earlier in `STRATEGIES`) and its timings, cached by the group's ``signature``, its
     ``data_shapes`` (`split_shapes`: one measured on a small data set is not reused for
-    a big one of the same name), ``num_cells`` and ``devices``; ``make_arrays()`` gives
+    a big one of the same name), ``num_cells``, ``devices`` and `trace_config` (the last
+    `INIT_PROGRAMS_KEPT` used); ``make_arrays()`` gives
     the data arrays, called only when measuring (``place_data``: as `measure_strategies`
     takes it). `MATMUL_STRATEGIES` are candidates only
     for a step that computes convolutions (for others they are ``"vmap"`` and ``"map"``).
     """
-    key = (devices[0].platform, signature, data_shapes, num_cells, len(devices))
-    if key not in _CHOICES:
+    key = (devices[0].platform, signature, data_shapes, num_cells, len(devices), trace_config())
+
+    def measure() -> tuple[str, dict[str, float]]:
         arrays = make_arrays()
         timings = measure_strategies(
             signature,
@@ -213,5 +226,6 @@ def choose_strategy(
             steps=steps,
             place_data=place_data,
         )
-        _CHOICES[key] = (fastest(timings), timings)
-    return _CHOICES[key]
+        return fastest(timings), timings
+
+    return kept(_CHOICES, key, measure, INIT_PROGRAMS_KEPT)

@@ -1,6 +1,8 @@
 """Convolutions as matrix products: the same numbers as XLA's convolutions, forward,
 backward and under every transformation the engine applies."""
 
+import collections
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -317,7 +319,8 @@ def test_auto_leaves_out_a_strategy_that_runs_out_of_device_memory(toy, cnn_runs
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(Executor, "run_steps", run_steps)
-    monkeypatch.setattr("phosjax.train._auto._CHOICES", {})  # cnn_runs' choice: not kept
+    # cnn_runs' choice: not kept
+    monkeypatch.setattr("phosjax.train._auto._CHOICES", collections.OrderedDict())
     group = _cnn_group()
     _, run = run_group(group, init_group(group, toy), toy, strategy="auto")
     assert set(run.timings) == set(STRATEGIES) - set(MATMUL_STRATEGIES)

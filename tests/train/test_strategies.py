@@ -460,7 +460,7 @@ def test_auto_converts_the_data_once_and_a_later_call_neither_measures_nor_conve
     monkeypatch.setattr(run_module, "device_arrays", lambda d: converted.append(1) or original(d))
     [group] = plan_groups(CELLS[:1])
     data = dataclasses.replace(toy)
-    monkeypatch.setattr(_auto, "_CHOICES", {})  # the first call measures
+    monkeypatch.setattr(_auto, "_CHOICES", collections.OrderedDict())  # the first call measures
     state, first = run_group(group, init_group(group, data), data, 2, strategy="auto")
     assert first.timings and len(converted) == 1  # measured and trained on one conversion
     _, second = run_group(group, state, data, 4, strategy="auto")
@@ -476,7 +476,7 @@ def test_auto_trains_on_the_data_it_measured_on_placed_once(toy, monkeypatch):
     monkeypatch.setattr(
         run_module.Executor, "put_data", lambda self, a: placed.append(1) or put_data(self, a)
     )
-    monkeypatch.setattr(_auto, "_CHOICES", {})  # measures
+    monkeypatch.setattr(_auto, "_CHOICES", collections.OrderedDict())  # measures
     monkeypatch.setattr(_auto, "candidates", lambda *args: ("vmap",))  # one compile
     [group] = plan_groups(CELLS[:1])
     data = dataclasses.replace(toy)  # not placed yet
@@ -495,7 +495,7 @@ def test_auto_keeps_placed_only_the_data_the_run_trains_on(toy, monkeypatch, cho
     monkeypatch.setattr(
         run_module.Executor, "put_data", lambda self, a: placed.append(1) or put_data(self, a)
     )
-    monkeypatch.setattr(_auto, "_CHOICES", {})  # measures
+    monkeypatch.setattr(_auto, "_CHOICES", collections.OrderedDict())  # measures
     monkeypatch.setattr(_auto, "candidates", lambda *args: ("vmap", "sequential"))
     monkeypatch.setattr(_auto, "fastest", lambda timings: chosen)
     [group] = plan_groups(CELLS)
@@ -524,7 +524,8 @@ def test_the_data_converted_for_the_devices_is_not_kept_on_the_host_while_traini
         return arrays
 
     monkeypatch.setattr(run_module, "device_arrays", convert)
-    monkeypatch.setattr(_auto, "_CHOICES", {})  # "auto" measures on the same conversion
+    # "auto" measures on the same conversion
+    monkeypatch.setattr(_auto, "_CHOICES", collections.OrderedDict())
     [group] = plan_groups(CELLS[:1])
     data = dataclasses.replace(toy)  # not placed yet
     kept_while_training = []
