@@ -338,9 +338,13 @@ def _placed(a: Any, sharding: NamedSharding) -> bool:
     return isinstance(a, jax.Array) and a.sharding.is_equivalent_to(sharding, a.ndim)
 
 
-def _padded(tree: Any, extra: int) -> Any:
-    """``tree``'s leaves with ``extra`` copies of their first cell appended."""
-    return jax.tree.map(lambda a: jnp.concatenate([a, jnp.repeat(a[:1], extra, axis=0)]), tree)
+def _padded(tree: Any, extra: int, sharding: NamedSharding) -> Any:
+    """``tree``'s leaves with ``extra`` copies of their first cell appended, laid out by
+    ``sharding`` (each device computes and keeps its own cells only)."""
+    cells = jax.tree.leaves(tree)[0].shape[0]
+    # a gather: concatenating cells that each device then cut compiled ~6x slower
+    index = np.concatenate([np.arange(cells), np.zeros(extra, int)])
+    return jax.lax.with_sharding_constraint(jax.tree.map(lambda a: a[index], tree), sharding)
 
 
 def _sliced(tree: Any, cells: int) -> Any:
@@ -348,11 +352,12 @@ def _sliced(tree: Any, cells: int) -> Any:
     return jax.tree.map(lambda a: a[:cells], tree)
 
 
-PADDED, SLICED = jax.jit(_padded, static_argnums=1), jax.jit(_sliced, static_argnums=1)
-"""One compiled program per tree signature and count, not an eager operation per leaf (each
-of which would compile per shape): a group's state padded with copies of its first cell, and
-its leading cells taken. Plain `jax.jit` (a count is static, which `CompiledProgram`'s
-signatures leave out): their compiles are JAX's to keep and not in `compile_totals`."""
+PADDED, SLICED = jax.jit(_padded, static_argnums=(1, 2)), jax.jit(_sliced, static_argnums=1)
+"""One compiled program per tree signature and count (and sharding), not an eager operation
+per leaf (each of which would compile per shape): a group's state padded with copies of its
+first cell, and its leading cells taken. Plain `jax.jit` (a count is static, which
+`CompiledProgram`'s signatures leave out): their compiles are JAX's to keep and not in
+`compile_totals`."""
 
 
 class Executor:
@@ -396,10 +401,11 @@ class Executor:
         with it (which a call may donate)."""
         sharding = NamedSharding(self.mesh, PartitionSpec(GRID))
         if self.padded > self.num_cells:
-            # whole on every device first: padded there by one program, and split from there
-            # (transfers that compile nothing, where a single device's arrays split per shape)
+            # whole on every device first (a transfer that compiles nothing, where a single
+            # device's arrays split per shape), then padded by one program, each device
+            # computing its own cells only
             whole = jax.device_put(state, NamedSharding(self.mesh, PartitionSpec()))
-            return jax.device_put(PADDED(whole, self.padded - self.num_cells), sharding)
+            return PADDED(whole, self.padded - self.num_cells, sharding)
         if all(_placed(a, sharding) for a in jax.tree.leaves(state)):
             return state  # placed already (e.g. by the previous call): device_put costs ms
         return jax.device_put(state, sharding, may_alias=False)

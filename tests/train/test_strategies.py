@@ -378,6 +378,27 @@ def test_padding_copying_and_taking_back_a_state_compile_one_program_each_whatev
             assert not buffers(leaf) & buffers(placed[name])
 
 
+def test_padding_a_state_computes_on_each_device_only_its_own_cells(monkeypatch):
+    """6 cells on 4 devices: every device computed and held all 8 padded cells before
+    keeping its 2 (4x the padded state's memory on each device at once). Now the padding
+    program's output lies 2 cells on each device."""
+    import phosjax.train._strategy as strategy_module
+
+    shards = []
+    padded = strategy_module.PADDED
+
+    def spy(*args):
+        out = padded(*args)
+        shards.extend(shard.data.shape for shard in jax.tree.leaves(out)[0].addressable_shards)
+        return out
+
+    monkeypatch.setattr(strategy_module, "PADDED", spy)
+    state = {"w": np.arange(6 * 5, dtype=np.float32).reshape(6, 5)}
+    placed = Executor("vmap", 6).put_state(state)
+    assert shards == [(2, 5)] * 4
+    np.testing.assert_array_equal(placed["w"], state["w"][[0, 1, 2, 3, 4, 5, 0, 0]])
+
+
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_run_steps_without_donation_leaves_the_state_usable(toy, strategy):
     """``donate=False`` keeps the start state valid: stepping it again gives the same."""
