@@ -46,7 +46,7 @@ from phosjax.train._step import (
     make_evaluate,
     make_train_step,
 )
-from tests.train.tiny import Tiny, toy_data
+from tests.train.tiny import Builds, Tiny, toy_data
 
 TOL = {"rtol": 2e-5, "atol": 2e-6}
 ADAM = HParams(batch_size=16, steps=8, eval_every=4)
@@ -292,16 +292,11 @@ def test_a_model_with_bfloat16_logits_is_evaluated_in_float32():
     np.testing.assert_allclose(float(got["loss"]), float(loss.mean()), rtol=1e-5)
 
 
-class _Bfloat16Config:
-    def build(self) -> nn.Module:
-        return _Bfloat16()
-
-
 def test_a_model_with_bfloat16_logits_takes_its_train_loss_in_float32(toy):
     # its log-softmax ran in bfloat16: the task loss was off by ~1e-4 of itself, and its
     # gradient rounded so
     hp = HParams(batch_size=16, steps=1, label_smoothing=0.1)
-    [group] = plan_groups([Cell(_Bfloat16Config(), "toy", hp, 0)])
+    [group] = plan_groups([Cell(Builds(_Bfloat16()), "toy", hp, 0)])
     cell = jax.tree.map(lambda a: a[0], init_group(group, toy))
     step, arrays = make_train_step(_Bfloat16(), hp), device_arrays(toy)
     x, y = arrays["x_train"][:16], arrays["y_train"][:16]  # the step's batch, given
@@ -316,7 +311,7 @@ def test_a_model_storing_its_params_in_bfloat16_reports_float32_metrics(toy):
     # its grad_norm came out bfloat16 (numpy's ml_dtypes), which pandas refused: train_grid
     # failed building its frames ("no types given") once the steps had run
     hp = HParams(optimizer="sgd", batch_size=16, steps=1)
-    [group] = plan_groups([Cell(_Bfloat16Config(), "toy", hp, 0)])
+    [group] = plan_groups([Cell(Builds(_Bfloat16()), "toy", hp, 0)])
     cell = jax.tree.map(lambda a: a[0], init_group(group, toy))
     _, metrics = jax.jit(make_train_step(_Bfloat16(), hp))(cell, device_arrays(toy))
     assert {name: value.dtype for name, value in metrics.items()} == dict.fromkeys(
@@ -343,17 +338,12 @@ class _WideBfloat16(nn.Module):
         return nn.Dense(3, param_dtype=jnp.bfloat16)(nn.Dense(512, param_dtype=jnp.bfloat16)(x))
 
 
-class _WideBfloat16Config:
-    def build(self) -> nn.Module:
-        return _WideBfloat16()
-
-
 @pytest.mark.parametrize("kind, elementwise", [("l2", np.square), ("l1", np.abs)])
 def test_a_regularizer_of_bfloat16_params_is_summed_in_float32(toy, kind, elementwise):
     # it was summed in bfloat16: l2 read 518.97 for 518.37, l1 1247 for 1244
     l1_or_l2 = (Regularizer("**/kernel", kind, 1.0),)
     hp = HParams(optimizer="sgd", batch_size=16, steps=1, regularizers=l1_or_l2)
-    [group] = plan_groups([Cell(_WideBfloat16Config(), "toy", hp, 0)])
+    [group] = plan_groups([Cell(Builds(_WideBfloat16()), "toy", hp, 0)])
     cell = jax.tree.map(lambda a: a[0], init_group(group, toy))
     _, metrics = jax.jit(make_train_step(_WideBfloat16(), hp))(cell, device_arrays(toy))
     kernels = [np.asarray(cell.params[name]["kernel"], np.float64) for name in cell.params]
@@ -364,7 +354,7 @@ def test_a_regularizer_of_bfloat16_params_is_summed_in_float32(toy, kind, elemen
 def test_a_bfloat16_state_saved_with_np_savez_resumes(toy):
     # np.savez stores bfloat16 as raw bytes ('|V2'): run_group refused the state np.load
     # read, "... is void16[3] in the state, bfloat16[3] for this group"
-    [group] = plan_groups([Cell(_Bfloat16Config(), "toy", HParams(batch_size=16, steps=2), 0)])
+    [group] = plan_groups([Cell(Builds(_Bfloat16()), "toy", HParams(batch_size=16, steps=2), 0)])
     state, _ = run_group(group, init_group(group, toy), toy, 1, strategy="vmap")
     leaves, tree = jax.tree.flatten(jax.device_get(state))
     saved = io.BytesIO()
@@ -386,16 +376,11 @@ class _Partitioned(nn.Module):
         return nn.Dense(3, kernel_init=kernel)(x)
 
 
-class _PartitionedConfig:
-    def build(self) -> nn.Module:
-        return _Partitioned()
-
-
 def test_a_model_with_partitioned_params_gets_a_state_of_plain_arrays(toy):
     # its state kept the kernel boxed, which then asked the mesh of vmap and map, whose one
     # axis is 'grid', for its 'model' axis: the first chunk failed, "Resource axis: model
     # of P(None, 'model') is not found in mesh"
-    model = _PartitionedConfig()
+    model = Builds(_Partitioned())
     [group] = plan_groups([Cell(model, "toy", HParams(batch_size=16), seed) for seed in (0, 1)])
     state = jax.device_get(init_group(group, toy))
     assert all(isinstance(leaf, np.ndarray) for leaf in jax.tree.leaves(state.params))
@@ -411,16 +396,11 @@ class _Constrained(nn.Module):
         return nn.Dense(3)(nn.relu(hidden))
 
 
-class _ConstrainedConfig:
-    def build(self) -> nn.Module:
-        return _Constrained()
-
-
 def test_a_model_constraining_activations_trains_under_the_callers_logical_rules(toy):
     # the rules named mesh axes ('data', 'model') of the caller's, which the engine's mesh
     # lacks: the first chunk failed, "Resource axis: data of P('data', 'model') is not
     # found in mesh: ('grid',)"; each cell runs whole, so it trains as without rules
-    [group] = plan_groups([Cell(_ConstrainedConfig(), "toy", HParams(batch_size=16, steps=1))])
+    [group] = plan_groups([Cell(Builds(_Constrained()), "toy", HParams(batch_size=16, steps=1))])
     state = init_group(group, toy)
     with nn.logical_axis_rules([("batch", "data"), ("hidden", "model")]):
         ruled, _ = run_group(group, state, toy, strategy="vmap")  # "map": the same mesh
@@ -436,16 +416,11 @@ class _KnobsAlone(nn.Module):
         return x[:, :3] / px.knob(self, "T", 1.0)
 
 
-class _KnobsAloneConfig:
-    def build(self) -> nn.Module:
-        return _KnobsAlone()
-
-
 @pytest.mark.parametrize("compute_dtype", ["float32", "bfloat16"])
 def test_a_model_without_params_trains_a_grid_over_its_knobs(toy, compute_dtype):
     # init_group failed with a bare KeyError 'params'
     hp = HParams(batch_size=16, steps=1, knobs={"T": 2.0}, compute_dtype=compute_dtype)
-    cells = [Cell(_KnobsAloneConfig(), "toy", hp)]
+    cells = [Cell(Builds(_KnobsAlone()), "toy", hp)]
     result = train_grid(cells, datasets={"toy": toy}, strategy="vmap")
     logits = jnp.asarray(toy.x_test[:, :3]) / 2
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.asarray(toy.y_test))
@@ -594,28 +569,24 @@ def test_a_diverged_cell_stays_frozen_even_when_its_next_step_is_finite(toy):
 
 
 class _Linear(nn.Module):
+    """Logits ``x @ kernel``: a batch of zero inputs has a zero gradient."""
+
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         return nn.Dense(3, use_bias=False)(x)
-
-
-@dataclasses.dataclass(frozen=True)
-class Linear:
-    """Logits ``x @ kernel``: a batch of zero inputs has a zero gradient."""
-
-    def build(self) -> nn.Module:
-        return _Linear()
 
 
 def _params_overflow_at_step_3(toy):
     """``(group, start, data)``: a cell whose update of step 3 overflows its params
     (loss and gradient finite), beside one that trains on."""
     huge = dataclasses.replace(MOMENTUM, learning_rate=1e37)
-    [group] = plan_groups([Cell(Linear(), "toy", MOMENTUM, 0), Cell(Linear(), "toy", huge, 7)])
+    [group] = plan_groups(
+        [Cell(Builds(_Linear()), "toy", MOMENTUM, 0), Cell(Builds(_Linear()), "toy", huge, 7)]
+    )
     zeros = dataclasses.replace(toy, x_train=np.zeros_like(toy.x_train))
     start = init_group(group, zeros)
     one = jax.tree.map(lambda a: a[1], start)
-    drawn = make_train_step(Linear().build(), huge).batches(one, device_arrays(zeros), 3)
+    drawn = make_train_step(_Linear(), huge).batches(one, device_arrays(zeros), 3)
     x_train = np.zeros_like(toy.x_train)
     x_train[int(drawn[2, 0])] = 1e4  # only step 3's batch has a nonzero gradient
     return group, start, dataclasses.replace(toy, x_train=x_train)
@@ -682,13 +653,13 @@ def _sgd_step(
     data: ArrayDataset, grad_clip: float | None, zero_params: bool = False
 ) -> tuple[GroupState, dict, float]:
     """``(state after, metrics, how far the params moved)`` of one SGD step (learning rate
-    0.1, ``grad_clip``) of `Linear` on ``data``, from zero weights if ``zero_params``."""
+    0.1, ``grad_clip``) of `_Linear` on ``data``, from zero weights if ``zero_params``."""
     hp = HParams(optimizer="sgd", learning_rate=0.1, batch_size=16, steps=8, grad_clip=grad_clip)
-    [group] = plan_groups([Cell(Linear(), data.name, hp, 0)])
+    [group] = plan_groups([Cell(Builds(_Linear()), data.name, hp, 0)])
     state = jax.tree.map(lambda a: a[0], init_group(group, data))
     if zero_params:
         state = state.replace(params=jax.tree.map(jnp.zeros_like, state.params))
-    after, metrics = jax.jit(make_train_step(Linear().build(), hp))(
+    after, metrics = jax.jit(make_train_step(_Linear(), hp))(
         state, jax.device_put(device_arrays(data))
     )
     moves = jax.tree.map(
@@ -698,7 +669,7 @@ def _sgd_step(
 
 
 class _Tracks(nn.Module):
-    """``Linear``, keeping the batch's sum of squares in ``batch_stats``: one that a
+    """``_Linear``, keeping the batch's sum of squares in ``batch_stats``: one that a
     batch of inputs of -1e22 overflows, and which the logits do not read."""
 
     @nn.compact
@@ -709,17 +680,11 @@ class _Tracks(nn.Module):
         return nn.Dense(3, use_bias=False)(x)
 
 
-@dataclasses.dataclass(frozen=True)
-class Tracks:
-    def build(self) -> nn.Module:
-        return _Tracks()
-
-
 @pytest.mark.parametrize(
     "model, hp",
     [
-        (Linear(), dataclasses.replace(MOMENTUM, optimizer="adam", learning_rate=1e-3)),
-        (Tracks(), dataclasses.replace(MOMENTUM, optimizer="sgd", learning_rate=1e-22)),
+        (Builds(_Linear()), dataclasses.replace(MOMENTUM, optimizer="adam", learning_rate=1e-3)),
+        (Builds(_Tracks()), dataclasses.replace(MOMENTUM, optimizer="sgd", learning_rate=1e-22)),
     ],
     ids=["adam-second-moment", "batch-stats"],
 )
@@ -762,17 +727,11 @@ class _Bfloat16Stats(nn.Module):
         return nn.Dense(3)(norm(x))
 
 
-@dataclasses.dataclass(frozen=True)
-class Bfloat16Stats:
-    def build(self) -> nn.Module:
-        return _Bfloat16Stats()
-
-
 @pytest.mark.parametrize("compute_dtype", ["float32", "bfloat16"])
 def test_a_running_statistic_stored_in_bfloat16_keeps_its_dtype(toy, compute_dtype):
     """Its update, float32, is stored back in bfloat16 (a scan's carry keeps its dtype)."""
     hp = HParams(batch_size=16, steps=2, compute_dtype=compute_dtype)
-    [group] = plan_groups([Cell(Bfloat16Stats(), "toy", hp, 0)])
+    [group] = plan_groups([Cell(Builds(_Bfloat16Stats()), "toy", hp, 0)])
     state, _ = run_group(group, init_group(group, toy), toy, strategy="vmap")
     stats = jax.device_get(state.collections["batch_stats"]["BatchNorm_0"])
     assert {str(a.dtype) for a in stats.values()} == {"bfloat16"}
@@ -784,10 +743,10 @@ def test_a_collection_held_in_a_frozen_dict_is_stored_back_in_its_dtype(toy):
     """The cast back to the stored dtype met a state whose collection is a FrozenDict (the
     written one a dict) with a pytree structure error; unguarded, that step had worked."""
     hp = HParams(batch_size=16, steps=2)
-    [group] = plan_groups([Cell(Bfloat16Stats(), "toy", hp, 0)])
+    [group] = plan_groups([Cell(Builds(_Bfloat16Stats()), "toy", hp, 0)])
     cell = jax.tree.map(lambda a: a[0], init_group(group, toy))
     frozen = cell.replace(collections={k: flax.core.freeze(v) for k, v in cell.collections.items()})
-    step = jax.jit(make_train_step(Bfloat16Stats().build(), hp, guard=False))
+    step = jax.jit(make_train_step(_Bfloat16Stats(), hp, guard=False))
     stats = step(frozen, device_arrays(toy))[0].collections["batch_stats"]["BatchNorm_0"]
     assert {str(a.dtype) for a in stats.values()} == {"bfloat16"}
     assert np.abs(np.asarray(stats["mean"], np.float32)).max() > 0  # moved from its zeros
@@ -805,14 +764,8 @@ class _StatInTrainingAlone(nn.Module):
         return nn.Dense(3)(x)
 
 
-@dataclasses.dataclass(frozen=True)
-class StatInTrainingAlone:
-    def build(self) -> nn.Module:
-        return _StatInTrainingAlone()
-
-
 def test_a_collection_written_with_a_variable_init_did_not_make_is_named(toy):
-    [group] = plan_groups([Cell(StatInTrainingAlone(), "toy", MOMENTUM, 0)])
+    [group] = plan_groups([Cell(Builds(_StatInTrainingAlone()), "toy", MOMENTUM, 0)])
     with pytest.raises(ValueError, match=r"wrote its 'batch_stats' collection with count \(not"):
         run_group(group, init_group(group, toy), toy, strategy="vmap")
 
@@ -1024,22 +977,16 @@ class _Counted(nn.Module):
         return nn.Dense(3)(x) * px.knob(self, "k", 2)  # an int32 knob
 
 
-@dataclasses.dataclass(frozen=True)
-class _CountedConfig:
-    def build(self) -> nn.Module:
-        return _Counted()
-
-
 @pytest.mark.parametrize(
     ("value", "shown"), [(2.5, "2.5"), (-0.5, "-0.5"), (2**40, "1099511627776.0")]
 )
 def test_an_integer_knob_refuses_a_value_it_cannot_hold(toy, value, shown):
     ok = HParams(batch_size=16, steps=2, knobs={"k": 3.0})
-    [group] = plan_groups([Cell(_CountedConfig(), "toy", ok, 0)])
+    [group] = plan_groups([Cell(Builds(_Counted()), "toy", ok, 0)])
     assert init_group(group, toy).collections["knobs"]["k"].tolist() == [3]
     bad = dataclasses.replace(ok, knobs={"k": value})
     [group] = plan_groups(
-        [Cell(_CountedConfig(), "toy", ok, 0), Cell(_CountedConfig(), "toy", bad, 1)]
+        [Cell(Builds(_Counted()), "toy", ok, 0), Cell(Builds(_Counted()), "toy", bad, 1)]
     )
     with pytest.raises(
         ValueError,
@@ -1054,18 +1001,12 @@ class _Tempered(nn.Module):
         return nn.Dense(3)(x) / px.knob(self, "T", 1.0, valid=px.Range(gt=0))
 
 
-@dataclasses.dataclass(frozen=True)
-class _TemperedConfig:
-    def build(self) -> nn.Module:
-        return _Tempered()
-
-
 def test_a_knob_value_out_of_its_range_is_refused_naming_the_cell(toy):
     """It was set in the vmapped init, traced: the cell trained with NaN logits."""
     ok = HParams(batch_size=16, steps=2, knobs={"T": 2.0})
     bad = dataclasses.replace(ok, knobs={"T": -1.0})
     [group] = plan_groups(
-        [Cell(_TemperedConfig(), "toy", ok, 0), Cell(_TemperedConfig(), "toy", bad, 1)]
+        [Cell(Builds(_Tempered()), "toy", ok, 0), Cell(Builds(_Tempered()), "toy", bad, 1)]
     )
     with pytest.raises(
         ValueError,
@@ -1090,7 +1031,7 @@ def test_a_knob_value_out_of_its_range_is_refused_naming_the_cell(toy):
             r"^HParams regularizers\[1\] \(morph on params\): Selector '\*\*/nope' matched no "
             "channel group",
         ),
-        ({"model": _TemperedConfig(), "knobs": {"T": -1.0}}, ValueError, r"knob 'T' must be"),
+        ({"model": Builds(_Tempered()), "knobs": {"T": -1.0}}, ValueError, r"knob 'T' must be"),
     ],
 )
 def test_a_grid_refuses_a_later_groups_error_before_any_group_trains(toy, wrong, error, message):
@@ -1191,17 +1132,14 @@ class _DroppingKnob(nn.Module):
         return nn.Dense(3)(layers(name="layers")(x, None)[0])
 
 
-@dataclasses.dataclass(frozen=True)
-class _DropsItsKnob:
-    def build(self) -> nn.Module:
-        return _DroppingKnob()
-
-
 @pytest.mark.parametrize(
     ("model", "said"),
     [  # it said '(params alone?)', then 'there are none' for a knob dropped, and how an
         # nn.scan drops one for a model without any
-        (_DropsItsKnob(), r"none\. It matches 'layers/T', which a lifted transform dropped"),
+        (
+            Builds(_DroppingKnob()),
+            r"none\. It matches 'layers/T', which a lifted transform dropped",
+        ),
         (Tiny(), r"matched no knob: there are none\.$"),
     ],
 )
@@ -1247,16 +1185,6 @@ def test_a_model_whose_logits_are_not_the_data_sets_classes_is_refused(toy, mode
         run_group(fits, init_group(plan_groups(CELLS[:1])[0], toy), six)  # the state's data
 
 
-@dataclasses.dataclass(frozen=True)
-class _BuildsConfig:
-    """A model config whose build returns ``module``."""
-
-    module: Any
-
-    def build(self) -> Any:
-        return self.module
-
-
 class _Unpooled(nn.Module):
     """Logits per position of a sequence, ``(batch, 2, 3)``: no pooling before the head."""
 
@@ -1267,7 +1195,7 @@ class _Unpooled(nn.Module):
 
 def test_a_model_with_logits_per_position_is_told_to_pool_not_to_change_its_classes(toy):
     """It said the model had logits of shape (2, 3) "but 'toy' has num_classes=3"."""
-    [group] = plan_groups([Cell(_BuildsConfig(_Unpooled()), "toy", ADAM, 0)])
+    [group] = plan_groups([Cell(Builds(_Unpooled()), "toy", ADAM, 0)])
     with pytest.raises(ValueError, match=r"shape \(2, 3\) per example, where one vector of "):
         init_group(group, toy)
 
@@ -1283,7 +1211,7 @@ class _WithExtras(nn.Module):
 
 def test_a_model_returning_a_tuple_is_told_to_return_its_logits_alone(toy):
     """It was told to build a graph model with returns='head'."""
-    [group] = plan_groups([Cell(_BuildsConfig(_WithExtras()), "toy", ADAM, 0)])
+    [group] = plan_groups([Cell(Builds(_WithExtras()), "toy", ADAM, 0)])
     with pytest.raises(ValueError, match=r"returns a tuple, not an array of logits; return the "):
         init_group(group, toy)
 
@@ -1305,14 +1233,8 @@ class _BatchMean(nn.Module):
         return nn.Dense(3)(x.mean(0, keepdims=True))  # one row of logits for the whole batch
 
 
-@dataclasses.dataclass(frozen=True)
-class _BatchMeanConfig:
-    def build(self) -> nn.Module:
-        return _BatchMean()
-
-
 def test_a_model_whose_logits_do_not_follow_the_examples_is_refused(toy):
-    [group] = plan_groups([Cell(_BatchMeanConfig(), "toy", ADAM, 0)])
+    [group] = plan_groups([Cell(Builds(_BatchMean()), "toy", ADAM, 0)])
     with pytest.raises(ValueError, match=r"shape \(1, 3\) for a batch of 2 examples; .*= \(2, 3\)"):
         init_group(group, toy)
 
@@ -1340,7 +1262,7 @@ class _Deterministic(nn.Module):
     [
         (
             _NoTrain(),
-            r"^model '_BuildsConfig\(module=_NoTrain\(.*\)\)': its build returned _NoTrain, "
+            r"^model 'Builds\(module=_NoTrain\(.*\)\)': its build returned _NoTrain, "
             r"whose __call__ takes no train argument; a model is called as "
             r"model\(x, train=...\): add `train: bool = False` to it$",
         ),
@@ -1355,7 +1277,7 @@ class _Deterministic(nn.Module):
     ],
 )
 def test_a_model_that_cannot_be_called_with_train_is_refused_by_name(toy, module, message):
-    [group] = plan_groups([Cell(_BuildsConfig(module), "toy", ADAM, 0)])
+    [group] = plan_groups([Cell(Builds(module), "toy", ADAM, 0)])
     with pytest.raises(TypeError, match=message):
         init_group(group, toy)
 
@@ -1534,15 +1456,9 @@ class _Distilled(nn.Module):
         return nn.Dense(3)(x) + jax.lax.stop_gradient(soft)
 
 
-@dataclasses.dataclass(frozen=True)
-class _DistilledConfig:
-    def build(self) -> nn.Module:
-        return _Distilled()
-
-
 def test_a_teacher_applied_inside_a_model_is_no_lifted_transform_dropping_its_records(toy):
     """Its aux loss and path weight were refused as dropped by a lifted transform."""
-    [group] = plan_groups([Cell(_DistilledConfig(), "toy", HParams(batch_size=16, steps=2), 0)])
+    [group] = plan_groups([Cell(Builds(_Distilled()), "toy", HParams(batch_size=16, steps=2), 0)])
     _, run = run_group(group, init_group(group, toy), toy, strategy="vmap")
     [chunk] = run.chunks  # the teacher's loss and weight are its apply's, not the model's
     assert not [m for m in chunk.train if m.startswith(("aux/", "path_weight/"))]
@@ -1700,17 +1616,11 @@ class _NoisyInTraining(nn.Module):
         return nn.Dense(3)(x)
 
 
-@dataclasses.dataclass(frozen=True)
-class NoisyInTraining:
-    def build(self) -> nn.Module:
-        return _NoisyInTraining()
-
-
 def test_a_step_checked_without_x64_is_checked_again_under_it(toy, monkeypatch):
     # the check's cache was keyed without the x64 setting: a step that raises only under
     # x64 (float64 noise added to float32 inputs) passed the check once checked without
     monkeypatch.setattr(_grid, "_STEPS_CHECKED", collections.OrderedDict())
-    [group] = plan_groups([Cell(NoisyInTraining(), "toy", ADAM, 0)])
+    [group] = plan_groups([Cell(Builds(_NoisyInTraining()), "toy", ADAM, 0)])
     _grid._check_group(group, toy)
     with jax.enable_x64(True), pytest.raises(TypeError, match=r"lax\.add requires .* same dtypes"):
         _grid._check_group(group, toy)
@@ -1868,16 +1778,10 @@ class _DropsAtEvaluation(nn.Module):
         return nn.Dense(3)(nn.Dropout(0.5)(x, deterministic=False))
 
 
-@dataclasses.dataclass(frozen=True)
-class _DropsAtEvaluationConfig:
-    def build(self) -> nn.Module:
-        return _DropsAtEvaluation()
-
-
 def test_a_later_group_failing_only_in_its_evaluation_fails_before_any_group_trains(toy):
     # its train step traces (it has a dropout rng): only the evaluation raised, once the
     # first group had trained and the second had run its steps
-    cells = [_other(), _other(model=_DropsAtEvaluationConfig())]
+    cells = [_other(), _other(model=Builds(_DropsAtEvaluation()))]
     chunks = []
     with pytest.raises(flax.errors.InvalidRngError, match='needs PRNG for "dropout"') as raised:
         train_grid(cells, datasets={"toy": toy}, on_chunk=lambda *a: chunks.append(a))
@@ -1912,7 +1816,7 @@ def test_a_model_storing_its_params_in_bfloat16_trains_under_strict_promotion(to
     # added float32 updates to bfloat16 params: strict promotion refused each
     l2 = (Regularizer("**/kernel", "l2", 1e-3),)
     hp = HParams(optimizer="adam", batch_size=16, steps=2, grad_clip=1.0, regularizers=l2)
-    cell, metrics = _traced_under_strict_promotion(toy, _Bfloat16Config(), hp)
+    cell, metrics = _traced_under_strict_promotion(toy, Builds(_Bfloat16()), hp)
     assert jax.tree.leaves(cell.params)[0].dtype == jnp.bfloat16
     assert metrics["regularizer"].dtype == jnp.float32
 
@@ -1930,7 +1834,7 @@ def test_a_morph_regularizer_of_bfloat16_params_is_taken_in_float32_under_strict
     # its channel importances were summed in bfloat16, and the bfloat16 penalty was added
     # to the float32 loss: strict promotion refused it
     hp = HParams(batch_size=16, steps=2, regularizers=(Regularizer("**", "morph", 1e-3),))
-    _, metrics = _traced_under_strict_promotion(toy, _BuildsConfig(_Bfloat16Hidden()), hp)
+    _, metrics = _traced_under_strict_promotion(toy, Builds(_Bfloat16Hidden()), hp)
     assert metrics["regularizer"].dtype == jnp.float32
 
 

@@ -22,7 +22,7 @@ from phosjax.train import (
     run_group,
     train_grid,
 )
-from tests.train.tiny import Tiny, toy_data
+from tests.train.tiny import Builds, Tiny, toy_data
 
 
 def test_cells_differing_only_in_per_cell_values_share_a_group():
@@ -278,17 +278,11 @@ class _TwoKnobs(nn.Module):
         return x[:, :3] * px.knob(self, "a", 1.0) + px.knob(self, "b", 0.0)
 
 
-@dataclasses.dataclass(frozen=True)
-class _TwoKnobsConfig:
-    def build(self) -> nn.Module:
-        return _TwoKnobs()
-
-
 def test_cells_giving_knobs_in_other_orders_share_a_group_and_keep_their_values(toy):
     """{"a": 1, "b": 2} and {"b": 4, "a": 3} made two groups: two compiles, one program."""
     given = [{"a": 1.0, "b": 2.0}, {"b": 4.0, "a": 3.0}]
     cells = [
-        Cell(_TwoKnobsConfig(), "toy", HParams(batch_size=16, steps=1, knobs=knobs), seed)
+        Cell(Builds(_TwoKnobs()), "toy", HParams(batch_size=16, steps=1, knobs=knobs), seed)
         for seed, knobs in enumerate(given)
     ]
     [group] = plan_groups(cells)
@@ -298,7 +292,7 @@ def test_cells_giving_knobs_in_other_orders_share_a_group_and_keep_their_values(
     np.testing.assert_array_equal(knobs["a"], [1.0, 3.0])
     np.testing.assert_array_equal(knobs["b"], [2.0, 4.0])
     hp = HParams(batch_size=16, steps=1, knobs={"a": 3.0, "b": 4.0})
-    twice = Cell(_TwoKnobsConfig(), "toy", hp, 1)  # cell 1, its knobs in another order
+    twice = Cell(Builds(_TwoKnobs()), "toy", hp, 1)  # cell 1, its knobs in another order
     with pytest.raises(ValueError, match=r"^plan_groups: cells 1 and 2 are the same cell"):
         plan_groups([*cells, twice])
 
@@ -730,17 +724,11 @@ class _HalfKnob(nn.Module):
         return x[:, :3] * px.knob(self, "h", np.float16(1.0))
 
 
-@dataclasses.dataclass(frozen=True)
-class _HalfKnobConfig:
-    def build(self) -> nn.Module:
-        return _HalfKnob()
-
-
 def test_a_value_within_float32_that_a_float16_knob_overflows_is_refused_by_init_group(toy):
     """float32's range is checked where the group is made; a knob's own narrower dtype only
     once init_group traces the model: 1e5 would be a float16 inf."""
     hp = HParams(batch_size=16, steps=1, knobs={"h": 1e5})
-    [group] = plan_groups([Cell(_HalfKnobConfig(), "toy", hp, 0)])
+    [group] = plan_groups([Cell(Builds(_HalfKnob()), "toy", hp, 0)])
     message = r"^init_group: cell 0 sets knob 'h' \(float16\) to 100000.0, which it cannot hold; "
     with pytest.raises(ValueError, match=message + r"give it a number between -65504 and 65504"):
         init_group(group, toy)

@@ -1,7 +1,6 @@
 """The step's loss terms (label smoothing, aux losses, regularizers on params and on
 tagged values) with dropout and BatchNorm, against a plain optax loop written by hand."""
 
-import dataclasses
 import functools
 
 import flax.linen as nn
@@ -21,7 +20,7 @@ from phosjax.train import (
     run_group,
     train_grid,
 )
-from tests.train.tiny import Tiny
+from tests.train.tiny import Builds, Tiny
 
 TOL = {"rtol": 2e-5, "atol": 2e-6}
 STRENGTHS = [(1e-2, 3e-2), (1e-1, 0.0)]  # (L1 on a kernel, L2 on a tagged value) per cell
@@ -126,14 +125,8 @@ class _Noisy(nn.Module):
         return nn.Dense(3)(x)
 
 
-@dataclasses.dataclass(frozen=True)
-class _NoisyConfig:
-    def build(self) -> nn.Module:
-        return _Noisy()
-
-
 def test_a_model_drawing_from_another_rng_stream_is_told_to_draw_from_dropout(toy):
     """Flax's error said only ``None needs PRNG for "noise"``."""
-    cell = Cell(_NoisyConfig(), "toy", HParams(batch_size=16, steps=1), 0)
+    cell = Cell(Builds(_Noisy()), "toy", HParams(batch_size=16, steps=1), 0)
     with pytest.raises(ValueError, match=r"the rng stream 'noise', but training gives a model"):
         train_grid([cell], datasets={"toy": toy}, strategy="sequential")

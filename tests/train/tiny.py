@@ -1,6 +1,7 @@
 """Tiny models and data for the engine tests (importable by the worker subprocesses)."""
 
 import dataclasses
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -49,6 +50,16 @@ class Tiny:
 
     def build(self) -> nn.Module:
         return _Rich(self.width) if self.rich else _Plain(self.width)
+
+
+@dataclasses.dataclass(frozen=True)
+class Builds:
+    """A model config whose build returns ``module`` (for a test's own module)."""
+
+    module: Any
+
+    def build(self) -> Any:
+        return self.module
 
 
 def toy_data(name: str = "toy", train: int = 64, test: int = 40) -> ArrayDataset:
