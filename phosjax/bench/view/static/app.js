@@ -1,6 +1,6 @@
 // The bench viewer page: loads the bench's JSON from this server and draws every section.
 
-import { linePlot, scatterPlot, stackedBars, legendOf, format, fixed, formatBytes, formatCount, formatSeconds, escapeHtml } from "./plot.js";
+import { linePlot, scatterPlot, stackedBars, legendOf, format, formatSetting, fixed, formatBytes, formatCount, formatSeconds, escapeHtml } from "./plot.js";
 import { renderBlurb, openModules } from "./blurb.js";
 import { drawGraph } from "./graph.js";
 import { pollDelay, changedParts } from "./live.js";
@@ -193,14 +193,14 @@ const compact = (text) => text.replace(/("(?:[^"\\]|\\.)*")|\s+/g, (_, string) =
 
 // A row's label: its model, then `column=value` for those of `columns` it has a value in.
 function labelOf(row, columns) {
-  return [row.model, ...columns.filter((c) => showsValue(row, c)).map((c) => `${c}=${format(shownValue(row, c))}`)].join(" · ");
+  return [row.model, ...columns.filter((c) => showsValue(row, c)).map((c) => `${c}=${formatSetting(shownValue(row, c))}`)].join(" · ");
 }
 
 // What a free word of the text search looks in: the model, the cell id and every column as
 // `column=value` (`searchValues`); a value both as shown and as written
-// (`learning_rate=1.00e-4`, `learning_rate=0.0001`).
+// (`learning_rate=1e-4`, `learning_rate=0.0001`).
 function searchText(row) {
-  const words = [...row.searchValues].flatMap(([c, values]) => [...new Set(values.flatMap((v) => [format(v), String(v)]))].map((v) => `${c}=${v}`));
+  const words = [...row.searchValues].flatMap(([c, values]) => [...new Set(values.flatMap((v) => [formatSetting(v), String(v)]))].map((v) => `${c}=${v}`));
   return [row.model, row.cell_id, ...words].join("\n").toLowerCase(); // a phrase ("a b") spans none
 }
 
@@ -253,7 +253,7 @@ const sameNumber = (a, b) => a === b || (Number.isFinite(a - b) && Math.abs(a - 
 // 10); `wanted` "" for any value. `!=` matches the rows `=` does not (a NaN or no value too).
 function equalsAny(values, wanted) {
   return values.length > 0 && (wanted === "" || values.some((value) => {
-    if ([format(value), fixed(value), String(value)].some((v) => v.toLowerCase() === wanted)) return true;
+    if ([formatSetting(value), format(value), fixed(value), String(value)].some((v) => v.toLowerCase() === wanted)) return true;
     const [a, b] = [asNumber(wanted), asNumber(value)];
     return a !== null && b !== null && sameNumber(a, b);
   }));
@@ -487,7 +487,7 @@ function renderFilters() {
   }
   search.value = state.text;
   const chips = state.constantColumns.map((column) => {
-    const value = format(state.board.rows[0]?.[column]);
+    const value = formatSetting(state.board.rows[0]?.[column]);
     return el("span", { class: "chip", title: `${column} = ${value}` }, `${column} = ${short(value)}`);
   });
   const kept = [...box.children].filter((node) => !node.matches(".chip"));
@@ -512,7 +512,7 @@ function filterMenu(column) {
     select.addEventListener("change", () => { state.filters[column] = select.value; renderAll(); });
     el("label", { class: "filter" }, `${column} `).appendChild(select);
   }
-  fillSelect(select, [["", "all"], ...values.map((v) => [v, format(JSON.parse(v))])], state.filters[column] || "");
+  fillSelect(select, [["", "all"], ...values.map((v) => [v, formatSetting(JSON.parse(v))])], state.filters[column] || "");
   return select.parentElement;
 }
 
@@ -666,7 +666,7 @@ function renderBoard() {
           td.title = STOPPED;
         } else if (unfinished.some((c) => c._steps !== null)) td.classList.add("running"); // not: not started
       } else {
-        const text = format(column.get(r));
+        const text = formatSetting(column.get(r));
         td.textContent = short(text);
         if (text.length > 36) td.title = text;
       }
@@ -907,7 +907,7 @@ function groupLabel(row, column) {
 // and its value.
 function cellDetail(row, label, value) {
   const columns = state.filterColumns.filter((c) => c !== "model" && c !== "group_id" && showsValue(row, c));
-  const lines = columns.map((c) => `<div>${escapeHtml(c)} = ${escapeHtml(format(shownValue(row, c)))}</div>`);
+  const lines = columns.map((c) => `<div>${escapeHtml(c)} = ${escapeHtml(formatSetting(shownValue(row, c)))}</div>`);
   const head = `<div class="tip-head">${escapeHtml(row.model)} · cell ${escapeHtml(row.cell_id)}</div>`;
   return `${head}${lines.join("")}<div>${escapeHtml(label)} <b>${format(value)}</b></div>`;
 }
@@ -979,7 +979,7 @@ function knobNote(id) {
   const rows = state.board.rows.filter((r) => r.model_id === id);
   const knobs = state.board.hparams.filter((c) => c.startsWith("knob/") && rows.some((r) => hasValue(r, c)));
   if (!knobs.length) return null;
-  const values = (c) => [...new Set(rows.filter((r) => hasValue(r, c)).map((r) => r[c]))].sort(compare).map((v) => format(v));
+  const values = (c) => [...new Set(rows.filter((r) => hasValue(r, c)).map((r) => r[c]))].sort(compare).map(formatSetting);
   const sets = knobs.map((c) => `${c.slice("knob/".length)}: ${values(c).join(", ")}`);
   return el("p", { class: "hint knob-note" }, `This blurb is of the model as initialized: each knob shows its default, while the bench's cells set ${sets.join("; ")} (the ${knobs.join(", ")} ${knobs.length === 1 ? "column" : "columns"}).`);
 }

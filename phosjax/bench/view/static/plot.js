@@ -23,6 +23,18 @@ export function format(value, digits = 4) {
   return Number(value.toPrecision(digits)).toString();
 }
 
+// A setting (a hyperparameter, a seed) as a person writes it in a config, the same in the
+// table, the legends, the filters and the tooltips: to six significant digits, below 1e-3
+// and from a million up in exponent form unpadded (3e-4, 1e6, not 3.00e-4, 1.00e+6), a whole
+// number those lose digits of whole (1234567; no thousands commas, which a width's list
+// has: 32,64); text, booleans and none as `format` writes them.
+export function formatSetting(value) {
+  if (typeof value !== "number" || !Number.isFinite(value)) return format(value);
+  const abs = Math.abs(value), rounded = Number(value.toPrecision(6));
+  if (Number.isInteger(value) && rounded !== value) return String(value);
+  return abs !== 0 && (abs < 1e-3 || abs >= 1e6) ? rounded.toExponential().replace("e+", "e") : String(rounded);
+}
+
 // A count (a module's parameters, steps, cells) whole, its thousands separated, as the text blurb table
 // writes it (`phosjax.core`'s `{:,}`): formatCount(1234567) is "1,234,567"; anything else
 // as `format` writes it, to `digits` significant digits.
