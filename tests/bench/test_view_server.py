@@ -1324,6 +1324,10 @@ _NOW = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 """A run's start in this boot of the machine."""
 
 
+_Y2K = datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC).timestamp()
+"""A time before this machine's boot (a file's times, a run's start)."""
+
+
 def _unfinish(status: dict, key: str) -> None:
     status["groups"][key] |= {"steps_done": 150, "finished": False}
 
@@ -1357,6 +1361,7 @@ def test_an_unfinished_group_whose_run_is_gone_is_stopped(tmp_path, lock, stoppe
     _unfinish(status, "g-choice")
     del status["groups"]["g-mlp"]  # not started yet
     (written.root / _layout.STATUS).write_text(json.dumps(status))
+    os.utime(written.root / _layout.STATUS, (_Y2K, _Y2K))  # last written before the boot
     if lock is not None:
         (written.root / _layout.LOCK).write_text(lock())
     with serving(written.root) as server:
@@ -1366,6 +1371,28 @@ def test_an_unfinished_group_whose_run_is_gone_is_stopped(tmp_path, lock, stoppe
     want = {"mlp": stopped, "choice": stopped}  # the group not started: nothing will run it
     assert {r["cell"]["model"]: r["progress"]["stopped"] for r in rows} == want
     assert all(not r["progress"]["finished"] for r in rows)
+
+
+def test_a_run_of_another_machine_of_this_host_name_writing_since_the_boot_is_not_stopped(
+    tmp_path,
+):
+    """A lock of this host name, another boot's digest, taken before this machine booted:
+    the run was read as this machine's before its reboot, and shown stopped, even while it
+    wrote its status since the boot (another machine given this host name, still training)."""
+    written = write_bench(tmp_path / "bench", blurb_json())
+    status = json.loads((written.root / _layout.STATUS).read_text())
+    _unfinish(status, "g-choice")
+    (written.root / _layout.STATUS).write_text(json.dumps(status))
+    lock = _holder(_dead_pid(), f"{socket.gethostname()}#00000000", "2000-01-01")
+    (written.root / "run.lock").write_text(lock)
+    stopped = {}
+    for when in ("now", "before the boot"):
+        if when != "now":
+            os.utime(written.root / _layout.STATUS, (_Y2K, _Y2K))
+        with serving(written.root) as server:
+            groups = get_json(server, "/api/bench")["status"]["groups"]
+        stopped[when] = groups["g-choice"].get("stopped", False)
+    assert stopped == {"now": False, "before the boot": True}
 
 
 def test_each_process_share_goes_by_its_own_lock_and_a_finished_group_stays_finished(tmp_path):

@@ -6,6 +6,7 @@ import dataclasses
 import datetime
 import hashlib
 import json
+import math
 import os
 import pathlib
 import re
@@ -218,10 +219,11 @@ def not_started(directory: str | pathlib.Path) -> str | None:
     return f"{where} (no {_layout.MARKER} yet{'' if stopped is None else f'; {stopped}'})"
 
 
-def gone(lock_text: str | None) -> bool:
+def gone(lock_text: str | None, written: float = -math.inf) -> bool:
     """Whether the run a lock file's text names is known to have stopped: a process of
     this machine (`is_this_machine`: a container sharing its host name is another) that no
-    longer exists (killed, out of memory), or a run of this host name that began before
+    longer exists (killed, out of memory), or a run of this host name that began, and last
+    wrote the bench (``written``: its status file's time, -inf before it wrote one), before
     the machine last booted (`_began_before_boot`). False when that is not known: no
     text, another machine's run, or a pid some process has.
 
@@ -238,7 +240,7 @@ def gone(lock_text: str | None) -> bool:
     if holder is None:
         return False
     if not is_this_machine(holder.host):
-        return _began_before_boot(holder)
+        return _began_before_boot(holder, written)
     try:
         os.kill(holder.pid, 0)  # no signal sent: only whether the process exists
     except ProcessLookupError:
@@ -248,13 +250,15 @@ def gone(lock_text: str | None) -> bool:
     return False
 
 
-def _began_before_boot(holder: _layout.LockHolder) -> bool:
-    """Whether ``holder`` names a run of this host name that began before this machine
-    last booted: the boot made its machine's digest another (`machine`), and no container
-    of this boot began then. False where the system tells no boot time (macOS, whose
-    machines have no digest), the run's start cannot be read, or its machine is of this
-    boot (`of_this_boot`: a container sharing the host name, whose start, on a wall clock
-    set forward since, as NTP sets a clock that booted late, may read before the boot).
+def _began_before_boot(holder: _layout.LockHolder, written: float = -math.inf) -> bool:
+    """Whether ``holder`` names a run of this host name that began, and last wrote the
+    bench (``written``, a time), before this machine last booted: the boot made its
+    machine's digest another (`machine`), and no container of this boot began then. False
+    where the system tells no boot time (macOS, whose machines have no digest), the run's
+    start cannot be read, its machine is of this boot (`of_this_boot`: a container sharing
+    the host name, whose start, on a wall clock set forward since, as NTP sets a clock
+    that booted late, may read before the boot), or it wrote since the boot (another
+    machine given this host name, whose run goes on).
 
     Examples:
       >>> import socket
@@ -262,6 +266,8 @@ def _began_before_boot(holder: _layout.LockHolder) -> bool:
       >>> old = _layout.LockHolder(os.getpid(), host, "2000-01-01T00:00:00+00:00")
       >>> _began_before_boot(old), _began_before_boot(old._replace(since="t"))
       (True, False)
+      >>> _began_before_boot(old, written=time.time())
+      False
     """
     boot_clock = getattr(time, "CLOCK_BOOTTIME", None)
     host = _layout.host_name(holder.host)
@@ -271,7 +277,7 @@ def _began_before_boot(holder: _layout.LockHolder) -> bool:
         since = datetime.datetime.fromisoformat(holder.since).timestamp()
     except ValueError:
         return False
-    return since < time.time() - time.clock_gettime(boot_clock)
+    return max(since, written) < time.time() - time.clock_gettime(boot_clock)
 
 
 def _starting_runs_gone(directory: pathlib.Path) -> str | None:
@@ -510,9 +516,10 @@ class BenchFiles:
         """Whether the run that last held the lock file ``lock`` (``run.lock``, or
         ``run.p<i>of<n>.lock``) is known to have stopped: the file names a process of this
         machine that no longer exists (`gone`: the run was killed, ran out of memory, or
-        the machine rebooted). False when that is not known: no such file, one that names
-        another machine, or one that cannot be read. The lock itself is never taken (a
-        viewer holding it, even shared, would stop a run starting at that instant).
+        the machine rebooted, the run's status file not written since). False when that is
+        not known: no such file, one that names another machine, or one that cannot be
+        read. The lock itself is never taken (a viewer holding it, even shared, would stop
+        a run starting at that instant).
 
         Examples:
           >>> import tempfile
@@ -530,7 +537,13 @@ class BenchFiles:
             text = self.text(lock) if self._inside(lock) is not None else None
         except BrokenFileError:
             return False
-        return gone(text)
+        process = _layout.process_of(lock, _layout.LOCK) or (0, 1)
+        status = self._inside(_layout.process_name(_layout.STATUS, process))
+        try:
+            written = -math.inf if status is None else status.stat().st_mtime
+        except OSError:  # none yet
+            written = -math.inf
+        return gone(text, written)
 
     def progress(self) -> dict[str, dict[str, Any]]:
         """``{cell_id: {"steps", "finished", "stopped"}}`` from the status files (empty
