@@ -1789,14 +1789,15 @@ def test_the_text_search_matches_a_value_as_written_and_as_shown(tmp_path, page)
 
 def test_a_setting_reads_alike_in_the_table_the_filters_and_the_legend(tmp_path, page):
     """A learning rate of 3e-4 read 3.00e-4 and a million steps 1.00e+6 in the table, the
-    filter menus, the legends and the tooltips: a setting reads as a person writes it in
-    a config (no thousands commas: a width's list has commas, 32,64)."""
+    filter menus, the legends, the tooltips and the hyperparameter plot's axis: a setting
+    reads as a person writes it in a config (no thousands commas: a width's list has
+    commas, 32,64)."""
     written = write_bench(tmp_path / "settings", blurb_json(), learning_rates=(0.01, 0.0003))
     values = [3e-4, 2.5e-7, 0.003, 0, 1000000, 1024, 1234567, 1234567.5, True, None, "max"]
     board = "[...document.querySelectorAll('#board .board-row')]"
     with serving(written.root) as server:
         page.open(server.url)
-        asked = f"{json.dumps(values)}.map(m.formatSetting)"
+        asked = f"{json.dumps(values)}.map((v) => m.formatSetting(v))"
         found = page.run(f"import('./static/plot.js').then((m) => {asked})")
         column = page.run(
             "[...document.querySelectorAll('#board th')].findIndex((th) => th.textContent === 'lr')"
@@ -1805,11 +1806,15 @@ def test_a_setting_reads_alike_in_the_table_the_filters_and_the_legend(tmp_path,
         menu = "document.querySelector('#filters select[data-column=\"lr\"]')"
         entries = page.run(f"[...{menu}.options].map((o) => o.text)")
         legend = page.run("document.getElementById('legend').textContent")
+        axis = "document.querySelector('#hp-plot svg').querySelectorAll('.axes text')"
+        below = f"[...{axis}].filter((t) => t.getAttribute('text-anchor') === 'middle')"
+        ticks = page.run(f"{below}.map((t) => t.textContent)")
     numbers = ["3e-4", "2.5e-7", "0.003", "0", "1e6", "1024", "1234567", "1.23457e6"]
     assert found == [*numbers, "true", "–", "max"]
     assert sorted(set(table)) == ["0.01", "3e-4"]
     assert entries == ["all", "3e-4", "0.01"]
     assert "lr=3e-4" in legend and "3.00e-4" not in legend
+    assert ticks == ["5e-4", "0.001", "0.002", "0.005", "0.01"]  # the lr axis: 5.00e-4 first
 
 
 def test_a_column_value_search_matches_whole_values_and_a_word_any_part(tmp_path, page):

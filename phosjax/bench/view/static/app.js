@@ -958,7 +958,7 @@ function renderHparams() {
   const [logX, logY] = [$("hp-log-x").checked, $("hp-log-y").checked];
   box.replaceChildren();
   scatterPlot(box, {
-    points, marks, lines, xLabel: column, yLabel: label, title: `${label} against ${column}`, logX, logY, onHover: highlight,
+    points, marks, lines, xLabel: column, xFormat: formatSetting, yLabel: label, title: `${label} against ${column}`, logX, logY, onHover: highlight,
   });
   // A log axis has no place for a value ≤ 0 (a weight decay of 0): those cells are not drawn.
   const placed = (c) => (!logX || c.x > 0) && (!logY || nonfinite(c.y) || c.y > 0);
@@ -979,7 +979,7 @@ function knobNote(id) {
   const rows = state.board.rows.filter((r) => r.model_id === id);
   const knobs = state.board.hparams.filter((c) => c.startsWith("knob/") && rows.some((r) => hasValue(r, c)));
   if (!knobs.length) return null;
-  const values = (c) => [...new Set(rows.filter((r) => hasValue(r, c)).map((r) => r[c]))].sort(compare).map(formatSetting);
+  const values = (c) => [...new Set(rows.filter((r) => hasValue(r, c)).map((r) => r[c]))].sort(compare).map((v) => formatSetting(v));
   const sets = knobs.map((c) => `${c.slice("knob/".length)}: ${values(c).join(", ")}`);
   return el("p", { class: "hint knob-note" }, `This blurb is of the model as initialized: each knob shows its default, while the bench's cells set ${sets.join("; ")} (the ${knobs.join(", ")} ${knobs.length === 1 ? "column" : "columns"}).`);
 }

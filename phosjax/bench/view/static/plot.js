@@ -24,13 +24,14 @@ export function format(value, digits = 4) {
 }
 
 // A setting (a hyperparameter, a seed) as a person writes it in a config, the same in the
-// table, the legends, the filters and the tooltips: to six significant digits, below 1e-3
+// table, the legends, the filters, the tooltips and the axis of the hyperparameter plot:
+// to `digits` significant digits (ticks: `tickLabels`), below 1e-3
 // and from a million up in exponent form unpadded (3e-4, 1e6, not 3.00e-4, 1.00e+6), a whole
 // number those lose digits of whole (1234567; no thousands commas, which a width's list
 // has: 32,64); text, booleans and none as `format` writes them.
-export function formatSetting(value) {
+export function formatSetting(value, digits = 6) {
   if (typeof value !== "number" || !Number.isFinite(value)) return format(value);
-  const abs = Math.abs(value), rounded = Number(value.toPrecision(6));
+  const abs = Math.abs(value), rounded = Number(value.toPrecision(digits));
   if (Number.isInteger(value) && rounded !== value) return String(value);
   return abs !== 0 && (abs < 1e-3 || abs >= 1e6) ? rounded.toExponential().replace("e+", "e") : String(rounded);
 }
@@ -292,11 +293,12 @@ export function linePlot(el, { series, xLabel = "step", xFormat = formatCount, y
 // points: [{key, color, x, y, detail, data?}] (`data` become data-* attributes); lines:
 // [{key, color, x: [], y: []}], broken where y is not a number; marks: [{key, x, detail,
 // data?}], values that are not finite, drawn as red crosses on the top edge. Hovering a
-// point or mark shows its `detail` (HTML); `onHover(key | null)` reports its key.
-export function scatterPlot(el, { points, lines = [], marks = [], xLabel = "", yLabel = "", title = "", logX = false, logY = false, height = 300, onHover = null }) {
+// point or mark shows its `detail` (HTML); `onHover(key | null)` reports its key; `xFormat`
+// writes the x axis's tick labels.
+export function scatterPlot(el, { points, lines = [], marks = [], xLabel = "", yLabel = "", title = "", logX = false, logY = false, height = 300, xFormat = format, onHover = null }) {
   const xs = [...points, ...marks].map((p) => p.x);
   const ys = [...points.map((p) => p.y), ...lines.flatMap((l) => l.y)];
-  const f = frame(el, { xs, ys, xLabel, yLabel, title, logX, logY, xPad: 0.05, height });
+  const f = frame(el, { xs, ys, xLabel, yLabel, title, logX, logY, xPad: 0.05, height, xFormat });
   const ok = (v) => v !== null && Number.isFinite(v) && (!logY || v > 0);
   const onX = (p) => Number.isFinite(p.x) && (!logX || p.x > 0);
   for (const l of lines) svg("path", { class: "trend", d: pathOf(l.x, l.y, f.sx, f.sy, ok), stroke: l.color, "data-key": l.key }, f.body);
