@@ -814,6 +814,24 @@ def test_a_blurbs_parameter_counts_are_whole(tmp_path, page):
         assert page.run(drawn) == ["1,234,567", "123,456"]
 
 
+def test_a_blurb_writes_a_knob_as_the_table_does(tmp_path, page):
+    """A knob set to 3e-4 (default 1e-3) read "T = 3.00e-4 (default 0.001)" in the blurb,
+    while the table's knob column and the note above the blurb read 3e-4."""
+    (tmp_path / _layout.MARKER).write_text(json.dumps({"format": _layout.FORMAT}))
+    knob = {"value": 3e-4, "default": 1e-3, "doc": "", "valid": None}
+    module = {"path": "", "type": "Net", "params": 0, "knobs": {"T": knob}}
+    blurb = {"root": module | {"outputs": {}, "children": []}, "backend": "cpu"}
+    drawn = (
+        "import('./static/blurb.js').then((m) => { const box = document.createElement('div');"
+        f" box.id = 'knob'; document.body.append(box); m.renderBlurb(box, {json.dumps(blurb)}); }})"
+    )
+    with serving(tmp_path) as server:
+        page.open(server.url)
+        page.run(drawn)
+        text = page.run("document.querySelector('#knob .module-info').textContent")
+    assert text == "knob T = 3e-4 (default 0.001)"
+
+
 def test_shapes_and_counts_of_a_model_file_are_shown_as_text_never_parsed(tmp_path, page):
     """A blurb's variable shapes and a graph node's shapes and parameter count went into the
     page's HTML as they were (a hand-edited file's "<i>2</i>" an element), where every

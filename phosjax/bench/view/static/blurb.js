@@ -1,6 +1,6 @@
 // A model's blurb (`phosjax.core.blurb`, as JSON) as a collapsible tree of modules.
 
-import { format, formatCount, formatSeconds, escapeHtml } from "./plot.js";
+import { format, formatCount, formatSeconds, formatSetting, escapeHtml } from "./plot.js";
 
 const COLUMNS = ["module", "type", "params", "output", "FLOPs", "latency"];
 
@@ -20,11 +20,14 @@ function value(v) {
 // A value as HTML (text such as a note's "x<y" is escaped, never parsed).
 const shown = (v) => escapeHtml(value(v));
 
+// A knob's value as HTML, a number as the table's knob column writes it (`formatSetting`).
+const setting = (v) => (typeof v === "number" ? escapeHtml(formatSetting(v)) : shown(v));
+
 function infoLines(module) {
   const lines = [];
   for (const [name, knob] of Object.entries(module.knobs || {})) {
     const doc = knob.doc ? ` <span class="muted">${escapeHtml(knob.doc)}</span>` : "";
-    lines.push(`<span class="tag knob">knob</span> ${escapeHtml(name)} = <b>${shown(knob.value)}</b> <span class="muted">(default ${shown(knob.default)}${knob.valid ? `, range ${escapeHtml(knob.valid)}` : ""})</span>${doc}`);
+    lines.push(`<span class="tag knob">knob</span> ${escapeHtml(name)} = <b>${setting(knob.value)}</b> <span class="muted">(default ${setting(knob.default)}${knob.valid ? `, range ${escapeHtml(knob.valid)}` : ""})</span>${doc}`);
   }
   for (const [kind, label] of [["aux_losses", "aux loss"], ["path_weights", "path weight"], ["notes", "note"]]) {
     for (const [name, v] of Object.entries(module[kind] || {})) {
