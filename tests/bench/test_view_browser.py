@@ -724,6 +724,27 @@ def test_a_table_value_is_written_out_below_a_million(tmp_path, page):
     assert found == ["0.5000", "12.35", "1235", "12346", "-54321", "999999", "1.23e+6", "1.23e-4"]
 
 
+def test_a_curve_of_one_step_is_labelled_at_whole_steps(tmp_path, page):
+    """A curve of one point, at step 5 (a split evaluated once), got the x axis 4.5, 4.6,
+    ..., 5.5, steps no run takes; a step axis is labelled at whole steps, an axis of
+    seconds (the memory plot) as before."""
+    (tmp_path / _layout.MARKER).write_text(json.dumps({"format": _layout.FORMAT}))
+    cases = [([5], {}), ([1, 2], {}), ([0.5, 0.7], {"wholeX": False})]
+    drawn = (
+        f"import('./static/plot.js').then((m) => {json.dumps(cases)}.map(([x, options]) => {{"
+        " const box = document.createElement('div'); document.body.append(box);"
+        " const series = [{key: 'a', label: 'a', color: 'red', x, y: x.map(() => 0.25)}];"
+        " m.linePlot(box, {series, ...options});"
+        " return [...box.querySelectorAll('.axes text[text-anchor=\"middle\"]')]"
+        ".map((t) => t.textContent); }))"
+    )
+    with serving(tmp_path) as server:
+        page.open(server.url)
+        found = page.run(drawn)
+    assert found[:2] == [["4", "5", "6"], ["1", "2"]]
+    assert "0.6" in found[2]  # seconds: not whole
+
+
 def test_the_ticks_of_a_narrow_range_are_labelled_apart(tmp_path, page):
     """Accuracies from 0.99901 to 0.99909 (a run converged) got the axis labels 0.999,
     0.999, 0.9991, 0.9991, and 1234.5601 to 1234.5699 four times 1235: each label has as

@@ -1099,7 +1099,7 @@ const renderProfile = panel("profile", async (current) => {
     const unreported = memory.columns.filter((c) => c.includes("bytes") && !series.some((s) => s.column === c));
     const missing = unreported.map((c) => ({ label: `${c}: not reported by this backend`, color: null }));
     const xLabel = first === null ? xColumn : "seconds since the bench first ran";
-    linePlot($("memory"), { series, title: "memory over time", xLabel, xFormat: format, yLabel: bytes ? "MiB" : "" });
+    linePlot($("memory"), { series, title: "memory over time", xLabel, xFormat: format, wholeX: false, yLabel: bytes ? "MiB" : "" });
     $("memory").appendChild(legendOf([...series, ...missing]));
   } else {
     $("memory").replaceChildren(el("p", { class: "hint" }, `No memory figures: ${unwritten(files.memory, "memory", "samples")}`));

@@ -159,14 +159,16 @@ function logExtent(values, pad = 0) {
 }
 
 // The frame of a chart: the svg, scales, grid, axes, labels and title. `xPad` widens the x
-// range by that part of its span (room for the points of a scatter plot); `xFormat` and
-// `yFormat` write the axes' tick labels (`tickLabels`).
-function frame(el, { xs, ys, xLabel, yLabel, title, logX = false, logY = false, xPad = 0, height = 300, xFormat = format, yFormat = format }) {
+// range by that part of its span (room for the points of a scatter plot); `wholeX`: the x
+// values are whole (steps), the range ends and the ticks too (one step, 5, reads 4 to 6,
+// not 4.5, 4.6, ... 5.5); `xFormat` and `yFormat` write the axes' tick labels (`tickLabels`).
+function frame(el, { xs, ys, xLabel, yLabel, title, logX = false, logY = false, xPad = 0, wholeX = false, height = 300, xFormat = format, yFormat = format }) {
   clear(el);
   const width = Math.max(280, el.clientWidth || 560);
   const root = svg("svg", { width, height, class: "chart", viewBox: `0 0 ${width} ${height}` }, el);
   const inner = { w: width - MARGIN.left - MARGIN.right, h: height - MARGIN.top - MARGIN.bottom };
-  const [x0, x1] = logX ? logExtent(xs, xPad) : extent(xs, xPad);
+  let [x0, x1] = logX ? logExtent(xs, xPad) : extent(xs, xPad);
+  if (wholeX) [x0, x1] = [Math.floor(x0), Math.ceil(x1)];
   let [y0, y1] = logY ? extent(ys.filter((v) => v > 0)) : extent(ys, 0.04);
   if (logY && y0 <= 0) y0 = y1 / 1000;
   const tx = logX ? (v) => Math.log10(v) : (v) => v;
@@ -176,7 +178,7 @@ function frame(el, { xs, ys, xLabel, yLabel, title, logX = false, logY = false, 
   const grid = svg("g", { class: "grid" }, root);
   const axes = svg("g", { class: "axes" }, root);
   const xCount = Math.max(2, Math.floor(inner.w / 90)), yCount = Math.max(2, Math.floor(inner.h / 50));
-  const xTicks = (logX ? logTicks : ticks)(x0, x1, xCount);
+  const xTicks = (logX ? logTicks : ticks)(x0, x1, xCount).filter((t) => !wholeX || Number.isInteger(t));
   tickLabels(xTicks, xFormat).forEach((label, i) => {
     const t = xTicks[i];
     svg("line", { x1: sx(t), x2: sx(t), y1: MARGIN.top, y2: MARGIN.top + inner.h }, grid);
@@ -226,11 +228,12 @@ function fitted(s) {
 
 // A line chart. series: [{key, label, color, x: [], y: [], lo?: [], hi?: [], diverged?}].
 // The x axis's ticks, and the nearest step's values shown on hovering, write a step as
-// `xFormat` does (a count); `onHover(key | null)` reports the nearest series.
-export function linePlot(el, { series, xLabel = "step", xFormat = formatCount, yLabel = "", title = "", logY = false, height = 300, yFormat = format, onHover = null }) {
+// `xFormat` does (a count); `wholeX`: the x values are whole (`frame`; steps, not
+// seconds); `onHover(key | null)` reports the nearest series.
+export function linePlot(el, { series, xLabel = "step", xFormat = formatCount, wholeX = true, yLabel = "", title = "", logY = false, height = 300, yFormat = format, onHover = null }) {
   const xs = series.flatMap((s) => s.x);
   const ys = series.flatMap(fitted);
-  const f = frame(el, { xs, ys, xLabel, yLabel, title, logY, height, xFormat, yFormat });
+  const f = frame(el, { xs, ys, xLabel, yLabel, title, logY, wholeX, height, xFormat, yFormat });
   const ok = (v) => v !== null && Number.isFinite(v) && (!logY || v > 0);
   for (const s of series) {
     if (!s.lo) continue;
