@@ -1556,6 +1556,28 @@ def test_a_phases_file_without_rows_is_said_to_have_none(tmp_path, page):
         )
 
 
+def test_a_legend_label_wider_than_the_page_wraps_in_its_panel(tmp_path, page):
+    """Options of 240 characters that tell two configurations apart made each of their
+    legend labels one line wider than the page, which scrolled sideways; such a label
+    wraps within the legend, a short one stays on one line."""
+    written = write_bench(tmp_path / "long", blurb_json())
+    note = "a rather long note " * 12
+    ends = np.where(written.cells.lr == LEARNING_RATES[0], "one", "two")
+    cells = written.cells.assign(options=[json.dumps({"note": note + end}) for end in ends])
+    cells.to_parquet(written.root / _layout.CELLS)
+    items = "[...document.querySelectorAll('#legend .legend-item')]"
+    with serving(written.root) as server:
+        page.open(server.url)
+        page_width = page.run("document.documentElement.clientWidth")
+        scrolled = page.run("document.documentElement.scrollWidth")
+        right = page.run("document.getElementById('legend').getBoundingClientRect().right")
+        boxes = page.run(f"{items}.map((e) => [e.getBoundingClientRect().right, e.offsetHeight])")
+    assert scrolled == page_width
+    assert all(edge <= right + 0.5 for edge, _ in boxes)
+    heights = sorted({height for _, height in boxes})
+    assert len(heights) == 2 and heights[1] > heights[0]  # long labels wrapped, the note not
+
+
 def test_the_curves_legend_names_only_the_configurations_drawn(tmp_path, page):
     """aux/balance is the choice model's alone: mlp's configurations, which draw no line
     of it, are not in the legend (they were)."""
