@@ -54,7 +54,7 @@ from phosjax.morph._cost import COSTS, LatencyTable, latency_table, latency_tabl
 from phosjax.morph._expand import config_cost, expand, once
 from phosjax.morph._groups import ChannelGroups, channel_groups, leaf_paths, read_by_the_model
 from phosjax.morph._regularizer import SOURCES, check_source, morph_regularizer
-from phosjax.train._optim import as_dtype_of
+from phosjax.train._step import _as_stored
 
 ITERATIONS = _layout.MORPH_ITERATIONS
 """Where `run` writes its rows, relative to the run directory."""
@@ -552,9 +552,9 @@ def train(
             mutable=[*state, AUX_LOSS],
             rngs={"dropout": jax.random.fold_in(key, step)},
         )
-        new_state = {k: v for k, v in written.items() if k != AUX_LOSS}
-        new_state = jax.tree.map(as_dtype_of, new_state, state)  # as the engine's step: the
-        # scan's carry keeps its dtypes (bfloat16 batch statistics come back float32)
+        # as the engine's step: the scan's carry keeps its variables and dtypes (bfloat16
+        # batch statistics come back float32)
+        new_state = {k: _as_stored(k, v, state[k]) for k, v in written.items() if k != AUX_LOSS}
         aux, _ = aux_total(written.get(AUX_LOSS, {}))  # as the engine's step (moenet's balance)
         logits = logits.astype(jnp.float32)  # as the engine's step: bfloat16 ones rounded it
         task = optax.softmax_cross_entropy_with_integer_labels(logits, y_train[index]).mean()

@@ -1100,6 +1100,29 @@ def test_train_keeps_bfloat16_batch_statistics_as_the_engine_does(monkeypatch):
     assert stats["mean"].dtype == jnp.bfloat16 and bool(stats["mean"].any())  # moved
 
 
+def test_train_names_a_variable_the_model_writes_in_training_alone_as_the_engine_does(
+    monkeypatch,
+):
+    """A collection variable made in training alone failed the loop's scan with a pytree
+    structure error; the loop names it as the engine's step does."""
+    import flax.linen as nn
+
+    from phosjax.data import random_dataset
+
+    class Counted(nn.Module):
+        @nn.compact
+        def __call__(self, x, train=False):
+            self.variable("stats", "seen", jnp.zeros, ())
+            if train:
+                self.variable("stats", "steps", jnp.zeros, ()).value += 1
+            return nn.Dense(3)(x)
+
+    monkeypatch.setattr(_loop, "build_model", lambda config: Counted())
+    config = ModelConfig("mlp", 3, (8,), width=8)
+    with pytest.raises(ValueError, match=r"wrote its 'stats' collection with steps \(not made"):
+        _loop.train(config, random_dataset("toy", (8,), 3), 1, 4, 1e-2, seed=0)
+
+
 def test_train_adds_the_models_aux_losses_as_the_engine_does(monkeypatch):
     """The loop's train took the cross-entropy alone: moenet's load-balance loss (any
     `aux_loss`) was dropped, so the loop trained another objective than the bench."""
