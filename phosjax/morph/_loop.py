@@ -54,7 +54,7 @@ from phosjax.morph._cost import COSTS, LatencyTable, latency_table, latency_tabl
 from phosjax.morph._expand import config_cost, expand, once
 from phosjax.morph._groups import ChannelGroups, channel_groups, leaf_paths, read_by_the_model
 from phosjax.morph._regularizer import SOURCES, check_source, morph_regularizer
-from phosjax.train._step import _as_stored
+from phosjax.train._step import _as_stored, training_apply
 
 ITERATIONS = _layout.MORPH_ITERATIONS
 """Where `run` writes its rows, relative to the run directory."""
@@ -545,12 +545,13 @@ def train(
 
     def loss(params: Any, state: Any, step: jax.Array) -> tuple[jax.Array, Any]:
         index = batch_indices(key, step, x_train.shape[0], batch_size)
-        logits, written = model.apply(
+        logits, written = training_apply(  # as the engine's step: a dropped aux loss or
+            model,  # a draw from another rng stream than "dropout" is named
+            model.apply,
             {"params": params, **state},
             x_train[index],
-            train=True,
-            mutable=[*state, AUX_LOSS],
-            rngs={"dropout": jax.random.fold_in(key, step)},
+            jax.random.fold_in(key, step),
+            [*state, AUX_LOSS],
         )
         # as the engine's step: the scan's carry keeps its variables and dtypes (bfloat16
         # batch statistics come back float32)

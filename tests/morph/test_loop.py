@@ -8,6 +8,7 @@ import os
 import pathlib
 import re
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,6 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
+import phosjax as px
 import phosjax.morph.__main__ as cli
 from phosjax.bench._directory import locked
 from phosjax.data import ArrayDataset, load
@@ -1120,6 +1122,43 @@ def test_train_names_a_variable_the_model_writes_in_training_alone_as_the_engine
     monkeypatch.setattr(_loop, "build_model", lambda config: Counted())
     config = ModelConfig("mlp", 3, (8,), width=8)
     with pytest.raises(ValueError, match=r"wrote its 'stats' collection with steps \(not made"):
+        _loop.train(config, random_dataset("toy", (8,), 3), 1, 4, 1e-2, seed=0)
+
+
+class _DropsItsAuxLoss(nn.Module):
+    """An aux loss raised in an `nn.vmap` without an ``aux_loss`` axis: Flax drops it."""
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        member = lambda module, x: px.aux_loss(module, "l1", jnp.abs(x).mean())
+        nn.vmap(member, variable_axes={}, axis_size=x.shape[0])(self, x)
+        return nn.Dense(3)(x)
+
+
+class _DrawsNoise(nn.Module):
+    @nn.compact
+    def __call__(self, x, train=False):
+        return nn.Dense(3)(x + jax.random.normal(self.make_rng("noise"), x.shape))
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        (_DropsItsAuxLoss(), "aux loss 'l1' was raised but not recorded"),
+        (_DrawsNoise(), "_DrawsNoise draws random numbers from the rng stream 'noise', but"),
+    ],
+)
+def test_train_names_a_dropped_aux_loss_or_another_rng_stream_as_the_engine_does(
+    monkeypatch, model, message
+):
+    """The loop applied the model itself: an aux loss a transform dropped was trained
+    without, silently, and a draw from another stream than "dropout" was Flax's
+    InvalidRngError; it applies it as the engine's step does, which names both."""
+    from phosjax.data import random_dataset
+
+    monkeypatch.setattr(_loop, "build_model", lambda config: model)
+    config = ModelConfig("mlp", 3, (8,), width=8)
+    with pytest.raises(ValueError, match=re.escape(message)):
         _loop.train(config, random_dataset("toy", (8,), 3), 1, 4, 1e-2, seed=0)
 
 
