@@ -18,12 +18,14 @@ from phosjax.core._apply import (
 )
 from phosjax.core._collections import INTERMEDIATES, PERTURBATIONS
 from phosjax.core._module_check import check_module
+from phosjax.core._numbers import in_type_of
 from phosjax.core._paths import unflatten
 from phosjax.core._selectors import selector_list
 
 
 def _zeros_per_call(path: str, calls: tuple[Any, ...], selector: str) -> Any:
-    """Zeros shaped like the tagged value at ``path``; a tuple of them, one per call.
+    """Zeros shaped and typed like the tagged value at ``path`` (weakly typed where it
+    is); a tuple of them, one per call.
 
     A value tagged by one call gets its zeros alone, not a 1-tuple.
 
@@ -45,7 +47,9 @@ def _zeros_per_call(path: str, calls: tuple[Any, ...], selector: str) -> Any:
                     f"{shape.dtype}, and only floating-point values have a gradient; wrt "
                     f"{selector!r} selects it: give selectors that {fix}."
                 )
-    zeros = tuple(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), call) for call in calls)
+    # weakly typed as the tagged value (a knob's): a bfloat16 output stays bfloat16
+    zero = lambda s: in_type_of(jnp.zeros(s.shape, s.dtype), s)
+    zeros = tuple(jax.tree.map(zero, call) for call in calls)
     return zeros[0] if len(zeros) == 1 else zeros
 
 

@@ -1,5 +1,6 @@
 """`numbers_as_array`: a nested list of scalars as the one array a model reads
-(`numbers_read_together`: the groups of numbers read as one array each, with its dtype)."""
+(`numbers_read_together`: the groups of numbers read as one array each, with its dtype);
+`in_type_of`: an array in the dtype and weak type of a value it stands in for."""
 
 import contextlib
 from typing import Any
@@ -62,3 +63,21 @@ def numbers_read_together(value: Any) -> list[tuple[Any, list[Any]]]:
     if len(children) == 1 and children[0] is value:  # an array, a str: no number
         return []
     return [group for child in children for group in numbers_read_together(child)]
+
+
+def in_type_of(value: Any, spec: Any) -> jax.Array:
+    """``value`` in ``spec``'s dtype, weakly typed where ``spec`` is (as an array made from
+    a Python number is, a knob's value): a value standing in for a weakly typed one then
+    scales a bfloat16 activation without promoting it to float32, as the one it replaces.
+
+    Examples:
+      >>> weak = jax.ShapeDtypeStruct((2,), jnp.float32, weak_type=True)
+      >>> in_type_of(jnp.ones(2), weak)
+      Array([1., 1.], dtype=float32, weak_type=True)
+      >>> in_type_of(jnp.full(2, 1.0), jax.ShapeDtypeStruct((2,), jnp.float16))
+      Array([1., 1.], dtype=float16)
+    """
+    if not spec.weak_type:
+        return jnp.asarray(value, spec.dtype)
+    zero = jnp.full(jnp.shape(value), np.dtype(spec.dtype).type(0).item())  # weakly typed
+    return zero.at[...].set(value)

@@ -233,3 +233,21 @@ def test_an_fn_giving_a_pair_without_has_aux_is_told_to_pass_it():
     for fn, given in [(jnp.sum, "one value"), (lambda y: (y.sum(),) * 3, "a tuple of 3 values")]:
         with pytest.raises(TypeError, match=rf"{pair}{given}\."):
             px.grad_of(fn, TwoLayer(), variables, X, wrt="pre_act", has_aux=True)
+
+
+class Tempered(nn.Module):
+    """x / T, T a knob declared with a Python number: weakly typed, it keeps x's bfloat16."""
+
+    @nn.compact
+    def __call__(self, x):
+        return x / px.tag(self, "temperature", px.knob(self, "T", 2.0))
+
+
+def test_grad_of_a_weakly_typed_tag_leaves_a_bfloat16_output_bfloat16():
+    """Its perturbation was a float32 array, not weakly typed: fn got a float32 output."""
+    x = jnp.array([1.0, 3.0], jnp.bfloat16)
+    variables = Tempered().init(jax.random.key(0), x)
+    assert Tempered().apply(variables, x).dtype == jnp.bfloat16
+    value, grads = px.grad_of(jnp.sum, Tempered(), variables, x, wrt="temperature")
+    assert value.dtype == jnp.bfloat16 and float(value) == 2.0  # 0.5 + 1.5
+    assert float(grads["temperature"]) == -1.0  # -(1 + 3) / 2**2
