@@ -22,6 +22,7 @@ from phosjax.core._apply import (
 from phosjax.core._collections import INJECTIONS, INTERMEDIATES
 from phosjax.core._knobs import broadcasts, holds_exactly, is_traced, what_holds
 from phosjax.core._module_check import check_module
+from phosjax.core._numbers import in_type_of
 from phosjax.core._paths import unflatten
 from phosjax.core._record import Calls, add_call
 from phosjax.core._selectors import value_per_path
@@ -191,8 +192,8 @@ def in_dtypes_of(value: Any, expected: Any) -> Any:
 
 def _checked_call(where: str, value: Any, expected: Any) -> Any:
     """``value`` as arrays, once it has the structure, shapes and dtypes of ``expected``,
-    what one call tagged (``where`` names it in the errors), and its weak types (a weakly
-    typed float32 is a float32, as the model's own); a list or tuple for a
+    what one call tagged (``where`` names it in the errors), and its weak types (weakly
+    typed where the model's value is, not elsewhere: `in_type_of`); a list or tuple for a
     tagged array is read as one array (as `tweak` reads a knob's value), not as a pytree,
     and it or a Python number in the tagged dtype where that holds it exactly.
 
@@ -246,10 +247,9 @@ def _checked_call(where: str, value: Any, expected: Any) -> Any:
                 f"{given.shape} and dtype {given.dtype}, but the tagged value there has shape "
                 f"{want.shape} and dtype {want.dtype}.{_how_to_broadcast(given, want)}"
             )
-    # a weakly typed value (jnp.full(shape, 3.0)) would let what follows take the dtype
-    # of the params it meets (a bfloat16 output where the model's is float32)
-    strong = lambda given, want: given if want.weak_type else jnp.asarray(given, want.dtype)
-    return jax.tree.map(strong, value, expected)
+    # weakly typed or not as the tagged value: else what follows takes another dtype (a
+    # bfloat16 output where the model's is float32, or a float32 one where it is bfloat16)
+    return jax.tree.map(in_type_of, value, expected)
 
 
 def _how_to_broadcast(given: jax.Array, want: Any) -> str:

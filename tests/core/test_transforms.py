@@ -1217,6 +1217,24 @@ def test_an_injected_weakly_typed_value_keeps_the_models_output_dtype():
     assert out.dtype == jnp.float32 and out.tolist() == [3.0, 3.0, 3.0]
 
 
+class _Gained(nn.Module):
+    """x times a knob declared with a Python number: weakly typed, it keeps x's bfloat16."""
+
+    @nn.compact
+    def __call__(self, x):
+        return x * px.tag(self, "scale", px.knob(self, "gain", 1.0))
+
+
+@pytest.mark.parametrize("value", [3.0, jnp.array(3.0, jnp.float32)])
+def test_a_value_injected_for_a_weakly_typed_tag_keeps_the_models_output_dtype(value):
+    """The value was made a float32 array, not weakly typed: the output was float32,
+    where the model's is bfloat16."""
+    x = jnp.array([1.0, 2.0], jnp.bfloat16)
+    assert _Gained().apply({}, x).dtype == jnp.bfloat16
+    out = px.inject(_Gained(), {}, x, {"scale": value})
+    assert out.dtype == jnp.bfloat16 and out.tolist() == [3.0, 6.0]
+
+
 def test_inject_a_pytree_of_the_wrong_structure_names_both():
     with pytest.raises(ValueError, match=r"'d' has structure .*'a'.*'c'.*structure .*'a'.*'b'"):
         px.inject(Pytrees(), {}, V, {"d": {"a": V, "c": V}})
