@@ -65,7 +65,7 @@ def scan_axes(**extra: Any) -> dict[Any, Any]:
         defaults.
 
     Raises:
-      TypeError: an axis is no int, None nor ``nn.broadcast`` (``params="0"``, which
+      TypeError: an axis is no int nor None (``params="0"`` or ``nn.broadcast``, which
         Flax's scan refused with a bare AssertionError; ``True``, which it took for 1).
       ValueError: a name is a typo of a collection Flax or phosjax uses (``param=0``, for
         which Flax's scan said only that the collection ``params`` is empty).
@@ -80,10 +80,17 @@ def scan_axes(**extra: Any) -> dict[Any, Any]:
     """
     for name, axis in extra.items():
         _check_no_typo(name)
-        if axis is not None and axis is not nn.broadcast and type(axis) is not int:
+        if axis is nn.broadcast:  # for inputs alone: Flax's scan failed with an AssertionError
+            raise TypeError(
+                f"scan_axes: the axis of {name!r} must be an int or None, got nn.broadcast, "
+                "which nn.scan takes in in_axes alone; for variables every iteration "
+                f"shares, leave {name!r} out here and pass nn.scan(..., "
+                f"variable_broadcast={name!r})."
+            )
+        if axis is not None and type(axis) is not int:
             raise TypeError(
                 f"scan_axes: the axis of {name!r} must be an int (0: one entry per "
-                f"iteration), None or nn.broadcast, got {axis!r}."
+                f"iteration) or None, got {axis!r}."
             )
     return {**{name: 0 for name in SCANNED}, **extra}
 

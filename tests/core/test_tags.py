@@ -562,7 +562,19 @@ def test_scan_axes_given_no_axis_names_the_collection(axis):
     """Flax's scan refused '0' and 0.0 with a bare AssertionError, and took True for 1."""
     with pytest.raises(TypeError, match=r"^scan_axes: the axis of 'params' must be an int "):
         px.scan_axes(params=axis)
-    assert px.scan_axes(params=0, batch_stats=None, cache=nn.broadcast)["cache"] is nn.broadcast
+    assert px.scan_axes(params=0, batch_stats=None)["batch_stats"] is None
+
+
+def test_scan_axes_given_nn_broadcast_says_to_broadcast_the_collection_in_nn_scan():
+    """nn.broadcast is for inputs: nn.scan failed on it with a bare AssertionError."""
+    message = (
+        "scan_axes: the axis of 'params' must be an int or None, got nn.broadcast, which "
+        "nn.scan takes in in_axes alone; for variables every iteration shares, leave "
+        "'params' out here and pass nn.scan(..., variable_broadcast='params')."
+    )
+    with pytest.raises(TypeError) as raised:
+        px.scan_axes(params=nn.broadcast)
+    assert str(raised.value) == message
 
 
 @pytest.mark.parametrize(("typo", "meant"), [("param", "params"), ("knob", "knobs")])
