@@ -245,28 +245,39 @@ def _checked_call(where: str, value: Any, expected: Any) -> Any:
             raise ValueError(
                 f"Injected value for {where}{jax.tree_util.keystr(key)} has shape "
                 f"{given.shape} and dtype {given.dtype}, but the tagged value there has shape "
-                f"{want.shape} and dtype {want.dtype}.{_how_to_broadcast(given, want)}"
+                f"{want.shape} and dtype {want.dtype}.{_how_to_give(given, want)}"
             )
     # weakly typed or not as the tagged value: else what follows takes another dtype (a
     # bfloat16 output where the model's is float32, or a float32 one where it is bfloat16)
     return jax.tree.map(in_type_of, value, expected)
 
 
-def _how_to_broadcast(given: jax.Array, want: Any) -> str:
-    """A sentence for a ``given`` value whose shape broadcasts to the tagged ``want``'s (a
-    scalar): the tagged value is replaced whole, so its own shape is given (unlike a knob's
-    value, which `set_knobs` broadcasts); else ``""``. A PRNG key's dtype is no numpy
-    one for `jnp.full` to take: it is broadcast.
+def _how_to_give(given: jax.Array, want: Any) -> str:
+    """A sentence saying how to give the tagged ``want``'s shape and dtype, else ``""``:
+    for a ``given`` value whose shape broadcasts to it (a scalar), as the tagged value is
+    replaced whole (unlike a knob's value, which `set_knobs` broadcasts); for a raw key
+    (``jax.random.PRNGKey``'s uint32 pair) where a typed one is tagged, or the other way
+    round. A PRNG key's dtype
+    is no numpy one for `jnp.full` to take: it is broadcast.
 
     Examples:
-      >>> _how_to_broadcast(jnp.zeros(()), jax.ShapeDtypeStruct((2, 3), jnp.float32))
+      >>> _how_to_give(jnp.zeros(()), jax.ShapeDtypeStruct((2, 3), jnp.float32))
       ' An injected value is not broadcast: give jnp.full((2, 3), value, jnp.float32).'
-      >>> _how_to_broadcast(jnp.zeros(4), jax.ShapeDtypeStruct((2, 3), jnp.float32))
+      >>> _how_to_give(jnp.zeros(4), jax.ShapeDtypeStruct((2, 3), jnp.float32))
       ''
       >>> key = jax.random.key(0)
-      >>> _how_to_broadcast(key, jax.ShapeDtypeStruct((2,), key.dtype))
+      >>> _how_to_give(key, jax.ShapeDtypeStruct((2,), key.dtype))
       ' An injected value is not broadcast: give jnp.broadcast_to(value, (2,)).'
+      >>> _how_to_give(jax.random.PRNGKey(0), jax.ShapeDtypeStruct((), key.dtype))
+      ' A raw key is no typed one: give jax.random.wrap_key_data(value).'
+      >>> _how_to_give(key, jax.ShapeDtypeStruct((2,), jnp.uint32))
+      ' A typed key is no raw one: give jax.random.key_data(value).'
     """
+    typed_key = jax.dtypes.issubdtype(want.dtype, jax.dtypes.prng_key)
+    if typed_key and given.dtype == jnp.uint32 and given.shape[:-1] == want.shape:
+        return " A raw key is no typed one: give jax.random.wrap_key_data(value)."
+    if jax.dtypes.issubdtype(given.dtype, jax.dtypes.prng_key) and want.dtype == jnp.uint32:
+        return " A typed key is no raw one: give jax.random.key_data(value)."
     if given.shape == want.shape or not broadcasts(given.shape, want.shape):
         return ""
     if jax.dtypes.issubdtype(want.dtype, jax.dtypes.extended):  # key<fry>: no jnp.key<fry>

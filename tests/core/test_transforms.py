@@ -740,6 +740,37 @@ def test_inject_of_one_key_for_tagged_keys_is_refused_naming_shapes_and_how_to_g
     assert px.inject(TagsKeys(), {}, jnp.ones(2), {"keys": hint}).shape == (2,)
 
 
+def test_inject_of_raw_keys_for_typed_ones_is_told_to_wrap_them():
+    """It named both shapes and dtypes alone: uint32 (2, 2) against key<fry> (2,)."""
+    raw = jax.random.split(jax.random.PRNGKey(1), 2)
+    with pytest.raises(ValueError) as info:
+        px.inject(TagsKeys(), {}, jnp.ones(2), {"keys": raw})
+    assert str(info.value) == (
+        "Injected value for 'keys' has shape (2, 2) and dtype uint32, but the tagged value "
+        "there has shape (2,) and dtype key<fry>. A raw key is no typed one: give "
+        "jax.random.wrap_key_data(value)."
+    )
+    wrapped = jax.random.wrap_key_data(raw)  # as the refusal says
+    expected = 1 + jax.random.uniform(wrapped[0], ())
+    out = px.inject(TagsKeys(), {}, jnp.ones(2), {"keys": wrapped})
+    np.testing.assert_array_equal(out, jnp.full(2, expected))
+
+
+class TagsRawKey(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return x + jax.random.uniform(px.tag(self, "key", jax.random.PRNGKey(0)), ())
+
+
+def test_inject_of_a_typed_key_for_a_raw_one_is_told_to_take_its_data():
+    with pytest.raises(ValueError, match=r"A typed key is no raw one: give jax\.random\.key_data"):
+        px.inject(TagsRawKey(), {}, jnp.ones(2), {"key": jax.random.key(1)})
+    out = px.inject(TagsRawKey(), {}, jnp.ones(2), {"key": jax.random.key_data(jax.random.key(1))})
+    np.testing.assert_array_equal(
+        out, jnp.full(2, 1 + jax.random.uniform(jax.random.PRNGKey(1), ()))
+    )
+
+
 def test_two_selectors_that_match_one_path_are_refused_naming_both():
     model, variables = Stack(), init("plain")
     zeros = jnp.zeros((2, WIDTH))
