@@ -60,7 +60,10 @@ class Range:
                 raise TypeError(f"Range {name} must be a number, got {bound!r}.")
         for low, high in ((self.gt, self.ge), (self.lt, self.le)):
             if low is not None and high is not None:
-                raise ValueError(f"{self!r}: give one lower and one upper bound at most.")
+                raise ValueError(
+                    f"{self!r}: give one lower and one upper bound at most (by position, "
+                    "the bounds are gt, ge, lt, le: name them, e.g. Range(ge=0, le=1))."
+                )
         low, high = self.ge if self.gt is None else self.gt, self.le if self.lt is None else self.lt
         open_end = self.gt is not None or self.lt is not None
         if low is not None and high is not None and (low > high or (low == high and open_end)):

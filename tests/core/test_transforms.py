@@ -518,6 +518,16 @@ def test_a_range_takes_one_lower_bound_at_most():
         px.Range(gt=0, ge=0)
 
 
+def test_a_range_given_two_bounds_by_position_is_told_their_names():
+    """Range(0, 1) is gt=0, ge=1: it said only to give one lower bound at most."""
+    with pytest.raises(ValueError) as info:
+        px.Range(0, 1)
+    assert str(info.value) == (
+        "Range(gt=0, ge=1): give one lower and one upper bound at most (by position, the "
+        "bounds are gt, ge, lt, le: name them, e.g. Range(ge=0, le=1))."
+    )
+
+
 def test_knobs_of_a_model_under_nn_jit_are_found_after_its_init():
     # nn.jit reuses the trace of init: no knob is declared in Python, and tweak on
     # params alone raised a bare KeyError
