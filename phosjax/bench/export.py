@@ -400,26 +400,30 @@ def export_mlflow(
         for run in _tagged_runs(client, experiment_id, TAG_CREATED, created, finished=False):
             client.delete_run(run.info.run_id)  # beside its cell's whole run, or before it
             exported.cut_short[run.info.run_id] = run.data.tags.get(TAG_CELL, "")
+        to_export = []  # the bar counts these alone: skipped cells made its time left short
+        for cell in cells.to_dict("records"):
+            cell_id = cell["cell_id"]
+            if cell_id in done:
+                exported.already_exported.append(cell_id)
+                continue
+            if not steps.get(cell_id, {}).get("finished"):
+                exported.unfinished.append(cell_id)
+                continue
+            rows = results[results["cell_id"] == cell_id]
+            # a run of the rows left would stand for the cell, never exported again once
+            # restored
+            if _rows_lost(rows, steps[cell_id]["steps"]):
+                exported.without_rows.append(cell_id)
+                continue
+            to_export.append((cell, rows))
         with Bar(  # a cell's run takes tenths of a second, a server's more
-            cells.to_dict("records"),
+            to_export,
             "export",
             unit="cell",
-            disable=not progress,
+            disable=not (progress and to_export),
         ) as shown:  # closed before an error's line
-            for cell in shown:
+            for cell, rows in shown:
                 cell_id = cell["cell_id"]
-                if cell_id in done:
-                    exported.already_exported.append(cell_id)
-                    continue
-                if not steps.get(cell_id, {}).get("finished"):
-                    exported.unfinished.append(cell_id)
-                    continue
-                rows = results[results["cell_id"] == cell_id]
-                # a run of the rows left would stand for the cell, never exported again once
-                # restored
-                if _rows_lost(rows, steps[cell_id]["steps"]):
-                    exported.without_rows.append(cell_id)
-                    continue
                 tags = {
                     TAG_CELL: cell_id,
                     TAG_BENCH: bench.name,

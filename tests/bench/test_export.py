@@ -164,6 +164,26 @@ def test_exporting_again_skips_exported_and_unfinished_cells(written, store, tmp
     assert len(_runs(store)[1]) == len(written.cells)
 
 
+def test_exporting_again_counts_only_the_cells_it_exports_in_its_bar(
+    written, store, tmp_path, capsys
+):
+    """The bar's total (and so its time left) is the cells still to export, not the
+    bench's every cell; with none left it shows no bar."""
+    partial = tmp_path / "partial"
+    shutil.copytree(written.root, partial)
+    status = json.loads((partial / _layout.STATUS).read_text())
+    status["groups"]["g-mlp"]["finished"] = False
+    (partial / _layout.STATUS).write_text(json.dumps(status))
+    export_mlflow(str(partial), store, experiment="example")
+    capsys.readouterr()
+    mlp = len(written.cells[written.cells.model == "mlp"])
+    export_mlflow(str(written.root), store, progress=True)
+    shown = capsys.readouterr().err.splitlines()
+    assert shown[-1].startswith("export: 100%|") and f" {mlp}/{mlp} [" in shown[-1], shown
+    export_mlflow(str(written.root), store, progress=True)
+    assert capsys.readouterr().err == ""
+
+
 def test_exporting_after_add_models_adds_only_the_new_cells(written, store, tmp_path):
     """`add_models` rewrites the bench's config hash but keeps its creation time."""
     bench = tmp_path / "example"
