@@ -22,7 +22,7 @@ import psutil
 from phosjax.bench import _speed_torch
 from phosjax.bench._progress import EstimatedBar
 from phosjax.bench._speed_config import METHODS, MODELS, SpeedConfig
-from phosjax.bench._speed_left import CasesLeft
+from phosjax.bench._speed_left import CasesLeft, timing_seconds
 from phosjax.bench._speed_methods import (
     PREPARE,
     Failed,
@@ -92,13 +92,15 @@ def _check(setup: Setup, k: int, method: str, cfg: SpeedConfig, rates: dict[str,
         return
     if previous is None:
         raise Skip("a smaller K of this method was not measured (skipped or failed)")
-    work = k * (cfg.repeats * cfg.steps + 1)  # the timings, after a call warming up
+    steps, warmup = cfg.steps, 1  # a call's steps, and those warming up before its timings
     if method == "engine":  # whole chunks; its warm-up a chunk, and auto's timings
         chunk, steps = engine_steps(cfg.steps)
         auto = _AUTO_STEPS if cfg.strategy == "auto" else 0  # a strategy given: none timed
-        work = k * (cfg.repeats * steps + 1 + chunk + auto)
-    if work / previous > cfg.budget:
-        raise Skip(f"estimated {work / previous:.3g} s > budget {cfg.budget:g} s")
+        warmup += chunk + auto
+    seconds = timing_seconds(k * steps / previous, cfg.repeats, cfg.min_time)
+    seconds += k * warmup / previous
+    if seconds > cfg.budget:
+        raise Skip(f"estimated {seconds:.3g} s > budget {cfg.budget:g} s")
 
 
 def _cases(cfg: SpeedConfig) -> Iterator[tuple[str, int]]:

@@ -68,8 +68,17 @@ class CasesLeft:
         return fixed + sum(self._timing(call * k / last_k) for call in calls.values())
 
     def _timing(self, call: float) -> float:
-        """The seconds a method whose call takes ``call`` seconds is timed: ``repeats``
-        timings of at least ``min_time``, after a call that sizes them where a call is
-        shorter (`phosjax.bench._speed._interleaved`)."""
-        sizing = call if call < self._min_time else 0.0
-        return sizing + self._repeats * max(self._min_time, call)
+        return timing_seconds(call, self._repeats, self._min_time)
+
+
+def timing_seconds(call: float, repeats: int, min_time: float) -> float:
+    """The seconds a method whose call takes ``call`` seconds is timed: ``repeats``
+    timings of at least ``min_time``, after a call that sizes them where a call is
+    shorter (`phosjax.bench._speed._interleaved`).
+
+    Examples:
+      >>> timing_seconds(0.01, 3, 0.25), timing_seconds(2.0, 3, 0.25)
+      (0.76, 6.0)
+    """
+    sizing = call if call < min_time else 0.0
+    return sizing + repeats * max(min_time, call)

@@ -297,6 +297,18 @@ def test_the_engines_time_estimate_counts_the_steps_it_runs():
     _speed._check(_fake_setup(1), 8, "vmap", cfg, {"vmap": 100.0})  # 8 x 301 steps: 24.1 s
 
 
+def test_the_time_estimate_counts_the_min_time_each_timing_lasts():
+    """A call of 10 steps of one model at 100 model-steps/s takes 0.1 s, but each of the 3
+    timings lasts --min_time 2 s, after a sizing call: 6.11 s, not the 0.31 s of the steps
+    alone, which ran a size past the budget."""
+    cfg = SpeedConfig(steps=10, budget=5.0, methods=("vmap",), repeats=3, min_time=2.0)
+    with pytest.raises(Skip, match=r"^estimated 6\.11 s > budget 5 s$"):
+        _speed._check(_fake_setup(1), 1, "vmap", cfg, {"vmap": 100.0})
+    short = dataclasses.replace(cfg, budget=0.3, min_time=0.0)
+    with pytest.raises(Skip, match=r"^estimated 0\.31 s > budget 0\.3 s$"):
+        _speed._check(_fake_setup(1), 1, "vmap", short, {"vmap": 100.0})
+
+
 def test_the_engines_memory_check_counts_its_gathered_chunk(monkeypatch):
     """mlp: 41 float32 numbers per example; 64 cells x 100 steps x batch 128 gather
     ~134 MB before their steps. With 100 MB free the engine is skipped, vmap is not."""
