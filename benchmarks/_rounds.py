@@ -6,9 +6,29 @@ Example (from a benchmark script in this folder)::
     print_table(time_rounds({"a": run_a, "b": run_b}, rounds=30, steps=100), ["a"])
 """
 
+import argparse
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
+
+
+def add_rounds(parser: argparse.ArgumentParser, default: int) -> None:
+    """``--rounds``: how many interleaved rounds `time_rounds` times (``default``)."""
+    parser.add_argument(
+        "--rounds", type=int, default=default, help="interleaved rounds timed (%(default)s)"
+    )
+
+
+def add_model(parser: argparse.ArgumentParser, default: str = "mlp") -> None:
+    """``--model``: one of the speed bench's models (``default``)."""
+    from phosjax.bench._speed_config import MODELS
+
+    parser.add_argument(
+        "--model",
+        default=default,
+        choices=sorted(MODELS),
+        help="the speed bench's model (%(default)s)",
+    )
 
 
 def time_rounds(

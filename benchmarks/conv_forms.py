@@ -27,7 +27,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _rounds import time_rounds
+from _rounds import add_rounds, time_rounds
 
 from phosjax.bench._speed_config import SpeedConfig
 from phosjax.bench._speed_methods import (
@@ -133,9 +133,7 @@ def add_grid_options(parser: argparse.ArgumentParser, rounds: int) -> None:
         "--batch", type=int, default=128, help="examples per cell per step (%(default)s)"
     )
     parser.add_argument("--steps", type=int, default=20, help="steps per timed call (%(default)s)")
-    parser.add_argument(
-        "--rounds", type=int, default=rounds, help="interleaved rounds timed (%(default)s)"
-    )
+    add_rounds(parser, rounds)
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ os.environ["XLA_FLAGS"] = (
 )
 
 import jax  # after XLA_FLAGS
+from _rounds import add_model
 
 from phosjax.bench._speed_config import MODELS
 from phosjax.bench._speed_methods import synthetic_data
@@ -29,12 +30,7 @@ COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--model",
-        default="mlp",
-        choices=sorted(MODELS),
-        help="the speed bench's model (%(default)s)",
-    )
+    add_model(parser)
     args = parser.parse_args()
     compiles: list[float] = []
     jax.monitoring.register_event_duration_secs_listener(

@@ -13,6 +13,7 @@ import argparse
 import time
 
 import jax
+from _rounds import add_model, add_rounds
 
 import phosjax.train._run as run_module
 from phosjax.bench._speed_config import MODELS
@@ -25,16 +26,9 @@ from phosjax.train._strategy import Executor
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--model",
-        default="mlp",
-        choices=sorted(MODELS),
-        help="the speed bench's model (%(default)s)",
-    )
+    add_model(parser)
     parser.add_argument("--steps", type=int, default=100, help="steps per chunk (%(default)s)")
-    parser.add_argument(
-        "--rounds", type=int, default=40, help="interleaved rounds timed (%(default)s)"
-    )
+    add_rounds(parser, 40)
     args = parser.parse_args()
     config, n = MODELS[args.model], args.steps
     data = synthetic_data(config, 128)

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 
-from _rounds import print_table, time_rounds
+from _rounds import add_rounds, print_table, time_rounds
 
 STEPS = 100
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -103,9 +103,7 @@ def variants(revs: list[str], reduce: bool = False) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("revs", nargs="+", help="the git revisions whose steps to time against")
-    parser.add_argument(
-        "--rounds", type=int, default=100, help="interleaved rounds timed (%(default)s)"
-    )
+    add_rounds(parser, 100)
     parser.add_argument(
         "--reduce",
         action="store_true",

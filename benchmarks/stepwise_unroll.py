@@ -15,7 +15,7 @@ The variants take turns over the rounds; it prints each unroll's compile seconds
 
 import argparse
 
-from _rounds import print_table, time_rounds
+from _rounds import add_model, add_rounds, print_table, time_rounds
 
 STEPS = 48
 UNROLLS = (1, 2, 4)
@@ -68,10 +68,8 @@ def variants(model_name: str) -> tuple[dict, dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="cnn1d", help="the speed bench's model (%(default)s)")
-    parser.add_argument(
-        "--rounds", type=int, default=25, help="interleaved rounds timed (%(default)s)"
-    )
+    add_model(parser, "cnn1d")
+    add_rounds(parser, 25)
     args = parser.parse_args()
     calls, compile_s = variants(args.model)
     for name, seconds in compile_s.items():
