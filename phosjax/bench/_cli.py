@@ -140,6 +140,8 @@ def value_error_line(message: str, argv: Sequence[str] = ()) -> str:
     elif "float" in expected and (yaml_float := _yaml_float_hint(given_text)):
         hint = yaml_float
     shown = given_text if given_text.strip() else repr(given_text)  # '' (an unset variable)
+    if typed is not None and typed.lstrip()[:1] == "{" and given_text[:1] != "{":
+        return f"--{key[1]} {typed}: expected each value {expected}, got {shown}{hint}"
     return f"--{key[1]} {shown}: expected {expected}{hint}"
 
 

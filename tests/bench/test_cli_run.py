@@ -726,6 +726,11 @@ def test_print_config_knows_the_models_an_import_registers(tmp_path, capsys, mon
             "--grid.knobs {T:1}: expected dict (YAML reads 'T:1' as one key without a value: "
             "a colon takes a space after it, as in 'T: 1')",
         ),
+        (  # said '--grid.knobs True': the value of one of its keys, the key shown nowhere
+            ["--grid.knobs", '{"**/T": true}'],
+            '--grid.knobs {"**/T": true}: expected each value float or list[float], got True '
+            "(a list is written '[a, b]')",
+        ),
         (["--eval_every", "1.5"], "--eval_every 1.5: expected int"),
         (["--eval_every", ""], "--eval_every '': expected int"),  # was '--eval_every : '
         (
