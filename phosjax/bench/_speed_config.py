@@ -1,6 +1,7 @@
 """What the speed bench measures: its models, its methods and `SpeedConfig`."""
 
 import dataclasses
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -124,6 +125,9 @@ class SpeedConfig:
             if below:
                 raise SpeedConfigError(name, f"must be >= 1, got {below[0]}")
         for name, seconds in [("budget", self.budget), ("min_time", self.min_time)]:
+            if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real):  # True: 1 s
+                got = f"{seconds!r} ({type(seconds).__name__})"
+                raise SpeedConfigError(name, f"must be a number of seconds, got {got}")
             if not seconds >= 0:  # nan too: no budget then skipped anything
                 raise SpeedConfigError(name, f"must be >= 0 seconds, got {seconds}")
         if self.min_time == float("inf"):  # each timing would repeat its steps forever

@@ -246,6 +246,16 @@ def test_steps_batch_and_repeats_that_are_not_integers_are_named(field, value):
     assert getattr(SpeedConfig(**{field: np.int64(3)}), field) == 3
 
 
+@pytest.mark.parametrize("field", ["budget", "min_time"])
+@pytest.mark.parametrize(("value", "shown"), [(True, "True (bool)"), ("60", "'60' (str)")])
+def test_budget_and_min_time_that_are_no_numbers_are_named(field, value, shown):
+    """True ran as 1 second, as a bool for a float knob must not; "60" was a TypeError."""
+    message = rf"^{field}: must be a number of seconds, got {re.escape(shown)}$"
+    with pytest.raises(SpeedConfigError, match=message):
+        SpeedConfig(**{field: value})
+    assert getattr(SpeedConfig(**{field: np.float64(0.5)}), field) == 0.5
+
+
 def _fake_setup(bytes_per_model: int) -> _speed_methods.Setup:
     return _speed_methods.Setup("mlp", _speed.MODELS["mlp"], id, id, id, None, bytes_per_model, 0.0)
 
