@@ -173,7 +173,7 @@ def measure(
     setups: dict[str, Setup] = {}
     rates: dict[str, dict[str, float | None]] = {}
     cases = list(_cases(cfg))
-    left = CasesLeft(cases, cfg.repeats, cfg.min_time)
+    left = CasesLeft(cases, cfg.repeats, cfg.min_time, budget=cfg.budget)
     with EstimatedBar(
         total=len(cases) * len(cfg.methods),
         seconds_left=left.seconds,
