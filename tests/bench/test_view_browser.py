@@ -727,9 +727,9 @@ def test_a_table_value_is_written_out_below_a_million(tmp_path, page):
 def test_a_curve_of_one_step_is_labelled_at_whole_steps(tmp_path, page):
     """A curve of one point, at step 5 (a split evaluated once), got the x axis 4.5, 4.6,
     ..., 5.5, steps no run takes; a step axis is labelled at whole steps, an axis of
-    seconds (the memory plot) as before."""
+    seconds (the memory plot) as before. One at step 0 spans 0 to 1 (it read -1, 0, 1)."""
     (tmp_path / _layout.MARKER).write_text(json.dumps({"format": _layout.FORMAT}))
-    cases = [([5], {}), ([1, 2], {}), ([0.5, 0.7], {"wholeX": False})]
+    cases = [([5], {}), ([1, 2], {}), ([0], {}), ([0.5, 0.7], {"wholeX": False})]
     drawn = (
         f"import('./static/plot.js').then((m) => {json.dumps(cases)}.map(([x, options]) => {{"
         " const box = document.createElement('div'); document.body.append(box);"
@@ -741,8 +741,8 @@ def test_a_curve_of_one_step_is_labelled_at_whole_steps(tmp_path, page):
     with serving(tmp_path) as server:
         page.open(server.url)
         found = page.run(drawn)
-    assert found[:2] == [["4", "5", "6"], ["1", "2"]]
-    assert "0.6" in found[2]  # seconds: not whole
+    assert found[:3] == [["4", "5", "6"], ["1", "2"], ["0", "1"]]
+    assert "0.6" in found[3]  # seconds: not whole
 
 
 def test_the_ticks_of_a_narrow_range_are_labelled_apart(tmp_path, page):

@@ -161,14 +161,14 @@ function logExtent(values, pad = 0) {
 // The frame of a chart: the svg, scales, grid, axes, labels and title. `xPad` widens the x
 // range by that part of its span (room for the points of a scatter plot); `wholeX`: the x
 // values are whole (steps), the range ends and the ticks too (one step, 5, reads 4 to 6,
-// not 4.5, 4.6, ... 5.5); `xFormat` and `yFormat` write the axes' tick labels (`tickLabels`).
+// not 4.5, 4.6, ... 5.5; step 0, 0 to 1: no step below 0); `xFormat` and `yFormat` write the axes' tick labels (`tickLabels`).
 function frame(el, { xs, ys, xLabel, yLabel, title, logX = false, logY = false, xPad = 0, wholeX = false, height = 300, xFormat = format, yFormat = format }) {
   clear(el);
   const width = Math.max(280, el.clientWidth || 560);
   const root = svg("svg", { width, height, class: "chart", viewBox: `0 0 ${width} ${height}` }, el);
   const inner = { w: width - MARGIN.left - MARGIN.right, h: height - MARGIN.top - MARGIN.bottom };
   let [x0, x1] = logX ? logExtent(xs, xPad) : extent(xs, xPad);
-  if (wholeX) [x0, x1] = [Math.floor(x0), Math.ceil(x1)];
+  if (wholeX) [x0, x1] = [x0 < 0 && !xs.some((v) => v < 0) ? 0 : Math.floor(x0), Math.ceil(x1)];
   let [y0, y1] = logY ? extent(ys.filter((v) => v > 0)) : extent(ys, 0.04);
   if (logY && y0 <= 0) y0 = y1 / 1000;
   const tx = logX ? (v) => Math.log10(v) : (v) => v;
