@@ -654,6 +654,34 @@ def test_a_filter_menu_tells_long_values_apart(tmp_path, page):
     assert width < 400
 
 
+def test_the_table_tells_long_values_apart(tmp_path, page):
+    """Options alike in their first 36 characters read alike in the table, each cut after
+    35 of them and "…"; a long value is now cut in its middle, its end kept, and values
+    alike in their start and end both shown around where they differ."""
+    written = write_bench(tmp_path / "options", blurb_json())
+    cells = written.cells
+    first = (cells.lr == LEARNING_RATES[0]).to_numpy()
+    mlp = (cells.model == "mlp").to_numpy()
+    ends = [f"a long note alike in all but its end: {end}" for end in ("one", "two")]
+    middles = [f"alike at its start; {middle}; alike at its end too" for middle in ("red", "blue")]
+    notes = np.where(mlp, np.where(first, *ends), np.where(first, *middles))
+    options = [json.dumps({"note": n}) for n in notes]
+    cells.assign(options=options).to_parquet(written.root / _layout.CELLS)
+    headers = "[...document.querySelectorAll('#board th')]"
+    column = f"{headers}.findIndex((th) => th.textContent === 'options')"
+    cell = f"r.children[{column}]"
+    with serving(written.root) as server:
+        page.open(server.url)
+        rows = "[...document.querySelectorAll('.board-row')]"
+        shown = page.run(f"{rows}.map((r) => [{cell}.title, {cell}.textContent])")
+    assert dict(shown) == {
+        f'note="{ends[0]}"': 'note="a long note …but its end: one"',
+        f'note="{ends[1]}"': 'note="a long note …but its end: two"',
+        f'note="{middles[0]}"': "…ike at its start; red; alike at it…",
+        f'note="{middles[1]}"': "…ike at its start; blue; alike at i…",
+    }
+
+
 def test_a_flat_curve_smoothed_gets_an_axis(tmp_path, page):
     """A loss of 0.75 at every step, smoothed: the averages differ from it by a rounding
     error alone (0.7500000000000001), and the y axis still gets a few distinct ticks

@@ -67,8 +67,30 @@ function counted(n, noun) {
   return `${formatCount(n)} ${n === 1 ? noun : `${noun}s`}`;
 }
 
+// `text` in at most `n` characters: a longer one cut in its middle, its start and end kept
+// (options that differ in their last key stay apart).
 function short(text, n = 36) {
-  return text.length > n ? `${text.slice(0, n - 1)}…` : text;
+  if (text.length <= n) return text;
+  const head = Math.ceil((n - 1) / 2);
+  return `${text.slice(0, head)}…${text.slice(text.length - (n - 1 - head))}`;
+}
+
+// `short` of each of `texts` (a table column's), as {text: shown}: texts it cuts alike (long
+// ones that differ in their middle alone) shown instead around where they first differ.
+function shortApart(texts, n = 36) {
+  const shown = new Map([...new Set(texts)].map((text) => [text, short(text, n)]));
+  const alike = new Map();
+  for (const [text, cut] of shown) alike.set(cut, [...(alike.get(cut) || []), text]);
+  const differs = (a, b) => { let i = 0; while (i < a.length && a[i] === b[i]) i++; return i; };
+  for (const group of [...alike.values()].filter((g) => g.length > 1)) {
+    for (const text of group) {
+      const at = Math.max(...group.filter((other) => other !== text).map((other) => differs(text, other)));
+      const start = Math.max(0, Math.min(at - Math.floor(n / 2), text.length - (n - 2)));
+      const end = start + n - 2;
+      shown.set(text, `${start > 0 ? "…" : ""}${text.slice(start, end)}${end < text.length ? "…" : ""}`);
+    }
+  }
+  return shown;
 }
 
 function el(tag, attrs = {}, text = null) {
@@ -631,6 +653,8 @@ function renderBoard() {
   thead.appendChild(head);
   table.appendChild(thead);
   const body = el("tbody");
+  const plain = columns.filter((c) => c.key !== "_show" && c.key !== "_steps" && !c.metric);
+  const cuts = new Map(plain.map((c) => [c.key, shortApart(rows.map((r) => formatSetting(c.get(r))))]));
   for (const r of rows) {
     const tr = el("tr", { class: "board-row", "data-key": r.key });
     if (state.hidden.has(r.key)) tr.classList.add("hidden-row");
@@ -667,8 +691,8 @@ function renderBoard() {
         } else if (unfinished.some((c) => c._steps !== null)) td.classList.add("running"); // not: not started
       } else {
         const text = formatSetting(column.get(r));
-        td.textContent = short(text);
-        if (text.length > 36) td.title = text;
+        td.textContent = cuts.get(column.key).get(text);
+        if (td.textContent !== text) td.title = text;
       }
       tr.appendChild(td);
     }
