@@ -1464,7 +1464,7 @@ def test_a_page_whose_bench_is_removed_waits_for_it_to_start_again(tmp_path, pag
     with serving(written.root) as server:
         page.open(server.url)
         shutil.rmtree(written.root)
-        look_until("not updating (waiting for the bench to start in ")
+        look_until("not updating (the bench shown so far is gone (deleted or moved); waiting ")
         assert page.run("document.getElementById('leaderboard').hidden") is False
         assert page.run(rows) == len(written.cells)  # as it was
         again = write_bench(written.root, blurb_json(), learning_rates=(0.5,))

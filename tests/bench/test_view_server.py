@@ -1121,17 +1121,24 @@ def test_a_bench_whose_run_stopped_before_bench_json_says_so_while_waited_for(tm
 def test_a_bench_removed_while_viewed_is_waited_for_again(tmp_path):
     """A bench deleted to start it over (``rm -r``, then ``bench.new`` again) was served as
     an empty morph run (``marker`` null: the page hid every bench panel, for good); the
-    viewer waits for a bench to start there again, and serves the new one."""
+    viewer waits for a bench to start there again, saying that the bench shown so far is
+    gone (it said "waiting for the bench to start" alone, as before any), and serves the
+    new one."""
     written = write_bench(tmp_path / "bench", blurb_json())
     with serving(written.root) as server:
         assert len(get_json(server, "/api/cells")["rows"]) == len(written.cells)
         shutil.rmtree(written.root)
-        waiting = f"waiting for the bench to start in {str(written.root)!r} (no such directory yet)"
+        waiting = (
+            "the bench shown so far is gone (deleted or moved); waiting for the bench to "
+            f"start in {str(written.root)!r} (no such directory yet)"
+        )
         assert get_json(server, "/api/version") == _api.waiting(waiting)
         status, _, body = get(server, "/api/bench")
         assert (status, json.loads(body)) == (503, {"error": waiting})
         again = write_bench(written.root, blurb_json(), learning_rates=(0.5,))
         assert len(get_json(server, "/api/cells")["rows"]) == len(again.cells)
+        shutil.rmtree(written.root)
+        assert get_json(server, "/api/version") == _api.waiting(waiting)  # again, once more
 
 
 def test_a_dir_not_made_yet_names_the_benches_beside_it_of_a_name_close_to_its(tmp_path):

@@ -223,6 +223,7 @@ class ViewerServer(http.server.ThreadingHTTPServer):
         port = int(port)  # a NumPy one would read np.int64(80000) in messages
         self.directory = pathlib.Path(directory)
         self._bench: BenchFiles | None = None
+        self._lost = False  # the bench read so far is gone (`bench`)
         not_started(self.directory)  # NotABenchError where no bench can start there
         host = _unbracketed(host)
         self.local_only = _is_loopback(host)
@@ -252,14 +253,16 @@ class ViewerServer(http.server.ThreadingHTTPServer):
     def bench(self) -> BenchFiles:
         """The bench's files; until a bench starts in `directory`, `NotStartedError` saying
         so (`not_started`), and `NotABenchError` where none can start there any more. A
-        bench removed since (deleted to start it over) is waited for again."""
+        bench removed since (deleted to start it over, or moved) is waited for again, the
+        message saying first that the bench shown so far is gone."""
         if self._bench is not None and not holds_a_run(self._bench.root):
-            self._bench = None  # its caches were of the files gone
+            self._bench, self._lost = None, True  # its caches were of the files gone
         if self._bench is None:
             waiting = not_started(self.directory)
             if waiting is not None:
-                raise NotStartedError(waiting)
-            self._bench = BenchFiles(self.directory)
+                gone = "the bench shown so far is gone (deleted or moved); "
+                raise NotStartedError(f"{gone if self._lost else ''}{waiting}")
+            self._bench, self._lost = BenchFiles(self.directory), False
         return self._bench
 
     def waiting_for(self) -> str | None:
