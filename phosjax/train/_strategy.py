@@ -347,6 +347,28 @@ def _padded(tree: Any, extra: int, sharding: NamedSharding) -> Any:
     return jax.lax.with_sharding_constraint(jax.tree.map(lambda a: a[index], tree), sharding)
 
 
+def _held(a: jax.Array, cells: int, sharding: NamedSharding) -> jax.Array | None:
+    """``a[:cells]`` laid out by ``sharding`` (over the cell axis) from ``a``'s own shards,
+    copying nothing, where each of its devices holds just its part already (6 cells padded
+    to 8 on 4 devices: the first 3 devices' shards); else None, as for a weakly typed leaf
+    (a knob's: arrays assembled from shards lose their weak type)."""
+    if jax.typeof(a).weak_type:
+        return None
+    shape = (cells, *a.shape[1:])
+    shards = {shard.device: shard for shard in a.addressable_shards}
+    parts = []
+    for device, index in sharding.addressable_devices_indices_map(shape).items():
+        shard = shards.get(device)
+        if shard is None or shard.index is None or index is None:
+            return None
+        if shard.data.shape[1:] != shape[1:]:
+            return None
+        if shard.index[0].indices(a.shape[0]) != index[0].indices(cells):
+            return None
+        parts.append(shard.data)
+    return jax.make_array_from_single_device_arrays(shape, sharding, parts)
+
+
 def _sliced(tree: Any, cells: int) -> Any:
     """``tree``'s leaves cut to their first ``cells`` cells."""
     return jax.tree.map(lambda a: a[:cells], tree)
@@ -418,7 +440,9 @@ class Executor:
         """``tree`` without the padding cells: host arrays sliced; device arrays sharded
         over the most of the mesh's first devices that split the cells evenly (a slice
         alone would land whole on every device: 6 cells padded to 8 on 4 devices come
-        back 2 on each of the first 3)."""
+        back 2 on each of the first 3). Where a device holds its cells already (those 6:
+        the first 3 devices' shards) they are its shards, copying nothing and sharing
+        ``tree``'s buffers; the other leaves are cut by one program (`SLICED`) and split."""
         if self.padded == self.num_cells:
             return tree
         cells = self.num_cells
@@ -426,10 +450,10 @@ class Executor:
         sharding = NamedSharding(Mesh(self.mesh.devices[:used], (GRID,)), PartitionSpec(GRID))
 
         leaves, treedef = jax.tree.flatten(tree)
-        on_device = [a for a in leaves if isinstance(a, jax.Array)]
-        taken = iter(jax.device_put(SLICED(on_device, cells), sharding) if on_device else [])
-        sliced = [next(taken) if isinstance(a, jax.Array) else a[:cells] for a in leaves]
-        return jax.tree.unflatten(treedef, sliced)
+        out = [_held(a, cells, sharding) if isinstance(a, jax.Array) else a[:cells] for a in leaves]
+        cut = [a for a, o in zip(leaves, out, strict=True) if o is None]
+        taken = iter(jax.device_put(SLICED(cut, cells), sharding) if cut else [])
+        return jax.tree.unflatten(treedef, [next(taken) if o is None else o for o in out])
 
     def run(self, key: Any, make: Callable[[], CellFn], state: Any, arrays: Any, *, donate: bool):
         """Runs the one-cell function ``make()`` over every cell.

@@ -399,6 +399,26 @@ def test_padding_a_state_computes_on_each_device_only_its_own_cells(monkeypatch)
     np.testing.assert_array_equal(placed["w"], state["w"][[0, 1, 2, 3, 4, 5, 0, 0]])
 
 
+def test_taking_back_a_padded_state_whose_devices_hold_their_cells_copies_nothing():
+    """6 cells padded to 8 on 4 devices: the first 3 devices hold the 6 cells, 2 each, as
+    `take` lays them out. It cut them by one program whose output lay whole on all 4
+    devices (6 cells on each) before splitting them; it now reuses those shards. A weakly
+    typed leaf (a knob's), which shards would lose the weak type of, is still cut."""
+    executor = Executor("vmap", 6)
+    placed = executor.put_state(
+        {"w": np.arange(6 * 47, dtype=np.float32).reshape(6, 47), "knob": jnp.full((6,), 0.5)}
+    )
+    with compiles_seen() as compiled:
+        taken = executor.take({"w": placed["w"]})
+    assert not compiled
+    np.testing.assert_array_equal(taken["w"], np.arange(6 * 47).reshape(6, 47))
+    pointers = lambda a: [shard.data.unsafe_buffer_pointer() for shard in a.addressable_shards]
+    assert pointers(taken["w"]) == pointers(placed["w"])[:3]
+    knob = executor.take(placed)["knob"]
+    assert jax.typeof(knob).weak_type and knob.tolist() == [0.5] * 6
+    assert [shard.device for shard in knob.addressable_shards] == jax.devices()[:3]
+
+
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_run_steps_without_donation_leaves_the_state_usable(toy, strategy):
     """``donate=False`` keeps the start state valid: stepping it again gives the same."""
