@@ -359,7 +359,7 @@ def run_group(
         `STEPWISE_UNROLL` steps), ``"vmap_matmul"``, ``"map_matmul"`` (convolutions as
         matrix products, `convs_as_matmuls`) or ``"auto"`` (time each on this group
         after compiling, keep the fastest; cached per backend, group, data shapes, cell
-        count and device count: `choose_strategy`).
+        count, device count and `trace_config`: `choose_strategy`).
       chunk_steps: steps per dispatch, at most.
       on_chunk: called with each `Chunk` as soon as it is on the host.
       devices: the devices to shard the cells over (``None``: all local devices): at
