@@ -361,11 +361,12 @@ def _held(a: jax.Array, cells: int, sharding: NamedSharding) -> jax.Array | None
         shard = shards.get(device)
         if shard is None or shard.index is None or index is None:
             return None
-        if shard.data.shape[1:] != shape[1:]:
+        data = shard.data  # whole but for the cell axis, whose bounds are the same
+        if data.shape[1:] != shape[1:] or (
+            shard.index[0].indices(a.shape[0]) != index[0].indices(cells)
+        ):
             return None
-        if shard.index[0].indices(a.shape[0]) != index[0].indices(cells):
-            return None
-        parts.append(shard.data)
+        parts.append(data)
     return jax.make_array_from_single_device_arrays(shape, sharding, parts)
 
 
