@@ -18,21 +18,30 @@ class _Loader(yaml.SafeLoader):
     refuses a key given twice in one mapping (PyYAML keeps the later silently: a second
     ``grid:`` block would drop the first)."""
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen: list[Any] = []
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<`: merged keys may be replaced
-                continue
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    "while reading a mapping",
-                    node.start_mark,
-                    f"found the key {key!r} twice (the second would replace the first)",
-                    key_node.start_mark,
-                )
-            seen.append(key)
-        return super().construct_mapping(node, deep)
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._checked: set[int] = set()  # the mapping nodes whose own keys were checked
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        """Checks the keys of ``node`` the first time, before merging (``<<``) adds keys
+        that it may replace: a merged node is flattened in place, and an alias of it
+        read later holds its merged keys beside its own."""
+        if id(node) not in self._checked:
+            self._checked.add(id(node))
+            seen: list[Any] = []
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<`: its keys may be replaced
+                    continue
+                key = self.construct_object(key_node)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        "while reading a mapping",
+                        node.start_mark,
+                        f"found the key {key!r} twice (the second would replace the first)",
+                        key_node.start_mark,
+                    )
+                seen.append(key)
+        super().flatten_mapping(node)
 
 
 _Loader.add_implicit_resolver(

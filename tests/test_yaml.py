@@ -1,0 +1,21 @@
+import pytest
+import yaml
+
+from phosjax._yaml import safe_load
+
+
+def test_a_mapping_anchored_where_it_is_merged_reads_as_pyyaml_reads_it_when_aliased_again():
+    text = "run: {<<: &fit {<<: {lr: 0.1}, lr: 0.2}, steps: 3}\nagain: *fit\n"
+    assert (
+        safe_load(text)
+        == yaml.safe_load(text)
+        == {
+            "run": {"lr": 0.2, "steps": 3},
+            "again": {"lr": 0.2},
+        }
+    )
+
+
+def test_a_key_twice_in_a_mapping_only_merged_is_refused():
+    with pytest.raises(yaml.YAMLError, match="found the key 'lr' twice"):
+        safe_load("run: {<<: {lr: 0.1, lr: 0.2}}\n")
