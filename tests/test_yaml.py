@@ -19,3 +19,13 @@ def test_a_mapping_anchored_where_it_is_merged_reads_as_pyyaml_reads_it_when_ali
 def test_a_key_twice_in_a_mapping_only_merged_is_refused():
     with pytest.raises(yaml.YAMLError, match="found the key 'lr' twice"):
         safe_load("run: {<<: {lr: 0.1, lr: 0.2}}\n")
+
+
+@pytest.mark.parametrize("text", ["1e3", "1.5e3", ".5e3", "-.5E3", "+.5e-3", "1_000e-3"])
+def test_a_number_with_an_exponent_reads_as_pythons_float_reads_it(text):
+    assert safe_load(f"lr: {text}\n") == {"lr": float(text)}
+
+
+@pytest.mark.parametrize("text", [".inf", "-.inf", ".5", "1e3.5", ".e3", "_1e3", "1e3x"])
+def test_other_scalars_read_as_pyyaml_reads_them(text):
+    assert safe_load(f"lr: {text}\n") == yaml.safe_load(f"lr: {text}\n")
