@@ -2,6 +2,7 @@
 
 import importlib
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from types import ModuleType
 from typing import Any
 
 
@@ -31,9 +32,9 @@ def lazy_exports(
 
     def __getattr__(name: str) -> Any:
         if name in names:
-            value = importlib.import_module(f"{package}.{name}")
+            value = _imported(f"{package}.{name}")
         elif name in exports:
-            value = getattr(importlib.import_module(exports[name]), name)
+            value = getattr(_imported(exports[name]), name)
         else:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         namespace[name] = value
@@ -43,3 +44,14 @@ def lazy_exports(
         return sorted(set(namespace) | names | set(exports))
 
     return __getattr__, __dir__
+
+
+def _imported(module: str) -> ModuleType:
+    """``importlib.import_module(module)``, an AttributeError raised while importing it (an
+    API its dependencies lack) an ImportError naming it: raised by a module's
+    ``__getattr__``, it would read as the name missing ("cannot import name", ``hasattr``
+    False) and hide the error."""
+    try:
+        return importlib.import_module(module)
+    except AttributeError as error:
+        raise ImportError(f"importing {module!r} failed: {error}") from error
