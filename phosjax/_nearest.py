@@ -56,8 +56,8 @@ def nearest(word: str, known: Iterable[str], cutoff: float = 0.6) -> list[str]:
       (['mlp'], ['adam', 'adamw'])
       >>> nearest("dz", ["dx", "dxx", "zd"]), nearest("x", ["y", "z"])
       (['dx'], [])
-      >>> nearest("lr", ["lr_schedule", "learning_rate"])
-      ['learning_rate']
+      >>> nearest("lr", ["lr_schedule", "learning_rate"]), nearest("LR", ["learning_rate", "lr"])
+      (['learning_rate'], ['lr', 'learning_rate'])
     """
     by_folded: dict[str, list[str]] = {}
     for name in known:
@@ -68,6 +68,8 @@ def nearest(word: str, known: Iterable[str], cutoff: float = 0.6) -> list[str]:
         close += [f for f in by_folded if _one_letter_apart(folded_word, f) and f not in close]
     if len(folded_word) > 1:
         close[:0] = [f for f in by_folded if _initials(f) == folded_word and f not in close]
+    if folded_word in by_folded:  # the word itself in another case: nearest of all
+        close = [folded_word, *(f for f in close if f != folded_word)]
     return [name for folded in close for name in by_folded[folded]][:3]
 
 

@@ -23,6 +23,12 @@ def test_short_names_two_letters_off_or_of_another_length_are_not_suggested():
     assert nearest("a", ["b", "c"]) == []
 
 
+def test_a_name_in_another_case_is_nearer_than_one_it_spells_the_initials_of():
+    """``--LR`` was pointed at ``--learning_rate`` alone where ``--lr`` was an option."""
+    assert nearest("LR", ["learning_rate", "lr", "lr_decay"]) == ["lr", "learning_rate"]
+    assert did_you_mean(["BS"], ["batch_size", "bs"]) == ". Did you mean 'bs' or 'batch_size'?"
+
+
 @pytest.mark.parametrize(
     "make, message",
     [
