@@ -13,6 +13,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from phosjax._callables import cut_repr
+
 
 def gather_rows(row: np.ndarray) -> np.ndarray:
     """Every process's ``row`` (one per process, in process order), gathered on each
@@ -58,7 +60,7 @@ def local_devices(devices: Sequence[jax.Device] | None, where: str) -> list[jax.
     if listed is None or not all(isinstance(device, jax.Device) for device in listed):
         raise TypeError(
             f"{where}: devices must be a sequence of jax devices, e.g. jax.local_devices()[:2] "
-            f"or [jax.local_devices()[0]], got {devices!r}"
+            f"or [jax.local_devices()[0]], got {cut_repr(devices)}"
         )
     if not listed:
         raise ValueError(
