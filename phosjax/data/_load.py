@@ -375,8 +375,19 @@ def _parse(name: str, data_dirs: Sequence[pathlib.Path] = ()) -> tuple[str, dict
             f"data set name {name!r} is malformed; expected a TFDS name: 'name', 'name/config', "
             f"'name:1.2.3' or 'name/config:1.2.3'{namespace}{_respelled(name, data_dirs)}"
         )
+    for folder in (dataset.name, kwargs.get("config") or ""):  # <data_dir>/<name>/<config>
+        if len(folder.encode()) > _NAME_MAX:  # no folder holds it: stat raises, not False
+            raise ValueError(
+                f"data set name {cut_repr(name)} is too long: a data set is prepared in a "
+                f"folder named after it, and {cut_repr(folder, 20)} has {len(folder.encode())} "
+                f"bytes, more than a folder's name may have ({_NAME_MAX})"
+            )
     _refuse_another_spelling(name, dataset.name, data_dirs)
     return dataset.name, kwargs
+
+
+_NAME_MAX = 255
+"""The most bytes a folder's name may have (Linux's, macOS's and Windows' file systems)."""
 
 
 def _respelled(name: str, data_dirs: Sequence[pathlib.Path] = ()) -> str:

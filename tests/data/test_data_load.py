@@ -1247,3 +1247,14 @@ def test_check_batch_size_passes_the_whole_train_split_and_names_one_larger():
     message = r"^grid.batch_size must be a static positive int, got 2.5$"
     with pytest.raises(TypeError, match=message):
         check_batch_size("grid.batch_size", 2.5, _toy())
+
+
+@pytest.mark.parametrize("name", ["x" * 300, "toy_configs/" + "x" * 300])
+def test_a_name_too_long_for_a_folder_is_refused_as_such_not_with_an_oserror(name, tmp_path):
+    # Path.is_dir raised a bare OSError "[Errno 36] File name too long" on such a name.
+    too_long = (
+        rf"^data set name '{name[:20]}.*… is too long: a data set is prepared in a folder "
+        r"named after it, and 'x{18}… has 300 bytes, more than a folder's name may have \(255\)$"
+    )
+    with pytest.raises(ValueError, match=too_long):
+        phosjax.data.load(name, data_dir=tmp_path)
