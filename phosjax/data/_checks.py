@@ -41,6 +41,19 @@ def static_int_at_least(name: str, value: Any, least: int = 1) -> int:
     return value
 
 
+def shape_listed(shape: Any) -> Any:
+    """``shape`` as a list where it is a 1-D numpy (or concrete jax) array, as
+    `phosjax.models.ModelConfig` reads an ``input_shape``; any other value as it is, for
+    the caller to check.
+
+    Examples:
+      >>> shape_listed(np.array([8, 8, 1])), shape_listed((3,)), shape_listed(np.array(3))
+      ([8, 8, 1], (3,), array(3))
+    """
+    held = isinstance(shape, np.ndarray | jax.Array) and not isinstance(shape, jax.core.Tracer)
+    return np.asarray(shape).tolist() if held and np.ndim(shape) == 1 else shape
+
+
 def first_outside(values: Any, stop: int) -> Any:
     """The first concrete entry of ``values`` outside ``[0, stop)``; None when there is
     none or ``values`` is traced (it cannot be checked).

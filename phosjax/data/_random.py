@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from phosjax._callables import cut_repr
-from phosjax.data._checks import static_int_at_least
+from phosjax.data._checks import shape_listed, static_int_at_least
 from phosjax.data._dataset import ArrayDataset
 
 
@@ -29,7 +29,8 @@ def random_dataset(
 
     Args:
       name: the data set's name, e.g. ``"toy"`` (what a `phosjax.train.Cell` names).
-      input_shape: the shape of ONE example, e.g. ``(8,)`` or ``(8, 8, 1)``.
+      input_shape: the shape of ONE example, e.g. ``(8,)`` or ``(8, 8, 1)`` (a list or a
+        1-D numpy array too).
       num_classes: number of classes (labels lie in ``[0, num_classes)``).
       num_train: train examples (at least 1).
       num_test: test examples (at least 1).
@@ -53,15 +54,15 @@ def random_dataset(
     """
     if not isinstance(name, str) or not name:
         raise TypeError(f"random_dataset: name must be a non-empty str, got {cut_repr(name)}")
-    if not isinstance(input_shape, tuple | list):
+    listed = shape_listed(input_shape)
+    if not isinstance(listed, tuple | list):
         raise TypeError(
             "random_dataset: input_shape must be the shape of one example, a tuple of ints "
             f"such as (8,) or (8, 8, 1), got {cut_repr(input_shape)}"
         )
     where = "random_dataset: "
     shape = tuple(
-        static_int_at_least(f"{where}input_shape[{i}]", n, least=0)
-        for i, n in enumerate(input_shape)
+        static_int_at_least(f"{where}input_shape[{i}]", n, least=0) for i, n in enumerate(listed)
     )
     num_classes = static_int_at_least(f"{where}num_classes", num_classes)
     num_train = static_int_at_least(f"{where}num_train", num_train)

@@ -2,6 +2,7 @@
 
 import re
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -120,3 +121,20 @@ def test_an_argument_error_cuts_a_long_value_it_shows(call):
     got = re.search(r"got (?:the \w+ )?(\S.*?…)", str(caught.value))
     assert got is not None and got.group(1).startswith(("[", "{")), str(caught.value)
     assert len(got.group(1)) == 60 and len(str(caught.value)) < 400
+
+
+@pytest.mark.parametrize("shape", [np.array([2, 3]), jnp.array([2, 3]), [2, 3]])
+def test_an_input_shape_given_as_a_1d_array_is_read_as_modelconfig_reads_it(shape):
+    # A numpy array was refused ("got array([2, 3])"), though ModelConfig takes it.
+    data = random_dataset("toy", shape, 3, num_train=4, num_test=2)
+    assert data.input_shape == (2, 3) and data.x_train.shape == (4, 2, 3)
+    assert all(type(n) is int for n in data.input_shape)
+    splits = (data.x_train, data.y_train, data.x_test, data.y_test)
+    again = ArrayDataset("toy", *splits, 3, shape)
+    assert again.input_shape == (2, 3) and hash(again.input_shape)
+    with pytest.raises(TypeError, match=r"got array\(\[\[2, 3\]\]\)$"):
+        random_dataset("toy", np.array([[2, 3]]), 3)  # 2-D: no shape
+    with pytest.raises(ValueError, match=r"input_shape\[0\] must be an int >= 0, got -1$"):
+        random_dataset("toy", np.array([-1, 3]), 3)
+    with pytest.raises(ValueError, match=r"\(8, 8, 1\), got array\(\[-1,  3\]\)$"):
+        ArrayDataset("toy", *splits, 3, np.array([-1, 3]))
