@@ -33,6 +33,18 @@ def natural_kind(input_shape: Sequence[int]) -> str:
     return _NATURAL[len(input_shape)]
 
 
+def own_kinds(input_shape: Sequence[int]) -> tuple[str, ...]:
+    """The kinds a model that takes whatever its input is (``input_kinds=None``) views
+    ``input_shape`` as: its own kind (`natural_kind`); a volume, of 4 axes or more, has
+    none: a sequence, or a vector where ``input_kind`` asks for one (as the frame views it).
+
+    Examples:
+      >>> own_kinds((8, 8, 1)), own_kinds((2, 8, 8, 1))
+      (('image',), ('sequence', 'vector'))
+    """
+    return _VOLUME if len(input_shape) > 3 else (natural_kind(input_shape),)
+
+
 def _one_channel(input_shape: Sequence[int], kinds: Sequence[str]) -> str:
     """Where ``kinds`` (those wanted) hold the image a 2-axis ``input_shape`` cannot be
     viewed as (a grayscale image without its channel axis, read as a sequence), the

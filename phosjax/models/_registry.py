@@ -20,7 +20,7 @@ from phosjax._nearest import did_you_mean
 from phosjax.layers._common import EVAL_FLAGS, TRAIN_FLAGS
 from phosjax.models._config import ModelConfig, checked_config, is_int, plain_width
 from phosjax.models._frame import Frame
-from phosjax.models._kinds import IMAGE, KINDS, SEQUENCE, VECTOR, choose_kind, natural_kind
+from phosjax.models._kinds import IMAGE, KINDS, SEQUENCE, VECTOR, choose_kind, own_kinds
 from phosjax.models._options import (
     BlockFactory,
     check_counts,
@@ -213,7 +213,7 @@ class ModelSpec:
     def _input_kind(self, input_shape: tuple[int, ...], forced: str | None) -> str:
         """The kind a frame model views its input as (`choose_kind`); raises a ValueError
         when it takes no kind this input can be viewed as, or not the ``forced`` one."""
-        supported = self.input_kinds or (natural_kind(input_shape),)
+        supported = self.input_kinds or own_kinds(input_shape)
         return choose_kind(input_shape, supported, forced, self.name)
 
     def make(self, config: ModelConfig) -> nn.Module:
@@ -348,7 +348,8 @@ def register_model(
       input_kinds: the kinds the blocks take (``"vector"``, ``"sequence"``,
         ``"image"``; a string is one kind): the input's own kind if listed, else the
         first listed that can view it (see `choose_kind`); ``None`` takes whatever the
-        input shape is (an empty list is an error).
+        input shape is (a volume, of 4 axes or more: a sequence, or a vector where the
+        config's ``input_kind`` asks for one; see `own_kinds`); an empty list is an error.
       options: default option values (the keys the model reads beyond the arguments;
         of a frame model, none of ``features``, ``downsample``, ``name``, ``parent``,
         which the frame sets).

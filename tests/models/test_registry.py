@@ -712,3 +712,26 @@ def test_a_name_unregistered_leaves_no_module_behind(registry, tmp_path, monkeyp
     importlib.invalidate_caches()
     assert import_models("user_models_j") == ["user_k"]
     assert "user_j" not in _registry._RUN_BY and "user_j" not in registry
+
+
+@pytest.mark.parametrize(
+    ("kind", "viewed"), [(None, (8, 3)), ("sequence", (8, 3)), ("vector", (24,))]
+)
+def test_a_model_of_any_input_kind_views_a_volume_as_the_frame_does(registry, kind, viewed):
+    # It refused an input of 4 axes: "has 4 axes; the frame takes (features,), ...", no
+    # longer true: the frame views one as a sequence or a vector, as the zoo's models do.
+    register_model("any_kind", Doubling, width=4)  # input_kinds=None: whatever the input is
+    options = {} if kind is None else {"input_kind": kind}
+    x = jax.random.normal(jax.random.key(0), (2, 2, 2, 2, 3))
+    volume = build_model(ModelConfig("any_kind", 3, (2, 2, 2, 3), options=options))
+    flat = build_model(ModelConfig("any_kind", 3, viewed))
+    variables = flat.init(jax.random.key(1), x.reshape(2, *viewed))
+    np.testing.assert_allclose(
+        volume.apply(variables, x), flat.apply(variables, x.reshape(2, *viewed)), rtol=1e-6
+    )
+    image = ModelConfig("any_kind", 3, (2, 2, 2, 3), options={"input_kind": "image"})
+    with pytest.raises(
+        ValueError,
+        match=r"^model 'any_kind' does not take input_kind 'image'; it takes sequence, vector$",
+    ):
+        build_model(image)
