@@ -24,11 +24,22 @@ _VOLUME = (SEQUENCE, VECTOR)
 
 
 def natural_kind(input_shape: Sequence[int]) -> str:
-    """The kind an example's shape suggests: 1 axis a vector, 2 a sequence, 3 an image."""
+    """The kind an example's shape suggests: 1 axis a vector, 2 a sequence, 3 an image
+    (of 4 or more, a volume, none: `own_kinds`); a ValueError for another shape.
+
+    Examples:
+      >>> natural_kind((8, 8, 1))
+      'image'
+      >>> natural_kind(())
+      Traceback (most recent call last):
+      ValueError: input_shape () has 0 axes; the frame takes (features,), (length, channels), ...
+    """
     if len(input_shape) not in _NATURAL:
         raise ValueError(
             f"input_shape {tuple(input_shape)} has {len(input_shape)} axes; the frame takes "
-            "(features,), (length, channels) or (height, width, channels)."
+            "(features,), (length, channels), (height, width, channels) or more axes (a "
+            "volume, viewed as a sequence or a vector)"
+            + (": a scalar example is input_shape (1,), x[..., None]." if not input_shape else ".")
         )
     return _NATURAL[len(input_shape)]
 
