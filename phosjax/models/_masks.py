@@ -129,7 +129,7 @@ def check_mask_tokens(
     mask, those after it need a mask of ``h``'s tokens; else no mask fits both a block
     that takes it and the head's pooling, which would then take the padded tokens too.
     ``given``: the mask as the call was given it, when the frame flattened it as the
-    image (`viewed_mask`), which the error shows with its flattened shape.
+    input (an image, a volume: `viewed_mask`), which the error shows with its flattened shape.
 
     Examples:
       >>> viewed, h = jnp.ones((1, 8, 1)), jnp.ones((1, 2, 4))  # 8 tokens in, 2 out
@@ -149,7 +149,7 @@ def check_mask_tokens(
         return
     kind, shown = type(module).__name__, f"{shape}"
     if given is not None and jnp.shape(given) != shape:
-        shown = f"{jnp.shape(given)} (flattened as the image: {shape})"
+        shown = f"{jnp.shape(given)} (flattened as the input: {shape})"
     wanted = f"{tokens} (true: a real token)"
     if pairs and len(tokens) == 2:
         wanted = f"({tokens[0]}, H, {tokens[1]}, {tokens[1]}) (true: the pair may attend)"

@@ -295,7 +295,7 @@ def test_a_wrong_image_mask_is_named_as_given_with_its_flattened_shape():
     """The error named the flattened mask (2, 16) alone, a shape the call never gave."""
     model = build_model(ModelConfig("transformer", 3, (4, 4, 1), width=4, depth=1))
     message = (
-        r"^Frame's mask has shape \(2, 4, 4\) \(flattened as the image: \(2, 16\)\), which "
+        r"^Frame's mask has shape \(2, 4, 4\) \(flattened as the input: \(2, 16\)\), which "
         r"fits the input's tokens \(2, 16\), but its blocks see the tokens of its stem's "
         r"output \(Patches, \(2, 4, 4\)\): give a mask of shape \(2, 4\)"
     )

@@ -513,3 +513,15 @@ def test_an_input_of_no_axes_is_told_what_the_frame_takes_volumes_too():
         r"vector\): a scalar example is input_shape \(1,\), x\[\.\.\., None\]\.$",
     ):
         build_model(ModelConfig("mlp", 3, ()))
+
+
+def test_a_volume_s_mask_flattened_is_not_said_to_be_an_image_s():
+    # A mask of a volume's tokens, flattened as the volume is, was said "flattened as the image".
+    model = build_model(ModelConfig("transformer", 3, (2, 2, 2, 3), **TINY["transformer"]))
+    x = jnp.ones((2, 2, 2, 2, 3))
+    variables = model.init(jax.random.key(0), x)
+    with pytest.raises(
+        ValueError,
+        match=r"^Frame's mask has shape \(2, 2, 2, 2\) \(flattened as the input: \(2, 8\)\), ",
+    ):
+        model.apply(variables, x, mask=jnp.ones((2, 2, 2, 2), bool))
