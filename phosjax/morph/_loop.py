@@ -54,7 +54,7 @@ from phosjax.morph._cost import COSTS, LatencyTable, latency_table, latency_tabl
 from phosjax.morph._expand import config_cost, expand, once
 from phosjax.morph._groups import ChannelGroups, channel_groups, leaf_paths, read_by_the_model
 from phosjax.morph._regularizer import SOURCES, check_source, morph_regularizer
-from phosjax.train._step import _as_stored, training_apply
+from phosjax.train._step import PERSISTENT_MUTABLE, _as_stored, training_apply
 
 ITERATIONS = _layout.MORPH_ITERATIONS
 """Where `run` writes its rows, relative to the run directory."""
@@ -504,7 +504,8 @@ def train(
 
     The loss is the cross-entropy, plus the model's auxiliary losses (`phosjax.aux_loss`:
     ``moenet``'s load balance) as the engine's train step adds them, plus ``strength``
-    times ``penalty`` of the variables.
+    times ``penalty`` of the variables. As the engine's step, training writes the running
+    statistics (``batch_stats``) alone; another collection init made is kept as made.
 
     Raises:
       ValueError: ``config``'s ``num_classes`` or ``input_shape`` is not ``data``'s, or
@@ -542,6 +543,9 @@ def train(
     params = variables["params"]
     state = {k: v for k, v in variables.items() if k != "params"}
     tx = optax.adam(learning_rate)
+    # as the engine's step: training writes the running statistics alone; another
+    # collection init made (a sown one, which would grow each step) is carried as made
+    mutable = [name for name in state if name in PERSISTENT_MUTABLE] + [AUX_LOSS]
 
     def loss(params: Any, state: Any, step: jax.Array) -> tuple[jax.Array, Any]:
         index = batch_indices(key, step, x_train.shape[0], batch_size)
@@ -551,11 +555,14 @@ def train(
             {"params": params, **state},
             x_train[index],
             jax.random.fold_in(key, step),
-            [*state, AUX_LOSS],
+            mutable,
         )
         # as the engine's step: the scan's carry keeps its variables and dtypes (bfloat16
         # batch statistics come back float32)
-        new_state = {k: _as_stored(k, v, state[k]) for k, v in written.items() if k != AUX_LOSS}
+        new_state = {
+            **state,
+            **{k: _as_stored(k, v, state[k]) for k, v in written.items() if k != AUX_LOSS},
+        }
         aux, _ = aux_total(written.get(AUX_LOSS, {}))  # as the engine's step (moenet's balance)
         logits = logits.astype(jnp.float32)  # as the engine's step: bfloat16 ones rounded it
         task = optax.softmax_cross_entropy_with_integer_labels(logits, y_train[index]).mean()

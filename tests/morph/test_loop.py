@@ -1114,15 +1114,42 @@ def test_train_names_a_variable_the_model_writes_in_training_alone_as_the_engine
     class Counted(nn.Module):
         @nn.compact
         def __call__(self, x, train=False):
-            self.variable("stats", "seen", jnp.zeros, ())
+            self.variable("batch_stats", "seen", jnp.zeros, ())
             if train:
-                self.variable("stats", "steps", jnp.zeros, ()).value += 1
+                self.variable("batch_stats", "steps", jnp.zeros, ()).value += 1
             return nn.Dense(3)(x)
 
     monkeypatch.setattr(_loop, "build_model", lambda config: Counted())
     config = ModelConfig("mlp", 3, (8,), width=8)
-    with pytest.raises(ValueError, match=r"wrote its 'stats' collection with steps \(not made"):
+    message = r"wrote its 'batch_stats' collection with steps \(not made"
+    with pytest.raises(ValueError, match=message):
         _loop.train(config, random_dataset("toy", (8,), 3), 1, 4, 1e-2, seed=0)
+
+
+class _SowsAStatistic(nn.Module):
+    """Sows into a collection of its own, which init returns as state."""
+
+    @nn.compact
+    def __call__(self, x, train=False):
+        h = nn.Dense(3)(x)
+        self.sow("stats", "mean", h.mean())
+        return h
+
+
+def test_train_carries_a_collection_other_than_batch_stats_as_made_as_the_engine_does(
+    monkeypatch,
+):
+    """The loop made every collection init returned mutable in training: a sown one grew
+    a call each step and the loop refused it ("with mean/1 (not made at init)"), where the
+    engine's step writes the running statistics alone and carries the rest as made."""
+    from phosjax.data import random_dataset
+
+    monkeypatch.setattr(_loop, "build_model", lambda config: _SowsAStatistic())
+    config = ModelConfig("mlp", 3, (8,), width=8)
+    data = random_dataset("toy", (8,), 3)
+    variables, _ = _loop.train(config, data, 2, 4, 1e-2, seed=0)
+    made = _SowsAStatistic().init(jax.random.key(0), jnp.asarray(data.x_train[:1]))
+    assert variables["stats"] == made["stats"]  # one call, init's
 
 
 class _DropsItsAuxLoss(nn.Module):
