@@ -56,11 +56,17 @@ _WHILE_HINT = (
     "number of steps: lax.scan, nn.scan, nn.RNN, phosjax.layers.Repeat, lax.fori_loop with "
     "int bounds (a scan), or a Python for loop"
 )
-_RANDOM = ("random_seed", "random_wrap", "random_unwrap", "random_fold_in", "random_split",
-           "random_bits", "threefry2x32")  # fmt: skip
+_RANDOM = ("random_fold_in", "random_split", "random_bits", "threefry2x32")
 _RANDOM_HINT = (
     "draws random numbers (dropout, noise) in the traced call; trace the model as in "
     "inference (e.g. train=False, no dropout rng), where channels keep their zeros"
+)
+_KEYS = ("random_seed", "random_wrap", "random_unwrap")
+_KEY_HINT = (
+    "makes or reads a random key (jax.random.key, wrap_key_data, key_data: to draw random "
+    "numbers, dropout or noise, or of a key the model stores) in the traced call, which "
+    "phosjax.morph does not follow; trace the model as in inference (e.g. train=False, no "
+    "dropout rng), and read a key it stores outside the traced call (pass what it gives in)"
 )
 UNSUPPORTED_HINTS = {
     "while": _WHILE_HINT,
@@ -69,5 +75,6 @@ UNSUPPORTED_HINTS = {
     "cond": "is a branch (lax.cond, lax.switch, nn.cond), which is not followed; compute "
     "both branches and pick with jnp.where",
     **dict.fromkeys(_RANDOM, _RANDOM_HINT),
+    **dict.fromkeys(_KEYS, _KEY_HINT),
 }
 """What the primitive is and what to do instead, for those models often use."""

@@ -676,6 +676,30 @@ def test_dropout_in_training_is_refused_saying_to_trace_as_in_inference():
     assert channel_groups(Dropped(), variables, x, False).names == ("Dense_0",)
 
 
+def test_a_stored_key_read_in_the_call_is_refused_as_a_key_not_a_draw():
+    """``jax.random.key_data`` of a key the model stores was refused as drawing random
+    numbers (dropout, noise), which it does not; it is named as reading a key."""
+
+    class Keyed(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            key = self.variable("constants", "key", lambda: jax.random.key(0)).value
+            seed = jax.random.key_data(key).astype(jnp.float32).sum()
+            return nn.Dense(2)(nn.relu(nn.Dense(4)(x)) + 0 * seed)
+
+    x = jnp.ones((3, 5))
+    variables = Keyed().init(jax.random.key(0), x)
+    with pytest.raises(UnsupportedOpError) as error:
+        channel_groups(Keyed(), variables, x)
+    assert (
+        "the primitive 'random_unwrap' makes or reads a random key (jax.random.key, "
+        "wrap_key_data, key_data: to draw random numbers, dropout or noise, or of a key the "
+        "model stores) in the traced call, which phosjax.morph does not follow; trace the "
+        "model as in inference (e.g. train=False, no dropout rng), and read a key it stores "
+        "outside the traced call (pass what it gives in)."
+    ) in str(error.value)
+
+
 def test_unsupported_ops_and_bad_alive_raise_clear_errors():
     class Looped(nn.Module):
         @nn.compact
