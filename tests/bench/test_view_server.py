@@ -320,8 +320,11 @@ def test_a_column_or_cell_asked_twice_is_sent_once(server, written):
 @pytest.mark.parametrize(
     ("path", "message"),
     [
-        ("/api/results?columns=loss&cell=zzz", "'cell' for /api/results; it takes columns, cells"),
-        ("/api/results?columns=loss&max_point=5", "'max_point' for /api/results"),
+        (  # named no "cells", as other endpoints' errors name the nearest
+            "/api/results?columns=loss&cell=zzz",
+            "'cell' for /api/results; it takes columns, cells, max_points. Did you mean 'cells'?",
+        ),
+        ("/api/results?columns=loss&max_point=5", "max_points. Did you mean 'max_points'?"),
         ("/api/cells?mode=configs", "'mode' for /api/cells; it takes none"),
         ("/api/bench?verbose", "'verbose' for /api/bench; it takes none"),
         ("/api/blurb/m-mlp?depth=2", r"'depth' for /api/blurb/<model_id>; it takes none"),

@@ -388,12 +388,14 @@ def _integer(parameters: dict[str, str], name: str, default: int) -> int:
 
 
 def _check_parameters(path: str, parameters: dict[str, str]) -> None:
-    """Refuses a query parameter ``path``'s endpoint does not take (say, a typo)."""
+    """Refuses a query parameter ``path``'s endpoint does not take (say, a typo), naming
+    the nearest it takes (`did_you_mean`)."""
     known = _QUERY_PARAMETERS.get(path, ())
     unknown = [name for name in parameters if name not in known]
     if unknown:
         takes = f"it takes {', '.join(known)}" if known else "it takes none"
-        raise _api.BadRequest(f"Unknown query parameter {unknown[0]!r} for {path}; {takes}.")
+        hint = did_you_mean(unknown[:1], known) or "."
+        raise _api.BadRequest(f"Unknown query parameter {unknown[0]!r} for {path}; {takes}{hint}")
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
